@@ -1,0 +1,61 @@
+"""Loading the YAML files people edit, with errors that name the file, line and entry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration file that cannot be used; the message says where and why."""
+
+    def __init__(self, path: Path | str, line: int | None, entry: str | None, problem: str):
+        self.path = str(path)
+        self.line = line
+        self.entry = entry
+        self.problem = problem
+        where = f"{self.path}:{line}" if line is not None else self.path
+        subject = f" (entry {entry!r})" if entry else ""
+        super().__init__(f"{where}{subject}: {problem}")
+
+
+class _LineLoader(yaml.SafeLoader):
+    """A YAML loader that remembers, for every mapping, the line it starts on."""
+
+
+def _mapping_with_line(loader: _LineLoader, node: yaml.MappingNode) -> dict[str, Any]:
+    mapping: dict[str, Any] = dict(loader.construct_mapping(node, deep=True))  # type: ignore[arg-type]
+    mapping["__line__"] = node.start_mark.line + 1
+    return mapping
+
+
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_with_line)
+
+
+def read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(path, None, None, f"cannot read the file: {exc}") from exc
+
+
+def load_yaml(path: Path | str, text: str) -> dict[str, Any]:
+    """Parse a YAML mapping; every mapping in it gets a `__line__` key."""
+    try:
+        document = yaml.load(text, Loader=_LineLoader)
+    except yaml.MarkedYAMLError as exc:
+        line = exc.problem_mark.line + 1 if exc.problem_mark else None
+        raise ConfigError(path, line, None, f"not valid YAML: {exc.problem}") from exc
+    if not isinstance(document, dict):
+        raise ConfigError(path, 1, None, "the file must hold a YAML mapping at the top level")
+    return document
+
+
+def line_of(mapping: Any) -> int | None:
+    return mapping.get("__line__") if isinstance(mapping, dict) else None
+
+
+def without_lines(mapping: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in mapping.items() if key != "__line__"}

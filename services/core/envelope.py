@@ -1,0 +1,92 @@
+"""CloudEvents over Kafka, binary content mode.
+
+Every record on our topics carries its CloudEvents attributes as `ce_*` headers and its
+data as a JSON value, so that any Kafka client (kcat included) can read it. The ticket id
+and the correlation id travel as the extension attributes `ticketid` and `correlationid`.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+SPEC_VERSION = "1.0"
+CONTENT_TYPE = "application/json"
+SCHEMA_VERSION = "1"
+
+Headers = list[tuple[str, bytes]]
+
+
+class EnvelopeError(ValueError):
+    """A record that is not a CloudEvent we can read."""
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str
+    source: str
+    ticket_id: str
+    correlation_id: str
+    data: Mapping[str, Any]
+    id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    time: datetime = field(default_factory=lambda: datetime.now(UTC))
+    schema_version: str = SCHEMA_VERSION
+
+
+def to_headers(event: Event) -> Headers:
+    return [
+        ("ce_specversion", SPEC_VERSION.encode()),
+        ("ce_id", event.id.encode()),
+        ("ce_source", event.source.encode()),
+        ("ce_type", event.type.encode()),
+        ("ce_time", event.time.isoformat().encode()),
+        ("ce_subject", event.ticket_id.encode()),
+        ("ce_ticketid", event.ticket_id.encode()),
+        ("ce_correlationid", event.correlation_id.encode()),
+        ("ce_schemaversion", event.schema_version.encode()),
+        ("content-type", CONTENT_TYPE.encode()),
+    ]
+
+
+def to_value(event: Event) -> bytes:
+    return json.dumps(event.data, separators=(",", ":"), default=str).encode()
+
+
+def from_record(headers: Sequence[tuple[str, bytes]] | None, value: bytes | None) -> Event:
+    """Read a record written by `to_headers`/`to_value`; raise EnvelopeError otherwise."""
+    attributes = {key: raw.decode("utf-8", "replace") for key, raw in headers or ()}
+    missing = [name for name in ("ce_id", "ce_type", "ce_source", "ce_ticketid")
+               if name not in attributes]
+    if missing:
+        raise EnvelopeError(f"missing CloudEvents headers: {', '.join(missing)}")
+    if attributes.get("ce_specversion") != SPEC_VERSION:
+        raise EnvelopeError(f"unsupported ce_specversion {attributes.get('ce_specversion')!r}")
+    schema_version = attributes.get("ce_schemaversion", SCHEMA_VERSION)
+    if schema_version != SCHEMA_VERSION:
+        raise EnvelopeError(f"unknown schema version {schema_version!r}")
+    if value is None:
+        raise EnvelopeError("record has no value")
+    try:
+        data = json.loads(value)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise EnvelopeError(f"value is not JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise EnvelopeError("value is not a JSON object")
+    try:
+        time = datetime.fromisoformat(attributes["ce_time"])
+    except (KeyError, ValueError) as exc:
+        raise EnvelopeError("ce_time is missing or not an RFC 3339 time") from exc
+    return Event(
+        type=attributes["ce_type"],
+        source=attributes["ce_source"],
+        ticket_id=attributes["ce_ticketid"],
+        correlation_id=attributes.get("ce_correlationid", attributes["ce_ticketid"]),
+        data=data,
+        id=attributes["ce_id"],
+        time=time,
+        schema_version=schema_version,
+    )

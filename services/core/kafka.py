@@ -1,0 +1,181 @@
+"""Kafka clients built in one place, with the settings every service shares."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from services.core import envelope
+from services.core.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+def producer(settings: Settings, *, client_id: str) -> AIOKafkaProducer:
+    """An idempotent producer that waits for all in-sync replicas."""
+    return AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        client_id=client_id,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=2,
+        request_timeout_ms=int(settings.produce_timeout_seconds * 1000),
+    )
+
+
+def consumer(
+    settings: Settings, *topics: str, group_id: str | None, client_id: str
+) -> AIOKafkaConsumer:
+    """A consumer that never commits on its own: callers commit after their output is acked."""
+    return AIOKafkaConsumer(
+        *topics,
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        client_id=client_id,
+        group_id=group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+    )
+
+
+async def ensure_topics(
+    settings: Settings, names: Iterable[str], *, attempts: int = 30
+) -> None:
+    """Create the topics that do not exist yet, with our partition count.
+
+    Retries for a while: a broker that has just opened its port may not answer yet.
+    """
+    wanted = list(dict.fromkeys(names))
+    for attempt in range(1, attempts + 1):
+        try:
+            return await _create_missing(settings, wanted)
+        except (KafkaError, OSError):
+            if attempt == attempts:
+                raise
+            await asyncio.sleep(1.0)
+
+
+async def _create_missing(settings: Settings, names: list[str]) -> None:
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.kafka_bootstrap_servers, client_id="topic-admin"
+    )
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [
+            NewTopic(name, settings.kafka_topic_partitions, settings.kafka_replication_factor)
+            for name in names
+            if name not in existing
+        ]
+        if wanted:
+            with contextlib.suppress(TopicAlreadyExistsError):  # another service was first
+                await admin.create_topics(wanted)
+            logger.info("topics created", extra={"topics": [t.name for t in wanted]})
+    finally:
+        await admin.close()
+
+
+async def send(
+    producer: AIOKafkaProducer, topic: str, event: envelope.Event, *, key: str
+) -> asyncio.Future[object]:
+    """Queue one event; the returned future resolves when the broker acknowledges it."""
+    future: asyncio.Future[object] = await producer.send(
+        topic,
+        envelope.to_value(event),
+        key=key.encode(),
+        headers=envelope.to_headers(event),
+    )
+    return future
+
+
+@dataclass(frozen=True)
+class Output:
+    """One event to publish: where, under which key."""
+
+    topic: str
+    key: str
+    event: envelope.Event
+
+
+class PublishFailed(Exception):
+    """The broker did not acknowledge every event in time; none can be promised."""
+
+
+class Publisher:
+    """Publishes events and returns only once the broker has acknowledged all of them.
+
+    The producer starts on first use and is rebuilt after a failure, so a service that
+    came up while the broker was down recovers by itself when it is back.
+    """
+
+    def __init__(self, settings: Settings, *, client_id: str) -> None:
+        self._settings = settings
+        self._client_id = client_id
+        self._producer: AIOKafkaProducer | None = None
+        self._lock = asyncio.Lock()
+        self._stopping: set[asyncio.Task[None]] = set()
+
+    async def publish(self, outputs: Sequence[Output]) -> None:
+        timeout = self._settings.produce_timeout_seconds
+        try:
+            active = await asyncio.wait_for(self._started(), timeout)
+            acknowledgements = [
+                await send(active, out.topic, out.event, key=out.key) for out in outputs
+            ]
+            await asyncio.wait_for(asyncio.gather(*acknowledgements), timeout)
+        except TimeoutError as exc:
+            # The producer keeps retrying on its own and recovers when the broker is
+            # back; the caller is told nothing was promised.
+            raise PublishFailed("the broker did not acknowledge in time") from exc
+        except (KafkaError, OSError) as exc:
+            self._discard_in_background()
+            raise PublishFailed(f"{type(exc).__name__}: {exc}") from exc
+
+    @property
+    def connected(self) -> bool:
+        return self._producer is not None
+
+    async def close(self) -> None:
+        await self._discard()
+
+    async def _started(self) -> AIOKafkaProducer:
+        async with self._lock:
+            if self._producer is None:
+                candidate = producer(self._settings, client_id=self._client_id)
+                try:
+                    await candidate.start()
+                except BaseException:
+                    await candidate.stop()
+                    raise
+                self._producer = candidate
+            return self._producer
+
+    def _discard_in_background(self) -> None:
+        """Drop a failed producer; a new one starts on next use. Stopping the old one
+        waits for its pending records, so it must not hold up the caller."""
+        stale, self._producer = self._producer, None
+        if stale is not None:
+            task = asyncio.create_task(self._stop_quietly(stale))
+            self._stopping.add(task)
+            task.add_done_callback(self._stopping.discard)
+
+    async def _discard(self) -> None:
+        async with self._lock:
+            stale, self._producer = self._producer, None
+        if stale is not None:
+            await self._stop_quietly(stale)
+        await asyncio.gather(*self._stopping)
+
+    @staticmethod
+    async def _stop_quietly(stale: AIOKafkaProducer) -> None:
+        try:
+            await stale.stop()
+        except (KafkaError, OSError):
+            logger.warning("producer did not stop cleanly", exc_info=True)

@@ -1,0 +1,29 @@
+"""Logging set-up: one JSON object a line, fields passed as `extra`.
+
+Log ids, departments, segments and reasons; never names, contact details, birth dates
+or gender (the ticket's text can hold any of these, so it is never logged either).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from pythonjsonlogger.json import JsonFormatter
+
+from services.core.settings import Settings
+
+
+def configure(settings: Settings, *, service: str) -> None:
+    handler = logging.StreamHandler()
+    if settings.log_format == "json":
+        handler.setFormatter(JsonFormatter(
+            "%(asctime)s %(levelname)s %(name)s %(message)s",
+            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+            static_fields={"service": service},
+        ))
+    else:
+        handler.setFormatter(logging.Formatter(f"%(asctime)s {service} %(levelname)s %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(settings.log_level.upper())
+    logging.getLogger("aiokafka").setLevel(max(root.level, logging.WARNING))

@@ -1,0 +1,140 @@
+"""The consume-transform-produce loop every pipeline stage runs, at least once.
+
+A stage is a `Transform`: it turns one incoming event into the events it must publish.
+The loop publishes them, waits until the broker has acknowledged every one, and only then
+commits the consumed offsets, so a crash at any point replays rather than loses.
+
+A record the transform cannot process (`Unprocessable`) goes to the dead-letter topic with
+the reason in its headers, and the loop carries on. Any other error (database or broker
+down) is transient: the batch is rewound and retried after a pause, nothing is skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError
+from pydantic import ValidationError
+
+from services.core import envelope, kafka, topics
+
+logger = logging.getLogger(__name__)
+
+
+class Unprocessable(Exception):
+    """A record that no retry will fix: it goes to the dead-letter topic."""
+
+
+Transform = Callable[[envelope.Event], Awaitable[Sequence[kafka.Output]]]
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """The fields and what was wrong with them, without echoing the values (personal data)."""
+    return "; ".join(
+        f"{'.'.join(str(part) for part in detail['loc']) or 'record'}: {detail['msg']}"
+        for detail in error.errors(include_input=False, include_url=False)
+    )
+
+
+def dead_letter_headers(record: ConsumerRecord, reason: str, error_class: str) -> envelope.Headers:
+    return [
+        *(record.headers or ()),
+        ("dlq_source_topic", record.topic.encode()),
+        ("dlq_source_partition", str(record.partition).encode()),
+        ("dlq_source_offset", str(record.offset).encode()),
+        ("dlq_error", reason.encode()[:1000]),
+        ("dlq_error_class", error_class.encode()),
+    ]
+
+
+class StageLoop:
+    """Runs one stage until `stop` is set; finishes the batch in hand before returning."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        consumer: AIOKafkaConsumer,
+        producer: AIOKafkaProducer,
+        transform: Transform,
+        retry_pause_seconds: float = 1.0,
+        max_batch: int = 500,
+    ) -> None:
+        self.name = name
+        self._consumer = consumer
+        self._producer = producer
+        self._transform = transform
+        self._retry_pause = retry_pause_seconds
+        self._max_batch = max_batch
+        self.processed = 0
+        self.dead_lettered = 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            batch = await self._consumer.getmany(timeout_ms=200, max_records=self._max_batch)
+            if not batch:
+                continue
+            try:
+                await self._process(batch)
+            except Exception:
+                logger.exception("stage %s failed on a batch; retrying it", self.name)
+                self._rewind(batch)
+                await asyncio.sleep(self._retry_pause)
+                continue
+            await self._commit(batch)
+
+    async def _process(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+        acknowledgements: list[asyncio.Future[object]] = []
+        for records in batch.values():
+            for record in records:
+                acknowledgements.extend(await self._handle(record))
+        await asyncio.gather(*acknowledgements)
+        self.processed += sum(len(records) for records in batch.values())
+
+    async def _handle(self, record: ConsumerRecord) -> list[asyncio.Future[object]]:
+        try:
+            event = envelope.from_record(record.headers, record.value)
+            outputs = await self._transform(event)
+        except envelope.EnvelopeError as exc:
+            return [await self._dead_letter(record, str(exc), type(exc).__name__)]
+        except ValidationError as exc:
+            reason = describe_validation_error(exc)
+            return [await self._dead_letter(record, reason, type(exc).__name__)]
+        except Unprocessable as exc:
+            cause = exc.__cause__ or exc
+            return [await self._dead_letter(record, str(exc), type(cause).__name__)]
+        return [await kafka.send(self._producer, out.topic, out.event, key=out.key)
+                for out in outputs]
+
+    async def _dead_letter(
+        self, record: ConsumerRecord, reason: str, error_class: str
+    ) -> asyncio.Future[object]:
+        logger.warning(
+            "record sent to the dead-letter topic",
+            extra={"stage": self.name, "topic": record.topic, "partition": record.partition,
+                   "offset": record.offset, "error": reason, "error_class": error_class},
+        )
+        self.dead_lettered += 1
+        future: asyncio.Future[object] = await self._producer.send(
+            topics.DEAD_LETTERS,
+            record.value,
+            key=record.key,
+            headers=dead_letter_headers(record, reason, error_class),
+        )
+        return future
+
+    def _rewind(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+        for partition, records in batch.items():
+            if records:
+                self._consumer.seek(partition, records[0].offset)
+
+    async def _commit(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+        offsets = {tp: records[-1].offset + 1 for tp, records in batch.items() if records}
+        try:
+            await self._consumer.commit(offsets)
+        except CommitFailedError:
+            # The group rebalanced under us: another member replays these records.
+            logger.warning("offset commit failed after a rebalance", extra={"stage": self.name})

@@ -1,0 +1,61 @@
+"""Running one pipeline stage inside a service: clients, task, clean shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from services.core import kafka, pipeline
+from services.core.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+class StageRunner:
+    """Owns a stage's consumer and producer and the task that runs its loop."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        name: str,
+        source_topic: str,
+        group_id: str,
+        transform: pipeline.Transform,
+    ) -> None:
+        self._consumer = kafka.consumer(settings, source_topic, group_id=group_id,
+                                        client_id=name)
+        self._producer = kafka.producer(settings, client_id=name)
+        self.loop = pipeline.StageLoop(name=name, consumer=self._consumer,
+                                       producer=self._producer, transform=transform)
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self._producer.start()
+        await self._consumer.start()
+        self._task = asyncio.create_task(self.loop.run(self._stop), name=self.loop.name)
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def stop(self) -> None:
+        """Finish the batch in hand, commit it, leave the group, flush the producer."""
+        self._stop.set()
+        if self._task is not None:
+            try:
+                await self._task
+            except Exception:
+                logger.exception("stage %s ended with an error", self.loop.name)
+        for client in (self._consumer, self._producer):
+            try:
+                await client.stop()
+            except Exception:
+                logger.exception("stage %s: a Kafka client did not stop cleanly", self.loop.name)
+
+
+def stage_running(app: object) -> bool:
+    """Whether the stage a service's lifespan put in `app.state.stage` is running."""
+    stage = getattr(getattr(app, "state", None), "stage", None)
+    return isinstance(stage, StageRunner) and stage.running

@@ -1,0 +1,58 @@
+"""The ticket as it travels the pipeline, and the stages' additions to it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+AttributeValue = str | int | float | bool
+
+
+class Ticket(BaseModel):
+    """A customer's request, as accepted by the intake."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    ticket_id: str
+    customer_id: str
+    subject: str
+    body: str
+    channel: str
+    kind: str | None = None
+    language: str | None = None
+    attributes: dict[str, AttributeValue] = Field(default_factory=dict)
+    received_at: datetime
+
+
+class Segmentation(BaseModel):
+    """Which customer group a ticket belongs to, and why."""
+
+    model_config = ConfigDict(frozen=True)
+
+    segment: str
+    rule: str
+    rules_version: str
+    customer_known: bool
+    tier: str
+    decided_by: dict[str, Any] = Field(default_factory=dict)
+
+
+class SegmentedTicket(Ticket):
+    segmentation: Segmentation
+
+
+class Routing(BaseModel):
+    """Which department a ticket went to, and why."""
+
+    model_config = ConfigDict(frozen=True)
+
+    department: str
+    reason: Literal["route", "fallback"]
+    table_version: str
+    routed_at: datetime
+
+
+class RoutedTicket(SegmentedTicket):
+    routing: Routing

@@ -1,0 +1,84 @@
+"""`department`: the command-line tool a department uses on its own queue."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Annotated
+
+import httpx
+import typer
+
+from services.core.settings import Settings
+from services.departments import queue
+
+app = typer.Typer(help="Read a department's ticket queue and report what was done.",
+                  no_args_is_help=True)
+
+Department = Annotated[str, typer.Argument(help="The department, e.g. public_sector")]
+TicketId = Annotated[str, typer.Argument(help="The ticket id from the queue")]
+
+
+@app.command("queue")
+def read(
+    department: Department,
+    max_tickets: Annotated[int, typer.Option("--max", min=1, help="Stop after this many")] = 10,
+    wait: Annotated[float, typer.Option(help="Seconds to wait for a ticket")] = 5.0,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON ticket a line")] = False,
+) -> None:
+    """Take the next waiting tickets off the department's queue and print them."""
+
+    async def run() -> int:
+        count = 0
+        async for ticket in queue.read_queue(Settings(), department, max_tickets=max_tickets,
+                                             wait_seconds=wait):
+            count += 1
+            if as_json:
+                typer.echo(ticket.model_dump_json())
+            else:
+                typer.echo(f"{ticket.ticket_id}  segment={ticket.segmentation.segment}"
+                           f"  kind={ticket.kind or '-'}  channel={ticket.channel}"
+                           f"  received={ticket.received_at:%Y-%m-%d %H:%M:%S}"
+                           f"  subject={ticket.subject!r}")
+        return count
+
+    if asyncio.run(run()) == 0 and not as_json:
+        typer.echo(f"no tickets waiting for {department}", err=True)
+
+
+def _report(kind: str, ticket_id: str, department: str | None) -> None:
+    settings = Settings()
+    try:
+        receipt = queue.report(settings.router_url, ticket_id, kind, department=department)
+    except httpx.HTTPStatusError as exc:
+        typer.echo(f"not recorded: {exc.response.status_code} {exc.response.text}", err=True)
+        raise typer.Exit(1) from exc
+    except httpx.HTTPError as exc:
+        typer.echo(f"not recorded: router unreachable at {settings.router_url}: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(json.dumps(receipt))
+
+
+DepartmentOption = Annotated[str | None, typer.Option(help="Your department")]
+
+
+@app.command("pick-up")
+def pick_up(ticket_id: TicketId, department: DepartmentOption = None) -> None:
+    """Report that an agent has started on the ticket."""
+    _report("picked_up", ticket_id, department)
+
+
+@app.command()
+def respond(ticket_id: TicketId, department: DepartmentOption = None) -> None:
+    """Report the first response to the customer."""
+    _report("responded", ticket_id, department)
+
+
+@app.command()
+def resolve(ticket_id: TicketId, department: DepartmentOption = None) -> None:
+    """Report that the ticket is resolved."""
+    _report("resolved", ticket_id, department)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,138 @@
+"""A single-node Apache Kafka broker (KRaft) on loopback, for local runs and tests.
+
+The jars come from Maven Central through `deploy/kafka/pom.xml` into `.cache/kafka/libs`
+(fetched once, again when the pom changes). Each broker gets its own folder with its
+`server.properties`, formatted storage and log file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+
+from services.core.settings import PROJECT_ROOT
+from services.local import ports
+
+POM = PROJECT_ROOT / "deploy" / "kafka" / "pom.xml"
+LOG_CONFIG = PROJECT_ROOT / "deploy" / "kafka" / "log4j2.properties"
+LIBS = PROJECT_ROOT / ".cache" / "kafka" / "libs"
+
+
+class BrokerError(RuntimeError):
+    pass
+
+
+def ensure_jars() -> Path:
+    """Fetch the broker's jars with Maven unless the cached set matches the pom."""
+    stamp = LIBS / ".pom-sha256"
+    wanted = hashlib.sha256(POM.read_bytes()).hexdigest()
+    if stamp.exists() and stamp.read_text() == wanted:
+        return LIBS
+    if LIBS.exists():
+        shutil.rmtree(LIBS)
+    subprocess.run(
+        ["mvn", "-q", "-B", "-f", str(POM), "dependency:copy-dependencies",
+         f"-DoutputDirectory={LIBS}", "-DincludeScope=runtime"],
+        check=True,
+    )
+    stamp.write_text(wanted)
+    return LIBS
+
+
+def server_properties(*, data_dir: Path, port: int, controller_port: int,
+                      extra: dict[str, str] | None = None) -> str:
+    settings = {
+        "process.roles": "broker,controller",
+        "node.id": "1",
+        "controller.quorum.bootstrap.servers": f"127.0.0.1:{controller_port}",
+        "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
+        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
+        "controller.listener.names": "CONTROLLER",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "log.dirs": str(data_dir),
+        # Our code creates every topic with an explicit partition count.
+        "auto.create.topics.enable": "false",
+        "offsets.topic.replication.factor": "1",
+        "offsets.topic.num.partitions": "10",
+        "transaction.state.log.replication.factor": "1",
+        "transaction.state.log.min.isr": "1",
+        "transaction.state.log.num.partitions": "10",
+        "share.coordinator.state.topic.replication.factor": "1",
+        "share.coordinator.state.topic.min.isr": "1",
+        "group.initial.rebalance.delay.ms": "0",
+        **(extra or {}),
+    }
+    return "".join(f"{key}={value}\n" for key, value in settings.items())
+
+
+class LocalKafka:
+    """One broker process; `start()` returns once it accepts connections."""
+
+    def __init__(self, home: Path, *, port: int | None = None,
+                 controller_port: int | None = None, heap: str = "512m") -> None:
+        self.home = home
+        self.port = port or ports.free_port()
+        self.controller_port = controller_port or ports.free_port()
+        self.heap = heap
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def log_file(self) -> Path:
+        return self.home / "broker.log"
+
+    def _java(self, main: str, *args: str) -> list[str]:
+        return ["java", f"-Xmx{self.heap}", f"-Dlog4j2.configurationFile={LOG_CONFIG}",
+                "-cp", f"{ensure_jars()}/*", main, *args]
+
+    def start(self, timeout: float = 90.0) -> None:
+        data_dir = self.home / "data"
+        config = self.home / "server.properties"
+        self.home.mkdir(parents=True, exist_ok=True)
+        config.write_text(server_properties(data_dir=data_dir, port=self.port,
+                                            controller_port=self.controller_port))
+        if not (data_dir / "meta.properties").exists():
+            cluster_id = subprocess.run(
+                self._java("kafka.tools.StorageTool", "random-uuid"),
+                check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+            subprocess.run(
+                self._java("kafka.tools.StorageTool", "format", "--standalone",
+                           "-t", cluster_id, "-c", str(config)),
+                check=True, capture_output=True)
+        with self.log_file.open("ab") as log:
+            self._process = subprocess.Popen(
+                self._java("kafka.Kafka", str(config)), stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True, env={**os.environ, "KAFKA_HEAP_OPTS": ""})
+        if not ports.wait_for_port(self.port, timeout=timeout):
+            self.stop()
+            raise BrokerError(f"Kafka did not start within {timeout}s; see {self.log_file}")
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    def kill(self) -> None:
+        """SIGKILL the broker (fault tests); `start()` brings it back on the same ports."""
+        if self._process is not None:
+            self._process.send_signal(signal.SIGKILL)
+            self._process.wait()
+            self._process = None
+
+    def stop(self, timeout: float = 30.0) -> None:
+        if self._process is None:
+            return
+        self._process.terminate()
+        try:
+            self._process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        self._process = None

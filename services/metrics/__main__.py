@@ -1,0 +1,3 @@
+from services.metrics.app import main
+
+main()

@@ -1,0 +1,75 @@
+"""The stats API: response times per department, and per segment side by side."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+
+from services.core import http, topics
+from services.metrics import stats
+from services.metrics.store import TimelineStore
+
+api = APIRouter(prefix="/v1", tags=["stats"])
+
+
+def get_store(request: Request) -> TimelineStore:
+    store: TimelineStore = request.app.state.timelines
+    return store
+
+
+def get_window(
+    window: Annotated[str, Query(description="15m, 1h, 24h, 7d ...", max_length=10)] = "24h",
+) -> timedelta:
+    try:
+        return stats.parse_window(window)
+    except ValueError as exc:
+        raise http.InvalidField("query.window", str(exc)) from exc
+
+
+Store = Annotated[TimelineStore, Depends(get_store)]
+Window = Annotated[timedelta, Depends(get_window)]
+Department = Annotated[str, Path(pattern=topics.DEPARTMENT_NAME.pattern)]
+
+
+@api.get("/departments/{department}/stats")
+async def department_stats(department: Department, window: Window,
+                           store: Store) -> dict[str, Any]:
+    """Volume, first-response and resolution percentiles and backlog of one department."""
+    since = datetime.now(UTC) - window
+    routed = await store.routed_since(since, department=department)
+    backlog = len(await store.open_tickets(department))
+    return {"department": department,
+            **asdict(stats.service_stats(window, routed, backlog))}
+
+
+@api.get("/departments")
+async def all_departments(window: Window, store: Store) -> dict[str, Any]:
+    """The same statistics for every department that received tickets in the window."""
+    since = datetime.now(UTC) - window
+    routed = await store.routed_since(since)
+    open_now = await store.open_tickets()
+    names = sorted({t.department for t in [*routed, *open_now] if t.department})
+    return {"departments": [
+        {"department": name, **asdict(stats.service_stats(
+            window, [t for t in routed if t.department == name],
+            sum(1 for t in open_now if t.department == name)))}
+        for name in names
+    ]}
+
+
+@api.get("/segments/stats")
+async def segment_stats(window: Window, store: Store) -> dict[str, Any]:
+    """The statistics per segment, side by side, so a gap in service shows."""
+    since = datetime.now(UTC) - window
+    routed = await store.routed_since(since)
+    open_now = await store.open_tickets()
+    names = sorted({t.segment for t in [*routed, *open_now] if t.segment})
+    return {"segments": [
+        {"segment": name, **asdict(stats.service_stats(
+            window, [t for t in routed if t.segment == name],
+            sum(1 for t in open_now if t.segment == name)))}
+        for name in names
+    ]}

@@ -1,0 +1,3 @@
+from services.segmenter.app import main
+
+main()

@@ -1,0 +1,61 @@
+"""The segmenter's API: which segment a customer is in, and why."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+
+from services.segmenter import context, rules
+from services.segmenter.store import CustomerStore
+
+api = APIRouter(prefix="/v1", tags=["segments"])
+
+CustomerId = Annotated[str, Path(min_length=1, max_length=128,
+                                 pattern=r"^[A-Za-z0-9._:@-]+$")]
+
+
+def get_store(request: Request) -> CustomerStore:
+    store: CustomerStore = request.app.state.customers
+    return store
+
+
+def get_rules(request: Request) -> rules.RuleSet:
+    rule_set: rules.RuleSet = request.app.state.rules.current
+    return rule_set
+
+
+Store = Annotated[CustomerStore, Depends(get_store)]
+Rules = Annotated[rules.RuleSet, Depends(get_rules)]
+
+
+@api.get("/customers/{customer_id}/segment")
+async def customer_segment(customer_id: CustomerId, store: Store, rule_set: Rules,
+                           explain: Annotated[bool, Query()] = False) -> dict[str, Any]:
+    """The segment a ticket from this customer would get now (a ticket's own fields are
+    unknown here, so rules on `ticket` see nulls). Unknown customers are answered too."""
+    now = datetime.now(UTC)
+    customer = await store.customer(customer_id, now=now)
+    evaluation = context.build(customer, None, today=now.date())
+    decision = rule_set.decide(evaluation)
+    answer: dict[str, Any] = {
+        "customer_id": customer_id, "segment": decision.segment,
+        "rule": decision.rule, "rules_version": decision.rules_version,
+        "customer_known": customer.profile is not None, "tier": str(customer.tier),
+    }
+    if explain:
+        answer["explanation"] = {
+            "decided_by": decision.decided_by,
+            "features": evaluation["features"],
+            "rules_checked": [
+                {"rule": rule.name, "segment": rule.segment, "when": rule.expression}
+                for rule in rule_set.rules[:_position(rule_set, decision.rule) + 1]
+            ],
+        }
+    return answer
+
+
+def _position(rule_set: rules.RuleSet, name: str) -> int:
+    names = [rule.name for rule in rule_set.rules]
+    return names.index(name) if name in names else len(names) - 1

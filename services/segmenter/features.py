@@ -1,0 +1,133 @@
+"""Value features and differentiation tiers. Pure decision code.
+
+Scores and tiers are relative to the customer base: a population run (on demand, and
+after bulk changes) derives `Cutoffs` from every customer's raw values; between runs a
+changed customer is scored against the last cutoffs, so one purchase updates one
+customer without rescanning the base.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, timedelta
+
+from services.segmenter.profiles import Tier, ValueFeatures
+
+RECENT = timedelta(days=90)
+YEAR = timedelta(days=365)
+
+
+@dataclass(frozen=True)
+class Purchase:
+    amount: float
+    purchased_at: datetime
+
+
+@dataclass(frozen=True)
+class TierPolicy:
+    most_valuable_share: float = 0.05
+    most_growable_share: float = 0.10
+    min_growth_ratio: float = 0.25
+
+
+@dataclass(frozen=True)
+class Cutoffs:
+    """Quintile edges for R, F and M, and the values that put a customer in a tier."""
+
+    recency_days: tuple[float, ...] = (30, 90, 180, 365)  # fewer days is better
+    frequency: tuple[float, ...] = (1, 2, 4, 8)
+    monetary: tuple[float, ...] = (50, 200, 1000, 5000)
+    most_valuable_from: float = 10_000.0  # trailing-12-month value
+    most_growable_from: float = 1_000.0  # growth in spend
+
+
+DEFAULT_CUTOFFS = Cutoffs()
+
+
+def raw_features(purchases: Iterable[Purchase], *, signup_date: date | None,
+                 tickets_raised: int, now: datetime) -> ValueFeatures:
+    """Values without scores: totals, trailing year, growth, tenure."""
+    total = trailing = recent = prior = 0.0
+    count = 0
+    last: datetime | None = None
+    for purchase in purchases:
+        at = purchase.purchased_at if purchase.purchased_at.tzinfo else \
+            purchase.purchased_at.replace(tzinfo=UTC)
+        count += 1
+        total += purchase.amount
+        age = now - at
+        if age <= YEAR:
+            trailing += purchase.amount
+        if age <= RECENT:
+            recent += purchase.amount
+        elif age <= 2 * RECENT:
+            prior += purchase.amount
+        last = at if last is None or at > last else last
+    growth = recent - prior
+    return ValueFeatures(
+        total_value=round(total, 2), trailing_12m_value=round(trailing, 2),
+        growth=round(growth, 2),
+        growth_ratio=round(growth / max(recent, prior), 4) if max(recent, prior) > 0 else 0.0,
+        tenure_days=(now.date() - signup_date).days if signup_date else 0,
+        purchases=count, last_purchase_at=last, tickets_raised=tickets_raised)
+
+
+def scored(features: ValueFeatures, cutoffs: Cutoffs, *, now: datetime) -> ValueFeatures:
+    if features.purchases == 0 or features.last_purchase_at is None:
+        return replace(features, recency=0, frequency=0, monetary=0)
+    days_since = (now - features.last_purchase_at).total_seconds() / 86400
+    return replace(
+        features,
+        recency=5 - bisect.bisect_left(cutoffs.recency_days, days_since),
+        frequency=1 + bisect.bisect_left(cutoffs.frequency, features.purchases),
+        monetary=1 + bisect.bisect_left(cutoffs.monetary, features.total_value),
+    )
+
+
+def tier_of(features: ValueFeatures, cutoffs: Cutoffs, policy: TierPolicy) -> Tier:
+    if features.purchases == 0:
+        return Tier.POTENTIAL
+    value = features.trailing_12m_value
+    if value > 0 and value >= cutoffs.most_valuable_from:
+        return Tier.MOST_VALUABLE
+    if (features.growth > 0 and features.growth >= cutoffs.most_growable_from
+            and features.growth_ratio >= policy.min_growth_ratio):
+        return Tier.MOST_GROWABLE
+    return Tier.EXISTING
+
+
+def population_cutoffs(population: Sequence[ValueFeatures], policy: TierPolicy,
+                       *, now: datetime) -> Cutoffs:
+    """Cutoffs from the whole customer base (customers with purchases)."""
+    buyers = [f for f in population if f.purchases > 0 and f.last_purchase_at is not None]
+    if not buyers:
+        return DEFAULT_CUTOFFS
+    recency = sorted((now - f.last_purchase_at).total_seconds() / 86400
+                     for f in buyers if f.last_purchase_at is not None)
+    valuable = sorted((f.trailing_12m_value for f in buyers), reverse=True)
+    growing = sorted((f.growth for f in buyers
+                      if f.growth > 0 and f.growth_ratio >= policy.min_growth_ratio),
+                     reverse=True)
+    return Cutoffs(
+        recency_days=_quintile_edges(recency),
+        frequency=_quintile_edges(sorted(float(f.purchases) for f in buyers)),
+        monetary=_quintile_edges(sorted(f.total_value for f in buyers)),
+        most_valuable_from=_top_share_floor(valuable, policy.most_valuable_share, len(buyers)),
+        most_growable_from=_top_share_floor(growing, policy.most_growable_share, len(buyers)),
+    )
+
+
+def _quintile_edges(ordered: Sequence[float]) -> tuple[float, ...]:
+    """The 20/40/60/80 % values; scores count the edges a value passes."""
+    last = len(ordered) - 1
+    return tuple(ordered[round(last * share)] for share in (0.2, 0.4, 0.6, 0.8))
+
+
+def _top_share_floor(descending: Sequence[float], share: float, population: int) -> float:
+    """The smallest value still within the top `share` of the population."""
+    if not descending:
+        return float("inf")
+    place = max(1, int(population * share))
+    return descending[min(place, len(descending)) - 1]

@@ -1,0 +1,66 @@
+"""What the segmenter knows of a customer: profile, value features and tier."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Any
+
+
+class CustomerType(StrEnum):
+    INDIVIDUAL = "individual"
+    ORGANISATION = "organisation"
+    GOVERNMENT = "government"
+
+
+class Tier(StrEnum):
+    MOST_VALUABLE = "most_valuable"
+    MOST_GROWABLE = "most_growable"
+    EXISTING = "existing"
+    POTENTIAL = "potential"
+
+
+@dataclass(frozen=True)
+class CustomerProfile:
+    customer_id: str
+    customer_type: CustomerType
+    birth_date: date | None = None
+    gender: str | None = None
+    country: str | None = None
+    language: str | None = None
+    socio_economic_band: str | None = None
+    signup_date: date | None = None
+    attributes: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ValueFeatures:
+    """Recency, frequency and monetary scores (1-5; 0 without purchases) and the values
+    they come from."""
+
+    recency: int = 0
+    frequency: int = 0
+    monetary: int = 0
+    total_value: float = 0.0
+    trailing_12m_value: float = 0.0
+    growth: float = 0.0  # spend in the last 90 days minus the 90 before
+    growth_ratio: float = 0.0  # the same, relative: -1 (stopped) .. 1 (all new)
+    tenure_days: int = 0
+    purchases: int = 0
+    last_purchase_at: datetime | None = None
+    tickets_raised: int = 0
+
+
+NO_FEATURES = ValueFeatures()
+
+
+@dataclass(frozen=True)
+class Customer:
+    """Everything segmentation reads about one customer; `profile` is None if unknown."""
+
+    customer_id: str
+    profile: CustomerProfile | None
+    features: ValueFeatures
+    tier: Tier

@@ -1,0 +1,196 @@
+"""Segment rules: an ordered list of CEL expressions; the first that holds wins.
+
+Pure decision code. Rules are compiled once when a rule set is loaded; a ticket's
+evaluation context is built once and shared by every rule. A rule set is checked before
+it can serve: each expression must compile, be boolean, and evaluate without error both
+for a known customer and for a customer the store does not know (so a rule reading
+`customer.age_years` must guard against null).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from cel_expr_python import cel
+
+from services.core.config_files import ConfigError, line_of
+
+_T = cel.Type
+_MAP = _T.Map(_T.STRING, _T.DYN)
+VARIABLES = {"customer": _MAP, "features": _MAP, "tier": _T.STRING, "ticket": _MAP}
+ENVIRONMENT = cel.NewEnv(variables=VARIABLES)
+
+DEFAULT_PROTECTED = ("customer.gender", "customer.birth_date", "customer.age_years",
+                     "customer.socio_economic_band")
+_SEGMENT_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+_STRING_LITERAL = re.compile(r"\"(?:\\.|[^\"\\])*\"|'(?:\\.|[^'\\])*'")
+_PATH = re.compile(r"\b(customer|features|tier|ticket)((?:\.[A-Za-z_]\w*)*)")
+
+Context = Mapping[str, Any]
+
+
+class RuleEvaluationError(RuntimeError):
+    """A rule failed on a ticket's data at run time (the ticket goes to the dead letters)."""
+
+    def __init__(self, rule: str, problem: str) -> None:
+        self.rule = rule
+        super().__init__(f"segment rule {rule!r} failed: {problem}")
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    segment: str
+    expression: str
+    line: int | None
+    reads: tuple[str, ...]
+    compiled: Any  # cel Expression
+
+    def holds(self, activation: Any) -> bool:
+        value = self.compiled.eval(activation)
+        kind = value.type()
+        if kind == _T.ERROR:
+            raise RuleEvaluationError(self.name, str(value.value()))
+        if kind != _T.BOOL:
+            raise RuleEvaluationError(self.name, f"gave {kind.name()}, not a boolean")
+        return bool(value.value())
+
+
+@dataclass(frozen=True)
+class Decision:
+    segment: str
+    rule: str  # the rule's name, or "default"
+    rules_version: str
+    decided_by: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    version: str
+    source: str
+    rules: tuple[Rule, ...]
+    default_segment: str
+    protected_attributes: tuple[str, ...] = DEFAULT_PROTECTED
+
+    def decide(self, context: Context) -> Decision:
+        activation = ENVIRONMENT.Activation(context)
+        for rule in self.rules:
+            if rule.holds(activation):
+                return Decision(rule.segment, rule.name, self.version,
+                                decided_by=values_read(rule.reads, context))
+        return Decision(self.default_segment, "default", self.version, decided_by={})
+
+    def matching(self, context: Context) -> list[Rule]:
+        """Every rule that holds (the analysis uses this to find shadowed rules)."""
+        activation = ENVIRONMENT.Activation(context)
+        return [rule for rule in self.rules if rule.holds(activation)]
+
+    @property
+    def segments(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys([*(r.segment for r in self.rules), self.default_segment]))
+
+    def protected_reads(self, rule: Rule) -> list[str]:
+        return [path for path in rule.reads if _is_protected(path, self.protected_attributes)]
+
+
+def _is_protected(path: str, protected: Sequence[str]) -> bool:
+    # A rule reading a whole map (`customer`) may read anything in it.
+    return any(path == p or path.startswith(p + ".") or p.startswith(path + ".")
+               for p in protected)
+
+
+def referenced_paths(expression: str) -> tuple[str, ...]:
+    """The variables and fields an expression reads, e.g. ('customer.type', 'tier')."""
+    code = _STRING_LITERAL.sub("''", expression)
+    return tuple(dict.fromkeys(m.group(1) + m.group(2) for m in _PATH.finditer(code)))
+
+
+def values_read(paths: Sequence[str], context: Context) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for path in paths:
+        value: Any = context
+        for part in path.split("."):
+            value = value.get(part) if isinstance(value, Mapping) else None
+        found[path] = value
+    return found
+
+
+def parse_rule_set(document: Mapping[str, Any], *, source: str, version: str,
+                   probes: Sequence[Context]) -> RuleSet:
+    """Validate and compile a rule file already read as YAML (with `__line__` marks).
+
+    `probes` are contexts every rule must evaluate on without error (a known customer, an
+    unknown one); a rule that fails on them would fail on real tickets.
+    """
+    top = line_of(document)
+    allowed = {"version", "default_segment", "protected_attributes", "rules", "__line__"}
+    unknown = sorted(set(document) - allowed)
+    if unknown:
+        raise ConfigError(source, top, None,
+                          f"unknown keys {unknown}; accepted: {sorted(allowed - {'__line__'})}")
+    default = document.get("default_segment")
+    if not isinstance(default, str) or not _SEGMENT_NAME.match(default):
+        raise ConfigError(source, top, "default_segment",
+                          "a default segment is required (lower-case name), so that no"
+                          " ticket is left unclaimed")
+    protected = document.get("protected_attributes", list(DEFAULT_PROTECTED))
+    if not isinstance(protected, list) or not all(isinstance(p, str) for p in protected):
+        raise ConfigError(source, top, "protected_attributes",
+                          "protected_attributes must be a list of paths like customer.gender")
+    entries = document.get("rules")
+    if not isinstance(entries, list):
+        raise ConfigError(source, top, "rules", "rules must be a list (it may be empty)")
+    rules: list[Rule] = []
+    for position, entry in enumerate(entries, start=1):
+        rule = _compile_rule(entry, position, source)
+        if any(existing.name == rule.name for existing in rules):
+            raise ConfigError(source, rule.line, rule.name, "two rules have this name")
+        rules.append(rule)
+    rule_set = RuleSet(version=version, source=source, rules=tuple(rules),
+                       default_segment=default, protected_attributes=tuple(protected))
+    for rule in rules:
+        for probe in probes:
+            try:
+                rule.holds(ENVIRONMENT.Activation(probe))
+            except RuleEvaluationError as exc:
+                who = "an unknown customer" if not probe["customer"].get("known") \
+                    else "a known customer"
+                raise ConfigError(source, rule.line, rule.name,
+                                  f"fails for {who}: {exc} (guard fields that may be null,"
+                                  " e.g. `customer.age_years != null && ...`, and use has()"
+                                  " for optional attributes)") from exc
+    return rule_set
+
+
+def _compile_rule(entry: Any, position: int, source: str) -> Rule:
+    line = line_of(entry)
+    label = f"rules[{position}]"
+    if not isinstance(entry, dict):
+        raise ConfigError(source, line, label, "each rule is a mapping: name, segment, when")
+    unknown = sorted(set(entry) - {"name", "segment", "when", "description", "__line__"})
+    if unknown:
+        raise ConfigError(source, line, label,
+                          f"unknown keys {unknown}; accepted: name, segment, when, description")
+    name = entry.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError(source, line, label, "name is required")
+    segment = entry.get("segment")
+    if not isinstance(segment, str) or not _SEGMENT_NAME.match(segment):
+        raise ConfigError(source, line, name, "segment must be a lower-case name"
+                          " (letters, digits, '_' or '-')")
+    expression = entry.get("when")
+    if not isinstance(expression, str) or not expression.strip():
+        raise ConfigError(source, line, name, "when must be a CEL expression")
+    try:
+        compiled = ENVIRONMENT.compile(expression)
+    except RuntimeError as exc:
+        raise ConfigError(source, line, name, f"not a valid CEL expression: {exc}") from exc
+    if compiled.return_type() not in (_T.BOOL, _T.DYN):
+        raise ConfigError(source, line, name,
+                          f"the expression gives {compiled.return_type().name()},"
+                          " a rule must give a boolean")
+    return Rule(name=name, segment=segment, expression=expression, line=line,
+                reads=referenced_paths(expression), compiled=compiled)

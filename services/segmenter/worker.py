@@ -1,0 +1,50 @@
+"""The segmenter stage: a received ticket in, the ticket tagged with its segment out."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+from services.core import envelope, events, kafka, pipeline, tickets, topics
+from services.segmenter import context, rules
+from services.segmenter.profiles import Customer
+
+SOURCE = "/services/segmenter"
+
+Lookup = Callable[..., Awaitable[Customer]]
+
+
+class SegmentTicket:
+    """Turns `ticket.received` events into `ticket.segmented` ones (a pipeline Transform)."""
+
+    def __init__(self, *, lookup: Lookup, current_rules: Callable[[], rules.RuleSet]) -> None:
+        self._lookup = lookup
+        self._current_rules = current_rules
+
+    async def __call__(self, event: envelope.Event) -> list[kafka.Output]:
+        ticket = tickets.Ticket.model_validate(event.data)
+        now = datetime.now(UTC)
+        customer = await self._lookup(ticket.customer_id, now=now)
+        rule_set = self._current_rules()
+        try:
+            decision = rule_set.decide(context.build(customer, ticket, today=now.date()))
+        except rules.RuleEvaluationError as exc:
+            raise pipeline.Unprocessable(str(exc)) from exc
+        segmented = tickets.SegmentedTicket(
+            **ticket.model_dump(),
+            segmentation=tickets.Segmentation(
+                segment=decision.segment, rule=decision.rule,
+                rules_version=decision.rules_version,
+                customer_known=customer.profile is not None, tier=str(customer.tier),
+                decided_by=dict(decision.decided_by)))
+        lifecycle = events.TicketEvent(
+            ticket_id=ticket.ticket_id, type=events.TicketEventType.SEGMENTED,
+            occurred_at=now, received_at=ticket.received_at, segment=decision.segment)
+        return [
+            kafka.Output(topics.SEGMENTED, ticket.customer_id, envelope.Event(
+                type=events.TicketEventType.SEGMENTED, source=SOURCE,
+                ticket_id=ticket.ticket_id, correlation_id=event.correlation_id,
+                data=segmented.model_dump(mode="json"), time=now)),
+            kafka.Output(topics.EVENTS, ticket.ticket_id,
+                         events.as_envelope(lifecycle, event.correlation_id, SOURCE)),
+        ]

@@ -1,0 +1,145 @@
+"""Fixtures shared by the integration and end-to-end tests: a real Kafka broker (started
+here unless KAFKA_BOOTSTRAP_SERVERS names one), real services as processes, and clients
+built fresh for each test (own consumer group, own customer and ticket ids)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaConsumer
+
+from services.core import envelope
+from services.core.settings import PROJECT_ROOT, Settings
+from services.local import ports, processes
+from services.local.kafka_broker import LocalKafka
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    configured = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if configured:
+        yield configured
+        return
+    broker = LocalKafka(tmp_path_factory.mktemp("kafka"))
+    broker.start()
+    try:
+        yield broker.bootstrap_servers
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
+
+
+@pytest.fixture
+def settings(kafka_bootstrap: str, sqlite_url: str) -> Settings:
+    return Settings(kafka_bootstrap_servers=kafka_bootstrap, database_url=sqlite_url,
+                    log_format="text")
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+async def read_topic(bootstrap: str, *topic_names: str, until: int, within: float = 20.0,
+                     settle: float = 1.0,
+                     keep: object = None) -> list[tuple[envelope.Event, object]]:
+    """Read topics from the start with a fresh group (read_committed) until `until`
+    records pass `keep(event)` and `settle` more seconds bring no more (so duplicates
+    show), or `within` seconds; returns (event, record) pairs."""
+    import asyncio
+
+    consumer = AIOKafkaConsumer(*topic_names, bootstrap_servers=bootstrap,
+                                group_id=unique("reader"), auto_offset_reset="earliest",
+                                enable_auto_commit=False, isolation_level="read_committed")
+    await consumer.start()
+    found: list[tuple[envelope.Event, object]] = []
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while loop.time() < deadline:
+            if len(found) >= until:
+                deadline = min(deadline, loop.time() + settle)
+            batch = await consumer.getmany(timeout_ms=200)
+            for records in batch.values():
+                for record in records:
+                    try:
+                        event = envelope.from_record(record.headers, record.value)
+                    except envelope.EnvelopeError:
+                        continue
+                    if keep is None or keep(event):  # type: ignore[operator]
+                        found.append((event, record))
+    finally:
+        await consumer.stop()
+    return found
+
+
+class Pipeline:
+    """The three services as processes against one broker and one store."""
+
+    def __init__(self, bootstrap: str, database_url: str, logs: Path,
+                 extra_env: dict[str, str] | None = None) -> None:
+        service_ports = {name: ports.free_port() for name in processes.SERVICES}
+        self.env = processes.service_env(
+            bootstrap=bootstrap, database_url=database_url, ports=service_ports,
+            extra={"LOG_FORMAT": "json", **(extra_env or {})})
+        self.bootstrap = bootstrap
+        self.services = {
+            name: processes.ServiceProcess(name, service_ports[name], self.env,
+                                           logs / f"{name}.log")
+            for name in processes.SERVICES
+        }
+
+    def url(self, name: str) -> str:
+        return self.services[name].url
+
+    def start(self) -> None:
+        for service in self.services.values():
+            service.start()
+        for service in self.services.values():
+            service.wait_ready(timeout=90)
+
+    def stop(self) -> None:
+        for service in self.services.values():
+            service.stop()
+
+    def logs(self) -> str:
+        return "\n".join(s.log_file.read_text(errors="replace")
+                         for s in self.services.values() if s.log_file.exists())
+
+
+@pytest.fixture(scope="module")
+def pipeline(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
+    """The whole pipeline, with the demo customer store, for one test module."""
+    import asyncio
+
+    from services.segmenter import demo
+
+    home = tmp_path_factory.mktemp("pipeline")
+    database_url = f"sqlite+aiosqlite:///{home / 'store.db'}"
+    asyncio.run(demo.seed_if_empty(database_url, count=300))
+    running = Pipeline(kafka_bootstrap, database_url, home / "logs")
+    running.start()
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture(scope="session")
+def project_root() -> Path:
+    return PROJECT_ROOT
+
+
+@pytest.fixture
+async def http_client() -> AsyncIterator[object]:
+    import httpx
+
+    async with httpx.AsyncClient(timeout=10.0) as client:
+        yield client

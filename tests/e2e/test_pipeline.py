@@ -1,0 +1,99 @@
+"""The whole pipeline on a real broker: HTTP intake -> segmenter -> router -> department
+queues -> response-time metrics, with customers of several segments."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections import Counter
+
+import httpx
+
+from services.core import topics
+from services.departments import queue
+from tests.conftest import Pipeline, read_topic
+
+# customer -> (segment, department), from config/segments.yaml, config/routing.yaml and
+# the demo store's well-known customers.
+EXPECTED = {
+    "gov-ministry-1": ("government", "public_sector"),
+    "org-acme-1": ("business", "business_desk"),
+    "ind-loyal-1": ("key_accounts", "key_accounts"),
+    "ind-new-1": ("potential", "sales_support"),  # known, never bought
+    "never-seen-42": ("potential", "sales_support"),  # unknown to the store
+}
+
+
+def histogram_count(metrics_text: str, name: str, department: str, segment: str) -> float:
+    pattern = re.compile(
+        rf'^{name}_count{{department="{department}",segment="{segment}"}} (\S+)$', re.M)
+    match = pattern.search(metrics_text)
+    return float(match.group(1)) if match else 0.0
+
+
+async def test_tickets_reach_their_department_once_and_responses_are_measured(
+        pipeline: Pipeline) -> None:
+    async with httpx.AsyncClient(timeout=10) as client:
+        before = (await client.get(f"{pipeline.url('metrics')}/metrics")).text
+        posted: dict[str, str] = {}
+        for customer in EXPECTED:
+            for n in range(2):
+                response = await client.post(f"{pipeline.url('router')}/v1/tickets", json={
+                    "customer_id": customer, "subject": f"Question {n}", "body": "Hello",
+                    "channel": "web", "kind": "question"})
+                assert response.status_code == 202, response.text
+                posted[response.json()["ticket_id"]] = customer
+
+        # Read every department queue with an independent client.
+        departments = sorted({department for _, department in EXPECTED.values()})
+        found = await read_topic(pipeline.bootstrap,
+                                 *map(topics.department_queue, departments),
+                                 until=len(posted), keep=lambda e: e.ticket_id in posted)
+        arrived: Counter[tuple[str, str]] = Counter()
+        for event, record in found:
+            department = record.topic.removeprefix("dept.")  # type: ignore[attr-defined]
+            arrived[(event.ticket_id, department)] += 1
+            assert event.data["segmentation"]["segment"] == EXPECTED[posted[event.ticket_id]][0]
+            assert event.data["routing"]["department"] == department
+
+        for ticket_id, customer in posted.items():
+            department = EXPECTED[customer][1]
+            assert arrived[(ticket_id, department)] == 1, (customer, department)
+        assert sum(arrived.values()) == len(posted), "a ticket arrived in a wrong queue"
+
+        # Departments respond through the department tool's library.
+        for ticket_id, customer in posted.items():
+            receipt = await asyncio.to_thread(queue.report, pipeline.url("router"), ticket_id,
+                                              "responded", department=EXPECTED[customer][1])
+            assert receipt["status"] == "accepted"
+
+        expected_counts = Counter(EXPECTED[c] for c in posted.values())
+        deadline = asyncio.get_running_loop().time() + 15
+        while True:
+            after = (await client.get(f"{pipeline.url('metrics')}/metrics")).text
+            grown = {
+                (segment, department): histogram_count(after, "routing_first_response_seconds",
+                                                       department, segment)
+                - histogram_count(before, "routing_first_response_seconds", department, segment)
+                for segment, department in expected_counts
+            }
+            if grown == dict(expected_counts) or asyncio.get_running_loop().time() > deadline:
+                break
+            await asyncio.sleep(0.3)
+        assert grown == dict(expected_counts)
+
+        stats = (await client.get(
+            f"{pipeline.url('metrics')}/v1/departments/public_sector/stats",
+            params={"window": "1h"})).json()
+        assert stats["responded"] >= 2
+        assert stats["first_response_seconds"]["p50"] is not None
+
+
+async def test_unknown_customer_is_potential_not_an_error(pipeline: Pipeline) -> None:
+    async with httpx.AsyncClient(timeout=10) as client:
+        answer = (await client.get(
+            f"{pipeline.url('segmenter')}/v1/customers/nobody-knows-me/segment",
+            params={"explain": "true"})).json()
+    assert answer["segment"] == "potential"
+    assert answer["customer_known"] is False
+    assert answer["tier"] == "potential"
