@@ -1,0 +1,277 @@
+"""Pipeline stages in-process against a broker of their own: routing, dead letters,
+retries after transient failures, clean shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+
+from services.core import db, envelope, kafka, tickets, topics
+from services.core.settings import Settings
+from services.core.stage import StageRunner
+from services.local.kafka_broker import LocalKafka
+from services.router import routing, worker
+from services.segmenter import rules_file
+from services.segmenter import worker as segmenter_worker
+from services.segmenter.models import CustomerRow, PurchaseRow
+from services.segmenter.store import CustomerStore
+from tests.conftest import read_topic, unique
+
+TABLE = routing.RoutingTable(version="t1", routes={"government": "public_sector"},
+                             fallback_department="customer_care")
+
+
+@pytest.fixture(scope="module")
+def own_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    broker = LocalKafka(tmp_path_factory.mktemp("stage-kafka"))
+    broker.start()
+    try:
+        yield broker.bootstrap_servers
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+async def stage_settings(own_broker: str, tmp_path: Path) -> Settings:
+    settings = Settings(kafka_bootstrap_servers=own_broker,
+                        database_url=f"sqlite+aiosqlite:///{tmp_path / 'store.db'}")
+    await kafka.ensure_topics(settings, [*topics.PIPELINE,
+                                         *map(topics.department_queue, TABLE.departments)])
+    return settings
+
+
+@pytest.fixture
+async def raw_producer(own_broker: str) -> AsyncIterator[AIOKafkaProducer]:
+    producer = AIOKafkaProducer(bootstrap_servers=own_broker)
+    await producer.start()
+    yield producer
+    await producer.stop()
+
+
+def segmented_event(segment: str, ticket_id: str | None = None) -> envelope.Event:
+    ticket_id = ticket_id or unique("t")
+    ticket = tickets.SegmentedTicket(
+        ticket_id=ticket_id, customer_id="c-1", subject="s", body="b", channel="email",
+        received_at=datetime.now(UTC),
+        segmentation=tickets.Segmentation(segment=segment, rule="r", rules_version="v",
+                                          customer_known=True, tier="existing"))
+    return envelope.Event(type="ticket.segmented", source="/test", ticket_id=ticket_id,
+                          correlation_id=ticket_id, data=ticket.model_dump(mode="json"))
+
+
+async def publish(producer: AIOKafkaProducer, topic: str, event: envelope.Event) -> None:
+    await producer.send_and_wait(topic, envelope.to_value(event), key=b"c-1",
+                                 headers=envelope.to_headers(event))
+
+
+def router_runner(settings: Settings, group: str) -> StageRunner:
+    return StageRunner(settings, name="router-test", source_topic=topics.SEGMENTED,
+                       group_id=group, transform=worker.RouteTicket(lambda: TABLE))
+
+
+class TestRouterStage:
+    async def test_routed_and_fallback_tickets_reach_their_queues_once(
+            self, stage_settings: Settings, raw_producer: AIOKafkaProducer) -> None:
+        routed, unclaimed = segmented_event("government"), segmented_event("no-such-segment")
+        for event in (routed, unclaimed):
+            await publish(raw_producer, topics.SEGMENTED, event)
+        runner = router_runner(stage_settings, unique("router"))
+        await runner.start()
+        try:
+            wanted = {routed.ticket_id, unclaimed.ticket_id}
+            found = await read_topic(stage_settings.kafka_bootstrap_servers,
+                                     "dept.public_sector", "dept.customer_care", until=2,
+                                     keep=lambda e: e.ticket_id in wanted)
+        finally:
+            await runner.stop()
+        where = {event.ticket_id: (record.topic, event.data["routing"]["reason"])
+                 for event, record in found}
+        assert len(found) == 2
+        assert where == {routed.ticket_id: ("dept.public_sector", "route"),
+                         unclaimed.ticket_id: ("dept.customer_care", "fallback")}
+
+
+class TestDeadLetters:
+    async def test_poison_records_go_to_the_dlq_with_reasons_and_good_ones_flow(
+            self, stage_settings: Settings, raw_producer: AIOKafkaProducer) -> None:
+        good = segmented_event("government")
+        marker = unique("poison")
+        headers = envelope.to_headers(good)
+        poison: dict[str, tuple[bytes, list[tuple[str, bytes]]]] = {
+            "not-json": (b"\xff not json", headers),
+            "no-headers": (b"{}", []),
+            "schema-version": (envelope.to_value(good),
+                               [(k, b"9" if k == "ce_schemaversion" else v)
+                                for k, v in headers]),
+            "missing-fields": (b'{"ticket_id": "x"}', headers),
+        }
+        for name, (value, record_headers) in poison.items():
+            await raw_producer.send_and_wait(topics.SEGMENTED, value, key=f"{marker}:{name}"
+                                             .encode(), headers=record_headers)
+        await publish(raw_producer, topics.SEGMENTED, good)
+        runner = router_runner(stage_settings, unique("router"))
+        await runner.start()
+        try:
+            delivered = await read_topic(stage_settings.kafka_bootstrap_servers,
+                                         "dept.public_sector", until=1,
+                                         keep=lambda e: e.ticket_id == good.ticket_id)
+            dead = await _dead_letters(stage_settings.kafka_bootstrap_servers, marker, 4)
+        finally:
+            await runner.stop()
+        assert len(delivered) == 1
+        assert set(dead) == set(poison)
+        for name, dead_headers in dead.items():
+            assert dead_headers["dlq_source_topic"] == topics.SEGMENTED
+            assert int(dead_headers["dlq_source_offset"]) >= 0
+            assert dead_headers["dlq_source_partition"].isdigit()
+            assert dead_headers["dlq_error"], name
+        assert dead["not-json"]["dlq_error_class"] == "EnvelopeError"
+        assert "missing CloudEvents headers" in dead["no-headers"]["dlq_error"]
+        assert "unknown schema version" in dead["schema-version"]["dlq_error"]
+        assert dead["missing-fields"]["dlq_error_class"] == "ValidationError"
+        assert "customer_id: Field required" in dead["missing-fields"]["dlq_error"]
+
+
+async def _dead_letters(bootstrap: str, marker: str, count: int) -> dict[str, dict[str, str]]:
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(topics.DEAD_LETTERS, bootstrap_servers=bootstrap,
+                                group_id=unique("dlq"), auto_offset_reset="earliest")
+    await consumer.start()
+    found: dict[str, dict[str, str]] = {}
+    try:
+        async with asyncio.timeout(20):
+            while len(found) < count:
+                for records in (await consumer.getmany(timeout_ms=200)).values():
+                    for record in records:
+                        key = (record.key or b"").decode()
+                        if key.startswith(marker):
+                            found[key.split(":", 1)[1]] = {
+                                k: v.decode() for k, v in record.headers}
+    finally:
+        await consumer.stop()
+    return found
+
+
+class TestRetries:
+    async def test_a_transient_failure_retries_the_batch_and_loses_nothing(
+            self, stage_settings: Settings, raw_producer: AIOKafkaProducer) -> None:
+        calls = {"n": 0}
+        real = worker.RouteTicket(lambda: TABLE)
+
+        async def flaky(event: envelope.Event) -> list[kafka.Output]:
+            calls["n"] += 1
+            if calls["n"] == 1:
+                raise ConnectionError("database went away")
+            return await real(event)
+
+        event = segmented_event("government")
+        await publish(raw_producer, topics.SEGMENTED, event)
+        runner = StageRunner(stage_settings, name="router-test", source_topic=topics.SEGMENTED,
+                             group_id=unique("router"), transform=flaky)
+        runner.loop._retry_pause = 0.1
+        await runner.start()
+        try:
+            found = await read_topic(stage_settings.kafka_bootstrap_servers,
+                                     "dept.public_sector", until=1,
+                                     keep=lambda e: e.ticket_id == event.ticket_id)
+        finally:
+            await runner.stop()
+        assert len(found) == 1
+        assert calls["n"] >= 2
+
+
+class TestShutdown:
+    async def test_stop_commits_what_was_processed(
+            self, stage_settings: Settings, raw_producer: AIOKafkaProducer) -> None:
+        group = unique("router")
+        for _ in range(20):
+            await publish(raw_producer, topics.SEGMENTED, segmented_event("government"))
+        runner = router_runner(stage_settings, group)
+        await runner.start()
+        async with asyncio.timeout(30):
+            while True:
+                await asyncio.sleep(0.2)
+                if await _lag(stage_settings.kafka_bootstrap_servers, group) == 0:
+                    break
+        await runner.stop()
+        assert await _lag(stage_settings.kafka_bootstrap_servers, group) == 0
+
+
+async def _lag(bootstrap: str, group: str) -> int:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    probe = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await probe.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(group)
+        partitions = [TopicPartition(topics.SEGMENTED, p)
+                      for p in range(Settings().kafka_topic_partitions)]
+        ends = await probe.end_offsets(partitions)
+        return sum(end - (committed[tp].offset if tp in committed else 0)
+                   for tp, end in ends.items())
+    finally:
+        await probe.stop()
+        await admin.close()
+
+
+class TestSegmenterStage:
+    async def test_customers_are_segmented_from_the_store(
+            self, stage_settings: Settings, raw_producer: AIOKafkaProducer) -> None:
+        engine = db.engine(stage_settings.database_url)
+        await db.create_tables(engine)
+        async with engine.begin() as connection:
+            await connection.execute(CustomerRow.__table__.insert(), [
+                {"customer_id": "gov-1", "customer_type": "government", "attributes": {}},
+                {"customer_id": "ind-1", "customer_type": "individual", "attributes": {},
+                 "signup_date": date(2020, 1, 1)}])
+            await connection.execute(PurchaseRow.__table__.insert(), [
+                {"customer_id": "ind-1", "amount": 20, "currency": "EUR",
+                 "purchased_at": datetime.now(UTC)}])
+        store = CustomerStore(db.sessions(engine))
+        rule_set = rules_file.load(Path("config/segments.yaml"))
+        expected = {"gov-1": ("government", "public-sector", True),
+                    "ind-1": ("general", "default", True),
+                    "stranger": ("potential", "prospects", False)}
+        sent: dict[str, str] = {}
+        for customer_id in expected:
+            ticket_id = unique("t")
+            ticket = tickets.Ticket(ticket_id=ticket_id, customer_id=customer_id, subject="s",
+                                    body="b", channel="chat", received_at=datetime.now(UTC))
+            event = envelope.Event(type="ticket.received", source="/test",
+                                   ticket_id=ticket_id, correlation_id=ticket_id,
+                                   data=ticket.model_dump(mode="json"))
+            await raw_producer.send_and_wait(topics.INCOMING, envelope.to_value(event),
+                                             key=customer_id.encode(),
+                                             headers=envelope.to_headers(event))
+            sent[ticket_id] = customer_id
+        runner = StageRunner(
+            stage_settings, name="segmenter-test", source_topic=topics.INCOMING,
+            group_id=unique("segmenter"),
+            transform=segmenter_worker.SegmentTicket(lookup=store.customer,
+                                                     current_rules=lambda: rule_set))
+        await runner.start()
+        try:
+            found = await read_topic(stage_settings.kafka_bootstrap_servers, topics.SEGMENTED,
+                                     until=3, keep=lambda e: e.ticket_id in sent)
+        finally:
+            await runner.stop()
+            await engine.dispose()
+        got: dict[str, Any] = {
+            sent[e.ticket_id]: (e.data["segmentation"]["segment"],
+                                e.data["segmentation"]["rule"],
+                                e.data["segmentation"]["customer_known"]) for e, _ in found}
+        assert got == expected
+        assert all(e.data["segmentation"]["rules_version"] == rule_set.version
+                   for e, _ in found)
+
+
