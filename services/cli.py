@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -15,8 +17,11 @@ from services.core.settings import PROJECT_ROOT, Settings
 from services.local import processes
 from services.local.kafka_broker import LocalKafka
 
+if TYPE_CHECKING:
+    from services.segmenter.store import CustomerStore
+
 app = typer.Typer(help="Customer-service routing: run and operate the pipeline.",
-                  no_args_is_help=True)
+                  no_args_is_help=True, pretty_exceptions_enable=False)
 
 DATA = PROJECT_ROOT / ".data"
 
@@ -97,3 +102,77 @@ def topics() -> None:
     wanted = [*names.PIPELINE, *map(names.department_queue, table.departments)]
     asyncio.run(kafka.ensure_topics(settings, wanted))
     typer.echo("\n".join(wanted))
+
+
+segments = typer.Typer(help="Segment rules: check and analyse before use.", no_args_is_help=True)
+app.add_typer(segments, name="segments")
+
+
+@segments.command("analyse")
+def analyse(
+    candidate: Annotated[Path | None, typer.Option(
+        help="A candidate rule file to compare with the one in force")] = None,
+) -> None:
+    """Run the rule set in force (or a candidate against it) over the whole customer
+    base and print the report as JSON."""
+    import json
+    from dataclasses import asdict
+
+    from services.core.config_files import ConfigError
+    from services.segmenter import rules_api, rules_file
+
+    settings = Settings()
+    try:
+        live = rules_file.load(settings.segment_rules_file)
+        proposed = rules_file.load(candidate) if candidate else None
+    except ConfigError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from exc
+
+    async def run() -> object:
+        async with _store(settings) as store:
+            if proposed is None:
+                return await rules_api.analyse_customer_base(store, live)
+            return await rules_api.analyse_customer_base(store, proposed, live=live)
+
+    typer.echo(json.dumps(asdict(asyncio.run(run())), indent=2))  # type: ignore[call-overload]
+
+
+@app.command("recompute-tiers")
+def recompute_tiers() -> None:
+    """Recompute every customer's values, the tier cutoffs and the tiers now."""
+    from datetime import UTC, datetime
+
+    async def run() -> tuple[int, dict[str, int]]:
+        async with _store(Settings()) as store:
+            changes = await store.recompute_population(now=datetime.now(UTC))
+            return len(changes), await store.tier_sizes()
+
+    changed, sizes = asyncio.run(run())
+    typer.echo(f"tier changes: {changed}; tier sizes: {sizes}")
+
+
+@app.command("demo-data")
+def demo_data(count: Annotated[int, typer.Option(min=4)] = 2000) -> None:
+    """Load generated demo customers and purchases into an empty customer store."""
+    from services.segmenter import demo
+
+    loaded = asyncio.run(demo.seed_if_empty(Settings().database_url, count=count))
+    typer.echo(f"loaded {loaded} customers" if loaded else "the store is not empty: unchanged")
+
+
+@contextlib.asynccontextmanager
+async def _store(settings: Settings) -> AsyncIterator[CustomerStore]:
+    from services.core import db
+    from services.segmenter.cache import CustomerCache
+    from services.segmenter.store import CustomerStore
+
+    engine = db.engine(settings.database_url)
+    try:
+        await db.create_tables(engine)
+        store = CustomerStore(db.sessions(engine),
+                              cache=CustomerCache(max_customers=0, ttl_seconds=1))
+        await store.load_cutoffs()
+        yield store
+    finally:
+        await engine.dispose()

@@ -29,23 +29,30 @@ class EnvelopeError(ValueError):
 class Event:
     type: str
     source: str
-    ticket_id: str
+    ticket_id: str | None  # None for events about customers rather than tickets
     correlation_id: str
     data: Mapping[str, Any]
+    subject: str | None = None  # defaults to the ticket id
     id: str = field(default_factory=lambda: str(uuid.uuid4()))
     time: datetime = field(default_factory=lambda: datetime.now(UTC))
     schema_version: str = SCHEMA_VERSION
 
 
 def to_headers(event: Event) -> Headers:
-    return [
+    headers = [
         ("ce_specversion", SPEC_VERSION.encode()),
         ("ce_id", event.id.encode()),
         ("ce_source", event.source.encode()),
         ("ce_type", event.type.encode()),
         ("ce_time", event.time.isoformat().encode()),
-        ("ce_subject", event.ticket_id.encode()),
-        ("ce_ticketid", event.ticket_id.encode()),
+    ]
+    subject = event.subject or event.ticket_id
+    if subject:
+        headers.append(("ce_subject", subject.encode()))
+    if event.ticket_id:
+        headers.append(("ce_ticketid", event.ticket_id.encode()))
+    return [
+        *headers,
         ("ce_correlationid", event.correlation_id.encode()),
         ("ce_schemaversion", event.schema_version.encode()),
         ("content-type", CONTENT_TYPE.encode()),
@@ -59,8 +66,7 @@ def to_value(event: Event) -> bytes:
 def from_record(headers: Sequence[tuple[str, bytes]] | None, value: bytes | None) -> Event:
     """Read a record written by `to_headers`/`to_value`; raise EnvelopeError otherwise."""
     attributes = {key: raw.decode("utf-8", "replace") for key, raw in headers or ()}
-    missing = [name for name in ("ce_id", "ce_type", "ce_source", "ce_ticketid")
-               if name not in attributes]
+    missing = [name for name in ("ce_id", "ce_type", "ce_source") if name not in attributes]
     if missing:
         raise EnvelopeError(f"missing CloudEvents headers: {', '.join(missing)}")
     if attributes.get("ce_specversion") != SPEC_VERSION:
@@ -80,12 +86,14 @@ def from_record(headers: Sequence[tuple[str, bytes]] | None, value: bytes | None
         time = datetime.fromisoformat(attributes["ce_time"])
     except (KeyError, ValueError) as exc:
         raise EnvelopeError("ce_time is missing or not an RFC 3339 time") from exc
+    ticket_id = attributes.get("ce_ticketid")
     return Event(
         type=attributes["ce_type"],
         source=attributes["ce_source"],
-        ticket_id=attributes["ce_ticketid"],
-        correlation_id=attributes.get("ce_correlationid", attributes["ce_ticketid"]),
+        ticket_id=ticket_id,
+        correlation_id=attributes.get("ce_correlationid", attributes["ce_id"]),
         data=data,
+        subject=None if attributes.get("ce_subject") == ticket_id else attributes.get("ce_subject"),
         id=attributes["ce_id"],
         time=time,
         schema_version=schema_version,

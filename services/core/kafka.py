@@ -31,7 +31,8 @@ def producer(settings: Settings, *, client_id: str) -> AIOKafkaProducer:
 
 
 def consumer(
-    settings: Settings, *topics: str, group_id: str | None, client_id: str
+    settings: Settings, *topics: str, group_id: str | None, client_id: str,
+    offset_reset: str = "earliest",
 ) -> AIOKafkaConsumer:
     """A consumer that never commits on its own: callers commit after their output is acked."""
     return AIOKafkaConsumer(
@@ -40,7 +41,7 @@ def consumer(
         client_id=client_id,
         group_id=group_id,
         enable_auto_commit=False,
-        auto_offset_reset="earliest",
+        auto_offset_reset=offset_reset,
         isolation_level="read_committed",
     )
 

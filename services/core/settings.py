@@ -26,6 +26,14 @@ class Settings(BaseSettings):
     segment_rules_file: Path = PROJECT_ROOT / "config" / "segments.yaml"
     routing_table_file: Path = PROJECT_ROOT / "config" / "routing.yaml"
 
+    customer_cache_size: int = Field(default=100_000, ge=0)
+    customer_cache_ttl_seconds: float = Field(default=300.0, gt=0)
+    tickets_raised_flush_seconds: float = Field(default=5.0, gt=0)
+    tier_recompute_interval_seconds: float = Field(default=3600.0, ge=0)
+    most_valuable_share: float = Field(default=0.05, gt=0, lt=1)
+    most_growable_share: float = Field(default=0.10, gt=0, lt=1)
+    min_growth_ratio: float = Field(default=0.25, ge=-1, le=1)
+
     host: str = "127.0.0.1"
     router_port: int = 8080
     segmenter_port: int = 8081

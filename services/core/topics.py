@@ -8,8 +8,9 @@ INCOMING = "tickets.incoming"
 SEGMENTED = "tickets.segmented"
 EVENTS = "tickets.events"
 DEAD_LETTERS = "tickets.dlq"
+CUSTOMER_EVENTS = "customers.events"
 
-PIPELINE = (INCOMING, SEGMENTED, EVENTS, DEAD_LETTERS)
+PIPELINE = (INCOMING, SEGMENTED, EVENTS, DEAD_LETTERS, CUSTOMER_EVENTS)
 
 DEPARTMENT_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 

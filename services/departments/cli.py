@@ -13,7 +13,7 @@ from services.core.settings import Settings
 from services.departments import queue
 
 app = typer.Typer(help="Read a department's ticket queue and report what was done.",
-                  no_args_is_help=True)
+                  no_args_is_help=True, pretty_exceptions_enable=False)
 
 Department = Annotated[str, typer.Argument(help="The department, e.g. public_sector")]
 TicketId = Annotated[str, typer.Argument(help="The ticket id from the queue")]

@@ -1,25 +1,23 @@
-"""The segmenter service: the segmenter stage and the customer/segment API."""
+"""The segmenter service: the segmenter stage, the customer store and its APIs."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from fastapi import FastAPI
 
-from services.core import db, http, kafka, logs, topics
+from services.core import background, db, http, kafka, logs, topics
 from services.core.settings import Settings
 from services.core.stage import StageRunner, stage_running
-from services.segmenter import api, rules, rules_file, worker
+from services.segmenter import admin_api, api, customer_events, features, rules_api, worker
+from services.segmenter.cache import CustomerCache
+from services.segmenter.live_rules import LiveRuleSet
 from services.segmenter.store import CustomerStore
 
 NAME = "segmenter"
-
-
-@dataclass
-class LiveRules:
-    current: rules.RuleSet
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -27,28 +25,61 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.rules = LiveRules(rules_file.load(settings.segment_rules_file))
+        app.state.rules = LiveRuleSet(settings.segment_rules_file)
         engine = db.engine(settings.database_url)
         await db.create_tables(engine)
-        app.state.customers = CustomerStore(db.sessions(engine))
+        store = CustomerStore(
+            db.sessions(engine),
+            cache=CustomerCache(max_customers=settings.customer_cache_size,
+                                ttl_seconds=settings.customer_cache_ttl_seconds),
+            policy=features.TierPolicy(most_valuable_share=settings.most_valuable_share,
+                                       most_growable_share=settings.most_growable_share,
+                                       min_growth_ratio=settings.min_growth_ratio))
+        await store.load_cutoffs()
+        app.state.customers = store
         await kafka.ensure_topics(settings, topics.PIPELINE)
-        stage = StageRunner(
-            settings, name=NAME, source_topic=topics.INCOMING, group_id=NAME,
-            transform=worker.SegmentTicket(lookup=app.state.customers.customer,
-                                           current_rules=lambda: app.state.rules.current))
+        publisher = app.state.publisher = kafka.Publisher(settings, client_id=f"{NAME}-admin")
+        segment = worker.SegmentTicket(lookup=store.customer,
+                                       current_rules=lambda: app.state.rules.current)
+        stage = StageRunner(settings, name=NAME, source_topic=topics.INCOMING, group_id=NAME,
+                            transform=segment)
+        tasks = background.BackgroundTasks()
+        tasks.start("rules-watch", app.state.rules.watch)
+        tasks.start("cache-follower", customer_events.CacheFollower(settings, store).run)
+        tasks.start("tickets-raised", lambda stop: background.every(
+            settings.tickets_raised_flush_seconds, lambda: _flush(segment.tally, store),
+            stop, once_more_on_stop=True))
+        if settings.tier_recompute_interval_seconds:
+            tasks.start("tier-recompute", lambda stop: background.every(
+                settings.tier_recompute_interval_seconds,
+                lambda: _recompute(store, publisher), stop))
         await stage.start()
         app.state.stage = stage
         try:
             yield
         finally:
             await stage.stop()
+            await tasks.stop()
+            await publisher.close()
             await engine.dispose()
 
     app = FastAPI(title="Customer routing: segmenter", version="1", lifespan=lifespan)
     app.state.settings = settings
-    app.include_router(api.api)
+    for router in (api.api, admin_api.api, rules_api.api):
+        app.include_router(router)
     http.install(app, ready=lambda: stage_running(app))
     return app
+
+
+async def _flush(tally: Counter[str], store: CustomerStore) -> None:
+    counts = dict(tally)
+    tally.clear()
+    await store.count_tickets(counts)
+
+
+async def _recompute(store: CustomerStore, publisher: kafka.Publisher) -> None:
+    changes = await store.recompute_population(now=datetime.now(UTC))
+    await customer_events.publish_recomputed(publisher, changes)
 
 
 def main() -> None:

@@ -17,7 +17,9 @@ from typing import Any
 from sqlalchemy import func, insert, select
 
 from services.core import db
+from services.segmenter.cache import CustomerCache
 from services.segmenter.models import CustomerRow, PurchaseRow
+from services.segmenter.store import CustomerStore
 
 COUNTRIES = ("NL", "BE", "SE", "TR", "DE", "FR", "GB", "US")
 LANGUAGE_OF = {"NL": "nl", "BE": "nl", "SE": "sv", "TR": "tr", "DE": "de", "FR": "fr",
@@ -32,9 +34,18 @@ BANDS = ("low", "lower_middle", "middle", "upper_middle", "high")
 WELL_KNOWN = {
     "gov-ministry-1": "government",
     "org-acme-1": "organisation",
-    "ind-loyal-1": "individual",
-    "ind-new-1": "individual",
+    "ind-loyal-1": "individual",  # years of steady buying: an existing customer
+    "ind-vip-1": "individual",  # the most valuable
+    "ind-rising-1": "individual",  # new and buying more and more: most growable
+    "ind-new-1": "individual",  # signed up, never bought: a potential customer
 }
+# customer -> (purchases, amount, days between purchases)
+_WELL_KNOWN_BUYING = {"gov-ministry-1": (12, 3000, 20), "org-acme-1": (8, 1500, 20),
+                      "ind-loyal-1": (40, 40, 20), "ind-vip-1": (30, 4000, 12),
+                      "ind-rising-1": (12, 250, 6), "ind-new-1": (0, 0, 1)}
+_WELL_KNOWN_NAMES = {"gov-ministry-1": "Ministry of Examples", "org-acme-1": "Acme BV",
+                     "ind-loyal-1": "Lotte Jansen", "ind-vip-1": "Johan Lindqvist",
+                     "ind-rising-1": "Zeynep Kaya", "ind-new-1": "Can Demir"}
 
 
 @dataclass(frozen=True)
@@ -98,29 +109,42 @@ def _purchases(rng: random.Random, customer_id: str, customer_type: str, signup:
 def _well_known(customer_id: str, customer_type: str, today: date) -> Generated:
     customer: dict[str, Any] = {
         "customer_id": customer_id, "customer_type": customer_type,
-        "name": {"gov-ministry-1": "Ministry of Examples", "org-acme-1": "Acme BV",
-                 "ind-loyal-1": "Lotte Jansen", "ind-new-1": "Can Demir"}[customer_id],
+        "name": _WELL_KNOWN_NAMES[customer_id],
         "email": f"{customer_id}@example.test",
         "birth_date": date(1980, 5, 17) if customer_type == "individual" else None,
         "gender": "female" if customer_id == "ind-loyal-1" else None,
         "country": "NL", "language": "nl",
         "socio_economic_band": "middle" if customer_type == "individual" else None,
-        "signup_date": today - timedelta(days=900 if customer_id != "ind-new-1" else 3),
+        "signup_date": today - timedelta(
+            days={"ind-new-1": 3, "ind-rising-1": 80}.get(customer_id, 900)),
         "attributes": {},
     }
-    amounts = {"gov-ministry-1": (12, 3000), "org-acme-1": (8, 1500), "ind-loyal-1": (40, 250),
-               "ind-new-1": (0, 0)}[customer_id]
+    count, amount, spacing = _WELL_KNOWN_BUYING[customer_id]
     purchases = [
-        {"customer_id": customer_id, "amount": Decimal(amounts[1]), "currency": "EUR",
-         "purchased_at": datetime.combine(today - timedelta(days=20 * n + 1),
+        {"customer_id": customer_id, "amount": Decimal(amount), "currency": "EUR",
+         "purchased_at": datetime.combine(today - timedelta(days=spacing * n + 1),
                                           datetime.min.time(), UTC)}
-        for n in range(amounts[0])
+        for n in range(count)
     ]
     return Generated(customer, purchases)
 
 
 async def seed_if_empty(database_url: str, *, count: int = 2000) -> int:
-    """Load demo customers into an empty store; returns how many (0 if it held data)."""
+    """Load demo customers into an empty store and compute their values and tiers;
+    returns how many (0 if the store held data)."""
+    loaded = await _insert_if_empty(database_url, count)
+    if loaded:
+        engine = db.engine(database_url)
+        try:
+            store = CustomerStore(db.sessions(engine),
+                                  cache=CustomerCache(max_customers=0, ttl_seconds=1))
+            await store.recompute_population(now=datetime.now(UTC))
+        finally:
+            await engine.dispose()
+    return loaded
+
+
+async def _insert_if_empty(database_url: str, count: int) -> int:
     engine = db.engine(database_url)
     try:
         await db.create_tables(engine)
@@ -130,11 +154,25 @@ async def seed_if_empty(database_url: str, *, count: int = 2000) -> int:
             if existing:
                 return 0
             loaded = 0
+            customers: list[dict[str, Any]] = []
+            purchases: list[dict[str, Any]] = []
             for generated in generate(count):
-                await connection.execute(insert(CustomerRow), [generated.customer])
-                if generated.purchases:
-                    await connection.execute(insert(PurchaseRow), generated.purchases)
+                customers.append(generated.customer)
+                purchases.extend(generated.purchases)
                 loaded += 1
+                if len(customers) >= 500:
+                    await _write(connection, customers, purchases)
+            await _write(connection, customers, purchases)
             return loaded
     finally:
         await engine.dispose()
+
+
+async def _write(connection: Any, customers: list[dict[str, Any]],
+                 purchases: list[dict[str, Any]]) -> None:
+    if customers:
+        await connection.execute(insert(CustomerRow), customers)
+    if purchases:
+        await connection.execute(insert(PurchaseRow), purchases)
+    customers.clear()
+    purchases.clear()

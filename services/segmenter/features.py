@@ -9,9 +9,10 @@ customer without rescanning the base.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 from services.segmenter.profiles import Tier, ValueFeatures
 
@@ -39,8 +40,22 @@ class Cutoffs:
     recency_days: tuple[float, ...] = (30, 90, 180, 365)  # fewer days is better
     frequency: tuple[float, ...] = (1, 2, 4, 8)
     monetary: tuple[float, ...] = (50, 200, 1000, 5000)
-    most_valuable_from: float = 10_000.0  # trailing-12-month value
-    most_growable_from: float = 1_000.0  # growth in spend
+    # The smallest value that puts a customer in the tier; None: nobody qualifies.
+    most_valuable_from: float | None = 10_000.0  # trailing-12-month value
+    most_growable_from: float | None = 1_000.0  # growth in spend
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, stored: Mapping[str, Any]) -> Cutoffs:
+        def edges(name: str) -> tuple[float, ...]:
+            return tuple(float(edge) for edge in stored[name])
+
+        return cls(recency_days=edges("recency_days"), frequency=edges("frequency"),
+                   monetary=edges("monetary"),
+                   most_valuable_from=stored.get("most_valuable_from"),
+                   most_growable_from=stored.get("most_growable_from"))
 
 
 DEFAULT_CUTOFFS = Cutoffs()
@@ -53,8 +68,7 @@ def raw_features(purchases: Iterable[Purchase], *, signup_date: date | None,
     count = 0
     last: datetime | None = None
     for purchase in purchases:
-        at = purchase.purchased_at if purchase.purchased_at.tzinfo else \
-            purchase.purchased_at.replace(tzinfo=UTC)
+        at = as_utc(purchase.purchased_at)
         count += 1
         total += purchase.amount
         age = now - at
@@ -74,7 +88,16 @@ def raw_features(purchases: Iterable[Purchase], *, signup_date: date | None,
         purchases=count, last_purchase_at=last, tickets_raised=tickets_raised)
 
 
-def scored(features: ValueFeatures, cutoffs: Cutoffs, *, now: datetime) -> ValueFeatures:
+def as_utc(moment: datetime) -> datetime:
+    # SQLite hands back naive datetimes; everything we store is UTC.
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def scored(features: ValueFeatures, cutoffs: Cutoffs, *, now: datetime,
+           signup_date: date | None = None) -> ValueFeatures:
+    """Scores as of `now` against the cutoffs in force (and tenure, if the signup is known)."""
+    if signup_date is not None:
+        features = replace(features, tenure_days=max(0, (now.date() - signup_date).days))
     if features.purchases == 0 or features.last_purchase_at is None:
         return replace(features, recency=0, frequency=0, monetary=0)
     days_since = (now - features.last_purchase_at).total_seconds() / 86400
@@ -89,10 +112,12 @@ def scored(features: ValueFeatures, cutoffs: Cutoffs, *, now: datetime) -> Value
 def tier_of(features: ValueFeatures, cutoffs: Cutoffs, policy: TierPolicy) -> Tier:
     if features.purchases == 0:
         return Tier.POTENTIAL
+    valuable_from, growable_from = cutoffs.most_valuable_from, cutoffs.most_growable_from
     value = features.trailing_12m_value
-    if value > 0 and value >= cutoffs.most_valuable_from:
+    if valuable_from is not None and value > 0 and value >= valuable_from:
         return Tier.MOST_VALUABLE
-    if (features.growth > 0 and features.growth >= cutoffs.most_growable_from
+    if (growable_from is not None and features.growth > 0
+            and features.growth >= growable_from
             and features.growth_ratio >= policy.min_growth_ratio):
         return Tier.MOST_GROWABLE
     return Tier.EXISTING
@@ -125,9 +150,10 @@ def _quintile_edges(ordered: Sequence[float]) -> tuple[float, ...]:
     return tuple(ordered[round(last * share)] for share in (0.2, 0.4, 0.6, 0.8))
 
 
-def _top_share_floor(descending: Sequence[float], share: float, population: int) -> float:
+def _top_share_floor(descending: Sequence[float], share: float,
+                     population: int) -> float | None:
     """The smallest value still within the top `share` of the population."""
     if not descending:
-        return float("inf")
+        return None
     place = max(1, int(population * share))
     return descending[min(place, len(descending)) - 1]

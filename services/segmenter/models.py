@@ -38,3 +38,32 @@ class PurchaseRow(Base):
     amount: Mapped[Decimal] = mapped_column(Numeric(14, 2))
     currency: Mapped[str] = mapped_column(String(3))
     purchased_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class CustomerFeaturesRow(Base):
+    """A customer's value features and tier, kept up to date as purchases arrive."""
+
+    __tablename__ = "customer_features"
+
+    customer_id: Mapped[str] = mapped_column(
+        ForeignKey("customers.customer_id", ondelete="CASCADE"), primary_key=True)
+    total_value: Mapped[float] = mapped_column(default=0.0)
+    trailing_12m_value: Mapped[float] = mapped_column(default=0.0)
+    growth: Mapped[float] = mapped_column(default=0.0)
+    growth_ratio: Mapped[float] = mapped_column(default=0.0)
+    purchases: Mapped[int] = mapped_column(default=0)
+    last_purchase_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    tickets_raised: Mapped[int] = mapped_column(default=0)
+    tier: Mapped[str] = mapped_column(String(16), default="potential", index=True)
+    computed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class TierCutoffsRow(Base):
+    """The population run's cutoffs (one row per run; the newest is in force)."""
+
+    __tablename__ = "tier_cutoffs"
+
+    run_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    computed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    cutoffs: Mapped[dict[str, Any]] = mapped_column(JSON)
+    customers: Mapped[int] = mapped_column(default=0)

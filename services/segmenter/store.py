@@ -1,21 +1,38 @@
-"""The customer store: profiles, purchases and what segmentation reads of them."""
+"""The customer store: profiles, purchases, value features and tiers."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import asdict, dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.segmenter import features
-from services.segmenter.models import CustomerRow, PurchaseRow
+from services.segmenter.cache import CustomerCache
+from services.segmenter.models import (
+    CustomerFeaturesRow,
+    CustomerRow,
+    PurchaseRow,
+    TierCutoffsRow,
+)
 from services.segmenter.profiles import (
     NO_FEATURES,
     Customer,
     CustomerProfile,
     CustomerType,
     Tier,
+    ValueFeatures,
 )
+
+
+@dataclass(frozen=True)
+class TierChange:
+    customer_id: str
+    previous: Tier
+    current: Tier
 
 
 def to_profile(row: CustomerRow) -> CustomerProfile:
@@ -26,25 +43,210 @@ def to_profile(row: CustomerRow) -> CustomerProfile:
         signup_date=row.signup_date, attributes=row.attributes or {})
 
 
+def to_features(row: CustomerFeaturesRow | None) -> ValueFeatures:
+    if row is None:
+        return NO_FEATURES
+    last = row.last_purchase_at
+    return ValueFeatures(
+        total_value=row.total_value, trailing_12m_value=row.trailing_12m_value,
+        growth=row.growth, growth_ratio=row.growth_ratio, purchases=row.purchases,
+        last_purchase_at=features.as_utc(last) if last else None,
+        tickets_raised=row.tickets_raised)
+
+
 class CustomerStore:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession],
+    """Reads go through the cache; every write drops the customer from it."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], *, cache: CustomerCache,
                  policy: features.TierPolicy | None = None) -> None:
         self._sessions = sessions
-        self._policy = policy or features.TierPolicy()
+        self.cache = cache
+        self.policy = policy or features.TierPolicy()
         self.cutoffs = features.DEFAULT_CUTOFFS
+
+    # Reading -------------------------------------------------------------------------
 
     async def customer(self, customer_id: str, *, now: datetime) -> Customer:
         """The customer as segmentation sees it; an unknown id is a potential customer."""
+        cached = self.cache.get(customer_id)
+        if cached is None:
+            cached = await self._load(customer_id)
+            self.cache.put(cached)
+        # Scores depend on the time and the cutoffs in force, not only on stored values.
+        signup = cached.profile.signup_date if cached.profile else None
+        value = features.scored(cached.features, self.cutoffs, now=now, signup_date=signup)
+        return Customer(cached.customer_id, cached.profile, value, cached.tier)
+
+    async def _load(self, customer_id: str) -> Customer:
         async with self._sessions() as session:
-            row = await session.get(CustomerRow, customer_id)
-            if row is None:
-                return Customer(customer_id, None, NO_FEATURES, Tier.POTENTIAL)
-            purchases = (await session.execute(
-                select(PurchaseRow.amount, PurchaseRow.purchased_at)
-                .where(PurchaseRow.customer_id == customer_id))).all()
-        raw = features.raw_features(
-            (features.Purchase(float(amount), at) for amount, at in purchases),
-            signup_date=row.signup_date, tickets_raised=0, now=now)
-        value = features.scored(raw, self.cutoffs, now=now)
-        return Customer(customer_id, to_profile(row), value,
-                        features.tier_of(value, self.cutoffs, self._policy))
+            found = (await session.execute(
+                select(CustomerRow, CustomerFeaturesRow)
+                .outerjoin(CustomerFeaturesRow,
+                           CustomerFeaturesRow.customer_id == CustomerRow.customer_id)
+                .where(CustomerRow.customer_id == customer_id))).first()
+        if found is None:
+            return Customer(customer_id, None, NO_FEATURES, Tier.POTENTIAL)
+        row, feature_row = found
+        return Customer(customer_id, to_profile(row), to_features(feature_row),
+                        Tier(feature_row.tier) if feature_row else Tier.POTENTIAL)
+
+    async def all_customers(self, *, now: datetime,
+                            chunk: int = 1000) -> AsyncIterator[Customer]:
+        """Every customer as segmentation sees it now, streamed in chunks (for the
+        analysis of a rule set over the whole base)."""
+        async with self._sessions() as session:
+            result = await session.stream(
+                select(CustomerRow, CustomerFeaturesRow)
+                .outerjoin(CustomerFeaturesRow,
+                           CustomerFeaturesRow.customer_id == CustomerRow.customer_id)
+                .order_by(CustomerRow.customer_id)
+                .execution_options(yield_per=chunk))
+            async for row, feature_row in result:
+                profile = to_profile(row)
+                value = features.scored(to_features(feature_row), self.cutoffs, now=now,
+                                        signup_date=profile.signup_date)
+                yield Customer(row.customer_id, profile, value,
+                               Tier(feature_row.tier) if feature_row else Tier.POTENTIAL)
+
+    async def profile_row(self, customer_id: str) -> CustomerRow | None:
+        async with self._sessions() as session:
+            return await session.get(CustomerRow, customer_id)
+
+    # Writing -------------------------------------------------------------------------
+
+    async def save_customer(self, fields: dict[str, Any]) -> bool:
+        """Create or replace a customer's profile; True if it was created."""
+        async with self._sessions() as session, session.begin():
+            existing = await session.get(CustomerRow, fields["customer_id"])
+            if existing is None:
+                session.add(CustomerRow(**fields))
+            else:
+                for name, value in fields.items():
+                    setattr(existing, name, value)
+        self.cache.forget(fields["customer_id"])
+        return existing is None
+
+    async def delete_customer(self, customer_id: str) -> bool:
+        async with self._sessions() as session, session.begin():
+            await session.execute(delete(PurchaseRow).where(
+                PurchaseRow.customer_id == customer_id))
+            await session.execute(delete(CustomerFeaturesRow).where(
+                CustomerFeaturesRow.customer_id == customer_id))
+            deleted = await session.execute(delete(CustomerRow).where(
+                CustomerRow.customer_id == customer_id))
+        self.cache.forget(customer_id)
+        return bool(deleted.rowcount)  # type: ignore[attr-defined]
+
+    async def record_purchase(self, customer_id: str, amount: float, currency: str,
+                              purchased_at: datetime, *, now: datetime) -> TierChange | None:
+        async with self._sessions() as session, session.begin():
+            session.add(PurchaseRow(customer_id=customer_id, amount=amount, currency=currency,
+                                    purchased_at=purchased_at))
+        changes = await self.refresh_features([customer_id], now=now)
+        return changes[0] if changes else None
+
+    async def refresh_features(self, customer_ids: Iterable[str], *,
+                               now: datetime) -> list[TierChange]:
+        """Recompute the customers' values from their purchases, and their tiers against
+        the cutoffs in force; returns the tier changes."""
+        ids = sorted(set(customer_ids))
+        if not ids:
+            return []
+        async with self._sessions() as session, session.begin():
+            profiles = {row.customer_id: row for row in (await session.scalars(
+                select(CustomerRow).where(CustomerRow.customer_id.in_(ids)))).all()}
+            previous = {row.customer_id: row for row in (await session.scalars(
+                select(CustomerFeaturesRow)
+                .where(CustomerFeaturesRow.customer_id.in_(ids)))).all()}
+            bought: dict[str, list[features.Purchase]] = {}
+            for customer_id, amount, at in (await session.execute(
+                    select(PurchaseRow.customer_id, PurchaseRow.amount,
+                           PurchaseRow.purchased_at)
+                    .where(PurchaseRow.customer_id.in_(ids)))).all():
+                bought.setdefault(customer_id, []).append(
+                    features.Purchase(float(amount), at))
+            changes = [
+                change for customer_id, row in profiles.items()
+                if (change := await self._store_features(
+                    session, row, bought.get(customer_id, ()), previous.get(customer_id),
+                    now)) is not None
+            ]
+        for customer_id in ids:
+            self.cache.forget(customer_id)
+        return changes
+
+    async def _store_features(self, session: AsyncSession, row: CustomerRow,
+                              purchases: Sequence[features.Purchase],
+                              previous: CustomerFeaturesRow | None,
+                              now: datetime) -> TierChange | None:
+        tickets = previous.tickets_raised if previous else 0
+        raw = features.raw_features(purchases, signup_date=row.signup_date,
+                                    tickets_raised=tickets, now=now)
+        tier = features.tier_of(raw, self.cutoffs, self.policy)
+        values = _feature_columns(raw, tier, now)
+        if previous is None:
+            session.add(CustomerFeaturesRow(customer_id=row.customer_id, **values))
+            was = Tier.POTENTIAL
+        else:
+            was = Tier(previous.tier)
+            for name, value in values.items():
+                setattr(previous, name, value)
+        return TierChange(row.customer_id, was, tier) if was != tier else None
+
+    async def count_tickets(self, counts: dict[str, int]) -> None:
+        """Add to customers' `tickets_raised` (flushed in batches by the segmenter)."""
+        if not counts:
+            return
+        async with self._sessions() as session, session.begin():
+            for customer_id, count in counts.items():
+                await session.execute(
+                    update(CustomerFeaturesRow)
+                    .where(CustomerFeaturesRow.customer_id == customer_id)
+                    .values(tickets_raised=CustomerFeaturesRow.tickets_raised + count))
+
+    # Population runs -----------------------------------------------------------------
+
+    async def load_cutoffs(self) -> features.Cutoffs:
+        async with self._sessions() as session:
+            latest = (await session.scalars(
+                select(TierCutoffsRow).order_by(TierCutoffsRow.run_id.desc()).limit(1))
+            ).first()
+        self.cutoffs = features.Cutoffs.from_dict(latest.cutoffs) if latest else \
+            features.DEFAULT_CUTOFFS
+        return self.cutoffs
+
+    async def recompute_population(self, *, now: datetime, chunk: int = 2000) -> list[TierChange]:
+        """Recompute every customer's values, then the cutoffs, then every tier."""
+        async with self._sessions() as session:
+            customer_ids = list((await session.scalars(
+                select(CustomerRow.customer_id).order_by(CustomerRow.customer_id))).all())
+        for start in range(0, len(customer_ids), chunk):
+            await self.refresh_features(customer_ids[start:start + chunk], now=now)
+        async with self._sessions() as session:
+            population = [to_features(row) for row in (await session.scalars(
+                select(CustomerFeaturesRow))).all()]
+        cutoffs = features.population_cutoffs(population, self.policy, now=now)
+        async with self._sessions() as session, session.begin():
+            session.add(TierCutoffsRow(computed_at=now, cutoffs=cutoffs.to_dict(),
+                                       customers=len(customer_ids)))
+        self.cutoffs = cutoffs
+        changes: list[TierChange] = []
+        for start in range(0, len(customer_ids), chunk):
+            changes.extend(await self.refresh_features(customer_ids[start:start + chunk],
+                                                       now=now))
+        self.cache.clear()
+        return changes
+
+    async def tier_sizes(self) -> dict[str, int]:
+        async with self._sessions() as session:
+            return {tier: count for tier, count in (await session.execute(
+                select(CustomerFeaturesRow.tier, func.count())
+                .group_by(CustomerFeaturesRow.tier))).all()}
+
+
+def _feature_columns(raw: ValueFeatures, tier: Tier, now: datetime) -> dict[str, Any]:
+    values = asdict(raw)
+    for derived in ("recency", "frequency", "monetary", "tenure_days"):
+        values.pop(derived)
+    return {**values, "tier": str(tier), "computed_at": now}
+

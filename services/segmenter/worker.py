@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
@@ -17,9 +18,12 @@ Lookup = Callable[..., Awaitable[Customer]]
 class SegmentTicket:
     """Turns `ticket.received` events into `ticket.segmented` ones (a pipeline Transform)."""
 
-    def __init__(self, *, lookup: Lookup, current_rules: Callable[[], rules.RuleSet]) -> None:
+    def __init__(self, *, lookup: Lookup, current_rules: Callable[[], rules.RuleSet],
+                 tally: Counter[str] | None = None) -> None:
         self._lookup = lookup
         self._current_rules = current_rules
+        # Tickets per known customer, flushed to the store in batches (not per ticket).
+        self.tally: Counter[str] = tally if tally is not None else Counter()
 
     async def __call__(self, event: envelope.Event) -> list[kafka.Output]:
         ticket = tickets.Ticket.model_validate(event.data)
@@ -30,6 +34,8 @@ class SegmentTicket:
             decision = rule_set.decide(context.build(customer, ticket, today=now.date()))
         except rules.RuleEvaluationError as exc:
             raise pipeline.Unprocessable(str(exc)) from exc
+        if customer.profile is not None:
+            self.tally[customer.customer_id] += 1
         segmented = tickets.SegmentedTicket(
             **ticket.model_dump(),
             segmentation=tickets.Segmentation(

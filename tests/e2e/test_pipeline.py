@@ -14,14 +14,18 @@ from services.departments import queue
 from tests.conftest import Pipeline, read_topic
 
 # customer -> (segment, department), from config/segments.yaml, config/routing.yaml and
-# the demo store's well-known customers.
+# the demo store's well-known customers: every tier, and the fallback department.
 EXPECTED = {
     "gov-ministry-1": ("government", "public_sector"),
     "org-acme-1": ("business", "business_desk"),
-    "ind-loyal-1": ("key_accounts", "key_accounts"),
-    "ind-new-1": ("potential", "sales_support"),  # known, never bought
-    "never-seen-42": ("potential", "sales_support"),  # unknown to the store
+    "ind-vip-1": ("key_accounts", "key_accounts"),  # most_valuable
+    "ind-rising-1": ("growth", "account_development"),  # most_growable
+    "ind-loyal-1": ("general", "customer_care"),  # existing; no route: the fallback
+    "ind-new-1": ("potential", "sales_support"),  # potential: known, never bought
+    "never-seen-42": ("potential", "sales_support"),  # potential: unknown to the store
 }
+TIERS = {"ind-vip-1": "most_valuable", "ind-rising-1": "most_growable",
+         "ind-loyal-1": "existing", "ind-new-1": "potential", "never-seen-42": "potential"}
 
 
 def histogram_count(metrics_text: str, name: str, department: str, segment: str) -> float:
@@ -55,6 +59,11 @@ async def test_tickets_reach_their_department_once_and_responses_are_measured(
             arrived[(event.ticket_id, department)] += 1
             assert event.data["segmentation"]["segment"] == EXPECTED[posted[event.ticket_id]][0]
             assert event.data["routing"]["department"] == department
+            customer = posted[event.ticket_id]
+            if customer in TIERS:
+                assert event.data["segmentation"]["tier"] == TIERS[customer]
+            expected_reason = "fallback" if department == "customer_care" else "route"
+            assert event.data["routing"]["reason"] == expected_reason
 
         for ticket_id, customer in posted.items():
             department = EXPECTED[customer][1]

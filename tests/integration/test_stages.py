@@ -21,6 +21,7 @@ from services.router import routing, worker
 from services.segmenter import rules_file
 from services.segmenter import worker as segmenter_worker
 from services.segmenter.models import CustomerRow, PurchaseRow
+from services.segmenter.cache import CustomerCache
 from services.segmenter.store import CustomerStore
 from tests.conftest import read_topic, unique
 
@@ -237,7 +238,9 @@ class TestSegmenterStage:
             await connection.execute(PurchaseRow.__table__.insert(), [
                 {"customer_id": "ind-1", "amount": 20, "currency": "EUR",
                  "purchased_at": datetime.now(UTC)}])
-        store = CustomerStore(db.sessions(engine))
+        store = CustomerStore(db.sessions(engine),
+                              cache=CustomerCache(max_customers=100, ttl_seconds=60))
+        await store.refresh_features(["gov-1", "ind-1"], now=datetime.now(UTC))
         rule_set = rules_file.load(Path("config/segments.yaml"))
         expected = {"gov-1": ("government", "public-sector", True),
                     "ind-1": ("general", "default", True),

@@ -1,0 +1,1 @@
+"""Alembic revisions, oldest first (files are named v<revision>_<slug>.py)."""

@@ -1,0 +1,131 @@
+"""The customer admin API: profiles, purchases and tiers."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from services.core import http, kafka
+from services.segmenter import context, customer_events
+from services.segmenter.api import CustomerId, Store
+from services.segmenter.profiles import Customer, CustomerType
+
+api = APIRouter(prefix="/v1", tags=["customers"])
+
+
+def get_publisher(request: Request) -> kafka.Publisher:
+    publisher: kafka.Publisher = request.app.state.publisher
+    return publisher
+
+
+Publisher = Annotated[kafka.Publisher, Depends(get_publisher)]
+
+
+class CustomerIn(BaseModel):
+    """A customer's profile. Personal fields are used by segment rules only where the
+    rules allow, and never logged."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    customer_type: CustomerType
+    name: str | None = Field(default=None, max_length=200)
+    email: str | None = Field(default=None, max_length=254)
+    birth_date: date | None = None
+    gender: str | None = Field(default=None, max_length=32)
+    country: str | None = Field(default=None, pattern=r"^[A-Z]{2}$",
+                                description="ISO 3166-1 alpha-2, e.g. NL")
+    language: str | None = Field(default=None, max_length=16)
+    socio_economic_band: str | None = Field(default=None, max_length=16)
+    signup_date: date | None = None
+    attributes: dict[str, str | int | float | bool] = Field(default_factory=dict,
+                                                            max_length=100)
+
+
+class PurchaseIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    amount: Decimal = Field(gt=0, max_digits=14, decimal_places=2)
+    currency: str = Field(pattern=r"^[A-Z]{3}$", description="ISO 4217, e.g. EUR")
+    purchased_at: AwareDatetime | None = Field(default=None, description="default: now")
+
+
+@api.put("/customers/{customer_id}", status_code=200)
+async def save_customer(customer_id: CustomerId, customer: CustomerIn, store: Store,
+                        publisher: Publisher, response: Response) -> dict[str, Any]:
+    """Create or replace a customer's profile."""
+    if customer.birth_date and customer.birth_date > datetime.now(UTC).date():
+        raise http.InvalidField("body.birth_date", "must not be in the future")
+    created = await store.save_customer({"customer_id": customer_id,
+                                         **customer.model_dump(mode="python")})
+    changes = await store.refresh_features([customer_id], now=datetime.now(UTC))
+    await customer_events.publish_changes(publisher, [customer_id], changes)
+    response.status_code = 201 if created else 200
+    return {"customer_id": customer_id, "created": created}
+
+
+@api.get("/customers/{customer_id}")
+async def read_customer(customer_id: CustomerId, store: Store) -> dict[str, Any]:
+    row = await store.profile_row(customer_id)
+    if row is None:
+        raise HTTPException(404, detail={"error": "not_found",
+                                         "detail": f"no customer {customer_id!r}"})
+    customer = await store.customer(customer_id, now=datetime.now(UTC))
+    return {
+        "customer_id": customer_id,
+        "profile": CustomerIn.model_validate(row, from_attributes=True).model_dump(mode="json"),
+        "tier": str(customer.tier),
+        "features": _features(customer),
+    }
+
+
+@api.delete("/customers/{customer_id}", status_code=204)
+async def delete_customer(customer_id: CustomerId, store: Store,
+                          publisher: Publisher) -> Response:
+    if not await store.delete_customer(customer_id):
+        raise HTTPException(404, detail={"error": "not_found",
+                                         "detail": f"no customer {customer_id!r}"})
+    await customer_events.publish_changes(publisher, [customer_id])
+    return Response(status_code=204)
+
+
+@api.post("/customers/{customer_id}/purchases", status_code=201)
+async def record_purchase(customer_id: CustomerId, purchase: PurchaseIn, store: Store,
+                          publisher: Publisher) -> dict[str, Any]:
+    """Record a purchase; the customer's values and tier are updated at once."""
+    if await store.profile_row(customer_id) is None:
+        raise HTTPException(404, detail={"error": "not_found",
+                                         "detail": f"no customer {customer_id!r}"})
+    now = datetime.now(UTC)
+    change = await store.record_purchase(customer_id, float(purchase.amount),
+                                         purchase.currency, purchase.purchased_at or now,
+                                         now=now)
+    await customer_events.publish_changes(publisher, [customer_id],
+                                          [change] if change else [])
+    customer = await store.customer(customer_id, now=now)
+    return {"customer_id": customer_id, "tier": str(customer.tier),
+            "tier_changed": {"previous": str(change.previous), "current": str(change.current)}
+            if change else None,
+            "features": _features(customer)}
+
+
+@api.get("/tiers", tags=["tiers"])
+async def tiers(store: Store) -> dict[str, Any]:
+    """How many customers are in each tier, and the cutoffs in force."""
+    return {"sizes": await store.tier_sizes(), "cutoffs": store.cutoffs.to_dict()}
+
+
+@api.post("/tiers/recompute", tags=["tiers"])
+async def recompute_tiers(store: Store, publisher: Publisher) -> dict[str, Any]:
+    """Recompute every customer's values, the cutoffs and the tiers now."""
+    changes = await store.recompute_population(now=datetime.now(UTC))
+    await customer_events.publish_recomputed(publisher, changes)
+    return {"tier_changes": len(changes), "sizes": await store.tier_sizes(),
+            "cutoffs": store.cutoffs.to_dict()}
+
+
+def _features(customer: Customer) -> dict[str, Any]:
+    return context.features_view(customer.features)

@@ -1,0 +1,96 @@
+"""Events about customers on `customers.events`: changes (so every segmenter instance
+drops its cached copy) and tier changes (so anyone can follow differentiation)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+from prometheus_client import Counter
+
+from services.core import envelope, kafka, topics
+from services.core.settings import Settings
+from services.segmenter.store import CustomerStore, TierChange
+
+logger = logging.getLogger(__name__)
+SOURCE = "/services/segmenter"
+
+CHANGED = "customer.changed"
+TIER_CHANGED = "customer.tier_changed"
+POPULATION_RECOMPUTED = "customers.recomputed"
+
+UNPUBLISHED = Counter("routing_customer_events_unpublished_total",
+                      "Customer events the broker did not acknowledge", ["type"])
+TIER_CHANGES = Counter("routing_customer_tier_changes_total", "Changes of customers' tier",
+                       ["previous", "current"])
+
+
+def _event(kind: str, customer_id: str, data: dict[str, object]) -> kafka.Output:
+    return kafka.Output(topics.CUSTOMER_EVENTS, customer_id, envelope.Event(
+        type=kind, source=SOURCE, ticket_id=None, subject=customer_id,
+        correlation_id=customer_id, data={"customer_id": customer_id, **data}))
+
+
+async def publish_changes(publisher: kafka.Publisher, changed: Iterable[str],
+                          tier_changes: Iterable[TierChange] = ()) -> None:
+    at = datetime.now(UTC).isoformat()
+    outputs = [_event(CHANGED, customer_id, {"at": at}) for customer_id in changed]
+    for change in tier_changes:
+        TIER_CHANGES.labels(change.previous, change.current).inc()
+        outputs.append(_event(TIER_CHANGED, change.customer_id, {
+            "previous": str(change.previous), "current": str(change.current), "at": at}))
+    await _publish(publisher, outputs)
+
+
+async def publish_recomputed(publisher: kafka.Publisher,
+                             tier_changes: Iterable[TierChange]) -> None:
+    await publish_changes(publisher, (), tier_changes)
+    await _publish(publisher, [_event(POPULATION_RECOMPUTED, "*", {
+        "at": datetime.now(UTC).isoformat()})])
+
+
+async def _publish(publisher: kafka.Publisher, outputs: list[kafka.Output]) -> None:
+    for start in range(0, len(outputs), 1000):
+        chunk = outputs[start:start + 1000]
+        try:
+            await publisher.publish(chunk)
+        except kafka.PublishFailed:
+            # The store is already changed; caches expire on their own (TTL).
+            for output in chunk:
+                UNPUBLISHED.labels(output.event.type).inc()
+            logger.warning("customer events not published", extra={"count": len(chunk)})
+
+
+class CacheFollower:
+    """Follows `customers.events` from the moment it starts (no consumer group: every
+    instance sees every event) and keeps this instance's cache and cutoffs fresh."""
+
+    def __init__(self, settings: Settings, store: CustomerStore) -> None:
+        # Only what changes from now on matters to a cache that starts empty.
+        self._consumer = kafka.consumer(settings, topics.CUSTOMER_EVENTS, group_id=None,
+                                        client_id="segmenter-cache", offset_reset="latest")
+        self._store = store
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self._consumer.start()
+        try:
+            while not stop.is_set():
+                batch = await self._consumer.getmany(timeout_ms=200)
+                for records in batch.values():
+                    for record in records:
+                        await self._apply(record)
+        finally:
+            await self._consumer.stop()
+
+    async def _apply(self, record: object) -> None:
+        try:
+            event = envelope.from_record(record.headers, record.value)  # type: ignore[attr-defined]
+        except envelope.EnvelopeError:
+            return
+        if event.type == POPULATION_RECOMPUTED:
+            await self._store.load_cutoffs()
+            self._store.cache.clear()
+        elif event.subject:
+            self._store.cache.forget(event.subject)

@@ -1,0 +1,237 @@
+"""Bulk-import rows: one CSV record or JSON line checked and typed, or refused with a reason.
+
+Pure decisions: no database, no web framework. Reasons name fields and what they accept but
+never echo a value, since rows carry personal data and reasons end up in responses and logs.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Annotated, Any, Literal, Self, TypeAlias
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_core import ErrorDetails
+
+from services.segmenter.profiles import CustomerType
+
+Kind: TypeAlias = Literal["customers", "purchases"]
+
+# Officially assigned ISO 3166-1 alpha-2 codes (249).
+COUNTRY_CODES = frozenset("""
+AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN BO BQ BR
+BS BT BV BW BY BZ CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY CZ DE DJ DK DM DO DZ
+EC EE EG EH ER ES ET FI FJ FK FM FO FR GA GB GD GE GF GG GH GI GL GM GN GP GQ GR GS GT GU GW
+GY HK HM HN HR HT HU ID IE IL IM IN IO IQ IR IS IT JE JM JO JP KE KG KH KI KM KN KP KR KW KY
+KZ LA LB LC LI LK LR LS LT LU LV LY MA MC MD ME MF MG MH MK ML MM MN MO MP MQ MR MS MT MU MV
+MW MX MY MZ NA NC NE NF NG NI NL NO NP NR NU NZ OM PA PE PF PG PH PK PL PM PN PR PS PT PW PY
+QA RE RO RS RU RW SA SB SC SD SE SG SH SI SJ SK SL SM SN SO SR SS ST SV SX SY SZ TC TD TF TG
+TH TJ TK TL TM TN TO TR TT TV TW TZ UA UG UM US UY UZ VA VC VE VG VI VN VU WF WS YE YT ZA ZM
+ZW""".split())
+
+# What each field accepts, as told to whoever sent a bad row.
+ACCEPTS = {
+    "customer_id": "1-128 characters of letters, digits and . _ : @ -",
+    "customer_type": "one of individual, organisation, government",
+    "name": "text of at most 200 characters",
+    "email": "text of at most 254 characters",
+    "birth_date": "an ISO date (YYYY-MM-DD), not in the future",
+    "gender": "text of at most 32 characters",
+    "country": "an ISO 3166 alpha-2 code in upper case, e.g. NL",
+    "language": "text of at most 16 characters",
+    "socio_economic_band": "text of at most 16 characters",
+    "signup_date": "an ISO date (YYYY-MM-DD)",
+    "attributes": "a JSON object",
+    "amount": "a decimal number above 0 with at most 2 decimals and 12 digits before the point",
+    "currency": "3 upper-case letters, e.g. EUR",
+    "purchased_at": "an RFC 3339 timestamp with offset, e.g. 2026-01-31T09:30:00+01:00",
+}
+
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})")
+_AMOUNT_TEXT = re.compile(r"\d+(\.\d+)?")
+# "Not in the future" anywhere: it is already tomorrow at UTC+14 while today in UTC.
+_EARLIEST_ZONE = timezone(timedelta(hours=14))
+
+
+def _iso_date(value: object) -> date:
+    if not isinstance(value, str) or not _DATE.fullmatch(value):
+        raise ValueError("not YYYY-MM-DD")
+    return date.fromisoformat(value)
+
+
+def _timestamp(value: object) -> datetime:
+    if not isinstance(value, str) or not _TIMESTAMP.fullmatch(value):
+        raise ValueError("not RFC 3339 with offset")
+    return datetime.fromisoformat(value.upper())
+
+
+def _amount(value: object) -> object:
+    # Text must be plain digits: no signs, exponents, spaces or underscores slip through.
+    if isinstance(value, str) and not _AMOUNT_TEXT.fullmatch(value):
+        raise ValueError("not a plain decimal")
+    return value
+
+
+def _plain_json(value: Any) -> Any:
+    # JSON lines are parsed with exact decimals (for amounts); attributes go back to floats
+    # so the JSON column can store them.
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, dict):
+        return {key: _plain_json(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain_json(item) for item in value]
+    return value
+
+
+CustomerId = Annotated[str, Field(pattern=r"^[A-Za-z0-9._:@-]{1,128}$")]
+IsoDate = Annotated[date, BeforeValidator(_iso_date)]
+
+
+@dataclass(frozen=True)
+class RowError:
+    line: int
+    reason: str
+
+
+class _Row(BaseModel):
+    """A checked row; the fields it was given are `model_fields_set`, its source `line`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    _line: int = PrivateAttr(default=0)
+
+    @property
+    def line(self) -> int:
+        return self._line
+
+    def given(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.model_fields_set}
+
+    @classmethod
+    def parse(cls, line: int, values: dict[str, Any], *, today: date) -> Self | RowError:
+        try:
+            row = cls.model_validate(values, context={"today": today})
+        except ValidationError as error:
+            return RowError(line, _reason(error.errors()))
+        row._line = line
+        return row
+
+
+class CustomerRecord(_Row):
+    customer_id: CustomerId
+    customer_type: CustomerType
+    name: str | None = Field(default=None, max_length=200)
+    email: str | None = Field(default=None, max_length=254)
+    birth_date: IsoDate | None = None
+    gender: str | None = Field(default=None, max_length=32)
+    country: str | None = None
+    language: str | None = Field(default=None, max_length=16)
+    socio_economic_band: str | None = Field(default=None, max_length=16)
+    signup_date: IsoDate | None = None
+    attributes: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("birth_date")
+    @classmethod
+    def _not_born_yet(cls, value: date | None, info: ValidationInfo) -> date | None:
+        today = (info.context or {}).get("today") or datetime.now(_EARLIEST_ZONE).date()
+        if value is not None and value > today:
+            raise ValueError("in the future")
+        return value
+
+    @field_validator("country")
+    @classmethod
+    def _known_country(cls, value: str | None) -> str | None:
+        if value is not None and value not in COUNTRY_CODES:
+            raise ValueError("not an ISO 3166 alpha-2 code")
+        return value
+
+    @field_validator("attributes", mode="before")
+    @classmethod
+    def _attributes(cls, value: Any) -> Any:
+        # An empty CSV cell or a JSON null means "no attributes": the column holds {}.
+        return {} if value is None else _plain_json(value)
+
+
+class PurchaseRecord(_Row):
+    customer_id: CustomerId
+    amount: Annotated[Decimal, BeforeValidator(_amount),
+                      Field(gt=0, max_digits=14, decimal_places=2)]
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+    purchased_at: Annotated[datetime, BeforeValidator(_timestamp)]
+
+
+Record: TypeAlias = CustomerRecord | PurchaseRecord
+RECORD_OF: dict[Kind, type[CustomerRecord] | type[PurchaseRecord]] = {
+    "customers": CustomerRecord, "purchases": PurchaseRecord}
+REQUIRED: dict[Kind, tuple[str, ...]] = {
+    "customers": ("customer_id", "customer_type"),
+    "purchases": ("customer_id", "amount", "currency", "purchased_at")}
+
+
+def today_anywhere() -> date:
+    return datetime.now(_EARLIEST_ZONE).date()
+
+
+def parse_record(kind: Kind, line: int, values: dict[str, Any], *,
+                 today: date | None = None) -> Record | RowError:
+    return RECORD_OF[kind].parse(line, values, today=today or today_anywhere())
+
+
+def unknown_fields(kind: Kind, names: list[str]) -> str | None:
+    """The reason to refuse unknown field names, or None if all are known."""
+    unknown = [name for name in names if name not in RECORD_OF[kind].model_fields]
+    if not unknown:
+        return None
+    shown = ", ".join(_shortened(name) for name in unknown[:5])
+    more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+    accepted = ", ".join(RECORD_OF[kind].model_fields)
+    return f"unknown fields: {shown}{more} (accepted: {accepted})"
+
+
+def _shortened(name: str) -> str:
+    return name if len(name) <= 40 else name[:40] + "..."
+
+
+def _reason(errors: list[ErrorDetails]) -> str:
+    missing, invalid, extra = [], [], []
+    for error in errors:
+        field = str(error["loc"][0]) if error["loc"] else ""
+        if error["type"] == "extra_forbidden":
+            extra.append(field)
+        elif error["type"] == "missing" or (error["input"] is None and len(error["loc"]) == 1):
+            missing.append(field)
+        elif field not in invalid:
+            invalid.append(field)
+    parts = [f"missing {field} (required: {ACCEPTS[field]})" for field in missing]
+    parts += [f"invalid {field} (expects {ACCEPTS[field]})" for field in invalid]
+    if extra:
+        shown = ", ".join(_shortened(name) for name in extra[:5])
+        parts.append(f"unknown fields: {shown}" + (" ..." if len(extra) > 5 else ""))
+    return "; ".join(parts)
+
+
+def json_object(text: str) -> dict[str, Any] | str:
+    """A JSON line's object, or the reason it is not one."""
+    try:
+        value = json.loads(text, parse_float=Decimal, parse_constant=_no_constant)
+    except (ValueError, RecursionError):
+        return "not valid JSON"
+    return value if isinstance(value, dict) else "not a JSON object"
+
+
+def _no_constant(_name: str) -> None:
+    raise ValueError("NaN and Infinity are not JSON")
+

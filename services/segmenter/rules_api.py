@@ -1,0 +1,108 @@
+"""The segment rules API: what is in force, replacing it, and analysing a candidate."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+
+from services.core import config_files, http
+from services.segmenter import analysis, context, rules, rules_file
+from services.segmenter.api import Store
+from services.segmenter.live_rules import LiveRuleSet
+from services.segmenter.store import CustomerStore
+
+api = APIRouter(prefix="/v1/segment-rules", tags=["segment rules"])
+
+YAML_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {
+    "application/yaml": {"schema": {"type": "string",
+                                    "description": "a rule file: version, default_segment,"
+                                                   " protected_attributes, rules"}}}}}
+
+
+def get_live(request: Request) -> LiveRuleSet:
+    live: LiveRuleSet = request.app.state.rules
+    return live
+
+
+Live = Annotated[LiveRuleSet, Depends(get_live)]
+
+
+def describe(rule_set: rules.RuleSet) -> dict[str, Any]:
+    return {
+        "version": rule_set.version,
+        "source": rule_set.source,
+        "default_segment": rule_set.default_segment,
+        "protected_attributes": list(rule_set.protected_attributes),
+        "rules": [{"name": r.name, "segment": r.segment, "when": r.expression,
+                   "line": r.line, "reads": list(r.reads),
+                   "protected_reads": rule_set.protected_reads(r)} for r in rule_set.rules],
+    }
+
+
+def config_error(error: config_files.ConfigError) -> JSONResponse:
+    return JSONResponse(status_code=422, content={
+        "error": "invalid_rule_set", "detail": str(error), "file": error.path,
+        "line": error.line, "rule": error.entry, "problem": error.problem})
+
+
+@api.get("")
+async def rules_in_force(live: Live) -> dict[str, Any]:
+    """The rule set in force, when it was loaded, and the last rejected attempt."""
+    rejection = live.last_rejection
+    return {**describe(live.current), "loaded_at": live.loaded_at.isoformat(),
+            "last_rejection": asdict(rejection) | {"at": rejection.at.isoformat()}
+            if rejection else None}
+
+
+async def yaml_text(request: Request) -> str:
+    try:
+        return (await request.body()).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise http.InvalidField("body", "the rule file must be UTF-8 text") from exc
+
+
+YamlText = Annotated[str, Depends(yaml_text)]
+
+
+@api.put("", openapi_extra=YAML_BODY,
+         responses={422: {"description": "The rule set is invalid; the old one serves"}})
+async def upload_rules(live: Live, text: YamlText) -> Any:
+    """Replace the rule set without a restart; an invalid one is rejected and the rule
+    set in force keeps serving."""
+    try:
+        rule_set = live.upload(text)
+    except config_files.ConfigError as exc:
+        return config_error(exc)
+    return describe(rule_set)
+
+
+@api.post("/analysis", openapi_extra={"requestBody": {"required": False, "content": {
+    "application/yaml": {"schema": {"type": "string",
+                                    "description": "a candidate rule file; empty: the"
+                                                   " rule set in force"}}}}})
+async def analyse_rules(live: Live, store: Store, text: YamlText) -> Any:
+    """Run a candidate rule set (or, with an empty body, the one in force) over the whole
+    customer base: segment sizes, customers only the default catches, rules that never
+    match or are shadowed, protected attributes read, and who would move where."""
+    if text.strip():
+        try:
+            candidate = rules_file.parse(text, source="candidate (upload)")
+        except config_files.ConfigError as exc:
+            return config_error(exc)
+        report = await analyse_customer_base(store, candidate, live=live.current)
+    else:
+        report = await analyse_customer_base(store, live.current)
+    return asdict(report)
+
+
+async def analyse_customer_base(store: CustomerStore, candidate: rules.RuleSet, *,
+                                live: rules.RuleSet | None = None) -> analysis.Report:
+    now = datetime.now(UTC)
+    running = analysis.Analysis(candidate, live)
+    async for customer in store.all_customers(now=now):
+        running.add(customer.customer_id, context.build(customer, None, today=now.date()))
+    return running.report()
