@@ -163,13 +163,13 @@ def demo_data(count: Annotated[int, typer.Option(min=4)] = 2000) -> None:
 
 @contextlib.asynccontextmanager
 async def _store(settings: Settings) -> AsyncIterator[CustomerStore]:
-    from services.core import db
+    from services.core import db, migrate
     from services.segmenter.cache import CustomerCache
     from services.segmenter.store import CustomerStore
 
+    await migrate.upgrade(settings.database_url)
     engine = db.engine(settings.database_url)
     try:
-        await db.create_tables(engine)
         store = CustomerStore(db.sessions(engine),
                               cache=CustomerCache(max_customers=0, ttl_seconds=1))
         await store.load_cutoffs()

@@ -17,6 +17,8 @@ from services.core.settings import PROJECT_ROOT, Settings
 from services.local import ports, processes
 from services.local.kafka_broker import LocalKafka
 
+pytest_plugins = ["tests.databases"]
+
 
 @pytest.fixture(scope="session")
 def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:

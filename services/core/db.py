@@ -38,7 +38,3 @@ def _sqlite_pragmas(connection: Any, _record: Any) -> None:
 def sessions(db_engine: AsyncEngine) -> async_sessionmaker[Any]:
     return async_sessionmaker(db_engine, expire_on_commit=False)
 
-
-async def create_tables(db_engine: AsyncEngine) -> None:
-    async with db_engine.begin() as connection:
-        await connection.run_sync(Base.metadata.create_all)

@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from services.core import db, http, kafka, logs, topics
+from services.core import db, http, kafka, logs, migrate, topics
 from services.core.settings import Settings
 from services.core.stage import StageRunner, stage_running
 from services.metrics import api, tracker
@@ -21,8 +21,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await migrate.upgrade(settings.database_url)
         engine = db.engine(settings.database_url)
-        await db.create_tables(engine)
         sessions = db.sessions(engine)
         app.state.timelines = TimelineStore(sessions)
         await kafka.ensure_topics(settings, topics.PIPELINE)

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 from fastapi import FastAPI
 
-from services.core import background, db, http, kafka, logs, topics
+from services.core import background, db, http, kafka, logs, migrate, topics
 from services.core.settings import Settings
 from services.core.stage import StageRunner, stage_running
 from services.segmenter import admin_api, api, customer_events, features, rules_api, worker
@@ -26,8 +26,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.rules = LiveRuleSet(settings.segment_rules_file)
+        await migrate.upgrade(settings.database_url)
         engine = db.engine(settings.database_url)
-        await db.create_tables(engine)
         store = CustomerStore(
             db.sessions(engine),
             cache=CustomerCache(max_customers=settings.customer_cache_size,

@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import func, insert, select
 
-from services.core import db
+from services.core import db, migrate
 from services.segmenter.cache import CustomerCache
 from services.segmenter.models import CustomerRow, PurchaseRow
 from services.segmenter.store import CustomerStore
@@ -145,9 +145,9 @@ async def seed_if_empty(database_url: str, *, count: int = 2000) -> int:
 
 
 async def _insert_if_empty(database_url: str, count: int) -> int:
+    await migrate.upgrade(database_url)
     engine = db.engine(database_url)
     try:
-        await db.create_tables(engine)
         async with engine.begin() as connection:
             existing = (await connection.execute(
                 select(func.count()).select_from(CustomerRow))).scalar_one()

@@ -6,12 +6,14 @@ never echo a value, since rows carry personal data and reasons end up in respons
 
 from __future__ import annotations
 
+import csv
 import json
 import re
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Annotated, Any, Literal, Self, TypeAlias
+from typing import Annotated, Any, Literal, NamedTuple, Self, TypeAlias, overload
 
 from pydantic import (
     BaseModel,
@@ -28,9 +30,10 @@ from pydantic_core import ErrorDetails
 from services.segmenter.profiles import CustomerType
 
 Kind: TypeAlias = Literal["customers", "purchases"]
+Format: TypeAlias = Literal["csv", "jsonl"]
 
 # Officially assigned ISO 3166-1 alpha-2 codes (249).
-COUNTRY_CODES = frozenset("""
+_ISO_3166_ALPHA_2 = """
 AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN BO BQ BR
 BS BT BV BW BY BZ CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY CZ DE DJ DK DM DO DZ
 EC EE EG EH ER ES ET FI FJ FK FM FO FR GA GB GD GE GF GG GH GI GL GM GN GP GQ GR GS GT GU GW
@@ -39,7 +42,8 @@ KZ LA LB LC LI LK LR LS LT LU LV LY MA MC MD ME MF MG MH MK ML MM MN MO MP MQ MR
 MW MX MY MZ NA NC NE NF NG NI NL NO NP NR NU NZ OM PA PE PF PG PH PK PL PM PN PR PS PT PW PY
 QA RE RO RS RU RW SA SB SC SD SE SG SH SI SJ SK SL SM SN SO SR SS ST SV SX SY SZ TC TD TF TG
 TH TJ TK TL TM TN TO TR TT TV TW TZ UA UG UM US UY UZ VA VC VE VG VI VN VU WF WS YE YT ZA ZM
-ZW""".split())
+ZW"""
+COUNTRY_CODES = frozenset(_ISO_3166_ALPHA_2.split())
 
 # What each field accepts, as told to whoever sent a bad row.
 ACCEPTS = {
@@ -176,9 +180,6 @@ class PurchaseRecord(_Row):
 Record: TypeAlias = CustomerRecord | PurchaseRecord
 RECORD_OF: dict[Kind, type[CustomerRecord] | type[PurchaseRecord]] = {
     "customers": CustomerRecord, "purchases": PurchaseRecord}
-REQUIRED: dict[Kind, tuple[str, ...]] = {
-    "customers": ("customer_id", "customer_type"),
-    "purchases": ("customer_id", "amount", "currency", "purchased_at")}
 
 
 def today_anywhere() -> date:
@@ -223,10 +224,11 @@ def _reason(errors: list[ErrorDetails]) -> str:
     return "; ".join(parts)
 
 
-def json_object(text: str) -> dict[str, Any] | str:
-    """A JSON line's object, or the reason it is not one."""
+def json_object(text: str, *, exact: bool = True) -> dict[str, Any] | str:
+    """The JSON object in `text`, or the reason it is not one; `exact` keeps decimals."""
     try:
-        value = json.loads(text, parse_float=Decimal, parse_constant=_no_constant)
+        value = json.loads(text, parse_float=Decimal if exact else float,
+                           parse_constant=_no_constant)
     except (ValueError, RecursionError):
         return "not valid JSON"
     return value if isinstance(value, dict) else "not a JSON object"
@@ -235,3 +237,143 @@ def json_object(text: str) -> dict[str, Any] | str:
 def _no_constant(_name: str) -> None:
     raise ValueError("NaN and Infinity are not JSON")
 
+
+
+# Reading a stream: request bodies arrive in chunks of any size, so lines are re-framed
+# here, and only one line or CSV record (capped) is ever held.
+
+MAX_RECORD_BYTES = 1024 * 1024
+TOO_LONG = f"longer than {MAX_RECORD_BYTES} bytes"
+_BOM = b"\xef\xbb\xbf"
+
+
+class _Line(NamedTuple):
+    number: int
+    data: bytes | None  # None: over the cap, dropped unread
+    odd_quotes: bool  # for CSV: a quoted field opens or closes on this line
+
+
+@overload
+def read_rows(chunks: AsyncIterator[bytes], fmt: Format, kind: Literal["customers"], *,
+              today: date | None = None) -> AsyncIterator[CustomerRecord | RowError]: ...
+@overload
+def read_rows(chunks: AsyncIterator[bytes], fmt: Format, kind: Literal["purchases"], *,
+              today: date | None = None) -> AsyncIterator[PurchaseRecord | RowError]: ...
+@overload
+def read_rows(chunks: AsyncIterator[bytes], fmt: Format, kind: Kind, *,
+              today: date | None = None) -> AsyncIterator[Record | RowError]: ...
+async def read_rows(chunks: AsyncIterator[bytes], fmt: Format, kind: Kind, *,
+                    today: date | None = None) -> AsyncIterator[Record | RowError]:
+    """Rows of a CSV (header first) or JSON-lines body, numbered by physical line."""
+    today = today or today_anywhere()
+    lines = _lines(chunks, MAX_RECORD_BYTES)
+    if fmt == "jsonl":
+        async for line in lines:
+            row = _json_row(kind, line, today)
+            if row is not None:
+                yield row
+        return
+    header: list[str] | None = None
+    async for start, fields in _csv_records(lines):
+        if header is None:
+            header_or_reason = fields if isinstance(fields, str) else _header(kind, fields)
+            if isinstance(header_or_reason, str):
+                yield RowError(start, f"header: {header_or_reason}")
+                return  # every row would fail the same way
+            header = header_or_reason
+        elif isinstance(fields, str):
+            yield RowError(start, fields)
+        elif len(fields) != len(header):
+            yield RowError(start, f"has {len(fields)} fields, the header {len(header)}")
+        else:
+            values: dict[str, Any] = {
+                name: value or None for name, value in zip(header, fields, strict=True)}
+            if isinstance(values.get("attributes"), str):
+                values["attributes"] = json_object(values["attributes"], exact=False)
+            yield parse_record(kind, start, values, today=today)
+
+
+async def _lines(chunks: AsyncIterator[bytes], cap: int) -> AsyncIterator[_Line]:
+    # b"\n" never occurs inside a multi-byte UTF-8 character: splitting bytes is safe, and
+    # decoding waits for whole lines.
+    number, pieces, size, quotes, dropped = 0, list[bytes](), 0, 0, False
+    async for chunk in chunks:
+        parts = chunk.split(b"\n")
+        for index, part in enumerate(parts):
+            quotes += part.count(b'"')
+            size += len(part)
+            if size > cap:
+                dropped, pieces = True, []
+            elif part:
+                pieces.append(part)
+            if index < len(parts) - 1:
+                number += 1
+                yield _line(number, None if dropped else b"".join(pieces), quotes)
+                pieces, size, quotes, dropped = [], 0, 0, False
+    if size or dropped:
+        yield _line(number + 1, None if dropped else b"".join(pieces), quotes)
+
+
+def _line(number: int, data: bytes | None, quotes: int) -> _Line:
+    if data is not None:
+        data = data.removesuffix(b"\r")
+        data = data.removeprefix(_BOM) if number == 1 else data
+    return _Line(number, data, quotes % 2 == 1)
+
+
+def _json_row(kind: Kind, line: _Line, today: date) -> Record | RowError | None:
+    if line.data is None:
+        return RowError(line.number, TOO_LONG)
+    try:
+        text = line.data.decode()
+    except UnicodeDecodeError:
+        return RowError(line.number, "not valid UTF-8")
+    if not text.strip():
+        return None
+    values = json_object(text)
+    if isinstance(values, str):
+        return RowError(line.number, values)
+    return parse_record(kind, line.number, values, today=today)
+
+
+async def _csv_records(lines: AsyncIterator[_Line]) -> AsyncIterator[tuple[int, list[str] | str]]:
+    """(first line, fields) or (first line, reason): a record ends at a line end outside
+    quotes, i.e. once its count of '"' is even (a quote inside a field is doubled)."""
+    start, parts, size, in_quotes, broken = 0, list[bytes](), 0, False, ""
+    async for line in lines:
+        if not in_quotes:
+            start, parts, size, broken = line.number, [], 0, ""
+        size += len(line.data) + 1 if line.data is not None else MAX_RECORD_BYTES + 1
+        if size > MAX_RECORD_BYTES:
+            broken, parts = TOO_LONG, []
+        elif line.data is not None:
+            parts.append(line.data)
+        in_quotes ^= line.odd_quotes
+        if in_quotes or parts == [b""]:
+            continue  # the record goes on, or a blank line
+        yield start, broken or _csv_fields(parts)
+    if in_quotes:
+        yield start, broken or "a quoted field is not closed"
+
+
+def _csv_fields(parts: list[bytes]) -> list[str] | str:
+    try:
+        text = [part.decode() + "\n" for part in parts]
+    except UnicodeDecodeError:
+        return "not valid UTF-8"
+    try:
+        records = list(csv.reader(text, strict=True))
+    except csv.Error as error:  # its messages name delimiters and limits, never data
+        return f"malformed CSV: {error}"
+    return records[0] if len(records) == 1 else "malformed CSV: stray quote"
+
+
+def _header(kind: Kind, fields: list[str]) -> list[str] | str:
+    names = [name.strip() for name in fields]
+    if len(set(names)) != len(names):
+        return "a column is named twice"
+    required = [name for name, field in RECORD_OF[kind].model_fields.items()
+                if field.is_required()]
+    missing = [name for name in required if name not in names]
+    return (unknown_fields(kind, names) or
+            (f"missing columns: {', '.join(missing)}" if missing else names))

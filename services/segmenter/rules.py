@@ -190,7 +190,7 @@ def _compile_rule(entry: Any, position: int, source: str) -> Rule:
         raise ConfigError(source, line, name, f"not a valid CEL expression: {exc}") from exc
     if compiled.return_type() not in (_T.BOOL, _T.DYN):
         raise ConfigError(source, line, name,
-                          f"the expression gives {compiled.return_type().name()},"
+                          f"the expression gives {compiled.return_type().name().lower()},"
                           " a rule must give a boolean")
     return Rule(name=name, segment=segment, expression=expression, line=line,
                 reads=referenced_paths(expression), compiled=compiled)

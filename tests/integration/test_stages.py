@@ -13,15 +13,15 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
-from services.core import db, envelope, kafka, tickets, topics
+from services.core import db, envelope, kafka, migrate, tickets, topics
 from services.core.settings import Settings
 from services.core.stage import StageRunner
 from services.local.kafka_broker import LocalKafka
 from services.router import routing, worker
 from services.segmenter import rules_file
 from services.segmenter import worker as segmenter_worker
-from services.segmenter.models import CustomerRow, PurchaseRow
 from services.segmenter.cache import CustomerCache
+from services.segmenter.models import CustomerRow, PurchaseRow
 from services.segmenter.store import CustomerStore
 from tests.conftest import read_topic, unique
 
@@ -228,8 +228,8 @@ async def _lag(bootstrap: str, group: str) -> int:
 class TestSegmenterStage:
     async def test_customers_are_segmented_from_the_store(
             self, stage_settings: Settings, raw_producer: AIOKafkaProducer) -> None:
+        await migrate.upgrade(stage_settings.database_url)
         engine = db.engine(stage_settings.database_url)
-        await db.create_tables(engine)
         async with engine.begin() as connection:
             await connection.execute(CustomerRow.__table__.insert(), [
                 {"customer_id": "gov-1", "customer_type": "government", "attributes": {}},

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from prometheus_client import REGISTRY
 
-from services.core import db, envelope, events
+from services.core import db, envelope, events, migrate
 from services.metrics import tracker
 from services.metrics.store import TimelineStore
 from tests.conftest import unique
@@ -30,8 +30,8 @@ def first_response_count(department: str, segment: str) -> float:
 
 async def test_duplicates_and_disorder_give_one_timeline_and_one_observation(
         sqlite_url: str) -> None:
+    await migrate.upgrade(sqlite_url)
     engine = db.engine(sqlite_url)
-    await db.create_tables(engine)
     sessions = db.sessions(engine)
     store = TimelineStore(sessions)
     track = tracker.TrackTicketEvent(store, sessions)

@@ -1,0 +1,81 @@
+"""Databases for the tests (a pytest plugin: `pytest_plugins = ["tests.databases"]`).
+
+- `postgres_server` (session): a throwaway local PostgreSQL server, or the server of
+  `TEST_POSTGRES_URL` (an asyncpg URL whose user may create databases) when that is set;
+- `empty_database_url`: a fresh, empty database for one test, once on SQLite and once on
+  PostgreSQL (test ids `[sqlite]`, `[postgresql]`); PostgreSQL is only started when needed;
+- `database_url`: the same, migrated to head.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlalchemy import NullPool, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from services.core import migrate
+from services.local.postgres import LocalPostgres
+
+BACKENDS = ["sqlite", "postgresql"]
+
+
+@dataclass(frozen=True)
+class ExternalPostgres:
+    """A server we did not start (TEST_POSTGRES_URL): it cannot be stopped or killed."""
+
+    url: str
+
+
+@pytest.fixture(scope="session")
+def postgres_server(
+        tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPostgres | ExternalPostgres]:
+    configured = os.environ.get("TEST_POSTGRES_URL")
+    if configured:
+        yield ExternalPostgres(configured)
+        return
+    server = LocalPostgres(tmp_path_factory.mktemp("postgres"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.remove()
+
+
+@asynccontextmanager
+async def fresh_postgres_database(server_url: str) -> AsyncIterator[str]:
+    """A new database on the server of `server_url`, dropped afterwards."""
+    name = f"test_{uuid.uuid4().hex[:16]}"
+    admin = create_async_engine(server_url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    try:
+        async with admin.connect() as connection:
+            await connection.execute(text(f'CREATE DATABASE "{name}"'))
+        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
+        async with admin.connect() as connection:
+            await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        await admin.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+async def empty_database_url(request: pytest.FixtureRequest,
+                             tmp_path: Path) -> AsyncIterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'test-store.db'}"
+        return
+    server: LocalPostgres | ExternalPostgres = request.getfixturevalue("postgres_server")
+    async with fresh_postgres_database(server.url) as url:
+        yield url
+
+
+@pytest.fixture
+async def database_url(empty_database_url: str) -> str:
+    await migrate.upgrade(empty_database_url)
+    return empty_database_url

@@ -1,0 +1,159 @@
+"""The Alembic migrations: on empty SQLite and PostgreSQL databases they build exactly the
+models' schema, running them again changes nothing, and services that migrate the same
+database at the same moment all succeed (fixtures: tests/databases.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import NullPool, text
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from services.core import db, migrate
+
+HEAD = ScriptDirectory.from_config(migrate.config("unused")).get_current_head()
+
+
+def _inspect(connection: Connection) -> tuple[list[Any], list[str]]:
+    context = MigrationContext.configure(connection, opts={"compare_type": True})
+    differences = compare_metadata(context, migrate.metadata())
+    versions = connection.execute(text("SELECT version_num FROM alembic_version")).scalars()
+    return differences, list(versions)
+
+
+async def inspect(database_url: str) -> tuple[list[Any], list[str]]:
+    """Alembic's differences between the database and the models, and its revisions."""
+    engine = db.engine(database_url)
+    try:
+        async with engine.connect() as connection:
+            return await connection.run_sync(_inspect)
+    finally:
+        await engine.dispose()
+
+
+async def test_upgrade_builds_the_models_schema(empty_database_url: str) -> None:
+    await migrate.upgrade(empty_database_url)
+
+    differences, versions = await inspect(empty_database_url)
+    assert differences == []
+    assert versions == [HEAD]
+    assert set(migrate.metadata().tables) == {
+        "customers", "purchases", "customer_features", "tier_cutoffs", "ticket_timelines"}
+
+
+async def test_upgrade_again_changes_nothing(database_url: str) -> None:
+    engine = db.engine(database_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(text(
+                "INSERT INTO customers (customer_id, customer_type, attributes)"
+                " VALUES ('c-1', 'person', '{}')"))
+        await migrate.upgrade(database_url)
+        async with engine.connect() as connection:
+            kept = (await connection.execute(text("SELECT customer_id FROM customers"))).all()
+    finally:
+        await engine.dispose()
+
+    assert kept == [("c-1",)]
+    assert await inspect(database_url) == ([], [HEAD])
+
+
+async def test_concurrent_upgrades_in_one_process(empty_database_url: str) -> None:
+    await asyncio.gather(*(migrate.upgrade(empty_database_url) for _ in range(3)))
+
+    assert await inspect(empty_database_url) == ([], [HEAD])
+
+
+async def test_services_starting_together_all_migrate(empty_database_url: str) -> None:
+    """Three processes wait on the migration lock we hold, then race for it."""
+    async with holding_the_migration_lock(empty_database_url) as waiting:
+        migrators = [
+            await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "services.core.migrate", "upgrade", empty_database_url,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+            for _ in range(3)]
+        await waiting([process.pid for process in migrators])
+        finished = asyncio.gather(*(process.communicate() for process in migrators))
+    outputs = await asyncio.wait_for(finished, 60)  # the lock is released: they race
+    for process, (output, _) in zip(migrators, outputs, strict=True):
+        assert process.returncode == 0, output.decode(errors="replace")
+    assert await inspect(empty_database_url) == ([], [HEAD])
+
+
+Waiting = Callable[[list[int]], Awaitable[None]]
+
+
+@asynccontextmanager
+async def holding_the_migration_lock(database_url: str) -> AsyncIterator[Waiting]:
+    """Hold the lock env.py takes; yields `waiting(pids)`, which returns once those
+    processes are blocked on it. The lock is released when the `with` block is left."""
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        database = Path(url.database or "")
+        holder = sqlite3.connect(database, isolation_level=None)
+        holder.execute("PRAGMA journal_mode=WAL")
+        holder.execute("BEGIN IMMEDIATE")
+
+        async def waiting_on_sqlite(pids: list[int]) -> None:
+            # Blocked processes have the database open, waiting out their busy timeout.
+            async def all_open() -> bool:
+                return all(_has_open(pid, database) for pid in pids)
+
+            await _until(all_open)
+
+        try:
+            yield waiting_on_sqlite
+        finally:
+            holder.execute("COMMIT")
+            holder.close()
+        return
+
+    engine = create_async_engine(database_url, poolclass=NullPool)
+    lock = {"key": migrate.ADVISORY_LOCK_KEY}
+    try:
+        async with engine.connect() as holder, engine.connect() as observer:
+            await holder.execute(text("SELECT pg_advisory_lock(:key)"), lock)
+            await holder.commit()
+
+            async def waiting_on_postgres(pids: list[int]) -> None:
+                async def all_blocked() -> bool:
+                    blocked = (await observer.execute(text(
+                        "SELECT count(*) FROM pg_locks"
+                        " WHERE locktype = 'advisory' AND NOT granted"))).scalar_one()
+                    await observer.rollback()
+                    return int(blocked) >= len(pids)
+
+                await _until(all_blocked)
+
+            try:
+                yield waiting_on_postgres
+            finally:
+                await holder.execute(text("SELECT pg_advisory_unlock(:key)"), lock)
+                await holder.commit()
+    finally:
+        await engine.dispose()
+
+
+def _has_open(pid: int, path: Path) -> bool:
+    try:
+        return any(fd.resolve() == path for fd in Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:
+        return False
+
+
+async def _until(condition: Callable[[], Awaitable[bool]]) -> None:
+    async with asyncio.timeout(60):
+        while True:
+            if await condition():
+                return
+            await asyncio.sleep(0.05)

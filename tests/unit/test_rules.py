@@ -1,0 +1,136 @@
+from datetime import UTC, date, datetime
+
+import pytest
+
+from services.core import tickets
+from services.core.config_files import ConfigError
+from services.segmenter import context, rules, rules_file
+from services.segmenter.profiles import (
+    Customer,
+    CustomerProfile,
+    CustomerType,
+    Tier,
+    ValueFeatures,
+)
+
+TODAY = date(2026, 11, 23)
+HEADER = "version: t\ndefault_segment: general\nrules:\n"
+
+
+def parse(body: str) -> rules.RuleSet:
+    return rules_file.parse(HEADER + body, source="segments.yaml")
+
+
+def customer(kind: CustomerType = CustomerType.INDIVIDUAL, tier: Tier = Tier.EXISTING,
+             **profile: object) -> Customer:
+    return Customer("c-1", CustomerProfile("c-1", kind, **profile),  # type: ignore[arg-type]
+                    ValueFeatures(monetary=4, total_value=1500.0, purchases=3), tier)
+
+
+def ticket(kind: str | None = None) -> tickets.Ticket:
+    return tickets.Ticket(ticket_id="t", customer_id="c-1", subject="s", body="b",
+                          channel="email", kind=kind, received_at=datetime.now(UTC))
+
+
+def decide(rule_set: rules.RuleSet, who: Customer, kind: str | None = None) -> rules.Decision:
+    return rule_set.decide(context.build(who, ticket(kind), today=TODAY))
+
+
+RULES = parse(
+    "  - name: public-sector\n    segment: government\n"
+    "    when: customer.type == 'government'\n"
+    "  - name: valuable\n    segment: key_accounts\n"
+    "    when: tier == 'most_valuable' && features.monetary >= 4\n"
+    "  - name: complaints\n    segment: care\n    when: ticket.kind in ['complaint']\n")
+
+
+class TestFirstMatchWins:
+    def test_earlier_rule_decides(self) -> None:
+        who = customer(CustomerType.GOVERNMENT, Tier.MOST_VALUABLE)
+        assert decide(RULES, who).rule == "public-sector"
+
+    def test_rule_over_tier_and_features(self) -> None:
+        decision = decide(RULES, customer(tier=Tier.MOST_VALUABLE))
+        assert (decision.segment, decision.rule) == ("key_accounts", "valuable")
+        assert decision.decided_by == {"tier": "most_valuable", "features.monetary": 4}
+
+    def test_rule_over_the_ticket(self) -> None:
+        assert decide(RULES, customer(), kind="complaint").segment == "care"
+
+    def test_default_catches_the_rest(self) -> None:
+        decision = decide(RULES, customer())
+        assert (decision.segment, decision.rule, decision.decided_by) == (
+            "general", "default", {})
+        assert decision.rules_version.startswith("t+")
+
+    def test_unknown_customer(self) -> None:
+        unknown = Customer("zz", None, ValueFeatures(), Tier.POTENTIAL)
+        assert decide(RULES, unknown).segment == "general"
+
+
+class TestRejectedRuleSets:
+    def test_syntax_error_names_file_line_and_rule(self) -> None:
+        with pytest.raises(ConfigError) as error:
+            parse("  - name: broken\n    segment: x\n    when: customer.type ==\n")
+        assert (error.value.path, error.value.line, error.value.entry) == (
+            "segments.yaml", 4, "broken")
+        assert "not a valid CEL expression" in error.value.problem
+
+    def test_non_boolean_expression_is_rejected(self) -> None:
+        with pytest.raises(ConfigError, match="gives double, a rule must give a boolean"):
+            parse("  - name: sum\n    segment: x\n    when: features.total_value + 1.0\n")
+
+    def test_dynamic_non_boolean_is_caught_by_the_probes(self) -> None:
+        with pytest.raises(ConfigError, match="not a boolean"):
+            parse("  - name: dyn\n    segment: x\n    when: customer.type\n")
+
+    def test_unguarded_null_field_is_rejected_for_unknown_customers(self) -> None:
+        with pytest.raises(ConfigError, match="fails for an unknown customer"):
+            parse("  - name: age\n    segment: x\n    when: customer.age_years > 60\n")
+
+    def test_guarded_null_field_is_accepted(self) -> None:
+        rule_set = parse("  - name: age\n    segment: seniors\n"
+                         "    when: customer.age_years != null && customer.age_years > 60\n")
+        old = customer(birth_date=date(1950, 1, 1))
+        assert decide(rule_set, old).segment == "seniors"
+
+    def test_misspelt_field_is_rejected(self) -> None:
+        with pytest.raises(ConfigError, match="Key not found"):
+            parse("  - name: typo\n    segment: x\n    when: customer.tpye == 'government'\n")
+
+    def test_default_segment_is_required(self) -> None:
+        with pytest.raises(ConfigError, match="default segment is required"):
+            rules_file.parse("rules: []\n", source="segments.yaml")
+
+    def test_duplicate_rule_names(self) -> None:
+        with pytest.raises(ConfigError, match="two rules have this name"):
+            parse("  - {name: a, segment: x, when: 'true'}\n"
+                  "  - {name: a, segment: y, when: 'false'}\n")
+
+    def test_unknown_keys_are_named(self) -> None:
+        with pytest.raises(ConfigError, match="unknown keys \\['priority'\\]"):
+            parse("  - {name: a, segment: x, when: 'true', priority: 1}\n")
+
+
+class TestRuntimeFailure:
+    def test_a_rule_failing_on_a_tickets_data_raises(self) -> None:
+        rule_set = parse("  - name: level\n    segment: x\n"
+                         "    when: has(customer.attributes.level) && "
+                         "customer.attributes.level > 3\n")
+        with pytest.raises(rules.RuleEvaluationError, match="'level' failed"):
+            decide(rule_set, customer(attributes={"level": "high"}))
+
+
+class TestReads:
+    def test_referenced_paths_ignore_string_literals(self) -> None:
+        assert rules.referenced_paths(
+            "customer.gender == 'customer.type' && tier == 'x' && features.growth > 0"
+        ) == ("customer.gender", "tier", "features.growth")
+
+    def test_protected_reads_are_flagged(self) -> None:
+        rule_set = parse("  - name: women\n    segment: x\n"
+                         "    when: customer.gender == 'female'\n"
+                         "  - name: all\n    segment: y\n    when: size(customer) > 0\n")
+        assert rule_set.protected_reads(rule_set.rules[0]) == ["customer.gender"]
+        # A rule reading the whole customer map may read anything in it.
+        assert rule_set.protected_reads(rule_set.rules[1]) == ["customer"]
