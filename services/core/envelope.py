@@ -7,12 +7,13 @@ and the correlation id travel as the extension attributes `ticketid` and `correl
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 SPEC_VERSION = "1.0"
 CONTENT_TYPE = "application/json"
@@ -60,7 +61,7 @@ def to_headers(event: Event) -> Headers:
 
 
 def to_value(event: Event) -> bytes:
-    return json.dumps(event.data, separators=(",", ":"), default=str).encode()
+    return orjson.dumps(event.data, default=str)
 
 
 def from_record(headers: Sequence[tuple[str, bytes]] | None, value: bytes | None) -> Event:
@@ -77,8 +78,8 @@ def from_record(headers: Sequence[tuple[str, bytes]] | None, value: bytes | None
     if value is None:
         raise EnvelopeError("record has no value")
     try:
-        data = json.loads(value)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        data = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
         raise EnvelopeError(f"value is not JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise EnvelopeError("value is not a JSON object")

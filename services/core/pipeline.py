@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol, runtime_checkable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError
@@ -29,6 +30,14 @@ class Unprocessable(Exception):
 
 
 Transform = Callable[[envelope.Event], Awaitable[Sequence[kafka.Output]]]
+
+
+@runtime_checkable
+class Prefetching(Protocol):
+    """A transform that can load what a whole batch needs at once (one query, not one
+    per record) before the records are transformed one by one."""
+
+    async def prefetch(self, events: Sequence[envelope.Event]) -> None: ...
 
 
 def describe_validation_error(error: ValidationError) -> str:
@@ -88,18 +97,26 @@ class StageLoop:
 
     async def _process(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
         acknowledgements: list[asyncio.Future[object]] = []
+        readable: list[tuple[ConsumerRecord, envelope.Event]] = []
         for records in batch.values():
             for record in records:
-                acknowledgements.extend(await self._handle(record))
+                try:
+                    readable.append((record, envelope.from_record(record.headers,
+                                                                  record.value)))
+                except envelope.EnvelopeError as exc:
+                    acknowledgements.append(
+                        await self._dead_letter(record, str(exc), type(exc).__name__))
+        if isinstance(self._transform, Prefetching):
+            await self._transform.prefetch([event for _, event in readable])
+        for record, event in readable:
+            acknowledgements.extend(await self._handle(record, event))
         await asyncio.gather(*acknowledgements)
         self.processed += sum(len(records) for records in batch.values())
 
-    async def _handle(self, record: ConsumerRecord) -> list[asyncio.Future[object]]:
+    async def _handle(self, record: ConsumerRecord,
+                      event: envelope.Event) -> list[asyncio.Future[object]]:
         try:
-            event = envelope.from_record(record.headers, record.value)
             outputs = await self._transform(event)
-        except envelope.EnvelopeError as exc:
-            return [await self._dead_letter(record, str(exc), type(exc).__name__)]
         except ValidationError as exc:
             reason = describe_validation_error(exc)
             return [await self._dead_letter(record, reason, type(exc).__name__)]

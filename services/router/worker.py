@@ -21,26 +21,24 @@ class RouteTicket:
         ticket = tickets.SegmentedTicket.model_validate(event.data)
         table = self._current_table()
         decision = routing.decide(ticket.segmentation.segment, table)
-        routed = tickets.RoutedTicket(
-            **ticket.model_dump(),
-            routing=tickets.Routing(
-                department=decision.department,
-                reason=decision.reason,
-                table_version=table.version,
-                routed_at=datetime.now(UTC),
-            ),
+        routing_record = tickets.Routing(
+            department=decision.department,
+            reason=decision.reason,
+            table_version=table.version,
+            routed_at=datetime.now(UTC),
         )
         routed_event = envelope.Event(
             type=events.TicketEventType.ROUTED,
             source=SOURCE,
             ticket_id=ticket.ticket_id,
             correlation_id=event.correlation_id,
-            data=routed.model_dump(mode="json"),
+            # The segmented ticket as it came (validated above), plus its routing.
+            data={**event.data, "routing": routing_record.model_dump(mode="json")},
         )
         lifecycle = events.TicketEvent(
             ticket_id=ticket.ticket_id,
             type=events.TicketEventType.ROUTED,
-            occurred_at=routed.routing.routed_at,
+            occurred_at=routing_record.routed_at,
             received_at=ticket.received_at,
             department=decision.department,
             segment=ticket.segmentation.segment,

@@ -39,7 +39,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.customers = store
         await kafka.ensure_topics(settings, topics.PIPELINE)
         publisher = app.state.publisher = kafka.Publisher(settings, client_id=f"{NAME}-admin")
-        segment = worker.SegmentTicket(lookup=store.customer,
+        segment = worker.SegmentTicket(lookup=store.customer, preload=store.preload,
                                        current_rules=lambda: app.state.rules.current)
         stage = StageRunner(settings, name=NAME, source_topic=topics.INCOMING, group_id=NAME,
                             transform=segment)

@@ -26,6 +26,13 @@ class CustomerCache:
         LOOKUPS.labels("hit" if found is not None else "miss").inc()
         return found
 
+    @property
+    def enabled(self) -> bool:
+        return bool(self._entries.maxsize)
+
+    def holds(self, customer_id: str) -> bool:
+        return customer_id in self._entries
+
     def put(self, customer: Customer) -> None:
         if self._entries.maxsize:  # a size of 0 turns the cache off
             self._entries[customer.customer_id] = customer

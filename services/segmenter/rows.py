@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
@@ -224,19 +225,22 @@ def _reason(errors: list[ErrorDetails]) -> str:
     return "; ".join(parts)
 
 
-def json_object(text: str, *, exact: bool = True) -> dict[str, Any] | str:
-    """The JSON object in `text`, or the reason it is not one; `exact` keeps decimals."""
-    try:
-        value = json.loads(text, parse_float=Decimal if exact else float,
-                           parse_constant=_no_constant)
-    except (ValueError, RecursionError):
-        return "not valid JSON"
-    return value if isinstance(value, dict) else "not a JSON object"
-
-
 def _no_constant(_name: str) -> None:
     raise ValueError("NaN and Infinity are not JSON")
 
+
+# Built once: json.loads with options builds a decoder per call.
+_EXACT_JSON = json.JSONDecoder(parse_float=Decimal, parse_constant=_no_constant)
+_PLAIN_JSON = json.JSONDecoder(parse_constant=_no_constant)
+
+
+def json_object(text: str, *, exact: bool = True) -> dict[str, Any] | str:
+    """The JSON object in `text`, or the reason it is not one; `exact` keeps decimals."""
+    try:
+        value = (_EXACT_JSON if exact else _PLAIN_JSON).decode(text)
+    except (ValueError, RecursionError):
+        return "not valid JSON"
+    return value if isinstance(value, dict) else "not a JSON object"
 
 
 # Reading a stream: request bodies arrive in chunks of any size, so lines are re-framed
@@ -265,40 +269,27 @@ def read_rows(chunks: AsyncIterator[bytes], fmt: Format, kind: Kind, *,
 async def read_rows(chunks: AsyncIterator[bytes], fmt: Format, kind: Kind, *,
                     today: date | None = None) -> AsyncIterator[Record | RowError]:
     """Rows of a CSV (header first) or JSON-lines body, numbered by physical line."""
-    today = today or today_anywhere()
-    lines = _lines(chunks, MAX_RECORD_BYTES)
-    if fmt == "jsonl":
-        async for line in lines:
-            row = _json_row(kind, line, today)
+    reader = (_JsonLines if fmt == "jsonl" else _CsvRows)(kind, today or today_anywhere())
+    async for lines in _lines(chunks, MAX_RECORD_BYTES):
+        for line in lines:
+            row = reader.row(line)
             if row is not None:
                 yield row
-        return
-    header: list[str] | None = None
-    async for start, fields in _csv_records(lines):
-        if header is None:
-            header_or_reason = fields if isinstance(fields, str) else _header(kind, fields)
-            if isinstance(header_or_reason, str):
-                yield RowError(start, f"header: {header_or_reason}")
-                return  # every row would fail the same way
-            header = header_or_reason
-        elif isinstance(fields, str):
-            yield RowError(start, fields)
-        elif len(fields) != len(header):
-            yield RowError(start, f"has {len(fields)} fields, the header {len(header)}")
-        else:
-            values: dict[str, Any] = {
-                name: value or None for name, value in zip(header, fields, strict=True)}
-            if isinstance(values.get("attributes"), str):
-                values["attributes"] = json_object(values["attributes"], exact=False)
-            yield parse_record(kind, start, values, today=today)
+            if reader.stopped:
+                return
+    last = reader.end()
+    if last is not None:
+        yield last
 
 
-async def _lines(chunks: AsyncIterator[bytes], cap: int) -> AsyncIterator[_Line]:
-    # b"\n" never occurs inside a multi-byte UTF-8 character: splitting bytes is safe, and
-    # decoding waits for whole lines.
+async def _lines(chunks: AsyncIterator[bytes], cap: int) -> AsyncIterator[list[_Line]]:
+    """The lines completed by each chunk. b"\n" never occurs inside a multi-byte UTF-8
+    character: splitting bytes is safe, and decoding waits for whole lines."""
     number, pieces, size, quotes, dropped = 0, list[bytes](), 0, 0, False
     async for chunk in chunks:
         parts = chunk.split(b"\n")
+        last = len(parts) - 1
+        done: list[_Line] = []
         for index, part in enumerate(parts):
             quotes += part.count(b'"')
             size += len(part)
@@ -306,12 +297,14 @@ async def _lines(chunks: AsyncIterator[bytes], cap: int) -> AsyncIterator[_Line]
                 dropped, pieces = True, []
             elif part:
                 pieces.append(part)
-            if index < len(parts) - 1:
+            if index < last:
                 number += 1
-                yield _line(number, None if dropped else b"".join(pieces), quotes)
+                done.append(_line(number, None if dropped else b"".join(pieces), quotes))
                 pieces, size, quotes, dropped = [], 0, 0, False
+        if done:
+            yield done
     if size or dropped:
-        yield _line(number + 1, None if dropped else b"".join(pieces), quotes)
+        yield [_line(number + 1, None if dropped else b"".join(pieces), quotes)]
 
 
 def _line(number: int, data: bytes | None, quotes: int) -> _Line:
@@ -321,51 +314,108 @@ def _line(number: int, data: bytes | None, quotes: int) -> _Line:
     return _Line(number, data, quotes % 2 == 1)
 
 
-def _json_row(kind: Kind, line: _Line, today: date) -> Record | RowError | None:
-    if line.data is None:
-        return RowError(line.number, TOO_LONG)
-    try:
-        text = line.data.decode()
-    except UnicodeDecodeError:
-        return RowError(line.number, "not valid UTF-8")
-    if not text.strip():
+class _JsonLines:
+    stopped = False
+
+    def __init__(self, kind: Kind, today: date) -> None:
+        self.kind, self.today = kind, today
+
+    def row(self, line: _Line) -> Record | RowError | None:
+        if line.data is None:
+            return RowError(line.number, TOO_LONG)
+        try:
+            text = line.data.decode()
+        except UnicodeDecodeError:
+            return RowError(line.number, "not valid UTF-8")
+        if not text.strip():
+            return None
+        values = json_object(text)
+        if isinstance(values, str):
+            return RowError(line.number, values)
+        return parse_record(self.kind, line.number, values, today=self.today)
+
+    def end(self) -> None:
         return None
-    values = json_object(text)
-    if isinstance(values, str):
-        return RowError(line.number, values)
-    return parse_record(kind, line.number, values, today=today)
 
 
-async def _csv_records(lines: AsyncIterator[_Line]) -> AsyncIterator[tuple[int, list[str] | str]]:
-    """(first line, fields) or (first line, reason): a record ends at a line end outside
+class _CsvRows:
+    """Rows of CSV records, the first the header. A record ends at a line end outside
     quotes, i.e. once its count of '"' is even (a quote inside a field is doubled)."""
-    start, parts, size, in_quotes, broken = 0, list[bytes](), 0, False, ""
-    async for line in lines:
-        if not in_quotes:
-            start, parts, size, broken = line.number, [], 0, ""
-        size += len(line.data) + 1 if line.data is not None else MAX_RECORD_BYTES + 1
-        if size > MAX_RECORD_BYTES:
-            broken, parts = TOO_LONG, []
+
+    def __init__(self, kind: Kind, today: date) -> None:
+        self.kind, self.today = kind, today
+        self.header: list[str] | None = None
+        self.stopped = False
+        self.start, self.parts, self.size, self.in_quotes, self.broken = 0, [b""], 0, False, ""
+        # One reader for all records, fed a record at a time: a reader per record costs
+        # more than the parsing.
+        self.feed = _Feed()
+        self.csv = csv.reader(self.feed, strict=True)
+
+    def row(self, line: _Line) -> Record | RowError | None:
+        if not self.in_quotes:
+            self.start, self.parts, self.size, self.broken = line.number, [], 0, ""
+        self.size += len(line.data) + 1 if line.data is not None else MAX_RECORD_BYTES + 1
+        if self.size > MAX_RECORD_BYTES:
+            self.broken, self.parts = TOO_LONG, []
         elif line.data is not None:
-            parts.append(line.data)
-        in_quotes ^= line.odd_quotes
-        if in_quotes or parts == [b""]:
-            continue  # the record goes on, or a blank line
-        yield start, broken or _csv_fields(parts)
-    if in_quotes:
-        yield start, broken or "a quoted field is not closed"
+            self.parts.append(line.data)
+        self.in_quotes ^= line.odd_quotes
+        if self.in_quotes or self.parts == [b""]:
+            return None  # the record goes on, or a blank line
+        return self._record(self.broken or self._fields())
+
+    def end(self) -> RowError | None:
+        if not self.in_quotes:
+            return None
+        row = self._record(self.broken or "a quoted field is not closed")
+        return row if isinstance(row, RowError) else None
+
+    def _fields(self) -> list[str] | str:
+        try:
+            self.feed.lines.extend(part.decode() + "\n" for part in self.parts)
+        except UnicodeDecodeError:
+            self.feed.lines.clear()
+            return "not valid UTF-8"
+        try:
+            fields = next(self.csv)
+        except csv.Error as error:  # its messages name delimiters and limits, never data
+            return f"malformed CSV: {error}"
+        finally:
+            leftover = bool(self.feed.lines)
+            self.feed.lines.clear()
+        return "malformed CSV: stray quote" if leftover else fields
+
+    def _record(self, fields: list[str] | str) -> Record | RowError | None:
+        if self.header is None:
+            header = fields if isinstance(fields, str) else _header(self.kind, fields)
+            if isinstance(header, str):
+                self.stopped = True  # every row would fail the same way
+                return RowError(self.start, f"header: {header}")
+            self.header = header
+            return None
+        if isinstance(fields, str):
+            return RowError(self.start, fields)
+        if len(fields) != len(self.header):
+            return RowError(self.start, f"has {len(fields)} fields, the header {len(self.header)}")
+        values: dict[str, Any] = {
+            name: value or None for name, value in zip(self.header, fields, strict=True)}
+        if isinstance(values.get("attributes"), str):
+            values["attributes"] = json_object(values["attributes"], exact=False)
+        return parse_record(self.kind, self.start, values, today=self.today)
 
 
-def _csv_fields(parts: list[bytes]) -> list[str] | str:
-    try:
-        text = [part.decode() + "\n" for part in parts]
-    except UnicodeDecodeError:
-        return "not valid UTF-8"
-    try:
-        records = list(csv.reader(text, strict=True))
-    except csv.Error as error:  # its messages name delimiters and limits, never data
-        return f"malformed CSV: {error}"
-    return records[0] if len(records) == 1 else "malformed CSV: stray quote"
+class _Feed:
+    def __init__(self) -> None:
+        self.lines: deque[str] = deque()
+
+    def __iter__(self) -> _Feed:
+        return self
+
+    def __next__(self) -> str:
+        if self.lines:
+            return self.lines.popleft()
+        raise StopIteration  # for now: the reader asks again for the next record
 
 
 def _header(kind: Kind, fields: list[str]) -> list[str] | str:

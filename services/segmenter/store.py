@@ -72,10 +72,29 @@ class CustomerStore:
         if cached is None:
             cached = await self._load(customer_id)
             self.cache.put(cached)
-        # Scores depend on the time and the cutoffs in force, not only on stored values.
-        signup = cached.profile.signup_date if cached.profile else None
-        value = features.scored(cached.features, self.cutoffs, now=now, signup_date=signup)
-        return Customer(cached.customer_id, cached.profile, value, cached.tier)
+        return self._as_of(cached, now)
+
+    def _as_of(self, customer: Customer, now: datetime) -> Customer:
+        """Scores depend on the time and the cutoffs in force, not only on stored values."""
+        signup = customer.profile.signup_date if customer.profile else None
+        value = features.scored(customer.features, self.cutoffs, now=now, signup_date=signup)
+        return Customer(customer.customer_id, customer.profile, value, customer.tier)
+
+    async def preload(self, customer_ids: set[str]) -> None:
+        """Put every customer of a batch that the cache lacks into it, in one query."""
+        missing = [cid for cid in customer_ids if not self.cache.holds(cid)]
+        if not missing or not self.cache.enabled:
+            return
+        async with self._sessions() as session:
+            found = (await session.execute(
+                select(CustomerRow, CustomerFeaturesRow)
+                .outerjoin(CustomerFeaturesRow,
+                           CustomerFeaturesRow.customer_id == CustomerRow.customer_id)
+                .where(CustomerRow.customer_id.in_(missing)))).all()
+        known = {row.customer_id: _as_customer(row, feature_row) for row, feature_row in found}
+        for customer_id in missing:
+            self.cache.put(known.get(customer_id)
+                           or Customer(customer_id, None, NO_FEATURES, Tier.POTENTIAL))
 
     async def _load(self, customer_id: str) -> Customer:
         async with self._sessions() as session:
@@ -86,9 +105,7 @@ class CustomerStore:
                 .where(CustomerRow.customer_id == customer_id))).first()
         if found is None:
             return Customer(customer_id, None, NO_FEATURES, Tier.POTENTIAL)
-        row, feature_row = found
-        return Customer(customer_id, to_profile(row), to_features(feature_row),
-                        Tier(feature_row.tier) if feature_row else Tier.POTENTIAL)
+        return _as_customer(*found)
 
     async def all_customers(self, *, now: datetime,
                             chunk: int = 1000) -> AsyncIterator[Customer]:
@@ -102,11 +119,7 @@ class CustomerStore:
                 .order_by(CustomerRow.customer_id)
                 .execution_options(yield_per=chunk))
             async for row, feature_row in result:
-                profile = to_profile(row)
-                value = features.scored(to_features(feature_row), self.cutoffs, now=now,
-                                        signup_date=profile.signup_date)
-                yield Customer(row.customer_id, profile, value,
-                               Tier(feature_row.tier) if feature_row else Tier.POTENTIAL)
+                yield self._as_of(_as_customer(row, feature_row), now)
 
     async def profile_row(self, customer_id: str) -> CustomerRow | None:
         async with self._sessions() as session:
@@ -250,3 +263,8 @@ def _feature_columns(raw: ValueFeatures, tier: Tier, now: datetime) -> dict[str,
         values.pop(derived)
     return {**values, "tier": str(tier), "computed_at": now}
 
+
+
+def _as_customer(row: CustomerRow, feature_row: CustomerFeaturesRow | None) -> Customer:
+    return Customer(row.customer_id, to_profile(row), to_features(feature_row),
+                    Tier(feature_row.tier) if feature_row else Tier.POTENTIAL)

@@ -47,8 +47,8 @@ async def test_upgrade_builds_the_models_schema(empty_database_url: str) -> None
     differences, versions = await inspect(empty_database_url)
     assert differences == []
     assert versions == [HEAD]
-    assert set(migrate.metadata().tables) == {
-        "customers", "purchases", "customer_features", "tier_cutoffs", "ticket_timelines"}
+    # both model modules are in the metadata compared (else their tables would differ)
+    assert {"customers", "ticket_timelines"} <= set(migrate.metadata().tables)
 
 
 async def test_upgrade_again_changes_nothing(database_url: str) -> None:
@@ -100,9 +100,9 @@ async def holding_the_migration_lock(database_url: str) -> AsyncIterator[Waiting
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite":
         database = Path(url.database or "")
-        holder = sqlite3.connect(database, isolation_level=None)
-        holder.execute("PRAGMA journal_mode=WAL")
-        holder.execute("BEGIN IMMEDIATE")
+        writer = sqlite3.connect(database, isolation_level=None)
+        writer.execute("PRAGMA journal_mode=WAL")
+        writer.execute("BEGIN IMMEDIATE")
 
         async def waiting_on_sqlite(pids: list[int]) -> None:
             # Blocked processes have the database open, waiting out their busy timeout.
@@ -114,8 +114,8 @@ async def holding_the_migration_lock(database_url: str) -> AsyncIterator[Waiting
         try:
             yield waiting_on_sqlite
         finally:
-            holder.execute("COMMIT")
-            holder.close()
+            writer.execute("COMMIT")
+            writer.close()
         return
 
     engine = create_async_engine(database_url, poolclass=NullPool)

@@ -67,4 +67,5 @@ async def _run(database_url: str) -> None:
 
 if context.is_offline_mode():
     raise RuntimeError("offline (--sql) migrations are not supported; run them online")
-asyncio.run(_run(context.config.attributes["database_url"]))
+asyncio.run(_run(context.config.attributes.get("database_url")
+                 or context.config.get_main_option("sqlalchemy.url") or ""))
