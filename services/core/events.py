@@ -22,6 +22,8 @@ class TicketEventType(StrEnum):
     PICKED_UP = "ticket.picked_up"
     RESPONDED = "ticket.responded"
     RESOLVED = "ticket.resolved"
+    ESCALATED = "ticket.escalated"  # no first response by the deadline; redispatched
+    TRANSFERRED = "ticket.transferred"  # handed by one department to another
 
 
 DEPARTMENT_REPORTS = (
@@ -42,7 +44,12 @@ class TicketEvent(BaseModel):
     received_at: datetime | None = None
     department: str | None = None
     segment: str | None = None
+    # Why the ticket went where it went: route, fallback, overflow, after_hours,
+    # escalation or transfer (on routed, escalated and transferred events).
     reason: str | None = None
+    from_department: str | None = None  # escalated and transferred events
+    priority: int | None = None
+    first_response_deadline: datetime | None = None
 
 
 def as_envelope(lifecycle: TicketEvent, correlation_id: str, source: str) -> envelope.Event:

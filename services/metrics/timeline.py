@@ -66,7 +66,10 @@ Observation = Routed | Duration
 
 def apply(timeline: Timeline, event: TicketEvent) -> tuple[Timeline, list[Observation]]:
     """The timeline after `event`, and the observations that became known with it."""
-    updated = _with_moment(timeline, MOMENT_OF[event.type], event.occurred_at)
+    moment = MOMENT_OF.get(event.type)
+    if moment is None:
+        return timeline, []
+    updated = _with_moment(timeline, moment, event.occurred_at)
     if event.received_at is not None:
         updated = _with_moment(updated, "received_at", event.received_at)
     if event.type is TicketEventType.ROUTED:
