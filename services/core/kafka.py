@@ -18,13 +18,16 @@ from services.core.settings import Settings
 logger = logging.getLogger(__name__)
 
 
-def producer(settings: Settings, *, client_id: str) -> AIOKafkaProducer:
-    """An idempotent producer that waits for all in-sync replicas."""
+def producer(settings: Settings, *, client_id: str,
+             transactional_id: str | None = None) -> AIOKafkaProducer:
+    """An idempotent producer that waits for all in-sync replicas (and, with a
+    transactional id, writes in transactions)."""
     return AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap_servers,
         client_id=client_id,
         acks="all",
         enable_idempotence=True,
+        transactional_id=transactional_id,
         linger_ms=2,
         request_timeout_ms=int(settings.produce_timeout_seconds * 1000),
     )

@@ -1,8 +1,9 @@
-"""The consume-transform-produce loop every pipeline stage runs, at least once.
+"""The consume-transform-produce loop every pipeline stage runs.
 
 A stage is a `Transform`: it turns one incoming event into the events it must publish.
-The loop publishes them, waits until the broker has acknowledged every one, and only then
-commits the consumed offsets, so a crash at any point replays rather than loses.
+Exactly once: the batch's output and its consumed offsets are committed in one Kafka
+transaction. At least once: the loop publishes, waits until the broker has acknowledged
+every record, and only then commits the offsets, so a crash replays rather than loses.
 
 A record the transform cannot process (`Unprocessable`) goes to the dead-letter topic with
 the reason in its headers, and the loop carries on. Any other error (database or broker
@@ -17,7 +18,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol, runtime_checkable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.errors import CommitFailedError
+from aiokafka.errors import CommitFailedError, ProducerFenced
 from pydantic import ValidationError
 
 from services.core import envelope, kafka, topics
@@ -69,10 +70,15 @@ class StageLoop:
         consumer: AIOKafkaConsumer,
         producer: AIOKafkaProducer,
         transform: Transform,
+        transactions_for_group: str | None = None,
         retry_pause_seconds: float = 1.0,
         max_batch: int = 500,
     ) -> None:
+        """With `transactions_for_group`, the producer is transactional: each batch's
+        output and the group's consumed offsets are committed in one Kafka transaction
+        (exactly once for `read_committed` readers); without, at least once."""
         self.name = name
+        self._transactions_for_group = transactions_for_group
         self._consumer = consumer
         self._producer = producer
         self._transform = transform
@@ -87,13 +93,27 @@ class StageLoop:
             if not batch:
                 continue
             try:
-                await self._process(batch)
+                if self._transactions_for_group is None:
+                    await self._process(batch)
+                    await self._commit(batch)
+                else:
+                    await self._process_in_transaction(batch, self._transactions_for_group)
+            except ProducerFenced:
+                # A newer instance with our transactional id took over: stop for good.
+                logger.error("stage %s fenced by a newer instance; stopping", self.name)
+                raise
             except Exception:
                 logger.exception("stage %s failed on a batch; retrying it", self.name)
                 self._rewind(batch)
                 await asyncio.sleep(self._retry_pause)
-                continue
-            await self._commit(batch)
+
+    async def _process_in_transaction(self, batch: dict[TopicPartition, list[ConsumerRecord]],
+                                      group_id: str) -> None:
+        # Leaving the block by an exception aborts the transaction: nothing of the batch
+        # becomes visible, and its offsets stay uncommitted.
+        async with self._producer.transaction():
+            await self._process(batch)
+            await self._producer.send_offsets_to_transaction(_next_offsets(batch), group_id)
 
     async def _process(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
         acknowledgements: list[asyncio.Future[object]] = []
@@ -149,9 +169,12 @@ class StageLoop:
                 self._consumer.seek(partition, records[0].offset)
 
     async def _commit(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
-        offsets = {tp: records[-1].offset + 1 for tp, records in batch.items() if records}
         try:
-            await self._consumer.commit(offsets)
+            await self._consumer.commit(_next_offsets(batch))
         except CommitFailedError:
             # The group rebalanced under us: another member replays these records.
             logger.warning("offset commit failed after a rebalance", extra={"stage": self.name})
+
+
+def _next_offsets(batch: dict[TopicPartition, list[ConsumerRecord]]) -> dict[TopicPartition, int]:
+    return {tp: records[-1].offset + 1 for tp, records in batch.items() if records}

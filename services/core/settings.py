@@ -19,6 +19,8 @@ class Settings(BaseSettings):
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     kafka_topic_partitions: int = Field(default=3, ge=1)
     kafka_replication_factor: int = Field(default=1, ge=1)
+    delivery: Literal["exactly_once", "at_least_once"] = "exactly_once"
+    instance_id: str = Field(default="0", pattern=r"^[A-Za-z0-9._-]{1,64}$")
     produce_timeout_seconds: float = Field(default=5.0, gt=0)
     retry_after_seconds: int = Field(default=5, ge=1)
 

@@ -25,9 +25,15 @@ class StageRunner:
     ) -> None:
         self._consumer = kafka.consumer(settings, source_topic, group_id=group_id,
                                         client_id=name)
-        self._producer = kafka.producer(settings, client_id=name)
-        self.loop = pipeline.StageLoop(name=name, consumer=self._consumer,
-                                       producer=self._producer, transform=transform)
+        exactly_once = settings.delivery == "exactly_once"
+        # A stable id per instance: a restarted instance fences its killed predecessor
+        # and aborts the transaction it left open.
+        self._producer = kafka.producer(
+            settings, client_id=name,
+            transactional_id=f"{group_id}-{settings.instance_id}" if exactly_once else None)
+        self.loop = pipeline.StageLoop(
+            name=name, consumer=self._consumer, producer=self._producer, transform=transform,
+            transactions_for_group=group_id if exactly_once else None)
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -14,6 +15,8 @@ from prometheus_client import Counter
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from services.core import envelope, events, kafka, tickets, topics
+from services.router.models import IntakeKeyRow
+from services.router.store import IntakeKeys
 
 logger = logging.getLogger(__name__)
 SOURCE = "/services/router/intake"
@@ -104,7 +107,7 @@ UNAVAILABLE: dict[int | str, dict[str, Any]] = {
 api = APIRouter(prefix="/v1", tags=["tickets"])
 
 
-def _unavailable(request: Request, endpoint: str) -> JSONResponse:
+def unavailable(request: Request, endpoint: str) -> JSONResponse:
     INTAKE_UNAVAILABLE.labels(endpoint).inc()
     retry_after = request.app.state.settings.retry_after_seconds
     return JSONResponse(
@@ -116,16 +119,40 @@ def _unavailable(request: Request, endpoint: str) -> JSONResponse:
     )
 
 
-@api.post("/tickets", status_code=202, response_model=TicketAccepted, responses=UNAVAILABLE)
+def get_intake_keys(request: Request) -> IntakeKeys:
+    keys: IntakeKeys = request.app.state.intake_keys
+    return keys
+
+
+Keys = Annotated[IntakeKeys, Depends(get_intake_keys)]
+IdempotencyKey = Annotated[str | None, Header(
+    alias="Idempotency-Key", min_length=1, max_length=255, pattern=r"^[\x21-\x7e]+$",
+    description="Retries with the same key get the same ticket id, and no second ticket")]
+
+
+@api.post("/tickets", status_code=202, response_model=TicketAccepted,
+          responses={**UNAVAILABLE, 409: {"description": "The same Idempotency-Key is in"
+                                                         " flight; retry after Retry-After"}})
 async def submit_ticket(
     submission: TicketSubmission,
     request: Request,
     publisher: PublisherDep,
+    keys: Keys,
     correlation_id: CorrelationId = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> TicketAccepted | JSONResponse:
     """Accept a ticket: answered 202 only once Kafka holds it."""
     received_at = datetime.now(UTC)
-    ticket = tickets.Ticket(ticket_id=str(uuid.uuid4()), received_at=received_at,
+    ticket_id = str(uuid.uuid4())
+    if idempotency_key is not None:
+        fingerprint = hashlib.sha256(submission.model_dump_json().encode()).hexdigest()
+        claim = await keys.claim(idempotency_key, fingerprint=fingerprint,
+                                 ticket_id=ticket_id, now=received_at)
+        earlier = _earlier_request(request, claim, ticket_id, fingerprint, received_at)
+        if earlier is not None:
+            return earlier
+        ticket_id = claim.ticket_id  # ours, or a crashed request's that we take over
+    ticket = tickets.Ticket(ticket_id=ticket_id, received_at=received_at,
                             **submission.model_dump())
     correlation = correlation_id or ticket.ticket_id
     received = envelope.Event(
@@ -143,11 +170,37 @@ async def submit_ticket(
         ])
     except kafka.PublishFailed as exc:
         logger.warning("ticket not accepted: Kafka unavailable", extra={"error": str(exc)})
-        return _unavailable(request, "tickets")
+        if idempotency_key is not None:
+            await keys.release(idempotency_key)
+        return unavailable(request, "tickets")
+    if idempotency_key is not None:
+        await keys.accepted(idempotency_key)
     TICKETS_ACCEPTED.labels(ticket.channel).inc()
     logger.info("ticket accepted", extra={"ticket_id": ticket.ticket_id,
                                           "correlation_id": correlation})
     return TicketAccepted(ticket_id=ticket.ticket_id, correlation_id=correlation)
+
+
+def _earlier_request(request: Request, claim: IntakeKeyRow, ticket_id: str, fingerprint: str,
+                     now: datetime) -> TicketAccepted | JSONResponse | None:
+    """The answer to a retry, or None when this request is to publish the ticket."""
+    if claim.fingerprint != fingerprint:
+        return JSONResponse(status_code=422, content={"error": "invalid_request", "fields": [{
+            "field": "header.Idempotency-Key", "type": "idempotency_key_reused",
+            "problem": "this key was used for a different ticket; use a new key per ticket"}]})
+    if claim.ticket_id == ticket_id:
+        return None  # the key is new: ours
+    if claim.status == "accepted":
+        return TicketAccepted(ticket_id=claim.ticket_id, correlation_id=claim.ticket_id)
+    settings = request.app.state.settings
+    created = claim.created_at if claim.created_at.tzinfo else \
+        claim.created_at.replace(tzinfo=UTC)
+    if now - created < timedelta(seconds=2 * settings.produce_timeout_seconds):
+        return JSONResponse(
+            status_code=409, headers={"Retry-After": str(settings.retry_after_seconds)},
+            content={"error": "in_progress",
+                     "detail": "a request with this Idempotency-Key is being accepted"})
+    return None  # the first request died before Kafka answered: publish its ticket now
 
 
 @api.post("/tickets/{ticket_id}/events", status_code=202, response_model=ReportAccepted,
@@ -170,5 +223,5 @@ async def report_event(
     try:
         await publisher.publish([kafka.Output(topics.EVENTS, ticket_id, event)])
     except kafka.PublishFailed:
-        return _unavailable(request, "events")
+        return unavailable(request, "events")
     return ReportAccepted(ticket_id=ticket_id, event_id=event.id, type=report.type)

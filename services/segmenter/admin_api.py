@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Annotated, Any
@@ -10,7 +11,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from services.core import http, kafka
-from services.segmenter import context, customer_events
+from services.segmenter import context, customer_events, imports, rows
 from services.segmenter.api import CustomerId, Store
 from services.segmenter.profiles import Customer, CustomerType
 
@@ -129,3 +130,53 @@ async def recompute_tiers(store: Store, publisher: Publisher) -> dict[str, Any]:
 
 def _features(customer: Customer) -> dict[str, Any]:
     return context.features_view(customer.features)
+
+
+IMPORT_FORMATS = {"text/csv": "csv", "application/x-ndjson": "jsonl",
+                  "application/jsonl": "jsonl", "application/json-lines": "jsonl"}
+IMPORT_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {
+    "text/csv": {"schema": {"type": "string", "description": "a header line, then rows"}},
+    "application/x-ndjson": {"schema": {"type": "string",
+                                        "description": "one JSON object a line"}}}}}
+
+
+def import_format(request: Request) -> rows.Format:
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    found = IMPORT_FORMATS.get(media_type)
+    if found is None:
+        raise HTTPException(415, detail={
+            "error": "unsupported_media_type",
+            "detail": f"send {', '.join(IMPORT_FORMATS)}; got {media_type or 'nothing'!r}"})
+    return found  # type: ignore[return-value]
+
+
+Format = Annotated[rows.Format, Depends(import_format)]
+
+
+@api.post("/customers/import", openapi_extra=IMPORT_BODY, tags=["import"])
+async def import_customers(request: Request, fmt: Format, store: Store,
+                           publisher: Publisher) -> dict[str, Any]:
+    """Create or update customers from CSV or JSON Lines, streamed: good rows are kept in
+    chunks, each row all or nothing; bad rows come back with their line and reason."""
+
+    async def refresh(customer_ids: list[str]) -> None:
+        await store.refresh_features(customer_ids, now=datetime.now(UTC))
+
+    report = await imports.import_customers(
+        store.sessions, rows.read_rows(request.stream(), fmt, "customers"), on_chunk=refresh)
+    await customer_events.publish_recomputed(publisher, [])
+    return asdict(report)
+
+
+@api.post("/purchases/import", openapi_extra=IMPORT_BODY, tags=["import"])
+async def import_purchases(request: Request, fmt: Format, store: Store,
+                           publisher: Publisher) -> dict[str, Any]:
+    """Record purchases from CSV or JSON Lines, streamed; values and tiers follow."""
+
+    async def refresh(customer_ids: list[str]) -> None:
+        changes = await store.refresh_features(customer_ids, now=datetime.now(UTC))
+        await customer_events.publish_changes(publisher, customer_ids, changes)
+
+    report = await imports.import_purchases(
+        store.sessions, rows.read_rows(request.stream(), fmt, "purchases"), on_chunk=refresh)
+    return asdict(report)

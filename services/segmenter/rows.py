@@ -151,7 +151,7 @@ class CustomerRecord(_Row):
     @field_validator("birth_date")
     @classmethod
     def _not_born_yet(cls, value: date | None, info: ValidationInfo) -> date | None:
-        today = (info.context or {}).get("today") or datetime.now(_EARLIEST_ZONE).date()
+        today = (info.context or {}).get("today") or today_anywhere()
         if value is not None and value > today:
             raise ValueError("in the future")
         return value
@@ -217,8 +217,9 @@ def _reason(errors: list[ErrorDetails]) -> str:
             missing.append(field)
         elif field not in invalid:
             invalid.append(field)
-    parts = [f"missing {field} (required: {ACCEPTS[field]})" for field in missing]
-    parts += [f"invalid {field} (expects {ACCEPTS[field]})" for field in invalid]
+    parts = [f"missing {field} (required: {ACCEPTS.get(field, 'a value')})" for field in missing]
+    parts += [f"invalid {field} (expects {ACCEPTS.get(field, 'a valid value')})"
+              for field in invalid]
     if extra:
         shown = ", ".join(_shortened(name) for name in extra[:5])
         parts.append(f"unknown fields: {shown}" + (" ..." if len(extra) > 5 else ""))

@@ -64,6 +64,10 @@ class CustomerStore:
         self.policy = policy or features.TierPolicy()
         self.cutoffs = features.DEFAULT_CUTOFFS
 
+    @property
+    def sessions(self) -> async_sessionmaker[AsyncSession]:
+        return self._sessions
+
     # Reading -------------------------------------------------------------------------
 
     async def customer(self, customer_id: str, *, now: datetime) -> Customer:

@@ -259,3 +259,46 @@ class TestAdmin:
         assert response.status_code == 404
 
 
+
+
+class TestBulkImportOverHttp:
+    async def test_good_rows_kept_bad_rows_reported_by_line(
+            self, client: httpx.AsyncClient) -> None:
+        prefix = unique("imp")
+        csv = (f"customer_id,customer_type,country\n"
+               f"{prefix}-1,individual,NL\n"
+               f"{prefix}-2,martian,NL\n"
+               f"{prefix}-3,government,SE\n").encode()
+
+        async def body() -> AsyncIterator[bytes]:
+            for start in range(0, len(csv), 7):  # arrives in small pieces
+                yield csv[start:start + 7]
+
+        response = await client.post("/v1/customers/import", content=body(),
+                                     headers={"content-type": "text/csv"})
+        assert response.status_code == 200, response.text
+        report = response.json()
+        assert (report["rows_read"], report["rows_imported"], report["error_count"]) == (3, 2, 1)
+        assert report["errors"][0]["line"] == 3
+        assert "customer_type" in report["errors"][0]["reason"]
+        assert (await segment_of(client, f"{prefix}-3"))["segment"] == "government"
+        assert (await client.get(f"/v1/customers/{prefix}-2")).status_code == 404
+
+    async def test_purchases_update_tiers(self, client: httpx.AsyncClient) -> None:
+        customer_id = unique("imp-buyer")
+        await client.put(f"/v1/customers/{customer_id}", json={"customer_type": "individual"})
+        lines = (f'{{"customer_id": "{customer_id}", "amount": "500000.00", "currency": "EUR",'
+                 f' "purchased_at": "2026-11-01T10:00:00+00:00"}}\n'
+                 f'{{"customer_id": "nobody-{customer_id}", "amount": "1.00",'
+                 f' "currency": "EUR", "purchased_at": "2026-11-01T10:00:00+00:00"}}\n')
+        response = await client.post("/v1/purchases/import", content=lines.encode(),
+                                     headers={"content-type": "application/x-ndjson"})
+        report = response.json()
+        assert (report["rows_imported"], report["error_count"]) == (1, 1)
+        assert report["errors"][0]["line"] == 2
+        assert (await segment_of(client, customer_id))["tier"] == "most_valuable"
+
+    async def test_unsupported_media_type(self, client: httpx.AsyncClient) -> None:
+        response = await client.post("/v1/customers/import", content=b"<xml/>",
+                                     headers={"content-type": "application/xml"})
+        assert response.status_code == 415

@@ -1,0 +1,238 @@
+"""Opening hours and business-time deadlines. Pure decision code; time is passed in.
+
+A calendar is a time zone, opening hours per weekday (local wall-clock times) and
+holidays (whole local dates, closed). Business time is real elapsed time while the
+calendar is open, so an interval that spans a DST change counts the hour it gains or
+loses. Overnight hours like "22:00-06:00" open on the named day and close on the next;
+a holiday closes its whole date, including the early hours of a shift that began the
+evening before.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from services.core.config_files import ConfigError, line_of
+
+Mode = Literal["business", "always"]
+Window = tuple[int, int]  # minutes after local midnight, [opens, closes), closes <= 1440
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_DAY = 24 * 60
+_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?$")
+_CLOCK = re.compile(r"^(\d{2}):(\d{2})$")
+_SEARCH_LIMIT_DAYS = 3700  # a calendar that stays closed for ten years never opens
+
+
+@dataclass(frozen=True)
+class Calendar:
+    time_zone: ZoneInfo
+    hours: tuple[tuple[Window, ...], ...]  # seven entries, Monday first
+    holidays: frozenset[date] = frozenset()
+
+    def windows(self, day: date) -> list[tuple[datetime, datetime]]:
+        """The open intervals of a local date, as UTC instants."""
+        if day in self.holidays:
+            return []
+        found = []
+        for opens, closes in self.hours[day.weekday()]:
+            start, end = self._instant(day, opens), self._instant(day, closes)
+            if start < end:  # a window entirely inside a DST gap has no length
+                found.append((start, end))
+        return found
+
+    def is_open(self, at: datetime) -> bool:
+        _require_aware(at)
+        day = at.astimezone(self.time_zone).date()
+        return any(start <= at < end for start, end in self.windows(day))
+
+    def opens_at(self, at: datetime) -> datetime:
+        """`at` when open, else the next opening (UTC)."""
+        return deadline(at, timedelta(0), self)
+
+    def _instant(self, day: date, minutes: int) -> datetime:
+        day, minutes = (day + timedelta(days=1), 0) if minutes == _DAY else (day, minutes)
+        local = datetime.combine(day, time(minutes // 60, minutes % 60), self.time_zone)
+        # Wall-clock times in a DST gap resolve with the offset before the change
+        # (02:30 becomes 03:30 summer time); ambiguous ones to the first occurrence.
+        return local.astimezone(UTC)
+
+
+def deadline(start: datetime, target: timedelta, calendar: Calendar | None,
+             mode: Mode = "business") -> datetime:
+    """`start` plus `target` of business time (UTC): the clock runs only while open.
+
+    Without a calendar, or in mode "always", it is plain elapsed time.
+    """
+    _require_aware(start)
+    if target < timedelta(0):
+        raise ValueError(f"a target cannot be negative: {target}")
+    start = start.astimezone(UTC)
+    if calendar is None or mode == "always":
+        return start + target
+    remaining = target
+    day = start.astimezone(calendar.time_zone).date()
+    for _ in range(_SEARCH_LIMIT_DAYS):
+        for opens, closes in calendar.windows(day):
+            if closes <= start:
+                continue
+            begin = max(opens, start)
+            if remaining <= closes - begin:
+                return begin + remaining
+            remaining -= closes - begin
+        day += timedelta(days=1)
+    raise ValueError("the calendar does not open within ten years")
+
+
+def _require_aware(at: datetime) -> None:
+    if at.tzinfo is None or at.utcoffset() is None:
+        raise ValueError(f"a time zone is required: {at.isoformat()} is naive")
+
+
+def parse_duration(text: str) -> timedelta:
+    """'15m', '4h', '2d', '1h30m' -> timedelta (positive)."""
+    match = _DURATION.match(text.strip())
+    if not text.strip() or match is None:
+        raise ValueError(f"{text!r} is not a duration like '15m', '4h', '2d' or '1h30m'")
+    days, hours, minutes = (int(part or 0) for part in match.groups())
+    value = timedelta(days=days, hours=hours, minutes=minutes)
+    if value <= timedelta(0):
+        raise ValueError(f"{text!r} must be longer than zero")
+    return value
+
+
+def format_duration(value: timedelta) -> str:
+    """timedelta -> '1d', '4h', '1h30m' (whole minutes; the inverse of parse_duration)."""
+    minutes = int(value.total_seconds() // 60)
+    days, rest = divmod(minutes, _DAY)
+    hours, minutes = divmod(rest, 60)
+    text = "".join(f"{n}{unit}" for n, unit in ((days, "d"), (hours, "h"), (minutes, "m")) if n)
+    return text or "0m"
+
+
+def config_duration(value: Any, *, source: str, line: int | None, entry: str,
+                    field: str) -> timedelta:
+    if not isinstance(value, str):
+        raise ConfigError(source, line, entry, f"{field} must be a duration like '4h'")
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise ConfigError(source, line, entry, f"{field}: {exc}") from exc
+
+
+def parse_calendar(document: Any, *, source: str, line: int | None, entry: str) -> Calendar:
+    """{time_zone, hours: {mon-fri: "08:00-18:00", sat: "10:00-12:00, 13:00-15:00"},
+    holidays: [2025-12-25, ...]}; weekdays not named are closed."""
+    line = line_of(document) or line
+
+    def fail(problem: str) -> ConfigError:
+        return ConfigError(source, line, entry, f"calendar: {problem}")
+
+    if not isinstance(document, dict):
+        raise fail("must be a mapping with time_zone, hours and holidays")
+    unknown = sorted(set(document) - {"time_zone", "hours", "holidays", "__line__"})
+    if unknown:
+        raise fail(f"unknown keys {unknown}; accepted: time_zone, hours, holidays")
+    zone_name = document.get("time_zone")
+    try:
+        if not isinstance(zone_name, str):
+            raise ValueError
+        zone = ZoneInfo(zone_name)
+    except (ValueError, OSError, ZoneInfoNotFoundError) as exc:
+        raise fail(f"time_zone {zone_name!r} is not an IANA time zone like"
+                   " 'Europe/Amsterdam'") from exc
+    hours = document.get("hours")
+    if not isinstance(hours, dict):
+        raise fail("hours must map weekdays to opening hours, e.g. mon-fri: '08:00-18:00'")
+    try:
+        weekly = _weekly_hours(hours)
+        holidays = frozenset(_holiday(value) for value in document.get("holidays") or [])
+    except ValueError as exc:
+        raise fail(str(exc)) from exc
+    if not any(weekly):
+        raise fail("opens on no day of the week; leave the calendar out for 24/7")
+    return Calendar(zone, weekly, holidays)
+
+
+def _weekly_hours(hours: Mapping[str, Any]) -> tuple[tuple[Window, ...], ...]:
+    per_day: list[list[Window]] = [[] for _ in WEEKDAYS]
+    named: set[int] = set()
+    for key, value in hours.items():
+        if key == "__line__":
+            continue
+        days = _days(str(key))
+        if named & set(days):
+            raise ValueError(f"{WEEKDAYS[min(named & set(days))]} is given twice in hours")
+        named |= set(days)
+        for opens, closes in _windows(key, value):
+            for weekday in days:
+                if closes > opens:
+                    per_day[weekday].append((opens, closes))
+                else:  # overnight: open until midnight, then on into the next day
+                    per_day[weekday].append((opens, _DAY))
+                    if closes:
+                        per_day[(weekday + 1) % 7].append((0, closes))
+    return tuple(_merged(windows) for windows in per_day)
+
+
+def _days(key: str) -> list[int]:
+    days: list[int] = []
+    for part in key.replace(" ", "").split(","):
+        first, _, last = part.partition("-")
+        if first not in WEEKDAYS or (last and last not in WEEKDAYS):
+            raise ValueError(f"{key!r} is not a weekday or range like 'mon-fri' or 'sat,sun'")
+        start, end = WEEKDAYS.index(first), WEEKDAYS.index(last or first)
+        if end < start:
+            raise ValueError(f"{key!r}: a range runs from Monday to Sunday, like 'mon-fri'")
+        days.extend(range(start, end + 1))
+    return days
+
+
+def _windows(key: str, value: Any) -> list[Window]:
+    if value == "closed":
+        return []
+    if not isinstance(value, str):
+        raise ValueError(f"hours of {key!r} must be text like '08:00-18:00' or 'closed'")
+    windows = []
+    for part in value.split(","):
+        opens, separator, closes = part.strip().partition("-")
+        if not separator:
+            raise ValueError(f"{key}: {part.strip()!r} is not a range like '08:00-18:00'")
+        window = (_minutes(opens, key), _minutes(closes, key))
+        if window[0] == window[1] or window[0] == _DAY:
+            raise ValueError(f"{key}: {part.strip()!r} opens and closes at the same time;"
+                             " use '00:00-24:00' for a whole day")
+        windows.append(window)
+    return windows
+
+
+def _minutes(clock: str, key: str) -> int:
+    match = _CLOCK.match(clock.strip())
+    hour, minute = (int(match.group(1)), int(match.group(2))) if match else (99, 99)
+    if minute > 59 or hour > 24 or (hour == 24 and minute):
+        raise ValueError(f"{key}: {clock.strip()!r} is not a time between 00:00 and 24:00")
+    return hour * 60 + minute
+
+
+def _merged(windows: list[Window]) -> tuple[Window, ...]:
+    merged: list[Window] = []
+    for opens, closes in sorted(windows):
+        if merged and opens <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], closes))
+        else:
+            merged.append((opens, closes))
+    return tuple(merged)
+
+
+def _holiday(value: Any) -> date:
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError:
+        raise ValueError(f"holiday {value!r} is not a date like 2025-12-25") from None

@@ -1,0 +1,63 @@
+"""Escalation: a ticket with no first response by its deadline raises an escalation
+event and is redispatched, once, to its department's escalation target."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+from prometheus_client import Counter
+
+from services.core import events, kafka, topics
+from services.router import dispatch
+from services.router.store import RoutedTickets
+
+logger = logging.getLogger(__name__)
+
+ESCALATIONS = Counter("routing_router_escalations_total",
+                      "Tickets escalated for a missed first-response deadline",
+                      ["department", "escalated_to"])
+
+
+async def escalate_due(routed: RoutedTickets, publisher: kafka.Publisher, *,
+                       escalation_target: Callable[[str], str | None],
+                       queue_for: dispatch.QueueFor, now: datetime) -> int:
+    """Escalate every ticket past its deadline without a first response; returns how many.
+
+    Published before it is marked: a crash in between escalates the ticket again at
+    the next check (at least once), rather than never."""
+    escalated = 0
+    for row in await routed.due_for_escalation(now):
+        target = escalation_target(row.department)
+        step = {"at": now.isoformat(), "step": "escalated", "from": row.department,
+                "to": target or row.department,
+                "reason": f"no first response by {row.first_response_deadline}"}
+        if target is None or target == row.department:
+            # Nowhere to escalate to: the event still tells ops, the ticket stays.
+            outputs = [kafka.Output(topics.EVENTS, row.ticket_id, events.as_envelope(
+                events.TicketEvent(ticket_id=row.ticket_id,
+                                   type=events.TicketEventType.ESCALATED, occurred_at=now,
+                                   department=row.department, from_department=row.department,
+                                   segment=row.segment, reason="escalation"),
+                row.ticket_id, dispatch.SOURCE))]
+            payload = row.payload
+            target = row.department
+        else:
+            payload, outputs = dispatch.redispatch(
+                row.payload, department=target, reason="escalation",
+                from_department=row.department,
+                event_type=events.TicketEventType.ESCALATED, now=now,
+                correlation_id=row.ticket_id, queue_for=queue_for, step=step)
+        await publisher.publish(outputs)
+        await routed.record_dispatch(
+            row.ticket_id, department=target, segment=row.segment, priority=row.priority,
+            deadline=row.first_response_deadline, steps=[step], payload=payload, now=now,
+            replace_trace=False)
+        await routed.mark_escalated(row.ticket_id)
+        ESCALATIONS.labels(row.department, target).inc()
+        logger.info("ticket escalated", extra={"ticket_id": row.ticket_id,
+                                               "department": row.department,
+                                               "escalated_to": target})
+        escalated += 1
+    return escalated

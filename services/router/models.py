@@ -1,0 +1,44 @@
+"""Tables of the router: tickets as routed (state and trace) and intake idempotency keys."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, DateTime, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from services.core.db import Base
+
+
+class RoutedTicketRow(Base):
+    """A ticket's current state and its whole routing trace."""
+
+    __tablename__ = "routed_tickets"
+
+    ticket_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    department: Mapped[str] = mapped_column(String(63), index=True)
+    segment: Mapped[str] = mapped_column(String(63))
+    status: Mapped[str] = mapped_column(String(16))  # routed, picked_up, responded, resolved
+    priority: Mapped[int | None] = mapped_column()
+    first_response_deadline: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), index=True)
+    first_response_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    escalated: Mapped[bool] = mapped_column(Boolean, default=False)
+    trace: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    # The routed ticket as dispatched, for escalation and transfers to re-dispatch.
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class IntakeKeyRow(Base):
+    """An `Idempotency-Key` and the ticket it created."""
+
+    __tablename__ = "intake_keys"
+
+    idempotency_key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    ticket_id: Mapped[str] = mapped_column(String(128))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    # pending until Kafka acknowledged the ticket, then accepted.
+    status: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)

@@ -1,0 +1,170 @@
+"""Overflow: a swamped department hands its new tickets to another. Pure decision code.
+
+A department starts overflowing when any measured load crosses its maximum, and stops
+only when every measure is back below `resume_below` of its maximum; in between it keeps
+its state, so a load hovering around a maximum does not make routing flap. A measure
+that is not reported (None), or has no maximum, is left out; with nothing measured the
+state does not change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple
+
+from services.core.config_files import ConfigError, line_of
+from services.router import calendars
+
+
+@dataclass(frozen=True)
+class DepartmentLoad:
+    backlog: int | None = None  # tickets waiting for a first response
+    lag: int | None = None  # records not yet read from the department's queue topics
+    predicted_first_response: timedelta | None = None  # for a ticket queued now
+
+
+@dataclass(frozen=True)
+class OverflowPolicy:
+    to: str
+    max_backlog: int | None = None
+    max_lag: int | None = None
+    max_predicted_first_response: timedelta | None = None
+    resume_below: float = 0.8  # a fraction of each maximum
+
+
+@dataclass(frozen=True)
+class OverflowState:
+    overflowing: bool = False
+    since: datetime | None = None
+
+
+NORMAL = OverflowState()
+
+
+class Transition(NamedTuple):
+    state: OverflowState
+    changed: bool
+    reason: str
+
+
+class _Measure(NamedTuple):
+    name: str
+    value: float
+    limit: float
+    is_duration: bool
+
+    def show(self, amount: float) -> str:
+        if self.is_duration:
+            return calendars.format_duration(timedelta(seconds=amount))
+        return f"{amount:g}"
+
+
+def next_state(state: OverflowState, load: DepartmentLoad | None, policy: OverflowPolicy,
+               *, now: datetime) -> Transition:
+    measures = _measures(load, policy)
+    if not measures:
+        return Transition(state, False, "no load reported")
+    if not state.overflowing:
+        over = [m for m in measures if m.value > m.limit]
+        if over:
+            return Transition(OverflowState(True, now), True, "; ".join(
+                f"{m.name} {m.show(m.value)} > {m.show(m.limit)}" for m in over))
+        return Transition(state, False, "within limits")
+    resume = policy.resume_below
+    high = [m for m in measures if m.value >= m.limit * resume]
+    if high:
+        return Transition(state, False, "; ".join(
+            f"{m.name} {m.show(m.value)} not yet below {m.show(m.limit * resume)}"
+            for m in high))
+    return Transition(NORMAL, True, "; ".join(
+        f"{m.name} {m.show(m.value)} < {m.show(m.limit * resume)}" for m in measures))
+
+
+def _measures(load: DepartmentLoad | None, policy: OverflowPolicy) -> list[_Measure]:
+    if load is None:
+        return []
+    found = []
+    if load.backlog is not None and policy.max_backlog is not None:
+        found.append(_Measure("backlog", load.backlog, policy.max_backlog, False))
+    if load.lag is not None and policy.max_lag is not None:
+        found.append(_Measure("lag", load.lag, policy.max_lag, False))
+    if load.predicted_first_response is not None \
+            and policy.max_predicted_first_response is not None:
+        found.append(_Measure("predicted first response",
+                              load.predicted_first_response.total_seconds(),
+                              policy.max_predicted_first_response.total_seconds(), True))
+    return found
+
+
+@dataclass(frozen=True)
+class Change:
+    department: str
+    state: OverflowState
+    reason: str
+
+
+def advance(states: Mapping[str, OverflowState], loads: Mapping[str, DepartmentLoad],
+            policies: Mapping[str, OverflowPolicy], *,
+            now: datetime) -> tuple[dict[str, OverflowState], list[Change]]:
+    """Every department's next state after new load figures, and the ones that changed."""
+    updated = dict(states)
+    changes = []
+    for department, policy in policies.items():
+        transition = next_state(states.get(department, NORMAL), loads.get(department),
+                                policy, now=now)
+        updated[department] = transition.state
+        if transition.changed:
+            changes.append(Change(department, transition.state, transition.reason))
+    return updated, changes
+
+
+def find_cycle(targets: Mapping[str, str]) -> list[str] | None:
+    """A cycle in department -> overflow target, e.g. ['a', 'b', 'a'], or None."""
+    for start in targets:
+        path = [start]
+        while path[-1] in targets:
+            following = targets[path[-1]]
+            if following in path:
+                return [*path[path.index(following):], following]
+            path.append(following)
+    return None
+
+
+def parse_policy(document: Any, *, source: str, line: int | None, entry: str) -> OverflowPolicy:
+    """{to, max_backlog, max_lag, max_predicted_first_response, resume_below}; `to` and at
+    least one maximum are required."""
+    line = line_of(document) or line
+
+    def fail(problem: str) -> ConfigError:
+        return ConfigError(source, line, entry, f"overflow: {problem}")
+
+    if not isinstance(document, dict):
+        raise fail("must be a mapping with `to` and at least one maximum")
+    accepted = {"to", "max_backlog", "max_lag", "max_predicted_first_response",
+                "resume_below"}
+    unknown = sorted(set(document) - accepted - {"__line__"})
+    if unknown:
+        raise fail(f"unknown keys {unknown}; accepted: {sorted(accepted)}")
+    target = document.get("to")
+    if not isinstance(target, str):
+        raise fail("`to` must name the department that takes the overflow")
+    counts = {}
+    for key in ("max_backlog", "max_lag"):
+        value = document.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or value < 1):
+            raise fail(f"{key} must be a whole number above zero, not {value!r}")
+        counts[key] = value
+    predicted = document.get("max_predicted_first_response")
+    max_predicted = None if predicted is None else calendars.config_duration(
+        predicted, source=source, line=line, entry=entry,
+        field="overflow.max_predicted_first_response")
+    if max_predicted is None and not any(counts.values()):
+        raise fail("give at least one of max_backlog, max_lag, max_predicted_first_response")
+    resume = document.get("resume_below", 0.8)
+    if isinstance(resume, bool) or not isinstance(resume, int | float) or not 0 < resume <= 1:
+        raise fail(f"resume_below must be a fraction above 0 and at most 1, not {resume!r}")
+    return OverflowPolicy(target, counts["max_backlog"], counts["max_lag"], max_predicted,
+                          float(resume))

@@ -1,0 +1,155 @@
+"""Priority: service levels per route and tier, aging, and the lanes of a department queue.
+
+Pure decision code. Priorities run from 1 (most urgent) to 5 (least). A waiting ticket
+ages: its effective priority rises one level per aging step, up to 1, so tickets of
+low-value customers are not starved by a steady stream of urgent ones.
+
+Each department queue has three lanes, one topic each: `dept.<department>.high`
+(priorities 1-2), `dept.<department>` (3, the topic departments already read) and
+`dept.<department>.low` (4-5).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal, NamedTuple
+
+from services.core import topics
+from services.core.config_files import ConfigError, line_of
+from services.router import calendars
+
+HIGHEST, LOWEST = 1, 5
+Lane = Literal["high", "normal", "low"]
+LANES: tuple[Lane, ...] = ("high", "normal", "low")  # highest first
+TIERS = ("most_valuable", "most_growable", "existing", "potential")
+
+
+@dataclass(frozen=True)
+class ServiceLevel:
+    priority: int
+    first_response_target: timedelta
+
+
+BUILT_IN = ServiceLevel(priority=3, first_response_target=timedelta(days=1))
+
+
+@dataclass(frozen=True)
+class Override:
+    """Part of a service level, given by a route, a tier or a refinement."""
+
+    priority: int | None = None
+    first_response_target: timedelta | None = None
+
+    def apply(self, level: ServiceLevel) -> ServiceLevel:
+        return ServiceLevel(
+            self.priority if self.priority is not None else level.priority,
+            self.first_response_target if self.first_response_target is not None
+            else level.first_response_target)
+
+
+@dataclass(frozen=True)
+class ServiceLevels:
+    """What one entry (a route, or the defaults) says, with overrides per customer tier."""
+
+    own: Override = Override()
+    tiers: Mapping[str, Override] = field(default_factory=dict)
+
+
+def resolve(tier: str, route: ServiceLevels | None, defaults: ServiceLevels) -> ServiceLevel:
+    """The most specific wins: route+tier, route, defaults+tier, defaults, built in."""
+    level = BUILT_IN
+    for levels in (defaults, route):
+        if levels is not None:
+            level = levels.own.apply(level)
+            level = levels.tiers.get(tier, Override()).apply(level)
+    return level
+
+
+@dataclass(frozen=True)
+class Aging:
+    step: timedelta | None = timedelta(hours=1)  # None: priorities never rise
+
+
+def effective_priority(base: int, waited: timedelta, aging: Aging) -> int:
+    if aging.step is None or waited <= timedelta(0):
+        return base
+    return max(HIGHEST, base - int(waited / aging.step))
+
+
+def lane_for(priority: int) -> Lane:
+    if priority <= 2:
+        return "high"
+    return "normal" if priority == 3 else "low"
+
+
+def lane_topic(department: str, lane: Lane) -> str:
+    queue = topics.department_queue(department)
+    return queue if lane == "normal" else f"{queue}.{lane}"
+
+
+def lane_topics(department: str) -> list[str]:
+    """The department's lane topics, highest lane first."""
+    return [lane_topic(department, lane) for lane in LANES]
+
+
+class Head(NamedTuple):
+    """The ticket at the head of a lane: its base priority and when it was queued."""
+
+    base_priority: int
+    enqueued_at: datetime
+
+
+def choose_next(heads: Mapping[Lane, Head], *, now: datetime, aging: Aging) -> Lane | None:
+    """The lane whose head ticket should be taken next: the highest effective priority,
+    then the longest waiting, then the higher lane. None when every lane is empty."""
+    if not heads:
+        return None
+    return min(heads, key=lambda lane: (
+        effective_priority(heads[lane].base_priority, now - heads[lane].enqueued_at, aging),
+        heads[lane].enqueued_at, LANES.index(lane)))
+
+
+def parse_service_levels(document: Mapping[str, Any], *, source: str,
+                         entry: str) -> ServiceLevels:
+    """`priority`, `first_response_target` and `tiers: {tier: {priority, target}}` of an
+    entry (a route or the defaults); all optional."""
+    own = _override(document, source=source, entry=entry, where="")
+    tiers = document.get("tiers") or {}
+    if not isinstance(tiers, dict):
+        raise ConfigError(source, line_of(document), entry,
+                          f"tiers must map customer tiers {list(TIERS)} to overrides")
+    overrides = {}
+    for tier, value in tiers.items():
+        if tier == "__line__":
+            continue
+        if tier not in TIERS:
+            raise ConfigError(source, line_of(value) or line_of(tiers), entry,
+                              f"tiers: {tier!r} is not a tier; tiers are {list(TIERS)}")
+        if not isinstance(value, dict):
+            raise ConfigError(source, line_of(tiers), entry,
+                              f"tiers.{tier} must be a mapping: priority, first_response_target")
+        unknown = sorted(set(value) - {"priority", "first_response_target", "__line__"})
+        if unknown:
+            raise ConfigError(source, line_of(value), entry, f"tiers.{tier}: unknown keys"
+                              f" {unknown}; accepted: priority, first_response_target")
+        overrides[tier] = _override(value, source=source, entry=entry, where=f"tiers.{tier}.")
+    return ServiceLevels(own, overrides)
+
+
+def parse_override(document: Mapping[str, Any], *, source: str, entry: str) -> Override:
+    return _override(document, source=source, entry=entry, where="")
+
+
+def _override(document: Mapping[str, Any], *, source: str, entry: str,
+              where: str) -> Override:
+    line = line_of(document)
+    value = document.get("priority")
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                              or not HIGHEST <= value <= LOWEST):
+        raise ConfigError(source, line, entry, f"{where}priority must be a whole number from"
+                          f" {HIGHEST} (most urgent) to {LOWEST}, not {value!r}")
+    target = document.get("first_response_target")
+    return Override(value, None if target is None else calendars.config_duration(
+        target, source=source, line=line, entry=entry, field=f"{where}first_response_target"))

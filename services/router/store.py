@@ -1,0 +1,132 @@
+"""The router's SQL state: each routed ticket's current state and trace, and intake keys."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.router.models import IntakeKeyRow, RoutedTicketRow
+
+OPEN = ("routed", "picked_up")
+STATUS_AFTER = {"ticket.picked_up": "picked_up", "ticket.responded": "responded",
+                "ticket.resolved": "resolved"}
+_ORDER = ["routed", "picked_up", "responded", "resolved"]
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    # SQLite hands back naive datetimes; everything we store is UTC.
+    return moment.replace(tzinfo=UTC) if moment and moment.tzinfo is None else moment
+
+
+class RoutedTickets:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def record_dispatch(self, ticket_id: str, *, department: str, segment: str,
+                              priority: int | None, deadline: datetime | None,
+                              steps: Sequence[dict[str, Any]], payload: dict[str, Any],
+                              now: datetime, replace_trace: bool) -> None:
+        """Record where a ticket was dispatched. `replace_trace` is for the first routing
+        (a replay writes the same steps again); escalations and transfers append."""
+        async with self._sessions() as session, session.begin():
+            row = await session.get(RoutedTicketRow, ticket_id, with_for_update=True)
+            if row is None:
+                session.add(RoutedTicketRow(
+                    ticket_id=ticket_id, department=department, segment=segment,
+                    status="routed", priority=priority, first_response_deadline=deadline,
+                    escalated=False, trace=list(steps), payload=payload, updated_at=now))
+                return
+            row.trace = list(steps) if replace_trace else [*row.trace, *steps]
+            row.department, row.segment, row.payload, row.updated_at = (
+                department, segment, payload, now)
+            if replace_trace:
+                row.priority, row.first_response_deadline = priority, deadline
+
+    async def get(self, ticket_id: str) -> RoutedTicketRow | None:
+        async with self._sessions() as session:
+            return await session.get(RoutedTicketRow, ticket_id)
+
+    async def record_report(self, ticket_id: str, event_type: str, at: datetime) -> bool:
+        """A department's report: status moves forward only; returns False for a ticket
+        the router has not routed (yet)."""
+        status = STATUS_AFTER.get(event_type)
+        if status is None:
+            return True
+        async with self._sessions() as session, session.begin():
+            row = await session.get(RoutedTicketRow, ticket_id, with_for_update=True)
+            if row is None:
+                return False
+            if _ORDER.index(status) > _ORDER.index(row.status):
+                row.status = status
+            if status in ("responded", "resolved"):
+                first = _aware(row.first_response_at)
+                row.first_response_at = at if first is None or at < first else first
+            row.trace = [*row.trace, {"at": at.isoformat(), "step": status}]
+            row.updated_at = datetime.now(UTC)
+            return True
+
+    async def due_for_escalation(self, now: datetime, *, limit: int = 200
+                                 ) -> list[RoutedTicketRow]:
+        async with self._sessions() as session:
+            return list((await session.scalars(
+                select(RoutedTicketRow)
+                .where(RoutedTicketRow.first_response_deadline < now,
+                       RoutedTicketRow.first_response_at.is_(None),
+                       RoutedTicketRow.escalated.is_(False))
+                .order_by(RoutedTicketRow.first_response_deadline).limit(limit))).all())
+
+    async def mark_escalated(self, ticket_id: str) -> None:
+        async with self._sessions() as session, session.begin():
+            row = await session.get(RoutedTicketRow, ticket_id, with_for_update=True)
+            if row is not None:
+                row.escalated = True
+
+    async def backlog(self) -> dict[str, int]:
+        """Open tickets (routed or picked up, not yet answered) per department."""
+        async with self._sessions() as session:
+            return {department: count for department, count in (await session.execute(
+                select(RoutedTicketRow.department, func.count())
+                .where(RoutedTicketRow.status.in_(OPEN))
+                .group_by(RoutedTicketRow.department))).all()}
+
+
+class IntakeKeys:
+    """`Idempotency-Key`s: a retried POST gets the same ticket id, and no second ticket."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def claim(self, key: str, *, fingerprint: str, ticket_id: str,
+                    now: datetime) -> IntakeKeyRow:
+        """The key's row: ours (status pending) if the key is new, else the first one's."""
+        try:
+            async with self._sessions() as session, session.begin():
+                session.add(IntakeKeyRow(idempotency_key=key, ticket_id=ticket_id,
+                                         fingerprint=fingerprint, status="pending",
+                                         created_at=now))
+        except IntegrityError:
+            async with self._sessions() as session:
+                existing = await session.get(IntakeKeyRow, key)
+            if existing is None:  # released in between: try once more
+                return await self.claim(key, fingerprint=fingerprint, ticket_id=ticket_id,
+                                        now=now)
+            return existing
+        return IntakeKeyRow(idempotency_key=key, ticket_id=ticket_id, fingerprint=fingerprint,
+                            status="pending", created_at=now)
+
+    async def accepted(self, key: str) -> None:
+        async with self._sessions() as session, session.begin():
+            row = await session.get(IntakeKeyRow, key)
+            if row is not None:
+                row.status = "accepted"
+
+    async def release(self, key: str) -> None:
+        """Kafka did not take the ticket: a retry with the key must try again."""
+        async with self._sessions() as session, session.begin():
+            await session.execute(delete(IntakeKeyRow).where(
+                IntakeKeyRow.idempotency_key == key))

@@ -1,0 +1,96 @@
+"""A ticket's state and routing trace, and transfers between departments."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.core import events, kafka, topics
+from services.router import dispatch
+from services.router.intake import UNAVAILABLE, PublisherDep, TicketId, unavailable
+from services.router.store import RoutedTickets
+
+api = APIRouter(prefix="/v1/tickets", tags=["tickets"])
+
+
+def get_routed(request: Request) -> RoutedTickets:
+    routed: RoutedTickets = request.app.state.routed
+    return routed
+
+
+Routed = Annotated[RoutedTickets, Depends(get_routed)]
+
+
+class Transfer(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    to_department: str = Field(pattern=topics.DEPARTMENT_NAME.pattern)
+    reason: str = Field(min_length=1, max_length=200,
+                        description="Why (kept in the trace; no personal data, please)")
+    from_department: str | None = Field(default=None, pattern=topics.DEPARTMENT_NAME.pattern,
+                                        description="Your department, checked if given")
+
+
+def _not_found(ticket_id: str) -> HTTPException:
+    return HTTPException(404, detail={"error": "not_found",
+                                      "detail": f"no routed ticket {ticket_id!r}"})
+
+
+@api.get("/{ticket_id}")
+async def ticket_state(ticket_id: TicketId, routed: Routed) -> dict[str, Any]:
+    """The ticket's current department and state, and its whole routing trace."""
+    row = await routed.get(ticket_id)
+    if row is None:
+        raise _not_found(ticket_id)
+    return {
+        "ticket_id": row.ticket_id, "department": row.department, "segment": row.segment,
+        "status": row.status, "priority": row.priority,
+        "first_response_deadline": _iso(row.first_response_deadline),
+        "first_response_at": _iso(row.first_response_at), "escalated": row.escalated,
+        "trace": row.trace,
+    }
+
+
+@api.post("/{ticket_id}/transfer", status_code=202, responses=UNAVAILABLE)
+async def transfer(ticket_id: TicketId, body: Transfer, routed: Routed, request: Request,
+                   publisher: PublisherDep) -> Any:
+    """Hand a ticket to another department; the response clock keeps running."""
+    row = await routed.get(ticket_id)
+    if row is None:
+        raise _not_found(ticket_id)
+    if body.from_department and body.from_department != row.department:
+        raise HTTPException(409, detail={
+            "error": "not_yours", "detail": f"the ticket is with {row.department!r}"})
+    if body.to_department == row.department:
+        raise HTTPException(409, detail={"error": "same_department",
+                                         "detail": "the ticket is already there"})
+    now = datetime.now(UTC)
+    step = {"at": now.isoformat(), "step": "transferred", "from": row.department,
+            "to": body.to_department, "reason": body.reason}
+    payload, outputs = dispatch.redispatch(
+        row.payload, department=body.to_department, reason="transfer",
+        from_department=row.department, event_type=events.TicketEventType.TRANSFERRED,
+        now=now, correlation_id=ticket_id, queue_for=request.app.state.queue_for, step=step)
+    await kafka.ensure_topics(request.app.state.settings,
+                              [topics.department_queue(body.to_department)])
+    try:
+        await publisher.publish(outputs)
+    except kafka.PublishFailed:
+        return unavailable(request, "transfer")
+    await routed.record_dispatch(
+        ticket_id, department=body.to_department, segment=row.segment,
+        priority=row.priority, deadline=row.first_response_deadline, steps=[step],
+        payload=payload, now=now, replace_trace=False)
+    return JSONResponse(status_code=202, content={"ticket_id": ticket_id,
+                                                  "department": body.to_department,
+                                                  "status": "transferred"})
+
+
+def _iso(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).isoformat()
