@@ -95,11 +95,12 @@ def topics() -> None:
     """Create the pipeline's topics and the department queues of the routing table."""
     from services.core import kafka
     from services.core import topics as names
-    from services.router import table_file
+    from services.router import priority, table_file
 
     settings = Settings()
     table = table_file.load(settings.routing_table_file)
-    wanted = [*names.PIPELINE, *map(names.department_queue, table.departments)]
+    wanted = [*names.PIPELINE, *(topic for department in table.departments
+                                 for topic in priority.lane_topics(department))]
     asyncio.run(kafka.ensure_topics(settings, wanted))
     typer.echo("\n".join(wanted))
 

@@ -45,6 +45,16 @@ def settings(kafka_bootstrap: str, sqlite_url: str) -> Settings:
                     log_format="text")
 
 
+TEST_ROUTING_TABLE = Path(__file__).with_name("routing.yaml")
+
+
+def department_lanes(*departments: str) -> list[str]:
+    """Every lane topic of the departments (tickets go to the lane of their priority)."""
+    from services.router import priority
+
+    return [topic for department in departments for topic in priority.lane_topics(department)]
+
+
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
@@ -90,7 +100,8 @@ class Pipeline:
         service_ports = {name: ports.free_port() for name in processes.SERVICES}
         self.env = processes.service_env(
             bootstrap=bootstrap, database_url=database_url, ports=service_ports,
-            extra={"LOG_FORMAT": "json", **(extra_env or {})})
+            extra={"LOG_FORMAT": "json", "ROUTING_TABLE_FILE": str(TEST_ROUTING_TABLE),
+                   **(extra_env or {})})
         self.bootstrap = bootstrap
         self.services = {
             name: processes.ServiceProcess(name, service_ports[name], self.env,

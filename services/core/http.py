@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from services.core import config_files
 
 
 def field_errors(error: RequestValidationError) -> list[dict[str, str]]:
@@ -61,3 +64,26 @@ def install(app: FastAPI, *, ready: Callable[[], bool]) -> None:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(health)
+
+
+YAML_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {
+    "application/yaml": {"schema": {"type": "string",
+                                    "description": "the configuration file, as YAML"}}}}}
+
+
+async def yaml_text(request: Request) -> str:
+    try:
+        return (await request.body()).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidField("body", "the file must be UTF-8 text") from exc
+
+
+YamlText = Annotated[str, Depends(yaml_text)]
+
+
+def config_error(error: config_files.ConfigError) -> JSONResponse:
+    """A configuration file that was refused: the file, line, entry and problem."""
+    return JSONResponse(status_code=422, content={
+        "error": "invalid_configuration", "detail": str(error), "file": error.path,
+        "line": error.line, "rule": error.entry, "entry": error.entry,
+        "problem": error.problem})

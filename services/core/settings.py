@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     most_growable_share: float = Field(default=0.10, gt=0, lt=1)
     min_growth_ratio: float = Field(default=0.25, ge=-1, le=1)
 
+    load_sample_seconds: float = Field(default=5.0, gt=0)
+    escalation_check_seconds: float = Field(default=5.0, gt=0)
+
     host: str = "127.0.0.1"
     router_port: int = 8080
     segmenter_port: int = 8081

@@ -22,10 +22,13 @@ class StageRunner:
         source_topic: str,
         group_id: str,
         transform: pipeline.Transform,
+        publishes: bool = True,
     ) -> None:
+        """`publishes=False`: a stage that only records (no output records) needs no
+        transactions, whatever the delivery setting."""
         self._consumer = kafka.consumer(settings, source_topic, group_id=group_id,
                                         client_id=name)
-        exactly_once = settings.delivery == "exactly_once"
+        exactly_once = settings.delivery == "exactly_once" and publishes
         # A stable id per instance: a restarted instance fences its killed predecessor
         # and aborts the transaction it left open.
         self._producer = kafka.producer(

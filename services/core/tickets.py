@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -44,14 +44,22 @@ class SegmentedTicket(Ticket):
 
 
 class Routing(BaseModel):
-    """Which department a ticket went to, and why."""
+    """Which department a ticket went to, and why: the routing part of its trace."""
 
     model_config = ConfigDict(frozen=True)
 
     department: str
-    reason: Literal["route", "fallback"]
+    # route, fallback, refinement, overflow, after_hours; escalation or transfer later
+    reason: str
+    entry: str | None = None  # the route's segment or the refinement's name
     table_version: str
     routed_at: datetime
+    queue: str | None = None  # the lane topic it joined
+    priority: int | None = None  # 1 is the most urgent
+    first_response_target_seconds: float | None = None
+    first_response_deadline: datetime | None = None
+    overflowed_from: str | None = None
+    trace: list[str] = Field(default_factory=list)
 
 
 class RoutedTicket(SegmentedTicket):

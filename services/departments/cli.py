@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from typing import Annotated
 
 import httpx
@@ -11,6 +12,7 @@ import typer
 
 from services.core.settings import Settings
 from services.departments import queue
+from services.router import calendars, priority
 
 app = typer.Typer(help="Read a department's ticket queue and report what was done.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -25,18 +27,27 @@ def read(
     max_tickets: Annotated[int, typer.Option("--max", min=1, help="Stop after this many")] = 10,
     wait: Annotated[float, typer.Option(help="Seconds to wait for a ticket")] = 5.0,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON ticket a line")] = False,
+    aging: Annotated[str, typer.Option(
+        help="How fast a waiting ticket's priority rises (the routing table's"
+             " priority_aging)")] = "1h",
 ) -> None:
     """Take the next waiting tickets off the department's queue and print them."""
+
+    try:
+        aging_step = priority.Aging(calendars.parse_duration(aging))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--aging") from exc
 
     async def run() -> int:
         count = 0
         async for ticket in queue.read_queue(Settings(), department, max_tickets=max_tickets,
-                                             wait_seconds=wait):
+                                             wait_seconds=wait, aging=aging_step):
             count += 1
             if as_json:
                 typer.echo(ticket.model_dump_json())
             else:
-                typer.echo(f"{ticket.ticket_id}  segment={ticket.segmentation.segment}"
+                typer.echo(f"{ticket.ticket_id}  priority={ticket.routing.priority}"
+                           f"  segment={ticket.segmentation.segment}"
                            f"  kind={ticket.kind or '-'}  channel={ticket.channel}"
                            f"  received={ticket.received_at:%Y-%m-%d %H:%M:%S}"
                            f"  subject={ticket.subject!r}")
@@ -47,9 +58,13 @@ def read(
 
 
 def _report(kind: str, ticket_id: str, department: str | None) -> None:
+    _call(lambda url: queue.report(url, ticket_id, kind, department=department))
+
+
+def _call(action: Callable[[str], dict[str, str]]) -> None:
     settings = Settings()
     try:
-        receipt = queue.report(settings.router_url, ticket_id, kind, department=department)
+        receipt = action(settings.router_url)
     except httpx.HTTPStatusError as exc:
         typer.echo(f"not recorded: {exc.response.status_code} {exc.response.text}", err=True)
         raise typer.Exit(1) from exc
@@ -78,6 +93,17 @@ def respond(ticket_id: TicketId, department: DepartmentOption = None) -> None:
 def resolve(ticket_id: TicketId, department: DepartmentOption = None) -> None:
     """Report that the ticket is resolved."""
     _report("resolved", ticket_id, department)
+
+
+@app.command("transfer")
+def transfer_ticket(
+    ticket_id: TicketId,
+    to: Annotated[str, typer.Option(help="The department to hand it to")],
+    reason: Annotated[str, typer.Option(help="Why (kept in the ticket's trace)")],
+    department: DepartmentOption = None,
+) -> None:
+    """Hand a ticket to another department; its response clock keeps running."""
+    _call(lambda url: queue.transfer(url, ticket_id, to, reason, from_department=department))
 
 
 if __name__ == "__main__":

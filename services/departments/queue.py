@@ -1,45 +1,66 @@
 """A department's side of the pipeline: read its queue, report what it did.
 
-Departments that do not use this library can read `dept.<department>` with any Kafka
-client (binary-mode CloudEvents, JSON data) and post their reports over HTTP.
+Departments that do not use this library can read their lane topics (`dept.<department>`
+and `dept.<department>.high` / `.low`) with any Kafka client (binary-mode CloudEvents,
+JSON data) and post their reports over HTTP.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Any
 
 import httpx
+from aiokafka import TopicPartition
 
-from services.core import envelope, kafka, tickets, topics
+from services.core import envelope, kafka, tickets
 from services.core.settings import Settings
+from services.router import load, priority
 
 
 async def read_queue(
-    settings: Settings, department: str, *, max_tickets: int, wait_seconds: float
+    settings: Settings, department: str, *, max_tickets: int, wait_seconds: float,
+    aging: priority.Aging = priority.DEFAULT_AGING,
 ) -> AsyncIterator[tickets.RoutedTicket]:
-    """Yield up to `max_tickets` waiting tickets; each is committed once it has been yielded.
+    """Yield up to `max_tickets` waiting tickets, the highest effective priority first
+    (a ticket's priority rises while it waits, so none starves); each is committed once
+    it has been yielded.
 
-    Reading as the group `department.<department>`, a later read continues where this
-    one stopped, and several agents of one department share the queue.
+    Reading as the group `department.<department>` over the department's priority lanes,
+    a later read continues where this one stopped, and agents of one department share
+    the queue.
     """
-    consumer = kafka.consumer(settings, topics.department_queue(department),
-                              group_id=f"department.{department}",
-                              client_id=f"department-{department}")
+    lanes = dict(zip(priority.LANES, priority.lane_topics(department), strict=True))
+    lane_of = {topic: lane for lane, topic in lanes.items()}
+    consumer = kafka.consumer(settings, *lanes.values(), group_id=load.department_group(
+        department), client_id=f"department-{department}")
+    waiting: dict[priority.Lane, deque[tuple[Any, tickets.RoutedTicket]]] = {
+        lane: deque() for lane in priority.LANES}
     await consumer.start()
     try:
-        seen = 0
-        while seen < max_tickets:
-            batch = await consumer.getmany(timeout_ms=int(wait_seconds * 1000),
-                                           max_records=max_tickets - seen)
-            if not batch:
-                return
-            for partition, records in batch.items():
+        taken = 0
+        while taken < max_tickets:
+            # Wait only when nothing is buffered; otherwise just top up the buffers.
+            idle = not any(waiting.values())
+            batch = await consumer.getmany(timeout_ms=int(wait_seconds * 1000) if idle else 50)
+            for records in batch.values():
                 for record in records:
                     event = envelope.from_record(record.headers, record.value)
-                    yield tickets.RoutedTicket.model_validate(event.data)
-                    seen += 1
-                    await consumer.commit({partition: record.offset + 1})
+                    waiting[lane_of[record.topic]].append(
+                        (record, tickets.RoutedTicket.model_validate(event.data)))
+            heads = {lane: priority.Head(ticket.routing.priority or 3, ticket.routing.routed_at)
+                     for lane, queued in waiting.items() if queued
+                     for ticket in [queued[0][1]]}
+            lane = priority.choose_next(heads, now=datetime.now(UTC), aging=aging)
+            if lane is None:
+                return
+            record, ticket = waiting[lane].popleft()
+            yield ticket
+            taken += 1
+            await consumer.commit({TopicPartition(record.topic, record.partition):
+                                   record.offset + 1})
     finally:
         await consumer.stop()
 
@@ -53,6 +74,19 @@ def report(router_url: str, ticket_id: str, kind: str, *, department: str | None
     if occurred_at:
         body["occurred_at"] = occurred_at.isoformat()
     response = httpx.post(f"{router_url}/v1/tickets/{ticket_id}/events", json=body,
+                          timeout=timeout)
+    response.raise_for_status()
+    receipt: dict[str, str] = response.json()
+    return receipt
+
+
+def transfer(router_url: str, ticket_id: str, to_department: str, reason: str, *,
+             from_department: str | None = None, timeout: float = 10.0) -> dict[str, str]:
+    """Hand a ticket to another department; the response clock keeps running."""
+    body = {"to_department": to_department, "reason": reason}
+    if from_department:
+        body["from_department"] = from_department
+    response = httpx.post(f"{router_url}/v1/tickets/{ticket_id}/transfer", json=body,
                           timeout=timeout)
     response.raise_for_status()
     receipt: dict[str, str] = response.json()

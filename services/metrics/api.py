@@ -37,25 +37,26 @@ Department = Annotated[str, Path(pattern=topics.DEPARTMENT_NAME.pattern)]
 @api.get("/departments/{department}/stats")
 async def department_stats(department: Department, window: Window,
                            store: Store) -> dict[str, Any]:
-    """Volume, first-response and resolution percentiles and backlog of one department."""
-    since = datetime.now(UTC) - window
-    routed = await store.routed_since(since, department=department)
+    """Volume, first-response and resolution percentiles, first-response target
+    attainment and backlog of one department."""
+    now = datetime.now(UTC)
+    routed = await store.routed_since(now - window, department=department)
     backlog = len(await store.open_tickets(department))
-    return {"department": department,
-            **asdict(stats.service_stats(window, routed, backlog))}
+    return {"department": department, **asdict(stats.service_stats(
+        window, routed, backlog, now=now, department=department))}
 
 
 @api.get("/departments")
 async def all_departments(window: Window, store: Store) -> dict[str, Any]:
-    """The same statistics for every department that received tickets in the window."""
-    since = datetime.now(UTC) - window
-    routed = await store.routed_since(since)
-    open_now = await store.open_tickets()
-    names = sorted({t.department for t in [*routed, *open_now] if t.department})
+    """The same statistics for every department that held tickets in the window."""
+    now = datetime.now(UTC)
+    routed = await store.routed_since(now - window)
+    open_now = await store.open_per_department()
+    names = sorted({a.department for t in routed for a in t.assignments}
+                   | {t.department for t in routed if t.department} | set(open_now))
     return {"departments": [
         {"department": name, **asdict(stats.service_stats(
-            window, [t for t in routed if t.department == name],
-            sum(1 for t in open_now if t.department == name)))}
+            window, routed, open_now.get(name, 0), now=now, department=name))}
         for name in names
     ]}
 
@@ -63,13 +64,13 @@ async def all_departments(window: Window, store: Store) -> dict[str, Any]:
 @api.get("/segments/stats")
 async def segment_stats(window: Window, store: Store) -> dict[str, Any]:
     """The statistics per segment, side by side, so a gap in service shows."""
-    since = datetime.now(UTC) - window
-    routed = await store.routed_since(since)
+    now = datetime.now(UTC)
+    routed = await store.routed_since(now - window)
     open_now = await store.open_tickets()
     names = sorted({t.segment for t in [*routed, *open_now] if t.segment})
     return {"segments": [
         {"segment": name, **asdict(stats.service_stats(
             window, [t for t in routed if t.segment == name],
-            sum(1 for t in open_now if t.segment == name)))}
+            sum(1 for t in open_now if t.segment == name), now=now))}
         for name in names
     ]}

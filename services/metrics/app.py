@@ -7,33 +7,54 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from services.core import db, http, kafka, logs, migrate, topics
+from services.core import background, db, http, kafka, logs, migrate, topics
 from services.core.settings import Settings
 from services.core.stage import StageRunner, stage_running
-from services.metrics import api, tracker
+from services.metrics import api, exporter, kafka_watch, targets_file, tracker
 from services.metrics.store import TimelineStore
 
 NAME = "metrics"
+# How often consumer lag, the backlog and passed deadlines are measured.
+POLL_SECONDS = 5.0
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *,
+               poll_seconds: float = POLL_SECONDS) -> FastAPI:
     settings = settings or Settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        exporter.use_response_buckets(targets_file.response_buckets(settings.routing_table_file))
         await migrate.upgrade(settings.database_url)
         engine = db.engine(settings.database_url)
         sessions = db.sessions(engine)
-        app.state.timelines = TimelineStore(sessions)
+        store = app.state.timelines = TimelineStore(sessions)
+        updates = tracker.TimelineUpdates(store, sessions)
         await kafka.ensure_topics(settings, topics.PIPELINE)
         stage = StageRunner(settings, name=NAME, source_topic=topics.EVENTS, group_id=NAME,
-                            transform=tracker.TrackTicketEvent(app.state.timelines, sessions))
+                            transform=tracker.TrackTicketEvent(updates))
+        lag = kafka_watch.LagWatch(settings)
+        dead_letters = kafka_watch.DeadLetterCount(settings)
+        check_deadlines = tracker.DeadlineCheck(store, updates)
+
+        async def measure_backlog() -> None:
+            await tracker.measure_backlog(store, lambda: lag.departments)
+
         await stage.start()
         app.state.stage = stage
+        await lag.start()
+        jobs = background.BackgroundTasks()
+        jobs.start("consumer-lag", lambda stop: background.every(poll_seconds, lag.poll, stop))
+        jobs.start("backlog", lambda stop: background.every(poll_seconds, measure_backlog, stop))
+        jobs.start("deadlines",
+                   lambda stop: background.every(poll_seconds, check_deadlines, stop))
+        jobs.start("dead-letters", dead_letters.run)
         try:
             yield
         finally:
+            await jobs.stop()
             await stage.stop()
+            await lag.stop()
             await engine.dispose()
 
     app = FastAPI(title="Customer routing: response-time metrics", version="1",

@@ -1,30 +1,47 @@
-"""Prometheus metrics of response times, labelled by department and segment only."""
+"""Prometheus metrics of response times and operations.
+
+Response metrics are labelled by department and segment only, never by ticket or
+customer. Gauges that the service measures periodically (backlog, consumer lag, dead
+letters) are `Snapshot`s: each poll replaces the whole set at once, so a scrape never
+sees half of one poll, and a department or group that went away leaves no stale series.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+import logging
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
-from services.metrics import timeline
+from prometheus_client import REGISTRY, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
-# Bucket edges in seconds: minutes for chat, hours and days for e-mail.
-RESPONSE_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 28800,
-                    86400, 172800)
+from services.metrics import service_levels, timeline
+
+logger = logging.getLogger(__name__)
+
 PIPELINE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
-
 LABELS = ("department", "segment")
 
-HISTOGRAMS = {
-    "first_response": Histogram(
-        "routing_first_response_seconds",
-        "Time from a ticket's receipt to the department's first response",
-        LABELS, buckets=RESPONSE_BUCKETS),
-    "queue_wait": Histogram(
-        "routing_queue_wait_seconds",
-        "Time a routed ticket waited in its department's queue before pick-up",
-        LABELS, buckets=RESPONSE_BUCKETS),
-    "resolution": Histogram(
-        "routing_resolution_seconds", "Time from a ticket's receipt to its resolution",
-        LABELS, buckets=RESPONSE_BUCKETS),
+# measure -> (metric name, help); the bucket edges are set by `use_response_buckets`.
+RESPONSE_MEASURES = {
+    "first_response": ("routing_first_response_seconds",
+                       "Time from a ticket's receipt to the department's first response"),
+    "queue_wait": ("routing_queue_wait_seconds",
+                   "Time a routed ticket waited in its department's queue before pick-up"),
+    "resolution": ("routing_resolution_seconds",
+                   "Time from a ticket's receipt to its resolution"),
+}
+
+
+def _response_histograms(buckets: Sequence[float]) -> dict[str, Histogram]:
+    return {measure: Histogram(name, documentation, LABELS, buckets=buckets)
+            for measure, (name, documentation) in RESPONSE_MEASURES.items()}
+
+
+response_buckets: tuple[float, ...] = service_levels.DEFAULT_RESPONSE_BUCKETS
+HISTOGRAMS: dict[str, Histogram] = {
+    **_response_histograms(response_buckets),
     "pipeline_latency": Histogram(
         "routing_pipeline_latency_seconds",
         "Time from a ticket's receipt to its arrival in a department queue",
@@ -32,15 +49,94 @@ HISTOGRAMS = {
 }
 
 TICKETS_ROUTED = Counter(
-    "routing_tickets_routed_total", "Tickets routed to a department queue",
+    "routing_tickets_routed_total",
+    "Tickets put in a department queue: first routing, escalation or transfer",
     (*LABELS, "reason"))
+TICKETS_ESCALATED = Counter(
+    "routing_tickets_escalated_total",
+    "Tickets escalated away from a department for want of a first response in time",
+    ("department",))
+TICKETS_TRANSFERRED = Counter(
+    "routing_tickets_transferred_total", "Tickets one department handed to another",
+    ("from_department", "department"))
+FIRST_RESPONSE_TARGET = Counter(
+    "routing_first_response_target_total",
+    "First-response targets decided: met (answered by the deadline) or missed",
+    (*LABELS, "outcome"))
 
 
-def record(observations: list[timeline.Observation]) -> None:
+class Snapshot(Collector):
+    """A gauge whose whole set of series is replaced by each measurement."""
+
+    def __init__(self, name: str, documentation: str, labels: Sequence[str]) -> None:
+        self.name, self._documentation, self._labels = name, documentation, tuple(labels)
+        self._values: dict[tuple[str, ...], float] = {}
+        self._lock = threading.Lock()
+        REGISTRY.register(self)
+
+    def replace(self, values: Mapping[tuple[str, ...], float]) -> None:
+        with self._lock:
+            self._values = dict(values)
+
+    def values(self) -> dict[tuple[str, ...], float]:
+        with self._lock:
+            return dict(self._values)
+
+    def describe(self) -> Iterable[Metric]:
+        return [GaugeMetricFamily(self.name, self._documentation, labels=self._labels)]
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(self.name, self._documentation, labels=self._labels)
+        for labels, value in sorted(self.values().items()):
+            family.add_metric(list(labels), value)
+        yield family
+
+
+OPEN_TICKETS = Snapshot(
+    "routing_open_tickets", "Tickets routed and not yet resolved, per department holding them",
+    ("department",))
+CONSUMER_LAG = Snapshot(
+    "routing_consumer_lag",
+    "Records of a topic not yet consumed by a consumer group (end offset minus committed)",
+    ("group", "topic"))
+CONSUMER_COMMITTED_OFFSET = Snapshot(
+    "routing_consumer_committed_offset",
+    "Sum over partitions of a consumer group's committed offsets on a topic; a group that"
+    " stopped consuming keeps it flat", ("group", "topic"))
+DEAD_LETTERS = Snapshot(
+    "routing_dead_letters",
+    "Records held in the dead-letter topic tickets.dlq (read, not estimated from offsets)",
+    ())
+
+
+def use_response_buckets(buckets: Sequence[float]) -> None:
+    """Re-create the response-time histograms with these edges (at service start, before
+    anything is observed; counts observed under other edges are dropped)."""
+    global response_buckets
+    edges = tuple(float(edge) for edge in buckets)
+    if edges == response_buckets:
+        return
+    for measure in RESPONSE_MEASURES:
+        REGISTRY.unregister(HISTOGRAMS[measure])
+    HISTOGRAMS.update(_response_histograms(edges))
+    response_buckets = edges
+    logger.info("response-time bucket edges set", extra={"buckets": list(edges)})
+
+
+def record(observations: Iterable[timeline.Observation]) -> None:
     for observation in observations:
         if isinstance(observation, timeline.Routed):
             TICKETS_ROUTED.labels(observation.department, observation.segment,
                                   observation.reason).inc()
+        elif isinstance(observation, timeline.HandedOver):
+            if observation.kind == "escalated":
+                TICKETS_ESCALATED.labels(observation.from_department).inc()
+            else:
+                TICKETS_TRANSFERRED.labels(observation.from_department,
+                                           observation.department).inc()
+        elif isinstance(observation, timeline.TargetDecided):
+            FIRST_RESPONSE_TARGET.labels(observation.department, observation.segment,
+                                         observation.outcome).inc()
         else:
             HISTOGRAMS[observation.measure].labels(
                 observation.department, observation.segment).observe(observation.seconds)

@@ -6,12 +6,12 @@ from dataclasses import fields
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, String, select
+from sqlalchemy import JSON, DateTime, String, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
 from services.core.db import Base
-from services.metrics.timeline import Timeline
+from services.metrics.timeline import Assignment, Timeline
 
 Moment = Mapped[datetime | None]
 
@@ -29,31 +29,58 @@ class TimelineRow(Base):
     picked_up_at: Moment = mapped_column(DateTime(timezone=True))
     first_response_at: Moment = mapped_column(DateTime(timezone=True))
     resolved_at: Moment = mapped_column(DateTime(timezone=True))
+    escalated_at: Moment = mapped_column(DateTime(timezone=True))
+    transferred_at: Moment = mapped_column(DateTime(timezone=True))
+    first_response_deadline: Moment = mapped_column(DateTime(timezone=True), index=True)
+    target_outcome: Mapped[str | None] = mapped_column(String(8))
+    # [{kind, department, at, reason, from_department, counted}, ...] in time order.
+    assignments: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
     observed: Mapped[str] = mapped_column(String(200), default="")
 
 
-_MOMENTS = [f.name for f in fields(Timeline) if f.name.endswith("_at")]
+_MOMENTS = [f.name for f in fields(Timeline)
+            if f.name.endswith("_at") or f.name == "first_response_deadline"]
 
 
 def to_timeline(row: TimelineRow) -> Timeline:
     moments = {name: _aware(getattr(row, name)) for name in _MOMENTS}
+    observed = frozenset(filter(None, row.observed.split(",")))
+    assignments = tuple(_assignment(item) for item in row.assignments or [])
+    if not assignments and row.department and row.routed_at:
+        # A row from before assignments were kept: its routing, counted if observed.
+        assignments = (Assignment("routed", row.department, _utc(row.routed_at),
+                                  row.routing_reason or "route",
+                                  counted="routed" in observed),)
     return Timeline(
         ticket_id=row.ticket_id, department=row.department, segment=row.segment,
-        routing_reason=row.routing_reason,
-        observed=frozenset(filter(None, row.observed.split(","))), **moments,
+        routing_reason=row.routing_reason, target_outcome=row.target_outcome,
+        assignments=assignments, observed=observed, **moments,
     )
 
 
 def _aware(moment: datetime | None) -> datetime | None:
+    return None if moment is None else _utc(moment)
+
+
+def _utc(moment: datetime) -> datetime:
     # SQLite hands back naive datetimes; everything we store is UTC.
-    if moment is not None and moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    return moment
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+def _assignment(item: dict[str, Any]) -> Assignment:
+    return Assignment(kind=item["kind"], department=item["department"],
+                      at=_utc(datetime.fromisoformat(item["at"])), reason=item["reason"],
+                      from_department=item.get("from_department"),
+                      counted=bool(item.get("counted")))
 
 
 def _columns(timeline: Timeline) -> dict[str, Any]:
     values = {f.name: getattr(timeline, f.name) for f in fields(Timeline)}
     values["observed"] = ",".join(sorted(timeline.observed))
+    values["assignments"] = [
+        {"kind": a.kind, "department": a.department, "at": a.at.isoformat(),
+         "reason": a.reason, "from_department": a.from_department, "counted": a.counted}
+        for a in timeline.assignments]
     return values
 
 
@@ -70,9 +97,13 @@ class TimelineStore:
 
     async def routed_since(self, since: datetime, department: str | None = None,
                            segment: str | None = None) -> list[Timeline]:
+        """Tickets routed since `since`. For a department: those it holds, and every
+        ticket that changed hands (stats.service_stats tells which it held)."""
         query = select(TimelineRow).where(TimelineRow.routed_at >= since)
         if department is not None:
-            query = query.where(TimelineRow.department == department)
+            query = query.where(or_(TimelineRow.department == department,
+                                    TimelineRow.escalated_at.is_not(None),
+                                    TimelineRow.transferred_at.is_not(None)))
         if segment is not None:
             query = query.where(TimelineRow.segment == segment)
         async with self._sessions() as session:
@@ -85,3 +116,22 @@ class TimelineStore:
             query = query.where(TimelineRow.department == department)
         async with self._sessions() as session:
             return [to_timeline(row) for row in (await session.scalars(query)).all()]
+
+    async def open_per_department(self) -> dict[str, int]:
+        """Tickets routed and not resolved, per department that holds them now."""
+        query = (select(TimelineRow.department, func.count())
+                 .where(TimelineRow.routed_at.is_not(None), TimelineRow.resolved_at.is_(None),
+                        TimelineRow.department.is_not(None))
+                 .group_by(TimelineRow.department))
+        async with self._sessions() as session:
+            rows = (await session.execute(query)).all()
+        return {department: count for department, count in rows if department is not None}
+
+    async def past_deadline(self, as_of: datetime, limit: int = 500) -> list[str]:
+        """Tickets whose first-response deadline passed by `as_of`, target not decided."""
+        query = (select(TimelineRow.ticket_id)
+                 .where(TimelineRow.first_response_deadline <= as_of,
+                        TimelineRow.target_outcome.is_(None))
+                 .order_by(TimelineRow.first_response_deadline).limit(limit))
+        async with self._sessions() as session:
+            return list((await session.scalars(query)).all())

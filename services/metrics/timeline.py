@@ -3,6 +3,11 @@
 Events may arrive twice or out of order. Each moment keeps the earliest time reported
 for it, so a duplicate changes nothing, and a measure (time to first response, ...) is
 observed exactly once: when every moment and label it needs is first known.
+
+A ticket changes hands by routing, escalation or transfer; each hand-over is an
+`Assignment`, known by (kind, from, to), so a replayed one is the same one. The ticket's
+department is the one of the latest assignment, but a measure is credited to the
+department that held the ticket when it ended (the clock always runs from receipt).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from services.core.events import TicketEvent, TicketEventType
+from services.metrics import service_levels
 
 MOMENT_OF = {
     TicketEventType.RECEIVED: "received_at",
@@ -20,7 +26,11 @@ MOMENT_OF = {
     TicketEventType.PICKED_UP: "picked_up_at",
     TicketEventType.RESPONDED: "first_response_at",
     TicketEventType.RESOLVED: "resolved_at",
+    TicketEventType.ESCALATED: "escalated_at",
+    TicketEventType.TRANSFERRED: "transferred_at",
 }
+HANDOVERS = {TicketEventType.ESCALATED: ("escalated", "escalation"),
+             TicketEventType.TRANSFERRED: ("transferred", "transfer")}
 
 # measure -> (start moment, end moment)
 DURATIONS = {
@@ -29,6 +39,24 @@ DURATIONS = {
     "resolution": ("received_at", "resolved_at"),
     "pipeline_latency": ("received_at", "routed_at"),
 }
+MAX_ASSIGNMENTS = 50  # a ticket bounced more often than this is not counted further
+UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """The ticket put in a department's hands: routed, escalated or transferred."""
+
+    kind: str
+    department: str
+    at: datetime
+    reason: str
+    from_department: str | None = None
+    counted: bool = False
+
+    @property
+    def key(self) -> tuple[str, str | None, str]:
+        return self.kind, self.from_department, self.department
 
 
 @dataclass(frozen=True)
@@ -43,7 +71,23 @@ class Timeline:
     picked_up_at: datetime | None = None
     first_response_at: datetime | None = None
     resolved_at: datetime | None = None
+    escalated_at: datetime | None = None
+    transferred_at: datetime | None = None
+    first_response_deadline: datetime | None = None
+    target_outcome: str | None = None
+    assignments: tuple[Assignment, ...] = ()
     observed: frozenset[str] = field(default_factory=frozenset)
+
+    def department_at(self, moment: datetime) -> str | None:
+        """Who held the ticket at `moment` (before its first assignment: the first)."""
+        held = [a for a in self.assignments if a.at <= moment]
+        if held:
+            return held[-1].department
+        return self.assignments[0].department if self.assignments else self.department
+
+    def held_before(self, assignment: Assignment) -> str | None:
+        earlier = [a for a in self.assignments if a.at < assignment.at]
+        return earlier[-1].department if earlier else None
 
 
 @dataclass(frozen=True)
@@ -61,7 +105,21 @@ class Duration:
     seconds: float
 
 
-Observation = Routed | Duration
+@dataclass(frozen=True)
+class HandedOver:
+    kind: str  # escalated or transferred
+    from_department: str
+    department: str
+
+
+@dataclass(frozen=True)
+class TargetDecided:
+    department: str
+    segment: str
+    outcome: str  # met or missed
+
+
+Observation = Routed | Duration | HandedOver | TargetDecided
 
 
 def apply(timeline: Timeline, event: TicketEvent) -> tuple[Timeline, list[Observation]]:
@@ -73,36 +131,103 @@ def apply(timeline: Timeline, event: TicketEvent) -> tuple[Timeline, list[Observ
     if event.received_at is not None:
         updated = _with_moment(updated, "received_at", event.received_at)
     if event.type is TicketEventType.ROUTED:
-        updated = replace(updated, department=event.department or updated.department,
-                          segment=event.segment or updated.segment,
-                          routing_reason=event.reason or updated.routing_reason)
-    elif event.type is TicketEventType.SEGMENTED and updated.segment is None:
+        updated = replace(updated, segment=event.segment or updated.segment)
+        updated = _with_moment(updated, "first_response_deadline", event.first_response_deadline)
+        if event.department:
+            updated = _assign(updated, Assignment("routed", event.department, event.occurred_at,
+                                                  event.reason or "route"))
+    elif updated.segment is None and event.segment:
         updated = replace(updated, segment=event.segment)
+    if event.type in HANDOVERS and event.department:
+        kind, default_reason = HANDOVERS[event.type]
+        updated = _assign(updated, Assignment(kind, event.department, event.occurred_at,
+                                              event.reason or default_reason,
+                                              from_department=event.from_department))
     return _observe(updated)
 
 
-def _with_moment(timeline: Timeline, moment: str, at: datetime) -> Timeline:
+def check_deadline(timeline: Timeline, as_of: datetime) -> tuple[Timeline, list[Observation]]:
+    """A deadline passed by `as_of` with no response is a missed target (observed once)."""
+    return _observe(timeline, as_of=as_of)
+
+
+def _with_moment(timeline: Timeline, moment: str, at: datetime | None) -> Timeline:
     current: datetime | None = getattr(timeline, moment)
-    if current is not None and current <= at:
+    if at is None or (current is not None and current <= at):
         return timeline
     changes: dict[str, Any] = {moment: at}
     return replace(timeline, **changes)
 
 
-def _observe(timeline: Timeline) -> tuple[Timeline, list[Observation]]:
-    if timeline.department is None or timeline.segment is None:
+def _assign(timeline: Timeline, new: Assignment) -> Timeline:
+    assignments = list(timeline.assignments)
+    same = [i for i, a in enumerate(assignments) if a.key == new.key]
+    if same:
+        if assignments[same[0]].at <= new.at:
+            return timeline
+        assignments[same[0]] = replace(assignments[same[0]], at=new.at)
+    elif len(assignments) >= MAX_ASSIGNMENTS:
+        return timeline
+    else:
+        assignments.append(new)
+    assignments.sort(key=lambda a: (a.at, a.kind != "routed", a.department))
+    first_routing = next((a for a in assignments if a.kind == "routed"), None)
+    return replace(timeline, assignments=tuple(assignments),
+                   department=assignments[-1].department,
+                   routing_reason=first_routing.reason if first_routing else None)
+
+
+def _observe(timeline: Timeline,
+             as_of: datetime | None = None) -> tuple[Timeline, list[Observation]]:
+    segment = timeline.segment
+    if timeline.department is None or segment is None:
         return timeline, []
     observations: list[Observation] = []
-    if "routed" not in timeline.observed and timeline.routed_at is not None:
-        observations.append(Routed(timeline.department, timeline.segment,
-                                   timeline.routing_reason or "route"))
+    assignments = []
+    for assignment in timeline.assignments:
+        if not assignment.counted:
+            observations.extend(_handover_observations(timeline, assignment, segment))
+            assignment = replace(assignment, counted=True)
+        assignments.append(assignment)
+    names: set[str] = set()
     for measure, (start, end) in DURATIONS.items():
         started, ended = getattr(timeline, start), getattr(timeline, end)
         if measure in timeline.observed or started is None or ended is None:
             continue
         seconds = max(0.0, (ended - started).total_seconds())
-        observations.append(Duration(measure, timeline.department, timeline.segment, seconds))
+        department = timeline.department_at(ended) or timeline.department
+        observations.append(Duration(measure, department, segment, seconds))
+        names.add(measure)
+    outcome = timeline.target_outcome
+    if outcome is None:
+        outcome = service_levels.first_response_outcome(
+            timeline.first_response_at, timeline.first_response_deadline, as_of)
+        if outcome is not None:
+            observations.append(TargetDecided(accountable_department(timeline), segment,
+                                              outcome))
     if not observations:
         return timeline, []
-    names = {o.measure if isinstance(o, Duration) else "routed" for o in observations}
-    return replace(timeline, observed=timeline.observed | names), observations
+    return replace(timeline, assignments=tuple(assignments), target_outcome=outcome,
+                   observed=timeline.observed | names), observations
+
+
+def _handover_observations(timeline: Timeline, assignment: Assignment,
+                           segment: str) -> list[Observation]:
+    held = assignment.from_department or timeline.held_before(assignment)
+    found: list[Observation] = []
+    if held != assignment.department:  # put in another department's queue
+        found.append(Routed(assignment.department, segment, assignment.reason))
+    if assignment.kind != "routed":
+        found.append(HandedOver(assignment.kind, held or UNKNOWN, assignment.department))
+    return found
+
+
+def accountable_department(timeline: Timeline) -> str:
+    """The department that met the target (held the ticket at its response) or missed it
+    (held it when the deadline passed); while undecided, the one holding it now."""
+    deadline = timeline.first_response_deadline
+    responded = timeline.first_response_at
+    if deadline is None:
+        return timeline.department or UNKNOWN
+    decisive = responded if responded is not None and responded <= deadline else deadline
+    return timeline.department_at(decisive) or timeline.department or UNKNOWN

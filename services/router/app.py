@@ -1,16 +1,30 @@
-"""The router service: the intake API and the router stage, wired in one lifespan."""
+"""The router service: the intake API, the router stage, and what follows routed
+tickets (state and trace, escalation, transfers, live load and overflow)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 
 from fastapi import FastAPI
 
-from services.core import http, kafka, logs, topics
+from services.core import background, db, http, kafka, logs, migrate, topics
+from services.core.live_config import LiveConfig
 from services.core.settings import Settings
 from services.core.stage import StageRunner, stage_running
-from services.router import intake, table_file, worker
+from services.router import (
+    escalation,
+    intake,
+    priority,
+    table_api,
+    table_file,
+    tickets_api,
+    tracker,
+    worker,
+)
+from services.router.load import LoadWatch
+from services.router.store import IntakeKeys, RoutedTickets
 
 NAME = "router"
 
@@ -20,23 +34,52 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        table = table_file.load(settings.routing_table_file)
-        app.state.routing_table = table
-        await kafka.ensure_topics(
-            settings, [*topics.PIPELINE, *map(topics.department_queue, table.departments)]
-        )
-        app.state.publisher = kafka.Publisher(settings, client_id=f"{NAME}-intake")
+        live_table = app.state.routing_table = LiveConfig(
+            "routing_table", settings.routing_table_file, table_file.parse)
+        await migrate.upgrade(settings.database_url)
+        engine = db.engine(settings.database_url)
+        sessions = db.sessions(engine)
+        routed = app.state.routed = RoutedTickets(sessions)
+        app.state.intake_keys = IntakeKeys(sessions)
+        app.state.queue_for = priority.queue_for
+        await kafka.ensure_topics(settings, [*topics.PIPELINE, *_queues(live_table)])
+        publisher = app.state.publisher = kafka.Publisher(settings, client_id=f"{NAME}-intake")
+        load = LoadWatch(settings, routed, lambda: live_table.current)
         stage = StageRunner(
             settings, name=NAME, source_topic=topics.SEGMENTED, group_id=NAME,
-            transform=worker.RouteTicket(lambda: app.state.routing_table),
-        )
+            transform=worker.RouteTicket(lambda: live_table.current, routed=routed,
+                                         load=load.view))
+        follower = StageRunner(settings, name=f"{NAME}-tracker", source_topic=topics.EVENTS,
+                               group_id=f"{NAME}-tracker",
+                               transform=tracker.FollowTicketEvent(routed), publishes=False)
+
+        async def sample_load() -> None:
+            await kafka.ensure_topics(settings, _queues(live_table))  # after a reload
+            await load.sample()
+
+        async def escalate() -> None:
+            table = live_table.current
+            await escalation.escalate_due(
+                routed, publisher, escalation_target=table.escalation_target,
+                queue_for=priority.queue_for, now=datetime.now(UTC))
+
+        tasks = background.BackgroundTasks()
+        tasks.start("routing-table-watch", live_table.watch)
+        tasks.start("load", lambda stop: background.every(
+            settings.load_sample_seconds, sample_load, stop))
+        tasks.start("escalation", lambda stop: background.every(
+            settings.escalation_check_seconds, escalate, stop))
+        await follower.start()
         await stage.start()
         app.state.stage = stage
         try:
             yield
         finally:
             await stage.stop()
-            await app.state.publisher.close()
+            await follower.stop()
+            await tasks.stop()
+            await publisher.close()
+            await engine.dispose()
 
     app = FastAPI(
         title="Customer routing: intake and router",
@@ -45,9 +88,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.include_router(intake.api)
+    for router in (intake.api, tickets_api.api, table_api.api):
+        app.include_router(router)
     http.install(app, ready=lambda: stage_running(app))
     return app
+
+
+def _queues(live_table: table_api.LiveTable) -> list[str]:
+    return [topic for department in live_table.current.departments
+            for topic in priority.lane_topics(department)]
 
 
 def main() -> None:

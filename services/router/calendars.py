@@ -24,7 +24,7 @@ Window = tuple[int, int]  # minutes after local midnight, [opens, closes), close
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _DAY = 24 * 60
-_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?$")
+_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 _CLOCK = re.compile(r"^(\d{2}):(\d{2})$")
 _SEARCH_LIMIT_DAYS = 3700  # a calendar that stays closed for ten years never opens
 
@@ -95,23 +95,25 @@ def _require_aware(at: datetime) -> None:
 
 
 def parse_duration(text: str) -> timedelta:
-    """'15m', '4h', '2d', '1h30m' -> timedelta (positive)."""
+    """'15m', '4h', '2d', '1h30m', '45s' -> timedelta (positive)."""
     match = _DURATION.match(text.strip())
     if not text.strip() or match is None:
         raise ValueError(f"{text!r} is not a duration like '15m', '4h', '2d' or '1h30m'")
-    days, hours, minutes = (int(part or 0) for part in match.groups())
-    value = timedelta(days=days, hours=hours, minutes=minutes)
+    days, hours, minutes, seconds = (int(part or 0) for part in match.groups())
+    value = timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
     if value <= timedelta(0):
         raise ValueError(f"{text!r} must be longer than zero")
     return value
 
 
 def format_duration(value: timedelta) -> str:
-    """timedelta -> '1d', '4h', '1h30m' (whole minutes; the inverse of parse_duration)."""
-    minutes = int(value.total_seconds() // 60)
+    """timedelta -> '1d', '4h', '1h30m', '45s' (the inverse of parse_duration)."""
+    total = int(value.total_seconds())
+    minutes, seconds = divmod(total, 60)
     days, rest = divmod(minutes, _DAY)
     hours, minutes = divmod(rest, 60)
-    text = "".join(f"{n}{unit}" for n, unit in ((days, "d"), (hours, "h"), (minutes, "m")) if n)
+    text = "".join(f"{n}{unit}" for n, unit in ((days, "d"), (hours, "h"), (minutes, "m"),
+                                                (seconds, "s")) if n)
     return text or "0m"
 
 

@@ -14,7 +14,7 @@ import base64
 import contextlib
 import logging
 import re
-from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -22,7 +22,12 @@ from typing import Any, Protocol
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, ProducerFenced, TopicAlreadyExistsError
+from aiokafka.errors import (
+    IllegalOperation,
+    KafkaError,
+    ProducerFenced,
+    TopicAlreadyExistsError,
+)
 
 from services.core import kafka, topics
 from services.core.settings import Settings
@@ -31,6 +36,8 @@ logger = logging.getLogger(__name__)
 
 REPLAYED = f"{topics.DEAD_LETTERS}.replayed"
 REPLAY_HEADER = "dlq_replayed_from"
+# The same for every instance and process, so that a replayer fences any other (see
+# `_replay_selected`).
 TRANSACTIONAL_ID = "dead-letter-replay"
 MAX_LIMIT = 1000
 ID_PATTERN = r"^\d{1,9}:\d{1,19}$"
@@ -50,6 +57,8 @@ class ReplayConflict(Exception):
 
 
 class InvalidSelection(ValueError):
+    """A selection that names no dead letters clearly; `field` says which part is wrong."""
+
     def __init__(self, field: str, problem: str) -> None:
         super().__init__(f"{field}: {problem}")
         self.field = field
@@ -59,12 +68,18 @@ class InvalidSelection(ValueError):
 class Record(Protocol):
     """What is read of a dead letter (an aiokafka `ConsumerRecord` is one)."""
 
-    partition: int
-    offset: int
-    timestamp: int
-    key: bytes | None
-    value: bytes | None
-    headers: Sequence[tuple[str, bytes]]
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def timestamp(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+    @property
+    def headers(self) -> Sequence[tuple[str, bytes]]: ...
 
 
 @dataclass(frozen=True)
@@ -83,7 +98,7 @@ class Selection:
             raise InvalidSelection("ids", "give either ids or a filter (source_topic,"
                                           " error_class), not both and not neither")
         for index, text in enumerate(self.ids):
-            if not re.match(ID_PATTERN, text):
+            if not re.fullmatch(ID_PATTERN, text):
                 raise InvalidSelection(f"ids.{index}", "not a dead-letter id 'partition:offset'")
         if not 1 <= self.limit <= MAX_LIMIT:
             raise InvalidSelection("limit", f"must be between 1 and {MAX_LIMIT}")
@@ -105,7 +120,7 @@ def dead_letter_id(partition: int, offset: int) -> str:
 
 
 def parse_id(text: str) -> tuple[int, int]:
-    if not re.match(ID_PATTERN, text):
+    if not re.fullmatch(ID_PATTERN, text):
         raise ValueError(f"not a dead-letter id 'partition:offset': {text!r}")
     partition, offset = text.split(":")
     return int(partition), int(offset)
@@ -185,8 +200,8 @@ async def list_dead_letters(
     after = parse_id(since) if since else None
     found: list[dict[str, Any]] = []
     try:
+        partitions = (await _topology(settings)).get(topics.DEAD_LETTERS, set())
         async with _reader(settings, "dead-letter-list") as consumer:
-            partitions = consumer.partitions_for_topic(topics.DEAD_LETTERS) or set()
             starts = resume_points(partitions, after)
             async with contextlib.aclosing(_scan(consumer, topics.DEAD_LETTERS, starts,
                                                  settings)) as records:
@@ -203,19 +218,19 @@ async def list_dead_letters(
 async def replay(settings: Settings, selection: Selection) -> ReplayResult:
     """Re-produce the selected dead letters to their source topics, each at most once."""
     async with _replaying:
-        producer = AIOKafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap_servers, client_id=TRANSACTIONAL_ID,
-            transactional_id=TRANSACTIONAL_ID, enable_idempotence=True, acks="all",
-            request_timeout_ms=int(settings.produce_timeout_seconds * 1000))
+        producer = kafka.producer(settings, client_id=TRANSACTIONAL_ID,
+                                  transactional_id=TRANSACTIONAL_ID)
         try:
             async with asyncio.timeout(TRANSACTION_TIMEOUT_SECONDS):
-                await _ensure_marker_topic(settings)
+                topology = await _topology(settings, create_markers=True)
                 async with _reader(settings, "dead-letter-replay") as consumer:
                     await producer.start()
                     async with producer.transaction():
                         result = await _replay_selected(consumer, producer, selection,
-                                                        settings)
-        except ProducerFenced as exc:
+                                                        topology, settings)
+        # A producer fenced by another replayer (or by the broker's transaction timeout)
+        # fails its sends with IllegalOperation; either way its transaction is aborted.
+        except (ProducerFenced, IllegalOperation) as exc:
             raise ReplayConflict("another replay ran at the same time") from exc
         except (KafkaError, OSError, TimeoutError) as exc:
             raise Unavailable(f"{type(exc).__name__}: {exc}") from exc
@@ -225,19 +240,23 @@ async def replay(settings: Settings, selection: Selection) -> ReplayResult:
     return result
 
 
-async def _replay_selected(consumer: AIOKafkaConsumer, producer: AIOKafkaProducer,
-                           selection: Selection, settings: Settings) -> ReplayResult:
+async def _replay_selected(
+    consumer: AIOKafkaConsumer, producer: AIOKafkaProducer, selection: Selection,
+    topology: Mapping[str, set[int]], settings: Settings,
+) -> ReplayResult:
     # Read only now: beginning the transaction fenced any other replayer and settled its
     # transaction, so the markers are final.
-    done = await _replayed_ids(consumer, settings)
-    existing = await consumer.topics()
-    partitions = consumer.partitions_for_topic(topics.DEAD_LETTERS) or set()
+    done = await _replayed_ids(consumer, topology.get(REPLAYED, set()), settings)
+    partitions = topology.get(topics.DEAD_LETTERS, set())
     wanted = {parse_id(text): text for text in selection.ids}
     starts, stops = resume_points(partitions, None), dict[int, int]()
     if wanted:  # read only the stretch of each partition that holds wanted ids
-        starts = {p: min(o for wp, o in wanted if wp == p) for p, _ in wanted if p in partitions}
-        stops = {p: max(o for wp, o in wanted if wp == p) + 1 for p in starts}
-    result, seen = ReplayResult(), set[str]()
+        starts, stops = {}, {}
+        for partition, offset in sorted(wanted):
+            if partition in partitions:
+                starts.setdefault(partition, offset)
+                stops[partition] = offset + 1
+    result, seen, sent = ReplayResult(), set[str](), list[asyncio.Future[Any]]()
     async with contextlib.aclosing(_scan(consumer, topics.DEAD_LETTERS, starts, settings,
                                          stops=stops)) as records:
         async for record in records:
@@ -250,21 +269,31 @@ async def _replay_selected(consumer: AIOKafkaConsumer, producer: AIOKafkaProduce
             source = header_values(record.headers).get("dlq_source_topic")
             if this in done:
                 result.skipped_already_replayed.append(this)
-            elif source not in existing:
+            elif source not in topology:
                 result.unreplayable.append(this)
             elif len(result.replayed) < selection.limit:
-                await producer.send(source, record.value, key=record.key,
-                                    headers=replay_headers(record.headers, this))
                 marker = {"replayed_to": source, "replayed_at": datetime.now(UTC).isoformat()}
-                await producer.send(REPLAYED, orjson.dumps(marker), key=this.encode())
+                sent += [
+                    await producer.send(source, record.value, key=record.key,
+                                        headers=replay_headers(record.headers, this)),
+                    await producer.send(REPLAYED, orjson.dumps(marker), key=this.encode())]
+                for future in sent[-2:]:  # one failure is raised; the rest need no report
+                    future.add_done_callback(_retrieved)
                 result.replayed.append(this)
+    await asyncio.gather(*sent)
     result.not_found = [text for text in wanted.values() if text not in seen]
     return result
 
 
-async def _replayed_ids(consumer: AIOKafkaConsumer, settings: Settings) -> set[str]:
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+async def _replayed_ids(consumer: AIOKafkaConsumer, partitions: set[int],
+                        settings: Settings) -> set[str]:
     done: set[str] = set()
-    starts = resume_points(consumer.partitions_for_topic(REPLAYED) or (), None)
+    starts = resume_points(partitions, None)
     async with contextlib.aclosing(_scan(consumer, REPLAYED, starts, settings)) as markers:
         async for marker in markers:
             key = (marker.key or b"").decode()
@@ -280,7 +309,6 @@ async def _reader(settings: Settings, client_id: str) -> AsyncIterator[AIOKafkaC
     consumer = kafka.consumer(settings, group_id=None, client_id=client_id)
     try:
         await consumer.start()
-        await consumer.topics()  # loads every topic's partitions into the metadata
         yield consumer
     finally:
         await consumer.stop()
@@ -288,7 +316,7 @@ async def _reader(settings: Settings, client_id: str) -> AsyncIterator[AIOKafkaC
 
 async def _scan(consumer: AIOKafkaConsumer, topic: str, starts: Mapping[int, int],
                 settings: Settings, *, stops: Mapping[int, int] | None = None
-                ) -> AsyncIterator[Any]:
+                ) -> AsyncGenerator[Any, None]:
     """Each partition's records in turn, from its start up to its end offset when the scan
     began (or its stop, if earlier): a scan never waits for records still to come."""
     partitions = {partition: TopicPartition(topic, partition) for partition in starts}
@@ -314,17 +342,21 @@ async def _scan(consumer: AIOKafkaConsumer, topic: str, starts: Mapping[int, int
                 raise Unavailable(f"reading {topic} made no progress in {stall_seconds}s")
 
 
-async def _ensure_marker_topic(settings: Settings) -> None:
+async def _topology(settings: Settings, *, create_markers: bool = False
+                    ) -> dict[str, set[int]]:
+    """Every topic's partitions, creating the marker topic first if asked and missing."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers,
                                 client_id="dead-letter-admin")
     await admin.start()
     try:
-        if REPLAYED not in await admin.list_topics():
-            # Compacted: one marker per dead letter is kept for good, whatever the age.
+        if create_markers and REPLAYED not in await admin.list_topics():
+            # Compacted: the latest marker of every dead letter is kept whatever its age.
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics([NewTopic(
                     REPLAYED, settings.kafka_topic_partitions,
                     settings.kafka_replication_factor,
                     topic_configs={"cleanup.policy": "compact"})])
+        return {topic["topic"]: {partition["partition"] for partition in topic["partitions"]}
+                for topic in await admin.describe_topics() if topic["error_code"] == 0}
     finally:
         await admin.close()

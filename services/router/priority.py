@@ -57,6 +57,10 @@ class ServiceLevels:
     tiers: Mapping[str, Override] = field(default_factory=dict)
 
 
+NO_OVERRIDE = Override()
+SAME_AS_DEFAULTS = ServiceLevels()
+
+
 def resolve(tier: str, route: ServiceLevels | None, defaults: ServiceLevels) -> ServiceLevel:
     """The most specific wins: route+tier, route, defaults+tier, defaults, built in."""
     level = BUILT_IN
@@ -70,6 +74,9 @@ def resolve(tier: str, route: ServiceLevels | None, defaults: ServiceLevels) -> 
 @dataclass(frozen=True)
 class Aging:
     step: timedelta | None = timedelta(hours=1)  # None: priorities never rise
+
+
+DEFAULT_AGING = Aging()
 
 
 def effective_priority(base: int, waited: timedelta, aging: Aging) -> int:
@@ -153,3 +160,8 @@ def _override(document: Mapping[str, Any], *, source: str, entry: str,
     target = document.get("first_response_target")
     return Override(value, None if target is None else calendars.config_duration(
         target, source=source, line=line, entry=entry, field=f"{where}first_response_target"))
+
+
+def queue_for(department: str, priority: int | None) -> str:
+    """The topic a ticket of this priority joins (a ticket without one: the normal lane)."""
+    return lane_topic(department, "normal" if priority is None else lane_for(priority))

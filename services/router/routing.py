@@ -1,74 +1,463 @@
-"""Routing policy: which department serves a segment. Pure decision code."""
+"""Routing policy: which department serves a ticket, how urgently, and by when.
+
+Pure decision code; the time and the departments' load are passed in. A decision is
+taken in steps, each one written to its trace:
+1. the route of the ticket's segment, or else the fallback department (no ticket is
+   ever dropped), with the service level of the route and the customer's tier;
+2. the first of the route's refinements whose CEL `when` holds over `ticket` and `tier`
+   (a refinement that fails on a ticket is skipped, and the trace says so);
+3. after hours: a closed department with `after_hours: {route_to: other}` hands the
+   ticket on, followed until an open department; with `pause` it keeps the ticket and
+   its first-response clock waits for opening time;
+4. overflow: an overflowing department (overflow.py) hands the ticket along its
+   overflow chain, but never to a department that is closed;
+5. the first-response deadline: the target in business time on the final department's
+   calendar (a department without a calendar is open 24/7).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from services.core import topics
-from services.core.config_files import ConfigError, line_of
+from cel_expr_python import cel
 
-Reason = Literal["route", "fallback"]
+from services.core import tickets, topics
+from services.core.config_files import ConfigError, line_of
+from services.router import calendars, overflow, priority
+
+Lane = priority.Lane
+Reason = Literal["route", "fallback", "refinement", "overflow", "after_hours"]
+
+_T = cel.Type
+ENVIRONMENT = cel.NewEnv(variables={"ticket": _T.Map(_T.STRING, _T.DYN), "tier": _T.STRING})
+
+
+class RefinementError(RuntimeError):
+    """A refinement failed on a ticket's data (the ticket is routed without it)."""
+
+
+@dataclass(frozen=True)
+class Refinement:
+    name: str
+    expression: str
+    compiled: Any  # a compiled cel Expression over `ticket` and `tier`
+    department: str | None = None  # None: the route's department
+    service: priority.Override = priority.NO_OVERRIDE
+    line: int | None = None
+
+    def holds(self, activation: Any) -> bool:
+        value = self.compiled.eval(activation)
+        kind = value.type()
+        if kind == _T.ERROR:
+            raise RefinementError(f"refinement {self.name!r} failed: {value.value()}")
+        if kind != _T.BOOL:
+            raise RefinementError(f"refinement {self.name!r} gave {kind.name()}, not a boolean")
+        return bool(value.value())
+
+
+@dataclass(frozen=True)
+class Route:
+    segment: str
+    department: str
+    service: priority.ServiceLevels = priority.SAME_AS_DEFAULTS
+    refinements: tuple[Refinement, ...] = ()
+
+
+@dataclass(frozen=True)
+class DepartmentPolicy:
+    calendar: calendars.Calendar | None = None  # None: open 24/7
+    after_hours_route_to: str | None = None  # None: the clock pauses while closed
+    overflow_policy: overflow.OverflowPolicy | None = None
+    escalation_to: str | None = None
+
+
+ALWAYS_OPEN = DepartmentPolicy()
 
 
 @dataclass(frozen=True)
 class RoutingTable:
     version: str
-    routes: Mapping[str, str]  # segment -> department
+    routes: Mapping[str, Route]  # segment -> route
     fallback_department: str
+    defaults: priority.ServiceLevels = priority.SAME_AS_DEFAULTS
+    department_policies: Mapping[str, DepartmentPolicy] = field(default_factory=dict)
+    aging: priority.Aging = priority.DEFAULT_AGING
+
+    @classmethod
+    def simple(cls, version: str, routes: Mapping[str, str],
+               fallback_department: str) -> RoutingTable:
+        """A table of plain segment -> department routes (the first table format)."""
+        return cls(version, {segment: Route(segment, department)
+                             for segment, department in routes.items()}, fallback_department)
 
     @property
     def departments(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys([*self.routes.values(), self.fallback_department]))
+        """Every department a ticket can be routed, handed or escalated to."""
+        named = [route.department for route in self.routes.values()]
+        named += [refinement.department for route in self.routes.values()
+                  for refinement in route.refinements if refinement.department]
+        named.append(self.fallback_department)
+        for department, policy in self.department_policies.items():
+            named += [department, policy.after_hours_route_to or department,
+                      policy.overflow_policy.to if policy.overflow_policy else department,
+                      policy.escalation_to or department]
+        return tuple(dict.fromkeys(named))
+
+    def policy(self, department: str) -> DepartmentPolicy:
+        return self.department_policies.get(department, ALWAYS_OPEN)
+
+    def escalation_target(self, department: str) -> str | None:
+        return self.policy(department).escalation_to
+
+    @property
+    def overflow_policies(self) -> dict[str, overflow.OverflowPolicy]:
+        return {department: policy.overflow_policy
+                for department, policy in self.department_policies.items()
+                if policy.overflow_policy is not None}
 
 
 @dataclass(frozen=True)
 class RoutingDecision:
     department: str
     reason: Reason
+    entry: str  # the route's segment, the refinement's name, or "fallback"
+    priority: int  # 1 is the most urgent
+    first_response_target: timedelta
+    first_response_deadline: datetime  # UTC
+    table_version: str
+    overflowed_from: str | None = None
+    trace: tuple[str, ...] = ()
+
+    @property
+    def lane(self) -> Lane:
+        return priority.lane_for(self.priority)
+
+    @property
+    def queue_topic(self) -> str:
+        return priority.lane_topic(self.department, self.lane)
 
 
-def decide(segment: str, table: RoutingTable) -> RoutingDecision:
-    """The department for a segment; a segment no route claims goes to the fallback."""
-    department = table.routes.get(segment)
-    if department is None:
-        return RoutingDecision(table.fallback_department, "fallback")
-    return RoutingDecision(department, "route")
+def view_of(ticket: tickets.Ticket) -> dict[str, Any]:
+    """What a refinement can read of a ticket, as `ticket.<field>`."""
+    return {"kind": ticket.kind, "channel": ticket.channel, "language": ticket.language,
+            "attributes": dict(ticket.attributes)}
+
+
+def decide(segment: str, tier: str, ticket_view: Mapping[str, Any], table: RoutingTable, *,
+           now: datetime, load: Mapping[str, overflow.DepartmentLoad] | None = None,
+           overflow_state: Mapping[str, overflow.OverflowState] | None = None,
+           ) -> RoutingDecision:
+    """Where a ticket goes now, with its priority and first-response deadline."""
+    trace: list[str] = []
+    route = table.routes.get(segment)
+    reason: Reason
+    if route is None:
+        department, reason, entry = table.fallback_department, "fallback", "fallback"
+        trace.append(f"segment {segment} has no route -> fallback {department}"
+                     f" (table {table.version})")
+    else:
+        department, reason, entry = route.department, "route", segment
+        trace.append(f"segment {segment} -> {department} (route {segment!r},"
+                     f" table {table.version})")
+    level = priority.resolve(tier, route.service if route else None, table.defaults)
+    refinement = _first_refinement(route, tier, ticket_view, trace)
+    if refinement is not None:
+        department = refinement.department or department
+        level = refinement.service.apply(level)
+        reason, entry = "refinement", refinement.name
+        trace.append(f"refinement {refinement.name!r} holds -> {department}")
+    handed = _after_hours(table, department, now, trace)
+    if handed != department:
+        department, reason = handed, "after_hours"
+    overflowed_from = None
+    handed = _overflow(table, department, now, load or {}, overflow_state or {}, trace)
+    if handed != department:
+        overflowed_from, department, reason = department, handed, "overflow"
+    calendar = table.policy(department).calendar
+    due = calendars.deadline(now, level.first_response_target, calendar)
+    clock = f"business hours of {department}" if calendar else "24/7"
+    trace.append(f"tier {tier}: priority {level.priority} ({priority.lane_for(level.priority)}"
+                 f" lane), first response within"
+                 f" {calendars.format_duration(level.first_response_target)} ({clock}),"
+                 f" due {_local(due, calendar)}")
+    return RoutingDecision(department, reason, entry, level.priority,
+                           level.first_response_target, due, table.version,
+                           overflowed_from, tuple(trace))
+
+
+def _first_refinement(route: Route | None, tier: str, view: Mapping[str, Any],
+                      trace: list[str]) -> Refinement | None:
+    if route is None or not route.refinements:
+        return None
+    activation = ENVIRONMENT.Activation({"ticket": dict(view), "tier": tier})
+    for refinement in route.refinements:
+        try:
+            if refinement.holds(activation):
+                return refinement
+        except RefinementError as exc:
+            trace.append(f"{exc}; skipped")
+    return None
+
+
+def _after_hours(table: RoutingTable, department: str, now: datetime,
+                 trace: list[str]) -> str:
+    visited = [department]
+    while True:
+        current = visited[-1]
+        policy = table.policy(current)
+        if policy.calendar is None or policy.calendar.is_open(now):
+            return current
+        if policy.after_hours_route_to is None:
+            trace.append(f"{current} closed at {_local(now, policy.calendar)}: the clock"
+                         f" starts at {_local(policy.calendar.opens_at(now), policy.calendar)}")
+            return current
+        following = policy.after_hours_route_to
+        if following in visited:
+            trace.append(f"{' -> '.join(visited)} all closed: stays with {department}")
+            return department
+        trace.append(f"{current} closed at {_local(now, policy.calendar)}:"
+                     f" after hours to {following}")
+        visited.append(following)
+
+
+def _overflow(table: RoutingTable, department: str, now: datetime,
+              load: Mapping[str, overflow.DepartmentLoad],
+              states: Mapping[str, overflow.OverflowState], trace: list[str]) -> str:
+    chain = [department]
+    while (policy := table.policy(chain[-1]).overflow_policy) is not None:
+        current, target = chain[-1], policy.to
+        transition = overflow.next_state(states.get(current, overflow.NORMAL),
+                                         load.get(current), policy, now=now)
+        if not transition.state.overflowing or target in chain:
+            break
+        state = "over" if transition.changed else "still overflowing:"
+        target_calendar = table.policy(target).calendar
+        if target_calendar is not None and not target_calendar.is_open(now):
+            trace.append(f"{current} {state} {transition.reason}, but {target} is closed:"
+                         " no overflow")
+            break
+        trace.append(f"{current} {state} {transition.reason}: overflow to {target}")
+        chain.append(target)
+    return chain[-1]
+
+
+def _local(at: datetime, calendar: calendars.Calendar | None) -> str:
+    if calendar is None:
+        return f"{at.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+    return f"{at.astimezone(calendar.time_zone):%a %Y-%m-%d %H:%M} {calendar.time_zone.key}"
+
+
+_TOP_KEYS = ("version", "fallback_department", "priority_aging", "defaults", "routes",
+             "departments")
+_ROUTE_KEYS = ("segment", "department", "priority", "first_response_target", "tiers",
+               "refinements", "description")
+_REFINEMENT_KEYS = ("name", "when", "department", "priority", "first_response_target",
+                    "description")
+_DEPARTMENT_KEYS = ("calendar", "after_hours", "overflow", "escalation_to", "description")
+# Every refinement must evaluate on these, for every tier: a ticket with nothing optional
+# set, and one with everything set but no attributes.
+PROBE_TICKETS: tuple[dict[str, Any], ...] = (
+    {"kind": None, "channel": "email", "language": None, "attributes": {}},
+    {"kind": "complaint", "channel": "web", "language": "nl", "attributes": {}})
+
+_References = list[tuple[str, int | None, str]]  # department, line, entry naming it
 
 
 def parse_table(document: Mapping[str, Any], *, source: str, version: str) -> RoutingTable:
-    """Validate a routing file already read as YAML (with `__line__` marks)."""
+    """Validate a routing file already read as YAML (with `__line__` marks).
+
+    Department names must be valid queue names. When the file has a `departments`
+    section, every department it names anywhere must be defined there (a typo in an
+    overflow target is an error, not a new queue); without one, every department is
+    open 24/7 and never overflows. Overflow chains must not loop."""
+    top = line_of(document)
+    _check_keys(document, _TOP_KEYS, source, top, None)
     fallback = document.get("fallback_department")
     if not isinstance(fallback, str):
-        raise ConfigError(source, line_of(document), "fallback_department",
+        raise ConfigError(source, top, "fallback_department",
                           "a fallback department is required (a department name)")
-    _check_department(fallback, source, line_of(document), "fallback_department")
+    references: _References = [(fallback, top, "fallback_department")]
+    defaults = document.get("defaults") or {}
+    if not isinstance(defaults, dict):
+        raise ConfigError(source, top, "defaults", "defaults must be a mapping: priority,"
+                          " first_response_target, tiers")
+    _check_keys(defaults, ("priority", "first_response_target", "tiers"), source,
+                line_of(defaults), "defaults")
     entries = document.get("routes")
     if not isinstance(entries, list) or not entries:
-        raise ConfigError(source, line_of(document), "routes",
+        raise ConfigError(source, top, "routes",
                           "routes must be a non-empty list of {segment, department}")
-    routes: dict[str, str] = {}
+    routes: dict[str, Route] = {}
+    refinement_names: set[str] = set()
     for position, entry in enumerate(entries, start=1):
-        line = line_of(entry)
-        if not isinstance(entry, dict):
-            raise ConfigError(source, line, f"routes[{position}]",
-                              "each route must be a mapping with segment and department")
-        unknown = sorted(set(entry) - {"segment", "department", "__line__"})
-        if unknown:
-            raise ConfigError(source, line, f"routes[{position}]",
-                              f"unknown keys {unknown}; accepted: segment, department")
-        segment, department = entry.get("segment"), entry.get("department")
-        name = str(segment) if segment else f"routes[{position}]"
-        if not isinstance(segment, str) or not segment:
-            raise ConfigError(source, line, name, "segment must be a non-empty string")
-        if not isinstance(department, str):
-            raise ConfigError(source, line, name, "department must be a department name")
-        _check_department(department, source, line, name)
-        if segment in routes:
-            raise ConfigError(source, line, name, f"segment {segment!r} is routed twice")
-        routes[segment] = department
-    return RoutingTable(version=version, routes=routes, fallback_department=fallback)
+        route = _parse_route(entry, position, source, references)
+        if route.segment in routes:
+            raise ConfigError(source, line_of(entry), route.segment,
+                              f"segment {route.segment!r} is routed twice")
+        for refinement in route.refinements:
+            if refinement.name in refinement_names:
+                raise ConfigError(source, refinement.line, refinement.name,
+                                  "two refinements have this name")
+            refinement_names.add(refinement.name)
+        routes[route.segment] = route
+    section = document.get("departments")
+    policies, lines = _parse_departments(section, source, top, references)
+    for department, line, entry in references:
+        _check_department(department, source, line, entry)
+        if section is not None and department not in policies:
+            raise ConfigError(source, line, entry, f"department {department!r} is not"
+                              " defined under departments")
+    cycle = overflow.find_cycle({name: policy.overflow_policy.to
+                                 for name, policy in policies.items() if policy.overflow_policy})
+    if cycle:
+        raise ConfigError(source, lines[cycle[0]], cycle[0],
+                          f"overflow goes round in a circle: {' -> '.join(cycle)}")
+    return RoutingTable(
+        version=version, routes=routes, fallback_department=fallback,
+        defaults=priority.parse_service_levels(defaults, source=source, entry="defaults"),
+        department_policies=policies,
+        aging=_parse_aging(document.get("priority_aging"), source, top))
+
+
+def _parse_route(entry: Any, position: int, source: str, references: _References) -> Route:
+    line = line_of(entry)
+    label = f"routes[{position}]"
+    if not isinstance(entry, dict):
+        raise ConfigError(source, line, label,
+                          "each route must be a mapping with segment and department")
+    _check_keys(entry, _ROUTE_KEYS, source, line, label)
+    segment, department = entry.get("segment"), entry.get("department")
+    if not isinstance(segment, str) or not segment:
+        raise ConfigError(source, line, str(segment or label),
+                          "segment must be a non-empty string")
+    if not isinstance(department, str):
+        raise ConfigError(source, line, segment, "department must be a department name")
+    references.append((department, line, segment))
+    documents = entry.get("refinements") or []
+    if not isinstance(documents, list):
+        raise ConfigError(source, line, segment, "refinements must be a list; the first"
+                          " whose `when` holds is used")
+    refinements = tuple(_parse_refinement(document, f"{segment}.refinements[{index}]",
+                                          source, references)
+                        for index, document in enumerate(documents, start=1))
+    return Route(segment, department,
+                 priority.parse_service_levels(entry, source=source, entry=segment),
+                 refinements)
+
+
+def _parse_refinement(document: Any, label: str, source: str,
+                      references: _References) -> Refinement:
+    line = line_of(document)
+    if not isinstance(document, dict):
+        raise ConfigError(source, line, label, "a refinement is a mapping: name, when,"
+                          " department, priority, first_response_target")
+    _check_keys(document, _REFINEMENT_KEYS, source, line, label)
+    name, expression = document.get("name"), document.get("when")
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError(source, line, label, "name is required")
+    if not isinstance(expression, str) or not expression.strip():
+        raise ConfigError(source, line, name, "when must be a CEL expression")
+    try:
+        compiled = ENVIRONMENT.compile(expression)
+    except RuntimeError as exc:
+        raise ConfigError(source, line, name, f"not a valid CEL expression: {exc}") from exc
+    if compiled.return_type() not in (_T.BOOL, _T.DYN):
+        raise ConfigError(source, line, name, "the expression gives"
+                          f" {compiled.return_type().name().lower()}, not a boolean")
+    department = document.get("department")
+    if department is not None and not isinstance(department, str):
+        raise ConfigError(source, line, name, "department must be a department name")
+    service = priority.parse_override(document, source=source, entry=name)
+    if department is None and service == priority.NO_OVERRIDE:
+        raise ConfigError(source, line, name, "a refinement must set a department, a"
+                          " priority or a first_response_target")
+    if department is not None:
+        references.append((department, line, name))
+    refinement = Refinement(name, expression, compiled, department, service, line)
+    for tier in priority.TIERS:
+        for ticket in PROBE_TICKETS:
+            try:
+                refinement.holds(ENVIRONMENT.Activation({"ticket": ticket, "tier": tier}))
+            except RefinementError as exc:
+                raise ConfigError(source, line, name, f"fails on a probe ticket {ticket}:"
+                                  f" {exc} (guard fields that may be null or missing, e.g."
+                                  " `has(ticket.attributes.order)`)") from exc
+    return refinement
+
+
+def _parse_departments(section: Any, source: str, top: int | None, references: _References,
+                       ) -> tuple[dict[str, DepartmentPolicy], dict[str, int | None]]:
+    if section is None:
+        return {}, {}
+    if not isinstance(section, dict):
+        raise ConfigError(source, top, "departments",
+                          "departments must map each department name to its settings")
+    policies, lines = {}, {}
+    for name, document in section.items():
+        if name == "__line__":
+            continue
+        entry, line = str(name), line_of(document) or line_of(section)
+        _check_department(entry, source, line, entry)
+        document = {} if document is None else document
+        if not isinstance(document, dict):
+            raise ConfigError(source, line, entry, "settings must be a mapping:"
+                              f" {', '.join(_DEPARTMENT_KEYS)}")
+        _check_keys(document, _DEPARTMENT_KEYS, source, line, entry)
+        calendar = None if document.get("calendar") is None else calendars.parse_calendar(
+            document["calendar"], source=source, line=line, entry=entry)
+        route_to = _parse_after_hours(document.get("after_hours"), calendar is not None,
+                                      source, line, entry)
+        overflow_policy = None if document.get("overflow") is None else \
+            overflow.parse_policy(document["overflow"], source=source, line=line, entry=entry)
+        escalation = document.get("escalation_to")
+        if escalation is not None and not isinstance(escalation, str):
+            raise ConfigError(source, line, entry, "escalation_to must be a department name")
+        for target in (route_to, escalation):
+            if target == entry:
+                raise ConfigError(source, line, entry, "a department cannot hand tickets"
+                                  " to itself")
+        references.extend((target, line, entry) for target in
+                          (route_to, escalation, overflow_policy and overflow_policy.to)
+                          if target)
+        policies[entry] = DepartmentPolicy(calendar, route_to, overflow_policy, escalation)
+        lines[entry] = line
+    return policies, lines
+
+
+def _parse_after_hours(value: Any, has_calendar: bool, source: str, line: int | None,
+                       entry: str) -> str | None:
+    if value is None:
+        return None
+    if not has_calendar:
+        raise ConfigError(source, line, entry, "after_hours needs a calendar: without one"
+                          " the department is always open")
+    if value == "pause":
+        return None
+    route_to = value.get("route_to") if isinstance(value, dict) else None
+    if not isinstance(route_to, str) or set(value) - {"route_to", "__line__"}:
+        raise ConfigError(source, line, entry, "after_hours must be 'pause' or"
+                          " {route_to: <department>}")
+    return route_to
+
+
+def _parse_aging(value: Any, source: str, line: int | None) -> priority.Aging:
+    if value is None:
+        return priority.DEFAULT_AGING
+    if value == "off":
+        return priority.Aging(step=None)
+    return priority.Aging(calendars.config_duration(
+        value, source=source, line=line, entry="priority_aging", field="priority_aging"))
+
+
+def _check_keys(document: Mapping[str, Any], accepted: tuple[str, ...], source: str,
+                line: int | None, entry: str | None) -> None:
+    unknown = sorted(set(document) - {*accepted, "__line__"})
+    if unknown:
+        raise ConfigError(source, line, entry,
+                          f"unknown keys {unknown}; accepted: {', '.join(accepted)}")
 
 
 def _check_department(name: str, source: str, line: int | None, entry: str) -> None:

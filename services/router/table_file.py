@@ -9,7 +9,10 @@ from services.router import routing
 
 
 def load(path: Path) -> routing.RoutingTable:
-    text = config_files.read_text(path)
-    document = config_files.load_yaml(path, text)
-    version = versions.content_version(document.get("version"), text)
-    return routing.parse_table(document, source=str(path), version=version)
+    return parse(config_files.read_text(path), str(path))
+
+
+def parse(text: str, source: str) -> routing.RoutingTable:
+    document = config_files.load_yaml(source, text)
+    return routing.parse_table(document, source=source,
+                               version=versions.content_version(document.get("version"), text))

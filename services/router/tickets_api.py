@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.core import events, kafka, topics
+from services.core import events, http, kafka, topics
 from services.router import dispatch
 from services.router.intake import UNAVAILABLE, PublisherDep, TicketId, unavailable
 from services.router.store import RoutedTickets
@@ -65,6 +65,9 @@ async def transfer(ticket_id: TicketId, body: Transfer, routed: Routed, request:
     if body.from_department and body.from_department != row.department:
         raise HTTPException(409, detail={
             "error": "not_yours", "detail": f"the ticket is with {row.department!r}"})
+    if body.to_department not in request.app.state.routing_table.current.departments:
+        raise http.InvalidField("body.to_department",
+                                "not a department of the routing table in force")
     if body.to_department == row.department:
         raise HTTPException(409, detail={"error": "same_department",
                                          "detail": "the ticket is already there"})
@@ -75,8 +78,6 @@ async def transfer(ticket_id: TicketId, body: Transfer, routed: Routed, request:
         row.payload, department=body.to_department, reason="transfer",
         from_department=row.department, event_type=events.TicketEventType.TRANSFERRED,
         now=now, correlation_id=ticket_id, queue_for=request.app.state.queue_for, step=step)
-    await kafka.ensure_topics(request.app.state.settings,
-                              [topics.department_queue(body.to_department)])
     try:
         await publisher.publish(outputs)
     except kafka.PublishFailed:

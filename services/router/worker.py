@@ -2,52 +2,89 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 from services.core import envelope, events, kafka, tickets, topics
-from services.router import routing
+from services.router import overflow, routing
+from services.router.dispatch import SOURCE
+from services.router.store import RoutedTickets
 
-SOURCE = "/services/router"
+LoadView = Callable[[], tuple[Mapping[str, overflow.DepartmentLoad],
+                              Mapping[str, overflow.OverflowState]]]
+
+
+def no_load() -> tuple[Mapping[str, overflow.DepartmentLoad],
+                       Mapping[str, overflow.OverflowState]]:
+    return {}, {}
 
 
 class RouteTicket:
-    """Turns `ticket.segmented` events into `ticket.routed` ones (a pipeline Transform)."""
+    """Turns `ticket.segmented` events into `ticket.routed` ones (a pipeline Transform).
 
-    def __init__(self, current_table: Callable[[], routing.RoutingTable]) -> None:
+    The ticket's state and trace are written to the router's store before its records
+    are produced; a replay writes the same again."""
+
+    def __init__(self, current_table: Callable[[], routing.RoutingTable], *,
+                 routed: RoutedTickets | None = None, load: LoadView = no_load) -> None:
         self._current_table = current_table
+        self._routed = routed
+        self._load = load
 
     async def __call__(self, event: envelope.Event) -> list[kafka.Output]:
         ticket = tickets.SegmentedTicket.model_validate(event.data)
         table = self._current_table()
-        decision = routing.decide(ticket.segmentation.segment, table)
-        routing_record = tickets.Routing(
-            department=decision.department,
-            reason=decision.reason,
-            table_version=table.version,
-            routed_at=datetime.now(UTC),
-        )
-        routed_event = envelope.Event(
-            type=events.TicketEventType.ROUTED,
-            source=SOURCE,
-            ticket_id=ticket.ticket_id,
-            correlation_id=event.correlation_id,
-            # The segmented ticket as it came (validated above), plus its routing.
-            data={**event.data, "routing": routing_record.model_dump(mode="json")},
-        )
+        now = datetime.now(UTC)
+        loads, states = self._load()
+        decision = routing.decide(ticket.segmentation.segment, ticket.segmentation.tier,
+                                  routing.view_of(ticket), table, now=now, load=loads,
+                                  overflow_state=states)
+        record = tickets.Routing(
+            department=decision.department, reason=decision.reason, entry=decision.entry,
+            table_version=table.version, routed_at=now, queue=decision.queue_topic,
+            priority=decision.priority,
+            first_response_target_seconds=decision.first_response_target.total_seconds(),
+            first_response_deadline=decision.first_response_deadline,
+            overflowed_from=decision.overflowed_from, trace=list(decision.trace))
+        # The segmented ticket as it came (validated above), plus its routing.
+        data = {**event.data, "routing": record.model_dump(mode="json")}
+        if self._routed is not None:
+            await self._routed.record_dispatch(
+                ticket.ticket_id, department=decision.department,
+                segment=ticket.segmentation.segment, priority=decision.priority,
+                deadline=decision.first_response_deadline, steps=trace_steps(ticket, record),
+                payload=data, now=now, replace_trace=True)
         lifecycle = events.TicketEvent(
-            ticket_id=ticket.ticket_id,
-            type=events.TicketEventType.ROUTED,
-            occurred_at=routing_record.routed_at,
-            received_at=ticket.received_at,
-            department=decision.department,
-            segment=ticket.segmentation.segment,
-            reason=decision.reason,
-        )
+            ticket_id=ticket.ticket_id, type=events.TicketEventType.ROUTED, occurred_at=now,
+            received_at=ticket.received_at, department=decision.department,
+            segment=ticket.segmentation.segment, reason=decision.reason,
+            from_department=decision.overflowed_from, priority=decision.priority,
+            first_response_deadline=decision.first_response_deadline)
         return [
-            kafka.Output(topics.department_queue(decision.department), ticket.customer_id,
-                         routed_event),
+            kafka.Output(decision.queue_topic, ticket.customer_id, envelope.Event(
+                type=events.TicketEventType.ROUTED, source=SOURCE, ticket_id=ticket.ticket_id,
+                correlation_id=event.correlation_id, data=data, time=now)),
             kafka.Output(topics.EVENTS, ticket.ticket_id,
                          events.as_envelope(lifecycle, event.correlation_id, SOURCE)),
         ]
 
+
+def trace_steps(ticket: tickets.SegmentedTicket,
+                record: tickets.Routing) -> list[dict[str, Any]]:
+    """The first steps of a ticket's trace: how it was segmented, then routed."""
+    segmentation = ticket.segmentation
+    return [
+        {"at": ticket.received_at.isoformat(), "step": "received"},
+        {"step": "segmented", "segment": segmentation.segment, "rule": segmentation.rule,
+         "rules_version": segmentation.rules_version, "tier": segmentation.tier,
+         "customer_known": segmentation.customer_known,
+         "decided_by": sorted(segmentation.decided_by)},
+        {"at": record.routed_at.isoformat(), "step": "routed",
+         "department": record.department, "reason": record.reason, "entry": record.entry,
+         "table_version": record.table_version, "queue": record.queue,
+         "priority": record.priority,
+         "first_response_deadline": record.first_response_deadline.isoformat()
+         if record.first_response_deadline else None,
+         "overflowed_from": record.overflowed_from, "why": record.trace},
+    ]

@@ -12,9 +12,16 @@ from fastapi import FastAPI
 from services.core import background, db, http, kafka, logs, migrate, topics
 from services.core.settings import Settings
 from services.core.stage import StageRunner, stage_running
-from services.segmenter import admin_api, api, customer_events, features, rules_api, worker
+from services.segmenter import (
+    admin_api,
+    api,
+    customer_events,
+    features,
+    live_rules,
+    rules_api,
+    worker,
+)
 from services.segmenter.cache import CustomerCache
-from services.segmenter.live_rules import LiveRuleSet
 from services.segmenter.store import CustomerStore
 
 NAME = "segmenter"
@@ -25,7 +32,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.rules = LiveRuleSet(settings.segment_rules_file)
+        app.state.rules = live_rules.live_rule_set(settings.segment_rules_file)
         await migrate.upgrade(settings.database_url)
         engine = db.engine(settings.database_url)
         store = CustomerStore(

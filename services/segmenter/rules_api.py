@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse
 
 from services.core import config_files, http
 from services.segmenter import analysis, context, rules, rules_file
@@ -16,12 +15,6 @@ from services.segmenter.live_rules import LiveRuleSet
 from services.segmenter.store import CustomerStore
 
 api = APIRouter(prefix="/v1/segment-rules", tags=["segment rules"])
-
-YAML_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {
-    "application/yaml": {"schema": {"type": "string",
-                                    "description": "a rule file: version, default_segment,"
-                                                   " protected_attributes, rules"}}}}}
-
 
 def get_live(request: Request) -> LiveRuleSet:
     live: LiveRuleSet = request.app.state.rules
@@ -43,12 +36,6 @@ def describe(rule_set: rules.RuleSet) -> dict[str, Any]:
     }
 
 
-def config_error(error: config_files.ConfigError) -> JSONResponse:
-    return JSONResponse(status_code=422, content={
-        "error": "invalid_rule_set", "detail": str(error), "file": error.path,
-        "line": error.line, "rule": error.entry, "problem": error.problem})
-
-
 @api.get("")
 async def rules_in_force(live: Live) -> dict[str, Any]:
     """The rule set in force, when it was loaded, and the last rejected attempt."""
@@ -58,25 +45,15 @@ async def rules_in_force(live: Live) -> dict[str, Any]:
             if rejection else None}
 
 
-async def yaml_text(request: Request) -> str:
-    try:
-        return (await request.body()).decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise http.InvalidField("body", "the rule file must be UTF-8 text") from exc
-
-
-YamlText = Annotated[str, Depends(yaml_text)]
-
-
-@api.put("", openapi_extra=YAML_BODY,
+@api.put("", openapi_extra=http.YAML_BODY,
          responses={422: {"description": "The rule set is invalid; the old one serves"}})
-async def upload_rules(live: Live, text: YamlText) -> Any:
+async def upload_rules(live: Live, text: http.YamlText) -> Any:
     """Replace the rule set without a restart; an invalid one is rejected and the rule
     set in force keeps serving."""
     try:
         rule_set = live.upload(text)
     except config_files.ConfigError as exc:
-        return config_error(exc)
+        return http.config_error(exc)
     return describe(rule_set)
 
 
@@ -84,7 +61,7 @@ async def upload_rules(live: Live, text: YamlText) -> Any:
     "application/yaml": {"schema": {"type": "string",
                                     "description": "a candidate rule file; empty: the"
                                                    " rule set in force"}}}}})
-async def analyse_rules(live: Live, store: Store, text: YamlText) -> Any:
+async def analyse_rules(live: Live, store: Store, text: http.YamlText) -> Any:
     """Run a candidate rule set (or, with an empty body, the one in force) over the whole
     customer base: segment sizes, customers only the default catches, rules that never
     match or are shadowed, protected attributes read, and who would move where."""
@@ -92,7 +69,7 @@ async def analyse_rules(live: Live, store: Store, text: YamlText) -> Any:
         try:
             candidate = rules_file.parse(text, source="candidate (upload)")
         except config_files.ConfigError as exc:
-            return config_error(exc)
+            return http.config_error(exc)
         report = await analyse_customer_base(store, candidate, live=live.current)
     else:
         report = await analyse_customer_base(store, live.current)

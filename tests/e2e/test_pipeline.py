@@ -9,9 +9,8 @@ from collections import Counter
 
 import httpx
 
-from services.core import topics
 from services.departments import queue
-from tests.conftest import Pipeline, read_topic
+from tests.conftest import Pipeline, department_lanes, read_topic
 
 # customer -> (segment, department), from config/segments.yaml, config/routing.yaml and
 # the demo store's well-known customers: every tier, and the fallback department.
@@ -50,12 +49,11 @@ async def test_tickets_reach_their_department_once_and_responses_are_measured(
 
         # Read every department queue with an independent client.
         departments = sorted({department for _, department in EXPECTED.values()})
-        found = await read_topic(pipeline.bootstrap,
-                                 *map(topics.department_queue, departments),
+        found = await read_topic(pipeline.bootstrap, *department_lanes(*departments),
                                  until=len(posted), keep=lambda e: e.ticket_id in posted)
         arrived: Counter[tuple[str, str]] = Counter()
         for event, record in found:
-            department = record.topic.removeprefix("dept.")  # type: ignore[attr-defined]
+            department = record.topic.split(".")[1]  # type: ignore[attr-defined]
             arrived[(event.ticket_id, department)] += 1
             assert event.data["segmentation"]["segment"] == EXPECTED[posted[event.ticket_id]][0]
             assert event.data["routing"]["department"] == department

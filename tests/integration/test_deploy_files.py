@@ -308,13 +308,54 @@ def base_name(metric: str) -> str:
     return metric
 
 
+def all_rules() -> list[dict[str, Any]]:
+    return [rule for path in rule_files() for group in load_yaml(path)["groups"]
+            for rule in group["rules"]]
+
+
+def recorded_series() -> set[str]:
+    return {rule["record"] for rule in all_rules() if "record" in rule}
+
+
 def test_rules_use_metrics_the_services_export() -> None:
+    known = declared_metrics() | recorded_series()
+    for rule in all_rules():
+        for metric in metric_names(rule["expr"]) - {"up"}:
+            assert base_name(metric) in known, f"{rule.get('record') or rule['alert']}: {metric}"
+
+
+def test_recorded_series_are_named_level_metric_operations() -> None:
     declared = declared_metrics()
-    for path in rule_files():
-        for group in load_yaml(path)["groups"]:
-            for rule in group["rules"]:
-                for metric in metric_names(rule["expr"]) - {"up"}:
-                    assert base_name(metric) in declared, f"{path.name}: {metric}"
+    for name in recorded_series():
+        level, metric, operations = name.split(":")
+        assert level in {"department", "segment", "group"}, name
+        assert operations, name
+        assert any(metric == known or metric.startswith(f"{known}_") for known in declared), name
+
+
+def alert_unit_tests() -> list[dict[str, Any]]:
+    return [case for path in sorted((PROMETHEUS / "tests").glob("*.yml"))
+            for test in load_yaml(path)["tests"] for case in test.get("alert_rule_test", [])]
+
+
+def test_every_alert_has_unit_tests_that_fire_and_that_stay_quiet() -> None:
+    alerts = {rule["alert"] for rule in all_rules() if "alert" in rule}
+    cases = alert_unit_tests()
+    firing = {case["alertname"] for case in cases if case.get("exp_alerts")}
+    quiet = {case["alertname"] for case in cases if not case.get("exp_alerts")}
+    assert alerts - firing == set(), "alerts never shown to fire"
+    assert alerts - quiet == set(), "alerts never shown to stay quiet"
+    assert {"RoutingServiceDown", "RoutingFirstResponseTargetFastBurn",
+            "RoutingFirstResponseTargetSlowBurn", "RoutingBacklogGrowing",
+            "RoutingStageStalled", "RoutingDepartmentQueueStalled",
+            "RoutingDeadLetters"} <= alerts
+
+
+def test_alerts_say_how_bad_and_what_happened() -> None:
+    for rule in all_rules():
+        if "alert" in rule:
+            assert rule["labels"]["severity"] in {"critical", "warning"}, rule["alert"]
+            assert {"summary", "description"} <= set(rule["annotations"]), rule["alert"]
 
 
 # --- Grafana --------------------------------------------------------------------------------
@@ -383,6 +424,7 @@ def test_dashboard_panels_query_through_the_datasource_variable(path: Path) -> N
 def test_dashboard_queries_only_routing_metrics_and_up(path: Path) -> None:
     dashboard = load_dashboard(path)
     declared = declared_metrics()
+    recorded = recorded_series()
     expressions = [(panel["title"], target["expr"]) for panel in all_panels(dashboard["panels"])
                    for target in panel.get("targets", [])]
     expressions += [("templating", expr) for expr in template_expressions(dashboard)]
@@ -391,9 +433,30 @@ def test_dashboard_queries_only_routing_metrics_and_up(path: Path) -> None:
         names = metric_names(expr)
         assert names, f"{where}: no metric in {expr}"
         for name in names:
-            assert name == "up" or name.startswith("routing_"), f"{where}: {name}"
-            assert name == "up" or base_name(name) in declared, (
+            if name == "up" or name in recorded:
+                continue
+            assert name.startswith("routing_"), f"{where}: {name}"
+            assert base_name(name) in declared, (
                 f"{where}: {name} is not a metric the services export")
+
+
+OPERATIONS_METRICS = {
+    "routing_first_response_seconds", "routing_first_response_target",
+    "routing_open_tickets", "routing_tickets_routed", "routing_tickets_escalated",
+    "routing_tickets_transferred", "routing_consumer_lag", "routing_consumer_committed_offset",
+    "routing_dead_letters", "routing_resolution_seconds", "routing_queue_wait_seconds",
+    "routing_pipeline_latency_seconds"}
+
+
+def test_the_operations_dashboard_shows_every_response_and_operations_metric() -> None:
+    dashboard = load_dashboard(GRAFANA / "dashboards" / "routing.json")
+    shown = {base_name(name) for panel in all_panels(dashboard["panels"])
+             for target in panel.get("targets", []) for name in metric_names(target["expr"])}
+    assert OPERATIONS_METRICS - shown == set()
+    grouped = " ".join(target["expr"] for panel in all_panels(dashboard["panels"])
+                       for target in panel.get("targets", []))
+    assert "by (segment" in grouped, "no per-segment comparison"
+    assert "burn" in " ".join(p["title"].lower() for p in all_panels(dashboard["panels"]))
 
 
 def test_grafana_provisioning_matches_compose() -> None:

@@ -25,8 +25,7 @@ from services.segmenter.models import CustomerRow, PurchaseRow
 from services.segmenter.store import CustomerStore
 from tests.conftest import read_topic, unique
 
-TABLE = routing.RoutingTable(version="t1", routes={"government": "public_sector"},
-                             fallback_department="customer_care")
+TABLE = routing.RoutingTable.simple("t1", {"government": "public_sector"}, "customer_care")
 
 
 @pytest.fixture(scope="module")

@@ -1,13 +1,19 @@
-"""Ticket timelines in a real SQLite store: duplicates and out-of-order events."""
+"""Ticket timelines in a real SQL store: duplicates and out-of-order events, hand-overs,
+first-response deadlines, and the stats API over them."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
+import httpx
+from fastapi import FastAPI
 from prometheus_client import REGISTRY
+from sqlalchemy import text
 
-from services.core import db, envelope, events, migrate
-from services.metrics import tracker
+from services.core import db, envelope, events, http, migrate
+from services.metrics import api, tracker
 from services.metrics.store import TimelineStore
 from tests.conftest import unique
 
@@ -15,7 +21,7 @@ T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
 
 def lifecycle(ticket_id: str, kind: events.TicketEventType, seconds: float,
-              **fields: str) -> envelope.Event:
+              **fields: object) -> envelope.Event:
     data = events.TicketEvent(ticket_id=ticket_id, type=kind,
                               occurred_at=T0 + timedelta(seconds=seconds),
                               received_at=T0, **fields)  # type: ignore[arg-type]
@@ -34,7 +40,7 @@ async def test_duplicates_and_disorder_give_one_timeline_and_one_observation(
     engine = db.engine(sqlite_url)
     sessions = db.sessions(engine)
     store = TimelineStore(sessions)
-    track = tracker.TrackTicketEvent(store, sessions)
+    track = tracker.TrackTicketEvent(tracker.TimelineUpdates(store, sessions))
     ticket_id, department = unique("t"), unique("dept")
     responded = lifecycle(ticket_id, events.TicketEventType.RESPONDED, 90)
     routed = lifecycle(ticket_id, events.TicketEventType.ROUTED, 1, department=department,
@@ -52,3 +58,133 @@ async def test_duplicates_and_disorder_give_one_timeline_and_one_observation(
     assert (timeline.received_at, timeline.routed_at, timeline.first_response_at) == (
         T0, T0 + timedelta(seconds=1), T0 + timedelta(seconds=90))
     assert first_response_count(department, "government") == before + 1
+
+
+def outcome_count(department: str, outcome: str) -> float:
+    value = REGISTRY.get_sample_value("routing_first_response_target_total",
+                                      {"department": department, "segment": "government",
+                                       "outcome": outcome})
+    return value or 0.0
+
+
+@asynccontextmanager
+async def timeline_store(database_url: str) -> AsyncIterator[
+        tuple[TimelineStore, tracker.TimelineUpdates]]:
+    engine = db.engine(database_url)
+    sessions = db.sessions(engine)
+    store = TimelineStore(sessions)
+    try:
+        yield store, tracker.TimelineUpdates(store, sessions)
+    finally:
+        await engine.dispose()
+
+
+class TestHandOversAndTargets:
+    """On SQLite and PostgreSQL (fixture `database_url`, migrated to head)."""
+
+    async def test_a_transfer_and_a_missed_deadline_are_kept_and_counted_once(
+            self, database_url: str) -> None:
+        ticket_id, first, second = unique("t"), unique("dept"), unique("dept")
+        deadline = T0 + timedelta(minutes=15)
+        routed = lifecycle(ticket_id, events.TicketEventType.ROUTED, 1, department=first,
+                           segment="government", reason="route",
+                           first_response_deadline=deadline.isoformat())
+        transferred = lifecycle(ticket_id, events.TicketEventType.TRANSFERRED, 60,
+                                department=second, from_department=first,
+                                segment="government", reason="transfer")
+        async with timeline_store(database_url) as (store, updates):
+            track = tracker.TrackTicketEvent(updates)
+            for event in (transferred, routed, transferred, routed):
+                await track(event)
+            check = tracker.DeadlineCheck(store, updates, grace=timedelta(0))
+            assert await check(now=deadline) == 0
+            assert await check(now=deadline + timedelta(seconds=1)) == 1
+            assert await check(now=deadline + timedelta(hours=1)) == 0
+            await track(lifecycle(ticket_id, events.TicketEventType.RESPONDED, 1800))
+            [kept] = await store.routed_since(T0 - timedelta(hours=1), department=first)
+            backlog = await store.open_per_department()
+
+        assert kept.department == second
+        assert kept.transferred_at == T0 + timedelta(seconds=60)
+        assert kept.first_response_deadline == deadline
+        assert kept.target_outcome == "missed"
+        assert [(a.kind, a.department) for a in kept.assignments] == [
+            ("routed", first), ("transferred", second)]
+        assert backlog[second] == 1 and first not in backlog
+        assert outcome_count(second, "missed") == 1
+        assert REGISTRY.get_sample_value("routing_tickets_transferred_total", {
+            "from_department": first, "department": second}) == 1
+
+    async def test_a_row_from_before_the_migration_is_not_counted_again(
+            self, database_url: str) -> None:
+        ticket_id, department = unique("t"), unique("dept")
+        engine = db.engine(database_url)
+        try:
+            async with engine.begin() as connection:
+                await connection.execute(text(
+                    "INSERT INTO ticket_timelines (ticket_id, department, segment,"
+                    " routing_reason, received_at, routed_at, observed) VALUES"
+                    " (:ticket, :department, 'government', 'route', :received, :routed,"
+                    " 'pipeline_latency,routed')"),
+                    {"ticket": ticket_id, "department": department, "received": T0,
+                     "routed": T0 + timedelta(seconds=1)})
+        finally:
+            await engine.dispose()
+        async with timeline_store(database_url) as (_store, updates):
+            track = tracker.TrackTicketEvent(updates)
+            await track(lifecycle(ticket_id, events.TicketEventType.ROUTED, 1,
+                                  department=department, segment="government"))
+            await track(lifecycle(ticket_id, events.TicketEventType.RESPONDED, 90))
+        routed = REGISTRY.get_sample_value("routing_tickets_routed_total", {
+            "department": department, "segment": "government", "reason": "route"})
+        assert routed is None
+        assert first_response_count(department, "government") == 1
+
+
+class TestStatsApi:
+    async def test_department_and_segment_stats_with_target_attainment(
+            self, sqlite_url: str) -> None:
+        await migrate.upgrade(sqlite_url)
+        now = datetime.now(UTC)
+        department = unique("dept")
+        async with timeline_store(sqlite_url) as (store, updates):
+            track = tracker.TrackTicketEvent(updates)
+            for answer_after in (60, 600, None):
+                ticket_id = unique("t")
+                await track(at(now, ticket_id, events.TicketEventType.ROUTED, -700,
+                               department=department, segment="government",
+                               first_response_deadline=(now - timedelta(seconds=400))))
+                if answer_after is not None:
+                    await track(at(now, ticket_id, events.TicketEventType.RESPONDED,
+                                   -700 + answer_after))
+            app = FastAPI()
+            app.state.timelines = store
+            app.include_router(api.api)
+            http.install(app, ready=lambda: True)
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://metrics") as client:
+                one = (await client.get(f"/v1/departments/{department}/stats",
+                                        params={"window": "1h"})).json()
+                every = (await client.get("/v1/departments", params={"window": "1h"})).json()
+                segments = (await client.get("/v1/segments/stats",
+                                             params={"window": "1h"})).json()
+                refused = await client.get("/v1/departments", params={"window": "1 week"})
+
+        assert (one["volume"], one["responded"], one["backlog"]) == (3, 2, 3)
+        assert one["first_response_target"] == {"met": 1, "missed": 2, "pending": 0,
+                                                "without_target": 0, "ratio": 1 / 3}
+        assert one["first_response_seconds"]["p50"] == 60.0
+        assert [d for d in every["departments"] if d["department"] == department] == [
+            {"department": department, **{k: v for k, v in one.items() if k != "department"}}]
+        [government] = [s for s in segments["segments"] if s["segment"] == "government"]
+        assert government["first_response_target"]["missed"] >= 2
+        assert refused.status_code == 422
+
+
+def at(now: datetime, ticket_id: str, kind: events.TicketEventType, seconds: float,
+       **fields: object) -> envelope.Event:
+    data = events.TicketEvent(ticket_id=ticket_id, type=kind,
+                              occurred_at=now + timedelta(seconds=seconds),
+                              received_at=now - timedelta(seconds=700),
+                              **fields)  # type: ignore[arg-type]
+    return events.as_envelope(data, ticket_id, "/test")

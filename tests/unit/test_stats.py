@@ -3,7 +3,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from services.metrics import stats
-from services.metrics.timeline import Timeline
+from services.metrics.timeline import Assignment, Timeline
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
@@ -36,3 +36,63 @@ def test_service_stats_counts_and_durations() -> None:
     result = stats.service_stats(timedelta(hours=1), [answered, waiting], backlog=2)
     assert (result.volume, result.responded, result.resolved, result.backlog) == (2, 1, 0, 2)
     assert result.first_response_seconds.p50 == 30.0
+
+
+def minutes(n: float) -> datetime:
+    return T0 + timedelta(minutes=n)
+
+
+def with_target(ticket_id: str, department: str, *, deadline: datetime,
+                responded: datetime | None = None, outcome: str | None = None) -> Timeline:
+    return Timeline(ticket_id, department, "s", received_at=T0, routed_at=T0,
+                    first_response_at=responded, first_response_deadline=deadline,
+                    target_outcome=outcome)
+
+
+class TestTargetAttainment:
+    def test_met_missed_pending_and_without_target(self) -> None:
+        timelines = [
+            with_target("met", "d", deadline=minutes(15), responded=minutes(5)),
+            with_target("late", "d", deadline=minutes(15), responded=minutes(20)),
+            with_target("passed", "d", deadline=minutes(15)),
+            with_target("open", "d", deadline=minutes(90)),
+            Timeline("none", "d", "s", received_at=T0, routed_at=T0),
+        ]
+        result = stats.attainment(timelines, now=minutes(60))
+        assert result == stats.TargetAttainment(met=1, missed=2, pending=1, without_target=1,
+                                                ratio=1 / 3)
+
+    def test_a_recorded_outcome_stands(self) -> None:
+        decided = with_target("a", "d", deadline=minutes(15), responded=minutes(5),
+                              outcome="missed")
+        assert stats.attainment([decided], now=minutes(60)).missed == 1
+
+    def test_no_decided_target_has_no_ratio(self) -> None:
+        assert stats.attainment([], now=T0).ratio is None
+
+
+class TestDepartmentAttribution:
+    def transferred(self) -> Timeline:
+        return Timeline(
+            "t", "b", "s", received_at=T0, routed_at=T0, first_response_at=minutes(5),
+            resolved_at=minutes(50), first_response_deadline=minutes(15),
+            assignments=(Assignment("routed", "a", T0, "route", counted=True),
+                         Assignment("transferred", "b", minutes(30), "transfer", "a",
+                                    counted=True)))
+
+    def test_each_department_is_credited_with_what_it_did(self) -> None:
+        ticket = self.transferred()
+        first = stats.service_stats(timedelta(hours=1), [ticket], 0, now=minutes(60),
+                                    department="a")
+        second = stats.service_stats(timedelta(hours=1), [ticket], 0, now=minutes(60),
+                                     department="b")
+        assert (first.volume, first.responded, first.resolved) == (1, 1, 0)
+        assert first.first_response_target.met == 1
+        assert (second.volume, second.responded, second.resolved) == (1, 0, 1)
+        assert second.resolution_seconds.p50 == 3000.0
+        assert second.first_response_target.met == 0
+
+    def test_a_department_that_never_held_it_sees_nothing(self) -> None:
+        result = stats.service_stats(timedelta(hours=1), [self.transferred()], 0,
+                                     department="c")
+        assert result.volume == 0

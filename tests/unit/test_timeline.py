@@ -61,3 +61,143 @@ class TestOtherMeasures:
         durations = {o.measure: o.seconds for o in seen if isinstance(o, Duration)}
         assert durations == {"pipeline_latency": 0.5, "queue_wait": 60.0,
                              "first_response": 120.0, "resolution": 600.0}
+
+
+def handed(kind: TicketEventType, at_seconds: float, to: str, **fields: object) -> TicketEvent:
+    return event(kind, at_seconds, department=to, segment="government", **fields)
+
+
+TRANSFERRED = handed(TicketEventType.TRANSFERRED, 60, "business_desk",
+                     from_department="public_sector", reason="transfer")
+
+
+class TestTransfer:
+    def test_the_department_changes_and_the_clock_runs_from_receipt(self) -> None:
+        current, seen = replay(RECEIVED, ROUTED, TRANSFERRED, RESPONDED)
+        assert current.department == "business_desk"
+        assert current.transferred_at == T0 + timedelta(seconds=60)
+        assert Duration("first_response", "business_desk", "government", 120.0) in seen
+        assert timeline.HandedOver("transferred", "public_sector", "business_desk") in seen
+        assert Routed("business_desk", "government", "transfer") in seen
+
+    def test_a_measure_goes_to_the_department_that_held_the_ticket_then(self) -> None:
+        late_transfer = handed(TicketEventType.TRANSFERRED, 300, "business_desk",
+                               from_department="public_sector")
+        current, seen = replay(RECEIVED, ROUTED, RESPONDED, late_transfer,
+                               event(TicketEventType.RESOLVED, 900))
+        assert current.department == "business_desk"
+        assert Duration("first_response", "public_sector", "government", 120.0) in seen
+        assert Duration("resolution", "business_desk", "government", 900.0) in seen
+
+    def test_a_duplicate_transfer_counts_once(self) -> None:
+        once, seen_once = replay(RECEIVED, ROUTED, TRANSFERRED)
+        twice, seen_twice = replay(RECEIVED, ROUTED, TRANSFERRED, TRANSFERRED, ROUTED)
+        assert once == twice
+        assert seen_once == seen_twice
+
+    def test_a_transfer_before_its_routing_is_placed_correctly(self) -> None:
+        in_order, seen = replay(RECEIVED, ROUTED, TRANSFERRED, RESPONDED)
+        shuffled, seen_shuffled = replay(TRANSFERRED, RESPONDED, RECEIVED, ROUTED)
+        assert shuffled.department == in_order.department == "business_desk"
+        assert shuffled.assignments == in_order.assignments
+        assert sorted(map(repr, seen_shuffled)) == sorted(map(repr, seen))
+
+    def test_the_sender_is_the_holder_when_the_event_does_not_name_it(self) -> None:
+        unnamed = handed(TicketEventType.TRANSFERRED, 60, "business_desk")
+        _, seen = replay(RECEIVED, ROUTED, unnamed)
+        assert timeline.HandedOver("transferred", "public_sector", "business_desk") in seen
+
+    def test_each_further_transfer_counts(self) -> None:
+        back = handed(TicketEventType.TRANSFERRED, 90, "key_accounts",
+                      from_department="business_desk")
+        current, seen = replay(RECEIVED, ROUTED, TRANSFERRED, back)
+        assert current.department == "key_accounts"
+        assert [o for o in seen if isinstance(o, timeline.HandedOver)] == [
+            timeline.HandedOver("transferred", "public_sector", "business_desk"),
+            timeline.HandedOver("transferred", "business_desk", "key_accounts")]
+
+
+class TestEscalation:
+    def test_escalated_to_another_department(self) -> None:
+        escalated = handed(TicketEventType.ESCALATED, 900, "key_accounts",
+                           from_department="public_sector", reason="escalation")
+        current, seen = replay(RECEIVED, ROUTED, escalated)
+        assert current.escalated_at == T0 + timedelta(seconds=900)
+        assert current.department == "key_accounts"
+        assert timeline.HandedOver("escalated", "public_sector", "key_accounts") in seen
+        assert Routed("key_accounts", "government", "escalation") in seen
+
+    def test_escalated_with_nowhere_to_go_stays_and_is_not_routed_again(self) -> None:
+        stays = handed(TicketEventType.ESCALATED, 900, "public_sector",
+                       from_department="public_sector", reason="escalation")
+        current, seen = replay(RECEIVED, ROUTED, stays)
+        assert current.department == "public_sector"
+        assert timeline.HandedOver("escalated", "public_sector", "public_sector") in seen
+        assert [o for o in seen if isinstance(o, Routed)] == [
+            Routed("public_sector", "government", "route")]
+
+    def test_a_refined_routing_to_another_department_is_routed_again(self) -> None:
+        refined = event(TicketEventType.ROUTED, 2, department="business_desk",
+                        segment="government", reason="refinement")
+        current, seen = replay(RECEIVED, ROUTED, refined)
+        assert current.department == "business_desk"
+        assert current.routing_reason == "route"
+        assert Routed("business_desk", "government", "refinement") in seen
+
+
+DEADLINE = T0 + timedelta(minutes=15)
+ROUTED_WITH_DEADLINE = event(TicketEventType.ROUTED, 0.5, received_at=T0,
+                             department="public_sector", segment="government",
+                             reason="route", first_response_deadline=DEADLINE)
+
+
+def targets(seen: list[timeline.Observation]) -> list[timeline.TargetDecided]:
+    return [o for o in seen if isinstance(o, timeline.TargetDecided)]
+
+
+class TestFirstResponseTarget:
+    def test_met_when_answered_by_the_deadline(self) -> None:
+        current, seen = replay(RECEIVED, ROUTED_WITH_DEADLINE, RESPONDED)
+        assert current.first_response_deadline == DEADLINE
+        assert current.target_outcome == "met"
+        assert targets(seen) == [timeline.TargetDecided("public_sector", "government", "met")]
+
+    def test_answered_exactly_at_the_deadline_is_met(self) -> None:
+        _, seen = replay(ROUTED_WITH_DEADLINE, event(TicketEventType.RESPONDED, 900))
+        assert [t.outcome for t in targets(seen)] == ["met"]
+
+    def test_missed_when_answered_late(self) -> None:
+        _, seen = replay(RECEIVED, ROUTED_WITH_DEADLINE, event(TicketEventType.RESPONDED, 901))
+        assert [t.outcome for t in targets(seen)] == ["missed"]
+
+    def test_missed_when_the_deadline_passes_unanswered_and_decided_once(self) -> None:
+        current, _ = replay(RECEIVED, ROUTED_WITH_DEADLINE)
+        assert timeline.check_deadline(current, DEADLINE) == (current, [])
+        missed, seen = timeline.check_deadline(current, DEADLINE + timedelta(seconds=1))
+        assert targets(seen) == [timeline.TargetDecided("public_sector", "government",
+                                                        "missed")]
+        assert timeline.check_deadline(missed, DEADLINE + timedelta(hours=1)) == (missed, [])
+        late, seen_late = timeline.apply(missed, event(TicketEventType.RESPONDED, 1800))
+        assert late.target_outcome == "missed"
+        assert targets(seen_late) == []
+
+    def test_the_earliest_deadline_holds_and_duplicates_decide_nothing_twice(self) -> None:
+        replayed = event(TicketEventType.ROUTED, 5, department="public_sector",
+                         segment="government", first_response_deadline=DEADLINE
+                         + timedelta(seconds=5))
+        current, seen = replay(ROUTED_WITH_DEADLINE, replayed, RESPONDED, RESPONDED, replayed)
+        assert current.first_response_deadline == DEADLINE
+        assert len(targets(seen)) == 1
+
+    def test_the_department_holding_the_ticket_at_the_deadline_missed_it(self) -> None:
+        early_transfer = handed(TicketEventType.TRANSFERRED, 60, "business_desk",
+                                from_department="public_sector")
+        current, _ = replay(RECEIVED, ROUTED_WITH_DEADLINE, early_transfer)
+        _, seen = timeline.check_deadline(current, DEADLINE + timedelta(minutes=1))
+        assert targets(seen) == [timeline.TargetDecided("business_desk", "government",
+                                                        "missed")]
+
+    def test_without_a_deadline_nothing_is_decided(self) -> None:
+        current, seen = replay(RECEIVED, ROUTED, RESPONDED)
+        assert targets(seen) == []
+        assert timeline.check_deadline(current, T0 + timedelta(days=30)) == (current, [])

@@ -1,0 +1,120 @@
+"""What the metrics service measures on the broker: consumer lag of every stage and
+department queue, and the dead letters in `tickets.dlq`.
+
+Both talk to Kafka only: the lag from the admin client's committed offsets and a
+consumer's end offsets (read_committed, so the last stable offsets), the dead letters by
+reading the topic (offsets would also count transaction markers)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiokafka import TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
+
+from services.core import kafka, topics
+from services.core.settings import Settings
+from services.metrics import exporter, lag
+
+logger = logging.getLogger(__name__)
+
+
+class LagWatch:
+    """Measures lag when polled; knows the departments whose queues exist."""
+
+    def __init__(self, settings: Settings) -> None:
+        servers = settings.kafka_bootstrap_servers
+        self._admin = AIOKafkaAdminClient(bootstrap_servers=servers, client_id="metrics-lag")
+        self._offsets = kafka.consumer(settings, group_id=None, client_id="metrics-lag")
+        self.departments: set[str] = set()
+
+    async def start(self) -> None:
+        await self._admin.start()
+        await self._offsets.start()
+
+    async def stop(self) -> None:
+        await self._offsets.stop()
+        await self._admin.close()
+
+    async def poll(self) -> None:
+        try:
+            await self._measure()
+        except (KafkaError, OSError) as exc:
+            # No figures rather than stale ones; the next poll tries again.
+            exporter.CONSUMER_LAG.replace({})
+            exporter.CONSUMER_COMMITTED_OFFSET.replace({})
+            logger.warning("consumer lag not measured", extra={"error": type(exc).__name__})
+
+    async def _measure(self) -> None:
+        names = await self._admin.list_topics()
+        pairs = lag.watched(names)
+        await self._offsets.topics()  # refresh metadata: partitions of new topics
+        partitions = {topic: [TopicPartition(topic, p) for p in
+                              sorted(self._offsets.partitions_for_topic(topic) or ())]
+                      for topic in {topic for _, topic in pairs}}
+        every = [tp for tps in partitions.values() for tp in tps]
+        end = await self._offsets.end_offsets(every)
+        beginning = await self._offsets.beginning_offsets(every)
+        lags: dict[tuple[str, ...], float] = {}
+        committed: dict[tuple[str, ...], float] = {}
+        for group, topic in pairs:
+            offsets = await self._admin.list_consumer_group_offsets(
+                group, partitions=partitions[topic])
+            measured = lag.position(
+                {tp.partition: end[tp] for tp in partitions[topic]},
+                {tp.partition: beginning[tp] for tp in partitions[topic]},
+                {tp.partition: meta.offset for tp, meta in offsets.items()})
+            lags[(group, topic)] = float(measured.lag)
+            committed[(group, topic)] = float(measured.committed)
+        exporter.CONSUMER_LAG.replace(lags)
+        exporter.CONSUMER_COMMITTED_OFFSET.replace(committed)
+        self.departments = lag.departments(names)
+
+
+class DeadLetterCount:
+    """Reads `tickets.dlq` from the start, without a group (commits nothing), and counts.
+    The count is shown once the records there at start-up are all read, so a restart
+    never looks like a burst of new dead letters."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._consumer = kafka.consumer(settings, topics.DEAD_LETTERS, group_id=None,
+                                        client_id="metrics-dead-letters")
+        self.count = 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self._consumer.start()
+        try:
+            targets: dict[TopicPartition, int] | None = None
+            caught_up = False
+            while not stop.is_set():
+                try:
+                    batch = await self._consumer.getmany(timeout_ms=500)
+                    self.count += sum(len(records) for records in batch.values())
+                    if not caught_up:
+                        targets = targets or await self._start_offsets()
+                        caught_up = targets is not None and await self._reached(targets)
+                        if caught_up:
+                            logger.info("dead letters counted",
+                                        extra={"dead_letters": self.count})
+                except (KafkaError, OSError) as exc:
+                    logger.warning("dead letters not read", extra={"error": type(exc).__name__})
+                    await asyncio.sleep(1.0)
+                if caught_up:
+                    exporter.DEAD_LETTERS.replace({(): float(self.count)})
+        finally:
+            await self._consumer.stop()
+
+    async def _start_offsets(self) -> dict[TopicPartition, int] | None:
+        assigned = self._consumer.assignment()
+        if not assigned:
+            return None  # not assigned yet: ask again after the next poll
+        offsets: dict[TopicPartition, int] = await self._consumer.end_offsets(list(assigned))
+        return offsets
+
+    async def _reached(self, targets: dict[TopicPartition, int]) -> bool:
+        for partition, offset in targets.items():
+            if await self._consumer.position(partition) < offset:
+                return False
+        return True

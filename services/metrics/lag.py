@@ -1,0 +1,58 @@
+"""Consumer lag: which groups read which topics, and how far behind they are.
+Pure decision code.
+
+A group that never committed on a partition has read nothing of it: its lag counts from
+the partition's first retained offset. Offsets also count transaction markers, so a
+caught-up stage whose input is written in transactions shows up to one record of lag
+per partition (the marker after the last batch); alerts look at lag that grows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from services.core import topics
+
+# consumer group -> the topic it consumes
+SERVICE_GROUPS = {"segmenter": topics.INCOMING, "router": topics.SEGMENTED,
+                  "metrics": topics.EVENTS}
+DEPARTMENT_QUEUE_PREFIX = "dept."
+DEPARTMENT_GROUP_PREFIX = "department."
+
+
+def watched(topic_names: Iterable[str]) -> list[tuple[str, str]]:
+    """(group, topic) pairs to measure: the stages' groups, and one group per department
+    queue (`department.<d>` on `dept.<d>`, as the department tool reads it)."""
+    names = set(topic_names)
+    pairs = [(group, topic) for group, topic in SERVICE_GROUPS.items() if topic in names]
+    for topic in sorted(names):
+        if topic.startswith(DEPARTMENT_QUEUE_PREFIX):
+            department = topic.removeprefix(DEPARTMENT_QUEUE_PREFIX)
+            pairs.append((DEPARTMENT_GROUP_PREFIX + department, topic))
+    return pairs
+
+
+def departments(topic_names: Iterable[str]) -> set[str]:
+    return {name.removeprefix(DEPARTMENT_QUEUE_PREFIX) for name in topic_names
+            if name.startswith(DEPARTMENT_QUEUE_PREFIX)}
+
+
+@dataclass(frozen=True)
+class GroupPosition:
+    lag: int
+    committed: int  # sum over partitions; where nothing is committed, the first offset
+
+
+def position(end: Mapping[int, int], beginning: Mapping[int, int],
+             committed: Mapping[int, int]) -> GroupPosition:
+    """A group's lag on one topic, from offsets per partition (committed < 0: none)."""
+    lag = total = 0
+    for partition, end_offset in end.items():
+        first = beginning.get(partition, 0)
+        offset = committed.get(partition, -1)
+        if offset < first:  # nothing committed, or committed before retention removed it
+            offset = first
+        lag += max(0, end_offset - offset)
+        total += offset
+    return GroupPosition(lag=lag, committed=total)

@@ -1,0 +1,94 @@
+"""Live load of the departments, sampled periodically: the backlog of open tickets (from
+the router's store) and the consumer lag of each department's queue (from Kafka); the
+overflow state of each department follows it, with hysteresis."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from prometheus_client import Counter, Gauge
+
+from services.core.settings import Settings
+from services.router import overflow, priority, routing
+from services.router.store import RoutedTickets
+
+logger = logging.getLogger(__name__)
+
+OVERFLOWING = Gauge("routing_department_overflowing",
+                    "1 while a department's new tickets go to its overflow department",
+                    ["department"])
+OVERFLOW_CHANGES = Counter("routing_overflow_changes_total",
+                           "Times a department started or stopped overflowing",
+                           ["department", "state"])
+
+
+def department_group(department: str) -> str:
+    """The consumer group a department's agents read their queue with."""
+    return f"department.{department}"
+
+
+class LoadWatch:
+    def __init__(self, settings: Settings, routed: RoutedTickets,
+                 current_table: Callable[[], routing.RoutingTable]) -> None:
+        self._settings = settings
+        self._routed = routed
+        self._current_table = current_table
+        self.loads: dict[str, overflow.DepartmentLoad] = {}
+        self.states: dict[str, overflow.OverflowState] = {}
+
+    def view(self) -> tuple[Mapping[str, overflow.DepartmentLoad],
+                            Mapping[str, overflow.OverflowState]]:
+        return self.loads, self.states
+
+    async def sample(self) -> None:
+        table = self._current_table()
+        backlog = await self._routed.backlog()
+        # Lag costs Kafka round trips: only for the departments whose overflow reads it.
+        lag = await self._lag(tuple(department for department, policy
+                                    in table.overflow_policies.items()
+                                    if policy.max_lag is not None))
+        self.loads = {department: overflow.DepartmentLoad(
+            backlog=backlog.get(department, 0), lag=lag.get(department),
+            predicted_first_response=None) for department in table.departments}
+        now = datetime.now(UTC)
+        self.states, changes = overflow.advance(self.states, self.loads,
+                                                table.overflow_policies, now=now)
+        for change in changes:
+            now_state = "overflowing" if change.state.overflowing else "normal"
+            OVERFLOW_CHANGES.labels(change.department, now_state).inc()
+            logger.warning("department overflow changed", extra={
+                "department": change.department, "state": now_state,
+                "reason": change.reason})
+        for department, state in self.states.items():
+            OVERFLOWING.labels(department).set(1 if state.overflowing else 0)
+
+    async def _lag(self, departments: tuple[str, ...]) -> dict[str, int]:
+        """Records in each department's lanes not yet taken by its agents."""
+        if not departments:
+            return {}
+        bootstrap = self._settings.kafka_bootstrap_servers
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="router-load")
+        probe = AIOKafkaConsumer(bootstrap_servers=bootstrap, client_id="router-load")
+        await admin.start()
+        await probe.start()
+        try:
+            lag: dict[str, int] = {}
+            partitions = range(self._settings.kafka_topic_partitions)
+            for department in departments:
+                lanes = [TopicPartition(topic, p) for topic in priority.lane_topics(department)
+                         for p in partitions]
+                ends = await probe.end_offsets(lanes)
+                committed = await admin.list_consumer_group_offsets(
+                    department_group(department))
+                lag[department] = sum(
+                    end - (committed[tp].offset if tp in committed and committed[tp].offset >= 0
+                           else 0)
+                    for tp, end in ends.items())
+            return lag
+        finally:
+            await probe.stop()
+            await admin.close()

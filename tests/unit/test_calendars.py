@@ -1,0 +1,176 @@
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from services.core import config_files
+from services.router import calendars
+
+AMSTERDAM = ZoneInfo("Europe/Amsterdam")
+
+
+def parse(text: str) -> calendars.Calendar:
+    document = config_files.load_yaml("routing.yaml", f"calendar:\n{text}")
+    return calendars.parse_calendar(document["calendar"], source="routing.yaml", line=1,
+                                    entry="customer_care")
+
+
+def local(*args: int) -> datetime:
+    return datetime(*args, tzinfo=AMSTERDAM)  # type: ignore[misc]
+
+
+OFFICE = parse("  time_zone: Europe/Amsterdam\n  hours: {mon-fri: '08:00-18:00'}\n"
+               "  holidays: [2025-12-25, '2025-12-26']\n")
+NIGHTS = parse("  time_zone: Europe/Amsterdam\n  hours: {mon: '22:00-06:00', sun: '23:00-01:00'}\n")
+ALL_DAY = parse("  time_zone: Europe/Amsterdam\n  hours: {mon-sun: '00:00-24:00'}\n")
+EARLY_HOURS = parse("  time_zone: Europe/Amsterdam\n  hours: {mon-sun: '00:00-06:00'}\n")
+
+
+class TestDurations:
+    @pytest.mark.parametrize(("text", "expected"), [
+        ("15m", timedelta(minutes=15)), ("4h", timedelta(hours=4)),
+        ("2d", timedelta(days=2)), ("1h30m", timedelta(hours=1, minutes=30))])
+    def test_parsed(self, text: str, expected: timedelta) -> None:
+        assert calendars.parse_duration(text) == expected
+        assert calendars.format_duration(expected) == text
+
+    @pytest.mark.parametrize("text", ["", "0m", "4 hours", "-1h", "h", "30m1h"])
+    def test_rejected(self, text: str) -> None:
+        with pytest.raises(ValueError):
+            calendars.parse_duration(text)
+
+
+class TestIsOpen:
+    def test_open_inside_office_hours(self) -> None:
+        assert OFFICE.is_open(local(2025, 1, 6, 9, 0))
+
+    def test_closed_before_opening_and_at_closing_time(self) -> None:
+        assert not OFFICE.is_open(local(2025, 1, 6, 7, 59))
+        assert not OFFICE.is_open(local(2025, 1, 6, 18, 0))
+
+    def test_closed_at_the_weekend_and_on_holidays(self) -> None:
+        assert not OFFICE.is_open(local(2025, 1, 4, 12, 0))
+        assert not OFFICE.is_open(local(2025, 12, 25, 12, 0))
+
+    def test_any_time_zone_is_compared_as_an_instant(self) -> None:
+        assert OFFICE.is_open(datetime(2025, 1, 6, 7, 30, tzinfo=UTC))  # 08:30 in Amsterdam
+
+    def test_overnight_hours_run_into_the_next_day(self) -> None:
+        assert NIGHTS.is_open(local(2025, 1, 6, 23, 0))  # Monday night
+        assert NIGHTS.is_open(local(2025, 1, 7, 5, 59))  # Tuesday early
+        assert not NIGHTS.is_open(local(2025, 1, 7, 6, 0))
+        assert not NIGHTS.is_open(local(2025, 1, 7, 23, 0))
+
+    def test_sunday_night_runs_into_monday(self) -> None:
+        assert NIGHTS.is_open(local(2025, 1, 6, 0, 30))
+        assert not NIGHTS.is_open(local(2025, 1, 6, 1, 0))
+
+    def test_naive_time_is_rejected(self) -> None:
+        with pytest.raises(ValueError, match="naive"):
+            OFFICE.is_open(datetime(2025, 1, 6, 9, 0))  # noqa: DTZ001
+
+
+class TestBusinessDeadline:
+    def test_within_the_same_day(self) -> None:
+        assert calendars.deadline(local(2025, 1, 6, 9, 0), timedelta(hours=4), OFFICE) \
+            == local(2025, 1, 6, 13, 0)
+
+    def test_start_before_opening_starts_the_clock_at_opening(self) -> None:
+        assert calendars.deadline(local(2025, 1, 6, 6, 0), timedelta(hours=1), OFFICE) \
+            == local(2025, 1, 6, 9, 0)
+
+    def test_start_after_closing_continues_next_working_day(self) -> None:
+        assert calendars.deadline(local(2025, 1, 6, 18, 0), timedelta(minutes=15), OFFICE) \
+            == local(2025, 1, 7, 8, 15)
+
+    def test_the_weekend_is_skipped(self) -> None:
+        assert calendars.deadline(local(2025, 1, 3, 17, 0), timedelta(hours=4), OFFICE) \
+            == local(2025, 1, 6, 11, 0)
+
+    def test_a_target_spanning_several_days(self) -> None:
+        # 25 hours of a ten-hour day: Wed 13:00 + 5h Wed, 10h Thu, 10h Fri -> Fri 18:00.
+        assert calendars.deadline(local(2025, 1, 8, 13, 0), timedelta(hours=25), OFFICE) \
+            == local(2025, 1, 10, 18, 0)
+
+    def test_holidays_are_skipped(self) -> None:
+        assert calendars.deadline(local(2025, 12, 24, 17, 0), timedelta(hours=2), OFFICE) \
+            == local(2025, 12, 29, 9, 0)
+
+    def test_the_deadline_is_in_utc(self) -> None:
+        due = calendars.deadline(local(2025, 1, 6, 9, 0), timedelta(hours=1), OFFICE)
+        assert due.tzinfo is UTC
+
+    def test_opens_at_is_the_next_opening(self) -> None:
+        assert OFFICE.opens_at(local(2025, 1, 4, 12, 0)) == local(2025, 1, 6, 8, 0)
+        assert OFFICE.opens_at(local(2025, 1, 6, 12, 0)) == local(2025, 1, 6, 12, 0)
+
+    def test_overnight_shift_is_counted_across_midnight(self) -> None:
+        assert calendars.deadline(local(2025, 1, 6, 23, 0), timedelta(hours=3), NIGHTS) \
+            == local(2025, 1, 7, 2, 0)
+
+    def test_negative_target_is_rejected(self) -> None:
+        with pytest.raises(ValueError):
+            calendars.deadline(local(2025, 1, 6, 9, 0), timedelta(hours=-1), OFFICE)
+
+
+class TestDaylightSaving:
+    def test_spring_forward_counts_real_hours(self) -> None:
+        # Wall-clock arithmetic would say 12:00 summer time (10:00 UTC): an hour short.
+        assert calendars.deadline(local(2025, 3, 29, 12, 0), timedelta(hours=24), ALL_DAY) \
+            == datetime(2025, 3, 30, 11, 0, tzinfo=UTC)
+
+    def test_a_window_that_loses_an_hour(self) -> None:
+        # 00:00-06:00 on 30 March 2025 holds five real hours.
+        assert calendars.deadline(local(2025, 3, 30, 0, 0), timedelta(hours=5), EARLY_HOURS) \
+            == local(2025, 3, 30, 6, 0)
+
+    def test_a_window_that_gains_an_hour(self) -> None:
+        # 00:00-06:00 on 26 October 2025 holds seven real hours.
+        assert calendars.deadline(local(2025, 10, 26, 0, 0), timedelta(hours=7), EARLY_HOURS) \
+            == local(2025, 10, 26, 6, 0)
+
+    def test_office_hours_after_the_change_use_summer_time(self) -> None:
+        due = calendars.deadline(local(2025, 3, 28, 17, 0), timedelta(hours=2), OFFICE)
+        assert due == datetime(2025, 3, 31, 7, 0, tzinfo=UTC)  # Monday 09:00 summer time
+
+
+class TestWallClock:
+    def test_no_calendar_adds_plain_time(self) -> None:
+        assert calendars.deadline(local(2025, 1, 4, 12, 0), timedelta(hours=1), None) \
+            == local(2025, 1, 4, 13, 0)
+
+    def test_mode_always_ignores_the_calendar(self) -> None:
+        assert calendars.deadline(local(2025, 1, 4, 12, 0), timedelta(hours=1), OFFICE,
+                                  "always") == local(2025, 1, 4, 13, 0)
+
+
+class TestParseCalendar:
+    def test_split_days_and_holidays(self) -> None:
+        calendar = parse("  time_zone: Europe/Amsterdam\n"
+                         "  hours: {'mon,wed': '08:00-12:00, 13:00-17:00', sat: closed}\n"
+                         "  holidays: [2025-05-05]\n")
+        assert calendar.hours[0] == ((480, 720), (780, 1020))
+        assert calendar.hours[1] == ()
+        assert calendar.holidays == frozenset({date(2025, 5, 5)})
+
+    @pytest.mark.parametrize(("text", "problem"), [
+        ("  time_zone: Mars/Olympus\n  hours: {mon: '08:00-18:00'}\n", "IANA time zone"),
+        ("  time_zone: Europe/Amsterdam\n  hours: {fri-mon: '08:00-18:00'}\n", "range"),
+        ("  time_zone: Europe/Amsterdam\n  hours: {mon-fri: '08:00-18:00', mon: '09:00-10:00'}\n",
+         "mon is given twice"),
+        ("  time_zone: Europe/Amsterdam\n  hours: {mon: '08:00-25:00'}\n", "between 00:00"),
+        ("  time_zone: Europe/Amsterdam\n  hours: {mon: '08:00-08:00'}\n", "same time"),
+        ("  time_zone: Europe/Amsterdam\n  hours: {mon: 'nine to five'}\n", "not a range"),
+        ("  time_zone: Europe/Amsterdam\n  hours: {mon: closed}\n", "no day of the week"),
+        ("  time_zone: Europe/Amsterdam\n  hours: {mon: '08:00-18:00'}\n  holidays: [xmas]\n",
+         "not a date"),
+        ("  time_zone: Europe/Amsterdam\n  hours: {mon: '08:00-18:00'}\n  days: 5\n",
+         "unknown keys"),
+    ])
+    def test_errors_name_the_file_line_and_department(self, text: str, problem: str) -> None:
+        with pytest.raises(config_files.ConfigError) as error:
+            parse(text)
+        assert problem in error.value.problem
+        assert error.value.problem.startswith("calendar:")
+        assert (error.value.path, error.value.line, error.value.entry) \
+            == ("routing.yaml", 2, "customer_care")

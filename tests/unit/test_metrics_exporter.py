@@ -1,0 +1,57 @@
+"""The exporter against prometheus_client's real registry (no sockets)."""
+
+from collections.abc import Iterator
+
+import pytest
+from prometheus_client import REGISTRY
+
+from services.metrics import exporter, service_levels, timeline
+
+
+@pytest.fixture
+def default_buckets() -> Iterator[None]:
+    yield
+    exporter.use_response_buckets(service_levels.DEFAULT_RESPONSE_BUCKETS)
+
+
+def sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def test_a_target_becomes_a_bucket_edge(default_buckets: None) -> None:
+    exporter.use_response_buckets(service_levels.bucket_edges(
+        service_levels.DEFAULT_RESPONSE_BUCKETS, [2700]))
+    exporter.record([timeline.Duration("first_response", "unit_edge", "s", 2000.0)])
+    assert sample("routing_first_response_seconds_bucket", department="unit_edge",
+                  segment="s", le="2700.0") == 1
+    assert sample("routing_first_response_seconds_bucket", department="unit_edge",
+                  segment="s", le="1800.0") == 0
+
+
+COUNTED = [
+    (timeline.Routed("unit_b", "s", "transfer"), "routing_tickets_routed_total",
+     {"department": "unit_b", "segment": "s", "reason": "transfer"}),
+    (timeline.HandedOver("transferred", "unit_a", "unit_b"), "routing_tickets_transferred_total",
+     {"from_department": "unit_a", "department": "unit_b"}),
+    (timeline.HandedOver("escalated", "unit_a", "unit_c"), "routing_tickets_escalated_total",
+     {"department": "unit_a"}),
+    (timeline.TargetDecided("unit_a", "s", "missed"), "routing_first_response_target_total",
+     {"department": "unit_a", "segment": "s", "outcome": "missed"}),
+]
+
+
+@pytest.mark.parametrize(("observation", "name", "labels"), COUNTED,
+                         ids=[name for _, name, _ in COUNTED])
+def test_each_observation_counts_in_its_metric(observation: timeline.Observation, name: str,
+                                               labels: dict[str, str]) -> None:
+    before = sample(name, **labels)
+    exporter.record([observation])
+    assert sample(name, **labels) == before + 1
+
+
+def test_a_snapshot_replaces_its_whole_set() -> None:
+    exporter.OPEN_TICKETS.replace({("unit_a",): 3, ("unit_b",): 1})
+    exporter.OPEN_TICKETS.replace({("unit_b",): 2})
+    assert REGISTRY.get_sample_value("routing_open_tickets", {"department": "unit_a"}) is None
+    assert sample("routing_open_tickets", department="unit_b") == 2
+    exporter.OPEN_TICKETS.replace({})

@@ -1,0 +1,46 @@
+"""The PNG report's drawing, from canned statistics (no sockets)."""
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from matplotlib import image
+
+from services.metrics import report
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def stats(name: str, key: str, p50: float | None, p90: float | None, met: int,
+          missed: int) -> dict[str, Any]:
+    decided = met + missed
+    return {key: name, "window_seconds": 86400, "volume": decided + 1, "responded": decided,
+            "resolved": 0, "backlog": 1,
+            "first_response_seconds": {"count": decided, "p50": p50, "p90": p90, "p99": p90},
+            "resolution_seconds": {"count": 0, "p50": None, "p90": None, "p99": None},
+            "first_response_target": {"met": met, "missed": missed, "pending": 1,
+                                      "without_target": 0,
+                                      "ratio": met / decided if decided else None}}
+
+
+def test_a_report_is_a_png_with_every_department_and_segment(tmp_path: Path) -> None:
+    departments = [stats("public_sector", "department", 600, 3000, 19, 1),
+                   stats("key_accounts", "department", 60, 200, 5, 5),
+                   stats("sales_support", "department", None, None, 0, 0)]
+    segments = [stats("government", "segment", 600, 3000, 19, 1),
+                stats("potential", "segment", 1200, 7200, 2, 2)]
+    out = report.render(departments, segments, window="24h", out=tmp_path / "r" / "report.png")
+    assert out.read_bytes().startswith(PNG_SIGNATURE)
+    height, width, _ = image.imread(out).shape
+    assert (width, height) == (1300, 2 * 100 * (2.5 + 0.45 * 3))
+
+
+def test_an_empty_window_still_gives_a_report(tmp_path: Path) -> None:
+    out = report.render([], [], window="15m", out=tmp_path / "empty.png")
+    assert out.read_bytes().startswith(PNG_SIGNATURE)
+
+
+@pytest.mark.parametrize(("seconds", "unit"), [(30, "seconds"), (600, "minutes"),
+                                                (86400, "hours")])
+def test_times_are_shown_in_a_readable_unit(seconds: float, unit: str) -> None:
+    assert report.time_unit(seconds)[0] == unit

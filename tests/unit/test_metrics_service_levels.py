@@ -1,0 +1,77 @@
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import yaml
+
+from services.metrics import service_levels
+
+T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+DEADLINE = T0 + timedelta(minutes=15)
+
+
+class TestOutcome:
+    def test_answered_by_the_deadline_is_met(self) -> None:
+        assert service_levels.first_response_outcome(DEADLINE, DEADLINE) == "met"
+
+    def test_answered_after_it_is_missed(self) -> None:
+        late = DEADLINE + timedelta(seconds=1)
+        assert service_levels.first_response_outcome(late, DEADLINE) == "missed"
+
+    def test_unanswered_is_undecided_until_the_deadline_has_passed(self) -> None:
+        assert service_levels.first_response_outcome(None, DEADLINE) is None
+        assert service_levels.first_response_outcome(None, DEADLINE, DEADLINE) is None
+        later = DEADLINE + timedelta(seconds=1)
+        assert service_levels.first_response_outcome(None, DEADLINE, later) == "missed"
+
+    def test_no_deadline_no_outcome(self) -> None:
+        assert service_levels.first_response_outcome(T0, None, T0) is None
+
+
+class TestDurations:
+    @pytest.mark.parametrize(("value", "seconds"), [
+        ("15m", 900), ("4h", 14400), ("1d", 86400), ("1h30m", 5400), ("90s", 90),
+        ("2 h", 7200), ("1W", 604800), (600, 600), (0.5, 0.5), ("1.5h", 5400)])
+    def test_read(self, value: object, seconds: float) -> None:
+        assert service_levels.parse_duration(value) == seconds
+
+    @pytest.mark.parametrize("value", ["", "soon", "15", "m15", "-5m", "0m", True, None,
+                                       [], "15m garbage", "400d", float("inf"), -1])
+    def test_not_read(self, value: object) -> None:
+        assert service_levels.parse_duration(value) is None
+
+
+ROUTING_TABLE = """
+version: demo-3
+fallback_department: customer_care
+default_first_response_target: 1d
+service_levels:
+  first_response_target: {most_valuable: 15m, potential: 2d}
+routes:
+  - segment: government
+    department: public_sector
+    first_response_target: 4h
+  - segment: business
+    department: business_desk
+    first_response_target: soon
+  - segment: key_accounts
+    department: key_accounts
+    first_response_target: 45m
+"""
+
+
+class TestTargetsInTheRoutingTable:
+    def test_every_target_is_found_wherever_it_stands(self) -> None:
+        seconds, unreadable = service_levels.targets_in(yaml.safe_load(ROUTING_TABLE))
+        assert sorted(seconds) == [900, 2700, 14400, 172800]
+        assert unreadable == ["'soon'"]
+
+    def test_a_table_without_targets_has_none(self) -> None:
+        assert service_levels.targets_in({"routes": [{"segment": "a"}]}) == ([], [])
+        assert service_levels.targets_in("not a mapping") == ([], [])
+
+    def test_targets_become_bucket_edges(self) -> None:
+        edges = service_levels.bucket_edges(service_levels.DEFAULT_RESPONSE_BUCKETS,
+                                            [2700, 900, 14400])
+        assert 2700.0 in edges
+        assert list(edges) == sorted(set(edges))
+        assert set(service_levels.DEFAULT_RESPONSE_BUCKETS) <= set(edges)
