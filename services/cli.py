@@ -177,3 +177,64 @@ async def _store(settings: Settings) -> AsyncIterator[CustomerStore]:
         yield store
     finally:
         await engine.dispose()
+
+
+dead_letters_cli = typer.Typer(help="Dead letters: what the stages could not process.",
+                               no_args_is_help=True)
+app.add_typer(dead_letters_cli, name="dead-letters")
+
+
+@dead_letters_cli.command("list")
+def list_dead_letters(
+    source_topic: Annotated[str | None, typer.Option(help="Only those from this topic")] = None,
+    error_class: Annotated[str | None, typer.Option(help="Only this error class")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 100,
+    since: Annotated[str | None, typer.Option(
+        help="Only those after this id (partition:offset), for the next page")] = None,
+    include_value: Annotated[bool, typer.Option(
+        help="Show the values (they may hold personal data)")] = False,
+) -> None:
+    """Print dead letters as JSON, one a line, in (partition, offset) order."""
+    import json
+
+    from services.router import dead_letters
+
+    try:
+        found = asyncio.run(dead_letters.list_dead_letters(
+            Settings(), source_topic=source_topic, error_class=error_class, limit=limit,
+            since=since, include_value=include_value))
+    except ValueError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from exc
+    except dead_letters.Unavailable as exc:
+        typer.echo(f"Kafka unavailable: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    for dead_letter in found:
+        typer.echo(json.dumps(dead_letter))
+
+
+@dead_letters_cli.command("replay")
+def replay_dead_letters(
+    ids: Annotated[list[str] | None, typer.Argument(
+        help="Dead-letter ids (partition:offset); or select with the options")] = None,
+    source_topic: Annotated[str | None, typer.Option(help="All from this topic")] = None,
+    error_class: Annotated[str | None, typer.Option(help="All of this error class")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000,
+                                       help="At most this many by a filter")] = 1000,
+) -> None:
+    """Replay dead letters to their source topics, each at most once; print the counts."""
+    import json
+
+    from services.router import dead_letters
+
+    try:
+        selection = dead_letters.Selection(ids=tuple(ids or ()), source_topic=source_topic,
+                                           error_class=error_class, limit=limit)
+        result = asyncio.run(dead_letters.replay(Settings(), selection))
+    except dead_letters.InvalidSelection as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from exc
+    except (dead_letters.Unavailable, dead_letters.ReplayConflict) as exc:
+        typer.echo(f"nothing replayed: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(json.dumps(result.counts()))

@@ -14,6 +14,7 @@ from services.core.live_config import LiveConfig
 from services.core.settings import Settings
 from services.core.stage import StageRunner, stage_running
 from services.router import (
+    dead_letters_api,
     escalation,
     intake,
     priority,
@@ -88,7 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
-    for router in (intake.api, tickets_api.api, table_api.api):
+    for router in (intake.api, tickets_api.api, table_api.api, dead_letters_api.api):
         app.include_router(router)
     http.install(app, ready=lambda: stage_running(app))
     return app

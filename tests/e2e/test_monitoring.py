@@ -79,9 +79,11 @@ def selectors(expr: str) -> list[str]:
     """The vector selectors of an expression: `name{matchers}` or `{matchers}`."""
     found = []
     for token in TOKENS.finditer(expr):
-        name = token.group("name")
+        name, matchers = token.group("name"), token.group("matchers")
         if token.group("bare"):
             found.append(token.group("bare"))
+        elif name in KEYWORDS and matchers:  # `unless {job="x"}`: a selector after a keyword
+            found.append(matchers.strip())
         elif name and name not in KEYWORDS and name not in AGGREGATIONS:
             if expr[token.end():].lstrip().startswith("(") and not token.group("matchers"):
                 continue  # a function
@@ -142,7 +144,7 @@ def dashboard_checks() -> list[Check]:
             query = query["query"] if isinstance(query, dict) else query
             metric, label = re.fullmatch(r"label_values\((.+),\s*(\w+)\)", query).groups()
             checks.append(Check(f"variable {variable['name']}",
-                                f"count by ({label}) ({metric})", "{{%s}}" % label))
+                                f"count by ({label}) ({metric})", f"{{{{{label}}}}}"))
         elif variable["type"] == "interval":
             values[variable["name"]] = variable["current"]["value"]
 
