@@ -2,6 +2,7 @@
 measured in the same run, on the same broker, topic and payload.
 
     .venv/bin/python -m bench.stage_throughput segmenter [--tickets 20000] [--runs 3]
+    .venv/bin/python -m bench.stage_throughput router [--tickets 20000] [--runs 3]
 
 Starts its own Kafka broker (and SQLite store with generated customers) in a temporary
 folder. Every run reads the same pre-filled input topic with a new consumer group:
@@ -10,6 +11,9 @@ folder. Every run reads the same pre-filled input topic with a new consumer grou
 - segmenter, warm cache: the real segmenter stage with every customer cached;
 - segmenter, cache misses: the cache emptied before the run and every ticket from another
   customer, so each batch's customers are loaded from the store (one query a batch).
+- router, at least once / exactly once: the real router stage (routing table of
+  config/routing.yaml, state and trace written to SQLite once per batch), committing
+  offsets after the acknowledgements, or in one Kafka transaction per batch.
 Prints tickets per second (median of the runs) and each as a ratio of the bare loop.
 """
 
@@ -31,6 +35,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from services.core import db, envelope, kafka, migrate, pipeline, tickets, topics
 from services.core.settings import PROJECT_ROOT, Settings
 from services.local.kafka_broker import LocalKafka
+from services.router import priority, table_file
+from services.router import worker as router_worker
+from services.router.store import RoutedTickets
 from services.segmenter import demo, rules_file, worker
 from services.segmenter.cache import CustomerCache
 from services.segmenter.store import CustomerStore
@@ -62,15 +69,17 @@ async def fill(settings: Settings, topic: str, count: int, customers: list[str])
 
 
 async def drain(settings: Settings, topic: str, count: int,
-                loop_factory: Callable[[AIOKafkaConsumer, AIOKafkaProducer], object]) -> float:
+                loop_factory: Callable[[AIOKafkaConsumer, AIOKafkaProducer, str], object],
+                *, transactional: bool = False) -> float:
     """Time one consumer group reading `count` records of `topic` through a loop."""
     group = f"bench-{uuid.uuid4().hex[:8]}"
     consumer = kafka.consumer(settings, topic, group_id=group, client_id=group)
-    producer = kafka.producer(settings, client_id=group)
+    producer = kafka.producer(settings, client_id=group,
+                              transactional_id=f"{group}-tx" if transactional else None)
     await consumer.start()
     await producer.start()
     try:
-        loop = loop_factory(consumer, producer)
+        loop = loop_factory(consumer, producer, group)
         started = time.perf_counter()
         await loop(count)  # type: ignore[operator]
         return count / (time.perf_counter() - started)
@@ -79,7 +88,7 @@ async def drain(settings: Settings, topic: str, count: int,
         await producer.stop()
 
 
-def bare_loop(consumer: AIOKafkaConsumer, producer: AIOKafkaProducer) -> object:
+def bare_loop(consumer: AIOKafkaConsumer, producer: AIOKafkaProducer, _group: str) -> object:
     async def run(count: int) -> None:
         seen = 0
         while seen < count:
@@ -97,10 +106,12 @@ def bare_loop(consumer: AIOKafkaConsumer, producer: AIOKafkaProducer) -> object:
     return run
 
 
-def stage_loop(transform: pipeline.Transform) -> Callable[..., object]:
-    def factory(consumer: AIOKafkaConsumer, producer: AIOKafkaProducer) -> object:
+def stage_loop(transform: pipeline.Transform, *,
+               exactly_once: bool = False) -> Callable[..., object]:
+    def factory(consumer: AIOKafkaConsumer, producer: AIOKafkaProducer, group: str) -> object:
         loop = pipeline.StageLoop(name="bench", consumer=consumer, producer=producer,
-                                  transform=transform)
+                                  transform=transform,
+                                  transactions_for_group=group if exactly_once else None)
 
         async def run(count: int) -> None:
             stop = asyncio.Event()
@@ -150,6 +161,73 @@ async def segmenter_bench(home: Path, count: int, runs: int) -> None:
         await engine.dispose()
     finally:
         broker.stop()
+    report(count, runs, results)
+
+
+async def router_bench(home: Path, count: int, runs: int) -> None:
+    broker = LocalKafka(home / "kafka", heap="768m")
+    broker.start()
+    database_url = f"sqlite+aiosqlite:///{home / 'router.db'}"
+    settings = Settings(kafka_bootstrap_servers=broker.bootstrap_servers,
+                        database_url=database_url)
+    table = table_file.load(PROJECT_ROOT / "config" / "routing.yaml")
+    try:
+        await migrate.upgrade(database_url)
+        await kafka.ensure_topics(settings, [topic for department in table.departments
+                                             for topic in priority.lane_topics(department)])
+        await fill_segmented(settings, "bench.segmented", count)
+        engine = db.engine(database_url)
+        routed = RoutedTickets(db.sessions(engine))
+
+        def route() -> pipeline.Transform:
+            return router_worker.RouteTicket(lambda: table, routed=routed)
+
+        contenders = {
+            "bare consume-and-produce": bare_loop,
+            "router, at least once": stage_loop(route()),
+            "router, exactly once": stage_loop(route(), exactly_once=True),
+        }
+        results: dict[str, list[float]] = {name: [] for name in contenders}
+        for _ in range(runs):
+            for name, factory in contenders.items():
+                results[name].append(await drain(settings, "bench.segmented", count, factory,
+                                                 transactional="exactly" in name))
+        await engine.dispose()
+    finally:
+        broker.stop()
+    report(count, runs, results)
+
+
+async def fill_segmented(settings: Settings, topic: str, count: int) -> None:
+    await kafka.ensure_topics(settings, [topic, *topics.PIPELINE, "bench.out"])
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers,
+                                linger_ms=5)
+    await producer.start()
+    segments = [("government", "most_valuable"), ("business", "existing"),
+                ("key_accounts", "most_valuable"), ("growth", "most_growable"),
+                ("potential", "potential"), ("general", "existing")]
+    try:
+        for n in range(count):
+            ticket_id = str(uuid.uuid4())
+            segment, tier = segments[n % len(segments)]
+            ticket = tickets.SegmentedTicket(
+                ticket_id=ticket_id, customer_id=f"c-{n % 5000}", subject=f"Question {n}",
+                body="Where is my order?" * 5, channel="email", kind="question",
+                received_at=datetime.now(UTC),
+                segmentation=tickets.Segmentation(segment=segment, rule="r",
+                                                  rules_version="v", customer_known=True,
+                                                  tier=tier))
+            event = envelope.Event(type="ticket.segmented", source="/bench",
+                                   ticket_id=ticket_id, correlation_id=ticket_id,
+                                   data=ticket.model_dump(mode="json"))
+            await producer.send(topic, envelope.to_value(event), key=ticket.customer_id.encode(),
+                                headers=envelope.to_headers(event))
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+def report(count: int, runs: int, results: dict[str, list[float]]) -> None:
     bare = statistics.median(results["bare consume-and-produce"])
     print(f"{count} tickets, {runs} runs each, medians (tickets/s, ratio to bare):")
     for name, rates in results.items():
@@ -160,12 +238,13 @@ async def segmenter_bench(home: Path, count: int, runs: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("stage", choices=["segmenter"])
+    parser.add_argument("stage", choices=["segmenter", "router"])
     parser.add_argument("--tickets", type=int, default=20_000)
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-") as home:
-        asyncio.run(segmenter_bench(Path(home), args.tickets, args.runs))
+        bench = segmenter_bench if args.stage == "segmenter" else router_bench
+        asyncio.run(bench(Path(home), args.tickets, args.runs))
 
 
 if __name__ == "__main__":

@@ -41,6 +41,14 @@ class Prefetching(Protocol):
     async def prefetch(self, events: Sequence[envelope.Event]) -> None: ...
 
 
+@runtime_checkable
+class Batching(Protocol):
+    """A transform that keeps what it records about a batch (in its database) until
+    the batch is transformed, then writes it at once, before the batch is committed."""
+
+    async def finish_batch(self) -> None: ...
+
+
 def describe_validation_error(error: ValidationError) -> str:
     """The fields and what was wrong with them, without echoing the values (personal data)."""
     return "; ".join(
@@ -130,6 +138,8 @@ class StageLoop:
             await self._transform.prefetch([event for _, event in readable])
         for record, event in readable:
             acknowledgements.extend(await self._handle(record, event))
+        if isinstance(self._transform, Batching):
+            await self._transform.finish_batch()
         await asyncio.gather(*acknowledgements)
         self.processed += sum(len(records) for records in batch.values())
 

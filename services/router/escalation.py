@@ -50,10 +50,8 @@ async def escalate_due(routed: RoutedTickets, publisher: kafka.Publisher, *,
                 event_type=events.TicketEventType.ESCALATED, now=now,
                 correlation_id=row.ticket_id, queue_for=queue_for, step=step)
         await publisher.publish(outputs)
-        await routed.record_dispatch(
-            row.ticket_id, department=target, segment=row.segment, priority=row.priority,
-            deadline=row.first_response_deadline, steps=[step], payload=payload, now=now,
-            replace_trace=False)
+        await routed.record_handover(row.ticket_id, department=target, steps=[step],
+                                     payload=payload, now=now)
         await routed.mark_escalated(row.ticket_id)
         ESCALATIONS.labels(row.department, target).inc()
         logger.info("ticket escalated", extra={"ticket_id": row.ticket_id,

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import delete, func, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -23,29 +26,54 @@ def _aware(moment: datetime | None) -> datetime | None:
     return moment.replace(tzinfo=UTC) if moment and moment.tzinfo is None else moment
 
 
+@dataclass(frozen=True)
+class Dispatch:
+    """A ticket's first routing, as the router records it."""
+
+    ticket_id: str
+    department: str
+    segment: str
+    priority: int | None
+    deadline: datetime | None
+    steps: Sequence[dict[str, Any]]
+    payload: dict[str, Any]
+    at: datetime
+
+
 class RoutedTickets:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
 
-    async def record_dispatch(self, ticket_id: str, *, department: str, segment: str,
-                              priority: int | None, deadline: datetime | None,
+    async def record_first_dispatches(self, dispatches: Sequence[Dispatch]) -> None:
+        """Record a batch of first routings in one transaction. A replayed ticket gets
+        the same state again, but keeps what departments reported since."""
+        rows = [{"ticket_id": d.ticket_id, "department": d.department, "segment": d.segment,
+                 "status": "routed", "priority": d.priority,
+                 "first_response_deadline": d.deadline, "escalated": False,
+                 "trace": list(d.steps), "payload": d.payload, "updated_at": d.at}
+                for d in {d.ticket_id: d for d in dispatches}.values()]
+        async with self._sessions() as session, session.begin():
+            dialect = session.get_bind().dialect.name
+            insert = sqlite_insert if dialect == "sqlite" else postgresql_insert
+            statement = insert(RoutedTicketRow)
+            # One statement for the batch; on a replay, what departments reported since
+            # (status, first response, escalation) stays.
+            await session.execute(statement.on_conflict_do_update(
+                index_elements=[RoutedTicketRow.ticket_id],
+                set_={name: statement.excluded[name] for name in (
+                    "department", "segment", "priority", "first_response_deadline", "trace",
+                    "payload", "updated_at")}), rows)
+
+    async def record_handover(self, ticket_id: str, *, department: str,
                               steps: Sequence[dict[str, Any]], payload: dict[str, Any],
-                              now: datetime, replace_trace: bool) -> None:
-        """Record where a ticket was dispatched. `replace_trace` is for the first routing
-        (a replay writes the same steps again); escalations and transfers append."""
+                              now: datetime) -> None:
+        """An escalation or transfer: the ticket is with `department` now; its trace grows
+        and its deadline stays (the response clock keeps running)."""
         async with self._sessions() as session, session.begin():
             row = await session.get(RoutedTicketRow, ticket_id, with_for_update=True)
-            if row is None:
-                session.add(RoutedTicketRow(
-                    ticket_id=ticket_id, department=department, segment=segment,
-                    status="routed", priority=priority, first_response_deadline=deadline,
-                    escalated=False, trace=list(steps), payload=payload, updated_at=now))
-                return
-            row.trace = list(steps) if replace_trace else [*row.trace, *steps]
-            row.department, row.segment, row.payload, row.updated_at = (
-                department, segment, payload, now)
-            if replace_trace:
-                row.priority, row.first_response_deadline = priority, deadline
+            if row is not None:
+                row.trace = [*row.trace, *steps]
+                row.department, row.payload, row.updated_at = department, payload, now
 
     async def get(self, ticket_id: str) -> RoutedTicketRow | None:
         async with self._sessions() as session:

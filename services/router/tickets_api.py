@@ -82,10 +82,8 @@ async def transfer(ticket_id: TicketId, body: Transfer, routed: Routed, request:
         await publisher.publish(outputs)
     except kafka.PublishFailed:
         return unavailable(request, "transfer")
-    await routed.record_dispatch(
-        ticket_id, department=body.to_department, segment=row.segment,
-        priority=row.priority, deadline=row.first_response_deadline, steps=[step],
-        payload=payload, now=now, replace_trace=False)
+    await routed.record_handover(ticket_id, department=body.to_department, steps=[step],
+                                 payload=payload, now=now)
     return JSONResponse(status_code=202, content={"ticket_id": ticket_id,
                                                   "department": body.to_department,
                                                   "status": "transferred"})

@@ -9,7 +9,7 @@ from typing import Any
 from services.core import envelope, events, kafka, tickets, topics
 from services.router import overflow, routing
 from services.router.dispatch import SOURCE
-from services.router.store import RoutedTickets
+from services.router.store import Dispatch, RoutedTickets
 
 LoadView = Callable[[], tuple[Mapping[str, overflow.DepartmentLoad],
                               Mapping[str, overflow.OverflowState]]]
@@ -31,6 +31,14 @@ class RouteTicket:
         self._current_table = current_table
         self._routed = routed
         self._load = load
+        self._dispatches: list[Dispatch] = []
+
+    async def finish_batch(self) -> None:
+        """Write the batch's states and traces in one transaction, before its records are
+        committed (a crash in between replays the batch, which writes the same again)."""
+        dispatches, self._dispatches = self._dispatches, []
+        if self._routed is not None and dispatches:
+            await self._routed.record_first_dispatches(dispatches)
 
     async def __call__(self, event: envelope.Event) -> list[kafka.Output]:
         ticket = tickets.SegmentedTicket.model_validate(event.data)
@@ -49,12 +57,11 @@ class RouteTicket:
             overflowed_from=decision.overflowed_from, trace=list(decision.trace))
         # The segmented ticket as it came (validated above), plus its routing.
         data = {**event.data, "routing": record.model_dump(mode="json")}
-        if self._routed is not None:
-            await self._routed.record_dispatch(
-                ticket.ticket_id, department=decision.department,
-                segment=ticket.segmentation.segment, priority=decision.priority,
-                deadline=decision.first_response_deadline, steps=trace_steps(ticket, record),
-                payload=data, now=now, replace_trace=True)
+        self._dispatches.append(Dispatch(
+            ticket_id=ticket.ticket_id, department=decision.department,
+            segment=ticket.segmentation.segment, priority=decision.priority,
+            deadline=decision.first_response_deadline, steps=trace_steps(ticket, record),
+            payload=data, at=now))
         lifecycle = events.TicketEvent(
             ticket_id=ticket.ticket_id, type=events.TicketEventType.ROUTED, occurred_at=now,
             received_at=ticket.received_at, department=decision.department,

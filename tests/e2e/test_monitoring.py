@@ -23,12 +23,14 @@ The router does not send first-response deadlines, escalations or transfers yet
 lifecycle events on `tickets.events` itself, as the router will, for tickets that went
 through the real pipeline. `routing_intake_unavailable_total` counts 503 answers, which a
 healthy pipeline never gives: for it, Prometheus' metadata from the router's scrape must
-name it (it is declared and exported, without samples yet).
+name it (it is exported, without samples yet), and the labels named with it must be those
+its collector declares.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import re
 import subprocess
@@ -42,6 +44,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from prometheus_client import REGISTRY
 
 from services.core import envelope, events, kafka, topics
 from services.core.settings import PROJECT_ROOT, Settings
@@ -51,8 +54,9 @@ from tests.conftest import Pipeline
 DASHBOARD = PROJECT_ROOT / "deploy" / "grafana" / "dashboards" / "routing.json"
 RULES = sorted((PROJECT_ROOT / "deploy" / "prometheus" / "rules").glob("*.yml"))
 BUILTINS = {"__rate_interval": "1m", "__interval": "15s", "__range": "1h"}
-# Declared and exported, but without samples while nothing is wrong.
-NO_SAMPLES_WHEN_HEALTHY = {"routing_intake_unavailable_total": "a 503 to a caller"}
+# Declared and exported, but without samples while nothing is wrong (a 503 to a caller):
+# metric -> the module that declares it, whose collector tells its label names.
+NO_SAMPLES_WHEN_HEALTHY = {"routing_intake_unavailable_total": "services.router.intake"}
 SETTLE_SECONDS = 120
 
 # --- reading PromQL -------------------------------------------------------------------------
@@ -193,9 +197,11 @@ class PrometheusApi:
         seen_labels = {"__name__"}
         for selector in selectors(check.expr):
             series = await self.query(client, selector)
-            if selector.split("{")[0] in NO_SAMPLES_WHEN_HEALTHY and not series:
-                if not await self.declared(client, selector.split("{")[0]):
+            name = selector.split("{")[0]
+            if name in NO_SAMPLES_WHEN_HEALTHY and not series:
+                if not await self.exported(client, name):
                     found.append(f"{selector}: no series, and no target exports it")
+                seen_labels |= declared_labels(name)
                 continue
             if not series:
                 found.append(f"{selector}: no series")
@@ -213,10 +219,17 @@ class PrometheusApi:
                     found.append(f"legend names {label!r}, which the result does not have")
         return found
 
-    async def declared(self, client: httpx.AsyncClient, metric: str) -> bool:
+    async def exported(self, client: httpx.AsyncClient, metric: str) -> bool:
         answer = await client.get(f"{self.url}/api/v1/targets/metadata",
                                   params={"metric": metric})
         return bool(answer.json().get("data"))
+
+
+def declared_labels(metric: str) -> set[str]:
+    """The label names of a metric, from its collector (imported into this process)."""
+    importlib.import_module(NO_SAMPLES_WHEN_HEALTHY[metric])
+    collector = REGISTRY._names_to_collectors[metric]  # no public lookup by name
+    return set(getattr(collector, "_labelnames", ()))
 
 
 @pytest.fixture(scope="module")
