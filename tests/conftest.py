@@ -70,9 +70,9 @@ async def read_topic(bootstrap: str, *topic_names: str, until: int, within: floa
     consumer = AIOKafkaConsumer(*topic_names, bootstrap_servers=bootstrap,
                                 group_id=unique("reader"), auto_offset_reset="earliest",
                                 enable_auto_commit=False, isolation_level="read_committed")
-    await consumer.start()
     found: list[tuple[envelope.Event, object]] = []
     try:
+        await consumer.start()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within
         while loop.time() < deadline:

@@ -43,8 +43,10 @@ async def _invalid_request(_request: Request, error: Exception) -> JSONResponse:
     return JSONResponse(status_code=422, content={"error": "invalid_request", "fields": fields})
 
 
-def install(app: FastAPI, *, ready: Callable[[], bool]) -> None:
-    """Add the shared error handlers, `/healthz`, `/readyz` and `/metrics` to a service."""
+def install(app: FastAPI, *, ready: Callable[[], bool], max_body_bytes: int = 1 << 20) -> None:
+    """Add the shared error handlers, a body size limit, `/healthz`, `/readyz` and
+    `/metrics` to a service."""
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes, exempt=("/import",))
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(InvalidField, _invalid_request)
     health = APIRouter(tags=["health"])
@@ -87,3 +89,59 @@ def config_error(error: config_files.ConfigError) -> JSONResponse:
         "error": "invalid_configuration", "detail": str(error), "file": error.path,
         "line": error.line, "rule": error.entry, "entry": error.entry,
         "problem": error.problem})
+
+
+class BodyLimit:
+    """Refuses request bodies over `max_bytes` with 413, whether or not they announce
+    their length; bulk-import paths (which stream by design) are exempt."""
+
+    def __init__(self, app: Any, *, max_bytes: int, exempt: tuple[str, ...] = ()) -> None:
+        self._app = app
+        self._max_bytes = max_bytes
+        self._exempt = exempt
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"].endswith(self._exempt):
+            await self._app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self._max_bytes:
+            await self._too_large(send)
+            return
+        seen = 0
+        exceeded = False
+
+        async def counted() -> Any:
+            nonlocal seen, exceeded
+            if exceeded:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self._max_bytes:
+                    # Cut the body short; whatever the app answers becomes a 413.
+                    exceeded = True
+                    return {"type": "http.request", "body": b"", "more_body": False}
+            return message
+
+        replaced = False
+
+        async def guarded_send(message: Any) -> None:
+            nonlocal replaced
+            if not exceeded:
+                await send(message)
+            elif not replaced:
+                replaced = True
+                await self._too_large(send)
+
+        await self._app(scope, counted, guarded_send)
+
+    async def _too_large(self, send: Any) -> None:
+        response = JSONResponse(status_code=413, content={
+            "error": "payload_too_large",
+            "detail": f"the request body must be at most {self._max_bytes} bytes"})
+        await response({"type": "http"}, _no_receive, send)
+
+
+async def _no_receive() -> dict[str, Any]:
+    return {"type": "http.disconnect"}

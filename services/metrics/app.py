@@ -32,7 +32,7 @@ def create_app(settings: Settings | None = None, *,
         updates = tracker.TimelineUpdates(store, sessions)
         await kafka.ensure_topics(settings, topics.PIPELINE)
         stage = StageRunner(settings, name=NAME, source_topic=topics.EVENTS, group_id=NAME,
-                            transform=tracker.TrackTicketEvent(updates))
+                            transform=tracker.TrackTicketEvent(updates), publishes=False)
         lag = kafka_watch.LagWatch(settings)
         dead_letters = kafka_watch.DeadLetterCount(settings)
         check_deadlines = tracker.DeadlineCheck(store, updates)

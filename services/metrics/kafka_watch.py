@@ -48,12 +48,11 @@ class LagWatch:
             logger.warning("consumer lag not measured", extra={"error": type(exc).__name__})
 
     async def _measure(self) -> None:
-        names = await self._admin.list_topics()
-        pairs = lag.watched(names)
-        await self._offsets.topics()  # refresh metadata: partitions of new topics
-        partitions = {topic: [TopicPartition(topic, p) for p in
-                              sorted(self._offsets.partitions_for_topic(topic) or ())]
-                      for topic in {topic for _, topic in pairs}}
+        described = {item["topic"]: sorted(p["partition"] for p in item["partitions"])
+                     for item in await self._admin.describe_topics()}
+        pairs = lag.watched(described)
+        partitions = {topic: [TopicPartition(topic, p) for p in described[topic]]
+                      for _, topic in pairs}
         every = [tp for tps in partitions.values() for tp in tps]
         end = await self._offsets.end_offsets(every)
         beginning = await self._offsets.beginning_offsets(every)
@@ -70,7 +69,7 @@ class LagWatch:
             committed[(group, topic)] = float(measured.committed)
         exporter.CONSUMER_LAG.replace(lags)
         exporter.CONSUMER_COMMITTED_OFFSET.replace(committed)
-        self.departments = lag.departments(names)
+        self.departments = lag.departments(described)
 
 
 class DeadLetterCount:

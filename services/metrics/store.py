@@ -131,7 +131,10 @@ class TimelineStore:
         """Tickets whose first-response deadline passed by `as_of`, target not decided."""
         query = (select(TimelineRow.ticket_id)
                  .where(TimelineRow.first_response_deadline <= as_of,
-                        TimelineRow.target_outcome.is_(None))
+                        TimelineRow.target_outcome.is_(None),
+                        # Without these a target cannot be credited yet: not due.
+                        TimelineRow.department.is_not(None),
+                        TimelineRow.segment.is_not(None))
                  .order_by(TimelineRow.first_response_deadline).limit(limit))
         async with self._sessions() as session:
             return list((await session.scalars(query)).all())

@@ -10,6 +10,8 @@ evening before.
 
 from __future__ import annotations
 
+import functools
+
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -35,16 +37,9 @@ class Calendar:
     hours: tuple[tuple[Window, ...], ...]  # seven entries, Monday first
     holidays: frozenset[date] = frozenset()
 
-    def windows(self, day: date) -> list[tuple[datetime, datetime]]:
+    def windows(self, day: date) -> tuple[tuple[datetime, datetime], ...]:
         """The open intervals of a local date, as UTC instants."""
-        if day in self.holidays:
-            return []
-        found = []
-        for opens, closes in self.hours[day.weekday()]:
-            start, end = self._instant(day, opens), self._instant(day, closes)
-            if start < end:  # a window entirely inside a DST gap has no length
-                found.append((start, end))
-        return found
+        return _open_windows(self, day)
 
     def is_open(self, at: datetime) -> bool:
         _require_aware(at)
@@ -238,3 +233,17 @@ def _holiday(value: Any) -> date:
         return date.fromisoformat(str(value))
     except ValueError:
         raise ValueError(f"holiday {value!r} is not a date like 2025-12-25") from None
+
+
+@functools.lru_cache(maxsize=4096)
+def _open_windows(calendar: Calendar, day: date) -> tuple[tuple[datetime, datetime], ...]:
+    # Every ticket of a day asks for the same few dates: computed once each (a calendar
+    # is immutable; a reloaded table brings new Calendar objects).
+    if day in calendar.holidays:
+        return ()
+    found = []
+    for opens, closes in calendar.hours[day.weekday()]:
+        start, end = calendar._instant(day, opens), calendar._instant(day, closes)
+        if start < end:  # a window entirely inside a DST gap has no length
+            found.append((start, end))
+    return tuple(found)

@@ -18,13 +18,16 @@ How "finds data" is decided, so that no misspelt metric, label or label value ca
 Dashboard variables take the values a viewer starts with (`All` is the variable's
 allValue), and `$__rate_interval` one minute.
 
-The router does not send first-response deadlines, escalations or transfers yet
-(services/core/events.py names the fields it will send); the test produces those
-lifecycle events on `tickets.events` itself, as the router will, for tickets that went
-through the real pipeline. `routing_intake_unavailable_total` counts 503 answers, which a
-healthy pipeline never gives: for it, Prometheus' metadata from the router's scrape must
-name it (it is exported, without samples yet), and the labels named with it must be those
-its collector declares.
+Tickets, responses, resolutions and a transfer go through the real router over HTTP. A
+target missed and an escalation need a first-response deadline to pass, which takes hours
+with the real routing table: the test produces those lifecycle events on `tickets.events`
+itself, as the router does (a `ticket.routed` with an earlier deadline for a ticket the
+router routed, a `ticket.escalated`), plus one record no stage can read.
+
+`routing_intake_unavailable_total` counts 503 answers, which a healthy pipeline never
+gives: for it, Prometheus' metadata from the router's scrape must name it (it is exported,
+without samples yet), and the labels named with it must be those its collector declares;
+an expression over it alone cannot have a result.
 """
 
 from __future__ import annotations
@@ -195,6 +198,7 @@ class PrometheusApi:
         """What keeps `check` from finding data; [] when it does."""
         found: list[str] = []
         seen_labels = {"__name__"}
+        healthy_without_samples = False
         for selector in selectors(check.expr):
             series = await self.query(client, selector)
             name = selector.split("{")[0]
@@ -202,6 +206,7 @@ class PrometheusApi:
                 if not await self.exported(client, name):
                     found.append(f"{selector}: no series, and no target exports it")
                 seen_labels |= declared_labels(name)
+                healthy_without_samples = True
                 continue
             if not series:
                 found.append(f"{selector}: no series")
@@ -210,7 +215,7 @@ class PrometheusApi:
         if not found:
             missing = label_names(check.expr) - seen_labels - {"le", "job", "instance"}
             found += [f"label {label!r} is on none of its series" for label in sorted(missing)]
-        if not found:
+        if not found and not healthy_without_samples:
             result = await self.query(client, check.expr)
             if not result:
                 found.append(f"no result: {check.expr}")
@@ -266,6 +271,18 @@ async def report(client: httpx.AsyncClient, router: str, ticket_id: str, kind: s
     assert answer.status_code == 202, answer.text
 
 
+async def transfer(client: httpx.AsyncClient, router: str, ticket_id: str,
+                   department: str) -> None:
+    """Hand a ticket on, once the router has routed it (404 until then)."""
+    for _ in range(100):
+        answer = await client.post(f"{router}/v1/tickets/{ticket_id}/transfer", json={
+            "to_department": department, "reason": "needs the business desk"})
+        if answer.status_code != 404:
+            break
+        await asyncio.sleep(0.2)
+    assert answer.status_code == 202, answer.text
+
+
 @pytest.fixture(scope="module")
 async def traffic(pipeline: Pipeline, prometheus: PrometheusApi) -> AsyncIterator[None]:
     """Real tickets and reports over HTTP; the router's coming events on tickets.events;
@@ -280,19 +297,16 @@ async def traffic(pipeline: Pipeline, prometheus: PrometheusApi) -> AsyncIterato
         prospect, business = [await post_ticket(client, router, customer)
                               for customer in ("never-seen-42", "org-acme-1")]
         await post_ticket(client, router, "ind-loyal-1")
+        await transfer(client, router, transferred, "business_desk")
         coming = [
             lifecycle(ticket, events.TicketEventType.ROUTED, now, department="public_sector",
                       segment="government", reason="route", first_response_deadline=deadline)
             for ticket, deadline in ((met, now + timedelta(hours=1)),
                                      (late, now - timedelta(minutes=2)),
                                      (unanswered, now - timedelta(minutes=2)))]
-        coming += [
-            lifecycle(escalated, events.TicketEventType.ESCALATED, now, department="public_sector",
-                      from_department="key_accounts", segment="key_accounts",
-                      reason="escalation"),
-            lifecycle(transferred, events.TicketEventType.TRANSFERRED, now,
-                      department="business_desk", from_department="key_accounts",
-                      segment="key_accounts", reason="transfer")]
+        coming.append(lifecycle(escalated, events.TicketEventType.ESCALATED, now,
+                                department="public_sector", from_department="key_accounts",
+                                segment="key_accounts", reason="escalation"))
         producer = kafka.producer(Settings(kafka_bootstrap_servers=pipeline.bootstrap),
                                   client_id="e2e-monitoring")
         await producer.start()
@@ -364,7 +378,7 @@ async def test_the_measures_match_what_happened(prometheus: PrometheusApi,
         'routing_tickets_escalated_total{department="key_accounts"}': 1,
         'routing_tickets_transferred_total{from_department="key_accounts",'
         ' department="business_desk"}': 1,
-        'routing_consumer_lag{group="department.public_sector", topic="dept.public_sector"}': 4,
+        'sum by (group) (routing_consumer_lag{group="department.public_sector"})': 4,
         'routing_open_tickets{department="public_sector"}': 4,
         "routing_dead_letters": 1,
     }

@@ -104,3 +104,40 @@ async def test_unknown_customer_is_potential_not_an_error(pipeline: Pipeline) ->
     assert answer["segment"] == "potential"
     assert answer["customer_known"] is False
     assert answer["tier"] == "potential"
+
+
+async def test_no_personal_data_in_logs_or_metric_labels(pipeline: Pipeline) -> None:
+    """Tickets carry personal data in their text; the store holds names, e-mails, birth
+    dates and gender. None of it may reach a log line or a metric label."""
+    from services.segmenter import demo
+
+    secrets = {"name": "Henrietta Quaglione", "email": "henrietta.q@private.example",
+               "phone": "+31 6 9876 5432", "birth": "1961-07-04"}
+    async with httpx.AsyncClient(timeout=10) as client:
+        segmenter = pipeline.url("segmenter")
+        assert (await client.put(f"{segmenter}/v1/customers/pii-probe-1", json={
+            "customer_type": "individual", "name": secrets["name"], "email": secrets["email"],
+            "birth_date": secrets["birth"], "gender": "female"})).status_code == 201
+        posted = []
+        for kind in ("question", "complaint"):
+            response = await client.post(f"{pipeline.url('router')}/v1/tickets", json={
+                "customer_id": "pii-probe-1", "channel": "email", "kind": kind,
+                "subject": f"From {secrets['name']}",
+                "body": f"Call me on {secrets['phone']} or mail {secrets['email']};"
+                        f" born {secrets['birth']}.",
+                "attributes": {"contact": secrets["email"]}})
+            assert response.status_code == 202
+            posted.append(response.json()["ticket_id"])
+        await client.post(f"{pipeline.url('router')}/v1/tickets", content=b'{"broken',
+                          headers={"content-type": "application/json"})
+        found = await read_topic(pipeline.bootstrap, *department_lanes("sales_support"),
+                                 until=2, keep=lambda e: e.ticket_id in posted)
+        assert len(found) == 2  # the tickets went through, text and all
+        metrics = "".join([(await client.get(f"{pipeline.url(name)}/metrics")).text
+                           for name in ("router", "segmenter", "metrics")])
+    logs = pipeline.logs()
+    assert "ticket accepted" in logs  # the logs are there to be searched
+    demo_names = [g.customer["name"] for g in demo.generate(20)]
+    for label, value in [*secrets.items(), *(("demo name", n) for n in demo_names)]:
+        assert value not in logs, f"{label} found in the logs"
+        assert value not in metrics, f"{label} found in the metrics"

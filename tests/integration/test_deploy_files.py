@@ -255,6 +255,23 @@ def test_prometheus_scrapes_each_service_on_its_port(
     assert scraped == expected
 
 
+def test_the_local_prometheus_config_generated_for_tests_is_valid(tmp_path: Path) -> None:
+    """services/local/prometheus.py: prometheus.local.yml's jobs on other ports, 1s."""
+    from services.local import prometheus
+
+    targets = {name: [f"127.0.0.1:{18000 + n}"] for n, name in enumerate(APP_SERVICES)}
+    generated = prometheus.config(targets, interval="1s")
+    path = tmp_path / "prometheus.yml"
+    path.write_text(yaml.safe_dump(generated), encoding="utf-8")
+    result = run(tool("promtool"), "check", "config", str(path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"SUCCESS: {len(rule_files())} rule files found" in result.stdout  # by full path
+    assert {job["job_name"]: job["static_configs"][0]["targets"]
+            for job in generated["scrape_configs"]} == targets
+    with pytest.raises(prometheus.PrometheusError):
+        prometheus.config({"router": ["127.0.0.1:1"]})
+
+
 def test_compose_prometheus_mounts_the_config_directory() -> None:
     prometheus = compose_services()["prometheus"]
     target = bind_mount_target(prometheus, "./deploy/prometheus")

@@ -23,7 +23,7 @@ from services.segmenter import worker as segmenter_worker
 from services.segmenter.cache import CustomerCache
 from services.segmenter.models import CustomerRow, PurchaseRow
 from services.segmenter.store import CustomerStore
-from tests.conftest import read_topic, unique
+from tests.conftest import department_lanes, read_topic, unique
 
 TABLE = routing.RoutingTable.simple("t1", {"government": "public_sector"}, "customer_care")
 
@@ -43,7 +43,7 @@ async def stage_settings(own_broker: str, tmp_path: Path) -> Settings:
     settings = Settings(kafka_bootstrap_servers=own_broker,
                         database_url=f"sqlite+aiosqlite:///{tmp_path / 'store.db'}")
     await kafka.ensure_topics(settings, [*topics.PIPELINE,
-                                         *map(topics.department_queue, TABLE.departments)])
+                                         *department_lanes(*TABLE.departments)])
     return settings
 
 
@@ -277,3 +277,72 @@ class TestSegmenterStage:
                    for e, _ in found)
 
 
+
+
+class TestAtLeastOnceMode:
+    async def test_routes_without_transactions(
+            self, stage_settings: Settings, raw_producer: AIOKafkaProducer) -> None:
+        settings = stage_settings.model_copy(update={"delivery": "at_least_once"})
+        event = segmented_event("government")
+        await publish(raw_producer, topics.SEGMENTED, event)
+        runner = router_runner(settings, unique("router"))
+        assert runner.loop._transactions_for_group is None
+        await runner.start()
+        try:
+            found = await read_topic(settings.kafka_bootstrap_servers,
+                                     *department_lanes("public_sector"), until=1,
+                                     keep=lambda e: e.ticket_id == event.ticket_id)
+        finally:
+            await runner.stop()
+        assert len(found) == 1
+
+
+class TestRuleFailingAtRunTime:
+    async def test_the_ticket_goes_to_the_dlq_and_the_next_one_flows(
+            self, stage_settings: Settings, raw_producer: AIOKafkaProducer) -> None:
+        await migrate.upgrade(stage_settings.database_url)
+        engine = db.engine(stage_settings.database_url)
+        async with engine.begin() as connection:
+            await connection.execute(CustomerRow.__table__.insert(), [
+                {"customer_id": "odd-1", "customer_type": "individual",
+                 "attributes": {"level": "high"}},
+                {"customer_id": "fine-1", "customer_type": "individual",
+                 "attributes": {"level": 5}}])
+        store = CustomerStore(db.sessions(engine),
+                              cache=CustomerCache(max_customers=100, ttl_seconds=60))
+        rule_set = rules_file.parse(
+            "default_segment: general\nrules:\n  - name: levels\n    segment: high_level\n"
+            "    when: has(customer.attributes.level) && customer.attributes.level > 3\n",
+            source="levels.yaml")
+        marker = unique("odd")
+        sent = {}
+        for customer_id in ("odd-1", "fine-1"):
+            ticket_id = f"{marker}-{customer_id}"
+            ticket = tickets.Ticket(ticket_id=ticket_id, customer_id=customer_id, subject="s",
+                                    body="b", channel="chat", received_at=datetime.now(UTC))
+            event = envelope.Event(type="ticket.received", source="/test", ticket_id=ticket_id,
+                                   correlation_id=ticket_id, data=ticket.model_dump(mode="json"))
+            await raw_producer.send_and_wait(topics.INCOMING, envelope.to_value(event),
+                                             key=marker.encode(),
+                                             headers=envelope.to_headers(event))
+            sent[customer_id] = ticket_id
+        runner = StageRunner(
+            stage_settings, name="segmenter-test", source_topic=topics.INCOMING,
+            group_id=unique("segmenter"),
+            transform=segmenter_worker.SegmentTicket(lookup=store.customer,
+                                                     current_rules=lambda: rule_set))
+        await runner.start()
+        try:
+            segmented = await read_topic(stage_settings.kafka_bootstrap_servers,
+                                         topics.SEGMENTED, until=1,
+                                         keep=lambda e: e.ticket_id == sent["fine-1"])
+            dead = await read_topic(stage_settings.kafka_bootstrap_servers,
+                                    topics.DEAD_LETTERS, until=1,
+                                    keep=lambda e: e.ticket_id == sent["odd-1"])
+        finally:
+            await runner.stop()
+            await engine.dispose()
+        assert segmented[0][0].data["segmentation"]["segment"] == "high_level"
+        headers = {k: v.decode() for k, v in dead[0][1].headers}  # type: ignore[attr-defined]
+        assert headers["dlq_error_class"] == "RuleEvaluationError"
+        assert "'levels' failed" in headers["dlq_error"]

@@ -4,16 +4,19 @@ from services.metrics import lag
 class TestWatchedGroups:
     def test_stages_and_one_group_per_department_queue(self) -> None:
         names = ["tickets.incoming", "tickets.segmented", "tickets.events", "tickets.dlq",
-                 "dept.public_sector", "dept.key_accounts", "__consumer_offsets"]
+                 "dept.public_sector", "dept.public_sector.high", "dept.public_sector.low",
+                 "dept.key_accounts", "__consumer_offsets", "dept.", "dept.Bad"]
         assert lag.watched(names) == [
             ("segmenter", "tickets.incoming"), ("router", "tickets.segmented"),
-            ("metrics", "tickets.events"),
+            ("router-tracker", "tickets.events"), ("metrics", "tickets.events"),
             ("department.key_accounts", "dept.key_accounts"),
-            ("department.public_sector", "dept.public_sector")]
+            ("department.public_sector", "dept.public_sector"),
+            ("department.public_sector", "dept.public_sector.high"),
+            ("department.public_sector", "dept.public_sector.low")]
         assert lag.departments(names) == {"key_accounts", "public_sector"}
 
     def test_a_missing_topic_is_not_watched(self) -> None:
-        assert lag.watched(["tickets.events"]) == [("metrics", "tickets.events")]
+        assert lag.watched(["tickets.incoming"]) == [("segmenter", "tickets.incoming")]
 
 
 class TestPosition:
