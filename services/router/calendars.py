@@ -11,7 +11,6 @@ evening before.
 from __future__ import annotations
 
 import functools
-
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
