@@ -1,0 +1,87 @@
+"""SIGKILL the Kafka broker mid-stream and start it again: while it is down the intake
+answers 503 and accepts nothing; it recovers by itself, and every ticket it acknowledged
+with 202 is in a department queue exactly once.
+
+Two clients post meanwhile: a plain one (a 503 is the end of that ticket) and one that
+retries 503s with an Idempotency-Key, as the README asks of callers."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from services.local.kafka_broker import LocalKafka
+from tests.conftest import Pipeline, unique
+from tests.faults import harness
+from tests.faults.conftest import Results, Row
+
+OUTAGE_SECONDS = 8.0
+
+
+@pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[LocalKafka]:
+    broker = LocalKafka(tmp_path / "kafka")
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+async def test_broker_outage_answers_503_and_recovers_exactly_once(
+        own_broker: LocalKafka, seeded_sqlite: str, tmp_path: Path, results: Results) -> None:
+    began = time.monotonic()
+    bootstrap = own_broker.bootstrap_servers
+    pipeline = Pipeline(bootstrap, seeded_sqlite, tmp_path / "logs")
+    async with harness.running(pipeline):
+        intake = pipeline.url("router")
+        plain = harness.Load(lambda: [intake], prefix=unique("broker-kill"), rate=30,
+                             limit=3000)
+        retrying = harness.Load(lambda: [intake], prefix=unique("broker-kill-retry"),
+                                rate=10, limit=1000, posters=4, retrying=True)
+        watch = harness.Watch(bootstrap, harness.all_lanes(),
+                              lambda event: plain.owns(event) or retrying.owns(event))
+        await watch.start()
+        await asyncio.gather(plain.start(), retrying.start())
+        try:
+            await plain.run_for(4.0)
+            own_broker.kill()
+            killed_at = time.monotonic()
+            await plain.run_for(OUTAGE_SECONDS)
+            restarting_at = time.monotonic()
+            await asyncio.to_thread(own_broker.start)
+            restarted_at = time.monotonic()
+            deadline = restarted_at + 60
+            while plain.first_acknowledged_after(restarted_at) is None:
+                assert time.monotonic() < deadline, "the intake did not recover in 60s"
+                await plain.run_for(0.5)
+            await plain.run_for(5.0)
+        finally:
+            await asyncio.gather(plain.stop(), retrying.stop())
+        outcome = await harness.settle(bootstrap, plain, watch)
+        retried = await harness.settle(bootstrap, retrying, watch)
+        drained = harness.drain_time(plain, watch, restarted_at)
+        await watch.stop()
+
+    intake_back = plain.first_acknowledged_after(restarted_at)
+    assert intake_back is not None
+    # Posted once the broker was dead, answered while it was surely not back: never a 202.
+    while_down = plain.statuses(killed_at, restarted_at - 1.0)
+    drained_text = "never" if drained is None else f"{drained:.1f}s"
+    seconds = time.monotonic() - began
+    results.add(Row.of("2 SIGKILL broker", outcome, seconds=seconds, recovery=(
+        f"broker up in {restarted_at - restarting_at:.1f}s; intake 202 again"
+        f" {intake_back - restarted_at:.1f}s later; queues caught up {drained_text} after;"
+        f" 503s while down: {while_down[503]}")))
+    results.add(Row.of("2b same, client retrying 503 with Idempotency-Key", retried,
+                       seconds=seconds, recovery=(
+        f"tickets delivered under 2 ticket ids: {len(retried.requests_delivered_twice)}")))
+    assert while_down[503] > 0, f"no 503 while the broker was down: {while_down}"
+    assert while_down[202] == 0, f"202 while the broker was down: {while_down}"
+    for load in (outcome, retried):
+        assert not load.lost, f"lost {sorted(load.lost)[:5]}; logs in {tmp_path / 'logs'}"
+        assert not load.duplicated, f"duplicated {sorted(load.duplicated)[:5]}"
