@@ -1,8 +1,10 @@
-"""Free loopback ports for local brokers and services."""
+"""Free loopback ports, and stopping the processes that listen on them."""
 
 from __future__ import annotations
 
+import signal
 import socket
+import subprocess
 import time
 
 
@@ -22,3 +24,15 @@ def wait_for_port(port: int, *, timeout: float, host: str = "127.0.0.1") -> bool
         except OSError:
             time.sleep(0.1)
     return False
+
+
+def terminate(process: subprocess.Popen[bytes], timeout: float,
+              signum: signal.Signals = signal.SIGTERM) -> int:
+    """Ask a process to stop; SIGKILL it if it has not within `timeout` seconds."""
+    if process.poll() is None:
+        process.send_signal(signum)
+    try:
+        return process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.wait()

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import httpx
 
+from services.local import ports
+
 SERVICES = ("segmenter", "router", "metrics")
 
 
@@ -57,12 +59,7 @@ class ServiceProcess:
         """SIGTERM, then wait for the clean shutdown; SIGKILL if it does not come."""
         if self.process is None:
             return None
-        self.signal(signal.SIGTERM)
-        try:
-            code = self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            code = self.process.wait()
+        code = ports.terminate(self.process, timeout)
         self.process = None
         return code
 

@@ -95,10 +95,5 @@ class LocalPrometheus:
     def stop(self, timeout: float = 20.0) -> None:
         if self._process is None:
             return
-        self._process.terminate()
-        try:
-            self._process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
+        ports.terminate(self._process, timeout)
         self._process = None

@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from cel_expr_python import cel
 
-from services.core import tickets, topics
+from services.core import conditions, tickets, topics
 from services.core.config_files import ConfigError, line_of
 from services.router import calendars, overflow, priority
 
@@ -49,13 +49,10 @@ class Refinement:
     line: int | None = None
 
     def holds(self, activation: Any) -> bool:
-        value = self.compiled.eval(activation)
-        kind = value.type()
-        if kind == _T.ERROR:
-            raise RefinementError(f"refinement {self.name!r} failed: {value.value()}")
-        if kind != _T.BOOL:
-            raise RefinementError(f"refinement {self.name!r} gave {kind.name()}, not a boolean")
-        return bool(value.value())
+        try:
+            return conditions.holds(self.compiled, activation)
+        except conditions.ConditionFailed as exc:
+            raise RefinementError(f"refinement {self.name!r} failed: {exc}") from exc
 
 
 @dataclass(frozen=True)
@@ -358,15 +355,8 @@ def _parse_refinement(document: Any, label: str, source: str,
     name, expression = document.get("name"), document.get("when")
     if not isinstance(name, str) or not name.strip():
         raise ConfigError(source, line, label, "name is required")
-    if not isinstance(expression, str) or not expression.strip():
-        raise ConfigError(source, line, name, "when must be a CEL expression")
-    try:
-        compiled = ENVIRONMENT.compile(expression)
-    except RuntimeError as exc:
-        raise ConfigError(source, line, name, f"not a valid CEL expression: {exc}") from exc
-    if compiled.return_type() not in (_T.BOOL, _T.DYN):
-        raise ConfigError(source, line, name, "the expression gives"
-                          f" {compiled.return_type().name().lower()}, not a boolean")
+    expression, compiled = conditions.compile_boolean(ENVIRONMENT, expression, source=source,
+                                                      line=line, name=name)
     department = document.get("department")
     if department is not None and not isinstance(department, str):
         raise ConfigError(source, line, name, "department must be a department name")

@@ -16,6 +16,7 @@ from typing import Any
 
 from cel_expr_python import cel
 
+from services.core import conditions
 from services.core.config_files import ConfigError, line_of
 
 _T = cel.Type
@@ -50,13 +51,10 @@ class Rule:
     compiled: Any  # cel Expression
 
     def holds(self, activation: Any) -> bool:
-        value = self.compiled.eval(activation)
-        kind = value.type()
-        if kind == _T.ERROR:
-            raise RuleEvaluationError(self.name, str(value.value()))
-        if kind != _T.BOOL:
-            raise RuleEvaluationError(self.name, f"gave {kind.name()}, not a boolean")
-        return bool(value.value())
+        try:
+            return conditions.holds(self.compiled, activation)
+        except conditions.ConditionFailed as exc:
+            raise RuleEvaluationError(self.name, str(exc)) from exc
 
 
 @dataclass(frozen=True)
@@ -182,15 +180,7 @@ def _compile_rule(entry: Any, position: int, source: str) -> Rule:
         raise ConfigError(source, line, name, "segment must be a lower-case name"
                           " (letters, digits, '_' or '-')")
     expression = entry.get("when")
-    if not isinstance(expression, str) or not expression.strip():
-        raise ConfigError(source, line, name, "when must be a CEL expression")
-    try:
-        compiled = ENVIRONMENT.compile(expression)
-    except RuntimeError as exc:
-        raise ConfigError(source, line, name, f"not a valid CEL expression: {exc}") from exc
-    if compiled.return_type() not in (_T.BOOL, _T.DYN):
-        raise ConfigError(source, line, name,
-                          f"the expression gives {compiled.return_type().name().lower()},"
-                          " a rule must give a boolean")
+    expression, compiled = conditions.compile_boolean(ENVIRONMENT, expression, source=source,
+                                                      line=line, name=name)
     return Rule(name=name, segment=segment, expression=expression, line=line,
                 reads=referenced_paths(expression), compiled=compiled)

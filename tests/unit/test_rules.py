@@ -77,7 +77,7 @@ class TestRejectedRuleSets:
         assert "not a valid CEL expression" in error.value.problem
 
     def test_non_boolean_expression_is_rejected(self) -> None:
-        with pytest.raises(ConfigError, match="gives double, a rule must give a boolean"):
+        with pytest.raises(ConfigError, match="gives double, not a boolean"):
             parse("  - name: sum\n    segment: x\n    when: features.total_value + 1.0\n")
 
     def test_dynamic_non_boolean_is_caught_by_the_probes(self) -> None:

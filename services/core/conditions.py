@@ -1,0 +1,44 @@
+"""CEL conditions, as segment rules and routing refinements use them: compiled once,
+checked to be boolean, evaluated with errors that say what failed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cel_expr_python import cel
+
+from services.core.config_files import ConfigError
+
+_T = cel.Type
+
+
+class ConditionFailed(RuntimeError):
+    """A condition that could not be decided on some data (an error, or not a boolean)."""
+
+
+def compile_boolean(environment: Any, expression: Any, *, source: str, line: int | None,
+                    name: str) -> tuple[str, Any]:
+    """The expression and its compiled form; ConfigError (file, line, name) if it cannot
+    be a condition."""
+    if not isinstance(expression, str) or not expression.strip():
+        raise ConfigError(source, line, name, "when must be a CEL expression")
+    try:
+        compiled = environment.compile(expression)
+    except RuntimeError as exc:
+        raise ConfigError(source, line, name, f"not a valid CEL expression: {exc}") from exc
+    if compiled.return_type() not in (_T.BOOL, _T.DYN):
+        raise ConfigError(source, line, name,
+                          f"the expression gives {compiled.return_type().name().lower()},"
+                          " not a boolean")
+    return expression, compiled
+
+
+def holds(compiled: Any, activation: Any) -> bool:
+    """Evaluate; CEL returns errors as values, which become ConditionFailed here."""
+    value = compiled.eval(activation)
+    kind = value.type()
+    if kind == _T.ERROR:
+        raise ConditionFailed(str(value.value()))
+    if kind != _T.BOOL:
+        raise ConditionFailed(f"gave {kind.name().lower()}, not a boolean")
+    return bool(value.value())
