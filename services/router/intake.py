@@ -116,8 +116,9 @@ def unavailable(request: Request, endpoint: str) -> JSONResponse:
         status_code=503,
         headers={"Retry-After": str(retry_after)},
         content={"error": "unavailable",
-                 "detail": "the ticket store (Kafka) did not acknowledge; nothing was accepted,"
-                           " retry later"},
+                 "detail": "the ticket store (Kafka) did not acknowledge in time: the ticket"
+                           " is not accepted (it may still arrive late); retry later with the"
+                           " same Idempotency-Key to get the same ticket id"},
     )
 
 
@@ -172,8 +173,8 @@ async def submit_ticket(
         ])
     except kafka.PublishFailed as exc:
         logger.warning("ticket not accepted: Kafka unavailable", extra={"error": str(exc)})
-        if idempotency_key is not None:
-            await keys.release(idempotency_key)
+        # The key stays pending: the record may still reach Kafka late, and a retry with
+        # the same key must then carry the same ticket id, not a new one.
         return unavailable(request, "tickets")
     if idempotency_key is not None:
         await keys.accepted(idempotency_key)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -152,9 +152,3 @@ class IntakeKeys:
             row = await session.get(IntakeKeyRow, key)
             if row is not None:
                 row.status = "accepted"
-
-    async def release(self, key: str) -> None:
-        """Kafka did not take the ticket: a retry with the key must try again."""
-        async with self._sessions() as session, session.begin():
-            await session.execute(delete(IntakeKeyRow).where(
-                IntakeKeyRow.idempotency_key == key))

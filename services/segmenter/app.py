@@ -81,7 +81,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 async def _flush(tally: Counter[str], store: CustomerStore) -> None:
     counts = dict(tally)
     tally.clear()
-    await store.count_tickets(counts)
+    try:
+        await store.count_tickets(counts)
+    except Exception:
+        tally.update(counts)  # the database is away: keep the counts for the next flush
+        raise
 
 
 async def _recompute(store: CustomerStore, publisher: kafka.Publisher) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
@@ -34,14 +35,34 @@ def all_lanes() -> list[str]:
     return department_lanes(*table_file.load(TEST_ROUTING_TABLE).departments)
 
 
+@dataclass
+class Shutdown:
+    """How the pipeline's services ended when stopped (SIGTERM, SIGKILL after 20 s)."""
+
+    exit_codes: dict[str, int | None] = field(default_factory=dict)
+
+    def unclean(self) -> list[str]:
+        # uvicorn raises SIGTERM again after a clean shutdown; None: stopped earlier.
+        return [name for name, code in self.exit_codes.items()
+                if code not in (0, -signal.SIGTERM, None)]
+
+    def describe(self) -> str:
+        unclean = self.unclean()
+        return f"; SIGTERM did not end {', '.join(unclean)} (killed)" if unclean else ""
+
+
 @contextlib.asynccontextmanager
-async def running(pipeline: Pipeline) -> AsyncIterator[Pipeline]:
-    """Start the pipeline's services (blocking calls, off the event loop); stop them after."""
+async def running(pipeline: Pipeline) -> AsyncIterator[Shutdown]:
+    """Start the pipeline's services (blocking calls, off the event loop); stop them all
+    at once after, and record how each ended."""
+    shutdown = Shutdown()
     try:
         await asyncio.to_thread(pipeline.start)
-        yield pipeline
+        yield shutdown
     finally:
-        await asyncio.to_thread(pipeline.stop)
+        codes = await asyncio.gather(*(asyncio.to_thread(service.stop)
+                                       for service in pipeline.services.values()))
+        shutdown.exit_codes.update(zip(pipeline.services, codes, strict=True))
 
 
 @dataclass(frozen=True)
@@ -83,7 +104,13 @@ class Load:
         self._client: httpx.AsyncClient | None = None
 
     def owns(self, event: envelope.Event) -> bool:
-        return str(event.data.get("subject", "")).startswith(f"{self.prefix} ")
+        return self.owns_subject(str(event.data.get("subject", "")))
+
+    def owns_subject(self, subject: str) -> bool:
+        return subject.startswith(f"{self.prefix} ")
+
+    def customer_of(self, subject: str) -> str:
+        return self._customers[int(subject.rsplit(" ", 1)[1]) % len(self._customers)]
 
     @property
     def sent(self) -> int:
@@ -103,13 +130,18 @@ class Load:
         return min((a.answered_at for a in self.answers
                     if a.status == 202 and a.posted_at >= moment), default=None)
 
-    async def start(self) -> None:
+    async def __aenter__(self) -> Load:
         self._client = httpx.AsyncClient(timeout=15.0)
         self._started = time.monotonic()
         self._tasks = [asyncio.create_task(self._post(), name=f"poster-{n}")
                        for n in range(self._posters)]
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.stop()
 
     async def stop(self) -> None:
+        """Stop posting and wait for the answers of the POSTs in flight (idempotent)."""
         self._stopping.set()
         try:
             async with asyncio.timeout(90):
@@ -166,7 +198,7 @@ class Watch:
                  owns: Callable[[envelope.Event], bool]) -> None:
         self.first_seen: dict[str, float] = {}
         self.copies: Counter[str] = Counter()
-        self.customer_of: dict[str, str] = {}
+        self.subject_of: dict[str, str] = {}
         self._owns = owns
         self._consumer = AIOKafkaConsumer(
             *topics, bootstrap_servers=bootstrap, group_id=unique("fault-watch"),
@@ -175,11 +207,12 @@ class Watch:
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
 
-    async def start(self) -> None:
+    async def __aenter__(self) -> Watch:
         await self._consumer.start()
         self._task = asyncio.create_task(self._follow(), name="fault-watch")
+        return self
 
-    async def stop(self) -> None:
+    async def __aexit__(self, *_: object) -> None:
         self._stopping = True
         try:
             if self._task is not None:
@@ -218,7 +251,7 @@ class Watch:
                     if event.ticket_id and self._owns(event):
                         self.copies[event.ticket_id] += 1
                         self.first_seen.setdefault(event.ticket_id, now)
-                        self.customer_of[event.ticket_id] = str(event.data.get("customer_id"))
+                        self.subject_of[event.ticket_id] = str(event.data.get("subject"))
 
 
 def drain_time(load: Load, watch: Watch, since: float) -> float | None:
@@ -258,10 +291,9 @@ class Outcome:
         return set(self.copies.keys() - self.acknowledged)
 
     @property
-    def requests_delivered_twice(self) -> set[str]:
-        """Subjects (one per posted ticket) found under more than one ticket id."""
-        tickets_per_subject = Counter(self.subject_of.values())
-        return {subject for subject, count in tickets_per_subject.items() if count > 1}
+    def tickets_per_request(self) -> Counter[str]:
+        """How many ticket ids each posted ticket (its subject) was delivered under."""
+        return Counter(self.subject_of.values())
 
 
 async def settle(bootstrap: str, load: Load, watch: Watch, *,
@@ -270,9 +302,10 @@ async def settle(bootstrap: str, load: Load, watch: Watch, *,
     afresh: a new `read_committed` reader over every lane, from the start."""
     acknowledged = load.acknowledged
     await watch.wait_for(acknowledged, within=within)
-    found = await read_topic(bootstrap, *all_lanes(),
-                             until=max(len(acknowledged), sum(watch.copies.values())),
-                             within=30.0, settle=2.0, keep=load.owns)
+    watched = sum(count for ticket_id, count in watch.copies.items()
+                  if load.owns_subject(watch.subject_of[ticket_id]))
+    found = await read_topic(bootstrap, *all_lanes(), until=max(len(acknowledged), watched),
+                             within=30.0, settle=1.0, keep=load.owns)
     return Outcome(sent=load.sent, acknowledged=frozenset(acknowledged),
                    copies=Counter(str(event.ticket_id) for event, _ in found),
                    subject_of={str(event.ticket_id): str(event.data["subject"])

@@ -92,7 +92,7 @@ async def produce(bootstrap: str, prefix: str,
 
 async def read_dead_letters(bootstrap: str, wanted: Callable[[ConsumerRecord], bool], *,
                             until: int, within: float = 60.0,
-                            settle: float = 2.0) -> list[ConsumerRecord]:
+                            settle: float = 1.0) -> list[ConsumerRecord]:
     """The dead letters (read_committed, from the start) that `wanted` picks: until
     `until` are found and `settle` more seconds bring no more, or `within` seconds."""
     consumer = AIOKafkaConsumer(topics.DEAD_LETTERS, bootstrap_servers=bootstrap,

@@ -19,7 +19,8 @@ from tests.conftest import Pipeline, unique
 from tests.faults import harness
 from tests.faults.conftest import Results, Row
 
-OUTAGE_SECONDS = 8.0
+# Starting the broker again takes another ~12 s: the intake is down for longer.
+OUTAGE_SECONDS = 3.0
 
 
 @pytest.fixture
@@ -37,17 +38,14 @@ async def test_broker_outage_answers_503_and_recovers_exactly_once(
     began = time.monotonic()
     bootstrap = own_broker.bootstrap_servers
     pipeline = Pipeline(bootstrap, seeded_sqlite, tmp_path / "logs")
-    async with harness.running(pipeline):
-        intake = pipeline.url("router")
-        plain = harness.Load(lambda: [intake], prefix=unique("broker-kill"), rate=30,
-                             limit=3000)
-        retrying = harness.Load(lambda: [intake], prefix=unique("broker-kill-retry"),
-                                rate=10, limit=1000, posters=4, retrying=True)
-        watch = harness.Watch(bootstrap, harness.all_lanes(),
-                              lambda event: plain.owns(event) or retrying.owns(event))
-        await watch.start()
-        await asyncio.gather(plain.start(), retrying.start())
-        try:
+    intake = pipeline.url("router")
+    plain = harness.Load(lambda: [intake], prefix=unique("broker-kill"), rate=30, limit=3000)
+    retrying = harness.Load(lambda: [intake], prefix=unique("broker-kill-retry"), rate=10,
+                            limit=1000, posters=4, retrying=True)
+    async with harness.running(pipeline) as shutdown, harness.Watch(
+            bootstrap, harness.all_lanes(),
+            lambda event: plain.owns(event) or retrying.owns(event)) as watch:
+        async with plain, retrying:
             await plain.run_for(4.0)
             own_broker.kill()
             killed_at = time.monotonic()
@@ -59,13 +57,10 @@ async def test_broker_outage_answers_503_and_recovers_exactly_once(
             while plain.first_acknowledged_after(restarted_at) is None:
                 assert time.monotonic() < deadline, "the intake did not recover in 60s"
                 await plain.run_for(0.5)
-            await plain.run_for(5.0)
-        finally:
-            await asyncio.gather(plain.stop(), retrying.stop())
+            await plain.run_for(3.0)
         outcome = await harness.settle(bootstrap, plain, watch)
         retried = await harness.settle(bootstrap, retrying, watch)
         drained = harness.drain_time(plain, watch, restarted_at)
-        await watch.stop()
 
     intake_back = plain.first_acknowledged_after(restarted_at)
     assert intake_back is not None
@@ -76,12 +71,19 @@ async def test_broker_outage_answers_503_and_recovers_exactly_once(
     results.add(Row.of("2 SIGKILL broker", outcome, seconds=seconds, recovery=(
         f"broker up in {restarted_at - restarting_at:.1f}s; intake 202 again"
         f" {intake_back - restarted_at:.1f}s later; queues caught up {drained_text} after;"
-        f" 503s while down: {while_down[503]}")))
+        f" 503s while down: {while_down[503]}"
+        f"{shutdown.describe()}")))
+    # Reported, not asserted: a ticket answered 503 can still reach its queue once the
+    # broker is back (the intake's producer keeps its records and sends them later), so
+    # the retried ticket arrives under two ticket ids; the row says how often.
+    repeated = {subject: count for subject, count in retried.tickets_per_request.items()
+                if count > 1}
     results.add(Row.of("2b same, client retrying 503 with Idempotency-Key", retried,
                        seconds=seconds, recovery=(
-        f"tickets delivered under 2 ticket ids: {len(retried.requests_delivered_twice)}")))
+        f"{len(repeated)} tickets delivered under more than one ticket id"
+        f" ({sum(repeated.values())} copies)")))
     assert while_down[503] > 0, f"no 503 while the broker was down: {while_down}"
     assert while_down[202] == 0, f"202 while the broker was down: {while_down}"
-    for load in (outcome, retried):
-        assert not load.lost, f"lost {sorted(load.lost)[:5]}; logs in {tmp_path / 'logs'}"
-        assert not load.duplicated, f"duplicated {sorted(load.duplicated)[:5]}"
+    for counted in (outcome, retried):
+        assert not counted.lost, f"lost {sorted(counted.lost)[:5]}; logs in {tmp_path / 'logs'}"
+        assert not counted.duplicated, f"duplicated {sorted(counted.duplicated)[:5]}"
