@@ -39,22 +39,34 @@ class StageRunner:
             transactions_for_group=group_id if exactly_once else None)
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._consuming = False
 
     async def start(self) -> None:
+        """Start in the background: joining the consumer group can take until a killed
+        predecessor's session expires, and the service's HTTP API (the intake above all)
+        must not wait for that. `running` tells when the stage consumes."""
+        self._task = asyncio.create_task(self._run(), name=self.loop.name)
+
+    async def _run(self) -> None:
         await self._producer.start()
         await self._consumer.start()
-        self._task = asyncio.create_task(self.loop.run(self._stop), name=self.loop.name)
+        self._consuming = True
+        await self.loop.run(self._stop)
 
     @property
     def running(self) -> bool:
-        return self._task is not None and not self._task.done()
+        return self._consuming and self._task is not None and not self._task.done()
 
     async def stop(self) -> None:
         """Finish the batch in hand, commit it, leave the group, flush the producer."""
         self._stop.set()
         if self._task is not None:
+            if not self._consuming:
+                self._task.cancel()  # still starting: nothing in hand to finish
             try:
                 await self._task
+            except asyncio.CancelledError:
+                pass
             except Exception:
                 logger.exception("stage %s ended with an error", self.loop.name)
         for client in (self._consumer, self._producer):
