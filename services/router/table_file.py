@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from services.core import config_files, versions
-from services.router import routing
+from services.router import routing, table_parsing
 
 
 def load(path: Path) -> routing.RoutingTable:
@@ -14,5 +14,5 @@ def load(path: Path) -> routing.RoutingTable:
 
 def parse(text: str, source: str) -> routing.RoutingTable:
     document = config_files.load_yaml(source, text)
-    return routing.parse_table(document, source=source,
+    return table_parsing.parse_table(document, source=source,
                                version=versions.content_version(document.get("version"), text))

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from services.core import http, kafka
-from services.segmenter import context, customer_events, imports, rows
+from services.segmenter import context, customer_events, imports, row_streams, rows
 from services.segmenter.api import CustomerId, Store
 from services.segmenter.profiles import Customer, CustomerType
 
@@ -163,7 +163,7 @@ async def import_customers(request: Request, fmt: Format, store: Store,
         await store.refresh_features(customer_ids, now=datetime.now(UTC))
 
     report = await imports.import_customers(
-        store.sessions, rows.read_rows(request.stream(), fmt, "customers"), on_chunk=refresh)
+        store.sessions, row_streams.read_rows(request.stream(), fmt, "customers"), on_chunk=refresh)
     await customer_events.publish_recomputed(publisher, [])
     return asdict(report)
 
@@ -178,5 +178,5 @@ async def import_purchases(request: Request, fmt: Format, store: Store,
         await customer_events.publish_changes(publisher, customer_ids, changes)
 
     report = await imports.import_purchases(
-        store.sessions, rows.read_rows(request.stream(), fmt, "purchases"), on_chunk=refresh)
+        store.sessions, row_streams.read_rows(request.stream(), fmt, "purchases"), on_chunk=refresh)
     return asdict(report)

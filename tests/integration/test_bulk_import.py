@@ -19,7 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.core import db
 from services.segmenter import imports
 from services.segmenter.models import CustomerRow, PurchaseRow
-from services.segmenter.rows import Format, RowError, read_rows
+from services.segmenter.row_streams import read_rows
+from services.segmenter.rows import Format, RowError
 from tests.conftest import unique
 
 Sessions = async_sessionmaker[AsyncSession]

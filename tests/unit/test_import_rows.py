@@ -11,15 +11,14 @@ from typing import Any
 import pytest
 
 from services.segmenter.profiles import CustomerType
+from services.segmenter.row_streams import MAX_RECORD_BYTES, read_rows
 from services.segmenter.rows import (
-    MAX_RECORD_BYTES,
     CustomerRecord,
     Format,
     Kind,
     PurchaseRecord,
     Record,
     RowError,
-    read_rows,
 )
 
 TODAY = date(2026, 6, 1)

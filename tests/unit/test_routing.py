@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 
 from services.core import config_files, tickets
-from services.router import overflow, routing, table_file
+from services.router import overflow, routing, table_file, table_parsing
 
 SIMPLE = routing.RoutingTable.simple(
     "v1", {"government": "public_sector", "vip": "key_accounts"}, "general")
@@ -57,7 +57,7 @@ departments:
 
 
 def parse(text: str) -> routing.RoutingTable:
-    return routing.parse_table(config_files.load_yaml("routing.yaml", text),
+    return table_parsing.parse_table(config_files.load_yaml("routing.yaml", text),
                                source="routing.yaml", version="test")
 
 
