@@ -4,6 +4,7 @@ explain, cache invalidation, hot reload, the analysis report and the admin API."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -68,16 +69,15 @@ async def segmenter(request: pytest.FixtureRequest, kafka_bootstrap: str,
             process.stop()
 
 
-def _database(request: pytest.FixtureRequest, home: Path) -> Any:
-    import contextlib
-
+@contextlib.asynccontextmanager
+async def _database(request: pytest.FixtureRequest, home: Path) -> AsyncIterator[str]:
+    """A fresh database of the module's backend."""
     if request.param == "sqlite":
-        @contextlib.asynccontextmanager
-        async def sqlite() -> AsyncIterator[str]:
-            yield f"sqlite+aiosqlite:///{home / 'store.db'}"
-        return sqlite()
+        yield f"sqlite+aiosqlite:///{home / 'store.db'}"
+        return
     server = request.getfixturevalue("postgres_server")
-    return fresh_postgres_database(server.url)
+    async with fresh_postgres_database(server.url) as url:
+        yield url
 
 
 @pytest.fixture
