@@ -16,12 +16,13 @@ import time
 import httpx
 from aiokafka import AIOKafkaConsumer
 
-from services.core import envelope, topics
+from services.core import envelope
+from services.router import priority
 
 
 async def measure(router_url: str, bootstrap: str, customer_id: str, department: str,
                   count: int) -> list[float]:
-    consumer = AIOKafkaConsumer(topics.department_queue(department),
+    consumer = AIOKafkaConsumer(*priority.lane_topics(department),
                                 bootstrap_servers=bootstrap, auto_offset_reset="latest",
                                 isolation_level="read_committed")
     await consumer.start()
@@ -35,13 +36,16 @@ async def measure(router_url: str, bootstrap: str, customer_id: str, department:
                     "customer_id": customer_id, "subject": f"bench {n}", "body": "b",
                     "channel": "api"})
                 ticket_id = response.json()["ticket_id"]
-                while True:
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline:
                     batch = await consumer.getmany(timeout_ms=1000)
                     ids = {envelope.from_record(r.headers, r.value).ticket_id
                            for records in batch.values() for r in records}
                     if ticket_id in ids:
                         latencies.append(time.perf_counter() - started)
                         break
+                else:
+                    raise SystemExit(f"ticket {ticket_id} not in {department}'s lanes after 30s")
     finally:
         await consumer.stop()
     return latencies
