@@ -18,7 +18,7 @@ from services.core.settings import Settings
 from services.core.stage import StageRunner
 from services.local.kafka_broker import LocalKafka
 from services.router import routing, worker
-from services.segmenter import rules_file
+from services.segmenter import rules, rules_file
 from services.segmenter import worker as segmenter_worker
 from services.segmenter.cache import CustomerCache
 from services.segmenter.models import CustomerRow, PurchaseRow
@@ -69,6 +69,24 @@ def segmented_event(segment: str, ticket_id: str | None = None) -> envelope.Even
 async def publish(producer: AIOKafkaProducer, topic: str, event: envelope.Event) -> None:
     await producer.send_and_wait(topic, envelope.to_value(event), key=b"c-1",
                                  headers=envelope.to_headers(event))
+
+
+async def publish_received(producer: AIOKafkaProducer, ticket_id: str,
+                           customer_id: str) -> None:
+    ticket = tickets.Ticket(ticket_id=ticket_id, customer_id=customer_id, subject="s",
+                            body="b", channel="chat", received_at=datetime.now(UTC))
+    event = envelope.Event(type="ticket.received", source="/test", ticket_id=ticket_id,
+                           correlation_id=ticket_id, data=ticket.model_dump(mode="json"))
+    await producer.send_and_wait(topics.INCOMING, envelope.to_value(event),
+                                 key=customer_id.encode(), headers=envelope.to_headers(event))
+
+
+def segmenter_runner(settings: Settings, store: CustomerStore,
+                     rule_set: rules.RuleSet) -> StageRunner:
+    return StageRunner(settings, name="segmenter-test", source_topic=topics.INCOMING,
+                       group_id=unique("segmenter"),
+                       transform=segmenter_worker.SegmentTicket(
+                           lookup=store.customer, current_rules=lambda: rule_set))
 
 
 def router_runner(settings: Settings, group: str) -> StageRunner:
@@ -247,20 +265,9 @@ class TestSegmenterStage:
         sent: dict[str, str] = {}
         for customer_id in expected:
             ticket_id = unique("t")
-            ticket = tickets.Ticket(ticket_id=ticket_id, customer_id=customer_id, subject="s",
-                                    body="b", channel="chat", received_at=datetime.now(UTC))
-            event = envelope.Event(type="ticket.received", source="/test",
-                                   ticket_id=ticket_id, correlation_id=ticket_id,
-                                   data=ticket.model_dump(mode="json"))
-            await raw_producer.send_and_wait(topics.INCOMING, envelope.to_value(event),
-                                             key=customer_id.encode(),
-                                             headers=envelope.to_headers(event))
+            await publish_received(raw_producer, ticket_id, customer_id)
             sent[ticket_id] = customer_id
-        runner = StageRunner(
-            stage_settings, name="segmenter-test", source_topic=topics.INCOMING,
-            group_id=unique("segmenter"),
-            transform=segmenter_worker.SegmentTicket(lookup=store.customer,
-                                                     current_rules=lambda: rule_set))
+        runner = segmenter_runner(stage_settings, store, rule_set)
         await runner.start()
         try:
             found = await read_topic(stage_settings.kafka_bootstrap_servers, topics.SEGMENTED,
@@ -317,20 +324,9 @@ class TestRuleFailingAtRunTime:
         marker = unique("odd")
         sent = {}
         for customer_id in ("odd-1", "fine-1"):
-            ticket_id = f"{marker}-{customer_id}"
-            ticket = tickets.Ticket(ticket_id=ticket_id, customer_id=customer_id, subject="s",
-                                    body="b", channel="chat", received_at=datetime.now(UTC))
-            event = envelope.Event(type="ticket.received", source="/test", ticket_id=ticket_id,
-                                   correlation_id=ticket_id, data=ticket.model_dump(mode="json"))
-            await raw_producer.send_and_wait(topics.INCOMING, envelope.to_value(event),
-                                             key=marker.encode(),
-                                             headers=envelope.to_headers(event))
-            sent[customer_id] = ticket_id
-        runner = StageRunner(
-            stage_settings, name="segmenter-test", source_topic=topics.INCOMING,
-            group_id=unique("segmenter"),
-            transform=segmenter_worker.SegmentTicket(lookup=store.customer,
-                                                     current_rules=lambda: rule_set))
+            sent[customer_id] = f"{marker}-{customer_id}"
+            await publish_received(raw_producer, sent[customer_id], customer_id)
+        runner = segmenter_runner(stage_settings, store, rule_set)
         await runner.start()
         try:
             segmented = await read_topic(stage_settings.kafka_bootstrap_servers,
