@@ -26,12 +26,8 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if configured:
         yield configured
         return
-    broker = LocalKafka(tmp_path_factory.mktemp("kafka"))
-    broker.start()
-    try:
-        yield broker.bootstrap_servers
-    finally:
-        broker.stop()
+    with LocalKafka(tmp_path_factory.mktemp("kafka")).running() as bootstrap:
+        yield bootstrap
 
 
 @pytest.fixture

@@ -7,11 +7,13 @@ The jars come from Maven Central through `deploy/kafka/pom.xml` into `.cache/kaf
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
 import signal
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 from services.core.settings import PROJECT_ROOT
@@ -114,6 +116,15 @@ class LocalKafka:
         if not ports.wait_for_port(self.port, timeout=timeout):
             self.stop()
             raise BrokerError(f"Kafka did not start within {timeout}s; see {self.log_file}")
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[str]:
+        """The broker started for the block; yields its bootstrap servers."""
+        self.start()
+        try:
+            yield self.bootstrap_servers
+        finally:
+            self.stop()
 
     @property
     def pid(self) -> int | None:

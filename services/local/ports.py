@@ -36,3 +36,22 @@ def terminate(process: subprocess.Popen[bytes], timeout: float,
     except subprocess.TimeoutExpired:
         process.kill()
         return process.wait()
+
+
+def wait_for_http(url: str, process: subprocess.Popen[bytes] | None, *, timeout: float,
+                  what: str, log_file: object, pause: float = 0.1) -> bool:
+    """Poll `url` until it answers 200 (True) or `timeout` passes (False); a process
+    that exits meanwhile is an error naming its log."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"{what} exited with {process.returncode}; see {log_file}")
+        try:
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(pause)
+    return False

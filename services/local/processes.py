@@ -6,11 +6,8 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import httpx
 
 from services.local import ports
 
@@ -38,17 +35,9 @@ class ServiceProcess:
                 start_new_session=True)
 
     def wait_ready(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process is not None and self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.process.returncode};"
-                                   f" see {self.log_file}")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=1.0).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
+        if ports.wait_for_http(f"{self.url}/readyz", self.process, timeout=timeout,
+                               what=self.name, log_file=self.log_file):
+            return
         raise TimeoutError(f"{self.name} not ready after {timeout}s; see {self.log_file}")
 
     def signal(self, signum: signal.Signals) -> None:

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import httpx
 import yaml
 
 from services.core.settings import PROJECT_ROOT
@@ -78,17 +76,12 @@ class LocalPrometheus:
                  f"--storage.tsdb.path={self.home / 'data'}",
                  f"--web.listen-address=127.0.0.1:{self.port}"],
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise PrometheusError(f"prometheus exited with {self._process.returncode};"
-                                      f" see {self.log_file}")
-            try:
-                if httpx.get(f"{self.url}/-/ready", timeout=1.0).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
+        try:
+            if ports.wait_for_http(f"{self.url}/-/ready", self._process, timeout=timeout,
+                                   what="prometheus", log_file=self.log_file, pause=0.2):
+                return
+        except RuntimeError as exc:
+            raise PrometheusError(str(exc)) from exc
         self.stop()
         raise PrometheusError(f"prometheus not ready after {timeout}s; see {self.log_file}")
 

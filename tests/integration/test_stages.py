@@ -30,12 +30,8 @@ TABLE = routing.RoutingTable.simple("t1", {"government": "public_sector"}, "cust
 
 @pytest.fixture(scope="module")
 def own_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    broker = LocalKafka(tmp_path_factory.mktemp("stage-kafka"))
-    broker.start()
-    try:
-        yield broker.bootstrap_servers
-    finally:
-        broker.stop()
+    with LocalKafka(tmp_path_factory.mktemp("stage-kafka")).running() as bootstrap:
+        yield bootstrap
 
 
 @pytest.fixture
