@@ -1,0 +1,124 @@
+"""Authentication and authorisation at the HTTP edge: who is calling (401 when we cannot
+tell), whether their role allows the action (403 when not), and per-credential rate
+limits (429 with Retry-After). The rules themselves are in `services.core.access`."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+import limits
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from limits.aio.storage import MemoryStorage
+from limits.aio.strategies import MovingWindowRateLimiter
+from prometheus_client import Counter
+
+from services.core import access
+from services.core.credentials import Credentials
+
+AUTH_REFUSED = Counter("http_auth_refused", "Requests refused: unauthenticated (401),"
+                       " forbidden (403) or over their rate limit (429)", ["outcome"])
+for _outcome in ("unauthenticated", "forbidden", "rate_limited"):
+    AUTH_REFUSED.labels(_outcome)
+
+_bearer = HTTPBearer(auto_error=False, description="A token issued by `routing credentials"
+                     " issue` or `POST /v1/credentials`: `Authorization: Bearer rt_...`")
+
+
+class Refused(Exception):
+    def __init__(self, status: int, error: str, detail: str,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.status, self.error, self.detail = status, error, detail
+        self.headers = headers or {}
+
+
+async def _refused(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, Refused)
+    AUTH_REFUSED.labels(exc.error).inc()
+    return JSONResponse(status_code=exc.status, headers=exc.headers,
+                        content={"error": exc.error, "detail": exc.detail})
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(Refused, _refused)
+
+
+def get_credentials(request: Request) -> Credentials:
+    credentials: Credentials = request.app.state.credentials
+    return credentials
+
+
+async def authenticate(
+    credentials: Annotated[Credentials, Depends(get_credentials)],
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> access.Principal:
+    if bearer is None:
+        raise Refused(401, "unauthenticated",
+                      "send a token as `Authorization: Bearer <token>`",
+                      {"WWW-Authenticate": "Bearer"})
+    principal = await credentials.authenticate(bearer.credentials)
+    if principal is None:
+        raise Refused(401, "unauthenticated", "the token is unknown, revoked or malformed",
+                      {"WWW-Authenticate": 'Bearer error="invalid_token"'})
+    return principal
+
+
+def require(*roles: access.Role) -> Callable[..., Awaitable[access.Principal]]:
+    """A dependency admitting principals of these roles (403 for the others)."""
+    allowed = " or ".join(role.value for role in roles)
+
+    async def admitted(
+        principal: Annotated[access.Principal, Depends(authenticate)],
+    ) -> access.Principal:
+        if principal.role not in roles:
+            raise Refused(403, "forbidden", f"this needs a credential of role {allowed};"
+                                            f" yours is a {principal.role.value} credential")
+        return principal
+
+    return admitted
+
+
+def ensure_may_act_for(principal: access.Principal, department: str) -> None:
+    if not principal.may_act_for(department):
+        raise Refused(403, "forbidden", "a department credential acts for its own department"
+                                        " only")
+
+
+Admin = Annotated[access.Principal, Depends(require(access.Role.ADMIN))]
+Platform = Annotated[access.Principal, Depends(require(access.Role.PLATFORM))]
+DepartmentOrAdmin = Annotated[access.Principal,
+                              Depends(require(access.Role.DEPARTMENT, access.Role.ADMIN))]
+ADMIN_ONLY = [Depends(require(access.Role.ADMIN))]
+
+
+class RateLimits:
+    """Per-credential request rates, counted in this process (a moving window)."""
+
+    def __init__(self, default: str) -> None:
+        self._default = limits.parse(default)
+        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+
+    async def check(self, principal: access.Principal) -> None:
+        rate = limits.parse(principal.rate_limit) if principal.rate_limit else self._default
+        if await self._limiter.hit(rate, principal.credential_id):
+            return
+        stats = await self._limiter.get_window_stats(rate, principal.credential_id)
+        retry_after = max(1, math.ceil(stats.reset_time - time.time()))
+        raise Refused(429, "rate_limited",
+                      f"over this credential's limit of {rate}; retry after {retry_after}s",
+                      {"Retry-After": str(retry_after)})
+
+
+async def rate_limited_platform(request: Request, principal: Platform) -> access.Principal:
+    """A platform's credential, within its rate limit."""
+    rate_limits: RateLimits = request.app.state.rate_limits
+    await rate_limits.check(principal)
+    return principal
+
+
+RateLimitedPlatform = Annotated[access.Principal, Depends(rate_limited_platform)]

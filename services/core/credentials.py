@@ -1,0 +1,131 @@
+"""Credentials in the SQL store: issued, listed, revoked, and checked on each request.
+
+Every service reads the same table, so a credential issued or revoked on one (through the
+router's admin API or the `routing credentials` command) holds on all of them without a
+restart, within `AUTH_CACHE_SECONDS` (each service keeps what it looked up that long).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from cachetools import TTLCache
+from sqlalchemy import DateTime, String, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Mapped, mapped_column
+
+from services.core import access
+from services.core.db import Base
+
+
+class CredentialRow(Base):
+    __tablename__ = "credentials"
+
+    credential_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16))
+    subject: Mapped[str | None] = mapped_column(String(63), index=True)
+    label: Mapped[str] = mapped_column(String(200))
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    rate_limit: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+@dataclass(frozen=True)
+class Credential:
+    """A credential as shown to operators: never its secret nor its hash."""
+
+    credential_id: str
+    role: access.Role
+    subject: str | None
+    label: str
+    rate_limit: str | None
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+def _shown(row: CredentialRow) -> Credential:
+    return Credential(row.credential_id, access.Role(row.role), row.subject, row.label,
+                      row.rate_limit, _aware(row.created_at),
+                      None if row.revoked_at is None else _aware(row.revoked_at))
+
+
+def _aware(moment: datetime) -> datetime:
+    # SQLite hands back naive datetimes; everything we store is UTC.
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class _Looked:
+    """What a service remembers of a credential it looked up (no secret)."""
+
+    secret_hash: str
+    principal: access.Principal | None  # None: revoked
+
+
+class Credentials:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], *,
+                 cache_seconds: float = 5.0) -> None:
+        self._sessions = sessions
+        self._looked: TTLCache[str, _Looked | None] = TTLCache(maxsize=10_000,
+                                                               ttl=cache_seconds)
+
+    async def issue(self, role: access.Role, subject: str | None, *, label: str = "",
+                    rate_limit: str | None = None) -> tuple[Credential, str]:
+        """A new credential and its token: the only time the token is shown."""
+        issued = access.new_token()
+        row = CredentialRow(credential_id=issued.credential_id, role=role.value,
+                            subject=subject, label=label, secret_hash=issued.secret_hash,
+                            rate_limit=rate_limit, created_at=datetime.now(UTC),
+                            revoked_at=None)
+        async with self._sessions() as session, session.begin():
+            session.add(row)
+        return _shown(row), issued.token
+
+    async def listed(self, *, role: access.Role | None = None,
+                     subject: str | None = None) -> Sequence[Credential]:
+        query = select(CredentialRow).order_by(CredentialRow.created_at)
+        if role is not None:
+            query = query.where(CredentialRow.role == role.value)
+        if subject is not None:
+            query = query.where(CredentialRow.subject == subject)
+        async with self._sessions() as session:
+            return [_shown(row) for row in (await session.scalars(query)).all()]
+
+    async def revoke(self, credential_id: str) -> Credential | None:
+        """Revoke a credential (kept, marked revoked); None if there is no such one."""
+        async with self._sessions() as session, session.begin():
+            await session.execute(
+                update(CredentialRow)
+                .where(CredentialRow.credential_id == credential_id,
+                       CredentialRow.revoked_at.is_(None))
+                .values(revoked_at=datetime.now(UTC)))
+            row = await session.get(CredentialRow, credential_id)
+        self._looked.pop(credential_id, None)
+        return None if row is None else _shown(row)
+
+    async def authenticate(self, token: str) -> access.Principal | None:
+        """The principal a token stands for, or None (malformed, unknown, revoked or a
+        wrong secret)."""
+        parts = access.split_token(token)
+        if parts is None:
+            return None
+        credential_id, secret = parts
+        if credential_id in self._looked:
+            looked = self._looked[credential_id]
+        else:
+            looked = self._looked[credential_id] = await self._look_up(credential_id)
+        if looked is None or not access.secret_matches(secret, looked.secret_hash):
+            return None
+        return looked.principal
+
+    async def _look_up(self, credential_id: str) -> _Looked | None:
+        async with self._sessions() as session:
+            row = await session.get(CredentialRow, credential_id)
+        if row is None:
+            return None
+        principal = None if row.revoked_at is not None else access.Principal(
+            row.credential_id, access.Role(row.role), row.subject, row.rate_limit)
+        return _Looked(row.secret_hash, principal)

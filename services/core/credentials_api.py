@@ -1,0 +1,92 @@
+"""Credentials over HTTP, for admins: issue (the token is shown once), list, revoke.
+
+Rotating a credential: issue a new one for the same subject, move the client over,
+revoke the old one. Both work in between, so nothing is refused during the switch.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Query
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from services.core import access, auth, settings
+from services.core.credentials import Credential, Credentials
+
+SUBJECT = r"^[a-z0-9][a-z0-9._-]{0,62}$"
+
+api = APIRouter(prefix="/v1/credentials", tags=["credentials"], dependencies=auth.ADMIN_ONLY)
+Store = Annotated[Credentials, Depends(auth.get_credentials)]
+CredentialId = Annotated[str, Path(pattern=r"^[0-9a-f]{12}$",
+                                   description="The id shown when it was issued")]
+
+
+class CredentialRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    role: access.Role
+    subject: str | None = Field(
+        default=None, pattern=SUBJECT,
+        description="The platform's or the department's name; none for admins")
+    label: str = Field(default="", max_length=200,
+                       description="What it is for, e.g. 'zendesk production, 2026-11'")
+    rate_limit: str | None = Field(
+        default=None, description="Platforms: their own intake rate limit, e.g. 200/second"
+                                  " (default: the service's INTAKE_RATE_LIMIT)")
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _a_rate(cls, value: str | None) -> str | None:
+        return None if value is None else settings.check_rate(value)
+
+    @model_validator(mode="after")
+    def _subject_fits_role(self) -> CredentialRequest:
+        problem = access.subject_problem(self.role, self.subject)
+        if problem:
+            raise ValueError(problem)
+        return self
+
+
+class CredentialShown(BaseModel):
+    credential_id: str
+    role: access.Role
+    subject: str | None
+    label: str
+    rate_limit: str | None
+    created_at: datetime
+    revoked_at: datetime | None
+
+    @classmethod
+    def of(cls, credential: Credential) -> CredentialShown:
+        return cls(**credential.__dict__)
+
+
+class CredentialIssued(CredentialShown):
+    token: str = Field(description="Shown this once: only its hash is kept")
+
+
+@api.post("", status_code=201, response_model=CredentialIssued)
+async def issue(request: CredentialRequest, store: Store) -> CredentialIssued:
+    """Issue a credential; the answer holds its token, which is never shown again."""
+    credential, token = await store.issue(request.role, request.subject, label=request.label,
+                                          rate_limit=request.rate_limit)
+    return CredentialIssued(**credential.__dict__, token=token)
+
+
+@api.get("", response_model=list[CredentialShown])
+async def listed(store: Store, role: access.Role | None = None,
+                 subject: Annotated[str | None, Query(pattern=SUBJECT)] = None) -> Any:
+    """Every credential (revoked ones too), without secrets."""
+    return [CredentialShown.of(c) for c in await store.listed(role=role, subject=subject)]
+
+
+@api.delete("/{credential_id}", response_model=CredentialShown)
+async def revoke(credential_id: CredentialId, store: Store) -> CredentialShown:
+    """Revoke a credential: refused everywhere within AUTH_CACHE_SECONDS, no restart."""
+    credential = await store.revoke(credential_id)
+    if credential is None:
+        raise HTTPException(404, detail={"error": "not_found",
+                                         "detail": f"no credential {credential_id!r}"})
+    return CredentialShown.of(credential)
