@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
+from aiokafka.helpers import create_ssl_context
 
 from services.core import envelope
 from services.core.settings import Settings
@@ -18,12 +19,33 @@ from services.core.settings import Settings
 logger = logging.getLogger(__name__)
 
 
+def connection_options(settings: Settings) -> dict[str, Any]:
+    """Where the brokers are and how to authenticate to them: the keyword arguments
+    every aiokafka client (producer, consumer, admin) is built with."""
+    protocol = settings.kafka_security_protocol
+    options: dict[str, Any] = {"bootstrap_servers": settings.kafka_bootstrap_servers,
+                               "security_protocol": protocol}
+    if protocol in ("SSL", "SASL_SSL"):
+        context = create_ssl_context(
+            cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None,
+            certfile=str(settings.kafka_ssl_certfile) if settings.kafka_ssl_certfile else None,
+            keyfile=str(settings.kafka_ssl_keyfile) if settings.kafka_ssl_keyfile else None)
+        context.check_hostname = settings.kafka_ssl_check_hostname
+        options["ssl_context"] = context
+    if protocol in ("SASL_PLAINTEXT", "SASL_SSL"):
+        password = settings.kafka_sasl_password
+        options |= {"sasl_mechanism": settings.kafka_sasl_mechanism,
+                    "sasl_plain_username": settings.kafka_sasl_username,
+                    "sasl_plain_password": password.get_secret_value() if password else None}
+    return options
+
+
 def producer(settings: Settings, *, client_id: str,
              transactional_id: str | None = None) -> AIOKafkaProducer:
     """An idempotent producer that waits for all in-sync replicas (and, with a
     transactional id, writes in transactions)."""
     return AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
+        **connection_options(settings),
         client_id=client_id,
         acks="all",
         enable_idempotence=True,
@@ -40,13 +62,17 @@ def consumer(
     """A consumer that never commits on its own: callers commit after their output is acked."""
     return AIOKafkaConsumer(
         *topics,
-        bootstrap_servers=settings.kafka_bootstrap_servers,
+        **connection_options(settings),
         client_id=client_id,
         group_id=group_id,
         enable_auto_commit=False,
         auto_offset_reset=offset_reset,
         isolation_level="read_committed",
     )
+
+
+def admin(settings: Settings, *, client_id: str) -> AIOKafkaAdminClient:
+    return AIOKafkaAdminClient(**connection_options(settings), client_id=client_id)
 
 
 async def ensure_topics(
@@ -67,23 +93,35 @@ async def ensure_topics(
 
 
 async def _create_missing(settings: Settings, names: list[str]) -> None:
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.kafka_bootstrap_servers, client_id="topic-admin"
-    )
-    await admin.start()
+    client = admin(settings, client_id="topic-admin")
+    await client.start()
     try:
-        existing = set(await admin.list_topics())
+        # Under ACLs, only the topics this user may describe are listed.
+        existing = set(await client.list_topics())
         wanted = [
             NewTopic(name, settings.kafka_topic_partitions, settings.kafka_replication_factor)
             for name in names
             if name not in existing
         ]
         if wanted:
-            with contextlib.suppress(TopicAlreadyExistsError):  # another service was first
-                await admin.create_topics(wanted)
-            logger.info("topics created", extra={"topics": [t.name for t in wanted]})
+            response = await client.create_topics(wanted)
+            _report_created(response.topic_errors)
     finally:
-        await admin.close()
+        await client.close()
+
+
+def _report_created(topic_errors: Iterable[tuple[Any, ...]]) -> None:
+    created: list[str] = []
+    for name, code, *_ in topic_errors:
+        error = for_code(code) if code else None
+        if error is None:
+            created.append(name)
+        elif error is not TopicAlreadyExistsError:  # else another service was first
+            # Typically a user without CREATE: an operator creates the topic as admin.
+            logger.warning("topic not created", extra={"topic": name,
+                                                       "error": error.__name__})
+    if created:
+        logger.info("topics created", extra={"topics": created})
 
 
 async def send(

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import Field
+from pydantic import Field, FilePath, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -14,7 +14,9 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 class Settings(BaseSettings):
     """One settings object for the whole system; each service reads what it needs."""
 
-    model_config = SettingsConfigDict(env_prefix="", extra="ignore", frozen=True)
+    # Inputs stay out of error messages: they may hold passwords and tokens.
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", frozen=True,
+                                      hide_input_in_errors=True)
 
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     kafka_topic_partitions: int = Field(default=3, ge=1)
@@ -23,6 +25,17 @@ class Settings(BaseSettings):
     instance_id: str = Field(default="0", pattern=r"^[A-Za-z0-9._-]{1,64}$")
     produce_timeout_seconds: float = Field(default=5.0, gt=0)
     retry_after_seconds: int = Field(default=5, ge=1)
+
+    # How every Kafka client connects (see docs/kafka-security.md).
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = (
+        "PLAINTEXT")
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"] = "SCRAM-SHA-512"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: FilePath | None = None
+    kafka_ssl_certfile: FilePath | None = None
+    kafka_ssl_keyfile: FilePath | None = None
+    kafka_ssl_check_hostname: bool = True
 
     database_url: str = f"sqlite+aiosqlite:///{PROJECT_ROOT / '.data' / 'routing.db'}"
     segment_rules_file: Path = PROJECT_ROOT / "config" / "segments.yaml"
@@ -47,3 +60,31 @@ class Settings(BaseSettings):
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: str = Field(default="json", pattern="^(json|text)$")
+
+    @model_validator(mode="after")
+    def _kafka_security_consistent(self) -> Self:
+        protocol = self.kafka_security_protocol
+        sasl = protocol.startswith("SASL_")
+        tls = protocol.endswith("SSL")
+        if sasl and not self.kafka_sasl_username:
+            raise ValueError(f"KAFKA_SASL_USERNAME is required when KAFKA_SECURITY_PROTOCOL"
+                             f" is {protocol}")
+        if sasl and not self.kafka_sasl_password:
+            raise ValueError(f"KAFKA_SASL_PASSWORD is required when KAFKA_SECURITY_PROTOCOL"
+                             f" is {protocol}")
+        # Credentials or certificates that would be silently ignored are a mistake.
+        if not sasl and (self.kafka_sasl_username or self.kafka_sasl_password):
+            raise ValueError("KAFKA_SASL_USERNAME / KAFKA_SASL_PASSWORD are set but"
+                             f" KAFKA_SECURITY_PROTOCOL is {protocol}: use SASL_SSL"
+                             " (or SASL_PLAINTEXT)")
+        files = {"KAFKA_SSL_CAFILE": self.kafka_ssl_cafile,
+                 "KAFKA_SSL_CERTFILE": self.kafka_ssl_certfile,
+                 "KAFKA_SSL_KEYFILE": self.kafka_ssl_keyfile}
+        if not tls and any(files.values()):
+            named = ", ".join(name for name, path in files.items() if path)
+            raise ValueError(f"{named} set but KAFKA_SECURITY_PROTOCOL is {protocol}:"
+                             " use SSL or SASL_SSL")
+        if self.kafka_ssl_keyfile and not self.kafka_ssl_certfile:
+            raise ValueError("KAFKA_SSL_KEYFILE is set without KAFKA_SSL_CERTFILE")
+        return self
+

@@ -11,7 +11,6 @@ import asyncio
 import logging
 
 from aiokafka import TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from services.core import kafka, topics
@@ -25,8 +24,7 @@ class LagWatch:
     """Measures lag when polled; knows the departments whose queues exist."""
 
     def __init__(self, settings: Settings) -> None:
-        servers = settings.kafka_bootstrap_servers
-        self._admin = AIOKafkaAdminClient(bootstrap_servers=servers, client_id="metrics-lag")
+        self._admin = kafka.admin(settings, client_id="metrics-lag")
         self._offsets = kafka.consumer(settings, group_id=None, client_id="metrics-lag")
         self.departments: set[str] = set()
 

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
 from aiokafka.errors import (
     IllegalOperation,
     KafkaError,
@@ -345,8 +345,7 @@ async def _scan(consumer: AIOKafkaConsumer, topic: str, starts: Mapping[int, int
 async def _topology(settings: Settings, *, create_markers: bool = False
                     ) -> dict[str, set[int]]:
     """Every topic's partitions, creating the marker topic first if asked and missing."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers,
-                                client_id="dead-letter-admin")
+    admin = kafka.admin(settings, client_id="dead-letter-admin")
     await admin.start()
     try:
         if create_markers and REPLAYED not in await admin.list_topics():

@@ -8,10 +8,10 @@ import logging
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import TopicPartition
 from prometheus_client import Counter, Gauge
 
+from services.core import kafka
 from services.core.settings import Settings
 from services.router import overflow, priority, routing
 from services.router.store import RoutedTickets
@@ -70,9 +70,8 @@ class LoadWatch:
         """Records in each department's lanes not yet taken by its agents."""
         if not departments:
             return {}
-        bootstrap = self._settings.kafka_bootstrap_servers
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="router-load")
-        probe = AIOKafkaConsumer(bootstrap_servers=bootstrap, client_id="router-load")
+        admin = kafka.admin(self._settings, client_id="router-load")
+        probe = kafka.consumer(self._settings, group_id=None, client_id="router-load")
         await admin.start()
         await probe.start()
         try:
