@@ -3,6 +3,10 @@
 The jars come from Maven Central through `deploy/kafka/pom.xml` into `.cache/kafka/libs`
 (fetched once, again when the pom changes). Each broker gets its own folder with its
 `server.properties`, formatted storage and log file.
+
+With a `Security`, the client listener is SASL_SSL (SCRAM-SHA-512) instead of PLAINTEXT
+and every request is checked against ACLs; the controller listener stays PLAINTEXT on
+loopback.
 """
 
 from __future__ import annotations
@@ -13,11 +17,12 @@ import os
 import shutil
 import signal
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from services.core.settings import PROJECT_ROOT
-from services.local import ports
+from services.local import certificates, ports
 
 POM = PROJECT_ROOT / "deploy" / "kafka" / "pom.xml"
 LOG_CONFIG = PROJECT_ROOT / "deploy" / "kafka" / "log4j2.properties"
@@ -45,17 +50,54 @@ def ensure_jars() -> Path:
     return LIBS
 
 
+SCRAM = "SCRAM-SHA-512"
+
+
+@dataclass(frozen=True)
+class Security:
+    """SASL_SSL with SCRAM users, and the StandardAuthorizer: nothing is allowed to a
+    user without an ACL, except to `admin`, a super user."""
+
+    certificates: certificates.BrokerCertificates
+    users: Mapping[str, str]
+    """SCRAM users, name to password, created when the storage is formatted."""
+    admin: str = "admin"
+    """One of `users`; the broker also authenticates to itself as this user."""
+
+    def jaas(self, user: str) -> str:
+        return (f'org.apache.kafka.common.security.scram.ScramLoginModule required'
+                f' username="{user}" password="{self.users[user]}";')
+
+    def properties(self) -> dict[str, str]:
+        return {
+            "sasl.enabled.mechanisms": SCRAM,
+            "sasl.mechanism.inter.broker.protocol": SCRAM,
+            f"listener.name.sasl_ssl.{SCRAM.lower()}.sasl.jaas.config": self.jaas(self.admin),
+            "ssl.keystore.type": "PEM",
+            "ssl.keystore.location": str(self.certificates.keystore),
+            "ssl.truststore.type": "PEM",
+            "ssl.truststore.location": str(self.certificates.ca),
+            "authorizer.class.name":
+                "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            # ANONYMOUS is the broker itself on the PLAINTEXT controller listener.
+            "super.users": f"User:{self.admin};User:ANONYMOUS",
+            "allow.everyone.if.no.acl.found": "false",
+        }
+
+
 def server_properties(*, data_dir: Path, port: int, controller_port: int,
-                      extra: dict[str, str] | None = None) -> str:
+                      extra: dict[str, str] | None = None,
+                      security: Security | None = None) -> str:
+    listener = "SASL_SSL" if security else "PLAINTEXT"
     settings = {
         "process.roles": "broker,controller",
         "node.id": "1",
         "controller.quorum.bootstrap.servers": f"127.0.0.1:{controller_port}",
-        "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
-        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
+        "listeners": f"{listener}://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
+        "advertised.listeners": f"{listener}://127.0.0.1:{port}",
         "controller.listener.names": "CONTROLLER",
-        "inter.broker.listener.name": "PLAINTEXT",
-        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "inter.broker.listener.name": listener,
+        "listener.security.protocol.map": f"{listener}:{listener},CONTROLLER:PLAINTEXT",
         "log.dirs": str(data_dir),
         # Our code creates every topic with an explicit partition count.
         "auto.create.topics.enable": "false",
@@ -67,6 +109,7 @@ def server_properties(*, data_dir: Path, port: int, controller_port: int,
         "share.coordinator.state.topic.replication.factor": "1",
         "share.coordinator.state.topic.min.isr": "1",
         "group.initial.rebalance.delay.ms": "0",
+        **(security.properties() if security else {}),
         **(extra or {}),
     }
     return "".join(f"{key}={value}\n" for key, value in settings.items())
@@ -76,11 +119,13 @@ class LocalKafka:
     """One broker process; `start()` returns once it accepts connections."""
 
     def __init__(self, home: Path, *, port: int | None = None,
-                 controller_port: int | None = None, heap: str = "512m") -> None:
+                 controller_port: int | None = None, heap: str = "512m",
+                 security: Security | None = None) -> None:
         self.home = home
         self.port = port or ports.free_port()
         self.controller_port = controller_port or ports.free_port()
         self.heap = heap
+        self.security = security
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -100,14 +145,19 @@ class LocalKafka:
         config = self.home / "server.properties"
         self.home.mkdir(parents=True, exist_ok=True)
         config.write_text(server_properties(data_dir=data_dir, port=self.port,
-                                            controller_port=self.controller_port))
+                                            controller_port=self.controller_port,
+                                            security=self.security))
+        config.chmod(0o600)  # with security, it holds the admin's password
         if not (data_dir / "meta.properties").exists():
             cluster_id = subprocess.run(
                 self._java("kafka.tools.StorageTool", "random-uuid"),
                 check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+            users = self.security.users.items() if self.security else ()
+            scram = [option for name, password in users for option in (
+                "--add-scram", f"{SCRAM}=[name={name},password={password}]")]
             subprocess.run(
                 self._java("kafka.tools.StorageTool", "format", "--standalone",
-                           "-t", cluster_id, "-c", str(config)),
+                           "-t", cluster_id, "-c", str(config), *scram),
                 check=True, capture_output=True)
         with self.log_file.open("ab") as log:
             self._process = subprocess.Popen(
