@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, Any
 
 import httpx
+import pydantic
 import typer
+from aiokafka.errors import KafkaError
 
 from services.core.settings import Settings
 from services.departments import queue
@@ -30,6 +33,9 @@ def read(
     aging: Annotated[str, typer.Option(
         help="How fast a waiting ticket's priority rises (the routing table's"
              " priority_aging)")] = "1h",
+    kafka_user: Annotated[str | None, typer.Option(
+        help="Your department's Kafka user on a secured cluster (else KAFKA_SASL_USERNAME);"
+             " the password comes from KAFKA_SASL_PASSWORD or is asked for")] = None,
 ) -> None:
     """Take the next waiting tickets off the department's queue and print them."""
 
@@ -38,9 +44,11 @@ def read(
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--aging") from exc
 
+    settings = _kafka_settings(kafka_user)
+
     async def run() -> int:
         count = 0
-        async for ticket in queue.read_queue(Settings(), department, max_tickets=max_tickets,
+        async for ticket in queue.read_queue(settings, department, max_tickets=max_tickets,
                                              wait_seconds=wait, aging=aging_step):
             count += 1
             if as_json:
@@ -53,8 +61,28 @@ def read(
                            f"  subject={ticket.subject!r}")
         return count
 
-    if asyncio.run(run()) == 0 and not as_json:
+    try:
+        count = asyncio.run(run())
+    except KafkaError as exc:  # e.g. TopicAuthorizationFailedError: another's queue
+        typer.echo(f"cannot read the queue of {department}: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    if count == 0 and not as_json:
         typer.echo(f"no tickets waiting for {department}", err=True)
+
+
+def _kafka_settings(kafka_user: str | None) -> Settings:
+    overrides: dict[str, Any] = {}
+    if kafka_user:
+        overrides["kafka_sasl_username"] = kafka_user
+        if not os.environ.get("KAFKA_SASL_PASSWORD"):
+            # Asked for, never an option: a command line shows in the process list.
+            overrides["kafka_sasl_password"] = typer.prompt(
+                f"Kafka password of {kafka_user}", hide_input=True)
+    try:
+        return Settings(**overrides)
+    except pydantic.ValidationError as exc:
+        problems = "; ".join(error["msg"] for error in exc.errors())
+        raise typer.BadParameter(problems, param_hint="Kafka settings") from exc
 
 
 def _report(kind: str, ticket_id: str, department: str | None) -> None:

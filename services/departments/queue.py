@@ -30,7 +30,8 @@ async def read_queue(
 
     Reading as the group `department.<department>` over the department's priority lanes,
     a later read continues where this one stopped, and agents of one department share
-    the queue.
+    the queue. On a secured cluster the settings name the department's own Kafka user
+    (`KAFKA_SASL_USERNAME`), allowed to read its lanes and its group, nothing else.
     """
     lanes = dict(zip(priority.LANES, priority.lane_topics(department), strict=True))
     lane_of = {topic: lane for lane, topic in lanes.items()}
@@ -38,8 +39,9 @@ async def read_queue(
         department), client_id=f"department-{department}")
     waiting: dict[priority.Lane, deque[tuple[Any, tickets.RoutedTicket]]] = {
         lane: deque() for lane in priority.LANES}
-    await consumer.start()
     try:
+        # Inside: a start refused (no ACL for a lane, wrong password) still stops it.
+        await consumer.start()
         taken = 0
         while taken < max_tickets:
             # Wait only when nothing is buffered; otherwise just top up the buffers.
