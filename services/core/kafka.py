@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -190,7 +190,7 @@ class Publisher:
     async def _started(self) -> AIOKafkaProducer:
         async with self._lock:
             if self._producer is None:
-                candidate = producer(self._settings, client_id=self._client_id)
+                candidate = self._new_producer()
                 try:
                     await candidate.start()
                 except BaseException:
@@ -199,14 +199,20 @@ class Publisher:
                 self._producer = candidate
             return self._producer
 
+    def _new_producer(self) -> AIOKafkaProducer:
+        return producer(self._settings, client_id=self._client_id)
+
     def _discard_in_background(self) -> None:
         """Drop a failed producer; a new one starts on next use. Stopping the old one
         waits for its pending records, so it must not hold up the caller."""
         stale, self._producer = self._producer, None
         if stale is not None:
-            task = asyncio.create_task(self._stop_quietly(stale))
-            self._stopping.add(task)
-            task.add_done_callback(self._stopping.discard)
+            self._in_background(self._stop_quietly(stale))
+
+    def _in_background(self, retiring: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(retiring)
+        self._stopping.add(task)
+        task.add_done_callback(self._stopping.discard)
 
     async def _discard(self) -> None:
         async with self._lock:

@@ -13,6 +13,7 @@ from services.core import background, db, http, kafka, logs, migrate, topics
 from services.core.live_config import LiveConfig
 from services.core.settings import Settings
 from services.core.stage import StageRunner, stage_running
+from services.core.transactional_publisher import TransactionalPublisher
 from services.router import (
     dead_letters_api,
     escalation,
@@ -44,7 +45,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.intake_keys = IntakeKeys(sessions)
         app.state.queue_for = priority.queue_for
         await kafka.ensure_topics(settings, [*topics.PIPELINE, *_queues(live_table)])
-        publisher = app.state.publisher = kafka.Publisher(settings, client_id=f"{NAME}-intake")
+        # Transactional: a request answered 503 is never delivered later. The id is stable
+        # per instance, so a restarted intake fences its killed predecessor.
+        publisher = app.state.publisher = TransactionalPublisher(
+            settings, client_id=f"{NAME}-intake", transactional_id=f"intake-{settings.instance_id}")
         load = LoadWatch(settings, routed, lambda: live_table.current)
         stage = StageRunner(
             settings, name=NAME, source_topic=topics.SEGMENTED, group_id=NAME,

@@ -117,7 +117,7 @@ def unavailable(request: Request, endpoint: str) -> JSONResponse:
         headers={"Retry-After": str(retry_after)},
         content={"error": "unavailable",
                  "detail": "the ticket store (Kafka) did not acknowledge in time: the ticket"
-                           " is not accepted (it may still arrive late); retry later with the"
+                           " is not accepted and will not be delivered; retry later with the"
                            " same Idempotency-Key to get the same ticket id"},
     )
 
@@ -144,7 +144,8 @@ async def submit_ticket(
     correlation_id: CorrelationId = None,
     idempotency_key: IdempotencyKey = None,
 ) -> TicketAccepted | JSONResponse:
-    """Accept a ticket: answered 202 only once Kafka holds it."""
+    """Accept a ticket: answered 202 only once the Kafka transaction holding it is
+    committed; a 503 means it was not committed, and never will be."""
     received_at = datetime.now(UTC)
     ticket_id = str(uuid.uuid4())
     if idempotency_key is not None:
@@ -173,8 +174,10 @@ async def submit_ticket(
         ])
     except kafka.PublishFailed as exc:
         logger.warning("ticket not accepted: Kafka unavailable", extra={"error": str(exc)})
-        # The key stays pending: the record may still reach Kafka late, and a retry with
-        # the same key must then carry the same ticket id, not a new one.
+        # The key stays pending, so a retry carries the same ticket id: should the broker
+        # have committed after all (its answer to the commit lost, see
+        # transactional_publisher), the ticket is delivered twice under one id, not
+        # under two.
         return unavailable(request, "tickets")
     if idempotency_key is not None:
         await keys.accepted(idempotency_key)

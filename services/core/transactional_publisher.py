@@ -1,0 +1,158 @@
+"""A publisher whose acknowledgement is a Kafka transaction commit, shared by concurrent
+callers (group commit).
+
+`publish` returns once the transaction holding the caller's events is committed, so
+read_committed readers see them exactly once. When it raises `PublishFailed`, the
+transaction was not committed and is never committed afterwards: the producer that
+holds it aborts it and is dropped, and the next transaction starts on a fresh producer
+with the same transactional id, which fences the old one (the broker aborts whatever
+the old one left open). A process killed mid-transaction is fenced the same way by its
+successor.
+
+One window remains (see `_commit`): the commit request was sent, the broker did not
+answer in time, and yet it committed. The caller was told it failed while its events
+are delivered; a caller that retries with the same ticket id then delivers it twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaProducer
+
+from services.core import kafka
+from services.core.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+# A bound on one transaction, so that a burst does not make one huge one.
+MAX_REQUESTS_PER_TRANSACTION = 500
+
+
+@dataclass(frozen=True)
+class _Request:
+    outputs: Sequence[kafka.Output]
+    deadline: float  # event-loop time by which its records must be acknowledged
+    committed: asyncio.Future[None]
+
+
+class TransactionalPublisher(kafka.Publisher):
+    """Publishes each call's events in a transaction that one committer task shares
+    between every call queued meanwhile; returns once that transaction is committed."""
+
+    def __init__(self, settings: Settings, *, client_id: str, transactional_id: str) -> None:
+        super().__init__(settings, client_id=client_id)
+        self._transactional_id = transactional_id
+        self._queue: list[_Request] = []
+        self._queued = asyncio.Event()
+        self._committer: asyncio.Task[None] | None = None
+        self._closing = False
+
+    async def publish(self, outputs: Sequence[kafka.Output]) -> None:
+        if self._closing:
+            raise kafka.PublishFailed("shutting down")
+        loop = asyncio.get_running_loop()
+        request = _Request(list(outputs), loop.time() + self._settings.produce_timeout_seconds,
+                           loop.create_future())
+        self._queue.append(request)
+        self._queued.set()
+        if self._committer is None or self._committer.done():
+            self._committer = asyncio.create_task(self._commit_queued(), name="group-commit")
+        await request.committed
+
+    async def close(self) -> None:
+        """Commit (or fail) what is queued, then stop the producer. Producers still
+        aborting a failed transaction get one timeout to finish (the broker aborts it
+        itself after the transaction timeout)."""
+        self._closing = True
+        self._queued.set()
+        if self._committer is not None:
+            await self._committer
+        if self._stopping:
+            _, stuck = await asyncio.wait(self._stopping,
+                                          timeout=self._settings.produce_timeout_seconds)
+            for task in stuck:
+                task.cancel()
+            await asyncio.gather(*stuck, return_exceptions=True)
+        await super().close()
+
+    def _new_producer(self) -> AIOKafkaProducer:
+        return kafka.producer(self._settings, client_id=self._client_id,
+                              transactional_id=self._transactional_id)
+
+    async def _commit_queued(self) -> None:
+        while not (self._closing and not self._queue):
+            await self._queued.wait()
+            self._queued.clear()
+            taken = self._queue[:MAX_REQUESTS_PER_TRANSACTION]
+            del self._queue[:MAX_REQUESTS_PER_TRANSACTION]
+            if self._queue:
+                self._queued.set()
+            now = asyncio.get_running_loop().time()
+            waiting = [request for request in taken if not request.committed.done()]
+            late = [request for request in waiting if request.deadline <= now]
+            _settle(late, "queued past the deadline behind a failing transaction")
+            batch = [request for request in waiting if request.deadline > now]
+            if batch:
+                await self._commit(batch)
+
+    async def _commit(self, batch: list[_Request]) -> None:
+        """One transaction for the whole batch: every request is committed, or none."""
+        active: AIOKafkaProducer | None = None
+        commit_sent = False
+        try:
+            # Until every record is acknowledged, the earliest deadline of the batch
+            # holds, and a failure leaves a transaction that will never commit.
+            async with asyncio.timeout_at(min(request.deadline for request in batch)):
+                active = await self._started()
+                await active.begin_transaction()
+                acknowledgements = [
+                    await kafka.send(active, out.topic, out.event, key=out.key)
+                    for request in batch for out in request.outputs]
+                await asyncio.gather(*acknowledgements)
+            # The broker holds every record: the commit is a single request to it, sent
+            # only now and given a timeout of its own, so that a deadline running out
+            # never interrupts it. Only if it goes unanswered are callers told of a
+            # failure for a transaction the broker may have committed.
+            commit_sent = True
+            async with asyncio.timeout(self._settings.produce_timeout_seconds):
+                await active.commit_transaction()
+        except Exception as exc:  # aiokafka raises assertion errors in a broken state too
+            reason = "the broker did not acknowledge in time" if isinstance(
+                exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
+            logger.warning("transaction not committed", extra={
+                "requests": len(batch), "error": reason, "commit_sent": commit_sent})
+            self._abandon(abort=active is not None and not commit_sent)
+            _settle(batch, reason)
+        else:
+            _settle(batch, None)
+
+    def _abandon(self, *, abort: bool) -> None:
+        """Drop the producer of a failed transaction; the next one starts afresh."""
+        stale, self._producer = self._producer, None
+        if stale is not None:
+            self._in_background(self._abort_and_stop(stale) if abort
+                                else self._stop_quietly(stale))
+
+    async def _abort_and_stop(self, stale: AIOKafkaProducer) -> None:
+        # Completes once the broker is back, unless the next producer fences this one
+        # first: the broker then aborts the transaction itself.
+        try:
+            await stale.abort_transaction()
+        except Exception:
+            logger.info("transaction not aborted by its producer (fenced, or broker gone)",
+                        exc_info=True)
+        await self._stop_quietly(stale)
+
+
+def _settle(requests: Sequence[_Request], failure: str | None) -> None:
+    for request in requests:
+        if request.committed.done():
+            continue  # the caller went away
+        if failure is None:
+            request.committed.set_result(None)
+        else:
+            request.committed.set_exception(kafka.PublishFailed(failure))
