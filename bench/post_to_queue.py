@@ -1,7 +1,8 @@
 """Latency from POST /v1/tickets to the ticket's arrival in its department queue.
 
-Run against a running pipeline (`bin/run`):
-    .venv/bin/python -m bench.post_to_queue --count 50
+Run against a running pipeline (`bin/run`), with a support platform's token:
+    API_TOKEN=rt_... .venv/bin/python -m bench.post_to_queue --count 50
+(`bin/run` writes a demo platform's token to .data/credentials.env as PLATFORM_TOKEN.)
 Prints the median and p90 over `count` tickets, posted one at a time, each read back by a
 consumer that is already positioned at the end of the queue.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import time
 
@@ -21,7 +23,7 @@ from services.router import priority
 
 
 async def measure(router_url: str, bootstrap: str, customer_id: str, department: str,
-                  count: int) -> list[float]:
+                  count: int, token: str) -> list[float]:
     consumer = AIOKafkaConsumer(*priority.lane_topics(department),
                                 bootstrap_servers=bootstrap, auto_offset_reset="latest",
                                 isolation_level="read_committed")
@@ -29,12 +31,14 @@ async def measure(router_url: str, bootstrap: str, customer_id: str, department:
     await consumer.getmany(timeout_ms=500)  # join and settle at the end of the queue
     latencies = []
     try:
-        async with httpx.AsyncClient(timeout=10) as client:
+        async with httpx.AsyncClient(timeout=10,
+                                     headers={"Authorization": f"Bearer {token}"}) as client:
             for n in range(count):
                 started = time.perf_counter()
                 response = await client.post(f"{router_url}/v1/tickets", json={
                     "customer_id": customer_id, "subject": f"bench {n}", "body": "b",
                     "channel": "api"})
+                response.raise_for_status()
                 ticket_id = response.json()["ticket_id"]
                 deadline = time.monotonic() + 30
                 while time.monotonic() < deadline:
@@ -58,9 +62,13 @@ def main() -> None:
     parser.add_argument("--customer", default="gov-ministry-1")
     parser.add_argument("--department", default="public_sector")
     parser.add_argument("--count", type=int, default=50)
+    parser.add_argument("--token", default=os.environ.get("API_TOKEN"),
+                        help="a support platform's token (default: $API_TOKEN)")
     args = parser.parse_args()
+    if not args.token:
+        parser.error("a platform token is needed: --token or API_TOKEN")
     latencies = asyncio.run(measure(args.router_url, args.bootstrap, args.customer,
-                                    args.department, args.count))
+                                    args.department, args.count, args.token))
     ordered = sorted(latencies)
     print(f"POST -> {args.department} queue, {len(ordered)} tickets: "
           f"median {statistics.median(ordered) * 1000:.1f} ms, "

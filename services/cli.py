@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from services import credentials_cli
 from services.core.settings import PROJECT_ROOT, Settings
 from services.local import processes
 from services.local.kafka_broker import LocalKafka
@@ -46,6 +47,7 @@ def up(
 
         loaded = asyncio.run(demo_data.seed_if_empty(settings.database_url))
         typer.echo(f"demo customers loaded: {loaded}" if loaded else "customer store in use")
+        _demo_credentials(settings, data_dir / "credentials.env")
     env = processes.service_env(
         bootstrap=settings.kafka_bootstrap_servers, database_url=settings.database_url,
         ports={"router": settings.router_port, "segmenter": settings.segmenter_port,
@@ -90,6 +92,17 @@ def up(
         typer.echo("stopped")
 
 
+def _demo_credentials(settings: Settings, out: Path) -> None:
+    from services.router import table_file
+
+    departments = table_file.load(settings.routing_table_file).departments
+    if asyncio.run(credentials_cli.issue_demo_credentials(
+            settings.database_url, sorted(departments), out)):
+        typer.echo(f"demo credentials (admin, platform, one per department) written to {out}")
+    elif out.exists():
+        typer.echo(f"credentials in use; the demo ones are in {out}")
+
+
 @app.command()
 def topics() -> None:
     """Create the pipeline's topics and the department queues of the routing table."""
@@ -104,6 +117,8 @@ def topics() -> None:
     asyncio.run(kafka.ensure_topics(settings, wanted))
     typer.echo("\n".join(wanted))
 
+
+app.add_typer(credentials_cli.app, name="credentials")
 
 segments = typer.Typer(help="Segment rules: check and analyse before use.", no_args_is_help=True)
 app.add_typer(segments, name="segments")

@@ -16,6 +16,7 @@ from services.core import envelope
 from services.core.settings import PROJECT_ROOT, Settings
 from services.local import ports, processes
 from services.local.kafka_broker import LocalKafka
+from tests import credentials
 
 pytest_plugins = ["tests.databases"]
 
@@ -99,6 +100,8 @@ class Pipeline:
             extra={"LOG_FORMAT": "json", "ROUTING_TABLE_FILE": str(TEST_ROUTING_TABLE),
                    **(extra_env or {})})
         self.bootstrap = bootstrap
+        self.database_url = database_url
+        self._tokens: dict[tuple[str, str | None], str] = {}
         self.services = {
             name: processes.ServiceProcess(name, service_ports[name], self.env,
                                            logs / f"{name}.log")
@@ -107,6 +110,19 @@ class Pipeline:
 
     def url(self, name: str) -> str:
         return self.services[name].url
+
+    def headers(self, role: str = "platform", subject: str | None = "tests") -> dict[str, str]:
+        """Authorization headers of a credential of `role` (issued once per pipeline);
+        admins have no subject."""
+        subject = None if role == "admin" else subject
+        if (role, subject) not in self._tokens:
+            self._tokens[role, subject] = credentials.issue_token_blocking(
+                self.database_url, role, subject)
+        return credentials.bearer(self._tokens[role, subject])
+
+    @property
+    def issued_tokens(self) -> list[str]:
+        return list(self._tokens.values())
 
     def start(self) -> None:
         for service in self.services.values():

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import date
+from http import HTTPStatus
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import AwareDatetime, BeforeValidator, WithJsonSchema
+from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
-from services.core import config_files
+from services.core import auth, config_files, http_docs
 
 
 def field_errors(error: RequestValidationError) -> list[dict[str, str]]:
@@ -23,6 +28,20 @@ def field_errors(error: RequestValidationError) -> list[dict[str, str]]:
         }
         for detail in error.errors()
     ]
+
+
+def _not_a_number(value: object) -> object:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise ValueError("give it as ISO 8601 / RFC 3339 text, not a number")
+    return value
+
+
+# Dates and times in request bodies are text: pydantic would also take a number as
+# seconds since 1970, which the schema does not say and no client means.
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_not_a_number),
+                      WithJsonSchema({"type": "string", "format": "date-time"})]
+Day = Annotated[date, BeforeValidator(_not_a_number),
+                WithJsonSchema({"type": "string", "format": "date"})]
 
 
 class InvalidField(Exception):
@@ -43,12 +62,42 @@ async def _invalid_request(_request: Request, error: Exception) -> JSONResponse:
     return JSONResponse(status_code=422, content={"error": "invalid_request", "fields": fields})
 
 
+async def _http_error(request: Request, error: Exception) -> JSONResponse:
+    """Any other refusal (a handler's 404 or 409, the framework's 400, 404 or 405) in the
+    one error shape: `{"error": code, "detail": text}`, never FastAPI's nested
+    `{"detail": {...}}`."""
+    assert isinstance(error, HTTPException)
+    if isinstance(error.detail, dict) and "error" in error.detail:
+        content = error.detail
+    else:
+        code = HTTPStatus(error.status_code).phrase.lower().replace(" ", "_").replace("-", "_")
+        content = {"error": code, "detail": str(error.detail)}
+    headers = dict(error.headers or {})
+    if error.status_code == 405:
+        headers["Allow"] = ", ".join(_allowed_methods(request))
+    return JSONResponse(status_code=error.status_code, content=content, headers=headers)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method served at the request's path: Starlette's own 405 names only those
+    of the first route whose path matched."""
+    methods: set[str] = set()
+    for route in request.app.routes:
+        match, _child_scope = route.matches(request.scope)
+        if match is not Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return sorted(methods)
+
+
 def install(app: FastAPI, *, ready: Callable[[], bool], max_body_bytes: int = 1 << 20) -> None:
     """Add the shared error handlers, a body size limit, `/healthz`, `/readyz` and
     `/metrics` to a service."""
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes, exempt=("/import",))
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(InvalidField, _invalid_request)
+    app.add_exception_handler(HTTPException, _http_error)
+    http_docs.install(app)
+    auth.install(app)
     health = APIRouter(tags=["health"])
 
     @health.get("/healthz", summary="The process is alive")

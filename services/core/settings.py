@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, Self
 
-from pydantic import Field, FilePath, SecretStr, model_validator
+import limits
+from pydantic import Field, FilePath, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -52,6 +53,11 @@ class Settings(BaseSettings):
     load_sample_seconds: float = Field(default=5.0, gt=0)
     escalation_check_seconds: float = Field(default=5.0, gt=0)
 
+    auth_cache_seconds: float = Field(default=5.0, ge=0)
+    intake_rate_limit: str = "100/second"
+    # The token the command-line clients (`department`, the PNG report) send.
+    api_token: SecretStr | None = None
+
     host: str = "127.0.0.1"
     router_port: int = 8080
     segmenter_port: int = 8081
@@ -60,6 +66,11 @@ class Settings(BaseSettings):
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: str = Field(default="json", pattern="^(json|text)$")
+
+    @field_validator("intake_rate_limit")
+    @classmethod
+    def _a_rate(cls, value: str) -> str:
+        return check_rate(value)
 
     @model_validator(mode="after")
     def _kafka_security_consistent(self) -> Self:
@@ -88,3 +99,11 @@ class Settings(BaseSettings):
             raise ValueError("KAFKA_SSL_KEYFILE is set without KAFKA_SSL_CERTFILE")
         return self
 
+
+def check_rate(value: str) -> str:
+    """A rate such as `100/second` or `6000 per minute`, else ValueError saying so."""
+    try:
+        limits.parse(value)
+    except ValueError as exc:
+        raise ValueError("a rate such as 100/second, 6000/minute or 10 per second") from exc
+    return value

@@ -17,7 +17,8 @@ from services.core.settings import Settings
 from services.departments import queue
 from services.router import calendars, priority
 
-app = typer.Typer(help="Read a department's ticket queue and report what was done.",
+app = typer.Typer(help="Read a department's ticket queue and report what was done (API_TOKEN:"
+                       " your department's credential).",
                   no_args_is_help=True, pretty_exceptions_enable=False)
 
 Department = Annotated[str, typer.Argument(help="The department, e.g. public_sector")]
@@ -86,13 +87,15 @@ def _kafka_settings(kafka_user: str | None) -> Settings:
 
 
 def _report(kind: str, ticket_id: str, department: str | None) -> None:
-    _call(lambda url: queue.report(url, ticket_id, kind, department=department))
+    _call(lambda url, token: queue.report(url, ticket_id, kind, department=department,
+                                          token=token))
 
 
-def _call(action: Callable[[str], dict[str, str]]) -> None:
+def _call(action: Callable[[str, str | None], dict[str, str]]) -> None:
     settings = Settings()
+    token = settings.api_token.get_secret_value() if settings.api_token else None
     try:
-        receipt = action(settings.router_url)
+        receipt = action(settings.router_url, token)
     except httpx.HTTPStatusError as exc:
         typer.echo(f"not recorded: {exc.response.status_code} {exc.response.text}", err=True)
         raise typer.Exit(1) from exc
@@ -131,7 +134,8 @@ def transfer_ticket(
     department: DepartmentOption = None,
 ) -> None:
     """Hand a ticket to another department; its response clock keeps running."""
-    _call(lambda url: queue.transfer(url, ticket_id, to, reason, from_department=department))
+    _call(lambda url, token: queue.transfer(url, ticket_id, to, reason, token=token,
+                                            from_department=department))
 
 
 if __name__ == "__main__":

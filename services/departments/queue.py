@@ -68,28 +68,35 @@ async def read_queue(
 
 
 def report(router_url: str, ticket_id: str, kind: str, *, department: str | None,
-           occurred_at: datetime | None = None, timeout: float = 10.0) -> dict[str, str]:
-    """Report `picked_up`, `responded` or `resolved` for a ticket; returns the receipt."""
+           token: str | None, occurred_at: datetime | None = None,
+           timeout: float = 10.0) -> dict[str, str]:
+    """Report `picked_up`, `responded` or `resolved` for a ticket; returns the receipt.
+    `token`: the department's credential."""
     body: dict[str, str] = {"type": kind}
     if department:
         body["department"] = department
     if occurred_at:
         body["occurred_at"] = occurred_at.isoformat()
     response = httpx.post(f"{router_url}/v1/tickets/{ticket_id}/events", json=body,
-                          timeout=timeout)
+                          headers=_authorization(token), timeout=timeout)
     response.raise_for_status()
     receipt: dict[str, str] = response.json()
     return receipt
 
 
 def transfer(router_url: str, ticket_id: str, to_department: str, reason: str, *,
-             from_department: str | None = None, timeout: float = 10.0) -> dict[str, str]:
+             token: str | None, from_department: str | None = None,
+             timeout: float = 10.0) -> dict[str, str]:
     """Hand a ticket to another department; the response clock keeps running."""
     body = {"to_department": to_department, "reason": reason}
     if from_department:
         body["from_department"] = from_department
     response = httpx.post(f"{router_url}/v1/tickets/{ticket_id}/transfer", json=body,
-                          timeout=timeout)
+                          headers=_authorization(token), timeout=timeout)
     response.raise_for_status()
     receipt: dict[str, str] = response.json()
     return receipt
+
+
+def _authorization(token: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"} if token else {}

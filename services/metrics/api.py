@@ -8,11 +8,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 
-from services.core import http, topics
+from services.core import auth, http, topics
 from services.metrics import stats
 from services.metrics.store import TimelineStore
 
 api = APIRouter(prefix="/v1", tags=["stats"])
+# A positive whole number of seconds, minutes, hours or days.
+WINDOW_PATTERN = r"^[1-9][0-9]{0,5}[smhd]$"
 
 
 def get_store(request: Request) -> TimelineStore:
@@ -21,7 +23,8 @@ def get_store(request: Request) -> TimelineStore:
 
 
 def get_window(
-    window: Annotated[str, Query(description="15m, 1h, 24h, 7d ...", max_length=10)] = "24h",
+    window: Annotated[str, Query(description="15m, 1h, 24h, 7d ... (at most 366d)",
+                                 pattern=WINDOW_PATTERN)] = "24h",
 ) -> timedelta:
     try:
         return stats.parse_window(window)
@@ -35,10 +38,11 @@ Department = Annotated[str, Path(pattern=topics.DEPARTMENT_NAME.pattern)]
 
 
 @api.get("/departments/{department}/stats")
-async def department_stats(department: Department, window: Window,
-                           store: Store) -> dict[str, Any]:
+async def department_stats(department: Department, window: Window, store: Store,
+                           principal: auth.DepartmentOrAdmin) -> dict[str, Any]:
     """Volume, first-response and resolution percentiles, first-response target
-    attainment and backlog of one department."""
+    attainment and backlog of one department (its own team or an admin)."""
+    auth.ensure_may_act_for(principal, department)
     now = datetime.now(UTC)
     routed = await store.routed_since(now - window, department=department)
     backlog = len(await store.open_tickets(department))
@@ -46,7 +50,7 @@ async def department_stats(department: Department, window: Window,
         window, routed, backlog, now=now, department=department))}
 
 
-@api.get("/departments")
+@api.get("/departments", dependencies=auth.ADMIN_ONLY)
 async def all_departments(window: Window, store: Store) -> dict[str, Any]:
     """The same statistics for every department that held tickets in the window."""
     now = datetime.now(UTC)
@@ -61,7 +65,7 @@ async def all_departments(window: Window, store: Store) -> dict[str, Any]:
     ]}
 
 
-@api.get("/segments/stats")
+@api.get("/segments/stats", dependencies=auth.ADMIN_ONLY)
 async def segment_stats(window: Window, store: Store) -> dict[str, Any]:
     """The statistics per segment, side by side, so a gap in service shows."""
     now = datetime.now(UTC)

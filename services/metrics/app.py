@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from services.core import background, db, http, kafka, logs, migrate, topics
+from services.core.credentials import Credentials
 from services.core.settings import Settings
 from services.core.stage import StageRunner, stage_running
 from services.metrics import api, exporter, kafka_watch, targets_file, tracker
@@ -28,6 +29,7 @@ def create_app(settings: Settings | None = None, *,
         await migrate.upgrade(settings.database_url)
         engine = db.engine(settings.database_url)
         sessions = db.sessions(engine)
+        app.state.credentials = Credentials(sessions, cache_seconds=settings.auth_cache_seconds)
         store = app.state.timelines = TimelineStore(sessions)
         updates = tracker.TimelineUpdates(store, sessions)
         await kafka.ensure_topics(settings, topics.PIPELINE)

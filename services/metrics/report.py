@@ -27,10 +27,12 @@ UNITS = ((7200.0, "hours", 3600.0), (120.0, "minutes", 60.0), (0.0, "seconds", 1
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
 
-def fetch(url: str, window: str, *, timeout: float = 10.0) -> tuple[list[dict[str, Any]],
-                                                                     list[dict[str, Any]]]:
-    """(departments, segments) statistics over the window from the metrics service."""
-    with httpx.Client(base_url=url, timeout=timeout) as client:
+def fetch(url: str, window: str, *, token: str | None,
+          timeout: float = 10.0) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(departments, segments) statistics over the window from the metrics service
+    (`token`: an admin credential)."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    with httpx.Client(base_url=url, timeout=timeout, headers=headers) as client:
         departments = client.get("/v1/departments", params={"window": window})
         segments = client.get("/v1/segments/stats", params={"window": window})
     for answer in (departments, segments):
@@ -120,10 +122,13 @@ def main(
     url: Annotated[str | None, typer.Option(
         help="The metrics service (default: http://127.0.0.1:METRICS_PORT)")] = None,
 ) -> None:
-    """Render per-department and per-segment response times and target attainment."""
-    base = url or f"http://127.0.0.1:{Settings().metrics_port}"
+    """Render per-department and per-segment response times and target attainment
+    (API_TOKEN: an admin credential)."""
+    settings = Settings()
+    base = url or f"http://127.0.0.1:{settings.metrics_port}"
+    token = settings.api_token.get_secret_value() if settings.api_token else None
     try:
-        departments, segments = fetch(base, window)
+        departments, segments = fetch(base, window, token=token)
     except httpx.HTTPError as exc:
         typer.echo(f"cannot read the stats at {base}: {exc}", err=True)
         raise typer.Exit(1) from exc

@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 
 from fastapi import FastAPI
 
-from services.core import background, db, http, kafka, logs, migrate, topics
+from services.core import auth, background, credentials_api, db, http, kafka, logs, migrate, topics
+from services.core.credentials import Credentials
 from services.core.live_config import LiveConfig
 from services.core.settings import Settings
 from services.core.stage import StageRunner, stage_running
@@ -43,6 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         sessions = db.sessions(engine)
         routed = app.state.routed = RoutedTickets(sessions)
         app.state.intake_keys = IntakeKeys(sessions)
+        app.state.credentials = Credentials(sessions, cache_seconds=settings.auth_cache_seconds)
         app.state.queue_for = priority.queue_for
         await kafka.ensure_topics(settings, [*topics.PIPELINE, *_queues(live_table)])
         # Transactional: a request answered 503 is never delivered later. The id is stable
@@ -93,7 +95,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
-    for router in (intake.api, tickets_api.api, table_api.api, dead_letters_api.api):
+    app.state.rate_limits = auth.RateLimits(settings.intake_rate_limit)
+    for router in (intake.api, tickets_api.api, table_api.api, dead_letters_api.api,
+                   credentials_api.api):
         app.include_router(router)
     http.install(app, ready=lambda: stage_running(app))
     return app

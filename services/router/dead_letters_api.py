@@ -9,13 +9,14 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.core import http
+from services.core import auth, http
 from services.core.settings import Settings
 from services.router import dead_letters
 
 logger = logging.getLogger(__name__)
 
-api = APIRouter(prefix="/v1/dead-letters", tags=["dead letters"])
+api = APIRouter(prefix="/v1/dead-letters", tags=["dead letters"],
+                dependencies=auth.ADMIN_ONLY)
 
 
 def get_settings(request: Request) -> Settings:

@@ -9,12 +9,12 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, Path, Request
+from fastapi import APIRouter, Depends, Header, HTTPException, Path, Request
 from fastapi.responses import JSONResponse
 from prometheus_client import Counter
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from services.core import envelope, events, kafka, tickets, topics
+from services.core import access, auth, envelope, events, http, kafka, tickets, topics
 from services.router.models import IntakeKeyRow
 from services.router.store import IntakeKeys
 
@@ -83,7 +83,7 @@ class DepartmentReport(BaseModel):
 
     type: Literal["picked_up", "responded", "resolved"]
     department: str | None = Field(default=None, pattern=topics.DEPARTMENT_NAME.pattern)
-    occurred_at: AwareDatetime | None = Field(
+    occurred_at: http.Timestamp | None = Field(
         default=None, description="When it happened (RFC 3339 with offset); default: now")
 
 
@@ -139,6 +139,7 @@ IdempotencyKey = Annotated[str | None, Header(
 async def submit_ticket(
     submission: TicketSubmission,
     request: Request,
+    platform: auth.RateLimitedPlatform,
     publisher: PublisherDep,
     keys: Keys,
     correlation_id: CorrelationId = None,
@@ -150,6 +151,8 @@ async def submit_ticket(
     ticket_id = str(uuid.uuid4())
     if idempotency_key is not None:
         fingerprint = hashlib.sha256(submission.model_dump_json().encode()).hexdigest()
+        # Keys are the platform's own: two platforms may well pick the same one.
+        idempotency_key = scoped_key(platform, idempotency_key)
         claim = await keys.claim(idempotency_key, fingerprint=fingerprint,
                                  ticket_id=ticket_id, now=received_at)
         earlier = _earlier_request(request, claim, ticket_id, fingerprint, received_at)
@@ -187,6 +190,22 @@ async def submit_ticket(
     return TicketAccepted(ticket_id=ticket.ticket_id, correlation_id=correlation)
 
 
+def scoped_key(platform: access.Principal, idempotency_key: str) -> str:
+    return hashlib.sha256(f"{platform.subject}\x00{idempotency_key}".encode()).hexdigest()
+
+
+async def _ensure_with_department(request: Request, ticket_id: str,
+                                  principal: access.Principal, named: str | None) -> None:
+    if named is not None and named != principal.subject:
+        raise auth.Refused(403, "forbidden", "a department credential reports for its own"
+                                             " department only")
+    row = await request.app.state.routed.get(ticket_id)
+    if row is None:
+        raise HTTPException(404, detail={"error": "not_found",
+                                         "detail": f"no routed ticket {ticket_id!r}"})
+    auth.ensure_may_act_for(principal, row.department)
+
+
 def _earlier_request(request: Request, claim: IntakeKeyRow, ticket_id: str, fingerprint: str,
                      now: datetime) -> TicketAccepted | JSONResponse | None:
     """The answer to a retry, or None when this request is to publish the ticket."""
@@ -216,9 +235,14 @@ async def report_event(
     report: DepartmentReport,
     request: Request,
     publisher: PublisherDep,
+    principal: auth.DepartmentOrAdmin,
     correlation_id: CorrelationId = None,
 ) -> ReportAccepted | JSONResponse:
-    """A department reports that it picked up, responded to or resolved a ticket."""
+    """A department reports that it picked up, responded to or resolved a ticket (a
+    department's credential: only tickets that are with that department)."""
+    if principal.role is access.Role.DEPARTMENT:
+        await _ensure_with_department(request, ticket_id, principal, report.department)
+        report = report.model_copy(update={"department": principal.subject})
     lifecycle = events.TicketEvent(
         ticket_id=ticket_id,
         type=events.TicketEventType(f"ticket.{report.type}"),

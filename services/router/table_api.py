@@ -6,11 +6,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 
-from services.core import config_files, http
+from services.core import auth, config_files, http
 from services.core.live_config import LiveConfig
 from services.router import routing
 
-api = APIRouter(prefix="/v1/routing-table", tags=["routing table"])
+api = APIRouter(prefix="/v1/routing-table", tags=["routing table"],
+                dependencies=auth.ADMIN_ONLY)
 
 LiveTable = LiveConfig[routing.RoutingTable]
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.core import events, http, kafka, topics
+from services.core import auth, events, http, kafka, topics
 from services.router import dispatch
 from services.router.intake import UNAVAILABLE, PublisherDep, TicketId, unavailable
 from services.router.store import RoutedTickets
@@ -41,11 +41,14 @@ def _not_found(ticket_id: str) -> HTTPException:
 
 
 @api.get("/{ticket_id}")
-async def ticket_state(ticket_id: TicketId, routed: Routed) -> dict[str, Any]:
-    """The ticket's current department and state, and its whole routing trace."""
+async def ticket_state(ticket_id: TicketId, routed: Routed,
+                       principal: auth.DepartmentOrAdmin) -> dict[str, Any]:
+    """The ticket's current department and state, and its whole routing trace (for the
+    department that has it, or an admin)."""
     row = await routed.get(ticket_id)
     if row is None:
         raise _not_found(ticket_id)
+    auth.ensure_may_act_for(principal, row.department)
     return {
         "ticket_id": row.ticket_id, "department": row.department, "segment": row.segment,
         "status": row.status, "priority": row.priority,
@@ -57,11 +60,13 @@ async def ticket_state(ticket_id: TicketId, routed: Routed) -> dict[str, Any]:
 
 @api.post("/{ticket_id}/transfer", status_code=202, responses=UNAVAILABLE)
 async def transfer(ticket_id: TicketId, body: Transfer, routed: Routed, request: Request,
-                   publisher: PublisherDep) -> Any:
-    """Hand a ticket to another department; the response clock keeps running."""
+                   publisher: PublisherDep, principal: auth.DepartmentOrAdmin) -> Any:
+    """Hand a ticket to another department; the response clock keeps running. A
+    department hands over only tickets it has."""
     row = await routed.get(ticket_id)
     if row is None:
         raise _not_found(ticket_id)
+    auth.ensure_may_act_for(principal, row.department)
     if body.from_department and body.from_department != row.department:
         raise HTTPException(409, detail={
             "error": "not_yours", "detail": f"the ticket is with {row.department!r}"})

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from services.core import http, kafka
+from services.core import auth, http, kafka
 from services.segmenter import context, customer_events, imports, row_streams, rows
 from services.segmenter.api import CustomerId, Store
 from services.segmenter.profiles import Customer, CustomerType
 
-api = APIRouter(prefix="/v1", tags=["customers"])
+api = APIRouter(prefix="/v1", tags=["customers"], dependencies=auth.ADMIN_ONLY)
 
 
 def get_publisher(request: Request) -> kafka.Publisher:
@@ -35,13 +35,13 @@ class CustomerIn(BaseModel):
     customer_type: CustomerType
     name: str | None = Field(default=None, max_length=200)
     email: str | None = Field(default=None, max_length=254)
-    birth_date: date | None = None
+    birth_date: http.Day | None = None
     gender: str | None = Field(default=None, max_length=32)
     country: str | None = Field(default=None, pattern=r"^[A-Z]{2}$",
                                 description="ISO 3166-1 alpha-2, e.g. NL")
     language: str | None = Field(default=None, max_length=16)
     socio_economic_band: str | None = Field(default=None, max_length=16)
-    signup_date: date | None = None
+    signup_date: http.Day | None = None
     attributes: dict[str, str | int | float | bool] = Field(default_factory=dict,
                                                             max_length=100)
 
@@ -51,7 +51,8 @@ class PurchaseIn(BaseModel):
 
     amount: Decimal = Field(gt=0, max_digits=14, decimal_places=2)
     currency: str = Field(pattern=r"^[A-Z]{3}$", description="ISO 4217, e.g. EUR")
-    purchased_at: AwareDatetime | None = Field(default=None, description="default: now")
+    purchased_at: http.Timestamp | None = Field(
+        default=None, description="RFC 3339 with offset; default: now")
 
 
 @api.put("/customers/{customer_id}", status_code=200)
@@ -137,7 +138,8 @@ IMPORT_FORMATS = {"text/csv": "csv", "application/x-ndjson": "jsonl",
 IMPORT_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {
     "text/csv": {"schema": {"type": "string", "description": "a header line, then rows"}},
     "application/x-ndjson": {"schema": {"type": "string",
-                                        "description": "one JSON object a line"}}}}}
+                                        "description": "one JSON object a line"}}}},
+    "responses": {"415": {"description": "The body is neither CSV nor JSON Lines"}}}
 
 
 def import_format(request: Request) -> rows.Format:

@@ -7,10 +7,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 
+from services.core import auth
 from services.segmenter import context, rules
 from services.segmenter.store import CustomerStore
 
-api = APIRouter(prefix="/v1", tags=["segments"])
+api = APIRouter(prefix="/v1", tags=["segments"], dependencies=auth.ADMIN_ONLY)
 
 CustomerId = Annotated[str, Path(min_length=1, max_length=128,
                                  pattern=r"^[A-Za-z0-9._:@-]+$")]

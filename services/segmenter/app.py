@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from fastapi import FastAPI
 
 from services.core import background, db, http, kafka, logs, migrate, topics
+from services.core.credentials import Credentials
 from services.core.settings import Settings
 from services.core.stage import StageRunner, stage_running
 from services.segmenter import (
@@ -35,8 +36,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.rules = live_rules.live_rule_set(settings.segment_rules_file)
         await migrate.upgrade(settings.database_url)
         engine = db.engine(settings.database_url)
+        sessions = db.sessions(engine)
+        app.state.credentials = Credentials(sessions, cache_seconds=settings.auth_cache_seconds)
         store = CustomerStore(
-            db.sessions(engine),
+            sessions,
             cache=CustomerCache(max_customers=settings.customer_cache_size,
                                 ttl_seconds=settings.customer_cache_ttl_seconds),
             policy=features.TierPolicy(most_valuable_share=settings.most_valuable_share,

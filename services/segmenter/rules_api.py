@@ -8,13 +8,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 
-from services.core import config_files, http
+from services.core import auth, config_files, http
 from services.segmenter import analysis, context, rules, rules_file
 from services.segmenter.api import Store
 from services.segmenter.live_rules import LiveRuleSet
 from services.segmenter.store import CustomerStore
 
-api = APIRouter(prefix="/v1/segment-rules", tags=["segment rules"])
+api = APIRouter(prefix="/v1/segment-rules", tags=["segment rules"],
+                dependencies=auth.ADMIN_ONLY)
 
 def get_live(request: Request) -> LiveRuleSet:
     live: LiveRuleSet = request.app.state.rules

@@ -289,7 +289,10 @@ async def traffic(pipeline: Pipeline, prometheus: PrometheusApi) -> AsyncIterato
     one record no stage can read."""
     router = pipeline.url("router")
     now = datetime.now(UTC)
-    async with httpx.AsyncClient(timeout=10) as client:
+    # Tickets come from a support platform; an admin reports and transfers for any
+    # department.
+    async with httpx.AsyncClient(timeout=10, headers=pipeline.headers()) as client, \
+            httpx.AsyncClient(timeout=10, headers=pipeline.headers("admin")) as admin:
         met, late, unanswered, gov = [await post_ticket(client, router, "gov-ministry-1")
                                       for _ in range(4)]
         escalated, transferred = [await post_ticket(client, router, "ind-vip-1")
@@ -297,7 +300,7 @@ async def traffic(pipeline: Pipeline, prometheus: PrometheusApi) -> AsyncIterato
         prospect, business = [await post_ticket(client, router, customer)
                               for customer in ("never-seen-42", "org-acme-1")]
         await post_ticket(client, router, "ind-loyal-1")
-        await transfer(client, router, transferred, "business_desk")
+        await transfer(admin, router, transferred, "business_desk")
         coming = [
             lifecycle(ticket, events.TicketEventType.ROUTED, now, department="public_sector",
                       segment="government", reason="route", first_response_deadline=deadline)
@@ -317,10 +320,10 @@ async def traffic(pipeline: Pipeline, prometheus: PrometheusApi) -> AsyncIterato
         finally:
             await producer.stop()
         for ticket in (met, late, gov, escalated, prospect, business):
-            await report(client, router, ticket, "responded")
+            await report(admin, router, ticket, "responded")
         for ticket in (business, prospect):
-            await report(client, router, ticket, "picked_up")
-            await report(client, router, ticket, "resolved")
+            await report(admin, router, ticket, "picked_up")
+            await report(admin, router, ticket, "resolved")
     yield
 
 

@@ -43,7 +43,7 @@ async def test_tickets_reach_their_department_once_and_responses_are_measured(
             for n in range(2):
                 response = await client.post(f"{pipeline.url('router')}/v1/tickets", json={
                     "customer_id": customer, "subject": f"Question {n}", "body": "Hello",
-                    "channel": "web", "kind": "question"})
+                    "channel": "web", "kind": "question"}, headers=pipeline.headers())
                 assert response.status_code == 202, response.text
                 posted[response.json()["ticket_id"]] = customer
 
@@ -70,8 +70,10 @@ async def test_tickets_reach_their_department_once_and_responses_are_measured(
 
         # Departments respond through the department tool's library.
         for ticket_id, customer in posted.items():
+            department = EXPECTED[customer][1]
+            token = pipeline.headers("department", department)["Authorization"].split()[1]
             receipt = await asyncio.to_thread(queue.report, pipeline.url("router"), ticket_id,
-                                              "responded", department=EXPECTED[customer][1])
+                                              "responded", department=department, token=token)
             assert receipt["status"] == "accepted"
 
         expected_counts = Counter(EXPECTED[c] for c in posted.values())
@@ -91,7 +93,8 @@ async def test_tickets_reach_their_department_once_and_responses_are_measured(
 
         stats = (await client.get(
             f"{pipeline.url('metrics')}/v1/departments/public_sector/stats",
-            params={"window": "1h"})).json()
+            params={"window": "1h"},
+            headers=pipeline.headers("department", "public_sector"))).json()
         assert stats["responded"] >= 2
         assert stats["first_response_seconds"]["p50"] is not None
 
@@ -100,7 +103,7 @@ async def test_unknown_customer_is_potential_not_an_error(pipeline: Pipeline) ->
     async with httpx.AsyncClient(timeout=10) as client:
         answer = (await client.get(
             f"{pipeline.url('segmenter')}/v1/customers/nobody-knows-me/segment",
-            params={"explain": "true"})).json()
+            params={"explain": "true"}, headers=pipeline.headers("admin"))).json()
     assert answer["segment"] == "potential"
     assert answer["customer_known"] is False
     assert answer["tier"] == "potential"
@@ -117,7 +120,8 @@ async def test_no_personal_data_in_logs_or_metric_labels(pipeline: Pipeline) -> 
         segmenter = pipeline.url("segmenter")
         assert (await client.put(f"{segmenter}/v1/customers/pii-probe-1", json={
             "customer_type": "individual", "name": secrets["name"], "email": secrets["email"],
-            "birth_date": secrets["birth"], "gender": "female"})).status_code == 201
+            "birth_date": secrets["birth"], "gender": "female"},
+            headers=pipeline.headers("admin"))).status_code == 201
         posted = []
         for kind in ("question", "complaint"):
             response = await client.post(f"{pipeline.url('router')}/v1/tickets", json={
@@ -125,11 +129,11 @@ async def test_no_personal_data_in_logs_or_metric_labels(pipeline: Pipeline) -> 
                 "subject": f"From {secrets['name']}",
                 "body": f"Call me on {secrets['phone']} or mail {secrets['email']};"
                         f" born {secrets['birth']}.",
-                "attributes": {"contact": secrets["email"]}})
+                "attributes": {"contact": secrets["email"]}}, headers=pipeline.headers())
             assert response.status_code == 202
             posted.append(response.json()["ticket_id"])
         await client.post(f"{pipeline.url('router')}/v1/tickets", content=b'{"broken',
-                          headers={"content-type": "application/json"})
+                          headers={"content-type": "application/json", **pipeline.headers()})
         found = await read_topic(pipeline.bootstrap, *department_lanes("sales_support"),
                                  until=2, keep=lambda e: e.ticket_id in posted)
         assert len(found) == 2  # the tickets went through, text and all

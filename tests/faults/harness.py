@@ -12,7 +12,7 @@ import logging
 import signal
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import httpx
@@ -85,10 +85,13 @@ class Load:
     and retries a 503 (or a POST that got no answer) with the same key until it gets a
     202, for up to `give_up_after` seconds."""
 
-    def __init__(self, intakes: Callable[[], Sequence[str]], *, prefix: str, rate: float,
-                 limit: int, posters: int = 6, customers: Sequence[str] = CUSTOMERS,
-                 retrying: bool = False, give_up_after: float = 60.0) -> None:
+    def __init__(self, intakes: Callable[[], Sequence[str]], *, headers: Mapping[str, str],
+                 prefix: str, rate: float, limit: int, posters: int = 6,
+                 customers: Sequence[str] = CUSTOMERS, retrying: bool = False,
+                 give_up_after: float = 60.0) -> None:
+        """`headers`: a support platform's credential (`Pipeline.headers()`)."""
         self.prefix = prefix
+        self._headers = dict(headers)
         self.answers: list[Answer] = []
         self._intakes = intakes
         self._rate = rate
@@ -169,7 +172,8 @@ class Load:
         subject = f"{self.prefix} {n}"
         ticket = {"customer_id": self._customers[n % len(self._customers)],
                   "subject": subject, "body": "fault test", "channel": "api"}
-        headers = {"Idempotency-Key": f"{self.prefix}-{n}"} if self._retrying else {}
+        headers = {**self._headers,
+                   **({"Idempotency-Key": f"{self.prefix}-{n}"} if self._retrying else {})}
         give_up = time.monotonic() + self._give_up_after
         while True:
             intakes = self._intakes()

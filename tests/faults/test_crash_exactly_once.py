@@ -50,7 +50,7 @@ async def test_sigkill_router_and_segmenter_loses_and_duplicates_nothing(
 
     async def poster() -> None:
         nonlocal sent
-        async with httpx.AsyncClient(timeout=10) as client:
+        async with httpx.AsyncClient(timeout=10, headers=crash_pipeline.headers()) as client:
             while not queue.empty():
                 n = queue.get_nowait()
                 sent += 1

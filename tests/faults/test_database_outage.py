@@ -58,7 +58,8 @@ async def test_database_outage_delays_but_loses_nothing(
     pipeline = Pipeline(kafka_bootstrap, own_postgres.url, tmp_path / "logs",
                         extra_env={"TICKETS_RAISED_FLUSH_SECONDS": "1"})
     intake = pipeline.url("router")
-    load = harness.Load(lambda: [intake], prefix=unique("db-stop"), rate=30, limit=3000)
+    load = harness.Load(lambda: [intake], headers=pipeline.headers(), prefix=unique("db-stop"),
+                        rate=30, limit=3000)
     async with harness.running(pipeline) as shutdown, \
             harness.Watch(kafka_bootstrap, harness.all_lanes(), load.owns) as routed, \
             harness.Watch(kafka_bootstrap, [topics.SEGMENTED], load.owns) as segmented:

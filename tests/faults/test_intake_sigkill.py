@@ -1,6 +1,10 @@
 """SIGKILL the intake (the router process) several times while tickets are posted: every
 ticket it acknowledged is in a department queue exactly once. (Killing the segmenter
-too is `test_crash_exactly_once.py`.)"""
+too is `test_crash_exactly_once.py`.)
+
+The restarted intake's producer fences its killed predecessor, whose open transaction is
+aborted: a ticket is delivered without a 202 only when its transaction was committed in
+the moment between the commit and the answer (the row's "no-202 delivered")."""
 
 from __future__ import annotations
 
@@ -20,8 +24,8 @@ async def test_sigkill_intake_loses_and_duplicates_nothing(
     began = time.monotonic()
     pipeline = Pipeline(kafka_bootstrap, seeded_sqlite, tmp_path / "logs")
     router = pipeline.services["router"]
-    load = harness.Load(lambda: [router.url], prefix=unique("intake-kill"), rate=40,
-                        limit=3000)
+    load = harness.Load(lambda: [router.url], headers=pipeline.headers(),
+                        prefix=unique("intake-kill"), rate=40, limit=3000)
     downtimes: list[float] = []
     async with harness.running(pipeline) as shutdown, \
             harness.Watch(kafka_bootstrap, harness.all_lanes(), load.owns) as watch:

@@ -24,7 +24,8 @@ async def test_poison_goes_to_dead_letters_and_good_tickets_flow(
                for record in poison.poisons(topic, subject=f"{prefix} subject")]
     pipeline = Pipeline(kafka_bootstrap, seeded_sqlite, tmp_path / "logs")
     intake = pipeline.url("router")
-    load = harness.Load(lambda: [intake], prefix=unique("poison-good"), rate=40, limit=3000)
+    load = harness.Load(lambda: [intake], headers=pipeline.headers(),
+                        prefix=unique("poison-good"), rate=40, limit=3000)
 
     def ours(record: ConsumerRecord) -> bool:
         return record.key is not None and record.key.startswith(f"{prefix}:".encode())

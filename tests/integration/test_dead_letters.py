@@ -21,6 +21,7 @@ from services.core import envelope, http, kafka, pipeline, topics
 from services.core.settings import Settings
 from services.local import ports
 from services.router import dead_letters, dead_letters_api
+from tests import credentials
 from tests.conftest import unique
 
 Headers = list[tuple[str, bytes]]
@@ -233,9 +234,12 @@ def api_app(settings: Settings) -> FastAPI:
 
 
 async def call(settings: Settings, method: str, path: str, **options: Any) -> httpx.Response:
-    transport = httpx.ASGITransport(app=api_app(settings))
-    async with httpx.AsyncClient(transport=transport, base_url="http://test",
-                                 timeout=60) as client:
+    """The dead-letter API called as an admin."""
+    app = api_app(settings)
+    async with credentials.authenticating(app, settings.database_url) as store, \
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test",
+                              headers=await credentials.headers_of(store, "admin"),
+                              timeout=60) as client:
         return await client.request(method, path, **options)
 
 
@@ -286,9 +290,9 @@ class TestHttp:
         ("POST", "/v1/dead-letters/replay", {"json": {"ids": ["0:1"]}}),
     ])
     async def test_kafka_unreachable_is_a_503_with_retry_after(
-            self, method: str, path: str, options: dict[str, Any]) -> None:
+            self, method: str, path: str, options: dict[str, Any], sqlite_url: str) -> None:
         nowhere = Settings(kafka_bootstrap_servers=f"127.0.0.1:{ports.free_port()}",
-                           retry_after_seconds=7)
+                           database_url=sqlite_url, retry_after_seconds=7)
         response = await call(nowhere, method, path, **options)
         assert response.status_code == 503
         assert response.headers["Retry-After"] == "7"

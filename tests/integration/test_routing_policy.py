@@ -60,15 +60,24 @@ def policy_pipeline(kafka_bootstrap: str,
         running.stop()
 
 
+class RouterClient(httpx.AsyncClient):
+    """The router's API as an admin, and as a support platform for posting tickets."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        super().__init__(base_url=pipeline.url("router"), timeout=20,
+                         headers=pipeline.headers("admin"))
+        self.platform = pipeline.headers("platform")
+
+
 @pytest.fixture
-async def router(policy_pipeline: Pipeline) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=policy_pipeline.url("router"),
-                                 timeout=20) as client:
+async def router(policy_pipeline: Pipeline) -> AsyncIterator[RouterClient]:
+    async with RouterClient(policy_pipeline) as client:
         yield client
 
 
 async def post(router: httpx.AsyncClient, customer: str, **fields: Any) -> str:
-    response = await router.post("/v1/tickets", json={
+    assert isinstance(router, RouterClient)
+    response = await router.post("/v1/tickets", headers=router.platform, json={
         "customer_id": customer, "subject": "s", "body": "b", "channel": "web", **fields})
     assert response.status_code == 202, response.text
     ticket_id: str = response.json()["ticket_id"]
@@ -225,8 +234,9 @@ class TestIdempotentIntake:
             self, router: httpx.AsyncClient, policy_pipeline: Pipeline) -> None:
         key = unique("key")
         body = {"customer_id": "gov-ministry-1", "subject": "s", "body": "b", "channel": "web"}
-        answers = [await router.post("/v1/tickets", json=body,
-                                     headers={"Idempotency-Key": key}) for _ in range(3)]
+        headers = {"Idempotency-Key": key, **policy_pipeline.headers()}
+        answers = [await router.post("/v1/tickets", json=body, headers=headers)
+                   for _ in range(3)]
         assert [a.status_code for a in answers] == [202, 202, 202]
         ticket_ids = {a.json()["ticket_id"] for a in answers}
         assert len(ticket_ids) == 1
@@ -235,13 +245,14 @@ class TestIdempotentIntake:
         assert len(found) == 1
 
     async def test_the_same_key_for_another_ticket_is_refused(
-            self, router: httpx.AsyncClient) -> None:
+            self, router: httpx.AsyncClient, policy_pipeline: Pipeline) -> None:
         key = unique("key")
+        headers = {"Idempotency-Key": key, **policy_pipeline.headers()}
         body = {"customer_id": "gov-ministry-1", "subject": "s", "body": "b", "channel": "web"}
         assert (await router.post("/v1/tickets", json=body,
-                                  headers={"Idempotency-Key": key})).status_code == 202
+                                  headers=headers)).status_code == 202
         other = await router.post("/v1/tickets", json={**body, "subject": "other"},
-                                  headers={"Idempotency-Key": key})
+                                  headers=headers)
         assert other.status_code == 422
         assert other.json()["fields"][0]["field"] == "header.Idempotency-Key"
 

@@ -17,6 +17,7 @@ from services.core import topics
 from services.core.settings import PROJECT_ROOT
 from services.local import ports, processes
 from services.segmenter import demo
+from tests import credentials
 from tests.conftest import read_topic, unique
 from tests.databases import BACKENDS, fresh_postgres_database
 
@@ -40,9 +41,11 @@ rules:
 
 
 class Segmenter:
-    def __init__(self, process: processes.ServiceProcess, rules_file: Path) -> None:
+    def __init__(self, process: processes.ServiceProcess, rules_file: Path,
+                 database_url: str) -> None:
         self.process = process
         self.rules_file = rules_file
+        self.database_url = database_url
         self.url = process.url
 
 
@@ -64,7 +67,7 @@ async def segmenter(request: pytest.FixtureRequest, kafka_bootstrap: str,
         process.start()
         try:
             await asyncio.to_thread(process.wait_ready, 90)
-            yield Segmenter(process, rules_file)
+            yield Segmenter(process, rules_file, database_url)
         finally:
             process.stop()
 
@@ -82,7 +85,10 @@ async def _database(request: pytest.FixtureRequest, home: Path) -> AsyncIterator
 
 @pytest.fixture
 async def client(segmenter: Segmenter) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=segmenter.url, timeout=30) as http_client:
+    """The segmenter's API, as an admin."""
+    token = await credentials.issue_token(segmenter.database_url, "admin")
+    async with httpx.AsyncClient(base_url=segmenter.url, timeout=30,
+                                 headers=credentials.bearer(token)) as http_client:
         yield http_client
 
 

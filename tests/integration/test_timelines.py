@@ -15,6 +15,7 @@ from sqlalchemy import text
 from services.core import db, envelope, events, http, migrate
 from services.metrics import api, tracker
 from services.metrics.store import TimelineStore
+from tests import credentials
 from tests.conftest import unique
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
@@ -162,7 +163,10 @@ class TestStatsApi:
             app.include_router(api.api)
             http.install(app, ready=lambda: True)
             transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://metrics") as client:
+            async with credentials.authenticating(app, sqlite_url) as keys, \
+                    httpx.AsyncClient(transport=transport, base_url="http://metrics",
+                                      headers=await credentials.headers_of(keys, "admin"),
+                                      ) as client:
                 one = (await client.get(f"/v1/departments/{department}/stats",
                                         params={"window": "1h"})).json()
                 every = (await client.get("/v1/departments", params={"window": "1h"})).json()

@@ -1,0 +1,85 @@
+"""What every service's OpenAPI says about its error answers, so that clients (and the
+schemathesis fuzz tests) can rely on it: one error shape for every 4xx and 5xx, and the
+statuses the shared pieces answer documented on each operation they guard."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import FastAPI
+
+ERROR_SCHEMAS: dict[str, dict[str, Any]] = {
+    "FieldProblem": {
+        "type": "object",
+        "required": ["field", "problem", "type"],
+        "properties": {
+            "field": {"type": "string", "description": "where, e.g. body.customer_id"},
+            "problem": {"type": "string", "description": "what was wrong and what is accepted"},
+            "type": {"type": "string", "description": "a stable code, e.g. missing"},
+        },
+    },
+    "Error": {
+        "type": "object",
+        "required": ["error"],
+        "description": "Every error answer: a stable code, and either a `detail` or the"
+                       " `fields` that were refused (422); a refused configuration file"
+                       " also names its `file`, `line` and `rule`.",
+        "properties": {
+            "error": {"type": "string", "description": "e.g. invalid_request, not_found"},
+            "detail": {"type": "string"},
+            "fields": {"type": "array", "items": {"$ref": "#/components/schemas/FieldProblem"}},
+        },
+    },
+}
+_ERROR_CONTENT = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+_FRAMEWORK_SCHEMAS = ("HTTPValidationError", "ValidationError")
+
+# Statuses the shared pieces answer, and on which operations.
+UNAUTHENTICATED = "No credential, or one that is unknown, revoked or malformed"
+FORBIDDEN = "The credential's role (or department) does not allow this"
+NOT_FOUND = "Nothing of that name (the resource the path names, if it has to exist)"
+UNREADABLE = "The body cannot be read as JSON text (e.g. it is not UTF-8)"
+TOO_LARGE = "The request body is over the service's limit"
+INVALID = "The request was refused: the fields that were wrong, and why"
+
+
+def install(app: FastAPI) -> None:
+    """Document the error answers in the app's OpenAPI, whenever it is generated."""
+    generate: Callable[[], dict[str, Any]] = app.openapi
+    documented: list[dict[str, Any]] = []
+
+    def openapi() -> dict[str, Any]:
+        schema = generate()
+        if not documented or documented[0] is not schema:
+            document_errors(schema, body_limit_exempt=("/import",))
+            documented[:] = [schema]
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def document_errors(schema: dict[str, Any], *, body_limit_exempt: tuple[str, ...]) -> None:
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for name in _FRAMEWORK_SCHEMAS:
+        components.pop(name, None)  # FastAPI's own 422 shape, which is not what we send
+    components.update(ERROR_SCHEMAS)
+    for path, operations in schema.get("paths", {}).items():
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            if operation.get("security"):
+                responses.setdefault("401", {"description": UNAUTHENTICATED})
+                responses.setdefault("403", {"description": FORBIDDEN})
+            if any(parameter.get("in") == "path" for parameter in operation.get("parameters", ())):
+                responses.setdefault("404", {"description": NOT_FOUND})
+            if "requestBody" in operation and not path.endswith(body_limit_exempt):
+                responses.setdefault("413", {"description": TOO_LARGE})
+            if "application/json" in operation.get("requestBody", {}).get("content", {}):
+                responses.setdefault("400", {"description": UNREADABLE})
+            if "422" in responses or "requestBody" in operation or operation.get("parameters"):
+                described = responses.get("422", {}).get("description", "Validation Error")
+                responses["422"] = {
+                    "description": INVALID if described == "Validation Error" else described}
+            for status, response in responses.items():
+                if status[0] in "45":
+                    response["content"] = _ERROR_CONTENT

@@ -1,0 +1,110 @@
+"""`routing credentials`: issue, list and revoke credentials straight in the store (the
+first admin's token comes from here; afterwards admins can use `/v1/credentials`)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from services.core import access, db, migrate
+from services.core.credentials import Credentials
+from services.core.settings import Settings
+
+app = typer.Typer(help="Credentials: platforms' API keys, departments' and admins' tokens.",
+                  no_args_is_help=True)
+
+
+@contextlib.asynccontextmanager
+async def _store(database_url: str) -> AsyncIterator[Credentials]:
+    await migrate.upgrade(database_url)
+    engine = db.engine(database_url)
+    try:
+        yield Credentials(db.sessions(engine))
+    finally:
+        await engine.dispose()
+
+
+@app.command("issue")
+def issue(
+    role: Annotated[access.Role, typer.Option(help="platform, department or admin")],
+    subject: Annotated[str | None, typer.Option(
+        help="The platform's or department's name (not for admins)")] = None,
+    label: Annotated[str, typer.Option(help="What it is for")] = "",
+    rate_limit: Annotated[str | None, typer.Option(
+        help="Platforms: their intake rate limit, e.g. 200/second")] = None,
+) -> None:
+    """Issue a credential and print its token: the only time it is shown."""
+    problem = access.subject_problem(role, subject)
+    if problem:
+        raise typer.BadParameter(problem, param_hint="--subject")
+
+    async def run() -> str:
+        async with _store(Settings().database_url) as store:
+            credential, token = await store.issue(role, subject, label=label,
+                                                  rate_limit=rate_limit)
+        typer.echo(f"issued {credential.credential_id} ({role.value}"
+                   f"{' ' + subject if subject else ''})", err=True)
+        return token
+
+    typer.echo(asyncio.run(run()))
+
+
+@app.command("list")
+def listed() -> None:
+    """Every credential (without secrets), one JSON object per line."""
+
+    async def run() -> None:
+        async with _store(Settings().database_url) as store:
+            for credential in await store.listed():
+                typer.echo(json.dumps({**credential.__dict__, "role": credential.role.value,
+                                       "created_at": credential.created_at.isoformat(),
+                                       "revoked_at": credential.revoked_at and
+                                       credential.revoked_at.isoformat()}))
+
+    asyncio.run(run())
+
+
+@app.command("revoke")
+def revoke(credential_id: str) -> None:
+    """Revoke a credential: every service refuses it within AUTH_CACHE_SECONDS."""
+
+    async def run() -> bool:
+        async with _store(Settings().database_url) as store:
+            return await store.revoke(credential_id) is not None
+
+    if not asyncio.run(run()):
+        typer.echo(f"no credential {credential_id}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"revoked {credential_id}")
+
+
+async def issue_demo_credentials(database_url: str, departments: Sequence[str],
+                                 out: Path) -> bool:
+    """On a store without credentials: an admin token, a demo platform's key and a token
+    per department, written to `out` (readable by its owner only). False if the store
+    already had credentials."""
+    async with _store(database_url) as store:
+        if await store.listed():
+            return False
+        lines = []
+        _, token = await store.issue(access.Role.ADMIN, None, label="demo admin")
+        lines.append(f"ADMIN_TOKEN={token}")
+        _, token = await store.issue(access.Role.PLATFORM, "demo-platform",
+                                     label="demo platform")
+        lines.append(f"PLATFORM_TOKEN={token}")
+        for department in departments:
+            _, token = await store.issue(access.Role.DEPARTMENT, department,
+                                         label="demo department")
+            lines.append(f"{department.upper()}_TOKEN={token}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        file.write("\n".join(lines) + "\n")
+    return True
