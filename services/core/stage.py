@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
-from services.core import kafka, pipeline
+from aiokafka import AIOKafkaProducer
+
+from services.core import kafka, partition_producers, pipeline
 from services.core.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 
 class StageRunner:
-    """Owns a stage's consumer and producer and the task that runs its loop."""
+    """Owns a stage's consumer and producers and the task that runs its loop."""
 
     def __init__(
         self,
@@ -26,17 +29,23 @@ class StageRunner:
     ) -> None:
         """`publishes=False`: a stage that only records (no output records) needs no
         transactions, whatever the delivery setting."""
-        self._consumer = kafka.consumer(settings, source_topic, group_id=group_id,
-                                        client_id=name)
-        exactly_once = settings.delivery == "exactly_once" and publishes
-        # A stable id per instance: a restarted instance fences its killed predecessor
-        # and aborts the transaction it left open.
-        self._producer = kafka.producer(
-            settings, client_id=name,
-            transactional_id=f"{group_id}-{settings.instance_id}" if exactly_once else None)
+        self._consumer = kafka.consumer(settings, group_id=group_id, client_id=name)
+        producers: partition_producers.PartitionProducers | None = None
+        self._producer: AIOKafkaProducer | None = None
+        if settings.delivery == "exactly_once" and publishes:
+            # One producer per input partition, its transactional id stable across
+            # instances: a partition's new owner fences the old one (and a restarted
+            # instance its killed predecessor) and aborts the transaction it left open.
+            producers = partition_producers.PartitionProducers(
+                lambda transactional_id: kafka.producer(
+                    settings, client_id=name, transactional_id=transactional_id),
+                group_id=group_id)
+        else:
+            self._producer = kafka.producer(settings, client_id=name)
         self.loop = pipeline.StageLoop(
-            name=name, consumer=self._consumer, producer=self._producer, transform=transform,
-            transactions_for_group=group_id if exactly_once else None)
+            name=name, consumer=self._consumer, transform=transform,
+            producer=self._producer, producers=producers)
+        self._consumer.subscribe([source_topic], listener=self.loop.handover)
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._consuming = False
@@ -48,7 +57,8 @@ class StageRunner:
         self._task = asyncio.create_task(self._run(), name=self.loop.name)
 
     async def _run(self) -> None:
-        await self._producer.start()
+        if self._producer is not None:
+            await self._producer.start()
         await self._consumer.start()
         self._consuming = True
         await self.loop.run(self._stop)
@@ -69,9 +79,15 @@ class StageRunner:
                 pass
             except Exception:
                 logger.exception("stage %s ended with an error", self.loop.name)
-        for client in (self._consumer, self._producer):
+        # The batch in hand is committed by now: leave the group, then close producers.
+        closing: list[Callable[[], Awaitable[None]]] = [self._consumer.stop]
+        if self._producer is not None:
+            closing.append(self._producer.stop)
+        if self.loop.producers is not None:
+            closing.append(self.loop.producers.close_all)
+        for close in closing:
             try:
-                await client.stop()
+                await close()
             except Exception:
                 logger.exception("stage %s: a Kafka client did not stop cleanly", self.loop.name)
 

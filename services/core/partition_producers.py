@@ -1,0 +1,170 @@
+"""One transactional producer per input partition a stage owns, and the hand-over of
+partitions between instances on a consumer-group rebalance.
+
+aiokafka's transactional offset commits carry no group generation (no KIP-447 fencing),
+so a member that lost its partitions (a zombie, resumed after a long pause) could still
+commit outputs and offsets after the new owner re-read the old ones. The transactional
+id therefore belongs to the partition, not to the instance (`<group>-<topic>-<partition>`,
+the design Kafka Streams used before KIP-447): the new owner's `init_transactions` fences
+the old owner's producer and aborts the transaction it left open, and waits until the old
+owner's last transaction is complete before this module reads the committed offset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import KafkaError
+
+logger = logging.getLogger(__name__)
+
+NewProducer = Callable[[str], AIOKafkaProducer]
+"""Builds an unstarted producer with the given transactional id."""
+
+
+class PartitionProducers:
+    """The started producer of each partition this instance owns; none for the others."""
+
+    def __init__(self, new_producer: NewProducer, *, group_id: str) -> None:
+        self.group_id = group_id
+        self._new_producer = new_producer
+        self._producers: dict[TopicPartition, AIOKafkaProducer] = {}
+        self._opening: set[TopicPartition] = set()
+        self._to_retry: set[TopicPartition] = set()
+        self._fenced_at: dict[TopicPartition, float] = {}
+
+    def transactional_id(self, partition: TopicPartition) -> str:
+        return f"{self.group_id}-{partition.topic}-{partition.partition}"
+
+    def get(self, partition: TopicPartition) -> AIOKafkaProducer | None:
+        return self._producers.get(partition)
+
+    async def open(self, partitions: Iterable[TopicPartition]) -> set[TopicPartition]:
+        """Start a producer for each partition (`init_transactions`: fences any former
+        owner); returns the partitions that got one. The others are to be retried."""
+        wanted = [tp for tp in partitions
+                  if tp not in self._producers and tp not in self._opening]
+        self._opening.update(wanted)
+        try:
+            started = await asyncio.gather(*(self._start(tp) for tp in wanted))
+        finally:
+            self._opening.difference_update(wanted)
+        for partition, producer in zip(wanted, started, strict=True):
+            self._fenced_at.pop(partition, None)
+            if producer is None:
+                self._to_retry.add(partition)
+            else:
+                self._producers[partition] = producer
+                self._to_retry.discard(partition)
+        return {tp for tp, producer in zip(wanted, started, strict=True) if producer}
+
+    async def close(self, partitions: Iterable[TopicPartition]) -> None:
+        partitions = list(partitions)
+        closing = [self._producers.pop(tp) for tp in partitions if tp in self._producers]
+        for tp in partitions:
+            self._fenced_at.pop(tp, None)
+            self._to_retry.discard(tp)
+        await asyncio.gather(*(_stop_quietly(producer) for producer in closing))
+
+    async def close_all(self) -> None:
+        await self.close([*self._producers, *self._fenced_at, *self._to_retry])
+
+    async def failed(self, partition: TopicPartition) -> None:
+        """The partition's producer is unusable (or it lacks its offset): start afresh."""
+        await self.close([partition])
+        self._to_retry.add(partition)
+
+    def to_retry(self, assigned: set[TopicPartition]) -> set[TopicPartition]:
+        return self._to_retry & assigned
+
+    async def fenced(self, partition: TopicPartition) -> None:
+        """Another instance took the partition over: drop our producer; the consumer's
+        next rebalance tells us what we own now."""
+        await self.close([partition])
+        self._fenced_at[partition] = time.monotonic()
+
+    def fenced_longer_than(self, seconds: float, *, still_assigned: set[TopicPartition]
+                           ) -> list[TopicPartition]:
+        """Partitions fenced over `seconds` ago that no rebalance has taken from us."""
+        now = time.monotonic()
+        return [tp for tp, at in self._fenced_at.items()
+                if tp in still_assigned and now - at > seconds]
+
+    async def _start(self, partition: TopicPartition) -> AIOKafkaProducer | None:
+        producer = self._new_producer(self.transactional_id(partition))
+        try:
+            await producer.start()
+        except Exception:
+            logger.exception("transactional producer did not start",
+                             extra={"partition": str(partition)})
+            await _stop_quietly(producer)
+            return None
+        except BaseException:
+            await _stop_quietly(producer)
+            raise
+        return producer
+
+
+async def _stop_quietly(producer: AIOKafkaProducer) -> None:
+    try:
+        await producer.stop()
+    except (KafkaError, OSError):
+        logger.warning("producer did not stop cleanly", exc_info=True)
+
+
+class Handover(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
+    """Called by the consumer around a rebalance.
+
+    Revoked: waits for the batch in flight to commit or abort (it holds `batch_lock`), so
+    the next owner reads up-to-date committed offsets, then closes those producers.
+    Assigned (exactly once): keeps the partitions paused until each has its producer,
+    then seeks each to its committed offset, read only after `init_transactions` has
+    waited out the former owner's last transaction."""
+
+    def __init__(self, consumer: AIOKafkaConsumer, *, batch_lock: asyncio.Lock,
+                 producers: PartitionProducers | None) -> None:
+        self._consumer = consumer
+        self._batch_lock = batch_lock
+        self._producers = producers
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        async with self._batch_lock:
+            if self._producers is not None:
+                await self._producers.close(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        if self._producers is None or not assigned:
+            return
+        self._consumer.pause(*assigned)
+        await self.take_over(assigned)
+
+    def without_producer(self) -> set[TopicPartition]:
+        """Assigned partitions whose producer did not start or failed for good."""
+        if self._producers is None:
+            return set()
+        return self._producers.to_retry(self._consumer.assignment())
+
+    async def take_over(self, partitions: Iterable[TopicPartition]) -> None:
+        """Start the partitions' producers, seek to the committed offsets, resume."""
+        assert self._producers is not None
+        opened = await self._producers.open(partitions)
+        ready = []
+        for partition in sorted(opened):
+            try:
+                offset = await self._consumer.committed(partition)
+            except KafkaError:
+                logger.exception("committed offset not read",
+                                 extra={"partition": str(partition)})
+                await self._producers.failed(partition)
+                continue
+            if partition not in self._consumer.assignment():
+                continue  # the group rebalanced again meanwhile
+            if offset is not None:
+                self._consumer.seek(partition, offset)
+            ready.append(partition)
+        self._consumer.resume(*ready)
