@@ -1,0 +1,52 @@
+"""Kafka security settings: defaults stay PLAINTEXT, nonsense is refused by name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pydantic
+import pytest
+
+from services.core import kafka
+from services.core.settings import Settings
+
+
+class TestDefaults:
+    def test_plaintext_without_credentials(self) -> None:
+        options = kafka.connection_options(Settings(kafka_bootstrap_servers="k:9092"))
+        assert options == {"bootstrap_servers": "k:9092", "security_protocol": "PLAINTEXT"}
+
+
+class TestRefused:
+    @pytest.mark.parametrize(("given", "named"), [
+        ({"kafka_security_protocol": "SASL_SSL"}, "KAFKA_SASL_USERNAME"),
+        ({"kafka_security_protocol": "SASL_SSL", "kafka_sasl_username": "u"},
+         "KAFKA_SASL_PASSWORD"),
+        ({"kafka_sasl_username": "u", "kafka_sasl_password": "p"}, "KAFKA_SECURITY_PROTOCOL"),
+    ])
+    def test_a_bad_combination_names_the_variable(self, given: dict[str, str],
+                                                  named: str) -> None:
+        with pytest.raises(pydantic.ValidationError, match=named):
+            Settings(**given)
+
+    def test_certificates_without_tls(self, tmp_path: Path) -> None:
+        ca = tmp_path / "ca.pem"
+        ca.write_text("")
+        with pytest.raises(pydantic.ValidationError, match="KAFKA_SSL_CAFILE"):
+            Settings(kafka_ssl_cafile=ca)
+
+    def test_the_password_is_not_echoed(self) -> None:
+        with pytest.raises(pydantic.ValidationError) as refused:
+            Settings(kafka_sasl_username="u", kafka_sasl_password="hunter2-secret")
+        assert "hunter2-secret" not in str(refused.value)
+
+
+class TestSasl:
+    def test_scram_options(self) -> None:
+        options = kafka.connection_options(Settings(
+            kafka_security_protocol="SASL_PLAINTEXT", kafka_sasl_username="router",
+            kafka_sasl_password="pw"))
+        assert options["sasl_mechanism"] == "SCRAM-SHA-512"
+        assert (options["sasl_plain_username"], options["sasl_plain_password"]) == (
+            "router", "pw")
+        assert "ssl_context" not in options
