@@ -4,7 +4,8 @@ too is `test_crash_exactly_once.py`.)
 
 The restarted intake's producer fences its killed predecessor, whose open transaction is
 aborted: a ticket is delivered without a 202 only when its transaction was committed in
-the moment between the commit and the answer (the row's "no-202 delivered")."""
+the moment between the commit and the answer, which the client never got (the row's
+"no-202 delivered")."""
 
 from __future__ import annotations
 
@@ -51,3 +52,9 @@ async def test_sigkill_intake_loses_and_duplicates_nothing(
     assert len(outcome.acknowledged) > 100, "the intake should accept tickets between kills"
     assert not outcome.lost, f"lost {sorted(outcome.lost)[:5]}; logs in {tmp_path / 'logs'}"
     assert not outcome.duplicated, f"duplicated {sorted(outcome.duplicated)[:5]}"
+    # Delivered without a 202: the POST got no answer (the intake died answering), never
+    # a 503.
+    refused = {answer.subject for answer in load.answers if answer.status == 503}
+    delivered_refused = refused & {outcome.subject_of[ticket_id]
+                                   for ticket_id in outcome.unacknowledged}
+    assert not delivered_refused, f"answered 503, yet delivered: {sorted(delivered_refused)}"

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -9,6 +13,7 @@ import httpx
 from services.core import topics
 from services.local import ports, processes
 from services.local.kafka_broker import LocalKafka
+from tests import credentials
 from tests.conftest import Pipeline, read_topic, unique
 
 TICKET = {"subject": "Invoice question", "body": "Where is my invoice?", "channel": "email",
@@ -22,7 +27,8 @@ class TestAccepted:
         async with httpx.AsyncClient() as client:
             response = await client.post(f"{pipeline.url('router')}/v1/tickets",
                                          json={**TICKET, "customer_id": customer},
-                                         headers={"X-Correlation-ID": "corr-1"})
+                                         headers={"X-Correlation-ID": "corr-1",
+                                                  **pipeline.headers()})
         assert response.status_code == 202
         body = response.json()
         assert body["status"] == "accepted"
@@ -42,7 +48,7 @@ class TestBadInput:
             response = await client.post(
                 f"{pipeline.url('router')}/v1/tickets",
                 json={"customer_id": "", "subject": "x", "channel": "fax", "kind": "rant",
-                      "colour": "red"})
+                      "colour": "red"}, headers=pipeline.headers())
         assert response.status_code == 422
         fields = {f["field"]: f["problem"] for f in response.json()["fields"]}
         assert set(fields) == {"body.customer_id", "body.body", "body.channel", "body.kind",
@@ -53,21 +59,31 @@ class TestBadInput:
         async with httpx.AsyncClient() as client:
             response = await client.post(f"{pipeline.url('router')}/v1/tickets",
                                          content=b"{not json",
-                                         headers={"content-type": "application/json"})
+                                         headers={"content-type": "application/json",
+                                                  **pipeline.headers()})
         assert response.status_code == 422
 
     async def test_report_of_unknown_type_is_rejected(self, pipeline: Pipeline) -> None:
         async with httpx.AsyncClient() as client:
             response = await client.post(f"{pipeline.url('router')}/v1/tickets/t-1/events",
-                                         json={"type": "closed"})
+                                         json={"type": "closed"},
+                                         headers=pipeline.headers("admin"))
         assert response.status_code == 422
         assert response.json()["fields"][0]["field"] == "body.type"
 
 
-def test_kafka_down_gives_503_with_retry_after_and_recovers(tmp_path: Path) -> None:
-    """A broker of its own, stopped and started again under a running intake."""
+@dataclass
+class OwnBroker:
+    """A router (the intake) on a broker of its own, which a test stops and starts."""
+
+    broker: LocalKafka
+    tickets_url: str
+    headers: dict[str, str]
+
+
+@contextlib.contextmanager
+def router_on_own_broker(tmp_path: Path) -> Iterator[OwnBroker]:
     broker = LocalKafka(tmp_path / "kafka")
-    broker.start()
     service_ports = {name: ports.free_port() for name in processes.SERVICES}
     env = processes.service_env(
         bootstrap=broker.bootstrap_servers,
@@ -75,28 +91,63 @@ def test_kafka_down_gives_503_with_retry_after_and_recovers(tmp_path: Path) -> N
         extra={"PRODUCE_TIMEOUT_SECONDS": "2", "RETRY_AFTER_SECONDS": "7"})
     router = processes.ServiceProcess("router", service_ports["router"], env,
                                       tmp_path / "router.log")
-    url = f"{router.url}/v1/tickets"
-    ticket = {**TICKET, "customer_id": "cust-1"}
     try:
+        broker.start()
         router.start()
         router.wait_ready(timeout=90)
-        assert httpx.post(url, json=ticket, timeout=10).status_code == 202
-
-        broker.stop()
-        down = httpx.post(url, json=ticket, timeout=10)
-        assert down.status_code == 503
-        assert down.headers["Retry-After"] == "7"
-        assert down.json()["error"] == "unavailable"
-
-        broker.start()
-        statuses = []
-        for _ in range(30):
-            statuses.append(httpx.post(url, json=ticket, timeout=10).status_code)
-            if statuses[-1] == 202:
-                break
-        assert statuses[-1] == 202, statuses
+        yield OwnBroker(broker, f"{router.url}/v1/tickets", credentials.bearer(
+            credentials.issue_token_blocking(env["DATABASE_URL"], "platform", "tests")))
     finally:
         router.stop()
         broker.stop()
 
 
+def test_kafka_down_gives_503_with_retry_after_and_recovers(tmp_path: Path) -> None:
+    ticket = {**TICKET, "customer_id": "cust-1"}
+    with router_on_own_broker(tmp_path) as own, httpx.Client(
+            headers=own.headers, timeout=10) as client:
+        assert client.post(own.tickets_url, json=ticket).status_code == 202
+
+        own.broker.stop()
+        down = client.post(own.tickets_url, json=ticket)
+        assert down.status_code == 503
+        assert down.headers["Retry-After"] == "7"
+        assert down.json()["error"] == "unavailable"
+
+        own.broker.start()
+        statuses = []
+        for _ in range(30):
+            statuses.append(client.post(own.tickets_url, json=ticket).status_code)
+            if statuses[-1] == 202:
+                break
+        assert statuses[-1] == 202, statuses
+
+
+async def test_ticket_answered_503_is_never_delivered_once_kafka_is_back(
+        tmp_path: Path) -> None:
+    """The intake's producer keeps a timed-out ticket's records; they must stay in a
+    transaction that is never committed, invisible to read_committed readers."""
+    customer = unique("cust")
+    with router_on_own_broker(tmp_path) as own:
+        async with httpx.AsyncClient(timeout=10, headers=own.headers) as client:
+
+            async def post(subject: str) -> int:
+                response = await client.post(own.tickets_url, json={
+                    **TICKET, "customer_id": customer, "subject": subject})
+                return response.status_code
+
+            assert await post("before the outage") == 202
+            await asyncio.to_thread(own.broker.stop)
+            assert await post("answered 503") == 503
+            await asyncio.to_thread(own.broker.start)
+            # Until the intake is back: each 503 here must not be delivered either.
+            statuses: list[int] = []
+            while 202 not in statuses and len(statuses) < 30:
+                statuses.append(await post("after the outage"))
+            assert statuses[-1] == 202, statuses
+        # Long enough for a late commit of the 503'd ticket to show, were there one.
+        found = await read_topic(own.broker.bootstrap_servers, topics.INCOMING, until=2,
+                                 settle=5.0,
+                                 keep=lambda event: event.data["customer_id"] == customer)
+    assert sorted(event.data["subject"] for event, _ in found) == [
+        "after the outage", "before the outage"]
