@@ -13,7 +13,8 @@ folder. Every run reads the same pre-filled input topic with a new consumer grou
   customer, so each batch's customers are loaded from the store (one query a batch).
 - router, at least once / exactly once: the real router stage (routing table of
   config/routing.yaml, state and trace written to SQLite once per batch), committing
-  offsets after the acknowledgements, or in one Kafka transaction per batch.
+  offsets after the acknowledgements, or in one Kafka transaction per input partition
+  of each batch (one transactional producer per partition).
 Prints tickets per second (median of the runs) and each as a ratio of the bare loop.
 """
 
@@ -32,7 +33,16 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from services.core import db, envelope, kafka, migrate, pipeline, tickets, topics
+from services.core import (
+    db,
+    envelope,
+    kafka,
+    migrate,
+    partition_producers,
+    pipeline,
+    tickets,
+    topics,
+)
 from services.core.settings import PROJECT_ROOT, Settings
 from services.local.kafka_broker import LocalKafka
 from services.router import priority, table_file
@@ -68,27 +78,38 @@ async def fill(settings: Settings, topic: str, count: int, customers: list[str])
         await producer.stop()
 
 
-async def drain(settings: Settings, topic: str, count: int,
-                loop_factory: Callable[[AIOKafkaConsumer, AIOKafkaProducer, str], object],
-                *, transactional: bool = False) -> float:
+Contender = Callable[[Settings, str, AIOKafkaConsumer, AIOKafkaProducer, str],
+                     tuple[Callable[[int], Awaitable[None]], Callable[[], Awaitable[None]]]]
+"""Subscribes the consumer to the topic; returns how to run the loop and what to close."""
+
+
+async def drain(settings: Settings, topic: str, count: int, contender: Contender) -> float:
     """Time one consumer group reading `count` records of `topic` through a loop."""
     group = f"bench-{uuid.uuid4().hex[:8]}"
-    consumer = kafka.consumer(settings, topic, group_id=group, client_id=group)
-    producer = kafka.producer(settings, client_id=group,
-                              transactional_id=f"{group}-tx" if transactional else None)
+    consumer = kafka.consumer(settings, group_id=group, client_id=group)
+    producer = kafka.producer(settings, client_id=group)
+    run, close = contender(settings, topic, consumer, producer, group)
     await consumer.start()
     await producer.start()
     try:
-        loop = loop_factory(consumer, producer, group)
         started = time.perf_counter()
-        await loop(count)  # type: ignore[operator]
+        await run(count)
         return count / (time.perf_counter() - started)
     finally:
         await consumer.stop()
         await producer.stop()
+        await close()
 
 
-def bare_loop(consumer: AIOKafkaConsumer, producer: AIOKafkaProducer, _group: str) -> object:
+async def nothing() -> None:
+    pass
+
+
+def bare_loop(_settings: Settings, topic: str, consumer: AIOKafkaConsumer,
+              producer: AIOKafkaProducer, _group: str
+              ) -> tuple[Callable[[int], Awaitable[None]], Callable[[], Awaitable[None]]]:
+    consumer.subscribe([topic])
+
     async def run(count: int) -> None:
         seen = 0
         while seen < count:
@@ -103,15 +124,22 @@ def bare_loop(consumer: AIOKafkaConsumer, producer: AIOKafkaProducer, _group: st
             await asyncio.gather(*acks)
             if batch:
                 await consumer.commit()
-    return run
+    return run, nothing
 
 
-def stage_loop(transform: pipeline.Transform, *,
-               exactly_once: bool = False) -> Callable[..., object]:
-    def factory(consumer: AIOKafkaConsumer, producer: AIOKafkaProducer, group: str) -> object:
-        loop = pipeline.StageLoop(name="bench", consumer=consumer, producer=producer,
-                                  transform=transform,
-                                  transactions_for_group=group if exactly_once else None)
+def stage_loop(transform: pipeline.Transform, *, exactly_once: bool = False) -> Contender:
+    """The stage's loop; exactly once: one transactional producer per input partition."""
+    def contender(settings: Settings, topic: str, consumer: AIOKafkaConsumer,
+                  producer: AIOKafkaProducer, group: str
+                  ) -> tuple[Callable[[int], Awaitable[None]], Callable[[], Awaitable[None]]]:
+        producers = partition_producers.PartitionProducers(
+            lambda transactional_id: kafka.producer(settings, client_id=group,
+                                                    transactional_id=transactional_id),
+            group_id=group) if exactly_once else None
+        loop = pipeline.StageLoop(name="bench", consumer=consumer, transform=transform,
+                                  producer=None if exactly_once else producer,
+                                  producers=producers)
+        consumer.subscribe([topic], listener=loop.handover)
 
         async def run(count: int) -> None:
             stop = asyncio.Event()
@@ -120,8 +148,8 @@ def stage_loop(transform: pipeline.Transform, *,
                 await asyncio.sleep(0.01)
             stop.set()
             await task
-        return run
-    return factory
+        return run, producers.close_all if producers is not None else nothing
+    return contender
 
 
 async def segmenter_bench(home: Path, count: int, runs: int) -> None:
@@ -190,8 +218,7 @@ async def router_bench(home: Path, count: int, runs: int) -> None:
         results: dict[str, list[float]] = {name: [] for name in contenders}
         for _ in range(runs):
             for name, factory in contenders.items():
-                results[name].append(await drain(settings, "bench.segmented", count, factory,
-                                                 transactional="exactly" in name))
+                results[name].append(await drain(settings, "bench.segmented", count, factory))
         await engine.dispose()
     finally:
         broker.stop()

@@ -4,13 +4,14 @@ retries after transient failures, clean shutdown."""
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from services.core import db, envelope, kafka, migrate, tickets, topics
@@ -280,6 +281,89 @@ class TestSegmenterStage:
                    for e, _ in found)
 
 
+async def publish_to(producer: AIOKafkaProducer, event: envelope.Event,
+                     partition: int | None = None) -> None:
+    """Publish a segmented ticket keyed by its id (spread over the partitions)."""
+    await producer.send_and_wait(topics.SEGMENTED, envelope.to_value(event),
+                                 key=str(event.ticket_id).encode(), partition=partition,
+                                 headers=envelope.to_headers(event))
+
+
+async def owns(runner: StageRunner, partition: TopicPartition) -> None:
+    """Wait until the runner has a transactional producer for the partition."""
+    assert runner.loop.producers is not None
+    async with asyncio.timeout(30):
+        while runner.loop.producers.get(partition) is None:  # noqa: ASYNC110 - polling
+            await asyncio.sleep(0.1)
+
+
+class TestHandover:
+    async def test_instances_joining_and_leaving_route_each_ticket_once(
+            self, stage_settings: Settings, raw_producer: AIOKafkaProducer) -> None:
+        group = unique("router")
+        sent: set[str | None] = set()
+
+        async def publish_some(count: int) -> None:
+            for _ in range(count):
+                event = segmented_event("government")
+                sent.add(event.ticket_id)
+                await publish_to(raw_producer, event)
+
+        first = router_runner(stage_settings, group)
+        second = router_runner(stage_settings.model_copy(update={"instance_id": "1"}), group)
+        await publish_some(40)
+        await first.start()
+        try:
+            await publish_some(40)
+            await second.start()
+            await publish_some(40)
+            await owns(second, TopicPartition(topics.SEGMENTED, 1))
+            await first.stop()
+            await publish_some(40)
+            found = await read_topic(stage_settings.kafka_bootstrap_servers,
+                                     "dept.public_sector", until=len(sent), within=60,
+                                     settle=3.0, keep=lambda e: e.ticket_id in sent)
+        finally:
+            await first.stop()
+            await second.stop()
+        copies = Counter(event.ticket_id for event, _ in found)
+        assert set(copies) == sent
+        assert max(copies.values()) == 1
+
+    async def test_a_fenced_partition_waits_for_the_rebalance_and_the_stage_runs_on(
+            self, stage_settings: Settings, raw_producer: AIOKafkaProducer) -> None:
+        group = unique("router")
+        first = router_runner(stage_settings, group)
+        second = router_runner(stage_settings.model_copy(update={"instance_id": "1"}), group)
+        fenced_partition = TopicPartition(topics.SEGMENTED, 0)
+        await first.start()
+        await owns(first, fenced_partition)
+        assert first.loop.producers is not None
+        # What a new owner does on taking the partition over: fence the old owner.
+        usurper = kafka.producer(stage_settings, client_id="usurper",
+                                 transactional_id=first.loop.producers.transactional_id(
+                                     fenced_partition))
+        await usurper.start()
+        try:
+            held_back, flowing = segmented_event("government"), segmented_event("government")
+            await publish_to(raw_producer, held_back, partition=0)
+            await publish_to(raw_producer, flowing, partition=1)
+            delivered = await read_topic(stage_settings.kafka_bootstrap_servers,
+                                         "dept.public_sector", until=1, within=30,
+                                         keep=lambda e: e.ticket_id in {held_back.ticket_id,
+                                                                        flowing.ticket_id})
+            assert [event.ticket_id for event, _ in delivered] == [flowing.ticket_id]
+            assert first.running
+            await second.start()  # the rebalance gives partition 0 a fresh producer
+            found = await read_topic(stage_settings.kafka_bootstrap_servers,
+                                     "dept.public_sector", until=1, within=60, settle=3.0,
+                                     keep=lambda e: e.ticket_id == held_back.ticket_id)
+            assert len(found) == 1
+            assert first.running
+        finally:
+            await usurper.stop()
+            await first.stop()
+            await second.stop()
 
 
 class TestAtLeastOnceMode:
@@ -289,7 +373,7 @@ class TestAtLeastOnceMode:
         event = segmented_event("government")
         await publish(raw_producer, topics.SEGMENTED, event)
         runner = router_runner(settings, unique("router"))
-        assert runner.loop._transactions_for_group is None
+        assert runner.loop.producers is None
         await runner.start()
         try:
             found = await read_topic(settings.kafka_bootstrap_servers,
