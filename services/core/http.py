@@ -73,20 +73,23 @@ async def _http_error(request: Request, error: Exception) -> JSONResponse:
         code = HTTPStatus(error.status_code).phrase.lower().replace(" ", "_").replace("-", "_")
         content = {"error": code, "detail": str(error.detail)}
     headers = dict(error.headers or {})
-    if error.status_code == 405:
-        headers["Allow"] = ", ".join(_allowed_methods(request))
+    allowed = _allowed_methods(request.scope, request.app.routes)
+    if error.status_code == 405 and allowed:
+        headers["Allow"] = ", ".join(sorted(allowed))
     return JSONResponse(status_code=error.status_code, content=content, headers=headers)
 
 
-def _allowed_methods(request: Request) -> list[str]:
-    """Every method served at the request's path: Starlette's own 405 names only those
-    of the first route whose path matched."""
+def _allowed_methods(scope: Any, routes: Any) -> set[str]:
+    """Every method served at the request's path: the framework's own 405 names only
+    those of the first route whose path matched (included routers are searched too)."""
     methods: set[str] = set()
-    for route in request.app.routes:
-        match, _child_scope = route.matches(request.scope)
-        if match is not Match.NONE:
+    for route in routes:
+        included = getattr(getattr(route, "original_router", route), "routes", None)
+        if included is not None:
+            methods |= _allowed_methods(scope, included)
+        elif route.matches(scope)[0] is not Match.NONE:
             methods |= getattr(route, "methods", None) or set()
-    return sorted(methods)
+    return methods
 
 
 def install(app: FastAPI, *, ready: Callable[[], bool], max_body_bytes: int = 1 << 20) -> None:

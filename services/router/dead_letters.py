@@ -320,6 +320,8 @@ async def _scan(consumer: AIOKafkaConsumer, topic: str, starts: Mapping[int, int
     """Each partition's records in turn, from its start up to its end offset when the scan
     began (or its stop, if earlier): a scan never waits for records still to come."""
     partitions = {partition: TopicPartition(topic, partition) for partition in starts}
+    if not partitions:
+        return  # e.g. `since` names a partition past the last: nothing after it
     ends = await consumer.end_offsets(list(partitions.values()))
     loop = asyncio.get_running_loop()
     stall_seconds = 2 * settings.produce_timeout_seconds

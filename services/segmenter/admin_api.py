@@ -55,7 +55,8 @@ class PurchaseIn(BaseModel):
         default=None, description="RFC 3339 with offset; default: now")
 
 
-@api.put("/customers/{customer_id}", status_code=200)
+@api.put("/customers/{customer_id}", status_code=200,
+         responses={201: {"description": "The customer is new: created"}})
 async def save_customer(customer_id: CustomerId, customer: CustomerIn, store: Store,
                         publisher: Publisher, response: Response) -> dict[str, Any]:
     """Create or replace a customer's profile."""
