@@ -73,23 +73,25 @@ async def _http_error(request: Request, error: Exception) -> JSONResponse:
         code = HTTPStatus(error.status_code).phrase.lower().replace(" ", "_").replace("-", "_")
         content = {"error": code, "detail": str(error.detail)}
     headers = dict(error.headers or {})
-    allowed = _allowed_methods(request.scope, request.app.routes)
-    if error.status_code == 405 and allowed:
-        headers["Allow"] = ", ".join(sorted(allowed))
+    if error.status_code == 405:
+        matched = _matching_routes(request.scope, request.app.routes)
+        if matched:  # the methods of the path (template) that answers, as documented
+            allowed = {m for r in matched if r.path == matched[0].path for m in r.methods}
+            headers["Allow"] = ", ".join(sorted(allowed))
     return JSONResponse(status_code=error.status_code, content=content, headers=headers)
 
 
-def _allowed_methods(scope: Any, routes: Any) -> set[str]:
-    """Every method served at the request's path: the framework's own 405 names only
-    those of the first route whose path matched (included routers are searched too)."""
-    methods: set[str] = set()
+def _matching_routes(scope: Any, routes: Any) -> list[Any]:
+    """The routes whose path matches the request's, in order (included routers are
+    searched too): the framework's own 405 names the methods of the first only."""
+    found: list[Any] = []
     for route in routes:
         included = getattr(getattr(route, "original_router", route), "routes", None)
         if included is not None:
-            methods |= _allowed_methods(scope, included)
-        elif route.matches(scope)[0] is not Match.NONE:
-            methods |= getattr(route, "methods", None) or set()
-    return methods
+            found += _matching_routes(scope, included)
+        elif getattr(route, "methods", None) and route.matches(scope)[0] is not Match.NONE:
+            found.append(route)
+    return found
 
 
 def install(app: FastAPI, *, ready: Callable[[], bool], max_body_bytes: int = 1 << 20) -> None:
