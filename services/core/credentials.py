@@ -3,6 +3,8 @@
 Every service reads the same table, so a credential issued or revoked on one (through the
 router's admin API or the `routing credentials` command) holds on all of them without a
 restart, within `AUTH_CACHE_SECONDS` (each service keeps what it looked up that long).
+While the store is down, a service goes by what it last read of a credential, so the
+intake keeps accepting tickets from the platforms it knows.
 """
 
 from __future__ import annotations
@@ -11,13 +13,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from cachetools import TTLCache
+from cachetools import LRUCache, TTLCache
 from sqlalchemy import DateTime, String, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
 from services.core import access
-from services.core.db import Base
+from services.core.db import STORE_ERRORS, Base
 
 
 class CredentialRow(Base):
@@ -71,6 +73,7 @@ class Credentials:
         self._sessions = sessions
         self._looked: TTLCache[str, _Looked | None] = TTLCache(maxsize=10_000,
                                                                ttl=cache_seconds)
+        self._last_read: LRUCache[str, _Looked | None] = LRUCache(maxsize=10_000)
 
     async def issue(self, role: access.Role, subject: str | None, *, label: str = "",
                     rate_limit: str | None = None) -> tuple[Credential, str]:
@@ -104,6 +107,7 @@ class Credentials:
                 .values(revoked_at=datetime.now(UTC)))
             row = await session.get(CredentialRow, credential_id)
         self._looked.pop(credential_id, None)
+        self._last_read.pop(credential_id, None)
         return None if row is None else _shown(row)
 
     async def authenticate(self, token: str) -> access.Principal | None:
@@ -116,7 +120,14 @@ class Credentials:
         if credential_id in self._looked:
             looked = self._looked[credential_id]
         else:
-            looked = self._looked[credential_id] = await self._look_up(credential_id)
+            try:
+                looked = await self._look_up(credential_id)
+            except STORE_ERRORS:
+                if credential_id not in self._last_read:
+                    raise
+                looked = self._last_read[credential_id]  # the store is down: as last read
+            else:
+                self._looked[credential_id] = self._last_read[credential_id] = looked
         if looked is None or not access.secret_matches(secret, looked.secret_hash):
             return None
         return looked.principal

@@ -7,8 +7,13 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
+
+# What the store raises when it is down or unreachable (not when a query is wrong).
+STORE_ERRORS: tuple[type[Exception], ...] = (
+    OperationalError, InterfaceError, DisconnectionError, OSError, TimeoutError)
 
 
 class Base(DeclarativeBase):
@@ -18,7 +23,8 @@ class Base(DeclarativeBase):
 def engine(database_url: str) -> AsyncEngine:
     url = make_url(database_url)
     if url.get_backend_name() != "sqlite":
-        return create_async_engine(url, pool_pre_ping=True)
+        # A store that does not answer fails within seconds, not asyncpg's minute.
+        return create_async_engine(url, pool_pre_ping=True, connect_args={"timeout": 5})
     if url.database and url.database != ":memory:":
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
     sqlite_engine = create_async_engine(url, connect_args={"timeout": 30})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import date
 from http import HTTPStatus
@@ -15,7 +16,9 @@ from pydantic import AwareDatetime, BeforeValidator, WithJsonSchema
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
-from services.core import auth, config_files, http_docs
+from services.core import auth, config_files, db, http_docs
+
+logger = logging.getLogger(__name__)
 
 
 def field_errors(error: RequestValidationError) -> list[dict[str, str]]:
@@ -94,6 +97,16 @@ def _matching_routes(scope: Any, routes: Any) -> list[Any]:
     return found
 
 
+async def _store_unavailable(request: Request, error: Exception) -> JSONResponse:
+    logger.warning("request failed: the SQL store is unavailable",
+                   extra={"path": request.url.path, "error_class": type(error).__name__})
+    settings = getattr(request.app.state, "settings", None)
+    retry_after = getattr(settings, "retry_after_seconds", 5)
+    return JSONResponse(status_code=503, headers={"Retry-After": str(retry_after)},
+                        content={"error": "unavailable",
+                                 "detail": "the SQL store is unavailable; retry later"})
+
+
 def install(app: FastAPI, *, ready: Callable[[], bool], max_body_bytes: int = 1 << 20) -> None:
     """Add the shared error handlers, a body size limit, `/healthz`, `/readyz` and
     `/metrics` to a service."""
@@ -103,6 +116,8 @@ def install(app: FastAPI, *, ready: Callable[[], bool], max_body_bytes: int = 1 
     app.add_exception_handler(HTTPException, _http_error)
     http_docs.install(app)
     auth.install(app)
+    for store_error in db.STORE_ERRORS:
+        app.add_exception_handler(store_error, _store_unavailable)
     health = APIRouter(tags=["health"])
 
     @health.get("/healthz", summary="The process is alive")

@@ -50,6 +50,7 @@ class Settings(BaseSettings):
     most_growable_share: float = Field(default=0.10, gt=0, lt=1)
     min_growth_ratio: float = Field(default=0.25, ge=-1, le=1)
 
+    store_outage_grace_seconds: float = Field(default=10.0, ge=0)
     load_sample_seconds: float = Field(default=5.0, gt=0)
     escalation_check_seconds: float = Field(default=5.0, gt=0)
 

@@ -26,6 +26,12 @@ class Ticket(BaseModel):
     received_at: datetime
 
 
+# The segment of a ticket whose customer could not be looked up (the customer store was
+# down past its grace period): routed like any segment without a route, to the fallback
+# department, unless the routing table routes it.
+DEGRADED_SEGMENT = "unsegmented"
+
+
 class Segmentation(BaseModel):
     """Which customer group a ticket belongs to, and why."""
 
@@ -37,6 +43,7 @@ class Segmentation(BaseModel):
     customer_known: bool
     tier: str
     decided_by: dict[str, Any] = Field(default_factory=dict)
+    degraded: str | None = None  # why the segment is not the customer's (store down)
 
 
 class SegmentedTicket(Ticket):

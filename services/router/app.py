@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from services.core import auth, background, credentials_api, db, http, kafka, logs, migrate, topics
 from services.core.credentials import Credentials
 from services.core.live_config import LiveConfig
+from services.core.outage import StoreOutage
 from services.core.settings import Settings
 from services.core.stage import StageRunner, stage_running
 from services.core.transactional_publisher import TransactionalPublisher
@@ -52,13 +53,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         publisher = app.state.publisher = TransactionalPublisher(
             settings, client_id=f"{NAME}-intake", transactional_id=f"intake-{settings.instance_id}")
         load = LoadWatch(settings, routed, lambda: live_table.current)
-        stage = StageRunner(
-            settings, name=NAME, source_topic=topics.SEGMENTED, group_id=NAME,
-            transform=worker.RouteTicket(lambda: live_table.current, routed=routed,
-                                         load=load.view))
-        follower = StageRunner(settings, name=f"{NAME}-tracker", source_topic=topics.EVENTS,
-                               group_id=f"{NAME}-tracker",
-                               transform=tracker.FollowTicketEvent(routed), publishes=False)
+        route = worker.RouteTicket(lambda: live_table.current, routed=routed, load=load.view,
+                                   outage=StoreOutage(settings.store_outage_grace_seconds))
+        stage = StageRunner(settings, name=NAME, source_topic=topics.SEGMENTED, group_id=NAME,
+                            transform=route)
+        follower = StageRunner(
+            settings, name=f"{NAME}-tracker", source_topic=topics.EVENTS,
+            group_id=f"{NAME}-tracker", publishes=False,
+            transform=tracker.FollowTicketEvent(routed, awaits_store=route.awaits_store))
 
         async def sample_load() -> None:
             await kafka.ensure_topics(settings, _queues(live_table))  # after a reload
@@ -76,6 +78,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings.load_sample_seconds, sample_load, stop))
         tasks.start("escalation", lambda stop: background.every(
             settings.escalation_check_seconds, escalate, stop))
+        tasks.start("deferred-states", lambda stop: background.every(
+            1.0, route.flush_deferred, stop, once_more_on_stop=True))
         await follower.start()
         await stage.start()
         app.state.stage = stage

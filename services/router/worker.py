@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from services.core import envelope, events, kafka, tickets, topics
+from prometheus_client import Gauge
+
+from services.core import db, envelope, events, kafka, tickets, topics
+from services.core.outage import StoreOutage
 from services.router import overflow, routing
 from services.router.dispatch import SOURCE
 from services.router.store import Dispatch, RoutedTickets
+
+logger = logging.getLogger(__name__)
+
+DEFERRED = Gauge("routing_router_deferred_ticket_states",
+                 "Routed tickets whose state and trace wait for the SQL store to come back")
 
 LoadView = Callable[[], tuple[Mapping[str, overflow.DepartmentLoad],
                               Mapping[str, overflow.OverflowState]]]
@@ -24,21 +34,56 @@ class RouteTicket:
     """Turns `ticket.segmented` events into `ticket.routed` ones (a pipeline Transform).
 
     The ticket's state and trace are written to the router's store before its records
-    are produced; a replay writes the same again."""
+    are produced; a replay writes the same again. When the store is down, the batch is
+    retried for the outage's grace period; past it, tickets are routed all the same and
+    their states kept in memory until the store is back (`flush_deferred`)."""
 
     def __init__(self, current_table: Callable[[], routing.RoutingTable], *,
-                 routed: RoutedTickets | None = None, load: LoadView = no_load) -> None:
+                 routed: RoutedTickets | None = None, load: LoadView = no_load,
+                 outage: StoreOutage | None = None) -> None:
         self._current_table = current_table
         self._routed = routed
         self._load = load
+        self._outage = outage or StoreOutage(float("inf"))  # default: wait for the store
         self._dispatches: list[Dispatch] = []
+        self._deferred: dict[str, Dispatch] = {}
 
     async def finish_batch(self) -> None:
         """Write the batch's states and traces in one transaction, before its records are
         committed (a crash in between replays the batch, which writes the same again)."""
         dispatches, self._dispatches = self._dispatches, []
-        if self._routed is not None and dispatches:
-            await self._routed.record_first_dispatches(dispatches)
+        if self._routed is None or not (dispatches or self._deferred):
+            return
+        try:
+            await self._write([*self._deferred.values(), *dispatches])
+        except db.STORE_ERRORS:
+            if not self._outage.failed():
+                raise  # within the grace period: the batch is retried
+            if not self._deferred:
+                logger.warning("router store down past its grace period: routing on, ticket"
+                               " states kept until it is back")
+            self._deferred.update((d.ticket_id, d) for d in dispatches)
+            DEFERRED.set(len(self._deferred))
+
+    async def flush_deferred(self) -> None:
+        """Write the states kept during an outage (called periodically); quiet while the
+        store is still down."""
+        if self._routed is not None and self._deferred:
+            with contextlib.suppress(*db.STORE_ERRORS):
+                await self._write(list(self._deferred.values()))
+
+    def awaits_store(self, ticket_id: str) -> bool:
+        """Whether this ticket's state is among those waiting for the store."""
+        return ticket_id in self._deferred
+
+    async def _write(self, dispatches: list[Dispatch]) -> None:
+        assert self._routed is not None
+        await self._routed.record_first_dispatches(dispatches)
+        self._outage.recovered()
+        for written in dispatches:  # not those deferred again meanwhile
+            if self._deferred.get(written.ticket_id) is written:
+                del self._deferred[written.ticket_id]
+        DEFERRED.set(len(self._deferred))
 
     async def __call__(self, event: envelope.Event) -> list[kafka.Output]:
         ticket = tickets.SegmentedTicket.model_validate(event.data)

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from services.core import background, db, http, kafka, logs, migrate, topics
 from services.core.credentials import Credentials
+from services.core.outage import StoreOutage
 from services.core.settings import Settings
 from services.core.stage import StageRunner, stage_running
 from services.segmenter import (
@@ -49,8 +50,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.customers = store
         await kafka.ensure_topics(settings, topics.PIPELINE)
         publisher = app.state.publisher = kafka.Publisher(settings, client_id=f"{NAME}-admin")
-        segment = worker.SegmentTicket(lookup=store.customer, preload=store.preload,
-                                       current_rules=lambda: app.state.rules.current)
+        segment = worker.SegmentTicket(
+            lookup=store.customer, preload=store.preload, cached=store.cached_customer,
+            outage=StoreOutage(settings.store_outage_grace_seconds),
+            current_rules=lambda: app.state.rules.current)
         stage = StageRunner(settings, name=NAME, source_topic=topics.INCOMING, group_id=NAME,
                             transform=segment)
         tasks = background.BackgroundTasks()

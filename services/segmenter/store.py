@@ -78,17 +78,23 @@ class CustomerStore:
             self.cache.put(cached)
         return self._as_of(cached, now)
 
+    def cached_customer(self, customer_id: str, *, now: datetime) -> Customer | None:
+        """The customer if the cache holds it, without asking the database."""
+        cached = self.cache.get(customer_id)
+        return None if cached is None else self._as_of(cached, now)
+
     def _as_of(self, customer: Customer, now: datetime) -> Customer:
         """Scores depend on the time and the cutoffs in force, not only on stored values."""
         signup = customer.profile.signup_date if customer.profile else None
         value = features.scored(customer.features, self.cutoffs, now=now, signup_date=signup)
         return Customer(customer.customer_id, customer.profile, value, customer.tier)
 
-    async def preload(self, customer_ids: set[str]) -> None:
-        """Put every customer of a batch that the cache lacks into it, in one query."""
+    async def preload(self, customer_ids: set[str]) -> bool:
+        """Put every customer of a batch that the cache lacks into it, in one query;
+        whether the database was asked."""
         missing = [cid for cid in customer_ids if not self.cache.holds(cid)]
         if not missing or not self.cache.enabled:
-            return
+            return False
         async with self._sessions() as session:
             found = (await session.execute(
                 select(CustomerRow, CustomerFeaturesRow)
@@ -99,6 +105,7 @@ class CustomerStore:
         for customer_id in missing:
             self.cache.put(known.get(customer_id)
                            or Customer(customer_id, None, NO_FEATURES, Tier.POTENTIAL))
+        return True
 
     async def _load(self, customer_id: str) -> Customer:
         async with self._sessions() as session:

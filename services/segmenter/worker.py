@@ -2,43 +2,99 @@
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 
-from services.core import envelope, events, kafka, pipeline, tickets, topics
+from prometheus_client import Counter as Counted
+
+from services.core import db, envelope, events, kafka, pipeline, tickets, topics
+from services.core.outage import StoreOutage
 from services.segmenter import context, rules
 from services.segmenter.profiles import Customer
 
 SOURCE = "/services/segmenter"
+STORE_DOWN = "customer store unavailable"
+
+logger = logging.getLogger(__name__)
+
+DEGRADED = Counted("routing_segmenter_degraded_tickets",
+                   "Tickets given the degraded segment: the customer store was down past its"
+                   " grace period and the customer not in the cache")
 
 Lookup = Callable[..., Awaitable[Customer]]
-Preload = Callable[[set[str]], Awaitable[None]]
+Cached = Callable[..., Customer | None]
+Preload = Callable[[set[str]], Awaitable[bool]]
 
 
 class SegmentTicket:
-    """Turns `ticket.received` events into `ticket.segmented` ones (a pipeline Transform)."""
+    """Turns `ticket.received` events into `ticket.segmented` ones (a pipeline Transform).
+
+    When the customer store is down, tickets of cached customers are segmented as usual.
+    For the others the batch is retried for the outage's grace period; past it they get
+    the degraded segment, flagged on the ticket, so tickets keep flowing."""
 
     def __init__(self, *, lookup: Lookup, current_rules: Callable[[], rules.RuleSet],
-                 preload: Preload | None = None, tally: Counter[str] | None = None) -> None:
+                 preload: Preload | None = None, cached: Cached | None = None,
+                 outage: StoreOutage | None = None,
+                 tally: Counter[str] | None = None) -> None:
         self._lookup = lookup
         self._preload = preload
+        self._cached = cached
+        self._outage = outage or StoreOutage(float("inf"))  # default: wait for the store
         self._current_rules = current_rules
+        self._cache_only = False  # this batch: the store is down, go by the cache
         # Tickets per known customer, flushed to the store in batches (not per ticket).
         self.tally: Counter[str] = tally if tally is not None else Counter()
 
     async def prefetch(self, events: Sequence[envelope.Event]) -> None:
         """Load the batch's customers in one query (a record whose data is unreadable is
         left to __call__, which sends it to the dead letters)."""
-        if self._preload is not None:
-            await self._preload({str(e.data["customer_id"]) for e in events
-                                 if isinstance(e.data.get("customer_id"), str)})
+        self._cache_only = False
+        if self._preload is None:
+            return
+        try:
+            if await self._preload({str(e.data["customer_id"]) for e in events
+                                    if isinstance(e.data.get("customer_id"), str)}):
+                self._outage.recovered()
+        except db.STORE_ERRORS:
+            if not self._go_on_without_store():
+                raise  # within the grace period: the batch is retried
+
+    async def _customer(self, customer_id: str, now: datetime) -> Customer | None:
+        """The customer, or None when the store is down (past its grace) and the cache
+        does not hold them."""
+        if not self._cache_only:
+            try:
+                return await self._lookup(customer_id, now=now)
+            except db.STORE_ERRORS:
+                if not self._go_on_without_store():
+                    raise
+        return self._cached(customer_id, now=now) if self._cached else None
+
+    def _go_on_without_store(self) -> bool:
+        """After a failure of the store: False within its grace period (retry the batch),
+        True past it (this batch goes by the cache)."""
+        if not self._outage.failed():
+            return False
+        if not self._cache_only:
+            logger.warning("customer store down past its grace period: segmenting from the"
+                           " cache, other customers get the degraded segment")
+        self._cache_only = True
+        return True
 
     async def __call__(self, event: envelope.Event) -> list[kafka.Output]:
         ticket = tickets.Ticket.model_validate(event.data)
         now = datetime.now(UTC)
-        customer = await self._lookup(ticket.customer_id, now=now)
+        customer = await self._customer(ticket.customer_id, now)
         rule_set = self._current_rules()
+        if customer is None:
+            DEGRADED.inc()
+            segmentation = tickets.Segmentation(
+                segment=tickets.DEGRADED_SEGMENT, rule="", rules_version=rule_set.version,
+                customer_known=False, tier="unknown", degraded=STORE_DOWN)
+            return self._outputs(event, ticket, segmentation, now)
         try:
             decision = rule_set.decide(context.build(customer, ticket, today=now.date()))
         except rules.RuleEvaluationError as exc:
@@ -49,9 +105,14 @@ class SegmentTicket:
             segment=decision.segment, rule=decision.rule, rules_version=decision.rules_version,
             customer_known=customer.profile is not None, tier=str(customer.tier),
             decided_by=dict(decision.decided_by))
+        return self._outputs(event, ticket, segmentation, now)
+
+    @staticmethod
+    def _outputs(event: envelope.Event, ticket: tickets.Ticket,
+                 segmentation: tickets.Segmentation, now: datetime) -> list[kafka.Output]:
         lifecycle = events.TicketEvent(
             ticket_id=ticket.ticket_id, type=events.TicketEventType.SEGMENTED,
-            occurred_at=now, received_at=ticket.received_at, segment=decision.segment)
+            occurred_at=now, received_at=ticket.received_at, segment=segmentation.segment)
         return [
             kafka.Output(topics.SEGMENTED, ticket.customer_id, envelope.Event(
                 type=events.TicketEventType.SEGMENTED, source=SOURCE,
