@@ -240,13 +240,14 @@ def replay_dead_letters(
     """Replay dead letters to their source topics, each at most once; print the counts."""
     import json
 
-    from services.router import dead_letters
+    from services.router import dead_letter_records, dead_letters
 
     try:
-        selection = dead_letters.Selection(ids=tuple(ids or ()), source_topic=source_topic,
-                                           error_class=error_class, limit=limit)
+        selection = dead_letter_records.Selection(
+            ids=tuple(ids or ()), source_topic=source_topic, error_class=error_class,
+            limit=limit)
         result = asyncio.run(dead_letters.replay(Settings(), selection))
-    except dead_letters.InvalidSelection as exc:
+    except dead_letter_records.InvalidSelection as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from exc
     except (dead_letters.Unavailable, dead_letters.ReplayConflict) as exc:

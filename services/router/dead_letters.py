@@ -10,14 +10,11 @@ exactly when the record was replayed, so a repeated request skips it.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import logging
-import re
-from collections.abc import AsyncGenerator, AsyncIterator, Collection, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -31,16 +28,25 @@ from aiokafka.errors import (
 
 from services.core import kafka, topics
 from services.core.settings import Settings
+from services.router.dead_letter_records import (
+    MAX_LIMIT,
+    ReplayResult,
+    Selection,
+    dead_letter_id,
+    describe,
+    header_values,
+    matches,
+    parse_id,
+    replay_headers,
+    resume_points,
+)
 
 logger = logging.getLogger(__name__)
 
 REPLAYED = f"{topics.DEAD_LETTERS}.replayed"
-REPLAY_HEADER = "dlq_replayed_from"
 # The same for every instance and process, so that a replayer fences any other (see
 # `_replay_selected`).
 TRANSACTIONAL_ID = "dead-letter-replay"
-MAX_LIMIT = 1000
-ID_PATTERN = r"^\d{1,9}:\d{1,19}$"
 # Kafka aborts a transaction left open longer than this (aiokafka's default timeout).
 TRANSACTION_TIMEOUT_SECONDS = 60.0
 # A second producer with our transactional id fences the first: one replay per process.
@@ -54,140 +60,6 @@ class Unavailable(Exception):
 class ReplayConflict(Exception):
     """Another process replayed at the same time and fenced this request's transaction,
     which was aborted: nothing of it was replayed."""
-
-
-class InvalidSelection(ValueError):
-    """A selection that names no dead letters clearly; `field` says which part is wrong."""
-
-    def __init__(self, field: str, problem: str) -> None:
-        super().__init__(f"{field}: {problem}")
-        self.field = field
-        self.problem = problem
-
-
-class Record(Protocol):
-    """What is read of a dead letter (an aiokafka `ConsumerRecord` is one)."""
-
-    @property
-    def partition(self) -> int: ...
-    @property
-    def offset(self) -> int: ...
-    @property
-    def timestamp(self) -> int: ...
-    @property
-    def key(self) -> bytes | None: ...
-    @property
-    def value(self) -> bytes | None: ...
-    @property
-    def headers(self) -> Sequence[tuple[str, bytes]]: ...
-
-
-@dataclass(frozen=True)
-class Selection:
-    """Which dead letters to replay: explicit ids, or every one the filters match (up to
-    `limit` not yet replayed; repeat the request for more)."""
-
-    ids: tuple[str, ...] = ()
-    source_topic: str | None = None
-    error_class: str | None = None
-    limit: int = MAX_LIMIT
-
-    def __post_init__(self) -> None:
-        filtered = self.source_topic is not None or self.error_class is not None
-        if bool(self.ids) == filtered:
-            raise InvalidSelection("ids", "give either ids or a filter (source_topic,"
-                                          " error_class), not both and not neither")
-        for index, text in enumerate(self.ids):
-            if not re.fullmatch(ID_PATTERN, text):
-                raise InvalidSelection(f"ids.{index}", "not a dead-letter id 'partition:offset'")
-        if not 1 <= self.limit <= MAX_LIMIT:
-            raise InvalidSelection("limit", f"must be between 1 and {MAX_LIMIT}")
-
-
-@dataclass
-class ReplayResult:
-    replayed: list[str] = field(default_factory=list)
-    skipped_already_replayed: list[str] = field(default_factory=list)
-    not_found: list[str] = field(default_factory=list)
-    unreplayable: list[str] = field(default_factory=list)  # no source topic, or it is gone
-
-    def counts(self) -> dict[str, int]:
-        return {outcome: len(ids) for outcome, ids in asdict(self).items()}
-
-
-def dead_letter_id(partition: int, offset: int) -> str:
-    return f"{partition}:{offset}"
-
-
-def parse_id(text: str) -> tuple[int, int]:
-    if not re.fullmatch(ID_PATTERN, text):
-        raise ValueError(f"not a dead-letter id 'partition:offset': {text!r}")
-    partition, offset = text.split(":")
-    return int(partition), int(offset)
-
-
-def header_values(headers: Sequence[tuple[str, bytes]] | None) -> dict[str, str]:
-    """Headers by name; the last wins, as the pipeline appends its dlq_* headers last."""
-    return {name: raw.decode("utf-8", "replace") for name, raw in headers or ()}
-
-
-def matches(record: Record, *, source_topic: str | None, error_class: str | None) -> bool:
-    found = header_values(record.headers)
-    return ((source_topic is None or found.get("dlq_source_topic") == source_topic)
-            and (error_class is None or found.get("dlq_error_class") == error_class))
-
-
-def describe(record: Record, *, include_value: bool = False) -> dict[str, Any]:
-    """A dead letter for people and tools; the value only on request (personal data)."""
-    found = header_values(record.headers)
-    described: dict[str, Any] = {
-        "id": dead_letter_id(record.partition, record.offset),
-        "partition": record.partition,
-        "offset": record.offset,
-        "timestamp": datetime.fromtimestamp(record.timestamp / 1000, UTC).isoformat(),
-        "source_topic": found.get("dlq_source_topic"),
-        "source_partition": _number(found.get("dlq_source_partition")),
-        "source_offset": _number(found.get("dlq_source_offset")),
-        "error": found.get("dlq_error"),
-        "error_class": found.get("dlq_error_class"),
-        "event_type": found.get("ce_type"),
-        "ticket_id": found.get("ce_ticketid"),
-        "replayed_from": found.get(REPLAY_HEADER),
-        **_encoded("key", record.key),
-    }
-    if include_value:
-        described |= _encoded("value", record.value)
-    return described
-
-
-def replay_headers(headers: Sequence[tuple[str, bytes]], replayed_from: str) -> list[
-        tuple[str, bytes]]:
-    """The original headers without the dead-letter ones, and where the replay came from."""
-    return [*((name, raw) for name, raw in headers if not name.startswith("dlq_")),
-            (REPLAY_HEADER, replayed_from.encode())]
-
-
-def resume_points(partitions: Collection[int], after: tuple[int, int] | None) -> dict[int, int]:
-    """Where each partition is read from so that only dead letters after `after` come,
-    in (partition, offset) order."""
-    if after is None:
-        return dict.fromkeys(sorted(partitions), 0)
-    last_partition, last_offset = after
-    return {partition: last_offset + 1 if partition == last_partition else 0
-            for partition in sorted(partitions) if partition >= last_partition}
-
-
-def _number(text: str | None) -> int | None:
-    return int(text) if text is not None and text.isdigit() else None
-
-
-def _encoded(name: str, raw: bytes | None) -> dict[str, str | None]:
-    if raw is None:
-        return {name: None, f"{name}_encoding": None}
-    try:
-        return {name: raw.decode("utf-8"), f"{name}_encoding": "utf-8"}
-    except UnicodeDecodeError:
-        return {name: base64.b64encode(raw).decode("ascii"), f"{name}_encoding": "base64"}
 
 
 async def list_dead_letters(
@@ -309,6 +181,9 @@ async def _reader(settings: Settings, client_id: str) -> AsyncIterator[AIOKafkaC
     consumer = kafka.consumer(settings, group_id=None, client_id=client_id)
     try:
         await consumer.start()
+        # Let the consumer's background task begin: aiokafka 0.14 lets the cancellation
+        # out of `stop()` when the task is cancelled before it ever ran.
+        await asyncio.sleep(0)
         yield consumer
     finally:
         await consumer.stop()

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.core import auth, http
 from services.core.settings import Settings
-from services.router import dead_letters
+from services.router import dead_letter_records, dead_letters
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ def get_settings(request: Request) -> Settings:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-DeadLetterId = Annotated[str, Field(pattern=dead_letters.ID_PATTERN, max_length=32,
+DeadLetterId = Annotated[str, Field(pattern=dead_letter_records.ID_PATTERN, max_length=32,
                                     description="partition:offset in tickets.dlq")]
 TopicName = Annotated[str, Field(min_length=1, max_length=249)]
 ErrorClass = Annotated[str, Field(min_length=1, max_length=200)]
@@ -46,10 +46,11 @@ class ReplayRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    ids: list[DeadLetterId] = Field(default_factory=list, max_length=dead_letters.MAX_LIMIT)
+    ids: list[DeadLetterId] = Field(default_factory=list, max_length=dead_letter_records.MAX_LIMIT)
     source_topic: TopicName | None = None
     error_class: ErrorClass | None = None
-    limit: int = Field(default=dead_letters.MAX_LIMIT, ge=1, le=dead_letters.MAX_LIMIT,
+    limit: int = Field(default=dead_letter_records.MAX_LIMIT, ge=1,
+                       le=dead_letter_records.MAX_LIMIT,
                        description="At most this many replayed by a filter; repeat for more")
 
 
@@ -65,8 +66,8 @@ async def list_dead_letters(
     settings: SettingsDep,
     source_topic: Annotated[TopicName | None, Query()] = None,
     error_class: Annotated[ErrorClass | None, Query()] = None,
-    limit: Annotated[int, Query(ge=1, le=dead_letters.MAX_LIMIT)] = 100,
-    since: Annotated[str | None, Query(pattern=dead_letters.ID_PATTERN,
+    limit: Annotated[int, Query(ge=1, le=dead_letter_records.MAX_LIMIT)] = 100,
+    since: Annotated[str | None, Query(pattern=dead_letter_records.ID_PATTERN,
                                        description="Only dead letters after this id")] = None,
     include_value: Annotated[bool, Query(
         description="Include the record's value (may hold personal data)")] = False,
@@ -88,10 +89,10 @@ async def replay(body: ReplayRequest, settings: SettingsDep) -> ReplayCounts | J
     key, value and headers; each dead letter is replayed at most once, however often
     this is asked."""
     try:
-        selection = dead_letters.Selection(
+        selection = dead_letter_records.Selection(
             ids=tuple(body.ids), source_topic=body.source_topic,
             error_class=body.error_class, limit=body.limit)
-    except dead_letters.InvalidSelection as exc:
+    except dead_letter_records.InvalidSelection as exc:
         raise http.InvalidField(f"body.{exc.field}", exc.problem) from exc
     try:
         result = await dead_letters.replay(settings, selection)

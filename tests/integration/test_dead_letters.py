@@ -20,7 +20,7 @@ from fastapi import FastAPI
 from services.core import envelope, http, kafka, pipeline, topics
 from services.core.settings import Settings
 from services.local import ports
-from services.router import dead_letters, dead_letters_api
+from services.router import dead_letter_records, dead_letters, dead_letters_api
 from tests import credentials
 from tests.conftest import unique
 
@@ -67,7 +67,7 @@ async def dead_letter(producer: AIOKafkaProducer, source_topic: str, *, key: byt
     metadata = await producer.send_and_wait(
         topics.DEAD_LETTERS, value, key=key,
         headers=pipeline.dead_letter_headers(record, "value is not JSON", error_class))
-    return dead_letters.dead_letter_id(metadata.partition, metadata.offset)
+    return dead_letter_records.dead_letter_id(metadata.partition, metadata.offset)
 
 
 async def some_dead_letters(producer: AIOKafkaProducer, source_topic: str,
@@ -111,7 +111,7 @@ class TestListing:
             self, settings: Settings, producer: AIOKafkaProducer, source_topic: str) -> None:
         made = await some_dead_letters(producer, source_topic, 3, error_class="ValidationError")
         listed = await dead_letters.list_dead_letters(settings, source_topic=source_topic)
-        assert [item["id"] for item in listed] == sorted(made, key=dead_letters.parse_id)
+        assert [item["id"] for item in listed] == sorted(made, key=dead_letter_records.parse_id)
         for item in listed:
             key, _, headers = made[item["id"]]
             assert item["source_topic"] == source_topic
@@ -142,7 +142,7 @@ class TestListing:
             pages.append([item["id"] for item in page])
             since = page[-1]["id"] if page else None
         assert [len(page) for page in pages] == [3, 3, 1]
-        assert [i for page in pages for i in page] == sorted(made, key=dead_letters.parse_id)
+        assert [i for page in pages for i in page] == sorted(made, key=dead_letter_records.parse_id)
 
     async def test_values_on_request_in_base64_when_not_utf8(
             self, settings: Settings, producer: AIOKafkaProducer, source_topic: str) -> None:
@@ -167,31 +167,34 @@ class TestReplay:
             self, settings: Settings, producer: AIOKafkaProducer, source_topic: str) -> None:
         made = await some_dead_letters(producer, source_topic, 3)
         chosen = sorted(made)[:2]
-        result = await dead_letters.replay(settings, dead_letters.Selection(ids=tuple(chosen)))
+        chosen_ones = dead_letter_records.Selection(ids=tuple(chosen))
+        result = await dead_letters.replay(settings, chosen_ones)
         assert sorted(result.replayed) == chosen
         assert result.counts() == {"replayed": 2, "skipped_already_replayed": 0,
                                    "not_found": 0, "unreplayable": 0}
 
-        again = await dead_letters.replay(settings, dead_letters.Selection(ids=tuple(chosen)))
+        again = await dead_letters.replay(settings, chosen_ones)
         assert sorted(again.skipped_already_replayed) == chosen
         assert again.replayed == []
 
         arrived = await read_all(settings.kafka_bootstrap_servers, source_topic, until=2)
-        by_origin = {dict(r.headers)[dead_letters.REPLAY_HEADER].decode(): r for r in arrived}
+        by_origin = {dict(r.headers)[dead_letter_records.REPLAY_HEADER].decode(): r
+                     for r in arrived}
         assert len(arrived) == 2
         assert sorted(by_origin) == chosen
         for dead_letter_id, record in by_origin.items():
             key, value, headers = made[dead_letter_id]
             assert (record.key, record.value) == (key, value)
             assert list(record.headers) == [
-                *headers, (dead_letters.REPLAY_HEADER, dead_letter_id.encode())]
+                *headers, (dead_letter_records.REPLAY_HEADER, dead_letter_id.encode())]
 
     async def test_a_filter_replays_what_matches_and_only_once(
             self, settings: Settings, producer: AIOKafkaProducer, source_topic: str) -> None:
         error_class = unique("FixedError")
         matching = await some_dead_letters(producer, source_topic, 3, error_class=error_class)
         await some_dead_letters(producer, source_topic, 2)
-        selection = dead_letters.Selection(source_topic=source_topic, error_class=error_class)
+        selection = dead_letter_records.Selection(source_topic=source_topic,
+                                                  error_class=error_class)
         first = await dead_letters.replay(settings, selection)
         second = await dead_letters.replay(settings, selection)
         assert set(first.replayed) == set(matching)
@@ -204,7 +207,7 @@ class TestReplay:
             self, settings: Settings, producer: AIOKafkaProducer) -> None:
         orphan = await dead_letter(producer, unique("deleted-topic"), key=b"k", value=b"v",
                                    headers=[])
-        result = await dead_letters.replay(settings, dead_letters.Selection(
+        result = await dead_letters.replay(settings, dead_letter_records.Selection(
             ids=(orphan, "0:999999999999", "99:0")))
         assert result.unreplayable == [orphan]
         assert sorted(result.not_found) == ["0:999999999999", "99:0"]
@@ -213,7 +216,7 @@ class TestReplay:
     async def test_markers_are_kept_in_a_compacted_topic(
             self, settings: Settings, producer: AIOKafkaProducer, source_topic: str) -> None:
         made = await some_dead_letters(producer, source_topic, 1)
-        await dead_letters.replay(settings, dead_letters.Selection(ids=tuple(made)))
+        await dead_letters.replay(settings, dead_letter_records.Selection(ids=tuple(made)))
         admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
         await admin.start()
         try:

@@ -3,7 +3,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from services.router import dead_letters
+from services.router import dead_letter_records
 
 
 @dataclass
@@ -22,18 +22,18 @@ class Record:
 
 class TestIds:
     def test_an_id_is_partition_and_offset(self) -> None:
-        assert dead_letters.dead_letter_id(1, 42) == "1:42"
-        assert dead_letters.parse_id("1:42") == (1, 42)
+        assert dead_letter_records.dead_letter_id(1, 42) == "1:42"
+        assert dead_letter_records.parse_id("1:42") == (1, 42)
 
     @pytest.mark.parametrize("text", ["", "1", "a:1", "-1:2", "1:2\n", "1:2:3"])
     def test_anything_else_is_refused(self, text: str) -> None:
         with pytest.raises(ValueError, match="partition:offset"):
-            dead_letters.parse_id(text)
+            dead_letter_records.parse_id(text)
 
 
 class TestDescribe:
     def test_source_reason_and_event_come_from_the_headers(self) -> None:
-        described = dead_letters.describe(Record())
+        described = dead_letter_records.describe(Record())
         assert described == {
             "id": "1:42", "partition": 1, "offset": 42,
             "timestamp": "2023-11-14T22:13:20+00:00",
@@ -44,20 +44,20 @@ class TestDescribe:
         }
 
     def test_the_value_is_left_out_unless_asked(self) -> None:
-        assert "value" not in dead_letters.describe(Record())
-        described = dead_letters.describe(Record(), include_value=True)
+        assert "value" not in dead_letter_records.describe(Record())
+        described = dead_letter_records.describe(Record(), include_value=True)
         assert (described["value"], described["value_encoding"]) == (
             '{"subject": "private"}', "utf-8")
 
     def test_bytes_that_are_not_utf8_come_in_base64(self) -> None:
-        described = dead_letters.describe(Record(key=None, value=b"\xff\x00"),
+        described = dead_letter_records.describe(Record(key=None, value=b"\xff\x00"),
                                           include_value=True)
         assert described["value_encoding"] == "base64"
         assert base64.b64decode(described["value"]) == b"\xff\x00"
         assert (described["key"], described["key_encoding"]) == (None, None)
 
     def test_a_record_without_dead_letter_headers_is_still_described(self) -> None:
-        described = dead_letters.describe(Record(headers=[("dlq_source_offset", b"x")]))
+        described = dead_letter_records.describe(Record(headers=[("dlq_source_offset", b"x")]))
         assert described["source_topic"] is None
         assert described["source_offset"] is None
 
@@ -69,7 +69,7 @@ class TestMatches:
         (None, "ValidationError", False)])
     def test_every_given_filter_must_hold(self, source_topic: str | None,
                                           error_class: str | None, expected: bool) -> None:
-        assert dead_letters.matches(Record(), source_topic=source_topic,
+        assert dead_letter_records.matches(Record(), source_topic=source_topic,
                                     error_class=error_class) is expected
 
 
@@ -77,16 +77,16 @@ class TestReplayHeaders:
     def test_dead_letter_headers_are_replaced_by_where_the_replay_came_from(self) -> None:
         headers = [("ce_type", b"t"), ("dlq_replayed_from", b"0:1"), ("x", b"y"),
                    *Record().headers[2:]]
-        assert dead_letters.replay_headers(headers, "1:42") == [
+        assert dead_letter_records.replay_headers(headers, "1:42") == [
             ("ce_type", b"t"), ("x", b"y"), ("dlq_replayed_from", b"1:42")]
 
 
 class TestResumePoints:
     def test_without_a_cursor_every_partition_is_read_from_the_start(self) -> None:
-        assert dead_letters.resume_points({2, 0, 1}, None) == {0: 0, 1: 0, 2: 0}
+        assert dead_letter_records.resume_points({2, 0, 1}, None) == {0: 0, 1: 0, 2: 0}
 
     def test_with_a_cursor_only_what_follows_it_is_read(self) -> None:
-        assert dead_letters.resume_points({0, 1, 2}, (1, 5)) == {1: 6, 2: 0}
+        assert dead_letter_records.resume_points({0, 1, 2}, (1, 5)) == {1: 6, 2: 0}
 
 
 class TestSelection:
@@ -95,20 +95,20 @@ class TestSelection:
         ({"ids": ("0:1",), "error_class": "E"}, "ids"),
         ({"ids": ("0:1", "one")}, "ids.1"),
         ({"source_topic": "t", "limit": 0}, "limit"),
-        ({"source_topic": "t", "limit": dead_letters.MAX_LIMIT + 1}, "limit"),
+        ({"source_topic": "t", "limit": dead_letter_records.MAX_LIMIT + 1}, "limit"),
     ])
     def test_an_unclear_selection_names_the_field(self, options: dict[str, object],
                                                   field: str) -> None:
-        with pytest.raises(dead_letters.InvalidSelection) as raised:
-            dead_letters.Selection(**options)  # type: ignore[arg-type]
+        with pytest.raises(dead_letter_records.InvalidSelection) as raised:
+            dead_letter_records.Selection(**options)  # type: ignore[arg-type]
         assert raised.value.field == field
 
     def test_ids_or_filters_select(self) -> None:
-        assert dead_letters.Selection(ids=("0:1", "2:3")).ids == ("0:1", "2:3")
-        assert dead_letters.Selection(error_class="E").error_class == "E"
+        assert dead_letter_records.Selection(ids=("0:1", "2:3")).ids == ("0:1", "2:3")
+        assert dead_letter_records.Selection(error_class="E").error_class == "E"
 
 
 def test_a_replay_result_counts_each_outcome() -> None:
-    result = dead_letters.ReplayResult(replayed=["0:1", "0:2"], not_found=["9:9"])
+    result = dead_letter_records.ReplayResult(replayed=["0:1", "0:2"], not_found=["9:9"])
     assert result.counts() == {"replayed": 2, "skipped_already_replayed": 0,
                                "not_found": 1, "unreplayable": 0}
