@@ -45,13 +45,17 @@ class SegmentTicket:
         self._outage = outage or StoreOutage(float("inf"))  # default: wait for the store
         self._current_rules = current_rules
         self._cache_only = False  # this batch: the store is down, go by the cache
-        # Tickets per known customer, flushed to the store in batches (not per ticket).
+        # Tickets per known customer, flushed to the store in batches (not per ticket);
+        # a batch's count joins the tally once the batch is through, so a batch retried
+        # after an error is not counted twice.
         self.tally: Counter[str] = tally if tally is not None else Counter()
+        self._batch_tally: Counter[str] = Counter()
 
     async def prefetch(self, events: Sequence[envelope.Event]) -> None:
         """Load the batch's customers in one query (a record whose data is unreadable is
         left to __call__, which sends it to the dead letters)."""
         self._cache_only = False
+        self._batch_tally.clear()  # what a failed attempt at this batch counted
         if self._preload is None:
             return
         try:
@@ -61,6 +65,11 @@ class SegmentTicket:
         except db.STORE_ERRORS:
             if not self._go_on_without_store():
                 raise  # within the grace period: the batch is retried
+
+    async def finish_batch(self) -> None:
+        """The batch is transformed: its tickets count."""
+        self.tally.update(self._batch_tally)
+        self._batch_tally.clear()
 
     async def _customer(self, customer_id: str, now: datetime) -> Customer | None:
         """The customer, or None when the store is down (past its grace) and the cache
@@ -100,7 +109,7 @@ class SegmentTicket:
         except rules.RuleEvaluationError as exc:
             raise pipeline.Unprocessable(str(exc)) from exc
         if customer.profile is not None:
-            self.tally[customer.customer_id] += 1
+            self._batch_tally[customer.customer_id] += 1
         segmentation = tickets.Segmentation(
             segment=decision.segment, rule=decision.rule, rules_version=decision.rules_version,
             customer_known=customer.profile is not None, tier=str(customer.tier),

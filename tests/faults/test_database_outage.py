@@ -118,3 +118,5 @@ async def test_database_outage_delays_but_loses_nothing(
         assert event.data["segmentation"]["segment"] == tickets.DEGRADED_SEGMENT
         assert event.data["routing"]["department"] == "customer_care"  # the fallback
     assert set(states) == {200}, "states kept during the outage were not written after it"
+    # Batches retried during the grace period count their tickets once.
+    assert raised == counted, f"tickets_raised grew by {raised} for {counted} tickets"
