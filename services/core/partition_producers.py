@@ -8,6 +8,11 @@ id therefore belongs to the partition, not to the instance (`<group>-<topic>-<pa
 the design Kafka Streams used before KIP-447): the new owner's `init_transactions` fences
 the old owner's producer and aborts the transaction it left open, and waits until the old
 owner's last transaction is complete before this module reads the committed offset.
+
+Producers are started by the stage's loop only, with the batch lock held (`Handover.
+take_over`); the rebalance listener just marks the partitions it was given. Two starters
+of one transactional id in one process would fence each other, and a slow start (TLS and
+SASL handshakes) inside the listener would also hold up the consumer's heartbeats.
 """
 
 from __future__ import annotations
@@ -28,15 +33,19 @@ NewProducer = Callable[[str], AIOKafkaProducer]
 
 
 class PartitionProducers:
-    """The started producer of each partition this instance owns; none for the others."""
+    """The started producer of each partition this instance owns; none for the others.
+
+    At most one producer per transactional id is alive: opening and closing take turns
+    (`_turn`), a partition that has a producer is never given a second one, and every
+    producer dropped is stopped first."""
 
     def __init__(self, new_producer: NewProducer, *, group_id: str) -> None:
         self.group_id = group_id
         self._new_producer = new_producer
         self._producers: dict[TopicPartition, AIOKafkaProducer] = {}
-        self._opening: set[TopicPartition] = set()
-        self._to_retry: set[TopicPartition] = set()
+        self._to_open: set[TopicPartition] = set()
         self._fenced_at: dict[TopicPartition, float] = {}
+        self._turn = asyncio.Lock()
 
     def transactional_id(self, partition: TopicPartition) -> str:
         return f"{self.group_id}-{partition.topic}-{partition.partition}"
@@ -44,43 +53,44 @@ class PartitionProducers:
     def get(self, partition: TopicPartition) -> AIOKafkaProducer | None:
         return self._producers.get(partition)
 
+    def expect(self, partitions: Iterable[TopicPartition]) -> None:
+        """The partitions were assigned: they need a producer (see `to_open`)."""
+        self._to_open.update(partitions)
+
+    def to_open(self, assigned: set[TopicPartition]) -> set[TopicPartition]:
+        """Assigned partitions still without a producer: just assigned, or the start
+        or the producer failed."""
+        return self._to_open & assigned
+
     async def open(self, partitions: Iterable[TopicPartition]) -> set[TopicPartition]:
         """Start a producer for each partition (`init_transactions`: fences any former
-        owner); returns the partitions that got one. The others are to be retried."""
-        wanted = [tp for tp in partitions
-                  if tp not in self._producers and tp not in self._opening]
-        self._opening.update(wanted)
-        try:
-            started = await asyncio.gather(*(self._start(tp) for tp in wanted))
-        finally:
-            self._opening.difference_update(wanted)
-        for partition, producer in zip(wanted, started, strict=True):
-            self._fenced_at.pop(partition, None)
-            if producer is None:
-                self._to_retry.add(partition)
-            else:
-                self._producers[partition] = producer
-                self._to_retry.discard(partition)
-        return {tp for tp, producer in zip(wanted, started, strict=True) if producer}
+        owner); returns the partitions that got one. The others stay to be opened."""
+        async with self._turn:
+            wanted = sorted(set(partitions) - self._producers.keys())
+            started = await self._start_all(wanted)
+            for partition, producer in started.items():
+                self._fenced_at.pop(partition, None)
+                if producer is not None:
+                    self._producers[partition] = producer
+                    self._to_open.discard(partition)
+            return {tp for tp, producer in started.items() if producer is not None}
 
     async def close(self, partitions: Iterable[TopicPartition]) -> None:
-        partitions = list(partitions)
-        closing = [self._producers.pop(tp) for tp in partitions if tp in self._producers]
-        for tp in partitions:
-            self._fenced_at.pop(tp, None)
-            self._to_retry.discard(tp)
-        await asyncio.gather(*(_stop_quietly(producer) for producer in closing))
+        async with self._turn:
+            partitions = list(partitions)
+            closing = [self._producers.pop(tp) for tp in partitions if tp in self._producers]
+            for tp in partitions:
+                self._fenced_at.pop(tp, None)
+                self._to_open.discard(tp)
+            await asyncio.gather(*(_stop_quietly(producer) for producer in closing))
 
     async def close_all(self) -> None:
-        await self.close([*self._producers, *self._fenced_at, *self._to_retry])
+        await self.close([*self._producers, *self._fenced_at, *self._to_open])
 
     async def failed(self, partition: TopicPartition) -> None:
         """The partition's producer is unusable (or it lacks its offset): start afresh."""
         await self.close([partition])
-        self._to_retry.add(partition)
-
-    def to_retry(self, assigned: set[TopicPartition]) -> set[TopicPartition]:
-        return self._to_retry & assigned
+        self._to_open.add(partition)
 
     async def fenced(self, partition: TopicPartition) -> None:
         """Another instance took the partition over: drop our producer; the consumer's
@@ -94,6 +104,21 @@ class PartitionProducers:
         now = time.monotonic()
         return [tp for tp, at in self._fenced_at.items()
                 if tp in still_assigned and now - at > seconds]
+
+    async def _start_all(self, partitions: list[TopicPartition]
+                         ) -> dict[TopicPartition, AIOKafkaProducer | None]:
+        tasks = {tp: asyncio.ensure_future(self._start(tp)) for tp in partitions}
+        try:
+            await asyncio.gather(*tasks.values())
+        except BaseException:
+            # Cancelled: a producer already started must not outlive it unstopped.
+            for task in tasks.values():
+                task.cancel()
+            await asyncio.gather(*tasks.values(), return_exceptions=True)
+            await asyncio.gather(*(_stop_quietly(producer) for producer in (
+                _result(task) for task in tasks.values()) if producer is not None))
+            raise
+        return {tp: task.result() for tp, task in tasks.items()}
 
     async def _start(self, partition: TopicPartition) -> AIOKafkaProducer | None:
         producer = self._new_producer(self.transactional_id(partition))
@@ -110,6 +135,12 @@ class PartitionProducers:
         return producer
 
 
+def _result(task: asyncio.Future[AIOKafkaProducer | None]) -> AIOKafkaProducer | None:
+    if task.cancelled() or task.exception() is not None:
+        return None
+    return task.result()
+
+
 async def _stop_quietly(producer: AIOKafkaProducer) -> None:
     try:
         await producer.stop()
@@ -122,9 +153,10 @@ class Handover(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is 
 
     Revoked: waits for the batch in flight to commit or abort (it holds `batch_lock`), so
     the next owner reads up-to-date committed offsets, then closes those producers.
-    Assigned (exactly once): keeps the partitions paused until each has its producer,
-    then seeks each to its committed offset, read only after `init_transactions` has
-    waited out the former owner's last transaction."""
+    Assigned (exactly once): pauses the partitions and marks them for the stage's loop,
+    which (`take_over`) starts each one's producer, then seeks it to its committed
+    offset, read only after `init_transactions` has waited out the former owner's last
+    transaction, and resumes it."""
 
     def __init__(self, consumer: AIOKafkaConsumer, *, batch_lock: asyncio.Lock,
                  producers: PartitionProducers | None) -> None:
@@ -141,16 +173,17 @@ class Handover(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is 
         if self._producers is None or not assigned:
             return
         self._consumer.pause(*assigned)
-        await self.take_over(assigned)
+        self._producers.expect(assigned)
 
     def without_producer(self) -> set[TopicPartition]:
-        """Assigned partitions whose producer did not start or failed for good."""
+        """Assigned partitions waiting for their producer."""
         if self._producers is None:
             return set()
-        return self._producers.to_retry(self._consumer.assignment())
+        return self._producers.to_open(self._consumer.assignment())
 
     async def take_over(self, partitions: Iterable[TopicPartition]) -> None:
-        """Start the partitions' producers, seek to the committed offsets, resume."""
+        """Start the partitions' producers, seek to the committed offsets, resume.
+        The caller holds `batch_lock`, so no revocation runs meanwhile."""
         assert self._producers is not None
         opened = await self._producers.open(partitions)
         ready = []
@@ -163,7 +196,8 @@ class Handover(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is 
                 await self._producers.failed(partition)
                 continue
             if partition not in self._consumer.assignment():
-                continue  # the group rebalanced again meanwhile
+                await self._producers.close([partition])  # the group rebalanced meanwhile
+                continue
             if offset is not None:
                 self._consumer.seek(partition, offset)
             ready.append(partition)

@@ -173,7 +173,8 @@ class StageLoop:
         return True
 
     async def _recover_partitions(self) -> None:
-        """Retry starting producers that failed to start; stop if a partition stays
+        """Start the producers of partitions assigned, or whose producer failed, since
+        the last batch (the only place producers start); stop if a partition stays
         fenced without the rebalance that should follow (two owners: makes no sense)."""
         if self.producers is None:
             return
@@ -183,9 +184,12 @@ class StageLoop:
             logger.error("stage %s fenced with no rebalance; stopping", self.name,
                          extra={"partitions": sorted(map(str, stuck))})
             raise ProducerFenced()
-        missing = self.handover.without_producer()
-        if missing:
-            async with self._batch_lock:
+        if not self.handover.without_producer():
+            return
+        async with self._batch_lock:
+            # Read again under the lock: a revocation may have run while we waited.
+            missing = self.handover.without_producer()
+            if missing:
                 await self.handover.take_over(missing)
 
     async def _process(self, records: list[ConsumerRecord], producer: AIOKafkaProducer

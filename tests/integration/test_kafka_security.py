@@ -95,11 +95,7 @@ def secure_pipeline(secure_kafka: SecureKafka,
     home = tmp_path_factory.mktemp("secure-pipeline")
     database_url = f"sqlite+aiosqlite:///{home / 'store.db'}"
     asyncio.run(demo.seed_if_empty(database_url, count=300))
-    # At least once: the exactly-once stages' per-partition producers (work in progress
-    # in services/core/partition_producers.py) race when starting a producer is as slow
-    # as over SASL_SSL. The transactional-id ACLs are checked by TestTransactions.
-    running = Pipeline(secure_kafka.bootstrap, database_url, home / "logs",
-                       extra_env={"DELIVERY": "at_least_once"})
+    running = Pipeline(secure_kafka.bootstrap, database_url, home / "logs")
     for name, service in running.services.items():
         service.env = {**service.env, **secure_kafka.env(name)}  # its own user
     running.start()

@@ -289,11 +289,12 @@ async def publish_to(producer: AIOKafkaProducer, event: envelope.Event,
                                  headers=envelope.to_headers(event))
 
 
-async def owns(runner: StageRunner, partition: TopicPartition) -> None:
-    """Wait until the runner has a transactional producer for the partition."""
-    assert runner.loop.producers is not None
+async def owns(runner: StageRunner, *partitions: TopicPartition) -> None:
+    """Wait until the runner has a transactional producer for one of the partitions."""
+    producers = runner.loop.producers
+    assert producers is not None
     async with asyncio.timeout(30):
-        while runner.loop.producers.get(partition) is None:  # noqa: ASYNC110 - polling
+        while all(producers.get(tp) is None for tp in partitions):  # noqa: ASYNC110 - polling
             await asyncio.sleep(0.1)
 
 
@@ -317,7 +318,8 @@ class TestHandover:
             await publish_some(40)
             await second.start()
             await publish_some(40)
-            await owns(second, TopicPartition(topics.SEGMENTED, 1))
+            # Which partitions the second gets depends on the member ids' order.
+            await owns(second, *(TopicPartition(topics.SEGMENTED, p) for p in range(3)))
             await first.stop()
             await publish_some(40)
             found = await read_topic(stage_settings.kafka_bootstrap_servers,
@@ -364,6 +366,61 @@ class TestHandover:
             await usurper.stop()
             await first.stop()
             await second.stop()
+
+    async def test_slow_producer_starts_give_each_partition_one_producer_per_instance(
+            self, stage_settings: Settings, raw_producer: AIOKafkaProducer,
+            monkeypatch: pytest.MonkeyPatch) -> None:
+        # Starting a producer as slowly as over SASL_SSL (TLS and SCRAM handshakes), while
+        # a second instance joins: no instance ever holds two live producers of one
+        # transactional id (they would fence each other), and every one is stopped.
+        live: Counter[tuple[str, str]] = Counter()
+        most_live: Counter[tuple[str, str]] = Counter()
+        build = kafka.producer
+
+        def slow_producer(settings: Settings, *, client_id: str,
+                          transactional_id: str | None = None) -> AIOKafkaProducer:
+            producer = build(settings, client_id=client_id, transactional_id=transactional_id)
+            key = (settings.instance_id, str(transactional_id))
+            start, stop = producer.start, producer.stop
+
+            async def slow_start() -> None:
+                await asyncio.sleep(2.0)
+                await start()
+                live[key] += 1
+                most_live[key] = max(most_live[key], live[key])
+
+            async def counted_stop() -> None:
+                if producer._closed is False and producer._sender.sender_task is not None:
+                    live[key] -= 1
+                await stop()
+
+            producer.start, producer.stop = slow_start, counted_stop
+            return producer
+
+        monkeypatch.setattr(kafka, "producer", slow_producer)
+        group = unique("router")
+        sent: set[str | None] = set()
+        for _ in range(30):
+            event = segmented_event("government")
+            sent.add(event.ticket_id)
+            await publish_to(raw_producer, event)
+        first = router_runner(stage_settings, group)
+        second = router_runner(stage_settings.model_copy(update={"instance_id": "1"}), group)
+        await first.start()
+        try:
+            await asyncio.sleep(1.0)  # the first instance's producers are starting
+            await second.start()
+            found = await read_topic(stage_settings.kafka_bootstrap_servers,
+                                     "dept.public_sector", until=len(sent), within=60,
+                                     settle=3.0, keep=lambda e: e.ticket_id in sent)
+        finally:
+            await first.stop()
+            await second.stop()
+        copies = Counter(event.ticket_id for event, _ in found)
+        assert set(copies) == sent
+        assert max(copies.values()) == 1
+        assert most_live and max(most_live.values()) == 1
+        assert not +live  # every started producer was stopped
 
 
 class TestAtLeastOnceMode:
