@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,11 +40,49 @@ def connection_options(settings: Settings) -> dict[str, Any]:
     return options
 
 
+# How long a cancelled start may go on to its end (see `_start_whole`).
+START_GRACE_SECONDS = 10.0
+
+
+async def _start_whole(start: Callable[[], Awaitable[None]],
+                       stop: Callable[[], Awaitable[None]]) -> None:
+    """Start a client; if cancelled meanwhile, let the start end, stop the client, and
+    pass the cancellation on.
+
+    aiokafka keeps the bootstrap connection in a local variable until the broker has
+    answered its metadata request, so a start cancelled in between leaves a connected
+    socket that `stop()` cannot reach (aio-libs/aiokafka#715). Starts are cancelled by
+    a stage stopped while it starts and by a publish timing out."""
+    starting = asyncio.ensure_future(start())
+    try:
+        await asyncio.shield(starting)
+    except asyncio.CancelledError:
+        await asyncio.wait([starting], timeout=START_GRACE_SECONDS)
+        if not starting.done():
+            starting.cancel()  # a broker that long silent: the socket goes with the process
+        elif not starting.cancelled() and starting.exception() is None:
+            # Let the background tasks the start created begin: aiokafka 0.14 lets the
+            # cancellation out of `stop()` for a task cancelled before it ever ran.
+            await asyncio.sleep(0)
+        await stop()
+        raise
+
+
+class Producer(AIOKafkaProducer):  # type: ignore[misc]  # aiokafka is untyped
+    async def start(self) -> None:
+        await _start_whole(super().start, self.stop)
+
+
+class Consumer(AIOKafkaConsumer):  # type: ignore[misc]  # aiokafka is untyped
+    async def start(self) -> None:
+        await _start_whole(super().start, self.stop)
+
+
 def producer(settings: Settings, *, client_id: str,
              transactional_id: str | None = None) -> AIOKafkaProducer:
     """An idempotent producer that waits for all in-sync replicas (and, with a
     transactional id, writes in transactions)."""
-    return AIOKafkaProducer(
+    return Producer(
         **connection_options(settings),
         client_id=client_id,
         acks="all",
@@ -60,7 +98,7 @@ def consumer(
     offset_reset: str = "earliest",
 ) -> AIOKafkaConsumer:
     """A consumer that never commits on its own: callers commit after their output is acked."""
-    return AIOKafkaConsumer(
+    return Consumer(
         *topics,
         **connection_options(settings),
         client_id=client_id,
