@@ -79,7 +79,10 @@ async def _http_error(request: Request, error: Exception) -> JSONResponse:
     if error.status_code == 405:
         matched = _matching_routes(request.scope, request.app.routes)
         if matched:  # the methods of the path (template) that answers, as documented
-            allowed = {m for r in matched if r.path == matched[0].path for m in r.methods}
+            # As in OpenAPI, a concrete path comes before a templated one that also
+            # matches (`/customers/import` before `/customers/{customer_id}`).
+            path = min(matched, key=lambda route: len(route.param_convertors)).path
+            allowed = {m for r in matched if r.path == path for m in r.methods}
             headers["Allow"] = ", ".join(sorted(allowed))
     return JSONResponse(status_code=error.status_code, content=content, headers=headers)
 
