@@ -16,6 +16,10 @@ from services.core import access, auth, settings
 from services.core.credentials import Credential, Credentials
 
 SUBJECT = r"^[a-z0-9][a-z0-9._-]{0,62}$"
+# One rate, in the part of the `limits` grammar (`settings.check_rate`) that people write:
+# a schema violation rather than a refusal the schema does not tell.
+RATE = (r"^[1-9][0-9]{0,8} ?(/|per) ?([1-9][0-9]{0,8} ?)?"
+        r"(second|minute|hour|day|month|year)s?$")
 
 api = APIRouter(prefix="/v1/credentials", tags=["credentials"], dependencies=auth.ADMIN_ONLY)
 Store = Annotated[Credentials, Depends(auth.get_credentials)]
@@ -33,8 +37,10 @@ class CredentialRequest(BaseModel):
     label: str = Field(default="", max_length=200,
                        description="What it is for, e.g. 'zendesk production, 2026-11'")
     rate_limit: str | None = Field(
-        default=None, description="Platforms: their own intake rate limit, e.g. 200/second"
-                                  " (default: the service's INTAKE_RATE_LIMIT)")
+        default=None, pattern=RATE,
+        description="Platforms: their own intake rate limit, e.g. 200/second, 6000/minute,"
+                    " 10 per second or 100/5 minutes (default: the service's"
+                    " INTAKE_RATE_LIMIT)")
 
     @field_validator("rate_limit")
     @classmethod

@@ -105,6 +105,10 @@ TicketId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0
 
 UNAVAILABLE: dict[int | str, dict[str, Any]] = {
     503: {"description": "Kafka did not acknowledge; retry after Retry-After"}}
+RATE_LIMITED: dict[int | str, dict[str, Any]] = {429: {
+    "description": "Over the credential's intake rate limit; retry after Retry-After",
+    "headers": {"Retry-After": {"description": "Seconds until a ticket is taken again",
+                                "schema": {"type": "integer", "minimum": 1}}}}}
 
 api = APIRouter(prefix="/v1", tags=["tickets"])
 
@@ -135,7 +139,8 @@ IdempotencyKey = Annotated[str | None, Header(
 
 @api.post("/tickets", status_code=202, response_model=TicketAccepted,
           responses={**UNAVAILABLE, 409: {"description": "The same Idempotency-Key is in"
-                                                         " flight; retry after Retry-After"}})
+                                                         " flight; retry after Retry-After"},
+                     **RATE_LIMITED})
 async def submit_ticket(
     submission: TicketSubmission,
     request: Request,
