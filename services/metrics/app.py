@@ -42,9 +42,9 @@ def create_app(settings: Settings | None = None, *,
         async def measure_backlog() -> None:
             await tracker.measure_backlog(store, lambda: lag.departments)
 
+        await lag.start()  # before the stage: if it fails, nothing is left running
         await stage.start()
         app.state.stage = stage
-        await lag.start()
         jobs = background.BackgroundTasks()
         jobs.start("consumer-lag", lambda stop: background.every(poll_seconds, lag.poll, stop))
         jobs.start("backlog", lambda stop: background.every(poll_seconds, measure_backlog, stop))

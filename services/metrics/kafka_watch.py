@@ -29,8 +29,12 @@ class LagWatch:
         self.departments: set[str] = set()
 
     async def start(self) -> None:
-        await self._admin.start()
-        await self._offsets.start()
+        try:
+            await self._admin.start()
+            await self._offsets.start()
+        except BaseException:
+            await self.stop()  # a client half started holds connections too
+            raise
 
     async def stop(self) -> None:
         await self._offsets.stop()
@@ -81,8 +85,8 @@ class DeadLetterCount:
         self.count = 0
 
     async def run(self, stop: asyncio.Event) -> None:
-        await self._consumer.start()
         try:
+            await self._consumer.start()
             targets: dict[TopicPartition, int] | None = None
             caught_up = False
             while not stop.is_set():

@@ -4,6 +4,7 @@ overflow state of each department follows it, with hysteresis."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -70,11 +71,14 @@ class LoadWatch:
         """Records in each department's lanes not yet taken by its agents."""
         if not departments:
             return {}
-        admin = kafka.admin(self._settings, client_id="router-load")
-        probe = kafka.consumer(self._settings, group_id=None, client_id="router-load")
-        await admin.start()
-        await probe.start()
-        try:
+        async with contextlib.AsyncExitStack() as clients:
+            # Each client is closed whatever happens after it was made, its start too.
+            admin = kafka.admin(self._settings, client_id="router-load")
+            clients.push_async_callback(admin.close)
+            await admin.start()
+            probe = kafka.consumer(self._settings, group_id=None, client_id="router-load")
+            clients.push_async_callback(probe.stop)
+            await probe.start()
             lag: dict[str, int] = {}
             partitions = range(self._settings.kafka_topic_partitions)
             for department in departments:
@@ -88,6 +92,4 @@ class LoadWatch:
                            else 0)
                     for tp, end in ends.items())
             return lag
-        finally:
-            await probe.stop()
-            await admin.close()
+
