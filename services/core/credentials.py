@@ -18,8 +18,8 @@ from sqlalchemy import DateTime, String, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
-from services.core import access
-from services.core.db import STORE_ERRORS, Base
+from services.core import access, db
+from services.core.db import Base
 
 
 class CredentialRow(Base):
@@ -122,8 +122,8 @@ class Credentials:
         else:
             try:
                 looked = await self._look_up(credential_id)
-            except STORE_ERRORS:
-                if credential_id not in self._last_read:
+            except db.STORE_ERRORS as error:
+                if not db.is_outage(error) or credential_id not in self._last_read:
                     raise
                 looked = self._last_read[credential_id]  # the store is down: as last read
             else:

@@ -7,13 +7,28 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import (
+    DataError,
+    DBAPIError,
+    DisconnectionError,
+    IntegrityError,
+    NotSupportedError,
+    ProgrammingError,
+)
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 
-# What the store raises when it is down or unreachable (not when a query is wrong).
-STORE_ERRORS: tuple[type[Exception], ...] = (
-    OperationalError, InterfaceError, DisconnectionError, OSError, TimeoutError)
+# What the store may raise when it is down, starting or unreachable; `is_outage` tells.
+STORE_ERRORS: tuple[type[Exception], ...] = (DBAPIError, DisconnectionError, OSError,
+                                            TimeoutError)
+# What a wrong query or wrong data raises: a bug or bad input, never an outage.
+_NOT_OUTAGES = (IntegrityError, ProgrammingError, DataError, NotSupportedError)
+
+
+def is_outage(error: BaseException) -> bool:
+    """Whether an error says the store is down or unreachable (PostgreSQL refusing or
+    starting up, a dropped connection, a timeout), not that a query was wrong."""
+    return isinstance(error, STORE_ERRORS) and not isinstance(error, _NOT_OUTAGES)
 
 
 class Base(DeclarativeBase):

@@ -101,6 +101,8 @@ def _matching_routes(scope: Any, routes: Any) -> list[Any]:
 
 
 async def _store_unavailable(request: Request, error: Exception) -> JSONResponse:
+    if not db.is_outage(error):
+        raise error  # a bug: the server error it is
     logger.warning("request failed: the SQL store is unavailable",
                    extra={"path": request.url.path, "error_class": type(error).__name__})
     settings = getattr(request.app.state, "settings", None)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -56,9 +55,9 @@ class RouteTicket:
             return
         try:
             await self._write([*self._deferred.values(), *dispatches])
-        except db.STORE_ERRORS:
-            if not self._outage.failed():
-                raise  # within the grace period: the batch is retried
+        except db.STORE_ERRORS as error:
+            if not db.is_outage(error) or not self._outage.failed():
+                raise  # a bug, or within the grace period: the batch is retried
             if not self._deferred:
                 logger.warning("router store down past its grace period: routing on, ticket"
                                " states kept until it is back")
@@ -69,8 +68,11 @@ class RouteTicket:
         """Write the states kept during an outage (called periodically); quiet while the
         store is still down."""
         if self._routed is not None and self._deferred:
-            with contextlib.suppress(*db.STORE_ERRORS):
+            try:
                 await self._write(list(self._deferred.values()))
+            except db.STORE_ERRORS as error:
+                if not db.is_outage(error):
+                    raise
 
     def awaits_store(self, ticket_id: str) -> bool:
         """Whether this ticket's state is among those waiting for the store."""

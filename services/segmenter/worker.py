@@ -62,9 +62,9 @@ class SegmentTicket:
             if await self._preload({str(e.data["customer_id"]) for e in events
                                     if isinstance(e.data.get("customer_id"), str)}):
                 self._outage.recovered()
-        except db.STORE_ERRORS:
-            if not self._go_on_without_store():
-                raise  # within the grace period: the batch is retried
+        except db.STORE_ERRORS as error:
+            if not db.is_outage(error) or not self._go_on_without_store():
+                raise  # a bug, or within the grace period: the batch is retried
 
     async def finish_batch(self) -> None:
         """The batch is transformed: its tickets count."""
@@ -77,8 +77,8 @@ class SegmentTicket:
         if not self._cache_only:
             try:
                 return await self._lookup(customer_id, now=now)
-            except db.STORE_ERRORS:
-                if not self._go_on_without_store():
+            except db.STORE_ERRORS as error:
+                if not db.is_outage(error) or not self._go_on_without_store():
                     raise
         return self._cached(customer_id, now=now) if self._cached else None
 

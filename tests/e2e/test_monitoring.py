@@ -33,6 +33,7 @@ an expression over it alone cannot have a result.
 from __future__ import annotations
 
 import asyncio
+import os
 import importlib
 import json
 import re
@@ -396,6 +397,7 @@ async def test_the_report_is_drawn_from_the_running_metrics_service(
         subprocess.run,
         [sys.executable, "-m", "services.metrics.report", "--url", pipeline.url("metrics"),
          "--window", "1h", "--out", str(out)],
+        env={**os.environ, "API_TOKEN": pipeline.headers("admin")["Authorization"].split()[1]},
         capture_output=True, text=True, timeout=120, check=False, cwd=PROJECT_ROOT)
     assert done.returncode == 0, done.stderr
     assert out.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, ProgrammingError
+
+from services.core import db
 from services.core.outage import StoreOutage
 
 
@@ -41,3 +45,17 @@ class TestStoreOutage:
 
     def test_no_grace_degrades_at_once(self) -> None:
         assert StoreOutage(0.0, clock=Clock()).failed() is True
+
+
+class TestWhatIsAnOutage:
+    @pytest.mark.parametrize(("error", "outage"), [
+        (DBAPIError("connect", {}, Exception("the database system is starting up")), True),
+        (OperationalError("connect", {}, Exception("connection refused")), True),
+        (ConnectionRefusedError(), True),
+        (TimeoutError(), True),
+        (IntegrityError("insert", {}, Exception("duplicate key")), False),
+        (ProgrammingError("select", {}, Exception("no such column")), False),
+        (ValueError("not the store's"), False),
+    ])
+    def test_store_errors_that_say_it_is_down(self, error: Exception, outage: bool) -> None:
+        assert db.is_outage(error) is outage
