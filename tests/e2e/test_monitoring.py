@@ -33,9 +33,9 @@ an expression over it alone cannot have a result.
 from __future__ import annotations
 
 import asyncio
-import os
 import importlib
 import json
+import os
 import re
 import subprocess
 import sys
