@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -63,10 +62,7 @@ def listed() -> None:
     async def run() -> None:
         async with _store(Settings().database_url) as store:
             for credential in await store.listed():
-                typer.echo(json.dumps({**credential.__dict__, "role": credential.role.value,
-                                       "created_at": credential.created_at.isoformat(),
-                                       "revoked_at": credential.revoked_at and
-                                       credential.revoked_at.isoformat()}))
+                typer.echo(credential.model_dump_json())
 
     asyncio.run(run())
 

@@ -4,6 +4,7 @@ built fresh for each test (own consumer group, own customer and ticket ids)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -139,22 +140,29 @@ class Pipeline:
                          for s in self.services.values() if s.log_file.exists())
 
 
-@pytest.fixture(scope="module")
-def pipeline(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
-    """The whole pipeline, with the demo customer store, for one test module."""
+@contextlib.contextmanager
+def demo_pipeline(kafka_bootstrap: str, home: Path, *, customers: int = 300,
+                  extra_env: dict[str, str] | None = None) -> Iterator[Pipeline]:
+    """The whole pipeline running on a SQLite store with `customers` demo customers."""
     import asyncio
 
     from services.segmenter import demo
 
-    home = tmp_path_factory.mktemp("pipeline")
     database_url = f"sqlite+aiosqlite:///{home / 'store.db'}"
-    asyncio.run(demo.seed_if_empty(database_url, count=300))
-    running = Pipeline(kafka_bootstrap, database_url, home / "logs")
+    asyncio.run(demo.seed_if_empty(database_url, count=customers))
+    running = Pipeline(kafka_bootstrap, database_url, home / "logs", extra_env)
     running.start()
     try:
         yield running
     finally:
         running.stop()
+
+
+@pytest.fixture(scope="module")
+def pipeline(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
+    """The whole pipeline, with the demo customer store, for one test module."""
+    with demo_pipeline(kafka_bootstrap, tmp_path_factory.mktemp("pipeline")) as running:
+        yield running
 
 
 @pytest.fixture(scope="session")

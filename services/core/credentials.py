@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from cachetools import LRUCache, TTLCache
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy import DateTime, String, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
@@ -35,9 +36,10 @@ class CredentialRow(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
-@dataclass(frozen=True)
-class Credential:
+class Credential(BaseModel):
     """A credential as shown to operators: never its secret nor its hash."""
+
+    model_config = ConfigDict(frozen=True)
 
     credential_id: str
     role: access.Role
@@ -49,9 +51,10 @@ class Credential:
 
 
 def _shown(row: CredentialRow) -> Credential:
-    return Credential(row.credential_id, access.Role(row.role), row.subject, row.label,
-                      row.rate_limit, _aware(row.created_at),
-                      None if row.revoked_at is None else _aware(row.revoked_at))
+    return Credential(credential_id=row.credential_id, role=access.Role(row.role),
+                      subject=row.subject, label=row.label, rate_limit=row.rate_limit,
+                      created_at=_aware(row.created_at),
+                      revoked_at=None if row.revoked_at is None else _aware(row.revoked_at))
 
 
 def _aware(moment: datetime) -> datetime:

@@ -6,7 +6,6 @@ revoke the old one. Both work in between, so nothing is refused during the switc
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
@@ -55,21 +54,7 @@ class CredentialRequest(BaseModel):
         return self
 
 
-class CredentialShown(BaseModel):
-    credential_id: str
-    role: access.Role
-    subject: str | None
-    label: str
-    rate_limit: str | None
-    created_at: datetime
-    revoked_at: datetime | None
-
-    @classmethod
-    def of(cls, credential: Credential) -> CredentialShown:
-        return cls(**credential.__dict__)
-
-
-class CredentialIssued(CredentialShown):
+class CredentialIssued(Credential):
     token: str = Field(description="Shown this once: only its hash is kept")
 
 
@@ -78,21 +63,21 @@ async def issue(request: CredentialRequest, store: Store) -> CredentialIssued:
     """Issue a credential; the answer holds its token, which is never shown again."""
     credential, token = await store.issue(request.role, request.subject, label=request.label,
                                           rate_limit=request.rate_limit)
-    return CredentialIssued(**credential.__dict__, token=token)
+    return CredentialIssued(**credential.model_dump(), token=token)
 
 
-@api.get("", response_model=list[CredentialShown])
+@api.get("", response_model=list[Credential])
 async def listed(store: Store, role: access.Role | None = None,
                  subject: Annotated[str | None, Query(pattern=SUBJECT)] = None) -> Any:
     """Every credential (revoked ones too), without secrets."""
-    return [CredentialShown.of(c) for c in await store.listed(role=role, subject=subject)]
+    return await store.listed(role=role, subject=subject)
 
 
-@api.delete("/{credential_id}", response_model=CredentialShown)
-async def revoke(credential_id: CredentialId, store: Store) -> CredentialShown:
+@api.delete("/{credential_id}", response_model=Credential)
+async def revoke(credential_id: CredentialId, store: Store) -> Credential:
     """Revoke a credential: refused everywhere within AUTH_CACHE_SECONDS, no restart."""
     credential = await store.revoke(credential_id)
     if credential is None:
         raise HTTPException(404, detail={"error": "not_found",
                                          "detail": f"no credential {credential_id!r}"})
-    return CredentialShown.of(credential)
+    return credential

@@ -29,6 +29,8 @@ class RoutedTicketRow(Base):
     # The routed ticket as dispatched, for escalation and transfers to re-dispatch.
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # The id of the segmented event that routed it: another copy of the ticket has another.
+    routed_event_id: Mapped[str | None] = mapped_column(String(64))
 
 
 class IntakeKeyRow(Base):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -38,6 +38,7 @@ class Dispatch:
     steps: Sequence[dict[str, Any]]
     payload: dict[str, Any]
     at: datetime
+    event_id: str | None = None  # the segmented event that routed it
 
 
 class RoutedTickets:
@@ -50,19 +51,30 @@ class RoutedTickets:
         rows = [{"ticket_id": d.ticket_id, "department": d.department, "segment": d.segment,
                  "status": "routed", "priority": d.priority,
                  "first_response_deadline": d.deadline, "escalated": False,
-                 "trace": list(d.steps), "payload": d.payload, "updated_at": d.at}
+                 "trace": list(d.steps), "payload": d.payload, "updated_at": d.at,
+                 "routed_event_id": d.event_id}
                 for d in {d.ticket_id: d for d in dispatches}.values()]
         async with self._sessions() as session, session.begin():
             dialect = session.get_bind().dialect.name
             insert = sqlite_insert if dialect == "sqlite" else postgresql_insert
             statement = insert(RoutedTicketRow)
             # One statement for the batch; on a replay, what departments reported since
-            # (status, first response, escalation) stays.
+            # (status, first response, escalation) stays, and so does the routing copy.
             await session.execute(statement.on_conflict_do_update(
                 index_elements=[RoutedTicketRow.ticket_id],
                 set_={name: statement.excluded[name] for name in (
                     "department", "segment", "priority", "first_response_deadline", "trace",
                     "payload", "updated_at")}), rows)
+
+    async def routing_events(self, ticket_ids: Collection[str]) -> dict[str, str | None]:
+        """For the tickets already routed: the id of the event that routed each."""
+        if not ticket_ids:
+            return {}
+        async with self._sessions() as session:
+            rows = await session.execute(
+                select(RoutedTicketRow.ticket_id, RoutedTicketRow.routed_event_id)
+                .where(RoutedTicketRow.ticket_id.in_(list(ticket_ids))))
+            return {ticket_id: event_id for ticket_id, event_id in rows}
 
     async def record_handover(self, ticket_id: str, *, department: str,
                               steps: Sequence[dict[str, Any]], payload: dict[str, Any],

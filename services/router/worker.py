@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from prometheus_client import Gauge
+from prometheus_client import Counter, Gauge
 
 from services.core import db, envelope, events, kafka, tickets, topics
 from services.core.outage import StoreOutage
@@ -19,6 +19,9 @@ logger = logging.getLogger(__name__)
 
 DEFERRED = Gauge("routing_router_deferred_ticket_states",
                  "Routed tickets whose state and trace wait for the SQL store to come back")
+COPIES = Counter("routing_router_ticket_copies_dropped",
+                 "Second copies of an already routed ticket, not routed again (a platform's"
+                 " retry of a ticket whose first answer was lost)")
 
 LoadView = Callable[[], tuple[Mapping[str, overflow.DepartmentLoad],
                               Mapping[str, overflow.OverflowState]]]
@@ -33,9 +36,12 @@ class RouteTicket:
     """Turns `ticket.segmented` events into `ticket.routed` ones (a pipeline Transform).
 
     The ticket's state and trace are written to the router's store before its records
-    are produced; a replay writes the same again. When the store is down, the batch is
-    retried for the outage's grace period; past it, tickets are routed all the same and
-    their states kept in memory until the store is back (`flush_deferred`)."""
+    are produced; a replay writes the same again. A ticket goes to one department queue
+    once: another copy of an already routed ticket (the intake published it twice when a
+    platform retried after losing the first answer) is recognised by the id of the event
+    that routed the first, and dropped. When the store is down, the batch is retried for
+    the outage's grace period; past it, tickets are routed all the same and their states
+    kept in memory until the store is back (`flush_deferred`)."""
 
     def __init__(self, current_table: Callable[[], routing.RoutingTable], *,
                  routed: RoutedTickets | None = None, load: LoadView = no_load,
@@ -46,6 +52,20 @@ class RouteTicket:
         self._outage = outage or StoreOutage(float("inf"))  # default: wait for the store
         self._dispatches: list[Dispatch] = []
         self._deferred: dict[str, Dispatch] = {}
+        self._routed_by: dict[str, str | None] = {}  # this batch's tickets routed before
+
+    async def prefetch(self, events: Sequence[envelope.Event]) -> None:
+        """Which of the batch's tickets were routed before, and by which event (one query
+        a batch)."""
+        self._routed_by = {d.ticket_id: d.event_id for d in self._deferred.values()}
+        if self._routed is None:
+            return
+        try:
+            self._routed_by |= await self._routed.routing_events(
+                {event.ticket_id for event in events if event.ticket_id})
+        except db.STORE_ERRORS as error:
+            if not db.is_outage(error) or not self._outage.failed():
+                raise  # a bug, or within the grace period: the batch is retried
 
     async def finish_batch(self) -> None:
         """Write the batch's states and traces in one transaction, before its records are
@@ -63,6 +83,11 @@ class RouteTicket:
                                " states kept until it is back")
             self._deferred.update((d.ticket_id, d) for d in dispatches)
             DEFERRED.set(len(self._deferred))
+
+    def _is_copy(self, ticket_id: str, event_id: str) -> bool:
+        # A replay of the routing event itself (its batch was aborted) routes again.
+        routed_by = self._routed_by.get(ticket_id)
+        return routed_by is not None and routed_by != event_id
 
     async def flush_deferred(self) -> None:
         """Write the states kept during an outage (called periodically); quiet while the
@@ -89,6 +114,11 @@ class RouteTicket:
 
     async def __call__(self, event: envelope.Event) -> list[kafka.Output]:
         ticket = tickets.SegmentedTicket.model_validate(event.data)
+        if self._is_copy(ticket.ticket_id, event.id):
+            COPIES.inc()
+            logger.info("copy of a routed ticket dropped", extra={"ticket_id": ticket.ticket_id})
+            return []
+        self._routed_by[ticket.ticket_id] = event.id
         table = self._current_table()
         now = datetime.now(UTC)
         loads, states = self._load()
@@ -108,7 +138,7 @@ class RouteTicket:
             ticket_id=ticket.ticket_id, department=decision.department,
             segment=ticket.segmentation.segment, priority=decision.priority,
             deadline=decision.first_response_deadline, steps=trace_steps(ticket, record),
-            payload=data, at=now))
+            payload=data, at=now, event_id=event.id))
         lifecycle = events.TicketEvent(
             ticket_id=ticket.ticket_id, type=events.TicketEventType.ROUTED, occurred_at=now,
             received_at=ticket.received_at, department=decision.department,

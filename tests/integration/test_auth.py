@@ -18,7 +18,7 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
-from tests.conftest import Pipeline
+from tests.conftest import Pipeline, demo_pipeline
 
 PUBLIC = "public"
 PLATFORM, DEPARTMENT, ADMIN = "platform", "department", "admin"
@@ -63,18 +63,10 @@ ACCESS: dict[tuple[str, str, str], set[str]] = {
 @pytest.fixture(scope="module")
 def secured(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
             ) -> Iterator[Pipeline]:
-    from services.segmenter import demo
-
-    home = tmp_path_factory.mktemp("auth")
-    database_url = f"sqlite+aiosqlite:///{home / 'store.db'}"
-    asyncio.run(demo.seed_if_empty(database_url, count=100))
-    running = Pipeline(kafka_bootstrap, database_url, home / "logs",
-                       extra_env={"AUTH_CACHE_SECONDS": "1", "INTAKE_RATE_LIMIT": "1000/second"})
-    running.start()
-    try:
+    with demo_pipeline(kafka_bootstrap, tmp_path_factory.mktemp("auth"), customers=100,
+                       extra_env={"AUTH_CACHE_SECONDS": "1",
+                                  "INTAKE_RATE_LIMIT": "1000/second"}) as running:
         yield running
-    finally:
-        running.stop()
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,7 @@ from services.core.settings import Settings
 from services.core.stage import StageRunner
 from services.local.kafka_broker import LocalKafka
 from services.router import routing, worker
+from services.router.store import RoutedTickets
 from services.segmenter import rules, rules_file
 from services.segmenter import worker as segmenter_worker
 from services.segmenter.cache import CustomerCache
@@ -111,6 +112,35 @@ class TestRouterStage:
         assert len(found) == 2
         assert where == {routed.ticket_id: ("dept.public_sector", "route"),
                          unclaimed.ticket_id: ("dept.customer_care", "fallback")}
+
+
+class TestCopies:
+    async def test_a_second_copy_of_a_routed_ticket_is_not_routed_again(
+            self, stage_settings: Settings, raw_producer: AIOKafkaProducer) -> None:
+        """Copies of one ticket under other event ids (the intake published it twice):
+        one in the queue, whether the copies come in one batch or far apart."""
+        await migrate.upgrade(stage_settings.database_url)
+        engine = db.engine(stage_settings.database_url)
+        later, together = unique("t"), unique("t")
+        runner = StageRunner(
+            stage_settings, name="router-test", source_topic=topics.SEGMENTED,
+            group_id=unique("router"), transform=worker.RouteTicket(
+                lambda: TABLE, routed=RoutedTickets(db.sessions(engine))))
+        await runner.start()
+        try:
+            await publish(raw_producer, topics.SEGMENTED, segmented_event("government", later))
+            await read_topic(stage_settings.kafka_bootstrap_servers, "dept.public_sector",
+                             until=1, settle=0.5, keep=lambda e: e.ticket_id == later)
+            for ticket_id in (later, together, together):
+                await publish(raw_producer, topics.SEGMENTED,
+                              segmented_event("government", ticket_id))
+            found = await read_topic(stage_settings.kafka_bootstrap_servers,
+                                     "dept.public_sector", until=2, settle=3.0,
+                                     keep=lambda e: e.ticket_id in (later, together))
+        finally:
+            await runner.stop()
+            await engine.dispose()
+        assert Counter(event.ticket_id for event, _ in found) == {later: 1, together: 1}
 
 
 class TestDeadLetters:
@@ -298,6 +328,14 @@ async def owns(runner: StageRunner, *partitions: TopicPartition) -> None:
             await asyncio.sleep(0.1)
 
 
+async def routed_once(stage_settings: Settings, sent: set[str]
+                      ) -> list[tuple[envelope.Event, object]]:
+    """What reached public_sector's lane of the tickets sent (every copy)."""
+    return await read_topic(stage_settings.kafka_bootstrap_servers, "dept.public_sector",
+                            until=len(sent), within=60, settle=3.0,
+                            keep=lambda e: e.ticket_id in sent)
+
+
 class TestHandover:
     async def test_instances_joining_and_leaving_route_each_ticket_once(
             self, stage_settings: Settings, raw_producer: AIOKafkaProducer) -> None:
@@ -322,9 +360,7 @@ class TestHandover:
             await owns(second, *(TopicPartition(topics.SEGMENTED, p) for p in range(3)))
             await first.stop()
             await publish_some(40)
-            found = await read_topic(stage_settings.kafka_bootstrap_servers,
-                                     "dept.public_sector", until=len(sent), within=60,
-                                     settle=3.0, keep=lambda e: e.ticket_id in sent)
+            found = await routed_once(stage_settings, sent)
         finally:
             await first.stop()
             await second.stop()
@@ -410,9 +446,7 @@ class TestHandover:
         try:
             await asyncio.sleep(1.0)  # the first instance's producers are starting
             await second.start()
-            found = await read_topic(stage_settings.kafka_bootstrap_servers,
-                                     "dept.public_sector", until=len(sent), within=60,
-                                     settle=3.0, keep=lambda e: e.ticket_id in sent)
+            found = await routed_once(stage_settings, sent)
         finally:
             await first.stop()
             await second.stop()
