@@ -28,6 +28,9 @@ from aiokafka.errors import KafkaError
 
 logger = logging.getLogger(__name__)
 
+START_SECONDS = 30.0
+STOP_SECONDS = 10.0
+
 NewProducer = Callable[[str], AIOKafkaProducer]
 """Builds an unstarted producer with the given transactional id."""
 
@@ -123,7 +126,8 @@ class PartitionProducers:
     async def _start(self, partition: TopicPartition) -> AIOKafkaProducer | None:
         producer = self._new_producer(self.transactional_id(partition))
         try:
-            await producer.start()
+            # Bounded: a start that hangs is given up and tried again on the next pass.
+            await asyncio.wait_for(producer.start(), START_SECONDS)
         except Exception:
             logger.exception("transactional producer did not start",
                              extra={"partition": str(partition)})
@@ -142,10 +146,24 @@ def _result(task: asyncio.Future[AIOKafkaProducer | None]) -> AIOKafkaProducer |
 
 
 async def _stop_quietly(producer: AIOKafkaProducer) -> None:
+    stopping = asyncio.ensure_future(producer.stop())
+    done, _ = await asyncio.wait({stopping}, timeout=STOP_SECONDS)
+    if not done:
+        # Stuck in a transaction a dead broker never answered: the next producer with
+        # its transactional id fences it and aborts that transaction.
+        stopping.cancel()
+        stopping.add_done_callback(_retrieved)
+        logger.warning("producer did not stop in %ss; abandoned", STOP_SECONDS)
+        return
     try:
-        await producer.stop()
+        stopping.result()
     except (KafkaError, OSError):
         logger.warning("producer did not stop cleanly", exc_info=True)
+
+
+def _retrieved(task: asyncio.Future[None]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 class Handover(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
@@ -189,8 +207,9 @@ class Handover(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is 
         ready = []
         for partition in sorted(opened):
             try:
-                offset = await self._consumer.committed(partition)
-            except KafkaError:
+                offset = await asyncio.wait_for(self._consumer.committed(partition),
+                                                START_SECONDS)
+            except (KafkaError, TimeoutError):
                 logger.exception("committed offset not read",
                                  extra={"partition": str(partition)})
                 await self._producers.failed(partition)

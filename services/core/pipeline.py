@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Protocol, runtime_checkable
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any, Protocol, runtime_checkable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, ProducerFenced
@@ -69,6 +69,15 @@ def dead_letter_headers(record: ConsumerRecord, reason: str, error_class: str) -
     ]
 
 
+class TransactionStuck(Exception):
+    """A partition's transaction did not finish in time."""
+
+
+def _retrieved(task: asyncio.Future[None]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
 class StageLoop:
     """Runs one stage until `stop` is set; finishes the batch in hand before returning.
 
@@ -88,6 +97,7 @@ class StageLoop:
         retry_pause_seconds: float = 1.0,
         max_batch: int = 500,
         fenced_grace_seconds: float = 120.0,
+        transaction_timeout_seconds: float = 30.0,
     ) -> None:
         if (producer is None) == (producers is None):
             raise ValueError("give either a producer (at least once) or producers")
@@ -99,6 +109,7 @@ class StageLoop:
         self._retry_pause = retry_pause_seconds
         self._max_batch = max_batch
         self._fenced_grace = fenced_grace_seconds
+        self._transaction_timeout = transaction_timeout_seconds
         self._batch_lock = asyncio.Lock()
         # Transforms keep per-batch state (Batching): one partition's records at a time.
         self._transform_lock = asyncio.Lock()
@@ -147,12 +158,18 @@ class StageLoop:
             self._rewind(partition, records)
             return True
         try:
-            # Leaving the block by an exception aborts the transaction: nothing of it
-            # becomes visible, and the partition's offset stays uncommitted.
-            async with producer.transaction():
-                await self._process(records, producer)
-                await producer.send_offsets_to_transaction(
-                    {partition: records[-1].offset + 1}, producers.group_id)
+            await self._in_time(self._transaction(partition, records, producer, producers))
+        except TransactionStuck:
+            # A broker that died mid-transaction can leave aiokafka waiting for good: give
+            # the partition a fresh producer, whose start fences this one and aborts its
+            # transaction, and process the records again.
+            logger.error("stage %s: a transaction did not finish in %ss; starting afresh",
+                         self.name, self._transaction_timeout,
+                         extra={"partition": str(partition)})
+            self._rewind(partition, records)
+            self._pause(partition)
+            await producers.failed(partition)
+            return False
         except ProducerFenced:
             # The partition's new owner started its producer: leave the records to it
             # and wait for the rebalance that tells this instance what it owns now.
@@ -171,6 +188,27 @@ class StageLoop:
                 await producers.failed(partition)
             return False
         return True
+
+    async def _transaction(self, partition: TopicPartition, records: list[ConsumerRecord],
+                           producer: AIOKafkaProducer,
+                           producers: partition_producers.PartitionProducers) -> None:
+        # Leaving the block by an exception aborts the transaction: nothing of it becomes
+        # visible, and the partition's offset stays uncommitted.
+        async with producer.transaction():
+            await self._process(records, producer)
+            await producer.send_offsets_to_transaction(
+                {partition: records[-1].offset + 1}, producers.group_id)
+
+    async def _in_time(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work`; TransactionStuck if it has not finished in time (it is then
+        abandoned: cancelled, not waited for, as its cancellation may hang too)."""
+        task = asyncio.ensure_future(work)
+        done, _ = await asyncio.wait({task}, timeout=self._transaction_timeout)
+        if not done:
+            task.cancel()
+            task.add_done_callback(_retrieved)
+            raise TransactionStuck()
+        task.result()
 
     async def _recover_partitions(self) -> None:
         """Start the producers of partitions assigned, or whose producer failed, since
