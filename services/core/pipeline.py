@@ -109,7 +109,7 @@ class StageLoop:
         self._retry_pause = retry_pause_seconds
         self._max_batch = max_batch
         self._fenced_grace = fenced_grace_seconds
-        self._transaction_timeout = transaction_timeout_seconds
+        self.transaction_timeout_seconds = transaction_timeout_seconds
         self._batch_lock = asyncio.Lock()
         # Transforms keep per-batch state (Batching): one partition's records at a time.
         self._transform_lock = asyncio.Lock()
@@ -164,7 +164,7 @@ class StageLoop:
             # the partition a fresh producer, whose start fences this one and aborts its
             # transaction, and process the records again.
             logger.error("stage %s: a transaction did not finish in %ss; starting afresh",
-                         self.name, self._transaction_timeout,
+                         self.name, self.transaction_timeout_seconds,
                          extra={"partition": str(partition)})
             self._rewind(partition, records)
             self._pause(partition)
@@ -203,7 +203,7 @@ class StageLoop:
         """Run `work`; TransactionStuck if it has not finished in time (it is then
         abandoned: cancelled, not waited for, as its cancellation may hang too)."""
         task = asyncio.ensure_future(work)
-        done, _ = await asyncio.wait({task}, timeout=self._transaction_timeout)
+        done, _ = await asyncio.wait({task}, timeout=self.transaction_timeout_seconds)
         if not done:
             task.cancel()
             task.add_done_callback(_retrieved)

@@ -457,6 +457,48 @@ class TestHandover:
         assert not +live  # every started producer was stopped
 
 
+class TestStuckTransaction:
+    async def test_a_commit_that_never_returns_is_abandoned_and_the_tickets_go_once(
+            self, stage_settings: Settings, raw_producer: AIOKafkaProducer,
+            monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+        # As when the broker dies mid-commit and aiokafka waits for it for good.
+        stuck: list[str] = []
+        build = kafka.producer
+
+        def sometimes_stuck(settings: Settings, *, client_id: str,
+                            transactional_id: str | None = None) -> AIOKafkaProducer:
+            producer = build(settings, client_id=client_id, transactional_id=transactional_id)
+            commit = producer.commit_transaction
+
+            async def first_commit_hangs() -> None:
+                if not stuck:
+                    stuck.append(str(transactional_id))
+                    await asyncio.Event().wait()
+                await commit()
+
+            producer.commit_transaction = first_commit_hangs  # type: ignore[method-assign]
+            return producer
+
+        monkeypatch.setattr(kafka, "producer", sometimes_stuck)
+        sent = set()
+        for _ in range(10):
+            event = segmented_event("government")
+            sent.add(event.ticket_id)
+            await publish_to(raw_producer, event)
+        runner = router_runner(stage_settings, unique("router"))
+        runner.loop.transaction_timeout_seconds = 2.0
+        await runner.start()
+        try:
+            found = await routed_once(stage_settings, sent)
+        finally:
+            await runner.stop()
+        copies = Counter(event.ticket_id for event, _ in found)
+        assert stuck, "no commit was held up: the test tested nothing"
+        assert set(copies) == sent
+        assert max(copies.values()) == 1
+        assert "did not finish" in caplog.text
+
+
 class TestAtLeastOnceMode:
     async def test_routes_without_transactions(
             self, stage_settings: Settings, raw_producer: AIOKafkaProducer) -> None:
