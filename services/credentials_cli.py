@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 
-from services.core import access, db, migrate
+from services.core import access, credentials_api, db, migrate
 from services.core.credentials import Credentials
 from services.core.settings import Settings
 
@@ -40,14 +41,19 @@ def issue(
         help="Platforms: their intake rate limit, e.g. 200/second")] = None,
 ) -> None:
     """Issue a credential and print its token: the only time it is shown."""
-    problem = access.subject_problem(role, subject)
-    if problem:
-        raise typer.BadParameter(problem, param_hint="--subject")
+    try:  # the same checks as the HTTP API's
+        wanted = credentials_api.CredentialRequest(role=role, subject=subject, label=label,
+                                                   rate_limit=rate_limit)
+    except ValidationError as exc:
+        for problem in exc.errors(include_input=False, include_url=False):
+            where = ".".join(str(part) for part in problem["loc"]) or "options"
+            typer.echo(f"{where}: {problem['msg']}", err=True)
+        raise typer.Exit(2) from exc
 
     async def run() -> str:
         async with _store(Settings().database_url) as store:
-            credential, token = await store.issue(role, subject, label=label,
-                                                  rate_limit=rate_limit)
+            credential, token = await store.issue(
+                wanted.role, wanted.subject, label=wanted.label, rate_limit=wanted.rate_limit)
         typer.echo(f"issued {credential.credential_id} ({role.value}"
                    f"{' ' + subject if subject else ''})", err=True)
         return token

@@ -3,8 +3,10 @@
 Every service reads the same table, so a credential issued or revoked on one (through the
 router's admin API or the `routing credentials` command) holds on all of them without a
 restart, within `AUTH_CACHE_SECONDS` (each service keeps what it looked up that long).
-While the store is down, a service goes by what it last read of a credential, so the
-intake keeps accepting tickets from the platforms it knows.
+While the store is down, the intake goes by what it last read of a platform's key, so it
+keeps accepting tickets from the platforms it knows (a key revoked during the outage
+works until the store is back); department and admin tokens are not trusted on an old
+read (503).
 """
 
 from __future__ import annotations
@@ -76,7 +78,9 @@ class Credentials:
         self._sessions = sessions
         self._looked: TTLCache[str, _Looked | None] = TTLCache(maxsize=10_000,
                                                                ttl=cache_seconds)
-        self._last_read: LRUCache[str, _Looked | None] = LRUCache(maxsize=10_000)
+        # Platforms' valid keys only: while the store is down the intake goes on, while
+        # revoked keys and other roles' tokens are not trusted on an old read.
+        self._last_read: LRUCache[str, _Looked] = LRUCache(maxsize=10_000)
 
     async def issue(self, role: access.Role, subject: str | None, *, label: str = "",
                     rate_limit: str | None = None) -> tuple[Credential, str]:
@@ -126,11 +130,15 @@ class Credentials:
             try:
                 looked = await self._look_up(credential_id)
             except db.STORE_ERRORS as error:
-                if not db.is_outage(error) or credential_id not in self._last_read:
+                fallback = self._last_read.get(credential_id)
+                if not db.is_outage(error) or fallback is None:
                     raise
-                looked = self._last_read[credential_id]  # the store is down: as last read
+                looked = fallback  # the store is down: a platform's key as last read
             else:
-                self._looked[credential_id] = self._last_read[credential_id] = looked
+                self._looked[credential_id] = looked
+                if looked is not None and looked.principal is not None and \
+                        looked.principal.role is access.Role.PLATFORM:
+                    self._last_read[credential_id] = looked
         if looked is None or not access.secret_matches(secret, looked.secret_hash):
             return None
         return looked.principal

@@ -12,7 +12,9 @@ from sqlalchemy.exc import (
     DBAPIError,
     DisconnectionError,
     IntegrityError,
+    InterfaceError,
     NotSupportedError,
+    OperationalError,
     ProgrammingError,
 )
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
@@ -23,12 +25,25 @@ STORE_ERRORS: tuple[type[Exception], ...] = (DBAPIError, DisconnectionError, OSE
                                             TimeoutError)
 # What a wrong query or wrong data raises: a bug or bad input, never an outage.
 _NOT_OUTAGES = (IntegrityError, ProgrammingError, DataError, NotSupportedError)
+# PostgreSQL's classes of "cannot serve now": connection exceptions, insufficient
+# resources, operator intervention (shutting down, starting up).
+_OUTAGE_STATES = ("08", "53", "57P")
 
 
 def is_outage(error: BaseException) -> bool:
     """Whether an error says the store is down or unreachable (PostgreSQL refusing or
     starting up, a dropped connection, a timeout), not that a query was wrong."""
-    return isinstance(error, STORE_ERRORS) and not isinstance(error, _NOT_OUTAGES)
+    if isinstance(error, (OperationalError, InterfaceError, DisconnectionError, OSError,
+                          TimeoutError)):
+        return True
+    if not isinstance(error, DBAPIError) or isinstance(error, _NOT_OUTAGES):
+        return False
+    if error.connection_invalidated:
+        return True
+    # A plain DBAPIError: asyncpg's errors without a class of their own land here, bad
+    # data among them; its SQLSTATE tells.
+    state = getattr(error.orig, "sqlstate", None) or ""
+    return state.startswith(_OUTAGE_STATES)
 
 
 class Base(DeclarativeBase):

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.errors import CommitFailedError, ProducerFenced
+from aiokafka.errors import CommitFailedError, InvalidProducerEpoch, ProducerFenced
 from pydantic import ValidationError
 
 from services.core import envelope, kafka, partition_producers, topics
@@ -170,7 +170,8 @@ class StageLoop:
             self._pause(partition)
             await producers.failed(partition)
             return False
-        except ProducerFenced:
+        except (ProducerFenced, InvalidProducerEpoch):
+            # (InvalidProducerEpoch: a record sent after the fencing, before the commit.)
             # The partition's new owner started its producer: leave the records to it
             # and wait for the rebalance that tells this instance what it owns now.
             logger.warning("stage %s lost a partition to another instance", self.name,
@@ -212,16 +213,19 @@ class StageLoop:
 
     async def _recover_partitions(self) -> None:
         """Start the producers of partitions assigned, or whose producer failed, since
-        the last batch (the only place producers start); stop if a partition stays
-        fenced without the rebalance that should follow (two owners: makes no sense)."""
+        the last batch (the only place producers start); take back a partition that
+        stays fenced without the rebalance that should follow."""
         if self.producers is None:
             return
         stuck = self.producers.fenced_longer_than(
             self._fenced_grace, still_assigned=self._consumer.assignment())
-        if stuck:
-            logger.error("stage %s fenced with no rebalance; stopping", self.name,
-                         extra={"partitions": sorted(map(str, stuck))})
-            raise ProducerFenced()
+        for partition in stuck:
+            # Still ours by the group, so no other member took it: the epoch was bumped
+            # for another reason (the broker aborting a transaction that timed out).
+            # Take it back with a fresh producer.
+            logger.error("stage %s fenced with no rebalance; taking the partition back",
+                         self.name, extra={"partition": str(partition)})
+            await self.producers.failed(partition)
         if not self.handover.without_producer():
             return
         async with self._batch_lock:

@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import Counter
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.core import access, auth, envelope, events, http, kafka, tickets, topics
+from services.core import access, auth, db, envelope, events, http, kafka, tickets, topics
 from services.router.models import IntakeKeyRow
 from services.router.store import IntakeKeys
 
@@ -188,7 +188,15 @@ async def submit_ticket(
         # under two.
         return unavailable(request, "tickets")
     if idempotency_key is not None:
-        await keys.accepted(idempotency_key)
+        try:
+            await keys.accepted(idempotency_key)
+        except db.STORE_ERRORS as error:
+            if not db.is_outage(error):
+                raise
+            # The ticket is in Kafka: say so. A retry with this key publishes it again
+            # (the key stays pending), and the router drops that copy.
+            logger.warning("ticket accepted; its Idempotency-Key stays pending (store"
+                           " unavailable)", extra={"ticket_id": ticket.ticket_id})
     TICKETS_ACCEPTED.labels(ticket.channel).inc()
     logger.info("ticket accepted", extra={"ticket_id": ticket.ticket_id,
                                           "correlation_id": correlation})

@@ -57,6 +57,7 @@ class RouteTicket:
     async def prefetch(self, events: Sequence[envelope.Event]) -> None:
         """Which of the batch's tickets were routed before, and by which event (one query
         a batch)."""
+        self._dispatches = []  # what a failed attempt at a batch left
         self._routed_by = {d.ticket_id: d.event_id for d in self._deferred.values()}
         if self._routed is None:
             return

@@ -47,9 +47,20 @@ class TestStoreOutage:
         assert StoreOutage(0.0, clock=Clock()).failed() is True
 
 
+class Sqlstate(Exception):
+    """What the driver's error carries: PostgreSQL's SQLSTATE."""
+
+    def __init__(self, sqlstate: str) -> None:
+        super().__init__(sqlstate)
+        self.sqlstate = sqlstate
+
+
 class TestWhatIsAnOutage:
     @pytest.mark.parametrize(("error", "outage"), [
-        (DBAPIError("connect", {}, Exception("the database system is starting up")), True),
+        (DBAPIError("connect", {}, Sqlstate("57P03")), True),  # starting up
+        (DBAPIError("connect", {}, Sqlstate("08006")), True),  # connection failure
+        (DBAPIError("insert", {}, Sqlstate("22001")), False),  # value too long: bad data
+        (DBAPIError("insert", {}, Exception("no state")), False),
         (OperationalError("connect", {}, Exception("connection refused")), True),
         (ConnectionRefusedError(), True),
         (TimeoutError(), True),
