@@ -111,6 +111,7 @@ RATE_LIMITED: dict[int | str, dict[str, Any]] = {429: {
                                 "schema": {"type": "integer", "minimum": 1}}}}}
 
 api = APIRouter(prefix="/v1", tags=["tickets"])
+REPORT_CLOCK_SKEW = timedelta(minutes=5)  # departments' clocks may run a little ahead
 
 
 def unavailable(request: Request, endpoint: str) -> JSONResponse:
@@ -208,8 +209,10 @@ def scoped_key(platform: access.Principal, idempotency_key: str) -> str:
 
 
 async def _ensure_with_department(request: Request, ticket_id: str,
-                                  principal: access.Principal, named: str | None) -> None:
-    if named is not None and named != principal.subject:
+                                  principal: access.Principal, report: DepartmentReport) -> None:
+    """A department reports on its own tickets only, and on what happened between the
+    ticket's receipt and now (a report dated earlier would dodge its escalation)."""
+    if report.department is not None and report.department != principal.subject:
         raise auth.Refused(403, "forbidden", "a department credential reports for its own"
                                              " department only")
     row = await request.app.state.routed.get(ticket_id)
@@ -217,6 +220,14 @@ async def _ensure_with_department(request: Request, ticket_id: str,
         raise HTTPException(404, detail={"error": "not_found",
                                          "detail": f"no routed ticket {ticket_id!r}"})
     auth.ensure_may_act_for(principal, row.department)
+    received = row.payload.get("received_at")
+    if report.occurred_at is None or not isinstance(received, str):
+        return
+    if report.occurred_at < datetime.fromisoformat(received):
+        raise http.InvalidField("body.occurred_at", f"before the ticket was received"
+                                                    f" ({received}); leave it out for now")
+    if report.occurred_at > datetime.now(UTC) + REPORT_CLOCK_SKEW:
+        raise http.InvalidField("body.occurred_at", "in the future; leave it out for now")
 
 
 def _earlier_request(request: Request, claim: IntakeKeyRow, ticket_id: str, fingerprint: str,
@@ -254,7 +265,7 @@ async def report_event(
     """A department reports that it picked up, responded to or resolved a ticket (a
     department's credential: only tickets that are with that department)."""
     if principal.role is access.Role.DEPARTMENT:
-        await _ensure_with_department(request, ticket_id, principal, report.department)
+        await _ensure_with_department(request, ticket_id, principal, report)
         report = report.model_copy(update={"department": principal.subject})
     lifecycle = events.TicketEvent(
         ticket_id=ticket_id,

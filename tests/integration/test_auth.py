@@ -294,6 +294,10 @@ class TestDepartmentScope:
             other_name = await own.post(f"/v1/tickets/{routed_ticket}/events",
                                         json={"type": "picked_up", "department": OTHER})
             assert other_name.status_code == 403
+            backdated = await own.post(f"/v1/tickets/{routed_ticket}/events", json={
+                "type": "responded", "occurred_at": "2000-01-01T00:00:00Z"})
+            assert backdated.status_code == 422  # would dodge the escalation
+            assert backdated.json()["fields"][0]["field"] == "body.occurred_at"
         async with httpx.AsyncClient(base_url=secured.url("metrics"), timeout=10,
                                      headers=secured.headers(DEPARTMENT, OWN)) as stats:
             assert (await stats.get(f"/v1/departments/{OWN}/stats")).status_code == 200
