@@ -7,8 +7,9 @@ from __future__ import annotations
 import contextlib
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer
@@ -57,6 +58,16 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
+def readable(batch: Mapping[Any, list[Any]]) -> Iterator[tuple[envelope.Event, Any]]:
+    """The batch's records that are events, as (event, record); others are skipped."""
+    for records in batch.values():
+        for record in records:
+            try:
+                yield envelope.from_record(record.headers, record.value), record
+            except envelope.EnvelopeError:
+                continue
+
+
 async def read_topic(bootstrap: str, *topic_names: str, until: int, within: float = 20.0,
                      settle: float = 1.0,
                      keep: object = None) -> list[tuple[envelope.Event, object]]:
@@ -77,14 +88,9 @@ async def read_topic(bootstrap: str, *topic_names: str, until: int, within: floa
             if len(found) >= until:
                 deadline = min(deadline, loop.time() + settle)
             batch = await consumer.getmany(timeout_ms=200)
-            for records in batch.values():
-                for record in records:
-                    try:
-                        event = envelope.from_record(record.headers, record.value)
-                    except envelope.EnvelopeError:
-                        continue
-                    if keep is None or keep(event):  # type: ignore[operator]
-                        found.append((event, record))
+            for event, record in readable(batch):
+                if keep is None or keep(event):  # type: ignore[operator]
+                    found.append((event, record))
     finally:
         await consumer.stop()
     return found

@@ -4,6 +4,7 @@ limits (429 with Retry-After). The rules themselves are in `services.core.access
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Awaitable, Callable
@@ -104,7 +105,7 @@ class RateLimits:
         self._limiter = MovingWindowRateLimiter(MemoryStorage())
 
     async def check(self, principal: access.Principal) -> None:
-        rate = limits.parse(principal.rate_limit) if principal.rate_limit else self._default
+        rate = _parsed(principal.rate_limit) if principal.rate_limit else self._default
         if await self._limiter.hit(rate, principal.credential_id):
             return
         stats = await self._limiter.get_window_stats(rate, principal.credential_id)
@@ -112,6 +113,12 @@ class RateLimits:
         raise Refused(429, "rate_limited",
                       f"over this credential's limit of {rate}; retry after {retry_after}s",
                       {"Retry-After": str(retry_after)})
+
+
+@functools.lru_cache(maxsize=1024)
+def _parsed(rate: str) -> limits.RateLimitItem:
+    """A credential's rate, parsed once rather than on each request."""
+    return limits.parse(rate)
 
 
 async def rate_limited_platform(request: Request, principal: Platform) -> access.Principal:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
 
 logger = logging.getLogger(__name__)
 
 Job = Callable[[asyncio.Event], Awaitable[None]]
+T = TypeVar("T")
 
 
 class BackgroundTasks:
@@ -43,3 +45,23 @@ async def every(seconds: float, action: Callable[[], Awaitable[object]],
             await action()
         except Exception:
             logger.exception("periodic task failed")
+
+
+async def within(seconds: float, work: Coroutine[Any, Any, T]) -> T:
+    """`work`'s result; TimeoutError if it has not finished in `seconds`. It is then
+    abandoned: cancelled, not waited for (a client stuck on a dead broker may hang in
+    its cancellation too)."""
+    task = asyncio.ensure_future(work)
+    done, _ = await asyncio.wait({task}, timeout=seconds)
+    if not done:
+        task.cancel()
+        task.add_done_callback(retrieved)
+        raise TimeoutError
+    return task.result()
+
+
+def retrieved(future: asyncio.Future[Any]) -> None:
+    """A done callback that takes a future's exception, so that asyncio does not log it
+    as never retrieved (for futures nobody awaits)."""
+    if not future.cancelled():
+        future.exception()

@@ -56,6 +56,10 @@ async def _start_whole(start: Callable[[], Awaitable[None]],
     starting = asyncio.ensure_future(start())
     try:
         await asyncio.shield(starting)
+        # Let the background tasks the start created begin: aiokafka 0.14 lets the
+        # cancellation out of `stop()` for a task cancelled before it ever ran (a client
+        # stopped right after its start).
+        await asyncio.sleep(0)
     except asyncio.CancelledError:
         await asyncio.wait([starting], timeout=START_GRACE_SECONDS)
         if not starting.done():

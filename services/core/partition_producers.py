@@ -26,6 +26,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
 
+from services.core import background
+
 logger = logging.getLogger(__name__)
 
 START_SECONDS = 30.0
@@ -146,24 +148,14 @@ def _result(task: asyncio.Future[AIOKafkaProducer | None]) -> AIOKafkaProducer |
 
 
 async def _stop_quietly(producer: AIOKafkaProducer) -> None:
-    stopping = asyncio.ensure_future(producer.stop())
-    done, _ = await asyncio.wait({stopping}, timeout=STOP_SECONDS)
-    if not done:
+    try:
+        await background.within(STOP_SECONDS, producer.stop())
+    except TimeoutError:
         # Stuck in a transaction a dead broker never answered: the next producer with
         # its transactional id fences it and aborts that transaction.
-        stopping.cancel()
-        stopping.add_done_callback(_retrieved)
         logger.warning("producer did not stop in %ss; abandoned", STOP_SECONDS)
-        return
-    try:
-        stopping.result()
     except (KafkaError, OSError):
         logger.warning("producer did not stop cleanly", exc_info=True)
-
-
-def _retrieved(task: asyncio.Future[None]) -> None:
-    if not task.cancelled():
-        task.exception()
 
 
 class Handover(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped

@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol, runtime_checkable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, InvalidProducerEpoch, ProducerFenced
 from pydantic import ValidationError
 
-from services.core import envelope, kafka, partition_producers, topics
+from services.core import background, envelope, kafka, partition_producers, topics
 
 logger = logging.getLogger(__name__)
 
@@ -67,15 +67,6 @@ def dead_letter_headers(record: ConsumerRecord, reason: str, error_class: str) -
         ("dlq_error", reason.encode()[:1000]),
         ("dlq_error_class", error_class.encode()),
     ]
-
-
-class TransactionStuck(Exception):
-    """A partition's transaction did not finish in time."""
-
-
-def _retrieved(task: asyncio.Future[None]) -> None:
-    if not task.cancelled():
-        task.exception()
 
 
 class StageLoop:
@@ -158,8 +149,9 @@ class StageLoop:
             self._rewind(partition, records)
             return True
         try:
-            await self._in_time(self._transaction(partition, records, producer, producers))
-        except TransactionStuck:
+            await background.within(self.transaction_timeout_seconds,
+                                    self._transaction(partition, records, producer, producers))
+        except TimeoutError:
             # A broker that died mid-transaction can leave aiokafka waiting for good: give
             # the partition a fresh producer, whose start fences this one and aborts its
             # transaction, and process the records again.
@@ -199,17 +191,6 @@ class StageLoop:
             await self._process(records, producer)
             await producer.send_offsets_to_transaction(
                 {partition: records[-1].offset + 1}, producers.group_id)
-
-    async def _in_time(self, work: Coroutine[Any, Any, None]) -> None:
-        """Run `work`; TransactionStuck if it has not finished in time (it is then
-        abandoned: cancelled, not waited for, as its cancellation may hang too)."""
-        task = asyncio.ensure_future(work)
-        done, _ = await asyncio.wait({task}, timeout=self.transaction_timeout_seconds)
-        if not done:
-            task.cancel()
-            task.add_done_callback(_retrieved)
-            raise TransactionStuck()
-        task.result()
 
     async def _recover_partitions(self) -> None:
         """Start the producers of partitions assigned, or whose producer failed, since

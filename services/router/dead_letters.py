@@ -26,7 +26,7 @@ from aiokafka.errors import (
     TopicAlreadyExistsError,
 )
 
-from services.core import kafka, topics
+from services.core import background, kafka, topics
 from services.core.settings import Settings
 from services.router.dead_letter_records import (
     MAX_LIMIT,
@@ -150,16 +150,11 @@ async def _replay_selected(
                                         headers=replay_headers(record.headers, this)),
                     await producer.send(REPLAYED, orjson.dumps(marker), key=this.encode())]
                 for future in sent[-2:]:  # one failure is raised; the rest need no report
-                    future.add_done_callback(_retrieved)
+                    future.add_done_callback(background.retrieved)
                 result.replayed.append(this)
     await asyncio.gather(*sent)
     result.not_found = [text for text in wanted.values() if text not in seen]
     return result
-
-
-def _retrieved(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()
 
 
 async def _replayed_ids(consumer: AIOKafkaConsumer, partitions: set[int],
@@ -181,9 +176,6 @@ async def _reader(settings: Settings, client_id: str) -> AsyncIterator[AIOKafkaC
     consumer = kafka.consumer(settings, group_id=None, client_id=client_id)
     try:
         await consumer.start()
-        # Let the consumer's background task begin: aiokafka 0.14 lets the cancellation
-        # out of `stop()` when the task is cancelled before it ever ran.
-        await asyncio.sleep(0)
         yield consumer
     finally:
         await consumer.stop()

@@ -21,7 +21,14 @@ from aiokafka.errors import KafkaError
 
 from services.core import envelope
 from services.router import table_file
-from tests.conftest import TEST_ROUTING_TABLE, Pipeline, department_lanes, read_topic, unique
+from tests.conftest import (
+    TEST_ROUTING_TABLE,
+    Pipeline,
+    department_lanes,
+    read_topic,
+    readable,
+    unique,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -246,16 +253,11 @@ class Watch:
                 await asyncio.sleep(0.5)
                 continue
             now = time.monotonic()
-            for records in batch.values():
-                for record in records:
-                    try:
-                        event = envelope.from_record(record.headers, record.value)
-                    except envelope.EnvelopeError:
-                        continue
-                    if event.ticket_id and self._owns(event):
-                        self.copies[event.ticket_id] += 1
-                        self.first_seen.setdefault(event.ticket_id, now)
-                        self.subject_of[event.ticket_id] = str(event.data.get("subject"))
+            for event, _record in readable(batch):
+                if event.ticket_id and self._owns(event):
+                    self.copies[event.ticket_id] += 1
+                    self.first_seen.setdefault(event.ticket_id, now)
+                    self.subject_of[event.ticket_id] = str(event.data.get("subject"))
 
 
 def drain_time(load: Load, watch: Watch, since: float) -> float | None:

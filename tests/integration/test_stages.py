@@ -336,6 +336,12 @@ async def routed_once(stage_settings: Settings, sent: set[str]
                             keep=lambda e: e.ticket_id in sent)
 
 
+def assert_each_once(found: list[tuple[envelope.Event, object]], sent: set[str]) -> None:
+    copies = Counter(event.ticket_id for event, _ in found)
+    assert set(copies) == sent
+    assert max(copies.values()) == 1
+
+
 class TestHandover:
     async def test_instances_joining_and_leaving_route_each_ticket_once(
             self, stage_settings: Settings, raw_producer: AIOKafkaProducer) -> None:
@@ -364,9 +370,7 @@ class TestHandover:
         finally:
             await first.stop()
             await second.stop()
-        copies = Counter(event.ticket_id for event, _ in found)
-        assert set(copies) == sent
-        assert max(copies.values()) == 1
+        assert_each_once(found, sent)
 
     async def test_a_fenced_partition_waits_for_the_rebalance_and_the_stage_runs_on(
             self, stage_settings: Settings, raw_producer: AIOKafkaProducer) -> None:
@@ -450,9 +454,7 @@ class TestHandover:
         finally:
             await first.stop()
             await second.stop()
-        copies = Counter(event.ticket_id for event, _ in found)
-        assert set(copies) == sent
-        assert max(copies.values()) == 1
+        assert_each_once(found, sent)
         assert most_live and max(most_live.values()) == 1
         assert not +live  # every started producer was stopped
 
