@@ -21,9 +21,17 @@ SCHEMA_VERSION = "1"
 
 Headers = list[tuple[str, bytes]]
 
+# The largest record the pipeline writes: the producers' request size (aiokafka's default
+# max_request_size, 1 MiB) less room for the record batch's own overhead.
+MAX_RECORD_BYTES = 1_000_000
+
 
 class EnvelopeError(ValueError):
     """A record that is not a CloudEvent we can read."""
+
+
+class Unserialisable(ValueError):
+    """An event that cannot become a record: its data is not JSON, or it is too large."""
 
 
 @dataclass(frozen=True)
@@ -61,32 +69,91 @@ def to_headers(event: Event) -> Headers:
 
 
 def to_value(event: Event) -> bytes:
-    return orjson.dumps(event.data, default=str)
+    try:
+        return orjson.dumps(event.data, default=str)
+    except orjson.JSONEncodeError as exc:  # a 65-bit integer, a lone surrogate...
+        raise Unserialisable(f"the event's data cannot be written as JSON: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class Record:
+    """An event written out for Kafka: what a producer sends."""
+
+    topic: str
+    key: bytes
+    value: bytes
+    headers: Headers
+
+    @property
+    def size(self) -> int:
+        return len(self.key) + len(self.value) + sum(
+            len(name) + len(raw) for name, raw in self.headers)
+
+
+def encode(topic: str, key: str, event: Event, *,
+           max_bytes: int = MAX_RECORD_BYTES) -> Record:
+    """The record for an event; Unserialisable if it cannot be written or is over
+    `max_bytes`, so that no producer (nor a transaction shared with others) fails on it."""
+    try:
+        record = Record(topic, key.encode(), to_value(event), to_headers(event))
+    except UnicodeEncodeError as exc:
+        raise Unserialisable(f"the event's key or attributes are not text: {exc}") from exc
+    if record.size > max_bytes:
+        raise Unserialisable(f"the record would be {record.size} bytes; at most {max_bytes}"
+                             " are accepted")
+    return record
+
+
+# Bounds on the attributes we read: an id or name past them is not one of ours (and
+# would not fit the stores' columns).
+_MAX_ATTRIBUTE = {"ce_id": 64, "ce_ticketid": 128, "ce_correlationid": 256,
+                  "ce_subject": 256, "ce_type": 128, "ce_source": 256}
+
+
+def _attributes(headers: Sequence[tuple[str, bytes]] | None) -> dict[str, str]:
+    """The record's headers as text; EnvelopeError for any header we cannot read."""
+    attributes: dict[str, str] = {}
+    try:
+        for key, raw in headers or ():
+            if not isinstance(raw, bytes):
+                raise EnvelopeError(f"header {key!r} has no value")
+            attributes[key] = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise EnvelopeError(f"header {key!r} is not UTF-8 text") from exc
+    except (TypeError, ValueError) as exc:  # not a list of (name, value) pairs
+        if isinstance(exc, EnvelopeError):
+            raise
+        raise EnvelopeError("the record's headers are not (name, value) pairs") from exc
+    for name, limit in _MAX_ATTRIBUTE.items():
+        if name in attributes and not 0 < len(attributes[name]) <= limit:
+            raise EnvelopeError(f"{name} must be 1 to {limit} characters")
+    return attributes
 
 
 def from_record(headers: Sequence[tuple[str, bytes]] | None, value: bytes | None) -> Event:
-    """Read a record written by `to_headers`/`to_value`; raise EnvelopeError otherwise."""
-    attributes = {key: raw.decode("utf-8", "replace") for key, raw in headers or ()}
+    """Read a record written by `to_headers`/`to_value`; raise EnvelopeError for any
+    record that is not one (and nothing else)."""
+    attributes = _attributes(headers)
     missing = [name for name in ("ce_id", "ce_type", "ce_source") if name not in attributes]
     if missing:
         raise EnvelopeError(f"missing CloudEvents headers: {', '.join(missing)}")
     if attributes.get("ce_specversion") != SPEC_VERSION:
-        raise EnvelopeError(f"unsupported ce_specversion {attributes.get('ce_specversion')!r}")
+        raise EnvelopeError(
+            f"unsupported ce_specversion {attributes.get('ce_specversion', '')[:16]!r}")
     schema_version = attributes.get("ce_schemaversion", SCHEMA_VERSION)
     if schema_version != SCHEMA_VERSION:
-        raise EnvelopeError(f"unknown schema version {schema_version!r}")
+        raise EnvelopeError(f"unknown schema version {schema_version[:16]!r}")
     if value is None:
         raise EnvelopeError("record has no value")
+    if not isinstance(value, bytes):
+        raise EnvelopeError("record value is not bytes")
     try:
         data = orjson.loads(value)
     except orjson.JSONDecodeError as exc:
         raise EnvelopeError(f"value is not JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise EnvelopeError("value is not a JSON object")
-    try:
-        time = datetime.fromisoformat(attributes["ce_time"])
-    except (KeyError, ValueError) as exc:
-        raise EnvelopeError("ce_time is missing or not an RFC 3339 time") from exc
+    time = _time(attributes.get("ce_time"))
     ticket_id = attributes.get("ce_ticketid")
     return Event(
         type=attributes["ce_type"],
@@ -99,3 +166,13 @@ def from_record(headers: Sequence[tuple[str, bytes]] | None, value: bytes | None
         time=time,
         schema_version=schema_version,
     )
+
+
+def _time(text: str | None) -> datetime:
+    try:
+        time = datetime.fromisoformat(text or "")
+    except ValueError as exc:
+        raise EnvelopeError("ce_time is missing or not an RFC 3339 time") from exc
+    if time.tzinfo is None:
+        raise EnvelopeError("ce_time has no UTC offset (RFC 3339 requires one)")
+    return time

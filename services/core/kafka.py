@@ -166,16 +166,10 @@ def _report_created(topic_errors: Iterable[tuple[Any, ...]]) -> None:
         logger.info("topics created", extra={"topics": created})
 
 
-async def send(
-    producer: AIOKafkaProducer, topic: str, event: envelope.Event, *, key: str
-) -> asyncio.Future[object]:
-    """Queue one event; the returned future resolves when the broker acknowledges it."""
+async def send(producer: AIOKafkaProducer, record: envelope.Record) -> asyncio.Future[object]:
+    """Queue one record; the returned future resolves when the broker acknowledges it."""
     future: asyncio.Future[object] = await producer.send(
-        topic,
-        envelope.to_value(event),
-        key=key.encode(),
-        headers=envelope.to_headers(event),
-    )
+        record.topic, record.value, key=record.key, headers=record.headers)
     return future
 
 
@@ -186,6 +180,19 @@ class Output:
     topic: str
     key: str
     event: envelope.Event
+
+    def encoded(self) -> envelope.Record:
+        """The record to send; envelope.Unserialisable if there can be none."""
+        return envelope.encode(self.topic, self.key, self.event)
+
+
+Publishable = Output | envelope.Record
+
+
+def records(outputs: Sequence[Publishable]) -> list[envelope.Record]:
+    """Every output written out, before any is sent: one that cannot be raises
+    envelope.Unserialisable and nothing is sent."""
+    return [out if isinstance(out, envelope.Record) else out.encoded() for out in outputs]
 
 
 class PublishFailed(Exception):
@@ -206,13 +213,14 @@ class Publisher:
         self._lock = asyncio.Lock()
         self._stopping: set[asyncio.Task[None]] = set()
 
-    async def publish(self, outputs: Sequence[Output]) -> None:
+    async def publish(self, outputs: Sequence[Publishable]) -> None:
+        """Raises envelope.Unserialisable (nothing sent) for an output that cannot be
+        written, PublishFailed when the broker does not acknowledge in time."""
         timeout = self._settings.produce_timeout_seconds
+        written = records(outputs)
         try:
             active = await asyncio.wait_for(self._started(), timeout)
-            acknowledgements = [
-                await send(active, out.topic, out.event, key=out.key) for out in outputs
-            ]
+            acknowledgements = [await send(active, record) for record in written]
             await asyncio.wait_for(asyncio.gather(*acknowledgements), timeout)
         except TimeoutError as exc:
             # The producer keeps retrying on its own and recovers when the broker is

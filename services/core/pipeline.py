@@ -6,67 +6,49 @@ committed in one Kafka transaction of that partition's producer (see partition_p
 At least once: the loop publishes, waits until the broker has acknowledged every record,
 and only then commits the offsets, so a crash replays rather than loses.
 
-A record the transform cannot process (`Unprocessable`) goes to the dead-letter topic with
-the reason in its headers, and the loop carries on. Any other error (database or broker
-down) is transient: the batch is rewound and retried after a pause, nothing is skipped.
+Every error is classified once (`faults`): a record that cannot be processed goes to
+the dead-letter topic with its reason, and the batch goes on; an outage (broker or
+database unreachable) rewinds the batch and retries it with backoff for as long as it
+lasts; a transient error is retried a bounded number of times, then its record is
+dead-lettered. An error that the batch as a whole met (loading or writing it) has the
+batch processed again record by record, so that only the record at fault is set aside.
+No single record can stop a partition.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Protocol, runtime_checkable
+from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, InvalidProducerEpoch, ProducerFenced
-from pydantic import ValidationError
+from prometheus_client import Counter, Gauge
 
-from services.core import background, envelope, kafka, partition_producers, topics
+from services.core import background, batches, faults, kafka, partition_producers
 
 logger = logging.getLogger(__name__)
 
+Transform = batches.Transform
 
-class Unprocessable(Exception):
-    """A record that no retry will fix: it goes to the dead-letter topic."""
+RETRIES = Counter("routing_stage_retries_total",
+                  "Batches a stage rewound to retry, by what failed", ["stage", "fault"])
+WAITING = Gauge("routing_stage_waiting_for_outage",
+                "1 while a stage waits for the broker or the database to answer", ["stage"])
 
-
-Transform = Callable[[envelope.Event], Awaitable[Sequence[kafka.Output]]]
-
-
-@runtime_checkable
-class Prefetching(Protocol):
-    """A transform that can load what a whole batch needs at once (one query, not one
-    per record) before the records are transformed one by one."""
-
-    async def prefetch(self, events: Sequence[envelope.Event]) -> None: ...
+# Attempts at a batch that keeps failing for a reason other than an outage before its
+# records are taken one at a time and those still failing dead-lettered.
+MAX_ATTEMPTS = 5
+MAX_RETRY_PAUSE_SECONDS = 5.0
 
 
-@runtime_checkable
-class Batching(Protocol):
-    """A transform that keeps what it records about a batch (in its database) until
-    the batch is transformed, then writes it at once, before the batch is committed."""
+@dataclass
+class _Attempts:
+    """How often the batch starting at `offset` failed, and how to try it next."""
 
-    async def finish_batch(self) -> None: ...
-
-
-def describe_validation_error(error: ValidationError) -> str:
-    """The fields and what was wrong with them, without echoing the values (personal data)."""
-    return "; ".join(
-        f"{'.'.join(str(part) for part in detail['loc']) or 'record'}: {detail['msg']}"
-        for detail in error.errors(include_input=False, include_url=False)
-    )
-
-
-def dead_letter_headers(record: ConsumerRecord, reason: str, error_class: str) -> envelope.Headers:
-    return [
-        *(record.headers or ()),
-        ("dlq_source_topic", record.topic.encode()),
-        ("dlq_source_partition", str(record.partition).encode()),
-        ("dlq_source_offset", str(record.offset).encode()),
-        ("dlq_error", reason.encode()[:1000]),
-        ("dlq_error_class", error_class.encode()),
-    ]
+    offset: int
+    failures: int = 0
+    isolate: bool = False
 
 
 class StageLoop:
@@ -89,6 +71,8 @@ class StageLoop:
         max_batch: int = 500,
         fenced_grace_seconds: float = 120.0,
         transaction_timeout_seconds: float = 30.0,
+        max_attempts: int = MAX_ATTEMPTS,
+        max_retry_pause_seconds: float = MAX_RETRY_PAUSE_SECONDS,
     ) -> None:
         if (producer is None) == (producers is None):
             raise ValueError("give either a producer (at least once) or producers")
@@ -96,9 +80,11 @@ class StageLoop:
         self._consumer = consumer
         self._producer = producer
         self.producers = producers
-        self._transform = transform
+        self._batches = batches.Batches(transform, stage=name)
         self._retry_pause = retry_pause_seconds
         self._max_batch = max_batch
+        self._max_attempts = max_attempts
+        self._max_retry_pause = max(max_retry_pause_seconds, retry_pause_seconds)
         self._fenced_grace = fenced_grace_seconds
         self.transaction_timeout_seconds = transaction_timeout_seconds
         self._batch_lock = asyncio.Lock()
@@ -106,8 +92,15 @@ class StageLoop:
         self._transform_lock = asyncio.Lock()
         self.handover = partition_producers.Handover(consumer, batch_lock=self._batch_lock,
                                                      producers=producers)
+        self._attempts: dict[TopicPartition, _Attempts] = {}
+        self._outages = 0  # consecutive batches that met an outage
         self.processed = 0
-        self.dead_lettered = 0
+        WAITING.labels(name).set(0)
+
+    @property
+    def waiting_for_outage(self) -> bool:
+        """Whether the last attempt met the broker or the database unreachable."""
+        return self._outages > 0
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -117,37 +110,49 @@ class StageLoop:
                 continue
             async with self._batch_lock:  # a revocation waits for this batch
                 if self.producers is None:
-                    retry = not await self._process_and_commit(batch)
+                    outcomes = [await self._process_and_commit(batch)]
                 else:
-                    retry = not all(await asyncio.gather(*(
+                    outcomes = list(await asyncio.gather(*(
                         self._process_in_transaction(tp, records, self.producers)
                         for tp, records in batch.items())))
-            if retry:
-                await asyncio.sleep(self._retry_pause)
+            await self._after(outcomes)
+
+    async def _after(self, outcomes: list[faults.Fault | None]) -> None:
+        """Note how the batch went; pause before a retry, longer while an outage lasts."""
+        failed = [fault for fault in outcomes if fault is not None]
+        for fault in failed:
+            RETRIES.labels(self.name, fault.value).inc()
+        self._outages = self._outages + 1 if faults.Fault.OUTAGE in failed else 0
+        WAITING.labels(self.name).set(1 if self._outages else 0)
+        if failed:
+            await asyncio.sleep(min(self._retry_pause * 2 ** max(self._outages - 1, 0),
+                                    self._max_retry_pause))
 
     async def _process_and_commit(self, batch: dict[TopicPartition, list[ConsumerRecord]]
-                                  ) -> bool:
+                                  ) -> faults.Fault | None:
         assert self._producer is not None
         try:
-            await self._process([r for records in batch.values() for r in records],
-                                self._producer)
+            for partition, records in batch.items():
+                await self._process(partition, records, self._producer)
             await self._commit(batch)
-        except Exception:
-            logger.exception("stage %s failed on a batch; retrying it", self.name)
+        except Exception as error:
+            fault = self._failed(error, batch)
             for partition, records in batch.items():
                 self._rewind(partition, records)
-            return False
-        return True
+            return fault
+        for partition in batch:
+            self._attempts.pop(partition, None)
+        return None
 
     async def _process_in_transaction(
         self, partition: TopicPartition, records: list[ConsumerRecord],
         producers: partition_producers.PartitionProducers,
-    ) -> bool:
-        """False when the records must be retried after a pause."""
+    ) -> faults.Fault | None:
+        """What failed, when the records must be retried after a pause."""
         producer = producers.get(partition)
         if producer is None:  # not (or no longer) ours to process: undo the fetch
             self._rewind(partition, records)
-            return True
+            return None
         try:
             await background.within(self.transaction_timeout_seconds,
                                     self._transaction(partition, records, producer, producers))
@@ -161,7 +166,7 @@ class StageLoop:
             self._rewind(partition, records)
             self._pause(partition)
             await producers.failed(partition)
-            return False
+            return faults.Fault.OUTAGE
         except (ProducerFenced, InvalidProducerEpoch):
             # (InvalidProducerEpoch: a record sent after the fencing, before the commit.)
             # The partition's new owner started its producer: leave the records to it
@@ -171,16 +176,34 @@ class StageLoop:
             self._rewind(partition, records)
             self._pause(partition)
             await producers.fenced(partition)
-            return True
-        except Exception:
-            logger.exception("stage %s failed on a batch; retrying it", self.name,
-                             extra={"partition": str(partition)})
+            return None
+        except Exception as error:
+            fault = self._failed(error, {partition: records})
             self._rewind(partition, records)
             if _unusable(producer):  # a fresh one takes over (see _recover_partitions)
                 self._pause(partition)
                 await producers.failed(partition)
-            return False
-        return True
+            return fault
+        self._attempts.pop(partition, None)
+        return None
+
+    def _failed(self, error: Exception,
+                batch: dict[TopicPartition, list[ConsumerRecord]]) -> faults.Fault:
+        """Note a failed attempt; past the bound, the next takes the records one by one
+        and dead-letters those still failing (an outage is waited out, not counted)."""
+        fault = faults.classify(error)
+        logger.warning("stage %s failed on a batch; retrying it", self.name, extra={
+            "fault": fault.value, "error_class": type(error).__name__,
+            "where": faults.where(error)})
+        if fault is faults.Fault.OUTAGE:
+            return fault
+        for partition, records in batch.items():
+            attempts = self._attempts.get(partition)
+            if attempts is None or attempts.offset != records[0].offset:
+                attempts = self._attempts[partition] = _Attempts(records[0].offset)
+            attempts.failures += 1
+            attempts.isolate = attempts.isolate or attempts.failures >= self._max_attempts
+        return fault
 
     async def _transaction(self, partition: TopicPartition, records: list[ConsumerRecord],
                            producer: AIOKafkaProducer,
@@ -188,7 +211,7 @@ class StageLoop:
         # Leaving the block by an exception aborts the transaction: nothing of it becomes
         # visible, and the partition's offset stays uncommitted.
         async with producer.transaction():
-            await self._process(records, producer)
+            await self._process(partition, records, producer)
             await producer.send_offsets_to_transaction(
                 {partition: records[-1].offset + 1}, producers.group_id)
 
@@ -215,61 +238,20 @@ class StageLoop:
             if missing:
                 await self.handover.take_over(missing)
 
-    async def _process(self, records: list[ConsumerRecord], producer: AIOKafkaProducer
-                       ) -> None:
+    async def _process(self, partition: TopicPartition, records: list[ConsumerRecord],
+                       producer: AIOKafkaProducer) -> None:
+        attempts = self._attempts.get(partition)
+        isolate = attempts is not None and attempts.offset == records[0].offset \
+            and attempts.isolate
         async with self._transform_lock:
-            acknowledgements = await self._transform_records(records, producer)
+            outgoing = await self._batches.outgoing(records, one_by_one=isolate)
+        acknowledgements = [await kafka.send(producer, record) for record in outgoing]
         await asyncio.gather(*acknowledgements)
         self.processed += len(records)
 
-    async def _transform_records(self, records: list[ConsumerRecord],
-                                 producer: AIOKafkaProducer) -> list[asyncio.Future[object]]:
-        acknowledgements: list[asyncio.Future[object]] = []
-        readable: list[tuple[ConsumerRecord, envelope.Event]] = []
-        for record in records:
-            try:
-                readable.append((record, envelope.from_record(record.headers, record.value)))
-            except envelope.EnvelopeError as exc:
-                acknowledgements.append(
-                    await self._dead_letter(producer, record, str(exc), type(exc).__name__))
-        if isinstance(self._transform, Prefetching):
-            await self._transform.prefetch([event for _, event in readable])
-        for record, event in readable:
-            acknowledgements.extend(await self._handle(producer, record, event))
-        if isinstance(self._transform, Batching):
-            await self._transform.finish_batch()
-        return acknowledgements
-
-    async def _handle(self, producer: AIOKafkaProducer, record: ConsumerRecord,
-                      event: envelope.Event) -> list[asyncio.Future[object]]:
-        try:
-            outputs = await self._transform(event)
-        except ValidationError as exc:
-            reason = describe_validation_error(exc)
-            return [await self._dead_letter(producer, record, reason, type(exc).__name__)]
-        except Unprocessable as exc:
-            cause = exc.__cause__ or exc
-            return [await self._dead_letter(producer, record, str(exc), type(cause).__name__)]
-        return [await kafka.send(producer, out.topic, out.event, key=out.key)
-                for out in outputs]
-
-    async def _dead_letter(
-        self, producer: AIOKafkaProducer, record: ConsumerRecord, reason: str,
-        error_class: str,
-    ) -> asyncio.Future[object]:
-        logger.warning(
-            "record sent to the dead-letter topic",
-            extra={"stage": self.name, "topic": record.topic, "partition": record.partition,
-                   "offset": record.offset, "error": reason, "error_class": error_class},
-        )
-        self.dead_lettered += 1
-        future: asyncio.Future[object] = await producer.send(
-            topics.DEAD_LETTERS,
-            record.value,
-            key=record.key,
-            headers=dead_letter_headers(record, reason, error_class),
-        )
-        return future
+    @property
+    def dead_lettered(self) -> int:
+        return self._batches.dead_lettered
 
     def _rewind(self, partition: TopicPartition, records: list[ConsumerRecord]) -> None:
         if records and partition in self._consumer.assignment():

@@ -65,7 +65,9 @@ class StageRunner:
 
     @property
     def running(self) -> bool:
-        return self._consuming and self._task is not None and not self._task.done()
+        """Consuming, and not waiting for the broker or the database to answer."""
+        return self._consuming and self._task is not None and not self._task.done() \
+            and not self.loop.waiting_for_outage
 
     async def stop(self) -> None:
         """Finish the batch in hand, commit it, leave the group, flush the producer."""

@@ -1,29 +1,142 @@
-"""The ticket as it travels the pipeline, and the stages' additions to it."""
+"""The ticket as it travels the pipeline, and the stages' additions to it.
+
+One set of models for what the intake accepts over HTTP and what every stage reads from
+Kafka: a ticket the intake accepted is one every stage can read, serialise and store, and
+a record that does not fit these models is refused by the stage that reads it (it goes to
+the dead letters, with the field and the problem).
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+import math
+from enum import StrEnum
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    WithJsonSchema,
+)
 
-AttributeValue = str | int | float | bool
+from services.core import topics
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+MAX_ATTRIBUTES = 50
+MAX_ATTRIBUTE_TEXT = 1_000
+
+# Every record the pipeline writes must fit the producers' request size (aiokafka's
+# default max_request_size, 1 MiB, less the record's own overhead). A ticket is accepted
+# only if it fits with this much room to spare for what the stages add to it
+# (segmentation, routing, trace) on its way to the department queue.
+MAX_RECORD_BYTES = 1_000_000
+STAGE_HEADROOM_BYTES = 64 * 1024
+MAX_TICKET_RECORD_BYTES = MAX_RECORD_BYTES - STAGE_HEADROOM_BYTES
 
 
-class Ticket(BaseModel):
+def valid_text(value: str) -> str:
+    """Text that every stage can serialise and every store can hold: valid Unicode (no
+    lone surrogates, which JSON's \\ud800 escapes can produce) and no NUL character."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("not valid Unicode text (it holds a lone surrogate such as"
+                         " \\ud800); send UTF-8 text") from None
+    if "\x00" in value:
+        raise ValueError("must not hold the NUL character (\\u0000)")
+    return value
+
+
+def _attribute_value(value: object) -> str | int | float | bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        if not INT64_MIN <= value <= INT64_MAX:
+            raise ValueError("an integer must fit in 64 bits (-2^63 to 2^63-1);"
+                             " send a larger number as text")
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError("a number must be finite (not NaN or infinity)")
+        # (As a float, 2^63-1 is 2^63: the schema's bound, as JSON tools compare it.)
+        if not float(INT64_MIN) <= value <= float(INT64_MAX):
+            raise ValueError("a number must be between -2^63 and 2^63-1")
+        return value
+    if isinstance(value, str):
+        if len(value) > MAX_ATTRIBUTE_TEXT:
+            raise ValueError(f"text must be at most {MAX_ATTRIBUTE_TEXT} characters")
+        return valid_text(value)
+    raise ValueError("an attribute is text, a number or true/false")
+
+
+Text = Annotated[str, AfterValidator(valid_text),
+                 Field(json_schema_extra={"pattern": "^[^\\u0000]*$"})]
+Identifier = Annotated[str, Field(min_length=1, max_length=128,
+                                  pattern=r"^[A-Za-z0-9._:@-]+$")]
+# Department and segment names: also Kafka topic parts and database keys (63 characters).
+Name = Annotated[str, Field(pattern=topics.DEPARTMENT_NAME.pattern)]
+AttributeName = Annotated[Text, Field(min_length=1, max_length=64)]
+AttributeValue = Annotated[str | int | float | bool, PlainValidator(_attribute_value)]
+# Said whole, as the validators check it (pydantic would turn the names' pattern into
+# patternProperties, which constrain nothing).
+_ATTRIBUTES_SCHEMA = {
+    "type": "object", "maxProperties": MAX_ATTRIBUTES,
+    "description": "The platform's own data about the ticket, for routing rules",
+    "propertyNames": {"type": "string", "minLength": 1, "maxLength": 64,
+                      "pattern": "^[^\\u0000]*$"},
+    "additionalProperties": {"anyOf": [
+        {"type": "string", "maxLength": MAX_ATTRIBUTE_TEXT, "pattern": "^[^\\u0000]*$"},
+        {"type": "number", "minimum": INT64_MIN, "maximum": INT64_MAX,
+         "description": "finite; an integer within 64 bits"},
+        {"type": "boolean"}]}}
+
+
+class Channel(StrEnum):
+    EMAIL = "email"
+    WEB = "web"
+    CHAT = "chat"
+    PHONE = "phone"
+    SOCIAL = "social"
+    API = "api"
+
+
+class Kind(StrEnum):
+    QUESTION = "question"
+    COMPLAINT = "complaint"
+    SUGGESTION = "suggestion"
+    REQUEST = "request"
+    INCIDENT = "incident"
+    OTHER = "other"
+
+
+class TicketContent(BaseModel):
+    """What a support platform says about a ticket."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", use_enum_values=True)
+
+    customer_id: Identifier
+    subject: Annotated[Text, Field(min_length=1, max_length=500)]
+    body: Annotated[Text, Field(max_length=50_000)]
+    channel: Channel
+    kind: Kind | None = None
+    language: str | None = Field(default=None, pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$",
+                                 description="BCP 47 language tag, e.g. 'en' or 'nl-BE'")
+    attributes: Annotated[dict[AttributeName, AttributeValue],
+                          WithJsonSchema(_ATTRIBUTES_SCHEMA)] = Field(
+        default_factory=dict, max_length=MAX_ATTRIBUTES)
+
+
+class Ticket(TicketContent):
     """A customer's request, as accepted by the intake."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    ticket_id: Identifier
+    received_at: AwareDatetime
 
-    ticket_id: str
-    customer_id: str
-    subject: str
-    body: str
-    channel: str
-    kind: str | None = None
-    language: str | None = None
-    attributes: dict[str, AttributeValue] = Field(default_factory=dict)
-    received_at: datetime
+    def with_segmentation(self, segmentation: Segmentation) -> SegmentedTicket:
+        return SegmentedTicket.model_construct(**dict(self), segmentation=segmentation)
 
 
 # The segment of a ticket whose customer could not be looked up (the customer store was
@@ -37,11 +150,11 @@ class Segmentation(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    segment: str
-    rule: str
-    rules_version: str
+    segment: Name
+    rule: Annotated[str, Field(max_length=200)]
+    rules_version: Annotated[str, Field(max_length=200)]
     customer_known: bool
-    tier: str
+    tier: Annotated[str, Field(max_length=32)]
     decided_by: dict[str, Any] = Field(default_factory=dict)
     degraded: str | None = None  # why the segment is not the customer's (store down)
 
@@ -49,22 +162,25 @@ class Segmentation(BaseModel):
 class SegmentedTicket(Ticket):
     segmentation: Segmentation
 
+    def with_routing(self, routing: Routing) -> RoutedTicket:
+        return RoutedTicket.model_construct(**dict(self), routing=routing)
+
 
 class Routing(BaseModel):
     """Which department a ticket went to, and why: the routing part of its trace."""
 
     model_config = ConfigDict(frozen=True)
 
-    department: str
+    department: Name
     # route, fallback, refinement, overflow, after_hours; escalation or transfer later
     reason: str
     entry: str | None = None  # the route's segment or the refinement's name
     table_version: str
-    routed_at: datetime
+    routed_at: AwareDatetime
     queue: str | None = None  # the lane topic it joined
     priority: int | None = None  # 1 is the most urgent
     first_response_target_seconds: float | None = None
-    first_response_deadline: datetime | None = None
+    first_response_deadline: AwareDatetime | None = None
     overflowed_from: str | None = None
     trace: list[str] = Field(default_factory=list)
 

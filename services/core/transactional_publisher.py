@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaProducer
 
-from services.core import kafka
+from services.core import envelope, kafka
 from services.core.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ MAX_REQUESTS_PER_TRANSACTION = 500
 
 @dataclass(frozen=True)
 class _Request:
-    outputs: Sequence[kafka.Output]
+    records: Sequence[envelope.Record]
     deadline: float  # event-loop time by which its records must be acknowledged
     committed: asyncio.Future[None]
 
@@ -51,11 +51,14 @@ class TransactionalPublisher(kafka.Publisher):
         self._committer: asyncio.Task[None] | None = None
         self._closing = False
 
-    async def publish(self, outputs: Sequence[kafka.Output]) -> None:
+    async def publish(self, outputs: Sequence[kafka.Publishable]) -> None:
+        """Raises envelope.Unserialisable for an output that cannot be written: checked
+        here, before the request joins a transaction shared with other callers."""
+        written = kafka.records(outputs)
         if self._closing:
             raise kafka.PublishFailed("shutting down")
         loop = asyncio.get_running_loop()
-        request = _Request(list(outputs), loop.time() + self._settings.produce_timeout_seconds,
+        request = _Request(written, loop.time() + self._settings.produce_timeout_seconds,
                            loop.create_future())
         self._queue.append(request)
         self._queued.set()
@@ -109,9 +112,8 @@ class TransactionalPublisher(kafka.Publisher):
             async with asyncio.timeout_at(min(request.deadline for request in batch)):
                 active = await self._started()
                 await active.begin_transaction()
-                acknowledgements = [
-                    await kafka.send(active, out.topic, out.event, key=out.key)
-                    for request in batch for out in request.outputs]
+                acknowledgements = [await kafka.send(active, record)
+                                    for request in batch for record in request.records]
                 await asyncio.gather(*acknowledgements)
             # The broker holds every record: the commit is a single request to it, sent
             # only now and given a timeout of its own, so that a deadline running out

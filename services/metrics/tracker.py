@@ -54,7 +54,7 @@ class TrackTicketEvent:
         self._updates = updates
 
     async def __call__(self, event: envelope.Event) -> list[kafka.Output]:
-        ticket_event = events.TicketEvent.model_validate(event.data)
+        ticket_event = events.read(event)
         await self._updates.update(ticket_event.ticket_id,
                                    lambda current: timeline.apply(current, ticket_event))
         return []

@@ -9,7 +9,7 @@ from typing import Any
 
 from services.core import envelope, events, kafka, topics
 
-SOURCE = "/services/router"
+SOURCE = events.ROUTER_SOURCE
 
 QueueFor = Callable[[str, int | None], str]
 

@@ -6,7 +6,6 @@ import hashlib
 import logging
 import uuid
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Path, Request
@@ -19,7 +18,7 @@ from services.router.models import IntakeKeyRow
 from services.router.store import IntakeKeys
 
 logger = logging.getLogger(__name__)
-SOURCE = "/services/router/intake"
+SOURCE = events.INTAKE_SOURCE
 
 TICKETS_ACCEPTED = Counter(
     "routing_intake_tickets_accepted_total", "Tickets acknowledged to callers (durably in Kafka)",
@@ -33,41 +32,12 @@ for _endpoint in ("tickets", "events", "transfer"):
     INTAKE_UNAVAILABLE.labels(_endpoint)  # shown as 0 before the first failure
 
 
-class Channel(StrEnum):
-    EMAIL = "email"
-    WEB = "web"
-    CHAT = "chat"
-    PHONE = "phone"
-    SOCIAL = "social"
-    API = "api"
-
-
-class Kind(StrEnum):
-    QUESTION = "question"
-    COMPLAINT = "complaint"
-    SUGGESTION = "suggestion"
-    REQUEST = "request"
-    INCIDENT = "incident"
-    OTHER = "other"
-
-
-Identifier = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@-]+$")]
-
-
-class TicketSubmission(BaseModel):
-    """A ticket as a support platform posts it. Unknown fields are rejected by name."""
+class TicketSubmission(tickets.TicketContent):
+    """A ticket as a support platform posts it: the ticket contract every stage reads,
+    so that what is accepted here can be carried to a department. Unknown fields are
+    rejected by name."""
 
     model_config = ConfigDict(extra="forbid")
-
-    customer_id: Identifier
-    subject: str = Field(min_length=1, max_length=500)
-    body: str = Field(max_length=50_000)
-    channel: Channel
-    kind: Kind | None = None
-    language: str | None = Field(default=None, pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$",
-                                 description="BCP 47 language tag, e.g. 'en' or 'nl-BE'")
-    attributes: dict[Annotated[str, Field(max_length=64)],
-                     str | int | float | bool] = Field(default_factory=dict, max_length=50)
 
 
 class TicketAccepted(BaseModel):
@@ -155,6 +125,9 @@ async def submit_ticket(
     committed; a 503 means it was not committed, and never will be."""
     received_at = datetime.now(UTC)
     ticket_id = str(uuid.uuid4())
+    # Written out before anything is claimed or shared: a ticket that cannot be carried
+    # to its department is this caller's 4xx alone.
+    ticket, records = _accepted(submission, ticket_id, received_at, correlation_id)
     if idempotency_key is not None:
         fingerprint = hashlib.sha256(submission.model_dump_json().encode()).hexdigest()
         # Keys are the platform's own: two platforms may well pick the same one.
@@ -164,23 +137,12 @@ async def submit_ticket(
         earlier = _earlier_request(request, claim, ticket_id, fingerprint, received_at)
         if earlier is not None:
             return earlier
-        ticket_id = claim.ticket_id  # ours, or a crashed request's that we take over
-    ticket = tickets.Ticket(ticket_id=ticket_id, received_at=received_at,
-                            **submission.model_dump())
+        if claim.ticket_id != ticket_id:  # a crashed request's, which we take over
+            ticket, records = _accepted(submission, claim.ticket_id, received_at,
+                                        correlation_id)
     correlation = correlation_id or ticket.ticket_id
-    received = envelope.Event(
-        type=events.TicketEventType.RECEIVED, source=SOURCE, ticket_id=ticket.ticket_id,
-        correlation_id=correlation, data=ticket.model_dump(mode="json"), time=received_at,
-    )
-    lifecycle = events.TicketEvent(ticket_id=ticket.ticket_id,
-                                   type=events.TicketEventType.RECEIVED,
-                                   occurred_at=received_at, received_at=received_at)
     try:
-        await publisher.publish([
-            kafka.Output(topics.INCOMING, ticket.customer_id, received),
-            kafka.Output(topics.EVENTS, ticket.ticket_id,
-                         events.as_envelope(lifecycle, correlation, SOURCE)),
-        ])
+        await publisher.publish(records)
     except kafka.PublishFailed as exc:
         logger.warning("ticket not accepted: Kafka unavailable", extra={"error": str(exc)})
         # The key stays pending, so a retry carries the same ticket id: should the broker
@@ -202,6 +164,35 @@ async def submit_ticket(
     logger.info("ticket accepted", extra={"ticket_id": ticket.ticket_id,
                                           "correlation_id": correlation})
     return TicketAccepted(ticket_id=ticket.ticket_id, correlation_id=correlation)
+
+
+def _accepted(submission: TicketSubmission, ticket_id: str, received_at: datetime,
+              correlation_id: str | None) -> tuple[tickets.Ticket, list[envelope.Record]]:
+    """The ticket and its records: on `tickets.incoming` and its `received` event."""
+    ticket = tickets.Ticket(ticket_id=ticket_id, received_at=received_at, **dict(submission))
+    correlation = correlation_id or ticket_id
+    lifecycle = events.TicketEvent(ticket_id=ticket_id, type=events.TicketEventType.RECEIVED,
+                                   occurred_at=received_at, received_at=received_at)
+    return ticket, [_ticket_record(ticket, correlation),
+                    kafka.Output(topics.EVENTS, ticket_id,
+                                 events.as_envelope(lifecycle, correlation, SOURCE)).encoded()]
+
+
+def _ticket_record(ticket: tickets.Ticket, correlation_id: str) -> envelope.Record:
+    """The ticket's record on `tickets.incoming`, if it fits the size budget that leaves
+    the stages room for what they add; else 413."""
+    received = envelope.Event(
+        type=events.TicketEventType.RECEIVED, source=SOURCE, ticket_id=ticket.ticket_id,
+        correlation_id=correlation_id, data=ticket.model_dump(mode="json"),
+        time=ticket.received_at)
+    try:
+        return envelope.encode(topics.INCOMING, ticket.customer_id, received,
+                               max_bytes=tickets.MAX_TICKET_RECORD_BYTES)
+    except envelope.Unserialisable as exc:
+        raise HTTPException(413, detail={
+            "error": "payload_too_large",
+            "detail": f"{exc}: the ticket, written out, must leave room for what routing"
+                      " adds; shorten the body or the attributes"}) from exc
 
 
 def scoped_key(platform: access.Principal, idempotency_key: str) -> str:

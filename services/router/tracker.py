@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from services.core import envelope, events, kafka
+from services.core import envelope, events, faults, kafka
 from services.router.store import RoutedTickets
 
 
-class StateNotWrittenYet(Exception):
+class StateNotWrittenYet(faults.Transient):
     """A report on a ticket whose state waits for the store: retried, not dropped."""
 
 
@@ -24,7 +24,7 @@ class FollowTicketEvent:
     async def __call__(self, event: envelope.Event) -> list[kafka.Output]:
         if event.type not in events.DEPARTMENT_REPORTS:
             return []
-        report = events.TicketEvent.model_validate(event.data)
+        report = events.read(event)
         # A report on a ticket not routed yet (events raced ahead) changes nothing here;
         # the metrics service still places it on the ticket's timeline.
         recorded = await self._routed.record_report(report.ticket_id, report.type,

@@ -119,7 +119,6 @@ class RouteTicket:
             COPIES.inc()
             logger.info("copy of a routed ticket dropped", extra={"ticket_id": ticket.ticket_id})
             return []
-        self._routed_by[ticket.ticket_id] = event.id
         table = self._current_table()
         now = datetime.now(UTC)
         loads, states = self._load()
@@ -133,19 +132,21 @@ class RouteTicket:
             first_response_target_seconds=decision.first_response_target.total_seconds(),
             first_response_deadline=decision.first_response_deadline,
             overflowed_from=decision.overflowed_from, trace=list(decision.trace))
-        # The segmented ticket as it came (validated above), plus its routing.
-        data = {**event.data, "routing": record.model_dump(mode="json")}
-        self._dispatches.append(Dispatch(
-            ticket_id=ticket.ticket_id, department=decision.department,
-            segment=ticket.segmentation.segment, priority=decision.priority,
-            deadline=decision.first_response_deadline, steps=trace_steps(ticket, record),
-            payload=data, at=now, event_id=event.id))
+        # The segmented ticket as validated above (nothing else travels on), routed.
+        data = ticket.with_routing(record).model_dump(mode="json")
         lifecycle = events.TicketEvent(
             ticket_id=ticket.ticket_id, type=events.TicketEventType.ROUTED, occurred_at=now,
             received_at=ticket.received_at, department=decision.department,
             segment=ticket.segmentation.segment, reason=decision.reason,
             from_department=decision.overflowed_from, priority=decision.priority,
             first_response_deadline=decision.first_response_deadline)
+        # Recorded last: a ticket whose outputs could not be built is not routed.
+        self._routed_by[ticket.ticket_id] = event.id
+        self._dispatches.append(Dispatch(
+            ticket_id=ticket.ticket_id, department=decision.department,
+            segment=ticket.segmentation.segment, priority=decision.priority,
+            deadline=decision.first_response_deadline, steps=trace_steps(ticket, record),
+            payload=data, at=now, event_id=event.id))
         return [
             kafka.Output(decision.queue_topic, ticket.customer_id, envelope.Event(
                 type=events.TicketEventType.ROUTED, source=SOURCE, ticket_id=ticket.ticket_id,

@@ -10,12 +10,12 @@ from datetime import UTC, datetime
 
 from prometheus_client import Counter
 
-from services.core import envelope, kafka, topics
+from services.core import envelope, events, faults, kafka, topics
 from services.core.settings import Settings
 from services.segmenter.store import CustomerStore, TierChange
 
 logger = logging.getLogger(__name__)
-SOURCE = "/services/segmenter"
+SOURCE = events.SEGMENTER_SOURCE
 
 CHANGED = "customer.changed"
 TIER_CHANGED = "customer.tier_changed"
@@ -85,12 +85,16 @@ class CacheFollower:
             await self._consumer.stop()
 
     async def _apply(self, record: object) -> None:
+        """Forget what the event says changed; an event it cannot read or act on is
+        passed over (caches also expire on their own), never the end of the follower."""
         try:
             event = envelope.from_record(record.headers, record.value)  # type: ignore[attr-defined]
-        except envelope.EnvelopeError:
-            return
-        if event.type == POPULATION_RECOMPUTED:
-            await self._store.load_cutoffs()
-            self._store.cache.clear()
-        elif event.subject:
-            self._store.cache.forget(event.subject)
+            if event.type == POPULATION_RECOMPUTED:
+                self._store.cache.clear()
+                await self._store.load_cutoffs()
+            elif event.subject:
+                self._store.cache.forget(event.subject)
+        except Exception as error:
+            logger.warning("customer event passed over", extra={
+                "fault": faults.classify(error).value, "error": faults.reason(error),
+                "offset": getattr(record, "offset", None)})

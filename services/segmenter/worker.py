@@ -9,12 +9,12 @@ from datetime import UTC, datetime
 
 from prometheus_client import Counter as Counted
 
-from services.core import db, envelope, events, kafka, pipeline, tickets, topics
+from services.core import db, envelope, events, faults, kafka, tickets, topics
 from services.core.outage import StoreOutage
 from services.segmenter import context, rules
 from services.segmenter.profiles import Customer
 
-SOURCE = "/services/segmenter"
+SOURCE = events.SEGMENTER_SOURCE
 STORE_DOWN = "customer store unavailable"
 
 logger = logging.getLogger(__name__)
@@ -107,14 +107,15 @@ class SegmentTicket:
         try:
             decision = rule_set.decide(context.build(customer, ticket, today=now.date()))
         except rules.RuleEvaluationError as exc:
-            raise pipeline.Unprocessable(str(exc)) from exc
-        if customer.profile is not None:
-            self._batch_tally[customer.customer_id] += 1
+            raise faults.Unprocessable(str(exc)) from exc
         segmentation = tickets.Segmentation(
             segment=decision.segment, rule=decision.rule, rules_version=decision.rules_version,
             customer_known=customer.profile is not None, tier=str(customer.tier),
             decided_by=dict(decision.decided_by))
-        return self._outputs(event, ticket, segmentation, now)
+        outputs = self._outputs(event, ticket, segmentation, now)
+        if customer.profile is not None:  # counted once the ticket is sure to go on
+            self._batch_tally[customer.customer_id] += 1
+        return outputs
 
     @staticmethod
     def _outputs(event: envelope.Event, ticket: tickets.Ticket,
@@ -126,8 +127,8 @@ class SegmentTicket:
             kafka.Output(topics.SEGMENTED, ticket.customer_id, envelope.Event(
                 type=events.TicketEventType.SEGMENTED, source=SOURCE,
                 ticket_id=ticket.ticket_id, correlation_id=event.correlation_id,
-                # The ticket as received (validated above), plus its segmentation.
-                data={**event.data, "segmentation": segmentation.model_dump(mode="json")},
+                # The ticket as received (validated above: nothing else travels on).
+                data=ticket.with_segmentation(segmentation).model_dump(mode="json"),
                 time=now)),
             kafka.Output(topics.EVENTS, ticket.ticket_id,
                          events.as_envelope(lifecycle, event.correlation_id, SOURCE)),

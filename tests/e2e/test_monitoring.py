@@ -255,7 +255,7 @@ def lifecycle(ticket_id: str, kind: events.TicketEventType, at: datetime,
               **fields: Any) -> envelope.Event:
     return events.as_envelope(events.TicketEvent(ticket_id=ticket_id, type=kind,
                                                  occurred_at=at, **fields),
-                              ticket_id, "/tests/e2e/router-to-come")
+                              ticket_id, events.WRITTEN_BY[kind])
 
 
 async def post_ticket(client: httpx.AsyncClient, router: str, customer: str) -> str:
@@ -316,7 +316,8 @@ async def traffic(pipeline: Pipeline, prometheus: PrometheusApi) -> AsyncIterato
         await producer.start()
         try:
             for event in coming:
-                await (await kafka.send(producer, topics.EVENTS, event, key=event.ticket_id))
+                await (await kafka.send(producer, envelope.encode(
+                    topics.EVENTS, event.ticket_id or "", event)))
             await producer.send_and_wait(topics.EVENTS, b"not a cloud event", key=b"e2e")
         finally:
             await producer.stop()

@@ -17,7 +17,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from fastapi import FastAPI
 
-from services.core import envelope, http, kafka, pipeline, topics
+from services.core import envelope, faults, http, kafka, topics
 from services.core.settings import Settings
 from services.local import ports
 from services.router import dead_letter_records, dead_letters, dead_letters_api
@@ -59,14 +59,14 @@ def original_headers(ticket_id: str) -> Headers:
 async def dead_letter(producer: AIOKafkaProducer, source_topic: str, *, key: bytes,
                       value: bytes, headers: Headers, error_class: str = "EnvelopeError",
                       source_offset: int = 0) -> str:
-    """Dead-letter a record as a stage does (`pipeline.dead_letter_headers`); its id."""
+    """Dead-letter a record as a stage does (`faults.dead_letter_headers`); its id."""
     record: ConsumerRecord[bytes, bytes] = ConsumerRecord(
         topic=source_topic, partition=0, offset=source_offset, timestamp=0, timestamp_type=0,
         key=key, value=value, checksum=None, serialized_key_size=len(key),
         serialized_value_size=len(value), headers=headers)
     metadata = await producer.send_and_wait(
         topics.DEAD_LETTERS, value, key=key,
-        headers=pipeline.dead_letter_headers(record, "value is not JSON", error_class))
+        headers=faults.dead_letter_headers(record, "value is not JSON", error_class))
     return dead_letter_records.dead_letter_id(metadata.partition, metadata.offset)
 
 

@@ -63,6 +63,42 @@ class TestBadInput:
                                                   **pipeline.headers()})
         assert response.status_code == 422
 
+    async def test_a_value_no_stage_could_carry_fails_its_request_alone(
+            self, pipeline: Pipeline) -> None:
+        """Odd but valid JSON, posted at the same moment as good tickets (so they would
+        share one group transaction): each odd one is a 422 naming its field, and every
+        good one is accepted and reaches tickets.incoming."""
+        odd = [
+            ("attributes.n", b'"attributes": {"n": 100000000000000000000000000}'),
+            ("attributes.n", b'"attributes": {"n": NaN}'),
+            ("attributes.n", b'"attributes": {"n": 1e999}'),
+            ("attributes.s", b'"attributes": {"s": "\\ud800"}'),
+            ("subject", b'"subject": "\\udc00"'),
+        ]
+        url = f"{pipeline.url('router')}/v1/tickets"
+        headers = {"content-type": "application/json", **pipeline.headers()}
+
+        def raw(extra: bytes) -> bytes:
+            return (b'{"customer_id": "c-odd", "body": "b", "channel": "api", '
+                    + extra + (b"" if extra.startswith(b'"subject"') else b', "subject": "s"')
+                    + b"}")
+
+        async with httpx.AsyncClient() as client:
+            answers = await asyncio.gather(
+                *(client.post(url, content=raw(extra), headers=headers)
+                  for _, extra in odd),
+                *(client.post(url, json={**TICKET, "customer_id": unique("good")},
+                              headers=pipeline.headers()) for _ in range(10)))
+        refused, accepted = answers[:len(odd)], answers[len(odd):]
+        for (field, _), answer in zip(odd, refused, strict=True):
+            assert answer.status_code == 422, answer.text
+            assert answer.json()["fields"][0]["field"] == f"body.{field}"
+        assert [answer.status_code for answer in accepted] == [202] * 10
+        ids = {answer.json()["ticket_id"] for answer in accepted}
+        found = await read_topic(pipeline.bootstrap, topics.INCOMING, until=10,
+                                 keep=lambda e: e.ticket_id in ids)
+        assert len(found) == 10
+
     async def test_report_of_unknown_type_is_rejected(self, pipeline: Pipeline) -> None:
         async with httpx.AsyncClient() as client:
             response = await client.post(f"{pipeline.url('router')}/v1/tickets/t-1/events",

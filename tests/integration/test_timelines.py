@@ -26,7 +26,7 @@ def lifecycle(ticket_id: str, kind: events.TicketEventType, seconds: float,
     data = events.TicketEvent(ticket_id=ticket_id, type=kind,
                               occurred_at=T0 + timedelta(seconds=seconds),
                               received_at=T0, **fields)  # type: ignore[arg-type]
-    return events.as_envelope(data, ticket_id, "/test")
+    return events.as_envelope(data, ticket_id, events.WRITTEN_BY[kind])
 
 
 def first_response_count(department: str, segment: str) -> float:
@@ -191,4 +191,4 @@ def at(now: datetime, ticket_id: str, kind: events.TicketEventType, seconds: flo
                               occurred_at=now + timedelta(seconds=seconds),
                               received_at=now - timedelta(seconds=700),
                               **fields)  # type: ignore[arg-type]
-    return events.as_envelope(data, ticket_id, "/test")
+    return events.as_envelope(data, ticket_id, events.WRITTEN_BY[kind])

@@ -1,0 +1,141 @@
+"""One partition's records turned into the records to send: each record's output, or its
+dead letter when the record is at fault.
+
+A batch is loaded and written once for all its records (`Prefetching`, `Batching`). When
+that fails on something about a record (a value longer than its column), the batch is
+taken again one record at a time, so that only the record at fault is set aside.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol, runtime_checkable
+
+from aiokafka import ConsumerRecord
+from prometheus_client import Counter
+
+from services.core import envelope, faults, kafka
+
+logger = logging.getLogger(__name__)
+
+Transform = Callable[[envelope.Event], Awaitable[Sequence[kafka.Output]]]
+
+DEAD_LETTERED = Counter("routing_stage_dead_lettered_total",
+                        "Records a stage set aside to the dead-letter topic",
+                        ["stage", "error_class"])
+
+
+@runtime_checkable
+class Prefetching(Protocol):
+    """A transform that can load what a whole batch needs at once (one query, not one
+    per record) before the records are transformed one by one."""
+
+    async def prefetch(self, events: Sequence[envelope.Event]) -> None: ...
+
+
+@runtime_checkable
+class Batching(Protocol):
+    """A transform that keeps what it records about a batch (in its database) until
+    the batch is transformed, then writes it at once, before the batch is committed."""
+
+    async def finish_batch(self) -> None: ...
+
+
+class _NeedsIsolation(Exception):
+    """The batch as a whole failed on something about a record: take them one by one."""
+
+
+class Batches:
+    """A stage's transform applied to batches; raises only for an outage or a transient
+    failure (the caller retries the batch), never for a record at fault."""
+
+    def __init__(self, transform: Transform, *, stage: str) -> None:
+        self._transform = transform
+        self._stage = stage
+        self.dead_lettered = 0
+
+    async def outgoing(self, records: list[ConsumerRecord], *, one_by_one: bool = False
+                       ) -> list[envelope.Record]:
+        """What to send for the records. `one_by_one`: the batch failed often enough
+        that a record failing for a transient reason is dead-lettered too."""
+        if one_by_one:
+            return await self._one_by_one(records, give_up=True)
+        try:
+            return await self._together(records)
+        except _NeedsIsolation:
+            return await self._one_by_one(records, give_up=False)
+
+    async def _together(self, records: list[ConsumerRecord]) -> list[envelope.Record]:
+        """The records to send for a batch, its loading and writing done once for all."""
+        outgoing: list[envelope.Record] = []
+        readable: list[tuple[ConsumerRecord, envelope.Event]] = []
+        for record in records:
+            try:
+                readable.append((record, envelope.from_record(record.headers, record.value)))
+            except envelope.EnvelopeError as error:
+                outgoing.append(self._dead_letter(record, error))
+        await self._batch_step(self._prefetch, [event for _, event in readable])
+        for record, event in readable:
+            try:
+                outgoing += await self._outputs(event)
+            except Exception as error:
+                if faults.classify(error) is not faults.Fault.RECORD:
+                    raise
+                outgoing.append(self._dead_letter(record, error))
+        await self._batch_step(self._finish_batch)
+        return outgoing
+
+    async def _one_by_one(self, records: list[ConsumerRecord], *, give_up: bool
+                          ) -> list[envelope.Record]:
+        """The records to send, each record loaded, transformed and written alone; one
+        that fails on its own is dead-lettered (with `give_up`, also one that keeps
+        failing for a transient reason)."""
+        outgoing: list[envelope.Record] = []
+        for record in records:
+            try:
+                event = envelope.from_record(record.headers, record.value)
+                await self._prefetch([event])
+                produced = await self._outputs(event)
+                await self._finish_batch()
+            except Exception as error:
+                fault = faults.classify(error)
+                if fault is faults.Fault.OUTAGE or (fault is faults.Fault.TRANSIENT
+                                                    and not give_up):
+                    raise
+                outgoing.append(self._dead_letter(record, error))
+            else:
+                outgoing += produced
+        return outgoing
+
+    @staticmethod
+    async def _batch_step(step: Callable[..., Awaitable[None]], *args: object) -> None:
+        try:
+            await step(*args)
+        except Exception as error:
+            if faults.classify(error) is faults.Fault.RECORD:
+                raise _NeedsIsolation from error
+            raise
+
+    async def _prefetch(self, events: Sequence[envelope.Event]) -> None:
+        if isinstance(self._transform, Prefetching):
+            await self._transform.prefetch(events)
+
+    async def _finish_batch(self) -> None:
+        if isinstance(self._transform, Batching):
+            await self._transform.finish_batch()
+
+    async def _outputs(self, event: envelope.Event) -> list[envelope.Record]:
+        return kafka.records(await self._transform(event))
+
+    def _dead_letter(self, record: ConsumerRecord, error: BaseException) -> envelope.Record:
+        letter = faults.dead_letter(record, error, stage=self._stage)
+        logger.warning(
+            "record sent to the dead-letter topic",
+            extra={"stage": self._stage, "topic": record.topic, "partition": record.partition,
+                   "offset": record.offset, "error": faults.reason(error),
+                   "error_class": faults.error_class(error)},
+        )
+        self.dead_lettered += 1
+        DEAD_LETTERED.labels(self._stage, faults.error_class(error)).inc()
+        return letter

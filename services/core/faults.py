@@ -1,0 +1,116 @@
+"""What went wrong with a record, decided once for every stage.
+
+- An **outage**: the broker or the database cannot be reached, or did not answer in
+  time. Nothing is wrong with the record: the stage waits, with backoff, as long as the
+  outage lasts.
+- **Transient**: the record cannot be processed yet, for a reason that should pass (a
+  report on a ticket whose state waits for the store). Retried a bounded number of
+  times, then dead-lettered.
+- Anything else is about **the record**: it cannot be decoded, validated, decided,
+  serialised or stored. It is dead-lettered with its reason at once, and the stage goes on.
+"""
+
+from __future__ import annotations
+
+import enum
+import traceback
+
+from aiokafka import ConsumerRecord
+from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
+from pydantic import ValidationError
+
+from services.core import db, envelope, events, topics
+
+
+class Fault(enum.Enum):
+    OUTAGE = "outage"
+    TRANSIENT = "transient"
+    RECORD = "record"
+
+
+class Transient(Exception):
+    """A record that cannot be processed yet, for a reason expected to pass."""
+
+
+class Unprocessable(Exception):
+    """A record that no retry will fix: it goes to the dead-letter topic."""
+
+
+def classify(error: BaseException) -> Fault:
+    if isinstance(error, Transient):
+        return Fault.TRANSIENT
+    if isinstance(error, db.STORE_ERRORS):
+        return Fault.OUTAGE if db.is_outage(error) else Fault.RECORD
+    if isinstance(error, KafkaError):
+        unreachable = isinstance(error, KafkaConnectionError | KafkaTimeoutError)
+        return Fault.OUTAGE if unreachable or error.retriable else Fault.RECORD
+    if isinstance(error, TimeoutError | ConnectionError):
+        return Fault.OUTAGE
+    return Fault.RECORD
+
+
+# Errors whose text says what is wrong with the record without repeating its values.
+_SPEAKING = (envelope.EnvelopeError, envelope.Unserialisable, events.UntrustedEvent,
+             Unprocessable, Transient)
+
+
+def reason(error: BaseException) -> str:
+    """Why a record is dead-lettered, as the dead-letter headers give it: never the
+    record's values (they may be personal data)."""
+    if isinstance(error, ValidationError):
+        return "; ".join(
+            f"{'.'.join(str(part) for part in detail['loc']) or 'record'}: {detail['msg']}"
+            for detail in error.errors(include_input=False, include_url=False))
+    if isinstance(error, _SPEAKING):
+        return str(error)
+    if isinstance(error, db.STORE_ERRORS):
+        return f"the store refused the record ({type(error).__name__})"
+    return f"unexpected {type(error).__name__} while processing the record"
+
+
+def error_class(error: BaseException) -> str:
+    cause = error.__cause__ if isinstance(error, Unprocessable) else None
+    return type(cause or error).__name__
+
+
+def where(error: BaseException) -> str:
+    """The last frames of an error's traceback, for the log: the code, not the message
+    (which may repeat the record's values)."""
+    return "".join(traceback.format_tb(error.__traceback__, limit=-3))
+
+
+def dead_letter_headers(record: ConsumerRecord, reason: str, error_class: str,
+                        stage: str = "") -> envelope.Headers:
+    """The record's own headers (those with a value), then where it came from, which
+    stage set it aside and why."""
+    own = [(name, raw) for name, raw in record.headers or ()
+           if isinstance(name, str) and isinstance(raw, bytes)]
+    return [*own, *_about(record, reason, error_class, stage)]
+
+
+def _about(record: ConsumerRecord, reason: str, error_class: str,
+           stage: str) -> envelope.Headers:
+    return [
+        ("dlq_source_topic", record.topic.encode()),
+        ("dlq_source_partition", str(record.partition).encode()),
+        ("dlq_source_offset", str(record.offset).encode()),
+        ("dlq_error", reason.encode()[:1000]),
+        ("dlq_error_class", error_class.encode()),
+        *([("dlq_stage", stage.encode())] if stage else []),
+    ]
+
+
+def dead_letter(record: ConsumerRecord, error: BaseException, *,
+                stage: str = "") -> envelope.Record:
+    """The dead-letter record for a record and why it failed: its value, key and headers
+    as they came, with the reason and the source added."""
+    reason_given, error_class_name = reason(error), error_class(error)
+    value = record.value if isinstance(record.value, bytes) else b""
+    key = record.key if isinstance(record.key, bytes) else b""
+    letter = envelope.Record(topics.DEAD_LETTERS, key, value,
+                             dead_letter_headers(record, reason_given, error_class_name, stage))
+    if letter.size > envelope.MAX_RECORD_BYTES:  # it came in at the broker's limit
+        letter = envelope.Record(topics.DEAD_LETTERS, key, b"", [
+            *_about(record, reason_given, error_class_name, stage),
+            ("dlq_value_dropped", b"too large to dead-letter whole; read it at its source")])
+    return letter

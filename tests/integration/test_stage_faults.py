@@ -1,0 +1,158 @@
+"""How a stage meets each class of fault, on a real broker: a record at fault is set
+aside to the dead letters with its reason and the batch goes on; an outage is waited
+out; a transient failure is retried a bounded number of times."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+
+import pytest
+from aiokafka import AIOKafkaProducer
+from sqlalchemy.exc import DataError, OperationalError
+
+from services.core import envelope, faults, kafka, pipeline, topics
+from services.core.settings import Settings
+from services.core.stage import StageRunner
+from services.router import worker
+from tests.conftest import department_lanes, read_topic, unique
+from tests.faults import poison
+from tests.integration.test_stages import TABLE, publish, segmented_event
+
+
+@pytest.fixture
+async def fault_settings(kafka_bootstrap: str, tmp_path: object) -> Settings:
+    settings = Settings(kafka_bootstrap_servers=kafka_bootstrap,
+                        database_url="sqlite+aiosqlite:///:memory:")
+    await kafka.ensure_topics(settings, [*topics.PIPELINE,
+                                         *department_lanes(*TABLE.departments)])
+    return settings
+
+
+@pytest.fixture
+async def producer(kafka_bootstrap: str) -> AsyncIterator[AIOKafkaProducer]:
+    started = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+    await started.start()
+    yield started
+    await started.stop()
+
+
+class Scripted:
+    """The real router transform, with faults scripted per ticket (a Batching and
+    Prefetching transform, as the real stages are)."""
+
+    def __init__(self) -> None:
+        self._route = worker.RouteTicket(lambda: TABLE)
+        self.in_batch: list[str] = []
+        self.bad_in_transform: set[str] = set()
+        self.bad_in_batch_write: set[str] = set()
+        self.never_ready: set[str] = set()
+        self.outage_calls = 0  # the next calls meet the store unreachable
+        self.calls = 0
+
+    async def prefetch(self, events: Sequence[envelope.Event]) -> None:
+        self.in_batch = []
+
+    async def __call__(self, event: envelope.Event) -> list[kafka.Output]:
+        self.calls += 1
+        if self.outage_calls:
+            self.outage_calls -= 1
+            raise OperationalError("SELECT 1", {}, ConnectionRefusedError("store down"))
+        ticket_id = event.ticket_id or ""
+        if ticket_id in self.bad_in_transform:
+            raise KeyError("a value the code did not expect")
+        if ticket_id in self.never_ready:
+            raise faults.Transient("its state is not written yet")
+        self.in_batch.append(ticket_id)
+        return list(await self._route(event))
+
+    async def finish_batch(self) -> None:
+        if self.bad_in_batch_write & set(self.in_batch):
+            # What PostgreSQL says of a value longer than its column.
+            raise DataError("INSERT ...", {}, ValueError("value too long"))
+
+
+async def run_stage(settings: Settings, transform: Scripted, events: list[envelope.Event],
+                    producer: AIOKafkaProducer, *, wanted: int,
+                    dead: int) -> tuple[list[str], list[dict[str, str]], StageRunner]:
+    """Publish the events, run a router stage with the transform until `wanted` are in
+    the lanes and `dead` in the dead letters; the routed ids and the dead letters'
+    headers."""
+    ids = {event.ticket_id for event in events}
+    for event in events:
+        await publish(producer, topics.SEGMENTED, event)
+    runner = StageRunner(settings, name=unique("stage"), source_topic=topics.SEGMENTED,
+                         group_id=unique("router"), transform=transform)
+    runner.loop._retry_pause = 0.05
+    runner.loop._max_retry_pause = 0.2
+    await runner.start()
+    try:
+        routed = await read_topic(settings.kafka_bootstrap_servers,
+                                  *department_lanes(*TABLE.departments), until=wanted,
+                                  within=60, settle=1.0, keep=lambda e: e.ticket_id in ids)
+        letters = await poison.read_dead_letters(
+            settings.kafka_bootstrap_servers,
+            lambda record: dict(record.headers).get("ce_ticketid", b"").decode() in ids,
+            until=dead, within=30)
+    finally:
+        await runner.stop()
+    return ([str(event.ticket_id) for event, _ in routed],
+            [{name: raw.decode() for name, raw in record.headers} for record in letters],
+            runner)
+
+
+class TestRecordAtFault:
+    async def test_an_unexpected_error_on_one_record_dead_letters_it_and_the_rest_flow(
+            self, fault_settings: Settings, producer: AIOKafkaProducer) -> None:
+        events = [segmented_event("government") for _ in range(5)]
+        transform = Scripted()
+        transform.bad_in_transform = {str(events[2].ticket_id)}
+        routed, letters, _ = await run_stage(fault_settings, transform, events, producer,
+                                             wanted=4, dead=1)
+        assert sorted(routed) == sorted(str(e.ticket_id) for e in events
+                                        if e is not events[2])
+        assert [letter["ce_ticketid"] for letter in letters] == [events[2].ticket_id]
+        assert letters[0]["dlq_error_class"] == "KeyError"
+        assert letters[0]["dlq_error"] == "unexpected KeyError while processing the record"
+        assert "did not expect" not in str(letters)  # the message may hold the data
+
+    async def test_a_batch_write_failing_on_one_record_sets_only_that_record_aside(
+            self, fault_settings: Settings, producer: AIOKafkaProducer) -> None:
+        events = [segmented_event("government") for _ in range(6)]
+        transform = Scripted()
+        transform.bad_in_batch_write = {str(events[4].ticket_id)}
+        routed, letters, runner = await run_stage(fault_settings, transform, events,
+                                                  producer, wanted=5, dead=1)
+        assert sorted(routed) == sorted(str(e.ticket_id) for e in events
+                                        if e is not events[4])
+        assert [letter["ce_ticketid"] for letter in letters] == [events[4].ticket_id]
+        assert letters[0]["dlq_error_class"] == "DataError"
+        assert letters[0]["dlq_source_topic"] == topics.SEGMENTED
+        assert runner.loop.dead_lettered == 1
+
+
+class TestTransient:
+    async def test_a_record_that_never_becomes_ready_is_dead_lettered_after_bounded_tries(
+            self, fault_settings: Settings, producer: AIOKafkaProducer) -> None:
+        events = [segmented_event("government") for _ in range(3)]
+        transform = Scripted()
+        transform.never_ready = {str(events[0].ticket_id)}
+        routed, letters, _ = await run_stage(fault_settings, transform, events, producer,
+                                             wanted=2, dead=1)
+        assert sorted(routed) == sorted(str(e.ticket_id) for e in events[1:])
+        assert [letter["ce_ticketid"] for letter in letters] == [events[0].ticket_id]
+        assert letters[0]["dlq_error"] == "its state is not written yet"
+        assert letters[0]["dlq_error_class"] == "Transient"
+
+
+class TestOutage:
+    async def test_an_outage_is_waited_out_and_nothing_is_dead_lettered(
+            self, fault_settings: Settings, producer: AIOKafkaProducer) -> None:
+        events = [segmented_event("government") for _ in range(3)]
+        transform = Scripted()
+        transform.outage_calls = 3 * pipeline.MAX_ATTEMPTS  # more than any bound
+        routed, letters, runner = await run_stage(fault_settings, transform, events,
+                                                  producer, wanted=3, dead=0)
+        assert sorted(routed) == sorted(str(e.ticket_id) for e in events)
+        assert letters == []
+        assert transform.outage_calls == 0
+        assert runner.loop.dead_lettered == 0

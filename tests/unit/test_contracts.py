@@ -1,0 +1,180 @@
+"""The contracts every consumer reads by: the envelope, the ticket and the lifecycle event
+refuse what breaks them with a reason, and faults are classified once."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
+from pydantic import ValidationError
+from sqlalchemy.exc import DataError, OperationalError
+
+from services.core import envelope, events, faults, tickets
+
+NOW = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
+
+
+def headers(**replaced: bytes | None) -> list[tuple[str, Any]]:
+    event = envelope.Event(type="ticket.received", source="/test", ticket_id="t-1",
+                           correlation_id="c-1", data={})
+    written = dict(envelope.to_headers(event))
+    written.update(replaced)
+    return list(written.items())
+
+
+def ticket(**changed: Any) -> dict[str, Any]:
+    return {"ticket_id": "t-1", "customer_id": "c-1", "subject": "s", "body": "b",
+            "channel": "email", "received_at": NOW.isoformat(), **changed}
+
+
+class TestEnvelopeReader:
+    @pytest.mark.parametrize(("replaced", "problem"), [
+        ({"ce_type": None}, "header 'ce_type' has no value"),
+        ({"ce_source": b"\xff\xfe"}, "header 'ce_source' is not UTF-8 text"),
+        ({"ce_time": b"2026-11-30T09:00:00"}, "ce_time has no UTC offset"),
+        ({"ce_time": b"yesterday"}, "ce_time is missing or not an RFC 3339 time"),
+        ({"ce_id": b"x" * 65}, "ce_id must be 1 to 64 characters"),
+        ({"ce_ticketid": b"t" * 129}, "ce_ticketid must be 1 to 128 characters"),
+    ])
+    def test_a_malformed_header_is_an_envelope_error(
+            self, replaced: dict[str, bytes | None], problem: str) -> None:
+        with pytest.raises(envelope.EnvelopeError, match=problem):
+            envelope.from_record(headers(**replaced), b"{}")
+
+    def test_headers_that_are_not_pairs_are_an_envelope_error(self) -> None:
+        with pytest.raises(envelope.EnvelopeError):
+            envelope.from_record([("ce_id",)], b"{}")  # type: ignore[list-item]
+
+    def test_a_value_that_is_not_bytes_is_an_envelope_error(self) -> None:
+        with pytest.raises(envelope.EnvelopeError, match="not bytes"):
+            envelope.from_record(headers(), "{}")  # type: ignore[arg-type]
+
+
+class TestEncoding:
+    def test_an_event_over_the_size_bound_is_unserialisable(self) -> None:
+        event = envelope.Event(type="t", source="/test", ticket_id="t-1",
+                               correlation_id="c", data={"body": "x" * 2000})
+        with pytest.raises(envelope.Unserialisable, match="at most 1000"):
+            envelope.encode("topic", "key", event, max_bytes=1000)
+
+    def test_data_that_is_not_json_is_unserialisable(self) -> None:
+        event = envelope.Event(type="t", source="/test", ticket_id="t-1",
+                               correlation_id="c", data={"n": 2**70})
+        with pytest.raises(envelope.Unserialisable):
+            envelope.encode("topic", "key", event)
+
+
+class TestTicketContract:
+    @pytest.mark.parametrize(("attributes", "problem"), [
+        ({"n": 2**63}, "must fit in 64 bits"),
+        ({"n": -(2**63) - 1}, "must fit in 64 bits"),
+        ({"n": float("nan")}, "must be finite"),
+        ({"n": float("inf")}, "must be finite"),
+        ({"n": 1e300}, "between -2\\^63 and 2\\^63-1"),
+        ({"s": "\ud800"}, "not valid Unicode"),
+        ({"s": "a\x00b"}, "NUL"),
+        ({"\udfff": "key"}, "not valid Unicode"),
+        ({"s": "x" * 1001}, "at most 1000"),
+        ({"s": [1, 2]}, "text, a number or true/false"),
+    ])
+    def test_attributes_that_no_stage_could_carry_are_refused(
+            self, attributes: dict[str, Any], problem: str) -> None:
+        with pytest.raises(ValidationError, match=problem):
+            tickets.Ticket.model_validate(ticket(attributes=attributes))
+
+    def test_what_json_parsing_makes_of_odd_numbers_is_refused(self) -> None:
+        for raw in ('{"n": NaN}', '{"n": 1e400}', '{"n": 100000000000000000000000}'):
+            with pytest.raises(ValidationError):
+                tickets.Ticket.model_validate(ticket(attributes=json.loads(raw)))
+
+    def test_the_limits_of_64_bits_and_finite_numbers_are_accepted(self) -> None:
+        values = {"max": 2**63 - 1, "min": -(2**63), "big": float(2**63 - 1), "flag": True,
+                  "t": "é"}
+        accepted = tickets.Ticket.model_validate(ticket(attributes=values))
+        assert accepted.attributes == values
+        assert accepted.attributes["flag"] is True
+
+    @pytest.mark.parametrize("field", ["subject", "body"])
+    def test_text_that_is_not_valid_unicode_is_refused(self, field: str) -> None:
+        with pytest.raises(ValidationError, match="not valid Unicode"):
+            tickets.Ticket.model_validate(ticket(**{field: "x\udc80"}))
+
+    def test_a_time_without_offset_is_refused(self) -> None:
+        with pytest.raises(ValidationError, match="received_at"):
+            tickets.Ticket.model_validate(ticket(received_at="2026-11-30T09:00:00"))
+
+    def test_a_ticket_carries_only_its_fields_on(self) -> None:
+        read = tickets.Ticket.model_validate(ticket(smuggled="x" * 100))
+        segmentation = tickets.Segmentation(segment="s", rule="r", rules_version="v",
+                                            customer_known=True, tier="existing")
+        assert "smuggled" not in read.with_segmentation(segmentation).model_dump()
+
+
+def lifecycle(kind: events.TicketEventType, source: str, **data: Any) -> envelope.Event:
+    return envelope.Event(type=kind, source=source, ticket_id="t-1", correlation_id="c",
+                          data={"ticket_id": "t-1", "type": kind,
+                                "occurred_at": NOW.isoformat(), **data})
+
+
+class TestLifecycleContract:
+    def test_every_event_is_trusted_from_its_writer(self) -> None:
+        for kind, source in events.WRITTEN_BY.items():
+            assert events.read(lifecycle(kind, source)).type == kind
+
+    def test_a_report_from_anyone_but_the_intake_is_untrusted(self) -> None:
+        forged = lifecycle(events.TicketEventType.RESPONDED, "/departments/key_accounts")
+        with pytest.raises(events.UntrustedEvent, match="written by /services/router/intake"):
+            events.read(forged)
+
+    def test_an_unknown_type_is_untrusted(self) -> None:
+        with pytest.raises(events.UntrustedEvent, match="unknown lifecycle event type"):
+            events.read(lifecycle("ticket.vanished", events.ROUTER_SOURCE))  # type: ignore[arg-type]
+
+    def test_data_about_another_ticket_is_untrusted(self) -> None:
+        event = lifecycle(events.TicketEventType.ROUTED, events.ROUTER_SOURCE)
+        other = envelope.Event(type=event.type, source=event.source, ticket_id="t-2",
+                               correlation_id="c", data=event.data)
+        with pytest.raises(events.UntrustedEvent, match="does not match"):
+            events.read(other)
+
+    @pytest.mark.parametrize(("field", "value"), [
+        ("department", "d" * 64), ("department", "Key Accounts"),
+        ("segment", "x" * 100), ("occurred_at", "2026-11-30T09:00:00"),
+        ("priority", 10**6), ("reason", "r" * 33), ("ticket_id", "t" * 129)])
+    def test_data_that_breaks_the_contract_is_refused(self, field: str, value: Any) -> None:
+        event = lifecycle(events.TicketEventType.ROUTED, events.ROUTER_SOURCE,
+                          **{field: value})
+        with pytest.raises((ValidationError, events.UntrustedEvent)):
+            events.read(event)
+
+
+class TestClassification:
+    @pytest.mark.parametrize(("error", "fault"), [
+        (OperationalError("SELECT", {}, ConnectionRefusedError()), faults.Fault.OUTAGE),
+        (DataError("INSERT", {}, ValueError("too long")), faults.Fault.RECORD),
+        (KafkaConnectionError(), faults.Fault.OUTAGE),
+        (MessageSizeTooLargeError(), faults.Fault.RECORD),
+        (TimeoutError(), faults.Fault.OUTAGE),
+        (ConnectionResetError(), faults.Fault.OUTAGE),
+        (faults.Transient("later"), faults.Fault.TRANSIENT),
+        (KeyError("x"), faults.Fault.RECORD),
+        (OverflowError("date value out of range"), faults.Fault.RECORD),
+        (envelope.EnvelopeError("no"), faults.Fault.RECORD),
+    ])
+    def test_each_error_has_one_class(self, error: Exception, fault: faults.Fault) -> None:
+        assert faults.classify(error) is fault
+
+    def test_a_reason_never_repeats_an_unexpected_errors_message(self) -> None:
+        assert faults.reason(KeyError("Jane Doe")) == \
+            "unexpected KeyError while processing the record"
+        assert "Jane" not in faults.reason(DataError("INSERT", {"name": "Jane"}, ValueError()))
+
+    def test_a_validation_reason_names_the_field_not_the_value(self) -> None:
+        with pytest.raises(ValidationError) as refused:
+            tickets.Ticket.model_validate(ticket(subject="", customer_id="Jane Doe!"))
+        reason = faults.reason(refused.value)
+        assert "customer_id" in reason and "subject" in reason
+        assert "Jane" not in reason
