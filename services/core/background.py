@@ -1,36 +1,117 @@
-"""Background tasks of a service, stopped together at shutdown."""
+"""Background tasks of a service: each supervised (a task that fails, or ends before the
+service stops, is restarted after a growing pause and counted), reported in `/readyz`
+while down or crash-looping, and all stopped together at shutdown."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any, TypeVar
+
+from prometheus_client import Counter, Gauge
 
 logger = logging.getLogger(__name__)
 
 Job = Callable[[asyncio.Event], Awaitable[None]]
 T = TypeVar("T")
 
+RESTARTS = Counter("routing_background_task_restarts_total",
+                   "Background tasks restarted after they failed or ended early", ["task"])
+UP = Gauge("routing_background_task_up",
+           "1 while a background task runs steadily, 0 while it is down or crash-looping",
+           ["task"])
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """The pause before a restart: `first` after one failure, doubling with each failure
+    in a row, never longer than `longest`."""
+
+    first: float = 1.0
+    longest: float = 30.0
+
+    def pause(self, failures_in_a_row: int) -> float:
+        return min(self.longest, self.first * 2.0 ** min(failures_in_a_row - 1, 32))
+
+
+@dataclass
+class _Health:
+    failures_in_a_row: int = 0
+    running_since: float | None = None  # None: waiting to be restarted
+
 
 class BackgroundTasks:
-    def __init__(self) -> None:
+    """Supervises the background jobs of a service. A job gets the stop event and runs
+    until it is set; one that fails or ends early is restarted after `backoff`. A
+    restarted job counts as healthy again once it has run `steady_after` seconds."""
+
+    def __init__(self, *, backoff: Backoff = Backoff(), steady_after: float = 10.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._health: dict[str, _Health] = {}
+        self._backoff = backoff
+        self._steady_after = steady_after
+        self._clock = clock
 
     def start(self, name: str, job: Job) -> None:
-        self._tasks.append(asyncio.create_task(self._guarded(name, job), name=name))
+        health = self._health[name] = _Health()
+        UP.labels(name).set_function(lambda: float(self._is_up(health)))
+        self._tasks.append(asyncio.create_task(self._supervised(name, job, health),
+                                               name=name))
 
-    async def _guarded(self, name: str, job: Job) -> None:
-        try:
-            await job(self._stop)
-        except Exception:
-            logger.exception("background task %s failed", name)
+    def down(self) -> list[str]:
+        """The tasks that are not running steadily: waiting for a restart, or restarted
+        too recently to tell a recovery from a crash loop."""
+        return [name for name, health in self._health.items() if not self._is_up(health)]
+
+    def _is_up(self, health: _Health) -> bool:
+        if health.running_since is None:
+            return self._stop.is_set()
+        return health.failures_in_a_row == 0 or \
+            self._clock() - health.running_since >= self._steady_after
+
+    async def _supervised(self, name: str, job: Job, health: _Health) -> None:
+        while True:
+            health.running_since = self._clock()
+            try:
+                await job(self._stop)
+            except Exception:
+                logger.exception("background task failed", extra={"task": name})
+            else:
+                if self._stop.is_set():
+                    return
+                logger.error("background task ended before the service stopped",
+                             extra={"task": name})
+            if self._stop.is_set():
+                return
+            steady = self._clock() - health.running_since >= self._steady_after
+            health.failures_in_a_row = 1 if steady else health.failures_in_a_row + 1
+            health.running_since = None
+            pause = self._backoff.pause(health.failures_in_a_row)
+            logger.warning("background task restarts after a pause", extra={
+                "task": name, "pause_seconds": pause,
+                "failures_in_a_row": health.failures_in_a_row})
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), pause)
+            if self._stop.is_set():
+                return
+            RESTARTS.labels(name).inc()
 
     async def stop(self) -> None:
         self._stop.set()
         await asyncio.gather(*self._tasks)
+
+
+def tasks_down(app: object) -> list[str]:
+    """The background tasks down in the `BackgroundTasks` a service's lifespan put in
+    `app.state.background` (none before it has started any)."""
+    tasks = getattr(getattr(app, "state", None), "background", None)
+    return tasks.down() if isinstance(tasks, BackgroundTasks) else []
 
 
 async def every(seconds: float, action: Callable[[], Awaitable[object]],

@@ -51,13 +51,17 @@ class Base(DeclarativeBase):
 
 
 def engine(database_url: str) -> AsyncEngine:
+    """The store's engine. Its errors never carry a statement's parameters (ticket text,
+    personal data), since error messages end up in logs and dead-letter reasons."""
     url = make_url(database_url)
     if url.get_backend_name() != "sqlite":
         # A store that does not answer fails within seconds, not asyncpg's minute.
-        return create_async_engine(url, pool_pre_ping=True, connect_args={"timeout": 5})
+        return create_async_engine(url, pool_pre_ping=True, hide_parameters=True,
+                                   connect_args={"timeout": 5})
     if url.database and url.database != ":memory:":
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-    sqlite_engine = create_async_engine(url, connect_args={"timeout": 30})
+    sqlite_engine = create_async_engine(url, hide_parameters=True,
+                                        connect_args={"timeout": 30})
     event.listen(sqlite_engine.sync_engine, "connect", _sqlite_pragmas)
     return sqlite_engine
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import date
 from http import HTTPStatus
 from typing import Annotated, Any
@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import AwareDatetime, BeforeValidator, WithJsonSchema
 from starlette.exceptions import HTTPException
-from starlette.routing import Match
+from starlette.routing import Match, Route
 
 from services.core import auth, config_files, db, http_docs
 
@@ -82,22 +82,57 @@ async def _http_error(request: Request, error: Exception) -> JSONResponse:
             # As in OpenAPI, a concrete path comes before a templated one that also
             # matches (`/customers/import` before `/customers/{customer_id}`).
             path = min(matched, key=lambda route: len(route.param_convertors)).path
-            allowed = {m for r in matched if r.path == path for m in r.methods}
+            allowed = {m for r in matched if r.path == path for m in r.methods or ()}
             headers["Allow"] = ", ".join(sorted(allowed))
     return JSONResponse(status_code=error.status_code, content=content, headers=headers)
 
 
-def _matching_routes(scope: Any, routes: Any) -> list[Any]:
-    """The routes whose path matches the request's, in order (included routers are
-    searched too): the framework's own 405 names the methods of the first only."""
-    found: list[Any] = []
+def _matching_routes(scope: Any, routes: Any) -> list[Route]:
+    """The routes whose path matches the request's, in order: the framework's own 405
+    names the methods of the first only."""
+    return [route for route in _routes(routes) if not isinstance(route, _NotAMethodOfThePath)
+            and route.matches(scope)[0] is not Match.NONE]
+
+
+def _routes(routes: Any) -> list[Route]:
+    """The routes that answer methods, in order, included routers' too."""
+    found: list[Route] = []
     for route in routes:
         included = getattr(getattr(route, "original_router", route), "routes", None)
         if included is not None:
-            found += _matching_routes(scope, included)
-        elif getattr(route, "methods", None) and route.matches(scope)[0] is not Match.NONE:
+            found += _routes(included)
+        elif isinstance(route, Route) and route.methods:
             found.append(route)
     return found
+
+
+class _NotAMethodOfThePath(Route):
+    """Answers 405 for methods a concrete path does not have, which a templated path
+    would otherwise take: as in OpenAPI, `/v1/credentials/me` is not one of
+    `/v1/credentials/{credential_id}`, so `DELETE /v1/credentials/me` is a 405, not a
+    422 for a malformed id (nor `PUT /v1/customers/import` a customer named "import")."""
+
+    def __init__(self, path: str, methods: Collection[str]) -> None:
+        super().__init__(path, _method_not_allowed, methods=list(methods),
+                         include_in_schema=False)
+
+
+async def _method_not_allowed(_request: Request) -> Response:
+    raise HTTPException(405)
+
+
+def _concrete_paths_first(app: FastAPI) -> None:
+    routes = _routes(app.router.routes)
+    concrete: dict[str, set[str]] = {}
+    for route in routes:
+        if not route.param_convertors:
+            concrete.setdefault(route.path, set()).update(route.methods or ())
+    for path, methods in concrete.items():
+        taken = {method for route in routes
+                 if route.param_convertors and route.path_regex.fullmatch(path)
+                 for method in route.methods or ()} - methods
+        if taken:
+            app.router.routes.insert(0, _NotAMethodOfThePath(path, sorted(taken)))
 
 
 async def _store_unavailable(request: Request, error: Exception) -> JSONResponse:
@@ -112,10 +147,15 @@ async def _store_unavailable(request: Request, error: Exception) -> JSONResponse
                                  "detail": "the SQL store is unavailable; retry later"})
 
 
-def install(app: FastAPI, *, ready: Callable[[], bool], max_body_bytes: int = 1 << 20) -> None:
+def install(app: FastAPI, *, ready: Callable[[], bool], max_body_bytes: int = 1 << 20,
+            down: Callable[[], list[str]] = list,
+            streamed_uploads: Collection[tuple[str, str]] = ()) -> None:
     """Add the shared error handlers, a body size limit, `/healthz`, `/readyz` and
-    `/metrics` to a service."""
-    app.add_middleware(BodyLimit, max_bytes=max_body_bytes, exempt=("/import",))
+    `/metrics` to a service. `/readyz` answers 503 unless `ready()`, naming what `down()`
+    says is down (background tasks). `streamed_uploads` are the (method, path) of the
+    routes exempt from the body limit: bulk uploads that stream their body, and read it
+    only once their caller is authenticated."""
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes, exempt=streamed_uploads)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(InvalidField, _invalid_request)
     app.add_exception_handler(HTTPException, _http_error)
@@ -131,15 +171,18 @@ def install(app: FastAPI, *, ready: Callable[[], bool], max_body_bytes: int = 1 
 
     @health.get("/readyz", summary="The service can do its work (broker and stage running)")
     async def is_ready() -> JSONResponse:
-        ok = ready()
+        tasks_down = down()
+        ok = ready() and not tasks_down
         return JSONResponse(status_code=200 if ok else 503,
-                            content={"status": "ready" if ok else "not_ready"})
+                            content={"status": "ready" if ok else "not_ready",
+                                     **({"down": tasks_down} if tasks_down else {})})
 
     @health.get("/metrics", summary="Prometheus metrics", response_class=Response)
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(health)
+    _concrete_paths_first(app)  # last: the routes of every included router are known
 
 
 YAML_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {
@@ -165,17 +208,24 @@ def config_error(error: config_files.ConfigError) -> JSONResponse:
         "problem": error.problem})
 
 
+class _BodyTooLarge(Exception):
+    """Raised to the app, in place of the rest of a body over the limit."""
+
+
 class BodyLimit:
     """Refuses request bodies over `max_bytes` with 413, whether or not they announce
-    their length; bulk-import paths (which stream by design) are exempt."""
+    their length. The app never sees part of such a body: a truncated configuration file
+    could be valid, and put in force. The `exempt` routes, (method, path) exactly, stream
+    their bodies by design."""
 
-    def __init__(self, app: Any, *, max_bytes: int, exempt: tuple[str, ...] = ()) -> None:
+    def __init__(self, app: Any, *, max_bytes: int,
+                 exempt: Collection[tuple[str, str]] = ()) -> None:
         self._app = app
         self._max_bytes = max_bytes
-        self._exempt = exempt
+        self._exempt = frozenset((method.upper(), path) for method, path in exempt)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["path"].endswith(self._exempt):
+        if scope["type"] != "http" or (scope["method"], scope["path"]) in self._exempt:
             await self._app(scope, receive, send)
             return
         declared = dict(scope["headers"]).get(b"content-length")
@@ -183,32 +233,36 @@ class BodyLimit:
             await self._too_large(send)
             return
         seen = 0
-        exceeded = False
+        exceeded = started = False
 
         async def counted() -> Any:
             nonlocal seen, exceeded
             if exceeded:
-                return {"type": "http.disconnect"}
+                raise _BodyTooLarge
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self._max_bytes:
-                    # Cut the body short; whatever the app answers becomes a 413.
                     exceeded = True
-                    return {"type": "http.request", "body": b"", "more_body": False}
+                    raise _BodyTooLarge
             return message
 
-        replaced = False
-
         async def guarded_send(message: Any) -> None:
-            nonlocal replaced
-            if not exceeded:
-                await send(message)
-            elif not replaced:
-                replaced = True
-                await self._too_large(send)
+            nonlocal started
+            if exceeded:
+                return  # the app's answer to a body it could not read: a 413 replaces it
+            started = True
+            await send(message)
 
-        await self._app(scope, counted, guarded_send)
+        try:
+            await self._app(scope, counted, guarded_send)
+        except Exception:
+            # Whatever the app made of the missing rest of the body (the framework turns
+            # it into a 400) is not the answer; anything else is the app's own error.
+            if not exceeded:
+                raise
+        if exceeded and not started:
+            await self._too_large(send)
 
     async def _too_large(self, send: Any) -> None:
         response = JSONResponse(status_code=413, content={

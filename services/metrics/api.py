@@ -13,8 +13,6 @@ from services.metrics import stats
 from services.metrics.store import TimelineStore
 
 api = APIRouter(prefix="/v1", tags=["stats"])
-# A positive whole number of seconds, minutes, hours or days.
-WINDOW_PATTERN = r"^[1-9][0-9]{0,5}[smhd]$"
 
 
 def get_store(request: Request) -> TimelineStore:
@@ -23,8 +21,10 @@ def get_store(request: Request) -> TimelineStore:
 
 
 def get_window(
+    # The schema's pattern says all that parse_window checks; parse_window checks it, so
+    # that a refusal says what is accepted rather than quote the pattern.
     window: Annotated[str, Query(description="15m, 1h, 24h, 7d ... (at most 366d)",
-                                 pattern=WINDOW_PATTERN)] = "24h",
+                                 json_schema_extra={"pattern": stats.WINDOW_PATTERN})] = "24h",
 ) -> timedelta:
     try:
         return stats.parse_window(window)

@@ -36,7 +36,6 @@ def create_app(settings: Settings | None = None, *,
         stage = StageRunner(settings, name=NAME, source_topic=topics.EVENTS, group_id=NAME,
                             transform=tracker.TrackTicketEvent(updates), publishes=False)
         lag = kafka_watch.LagWatch(settings)
-        dead_letters = kafka_watch.DeadLetterCount(settings)
         check_deadlines = tracker.DeadlineCheck(store, updates)
 
         async def measure_backlog() -> None:
@@ -45,12 +44,14 @@ def create_app(settings: Settings | None = None, *,
         await lag.start()  # before the stage: if it fails, nothing is left running
         await stage.start()
         app.state.stage = stage
-        jobs = background.BackgroundTasks()
+        jobs = app.state.background = background.BackgroundTasks()
         jobs.start("consumer-lag", lambda stop: background.every(poll_seconds, lag.poll, stop))
         jobs.start("backlog", lambda stop: background.every(poll_seconds, measure_backlog, stop))
         jobs.start("deadlines",
                    lambda stop: background.every(poll_seconds, check_deadlines, stop))
-        jobs.start("dead-letters", dead_letters.run)
+        # A fresh reader each (re)start: it counts again from the start of the topic.
+        jobs.start("dead-letters",
+                   lambda stop: kafka_watch.DeadLetterCount(settings).run(stop))
         try:
             yield
         finally:
@@ -63,7 +64,8 @@ def create_app(settings: Settings | None = None, *,
                   lifespan=lifespan)
     app.state.settings = settings
     app.include_router(api.api)
-    http.install(app, ready=lambda: stage_running(app))
+    http.install(app, ready=lambda: stage_running(app),
+                 down=lambda: background.tasks_down(app))
     return app
 
 

@@ -72,7 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 routed, publisher, escalation_target=table.escalation_target,
                 queue_for=priority.queue_for, now=datetime.now(UTC))
 
-        tasks = background.BackgroundTasks()
+        tasks = app.state.background = background.BackgroundTasks()
         tasks.start("routing-table-watch", live_table.watch)
         tasks.start("load", lambda stop: background.every(
             settings.load_sample_seconds, sample_load, stop))
@@ -103,7 +103,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (intake.api, tickets_api.api, table_api.api, dead_letters_api.api,
                    credentials_api.api):
         app.include_router(router)
-    http.install(app, ready=lambda: stage_running(app))
+    http.install(app, ready=lambda: stage_running(app),
+                 down=lambda: background.tasks_down(app))
     return app
 
 

@@ -28,6 +28,9 @@ _DAY = 24 * 60
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 _CLOCK = re.compile(r"^(\d{2}):(\d{2})$")
 _SEARCH_LIMIT_DAYS = 3700  # a calendar that stays closed for ten years never opens
+# The longest duration a setting may have: past it a deadline or an aging step means
+# "never", and sums with it could leave the range of dates.
+LONGEST_DURATION = timedelta(days=366)
 
 
 @dataclass(frozen=True)
@@ -83,21 +86,39 @@ def deadline(start: datetime, target: timedelta, calendar: Calendar | None,
     raise ValueError("the calendar does not open within ten years")
 
 
+def guaranteed_business_time(calendar: Calendar) -> timedelta:
+    """Business time the calendar is sure to give within the span `deadline` searches,
+    from any start: its whole weeks, less every holiday closing its longest day and an
+    hour lost to each change to summer time. A target longer than this may find no
+    deadline."""
+    weekly = sum(closes - opens for day in calendar.hours for opens, closes in day)
+    longest_day = max(sum(closes - opens for opens, closes in day) for day in calendar.hours)
+    whole_weeks = _SEARCH_LIMIT_DAYS // 7 - 1
+    summer_time_changes = _SEARCH_LIMIT_DAYS // 365 + 1
+    minutes = whole_weeks * weekly - len(calendar.holidays) * longest_day \
+        - summer_time_changes * 60
+    return timedelta(minutes=max(minutes, 0))
+
+
 def _require_aware(at: datetime) -> None:
     if at.tzinfo is None or at.utcoffset() is None:
         raise ValueError(f"a time zone is required: {at.isoformat()} is naive")
 
 
-def parse_duration(text: str) -> timedelta:
-    """'15m', '4h', '2d', '1h30m', '45s' -> timedelta (positive)."""
+def parse_duration(text: str, *, longest: timedelta = LONGEST_DURATION) -> timedelta:
+    """'15m', '4h', '2d', '1h30m', '45s' -> timedelta (positive, at most `longest`)."""
     match = _DURATION.match(text.strip())
     if not text.strip() or match is None:
         raise ValueError(f"{text!r} is not a duration like '15m', '4h', '2d' or '1h30m'")
     days, hours, minutes, seconds = (int(part or 0) for part in match.groups())
-    value = timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
-    if value <= timedelta(0):
+    # Summed as whole seconds first: timedelta itself overflows past 999999999 days.
+    total = ((days * 24 + hours) * 60 + minutes) * 60 + seconds
+    if total <= 0:
         raise ValueError(f"{text!r} must be longer than zero")
-    return value
+    if total > longest.total_seconds():
+        raise ValueError(f"{text!r} is longer than {format_duration(longest)}, the longest"
+                         " allowed")
+    return timedelta(seconds=total)
 
 
 def format_duration(value: timedelta) -> str:
@@ -147,7 +168,7 @@ def parse_calendar(document: Any, *, source: str, line: int | None, entry: str) 
         raise fail("hours must map weekdays to opening hours, e.g. mon-fri: '08:00-18:00'")
     try:
         weekly = _weekly_hours(hours)
-        holidays = frozenset(_holiday(value) for value in document.get("holidays") or [])
+        holidays = frozenset(_holiday(value) for value in _holidays(document))
     except ValueError as exc:
         raise fail(str(exc)) from exc
     if not any(weekly):
@@ -223,6 +244,15 @@ def _merged(windows: list[Window]) -> tuple[Window, ...]:
         else:
             merged.append((opens, closes))
     return tuple(merged)
+
+
+def _holidays(document: Mapping[str, Any]) -> list[Any]:
+    holidays = document.get("holidays")
+    if holidays is None:
+        return []
+    if not isinstance(holidays, list):
+        raise ValueError("holidays must be a list of dates like 2025-12-25")
+    return holidays
 
 
 def _holiday(value: Any) -> date:

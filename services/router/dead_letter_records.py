@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 REPLAY_HEADER = "dlq_replayed_from"
 MAX_LIMIT = 1000
-ID_PATTERN = r"^\d{1,9}:\d{1,19}$"
+ID_PATTERN = r"^[0-9]{1,9}:[0-9]{1,19}$"  # ASCII digits, as JSON Schema means `\d`
 
 
 class InvalidSelection(ValueError):

@@ -44,7 +44,16 @@ class DeadLetterPage(BaseModel):
 class ReplayRequest(BaseModel):
     """Either `ids`, or a filter (`source_topic`, `error_class`, both must match)."""
 
-    model_config = ConfigDict(extra="forbid")
+    # Either ids or a filter, never both, never neither, as `Selection` checks: said in
+    # the schema too, for generated clients and fuzzers. As in `Selection`, an empty
+    # `ids` or a null filter field counts as not given.
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"oneOf": [
+        {"required": ["ids"], "properties": {"ids": {"type": "array", "minItems": 1}}},
+        {"anyOf": [
+            {"required": ["source_topic"], "properties": {"source_topic": {"type": "string"}}},
+            {"required": ["error_class"], "properties": {"error_class": {"type": "string"}}},
+        ]},
+    ]})
 
     ids: list[DeadLetterId] = Field(default_factory=list, max_length=dead_letter_records.MAX_LIMIT)
     source_topic: TopicName | None = None

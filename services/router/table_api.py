@@ -4,16 +4,84 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 
-from services.core import auth, config_files, http
+from services.core import auth, config_files, http, live_config, topics
 from services.core.live_config import LiveConfig
-from services.router import routing
+from services.router import priority, routing
 
 api = APIRouter(prefix="/v1/routing-table", tags=["routing table"],
                 dependencies=auth.ADMIN_ONLY)
 
 LiveTable = LiveConfig[routing.RoutingTable]
+
+# The body of an upload: the routing table file, YAML (JSON is YAML too). The schema says
+# all the loader checks entry by entry; what it cannot say (departments defined, CEL
+# that compiles, no overflow loop, durations over zero and at most 366 days) is refused
+# with 422 naming the line and the entry.
+_NAME = {"type": "string", "pattern": topics.DEPARTMENT_NAME.pattern}
+_DURATION = {"type": "string", "description": "like 15m, 4h, 2d or 1h30m; at most 366d",
+             "pattern": r"^\s*(\d+d(\d+h)?(\d+m)?(\d+s)?|\d+h(\d+m)?(\d+s)?|\d+m(\d+s)?|\d+s)"
+                        r"\s*$"}
+_PRIORITY = {"type": ["integer", "null"], "minimum": priority.HIGHEST,
+             "maximum": priority.LOWEST, "description": "1 is the most urgent"}
+_ANYTHING = {"description": "free text for people; not read"}
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+def _mapping(properties: dict[str, Any], *required: str) -> dict[str, Any]:
+    return {"type": "object", "additionalProperties": False, "required": list(required),
+            "properties": properties}
+
+
+_LEVEL = {"priority": _PRIORITY, "first_response_target": _nullable(_DURATION)}
+_TIERS = _nullable({"type": "object", "additionalProperties": False, "properties": {
+    tier: _mapping(_LEVEL) for tier in priority.TIERS}})
+
+
+_REFINEMENT = _mapping({
+    "name": {"type": "string", "pattern": r"\S"},
+    "when": {"type": "string", "pattern": r"\S", "description": "a CEL condition over"
+             " `ticket` (kind, channel, language, attributes) and `tier`"},
+    "department": _nullable(_NAME), **_LEVEL, "description": _ANYTHING}, "name", "when")
+_ROUTE = _mapping({
+    "segment": {"type": "string", "minLength": 1}, "department": _NAME, **_LEVEL,
+    "tiers": _TIERS, "refinements": _nullable({"type": "array", "items": _REFINEMENT}),
+    "description": _ANYTHING}, "segment", "department")
+_CALENDAR = _mapping({
+    "time_zone": {"type": "string", "description": "an IANA time zone"},
+    "hours": {"type": "object", "additionalProperties": {"type": "string"},
+              "description": "weekdays to opening hours, e.g. mon-fri: '08:00-18:00'"},
+    "holidays": {"type": ["array", "null"], "items": {"description": "a date, 2025-12-25"}},
+}, "time_zone", "hours")
+_OVERFLOW = _mapping({
+    "to": _NAME,
+    "max_backlog": {"type": ["integer", "null"], "minimum": 1},
+    "max_lag": {"type": ["integer", "null"], "minimum": 1},
+    "max_predicted_first_response": _nullable(_DURATION),
+    "resume_below": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+}, "to")
+_DEPARTMENT = _nullable(_mapping({
+    "calendar": _nullable(_CALENDAR),
+    "after_hours": {"anyOf": [{"type": "null"}, {"const": "pause"},
+                              _mapping({"route_to": _NAME}, "route_to")]},
+    "overflow": _nullable(_OVERFLOW), "escalation_to": _nullable(_NAME),
+    "description": _ANYTHING}))
+TABLE_SCHEMA: dict[str, Any] = _mapping({
+    "version": {"description": "a label; a digest of the content is added"},
+    "fallback_department": _NAME,
+    "priority_aging": {"anyOf": [{"type": "null"}, {"const": "off"}, _DURATION]},
+    "defaults": _nullable(_mapping({**_LEVEL, "tiers": _TIERS})),
+    "routes": {"type": "array", "minItems": 1, "items": _ROUTE},
+    "departments": _nullable({"type": "object", "propertyNames": _NAME,
+                              "additionalProperties": _DEPARTMENT}),
+}, "fallback_department", "routes")
+TABLE_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {
+    media_type: {"schema": TABLE_SCHEMA} for media_type in ("application/yaml",
+                                                           "application/json")}}}
 
 
 def get_live(request: Request) -> LiveTable:
@@ -42,8 +110,10 @@ async def table_in_force(live: Live) -> dict[str, Any]:
     return describe(live.current, live)
 
 
-@api.put("", openapi_extra=http.YAML_BODY,
-         responses={422: {"description": "The table is invalid; the old one serves"}})
+@api.put("", openapi_extra=TABLE_BODY,
+         responses={422: {"description": "The table is invalid; the old one serves"},
+                    503: {"description": "The table file cannot be written (error"
+                                         " `config_not_writable`); the old one serves"}})
 async def upload_table(live: Live, text: http.YamlText) -> Any:
     """Replace the routing table without a restart; an invalid one is rejected (file,
     line, entry) and the table in force keeps serving."""
@@ -51,4 +121,6 @@ async def upload_table(live: Live, text: http.YamlText) -> Any:
         table = live.upload(text)
     except config_files.ConfigError as exc:
         return http.config_error(exc)
+    except live_config.NotWritable as exc:
+        raise HTTPException(503, detail={"error": exc.code, "detail": str(exc)}) from exc
     return describe(table, live)

@@ -4,6 +4,7 @@ name the file, the line and the entry (the decisions themselves are in routing.p
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
 from services.core import conditions, topics
@@ -40,7 +41,9 @@ def parse_table(document: Mapping[str, Any], *, source: str, version: str) -> Ro
     Department names must be valid queue names. When the file has a `departments`
     section, every department it names anywhere must be defined there (a typo in an
     overflow target is an error, not a new queue); without one, every department is
-    open 24/7 and never overflows. Overflow chains must not loop."""
+    open 24/7 and never overflows. Overflow chains must not loop. Durations are at most
+    366 days, and every calendar must give the longest first-response target within
+    the span a deadline is searched in."""
     top = line_of(document)
     _check_keys(document, _TOP_KEYS, source, top, None)
     fallback = document.get("fallback_department")
@@ -48,12 +51,13 @@ def parse_table(document: Mapping[str, Any], *, source: str, version: str) -> Ro
         raise ConfigError(source, top, "fallback_department",
                           "a fallback department is required (a department name)")
     references: _References = [(fallback, top, "fallback_department")]
-    defaults = document.get("defaults") or {}
+    defaults = _optional(document.get("defaults"), {})
     if not isinstance(defaults, dict):
         raise ConfigError(source, top, "defaults", "defaults must be a mapping: priority,"
                           " first_response_target, tiers")
     _check_keys(defaults, ("priority", "first_response_target", "tiers"), source,
                 line_of(defaults), "defaults")
+    _check_tiers(defaults, source, "defaults")
     entries = document.get("routes")
     if not isinstance(entries, list) or not entries:
         raise ConfigError(source, top, "routes",
@@ -83,11 +87,39 @@ def parse_table(document: Mapping[str, Any], *, source: str, version: str) -> Ro
     if cycle:
         raise ConfigError(source, lines[cycle[0]], cycle[0],
                           f"overflow goes round in a circle: {' -> '.join(cycle)}")
+    levels = priority.parse_service_levels(defaults, source=source, entry="defaults")
+    _check_calendars_reach(policies, lines, _longest_target(routes, levels), source)
     return RoutingTable(
-        version=version, routes=routes, fallback_department=fallback,
-        defaults=priority.parse_service_levels(defaults, source=source, entry="defaults"),
+        version=version, routes=routes, fallback_department=fallback, defaults=levels,
         department_policies=policies,
         aging=_parse_aging(document.get("priority_aging"), source, top))
+
+
+def _longest_target(routes: Mapping[str, Route], defaults: priority.ServiceLevels,
+                    ) -> timedelta:
+    overrides = [defaults.own, *defaults.tiers.values()]
+    for route in routes.values():
+        overrides += [route.service.own, *route.service.tiers.values(),
+                      *(refinement.service for refinement in route.refinements)]
+    return max([priority.BUILT_IN.first_response_target,
+                *(override.first_response_target for override in overrides
+                  if override.first_response_target is not None)])
+
+
+def _check_calendars_reach(policies: Mapping[str, DepartmentPolicy],
+                           lines: Mapping[str, int | None], longest: timedelta,
+                           source: str) -> None:
+    """A ticket can end in any department (after hours, overflow, escalation): each
+    calendar must fit the longest target, or routing would find no deadline."""
+    for department, policy in policies.items():
+        if policy.calendar is None:
+            continue
+        reach = calendars.guaranteed_business_time(policy.calendar)
+        if longest > reach:
+            raise ConfigError(source, lines[department], department, "calendar: opens too"
+                              " little for the longest first_response_target,"
+                              f" {calendars.format_duration(longest)}: ten years of its"
+                              f" opening hours give {calendars.format_duration(reach)}")
 
 
 def _parse_route(entry: Any, position: int, source: str, references: _References) -> Route:
@@ -104,7 +136,8 @@ def _parse_route(entry: Any, position: int, source: str, references: _References
     if not isinstance(department, str):
         raise ConfigError(source, line, segment, "department must be a department name")
     references.append((department, line, segment))
-    documents = entry.get("refinements") or []
+    _check_tiers(entry, source, segment)
+    documents = _optional(entry.get("refinements"), [])
     if not isinstance(documents, list):
         raise ConfigError(source, line, segment, "refinements must be a list; the first"
                           " whose `when` holds is used")
@@ -219,6 +252,18 @@ def _check_keys(document: Mapping[str, Any], accepted: tuple[str, ...], source: 
     if unknown:
         raise ConfigError(source, line, entry,
                           f"unknown keys {unknown}; accepted: {', '.join(accepted)}")
+
+
+def _optional(value: Any, empty: Any) -> Any:
+    # Only a missing or null entry is empty: `[]` where a mapping belongs is an error.
+    return empty if value is None else value
+
+
+def _check_tiers(document: Mapping[str, Any], source: str, entry: str) -> None:
+    tiers = document.get("tiers")
+    if tiers is not None and not isinstance(tiers, dict):
+        raise ConfigError(source, line_of(document), entry,
+                          f"tiers must map customer tiers {list(priority.TIERS)} to overrides")
 
 
 def _check_department(name: str, source: str, line: int | None, entry: str) -> None:

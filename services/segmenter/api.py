@@ -47,7 +47,8 @@ async def customer_segment(customer_id: CustomerId, store: Store, rule_set: Rule
     }
     if explain:
         answer["explanation"] = {
-            "decided_by": decision.decided_by,
+            # An admin's answer, not a ticket: the values themselves, protected ones too.
+            "decided_by": rules.values_read(list(decision.decided_by), evaluation),
             "features": evaluation["features"],
             "rules_checked": [
                 {"rule": rule.name, "segment": rule.segment, "when": rule.expression}

@@ -56,9 +56,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             current_rules=lambda: app.state.rules.current)
         stage = StageRunner(settings, name=NAME, source_topic=topics.INCOMING, group_id=NAME,
                             transform=segment)
-        tasks = background.BackgroundTasks()
+        tasks = app.state.background = background.BackgroundTasks()
         tasks.start("rules-watch", app.state.rules.watch)
-        tasks.start("cache-follower", customer_events.CacheFollower(settings, store).run)
+        # A fresh follower each (re)start: a stopped Kafka consumer is not started again.
+        tasks.start("cache-follower",
+                    lambda stop: customer_events.CacheFollower(settings, store).run(stop))
         tasks.start("tickets-raised", lambda stop: background.every(
             settings.tickets_raised_flush_seconds, lambda: _flush(segment.tally, store),
             stop, once_more_on_stop=True))
@@ -80,7 +82,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     for router in (api.api, admin_api.api, rules_api.api):
         app.include_router(router)
-    http.install(app, ready=lambda: stage_running(app))
+    http.install(app, ready=lambda: stage_running(app),
+                 down=lambda: background.tasks_down(app),
+                 # The bulk imports stream their bodies, read after authentication.
+                 streamed_uploads={("POST", "/v1/customers/import"),
+                                   ("POST", "/v1/purchases/import")})
     return app
 
 

@@ -57,11 +57,17 @@ class Rule:
             raise RuleEvaluationError(self.name, str(exc)) from exc
 
 
+# What `decided_by` holds for a path whose value must not travel with the ticket.
+WITHHELD = "[withheld]"
+
+
 @dataclass(frozen=True)
 class Decision:
     segment: str
     rule: str  # the rule's name, or "default"
     rules_version: str
+    # The paths the deciding rule read, each with its value when that value may travel
+    # with the ticket to department topics (see `ticket_safe_values`), else WITHHELD.
     decided_by: Mapping[str, Any]
 
 
@@ -78,7 +84,7 @@ class RuleSet:
         for rule in self.rules:
             if rule.holds(activation):
                 return Decision(rule.segment, rule.name, self.version,
-                                decided_by=values_read(rule.reads, context))
+                                decided_by=self.ticket_safe_values(rule.reads, context))
         return Decision(self.default_segment, "default", self.version, decided_by={})
 
     def matching(self, context: Context) -> list[Rule]:
@@ -93,11 +99,24 @@ class RuleSet:
     def protected_reads(self, rule: Rule) -> list[str]:
         return [path for path in rule.reads if _is_protected(path, self.protected_attributes)]
 
+    def ticket_safe_values(self, paths: Sequence[str], context: Context) -> dict[str, Any]:
+        """The values at `paths` that may be copied into a ticket: single values of
+        attributes that are not protected. A protected attribute, or a map or list (a
+        whole profile, free-form attributes), is named by its path only, its value
+        WITHHELD: tickets reach department topics, which must carry no personal data."""
+        return {path: value if _is_single(value)
+                and not _is_protected(path, self.protected_attributes) else WITHHELD
+                for path, value in values_read(paths, context).items()}
+
 
 def _is_protected(path: str, protected: Sequence[str]) -> bool:
     # A rule reading a whole map (`customer`) may read anything in it.
     return any(path == p or path.startswith(p + ".") or p.startswith(path + ".")
                for p in protected)
+
+
+def _is_single(value: Any) -> bool:
+    return value is None or isinstance(value, str | int | float | bool)
 
 
 def referenced_paths(expression: str) -> tuple[str, ...]:

@@ -6,9 +6,9 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 
-from services.core import auth, config_files, http
+from services.core import auth, config_files, http, live_config
 from services.segmenter import analysis, context, rules, rules_file
 from services.segmenter.api import Store
 from services.segmenter.live_rules import LiveRuleSet
@@ -47,7 +47,9 @@ async def rules_in_force(live: Live) -> dict[str, Any]:
 
 
 @api.put("", openapi_extra=http.YAML_BODY,
-         responses={422: {"description": "The rule set is invalid; the old one serves"}})
+         responses={422: {"description": "The rule set is invalid; the old one serves"},
+                    503: {"description": "The rule file cannot be written (error"
+                                         " `config_not_writable`); the old one serves"}})
 async def upload_rules(live: Live, text: http.YamlText) -> Any:
     """Replace the rule set without a restart; an invalid one is rejected and the rule
     set in force keeps serving."""
@@ -55,6 +57,8 @@ async def upload_rules(live: Live, text: http.YamlText) -> Any:
         rule_set = live.upload(text)
     except config_files.ConfigError as exc:
         return http.config_error(exc)
+    except live_config.NotWritable as exc:
+        raise HTTPException(503, detail={"error": exc.code, "detail": str(exc)}) from exc
     return describe(rule_set)
 
 

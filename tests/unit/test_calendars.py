@@ -40,6 +40,35 @@ class TestDurations:
             calendars.parse_duration(text)
 
 
+class TestDurationBounds:
+    def test_the_longest_duration_is_366_days(self) -> None:
+        assert calendars.parse_duration("366d") == timedelta(days=366)
+        assert calendars.parse_duration("365d23h59m60s") == timedelta(days=366)
+
+    @pytest.mark.parametrize("text", ["367d", "366d1s", "1000000000000d", "9" * 40 + "s",
+                                      "9000000h"])
+    def test_longer_is_refused_not_overflowed(self, text: str) -> None:
+        with pytest.raises(ValueError, match="longer than 366d, the longest allowed"):
+            calendars.parse_duration(text)
+
+    def test_a_setting_can_have_its_own_bound(self) -> None:
+        with pytest.raises(ValueError, match="longer than 1h"):
+            calendars.parse_duration("61m", longest=timedelta(hours=1))
+
+
+class TestGuaranteedBusinessTime:
+    def test_a_year_of_office_hours_fits_in_ten_years_of_the_calendar(self) -> None:
+        # 50 hours a week, for the 527 whole weeks of the search, less two holidays of
+        # ten hours and eleven summer-time hours.
+        assert calendars.guaranteed_business_time(OFFICE) == \
+            timedelta(hours=527 * 50 - 2 * 10 - 11)
+
+    def test_the_deadline_of_the_guaranteed_time_is_found(self) -> None:
+        start = local(2025, 1, 6, 9, 0)
+        for calendar in (OFFICE, NIGHTS, EARLY_HOURS):
+            calendars.deadline(start, calendars.guaranteed_business_time(calendar), calendar)
+
+
 class TestIsOpen:
     def test_open_inside_office_hours(self) -> None:
         assert OFFICE.is_open(local(2025, 1, 6, 9, 0))

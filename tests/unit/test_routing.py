@@ -312,6 +312,55 @@ class TestParseErrors:
         assert error.value.line is not None
 
 
+class TestDurationBounds:
+    """Every duration is at most 366 days, refused at load with the file, line and
+    entry; a longer one would overflow the deadline (or the aging) at routing time."""
+
+    @pytest.mark.parametrize(("extra", "line", "entry", "field"), [
+        ("  - {segment: c, department: d, first_response_target: 1000000000000d}\n", 4, "c",
+         "first_response_target"),
+        ("  - {segment: c, department: d, first_response_target: 367d}\n", 4, "c",
+         "first_response_target"),
+        ("  - segment: c\n    department: d\n    tiers:\n"
+         "      existing: {first_response_target: 999999999d}\n", 7, "c",
+         "tiers.existing.first_response_target"),
+        ("  - segment: c\n    department: d\n    refinements:\n"
+         "      - {name: r, when: 'true', first_response_target: 9000000h}\n", 7, "r",
+         "first_response_target"),
+        ("priority_aging: 100000000000d\n", 1, "priority_aging", "priority_aging"),
+        ("departments:\n  general: {}\n  b: {}\n  d: {overflow: {to: b, "
+         "max_predicted_first_response: 5000000000000s}}\n", 7, "d",
+         "overflow.max_predicted_first_response"),
+    ])
+    def test_a_duration_past_366_days_is_refused(self, extra: str, line: int, entry: str,
+                                                 field: str) -> None:
+        with pytest.raises(config_files.ConfigError) as error:
+            parse(ROUTES + extra)
+        assert (error.value.line, error.value.entry) == (line, entry)
+        assert error.value.problem.startswith(f"{field}: ")
+        assert "longer than 366d, the longest allowed" in error.value.problem
+
+    def test_the_longest_target_routes_with_a_deadline(self) -> None:
+        table = parse("fallback_department: general\n"
+                      "defaults: {first_response_target: 366d}\nroutes:\n"
+                      "  - {segment: a, department: b}\n"
+                      f"departments:\n  general: {{}}\n  b: {{calendar: {OFFICE}}}\n")
+        decision = decide("a", table=table)
+        assert decision.first_response_target == timedelta(days=366)
+        assert decision.first_response_deadline > MONDAY_NOON + timedelta(days=366)
+
+    def test_a_calendar_too_closed_for_the_longest_target_is_refused(self) -> None:
+        # Open an hour a week: ten years of it is about 22 days, not 30.
+        with pytest.raises(config_files.ConfigError) as error:
+            parse("fallback_department: general\nroutes:\n"
+                  "  - {segment: a, department: b, first_response_target: 30d}\n"
+                  "departments:\n  general: {}\n  b:\n"
+                  "    calendar: {time_zone: UTC, hours: {mon: '09:00-10:00'}}\n")
+        assert (error.value.line, error.value.entry) == (7, "b")
+        assert "calendar: opens too little for the longest first_response_target, 30d" \
+            in error.value.problem
+
+
 class TestViewOf:
     def test_a_ticket_gives_what_refinements_read(self) -> None:
         ticket = tickets.Ticket(ticket_id="t", customer_id="c", subject="s", body="b",

@@ -134,3 +134,39 @@ class TestReads:
         assert rule_set.protected_reads(rule_set.rules[0]) == ["customer.gender"]
         # A rule reading the whole customer map may read anything in it.
         assert rule_set.protected_reads(rule_set.rules[1]) == ["customer"]
+
+
+class TestDecidedByCarriesNoPersonalData:
+    """`decided_by` travels with the ticket to department topics: values of protected
+    attributes and of whole maps stay behind, their paths say what decided."""
+
+    def test_a_protected_attribute_is_named_not_valued(self) -> None:
+        rule_set = parse("  - name: seniors\n    segment: care_plus\n"
+                         "    when: customer.age_years != null && customer.age_years >= 75\n"
+                         "  - name: women\n    segment: x\n"
+                         "    when: customer.gender == 'female'\n")
+        senior = decide(rule_set, customer(birth_date=date(1940, 5, 17), gender="female"))
+        assert senior.decided_by == {"customer.age_years": rules.WITHHELD}
+        woman = decide(rule_set, customer(birth_date=date(1990, 5, 17), gender="female"))
+        assert woman.decided_by == {"customer.gender": rules.WITHHELD}
+
+    def test_a_map_is_named_not_copied(self) -> None:
+        rule_set = parse("  - name: anyone\n    segment: x\n    when: size(customer) > 0"
+                         " && size(customer.attributes) > 0\n")
+        decision = decide(rule_set, customer(gender="male", attributes={"vip": True}))
+        assert decision.decided_by == {"customer": rules.WITHHELD,
+                                       "customer.attributes": rules.WITHHELD}
+
+    def test_attributes_the_rule_file_protects_are_withheld_too(self) -> None:
+        rule_set = rules_file.parse(
+            "version: t\ndefault_segment: general\nprotected_attributes: [customer.country]\n"
+            "rules:\n  - name: dutch\n    segment: nl\n    when: customer.country == 'NL'\n",
+            source="segments.yaml")
+        assert decide(rule_set, customer(country="NL")).decided_by == {
+            "customer.country": rules.WITHHELD}
+
+    def test_single_values_of_other_attributes_stay(self) -> None:
+        rule_set = parse("  - name: vip\n    segment: x\n"
+                         "    when: has(customer.attributes.vip) && customer.attributes.vip\n")
+        decision = decide(rule_set, customer(attributes={"vip": True}))
+        assert decision.decided_by == {"customer.attributes.vip": True}

@@ -1,0 +1,174 @@
+"""Supervised background tasks (services/core/background.py): a task that fails or ends
+early is restarted after a growing, bounded pause, counted in Prometheus, and reported
+down (in `/readyz` too) until it runs steadily again."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Callable
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from prometheus_client import REGISTRY
+
+from services.core import background
+from services.core.settings import Settings
+from services.metrics import app as metrics_app
+from services.router import app as router_app
+from services.segmenter import app as segmenter_app
+
+QUICK = background.Backoff(first=0.01, longest=0.04)
+_names = itertools.count()
+
+
+def task_name() -> str:
+    return f"test-task-{next(_names)}"
+
+
+def restarts(name: str) -> float:
+    return REGISTRY.get_sample_value("routing_background_task_restarts_total",
+                                     {"task": name}) or 0.0
+
+
+def up(name: str) -> float | None:
+    return REGISTRY.get_sample_value("routing_background_task_up", {"task": name})
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def failing(times: int, runs: list[int]) -> background.Job:
+    """A job that fails its first `times` runs, then runs until stopped."""
+
+    async def job(stop: asyncio.Event) -> None:
+        runs.append(1)
+        if len(runs) <= times:
+            raise RuntimeError("broken")
+        await stop.wait()
+
+    return job
+
+
+async def until(condition: Callable[[], bool], within: float = 5.0) -> None:
+    for _ in range(int(within / 0.005)):
+        if condition():
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError("the condition did not come true in time")
+
+
+class TestBackoff:
+    def test_the_pause_doubles_from_one_second_to_at_most_thirty(self) -> None:
+        pauses = [background.Backoff().pause(failures) for failures in range(1, 9)]
+        assert pauses == [1, 2, 4, 8, 16, 30, 30, 30]
+
+    def test_a_long_crash_loop_does_not_overflow(self) -> None:
+        assert background.Backoff().pause(10_000) == 30
+
+
+class TestRestart:
+    async def test_a_failed_task_is_restarted_and_counted(self) -> None:
+        name, runs = task_name(), []
+        tasks = background.BackgroundTasks(backoff=QUICK)
+        tasks.start(name, failing(2, runs))
+        await until(lambda: len(runs) == 3)
+        await tasks.stop()
+        assert restarts(name) == 2
+
+    async def test_a_task_that_ends_before_the_stop_is_restarted(self) -> None:
+        name, runs = task_name(), []
+
+        async def ends_at_once(_stop: asyncio.Event) -> None:
+            runs.append(1)
+
+        tasks = background.BackgroundTasks(backoff=QUICK)
+        tasks.start(name, ends_at_once)
+        await until(lambda: len(runs) >= 3)
+        await tasks.stop()
+        assert restarts(name) >= 2
+
+    async def test_the_stop_ends_a_task_waiting_for_its_restart(self) -> None:
+        name, runs = task_name(), []
+        tasks = background.BackgroundTasks(backoff=background.Backoff(first=60, longest=60))
+        tasks.start(name, failing(1, runs))
+        await until(lambda: tasks.down() == [name])
+        async with asyncio.timeout(1):
+            await tasks.stop()
+        assert (runs, restarts(name)) == ([1], 0)
+
+
+class TestHealth:
+    async def test_a_running_task_is_up(self) -> None:
+        name = task_name()
+        tasks = background.BackgroundTasks()
+        tasks.start(name, failing(0, []))
+        await asyncio.sleep(0)
+        assert tasks.down() == []
+        assert up(name) == 1
+        await tasks.stop()
+
+    async def test_down_while_waiting_and_until_it_has_run_steadily(self) -> None:
+        name, runs, clock = task_name(), [], Clock()
+        tasks = background.BackgroundTasks(backoff=background.Backoff(first=0.05),
+                                           steady_after=10, clock=clock)
+        tasks.start(name, failing(1, runs))
+        await until(lambda: bool(runs))
+        assert tasks.down() == [name]  # waiting for its restart
+        assert up(name) == 0
+        await until(lambda: len(runs) == 2)
+        assert tasks.down() == [name]  # restarted: not yet known to have recovered
+        clock.now += 10
+        assert tasks.down() == []
+        assert up(name) == 1
+        await tasks.stop()
+
+    async def test_a_task_failing_after_a_steady_run_pauses_the_shortest_again(
+            self) -> None:
+        name, runs, clock = task_name(), [], Clock()
+        fail = asyncio.Event()
+
+        async def job(stop: asyncio.Event) -> None:
+            runs.append(1)
+            if len(runs) <= 2:
+                raise RuntimeError("broken")
+            await fail.wait()  # runs steadily, then fails once more
+            fail.clear()
+            raise RuntimeError("broken again")
+
+        tasks = background.BackgroundTasks(backoff=background.Backoff(first=0.02, longest=60),
+                                           steady_after=10, clock=clock)
+        tasks.start(name, job)
+        await until(lambda: len(runs) == 3)  # after pauses of 0.02 s and 0.04 s
+        clock.now += 10
+        fail.set()
+        async with asyncio.timeout(1):  # the pause is 0.02 s again, not 0.08 s or more
+            await until(lambda: len(runs) == 4)
+        fail.set()  # the job waits for this, not for the stop
+        await tasks.stop()
+
+
+class TestReadiness:
+    @pytest.mark.parametrize("create_app", [router_app.create_app,
+                                            segmenter_app.create_app,
+                                            metrics_app.create_app])
+    async def test_readyz_names_the_tasks_that_are_down(
+            self, create_app: Callable[[Settings], FastAPI]) -> None:
+        app = create_app(Settings())
+        name = task_name()
+        tasks = app.state.background = background.BackgroundTasks(
+            backoff=background.Backoff(first=60))
+        tasks.start(name, failing(1, []))
+        await until(lambda: tasks.down() == [name])
+        transport = httpx.ASGITransport(app=app)  # no lifespan: nothing else started
+        async with httpx.AsyncClient(transport=transport, base_url="http://service") as client:
+            response = await client.get("/readyz")
+        await tasks.stop()
+        assert response.status_code == 503
+        assert response.json() == {"status": "not_ready", "down": [name]}

@@ -1,0 +1,61 @@
+"""What the segmenter stage publishes for a ticket: the segmented ticket's
+`segmentation.decided_by`, bound for department topics, carries no personal data."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime
+from typing import Any
+
+from services.core import envelope, topics
+from services.segmenter import rules, rules_file, worker
+from services.segmenter.profiles import (
+    Customer,
+    CustomerProfile,
+    CustomerType,
+    Tier,
+    ValueFeatures,
+)
+
+RULES = rules_file.parse(
+    "version: t\ndefault_segment: general\nrules:\n"
+    "  - name: seniors\n    segment: care_plus\n"
+    "    when: customer.age_years != null && customer.age_years >= 75"
+    " && customer.gender == 'female' && size(customer.attributes) > 0"
+    " && customer.birth_date != null && customer.country == 'NL'\n",
+    source="segments.yaml")
+
+SENIOR = Customer(
+    "c-1",
+    CustomerProfile("c-1", CustomerType.INDIVIDUAL, birth_date=date(1941, 3, 9),
+                    gender="female", country="NL", language="nl",
+                    attributes={"nickname": "Granny Quaglione"}),
+    ValueFeatures(), Tier.EXISTING)
+
+
+async def lookup(_customer_id: str, **_: Any) -> Customer:
+    return SENIOR
+
+
+def received(ticket_id: str) -> envelope.Event:
+    return envelope.Event(
+        type="ticket.received", source="/test", ticket_id=ticket_id, correlation_id="corr",
+        data={"ticket_id": ticket_id, "customer_id": "c-1", "subject": "s", "body": "b",
+              "channel": "email", "received_at": datetime.now(UTC).isoformat()})
+
+
+class TestSegmentedTicket:
+    async def test_decided_by_names_protected_attributes_and_maps_without_values(
+            self) -> None:
+        stage = worker.SegmentTicket(lookup=lookup, current_rules=lambda: RULES)
+        outputs = await stage(received("t-1"))
+        segmented = next(o.event for o in outputs if o.topic == topics.SEGMENTED)
+        segmentation = segmented.data["segmentation"]
+        assert segmentation["segment"] == "care_plus"
+        assert segmentation["decided_by"] == {
+            "customer.age_years": rules.WITHHELD, "customer.gender": rules.WITHHELD,
+            "customer.attributes": rules.WITHHELD, "customer.birth_date": rules.WITHHELD,
+            "customer.country": "NL"}
+        published = json.dumps(segmentation)
+        for personal in ("female", "1941-03-09", "Granny"):
+            assert personal not in published
