@@ -42,8 +42,13 @@ class Principal:
 
     def may_act_for(self, department: str) -> bool:
         """Whether this principal may read or act on `department`'s tickets and stats."""
-        return self.role is Role.ADMIN or (
-            self.role is Role.DEPARTMENT and self.subject == department)
+        return may_act_for(self.role, self.subject, department)
+
+
+def may_act_for(role: Role, subject: str | None, department: str) -> bool:
+    """Whether a credential of this role and subject may read or act on `department`'s
+    tickets, queue and stats: an admin's, or that department's own."""
+    return role is Role.ADMIN or (role is Role.DEPARTMENT and subject == department)
 
 
 @dataclass(frozen=True)

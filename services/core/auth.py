@@ -90,6 +90,7 @@ def ensure_may_act_for(principal: access.Principal, department: str) -> None:
                                         " only")
 
 
+Authenticated = Annotated[access.Principal, Depends(authenticate)]  # any role
 Admin = Annotated[access.Principal, Depends(require(access.Role.ADMIN))]
 Platform = Annotated[access.Principal, Depends(require(access.Role.PLATFORM))]
 DepartmentOrAdmin = Annotated[access.Principal,

@@ -6,7 +6,7 @@ restart, within `AUTH_CACHE_SECONDS` (each service keeps what it looked up that 
 While the store is down, the intake goes by what it last read of a platform's key, so it
 keeps accepting tickets from the platforms it knows (a key revoked during the outage
 works until the store is back); department and admin tokens are not trusted on an old
-read (503).
+read (503). A key once seen revoked or gone is never trusted again on an older read.
 """
 
 from __future__ import annotations
@@ -78,9 +78,10 @@ class Credentials:
         self._sessions = sessions
         self._looked: TTLCache[str, _Looked | None] = TTLCache(maxsize=10_000,
                                                                ttl=cache_seconds)
-        # Platforms' valid keys only: while the store is down the intake goes on, while
-        # revoked keys and other roles' tokens are not trusted on an old read.
-        self._last_read: LRUCache[str, _Looked] = LRUCache(maxsize=10_000)
+        # Platforms' valid keys, for store outages: the intake goes on with them, while
+        # other roles' tokens are not trusted on an old read. None: seen revoked or gone,
+        # kept so that no older read (one still under way, say) brings the key back.
+        self._last_read: LRUCache[str, _Looked | None] = LRUCache(maxsize=10_000)
 
     async def issue(self, role: access.Role, subject: str | None, *, label: str = "",
                     rate_limit: str | None = None) -> tuple[Credential, str]:
@@ -114,7 +115,8 @@ class Credentials:
                 .values(revoked_at=datetime.now(UTC)))
             row = await session.get(CredentialRow, credential_id)
         self._looked.pop(credential_id, None)
-        self._last_read.pop(credential_id, None)
+        if row is not None:
+            self._last_read[credential_id] = None  # revoked: final
         return None if row is None else _shown(row)
 
     async def authenticate(self, token: str) -> access.Principal | None:
@@ -130,18 +132,29 @@ class Credentials:
             try:
                 looked = await self._look_up(credential_id)
             except db.STORE_ERRORS as error:
-                fallback = self._last_read.get(credential_id)
-                if not db.is_outage(error) or fallback is None:
+                if not db.is_outage(error) or credential_id not in self._last_read:
                     raise
-                looked = fallback  # the store is down: a platform's key as last read
+                # The store is down: a platform's key as last read (None: revoked).
+                looked = self._last_read[credential_id]
             else:
                 self._looked[credential_id] = looked
-                if looked is not None and looked.principal is not None and \
-                        looked.principal.role is access.Role.PLATFORM:
-                    self._last_read[credential_id] = looked
+                self._remember(credential_id, looked)
         if looked is None or not access.secret_matches(secret, looked.secret_hash):
             return None
         return looked.principal
+
+    def _remember(self, credential_id: str, looked: _Looked | None) -> None:
+        """Keep a successful read for store outages: a platform's valid key, or that a
+        key is revoked or gone, which is final."""
+        if looked is None or looked.principal is None:
+            # An unknown id is kept only once it was valid: anyone can make ids up.
+            if looked is not None or credential_id in self._last_read:
+                self._last_read[credential_id] = None
+        elif looked.principal.role is access.Role.PLATFORM:
+            seen_revoked = credential_id in self._last_read and \
+                self._last_read[credential_id] is None
+            if not seen_revoked:
+                self._last_read[credential_id] = looked
 
     async def _look_up(self, credential_id: str) -> _Looked | None:
         async with self._sessions() as session:

@@ -1,4 +1,5 @@
-"""Credentials over HTTP, for admins: issue (the token is shown once), list, revoke.
+"""Credentials over HTTP, for admins: issue (the token is shown once), list, revoke; and,
+for any credential, whose it is (`/v1/credentials/me`).
 
 Rotating a credential: issue a new one for the same subject, move the client over,
 revoke the old one. Both work in between, so nothing is refused during the switch.
@@ -9,7 +10,8 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic.config import JsonDict
 
 from services.core import access, auth, settings
 from services.core.credentials import Credential, Credentials
@@ -20,18 +22,31 @@ SUBJECT = r"^[a-z0-9][a-z0-9._-]{0,62}$"
 RATE = (r"^[1-9][0-9]{0,8} ?(/|per) ?([1-9][0-9]{0,8} ?)?"
         r"(second|minute|hour|day|month|year)s?$")
 
-api = APIRouter(prefix="/v1/credentials", tags=["credentials"], dependencies=auth.ADMIN_ONLY)
+api = APIRouter(prefix="/v1/credentials", tags=["credentials"])
 Store = Annotated[Credentials, Depends(auth.get_credentials)]
 CredentialId = Annotated[str, Path(pattern=r"^[0-9a-f]{12}$",
                                    description="The id shown when it was issued")]
 
 
+# Admins have no subject, platforms and departments need one (`access.subject_problem`),
+# said in the schema too, so that generated clients and fuzzers know it. A null subject
+# counts as none.
+_SUBJECT_FITS_ROLE: JsonDict = {"oneOf": [
+    {"properties": {"role": {"const": access.Role.ADMIN.value},
+                    "subject": {"type": "null"}}},
+    {"properties": {"role": {"enum": [role.value for role in access.Role
+                                      if role is not access.Role.ADMIN]},
+                    "subject": {"type": "string"}},
+     "required": ["subject"]},
+]}
+
+
 class CredentialRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_SUBJECT_FITS_ROLE)
 
     role: access.Role
     subject: str | None = Field(
-        default=None, pattern=SUBJECT,
+        default=None, pattern=SUBJECT, validate_default=True,
         description="The platform's or the department's name; none for admins")
     label: str = Field(default="", max_length=200,
                        description="What it is for, e.g. 'zendesk production, 2026-11'")
@@ -46,19 +61,41 @@ class CredentialRequest(BaseModel):
     def _a_rate(cls, value: str | None) -> str | None:
         return None if value is None else settings.check_rate(value)
 
-    @model_validator(mode="after")
-    def _subject_fits_role(self) -> CredentialRequest:
-        problem = access.subject_problem(self.role, self.subject)
+    @field_validator("subject")
+    @classmethod
+    def _fits_the_role(cls, subject: str | None, info: ValidationInfo) -> str | None:
+        role = info.data.get("role")  # absent when the role itself was refused
+        problem = None if role is None else access.subject_problem(role, subject)
         if problem:
             raise ValueError(problem)
-        return self
+        return subject
 
 
 class CredentialIssued(Credential):
     token: str = Field(description="Shown this once: only its hash is kept")
 
 
-@api.post("", status_code=201, response_model=CredentialIssued)
+class Holder(BaseModel):
+    """Whose a credential is: what a tool checks before acting for a department."""
+
+    role: access.Role
+    subject: str | None = Field(description="The platform's or the department's name;"
+                                            " null for admins")
+
+    def may_act_for(self, department: str) -> bool:
+        return access.may_act_for(self.role, self.subject, department)
+
+
+@api.get("/me", response_model=Holder, responses={
+    503: {"description": "The credential store is unavailable (only a platform's key is"
+                         " then checked, on its last good read); retry after Retry-After"}})
+async def me(principal: auth.Authenticated) -> Holder:
+    """The role and subject of the credential sent: any valid credential may ask."""
+    return Holder(role=principal.role, subject=principal.subject)
+
+
+@api.post("", status_code=201, response_model=CredentialIssued,
+          dependencies=auth.ADMIN_ONLY)
 async def issue(request: CredentialRequest, store: Store) -> CredentialIssued:
     """Issue a credential; the answer holds its token, which is never shown again."""
     credential, token = await store.issue(request.role, request.subject, label=request.label,
@@ -66,14 +103,14 @@ async def issue(request: CredentialRequest, store: Store) -> CredentialIssued:
     return CredentialIssued(**credential.model_dump(), token=token)
 
 
-@api.get("", response_model=list[Credential])
+@api.get("", response_model=list[Credential], dependencies=auth.ADMIN_ONLY)
 async def listed(store: Store, role: access.Role | None = None,
                  subject: Annotated[str | None, Query(pattern=SUBJECT)] = None) -> Any:
     """Every credential (revoked ones too), without secrets."""
     return await store.listed(role=role, subject=subject)
 
 
-@api.delete("/{credential_id}", response_model=Credential)
+@api.delete("/{credential_id}", response_model=Credential, dependencies=auth.ADMIN_ONLY)
 async def revoke(credential_id: CredentialId, store: Store) -> Credential:
     """Revoke a credential: refused everywhere within AUTH_CACHE_SECONDS, no restart."""
     credential = await store.revoke(credential_id)

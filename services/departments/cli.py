@@ -6,7 +6,7 @@ import asyncio
 import json
 import os
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import httpx
 import pydantic
@@ -38,19 +38,26 @@ def read(
         help="Your department's Kafka user on a secured cluster (else KAFKA_SASL_USERNAME);"
              " the password comes from KAFKA_SASL_PASSWORD or is asked for")] = None,
 ) -> None:
-    """Take the next waiting tickets off the department's queue and print them."""
+    """Take the next waiting tickets off the department's queue and print them (only
+    with API_TOKEN the department's credential or an admin's)."""
 
     try:
         aging_step = priority.Aging(calendars.parse_duration(aging))
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--aging") from exc
 
+    _ensure_may_read(department)  # before asking for any Kafka password
     settings = _kafka_settings(kafka_user)
+
+    def report_skipped(skipped: queue.Unreadable) -> None:
+        typer.echo(f"skipped {skipped.topic} partition {skipped.partition} offset"
+                   f" {skipped.offset}: {skipped.reason}", err=True)
 
     async def run() -> int:
         count = 0
         async for ticket in queue.read_queue(settings, department, max_tickets=max_tickets,
-                                             wait_seconds=wait, aging=aging_step):
+                                             wait_seconds=wait, aging=aging_step,
+                                             on_unreadable=report_skipped):
             count += 1
             if as_json:
                 typer.echo(ticket.model_dump_json())
@@ -71,6 +78,36 @@ def read(
         typer.echo(f"no tickets waiting for {department}", err=True)
 
 
+def _ensure_may_read(department: str) -> None:
+    """Refuse (exit 1) unless the router says API_TOKEN is `department`'s credential or an
+    admin's: the Kafka ACLs guard the lanes too, but not on a cluster without them."""
+    settings = _settings()
+    if settings.api_token is None:
+        _refuse(f"set API_TOKEN to the credential of {department} (or an admin's): the"
+                " queue is read only with its own department's credential")
+    try:
+        holder = queue.holder(settings.router_url, settings.api_token.get_secret_value())
+    except httpx.HTTPStatusError as exc:
+        if exc.response.status_code == 401:
+            _refuse("the router does not accept API_TOKEN (unknown, revoked or malformed)")
+        _refuse(f"cannot check API_TOKEN: the router answered {exc.response.status_code}"
+                f" {exc.response.text}")
+    except httpx.HTTPError as exc:
+        _refuse(f"cannot check API_TOKEN: router unreachable at {settings.router_url}: {exc}")
+    except pydantic.ValidationError:
+        _refuse(f"cannot check API_TOKEN: the router at {settings.router_url} answered"
+                " something else than a credential's role and subject")
+    if not holder.may_act_for(department):
+        whose = f" of {holder.subject}" if holder.subject else ""
+        _refuse(f"API_TOKEN is a {holder.role.value} credential{whose}; the queue of"
+                f" {department} is read only with {department}'s credential or an admin's")
+
+
+def _refuse(message: str) -> NoReturn:
+    typer.echo(f"refused: {message}", err=True)
+    raise typer.Exit(1)
+
+
 def _kafka_settings(kafka_user: str | None) -> Settings:
     overrides: dict[str, Any] = {}
     if kafka_user:
@@ -79,11 +116,15 @@ def _kafka_settings(kafka_user: str | None) -> Settings:
             # Asked for, never an option: a command line shows in the process list.
             overrides["kafka_sasl_password"] = typer.prompt(
                 f"Kafka password of {kafka_user}", hide_input=True)
+    return _settings(**overrides)
+
+
+def _settings(**overrides: Any) -> Settings:
     try:
         return Settings(**overrides)
     except pydantic.ValidationError as exc:
         problems = "; ".join(error["msg"] for error in exc.errors())
-        raise typer.BadParameter(problems, param_hint="Kafka settings") from exc
+        raise typer.BadParameter(problems, param_hint="settings") from exc
 
 
 def _report(kind: str, ticket_id: str, department: str | None) -> None:

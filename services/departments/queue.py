@@ -7,26 +7,64 @@ JSON data) and post their reports over HTTP.
 
 from __future__ import annotations
 
+import logging
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import pydantic
 from aiokafka import TopicPartition
 
-from services.core import envelope, kafka, tickets
+from services.core import credentials_api, envelope, kafka, tickets
 from services.core.settings import Settings
 from services.router import load, priority
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """A record on a lane that is not a routed ticket: skipped, committed past."""
+
+    topic: str
+    partition: int
+    offset: int
+    reason: str
+
+
+def _log_unreadable(skipped: Unreadable) -> None:
+    logger.warning("unreadable record skipped", extra={
+        "topic": skipped.topic, "partition": skipped.partition, "offset": skipped.offset,
+        "reason": skipped.reason})
+
+
+def _read(record: Any) -> tickets.RoutedTicket | Unreadable:
+    """The record's ticket, or why it has none (never a value from the record: it may
+    carry personal data)."""
+    try:
+        event = envelope.from_record(record.headers, record.value)
+        return tickets.RoutedTicket.model_validate(event.data)
+    except envelope.EnvelopeError as error:
+        reason = f"not a CloudEvent: {error}"
+    except pydantic.ValidationError as error:
+        reason = "not a routed ticket: " + "; ".join(
+            f"{'.'.join(map(str, problem['loc'])) or 'data'}: {problem['msg']}"
+            for problem in error.errors(include_input=False, include_url=False)[:3])
+    return Unreadable(record.topic, record.partition, record.offset, reason)
 
 
 async def read_queue(
     settings: Settings, department: str, *, max_tickets: int, wait_seconds: float,
     aging: priority.Aging = priority.DEFAULT_AGING,
+    on_unreadable: Callable[[Unreadable], None] = _log_unreadable,
 ) -> AsyncIterator[tickets.RoutedTicket]:
     """Yield up to `max_tickets` waiting tickets, the highest effective priority first
     (a ticket's priority rises while it waits, so none starves); each is committed once
-    it has been yielded.
+    it has been yielded. A record that is not a routed ticket is handed to
+    `on_unreadable` (by default: logged) and committed past, in its turn.
 
     Reading as the group `department.<department>` over the department's priority lanes,
     a later read continues where this one stopped, and agents of one department share
@@ -37,8 +75,13 @@ async def read_queue(
     lane_of = {topic: lane for lane, topic in lanes.items()}
     consumer = kafka.consumer(settings, *lanes.values(), group_id=load.department_group(
         department), client_id=f"department-{department}")
-    waiting: dict[priority.Lane, deque[tuple[Any, tickets.RoutedTicket]]] = {
+    waiting: dict[priority.Lane, deque[tuple[Any, tickets.RoutedTicket | Unreadable]]] = {
         lane: deque() for lane in priority.LANES}
+
+    async def commit_past(record: Any) -> None:
+        await consumer.commit({TopicPartition(record.topic, record.partition):
+                               record.offset + 1})
+
     try:
         # Inside: a start refused (no ACL for a lane, wrong password) still stops it.
         await consumer.start()
@@ -49,22 +92,39 @@ async def read_queue(
             batch = await consumer.getmany(timeout_ms=int(wait_seconds * 1000) if idle else 50)
             for records in batch.values():
                 for record in records:
-                    event = envelope.from_record(record.headers, record.value)
-                    waiting[lane_of[record.topic]].append(
-                        (record, tickets.RoutedTicket.model_validate(event.data)))
+                    waiting[lane_of[record.topic]].append((record, _read(record)))
+            # Skipped only at the head of its lane, so that committing past it never
+            # passes a ticket before it that was not yet taken.
+            skipped = False
+            for queued in waiting.values():
+                while queued and isinstance(unreadable := queued[0][1], Unreadable):
+                    record, _ = queued.popleft()
+                    on_unreadable(unreadable)
+                    await commit_past(record)
+                    skipped = True
             heads = {lane: priority.Head(ticket.routing.priority or 3, ticket.routing.routed_at)
                      for lane, queued in waiting.items() if queued
-                     for ticket in [queued[0][1]]}
+                     for ticket in [queued[0][1]] if isinstance(ticket, tickets.RoutedTicket)}
             lane = priority.choose_next(heads, now=datetime.now(UTC), aging=aging)
             if lane is None:
+                if skipped:
+                    continue  # the batch held only unreadable records: wait for more
                 return
             record, ticket = waiting[lane].popleft()
+            assert isinstance(ticket, tickets.RoutedTicket)
             yield ticket
             taken += 1
-            await consumer.commit({TopicPartition(record.topic, record.partition):
-                                   record.offset + 1})
+            await commit_past(record)
     finally:
         await consumer.stop()
+
+
+def holder(router_url: str, token: str, *, timeout: float = 10.0) -> credentials_api.Holder:
+    """Whose the token is, as the router says (`GET /v1/credentials/me`)."""
+    response = httpx.get(f"{router_url}/v1/credentials/me", headers=_authorization(token),
+                         timeout=timeout)
+    response.raise_for_status()
+    return credentials_api.Holder.model_validate(response.json())
 
 
 def report(router_url: str, ticket_id: str, kind: str, *, department: str | None,

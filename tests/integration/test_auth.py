@@ -39,6 +39,7 @@ ACCESS: dict[tuple[str, str, str], set[str]] = {
     ("router", "POST", "/v1/credentials"): {ADMIN},
     ("router", "GET", "/v1/credentials"): {ADMIN},
     ("router", "DELETE", "/v1/credentials/{credential_id}"): {ADMIN},
+    ("router", "GET", "/v1/credentials/me"): set(ROLES),
     ("segmenter", "GET", "/v1/customers/{customer_id}/segment"): {ADMIN},
     ("segmenter", "PUT", "/v1/customers/{customer_id}"): {ADMIN},
     ("segmenter", "GET", "/v1/customers/{customer_id}"): {ADMIN},
@@ -117,6 +118,8 @@ async def call(pipeline: Pipeline, service: str, method: str, path: str, ticket_
 
 ENTRIES = sorted(ACCESS)
 GUARDED = [entry for entry in ENTRIES if PUBLIC not in ACCESS[entry]]
+# About the caller's own credential, not about a department's tickets or stats.
+ABOUT_THE_CALLER = {("router", "GET", "/v1/credentials/me")}
 
 
 def entry_id(entry: tuple[str, str, str]) -> str:
@@ -187,8 +190,8 @@ class TestRoles:
         assert answer.status_code not in (401, 403), answer.text
         assert answer.status_code < 500, answer.text
 
-    @pytest.mark.parametrize("entry", [e for e in GUARDED if DEPARTMENT in ACCESS[e]],
-                             ids=entry_id)
+    @pytest.mark.parametrize("entry", [e for e in GUARDED if DEPARTMENT in ACCESS[e]
+                                       and e not in ABOUT_THE_CALLER], ids=entry_id)
     async def test_another_department_is_403(self, secured: Pipeline, routed_ticket: str,
                                              entry: tuple[str, str, str]) -> None:
         """The endpoints departments may use, about OWN's ticket or stats, with OTHER's
@@ -269,8 +272,9 @@ class TestPlatformKeys:
         assert answers[0].json()["ticket_id"] != answers[1].json()["ticket_id"]
 
     @pytest.mark.parametrize(("request_body", "field"), [
-        ({"role": "platform"}, "body"),
-        ({"role": "admin", "subject": "someone"}, "body"),
+        ({"role": "platform"}, "body.subject"),
+        ({"role": "department", "subject": None}, "body.subject"),
+        ({"role": "admin", "subject": "someone"}, "body.subject"),
         ({"role": "owner"}, "body.role"),
         ({"role": "platform", "subject": "desk", "rate_limit": "fast"}, "body.rate_limit"),
         ({"role": "department", "subject": "Public Sector!"}, "body.subject"),
@@ -280,6 +284,18 @@ class TestPlatformKeys:
         answer = await admin.post("/v1/credentials", json=request_body)
         assert answer.status_code == 422
         assert [f["field"] for f in answer.json()["fields"]] == [field]
+
+
+class TestWhoseCredential:
+    @pytest.mark.parametrize(("role", "subject"), [
+        (PLATFORM, "tests"), (DEPARTMENT, OWN), (ADMIN, None)])
+    async def test_any_credential_learns_its_role_and_subject(
+            self, secured: Pipeline, role: str, subject: str | None) -> None:
+        async with httpx.AsyncClient(base_url=secured.url("router"), timeout=10) as client:
+            answer = await client.get("/v1/credentials/me",
+                                      headers=role_headers(secured, role))
+        assert answer.status_code == 200, answer.text
+        assert answer.json() == {"role": role, "subject": subject}
 
 
 class TestDepartmentScope:

@@ -1,0 +1,63 @@
+"""The credential request's schema (OpenAPI) says what the server accepts: admins have
+no subject, platforms and departments need one; and a refusal names the field."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jsonschema_rs
+import pydantic
+import pytest
+
+from services.core import credentials_api
+
+SCHEMA = jsonschema_rs.validator_for(credentials_api.CredentialRequest.model_json_schema())
+
+
+def accepted(body: dict[str, Any]) -> bool:
+    try:
+        credentials_api.CredentialRequest.model_validate(body)
+    except pydantic.ValidationError:
+        return False
+    return True
+
+
+class TestSubjectFitsRole:
+    @pytest.mark.parametrize("body", [
+        {"role": "admin"},
+        {"role": "admin", "subject": None, "label": "operators"},
+        {"role": "platform", "subject": "zendesk"},
+        {"role": "platform", "subject": "zendesk", "rate_limit": "200/second"},
+        {"role": "department", "subject": "public_sector"},
+    ])
+    def test_a_fitting_subject_both_accept(self, body: dict[str, Any]) -> None:
+        assert (SCHEMA.is_valid(body), accepted(body)) == (True, True)
+
+    @pytest.mark.parametrize("body", [
+        {"role": "admin", "subject": "someone"},
+        {"role": "platform"},
+        {"role": "platform", "subject": None},
+        {"role": "department"},
+        {"role": "department", "subject": ""},
+        {"role": "owner", "subject": "someone"},
+        {"subject": "someone"},
+    ])
+    def test_a_refused_request_is_invalid_in_the_schema(self, body: dict[str, Any]) -> None:
+        assert (SCHEMA.is_valid(body), accepted(body)) == (False, False)
+
+    @pytest.mark.parametrize(("body", "problem"), [
+        ({"role": "admin", "subject": "someone"}, "admin credentials have no subject"),
+        ({"role": "platform"}, "platform credentials need the platform's name as subject"),
+    ])
+    def test_the_refusal_names_the_subject(self, body: dict[str, Any], problem: str) -> None:
+        with pytest.raises(pydantic.ValidationError) as refused:
+            credentials_api.CredentialRequest.model_validate(body)
+        [error] = refused.value.errors()
+        assert error["loc"] == ("subject",)
+        assert problem in error["msg"]
+
+    def test_a_bad_role_is_refused_on_the_role_alone(self) -> None:
+        with pytest.raises(pydantic.ValidationError) as refused:
+            credentials_api.CredentialRequest.model_validate({"role": "owner",
+                                                              "subject": "x"})
+        assert [error["loc"] for error in refused.value.errors()] == [("role",)]
