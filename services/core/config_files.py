@@ -7,6 +7,8 @@ from typing import Any
 
 import yaml
 
+from services.core import tickets
+
 
 class ConfigError(ValueError):
     """A configuration file that cannot be used; the message says where and why."""
@@ -31,7 +33,18 @@ def _mapping_with_line(loader: _LineLoader, node: yaml.MappingNode) -> dict[str,
     return mapping
 
 
+def _text(loader: _LineLoader, node: yaml.ScalarNode) -> str:
+    """Text every service can serialise and store: a YAML escape can spell a lone
+    surrogate or a NUL, which no JSON answer or database column can hold."""
+    value = str(loader.construct_scalar(node))
+    try:
+        return tickets.valid_text(value)
+    except ValueError as exc:
+        raise yaml.constructor.ConstructorError(None, None, str(exc), node.start_mark) from exc
+
+
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_with_line)
+_LineLoader.add_constructor("tag:yaml.org,2002:str", _text)
 
 
 def read_text(path: Path) -> str:

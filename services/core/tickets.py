@@ -80,18 +80,21 @@ Identifier = Annotated[str, Field(min_length=1, max_length=128,
 Name = Annotated[str, Field(pattern=topics.DEPARTMENT_NAME.pattern)]
 AttributeName = Annotated[Text, Field(min_length=1, max_length=64)]
 AttributeValue = Annotated[str | int | float | bool, PlainValidator(_attribute_value)]
-# Said whole, as the validators check it (pydantic would turn the names' pattern into
-# patternProperties, which constrain nothing).
-_ATTRIBUTES_SCHEMA = {
-    "type": "object", "maxProperties": MAX_ATTRIBUTES,
-    "description": "The platform's own data about the ticket, for routing rules",
-    "propertyNames": {"type": "string", "minLength": 1, "maxLength": 64,
-                      "pattern": "^[^\\u0000]*$"},
-    "additionalProperties": {"anyOf": [
-        {"type": "string", "maxLength": MAX_ATTRIBUTE_TEXT, "pattern": "^[^\\u0000]*$"},
-        {"type": "number", "minimum": INT64_MIN, "maximum": INT64_MAX,
-         "description": "finite; an integer within 64 bits"},
-        {"type": "boolean"}]}}
+
+
+def attributes_schema(most: int, description: str) -> WithJsonSchema:
+    """An attributes map's schema, said whole as the validators check it (pydantic
+    would turn the names' pattern into patternProperties, which constrain nothing)."""
+    return WithJsonSchema({
+        "type": "object", "maxProperties": most, "description": description,
+        "propertyNames": {"type": "string", "minLength": 1, "maxLength": 64,
+                          "pattern": "^[^\\u0000]*$"},
+        "additionalProperties": {"anyOf": [
+            {"type": "string", "maxLength": MAX_ATTRIBUTE_TEXT,
+             "pattern": "^[^\\u0000]*$"},
+            {"type": "number", "minimum": INT64_MIN, "maximum": INT64_MAX,
+             "description": "finite; an integer within 64 bits"},
+            {"type": "boolean"}]}})
 
 
 class Channel(StrEnum):
@@ -124,9 +127,9 @@ class TicketContent(BaseModel):
     kind: Kind | None = None
     language: str | None = Field(default=None, pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$",
                                  description="BCP 47 language tag, e.g. 'en' or 'nl-BE'")
-    attributes: Annotated[dict[AttributeName, AttributeValue],
-                          WithJsonSchema(_ATTRIBUTES_SCHEMA)] = Field(
-        default_factory=dict, max_length=MAX_ATTRIBUTES)
+    attributes: Annotated[dict[AttributeName, AttributeValue], attributes_schema(
+        MAX_ATTRIBUTES, "The platform's own data about the ticket, for routing rules")] = \
+        Field(default_factory=dict, max_length=MAX_ATTRIBUTES)
 
 
 class Ticket(TicketContent):

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
-from services.core import auth, http, kafka
+from services.core import auth, http, kafka, tickets
 from services.segmenter import context, customer_events, imports, row_streams, rows
 from services.segmenter.api import CustomerId, Store
 from services.segmenter.profiles import Customer, CustomerType
@@ -33,23 +34,43 @@ class CustomerIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     customer_type: CustomerType
-    name: str | None = Field(default=None, max_length=200)
-    email: str | None = Field(default=None, max_length=254)
+    name: tickets.Text | None = Field(default=None, max_length=200)
+    email: tickets.Text | None = Field(default=None, max_length=254)
     birth_date: http.Day | None = None
-    gender: str | None = Field(default=None, max_length=32)
+    gender: tickets.Text | None = Field(default=None, max_length=32)
     country: str | None = Field(default=None, pattern=r"^[A-Z]{2}$",
                                 description="ISO 3166-1 alpha-2, e.g. NL")
-    language: str | None = Field(default=None, max_length=16)
-    socio_economic_band: str | None = Field(default=None, max_length=16)
+    language: tickets.Text | None = Field(default=None, max_length=16)
+    socio_economic_band: tickets.Text | None = Field(default=None, max_length=16)
     signup_date: http.Day | None = None
-    attributes: dict[str, str | int | float | bool] = Field(default_factory=dict,
-                                                            max_length=100)
+    attributes: Annotated[dict[tickets.AttributeName, tickets.AttributeValue],
+                          tickets.attributes_schema(100, "The customer's own data, for"
+                                                         " segment rules")] = Field(
+        default_factory=dict, max_length=100)
+
+
+MAX_AMOUNT = 999_999_999_999.99
+
+
+def _cents(value: object) -> object:
+    """A JSON number meant as money: 19.99 arrives as the float nearest to it, which is
+    that amount, not one with seventeen decimal places."""
+    if isinstance(value, float) and math.isfinite(value):
+        cents = round(value * 100)
+        if abs(value * 100 - cents) < 1e-6 * max(1.0, abs(value)):
+            return Decimal(cents) / 100
+    return value
 
 
 class PurchaseIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    amount: Decimal = Field(gt=0, max_digits=14, decimal_places=2)
+    amount: Annotated[Decimal, BeforeValidator(_cents), WithJsonSchema({"anyOf": [
+        {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_AMOUNT,
+         "multipleOf": 0.01},
+        {"type": "string", "pattern": r"^(?!0*(\.0*)?$)[0-9]{1,12}(\.[0-9]{1,2})?$"}],
+        "description": "greater than 0, at most two decimal places"})] = Field(
+        gt=0, max_digits=14, decimal_places=2)
     currency: str = Field(pattern=r"^[A-Z]{3}$", description="ISO 4217, e.g. EUR")
     purchased_at: http.Timestamp | None = Field(
         default=None, description="RFC 3339 with offset; default: now")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -12,7 +13,8 @@ from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
 from pydantic import ValidationError
 from sqlalchemy.exc import DataError, OperationalError
 
-from services.core import envelope, events, faults, tickets
+from services.core import config_files, envelope, events, faults, tickets
+from services.segmenter import admin_api
 
 NOW = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
 
@@ -178,3 +180,36 @@ class TestClassification:
         reason = faults.reason(refused.value)
         assert "customer_id" in reason and "subject" in reason
         assert "Jane" not in reason
+
+
+class TestConfigurationText:
+    @pytest.mark.parametrize(("text", "problem"), [
+        ('version: "\\ud800"', "not valid Unicode"), ('rule: "a\\0b"', "NUL"),
+        ('"\\udfff": key', "not valid Unicode")])
+    def test_a_yaml_escape_no_service_could_store_is_refused_with_its_line(
+            self, text: str, problem: str) -> None:
+        with pytest.raises(config_files.ConfigError, match=f"rules.yaml:1: .*{problem}"):
+            config_files.load_yaml("rules.yaml", text)
+
+
+class TestCustomerContract:
+    def test_customer_attributes_follow_the_ticket_attribute_rules(self) -> None:
+        for attributes in ({"n": 2**64}, {"n": float("nan")}, {"s": "\ud800"}):
+            with pytest.raises(ValidationError):
+                admin_api.CustomerIn(customer_type="individual", attributes=attributes)
+
+    def test_personal_text_that_no_store_could_hold_is_refused(self) -> None:
+        with pytest.raises(ValidationError, match="NUL"):
+            admin_api.CustomerIn(customer_type="individual", name="Jane\x00")
+
+    @pytest.mark.parametrize(("amount", "cents"), [
+        (19.99, "19.99"), (0.1 + 0.2, "0.30"), ("10.5", "10.50")])
+    def test_an_amount_is_read_to_the_cent(self, amount: object, cents: str) -> None:
+        purchase = admin_api.PurchaseIn(amount=amount, currency="EUR")
+        assert purchase.amount.quantize(Decimal("0.01")) == Decimal(cents)
+
+    @pytest.mark.parametrize("amount", [0.001, 0, "0.00", -5, 1e13])
+    def test_an_amount_that_is_not_a_positive_sum_in_cents_is_refused(
+            self, amount: object) -> None:
+        with pytest.raises(ValidationError, match="amount"):
+            admin_api.PurchaseIn(amount=amount, currency="EUR")
