@@ -6,10 +6,11 @@ from dataclasses import fields
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, String, func, or_, select
+from sqlalchemy import JSON, DateTime, String, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
+from services.core import retention
 from services.core.db import Base
 from services.metrics.timeline import Assignment, Timeline
 
@@ -88,9 +89,15 @@ class TimelineStore:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
 
-    async def get(self, session: AsyncSession, ticket_id: str) -> Timeline:
-        row = await session.get(TimelineRow, ticket_id, with_for_update=True)
-        return to_timeline(row) if row else Timeline(ticket_id=ticket_id)
+    async def get_many(self, session: AsyncSession, ticket_ids: set[str]
+                       ) -> dict[str, Timeline]:
+        """The tickets' timelines, locked for update; a new one for a ticket not seen."""
+        rows = (await session.scalars(
+            select(TimelineRow).where(TimelineRow.ticket_id.in_(ticket_ids))
+            .with_for_update())).all() if ticket_ids else []
+        found = {row.ticket_id: to_timeline(row) for row in rows}
+        return {ticket_id: found.get(ticket_id) or Timeline(ticket_id=ticket_id)
+                for ticket_id in ticket_ids}
 
     async def save(self, session: AsyncSession, timeline: Timeline) -> None:
         await session.merge(TimelineRow(**_columns(timeline)))
@@ -138,3 +145,12 @@ class TimelineStore:
                  .order_by(TimelineRow.first_response_deadline).limit(limit))
         async with self._sessions() as session:
             return list((await session.scalars(query)).all())
+
+    async def purge(self, before: datetime, *, chunk: int) -> int:
+        """Delete timelines of tickets routed before `before` (retention); one never
+        routed goes by when it was received."""
+        return await retention.delete_in_chunks(
+            self._sessions, TimelineRow.ticket_id,
+            or_(TimelineRow.routed_at < before,
+                and_(TimelineRow.routed_at.is_(None), TimelineRow.received_at < before)),
+            chunk=chunk)

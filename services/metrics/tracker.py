@@ -4,8 +4,9 @@ periodic jobs decide targets whose deadline passed and measure the backlog."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -36,28 +37,53 @@ class TimelineUpdates:
         self._lock = lock or asyncio.Lock()
 
     async def update(self, ticket_id: str, change: Change) -> list[timeline.Observation]:
+        return await self.update_all([(ticket_id, change)])
+
+    async def update_all(self, changes: Sequence[tuple[str, Change]]
+                         ) -> list[timeline.Observation]:
+        """Apply the changes in order, each to its ticket's timeline, in one transaction
+        (one read and one write per ticket, however many changes it has)."""
         async with self._lock:
             async with self._sessions() as session, session.begin():
-                current = await self._store.get(session, ticket_id)
-                updated, observations = change(current)
-                if updated != current:
-                    await self._store.save(session, updated)
+                read = await self._store.get_many(session, {ticket for ticket, _ in changes})
+                current = dict(read)
+                observations: list[timeline.Observation] = []
+                for ticket_id, change in changes:
+                    current[ticket_id], seen = change(current[ticket_id])
+                    observations += seen
+                for ticket_id, updated in current.items():
+                    if updated != read[ticket_id]:
+                        await self._store.save(session, updated)
             # Observed after the commit: a replay finds them already in the timeline.
             exporter.record(observations)
         return observations
 
 
 class TrackTicketEvent:
-    """A pipeline Transform that publishes nothing: its output is the timeline and metrics."""
+    """A pipeline Transform that publishes nothing: its output is the timelines and the
+    metrics. A batch's events are kept as they are read, then applied at once."""
 
     def __init__(self, updates: TimelineUpdates) -> None:
         self._updates = updates
+        self._batch: list[events.TicketEvent] = []
+
+    async def prefetch(self, _events: Sequence[envelope.Event]) -> None:
+        self._batch = []  # what a failed attempt at a batch left
 
     async def __call__(self, event: envelope.Event) -> list[kafka.Output]:
-        ticket_event = events.read(event)
-        await self._updates.update(ticket_event.ticket_id,
-                                   lambda current: timeline.apply(current, ticket_event))
+        self._batch.append(events.read(event))
         return []
+
+    async def finish_batch(self) -> None:
+        batch, self._batch = self._batch, []
+        await self._updates.update_all([
+            (ticket_event.ticket_id, functools.partial(_applied, ticket_event))
+            for ticket_event in batch])
+
+
+def _applied(ticket_event: events.TicketEvent, current: timeline.Timeline
+             ) -> tuple[timeline.Timeline, list[timeline.Observation]]:
+    return timeline.apply(current, ticket_event)
 
 
 class DeadlineCheck:

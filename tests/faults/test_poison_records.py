@@ -71,6 +71,10 @@ async def test_poison_is_dead_lettered_odd_tickets_refused_and_the_flow_goes_on(
             httpx.AsyncClient(timeout=30.0) as client:
         async with load:
             await load.run_for(2.0)
+            for _ in range(120):  # a loaded machine may take a while to answer the first
+                if load.acknowledged:
+                    break
+                await load.run_for(0.5)
             target = next(iter(load.acknowledged))  # a real ticket a forger aims at
             records = poison.all_poisons(f"{prefix} subject", target)
             produced, answers = await asyncio.gather(

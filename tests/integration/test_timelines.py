@@ -29,6 +29,14 @@ def lifecycle(ticket_id: str, kind: events.TicketEventType, seconds: float,
     return events.as_envelope(data, ticket_id, events.WRITTEN_BY[kind])
 
 
+async def track_batch(track: tracker.TrackTicketEvent, *batch: envelope.Event) -> list[object]:
+    """Run the events through the stage's transform as one batch, as the stage does."""
+    await track.prefetch(batch)
+    outputs = [output for event in batch for output in await track(event)]
+    await track.finish_batch()
+    return outputs
+
+
 def first_response_count(department: str, segment: str) -> float:
     value = REGISTRY.get_sample_value("routing_first_response_seconds_count",
                                       {"department": department, "segment": segment})
@@ -50,7 +58,7 @@ async def test_duplicates_and_disorder_give_one_timeline_and_one_observation(
     before = first_response_count(department, "government")
     try:
         for event in (responded, routed, responded, received, routed):
-            assert await track(event) == []
+            assert await track_batch(track, event) == []
         timelines = await store.routed_since(T0 - timedelta(hours=1), department=department)
     finally:
         await engine.dispose()
@@ -59,6 +67,28 @@ async def test_duplicates_and_disorder_give_one_timeline_and_one_observation(
     assert (timeline.received_at, timeline.routed_at, timeline.first_response_at) == (
         T0, T0 + timedelta(seconds=1), T0 + timedelta(seconds=90))
     assert first_response_count(department, "government") == before + 1
+
+
+async def test_a_batch_with_duplicates_and_disorder_gives_one_timeline_and_observation(
+        sqlite_url: str) -> None:
+    await migrate.upgrade(sqlite_url)
+    engine = db.engine(sqlite_url)
+    sessions = db.sessions(engine)
+    store = TimelineStore(sessions)
+    track = tracker.TrackTicketEvent(tracker.TimelineUpdates(store, sessions))
+    ticket_id, department = unique("t"), unique("dept")
+    routed = lifecycle(ticket_id, events.TicketEventType.ROUTED, 1, department=department,
+                       segment="government", reason="route")
+    responded = lifecycle(ticket_id, events.TicketEventType.RESPONDED, 90)
+    received = lifecycle(ticket_id, events.TicketEventType.RECEIVED, 0)
+    try:
+        await track_batch(track, responded, routed, responded, received, routed)
+        [timeline] = await store.routed_since(T0 - timedelta(hours=1), department=department)
+    finally:
+        await engine.dispose()
+    assert (timeline.received_at, timeline.routed_at, timeline.first_response_at) == (
+        T0, T0 + timedelta(seconds=1), T0 + timedelta(seconds=90))
+    assert first_response_count(department, "government") == 1
 
 
 def outcome_count(department: str, outcome: str) -> float:
@@ -96,12 +126,12 @@ class TestHandOversAndTargets:
         async with timeline_store(database_url) as (store, updates):
             track = tracker.TrackTicketEvent(updates)
             for event in (transferred, routed, transferred, routed):
-                await track(event)
+                await track_batch(track, event)
             check = tracker.DeadlineCheck(store, updates, grace=timedelta(0))
             assert await check(now=deadline) == 0
             assert await check(now=deadline + timedelta(seconds=1)) == 1
             assert await check(now=deadline + timedelta(hours=1)) == 0
-            await track(lifecycle(ticket_id, events.TicketEventType.RESPONDED, 1800))
+            await track_batch(track, lifecycle(ticket_id, events.TicketEventType.RESPONDED, 1800))
             [kept] = await store.routed_since(T0 - timedelta(hours=1), department=first)
             backlog = await store.open_per_department()
 
@@ -133,9 +163,9 @@ class TestHandOversAndTargets:
             await engine.dispose()
         async with timeline_store(database_url) as (_store, updates):
             track = tracker.TrackTicketEvent(updates)
-            await track(lifecycle(ticket_id, events.TicketEventType.ROUTED, 1,
+            await track_batch(track, lifecycle(ticket_id, events.TicketEventType.ROUTED, 1,
                                   department=department, segment="government"))
-            await track(lifecycle(ticket_id, events.TicketEventType.RESPONDED, 90))
+            await track_batch(track, lifecycle(ticket_id, events.TicketEventType.RESPONDED, 90))
         routed = REGISTRY.get_sample_value("routing_tickets_routed_total", {
             "department": department, "segment": "government", "reason": "route"})
         assert routed is None
@@ -152,11 +182,11 @@ class TestStatsApi:
             track = tracker.TrackTicketEvent(updates)
             for answer_after in (60, 600, None):
                 ticket_id = unique("t")
-                await track(at(now, ticket_id, events.TicketEventType.ROUTED, -700,
+                await track_batch(track, at(now, ticket_id, events.TicketEventType.ROUTED, -700,
                                department=department, segment="government",
                                first_response_deadline=(now - timedelta(seconds=400))))
                 if answer_after is not None:
-                    await track(at(now, ticket_id, events.TicketEventType.RESPONDED,
+                    await track_batch(track, at(now, ticket_id, events.TicketEventType.RESPONDED,
                                    -700 + answer_after))
             app = FastAPI()
             app.state.timelines = store
