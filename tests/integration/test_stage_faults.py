@@ -48,6 +48,8 @@ class Scripted:
         self.never_ready: set[str] = set()
         self.outage_calls = 0  # the next calls meet the store unreachable
         self.calls = 0
+        self.ready_during_outage: list[bool] = []  # what /readyz would say meanwhile
+        self.runner: StageRunner | None = None
 
     async def prefetch(self, events: Sequence[envelope.Event]) -> None:
         self.in_batch = []
@@ -56,6 +58,8 @@ class Scripted:
         self.calls += 1
         if self.outage_calls:
             self.outage_calls -= 1
+            if self.runner is not None:
+                self.ready_during_outage.append(self.runner.running)
             raise OperationalError("SELECT 1", {}, ConnectionRefusedError("store down"))
         ticket_id = event.ticket_id or ""
         if ticket_id in self.bad_in_transform:
@@ -82,6 +86,7 @@ async def run_stage(settings: Settings, transform: Scripted, events: list[envelo
         await publish(producer, topics.SEGMENTED, event)
     runner = StageRunner(settings, name=unique("stage"), source_topic=topics.SEGMENTED,
                          group_id=unique("router"), transform=transform)
+    transform.runner = runner
     runner.loop._retry_pause = 0.05
     runner.loop._max_retry_pause = 0.2
     await runner.start()
@@ -156,3 +161,4 @@ class TestOutage:
         assert letters == []
         assert transform.outage_calls == 0
         assert runner.loop.dead_lettered == 0
+        assert False in transform.ready_during_outage  # not ready while it waits
