@@ -13,7 +13,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 from aiokafka.helpers import create_ssl_context
 
-from services.core import envelope
+from services.core import envelope, topics
 from services.core.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -110,6 +110,7 @@ def consumer(
         enable_auto_commit=False,
         auto_offset_reset=offset_reset,
         isolation_level="read_committed",
+        fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
     )
 
 
@@ -117,10 +118,38 @@ def admin(settings: Settings, *, client_id: str) -> AIOKafkaAdminClient:
     return AIOKafkaAdminClient(**connection_options(settings), client_id=client_id)
 
 
+DAY_MS = 24 * 3600 * 1000
+# How long each topic keeps its records (`retention.ms`, set when a service creates it):
+# the personal data a ticket carries stays in Kafka until then, whatever the SQL store
+# erases. One place: topic creation and the erasure answer read it.
+TOPIC_RETENTION_DAYS = {
+    topics.INCOMING: 7,  # tickets as posted (text, customer id)
+    topics.SEGMENTED: 7,  # the same, segmented
+    topics.EVENTS: 30,  # lifecycle events: ids, departments, segments, times
+    topics.DEAD_LETTERS: 30,  # records no stage could process, kept for replay
+    topics.CUSTOMER_EVENTS: 7,  # customer ids and tier changes
+    topics.CONFIG_CHANGES: 7,  # nudges: a configuration version was put in force
+}
+DEPARTMENT_LANE_RETENTION_DAYS = 14  # dept.<department>.<lane>: routed tickets
+
+
+def retention_days(topic: str) -> int | None:
+    """The retention our services give `topic` when they create it; None: the broker's."""
+    if topic in TOPIC_RETENTION_DAYS:
+        return TOPIC_RETENTION_DAYS[topic]
+    return DEPARTMENT_LANE_RETENTION_DAYS if topic.startswith("dept.") else None
+
+
+def _topic_configs(topic: str) -> dict[str, str]:
+    days = retention_days(topic)
+    return {} if days is None else {"retention.ms": str(days * DAY_MS)}
+
+
 async def ensure_topics(
     settings: Settings, names: Iterable[str], *, attempts: int = 30
 ) -> None:
-    """Create the topics that do not exist yet, with our partition count.
+    """Create the topics that do not exist yet, with our partition count and retention
+    (a topic that exists keeps its settings: change them with Kafka's own tools).
 
     Retries for a while: a broker that has just opened its port may not answer yet.
     """
@@ -141,7 +170,8 @@ async def _create_missing(settings: Settings, names: list[str]) -> None:
         # Under ACLs, only the topics this user may describe are listed.
         existing = set(await client.list_topics())
         wanted = [
-            NewTopic(name, settings.kafka_topic_partitions, settings.kafka_replication_factor)
+            NewTopic(name, settings.kafka_topic_partitions, settings.kafka_replication_factor,
+                     topic_configs=_topic_configs(name))
             for name in names
             if name not in existing
         ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Literal, Self
 
@@ -21,6 +22,9 @@ class Settings(BaseSettings):
 
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     kafka_topic_partitions: int = Field(default=3, ge=1)
+    # How long the broker may hold a fetch that finds nothing committed to read: the
+    # delay a ticket can wait at each stage when the pipeline is not busy.
+    kafka_fetch_max_wait_ms: int = Field(default=20, ge=1, le=500)
     kafka_replication_factor: int = Field(default=1, ge=1)
     delivery: Literal["exactly_once", "at_least_once"] = "exactly_once"
     instance_id: str = Field(default="0", pattern=r"^[A-Za-z0-9._-]{1,64}$")
@@ -54,6 +58,13 @@ class Settings(BaseSettings):
     load_sample_seconds: float = Field(default=5.0, gt=0)
     escalation_check_seconds: float = Field(default=5.0, gt=0)
 
+    # Retention in the SQL store (days), purged once per fleet every interval.
+    retention_ticket_states_days: float = Field(default=90.0, gt=0)
+    retention_timelines_days: float = Field(default=400.0, gt=0)
+    retention_idempotency_keys_days: float = Field(default=7.0, gt=0)
+    retention_purge_interval_seconds: float = Field(default=3600.0, gt=0)
+    retention_purge_chunk: int = Field(default=1000, ge=1, le=100_000)
+
     auth_cache_seconds: float = Field(default=5.0, ge=0)
     intake_rate_limit: str = "100/second"
     # The token the command-line clients (`department`, the PNG report) send.
@@ -72,6 +83,12 @@ class Settings(BaseSettings):
     @classmethod
     def _a_rate(cls, value: str) -> str:
         return check_rate(value)
+
+    @field_validator("instance_id", mode="before")
+    @classmethod
+    def _instance_id_from_host(cls, value: object) -> object:
+        # "auto": the host name, which differs per container (compose) and per pod.
+        return socket.gethostname() if value == "auto" else value
 
     @model_validator(mode="after")
     def _kafka_security_consistent(self) -> Self:

@@ -182,6 +182,10 @@ class Routing(BaseModel):
     routed_at: AwareDatetime
     queue: str | None = None  # the lane topic it joined
     priority: int | None = None  # 1 is the most urgent
+    # The routing table's priority_aging when routed: the priority rises one level per
+    # this many seconds of waiting since routed_at (null: aging off). A record without
+    # the key predates it: readers age it by their own default.
+    priority_aging_seconds: float | None = Field(default=None, gt=0)
     first_response_target_seconds: float | None = None
     first_response_deadline: AwareDatetime | None = None
     overflowed_from: str | None = None

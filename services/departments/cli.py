@@ -31,9 +31,10 @@ def read(
     max_tickets: Annotated[int, typer.Option("--max", min=1, help="Stop after this many")] = 10,
     wait: Annotated[float, typer.Option(help="Seconds to wait for a ticket")] = 5.0,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON ticket a line")] = False,
-    aging: Annotated[str, typer.Option(
-        help="How fast a waiting ticket's priority rises (the routing table's"
-             " priority_aging)")] = "1h",
+    aging: Annotated[str | None, typer.Option(
+        help="How fast a waiting ticket's priority rises, e.g. 30m, or off; by default"
+             " what each ticket's record says (the routing table's priority_aging when it"
+             " was routed)")] = None,
     kafka_user: Annotated[str | None, typer.Option(
         help="Your department's Kafka user on a secured cluster (else KAFKA_SASL_USERNAME);"
              " the password comes from KAFKA_SASL_PASSWORD or is asked for")] = None,
@@ -41,10 +42,7 @@ def read(
     """Take the next waiting tickets off the department's queue and print them (only
     with API_TOKEN the department's credential or an admin's)."""
 
-    try:
-        aging_step = priority.Aging(calendars.parse_duration(aging))
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--aging") from exc
+    aging_step = None if aging is None else _aging(aging)
 
     _ensure_may_read(department)  # before asking for any Kafka password
     settings = _kafka_settings(kafka_user)
@@ -76,6 +74,15 @@ def read(
         raise typer.Exit(1) from exc
     if count == 0 and not as_json:
         typer.echo(f"no tickets waiting for {department}", err=True)
+
+
+def _aging(text: str) -> priority.Aging:
+    if text.strip() == "off":
+        return priority.Aging(step=None)
+    try:
+        return priority.Aging(calendars.parse_duration(text))
+    except ValueError as exc:
+        raise typer.BadParameter(f"{exc}, or 'off'", param_hint="--aging") from exc
 
 
 def _ensure_may_read(department: str) -> None:

@@ -2,7 +2,9 @@
 
 Departments that do not use this library can read their lane topics (`dept.<department>`
 and `dept.<department>.high` / `.low`) with any Kafka client (binary-mode CloudEvents,
-JSON data) and post their reports over HTTP.
+JSON data) and post their reports over HTTP. Each ticket's `routing` says what ordering
+the lanes needs: `priority`, `routed_at` and `priority_aging_seconds` (the routing
+table's aging when routed), from which `priority.effective_priority` follows.
 """
 
 from __future__ import annotations
@@ -41,6 +43,14 @@ def _log_unreadable(skipped: Unreadable) -> None:
         "reason": skipped.reason})
 
 
+def record_aging(routing: tickets.Routing) -> priority.Aging | None:
+    """The aging in force when the ticket was routed, as its record says; None for a
+    record from before routers said it."""
+    if "priority_aging_seconds" not in routing.model_fields_set:
+        return None
+    return priority.Aging.of_seconds(routing.priority_aging_seconds)
+
+
 def _read(record: Any) -> tickets.RoutedTicket | Unreadable:
     """The record's ticket, or why it has none (never a value from the record: it may
     carry personal data)."""
@@ -58,12 +68,14 @@ def _read(record: Any) -> tickets.RoutedTicket | Unreadable:
 
 async def read_queue(
     settings: Settings, department: str, *, max_tickets: int, wait_seconds: float,
-    aging: priority.Aging = priority.DEFAULT_AGING,
+    aging: priority.Aging | None = None,
     on_unreadable: Callable[[Unreadable], None] = _log_unreadable,
 ) -> AsyncIterator[tickets.RoutedTicket]:
     """Yield up to `max_tickets` waiting tickets, the highest effective priority first
     (a ticket's priority rises while it waits, so none starves); each is committed once
-    it has been yielded. A record that is not a routed ticket is handed to
+    it has been yielded. Each ticket ages as its record says (the routing table's
+    `priority_aging` when it was routed); `aging`, when given, overrides that for all.
+    A record that is not a routed ticket is handed to
     `on_unreadable` (by default: logged) and committed past, in its turn.
 
     Reading as the group `department.<department>` over the department's priority lanes,
@@ -102,7 +114,8 @@ async def read_queue(
                     on_unreadable(unreadable)
                     await commit_past(record)
                     skipped = True
-            heads = {lane: priority.Head(ticket.routing.priority or 3, ticket.routing.routed_at)
+            heads = {lane: priority.Head(ticket.routing.priority or 3, ticket.routing.routed_at,
+                                         record_aging(ticket.routing))
                      for lane, queued in waiting.items() if queued
                      for ticket in [queued[0][1]] if isinstance(ticket, tickets.RoutedTicket)}
             lane = priority.choose_next(heads, now=datetime.now(UTC), aging=aging)

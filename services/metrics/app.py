@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 
 from fastapi import FastAPI
 
-from services.core import background, db, http, kafka, logs, migrate, topics
+from services.core import background, db, http, kafka, leases, logs, migrate, retention, topics
 from services.core.credentials import Credentials
 from services.core.settings import Settings
 from services.core.stage import StageRunner, stage_running
@@ -44,11 +45,21 @@ def create_app(settings: Settings | None = None, *,
         await lag.start()  # before the stage: if it fails, nothing is left running
         await stage.start()
         app.state.stage = stage
+        fleet = leases.Leases(sessions, holder=leases.holder_id(NAME, settings.instance_id))
+
+        async def purge() -> None:
+            await retention.purge_past_retention(
+                {"ticket_timelines": store}, retention=retention.of_settings(settings),
+                now=datetime.now(UTC), chunk=settings.retention_purge_chunk)
+
         jobs = app.state.background = background.BackgroundTasks()
         jobs.start("consumer-lag", lambda stop: background.every(poll_seconds, lag.poll, stop))
         jobs.start("backlog", lambda stop: background.every(poll_seconds, measure_backlog, stop))
         jobs.start("deadlines",
                    lambda stop: background.every(poll_seconds, check_deadlines, stop))
+        jobs.start("retention-purge", lambda stop: leases.every_while_holding(
+            fleet, retention.METRICS_PURGE, settings.retention_purge_interval_seconds, purge,
+            stop))
         # A fresh reader each (re)start: it counts again from the start of the topic.
         jobs.start("dead-letters",
                    lambda stop: kafka_watch.DeadLetterCount(settings).run(stop))

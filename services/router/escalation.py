@@ -15,6 +15,9 @@ from services.router.store import RoutedTickets
 
 logger = logging.getLogger(__name__)
 
+# The lease under which one router of the fleet escalates (services.core.leases).
+LEASE = "escalation"
+
 ESCALATIONS = Counter("routing_router_escalations_total",
                       "Tickets escalated for a missed first-response deadline",
                       ["department", "escalated_to"])

@@ -1,13 +1,15 @@
 """Live load of the departments, sampled periodically: the backlog of open tickets (from
-the router's store) and the consumer lag of each department's queue (from Kafka); the
-overflow state of each department follows it, with hysteresis."""
+the router's store), the consumer lag of each department's queue (from Kafka) and the
+predicted first response of a ticket queued now (from the backlog and the first
+responses reported in the last RESPONSE_RATE_WINDOW); the overflow state of each
+department follows it, with hysteresis."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from aiokafka import TopicPartition
 from prometheus_client import Counter, Gauge
@@ -25,6 +27,10 @@ OVERFLOWING = Gauge("routing_department_overflowing",
 OVERFLOW_CHANGES = Counter("routing_overflow_changes_total",
                            "Times a department started or stopped overflowing",
                            ["department", "state"])
+
+
+# How far back a department's first responses are counted to measure its rate.
+RESPONSE_RATE_WINDOW = timedelta(hours=1)
 
 
 def department_group(department: str) -> str:
@@ -52,10 +58,14 @@ class LoadWatch:
         lag = await self._lag(tuple(department for department, policy
                                     in table.overflow_policies.items()
                                     if policy.max_lag is not None))
+        now = datetime.now(UTC)
+        predictions = await self._predictions(table, backlog, now)
         self.loads = {department: overflow.DepartmentLoad(
             backlog=backlog.get(department, 0), lag=lag.get(department),
-            predicted_first_response=None) for department in table.departments}
-        now = datetime.now(UTC)
+            predicted_first_response=prediction.wait if prediction else None,
+            prediction_basis=prediction.basis if prediction else None)
+            for department in table.departments
+            for prediction in [predictions.get(department)]}
         self.states, changes = overflow.advance(self.states, self.loads,
                                                 table.overflow_policies, now=now)
         for change in changes:
@@ -66,6 +76,20 @@ class LoadWatch:
                 "reason": change.reason})
         for department, state in self.states.items():
             OVERFLOWING.labels(department).set(1 if state.overflowing else 0)
+
+    async def _predictions(self, table: routing.RoutingTable, backlog: Mapping[str, int],
+                           now: datetime) -> dict[str, overflow.Prediction]:
+        """Only for the departments whose overflow reads a predicted first response."""
+        departments = [department for department, policy in table.overflow_policies.items()
+                       if policy.max_predicted_first_response is not None]
+        if not departments:
+            return {}
+        answered = await self._routed.first_responses_since(now - RESPONSE_RATE_WINDOW)
+        oldest = await self._routed.oldest_open()
+        return {department: overflow.predict_first_response(
+            backlog.get(department, 0),
+            overflow.RecentFirstResponses(answered.get(department, 0), RESPONSE_RATE_WINDOW),
+            oldest_open_since=oldest.get(department), now=now) for department in departments}
 
     async def _lag(self, departments: tuple[str, ...]) -> dict[str, int]:
         """Records in each department's lanes not yet taken by its agents."""

@@ -28,7 +28,9 @@ class RoutedTicketRow(Base):
     trace: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     # The routed ticket as dispatched, for escalation and transfers to re-dispatch.
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    # Whose ticket it is: erasing a customer finds their tickets by it.
+    customer_id: Mapped[str | None] = mapped_column(String(128), index=True)
     # The id of the segmented event that routed it: another copy of the ticket has another.
     routed_event_id: Mapped[str | None] = mapped_column(String(64))
 

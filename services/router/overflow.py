@@ -5,6 +5,10 @@ only when every measure is back below `resume_below` of its maximum; in between 
 its state, so a load hovering around a maximum does not make routing flap. A measure
 that is not reported (None), or has no maximum, is left out; with nothing measured the
 state does not change.
+
+One measure is a prediction: how long a ticket queued now would wait for its first
+response (`predict_first_response`), from the department's open backlog and the rate at
+which it reported first responses lately.
 """
 
 from __future__ import annotations
@@ -23,6 +27,41 @@ class DepartmentLoad:
     backlog: int | None = None  # tickets waiting for a first response
     lag: int | None = None  # records not yet read from the department's queue topics
     predicted_first_response: timedelta | None = None  # for a ticket queued now
+    prediction_basis: str | None = None  # how it was predicted, for the routing trace
+
+
+@dataclass(frozen=True)
+class RecentFirstResponses:
+    """The first responses a department reported within the last `window`."""
+
+    count: int
+    window: timedelta
+
+
+@dataclass(frozen=True)
+class Prediction:
+    wait: timedelta
+    basis: str
+
+
+def predict_first_response(backlog: int, recent: RecentFirstResponses, *,
+                           oldest_open_since: datetime | None,
+                           now: datetime) -> Prediction:
+    """How long a ticket queued now would wait for its first response: every open ticket
+    of the department is ahead of it, answered at the rate the department answered
+    lately (first responses in the window / the window). With none answered in the
+    window, the rate is unknown: the wait is at least as long as the longest-waiting
+    open ticket has waited so far (`oldest_open_since`), as none of them was answered."""
+    window = calendars.format_duration(recent.window)
+    if backlog <= 0:
+        return Prediction(timedelta(0), "no open tickets ahead")
+    if recent.count > 0:
+        return Prediction(recent.window * backlog / recent.count,
+                          f"{backlog} open ahead, {recent.count} first responses in the"
+                          f" last {window}")
+    waited = max(timedelta(0), now - oldest_open_since) if oldest_open_since else timedelta(0)
+    return Prediction(waited, f"{backlog} open ahead, no first response in the last"
+                              f" {window}: as long as the oldest has waited")
 
 
 @dataclass(frozen=True)

@@ -75,8 +75,17 @@ def resolve(tier: str, route: ServiceLevels | None, defaults: ServiceLevels) -> 
 class Aging:
     step: timedelta | None = timedelta(hours=1)  # None: priorities never rise
 
+    @property
+    def step_seconds(self) -> float | None:
+        """The step as routed tickets carry it (`routing.priority_aging_seconds`)."""
+        return None if self.step is None else self.step.total_seconds()
 
-DEFAULT_AGING = Aging()
+    @classmethod
+    def of_seconds(cls, seconds: float | None) -> Aging:
+        return cls(None if seconds is None else timedelta(seconds=seconds))
+
+
+DEFAULT_AGING = Aging()  # for a ticket whose record does not say its aging
 
 
 def effective_priority(base: int, waited: timedelta, aging: Aging) -> int:
@@ -102,19 +111,33 @@ def lane_topics(department: str) -> list[str]:
 
 
 class Head(NamedTuple):
-    """The ticket at the head of a lane: its base priority and when it was queued."""
+    """The ticket at the head of a lane: its base priority, when it was queued, and the
+    aging in force when it was routed (None: its record does not say)."""
 
     base_priority: int
     enqueued_at: datetime
+    aging: Aging | None = None
 
 
-def choose_next(heads: Mapping[Lane, Head], *, now: datetime, aging: Aging) -> Lane | None:
+def choose_next(heads: Mapping[Lane, Head], *, now: datetime,
+                aging: Aging | None = None) -> Lane | None:
     """The lane whose head ticket should be taken next: the highest effective priority,
-    then the longest waiting, then the higher lane. None when every lane is empty."""
+    then the longest waiting, then the higher lane. None when every lane is empty.
+
+    Each head ages as its own record says (the routing table's `priority_aging` when it
+    was routed), a head that does not say by DEFAULT_AGING; `aging`, when given,
+    overrides them all."""
     if not heads:
         return None
+
+    def aging_of(head: Head) -> Aging:
+        if aging is not None:
+            return aging
+        return head.aging if head.aging is not None else DEFAULT_AGING
+
     return min(heads, key=lambda lane: (
-        effective_priority(heads[lane].base_priority, now - heads[lane].enqueued_at, aging),
+        effective_priority(heads[lane].base_priority, now - heads[lane].enqueued_at,
+                           aging_of(heads[lane])),
         heads[lane].enqueued_at, LANES.index(lane)))
 
 

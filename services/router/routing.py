@@ -10,7 +10,8 @@ taken in steps, each one written to its trace:
    ticket on, followed until an open department; with `pause` it keeps the ticket and
    its first-response clock waits for opening time;
 4. overflow: an overflowing department (overflow.py) hands the ticket along its
-   overflow chain, but never to a department that is closed;
+   overflow chain, but never to a department that is closed (the trace shows the
+   predicted first response of each department on the way whose overflow reads it);
 5. the first-response deadline: the target in business time on the final department's
    calendar (a department without a calendar is open 24/7).
 """
@@ -225,6 +226,12 @@ def _overflow(table: RoutingTable, department: str, now: datetime,
     chain = [department]
     while (policy := table.policy(chain[-1]).overflow_policy) is not None:
         current, target = chain[-1], policy.to
+        measured = load.get(current)
+        if measured is not None and measured.predicted_first_response is not None \
+                and policy.max_predicted_first_response is not None:
+            trace.append(f"{current}: predicted first response"
+                         f" {calendars.format_duration(measured.predicted_first_response)}"
+                         f" ({measured.prediction_basis or 'no basis given'})")
         transition = overflow.next_state(states.get(current, overflow.NORMAL),
                                          load.get(current), policy, now=now)
         if not transition.state.overflowing or target in chain:

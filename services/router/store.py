@@ -7,12 +7,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.core import retention
 from services.router.models import IntakeKeyRow, RoutedTicketRow
 
 OPEN = ("routed", "picked_up")
@@ -39,6 +40,7 @@ class Dispatch:
     payload: dict[str, Any]
     at: datetime
     event_id: str | None = None  # the segmented event that routed it
+    customer_id: str | None = None  # whose ticket (found again on erasure)
 
 
 class RoutedTickets:
@@ -52,7 +54,7 @@ class RoutedTickets:
                  "status": "routed", "priority": d.priority,
                  "first_response_deadline": d.deadline, "escalated": False,
                  "trace": list(d.steps), "payload": d.payload, "updated_at": d.at,
-                 "routed_event_id": d.event_id}
+                 "routed_event_id": d.event_id, "customer_id": d.customer_id}
                 for d in {d.ticket_id: d for d in dispatches}.values()]
         async with self._sessions() as session, session.begin():
             dialect = session.get_bind().dialect.name
@@ -64,7 +66,13 @@ class RoutedTickets:
                 index_elements=[RoutedTicketRow.ticket_id],
                 set_={name: statement.excluded[name] for name in (
                     "department", "segment", "priority", "first_response_deadline", "trace",
-                    "payload", "updated_at")}), rows)
+                    "payload", "updated_at", "customer_id")}), rows)
+
+    async def purge(self, before: datetime, *, chunk: int) -> int:
+        """Delete ticket states and traces unchanged since `before` (retention)."""
+        return await retention.delete_in_chunks(
+            self._sessions, RoutedTicketRow.ticket_id, RoutedTicketRow.updated_at < before,
+            chunk=chunk)
 
     async def routing_events(self, ticket_ids: Collection[str]) -> dict[str, str | None]:
         """For the tickets already routed: the id of the event that routed each."""
@@ -134,6 +142,26 @@ class RoutedTickets:
                 .where(RoutedTicketRow.status.in_(OPEN))
                 .group_by(RoutedTicketRow.department))).all()}
 
+    async def first_responses_since(self, since: datetime) -> dict[str, int]:
+        """First responses reported at or after `since`, per department (the one holding
+        the ticket now)."""
+        async with self._sessions() as session:
+            return {department: count for department, count in (await session.execute(
+                select(RoutedTicketRow.department, func.count())
+                .where(RoutedTicketRow.first_response_at >= since)
+                .group_by(RoutedTicketRow.department))).all()}
+
+    async def oldest_open(self) -> dict[str, datetime]:
+        """Per department, since when its longest-waiting open ticket has waited (routed,
+        handed over or picked up, whichever was last)."""
+        async with self._sessions() as session:
+            rows = (await session.execute(
+                select(RoutedTicketRow.department, func.min(RoutedTicketRow.updated_at))
+                .where(RoutedTicketRow.status.in_(OPEN))
+                .group_by(RoutedTicketRow.department))).all()
+        return {department: since for department, oldest in rows
+                if (since := _aware(oldest)) is not None}
+
 
 class IntakeKeys:
     """`Idempotency-Key`s: a retried POST gets the same ticket id, and no second ticket."""
@@ -164,3 +192,29 @@ class IntakeKeys:
             row = await session.get(IntakeKeyRow, key)
             if row is not None:
                 row.status = "accepted"
+
+    async def purge(self, before: datetime, *, chunk: int) -> int:
+        """Delete keys created before `before` (retention): a retry with such a key
+        later makes a new ticket."""
+        return await retention.delete_in_chunks(
+            self._sessions, IntakeKeyRow.idempotency_key, IntakeKeyRow.created_at < before,
+            chunk=chunk)
+
+
+@dataclass(frozen=True)
+class ErasedTickets:
+    tickets: int  # routed_tickets rows: state, trace and the ticket's copy
+    idempotency_keys: int
+
+
+async def erase_tickets_of(session: AsyncSession, customer_id: str) -> ErasedTickets:
+    """Delete a customer's tickets as the router keeps them, and their intake keys, in
+    the caller's transaction (erasure of the customer)."""
+    ticket_ids = select(RoutedTicketRow.ticket_id).where(
+        RoutedTicketRow.customer_id == customer_id)
+    keys = await session.execute(delete(IntakeKeyRow).where(
+        IntakeKeyRow.ticket_id.in_(ticket_ids)))
+    tickets = await session.execute(delete(RoutedTicketRow).where(
+        RoutedTicketRow.customer_id == customer_id))
+    return ErasedTickets(tickets=tickets.rowcount,  # type: ignore[attr-defined]
+                         idempotency_keys=keys.rowcount)  # type: ignore[attr-defined]

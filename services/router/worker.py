@@ -128,7 +128,7 @@ class RouteTicket:
         record = tickets.Routing(
             department=decision.department, reason=decision.reason, entry=decision.entry,
             table_version=table.version, routed_at=now, queue=decision.queue_topic,
-            priority=decision.priority,
+            priority=decision.priority, priority_aging_seconds=table.aging.step_seconds,
             first_response_target_seconds=decision.first_response_target.total_seconds(),
             first_response_deadline=decision.first_response_deadline,
             overflowed_from=decision.overflowed_from, trace=list(decision.trace))
@@ -146,7 +146,7 @@ class RouteTicket:
             ticket_id=ticket.ticket_id, department=decision.department,
             segment=ticket.segmentation.segment, priority=decision.priority,
             deadline=decision.first_response_deadline, steps=trace_steps(ticket, record),
-            payload=data, at=now, event_id=event.id))
+            payload=data, at=now, event_id=event.id, customer_id=ticket.customer_id))
         return [
             kafka.Output(decision.queue_topic, ticket.customer_id, envelope.Event(
                 type=events.TicketEventType.ROUTED, source=SOURCE, ticket_id=ticket.ticket_id,

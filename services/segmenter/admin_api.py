@@ -12,14 +12,14 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 from services.core import auth, http, kafka, tickets
-from services.segmenter import context, customer_events, imports, row_streams, rows
+from services.segmenter import context, customer_events, erasure, imports, row_streams, rows
 from services.segmenter.api import CustomerId, Store
 from services.segmenter.profiles import Customer, CustomerType
 
 api = APIRouter(prefix="/v1", tags=["customers"], dependencies=auth.ADMIN_ONLY)
 
 
-def get_publisher(request: Request) -> kafka.Publisher:
+async def get_publisher(request: Request) -> kafka.Publisher:
     publisher: kafka.Publisher = request.app.state.publisher
     return publisher
 
@@ -106,14 +106,17 @@ async def read_customer(customer_id: CustomerId, store: Store) -> dict[str, Any]
     }
 
 
-@api.delete("/customers/{customer_id}", status_code=204)
+@api.delete("/customers/{customer_id}", status_code=200)
 async def delete_customer(customer_id: CustomerId, store: Store,
-                          publisher: Publisher) -> Response:
-    if not await store.delete_customer(customer_id):
+                          publisher: Publisher) -> dict[str, Any]:
+    """Erase the customer: their profile, purchases and tickets leave every table of the
+    store; the answer says what was deleted and what Kafka keeps until when."""
+    erased = await erasure.erase_customer(store, customer_id)
+    if not erased.found:
         raise HTTPException(404, detail={"error": "not_found",
                                          "detail": f"no customer {customer_id!r}"})
     await customer_events.publish_changes(publisher, [customer_id])
-    return Response(status_code=204)
+    return erased.answer()
 
 
 @api.post("/customers/{customer_id}/purchases", status_code=201)

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.segmenter import features
@@ -149,17 +149,6 @@ class CustomerStore:
                     setattr(existing, name, value)
         self.cache.forget(fields["customer_id"])
         return existing is None
-
-    async def delete_customer(self, customer_id: str) -> bool:
-        async with self._sessions() as session, session.begin():
-            await session.execute(delete(PurchaseRow).where(
-                PurchaseRow.customer_id == customer_id))
-            await session.execute(delete(CustomerFeaturesRow).where(
-                CustomerFeaturesRow.customer_id == customer_id))
-            deleted = await session.execute(delete(CustomerRow).where(
-                CustomerRow.customer_id == customer_id))
-        self.cache.forget(customer_id)
-        return bool(deleted.rowcount)  # type: ignore[attr-defined]
 
     async def record_purchase(self, customer_id: str, amount: float, currency: str,
                               purchased_at: datetime, *, now: datetime) -> TierChange | None:

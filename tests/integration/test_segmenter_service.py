@@ -244,7 +244,12 @@ class TestAdmin:
         read = (await client.get(f"/v1/customers/{customer_id}")).json()
         assert read["profile"]["attributes"] == {"vip": True}
         assert read["tier"] == "potential"
-        assert (await client.delete(f"/v1/customers/{customer_id}")).status_code == 204
+        erased = await client.delete(f"/v1/customers/{customer_id}")
+        assert erased.status_code == 200
+        assert erased.json()["erased"] == {"customer": True, "purchases": 0, "tickets": 0,
+                                           "idempotency_keys": 0}
+        assert {item["topic"] for item in erased.json()["kafka_until_retention"]} >= {
+            "tickets.incoming", "tickets.segmented", "tickets.events"}
         assert (await client.get(f"/v1/customers/{customer_id}")).status_code == 404
         assert (await client.delete(f"/v1/customers/{customer_id}")).status_code == 404
 

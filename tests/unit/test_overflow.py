@@ -124,3 +124,70 @@ class TestParsePolicy:
             self.parse(text)
         assert problem in error.value.problem
         assert (error.value.line, error.value.entry) == (1, "customer_care")
+
+
+HOUR = timedelta(hours=1)
+
+
+def predict(backlog: int, answered: int, *, oldest_open_since: datetime | None = None
+            ) -> overflow.Prediction:
+    return overflow.predict_first_response(
+        backlog, overflow.RecentFirstResponses(answered, HOUR),
+        oldest_open_since=oldest_open_since, now=NOW)
+
+
+class TestPredictFirstResponse:
+    def test_the_backlog_is_answered_at_the_recent_rate(self) -> None:
+        # 3 open ahead, 6 first responses in the last hour: one every 10 minutes.
+        prediction = predict(3, 6)
+        assert prediction.wait == timedelta(minutes=30)
+        assert prediction.basis == "3 open ahead, 6 first responses in the last 1h"
+
+    def test_a_slower_department_predicts_a_longer_wait_for_the_same_backlog(self) -> None:
+        assert predict(3, 1).wait == timedelta(hours=3)
+        assert predict(3, 1).wait > predict(3, 6).wait
+
+    def test_nothing_ahead_is_no_wait_whatever_the_rate(self) -> None:
+        assert predict(0, 0).wait == timedelta(0)
+        assert predict(0, 1).wait == timedelta(0)
+        assert predict(0, 0).basis == "no open tickets ahead"
+
+    def test_nothing_answered_lately_waits_as_long_as_the_oldest_has(self) -> None:
+        prediction = predict(4, 0, oldest_open_since=NOW - timedelta(minutes=50))
+        assert prediction.wait == timedelta(minutes=50)
+        assert "no first response in the last 1h" in prediction.basis
+
+    def test_nothing_answered_and_no_known_wait_predicts_no_wait(self) -> None:
+        assert predict(4, 0).wait == timedelta(0)
+        assert predict(4, 0, oldest_open_since=NOW + timedelta(seconds=1)).wait \
+            == timedelta(0)
+
+
+class TestOverflowOnPrediction:
+    PREDICTED = overflow.OverflowPolicy(to="sales_support", max_backlog=100,
+                                        max_predicted_first_response=timedelta(hours=2),
+                                        resume_below=0.5)
+
+    def step(self, state: overflow.OverflowState, backlog: int,
+             answered: int) -> overflow.Transition:
+        prediction = predict(backlog, answered)
+        return overflow.next_state(state, overflow.DepartmentLoad(
+            backlog, None, prediction.wait, prediction.basis), self.PREDICTED, now=NOW)
+
+    def test_a_slow_department_overflows_before_its_backlog_limit(self) -> None:
+        transition = self.step(overflow.NORMAL, 3, 1)
+        assert transition.state.overflowing
+        assert transition.reason == "predicted first response 3h > 2h"
+
+    def test_the_same_backlog_answered_fast_does_not_overflow(self) -> None:
+        assert not self.step(overflow.NORMAL, 3, 6).state.overflowing
+
+    def test_it_recovers_only_below_the_resume_level(self) -> None:
+        over = self.step(overflow.NORMAL, 3, 1).state
+        # 2 ahead at 2 an hour: 1h, not below 2h * 0.5.
+        held = self.step(over, 2, 2)
+        assert (held.state, held.reason) == (over, "predicted first response 1h not yet"
+                                                   " below 1h")
+        caught_up = self.step(over, 1, 3)
+        assert caught_up.state == overflow.NORMAL
+        assert caught_up.reason == "backlog 1 < 50; predicted first response 20m < 1h"

@@ -113,3 +113,30 @@ class TestServiceLevels:
         assert problem in error.value.problem
         assert error.value.entry == "government"
         assert error.value.line == 1
+
+
+class TestAgingTheRecordsCarry:
+    def test_each_head_ages_by_its_own_step(self) -> None:
+        # The low ticket was routed under a 30m aging, the high one under 1d.
+        heads = {"high": priority.Head(2, NOW - timedelta(minutes=5),
+                                       priority.Aging(timedelta(days=1))),
+                 "low": priority.Head(5, NOW - timedelta(hours=2), HALF_HOUR)}
+        assert priority.choose_next(heads, now=NOW) == "low"
+
+    def test_the_given_aging_overrides_what_the_heads_say(self) -> None:
+        heads = {"high": priority.Head(2, NOW - timedelta(minutes=5), HALF_HOUR),
+                 "low": priority.Head(5, NOW - timedelta(hours=2), HALF_HOUR)}
+        assert priority.choose_next(heads, now=NOW, aging=priority.Aging(None)) == "high"
+
+    def test_a_head_that_says_nothing_ages_by_the_default(self) -> None:
+        # Two hours at the default 1h step: 5 -> 3, still behind a 2.
+        heads = {"high": priority.Head(2, NOW - timedelta(minutes=5)),
+                 "low": priority.Head(5, NOW - timedelta(hours=2))}
+        assert priority.DEFAULT_AGING.step == timedelta(hours=1)
+        assert priority.choose_next(heads, now=NOW) == "high"
+
+    def test_the_step_travels_as_seconds(self) -> None:
+        assert HALF_HOUR.step_seconds == 1800
+        assert priority.Aging.of_seconds(1800) == HALF_HOUR
+        assert priority.Aging(None).step_seconds is None
+        assert priority.Aging.of_seconds(None) == priority.Aging(None)

@@ -1,0 +1,108 @@
+"""Leases in the SQL store, so that a periodic job that must not run twice (escalation,
+the tier recompute, the retention purge) runs on one instance of the fleet at a time.
+
+A lease is a row (`leases`: name, holder, acquired_at, expires_at). Taking or renewing it
+is one statement, atomic on SQLite and PostgreSQL alike: insert the row, or update it
+where it has expired or is already ours. The statement answers with the row only when we
+hold the lease afterwards. Times are the instances' own clocks (UTC): keep them in sync
+(NTP), within a fraction of the lease's duration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import case, delete, or_
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.core import background
+from services.core.fleet_models import LeaseRow
+
+logger = logging.getLogger(__name__)
+
+# A lease outlives this many intervals of its job: a holder that misses a renewal or two
+# (a slow run, a pause) keeps it; one that died passes it on after this many intervals.
+INTERVALS_PER_LEASE = 3
+
+
+def holder_id(service: str, instance_id: str) -> str:
+    """This process's name as a lease holder: unique even for two processes started with
+    the same instance id (a restart, a misconfigured replica)."""
+    return f"{service}-{instance_id}-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+
+
+class Leases:
+    """Named leases held by one process (`holder`)."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], *, holder: str) -> None:
+        self._sessions = sessions
+        self.holder = holder
+
+    async def acquire(self, name: str, *, duration: timedelta,
+                      now: datetime | None = None) -> bool:
+        """Take or renew the lease `name` until `now + duration`; whether we hold it."""
+        now = now or datetime.now(UTC)
+        async with self._sessions() as session, session.begin():
+            insert = sqlite_insert if session.get_bind().dialect.name == "sqlite" \
+                else postgresql_insert
+            statement = insert(LeaseRow).values(
+                name=name, holder=self.holder, acquired_at=now, expires_at=now + duration)
+            taken = await session.execute(statement.on_conflict_do_update(
+                index_elements=[LeaseRow.name],
+                set_={"holder": statement.excluded.holder,
+                      # A renewal keeps the moment the lease was first taken.
+                      "acquired_at": case((LeaseRow.holder == self.holder,
+                                           LeaseRow.acquired_at),
+                                          else_=statement.excluded.acquired_at),
+                      "expires_at": statement.excluded.expires_at},
+                where=or_(LeaseRow.holder == self.holder, LeaseRow.expires_at <= now),
+            ).returning(LeaseRow.holder))
+            return taken.first() is not None
+
+    async def release(self, name: str) -> None:
+        """Give the lease up (at shutdown), so another instance need not wait it out."""
+        async with self._sessions() as session, session.begin():
+            await session.execute(delete(LeaseRow).where(LeaseRow.name == name,
+                                                         LeaseRow.holder == self.holder))
+
+    async def holder_of(self, name: str) -> str | None:
+        """Who holds the lease now, expired or not (for tests and operators)."""
+        async with self._sessions() as session:
+            row = await session.get(LeaseRow, name)
+            return row.holder if row else None
+
+
+async def every_while_holding(leases: Leases, name: str, seconds: float,
+                              action: Callable[[], Awaitable[object]],
+                              stop: asyncio.Event) -> None:
+    """Run `action` every `seconds` until `stop`, on this instance only while it holds the
+    lease `name` (renewed before each run, for INTERVALS_PER_LEASE intervals); the lease
+    is given up when the job stops."""
+    duration = timedelta(seconds=seconds * INTERVALS_PER_LEASE)
+    holding = False
+
+    async def run_if_holding() -> None:
+        nonlocal holding
+        held = await leases.acquire(name, duration=duration)
+        if held != holding:
+            logger.info("lease taken" if held else "lease held elsewhere",
+                        extra={"lease": name, "holder": leases.holder})
+            holding = held
+        if held:
+            await action()
+
+    try:
+        await background.every(seconds, run_if_holding, stop)
+    finally:
+        if holding:
+            try:
+                await leases.release(name)
+            except Exception:  # the store is away: the lease expires by itself
+                logger.warning("lease not released", extra={"lease": name})

@@ -1,0 +1,82 @@
+"""Erasing a customer: their personal data leaves every table of the SQL store at once;
+what remains in Kafka until the topics' retention is said in the answer.
+
+The store is one database shared by the three services, so the erasure reaches the
+router's tables too (through the router's own store module)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete
+
+from services.core import kafka, topics
+from services.router import store as routed_store
+from services.segmenter.models import CustomerFeaturesRow, CustomerRow, PurchaseRow
+from services.segmenter.store import CustomerStore
+
+# What stays in the SQL store after an erasure, and why it is not personal data.
+KEPT = {"ticket_timelines": "ticket ids, departments, segments and times only"}
+# What each topic holds of a customer's tickets, and how long it keeps it (days).
+IN_KAFKA = [
+    (topics.INCOMING, "the tickets as posted (text, customer id)",
+     kafka.TOPIC_RETENTION_DAYS[topics.INCOMING]),
+    (topics.SEGMENTED, "the tickets with their segment (text, customer id)",
+     kafka.TOPIC_RETENTION_DAYS[topics.SEGMENTED]),
+    ("dept.<department>[.high|.low]", "the tickets as routed (text, customer id)",
+     kafka.DEPARTMENT_LANE_RETENTION_DAYS),
+    (topics.DEAD_LETTERS, "tickets no stage could process, as they were",
+     kafka.TOPIC_RETENTION_DAYS[topics.DEAD_LETTERS]),
+    (topics.EVENTS, "lifecycle events: ticket ids, departments, segments, times",
+     kafka.TOPIC_RETENTION_DAYS[topics.EVENTS]),
+    (topics.CUSTOMER_EVENTS, "the customer id (changes and tier changes)",
+     kafka.TOPIC_RETENTION_DAYS[topics.CUSTOMER_EVENTS]),
+]
+
+
+@dataclass(frozen=True)
+class Erasure:
+    """What erasing a customer deleted."""
+
+    customer_id: str
+    customer: bool  # the profile, and the values computed from it
+    purchases: int
+    tickets: int  # routed tickets: state, trace and the ticket's copy
+    idempotency_keys: int  # the intake keys that made those tickets
+
+    @property
+    def found(self) -> bool:
+        return self.customer or self.tickets > 0
+
+    def answer(self) -> dict[str, Any]:
+        """The erasure's report: what was deleted, what stays, what Kafka keeps until
+        when."""
+        return {
+            "customer_id": self.customer_id,
+            "erased": {"customer": self.customer, "purchases": self.purchases,
+                       "tickets": self.tickets, "idempotency_keys": self.idempotency_keys},
+            "kept": KEPT,
+            "kafka_until_retention": [
+                {"topic": topic, "holds": holds, "retention_days": days}
+                for topic, holds, days in IN_KAFKA],
+        }
+
+
+async def erase_customer(store: CustomerStore, customer_id: str) -> Erasure:
+    """Erase the customer from every table in one transaction: the profile, purchases
+    and values, and their tickets as the router keeps them with the tickets' intake keys.
+    A customer unknown to the store may still have tickets: those go too."""
+    async with store.sessions() as session, session.begin():
+        purchases = await session.execute(delete(PurchaseRow).where(
+            PurchaseRow.customer_id == customer_id))
+        await session.execute(delete(CustomerFeaturesRow).where(
+            CustomerFeaturesRow.customer_id == customer_id))
+        customer = await session.execute(delete(CustomerRow).where(
+            CustomerRow.customer_id == customer_id))
+        tickets = await routed_store.erase_tickets_of(session, customer_id)
+    store.cache.forget(customer_id)
+    return Erasure(customer_id=customer_id,
+                   customer=bool(customer.rowcount),  # type: ignore[attr-defined]
+                   purchases=purchases.rowcount,  # type: ignore[attr-defined]
+                   tickets=tickets.tickets, idempotency_keys=tickets.idempotency_keys)

@@ -1,0 +1,135 @@
+"""Leases in a real SQL store (SQLite and PostgreSQL): holders compete and one wins, a
+lease passes over when its holder stops renewing, and a periodic job runs only on the
+instance that holds its lease."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.core import db, leases
+
+T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+MINUTE = timedelta(minutes=1)
+
+
+@pytest.fixture
+async def sessions(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    engine = db.engine(database_url)
+    try:
+        yield db.sessions(engine)
+    finally:
+        await engine.dispose()
+
+
+def holders(sessions: async_sessionmaker[AsyncSession], count: int) -> list[leases.Leases]:
+    return [leases.Leases(sessions, holder=leases.holder_id("router", str(n)))
+            for n in range(count)]
+
+
+class TestCompeting:
+    async def test_of_holders_racing_for_a_free_lease_exactly_one_wins(
+            self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        racing = holders(sessions, 8)
+
+        won = await asyncio.gather(*(holder.acquire("escalation", duration=MINUTE, now=T0)
+                                     for holder in racing))
+
+        assert won.count(True) == 1
+        winner = racing[won.index(True)]
+        assert await winner.holder_of("escalation") == winner.holder
+
+    async def test_a_held_lease_is_refused_to_others_until_it_expires(
+            self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        first, second = holders(sessions, 2)
+        assert await first.acquire("purge", duration=MINUTE, now=T0)
+
+        assert not await second.acquire("purge", duration=MINUTE, now=T0 + MINUTE / 2)
+        assert await first.holder_of("purge") == first.holder
+
+    async def test_leases_of_different_jobs_are_independent(
+            self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        first, second = holders(sessions, 2)
+
+        assert await first.acquire("escalation", duration=MINUTE, now=T0)
+        assert await second.acquire("tier-recompute", duration=MINUTE, now=T0)
+
+
+class TestRenewal:
+    async def test_the_holder_renews_its_lease_before_it_expires(
+            self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        first, second = holders(sessions, 2)
+        assert await first.acquire("escalation", duration=MINUTE, now=T0)
+
+        assert await first.acquire("escalation", duration=MINUTE, now=T0 + MINUTE / 2)
+        # Renewed until T0 + 1.5 minutes: still held past the first expiry.
+        assert not await second.acquire("escalation", duration=MINUTE,
+                                        now=T0 + MINUTE * 1.25)
+
+    async def test_the_lease_passes_over_when_its_holder_stops_renewing(
+            self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        first, second = holders(sessions, 2)
+        assert await first.acquire("escalation", duration=MINUTE, now=T0)
+
+        assert await second.acquire("escalation", duration=MINUTE, now=T0 + MINUTE)
+        assert await second.holder_of("escalation") == second.holder
+        # The old holder, back, finds it taken: it does not run the job.
+        assert not await first.acquire("escalation", duration=MINUTE,
+                                       now=T0 + MINUTE * 1.5)
+
+    async def test_a_released_lease_is_free_at_once(
+            self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        first, second = holders(sessions, 2)
+        assert await first.acquire("purge", duration=MINUTE, now=T0)
+
+        await second.release("purge")  # not its lease: nothing happens
+        assert not await second.acquire("purge", duration=MINUTE, now=T0)
+        await first.release("purge")
+        assert await second.acquire("purge", duration=MINUTE, now=T0)
+
+
+class CountingLeases(leases.Leases):
+    """Real leases that count their attempts, so the test knows both instances tried."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], *, holder: str,
+                 tried: asyncio.Event, attempts: dict[str, int]) -> None:
+        super().__init__(sessions, holder=holder)
+        self._tried, self._attempts = tried, attempts
+
+    async def acquire(self, name: str, *, duration: timedelta,
+                      now: datetime | None = None) -> bool:
+        held = await super().acquire(name, duration=duration, now=now)
+        self._attempts[self.holder] = self._attempts.get(self.holder, 0) + 1
+        if len(self._attempts) == 2 and min(self._attempts.values()) >= 3:
+            self._tried.set()
+        return held
+
+
+class TestPeriodicJob:
+    async def test_a_job_runs_only_on_the_instance_holding_its_lease(
+            self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        tried, attempts = asyncio.Event(), dict[str, int]()
+        instances = [CountingLeases(sessions, holder=leases.holder_id("router", str(n)),
+                                    tried=tried, attempts=attempts) for n in range(2)]
+        runs: list[str] = []
+        stop = asyncio.Event()
+
+        def job(instance: leases.Leases) -> Callable[[], Awaitable[None]]:
+            async def escalate() -> None:
+                runs.append(instance.holder)
+            return escalate
+
+        jobs = [asyncio.create_task(leases.every_while_holding(
+            instance, "escalation", 0.2, job(instance), stop)) for instance in instances]
+        await tried.wait()
+        stop.set()
+        await asyncio.gather(*jobs)
+
+        assert len(runs) >= 2
+        assert len(set(runs)) == 1, runs
+        # Given up at the end, so a successor need not wait for it to expire.
+        assert await instances[0].holder_of("escalation") is None

@@ -1,0 +1,234 @@
+"""Retention and erasure in a real SQL store (SQLite and PostgreSQL): the purge deletes
+ticket states and traces, timelines and idempotency keys past their retention, in
+chunks, and nothing younger; erasing a customer removes their personal data from every
+table; migration 0007 finds the customer of tickets routed before it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.core import db, kafka, migrate, retention, topics
+from services.metrics.store import TimelineRow, TimelineStore
+from services.metrics.timeline import Timeline
+from services.router.models import IntakeKeyRow, RoutedTicketRow
+from services.router.store import Dispatch, IntakeKeys, RoutedTickets
+from services.segmenter import erasure
+from services.segmenter.cache import CustomerCache
+from services.segmenter.models import CustomerFeaturesRow, CustomerRow, PurchaseRow
+from services.segmenter.store import CustomerStore
+
+NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+ANNA = "c-7781"
+KEEP = retention.Retention.of_days(ticket_states=90, timelines=400, idempotency_keys=7)
+
+
+@pytest.fixture
+async def sessions(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    engine = db.engine(database_url)
+    try:
+        yield db.sessions(engine)
+    finally:
+        await engine.dispose()
+
+
+def dispatch(ticket_id: str, *, at: datetime, customer_id: str = "c-other",
+             body: str = "where is my order?") -> Dispatch:
+    payload = {"ticket_id": ticket_id, "customer_id": customer_id,
+               "subject": "a question", "body": body}
+    return Dispatch(ticket_id=ticket_id, department="customer_care", segment="consumer",
+                    priority=3, deadline=at + timedelta(hours=4), steps=[], payload=payload,
+                    at=at, event_id=f"e-{ticket_id}", customer_id=customer_id)
+
+
+async def count(sessions: async_sessionmaker[AsyncSession], row: type[Any],
+                *where: Any) -> int:
+    async with sessions() as session:
+        return int((await session.execute(
+            select(func.count()).select_from(row).where(*where))).scalar_one())
+
+
+async def remaining(sessions: async_sessionmaker[AsyncSession], row: type[Any]) -> set[str]:
+    key = {RoutedTicketRow: RoutedTicketRow.ticket_id, TimelineRow: TimelineRow.ticket_id,
+           IntakeKeyRow: IntakeKeyRow.idempotency_key}[row]
+    async with sessions() as session:
+        return set((await session.scalars(select(key))).all())
+
+
+class TestPurge:
+    async def test_rows_past_retention_go_in_chunks_and_younger_ones_stay(
+            self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        routed, keys, timelines = RoutedTickets(sessions), IntakeKeys(sessions), \
+            TimelineStore(sessions)
+        old_state, young_state = NOW - timedelta(days=91), NOW - timedelta(days=89)
+        await routed.record_first_dispatches(
+            [dispatch(f"old-{n}", at=old_state) for n in range(5)]
+            + [dispatch("young", at=young_state)])
+        for n in range(5):
+            await keys.claim(f"k-old-{n}", fingerprint="f", ticket_id=f"old-{n}",
+                             now=NOW - timedelta(days=8))
+        await keys.claim("k-young", fingerprint="f", ticket_id="young",
+                         now=NOW - timedelta(days=6))
+        async with sessions() as session, session.begin():
+            for n in range(5):
+                await timelines.save(session, Timeline(
+                    ticket_id=f"old-{n}", routed_at=NOW - timedelta(days=401)))
+            await timelines.save(session, Timeline(
+                ticket_id="never-routed", received_at=NOW - timedelta(days=402)))
+            await timelines.save(session, Timeline(
+                ticket_id="young", routed_at=NOW - timedelta(days=399)))
+
+        deleted = await retention.purge_past_retention(
+            {"routed_tickets": routed, "intake_keys": keys, "ticket_timelines": timelines},
+            retention=KEEP, now=NOW, chunk=2)
+
+        assert deleted == {"routed_tickets": 5, "intake_keys": 5, "ticket_timelines": 6}
+        assert await remaining(sessions, RoutedTicketRow) == {"young"}
+        assert await remaining(sessions, IntakeKeyRow) == {"k-young"}
+        assert await remaining(sessions, TimelineRow) == {"young"}
+
+    async def test_a_purge_with_nothing_past_retention_deletes_nothing(
+            self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        routed = RoutedTickets(sessions)
+        await routed.record_first_dispatches([dispatch("fresh", at=NOW)])
+
+        deleted = await retention.purge_past_retention(
+            {"routed_tickets": routed}, retention=KEEP, now=NOW, chunk=1)
+
+        assert deleted == {"routed_tickets": 0}
+        assert await remaining(sessions, RoutedTicketRow) == {"fresh"}
+
+
+async def a_customer_with_tickets(sessions: async_sessionmaker[AsyncSession],
+                                  customer_id: str) -> None:
+    async with sessions() as session, session.begin():
+        session.add(CustomerRow(customer_id=customer_id, customer_type="individual",
+                                name="Anna de Vries", email="anna@example.org",
+                                birth_date=date(1980, 5, 1), attributes={}))
+    async with sessions() as session, session.begin():
+        session.add(CustomerFeaturesRow(customer_id=customer_id, computed_at=NOW))
+        for amount in (10, 20):
+            session.add(PurchaseRow(customer_id=customer_id, amount=amount, currency="EUR",
+                                    purchased_at=NOW))
+    routed = RoutedTickets(sessions)
+    await routed.record_first_dispatches([
+        dispatch("t-anna-1", at=NOW, customer_id=customer_id,
+                 body="I now live at Keizersgracht 1"),
+        dispatch("t-anna-2", at=NOW, customer_id=customer_id),
+        dispatch("t-bert-1", at=NOW, customer_id="bert")])
+    keys = IntakeKeys(sessions)
+    await keys.claim("key-anna", fingerprint="f", ticket_id="t-anna-1", now=NOW)
+    await keys.claim("key-bert", fingerprint="f", ticket_id="t-bert-1", now=NOW)
+    async with sessions() as session, session.begin():
+        await TimelineStore(sessions).save(session, Timeline(ticket_id="t-anna-1",
+                                                             routed_at=NOW))
+
+
+def customer_store(sessions: async_sessionmaker[AsyncSession]) -> CustomerStore:
+    return CustomerStore(sessions, cache=CustomerCache(max_customers=10, ttl_seconds=60))
+
+
+class TestErasure:
+    async def test_erasing_a_customer_removes_their_data_from_every_table(
+            self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        await a_customer_with_tickets(sessions, ANNA)
+
+        erased = await erasure.erase_customer(customer_store(sessions), ANNA)
+
+        assert (erased.customer, erased.purchases, erased.tickets,
+                erased.idempotency_keys) == (True, 2, 2, 1)
+        assert await count(sessions, CustomerRow, CustomerRow.customer_id == ANNA) == 0
+        assert await count(sessions, PurchaseRow, PurchaseRow.customer_id == ANNA) == 0
+        assert await count(sessions, CustomerFeaturesRow,
+                           CustomerFeaturesRow.customer_id == ANNA) == 0
+        assert await remaining(sessions, RoutedTicketRow) == {"t-bert-1"}
+        assert await remaining(sessions, IntakeKeyRow) == {"key-bert"}
+
+    async def test_no_table_holds_the_customers_personal_data_afterwards(
+            self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        await a_customer_with_tickets(sessions, ANNA)
+
+        await erasure.erase_customer(customer_store(sessions), ANNA)
+
+        rows: list[str] = []
+        async with sessions() as session:
+            for table in erasure_tables():
+                rows += [str(row) for row in (await session.execute(
+                    text(f"SELECT * FROM {table}"))).all()]
+        dump = " ".join(rows)
+        for personal in (ANNA, "Anna de Vries", "anna@example.org", "1980", "Keizersgracht"):
+            assert personal not in dump
+
+    async def test_timelines_stay_and_hold_nothing_personal(
+            self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        await a_customer_with_tickets(sessions, ANNA)
+
+        await erasure.erase_customer(customer_store(sessions), ANNA)
+
+        assert await remaining(sessions, TimelineRow) == {"t-anna-1"}
+        assert set(erasure.KEPT) == {"ticket_timelines"}
+
+    async def test_a_customer_unknown_to_the_store_still_has_their_tickets_erased(
+            self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        await RoutedTickets(sessions).record_first_dispatches(
+            [dispatch("t-walk-in", at=NOW, customer_id="walk-in")])
+
+        erased = await erasure.erase_customer(customer_store(sessions), "walk-in")
+
+        assert erased.found and not erased.customer and erased.tickets == 1
+        assert await remaining(sessions, RoutedTicketRow) == set()
+
+    async def test_erasing_nobody_finds_nothing(
+            self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        erased = await erasure.erase_customer(customer_store(sessions), "nobody")
+
+        assert not erased.found
+
+    async def test_the_answer_says_what_kafka_keeps_until_when(
+            self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        await a_customer_with_tickets(sessions, ANNA)
+
+        answer = (await erasure.erase_customer(customer_store(sessions), ANNA)).answer()
+
+        assert answer["erased"] == {"customer": True, "purchases": 2, "tickets": 2,
+                                    "idempotency_keys": 1}
+        in_kafka = {item["topic"]: item["retention_days"]
+                    for item in answer["kafka_until_retention"]}
+        assert in_kafka[topics.INCOMING] == kafka.retention_days(topics.INCOMING) == 7
+        assert in_kafka[topics.SEGMENTED] == 7
+        assert in_kafka["dept.<department>[.high|.low]"] == \
+            kafka.retention_days("dept.customer_care.high") == 14
+        assert in_kafka[topics.EVENTS] == in_kafka[topics.DEAD_LETTERS] == 30
+
+
+def erasure_tables() -> list[str]:
+    return ["customers", "purchases", "customer_features", "routed_tickets", "intake_keys",
+            "ticket_timelines"]
+
+
+class TestMigration:
+    async def test_tickets_routed_before_0007_get_their_customer_from_their_copy(
+            self, empty_database_url: str) -> None:
+        await migrate.upgrade(empty_database_url, "0006")
+        engine = db.engine(empty_database_url)
+        try:
+            async with engine.begin() as connection:
+                await connection.execute(text(
+                    "INSERT INTO routed_tickets (ticket_id, department, segment, status,"
+                    " escalated, trace, payload, updated_at) VALUES ('t-1', 'care',"
+                    " 'consumer', 'routed', false, '[]', :payload, :at)"),
+                    {"payload": '{"customer_id": "c-42", "subject": "hi"}', "at": NOW})
+            await migrate.upgrade(empty_database_url)
+            async with engine.connect() as connection:
+                customer = (await connection.execute(text(
+                    "SELECT customer_id FROM routed_tickets WHERE ticket_id = 't-1'"))
+                ).scalar_one()
+        finally:
+            await engine.dispose()
+
+        assert customer == "c-42"

@@ -1,0 +1,51 @@
+"""Retention settings and the cutoffs they give each table (plain values)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from pydantic import ValidationError
+
+from services.core import retention
+from services.core.settings import Settings
+
+NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+
+
+class TestCutoffs:
+    def test_each_table_is_cut_at_its_own_retention(self) -> None:
+        keep = retention.Retention.of_days(ticket_states=90, timelines=400,
+                                           idempotency_keys=7)
+
+        assert keep.cutoffs(NOW) == {"routed_tickets": NOW - timedelta(days=90),
+                                     "ticket_timelines": NOW - timedelta(days=400),
+                                     "intake_keys": NOW - timedelta(days=7)}
+
+
+class TestSettings:
+    def test_defaults_keep_states_90_timelines_400_and_keys_7_days(self) -> None:
+        keep = retention.of_settings(Settings())
+
+        assert keep == retention.Retention(timedelta(days=90), timedelta(days=400),
+                                           timedelta(days=7))
+        assert Settings().retention_purge_interval_seconds == 3600
+        assert Settings().retention_purge_chunk == 1000
+
+    def test_the_environment_sets_each_retention(
+            self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("RETENTION_TICKET_STATES_DAYS", "30")
+        monkeypatch.setenv("RETENTION_TIMELINES_DAYS", "365")
+        monkeypatch.setenv("RETENTION_IDEMPOTENCY_KEYS_DAYS", "1.5")
+
+        keep = retention.of_settings(Settings())
+
+        assert keep == retention.Retention(timedelta(days=30), timedelta(days=365),
+                                           timedelta(hours=36))
+
+    def test_a_retention_of_zero_is_refused_naming_the_setting(
+            self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("RETENTION_TIMELINES_DAYS", "0")
+
+        with pytest.raises(ValidationError, match="retention_timelines_days"):
+            Settings()
