@@ -45,6 +45,10 @@ def _all(resource: Resource, operation: Operation, *names: str) -> list[Allow]:
 def router() -> list[Allow]:
     return [
         # The routing stage and the tracker; reading tickets.dlq(.replayed): replays.
+        # Configuration changes: announced by whichever instance puts one in force,
+        # followed by every instance (no group).
+        *_all("topic", "read", topics.CONFIG_CHANGES),
+        Allow("topic", topics.CONFIG_CHANGES, "write"),
         *_all("topic", "read", topics.SEGMENTED, topics.EVENTS, topics.DEAD_LETTERS,
               dead_letters.REPLAYED),
         *_all("group", "read", "router", "router-tracker"),
@@ -63,7 +67,8 @@ def router() -> list[Allow]:
 
 def segmenter() -> list[Allow]:
     return [
-        *_all("topic", "read", topics.INCOMING, topics.CUSTOMER_EVENTS),
+        *_all("topic", "read", topics.INCOMING, topics.CUSTOMER_EVENTS, topics.CONFIG_CHANGES),
+        Allow("topic", topics.CONFIG_CHANGES, "write"),
         Allow("group", "segmenter", "read"),
         *_all("topic", "write", topics.SEGMENTED, topics.EVENTS, topics.DEAD_LETTERS,
               topics.CUSTOMER_EVENTS),
@@ -77,7 +82,8 @@ def metrics() -> list[Allow]:
         Allow("group", "metrics", "read"),
         Allow("topic", topics.DEAD_LETTERS, "write"),  # records it cannot process
         # Consumer lag of every stage and department queue.
-        *_all("topic", "describe", topics.INCOMING, topics.SEGMENTED, topics.CUSTOMER_EVENTS),
+        *_all("topic", "describe", topics.INCOMING, topics.SEGMENTED, topics.CUSTOMER_EVENTS,
+              topics.CONFIG_CHANGES),
         Allow("topic", "dept.", "describe", prefixed=True),
         *_all("group", "describe", "segmenter", "router", "router-tracker"),
         Allow("group", "department.", "describe", prefixed=True),

@@ -1,15 +1,21 @@
-"""A configuration file in force (segment rules, routing table), replaced without a
-restart when the file changes or a new version is uploaded. An invalid version never
-replaces a valid one: it is reported (API, logs) and the previous version keeps serving."""
+"""A configuration in force (segment rules, routing table), governed in the SQL store
+(services/core/config_store.py) and replaced without a restart.
+
+The store holds every version put in force and says which one is; each instance follows
+it: at start, on an announcement on Kafka (services/core/config_changes.py), and by a
+periodic check of the store in case an announcement was missed. The file is the seed
+and an import path: on first start it is the first version; a file whose text was never
+in force (edited while the service was down, or while it runs) is put in force as a new
+version. Uploads go to the store only and never write the file, so a read-only file
+(a Docker or Kubernetes mount) is no obstacle. An invalid version never replaces a valid
+one: it is reported (API, logs) and the previous version keeps serving."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-import os
-import tempfile
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,15 +24,19 @@ from typing import Generic, Protocol, TypeVar
 import watchfiles
 from prometheus_client import Counter, Gauge
 
-from services.core import config_files
+from services.core import config_files, config_store
 
 logger = logging.getLogger(__name__)
 
 RELOADS = Counter("routing_config_reloads_total",
-                  "Attempts to replace a configuration file in force, by outcome",
+                  "Attempts to replace a configuration in force, by outcome",
                   ["config", "outcome"])
 LOADED = Gauge("routing_config_loaded_timestamp_seconds",
                "When the configuration in force was loaded", ["config"])
+
+# How often an instance checks the store for a version put in force elsewhere, in case it
+# missed the announcement.
+CHECK_SECONDS = 5.0
 
 
 class Versioned(Protocol):
@@ -35,6 +45,7 @@ class Versioned(Protocol):
 
 
 Config = TypeVar("Config", bound=Versioned)
+Announce = Callable[[config_store.ConfigVersion], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -44,16 +55,8 @@ class Rejection:
     at: datetime
 
 
-class NotWritable(Exception):
-    """A valid upload that could not be written to its file (read-only mount, permission,
-    disk full): nothing was changed, the version in force stays."""
-
-    code = "config_not_writable"
-
-    def __init__(self, name: str, problem: str) -> None:
-        super().__init__(f"the {name.replace('_', ' ')} file cannot be written ({problem});"
-                         " nothing was changed and the version in force keeps serving")
-        self.problem = problem
+class NotGoverned(RuntimeError):
+    """Used before `govern` gave it its store: a wiring mistake, not a request's."""
 
 
 class LiveConfig(Generic[Config]):
@@ -62,35 +65,91 @@ class LiveConfig(Generic[Config]):
         self.name = name
         self.path = path.resolve()
         self._parse = parse
+        # The seed, in force until the store has been read.
         self.current: Config = parse(config_files.read_text(self.path), str(self.path))
         self.loaded_at = datetime.now(UTC)
         self.last_rejection: Rejection | None = None
+        self.version_id: int | None = None  # the store's id of the version in force
+        self._versions: config_store.ConfigVersions | None = None
+        self._announce: Announce | None = None
         LOADED.labels(name).set(self.loaded_at.timestamp())
 
-    def replace(self, text: str, *, source: str) -> Config:
-        """Validate `text`; put it in force if valid, raise ConfigError if not."""
-        self._put_in_force(self._validated(text, source=source))
-        return self.current
+    @property
+    def versions(self) -> config_store.ConfigVersions:
+        if self._versions is None:
+            raise NotGoverned(f"{self.name}: govern() was not called")
+        return self._versions
 
-    def upload(self, text: str) -> Config:
-        """Validate an uploaded version, write it to the file (so that the file stays the
-        one source: other instances watching it follow), then put it in force. Raises
-        ConfigError if it is invalid, NotWritable if the file cannot be written; either
-        way the version in force stays."""
-        source = f"{self.path} (upload)"
+    def validate(self, text: str, *, source: str) -> Config:
+        """`text` parsed, or ConfigError: a dry run, which changes nothing."""
+        return self._parse(text, source)
+
+    async def govern(self, versions: config_store.ConfigVersions, *,
+                     announce: Announce) -> None:
+        """Follow the store from now on: the file is put in force if its text never was
+        (first start: the seed), then the version in force is loaded."""
+        if versions.kind != self.name:
+            raise ValueError(f"{self.name} cannot follow the versions of {versions.kind}")
+        self._versions, self._announce = versions, announce
+        with contextlib.suppress(config_files.ConfigError):  # reported; the store serves
+            text = config_files.read_text(self.path)
+            if not await versions.knows(text):
+                first = await versions.in_force_id() is None
+                await self.put_in_force(
+                    text, source=str(self.path), author=f"file {self.path.name}",
+                    comment="seeded from the file" if first else
+                    "the file changed while the service was down")
+        await self.sync()
+
+    async def put_in_force(self, text: str, *, source: str, author: str,
+                           comment: str = "") -> tuple[config_store.ConfigVersion, bool]:
+        """Validate `text` (ConfigError if invalid: nothing changes), keep it as a new
+        version in force, and announce it; (the version, whether anything changed)."""
         candidate = self._validated(text, source=source)
+        version, changed = await self.versions.put_in_force(config_store.Candidate(
+            text=text, version=candidate.version, author=author, comment=comment))
+        self._adopt(candidate, version.version_id)
+        if changed and self._announce is not None:
+            await self._announce(version)
+        return version, changed
+
+    async def roll_back(self, version_id: int, *, author: str, comment: str = ""
+                        ) -> tuple[config_store.ConfigVersion, bool] | None:
+        """Put an earlier version in force again, as a new version naming it; None if
+        there is no such version, ConfigError if it no longer validates."""
+        earlier = await self.versions.get(version_id)
+        if earlier is None:
+            return None
+        note = f"rollback to #{version_id}" + (f": {comment}" if comment else "")
+        return await self.put_in_force(earlier.text, author=author, comment=note,
+                                       source=f"{self.path.name} version #{version_id}")
+
+    async def sync(self) -> bool:
+        """Catch up with the version in force in the store; whether it changed here."""
+        in_force_id = await self.versions.in_force_id()
+        if in_force_id is None or in_force_id == self.version_id:
+            return False
+        version = await self.versions.get(in_force_id)
+        if version is None:
+            return False
+        # A version this instance cannot read (an older release in a rolling upgrade) is
+        # reported once; the previous one keeps serving here.
+        self.version_id = in_force_id
         try:
-            self._write(text)
-        except OSError as exc:
-            problem = exc.strerror or type(exc).__name__
-            self.last_rejection = Rejection(source, f"not written: {problem}",
-                                            datetime.now(UTC))
-            RELOADS.labels(self.name, "not_written").inc()
-            logger.error("%s upload not written; the previous version keeps serving",
-                         self.name, extra={"error": problem, "serving": self.current.version})
-            raise NotWritable(self.name, problem) from exc
-        self._put_in_force(candidate)
-        return self.current
+            candidate = self._validated(
+                version.text, source=f"{self.path.name} version #{in_force_id}")
+        except config_files.ConfigError:
+            return False
+        self._adopt(candidate, in_force_id)
+        return True
+
+    async def follow_store(self, stop: asyncio.Event) -> None:
+        """Check the store every CHECK_SECONDS: the fallback for a missed announcement."""
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), CHECK_SECONDS)
+            if not stop.is_set():
+                await self.sync()
 
     def _validated(self, text: str, *, source: str) -> Config:
         try:
@@ -102,37 +161,30 @@ class LiveConfig(Generic[Config]):
                          extra={"error": str(exc), "serving": self.current.version})
             raise
 
-    def _put_in_force(self, candidate: Config) -> None:
+    def _adopt(self, candidate: Config, version_id: int) -> None:
+        self.version_id = version_id
         if candidate.version != self.current.version:
             self.current, self.loaded_at = candidate, datetime.now(UTC)
             self.last_rejection = None
             RELOADS.labels(self.name, "replaced").inc()
             LOADED.labels(self.name).set(self.loaded_at.timestamp())
-            logger.info("%s replaced", self.name, extra={"version": candidate.version})
-
-    def _write(self, text: str) -> None:
-        """Replace the file in one step: a reader sees the old file or the new, whole."""
-        descriptor, staging = tempfile.mkstemp(dir=self.path.parent, suffix=".upload")
-        try:
-            with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-                handle.write(text)
-                handle.flush()
-                os.fsync(handle.fileno())
-            Path(staging).replace(self.path)
-        except BaseException:
-            Path(staging).unlink(missing_ok=True)
-            raise
+            logger.info("%s replaced", self.name,
+                        extra={"version": candidate.version, "version_id": version_id})
 
     async def watch(self, stop: asyncio.Event) -> None:
-        """Reload whenever the file changes (editors replace it, so the folder is
-        watched). Started again after a failure, it first catches up with the file."""
-        self._reload_file()
+        """Import the file whenever it changes (editors replace it, so the folder is
+        watched): a text not in force is put in force as a new version."""
         async for _changes in watchfiles.awatch(
                 self.path.parent, stop_event=stop, debounce=200, step=50,
                 watch_filter=lambda _change, changed: Path(changed) == self.path):
-            self._reload_file()
+            await self._import_file()
 
-    def _reload_file(self) -> None:
-        # A rejection is reported by replace(); the previous version serves on.
+    async def _import_file(self) -> None:
+        # A rejection is reported by _validated(); the previous version serves on.
         with contextlib.suppress(config_files.ConfigError):
-            self.replace(config_files.read_text(self.path), source=str(self.path))
+            text = config_files.read_text(self.path)
+            in_force = await self.versions.in_force()
+            if in_force is None or in_force.sha256 != config_store.sha256_of(text):
+                await self.put_in_force(text, source=str(self.path),
+                                        author=f"file {self.path.name}",
+                                        comment="the file changed")

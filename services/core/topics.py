@@ -9,8 +9,11 @@ SEGMENTED = "tickets.segmented"
 EVENTS = "tickets.events"
 DEAD_LETTERS = "tickets.dlq"
 CUSTOMER_EVENTS = "customers.events"
+# A configuration version put in force (segment rules, routing table): a nudge to read
+# the store, so every instance converges on it.
+CONFIG_CHANGES = "config.changes"
 
-PIPELINE = (INCOMING, SEGMENTED, EVENTS, DEAD_LETTERS, CUSTOMER_EVENTS)
+PIPELINE = (INCOMING, SEGMENTED, EVENTS, DEAD_LETTERS, CUSTOMER_EVENTS, CONFIG_CHANGES)
 
 DEPARTMENT_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 

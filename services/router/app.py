@@ -9,7 +9,20 @@ from datetime import UTC, datetime
 
 from fastapi import FastAPI
 
-from services.core import auth, background, credentials_api, db, http, kafka, logs, migrate, topics
+from services.core import (
+    auth,
+    background,
+    config_changes,
+    credentials_api,
+    db,
+    http,
+    kafka,
+    leases,
+    logs,
+    migrate,
+    retention,
+    topics,
+)
 from services.core.credentials import Credentials
 from services.core.live_config import LiveConfig
 from services.core.outage import StoreOutage
@@ -44,7 +57,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = db.engine(settings.database_url)
         sessions = db.sessions(engine)
         routed = app.state.routed = RoutedTickets(sessions)
-        app.state.intake_keys = IntakeKeys(sessions)
+        intake_keys = app.state.intake_keys = IntakeKeys(sessions)
+        fleet = leases.Leases(sessions, holder=leases.holder_id(NAME, settings.instance_id))
         app.state.credentials = Credentials(sessions, cache_seconds=settings.auth_cache_seconds)
         app.state.queue_for = priority.queue_for
         await kafka.ensure_topics(settings, [*topics.PIPELINE, *_queues(live_table)])
@@ -72,12 +86,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 routed, publisher, escalation_target=table.escalation_target,
                 queue_for=priority.queue_for, now=datetime.now(UTC))
 
+        async def purge() -> None:
+            await retention.purge_past_retention(
+                {"routed_tickets": routed, "intake_keys": intake_keys},
+                retention=retention.of_settings(settings), now=datetime.now(UTC),
+                chunk=settings.retention_purge_chunk)
+
         tasks = app.state.background = background.BackgroundTasks()
+        config_publisher = kafka.Publisher(settings, client_id=f"{NAME}-config")
+        await config_changes.govern(live_table, settings, sessions, tasks,
+                                    publisher=config_publisher, client_id=f"{NAME}-config")
         tasks.start("routing-table-watch", live_table.watch)
         tasks.start("load", lambda stop: background.every(
             settings.load_sample_seconds, sample_load, stop))
-        tasks.start("escalation", lambda stop: background.every(
-            settings.escalation_check_seconds, escalate, stop))
+        # Once per fleet: only the router holding the job's lease runs it.
+        tasks.start("escalation", lambda stop: leases.every_while_holding(
+            fleet, escalation.LEASE, settings.escalation_check_seconds, escalate, stop))
+        tasks.start("retention-purge", lambda stop: leases.every_while_holding(
+            fleet, retention.ROUTER_PURGE, settings.retention_purge_interval_seconds, purge,
+            stop))
         tasks.start("deferred-states", lambda stop: background.every(
             1.0, route.flush_deferred, stop, once_more_on_stop=True))
         await follower.start()
@@ -90,6 +117,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await follower.stop()
             await tasks.stop()
             await publisher.close()
+            await config_publisher.close()
             await engine.dispose()
 
     app = FastAPI(

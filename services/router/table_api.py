@@ -1,14 +1,15 @@
-"""The routing table API: what is in force, and replacing it without a restart."""
+"""The routing table API: what is in force, replacing it without a restart (a new
+version in the store), a dry run, and its history (services/core/config_history_api.py)."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, Request
 
-from services.core import auth, config_files, http, live_config, topics
+from services.core import auth, config_files, config_history_api, config_store, http, topics
 from services.core.live_config import LiveConfig
-from services.router import priority, routing
+from services.router import priority, routing, table_changes
 
 api = APIRouter(prefix="/v1/routing-table", tags=["routing table"],
                 dependencies=auth.ADMIN_ONLY)
@@ -84,7 +85,7 @@ TABLE_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {
                                                            "application/json")}}}
 
 
-def get_live(request: Request) -> LiveTable:
+async def get_live(request: Request) -> LiveTable:
     live: LiveTable = request.app.state.routing_table
     return live
 
@@ -96,6 +97,7 @@ def describe(table: routing.RoutingTable, live: LiveTable) -> dict[str, Any]:
     rejection = live.last_rejection
     return {
         "version": table.version,
+        "version_id": live.version_id,
         "loaded_at": live.loaded_at.isoformat(),
         "fallback_department": table.fallback_department,
         "departments": list(table.departments),
@@ -111,16 +113,37 @@ async def table_in_force(live: Live) -> dict[str, Any]:
 
 
 @api.put("", openapi_extra=TABLE_BODY,
-         responses={422: {"description": "The table is invalid; the old one serves"},
-                    503: {"description": "The table file cannot be written (error"
-                                         " `config_not_writable`); the old one serves"}})
-async def upload_table(live: Live, text: http.YamlText) -> Any:
-    """Replace the routing table without a restart; an invalid one is rejected (file,
-    line, entry) and the table in force keeps serving."""
+         responses={422: {"description": "The table is invalid; the old one serves"}})
+async def upload_table(live: Live, principal: auth.Admin, text: http.YamlText,
+                       comment: config_history_api.CommentQuery = "") -> Any:
+    """Put a routing table in force without a restart, kept in the store as a new
+    version with the credential and `comment`, and announced to every instance (the file
+    is not written); an invalid one is rejected (file, line, entry) and the table in
+    force keeps serving."""
     try:
-        table = live.upload(text)
+        _version, changed = await live.put_in_force(
+            text, source=f"{live.path} (upload)", comment=comment,
+            author=config_history_api.author_of(principal))
     except config_files.ConfigError as exc:
         return http.config_error(exc)
-    except live_config.NotWritable as exc:
-        raise HTTPException(503, detail={"error": exc.code, "detail": str(exc)}) from exc
-    return describe(table, live)
+    return {**describe(live.current, live), "changed": changed}
+
+
+@api.post("/dry-run", openapi_extra=TABLE_BODY,
+          responses={422: {"description": "The table is invalid (file, line, entry)"}})
+async def dry_run(live: Live, text: http.YamlText) -> Any:
+    """Validate a candidate table and compare it with the one in force (segments that
+    would go to another department, departments added or removed, the diff of the
+    texts); nothing is put in force or kept."""
+    try:
+        candidate = live.validate(text, source="candidate (dry run)")
+    except config_files.ConfigError as exc:
+        return http.config_error(exc)
+    in_force = await live.versions.in_force()
+    return {"valid": True, "version": candidate.version, "in_force": live.current.version,
+            **table_changes.changes(live.current, candidate),
+            "diff": config_store.text_diff(in_force.text if in_force else "", text,
+                                           "in force", "candidate")}
+
+
+api.include_router(config_history_api.routes(get_live, what="routing table"))

@@ -9,7 +9,17 @@ from datetime import UTC, datetime
 
 from fastapi import FastAPI
 
-from services.core import background, db, http, kafka, logs, migrate, topics
+from services.core import (
+    background,
+    config_changes,
+    db,
+    http,
+    kafka,
+    leases,
+    logs,
+    migrate,
+    topics,
+)
 from services.core.credentials import Credentials
 from services.core.outage import StoreOutage
 from services.core.settings import Settings
@@ -27,6 +37,7 @@ from services.segmenter.cache import CustomerCache
 from services.segmenter.store import CustomerStore
 
 NAME = "segmenter"
+TIER_RECOMPUTE_LEASE = "tier-recompute"
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -57,6 +68,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         stage = StageRunner(settings, name=NAME, source_topic=topics.INCOMING, group_id=NAME,
                             transform=segment)
         tasks = app.state.background = background.BackgroundTasks()
+        await config_changes.govern(app.state.rules, settings, sessions, tasks,
+                                    publisher=publisher, client_id=f"{NAME}-config")
         tasks.start("rules-watch", app.state.rules.watch)
         # A fresh follower each (re)start: a stopped Kafka consumer is not started again.
         tasks.start("cache-follower",
@@ -65,8 +78,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings.tickets_raised_flush_seconds, lambda: _flush(segment.tally, store),
             stop, once_more_on_stop=True))
         if settings.tier_recompute_interval_seconds:
-            tasks.start("tier-recompute", lambda stop: background.every(
-                settings.tier_recompute_interval_seconds,
+            # Once per fleet: only the segmenter holding the lease recomputes.
+            fleet = leases.Leases(sessions, holder=leases.holder_id(NAME, settings.instance_id))
+            tasks.start("tier-recompute", lambda stop: leases.every_while_holding(
+                fleet, TIER_RECOMPUTE_LEASE, settings.tier_recompute_interval_seconds,
                 lambda: _recompute(store, publisher), stop))
         await stage.start()
         app.state.stage = stage

@@ -1,4 +1,5 @@
-"""The segment rules API: what is in force, replacing it, and analysing a candidate."""
+"""The segment rules API: what is in force, replacing it (a new version in the store),
+its history (services/core/config_history_api.py), and analysing a candidate."""
 
 from __future__ import annotations
 
@@ -6,9 +7,9 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, Request
 
-from services.core import auth, config_files, http, live_config
+from services.core import auth, config_files, config_history_api, config_store, http
 from services.segmenter import analysis, context, rules, rules_file
 from services.segmenter.api import Store
 from services.segmenter.live_rules import LiveRuleSet
@@ -17,7 +18,7 @@ from services.segmenter.store import CustomerStore
 api = APIRouter(prefix="/v1/segment-rules", tags=["segment rules"],
                 dependencies=auth.ADMIN_ONLY)
 
-def get_live(request: Request) -> LiveRuleSet:
+async def get_live(request: Request) -> LiveRuleSet:
     live: LiveRuleSet = request.app.state.rules
     return live
 
@@ -39,27 +40,47 @@ def describe(rule_set: rules.RuleSet) -> dict[str, Any]:
 
 @api.get("")
 async def rules_in_force(live: Live) -> dict[str, Any]:
-    """The rule set in force, when it was loaded, and the last rejected attempt."""
+    """The rule set in force, its id in the store, when it was loaded here, and the last
+    rejected attempt."""
     rejection = live.last_rejection
-    return {**describe(live.current), "loaded_at": live.loaded_at.isoformat(),
+    return {**describe(live.current), "version_id": live.version_id,
+            "loaded_at": live.loaded_at.isoformat(),
             "last_rejection": asdict(rejection) | {"at": rejection.at.isoformat()}
             if rejection else None}
 
 
 @api.put("", openapi_extra=http.YAML_BODY,
-         responses={422: {"description": "The rule set is invalid; the old one serves"},
-                    503: {"description": "The rule file cannot be written (error"
-                                         " `config_not_writable`); the old one serves"}})
-async def upload_rules(live: Live, text: http.YamlText) -> Any:
-    """Replace the rule set without a restart; an invalid one is rejected and the rule
-    set in force keeps serving."""
+         responses={422: {"description": "The rule set is invalid; the old one serves"}})
+async def upload_rules(live: Live, principal: auth.Admin, text: http.YamlText,
+                       comment: config_history_api.CommentQuery = "") -> Any:
+    """Put a rule set in force without a restart, kept in the store as a new version
+    with the credential and `comment`, and announced to every instance (the rule file is
+    not written). An invalid one is rejected and the rule set in force keeps serving."""
     try:
-        rule_set = live.upload(text)
+        version, changed = await live.put_in_force(
+            text, source=f"{live.path} (upload)", comment=comment,
+            author=config_history_api.author_of(principal))
     except config_files.ConfigError as exc:
         return http.config_error(exc)
-    except live_config.NotWritable as exc:
-        raise HTTPException(503, detail={"error": exc.code, "detail": str(exc)}) from exc
-    return describe(rule_set)
+    return {**describe(live.current), "version_id": version.version_id, "changed": changed}
+
+
+@api.post("/dry-run", openapi_extra=http.YAML_BODY,
+          responses={422: {"description": "The rule set is invalid (file, line, rule)"}})
+async def dry_run(live: Live, store: Store, text: http.YamlText) -> Any:
+    """Validate a candidate rule set and analyse it over the customer base against the
+    one in force, with the diff of the texts; nothing is put in force or kept."""
+    try:
+        candidate = live.validate(text, source="candidate (dry run)")
+    except config_files.ConfigError as exc:
+        return http.config_error(exc)
+    in_force = await live.versions.in_force()
+    report = await analyse_customer_base(store, candidate, live=live.current)
+    return {"valid": True, "version": candidate.version,
+            "in_force": live.current.version,
+            "diff": config_store.text_diff(in_force.text if in_force else "", text,
+                                           "in force", "candidate"),
+            "analysis": asdict(report)}
 
 
 @api.post("/analysis", openapi_extra={"requestBody": {"required": False, "content": {
@@ -79,6 +100,9 @@ async def analyse_rules(live: Live, store: Store, text: http.YamlText) -> Any:
     else:
         report = await analyse_customer_base(store, live.current)
     return asdict(report)
+
+
+api.include_router(config_history_api.routes(get_live, what="segment rules"))
 
 
 async def analyse_customer_base(store: CustomerStore, candidate: rules.RuleSet, *,

@@ -52,7 +52,8 @@ FUZZ_CONFIG: dict[str, Any] = {
         # defined, overflow that must not loop, calendars that must open): a file that
         # does not is refused, 422, with the file, line, rule and problem.
         "include-name": ["PUT /v1/segment-rules", "POST /v1/segment-rules/analysis",
-                         "PUT /v1/routing-table"],
+                         "PUT /v1/routing-table", "POST /v1/segment-rules/dry-run",
+                         "POST /v1/routing-table/dry-run"],
         "checks": {"positive_data_acceptance": {
             "expected-statuses": [*POSITIVE_DATA_ACCEPTANCE_EXPECTED_STATUSES, "422"]}},
     }, {

@@ -34,6 +34,13 @@ ACCESS: dict[tuple[str, str, str], set[str]] = {
     ("router", "POST", "/v1/tickets/{ticket_id}/transfer"): STAFF,
     ("router", "GET", "/v1/routing-table"): {ADMIN},
     ("router", "PUT", "/v1/routing-table"): {ADMIN},
+    # The history of the routing table and the segment rules (configuration versions).
+    **{(service, method, f"{prefix}{path}"): {ADMIN}
+       for service, prefix in (("router", "/v1/routing-table"),
+                               ("segmenter", "/v1/segment-rules"))
+       for method, path in (("GET", "/versions"), ("GET", "/versions/{version_id}"),
+                            ("GET", "/diff"), ("POST", "/versions/{version_id}/rollback"),
+                            ("POST", "/dry-run"))},
     ("router", "GET", "/v1/dead-letters"): {ADMIN},
     ("router", "POST", "/v1/dead-letters/replay"): {ADMIN},
     ("router", "POST", "/v1/credentials"): {ADMIN},
@@ -106,7 +113,7 @@ def role_headers(pipeline: Pipeline, role: str, department: str = OWN) -> dict[s
 
 def concrete(path: str, ticket_id: str) -> str:
     return path.format(ticket_id=ticket_id, customer_id="auth-probe-nobody",
-                       department=OWN, credential_id="000000000000")
+                       department=OWN, credential_id="000000000000", version_id=1)
 
 
 async def call(pipeline: Pipeline, service: str, method: str, path: str, ticket_id: str,

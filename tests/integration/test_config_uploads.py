@@ -1,10 +1,13 @@
-"""Uploading a configuration file (`PUT /v1/routing-table`, `PUT /v1/segment-rules`):
-validated, written to its file, and only then put in force. A file that cannot be
-written is answered 503 `config_not_writable`, and the version in force stays."""
+"""Uploading a configuration (`PUT /v1/routing-table`, `PUT /v1/segment-rules`) and its
+history over HTTP: validated, kept in the SQL store as a new version with the credential
+and the comment, put in force, never written to the file (which may be read-only, as the
+Docker mount is); listed, read back (export), diffed, rolled back, and dry-run."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import stat
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,11 +17,13 @@ import httpx
 import pytest
 from fastapi import APIRouter, FastAPI
 
-from services.core import http
+from services.core import config_changes, config_store, db, http, kafka, topics
 from services.core.live_config import LiveConfig
-from services.core.settings import PROJECT_ROOT
+from services.core.settings import PROJECT_ROOT, Settings
 from services.router import table_api, table_file
 from services.segmenter import live_rules, rules_api
+from services.segmenter.cache import CustomerCache
+from services.segmenter.store import CustomerStore
 from tests import credentials
 from tests.conftest import TEST_ROUTING_TABLE
 
@@ -56,14 +61,22 @@ class Service:
     config: Config
 
 
+def make_read_only(file: Path) -> None:
+    """As the Docker mount: no write bits on the file nor its folder. (The tests run as
+    root, whom permissions do not stop; the file's bytes, time and folder are checked.)"""
+    file.chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+    file.parent.chmod(stat.S_IRUSR | stat.S_IXUSR | stat.S_IRGRP | stat.S_IXGRP)
+
+
 @pytest.fixture(params=list(KINDS))
-async def service(request: pytest.FixtureRequest, tmp_path: Path,
-                  sqlite_url: str) -> AsyncIterator[Service]:
+async def service(request: pytest.FixtureRequest, tmp_path: Path, sqlite_url: str,
+                  kafka_bootstrap: str) -> AsyncIterator[Service]:
     config = KINDS[request.param]
     folder = tmp_path / "config"
     folder.mkdir()
     file = folder / config.original.name
     shutil.copyfile(config.original, file)
+    make_read_only(file)
     original = file.read_text(encoding="utf-8")
     assert config.replace[0] in original
     app = FastAPI()
@@ -71,53 +84,117 @@ async def service(request: pytest.FixtureRequest, tmp_path: Path,
     http.install(app, ready=lambda: True)
     live = config.live(file)
     setattr(app.state, config.state, live)
+    settings = Settings(kafka_bootstrap_servers=kafka_bootstrap)
+    await kafka.ensure_topics(settings, [topics.CONFIG_CHANGES])
+    publisher = kafka.Publisher(settings, client_id="upload-tests")
     async with credentials.authenticating(app, sqlite_url) as store:
+        engine = db.engine(sqlite_url)
+        sessions = db.sessions(engine)
+        app.state.customers = CustomerStore(sessions, cache=CustomerCache(
+            max_customers=0, ttl_seconds=1))
+        await live.govern(config_store.ConfigVersions(sessions, live.name),
+                          announce=config_changes.Announcer(publisher))
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://service") as client:
-            client.headers.update(await credentials.headers_of(store, "admin"))
-            yield Service(client, live, file, original.replace(*config.replace), config)
+        try:
+            async with httpx.AsyncClient(transport=transport,
+                                         base_url="http://service") as client:
+                client.headers.update(await credentials.headers_of(store, "admin"))
+                yield Service(client, live, file, original.replace(*config.replace), config)
+        finally:
+            file.parent.chmod(0o755)
+            await publisher.close()
+            await engine.dispose()
 
 
-async def put(service: Service, text: str) -> httpx.Response:
+async def put(service: Service, text: str, **params: str) -> httpx.Response:
     return await service.client.put(service.config.path, content=text.encode(),
+                                    params=params,
                                     headers={"content-type": "application/yaml"})
 
 
-def make_unwritable(file: Path) -> None:
-    # The tests run as root, whom permissions do not stop: a folder where the file
-    # was cannot be replaced by a file either.
-    file.unlink()
-    file.mkdir()
-
-
-class TestWrittenThenInForce:
-    async def test_a_valid_upload_is_written_and_put_in_force(self, service: Service) -> None:
-        response = await put(service, service.upload)
-        assert response.status_code == 200
-        assert response.json()["version"].startswith("uploaded-2+")
-        assert service.live.current.version.startswith("uploaded-2+")
-        assert service.file.read_text(encoding="utf-8") == service.upload
-        assert not list(service.file.parent.glob("*.upload"))
-
-    async def test_an_unwritable_file_is_503_and_the_version_in_force_stays(
+class TestUploadsGoToTheStore:
+    async def test_an_upload_to_a_read_only_file_is_put_in_force_and_not_written(
             self, service: Service) -> None:
-        before = service.live.current.version
-        make_unwritable(service.file)
-        response = await put(service, service.upload)
-        assert response.status_code == 503
-        body = response.json()
-        assert body["error"] == "config_not_writable"
-        assert "cannot be written" in body["detail"]
-        assert "SQL" not in body["detail"]
-        assert str(service.file.parent) not in body["detail"]
-        assert service.live.current.version == before
-        in_force = (await service.client.get(service.config.path)).json()
-        assert in_force["version"] == before
-        assert in_force["last_rejection"]["error"].startswith("not written: ")
+        before = service.file.stat()
+        original = service.file.read_bytes()
+        assert not os.access(service.file, os.W_OK) or os.geteuid() == 0
+        response = await put(service, service.upload, comment="new VIP tier")
+        assert response.status_code == 200, response.text
+        assert response.json()["version"].startswith("uploaded-2+")
+        assert response.json()["changed"] is True
+        assert service.live.current.version.startswith("uploaded-2+")
+        assert service.file.read_bytes() == original
+        assert service.file.stat().st_mtime_ns == before.st_mtime_ns
         assert [path.name for path in service.file.parent.iterdir()] == [service.file.name]
+        newest = (await service.client.get(f"{service.config.path}/versions")).json()[0]
+        assert newest["comment"] == "new VIP tier"
+        assert newest["author"].startswith("admin credential ")
+        assert newest["in_force"] is True
 
-    async def test_an_invalid_upload_is_not_written(self, service: Service) -> None:
-        original = service.file.read_text(encoding="utf-8")
+    async def test_an_invalid_upload_is_422_and_not_kept(self, service: Service) -> None:
+        before = service.live.current.version
         response = await put(service, "routes: [\n")
         assert response.status_code == 422
-        assert service.file.read_text(encoding="utf-8") == original
+        assert response.json()["error"] == "invalid_configuration"
+        assert service.live.current.version == before
+        assert len((await service.client.get(f"{service.config.path}/versions")).json()) == 1
+
+    async def test_a_comment_with_control_characters_is_refused_naming_it(
+            self, service: Service) -> None:
+        response = await put(service, service.upload, comment="line\nbreak")
+        assert response.status_code == 422
+        assert response.json()["fields"][0]["field"] == "query.comment"
+
+
+class TestHistoryOverHttp:
+    async def test_export_diff_and_rollback(self, service: Service) -> None:
+        path = service.config.path
+        await put(service, service.upload, comment="try it")
+        newest, seed = (await service.client.get(f"{path}/versions")).json()
+        exported = (await service.client.get(f"{path}/versions/{seed['version_id']}")).json()
+        assert exported["text"] == service.file.read_text(encoding="utf-8")
+        diff = (await service.client.get(f"{path}/diff", params={
+            "from": seed["version_id"], "to": newest["version_id"]})).json()
+        assert "+version: uploaded-2\n" in diff["diff"]
+
+        rolled = await service.client.post(
+            f"{path}/versions/{seed['version_id']}/rollback", json={"comment": "too early"})
+        assert rolled.status_code == 200, rolled.text
+        assert rolled.json()["version"]["comment"] == (
+            f"rollback to #{seed['version_id']}: too early")
+        in_force = (await service.client.get(path)).json()
+        assert in_force["version"] == seed["version"]
+        assert in_force["version_id"] == rolled.json()["version"]["version_id"]
+
+    @pytest.mark.parametrize("request_path", ["/versions/999999", "/diff?from=1&to=999999",
+                                              "/versions/999999/rollback"])
+    async def test_an_unknown_version_is_404(self, service: Service,
+                                             request_path: str) -> None:
+        method = "POST" if request_path.endswith("rollback") else "GET"
+        response = await service.client.request(
+            method, service.config.path + request_path, json={} if method == "POST" else None)
+        assert response.status_code == 404
+        assert response.json()["detail"].endswith("version #999999")
+
+
+class TestDryRun:
+    async def test_a_dry_run_validates_and_changes_nothing(self, service: Service) -> None:
+        before = service.live.current.version
+        response = await service.client.post(
+            f"{service.config.path}/dry-run", content=service.upload.encode(),
+            headers={"content-type": "application/yaml"})
+        assert response.status_code == 200, response.text
+        report = response.json()
+        assert report["valid"] is True and report["version"].startswith("uploaded-2+")
+        assert "+version: uploaded-2\n" in report["diff"]
+        assert ("analysis" in report) == (service.config.state == "rules")
+        assert service.live.current.version == before
+        assert len((await service.client.get(f"{service.config.path}/versions")).json()) == 1
+
+    async def test_an_invalid_dry_run_names_the_line(self, service: Service) -> None:
+        response = await service.client.post(
+            f"{service.config.path}/dry-run", content=b"routes: [\n",
+            headers={"content-type": "application/yaml"})
+        assert response.status_code == 422
+        assert response.json()["line"] is not None
+        assert service.live.last_rejection is None  # a dry run is not an attempt
