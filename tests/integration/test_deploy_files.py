@@ -1,15 +1,19 @@
 """The deployment files stay valid and in step with the code.
 
-docker-compose.yml, deploy/Dockerfile, the Prometheus configuration and rules and the Grafana
-dashboard are checked with the tools that read them (docker-compose, promtool) and against
-the real settings class and metric names, without a Docker engine or a running Prometheus.
+docker-compose.yml, deploy/Dockerfile, the Prometheus configuration and rules, the
+Alertmanager configuration, the Grafana dashboard and the Helm chart are checked with the
+tools that read them (docker-compose, promtool, amtool, helm, kubeconform against the
+Kubernetes schemas) and against the real settings class and metric names, without a Docker
+engine, a running Prometheus or a Kubernetes cluster.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import secrets
 import shutil
+import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +23,7 @@ import pytest
 import yaml
 
 from services.core.settings import Settings
+from tests import kubernetes_schemas
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -35,15 +40,16 @@ DATASOURCE_VARIABLE = {"${datasource}", "$datasource"}
 
 
 def tool(name: str) -> str:
-    found = shutil.which(name) or shutil.which(name, path="/usr/bin")
+    found = (shutil.which(name) or shutil.which(name, path="/usr/bin")
+             or shutil.which(name, path=str(ROOT / ".cache" / "bin")))
     if found is None:
         pytest.fail(f"{name} is not installed; `bin/setup --test` installs it")
     return found
 
 
-def run(*command: str) -> subprocess.CompletedProcess[str]:
+def run(*command: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120,
-                          check=False)
+                          check=False, input=stdin)
 
 
 def load_yaml(path: Path) -> Any:
@@ -244,13 +250,17 @@ def test_service_down_alert_exists() -> None:
 def test_prometheus_scrapes_each_service_on_its_port(
         variant: str, monkeypatch: pytest.MonkeyPatch) -> None:
     services = compose_services()
-    expected = {}
+    expected: dict[str, list[str]] = {}
     for name in APP_SERVICES:
         port = getattr(settings_of(services[name], monkeypatch), f"{name}_port")
         host = name if variant == "compose" else "127.0.0.1"
         expected[name] = [f"{host}:{port}"]
+        if variant == "compose":  # and the stage's unpublished replicas, by DNS
+            expected[name].append(f"dns A {name}-replica:{port}")
     scraped = {job["job_name"]: [target for static in job["static_configs"]
                                  for target in static["targets"]]
+               + [f"dns {sd['type']} {found}:{sd['port']}"
+                  for sd in job.get("dns_sd_configs", []) for found in sd["names"]]
                for job in load_yaml(PROMETHEUS_CONFIGS[variant])["scrape_configs"]}
     assert scraped == expected
 
@@ -489,3 +499,323 @@ def test_grafana_provisioning_matches_compose() -> None:
     assert prometheus["uid"]
     assert prometheus["url"] == "http://prometheus:9090"
     assert "127.0.0.1:9090:9090" in compose_services()["prometheus"]["ports"]
+
+
+# --- docker-compose.yml: replicas, demo data, Kafka from the host ---------------------------
+
+REPLICAS = {name: f"{name}-replica" for name in APP_SERVICES}
+
+
+def rendered_compose(*options: str) -> dict[str, Any]:
+    """The file as docker-compose resolves it (anchors, merges, profiles)."""
+    result = run(tool("docker-compose"), "-f", str(COMPOSE_FILE), *options, "config")
+    assert result.returncode == 0, result.stderr
+    rendered: dict[str, Any] = yaml.safe_load(result.stdout)
+    return rendered
+
+
+def test_each_stage_has_an_unpublished_replica_service() -> None:
+    services = rendered_compose()["services"]
+    for name, replica in REPLICAS.items():
+        same = ("command", "environment", "healthcheck", "image", "depends_on", "volumes")
+        assert {key: services[replica].get(key) for key in same} == {
+            key: services[name].get(key) for key in same}, replica
+        assert "ports" not in services[replica], f"{replica} would clash on the host port"
+        assert services[replica]["deploy"]["replicas"] == 0, "none unless scaled"
+
+
+def test_every_replica_gets_its_own_instance_id(monkeypatch: pytest.MonkeyPatch) -> None:
+    """INSTANCE_ID=auto takes the container's host name, which Docker makes from the
+    container's id unless the file fixes it; every container of every stage differs."""
+    services = rendered_compose()["services"]
+    containers = 0
+    ids: dict[str, set[str]] = {}
+    for name in [*APP_SERVICES, *REPLICAS.values()]:
+        service = services[name]
+        assert "hostname" not in service and "container_name" not in service, name
+        assert environment(service)["INSTANCE_ID"] == "auto", name
+        stage = name.removesuffix("-replica")
+        for _ in range(3):  # as if scaled to 3
+            container_id = secrets.token_hex(32)
+            monkeypatch.setattr(socket, "gethostname", lambda cid=container_id: cid[:12])
+            ids.setdefault(stage, set()).add(settings_of(service, monkeypatch).instance_id)
+            containers += 1
+    assert sum(len(found) for found in ids.values()) == containers
+
+
+def test_kafka_is_published_where_the_walk_through_reads_it() -> None:
+    kafka = compose_services()["kafka"]
+    env = environment(kafka)
+    advertised = dict(listener.split("://") for listener in
+                      (env["KAFKA_ADVERTISED_LISTENERS"] or "").split(","))
+    host_listener = advertised["HOST"]
+    listening = dict(listener.split("://") for listener in
+                     (env["KAFKA_LISTENERS"] or "").split(","))
+    container_port = listening["HOST"].rsplit(":", 1)[1]
+    assert kafka["ports"] == [f"{host_listener}:{container_port}"]
+    # The address bin/run's broker has, the settings' default and the README's kcat line.
+    assert host_listener == Settings.model_fields["kafka_bootstrap_servers"].default
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert f"kcat -b {host_listener} " in readme
+
+
+def test_the_demo_profile_seeds_the_walk_through() -> None:
+    default = rendered_compose()["services"]
+    demo = rendered_compose("--profile", "demo")["services"]["demo"]
+    assert "demo" in default  # listed, but only started with --profile demo
+    assert load_yaml(COMPOSE_FILE)["services"]["demo"]["profiles"] == ["demo"]
+    assert demo["command"][:3] == ["python", "-m", "services.demo_seed"]
+    credentials = Path(demo["command"][3])
+    mounts = {Path(volume.split(":")[1]): volume for volume in demo["volumes"]}
+    data = mounts[credentials.parent]
+    assert data.startswith(f"{ROOT / '.data'}:") and not data.endswith(":ro")
+    # It reads the routing table (the departments' tokens) from the read-only mount and
+    # hands the file to that mount's owner.
+    assert mounts[Path("/app/config")] == f"{ROOT / 'config'}:/app/config:ro"
+    assert demo["command"][4:] == ["--owner-of", "/app/config"]
+    assert demo["restart"] == "no"
+    assert set(demo["depends_on"]) == {"postgres"}
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert credentials.relative_to("/app").as_posix() == ".data/credentials.env"
+    assert "source .data/credentials.env" in readme
+
+
+# --- Alertmanager ---------------------------------------------------------------------------
+
+ALERTMANAGER = ROOT / "deploy" / "alertmanager"
+
+
+def test_alertmanager_config_is_valid() -> None:
+    result = run(tool("amtool"), "check-config", str(ALERTMANAGER / "alertmanager.yml"))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_amtool_rejects_a_route_to_a_missing_receiver(tmp_path: Path) -> None:
+    broken = load_yaml(ALERTMANAGER / "alertmanager.yml")
+    broken["route"]["receiver"] = "nobody"
+    path = tmp_path / "alertmanager.yml"
+    path.write_text(yaml.safe_dump(broken), encoding="utf-8")
+    assert run(tool("amtool"), "check-config", str(path)).returncode != 0
+
+
+def test_prometheus_sends_alerts_to_the_compose_alertmanager() -> None:
+    services = compose_services()
+    alertmanager = services["alertmanager"]
+    target = bind_mount_target(alertmanager, "./deploy/alertmanager")
+    assert bind_mount(alertmanager, "./deploy/alertmanager")[1] == "ro"
+    assert f"--config.file={target}/alertmanager.yml" in alertmanager["command"]
+    assert alertmanager["ports"] == ["127.0.0.1:9093:9093"]
+    [wired] = load_yaml(PROMETHEUS_CONFIGS["compose"])["alerting"]["alertmanagers"]
+    assert wired["static_configs"] == [{"targets": ["alertmanager:9093"]}]
+    assert "alertmanager" in services["prometheus"]["depends_on"]
+
+
+def test_every_alert_reaches_a_receiver() -> None:
+    config = load_yaml(ALERTMANAGER / "alertmanager.yml")
+    receivers = {receiver["name"] for receiver in config["receivers"]}
+    # As shipped: one receiver with no integration, where Slack or PagerDuty go.
+    assert config["receivers"] == [{"name": "operations"}]
+    assert config["route"]["receiver"] == "operations"
+    routes = [config["route"], *config["route"].get("routes", [])]
+    assert {route["receiver"] for route in routes} <= receivers
+    alerts = {rule["alert"] for rule in all_rules() if "alert" in rule}
+    for rule in config.get("inhibit_rules", []):
+        for matcher in (*rule["source_matchers"], *rule["target_matchers"]):
+            named = re.fullmatch(r'alertname="(\w+)"', matcher)
+            assert named and named.group(1) in alerts, matcher
+
+
+# --- Kubernetes: the Helm chart -------------------------------------------------------------
+
+CHART = ROOT / "deploy" / "helm" / "customer-routing"
+KUBERNETES_VERSIONS = ("1.30.0", "1.35.0")
+# Environment the chart sets that Settings does not read: spliced into DATABASE_URL.
+CHART_ONLY_ENV = {"DATABASE_PASSWORD"}
+
+
+def chart_values(**extra: str) -> list[str]:
+    """Install options as the README gives them, with a password made up for this run."""
+    options = {"kafka.bootstrapServers": "kafka.streaming:9092",
+               "postgresql.host": "postgresql.data", "postgresql.password":
+               secrets.token_urlsafe(16), **extra}
+    return ["--set-file", "config.routingTable=config/routing.yaml",
+            "--set-file", "config.segmentRules=config/segments.yaml",
+            *(f"--set={key}={value}" for key, value in options.items())]
+
+
+def helm_template(*options: str) -> subprocess.CompletedProcess[str]:
+    return run(tool("helm"), "template", "routing", str(CHART), *options)
+
+
+def rendered_chart(**extra: str) -> list[dict[str, Any]]:
+    result = helm_template(*chart_values(**extra))
+    assert result.returncode == 0, result.stderr
+    return [document for document in yaml.safe_load_all(result.stdout) if document]
+
+
+def deployments(manifests: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {d["metadata"]["labels"]["app.kubernetes.io/component"]: d for d in manifests
+            if d["kind"] == "Deployment"}
+
+
+def kubeconform(manifests: str, version: str, schemas: Path) -> subprocess.CompletedProcess[str]:
+    return run(tool("kubeconform"), "-strict", "-summary", "-kubernetes-version", version,
+               "-schema-location", f"{schemas}/{kubernetes_schemas.LOCATION}", "-",
+               stdin=manifests)
+
+
+@pytest.fixture(scope="module")
+def schemas(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if not kubernetes_schemas.SCHEMAS.is_dir():
+        pytest.fail("no Kubernetes schemas; `bin/setup --test` installs them")
+    out = tmp_path_factory.mktemp("kubernetes-schemas")
+    for version in KUBERNETES_VERSIONS:
+        kubernetes_schemas.standalone(version, ["deployment-apps-v1.json", "service-v1.json",
+                                                "configmap-v1.json", "secret-v1.json"], out)
+    return out
+
+
+def test_helm_lint_passes() -> None:
+    result = run(tool("helm"), "lint", "--strict", str(CHART), *chart_values())
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+def test_rendered_chart_matches_the_kubernetes_schemas(version: str, schemas: Path) -> None:
+    result = helm_template(*chart_values(), "--kube-version", version)
+    assert result.returncode == 0, result.stderr
+    checked = kubeconform(result.stdout, version, schemas)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "Valid: 8, Invalid: 0, Errors: 0, Skipped: 0" in checked.stdout
+
+
+def test_kubeconform_rejects_a_broken_manifest(schemas: Path) -> None:
+    """The check above means something: the same schemas refuse a misspelt probe."""
+    manifests = rendered_chart()
+    router = deployments(manifests)["router"]
+    container = router["spec"]["template"]["spec"]["containers"][0]
+    container["livenesProbe"] = container.pop("livenessProbe")
+    checked = kubeconform(yaml.safe_dump_all(manifests), KUBERNETES_VERSIONS[0], schemas)
+    assert checked.returncode != 0
+    assert "livenesProbe" in checked.stdout
+
+
+def test_every_deployment_has_probes_resources_and_replicas() -> None:
+    values = load_yaml(CHART / "values.yaml")
+    defaults = {name: values["services"][name]["replicas"] for name in APP_SERVICES}
+    assert defaults == {"router": 2, "segmenter": 2, "metrics": 1}  # as the README says
+    assert values["kafka"]["topicPartitions"] == 6
+    found = deployments(rendered_chart(**{"services.segmenter.replicas": "4"}))
+    assert set(found) == set(APP_SERVICES)
+    for name, deployment in found.items():
+        expected_replicas = 4 if name == "segmenter" else values["services"][name]["replicas"]
+        assert deployment["spec"]["replicas"] == expected_replicas, name
+        [container] = deployment["spec"]["template"]["spec"]["containers"]
+        assert container["command"] == ["python", "-m", f"services.{name}"]
+        assert container["livenessProbe"]["httpGet"]["path"] == "/healthz", name
+        assert container["readinessProbe"]["httpGet"]["path"] == "/readyz", name
+        assert container["ports"] == [{"name": "http",
+                                       "containerPort": values["services"][name]["port"]}]
+        resources = container["resources"]
+        assert {"cpu", "memory"} <= set(resources["requests"]), name
+        assert {"cpu", "memory"} <= set(resources["limits"]), name
+        pod_security = deployment["spec"]["template"]["spec"]["securityContext"]
+        assert pod_security["runAsNonRoot"] is True
+        assert f"--uid {pod_security['runAsUser']} " in DOCKERFILE.read_text("utf-8")
+        assert container["securityContext"]["allowPrivilegeEscalation"] is False
+
+
+def test_a_new_routing_table_rolls_the_pods(tmp_path: Path) -> None:
+    changed = tmp_path / "routing.yaml"
+    changed.write_text((ROOT / "config" / "routing.yaml").read_text("utf-8") + "\n# new\n",
+                       encoding="utf-8")
+    annotations = []
+    for extra in ([], ["--set-file", f"config.routingTable={changed}"]):
+        result = helm_template(*chart_values(), *extra)
+        assert result.returncode == 0, result.stderr
+        manifests = [m for m in yaml.safe_load_all(result.stdout) if m]
+        annotations.append({name: d["spec"]["template"]["metadata"]["annotations"]
+                            ["checksum/config"] for name, d in deployments(manifests).items()})
+    before, after = annotations
+    assert all(before[name] != after[name] for name in APP_SERVICES)
+
+
+def container_env(deployment: dict[str, Any]) -> list[dict[str, Any]]:
+    env: list[dict[str, Any]] = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+    return env
+
+
+def expand(value: str, env: dict[str, str]) -> str:
+    """Kubernetes' $(VAR) expansion of an env value from the variables set before it."""
+    return re.sub(r"\$\((\w+)\)", lambda match: env[match.group(1)], value)
+
+
+def test_pods_read_their_settings_from_the_chart(monkeypatch: pytest.MonkeyPatch) -> None:
+    password = secrets.token_urlsafe(16)
+    manifests = rendered_chart(**{"postgresql.password": password})
+    [secret] = [m for m in manifests if m["kind"] == "Secret"]
+    values = load_yaml(CHART / "values.yaml")
+    for name, deployment in deployments(manifests).items():
+        env: dict[str, str] = {}
+        for variable in container_env(deployment):
+            if "value" in variable:
+                env[variable["name"]] = expand(variable["value"], env)
+            elif variable["name"] == "DATABASE_PASSWORD":
+                reference = variable["valueFrom"]["secretKeyRef"]
+                assert reference["name"] == secret["metadata"]["name"]
+                env["DATABASE_PASSWORD"] = secret["stringData"][reference["key"]]
+            else:  # the pod's name, from the downward API
+                assert variable["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+                env[variable["name"]] = f"routing-customer-routing-{name}-7d9f8c6b5-x2k4q"
+        assert set(env) - SETTINGS_ENV == CHART_ONLY_ENV, name
+        settings = settings_of({"environment": env}, monkeypatch)
+        assert settings.instance_id == env["INSTANCE_ID"], name
+        assert settings.database_url == (f"postgresql+asyncpg://routing:{password}"
+                                          "@postgresql.data:5432/routing")
+        assert settings.kafka_bootstrap_servers == "kafka.streaming:9092"
+        assert settings.kafka_topic_partitions == values["kafka"]["topicPartitions"]
+        assert settings.host == "0.0.0.0"
+        assert getattr(settings, f"{name}_port") == values["services"][name]["port"]
+        mounted = {Path(mount["mountPath"]) for mount in
+                   deployment["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]}
+        assert {settings.segment_rules_file.parent, settings.routing_table_file.parent} \
+            <= mounted
+
+
+def test_the_config_map_holds_the_routing_table_and_segment_rules() -> None:
+    [config_map] = [m for m in rendered_chart() if m["kind"] == "ConfigMap"]
+    defaults = Settings.model_fields
+    for field, path in (("routing_table_file", ROOT / "config" / "routing.yaml"),
+                        ("segment_rules_file", ROOT / "config" / "segments.yaml")):
+        file_name = Path(str(defaults[field].default)).name
+        assert yaml.safe_load(config_map["data"][file_name]) == load_yaml(path), file_name
+
+
+def test_the_chart_commits_no_secret() -> None:
+    values = load_yaml(CHART / "values.yaml")
+    assert values["postgresql"]["password"] == ""
+    without = [option for option in chart_values() if "postgresql.password" not in option]
+    refused = helm_template(*without)
+    assert refused.returncode != 0
+    assert "postgresql.password" in refused.stderr
+    # With an existing Secret the chart makes none and the pods read that one.
+    manifests = rendered_chart(**{"postgresql.password": "",
+                                  "postgresql.existingSecret": "routing-db"})
+    assert not [m for m in manifests if m["kind"] == "Secret"]
+    for deployment in deployments(manifests).values():
+        [reference] = [v["valueFrom"]["secretKeyRef"] for v in container_env(deployment)
+                       if v["name"] == "DATABASE_PASSWORD"]
+        assert reference == {"name": "routing-db", "key": "password"}
+
+
+def test_every_stage_has_a_service_on_its_port() -> None:
+    manifests = rendered_chart()
+    services = {m["metadata"]["labels"]["app.kubernetes.io/component"]: m for m in manifests
+                if m["kind"] == "Service"}
+    for name, deployment in deployments(manifests).items():
+        selector = services[name]["spec"]["selector"]
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        assert selector.items() <= labels.items(), name
+        assert deployment["spec"]["selector"]["matchLabels"].items() <= labels.items()
+        [port] = services[name]["spec"]["ports"]
+        assert port["targetPort"] == "http"
