@@ -49,7 +49,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(Refused, _refused)
 
 
-def get_credentials(request: Request) -> Credentials:
+async def get_credentials(request: Request) -> Credentials:
     credentials: Credentials = request.app.state.credentials
     return credentials
 

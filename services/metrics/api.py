@@ -15,12 +15,12 @@ from services.metrics.store import TimelineStore
 api = APIRouter(prefix="/v1", tags=["stats"])
 
 
-def get_store(request: Request) -> TimelineStore:
+async def get_store(request: Request) -> TimelineStore:
     store: TimelineStore = request.app.state.timelines
     return store
 
 
-def get_window(
+async def get_window(
     # The schema's pattern says all that parse_window checks; parse_window checks it, so
     # that a refusal says what is accepted rather than quote the pattern.
     window: Annotated[str, Query(description="15m, 1h, 24h, 7d ... (at most 366d)",

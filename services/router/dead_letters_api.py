@@ -19,7 +19,7 @@ api = APIRouter(prefix="/v1/dead-letters", tags=["dead letters"],
                 dependencies=auth.ADMIN_ONLY)
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 

@@ -64,7 +64,7 @@ class ReportAccepted(BaseModel):
     status: Literal["accepted"] = "accepted"
 
 
-def get_publisher(request: Request) -> kafka.Publisher:
+async def get_publisher(request: Request) -> kafka.Publisher:
     publisher: kafka.Publisher = request.app.state.publisher
     return publisher
 
@@ -97,7 +97,7 @@ def unavailable(request: Request, endpoint: str) -> JSONResponse:
     )
 
 
-def get_intake_keys(request: Request) -> IntakeKeys:
+async def get_intake_keys(request: Request) -> IntakeKeys:
     keys: IntakeKeys = request.app.state.intake_keys
     return keys
 

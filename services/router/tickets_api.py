@@ -17,7 +17,7 @@ from services.router.store import RoutedTickets
 api = APIRouter(prefix="/v1/tickets", tags=["tickets"])
 
 
-def get_routed(request: Request) -> RoutedTickets:
+async def get_routed(request: Request) -> RoutedTickets:
     routed: RoutedTickets = request.app.state.routed
     return routed
 

@@ -17,12 +17,12 @@ CustomerId = Annotated[str, Path(min_length=1, max_length=128,
                                  pattern=r"^[A-Za-z0-9._:@-]+$")]
 
 
-def get_store(request: Request) -> CustomerStore:
+async def get_store(request: Request) -> CustomerStore:
     store: CustomerStore = request.app.state.customers
     return store
 
 
-def get_rules(request: Request) -> rules.RuleSet:
+async def get_rules(request: Request) -> rules.RuleSet:
     rule_set: rules.RuleSet = request.app.state.rules.current
     return rule_set
 
