@@ -79,3 +79,14 @@ async def empty_database_url(request: pytest.FixtureRequest,
 async def database_url(empty_database_url: str) -> str:
     await migrate.upgrade(empty_database_url)
     return empty_database_url
+
+
+@pytest.fixture
+async def seeded_postgres(
+        postgres_server: LocalPostgres | ExternalPostgres) -> AsyncIterator[str]:
+    """A fresh PostgreSQL database with the demo customers, dropped afterwards."""
+    from services.segmenter import demo
+
+    async with fresh_postgres_database(postgres_server.url) as url:
+        await demo.seed_if_empty(url, count=100)
+        yield url

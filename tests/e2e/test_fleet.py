@@ -5,7 +5,7 @@ the router holding the escalation lease; one segmenter holds the tier recompute'
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -14,22 +14,11 @@ from sqlalchemy import text
 
 from services.core import db, events, topics
 from services.local import ports
-from services.local.postgres import LocalPostgres
 from services.local.processes import ServiceProcess
-from services.segmenter import demo
 from tests.conftest import TEST_ROUTING_TABLE, Pipeline, read_topic, unique
-from tests.databases import ExternalPostgres, fresh_postgres_database
 
 # Short enough that a test sees deadlines pass; the escalation checks twice a second.
 FIRST_RESPONSE_TARGET = "3s"
-
-
-@pytest.fixture
-async def seeded_postgres(
-        postgres_server: LocalPostgres | ExternalPostgres) -> AsyncIterator[str]:
-    async with fresh_postgres_database(postgres_server.url) as url:
-        await demo.seed_if_empty(url, count=100)
-        yield url
 
 
 @pytest.fixture

@@ -19,27 +19,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
-import pytest
 from aiokafka import ConsumerRecord
 
-from services.local.postgres import LocalPostgres
-from services.segmenter import demo
 from tests.conftest import Pipeline, read_topic, unique
-from tests.databases import ExternalPostgres, fresh_postgres_database
 from tests.faults import harness, poison
 from tests.faults.conftest import Results, Row
-
-
-@pytest.fixture
-async def seeded_postgres(
-        postgres_server: LocalPostgres | ExternalPostgres) -> AsyncIterator[str]:
-    async with fresh_postgres_database(postgres_server.url) as url:
-        await demo.seed_if_empty(url, count=100)
-        yield url
 
 
 async def wait_for(check: object, *, within: float) -> bool:

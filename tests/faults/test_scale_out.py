@@ -9,33 +9,20 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
-import pytest
 from sqlalchemy import func, select
 
 from services.core import db
 from services.local import ports
-from services.local.postgres import LocalPostgres
 from services.local.processes import ServiceProcess
 from services.metrics.store import TimelineRow
-from services.segmenter import demo
 from tests.conftest import Pipeline, unique
-from tests.databases import ExternalPostgres, fresh_postgres_database
 from tests.faults import harness
 from tests.faults.conftest import Results, Row
 
 STAGES = ("segmenter", "router", "metrics")  # stopped in this order
-
-
-@pytest.fixture
-async def seeded_postgres(
-        postgres_server: LocalPostgres | ExternalPostgres) -> AsyncIterator[str]:
-    async with fresh_postgres_database(postgres_server.url) as url:
-        await demo.seed_if_empty(url, count=100)
-        yield url
 
 
 def second_instance(pipeline: Pipeline, name: str, logs: Path) -> ServiceProcess:

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import pytest
 from fastapi import FastAPI
 from prometheus_client import REGISTRY
 from sqlalchemy import text
@@ -43,8 +44,9 @@ def first_response_count(department: str, segment: str) -> float:
     return value or 0.0
 
 
+@pytest.mark.parametrize("one_batch", [False, True], ids=["batch by batch", "one batch"])
 async def test_duplicates_and_disorder_give_one_timeline_and_one_observation(
-        sqlite_url: str) -> None:
+        sqlite_url: str, one_batch: bool) -> None:
     await migrate.upgrade(sqlite_url)
     engine = db.engine(sqlite_url)
     sessions = db.sessions(engine)
@@ -55,10 +57,12 @@ async def test_duplicates_and_disorder_give_one_timeline_and_one_observation(
     routed = lifecycle(ticket_id, events.TicketEventType.ROUTED, 1, department=department,
                        segment="government", reason="route")
     received = lifecycle(ticket_id, events.TicketEventType.RECEIVED, 0)
+    coming = (responded, routed, responded, received, routed)
     before = first_response_count(department, "government")
     try:
-        for event in (responded, routed, responded, received, routed):
-            assert await track_batch(track, event) == []
+        batches = [coming] if one_batch else [(event,) for event in coming]
+        for batch in batches:
+            assert await track_batch(track, *batch) == []
         timelines = await store.routed_since(T0 - timedelta(hours=1), department=department)
     finally:
         await engine.dispose()
@@ -67,28 +71,6 @@ async def test_duplicates_and_disorder_give_one_timeline_and_one_observation(
     assert (timeline.received_at, timeline.routed_at, timeline.first_response_at) == (
         T0, T0 + timedelta(seconds=1), T0 + timedelta(seconds=90))
     assert first_response_count(department, "government") == before + 1
-
-
-async def test_a_batch_with_duplicates_and_disorder_gives_one_timeline_and_observation(
-        sqlite_url: str) -> None:
-    await migrate.upgrade(sqlite_url)
-    engine = db.engine(sqlite_url)
-    sessions = db.sessions(engine)
-    store = TimelineStore(sessions)
-    track = tracker.TrackTicketEvent(tracker.TimelineUpdates(store, sessions))
-    ticket_id, department = unique("t"), unique("dept")
-    routed = lifecycle(ticket_id, events.TicketEventType.ROUTED, 1, department=department,
-                       segment="government", reason="route")
-    responded = lifecycle(ticket_id, events.TicketEventType.RESPONDED, 90)
-    received = lifecycle(ticket_id, events.TicketEventType.RECEIVED, 0)
-    try:
-        await track_batch(track, responded, routed, responded, received, routed)
-        [timeline] = await store.routed_since(T0 - timedelta(hours=1), department=department)
-    finally:
-        await engine.dispose()
-    assert (timeline.received_at, timeline.routed_at, timeline.first_response_at) == (
-        T0, T0 + timedelta(seconds=1), T0 + timedelta(seconds=90))
-    assert first_response_count(department, "government") == 1
 
 
 def outcome_count(department: str, outcome: str) -> float:
