@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import JSON, DateTime, String, and_, func, or_, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -92,15 +94,31 @@ class TimelineStore:
     async def get_many(self, session: AsyncSession, ticket_ids: set[str]
                        ) -> dict[str, Timeline]:
         """The tickets' timelines, locked for update; a new one for a ticket not seen."""
-        rows = (await session.scalars(
-            select(TimelineRow).where(TimelineRow.ticket_id.in_(ticket_ids))
+        # Plain rows, not ORM objects: read once and written back in one statement.
+        table = TimelineRow.__table__
+        rows = (await session.execute(
+            select(table).where(table.c.ticket_id.in_(ticket_ids))
             .with_for_update())).all() if ticket_ids else []
-        found = {row.ticket_id: to_timeline(row) for row in rows}
+        found = {row.ticket_id: to_timeline(row) for row in rows}  # type: ignore[arg-type]
         return {ticket_id: found.get(ticket_id) or Timeline(ticket_id=ticket_id)
                 for ticket_id in ticket_ids}
 
     async def save(self, session: AsyncSession, timeline: Timeline) -> None:
-        await session.merge(TimelineRow(**_columns(timeline)))
+        await self.save_many(session, [timeline])
+
+    async def save_many(self, session: AsyncSession, timelines: list[Timeline]) -> None:
+        """Insert or replace the timelines in one statement."""
+        if not timelines:
+            return
+        insert = sqlite_insert if session.get_bind().dialect.name == "sqlite" \
+            else postgresql_insert
+        statement = insert(TimelineRow)
+        columns = [column.name for column in TimelineRow.__table__.columns
+                   if column.name != "ticket_id"]
+        await session.execute(statement.on_conflict_do_update(
+            index_elements=[TimelineRow.ticket_id],
+            set_={name: statement.excluded[name] for name in columns}),
+            [_columns(timeline) for timeline in timelines])
 
     async def routed_since(self, since: datetime, department: str | None = None,
                            segment: str | None = None) -> list[Timeline]:

@@ -51,9 +51,9 @@ class TimelineUpdates:
                 for ticket_id, change in changes:
                     current[ticket_id], seen = change(current[ticket_id])
                     observations += seen
-                for ticket_id, updated in current.items():
-                    if updated != read[ticket_id]:
-                        await self._store.save(session, updated)
+                await self._store.save_many(session, [
+                    updated for ticket_id, updated in current.items()
+                    if updated != read[ticket_id]])
             # Observed after the commit: a replay finds them already in the timeline.
             exporter.record(observations)
         return observations
