@@ -22,9 +22,8 @@ class Settings(BaseSettings):
 
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     kafka_topic_partitions: int = Field(default=3, ge=1)
-    # How long the broker may hold a fetch that finds nothing committed to read: the
-    # delay a ticket can wait at each stage when the pipeline is not busy.
-    kafka_fetch_max_wait_ms: int = Field(default=20, ge=1, le=500)
+    # How long the broker may hold a consumer's fetch that finds nothing to read.
+    kafka_fetch_max_wait_ms: int = Field(default=500, ge=1, le=500)
     kafka_replication_factor: int = Field(default=1, ge=1)
     delivery: Literal["exactly_once", "at_least_once"] = "exactly_once"
     instance_id: str = Field(default="0", pattern=r"^[A-Za-z0-9._-]{1,64}$")
