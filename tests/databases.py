@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import NullPool, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
-from services.core import migrate
+from services.core import db, migrate
 from services.local.postgres import LocalPostgres
 
 BACKENDS = ["sqlite", "postgresql"]
@@ -90,3 +90,13 @@ async def seeded_postgres(
     async with fresh_postgres_database(postgres_server.url) as url:
         await demo.seed_if_empty(url, count=100)
         yield url
+
+
+@pytest.fixture
+async def sessions(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """Sessions on the migrated store of `database_url` (SQLite and PostgreSQL)."""
+    engine = db.engine(database_url)
+    try:
+        yield db.sessions(engine)
+    finally:
+        await engine.dispose()

@@ -13,8 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from services.segmenter import demo
-from tests.conftest import Pipeline, department_lanes, read_topic, unique
+from tests.conftest import Pipeline, demo_pipeline, department_lanes, read_topic, unique
 
 # Unknown customers are potential customers: sales_support. With a backlog maximum far
 # above what the test queues, only the prediction can make it overflow.
@@ -39,15 +38,9 @@ def slow_pipeline(kafka_bootstrap: str,
     home = tmp_path_factory.mktemp("predicted-overflow")
     table = home / "routing.yaml"
     table.write_text(TABLE)
-    database_url = f"sqlite+aiosqlite:///{home / 'store.db'}"
-    asyncio.run(demo.seed_if_empty(database_url, count=50))
-    running = Pipeline(kafka_bootstrap, database_url, home / "logs", extra_env={
-        "ROUTING_TABLE_FILE": str(table), "LOAD_SAMPLE_SECONDS": "0.3"})
-    running.start()
-    try:
+    with demo_pipeline(kafka_bootstrap, home, customers=50, extra_env={
+            "ROUTING_TABLE_FILE": str(table), "LOAD_SAMPLE_SECONDS": "0.3"}) as running:
         yield running
-    finally:
-        running.stop()
 
 
 @pytest.fixture
@@ -78,6 +71,16 @@ async def respond(router: httpx.AsyncClient, ticket_id: str) -> None:
     response = await router.post(f"/v1/tickets/{ticket_id}/events",
                                  json={"type": "responded"})
     assert response.status_code == 202, response.text
+
+
+async def all_responded(router: httpx.AsyncClient, tickets: list[str]) -> bool:
+    for _ in range(100):
+        states = [(await router.get(f"/v1/tickets/{ticket_id}")).json()["status"]
+                  for ticket_id in tickets]
+        if all(state == "responded" for state in states):
+            return True
+        await asyncio.sleep(0.2)
+    return False
 
 
 async def overflowing_becomes(router: httpx.AsyncClient, value: int) -> bool:
@@ -115,6 +118,10 @@ class TestPredictedFirstResponseOverflow:
         for ticket_id in waiting[1:]:
             await respond(router, ticket_id)
         assert await overflowing_becomes(router, 0)
+        # Overflow ends below 1h already; wait until the router holds every response
+        # and has sampled the load since, so that nothing is open ahead.
+        assert await all_responded(router, waiting)
+        await asyncio.sleep(1.0)  # more than three load samples (0.3 s)
         back = await post(router, slow_pipeline)
         routing = await routed(slow_pipeline, back)
         assert (routing["department"], routing["reason"]) == ("sales_support", "route")

@@ -5,25 +5,15 @@ instance that holds its lease."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.core import db, leases
+from services.core import leases
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)
-
-
-@pytest.fixture
-async def sessions(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = db.engine(database_url)
-    try:
-        yield db.sessions(engine)
-    finally:
-        await engine.dispose()
 
 
 def holders(sessions: async_sessionmaker[AsyncSession], count: int) -> list[leases.Leases]:

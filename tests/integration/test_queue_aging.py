@@ -15,8 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from services.segmenter import demo
-from tests.conftest import Pipeline, department_lanes, read_topic, unique
+from tests.conftest import Pipeline, demo_pipeline, department_lanes, read_topic, unique
 
 # Unknown customers are potential customers; the ticket's kind picks the lane (low 5 or
 # high 2), its channel the department, so that each test reads a queue of its own.
@@ -51,15 +50,9 @@ def aging_pipeline(kafka_bootstrap: str,
     home = tmp_path_factory.mktemp("aging")
     table = home / "routing.yaml"
     table.write_text(TABLE)
-    database_url = f"sqlite+aiosqlite:///{home / 'store.db'}"
-    asyncio.run(demo.seed_if_empty(database_url, count=50))
-    running = Pipeline(kafka_bootstrap, database_url, home / "logs",
-                       extra_env={"ROUTING_TABLE_FILE": str(table)})
-    running.start()
-    try:
+    with demo_pipeline(kafka_bootstrap, home, customers=50,
+                       extra_env={"ROUTING_TABLE_FILE": str(table)}) as running:
         yield running
-    finally:
-        running.stop()
 
 
 async def route(pipeline: Pipeline, kind: str, channel: str,

@@ -5,11 +5,9 @@ table; migration 0007 finds the customer of tickets routed before it."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -26,15 +24,6 @@ from services.segmenter.store import CustomerStore
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 ANNA = "c-7781"
 KEEP = retention.Retention.of_days(ticket_states=90, timelines=400, idempotency_keys=7)
-
-
-@pytest.fixture
-async def sessions(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = db.engine(database_url)
-    try:
-        yield db.sessions(engine)
-    finally:
-        await engine.dispose()
 
 
 def dispatch(ticket_id: str, *, at: datetime, customer_id: str = "c-other",
