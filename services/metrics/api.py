@@ -45,7 +45,7 @@ async def department_stats(department: Department, window: Window, store: Store,
     auth.ensure_may_act_for(principal, department)
     now = datetime.now(UTC)
     routed = await store.routed_since(now - window, department=department)
-    backlog = len(await store.open_tickets(department))
+    backlog = len(await store.open_tickets(department, backlog=True))
     return {"department": department, **asdict(stats.service_stats(
         window, routed, backlog, now=now, department=department))}
 
@@ -55,7 +55,7 @@ async def all_departments(window: Window, store: Store) -> dict[str, Any]:
     """The same statistics for every department that held tickets in the window."""
     now = datetime.now(UTC)
     routed = await store.routed_since(now - window)
-    open_now = await store.open_per_department()
+    open_now = await store.open_per_department(backlog=True)
     names = sorted({a.department for t in routed for a in t.assignments}
                    | {t.department for t in routed if t.department} | set(open_now))
     return {"departments": [
@@ -70,7 +70,7 @@ async def segment_stats(window: Window, store: Store) -> dict[str, Any]:
     """The statistics per segment, side by side, so a gap in service shows."""
     now = datetime.now(UTC)
     routed = await store.routed_since(now - window)
-    open_now = await store.open_tickets()
+    open_now = await store.open_tickets(backlog=True)
     names = sorted({t.segment for t in [*routed, *open_now] if t.segment})
     return {"segments": [
         {"segment": name, **asdict(stats.service_stats(

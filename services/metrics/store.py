@@ -134,20 +134,28 @@ class TimelineStore:
         async with self._sessions() as session:
             return [to_timeline(row) for row in (await session.scalars(query)).all()]
 
-    async def open_tickets(self, department: str | None = None) -> list[Timeline]:
+    async def open_tickets(self, department: str | None = None, *,
+                           backlog: bool = False) -> list[Timeline]:
+        """Tickets routed and not resolved (lifecycle's open); with `backlog`, only those
+        awaiting a first response (lifecycle's backlog)."""
         query = select(TimelineRow).where(TimelineRow.routed_at.is_not(None),
                                           TimelineRow.resolved_at.is_(None))
+        if backlog:
+            query = query.where(TimelineRow.first_response_at.is_(None))
         if department is not None:
             query = query.where(TimelineRow.department == department)
         async with self._sessions() as session:
             return [to_timeline(row) for row in (await session.scalars(query)).all()]
 
-    async def open_per_department(self) -> dict[str, int]:
-        """Tickets routed and not resolved, per department that holds them now."""
+    async def open_per_department(self, *, backlog: bool = False) -> dict[str, int]:
+        """Tickets routed and not resolved, per department that holds them now; with
+        `backlog`, only those awaiting a first response."""
         query = (select(TimelineRow.department, func.count())
                  .where(TimelineRow.routed_at.is_not(None), TimelineRow.resolved_at.is_(None),
                         TimelineRow.department.is_not(None))
                  .group_by(TimelineRow.department))
+        if backlog:
+            query = query.where(TimelineRow.first_response_at.is_(None))
         async with self._sessions() as session:
             rows = (await session.execute(query)).all()
         return {department: count for department, count in rows if department is not None}

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from services.core import lifecycle
 from services.core.events import TicketEvent, TicketEventType
 from services.metrics import service_levels
 
@@ -128,6 +129,8 @@ def apply(timeline: Timeline, event: TicketEvent) -> tuple[Timeline, list[Observ
     if moment is None:
         return timeline, []
     updated = _with_moment(timeline, moment, event.occurred_at)
+    if lifecycle.counts_as_first_response(event.type):
+        updated = _with_moment(updated, "first_response_at", event.occurred_at)
     if event.received_at is not None:
         updated = _with_moment(updated, "received_at", event.received_at)
     if event.type is TicketEventType.ROUTED:

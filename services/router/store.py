@@ -13,13 +13,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.core import retention
+from services.core import lifecycle, retention
 from services.router.models import IntakeKeyRow, RoutedTicketRow
-
-OPEN = ("routed", "picked_up")
-STATUS_AFTER = {"ticket.picked_up": "picked_up", "ticket.responded": "responded",
-                "ticket.resolved": "resolved"}
-_ORDER = ["routed", "picked_up", "responded", "resolved"]
 
 
 def _aware(moment: datetime | None) -> datetime | None:
@@ -51,7 +46,7 @@ class RoutedTickets:
         """Record a batch of first routings in one transaction. A replayed ticket gets
         the same state again, but keeps what departments reported since."""
         rows = [{"ticket_id": d.ticket_id, "department": d.department, "segment": d.segment,
-                 "status": "routed", "priority": d.priority,
+                 "status": lifecycle.Status.ROUTED, "priority": d.priority,
                  "first_response_deadline": d.deadline, "escalated": False,
                  "trace": list(d.steps), "payload": d.payload, "updated_at": d.at,
                  "routed_event_id": d.event_id, "customer_id": d.customer_id}
@@ -102,16 +97,15 @@ class RoutedTickets:
     async def record_report(self, ticket_id: str, event_type: str, at: datetime) -> bool:
         """A department's report: status moves forward only; returns False for a ticket
         the router has not routed (yet)."""
-        status = STATUS_AFTER.get(event_type)
+        status = lifecycle.reported_status(event_type)
         if status is None:
             return True
         async with self._sessions() as session, session.begin():
             row = await session.get(RoutedTicketRow, ticket_id, with_for_update=True)
             if row is None:
                 return False
-            if _ORDER.index(status) > _ORDER.index(row.status):
-                row.status = status
-            if status in ("responded", "resolved"):
+            row.status = lifecycle.status_after(row.status, status)
+            if lifecycle.counts_as_first_response(event_type):
                 first = _aware(row.first_response_at)
                 row.first_response_at = at if first is None or at < first else first
             row.trace = [*row.trace, {"at": at.isoformat(), "step": status}]
@@ -135,11 +129,11 @@ class RoutedTickets:
                 row.escalated = True
 
     async def backlog(self) -> dict[str, int]:
-        """Open tickets (routed or picked up, not yet answered) per department."""
+        """Each department's backlog: its tickets awaiting a first response."""
         async with self._sessions() as session:
             return {department: count for department, count in (await session.execute(
                 select(RoutedTicketRow.department, func.count())
-                .where(RoutedTicketRow.status.in_(OPEN))
+                .where(RoutedTicketRow.status.in_(lifecycle.BACKLOG))
                 .group_by(RoutedTicketRow.department))).all()}
 
     async def first_responses_since(self, since: datetime) -> dict[str, int]:
@@ -152,12 +146,12 @@ class RoutedTickets:
                 .group_by(RoutedTicketRow.department))).all()}
 
     async def oldest_open(self) -> dict[str, datetime]:
-        """Per department, since when its longest-waiting open ticket has waited (routed,
-        handed over or picked up, whichever was last)."""
+        """Per department, since when its longest-waiting ticket awaiting a first response
+        has waited (routed, handed over or picked up, whichever was last)."""
         async with self._sessions() as session:
             rows = (await session.execute(
                 select(RoutedTicketRow.department, func.min(RoutedTicketRow.updated_at))
-                .where(RoutedTicketRow.status.in_(OPEN))
+                .where(RoutedTicketRow.status.in_(lifecycle.BACKLOG))
                 .group_by(RoutedTicketRow.department))).all()
         return {department: since for department, oldest in rows
                 if (since := _aware(oldest)) is not None}

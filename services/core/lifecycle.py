@@ -1,0 +1,65 @@
+"""A routed ticket's life: its statuses, and what each department report means.
+
+One definition for every service (the router's ticket state and escalation, the metrics
+timeline and stats, the overflow prediction):
+
+- statuses move forward only: routed, picked up, responded, resolved;
+- a **first response** is the first `responded` *or* `resolved` report: a ticket solved
+  without a separate reply has been answered (its first-response clock stops, it is not
+  escalated, its target is met or missed by that time);
+- a ticket is **open** until it is resolved;
+- a department's **backlog** is its tickets awaiting a first response (routed or picked
+  up): the work queued ahead of a new ticket.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from services.core.events import TicketEventType
+
+
+class Status(StrEnum):
+    ROUTED = "routed"
+    PICKED_UP = "picked_up"
+    RESPONDED = "responded"
+    RESOLVED = "resolved"
+
+
+ORDER = (Status.ROUTED, Status.PICKED_UP, Status.RESPONDED, Status.RESOLVED)
+REPORTED: dict[TicketEventType, Status] = {
+    TicketEventType.PICKED_UP: Status.PICKED_UP,
+    TicketEventType.RESPONDED: Status.RESPONDED,
+    TicketEventType.RESOLVED: Status.RESOLVED,
+}
+FIRST_RESPONSES = frozenset({TicketEventType.RESPONDED, TicketEventType.RESOLVED})
+OPEN = (Status.ROUTED, Status.PICKED_UP, Status.RESPONDED)
+BACKLOG = (Status.ROUTED, Status.PICKED_UP)
+
+
+def counts_as_first_response(event_type: TicketEventType | str) -> bool:
+    """Whether this report, if it is the ticket's first of its kind, answers the ticket."""
+    return event_type in FIRST_RESPONSES
+
+
+def reported_status(event_type: TicketEventType | str) -> Status | None:
+    """The status a department report moves the ticket to (None: not a report)."""
+    for reported, status in REPORTED.items():
+        if reported == event_type:
+            return status
+    return None
+
+
+def status_after(current: Status | str, reported: Status | str) -> Status:
+    """The status once `reported` arrives: it only ever moves forward."""
+    now, new = Status(current), Status(reported)
+    return new if ORDER.index(new) > ORDER.index(now) else now
+
+
+def is_open(status: Status | str) -> bool:
+    return Status(status) in OPEN
+
+
+def in_backlog(status: Status | str) -> bool:
+    """Awaiting a first response: counted in the department's backlog."""
+    return Status(status) in BACKLOG

@@ -1,0 +1,104 @@
+"""Router and metrics agree on a ticket's lifecycle (services/core/lifecycle.py), read
+from the real SQL store (SQLite and PostgreSQL): a ticket resolved without a separate
+response has had its first response, is no longer escalated nor in any backlog, and its
+first-response target is met."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.core import db
+from services.core.events import TicketEvent, TicketEventType
+from services.metrics import stats, timeline
+from services.metrics.store import TimelineStore
+from services.router.store import Dispatch, RoutedTickets
+
+ROUTED_AT = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
+DEADLINE = ROUTED_AT + timedelta(hours=1)
+
+
+@dataclass
+class Stores:
+    router: RoutedTickets
+    metrics: TimelineStore
+    sessions: async_sessionmaker[AsyncSession]
+
+
+@pytest.fixture
+async def stores(database_url: str) -> AsyncIterator[Stores]:
+    engine = db.engine(database_url)
+    try:
+        sessions = db.sessions(engine)
+        yield Stores(RoutedTickets(sessions), TimelineStore(sessions), sessions)
+    finally:
+        await engine.dispose()
+
+
+async def route_and_report(stores: Stores, report: TicketEventType,
+                           reported_at: datetime) -> timeline.Timeline:
+    """The same ticket, routed and reported on, as the router and the metrics see it."""
+    await stores.router.record_first_dispatches([Dispatch(
+        ticket_id="t-1", department="customer_care", segment="standard", priority=3,
+        deadline=DEADLINE, steps=[], payload={}, at=ROUTED_AT)])
+    assert await stores.router.record_report("t-1", report, reported_at)
+    events = [
+        TicketEvent(ticket_id="t-1", type=TicketEventType.ROUTED, occurred_at=ROUTED_AT,
+                    received_at=ROUTED_AT, department="customer_care", segment="standard",
+                    first_response_deadline=DEADLINE),
+        TicketEvent(ticket_id="t-1", type=report, occurred_at=reported_at)]
+    current = timeline.Timeline(ticket_id="t-1")
+    for event in events:
+        current, _ = timeline.apply(current, event)
+    async with stores.sessions() as session, session.begin():
+        await stores.metrics.save(session, current)
+    return current
+
+
+class TestResolvedWithoutAResponse:
+    async def test_both_services_count_it_as_answered_at_its_resolution(
+            self, stores: Stores) -> None:
+        resolved_at = ROUTED_AT + timedelta(minutes=20)
+        seen_by_metrics = await route_and_report(stores, TicketEventType.RESOLVED, resolved_at)
+
+        row = await stores.router.get("t-1")
+        assert row is not None and row.status == "resolved"
+        assert row.first_response_at is not None
+        assert row.first_response_at.replace(tzinfo=UTC) == resolved_at
+        assert seen_by_metrics.first_response_at == resolved_at
+
+    async def test_neither_escalates_nor_misses_it_once_the_deadline_passes(
+            self, stores: Stores) -> None:
+        seen_by_metrics = await route_and_report(
+            stores, TicketEventType.RESOLVED, ROUTED_AT + timedelta(minutes=20))
+        after_deadline = DEADLINE + timedelta(hours=1)
+
+        assert await stores.router.due_for_escalation(after_deadline) == []
+        assert stats.outcome(seen_by_metrics, after_deadline) == "met"
+        assert await stores.metrics.past_deadline(after_deadline) == []
+
+    async def test_it_is_in_neither_backlog(self, stores: Stores) -> None:
+        await route_and_report(stores, TicketEventType.RESOLVED,
+                               ROUTED_AT + timedelta(minutes=20))
+
+        assert await stores.router.backlog() == {}
+        assert await stores.metrics.open_per_department(backlog=True) == {}
+        assert await stores.metrics.open_per_department() == {}
+
+
+class TestRespondedNotResolved:
+    async def test_answered_and_out_of_the_backlog_but_still_open_for_both(
+            self, stores: Stores) -> None:
+        seen_by_metrics = await route_and_report(
+            stores, TicketEventType.RESPONDED, DEADLINE + timedelta(minutes=5))
+
+        row = await stores.router.get("t-1")
+        assert row is not None and row.status == "responded"
+        assert await stores.router.backlog() == {}
+        assert await stores.metrics.open_per_department(backlog=True) == {}
+        assert await stores.metrics.open_per_department() == {"customer_care": 1}
+        assert stats.outcome(seen_by_metrics, DEADLINE + timedelta(hours=1)) == "missed"

@@ -1,0 +1,44 @@
+"""The lifecycle rules every service applies (services/core/lifecycle.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.core import lifecycle
+from services.core.events import TicketEventType
+from services.core.lifecycle import Status
+
+
+class TestFirstResponse:
+    @pytest.mark.parametrize("report", [TicketEventType.RESPONDED, TicketEventType.RESOLVED])
+    def test_a_response_or_a_resolution_answers_the_ticket(
+            self, report: TicketEventType) -> None:
+        assert lifecycle.counts_as_first_response(report)
+        assert lifecycle.counts_as_first_response(str(report))
+
+    @pytest.mark.parametrize("other", [TicketEventType.PICKED_UP, TicketEventType.ROUTED,
+                                       TicketEventType.ESCALATED, TicketEventType.TRANSFERRED])
+    def test_nothing_else_does(self, other: TicketEventType) -> None:
+        assert not lifecycle.counts_as_first_response(other)
+
+
+class TestStatus:
+    def test_reports_move_the_status_forward_only(self) -> None:
+        assert lifecycle.status_after(Status.ROUTED, Status.RESPONDED) is Status.RESPONDED
+        assert lifecycle.status_after(Status.RESOLVED, Status.PICKED_UP) is Status.RESOLVED
+        assert lifecycle.status_after("picked_up", "picked_up") is Status.PICKED_UP
+
+    def test_each_department_report_names_its_status(self) -> None:
+        assert lifecycle.reported_status("ticket.picked_up") is Status.PICKED_UP
+        assert lifecycle.reported_status(TicketEventType.RESOLVED) is Status.RESOLVED
+        assert lifecycle.reported_status("ticket.routed") is None
+
+
+class TestOpenAndBacklog:
+    def test_open_until_resolved(self) -> None:
+        assert [s for s in Status if lifecycle.is_open(s)] == [
+            Status.ROUTED, Status.PICKED_UP, Status.RESPONDED]
+
+    def test_the_backlog_is_what_awaits_a_first_response(self) -> None:
+        assert [s for s in Status if lifecycle.in_backlog(s)] == [
+            Status.ROUTED, Status.PICKED_UP]
