@@ -71,6 +71,7 @@ class TicketEvent(BaseModel):
     from_department: tickets.Name | None = None  # escalated and transferred events
     priority: Annotated[int, Field(ge=1, le=99)] | None = None
     first_response_deadline: AwareDatetime | None = None
+    platform: tickets.Platform | None = None  # on received and routed events
 
 
 def read(event: envelope.Event) -> TicketEvent:

@@ -78,6 +78,7 @@ Identifier = Annotated[str, Field(min_length=1, max_length=128,
                                   pattern=r"^[A-Za-z0-9._:@-]+$")]
 # Department and segment names: also Kafka topic parts and database keys (63 characters).
 Name = Annotated[str, Field(pattern=topics.DEPARTMENT_NAME.pattern)]
+Platform = Annotated[Text, Field(min_length=1, max_length=128)]
 AttributeName = Annotated[Text, Field(min_length=1, max_length=64)]
 AttributeValue = Annotated[str | int | float | bool, PlainValidator(_attribute_value)]
 
@@ -137,6 +138,9 @@ class Ticket(TicketContent):
 
     ticket_id: Identifier
     received_at: AwareDatetime
+    # The support platform that posted it (its credential's subject), told of what
+    # becomes of it; None for a ticket an admin posted.
+    platform: Platform | None = None
 
     def with_segmentation(self, segmentation: Segmentation) -> SegmentedTicket:
         return SegmentedTicket.model_construct(**dict(self), segmentation=segmentation)

@@ -127,7 +127,8 @@ async def submit_ticket(
     ticket_id = str(uuid.uuid4())
     # Written out before anything is claimed or shared: a ticket that cannot be carried
     # to its department is this caller's 4xx alone.
-    ticket, records = _accepted(submission, ticket_id, received_at, correlation_id)
+    ticket, records = _accepted(submission, ticket_id, received_at, correlation_id,
+                                platform.subject)
     if idempotency_key is not None:
         fingerprint = hashlib.sha256(submission.model_dump_json().encode()).hexdigest()
         # Keys are the platform's own: two platforms may well pick the same one.
@@ -139,7 +140,7 @@ async def submit_ticket(
             return earlier
         if claim.ticket_id != ticket_id:  # a crashed request's, which we take over
             ticket, records = _accepted(submission, claim.ticket_id, received_at,
-                                        correlation_id)
+                                        correlation_id, platform.subject)
     correlation = correlation_id or ticket.ticket_id
     try:
         await publisher.publish(records)
@@ -167,12 +168,15 @@ async def submit_ticket(
 
 
 def _accepted(submission: TicketSubmission, ticket_id: str, received_at: datetime,
-              correlation_id: str | None) -> tuple[tickets.Ticket, list[envelope.Record]]:
+              correlation_id: str | None, platform: str | None,
+              ) -> tuple[tickets.Ticket, list[envelope.Record]]:
     """The ticket and its records: on `tickets.incoming` and its `received` event."""
-    ticket = tickets.Ticket(ticket_id=ticket_id, received_at=received_at, **dict(submission))
+    ticket = tickets.Ticket(ticket_id=ticket_id, received_at=received_at, platform=platform,
+                            **dict(submission))
     correlation = correlation_id or ticket_id
     lifecycle = events.TicketEvent(ticket_id=ticket_id, type=events.TicketEventType.RECEIVED,
-                                   occurred_at=received_at, received_at=received_at)
+                                   occurred_at=received_at, received_at=received_at,
+                                   platform=platform)
     return ticket, [_ticket_record(ticket, correlation),
                     kafka.Output(topics.EVENTS, ticket_id,
                                  events.as_envelope(lifecycle, correlation, SOURCE)).encoded()]

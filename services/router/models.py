@@ -31,6 +31,9 @@ class RoutedTicketRow(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     # Whose ticket it is: erasing a customer finds their tickets by it.
     customer_id: Mapped[str | None] = mapped_column(String(128), index=True)
+    # The support platform that posted it (told of what becomes of it; only it may
+    # report on the customer's side of the ticket).
+    platform: Mapped[str | None] = mapped_column(String(128), index=True)
     # The id of the segmented event that routed it: another copy of the ticket has another.
     routed_event_id: Mapped[str | None] = mapped_column(String(64))
 

@@ -36,6 +36,7 @@ class Dispatch:
     at: datetime
     event_id: str | None = None  # the segmented event that routed it
     customer_id: str | None = None  # whose ticket (found again on erasure)
+    platform: str | None = None  # the support platform that posted it
 
 
 class RoutedTickets:
@@ -49,7 +50,8 @@ class RoutedTickets:
                  "status": lifecycle.Status.ROUTED, "priority": d.priority,
                  "first_response_deadline": d.deadline, "escalated": False,
                  "trace": list(d.steps), "payload": d.payload, "updated_at": d.at,
-                 "routed_event_id": d.event_id, "customer_id": d.customer_id}
+                 "routed_event_id": d.event_id, "customer_id": d.customer_id,
+                 "platform": d.platform}
                 for d in {d.ticket_id: d for d in dispatches}.values()]
         async with self._sessions() as session, session.begin():
             dialect = session.get_bind().dialect.name
@@ -61,7 +63,7 @@ class RoutedTickets:
                 index_elements=[RoutedTicketRow.ticket_id],
                 set_={name: statement.excluded[name] for name in (
                     "department", "segment", "priority", "first_response_deadline", "trace",
-                    "payload", "updated_at", "customer_id")}), rows)
+                    "payload", "updated_at", "customer_id", "platform")}), rows)
 
     async def purge(self, before: datetime, *, chunk: int) -> int:
         """Delete ticket states and traces unchanged since `before` (retention)."""

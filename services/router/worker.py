@@ -139,14 +139,15 @@ class RouteTicket:
             received_at=ticket.received_at, department=decision.department,
             segment=ticket.segmentation.segment, reason=decision.reason,
             from_department=decision.overflowed_from, priority=decision.priority,
-            first_response_deadline=decision.first_response_deadline)
+            first_response_deadline=decision.first_response_deadline, platform=ticket.platform)
         # Recorded last: a ticket whose outputs could not be built is not routed.
         self._routed_by[ticket.ticket_id] = event.id
         self._dispatches.append(Dispatch(
             ticket_id=ticket.ticket_id, department=decision.department,
             segment=ticket.segmentation.segment, priority=decision.priority,
             deadline=decision.first_response_deadline, steps=trace_steps(ticket, record),
-            payload=data, at=now, event_id=event.id, customer_id=ticket.customer_id))
+            payload=data, at=now, event_id=event.id, customer_id=ticket.customer_id,
+            platform=ticket.platform))
         return [
             kafka.Output(decision.queue_topic, ticket.customer_id, envelope.Event(
                 type=events.TicketEventType.ROUTED, source=SOURCE, ticket_id=ticket.ticket_id,
