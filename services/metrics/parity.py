@@ -8,7 +8,7 @@ attribute, services/core/groups.py): first-response time percentiles, the share 
 first-response targets met, and the share of tickets answered without escalation. Each
 is set against the best-served group as a ratio (1: as well served; 0.8: four-fifths
 as well). A group is flagged when a ratio is below the threshold and the gap is more
-than chance (`_significant`): with a few dozen tickets, medians and shares wander.
+than chance (`_z`): with a few dozen tickets, medians and shares wander.
 
 A group with fewer tickets than the minimum is suppressed: no figure of it is given,
 so no small group (and no customer in it) can be made out. The `unknown` band (no
@@ -19,6 +19,7 @@ not know, who are routed differently, with those who keep the attribute to thems
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -31,7 +32,10 @@ FIRST_RESPONSE = "first_response"  # best median / the group's median
 TARGET_ATTAINMENT = "target_attainment"  # the group's share met / the best share
 WITHOUT_ESCALATION = "without_escalation"  # likewise, tickets never escalated
 MEASURES = (FIRST_RESPONSE, TARGET_ATTAINMENT, WITHOUT_ESCALATION)
-Z_95 = 1.96  # a gap flagged must be one chance would leave in fewer than 5 cases of 100
+# A gap flagged must be one chance would leave in fewer than 5 cases of 100, across all
+# the comparisons of an attribute (Bonferroni): the best-served group is picked as the
+# best of several, so one test at 5% per comparison would flag noise.
+SIGNIFICANCE = 0.05
 
 
 @dataclass(frozen=True)
@@ -99,6 +103,8 @@ def service_parity(timelines: Sequence[Timeline], group_of_ticket: Mapping[str, 
                 if len(members) >= policy.minimum_group_size}
     compared = {band: levels for band, levels in measured.items() if band != groups.UNKNOWN}
     best = _best_served(compared)
+    comparisons = max(1, (len(compared) - 1) * len(MEASURES))
+    critical_z = statistics.NormalDist().inv_cdf(1 - SIGNIFICANCE / comparisons / 2)
     services = []
     for band in sorted(by_group):
         if band not in measured:
@@ -114,7 +120,7 @@ def service_parity(timelines: Sequence[Timeline], group_of_ticket: Mapping[str, 
                 ratio = ratios[measure]
                 flagged |= (ratio is not None and ratio < policy.threshold
                             and reference is not None
-                            and _significant(measure, levels, reference))
+                            and _z(measure, levels, reference) >= critical_z)
         known = [r for r in ratios.values() if r is not None]
         services.append(GroupService(
             band, suppressed=False, tickets=levels.tickets,
@@ -168,13 +174,13 @@ def _ratio(measure: str, levels: _Levels, best: _Levels | None) -> float | None:
     return round(min(1.0, numerator / denominator), 4)
 
 
-def _significant(measure: str, levels: _Levels, best: _Levels) -> bool:
-    """Whether the gap is more than chance (two-proportion z-test at 95%); for time,
-    the shares answered by the two groups' common median (Mood's median test)."""
+def _z(measure: str, levels: _Levels, best: _Levels) -> float:
+    """How far the gap is beyond chance: a two-proportion z statistic; for time, of the
+    shares answered by the two groups' common median (Mood's median test)."""
     if measure == FIRST_RESPONSE:
         both = sorted([*levels.response_seconds, *best.response_seconds])
         if not both:
-            return False
+            return 0.0
         median = both[(len(both) - 1) // 2]
         counts = [(sum(1 for s in group.response_seconds if s <= median),
                    len(group.response_seconds)) for group in (levels, best)]
@@ -184,12 +190,13 @@ def _significant(measure: str, levels: _Levels, best: _Levels) -> bool:
         counts = [(levels.kept, levels.tickets), (best.kept, best.tickets)]
     (good, trials), (best_good, best_trials) = counts
     if not trials or not best_trials:
-        return False
+        return 0.0
     pooled = (good + best_good) / (trials + best_trials)
     spread = math.sqrt(pooled * (1 - pooled) * (1 / trials + 1 / best_trials))
+    gap = abs(good / trials - best_good / best_trials)
     if spread == 0:
-        return good / trials != best_good / best_trials
-    return abs(good / trials - best_good / best_trials) / spread >= Z_95
+        return math.inf if gap else 0.0
+    return gap / spread
 
 
 def parity_by_attribute(timelines: Sequence[Timeline],
