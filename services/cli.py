@@ -130,7 +130,8 @@ def analyse(
         help="A candidate rule file to compare with the one in force")] = None,
 ) -> None:
     """Run the rule set in force (or a candidate against it) over the whole customer
-    base and print the report as JSON."""
+    base and print the report as JSON (with `proxy_detection`: rules that stand in for a
+    protected attribute)."""
     import json
     from dataclasses import asdict
 
@@ -147,9 +148,11 @@ def analyse(
 
     async def run() -> object:
         async with _store(settings) as store:
+            policy = rules_api.proxy_policy(settings)
             if proposed is None:
-                return await rules_api.analyse_customer_base(store, live)
-            return await rules_api.analyse_customer_base(store, proposed, live=live)
+                return await rules_api.analyse_customer_base(store, live, proxy_policy=policy)
+            return await rules_api.analyse_customer_base(store, proposed, live=live,
+                                                         proxy_policy=policy)
 
     typer.echo(json.dumps(asdict(asyncio.run(run())), indent=2))  # type: ignore[call-overload]
 

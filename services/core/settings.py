@@ -53,6 +53,19 @@ class Settings(BaseSettings):
     most_growable_share: float = Field(default=0.10, gt=0, lt=1)
     min_growth_ratio: float = Field(default=0.25, ge=-1, le=1)
 
+    # Service parity across protected groups (metrics) and proxy detection (rule analysis).
+    # No group smaller than this is reported: none is identifiable, none flagged on a few.
+    protected_group_minimum_size: int = Field(default=30, ge=1, le=1_000_000)
+    # A group served at less than this share of the best-served group's level is flagged
+    # (the four-fifths rule).
+    parity_threshold: float = Field(default=0.8, gt=0, lt=1)
+    parity_attributes: tuple[Literal["age_band", "gender", "socio_economic_band"], ...] = (
+        "age_band", "gender", "socio_economic_band")
+    parity_window: str = "7d"  # the tickets routed in this window are compared
+    parity_interval_seconds: float = Field(default=300.0, gt=0)
+    # Cramér's V at or above which a rule is flagged as a proxy for a protected attribute.
+    proxy_association_threshold: float = Field(default=0.3, gt=0, le=1)
+
     store_outage_grace_seconds: float = Field(default=10.0, ge=0)
     load_sample_seconds: float = Field(default=5.0, gt=0)
     escalation_check_seconds: float = Field(default=5.0, gt=0)
@@ -82,6 +95,22 @@ class Settings(BaseSettings):
     @classmethod
     def _a_rate(cls, value: str) -> str:
         return check_rate(value)
+
+    @field_validator("parity_window")
+    @classmethod
+    def _a_window(cls, value: str) -> str:
+        from services.metrics import stats  # pure; imported late to keep settings light
+
+        stats.parse_window(value)
+        return value
+
+    @field_validator("parity_attributes")
+    @classmethod
+    def _some_attributes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value or len(set(value)) != len(value):
+            raise ValueError("name each of age_band, gender, socio_economic_band at most"
+                             " once, and at least one")
+        return value
 
     @field_validator("instance_id", mode="before")
     @classmethod

@@ -12,7 +12,15 @@ from services.core import background, db, http, kafka, leases, logs, migrate, re
 from services.core.credentials import Credentials
 from services.core.settings import Settings
 from services.core.stage import StageRunner, stage_running
-from services.metrics import api, exporter, kafka_watch, targets_file, tracker
+from services.metrics import (
+    api,
+    exporter,
+    kafka_watch,
+    parity_api,
+    parity_store,
+    targets_file,
+    tracker,
+)
 from services.metrics.store import TimelineStore
 
 NAME = "metrics"
@@ -29,7 +37,7 @@ def create_app(settings: Settings | None = None, *,
         exporter.use_response_buckets(targets_file.response_buckets(settings.routing_table_file))
         await migrate.upgrade(settings.database_url)
         engine = db.engine(settings.database_url)
-        sessions = db.sessions(engine)
+        sessions = app.state.sessions = db.sessions(engine)
         app.state.credentials = Credentials(sessions, cache_seconds=settings.auth_cache_seconds)
         store = app.state.timelines = TimelineStore(sessions)
         updates = tracker.TimelineUpdates(store, sessions)
@@ -52,11 +60,20 @@ def create_app(settings: Settings | None = None, *,
                 {"ticket_timelines": store}, retention=retention.of_settings(settings),
                 now=datetime.now(UTC), chunk=settings.retention_purge_chunk)
 
+        parity_config = parity_store.ParityConfig.of(settings)
+
+        async def measure_parity() -> None:
+            exporter.record_parity(await parity_store.measure(
+                store, sessions, parity_config, now=datetime.now(UTC)),
+                parity_config.policy.threshold)
+
         jobs = app.state.background = background.BackgroundTasks()
         jobs.start("consumer-lag", lambda stop: background.every(poll_seconds, lag.poll, stop))
         jobs.start("backlog", lambda stop: background.every(poll_seconds, measure_backlog, stop))
         jobs.start("deadlines",
                    lambda stop: background.every(poll_seconds, check_deadlines, stop))
+        jobs.start("service-parity", lambda stop: background.every(
+            settings.parity_interval_seconds, measure_parity, stop))
         jobs.start("retention-purge", lambda stop: leases.every_while_holding(
             fleet, retention.METRICS_PURGE, settings.retention_purge_interval_seconds, purge,
             stop))
@@ -75,6 +92,7 @@ def create_app(settings: Settings | None = None, *,
                   lifespan=lifespan)
     app.state.settings = settings
     app.include_router(api.api)
+    app.include_router(parity_api.api)
     http.install(app, ready=lambda: stage_running(app),
                  down=lambda: background.tasks_down(app))
     return app

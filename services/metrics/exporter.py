@@ -16,7 +16,7 @@ from prometheus_client import REGISTRY, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from services.metrics import service_levels, timeline
+from services.metrics import parity, service_levels, timeline
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +107,26 @@ DEAD_LETTERS = Snapshot(
     "routing_dead_letters",
     "Records held in the dead-letter topic tickets.dlq (read, not estimated from offsets)",
     ())
+# Service parity across protected groups (services/metrics/parity.py): labels are an
+# attribute, a band of it and a measure, all from fixed lists; small groups have none.
+PARITY_RATIO = Snapshot(
+    "routing_service_parity_ratio",
+    "A protected group's service relative to the best-served group of the same attribute"
+    " (1: as well served), per measure, over the parity window",
+    ("attribute", "group", "measure"))
+PARITY_BELOW_THRESHOLD = Snapshot(
+    "routing_service_parity_below_threshold",
+    "1 when a group's ratio is below the threshold by more than chance, else 0",
+    ("attribute", "group"))
+PARITY_THRESHOLD = Snapshot(
+    "routing_service_parity_threshold",
+    "The parity ratio below which a group is flagged (PARITY_THRESHOLD)", ())
+
+
+def record_parity(parities: Sequence[parity.AttributeParity], threshold: float) -> None:
+    PARITY_RATIO.replace(parity.ratio_series(parities))
+    PARITY_BELOW_THRESHOLD.replace(parity.flag_series(parities))
+    PARITY_THRESHOLD.replace({(): threshold})
 
 
 def use_response_buckets(buckets: Sequence[float]) -> None:

@@ -4,7 +4,9 @@
         [--url http://127.0.0.1:8082]
 
 Per department: first-response time (p50, p90) and the share of targets met; per
-segment, the same side by side. Drawn with matplotlib's Agg renderer (no display).
+segment, the same side by side; per protected group, its service relative to the
+best-served group (services/metrics/parity_report.py). Drawn with matplotlib's Agg
+renderer (no display).
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ from typing import Annotated, Any
 import httpx
 import typer
 from matplotlib.axes import Axes
-from matplotlib.figure import Figure
+from matplotlib.figure import Figure, FigureBase
 
 from services.core.settings import Settings
+from services.metrics import parity_report
 
 OBJECTIVE = 0.95  # share of first-response targets met (deploy/prometheus/rules)
 UNITS = ((7200.0, "hours", 3600.0), (120.0, "minutes", 60.0), (0.0, "seconds", 1.0))
@@ -38,6 +41,17 @@ def fetch(url: str, window: str, *, token: str | None,
     for answer in (departments, segments):
         answer.raise_for_status()
     return departments.json()["departments"], segments.json()["segments"]
+
+
+def fetch_parity(url: str, window: str, *, token: str | None,
+                 timeout: float = 30.0) -> dict[str, Any]:
+    """Service parity per protected group over the window (`token`: an admin's)."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    with httpx.Client(base_url=url, timeout=timeout, headers=headers) as client:
+        answer = client.get("/v1/parity/stats", params={"window": window})
+    answer.raise_for_status()
+    parity: dict[str, Any] = answer.json()
+    return parity
 
 
 def time_unit(largest_seconds: float) -> tuple[str, float]:
@@ -87,14 +101,23 @@ def _attainment(axes: Axes, rows: Sequence[dict[str, Any]], key: str) -> None:
 
 
 def render(departments: Sequence[dict[str, Any]], segments: Sequence[dict[str, Any]], *,
-           window: str, out: Path, generated: datetime | None = None) -> Path:
-    """Draw the report into `out` (PNG)."""
+           window: str, out: Path, generated: datetime | None = None,
+           parity: dict[str, Any] | None = None) -> Path:
+    """Draw the report into `out` (PNG); with `parity` (the parity stats), its section."""
     moment = (generated or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC")
     height = 2.5 + 0.45 * max(len(departments), len(segments), 1)
-    figure = Figure(figsize=(13, 2 * height), layout="constrained")
+    parity_height = 0.0 if parity is None else 2.0 + 0.4 * max(
+        [len(a["groups"]) for a in parity["attributes"]] or [1])
+    figure = Figure(figsize=(13, 2 * height + parity_height), layout="constrained")
     figure.suptitle(f"Response times and first-response targets, last {window}"
                     f" (generated {moment})")
-    (by_department, met_department), (by_segment, met_segment) = figure.subplots(2, 2)
+    services: FigureBase = figure
+    if parity is not None:
+        parts = figure.subfigures(2, 1, squeeze=False,
+                                  height_ratios=[2 * height, parity_height])
+        services = parts[0][0]
+        parity_report.draw(parts[1][0], parity)
+    (by_department, met_department), (by_segment, met_segment) = services.subplots(2, 2)
     for axes, rows, key, title in (
             (by_department, departments, "department", "per department"),
             (by_segment, segments, "segment", "per segment")):
@@ -122,18 +145,20 @@ def main(
     url: Annotated[str | None, typer.Option(
         help="The metrics service (default: http://127.0.0.1:METRICS_PORT)")] = None,
 ) -> None:
-    """Render per-department and per-segment response times and target attainment
-    (API_TOKEN: an admin credential)."""
+    """Render per-department and per-segment response times and target attainment, and
+    service parity per protected group (API_TOKEN: an admin credential)."""
     settings = Settings()
     base = url or f"http://127.0.0.1:{settings.metrics_port}"
     token = settings.api_token.get_secret_value() if settings.api_token else None
     try:
         departments, segments = fetch(base, window, token=token)
+        parity = fetch_parity(base, window, token=token)
     except httpx.HTTPError as exc:
         typer.echo(f"cannot read the stats at {base}: {exc}", err=True)
         raise typer.Exit(1) from exc
-    render(departments, segments, window=window, out=out)
-    typer.echo(f"{out} written: {len(departments)} departments, {len(segments)} segments")
+    render(departments, segments, window=window, out=out, parity=parity)
+    typer.echo(f"{out} written: {len(departments)} departments, {len(segments)} segments,"
+               f" {len(parity['attributes'])} protected attributes")
 
 
 if __name__ == "__main__":

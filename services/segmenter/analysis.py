@@ -4,7 +4,8 @@ Pure decision code. Customers are fed one at a time and only counts are kept, so
 million customers never need to be in memory at once. The report answers the questions
 the business asks before grouping (domain.md sections 6 and 7): how big each segment is,
 who only the default catches, which rules never match or are hidden behind earlier ones,
-which rules read protected attributes, and who would change segment against the live set.
+which rules read protected attributes or stand in for one (services/segmenter/proxies.py),
+and who would change segment against the live set.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from services.core import groups
+from services.segmenter import proxies
 from services.segmenter.rules import ENVIRONMENT, Rule, RuleEvaluationError, RuleSet
 
 SAMPLE_SIZE = 10
@@ -77,12 +80,14 @@ class Report:
     protected_rules: tuple[str, ...]
     moves: Moves | None  # only when compared with a live rule set
     errors: Errors
+    proxy_detection: proxies.Detection
 
 
 class Analysis:
     """Accumulates the analysis of `candidate`, optionally against the `live` rule set."""
 
-    def __init__(self, candidate: RuleSet, live: RuleSet | None = None) -> None:
+    def __init__(self, candidate: RuleSet, live: RuleSet | None = None, *,
+                 proxy_policy: proxies.Policy | None = None) -> None:
         self.candidate = candidate
         self.live = live
         self._customers = 0
@@ -98,6 +103,10 @@ class Analysis:
         self._failed_customers = 0
         self._failures: Counter[str] = Counter()
         self._first_failure: dict[str, tuple[str, str]] = {}
+        # Rules that read a protected attribute by name are flagged already.
+        self._proxies = proxies.ProxyDetection(
+            [r.name for r in candidate.rules if not candidate.protected_reads(r)],
+            groups.checked_by(candidate.protected_attributes), proxy_policy)
 
     def add(self, customer_id: str, context: Mapping[str, Any]) -> None:
         # One activation serves every rule of both sets: they share the same environment.
@@ -107,6 +116,8 @@ class Analysis:
         first = matching[0] if matching else None
         segment = first.segment if first else self.candidate.default_segment
         self._sizes[segment] += 1
+        self._proxies.add(groups.bands_of_context(context["customer"]),
+                          (rule.name for rule in matching))
         if first is None:
             self._default_only += 1
             if len(self._default_sample) < SAMPLE_SIZE:
@@ -158,7 +169,8 @@ class Analysis:
             rules=rule_reports,
             protected_rules=tuple(r.name for r in rule_reports if r.protected_reads),
             moves=moves,
-            errors=Errors(self._failed_customers, failures))
+            errors=Errors(self._failed_customers, failures),
+            proxy_detection=self._proxies.detection())
 
     def _rule_report(self, rule: Rule) -> RuleReport:
         first, every = self._first[rule.name], self._all[rule.name]
@@ -184,8 +196,9 @@ def _segment_of(rule_set: RuleSet, activation: Any) -> str:
 
 
 def analyse(candidate: RuleSet, contexts: Iterable[tuple[str, Mapping[str, Any]]],
-            live: RuleSet | None = None) -> Report:
-    analysis = Analysis(candidate, live)
+            live: RuleSet | None = None, *,
+            proxy_policy: proxies.Policy | None = None) -> Report:
+    analysis = Analysis(candidate, live, proxy_policy=proxy_policy)
     for customer_id, context in contexts:
         analysis.add(customer_id, context)
     return analysis.report()

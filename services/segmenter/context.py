@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time
 from typing import Any
 
+from services.core import groups
 from services.core.tickets import Ticket
 from services.segmenter.profiles import (
     Customer,
@@ -39,7 +40,7 @@ def customer_view(customer_id: str, profile: CustomerProfile | None,
         "language": profile.language,
         "gender": profile.gender,
         "birth_date": profile.birth_date.isoformat() if profile.birth_date else None,
-        "age_years": _age(profile.birth_date, today),
+        "age_years": groups.age_years(profile.birth_date, today),
         "socio_economic_band": profile.socio_economic_band,
         "signup_date": profile.signup_date.isoformat() if profile.signup_date else None,
         "attributes": dict(profile.attributes),
@@ -66,13 +67,6 @@ def ticket_view(ticket: Ticket | None) -> dict[str, Any]:
         return {"kind": None, "channel": None, "language": None, "attributes": {}}
     return {"kind": ticket.kind, "channel": ticket.channel, "language": ticket.language,
             "attributes": dict(ticket.attributes)}
-
-
-def _age(birth_date: date | None, today: date) -> int | None:
-    if birth_date is None:
-        return None
-    before_birthday = (today.month, today.day) < (birth_date.month, birth_date.day)
-    return today.year - birth_date.year - before_birthday
 
 
 def probes(today: date) -> list[dict[str, Any]]:

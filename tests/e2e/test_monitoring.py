@@ -53,7 +53,7 @@ from prometheus_client import REGISTRY
 from services.core import envelope, events, kafka, topics
 from services.core.settings import PROJECT_ROOT, Settings
 from services.local.prometheus import LocalPrometheus
-from tests.conftest import Pipeline
+from tests.conftest import Pipeline, demo_pipeline
 
 DASHBOARD = PROJECT_ROOT / "deploy" / "grafana" / "dashboards" / "routing.json"
 RULES = sorted((PROJECT_ROOT / "deploy" / "prometheus" / "rules").glob("*.yml"))
@@ -236,6 +236,15 @@ def declared_labels(metric: str) -> set[str]:
     importlib.import_module(NO_SAMPLES_WHEN_HEALTHY[metric])
     collector = REGISTRY._names_to_collectors[metric]  # no public lookup by name
     return set(getattr(collector, "_labelnames", ()))
+
+
+@pytest.fixture(scope="module")
+def pipeline(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
+    """The demo pipeline, measuring service parity every second over groups of any size:
+    the few tickets of this test make no group of the default minimum size."""
+    with demo_pipeline(kafka_bootstrap, tmp_path_factory.mktemp("pipeline"), extra_env={
+            "PROTECTED_GROUP_MINIMUM_SIZE": "1", "PARITY_INTERVAL_SECONDS": "1"}) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")

@@ -235,6 +235,32 @@ class TestAnalysis:
         assert response.json()["rule"] == "never"
 
 
+    async def test_a_rule_standing_in_for_age_is_flagged_as_a_proxy(
+            self, client: httpx.AsyncClient) -> None:
+        # A club whose 40 members are all over 70: a rule on membership reads no age,
+        # but selects by it. The demo base has no such association.
+        for n in range(40):
+            answer = await client.put(f"/v1/customers/{unique('senior')}", json={
+                "customer_type": "individual", "birth_date": f"{1946 + n % 10}-02-01",
+                "gender": ("female", "male")[n % 2], "attributes": {"club": "senior"}})
+            assert answer.status_code == 201, answer.text
+        candidate = CANDIDATE + """  - name: seniors-club
+    segment: club
+    when: "'club' in customer.attributes && customer.attributes.club == 'senior'"
+"""
+        response = await client.post("/v1/segment-rules/analysis", content=candidate,
+                                     headers={"content-type": "application/yaml"})
+        assert response.status_code == 200, response.text
+        detection = response.json()["proxy_detection"]
+        assert detection["policy"] == {"threshold": 0.3, "minimum_customers": 30}
+        assert "women" not in detection["rules_checked"]  # read gender by name
+        [proxy] = detection["proxies"]
+        assert (proxy["rule"], proxy["attribute"], proxy["band"]) == (
+            "seniors-club", "age_band", "65_plus")
+        assert proxy["matched"] == 40 and proxy["share_of_matches"] == 1.0
+        assert proxy["cramers_v"] >= 0.3
+
+
 class TestAdmin:
     async def test_create_read_delete(self, client: httpx.AsyncClient) -> None:
         customer_id = unique("admin")

@@ -44,3 +44,39 @@ def test_an_empty_window_still_gives_a_report(tmp_path: Path) -> None:
                                                 (86400, "hours")])
 def test_times_are_shown_in_a_readable_unit(seconds: float, unit: str) -> None:
     assert report.time_unit(seconds)[0] == unit
+
+
+class TestParitySection:
+    def parity_answer(self) -> dict[str, Any]:
+        from bench import parity_picture
+
+        return parity_picture.answer()
+
+    def test_the_report_grows_by_the_parity_section(self, tmp_path: Path) -> None:
+        departments = [stats("public_sector", "department", 600, 3000, 19, 1)]
+        segments = [stats("government", "segment", 600, 3000, 19, 1)]
+        plain = report.render(departments, segments, window="7d", out=tmp_path / "plain.png")
+        with_parity = report.render(departments, segments, window="7d",
+                                    out=tmp_path / "parity.png", parity=self.parity_answer())
+        plain_height = image.imread(plain).shape[0]
+        assert with_parity.read_bytes().startswith(PNG_SIGNATURE)
+        # Five age bands, the most groups of an attribute: 2 + 0.4 * 5 inches at 100 dpi.
+        assert image.imread(with_parity).shape[0] == plain_height + 400
+
+    def test_the_section_alone_and_without_attributes(self, tmp_path: Path) -> None:
+        from services.metrics import parity_report
+
+        alone = parity_report.render(self.parity_answer(), out=tmp_path / "alone.png")
+        empty = parity_report.render({"threshold": 0.8, "minimum_group_size": 30,
+                                      "attributes": []}, out=tmp_path / "empty.png")
+        for out in (alone, empty):
+            assert out.read_bytes().startswith(PNG_SIGNATURE)
+
+    def test_suppressed_and_flagged_groups_are_labelled(self) -> None:
+        from services.metrics import parity_report
+
+        assert parity_report._label({"suppressed": True}, 30) == "fewer than 30 tickets"
+        assert parity_report._label({"suppressed": False, "tickets": 90, "below_threshold": True,
+                                     "ratios": {"first_response": 0.5,
+                                                "target_attainment": None}}, 30) == (
+            "50% on first response, 90 tickets  FLAGGED")
