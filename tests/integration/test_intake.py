@@ -10,9 +10,9 @@ from pathlib import Path
 
 import httpx
 
+from devtools import ports, processes
+from devtools.kafka_broker import LocalKafka
 from services.core import topics
-from services.local import ports, processes
-from services.local.kafka_broker import LocalKafka
 from tests import credentials
 from tests.conftest import Pipeline, read_topic, unique
 

@@ -13,10 +13,9 @@ from typing import Any
 import httpx
 import pytest
 
+from devtools import demo, ports, processes
 from services.core import topics
 from services.core.settings import PROJECT_ROOT
-from services.local import ports, processes
-from services.segmenter import demo
 from tests import credentials
 from tests.conftest import read_topic, unique
 from tests.databases import BACKENDS, fresh_postgres_database
