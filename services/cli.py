@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from services import credentials_cli
 from services.core.settings import Settings
-
-if TYPE_CHECKING:
-    from services.segmenter.store import CustomerStore
 
 app = typer.Typer(help="Customer-service routing: operate the pipeline.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -49,9 +44,10 @@ def analyse(
     base and print the report as JSON."""
     import json
     from dataclasses import asdict
+    from datetime import UTC, datetime
 
     from services.core.config_files import ConfigError
-    from services.segmenter import rules_api, rules_file
+    from services.segmenter import bootstrap, rules_file, service
 
     settings = Settings()
     try:
@@ -62,43 +58,31 @@ def analyse(
         raise typer.Exit(2) from exc
 
     async def run() -> object:
-        async with _store(settings) as store:
+        async with bootstrap.connect(settings, client_id="routing-cli") as connected:
+            customers, now = connected.segmenter.customers, datetime.now(UTC)
             if proposed is None:
-                return await rules_api.analyse_customer_base(store, live)
-            return await rules_api.analyse_customer_base(store, proposed, live=live)
+                return await service.analyse(customers, live, now=now)
+            return await service.analyse(customers, proposed, live=live, now=now)
 
     typer.echo(json.dumps(asdict(asyncio.run(run())), indent=2))  # type: ignore[call-overload]
 
 
 @app.command("recompute-tiers")
 def recompute_tiers() -> None:
-    """Recompute every customer's values, the tier cutoffs and the tiers now."""
+    """Recompute every customer's values, the tier cutoffs (by the tier settings) and the
+    tiers now, and publish the tier changes so running segmenters refresh their cutoffs."""
     from datetime import UTC, datetime
 
-    async def run() -> tuple[int, dict[str, int]]:
-        async with _store(Settings()) as store:
-            changes = await store.recompute_population(now=datetime.now(UTC))
-            return len(changes), await store.tier_sizes()
+    from services.segmenter import bootstrap, service
 
-    changed, sizes = asyncio.run(run())
-    typer.echo(f"tier changes: {changed}; tier sizes: {sizes}")
+    async def run() -> service.Recomputed:
+        async with bootstrap.connect(Settings(), client_id="routing-cli") as connected:
+            segmenter = connected.segmenter
+            return await service.recompute_tiers(segmenter.customers, segmenter.publisher,
+                                                 now=datetime.now(UTC))
 
-
-@contextlib.asynccontextmanager
-async def _store(settings: Settings) -> AsyncIterator[CustomerStore]:
-    from services.core import db, migrate
-    from services.segmenter.cache import CustomerCache
-    from services.segmenter.store import CustomerStore
-
-    await migrate.upgrade(settings.database_url)
-    engine = db.engine(settings.database_url)
-    try:
-        store = CustomerStore(db.sessions(engine),
-                              cache=CustomerCache(max_customers=0, ttl_seconds=1))
-        await store.load_cutoffs()
-        yield store
-    finally:
-        await engine.dispose()
+    recomputed = asyncio.run(run())
+    typer.echo(f"tier changes: {len(recomputed.tier_changes)}; tier sizes: {recomputed.sizes}")
 
 
 dead_letters_cli = typer.Typer(help="Dead letters: what the stages could not process.",

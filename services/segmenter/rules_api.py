@@ -7,20 +7,20 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 
 from services.core import auth, config_files, config_history_api, config_store, http
-from services.segmenter import analysis, context, rules, rules_file
-from services.segmenter.api import Store
+from services.segmenter import rules, rules_file, service
+from services.segmenter.api import Segmenter, get_segmenter
+from services.segmenter.bootstrap import Segmenter as Context
 from services.segmenter.live_rules import LiveRuleSet
-from services.segmenter.store import CustomerStore
 
 api = APIRouter(prefix="/v1/segment-rules", tags=["segment rules"],
                 dependencies=auth.ADMIN_ONLY)
 
-async def get_live(request: Request) -> LiveRuleSet:
-    live: LiveRuleSet = request.app.state.rules
-    return live
+
+async def get_live(segmenter: Annotated[Context, Depends(get_segmenter)]) -> LiveRuleSet:
+    return segmenter.rules
 
 
 Live = Annotated[LiveRuleSet, Depends(get_live)]
@@ -67,7 +67,7 @@ async def upload_rules(live: Live, principal: auth.Admin, text: http.YamlText,
 
 @api.post("/dry-run", openapi_extra=http.YAML_BODY,
           responses={422: {"description": "The rule set is invalid (file, line, rule)"}})
-async def dry_run(live: Live, store: Store, text: http.YamlText) -> Any:
+async def dry_run(live: Live, segmenter: Segmenter, text: http.YamlText) -> Any:
     """Validate a candidate rule set and analyse it over the customer base against the
     one in force, with the diff of the texts; nothing is put in force or kept."""
     try:
@@ -75,7 +75,8 @@ async def dry_run(live: Live, store: Store, text: http.YamlText) -> Any:
     except config_files.ConfigError as exc:
         return http.config_error(exc)
     in_force = await live.versions.in_force()
-    report = await analyse_customer_base(store, candidate, live=live.current)
+    report = await service.analyse(segmenter.customers, candidate, live=live.current,
+                                   now=datetime.now(UTC))
     return {"valid": True, "version": candidate.version,
             "in_force": live.current.version,
             "diff": config_store.text_diff(in_force.text if in_force else "", text,
@@ -87,7 +88,7 @@ async def dry_run(live: Live, store: Store, text: http.YamlText) -> Any:
     "application/yaml": {"schema": {"type": "string",
                                     "description": "a candidate rule file; empty: the"
                                                    " rule set in force"}}}}})
-async def analyse_rules(live: Live, store: Store, text: http.YamlText) -> Any:
+async def analyse_rules(live: Live, segmenter: Segmenter, text: http.YamlText) -> Any:
     """Run a candidate rule set (or, with an empty body, the one in force) over the whole
     customer base: segment sizes, customers only the default catches, rules that never
     match or are shadowed, protected attributes read, and who would move where."""
@@ -96,19 +97,13 @@ async def analyse_rules(live: Live, store: Store, text: http.YamlText) -> Any:
             candidate = rules_file.parse(text, source="candidate (upload)")
         except config_files.ConfigError as exc:
             return http.config_error(exc)
-        report = await analyse_customer_base(store, candidate, live=live.current)
+        report = await service.analyse(segmenter.customers, candidate, live=live.current,
+                                       now=datetime.now(UTC))
     else:
-        report = await analyse_customer_base(store, live.current)
+        report = await service.analyse(segmenter.customers, live.current,
+                                       now=datetime.now(UTC))
     return asdict(report)
 
 
 api.include_router(config_history_api.routes(get_live, what="segment rules"))
 
-
-async def analyse_customer_base(store: CustomerStore, candidate: rules.RuleSet, *,
-                                live: rules.RuleSet | None = None) -> analysis.Report:
-    now = datetime.now(UTC)
-    running = analysis.Analysis(candidate, live)
-    async for customer in store.all_customers(now=now):
-        running.add(customer.customer_id, context.build(customer, None, today=now.date()))
-    return running.report()
