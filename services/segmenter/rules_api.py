@@ -11,15 +11,14 @@ from fastapi import APIRouter, Depends
 
 from services.core import auth, config_files, config_history_api, config_store, http
 from services.segmenter import rules, rules_file, service
-from services.segmenter.api import Segmenter, get_segmenter
-from services.segmenter.bootstrap import Segmenter as Context
+from services.segmenter.api import Segmenter
 from services.segmenter.live_rules import LiveRuleSet
 
 api = APIRouter(prefix="/v1/segment-rules", tags=["segment rules"],
                 dependencies=auth.ADMIN_ONLY)
 
 
-async def get_live(segmenter: Annotated[Context, Depends(get_segmenter)]) -> LiveRuleSet:
+async def get_live(segmenter: Segmenter) -> LiveRuleSet:
     return segmenter.rules
 
 
