@@ -57,13 +57,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import baseline, e2e_load
+from devtools import demo, ports, processes
+from devtools.kafka_broker import LocalKafka
 from services.core import access, db, kafka, migrate, topics
 from services.core.credentials import Credentials
 from services.core.settings import PROJECT_ROOT, Settings
-from services.local import ports, processes
-from services.local.kafka_broker import LocalKafka
 from services.router import priority, table_file
-from services.segmenter import demo
 
 STARTED: list[subprocess.Popen[bytes]] = []
 """Every process this benchmark started, stopped on the way out whatever happens."""

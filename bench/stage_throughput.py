@@ -33,6 +33,8 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from devtools import demo
+from devtools.kafka_broker import LocalKafka
 from services.core import (
     db,
     envelope,
@@ -44,11 +46,10 @@ from services.core import (
     topics,
 )
 from services.core.settings import PROJECT_ROOT, Settings
-from services.local.kafka_broker import LocalKafka
 from services.router import priority, table_file
 from services.router import worker as router_worker
 from services.router.store import RoutedTickets
-from services.segmenter import demo, rules_file, worker
+from services.segmenter import rules_file, worker
 from services.segmenter.cache import CustomerCache
 from services.segmenter.store import CustomerStore
 

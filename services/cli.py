@@ -1,107 +1,18 @@
-"""`routing`: run the whole pipeline locally, and operate it."""
+"""`routing`: operate the pipeline (dev tooling, such as `bin/run`, lives in devtools/)."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import signal
-import time
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from services import credentials_cli
-from services.core.settings import PROJECT_ROOT, Settings
-from services.local import processes
-from services.local.kafka_broker import LocalKafka
+from services.core.settings import Settings
 
-if TYPE_CHECKING:
-    from services.segmenter.store import CustomerStore
-
-app = typer.Typer(help="Customer-service routing: run and operate the pipeline.",
+app = typer.Typer(help="Customer-service routing: operate the pipeline.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
-
-DATA = PROJECT_ROOT / ".data"
-
-
-@app.command()
-def up(
-    data_dir: Annotated[Path, typer.Option(help="Where the broker, database and logs live")] = DATA,
-    demo: Annotated[bool, typer.Option(help="Load demo customers on first start")] = True,
-) -> None:
-    """Start the broker (unless KAFKA_BOOTSTRAP_SERVERS is set) and the three services."""
-    started = time.monotonic()
-    settings = Settings()
-    broker: LocalKafka | None = None
-    if "KAFKA_BOOTSTRAP_SERVERS" not in os.environ:
-        broker = LocalKafka(data_dir / "kafka", port=9092, controller_port=9093, heap="768m")
-        typer.echo(f"starting Kafka on {broker.bootstrap_servers} (log: {broker.log_file})")
-        broker.start()
-        settings = settings.model_copy(
-            update={"kafka_bootstrap_servers": broker.bootstrap_servers})
-    if demo:
-        from services.segmenter import demo as demo_data
-
-        loaded = asyncio.run(demo_data.seed_if_empty(settings.database_url))
-        typer.echo(f"demo customers loaded: {loaded}" if loaded else "customer store in use")
-        _demo_credentials(settings, data_dir / "credentials.env")
-    env = processes.service_env(
-        bootstrap=settings.kafka_bootstrap_servers, database_url=settings.database_url,
-        ports={"router": settings.router_port, "segmenter": settings.segmenter_port,
-               "metrics": settings.metrics_port})
-    services = [
-        processes.ServiceProcess(name, port, env, data_dir / "logs" / f"{name}.log")
-        for name, port in (("segmenter", settings.segmenter_port),
-                           ("router", settings.router_port),
-                           ("metrics", settings.metrics_port))
-    ]
-    stopping = False
-
-    def request_stop(_signum: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
-    try:
-        for service in services:
-            service.start()
-        for service in services:
-            service.wait_ready()
-        typer.echo(f"ready in {time.monotonic() - started:.1f}s")
-        for service in services:
-            typer.echo(f"  {service.name:<10} {service.url}  (docs {service.url}/docs,"
-                       f" log {service.log_file})")
-        typer.echo(f"  kafka      {settings.kafka_bootstrap_servers}")
-        typer.echo("Ctrl-C stops everything.")
-        while not stopping:
-            for service in services:
-                if service.process is not None and service.process.poll() is not None:
-                    typer.echo(f"{service.name} exited; see {service.log_file}", err=True)
-                    stopping = True
-            time.sleep(0.5)
-    finally:
-        typer.echo("stopping ...")
-        for service in reversed(services):
-            service.stop()
-        if broker is not None:
-            broker.stop()
-        typer.echo("stopped")
-
-
-def _demo_credentials(settings: Settings, out: Path) -> None:
-    from services.router import table_file
-
-    departments = table_file.load(settings.routing_table_file).departments
-    if asyncio.run(credentials_cli.issue_demo_credentials(
-            settings.database_url, sorted(departments), out)):
-        typer.echo(f"demo credentials (admin, platform, one per department) written to {out}")
-    elif out.exists():
-        typer.echo(f"credentials in use; the demo ones are in {out}")
-
 
 @app.command()
 def topics() -> None:
@@ -134,9 +45,10 @@ def analyse(
     protected attribute)."""
     import json
     from dataclasses import asdict
+    from datetime import UTC, datetime
 
     from services.core.config_files import ConfigError
-    from services.segmenter import rules_api, rules_file
+    from services.segmenter import bootstrap, rules_file, service
 
     settings = Settings()
     try:
@@ -147,54 +59,33 @@ def analyse(
         raise typer.Exit(2) from exc
 
     async def run() -> object:
-        async with _store(settings) as store:
-            policy = rules_api.proxy_policy(settings)
+        async with bootstrap.connect(settings, client_id="routing-cli") as connected:
+            customers, now = connected.segmenter.customers, datetime.now(UTC)
+            policy = bootstrap.proxy_policy(settings)
             if proposed is None:
-                return await rules_api.analyse_customer_base(store, live, proxy_policy=policy)
-            return await rules_api.analyse_customer_base(store, proposed, live=live,
-                                                         proxy_policy=policy)
+                return await service.analyse(customers, live, now=now, proxy_policy=policy)
+            return await service.analyse(customers, proposed, live=live, now=now,
+                                         proxy_policy=policy)
 
     typer.echo(json.dumps(asdict(asyncio.run(run())), indent=2))  # type: ignore[call-overload]
 
 
 @app.command("recompute-tiers")
 def recompute_tiers() -> None:
-    """Recompute every customer's values, the tier cutoffs and the tiers now."""
+    """Recompute every customer's values, the tier cutoffs (by the tier settings) and the
+    tiers now, and publish the tier changes so running segmenters refresh their cutoffs."""
     from datetime import UTC, datetime
 
-    async def run() -> tuple[int, dict[str, int]]:
-        async with _store(Settings()) as store:
-            changes = await store.recompute_population(now=datetime.now(UTC))
-            return len(changes), await store.tier_sizes()
+    from services.segmenter import bootstrap, service
 
-    changed, sizes = asyncio.run(run())
-    typer.echo(f"tier changes: {changed}; tier sizes: {sizes}")
+    async def run() -> service.Recomputed:
+        async with bootstrap.connect(Settings(), client_id="routing-cli") as connected:
+            segmenter = connected.segmenter
+            return await service.recompute_tiers(segmenter.customers, segmenter.publisher,
+                                                 now=datetime.now(UTC))
 
-
-@app.command("demo-data")
-def demo_data(count: Annotated[int, typer.Option(min=4)] = 2000) -> None:
-    """Load generated demo customers and purchases into an empty customer store."""
-    from services.segmenter import demo
-
-    loaded = asyncio.run(demo.seed_if_empty(Settings().database_url, count=count))
-    typer.echo(f"loaded {loaded} customers" if loaded else "the store is not empty: unchanged")
-
-
-@contextlib.asynccontextmanager
-async def _store(settings: Settings) -> AsyncIterator[CustomerStore]:
-    from services.core import db, migrate
-    from services.segmenter.cache import CustomerCache
-    from services.segmenter.store import CustomerStore
-
-    await migrate.upgrade(settings.database_url)
-    engine = db.engine(settings.database_url)
-    try:
-        store = CustomerStore(db.sessions(engine),
-                              cache=CustomerCache(max_customers=0, ttl_seconds=1))
-        await store.load_cutoffs()
-        yield store
-    finally:
-        await engine.dispose()
+    recomputed = asyncio.run(run())
+    typer.echo(f"tier changes: {len(recomputed.tier_changes)}; tier sizes: {recomputed.sizes}")
 
 
 dead_letters_cli = typer.Typer(help="Dead letters: what the stages could not process.",

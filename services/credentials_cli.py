@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-from collections.abc import AsyncIterator, Sequence
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 import typer
@@ -22,7 +20,7 @@ app = typer.Typer(help="Credentials: platforms' API keys, departments' and admin
 
 
 @contextlib.asynccontextmanager
-async def _store(database_url: str) -> AsyncIterator[Credentials]:
+async def open_store(database_url: str) -> AsyncIterator[Credentials]:
     await migrate.upgrade(database_url)
     engine = db.engine(database_url)
     try:
@@ -51,7 +49,7 @@ def issue(
         raise typer.Exit(2) from exc
 
     async def run() -> str:
-        async with _store(Settings().database_url) as store:
+        async with open_store(Settings().database_url) as store:
             credential, token = await store.issue(
                 wanted.role, wanted.subject, label=wanted.label, rate_limit=wanted.rate_limit)
         typer.echo(f"issued {credential.credential_id} ({role.value}"
@@ -66,7 +64,7 @@ def listed() -> None:
     """Every credential (without secrets), one JSON object per line."""
 
     async def run() -> None:
-        async with _store(Settings().database_url) as store:
+        async with open_store(Settings().database_url) as store:
             for credential in await store.listed():
                 typer.echo(credential.model_dump_json())
 
@@ -78,35 +76,10 @@ def revoke(credential_id: str) -> None:
     """Revoke a credential: every service refuses it within AUTH_CACHE_SECONDS."""
 
     async def run() -> bool:
-        async with _store(Settings().database_url) as store:
+        async with open_store(Settings().database_url) as store:
             return await store.revoke(credential_id) is not None
 
     if not asyncio.run(run()):
         typer.echo(f"no credential {credential_id}", err=True)
         raise typer.Exit(1)
     typer.echo(f"revoked {credential_id}")
-
-
-async def issue_demo_credentials(database_url: str, departments: Sequence[str],
-                                 out: Path) -> bool:
-    """On a store without credentials: an admin token, a demo platform's key and a token
-    per department, written to `out` (readable by its owner only). False if the store
-    already had credentials."""
-    async with _store(database_url) as store:
-        if await store.listed():
-            return False
-        lines = []
-        _, token = await store.issue(access.Role.ADMIN, None, label="demo admin")
-        lines.append(f"ADMIN_TOKEN={token}")
-        _, token = await store.issue(access.Role.PLATFORM, "demo-platform",
-                                     label="demo platform")
-        lines.append(f"PLATFORM_TOKEN={token}")
-        for department in departments:
-            _, token = await store.issue(access.Role.DEPARTMENT, department,
-                                         label="demo department")
-            lines.append(f"{department.upper()}_TOKEN={token}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    descriptor = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w") as file:
-        file.write("\n".join(lines) + "\n")
-    return True

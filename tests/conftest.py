@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer
 
+from devtools import ports, processes
+from devtools.kafka_broker import LocalKafka
 from services.core import envelope
 from services.core.settings import PROJECT_ROOT, Settings
-from services.local import ports, processes
-from services.local.kafka_broker import LocalKafka
 from tests import credentials
 
 pytest_plugins = ["tests.databases"]
@@ -152,7 +152,7 @@ def demo_pipeline(kafka_bootstrap: str, home: Path, *, customers: int = 300,
     """The whole pipeline running on a SQLite store with `customers` demo customers."""
     import asyncio
 
-    from services.segmenter import demo
+    from devtools import demo
 
     database_url = f"sqlite+aiosqlite:///{home / 'store.db'}"
     asyncio.run(demo.seed_if_empty(database_url, count=customers))

@@ -21,8 +21,8 @@ from sqlalchemy import NullPool, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
+from devtools.postgres import LocalPostgres
 from services.core import db, migrate
-from services.local.postgres import LocalPostgres
 
 BACKENDS = ["sqlite", "postgresql"]
 
@@ -85,7 +85,7 @@ async def database_url(empty_database_url: str) -> str:
 async def seeded_postgres(
         postgres_server: LocalPostgres | ExternalPostgres) -> AsyncIterator[str]:
     """A fresh PostgreSQL database with the demo customers, dropped afterwards."""
-    from services.segmenter import demo
+    from devtools import demo
 
     async with fresh_postgres_database(postgres_server.url) as url:
         await demo.seed_if_empty(url, count=100)

@@ -11,20 +11,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
-from services.core import auth, http, kafka, tickets
-from services.segmenter import context, customer_events, erasure, imports, row_streams, rows
-from services.segmenter.api import CustomerId, Store
+from services.core import auth, http, tickets
+from services.segmenter import context, row_streams, rows, service
+from services.segmenter.api import CustomerId, Segmenter
 from services.segmenter.profiles import Customer, CustomerType
 
 api = APIRouter(prefix="/v1", tags=["customers"], dependencies=auth.ADMIN_ONLY)
-
-
-async def get_publisher(request: Request) -> kafka.Publisher:
-    publisher: kafka.Publisher = request.app.state.publisher
-    return publisher
-
-
-Publisher = Annotated[kafka.Publisher, Depends(get_publisher)]
 
 
 class CustomerIn(BaseModel):
@@ -78,26 +70,25 @@ class PurchaseIn(BaseModel):
 
 @api.put("/customers/{customer_id}", status_code=200,
          responses={201: {"description": "The customer is new: created"}})
-async def save_customer(customer_id: CustomerId, customer: CustomerIn, store: Store,
-                        publisher: Publisher, response: Response) -> dict[str, Any]:
+async def save_customer(customer_id: CustomerId, customer: CustomerIn, segmenter: Segmenter,
+                        response: Response) -> dict[str, Any]:
     """Create or replace a customer's profile."""
-    if customer.birth_date and customer.birth_date > datetime.now(UTC).date():
+    now = datetime.now(UTC)
+    if customer.birth_date and customer.birth_date > now.date():
         raise http.InvalidField("body.birth_date", "must not be in the future")
-    created = await store.save_customer({"customer_id": customer_id,
-                                         **customer.model_dump(mode="python")})
-    changes = await store.refresh_features([customer_id], now=datetime.now(UTC))
-    await customer_events.publish_changes(publisher, [customer_id], changes)
+    created = await service.save_customer(segmenter.customers, segmenter.publisher,
+                                          customer_id, customer.model_dump(mode="python"),
+                                          now=now)
     response.status_code = 201 if created else 200
     return {"customer_id": customer_id, "created": created}
 
 
 @api.get("/customers/{customer_id}")
-async def read_customer(customer_id: CustomerId, store: Store) -> dict[str, Any]:
-    row = await store.profile_row(customer_id)
+async def read_customer(customer_id: CustomerId, segmenter: Segmenter) -> dict[str, Any]:
+    row = await segmenter.customers.profile_row(customer_id)
     if row is None:
-        raise HTTPException(404, detail={"error": "not_found",
-                                         "detail": f"no customer {customer_id!r}"})
-    customer = await store.customer(customer_id, now=datetime.now(UTC))
+        raise _not_found(customer_id)
+    customer = await segmenter.customers.customer(customer_id, now=datetime.now(UTC))
     return {
         "customer_id": customer_id,
         "profile": CustomerIn.model_validate(row, from_attributes=True).model_dump(mode="json"),
@@ -107,51 +98,54 @@ async def read_customer(customer_id: CustomerId, store: Store) -> dict[str, Any]
 
 
 @api.delete("/customers/{customer_id}", status_code=200)
-async def delete_customer(customer_id: CustomerId, store: Store,
-                          publisher: Publisher) -> dict[str, Any]:
+async def delete_customer(customer_id: CustomerId, segmenter: Segmenter) -> dict[str, Any]:
     """Erase the customer: their profile, purchases and tickets leave every table of the
     store; the answer says what was deleted and what Kafka keeps until when."""
-    erased = await erasure.erase_customer(store, customer_id)
+    erased = await service.erase_customer(segmenter.customers, segmenter.publisher,
+                                          customer_id)
     if not erased.found:
-        raise HTTPException(404, detail={"error": "not_found",
-                                         "detail": f"no customer {customer_id!r}"})
-    await customer_events.publish_changes(publisher, [customer_id])
+        raise _not_found(customer_id)
     return erased.answer()
 
 
 @api.post("/customers/{customer_id}/purchases", status_code=201)
-async def record_purchase(customer_id: CustomerId, purchase: PurchaseIn, store: Store,
-                          publisher: Publisher) -> dict[str, Any]:
+async def record_purchase(customer_id: CustomerId, purchase: PurchaseIn,
+                          segmenter: Segmenter) -> dict[str, Any]:
     """Record a purchase; the customer's values and tier are updated at once."""
-    if await store.profile_row(customer_id) is None:
-        raise HTTPException(404, detail={"error": "not_found",
-                                         "detail": f"no customer {customer_id!r}"})
-    now = datetime.now(UTC)
-    change = await store.record_purchase(customer_id, float(purchase.amount),
-                                         purchase.currency, purchase.purchased_at or now,
-                                         now=now)
-    await customer_events.publish_changes(publisher, [customer_id],
-                                          [change] if change else [])
-    customer = await store.customer(customer_id, now=now)
-    return {"customer_id": customer_id, "tier": str(customer.tier),
+    purchased = await service.record_purchase(
+        segmenter.customers, segmenter.publisher, customer_id, amount=float(purchase.amount),
+        currency=purchase.currency, purchased_at=purchase.purchased_at, now=datetime.now(UTC))
+    if purchased is None:
+        raise _not_found(customer_id)
+    change = purchased.tier_change
+    return {"customer_id": customer_id, "tier": str(purchased.customer.tier),
             "tier_changed": {"previous": str(change.previous), "current": str(change.current)}
             if change else None,
-            "features": _features(customer)}
+            "features": _features(purchased.customer)}
 
 
 @api.get("/tiers", tags=["tiers"])
-async def tiers(store: Store) -> dict[str, Any]:
+async def tiers(segmenter: Segmenter) -> dict[str, Any]:
     """How many customers are in each tier, and the cutoffs in force."""
-    return {"sizes": await store.tier_sizes(), "cutoffs": store.cutoffs.to_dict()}
+    return {"sizes": await segmenter.customers.tier_sizes(),
+            "cutoffs": segmenter.customers.cutoffs.to_dict()}
 
 
 @api.post("/tiers/recompute", tags=["tiers"])
-async def recompute_tiers(store: Store, publisher: Publisher) -> dict[str, Any]:
+async def recompute_tiers(segmenter: Segmenter) -> dict[str, Any]:
     """Recompute every customer's values, the cutoffs and the tiers now."""
-    changes = await store.recompute_population(now=datetime.now(UTC))
-    await customer_events.publish_recomputed(publisher, changes)
-    return {"tier_changes": len(changes), "sizes": await store.tier_sizes(),
-            "cutoffs": store.cutoffs.to_dict()}
+    return recomputed_answer(await service.recompute_tiers(
+        segmenter.customers, segmenter.publisher, now=datetime.now(UTC)))
+
+
+def recomputed_answer(recomputed: service.Recomputed) -> dict[str, Any]:
+    return {"tier_changes": len(recomputed.tier_changes), "sizes": recomputed.sizes,
+            "cutoffs": recomputed.cutoffs.to_dict()}
+
+
+def _not_found(customer_id: str) -> HTTPException:
+    return HTTPException(404, detail={"error": "not_found",
+                                      "detail": f"no customer {customer_id!r}"})
 
 
 def _features(customer: Customer) -> dict[str, Any]:
@@ -181,29 +175,24 @@ Format = Annotated[rows.Format, Depends(import_format)]
 
 
 @api.post("/customers/import", openapi_extra=IMPORT_BODY, tags=["import"])
-async def import_customers(request: Request, fmt: Format, store: Store,
-                           publisher: Publisher) -> dict[str, Any]:
+async def import_customers(request: Request, fmt: Format,
+                           segmenter: Segmenter) -> dict[str, Any]:
     """Create or update customers from CSV or JSON Lines, streamed: good rows are kept in
-    chunks, each row all or nothing; bad rows come back with their line and reason."""
-
-    async def refresh(customer_ids: list[str]) -> None:
-        await store.refresh_features(customer_ids, now=datetime.now(UTC))
-
-    report = await imports.import_customers(
-        store.sessions, row_streams.read_rows(request.stream(), fmt, "customers"), on_chunk=refresh)
-    await customer_events.publish_recomputed(publisher, [])
-    return asdict(report)
+    chunks, each row all or nothing; bad rows come back with their line and reason. Then
+    the tiers are recomputed over the new base (`tier_recompute`; null when no row was
+    kept)."""
+    imported = await service.import_customers(
+        segmenter.customers, segmenter.publisher,
+        row_streams.read_rows(request.stream(), fmt, "customers"))
+    return {**asdict(imported.report), "tier_recompute": recomputed_answer(imported.recomputed)
+            if imported.recomputed else None}
 
 
 @api.post("/purchases/import", openapi_extra=IMPORT_BODY, tags=["import"])
-async def import_purchases(request: Request, fmt: Format, store: Store,
-                           publisher: Publisher) -> dict[str, Any]:
+async def import_purchases(request: Request, fmt: Format,
+                           segmenter: Segmenter) -> dict[str, Any]:
     """Record purchases from CSV or JSON Lines, streamed; values and tiers follow."""
-
-    async def refresh(customer_ids: list[str]) -> None:
-        changes = await store.refresh_features(customer_ids, now=datetime.now(UTC))
-        await customer_events.publish_changes(publisher, customer_ids, changes)
-
-    report = await imports.import_purchases(
-        store.sessions, row_streams.read_rows(request.stream(), fmt, "purchases"), on_chunk=refresh)
+    report = await service.import_purchases(
+        segmenter.customers, segmenter.publisher,
+        row_streams.read_rows(request.stream(), fmt, "purchases"))
     return asdict(report)

@@ -1,4 +1,5 @@
-"""The segmenter's API: which segment a customer is in, and why."""
+"""The segmenter's API: which segment a customer is in, and why; and the one dependency
+every segmenter route reaches its context through."""
 
 from __future__ import annotations
 
@@ -8,8 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query, Request
 
 from services.core import auth
-from services.segmenter import context, rules
-from services.segmenter.store import CustomerStore
+from services.segmenter import bootstrap, rules, service
 
 api = APIRouter(prefix="/v1", tags=["segments"], dependencies=auth.ADMIN_ONLY)
 
@@ -17,29 +17,24 @@ CustomerId = Annotated[str, Path(min_length=1, max_length=128,
                                  pattern=r"^[A-Za-z0-9._:@-]+$")]
 
 
-async def get_store(request: Request) -> CustomerStore:
-    store: CustomerStore = request.app.state.customers
-    return store
+async def get_segmenter(request: Request) -> bootstrap.Segmenter:
+    """The context the lifespan put in `app.state.segmenter` (services/segmenter/app.py)."""
+    segmenter: bootstrap.Segmenter = request.app.state.segmenter
+    return segmenter
 
 
-async def get_rules(request: Request) -> rules.RuleSet:
-    rule_set: rules.RuleSet = request.app.state.rules.current
-    return rule_set
-
-
-Store = Annotated[CustomerStore, Depends(get_store)]
-Rules = Annotated[rules.RuleSet, Depends(get_rules)]
+Segmenter = Annotated[bootstrap.Segmenter, Depends(get_segmenter)]
 
 
 @api.get("/customers/{customer_id}/segment")
-async def customer_segment(customer_id: CustomerId, store: Store, rule_set: Rules,
+async def customer_segment(customer_id: CustomerId, segmenter: Segmenter,
                            explain: Annotated[bool, Query()] = False) -> dict[str, Any]:
     """The segment a ticket from this customer would get now (a ticket's own fields are
     unknown here, so rules on `ticket` see nulls). Unknown customers are answered too."""
-    now = datetime.now(UTC)
-    customer = await store.customer(customer_id, now=now)
-    evaluation = context.build(customer, None, today=now.date())
-    decision = rule_set.decide(evaluation)
+    rule_set = segmenter.rules.current
+    segmented = await service.explain(segmenter.customers, rule_set, customer_id,
+                                      now=datetime.now(UTC))
+    decision, customer = segmented.decision, segmented.customer
     answer: dict[str, Any] = {
         "customer_id": customer_id, "segment": decision.segment,
         "rule": decision.rule, "rules_version": decision.rules_version,
@@ -48,8 +43,8 @@ async def customer_segment(customer_id: CustomerId, store: Store, rule_set: Rule
     if explain:
         answer["explanation"] = {
             # An admin's answer, not a ticket: the values themselves, protected ones too.
-            "decided_by": rules.values_read(list(decision.decided_by), evaluation),
-            "features": evaluation["features"],
+            "decided_by": rules.values_read(list(decision.decided_by), segmented.evaluation),
+            "features": segmented.evaluation["features"],
             "rules_checked": [
                 {"rule": rule.name, "segment": rule.segment, "when": rule.expression}
                 for rule in rule_set.rules[:_position(rule_set, decision.rule) + 1]

@@ -9,17 +9,7 @@ from datetime import UTC, datetime
 
 from fastapi import FastAPI
 
-from services.core import (
-    background,
-    config_changes,
-    db,
-    http,
-    kafka,
-    leases,
-    logs,
-    migrate,
-    topics,
-)
+from services.core import background, config_changes, http, kafka, leases, logs, topics
 from services.core.credentials import Credentials
 from services.core.outage import StoreOutage
 from services.core.settings import Settings
@@ -27,13 +17,12 @@ from services.core.stage import StageRunner, stage_running
 from services.segmenter import (
     admin_api,
     api,
+    bootstrap,
     customer_events,
-    features,
-    live_rules,
     rules_api,
+    service,
     worker,
 )
-from services.segmenter.cache import CustomerCache
 from services.segmenter.store import CustomerStore
 
 NAME = "segmenter"
@@ -45,53 +34,42 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.rules = live_rules.live_rule_set(settings.segment_rules_file)
-        await migrate.upgrade(settings.database_url)
-        engine = db.engine(settings.database_url)
-        sessions = db.sessions(engine)
-        app.state.credentials = Credentials(sessions, cache_seconds=settings.auth_cache_seconds)
-        store = CustomerStore(
-            sessions,
-            cache=CustomerCache(max_customers=settings.customer_cache_size,
-                                ttl_seconds=settings.customer_cache_ttl_seconds),
-            policy=features.TierPolicy(most_valuable_share=settings.most_valuable_share,
-                                       most_growable_share=settings.most_growable_share,
-                                       min_growth_ratio=settings.min_growth_ratio))
-        await store.load_cutoffs()
-        app.state.customers = store
-        await kafka.ensure_topics(settings, topics.PIPELINE)
-        publisher = app.state.publisher = kafka.Publisher(settings, client_id=f"{NAME}-admin")
-        segment = worker.SegmentTicket(
-            lookup=store.customer, preload=store.preload, cached=store.cached_customer,
-            outage=StoreOutage(settings.store_outage_grace_seconds),
-            current_rules=lambda: app.state.rules.current)
-        stage = StageRunner(settings, name=NAME, source_topic=topics.INCOMING, group_id=NAME,
-                            transform=segment)
-        tasks = app.state.background = background.BackgroundTasks()
-        await config_changes.govern(app.state.rules, settings, sessions, tasks,
-                                    publisher=publisher, client_id=f"{NAME}-config")
-        tasks.start("rules-watch", app.state.rules.watch)
-        # A fresh follower each (re)start: a stopped Kafka consumer is not started again.
-        tasks.start("cache-follower",
-                    lambda stop: customer_events.CacheFollower(settings, store).run(stop))
-        tasks.start("tickets-raised", lambda stop: background.every(
-            settings.tickets_raised_flush_seconds, lambda: _flush(segment.tally, store),
-            stop, once_more_on_stop=True))
-        if settings.tier_recompute_interval_seconds:
-            # Once per fleet: only the segmenter holding the lease recomputes.
-            fleet = leases.Leases(sessions, holder=leases.holder_id(NAME, settings.instance_id))
-            tasks.start("tier-recompute", lambda stop: leases.every_while_holding(
-                fleet, TIER_RECOMPUTE_LEASE, settings.tier_recompute_interval_seconds,
-                lambda: _recompute(store, publisher), stop))
-        await stage.start()
-        app.state.stage = stage
-        try:
-            yield
-        finally:
-            await stage.stop()
-            await tasks.stop()
-            await publisher.close()
-            await engine.dispose()
+        async with bootstrap.connect(settings, client_id=f"{NAME}-admin") as connected:
+            segmenter = app.state.segmenter = connected.segmenter
+            store, sessions, publisher = connected.store, connected.sessions, connected.publisher
+            app.state.credentials = Credentials(sessions,
+                                                cache_seconds=settings.auth_cache_seconds)
+            await kafka.ensure_topics(settings, topics.PIPELINE)
+            segment = worker.SegmentTicket(
+                lookup=store.customer, preload=store.preload, cached=store.cached_customer,
+                outage=StoreOutage(settings.store_outage_grace_seconds),
+                current_rules=lambda: segmenter.rules.current)
+            stage = StageRunner(settings, name=NAME, source_topic=topics.INCOMING,
+                                group_id=NAME, transform=segment)
+            tasks = app.state.background = background.BackgroundTasks()
+            await config_changes.govern(segmenter.rules, settings, sessions, tasks,
+                                        publisher=publisher, client_id=f"{NAME}-config")
+            tasks.start("rules-watch", segmenter.rules.watch)
+            # A fresh follower each (re)start: a stopped Kafka consumer is not started again.
+            tasks.start("cache-follower",
+                        lambda stop: customer_events.CacheFollower(settings, store).run(stop))
+            tasks.start("tickets-raised", lambda stop: background.every(
+                settings.tickets_raised_flush_seconds, lambda: _flush(segment.tally, store),
+                stop, once_more_on_stop=True))
+            if settings.tier_recompute_interval_seconds:
+                # Once per fleet: only the segmenter holding the lease recomputes.
+                fleet = leases.Leases(sessions,
+                                      holder=leases.holder_id(NAME, settings.instance_id))
+                tasks.start("tier-recompute", lambda stop: leases.every_while_holding(
+                    fleet, TIER_RECOMPUTE_LEASE, settings.tier_recompute_interval_seconds,
+                    lambda: _recompute(segmenter), stop))
+            await stage.start()
+            app.state.stage = stage
+            try:
+                yield
+            finally:
+                await stage.stop()
+                await tasks.stop()
 
     app = FastAPI(title="Customer routing: segmenter", version="1", lifespan=lifespan)
     app.state.settings = settings
@@ -115,9 +93,9 @@ async def _flush(tally: Counter[str], store: CustomerStore) -> None:
         raise
 
 
-async def _recompute(store: CustomerStore, publisher: kafka.Publisher) -> None:
-    changes = await store.recompute_population(now=datetime.now(UTC))
-    await customer_events.publish_recomputed(publisher, changes)
+async def _recompute(segmenter: bootstrap.Segmenter) -> None:
+    await service.recompute_tiers(segmenter.customers, segmenter.publisher,
+                                  now=datetime.now(UTC))
 
 
 def main() -> None:

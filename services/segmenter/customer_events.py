@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
+from typing import Protocol
 
 from prometheus_client import Counter
 
@@ -27,13 +28,19 @@ TIER_CHANGES = Counter("routing_customer_tier_changes_total", "Changes of custom
                        ["previous", "current"])
 
 
+class Publisher(Protocol):
+    """What publishes customer events: kafka.Publisher, or a recording fake in tests."""
+
+    async def publish(self, outputs: Sequence[kafka.Publishable]) -> None: ...
+
+
 def _event(kind: str, customer_id: str, data: dict[str, object]) -> kafka.Output:
     return kafka.Output(topics.CUSTOMER_EVENTS, customer_id, envelope.Event(
         type=kind, source=SOURCE, ticket_id=None, subject=customer_id,
         correlation_id=customer_id, data={"customer_id": customer_id, **data}))
 
 
-async def publish_changes(publisher: kafka.Publisher, changed: Iterable[str],
+async def publish_changes(publisher: Publisher, changed: Iterable[str],
                           tier_changes: Iterable[TierChange] = ()) -> None:
     at = datetime.now(UTC).isoformat()
     outputs = [_event(CHANGED, customer_id, {"at": at}) for customer_id in changed]
@@ -44,14 +51,14 @@ async def publish_changes(publisher: kafka.Publisher, changed: Iterable[str],
     await _publish(publisher, outputs)
 
 
-async def publish_recomputed(publisher: kafka.Publisher,
+async def publish_recomputed(publisher: Publisher,
                              tier_changes: Iterable[TierChange]) -> None:
     await publish_changes(publisher, (), tier_changes)
     await _publish(publisher, [_event(POPULATION_RECOMPUTED, "*", {
         "at": datetime.now(UTC).isoformat()})])
 
 
-async def _publish(publisher: kafka.Publisher, outputs: list[kafka.Output]) -> None:
+async def _publish(publisher: Publisher, outputs: list[kafka.Output]) -> None:
     for start in range(0, len(outputs), 1000):
         chunk = outputs[start:start + 1000]
         try:

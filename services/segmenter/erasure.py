@@ -7,14 +7,16 @@ router's tables too (through the router's own store module)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete
 
 from services.core import kafka, topics
 from services.router import store as routed_store
 from services.segmenter.models import CustomerFeaturesRow, CustomerRow, PurchaseRow
-from services.segmenter.store import CustomerStore
+
+if TYPE_CHECKING:
+    from services.segmenter.store import CustomerStore
 
 # What stays in the SQL store after an erasure, and why it is not personal data.
 KEPT = {"ticket_timelines": "ticket ids, departments, segments and times only"}

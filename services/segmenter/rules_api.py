@@ -7,37 +7,22 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 
 from services.core import auth, config_files, config_history_api, config_store, http
-from services.core.settings import Settings
-from services.segmenter import analysis, context, proxies, rules, rules_file
-from services.segmenter.api import Store
+from services.segmenter import bootstrap, rules, rules_file, service
+from services.segmenter.api import Segmenter
 from services.segmenter.live_rules import LiveRuleSet
-from services.segmenter.store import CustomerStore
 
 api = APIRouter(prefix="/v1/segment-rules", tags=["segment rules"],
                 dependencies=auth.ADMIN_ONLY)
 
-async def get_live(request: Request) -> LiveRuleSet:
-    live: LiveRuleSet = request.app.state.rules
-    return live
+
+async def get_live(segmenter: Segmenter) -> LiveRuleSet:
+    return segmenter.rules
 
 
 Live = Annotated[LiveRuleSet, Depends(get_live)]
-
-
-async def get_proxy_policy(request: Request) -> proxies.Policy:
-    settings: Settings = request.app.state.settings
-    return proxy_policy(settings)
-
-
-ProxyPolicy = Annotated[proxies.Policy, Depends(get_proxy_policy)]
-
-
-def proxy_policy(settings: Settings) -> proxies.Policy:
-    return proxies.Policy(threshold=settings.proxy_association_threshold,
-                          minimum_customers=settings.protected_group_minimum_size)
 
 
 def describe(rule_set: rules.RuleSet) -> dict[str, Any]:
@@ -81,8 +66,7 @@ async def upload_rules(live: Live, principal: auth.Admin, text: http.YamlText,
 
 @api.post("/dry-run", openapi_extra=http.YAML_BODY,
           responses={422: {"description": "The rule set is invalid (file, line, rule)"}})
-async def dry_run(live: Live, store: Store, text: http.YamlText,
-                  policy: ProxyPolicy) -> Any:
+async def dry_run(live: Live, segmenter: Segmenter, text: http.YamlText) -> Any:
     """Validate a candidate rule set and analyse it over the customer base against the
     one in force, with the diff of the texts; nothing is put in force or kept."""
     try:
@@ -90,8 +74,9 @@ async def dry_run(live: Live, store: Store, text: http.YamlText,
     except config_files.ConfigError as exc:
         return http.config_error(exc)
     in_force = await live.versions.in_force()
-    report = await analyse_customer_base(store, candidate, live=live.current,
-                                         proxy_policy=policy)
+    report = await service.analyse(segmenter.customers, candidate, live=live.current,
+                                   now=datetime.now(UTC),
+                                   proxy_policy=bootstrap.proxy_policy(segmenter.settings))
     return {"valid": True, "version": candidate.version,
             "in_force": live.current.version,
             "diff": config_store.text_diff(in_force.text if in_force else "", text,
@@ -103,8 +88,7 @@ async def dry_run(live: Live, store: Store, text: http.YamlText,
     "application/yaml": {"schema": {"type": "string",
                                     "description": "a candidate rule file; empty: the"
                                                    " rule set in force"}}}}})
-async def analyse_rules(live: Live, store: Store, text: http.YamlText,
-                        policy: ProxyPolicy) -> Any:
+async def analyse_rules(live: Live, segmenter: Segmenter, text: http.YamlText) -> Any:
     """Run a candidate rule set (or, with an empty body, the one in force) over the whole
     customer base: segment sizes, customers only the default catches, rules that never
     match or are shadowed, protected attributes read, rules that stand in for one
@@ -115,21 +99,15 @@ async def analyse_rules(live: Live, store: Store, text: http.YamlText,
             candidate = rules_file.parse(text, source="candidate (upload)")
         except config_files.ConfigError as exc:
             return http.config_error(exc)
-        report = await analyse_customer_base(store, candidate, live=live.current,
-                                             proxy_policy=policy)
+        report = await service.analyse(segmenter.customers, candidate, live=live.current,
+                                       now=datetime.now(UTC),
+                                   proxy_policy=bootstrap.proxy_policy(segmenter.settings))
     else:
-        report = await analyse_customer_base(store, live.current, proxy_policy=policy)
+        report = await service.analyse(segmenter.customers, live.current,
+                                       now=datetime.now(UTC),
+                                   proxy_policy=bootstrap.proxy_policy(segmenter.settings))
     return asdict(report)
 
 
 api.include_router(config_history_api.routes(get_live, what="segment rules"))
 
-
-async def analyse_customer_base(store: CustomerStore, candidate: rules.RuleSet, *,
-                                live: rules.RuleSet | None = None,
-                                proxy_policy: proxies.Policy | None = None) -> analysis.Report:
-    now = datetime.now(UTC)
-    running = analysis.Analysis(candidate, live, proxy_policy=proxy_policy)
-    async for customer in store.all_customers(now=now):
-        running.add(customer.customer_id, context.build(customer, None, today=now.date()))
-    return running.report()

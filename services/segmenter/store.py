@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.segmenter import features
+from services.segmenter import erasure, features, imports
 from services.segmenter.cache import CustomerCache
 from services.segmenter.models import (
     CustomerFeaturesRow,
@@ -26,6 +26,7 @@ from services.segmenter.profiles import (
     Tier,
     ValueFeatures,
 )
+from services.segmenter.rows import CustomerRecord, PurchaseRecord, RowError
 
 
 @dataclass(frozen=True)
@@ -255,6 +256,19 @@ class CustomerStore:
             return {tier: count for tier, count in (await session.execute(
                 select(CustomerFeaturesRow.tier, func.count())
                 .group_by(CustomerFeaturesRow.tier))).all()}
+
+    # Bulk import and erasure ---------------------------------------------------------
+
+    async def import_customers(
+            self, rows: AsyncIterator[CustomerRecord | RowError]) -> imports.ImportReport:
+        return await imports.import_customers(self._sessions, rows)
+
+    async def import_purchases(self, rows: AsyncIterator[PurchaseRecord | RowError], *,
+                               on_chunk: imports.OnChunk) -> imports.ImportReport:
+        return await imports.import_purchases(self._sessions, rows, on_chunk=on_chunk)
+
+    async def erase(self, customer_id: str) -> erasure.Erasure:
+        return await erasure.erase_customer(self, customer_id)
 
 
 def _feature_columns(raw: ValueFeatures, tier: Tier, now: datetime) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from prometheus_client import Counter as Counted
 
 from services.core import db, envelope, events, faults, kafka, tickets, topics
 from services.core.outage import StoreOutage
-from services.segmenter import context, rules
+from services.segmenter import rules, service
 from services.segmenter.profiles import Customer
 
 SOURCE = events.SEGMENTER_SOURCE
@@ -105,7 +105,7 @@ class SegmentTicket:
                 customer_known=False, tier="unknown", degraded=STORE_DOWN)
             return self._outputs(event, ticket, segmentation, now)
         try:
-            decision = rule_set.decide(context.build(customer, ticket, today=now.date()))
+            decision = service.segment(customer, ticket, rule_set, now=now).decision
         except rules.RuleEvaluationError as exc:
             raise faults.Unprocessable(str(exc)) from exc
         segmentation = tickets.Segmentation(

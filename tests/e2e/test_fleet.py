@@ -12,9 +12,9 @@ import httpx
 import pytest
 from sqlalchemy import text
 
+from devtools import ports
+from devtools.processes import ServiceProcess
 from services.core import db, events, topics
-from services.local import ports
-from services.local.processes import ServiceProcess
 from tests.conftest import TEST_ROUTING_TABLE, Pipeline, read_topic, unique
 
 # Short enough that a test sees deadlines pass; the escalation checks twice a second.

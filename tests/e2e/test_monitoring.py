@@ -50,9 +50,9 @@ import pytest
 import yaml
 from prometheus_client import REGISTRY
 
+from devtools.prometheus import LocalPrometheus
 from services.core import envelope, events, kafka, topics
 from services.core.settings import PROJECT_ROOT, Settings
-from services.local.prometheus import LocalPrometheus
 from tests.conftest import Pipeline, demo_pipeline
 
 DASHBOARD = PROJECT_ROOT / "deploy" / "grafana" / "dashboards" / "routing.json"

@@ -112,7 +112,7 @@ async def test_unknown_customer_is_potential_not_an_error(pipeline: Pipeline) ->
 async def test_no_personal_data_in_logs_or_metric_labels(pipeline: Pipeline) -> None:
     """Tickets carry personal data in their text; the store holds names, e-mails, birth
     dates and gender. None of it may reach a log line or a metric label."""
-    from services.segmenter import demo
+    from devtools import demo
 
     secrets = {"name": "Henrietta Quaglione", "email": "henrietta.q@private.example",
                "phone": "+31 6 9876 5432", "birth": "1961-07-04"}

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from services.segmenter import demo
+from devtools import demo
 from tests.faults import harness
 
 

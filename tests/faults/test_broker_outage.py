@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from services.local.kafka_broker import LocalKafka
+from devtools.kafka_broker import LocalKafka
 from tests.conftest import Pipeline, unique
 from tests.faults import harness
 from tests.faults.conftest import Results, Row

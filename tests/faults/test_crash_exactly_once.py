@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.segmenter import demo
+from devtools import demo
 from tests.conftest import Pipeline, department_lanes, read_topic, unique
 
 TICKETS = 3000

@@ -19,9 +19,9 @@ import pytest
 from sqlalchemy import NullPool, select
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from devtools import demo
+from devtools.postgres import LocalPostgres
 from services.core import tickets, topics
-from services.local.postgres import LocalPostgres
-from services.segmenter import demo
 from services.segmenter.models import CustomerFeaturesRow
 from tests.conftest import Pipeline, read_topic, unique
 from tests.faults import harness

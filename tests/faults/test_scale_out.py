@@ -14,9 +14,9 @@ from pathlib import Path
 import httpx
 from sqlalchemy import func, select
 
+from devtools import ports
+from devtools.processes import ServiceProcess
 from services.core import db
-from services.local import ports
-from services.local.processes import ServiceProcess
 from services.metrics.store import TimelineRow
 from tests.conftest import Pipeline, unique
 from tests.faults import harness

@@ -21,9 +21,7 @@ from services.core import config_changes, config_store, db, http, kafka, topics
 from services.core.live_config import LiveConfig
 from services.core.settings import PROJECT_ROOT, Settings
 from services.router import table_api, table_file
-from services.segmenter import live_rules, rules_api
-from services.segmenter.cache import CustomerCache
-from services.segmenter.store import CustomerStore
+from services.segmenter import bootstrap, live_rules, rules_api
 from tests import credentials
 from tests.conftest import TEST_ROUTING_TABLE
 
@@ -33,7 +31,7 @@ class Config:
     """One kind of configuration: its API, where the app keeps it, an upload."""
 
     path: str
-    state: str
+    state: str  # the routing table's own key, or the segmenter's context holding it
     api: APIRouter
     original: Path
     live: Callable[[Path], LiveConfig[Any]]
@@ -45,7 +43,7 @@ KINDS = {
                             TEST_ROUTING_TABLE,
                             lambda path: LiveConfig("routing_table", path, table_file.parse),
                             ("version: tests-1", "version: uploaded-2")),
-    "segment rules": Config("/v1/segment-rules", "rules", rules_api.api,
+    "segment rules": Config("/v1/segment-rules", "segmenter", rules_api.api,
                             PROJECT_ROOT / "config" / "segments.yaml",
                             live_rules.live_rule_set,
                             ("version: demo-2", "version: uploaded-2")),
@@ -83,15 +81,18 @@ async def service(request: pytest.FixtureRequest, tmp_path: Path, sqlite_url: st
     app.include_router(config.api)
     http.install(app, ready=lambda: True)
     live = config.live(file)
-    setattr(app.state, config.state, live)
     settings = Settings(kafka_bootstrap_servers=kafka_bootstrap)
     await kafka.ensure_topics(settings, [topics.CONFIG_CHANGES])
     publisher = kafka.Publisher(settings, client_id="upload-tests")
     async with credentials.authenticating(app, sqlite_url) as store:
         engine = db.engine(sqlite_url)
         sessions = db.sessions(engine)
-        app.state.customers = CustomerStore(sessions, cache=CustomerCache(
-            max_customers=0, ttl_seconds=1))
+        if config.state == "segmenter":
+            app.state.segmenter = bootstrap.wire(
+                settings, customers=bootstrap.customer_store(settings, sessions),
+                publisher=publisher, rules=live)
+        else:
+            setattr(app.state, config.state, live)
         await live.govern(config_store.ConfigVersions(sessions, live.name),
                           announce=config_changes.Announcer(publisher))
         transport = httpx.ASGITransport(app=app)
@@ -187,7 +188,7 @@ class TestDryRun:
         report = response.json()
         assert report["valid"] is True and report["version"].startswith("uploaded-2+")
         assert "+version: uploaded-2\n" in report["diff"]
-        assert ("analysis" in report) == (service.config.state == "rules")
+        assert ("analysis" in report) == (service.config.state == "segmenter")
         assert service.live.current.version == before
         assert len((await service.client.get(f"{service.config.path}/versions")).json()) == 1
 

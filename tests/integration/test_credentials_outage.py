@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from devtools.postgres import LocalPostgres
 from services.core import access, db, migrate
 from services.core.credentials import Credentials
-from services.local.postgres import LocalPostgres
 
 CACHE_SECONDS = 0.2
 

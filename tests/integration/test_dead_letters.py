@@ -17,9 +17,9 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from fastapi import FastAPI
 
+from devtools import ports
 from services.core import envelope, faults, http, kafka, topics
 from services.core.settings import Settings
-from services.local import ports
 from services.router import dead_letter_records, dead_letters, dead_letters_api
 from tests import credentials
 from tests.conftest import unique

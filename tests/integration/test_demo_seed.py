@@ -1,4 +1,4 @@
-"""services/demo_seed.py, which docker-compose's `demo` service runs: the customers and
+"""devtools/demo_seed.py, which docker-compose's `demo` service runs: the customers and
 credentials of the README's walk-through, once, in a file only its owner reads."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from services import demo_seed
+from devtools import demo_seed
 from services.core.settings import Settings
 from services.router import table_file
 

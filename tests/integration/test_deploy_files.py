@@ -266,8 +266,8 @@ def test_prometheus_scrapes_each_service_on_its_port(
 
 
 def test_the_local_prometheus_config_generated_for_tests_is_valid(tmp_path: Path) -> None:
-    """services/local/prometheus.py: prometheus.local.yml's jobs on other ports, 1s."""
-    from services.local import prometheus
+    """devtools/prometheus.py: prometheus.local.yml's jobs on other ports, 1s."""
+    from devtools import prometheus
 
     targets = {name: [f"127.0.0.1:{18000 + n}"] for n, name in enumerate(APP_SERVICES)}
     generated = prometheus.config(targets, interval="1s")
@@ -564,7 +564,7 @@ def test_the_demo_profile_seeds_the_walk_through() -> None:
     demo = rendered_compose("--profile", "demo")["services"]["demo"]
     assert "demo" in default  # listed, but only started with --profile demo
     assert load_yaml(COMPOSE_FILE)["services"]["demo"]["profiles"] == ["demo"]
-    assert demo["command"][:3] == ["python", "-m", "services.demo_seed"]
+    assert demo["command"][:3] == ["python", "-m", "devtools.demo_seed"]
     credentials = Path(demo["command"][3])
     mounts = {Path(volume.split(":")[1]): volume for volume in demo["volumes"]}
     data = mounts[credentials.parent]
@@ -572,6 +572,8 @@ def test_the_demo_profile_seeds_the_walk_through() -> None:
     # It reads the routing table (the departments' tokens) from the read-only mount and
     # hands the file to that mount's owner.
     assert mounts[Path("/app/config")] == f"{ROOT / 'config'}:/app/config:ro"
+    # The image holds no dev tooling: the demo runs the checkout's devtools/, mounted.
+    assert mounts[Path("/app/devtools")] == f"{ROOT / 'devtools'}:/app/devtools:ro"
     assert demo["command"][4:] == ["--owner-of", "/app/config"]
     assert demo["restart"] == "no"
     assert set(demo["depends_on"]) == {"postgres"}

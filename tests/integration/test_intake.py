@@ -1,4 +1,5 @@
-"""The intake over real HTTP against a real broker."""
+"""The intake (the router, a process) over real HTTP against a real broker: the one
+component under test, no other stage running."""
 
 from __future__ import annotations
 
@@ -9,30 +10,66 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import pytest
 
+from devtools import ports, processes
+from devtools.kafka_broker import LocalKafka
 from services.core import topics
-from services.local import ports, processes
-from services.local.kafka_broker import LocalKafka
 from tests import credentials
-from tests.conftest import Pipeline, read_topic, unique
+from tests.conftest import TEST_ROUTING_TABLE, read_topic, unique
 
 TICKET = {"subject": "Invoice question", "body": "Where is my invoice?", "channel": "email",
           "kind": "question", "language": "nl"}
 
 
+@dataclass
+class Intake:
+    """The router alone, on the session's broker, with a store of its own."""
+
+    router: processes.ServiceProcess
+    bootstrap: str
+    database_url: str
+
+    def url(self) -> str:
+        return self.router.url
+
+    def headers(self, role: str = "platform") -> dict[str, str]:
+        subject = None if role == "admin" else "tests"
+        return credentials.bearer(
+            credentials.issue_token_blocking(self.database_url, role, subject))
+
+
+@pytest.fixture(scope="module")
+def intake(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Intake]:
+    home = tmp_path_factory.mktemp("intake")
+    database_url = f"sqlite+aiosqlite:///{home / 'store.db'}"
+    service_ports = {name: ports.free_port() for name in processes.SERVICES}
+    env = processes.service_env(bootstrap=kafka_bootstrap, database_url=database_url,
+                                ports=service_ports,
+                                extra={"ROUTING_TABLE_FILE": str(TEST_ROUTING_TABLE)})
+    router = processes.ServiceProcess("router", service_ports["router"], env,
+                                      home / "router.log")
+    try:
+        router.start()
+        router.wait_ready(timeout=90)
+        yield Intake(router, kafka_bootstrap, database_url)
+    finally:
+        router.stop()
+
+
 class TestAccepted:
     async def test_accepted_ticket_is_on_the_incoming_topic_keyed_by_customer(
-            self, pipeline: Pipeline) -> None:
+            self, intake: Intake) -> None:
         customer = unique("cust")
         async with httpx.AsyncClient() as client:
-            response = await client.post(f"{pipeline.url('router')}/v1/tickets",
+            response = await client.post(f"{intake.url()}/v1/tickets",
                                          json={**TICKET, "customer_id": customer},
                                          headers={"X-Correlation-ID": "corr-1",
-                                                  **pipeline.headers()})
+                                                  **intake.headers()})
         assert response.status_code == 202
         body = response.json()
         assert body["status"] == "accepted"
-        found = await read_topic(pipeline.bootstrap, topics.INCOMING, until=1,
+        found = await read_topic(intake.bootstrap, topics.INCOMING, until=1,
                                  keep=lambda e: e.ticket_id == body["ticket_id"])
         assert len(found) == 1
         event, record = found[0]
@@ -43,28 +80,28 @@ class TestAccepted:
 
 
 class TestBadInput:
-    async def test_each_bad_field_is_named(self, pipeline: Pipeline) -> None:
+    async def test_each_bad_field_is_named(self, intake: Intake) -> None:
         async with httpx.AsyncClient() as client:
             response = await client.post(
-                f"{pipeline.url('router')}/v1/tickets",
+                f"{intake.url()}/v1/tickets",
                 json={"customer_id": "", "subject": "x", "channel": "fax", "kind": "rant",
-                      "colour": "red"}, headers=pipeline.headers())
+                      "colour": "red"}, headers=intake.headers())
         assert response.status_code == 422
         fields = {f["field"]: f["problem"] for f in response.json()["fields"]}
         assert set(fields) == {"body.customer_id", "body.body", "body.channel", "body.kind",
                                "body.colour"}
         assert "'email'" in fields["body.channel"]  # says what is accepted
 
-    async def test_malformed_json_is_a_422_not_a_500(self, pipeline: Pipeline) -> None:
+    async def test_malformed_json_is_a_422_not_a_500(self, intake: Intake) -> None:
         async with httpx.AsyncClient() as client:
-            response = await client.post(f"{pipeline.url('router')}/v1/tickets",
+            response = await client.post(f"{intake.url()}/v1/tickets",
                                          content=b"{not json",
                                          headers={"content-type": "application/json",
-                                                  **pipeline.headers()})
+                                                  **intake.headers()})
         assert response.status_code == 422
 
     async def test_a_value_no_stage_could_carry_fails_its_request_alone(
-            self, pipeline: Pipeline) -> None:
+            self, intake: Intake) -> None:
         """Odd but valid JSON, posted at the same moment as good tickets (so they would
         share one group transaction): each odd one is a 422 naming its field, and every
         good one is accepted and reaches tickets.incoming."""
@@ -75,8 +112,8 @@ class TestBadInput:
             ("attributes.s", b'"attributes": {"s": "\\ud800"}'),
             ("subject", b'"subject": "\\udc00"'),
         ]
-        url = f"{pipeline.url('router')}/v1/tickets"
-        headers = {"content-type": "application/json", **pipeline.headers()}
+        url = f"{intake.url()}/v1/tickets"
+        headers = {"content-type": "application/json", **intake.headers()}
 
         def raw(extra: bytes) -> bytes:
             return (b'{"customer_id": "c-odd", "body": "b", "channel": "api", '
@@ -88,22 +125,22 @@ class TestBadInput:
                 *(client.post(url, content=raw(extra), headers=headers)
                   for _, extra in odd),
                 *(client.post(url, json={**TICKET, "customer_id": unique("good")},
-                              headers=pipeline.headers()) for _ in range(10)))
+                              headers=intake.headers()) for _ in range(10)))
         refused, accepted = answers[:len(odd)], answers[len(odd):]
         for (field, _), answer in zip(odd, refused, strict=True):
             assert answer.status_code == 422, answer.text
             assert answer.json()["fields"][0]["field"] == f"body.{field}"
         assert [answer.status_code for answer in accepted] == [202] * 10
         ids = {answer.json()["ticket_id"] for answer in accepted}
-        found = await read_topic(pipeline.bootstrap, topics.INCOMING, until=10,
+        found = await read_topic(intake.bootstrap, topics.INCOMING, until=10,
                                  keep=lambda e: e.ticket_id in ids)
         assert len(found) == 10
 
-    async def test_report_of_unknown_type_is_rejected(self, pipeline: Pipeline) -> None:
+    async def test_report_of_unknown_type_is_rejected(self, intake: Intake) -> None:
         async with httpx.AsyncClient() as client:
-            response = await client.post(f"{pipeline.url('router')}/v1/tickets/t-1/events",
+            response = await client.post(f"{intake.url()}/v1/tickets/t-1/events",
                                          json={"type": "closed"},
-                                         headers=pipeline.headers("admin"))
+                                         headers=intake.headers("admin"))
         assert response.status_code == 422
         assert response.json()["fields"][0]["field"] == "body.type"
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
+from devtools import demo
 from services import cli
 from services.core import db
 from services.core.settings import PROJECT_ROOT
-from services.segmenter import demo
 from services.segmenter.models import CustomerRow
 
 CANDIDATE = (PROJECT_ROOT / "config" / "segments.yaml").read_text(encoding="utf-8") + """

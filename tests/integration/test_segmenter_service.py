@@ -13,10 +13,9 @@ from typing import Any
 import httpx
 import pytest
 
+from devtools import demo, ports, processes
 from services.core import topics
 from services.core.settings import PROJECT_ROOT
-from services.local import ports, processes
-from services.segmenter import demo
 from tests import credentials
 from tests.conftest import read_topic, unique
 from tests.databases import BACKENDS, fresh_postgres_database
@@ -318,6 +317,10 @@ class TestBulkImportOverHttp:
         assert (report["rows_read"], report["rows_imported"], report["error_count"]) == (3, 2, 1)
         assert report["errors"][0]["line"] == 3
         assert "customer_type" in report["errors"][0]["reason"]
+        # The import ran the tier recompute it announces: the new customers are counted.
+        recompute = report["tier_recompute"]
+        assert recompute["sizes"] == (await client.get("/v1/tiers")).json()["sizes"]
+        assert recompute["cutoffs"] == (await client.get("/v1/tiers")).json()["cutoffs"]
         assert (await segment_of(client, f"{prefix}-3"))["segment"] == "government"
         assert (await client.get(f"/v1/customers/{prefix}-2")).status_code == 404
 

@@ -14,10 +14,10 @@ import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from devtools.kafka_broker import LocalKafka
 from services.core import db, envelope, kafka, migrate, tickets, topics
 from services.core.settings import Settings
 from services.core.stage import StageRunner
-from services.local.kafka_broker import LocalKafka
 from services.router import routing, worker
 from services.router.store import RoutedTickets
 from services.segmenter import rules, rules_file

@@ -8,7 +8,7 @@ import pytest
 
 from services.core.settings import Settings
 from services.metrics import parity_store
-from services.segmenter import rules_api
+from services.segmenter import bootstrap
 
 
 class TestDefaults:
@@ -18,7 +18,7 @@ class TestDefaults:
         assert (config.policy.threshold, config.policy.minimum_group_size) == (0.8, 30)
         assert config.attributes == ("age_band", "gender", "socio_economic_band")
         assert config.window.days == 7
-        assert rules_api.proxy_policy(settings).threshold == 0.3
+        assert bootstrap.proxy_policy(settings).threshold == 0.3
 
 
 class TestFromTheEnvironment:
@@ -32,7 +32,7 @@ class TestFromTheEnvironment:
         config = parity_store.ParityConfig.of(settings)
         assert (config.attributes, config.window.days) == (("gender",), 30)
         assert (config.policy.threshold, config.policy.minimum_group_size) == (0.9, 50)
-        proxy = rules_api.proxy_policy(settings)
+        proxy = bootstrap.proxy_policy(settings)
         assert (proxy.threshold, proxy.minimum_customers) == (0.2, 50)
 
 

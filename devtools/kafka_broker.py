@@ -21,8 +21,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from devtools import certificates, ports
 from services.core.settings import PROJECT_ROOT
-from services.local import certificates, ports
 
 POM = PROJECT_ROOT / "deploy" / "kafka" / "pom.xml"
 LOG_CONFIG = PROJECT_ROOT / "deploy" / "kafka" / "log4j2.properties"

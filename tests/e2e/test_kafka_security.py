@@ -25,11 +25,11 @@ from aiokafka.errors import (
 )
 from pydantic import SecretStr
 
+from devtools import certificates
+from devtools.kafka_broker import LocalKafka, Security
 from services.core import kafka, topics
 from services.core.settings import Settings
 from services.departments import queue
-from services.local import certificates
-from services.local.kafka_broker import LocalKafka, Security
 from services.router import priority, table_file
 from tests import kafka_acls
 from tests.conftest import TEST_ROUTING_TABLE, Pipeline
@@ -91,7 +91,7 @@ async def _prepare(secured: SecureKafka) -> None:
 @pytest.fixture(scope="module")
 def secure_pipeline(secure_kafka: SecureKafka,
                     tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
-    from services.segmenter import demo
+    from devtools import demo
 
     home = tmp_path_factory.mktemp("secure-pipeline")
     database_url = f"sqlite+aiosqlite:///{home / 'store.db'}"

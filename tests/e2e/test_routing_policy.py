@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
+from devtools import demo
 from services.core import topics
-from services.segmenter import demo
 from tests.conftest import Pipeline, department_lanes, read_topic, unique
 
 TABLE = """

@@ -9,7 +9,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from services.local import ports
+from devtools import ports
 
 SERVICES = ("segmenter", "router", "metrics")
 

@@ -1,8 +1,8 @@
-"""`python -m services.demo_seed FILE`: what `bin/run` loads on first start, for services
-that run elsewhere (docker-compose's opt-in `demo` service): demo customers into an empty
-customer store, and, on a store without credentials, the demo credentials (an admin,
-the platform `demo-platform`, one token per department) written to FILE, readable by its
-owner only. Run again, it changes nothing.
+"""`python -m devtools.demo_seed FILE`: what `bin/run` loads on first start, also for
+services that run elsewhere (docker-compose's opt-in `demo` service, which mounts
+devtools/): demo customers into an empty customer store, and, on a store without
+credentials, the demo credentials (an admin, the platform `demo-platform`, one token per
+department) written to FILE, readable by its owner only. Run again, it changes nothing.
 
 `--owner-of PATH` hands FILE (and its folder, if root owns it) to PATH's owner: in a
 container that runs as root, a bind mount of the checkout tells who the host user is.
@@ -13,12 +13,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
+from devtools import demo
 from services import credentials_cli
+from services.core import access
 from services.core.settings import Settings
 from services.router import table_file
-from services.segmenter import demo
 
 
 def seed(settings: Settings, credentials_file: Path, *, customers: int = 2000) -> list[str]:
@@ -27,13 +29,38 @@ def seed(settings: Settings, credentials_file: Path, *, customers: int = 2000) -
     loaded = asyncio.run(demo.seed_if_empty(settings.database_url, count=customers))
     done.append(f"demo customers loaded: {loaded}" if loaded else "customer store in use")
     departments = sorted(table_file.load(settings.routing_table_file).departments)
-    if asyncio.run(credentials_cli.issue_demo_credentials(
+    if asyncio.run(issue_demo_credentials(
             settings.database_url, departments, credentials_file)):
         done.append(f"demo credentials (admin, platform, one per department) written to"
                     f" {credentials_file}")
     else:
         done.append("credentials in use: none issued")
     return done
+
+
+async def issue_demo_credentials(database_url: str, departments: Sequence[str],
+                                 out: Path) -> bool:
+    """On a store without credentials: an admin token, a demo platform's key and a token
+    per department, written to `out` (readable by its owner only). False if the store
+    already had credentials."""
+    async with credentials_cli.open_store(database_url) as store:
+        if await store.listed():
+            return False
+        lines = []
+        _, token = await store.issue(access.Role.ADMIN, None, label="demo admin")
+        lines.append(f"ADMIN_TOKEN={token}")
+        _, token = await store.issue(access.Role.PLATFORM, "demo-platform",
+                                     label="demo platform")
+        lines.append(f"PLATFORM_TOKEN={token}")
+        for department in departments:
+            _, token = await store.issue(access.Role.DEPARTMENT, department,
+                                         label="demo department")
+            lines.append(f"{department.upper()}_TOKEN={token}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        file.write("\n".join(lines) + "\n")
+    return True
 
 
 def hand_over(credentials_file: Path, owner_of: Path) -> None:
@@ -47,7 +74,7 @@ def hand_over(credentials_file: Path, owner_of: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m services.demo_seed",
+    parser = argparse.ArgumentParser(prog="python -m devtools.demo_seed",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("credentials_file", type=Path)
     parser.add_argument("--owner-of", type=Path, help="give the file to this path's owner")

@@ -16,8 +16,8 @@ from typing import Any
 
 import yaml
 
+from devtools import ports
 from services.core.settings import PROJECT_ROOT
-from services.local import ports
 
 LOCAL_CONFIG = PROJECT_ROOT / "deploy" / "prometheus" / "prometheus.local.yml"
 RULES = PROJECT_ROOT / "deploy" / "prometheus" / "rules"

@@ -28,7 +28,7 @@ from typing import Any
 
 from sqlalchemy.engine import URL
 
-from services.local import ports
+from devtools import ports
 
 DEBIAN_ROOT = Path("/usr/lib/postgresql")
 OS_USER = "postgres"

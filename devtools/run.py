@@ -1,0 +1,96 @@
+"""`python -m devtools.run` (what `bin/run` calls): the whole pipeline on this machine, and
+the demo data. Dev tooling: the product's `routing` command offers none of this."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from devtools import demo, demo_seed, processes
+from devtools.kafka_broker import LocalKafka
+from services.core.settings import PROJECT_ROOT, Settings
+
+app = typer.Typer(help="Run the pipeline locally, with demo data.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+
+DATA = PROJECT_ROOT / ".data"
+
+
+@app.command()
+def up(
+    data_dir: Annotated[Path, typer.Option(help="Where the broker, database and logs live")] = DATA,
+    demo_data: Annotated[bool, typer.Option(
+        "--demo/--no-demo", help="Load demo customers and credentials on first start")] = True,
+) -> None:
+    """Start the broker (unless KAFKA_BOOTSTRAP_SERVERS is set) and the three services."""
+    started = time.monotonic()
+    settings = Settings()
+    broker: LocalKafka | None = None
+    if "KAFKA_BOOTSTRAP_SERVERS" not in os.environ:
+        broker = LocalKafka(data_dir / "kafka", port=9092, controller_port=9093, heap="768m")
+        typer.echo(f"starting Kafka on {broker.bootstrap_servers} (log: {broker.log_file})")
+        broker.start()
+        settings = settings.model_copy(
+            update={"kafka_bootstrap_servers": broker.bootstrap_servers})
+    if demo_data:
+        for line in demo_seed.seed(settings, data_dir / "credentials.env"):
+            typer.echo(line)
+    env = processes.service_env(
+        bootstrap=settings.kafka_bootstrap_servers, database_url=settings.database_url,
+        ports={"router": settings.router_port, "segmenter": settings.segmenter_port,
+               "metrics": settings.metrics_port})
+    services = [
+        processes.ServiceProcess(name, port, env, data_dir / "logs" / f"{name}.log")
+        for name, port in (("segmenter", settings.segmenter_port),
+                           ("router", settings.router_port),
+                           ("metrics", settings.metrics_port))
+    ]
+    stopping = False
+
+    def request_stop(_signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    try:
+        for service in services:
+            service.start()
+        for service in services:
+            service.wait_ready()
+        typer.echo(f"ready in {time.monotonic() - started:.1f}s")
+        for service in services:
+            typer.echo(f"  {service.name:<10} {service.url}  (docs {service.url}/docs,"
+                       f" log {service.log_file})")
+        typer.echo(f"  kafka      {settings.kafka_bootstrap_servers}")
+        typer.echo("Ctrl-C stops everything.")
+        while not stopping:
+            for service in services:
+                if service.process is not None and service.process.poll() is not None:
+                    typer.echo(f"{service.name} exited; see {service.log_file}", err=True)
+                    stopping = True
+            time.sleep(0.5)
+    finally:
+        typer.echo("stopping ...")
+        for service in reversed(services):
+            service.stop()
+        if broker is not None:
+            broker.stop()
+        typer.echo("stopped")
+
+
+@app.command("demo-data")
+def demo_customers(count: Annotated[int, typer.Option(min=4)] = 2000) -> None:
+    """Load generated demo customers and purchases into an empty customer store."""
+    loaded = asyncio.run(demo.seed_if_empty(Settings().database_url, count=count))
+    typer.echo(f"loaded {loaded} customers" if loaded else "the store is not empty: unchanged")
+
+
+if __name__ == "__main__":
+    app()
