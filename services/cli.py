@@ -17,6 +17,7 @@ from services import credentials_cli
 from services.core.settings import PROJECT_ROOT, Settings
 from services.local import processes
 from services.local.kafka_broker import LocalKafka
+from services.simulator import cli as simulator_cli
 
 if TYPE_CHECKING:
     from services.segmenter.store import CustomerStore
@@ -119,6 +120,7 @@ def topics() -> None:
 
 
 app.add_typer(credentials_cli.app, name="credentials")
+app.command("simulate")(simulator_cli.simulate)
 
 segments = typer.Typer(help="Segment rules: check and analyse before use.", no_args_is_help=True)
 app.add_typer(segments, name="segments")

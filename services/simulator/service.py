@@ -17,7 +17,7 @@ from typing import Any
 
 from services.core import config_store
 from services.metrics import stats
-from services.router import load, routing, table_file
+from services.router import overflow, routing, table_file
 from services.segmenter import rules, rules_file
 from services.simulator import engine, rates, summary
 from services.simulator.history import HistoryReader
@@ -59,7 +59,7 @@ async def run(order: Order, *, reader: HistoryReader,
     mean_service = rates.mean_service_seconds(
         actual, lambda department: baseline.policy(department).calendar)
     runs = engine.simulate(window.tickets, engine.Candidate(table, rule_set),
-                           mean_service=mean_service, rate_window=load.RESPONSE_RATE_WINDOW,
+                           mean_service=mean_service, rate_window=overflow.RESPONSE_RATE_WINDOW,
                            replications=order.replications)
     comparison = summary.compare(actual, [run.served for run in runs], as_of=now)
     return {
