@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import heapq
 import random
+import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from services.router import calendars, overflow, routing, table_file
-from services.simulator import engine
+from services.simulator import engine, rates, report, service
 
 TABLE_TEXT = """\
 version: simulated-1
@@ -97,3 +99,25 @@ def generate(seed: int = 1, days: int = DAYS) -> History:
         tickets.append(engine.HistoricTicket(ticket_id, now, segment, "existing", VIEW,
                                              None, actual, groups))
     return History(table, tickets, START, end)
+
+
+def draw(out: Path, *, days: int = 28) -> Path:
+    """The README's picture: the candidate (government to care) over a generated month.
+
+        .venv/bin/python -m tests.simulated_history docs/simulation.png
+    """
+    history = generate(seed=1, days=days)
+    actual = [ticket.actual for ticket in history.tickets]
+    measured = rates.mean_service_seconds(
+        actual, lambda department: history.table.policy(department).calendar)
+    candidate = engine.Candidate(table_file.parse(CANDIDATE_TEXT, "candidate"))
+    runs = engine.simulate(history.tickets, candidate, mean_service=measured,
+                           rate_window=overflow.RESPONSE_RATE_WINDOW)
+    result = {"window": {"start": history.start.isoformat(), "end": history.end.isoformat()},
+              **service.describe(actual, runs, candidate=candidate, mean_service=measured,
+                                 as_of=history.as_of)}
+    return report.render(result, out=out)
+
+
+if __name__ == "__main__":
+    draw(Path(sys.argv[1]))

@@ -21,7 +21,8 @@ def _bars(axes: Axes, rows: Sequence[dict[str, Any]], key: str,
     names = [row[key] for row in rows]
     for offset, (side, name, colour) in zip((-0.2, 0.2), SIDES, strict=True):
         axes.barh([position + offset for position in range(len(names))],
-                  [value(row[side]) for row in rows], height=0.4, label=name, color=colour)
+                  [_drawn(value(row[side])) for row in rows], height=0.4, label=name,
+                  color=colour)
     axes.set_yticks(list(range(len(names))), names)
     axes.invert_yaxis()
     axes.set_xlabel(label)
@@ -32,8 +33,10 @@ def _p90(rows: Sequence[dict[str, Any]]) -> tuple[str, Any]:
     largest = max((row[side]["first_response_seconds"]["p90"] or 0.0
                    for row in rows for side, _, _ in SIDES), default=0.0)
     unit, per = report.time_unit(largest)
-    return f"first response p90 ({unit})", \
-        lambda figures: (figures["first_response_seconds"]["p90"] or 0.0) / per
+    # None (no response) draws no bar: the scale is logarithmic, waits span minutes to days
+    return f"first response p90 ({unit}, log scale)", \
+        lambda figures: None if not figures["first_response_seconds"]["p90"] \
+        else figures["first_response_seconds"]["p90"] / per
 
 
 def render(result: dict[str, Any], *, out: Path) -> Path:
@@ -44,9 +47,10 @@ def render(result: dict[str, Any], *, out: Path) -> Path:
     error = result["replay_error"]
     figure.suptitle(
         f"Simulation of table {result['candidate']['table_version']} over"
-        f" {result['window']['start'][:16]} .. {result['window']['end'][:16]}"
-        f" ({result['tickets']} tickets, {result['replications']} replications);"
-        f" replay error p50 {_share(error['p50'])}, p90 {_share(error['p90'])}")
+        f" {result['window']['start'][:16]} .. {result['window']['end'][:16]}\n"
+        f"({result['tickets']} tickets, {result['replications']} replications);"
+        f" largest gap to what happened: p50 {_share(error['p50'])},"
+        f" p90 {_share(error['p90'])}")
     (department_p90, department_met, department_load), (segment_p90, segment_met, spare) = \
         figure.subplots(2, 3)
     for axes, rows, key in ((department_p90, departments, "department"),
@@ -54,6 +58,8 @@ def render(result: dict[str, Any], *, out: Path) -> Path:
         label, value = _p90(rows)
         axes.set_title(f"First response p90 per {key}")
         _bars(axes, rows, key, value, label)
+        if any(value(row[side]) for row in rows for side, _, _ in SIDES):
+            axes.set_xscale("log")
     for axes, rows, key in ((department_met, departments, "department"),
                             (segment_met, segments, "segment")):
         axes.set_title(f"First-response targets met per {key}")
@@ -69,6 +75,10 @@ def render(result: dict[str, Any], *, out: Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(out, format="png", dpi=90)
     return out
+
+
+def _drawn(value: float | None) -> float:
+    return float("nan") if value is None else value
 
 
 def _share(value: float | None) -> str:

@@ -10,9 +10,9 @@ against what happened (its `replay_error`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from services.core import config_store
@@ -21,6 +21,8 @@ from services.router import overflow, routing, table_file
 from services.segmenter import rules, rules_file
 from services.simulator import engine, rates, summary
 from services.simulator.history import HistoryReader
+
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class Refused(ValueError):
@@ -59,21 +61,30 @@ async def run(order: Order, *, reader: HistoryReader,
     mean_service = rates.mean_service_seconds(
         actual, lambda department: baseline.policy(department).calendar)
     runs = engine.simulate(window.tickets, engine.Candidate(table, rule_set),
-                           mean_service=mean_service, rate_window=overflow.RESPONSE_RATE_WINDOW,
+                           mean_service=mean_service,
+                           rate_window=overflow.RESPONSE_RATE_WINDOW,
                            replications=order.replications)
-    comparison = summary.compare(actual, [run.served for run in runs], as_of=now)
+    return {"window": {"start": order.start.isoformat(), "end": order.end.isoformat()},
+            "without_state": window.without_state,
+            "baseline": {"table_version_id": baseline_version.version_id,
+                         "table_version": baseline.version},
+            **describe(actual, runs, candidate=engine.Candidate(table, rule_set),
+                       mean_service=mean_service, as_of=now)}
+
+
+def describe(actual: Sequence[engine.Served], runs: Sequence[engine.Replication], *,
+             candidate: engine.Candidate, mean_service: Mapping[str, float],
+             as_of: datetime) -> dict[str, Any]:
+    """A simulation next to what happened, as the API answers it."""
+    comparison = summary.compare(actual, [run.served for run in runs], as_of=as_of)
     return {
-        "window": {"start": order.start.isoformat(), "end": order.end.isoformat()},
-        "as_of": now.isoformat(),
-        "tickets": len(window.tickets),
-        "without_state": window.without_state,
+        "as_of": as_of.isoformat(),
+        "tickets": len(actual),
         "rule_failures": max((len(run.rule_failures) for run in runs), default=0),
-        "baseline": {"table_version_id": baseline_version.version_id,
-                     "table_version": baseline.version},
-        "candidate": {"table_version": table.version,
-                      "rules_version": rule_set.version if rule_set else None},
-        "replications": order.replications,
-        "mean_service_seconds": mean_service,
+        "candidate": {"table_version": candidate.table.version,
+                      "rules_version": candidate.rules.version if candidate.rules else None},
+        "replications": len(runs),
+        "mean_service_seconds": dict(mean_service),
         "departments": _rows(comparison.departments, "department"),
         "segments": _rows(comparison.segments, "segment"),
         "groups": {attribute: _rows(groups, "group")
@@ -83,6 +94,8 @@ async def run(order: Order, *, reader: HistoryReader,
 
 
 def _check_window(order: Order, now: datetime) -> None:
+    if order.start < EARLIEST:
+        raise Refused("start", f"must not be before {EARLIEST.isoformat()}: no ticket is")
     if order.end <= order.start:
         raise Refused("end", "must come after start")
     if order.end - order.start > stats.MAX_WINDOW:

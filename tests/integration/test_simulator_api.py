@@ -197,6 +197,7 @@ class TestRefusals:
     @pytest.mark.parametrize(("change", "field"), [
         ({"end": "2026-11-01T00:00:00+00:00"}, "body.end"),
         ({"end": "2999-01-01T00:00:00+00:00"}, "body.end"),
+        ({"start": "0001-01-01T00:00:00+01:00"}, "body.start"),
         ({"table": "x", "table_version_id": 1}, "body.table_version_id"),
         ({"table_version_id": 99999}, "body.table_version_id"),
         ({"replications": 0}, "body.replications"),

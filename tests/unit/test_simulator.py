@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from functools import cache
+from pathlib import Path
 
 import pytest
 
 from services.router import table_file
 from services.segmenter import rules_file
-from services.simulator import engine, rates, summary
+from services.simulator import engine, rates, report, service, summary
 from tests import simulated_history
 
 RATE_WINDOW = timedelta(hours=1)
@@ -179,3 +180,20 @@ class TestSummary:
                                       as_of=T0 + timedelta(days=1)).departments
         assert summary.replay_error(departments).p50 is None
         assert summary.replay_error(departments, smallest=5).p50 == pytest.approx(8.0)
+
+
+class TestReport:
+    def test_a_simulation_is_drawn_as_a_png(self, tmp_path: Path) -> None:
+        out = simulated_history.draw(tmp_path / "simulation.png", days=2)
+        assert out.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+    def test_an_empty_window_is_drawn_too(self, tmp_path: Path) -> None:
+        table = table_file.parse(simulated_history.TABLE_TEXT, "table")
+        result = {"window": {"start": T0.isoformat(), "end": T0.isoformat()},
+                  **service.describe([], engine.simulate([], engine.Candidate(table),
+                                                         mean_service={},
+                                                         rate_window=RATE_WINDOW),
+                                     candidate=engine.Candidate(table), mean_service={},
+                                     as_of=T0)}
+        assert result["departments"] == [] and result["replay_error"]["p50"] is None
+        assert report.render(result, out=tmp_path / "empty.png").stat().st_size > 0
