@@ -34,6 +34,7 @@ from services.segmenter.store import CustomerStore
 from services.simulator import engine
 
 GroupsOf = Callable[[Customer], Mapping[str, str]]
+PRELOAD_CHUNK = 1000
 
 
 def read_only_sessions(store: AsyncEngine) -> async_sessionmaker[AsyncSession]:
@@ -57,20 +58,20 @@ class HistoryReader:
                      with_customers: bool) -> Window:
         """The tickets received in [start, end), in the order received."""
         async with self._sessions() as session:
-            rows = (await session.scalars(
-                select(timelines.TimelineRow)
+            rows = (await session.execute(
+                select(timelines.TimelineRow, RoutedTicketRow.payload)
+                .outerjoin(RoutedTicketRow,
+                           RoutedTicketRow.ticket_id == timelines.TimelineRow.ticket_id)
                 .where(timelines.TimelineRow.received_at >= start,
                        timelines.TimelineRow.received_at < end)
                 .order_by(timelines.TimelineRow.received_at))).all()
-            found = [timelines.to_timeline(row) for row in rows]
-            states = {row.ticket_id: row.payload for row in (await session.scalars(
-                select(RoutedTicketRow).where(RoutedTicketRow.ticket_id.in_(
-                    [timeline.ticket_id for timeline in found])))).all()} if found else {}
+        found = [(timelines.to_timeline(row), payload) for row, payload in rows]
+        states = {timeline.ticket_id: payload for timeline, payload in found
+                  if payload is not None}
         customers = await self._customers(states, end) \
             if with_customers or self._groups_of else {}
         history = []
-        for timeline in found:
-            payload = states.get(timeline.ticket_id)
+        for timeline, payload in found:
             if payload is not None and timeline.received_at is not None:
                 history.append(self._historic(timeline, timeline.received_at, payload,
                                               customers, with_customers))
@@ -82,7 +83,9 @@ class HistoryReader:
         store = CustomerStore(self._sessions, cache=CustomerCache(
             max_customers=len(ids) + 1, ttl_seconds=3600))
         await store.load_cutoffs()
-        await store.preload(ids)
+        ordered = sorted(ids)
+        for first in range(0, len(ordered), PRELOAD_CHUNK):  # bounded query parameters
+            await store.preload(set(ordered[first:first + PRELOAD_CHUNK]))
         return {customer_id: customer for customer_id in ids
                 if (customer := store.cached_customer(customer_id, now=now))}
 

@@ -162,6 +162,18 @@ class TestReplay:
         assert result["candidate"]["rules_version"].startswith("everyone-business")
 
 
+    async def test_a_ticket_whose_state_is_gone_is_counted_not_replayed(
+            self, client: httpx.AsyncClient, store: async_sessionmaker[AsyncSession],
+            generated: simulated_history.History) -> None:
+        await put_in_force(store, simulated_history.TABLE_TEXT)
+        async with store() as session, session.begin():
+            await session.execute(text("DELETE FROM routed_tickets WHERE ticket_id = 't00000'"))
+        answer = await client.post("/v1/simulations", json=window(generated, replications=1))
+        assert answer.status_code == 200, answer.text
+        assert (answer.json()["tickets"], answer.json()["without_state"]) == (
+            len(generated.tickets) - 1, 1)
+
+
 class TestReadOnly:
     async def test_a_simulation_changes_no_row(
             self, client: httpx.AsyncClient, store: async_sessionmaker[AsyncSession],
