@@ -174,6 +174,22 @@ class TestReplay:
             len(generated.tickets) - 1, 1)
 
 
+class TestParityGroups:
+    async def test_groups_come_from_the_customer_through_groups_of(
+            self, database_url: str, store: async_sessionmaker[AsyncSession],
+            generated: simulated_history.History) -> None:
+        engine = db.engine(database_url)
+        try:
+            reader = history.HistoryReader(
+                history.read_only_sessions(engine),
+                groups_of=lambda customer: {"known": "yes" if customer.profile else "no"})
+            read = await reader.window(generated.start, generated.end, with_customers=False)
+        finally:
+            await engine.dispose()
+        assert len(read.tickets) == len(generated.tickets)
+        assert {ticket.actual.groups["known"] for ticket in read.tickets} == {"no"}
+
+
 class TestReadOnly:
     async def test_a_simulation_changes_no_row(
             self, client: httpx.AsyncClient, store: async_sessionmaker[AsyncSession],

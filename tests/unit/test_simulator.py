@@ -107,6 +107,25 @@ class TestCandidateTable:
         assert care.actual.overflowed_out == spare.actual.overflowed_in > 0
 
 
+class TestPredictedOverflow:
+    def test_an_overflow_on_predicted_first_response_reads_the_simulated_rate(self) -> None:
+        table = table_file.parse(simulated_history.TABLE_TEXT.replace(
+            "overflow: {to: care_overflow, max_backlog: 4}",
+            "overflow: {to: care_overflow, max_predicted_first_response: 30m}"), "table")
+        # A burst of 40 tickets a minute apart to a department answering one per 5 min:
+        # once it has answered some, the wait it predicts passes 30 minutes.
+        burst = [engine.HistoricTicket(f"b{n:02d}", T0 + timedelta(minutes=n), "consumer",
+                                       "existing", simulated_history.VIEW, None,
+                                       served(f"b{n:02d}", "care", n, n + 1))
+                 for n in range(40)]
+        run = engine.replicate(burst, engine.Candidate(table),
+                               mean_service={"care": 300, "care_overflow": 300},
+                               rate_window=RATE_WINDOW, seed=1)
+        handed = [t for t in run.served if t.overflowed_from == "care"]
+        assert handed and all(t.department == "care_overflow" for t in handed)
+        assert run.served[0].overflowed_from is None
+
+
 class TestCandidateRules:
     RULES = """\
 version: candidate
