@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from services.router import calendars, overflow, routing, table_file
-from services.simulator import engine, rates, report, service
+from services.simulator import engine, report, service
 
 TABLE_TEXT = """\
 version: simulated-1
@@ -107,15 +107,10 @@ def draw(out: Path, *, days: int = 28) -> Path:
         .venv/bin/python -m tests.simulated_history docs/simulation.png
     """
     history = generate(seed=1, days=days)
-    actual = [ticket.actual for ticket in history.tickets]
-    measured = rates.mean_service_seconds(
-        actual, lambda department: history.table.policy(department).calendar)
     candidate = engine.Candidate(table_file.parse(CANDIDATE_TEXT, "candidate"))
-    runs = engine.simulate(history.tickets, candidate, mean_service=measured,
-                           rate_window=overflow.RESPONSE_RATE_WINDOW)
     result = {"window": {"start": history.start.isoformat(), "end": history.end.isoformat()},
-              **service.describe(actual, runs, candidate=candidate, mean_service=measured,
-                                 as_of=history.as_of)}
+              **service.replay(history.tickets, baseline=history.table, candidate=candidate,
+                               replications=5, as_of=history.as_of)}
     return report.render(result, out=out)
 
 

@@ -10,6 +10,7 @@ against what happened (its `replay_error`).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -57,19 +58,31 @@ async def run(order: Order, *, reader: HistoryReader,
     table = await _table(order, tables) or baseline
     rule_set = await _rules(order, rule_sets)
     window = await reader.window(order.start, order.end, with_customers=rule_set is not None)
-    actual = [ticket.actual for ticket in window.tickets]
-    mean_service = rates.mean_service_seconds(
-        actual, lambda department: baseline.policy(department).calendar)
-    runs = engine.simulate(window.tickets, engine.Candidate(table, rule_set),
-                           mean_service=mean_service,
-                           rate_window=overflow.RESPONSE_RATE_WINDOW,
-                           replications=order.replications)
+    # Seconds of computing for a long window: in a thread, so the router it runs in
+    # keeps serving meanwhile.
+    described = await asyncio.to_thread(
+        replay, window.tickets, baseline=baseline, candidate=engine.Candidate(table, rule_set),
+        replications=order.replications, as_of=now)
     return {"window": {"start": order.start.isoformat(), "end": order.end.isoformat()},
             "without_state": window.without_state,
             "baseline": {"table_version_id": baseline_version.version_id,
                          "table_version": baseline.version},
-            **describe(actual, runs, candidate=engine.Candidate(table, rule_set),
-                       mean_service=mean_service, as_of=now)}
+            **described}
+
+
+def replay(history: Sequence[engine.HistoricTicket], *, baseline: routing.RoutingTable,
+           candidate: engine.Candidate, replications: int, as_of: datetime,
+           ) -> dict[str, Any]:
+    """Measure the departments' rates under the baseline's calendars, replay the history
+    through the candidate and describe it next to what happened."""
+    actual = [ticket.actual for ticket in history]
+    mean_service = rates.mean_service_seconds(
+        actual, lambda department: baseline.policy(department).calendar)
+    runs = engine.simulate(history, candidate, mean_service=mean_service,
+                           rate_window=overflow.RESPONSE_RATE_WINDOW,
+                           replications=replications)
+    return describe(actual, runs, candidate=candidate, mean_service=mean_service,
+                    as_of=as_of)
 
 
 def describe(actual: Sequence[engine.Served], runs: Sequence[engine.Replication], *,
