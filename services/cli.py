@@ -10,6 +10,7 @@ import typer
 
 from services import credentials_cli
 from services.core.settings import Settings
+from services.simulator import cli as simulator_cli
 
 app = typer.Typer(help="Customer-service routing: operate the pipeline.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -30,6 +31,7 @@ def topics() -> None:
 
 
 app.add_typer(credentials_cli.app, name="credentials")
+app.command("simulate")(simulator_cli.simulate)
 
 segments = typer.Typer(help="Segment rules: check and analyse before use.", no_args_is_help=True)
 app.add_typer(segments, name="segments")

@@ -119,25 +119,13 @@ def admin(settings: Settings, *, client_id: str) -> AIOKafkaAdminClient:
 
 
 DAY_MS = 24 * 3600 * 1000
-# How long each topic keeps its records (`retention.ms`, set when a service creates it):
-# the personal data a ticket carries stays in Kafka until then, whatever the SQL store
-# erases. One place: topic creation and the erasure answer read it.
-TOPIC_RETENTION_DAYS = {
-    topics.INCOMING: 7,  # tickets as posted (text, customer id)
-    topics.SEGMENTED: 7,  # the same, segmented
-    topics.EVENTS: 30,  # lifecycle events: ids, departments, segments, times
-    topics.DEAD_LETTERS: 30,  # records no stage could process, kept for replay
-    topics.CUSTOMER_EVENTS: 7,  # customer ids and tier changes
-    topics.CONFIG_CHANGES: 7,  # nudges: a configuration version was put in force
-}
-DEPARTMENT_LANE_RETENTION_DAYS = 14  # dept.<department>.<lane>: routed tickets
 
 
 def retention_days(topic: str) -> int | None:
     """The retention our services give `topic` when they create it; None: the broker's."""
-    if topic in TOPIC_RETENTION_DAYS:
-        return TOPIC_RETENTION_DAYS[topic]
-    return DEPARTMENT_LANE_RETENTION_DAYS if topic.startswith("dept.") else None
+    if topic in topics.RETENTION_DAYS:
+        return topics.RETENTION_DAYS[topic]
+    return topics.DEPARTMENT_LANE_RETENTION_DAYS if topic.startswith("dept.") else None
 
 
 def _topic_configs(topic: str) -> dict[str, str]:

@@ -42,6 +42,7 @@ from services.router import (
 )
 from services.router.load import LoadWatch
 from services.router.store import IntakeKeys, RoutedTickets
+from services.simulator import api as simulator_api
 
 NAME = "router"
 
@@ -57,6 +58,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = db.engine(settings.database_url)
         sessions = db.sessions(engine)
         routed = app.state.routed = RoutedTickets(sessions)
+        app.state.simulator = simulator_api.Simulator.over(
+            engine, minimum_group_size=settings.protected_group_minimum_size)
         intake_keys = app.state.intake_keys = IntakeKeys(sessions)
         fleet = leases.Leases(sessions, holder=leases.holder_id(NAME, settings.instance_id))
         app.state.credentials = Credentials(sessions, cache_seconds=settings.auth_cache_seconds)
@@ -129,7 +132,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.rate_limits = auth.RateLimits(settings.intake_rate_limit)
     for router in (intake.api, tickets_api.api, table_api.api, dead_letters_api.api,
-                   credentials_api.api):
+                   credentials_api.api, simulator_api.api):
         app.include_router(router)
     http.install(app, ready=lambda: stage_running(app),
                  down=lambda: background.tasks_down(app))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from aiokafka import TopicPartition
 from prometheus_client import Counter, Gauge
@@ -29,8 +29,7 @@ OVERFLOW_CHANGES = Counter("routing_overflow_changes_total",
                            ["department", "state"])
 
 
-# How far back a department's first responses are counted to measure its rate.
-RESPONSE_RATE_WINDOW = timedelta(hours=1)
+RESPONSE_RATE_WINDOW = overflow.RESPONSE_RATE_WINDOW
 
 
 def department_group(department: str) -> str:

@@ -30,6 +30,10 @@ class DepartmentLoad:
     prediction_basis: str | None = None  # how it was predicted, for the routing trace
 
 
+# How far back a department's first responses are counted to measure its rate.
+RESPONSE_RATE_WINDOW = timedelta(hours=1)
+
+
 @dataclass(frozen=True)
 class RecentFirstResponses:
     """The first responses a department reported within the last `window`."""

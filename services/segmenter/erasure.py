@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete
 
-from services.core import kafka, topics
+from services.core import topics
 from services.router import store as routed_store
 from services.segmenter.models import CustomerFeaturesRow, CustomerRow, PurchaseRow
 
@@ -23,17 +23,17 @@ KEPT = {"ticket_timelines": "ticket ids, departments, segments and times only"}
 # What each topic holds of a customer's tickets, and how long it keeps it (days).
 IN_KAFKA = [
     (topics.INCOMING, "the tickets as posted (text, customer id)",
-     kafka.TOPIC_RETENTION_DAYS[topics.INCOMING]),
+     topics.RETENTION_DAYS[topics.INCOMING]),
     (topics.SEGMENTED, "the tickets with their segment (text, customer id)",
-     kafka.TOPIC_RETENTION_DAYS[topics.SEGMENTED]),
+     topics.RETENTION_DAYS[topics.SEGMENTED]),
     ("dept.<department>[.high|.low]", "the tickets as routed (text, customer id)",
-     kafka.DEPARTMENT_LANE_RETENTION_DAYS),
+     topics.DEPARTMENT_LANE_RETENTION_DAYS),
     (topics.DEAD_LETTERS, "tickets no stage could process, as they were",
-     kafka.TOPIC_RETENTION_DAYS[topics.DEAD_LETTERS]),
+     topics.RETENTION_DAYS[topics.DEAD_LETTERS]),
     (topics.EVENTS, "lifecycle events: ticket ids, departments, segments, times",
-     kafka.TOPIC_RETENTION_DAYS[topics.EVENTS]),
+     topics.RETENTION_DAYS[topics.EVENTS]),
     (topics.CUSTOMER_EVENTS, "the customer id (changes and tier changes)",
-     kafka.TOPIC_RETENTION_DAYS[topics.CUSTOMER_EVENTS]),
+     topics.RETENTION_DAYS[topics.CUSTOMER_EVENTS]),
 ]
 
 

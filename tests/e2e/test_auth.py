@@ -41,6 +41,7 @@ ACCESS: dict[tuple[str, str, str], set[str]] = {
        for method, path in (("GET", "/versions"), ("GET", "/versions/{version_id}"),
                             ("GET", "/diff"), ("POST", "/versions/{version_id}/rollback"),
                             ("POST", "/dry-run"))},
+    ("router", "POST", "/v1/simulations"): {ADMIN},
     ("router", "GET", "/v1/dead-letters"): {ADMIN},
     ("router", "POST", "/v1/dead-letters/replay"): {ADMIN},
     ("router", "POST", "/v1/credentials"): {ADMIN},

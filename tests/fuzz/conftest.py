@@ -50,10 +50,11 @@ FUZZ_CONFIG: dict[str, Any] = {
         # A configuration file is text whose meaning the schema cannot hold (rules that
         # compile, are boolean and evaluate; a routing table's departments that must be
         # defined, overflow that must not loop, calendars that must open): a file that
-        # does not is refused, 422, with the file, line, rule and problem.
+        # does not is refused, 422, with the file, line, rule and problem. A simulation
+        # takes such files too, and a window that must end before now, after its start.
         "include-name": ["PUT /v1/segment-rules", "POST /v1/segment-rules/analysis",
                          "PUT /v1/routing-table", "POST /v1/segment-rules/dry-run",
-                         "POST /v1/routing-table/dry-run"],
+                         "POST /v1/routing-table/dry-run", "POST /v1/simulations"],
         "checks": {"positive_data_acceptance": {
             "expected-statuses": [*POSITIVE_DATA_ACCEPTANCE_EXPECTED_STATUSES, "422"]}},
     }, {

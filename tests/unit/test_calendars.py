@@ -203,3 +203,25 @@ class TestParseCalendar:
         assert error.value.problem.startswith("calendar:")
         assert (error.value.path, error.value.line, error.value.entry) \
             == ("routing.yaml", 2, "customer_care")
+
+
+class TestBusinessTime:
+    """The business time between two instants: what `deadline` adds, counted back."""
+
+    @pytest.mark.parametrize("calendar", [OFFICE, NIGHTS, ALL_DAY, EARLY_HOURS, None])
+    @pytest.mark.parametrize("target", [timedelta(minutes=5), timedelta(hours=9),
+                                        timedelta(days=3, hours=2)])
+    def test_is_the_inverse_of_a_deadline(self, calendar: calendars.Calendar | None,
+                                          target: timedelta) -> None:
+        start = local(2026, 3, 27, 17, 30)  # a Friday evening before summer time
+        due = calendars.deadline(start, target, calendar)
+        assert calendars.business_time(start, due, calendar) == target
+
+    def test_counts_only_open_hours(self) -> None:
+        friday_evening, monday_morning = local(2025, 3, 7, 17), local(2025, 3, 10, 9)
+        assert calendars.business_time(friday_evening, monday_morning, OFFICE) \
+            == timedelta(hours=2)
+
+    def test_an_interval_that_ends_before_it_starts_is_empty(self) -> None:
+        assert calendars.business_time(local(2025, 3, 10, 9), local(2025, 3, 10, 8),
+                                       OFFICE) == timedelta(0)

@@ -1,0 +1,91 @@
+"""The routing simulator over HTTP (admins only, like the configuration it tries out):
+replay a past window through a candidate routing table and segment rules, next to what
+happened. It reads the store only and publishes nothing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.core import auth, config_files, config_store, groups, http
+from services.segmenter.profiles import Customer
+from services.simulator import history, service
+
+api = APIRouter(prefix="/v1/simulations", tags=["routing simulator"],
+                dependencies=auth.ADMIN_ONLY)
+
+LARGEST_TEXT = 256 * 1024  # a configuration file, as the uploads take
+LARGEST_ID = 2**31 - 1
+
+
+@dataclass(frozen=True)
+class Simulator:
+    reader: history.HistoryReader
+    tables: config_store.ConfigVersions
+    rule_sets: config_store.ConfigVersions
+
+    @classmethod
+    def over(cls, store: AsyncEngine, *, minimum_group_size: int) -> Simulator:
+        """Reading through read-only sessions of the store's engine; tickets compared
+        per parity group too (groups under `minimum_group_size` tickets pooled)."""
+        sessions = history.read_only_sessions(store)
+        return cls(history.HistoryReader(sessions, groups_of=parity_groups,
+                                         minimum_group_size=minimum_group_size),
+                   config_store.ConfigVersions(sessions, config_store.ROUTING_TABLE),
+                   config_store.ConfigVersions(sessions, config_store.SEGMENT_RULES))
+
+
+async def get_simulator(request: Request) -> Simulator:
+    simulator: Simulator = request.app.state.simulator
+    return simulator
+
+
+class SimulationRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    start: http.Timestamp = Field(description="the window's start (tickets received from)")
+    end: http.Timestamp = Field(description="the window's end, not after now; at most"
+                                            " 366 days after start")
+    table: str | None = Field(None, max_length=LARGEST_TEXT, description=(
+        "a candidate routing table (the file's YAML); none: the version in force at `end`"))
+    table_version_id: int | None = Field(None, ge=1, le=LARGEST_ID,
+                                         description="or a stored routing table version")
+    rules: str | None = Field(None, max_length=LARGEST_TEXT, description=(
+        "candidate segment rules (YAML); none: each ticket keeps the segment it had"))
+    rules_version_id: int | None = Field(None, ge=1, le=LARGEST_ID,
+                                         description="or a stored segment rules version")
+    replications: int = Field(5, ge=1, le=20, description="replays averaged (seeded)")
+
+
+@api.post("", responses={422: {"description": "A field is wrong, or a candidate does not"
+                                              " load (file, line, entry)"}})
+async def simulate(body: SimulationRequest,
+                   simulator: Annotated[Simulator, Depends(get_simulator)]) -> Any:
+    """Replay the tickets received in [start, end) through the candidate, with the
+    departments' response rates measured over the window, and return per department,
+    segment and parity group what happened next to what the simulation predicts;
+    `replay_error` says how far the replay is from what happened (meaningful for the
+    version that was in force). Nothing is written or published."""
+    order = service.Order(**body.model_dump())
+    try:
+        return await service.run(order, reader=simulator.reader, tables=simulator.tables,
+                                 rule_sets=simulator.rule_sets, now=datetime.now(UTC))
+    except service.Refused as exc:
+        raise http.InvalidField(f"body.{exc.field}", exc.problem) from exc
+    except config_files.ConfigError as exc:
+        return http.config_error(exc)
+
+
+def parity_groups(customer: Customer) -> dict[str, str]:
+    """The customer's band of each protected attribute, as the service parity bands it."""
+    profile = customer.profile
+    if profile is None:
+        return groups.bands(None, None, None)
+    today = datetime.now(UTC).date()
+    return groups.bands(groups.age_years(profile.birth_date, today), profile.gender,
+                        profile.socio_economic_band)

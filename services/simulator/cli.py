@@ -1,0 +1,72 @@
+"""`routing simulate`: ask the router's simulator to replay a past window through a
+candidate routing table (and segment rules), print the comparison as JSON and draw it
+(API_TOKEN: an admin credential)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+
+from services.core.settings import Settings
+from services.simulator import report
+
+
+def request_body(start: datetime, end: datetime, *, table: Path | None, rules: Path | None,
+                 table_version_id: int | None, replications: int) -> dict[str, Any]:
+    return {"start": start.isoformat(), "end": end.isoformat(),
+            "table": table.read_text(encoding="utf-8") if table else None,
+            "table_version_id": table_version_id,
+            "rules": rules.read_text(encoding="utf-8") if rules else None,
+            "replications": replications}
+
+
+def moment(value: str, option: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise typer.BadParameter(f"{value!r} is not an ISO 8601 time", param_hint=option
+                                 ) from exc
+    if parsed.tzinfo is None:
+        raise typer.BadParameter("give it with its UTC offset, e.g. +00:00", param_hint=option)
+    return parsed
+
+
+def simulate(
+    start: Annotated[str, typer.Option(help="Window start, e.g. 2026-11-02T00:00:00+00:00")],
+    end: Annotated[str, typer.Option(help="Window end (not after now), with its offset")],
+    table: Annotated[Path | None, typer.Option(
+        help="A candidate routing table file (default: the version in force at END)")] = None,
+    table_version_id: Annotated[int | None, typer.Option(
+        help="Or a stored routing table version")] = None,
+    rules: Annotated[Path | None, typer.Option(
+        help="Candidate segment rules (default: each ticket keeps its segment)")] = None,
+    replications: Annotated[int, typer.Option(min=1, max=20)] = 5,
+    out: Annotated[Path, typer.Option(help="Where to draw the PNG")] = Path("simulation.png"),
+    url: Annotated[str | None, typer.Option(
+        help="The router (default: http://127.0.0.1:ROUTER_PORT)")] = None,
+) -> None:
+    """Replay a past window through a candidate; nothing is written or published."""
+    settings = Settings()
+    base = url or f"http://127.0.0.1:{settings.router_port}"
+    token = settings.api_token.get_secret_value() if settings.api_token else None
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    body = request_body(moment(start, "--start"), moment(end, "--end"), table=table, rules=rules,
+                        table_version_id=table_version_id, replications=replications)
+    try:
+        answer = httpx.post(f"{base}/v1/simulations", json=body, headers=headers,
+                            timeout=600)
+    except httpx.HTTPError as exc:
+        typer.echo(f"cannot reach the router at {base}: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    if answer.status_code != 200:
+        typer.echo(f"refused ({answer.status_code}): {answer.text}", err=True)
+        raise typer.Exit(1)
+    result = answer.json()
+    typer.echo(json.dumps(result, indent=2))
+    report.render(result, out=out)
+    typer.echo(f"{out} written", err=True)

@@ -1,0 +1,167 @@
+"""Replaying a window of past tickets through a rule set and a routing table. Pure
+decision code: the history, the candidate and the departments' measured service times
+are passed in; nothing is read or written.
+
+Each ticket, in the order received, is segmented by the candidate rules (or keeps the
+segment it was given then) and routed by the real routing decision
+(`routing.decide`), with the load the simulated departments carry at that moment and
+their overflow states advanced by the real overflow rule (`overflow.advance`). A
+department answers its tickets first come, first served, one at a time, each taking a
+service time drawn from an exponential distribution with the department's measured mean,
+and only while its calendar is open (`calendars.deadline`). A ticket still unanswered at
+its deadline is escalated, as the router does; the escalation is counted, and the
+ticket stays in its department's queue (the hand-over is not replayed). The draws are
+seeded, so a simulation is repeatable; several replications smooth the draw.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from services.router import calendars, overflow, routing
+from services.segmenter import rules
+
+
+@dataclass(frozen=True)
+class Served:
+    """How one ticket was served, as it happened or as a simulation predicts it."""
+
+    ticket_id: str
+    department: str  # the department it was routed to
+    segment: str
+    received_at: datetime
+    first_response_at: datetime | None
+    first_response_deadline: datetime | None
+    overflowed_from: str | None  # the department that handed it on, overflowing
+    escalated: bool
+    groups: Mapping[str, str] = field(default_factory=dict)  # parity attribute -> group
+
+
+@dataclass(frozen=True)
+class HistoricTicket:
+    ticket_id: str
+    received_at: datetime
+    segment: str  # as segmented then
+    tier: str  # as known then
+    view: Mapping[str, Any]  # what a refinement reads (routing.view_of)
+    context: Mapping[str, Any] | None  # what segment rules read; None: not loaded
+    actual: Served
+    groups: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    table: routing.RoutingTable
+    rules: rules.RuleSet | None = None  # None: each ticket keeps the segment it had
+
+
+@dataclass(frozen=True)
+class Replication:
+    served: tuple[Served, ...]
+    rule_failures: tuple[str, ...]  # tickets a candidate rule failed on (dead-lettered)
+
+
+@dataclass
+class _Queue:
+    calendar: calendars.Calendar | None
+    mean_service: float | None  # seconds; None: never measured, so never answered
+    free_at: datetime | None = None
+    open: list[tuple[datetime, datetime]] = field(default_factory=list)  # (answer, received)
+    never_answered: list[datetime] = field(default_factory=list)  # received
+    answered: deque[datetime] = field(default_factory=deque)
+
+    def catch_up(self, now: datetime, window: timedelta) -> None:
+        while self.open and self.open[0][0] <= now:
+            self.answered.append(heapq.heappop(self.open)[0])
+        while self.answered and self.answered[0] < now - window:
+            self.answered.popleft()
+
+    @property
+    def backlog(self) -> int:
+        return len(self.open) + len(self.never_answered)
+
+    def load(self, now: datetime, window: timedelta, *,
+             predicted: bool) -> overflow.DepartmentLoad:
+        if not predicted:  # as the router: predicted only where an overflow reads it
+            return overflow.DepartmentLoad(backlog=self.backlog)
+        oldest = min([received for _answer, received in self.open] + self.never_answered,
+                     default=None)
+        prediction = overflow.predict_first_response(
+            self.backlog, overflow.RecentFirstResponses(len(self.answered), window),
+            oldest_open_since=oldest, now=now)
+        return overflow.DepartmentLoad(backlog=self.backlog,
+                                       predicted_first_response=prediction.wait,
+                                       prediction_basis=prediction.basis)
+
+    def take(self, received: datetime, draw: random.Random) -> datetime | None:
+        if self.mean_service is None:
+            self.never_answered.append(received)
+            return None
+        start = max(received, self.free_at or received)
+        service = timedelta(seconds=draw.expovariate(1 / self.mean_service))
+        answer = calendars.deadline(start, service, self.calendar)
+        self.free_at = answer
+        heapq.heappush(self.open, (answer, received))
+        return answer
+
+
+def replicate(history: Sequence[HistoricTicket], candidate: Candidate, *,
+              mean_service: Mapping[str, float], rate_window: timedelta,
+              seed: int) -> Replication:
+    """One replay of the history; `mean_service`: seconds per first response, per
+    department; `rate_window`: how far back the router counts first responses when it
+    predicts one (services.router.load)."""
+    table = candidate.table
+    draw = random.Random(seed)
+    queues = {department: _Queue(table.policy(department).calendar,
+                                 mean_service.get(department))
+              for department in table.departments}
+    predicting = {department for department, policy in table.overflow_policies.items()
+                  if policy.max_predicted_first_response is not None}
+    states: dict[str, overflow.OverflowState] = {}
+    served: list[Served] = []
+    failures: list[str] = []
+    for ticket in sorted(history, key=lambda t: (t.received_at, t.ticket_id)):
+        now = ticket.received_at
+        segment = _segment(ticket, candidate.rules)
+        if segment is None:
+            failures.append(ticket.ticket_id)
+            continue
+        for queue in queues.values():
+            queue.catch_up(now, rate_window)
+        loads = {department: queue.load(now, rate_window,
+                                        predicted=department in predicting)
+                 for department, queue in queues.items()}
+        states, _changes = overflow.advance(states, loads, table.overflow_policies, now=now)
+        decision = routing.decide(segment, ticket.tier, ticket.view, table, now=now,
+                                  load=loads, overflow_state=states)
+        answer = queues[decision.department].take(now, draw)
+        deadline = decision.first_response_deadline
+        served.append(Served(
+            ticket.ticket_id, decision.department, segment, now, answer, deadline,
+            overflowed_from=decision.overflowed_from,
+            escalated=answer is None or answer > deadline, groups=ticket.groups))
+    return Replication(tuple(served), tuple(failures))
+
+
+def simulate(history: Sequence[HistoricTicket], candidate: Candidate, *,
+             mean_service: Mapping[str, float], rate_window: timedelta,
+             replications: int = 5, seed: int = 15) -> list[Replication]:
+    return [replicate(history, candidate, mean_service=mean_service,
+                      rate_window=rate_window, seed=seed + number)
+            for number in range(replications)]
+
+
+def _segment(ticket: HistoricTicket, rule_set: rules.RuleSet | None) -> str | None:
+    if rule_set is None or ticket.context is None:
+        return ticket.segment
+    try:
+        return rule_set.decide({**ticket.context, "tier": ticket.tier}).segment
+    except rules.RuleEvaluationError:
+        return None

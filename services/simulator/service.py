@@ -1,0 +1,167 @@
+"""Simulating a candidate over a past window: the one use case the API and the CLI call.
+
+The baseline is the routing table version that was in force at the window's end (the
+store keeps every version with the time it was put in force); the departments' calendars
+in it are the ones their response rates are measured under. The candidate is a routing
+table and optionally a segment rule set, each given as text or as a stored version id;
+without a table the candidate is the baseline itself, which is how a replay is checked
+against what happened (its `replay_error`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from services.core import config_store
+from services.metrics import stats
+from services.router import overflow, routing, table_file
+from services.segmenter import rules, rules_file
+from services.simulator import engine, rates, summary
+from services.simulator.history import HistoryReader
+
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class Refused(ValueError):
+    """A caller's mistake in an order, naming the field."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+        self.problem = problem
+
+
+@dataclass(frozen=True)
+class Order:
+    start: datetime
+    end: datetime
+    table: str | None = None  # the candidate routing table's text
+    table_version_id: int | None = None
+    rules: str | None = None  # the candidate segment rules' text
+    rules_version_id: int | None = None
+    replications: int = 5
+
+
+async def run(order: Order, *, reader: HistoryReader,
+              tables: config_store.ConfigVersions, rule_sets: config_store.ConfigVersions,
+              now: datetime) -> dict[str, Any]:
+    """Raises Refused (naming the field) for a caller's mistake, ConfigError for a
+    candidate text that does not load."""
+    _check_window(order, now)
+    baseline_version = await _in_force_at(tables, order.end)
+    baseline = table_file.parse(baseline_version.text, f"table version"
+                                f" #{baseline_version.version_id}")
+    table = await _table(order, tables) or baseline
+    rule_set = await _rules(order, rule_sets)
+    window = await reader.window(order.start, order.end, with_customers=rule_set is not None)
+    # Seconds of computing for a long window: in a thread, so the router it runs in
+    # keeps serving meanwhile.
+    described = await asyncio.to_thread(
+        replay, window.tickets, baseline=baseline, candidate=engine.Candidate(table, rule_set),
+        replications=order.replications, as_of=now)
+    return {"window": {"start": order.start.isoformat(), "end": order.end.isoformat()},
+            "without_state": window.without_state,
+            "baseline": {"table_version_id": baseline_version.version_id,
+                         "table_version": baseline.version},
+            **described}
+
+
+def replay(history: Sequence[engine.HistoricTicket], *, baseline: routing.RoutingTable,
+           candidate: engine.Candidate, replications: int, as_of: datetime,
+           ) -> dict[str, Any]:
+    """Measure the departments' rates under the baseline's calendars, replay the history
+    through the candidate and describe it next to what happened."""
+    actual = [ticket.actual for ticket in history]
+    mean_service = rates.mean_service_seconds(
+        actual, lambda department: baseline.policy(department).calendar)
+    runs = engine.simulate(history, candidate, mean_service=mean_service,
+                           rate_window=overflow.RESPONSE_RATE_WINDOW,
+                           replications=replications)
+    return describe(actual, runs, candidate=candidate, mean_service=mean_service,
+                    as_of=as_of)
+
+
+def describe(actual: Sequence[engine.Served], runs: Sequence[engine.Replication], *,
+             candidate: engine.Candidate, mean_service: Mapping[str, float],
+             as_of: datetime) -> dict[str, Any]:
+    """A simulation next to what happened, as the API answers it."""
+    comparison = summary.compare(actual, [run.served for run in runs], as_of=as_of)
+    return {
+        "as_of": as_of.isoformat(),
+        "tickets": len(actual),
+        "rule_failures": max((len(run.rule_failures) for run in runs), default=0),
+        "candidate": {"table_version": candidate.table.version,
+                      "rules_version": candidate.rules.version if candidate.rules else None},
+        "replications": len(runs),
+        "mean_service_seconds": dict(mean_service),
+        "departments": _rows(comparison.departments, "department"),
+        "segments": _rows(comparison.segments, "segment"),
+        "groups": {attribute: _rows(groups, "group")
+                   for attribute, groups in comparison.groups.items()},
+        "replay_error": asdict(summary.replay_error(comparison.departments)),
+    }
+
+
+def _check_window(order: Order, now: datetime) -> None:
+    if order.start < EARLIEST:
+        raise Refused("start", f"must not be before {EARLIEST.isoformat()}: no ticket is")
+    if order.end <= order.start:
+        raise Refused("end", "must come after start")
+    if order.end - order.start > stats.MAX_WINDOW:
+        raise Refused("end", "the window is at most 366 days")
+    if order.end > now:
+        raise Refused("end", "must not be in the future: a simulation replays the past")
+    for text, version_id, name in ((order.table, order.table_version_id, "table"),
+                                   (order.rules, order.rules_version_id, "rules")):
+        if text is not None and version_id is not None:
+            raise Refused(f"{name}_version_id",
+                               f"give either {name} (a text) or {name}_version_id, not both")
+
+
+async def _in_force_at(tables: config_store.ConfigVersions,
+                       moment: datetime) -> config_store.ConfigVersion:
+    before = None
+    while True:
+        page = await tables.history(limit=100, before=before)
+        for version in page:
+            if version.created_at <= moment:
+                return version
+        if len(page) < 100:
+            break
+        before = page[-1].version_id
+    if page:  # put in force only after the window: the oldest is the closest
+        return page[-1]
+    raise Refused("table_version_id", "the store holds no routing table version yet")
+
+
+async def _table(order: Order, tables: config_store.ConfigVersions) -> routing.RoutingTable | None:
+    if order.table is not None:
+        return table_file.parse(order.table, "candidate routing table")
+    if order.table_version_id is None:
+        return None
+    version = await tables.get(order.table_version_id)
+    if version is None:
+        raise Refused("table_version_id",
+                           f"no routing table version #{order.table_version_id}")
+    return table_file.parse(version.text, f"table version #{version.version_id}")
+
+
+async def _rules(order: Order, rule_sets: config_store.ConfigVersions) -> rules.RuleSet | None:
+    if order.rules is not None:
+        return rules_file.parse(order.rules, source="candidate segment rules")
+    if order.rules_version_id is None:
+        return None
+    version = await rule_sets.get(order.rules_version_id)
+    if version is None:
+        raise Refused("rules_version_id",
+                           f"no segment rules version #{order.rules_version_id}")
+    return rules_file.parse(version.text, source=f"rules version #{version.version_id}")
+
+
+def _rows(figures: Mapping[str, summary.SideBySide], key: str) -> list[dict[str, Any]]:
+    return [{key: name, "actual": asdict(side.actual), "simulated": asdict(side.simulated)}
+            for name, side in figures.items()]

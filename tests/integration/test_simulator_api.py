@@ -1,0 +1,257 @@
+"""The routing simulator over HTTP on a real store (SQLite and PostgreSQL): a generated
+week of history written as the services write it, replayed through the version that was
+in force and through candidates, read only."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import select, text, update
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.core import config_store, db, http
+from services.core.fleet_models import ConfigVersionRow
+from services.metrics.store import TimelineStore
+from services.metrics.timeline import Assignment, Timeline
+from services.router.store import Dispatch, RoutedTickets
+from services.simulator import api, history
+from tests import credentials, simulated_history
+
+RULES = """\
+version: everyone-business
+default_segment: consumer
+rules:
+  - {name: strangers, segment: business, when: "!customer.known"}
+"""
+
+
+async def write_history(sessions: async_sessionmaker[AsyncSession],
+                        generated: simulated_history.History) -> None:
+    """As the router (its state) and the metrics service (timelines) keep them."""
+    timelines = TimelineStore(sessions)
+    dispatches, rows = [], []
+    for ticket in generated.tickets:
+        actual = ticket.actual
+        payload = {"ticket_id": ticket.ticket_id, "customer_id": f"c-{ticket.ticket_id}",
+                   "subject": "help", "body": "", "channel": "web", "kind": "question",
+                   "received_at": actual.received_at.isoformat(),
+                   "segmentation": {"segment": actual.segment, "tier": ticket.tier},
+                   "routing": {"department": actual.department,
+                               "overflowed_from": actual.overflowed_from}}
+        dispatches.append(Dispatch(ticket.ticket_id, actual.department, actual.segment, 4,
+                                   actual.first_response_deadline, [], payload,
+                                   actual.received_at))
+        rows.append(Timeline(
+            ticket.ticket_id, department=actual.department, segment=actual.segment,
+            routing_reason="overflow" if actual.overflowed_from else "route",
+            received_at=actual.received_at, routed_at=actual.received_at,
+            first_response_at=actual.first_response_at,
+            first_response_deadline=actual.first_response_deadline,
+            escalated_at=actual.first_response_deadline if actual.escalated else None,
+            assignments=(Assignment("routed", actual.department, actual.received_at,
+                                    "route", counted=True),)))
+    await RoutedTickets(sessions).record_first_dispatches(dispatches)
+    async with sessions() as session, session.begin():
+        await timelines.save_many(session, rows)
+
+
+async def put_in_force(sessions: async_sessionmaker[AsyncSession], table_text: str,
+                       at: datetime | None = None) -> int:
+    versions = config_store.ConfigVersions(sessions, config_store.ROUTING_TABLE)
+    version, _ = await versions.put_in_force(config_store.Candidate(
+        table_text, table_text.splitlines()[0], "tests"))
+    if at is not None:
+        async with sessions() as session, session.begin():
+            await session.execute(update(ConfigVersionRow).where(
+                ConfigVersionRow.version_id == version.version_id).values(created_at=at))
+    return version.version_id
+
+
+async def snapshot(sessions: async_sessionmaker[AsyncSession]) -> dict[str, list[str]]:
+    """Every row of every table but the credentials (authenticating may note a use)."""
+    found = {}
+    async with sessions() as session:
+        for table in db.Base.metadata.sorted_tables:
+            if "credential" not in table.name:
+                rows = (await session.execute(select(table))).all()
+                found[table.name] = sorted(repr(tuple(row)) for row in rows)
+    return found
+
+
+@pytest.fixture(scope="module")
+def generated() -> simulated_history.History:
+    return simulated_history.generate(seed=3, days=7)
+
+
+@pytest.fixture
+async def store(database_url: str, generated: simulated_history.History,
+                ) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    engine = db.engine(database_url)
+    sessions = db.sessions(engine)
+    await write_history(sessions, generated)
+    try:
+        yield sessions
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture
+async def client(database_url: str, store: async_sessionmaker[AsyncSession],
+                 ) -> AsyncIterator[httpx.AsyncClient]:
+    engine = db.engine(database_url)
+    app = FastAPI()
+    app.state.simulator = api.Simulator.over(engine, minimum_group_size=1)
+    app.include_router(api.api)
+    http.install(app, ready=lambda: True)
+    try:
+        async with credentials.authenticating(app, database_url) as keys, httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://router",
+                headers=await credentials.headers_of(keys, "admin"), timeout=60) as client:
+            yield client
+    finally:
+        await engine.dispose()
+
+
+def window(generated: simulated_history.History, **more: Any) -> dict[str, Any]:
+    return {"start": generated.start.isoformat(), "end": generated.end.isoformat(), **more}
+
+
+def by_name(rows: list[dict[str, Any]], key: str) -> dict[str, dict[str, Any]]:
+    return {row[key]: row for row in rows}
+
+
+class TestReplay:
+    async def test_the_version_in_force_then_is_replayed_within_the_stated_error(
+            self, client: httpx.AsyncClient, store: async_sessionmaker[AsyncSession],
+            generated: simulated_history.History) -> None:
+        before = generated.start - timedelta(days=1)
+        in_force_then = await put_in_force(store, simulated_history.TABLE_TEXT, before)
+        await put_in_force(store, simulated_history.CANDIDATE_TEXT)  # since, not then
+        answer = await client.post("/v1/simulations", json=window(generated))
+        assert answer.status_code == 200, answer.text
+        result = answer.json()
+        assert result["baseline"]["table_version_id"] == in_force_then
+        assert result["tickets"] == len(generated.tickets)
+        departments = by_name(result["departments"], "department")
+        assert departments["care"]["actual"]["received"] == sum(
+            t.actual.department == "care" for t in generated.tickets)
+        # A one-week window is noisier than the four weeks of the unit test.
+        error = result["replay_error"]
+        assert error["received"] <= 0.02 and error["p50"] <= 0.35 and error["p90"] <= 0.35
+        assert error["attainment_points"] <= 5
+
+    async def test_a_candidate_table_and_rules_change_where_tickets_go(
+            self, client: httpx.AsyncClient, store: async_sessionmaker[AsyncSession],
+            generated: simulated_history.History) -> None:
+        await put_in_force(store, simulated_history.TABLE_TEXT)
+        answer = await client.post("/v1/simulations", json=window(
+            generated, table=simulated_history.CANDIDATE_TEXT, rules=RULES, replications=1))
+        assert answer.status_code == 200, answer.text
+        result = answer.json()
+        # No customer is in the store: every ticket is a stranger's, so business.
+        segments = by_name(result["segments"], "segment")
+        assert segments["business"]["simulated"]["received"] == len(generated.tickets)
+        assert result["candidate"]["rules_version"].startswith("everyone-business")
+
+
+    async def test_a_ticket_whose_state_is_gone_is_counted_not_replayed(
+            self, client: httpx.AsyncClient, store: async_sessionmaker[AsyncSession],
+            generated: simulated_history.History) -> None:
+        await put_in_force(store, simulated_history.TABLE_TEXT)
+        async with store() as session, session.begin():
+            await session.execute(text("DELETE FROM routed_tickets WHERE ticket_id = 't00000'"))
+        answer = await client.post("/v1/simulations", json=window(generated, replications=1))
+        assert answer.status_code == 200, answer.text
+        assert (answer.json()["tickets"], answer.json()["without_state"]) == (
+            len(generated.tickets) - 1, 1)
+
+
+class TestParityGroups:
+    async def test_groups_come_from_the_customer_through_groups_of(
+            self, database_url: str, store: async_sessionmaker[AsyncSession],
+            generated: simulated_history.History) -> None:
+        engine = db.engine(database_url)
+        try:
+            reader = history.HistoryReader(
+                history.read_only_sessions(engine),
+                groups_of=lambda customer: {"known": "yes" if customer.profile else "no"})
+            read = await reader.window(generated.start, generated.end, with_customers=False)
+        finally:
+            await engine.dispose()
+        assert len(read.tickets) == len(generated.tickets)
+        assert {ticket.actual.groups["known"] for ticket in read.tickets} == {"no"}
+
+
+class TestReadOnly:
+    async def test_a_simulation_changes_no_row(
+            self, client: httpx.AsyncClient, store: async_sessionmaker[AsyncSession],
+            generated: simulated_history.History) -> None:
+        await put_in_force(store, simulated_history.TABLE_TEXT)
+        before = await snapshot(store)
+        answer = await client.post("/v1/simulations", json=window(generated, rules=RULES))
+        assert answer.status_code == 200, answer.text
+        assert await snapshot(store) == before
+
+    async def test_the_readers_transactions_refuse_writes_on_postgresql(
+            self, database_url: str) -> None:
+        if not database_url.startswith("postgresql"):
+            pytest.skip("SQLite has no read-only transactions")
+        engine = db.engine(database_url)
+        try:
+            async with history.read_only_sessions(engine)() as session:
+                with pytest.raises(DBAPIError, match="read-only"):
+                    await session.execute(text(
+                        "UPDATE config_versions SET comment = 'written' WHERE false"))
+        finally:
+            await engine.dispose()
+
+    def test_the_simulator_loads_no_kafka_client(self) -> None:
+        loaded = subprocess.run(
+            [sys.executable, "-c", "import sys, services.simulator.api, services.simulator.cli;"
+             " print(sorted(m for m in sys.modules if 'kafka' in m))"],
+            capture_output=True, text=True, check=True).stdout.strip()
+        assert loaded == "[]"
+
+
+class TestRefusals:
+    @pytest.mark.parametrize(("change", "field"), [
+        ({"end": "2026-11-01T00:00:00+00:00"}, "body.end"),
+        ({"end": "2999-01-01T00:00:00+00:00"}, "body.end"),
+        ({"start": "0001-01-01T00:00:00+01:00"}, "body.start"),
+        ({"table": "x", "table_version_id": 1}, "body.table_version_id"),
+        ({"table_version_id": 99999}, "body.table_version_id"),
+        ({"replications": 0}, "body.replications"),
+    ])
+    async def test_a_wrong_field_is_named(self, client: httpx.AsyncClient,
+                                          store: async_sessionmaker[AsyncSession],
+                                          generated: simulated_history.History,
+                                          change: dict[str, Any], field: str) -> None:
+        await put_in_force(store, simulated_history.TABLE_TEXT)
+        answer = await client.post("/v1/simulations", json={**window(generated), **change})
+        assert answer.status_code == 422, answer.text
+        assert [f["field"] for f in answer.json()["fields"]] == [field]
+
+    async def test_a_candidate_that_does_not_load_names_its_line(
+            self, client: httpx.AsyncClient, store: async_sessionmaker[AsyncSession],
+            generated: simulated_history.History) -> None:
+        await put_in_force(store, simulated_history.TABLE_TEXT)
+        broken = simulated_history.TABLE_TEXT.replace("department: care,",
+                                                      "department: Not A Name,")
+        answer = await client.post("/v1/simulations", json=window(generated, table=broken))
+        assert answer.status_code == 422
+        assert answer.json()["error"] == "invalid_configuration"
+        assert answer.json()["line"] is not None
+
+    async def test_only_admins_simulate(self, client: httpx.AsyncClient,
+                                        generated: simulated_history.History) -> None:
+        answer = await client.post("/v1/simulations", json=window(generated),
+                                   headers={"Authorization": "Bearer nonsense"})
+        assert answer.status_code == 401

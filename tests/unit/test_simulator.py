@@ -1,0 +1,218 @@
+"""The routing simulator's replay engine, rates and comparison, on generated histories
+where the truth is known (tests/simulated_history.py)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+from services.router import table_file
+from services.segmenter import rules_file
+from services.simulator import engine, rates, report, service, summary
+from tests import simulated_history
+
+RATE_WINDOW = timedelta(hours=1)
+T0 = datetime(2026, 11, 2, 9, tzinfo=UTC)
+
+
+@cache
+def four_weeks() -> simulated_history.History:
+    return simulated_history.generate(seed=1, days=28)
+
+
+def replay(history: simulated_history.History, table_text: str | None = None,
+           replications: int = 5) -> summary.Comparison:
+    actual = [ticket.actual for ticket in history.tickets]
+    measured = rates.mean_service_seconds(
+        actual, lambda department: history.table.policy(department).calendar)
+    table = table_file.parse(table_text, "candidate") if table_text else history.table
+    runs = engine.simulate(history.tickets, engine.Candidate(table), mean_service=measured,
+                           rate_window=RATE_WINDOW, replications=replications)
+    return summary.compare(actual, [run.served for run in runs], as_of=history.as_of)
+
+
+def served(ticket_id: str, department: str, received: float, answered: float | None, *,
+           deadline: float | None = 3600, overflowed_from: str | None = None,
+           groups: dict[str, str] | None = None) -> engine.Served:
+    def at(minutes: float | None) -> datetime | None:
+        return None if minutes is None else T0 + timedelta(minutes=minutes)
+
+    return engine.Served(ticket_id, department, "consumer", T0 + timedelta(minutes=received),
+                         at(answered), at(deadline), overflowed_from, escalated=False,
+                         groups=groups or {})
+
+
+class TestReplayOfTheVersionInForce:
+    """The stated error: over four weeks, in every department with at least 100 tickets,
+    tickets received within 2%, first-response p50 and p90 within 20%, and the share of
+    targets met within 3 points."""
+
+    def test_reproduces_the_measured_outcome_within_the_stated_error(self) -> None:
+        comparison = replay(four_weeks())
+        error = summary.replay_error(comparison.departments)
+        assert error.within(relative=0.20, points=3.0), error
+        assert error.received <= 0.02, error
+        assert len([d for d in comparison.departments.values()
+                    if d.actual.received >= summary.SMALLEST_COMPARED]) >= 3
+
+    def test_measures_each_departments_service_time_near_the_truth(self) -> None:
+        history = four_weeks()
+        measured = rates.mean_service_seconds(
+            [ticket.actual for ticket in history.tickets],
+            lambda department: history.table.policy(department).calendar)
+        for department in ("business_desk", "care", "public_sector"):
+            truth = simulated_history.TRUE_MEAN_SERVICE[department]
+            assert measured[department] == pytest.approx(truth, rel=0.25), department
+
+    def test_a_replay_with_wrong_rates_is_out_of_the_stated_error(self) -> None:
+        history = four_weeks()
+        runs = engine.simulate(history.tickets, engine.Candidate(history.table),
+                               mean_service={d: 3 * s for d, s in
+                                             simulated_history.TRUE_MEAN_SERVICE.items()},
+                               rate_window=RATE_WINDOW, replications=2)
+        comparison = summary.compare([t.actual for t in history.tickets],
+                                     [run.served for run in runs], as_of=history.as_of)
+        assert not summary.replay_error(comparison.departments).within(relative=0.20,
+                                                                       points=3.0)
+
+    def test_a_replay_is_repeatable(self) -> None:
+        history = simulated_history.generate(seed=2, days=3)
+        first, second = replay(history, replications=2), replay(history, replications=2)
+        assert first == second
+
+
+class TestCandidateTable:
+    def test_moving_a_segment_moves_its_load_and_its_waits(self) -> None:
+        history = four_weeks()
+        comparison = replay(history, simulated_history.CANDIDATE_TEXT, replications=2)
+        care, public = comparison.departments["care"], comparison.departments["public_sector"]
+        government = comparison.segments["government"]
+        assert public.simulated.received == 0 and public.actual.received > 100
+        assert care.simulated.received + care.simulated.overflowed_out == pytest.approx(
+            care.actual.received + care.actual.overflowed_out + public.actual.received,
+            abs=1)
+        assert care.simulated.peak_backlog >= care.actual.peak_backlog
+        assert care.simulated.overflowed_out > care.actual.overflowed_out
+        # Government tickets waited for the slow public sector desk; care answers faster.
+        assert government.simulated.first_response_seconds.p50 \
+            < government.actual.first_response_seconds.p50  # type: ignore[operator]
+
+    def test_an_overflowing_department_hands_on_and_the_receiver_counts_it(self) -> None:
+        comparison = replay(four_weeks(), replications=1)
+        care, spare = comparison.departments["care"], comparison.departments["care_overflow"]
+        assert care.simulated.overflowed_out == spare.simulated.overflowed_in > 0
+        assert care.actual.overflowed_out == spare.actual.overflowed_in > 0
+
+
+class TestPredictedOverflow:
+    def test_an_overflow_on_predicted_first_response_reads_the_simulated_rate(self) -> None:
+        table = table_file.parse(simulated_history.TABLE_TEXT.replace(
+            "overflow: {to: care_overflow, max_backlog: 4}",
+            "overflow: {to: care_overflow, max_predicted_first_response: 30m}"), "table")
+        # A burst of 40 tickets a minute apart to a department answering one per 5 min:
+        # once it has answered some, the wait it predicts passes 30 minutes.
+        burst = [engine.HistoricTicket(f"b{n:02d}", T0 + timedelta(minutes=n), "consumer",
+                                       "existing", simulated_history.VIEW, None,
+                                       served(f"b{n:02d}", "care", n, n + 1))
+                 for n in range(40)]
+        run = engine.replicate(burst, engine.Candidate(table),
+                               mean_service={"care": 300, "care_overflow": 300},
+                               rate_window=RATE_WINDOW, seed=1)
+        handed = [t for t in run.served if t.overflowed_from == "care"]
+        assert handed and all(t.department == "care_overflow" for t in handed)
+        assert run.served[0].overflowed_from is None
+
+
+class TestCandidateRules:
+    RULES = """\
+version: candidate
+default_segment: consumer
+rules:
+  - {name: organisations, segment: business, when: "customer.type == 'organisation'"}
+"""
+
+    def historic(self, ticket_id: str, customer_type: str, segment: str) -> engine.HistoricTicket:
+        actual = served(ticket_id, "care", 0, 10)
+        evaluation = {"customer": {"type": customer_type}, "features": {}, "tier": "existing",
+                      "ticket": simulated_history.VIEW}
+        return engine.HistoricTicket(ticket_id, actual.received_at, segment, "existing",
+                                     simulated_history.VIEW, evaluation, actual)
+
+    def test_tickets_are_segmented_again_by_the_candidate_rules(self) -> None:
+        rule_set = rules_file.parse(self.RULES, source="candidate rules")
+        table = table_file.parse(simulated_history.TABLE_TEXT, "table")
+        tickets = [self.historic("a", "organisation", "consumer"),
+                   self.historic("b", "individual", "business")]
+        run = engine.replicate(tickets, engine.Candidate(table, rule_set),
+                               mean_service={"care": 60, "business_desk": 60},
+                               rate_window=RATE_WINDOW, seed=1)
+        assert {t.ticket_id: (t.segment, t.department) for t in run.served} == {
+            "a": ("business", "business_desk"), "b": ("consumer", "care")}
+
+    def test_without_candidate_rules_tickets_keep_their_segment(self) -> None:
+        table = table_file.parse(simulated_history.TABLE_TEXT, "table")
+        run = engine.replicate([self.historic("a", "organisation", "consumer")],
+                               engine.Candidate(table), mean_service={},
+                               rate_window=RATE_WINDOW, seed=1)
+        assert [(t.segment, t.first_response_at, t.escalated) for t in run.served] == [
+            ("consumer", None, True)]  # care's rate unknown: never answered, escalated
+
+
+class TestSummary:
+    def test_peak_backlog_counts_tickets_awaiting_a_first_response_at_once(self) -> None:
+        tickets = [served("a", "care", 0, 30), served("b", "care", 10, 20),
+                   served("c", "care", 20, None), served("d", "care", 40, 50)]
+        assert summary.peak_backlog(tickets) == 2
+
+    def test_outcomes_are_met_missed_or_pending_as_of_a_moment(self) -> None:
+        tickets = [served("a", "care", 0, 30, deadline=60), served("b", "care", 0, 90,
+                                                                    deadline=60),
+                   served("c", "care", 0, None, deadline=600),
+                   served("d", "care", 0, None, deadline=None)]
+        figures = summary.outcome([tickets], as_of=T0 + timedelta(minutes=120))
+        assert (figures.met, figures.missed, figures.pending) == (1, 1, 1)
+        assert figures.attainment == 0.5
+        assert figures.first_response_seconds.count == 2
+
+    def test_parity_groups_are_compared_side_by_side(self) -> None:
+        actual = [served("a", "care", 0, 10, groups={"age_band": "55+"}),
+                  served("b", "care", 0, 20, groups={"age_band": "18-34"})]
+        simulated = [[served("a", "care", 0, 40, groups={"age_band": "55+"}),
+                      served("b", "care", 0, 20, groups={"age_band": "18-34"})]]
+        comparison = summary.compare(actual, simulated, as_of=T0 + timedelta(days=1))
+        older = comparison.groups["age_band"]["55+"]
+        assert (older.actual.first_response_seconds.p50,
+                older.simulated.first_response_seconds.p50) == (600, 2400)
+
+    def test_without_groups_there_is_no_group_section(self) -> None:
+        comparison = summary.compare([served("a", "care", 0, 10)],
+                                     [[served("a", "care", 0, 10)]], as_of=T0)
+        assert comparison.groups == {}
+
+    def test_small_departments_are_left_out_of_the_replay_error(self) -> None:
+        actual = [served(f"t{n}", "tiny", n, n + 1) for n in range(10)]
+        simulated = [[served(f"t{n}", "tiny", n, n + 9) for n in range(10)]]
+        departments = summary.compare(actual, simulated,
+                                      as_of=T0 + timedelta(days=1)).departments
+        assert summary.replay_error(departments).p50 is None
+        assert summary.replay_error(departments, smallest=5).p50 == pytest.approx(8.0)
+
+
+class TestReport:
+    def test_a_simulation_is_drawn_as_a_png(self, tmp_path: Path) -> None:
+        out = simulated_history.draw(tmp_path / "simulation.png", days=2)
+        assert out.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+    def test_an_empty_window_is_drawn_too(self, tmp_path: Path) -> None:
+        table = table_file.parse(simulated_history.TABLE_TEXT, "table")
+        result = {"window": {"start": T0.isoformat(), "end": T0.isoformat()},
+                  **service.describe([], engine.simulate([], engine.Candidate(table),
+                                                         mean_service={},
+                                                         rate_window=RATE_WINDOW),
+                                     candidate=engine.Candidate(table), mean_service={},
+                                     as_of=T0)}
+        assert result["departments"] == [] and result["replay_error"]["p50"] is None
+        assert report.render(result, out=tmp_path / "empty.png").stat().st_size > 0
