@@ -20,7 +20,7 @@ from services.local import ports, processes
 from services.local.kafka_broker import LocalKafka
 from tests import credentials
 
-pytest_plugins = ["tests.databases"]
+pytest_plugins = ["tests.databases", "tests.webhooks_receiver"]
 
 
 @pytest.fixture(scope="session")

@@ -42,6 +42,8 @@ from services.router import (
 )
 from services.router.load import LoadWatch
 from services.router.store import IntakeKeys, RoutedTickets
+from services.webhooks import api as webhooks_api
+from services.webhooks import service as webhooks
 
 NAME = "router"
 
@@ -75,6 +77,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings, name=f"{NAME}-tracker", source_topic=topics.EVENTS,
             group_id=f"{NAME}-tracker", publishes=False,
             transform=tracker.FollowTicketEvent(routed, awaits_store=route.awaits_store))
+        callbacks = webhooks.build(settings, sessions, name=NAME,
+                                   platforms_of=routed.platforms_of,
+                                   awaits_store=route.awaits_store)
+        app.state.webhook_endpoints = callbacks.endpoints
+        app.state.webhook_deliveries = callbacks.deliveries
 
         async def sample_load() -> None:
             await kafka.ensure_topics(settings, _queues(live_table))  # after a reload
@@ -108,6 +115,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         tasks.start("deferred-states", lambda stop: background.every(
             1.0, route.flush_deferred, stop, once_more_on_stop=True))
         await follower.start()
+        await callbacks.start(tasks, fleet, settings)
         await stage.start()
         app.state.stage = stage
         try:
@@ -115,7 +123,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await stage.stop()
             await follower.stop()
+            await callbacks.stop()
             await tasks.stop()
+            await callbacks.close()
             await publisher.close()
             await config_publisher.close()
             await engine.dispose()
@@ -129,7 +139,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.rate_limits = auth.RateLimits(settings.intake_rate_limit)
     for router in (intake.api, tickets_api.api, table_api.api, dead_letters_api.api,
-                   credentials_api.api):
+                   credentials_api.api, webhooks_api.api):
         app.include_router(router)
     http.install(app, ready=lambda: stage_running(app),
                  down=lambda: background.tasks_down(app))
