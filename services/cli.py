@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from services import credentials_cli
+from services import credentials_cli, webhooks_cli
 from services.core.settings import PROJECT_ROOT, Settings
 from services.local import processes
 from services.local.kafka_broker import LocalKafka
@@ -119,6 +119,7 @@ def topics() -> None:
 
 
 app.add_typer(credentials_cli.app, name="credentials")
+app.add_typer(webhooks_cli.app, name="webhooks")
 
 segments = typer.Typer(help="Segment rules: check and analyse before use.", no_args_is_help=True)
 app.add_typer(segments, name="segments")
