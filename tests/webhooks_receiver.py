@@ -43,7 +43,10 @@ class Receiver:
     status: int = 204
     received: list[Received] = field(default_factory=list)
     attempts: int = 0  # every request, answered or not yet
+    in_flight: int = 0
+    max_in_flight: int = 0  # the most requests it held at once
     _held: threading.Event = field(default_factory=threading.Event)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: ThreadingHTTPServer | None = None
 
     def __post_init__(self) -> None:
@@ -58,9 +61,14 @@ class Receiver:
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
-                receiver.attempts += 1
+                with receiver._lock:
+                    receiver.attempts += 1
+                    receiver.in_flight += 1
+                    receiver.max_in_flight = max(receiver.max_in_flight, receiver.in_flight)
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
                 receiver._held.wait(120)
+                with receiver._lock:
+                    receiver.in_flight -= 1
                 status = receiver.status
                 if 200 <= status < 300:
                     receiver.received.append(Received(

@@ -98,22 +98,18 @@ class Deliverer:
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}"[:300] if str(exc) else type(exc).__name__
         attempts = row.attempts + 1
-        if error is None:
-            DELIVERIES.labels(row.platform, "delivered").inc()
-            await self._deliveries.record_attempt(
-                row.delivery_id, status=store.DELIVERED, attempts=attempts,
-                next_attempt_at=sent_at, error=None)
-            return
-        DELIVERIES.labels(row.platform, "failed").inc()
-        delay = self._retry.delay_after(attempts)
-        if delay is None:
+        delay = None if error is None else self._retry.delay_after(attempts)
+        status = (store.DELIVERED if error is None
+                  else store.DEAD if delay is None else store.PENDING)
+        await self._deliveries.record_attempt(
+            row.delivery_id, status=status, attempts=attempts,
+            next_attempt_at=self._now() + timedelta(seconds=delay or 0), error=error)
+        # Counted once recorded: what the metrics say, the outbox already holds.
+        DELIVERIES.labels(row.platform, "delivered" if error is None else "failed").inc()
+        if status == store.DEAD:
             DELIVERIES.labels(row.platform, "dead_lettered").inc()
             logger.warning("webhook dead-lettered", extra={
                 "platform": row.platform, "delivery_id": row.delivery_id, "error": error})
-        await self._deliveries.record_attempt(
-            row.delivery_id, status=store.DEAD if delay is None else store.PENDING,
-            attempts=attempts, next_attempt_at=self._now() + timedelta(seconds=delay or 0),
-            error=error)
 
     async def _sample(self) -> None:
         counts = await self._deliveries.counts()

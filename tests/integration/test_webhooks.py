@@ -70,11 +70,15 @@ class Harness:
 
 
 @pytest.fixture
-async def harness(settings: Settings) -> AsyncIterator[Harness]:
+async def harness(settings: Settings, request: pytest.FixtureRequest
+                  ) -> AsyncIterator[Harness]:
+    """Callbacks with quick retries; a test's `pytest.mark.webhook_settings(...)` changes
+    more."""
+    marker = request.node.get_closest_marker("webhook_settings")
     settings = settings.model_copy(update={
         "webhook_poll_seconds": 0.1, "webhook_retry_base_seconds": 0.2,
         "webhook_retry_max_seconds": 0.5, "webhook_max_attempts": 4,
-        "webhook_timeout_seconds": 60.0})
+        "webhook_timeout_seconds": 60.0, **(marker.kwargs if marker else {})})
     topic = unique("events")
     await kafka.ensure_topics(settings, [topic])
     await migrate.upgrade(settings.database_url)
@@ -166,6 +170,33 @@ class TestSlowReceiver:
         assert slow.received == []  # still holding its answers
         slow.release()
         await slow.wait_for(3)
+
+
+class TestLimits:
+    @pytest.mark.webhook_settings(webhook_timeout_seconds=0.5)
+    async def test_an_answer_slower_than_the_timeout_is_a_failed_attempt(
+            self, harness: Harness, webhook_receiver: Callable[..., Receiver]) -> None:
+        receiver, platform = webhook_receiver(), unique("desk")
+        receiver.hold()
+        await harness.register(platform, receiver)
+        await harness.route(platform)
+        await receiver.wait_for(1, what=lambda _r: int(counted(platform, "failed")))
+        pending = await harness.waiting(store.PENDING)
+        assert any(d.last_error and "Timeout" in d.last_error for d in pending)
+        receiver.release()
+        await receiver.wait_for(3)
+
+    @pytest.mark.webhook_settings(webhook_concurrency_per_platform=2)
+    async def test_a_platform_gets_at_most_its_concurrency_at_once(
+            self, harness: Harness, webhook_receiver: Callable[..., Receiver]) -> None:
+        receiver, platform = webhook_receiver(), unique("desk")
+        receiver.hold()
+        await harness.register(platform, receiver)
+        await harness.route(platform)  # three callbacks, due together
+        await receiver.wait_for(2, what=lambda r: r.attempts)
+        receiver.release()
+        await receiver.wait_for(3)
+        assert receiver.max_in_flight == 2
 
 
 class TestFailingReceiver:

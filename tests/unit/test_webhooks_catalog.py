@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 import pytest
 
 from services.core import events
-from services.webhooks import catalog
+from services.core.settings import Settings
+from services.webhooks import catalog, service
 
 Type = events.TicketEventType
 AT = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
@@ -81,3 +82,11 @@ class TestRetryDelays:
 
     def test_the_last_attempt_dead_letters(self) -> None:
         assert self.policy.delay_after(5) is None
+
+
+class TestSettings:
+    def test_the_retry_policy_is_the_settings(self) -> None:
+        settings = Settings(webhook_max_attempts=7, webhook_retry_base_seconds=2,
+                            webhook_retry_max_seconds=90)
+        assert service.retry_policy(settings) == catalog.RetryPolicy(
+            max_attempts=7, base_seconds=2, max_seconds=90)
