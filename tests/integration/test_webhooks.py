@@ -5,6 +5,7 @@ receivers that are down, slow, or answer 500."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 
@@ -139,6 +140,24 @@ class TestDelivered:
         delivered = await harness.waiting(store.DELIVERED)
         assert [d.delivery_id for d in delivered if d.platform == platform].count(
             sent.headers["webhook-id"]) == 1
+
+
+class TestDisabled:
+    async def test_a_disabled_endpoints_callbacks_wait_until_it_is_enabled(
+            self, harness: Harness, webhook_receiver: Callable[..., Receiver]) -> None:
+        receiver, platform = webhook_receiver(), unique("desk")
+        secret = await harness.register(platform, receiver)
+        await harness.callbacks.endpoints.update(platform, enabled=False)
+        await harness.route(platform)
+        for _ in range(600):  # until the outbox holds them (bounded)
+            waiting = [d for d in await harness.waiting(store.PENDING) if d.platform == platform]
+            if len(waiting) == 3:
+                break
+            await asyncio.sleep(0.05)
+        assert len(waiting) == 3 and receiver.attempts == 0
+        await harness.callbacks.endpoints.update(platform, enabled=True)
+        await receiver.wait_for(3)
+        assert len(receiver.verified(secret)) == 3
 
 
 class TestReceiverDown:

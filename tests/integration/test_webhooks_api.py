@@ -71,8 +71,13 @@ class TestEndpoints:
         await engine.dispose()
         assert kept == rotated["secret"]  # the new one signs from now on
 
+        engine = db.engine(database_url)
+        deliveries = store.Deliveries(db.sessions(engine))
+        await deliveries.enqueue([store.Outgoing("msg_1", "desk", "ticket.routed", "t", "{}")])
         assert (await admin.delete("/v1/webhooks/endpoints/desk")).status_code == 200
         assert (await admin.get("/v1/webhooks/endpoints/desk")).status_code == 404
+        assert await deliveries.counts() == {}  # its waiting callbacks went with it
+        await engine.dispose()
 
 
 class TestMistakes:
