@@ -95,7 +95,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         async def purge() -> None:
             await retention.purge_past_retention(
-                {"routed_tickets": routed, "intake_keys": intake_keys},
+                {"routed_tickets": routed, "intake_keys": intake_keys,
+                 "webhook_deliveries": callbacks.deliveries},
                 retention=retention.of_settings(settings), now=datetime.now(UTC),
                 chunk=settings.retention_purge_chunk)
 

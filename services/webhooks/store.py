@@ -14,6 +14,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.core import retention
 from services.webhooks.models import WebhookDeliveryRow, WebhookEndpointRow
 
 PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
@@ -220,9 +221,18 @@ class Deliveries:
             return int(getattr(result, "rowcount", 0) or 0)
 
     async def counts(self) -> dict[tuple[str, str], int]:
-        """How many callbacks each platform has in each status."""
+        """How many callbacks each platform has waiting: pending and dead."""
         async with self._sessions() as session:
             rows = await session.execute(
                 select(WebhookDeliveryRow.platform, WebhookDeliveryRow.status, func.count())
+                .where(WebhookDeliveryRow.status.in_([PENDING, DEAD]))
                 .group_by(WebhookDeliveryRow.platform, WebhookDeliveryRow.status))
             return {(platform, status): count for platform, status, count in rows}
+
+    async def purge(self, before: datetime, *, chunk: int) -> int:
+        """Delete callbacks delivered or dead-lettered, unchanged since `before`
+        (retention); pending ones stay."""
+        return await retention.delete_in_chunks(
+            self._sessions, WebhookDeliveryRow.delivery_id,
+            (WebhookDeliveryRow.updated_at < before) & (WebhookDeliveryRow.status != PENDING),
+            chunk=chunk)

@@ -13,7 +13,7 @@ import standardwebhooks
 from fastapi import FastAPI
 from sqlalchemy import text
 
-from services.core import db, http
+from services.core import db, http, retention
 from services.webhooks import api, store
 from tests import credentials
 
@@ -136,3 +136,23 @@ class TestDeadLetters:
         assert [d["delivery_id"] for d in left] == ["msg_3"]
         assert (await admin.post("/v1/webhooks/dead-letters/replay")).json() == {
             "replayed": 1}
+
+
+class TestRetention:
+    async def test_sent_and_dead_callbacks_are_purged_pending_ones_stay(
+            self, database_url: str) -> None:
+        engine = db.engine(database_url)
+        deliveries = store.Deliveries(db.sessions(engine))
+        await deliveries.enqueue([store.Outgoing(f"msg_{status}", "desk", "ticket.routed",
+                                                 "t", "{}")
+                                  for status in (store.PENDING, store.DELIVERED, store.DEAD)])
+        for status in (store.DELIVERED, store.DEAD):
+            await deliveries.record_attempt(f"msg_{status}", status=status, attempts=1,
+                                            next_attempt_at=datetime.now(UTC), error=None)
+        deleted = await retention.purge_past_retention(
+            {"webhook_deliveries": deliveries}, now=datetime.now(UTC), chunk=1,
+            retention=retention.Retention.of_days(ticket_states=0, timelines=1,
+                                                  idempotency_keys=1))
+        assert deleted == {"webhook_deliveries": 2}
+        assert await deliveries.counts() == {("desk", store.PENDING): 1}
+        await engine.dispose()
