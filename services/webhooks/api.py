@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.config import JsonDict
 
 from services.core import auth, credentials_api
 from services.webhooks import catalog, store
@@ -17,6 +18,9 @@ PlatformName = Annotated[str, Path(pattern=credentials_api.SUBJECT,
                                    description="The platform's credential subject")]
 DeliveryId = Annotated[str, Path(pattern=r"^msg_[A-Za-z0-9._-]{1,76}$",
                                  description="The callback's webhook-id")]
+# Said in the schema (generated clients, fuzzers); checked by `catalog.endpoint_problem`,
+# which says what is wrong rather than quoting the pattern.
+URL_SCHEMA: JsonDict = {"pattern": catalog.URL_PATTERN, "maxLength": catalog.MAX_URL_LENGTH}
 PlatformFilter = Annotated[str | None, Query(pattern=credentials_api.SUBJECT)]
 
 
@@ -46,7 +50,8 @@ class EndpointRequest(BaseModel):
 
     platform: str = Field(pattern=credentials_api.SUBJECT,
                           description="The platform's credential subject")
-    url: str = Field(description="https:// (http:// only on loopback)")
+    url: str = Field(description="https:// (http:// only on loopback)",
+                     json_schema_extra=URL_SCHEMA)
     enabled: bool = True
 
     @field_validator("url")
@@ -58,7 +63,8 @@ class EndpointRequest(BaseModel):
 class EndpointChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    url: str | None = Field(default=None, description="https:// (http:// only on loopback)")
+    url: str | None = Field(default=None, description="https:// (http:// only on loopback)",
+                            json_schema_extra=URL_SCHEMA)
     enabled: bool | None = None
 
     @field_validator("url")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import random
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +37,12 @@ _NOT_SENT = {"platform", "type"}
 
 LOOPBACK_HOSTS = {"localhost"}
 MAX_URL_LENGTH = 2048
+_OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+# What an endpoint URL may be, as the API schema says it too: https:// and a host name or
+# IPv4 address, or http:// on loopback; an optional port, path, query.
+URL_PATTERN = (r"^(https://[A-Za-z0-9._~%!$&'()*+,;=-]+"
+               rf"|http://(localhost|127(\.{_OCTET}){{3}}|\[::1\]))"
+               r"(:[0-9]{1,5})?([/?#][!-~]*)?$")
 
 
 def delivery_id(event_id: str) -> str:
@@ -64,6 +71,9 @@ def endpoint_problem(url: str) -> str | None:
     if parts.scheme == "http" and not is_loopback(parts.hostname):
         return ("https:// is required; http:// is accepted only on loopback (127.0.0.1,"
                 " ::1, localhost)")
+    if not re.fullmatch(URL_PATTERN, url):
+        return ("https:// (or http:// on loopback) in lower case, then a host name or IPv4"
+                " address in ASCII, an optional port, then a path or query of printable ASCII")
     return None
 
 

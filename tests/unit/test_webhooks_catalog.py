@@ -4,9 +4,11 @@ endpoint URLs and retry delays."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given, settings, strategies
 
 from services.core import events
 from services.core.settings import Settings
@@ -66,6 +68,19 @@ class TestEndpointUrls:
         assert problem is not None and said in problem
 
 
+    @settings(max_examples=300, deadline=None, derandomize=True)
+    @given(strategies.from_regex(catalog.URL_PATTERN, fullmatch=True).filter(
+        lambda url: len(url) <= catalog.MAX_URL_LENGTH))
+    def test_whatever_the_schemas_pattern_allows_is_accepted(self, url: str) -> None:
+        assert catalog.endpoint_problem(url) is None
+
+    @settings(max_examples=300, deadline=None, derandomize=True)
+    @given(strategies.text(max_size=80))
+    def test_whatever_is_accepted_the_schemas_pattern_allows(self, url: str) -> None:
+        if catalog.endpoint_problem(url) is None:
+            assert re.fullmatch(catalog.URL_PATTERN, url)
+
+
 class TestRetryDelays:
     policy = catalog.RetryPolicy(max_attempts=5, base_seconds=10, max_seconds=60)
 
@@ -86,7 +101,7 @@ class TestRetryDelays:
 
 class TestSettings:
     def test_the_retry_policy_is_the_settings(self) -> None:
-        settings = Settings(webhook_max_attempts=7, webhook_retry_base_seconds=2,
-                            webhook_retry_max_seconds=90)
-        assert service.retry_policy(settings) == catalog.RetryPolicy(
+        configured = Settings(webhook_max_attempts=7, webhook_retry_base_seconds=2,
+                              webhook_retry_max_seconds=90)
+        assert service.retry_policy(configured) == catalog.RetryPolicy(
             max_attempts=7, base_seconds=2, max_seconds=90)
