@@ -13,7 +13,7 @@ from pydantic import BaseModel, ValidationError
 
 from services.core import db, migrate
 from services.core.settings import Settings
-from services.webhooks import api, store
+from services.webhooks import api, service, store
 
 app = typer.Typer(help="Callbacks to the platforms: endpoints, secrets, dead letters.",
                   no_args_is_help=True)
@@ -28,7 +28,7 @@ async def _stores() -> AsyncIterator[tuple[store.Endpoints, store.Deliveries]]:
     engine = db.engine(database_url)
     try:
         sessions = db.sessions(engine)
-        yield store.Endpoints(sessions), store.Deliveries(sessions)
+        yield service.endpoints_of(Settings(), sessions), store.Deliveries(sessions)
     finally:
         await engine.dispose()
 
@@ -101,7 +101,8 @@ def delete(platform: str) -> None:
 
 @app.command("rotate-secret")
 def rotate_secret(platform: str) -> None:
-    """Print a new signing secret, in force at once: shown this once."""
+    """Print a new signing secret, in force at once (the old one signs too for
+    WEBHOOK_SECRET_OVERLAP_SECONDS): shown this once."""
     typer.echo(_found(_run(lambda endpoints, _: endpoints.rotate_secret(platform)), platform))
 
 

@@ -71,6 +71,7 @@ class Settings(BaseSettings):
     webhook_retry_max_seconds: float = Field(default=3600.0, gt=0)
     webhook_poll_seconds: float = Field(default=1.0, gt=0)
     webhook_concurrency_per_platform: int = Field(default=4, ge=1, le=100)
+    webhook_secret_overlap_seconds: float = Field(default=86400.0, ge=0)
 
     auth_cache_seconds: float = Field(default=5.0, ge=0)
     intake_rate_limit: str = "100/second"

@@ -79,7 +79,8 @@ class EndpointRegistered(store.Endpoint):
 
 class SecretRotated(BaseModel):
     platform: str
-    secret: str = Field(description="The new signing secret, in force at once: shown once")
+    secret: str = Field(description="The new signing secret, in force at once (the old one"
+                                    " signs too for the overlap): shown once")
 
 
 class Replayed(BaseModel):
@@ -131,7 +132,9 @@ async def delete(platform: PlatformName, endpoints: Endpoints) -> store.Endpoint
 
 @api.post("/endpoints/{platform}/secret", response_model=SecretRotated)
 async def rotate_secret(platform: PlatformName, endpoints: Endpoints) -> SecretRotated:
-    """A new signing secret, used from the next attempt on; shown this once."""
+    """A new signing secret, used from the next attempt on; shown this once. The old one
+    signs too (a second signature) for WEBHOOK_SECRET_OVERLAP_SECONDS, so that the
+    receiver can switch at its pace."""
     secret = await endpoints.rotate_secret(platform)
     return SecretRotated(platform=platform, secret=secret or _raise(_no_endpoint(platform)))
 

@@ -73,23 +73,27 @@ class Deliverer:
                                                      limit=4 * self._concurrency)
                     if target is None or not due:
                         return
-                    signer = standardwebhooks.Webhook(target.secret)
+                    signers = [standardwebhooks.Webhook(secret) for secret in target.secrets]
 
                     async def send(row: WebhookDeliveryRow, url: str = target.url,
-                                   signer: standardwebhooks.Webhook = signer) -> None:
+                                   signers: list[standardwebhooks.Webhook] = signers) -> None:
                         async with limit:
-                            await self._attempt(client, url, signer, row)
+                            await self._attempt(client, url, signers, row)
 
                     await asyncio.gather(*(send(row) for row in due))
         except Exception:
             logger.exception("webhook worker stopped", extra={"platform": platform})
 
     async def _attempt(self, client: httpx.AsyncClient, url: str,
-                       signer: standardwebhooks.Webhook, row: WebhookDeliveryRow) -> None:
+                       signers: list[standardwebhooks.Webhook], row: WebhookDeliveryRow
+                       ) -> None:
         sent_at = self._now()
+        # One signature per secret in force (space-separated, as the spec allows).
+        signatures = " ".join(signer.sign(row.delivery_id, sent_at, row.body)
+                              for signer in signers)
         headers = {"content-type": "application/json", "webhook-id": row.delivery_id,
                    "webhook-timestamp": str(int(sent_at.timestamp())),
-                   "webhook-signature": signer.sign(row.delivery_id, sent_at, row.body)}
+                   "webhook-signature": signatures}
         error: str | None = None
         try:
             answer = await client.post(url, content=row.body.encode(), headers=headers)

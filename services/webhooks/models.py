@@ -19,6 +19,10 @@ class WebhookEndpointRow(Base):
     platform: Mapped[str] = mapped_column(String(63), primary_key=True)
     url: Mapped[str] = mapped_column(String(2048))
     secret: Mapped[str] = mapped_column(String(128))
+    # The secret before the last rotation, still signing until `previous_secret_until`
+    # (a second signature), so that receivers can switch without refusing anything.
+    previous_secret: Mapped[str | None] = mapped_column(String(128))
+    previous_secret_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -39,6 +40,12 @@ class Callbacks:
         await self.deliverer.close()
 
 
+def endpoints_of(settings: Settings, sessions: async_sessionmaker[AsyncSession]
+                 ) -> store.Endpoints:
+    return store.Endpoints(
+        sessions, secret_overlap=timedelta(seconds=settings.webhook_secret_overlap_seconds))
+
+
 def retry_policy(settings: Settings) -> catalog.RetryPolicy:
     return catalog.RetryPolicy(max_attempts=settings.webhook_max_attempts,
                                base_seconds=settings.webhook_retry_base_seconds,
@@ -49,7 +56,7 @@ def build(settings: Settings, sessions: async_sessionmaker[AsyncSession], *, nam
           platforms_of: outbox.PlatformsOf,
           awaits_store: Callable[[str], bool] = lambda _ticket_id: False,
           source_topic: str = topics.EVENTS) -> Callbacks:
-    endpoints, deliveries = store.Endpoints(sessions), store.Deliveries(sessions)
+    endpoints, deliveries = endpoints_of(settings, sessions), store.Deliveries(sessions)
     recorder = StageRunner(
         settings, name=f"{name}-webhooks", source_topic=source_topic,
         group_id=f"{name}-webhooks", publishes=False,

@@ -6,7 +6,7 @@ import base64
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import delete, func, select, update
@@ -68,12 +68,20 @@ class Outgoing:
 @dataclass(frozen=True)
 class Target:
     url: str
-    secret: str
+    secrets: tuple[str, ...]  # the current one first, then the previous while it signs
+
+
+def _aware(moment: datetime) -> datetime:
+    # SQLite hands back naive datetimes; everything we store is UTC.
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
 class Endpoints:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], *,
+                 secret_overlap: timedelta) -> None:
+        """`secret_overlap`: how long a rotated secret still signs, besides the new one."""
         self._sessions = sessions
+        self._secret_overlap = secret_overlap
 
     async def register(self, platform: str, url: str, *, enabled: bool = True
                        ) -> tuple[Endpoint, str] | None:
@@ -104,7 +112,12 @@ class Endpoints:
         endpoint."""
         async with self._sessions() as session:
             row = await session.get(WebhookEndpointRow, platform)
-            return Target(row.url, row.secret) if row is not None and row.enabled else None
+        if row is None or not row.enabled:
+            return None
+        until = row.previous_secret_until
+        previous = (row.previous_secret,) if row.previous_secret and until is not None \
+            and _aware(until) > datetime.now(UTC) else ()
+        return Target(row.url, (row.secret, *previous))
 
     async def update(self, platform: str, *, url: str | None = None,
                      enabled: bool | None = None) -> Endpoint | None:
@@ -119,12 +132,16 @@ class Endpoints:
             return Endpoint.model_validate(row)
 
     async def rotate_secret(self, platform: str) -> str | None:
-        """A new secret for the platform's callbacks from now on (shown this once)."""
+        """A new secret for the platform's callbacks from now on (shown this once); the
+        old one signs too for the overlap."""
+        now = datetime.now(UTC)
         async with self._sessions() as session, session.begin():
             row = await session.get(WebhookEndpointRow, platform, with_for_update=True)
             if row is None:
                 return None
-            row.secret, row.updated_at = new_secret(), datetime.now(UTC)
+            row.previous_secret = row.secret
+            row.previous_secret_until = now + self._secret_overlap
+            row.secret, row.updated_at = new_secret(), now
             return row.secret
 
     async def delete(self, platform: str) -> Endpoint | None:

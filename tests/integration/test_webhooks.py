@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import standardwebhooks
 from prometheus_client import REGISTRY
 
 from services.core import background, db, events, kafka, leases, migrate
@@ -158,6 +159,31 @@ class TestDisabled:
         await harness.callbacks.endpoints.update(platform, enabled=True)
         await receiver.wait_for(3)
         assert len(receiver.verified(secret)) == 3
+
+
+class TestSecretRotation:
+    async def test_the_old_secret_signs_too_for_the_overlap(
+            self, harness: Harness, webhook_receiver: Callable[..., Receiver]) -> None:
+        receiver, platform = webhook_receiver(), unique("desk")
+        old = await harness.register(platform, receiver)
+        new = await harness.callbacks.endpoints.rotate_secret(platform)
+        assert new is not None
+        await harness.route(platform)
+        await receiver.wait_for(3)
+        assert receiver.verified(old) == receiver.verified(new)  # either key verifies
+
+    @pytest.mark.webhook_settings(webhook_secret_overlap_seconds=0)
+    async def test_without_overlap_only_the_new_secret_signs(
+            self, harness: Harness, webhook_receiver: Callable[..., Receiver]) -> None:
+        receiver, platform = webhook_receiver(), unique("desk")
+        old = await harness.register(platform, receiver)
+        new = await harness.callbacks.endpoints.rotate_secret(platform)
+        assert new is not None
+        await harness.route(platform)
+        await receiver.wait_for(3)
+        assert len(receiver.verified(new)) == 3
+        with pytest.raises(standardwebhooks.WebhookVerificationError):
+            receiver.verified(old)
 
 
 class TestReceiverDown:

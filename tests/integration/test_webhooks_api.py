@@ -5,7 +5,7 @@ clear 4xx errors for what callers get wrong."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -27,7 +27,7 @@ async def admin(database_url: str) -> AsyncIterator[httpx.AsyncClient]:
     app = FastAPI()
     app.include_router(api.api)
     http.install(app, ready=lambda: True)
-    app.state.webhook_endpoints = store.Endpoints(sessions)
+    app.state.webhook_endpoints = store.Endpoints(sessions, secret_overlap=timedelta(hours=1))
     app.state.webhook_deliveries = store.Deliveries(sessions)
     try:
         async with credentials.authenticating(app, database_url) as keys, httpx.AsyncClient(

@@ -24,6 +24,8 @@ def upgrade() -> None:
         sa.Column("platform", sa.String(length=63), primary_key=True),
         sa.Column("url", sa.String(length=2048), nullable=False),
         sa.Column("secret", sa.String(length=128), nullable=False),
+        sa.Column("previous_secret", sa.String(length=128), nullable=True),
+        sa.Column("previous_secret_until", sa.DateTime(timezone=True), nullable=True),
         sa.Column("enabled", sa.Boolean(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
