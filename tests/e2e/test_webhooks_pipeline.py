@@ -25,11 +25,11 @@ async def routed(client: httpx.AsyncClient, ticket_id: str) -> None:
 async def test_the_platform_is_told_each_step_of_its_ticket(
         pipeline: Pipeline, webhook_receiver: Callable[..., Receiver]) -> None:
     receiver = webhook_receiver()
-    async with httpx.AsyncClient(base_url=pipeline.url("router"), timeout=10,
+    async with httpx.AsyncClient(base_url=pipeline.url("router"), timeout=30,
                                  headers=pipeline.headers("admin")) as admin, \
-            httpx.AsyncClient(base_url=pipeline.url("router"), timeout=10,
+            httpx.AsyncClient(base_url=pipeline.url("router"), timeout=30,
                               headers=pipeline.headers("platform", "e2e-desk")) as desk, \
-            httpx.AsyncClient(base_url=pipeline.url("router"), timeout=10,
+            httpx.AsyncClient(base_url=pipeline.url("router"), timeout=30,
                               headers=pipeline.headers("platform", "silent-desk")) as other:
         answer = await admin.post("/v1/webhooks/endpoints",
                                   json={"platform": "e2e-desk", "url": receiver.url})
