@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from services import credentials_cli
+from services import credentials_cli, webhooks_cli
 from services.core.settings import Settings
 from services.simulator import cli as simulator_cli
 
@@ -32,6 +32,7 @@ def topics() -> None:
 
 app.add_typer(credentials_cli.app, name="credentials")
 app.command("simulate")(simulator_cli.simulate)
+app.add_typer(webhooks_cli.app, name="webhooks")
 
 segments = typer.Typer(help="Segment rules: check and analyse before use.", no_args_is_help=True)
 app.add_typer(segments, name="segments")

@@ -47,6 +47,9 @@ class Retention:
     def cutoffs(self, now: datetime) -> dict[str, datetime]:
         """Per table: rows last changed before this moment are past retention."""
         return {"routed_tickets": now - self.ticket_states,
+                # Callbacks to the platforms, once sent or dead-lettered, as long as the
+                # ticket states they are about.
+                "webhook_deliveries": now - self.ticket_states,
                 "ticket_timelines": now - self.timelines,
                 "intake_keys": now - self.idempotency_keys}
 

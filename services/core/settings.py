@@ -77,6 +77,15 @@ class Settings(BaseSettings):
     retention_purge_interval_seconds: float = Field(default=3600.0, gt=0)
     retention_purge_chunk: int = Field(default=1000, ge=1, le=100_000)
 
+    # Callbacks to the platforms (README, "Webhooks to the platforms").
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    webhook_max_attempts: int = Field(default=10, ge=1, le=100)
+    webhook_retry_base_seconds: float = Field(default=30.0, gt=0)
+    webhook_retry_max_seconds: float = Field(default=3600.0, gt=0)
+    webhook_poll_seconds: float = Field(default=1.0, gt=0)
+    webhook_concurrency_per_platform: int = Field(default=4, ge=1, le=100)
+    webhook_secret_overlap_seconds: float = Field(default=86400.0, ge=0)
+
     auth_cache_seconds: float = Field(default=5.0, ge=0)
     intake_rate_limit: str = "100/second"
     # The token the command-line clients (`department`, the PNG report) send.

@@ -43,6 +43,8 @@ from services.router import (
 from services.router.load import LoadWatch
 from services.router.store import IntakeKeys, RoutedTickets
 from services.simulator import api as simulator_api
+from services.webhooks import api as webhooks_api
+from services.webhooks import service as webhooks
 
 NAME = "router"
 
@@ -78,6 +80,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings, name=f"{NAME}-tracker", source_topic=topics.EVENTS,
             group_id=f"{NAME}-tracker", publishes=False,
             transform=tracker.FollowTicketEvent(routed, awaits_store=route.awaits_store))
+        callbacks = webhooks.build(settings, sessions, name=NAME,
+                                   platforms_of=routed.platforms_of,
+                                   awaits_store=route.awaits_store)
+        app.state.webhook_endpoints = callbacks.endpoints
+        app.state.webhook_deliveries = callbacks.deliveries
 
         async def sample_load() -> None:
             await kafka.ensure_topics(settings, _queues(live_table))  # after a reload
@@ -91,7 +98,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         async def purge() -> None:
             await retention.purge_past_retention(
-                {"routed_tickets": routed, "intake_keys": intake_keys},
+                {"routed_tickets": routed, "intake_keys": intake_keys,
+                 "webhook_deliveries": callbacks.deliveries},
                 retention=retention.of_settings(settings), now=datetime.now(UTC),
                 chunk=settings.retention_purge_chunk)
 
@@ -111,6 +119,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         tasks.start("deferred-states", lambda stop: background.every(
             1.0, route.flush_deferred, stop, once_more_on_stop=True))
         await follower.start()
+        await callbacks.start(tasks, fleet, settings)
         await stage.start()
         app.state.stage = stage
         try:
@@ -118,7 +127,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await stage.stop()
             await follower.stop()
+            await callbacks.stop()
             await tasks.stop()
+            await callbacks.close()
             await publisher.close()
             await config_publisher.close()
             await engine.dispose()
@@ -132,7 +143,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.rate_limits = auth.RateLimits(settings.intake_rate_limit)
     for router in (intake.api, tickets_api.api, table_api.api, dead_letters_api.api,
-                   credentials_api.api, simulator_api.api):
+                   credentials_api.api, simulator_api.api, webhooks_api.api):
         app.include_router(router)
     http.install(app, ready=lambda: stage_running(app),
                  down=lambda: background.tasks_down(app))

@@ -81,6 +81,17 @@ class RoutedTickets:
                 .where(RoutedTicketRow.ticket_id.in_(list(ticket_ids))))
             return {ticket_id: event_id for ticket_id, event_id in rows}
 
+    async def platforms_of(self, ticket_ids: Collection[str]) -> dict[str, str]:
+        """The platform that posted each of these routed tickets (where known)."""
+        if not ticket_ids:
+            return {}
+        async with self._sessions() as session:
+            rows = await session.execute(
+                select(RoutedTicketRow.ticket_id, RoutedTicketRow.platform)
+                .where(RoutedTicketRow.ticket_id.in_(list(ticket_ids)),
+                       RoutedTicketRow.platform.is_not(None)))
+            return {ticket_id: platform for ticket_id, platform in rows if platform}
+
     async def record_handover(self, ticket_id: str, *, department: str,
                               steps: Sequence[dict[str, Any]], payload: dict[str, Any],
                               now: datetime) -> None:

@@ -48,6 +48,12 @@ ACCESS: dict[tuple[str, str, str], set[str]] = {
     ("router", "GET", "/v1/credentials"): {ADMIN},
     ("router", "DELETE", "/v1/credentials/{credential_id}"): {ADMIN},
     ("router", "GET", "/v1/credentials/me"): set(ROLES),
+    # Callbacks to the platforms: their endpoints and dead letters, for admins.
+    **{("router", method, f"/v1/webhooks{path}"): {ADMIN} for method, path in (
+        ("POST", "/endpoints"), ("GET", "/endpoints"), ("GET", "/endpoints/{platform}"),
+        ("PATCH", "/endpoints/{platform}"), ("DELETE", "/endpoints/{platform}"),
+        ("POST", "/endpoints/{platform}/secret"), ("GET", "/dead-letters"),
+        ("POST", "/dead-letters/replay"), ("POST", "/dead-letters/{delivery_id}/replay"))},
     ("segmenter", "GET", "/v1/customers/{customer_id}/segment"): {ADMIN},
     ("segmenter", "PUT", "/v1/customers/{customer_id}"): {ADMIN},
     ("segmenter", "GET", "/v1/customers/{customer_id}"): {ADMIN},
@@ -114,7 +120,8 @@ def role_headers(pipeline: Pipeline, role: str, department: str = OWN) -> dict[s
 
 def concrete(path: str, ticket_id: str) -> str:
     return path.format(ticket_id=ticket_id, customer_id="auth-probe-nobody",
-                       department=OWN, credential_id="000000000000", version_id=1)
+                       department=OWN, credential_id="000000000000", version_id=1,
+                       platform="auth-probe-nobody", delivery_id="msg_auth-probe")
 
 
 async def call(pipeline: Pipeline, service: str, method: str, path: str, ticket_id: str,

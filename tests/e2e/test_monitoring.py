@@ -54,6 +54,7 @@ from devtools.prometheus import LocalPrometheus
 from services.core import envelope, events, kafka, topics
 from services.core.settings import PROJECT_ROOT, Settings
 from tests.conftest import Pipeline, demo_pipeline
+from tests.webhooks_receiver import Receiver
 
 DASHBOARD = PROJECT_ROOT / "deploy" / "grafana" / "dashboards" / "routing.json"
 RULES = sorted((PROJECT_ROOT / "deploy" / "prometheus" / "rules").glob("*.yml"))
@@ -296,13 +297,18 @@ async def transfer(client: httpx.AsyncClient, router: str, ticket_id: str,
 @pytest.fixture(scope="module")
 async def traffic(pipeline: Pipeline, prometheus: PrometheusApi) -> AsyncIterator[None]:
     """Real tickets and reports over HTTP; the router's coming events on tickets.events;
-    one record no stage can read."""
+    one record no stage can read; the platform called back at its webhook receiver."""
     router = pipeline.url("router")
     now = datetime.now(UTC)
+    receiver = Receiver()
+    receiver.start()
     # Tickets come from a support platform; an admin reports and transfers for any
     # department.
     async with httpx.AsyncClient(timeout=10, headers=pipeline.headers()) as client, \
             httpx.AsyncClient(timeout=10, headers=pipeline.headers("admin")) as admin:
+        registered = await admin.post(f"{router}/v1/webhooks/endpoints",
+                                      json={"platform": "tests", "url": receiver.url})
+        assert registered.status_code == 201, registered.text
         met, late, unanswered, gov = [await post_ticket(client, router, "gov-ministry-1")
                                       for _ in range(4)]
         escalated, transferred = [await post_ticket(client, router, "ind-vip-1")
@@ -335,7 +341,12 @@ async def traffic(pipeline: Pipeline, prometheus: PrometheusApi) -> AsyncIterato
         for ticket in (business, prospect):
             await report(admin, router, ticket, "picked_up")
             await report(admin, router, ticket, "resolved")
-    yield
+    await receiver.wait_for(1)  # the routing of a ticket, at least
+    receiver.verified(registered.json()["secret"])
+    try:
+        yield
+    finally:
+        receiver.stop()
 
 
 # --- the tests ------------------------------------------------------------------------------

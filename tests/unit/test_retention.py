@@ -19,6 +19,7 @@ class TestCutoffs:
                                            idempotency_keys=7)
 
         assert keep.cutoffs(NOW) == {"routed_tickets": NOW - timedelta(days=90),
+                                     "webhook_deliveries": NOW - timedelta(days=90),
                                      "ticket_timelines": NOW - timedelta(days=400),
                                      "intake_keys": NOW - timedelta(days=7)}
 

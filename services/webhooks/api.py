@@ -1,0 +1,165 @@
+"""Webhooks over HTTP, for admins: each platform's endpoint (register, list, update,
+delete, rotate its signing secret, shown once) and the dead-letter list (list, replay
+one, a platform's or all)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.config import JsonDict
+
+from services.core import auth, credentials_api
+from services.webhooks import catalog, store
+
+api = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], dependencies=auth.ADMIN_ONLY)
+PlatformName = Annotated[str, Path(pattern=credentials_api.SUBJECT,
+                                   description="The platform's credential subject")]
+DeliveryId = Annotated[str, Path(pattern=r"^msg_[A-Za-z0-9._-]{1,76}$",
+                                 description="The callback's webhook-id")]
+# Said in the schema (generated clients, fuzzers); checked by `catalog.endpoint_problem`,
+# which says what is wrong rather than quoting the pattern.
+URL_SCHEMA: JsonDict = {"pattern": catalog.URL_PATTERN, "maxLength": catalog.MAX_URL_LENGTH}
+PlatformFilter = Annotated[str | None, Query(pattern=credentials_api.SUBJECT)]
+
+
+def get_endpoints(request: Request) -> store.Endpoints:
+    endpoints: store.Endpoints = request.app.state.webhook_endpoints
+    return endpoints
+
+
+def get_deliveries(request: Request) -> store.Deliveries:
+    deliveries: store.Deliveries = request.app.state.webhook_deliveries
+    return deliveries
+
+
+Endpoints = Annotated[store.Endpoints, Depends(get_endpoints)]
+Deliveries = Annotated[store.Deliveries, Depends(get_deliveries)]
+
+
+def _checked_url(url: str | None) -> str | None:
+    problem = None if url is None else catalog.endpoint_problem(url)
+    if problem:
+        raise ValueError(problem)
+    return url
+
+
+class EndpointRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    platform: str = Field(pattern=credentials_api.SUBJECT,
+                          description="The platform's credential subject")
+    url: str = Field(description="https:// (http:// only on loopback)",
+                     json_schema_extra=URL_SCHEMA)
+    enabled: bool = True
+
+    @field_validator("url")
+    @classmethod
+    def _a_webhook_url(cls, url: str | None) -> str | None:
+        return _checked_url(url)
+
+
+class EndpointChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str | None = Field(default=None, description="https:// (http:// only on loopback)",
+                            json_schema_extra=URL_SCHEMA)
+    enabled: bool | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _a_webhook_url(cls, url: str | None) -> str | None:
+        return _checked_url(url)
+
+
+class EndpointRegistered(store.Endpoint):
+    secret: str = Field(description="The signing secret (whsec_...): shown this once")
+
+
+class SecretRotated(BaseModel):
+    platform: str
+    secret: str = Field(description="The new signing secret, in force at once (the old one"
+                                    " signs too for the overlap): shown once")
+
+
+class Replayed(BaseModel):
+    replayed: int = Field(description="Dead-lettered callbacks queued to send again")
+
+
+def _no_endpoint(platform: str) -> HTTPException:
+    return HTTPException(404, detail={"error": "not_found",
+                                      "detail": f"platform {platform!r} has no endpoint"})
+
+
+@api.post("/endpoints", status_code=201, response_model=EndpointRegistered)
+async def register(request: EndpointRequest, endpoints: Endpoints) -> EndpointRegistered:
+    """Register a platform's endpoint; the answer holds the signing secret, shown once."""
+    registered = await endpoints.register(request.platform, request.url,
+                                          enabled=request.enabled)
+    if registered is None:
+        raise HTTPException(409, detail={
+            "error": "conflict", "detail": f"platform {request.platform!r} has an endpoint:"
+                                           " change it with PATCH, or DELETE it first"})
+    endpoint, secret = registered
+    return EndpointRegistered(**endpoint.model_dump(), secret=secret)
+
+
+@api.get("/endpoints", response_model=list[store.Endpoint])
+async def listed(endpoints: Endpoints) -> Any:
+    """Every platform's endpoint, without secrets."""
+    return await endpoints.listed()
+
+
+@api.get("/endpoints/{platform}", response_model=store.Endpoint)
+async def one(platform: PlatformName, endpoints: Endpoints) -> store.Endpoint:
+    return await endpoints.get(platform) or _raise(_no_endpoint(platform))
+
+
+@api.patch("/endpoints/{platform}", response_model=store.Endpoint)
+async def change(platform: PlatformName, request: EndpointChange, endpoints: Endpoints
+                 ) -> store.Endpoint:
+    """Change the URL, or disable (callbacks wait) and enable the endpoint."""
+    changed = await endpoints.update(platform, url=request.url, enabled=request.enabled)
+    return changed or _raise(_no_endpoint(platform))
+
+
+@api.delete("/endpoints/{platform}", response_model=store.Endpoint)
+async def delete(platform: PlatformName, endpoints: Endpoints) -> store.Endpoint:
+    """Delete the endpoint and the callbacks still waiting to be sent to it."""
+    return await endpoints.delete(platform) or _raise(_no_endpoint(platform))
+
+
+@api.post("/endpoints/{platform}/secret", response_model=SecretRotated)
+async def rotate_secret(platform: PlatformName, endpoints: Endpoints) -> SecretRotated:
+    """A new signing secret, used from the next attempt on; shown this once. The old one
+    signs too (a second signature) for WEBHOOK_SECRET_OVERLAP_SECONDS, so that the
+    receiver can switch at its pace."""
+    secret = await endpoints.rotate_secret(platform)
+    return SecretRotated(platform=platform, secret=secret or _raise(_no_endpoint(platform)))
+
+
+@api.get("/dead-letters", response_model=list[store.Delivery])
+async def dead_letters(deliveries: Deliveries, platform: PlatformFilter = None) -> Any:
+    """Callbacks whose attempts were used up, oldest first (bodies are not shown)."""
+    return await deliveries.listed(store.DEAD, platform=platform)
+
+
+@api.post("/dead-letters/replay", response_model=Replayed)
+async def replay_all(deliveries: Deliveries, platform: PlatformFilter = None) -> Replayed:
+    """Send every dead-lettered callback (of one platform, with `platform`) again."""
+    return Replayed(replayed=await deliveries.replay(platform=platform))
+
+
+@api.post("/dead-letters/{delivery_id}/replay", response_model=Replayed)
+async def replay_one(delivery_id: DeliveryId, deliveries: Deliveries) -> Replayed:
+    """Send one dead-lettered callback again, from its first attempt."""
+    replayed = await deliveries.replay(delivery_id=delivery_id)
+    if not replayed:
+        raise HTTPException(404, detail={"error": "not_found",
+                                         "detail": f"no dead-lettered {delivery_id!r}"})
+    return Replayed(replayed=replayed)
+
+
+def _raise(error: HTTPException) -> Any:
+    raise error

@@ -1,0 +1,106 @@
+"""What platforms are told, and the rules of delivering it (pure decisions).
+
+`WEBHOOK_EVENTS` is the one table of the lifecycle events a platform receives: a new
+lifecycle event type is delivered by adding its entry here, nothing else. Payloads are
+the lifecycle event itself (`events.TicketEvent`: ids, department, segment, priority,
+deadlines, times, never the ticket's text or the customer's attributes), wrapped as the
+Standard Webhooks spec recommends: `{"type", "timestamp", "data"}`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import random
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from services.core import events
+
+Type = events.TicketEventType
+
+# Lifecycle event type -> the event name the platform receives.
+WEBHOOK_EVENTS: dict[events.TicketEventType, str] = {
+    Type.ROUTED: "ticket.routed",  # department, priority, first-response deadline
+    Type.PICKED_UP: "ticket.picked_up",
+    Type.RESPONDED: "ticket.responded",
+    Type.ESCALATED: "ticket.escalated",
+    Type.TRANSFERRED: "ticket.transferred",
+    Type.RESOLVED: "ticket.resolved",
+}
+
+# The platform is the receiver itself: not repeated to it.
+_NOT_SENT = {"platform", "type"}
+
+LOOPBACK_HOSTS = {"localhost"}
+MAX_URL_LENGTH = 2048
+_OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+# What an endpoint URL may be, as the API schema says it too: https:// and a host name or
+# IPv4 address, or http:// on loopback; an optional port, path, query.
+URL_PATTERN = (r"^(https://[A-Za-z0-9._~%!$&'()*+,;=-]+"
+               rf"|http://(localhost|127(\.{_OCTET}){{3}}|\[::1\]))"
+               r"(:[0-9]{1,5})?([/?#][!-~]*)?$")
+
+
+def delivery_id(event_id: str) -> str:
+    """The `webhook-id` of an event's callback: the same on every attempt and replay, so
+    that receivers can drop what they already had."""
+    return f"msg_{event_id}"
+
+
+def body_of(lifecycle: events.TicketEvent) -> str:
+    """The JSON body sent (signed exactly as stored)."""
+    data = lifecycle.model_dump(mode="json", exclude_none=True, exclude=_NOT_SENT)
+    payload: dict[str, Any] = {"type": WEBHOOK_EVENTS[lifecycle.type],
+                               "timestamp": data["occurred_at"], "data": data}
+    return json.dumps(payload, separators=(",", ":"), sort_keys=True)
+
+
+def endpoint_problem(url: str) -> str | None:
+    """What is wrong with a webhook URL, or None: HTTPS, except on loopback."""
+    if len(url) > MAX_URL_LENGTH:
+        return f"at most {MAX_URL_LENGTH} characters"
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        return "an absolute https:// URL, e.g. https://desk.example.com/hooks/routing"
+    if parts.username or parts.password:
+        return "no user or password in the URL: the signature authenticates the sender"
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
+        return ("https:// is required; http:// is accepted only on loopback (127.0.0.1,"
+                " ::1, localhost)")
+    if not re.fullmatch(URL_PATTERN, url):
+        return ("https:// (or http:// on loopback) in lower case, then a host name or IPv4"
+                " address in ASCII, an optional port, then a path or query of printable ASCII")
+    return None
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() in LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Bounded attempts, exponential backoff with full jitter."""
+
+    max_attempts: int
+    base_seconds: float
+    max_seconds: float
+
+    def delay_after(self, attempts: int, *,
+                    jitter: Callable[[float, float], float] = random.uniform) -> float | None:
+        """Seconds to wait before the next attempt, after `attempts` failed ones; None
+        when they are used up (the delivery is dead-lettered). The wait is drawn in the
+        upper half of the exponential step, so that receivers coming back are not hit by
+        every sender at once, and no retry comes sooner than half the step."""
+        if attempts >= self.max_attempts:
+            return None
+        step = min(self.max_seconds, self.base_seconds * 2 ** (attempts - 1))
+        return jitter(step / 2, step)

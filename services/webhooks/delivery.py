@@ -1,0 +1,124 @@
+"""The delivery workers: callbacks from the outbox to the platforms, signed per the
+Standard Webhooks spec, at least once.
+
+Each platform has its own worker, its own HTTP client and its own concurrency limit: a
+receiver that is slow or down holds up its own callbacks only. A failed attempt (an
+error, a timeout, any answer but 2xx) is retried with exponential backoff and jitter;
+when the attempts are used up, the callback is dead-lettered (listed, replayable).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import standardwebhooks
+from prometheus_client import Counter, Gauge
+
+from services.webhooks import catalog, store
+from services.webhooks.models import WebhookDeliveryRow
+
+logger = logging.getLogger(__name__)
+
+LEASE = "webhook-delivery"
+OUTCOMES = ("delivered", "failed", "dead_lettered")
+DELIVERIES = Counter("routing_webhook_deliveries_total",
+                     "Callback attempts to platforms, by outcome: delivered, failed (to be"
+                     " retried or dead-lettered), dead_lettered (attempts used up)",
+                     ["platform", "outcome"])
+WAITING = Gauge("routing_webhook_deliveries_waiting",
+                "Callbacks in the outbox, by status: pending (to send) or dead (dead-lettered,"
+                " awaiting a replay)", ["platform", "status"])
+
+
+class Deliverer:
+    def __init__(self, deliveries: store.Deliveries, endpoints: store.Endpoints, *,
+                 retry: catalog.RetryPolicy, timeout_seconds: float, concurrency: int,
+                 now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self._deliveries = deliveries
+        self._endpoints = endpoints
+        self._retry = retry
+        self._timeout = timeout_seconds
+        self._concurrency = concurrency
+        self._now = now
+        self._workers: dict[str, asyncio.Task[None]] = {}
+
+    async def deliver_due(self) -> None:
+        """Start a worker for each platform with callbacks due and none running (called
+        periodically); does not wait for them."""
+        for platform in await self._deliveries.due_platforms(self._now()):
+            worker = self._workers.get(platform)
+            if worker is None or worker.done():
+                self._workers[platform] = asyncio.create_task(
+                    self._drain(platform), name=f"webhooks-{platform}")
+        await self._sample()
+
+    async def close(self) -> None:
+        workers = list(self._workers.values())
+        for worker in workers:
+            worker.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+
+    async def _drain(self, platform: str) -> None:
+        """Send the platform's due callbacks until none is left due."""
+        try:
+            async with httpx.AsyncClient(timeout=self._timeout) as client:
+                limit = asyncio.Semaphore(self._concurrency)
+                while True:
+                    target = await self._endpoints.target(platform)
+                    due = await self._deliveries.due(platform, self._now(),
+                                                     limit=4 * self._concurrency)
+                    if target is None or not due:
+                        return
+                    signers = [standardwebhooks.Webhook(secret) for secret in target.secrets]
+
+                    async def send(row: WebhookDeliveryRow, url: str = target.url,
+                                   signers: list[standardwebhooks.Webhook] = signers) -> None:
+                        async with limit:
+                            await self._attempt(client, url, signers, row)
+
+                    await asyncio.gather(*(send(row) for row in due))
+        except Exception:
+            logger.exception("webhook worker stopped", extra={"platform": platform})
+
+    async def _attempt(self, client: httpx.AsyncClient, url: str,
+                       signers: list[standardwebhooks.Webhook], row: WebhookDeliveryRow
+                       ) -> None:
+        sent_at = self._now()
+        # One signature per secret in force (space-separated, as the spec allows).
+        signatures = " ".join(signer.sign(row.delivery_id, sent_at, row.body)
+                              for signer in signers)
+        headers = {"content-type": "application/json", "webhook-id": row.delivery_id,
+                   "webhook-timestamp": str(int(sent_at.timestamp())),
+                   "webhook-signature": signatures}
+        error: str | None = None
+        try:
+            answer = await client.post(url, content=row.body.encode(), headers=headers)
+            if not answer.is_success:
+                error = f"HTTP {answer.status_code}"
+        except httpx.HTTPError as exc:
+            error = f"{type(exc).__name__}: {exc}"[:300] if str(exc) else type(exc).__name__
+        attempts = row.attempts + 1
+        delay = None if error is None else self._retry.delay_after(attempts)
+        status = (store.DELIVERED if error is None
+                  else store.DEAD if delay is None else store.PENDING)
+        await self._deliveries.record_attempt(
+            row.delivery_id, status=status, attempts=attempts,
+            next_attempt_at=self._now() + timedelta(seconds=delay or 0), error=error)
+        # Counted once recorded: what the metrics say, the outbox already holds.
+        DELIVERIES.labels(row.platform, "delivered" if error is None else "failed").inc()
+        if status == store.DEAD:
+            DELIVERIES.labels(row.platform, "dead_lettered").inc()
+            logger.warning("webhook dead-lettered", extra={
+                "platform": row.platform, "delivery_id": row.delivery_id, "error": error})
+
+    async def _sample(self) -> None:
+        counts = await self._deliveries.counts()
+        for platform in await self._endpoints.platforms():
+            for outcome in OUTCOMES:  # exported at 0 until something happens
+                DELIVERIES.labels(platform, outcome)
+            for status in (store.PENDING, store.DEAD):
+                WAITING.labels(platform, status).set(counts.get((platform, status), 0))

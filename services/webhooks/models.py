@@ -1,0 +1,48 @@
+"""Tables of the callbacks: each platform's endpoint, and the outbox of deliveries."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Boolean, DateTime, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from services.core.db import Base
+
+
+class WebhookEndpointRow(Base):
+    """Where a platform is called back, and the secret its callbacks are signed with
+    (kept as such: signing needs it, unlike a credential's token, which is hashed)."""
+
+    __tablename__ = "webhook_endpoints"
+
+    platform: Mapped[str] = mapped_column(String(63), primary_key=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    secret: Mapped[str] = mapped_column(String(128))
+    # The secret before the last rotation, still signing until `previous_secret_until`
+    # (a second signature), so that receivers can switch without refusing anything.
+    previous_secret: Mapped[str | None] = mapped_column(String(128))
+    previous_secret_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class WebhookDeliveryRow(Base):
+    """One callback to send (pending), sent (delivered) or given up on (dead)."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (Index("ix_webhook_deliveries_due", "status", "platform",
+                            "next_attempt_at"),)
+
+    delivery_id: Mapped[str] = mapped_column(String(80), primary_key=True)
+    platform: Mapped[str] = mapped_column(String(63))
+    event_type: Mapped[str] = mapped_column(String(64))
+    ticket_id: Mapped[str] = mapped_column(String(128))
+    body: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[str | None] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)

@@ -1,0 +1,66 @@
+"""The outbox writer: lifecycle events in, the callbacks they call for written to SQL.
+
+A pipeline Transform on `tickets.events` that publishes nothing: each batch's callbacks
+are written in one transaction (`finish_batch`) before its offsets are committed, so a
+crash replays the batch, and the replay writes nothing twice (a callback's id is its
+event's). Sending is the delivery workers' business: the pipeline never waits for a
+platform.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Collection, Sequence
+
+from services.core import envelope, events, faults, kafka
+from services.webhooks import catalog
+from services.webhooks.store import Deliveries, Endpoints, Outgoing
+
+PlatformsOf = Callable[[Collection[str]], Awaitable[dict[str, str]]]
+
+
+class PlatformNotKnownYet(faults.Transient):
+    """A report on a ticket whose routed state waits for the store: retried."""
+
+
+class RecordCallbacks:
+    """Writes to the outbox the callbacks that `catalog.WEBHOOK_EVENTS` lists, for the
+    platforms that registered an endpoint. A ticket's platform is on its routed event;
+    later events find it in the router's state (`platforms_of`)."""
+
+    def __init__(self, deliveries: Deliveries, endpoints: Endpoints, *,
+                 platforms_of: PlatformsOf,
+                 awaits_store: Callable[[str], bool] = lambda _ticket_id: False) -> None:
+        self._deliveries = deliveries
+        self._endpoints = endpoints
+        self._platforms_of = platforms_of
+        self._awaits_store = awaits_store
+        self._registered: set[str] = set()
+        self._platforms: dict[str, str] = {}
+        self._outgoing: list[Outgoing] = []
+
+    async def prefetch(self, batch: Sequence[envelope.Event]) -> None:
+        self._outgoing = []
+        wanted = {event.ticket_id for event in batch
+                  if event.type in catalog.WEBHOOK_EVENTS and event.ticket_id}
+        self._registered = await self._endpoints.platforms() if wanted else set()
+        self._platforms = await self._platforms_of(wanted) if self._registered else {}
+
+    async def __call__(self, event: envelope.Event) -> list[kafka.Output]:
+        if event.type not in catalog.WEBHOOK_EVENTS or not self._registered:
+            return []
+        lifecycle = events.read(event)
+        platform = lifecycle.platform or self._platforms.get(lifecycle.ticket_id)
+        if platform is None and self._awaits_store(lifecycle.ticket_id):
+            raise PlatformNotKnownYet(lifecycle.ticket_id)
+        if platform is not None:
+            self._platforms[lifecycle.ticket_id] = platform
+        if platform in self._registered:
+            self._outgoing.append(Outgoing(
+                delivery_id=catalog.delivery_id(event.id), platform=platform,
+                event_type=catalog.WEBHOOK_EVENTS[lifecycle.type],
+                ticket_id=lifecycle.ticket_id, body=catalog.body_of(lifecycle)))
+        return []
+
+    async def finish_batch(self) -> None:
+        outgoing, self._outgoing = self._outgoing, []
+        await self._deliveries.enqueue(outgoing)

@@ -1,0 +1,69 @@
+"""Wiring the callbacks into a service (the router, which owns the platforms'
+credentials): the outbox writer on `tickets.events`, and the delivery workers, once per
+fleet."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.core import background, leases, topics
+from services.core.settings import Settings
+from services.core.stage import StageRunner
+from services.webhooks import catalog, delivery, outbox, store
+
+
+@dataclass
+class Callbacks:
+    endpoints: store.Endpoints
+    deliveries: store.Deliveries
+    recorder: StageRunner
+    deliverer: delivery.Deliverer
+
+    async def start(self, tasks: background.BackgroundTasks, fleet: leases.Leases,
+                    settings: Settings) -> None:
+        tasks.start("webhook-delivery", lambda stop: leases.every_while_holding(
+            fleet, delivery.LEASE, settings.webhook_poll_seconds,
+            self.deliverer.deliver_due, stop))
+        await self.recorder.start()
+
+    async def stop(self) -> None:
+        """Stop consuming (the batch in hand is written and committed)."""
+        await self.recorder.stop()
+
+    async def close(self) -> None:
+        """After the delivery job stopped: end the workers (a callback cut short is
+        sent again by the next instance, at least once)."""
+        await self.deliverer.close()
+
+
+def endpoints_of(settings: Settings, sessions: async_sessionmaker[AsyncSession]
+                 ) -> store.Endpoints:
+    return store.Endpoints(
+        sessions, secret_overlap=timedelta(seconds=settings.webhook_secret_overlap_seconds))
+
+
+def retry_policy(settings: Settings) -> catalog.RetryPolicy:
+    return catalog.RetryPolicy(max_attempts=settings.webhook_max_attempts,
+                               base_seconds=settings.webhook_retry_base_seconds,
+                               max_seconds=settings.webhook_retry_max_seconds)
+
+
+def build(settings: Settings, sessions: async_sessionmaker[AsyncSession], *, name: str,
+          platforms_of: outbox.PlatformsOf,
+          awaits_store: Callable[[str], bool] = lambda _ticket_id: False,
+          source_topic: str = topics.EVENTS) -> Callbacks:
+    endpoints, deliveries = endpoints_of(settings, sessions), store.Deliveries(sessions)
+    recorder = StageRunner(
+        settings, name=f"{name}-webhooks", source_topic=source_topic,
+        group_id=f"{name}-webhooks", publishes=False,
+        transform=outbox.RecordCallbacks(deliveries, endpoints, platforms_of=platforms_of,
+                                         awaits_store=awaits_store))
+    deliverer = delivery.Deliverer(
+        deliveries, endpoints, retry=retry_policy(settings),
+        timeout_seconds=settings.webhook_timeout_seconds,
+        concurrency=settings.webhook_concurrency_per_platform)
+    return Callbacks(endpoints, deliveries, recorder, deliverer)

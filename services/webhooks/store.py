@@ -1,0 +1,255 @@
+"""The callbacks' SQL state: platforms' endpoints and the outbox of deliveries."""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.core import retention
+from services.webhooks.models import WebhookDeliveryRow, WebhookEndpointRow
+
+PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
+
+
+def new_secret() -> str:
+    """A Standard Webhooks signing secret: `whsec_` and 32 random bytes in base64."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+class Endpoint(BaseModel):
+    """A platform's endpoint, without its secret."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    platform: str
+    url: str
+    enabled: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+class Delivery(BaseModel):
+    """A callback in the outbox, as listed to admins (its body holds no personal data)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    delivery_id: str
+    platform: str
+    event_type: str
+    ticket_id: str
+    status: str
+    attempts: int
+    next_attempt_at: datetime
+    last_error: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A callback to write to the outbox."""
+
+    delivery_id: str
+    platform: str
+    event_type: str
+    ticket_id: str
+    body: str
+
+
+@dataclass(frozen=True)
+class Target:
+    url: str
+    secrets: tuple[str, ...]  # the current one first, then the previous while it signs
+
+
+def _aware(moment: datetime) -> datetime:
+    # SQLite hands back naive datetimes; everything we store is UTC.
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+class Endpoints:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], *,
+                 secret_overlap: timedelta) -> None:
+        """`secret_overlap`: how long a rotated secret still signs, besides the new one."""
+        self._sessions = sessions
+        self._secret_overlap = secret_overlap
+
+    async def register(self, platform: str, url: str, *, enabled: bool = True
+                       ) -> tuple[Endpoint, str] | None:
+        """A new endpoint and its secret (shown this once); None if the platform has one."""
+        now, secret = datetime.now(UTC), new_secret()
+        async with self._sessions() as session, session.begin():
+            if await session.get(WebhookEndpointRow, platform) is not None:
+                return None
+            row = WebhookEndpointRow(platform=platform, url=url, secret=secret,
+                                     enabled=enabled, created_at=now, updated_at=now)
+            session.add(row)
+            await session.flush()
+            return Endpoint.model_validate(row), secret
+
+    async def listed(self) -> list[Endpoint]:
+        async with self._sessions() as session:
+            rows = await session.scalars(select(WebhookEndpointRow)
+                                         .order_by(WebhookEndpointRow.platform))
+            return [Endpoint.model_validate(row) for row in rows]
+
+    async def get(self, platform: str) -> Endpoint | None:
+        async with self._sessions() as session:
+            row = await session.get(WebhookEndpointRow, platform)
+            return None if row is None else Endpoint.model_validate(row)
+
+    async def target(self, platform: str) -> Target | None:
+        """Where and how to sign a platform's callbacks; None when it has no enabled
+        endpoint."""
+        async with self._sessions() as session:
+            row = await session.get(WebhookEndpointRow, platform)
+        if row is None or not row.enabled:
+            return None
+        until = row.previous_secret_until
+        previous = (row.previous_secret,) if row.previous_secret and until is not None \
+            and _aware(until) > datetime.now(UTC) else ()
+        return Target(row.url, (row.secret, *previous))
+
+    async def update(self, platform: str, *, url: str | None = None,
+                     enabled: bool | None = None) -> Endpoint | None:
+        async with self._sessions() as session, session.begin():
+            row = await session.get(WebhookEndpointRow, platform, with_for_update=True)
+            if row is None:
+                return None
+            row.url = url if url is not None else row.url
+            row.enabled = enabled if enabled is not None else row.enabled
+            row.updated_at = datetime.now(UTC)
+            await session.flush()
+            return Endpoint.model_validate(row)
+
+    async def rotate_secret(self, platform: str) -> str | None:
+        """A new secret for the platform's callbacks from now on (shown this once); the
+        old one signs too for the overlap."""
+        now = datetime.now(UTC)
+        async with self._sessions() as session, session.begin():
+            row = await session.get(WebhookEndpointRow, platform, with_for_update=True)
+            if row is None:
+                return None
+            row.previous_secret = row.secret
+            row.previous_secret_until = now + self._secret_overlap
+            row.secret, row.updated_at = new_secret(), now
+            return row.secret
+
+    async def delete(self, platform: str) -> Endpoint | None:
+        """Forget the endpoint, and the callbacks still waiting for it."""
+        async with self._sessions() as session, session.begin():
+            row = await session.get(WebhookEndpointRow, platform)
+            if row is None:
+                return None
+            endpoint = Endpoint.model_validate(row)
+            await session.delete(row)
+            await session.execute(delete(WebhookDeliveryRow).where(
+                WebhookDeliveryRow.platform == platform, WebhookDeliveryRow.status == PENDING))
+            return endpoint
+
+    async def platforms(self) -> set[str]:
+        """The platforms with an endpoint (enabled or not: a disabled one's callbacks
+        wait until it is enabled again)."""
+        async with self._sessions() as session:
+            return set(await session.scalars(select(WebhookEndpointRow.platform)))
+
+
+class Deliveries:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def enqueue(self, outgoing: Sequence[Outgoing]) -> None:
+        """Write callbacks to the outbox; one already there (a replayed batch) stays."""
+        if not outgoing:
+            return
+        now = datetime.now(UTC)
+        rows = [{"delivery_id": o.delivery_id, "platform": o.platform,
+                 "event_type": o.event_type, "ticket_id": o.ticket_id, "body": o.body,
+                 "status": PENDING, "attempts": 0, "next_attempt_at": now,
+                 "created_at": now, "updated_at": now}
+                for o in {o.delivery_id: o for o in outgoing}.values()]
+        async with self._sessions() as session, session.begin():
+            dialect = session.get_bind().dialect.name
+            insert = sqlite_insert if dialect == "sqlite" else postgresql_insert
+            await session.execute(insert(WebhookDeliveryRow).on_conflict_do_nothing(
+                index_elements=[WebhookDeliveryRow.delivery_id]), rows)
+
+    async def due_platforms(self, now: datetime) -> set[str]:
+        async with self._sessions() as session:
+            return set(await session.scalars(
+                select(WebhookDeliveryRow.platform).distinct()
+                .where(WebhookDeliveryRow.status == PENDING,
+                       WebhookDeliveryRow.next_attempt_at <= now)))
+
+    async def due(self, platform: str, now: datetime, *, limit: int
+                  ) -> list[WebhookDeliveryRow]:
+        """A platform's callbacks due now, oldest first."""
+        async with self._sessions() as session:
+            return list(await session.scalars(
+                select(WebhookDeliveryRow)
+                .where(WebhookDeliveryRow.platform == platform,
+                       WebhookDeliveryRow.status == PENDING,
+                       WebhookDeliveryRow.next_attempt_at <= now)
+                .order_by(WebhookDeliveryRow.created_at, WebhookDeliveryRow.delivery_id)
+                .limit(limit)))
+
+    async def record_attempt(self, delivery_id: str, *, status: str, attempts: int,
+                             next_attempt_at: datetime, error: str | None) -> None:
+        async with self._sessions() as session, session.begin():
+            await session.execute(
+                update(WebhookDeliveryRow)
+                .where(WebhookDeliveryRow.delivery_id == delivery_id,
+                       WebhookDeliveryRow.status == PENDING)
+                .values(status=status, attempts=attempts, next_attempt_at=next_attempt_at,
+                        last_error=None if error is None else error[:300],
+                        updated_at=datetime.now(UTC)))
+
+    async def listed(self, status: str, *, platform: str | None = None, limit: int = 500
+                     ) -> list[Delivery]:
+        async with self._sessions() as session:
+            query = select(WebhookDeliveryRow).where(WebhookDeliveryRow.status == status)
+            if platform is not None:
+                query = query.where(WebhookDeliveryRow.platform == platform)
+            rows = await session.scalars(
+                query.order_by(WebhookDeliveryRow.updated_at).limit(limit))
+            return [Delivery.model_validate(row) for row in rows]
+
+    async def replay(self, *, delivery_id: str | None = None, platform: str | None = None
+                     ) -> int:
+        """Dead callbacks sent again from their first attempt: one, a platform's or all."""
+        query = update(WebhookDeliveryRow).where(WebhookDeliveryRow.status == DEAD)
+        if delivery_id is not None:
+            query = query.where(WebhookDeliveryRow.delivery_id == delivery_id)
+        if platform is not None:
+            query = query.where(WebhookDeliveryRow.platform == platform)
+        now = datetime.now(UTC)
+        async with self._sessions() as session, session.begin():
+            result = await session.execute(query.values(
+                status=PENDING, attempts=0, next_attempt_at=now, updated_at=now))
+            return int(getattr(result, "rowcount", 0) or 0)
+
+    async def counts(self) -> dict[tuple[str, str], int]:
+        """How many callbacks each platform has waiting: pending and dead."""
+        async with self._sessions() as session:
+            rows = await session.execute(
+                select(WebhookDeliveryRow.platform, WebhookDeliveryRow.status, func.count())
+                .where(WebhookDeliveryRow.status.in_([PENDING, DEAD]))
+                .group_by(WebhookDeliveryRow.platform, WebhookDeliveryRow.status))
+            return {(platform, status): count for platform, status, count in rows}
+
+    async def purge(self, before: datetime, *, chunk: int) -> int:
+        """Delete callbacks delivered or dead-lettered, unchanged since `before`
+        (retention); pending ones stay."""
+        return await retention.delete_in_chunks(
+            self._sessions, WebhookDeliveryRow.delivery_id,
+            (WebhookDeliveryRow.updated_at < before) & (WebhookDeliveryRow.status != PENDING),
+            chunk=chunk)

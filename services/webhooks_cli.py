@@ -1,0 +1,126 @@
+"""`routing webhooks`: the platforms' callback endpoints and dead letters, straight in the
+store (the same checks and actions as the admin API's `/v1/webhooks`)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Annotated, TypeVar
+
+import typer
+from pydantic import BaseModel, ValidationError
+
+from services.core import db, migrate
+from services.core.settings import Settings
+from services.webhooks import api, service, store
+
+app = typer.Typer(help="Callbacks to the platforms: endpoints, secrets, dead letters.",
+                  no_args_is_help=True)
+T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
+
+
+@contextlib.asynccontextmanager
+async def _stores() -> AsyncIterator[tuple[store.Endpoints, store.Deliveries]]:
+    database_url = Settings().database_url
+    await migrate.upgrade(database_url)
+    engine = db.engine(database_url)
+    try:
+        sessions = db.sessions(engine)
+        yield service.endpoints_of(Settings(), sessions), store.Deliveries(sessions)
+    finally:
+        await engine.dispose()
+
+
+def _run(action: Callable[[store.Endpoints, store.Deliveries], Awaitable[T]]) -> T:
+    async def run() -> T:
+        async with _stores() as (endpoints, deliveries):
+            return await action(endpoints, deliveries)
+
+    return asyncio.run(run())
+
+
+def _checked(model: type[M], **fields: object) -> M:
+    try:  # the HTTP API's checks
+        return model.model_validate(fields)
+    except ValidationError as exc:
+        for problem in exc.errors(include_input=False, include_url=False):
+            where = ".".join(str(part) for part in problem["loc"]) or "options"
+            typer.echo(f"{where}: {problem['msg']}", err=True)
+        raise typer.Exit(2) from exc
+
+
+def _found(value: T | None, platform: str) -> T:
+    if value is None:
+        typer.echo(f"platform {platform!r} has no endpoint", err=True)
+        raise typer.Exit(1)
+    return value
+
+
+Url = Annotated[str, typer.Option(help="https:// (http:// only on loopback)")]
+
+
+@app.command("register")
+def register(platform: str, url: Url) -> None:
+    """Register a platform's endpoint and print its signing secret: shown this once."""
+    wanted = _checked(api.EndpointRequest, platform=platform, url=url)
+    registered = _run(lambda endpoints, _: endpoints.register(wanted.platform, wanted.url))
+    if registered is None:
+        typer.echo(f"platform {platform!r} has an endpoint: use update or delete", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"registered {platform} -> {wanted.url}", err=True)
+    typer.echo(registered[1])
+
+
+@app.command("list")
+def listed() -> None:
+    """Every endpoint (without secrets), one JSON object per line."""
+    for endpoint in _run(lambda endpoints, _: endpoints.listed()):
+        typer.echo(endpoint.model_dump_json())
+
+
+@app.command("update")
+def update(platform: str,
+           url: Annotated[str | None, typer.Option(help="A new URL")] = None,
+           enabled: Annotated[bool | None, typer.Option(
+               "--enabled/--disabled", help="Disabled: callbacks wait")] = None) -> None:
+    """Change a platform's URL, or disable and enable its endpoint."""
+    change = _checked(api.EndpointChange, url=url, enabled=enabled)
+    changed = _run(lambda endpoints, _: endpoints.update(platform, url=change.url,
+                                                         enabled=change.enabled))
+    typer.echo(_found(changed, platform).model_dump_json())
+
+
+@app.command("delete")
+def delete(platform: str) -> None:
+    """Delete a platform's endpoint and the callbacks still waiting for it."""
+    _found(_run(lambda endpoints, _: endpoints.delete(platform)), platform)
+    typer.echo(f"deleted {platform}")
+
+
+@app.command("rotate-secret")
+def rotate_secret(platform: str) -> None:
+    """Print a new signing secret, in force at once (the old one signs too for
+    WEBHOOK_SECRET_OVERLAP_SECONDS): shown this once."""
+    typer.echo(_found(_run(lambda endpoints, _: endpoints.rotate_secret(platform)), platform))
+
+
+@app.command("dead-letters")
+def dead_letters(platform: Annotated[str | None, typer.Option()] = None) -> None:
+    """Dead-lettered callbacks, one JSON object per line."""
+    for delivery in _run(lambda _, deliveries: deliveries.listed(store.DEAD,
+                                                                 platform=platform)):
+        typer.echo(delivery.model_dump_json())
+
+
+@app.command("replay")
+def replay(delivery_id: Annotated[str | None, typer.Argument(
+               help="One callback's webhook-id; none: every dead-lettered one")] = None,
+           platform: Annotated[str | None, typer.Option()] = None) -> None:
+    """Send dead-lettered callbacks again, from their first attempt."""
+    count = _run(lambda _, deliveries: deliveries.replay(delivery_id=delivery_id,
+                                                         platform=platform))
+    typer.echo(f"replayed {count}")
+    if delivery_id is not None and not count:
+        raise typer.Exit(1)

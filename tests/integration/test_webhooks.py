@@ -1,0 +1,267 @@
+"""Callbacks to the platforms against the real broker, the real SQL store and real HTTP
+receivers: lifecycle events on a topic, the outbox writer consuming it, the delivery
+workers calling receivers that verify signatures with the standardwebhooks library;
+receivers that are down, slow, or answer 500."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import standardwebhooks
+from prometheus_client import REGISTRY
+
+from services.core import background, db, events, kafka, leases, migrate
+from services.core.settings import Settings
+from services.router.store import Dispatch, RoutedTickets
+from services.webhooks import catalog, service, store
+from tests.conftest import unique
+from tests.webhooks_receiver import Receiver
+
+Type = events.TicketEventType
+DEADLINE = datetime(2026, 11, 30, 17, 0, tzinfo=UTC)
+
+
+class Harness:
+    """The callbacks of a router, on a topic of their own."""
+
+    def __init__(self, settings: Settings, topic: str) -> None:
+        self.settings, self.topic = settings, topic
+        self.engine = db.engine(settings.database_url)
+        sessions = db.sessions(self.engine)
+        self.routed = RoutedTickets(sessions)
+        self.callbacks = service.build(settings, sessions, name=unique("router"),
+                                       platforms_of=self.routed.platforms_of,
+                                       source_topic=topic)
+        self.tasks = background.BackgroundTasks()
+        self.fleet = leases.Leases(sessions, holder=unique("router"))
+        self.publisher = kafka.Publisher(settings, client_id="webhook-tests")
+
+    async def register(self, platform: str, receiver: Receiver) -> str:
+        registered = await self.callbacks.endpoints.register(platform, receiver.url)
+        assert registered is not None
+        return registered[1]
+
+    async def route(self, platform: str, ticket_id: str | None = None) -> list[str]:
+        """A ticket of `platform` routed (the router's state written first, as the router
+        does), then responded and resolved: returns the events' ids."""
+        ticket_id = ticket_id or unique("t")
+        now = datetime.now(UTC)
+        await self.routed.record_first_dispatches([Dispatch(
+            ticket_id=ticket_id, department="government", segment="government", priority=2,
+            deadline=DEADLINE, steps=[], payload={}, at=now, platform=platform)])
+        routed = events.TicketEvent(
+            ticket_id=ticket_id, type=Type.ROUTED, occurred_at=now, received_at=now,
+            department="government", segment="government", reason="route", priority=2,
+            first_response_deadline=DEADLINE, platform=platform)
+        later = [events.TicketEvent(ticket_id=ticket_id, type=kind,
+                                    occurred_at=now + timedelta(minutes=minutes))
+                 for kind, minutes in ((Type.RESPONDED, 5), (Type.RESOLVED, 9))]
+        received = events.TicketEvent(ticket_id=ticket_id, type=Type.RECEIVED,
+                                      occurred_at=now, platform=platform)
+        outputs = [kafka.Output(self.topic, ticket_id,
+                                events.as_envelope(item, ticket_id, events.WRITTEN_BY[item.type]))
+                   for item in (received, routed, *later)]
+        await self.publisher.publish(outputs)
+        return [output.event.id for output in outputs[1:]]
+
+    async def waiting(self, status: str) -> list[store.Delivery]:
+        return await self.callbacks.deliveries.listed(status)
+
+
+@pytest.fixture
+async def harness(settings: Settings, request: pytest.FixtureRequest
+                  ) -> AsyncIterator[Harness]:
+    """Callbacks with quick retries; a test's `pytest.mark.webhook_settings(...)` changes
+    more."""
+    marker = request.node.get_closest_marker("webhook_settings")
+    settings = settings.model_copy(update={
+        "webhook_poll_seconds": 0.1, "webhook_retry_base_seconds": 0.2,
+        "webhook_retry_max_seconds": 0.5, "webhook_max_attempts": 4,
+        "webhook_timeout_seconds": 60.0, **(marker.kwargs if marker else {})})
+    topic = unique("events")
+    await kafka.ensure_topics(settings, [topic])
+    await migrate.upgrade(settings.database_url)
+    running = Harness(settings, topic)
+    await running.callbacks.start(running.tasks, running.fleet, settings)
+    try:
+        yield running
+    finally:
+        await running.callbacks.stop()
+        await running.tasks.stop()
+        await running.callbacks.close()
+        await running.publisher.close()
+        await running.engine.dispose()
+
+
+def counted(platform: str, outcome: str) -> float:
+    return REGISTRY.get_sample_value("routing_webhook_deliveries_total",
+                                     {"platform": platform, "outcome": outcome}) or 0.0
+
+
+class TestDelivered:
+    async def test_callbacks_arrive_signed_with_the_routing_and_no_personal_data(
+            self, harness: Harness, webhook_receiver: Callable[..., Receiver]) -> None:
+        receiver, platform = webhook_receiver(), unique("desk")
+        secret = await harness.register(platform, receiver)
+        unregistered = unique("other-desk")
+        await harness.route(unregistered)  # a platform without an endpoint: not called
+        ids = await harness.route(platform)
+
+        await receiver.wait_for(3)
+        payloads = receiver.verified(secret)  # raises on a bad signature
+        by_type = {payload["type"]: payload for payload in payloads}
+        assert set(by_type) == {"ticket.routed", "ticket.responded", "ticket.resolved"}
+        routed = by_type["ticket.routed"]["data"]
+        assert (routed["department"], routed["segment"], routed["priority"]) == (
+            "government", "government", 2)
+        assert datetime.fromisoformat(routed["first_response_deadline"]) == DEADLINE
+        # Only what a lifecycle event holds (ids, department, times...), not the platform.
+        allowed = set(events.TicketEvent.model_fields) - {"platform", "type"}
+        assert all(set(payload["data"]) <= allowed for payload in payloads)
+        assert {item.headers["webhook-id"] for item in receiver.received} == {
+            catalog.delivery_id(event_id) for event_id in ids}
+        await receiver.wait_for(3, what=lambda _r: int(counted(platform, "delivered")))
+        assert not await harness.waiting(store.PENDING)
+
+    async def test_a_replayed_batch_writes_nothing_twice(
+            self, harness: Harness, webhook_receiver: Callable[..., Receiver]) -> None:
+        receiver, platform = webhook_receiver(), unique("desk")
+        await harness.register(platform, receiver)
+        await harness.route(platform)
+        await receiver.wait_for(3)
+        await receiver.wait_for(3, what=lambda _r: int(counted(platform, "delivered")))
+        sent = receiver.received[0]
+        # The outbox writer meets the same event again (its batch replayed after a crash).
+        await harness.callbacks.deliveries.enqueue([store.Outgoing(
+            sent.headers["webhook-id"], platform, "ticket.routed", "t", sent.body.decode())])
+        assert not await harness.waiting(store.PENDING)
+        delivered = await harness.waiting(store.DELIVERED)
+        assert [d.delivery_id for d in delivered if d.platform == platform].count(
+            sent.headers["webhook-id"]) == 1
+
+
+class TestDisabled:
+    async def test_a_disabled_endpoints_callbacks_wait_until_it_is_enabled(
+            self, harness: Harness, webhook_receiver: Callable[..., Receiver]) -> None:
+        receiver, platform = webhook_receiver(), unique("desk")
+        secret = await harness.register(platform, receiver)
+        await harness.callbacks.endpoints.update(platform, enabled=False)
+        await harness.route(platform)
+        for _ in range(600):  # until the outbox holds them (bounded)
+            waiting = [d for d in await harness.waiting(store.PENDING) if d.platform == platform]
+            if len(waiting) == 3:
+                break
+            await asyncio.sleep(0.05)
+        assert len(waiting) == 3 and receiver.attempts == 0
+        await harness.callbacks.endpoints.update(platform, enabled=True)
+        await receiver.wait_for(3)
+        assert len(receiver.verified(secret)) == 3
+
+
+class TestSecretRotation:
+    async def test_the_old_secret_signs_too_for_the_overlap(
+            self, harness: Harness, webhook_receiver: Callable[..., Receiver]) -> None:
+        receiver, platform = webhook_receiver(), unique("desk")
+        old = await harness.register(platform, receiver)
+        new = await harness.callbacks.endpoints.rotate_secret(platform)
+        assert new is not None
+        await harness.route(platform)
+        await receiver.wait_for(3)
+        assert receiver.verified(old) == receiver.verified(new)  # either key verifies
+
+    @pytest.mark.webhook_settings(webhook_secret_overlap_seconds=0)
+    async def test_without_overlap_only_the_new_secret_signs(
+            self, harness: Harness, webhook_receiver: Callable[..., Receiver]) -> None:
+        receiver, platform = webhook_receiver(), unique("desk")
+        old = await harness.register(platform, receiver)
+        new = await harness.callbacks.endpoints.rotate_secret(platform)
+        assert new is not None
+        await harness.route(platform)
+        await receiver.wait_for(3)
+        assert len(receiver.verified(new)) == 3
+        with pytest.raises(standardwebhooks.WebhookVerificationError):
+            receiver.verified(old)
+
+
+class TestReceiverDown:
+    async def test_callbacks_are_retried_until_it_is_up(
+            self, harness: Harness, webhook_receiver: Callable[..., Receiver]) -> None:
+        receiver, platform = webhook_receiver(start=False), unique("desk")
+        secret = await harness.register(platform, receiver)
+        await harness.route(platform)
+        await receiver.wait_for(3, what=lambda _r: int(counted(platform, "failed")))
+        receiver.start()
+        await receiver.wait_for(3)
+        assert len(receiver.verified(secret)) == 3
+        assert not await harness.waiting(store.DEAD)
+
+
+class TestSlowReceiver:
+    async def test_other_platforms_are_not_held_up(
+            self, harness: Harness, webhook_receiver: Callable[..., Receiver]) -> None:
+        slow, slow_platform = webhook_receiver(), unique("slow-desk")
+        fast, fast_platform = webhook_receiver(), unique("fast-desk")
+        slow.hold()
+        await harness.register(slow_platform, slow)
+        fast_secret = await harness.register(fast_platform, fast)
+        await harness.route(slow_platform)
+        await slow.wait_for(1, what=lambda receiver: receiver.attempts)  # held in flight
+        await harness.route(fast_platform)
+        await fast.wait_for(3)
+        assert len(fast.verified(fast_secret)) == 3
+        assert slow.received == []  # still holding its answers
+        slow.release()
+        await slow.wait_for(3)
+
+
+class TestLimits:
+    @pytest.mark.webhook_settings(webhook_timeout_seconds=0.5)
+    async def test_an_answer_slower_than_the_timeout_is_a_failed_attempt(
+            self, harness: Harness, webhook_receiver: Callable[..., Receiver]) -> None:
+        receiver, platform = webhook_receiver(), unique("desk")
+        receiver.hold()
+        await harness.register(platform, receiver)
+        await harness.route(platform)
+        await receiver.wait_for(1, what=lambda _r: int(counted(platform, "failed")))
+        pending = await harness.waiting(store.PENDING)
+        assert any(d.last_error and "Timeout" in d.last_error for d in pending)
+        receiver.release()
+        await receiver.wait_for(3)
+
+    @pytest.mark.webhook_settings(webhook_concurrency_per_platform=2)
+    async def test_a_platform_gets_at_most_its_concurrency_at_once(
+            self, harness: Harness, webhook_receiver: Callable[..., Receiver]) -> None:
+        receiver, platform = webhook_receiver(), unique("desk")
+        receiver.hold()
+        await harness.register(platform, receiver)
+        await harness.route(platform)  # three callbacks, due together
+        await receiver.wait_for(2, what=lambda r: r.attempts)
+        receiver.release()
+        await receiver.wait_for(3)
+        assert receiver.max_in_flight == 2
+
+
+class TestFailingReceiver:
+    async def test_retried_then_dead_lettered_then_replayed(
+            self, harness: Harness, webhook_receiver: Callable[..., Receiver]) -> None:
+        receiver, platform = webhook_receiver(status=500), unique("desk")
+        secret = await harness.register(platform, receiver)
+        await harness.route(platform)
+        await receiver.wait_for(3, what=lambda _r: int(counted(platform, "dead_lettered")))
+        dead = await harness.waiting(store.DEAD)
+        assert {d.platform for d in dead} == {platform} and len(dead) == 3
+        assert all(d.attempts == 4 and d.last_error == "HTTP 500" for d in dead)
+        assert receiver.attempts == 12  # 4 attempts each
+        assert counted(platform, "failed") == 12
+
+        receiver.status = 204
+        first = dead[0].delivery_id
+        assert await harness.callbacks.deliveries.replay(delivery_id=first) == 1
+        await receiver.wait_for(1)
+        assert await harness.callbacks.deliveries.replay(platform=platform) == 2
+        await receiver.wait_for(3)
+        assert len(receiver.verified(secret)) == 3
+        assert not await harness.waiting(store.DEAD)

@@ -1,0 +1,154 @@
+"""The admin API of the callbacks on a real SQL store: endpoints registered, listed,
+changed, deleted, their secrets rotated (shown once); dead letters listed and replayed;
+clear 4xx errors for what callers get wrong."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+import standardwebhooks
+from fastapi import FastAPI
+from sqlalchemy import text
+
+from services.core import db, http, retention
+from services.webhooks import api, store
+from tests import credentials
+
+URL = "https://desk.example.com/hooks/routing"
+
+
+@pytest.fixture
+async def admin(database_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    engine = db.engine(database_url)
+    sessions = db.sessions(engine)
+    app = FastAPI()
+    app.include_router(api.api)
+    http.install(app, ready=lambda: True)
+    app.state.webhook_endpoints = store.Endpoints(sessions, secret_overlap=timedelta(hours=1))
+    app.state.webhook_deliveries = store.Deliveries(sessions)
+    try:
+        async with credentials.authenticating(app, database_url) as keys, httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://router",
+                headers=await credentials.headers_of(keys, "admin")) as client:
+            yield client
+    finally:
+        await engine.dispose()
+
+
+class TestEndpoints:
+    async def test_register_list_change_rotate_delete(self, admin: httpx.AsyncClient,
+                                                      database_url: str) -> None:
+        answer = await admin.post("/v1/webhooks/endpoints", json={"platform": "desk",
+                                                                   "url": URL})
+        assert answer.status_code == 201, answer.text
+        secret = answer.json()["secret"]
+        assert secret.startswith("whsec_")
+        standardwebhooks.Webhook(secret)  # a secret the receivers' library takes
+        listed = (await admin.get("/v1/webhooks/endpoints")).json()
+        assert [(e["platform"], e["url"], e["enabled"]) for e in listed] == [
+            ("desk", URL, True)]
+        assert "secret" not in listed[0]
+
+        changed = await admin.patch("/v1/webhooks/endpoints/desk",
+                                    json={"url": "http://127.0.0.1:9/x", "enabled": False})
+        assert (changed.json()["url"], changed.json()["enabled"]) == (
+            "http://127.0.0.1:9/x", False)
+        rotated = (await admin.post("/v1/webhooks/endpoints/desk/secret")).json()
+        assert rotated["secret"].startswith("whsec_") and rotated["secret"] != secret
+        engine = db.engine(database_url)
+        async with engine.connect() as connection:
+            kept = (await connection.execute(text("SELECT secret FROM webhook_endpoints"))
+                    ).scalar_one()
+        await engine.dispose()
+        assert kept == rotated["secret"]  # the new one signs from now on
+
+        engine = db.engine(database_url)
+        deliveries = store.Deliveries(db.sessions(engine))
+        await deliveries.enqueue([store.Outgoing("msg_1", "desk", "ticket.routed", "t", "{}")])
+        assert (await admin.delete("/v1/webhooks/endpoints/desk")).status_code == 200
+        assert (await admin.get("/v1/webhooks/endpoints/desk")).status_code == 404
+        assert await deliveries.counts() == {}  # its waiting callbacks went with it
+        await engine.dispose()
+
+
+class TestMistakes:
+    @pytest.mark.parametrize(("url", "said"), [
+        ("http://desk.example.com/hooks", "https:// is required"),
+        ("desk.example.com", "an absolute https:// URL")])
+    async def test_a_url_that_is_not_https_nor_loopback_is_422_naming_the_field(
+            self, admin: httpx.AsyncClient, url: str, said: str) -> None:
+        answer = await admin.post("/v1/webhooks/endpoints", json={"platform": "desk",
+                                                                   "url": url})
+        assert answer.status_code == 422
+        assert "url" in answer.text and said in answer.text
+
+    async def test_a_second_registration_is_409_and_unknown_platforms_404(
+            self, admin: httpx.AsyncClient) -> None:
+        request = {"platform": "desk", "url": URL}
+        assert (await admin.post("/v1/webhooks/endpoints", json=request)).status_code == 201
+        again = await admin.post("/v1/webhooks/endpoints", json=request)
+        assert again.status_code == 409 and "PATCH" in again.text
+        for method, path in (("PATCH", "/v1/webhooks/endpoints/nobody"),
+                             ("DELETE", "/v1/webhooks/endpoints/nobody"),
+                             ("POST", "/v1/webhooks/endpoints/nobody/secret"),
+                             ("POST", "/v1/webhooks/dead-letters/msg_nothing/replay")):
+            answer = await admin.request(method, path, json={} if method == "PATCH" else None)
+            assert answer.status_code == 404, (method, path, answer.text)
+
+    async def test_platforms_may_not_manage_endpoints(self, admin: httpx.AsyncClient,
+                                                      database_url: str) -> None:
+        platform = credentials.bearer(
+            await credentials.issue_token(database_url, "platform", "desk"))
+        answer = await admin.get("/v1/webhooks/endpoints", headers=platform)
+        assert answer.status_code == 403
+
+
+class TestDeadLetters:
+    async def test_listed_then_replayed_one_and_all(self, admin: httpx.AsyncClient,
+                                                    database_url: str) -> None:
+        engine = db.engine(database_url)
+        deliveries = store.Deliveries(db.sessions(engine))
+        await deliveries.enqueue([
+            store.Outgoing(f"msg_{n}", platform, "ticket.routed", f"t-{n}", "{}")
+            for n, platform in enumerate(("desk", "desk", "desk", "other"))])
+        for n in range(4):
+            await deliveries.record_attempt(f"msg_{n}", status=store.DEAD, attempts=3,
+                                            next_attempt_at=datetime.now(UTC),
+                                            error="HTTP 500")
+        await engine.dispose()
+
+        dead = (await admin.get("/v1/webhooks/dead-letters", params={"platform": "desk"})
+                ).json()
+        assert sorted(d["delivery_id"] for d in dead) == ["msg_0", "msg_1", "msg_2"]
+        assert {(d["attempts"], d["last_error"]) for d in dead} == {(3, "HTTP 500")}
+        assert (await admin.post("/v1/webhooks/dead-letters/msg_1/replay")).json() == {
+            "replayed": 1}
+        assert (await admin.post("/v1/webhooks/dead-letters/replay",
+                                 params={"platform": "desk"})).json() == {"replayed": 2}
+        left = (await admin.get("/v1/webhooks/dead-letters")).json()
+        assert [d["delivery_id"] for d in left] == ["msg_3"]
+        assert (await admin.post("/v1/webhooks/dead-letters/replay")).json() == {
+            "replayed": 1}
+
+
+class TestRetention:
+    async def test_sent_and_dead_callbacks_are_purged_pending_ones_stay(
+            self, database_url: str) -> None:
+        engine = db.engine(database_url)
+        deliveries = store.Deliveries(db.sessions(engine))
+        await deliveries.enqueue([store.Outgoing(f"msg_{status}", "desk", "ticket.routed",
+                                                 "t", "{}")
+                                  for status in (store.PENDING, store.DELIVERED, store.DEAD)])
+        for status in (store.DELIVERED, store.DEAD):
+            await deliveries.record_attempt(f"msg_{status}", status=status, attempts=1,
+                                            next_attempt_at=datetime.now(UTC), error=None)
+        deleted = await retention.purge_past_retention(
+            {"webhook_deliveries": deliveries}, now=datetime.now(UTC), chunk=1,
+            retention=retention.Retention.of_days(ticket_states=0, timelines=1,
+                                                  idempotency_keys=1))
+        assert deleted == {"webhook_deliveries": 2}
+        assert await deliveries.counts() == {("desk", store.PENDING): 1}
+        await engine.dispose()

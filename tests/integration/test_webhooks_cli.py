@@ -1,0 +1,71 @@
+"""`routing webhooks` on a real SQLite store: the admin API's checks and actions."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
+
+import pytest
+import standardwebhooks
+from typer.testing import CliRunner
+
+from services.core import db, migrate
+from services.webhooks import store
+from services.webhooks_cli import app
+
+
+@pytest.fixture
+def cli(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    monkeypatch.setenv("DATABASE_URL", sqlite_url)
+    return CliRunner()
+
+
+def dead_letter(database_url: str, delivery_id: str) -> None:
+    async def run() -> None:
+        await migrate.upgrade(database_url)
+        engine = db.engine(database_url)
+        deliveries = store.Deliveries(db.sessions(engine))
+        await deliveries.enqueue([store.Outgoing(delivery_id, "desk", "ticket.routed",
+                                                 "t-1", "{}")])
+        await deliveries.record_attempt(delivery_id, status=store.DEAD, attempts=3,
+                                        next_attempt_at=datetime.now(UTC), error="HTTP 500")
+        await engine.dispose()
+
+    asyncio.run(run())
+
+
+class TestEndpoints:
+    def test_register_shows_the_secret_once_then_update_rotate_delete(
+            self, cli: CliRunner) -> None:
+        registered = cli.invoke(app, ["register", "desk", "--url", "https://d.example/h"])
+        assert registered.exit_code == 0, registered.output
+        secret = registered.stdout.strip()
+        standardwebhooks.Webhook(secret)
+        listed = [json.loads(line) for line in cli.invoke(app, ["list"]).stdout.splitlines()]
+        assert [(e["platform"], e["url"]) for e in listed] == [("desk", "https://d.example/h")]
+        assert secret not in cli.invoke(app, ["list"]).stdout
+        disabled = cli.invoke(app, ["update", "desk", "--disabled"])
+        assert json.loads(disabled.stdout)["enabled"] is False
+        rotated = cli.invoke(app, ["rotate-secret", "desk"]).stdout.strip()
+        assert rotated.startswith("whsec_") and rotated != secret
+        assert cli.invoke(app, ["delete", "desk"]).exit_code == 0
+        assert cli.invoke(app, ["delete", "desk"]).exit_code == 1
+
+    def test_a_plain_http_url_elsewhere_than_loopback_is_refused_naming_the_field(
+            self, cli: CliRunner) -> None:
+        refused = cli.invoke(app, ["register", "desk", "--url", "http://d.example/h"])
+        assert refused.exit_code == 2
+        assert "url" in refused.stderr and "https:// is required" in refused.stderr
+        assert cli.invoke(app, ["register", "desk", "--url",
+                                "http://127.0.0.1:8000/h"]).exit_code == 0
+
+
+class TestDeadLetters:
+    def test_listed_and_replayed(self, cli: CliRunner, sqlite_url: str) -> None:
+        dead_letter(sqlite_url, "msg_1")
+        listed = cli.invoke(app, ["dead-letters", "--platform", "desk"]).stdout
+        assert json.loads(listed)["delivery_id"] == "msg_1"
+        assert cli.invoke(app, ["replay", "msg_1"]).stdout.strip() == "replayed 1"
+        assert cli.invoke(app, ["replay", "msg_1"]).exit_code == 1
+        assert cli.invoke(app, ["dead-letters"]).stdout == ""

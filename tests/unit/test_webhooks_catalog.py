@@ -1,0 +1,107 @@
+"""What platforms are told and the rules of delivering it: the event table, payloads,
+endpoint URLs and retry delays."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import given, settings, strategies
+
+from services.core import events
+from services.core.settings import Settings
+from services.webhooks import catalog, service
+
+Type = events.TicketEventType
+AT = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
+
+
+class TestWhatIsDelivered:
+    def test_the_routing_escalation_transfer_and_resolution_are_in_the_table(self) -> None:
+        assert {Type.ROUTED, Type.ESCALATED, Type.TRANSFERRED, Type.RESPONDED,
+                Type.RESOLVED} <= set(catalog.WEBHOOK_EVENTS)
+        assert Type.RECEIVED not in catalog.WEBHOOK_EVENTS  # the platform sent it
+
+    @pytest.mark.parametrize("kind", list(catalog.WEBHOOK_EVENTS))
+    def test_every_listed_type_has_a_body_in_the_standard_shape(self, kind: Type) -> None:
+        lifecycle = events.TicketEvent(ticket_id="t-1", type=kind, occurred_at=AT,
+                                       department="government", platform="desk")
+        body = json.loads(catalog.body_of(lifecycle))
+        assert body == {"type": catalog.WEBHOOK_EVENTS[kind],
+                        "timestamp": "2026-11-30T09:00:00Z",
+                        "data": {"ticket_id": "t-1", "occurred_at": "2026-11-30T09:00:00Z",
+                                 "department": "government"}}
+
+    def test_the_routing_carries_department_priority_and_deadline(self) -> None:
+        lifecycle = events.TicketEvent(
+            ticket_id="t-1", type=Type.ROUTED, occurred_at=AT, department="government",
+            segment="government", priority=3, reason="route", platform="desk",
+            first_response_deadline=datetime(2026, 11, 30, 13, 0, tzinfo=UTC))
+        data = json.loads(catalog.body_of(lifecycle))["data"]
+        assert (data["department"], data["priority"], data["first_response_deadline"]) == (
+            "government", 3, "2026-11-30T13:00:00Z")
+        assert "platform" not in data
+
+    def test_the_delivery_id_is_the_events(self) -> None:
+        assert catalog.delivery_id("e-42") == "msg_e-42"
+
+
+class TestEndpointUrls:
+    @pytest.mark.parametrize("url", [
+        "https://desk.example.com/hooks", "https://203.0.113.9:8443/x",
+        "http://127.0.0.1:9000/hooks", "http://[::1]:9000/", "http://localhost/hooks",
+        "http://127.0.0.2/hooks"])
+    def test_https_or_loopback_is_accepted(self, url: str) -> None:
+        assert catalog.endpoint_problem(url) is None
+
+    @pytest.mark.parametrize(("url", "said"), [
+        ("http://desk.example.com/hooks", "https:// is required"),
+        ("http://10.0.0.5/hooks", "https:// is required"),
+        ("ftp://desk.example.com/", "an absolute https:// URL"),
+        ("desk.example.com/hooks", "an absolute https:// URL"),
+        ("https://user:pw@desk.example.com/", "no user or password"),
+        ("https://desk.example.com/" + "x" * 2048, "at most 2048 characters")])
+    def test_anything_else_is_refused_saying_why(self, url: str, said: str) -> None:
+        problem = catalog.endpoint_problem(url)
+        assert problem is not None and said in problem
+
+
+    @settings(max_examples=300, deadline=None, derandomize=True)
+    @given(strategies.from_regex(catalog.URL_PATTERN, fullmatch=True).filter(
+        lambda url: len(url) <= catalog.MAX_URL_LENGTH))
+    def test_whatever_the_schemas_pattern_allows_is_accepted(self, url: str) -> None:
+        assert catalog.endpoint_problem(url) is None
+
+    @settings(max_examples=300, deadline=None, derandomize=True)
+    @given(strategies.text(max_size=80))
+    def test_whatever_is_accepted_the_schemas_pattern_allows(self, url: str) -> None:
+        if catalog.endpoint_problem(url) is None:
+            assert re.fullmatch(catalog.URL_PATTERN, url)
+
+
+class TestRetryDelays:
+    policy = catalog.RetryPolicy(max_attempts=5, base_seconds=10, max_seconds=60)
+
+    def test_each_step_doubles_up_to_the_cap_with_jitter_in_its_upper_half(self) -> None:
+        lowest = [self.policy.delay_after(n, jitter=lambda low, _high: low) for n in (1, 2, 3, 4)]
+        highest = [self.policy.delay_after(n, jitter=lambda _low, high: high)
+                   for n in (1, 2, 3, 4)]
+        assert lowest == [5, 10, 20, 30] and highest == [10, 20, 40, 60]
+
+    def test_random_jitter_stays_within_the_step(self) -> None:
+        delays = [self.policy.delay_after(3) for _ in range(200)]
+        assert all(delay is not None and 20 <= delay <= 40 for delay in delays)
+        assert len(set(delays)) > 1
+
+    def test_the_last_attempt_dead_letters(self) -> None:
+        assert self.policy.delay_after(5) is None
+
+
+class TestSettings:
+    def test_the_retry_policy_is_the_settings(self) -> None:
+        configured = Settings(webhook_max_attempts=7, webhook_retry_base_seconds=2,
+                              webhook_retry_max_seconds=90)
+        assert service.retry_policy(configured) == catalog.RetryPolicy(
+            max_attempts=7, base_seconds=2, max_seconds=90)
