@@ -1,15 +1,19 @@
 """Lifecycle events of a ticket, published on `tickets.events`.
 
 The pipeline reports `received`, `segmented` and `routed`; departments report
-`picked_up`, `responded` and `resolved` over the router's HTTP API, which checks that
-the ticket is theirs and the time plausible. The data is small on purpose: ids,
+`picked_up`, `responded`, `waiting_on_customer` and `resolved` over the router's HTTP
+API, which checks that the ticket is theirs and the time plausible; the platform that
+posted a ticket reports `customer_replied` on it. The router's service-level clocks add
+`deadlines_changed` (after a report that pauses, resumes, starts or stops a clock),
+`target_warning` (a share of a target spent) and `escalated` with a `target` and a
+`level` (1: breached, 2: still unanswered later). The data is small on purpose: ids,
 department, segment and times, never the ticket's text or the customer's personal data.
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
@@ -30,24 +34,37 @@ class TicketEventType(StrEnum):
     RESOLVED = "ticket.resolved"
     ESCALATED = "ticket.escalated"  # no first response by the deadline; redispatched
     TRANSFERRED = "ticket.transferred"  # handed by one department to another
+    WAITING_ON_CUSTOMER = "ticket.waiting_on_customer"  # a department: clocks pause
+    CUSTOMER_REPLIED = "ticket.customer_replied"  # the ticket's platform: clocks resume
+    DEADLINES_CHANGED = "ticket.deadlines_changed"  # clocks paused, resumed or (re)started
+    TARGET_WARNING = "ticket.target_warning"  # a share of a target spent, not answered
 
 
 DEPARTMENT_REPORTS = (
     TicketEventType.PICKED_UP,
     TicketEventType.RESPONDED,
+    TicketEventType.WAITING_ON_CUSTOMER,
     TicketEventType.RESOLVED,
 )
+PLATFORM_REPORTS = (TicketEventType.CUSTOMER_REPLIED,)
+# What moves a routed ticket's state, as the router follows it.
+REPORTS = (*DEPARTMENT_REPORTS, *PLATFORM_REPORTS)
 
 # The only writer of each lifecycle event: anything else on the topic (a department's
 # Kafka user, a careless client) is not trusted, whatever it claims.
 WRITTEN_BY: dict[TicketEventType, str] = {
     TicketEventType.RECEIVED: INTAKE_SOURCE,
-    **{report: INTAKE_SOURCE for report in DEPARTMENT_REPORTS},
+    **{report: INTAKE_SOURCE for report in REPORTS},
     TicketEventType.SEGMENTED: SEGMENTER_SOURCE,
     TicketEventType.ROUTED: ROUTER_SOURCE,
     TicketEventType.ESCALATED: ROUTER_SOURCE,
     TicketEventType.TRANSFERRED: ROUTER_SOURCE,
+    TicketEventType.DEADLINES_CHANGED: ROUTER_SOURCE,
+    TicketEventType.TARGET_WARNING: ROUTER_SOURCE,
 }
+
+
+ClockTarget = Literal["first_response", "next_response", "resolution"]
 
 
 class UntrustedEvent(ValueError):
@@ -72,6 +89,14 @@ class TicketEvent(BaseModel):
     priority: Annotated[int, Field(ge=1, le=99)] | None = None
     first_response_deadline: AwareDatetime | None = None
     platform: tickets.Platform | None = None  # on received and routed events
+    # Service-level clocks: each target's deadline (null while paused or stopped) on
+    # routed, transferred and deadlines_changed events; the target concerned and its
+    # escalation level on target_warning and escalated events.
+    deadlines: dict[ClockTarget, AwareDatetime | None] | None = None
+    paused: bool | None = None
+    target: ClockTarget | None = None
+    level: Annotated[int, Field(ge=1, le=2)] | None = None
+    outcomes: dict[Annotated[str, Field(max_length=40)], Literal["met", "missed"]] | None = None
 
 
 def read(event: envelope.Event) -> TicketEvent:

@@ -3,7 +3,11 @@
 One definition for every service (the router's ticket state and escalation, the metrics
 timeline and stats, the overflow prediction):
 
-- statuses move forward only: routed, picked up, responded, resolved;
+- statuses move forward only: routed, picked up, responded, resolved; once responded, a
+  ticket goes back and forth between waiting on the customer (a department's report),
+  the customer's reply (the platform's report) and responded, until it is resolved;
+- waiting on the customer **pauses** the ticket's service-level clocks, the customer's
+  reply **resumes** them (and starts a next-response clock once answered);
 - a **first response** is the first `responded` *or* `resolved` report: a ticket solved
   without a separate reply has been answered (its first-response clock stops, it is not
   escalated, its target is met or missed by that time);
@@ -23,18 +27,26 @@ class Status(StrEnum):
     ROUTED = "routed"
     PICKED_UP = "picked_up"
     RESPONDED = "responded"
+    WAITING_ON_CUSTOMER = "waiting_on_customer"
+    CUSTOMER_REPLIED = "customer_replied"
     RESOLVED = "resolved"
 
 
-ORDER = (Status.ROUTED, Status.PICKED_UP, Status.RESPONDED, Status.RESOLVED)
+# The conversation: statuses of equal rank, the latest report wins among them.
+CONVERSATION = (Status.RESPONDED, Status.WAITING_ON_CUSTOMER, Status.CUSTOMER_REPLIED)
+ORDER = (Status.ROUTED, Status.PICKED_UP, CONVERSATION, Status.RESOLVED)
 REPORTED: dict[TicketEventType, Status] = {
     TicketEventType.PICKED_UP: Status.PICKED_UP,
     TicketEventType.RESPONDED: Status.RESPONDED,
+    TicketEventType.WAITING_ON_CUSTOMER: Status.WAITING_ON_CUSTOMER,
+    TicketEventType.CUSTOMER_REPLIED: Status.CUSTOMER_REPLIED,
     TicketEventType.RESOLVED: Status.RESOLVED,
 }
 FIRST_RESPONSES = frozenset({TicketEventType.RESPONDED, TicketEventType.RESOLVED})
-OPEN = (Status.ROUTED, Status.PICKED_UP, Status.RESPONDED)
+OPEN = (Status.ROUTED, Status.PICKED_UP, *CONVERSATION)
 BACKLOG = (Status.ROUTED, Status.PICKED_UP)
+PAUSING = frozenset({TicketEventType.WAITING_ON_CUSTOMER})
+RESUMING = frozenset({TicketEventType.CUSTOMER_REPLIED})
 
 
 def counts_as_first_response(event_type: TicketEventType | str) -> bool:
@@ -53,7 +65,26 @@ def reported_status(event_type: TicketEventType | str) -> Status | None:
 def status_after(current: Status | str, reported: Status | str) -> Status:
     """The status once `reported` arrives: it only ever moves forward."""
     now, new = Status(current), Status(reported)
-    return new if ORDER.index(new) > ORDER.index(now) else now
+    if now is Status.RESOLVED:
+        return now
+    if new in CONVERSATION and now in CONVERSATION:
+        return new
+    return new if _rank(new) > _rank(now) else now
+
+
+def _rank(status: Status) -> int:
+    return next(rank for rank, entry in enumerate(ORDER)
+                if entry == status or (isinstance(entry, tuple) and status in entry))
+
+
+def pauses_clocks(event_type: TicketEventType | str) -> bool:
+    """Waiting on the customer: the ticket's service-level clocks stop counting."""
+    return event_type in PAUSING
+
+
+def resumes_clocks(event_type: TicketEventType | str) -> bool:
+    """The customer replied: paused clocks count again."""
+    return event_type in RESUMING
 
 
 def is_open(status: Status | str) -> bool:

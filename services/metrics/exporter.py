@@ -63,6 +63,23 @@ FIRST_RESPONSE_TARGET = Counter(
     "routing_first_response_target_total",
     "First-response targets decided: met (answered by the deadline) or missed",
     (*LABELS, "outcome"))
+SERVICE_TARGET = Counter(
+    "routing_service_target_total",
+    "Service-level clocks decided by the router, per target (first_response,"
+    " next_response, resolution): met, or missed (breached or answered late)",
+    (*LABELS, "target", "outcome"))
+TARGET_WARNINGS = Counter(
+    "routing_target_warnings_total",
+    "Warnings at a share of a service-level target, the ticket still unanswered",
+    (*LABELS, "target"))
+TARGET_ESCALATIONS = Counter(
+    "routing_target_escalations_total",
+    "Escalations of breached targets by level: 1 on breach, 2 still unanswered later",
+    (*LABELS, "target", "level"))
+PAUSED = Histogram(
+    "routing_paused_seconds",
+    "Time a ticket's clocks were paused, waiting on the customer (per pause)",
+    LABELS, buckets=service_levels.DEFAULT_RESPONSE_BUCKETS)
 
 
 class Snapshot(Collector):
@@ -157,6 +174,18 @@ def record(observations: Iterable[timeline.Observation]) -> None:
         elif isinstance(observation, timeline.TargetDecided):
             FIRST_RESPONSE_TARGET.labels(observation.department, observation.segment,
                                          observation.outcome).inc()
+        elif isinstance(observation, timeline.ServiceTarget):
+            SERVICE_TARGET.labels(observation.department, observation.segment,
+                                  observation.target, observation.outcome).inc()
+        elif isinstance(observation, timeline.ClockWarning):
+            TARGET_WARNINGS.labels(observation.department, observation.segment,
+                                   observation.target).inc()
+        elif isinstance(observation, timeline.ClockEscalated):
+            TARGET_ESCALATIONS.labels(observation.department, observation.segment,
+                                      observation.target, str(observation.level)).inc()
+        elif isinstance(observation, timeline.Paused):
+            PAUSED.labels(observation.department, observation.segment).observe(
+                observation.seconds)
         else:
             HISTOGRAMS[observation.measure].labels(
                 observation.department, observation.segment).observe(observation.seconds)

@@ -39,6 +39,9 @@ class TimelineRow(Base):
     # [{kind, department, at, reason, from_department, counted}, ...] in time order.
     assignments: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
     observed: Mapped[str] = mapped_column(String(200), default="")
+    paused_at: Moment = mapped_column(DateTime(timezone=True))
+    # Keys of the clock notices counted (clock_events.py), so a replay counts none again.
+    clock_notices: Mapped[list[str] | None] = mapped_column(JSON)
 
 
 _MOMENTS = [f.name for f in fields(Timeline)
@@ -57,7 +60,8 @@ def to_timeline(row: TimelineRow) -> Timeline:
     return Timeline(
         ticket_id=row.ticket_id, department=row.department, segment=row.segment,
         routing_reason=row.routing_reason, target_outcome=row.target_outcome,
-        assignments=assignments, observed=observed, **moments,
+        assignments=assignments, observed=observed,
+        clock_notices=frozenset(row.clock_notices or []), **moments,
     )
 
 
@@ -80,6 +84,7 @@ def _assignment(item: dict[str, Any]) -> Assignment:
 def _columns(timeline: Timeline) -> dict[str, Any]:
     values = {f.name: getattr(timeline, f.name) for f in fields(Timeline)}
     values["observed"] = ",".join(sorted(timeline.observed))
+    values["clock_notices"] = sorted(timeline.clock_notices)
     values["assignments"] = [
         {"kind": a.kind, "department": a.department, "at": a.at.isoformat(),
          "reason": a.reason, "from_department": a.from_department, "counted": a.counted}

@@ -78,6 +78,8 @@ class Timeline:
     target_outcome: str | None = None
     assignments: tuple[Assignment, ...] = ()
     observed: frozenset[str] = field(default_factory=frozenset)
+    paused_at: datetime | None = None  # waiting on the customer since (clock_events.py)
+    clock_notices: frozenset[str] = field(default_factory=frozenset)
 
     def department_at(self, moment: datetime) -> str | None:
         """Who held the ticket at `moment` (before its first assignment: the first)."""
@@ -120,7 +122,40 @@ class TargetDecided:
     outcome: str  # met or missed
 
 
-Observation = Routed | Duration | HandedOver | TargetDecided
+@dataclass(frozen=True)
+class ServiceTarget:
+    """A service-level clock decided by the router (clock_events.py)."""
+
+    department: str
+    segment: str
+    target: str  # first_response, next_response or resolution
+    outcome: str  # met or missed
+
+
+@dataclass(frozen=True)
+class ClockWarning:
+    department: str
+    segment: str
+    target: str
+
+
+@dataclass(frozen=True)
+class ClockEscalated:
+    department: str  # the department that held the ticket
+    segment: str
+    target: str
+    level: int
+
+
+@dataclass(frozen=True)
+class Paused:
+    department: str
+    segment: str
+    seconds: float
+
+
+Observation = (Routed | Duration | HandedOver | TargetDecided | ServiceTarget | ClockWarning
+               | ClockEscalated | Paused)
 
 
 def apply(timeline: Timeline, event: TicketEvent) -> tuple[Timeline, list[Observation]]:

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.core import envelope, events, kafka
-from services.metrics import exporter, timeline
+from services.metrics import clock_events, exporter, timeline
 from services.metrics.store import TimelineStore
 
 logger = logging.getLogger(__name__)
@@ -83,7 +83,9 @@ class TrackTicketEvent:
 
 def _applied(ticket_event: events.TicketEvent, current: timeline.Timeline
              ) -> tuple[timeline.Timeline, list[timeline.Observation]]:
-    return timeline.apply(current, ticket_event)
+    updated, observations = timeline.apply(current, ticket_event)
+    updated, clock_observations = clock_events.apply(updated, ticket_event)
+    return updated, [*observations, *clock_observations]
 
 
 class DeadlineCheck:

@@ -30,9 +30,11 @@ from services.core.settings import Settings
 from services.core.stage import StageRunner, stage_running
 from services.core.transactional_publisher import TransactionalPublisher
 from services.router import (
+    clock_watch,
     dead_letters_api,
     escalation,
     intake,
+    platform_reports,
     priority,
     table_api,
     table_file,
@@ -78,8 +80,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                             transform=route)
         follower = StageRunner(
             settings, name=f"{NAME}-tracker", source_topic=topics.EVENTS,
-            group_id=f"{NAME}-tracker", publishes=False,
-            transform=tracker.FollowTicketEvent(routed, awaits_store=route.awaits_store))
+            group_id=f"{NAME}-tracker",
+            transform=tracker.FollowTicketEvent(routed, current_table=lambda: live_table.current,
+                                                awaits_store=route.awaits_store))
         callbacks = webhooks.build(settings, sessions, name=NAME,
                                    platforms_of=routed.platforms_of,
                                    awaits_store=route.awaits_store)
@@ -95,6 +98,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await escalation.escalate_due(
                 routed, publisher, escalation_target=table.escalation_target,
                 queue_for=priority.queue_for, now=datetime.now(UTC))
+            await clock_watch.watch_clocks(routed, publisher, table=table,
+                                           queue_for=priority.queue_for,
+                                           now=datetime.now(UTC))
 
         async def purge() -> None:
             await retention.purge_past_retention(
@@ -142,8 +148,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.rate_limits = auth.RateLimits(settings.intake_rate_limit)
-    for router in (intake.api, tickets_api.api, table_api.api, dead_letters_api.api,
-                   credentials_api.api, simulator_api.api, webhooks_api.api):
+    for router in (intake.api, platform_reports.api, tickets_api.api, table_api.api,
+                   dead_letters_api.api, credentials_api.api, simulator_api.api,
+                   webhooks_api.api):
         app.include_router(router)
     http.install(app, ready=lambda: stage_running(app),
                  down=lambda: background.tasks_down(app))

@@ -86,23 +86,6 @@ def deadline(start: datetime, target: timedelta, calendar: Calendar | None,
     raise ValueError("the calendar does not open within ten years")
 
 
-def business_time(start: datetime, end: datetime, calendar: Calendar | None) -> timedelta:
-    """How much of [start, end) the calendar is open (the inverse of `deadline`)."""
-    _require_aware(start)
-    _require_aware(end)
-    if end <= start:
-        return timedelta(0)
-    if calendar is None:
-        return end - start
-    total = timedelta(0)
-    day = start.astimezone(calendar.time_zone).date() - timedelta(days=1)
-    while calendar._instant(day, 0) < end:
-        for opens, closes in calendar.windows(day):
-            total += max(timedelta(0), min(closes, end) - max(opens, start))
-        day += timedelta(days=1)
-    return total
-
-
 def guaranteed_business_time(calendar: Calendar) -> timedelta:
     """Business time the calendar is sure to give within the span `deadline` searches,
     from any start: its whole weeks, less every holiday closing its longest day and an
@@ -293,3 +276,25 @@ def _open_windows(calendar: Calendar, day: date) -> tuple[tuple[datetime, dateti
         if start < end:  # a window entirely inside a DST gap has no length
             found.append((start, end))
     return tuple(found)
+
+
+def business_time(start: datetime, end: datetime, calendar: Calendar | None) -> timedelta:
+    """The business time between two instants: what a clock that ran from `start` to
+    `end` has spent (the inverse of `deadline`). Without a calendar, elapsed time."""
+    _require_aware(start)
+    _require_aware(end)
+    if end <= start:
+        return timedelta(0)
+    if calendar is None:
+        return end - start
+    spent = timedelta(0)
+    # The day before: an overnight window of the evening before reaches into `start`'s day.
+    day = start.astimezone(calendar.time_zone).date() - timedelta(days=1)
+    last = end.astimezone(calendar.time_zone).date()
+    while day <= last:
+        for opens, closes in calendar.windows(day):
+            overlap = min(closes, end) - max(opens, start)
+            if overlap > timedelta(0):
+                spent += overlap
+        day += timedelta(days=1)
+    return spent

@@ -21,9 +21,11 @@ def default_queue(department: str, _priority: int | None) -> str:
 def redispatch(payload: dict[str, Any], *, department: str, reason: str,
                from_department: str, event_type: events.TicketEventType, now: datetime,
                correlation_id: str, queue_for: QueueFor = default_queue,
-               step: dict[str, Any]) -> tuple[dict[str, Any], list[kafka.Output]]:
+               step: dict[str, Any], details: dict[str, Any] | None = None,
+               ) -> tuple[dict[str, Any], list[kafka.Output]]:
     """A ticket handed on (escalated or transferred): the same ticket, a new department;
-    the response clock keeps running from its receipt."""
+    `details` go on its lifecycle event (the clocks' deadlines, an escalation's target
+    and level)."""
     routing = {**payload.get("routing", {}), "department": department, "reason": reason,
                "routed_at": now.isoformat()}
     trace = [*payload.get("trace", []), step]
@@ -34,7 +36,7 @@ def redispatch(payload: dict[str, Any], *, department: str, reason: str,
         ticket_id=ticket_id, type=event_type, occurred_at=now,
         department=department, from_department=from_department,
         segment=payload.get("segmentation", {}).get("segment"), reason=reason,
-        priority=priority if isinstance(priority, int) else None)
+        priority=priority if isinstance(priority, int) else None, **(details or {}))
     return updated, [
         kafka.Output(queue_for(department, priority if isinstance(priority, int) else None),
                      str(payload["customer_id"]),

@@ -14,7 +14,7 @@ from prometheus_client import Counter
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.core import access, auth, db, envelope, events, http, kafka, tickets, topics
-from services.router.models import IntakeKeyRow
+from services.router.models import IntakeKeyRow, RoutedTicketRow
 from services.router.store import IntakeKeys
 
 logger = logging.getLogger(__name__)
@@ -51,7 +51,9 @@ class DepartmentReport(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    type: Literal["picked_up", "responded", "resolved"]
+    type: Literal["picked_up", "responded", "waiting_on_customer", "resolved"] = Field(
+        description="waiting_on_customer pauses the ticket's service-level clocks until"
+                    " its platform reports the customer's reply")
     department: str | None = Field(default=None, pattern=topics.DEPARTMENT_NAME.pattern)
     occurred_at: http.Timestamp | None = Field(
         default=None, description="When it happened (RFC 3339 with offset); default: now")
@@ -215,13 +217,18 @@ async def _ensure_with_department(request: Request, ticket_id: str,
         raise HTTPException(404, detail={"error": "not_found",
                                          "detail": f"no routed ticket {ticket_id!r}"})
     auth.ensure_may_act_for(principal, row.department)
+    ensure_plausible_time(row, report.occurred_at)
+
+
+def ensure_plausible_time(row: RoutedTicketRow, occurred_at: datetime | None) -> None:
+    """A report's time lies between the ticket's receipt and now."""
     received = row.payload.get("received_at")
-    if report.occurred_at is None or not isinstance(received, str):
+    if occurred_at is None or not isinstance(received, str):
         return
-    if report.occurred_at < datetime.fromisoformat(received):
+    if occurred_at < datetime.fromisoformat(received):
         raise http.InvalidField("body.occurred_at", f"before the ticket was received"
                                                     f" ({received}); leave it out for now")
-    if report.occurred_at > datetime.now(UTC) + REPORT_CLOCK_SKEW:
+    if occurred_at > datetime.now(UTC) + REPORT_CLOCK_SKEW:
         raise http.InvalidField("body.occurred_at", "in the future; leave it out for now")
 
 
@@ -257,8 +264,9 @@ async def report_event(
     principal: auth.DepartmentOrAdmin,
     correlation_id: CorrelationId = None,
 ) -> ReportAccepted | JSONResponse:
-    """A department reports that it picked up, responded to or resolved a ticket (a
-    department's credential: only tickets that are with that department)."""
+    """A department reports that it picked up, responded to, waits on the customer of or
+    resolved a ticket (a department's credential: only tickets that are with that
+    department)."""
     if principal.role is access.Role.DEPARTMENT:
         await _ensure_with_department(request, ticket_id, principal, report)
         report = report.model_copy(update={"department": principal.subject})

@@ -34,6 +34,11 @@ class RoutedTicketRow(Base):
     # The support platform that posted it (told of what becomes of it; only it may
     # report on the customer's side of the ticket).
     platform: Mapped[str | None] = mapped_column(String(128), index=True)
+    # Its service-level clocks (service_clocks.to_json), and when they next call for a
+    # warning or an escalation (None: none will while they stand as they are).
+    service_clocks: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    next_clock_check: Mapped[datetime | None] = mapped_column(DateTime(timezone=True),
+                                                              index=True)
     # The id of the segmented event that routed it: another copy of the ticket has another.
     routed_event_id: Mapped[str | None] = mapped_column(String(64))
 

@@ -30,9 +30,12 @@ TIERS = ("most_valuable", "most_growable", "existing", "potential")
 class ServiceLevel:
     priority: int
     first_response_target: timedelta
+    next_response_target: timedelta | None = None  # None: no next-response clock
+    resolution_target: timedelta | None = None  # None: no resolution clock
 
 
 BUILT_IN = ServiceLevel(priority=3, first_response_target=timedelta(days=1))
+TARGET_KEYS = ("first_response_target", "next_response_target", "resolution_target")
 
 
 @dataclass(frozen=True)
@@ -41,12 +44,21 @@ class Override:
 
     priority: int | None = None
     first_response_target: timedelta | None = None
+    next_response_target: timedelta | None = None
+    resolution_target: timedelta | None = None
 
     def apply(self, level: ServiceLevel) -> ServiceLevel:
-        return ServiceLevel(
-            self.priority if self.priority is not None else level.priority,
-            self.first_response_target if self.first_response_target is not None
-            else level.first_response_target)
+        def pick(name: str) -> Any:
+            own = getattr(self, name)
+            return own if own is not None else getattr(level, name)
+
+        return ServiceLevel(pick("priority"), pick("first_response_target"),
+                            pick("next_response_target"), pick("resolution_target"))
+
+    @property
+    def targets(self) -> tuple[timedelta, ...]:
+        return tuple(target for name in TARGET_KEYS
+                     if (target := getattr(self, name)) is not None)
 
 
 @dataclass(frozen=True)
@@ -160,10 +172,10 @@ def parse_service_levels(document: Mapping[str, Any], *, source: str,
         if not isinstance(value, dict):
             raise ConfigError(source, line_of(tiers), entry,
                               f"tiers.{tier} must be a mapping: priority, first_response_target")
-        unknown = sorted(set(value) - {"priority", "first_response_target", "__line__"})
+        unknown = sorted(set(value) - {"priority", *TARGET_KEYS, "__line__"})
         if unknown:
             raise ConfigError(source, line_of(value), entry, f"tiers.{tier}: unknown keys"
-                              f" {unknown}; accepted: priority, first_response_target")
+                              f" {unknown}; accepted: priority, {', '.join(TARGET_KEYS)}")
         overrides[tier] = _override(value, source=source, entry=entry, where=f"tiers.{tier}.")
     return ServiceLevels(own, overrides)
 
@@ -180,9 +192,10 @@ def _override(document: Mapping[str, Any], *, source: str, entry: str,
                               or not HIGHEST <= value <= LOWEST):
         raise ConfigError(source, line, entry, f"{where}priority must be a whole number from"
                           f" {HIGHEST} (most urgent) to {LOWEST}, not {value!r}")
-    target = document.get("first_response_target")
-    return Override(value, None if target is None else calendars.config_duration(
-        target, source=source, line=line, entry=entry, field=f"{where}first_response_target"))
+    targets = [None if document.get(name) is None else calendars.config_duration(
+        document[name], source=source, line=line, entry=entry, field=f"{where}{name}")
+        for name in TARGET_KEYS]
+    return Override(value, *targets)
 
 
 def queue_for(department: str, priority: int | None) -> str:

@@ -29,6 +29,7 @@ from services.core import conditions, tickets
 from services.router import calendars, overflow, priority
 
 Lane = priority.Lane
+ServiceLevel = priority.ServiceLevel
 Reason = Literal["route", "fallback", "refinement", "overflow", "after_hours"]
 
 _T = cel.Type
@@ -64,11 +65,20 @@ class Route:
 
 
 @dataclass(frozen=True)
+class SecondEscalation:
+    """A breached target still unanswered `after` (business time) the breach."""
+
+    after: timedelta
+    to: str | None = None  # None: the ticket is flagged (level 2) where it is
+
+
+@dataclass(frozen=True)
 class DepartmentPolicy:
     calendar: calendars.Calendar | None = None  # None: open 24/7
     after_hours_route_to: str | None = None  # None: the clock pauses while closed
     overflow_policy: overflow.OverflowPolicy | None = None
     escalation_to: str | None = None
+    second_escalation: SecondEscalation | None = None
 
 
 ALWAYS_OPEN = DepartmentPolicy()
@@ -82,6 +92,7 @@ class RoutingTable:
     defaults: priority.ServiceLevels = priority.SAME_AS_DEFAULTS
     department_policies: Mapping[str, DepartmentPolicy] = field(default_factory=dict)
     aging: priority.Aging = priority.DEFAULT_AGING
+    warning_share: float | None = None  # a warning at this share of each target
 
     @classmethod
     def simple(cls, version: str, routes: Mapping[str, str],
@@ -100,7 +111,9 @@ class RoutingTable:
         for department, policy in self.department_policies.items():
             named += [department, policy.after_hours_route_to or department,
                       policy.overflow_policy.to if policy.overflow_policy else department,
-                      policy.escalation_to or department]
+                      policy.escalation_to or department,
+                      (policy.second_escalation and policy.second_escalation.to)
+                      or department]
         return tuple(dict.fromkeys(named))
 
     def policy(self, department: str) -> DepartmentPolicy:
@@ -127,6 +140,7 @@ class RoutingDecision:
     table_version: str
     overflowed_from: str | None = None
     trace: tuple[str, ...] = ()
+    level: ServiceLevel | None = None  # every target of the ticket
 
     @property
     def lane(self) -> Lane:
@@ -180,9 +194,13 @@ def decide(segment: str, tier: str, ticket_view: Mapping[str, Any], table: Routi
                  f" lane), first response within"
                  f" {calendars.format_duration(level.first_response_target)} ({clock}),"
                  f" due {_local(due, calendar)}")
+    for name, target in (("next response", level.next_response_target),
+                         ("resolution", level.resolution_target)):
+        if target is not None:
+            trace.append(f"{name} within {calendars.format_duration(target)} ({clock})")
     return RoutingDecision(department, reason, entry, level.priority,
                            level.first_response_target, due, table.version,
-                           overflowed_from, tuple(trace))
+                           overflowed_from, tuple(trace), level)
 
 
 def _first_refinement(route: Route | None, tier: str, view: Mapping[str, Any],

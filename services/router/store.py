@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -14,7 +14,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.core import lifecycle, retention
+from services.router import service_clocks
 from services.router.models import IntakeKeyRow, RoutedTicketRow
+
+# How a report or a hand-over moves a ticket's clocks: given them and the department
+# holding the ticket (whose calendar counts), the clocks after.
+ClockChange = Callable[[service_clocks.TicketClocks, str], service_clocks.TicketClocks]
 
 
 def _aware(moment: datetime | None) -> datetime | None:
@@ -37,6 +42,17 @@ class Dispatch:
     event_id: str | None = None  # the segmented event that routed it
     customer_id: str | None = None  # whose ticket (found again on erasure)
     platform: str | None = None  # the support platform that posted it
+    clocks: service_clocks.TicketClocks | None = None
+
+
+@dataclass(frozen=True)
+class Reported:
+    """A report as recorded: where the ticket is, and its clocks after it."""
+
+    department: str
+    segment: str
+    status: str
+    clocks: service_clocks.TicketClocks | None
 
 
 class RoutedTickets:
@@ -51,7 +67,10 @@ class RoutedTickets:
                  "first_response_deadline": d.deadline, "escalated": False,
                  "trace": list(d.steps), "payload": d.payload, "updated_at": d.at,
                  "routed_event_id": d.event_id, "customer_id": d.customer_id,
-                 "platform": d.platform}
+                 "platform": d.platform,
+                 "service_clocks": None if d.clocks is None
+                 else service_clocks.to_json(d.clocks),
+                 "next_clock_check": None if d.clocks is None else d.clocks.next_check()}
                 for d in {d.ticket_id: d for d in dispatches}.values()]
         async with self._sessions() as session, session.begin():
             dialect = session.get_bind().dialect.name
@@ -94,36 +113,67 @@ class RoutedTickets:
 
     async def record_handover(self, ticket_id: str, *, department: str,
                               steps: Sequence[dict[str, Any]], payload: dict[str, Any],
-                              now: datetime) -> None:
+                              now: datetime, move_clocks: ClockChange | None = None) -> None:
         """An escalation or transfer: the ticket is with `department` now; its trace grows
-        and its deadline stays (the response clock keeps running)."""
+        and its clocks are rebased by `move_clocks` (given the department it leaves)."""
         async with self._sessions() as session, session.begin():
             row = await session.get(RoutedTicketRow, ticket_id, with_for_update=True)
             if row is not None:
+                if move_clocks is not None and row.service_clocks is not None:
+                    _set_clocks(row, move_clocks(
+                        service_clocks.from_json(row.service_clocks), row.department))
                 row.trace = [*row.trace, *steps]
                 row.department, row.payload, row.updated_at = department, payload, now
+
+    async def update_clocks(self, ticket_id: str, change: ClockChange) -> None:
+        """Clocks changed by the clock watch (a warning sent, a breach escalated)."""
+        async with self._sessions() as session, session.begin():
+            row = await session.get(RoutedTicketRow, ticket_id, with_for_update=True)
+            if row is not None and row.service_clocks is not None:
+                _set_clocks(row, change(service_clocks.from_json(row.service_clocks),
+                                        row.department))
+
+    async def due_clocks(self, now: datetime, *, limit: int = 200) -> list[RoutedTicketRow]:
+        """Tickets whose clocks call for a warning or an escalation by `now`."""
+        async with self._sessions() as session:
+            return list((await session.scalars(
+                select(RoutedTicketRow)
+                .where(RoutedTicketRow.next_clock_check <= now)
+                .order_by(RoutedTicketRow.next_clock_check).limit(limit))).all())
 
     async def get(self, ticket_id: str) -> RoutedTicketRow | None:
         async with self._sessions() as session:
             return await session.get(RoutedTicketRow, ticket_id)
 
-    async def record_report(self, ticket_id: str, event_type: str, at: datetime) -> bool:
-        """A department's report: status moves forward only; returns False for a ticket
-        the router has not routed (yet)."""
+    async def record_report(self, ticket_id: str, event_type: str, at: datetime, *,
+                            move_clocks: ClockChange | None = None) -> Reported | None:
+        """A department's or the platform's report: the status moves as lifecycle.py
+        says, the clocks as `move_clocks` does; None for a ticket the router has not
+        routed (yet) or an event that is no report."""
         status = lifecycle.reported_status(event_type)
         if status is None:
-            return True
+            return None
         async with self._sessions() as session, session.begin():
             row = await session.get(RoutedTicketRow, ticket_id, with_for_update=True)
             if row is None:
-                return False
+                return None
             row.status = lifecycle.status_after(row.status, status)
             if lifecycle.counts_as_first_response(event_type):
                 first = _aware(row.first_response_at)
                 row.first_response_at = at if first is None or at < first else first
-            row.trace = [*row.trace, {"at": at.isoformat(), "step": status}]
+            step: dict[str, Any] = {"at": at.isoformat(), "step": status}
+            clocks = None
+            if move_clocks is not None and row.service_clocks is not None:
+                clocks = move_clocks(service_clocks.from_json(row.service_clocks),
+                                     row.department)
+                _set_clocks(row, clocks)
+                step |= {"clocks": "paused" if clocks.paused else "running",
+                         "deadlines": {target: None if deadline is None
+                                       else deadline.isoformat()
+                                       for target, deadline in clocks.deadlines().items()}}
+            row.trace = [*row.trace, step]
             row.updated_at = datetime.now(UTC)
-            return True
+            return Reported(row.department, row.segment, row.status, clocks)
 
     async def due_for_escalation(self, now: datetime, *, limit: int = 200
                                  ) -> list[RoutedTicketRow]:
@@ -132,7 +182,9 @@ class RoutedTickets:
                 select(RoutedTicketRow)
                 .where(RoutedTicketRow.first_response_deadline < now,
                        RoutedTicketRow.first_response_at.is_(None),
-                       RoutedTicketRow.escalated.is_(False))
+                       RoutedTicketRow.escalated.is_(False),
+                       # Tickets with clocks are watched by their clocks.
+                       RoutedTicketRow.service_clocks.is_(None))
                 .order_by(RoutedTicketRow.first_response_deadline).limit(limit))).all())
 
     async def mark_escalated(self, ticket_id: str) -> None:
@@ -168,6 +220,14 @@ class RoutedTickets:
                 .group_by(RoutedTicketRow.department))).all()
         return {department: since for department, oldest in rows
                 if (since := _aware(oldest)) is not None}
+
+
+def _set_clocks(row: RoutedTicketRow, clocks: service_clocks.TicketClocks) -> None:
+    row.service_clocks = service_clocks.to_json(clocks)
+    row.next_clock_check = clocks.next_check()
+    first = clocks.current("first_response")
+    if first is not None and first.deadline is not None:
+        row.first_response_deadline = first.deadline  # shown and watched as before
 
 
 class IntakeKeys:

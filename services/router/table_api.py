@@ -38,7 +38,8 @@ def _mapping(properties: dict[str, Any], *required: str) -> dict[str, Any]:
             "properties": properties}
 
 
-_LEVEL = {"priority": _PRIORITY, "first_response_target": _nullable(_DURATION)}
+_LEVEL = {"priority": _PRIORITY,
+          **{target: _nullable(_DURATION) for target in priority.TARGET_KEYS}}
 _TIERS = _nullable({"type": "object", "additionalProperties": False, "properties": {
     tier: _mapping(_LEVEL) for tier in priority.TIERS}})
 
@@ -70,11 +71,16 @@ _DEPARTMENT = _nullable(_mapping({
     "after_hours": {"anyOf": [{"type": "null"}, {"const": "pause"},
                               _mapping({"route_to": _NAME}, "route_to")]},
     "overflow": _nullable(_OVERFLOW), "escalation_to": _nullable(_NAME),
+    "second_escalation": _nullable(_mapping({"after": _DURATION, "to": _nullable(_NAME)},
+                                            "after")),
     "description": _ANYTHING}))
 TABLE_SCHEMA: dict[str, Any] = _mapping({
     "version": {"description": "a label; a digest of the content is added"},
     "fallback_department": _NAME,
     "priority_aging": {"anyOf": [{"type": "null"}, {"const": "off"}, _DURATION]},
+    "warning_share": {"anyOf": [{"type": "null"}, {"const": "off"}, {
+        "type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1,
+        "description": "a warning at this share of each target (0.75: at 75%)"}]},
     "defaults": _nullable(_mapping({**_LEVEL, "tiers": _TIERS})),
     "routes": {"type": "array", "minItems": 1, "items": _ROUTE},
     "departments": _nullable({"type": "object", "propertyNames": _NAME,

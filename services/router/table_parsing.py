@@ -17,15 +17,17 @@ from services.router.routing import (
     RefinementError,
     Route,
     RoutingTable,
+    SecondEscalation,
 )
 
-_TOP_KEYS = ("version", "fallback_department", "priority_aging", "defaults", "routes",
-             "departments")
-_ROUTE_KEYS = ("segment", "department", "priority", "first_response_target", "tiers",
+_TOP_KEYS = ("version", "fallback_department", "priority_aging", "warning_share",
+             "defaults", "routes", "departments")
+_ROUTE_KEYS = ("segment", "department", "priority", *priority.TARGET_KEYS, "tiers",
                "refinements", "description")
-_REFINEMENT_KEYS = ("name", "when", "department", "priority", "first_response_target",
+_REFINEMENT_KEYS = ("name", "when", "department", "priority", *priority.TARGET_KEYS,
                     "description")
-_DEPARTMENT_KEYS = ("calendar", "after_hours", "overflow", "escalation_to", "description")
+_DEPARTMENT_KEYS = ("calendar", "after_hours", "overflow", "escalation_to",
+                    "second_escalation", "description")
 # Every refinement must evaluate on these, for every tier: a ticket with nothing optional
 # set, and one with everything set but no attributes.
 PROBE_TICKETS: tuple[dict[str, Any], ...] = (
@@ -55,7 +57,7 @@ def parse_table(document: Mapping[str, Any], *, source: str, version: str) -> Ro
     if not isinstance(defaults, dict):
         raise ConfigError(source, top, "defaults", "defaults must be a mapping: priority,"
                           " first_response_target, tiers")
-    _check_keys(defaults, ("priority", "first_response_target", "tiers"), source,
+    _check_keys(defaults, ("priority", *priority.TARGET_KEYS, "tiers"), source,
                 line_of(defaults), "defaults")
     _check_tiers(defaults, source, "defaults")
     entries = document.get("routes")
@@ -92,7 +94,8 @@ def parse_table(document: Mapping[str, Any], *, source: str, version: str) -> Ro
     return RoutingTable(
         version=version, routes=routes, fallback_department=fallback, defaults=levels,
         department_policies=policies,
-        aging=_parse_aging(document.get("priority_aging"), source, top))
+        aging=_parse_aging(document.get("priority_aging"), source, top),
+        warning_share=_parse_warning_share(document.get("warning_share"), source, top))
 
 
 def _longest_target(routes: Mapping[str, Route], defaults: priority.ServiceLevels,
@@ -102,8 +105,7 @@ def _longest_target(routes: Mapping[str, Route], defaults: priority.ServiceLevel
         overrides += [route.service.own, *route.service.tiers.values(),
                       *(refinement.service for refinement in route.refinements)]
     return max([priority.BUILT_IN.first_response_target,
-                *(override.first_response_target for override in overrides
-                  if override.first_response_target is not None)])
+                *(target for override in overrides for target in override.targets)])
 
 
 def _check_calendars_reach(policies: Mapping[str, DepartmentPolicy],
@@ -117,7 +119,7 @@ def _check_calendars_reach(policies: Mapping[str, DepartmentPolicy],
         reach = calendars.guaranteed_business_time(policy.calendar)
         if longest > reach:
             raise ConfigError(source, lines[department], department, "calendar: opens too"
-                              " little for the longest first_response_target,"
+                              " little for the longest target,"
                               f" {calendars.format_duration(longest)}: ten years of its"
                               f" opening hours give {calendars.format_duration(reach)}")
 
@@ -216,7 +218,12 @@ def _parse_departments(section: Any, source: str, top: int | None, references: _
         references.extend((target, line, entry) for target in
                           (route_to, escalation, overflow_policy and overflow_policy.to)
                           if target)
-        policies[entry] = DepartmentPolicy(calendar, route_to, overflow_policy, escalation)
+        second = _parse_second_escalation(document.get("second_escalation"), source, line,
+                                          entry)
+        if second is not None and second.to is not None:
+            references.append((second.to, line, entry))
+        policies[entry] = DepartmentPolicy(calendar, route_to, overflow_policy, escalation,
+                                           second)
         lines[entry] = line
     return policies, lines
 
@@ -235,6 +242,32 @@ def _parse_after_hours(value: Any, has_calendar: bool, source: str, line: int | 
         raise ConfigError(source, line, entry, "after_hours must be 'pause' or"
                           " {route_to: <department>}")
     return route_to
+
+
+def _parse_warning_share(value: Any, source: str, line: int | None) -> float | None:
+    if value is None or value == "off":
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
+        raise ConfigError(source, line, "warning_share", "warning_share must be a share of"
+                          f" each target between 0 and 1 (0.75: at 75%) or 'off', not {value!r}")
+    return float(value)
+
+
+def _parse_second_escalation(value: Any, source: str, line: int | None,
+                             entry: str) -> SecondEscalation | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict) or "after" not in value \
+            or set(value) - {"after", "to", "__line__"}:
+        raise ConfigError(source, line, entry, "second_escalation must be {after: <duration>,"
+                          " to: <department>} (without `to`: the ticket is flagged only)")
+    to = value.get("to")
+    if to is not None and (not isinstance(to, str) or to == entry):
+        raise ConfigError(source, line, entry, "second_escalation.to must be another"
+                          " department")
+    return SecondEscalation(calendars.config_duration(
+        value["after"], source=source, line=line, entry=entry,
+        field="second_escalation.after"), to)
 
 
 def _parse_aging(value: Any, source: str, line: int | None) -> priority.Aging:

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.core import auth, events, http, kafka, topics
-from services.router import dispatch
+from services.router import dispatch, service_clocks
 from services.router.intake import UNAVAILABLE, PublisherDep, TicketId, unavailable
 from services.router.store import RoutedTickets
 
@@ -54,15 +54,31 @@ async def ticket_state(ticket_id: TicketId, routed: Routed,
         "status": row.status, "priority": row.priority,
         "first_response_deadline": _iso(row.first_response_deadline),
         "first_response_at": _iso(row.first_response_at), "escalated": row.escalated,
-        "trace": row.trace,
+        **_clocks(row.service_clocks), "trace": row.trace,
     }
+
+
+def _clocks(stored: dict[str, Any] | None) -> dict[str, Any]:
+    """The ticket's deadlines (null: paused or answered), pause and escalation level."""
+    if stored is None:
+        return {}
+    state = service_clocks.from_json(stored)
+    return {"deadlines": {target: _iso(deadline)
+                          for target, deadline in state.deadlines().items()},
+            "paused": state.paused,
+            "clocks": [{"target": clock.target, "instance": clock.instance,
+                        "level": clock.level, "outcome": clock.outcome,
+                        "business_seconds_spent": clock.spent_seconds,
+                        "paused_seconds": clock.paused_seconds}
+                       for clock in state.clocks]}
 
 
 @api.post("/{ticket_id}/transfer", status_code=202, responses=UNAVAILABLE)
 async def transfer(ticket_id: TicketId, body: Transfer, routed: Routed, request: Request,
                    publisher: PublisherDep, principal: auth.DepartmentOrAdmin) -> Any:
-    """Hand a ticket to another department; the response clock keeps running. A
-    department hands over only tickets it has."""
+    """Hand a ticket to another department: its clocks keep the time they spent and were
+    paused, and count the rest in the new department's hours. A department hands over
+    only tickets it has."""
     row = await routed.get(ticket_id)
     if row is None:
         raise _not_found(ticket_id)
@@ -77,18 +93,32 @@ async def transfer(ticket_id: TicketId, body: Transfer, routed: Routed, request:
         raise HTTPException(409, detail={"error": "same_department",
                                          "detail": "the ticket is already there"})
     now = datetime.now(UTC)
+    table = request.app.state.routing_table.current
+    new_calendar = table.policy(body.to_department).calendar
+
+    def move(clocks: service_clocks.TicketClocks,
+             department: str) -> service_clocks.TicketClocks:
+        # What the clocks spent stays; the rest counts in the new department's hours.
+        return service_clocks.handed_over(clocks, now, table.policy(department).calendar,
+                                          new_calendar)
+
+    details = {} if row.service_clocks is None else {"deadlines": move(
+        service_clocks.from_json(row.service_clocks), row.department).deadlines()}
     step = {"at": now.isoformat(), "step": "transferred", "from": row.department,
-            "to": body.to_department, "reason": body.reason}
+            "to": body.to_department, "reason": body.reason,
+            **{name: {target: _iso(deadline) for target, deadline in deadlines.items()}
+               for name, deadlines in details.items()}}
     payload, outputs = dispatch.redispatch(
         row.payload, department=body.to_department, reason="transfer",
         from_department=row.department, event_type=events.TicketEventType.TRANSFERRED,
-        now=now, correlation_id=ticket_id, queue_for=request.app.state.queue_for, step=step)
+        now=now, correlation_id=ticket_id, queue_for=request.app.state.queue_for, step=step,
+        details=details)
     try:
         await publisher.publish(outputs)
     except kafka.PublishFailed:
         return unavailable(request, "transfer")
     await routed.record_handover(ticket_id, department=body.to_department, steps=[step],
-                                 payload=payload, now=now)
+                                 payload=payload, now=now, move_clocks=move)
     return JSONResponse(status_code=202, content={"ticket_id": ticket_id,
                                                   "department": body.to_department,
                                                   "status": "transferred"})

@@ -1,34 +1,72 @@
-"""The router follows `tickets.events` so that it knows which tickets were answered:
-that stops their escalation, and `GET /v1/tickets/{id}` shows their state."""
+"""The router follows `tickets.events` so that it knows which tickets were answered,
+and which wait on their customer: that moves their service-level clocks (published as
+`ticket.deadlines_changed`), and `GET /v1/tickets/{id}` shows their state."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 
-from services.core import envelope, events, faults, kafka
-from services.router.store import RoutedTickets
+from services.core import envelope, events, faults, kafka, lifecycle, topics
+from services.router import routing, service_clocks
+from services.router.dispatch import SOURCE
+from services.router.store import Reported, RoutedTickets
 
 
 class StateNotWrittenYet(faults.Transient):
     """A report on a ticket whose state waits for the store: retried, not dropped."""
 
 
+def moves_clocks(event_type: str) -> bool:
+    return lifecycle.pauses_clocks(event_type) or lifecycle.resumes_clocks(event_type) \
+        or lifecycle.counts_as_first_response(event_type)
+
+
 class FollowTicketEvent:
-    """A pipeline Transform that publishes nothing."""
+    """A pipeline Transform: a report in, the ticket's clocks after it out."""
 
     def __init__(self, routed: RoutedTickets, *,
+                 current_table: Callable[[], routing.RoutingTable] | None = None,
                  awaits_store: Callable[[str], bool] = lambda _ticket_id: False) -> None:
         self._routed = routed
+        self._current_table = current_table
         self._awaits_store = awaits_store
 
     async def __call__(self, event: envelope.Event) -> list[kafka.Output]:
-        if event.type not in events.DEPARTMENT_REPORTS:
+        if event.type not in events.REPORTS:
             return []
         report = events.read(event)
+        table = self._current_table() if self._current_table else None
+
+        def move(clocks: service_clocks.TicketClocks,
+                 department: str) -> service_clocks.TicketClocks:
+            calendar = table.policy(department).calendar if table else None
+            return service_clocks.reported(clocks, report.type, report.occurred_at, calendar)
+
         # A report on a ticket not routed yet (events raced ahead) changes nothing here;
         # the metrics service still places it on the ticket's timeline.
         recorded = await self._routed.record_report(report.ticket_id, report.type,
-                                                    report.occurred_at)
-        if not recorded and self._awaits_store(report.ticket_id):
-            raise StateNotWrittenYet(report.ticket_id)
-        return []
+                                                    report.occurred_at, move_clocks=move)
+        if recorded is None:
+            if self._awaits_store(report.ticket_id):
+                raise StateNotWrittenYet(report.ticket_id)
+            return []
+        if recorded.clocks is None or not moves_clocks(report.type):
+            return []
+        # Written from the state after the report, so a replay writes the same again.
+        changed = deadlines_changed(report.ticket_id, recorded, report.occurred_at)
+        return [kafka.Output(topics.EVENTS, report.ticket_id, events.as_envelope(
+            changed, event.correlation_id, SOURCE))]
+
+
+def deadlines_changed(ticket_id: str, recorded: Reported, at: datetime) -> events.TicketEvent:
+    """The clocks after a report: their deadlines, whether paused, and the outcome of
+    each clock it stopped (a clock escalated before was counted missed then)."""
+    assert recorded.clocks is not None
+    outcomes = {clock.key: clock.outcome for clock in recorded.clocks.clocks
+                if clock.stopped_at == at and clock.level == 0 and clock.outcome}
+    return events.TicketEvent(
+        ticket_id=ticket_id, type=events.TicketEventType.DEADLINES_CHANGED, occurred_at=at,
+        department=recorded.department, segment=recorded.segment,
+        deadlines=recorded.clocks.deadlines(), paused=recorded.clocks.paused,
+        outcomes=outcomes or None)

@@ -11,7 +11,7 @@ from prometheus_client import Counter, Gauge
 
 from services.core import db, envelope, events, kafka, tickets, topics
 from services.core.outage import StoreOutage
-from services.router import overflow, routing
+from services.router import overflow, routing, service_clocks
 from services.router.dispatch import SOURCE
 from services.router.store import Dispatch, RoutedTickets
 
@@ -134,12 +134,15 @@ class RouteTicket:
             overflowed_from=decision.overflowed_from, trace=list(decision.trace))
         # The segmented ticket as validated above (nothing else travels on), routed.
         data = ticket.with_routing(record).model_dump(mode="json")
+        clocks = service_clocks.routed(targets_of(decision, table), now,
+                                       table.policy(decision.department).calendar)
         lifecycle = events.TicketEvent(
             ticket_id=ticket.ticket_id, type=events.TicketEventType.ROUTED, occurred_at=now,
             received_at=ticket.received_at, department=decision.department,
             segment=ticket.segmentation.segment, reason=decision.reason,
             from_department=decision.overflowed_from, priority=decision.priority,
-            first_response_deadline=decision.first_response_deadline, platform=ticket.platform)
+            first_response_deadline=decision.first_response_deadline, platform=ticket.platform,
+            deadlines=clocks.deadlines())
         # Recorded last: a ticket whose outputs could not be built is not routed.
         self._routed_by[ticket.ticket_id] = event.id
         self._dispatches.append(Dispatch(
@@ -147,7 +150,7 @@ class RouteTicket:
             segment=ticket.segmentation.segment, priority=decision.priority,
             deadline=decision.first_response_deadline, steps=trace_steps(ticket, record),
             payload=data, at=now, event_id=event.id, customer_id=ticket.customer_id,
-            platform=ticket.platform))
+            platform=ticket.platform, clocks=clocks))
         return [
             kafka.Output(decision.queue_topic, ticket.customer_id, envelope.Event(
                 type=events.TicketEventType.ROUTED, source=SOURCE, ticket_id=ticket.ticket_id,
@@ -155,6 +158,15 @@ class RouteTicket:
             kafka.Output(topics.EVENTS, ticket.ticket_id,
                          events.as_envelope(lifecycle, event.correlation_id, SOURCE)),
         ]
+
+
+def targets_of(decision: routing.RoutingDecision,
+               table: routing.RoutingTable) -> service_clocks.Targets:
+    level = decision.level
+    return service_clocks.Targets(
+        decision.first_response_target,
+        level.next_response_target if level else None,
+        level.resolution_target if level else None, table.warning_share)
 
 
 def trace_steps(ticket: tickets.SegmentedTicket,

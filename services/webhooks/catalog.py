@@ -24,11 +24,14 @@ Type = events.TicketEventType
 
 # Lifecycle event type -> the event name the platform receives.
 WEBHOOK_EVENTS: dict[events.TicketEventType, str] = {
-    Type.ROUTED: "ticket.routed",  # department, priority, first-response deadline
+    Type.ROUTED: "ticket.routed",  # department, priority, deadlines
     Type.PICKED_UP: "ticket.picked_up",
     Type.RESPONDED: "ticket.responded",
-    Type.ESCALATED: "ticket.escalated",
-    Type.TRANSFERRED: "ticket.transferred",
+    Type.WAITING_ON_CUSTOMER: "ticket.waiting_on_customer",  # the clocks pause
+    Type.DEADLINES_CHANGED: "ticket.deadlines_changed",  # paused, resumed, next response
+    Type.TARGET_WARNING: "ticket.target_warning",  # a share of a target spent
+    Type.ESCALATED: "ticket.escalated",  # level 1 (breach) or 2, deadlines
+    Type.TRANSFERRED: "ticket.transferred",  # deadlines recomputed
     Type.RESOLVED: "ticket.resolved",
 }
 

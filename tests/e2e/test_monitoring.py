@@ -18,11 +18,13 @@ How "finds data" is decided, so that no misspelt metric, label or label value ca
 Dashboard variables take the values a viewer starts with (`All` is the variable's
 allValue), and `$__rate_interval` one minute.
 
-Tickets, responses, resolutions and a transfer go through the real router over HTTP. A
-target missed and an escalation need a first-response deadline to pass, which takes hours
-with the real routing table: the test produces those lifecycle events on `tickets.events`
-itself, as the router does (a `ticket.routed` with an earlier deadline for a ticket the
-router routed, a `ticket.escalated`), plus one record no stage can read.
+Tickets, responses, resolutions, a pause (waiting on the customer, the platform's report
+of the reply) and a transfer go through the real router over HTTP. A target missed, a
+warning and escalations need deadlines to pass, which takes hours with the real routing
+table: the test produces those lifecycle events on `tickets.events` itself, as the router
+does (a `ticket.routed` with an earlier deadline for a ticket the router routed, a
+`ticket.target_warning`, `ticket.escalated` of both levels), plus one record no stage can
+read.
 
 `routing_intake_unavailable_total` counts 503 answers, which a healthy pipeline never
 gives: for it, Prometheus' metadata from the router's scrape must name it (it is exported,
@@ -326,6 +328,15 @@ async def traffic(pipeline: Pipeline, prometheus: PrometheusApi) -> AsyncIterato
         coming.append(lifecycle(escalated, events.TicketEventType.ESCALATED, now,
                                 department="public_sector", from_department="key_accounts",
                                 segment="key_accounts", reason="escalation"))
+        # The router's clock watch: a warning, then both escalation levels of a target.
+        coming.append(lifecycle(unanswered, events.TicketEventType.TARGET_WARNING, now,
+                                department="public_sector", segment="government",
+                                target="first_response"))
+        coming += [lifecycle(unanswered, events.TicketEventType.ESCALATED,
+                             now + timedelta(seconds=level), department="public_sector",
+                             from_department="public_sector", segment="government",
+                             reason="escalation", target="first_response", level=level)
+                   for level in (1, 2)]
         producer = kafka.producer(Settings(kafka_bootstrap_servers=pipeline.bootstrap),
                                   client_id="e2e-monitoring")
         await producer.start()
@@ -338,6 +349,10 @@ async def traffic(pipeline: Pipeline, prometheus: PrometheusApi) -> AsyncIterato
             await producer.stop()
         for ticket in (met, late, gov, escalated, prospect, business):
             await report(admin, router, ticket, "responded")
+        # A pause: the department waits on the customer, the platform reports the reply.
+        await report(admin, router, gov, "waiting_on_customer")
+        answer = await client.post(f"{router}/v1/tickets/{gov}/customer-replies", json={})
+        assert answer.status_code == 202, answer.text
         for ticket in (business, prospect):
             await report(admin, router, ticket, "picked_up")
             await report(admin, router, ticket, "resolved")

@@ -355,7 +355,10 @@ def test_recorded_series_are_named_level_metric_operations() -> None:
     declared = declared_metrics()
     for name in recorded_series():
         level, metric, operations = name.split(":")
-        assert level in {"department", "segment", "group"}, name
+        # The level names the labels kept, joined by "_" (department_target: by both).
+        assert level.split("_")[0] in {"department", "segment", "group"}, name
+        assert set(level.split("_")) <= {"department", "segment", "group", "target",
+                                         "level"}, name
         assert operations, name
         assert any(metric == known or metric.startswith(f"{known}_") for known in declared), name
 

@@ -28,6 +28,18 @@ class TestStatus:
         assert lifecycle.status_after(Status.RESOLVED, Status.PICKED_UP) is Status.RESOLVED
         assert lifecycle.status_after("picked_up", "picked_up") is Status.PICKED_UP
 
+    def test_the_conversation_goes_back_and_forth_until_resolved(self) -> None:
+        assert lifecycle.status_after(Status.RESPONDED, Status.WAITING_ON_CUSTOMER) \
+            is Status.WAITING_ON_CUSTOMER
+        assert lifecycle.status_after(Status.WAITING_ON_CUSTOMER, Status.CUSTOMER_REPLIED) \
+            is Status.CUSTOMER_REPLIED
+        assert lifecycle.status_after(Status.CUSTOMER_REPLIED, Status.RESPONDED) \
+            is Status.RESPONDED
+        assert lifecycle.status_after(Status.WAITING_ON_CUSTOMER, Status.PICKED_UP) \
+            is Status.WAITING_ON_CUSTOMER
+        assert lifecycle.status_after(Status.RESOLVED, Status.CUSTOMER_REPLIED) \
+            is Status.RESOLVED
+
     def test_each_department_report_names_its_status(self) -> None:
         assert lifecycle.reported_status("ticket.picked_up") is Status.PICKED_UP
         assert lifecycle.reported_status(TicketEventType.RESOLVED) is Status.RESOLVED
@@ -37,8 +49,21 @@ class TestStatus:
 class TestOpenAndBacklog:
     def test_open_until_resolved(self) -> None:
         assert [s for s in Status if lifecycle.is_open(s)] == [
-            Status.ROUTED, Status.PICKED_UP, Status.RESPONDED]
+            Status.ROUTED, Status.PICKED_UP, Status.RESPONDED, Status.WAITING_ON_CUSTOMER,
+            Status.CUSTOMER_REPLIED]
 
     def test_the_backlog_is_what_awaits_a_first_response(self) -> None:
         assert [s for s in Status if lifecycle.in_backlog(s)] == [
             Status.ROUTED, Status.PICKED_UP]
+
+
+class TestPauses:
+    def test_waiting_on_the_customer_pauses_and_the_reply_resumes(self) -> None:
+        assert lifecycle.pauses_clocks(TicketEventType.WAITING_ON_CUSTOMER)
+        assert lifecycle.resumes_clocks("ticket.customer_replied")
+
+    @pytest.mark.parametrize("other", [TicketEventType.RESPONDED, TicketEventType.PICKED_UP,
+                                       TicketEventType.RESOLVED, TicketEventType.TRANSFERRED])
+    def test_nothing_else_pauses_or_resumes(self, other: TicketEventType) -> None:
+        assert not lifecycle.pauses_clocks(other)
+        assert not lifecycle.resumes_clocks(other)

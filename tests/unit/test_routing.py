@@ -357,7 +357,7 @@ class TestDurationBounds:
                   "departments:\n  general: {}\n  b:\n"
                   "    calendar: {time_zone: UTC, hours: {mon: '09:00-10:00'}}\n")
         assert (error.value.line, error.value.entry) == (7, "b")
-        assert "calendar: opens too little for the longest first_response_target, 30d" \
+        assert "calendar: opens too little for the longest target, 30d" \
             in error.value.problem
 
 

@@ -1,0 +1,91 @@
+"""What the router's service-level clocks add to a ticket's timeline. Pure decision code.
+
+The router decides each clock (clocks.py): a warning at a share of its target, a breach
+(escalation level 1, the target missed), level 2, and a clock stopped in time (met) or
+late before a breach was seen (missed), on `deadlines_changed`. The timeline counts each
+once, by a key in `clock_notices`, however often the event comes. Time paused runs from
+`waiting_on_customer` to the customer's reply (or the resolution).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from services.core import lifecycle
+from services.core.events import TicketEvent, TicketEventType
+from services.metrics.timeline import (
+    UNKNOWN,
+    ClockEscalated,
+    ClockWarning,
+    Observation,
+    Paused,
+    ServiceTarget,
+    Timeline,
+)
+
+CLOCK_EVENTS = frozenset({TicketEventType.TARGET_WARNING, TicketEventType.ESCALATED,
+                          TicketEventType.DEADLINES_CHANGED, TicketEventType.TRANSFERRED,
+                          TicketEventType.WAITING_ON_CUSTOMER,
+                          TicketEventType.CUSTOMER_REPLIED, TicketEventType.RESOLVED})
+
+
+def apply(timeline: Timeline, event: TicketEvent) -> tuple[Timeline, list[Observation]]:
+    if event.type not in CLOCK_EVENTS:
+        return timeline, []
+    department = event.department or timeline.department or UNKNOWN
+    segment = event.segment or timeline.segment or UNKNOWN
+    found: list[tuple[str, Observation]] = []
+    at = event.occurred_at.isoformat()
+    if event.type is TicketEventType.TARGET_WARNING and event.target:
+        found.append((f"warning:{event.target}:{at}",
+                      ClockWarning(department, segment, event.target)))
+    elif event.type is TicketEventType.ESCALATED and event.target and event.level:
+        held = event.from_department or department
+        found.append((f"level{event.level}:{event.target}:{at}",
+                      ClockEscalated(held, segment, event.target, event.level)))
+        if event.level == 1:
+            found.append((f"breach:{event.target}:{at}",
+                          ServiceTarget(held, segment, event.target, "missed")))
+    elif event.type is TicketEventType.DEADLINES_CHANGED:
+        for key, outcome in (event.outcomes or {}).items():
+            target = key.partition("#")[0]
+            found.append((f"outcome:{key}", ServiceTarget(department, segment, target,
+                                                          outcome)))
+    timeline = _pause(_first_response_deadline(timeline, event), event)
+    if timeline.paused_at is not None and _ends_pause(event):
+        seconds = max((event.occurred_at - timeline.paused_at).total_seconds(), 0.0)
+        found.append((f"paused:{timeline.paused_at.isoformat()}",
+                      Paused(department, segment, seconds)))
+        timeline = replace(timeline, paused_at=None)
+    new = [(key, observation) for key, observation in found
+           if key not in timeline.clock_notices]
+    if not new:
+        return timeline, []
+    return (replace(timeline, clock_notices=timeline.clock_notices | {k for k, _ in new}),
+            [observation for _, observation in new])
+
+
+def _first_response_deadline(timeline: Timeline, event: TicketEvent) -> Timeline:
+    """The router's current first-response deadline (None while paused), so that the
+    first-response target is decided against the clock, pauses and transfers included."""
+    if event.deadlines is None or "first_response" not in event.deadlines \
+            or timeline.target_outcome is not None:
+        return timeline
+    return replace(timeline, first_response_deadline=event.deadlines["first_response"])
+
+
+def _pause(timeline: Timeline, event: TicketEvent) -> Timeline:
+    if lifecycle.pauses_clocks(event.type) and timeline.paused_at is None \
+            and not _seen(timeline, f"paused:{event.occurred_at.isoformat()}"):
+        return replace(timeline, paused_at=event.occurred_at)
+    return timeline
+
+
+def _ends_pause(event: TicketEvent) -> bool:
+    return lifecycle.resumes_clocks(event.type) or event.type is TicketEventType.RESOLVED
+
+
+def _seen(timeline: Timeline, key: str) -> bool:
+    return key in timeline.clock_notices
+
+

@@ -1,0 +1,137 @@
+"""The clock watch: warnings at a share of each target, escalation when a target is
+breached, and a second level when the escalated ticket is still unanswered later.
+Run periodically by the router that holds the escalation lease (escalation.LEASE).
+
+Each notice is published before the clocks record it: a crash in between sends it
+again at the next check (at least once), rather than never.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from prometheus_client import Counter
+
+from services.core import events, kafka, topics
+from services.router import clocks, dispatch, routing, service_clocks
+from services.router.models import RoutedTicketRow
+from services.router.store import RoutedTickets
+
+logger = logging.getLogger(__name__)
+
+WARNINGS = Counter("routing_router_target_warnings_total",
+                   "Warnings sent at a share of a service-level target", ["department", "target"])
+LEVELS = Counter("routing_router_target_escalations_total",
+                 "Escalations of breached service-level targets, by level (2: still"
+                 " unanswered after the first)", ["department", "target", "level"])
+
+
+async def watch_clocks(routed: RoutedTickets, publisher: kafka.Publisher, *,
+                       table: routing.RoutingTable, queue_for: dispatch.QueueFor,
+                       now: datetime) -> int:
+    """Send every notice due by `now`; returns how many."""
+    sent = 0
+    for row in await routed.due_clocks(now):
+        assert row.service_clocks is not None
+        state = service_clocks.from_json(row.service_clocks)
+        for clock in state.clocks:
+            notice = clocks.due(clock, now)
+            if notice == "warning":
+                await _warn(routed, publisher, row, clock, state, now)
+            elif notice is not None:
+                await _escalate(routed, publisher, row, clock, state, notice, table=table,
+                                queue_for=queue_for, now=now)
+            if notice is not None:
+                sent += 1
+                break  # the row changed: its other clocks wait for the next check
+    return sent
+
+
+async def _warn(routed: RoutedTickets, publisher: kafka.Publisher, row: RoutedTicketRow,
+                clock: clocks.Clock, state: service_clocks.TicketClocks,
+                now: datetime) -> None:
+    warning = events.TicketEvent(
+        ticket_id=row.ticket_id, type=events.TicketEventType.TARGET_WARNING, occurred_at=now,
+        department=row.department, segment=row.segment, target=clock.target,
+        deadlines=state.deadlines())
+    await publisher.publish([kafka.Output(topics.EVENTS, row.ticket_id, events.as_envelope(
+        warning, row.ticket_id, dispatch.SOURCE))])
+    await routed.update_clocks(row.ticket_id, lambda current, _department: current.with_clock(
+        clocks.warned(_same(current, clock))))
+    WARNINGS.labels(row.department, clock.target).inc()
+    logger.info("service-level warning", extra={"ticket_id": row.ticket_id,
+                                                "department": row.department,
+                                                "target": clock.target})
+
+
+async def _escalate(routed: RoutedTickets, publisher: kafka.Publisher, row: RoutedTicketRow,
+                    clock: clocks.Clock, state: service_clocks.TicketClocks, notice: str, *,
+                    table: routing.RoutingTable, queue_for: dispatch.QueueFor,
+                    now: datetime) -> None:
+    policy = table.policy(row.department)
+    if notice == "breach":
+        level, target = 1, policy.escalation_to
+        second = policy.second_escalation
+        marked = clocks.breached(clock, now, policy.calendar,
+                                 second.after if second else None,
+                                 second.to if second else None)
+    else:
+        level, target, marked = 2, clock.second_level_to, clocks.second_level(clock)
+    target = target if target and target != row.department else None
+    new_calendar = table.policy(target).calendar if target else policy.calendar
+
+    def move(current: service_clocks.TicketClocks,
+             department: str) -> service_clocks.TicketClocks:
+        updated = current.with_clock(_marked(_same(current, clock), marked))
+        if target is None:
+            return updated
+        return service_clocks.handed_over(updated, now, table.policy(department).calendar,
+                                          new_calendar)
+
+    after = move(state, row.department)
+    details: dict[str, Any] = {"target": clock.target, "level": level,
+                               "deadlines": after.deadlines()}
+    step = {"at": now.isoformat(), "step": "escalated", "level": level,
+            "target": clock.target, "from": row.department, "to": target or row.department,
+            "reason": f"{clock.target} not answered by {clock.deadline.isoformat()}"
+            if clock.deadline else f"{clock.target} still not answered"}
+    if target is None:  # nowhere to go: the event tells ops (level 2: the flag)
+        lifecycle = events.TicketEvent(
+            ticket_id=row.ticket_id, type=events.TicketEventType.ESCALATED, occurred_at=now,
+            department=row.department, from_department=row.department, segment=row.segment,
+            reason="escalation", **details)
+        outputs = [kafka.Output(topics.EVENTS, row.ticket_id, events.as_envelope(
+            lifecycle, row.ticket_id, dispatch.SOURCE))]
+        payload = row.payload
+    else:
+        payload, outputs = dispatch.redispatch(
+            row.payload, department=target, reason="escalation",
+            from_department=row.department, event_type=events.TicketEventType.ESCALATED,
+            now=now, correlation_id=row.ticket_id, queue_for=queue_for, step=step,
+            details=details)
+    await publisher.publish(outputs)
+    await routed.record_handover(row.ticket_id, department=target or row.department,
+                                 steps=[step], payload=payload, now=now, move_clocks=move)
+    if level == 1:
+        await routed.mark_escalated(row.ticket_id)
+    LEVELS.labels(row.department, clock.target, str(level)).inc()
+    logger.info("service-level target escalated", extra={
+        "ticket_id": row.ticket_id, "department": row.department, "target": clock.target,
+        "level": level, "escalated_to": target or row.department})
+
+
+def _same(current: service_clocks.TicketClocks, clock: clocks.Clock) -> clocks.Clock:
+    return next((found for found in current.clocks if found.key == clock.key), clock)
+
+
+def _marked(current: clocks.Clock, marked: clocks.Clock) -> clocks.Clock:
+    # The escalation marks as of the watch's reading; anything newer (a stop) wins.
+    if current.stopped:
+        return current
+    return clocks.Clock(**{**current.__dict__, "level": marked.level,
+                           "warning_at": None, "second_level_at": marked.second_level_at,
+                           "second_level_to": marked.second_level_to})
+
+

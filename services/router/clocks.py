@@ -1,0 +1,194 @@
+"""A ticket's service-level clocks: first response, next response and resolution.
+Pure decision code; the time and the department's calendar are passed in.
+
+A clock counts business time of the department holding the ticket (calendars.py). It
+runs from its start, pauses while the ticket waits on the customer and resumes when the
+customer replies, keeping what it had spent. Its deadline is the start of the current
+run plus what is left of the target; its warning comes at a share of the target. A
+transfer or a priority change rebases it: what it spent stays, the rest is counted in
+the new department's hours against the (possibly new) target.
+
+Levels: 0 running within target, 1 breached (escalated), 2 still unanswered
+`second_level_after` later (escalated again, or flagged).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from services.router import calendars
+
+Target = Literal["first_response", "next_response", "resolution"]
+TARGETS: tuple[Target, ...] = ("first_response", "next_response", "resolution")
+Outcome = Literal["met", "missed"]
+Notice = Literal["warning", "breach", "second_level"]
+
+
+@dataclass(frozen=True)
+class Clock:
+    target: Target
+    instance: int  # the n-th clock of its target on this ticket (next responses repeat)
+    target_seconds: float
+    started_at: datetime
+    spent_seconds: float = 0.0  # business time spent before `running_since`
+    running_since: datetime | None = None  # None: paused or stopped
+    paused_since: datetime | None = None
+    paused_seconds: float = 0.0  # wall-clock time spent paused
+    deadline: datetime | None = None  # None while paused or stopped
+    warning_at: datetime | None = None  # None: no warning due (sent, off or paused)
+    level: int = 0
+    second_level_at: datetime | None = None
+    second_level_to: str | None = None  # None: flagged where it is
+    stopped_at: datetime | None = None
+    outcome: Outcome | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.running_since is not None
+
+    @property
+    def stopped(self) -> bool:
+        return self.stopped_at is not None
+
+    @property
+    def key(self) -> str:
+        return f"{self.target}#{self.instance}"
+
+
+def start(target: Target, instance: int, target_duration: timedelta, at: datetime,
+          calendar: calendars.Calendar | None, *, warning_share: float | None) -> Clock:
+    clock = Clock(target, instance, target_duration.total_seconds(), at)
+    return _run(clock, at, calendar, warning_share)
+
+
+def pause(clock: Clock, at: datetime, calendar: calendars.Calendar | None) -> Clock:
+    if not clock.running:
+        return clock
+    return replace(clock, spent_seconds=_spent(clock, at, calendar), running_since=None,
+                   paused_since=at, deadline=None, warning_at=None)
+
+
+def resume(clock: Clock, at: datetime, calendar: calendars.Calendar | None, *,
+           warning_share: float | None) -> Clock:
+    if clock.running or clock.stopped or clock.paused_since is None:
+        return clock
+    paused = max((at - clock.paused_since).total_seconds(), 0.0)
+    return _run(replace(clock, paused_since=None,
+                        paused_seconds=clock.paused_seconds + paused), at, calendar,
+                warning_share)
+
+
+def rebase(clock: Clock, at: datetime, old: calendars.Calendar | None,
+           new: calendars.Calendar | None, *, target_duration: timedelta | None = None,
+           warning_share: float | None) -> Clock:
+    """Transfer or priority change: keep the time spent (in the old department's hours)
+    and paused; count the rest in the new department's hours against the new target."""
+    if clock.stopped:
+        return clock
+    target_seconds = clock.target_seconds if target_duration is None \
+        else target_duration.total_seconds()
+    if not clock.running:
+        return replace(clock, target_seconds=target_seconds)
+    spent = _spent(clock, at, old)
+    return _run(replace(clock, spent_seconds=spent, target_seconds=target_seconds,
+                        running_since=None), at, new, warning_share)
+
+
+def stop(clock: Clock, at: datetime, calendar: calendars.Calendar | None) -> Clock:
+    """The clock's target is answered at `at`: met if no breach came first."""
+    if clock.stopped:
+        return clock
+    spent = _spent(clock, at, calendar) if clock.running else clock.spent_seconds
+    missed = clock.level > 0 or spent > clock.target_seconds
+    return replace(clock, spent_seconds=spent, running_since=None, deadline=None,
+                   warning_at=None, second_level_at=None, stopped_at=at,
+                   paused_seconds=clock.paused_seconds + _paused_until(clock, at),
+                   paused_since=None, outcome="missed" if missed else "met")
+
+
+def due(clock: Clock, now: datetime) -> Notice | None:
+    """What the clock calls for at `now`, most urgent first (one at a time)."""
+    if not clock.running:
+        return None
+    if clock.level == 0 and clock.deadline is not None and clock.deadline <= now:
+        return "breach"
+    if clock.level == 1 and clock.second_level_at is not None \
+            and clock.second_level_at <= now:
+        return "second_level"
+    if clock.warning_at is not None and clock.warning_at <= now:
+        return "warning"
+    return None
+
+
+def warned(clock: Clock) -> Clock:
+    return replace(clock, warning_at=None)
+
+
+def breached(clock: Clock, at: datetime, calendar: calendars.Calendar | None,
+             second_level_after: timedelta | None, second_level_to: str | None = None,
+             ) -> Clock:
+    """Level 1; level 2 comes `second_level_after` of business time later, if set."""
+    later = None if second_level_after is None else calendars.deadline(
+        at, second_level_after, calendar)
+    return replace(clock, level=1, warning_at=None, second_level_at=later,
+                   second_level_to=second_level_to)
+
+
+def second_level(clock: Clock) -> Clock:
+    return replace(clock, level=2, second_level_at=None)
+
+
+def next_check(clocks: list[Clock]) -> datetime | None:
+    """The earliest moment any of the clocks calls for something (None: none will)."""
+    moments = [moment for clock in clocks if clock.running
+               for moment in (clock.warning_at,
+                              clock.deadline if clock.level == 0 else None,
+                              clock.second_level_at if clock.level == 1 else None)
+               if moment is not None]
+    return min(moments, default=None)
+
+
+def _run(clock: Clock, at: datetime, calendar: calendars.Calendar | None,
+         warning_share: float | None) -> Clock:
+    target = timedelta(seconds=clock.target_seconds)
+    spent = timedelta(seconds=clock.spent_seconds)
+    deadline = calendars.deadline(at, max(target - spent, timedelta(0)), calendar)
+    warning_at = None
+    if warning_share is not None and clock.level == 0:
+        warn_after = target * warning_share - spent
+        if warn_after > timedelta(0):  # a warning already due was sent, or is moot
+            warning_at = calendars.deadline(at, warn_after, calendar)
+    return replace(clock, running_since=at, deadline=deadline, warning_at=warning_at)
+
+
+def _spent(clock: Clock, at: datetime, calendar: calendars.Calendar | None) -> float:
+    if clock.running_since is None:
+        return clock.spent_seconds
+    return clock.spent_seconds + calendars.business_time(
+        clock.running_since, at, calendar).total_seconds()
+
+
+def _paused_until(clock: Clock, at: datetime) -> float:
+    return 0.0 if clock.paused_since is None else max(
+        (at - clock.paused_since).total_seconds(), 0.0)
+
+
+_MOMENTS = ("started_at", "running_since", "paused_since", "deadline", "warning_at",
+            "second_level_at", "stopped_at")
+
+
+def to_json(clock: Clock) -> dict[str, Any]:
+    data: dict[str, Any] = dict(clock.__dict__)
+    for name in _MOMENTS:
+        data[name] = None if data[name] is None else data[name].isoformat()
+    return data
+
+
+def from_json(data: dict[str, Any]) -> Clock:
+    values = dict(data)
+    for name in _MOMENTS:
+        values[name] = None if values.get(name) is None \
+            else datetime.fromisoformat(values[name])
+    return Clock(**values)

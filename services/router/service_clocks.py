@@ -1,0 +1,143 @@
+"""The clocks of one ticket, moved by its lifecycle. Pure decision code.
+
+- routed: the first-response clock starts, and the resolution clock if there is a
+  resolution target;
+- a first response (responded or resolved, lifecycle.py) stops the first-response clock
+  and any next-response clock; resolved stops the resolution clock as well;
+- waiting on the customer pauses every running clock; the customer's reply resumes
+  them, and starts a next-response clock once the ticket has had its first response;
+- a transfer or priority change rebases every clock (clocks.rebase).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from services.core import lifecycle
+from services.core.events import TicketEventType
+from services.router import calendars, clocks
+
+Clock = clocks.Clock
+Target = clocks.Target
+
+
+@dataclass(frozen=True)
+class Targets:
+    first_response: timedelta
+    next_response: timedelta | None = None
+    resolution: timedelta | None = None
+    warning_share: float | None = None  # None: no warnings
+
+
+@dataclass(frozen=True)
+class TicketClocks:
+    targets: Targets
+    clocks: tuple[Clock, ...] = field(default_factory=tuple)
+
+    def current(self, target: Target) -> Clock | None:
+        found = [clock for clock in self.clocks if clock.target == target]
+        return found[-1] if found else None
+
+    def deadlines(self) -> dict[str, datetime | None]:
+        """Each target's current deadline (None: paused, stopped or not started)."""
+        return {target: clock.deadline for target in clocks.TARGETS
+                if (clock := self.current(target)) is not None}
+
+    @property
+    def paused(self) -> bool:
+        return any(clock.paused_since is not None for clock in self.clocks)
+
+    def next_check(self) -> datetime | None:
+        return clocks.next_check(list(self.clocks))
+
+    def with_clock(self, updated: Clock) -> TicketClocks:
+        return replace(self, clocks=tuple(updated if clock.key == updated.key else clock
+                                          for clock in self.clocks))
+
+
+def routed(targets: Targets, at: datetime,
+           calendar: calendars.Calendar | None) -> TicketClocks:
+    started = [clocks.start("first_response", 1, targets.first_response, at, calendar,
+                            warning_share=targets.warning_share)]
+    if targets.resolution is not None:
+        started.append(clocks.start("resolution", 1, targets.resolution, at, calendar,
+                                    warning_share=targets.warning_share))
+    return TicketClocks(targets, tuple(started))
+
+
+def reported(state: TicketClocks, event_type: TicketEventType | str, at: datetime,
+             calendar: calendars.Calendar | None) -> TicketClocks:
+    """The clocks after a department's or the platform's report."""
+    share = state.targets.warning_share
+    if lifecycle.pauses_clocks(event_type):
+        return _each(state, lambda clock: clocks.pause(clock, at, calendar))
+    if lifecycle.resumes_clocks(event_type):
+        resumed = _each(state, lambda clock: clocks.resume(clock, at, calendar,
+                                                           warning_share=share))
+        return _next_response(resumed, at, calendar)
+    stops: set[str] = set()
+    if lifecycle.counts_as_first_response(event_type):
+        stops |= {"first_response", "next_response"}
+    if lifecycle.reported_status(event_type) is lifecycle.Status.RESOLVED:
+        stops.add("resolution")
+    return _each(state, lambda clock: clocks.stop(clock, at, calendar)
+                 if clock.target in stops else clock)
+
+
+def handed_over(state: TicketClocks, at: datetime, old: calendars.Calendar | None,
+                new: calendars.Calendar | None, targets: Targets | None = None,
+                ) -> TicketClocks:
+    """A transfer (new calendar) or a priority change (new targets)."""
+    targets = targets or state.targets
+    durations = {"first_response": targets.first_response,
+                 "next_response": targets.next_response, "resolution": targets.resolution}
+    return TicketClocks(targets, tuple(
+        clocks.rebase(clock, at, old, new, target_duration=durations[clock.target],
+                      warning_share=targets.warning_share)
+        for clock in state.clocks))
+
+
+def _next_response(state: TicketClocks, at: datetime,
+                   calendar: calendars.Calendar | None) -> TicketClocks:
+    first = state.current("first_response")
+    latest = state.current("next_response")
+    target = state.targets.next_response
+    if target is None or first is None or not first.stopped \
+            or (latest is not None and not latest.stopped):
+        return state
+    number = 1 if latest is None else latest.instance + 1
+    started = clocks.start("next_response", number, target, at, calendar,
+                           warning_share=state.targets.warning_share)
+    return replace(state, clocks=(*state.clocks, started))
+
+
+def _each(state: TicketClocks, change: Any) -> TicketClocks:
+    return replace(state, clocks=tuple(change(clock) for clock in state.clocks))
+
+
+def to_json(state: TicketClocks) -> dict[str, Any]:
+    targets = state.targets
+    return {"targets": {
+        "first_response": targets.first_response.total_seconds(),
+        "next_response": None if targets.next_response is None
+        else targets.next_response.total_seconds(),
+        "resolution": None if targets.resolution is None
+        else targets.resolution.total_seconds(),
+        "warning_share": targets.warning_share},
+        "clocks": [clocks.to_json(clock) for clock in state.clocks]}
+
+
+def from_json(data: dict[str, Any]) -> TicketClocks:
+    raw = data["targets"]
+
+    def seconds(name: str) -> timedelta | None:
+        return None if raw.get(name) is None else timedelta(seconds=raw[name])
+
+    first = seconds("first_response")
+    assert first is not None
+    return TicketClocks(
+        Targets(first, seconds("next_response"), seconds("resolution"),
+                raw.get("warning_share")),
+        tuple(clocks.from_json(item) for item in data.get("clocks", [])))

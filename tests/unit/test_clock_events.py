@@ -1,0 +1,83 @@
+"""What the router's clocks add to the metrics timeline (services/metrics/clock_events.py):
+each notice counted once, time paused measured from waiting to the customer's reply."""
+
+from __future__ import annotations
+
+from services.core.events import TicketEvent, TicketEventType
+from services.metrics import clock_events, timeline
+from services.metrics.timeline import (
+    ClockEscalated,
+    ClockWarning,
+    Paused,
+    ServiceTarget,
+    Timeline,
+)
+from tests.unit.test_timeline import RECEIVED, ROUTED, T0, event
+
+
+def replay(*events: TicketEvent) -> tuple[Timeline, list[timeline.Observation]]:
+    current, seen = Timeline(ticket_id="t-1"), []
+    for item in events:
+        current, observations = timeline.apply(current, item)
+        current, more = clock_events.apply(current, item)
+        seen.extend([*observations, *more])
+    return current, seen
+
+
+WARNING = event(TicketEventType.TARGET_WARNING, 60, department="public_sector",
+                segment="government", target="first_response")
+BREACH = event(TicketEventType.ESCALATED, 90, department="supervisors",
+               from_department="public_sector", segment="government",
+               target="first_response", level=1, reason="escalation")
+WAITING = event(TicketEventType.WAITING_ON_CUSTOMER, 200, department="public_sector")
+REPLIED = event(TicketEventType.CUSTOMER_REPLIED, 500)
+NEXT_MET = event(TicketEventType.DEADLINES_CHANGED, 600, department="public_sector",
+                 segment="government", outcomes={"next_response#1": "met"})
+
+
+class TestNotices:
+    def test_warning_and_breach_are_counted_for_the_department_that_held_it(self) -> None:
+        _, seen = replay(RECEIVED, ROUTED, WARNING, BREACH)
+        assert ClockWarning("public_sector", "government", "first_response") in seen
+        assert ClockEscalated("public_sector", "government", "first_response", 1) in seen
+        assert ServiceTarget("public_sector", "government", "first_response",
+                             "missed") in seen
+
+    def test_outcomes_the_router_decided_are_counted(self) -> None:
+        _, seen = replay(RECEIVED, ROUTED, NEXT_MET)
+        assert ServiceTarget("public_sector", "government", "next_response", "met") in seen
+
+    def test_a_replayed_notice_is_counted_once(self) -> None:
+        _, once = replay(RECEIVED, ROUTED, WARNING, BREACH, NEXT_MET)
+        _, twice = replay(RECEIVED, ROUTED, WARNING, BREACH, WARNING, NEXT_MET, BREACH,
+                          NEXT_MET)
+        assert [o for o in twice if not isinstance(o, timeline.Routed | timeline.HandedOver)] \
+            == [o for o in once if not isinstance(o, timeline.Routed | timeline.HandedOver)]
+
+
+class TestPaused:
+    def test_time_paused_runs_from_waiting_to_the_reply(self) -> None:
+        current, seen = replay(RECEIVED, ROUTED, WAITING, REPLIED)
+        assert Paused("public_sector", "government", 300.0) in seen
+        assert current.paused_at is None
+
+    def test_a_resolution_while_waiting_ends_the_pause(self) -> None:
+        _, seen = replay(RECEIVED, ROUTED, WAITING, event(TicketEventType.RESOLVED, 260))
+        assert Paused("public_sector", "government", 60.0) in seen
+
+    def test_a_replayed_pause_is_measured_once(self) -> None:
+        _, seen = replay(RECEIVED, ROUTED, WAITING, REPLIED, WAITING, REPLIED)
+        assert [o for o in seen if isinstance(o, Paused)] == [
+            Paused("public_sector", "government", 300.0)]
+
+
+class TestFirstResponseDeadline:
+    def test_follows_the_clock_paused_and_resumed(self) -> None:
+        paused = event(TicketEventType.DEADLINES_CHANGED, 200, deadlines={
+            "first_response": None})
+        current, _ = replay(RECEIVED, ROUTED, paused)
+        assert current.first_response_deadline is None
+        resumed = event(TicketEventType.DEADLINES_CHANGED, 500, deadlines={
+            "first_response": T0.replace(hour=12)})
+        current, _ = replay(RECEIVED, ROUTED, paused, resumed)
+        assert current.first_response_deadline == T0.replace(hour=12)

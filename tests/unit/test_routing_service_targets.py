@@ -1,0 +1,85 @@
+"""The routing table's service-level targets, warning share and second escalation."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from services.core import config_files
+from services.router import routing
+from tests.unit.test_routing import parse
+
+TABLE = """\
+fallback_department: general
+warning_share: 0.75
+defaults: {first_response_target: 4h, next_response_target: 8h, resolution_target: 2d}
+routes:
+  - segment: business
+    department: b2b
+    resolution_target: 1d
+    tiers:
+      most_valuable: {first_response_target: 1h, next_response_target: 2h}
+departments:
+  general: {}
+  supervisors: {}
+  b2b:
+    escalation_to: general
+    second_escalation: {after: 2h, to: supervisors}
+"""
+NOW = datetime(2025, 3, 10, 9, tzinfo=UTC)
+
+
+class TestTargets:
+    def test_each_target_per_route_and_tier(self) -> None:
+        decision = routing.decide("business", "most_valuable", {}, parse(TABLE), now=NOW)
+        assert decision.level is not None
+        assert (decision.level.first_response_target, decision.level.next_response_target,
+                decision.level.resolution_target) == (
+            timedelta(hours=1), timedelta(hours=2), timedelta(days=1))
+        assert any("resolution within 1d" in step for step in decision.trace)
+
+    def test_defaults_fill_what_a_route_leaves_out(self) -> None:
+        decision = routing.decide("retail", "existing", {}, parse(TABLE), now=NOW)
+        assert decision.level is not None
+        assert decision.level.next_response_target == timedelta(hours=8)
+        assert decision.level.resolution_target == timedelta(days=2)
+
+    def test_without_them_there_is_no_next_response_or_resolution_clock(self) -> None:
+        table = parse("fallback_department: general\nroutes:\n"
+                      "  - {segment: a, department: general}\n")
+        decision = routing.decide("a", "existing", {}, table, now=NOW)
+        assert decision.level is not None and decision.level.resolution_target is None
+        assert table.warning_share is None
+
+    def test_a_bad_target_names_file_line_and_field(self) -> None:
+        with pytest.raises(config_files.ConfigError) as error:
+            parse("fallback_department: general\nroutes:\n"
+                  "  - {segment: a, department: general, resolution_target: soon}\n")
+        assert (error.value.line, error.value.entry) == (3, "a")
+        assert "resolution_target" in error.value.problem
+
+
+class TestWarningsAndSecondLevel:
+    def test_the_share_and_the_second_escalation_are_read(self) -> None:
+        table = parse(TABLE)
+        assert table.warning_share == 0.75
+        second = table.policy("b2b").second_escalation
+        assert second == routing.SecondEscalation(timedelta(hours=2), "supervisors")
+        assert "supervisors" in table.departments
+
+    @pytest.mark.parametrize("share", ["1", "0", "1.5", "'75%'", "true"])
+    def test_a_share_outside_zero_to_one_is_refused(self, share: str) -> None:
+        with pytest.raises(config_files.ConfigError) as error:
+            parse(TABLE.replace("warning_share: 0.75", f"warning_share: {share}"))
+        assert error.value.entry == "warning_share"
+
+    def test_a_second_escalation_without_after_is_refused(self) -> None:
+        with pytest.raises(config_files.ConfigError) as error:
+            parse(TABLE.replace("{after: 2h, to: supervisors}", "{to: supervisors}"))
+        assert error.value.entry == "b2b" and "second_escalation" in error.value.problem
+
+    def test_a_second_escalation_to_an_undefined_department_is_refused(self) -> None:
+        with pytest.raises(config_files.ConfigError) as error:
+            parse(TABLE.replace("to: supervisors}", "to: bosses}"))
+        assert "'bosses' is not defined" in error.value.problem

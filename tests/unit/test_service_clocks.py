@@ -1,0 +1,191 @@
+"""Service-level clocks (services/router/clocks.py, service_clocks.py) and business time
+between two instants (calendars.business_time): pauses, next responses, warnings,
+escalation levels, and rebasing on transfer and priority change, across DST and
+holidays."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from services.core.events import TicketEventType
+from services.router import calendars, clocks, service_clocks
+from tests.unit.test_calendars import OFFICE, parse
+
+AMSTERDAM = ZoneInfo("Europe/Amsterdam")
+LONDON = parse("  time_zone: Europe/London\n  hours: {mon-fri: '09:00-17:00'}\n")
+TARGETS = service_clocks.Targets(timedelta(hours=4), timedelta(hours=2), timedelta(hours=16),
+                                 warning_share=0.75)
+
+
+def local(*args: int) -> datetime:
+    return datetime(*args, tzinfo=AMSTERDAM)  # type: ignore[misc]
+
+
+class TestBusinessTime:
+    def test_counts_only_opening_hours(self) -> None:
+        # Friday 16:00 to Monday 10:00: two hours on Friday, two on Monday.
+        assert calendars.business_time(local(2025, 3, 7, 16), local(2025, 3, 10, 10),
+                                       OFFICE) == timedelta(hours=4)
+
+    def test_a_holiday_counts_nothing(self) -> None:
+        assert calendars.business_time(local(2025, 12, 24, 17), local(2025, 12, 29, 9),
+                                       OFFICE) == timedelta(hours=2)
+
+    def test_is_the_inverse_of_deadline_across_dst(self) -> None:
+        calendar = parse("  time_zone: Europe/Amsterdam\n  hours: {mon-sun: '00:00-24:00'}\n")
+        start = local(2025, 3, 29, 12)  # the night to Sunday 30 March is an hour shorter
+        due = calendars.deadline(start, timedelta(hours=24), calendar)
+        assert due.astimezone(AMSTERDAM) == local(2025, 3, 30, 13)
+        assert calendars.business_time(start, due, calendar) == timedelta(hours=24)
+
+    def test_without_a_calendar_it_is_elapsed_time(self) -> None:
+        start = datetime(2025, 1, 1, tzinfo=UTC)
+        assert calendars.business_time(start, start + timedelta(hours=30), None) \
+            == timedelta(hours=30)
+
+
+class TestRouted:
+    def test_first_response_and_resolution_clocks_start(self) -> None:
+        state = service_clocks.routed(TARGETS, local(2025, 3, 10, 9), OFFICE)
+        assert state.deadlines() == {"first_response": local(2025, 3, 10, 13),
+                                     "resolution": local(2025, 3, 11, 15)}
+        assert state.current("first_response").warning_at == local(2025, 3, 10, 12)  # type: ignore[union-attr]
+        assert state.next_check() == local(2025, 3, 10, 12)
+
+    def test_no_resolution_target_no_resolution_clock(self) -> None:
+        state = service_clocks.routed(service_clocks.Targets(timedelta(hours=1)),
+                                      local(2025, 3, 10, 9), None)
+        assert list(state.deadlines()) == ["first_response"]
+        assert state.current("first_response").warning_at is None  # type: ignore[union-attr]
+
+
+class TestPauses:
+    def test_waiting_on_the_customer_pauses_every_running_clock(self) -> None:
+        state = service_clocks.routed(TARGETS, local(2025, 3, 10, 9), OFFICE)
+        state = service_clocks.reported(state, TicketEventType.RESPONDED,
+                                        local(2025, 3, 10, 10), OFFICE)
+        state = service_clocks.reported(state, TicketEventType.WAITING_ON_CUSTOMER,
+                                        local(2025, 3, 10, 11), OFFICE)
+        assert state.paused
+        assert state.deadlines() == {"first_response": None, "resolution": None}
+        assert state.next_check() is None  # nothing is due while paused
+        resolution = state.current("resolution")
+        assert resolution is not None and resolution.spent_seconds == 2 * 3600
+
+    def test_the_reply_resumes_them_keeping_what_they_spent(self) -> None:
+        state = service_clocks.routed(TARGETS, local(2025, 3, 10, 9), OFFICE)
+        for report, at in ((TicketEventType.RESPONDED, local(2025, 3, 10, 10)),
+                           (TicketEventType.WAITING_ON_CUSTOMER, local(2025, 3, 10, 11)),
+                           (TicketEventType.CUSTOMER_REPLIED, local(2025, 3, 11, 9))):
+            state = service_clocks.reported(state, report, at, OFFICE)
+        assert not state.paused
+        # 2h of 16h spent: 14h of office hours from Tuesday 09:00 is Wednesday 13:00.
+        assert state.deadlines()["resolution"] == local(2025, 3, 12, 13)
+        resolution = state.current("resolution")
+        assert resolution is not None and resolution.paused_seconds == 22 * 3600
+
+    def test_the_reply_starts_a_next_response_clock_once_answered(self) -> None:
+        state = service_clocks.routed(TARGETS, local(2025, 3, 10, 9), OFFICE)
+        state = service_clocks.reported(state, TicketEventType.RESPONDED,
+                                        local(2025, 3, 10, 10), OFFICE)
+        state = service_clocks.reported(state, TicketEventType.CUSTOMER_REPLIED,
+                                        local(2025, 3, 10, 17), OFFICE)
+        # 2h from Monday 17:00: one hour on Monday, one on Tuesday.
+        assert state.deadlines()["next_response"] == local(2025, 3, 11, 9)
+        state = service_clocks.reported(state, TicketEventType.RESPONDED,
+                                        local(2025, 3, 11, 8, 30), OFFICE)
+        answered = state.current("next_response")
+        assert answered is not None and answered.outcome == "met"
+        state = service_clocks.reported(state, TicketEventType.CUSTOMER_REPLIED,
+                                        local(2025, 3, 11, 10), OFFICE)
+        assert state.current("next_response").instance == 2  # type: ignore[union-attr]
+
+    def test_a_reply_before_the_first_response_starts_no_next_response(self) -> None:
+        state = service_clocks.routed(TARGETS, local(2025, 3, 10, 9), OFFICE)
+        state = service_clocks.reported(state, TicketEventType.CUSTOMER_REPLIED,
+                                        local(2025, 3, 10, 10), OFFICE)
+        assert "next_response" not in state.deadlines()
+
+    def test_resolved_stops_every_clock(self) -> None:
+        state = service_clocks.routed(TARGETS, local(2025, 3, 10, 9), OFFICE)
+        state = service_clocks.reported(state, TicketEventType.RESOLVED,
+                                        local(2025, 3, 10, 14), OFFICE)
+        outcomes = {clock.target: clock.outcome for clock in state.clocks}
+        assert outcomes == {"first_response": "missed", "resolution": "met"}
+        assert state.next_check() is None
+
+
+class TestWarningsAndLevels:
+    def test_warning_then_breach_then_second_level(self) -> None:
+        clock = clocks.start("first_response", 1, timedelta(hours=4), local(2025, 3, 10, 9),
+                             OFFICE, warning_share=0.75)
+        assert clocks.due(clock, local(2025, 3, 10, 11, 59)) is None
+        assert clocks.due(clock, local(2025, 3, 10, 12)) == "warning"
+        clock = clocks.warned(clock)
+        assert clocks.due(clock, local(2025, 3, 10, 12, 30)) is None
+        assert clocks.due(clock, local(2025, 3, 10, 13)) == "breach"
+        clock = clocks.breached(clock, local(2025, 3, 10, 13), OFFICE, timedelta(hours=6),
+                                "supervisors")
+        # 6h of office hours from Monday 13:00: Tuesday 09:00.
+        assert clock.second_level_at == local(2025, 3, 11, 9)
+        assert clocks.due(clock, local(2025, 3, 11, 8)) is None
+        assert clocks.due(clock, local(2025, 3, 11, 9)) == "second_level"
+        clock = clocks.second_level(clock)
+        assert clocks.due(clock, local(2025, 3, 20)) is None
+        assert clocks.stop(clock, local(2025, 3, 20), OFFICE).outcome == "missed"
+
+    def test_a_warning_sent_before_a_pause_is_not_sent_again(self) -> None:
+        clock = clocks.start("resolution", 1, timedelta(hours=4), local(2025, 3, 10, 9),
+                             OFFICE, warning_share=0.5)
+        clock = clocks.warned(clock)
+        clock = clocks.pause(clock, local(2025, 3, 10, 11, 30), OFFICE)
+        clock = clocks.resume(clock, local(2025, 3, 10, 14), OFFICE, warning_share=0.5)
+        assert clock.warning_at is None
+        assert clock.deadline == local(2025, 3, 10, 15, 30)
+
+
+class TestRebase:
+    def test_a_transfer_keeps_the_time_spent_and_counts_the_rest_in_new_hours(self) -> None:
+        state = service_clocks.routed(TARGETS, local(2025, 3, 10, 9), OFFICE)
+        # An hour spent in Amsterdam; three left, in London's 09:00-17:00 (UTC in March).
+        moved = service_clocks.handed_over(state, local(2025, 3, 10, 10), OFFICE, LONDON)
+        assert moved.deadlines()["first_response"] == datetime(2025, 3, 10, 12, tzinfo=UTC)
+
+    def test_a_transfer_over_a_holiday_waits_for_the_next_open_day(self) -> None:
+        state = service_clocks.routed(TARGETS, local(2025, 12, 24, 16), LONDON)
+        moved = service_clocks.handed_over(state, local(2025, 12, 24, 17), LONDON, OFFICE)
+        # 1h spent in London, 3h left: one before Amsterdam closes on the 24th, then
+        # Christmas and Boxing Day (holidays) and the weekend, two on Monday the 29th.
+        assert moved.deadlines()["first_response"] == local(2025, 12, 29, 10)
+
+    def test_a_paused_clock_stays_paused_on_transfer(self) -> None:
+        state = service_clocks.routed(TARGETS, local(2025, 3, 10, 9), OFFICE)
+        state = service_clocks.reported(state, TicketEventType.WAITING_ON_CUSTOMER,
+                                        local(2025, 3, 10, 10), OFFICE)
+        moved = service_clocks.handed_over(state, local(2025, 3, 10, 11), OFFICE, LONDON)
+        assert moved.paused and moved.deadlines()["first_response"] is None
+
+    def test_a_priority_change_takes_the_new_targets_keeping_the_time_spent(self) -> None:
+        state = service_clocks.routed(TARGETS, local(2025, 3, 10, 9), OFFICE)
+        urgent = service_clocks.Targets(timedelta(hours=2), None, timedelta(hours=8), 0.75)
+        moved = service_clocks.handed_over(state, local(2025, 3, 10, 10), OFFICE, OFFICE,
+                                           urgent)
+        assert moved.deadlines() == {"first_response": local(2025, 3, 10, 11),
+                                     "resolution": local(2025, 3, 10, 17)}
+
+    def test_across_the_switch_to_summer_time(self) -> None:
+        all_day = parse("  time_zone: Europe/Amsterdam\n  hours: {mon-sun: '00:00-24:00'}\n")
+        state = service_clocks.routed(service_clocks.Targets(timedelta(hours=24)),
+                                      local(2025, 3, 29, 12), all_day)
+        moved = service_clocks.handed_over(state, local(2025, 3, 30, 12), all_day, all_day)
+        # 23 real hours spent over the short night: one left, at 13:00 summer time.
+        assert moved.deadlines()["first_response"] == local(2025, 3, 30, 13)
+
+
+class TestStored:
+    def test_the_clocks_read_back_as_written(self) -> None:
+        state = service_clocks.routed(TARGETS, local(2025, 3, 10, 9), OFFICE)
+        state = service_clocks.reported(state, TicketEventType.WAITING_ON_CUSTOMER,
+                                        local(2025, 3, 10, 10), OFFICE)
+        assert service_clocks.from_json(service_clocks.to_json(state)) == state
