@@ -65,7 +65,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             lookup=store.customer, preload=store.preload, cached=store.cached_customer,
             outage=StoreOutage(settings.store_outage_grace_seconds),
             current_rules=lambda: app.state.rules.current)
-        stage = StageRunner(settings, name=NAME, source_topic=topics.INCOMING, group_id=NAME,
+        stage = StageRunner(settings, name=NAME, source_topic=topics.INCOMING,
+                            group_id=topics.SEGMENTER_GROUP,
                             transform=segment)
         tasks = app.state.background = background.BackgroundTasks()
         await config_changes.govern(app.state.rules, settings, sessions, tasks,
