@@ -7,11 +7,11 @@ missed when it came later or when the deadline passed with no response at all.
 
 from __future__ import annotations
 
-import math
-import re
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any, Literal
+
+from services.core import durations
 
 Outcome = Literal["met", "missed"]
 OUTCOMES: tuple[Outcome, ...] = ("met", "missed")
@@ -20,9 +20,6 @@ OUTCOMES: tuple[Outcome, ...] = ("met", "missed")
 DEFAULT_RESPONSE_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0,
                             3600.0, 7200.0, 14400.0, 28800.0, 86400.0, 172800.0)
 TARGET_KEY = "first_response_target"
-_PART = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])", re.IGNORECASE)
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-MAX_TARGET_SECONDS = 366 * 86400
 
 
 def first_response_outcome(responded_at: datetime | None, deadline: datetime | None,
@@ -41,23 +38,14 @@ def first_response_outcome(responded_at: datetime | None, deadline: datetime | N
 
 
 def parse_duration(value: object) -> float | None:
-    """'15m', '4h', '1d', '1h30m', '90s' or a number of seconds -> seconds; None if it is
-    none of these (the caller decides whether that matters)."""
-    if isinstance(value, bool):
+    """A target in seconds, read with the routing table's own grammar ('15m', '4h',
+    '1h30m'); None if it is not one (the router refuses such a table anyway)."""
+    if not isinstance(value, str):
         return None
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str):
-        text = value.strip().replace(" ", "")
-        parts = list(_PART.finditer(text))
-        if not parts or "".join(p.group(0) for p in parts) != text:
-            return None
-        seconds = sum(float(p.group(1)) * _UNIT_SECONDS[p.group(2).lower()] for p in parts)
-    else:
+    try:
+        return durations.parse_duration(value).total_seconds()
+    except ValueError:
         return None
-    if not math.isfinite(seconds) or not 0 < seconds <= MAX_TARGET_SECONDS:
-        return None
-    return seconds
 
 
 def target_values(document: Any) -> Iterator[object]:
