@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from services.core import topics
+from services.core import tiers, topics
 from services.core.config_files import ConfigError, line_of
 from services.router import calendars
 
@@ -26,7 +26,7 @@ Lane = topics.Lane
 LANES = topics.LANES
 lane_topic = topics.lane_topic
 lane_topics = topics.lane_topics
-TIERS = ("most_valuable", "most_growable", "existing", "potential")
+TIERS = tiers.NAMES
 
 
 @dataclass(frozen=True)

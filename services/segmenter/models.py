@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import JSON, Date, DateTime, ForeignKey, Numeric, String
 from sqlalchemy.orm import Mapped, mapped_column
 
+from services.core import tiers
 from services.core.db import Base
 
 
@@ -54,7 +55,7 @@ class CustomerFeaturesRow(Base):
     purchases: Mapped[int] = mapped_column(default=0)
     last_purchase_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     tickets_raised: Mapped[int] = mapped_column(default=0)
-    tier: Mapped[str] = mapped_column(String(16), default="potential", index=True)
+    tier: Mapped[str] = mapped_column(String(16), default=tiers.Tier.POTENTIAL.value, index=True)
     computed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
