@@ -237,9 +237,7 @@ def _earlier_request(request: Request, claim: IntakeKeyRow, ticket_id: str, fing
     if claim.status == "accepted":
         return TicketAccepted(ticket_id=claim.ticket_id, correlation_id=claim.ticket_id)
     settings = request.app.state.settings
-    created = claim.created_at if claim.created_at.tzinfo else \
-        claim.created_at.replace(tzinfo=UTC)
-    if now - created < timedelta(seconds=2 * settings.produce_timeout_seconds):
+    if now - claim.created_at < timedelta(seconds=2 * settings.produce_timeout_seconds):
         return JSONResponse(
             status_code=409, headers={"Retry-After": str(settings.retry_after_seconds)},
             content={"error": "in_progress",

@@ -17,11 +17,6 @@ from services.core import lifecycle, retention
 from services.router.models import IntakeKeyRow, RoutedTicketRow
 
 
-def _aware(moment: datetime | None) -> datetime | None:
-    # SQLite hands back naive datetimes; everything we store is UTC.
-    return moment.replace(tzinfo=UTC) if moment and moment.tzinfo is None else moment
-
-
 @dataclass(frozen=True)
 class Dispatch:
     """A ticket's first routing, as the router records it."""
@@ -108,7 +103,7 @@ class RoutedTickets:
                 return False
             row.status = lifecycle.status_after(row.status, status)
             if lifecycle.counts_as_first_response(event_type):
-                first = _aware(row.first_response_at)
+                first = row.first_response_at
                 row.first_response_at = at if first is None or at < first else first
             row.trace = [*row.trace, {"at": at.isoformat(), "step": status}]
             row.updated_at = datetime.now(UTC)
@@ -155,8 +150,7 @@ class RoutedTickets:
                 select(RoutedTicketRow.department, func.min(RoutedTicketRow.updated_at))
                 .where(RoutedTicketRow.status.in_(lifecycle.BACKLOG))
                 .group_by(RoutedTicketRow.department))).all()
-        return {department: since for department, oldest in rows
-                if (since := _aware(oldest)) is not None}
+        return {department: oldest for department, oldest in rows if oldest is not None}
 
 
 class IntakeKeys:

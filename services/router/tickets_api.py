@@ -97,4 +97,4 @@ async def transfer(ticket_id: TicketId, body: Transfer, routed: Routed, request:
 def _iso(moment: datetime | None) -> str | None:
     if moment is None:
         return None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).isoformat()
+    return moment.isoformat()
