@@ -9,6 +9,7 @@ the dead letters, with the field and the problem).
 from __future__ import annotations
 
 import math
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -198,3 +199,11 @@ class Routing(BaseModel):
 
 class RoutedTicket(SegmentedTicket):
     routing: Routing
+
+    def handed_to(self, department: str, *, reason: str, at: datetime,
+                  queue: str) -> RoutedTicket:
+        """The same ticket handed on (escalated or transferred) to `department`, joining
+        `queue`; its deadline stays, as the response clock keeps running from receipt."""
+        routing = self.routing.model_copy(update={
+            "department": department, "reason": reason, "routed_at": at, "queue": queue})
+        return self.model_copy(update={"routing": routing})

@@ -37,6 +37,8 @@ class RoutedTicketRow(Base):
     platform: Mapped[str | None] = mapped_column(String(128), index=True)
     # The id of the segmented event that routed it: another copy of the ticket has another.
     routed_event_id: Mapped[str | None] = mapped_column(String(64))
+    # The correlation id the ticket came with: its handovers publish under it too.
+    correlation_id: Mapped[str | None] = mapped_column(String(256))
 
 
 class IntakeKeyRow(Base):

@@ -13,7 +13,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.core import lifecycle, retention
+from services.core import lifecycle, retention, tickets
 from services.router.models import IntakeKeyRow, RoutedTicketRow
 
 
@@ -32,6 +32,7 @@ class Dispatch:
     event_id: str | None = None  # the segmented event that routed it
     customer_id: str | None = None  # whose ticket (found again on erasure)
     platform: str | None = None  # the support platform that posted it
+    correlation_id: str | None = None  # the id it came with (None: its ticket id)
 
 
 class RoutedTickets:
@@ -46,7 +47,7 @@ class RoutedTickets:
                  "first_response_deadline": d.deadline, "escalated": False,
                  "trace": list(d.steps), "payload": d.payload, "updated_at": d.at,
                  "routed_event_id": d.event_id, "customer_id": d.customer_id,
-                 "platform": d.platform}
+                 "platform": d.platform, "correlation_id": d.correlation_id}
                 for d in {d.ticket_id: d for d in dispatches}.values()]
         async with self._sessions() as session, session.begin():
             dialect = session.get_bind().dialect.name
@@ -58,7 +59,8 @@ class RoutedTickets:
                 index_elements=[RoutedTicketRow.ticket_id],
                 set_={name: statement.excluded[name] for name in (
                     "department", "segment", "priority", "first_response_deadline", "trace",
-                    "payload", "updated_at", "customer_id", "platform")}), rows)
+                    "payload", "updated_at", "customer_id", "platform",
+                    "correlation_id")}), rows)
 
     async def purge(self, before: datetime, *, chunk: int) -> int:
         """Delete ticket states and traces unchanged since `before` (retention)."""
@@ -77,7 +79,7 @@ class RoutedTickets:
             return {ticket_id: event_id for ticket_id, event_id in rows}
 
     async def record_handover(self, ticket_id: str, *, department: str,
-                              steps: Sequence[dict[str, Any]], payload: dict[str, Any],
+                              steps: Sequence[dict[str, Any]], ticket: tickets.RoutedTicket,
                               now: datetime) -> None:
         """An escalation or transfer: the ticket is with `department` now; its trace grows
         and its deadline stays (the response clock keeps running)."""
@@ -85,7 +87,8 @@ class RoutedTickets:
             row = await session.get(RoutedTicketRow, ticket_id, with_for_update=True)
             if row is not None:
                 row.trace = [*row.trace, *steps]
-                row.department, row.payload, row.updated_at = department, payload, now
+                row.department, row.updated_at = department, now
+                row.payload = ticket.model_dump(mode="json")
 
     async def get(self, ticket_id: str) -> RoutedTicketRow | None:
         async with self._sessions() as session:

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.core import auth, events, http, kafka, topics
+from services.core import auth, events, http, kafka, tickets, topics
 from services.router import dispatch
 from services.router.intake import UNAVAILABLE, PublisherDep, TicketId, unavailable
 from services.router.store import RoutedTickets
@@ -79,16 +79,18 @@ async def transfer(ticket_id: TicketId, body: Transfer, routed: Routed, request:
     now = datetime.now(UTC)
     step = {"at": now.isoformat(), "step": "transferred", "from": row.department,
             "to": body.to_department, "reason": body.reason}
-    payload, outputs = dispatch.redispatch(
-        row.payload, department=body.to_department, reason="transfer",
-        from_department=row.department, event_type=events.TicketEventType.TRANSFERRED,
-        now=now, correlation_id=ticket_id, queue_for=request.app.state.queue_for, step=step)
+    ticket, outputs = dispatch.redispatch(
+        tickets.RoutedTicket.model_validate(row.payload), department=body.to_department,
+        reason="transfer", from_department=row.department,
+        event_type=events.TicketEventType.TRANSFERRED, now=now,
+        correlation_id=row.correlation_id or ticket_id,  # None: routed before 0013
+        queue_for=request.app.state.queue_for)
     try:
         await publisher.publish(outputs)
     except kafka.PublishFailed:
         return unavailable(request, "transfer")
     await routed.record_handover(ticket_id, department=body.to_department, steps=[step],
-                                 payload=payload, now=now)
+                                 ticket=ticket, now=now)
     return JSONResponse(status_code=202, content={"ticket_id": ticket_id,
                                                   "department": body.to_department,
                                                   "status": "transferred"})

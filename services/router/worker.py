@@ -147,7 +147,7 @@ class RouteTicket:
             segment=ticket.segmentation.segment, priority=decision.priority,
             deadline=decision.first_response_deadline, steps=trace_steps(ticket, record),
             payload=data, at=now, event_id=event.id, customer_id=ticket.customer_id,
-            platform=ticket.platform))
+            platform=ticket.platform, correlation_id=event.correlation_id))
         return [
             kafka.Output(decision.queue_topic, ticket.customer_id, envelope.Event(
                 type=events.TicketEventType.ROUTED, source=SOURCE, ticket_id=ticket.ticket_id,

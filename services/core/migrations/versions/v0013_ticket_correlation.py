@@ -1,0 +1,32 @@
+"""Routed tickets keep the correlation id they came with, so an escalation or transfer
+publishes under it (the id travels end to end).
+
+Revision ID: 0013
+Revises: 0008
+Create Date: 2026-11-30
+
+Tickets routed before this revision have none: their handovers use the ticket id, as
+before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0013"
+down_revision: str | Sequence[str] | None = "0008"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.add_column("routed_tickets", sa.Column("correlation_id", sa.String(length=256),
+                                              nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("routed_tickets") as table:  # SQLite rebuilds the table
+        table.drop_column("correlation_id")
