@@ -37,14 +37,11 @@ DEPARTMENT_GROUP_PREFIX = "department."
 # Headers a stage adds to a record it dead-letters (all start with the prefix, so a
 # replay can strip them), and the one a replay adds.
 DEAD_LETTER_HEADER_PREFIX = "dlq_"
-DLQ_SOURCE_TOPIC = "dlq_source_topic"
-DLQ_SOURCE_PARTITION = "dlq_source_partition"
-DLQ_SOURCE_OFFSET = "dlq_source_offset"
-DLQ_ERROR = "dlq_error"
-DLQ_ERROR_CLASS = "dlq_error_class"
-DLQ_STAGE = "dlq_stage"
-DLQ_VALUE_DROPPED = "dlq_value_dropped"
-DLQ_REPLAYED_FROM = "dlq_replayed_from"
+DLQ_SOURCE_TOPIC, DLQ_SOURCE_PARTITION, DLQ_SOURCE_OFFSET = (
+    "dlq_source_topic", "dlq_source_partition", "dlq_source_offset")  # where it was read
+DLQ_ERROR, DLQ_ERROR_CLASS, DLQ_STAGE = "dlq_error", "dlq_error_class", "dlq_stage"  # why
+DLQ_VALUE_DROPPED = "dlq_value_dropped"  # too large to keep whole: read it at its source
+DLQ_REPLAYED_FROM = "dlq_replayed_from"  # a replay's: the dead letter it came from
 
 
 def department_queue(department: str) -> str:

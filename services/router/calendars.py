@@ -28,10 +28,6 @@ WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _DAY = 24 * 60
 _CLOCK = re.compile(r"^(\d{2}):(\d{2})$")
 _SEARCH_LIMIT_DAYS = 3700  # a calendar that stays closed for ten years never opens
-# Durations have one grammar, in services/core/durations.py.
-LONGEST_DURATION = durations.LONGEST
-parse_duration = durations.parse_duration
-format_duration = durations.format_duration
 
 
 @dataclass(frozen=True)
@@ -111,7 +107,7 @@ def config_duration(value: Any, *, source: str, line: int | None, entry: str,
     if not isinstance(value, str):
         raise ConfigError(source, line, entry, f"{field} must be a duration like '4h'")
     try:
-        return parse_duration(value)
+        return durations.parse_duration(value)
     except ValueError as exc:
         raise ConfigError(source, line, entry, f"{field}: {exc}") from exc
 

@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from cel_expr_python import cel
 
-from services.core import conditions, tickets
+from services.core import conditions, durations, tickets
 from services.router import calendars, overflow, priority
 
 Lane = priority.Lane
@@ -126,7 +126,8 @@ class RoutingDecision:
     first_response_deadline: datetime  # UTC
     table_version: str
     overflowed_from: str | None = None
-    trace: tuple[str, ...] = ()
+    # Why, step by step, in words (the ticket's trace is its history of steps).
+    explanation: tuple[str, ...] = ()
 
     @property
     def lane(self) -> Lane:
@@ -178,7 +179,7 @@ def decide(segment: str, tier: str, ticket_view: Mapping[str, Any], table: Routi
     clock = f"business hours of {department}" if calendar else "24/7"
     trace.append(f"tier {tier}: priority {level.priority} ({priority.lane_for(level.priority)}"
                  f" lane), first response within"
-                 f" {calendars.format_duration(level.first_response_target)} ({clock}),"
+                 f" {durations.format_duration(level.first_response_target)} ({clock}),"
                  f" due {_local(due, calendar)}")
     return RoutingDecision(department, reason, entry, level.priority,
                            level.first_response_target, due, table.version,
@@ -230,7 +231,7 @@ def _overflow(table: RoutingTable, department: str, now: datetime,
         if measured is not None and measured.predicted_first_response is not None \
                 and policy.max_predicted_first_response is not None:
             trace.append(f"{current}: predicted first response"
-                         f" {calendars.format_duration(measured.predicted_first_response)}"
+                         f" {durations.format_duration(measured.predicted_first_response)}"
                          f" ({measured.prediction_basis or 'no basis given'})")
         transition = overflow.next_state(states.get(current, overflow.NORMAL),
                                          load.get(current), policy, now=now)

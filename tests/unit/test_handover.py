@@ -22,7 +22,7 @@ def routed() -> tickets.RoutedTicket:
     return segmented.with_routing(tickets.Routing(
         department="public_sector", reason="route", table_version="t1", routed_at=RECEIVED,
         queue="dept.public_sector.high", priority=2, first_response_deadline=DEADLINE,
-        trace=["segment government: route to public_sector"]))
+        explanation=["segment government: route to public_sector"]))
 
 
 class TestHandedTo:
@@ -55,3 +55,12 @@ class TestRedispatch:
         assert queue.event.data == handed.model_dump(mode="json")
         assert handed.routing.queue == queue.topic
         assert lifecycle.event.data["from_department"] == "public_sector"
+
+
+class TestExplanation:
+    def test_a_record_routed_before_the_rename_reads_its_trace_as_the_explanation(
+            self) -> None:
+        written = routed().model_dump(mode="json")
+        written["routing"]["trace"] = written["routing"].pop("explanation")
+        assert tickets.RoutedTicket.model_validate(written).routing.explanation == [
+            "segment government: route to public_sector"]

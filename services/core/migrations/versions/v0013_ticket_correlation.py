@@ -11,22 +11,18 @@ before.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0013"
-down_revision: str | Sequence[str] | None = "0008"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+down_revision: str | None = "0008"
+COLUMN = sa.Column("correlation_id", sa.String(length=256), nullable=True)
 
 
 def upgrade() -> None:
-    op.add_column("routed_tickets", sa.Column("correlation_id", sa.String(length=256),
-                                              nullable=True))
+    op.add_column("routed_tickets", COLUMN)
 
 
 def downgrade() -> None:
     with op.batch_alter_table("routed_tickets") as table:  # SQLite rebuilds the table
-        table.drop_column("correlation_id")
+        table.drop_column(COLUMN.name)
