@@ -137,8 +137,7 @@ def retention_days(topic: str) -> int | None:
     """The retention our services give `topic` when they create it; None: the broker's."""
     if topic in TOPIC_RETENTION_DAYS:
         return TOPIC_RETENTION_DAYS[topic]
-    lane = topic.startswith(topics.DEPARTMENT_QUEUE_PREFIX)
-    return DEPARTMENT_LANE_RETENTION_DAYS if lane else None
+    return DEPARTMENT_LANE_RETENTION_DAYS if topics.department_of(topic) else None
 
 
 def _topic_configs(topic: str) -> dict[str, str]:
