@@ -17,7 +17,7 @@ from aiokafka.protocol.admin import CreateAclsRequest
 
 from services.core import kafka, topics
 from services.core.settings import Settings
-from services.router import dead_letters, load, priority
+from services.router import dead_letters, priority
 
 Resource = Literal["topic", "group", "transactional_id", "cluster"]
 Operation = Literal["read", "write", "create", "describe", "idempotent_write"]
@@ -51,17 +51,19 @@ def router() -> list[Allow]:
         Allow("topic", topics.CONFIG_CHANGES, "write"),
         *_all("topic", "read", topics.SEGMENTED, topics.EVENTS, topics.DEAD_LETTERS,
               dead_letters.REPLAYED),
-        *_all("group", "read", "router", "router-tracker"),
+        *_all("group", "read", topics.ROUTER_GROUP, topics.ROUTER_TRACKER_GROUP),
         # The intake, routing, dead letters; replays go back to the source topics.
         *_all("topic", "write", topics.INCOMING, topics.SEGMENTED, topics.EVENTS,
               topics.DEAD_LETTERS, dead_letters.REPLAYED),
-        Allow("topic", "dept.", "write", prefixed=True),  # every department's lanes
+        # every department's lanes
+        Allow("topic", topics.DEPARTMENT_QUEUE_PREFIX, "write", prefixed=True),
         # The stage's ids start with its group; the intake's with `intake-`.
         Allow("transactional_id", "router-", "write", prefixed=True),
         Allow("transactional_id", "intake-", "write", prefixed=True),
         Allow("transactional_id", dead_letters.TRANSACTIONAL_ID, "write"),
         Allow("topic", topics.CUSTOMER_EVENTS, "describe"),  # ensure_topics sees it
-        Allow("group", "department.", "describe", prefixed=True),  # queue lag: overflow
+        # queue lag: overflow
+        Allow("group", topics.DEPARTMENT_GROUP_PREFIX, "describe", prefixed=True),
     ]
 
 
@@ -69,7 +71,7 @@ def segmenter() -> list[Allow]:
     return [
         *_all("topic", "read", topics.INCOMING, topics.CUSTOMER_EVENTS, topics.CONFIG_CHANGES),
         Allow("topic", topics.CONFIG_CHANGES, "write"),
-        Allow("group", "segmenter", "read"),
+        Allow("group", topics.SEGMENTER_GROUP, "read"),
         *_all("topic", "write", topics.SEGMENTED, topics.EVENTS, topics.DEAD_LETTERS,
               topics.CUSTOMER_EVENTS),
         Allow("transactional_id", "segmenter-", "write", prefixed=True),
@@ -79,14 +81,15 @@ def segmenter() -> list[Allow]:
 def metrics() -> list[Allow]:
     return [
         *_all("topic", "read", topics.EVENTS, topics.DEAD_LETTERS),
-        Allow("group", "metrics", "read"),
+        Allow("group", topics.METRICS_GROUP, "read"),
         Allow("topic", topics.DEAD_LETTERS, "write"),  # records it cannot process
         # Consumer lag of every stage and department queue.
         *_all("topic", "describe", topics.INCOMING, topics.SEGMENTED, topics.CUSTOMER_EVENTS,
               topics.CONFIG_CHANGES),
-        Allow("topic", "dept.", "describe", prefixed=True),
-        *_all("group", "describe", "segmenter", "router", "router-tracker"),
-        Allow("group", "department.", "describe", prefixed=True),
+        Allow("topic", topics.DEPARTMENT_QUEUE_PREFIX, "describe", prefixed=True),
+        *_all("group", "describe", topics.SEGMENTER_GROUP, topics.ROUTER_GROUP,
+              topics.ROUTER_TRACKER_GROUP),
+        Allow("group", topics.DEPARTMENT_GROUP_PREFIX, "describe", prefixed=True),
     ]
 
 
@@ -97,7 +100,7 @@ def department(name: str) -> list[Allow]:
     one forge reports for another department's tickets."""
     return [
         *_all("topic", "read", *priority.lane_topics(name)),
-        Allow("group", load.department_group(name), "read"),
+        Allow("group", topics.department_group(name), "read"),
     ]
 
 

@@ -72,10 +72,9 @@ def credential_author(credential_id: str, role: str) -> str:
 
 
 def _shown(row: ConfigVersionRow) -> ConfigVersion:
-    created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
     return ConfigVersion(version_id=row.version_id, kind=row.kind, version=row.version,
                          text=row.text, sha256=row.sha256, author=row.author,
-                         comment=row.comment, created_at=created, in_force=row.in_force)
+                         comment=row.comment, created_at=row.created_at, in_force=row.in_force)
 
 
 class ConfigVersions:

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 
 from cachetools import LRUCache, TTLCache
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import DateTime, String, select, update
+from sqlalchemy import String, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -34,8 +34,8 @@ class CredentialRow(Base):
     label: Mapped[str] = mapped_column(String(200))
     secret_hash: Mapped[str] = mapped_column(String(64))
     rate_limit: Mapped[str | None] = mapped_column(String(32))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(db.UtcDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(db.UtcDateTime())
 
 
 class Credential(BaseModel):
@@ -55,13 +55,8 @@ class Credential(BaseModel):
 def _shown(row: CredentialRow) -> Credential:
     return Credential(credential_id=row.credential_id, role=access.Role(row.role),
                       subject=row.subject, label=row.label, rate_limit=row.rate_limit,
-                      created_at=_aware(row.created_at),
-                      revoked_at=None if row.revoked_at is None else _aware(row.revoked_at))
+                      created_at=row.created_at, revoked_at=row.revoked_at)
 
-
-def _aware(moment: datetime) -> datetime:
-    # SQLite hands back naive datetimes; everything we store is UTC.
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)

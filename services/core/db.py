@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import DateTime, Dialect, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import (
     DataError,
@@ -19,6 +20,7 @@ from sqlalchemy.exc import (
 )
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.types import TypeDecorator
 
 # What the store may raise when it is down, starting or unreachable; `is_outage` tells.
 STORE_ERRORS: tuple[type[Exception], ...] = (DBAPIError, DisconnectionError, OSError,
@@ -48,6 +50,26 @@ def is_outage(error: BaseException) -> bool:
 
 class Base(DeclarativeBase):
     """Declarative base of every table in the project."""
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A moment, stored in UTC and always read back aware (SQLite keeps no offset: it
+    would hand back naive datetimes, and would store another zone's wall time as is).
+    Every DateTime column is one of these. A naive value is taken to be UTC."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else as_utc(value)
+
+    def process_result_value(self, value: datetime | None,
+                             dialect: Dialect) -> datetime | None:
+        return None if value is None else as_utc(value)
+
+
+def as_utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def engine(database_url: str) -> AsyncEngine:

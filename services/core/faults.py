@@ -91,12 +91,12 @@ def dead_letter_headers(record: ConsumerRecord, reason: str, error_class: str,
 def _about(record: ConsumerRecord, reason: str, error_class: str,
            stage: str) -> envelope.Headers:
     return [
-        ("dlq_source_topic", record.topic.encode()),
-        ("dlq_source_partition", str(record.partition).encode()),
-        ("dlq_source_offset", str(record.offset).encode()),
-        ("dlq_error", reason.encode()[:1000]),
-        ("dlq_error_class", error_class.encode()),
-        *([("dlq_stage", stage.encode())] if stage else []),
+        (topics.DLQ_SOURCE_TOPIC, record.topic.encode()),
+        (topics.DLQ_SOURCE_PARTITION, str(record.partition).encode()),
+        (topics.DLQ_SOURCE_OFFSET, str(record.offset).encode()),
+        (topics.DLQ_ERROR, reason.encode()[:1000]),
+        (topics.DLQ_ERROR_CLASS, error_class.encode()),
+        *([(topics.DLQ_STAGE, stage.encode())] if stage else []),
     ]
 
 
@@ -112,5 +112,5 @@ def dead_letter(record: ConsumerRecord, error: BaseException, *,
     if letter.size > envelope.MAX_RECORD_BYTES:  # it came in at the broker's limit
         letter = envelope.Record(topics.DEAD_LETTERS, key, b"", [
             *_about(record, reason_given, error_class_name, stage),
-            ("dlq_value_dropped", b"too large to dead-letter whole; read it at its source")])
+            (topics.DLQ_VALUE_DROPPED, b"too large to dead-letter whole; read it at its source")])
     return letter

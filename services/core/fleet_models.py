@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, DateTime, Integer, String, Text
+from sqlalchemy import Boolean, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from services.core import db
 from services.core.db import Base
 
 
@@ -18,8 +19,8 @@ class LeaseRow(Base):
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     holder: Mapped[str] = mapped_column(String(128))
-    acquired_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    acquired_at: Mapped[datetime] = mapped_column(db.UtcDateTime())
+    expires_at: Mapped[datetime] = mapped_column(db.UtcDateTime())
 
 
 class ConfigVersionRow(Base):
@@ -35,5 +36,5 @@ class ConfigVersionRow(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     author: Mapped[str] = mapped_column(String(200))  # the credential (id and label)
     comment: Mapped[str] = mapped_column(String(500), default="")
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(db.UtcDateTime())
     in_force: Mapped[bool] = mapped_column(Boolean, default=False)

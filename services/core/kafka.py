@@ -125,7 +125,7 @@ def retention_days(topic: str) -> int | None:
     """The retention our services give `topic` when they create it; None: the broker's."""
     if topic in topics.RETENTION_DAYS:
         return topics.RETENTION_DAYS[topic]
-    return topics.DEPARTMENT_LANE_RETENTION_DAYS if topic.startswith("dept.") else None
+    return topics.DEPARTMENT_LANE_RETENTION_DAYS if topics.department_of(topic) else None
 
 
 def _topic_configs(topic: str) -> dict[str, str]:

@@ -9,11 +9,13 @@ the dead letters, with the field and the problem).
 from __future__ import annotations
 
 import math
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
+    AliasChoices,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -31,7 +33,7 @@ MAX_ATTRIBUTE_TEXT = 1_000
 # Every record the pipeline writes must fit the producers' request size (aiokafka's
 # default max_request_size, 1 MiB, less the record's own overhead). A ticket is accepted
 # only if it fits with this much room to spare for what the stages add to it
-# (segmentation, routing, trace) on its way to the department queue.
+# (segmentation, routing and its explanation) on its way to the department queue.
 MAX_RECORD_BYTES = 1_000_000
 STAGE_HEADROOM_BYTES = 64 * 1024
 MAX_TICKET_RECORD_BYTES = MAX_RECORD_BYTES - STAGE_HEADROOM_BYTES
@@ -174,7 +176,8 @@ class SegmentedTicket(Ticket):
 
 
 class Routing(BaseModel):
-    """Which department a ticket went to, and why: the routing part of its trace."""
+    """Which department a ticket went to, and why (`explanation`, in words). A ticket's
+    trace is something else: its history of steps, kept by the router."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -193,8 +196,18 @@ class Routing(BaseModel):
     first_response_target_seconds: float | None = None
     first_response_deadline: AwareDatetime | None = None
     overflowed_from: str | None = None
-    trace: list[str] = Field(default_factory=list)
+    # Read as `trace` too from records routed before it was named so.
+    explanation: list[str] = Field(default_factory=list,
+                                   validation_alias=AliasChoices("explanation", "trace"))
 
 
 class RoutedTicket(SegmentedTicket):
     routing: Routing
+
+    def handed_to(self, department: str, *, reason: str, at: datetime,
+                  queue: str) -> RoutedTicket:
+        """The same ticket handed on (escalated or transferred) to `department`, joining
+        `queue`; its deadline stays, as the response clock keeps running from receipt."""
+        routing = self.routing.model_copy(update={
+            "department": department, "reason": reason, "routed_at": at, "queue": queue})
+        return self.model_copy(update={"routing": routing})

@@ -1,8 +1,10 @@
-"""Topic names: one place, so no service spells a topic on its own."""
+"""What the services agree on about Kafka: topic, lane, consumer-group and dead-letter
+header names. One place, so no service spells one on its own."""
 
 from __future__ import annotations
 
 import re
+from typing import Literal
 
 INCOMING = "tickets.incoming"
 SEGMENTED = "tickets.segmented"
@@ -28,6 +30,30 @@ RETENTION_DAYS = {
 DEPARTMENT_LANE_RETENTION_DAYS = 14  # dept.<department>.<lane>: routed tickets
 
 DEPARTMENT_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+DEPARTMENT_QUEUE_PREFIX = "dept."
+
+# The lanes of a department queue, one topic each: `dept.<d>.high`, `dept.<d>` (normal,
+# the topic departments always read) and `dept.<d>.low`.
+Lane = Literal["high", "normal", "low"]
+LANES: tuple[Lane, ...] = ("high", "normal", "low")  # highest first
+
+# Consumer groups of the stages, and the topic each consumes.
+SEGMENTER_GROUP = "segmenter"
+ROUTER_GROUP = "router"
+ROUTER_TRACKER_GROUP = "router-tracker"
+METRICS_GROUP = "metrics"
+STAGE_GROUPS = {SEGMENTER_GROUP: INCOMING, ROUTER_GROUP: SEGMENTED,
+                ROUTER_TRACKER_GROUP: EVENTS, METRICS_GROUP: EVENTS}
+DEPARTMENT_GROUP_PREFIX = "department."
+
+# Headers a stage adds to a record it dead-letters (all start with the prefix, so a
+# replay can strip them), and the one a replay adds.
+DEAD_LETTER_HEADER_PREFIX = "dlq_"
+DLQ_SOURCE_TOPIC, DLQ_SOURCE_PARTITION, DLQ_SOURCE_OFFSET = (
+    "dlq_source_topic", "dlq_source_partition", "dlq_source_offset")  # where it was read
+DLQ_ERROR, DLQ_ERROR_CLASS, DLQ_STAGE = "dlq_error", "dlq_error_class", "dlq_stage"  # why
+DLQ_VALUE_DROPPED = "dlq_value_dropped"  # too large to keep whole: read it at its source
+DLQ_REPLAYED_FROM = "dlq_replayed_from"  # a replay's: the dead letter it came from
 
 
 def department_queue(department: str) -> str:
@@ -37,4 +63,27 @@ def department_queue(department: str) -> str:
             f"department name {department!r} is not valid: use lower-case letters, digits,"
             " '_' or '-', starting with a letter, at most 63 characters"
         )
-    return f"dept.{department}"
+    return f"{DEPARTMENT_QUEUE_PREFIX}{department}"
+
+
+def lane_topic(department: str, lane: Lane) -> str:
+    queue = department_queue(department)
+    return queue if lane == "normal" else f"{queue}.{lane}"
+
+
+def lane_topics(department: str) -> list[str]:
+    """The department's lane topics, highest lane first."""
+    return [lane_topic(department, lane) for lane in LANES]
+
+
+def department_of(topic: str) -> str | None:
+    """The department whose queue a topic is: `dept.<d>` and its lanes `dept.<d>.<lane>`."""
+    if not topic.startswith(DEPARTMENT_QUEUE_PREFIX):
+        return None
+    department = topic.removeprefix(DEPARTMENT_QUEUE_PREFIX).split(".")[0]
+    return department if DEPARTMENT_NAME.match(department) else None
+
+
+def department_group(department: str) -> str:
+    """The consumer group a department's agents read their queue with."""
+    return f"{DEPARTMENT_GROUP_PREFIX}{department}"

@@ -13,9 +13,10 @@ import pydantic
 import typer
 from aiokafka.errors import KafkaError
 
+from services.core import durations
 from services.core.settings import Settings
 from services.departments import queue
-from services.router import calendars, priority
+from services.router import priority
 
 app = typer.Typer(help="Read a department's ticket queue and report what was done (API_TOKEN:"
                        " your department's credential).",
@@ -80,7 +81,7 @@ def _aging(text: str) -> priority.Aging:
     if text.strip() == "off":
         return priority.Aging(step=None)
     try:
-        return priority.Aging(calendars.parse_duration(text))
+        return priority.Aging(durations.parse_duration(text))
     except ValueError as exc:
         raise typer.BadParameter(f"{exc}, or 'off'", param_hint="--aging") from exc
 

@@ -20,9 +20,9 @@ import httpx
 import pydantic
 from aiokafka import TopicPartition
 
-from services.core import credentials_api, envelope, kafka, tickets
+from services.core import credentials_api, envelope, kafka, tickets, topics
 from services.core.settings import Settings
-from services.router import load, priority
+from services.router import priority
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ async def read_queue(
     """
     lanes = dict(zip(priority.LANES, priority.lane_topics(department), strict=True))
     lane_of = {topic: lane for lane, topic in lanes.items()}
-    consumer = kafka.consumer(settings, *lanes.values(), group_id=load.department_group(
+    consumer = kafka.consumer(settings, *lanes.values(), group_id=topics.department_group(
         department), client_id=f"department-{department}")
     waiting: dict[priority.Lane, deque[tuple[Any, tickets.RoutedTicket | Unreadable]]] = {
         lane: deque() for lane in priority.LANES}

@@ -42,7 +42,8 @@ def create_app(settings: Settings | None = None, *,
         store = app.state.timelines = TimelineStore(sessions)
         updates = tracker.TimelineUpdates(store, sessions)
         await kafka.ensure_topics(settings, topics.PIPELINE)
-        stage = StageRunner(settings, name=NAME, source_topic=topics.EVENTS, group_id=NAME,
+        stage = StageRunner(settings, name=NAME, source_topic=topics.EVENTS,
+                            group_id=topics.METRICS_GROUP,
                             transform=tracker.TrackTicketEvent(updates), publishes=False)
         lag = kafka_watch.LagWatch(settings)
         check_deadlines = tracker.DeadlineCheck(store, updates)

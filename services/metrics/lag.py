@@ -14,35 +14,21 @@ from dataclasses import dataclass
 
 from services.core import topics
 
-# consumer group -> the topic it consumes
-SERVICE_GROUPS = {"segmenter": topics.INCOMING, "router": topics.SEGMENTED,
-                  "router-tracker": topics.EVENTS, "metrics": topics.EVENTS}
-DEPARTMENT_QUEUE_PREFIX = "dept."
-DEPARTMENT_GROUP_PREFIX = "department."
-
-
-def department_of(topic: str) -> str | None:
-    """The department whose queue a topic is: `dept.<d>` and its lanes `dept.<d>.<lane>`."""
-    if not topic.startswith(DEPARTMENT_QUEUE_PREFIX):
-        return None
-    department = topic.removeprefix(DEPARTMENT_QUEUE_PREFIX).split(".")[0]
-    return department if topics.DEPARTMENT_NAME.match(department) else None
-
 
 def watched(topic_names: Iterable[str]) -> list[tuple[str, str]]:
     """(group, topic) pairs to measure: the stages' groups, and each department's group
     (`department.<d>`, as the department tool reads) on each lane of its queue."""
     names = set(topic_names)
-    pairs = [(group, topic) for group, topic in SERVICE_GROUPS.items() if topic in names]
+    pairs = [(group, topic) for group, topic in topics.STAGE_GROUPS.items() if topic in names]
     for topic in sorted(names):
-        department = department_of(topic)
+        department = topics.department_of(topic)
         if department is not None:
-            pairs.append((DEPARTMENT_GROUP_PREFIX + department, topic))
+            pairs.append((topics.department_group(department), topic))
     return pairs
 
 
 def departments(topic_names: Iterable[str]) -> set[str]:
-    return {d for d in map(department_of, topic_names) if d is not None}
+    return {d for d in map(topics.department_of, topic_names) if d is not None}
 
 
 @dataclass(frozen=True)

@@ -141,7 +141,7 @@ def _rounded(value: float | None) -> float | None:
 def _measure(members: Sequence[Timeline], now: datetime | None) -> _Levels:
     attained = stats.attainment(members, now)
     escalated = sum(1 for t in members if any(a.kind == "escalated" for a in t.assignments))
-    return _Levels(tuple(sorted(stats.durations(members, "first_response"))),
+    return _Levels(tuple(sorted(stats.measured_seconds(members, "first_response"))),
                    met=attained.met, decided=attained.met + attained.missed,
                    kept=len(members) - escalated, tickets=len(members))
 

@@ -7,11 +7,9 @@ missed when it came later or when the deadline passed with no response at all.
 
 from __future__ import annotations
 
-import math
-import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 Outcome = Literal["met", "missed"]
 OUTCOMES: tuple[Outcome, ...] = ("met", "missed")
@@ -19,10 +17,6 @@ OUTCOMES: tuple[Outcome, ...] = ("met", "missed")
 # Bucket edges in seconds: minutes for chat, hours and days for e-mail.
 DEFAULT_RESPONSE_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0,
                             3600.0, 7200.0, 14400.0, 28800.0, 86400.0, 172800.0)
-TARGET_KEY = "first_response_target"
-_PART = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])", re.IGNORECASE)
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-MAX_TARGET_SECONDS = 366 * 86400
 
 
 def first_response_outcome(responded_at: datetime | None, deadline: datetime | None,
@@ -38,56 +32,6 @@ def first_response_outcome(responded_at: datetime | None, deadline: datetime | N
     if as_of is not None and as_of > deadline:
         return "missed"
     return None
-
-
-def parse_duration(value: object) -> float | None:
-    """'15m', '4h', '1d', '1h30m', '90s' or a number of seconds -> seconds; None if it is
-    none of these (the caller decides whether that matters)."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str):
-        text = value.strip().replace(" ", "")
-        parts = list(_PART.finditer(text))
-        if not parts or "".join(p.group(0) for p in parts) != text:
-            return None
-        seconds = sum(float(p.group(1)) * _UNIT_SECONDS[p.group(2).lower()] for p in parts)
-    else:
-        return None
-    if not math.isfinite(seconds) or not 0 < seconds <= MAX_TARGET_SECONDS:
-        return None
-    return seconds
-
-
-def target_values(document: Any) -> Iterator[object]:
-    """Every `first_response_target` value in a routing table, wherever it stands (per
-    route, as a default, under service levels ...): the file's layout is still moving."""
-    if isinstance(document, Mapping):
-        for key, value in document.items():
-            if key == TARGET_KEY:
-                if isinstance(value, Mapping):  # e.g. per tier: {most_valuable: 15m, ...}
-                    yield from value.values()
-                else:
-                    yield value
-            else:
-                yield from target_values(value)
-    elif isinstance(document, list):
-        for item in document:
-            yield from target_values(item)
-
-
-def targets_in(document: Any) -> tuple[list[float], list[str]]:
-    """(target seconds, values that could not be read) of a routing table document."""
-    seconds: list[float] = []
-    unreadable: list[str] = []
-    for value in target_values(document):
-        parsed = parse_duration(value)
-        if parsed is None:
-            unreadable.append(repr(value)[:40])
-        else:
-            seconds.append(parsed)
-    return seconds, unreadable
 
 
 def bucket_edges(defaults: Iterable[float], targets: Iterable[float]) -> tuple[float, ...]:

@@ -8,12 +8,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from services.core import durations
 from services.metrics import service_levels
 from services.metrics.timeline import DURATIONS, Timeline, accountable_department
 
 _WINDOW = re.compile(r"([1-9][0-9]{0,5})([smhd])")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-MAX_WINDOW = timedelta(days=366)
+MAX_WINDOW = durations.LONGEST
 
 
 def _whole_numbers_up_to(limit: int) -> str:
@@ -36,7 +36,7 @@ def _whole_numbers_up_to(limit: int) -> str:
 # the number in the text otherwise), so that clients and fuzzers know the 366-day bound.
 WINDOW_PATTERN = "^(?:" + "|".join(
     f"(?:{_whole_numbers_up_to(min(999_999, int(MAX_WINDOW.total_seconds()) // seconds))}){unit}"
-    for unit, seconds in _UNIT_SECONDS.items()) + ")$"
+    for unit, seconds in durations.UNIT_SECONDS.items()) + ")$"
 
 
 def parse_window(text: str) -> timedelta:
@@ -45,10 +45,10 @@ def parse_window(text: str) -> timedelta:
     if not match:
         raise ValueError("window must be a positive whole number (at most 6 digits, no"
                          " leading zero) followed by s, m, h or d (for example 15m, 1h, 7d)")
-    window = timedelta(seconds=int(match.group(1)) * _UNIT_SECONDS[match.group(2)])
-    if window > MAX_WINDOW:
-        raise ValueError("window must be at most 366d (8784h, 527040m)")
-    return window
+    try:  # one term of the durations grammar, the bound checked there
+        return durations.parse_duration(text, longest=MAX_WINDOW)
+    except ValueError:
+        raise ValueError("window must be at most 366d (8784h, 527040m)") from None
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ class ServiceStats:
     first_response_target: TargetAttainment
 
 
-def durations(timelines: Iterable[Timeline], measure: str) -> list[float]:
+def measured_seconds(timelines: Iterable[Timeline], measure: str) -> list[float]:
     start, end = DURATIONS[measure]
     found = []
     for timeline in timelines:
@@ -153,7 +153,7 @@ def service_stats(window: timedelta, routed: Sequence[Timeline], backlog: int, *
         responded=len(responded),
         resolved=len(resolved),
         backlog=backlog,
-        first_response_seconds=percentiles(durations(responded, "first_response")),
-        resolution_seconds=percentiles(durations(resolved, "resolution")),
+        first_response_seconds=percentiles(measured_seconds(responded, "first_response")),
+        resolution_seconds=percentiles(measured_seconds(resolved, "resolution")),
         first_response_target=attainment(routed, now, department),
     )

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import fields
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, String, and_, func, or_, select
+from sqlalchemy import JSON, String, and_, func, or_, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
-from services.core import retention
+from services.core import db, retention
 from services.core.db import Base
 from services.metrics.timeline import Assignment, Timeline
 
@@ -26,20 +26,20 @@ class TimelineRow(Base):
     department: Mapped[str | None] = mapped_column(String(63), index=True)
     segment: Mapped[str | None] = mapped_column(String(63), index=True)
     routing_reason: Mapped[str | None] = mapped_column(String(32))
-    received_at: Moment = mapped_column(DateTime(timezone=True))
-    segmented_at: Moment = mapped_column(DateTime(timezone=True))
-    routed_at: Moment = mapped_column(DateTime(timezone=True), index=True)
-    picked_up_at: Moment = mapped_column(DateTime(timezone=True))
-    first_response_at: Moment = mapped_column(DateTime(timezone=True))
-    resolved_at: Moment = mapped_column(DateTime(timezone=True))
-    escalated_at: Moment = mapped_column(DateTime(timezone=True))
-    transferred_at: Moment = mapped_column(DateTime(timezone=True))
-    first_response_deadline: Moment = mapped_column(DateTime(timezone=True), index=True)
+    received_at: Moment = mapped_column(db.UtcDateTime())
+    segmented_at: Moment = mapped_column(db.UtcDateTime())
+    routed_at: Moment = mapped_column(db.UtcDateTime(), index=True)
+    picked_up_at: Moment = mapped_column(db.UtcDateTime())
+    first_response_at: Moment = mapped_column(db.UtcDateTime())
+    resolved_at: Moment = mapped_column(db.UtcDateTime())
+    escalated_at: Moment = mapped_column(db.UtcDateTime())
+    transferred_at: Moment = mapped_column(db.UtcDateTime())
+    first_response_deadline: Moment = mapped_column(db.UtcDateTime(), index=True)
     target_outcome: Mapped[str | None] = mapped_column(String(8))
     # [{kind, department, at, reason, from_department, counted}, ...] in time order.
     assignments: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
     observed: Mapped[str] = mapped_column(String(200), default="")
-    paused_at: Moment = mapped_column(DateTime(timezone=True))
+    paused_at: Moment = mapped_column(db.UtcDateTime())
     # Keys of the clock notices counted (clock_events.py), so a replay counts none again.
     clock_notices: Mapped[list[str] | None] = mapped_column(JSON)
 
@@ -49,12 +49,12 @@ _MOMENTS = [f.name for f in fields(Timeline)
 
 
 def to_timeline(row: TimelineRow) -> Timeline:
-    moments = {name: _aware(getattr(row, name)) for name in _MOMENTS}
+    moments = {name: getattr(row, name) for name in _MOMENTS}
     observed = frozenset(filter(None, row.observed.split(",")))
     assignments = tuple(_assignment(item) for item in row.assignments or [])
     if not assignments and row.department and row.routed_at:
         # A row from before assignments were kept: its routing, counted if observed.
-        assignments = (Assignment("routed", row.department, _utc(row.routed_at),
+        assignments = (Assignment("routed", row.department, row.routed_at,
                                   row.routing_reason or "route",
                                   counted="routed" in observed),)
     return Timeline(
@@ -65,18 +65,9 @@ def to_timeline(row: TimelineRow) -> Timeline:
     )
 
 
-def _aware(moment: datetime | None) -> datetime | None:
-    return None if moment is None else _utc(moment)
-
-
-def _utc(moment: datetime) -> datetime:
-    # SQLite hands back naive datetimes; everything we store is UTC.
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
-
-
 def _assignment(item: dict[str, Any]) -> Assignment:
     return Assignment(kind=item["kind"], department=item["department"],
-                      at=_utc(datetime.fromisoformat(item["at"])), reason=item["reason"],
+                      at=datetime.fromisoformat(item["at"]), reason=item["reason"],
                       from_department=item.get("from_department"),
                       counted=bool(item.get("counted")))
 

@@ -76,11 +76,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         load = LoadWatch(settings, routed, lambda: live_table.current)
         route = worker.RouteTicket(lambda: live_table.current, routed=routed, load=load.view,
                                    outage=StoreOutage(settings.store_outage_grace_seconds))
-        stage = StageRunner(settings, name=NAME, source_topic=topics.SEGMENTED, group_id=NAME,
+        stage = StageRunner(settings, name=NAME, source_topic=topics.SEGMENTED,
+                            group_id=topics.ROUTER_GROUP,
                             transform=route)
         follower = StageRunner(
             settings, name=f"{NAME}-tracker", source_topic=topics.EVENTS,
-            group_id=f"{NAME}-tracker",
+            group_id=topics.ROUTER_TRACKER_GROUP,
             transform=tracker.FollowTicketEvent(routed, current_table=lambda: live_table.current,
                                                 awaits_store=route.awaits_store))
         callbacks = webhooks.build(settings, sessions, name=NAME,

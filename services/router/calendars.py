@@ -18,6 +18,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from services.core import durations
 from services.core.config_files import ConfigError, line_of
 
 Mode = Literal["business", "always"]
@@ -25,12 +26,8 @@ Window = tuple[int, int]  # minutes after local midnight, [opens, closes), close
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _DAY = 24 * 60
-_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 _CLOCK = re.compile(r"^(\d{2}):(\d{2})$")
 _SEARCH_LIMIT_DAYS = 3700  # a calendar that stays closed for ten years never opens
-# The longest duration a setting may have: past it a deadline or an aging step means
-# "never", and sums with it could leave the range of dates.
-LONGEST_DURATION = timedelta(days=366)
 
 
 @dataclass(frozen=True)
@@ -105,39 +102,12 @@ def _require_aware(at: datetime) -> None:
         raise ValueError(f"a time zone is required: {at.isoformat()} is naive")
 
 
-def parse_duration(text: str, *, longest: timedelta = LONGEST_DURATION) -> timedelta:
-    """'15m', '4h', '2d', '1h30m', '45s' -> timedelta (positive, at most `longest`)."""
-    match = _DURATION.match(text.strip())
-    if not text.strip() or match is None:
-        raise ValueError(f"{text!r} is not a duration like '15m', '4h', '2d' or '1h30m'")
-    days, hours, minutes, seconds = (int(part or 0) for part in match.groups())
-    # Summed as whole seconds first: timedelta itself overflows past 999999999 days.
-    total = ((days * 24 + hours) * 60 + minutes) * 60 + seconds
-    if total <= 0:
-        raise ValueError(f"{text!r} must be longer than zero")
-    if total > longest.total_seconds():
-        raise ValueError(f"{text!r} is longer than {format_duration(longest)}, the longest"
-                         " allowed")
-    return timedelta(seconds=total)
-
-
-def format_duration(value: timedelta) -> str:
-    """timedelta -> '1d', '4h', '1h30m', '45s' (the inverse of parse_duration)."""
-    total = int(value.total_seconds())
-    minutes, seconds = divmod(total, 60)
-    days, rest = divmod(minutes, _DAY)
-    hours, minutes = divmod(rest, 60)
-    text = "".join(f"{n}{unit}" for n, unit in ((days, "d"), (hours, "h"), (minutes, "m"),
-                                                (seconds, "s")) if n)
-    return text or "0m"
-
-
 def config_duration(value: Any, *, source: str, line: int | None, entry: str,
                     field: str) -> timedelta:
     if not isinstance(value, str):
         raise ConfigError(source, line, entry, f"{field} must be a duration like '4h'")
     try:
-        return parse_duration(value)
+        return durations.parse_duration(value)
     except ValueError as exc:
         raise ConfigError(source, line, entry, f"{field}: {exc}") from exc
 

@@ -12,9 +12,10 @@ import logging
 from datetime import datetime
 from typing import Any
 
+import pydantic
 from prometheus_client import Counter
 
-from services.core import events, kafka, topics
+from services.core import events, kafka, tickets, topics
 from services.router import clocks, dispatch, routing, service_clocks
 from services.router.models import RoutedTicketRow
 from services.router.store import RoutedTickets
@@ -57,7 +58,7 @@ async def _warn(routed: RoutedTickets, publisher: kafka.Publisher, row: RoutedTi
         department=row.department, segment=row.segment, target=clock.target,
         deadlines=state.deadlines())
     await publisher.publish([kafka.Output(topics.EVENTS, row.ticket_id, events.as_envelope(
-        warning, row.ticket_id, dispatch.SOURCE))])
+        warning, _correlation_id(row), dispatch.SOURCE))])
     await routed.update_clocks(row.ticket_id, lambda current, _department: current.with_clock(
         clocks.warned(_same(current, clock))))
     WARNINGS.labels(row.department, clock.target).inc()
@@ -70,6 +71,13 @@ async def _escalate(routed: RoutedTickets, publisher: kafka.Publisher, row: Rout
                     clock: clocks.Clock, state: service_clocks.TicketClocks, notice: str, *,
                     table: routing.RoutingTable, queue_for: dispatch.QueueFor,
                     now: datetime) -> None:
+    try:
+        ticket: tickets.RoutedTicket | None = tickets.RoutedTicket.model_validate(row.payload)
+    except pydantic.ValidationError as exc:
+        # Not a ticket any more (a stored copy edited by hand?): escalated where it is.
+        logger.error("ticket not handed on: its stored copy is not a routed ticket",
+                     extra={"ticket_id": row.ticket_id, "errors": exc.error_count()})
+        ticket = None
     policy = table.policy(row.department)
     if notice == "breach":
         level, target = 1, policy.escalation_to
@@ -79,7 +87,7 @@ async def _escalate(routed: RoutedTickets, publisher: kafka.Publisher, row: Rout
                                  second.to if second else None)
     else:
         level, target, marked = 2, clock.second_level_to, clocks.second_level(clock)
-    target = target if target and target != row.department else None
+    target = target if target and target != row.department and ticket is not None else None
     new_calendar = table.policy(target).calendar if target else policy.calendar
 
     def move(current: service_clocks.TicketClocks,
@@ -103,23 +111,27 @@ async def _escalate(routed: RoutedTickets, publisher: kafka.Publisher, row: Rout
             department=row.department, from_department=row.department, segment=row.segment,
             reason="escalation", **details)
         outputs = [kafka.Output(topics.EVENTS, row.ticket_id, events.as_envelope(
-            lifecycle, row.ticket_id, dispatch.SOURCE))]
-        payload = row.payload
+            lifecycle, _correlation_id(row), dispatch.SOURCE))]
     else:
-        payload, outputs = dispatch.redispatch(
-            row.payload, department=target, reason="escalation",
+        assert ticket is not None
+        ticket, outputs = dispatch.redispatch(
+            ticket, department=target, reason="escalation",
             from_department=row.department, event_type=events.TicketEventType.ESCALATED,
-            now=now, correlation_id=row.ticket_id, queue_for=queue_for, step=step,
+            now=now, correlation_id=_correlation_id(row), queue_for=queue_for,
             details=details)
     await publisher.publish(outputs)
     await routed.record_handover(row.ticket_id, department=target or row.department,
-                                 steps=[step], payload=payload, now=now, move_clocks=move)
+                                 steps=[step], ticket=ticket, now=now, move_clocks=move)
     if level == 1:
         await routed.mark_escalated(row.ticket_id)
     LEVELS.labels(row.department, clock.target, str(level)).inc()
     logger.info("service-level target escalated", extra={
         "ticket_id": row.ticket_id, "department": row.department, "target": clock.target,
         "level": level, "escalated_to": target or row.department})
+
+
+def _correlation_id(row: RoutedTicketRow) -> str:
+    return row.correlation_id or row.ticket_id  # None: routed before migration 0011
 
 
 def _same(current: service_clocks.TicketClocks, clock: clocks.Clock) -> clocks.Clock:

@@ -10,7 +10,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-REPLAY_HEADER = "dlq_replayed_from"
+from services.core import topics
+
+REPLAY_HEADER = topics.DLQ_REPLAYED_FROM
 MAX_LIMIT = 1000
 ID_PATTERN = r"^[0-9]{1,9}:[0-9]{1,19}$"  # ASCII digits, as JSON Schema means `\d`
 
@@ -92,8 +94,8 @@ def header_values(headers: Sequence[tuple[str, bytes]] | None) -> dict[str, str]
 
 def matches(record: Record, *, source_topic: str | None, error_class: str | None) -> bool:
     found = header_values(record.headers)
-    return ((source_topic is None or found.get("dlq_source_topic") == source_topic)
-            and (error_class is None or found.get("dlq_error_class") == error_class))
+    return ((source_topic is None or found.get(topics.DLQ_SOURCE_TOPIC) == source_topic)
+            and (error_class is None or found.get(topics.DLQ_ERROR_CLASS) == error_class))
 
 
 def describe(record: Record, *, include_value: bool = False) -> dict[str, Any]:
@@ -104,11 +106,11 @@ def describe(record: Record, *, include_value: bool = False) -> dict[str, Any]:
         "partition": record.partition,
         "offset": record.offset,
         "timestamp": datetime.fromtimestamp(record.timestamp / 1000, UTC).isoformat(),
-        "source_topic": found.get("dlq_source_topic"),
-        "source_partition": _number(found.get("dlq_source_partition")),
-        "source_offset": _number(found.get("dlq_source_offset")),
-        "error": found.get("dlq_error"),
-        "error_class": found.get("dlq_error_class"),
+        "source_topic": found.get(topics.DLQ_SOURCE_TOPIC),
+        "source_partition": _number(found.get(topics.DLQ_SOURCE_PARTITION)),
+        "source_offset": _number(found.get(topics.DLQ_SOURCE_OFFSET)),
+        "error": found.get(topics.DLQ_ERROR),
+        "error_class": found.get(topics.DLQ_ERROR_CLASS),
         "event_type": found.get("ce_type"),
         "ticket_id": found.get("ce_ticketid"),
         "replayed_from": found.get(REPLAY_HEADER),
@@ -122,7 +124,9 @@ def describe(record: Record, *, include_value: bool = False) -> dict[str, Any]:
 def replay_headers(headers: Sequence[tuple[str, bytes]], replayed_from: str) -> list[
         tuple[str, bytes]]:
     """The original headers without the dead-letter ones, and where the replay came from."""
-    return [*((name, raw) for name, raw in headers if not name.startswith("dlq_")),
+    kept = ((name, raw) for name, raw in headers
+            if not name.startswith(topics.DEAD_LETTER_HEADER_PREFIX))
+    return [*kept,
             (REPLAY_HEADER, replayed_from.encode())]
 
 

@@ -138,7 +138,7 @@ async def _replay_selected(
                                                error_class=selection.error_class)):
                 continue
             seen.add(this)
-            source = header_values(record.headers).get("dlq_source_topic")
+            source = header_values(record.headers).get(topics.DLQ_SOURCE_TOPIC)
             if this in done:
                 result.skipped_already_replayed.append(this)
             elif source not in topology:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from services.core import envelope, events, kafka, topics
+from services.core import envelope, events, kafka, tickets, topics
 
 SOURCE = events.ROUTER_SOURCE
 
@@ -18,31 +18,27 @@ def default_queue(department: str, _priority: int | None) -> str:
     return topics.department_queue(department)
 
 
-def redispatch(payload: dict[str, Any], *, department: str, reason: str,
+def redispatch(ticket: tickets.RoutedTicket, *, department: str, reason: str,
                from_department: str, event_type: events.TicketEventType, now: datetime,
                correlation_id: str, queue_for: QueueFor = default_queue,
-               step: dict[str, Any], details: dict[str, Any] | None = None,
-               ) -> tuple[dict[str, Any], list[kafka.Output]]:
+               details: dict[str, Any] | None = None,
+               ) -> tuple[tickets.RoutedTicket, list[kafka.Output]]:
     """A ticket handed on (escalated or transferred): the same ticket, a new department;
     `details` go on its lifecycle event (the clocks' deadlines, an escalation's target
     and level)."""
-    routing = {**payload.get("routing", {}), "department": department, "reason": reason,
-               "routed_at": now.isoformat()}
-    trace = [*payload.get("trace", []), step]
-    updated = {**payload, "routing": routing, "trace": trace}
-    ticket_id = str(payload["ticket_id"])
-    priority = routing.get("priority")
+    priority = ticket.routing.priority
+    queue = queue_for(department, priority)
+    handed = ticket.handed_to(department, reason=reason, at=now, queue=queue)
     lifecycle = events.TicketEvent(
-        ticket_id=ticket_id, type=event_type, occurred_at=now,
+        ticket_id=ticket.ticket_id, type=event_type, occurred_at=now,
         department=department, from_department=from_department,
-        segment=payload.get("segmentation", {}).get("segment"), reason=reason,
-        priority=priority if isinstance(priority, int) else None, **(details or {}))
-    return updated, [
-        kafka.Output(queue_for(department, priority if isinstance(priority, int) else None),
-                     str(payload["customer_id"]),
+        segment=ticket.segmentation.segment, reason=reason, priority=priority,
+        **(details or {}))
+    return handed, [
+        kafka.Output(queue, ticket.customer_id,
                      envelope.Event(type=events.TicketEventType.ROUTED, source=SOURCE,
-                                    ticket_id=ticket_id, correlation_id=correlation_id,
-                                    data=updated, time=now)),
-        kafka.Output(topics.EVENTS, ticket_id,
+                                    ticket_id=ticket.ticket_id, correlation_id=correlation_id,
+                                    data=handed.model_dump(mode="json"), time=now)),
+        kafka.Output(topics.EVENTS, ticket.ticket_id,
                      events.as_envelope(lifecycle, correlation_id, SOURCE)),
     ]

@@ -7,9 +7,10 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
+import pydantic
 from prometheus_client import Counter
 
-from services.core import events, kafka, topics
+from services.core import events, kafka, tickets, topics
 from services.router import dispatch
 from services.router.store import RoutedTickets
 
@@ -36,6 +37,15 @@ async def escalate_due(routed: RoutedTickets, publisher: kafka.Publisher, *,
         step = {"at": now.isoformat(), "step": "escalated", "from": row.department,
                 "to": target or row.department,
                 "reason": f"no first response by {row.first_response_deadline}"}
+        try:
+            ticket = tickets.RoutedTicket.model_validate(row.payload)
+        except pydantic.ValidationError as exc:
+            # Not a ticket any more (a stored copy edited by hand?): never retried.
+            logger.error("ticket not escalated: its stored copy is not a routed ticket",
+                         extra={"ticket_id": row.ticket_id, "errors": exc.error_count()})
+            await routed.mark_escalated(row.ticket_id)
+            continue
+        correlation_id = row.correlation_id or row.ticket_id  # None: routed before 0011
         if target is None or target == row.department:
             # Nowhere to escalate to: the event still tells ops, the ticket stays.
             outputs = [kafka.Output(topics.EVENTS, row.ticket_id, events.as_envelope(
@@ -43,18 +53,17 @@ async def escalate_due(routed: RoutedTickets, publisher: kafka.Publisher, *,
                                    type=events.TicketEventType.ESCALATED, occurred_at=now,
                                    department=row.department, from_department=row.department,
                                    segment=row.segment, reason="escalation"),
-                row.ticket_id, dispatch.SOURCE))]
-            payload = row.payload
+                correlation_id, dispatch.SOURCE))]
             target = row.department
         else:
-            payload, outputs = dispatch.redispatch(
-                row.payload, department=target, reason="escalation",
+            ticket, outputs = dispatch.redispatch(
+                ticket, department=target, reason="escalation",
                 from_department=row.department,
                 event_type=events.TicketEventType.ESCALATED, now=now,
-                correlation_id=row.ticket_id, queue_for=queue_for, step=step)
+                correlation_id=correlation_id, queue_for=queue_for)
         await publisher.publish(outputs)
         await routed.record_handover(row.ticket_id, department=target, steps=[step],
-                                     payload=payload, now=now)
+                                     ticket=ticket, now=now)
         await routed.mark_escalated(row.ticket_id)
         ESCALATIONS.labels(row.department, target).inc()
         logger.info("ticket escalated", extra={"ticket_id": row.ticket_id,

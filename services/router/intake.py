@@ -14,6 +14,7 @@ from prometheus_client import Counter
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.core import access, auth, db, envelope, events, http, kafka, tickets, topics
+from services.router import intake_policy
 from services.router.models import IntakeKeyRow, RoutedTicketRow
 from services.router.store import IntakeKeys
 
@@ -83,7 +84,6 @@ RATE_LIMITED: dict[int | str, dict[str, Any]] = {429: {
                                 "schema": {"type": "integer", "minimum": 1}}}}}
 
 api = APIRouter(prefix="/v1", tags=["tickets"])
-REPORT_CLOCK_SKEW = timedelta(minutes=5)  # departments' clocks may run a little ahead
 
 
 def unavailable(request: Request, endpoint: str) -> JSONResponse:
@@ -223,35 +223,37 @@ async def _ensure_with_department(request: Request, ticket_id: str,
 def ensure_plausible_time(row: RoutedTicketRow, occurred_at: datetime | None) -> None:
     """A report's time lies between the ticket's receipt and now."""
     received = row.payload.get("received_at")
-    if occurred_at is None or not isinstance(received, str):
-        return
-    if occurred_at < datetime.fromisoformat(received):
+    received_at = datetime.fromisoformat(received) if isinstance(received, str) else None
+    verdict = intake_policy.judge_report_time(occurred_at, received_at=received_at,
+                                              now=datetime.now(UTC))
+    if verdict is intake_policy.ReportTime.BEFORE_RECEIPT:
         raise http.InvalidField("body.occurred_at", f"before the ticket was received"
                                                     f" ({received}); leave it out for now")
-    if occurred_at > datetime.now(UTC) + REPORT_CLOCK_SKEW:
+    if verdict is intake_policy.ReportTime.IN_FUTURE:
         raise http.InvalidField("body.occurred_at", "in the future; leave it out for now")
 
 
 def _earlier_request(request: Request, claim: IntakeKeyRow, ticket_id: str, fingerprint: str,
                      now: datetime) -> TicketAccepted | JSONResponse | None:
     """The answer to a retry, or None when this request is to publish the ticket."""
-    if claim.fingerprint != fingerprint:
+    settings = request.app.state.settings
+    claimed = intake_policy.ClaimedKey(claim.ticket_id, claim.fingerprint, claim.status,
+                                       claim.created_at)
+    verdict = intake_policy.judge_claim(
+        claimed, ticket_id=ticket_id, fingerprint=fingerprint, now=now,
+        in_flight_for=timedelta(seconds=2 * settings.produce_timeout_seconds))
+    if verdict is intake_policy.Claim.MISMATCH:
         return JSONResponse(status_code=422, content={"error": "invalid_request", "fields": [{
             "field": "header.Idempotency-Key", "type": "idempotency_key_reused",
             "problem": "this key was used for a different ticket; use a new key per ticket"}]})
-    if claim.ticket_id == ticket_id:
-        return None  # the key is new: ours
-    if claim.status == "accepted":
+    if verdict is intake_policy.Claim.REPLAY:
         return TicketAccepted(ticket_id=claim.ticket_id, correlation_id=claim.ticket_id)
-    settings = request.app.state.settings
-    created = claim.created_at if claim.created_at.tzinfo else \
-        claim.created_at.replace(tzinfo=UTC)
-    if now - created < timedelta(seconds=2 * settings.produce_timeout_seconds):
+    if verdict is intake_policy.Claim.IN_FLIGHT:
         return JSONResponse(
             status_code=409, headers={"Retry-After": str(settings.retry_after_seconds)},
             content={"error": "in_progress",
                      "detail": "a request with this Idempotency-Key is being accepted"})
-    return None  # the first request died before Kafka answered: publish its ticket now
+    return None
 
 
 @api.post("/tickets/{ticket_id}/events", status_code=202, response_model=ReportAccepted,

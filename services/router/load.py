@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from aiokafka import TopicPartition
 from prometheus_client import Counter, Gauge
 
-from services.core import kafka
+from services.core import kafka, topics
 from services.core.settings import Settings
 from services.router import overflow, priority, routing
 from services.router.store import RoutedTickets
@@ -30,11 +30,6 @@ OVERFLOW_CHANGES = Counter("routing_overflow_changes_total",
 
 
 RESPONSE_RATE_WINDOW = overflow.RESPONSE_RATE_WINDOW
-
-
-def department_group(department: str) -> str:
-    """The consumer group a department's agents read their queue with."""
-    return f"department.{department}"
 
 
 class LoadWatch:
@@ -109,7 +104,7 @@ class LoadWatch:
                          for p in partitions]
                 ends = await probe.end_offsets(lanes)
                 committed = await admin.list_consumer_group_offsets(
-                    department_group(department))
+                    topics.department_group(department))
                 lag[department] = sum(
                     end - (committed[tp].offset if tp in committed and committed[tp].offset >= 0
                            else 0)

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, String
+from sqlalchemy import JSON, Boolean, String
 from sqlalchemy.orm import Mapped, mapped_column
 
+from services.core import db
 from services.core.db import Base
 
 
@@ -22,13 +23,13 @@ class RoutedTicketRow(Base):
     status: Mapped[str] = mapped_column(String(16))  # routed, picked_up, responded, resolved
     priority: Mapped[int | None] = mapped_column()
     first_response_deadline: Mapped[datetime | None] = mapped_column(
-        DateTime(timezone=True), index=True)
-    first_response_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+        db.UtcDateTime(), index=True)
+    first_response_at: Mapped[datetime | None] = mapped_column(db.UtcDateTime())
     escalated: Mapped[bool] = mapped_column(Boolean, default=False)
     trace: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     # The routed ticket as dispatched, for escalation and transfers to re-dispatch.
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    updated_at: Mapped[datetime] = mapped_column(db.UtcDateTime(), index=True)
     # Whose ticket it is: erasing a customer finds their tickets by it.
     customer_id: Mapped[str | None] = mapped_column(String(128), index=True)
     # The support platform that posted it (told of what becomes of it; only it may
@@ -37,10 +38,12 @@ class RoutedTicketRow(Base):
     # Its service-level clocks (service_clocks.to_json), and when they next call for a
     # warning or an escalation (None: none will while they stand as they are).
     service_clocks: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
-    next_clock_check: Mapped[datetime | None] = mapped_column(DateTime(timezone=True),
+    next_clock_check: Mapped[datetime | None] = mapped_column(db.UtcDateTime(),
                                                               index=True)
     # The id of the segmented event that routed it: another copy of the ticket has another.
     routed_event_id: Mapped[str | None] = mapped_column(String(64))
+    # The correlation id the ticket came with: its handovers publish under it too.
+    correlation_id: Mapped[str | None] = mapped_column(String(256))
 
 
 class IntakeKeyRow(Base):
@@ -53,4 +56,4 @@ class IntakeKeyRow(Base):
     fingerprint: Mapped[str] = mapped_column(String(64))
     # pending until Kafka acknowledged the ticket, then accepted.
     status: Mapped[str] = mapped_column(String(16))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    created_at: Mapped[datetime] = mapped_column(db.UtcDateTime(), index=True)

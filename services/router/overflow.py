@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
+from services.core import durations
 from services.core.config_files import ConfigError, line_of
 from services.router import calendars
 
@@ -56,7 +57,7 @@ def predict_first_response(backlog: int, recent: RecentFirstResponses, *,
     lately (first responses in the window / the window). With none answered in the
     window, the rate is unknown: the wait is at least as long as the longest-waiting
     open ticket has waited so far (`oldest_open_since`), as none of them was answered."""
-    window = calendars.format_duration(recent.window)
+    window = durations.format_duration(recent.window)
     if backlog <= 0:
         return Prediction(timedelta(0), "no open tickets ahead")
     if recent.count > 0:
@@ -100,7 +101,7 @@ class _Measure(NamedTuple):
 
     def show(self, amount: float) -> str:
         if self.is_duration:
-            return calendars.format_duration(timedelta(seconds=amount))
+            return durations.format_duration(timedelta(seconds=amount))
         return f"{amount:g}"
 
 

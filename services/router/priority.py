@@ -14,16 +14,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal, NamedTuple
+from typing import Any, NamedTuple
 
-from services.core import topics
+from services.core import tiers, topics
 from services.core.config_files import ConfigError, line_of
 from services.router import calendars
 
 HIGHEST, LOWEST = 1, 5
-Lane = Literal["high", "normal", "low"]
-LANES: tuple[Lane, ...] = ("high", "normal", "low")  # highest first
-TIERS = ("most_valuable", "most_growable", "existing", "potential")
+# Lanes are named in the topics module, with the other names services agree on.
+Lane = topics.Lane
+LANES = topics.LANES
+lane_topic = topics.lane_topic
+lane_topics = topics.lane_topics
+TIERS = tiers.NAMES
 
 
 @dataclass(frozen=True)
@@ -110,16 +113,6 @@ def lane_for(priority: int) -> Lane:
     if priority <= 2:
         return "high"
     return "normal" if priority == 3 else "low"
-
-
-def lane_topic(department: str, lane: Lane) -> str:
-    queue = topics.department_queue(department)
-    return queue if lane == "normal" else f"{queue}.{lane}"
-
-
-def lane_topics(department: str) -> list[str]:
-    """The department's lane topics, highest lane first."""
-    return [lane_topic(department, lane) for lane in LANES]
 
 
 class Head(NamedTuple):

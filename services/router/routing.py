@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from cel_expr_python import cel
 
-from services.core import conditions, tickets
+from services.core import conditions, durations, tickets
 from services.router import calendars, overflow, priority
 
 Lane = priority.Lane
@@ -139,7 +139,8 @@ class RoutingDecision:
     first_response_deadline: datetime  # UTC
     table_version: str
     overflowed_from: str | None = None
-    trace: tuple[str, ...] = ()
+    # Why, step by step, in words (the ticket's trace is its history of steps).
+    explanation: tuple[str, ...] = ()
     level: ServiceLevel | None = None  # every target of the ticket
 
     @property
@@ -192,12 +193,12 @@ def decide(segment: str, tier: str, ticket_view: Mapping[str, Any], table: Routi
     clock = f"business hours of {department}" if calendar else "24/7"
     trace.append(f"tier {tier}: priority {level.priority} ({priority.lane_for(level.priority)}"
                  f" lane), first response within"
-                 f" {calendars.format_duration(level.first_response_target)} ({clock}),"
+                 f" {durations.format_duration(level.first_response_target)} ({clock}),"
                  f" due {_local(due, calendar)}")
     for name, target in (("next response", level.next_response_target),
                          ("resolution", level.resolution_target)):
         if target is not None:
-            trace.append(f"{name} within {calendars.format_duration(target)} ({clock})")
+            trace.append(f"{name} within {durations.format_duration(target)} ({clock})")
     return RoutingDecision(department, reason, entry, level.priority,
                            level.first_response_target, due, table.version,
                            overflowed_from, tuple(trace), level)
@@ -248,7 +249,7 @@ def _overflow(table: RoutingTable, department: str, now: datetime,
         if measured is not None and measured.predicted_first_response is not None \
                 and policy.max_predicted_first_response is not None:
             trace.append(f"{current}: predicted first response"
-                         f" {calendars.format_duration(measured.predicted_first_response)}"
+                         f" {durations.format_duration(measured.predicted_first_response)}"
                          f" ({measured.prediction_basis or 'no basis given'})")
         transition = overflow.next_state(states.get(current, overflow.NORMAL),
                                          load.get(current), policy, now=now)

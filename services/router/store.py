@@ -13,18 +13,13 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.core import lifecycle, retention
+from services.core import lifecycle, retention, tickets
 from services.router import service_clocks
 from services.router.models import IntakeKeyRow, RoutedTicketRow
 
 # How a report or a hand-over moves a ticket's clocks: given them and the department
 # holding the ticket (whose calendar counts), the clocks after.
 ClockChange = Callable[[service_clocks.TicketClocks, str], service_clocks.TicketClocks]
-
-
-def _aware(moment: datetime | None) -> datetime | None:
-    # SQLite hands back naive datetimes; everything we store is UTC.
-    return moment.replace(tzinfo=UTC) if moment and moment.tzinfo is None else moment
 
 
 @dataclass(frozen=True)
@@ -43,6 +38,7 @@ class Dispatch:
     customer_id: str | None = None  # whose ticket (found again on erasure)
     platform: str | None = None  # the support platform that posted it
     clocks: service_clocks.TicketClocks | None = None
+    correlation_id: str | None = None  # the id it came with (None: its ticket id)
 
 
 @dataclass(frozen=True)
@@ -67,7 +63,7 @@ class RoutedTickets:
                  "first_response_deadline": d.deadline, "escalated": False,
                  "trace": list(d.steps), "payload": d.payload, "updated_at": d.at,
                  "routed_event_id": d.event_id, "customer_id": d.customer_id,
-                 "platform": d.platform,
+                 "platform": d.platform, "correlation_id": d.correlation_id,
                  "service_clocks": None if d.clocks is None
                  else service_clocks.to_json(d.clocks),
                  "next_clock_check": None if d.clocks is None else d.clocks.next_check()}
@@ -82,7 +78,8 @@ class RoutedTickets:
                 index_elements=[RoutedTicketRow.ticket_id],
                 set_={name: statement.excluded[name] for name in (
                     "department", "segment", "priority", "first_response_deadline", "trace",
-                    "payload", "updated_at", "customer_id", "platform")}), rows)
+                    "payload", "updated_at", "customer_id", "platform",
+                    "correlation_id")}), rows)
 
     async def purge(self, before: datetime, *, chunk: int) -> int:
         """Delete ticket states and traces unchanged since `before` (retention)."""
@@ -112,8 +109,9 @@ class RoutedTickets:
             return {ticket_id: platform for ticket_id, platform in rows if platform}
 
     async def record_handover(self, ticket_id: str, *, department: str,
-                              steps: Sequence[dict[str, Any]], payload: dict[str, Any],
-                              now: datetime, move_clocks: ClockChange | None = None) -> None:
+                              steps: Sequence[dict[str, Any]],
+                              ticket: tickets.RoutedTicket | None, now: datetime,
+                              move_clocks: ClockChange | None = None) -> None:
         """An escalation or transfer: the ticket is with `department` now; its trace grows
         and its clocks are rebased by `move_clocks` (given the department it leaves)."""
         async with self._sessions() as session, session.begin():
@@ -123,7 +121,9 @@ class RoutedTickets:
                     _set_clocks(row, move_clocks(
                         service_clocks.from_json(row.service_clocks), row.department))
                 row.trace = [*row.trace, *steps]
-                row.department, row.payload, row.updated_at = department, payload, now
+                row.department, row.updated_at = department, now
+                if ticket is not None:  # None: the copy stays as it is
+                    row.payload = ticket.model_dump(mode="json")
 
     async def update_clocks(self, ticket_id: str, change: ClockChange) -> None:
         """Clocks changed by the clock watch (a warning sent, a breach escalated)."""
@@ -159,7 +159,7 @@ class RoutedTickets:
                 return None
             row.status = lifecycle.status_after(row.status, status)
             if lifecycle.counts_as_first_response(event_type):
-                first = _aware(row.first_response_at)
+                first = row.first_response_at
                 row.first_response_at = at if first is None or at < first else first
             step: dict[str, Any] = {"at": at.isoformat(), "step": status}
             clocks = None
@@ -218,8 +218,7 @@ class RoutedTickets:
                 select(RoutedTicketRow.department, func.min(RoutedTicketRow.updated_at))
                 .where(RoutedTicketRow.status.in_(lifecycle.BACKLOG))
                 .group_by(RoutedTicketRow.department))).all()
-        return {department: since for department, oldest in rows
-                if (since := _aware(oldest)) is not None}
+        return {department: oldest for department, oldest in rows if oldest is not None}
 
 
 def _set_clocks(row: RoutedTicketRow, clocks: service_clocks.TicketClocks) -> None:

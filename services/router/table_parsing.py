@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
-from services.core import conditions, topics
+from services.core import conditions, durations, topics
 from services.core.config_files import ConfigError, line_of
 from services.router import calendars, overflow, priority
 from services.router.routing import (
@@ -120,8 +120,8 @@ def _check_calendars_reach(policies: Mapping[str, DepartmentPolicy],
         if longest > reach:
             raise ConfigError(source, lines[department], department, "calendar: opens too"
                               " little for the longest target,"
-                              f" {calendars.format_duration(longest)}: ten years of its"
-                              f" opening hours give {calendars.format_duration(reach)}")
+                              f" {durations.format_duration(longest)}: ten years of its"
+                              f" opening hours give {durations.format_duration(reach)}")
 
 
 def _parse_route(entry: Any, position: int, source: str, references: _References) -> Route:

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.core import auth, events, http, kafka, topics
+from services.core import auth, events, http, kafka, tickets, topics
 from services.router import dispatch, service_clocks
 from services.router.intake import UNAVAILABLE, PublisherDep, TicketId, unavailable
 from services.router.store import RoutedTickets
@@ -108,17 +108,18 @@ async def transfer(ticket_id: TicketId, body: Transfer, routed: Routed, request:
             "to": body.to_department, "reason": body.reason,
             **{name: {target: _iso(deadline) for target, deadline in deadlines.items()}
                for name, deadlines in details.items()}}
-    payload, outputs = dispatch.redispatch(
-        row.payload, department=body.to_department, reason="transfer",
-        from_department=row.department, event_type=events.TicketEventType.TRANSFERRED,
-        now=now, correlation_id=ticket_id, queue_for=request.app.state.queue_for, step=step,
-        details=details)
+    ticket, outputs = dispatch.redispatch(
+        tickets.RoutedTicket.model_validate(row.payload), department=body.to_department,
+        reason="transfer", from_department=row.department,
+        event_type=events.TicketEventType.TRANSFERRED, now=now,
+        correlation_id=row.correlation_id or ticket_id,  # None: routed before 0011
+        queue_for=request.app.state.queue_for, details=details)
     try:
         await publisher.publish(outputs)
     except kafka.PublishFailed:
         return unavailable(request, "transfer")
     await routed.record_handover(ticket_id, department=body.to_department, steps=[step],
-                                 payload=payload, now=now, move_clocks=move)
+                                 ticket=ticket, now=now, move_clocks=move)
     return JSONResponse(status_code=202, content={"ticket_id": ticket_id,
                                                   "department": body.to_department,
                                                   "status": "transferred"})
@@ -127,4 +128,4 @@ async def transfer(ticket_id: TicketId, body: Transfer, routed: Routed, request:
 def _iso(moment: datetime | None) -> str | None:
     if moment is None:
         return None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).isoformat()
+    return moment.isoformat()

@@ -131,7 +131,7 @@ class RouteTicket:
             priority=decision.priority, priority_aging_seconds=table.aging.step_seconds,
             first_response_target_seconds=decision.first_response_target.total_seconds(),
             first_response_deadline=decision.first_response_deadline,
-            overflowed_from=decision.overflowed_from, trace=list(decision.trace))
+            overflowed_from=decision.overflowed_from, explanation=list(decision.explanation))
         # The segmented ticket as validated above (nothing else travels on), routed.
         data = ticket.with_routing(record).model_dump(mode="json")
         clocks = service_clocks.routed(targets_of(decision, table), now,
@@ -150,7 +150,7 @@ class RouteTicket:
             segment=ticket.segmentation.segment, priority=decision.priority,
             deadline=decision.first_response_deadline, steps=trace_steps(ticket, record),
             payload=data, at=now, event_id=event.id, customer_id=ticket.customer_id,
-            platform=ticket.platform, clocks=clocks))
+            platform=ticket.platform, clocks=clocks, correlation_id=event.correlation_id))
         return [
             kafka.Output(decision.queue_topic, ticket.customer_id, envelope.Event(
                 type=events.TicketEventType.ROUTED, source=SOURCE, ticket_id=ticket.ticket_id,
@@ -185,5 +185,5 @@ def trace_steps(ticket: tickets.SegmentedTicket,
          "priority": record.priority,
          "first_response_deadline": record.first_response_deadline.isoformat()
          if record.first_response_deadline else None,
-         "overflowed_from": record.overflowed_from, "why": record.trace},
+         "overflowed_from": record.overflowed_from, "why": record.explanation},
     ]

@@ -45,7 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 outage=StoreOutage(settings.store_outage_grace_seconds),
                 current_rules=lambda: segmenter.rules.current)
             stage = StageRunner(settings, name=NAME, source_topic=topics.INCOMING,
-                                group_id=NAME, transform=segment)
+                                group_id=topics.SEGMENTER_GROUP, transform=segment)
             tasks = app.state.background = background.BackgroundTasks()
             await config_changes.govern(segmenter.rules, settings, sessions, tasks,
                                         publisher=publisher, client_id=f"{NAME}-config")

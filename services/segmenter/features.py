@@ -11,7 +11,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from services.segmenter.profiles import Tier, ValueFeatures
@@ -68,7 +68,7 @@ def raw_features(purchases: Iterable[Purchase], *, signup_date: date | None,
     count = 0
     last: datetime | None = None
     for purchase in purchases:
-        at = as_utc(purchase.purchased_at)
+        at = purchase.purchased_at
         count += 1
         total += purchase.amount
         age = now - at
@@ -87,10 +87,6 @@ def raw_features(purchases: Iterable[Purchase], *, signup_date: date | None,
         tenure_days=(now.date() - signup_date).days if signup_date else 0,
         purchases=count, last_purchase_at=last, tickets_raised=tickets_raised)
 
-
-def as_utc(moment: datetime) -> datetime:
-    # SQLite hands back naive datetimes; everything we store is UTC.
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def scored(features: ValueFeatures, cutoffs: Cutoffs, *, now: datetime,

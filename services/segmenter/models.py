@@ -6,9 +6,10 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, Date, DateTime, ForeignKey, Numeric, String
+from sqlalchemy import JSON, Date, ForeignKey, Numeric, String
 from sqlalchemy.orm import Mapped, mapped_column
 
+from services.core import db, tiers
 from services.core.db import Base
 
 
@@ -37,7 +38,7 @@ class PurchaseRow(Base):
         ForeignKey("customers.customer_id", ondelete="CASCADE"), index=True)
     amount: Mapped[Decimal] = mapped_column(Numeric(14, 2))
     currency: Mapped[str] = mapped_column(String(3))
-    purchased_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    purchased_at: Mapped[datetime] = mapped_column(db.UtcDateTime())
 
 
 class CustomerFeaturesRow(Base):
@@ -52,10 +53,10 @@ class CustomerFeaturesRow(Base):
     growth: Mapped[float] = mapped_column(default=0.0)
     growth_ratio: Mapped[float] = mapped_column(default=0.0)
     purchases: Mapped[int] = mapped_column(default=0)
-    last_purchase_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_purchase_at: Mapped[datetime | None] = mapped_column(db.UtcDateTime())
     tickets_raised: Mapped[int] = mapped_column(default=0)
-    tier: Mapped[str] = mapped_column(String(16), default="potential", index=True)
-    computed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    tier: Mapped[str] = mapped_column(String(16), default=tiers.Tier.POTENTIAL.value, index=True)
+    computed_at: Mapped[datetime] = mapped_column(db.UtcDateTime())
 
 
 class TierCutoffsRow(Base):
@@ -64,6 +65,6 @@ class TierCutoffsRow(Base):
     __tablename__ = "tier_cutoffs"
 
     run_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
-    computed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    computed_at: Mapped[datetime] = mapped_column(db.UtcDateTime(), index=True)
     cutoffs: Mapped[dict[str, Any]] = mapped_column(JSON)
     customers: Mapped[int] = mapped_column(default=0)

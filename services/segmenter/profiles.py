@@ -8,6 +8,8 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
+from services.core import tiers
+
 
 class CustomerType(StrEnum):
     INDIVIDUAL = "individual"
@@ -15,11 +17,7 @@ class CustomerType(StrEnum):
     GOVERNMENT = "government"
 
 
-class Tier(StrEnum):
-    MOST_VALUABLE = "most_valuable"
-    MOST_GROWABLE = "most_growable"
-    EXISTING = "existing"
-    POTENTIAL = "potential"
+Tier = tiers.Tier  # defined with the contracts, in services/core/tiers.py
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,6 @@ from typing import Any
 from cel_expr_python import cel
 
 from services.core import conditions
-from services.core.config_files import ConfigError, line_of
 
 _T = cel.Type
 _MAP = _T.Map(_T.STRING, _T.DYN)
@@ -133,73 +132,3 @@ def values_read(paths: Sequence[str], context: Context) -> dict[str, Any]:
             value = value.get(part) if isinstance(value, Mapping) else None
         found[path] = value
     return found
-
-
-def parse_rule_set(document: Mapping[str, Any], *, source: str, version: str,
-                   probes: Sequence[Context]) -> RuleSet:
-    """Validate and compile a rule file already read as YAML (with `__line__` marks).
-
-    `probes` are contexts every rule must evaluate on without error (a known customer, an
-    unknown one); a rule that fails on them would fail on real tickets.
-    """
-    top = line_of(document)
-    allowed = {"version", "default_segment", "protected_attributes", "rules", "__line__"}
-    unknown = sorted(set(document) - allowed)
-    if unknown:
-        raise ConfigError(source, top, None,
-                          f"unknown keys {unknown}; accepted: {sorted(allowed - {'__line__'})}")
-    default = document.get("default_segment")
-    if not isinstance(default, str) or not _SEGMENT_NAME.match(default):
-        raise ConfigError(source, top, "default_segment",
-                          "a default segment is required (lower-case name), so that no"
-                          " ticket is left unclaimed")
-    protected = document.get("protected_attributes", list(DEFAULT_PROTECTED))
-    if not isinstance(protected, list) or not all(isinstance(p, str) for p in protected):
-        raise ConfigError(source, top, "protected_attributes",
-                          "protected_attributes must be a list of paths like customer.gender")
-    entries = document.get("rules")
-    if not isinstance(entries, list):
-        raise ConfigError(source, top, "rules", "rules must be a list (it may be empty)")
-    rules: list[Rule] = []
-    for position, entry in enumerate(entries, start=1):
-        rule = _compile_rule(entry, position, source)
-        if any(existing.name == rule.name for existing in rules):
-            raise ConfigError(source, rule.line, rule.name, "two rules have this name")
-        rules.append(rule)
-    rule_set = RuleSet(version=version, source=source, rules=tuple(rules),
-                       default_segment=default, protected_attributes=tuple(protected))
-    for rule in rules:
-        for probe in probes:
-            try:
-                rule.holds(ENVIRONMENT.Activation(probe))
-            except RuleEvaluationError as exc:
-                who = "an unknown customer" if not probe["customer"].get("known") \
-                    else "a known customer"
-                raise ConfigError(source, rule.line, rule.name,
-                                  f"fails for {who}: {exc} (guard fields that may be null,"
-                                  " e.g. `customer.age_years != null && ...`, and use has()"
-                                  " for optional attributes)") from exc
-    return rule_set
-
-
-def _compile_rule(entry: Any, position: int, source: str) -> Rule:
-    line = line_of(entry)
-    label = f"rules[{position}]"
-    if not isinstance(entry, dict):
-        raise ConfigError(source, line, label, "each rule is a mapping: name, segment, when")
-    unknown = sorted(set(entry) - {"name", "segment", "when", "description", "__line__"})
-    if unknown:
-        raise ConfigError(source, line, label,
-                          f"unknown keys {unknown}; accepted: name, segment, when, description")
-    name = entry.get("name")
-    if not isinstance(name, str) or not name.strip():
-        raise ConfigError(source, line, label, "name is required")
-    segment = entry.get("segment")
-    if not isinstance(segment, str) or not _SEGMENT_NAME.match(segment):
-        raise ConfigError(source, line, name, "segment must be a lower-case name"
-                          " (letters, digits, '_' or '-')")
-    expression = entry.get("when")
-    expression, compiled = conditions.compile_boolean(ENVIRONMENT, expression, source=source,
-                                                      line=line, name=name)
-    return Rule(name=name, segment=segment, expression=expression, line=line,
-                reads=referenced_paths(expression), compiled=compiled)

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from services.core import config_files, versions
+from services.core import conditions, config_files, versions
+from services.core.config_files import ConfigError, line_of
 from services.segmenter import context, rules
 
 
 def parse(text: str, *, source: str) -> rules.RuleSet:
     document = config_files.load_yaml(source, text)
-    return rules.parse_rule_set(
+    return parse_document(
         document, source=source,
         version=versions.content_version(document.get("version"), text),
         probes=context.probes(datetime.now(UTC).date()))
@@ -19,3 +22,73 @@ def parse(text: str, *, source: str) -> rules.RuleSet:
 
 def load(path: Path) -> rules.RuleSet:
     return parse(config_files.read_text(path), source=str(path))
+
+
+def parse_document(document: Mapping[str, Any], *, source: str, version: str,
+                   probes: Sequence[rules.Context]) -> rules.RuleSet:
+    """Validate and compile a rule file already read as YAML (with `__line__` marks).
+
+    `probes` are contexts every rule must evaluate on without error (a known customer, an
+    unknown one); a rule that fails on them would fail on real tickets.
+    """
+    top = line_of(document)
+    allowed = {"version", "default_segment", "protected_attributes", "rules", "__line__"}
+    unknown = sorted(set(document) - allowed)
+    if unknown:
+        raise ConfigError(source, top, None,
+                          f"unknown keys {unknown}; accepted: {sorted(allowed - {'__line__'})}")
+    default = document.get("default_segment")
+    if not isinstance(default, str) or not rules._SEGMENT_NAME.match(default):
+        raise ConfigError(source, top, "default_segment",
+                          "a default segment is required (lower-case name), so that no"
+                          " ticket is left unclaimed")
+    protected = document.get("protected_attributes", list(rules.DEFAULT_PROTECTED))
+    if not isinstance(protected, list) or not all(isinstance(p, str) for p in protected):
+        raise ConfigError(source, top, "protected_attributes",
+                          "protected_attributes must be a list of paths like customer.gender")
+    entries = document.get("rules")
+    if not isinstance(entries, list):
+        raise ConfigError(source, top, "rules", "rules must be a list (it may be empty)")
+    compiled: list[rules.Rule] = []
+    for position, entry in enumerate(entries, start=1):
+        rule = _compile_rule(entry, position, source)
+        if any(existing.name == rule.name for existing in compiled):
+            raise ConfigError(source, rule.line, rule.name, "two rules have this name")
+        compiled.append(rule)
+    rule_set = rules.RuleSet(version=version, source=source, rules=tuple(compiled),
+                       default_segment=default, protected_attributes=tuple(protected))
+    for rule in compiled:
+        for probe in probes:
+            try:
+                rule.holds(rules.ENVIRONMENT.Activation(probe))
+            except rules.RuleEvaluationError as exc:
+                who = "an unknown customer" if not probe["customer"].get("known") \
+                    else "a known customer"
+                raise ConfigError(source, rule.line, rule.name,
+                                  f"fails for {who}: {exc} (guard fields that may be null,"
+                                  " e.g. `customer.age_years != null && ...`, and use has()"
+                                  " for optional attributes)") from exc
+    return rule_set
+
+
+def _compile_rule(entry: Any, position: int, source: str) -> rules.Rule:
+    line = line_of(entry)
+    label = f"rules[{position}]"
+    if not isinstance(entry, dict):
+        raise ConfigError(source, line, label, "each rule is a mapping: name, segment, when")
+    unknown = sorted(set(entry) - {"name", "segment", "when", "description", "__line__"})
+    if unknown:
+        raise ConfigError(source, line, label,
+                          f"unknown keys {unknown}; accepted: name, segment, when, description")
+    name = entry.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError(source, line, label, "name is required")
+    segment = entry.get("segment")
+    if not isinstance(segment, str) or not rules._SEGMENT_NAME.match(segment):
+        raise ConfigError(source, line, name, "segment must be a lower-case name"
+                          " (letters, digits, '_' or '-')")
+    expression = entry.get("when")
+    expression, program = conditions.compile_boolean(rules.ENVIRONMENT, expression, source=source,
+                                                      line=line, name=name)
+    return rules.Rule(name=name, segment=segment, expression=expression, line=line,
+                reads=rules.referenced_paths(expression), compiled=program)

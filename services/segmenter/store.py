@@ -47,12 +47,10 @@ def to_profile(row: CustomerRow) -> CustomerProfile:
 def to_features(row: CustomerFeaturesRow | None) -> ValueFeatures:
     if row is None:
         return NO_FEATURES
-    last = row.last_purchase_at
     return ValueFeatures(
         total_value=row.total_value, trailing_12m_value=row.trailing_12m_value,
         growth=row.growth, growth_ratio=row.growth_ratio, purchases=row.purchases,
-        last_purchase_at=features.as_utc(last) if last else None,
-        tickets_raised=row.tickets_raised)
+        last_purchase_at=row.last_purchase_at, tickets_raised=row.tickets_raised)
 
 
 class CustomerStore:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, DateTime, Index, Integer, String, Text
+from sqlalchemy import Boolean, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from services.core import db
 from services.core.db import Base
 
 
@@ -22,10 +23,10 @@ class WebhookEndpointRow(Base):
     # The secret before the last rotation, still signing until `previous_secret_until`
     # (a second signature), so that receivers can switch without refusing anything.
     previous_secret: Mapped[str | None] = mapped_column(String(128))
-    previous_secret_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    previous_secret_until: Mapped[datetime | None] = mapped_column(db.UtcDateTime())
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(db.UtcDateTime())
+    updated_at: Mapped[datetime] = mapped_column(db.UtcDateTime())
 
 
 class WebhookDeliveryRow(Base):
@@ -42,7 +43,7 @@ class WebhookDeliveryRow(Base):
     body: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    next_attempt_at: Mapped[datetime] = mapped_column(db.UtcDateTime())
     last_error: Mapped[str | None] = mapped_column(String(300))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    created_at: Mapped[datetime] = mapped_column(db.UtcDateTime())
+    updated_at: Mapped[datetime] = mapped_column(db.UtcDateTime(), index=True)

@@ -71,11 +71,6 @@ class Target:
     secrets: tuple[str, ...]  # the current one first, then the previous while it signs
 
 
-def _aware(moment: datetime) -> datetime:
-    # SQLite hands back naive datetimes; everything we store is UTC.
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
-
-
 class Endpoints:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], *,
                  secret_overlap: timedelta) -> None:
@@ -116,7 +111,7 @@ class Endpoints:
             return None
         until = row.previous_secret_until
         previous = (row.previous_secret,) if row.previous_secret and until is not None \
-            and _aware(until) > datetime.now(UTC) else ()
+            and until > datetime.now(UTC) else ()
         return Target(row.url, (row.secret, *previous))
 
     async def update(self, platform: str, *, url: str | None = None,

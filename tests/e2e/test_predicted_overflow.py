@@ -107,10 +107,10 @@ class TestPredictedFirstResponseOverflow:
         assert (routing["department"], routing["reason"], routing["overflowed_from"]) \
             == ("customer_care", "overflow", "sales_support")
         assert "sales_support: predicted first response 3h (3 open ahead, 1 first" \
-            " responses in the last 1h)" in routing["trace"]
+            " responses in the last 1h)" in routing["explanation"]
         # Overflowing since the load sample that saw it, on the prediction alone.
         assert "sales_support still overflowing: predicted first response 3h not yet below" \
-            " 1h: overflow to customer_care" in routing["trace"]
+            " 1h: overflow to customer_care" in routing["explanation"]
         state = (await router.get(f"/v1/tickets/{handed_on}")).json()
         assert state["trace"][2]["overflowed_from"] == "sales_support"
 
@@ -126,4 +126,4 @@ class TestPredictedFirstResponseOverflow:
         routing = await routed(slow_pipeline, back)
         assert (routing["department"], routing["reason"]) == ("sales_support", "route")
         assert "sales_support: predicted first response 0m (no open tickets ahead)" \
-            in routing["trace"]
+            in routing["explanation"]

@@ -75,9 +75,11 @@ async def router(policy_pipeline: Pipeline) -> AsyncIterator[RouterClient]:
         yield client
 
 
-async def post(router: httpx.AsyncClient, customer: str, **fields: Any) -> str:
+async def post(router: httpx.AsyncClient, customer: str, *, correlation_id: str | None = None,
+               **fields: Any) -> str:
     assert isinstance(router, RouterClient)
-    response = await router.post("/v1/tickets", headers=router.platform, json={
+    correlation = {"X-Correlation-ID": correlation_id} if correlation_id else {}
+    response = await router.post("/v1/tickets", headers={**router.platform, **correlation}, json={
         "customer_id": customer, "subject": "s", "body": "b", "channel": "web", **fields})
     assert response.status_code == 202, response.text
     ticket_id: str = response.json()["ticket_id"]
@@ -149,7 +151,8 @@ class TestTraceAndState:
 class TestTransfers:
     async def test_transfer_moves_the_ticket_and_keeps_the_clock(
             self, router: httpx.AsyncClient, policy_pipeline: Pipeline) -> None:
-        ticket_id = await post(router, "gov-ministry-1")
+        correlation_id = unique("corr")
+        ticket_id = await post(router, "gov-ministry-1", correlation_id=correlation_id)
         [(original, _record)] = await queued(policy_pipeline, ticket_id, "public_sector")
         before = (await router.get(f"/v1/tickets/{ticket_id}")).json()
         response = await router.post(f"/v1/tickets/{ticket_id}/transfer", json={
@@ -168,6 +171,8 @@ class TestTransfers:
                                        keep=lambda e: e.ticket_id == ticket_id
                                        and e.type == "ticket.transferred")
         assert transferred[0][0].data["from_department"] == "public_sector"
+        # The correlation id the platform gave travels on through the handover.
+        assert event.correlation_id == transferred[0][0].correlation_id == correlation_id
 
     async def test_transfer_to_an_unknown_department_is_refused(
             self, router: httpx.AsyncClient, policy_pipeline: Pipeline) -> None:
@@ -182,7 +187,8 @@ class TestTransfers:
 class TestEscalation:
     async def test_no_first_response_by_the_deadline_escalates_once(
             self, router: httpx.AsyncClient, policy_pipeline: Pipeline) -> None:
-        late = await post(router, "ind-rising-1")  # growth: target 3s
+        correlation_id = unique("corr")
+        late = await post(router, "ind-rising-1", correlation_id=correlation_id)  # target 3s
         answered = await post(router, "ind-rising-1")
         await queued(policy_pipeline, answered, "account_development")
         await router.post(f"/v1/tickets/{answered}/events", json={"type": "responded"})
@@ -196,6 +202,8 @@ class TestEscalation:
                                        within=3, keep=lambda e: e.type == "ticket.escalated"
                                        and e.ticket_id in (late, answered))
         assert [e.ticket_id for e, _ in escalations] == [late]  # once, and only the late one
+        # The correlation id the platform gave travels on through the escalation.
+        assert event.correlation_id == escalations[0][0].correlation_id == correlation_id
 
 
 class TestOverflow:

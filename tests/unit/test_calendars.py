@@ -3,7 +3,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from services.core import config_files
+from services.core import config_files, durations
 from services.router import calendars
 
 AMSTERDAM = ZoneInfo("Europe/Amsterdam")
@@ -31,29 +31,29 @@ class TestDurations:
         ("15m", timedelta(minutes=15)), ("4h", timedelta(hours=4)),
         ("2d", timedelta(days=2)), ("1h30m", timedelta(hours=1, minutes=30))])
     def test_parsed(self, text: str, expected: timedelta) -> None:
-        assert calendars.parse_duration(text) == expected
-        assert calendars.format_duration(expected) == text
+        assert durations.parse_duration(text) == expected
+        assert durations.format_duration(expected) == text
 
     @pytest.mark.parametrize("text", ["", "0m", "4 hours", "-1h", "h", "30m1h"])
     def test_rejected(self, text: str) -> None:
         with pytest.raises(ValueError):
-            calendars.parse_duration(text)
+            durations.parse_duration(text)
 
 
 class TestDurationBounds:
     def test_the_longest_duration_is_366_days(self) -> None:
-        assert calendars.parse_duration("366d") == timedelta(days=366)
-        assert calendars.parse_duration("365d23h59m60s") == timedelta(days=366)
+        assert durations.parse_duration("366d") == timedelta(days=366)
+        assert durations.parse_duration("365d23h59m60s") == timedelta(days=366)
 
     @pytest.mark.parametrize("text", ["367d", "366d1s", "1000000000000d", "9" * 40 + "s",
                                       "9000000h"])
     def test_longer_is_refused_not_overflowed(self, text: str) -> None:
         with pytest.raises(ValueError, match="longer than 366d, the longest allowed"):
-            calendars.parse_duration(text)
+            durations.parse_duration(text)
 
     def test_a_setting_can_have_its_own_bound(self) -> None:
         with pytest.raises(ValueError, match="longer than 1h"):
-            calendars.parse_duration("61m", longest=timedelta(hours=1))
+            durations.parse_duration("61m", longest=timedelta(hours=1))
 
 
 class TestGuaranteedBusinessTime:

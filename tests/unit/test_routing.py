@@ -136,7 +136,7 @@ class TestRefinements:
     def test_a_refinement_failing_on_a_ticket_is_skipped_and_traced(self) -> None:
         decision = decide("key_accounts", ticket={"kind": "question"})  # no channel
         assert decision.reason == "route"
-        assert any("refinement 'phone' failed" in step for step in decision.trace)
+        assert any("refinement 'phone' failed" in step for step in decision.explanation)
 
 
 class TestAfterHours:
@@ -144,7 +144,7 @@ class TestAfterHours:
         decision = decide("government", now=SATURDAY_NOON)
         assert (decision.department, decision.reason) == ("public_sector", "route")
         assert decision.first_response_deadline == datetime(2025, 1, 6, 11, 0, tzinfo=UTC)
-        assert any("public_sector closed" in step for step in decision.trace)
+        assert any("public_sector closed" in step for step in decision.explanation)
 
     def test_route_to_hands_the_ticket_to_an_open_department(self) -> None:
         decision = decide("business", now=SATURDAY_NOON)
@@ -161,7 +161,7 @@ class TestAfterHours:
                       f"  b: {{calendar: {OFFICE}, after_hours: {{route_to: a}}}}\n")
         decision = decide("s", table=table, now=SATURDAY_NOON)
         assert decision.department == "a"
-        assert "a -> b all closed: stays with a" in decision.trace
+        assert "a -> b all closed: stays with a" in decision.explanation
 
 
 SWAMPED = {"customer_care": overflow.DepartmentLoad(backlog=120)}
@@ -173,7 +173,7 @@ class TestOverflow:
         assert (decision.department, decision.reason, decision.overflowed_from) \
             == ("sales_support", "overflow", "customer_care")
         assert "customer_care over backlog 120 > 100: overflow to sales_support" \
-            in decision.trace
+            in decision.explanation
 
     def test_within_limits_nothing_overflows(self) -> None:
         decision = decide("general", load={"customer_care": overflow.DepartmentLoad(90)})
@@ -188,7 +188,7 @@ class TestOverflow:
     def test_never_to_a_closed_department(self) -> None:
         decision = decide("general", load=SWAMPED, now=SATURDAY_NOON)
         assert decision.department == "customer_care"
-        assert any("sales_support is closed: no overflow" in step for step in decision.trace)
+        assert any("sales_support is closed: no overflow" in step for step in decision.explanation)
 
     def test_the_deadline_follows_the_receiving_department_calendar(self) -> None:
         late = datetime(2025, 1, 6, 16, 0, tzinfo=UTC)  # 17:00 in Amsterdam
@@ -200,11 +200,11 @@ class TestOverflow:
 
 class TestTrace:
     def test_names_the_route_and_table_version(self) -> None:
-        assert decide("government").trace[0] \
+        assert decide("government").explanation[0] \
             == "segment government -> public_sector (route 'government', table test)"
 
     def test_ends_with_the_service_level_and_deadline(self) -> None:
-        assert decide("government").trace[-1] == (
+        assert decide("government").explanation[-1] == (
             "tier existing: priority 2 (high lane), first response within 4h (business hours"
             " of public_sector), due Mon 2025-01-06 16:00 Europe/Amsterdam")
 

@@ -36,13 +36,13 @@ class TestPredictionInTheTrace:
         decision = decide(2, 4)
         assert decision.department == "sales_support"
         assert "sales_support: predicted first response 30m (2 open ahead, 4 first" \
-            " responses in the last 1h)" in decision.trace
+            " responses in the last 1h)" in decision.explanation
 
     def test_an_overflow_on_the_prediction_says_why(self) -> None:
         decision = decide(3, 1)
         assert (decision.department, decision.overflowed_from) \
             == ("customer_care", "sales_support")
-        assert decision.trace[1:3] == (
+        assert decision.explanation[1:3] == (
             "sales_support: predicted first response 3h (3 open ahead, 1 first responses"
             " in the last 1h)",
             "sales_support over predicted first response 3h > 2h: overflow to customer_care")
@@ -50,7 +50,7 @@ class TestPredictionInTheTrace:
     def test_no_prediction_no_line(self) -> None:
         decision = routing.decide("potential", "existing", VIEW, TABLE, now=NOW,
                                   load={"sales_support": overflow.DepartmentLoad(2)})
-        assert not any("predicted" in step for step in decision.trace)
+        assert not any("predicted" in step for step in decision.explanation)
 
 
 def routed(**routing_fields: Any) -> tickets.Routing:

@@ -37,7 +37,7 @@ class TestTargets:
         assert (decision.level.first_response_target, decision.level.next_response_target,
                 decision.level.resolution_target) == (
             timedelta(hours=1), timedelta(hours=2), timedelta(days=1))
-        assert any("resolution within 1d" in step for step in decision.trace)
+        assert any("resolution within 1d" in step for step in decision.explanation)
 
     def test_defaults_fill_what_a_route_leaves_out(self) -> None:
         decision = routing.decide("retail", "existing", {}, parse(TABLE), now=NOW)

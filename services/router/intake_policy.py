@@ -1,0 +1,66 @@
+"""The intake's rules, as verdicts the HTTP edge maps to answers. Pure decision code.
+
+- An `Idempotency-Key` seen before: the same ticket again (replay), a request still being
+  accepted (in flight), or a different ticket under a used key (mismatch).
+- A department's report: dated between the ticket's receipt and now (with some room
+  for clocks that run ahead), never earlier, which would dodge its escalation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import Enum
+
+REPORT_CLOCK_SKEW = timedelta(minutes=5)  # departments' clocks may run a little ahead
+
+
+class Claim(Enum):
+    NEW = "new"  # publish the ticket: the key is new, or its first request died unanswered
+    REPLAY = "replay"  # accepted before: answer with the first ticket id
+    IN_FLIGHT = "in_flight"  # the first request is still being accepted: retry later
+    MISMATCH = "mismatch"  # the key was used for a different ticket
+
+
+@dataclass(frozen=True)
+class ClaimedKey:
+    """An `Idempotency-Key` as the store holds it after this request claimed it."""
+
+    ticket_id: str
+    fingerprint: str
+    status: str  # pending, accepted
+    created_at: datetime
+
+
+def judge_claim(claim: ClaimedKey, *, ticket_id: str, fingerprint: str, now: datetime,
+                in_flight_for: timedelta) -> Claim:
+    """What a request holding `ticket_id` and `fingerprint` is, given the key's claim.
+    A pending claim older than `in_flight_for` was left by a request that died before
+    Kafka answered: this one publishes its ticket (the claim's id) now."""
+    if claim.fingerprint != fingerprint:
+        return Claim.MISMATCH
+    if claim.ticket_id == ticket_id:
+        return Claim.NEW
+    if claim.status == "accepted":
+        return Claim.REPLAY
+    if now - claim.created_at < in_flight_for:
+        return Claim.IN_FLIGHT
+    return Claim.NEW
+
+
+class ReportTime(Enum):
+    ACCEPTED = "accepted"
+    BEFORE_RECEIPT = "before_receipt"
+    IN_FUTURE = "in_future"
+
+
+def judge_report_time(occurred_at: datetime | None, *, received_at: datetime | None,
+                      now: datetime) -> ReportTime:
+    """Whether a report's date may stand (None: undated, it is dated on arrival)."""
+    if occurred_at is None:
+        return ReportTime.ACCEPTED
+    if received_at is not None and occurred_at < received_at:
+        return ReportTime.BEFORE_RECEIPT
+    if occurred_at > now + REPORT_CLOCK_SKEW:
+        return ReportTime.IN_FUTURE
+    return ReportTime.ACCEPTED

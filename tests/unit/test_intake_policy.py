@@ -1,0 +1,68 @@
+"""The intake's rules as verdicts: Idempotency-Key claims and report dates."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from services.router.intake_policy import (
+    REPORT_CLOCK_SKEW,
+    Claim,
+    ReportTime,
+    judge_claim,
+    judge_report_time,
+)
+
+NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+IN_FLIGHT_FOR = timedelta(seconds=20)
+
+
+@dataclass(frozen=True)
+class Key:
+    ticket_id: str = "first"
+    fingerprint: str = "abc"
+    status: str = "pending"
+    created_at: datetime = NOW
+
+
+def judge(key: Key, *, ticket_id: str = "second", fingerprint: str = "abc",
+          now: datetime = NOW) -> Claim:
+    return judge_claim(key, ticket_id=ticket_id, fingerprint=fingerprint, now=now,
+                       in_flight_for=IN_FLIGHT_FOR)
+
+
+class TestClaim:
+    def test_a_key_this_request_claimed_is_new(self) -> None:
+        assert judge(Key(ticket_id="second")) is Claim.NEW
+
+    def test_a_key_accepted_before_is_a_replay(self) -> None:
+        assert judge(Key(status="accepted")) is Claim.REPLAY
+
+    def test_a_pending_key_is_in_flight_for_a_while(self) -> None:
+        assert judge(Key(), now=NOW + IN_FLIGHT_FOR - timedelta(seconds=1)) is Claim.IN_FLIGHT
+
+    def test_a_pending_key_left_by_a_dead_request_is_taken_over(self) -> None:
+        assert judge(Key(), now=NOW + IN_FLIGHT_FOR) is Claim.NEW
+
+    def test_another_ticket_under_a_used_key_is_a_mismatch(self) -> None:
+        assert judge(Key(status="accepted"), fingerprint="other") is Claim.MISMATCH
+        assert judge(Key(ticket_id="second"), fingerprint="other") is Claim.MISMATCH
+
+
+class TestReportTime:
+    RECEIVED = NOW - timedelta(hours=1)
+
+    def judge(self, occurred_at: datetime | None) -> ReportTime:
+        return judge_report_time(occurred_at, received_at=self.RECEIVED, now=NOW)
+
+    def test_undated_and_in_range_reports_stand(self) -> None:
+        assert self.judge(None) is ReportTime.ACCEPTED
+        assert self.judge(self.RECEIVED) is ReportTime.ACCEPTED
+        assert self.judge(NOW + REPORT_CLOCK_SKEW) is ReportTime.ACCEPTED
+
+    def test_a_report_before_the_receipt_is_refused(self) -> None:
+        assert self.judge(self.RECEIVED - timedelta(seconds=1)) is ReportTime.BEFORE_RECEIPT
+
+    def test_a_report_past_the_clock_skew_is_in_the_future(self) -> None:
+        later = NOW + REPORT_CLOCK_SKEW + timedelta(seconds=1)
+        assert self.judge(later) is ReportTime.IN_FUTURE
