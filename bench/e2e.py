@@ -223,6 +223,9 @@ def cpu_by_process(running: Running, broker_pid: int | None) -> dict[str, float]
     return {name: cpu_seconds(pid) for name, pid in pids.items()}
 
 
+IDLE_SAMPLE_SECONDS = 3.0
+
+
 @dataclass
 class Step:
     rate: float
@@ -273,7 +276,12 @@ class Bench:
                 raise RuntimeError("the lane reader did not start")
             tag = self.tag(running.name)
             rng = random.Random(self.tag_counter)
+            # The pipeline's CPU when idle (its background jobs, consumers polling), over
+            # IDLE_SAMPLE_SECONDS, is taken off what the step used.
+            idle_before = cpu_by_process(running, self.broker_pid)
+            time.sleep(IDLE_SAMPLE_SECONDS)
             cpu_before = cpu_by_process(running, self.broker_pid)
+            began = time.monotonic()
 
             def make(n: int) -> tuple[str, bytes]:
                 subject = f"{tag} {n}"
@@ -322,10 +330,12 @@ class Bench:
         if drained > 5:
             self.log(f"    (lanes quiet after {drained:.0f}s)")
         cpu_after = cpu_by_process(running, self.broker_pid)
+        elapsed = time.monotonic() - began
         step.cpu_ms_per_ticket = {
-            name: 1e3 * (cpu_after[name] - cpu_before[name]) / max(step.accepted, 1)
+            name: 1e3 * (cpu_after[name] - cpu_before[name] - elapsed / IDLE_SAMPLE_SECONDS
+                         * (cpu_before[name] - idle_before[name])) / max(step.accepted, 1)
             for name in cpu_after}
-        self.log("    CPU per accepted ticket (step and drain, idle time included), ms: "
+        self.log("    CPU per accepted ticket (step and drain, less the idle rate), ms: "
                  + ", ".join(f"{name} {ms:.2f}" for name, ms in step.cpu_ms_per_ticket.items()))
         return step
 
