@@ -28,6 +28,9 @@ Each is warmed up (40 tickets through), then measured:
 - intake only, closed loop: wrk (2 threads, or Python callers without wrk) on 16 and 64
   keep-alive connections for --intake-seconds, accepted requests per second;
 - the segmenter's RSS (VmRSS, sampled every 0.25 s during the measurements; max).
+- CPU per accepted ticket of each process and of the broker (/proc/<pid>/stat over each
+  step and its drain, less the pipeline's idle rate sampled for 3 s before the step):
+  robust where wall-clock figures are not, on a machine shared with other work.
 Between steps it waits (at most 120 s) until no record is added to the lanes for 3 s.
 Prints each figure for both and the ratio project / baseline (medians of --runs).
 Everything stops by itself; every process it started is stopped on exit or Ctrl-C.
