@@ -16,7 +16,7 @@ from tests.conftest import unique
 from tests.integration.test_stages import publish, segmented_event
 
 # Long enough that records published once the gathering began are surely fetched in it.
-TEST_GATHER_SECONDS = 5.0
+TEST_GATHER_SECONDS = 10.0
 
 
 class Recorded:
