@@ -28,6 +28,9 @@ Each is warmed up (40 tickets through), then measured:
 - intake only, closed loop: wrk (2 threads, or Python callers without wrk) on 16 and 64
   keep-alive connections for --intake-seconds, accepted requests per second;
 - the segmenter's RSS (VmRSS, sampled every 0.25 s during the measurements; max).
+- CPU per accepted ticket of each process and of the broker (/proc/<pid>/stat over each
+  step and its drain, less the pipeline's idle rate sampled for 3 s before the step):
+  robust where wall-clock figures are not, on a machine shared with other work.
 Between steps it waits (at most 120 s) until no record is added to the lanes for 3 s.
 Prints each figure for both and the ratio project / baseline (medians of --runs).
 Everything stops by itself; every process it started is stopped on exit or Ctrl-C.
@@ -203,6 +206,28 @@ class RssSampler:
             thread.join()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (/proc/<pid>/stat), 0 when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_by_process(running: Running, broker_pid: int | None) -> dict[str, float]:
+    """CPU seconds so far of each process of the pipeline (the intake once), and the broker."""
+    pids = {name: pid for name, pid in running.pids.items()
+            if not (name == "intake" and pid in {p for n, p in running.pids.items()
+                                                 if n != "intake"})}
+    if broker_pid is not None:
+        pids["broker"] = broker_pid
+    return {name: cpu_seconds(pid) for name, pid in pids.items()}
+
+
+IDLE_SAMPLE_SECONDS = 3.0
+
+
 @dataclass
 class Step:
     rate: float
@@ -219,6 +244,9 @@ class Step:
     post_p99_ms: float
     generator_lag_p99_ms: float
     errors: Counter[str] = field(default_factory=Counter)
+    # CPU milliseconds per accepted ticket, per process, over the step and its drain:
+    # robust where wall-clock figures are not (a machine shared with other work).
+    cpu_ms_per_ticket: dict[str, float] = field(default_factory=dict)
     passed: bool = False
 
 
@@ -229,6 +257,7 @@ class Bench:
     seconds: float
     grace: float
     max_p99_ms: float
+    broker_pid: int | None = None
     drain: float = 60.0
     tag_counter: int = 0
     log: Callable[[str], None] = field(default=print)
@@ -249,6 +278,12 @@ class Bench:
                 raise RuntimeError("the lane reader did not start")
             tag = self.tag(running.name)
             rng = random.Random(self.tag_counter)
+            # The pipeline's CPU when idle (its background jobs, consumers polling), over
+            # IDLE_SAMPLE_SECONDS, is taken off what the step used.
+            idle_before = cpu_by_process(running, self.broker_pid)
+            time.sleep(IDLE_SAMPLE_SECONDS)
+            cpu_before = cpu_by_process(running, self.broker_pid)
+            began = time.monotonic()
 
             def make(n: int) -> tuple[str, bytes]:
                 subject = f"{tag} {n}"
@@ -296,6 +331,14 @@ class Bench:
         drained = asyncio.run(e2e_load.wait_quiet(self.bootstrap, running.lanes))
         if drained > 5:
             self.log(f"    (lanes quiet after {drained:.0f}s)")
+        cpu_after = cpu_by_process(running, self.broker_pid)
+        elapsed = time.monotonic() - began
+        step.cpu_ms_per_ticket = {
+            name: 1e3 * (cpu_after[name] - cpu_before[name] - elapsed / IDLE_SAMPLE_SECONDS
+                         * (cpu_before[name] - idle_before[name])) / max(step.accepted, 1)
+            for name in cpu_after}
+        self.log("    CPU per accepted ticket (step and drain, less the idle rate), ms: "
+                 + ", ".join(f"{name} {ms:.2f}" for name, ms in step.cpu_ms_per_ticket.items()))
         return step
 
     def warm_up(self, running: Running) -> None:
@@ -443,6 +486,8 @@ def run_pipeline(bench: Bench, running: Running, rates: list[float], skip_max: b
             figures[f"{key}: sent -> readable p99, ms"] = step.e2e_p99_ms
             figures[f"{key}: POST -> 202 p50, ms"] = step.post_p50_ms
             figures[f"{key}: POST -> 202 p99, ms"] = step.post_p99_ms
+            for name, ms in step.cpu_ms_per_ticket.items():
+                figures[f"{key}: CPU per ticket, {name}, ms"] = ms
         if not skip_max:
             figures["highest sustainable rate, tickets/s"] = bench.highest(running, steps)
         for connections in (16, 64):
@@ -518,7 +563,8 @@ def main() -> None:
         customers = [g.customer["customer_id"] for g in demo.generate(min(args.customers,
                                                                           20_000))]
         bench = Bench(broker.bootstrap_servers, customers, args.seconds, args.grace,
-                      args.max_p99, log=lambda line: print(line, flush=True))
+                      args.max_p99, broker_pid=broker.pid,
+                      log=lambda line: print(line, flush=True))
         pipelines = [args.only] if args.only else ["baseline", "project"]
         for run in range(args.runs):
             for name in pipelines if run % 2 == 0 else reversed(pipelines):
