@@ -9,6 +9,7 @@ customer without rescanning the base.
 from __future__ import annotations
 
 import bisect
+from array import array
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import date, datetime, timedelta
@@ -119,25 +120,57 @@ def tier_of(features: ValueFeatures, cutoffs: Cutoffs, policy: TierPolicy) -> Ti
     return Tier.EXISTING
 
 
-def population_cutoffs(population: Sequence[ValueFeatures], policy: TierPolicy,
+class PopulationValues:
+    """What a population run keeps of each buyer: five numbers of 8 bytes, not their
+    features, so the cutoffs of a base of millions come from a stream in little memory."""
+
+    def __init__(self, policy: TierPolicy, *, now: datetime) -> None:
+        self._policy = policy
+        self._now = now
+        self._recency, self._frequency, self._monetary, self._valuable, self._growing = (
+            array("d") for _ in range(5))
+
+    def add(self, features: ValueFeatures) -> None:
+        if features.purchases <= 0 or features.last_purchase_at is None:
+            return  # a prospect does not count
+        self._recency.append((self._now - features.last_purchase_at).total_seconds() / 86400)
+        self._frequency.append(float(features.purchases))
+        self._monetary.append(features.total_value)
+        self._valuable.append(features.trailing_12m_value)
+        if features.growth > 0 and features.growth_ratio >= self._policy.min_growth_ratio:
+            self._growing.append(features.growth)
+
+    def __len__(self) -> int:
+        return len(self._recency)
+
+    def cutoffs(self) -> Cutoffs:
+        """Cutoffs from the customers added (those with purchases)."""
+        buyers = len(self)
+        if not buyers:
+            return DEFAULT_CUTOFFS
+        policy = self._policy
+        return Cutoffs(
+            recency_days=_quintile_edges(_ordered(self._recency)),
+            frequency=_quintile_edges(_ordered(self._frequency)),
+            monetary=_quintile_edges(_ordered(self._monetary)),
+            most_valuable_from=_top_share_floor(_ordered(self._valuable, descending=True),
+                                                policy.most_valuable_share, buyers),
+            most_growable_from=_top_share_floor(_ordered(self._growing, descending=True),
+                                                policy.most_growable_share, buyers),
+        )
+
+
+def population_cutoffs(population: Iterable[ValueFeatures], policy: TierPolicy,
                        *, now: datetime) -> Cutoffs:
-    """Cutoffs from the whole customer base (customers with purchases)."""
-    buyers = [f for f in population if f.purchases > 0 and f.last_purchase_at is not None]
-    if not buyers:
-        return DEFAULT_CUTOFFS
-    recency = sorted((now - f.last_purchase_at).total_seconds() / 86400
-                     for f in buyers if f.last_purchase_at is not None)
-    valuable = sorted((f.trailing_12m_value for f in buyers), reverse=True)
-    growing = sorted((f.growth for f in buyers
-                      if f.growth > 0 and f.growth_ratio >= policy.min_growth_ratio),
-                     reverse=True)
-    return Cutoffs(
-        recency_days=_quintile_edges(recency),
-        frequency=_quintile_edges(sorted(float(f.purchases) for f in buyers)),
-        monetary=_quintile_edges(sorted(f.total_value for f in buyers)),
-        most_valuable_from=_top_share_floor(valuable, policy.most_valuable_share, len(buyers)),
-        most_growable_from=_top_share_floor(growing, policy.most_growable_share, len(buyers)),
-    )
+    """Cutoffs from the whole customer base (customers with purchases), read once."""
+    values = PopulationValues(policy, now=now)
+    for features in population:
+        values.add(features)
+    return values.cutoffs()
+
+
+def _ordered(values: array[float], *, descending: bool = False) -> array[float]:
+    return array("d", sorted(values, reverse=descending))
 
 
 def _quintile_edges(ordered: Sequence[float]) -> tuple[float, ...]:

@@ -20,7 +20,7 @@ class CustomerType(StrEnum):
 Tier = tiers.Tier  # defined with the contracts, in services/core/tiers.py
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CustomerProfile:
     customer_id: str
     customer_type: CustomerType
@@ -33,7 +33,7 @@ class CustomerProfile:
     attributes: Mapping[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ValueFeatures:
     """Recency, frequency and monetary scores (1-5; 0 without purchases) and the values
     they come from."""
@@ -54,7 +54,7 @@ class ValueFeatures:
 NO_FEATURES = ValueFeatures()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Customer:
     """Everything segmentation reads about one customer; `profile` is None if unknown."""
 

@@ -228,26 +228,40 @@ class CustomerStore:
         return self.cutoffs
 
     async def recompute_population(self, *, now: datetime, chunk: int = 2000) -> list[TierChange]:
-        """Recompute every customer's values, then the cutoffs, then every tier."""
+        """Recompute every customer's values, then the cutoffs, then every tier. The base
+        is read a page at a time: memory does not grow with the number of customers."""
+        customers = 0
+        async for page in self._customer_id_pages(chunk):
+            await self.refresh_features(page, now=now)
+            customers += len(page)
+        population = features.PopulationValues(self.policy, now=now)
         async with self._sessions() as session:
-            customer_ids = list((await session.scalars(
-                select(CustomerRow.customer_id).order_by(CustomerRow.customer_id))).all())
-        for start in range(0, len(customer_ids), chunk):
-            await self.refresh_features(customer_ids[start:start + chunk], now=now)
-        async with self._sessions() as session:
-            population = [to_features(row) for row in (await session.scalars(
-                select(CustomerFeaturesRow))).all()]
-        cutoffs = features.population_cutoffs(population, self.policy, now=now)
+            async for row in await session.stream_scalars(
+                    select(CustomerFeaturesRow).execution_options(yield_per=chunk)):
+                population.add(to_features(row))
+        cutoffs = population.cutoffs()
         async with self._sessions() as session, session.begin():
             session.add(TierCutoffsRow(computed_at=now, cutoffs=cutoffs.to_dict(),
-                                       customers=len(customer_ids)))
+                                       customers=customers))
         self.cutoffs = cutoffs
         changes: list[TierChange] = []
-        for start in range(0, len(customer_ids), chunk):
-            changes.extend(await self.refresh_features(customer_ids[start:start + chunk],
-                                                       now=now))
+        async for page in self._customer_id_pages(chunk):
+            changes.extend(await self.refresh_features(page, now=now))
         self.cache.clear()
         return changes
+
+    async def _customer_id_pages(self, size: int) -> AsyncIterator[list[str]]:
+        """Every customer id in order, `size` at a time (each page its own query)."""
+        after = ""
+        while True:
+            async with self._sessions() as session:
+                page = list((await session.scalars(
+                    select(CustomerRow.customer_id).where(CustomerRow.customer_id > after)
+                    .order_by(CustomerRow.customer_id).limit(size))).all())
+            if not page:
+                return
+            yield page
+            after = page[-1]
 
     async def tier_sizes(self) -> dict[str, int]:
         async with self._sessions() as session:
