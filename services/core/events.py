@@ -6,8 +6,10 @@ API, which checks that the ticket is theirs and the time plausible; the platform
 posted a ticket reports `customer_replied` on it. The router's service-level clocks add
 `deadlines_changed` (after a report that pauses, resumes, starts or stops a clock),
 `target_warning` (a share of a target spent) and `escalated` with a `target` and a
-`level` (1: breached, 2: still unanswered later). The data is small on purpose: ids,
-department, segment and times, never the ticket's text or the customer's personal data.
+`level` (1: breached, 2: still unanswered later); a department's or an admin's priority
+change adds `priority_changed` with the new priority and deadlines. The data is small on
+purpose: ids, department, segment and times, never the ticket's text or the customer's
+personal data.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class TicketEventType(StrEnum):
     CUSTOMER_REPLIED = "ticket.customer_replied"  # the ticket's platform: clocks resume
     DEADLINES_CHANGED = "ticket.deadlines_changed"  # clocks paused, resumed or (re)started
     TARGET_WARNING = "ticket.target_warning"  # a share of a target spent, not answered
+    PRIORITY_CHANGED = "ticket.priority_changed"  # new priority, clocks recomputed
 
 
 DEPARTMENT_REPORTS = (
@@ -61,6 +64,7 @@ WRITTEN_BY: dict[TicketEventType, str] = {
     TicketEventType.TRANSFERRED: ROUTER_SOURCE,
     TicketEventType.DEADLINES_CHANGED: ROUTER_SOURCE,
     TicketEventType.TARGET_WARNING: ROUTER_SOURCE,
+    TicketEventType.PRIORITY_CHANGED: ROUTER_SOURCE,
 }
 
 
@@ -90,8 +94,8 @@ class TicketEvent(BaseModel):
     first_response_deadline: AwareDatetime | None = None
     platform: tickets.Platform | None = None  # on received and routed events
     # Service-level clocks: each target's deadline (null while paused or stopped) on
-    # routed, transferred and deadlines_changed events; the target concerned and its
-    # escalation level on target_warning and escalated events.
+    # routed, transferred, priority_changed and deadlines_changed events; the target
+    # concerned and its escalation level on target_warning and escalated events.
     deadlines: dict[ClockTarget, AwareDatetime | None] | None = None
     paused: bool | None = None
     target: ClockTarget | None = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any, NoReturn
 
 import httpx
@@ -140,7 +140,7 @@ def _report(kind: str, ticket_id: str, department: str | None) -> None:
                                           token=token))
 
 
-def _call(action: Callable[[str, str | None], dict[str, str]]) -> None:
+def _call(action: Callable[[str, str | None], Mapping[str, object]]) -> None:
     settings = Settings()
     token = settings.api_token.get_secret_value() if settings.api_token else None
     try:
@@ -185,6 +185,16 @@ def transfer_ticket(
     """Hand a ticket to another department; its response clock keeps running."""
     _call(lambda url, token: queue.transfer(url, ticket_id, to, reason, token=token,
                                             from_department=department))
+
+
+@app.command("priority")
+def change_priority(
+    ticket_id: TicketId,
+    to: Annotated[int, typer.Option(help="The new priority (1 is the most urgent)")],
+    reason: Annotated[str, typer.Option(help="Why (kept in the ticket's trace)")],
+) -> None:
+    """Give a ticket another priority: the table's targets for it, time spent kept."""
+    _call(lambda url, token: queue.change_priority(url, ticket_id, to, reason, token=token))
 
 
 if __name__ == "__main__":

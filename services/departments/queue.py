@@ -171,5 +171,16 @@ def transfer(router_url: str, ticket_id: str, to_department: str, reason: str, *
     return receipt
 
 
+def change_priority(router_url: str, ticket_id: str, priority: int, reason: str, *,
+                    token: str | None, timeout: float = 10.0) -> dict[str, object]:
+    """Give a ticket another priority; its clocks keep the time spent and paused."""
+    response = httpx.post(f"{router_url}/v1/tickets/{ticket_id}/priority",
+                          json={"priority": priority, "reason": reason},
+                          headers=_authorization(token), timeout=timeout)
+    response.raise_for_status()
+    receipt: dict[str, object] = response.json()
+    return receipt
+
+
 def _authorization(token: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"} if token else {}

@@ -4,7 +4,8 @@ The router decides each clock (clocks.py): a warning at a share of its target, a
 (escalation level 1, the target missed), level 2, and a clock stopped in time (met) or
 late before a breach was seen (missed), on `deadlines_changed`. The timeline counts each
 once, by a key in `clock_notices`, however often the event comes. Time paused runs from
-`waiting_on_customer` to the customer's reply (or the resolution).
+`waiting_on_customer` to the customer's reply (or the resolution). A transfer or a
+priority change moves the first-response deadline the target is decided against.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from services.metrics.timeline import (
 
 CLOCK_EVENTS = frozenset({TicketEventType.TARGET_WARNING, TicketEventType.ESCALATED,
                           TicketEventType.DEADLINES_CHANGED, TicketEventType.TRANSFERRED,
+                          TicketEventType.PRIORITY_CHANGED,
                           TicketEventType.WAITING_ON_CUSTOMER,
                           TicketEventType.CUSTOMER_REPLIED, TicketEventType.RESOLVED})
 

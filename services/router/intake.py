@@ -29,7 +29,7 @@ INTAKE_UNAVAILABLE = Counter(
     "routing_intake_unavailable_total", "Requests answered 503 because Kafka did not acknowledge",
     ["endpoint"],
 )
-for _endpoint in ("tickets", "events", "transfer"):
+for _endpoint in ("tickets", "events", "transfer", "priority"):
     INTAKE_UNAVAILABLE.labels(_endpoint)  # shown as 0 before the first failure
 
 

@@ -191,6 +191,46 @@ def _override(document: Mapping[str, Any], *, source: str, entry: str,
     return Override(value, *targets)
 
 
+def parse_priority_targets(value: Any, *, source: str,
+                           line: int | None) -> dict[int, Override]:
+    """`priority_targets: {1: {first_response_target: 15m, ...}, ...}`: the targets a
+    ticket takes when its priority is changed to that priority; each key optional."""
+    entry = "priority_targets"
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(source, line, entry, "priority_targets must map priorities"
+                          f" ({HIGHEST}-{LOWEST}) to {{{', '.join(TARGET_KEYS)}}}")
+    found = {}
+    for key, targets in value.items():
+        if key == "__line__":
+            continue
+        where = line_of(targets) or line_of(value) or line
+        number = _priority_key(key)
+        if number is None:
+            raise ConfigError(source, where, entry, f"{key!r} is not a priority; priorities"
+                              f" are whole numbers from {HIGHEST} (most urgent) to {LOWEST}")
+        if not isinstance(targets, dict):
+            raise ConfigError(source, where, entry, f"priority_targets.{key} must be a"
+                              f" mapping: {', '.join(TARGET_KEYS)}")
+        unknown = sorted(set(targets) - {*TARGET_KEYS, "__line__"})
+        if unknown:
+            raise ConfigError(source, where, entry, f"priority_targets.{key}: unknown keys"
+                              f" {unknown}; accepted: {', '.join(TARGET_KEYS)}")
+        found[number] = _override(targets, source=source, entry=entry,
+                               where=f"priority_targets.{key}.")
+    return found
+
+
+def _priority_key(key: Any) -> int | None:
+    # A JSON document's keys are strings: "1" is priority 1 too.
+    if isinstance(key, str) and key.isascii() and key.isdigit():
+        key = int(key)
+    if isinstance(key, bool) or not isinstance(key, int) or not HIGHEST <= key <= LOWEST:
+        return None
+    return key
+
+
 def queue_for(department: str, priority: int | None) -> str:
     """The topic a ticket of this priority joins (a ticket without one: the normal lane)."""
     return lane_topic(department, "normal" if priority is None else lane_for(priority))

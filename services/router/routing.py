@@ -93,6 +93,8 @@ class RoutingTable:
     department_policies: Mapping[str, DepartmentPolicy] = field(default_factory=dict)
     aging: priority.Aging = priority.DEFAULT_AGING
     warning_share: float | None = None  # a warning at this share of each target
+    # The targets a ticket takes when its priority is changed (POST .../priority).
+    priority_targets: Mapping[int, priority.Override] = field(default_factory=dict)
 
     @classmethod
     def simple(cls, version: str, routes: Mapping[str, str],

@@ -17,7 +17,7 @@ from typing import Any
 
 from services.core import lifecycle
 from services.core.events import TicketEventType
-from services.router import calendars, clocks
+from services.router import calendars, clocks, priority
 
 Clock = clocks.Clock
 Target = clocks.Target
@@ -97,6 +97,24 @@ def handed_over(state: TicketClocks, at: datetime, old: calendars.Calendar | Non
         clocks.rebase(clock, at, old, new, target_duration=durations[clock.target],
                       warning_share=targets.warning_share)
         for clock in state.clocks))
+
+
+def retargeted(targets: Targets, given: priority.Override | None) -> Targets:
+    """A priority change: the new priority's targets where the routing table gives them
+    (`priority_targets`), the ticket's own otherwise."""
+    if given is None:
+        return targets
+    return replace(targets, first_response=given.first_response_target
+                   or targets.first_response,
+                   next_response=given.next_response_target or targets.next_response,
+                   resolution=given.resolution_target or targets.resolution)
+
+
+def reprioritised(state: TicketClocks, at: datetime, calendar: calendars.Calendar | None,
+                  given: priority.Override | None) -> TicketClocks:
+    """Every clock rebased on the new targets, in the same department's hours: the time
+    already spent and paused is kept."""
+    return handed_over(state, at, calendar, calendar, retargeted(state.targets, given))
 
 
 def _next_response(state: TicketClocks, at: datetime,

@@ -125,6 +125,23 @@ class RoutedTickets:
                 if ticket is not None:  # None: the copy stays as it is
                     row.payload = ticket.model_dump(mode="json")
 
+    async def record_priority_change(self, ticket_id: str, *, priority: int,
+                                     step: dict[str, Any], move_clocks: ClockChange) -> None:
+        """A new priority: on the row and its ticket copy (a later hand-over joins the
+        new priority's lane); the trace grows and the clocks are rebased. The ticket has
+        not waited any less: `updated_at` (the backlog's age) stays."""
+        async with self._sessions() as session, session.begin():
+            row = await session.get(RoutedTicketRow, ticket_id, with_for_update=True)
+            if row is None:
+                return
+            if row.service_clocks is not None:
+                _set_clocks(row, move_clocks(service_clocks.from_json(row.service_clocks),
+                                             row.department))
+            if row.payload.get("routing"):  # the copy of the routed ticket
+                routing = {**row.payload["routing"], "priority": priority}
+                row.payload = {**row.payload, "routing": routing}
+            row.priority, row.trace = priority, [*row.trace, step]
+
     async def update_clocks(self, ticket_id: str, change: ClockChange) -> None:
         """Clocks changed by the clock watch (a warning sent, a breach escalated)."""
         async with self._sessions() as session, session.begin():

@@ -81,6 +81,12 @@ TABLE_SCHEMA: dict[str, Any] = _mapping({
     "warning_share": {"anyOf": [{"type": "null"}, {"const": "off"}, {
         "type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1,
         "description": "a warning at this share of each target (0.75: at 75%)"}]},
+    "priority_targets": _nullable({
+        "type": "object", "propertyNames": {"pattern": f"^[{priority.HIGHEST}-{priority.LOWEST}]$"},
+        "additionalProperties": _mapping({target: _nullable(_DURATION)
+                                          for target in priority.TARGET_KEYS}),
+        "description": "the targets a ticket takes when its priority is changed to this"
+                       " one (POST /v1/tickets/{id}/priority)"}),
     "defaults": _nullable(_mapping({**_LEVEL, "tiers": _TIERS})),
     "routes": {"type": "array", "minItems": 1, "items": _ROUTE},
     "departments": _nullable({"type": "object", "propertyNames": _NAME,

@@ -3,7 +3,7 @@ name the file, the line and the entry (the decisions themselves are in routing.p
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -21,7 +21,7 @@ from services.router.routing import (
 )
 
 _TOP_KEYS = ("version", "fallback_department", "priority_aging", "warning_share",
-             "defaults", "routes", "departments")
+             "priority_targets", "defaults", "routes", "departments")
 _ROUTE_KEYS = ("segment", "department", "priority", *priority.TARGET_KEYS, "tiers",
                "refinements", "description")
 _REFINEMENT_KEYS = ("name", "when", "department", "priority", *priority.TARGET_KEYS,
@@ -90,17 +90,20 @@ def parse_table(document: Mapping[str, Any], *, source: str, version: str) -> Ro
         raise ConfigError(source, lines[cycle[0]], cycle[0],
                           f"overflow goes round in a circle: {' -> '.join(cycle)}")
     levels = priority.parse_service_levels(defaults, source=source, entry="defaults")
-    _check_calendars_reach(policies, lines, _longest_target(routes, levels), source)
+    by_priority = priority.parse_priority_targets(document.get("priority_targets"),
+                                                  source=source, line=top)
+    _check_calendars_reach(policies, lines, _longest_target(
+        routes, levels, by_priority.values()), source)
     return RoutingTable(
         version=version, routes=routes, fallback_department=fallback, defaults=levels,
-        department_policies=policies,
+        department_policies=policies, priority_targets=by_priority,
         aging=_parse_aging(document.get("priority_aging"), source, top),
         warning_share=_parse_warning_share(document.get("warning_share"), source, top))
 
 
 def _longest_target(routes: Mapping[str, Route], defaults: priority.ServiceLevels,
-                    ) -> timedelta:
-    overrides = [defaults.own, *defaults.tiers.values()]
+                    by_priority: Iterable[priority.Override]) -> timedelta:
+    overrides = [defaults.own, *defaults.tiers.values(), *by_priority]
     for route in routes.values():
         overrides += [route.service.own, *route.service.tiers.values(),
                       *(refinement.service for refinement in route.refinements)]

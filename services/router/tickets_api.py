@@ -1,4 +1,5 @@
-"""A ticket's state and routing trace, and transfers between departments."""
+"""A ticket's state and routing trace, transfers between departments, and priority
+changes."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.core import auth, events, http, kafka, tickets, topics
-from services.router import dispatch, service_clocks
+from services.router import dispatch, priority, service_clocks
 from services.router.intake import UNAVAILABLE, PublisherDep, TicketId, unavailable
 from services.router.store import RoutedTickets
 
@@ -33,6 +34,15 @@ class Transfer(BaseModel):
                         description="Why (kept in the trace; no personal data, please)")
     from_department: str | None = Field(default=None, pattern=topics.DEPARTMENT_NAME.pattern,
                                         description="Your department, checked if given")
+
+
+class PriorityChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    priority: int = Field(strict=True, ge=priority.HIGHEST, le=priority.LOWEST,
+                          description="1 is the most urgent")
+    reason: str = Field(min_length=1, max_length=200,
+                        description="Why (kept in the trace; no personal data, please)")
 
 
 def _not_found(ticket_id: str) -> HTTPException:
@@ -123,6 +133,51 @@ async def transfer(ticket_id: TicketId, body: Transfer, routed: Routed, request:
     return JSONResponse(status_code=202, content={"ticket_id": ticket_id,
                                                   "department": body.to_department,
                                                   "status": "transferred"})
+
+
+@api.post("/{ticket_id}/priority", responses=UNAVAILABLE)
+async def change_priority(ticket_id: TicketId, body: PriorityChange, routed: Routed,
+                          request: Request, publisher: PublisherDep,
+                          principal: auth.DepartmentOrAdmin) -> Any:
+    """Give a ticket another priority (the department that has it, or an admin): it takes
+    the new priority's targets where the routing table's `priority_targets` gives them,
+    and its clocks keep the time they spent and were paused. It stays where it is in its
+    department's queue."""
+    row = await routed.get(ticket_id)
+    if row is None:
+        raise _not_found(ticket_id)
+    auth.ensure_may_act_for(principal, row.department)
+    if row.priority == body.priority:
+        raise HTTPException(409, detail={"error": "same_priority",
+                                         "detail": f"the ticket has priority {row.priority}"})
+    now = datetime.now(UTC)
+    table = request.app.state.routing_table.current
+    given = table.priority_targets.get(body.priority)
+
+    def move(clocks: service_clocks.TicketClocks,
+             department: str) -> service_clocks.TicketClocks:
+        return service_clocks.reprioritised(clocks, now, table.policy(department).calendar,
+                                            given)
+
+    deadlines = None if row.service_clocks is None else move(
+        service_clocks.from_json(row.service_clocks), row.department).deadlines()
+    shown = None if deadlines is None else {target: _iso(deadline)
+                                           for target, deadline in deadlines.items()}
+    lifecycle = events.TicketEvent(
+        ticket_id=ticket_id, type=events.TicketEventType.PRIORITY_CHANGED, occurred_at=now,
+        department=row.department, segment=row.segment, priority=body.priority,
+        deadlines=deadlines)
+    try:
+        await publisher.publish([kafka.Output(topics.EVENTS, ticket_id, events.as_envelope(
+            lifecycle, row.correlation_id or ticket_id, dispatch.SOURCE))])
+    except kafka.PublishFailed:
+        return unavailable(request, "priority")
+    step = {"at": now.isoformat(), "step": "priority_changed", "from": row.priority,
+            "to": body.priority, "reason": body.reason,
+            **({} if shown is None else {"deadlines": shown})}
+    await routed.record_priority_change(ticket_id, priority=body.priority, step=step,
+                                        move_clocks=move)
+    return {"ticket_id": ticket_id, "priority": body.priority, "deadlines": shown}
 
 
 def _iso(moment: datetime | None) -> str | None:

@@ -32,6 +32,7 @@ WEBHOOK_EVENTS: dict[events.TicketEventType, str] = {
     Type.TARGET_WARNING: "ticket.target_warning",  # a share of a target spent
     Type.ESCALATED: "ticket.escalated",  # level 1 (breach) or 2, deadlines
     Type.TRANSFERRED: "ticket.transferred",  # deadlines recomputed
+    Type.PRIORITY_CHANGED: "ticket.priority_changed",  # priority, deadlines recomputed
     Type.RESOLVED: "ticket.resolved",
 }
 

@@ -32,6 +32,7 @@ ACCESS: dict[tuple[str, str, str], set[str]] = {
     ("router", "GET", "/v1/tickets/{ticket_id}"): STAFF,
     ("router", "POST", "/v1/tickets/{ticket_id}/events"): STAFF,
     ("router", "POST", "/v1/tickets/{ticket_id}/transfer"): STAFF,
+    ("router", "POST", "/v1/tickets/{ticket_id}/priority"): STAFF,
     ("router", "GET", "/v1/routing-table"): {ADMIN},
     ("router", "PUT", "/v1/routing-table"): {ADMIN},
     # The history of the routing table and the segment rules (configuration versions).
@@ -215,6 +216,8 @@ class TestRoles:
         body = {"POST /v1/tickets/{ticket_id}/events": {"type": "picked_up"},
                 "POST /v1/tickets/{ticket_id}/transfer": {"to_department": "customer_care",
                                                           "reason": "not ours"},
+                "POST /v1/tickets/{ticket_id}/priority": {"priority": 1,
+                                                          "reason": "outage"},
                 }.get(f"{method} {path}")
         async with httpx.AsyncClient(base_url=secured.url(service), timeout=10) as client:
             answer = await client.request(method, concrete(path, routed_ticket), json=body,

@@ -81,3 +81,19 @@ class TestFirstResponseDeadline:
             "first_response": T0.replace(hour=12)})
         current, _ = replay(RECEIVED, ROUTED, paused, resumed)
         assert current.first_response_deadline == T0.replace(hour=12)
+
+    def test_a_priority_change_brings_it_forward(self) -> None:
+        # Routed with a deadline an hour out; made priority 1 after two minutes, due at
+        # 15: a response at 10 meets it, one at 20 misses it (the old deadline would not).
+        routed = event(TicketEventType.ROUTED, 0.5, received_at=T0, department="public_sector",
+                       segment="government", reason="route",
+                       first_response_deadline=T0.replace(hour=10))
+        urgent = event(TicketEventType.PRIORITY_CHANGED, 120, department="public_sector",
+                       segment="government", priority=1,
+                       deadlines={"first_response": T0.replace(minute=15)})
+        current, seen = replay(RECEIVED, routed, urgent,
+                               event(TicketEventType.RESPONDED, 600))
+        assert current.first_response_deadline == T0.replace(minute=15)
+        assert timeline.TargetDecided("public_sector", "government", "met") in seen
+        _, seen = replay(RECEIVED, routed, urgent, event(TicketEventType.RESPONDED, 1200))
+        assert timeline.TargetDecided("public_sector", "government", "missed") in seen

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from services.core import config_files
-from services.router import routing
+from services.router import priority, routing
 from tests.unit.test_routing import parse
 
 TABLE = """\
@@ -83,3 +83,54 @@ class TestWarningsAndSecondLevel:
         with pytest.raises(config_files.ConfigError) as error:
             parse(TABLE.replace("to: supervisors}", "to: bosses}"))
         assert "'bosses' is not defined" in error.value.problem
+
+
+PRIORITY_TARGETS = """\
+priority_targets:
+  1: {first_response_target: 15m, next_response_target: 30m, resolution_target: 4h}
+  2:
+    resolution_target: 8h
+"""
+
+
+class TestPriorityTargets:
+    def test_each_priority_gives_the_targets_it_names(self) -> None:
+        table = parse(PRIORITY_TARGETS + TABLE)
+        assert table.priority_targets[1] == priority.Override(
+            first_response_target=timedelta(minutes=15),
+            next_response_target=timedelta(minutes=30), resolution_target=timedelta(hours=4))
+        assert table.priority_targets[2] == priority.Override(
+            resolution_target=timedelta(hours=8))
+        assert 3 not in table.priority_targets
+
+    def test_without_them_no_priority_changes_a_target(self) -> None:
+        assert parse(TABLE).priority_targets == {}
+
+    # A mapping's line is its own; a scalar's, its section's (line 2).
+    @pytest.mark.parametrize(("given", "line", "problem"), [
+        ("  6: {resolution_target: 4h}\n", 3, "6 is not a priority"),
+        ("  urgent: {resolution_target: 4h}\n", 3, "'urgent' is not a priority"),
+        ("  1: {resolution_target: soon}\n", 3, "priority_targets.1.resolution_target"),
+        ("  1: {priority: 2}\n", 3, "unknown keys ['priority']"),
+        ("  1: 15m\n", 2, "priority_targets.1 must be a mapping"),
+    ])
+    def test_a_bad_entry_names_file_line_and_what_is_accepted(
+            self, given: str, line: int, problem: str) -> None:
+        with pytest.raises(config_files.ConfigError) as error:
+            parse("priority_targets:\n  2: {resolution_target: 8h}\n" + given + TABLE)
+        assert error.value.path == "routing.yaml"
+        assert (error.value.line, error.value.entry) == (line, "priority_targets")
+        assert problem in error.value.problem
+
+    def test_a_list_instead_of_a_mapping_is_refused(self) -> None:
+        with pytest.raises(config_files.ConfigError) as error:
+            parse("priority_targets: [15m]\n" + TABLE)
+        assert error.value.entry == "priority_targets"
+        assert "map priorities (1-5)" in error.value.problem
+
+    def test_a_calendar_too_short_for_a_priority_target_is_refused(self) -> None:
+        with pytest.raises(config_files.ConfigError) as error:
+            parse("priority_targets: {4: {resolution_target: 366d}}\n" + TABLE.replace(
+                "  general: {}\n", "  general:\n    calendar:\n      time_zone: UTC\n"
+                "      hours: {mon: '09:00-09:01'}\n"))
+        assert error.value.entry == "general" and "longest target" in error.value.problem

@@ -88,6 +88,10 @@ class TestSchemaAndLoaderAgree:
         {"departments": {"general": {}, "b": {"overflow": {
             "to": "general", "max_backlog": 5, "resume_below": None}}}},
         {"departments": {"general": {}, "b": {"escalation_to": 5}}},
+        {"priority_targets": []},
+        {"priority_targets": {"6": {"resolution_target": "4h"}}},
+        {"priority_targets": {"1": {"priority": 2}}},
+        {"priority_targets": {"1": {"resolution_target": "soon"}}},
     ])
     def test_what_the_schema_refuses_the_loader_refuses(self, change: dict[str, Any]) -> None:
         document = {**MINIMAL, **change}
@@ -99,6 +103,9 @@ class TestSchemaAndLoaderAgree:
         {"routes": [{"segment": "a", "department": "b", "tiers": None, "refinements": None,
                      "priority": None, "first_response_target": None}]},
         {"departments": {"general": None, "b": {"after_hours": None, "calendar": None}}},
+        {"priority_targets": None},
+        {"priority_targets": {"1": {"first_response_target": "15m",
+                                    "resolution_target": None}, "5": {}}},
     ])
     def test_null_is_a_missing_entry_for_both(self, change: dict[str, Any]) -> None:
         document = {**MINIMAL, **change}

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from services.core.events import TicketEventType
-from services.router import calendars, clocks, service_clocks
+from services.router import calendars, clocks, priority, service_clocks
 from tests.unit.test_calendars import OFFICE, parse
 
 AMSTERDAM = ZoneInfo("Europe/Amsterdam")
@@ -181,6 +181,44 @@ class TestRebase:
         moved = service_clocks.handed_over(state, local(2025, 3, 30, 12), all_day, all_day)
         # 23 real hours spent over the short night: one left, at 13:00 summer time.
         assert moved.deadlines()["first_response"] == local(2025, 3, 30, 13)
+
+
+class TestPriorityChange:
+    """The new priority's targets from the routing table (`priority_targets`), the
+    ticket's own where it gives none; the time spent and paused is kept."""
+
+    def test_the_table_s_targets_replace_the_ticket_s(self) -> None:
+        given = priority.Override(first_response_target=timedelta(minutes=15),
+                                  resolution_target=timedelta(hours=4))
+        assert service_clocks.retargeted(TARGETS, given) == service_clocks.Targets(
+            timedelta(minutes=15), timedelta(hours=2), timedelta(hours=4), 0.75)
+
+    def test_a_priority_the_table_gives_nothing_for_keeps_the_targets(self) -> None:
+        assert service_clocks.retargeted(TARGETS, None) == TARGETS
+        assert service_clocks.retargeted(TARGETS, priority.Override()) == TARGETS
+
+    def test_the_clocks_keep_the_time_spent_in_the_department_s_hours(self) -> None:
+        # Routed on Friday 17:00, changed on Saturday: one business hour spent (the
+        # office closes at 18:00), so a 2h target leaves one, from Monday 08:00.
+        state = service_clocks.routed(TARGETS, local(2025, 3, 7, 17), OFFICE)
+        given = priority.Override(first_response_target=timedelta(hours=2))
+        moved = service_clocks.reprioritised(state, local(2025, 3, 8, 12), OFFICE, given)
+        assert moved.targets.first_response == timedelta(hours=2)
+        assert moved.deadlines()["first_response"] == local(2025, 3, 10, 9)
+
+    def test_a_paused_clock_stays_paused_and_keeps_its_pause(self) -> None:
+        state = service_clocks.routed(TARGETS, local(2025, 3, 10, 9), OFFICE)
+        state = service_clocks.reported(state, TicketEventType.WAITING_ON_CUSTOMER,
+                                        local(2025, 3, 10, 10), OFFICE)
+        given = priority.Override(first_response_target=timedelta(hours=2))
+        moved = service_clocks.reprioritised(state, local(2025, 3, 10, 11), OFFICE, given)
+        assert moved.paused and moved.deadlines()["first_response"] is None
+        resumed = service_clocks.reported(moved, TicketEventType.CUSTOMER_REPLIED,
+                                          local(2025, 3, 10, 12), OFFICE)
+        # 1h spent before the pause, 2h paused: one hour left of the new 2h target.
+        assert resumed.deadlines()["first_response"] == local(2025, 3, 10, 13)
+        first = resumed.current("first_response")
+        assert first is not None and first.paused_seconds == 7200
 
 
 class TestStored:
