@@ -20,7 +20,7 @@ class RoutedTicketRow(Base):
     ticket_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     department: Mapped[str] = mapped_column(String(63), index=True)
     segment: Mapped[str] = mapped_column(String(63))
-    status: Mapped[str] = mapped_column(String(16))  # routed, picked_up, responded, resolved
+    status: Mapped[str] = mapped_column(String(32))  # lifecycle.Status
     priority: Mapped[int | None] = mapped_column()
     first_response_deadline: Mapped[datetime | None] = mapped_column(
         db.UtcDateTime(), index=True)
