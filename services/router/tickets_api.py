@@ -159,14 +159,15 @@ async def change_priority(ticket_id: TicketId, body: PriorityChange, routed: Rou
         return service_clocks.reprioritised(clocks, now, table.policy(department).calendar,
                                             given)
 
-    deadlines = None if row.service_clocks is None else move(
-        service_clocks.from_json(row.service_clocks), row.department).deadlines()
-    shown = None if deadlines is None else {target: _iso(deadline)
-                                           for target, deadline in deadlines.items()}
+    after = None if row.service_clocks is None else move(
+        service_clocks.from_json(row.service_clocks), row.department)
+    shown = None if after is None else {target: _iso(deadline)
+                                        for target, deadline in after.deadlines().items()}
     lifecycle = events.TicketEvent(
         ticket_id=ticket_id, type=events.TicketEventType.PRIORITY_CHANGED, occurred_at=now,
         department=row.department, segment=row.segment, priority=body.priority,
-        deadlines=deadlines)
+        deadlines=None if after is None else after.deadlines(),
+        paused=None if after is None else after.paused)
     try:
         await publisher.publish([kafka.Output(topics.EVENTS, ticket_id, events.as_envelope(
             lifecycle, row.correlation_id or ticket_id, dispatch.SOURCE))])

@@ -132,7 +132,7 @@ class TestRecomputedDeadlines:
 
         [event] = await published(router, ticket_id)
         assert (event.priority, event.department) == (1, DEPARTMENT)
-        assert event.deadlines == clocks.deadlines()
+        assert event.deadlines == clocks.deadlines() and event.paused is False
 
     async def test_a_paused_clock_stays_paused_and_keeps_its_pause(
             self, router: Router) -> None:
@@ -156,6 +156,7 @@ class TestRecomputedDeadlines:
         assert first.paused_seconds == pytest.approx((replied_at - waiting_at).total_seconds())
         [event] = await published(router, ticket_id)
         assert event.deadlines is not None and event.deadlines["first_response"] is None
+        assert event.paused is True
 
     async def test_a_priority_the_table_gives_no_targets_for_keeps_the_deadlines(
             self, router: Router) -> None:
