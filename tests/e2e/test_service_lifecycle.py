@@ -1,7 +1,8 @@
 """One ticket's whole service-level lifecycle on the real pipeline (Kafka, the store, the
 three services): routed -> warning -> responded -> waiting on the customer (clocks
 paused) -> the customer replied -> next response -> transfer -> resolved, with every
-deadline checked on the events the router publishes and on the ticket's state.
+deadline checked on the events the router publishes and on the ticket's state, and the
+platform that posted it told each step by signed webhook calls.
 
 Each step is a helper, so that other checks (the platform's webhook calls) can be added
 to the same walk. Departments are open 24/7 here, so deadlines are plain sums; business
@@ -20,8 +21,10 @@ from typing import Any
 import httpx
 import pytest
 
-from services.core import envelope, topics
+from services.core import envelope, events, topics
+from services.webhooks import catalog
 from tests.conftest import Pipeline, demo_pipeline, read_topic, unique
+from tests.webhooks_receiver import Receiver
 
 FIRST_RESPONSE = timedelta(minutes=2)
 NEXT_RESPONSE = timedelta(hours=1)
@@ -67,6 +70,8 @@ class Walk:
 
     pipeline: Pipeline
     router: httpx.AsyncClient
+    receiver: Receiver | None = None
+    secret: str = ""
     ticket_id: str = ""
     routed_at: datetime | None = None
     moments: dict[str, datetime] = field(default_factory=dict)
@@ -127,6 +132,14 @@ async def ticket_state(walk: Walk) -> dict[str, Any]:
 
 
 # The steps, in order.
+
+async def step_platform_registers(walk: Walk, receiver: Receiver) -> None:
+    """The platform's endpoint, registered by an admin: its secret is shown once."""
+    answer = await walk.router.post("/v1/webhooks/endpoints", headers=walk.headers("admin"),
+                                    json={"platform": PLATFORM, "url": receiver.url})
+    assert answer.status_code == 201, answer.text
+    walk.receiver, walk.secret = receiver, answer.json()["secret"]
+
 
 async def step_routed(walk: Walk) -> None:
     ticket = {"customer_id": unique("prospect"), "subject": "s", "body": "b", "channel": "web"}
@@ -249,9 +262,50 @@ async def step_metrics(walk: Walk) -> None:
     raise AssertionError(f"metrics never showed {missing}; they show {shown}")
 
 
+async def step_platform_was_told(walk: Walk) -> None:
+    """Every lifecycle event of the ticket that platforms receive reached the platform's
+    receiver once delivered, signed (verified by the standardwebhooks library), with the
+    event's data: the routing, the warning, each report, every change of deadlines, the
+    transfer and the resolution."""
+    published = await read_topic(
+        walk.pipeline.bootstrap, topics.EVENTS, until=10_000, within=15, settle=1.0,
+        keep=lambda e: e.ticket_id == walk.ticket_id)
+    expected = {catalog.delivery_id(event.id): (catalog.WEBHOOK_EVENTS[
+        events.TicketEventType(event.type)], event.data)
+        for event, _record in published if event.type in catalog.WEBHOOK_EVENTS}
+    assert {kind for kind, _data in expected.values()} >= {
+        "ticket.routed", "ticket.target_warning", "ticket.responded",
+        "ticket.waiting_on_customer", "ticket.deadlines_changed", "ticket.transferred",
+        "ticket.resolved"}
+    receiver = walk.receiver
+    assert receiver is not None
+
+    def delivered(r: Receiver) -> int:
+        return len({item.headers.get("webhook-id") for item in r.received} & set(expected))
+
+    await receiver.wait_for(len(expected), what=delivered)
+    verified = receiver.verified(walk.secret)  # raises on a bad signature
+    told = {item.headers["webhook-id"]: (body["type"], body["data"])
+            for item, body in zip(receiver.received, verified, strict=True)}
+    for delivery, (kind, data) in expected.items():
+        told_kind, told_data = told[delivery]
+        assert told_kind == kind
+        # The event as published, less the platform's own name.
+        assert told_data == {k: v for k, v in data.items() if k != "platform"}, kind
+    # The deadlines the platform learnt at each step are those the walk checked.
+    routed = next(data for kind, data in told.values() if kind == "ticket.routed")
+    assert walk.routed_at is not None
+    assert_close(routed["deadlines"]["first_response"], walk.routed_at + FIRST_RESPONSE)
+    transferred = next(data for kind, data in told.values() if kind == "ticket.transferred")
+    assert_close(transferred["deadlines"]["resolution"], walk.moments["resolution_deadline"])
+    assert all(data["ticket_id"] == walk.ticket_id for _kind, data in told.values())
+
+
 async def test_one_ticket_through_its_whole_service_level_lifecycle(
-        lifecycle_pipeline: Pipeline, router: httpx.AsyncClient) -> None:
+        lifecycle_pipeline: Pipeline, router: httpx.AsyncClient,
+        webhook_receiver: Callable[..., Receiver]) -> None:
     walk = Walk(lifecycle_pipeline, router)
+    await step_platform_registers(walk, webhook_receiver())
     await step_routed(walk)
     await step_warning(walk)
     await step_responded(walk)
@@ -261,3 +315,4 @@ async def test_one_ticket_through_its_whole_service_level_lifecycle(
     await step_transfer(walk)
     await step_resolved(walk)
     await step_metrics(walk)
+    await step_platform_was_told(walk)
