@@ -73,7 +73,6 @@ class StageLoop:
         transaction_timeout_seconds: float = 30.0,
         max_attempts: int = MAX_ATTEMPTS,
         max_retry_pause_seconds: float = MAX_RETRY_PAUSE_SECONDS,
-        gather_seconds: float = 0.0,
     ) -> None:
         if (producer is None) == (producers is None):
             raise ValueError("give either a producer (at least once) or producers")
@@ -84,7 +83,6 @@ class StageLoop:
         self._batches = batches.Batches(transform, stage=name)
         self._retry_pause = retry_pause_seconds
         self._max_batch = max_batch
-        self._gather_seconds = gather_seconds
         self._max_attempts = max_attempts
         self._max_retry_pause = max(max_retry_pause_seconds, retry_pause_seconds)
         self._fenced_grace = fenced_grace_seconds
@@ -111,8 +109,6 @@ class StageLoop:
             if not batch:
                 continue
             async with self._batch_lock:  # a revocation waits for this batch
-                if self._gather_seconds:
-                    batch = await self._gathered(batch)
                 if self.producers is None:
                     outcomes = [await self._process_and_commit(batch)]
                 else:
@@ -120,21 +116,6 @@ class StageLoop:
                         self._process_in_transaction(tp, records, self.producers)
                         for tp, records in batch.items())))
             await self._after(outcomes)
-
-    async def _gathered(self, batch: dict[TopicPartition, list[ConsumerRecord]]
-                        ) -> dict[TopicPartition, list[ConsumerRecord]]:
-        """The batch with what arrived in the next `gather_seconds`: one store transaction
-        and one offset commit for many records rather than for every few (a stage whose
-        work is off the tickets' path can wait that long)."""
-        count = sum(len(records) for records in batch.values())
-        if count >= self._max_batch:
-            return batch
-        await asyncio.sleep(self._gather_seconds)
-        more = await self._consumer.getmany(timeout_ms=0, max_records=self._max_batch - count)
-        gathered = {partition: list(records) for partition, records in batch.items()}
-        for partition, records in more.items():
-            gathered.setdefault(partition, []).extend(records)
-        return gathered
 
     async def _after(self, outcomes: list[faults.Fault | None]) -> None:
         """Note how the batch went; pause before a retry, longer while an outage lasts."""

@@ -13,10 +13,6 @@ from services.core.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-# A stage that only records (timelines, ticket states) gathers what arrives for this long
-# before a batch: at 50 tickets/s that is tens of events per store transaction and offset
-# commit instead of one or two.
-RECORDING_GATHER_SECONDS = 0.25
 
 
 class StageRunner:
@@ -33,7 +29,7 @@ class StageRunner:
         publishes: bool = True,
     ) -> None:
         """`publishes=False`: a stage that only records (no output records) needs no
-        transactions, whatever the delivery setting, and gathers its batches."""
+        transactions, whatever the delivery setting."""
         self._consumer = kafka.consumer(settings, group_id=group_id, client_id=name)
         producers: partition_producers.PartitionProducers | None = None
         self._producer: AIOKafkaProducer | None = None
@@ -49,8 +45,7 @@ class StageRunner:
             self._producer = kafka.producer(settings, client_id=name)
         self.loop = pipeline.StageLoop(
             name=name, consumer=self._consumer, transform=transform,
-            producer=self._producer, producers=producers,
-            gather_seconds=0.0 if publishes else RECORDING_GATHER_SECONDS)
+            producer=self._producer, producers=producers)
         self._consumer.subscribe([source_topic], listener=self.loop.handover)
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None

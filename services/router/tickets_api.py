@@ -39,7 +39,7 @@ class Transfer(BaseModel):
 class PriorityChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    priority: int = Field(strict=True, ge=priority.HIGHEST, le=priority.LOWEST,
+    priority: int = Field(ge=priority.HIGHEST, le=priority.LOWEST,
                           description="1 is the most urgent")
     reason: str = Field(min_length=1, max_length=200,
                         description="Why (kept in the trace; no personal data, please)")

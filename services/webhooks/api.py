@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 from pydantic.config import JsonDict
 
 from services.core import auth, credentials_api
@@ -52,7 +52,7 @@ class EndpointRequest(BaseModel):
                           description="The platform's credential subject")
     url: str = Field(description="https:// (http:// only on loopback)",
                      json_schema_extra=URL_SCHEMA)
-    enabled: bool = True
+    enabled: StrictBool = True
 
     @field_validator("url")
     @classmethod
@@ -65,7 +65,7 @@ class EndpointChange(BaseModel):
 
     url: str | None = Field(default=None, description="https:// (http:// only on loopback)",
                             json_schema_extra=URL_SCHEMA)
-    enabled: bool | None = None
+    enabled: StrictBool | None = None
 
     @field_validator("url")
     @classmethod
@@ -92,7 +92,9 @@ def _no_endpoint(platform: str) -> HTTPException:
                                       "detail": f"platform {platform!r} has no endpoint"})
 
 
-@api.post("/endpoints", status_code=201, response_model=EndpointRegistered)
+@api.post("/endpoints", status_code=201, response_model=EndpointRegistered,
+          responses={409: {"description": "The platform has an endpoint already: change it"
+                                          " with PATCH, or DELETE it first"}})
 async def register(request: EndpointRequest, endpoints: Endpoints) -> EndpointRegistered:
     """Register a platform's endpoint; the answer holds the signing secret, shown once."""
     registered = await endpoints.register(request.platform, request.url,

@@ -33,6 +33,8 @@ ACCESS: dict[tuple[str, str, str], set[str]] = {
     ("router", "POST", "/v1/tickets/{ticket_id}/events"): STAFF,
     ("router", "POST", "/v1/tickets/{ticket_id}/transfer"): STAFF,
     ("router", "POST", "/v1/tickets/{ticket_id}/priority"): STAFF,
+    # The platform that posted the ticket (the routed ticket is the tests' platform's).
+    ("router", "POST", "/v1/tickets/{ticket_id}/customer-replies"): {PLATFORM},
     ("router", "GET", "/v1/routing-table"): {ADMIN},
     ("router", "PUT", "/v1/routing-table"): {ADMIN},
     # The history of the routing table and the segment rules (configuration versions).
@@ -70,6 +72,7 @@ ACCESS: dict[tuple[str, str, str], set[str]] = {
     ("metrics", "GET", "/v1/departments/{department}/stats"): STAFF,
     ("metrics", "GET", "/v1/departments"): {ADMIN},
     ("metrics", "GET", "/v1/segments/stats"): {ADMIN},
+    ("metrics", "GET", "/v1/parity/stats"): {ADMIN},
     # Health and the Prometheus scrape stay open (an internal network's business).
     **{(service, "GET", path): {PUBLIC} for service in ("router", "segmenter", "metrics")
        for path in ("/healthz", "/readyz", "/metrics")},
