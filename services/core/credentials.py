@@ -24,6 +24,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 from services.core import access, db
 from services.core.db import Base
 
+_NOT_CACHED = object()  # a credential not in the cache (None: cached as unknown)
+
 
 class CredentialRow(Base):
     __tablename__ = "credentials"
@@ -121,8 +123,15 @@ class Credentials:
         if parts is None:
             return None
         credential_id, secret = parts
-        if credential_id in self._looked:
-            looked = self._looked[credential_id]
+        # One read of the cache: an entry may expire between a membership test and a read
+        # (cachetools' own `get` tests, then reads).
+        try:
+            cached: object = self._looked[credential_id]
+        except KeyError:
+            cached = _NOT_CACHED
+        looked: _Looked | None
+        if isinstance(cached, _Looked) or cached is None:
+            looked = cached
         else:
             try:
                 looked = await self._look_up(credential_id)
