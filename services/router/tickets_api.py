@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from services.core import auth, events, http, kafka, tickets, topics
 from services.router import dispatch, priority, service_clocks
@@ -43,6 +43,14 @@ class PriorityChange(BaseModel):
                           description="1 is the most urgent")
     reason: str = Field(min_length=1, max_length=200,
                         description="Why (kept in the trace; no personal data, please)")
+
+    @field_validator("priority", mode="before")
+    @classmethod
+    def _a_json_integer(cls, value: object) -> object:
+        # A JSON integer may be written 3 or 3.0; a string or a boolean is not one.
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError("must be a JSON integer, 1 to 5")
+        return value
 
 
 def _not_found(ticket_id: str) -> HTTPException:
