@@ -28,6 +28,8 @@ class Settings(BaseSettings):
     delivery: Literal["exactly_once", "at_least_once"] = "exactly_once"
     instance_id: str = Field(default="0", pattern=r"^[A-Za-z0-9._-]{1,64}$")
     produce_timeout_seconds: float = Field(default=5.0, gt=0)
+    # Transactional producers the intake shares its callers between (group commit).
+    intake_producers: int = Field(default=3, ge=1, le=16)
     retry_after_seconds: int = Field(default=5, ge=1)
 
     # How every Kafka client connects (see docs/kafka-security.md).

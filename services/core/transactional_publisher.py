@@ -9,7 +9,13 @@ with the same transactional id, which fences the old one (the broker aborts what
 the old one left open). A process killed mid-transaction is fenced the same way by its
 successor.
 
-One window remains (see `_commit`): the commit request was sent, the broker did not
+Several producers share the callers (`producers`, each with its own transactional id
+`<transactional_id>-<n>`): a producer that has just committed cannot start its next
+transaction until the broker has written the last one's markers (it answers
+CONCURRENT_TRANSACTIONS and aiokafka waits a fixed 20 ms), so while one waits another
+takes the queued callers. A restarted intake with the same ids fences each of them.
+
+One window remains (see `_Committer.commit`): the commit request was sent, the broker did not
 answer in time, and yet it committed. The caller was told it failed while its events
 are delivered; a caller that retries with the same ticket id then delivers it twice.
 """
@@ -40,15 +46,19 @@ class _Request:
 
 
 class TransactionalPublisher(kafka.Publisher):
-    """Publishes each call's events in a transaction that one committer task shares
+    """Publishes each call's events in a transaction that an idle committer shares
     between every call queued meanwhile; returns once that transaction is committed."""
 
-    def __init__(self, settings: Settings, *, client_id: str, transactional_id: str) -> None:
+    def __init__(self, settings: Settings, *, client_id: str, transactional_id: str,
+                 producers: int = 1) -> None:
         super().__init__(settings, client_id=client_id)
-        self._transactional_id = transactional_id
         self._queue: list[_Request] = []
         self._queued = asyncio.Event()
-        self._committer: asyncio.Task[None] | None = None
+        self._committers = [
+            _Committer(settings, client_id=f"{client_id}-{n}",
+                       transactional_id=f"{transactional_id}-{n}")
+            for n in range(producers)]
+        self._running: list[asyncio.Task[None]] = []
         self._closing = False
 
     async def publish(self, outputs: Sequence[kafka.Publishable]) -> None:
@@ -62,18 +72,55 @@ class TransactionalPublisher(kafka.Publisher):
                            loop.create_future())
         self._queue.append(request)
         self._queued.set()
-        if self._committer is None or self._committer.done():
-            self._committer = asyncio.create_task(self._commit_queued(), name="group-commit")
+        if not self._running:
+            self._running = [asyncio.create_task(self._commit_queued(committer),
+                                                 name=f"group-commit-{n}")
+                             for n, committer in enumerate(self._committers)]
         await request.committed
 
+    @property
+    def connected(self) -> bool:
+        return any(committer.connected for committer in self._committers)
+
     async def close(self) -> None:
-        """Commit (or fail) what is queued, then stop the producer. Producers still
-        aborting a failed transaction get one timeout to finish (the broker aborts it
-        itself after the transaction timeout)."""
+        """Commit (or fail) what is queued, then stop the producers."""
         self._closing = True
         self._queued.set()
-        if self._committer is not None:
-            await self._committer
+        await asyncio.gather(*self._running)
+        await asyncio.gather(*(committer.close() for committer in self._committers))
+
+    def _take(self) -> list[_Request]:
+        taken = self._queue[:MAX_REQUESTS_PER_TRANSACTION]
+        del self._queue[:MAX_REQUESTS_PER_TRANSACTION]
+        if not self._queue:
+            self._queued.clear()
+        return taken
+
+    async def _commit_queued(self, committer: _Committer) -> None:
+        """One committer's loop: whenever it is idle and callers are queued, it takes
+        them (up to the bound) into its next transaction."""
+        while not (self._closing and not self._queue):
+            await self._queued.wait()
+            taken = self._take()
+            now = asyncio.get_running_loop().time()
+            waiting = [request for request in taken if not request.committed.done()]
+            late = [request for request in waiting if request.deadline <= now]
+            _settle(late, "queued past the deadline behind a failing transaction")
+            batch = [request for request in waiting if request.deadline > now]
+            if batch:
+                await committer.commit(batch)
+
+
+class _Committer(kafka.Publisher):
+    """One transactional producer, committing one batch of requests at a time."""
+
+    def __init__(self, settings: Settings, *, client_id: str, transactional_id: str) -> None:
+        super().__init__(settings, client_id=client_id)
+        self._transactional_id = transactional_id
+
+    async def close(self) -> None:
+        """Stop the producer. Producers still aborting a failed transaction get one
+        timeout to finish (the broker aborts it itself after the transaction timeout)."""
         if self._stopping:
             _, stuck = await asyncio.wait(self._stopping,
                                           timeout=self._settings.produce_timeout_seconds)
@@ -86,23 +133,7 @@ class TransactionalPublisher(kafka.Publisher):
         return kafka.producer(self._settings, client_id=self._client_id,
                               transactional_id=self._transactional_id)
 
-    async def _commit_queued(self) -> None:
-        while not (self._closing and not self._queue):
-            await self._queued.wait()
-            self._queued.clear()
-            taken = self._queue[:MAX_REQUESTS_PER_TRANSACTION]
-            del self._queue[:MAX_REQUESTS_PER_TRANSACTION]
-            if self._queue:
-                self._queued.set()
-            now = asyncio.get_running_loop().time()
-            waiting = [request for request in taken if not request.committed.done()]
-            late = [request for request in waiting if request.deadline <= now]
-            _settle(late, "queued past the deadline behind a failing transaction")
-            batch = [request for request in waiting if request.deadline > now]
-            if batch:
-                await self._commit(batch)
-
-    async def _commit(self, batch: list[_Request]) -> None:
+    async def commit(self, batch: list[_Request]) -> None:
         """One transaction for the whole batch: every request is committed, or none."""
         active: AIOKafkaProducer | None = None
         commit_sent = False

@@ -72,7 +72,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Transactional: a request answered 503 is never delivered later. The id is stable
         # per instance, so a restarted intake fences its killed predecessor.
         publisher = app.state.publisher = TransactionalPublisher(
-            settings, client_id=f"{NAME}-intake", transactional_id=f"intake-{settings.instance_id}")
+            settings, client_id=f"{NAME}-intake", transactional_id=f"intake-{settings.instance_id}",
+            producers=settings.intake_producers)
         load = LoadWatch(settings, routed, lambda: live_table.current)
         route = worker.RouteTicket(lambda: live_table.current, routed=routed, load=load.view,
                                    outage=StoreOutage(settings.store_outage_grace_seconds))

@@ -1,0 +1,91 @@
+"""The intake's transactional publisher against a real broker: callers shared between
+several transactional producers, each call committed exactly once, a successor fencing
+its predecessor's producers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Callable
+
+import pytest
+
+from services.core import envelope, kafka
+from services.core.settings import Settings
+from services.core.transactional_publisher import TransactionalPublisher
+from tests.conftest import read_topic, unique
+
+
+def _event(n: int) -> envelope.Event:
+    return envelope.Event(type="test.published", source="tests", ticket_id=f"t-{n}",
+                          correlation_id=f"t-{n}", data={"n": n})
+
+
+async def _turns_until(condition: Callable[[], bool], turns: int = 10_000) -> None:
+    """Let the event loop run other tasks until `condition` holds (bounded)."""
+    for _ in range(turns):
+        if condition():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("condition not reached")
+
+
+class TestSharedProducers:
+    async def test_concurrent_callers_are_each_committed_once(
+            self, settings: Settings) -> None:
+        topic = unique("group-commit")
+        await kafka.ensure_topics(settings, [topic])
+        publisher = TransactionalPublisher(settings, client_id="tests",
+                                           transactional_id=unique("intake"), producers=3)
+        callers = 60
+
+        def wave(numbers: range) -> list[asyncio.Task[None]]:
+            return [asyncio.create_task(publisher.publish(
+                [kafka.Output(topic, f"k{n % 7}", _event(n))])) for n in numbers]
+
+        try:
+            first = wave(range(30))
+            await _turns_until(lambda: len(publisher._queue) == 30)  # they queue up
+            await _turns_until(lambda: not publisher._queue)  # a committer takes them
+            # The first wave is in a committer's transaction, not yet committed: the
+            # second is taken by another producer meanwhile.
+            assert not any(task.done() for task in first)
+            second = wave(range(30, callers))
+            await asyncio.gather(*first, *second)
+            started = sum(committer.connected for committer in publisher._committers)
+        finally:
+            await publisher.close()
+        read = await read_topic(settings.kafka_bootstrap_servers, topic, until=callers)
+        counts = Counter(event.data["n"] for event, _ in read)
+        assert counts == Counter(range(callers))
+        assert started >= 2
+
+    async def test_each_producer_has_its_own_transactional_id(
+            self, settings: Settings) -> None:
+        publisher = TransactionalPublisher(settings, client_id="tests",
+                                           transactional_id="intake-x", producers=2)
+        ids = [committer._transactional_id for committer in publisher._committers]
+        assert ids == ["intake-x-0", "intake-x-1"]
+        await publisher.close()
+
+    async def test_a_successor_with_the_same_ids_fences_its_predecessor(
+            self, settings: Settings) -> None:
+        topic = unique("group-commit-fence")
+        await kafka.ensure_topics(settings, [topic])
+        same_id = unique("intake")
+        first = TransactionalPublisher(settings, client_id="tests", transactional_id=same_id,
+                                       producers=1)
+        second = TransactionalPublisher(settings, client_id="tests",
+                                        transactional_id=same_id, producers=1)
+        try:
+            await first.publish([kafka.Output(topic, "k", _event(1))])
+            await second.publish([kafka.Output(topic, "k", _event(2))])
+            # The predecessor's producer was fenced: its next call fails, and is not
+            # delivered later.
+            with pytest.raises(kafka.PublishFailed):
+                await first.publish([kafka.Output(topic, "k", _event(3))])
+        finally:
+            await first.close()
+            await second.close()
+        read = await read_topic(settings.kafka_bootstrap_servers, topic, until=2)
+        assert sorted(event.data["n"] for event, _ in read) == [1, 2]
