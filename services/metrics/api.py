@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 
-from services.core import auth, http, topics
+from services.core import auth, durations, http, topics
 from services.metrics import stats
 from services.metrics.store import TimelineStore
 
@@ -24,10 +24,11 @@ async def get_window(
     # The schema's pattern says all that parse_window checks; parse_window checks it, so
     # that a refusal says what is accepted rather than quote the pattern.
     window: Annotated[str, Query(description="15m, 1h, 24h, 7d ... (at most 366d)",
-                                 json_schema_extra={"pattern": stats.WINDOW_PATTERN})] = "24h",
+                                 json_schema_extra={"pattern": durations.WINDOW_PATTERN},
+                                 )] = "24h",
 ) -> timedelta:
     try:
-        return stats.parse_window(window)
+        return durations.parse_window(window)
     except ValueError as exc:
         raise http.InvalidField("query.window", str(exc)) from exc
 

@@ -16,9 +16,9 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.core import groups
+from services.core import durations, groups
 from services.core.settings import Settings
-from services.metrics import parity, stats
+from services.metrics import parity
 from services.metrics.store import TimelineStore
 from services.router.models import RoutedTicketRow
 from services.segmenter.models import CustomerRow
@@ -34,7 +34,7 @@ class ParityConfig:
 
     @classmethod
     def of(cls, settings: Settings, window: timedelta | None = None) -> ParityConfig:
-        return cls(window or stats.parse_window(settings.parity_window),
+        return cls(window or durations.parse_window(settings.parity_window),
                    tuple(settings.parity_attributes),
                    parity.Policy(threshold=settings.parity_threshold,
                                  minimum_group_size=settings.protected_group_minimum_size))
