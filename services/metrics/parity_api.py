@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 
 from services.core import auth, durations, http
-from services.metrics import parity_store
+from services.metrics import parity_store, service
 from services.metrics.api import Store
 
 api = APIRouter(prefix="/v1/parity", tags=["stats"], dependencies=auth.ADMIN_ONLY)
@@ -30,8 +30,9 @@ async def parity_stats(
     except ValueError as exc:
         raise http.InvalidField("query.window", str(exc)) from exc
     config = parity_store.ParityConfig.of(request.app.state.settings, length)
-    parities = await parity_store.measure(store, request.app.state.sessions, config,
-                                          now=datetime.now(UTC))
+    parities = await service.parity_stats(
+        store, parity_store.TicketBands(request.app.state.sessions), config,
+        now=datetime.now(UTC))
     return {"window_seconds": int(config.window.total_seconds()),
             "threshold": config.policy.threshold,
             "minimum_group_size": config.policy.minimum_group_size,
