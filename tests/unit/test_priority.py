@@ -3,15 +3,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from services.core import config_files
-from services.router import priority
+from services.router import priority, table_service_levels
 
 NOW = datetime(2025, 1, 6, 12, 0, tzinfo=UTC)
 HALF_HOUR = priority.Aging(step=timedelta(minutes=30))
 
 
 def levels(text: str) -> priority.ServiceLevels:
-    return priority.parse_service_levels(config_files.load_yaml("routing.yaml", text),
-                                         source="routing.yaml", entry="government")
+    return table_service_levels.parse_service_levels(
+        config_files.load_yaml("routing.yaml", text), source="routing.yaml", entry="government")
 
 
 class TestEffectivePriority:
