@@ -5,7 +5,6 @@ cases are in service.py; these only translate and call them."""
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -14,10 +13,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.core import envelope, events, kafka
 from services.metrics import exporter, service, timeline
 from services.metrics.store import TimelineStore
-
-logger = logging.getLogger(__name__)
-
-Change = service.Change
 
 
 class TimelineUpdates:
@@ -33,7 +28,7 @@ class TimelineUpdates:
         self._sessions = sessions
         self._lock = lock or asyncio.Lock()
 
-    async def update_all(self, changes: Sequence[tuple[str, Change]]
+    async def update_all(self, changes: Sequence[tuple[str, service.Change]]
                          ) -> list[timeline.Observation]:
         """Apply the changes in order, each to its ticket's timeline, in one transaction
         (one read and one write per ticket, however many changes it has)."""
