@@ -79,7 +79,7 @@ async def drive(bootstrap: str, args: argparse.Namespace, rss: RssTimeline) -> d
     async def drained(what: str) -> None:
         deadline = time.monotonic() + args.drain_timeout
         while time.monotonic() < deadline:
-            done = await committed(admin, "segmenter", topics.INCOMING)
+            done = await committed(admin, topics.SEGMENTER_GROUP, topics.INCOMING)
             if done >= load.sent:
                 break
             await asyncio.sleep(1)
