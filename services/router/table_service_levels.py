@@ -18,10 +18,8 @@ def parse_service_levels(document: Mapping[str, Any], *, source: str,
     """`priority`, `first_response_target` and `tiers: {tier: {priority, target}}` of an
     entry (a route or the defaults); all optional."""
     own = _override(document, source=source, entry=entry, where="")
+    check_tiers(document, source, entry)
     tiers = document.get("tiers") or {}
-    if not isinstance(tiers, dict):
-        raise ConfigError(source, line_of(document), entry,
-                          f"tiers must map customer tiers {list(priority.TIERS)} to overrides")
     overrides = {}
     for tier, value in tiers.items():
         if tier == "__line__":
@@ -99,6 +97,7 @@ def _priority_key(key: Any) -> int | None:
 
 
 def check_tiers(document: Mapping[str, Any], source: str, entry: str) -> None:
+    """`tiers`, when given, is a mapping (checked before the entry's other fields)."""
     tiers = document.get("tiers")
     if tiers is not None and not isinstance(tiers, dict):
         raise ConfigError(source, line_of(document), entry,

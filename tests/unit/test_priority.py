@@ -106,6 +106,7 @@ class TestServiceLevels:
         ("tiers: {gold: {priority: 1}}\n", "'gold' is not a tier"),
         ("tiers: {most_valuable: {speed: 1}}\n", "unknown keys ['speed']"),
         ("tiers: {most_valuable: {priority: 9}}\n", "tiers.most_valuable.priority"),
+        ("tiers: [most_valuable]\n", "tiers must map customer tiers"),
     ])
     def test_errors_name_the_entry(self, text: str, problem: str) -> None:
         with pytest.raises(config_files.ConfigError) as error:
