@@ -1,6 +1,7 @@
 """The metrics service's store work per event against its batch size (CPU, so robust on a
-shared machine): timelines of 400 tickets (received, segmented, routed) applied through
-`TimelineUpdates.update_all` on a fresh SQLite store, in batches of each size.
+shared machine): timelines of 400 tickets (received, segmented, routed) recorded by the
+stage's use case (`service.record_events`) on a fresh SQLite store, in batches of each
+size.
 
     .venv/bin/python -m bench.metrics_batches [--batches 2,4,40,150]
 """
@@ -15,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from services.core import db, events, migrate
-from services.metrics import timeline, tracker
+from services.metrics import exporter, service, tracker
 from services.metrics.store import TimelineStore
 
 TICKETS = 400
@@ -35,10 +36,6 @@ def lifecycle(number: int, now: datetime) -> list[events.TicketEvent]:
     ]
 
 
-def change_for(event: events.TicketEvent) -> tracker.Change:
-    return lambda current: timeline.apply(current, event)
-
-
 async def cpu_per_event(batch: int, folder: Path) -> float:
     url = f"sqlite+aiosqlite:///{folder / f'batch-{batch}.db'}"
     await migrate.upgrade(url)
@@ -50,8 +47,8 @@ async def cpu_per_event(batch: int, folder: Path) -> float:
         lifecycle_events = [e for n in range(TICKETS) for e in lifecycle(n, now)]
         began = time.process_time()  # the whole process: aiosqlite's thread included
         for start in range(0, len(lifecycle_events), batch):
-            await updates.update_all([(e.ticket_id, change_for(e))
-                                      for e in lifecycle_events[start:start + batch]])
+            await service.record_events(updates, exporter,
+                                        lifecycle_events[start:start + batch])
         return (time.process_time() - began) / len(lifecycle_events)
     finally:
         await engine.dispose()

@@ -28,66 +28,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import itertools
-import random
 import shutil
 import signal
 import sqlite3
-import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-import uuid
-from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
-from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient
-from cachetools import TTLCache
-
-from bench import baseline, customer_base
+from bench import baseline, customer_base, rss_timeline, ticket_stream
 from devtools import ports, processes
 from devtools.kafka_broker import LocalKafka
-from services.core import envelope, kafka, migrate, tickets, topics
+from services.core import kafka, migrate, topics
 from services.core.settings import PROJECT_ROOT, Settings
-
-MIB = 1024
-
-
-class RssTimeline:
-    """VmRSS of some processes, sampled in a thread: (seconds, phase, KiB) per process."""
-
-    def __init__(self, pids: dict[str, int], every: float = 0.5) -> None:
-        self.pids = pids
-        self.every = every
-        self.phase = "start"
-        self.samples: dict[str, list[tuple[float, str, int]]] = {name: [] for name in pids}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._began = time.monotonic()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.every):
-            for name, pid in self.pids.items():
-                with contextlib.suppress(OSError, ValueError):
-                    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                        if line.startswith("VmRSS:"):
-                            self.samples[name].append((time.monotonic() - self._began,
-                                                       self.phase, int(line.split()[1])))
-
-    def __enter__(self) -> RssTimeline:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def of(self, name: str, phase: str | None = None) -> list[int]:
-        return [kib for _, p, kib in self.samples[name] if phase is None or p == phase]
 
 
 def prepare_store(path: Path, customers: int) -> None:
@@ -102,139 +56,6 @@ def prepare_store(path: Path, customers: int) -> None:
     began = time.monotonic()
     written = customer_base.write(str(path), customers)
     print(f"store {path}: wrote {written} in {time.monotonic() - began:.0f}s", flush=True)
-
-
-def record(customer_id: str, n: int) -> tuple[bytes, list[tuple[str, bytes]]]:
-    ticket_id = str(uuid.uuid4())
-    ticket = tickets.Ticket(ticket_id=ticket_id, customer_id=customer_id,
-                            subject=f"Question {n}", body="Where is my order? " * 5,
-                            channel="email", kind="question", received_at=datetime.now(UTC))
-    event = envelope.Event(type="ticket.received", source="/bench", ticket_id=ticket_id,
-                           correlation_id=ticket_id, data=ticket.model_dump(mode="json"))
-    return envelope.to_value(event), envelope.to_headers(event)
-
-
-class Load:
-    """Tickets to the segmenter's topic and the bare stage's, the same to both."""
-
-    def __init__(self, producer: AIOKafkaProducer) -> None:
-        self.producer = producer
-        self.sent = 0
-
-    async def send(self, customer_id: str) -> None:
-        value, headers = record(customer_id, self.sent)
-        key = customer_id.encode()
-        await self.producer.send(topics.INCOMING, value, key=key, headers=headers)
-        await self.producer.send(baseline.INCOMING, value, key=key)
-        self.sent += 1
-
-
-def popularity(customers: int, zipf: float, unknown: float, seed: int = 3
-               ) -> Iterator[str]:
-    """Customer ids, endlessly: Zipf-like ranks shuffled over the base, some unknown."""
-    rng = random.Random(seed)
-    weights = list(itertools.accumulate(1 / rank ** zipf for rank in range(1, customers + 1)))
-    stride = 7919  # a prime not dividing the base: rank -> customer is one to one
-    while True:
-        if rng.random() < unknown:
-            yield f"new-{rng.randrange(10**9):09d}"
-        else:
-            rank = rng.choices(range(customers), cum_weights=weights)[0]
-            yield customer_base.customer_id(rank * stride % customers)
-
-
-async def committed(admin: AIOKafkaAdminClient, group: str, topic: str) -> int:
-    offsets = await admin.list_consumer_group_offsets(group)
-    return sum(meta.offset for tp, meta in offsets.items() if tp.topic == topic and meta)
-
-
-async def drive(bootstrap: str, args: argparse.Namespace, rss: RssTimeline) -> dict[str, float]:
-    settings = Settings()
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await producer.start()
-    await admin.start()
-    load = Load(producer)
-    figures: dict[str, float] = {}
-
-    async def drained(what: str) -> None:
-        deadline = time.monotonic() + args.drain_timeout
-        while time.monotonic() < deadline:
-            done = await committed(admin, "segmenter", topics.INCOMING)
-            if done >= load.sent:
-                break
-            await asyncio.sleep(1)
-        figures[f"segmenter committed after {what}"] = done
-        figures[f"tickets sent by the end of {what}"] = load.sent
-
-    try:
-        rss.phase = "fill"
-        began = time.monotonic()
-        stride = 104_729
-        for n in range(args.fill):
-            await load.send(customer_base.customer_id(n * stride % args.customers))
-        await producer.flush()
-        await drained("fill")
-        figures["fill seconds"] = time.monotonic() - began
-        rss.phase = "load"
-        cache: TTLCache[str, bool] = TTLCache(settings.customer_cache_size,
-                                              settings.customer_cache_ttl_seconds)
-        hits = 0
-        stream = popularity(args.customers, args.zipf, args.unknown)
-        began = time.monotonic()
-        load_sent = 0
-        while (elapsed := time.monotonic() - began) < args.seconds:
-            while load_sent < elapsed * args.rate:
-                customer_id = next(stream)
-                hits += customer_id in cache
-                cache[customer_id] = True
-                await load.send(customer_id)
-                load_sent += 1
-            await asyncio.sleep(0.01)
-        await producer.flush()
-        figures["load tickets"] = load_sent
-        figures["offered rate, tickets/s"] = load_sent / args.seconds
-        figures["stated cache hit ratio"] = hits / max(1, load_sent)
-        rss.phase = "drain"
-        await drained("load")
-    finally:
-        await admin.close()
-        await producer.stop()
-    return figures
-
-
-def summary(kib: list[int]) -> dict[str, float]:
-    if not kib:
-        return {}
-    quarter = max(1, len(kib) // 4)
-    return {"peak": max(kib) / MIB, "steady": statistics.median(kib[-max(1, len(kib) // 3):])
-            / MIB, "growth": (statistics.mean(kib[-quarter:])
-                              - statistics.mean(kib[quarter:2 * quarter] or kib)) / MIB}
-
-
-def _measure(kib: list[int], what: str) -> float:
-    if not kib:
-        return 0.0
-    return kib[0] / MIB if what == "first" else summary(kib)[what]
-
-
-def report(rss: RssTimeline, figures: dict[str, float]) -> None:
-    for name, value in figures.items():
-        print(f"{name:45s} {value:,.2f}" if isinstance(value, float) and value < 10
-              else f"{name:45s} {value:,.0f}")
-    print(f"\n{'RSS, MB':32s} {'segmenter':>10s} {'bare stage':>11s} {'ratio':>6s}")
-    rows: list[tuple[str, str | None, str]] = [("at start (no ticket yet)", "start", "first")]
-    rows += [(f"{phase}: {what}", phase, what)
-             for phase in ("fill", "load") for what in ("peak", "steady", "growth")]
-    rows.append(("overall peak", None, "peak"))
-    for label, phase, what in rows:
-        ours, bare = (_measure(rss.of(name, phase), what) for name in ("segmenter", "bare"))
-        ratio = f"{ours / bare:6.1f}" if bare > 1 else "     -"
-        print(f"{label:32s} {ours:10.0f} {bare:11.0f} {ratio}")
-    samples = rss.samples["segmenter"]
-    print("\nsegmenter RSS over time (s, phase, MB):")
-    for at, phase, kib in samples[::max(1, len(samples) // 16)] + samples[-1:]:
-        print(f"  {at:7.1f} {phase:6s} {kib / MIB:7.0f}")
 
 
 def main() -> None:
@@ -283,10 +104,11 @@ def main() -> None:
                 cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         segmenter.wait_ready(timeout=300)
         assert segmenter.process is not None
-        with RssTimeline({"segmenter": segmenter.process.pid, "bare": bare.pid}) as rss:
+        pids = {"segmenter": segmenter.process.pid, "bare": bare.pid}
+        with rss_timeline.RssTimeline(pids) as rss:
             time.sleep(2)
-            figures = asyncio.run(drive(bootstrap, args, rss))
-        report(rss, figures)
+            figures = asyncio.run(ticket_stream.drive(bootstrap, args, rss))
+        rss_timeline.report(rss, figures)
     except KeyboardInterrupt:
         print("interrupted; stopping", file=sys.stderr)
         raise SystemExit(130) from None

@@ -10,6 +10,8 @@ import limits
 from pydantic import Field, FilePath, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.core import durations
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -110,9 +112,7 @@ class Settings(BaseSettings):
     @field_validator("parity_window")
     @classmethod
     def _a_window(cls, value: str) -> str:
-        from services.metrics import stats  # pure; imported late to keep settings light
-
-        stats.parse_window(value)
+        durations.parse_window(value)
         return value
 
     @field_validator("parity_attributes")

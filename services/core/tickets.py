@@ -24,7 +24,7 @@ from pydantic import (
     WithJsonSchema,
 )
 
-from services.core import topics
+from services.core import tiers, topics
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 MAX_ATTRIBUTES = 50
@@ -163,7 +163,7 @@ class Segmentation(BaseModel):
     rule: Annotated[str, Field(max_length=200)]
     rules_version: Annotated[str, Field(max_length=200)]
     customer_known: bool
-    tier: Annotated[str, Field(max_length=32)]
+    tier: tiers.TicketTier  # on the wire as the tier's name, or "unknown"
     decided_by: dict[str, Any] = Field(default_factory=dict)
     degraded: str | None = None  # why the segment is not the customer's (store down)
 

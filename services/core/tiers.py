@@ -4,6 +4,7 @@ levels are written per tier. One definition both import."""
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Final, Literal
 
 
 class Tier(StrEnum):
@@ -14,3 +15,7 @@ class Tier(StrEnum):
 
 
 NAMES: tuple[str, ...] = tuple(tier.value for tier in Tier)
+# A ticket's tier when its customer could not be looked up (the store was down past its
+# grace period): no tier's service level applies to it.
+UNKNOWN: Final = "unknown"
+TicketTier = Tier | Literal["unknown"]

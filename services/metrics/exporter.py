@@ -140,6 +140,12 @@ PARITY_THRESHOLD = Snapshot(
     "The parity ratio below which a group is flagged (PARITY_THRESHOLD)", ())
 
 
+def record_open_tickets(per_department: Mapping[str, int], *, known: Iterable[str]) -> None:
+    """routing_open_tickets: every department known (or shown before) with none shows 0."""
+    shown = set(known) | set(per_department) | {d for (d,) in OPEN_TICKETS.values()}
+    OPEN_TICKETS.replace({(d,): float(per_department.get(d, 0)) for d in shown})
+
+
 def record_parity(parities: Sequence[parity.AttributeParity], threshold: float) -> None:
     PARITY_RATIO.replace(parity.ratio_series(parities))
     PARITY_BELOW_THRESHOLD.replace(parity.flag_series(parities))

@@ -8,8 +8,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
-from services.core import auth, http
-from services.metrics import parity_store, stats
+from services.core import auth, durations, http
+from services.metrics import parity_store, service
 from services.metrics.api import Store
 
 api = APIRouter(prefix="/v1/parity", tags=["stats"], dependencies=auth.ADMIN_ONLY)
@@ -20,18 +20,19 @@ async def parity_stats(
     request: Request, store: Store,
     window: Annotated[str | None, Query(
         description="15m, 1h, 24h, 7d ... (at most 366d); default PARITY_WINDOW",
-        json_schema_extra={"pattern": stats.WINDOW_PATTERN})] = None,
+        json_schema_extra={"pattern": durations.WINDOW_PATTERN})] = None,
 ) -> dict[str, Any]:
     """Per protected attribute and group: tickets, first-response percentiles, targets
     met, escalation rate and the ratio of each to the best-served group. Groups with
     fewer tickets than the minimum are listed as suppressed, without figures."""
     try:
-        length = stats.parse_window(window) if window is not None else None
+        length = durations.parse_window(window) if window is not None else None
     except ValueError as exc:
         raise http.InvalidField("query.window", str(exc)) from exc
     config = parity_store.ParityConfig.of(request.app.state.settings, length)
-    parities = await parity_store.measure(store, request.app.state.sessions, config,
-                                          now=datetime.now(UTC))
+    parities = await service.parity_stats(
+        store, parity_store.TicketBands(request.app.state.sessions), config,
+        now=datetime.now(UTC))
     return {"window_seconds": int(config.window.total_seconds()),
             "threshold": config.policy.threshold,
             "minimum_group_size": config.policy.minimum_group_size,

@@ -16,9 +16,9 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.core import groups
+from services.core import durations, groups
 from services.core.settings import Settings
-from services.metrics import parity, stats
+from services.metrics import parity, service
 from services.metrics.store import TimelineStore
 from services.router.models import RoutedTicketRow
 from services.segmenter.models import CustomerRow
@@ -34,36 +34,37 @@ class ParityConfig:
 
     @classmethod
     def of(cls, settings: Settings, window: timedelta | None = None) -> ParityConfig:
-        return cls(window or stats.parse_window(settings.parity_window),
+        return cls(window or durations.parse_window(settings.parity_window),
                    tuple(settings.parity_attributes),
                    parity.Policy(threshold=settings.parity_threshold,
                                  minimum_group_size=settings.protected_group_minimum_size))
 
 
-async def bands_of_tickets(sessions: async_sessionmaker[AsyncSession],
-                           ticket_ids: Collection[str], *,
-                           today: date) -> dict[str, dict[str, str]]:
-    """ticket id -> its customer's bands, for the tickets whose customer is known."""
-    ids = sorted(ticket_ids)
-    found: dict[str, dict[str, str]] = {}
-    async with sessions() as session:
-        for start in range(0, len(ids), CHUNK):
-            rows = (await session.execute(
-                select(RoutedTicketRow.ticket_id, CustomerRow.birth_date, CustomerRow.gender,
-                       CustomerRow.socio_economic_band)
-                .join(CustomerRow, CustomerRow.customer_id == RoutedTicketRow.customer_id)
-                .where(RoutedTicketRow.ticket_id.in_(ids[start:start + CHUNK])))).all()
-            for ticket_id, birth_date, gender, band in rows:
-                found[ticket_id] = groups.bands(groups.age_years(birth_date, today), gender,
-                                                band)
-    return found
+class TicketBands:
+    """ticket id -> its customer's bands, for the tickets whose customer is known (the
+    router's ticket state joined to the customer store)."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def __call__(self, ticket_ids: Collection[str], *,
+                       today: date) -> dict[str, dict[str, str]]:
+        ids = sorted(ticket_ids)
+        found: dict[str, dict[str, str]] = {}
+        async with self._sessions() as session:
+            for start in range(0, len(ids), CHUNK):
+                rows = (await session.execute(
+                    select(RoutedTicketRow.ticket_id, CustomerRow.birth_date,
+                           CustomerRow.gender, CustomerRow.socio_economic_band)
+                    .join(CustomerRow, CustomerRow.customer_id == RoutedTicketRow.customer_id)
+                    .where(RoutedTicketRow.ticket_id.in_(ids[start:start + CHUNK])))).all()
+                for ticket_id, birth_date, gender, band in rows:
+                    found[ticket_id] = groups.bands(groups.age_years(birth_date, today),
+                                                    gender, band)
+        return found
 
 
 async def measure(store: TimelineStore, sessions: async_sessionmaker[AsyncSession],
                   config: ParityConfig, *, now: datetime) -> Sequence[parity.AttributeParity]:
-    """Parity of the tickets routed in the window, per configured attribute."""
-    timelines = await store.routed_since(now - config.window)
-    bands = await bands_of_tickets(sessions, {t.ticket_id for t in timelines},
-                                   today=now.date())
-    return parity.parity_by_attribute(timelines, bands, attributes=config.attributes,
-                                      now=now, policy=config.policy)
+    """Parity of the tickets routed in the window (service.parity_stats)."""
+    return await service.parity_stats(store, TicketBands(sessions), config, now=now)

@@ -3,52 +3,12 @@
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from services.core import durations
 from services.metrics import service_levels
 from services.metrics.timeline import DURATIONS, Timeline, accountable_department
-
-_WINDOW = re.compile(r"([1-9][0-9]{0,5})([smhd])")
-MAX_WINDOW = durations.LONGEST
-
-
-def _whole_numbers_up_to(limit: int) -> str:
-    """A regular expression of the whole numbers 1 to `limit`, without leading zeros."""
-    digits = str(limit)
-    if set(digits) == {"9"}:
-        return f"[1-9][0-9]{{0,{len(digits) - 1}}}"
-    shorter = [f"[1-9][0-9]{{0,{len(digits) - 2}}}"] if len(digits) > 1 else []
-    # Numbers as long as the limit: its first i digits, a smaller digit, then any digits.
-    as_long = []
-    for i, digit in enumerate(digits):
-        lowest, rest = (1 if i == 0 else 0), len(digits) - i - 1
-        if int(digit) > lowest:
-            as_long.append(f"{digits[:i]}[{lowest}-{int(digit) - 1}]"
-                           + (f"[0-9]{{{rest}}}" if rest else ""))
-    return "|".join([*shorter, *as_long, digits])
-
-
-# What parse_window accepts, as one pattern for the API schema (OpenAPI cannot bound
-# the number in the text otherwise), so that clients and fuzzers know the 366-day bound.
-WINDOW_PATTERN = "^(?:" + "|".join(
-    f"(?:{_whole_numbers_up_to(min(999_999, int(MAX_WINDOW.total_seconds()) // seconds))}){unit}"
-    for unit, seconds in durations.UNIT_SECONDS.items()) + ")$"
-
-
-def parse_window(text: str) -> timedelta:
-    """'15m', '1h', '7d' -> timedelta; ValueError says what is accepted."""
-    match = _WINDOW.fullmatch(text)
-    if not match:
-        raise ValueError("window must be a positive whole number (at most 6 digits, no"
-                         " leading zero) followed by s, m, h or d (for example 15m, 1h, 7d)")
-    try:  # one term of the durations grammar, the bound checked there
-        return durations.parse_duration(text, longest=MAX_WINDOW)
-    except ValueError:
-        raise ValueError("window must be at most 366d (8784h, 527040m)") from None
 
 
 @dataclass(frozen=True)

@@ -16,11 +16,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from services.core import durations
-from services.core.config_files import ConfigError, line_of
-from services.router import calendars
 
 
 @dataclass(frozen=True)
@@ -174,41 +172,3 @@ def find_cycle(targets: Mapping[str, str]) -> list[str] | None:
                 return [*path[path.index(following):], following]
             path.append(following)
     return None
-
-
-def parse_policy(document: Any, *, source: str, line: int | None, entry: str) -> OverflowPolicy:
-    """{to, max_backlog, max_lag, max_predicted_first_response, resume_below}; `to` and at
-    least one maximum are required."""
-    line = line_of(document) or line
-
-    def fail(problem: str) -> ConfigError:
-        return ConfigError(source, line, entry, f"overflow: {problem}")
-
-    if not isinstance(document, dict):
-        raise fail("must be a mapping with `to` and at least one maximum")
-    accepted = {"to", "max_backlog", "max_lag", "max_predicted_first_response",
-                "resume_below"}
-    unknown = sorted(set(document) - accepted - {"__line__"})
-    if unknown:
-        raise fail(f"unknown keys {unknown}; accepted: {sorted(accepted)}")
-    target = document.get("to")
-    if not isinstance(target, str):
-        raise fail("`to` must name the department that takes the overflow")
-    counts = {}
-    for key in ("max_backlog", "max_lag"):
-        value = document.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                  or value < 1):
-            raise fail(f"{key} must be a whole number above zero, not {value!r}")
-        counts[key] = value
-    predicted = document.get("max_predicted_first_response")
-    max_predicted = None if predicted is None else calendars.config_duration(
-        predicted, source=source, line=line, entry=entry,
-        field="overflow.max_predicted_first_response")
-    if max_predicted is None and not any(counts.values()):
-        raise fail("give at least one of max_backlog, max_lag, max_predicted_first_response")
-    resume = document.get("resume_below", 0.8)
-    if isinstance(resume, bool) or not isinstance(resume, int | float) or not 0 < resume <= 1:
-        raise fail(f"resume_below must be a fraction above 0 and at most 1, not {resume!r}")
-    return OverflowPolicy(target, counts["max_backlog"], counts["max_lag"], max_predicted,
-                          float(resume))

@@ -17,8 +17,6 @@ from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 from services.core import tiers, topics
-from services.core.config_files import ConfigError, line_of
-from services.router import calendars
 
 HIGHEST, LOWEST = 1, 5
 # Lanes are named in the topics module, with the other names services agree on.
@@ -144,91 +142,6 @@ def choose_next(heads: Mapping[Lane, Head], *, now: datetime,
         effective_priority(heads[lane].base_priority, now - heads[lane].enqueued_at,
                            aging_of(heads[lane])),
         heads[lane].enqueued_at, LANES.index(lane)))
-
-
-def parse_service_levels(document: Mapping[str, Any], *, source: str,
-                         entry: str) -> ServiceLevels:
-    """`priority`, `first_response_target` and `tiers: {tier: {priority, target}}` of an
-    entry (a route or the defaults); all optional."""
-    own = _override(document, source=source, entry=entry, where="")
-    tiers = document.get("tiers") or {}
-    if not isinstance(tiers, dict):
-        raise ConfigError(source, line_of(document), entry,
-                          f"tiers must map customer tiers {list(TIERS)} to overrides")
-    overrides = {}
-    for tier, value in tiers.items():
-        if tier == "__line__":
-            continue
-        if tier not in TIERS:
-            raise ConfigError(source, line_of(value) or line_of(tiers), entry,
-                              f"tiers: {tier!r} is not a tier; tiers are {list(TIERS)}")
-        if not isinstance(value, dict):
-            raise ConfigError(source, line_of(tiers), entry,
-                              f"tiers.{tier} must be a mapping: priority, first_response_target")
-        unknown = sorted(set(value) - {"priority", *TARGET_KEYS, "__line__"})
-        if unknown:
-            raise ConfigError(source, line_of(value), entry, f"tiers.{tier}: unknown keys"
-                              f" {unknown}; accepted: priority, {', '.join(TARGET_KEYS)}")
-        overrides[tier] = _override(value, source=source, entry=entry, where=f"tiers.{tier}.")
-    return ServiceLevels(own, overrides)
-
-
-def parse_override(document: Mapping[str, Any], *, source: str, entry: str) -> Override:
-    return _override(document, source=source, entry=entry, where="")
-
-
-def _override(document: Mapping[str, Any], *, source: str, entry: str,
-              where: str) -> Override:
-    line = line_of(document)
-    value = document.get("priority")
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                              or not HIGHEST <= value <= LOWEST):
-        raise ConfigError(source, line, entry, f"{where}priority must be a whole number from"
-                          f" {HIGHEST} (most urgent) to {LOWEST}, not {value!r}")
-    targets = [None if document.get(name) is None else calendars.config_duration(
-        document[name], source=source, line=line, entry=entry, field=f"{where}{name}")
-        for name in TARGET_KEYS]
-    return Override(value, *targets)
-
-
-def parse_priority_targets(value: Any, *, source: str,
-                           line: int | None) -> dict[int, Override]:
-    """`priority_targets: {1: {first_response_target: 15m, ...}, ...}`: the targets a
-    ticket takes when its priority is changed to that priority; each key optional."""
-    entry = "priority_targets"
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise ConfigError(source, line, entry, "priority_targets must map priorities"
-                          f" ({HIGHEST}-{LOWEST}) to {{{', '.join(TARGET_KEYS)}}}")
-    found = {}
-    for key, targets in value.items():
-        if key == "__line__":
-            continue
-        where = line_of(targets) or line_of(value) or line
-        number = _priority_key(key)
-        if number is None:
-            raise ConfigError(source, where, entry, f"{key!r} is not a priority; priorities"
-                              f" are whole numbers from {HIGHEST} (most urgent) to {LOWEST}")
-        if not isinstance(targets, dict):
-            raise ConfigError(source, where, entry, f"priority_targets.{key} must be a"
-                              f" mapping: {', '.join(TARGET_KEYS)}")
-        unknown = sorted(set(targets) - {*TARGET_KEYS, "__line__"})
-        if unknown:
-            raise ConfigError(source, where, entry, f"priority_targets.{key}: unknown keys"
-                              f" {unknown}; accepted: {', '.join(TARGET_KEYS)}")
-        found[number] = _override(targets, source=source, entry=entry,
-                               where=f"priority_targets.{key}.")
-    return found
-
-
-def _priority_key(key: Any) -> int | None:
-    # A JSON document's keys are strings: "1" is priority 1 too.
-    if isinstance(key, str) and key.isascii() and key.isdigit():
-        key = int(key)
-    if isinstance(key, bool) or not isinstance(key, int) or not HIGHEST <= key <= LOWEST:
-        return None
-    return key
 
 
 def queue_for(department: str, priority: int | None) -> str:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 from prometheus_client import Counter as Counted
 
-from services.core import db, envelope, events, faults, kafka, tickets, topics
+from services.core import db, envelope, events, faults, kafka, tickets, tiers, topics
 from services.core.outage import StoreOutage
 from services.segmenter import rules, service
 from services.segmenter.profiles import Customer
@@ -102,7 +102,7 @@ class SegmentTicket:
             DEGRADED.inc()
             segmentation = tickets.Segmentation(
                 segment=tickets.DEGRADED_SEGMENT, rule="", rules_version=rule_set.version,
-                customer_known=False, tier="unknown", degraded=STORE_DOWN)
+                customer_known=False, tier=tiers.UNKNOWN, degraded=STORE_DOWN)
             return self._outputs(event, ticket, segmentation, now)
         try:
             decision = service.segment(customer, ticket, rule_set, now=now).decision
@@ -110,7 +110,7 @@ class SegmentTicket:
             raise faults.Unprocessable(str(exc)) from exc
         segmentation = tickets.Segmentation(
             segment=decision.segment, rule=decision.rule, rules_version=decision.rules_version,
-            customer_known=customer.profile is not None, tier=str(customer.tier),
+            customer_known=customer.profile is not None, tier=customer.tier,
             decided_by=dict(decision.decided_by))
         outputs = self._outputs(event, ticket, segmentation, now)
         if customer.profile is not None:  # counted once the ticket is sure to go on

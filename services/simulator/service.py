@@ -16,8 +16,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from services.core import config_store
-from services.metrics import stats
+from services.core import config_store, durations
 from services.router import overflow, routing, table_file
 from services.segmenter import rules, rules_file
 from services.simulator import engine, rates, summary
@@ -111,7 +110,7 @@ def _check_window(order: Order, now: datetime) -> None:
         raise Refused("start", f"must not be before {EARLIEST.isoformat()}: no ticket is")
     if order.end <= order.start:
         raise Refused("end", "must come after start")
-    if order.end - order.start > stats.MAX_WINDOW:
+    if order.end - order.start > durations.LONGEST:
         raise Refused("end", "the window is at most 366 days")
     if order.end > now:
         raise Refused("end", "must not be in the future: a simulation replays the past")

@@ -4,15 +4,15 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from services.core import config_files, durations
-from services.router import calendars
+from services.router import calendars, table_calendars
 
 AMSTERDAM = ZoneInfo("Europe/Amsterdam")
 
 
 def parse(text: str) -> calendars.Calendar:
     document = config_files.load_yaml("routing.yaml", f"calendar:\n{text}")
-    return calendars.parse_calendar(document["calendar"], source="routing.yaml", line=1,
-                                    entry="customer_care")
+    return table_calendars.parse_calendar(document["calendar"], source="routing.yaml",
+                                          line=1, entry="customer_care")
 
 
 def local(*args: int) -> datetime:

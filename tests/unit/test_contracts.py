@@ -13,7 +13,7 @@ from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
 from pydantic import ValidationError
 from sqlalchemy.exc import DataError, OperationalError
 
-from services.core import config_files, envelope, events, faults, tickets
+from services.core import config_files, envelope, events, faults, tickets, tiers
 from services.segmenter import admin_api
 
 NOW = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
@@ -113,6 +113,28 @@ class TestTicketContract:
         segmentation = tickets.Segmentation(segment="s", rule="r", rules_version="v",
                                             customer_known=True, tier="existing")
         assert "smuggled" not in read.with_segmentation(segmentation).model_dump()
+
+
+def segmentation(tier: str) -> dict[str, Any]:
+    return {"segment": "s", "rule": "r", "rules_version": "v", "customer_known": True,
+            "tier": tier}
+
+
+class TestSegmentationTier:
+    @pytest.mark.parametrize("tier", [*tiers.NAMES, tiers.UNKNOWN])
+    def test_a_tier_travels_as_its_name(self, tier: str) -> None:
+        read = tickets.Segmentation.model_validate(segmentation(tier))
+        assert json.loads(read.model_dump_json())["tier"] == tier
+        assert read.model_dump(mode="json")["tier"] == tier
+
+    def test_a_known_tier_is_read_as_the_tier(self) -> None:
+        read = tickets.Segmentation.model_validate_json(json.dumps(
+            segmentation("most_valuable")))
+        assert read.tier is tiers.Tier.MOST_VALUABLE
+
+    def test_a_tier_that_does_not_exist_is_refused(self) -> None:
+        with pytest.raises(ValidationError, match="tier"):
+            tickets.Segmentation.model_validate(segmentation("platinum"))
 
 
 def lifecycle(kind: events.TicketEventType, source: str, **data: Any) -> envelope.Event:

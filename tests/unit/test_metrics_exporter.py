@@ -55,3 +55,13 @@ def test_a_snapshot_replaces_its_whole_set() -> None:
     assert REGISTRY.get_sample_value("routing_open_tickets", {"department": "unit_a"}) is None
     assert sample("routing_open_tickets", department="unit_b") == 2
     exporter.OPEN_TICKETS.replace({})
+
+
+def test_open_tickets_show_every_known_department_and_drop_to_zero() -> None:
+    exporter.OPEN_TICKETS.replace({})
+    exporter.record_open_tickets({"unit_a": 3}, known={"unit_idle"})
+    assert sample("routing_open_tickets", department="unit_a") == 3
+    assert REGISTRY.get_sample_value("routing_open_tickets", {"department": "unit_idle"}) == 0
+    exporter.record_open_tickets({}, known=set())  # all resolved: shown as 0, not gone
+    assert REGISTRY.get_sample_value("routing_open_tickets", {"department": "unit_a"}) == 0
+    exporter.OPEN_TICKETS.replace({})

@@ -3,7 +3,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from services.core import config_files
-from services.router import overflow
+from services.router import overflow, table_departments
 
 NOW = datetime(2025, 1, 6, 12, 0, tzinfo=UTC)
 POLICY = overflow.OverflowPolicy(to="sales_support", max_backlog=100, max_lag=500,
@@ -103,8 +103,8 @@ class TestFindCycle:
 class TestParsePolicy:
     def parse(self, text: str) -> overflow.OverflowPolicy:
         document = config_files.load_yaml("routing.yaml", text)
-        return overflow.parse_policy(document["overflow"], source="routing.yaml", line=1,
-                                     entry="customer_care")
+        return table_departments.parse_overflow(document["overflow"], source="routing.yaml",
+                                                line=1, entry="customer_care")
 
     def test_valid_policy(self) -> None:
         assert self.parse("overflow: {to: sales_support, max_backlog: 100, max_lag: 500,"

@@ -3,15 +3,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from services.core import config_files
-from services.router import priority
+from services.router import priority, table_service_levels
 
 NOW = datetime(2025, 1, 6, 12, 0, tzinfo=UTC)
 HALF_HOUR = priority.Aging(step=timedelta(minutes=30))
 
 
 def levels(text: str) -> priority.ServiceLevels:
-    return priority.parse_service_levels(config_files.load_yaml("routing.yaml", text),
-                                         source="routing.yaml", entry="government")
+    return table_service_levels.parse_service_levels(
+        config_files.load_yaml("routing.yaml", text), source="routing.yaml", entry="government")
 
 
 class TestEffectivePriority:
@@ -106,6 +106,7 @@ class TestServiceLevels:
         ("tiers: {gold: {priority: 1}}\n", "'gold' is not a tier"),
         ("tiers: {most_valuable: {speed: 1}}\n", "unknown keys ['speed']"),
         ("tiers: {most_valuable: {priority: 9}}\n", "tiers.most_valuable.priority"),
+        ("tiers: [most_valuable]\n", "tiers must map customer tiers"),
     ])
     def test_errors_name_the_entry(self, text: str, problem: str) -> None:
         with pytest.raises(config_files.ConfigError) as error:

@@ -2,6 +2,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from services.core import durations
 from services.metrics import stats
 from services.metrics.timeline import Assignment, Timeline
 
@@ -12,12 +13,12 @@ class TestWindow:
     @pytest.mark.parametrize(("text", "seconds"), [("30s", 30), ("15m", 900), ("1h", 3600),
                                                    ("7d", 604800)])
     def test_accepted_windows(self, text: str, seconds: int) -> None:
-        assert stats.parse_window(text).total_seconds() == seconds
+        assert durations.parse_window(text).total_seconds() == seconds
 
     @pytest.mark.parametrize("text", ["", "1w", "0h", "-1h", "h", "1.5h", "9999d"])
     def test_rejected_windows_say_what_is_accepted(self, text: str) -> None:
         with pytest.raises(ValueError, match="window must"):
-            stats.parse_window(text)
+            durations.parse_window(text)
 
 
 class TestPercentiles:

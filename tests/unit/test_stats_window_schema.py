@@ -7,21 +7,22 @@ import re
 import pytest
 from fastapi import FastAPI
 
-from services.metrics import api, stats
+from services.core import durations
+from services.metrics import api
 
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def accepted(text: str) -> bool:
     try:
-        stats.parse_window(text)
+        durations.parse_window(text)
     except ValueError:
         return False
     return True
 
 
 def documented(text: str) -> bool:
-    return re.fullmatch(stats.WINDOW_PATTERN, text) is not None
+    return re.fullmatch(durations.WINDOW_PATTERN, text) is not None
 
 
 class TestWindowPattern:
@@ -44,5 +45,5 @@ class TestWindowPattern:
         app.include_router(api.api)
         operation = app.openapi()["paths"]["/v1/segments/stats"]["get"]
         window = next(p for p in operation["parameters"] if p["name"] == "window")
-        assert window["schema"]["pattern"] == stats.WINDOW_PATTERN
+        assert window["schema"]["pattern"] == durations.WINDOW_PATTERN
         assert not re.fullmatch(window["schema"]["pattern"], "400d")

@@ -1,0 +1,70 @@
+"""The metrics service's bootstrap: settings in, a typed context out.
+
+`connect` opens the real adapters (the timeline store, migrated first; the customer
+bands behind service parity; the Prometheus exporter with the routing table's bucket
+edges) and `wire` puts them in a `Metrics`, what the edges call the use cases
+(services/metrics/service.py) with: the Kafka stage and the periodic jobs (tracker.py),
+the stats and parity APIs. Unit tests call `wire` with recording fakes: the same door,
+no sockets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.core import db, migrate
+from services.core.settings import Settings
+from services.metrics import exporter, parity_store, service, targets_file, tracker
+from services.metrics.store import TimelineStore
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """What the metrics use cases are called with."""
+
+    settings: Settings
+    timelines: service.Timelines
+    updates: service.Updates
+    bands: service.CustomerBands
+    exporter: service.Exporter
+    parity: parity_store.ParityConfig  # the periodic measurement's (PARITY_* settings)
+
+
+def wire(settings: Settings, *, timelines: service.Timelines, updates: service.Updates,
+         bands: service.CustomerBands, exporter: service.Exporter) -> Metrics:
+    """The context, from adapters real or fake."""
+    return Metrics(settings=settings, timelines=timelines, updates=updates, bands=bands,
+                   exporter=exporter, parity=parity_store.ParityConfig.of(settings))
+
+
+@dataclass(frozen=True)
+class Connected:
+    """The context and the real adapters behind it, for the service's own lifespan
+    (credentials and retention need the sessions and the concrete store)."""
+
+    metrics: Metrics
+    store: TimelineStore
+    sessions: async_sessionmaker[AsyncSession]
+
+
+@asynccontextmanager
+async def connect(settings: Settings) -> AsyncIterator[Connected]:
+    """Open the real adapters (migrating the store first); closed on the way out."""
+    # The response-time buckets follow the routing table's targets: set before anything
+    # is observed.
+    exporter.use_response_buckets(targets_file.response_buckets(settings.routing_table_file))
+    await migrate.upgrade(settings.database_url)
+    engine = db.engine(settings.database_url)
+    try:
+        sessions = db.sessions(engine)
+        store = TimelineStore(sessions)
+        yield Connected(wire(settings, timelines=store,
+                             updates=tracker.TimelineUpdates(store, sessions),
+                             bands=parity_store.TicketBands(sessions), exporter=exporter),
+                        store, sessions)
+    finally:
+        await engine.dispose()

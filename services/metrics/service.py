@@ -1,0 +1,169 @@
+"""The metrics service's use cases, each written once.
+
+The edges only translate: the Kafka stage and the periodic jobs (tracker.py), the stats
+API (api.py) and the parity API (parity_api.py) call these with what the bootstrap
+(services/metrics/bootstrap.py) wired. Dependencies come in as arguments typed by
+protocol, so the unit tests wire recording fakes through the same bootstrap.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING, Protocol
+
+from services.core import events
+from services.metrics import clock_events, parity, stats, timeline
+from services.metrics.timeline import Observation, Timeline
+
+if TYPE_CHECKING:
+    from services.metrics.parity_store import ParityConfig
+
+logger = logging.getLogger(__name__)
+
+Change = Callable[[Timeline], tuple[Timeline, list[Observation]]]
+# Responses may reach us a little after they happened (a department's report in flight,
+# this service catching up): a deadline counts as passed unanswered only this much later.
+REPORTING_GRACE = timedelta(seconds=15)
+
+
+class Timelines(Protocol):
+    """The timelines as the use cases read them (services/metrics/store.py)."""
+
+    async def routed_since(self, since: datetime, department: str | None = None,
+                           segment: str | None = None) -> list[Timeline]: ...
+
+    async def open_tickets(self, department: str | None = None, *,
+                           backlog: bool = False) -> list[Timeline]: ...
+
+    async def open_per_department(self, *, backlog: bool = False) -> dict[str, int]: ...
+
+    async def past_deadline(self, as_of: datetime, limit: int = 500) -> list[str]: ...
+
+
+class Updates(Protocol):
+    """Changes to timelines, applied in order in one transaction (tracker.TimelineUpdates);
+    the observations the changes made come back."""
+
+    async def update_all(self, changes: Sequence[tuple[str, Change]]
+                         ) -> list[Observation]: ...
+
+
+class CustomerBands(Protocol):
+    """ticket id -> its customer's protected-attribute bands (parity_store.TicketBands)."""
+
+    async def __call__(self, ticket_ids: Collection[str], *,
+                       today: date) -> dict[str, dict[str, str]]: ...
+
+
+class Exporter(Protocol):
+    """Where measurements go (services/metrics/exporter.py: Prometheus)."""
+
+    def record(self, observations: Iterable[Observation]) -> None: ...
+
+    def record_open_tickets(self, per_department: Mapping[str, int], *,
+                            known: Iterable[str]) -> None: ...
+
+    def record_parity(self, parities: Sequence[parity.AttributeParity],
+                      threshold: float) -> None: ...
+
+
+# --- Lifecycle events ----------------------------------------------------------------------
+
+
+def applied(ticket_event: events.TicketEvent, current: Timeline
+            ) -> tuple[Timeline, list[Observation]]:
+    """One lifecycle event applied to its ticket's timeline: moments, hand-overs, clocks."""
+    updated, observations = timeline.apply(current, ticket_event)
+    updated, clock_observations = clock_events.apply(updated, ticket_event)
+    return updated, [*observations, *clock_observations]
+
+
+async def record_events(updates: Updates, exporter: Exporter,
+                        ticket_events: Sequence[events.TicketEvent]) -> list[Observation]:
+    """Apply lifecycle events, in order, to their tickets' timelines (one transaction),
+    then export what they show. Exported after the commit: a replay of the same events
+    finds them already in the timeline and shows nothing twice."""
+    observations = await updates.update_all([
+        (ticket_event.ticket_id, functools.partial(applied, ticket_event))
+        for ticket_event in ticket_events])
+    exporter.record(observations)
+    return observations
+
+
+async def check_deadlines(timelines: Timelines, updates: Updates, exporter: Exporter, *,
+                          now: datetime, grace: timedelta = REPORTING_GRACE) -> int:
+    """Decide the first-response targets whose deadline passed (by `grace`) unanswered;
+    how many were missed."""
+    as_of = now - grace
+    missed = 0
+    for ticket_id in await timelines.past_deadline(as_of):
+        observations = await updates.update_all(
+            [(ticket_id, lambda current: timeline.check_deadline(current, as_of))])
+        exporter.record(observations)
+        missed += sum(1 for o in observations if isinstance(o, timeline.TargetDecided))
+    if missed:
+        logger.info("first-response deadlines passed unanswered", extra={"tickets": missed})
+    return missed
+
+
+async def measure_backlog(timelines: Timelines, exporter: Exporter, *,
+                          departments: Iterable[str]) -> dict[str, int]:
+    """Open tickets per department that holds them (known departments with none: 0)."""
+    open_now = await timelines.open_per_department()
+    exporter.record_open_tickets(open_now, known=departments)
+    return open_now
+
+
+# --- Statistics ----------------------------------------------------------------------------
+
+
+async def department_stats(timelines: Timelines, department: str, window: timedelta, *,
+                           now: datetime) -> stats.ServiceStats:
+    """How fast one department answered over the window, and its backlog now."""
+    routed = await timelines.routed_since(now - window, department=department)
+    backlog = len(await timelines.open_tickets(department, backlog=True))
+    return stats.service_stats(window, routed, backlog, now=now, department=department)
+
+
+async def all_departments(timelines: Timelines, window: timedelta, *,
+                          now: datetime) -> dict[str, stats.ServiceStats]:
+    """The same for every department that held tickets in the window or holds some now."""
+    routed = await timelines.routed_since(now - window)
+    open_now = await timelines.open_per_department(backlog=True)
+    names = sorted({a.department for t in routed for a in t.assignments}
+                   | {t.department for t in routed if t.department} | set(open_now))
+    return {name: stats.service_stats(window, routed, open_now.get(name, 0), now=now,
+                                      department=name) for name in names}
+
+
+async def segment_stats(timelines: Timelines, window: timedelta, *,
+                        now: datetime) -> dict[str, stats.ServiceStats]:
+    """The statistics per segment, side by side, so a gap in service shows."""
+    routed = await timelines.routed_since(now - window)
+    open_now = await timelines.open_tickets(backlog=True)
+    names = sorted({t.segment for t in [*routed, *open_now] if t.segment})
+    return {name: stats.service_stats(
+        window, [t for t in routed if t.segment == name],
+        sum(1 for t in open_now if t.segment == name), now=now) for name in names}
+
+
+# --- Service parity ------------------------------------------------------------------------
+
+
+async def parity_stats(timelines: Timelines, bands: CustomerBands, config: ParityConfig, *,
+                       now: datetime) -> Sequence[parity.AttributeParity]:
+    """Parity of the tickets routed in the window, per protected attribute."""
+    routed = await timelines.routed_since(now - config.window)
+    found = await bands({t.ticket_id for t in routed}, today=now.date())
+    return parity.parity_by_attribute(routed, found, attributes=config.attributes, now=now,
+                                      policy=config.policy)
+
+
+async def export_parity(timelines: Timelines, bands: CustomerBands, exporter: Exporter,
+                        config: ParityConfig, *, now: datetime) -> None:
+    """The periodic parity measurement, exported as gauges."""
+    exporter.record_parity(await parity_stats(timelines, bands, config, now=now),
+                           config.policy.threshold)

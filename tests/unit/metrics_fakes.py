@@ -1,0 +1,103 @@
+"""Recording fakes of the metrics service's adapters, for unit tests of its use cases:
+wired by the same bootstrap as the real ones (services/metrics/bootstrap.py), no
+sockets."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from datetime import date, datetime
+from typing import Any
+
+from services.core.settings import Settings
+from services.metrics import bootstrap, parity, service
+from services.metrics.timeline import Observation, Timeline
+
+
+class FakeTimelines:
+    """Timelines in memory, read and changed as the store does (service.Timelines and
+    service.Updates); each transaction is recorded."""
+
+    def __init__(self, *timelines: Timeline) -> None:
+        self.saved = {timeline.ticket_id: timeline for timeline in timelines}
+        self.transactions: list[list[str]] = []  # the tickets each update_all changed
+
+    async def update_all(self, changes: Sequence[tuple[str, service.Change]]
+                         ) -> list[Observation]:
+        observations: list[Observation] = []
+        for ticket_id, change in changes:
+            current = self.saved.get(ticket_id) or Timeline(ticket_id=ticket_id)
+            self.saved[ticket_id], seen = change(current)
+            observations += seen
+        self.transactions.append([ticket_id for ticket_id, _ in changes])
+        return observations
+
+    async def routed_since(self, since: datetime, department: str | None = None,
+                           segment: str | None = None) -> list[Timeline]:
+        return [t for t in self.saved.values()
+                if t.routed_at is not None and t.routed_at >= since
+                and (department is None or t.department == department
+                     or t.escalated_at is not None or t.transferred_at is not None)
+                and (segment is None or t.segment == segment)]
+
+    async def open_tickets(self, department: str | None = None, *,
+                           backlog: bool = False) -> list[Timeline]:
+        return [t for t in self.saved.values()
+                if t.routed_at is not None and t.resolved_at is None
+                and not (backlog and t.first_response_at is not None)
+                and (department is None or t.department == department)]
+
+    async def open_per_department(self, *, backlog: bool = False) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for timeline in await self.open_tickets(backlog=backlog):
+            if timeline.department is not None:
+                counts[timeline.department] = counts.get(timeline.department, 0) + 1
+        return counts
+
+    async def past_deadline(self, as_of: datetime, limit: int = 500) -> list[str]:
+        return [t.ticket_id for t in self.saved.values()
+                if t.first_response_deadline is not None and t.first_response_deadline <= as_of
+                and t.target_outcome is None and t.department and t.segment][:limit]
+
+
+class FakeBands:
+    """Customers' bands per ticket as the test set them; records what it was asked."""
+
+    def __init__(self, bands: Mapping[str, dict[str, str]] | None = None) -> None:
+        self.bands = dict(bands or {})
+        self.asked: list[set[str]] = []
+
+    async def __call__(self, ticket_ids: Collection[str], *,
+                       today: date) -> dict[str, dict[str, str]]:
+        self.asked.append(set(ticket_ids))
+        return {t: self.bands[t] for t in ticket_ids if t in self.bands}
+
+
+class FakeExporter:
+    """Records every measurement exported, in order."""
+
+    def __init__(self) -> None:
+        self.exported: list[tuple[str, Any]] = []
+
+    def record(self, observations: Iterable[Observation]) -> None:
+        self.exported.append(("observations", list(observations)))
+
+    def record_open_tickets(self, per_department: Mapping[str, int], *,
+                            known: Iterable[str]) -> None:
+        self.exported.append(("open_tickets", (dict(per_department), set(known))))
+
+    def record_parity(self, parities: Sequence[parity.AttributeParity],
+                      threshold: float) -> None:
+        self.exported.append(("parity", (list(parities), threshold)))
+
+    def observations(self) -> list[Observation]:
+        return [o for kind, batch in self.exported if kind == "observations" for o in batch]
+
+
+def wired(*timelines: Timeline, settings: Settings | None = None,
+          bands: Mapping[str, dict[str, str]] | None = None) -> tuple[
+        bootstrap.Metrics, FakeTimelines, FakeExporter]:
+    """The metrics context as the service builds it, with recording fakes."""
+    store, exporter = FakeTimelines(*timelines), FakeExporter()
+    metrics = bootstrap.wire(settings or Settings(), timelines=store, updates=store,
+                             bands=FakeBands(bands), exporter=exporter)
+    return metrics, store, exporter
