@@ -25,7 +25,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.errors import CommitFailedError, InvalidProducerEpoch, ProducerFenced
 from prometheus_client import Counter, Gauge
 
-from services.core import background, batches, faults, kafka, partition_producers
+from services.core import background, batches, envelope, faults, kafka, partition_producers
 
 logger = logging.getLogger(__name__)
 
@@ -208,10 +208,18 @@ class StageLoop:
     async def _transaction(self, partition: TopicPartition, records: list[ConsumerRecord],
                            producer: AIOKafkaProducer,
                            producers: partition_producers.PartitionProducers) -> None:
+        outgoing = await self._outgoing(partition, records)
+        if not outgoing:
+            # Nothing to publish: a transaction would carry the offset alone. The group's
+            # own commit does that at a fraction of the broker's work (no markers), and a
+            # member that lost the partition is refused it by the group's generation.
+            await self._commit({partition: records})
+            self.processed += len(records)
+            return
         # Leaving the block by an exception aborts the transaction: nothing of it becomes
         # visible, and the partition's offset stays uncommitted.
         async with producer.transaction():
-            await self._process(partition, records, producer)
+            await self._send(outgoing, records, producer)
             await producer.send_offsets_to_transaction(
                 {partition: records[-1].offset + 1}, producers.group_id)
 
@@ -240,11 +248,19 @@ class StageLoop:
 
     async def _process(self, partition: TopicPartition, records: list[ConsumerRecord],
                        producer: AIOKafkaProducer) -> None:
+        await self._send(await self._outgoing(partition, records), records, producer)
+
+    async def _outgoing(self, partition: TopicPartition, records: list[ConsumerRecord]
+                        ) -> list[envelope.Record]:
+        """The records' outputs and dead letters (the transform's side effects done)."""
         attempts = self._attempts.get(partition)
         isolate = attempts is not None and attempts.offset == records[0].offset \
             and attempts.isolate
         async with self._transform_lock:
-            outgoing = await self._batches.outgoing(records, one_by_one=isolate)
+            return await self._batches.outgoing(records, one_by_one=isolate)
+
+    async def _send(self, outgoing: list[envelope.Record], records: list[ConsumerRecord],
+                    producer: AIOKafkaProducer) -> None:
         acknowledgements = [await kafka.send(producer, record) for record in outgoing]
         await asyncio.gather(*acknowledgements)
         self.processed += len(records)
