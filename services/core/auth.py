@@ -98,17 +98,38 @@ DepartmentOrAdmin = Annotated[access.Principal,
 ADMIN_ONLY = [Depends(require(access.Role.ADMIN))]
 
 
+class _SweptStorage(MemoryStorage):
+    """limits' memory storage, its expired windows swept by `sweep` rather than by a
+    thread it starts on a hit whenever none runs (at a few requests per 10 ms, one
+    thread per request: about a tenth of the intake's CPU, measured with py-spy)."""
+
+    def _MemoryStorage__schedule_expiry(self) -> None:  # the pinned version's hook
+        """Nothing: `sweep` expires entries."""
+
+    def sweep(self) -> None:
+        self._MemoryStorage__expire_events()  # type: ignore[attr-defined]
+
+
 class RateLimits:
     """Per-credential request rates, counted in this process (a moving window).
 
     The synchronous limiter: a hit is a few microseconds of list work, where the asyncio
     one hands every hit's expiry to a thread (about 125 us of CPU per request)."""
 
+    SWEEP_SECONDS = 1.0
+
     def __init__(self, default: str) -> None:
         self._default = limits.parse(default)
-        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+        self._storage = _SweptStorage()
+        self._limiter = MovingWindowRateLimiter(self._storage)
+        self._swept_at = time.monotonic()
 
     async def check(self, principal: access.Principal) -> None:
+        # Expiry is memory only (a moving window counts by its entries' times): swept
+        # here at most once a second, on the event loop's thread.
+        if time.monotonic() - self._swept_at > self.SWEEP_SECONDS:
+            self._storage.sweep()
+            self._swept_at = time.monotonic()
         rate = _parsed(principal.rate_limit) if principal.rate_limit else self._default
         if self._limiter.hit(rate, principal.credential_id):
             return
