@@ -1,0 +1,131 @@
+"""The two pipelines the end-to-end benchmark compares, started as processes on one
+broker (and every process stopped on the way out)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench import baseline
+from devtools import demo, ports, processes
+from services.core import access, db, kafka, migrate, topics
+from services.core.credentials import Credentials
+from services.core.settings import PROJECT_ROOT, Settings
+from services.router import priority, table_file
+
+STARTED: list[subprocess.Popen[bytes]] = []
+"""Every process this benchmark started, stopped on the way out whatever happens."""
+
+
+def stop_all() -> None:
+    for process in reversed(STARTED):
+        with contextlib.suppress(Exception):
+            ports.terminate(process, 20)
+    STARTED.clear()
+
+
+def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        process = subprocess.Popen(args, env={**os.environ, **env}, cwd=PROJECT_ROOT,
+                                   stdout=out, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    STARTED.append(process)
+    return process
+
+
+@dataclass
+class Running:
+    """One pipeline, started: where to post, with what, and where tickets land."""
+
+    name: str
+    port: int
+    token: str | None
+    lanes: list[str]
+    segmenter_pid: int
+    pids: dict[str, int]
+    stop: Callable[[], None]
+
+
+def start_baseline(bootstrap: str, home: Path) -> Running:
+    asyncio.run(kafka.ensure_topics(Settings(kafka_bootstrap_servers=bootstrap),
+                                    baseline.TOPICS))
+    port = ports.free_port()
+    env = {"BASELINE_BOOTSTRAP": bootstrap, "BASELINE_TOPIC": baseline.INCOMING}
+    intake = spawn([sys.executable, "-m", "uvicorn", "bench.baseline:app", "--host",
+                    "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level",
+                    "warning"], env, home / "logs" / "baseline-intake.log")
+    stages = [
+        spawn([sys.executable, "-m", "bench.baseline", "stage", "--bootstrap", bootstrap,
+               "--source", source, "--target", target, "--group", f"baseline.{name}",
+               "--add", add], {}, home / "logs" / f"baseline-{name}.log")
+        for name, source, target, add in (
+            ("segmenter", baseline.INCOMING, baseline.SEGMENTED, "segment"),
+            ("router", baseline.SEGMENTED, baseline.LANE, "department"))]
+    if not ports.wait_for_http(f"http://127.0.0.1:{port}/healthz", intake, timeout=60,
+                               what="baseline intake", log_file=home / "logs"):
+        raise TimeoutError("the baseline intake did not start")
+
+    def stop() -> None:
+        for process in (intake, *stages):
+            ports.terminate(process, 20)
+            STARTED.remove(process)
+
+    return Running("baseline", port, None, [baseline.LANE], stages[0].pid,
+                   {"intake": intake.pid, "segmenter": stages[0].pid,
+                    "router": stages[1].pid}, stop)
+
+
+async def prepare_store(database_url: str, customers: int) -> str:
+    await demo.seed_if_empty(database_url, count=customers)
+    await migrate.upgrade(database_url)
+    engine = db.engine(database_url)
+    try:
+        _credential, token = await Credentials(db.sessions(engine)).issue(
+            access.Role.PLATFORM, "bench", label="bench/e2e.py", rate_limit="100000/second")
+    finally:
+        await engine.dispose()
+    return token
+
+
+def project_lanes() -> list[str]:
+    table = table_file.load(Settings().routing_table_file)
+    return [lane for department in sorted(table.departments)
+            for lane in priority.lane_topics(department)]
+
+
+def start_project(bootstrap: str, home: Path, customers: int) -> Running:
+    database_url = f"sqlite+aiosqlite:///{home / 'project.db'}"
+    token = asyncio.run(prepare_store(database_url, customers))
+    lanes = project_lanes()
+    asyncio.run(kafka.ensure_topics(Settings(kafka_bootstrap_servers=bootstrap),
+                                    [*topics.PIPELINE, *lanes]))
+    service_ports = {name: ports.free_port() for name in processes.SERVICES}
+    env = processes.service_env(bootstrap=bootstrap, database_url=database_url,
+                                ports=service_ports)
+    services = {name: processes.ServiceProcess(name, service_ports[name], env,
+                                               home / "logs" / f"{name}.log")
+                for name in processes.SERVICES}
+    for service in services.values():
+        service.start()
+        assert service.process is not None
+        STARTED.append(service.process)
+    for service in services.values():
+        service.wait_ready(timeout=120)
+
+    def stop() -> None:
+        for service in services.values():
+            if service.process is not None:
+                process = service.process
+                service.stop()
+                STARTED.remove(process)
+
+    pids = {name: s.process.pid for name, s in services.items() if s.process is not None}
+    return Running("project", service_ports["router"], token, lanes, pids["segmenter"],
+                   {"intake": pids["router"], **pids}, stop)

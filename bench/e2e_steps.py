@@ -1,0 +1,176 @@
+"""One measured step of the end-to-end benchmark: a constant offered rate, open loop,
+read back from the department lanes; and the search for the highest sustainable rate."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import multiprocessing
+import os
+import random
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from bench import e2e_load
+from bench.e2e_pipelines import Running
+from bench.e2e_probes import cpu_by_process
+
+IDLE_SAMPLE_SECONDS = 3.0
+
+
+@dataclass
+class Step:
+    rate: float
+    offered: int
+    statuses: Counter[int]
+    accepted: int
+    delivered: int  # within the grace
+    delivered_eventually: int  # within the grace and the drain time after it
+    duplicates: int
+    delivered_without_202: int
+    e2e_p50_ms: float
+    e2e_p99_ms: float
+    post_p50_ms: float
+    post_p99_ms: float
+    generator_lag_p99_ms: float
+    errors: Counter[str] = field(default_factory=Counter)
+    # CPU milliseconds per accepted ticket, per process, over the step and its drain:
+    # robust where wall-clock figures are not (a machine shared with other work).
+    cpu_ms_per_ticket: dict[str, float] = field(default_factory=dict)
+    passed: bool = False
+
+
+@dataclass
+class Bench:
+    bootstrap: str
+    customers: list[str]
+    seconds: float
+    grace: float
+    max_p99_ms: float
+    broker_pid: int | None = None
+    drain: float = 60.0
+    tag_counter: int = 0
+    log: Callable[[str], None] = field(default=print)
+
+    def tag(self, name: str) -> str:
+        self.tag_counter += 1
+        return f"e2e-{name}-{self.tag_counter}-{os.getpid()}"
+
+    def measure(self, running: Running, rate: float, seconds: float) -> Step:
+        """One constant offered rate, open loop; the lane reader in its own process."""
+        context = multiprocessing.get_context("spawn")
+        ours, theirs = context.Pipe()
+        reader = context.Process(target=e2e_load.reader_process,
+                                 args=(self.bootstrap, running.lanes, theirs), daemon=True)
+        reader.start()
+        try:
+            if not ours.poll(60) or ours.recv() != "ready":
+                raise RuntimeError("the lane reader did not start")
+            tag = self.tag(running.name)
+            rng = random.Random(self.tag_counter)
+            # The pipeline's CPU when idle (its background jobs, consumers polling), over
+            # IDLE_SAMPLE_SECONDS, is taken off what the step used.
+            idle_before = cpu_by_process(running, self.broker_pid)
+            time.sleep(IDLE_SAMPLE_SECONDS)
+            cpu_before = cpu_by_process(running, self.broker_pid)
+            began = time.monotonic()
+
+            def make(n: int) -> tuple[str, bytes]:
+                subject = f"{tag} {n}"
+                body = e2e_load.ticket_body(rng.choice(self.customers), subject)
+                return subject, e2e_load.post_request(running.port, running.token, body)
+
+            sent = asyncio.run(e2e_load.open_loop(running.port, rate, seconds, make))
+            accepted = {s.subject: s for s in sent if s.status == 202}
+            last_answer = max((s.answered for s in sent), default=time.time())
+            grace_deadline = last_answer + self.grace
+            ours.send((list(accepted), 1.0, grace_deadline, grace_deadline + self.drain))
+            if not ours.poll(self.grace + self.drain + 60):
+                raise RuntimeError("the lane reader did not answer")
+            seen: dict[str, list[float]] = ours.recv()
+        finally:
+            reader.join(5)
+            if reader.is_alive():
+                reader.kill()
+        by_subject = {s.subject: s for s in sent}
+        latencies = [(times[0] - accepted[subject].sent) * 1e3
+                     for subject, times in seen.items()
+                     if subject in accepted and times[0] <= grace_deadline]
+        eventually = sum(1 for subject in seen if subject in accepted)
+        step = Step(
+            rate=rate, offered=len(sent), statuses=Counter(s.status for s in sent),
+            accepted=len(accepted), delivered=len(latencies), delivered_eventually=eventually,
+            duplicates=sum(len(times) - 1 for subject, times in seen.items()
+                           if subject in by_subject),
+            delivered_without_202=sum(1 for subject in seen
+                                      if subject in by_subject and subject not in accepted),
+            e2e_p50_ms=e2e_load.percentile(latencies, 0.5),
+            e2e_p99_ms=e2e_load.percentile(latencies, 0.99),
+            post_p50_ms=e2e_load.percentile(
+                [(s.answered - s.sent) * 1e3 for s in accepted.values()], 0.5),
+            post_p99_ms=e2e_load.percentile(
+                [(s.answered - s.sent) * 1e3 for s in accepted.values()], 0.99),
+            generator_lag_p99_ms=e2e_load.percentile(
+                [(s.sent - s.scheduled) * 1e3 for s in sent], 0.99),
+            errors=Counter(s.error for s in sent if s.error))
+        # A stray timeout on this shared machine does not fail a step; 0.5% do.
+        step.passed = (step.accepted >= 0.995 * step.offered
+                       and step.delivered == step.accepted
+                       and step.duplicates == 0 and step.e2e_p99_ms <= self.max_p99_ms)
+        self.log(f"  {running.name} {rate:g}/s x {seconds:g}s: {describe(step)}")
+        drained = asyncio.run(e2e_load.wait_quiet(self.bootstrap, running.lanes))
+        if drained > 5:
+            self.log(f"    (lanes quiet after {drained:.0f}s)")
+        cpu_after = cpu_by_process(running, self.broker_pid)
+        elapsed = time.monotonic() - began
+        step.cpu_ms_per_ticket = {
+            name: 1e3 * (cpu_after[name] - cpu_before[name] - elapsed / IDLE_SAMPLE_SECONDS
+                         * (cpu_before[name] - idle_before[name])) / max(step.accepted, 1)
+            for name in cpu_after}
+        self.log("    CPU per accepted ticket (step and drain, less the idle rate), ms: "
+                 + ", ".join(f"{name} {ms:.2f}" for name, ms in step.cpu_ms_per_ticket.items()))
+        return step
+
+    def warm_up(self, running: Running) -> None:
+        step = self.measure(running, 20, 2)
+        if step.delivered < step.accepted or step.accepted == 0:
+            raise RuntimeError(f"{running.name}: warm-up tickets not delivered: {step}")
+
+    def highest(self, running: Running, steps: list[Step]) -> float:
+        """The highest rate that passes, from the steps done, x1.5 upwards, two bisections."""
+        passing = [s.rate for s in steps if s.passed]
+        failing = [s.rate for s in steps if not s.passed]
+        low = max(passing, default=0.0)
+        high = min((r for r in failing if r > low), default=math.inf)
+        for _ in range(4):
+            if high < math.inf:
+                break
+            rate = round(max(low, 100) * 1.5)
+            if self.measure(running, rate, self.seconds).passed:
+                low = rate
+            else:
+                high = rate
+        for _ in range(2):
+            if high == math.inf or high - low <= max(5, 0.1 * low):
+                break
+            rate = round((low + high) / 2)
+            if self.measure(running, rate, self.seconds).passed:
+                low = rate
+            else:
+                high = rate
+        return low
+
+
+def describe(step: Step) -> str:
+    statuses = ", ".join(f"{k or 'none'}: {v}" for k, v in sorted(step.statuses.items()))
+    if step.errors:
+        statuses += f" ({', '.join(f'{k}: {v}' for k, v in step.errors.most_common())})"
+    return (f"offered {step.offered}, answers {{{statuses}}}, delivered {step.delivered}"
+            f"/{step.accepted} (eventually {step.delivered_eventually}), dup {step.duplicates},"
+            f" no-202 delivered"
+            f" {step.delivered_without_202}; e2e p50/p99 {step.e2e_p50_ms:.0f}"
+            f"/{step.e2e_p99_ms:.0f} ms; POST->202 p50/p99 {step.post_p50_ms:.1f}"
+            f"/{step.post_p99_ms:.1f} ms; generator lag p99 {step.generator_lag_p99_ms:.1f} ms"
+            f"{'  PASS' if step.passed else '  FAIL'}")
