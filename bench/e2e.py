@@ -52,7 +52,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import e2e_load
+from bench import closed_loop, e2e_load
 from bench.e2e_pipelines import STARTED, Running, spawn, start_baseline, start_project, stop_all
 from bench.e2e_probes import RssSampler, top_frames
 from bench.e2e_steps import Bench
@@ -61,10 +61,10 @@ from devtools.kafka_broker import LocalKafka
 
 
 def intake_only(bench: Bench, running: Running, connections: int, seconds: float
-                ) -> e2e_load.ClosedLoopResult:
+                ) -> closed_loop.ClosedLoopResult:
     tag = bench.tag(f"{running.name}-intake{connections}")
     if shutil.which("wrk"):
-        result = e2e_load.wrk(running.port, connections, seconds, running.token,
+        result = closed_loop.wrk(running.port, connections, seconds, running.token,
                               bench.customers, tag)
     else:
         rng = random.Random(connections)
@@ -74,7 +74,7 @@ def intake_only(bench: Bench, running: Running, connections: int, seconds: float
             body = e2e_load.ticket_body(rng.choice(bench.customers), subject)
             return subject, e2e_load.post_request(running.port, running.token, body)
 
-        result = asyncio.run(e2e_load.closed_loop(running.port, connections, seconds, make))
+        result = asyncio.run(closed_loop.closed_loop(running.port, connections, seconds, make))
     bench.log(f"  {running.name} intake, {connections} connections ({result.tool}):"
               f" {result.accepted_per_second:,.0f} accepted/s, latency p50/p99"
               f" {result.p50_ms:.1f}/{result.p99_ms:.1f} ms, answers {dict(result.statuses)}")
