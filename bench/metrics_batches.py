@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from services.core import db, events, migrate
-from services.metrics import timeline, tracker
+from services.metrics import timeline, worker
 from services.metrics.store import TimelineStore
 
 TICKETS = 400
@@ -35,7 +35,7 @@ def lifecycle(number: int, now: datetime) -> list[events.TicketEvent]:
     ]
 
 
-def change_for(event: events.TicketEvent) -> tracker.Change:
+def change_for(event: events.TicketEvent) -> worker.Change:
     return lambda current: timeline.apply(current, event)
 
 
@@ -45,7 +45,7 @@ async def cpu_per_event(batch: int, folder: Path) -> float:
     engine = db.engine(url)
     try:
         sessions = db.sessions(engine)
-        updates = tracker.TimelineUpdates(TimelineStore(sessions), sessions)
+        updates = worker.TimelineUpdates(TimelineStore(sessions), sessions)
         now = datetime.now(UTC)
         lifecycle_events = [e for n in range(TICKETS) for e in lifecycle(n, now)]
         began = time.process_time()  # the whole process: aiosqlite's thread included
