@@ -33,7 +33,7 @@ class ServiceContext:
     credentials: Credentials | None = None  # None until the lifespan opened the store
     background: BackgroundTasks | None = None
     stage: StageRunner | None = None  # the main stage: the service is ready while it runs
-    _provided: dict[type, object] = field(default_factory=dict)
+    _provided: dict[type, object] = field(default_factory=dict, init=False, repr=False)
 
     def provide(self, *parts: object) -> None:
         """Make these found by their type (`part`): a service's own context, and the
