@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from services.core import db, events, migrate
-from services.metrics import exporter, service, tracker
+from services.metrics import exporter, service, worker
 from services.metrics.store import TimelineStore
 
 TICKETS = 400
@@ -42,7 +42,7 @@ async def cpu_per_event(batch: int, folder: Path) -> float:
     engine = db.engine(url)
     try:
         sessions = db.sessions(engine)
-        updates = tracker.TimelineUpdates(TimelineStore(sessions), sessions)
+        updates = worker.TimelineUpdates(TimelineStore(sessions), sessions)
         now = datetime.now(UTC)
         lifecycle_events = [e for n in range(TICKETS) for e in lifecycle(n, now)]
         began = time.process_time()  # the whole process: aiosqlite's thread included

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
-from services.core import access, db, migrate
+from services.core import access, db, migrate, service_context
 from services.core.credentials import Credentials
 
 
@@ -41,7 +41,7 @@ async def authenticating(app: FastAPI, database_url: str) -> AsyncIterator[Crede
     """Give an app built in a test the credential store its services' lifespans give it."""
     await migrate.upgrade(database_url)
     engine = db.engine(database_url)
-    app.state.credentials = store = Credentials(db.sessions(engine))
+    service_context.of(app).credentials = store = Credentials(db.sessions(engine))
     try:
         yield store
     finally:

@@ -18,7 +18,7 @@ from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 from prometheus_client import Counter
 
-from services.core import access
+from services.core import access, service_context
 from services.core.credentials import Credentials
 
 AUTH_REFUSED = Counter("http_auth_refused", "Requests refused: unauthenticated (401),"
@@ -49,9 +49,10 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(Refused, _refused)
 
 
-async def get_credentials(request: Request) -> Credentials:
-    credentials: Credentials = request.app.state.credentials
-    return credentials
+async def get_credentials(context: service_context.Context) -> Credentials:
+    if context.credentials is None:
+        raise RuntimeError("the service's lifespan has not opened its credential store")
+    return context.credentials
 
 
 async def authenticate(
@@ -146,10 +147,10 @@ def _parsed(rate: str) -> limits.RateLimitItem:
     return limits.parse(rate)
 
 
-async def rate_limited_platform(request: Request, principal: Platform) -> access.Principal:
+async def rate_limited_platform(context: service_context.Context,
+                                principal: Platform) -> access.Principal:
     """A platform's credential, within its rate limit."""
-    rate_limits: RateLimits = request.app.state.rate_limits
-    await rate_limits.check(principal)
+    await context.rate_limits.check(principal)
     return principal
 
 

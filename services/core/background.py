@@ -107,13 +107,6 @@ class BackgroundTasks:
         await asyncio.gather(*self._tasks)
 
 
-def tasks_down(app: object) -> list[str]:
-    """The background tasks down in the `BackgroundTasks` a service's lifespan put in
-    `app.state.background` (none before it has started any)."""
-    tasks = getattr(getattr(app, "state", None), "background", None)
-    return tasks.down() if isinstance(tasks, BackgroundTasks) else []
-
-
 async def every(seconds: float, action: Callable[[], Awaitable[object]],
                 stop: asyncio.Event, *, once_more_on_stop: bool = False) -> None:
     """Run `action` every `seconds` until `stop`; a failed run is logged, not fatal."""

@@ -16,7 +16,7 @@ from pydantic import AwareDatetime, BeforeValidator, WithJsonSchema
 from starlette.exceptions import HTTPException
 from starlette.routing import Match, Route
 
-from services.core import auth, config_files, db, http_docs
+from services.core import auth, config_files, db, http_docs, service_context
 
 logger = logging.getLogger(__name__)
 
@@ -140,8 +140,7 @@ async def _store_unavailable(request: Request, error: Exception) -> JSONResponse
         raise error  # a bug: the server error it is
     logger.warning("request failed: the SQL store is unavailable",
                    extra={"path": request.url.path, "error_class": type(error).__name__})
-    settings = getattr(request.app.state, "settings", None)
-    retry_after = getattr(settings, "retry_after_seconds", 5)
+    retry_after = service_context.of(request.app).settings.retry_after_seconds
     return JSONResponse(status_code=503, headers={"Retry-After": str(retry_after)},
                         content={"error": "unavailable",
                                  "detail": "the SQL store is unavailable; retry later"})

@@ -14,7 +14,6 @@ from services.core.settings import Settings
 logger = logging.getLogger(__name__)
 
 
-
 class StageRunner:
     """Owns a stage's consumer and producers and the task that runs its loop."""
 
@@ -94,8 +93,3 @@ class StageRunner:
             except Exception:
                 logger.exception("stage %s: a Kafka client did not stop cleanly", self.loop.name)
 
-
-def stage_running(app: object) -> bool:
-    """Whether the stage a service's lifespan put in `app.state.stage` is running."""
-    stage = getattr(getattr(app, "state", None), "stage", None)
-    return isinstance(stage, StageRunner) and stage.running

@@ -7,18 +7,13 @@ from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query
 
 from services.core import auth, durations, http, topics
 from services.metrics import service
-from services.metrics.store import TimelineStore
+from services.metrics.bootstrap import MetricsContext
 
 api = APIRouter(prefix="/v1", tags=["stats"])
-
-
-async def get_store(request: Request) -> TimelineStore:
-    store: TimelineStore = request.app.state.timelines
-    return store
 
 
 async def get_window(
@@ -34,32 +29,32 @@ async def get_window(
         raise http.InvalidField("query.window", str(exc)) from exc
 
 
-Store = Annotated[TimelineStore, Depends(get_store)]
 Window = Annotated[timedelta, Depends(get_window)]
 Department = Annotated[str, Path(pattern=topics.DEPARTMENT_NAME.pattern)]
 
 
 @api.get("/departments/{department}/stats")
-async def department_stats(department: Department, window: Window, store: Store,
+async def department_stats(department: Department, window: Window, metrics: MetricsContext,
                            principal: auth.DepartmentOrAdmin) -> dict[str, Any]:
     """Volume, first-response and resolution percentiles, first-response target
     attainment and backlog of one department (its own team or an admin)."""
     auth.ensure_may_act_for(principal, department)
-    found = await service.department_stats(store, department, window, now=datetime.now(UTC))
+    found = await service.department_stats(metrics.timelines, department, window,
+                                           now=datetime.now(UTC))
     return {"department": department, **asdict(found)}
 
 
 @api.get("/departments", dependencies=auth.ADMIN_ONLY)
-async def all_departments(window: Window, store: Store) -> dict[str, Any]:
+async def all_departments(window: Window, metrics: MetricsContext) -> dict[str, Any]:
     """The same statistics for every department that held tickets in the window."""
-    found = await service.all_departments(store, window, now=datetime.now(UTC))
+    found = await service.all_departments(metrics.timelines, window, now=datetime.now(UTC))
     return {"departments": [{"department": name, **asdict(department_stats)}
                             for name, department_stats in found.items()]}
 
 
 @api.get("/segments/stats", dependencies=auth.ADMIN_ONLY)
-async def segment_stats(window: Window, store: Store) -> dict[str, Any]:
+async def segment_stats(window: Window, metrics: MetricsContext) -> dict[str, Any]:
     """The statistics per segment, side by side, so a gap in service shows."""
-    found = await service.segment_stats(store, window, now=datetime.now(UTC))
+    found = await service.segment_stats(metrics.timelines, window, now=datetime.now(UTC))
     return {"segments": [{"segment": name, **asdict(segment_stats)}
                          for name, segment_stats in found.items()]}

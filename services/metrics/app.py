@@ -8,20 +8,28 @@ from datetime import UTC, datetime
 
 from fastapi import FastAPI
 
-from services.core import background, db, http, kafka, leases, logs, migrate, retention, topics
+from services.core import (
+    background,
+    http,
+    kafka,
+    leases,
+    logs,
+    retention,
+    service_context,
+    start_order,
+    topics,
+)
 from services.core.credentials import Credentials
 from services.core.settings import Settings
-from services.core.stage import StageRunner, stage_running
+from services.core.stage import StageRunner
 from services.metrics import (
     api,
-    exporter,
+    bootstrap,
     kafka_watch,
     parity_api,
-    parity_store,
-    targets_file,
-    tracker,
+    service,
+    worker,
 )
-from services.metrics.store import TimelineStore
 
 NAME = "metrics"
 # How often consumer lag, the backlog and passed deadlines are measured.
@@ -34,68 +42,67 @@ def create_app(settings: Settings | None = None, *,
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        exporter.use_response_buckets(targets_file.response_buckets(settings.routing_table_file))
-        await migrate.upgrade(settings.database_url)
-        engine = db.engine(settings.database_url)
-        sessions = app.state.sessions = db.sessions(engine)
-        app.state.credentials = Credentials(sessions, cache_seconds=settings.auth_cache_seconds)
-        store = app.state.timelines = TimelineStore(sessions)
-        updates = tracker.TimelineUpdates(store, sessions)
-        await kafka.ensure_topics(settings, topics.PIPELINE)
-        stage = StageRunner(settings, name=NAME, source_topic=topics.EVENTS,
-                            group_id=topics.METRICS_GROUP,
-                            transform=tracker.TrackTicketEvent(updates), publishes=False)
-        lag = kafka_watch.LagWatch(settings)
-        check_deadlines = tracker.DeadlineCheck(store, updates)
+        context = service_context.of(app)
+        async with start_order.started() as parts:
+            # The store (migrated), the customer bands, the exporter: bootstrap.connect.
+            connected = await parts.enter(start_order.Phase.STORE, bootstrap.connect(settings))
+            metrics, store, sessions = connected.metrics, connected.store, connected.sessions
+            context.credentials = Credentials(sessions,
+                                              cache_seconds=settings.auth_cache_seconds)
+            context.provide(metrics)
+            await parts.start(start_order.Phase.PUBLISHERS,
+                              lambda: kafka.ensure_topics(settings, topics.PIPELINE))
+            lag = kafka_watch.LagWatch(settings)
+            await parts.start(start_order.Phase.PUBLISHERS, lag.start, stop=lag.stop)
+            check_deadlines = worker.DeadlineCheck(metrics.timelines, metrics.updates,
+                                                   export=metrics.exporter)
 
-        async def measure_backlog() -> None:
-            await tracker.measure_backlog(store, lambda: lag.departments)
+            async def measure_backlog() -> None:
+                await worker.measure_backlog(metrics.timelines, lambda: lag.departments,
+                                             export=metrics.exporter)
 
-        await lag.start()  # before the stage: if it fails, nothing is left running
-        await stage.start()
-        app.state.stage = stage
-        fleet = leases.Leases(sessions, holder=leases.holder_id(NAME, settings.instance_id))
+            fleet = leases.Leases(sessions, holder=leases.holder_id(NAME, settings.instance_id))
 
-        async def purge() -> None:
-            await retention.purge_past_retention(
-                {"ticket_timelines": store}, retention=retention.of_settings(settings),
-                now=datetime.now(UTC), chunk=settings.retention_purge_chunk)
+            async def purge() -> None:
+                await retention.purge_past_retention(
+                    {"ticket_timelines": store}, retention=retention.of_settings(settings),
+                    now=datetime.now(UTC), chunk=settings.retention_purge_chunk)
 
-        parity_config = parity_store.ParityConfig.of(settings)
+            async def measure_parity() -> None:
+                await service.export_parity(metrics.timelines, metrics.bands,
+                                            metrics.exporter, metrics.parity,
+                                            now=datetime.now(UTC))
 
-        async def measure_parity() -> None:
-            exporter.record_parity(await parity_store.measure(
-                store, sessions, parity_config, now=datetime.now(UTC)),
-                parity_config.policy.threshold)
-
-        jobs = app.state.background = background.BackgroundTasks()
-        jobs.start("consumer-lag", lambda stop: background.every(poll_seconds, lag.poll, stop))
-        jobs.start("backlog", lambda stop: background.every(poll_seconds, measure_backlog, stop))
-        jobs.start("deadlines",
-                   lambda stop: background.every(poll_seconds, check_deadlines, stop))
-        jobs.start("service-parity", lambda stop: background.every(
-            settings.parity_interval_seconds, measure_parity, stop))
-        jobs.start("retention-purge", lambda stop: leases.every_while_holding(
-            fleet, retention.METRICS_PURGE, settings.retention_purge_interval_seconds, purge,
-            stop))
-        # A fresh reader each (re)start: it counts again from the start of the topic.
-        jobs.start("dead-letters",
-                   lambda stop: kafka_watch.DeadLetterCount(settings).run(stop))
-        try:
+            jobs = context.background = background.BackgroundTasks()
+            await parts.start(start_order.Phase.BACKGROUND, stop=jobs.stop)
+            jobs.start("consumer-lag",
+                       lambda stop: background.every(poll_seconds, lag.poll, stop))
+            jobs.start("backlog",
+                       lambda stop: background.every(poll_seconds, measure_backlog, stop))
+            jobs.start("deadlines",
+                       lambda stop: background.every(poll_seconds, check_deadlines, stop))
+            jobs.start("service-parity", lambda stop: background.every(
+                settings.parity_interval_seconds, measure_parity, stop))
+            jobs.start("retention-purge", lambda stop: leases.every_while_holding(
+                fleet, retention.METRICS_PURGE, settings.retention_purge_interval_seconds,
+                purge, stop))
+            # A fresh reader each (re)start: it counts again from the start of the topic.
+            jobs.start("dead-letters",
+                       lambda stop: kafka_watch.DeadLetterCount(settings).run(stop))
+            stage = context.stage = StageRunner(
+                settings, name=NAME, source_topic=topics.EVENTS,
+                group_id=topics.METRICS_GROUP,
+                transform=worker.TrackTicketEvent(metrics.updates, export=metrics.exporter),
+                publishes=False)
+            await parts.start(start_order.Phase.STAGE, stage.start, stop=stage.stop)
             yield
-        finally:
-            await jobs.stop()
-            await stage.stop()
-            await lag.stop()
-            await engine.dispose()
 
     app = FastAPI(title="Customer routing: response-time metrics", version="1",
                   lifespan=lifespan)
-    app.state.settings = settings
+    context = service_context.install(app, settings)
     app.include_router(api.api)
     app.include_router(parity_api.api)
-    http.install(app, ready=lambda: stage_running(app),
-                 down=lambda: background.tasks_down(app))
+    http.install(app, ready=context.ready, down=context.down)
     return app
 
 

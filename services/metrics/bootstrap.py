@@ -3,7 +3,7 @@
 `connect` opens the real adapters (the timeline store, migrated first; the customer
 bands behind service parity; the Prometheus exporter with the routing table's bucket
 edges) and `wire` puts them in a `Metrics`, what the edges call the use cases
-(services/metrics/service.py) with: the Kafka stage and the periodic jobs (tracker.py),
+(services/metrics/service.py) with: the Kafka stage and the periodic jobs (worker.py),
 the stats and parity APIs. Unit tests call `wire` with recording fakes: the same door,
 no sockets.
 """
@@ -13,12 +13,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Annotated
 
+from fastapi import Depends
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.core import db, migrate
+from services.core import db, migrate, service_context
 from services.core.settings import Settings
-from services.metrics import exporter, parity_store, service, targets_file, tracker
+from services.metrics import exporter, parity_store, service, targets_file, worker
 from services.metrics.store import TimelineStore
 
 
@@ -63,8 +65,16 @@ async def connect(settings: Settings) -> AsyncIterator[Connected]:
         sessions = db.sessions(engine)
         store = TimelineStore(sessions)
         yield Connected(wire(settings, timelines=store,
-                             updates=tracker.TimelineUpdates(store, sessions),
+                             updates=worker.TimelineUpdates(store, sessions),
                              bands=parity_store.TicketBands(sessions), exporter=exporter),
                         store, sessions)
     finally:
         await engine.dispose()
+
+
+async def get_metrics(context: service_context.Context) -> Metrics:
+    """The context the lifespan provided (services/metrics/app.py)."""
+    return context.part(Metrics)
+
+
+MetricsContext = Annotated[Metrics, Depends(get_metrics)]

@@ -6,18 +6,18 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 
 from services.core import auth, durations, http
 from services.metrics import parity_store, service
-from services.metrics.api import Store
+from services.metrics.bootstrap import MetricsContext
 
 api = APIRouter(prefix="/v1/parity", tags=["stats"], dependencies=auth.ADMIN_ONLY)
 
 
 @api.get("/stats")
 async def parity_stats(
-    request: Request, store: Store,
+    metrics: MetricsContext,
     window: Annotated[str | None, Query(
         description="15m, 1h, 24h, 7d ... (at most 366d); default PARITY_WINDOW",
         json_schema_extra={"pattern": durations.WINDOW_PATTERN})] = None,
@@ -29,10 +29,9 @@ async def parity_stats(
         length = durations.parse_window(window) if window is not None else None
     except ValueError as exc:
         raise http.InvalidField("query.window", str(exc)) from exc
-    config = parity_store.ParityConfig.of(request.app.state.settings, length)
-    parities = await service.parity_stats(
-        store, parity_store.TicketBands(request.app.state.sessions), config,
-        now=datetime.now(UTC))
+    config = parity_store.ParityConfig.of(metrics.settings, length)
+    parities = await service.parity_stats(metrics.timelines, metrics.bands, config,
+                                          now=datetime.now(UTC))
     return {"window_seconds": int(config.window.total_seconds()),
             "threshold": config.policy.threshold,
             "minimum_group_size": config.policy.minimum_group_size,

@@ -9,17 +9,16 @@ does not know counts in the `unknown` band.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.core import durations, groups
 from services.core.settings import Settings
-from services.metrics import parity, service
-from services.metrics.store import TimelineStore
+from services.metrics import parity
 from services.router.models import RoutedTicketRow
 from services.segmenter.models import CustomerRow
 
@@ -63,8 +62,3 @@ class TicketBands:
                                                     gender, band)
         return found
 
-
-async def measure(store: TimelineStore, sessions: async_sessionmaker[AsyncSession],
-                  config: ParityConfig, *, now: datetime) -> Sequence[parity.AttributeParity]:
-    """Parity of the tickets routed in the window (service.parity_stats)."""
-    return await service.parity_stats(store, TicketBands(sessions), config, now=now)

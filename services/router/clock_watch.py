@@ -16,9 +16,8 @@ import pydantic
 from prometheus_client import Counter
 
 from services.core import events, kafka, tickets, topics
-from services.router import clocks, dispatch, routing, service_clocks
+from services.router import clocks, dispatch, ports, routing, service_clocks
 from services.router.models import RoutedTicketRow
-from services.router.store import RoutedTickets
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +28,7 @@ LEVELS = Counter("routing_router_target_escalations_total",
                  " unanswered after the first)", ["department", "target", "level"])
 
 
-async def watch_clocks(routed: RoutedTickets, publisher: kafka.Publisher, *,
+async def watch_clocks(routed: ports.Routed, publisher: ports.Publisher, *,
                        table: routing.RoutingTable, queue_for: dispatch.QueueFor,
                        now: datetime) -> int:
     """Send every notice due by `now`; returns how many."""
@@ -50,7 +49,7 @@ async def watch_clocks(routed: RoutedTickets, publisher: kafka.Publisher, *,
     return sent
 
 
-async def _warn(routed: RoutedTickets, publisher: kafka.Publisher, row: RoutedTicketRow,
+async def _warn(routed: ports.Routed, publisher: ports.Publisher, row: RoutedTicketRow,
                 clock: clocks.Clock, state: service_clocks.TicketClocks,
                 now: datetime) -> None:
     warning = events.TicketEvent(
@@ -67,7 +66,7 @@ async def _warn(routed: RoutedTickets, publisher: kafka.Publisher, row: RoutedTi
                                                 "target": clock.target})
 
 
-async def _escalate(routed: RoutedTickets, publisher: kafka.Publisher, row: RoutedTicketRow,
+async def _escalate(routed: ports.Routed, publisher: ports.Publisher, row: RoutedTicketRow,
                     clock: clocks.Clock, state: service_clocks.TicketClocks, notice: str, *,
                     table: routing.RoutingTable, queue_for: dispatch.QueueFor,
                     now: datetime) -> None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.core import auth, http
+from services.core import auth, http, service_context
 from services.core.settings import Settings
 from services.router import dead_letter_records, dead_letters
 
@@ -19,9 +19,8 @@ api = APIRouter(prefix="/v1/dead-letters", tags=["dead letters"],
                 dependencies=auth.ADMIN_ONLY)
 
 
-async def get_settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
+async def get_settings(context: service_context.Context) -> Settings:
+    return context.settings
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]

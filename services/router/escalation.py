@@ -11,8 +11,7 @@ import pydantic
 from prometheus_client import Counter
 
 from services.core import events, kafka, tickets, topics
-from services.router import dispatch
-from services.router.store import RoutedTickets
+from services.router import dispatch, ports
 
 logger = logging.getLogger(__name__)
 
@@ -24,7 +23,7 @@ ESCALATIONS = Counter("routing_router_escalations_total",
                       ["department", "escalated_to"])
 
 
-async def escalate_due(routed: RoutedTickets, publisher: kafka.Publisher, *,
+async def escalate_due(routed: ports.Routed, publisher: ports.Publisher, *,
                        escalation_target: Callable[[str], str | None],
                        queue_for: dispatch.QueueFor, now: datetime) -> int:
     """Escalate every ticket past its deadline without a first response; returns how many.

@@ -57,3 +57,5 @@ class IntakeKeyRow(Base):
     # pending until Kafka acknowledged the ticket, then accepted.
     status: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(db.UtcDateTime(), index=True)
+    # The correlation id its ticket was published under (None: claimed before 0013).
+    correlation_id: Mapped[str | None] = mapped_column(String(256))

@@ -1,4 +1,5 @@
-"""The router's SQL state: each routed ticket's current state and trace, and intake keys."""
+"""The router's SQL state of each routed ticket: where it is, its status, clocks and trace
+(the intake's `Idempotency-Key`s are in intake_keys.py)."""
 
 from __future__ import annotations
 
@@ -7,15 +8,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.core import lifecycle, retention, tickets
 from services.router import service_clocks
-from services.router.models import IntakeKeyRow, RoutedTicketRow
+from services.router.models import RoutedTicketRow
 
 # How a report or a hand-over moves a ticket's clocks: given them and the department
 # holding the ticket (whose calendar counts), the clocks after.
@@ -244,60 +244,3 @@ def _set_clocks(row: RoutedTicketRow, clocks: service_clocks.TicketClocks) -> No
     first = clocks.current("first_response")
     if first is not None and first.deadline is not None:
         row.first_response_deadline = first.deadline  # shown and watched as before
-
-
-class IntakeKeys:
-    """`Idempotency-Key`s: a retried POST gets the same ticket id, and no second ticket."""
-
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
-        self._sessions = sessions
-
-    async def claim(self, key: str, *, fingerprint: str, ticket_id: str,
-                    now: datetime) -> IntakeKeyRow:
-        """The key's row: ours (status pending) if the key is new, else the first one's."""
-        try:
-            async with self._sessions() as session, session.begin():
-                session.add(IntakeKeyRow(idempotency_key=key, ticket_id=ticket_id,
-                                         fingerprint=fingerprint, status="pending",
-                                         created_at=now))
-        except IntegrityError:
-            async with self._sessions() as session:
-                existing = await session.get(IntakeKeyRow, key)
-            if existing is None:  # released in between: try once more
-                return await self.claim(key, fingerprint=fingerprint, ticket_id=ticket_id,
-                                        now=now)
-            return existing
-        return IntakeKeyRow(idempotency_key=key, ticket_id=ticket_id, fingerprint=fingerprint,
-                            status="pending", created_at=now)
-
-    async def accepted(self, key: str) -> None:
-        async with self._sessions() as session, session.begin():
-            row = await session.get(IntakeKeyRow, key)
-            if row is not None:
-                row.status = "accepted"
-
-    async def purge(self, before: datetime, *, chunk: int) -> int:
-        """Delete keys created before `before` (retention): a retry with such a key
-        later makes a new ticket."""
-        return await retention.delete_in_chunks(
-            self._sessions, IntakeKeyRow.idempotency_key, IntakeKeyRow.created_at < before,
-            chunk=chunk)
-
-
-@dataclass(frozen=True)
-class ErasedTickets:
-    tickets: int  # routed_tickets rows: state, trace and the ticket's copy
-    idempotency_keys: int
-
-
-async def erase_tickets_of(session: AsyncSession, customer_id: str) -> ErasedTickets:
-    """Delete a customer's tickets as the router keeps them, and their intake keys, in
-    the caller's transaction (erasure of the customer)."""
-    ticket_ids = select(RoutedTicketRow.ticket_id).where(
-        RoutedTicketRow.customer_id == customer_id)
-    keys = await session.execute(delete(IntakeKeyRow).where(
-        IntakeKeyRow.ticket_id.in_(ticket_ids)))
-    tickets = await session.execute(delete(RoutedTicketRow).where(
-        RoutedTicketRow.customer_id == customer_id))
-    return ErasedTickets(tickets=tickets.rowcount,  # type: ignore[attr-defined]
-                         idempotency_keys=keys.rowcount)  # type: ignore[attr-defined]

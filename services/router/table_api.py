@@ -5,16 +5,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 
 from services.core import auth, config_files, config_history_api, config_store, http, topics
-from services.core.live_config import LiveConfig
-from services.router import priority, routing, table_changes
+from services.router import bootstrap, priority, routing, table_changes
 
 api = APIRouter(prefix="/v1/routing-table", tags=["routing table"],
                 dependencies=auth.ADMIN_ONLY)
 
-LiveTable = LiveConfig[routing.RoutingTable]
+LiveTable = bootstrap.LiveTable
 
 # The body of an upload: the routing table file, YAML (JSON is YAML too). The schema says
 # all the loader checks entry by entry; what it cannot say (departments defined, CEL
@@ -97,9 +96,8 @@ TABLE_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {
                                                            "application/json")}}}
 
 
-async def get_live(request: Request) -> LiveTable:
-    live: LiveTable = request.app.state.routing_table
-    return live
+async def get_live(router: bootstrap.RouterContext) -> LiveTable:
+    return router.table
 
 
 Live = Annotated[LiveTable, Depends(get_live)]

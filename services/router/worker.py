@@ -1,18 +1,17 @@
-"""The router stage: a segmented ticket in, the ticket in its department's queue out."""
+"""The router stage: a segmented ticket in, the ticket in its department's queue out
+(the decision and what it produces: `service.route`)."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
 
 from prometheus_client import Counter, Gauge
 
-from services.core import db, envelope, events, kafka, tickets, topics
+from services.core import db, envelope, kafka, tickets
 from services.core.outage import StoreOutage
-from services.router import overflow, routing, service_clocks
-from services.router.dispatch import SOURCE
+from services.router import ports, routing, service
 from services.router.store import Dispatch, RoutedTickets
 
 logger = logging.getLogger(__name__)
@@ -22,15 +21,6 @@ DEFERRED = Gauge("routing_router_deferred_ticket_states",
 COPIES = Counter("routing_router_ticket_copies_dropped",
                  "Second copies of an already routed ticket, not routed again (a platform's"
                  " retry of a ticket whose first answer was lost)")
-
-LoadView = Callable[[], tuple[Mapping[str, overflow.DepartmentLoad],
-                              Mapping[str, overflow.OverflowState]]]
-
-
-def no_load() -> tuple[Mapping[str, overflow.DepartmentLoad],
-                       Mapping[str, overflow.OverflowState]]:
-    return {}, {}
-
 
 class RouteTicket:
     """Turns `ticket.segmented` events into `ticket.routed` ones (a pipeline Transform).
@@ -44,7 +34,7 @@ class RouteTicket:
     kept in memory until the store is back (`flush_deferred`)."""
 
     def __init__(self, current_table: Callable[[], routing.RoutingTable], *,
-                 routed: RoutedTickets | None = None, load: LoadView = no_load,
+                 routed: RoutedTickets | None = None, load: ports.LoadView = ports.no_load,
                  outage: StoreOutage | None = None) -> None:
         self._current_table = current_table
         self._routed = routed
@@ -119,71 +109,12 @@ class RouteTicket:
             COPIES.inc()
             logger.info("copy of a routed ticket dropped", extra={"ticket_id": ticket.ticket_id})
             return []
-        table = self._current_table()
-        now = datetime.now(UTC)
-        loads, states = self._load()
-        decision = routing.decide(ticket.segmentation.segment, ticket.segmentation.tier,
-                                  routing.view_of(ticket), table, now=now, load=loads,
-                                  overflow_state=states)
-        record = tickets.Routing(
-            department=decision.department, reason=decision.reason, entry=decision.entry,
-            table_version=table.version, routed_at=now, queue=decision.queue_topic,
-            priority=decision.priority, priority_aging_seconds=table.aging.step_seconds,
-            first_response_target_seconds=decision.first_response_target.total_seconds(),
-            first_response_deadline=decision.first_response_deadline,
-            overflowed_from=decision.overflowed_from, explanation=list(decision.explanation))
-        # The segmented ticket as validated above (nothing else travels on), routed.
-        data = ticket.with_routing(record).model_dump(mode="json")
-        clocks = service_clocks.routed(targets_of(decision, table), now,
-                                       table.policy(decision.department).calendar)
-        lifecycle = events.TicketEvent(
-            ticket_id=ticket.ticket_id, type=events.TicketEventType.ROUTED, occurred_at=now,
-            received_at=ticket.received_at, department=decision.department,
-            segment=ticket.segmentation.segment, reason=decision.reason,
-            from_department=decision.overflowed_from, priority=decision.priority,
-            first_response_deadline=decision.first_response_deadline, platform=ticket.platform,
-            deadlines=clocks.deadlines())
+        routed = service.route(ticket, table=self._current_table(), load=self._load,
+                               now=datetime.now(UTC), event_id=event.id,
+                               correlation_id=event.correlation_id)
         # Recorded last: a ticket whose outputs could not be built is not routed.
         self._routed_by[ticket.ticket_id] = event.id
-        self._dispatches.append(Dispatch(
-            ticket_id=ticket.ticket_id, department=decision.department,
-            segment=ticket.segmentation.segment, priority=decision.priority,
-            deadline=decision.first_response_deadline, steps=trace_steps(ticket, record),
-            payload=data, at=now, event_id=event.id, customer_id=ticket.customer_id,
-            platform=ticket.platform, clocks=clocks, correlation_id=event.correlation_id))
-        return [
-            kafka.Output(decision.queue_topic, ticket.customer_id, envelope.Event(
-                type=events.TicketEventType.ROUTED, source=SOURCE, ticket_id=ticket.ticket_id,
-                correlation_id=event.correlation_id, data=data, time=now)),
-            kafka.Output(topics.EVENTS, ticket.ticket_id,
-                         events.as_envelope(lifecycle, event.correlation_id, SOURCE)),
-        ]
+        self._dispatches.append(routed.dispatch)
+        return routed.outputs
 
 
-def targets_of(decision: routing.RoutingDecision,
-               table: routing.RoutingTable) -> service_clocks.Targets:
-    level = decision.level
-    return service_clocks.Targets(
-        decision.first_response_target,
-        level.next_response_target if level else None,
-        level.resolution_target if level else None, table.warning_share)
-
-
-def trace_steps(ticket: tickets.SegmentedTicket,
-                record: tickets.Routing) -> list[dict[str, Any]]:
-    """The first steps of a ticket's trace: how it was segmented, then routed."""
-    segmentation = ticket.segmentation
-    return [
-        {"at": ticket.received_at.isoformat(), "step": "received"},
-        {"step": "segmented", "segment": segmentation.segment, "rule": segmentation.rule,
-         "rules_version": segmentation.rules_version, "tier": segmentation.tier,
-         "customer_known": segmentation.customer_known,
-         "decided_by": sorted(segmentation.decided_by)},
-        {"at": record.routed_at.isoformat(), "step": "routed",
-         "department": record.department, "reason": record.reason, "entry": record.entry,
-         "table_version": record.table_version, "queue": record.queue,
-         "priority": record.priority,
-         "first_response_deadline": record.first_response_deadline.isoformat()
-         if record.first_response_deadline else None,
-         "overflowed_from": record.overflowed_from, "why": record.explanation},
-    ]

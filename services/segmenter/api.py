@@ -6,9 +6,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query
 
-from services.core import auth
+from services.core import auth, service_context
 from services.segmenter import bootstrap, rules, service
 
 api = APIRouter(prefix="/v1", tags=["segments"], dependencies=auth.ADMIN_ONLY)
@@ -17,10 +17,9 @@ CustomerId = Annotated[str, Path(min_length=1, max_length=128,
                                  pattern=r"^[A-Za-z0-9._:@-]+$")]
 
 
-async def get_segmenter(request: Request) -> bootstrap.Segmenter:
-    """The context the lifespan put in `app.state.segmenter` (services/segmenter/app.py)."""
-    segmenter: bootstrap.Segmenter = request.app.state.segmenter
-    return segmenter
+async def get_segmenter(context: service_context.Context) -> bootstrap.Segmenter:
+    """The context the lifespan provided (services/segmenter/app.py)."""
+    return context.part(bootstrap.Segmenter)
 
 
 Segmenter = Annotated[bootstrap.Segmenter, Depends(get_segmenter)]

@@ -9,11 +9,21 @@ from datetime import UTC, datetime
 
 from fastapi import FastAPI
 
-from services.core import background, config_changes, http, kafka, leases, logs, topics
+from services.core import (
+    background,
+    config_changes,
+    http,
+    kafka,
+    leases,
+    logs,
+    service_context,
+    start_order,
+    topics,
+)
 from services.core.credentials import Credentials
 from services.core.outage import StoreOutage
 from services.core.settings import Settings
-from services.core.stage import StageRunner, stage_running
+from services.core.stage import StageRunner
 from services.segmenter import (
     admin_api,
     api,
@@ -34,19 +44,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with bootstrap.connect(settings, client_id=f"{NAME}-admin") as connected:
-            segmenter = app.state.segmenter = connected.segmenter
+        context = service_context.of(app)
+        async with start_order.started() as parts:
+            # The store (migrated), then its publisher: bootstrap.connect opens both.
+            connected = await parts.enter(
+                start_order.Phase.STORE, bootstrap.connect(settings, client_id=f"{NAME}-admin"))
+            segmenter = connected.segmenter
             store, sessions, publisher = connected.store, connected.sessions, connected.publisher
-            app.state.credentials = Credentials(sessions,
-                                                cache_seconds=settings.auth_cache_seconds)
-            await kafka.ensure_topics(settings, topics.PIPELINE)
+            context.provide(segmenter)
+            context.credentials = Credentials(sessions,
+                                              cache_seconds=settings.auth_cache_seconds)
+            await parts.start(start_order.Phase.PUBLISHERS,
+                              lambda: kafka.ensure_topics(settings, topics.PIPELINE))
             segment = worker.SegmentTicket(
                 lookup=store.customer, preload=store.preload, cached=store.cached_customer,
                 outage=StoreOutage(settings.store_outage_grace_seconds),
                 current_rules=lambda: segmenter.rules.current)
-            stage = StageRunner(settings, name=NAME, source_topic=topics.INCOMING,
-                                group_id=topics.SEGMENTER_GROUP, transform=segment)
-            tasks = app.state.background = background.BackgroundTasks()
+            tasks = context.background = background.BackgroundTasks()
+            await parts.start(start_order.Phase.BACKGROUND, stop=tasks.stop)
             await config_changes.govern(segmenter.rules, settings, sessions, tasks,
                                         publisher=publisher, client_id=f"{NAME}-config")
             tasks.start("rules-watch", segmenter.rules.watch)
@@ -63,20 +78,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 tasks.start("tier-recompute", lambda stop: leases.every_while_holding(
                     fleet, TIER_RECOMPUTE_LEASE, settings.tier_recompute_interval_seconds,
                     lambda: _recompute(segmenter), stop))
-            await stage.start()
-            app.state.stage = stage
-            try:
-                yield
-            finally:
-                await stage.stop()
-                await tasks.stop()
+            stage = context.stage = StageRunner(
+                settings, name=NAME, source_topic=topics.INCOMING,
+                group_id=topics.SEGMENTER_GROUP, transform=segment)
+            await parts.start(start_order.Phase.STAGE, stage.start, stop=stage.stop)
+            yield
 
     app = FastAPI(title="Customer routing: segmenter", version="1", lifespan=lifespan)
-    app.state.settings = settings
+    context = service_context.install(app, settings)
     for router in (api.api, admin_api.api, rules_api.api):
         app.include_router(router)
-    http.install(app, ready=lambda: stage_running(app),
-                 down=lambda: background.tasks_down(app),
+    http.install(app, ready=context.ready, down=context.down,
                  # The bulk imports stream their bodies, read after authentication.
                  streamed_uploads={("POST", "/v1/customers/import"),
                                    ("POST", "/v1/purchases/import")})

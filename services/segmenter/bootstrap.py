@@ -2,8 +2,9 @@
 
 `connect` opens the real adapters (the customer store with the settings' cache and tier
 policy, a Kafka publisher, the rule set in force) and `wire` puts them in a `Segmenter`,
-the one thing the edges reach: the FastAPI app (`app.state.segmenter`, through one
-dependency, services/segmenter/api.py), the periodic tier job and the `routing` command.
+the one thing the edges reach: the FastAPI app (provided in its service context,
+services/core/service_context.py, reached through one dependency in
+services/segmenter/api.py), the periodic tier job and the `routing` command.
 Unit tests call `wire` with recording fakes: the same door, no sockets.
 """
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import delete
 
 from services.core import topics
-from services.router import store as routed_store
+from services.router import intake_keys as intake_keys
 from services.segmenter.models import CustomerFeaturesRow, CustomerRow, PurchaseRow
 
 if TYPE_CHECKING:
@@ -76,7 +76,7 @@ async def erase_customer(store: CustomerStore, customer_id: str) -> Erasure:
             CustomerFeaturesRow.customer_id == customer_id))
         customer = await session.execute(delete(CustomerRow).where(
             CustomerRow.customer_id == customer_id))
-        tickets = await routed_store.erase_tickets_of(session, customer_id)
+        tickets = await intake_keys.erase_tickets_of(session, customer_id)
     store.cache.forget(customer_id)
     return Erasure(customer_id=customer_id,
                    customer=bool(customer.rowcount),  # type: ignore[attr-defined]

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.core import auth, config_files, config_store, groups, http
+from services.core import auth, config_files, config_store, groups, http, service_context
 from services.segmenter.profiles import Customer
 from services.simulator import history, service
 
@@ -40,9 +40,8 @@ class Simulator:
                    config_store.ConfigVersions(sessions, config_store.SEGMENT_RULES))
 
 
-async def get_simulator(request: Request) -> Simulator:
-    simulator: Simulator = request.app.state.simulator
-    return simulator
+async def get_simulator(context: service_context.Context) -> Simulator:
+    return context.part(Simulator)
 
 
 class SimulationRequest(BaseModel):

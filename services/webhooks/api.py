@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 from pydantic.config import JsonDict
 
-from services.core import auth, credentials_api
+from services.core import auth, credentials_api, service_context
 from services.webhooks import catalog, store
 
 api = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], dependencies=auth.ADMIN_ONLY)
@@ -24,14 +24,12 @@ URL_SCHEMA: JsonDict = {"pattern": catalog.URL_PATTERN, "maxLength": catalog.MAX
 PlatformFilter = Annotated[str | None, Query(pattern=credentials_api.SUBJECT)]
 
 
-def get_endpoints(request: Request) -> store.Endpoints:
-    endpoints: store.Endpoints = request.app.state.webhook_endpoints
-    return endpoints
+def get_endpoints(context: service_context.Context) -> store.Endpoints:
+    return context.part(store.Endpoints)
 
 
-def get_deliveries(request: Request) -> store.Deliveries:
-    deliveries: store.Deliveries = request.app.state.webhook_deliveries
-    return deliveries
+def get_deliveries(context: service_context.Context) -> store.Deliveries:
+    return context.part(store.Deliveries)
 
 
 Endpoints = Annotated[store.Endpoints, Depends(get_endpoints)]

@@ -17,10 +17,13 @@ import httpx
 import pytest
 from fastapi import APIRouter, FastAPI
 
-from services.core import config_changes, config_store, db, http, kafka, topics
+from services.core import config_changes, config_store, db, http, kafka, service_context, topics
 from services.core.live_config import LiveConfig
 from services.core.settings import PROJECT_ROOT, Settings
+from services.router import bootstrap as router_bootstrap
 from services.router import table_api, table_file
+from services.router.intake_keys import IntakeKeys
+from services.router.store import RoutedTickets
 from services.segmenter import bootstrap, live_rules, rules_api
 from tests import credentials
 from tests.conftest import TEST_ROUTING_TABLE
@@ -31,7 +34,7 @@ class Config:
     """One kind of configuration: its API, where the app keeps it, an upload."""
 
     path: str
-    state: str  # the routing table's own key, or the segmenter's context holding it
+    state: str  # whose context holds it: the router's or the segmenter's
     api: APIRouter
     original: Path
     live: Callable[[Path], LiveConfig[Any]]
@@ -39,7 +42,7 @@ class Config:
 
 
 KINDS = {
-    "routing table": Config("/v1/routing-table", "routing_table", table_api.api,
+    "routing table": Config("/v1/routing-table", "router", table_api.api,
                             TEST_ROUTING_TABLE,
                             lambda path: LiveConfig("routing_table", path, table_file.parse),
                             ("version: tests-1", "version: uploaded-2")),
@@ -88,11 +91,13 @@ async def service(request: pytest.FixtureRequest, tmp_path: Path, sqlite_url: st
         engine = db.engine(sqlite_url)
         sessions = db.sessions(engine)
         if config.state == "segmenter":
-            app.state.segmenter = bootstrap.wire(
+            service_context.of(app).provide(bootstrap.wire(
                 settings, customers=bootstrap.customer_store(settings, sessions),
-                publisher=publisher, rules=live)
+                publisher=publisher, rules=live))
         else:
-            setattr(app.state, config.state, live)
+            service_context.of(app).provide(router_bootstrap.wire(
+                settings, routed=RoutedTickets(sessions), intake_keys=IntakeKeys(sessions),
+                publisher=publisher, table=live))
         await live.govern(config_store.ConfigVersions(sessions, live.name),
                           announce=config_changes.Announcer(publisher))
         transport = httpx.ASGITransport(app=app)

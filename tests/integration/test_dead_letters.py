@@ -18,7 +18,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from fastapi import FastAPI
 
 from devtools import ports
-from services.core import envelope, faults, http, kafka, topics
+from services.core import envelope, faults, http, kafka, service_context, topics
 from services.core.settings import Settings
 from services.router import dead_letter_records, dead_letters, dead_letters_api
 from tests import credentials
@@ -232,7 +232,7 @@ def api_app(settings: Settings) -> FastAPI:
     app = FastAPI()
     app.include_router(dead_letters_api.api)
     http.install(app, ready=lambda: True)
-    app.state.settings = settings
+    service_context.install(app, settings)
     return app
 
 

@@ -79,6 +79,21 @@ class TestAccepted:
         assert event.data["subject"] == "Invoice question"
 
 
+class TestIdempotentReplay:
+    async def test_a_replay_answers_the_first_ticket_and_correlation_id(
+            self, intake: Intake) -> None:
+        ticket = {**TICKET, "customer_id": unique("cust")}
+        headers = {"Idempotency-Key": unique("key"), **intake.headers()}
+        async with httpx.AsyncClient() as client:
+            first = await client.post(f"{intake.url()}/v1/tickets", json=ticket,
+                                      headers={"X-Correlation-ID": "corr-first", **headers})
+            replay = await client.post(f"{intake.url()}/v1/tickets", json=ticket,
+                                       headers=headers)  # the retry lost the header
+        assert (first.status_code, replay.status_code) == (202, 202)
+        assert replay.json() == first.json()
+        assert replay.json()["correlation_id"] == "corr-first"
+
+
 class TestBadInput:
     async def test_each_bad_field_is_named(self, intake: Intake) -> None:
         async with httpx.AsyncClient() as client:

@@ -8,18 +8,20 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from types import SimpleNamespace
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
 
-from services.core import db, events, http, kafka, topics
+from services.core import db, events, http, kafka, service_context, topics
 from services.core.credentials import Credentials
 from services.core.events import TicketEventType
+from services.core.live_config import LiveConfig
 from services.core.settings import Settings
-from services.router import service_clocks, table_file, tickets_api
+from services.router import bootstrap, service_clocks, table_file, tickets_api
+from services.router.intake_keys import IntakeKeys
 from services.router.store import Dispatch, RoutedTickets
 from tests import credentials
 from tests.conftest import read_topic, unique
@@ -75,7 +77,8 @@ class Router:
 
 
 @pytest.fixture
-async def router(database_url: str, kafka_bootstrap: str) -> AsyncIterator[Router]:
+async def router(database_url: str, kafka_bootstrap: str,
+                 tmp_path: Path) -> AsyncIterator[Router]:
     settings = Settings(kafka_bootstrap_servers=kafka_bootstrap, database_url=database_url)
     await kafka.ensure_topics(settings, [topics.EVENTS])
     engine = db.engine(database_url)
@@ -83,10 +86,13 @@ async def router(database_url: str, kafka_bootstrap: str) -> AsyncIterator[Route
     app = FastAPI()
     app.include_router(tickets_api.api)
     http.install(app, ready=lambda: True)
-    app.state.settings = settings
-    app.state.routed = routed = RoutedTickets(db.sessions(engine))
-    app.state.routing_table = SimpleNamespace(current=table_file.parse(TABLE, "routing.yaml"))
-    app.state.publisher = publisher
+    table_file_path = tmp_path / "routing.yaml"
+    table_file_path.write_text(TABLE, encoding="utf-8")
+    sessions = db.sessions(engine)
+    routed = RoutedTickets(sessions)
+    service_context.install(app, settings).provide(bootstrap.wire(
+        settings, routed=routed, intake_keys=IntakeKeys(sessions), publisher=publisher,
+        table=LiveConfig("routing_table", table_file_path, table_file.parse)))
     try:
         async with credentials.authenticating(app, database_url) as keys, httpx.AsyncClient(
                 transport=httpx.ASGITransport(app=app), base_url="http://router") as client:

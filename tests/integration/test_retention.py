@@ -14,8 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.core import db, kafka, migrate, retention, topics
 from services.metrics.store import TimelineRow, TimelineStore
 from services.metrics.timeline import Timeline
+from services.router.intake_keys import IntakeKeys
 from services.router.models import IntakeKeyRow, RoutedTicketRow
-from services.router.store import Dispatch, IntakeKeys, RoutedTickets
+from services.router.store import Dispatch, RoutedTickets
 from services.segmenter import erasure
 from services.segmenter.cache import CustomerCache
 from services.segmenter.models import CustomerFeaturesRow, CustomerRow, PurchaseRow

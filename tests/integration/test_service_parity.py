@@ -15,9 +15,9 @@ from fastapi import FastAPI
 from prometheus_client import REGISTRY
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.core import http
+from services.core import http, service_context
 from services.core.settings import Settings
-from services.metrics import exporter, parity_api, parity_store
+from services.metrics import bootstrap, exporter, parity_api, parity_store, service, worker
 from services.metrics.store import TimelineStore
 from services.metrics.timeline import Assignment, Timeline
 from services.router.models import RoutedTicketRow
@@ -64,9 +64,11 @@ async def history(sessions: async_sessionmaker[AsyncSession], *, now: datetime,
 async def parity_client(sessions: async_sessionmaker[AsyncSession],
                         database_url: str) -> AsyncIterator[httpx.AsyncClient]:
     app = FastAPI()
-    app.state.timelines = TimelineStore(sessions)
-    app.state.sessions = sessions
-    app.state.settings = Settings(database_url=database_url)
+    store = TimelineStore(sessions)
+    service_context.of(app).provide(bootstrap.wire(
+        Settings(database_url=database_url), timelines=store,
+        updates=worker.TimelineUpdates(store, sessions),
+        bands=parity_store.TicketBands(sessions), exporter=exporter))
     app.include_router(parity_api.api)
     http.install(app, ready=lambda: True)
     async with credentials.authenticating(app, database_url) as keys, httpx.AsyncClient(
@@ -99,8 +101,8 @@ class TestKnownDisparity:
             assert attribute(answer, other)["below_threshold"] == []
 
         config = parity_store.ParityConfig.of(Settings(database_url=database_url))
-        exporter.record_parity(await parity_store.measure(
-            TimelineStore(sessions), sessions, config, now=now), config.policy.threshold)
+        await service.export_parity(TimelineStore(sessions), parity_store.TicketBands(sessions),
+                                    exporter, config, now=now)
         assert REGISTRY.get_sample_value("routing_service_parity_ratio", {
             "attribute": "gender", "group": "male", "measure": "target_attainment"}) == 0.0
         assert REGISTRY.get_sample_value("routing_service_parity_below_threshold", {

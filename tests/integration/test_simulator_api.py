@@ -17,7 +17,7 @@ from sqlalchemy import select, text, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.core import config_store, db, http
+from services.core import config_store, db, http, service_context
 from services.core.fleet_models import ConfigVersionRow
 from services.metrics.store import TimelineStore
 from services.metrics.timeline import Assignment, Timeline
@@ -108,7 +108,7 @@ async def client(database_url: str, store: async_sessionmaker[AsyncSession],
                  ) -> AsyncIterator[httpx.AsyncClient]:
     engine = db.engine(database_url)
     app = FastAPI()
-    app.state.simulator = api.Simulator.over(engine, minimum_group_size=1)
+    service_context.of(app).provide(api.Simulator.over(engine, minimum_group_size=1))
     app.include_router(api.api)
     http.install(app, ready=lambda: True)
     try:

@@ -13,8 +13,9 @@ from fastapi import FastAPI
 from prometheus_client import REGISTRY
 from sqlalchemy import text
 
-from services.core import db, envelope, events, http, migrate
-from services.metrics import api, tracker
+from services.core import db, envelope, events, http, migrate, service_context
+from services.core.settings import Settings
+from services.metrics import api, bootstrap, exporter, parity_store, worker
 from services.metrics.store import TimelineStore
 from tests import credentials
 from tests.conftest import unique
@@ -30,7 +31,7 @@ def lifecycle(ticket_id: str, kind: events.TicketEventType, seconds: float,
     return events.as_envelope(data, ticket_id, events.WRITTEN_BY[kind])
 
 
-async def track_batch(track: tracker.TrackTicketEvent, *batch: envelope.Event) -> list[object]:
+async def track_batch(track: worker.TrackTicketEvent, *batch: envelope.Event) -> list[object]:
     """Run the events through the stage's transform as one batch, as the stage does."""
     await track.prefetch(batch)
     outputs = [output for event in batch for output in await track(event)]
@@ -51,7 +52,7 @@ async def test_duplicates_and_disorder_give_one_timeline_and_one_observation(
     engine = db.engine(sqlite_url)
     sessions = db.sessions(engine)
     store = TimelineStore(sessions)
-    track = tracker.TrackTicketEvent(tracker.TimelineUpdates(store, sessions))
+    track = worker.TrackTicketEvent(worker.TimelineUpdates(store, sessions))
     ticket_id, department = unique("t"), unique("dept")
     responded = lifecycle(ticket_id, events.TicketEventType.RESPONDED, 90)
     routed = lifecycle(ticket_id, events.TicketEventType.ROUTED, 1, department=department,
@@ -82,12 +83,23 @@ def outcome_count(department: str, outcome: str) -> float:
 
 @asynccontextmanager
 async def timeline_store(database_url: str) -> AsyncIterator[
-        tuple[TimelineStore, tracker.TimelineUpdates]]:
+        tuple[TimelineStore, worker.TimelineUpdates]]:
+    async with metrics_context(database_url) as metrics:
+        assert isinstance(metrics.timelines, TimelineStore)
+        assert isinstance(metrics.updates, worker.TimelineUpdates)
+        yield metrics.timelines, metrics.updates
+
+
+@asynccontextmanager
+async def metrics_context(database_url: str) -> AsyncIterator[bootstrap.Metrics]:
+    """The metrics service's context on the real store (what its lifespan provides)."""
     engine = db.engine(database_url)
     sessions = db.sessions(engine)
     store = TimelineStore(sessions)
     try:
-        yield store, tracker.TimelineUpdates(store, sessions)
+        yield bootstrap.wire(Settings(database_url=database_url), timelines=store,
+                             updates=worker.TimelineUpdates(store, sessions),
+                             bands=parity_store.TicketBands(sessions), exporter=exporter)
     finally:
         await engine.dispose()
 
@@ -106,10 +118,10 @@ class TestHandOversAndTargets:
                                 department=second, from_department=first,
                                 segment="government", reason="transfer")
         async with timeline_store(database_url) as (store, updates):
-            track = tracker.TrackTicketEvent(updates)
+            track = worker.TrackTicketEvent(updates)
             for event in (transferred, routed, transferred, routed):
                 await track_batch(track, event)
-            check = tracker.DeadlineCheck(store, updates, grace=timedelta(0))
+            check = worker.DeadlineCheck(store, updates, grace=timedelta(0))
             assert await check(now=deadline) == 0
             assert await check(now=deadline + timedelta(seconds=1)) == 1
             assert await check(now=deadline + timedelta(hours=1)) == 0
@@ -144,7 +156,7 @@ class TestHandOversAndTargets:
         finally:
             await engine.dispose()
         async with timeline_store(database_url) as (_store, updates):
-            track = tracker.TrackTicketEvent(updates)
+            track = worker.TrackTicketEvent(updates)
             await track_batch(track, lifecycle(ticket_id, events.TicketEventType.ROUTED, 1,
                                   department=department, segment="government"))
             await track_batch(track, lifecycle(ticket_id, events.TicketEventType.RESPONDED, 90))
@@ -160,8 +172,8 @@ class TestStatsApi:
         await migrate.upgrade(sqlite_url)
         now = datetime.now(UTC)
         department = unique("dept")
-        async with timeline_store(sqlite_url) as (store, updates):
-            track = tracker.TrackTicketEvent(updates)
+        async with metrics_context(sqlite_url) as metrics:
+            track = worker.TrackTicketEvent(metrics.updates)
             for answer_after in (60, 600, None):
                 ticket_id = unique("t")
                 await track_batch(track, at(now, ticket_id, events.TicketEventType.ROUTED, -700,
@@ -171,7 +183,7 @@ class TestStatsApi:
                     await track_batch(track, at(now, ticket_id, events.TicketEventType.RESPONDED,
                                    -700 + answer_after))
             app = FastAPI()
-            app.state.timelines = store
+            service_context.of(app).provide(metrics)
             app.include_router(api.api)
             http.install(app, ready=lambda: True)
             transport = httpx.ASGITransport(app=app)

@@ -13,7 +13,7 @@ import standardwebhooks
 from fastapi import FastAPI
 from sqlalchemy import text
 
-from services.core import db, http, retention
+from services.core import db, http, retention, service_context
 from services.webhooks import api, store
 from tests import credentials
 
@@ -27,8 +27,8 @@ async def admin(database_url: str) -> AsyncIterator[httpx.AsyncClient]:
     app = FastAPI()
     app.include_router(api.api)
     http.install(app, ready=lambda: True)
-    app.state.webhook_endpoints = store.Endpoints(sessions, secret_overlap=timedelta(hours=1))
-    app.state.webhook_deliveries = store.Deliveries(sessions)
+    service_context.of(app).provide(
+        store.Endpoints(sessions, secret_overlap=timedelta(hours=1)), store.Deliveries(sessions))
     try:
         async with credentials.authenticating(app, database_url) as keys, httpx.AsyncClient(
                 transport=httpx.ASGITransport(app=app), base_url="http://router",

@@ -13,7 +13,7 @@ import pytest
 from fastapi import FastAPI
 from prometheus_client import REGISTRY
 
-from services.core import background
+from services.core import background, service_context
 from services.core.settings import Settings
 from services.metrics import app as metrics_app
 from services.router import app as router_app
@@ -162,7 +162,7 @@ class TestReadiness:
             self, create_app: Callable[[Settings], FastAPI]) -> None:
         app = create_app(Settings())
         name = task_name()
-        tasks = app.state.background = background.BackgroundTasks(
+        tasks = service_context.of(app).background = background.BackgroundTasks(
             backoff=background.Backoff(first=60))
         tasks.start(name, failing(1, []))
         await until(lambda: tasks.down() == [name])

@@ -1,6 +1,7 @@
-"""The router follows `tickets.events` so that it knows which tickets were answered,
-and which wait on their customer: that moves their service-level clocks (published as
-`ticket.deadlines_changed`), and `GET /v1/tickets/{id}` shows their state."""
+"""The router's event follower (a stage on `tickets.events`, group `router-tracker`): it
+learns which tickets were answered and which wait on their customer, which moves their
+service-level clocks (published as `ticket.deadlines_changed`); `GET /v1/tickets/{id}`
+shows their state."""
 
 from __future__ import annotations
 

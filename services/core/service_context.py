@@ -1,0 +1,81 @@
+"""What every service's app holds, typed, in one place: `app.state.service`.
+
+The shared edges read it here rather than by string keys on `app.state`: authentication
+(the credential store, the rate limits), `/readyz` (the main stage, the background tasks)
+and the 503 answers (the settings' Retry-After). A service's lifespan fills in what it
+starts; its own typed context (the router's `Router`, the segmenter's `Segmenter`) and
+the stores that shared APIs mounted in it need (the webhooks', the simulator's) are
+`provide`d and found again by their type, through the one dependency `context`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Annotated, TypeVar
+
+from fastapi import Depends, FastAPI, Request
+
+from services.core.settings import Settings
+
+if TYPE_CHECKING:
+    from services.core.auth import RateLimits
+    from services.core.background import BackgroundTasks
+    from services.core.credentials import Credentials
+    from services.core.stage import StageRunner
+
+T = TypeVar("T")
+
+
+@dataclass
+class ServiceContext:
+    settings: Settings
+    rate_limits: RateLimits
+    credentials: Credentials | None = None  # None until the lifespan opened the store
+    background: BackgroundTasks | None = None
+    stage: StageRunner | None = None  # the main stage: the service is ready while it runs
+    _provided: dict[type, object] = field(default_factory=dict, init=False, repr=False)
+
+    def provide(self, *parts: object) -> None:
+        """Make these found by their type (`part`): a service's own context, and the
+        stores of the shared APIs it mounts."""
+        for part in parts:
+            self._provided[type(part)] = part
+
+    def part(self, kind: type[T]) -> T:
+        found = self._provided.get(kind)
+        if not isinstance(found, kind):
+            raise LookupError(f"this service provides no {kind.__name__} (yet)")
+        return found
+
+    def ready(self) -> bool:
+        return self.stage is not None and self.stage.running
+
+    def down(self) -> list[str]:
+        """The background tasks that are down (none before any was started)."""
+        return self.background.down() if self.background is not None else []
+
+
+def install(app: FastAPI, settings: Settings) -> ServiceContext:
+    """The app's context, with the rate limits of the settings; set once, in create_app."""
+    from services.core.auth import RateLimits
+
+    context = ServiceContext(settings, RateLimits(settings.intake_rate_limit))
+    app.state.service = context
+    return context
+
+
+def of(app: FastAPI) -> ServiceContext:
+    """The context `install` gave the app; for an app built without one (a test mounting
+    one API), one with the default settings."""
+    context = getattr(app.state, "service", None)
+    if isinstance(context, ServiceContext):
+        return context
+    return install(app, Settings())
+
+
+async def context(request: Request) -> ServiceContext:
+    """The one dependency every route reaches its service's context through."""
+    return of(request.app)
+
+
+Context = Annotated[ServiceContext, Depends(context)]

@@ -1,0 +1,121 @@
+"""The router's bootstrap: settings in, a typed context out.
+
+`connect` opens the real adapters (the routed-ticket store and intake keys, migrated
+first; the intake's transactional publisher; the routing table in force; the credential
+store and the simulator's reader) and `wire` puts them in a `Router`, the one thing the
+edges reach: the FastAPI app (provided in its service context,
+services/core/service_context.py, reached through `get_router`), the router stage and
+the escalation timer. Unit tests call `wire` with recording fakes: the same door, no
+sockets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Annotated
+
+from fastapi import Depends
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from services.core import db, migrate, service_context
+from services.core.credentials import Credentials
+from services.core.live_config import LiveConfig
+from services.core.settings import Settings
+from services.core.transactional_publisher import TransactionalPublisher
+from services.router import dispatch, ports, priority, routing, table_file
+from services.router.intake_keys import IntakeKeys
+from services.router.store import RoutedTickets
+from services.simulator.api import Simulator
+
+NAME = "router"
+LiveTable = LiveConfig[routing.RoutingTable]
+
+
+@dataclass(frozen=True)
+class Router:
+    """What the router's use cases are called with."""
+
+    settings: Settings
+    routed: ports.Routed
+    intake_keys: ports.Keys
+    publisher: ports.Publisher  # the intake's: transactional (a 503 is never delivered)
+    table: LiveTable
+    load: ports.LoadView = ports.no_load  # the departments' load, sampled
+    queue_for: dispatch.QueueFor = priority.queue_for
+
+    @property
+    def in_flight_for(self) -> timedelta:
+        """How long an Idempotency-Key's first request may still be publishing."""
+        return timedelta(seconds=2 * self.settings.produce_timeout_seconds)
+
+
+def live_table(settings: Settings) -> LiveTable:
+    """The routing table the settings name, read at once: a bad file stops the start
+    with file, line and entry."""
+    return LiveConfig("routing_table", settings.routing_table_file, table_file.parse)
+
+
+def wire(settings: Settings, *, routed: ports.Routed, intake_keys: ports.Keys,
+         publisher: ports.Publisher, table: LiveTable | None = None,
+         load: ports.LoadView = ports.no_load,
+         queue_for: dispatch.QueueFor = priority.queue_for) -> Router:
+    """The context, from adapters real or fake; the table defaults to the settings'."""
+    return Router(settings=settings, routed=routed, intake_keys=intake_keys,
+                  publisher=publisher, table=table if table is not None else live_table(
+                      settings), load=load, queue_for=queue_for)
+
+
+@dataclass(frozen=True)
+class Connected:
+    """The context's real adapters, and those the service's lifespan and its other APIs
+    need (the stage and the follower need the concrete store; the webhooks the
+    sessions)."""
+
+    settings: Settings
+    table: LiveTable
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    routed: RoutedTickets
+    intake_keys: IntakeKeys
+    publisher: TransactionalPublisher
+    credentials: Credentials
+    simulator: Simulator
+
+    def router(self, load: ports.LoadView = ports.no_load) -> Router:
+        """The context over these adapters, with the departments' load as `load` sees it."""
+        return wire(self.settings, routed=self.routed, intake_keys=self.intake_keys,
+                    publisher=self.publisher, table=self.table, load=load)
+
+
+@asynccontextmanager
+async def connect(settings: Settings) -> AsyncIterator[Connected]:
+    """Open the real adapters (migrating the store first); closed on the way out."""
+    table = live_table(settings)
+    await migrate.upgrade(settings.database_url)
+    engine = db.engine(settings.database_url)
+    sessions = db.sessions(engine)
+    # Transactional: a request answered 503 is never delivered later. The id is stable
+    # per instance, so a restarted intake fences its killed predecessor.
+    publisher = TransactionalPublisher(settings, client_id=f"{NAME}-intake",
+                                       transactional_id=f"intake-{settings.instance_id}",
+                                       producers=settings.intake_producers)
+    try:
+        yield Connected(
+            settings, table, engine, sessions, RoutedTickets(sessions), IntakeKeys(sessions),
+            publisher,
+            Credentials(sessions, cache_seconds=settings.auth_cache_seconds),
+            Simulator.over(engine, minimum_group_size=settings.protected_group_minimum_size))
+    finally:
+        await publisher.close()
+        await engine.dispose()
+
+
+async def get_router(context: service_context.Context) -> Router:
+    """The context the lifespan provided (services/router/app.py)."""
+    return context.part(Router)
+
+
+RouterContext = Annotated[Router, Depends(get_router)]

@@ -1,0 +1,72 @@
+"""The intake's `Idempotency-Key`s: a retried POST gets the same ticket id (and the
+same correlation id), and no second ticket."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.core import retention
+from services.router.models import IntakeKeyRow, RoutedTicketRow
+
+
+class IntakeKeys:
+    """`Idempotency-Key`s: a retried POST gets the same ticket id, and no second ticket."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def claim(self, key: str, *, fingerprint: str, ticket_id: str, now: datetime,
+                    correlation_id: str | None = None) -> IntakeKeyRow:
+        """The key's row: ours (status pending) if the key is new, else the first one's."""
+        try:
+            async with self._sessions() as session, session.begin():
+                session.add(IntakeKeyRow(idempotency_key=key, ticket_id=ticket_id,
+                                         fingerprint=fingerprint, status="pending",
+                                         created_at=now, correlation_id=correlation_id))
+        except IntegrityError:
+            async with self._sessions() as session:
+                existing = await session.get(IntakeKeyRow, key)
+            if existing is None:  # released in between: try once more
+                return await self.claim(key, fingerprint=fingerprint, ticket_id=ticket_id,
+                                        now=now, correlation_id=correlation_id)
+            return existing
+        return IntakeKeyRow(idempotency_key=key, ticket_id=ticket_id, fingerprint=fingerprint,
+                            status="pending", created_at=now, correlation_id=correlation_id)
+
+    async def accepted(self, key: str, *, correlation_id: str) -> None:
+        """Its ticket is in Kafka, published under `correlation_id` (a replay answers it)."""
+        async with self._sessions() as session, session.begin():
+            row = await session.get(IntakeKeyRow, key)
+            if row is not None:
+                row.status, row.correlation_id = "accepted", correlation_id
+
+    async def purge(self, before: datetime, *, chunk: int) -> int:
+        """Delete keys created before `before` (retention): a retry with such a key
+        later makes a new ticket."""
+        return await retention.delete_in_chunks(
+            self._sessions, IntakeKeyRow.idempotency_key, IntakeKeyRow.created_at < before,
+            chunk=chunk)
+
+
+@dataclass(frozen=True)
+class ErasedTickets:
+    tickets: int  # routed_tickets rows: state, trace and the ticket's copy
+    idempotency_keys: int
+
+
+async def erase_tickets_of(session: AsyncSession, customer_id: str) -> ErasedTickets:
+    """Delete a customer's tickets as the router keeps them, and their intake keys, in
+    the caller's transaction (erasure of the customer)."""
+    ticket_ids = select(RoutedTicketRow.ticket_id).where(
+        RoutedTicketRow.customer_id == customer_id)
+    keys = await session.execute(delete(IntakeKeyRow).where(
+        IntakeKeyRow.ticket_id.in_(ticket_ids)))
+    tickets = await session.execute(delete(RoutedTicketRow).where(
+        RoutedTicketRow.customer_id == customer_id))
+    return ErasedTickets(tickets=tickets.rowcount,  # type: ignore[attr-defined]
+                         idempotency_keys=keys.rowcount)  # type: ignore[attr-defined]

@@ -1,0 +1,76 @@
+"""The router's adapters as its use cases see them (services/router/service/): the
+routed-ticket store, the intake keys, a publisher, the routing table in force and the
+departments' load. The real ones are wired by services/router/bootstrap.py; the unit
+tests wire recording fakes through the same door."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from services.core import kafka, tickets
+from services.router import overflow, routing
+from services.router.models import IntakeKeyRow, RoutedTicketRow
+from services.router.store import ClockChange, Reported
+
+Clock = Callable[[], datetime]
+LoadView = Callable[[], tuple[Mapping[str, overflow.DepartmentLoad],
+                              Mapping[str, overflow.OverflowState]]]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def no_load() -> tuple[Mapping[str, overflow.DepartmentLoad],
+                       Mapping[str, overflow.OverflowState]]:
+    return {}, {}
+
+
+class Publisher(Protocol):
+    """Returns once the broker acknowledged every output; kafka.PublishFailed if not."""
+
+    async def publish(self, outputs: Sequence[kafka.Publishable]) -> None: ...
+
+
+class Table(Protocol):
+    """The routing table in force (services/core/live_config.py follows its file)."""
+
+    @property
+    def current(self) -> routing.RoutingTable: ...
+
+
+class Keys(Protocol):
+    """The intake's `Idempotency-Key`s (services/router/intake_keys.py)."""
+
+    async def claim(self, key: str, *, fingerprint: str, ticket_id: str, now: datetime,
+                    correlation_id: str | None = None) -> IntakeKeyRow: ...
+
+    async def accepted(self, key: str, *, correlation_id: str) -> None: ...
+
+
+class Routed(Protocol):
+    """The routed tickets' state and trace (services/router/store.py)."""
+
+    async def get(self, ticket_id: str) -> RoutedTicketRow | None: ...
+
+    async def record_report(self, ticket_id: str, event_type: str, at: datetime, *,
+                            move_clocks: ClockChange | None = None) -> Reported | None: ...
+
+    async def record_handover(self, ticket_id: str, *, department: str,
+                              steps: Sequence[dict[str, Any]],
+                              ticket: tickets.RoutedTicket | None, now: datetime,
+                              move_clocks: ClockChange | None = None) -> None: ...
+
+    async def record_priority_change(self, ticket_id: str, *, priority: int,
+                                     step: dict[str, Any], move_clocks: ClockChange) -> None: ...
+
+    async def update_clocks(self, ticket_id: str, change: ClockChange) -> None: ...
+
+    async def due_clocks(self, now: datetime, *, limit: int = 200) -> list[RoutedTicketRow]: ...
+
+    async def due_for_escalation(self, now: datetime, *,
+                                 limit: int = 200) -> list[RoutedTicketRow]: ...
+
+    async def mark_escalated(self, ticket_id: str) -> None: ...

@@ -1,0 +1,31 @@
+"""The router's use cases, each written once.
+
+- `accept_ticket` (accepting.py): a platform's ticket, its idempotency claim, publishing;
+- `route` (route.py): a segmented ticket to its department's queue;
+- `record_report`, `customer_replied` (reports.py): a department's or platform's report;
+- `transfer`, `change_priority`, `escalate_due` (handovers.py): a ticket handed on or
+  re-prioritised; escalation and the clocks' notices, for the timer.
+
+The edges only translate: the HTTP routes (intake.py, platform_reports.py,
+tickets_api.py), the router stage (worker.py) and the escalation timer (app.py) call
+these with what the bootstrap (bootstrap.py) wired, and map the verdicts they return to
+status codes or records. Dependencies come in as arguments typed by protocol
+(services/router/ports.py), so the unit tests wire recording fakes through the same
+bootstrap.
+"""
+
+from services.router.service.accepting import Acceptance, Verdict, accept_ticket
+from services.router.service.handovers import (
+    Reprioritised,
+    Transferred,
+    change_priority,
+    escalate_due,
+    transfer,
+)
+from services.router.service.reports import Recorded, customer_replied, record_report
+from services.router.service.route import FirstRouting, route
+from services.router.service.verdicts import Refusal, Refused
+
+__all__ = ["Acceptance", "FirstRouting", "Recorded", "Refusal", "Refused", "Reprioritised",
+           "Transferred", "Verdict", "accept_ticket", "change_priority", "customer_replied",
+           "escalate_due", "record_report", "route", "transfer"]

@@ -1,0 +1,134 @@
+"""Accepting a ticket from a support platform: its idempotency claim, then its publishing.
+
+Answered `ACCEPTED` only once Kafka holds the ticket; `UNAVAILABLE` means it does not,
+and never will (the intake's publisher is transactional). A request repeated under the
+same `Idempotency-Key` gets the first answer again: the same ticket id and correlation id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import Enum
+
+from services.core import db, envelope, events, kafka, tickets, topics
+from services.router import intake_policy, ports
+
+logger = logging.getLogger(__name__)
+SOURCE = events.INTAKE_SOURCE
+
+
+class Verdict(Enum):
+    ACCEPTED = "accepted"  # in Kafka now
+    REPLAY = "replay"  # accepted before under this key: the first answer again
+    IN_FLIGHT = "in_flight"  # conflict: the key's first request is still being accepted
+    KEY_REUSED = "key_reused"  # conflict: the key was used for a different ticket
+    UNAVAILABLE = "unavailable"  # Kafka did not acknowledge: not accepted, retry later
+    TOO_LARGE = "too_large"  # written out, it leaves the stages no room
+
+
+@dataclass(frozen=True)
+class Acceptance:
+    verdict: Verdict
+    ticket_id: str = ""
+    correlation_id: str = ""
+    problem: str = ""  # TOO_LARGE: what is too large
+
+
+def new_ticket_id() -> str:
+    return str(uuid.uuid4())
+
+
+def scoped_key(platform: str | None, idempotency_key: str) -> str:
+    """Keys are the platform's own: two platforms may well pick the same one."""
+    return hashlib.sha256(f"{platform}\x00{idempotency_key}".encode()).hexdigest()
+
+
+async def accept_ticket(content: tickets.TicketContent, *, platform: str | None,
+                        correlation_id: str | None, idempotency_key: str | None,
+                        keys: ports.Keys, publisher: ports.Publisher,
+                        in_flight_for: timedelta, now: datetime,
+                        new_id: Callable[[], str] = new_ticket_id) -> Acceptance:
+    """Accept a ticket posted by `platform` (a key's claim left pending longer than
+    `in_flight_for` was left by a request that died: this one publishes its ticket)."""
+    ticket_id = new_id()
+    # Written out before anything is claimed or shared: a ticket that cannot be carried
+    # to its department is this caller's refusal alone.
+    written = _written(content, ticket_id, now, correlation_id, platform)
+    if isinstance(written, Acceptance):
+        return written
+    ticket, records = written
+    key = None
+    if idempotency_key is not None:
+        fingerprint = hashlib.sha256(content.model_dump_json().encode()).hexdigest()
+        key = scoped_key(platform, idempotency_key)
+        claim = await keys.claim(key, fingerprint=fingerprint, ticket_id=ticket_id, now=now,
+                                 correlation_id=correlation_id or ticket_id)
+        claimed = intake_policy.ClaimedKey(claim.ticket_id, claim.fingerprint, claim.status,
+                                           claim.created_at)
+        verdict = intake_policy.judge_claim(claimed, ticket_id=ticket_id,
+                                            fingerprint=fingerprint, now=now,
+                                            in_flight_for=in_flight_for)
+        if verdict is intake_policy.Claim.MISMATCH:
+            return Acceptance(Verdict.KEY_REUSED)
+        if verdict is intake_policy.Claim.IN_FLIGHT:
+            return Acceptance(Verdict.IN_FLIGHT)
+        if verdict is intake_policy.Claim.REPLAY:
+            return Acceptance(Verdict.REPLAY, claim.ticket_id,
+                              claim.correlation_id or claim.ticket_id)
+        if claim.ticket_id != ticket_id:  # a crashed request's, which we take over
+            written = _written(content, claim.ticket_id, now, correlation_id, platform)
+            if isinstance(written, Acceptance):
+                return written
+            ticket, records = written
+    correlation = correlation_id or ticket.ticket_id
+    try:
+        await publisher.publish(records)
+    except kafka.PublishFailed as exc:
+        logger.warning("ticket not accepted: Kafka unavailable", extra={"error": str(exc)})
+        # The key stays pending, so a retry carries the same ticket id: should the broker
+        # have committed after all (its answer to the commit lost, see
+        # transactional_publisher), the ticket is delivered twice under one id, not
+        # under two.
+        return Acceptance(Verdict.UNAVAILABLE)
+    if key is not None:
+        try:
+            await keys.accepted(key, correlation_id=correlation)
+        except db.STORE_ERRORS as error:
+            if not db.is_outage(error):
+                raise
+            # The ticket is in Kafka: say so. A retry with this key publishes it again
+            # (the key stays pending), and the router drops that copy.
+            logger.warning("ticket accepted; its Idempotency-Key stays pending (store"
+                           " unavailable)", extra={"ticket_id": ticket.ticket_id})
+    logger.info("ticket accepted", extra={"ticket_id": ticket.ticket_id,
+                                          "correlation_id": correlation})
+    return Acceptance(Verdict.ACCEPTED, ticket.ticket_id, correlation)
+
+
+def _written(content: tickets.TicketContent, ticket_id: str, received_at: datetime,
+             correlation_id: str | None, platform: str | None,
+             ) -> tuple[tickets.Ticket, list[envelope.Record]] | Acceptance:
+    """The ticket and its records, on `tickets.incoming` and its `received` event; or
+    TOO_LARGE if the ticket's record would not leave the stages room for what they add."""
+    ticket = tickets.Ticket(ticket_id=ticket_id, received_at=received_at, platform=platform,
+                            **dict(content))
+    correlation = correlation_id or ticket_id
+    received = envelope.Event(
+        type=events.TicketEventType.RECEIVED, source=SOURCE, ticket_id=ticket.ticket_id,
+        correlation_id=correlation, data=ticket.model_dump(mode="json"),
+        time=ticket.received_at)
+    try:
+        record = envelope.encode(topics.INCOMING, ticket.customer_id, received,
+                                 max_bytes=tickets.MAX_TICKET_RECORD_BYTES)
+    except envelope.Unserialisable as exc:
+        return Acceptance(Verdict.TOO_LARGE, problem=str(exc))
+    lifecycle = events.TicketEvent(ticket_id=ticket_id, type=events.TicketEventType.RECEIVED,
+                                   occurred_at=received_at, received_at=received_at,
+                                   platform=platform)
+    return ticket, [record, kafka.Output(topics.EVENTS, ticket_id, events.as_envelope(
+        lifecycle, correlation, SOURCE)).encoded()]

@@ -1,0 +1,139 @@
+"""A routed ticket handed on or re-prioritised: a transfer (a department or an admin
+asks), escalation (the timer finds it unanswered past a deadline), a priority change.
+Each publishes first and records after: a crash in between repeats it rather than
+losing it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from services.core import access, events, kafka, tickets, topics
+from services.router import clock_watch, dispatch, escalation, ports, routing, service_clocks
+from services.router.service import verdicts
+from services.router.service.verdicts import Refusal, Refused
+
+
+@dataclass(frozen=True)
+class Transferred:
+    ticket_id: str
+    department: str
+
+
+async def transfer(ticket_id: str, *, to_department: str, reason: str,
+                   from_department: str | None, principal: access.Principal,
+                   routed: ports.Routed, publisher: ports.Publisher,
+                   table: routing.RoutingTable, queue_for: dispatch.QueueFor,
+                   now: datetime) -> Transferred | Refused:
+    """Hand a ticket to another department of `table`: its clocks keep the time they
+    spent and were paused, and count the rest in the new department's hours. A
+    department hands over only tickets it has (`from_department`, if given, is checked)."""
+    row = await routed.get(ticket_id)
+    if row is None:
+        return verdicts.not_found(ticket_id)
+    if not principal.may_act_for(row.department):
+        return verdicts.ACTS_FOR_OWN
+    if from_department and from_department != row.department:
+        return Refused(Refusal.CONFLICT, f"the ticket is with {row.department!r}",
+                       "not_yours")
+    if to_department not in table.departments:
+        return Refused(Refusal.INVALID, "not a department of the routing table in force",
+                       field="body.to_department")
+    if to_department == row.department:
+        return Refused(Refusal.CONFLICT, "the ticket is already there", "same_department")
+    new_calendar = table.policy(to_department).calendar
+
+    def move(clocks: service_clocks.TicketClocks,
+             department: str) -> service_clocks.TicketClocks:
+        # What the clocks spent stays; the rest counts in the new department's hours.
+        return service_clocks.handed_over(clocks, now, table.policy(department).calendar,
+                                          new_calendar)
+
+    details = {} if row.service_clocks is None else {"deadlines": move(
+        service_clocks.from_json(row.service_clocks), row.department).deadlines()}
+    step = {"at": now.isoformat(), "step": "transferred", "from": row.department,
+            "to": to_department, "reason": reason,
+            **{name: {target: _iso(deadline) for target, deadline in deadlines.items()}
+               for name, deadlines in details.items()}}
+    ticket, outputs = dispatch.redispatch(
+        tickets.RoutedTicket.model_validate(row.payload), department=to_department,
+        reason="transfer", from_department=row.department,
+        event_type=events.TicketEventType.TRANSFERRED, now=now,
+        correlation_id=row.correlation_id or ticket_id,  # None: routed before 0011
+        queue_for=queue_for, details=details)
+    try:
+        await publisher.publish(outputs)
+    except kafka.PublishFailed:
+        return verdicts.UNAVAILABLE
+    await routed.record_handover(ticket_id, department=to_department, steps=[step],
+                                 ticket=ticket, now=now, move_clocks=move)
+    return Transferred(ticket_id, to_department)
+
+
+@dataclass(frozen=True)
+class Reprioritised:
+    ticket_id: str
+    priority: int
+    deadlines: dict[str, str | None] | None  # None: a ticket without clocks
+
+
+async def change_priority(ticket_id: str, *, priority: int, reason: str,
+                          principal: access.Principal, routed: ports.Routed,
+                          publisher: ports.Publisher, table: routing.RoutingTable,
+                          now: datetime) -> Reprioritised | Refused:
+    """Give a ticket another priority: it takes the new priority's targets where the
+    table's `priority_targets` gives them, and its clocks keep the time they spent and
+    were paused. It stays where it is in its department's queue."""
+    row = await routed.get(ticket_id)
+    if row is None:
+        return verdicts.not_found(ticket_id)
+    if not principal.may_act_for(row.department):
+        return verdicts.ACTS_FOR_OWN
+    if row.priority == priority:
+        return Refused(Refusal.CONFLICT, f"the ticket has priority {row.priority}",
+                       "same_priority")
+    given = table.priority_targets.get(priority)
+
+    def move(clocks: service_clocks.TicketClocks,
+             department: str) -> service_clocks.TicketClocks:
+        return service_clocks.reprioritised(clocks, now, table.policy(department).calendar,
+                                            given)
+
+    after = None if row.service_clocks is None else move(
+        service_clocks.from_json(row.service_clocks), row.department)
+    shown = None if after is None else {target: _iso(deadline)
+                                        for target, deadline in after.deadlines().items()}
+    lifecycle = events.TicketEvent(
+        ticket_id=ticket_id, type=events.TicketEventType.PRIORITY_CHANGED, occurred_at=now,
+        department=row.department, segment=row.segment, priority=priority,
+        deadlines=None if after is None else after.deadlines(),
+        paused=None if after is None else after.paused)
+    try:
+        await publisher.publish([kafka.Output(topics.EVENTS, ticket_id, events.as_envelope(
+            lifecycle, row.correlation_id or ticket_id, dispatch.SOURCE))])
+    except kafka.PublishFailed:
+        return verdicts.UNAVAILABLE
+    step: dict[str, Any] = {"at": now.isoformat(), "step": "priority_changed",
+                            "from": row.priority, "to": priority, "reason": reason,
+                            **({} if shown is None else {"deadlines": shown})}
+    await routed.record_priority_change(ticket_id, priority=priority, step=step,
+                                        move_clocks=move)
+    return Reprioritised(ticket_id, priority, shown)
+
+
+async def escalate_due(routed: ports.Routed, publisher: ports.Publisher, *,
+                       table: routing.RoutingTable, queue_for: dispatch.QueueFor,
+                       now: datetime) -> int:
+    """Every notice due by `now` (the escalation timer, once per fleet): tickets without
+    clocks past their first-response deadline are escalated once; tickets with clocks get
+    their warnings and escalations by level. Returns how many were sent."""
+    escalated = await escalation.escalate_due(
+        routed, publisher, escalation_target=table.escalation_target, queue_for=queue_for,
+        now=now)
+    return escalated + await clock_watch.watch_clocks(routed, publisher, table=table,
+                                                      queue_for=queue_for, now=now)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()

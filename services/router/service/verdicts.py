@@ -1,0 +1,32 @@
+"""Why a use case on a routed ticket refused: the HTTP edge maps each to its status
+(services/router/intake.py, `refused`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+
+class Refusal(Enum):
+    NOT_FOUND = "not_found"  # no routed ticket by this id
+    FORBIDDEN = "forbidden"  # not the caller's ticket (another department's, platform's)
+    CONFLICT = "conflict"  # the ticket's state does not allow it (already there...)
+    INVALID = "invalid"  # a field of the request is wrong: `field` names it
+    UNAVAILABLE = "unavailable"  # Kafka did not acknowledge: nothing happened, retry
+
+
+@dataclass(frozen=True)
+class Refused:
+    refusal: Refusal
+    detail: str = ""
+    error: str = ""  # CONFLICT: which one, for the caller's code
+    field: str = ""  # INVALID: the field, as `body.occurred_at`
+
+
+def not_found(ticket_id: str) -> Refused:
+    return Refused(Refusal.NOT_FOUND, f"no routed ticket {ticket_id!r}", "not_found")
+
+
+UNAVAILABLE = Refused(Refusal.UNAVAILABLE)
+ACTS_FOR_OWN = Refused(Refusal.FORBIDDEN,
+                       "a department credential acts for its own department only")

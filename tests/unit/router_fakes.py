@@ -1,0 +1,149 @@
+"""Recording fakes of the router's adapters (services/router/ports.py), for unit tests of
+its use cases: wired by the same bootstrap as the real ones
+(services/router/bootstrap.py), no sockets."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from services.core import envelope, kafka, tickets
+from services.core.settings import Settings
+from services.router import bootstrap, service_clocks
+from services.router.models import IntakeKeyRow, RoutedTicketRow
+from services.router.store import ClockChange, Dispatch, Reported
+from tests.conftest import TEST_ROUTING_TABLE
+
+
+@dataclass(frozen=True)
+class Published:
+    topic: str
+    event: envelope.Event
+
+
+class FakePublisher:
+    """Records what was published; `fail` makes it refuse like an absent broker."""
+
+    def __init__(self) -> None:
+        self.published: list[Published] = []
+        self.fail = False
+
+    async def publish(self, outputs: Sequence[kafka.Publishable]) -> None:
+        if self.fail:
+            raise kafka.PublishFailed("no broker in a unit test")
+        for output in kafka.records(outputs):
+            self.published.append(Published(output.topic, envelope.from_record(
+                list(output.headers), output.value)))
+
+    def types(self) -> list[str]:
+        return [found.event.type for found in self.published]
+
+
+class FakeKeys:
+    """`Idempotency-Key`s in a dict, as the store keeps them."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, IntakeKeyRow] = {}
+
+    async def claim(self, key: str, *, fingerprint: str, ticket_id: str, now: datetime,
+                    correlation_id: str | None = None) -> IntakeKeyRow:
+        if key not in self.rows:
+            self.rows[key] = IntakeKeyRow(
+                idempotency_key=key, ticket_id=ticket_id, fingerprint=fingerprint,
+                status="pending", created_at=now, correlation_id=correlation_id)
+        return self.rows[key]
+
+    async def accepted(self, key: str, *, correlation_id: str) -> None:
+        row = self.rows[key]
+        row.status, row.correlation_id = "accepted", correlation_id
+
+
+@dataclass
+class FakeRouted:
+    """Routed tickets in a dict; what the use cases recorded on them, in order."""
+
+    rows: dict[str, RoutedTicketRow] = field(default_factory=dict)
+    recorded: list[tuple[str, str]] = field(default_factory=list)  # (what, ticket id)
+
+    def add(self, dispatch: Dispatch) -> RoutedTicketRow:
+        clocks = dispatch.clocks
+        row = self.rows[dispatch.ticket_id] = RoutedTicketRow(
+            ticket_id=dispatch.ticket_id, department=dispatch.department,
+            segment=dispatch.segment, status="routed", priority=dispatch.priority,
+            first_response_deadline=dispatch.deadline, first_response_at=None,
+            escalated=False, trace=list(dispatch.steps), payload=dispatch.payload,
+            updated_at=dispatch.at, customer_id=dispatch.customer_id,
+            platform=dispatch.platform, correlation_id=dispatch.correlation_id,
+            service_clocks=None if clocks is None else service_clocks.to_json(clocks),
+            next_clock_check=None if clocks is None else clocks.next_check())
+        return row
+
+    async def get(self, ticket_id: str) -> RoutedTicketRow | None:
+        return self.rows.get(ticket_id)
+
+    async def record_report(self, ticket_id: str, event_type: str, at: datetime, *,
+                            move_clocks: ClockChange | None = None) -> Reported | None:
+        raise NotImplementedError("the event follower records reports, not a use case")
+
+    async def record_handover(self, ticket_id: str, *, department: str,
+                              steps: Sequence[dict[str, Any]],
+                              ticket: tickets.RoutedTicket | None, now: datetime,
+                              move_clocks: ClockChange | None = None) -> None:
+        row = self.rows[ticket_id]
+        self._move(row, move_clocks)
+        row.trace = [*row.trace, *steps]
+        row.department = department
+        if ticket is not None:
+            row.payload = ticket.model_dump(mode="json")
+        self.recorded.append(("handover", ticket_id))
+
+    async def record_priority_change(self, ticket_id: str, *, priority: int,
+                                     step: dict[str, Any], move_clocks: ClockChange) -> None:
+        row = self.rows[ticket_id]
+        self._move(row, move_clocks)
+        row.priority, row.trace = priority, [*row.trace, step]
+        self.recorded.append(("priority", ticket_id))
+
+    async def update_clocks(self, ticket_id: str, change: ClockChange) -> None:
+        self._move(self.rows[ticket_id], change)
+        self.recorded.append(("clocks", ticket_id))
+
+    async def due_clocks(self, now: datetime, *, limit: int = 200) -> list[RoutedTicketRow]:
+        return [row for row in self.rows.values()
+                if row.next_clock_check is not None and row.next_clock_check <= now][:limit]
+
+    async def due_for_escalation(self, now: datetime, *,
+                                 limit: int = 200) -> list[RoutedTicketRow]:
+        return [row for row in self.rows.values()
+                if row.first_response_deadline is not None
+                and row.first_response_deadline < now and row.first_response_at is None
+                and not row.escalated and row.service_clocks is None][:limit]
+
+    async def mark_escalated(self, ticket_id: str) -> None:
+        self.rows[ticket_id].escalated = True
+        self.recorded.append(("escalated", ticket_id))
+
+    @staticmethod
+    def _move(row: RoutedTicketRow, change: ClockChange | None) -> None:
+        if change is not None and row.service_clocks is not None:
+            clocks = change(service_clocks.from_json(row.service_clocks), row.department)
+            row.service_clocks = service_clocks.to_json(clocks)
+            row.next_clock_check = clocks.next_check()
+
+
+@dataclass(frozen=True)
+class Wired:
+    router: bootstrap.Router
+    routed: FakeRouted
+    keys: FakeKeys
+    publisher: FakePublisher
+
+
+def wired() -> Wired:
+    """A router over recording fakes and the tests' routing table, by its bootstrap."""
+    routed, keys, publisher = FakeRouted(), FakeKeys(), FakePublisher()
+    router = bootstrap.wire(Settings(routing_table_file=TEST_ROUTING_TABLE), routed=routed,
+                            intake_keys=keys, publisher=publisher)
+    return Wired(router, routed, keys, publisher)

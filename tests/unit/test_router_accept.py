@@ -1,0 +1,121 @@
+"""Accepting a ticket (services/router/service/accepting.py), run with recording fakes
+wired by the router's own bootstrap: no broker, no database, no sockets."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from services.core import tickets, topics
+from services.core.events import TicketEventType
+from services.core.settings import Settings
+from services.router import service
+from services.router.service import Verdict
+from tests.conftest import TEST_ROUTING_TABLE
+from tests.unit.router_fakes import Wired, wired
+
+NOW = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
+
+
+def content(subject: str = "my invoice") -> tickets.TicketContent:
+    return tickets.TicketContent(customer_id="c-1", subject=subject, body="hello",
+                                 channel="web")
+
+
+async def accept(router: Wired, *, key: str | None = "key-1",
+                 correlation_id: str | None = "corr-1", subject: str = "my invoice",
+                 platform: str = "helpdesk", now: datetime = NOW,
+                 ticket_id: str = "t-new") -> service.Acceptance:
+    return await service.accept_ticket(
+        content(subject), platform=platform, correlation_id=correlation_id,
+        idempotency_key=key, keys=router.router.intake_keys,
+        publisher=router.router.publisher, in_flight_for=router.router.in_flight_for,
+        now=now, new_id=lambda: ticket_id)
+
+
+class TestBootstrap:
+    def test_the_routing_table_comes_from_the_settings_file(self) -> None:
+        router = wired().router
+        assert router.table.path == TEST_ROUTING_TABLE.resolve()
+        assert router.table.current.version.startswith("tests-1+")  # + its content hash
+
+    def test_a_key_is_in_flight_for_twice_the_produce_timeout(self) -> None:
+        router = wired().router
+        assert router.in_flight_for == timedelta(
+            seconds=2 * Settings().produce_timeout_seconds)
+
+
+class TestAcceptTicket:
+    async def test_accepted_once_published_under_the_callers_correlation_id(self) -> None:
+        router = wired()
+        accepted = await accept(router)
+        assert (accepted.verdict, accepted.ticket_id, accepted.correlation_id) == (
+            Verdict.ACCEPTED, "t-new", "corr-1")
+        assert [(p.topic, p.event.type, p.event.correlation_id)
+                for p in router.publisher.published] == [
+            (topics.INCOMING, TicketEventType.RECEIVED, "corr-1"),
+            (topics.EVENTS, TicketEventType.RECEIVED, "corr-1")]
+        assert router.publisher.published[0].event.data["platform"] == "helpdesk"
+
+    async def test_without_a_correlation_id_the_ticket_id_is_it(self) -> None:
+        accepted = await accept(wired(), correlation_id=None)
+        assert accepted.correlation_id == accepted.ticket_id == "t-new"
+
+    async def test_a_replay_answers_the_first_ticket_and_correlation_id(self) -> None:
+        router = wired()
+        await accept(router, correlation_id="corr-first", ticket_id="t-first")
+        replay = await accept(router, correlation_id=None, ticket_id="t-second")
+        assert (replay.verdict, replay.ticket_id, replay.correlation_id) == (
+            Verdict.REPLAY, "t-first", "corr-first")
+        assert len(router.publisher.published) == 2  # the first request's only
+
+    async def test_a_key_claimed_before_correlation_ids_were_kept_replays_the_ticket_id(
+            self) -> None:
+        router = wired()
+        await accept(router, ticket_id="t-first")
+        next(iter(router.keys.rows.values())).correlation_id = None
+        replay = await accept(router, ticket_id="t-second")
+        assert (replay.ticket_id, replay.correlation_id) == ("t-first", "t-first")
+
+    async def test_another_ticket_under_a_used_key_is_refused(self) -> None:
+        router = wired()
+        await accept(router)
+        reused = await accept(router, subject="another matter", ticket_id="t-other")
+        assert reused.verdict is Verdict.KEY_REUSED
+        assert len(router.publisher.published) == 2
+
+    async def test_two_platforms_may_use_the_same_key(self) -> None:
+        router = wired()
+        await accept(router, platform="helpdesk", ticket_id="t-a")
+        other = await accept(router, platform="webshop", ticket_id="t-b")
+        assert (other.verdict, other.ticket_id) == (Verdict.ACCEPTED, "t-b")
+
+    async def test_kafka_unavailable_leaves_the_key_pending(self) -> None:
+        router = wired()
+        router.publisher.fail = True
+        unavailable = await accept(router)
+        assert unavailable.verdict is Verdict.UNAVAILABLE
+        assert [row.status for row in router.keys.rows.values()] == ["pending"]
+
+    async def test_a_retry_after_unavailable_waits_then_publishes_the_same_ticket(
+            self) -> None:
+        router = wired()
+        router.publisher.fail = True
+        await accept(router, ticket_id="t-first")
+        router.publisher.fail = False
+        in_flight = await accept(router, ticket_id="t-retry", now=NOW + timedelta(seconds=1))
+        assert in_flight.verdict is Verdict.IN_FLIGHT
+        later = NOW + router.router.in_flight_for + timedelta(seconds=1)
+        taken_over = await accept(router, ticket_id="t-retry-2", now=later)
+        assert (taken_over.verdict, taken_over.ticket_id) == (Verdict.ACCEPTED, "t-first")
+        assert {p.event.ticket_id for p in router.publisher.published} == {"t-first"}
+
+    async def test_a_ticket_too_large_to_carry_is_refused_before_its_key_is_claimed(
+            self, monkeypatch: pytest.MonkeyPatch) -> None:
+        # The record budget is lowered: over HTTP, the body limit comes first.
+        monkeypatch.setattr(tickets, "MAX_TICKET_RECORD_BYTES", 300)
+        router = wired()
+        refused = await accept(router)
+        assert refused.verdict is Verdict.TOO_LARGE and refused.problem
+        assert router.keys.rows == {} and router.publisher.published == []

@@ -1,0 +1,227 @@
+"""The router's use cases on routed tickets (services/router/service/): routing, transfer,
+priority, reports and escalation, run with recording fakes wired by the router's own
+bootstrap: no broker, no database, no sockets. Accepting a ticket: test_router_accept.py."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from services.core import access, events, tickets, topics
+from services.core.events import TicketEventType
+from services.router import service
+from services.router.service import Refusal, Refused
+from services.router.store import Dispatch
+from tests.unit.router_fakes import Wired, wired
+
+NOW = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
+ADMIN = access.Principal("cred-admin", access.Role.ADMIN, None)
+PUBLIC_SECTOR = access.Principal("cred-ps", access.Role.DEPARTMENT, "public_sector")
+DESK = access.Principal("cred-desk", access.Role.PLATFORM, "helpdesk")
+
+
+def segmented(ticket_id: str = "t-1", segment: str = "government") -> tickets.SegmentedTicket:
+    ticket = tickets.Ticket(ticket_id=ticket_id, customer_id="c-1", subject="s", body="b",
+                            channel="web", received_at=NOW, platform="helpdesk")
+    return ticket.with_segmentation(tickets.Segmentation(
+        segment=segment, rule="gov", rules_version="r1", customer_known=True,
+        tier="existing"))
+
+
+def routed_ticket(router: Wired, *, clocks: bool = True) -> Dispatch:
+    """A government ticket routed (to public_sector, first response within 4h) and
+    recorded as the router's store would."""
+    first = service.route(segmented(), table=router.router.table.current,
+                          load=router.router.load, now=NOW, event_id="e-1",
+                          correlation_id="corr-platform-1")
+    dispatch = first.dispatch if clocks else Dispatch(**{**first.dispatch.__dict__,
+                                                         "clocks": None})
+    router.routed.add(dispatch)
+    return dispatch
+
+
+class TestRoute:
+    def test_a_government_ticket_goes_to_public_sector_within_its_target(self) -> None:
+        router = wired()
+        first = service.route(segmented(), table=router.router.table.current,
+                              load=router.router.load, now=NOW, event_id="e-1",
+                              correlation_id="corr-1")
+        assert (first.dispatch.department, first.dispatch.priority,
+                first.dispatch.deadline) == ("public_sector", 2, NOW + timedelta(hours=4))
+        assert [output.topic for output in first.outputs] == [
+            "dept.public_sector.high", topics.EVENTS]
+        assert {output.event.correlation_id for output in first.outputs} == {"corr-1"}
+
+
+class TestTransfer:
+    async def transfer(self, router: Wired, to_department: str,
+                       principal: access.Principal = ADMIN) -> service.Transferred | Refused:
+        return await service.transfer(
+            "t-1", to_department=to_department, reason="needs the desk",
+            from_department=None, principal=principal, routed=router.routed,
+            publisher=router.publisher, table=router.router.table.current,
+            queue_for=router.router.queue_for, now=NOW + timedelta(hours=1))
+
+    async def test_an_unknown_department_is_refused_naming_the_field(self) -> None:
+        router = wired()
+        routed_ticket(router)
+        refused = await self.transfer(router, "no_such_department")
+        assert isinstance(refused, Refused)
+        assert (refused.refusal, refused.field) == (Refusal.INVALID, "body.to_department")
+        assert router.publisher.published == [] and router.routed.recorded == []
+
+    async def test_the_deadline_is_kept_and_the_correlation_id_travels(self) -> None:
+        router = wired()
+        dispatch = routed_ticket(router)
+        transferred = await self.transfer(router, "business_desk")
+        assert transferred == service.Transferred("t-1", "business_desk")
+        queue, lifecycle = router.publisher.published
+        assert queue.topic == "dept.business_desk.high"  # priority 2 stays
+        handed = tickets.RoutedTicket.model_validate(queue.event.data)
+        assert handed.routing.first_response_deadline == dispatch.deadline
+        assert lifecycle.event.type == TicketEventType.TRANSFERRED
+        assert events.read(lifecycle.event).deadlines == {
+            "first_response": dispatch.deadline}
+        assert {queue.event.correlation_id, lifecycle.event.correlation_id} == {
+            "corr-platform-1"}
+        row = router.routed.rows["t-1"]
+        assert row.department == "business_desk"
+        assert row.first_response_deadline == dispatch.deadline
+        assert router.routed.recorded == [("handover", "t-1")]
+
+    async def test_a_department_transfers_only_its_own_tickets(self) -> None:
+        router = wired()
+        routed_ticket(router)
+        await self.transfer(router, "business_desk")
+        refused = await self.transfer(router, "customer_care", principal=PUBLIC_SECTOR)
+        assert isinstance(refused, Refused) and refused.refusal is Refusal.FORBIDDEN
+
+    async def test_to_where_it_is_already_is_a_conflict(self) -> None:
+        router = wired()
+        routed_ticket(router)
+        refused = await self.transfer(router, "public_sector")
+        assert isinstance(refused, Refused)
+        assert (refused.refusal, refused.error) == (Refusal.CONFLICT, "same_department")
+
+    async def test_kafka_unavailable_records_nothing(self) -> None:
+        router = wired()
+        routed_ticket(router)
+        router.publisher.fail = True
+        assert await self.transfer(router, "business_desk") == Refused(Refusal.UNAVAILABLE)
+        assert router.routed.rows["t-1"].department == "public_sector"
+        assert router.routed.recorded == []
+
+
+class TestChangePriority:
+    async def change(self, router: Wired, priority: int) -> service.Reprioritised | Refused:
+        return await service.change_priority(
+            "t-1", priority=priority, reason="outage", principal=PUBLIC_SECTOR,
+            routed=router.routed, publisher=router.publisher,
+            table=router.router.table.current, now=NOW + timedelta(minutes=10))
+
+    async def test_the_same_priority_is_a_conflict(self) -> None:
+        router = wired()
+        routed_ticket(router)
+        refused = await self.change(router, 2)
+        assert isinstance(refused, Refused)
+        assert (refused.refusal, refused.error) == (Refusal.CONFLICT, "same_priority")
+
+    async def test_a_new_priority_is_published_then_recorded(self) -> None:
+        router = wired()
+        routed_ticket(router)
+        changed = await self.change(router, 1)
+        assert isinstance(changed, service.Reprioritised) and changed.priority == 1
+        assert router.publisher.types() == [TicketEventType.PRIORITY_CHANGED]
+        assert router.routed.rows["t-1"].priority == 1
+
+
+class TestRecordReport:
+    async def report(self, router: Wired, occurred_at: datetime | None,
+                     principal: access.Principal = PUBLIC_SECTOR,
+                     ) -> service.Recorded | Refused:
+        return await service.record_report(
+            "t-1", TicketEventType.RESPONDED, department=None, occurred_at=occurred_at,
+            principal=principal, correlation_id=None, routed=router.routed,
+            publisher=router.publisher, now=NOW + timedelta(hours=1))
+
+    @pytest.mark.parametrize("occurred_at", [NOW - timedelta(minutes=1),
+                                             NOW + timedelta(hours=2)])
+    async def test_an_implausible_time_is_refused_naming_the_field(
+            self, occurred_at: datetime) -> None:
+        router = wired()
+        routed_ticket(router)
+        refused = await self.report(router, occurred_at)
+        assert isinstance(refused, Refused)
+        assert (refused.refusal, refused.field) == (Refusal.INVALID, "body.occurred_at")
+        assert router.publisher.published == []
+
+    async def test_a_report_is_published_for_the_credentials_department(self) -> None:
+        router = wired()
+        routed_ticket(router)
+        recorded = await self.report(router, NOW + timedelta(minutes=30))
+        assert isinstance(recorded, service.Recorded)
+        (published,) = router.publisher.published
+        report = events.read(published.event)
+        assert (report.type, report.department, published.event.id) == (
+            TicketEventType.RESPONDED, "public_sector", recorded.event_id)
+
+    async def test_another_departments_ticket_is_refused(self) -> None:
+        router = wired()
+        routed_ticket(router)
+        other = access.Principal("cred-bd", access.Role.DEPARTMENT, "business_desk")
+        refused = await self.report(router, None, principal=other)
+        assert isinstance(refused, Refused) and refused.refusal is Refusal.FORBIDDEN
+
+    async def test_an_unknown_ticket_is_not_found(self) -> None:
+        refused = await self.report(wired(), None)
+        assert isinstance(refused, Refused) and refused.refusal is Refusal.NOT_FOUND
+
+
+class TestCustomerReplied:
+    async def test_only_the_platform_that_posted_it_reports_a_reply(self) -> None:
+        router = wired()
+        routed_ticket(router)
+        refused = await service.customer_replied(
+            "t-1", occurred_at=None, platform="webshop", correlation_id=None,
+            routed=router.routed, publisher=router.publisher, now=NOW)
+        assert isinstance(refused, Refused) and refused.refusal is Refusal.FORBIDDEN
+        recorded = await service.customer_replied(
+            "t-1", occurred_at=None, platform=DESK.subject, correlation_id=None,
+            routed=router.routed, publisher=router.publisher, now=NOW)
+        assert isinstance(recorded, service.Recorded)
+        assert router.publisher.types() == [TicketEventType.CUSTOMER_REPLIED]
+
+
+class TestEscalateDue:
+    async def escalate(self, router: Wired, now: datetime) -> int:
+        return await service.escalate_due(
+            router.routed, router.publisher, table=router.router.table.current,
+            queue_for=router.router.queue_for, now=now)
+
+    async def test_nothing_is_due_before_the_deadline(self) -> None:
+        router = wired()
+        routed_ticket(router)
+        assert await self.escalate(router, NOW + timedelta(minutes=30)) == 0
+        assert router.publisher.published == []
+
+    async def test_a_ticket_without_clocks_past_its_deadline_is_escalated_once(
+            self) -> None:
+        router = wired()
+        routed_ticket(router, clocks=False)
+        late = NOW + timedelta(hours=5)
+        assert await self.escalate(router, late) == 1
+        queue, lifecycle = router.publisher.published
+        assert queue.topic == "dept.key_accounts.high"  # public_sector escalates there
+        assert lifecycle.event.type == TicketEventType.ESCALATED
+        assert lifecycle.event.correlation_id == "corr-platform-1"
+        assert router.routed.rows["t-1"].escalated
+        assert await self.escalate(router, late) == 0
+
+    async def test_a_breached_clock_is_escalated_and_published(self) -> None:
+        router = wired()
+        routed_ticket(router)
+        assert await self.escalate(router, NOW + timedelta(hours=5)) == 1
+        assert TicketEventType.ESCALATED in router.publisher.types()
+        assert router.routed.rows["t-1"].department == "key_accounts"
+        assert router.routed.recorded[-1] == ("escalated", "t-1")
