@@ -63,5 +63,3 @@ class TestOverflow:
         # 24 hours of business time: 1h on Monday, 10h each Tuesday and Wednesday, 3h on
         # Thursday, on sales_support's calendar (customer_care has none: it would be 24h).
         assert decision.first_response_deadline == datetime(2025, 1, 9, 10, 0, tzinfo=UTC)
-
-

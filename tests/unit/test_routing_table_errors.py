@@ -138,5 +138,3 @@ class TestDurationBounds:
         assert (error.value.line, error.value.entry) == (7, "b")
         assert "calendar: opens too little for the longest target, 30d" \
             in error.value.problem
-
-
