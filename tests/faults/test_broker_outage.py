@@ -17,7 +17,7 @@ import pytest
 
 from devtools.kafka_broker import LocalKafka
 from tests.conftest import Pipeline, unique
-from tests.faults import harness
+from tests.faults import harness, lane_watch, ticket_load
 from tests.faults.conftest import Results, Row
 
 # Starting the broker again takes another ~12 s: the intake is down for longer.
@@ -40,12 +40,12 @@ async def test_broker_outage_answers_503_and_recovers_exactly_once(
     bootstrap = own_broker.bootstrap_servers
     pipeline = Pipeline(bootstrap, seeded_sqlite, tmp_path / "logs")
     intake = pipeline.url("router")
-    plain = harness.Load(lambda: [intake], headers=pipeline.headers(),
-                         prefix=unique("broker-kill"), rate=30, limit=3000)
-    retrying = harness.Load(lambda: [intake], headers=pipeline.headers(),
-                            prefix=unique("broker-kill-retry"), rate=10, limit=1000, posters=4,
-                            retrying=True)
-    async with harness.running(pipeline) as shutdown, harness.Watch(
+    plain = ticket_load.Load(lambda: [intake], headers=pipeline.headers(),
+                             prefix=unique("broker-kill"), rate=30, limit=3000)
+    retrying = ticket_load.Load(lambda: [intake], headers=pipeline.headers(),
+                                prefix=unique("broker-kill-retry"), rate=10, limit=1000, posters=4,
+                                retrying=True)
+    async with harness.running(pipeline) as shutdown, lane_watch.Watch(
             bootstrap, harness.all_lanes(),
             lambda event: plain.owns(event) or retrying.owns(event)) as watch:
         async with plain, retrying:

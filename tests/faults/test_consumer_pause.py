@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from tests.conftest import Pipeline, unique
-from tests.faults import harness
+from tests.faults import harness, lane_watch, ticket_load
 from tests.faults.conftest import Results, Row
 
 PAUSE_SECONDS = 15.0
@@ -21,10 +21,10 @@ async def test_paused_segmenter_rejoins_without_loss_or_duplicates(
     pipeline = Pipeline(kafka_bootstrap, seeded_sqlite, tmp_path / "logs")
     segmenter = pipeline.services["segmenter"]
     intake = pipeline.url("router")
-    load = harness.Load(lambda: [intake], headers=pipeline.headers(), prefix=unique("pause"),
-                        rate=30, limit=3000)
+    load = ticket_load.Load(lambda: [intake], headers=pipeline.headers(), prefix=unique("pause"),
+                            rate=30, limit=3000)
     async with harness.running(pipeline) as shutdown, \
-            harness.Watch(kafka_bootstrap, harness.all_lanes(), load.owns) as watch:
+            lane_watch.Watch(kafka_bootstrap, harness.all_lanes(), load.owns) as watch:
         async with load:
             await load.run_for(3.0)
             segmenter.signal(signal.SIGSTOP)

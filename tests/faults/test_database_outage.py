@@ -24,14 +24,14 @@ from devtools.postgres import LocalPostgres
 from services.core import tickets, topics
 from services.segmenter.models import CustomerFeaturesRow
 from tests.conftest import Pipeline, read_topic, unique
-from tests.faults import harness
+from tests.faults import harness, lane_watch, ticket_load
 from tests.faults.conftest import Results, Row
 
 OUTAGE_SECONDS = 10.0
 GRACE_SECONDS = 3.0
 # Known customers, and walk-ins the segmenter cannot have cached when the store is down.
 CUSTOMERS = [customer for n in range(1500)
-             for customer in (harness.CUSTOMERS[n % 8], f"walk-in-{n}")]
+             for customer in (ticket_load.CUSTOMERS[n % 8], f"walk-in-{n}")]
 
 
 @pytest.fixture
@@ -51,7 +51,7 @@ async def tickets_raised(database_url: str) -> dict[str, int]:
         async with engine.connect() as connection:
             rows = await connection.execute(
                 select(CustomerFeaturesRow.customer_id, CustomerFeaturesRow.tickets_raised)
-                .where(CustomerFeaturesRow.customer_id.in_(harness.CUSTOMERS)))
+                .where(CustomerFeaturesRow.customer_id.in_(ticket_load.CUSTOMERS)))
             return {customer_id: count for customer_id, count in rows}
     finally:
         await engine.dispose()
@@ -66,11 +66,11 @@ async def test_database_outage_delays_but_loses_nothing(
                         extra_env={"TICKETS_RAISED_FLUSH_SECONDS": "1",
                                    "STORE_OUTAGE_GRACE_SECONDS": str(GRACE_SECONDS)})
     intake = pipeline.url("router")
-    load = harness.Load(lambda: [intake], headers=pipeline.headers(), prefix=unique("db-stop"),
-                        rate=30, limit=3000, customers=CUSTOMERS)
+    load = ticket_load.Load(lambda: [intake], headers=pipeline.headers(), prefix=unique("db-stop"),
+                            rate=30, limit=3000, customers=CUSTOMERS)
     async with harness.running(pipeline) as shutdown, \
-            harness.Watch(kafka_bootstrap, harness.all_lanes(), load.owns) as routed, \
-            harness.Watch(kafka_bootstrap, [topics.SEGMENTED], load.owns) as segmented:
+            lane_watch.Watch(kafka_bootstrap, harness.all_lanes(), load.owns) as routed, \
+            lane_watch.Watch(kafka_bootstrap, [topics.SEGMENTED], load.owns) as segmented:
         async with load:
             await load.run_for(3.0)
             await asyncio.to_thread(own_postgres.stop)

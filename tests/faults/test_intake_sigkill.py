@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from tests.conftest import Pipeline, unique
-from tests.faults import harness
+from tests.faults import harness, lane_watch, ticket_load
 from tests.faults.conftest import Results, Row
 
 KILLS = 3
@@ -25,11 +25,11 @@ async def test_sigkill_intake_loses_and_duplicates_nothing(
     began = time.monotonic()
     pipeline = Pipeline(kafka_bootstrap, seeded_sqlite, tmp_path / "logs")
     router = pipeline.services["router"]
-    load = harness.Load(lambda: [router.url], headers=pipeline.headers(),
-                        prefix=unique("intake-kill"), rate=40, limit=3000)
+    load = ticket_load.Load(lambda: [router.url], headers=pipeline.headers(),
+                            prefix=unique("intake-kill"), rate=40, limit=3000)
     downtimes: list[float] = []
     async with harness.running(pipeline) as shutdown, \
-            harness.Watch(kafka_bootstrap, harness.all_lanes(), load.owns) as watch:
+            lane_watch.Watch(kafka_bootstrap, harness.all_lanes(), load.owns) as watch:
         async with load:
             for _ in range(KILLS):
                 await load.run_for(1.5)

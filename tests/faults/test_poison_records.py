@@ -25,7 +25,7 @@ import httpx
 from aiokafka import ConsumerRecord
 
 from tests.conftest import Pipeline, read_topic, unique
-from tests.faults import harness, poison
+from tests.faults import harness, lane_watch, poison, ticket_load
 from tests.faults.conftest import Results, Row
 
 
@@ -45,8 +45,8 @@ async def test_poison_is_dead_lettered_odd_tickets_refused_and_the_flow_goes_on(
     prefix = unique("poison")
     pipeline = Pipeline(kafka_bootstrap, seeded_postgres, tmp_path / "logs")
     intake = pipeline.url("router")
-    load = harness.Load(lambda: [intake], headers=pipeline.headers(),
-                        prefix=unique("poison-good"), rate=40, limit=3000)
+    load = ticket_load.Load(lambda: [intake], headers=pipeline.headers(),
+                            prefix=unique("poison-good"), rate=40, limit=3000)
     admin = pipeline.headers("admin")
     odd = poison.odd_tickets(f"{prefix} odd")
 
@@ -54,7 +54,7 @@ async def test_poison_is_dead_lettered_odd_tickets_refused_and_the_flow_goes_on(
         return record.key is not None and record.key.startswith(f"{prefix}:".encode())
 
     async with harness.running(pipeline) as shutdown, \
-            harness.Watch(kafka_bootstrap, harness.all_lanes(), load.owns) as watch, \
+            lane_watch.Watch(kafka_bootstrap, harness.all_lanes(), load.owns) as watch, \
             httpx.AsyncClient(timeout=30.0) as client:
         async with load:
             await load.run_for(2.0)

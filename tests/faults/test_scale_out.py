@@ -19,7 +19,7 @@ from devtools.processes import ServiceProcess
 from services.core import db
 from services.metrics.store import TimelineRow
 from tests.conftest import Pipeline, unique
-from tests.faults import harness
+from tests.faults import harness, lane_watch, ticket_load
 from tests.faults.conftest import Results, Row
 
 STAGES = ("segmenter", "router", "metrics")  # stopped in this order
@@ -80,11 +80,11 @@ async def test_scaling_out_and_in_loses_and_duplicates_nothing(
     originals = pipeline.services
     extra = {name: second_instance(pipeline, name, logs) for name in STAGES}
     intakes = [originals["router"].url]
-    load = harness.Load(lambda: intakes, headers=pipeline.headers(), prefix=unique("scale"),
-                        rate=30, limit=3000)
+    load = ticket_load.Load(lambda: intakes, headers=pipeline.headers(), prefix=unique("scale"),
+                            rate=30, limit=3000)
     exit_codes: dict[str, int | None] = {}
     async with harness.running(pipeline) as shutdown, \
-            harness.Watch(kafka_bootstrap, harness.all_lanes(), load.owns) as watch:
+            lane_watch.Watch(kafka_bootstrap, harness.all_lanes(), load.owns) as watch:
         try:
             async with load:
                 await load.run_for(2.0)

@@ -8,7 +8,7 @@ import pytest
 
 from services.core import config_files
 from services.router import priority, routing
-from tests.unit.test_routing import parse
+from tests.unit.routing_tables import parse
 
 TABLE = """\
 fallback_department: general

@@ -1,0 +1,79 @@
+"""Replaying dead letters: each selected one arrives once as it was, at most once, with
+its markers kept in a compacted topic."""
+
+from __future__ import annotations
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+from services.core.settings import Settings
+from services.router import dead_letter_records, dead_letters
+from tests.conftest import unique
+from tests.integration.dead_letters.dead_lettering import dead_letter, read_all, some_dead_letters
+
+
+class TestReplay:
+    async def test_each_selected_dead_letter_arrives_once_as_it_was(
+            self, settings: Settings, producer: AIOKafkaProducer, source_topic: str) -> None:
+        made = await some_dead_letters(producer, source_topic, 3)
+        chosen = sorted(made)[:2]
+        chosen_ones = dead_letter_records.Selection(ids=tuple(chosen))
+        result = await dead_letters.replay(settings, chosen_ones)
+        assert sorted(result.replayed) == chosen
+        assert result.counts() == {"replayed": 2, "skipped_already_replayed": 0,
+                                   "not_found": 0, "unreplayable": 0}
+
+        again = await dead_letters.replay(settings, chosen_ones)
+        assert sorted(again.skipped_already_replayed) == chosen
+        assert again.replayed == []
+
+        arrived = await read_all(settings.kafka_bootstrap_servers, source_topic, until=2)
+        by_origin = {dict(r.headers)[dead_letter_records.REPLAY_HEADER].decode(): r
+                     for r in arrived}
+        assert len(arrived) == 2
+        assert sorted(by_origin) == chosen
+        for dead_letter_id, record in by_origin.items():
+            key, value, headers = made[dead_letter_id]
+            assert (record.key, record.value) == (key, value)
+            assert list(record.headers) == [
+                *headers, (dead_letter_records.REPLAY_HEADER, dead_letter_id.encode())]
+
+    async def test_a_filter_replays_what_matches_and_only_once(
+            self, settings: Settings, producer: AIOKafkaProducer, source_topic: str) -> None:
+        error_class = unique("FixedError")
+        matching = await some_dead_letters(producer, source_topic, 3, error_class=error_class)
+        await some_dead_letters(producer, source_topic, 2)
+        selection = dead_letter_records.Selection(source_topic=source_topic,
+                                                  error_class=error_class)
+        first = await dead_letters.replay(settings, selection)
+        second = await dead_letters.replay(settings, selection)
+        assert set(first.replayed) == set(matching)
+        assert second.counts() == {"replayed": 0, "skipped_already_replayed": 3,
+                                   "not_found": 0, "unreplayable": 0}
+        arrived = await read_all(settings.kafka_bootstrap_servers, source_topic, until=3)
+        assert len(arrived) == 3
+
+    async def test_unknown_ids_and_vanished_source_topics_are_counted_not_replayed(
+            self, settings: Settings, producer: AIOKafkaProducer) -> None:
+        orphan = await dead_letter(producer, unique("deleted-topic"), key=b"k", value=b"v",
+                                   headers=[])
+        result = await dead_letters.replay(settings, dead_letter_records.Selection(
+            ids=(orphan, "0:999999999999", "99:0")))
+        assert result.unreplayable == [orphan]
+        assert sorted(result.not_found) == ["0:999999999999", "99:0"]
+        assert result.replayed == []
+
+    async def test_markers_are_kept_in_a_compacted_topic(
+            self, settings: Settings, producer: AIOKafkaProducer, source_topic: str) -> None:
+        made = await some_dead_letters(producer, source_topic, 1)
+        await dead_letters.replay(settings, dead_letter_records.Selection(ids=tuple(made)))
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+        await admin.start()
+        try:
+            described = await admin.describe_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, dead_letters.REPLAYED)])
+        finally:
+            await admin.close()
+        configs = {name: value for name, value, *_ in described[0].resources[0][4]}
+        assert configs["cleanup.policy"] == "compact"

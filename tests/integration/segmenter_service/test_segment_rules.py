@@ -1,0 +1,127 @@
+"""The segment rules: uploads and file edits reloaded while a bad upload never replaces
+the rules in force, and a candidate analysed over the customer base (shadowed rules,
+protected reads, a rule standing in for age)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+
+from tests.conftest import unique
+from tests.integration.segmenter_service.service import Segmenter, segment_of
+
+CANDIDATE = """
+version: candidate-1
+default_segment: general
+rules:
+  - name: public-sector
+    segment: government
+    when: customer.type == 'government'
+  - name: all-organisations
+    segment: business
+    when: customer.type == 'organisation' || customer.type == 'government'
+  - name: women
+    segment: care_plus
+    when: customer.gender == 'female'
+  - name: never
+    segment: nobody
+    when: features.purchases < 0
+"""
+
+
+class TestHotReload:
+    async def test_upload_takes_effect_and_a_bad_one_never_replaces_it(
+            self, client: httpx.AsyncClient, segmenter: Segmenter) -> None:
+        original = segmenter.rules_file.read_text()
+        try:
+            good = original.replace("version: demo-2", "version: demo-3").replace(
+                "segment: key_accounts", "segment: premium")
+            uploaded = await client.put("/v1/segment-rules", content=good,
+                                        headers={"content-type": "application/yaml"})
+            assert uploaded.status_code == 200, uploaded.text
+            version = uploaded.json()["version"]
+            assert version.startswith("demo-3+")
+            assert (await segment_of(client, "ind-vip-1"))["segment"] == "premium"
+
+            bad = good.replace("when: tier == 'potential'", "when: tier = 'potential'")
+            rejected = await client.put("/v1/segment-rules", content=bad,
+                                        headers={"content-type": "application/yaml"})
+            assert rejected.status_code == 422
+            error = rejected.json()
+            rule_line = bad.splitlines().index("  - name: prospects") + 1
+            assert (error["rule"], error["line"]) == ("prospects", rule_line)
+            assert error["file"].endswith("segments.yaml (upload)")
+            in_force = (await client.get("/v1/segment-rules")).json()
+            assert in_force["version"] == version
+            assert "prospects" in in_force["last_rejection"]["error"]
+            assert (await segment_of(client, "ind-vip-1"))["rules_version"] == version
+        finally:
+            await client.put("/v1/segment-rules", content=original,
+                             headers={"content-type": "application/yaml"})
+
+    async def test_editing_the_file_reloads_it(self, client: httpx.AsyncClient,
+                                               segmenter: Segmenter) -> None:
+        original = segmenter.rules_file.read_text()
+        try:
+            segmenter.rules_file.write_text(
+                original.replace("version: demo-2", "version: edited-1"))
+            for _ in range(100):
+                version = (await client.get("/v1/segment-rules")).json()["version"]
+                if version.startswith("edited-1+"):
+                    break
+                await asyncio.sleep(0.1)
+            assert version.startswith("edited-1+")
+        finally:
+            segmenter.rules_file.write_text(original)
+
+
+class TestAnalysis:
+    async def test_candidate_over_the_customer_base(self, client: httpx.AsyncClient) -> None:
+        response = await client.post("/v1/segment-rules/analysis", content=CANDIDATE,
+                                     headers={"content-type": "application/yaml"})
+        assert response.status_code == 200, response.text
+        report = response.json()
+        assert report["customers"] >= 300
+        assert sum(report["segment_sizes"].values()) == report["customers"]
+        rules = {rule["name"]: rule for rule in report["rules"]}
+        assert rules["never"]["never_matches"] is True
+        assert rules["all-organisations"]["shadowed_by"] == ["public-sector"]
+        assert report["protected_rules"] == ["women"]
+        assert rules["women"]["protected_reads"] == ["customer.gender"]
+        moves = {(m["from_segment"], m["to_segment"]) for m in report["moves"]["moves"]}
+        assert ("key_accounts", "general") in moves or ("key_accounts", "care_plus") in moves
+        assert report["default_only"]["count"] > 0
+
+    async def test_invalid_candidate_is_a_422_naming_the_rule(
+            self, client: httpx.AsyncClient) -> None:
+        response = await client.post("/v1/segment-rules/analysis",
+                                     content=CANDIDATE.replace("< 0", "<"),
+                                     headers={"content-type": "application/yaml"})
+        assert response.status_code == 422
+        assert response.json()["rule"] == "never"
+
+    async def test_a_rule_standing_in_for_age_is_flagged_as_a_proxy(
+            self, client: httpx.AsyncClient) -> None:
+        # A club whose 40 members are all over 70: a rule on membership reads no age,
+        # but selects by it. The demo base has no such association.
+        for n in range(40):
+            answer = await client.put(f"/v1/customers/{unique('senior')}", json={
+                "customer_type": "individual", "birth_date": f"{1946 + n % 10}-02-01",
+                "gender": ("female", "male")[n % 2], "attributes": {"club": "senior"}})
+            assert answer.status_code == 201, answer.text
+        candidate = CANDIDATE + """  - name: seniors-club
+    segment: club
+    when: "'club' in customer.attributes && customer.attributes.club == 'senior'"
+"""
+        response = await client.post("/v1/segment-rules/analysis", content=candidate,
+                                     headers={"content-type": "application/yaml"})
+        assert response.status_code == 200, response.text
+        detection = response.json()["proxy_detection"]
+        assert detection["policy"] == {"threshold": 0.3, "minimum_customers": 30}
+        assert "women" not in detection["rules_checked"]  # read gender by name
+        [proxy] = detection["proxies"]
+        assert (proxy["rule"], proxy["attribute"], proxy["band"]) == (
+            "seniors-club", "age_band", "65_plus")
+        assert proxy["matched"] == 40 and proxy["share_of_matches"] == 1.0
+        assert proxy["cramers_v"] >= 0.3

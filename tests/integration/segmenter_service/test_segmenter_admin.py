@@ -1,0 +1,93 @@
+"""The segmenter's admin API: customers created, read and erased, bad input named by
+field, and customers and purchases imported over HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+
+from tests.conftest import unique
+from tests.integration.segmenter_service.service import segment_of
+
+
+class TestAdmin:
+    async def test_create_read_delete(self, client: httpx.AsyncClient) -> None:
+        customer_id = unique("admin")
+        body = {"customer_type": "organisation", "country": "NL", "attributes": {"vip": True}}
+        assert (await client.put(f"/v1/customers/{customer_id}", json=body)).status_code == 201
+        assert (await client.put(f"/v1/customers/{customer_id}", json=body)).status_code == 200
+        read = (await client.get(f"/v1/customers/{customer_id}")).json()
+        assert read["profile"]["attributes"] == {"vip": True}
+        assert read["tier"] == "potential"
+        erased = await client.delete(f"/v1/customers/{customer_id}")
+        assert erased.status_code == 200
+        assert erased.json()["erased"] == {"customer": True, "purchases": 0, "tickets": 0,
+                                           "idempotency_keys": 0}
+        assert {item["topic"] for item in erased.json()["kafka_until_retention"]} >= {
+            "tickets.incoming", "tickets.segmented", "tickets.events"}
+        assert (await client.get(f"/v1/customers/{customer_id}")).status_code == 404
+        assert (await client.delete(f"/v1/customers/{customer_id}")).status_code == 404
+
+    async def test_bad_input_names_the_fields(self, client: httpx.AsyncClient) -> None:
+        response = await client.put("/v1/customers/x-1", json={
+            "customer_type": "alien", "country": "nl", "birth_date": "2999-01-01"})
+        assert response.status_code == 422
+        fields = {f["field"] for f in response.json()["fields"]}
+        assert fields == {"body.customer_type", "body.country"}
+        future = await client.put("/v1/customers/x-1", json={
+            "customer_type": "individual", "birth_date": "2999-01-01"})
+        assert future.status_code == 422
+        assert future.json()["fields"][0]["field"] == "body.birth_date"
+
+    async def test_purchase_for_unknown_customer_is_404(self, client: httpx.AsyncClient) -> None:
+        response = await client.post("/v1/customers/nobody-here/purchases",
+                                     json={"amount": "1.00", "currency": "EUR"})
+        assert response.status_code == 404
+
+
+class TestBulkImportOverHttp:
+    async def test_good_rows_kept_bad_rows_reported_by_line(
+            self, client: httpx.AsyncClient) -> None:
+        prefix = unique("imp")
+        csv = (f"customer_id,customer_type,country\n"
+               f"{prefix}-1,individual,NL\n"
+               f"{prefix}-2,martian,NL\n"
+               f"{prefix}-3,government,SE\n").encode()
+
+        async def body() -> AsyncIterator[bytes]:
+            for start in range(0, len(csv), 7):  # arrives in small pieces
+                yield csv[start:start + 7]
+
+        response = await client.post("/v1/customers/import", content=body(),
+                                     headers={"content-type": "text/csv"})
+        assert response.status_code == 200, response.text
+        report = response.json()
+        assert (report["rows_read"], report["rows_imported"], report["error_count"]) == (3, 2, 1)
+        assert report["errors"][0]["line"] == 3
+        assert "customer_type" in report["errors"][0]["reason"]
+        # The import ran the tier recompute it announces: the new customers are counted.
+        recompute = report["tier_recompute"]
+        assert recompute["sizes"] == (await client.get("/v1/tiers")).json()["sizes"]
+        assert recompute["cutoffs"] == (await client.get("/v1/tiers")).json()["cutoffs"]
+        assert (await segment_of(client, f"{prefix}-3"))["segment"] == "government"
+        assert (await client.get(f"/v1/customers/{prefix}-2")).status_code == 404
+
+    async def test_purchases_update_tiers(self, client: httpx.AsyncClient) -> None:
+        customer_id = unique("imp-buyer")
+        await client.put(f"/v1/customers/{customer_id}", json={"customer_type": "individual"})
+        lines = (f'{{"customer_id": "{customer_id}", "amount": "500000.00", "currency": "EUR",'
+                 f' "purchased_at": "2026-11-01T10:00:00+00:00"}}\n'
+                 f'{{"customer_id": "nobody-{customer_id}", "amount": "1.00",'
+                 f' "currency": "EUR", "purchased_at": "2026-11-01T10:00:00+00:00"}}\n')
+        response = await client.post("/v1/purchases/import", content=lines.encode(),
+                                     headers={"content-type": "application/x-ndjson"})
+        report = response.json()
+        assert (report["rows_imported"], report["error_count"]) == (1, 1)
+        assert report["errors"][0]["line"] == 2
+        assert (await segment_of(client, customer_id))["tier"] == "most_valuable"
+
+    async def test_unsupported_media_type(self, client: httpx.AsyncClient) -> None:
+        response = await client.post("/v1/customers/import", content=b"<xml/>",
+                                     headers={"content-type": "application/xml"})
+        assert response.status_code == 415

@@ -1,0 +1,217 @@
+"""docker-compose.yml and deploy/Dockerfile stay valid and in step with the settings
+class: the app services' environment, ports, mounts and replicas, the image's user, the
+demo profile and Kafka published for the walk-through."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from services.core.settings import Settings
+from tests.integration.deploy_files import (
+    APP_SERVICES,
+    COMPOSE_FILE,
+    DOCKERFILE,
+    ROOT,
+    SETTINGS_ENV,
+    bind_mount,
+    compose_services,
+    environment,
+    load_yaml,
+    run,
+    settings_of,
+    tool,
+)
+
+
+def test_compose_file_passes_docker_compose_validation() -> None:
+    result = run(tool("docker-compose"), "-f", str(COMPOSE_FILE), "config", "-q")
+    assert result.returncode == 0, result.stderr
+
+
+def test_docker_compose_validation_rejects_a_broken_file(tmp_path: Path) -> None:
+    """The check above means something: the same validator refuses an invalid service."""
+    broken = load_yaml(COMPOSE_FILE)
+    broken["services"]["router"]["ports"] = {"not": "a list"}
+    path = tmp_path / "docker-compose.yml"
+    path.write_text(yaml.safe_dump(broken), encoding="utf-8")
+    result = run(tool("docker-compose"), "-f", str(path), "--project-directory", str(ROOT),
+                 "config", "-q")
+    assert result.returncode != 0
+    assert "ports" in result.stderr
+
+
+def test_app_services_set_only_settings_fields() -> None:
+    services = compose_services()
+    for name in APP_SERVICES:
+        service = services[name]
+        assert "env_file" not in service, f"{name}: keep the environment in docker-compose.yml"
+        env = environment(service)
+        assert env, f"{name} sets no environment"
+        unknown = sorted(set(env) - SETTINGS_ENV)
+        assert not unknown, f"{name} sets {unknown}, which Settings does not read"
+
+
+def test_app_services_listen_on_all_interfaces_and_use_postgres(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    services = compose_services()
+    for name in APP_SERVICES:
+        settings = settings_of(services[name], monkeypatch)
+        assert settings.host == "0.0.0.0", f"{name} would listen on {settings.host} only"
+        assert settings.database_url.startswith("postgresql+asyncpg://"), name
+        assert "@postgres:5432/" in settings.database_url, name
+        assert settings.kafka_bootstrap_servers == "kafka:9092", name
+        assert {"kafka", "postgres"} <= set(services[name]["depends_on"]), name
+
+
+def test_app_services_publish_their_settings_port_on_loopback(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    services = compose_services()
+    for name in APP_SERVICES:
+        service = services[name]
+        port = getattr(settings_of(service, monkeypatch), f"{name}_port")
+        assert service["command"] == ["python", "-m", f"services.{name}"]
+        assert [str(p) for p in service["ports"]] == [f"127.0.0.1:{port}:{port}"], name
+        assert f"http://127.0.0.1:{port}/readyz" in " ".join(service["healthcheck"]["test"])
+
+
+def test_app_services_read_the_mounted_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    defaults = Settings.model_fields
+    services = compose_services()
+    for name in APP_SERVICES:
+        service = services[name]
+        mounted, mode = bind_mount(service, "./config")
+        assert mode == "ro", f"{name} may write to ./config"
+        settings = settings_of(service, monkeypatch)
+        for field in ("segment_rules_file", "routing_table_file"):
+            path = getattr(settings, field)
+            assert path.parent == Path(mounted), f"{name}: {path} is not under {mounted}"
+            assert path.name == Path(str(defaults[field].default)).name, f"{name}: {path}"
+
+
+def test_every_published_port_is_loopback_only() -> None:
+    for name, service in compose_services().items():
+        for port in service.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port}"
+
+
+def dockerfile_final_stage() -> list[str]:
+    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text(encoding="utf-8"))
+    lines = [line.strip() for line in text.splitlines()
+             if line.strip() and not line.strip().startswith("#")]
+    last_from = max(i for i, line in enumerate(lines) if line.upper().startswith("FROM "))
+    return lines[last_from:]
+
+
+def test_dockerfile_image_runs_as_non_root_on_all_interfaces() -> None:
+    stage = dockerfile_final_stage()
+    assert stage[0].split()[1] == "python:3.11-slim"
+    env: dict[str, str] = {}
+    for line in stage:
+        if line.upper().startswith("ENV "):
+            for pair in line.split()[1:]:
+                key, _, value = pair.partition("=")
+                env[key] = value
+    assert env.get("HOST") == "0.0.0.0"
+    unknown = sorted(key for key in env if key not in SETTINGS_ENV
+                     and key != "PATH" and not key.startswith(("PYTHON", "PIP_")))
+    assert not unknown, f"the Dockerfile sets {unknown}, which Settings does not read"
+    users = [line.split()[1] for line in stage if line.upper().startswith("USER ")]
+    assert users, "the image runs as root"
+    assert users[-1].split(":")[0] not in {"root", "0"}
+
+
+def test_dockerfile_sources_are_not_docker_ignored() -> None:
+    copied = {"pyproject.toml", "README.md", "services", "config"}
+    text = DOCKERFILE.read_text(encoding="utf-8")
+    for source in copied:
+        assert re.search(rf"^COPY\s.*\b{re.escape(source)}\b", text, re.MULTILINE), source
+    ignored = {line.strip().rstrip("/") for line in
+               (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()}
+    assert not copied & ignored
+    assert {".venv", ".git", ".cache", ".data"} <= ignored
+
+
+REPLICAS = {name: f"{name}-replica" for name in APP_SERVICES}
+
+
+def rendered_compose(*options: str) -> dict[str, Any]:
+    """The file as docker-compose resolves it (anchors, merges, profiles)."""
+    result = run(tool("docker-compose"), "-f", str(COMPOSE_FILE), *options, "config")
+    assert result.returncode == 0, result.stderr
+    rendered: dict[str, Any] = yaml.safe_load(result.stdout)
+    return rendered
+
+
+def test_each_stage_has_an_unpublished_replica_service() -> None:
+    services = rendered_compose()["services"]
+    for name, replica in REPLICAS.items():
+        same = ("command", "environment", "healthcheck", "image", "depends_on", "volumes")
+        assert {key: services[replica].get(key) for key in same} == {
+            key: services[name].get(key) for key in same}, replica
+        assert "ports" not in services[replica], f"{replica} would clash on the host port"
+        assert services[replica]["deploy"]["replicas"] == 0, "none unless scaled"
+
+
+def test_every_replica_gets_its_own_instance_id(monkeypatch: pytest.MonkeyPatch) -> None:
+    """INSTANCE_ID=auto takes the container's host name, which Docker makes from the
+    container's id unless the file fixes it; every container of every stage differs."""
+    services = rendered_compose()["services"]
+    containers = 0
+    ids: dict[str, set[str]] = {}
+    for name in [*APP_SERVICES, *REPLICAS.values()]:
+        service = services[name]
+        assert "hostname" not in service and "container_name" not in service, name
+        assert environment(service)["INSTANCE_ID"] == "auto", name
+        stage = name.removesuffix("-replica")
+        for _ in range(3):  # as if scaled to 3
+            container_id = secrets.token_hex(32)
+            monkeypatch.setattr(socket, "gethostname", lambda cid=container_id: cid[:12])
+            ids.setdefault(stage, set()).add(settings_of(service, monkeypatch).instance_id)
+            containers += 1
+    assert sum(len(found) for found in ids.values()) == containers
+
+
+def test_kafka_is_published_where_the_walk_through_reads_it() -> None:
+    kafka = compose_services()["kafka"]
+    env = environment(kafka)
+    advertised = dict(listener.split("://") for listener in
+                      (env["KAFKA_ADVERTISED_LISTENERS"] or "").split(","))
+    host_listener = advertised["HOST"]
+    listening = dict(listener.split("://") for listener in
+                     (env["KAFKA_LISTENERS"] or "").split(","))
+    container_port = listening["HOST"].rsplit(":", 1)[1]
+    assert kafka["ports"] == [f"{host_listener}:{container_port}"]
+    # The address bin/run's broker has, the settings' default and the README's kcat line.
+    assert host_listener == Settings.model_fields["kafka_bootstrap_servers"].default
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert f"kcat -b {host_listener} " in readme
+
+
+def test_the_demo_profile_seeds_the_walk_through() -> None:
+    default = rendered_compose()["services"]
+    demo = rendered_compose("--profile", "demo")["services"]["demo"]
+    assert "demo" in default  # listed, but only started with --profile demo
+    assert load_yaml(COMPOSE_FILE)["services"]["demo"]["profiles"] == ["demo"]
+    assert demo["command"][:3] == ["python", "-m", "devtools.demo_seed"]
+    credentials = Path(demo["command"][3])
+    mounts = {Path(volume.split(":")[1]): volume for volume in demo["volumes"]}
+    data = mounts[credentials.parent]
+    assert data.startswith(f"{ROOT / '.data'}:") and not data.endswith(":ro")
+    # It reads the routing table (the departments' tokens) from the read-only mount and
+    # hands the file to that mount's owner.
+    assert mounts[Path("/app/config")] == f"{ROOT / 'config'}:/app/config:ro"
+    # The image holds no dev tooling: the demo runs the checkout's devtools/, mounted.
+    assert mounts[Path("/app/devtools")] == f"{ROOT / 'devtools'}:/app/devtools:ro"
+    assert demo["command"][4:] == ["--owner-of", "/app/config"]
+    assert demo["restart"] == "no"
+    assert set(demo["depends_on"]) == {"postgres"}
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert credentials.relative_to("/app").as_posix() == ".data/credentials.env"
+    assert "source .data/credentials.env" in readme

@@ -1,0 +1,140 @@
+"""The Grafana dashboards query through the datasource variable, only metrics the
+services export, and the provisioning matches docker-compose.yml."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.deploy_files import (
+    ROOT,
+    base_name,
+    bind_mount_target,
+    compose_services,
+    declared_metrics,
+    load_yaml,
+    metric_names,
+    recorded_series,
+)
+
+GRAFANA = ROOT / "deploy" / "grafana"
+DASHBOARDS = sorted((GRAFANA / "dashboards").glob("*.json"))
+DATASOURCE_VARIABLE = {"${datasource}", "$datasource"}
+
+
+def all_panels(panels: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    for panel in panels:
+        yield panel
+        yield from all_panels(panel.get("panels", []))
+
+
+def is_datasource_variable(datasource: Any) -> bool:
+    if isinstance(datasource, dict):
+        return datasource.get("uid") in DATASOURCE_VARIABLE
+    return datasource in DATASOURCE_VARIABLE
+
+
+def load_dashboard(path: Path) -> dict[str, Any]:
+    dashboard: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return dashboard
+
+
+def template_expressions(dashboard: dict[str, Any]) -> Iterator[str]:
+    """PromQL in query variables; `label_values(metric, label)` yields its metric."""
+    for variable in dashboard["templating"]["list"]:
+        if variable["type"] != "query":
+            continue
+        query = variable["query"]
+        query = query["query"] if isinstance(query, dict) else query
+        label_values = re.fullmatch(r"\s*label_values\((.*),\s*\w+\s*\)\s*", query)
+        if label_values:
+            yield label_values.group(1)
+        elif not re.fullmatch(r"\s*label_values\(\s*\w+\s*\)\s*", query):
+            yield re.sub(r"^\s*query_result\((.*)\)\s*$", r"\1", query)
+
+
+def test_there_is_a_dashboard() -> None:
+    assert GRAFANA / "dashboards" / "routing.json" in DASHBOARDS
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda path: path.name)
+def test_dashboard_has_a_datasource_variable(path: Path) -> None:
+    variables = {v["name"]: v for v in load_dashboard(path)["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource"
+    assert variables["datasource"]["query"] == "prometheus"
+    for variable in variables.values():
+        if variable["type"] == "query":
+            assert is_datasource_variable(variable["datasource"]), variable["name"]
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda path: path.name)
+def test_dashboard_panels_query_through_the_datasource_variable(path: Path) -> None:
+    dashboard = load_dashboard(path)
+    targets = 0
+    for panel in all_panels(dashboard["panels"]):
+        for target in panel.get("targets", []):
+            targets += 1
+            datasource = target.get("datasource") or panel.get("datasource")
+            assert is_datasource_variable(datasource), (panel["title"], datasource)
+            if "datasource" in panel:
+                assert is_datasource_variable(panel["datasource"]), panel["title"]
+    assert targets, "the dashboard queries nothing"
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda path: path.name)
+def test_dashboard_queries_only_routing_metrics_and_up(path: Path) -> None:
+    dashboard = load_dashboard(path)
+    declared = declared_metrics()
+    recorded = recorded_series()
+    expressions = [(panel["title"], target["expr"]) for panel in all_panels(dashboard["panels"])
+                   for target in panel.get("targets", [])]
+    expressions += [("templating", expr) for expr in template_expressions(dashboard)]
+    assert expressions
+    for where, expr in expressions:
+        names = metric_names(expr)
+        assert names, f"{where}: no metric in {expr}"
+        for name in names:
+            if name == "up" or name in recorded:
+                continue
+            assert name.startswith("routing_"), f"{where}: {name}"
+            assert base_name(name) in declared, (
+                f"{where}: {name} is not a metric the services export")
+
+
+OPERATIONS_METRICS = {
+    "routing_first_response_seconds", "routing_first_response_target",
+    "routing_open_tickets", "routing_tickets_routed", "routing_tickets_escalated",
+    "routing_tickets_transferred", "routing_consumer_lag", "routing_consumer_committed_offset",
+    "routing_dead_letters", "routing_resolution_seconds", "routing_queue_wait_seconds",
+    "routing_pipeline_latency_seconds"}
+
+
+def test_the_operations_dashboard_shows_every_response_and_operations_metric() -> None:
+    dashboard = load_dashboard(GRAFANA / "dashboards" / "routing.json")
+    shown = {base_name(name) for panel in all_panels(dashboard["panels"])
+             for target in panel.get("targets", []) for name in metric_names(target["expr"])}
+    assert OPERATIONS_METRICS - shown == set()
+    grouped = " ".join(target["expr"] for panel in all_panels(dashboard["panels"])
+                       for target in panel.get("targets", []))
+    assert "by (segment" in grouped, "no per-segment comparison"
+    assert "burn" in " ".join(p["title"].lower() for p in all_panels(dashboard["panels"]))
+
+
+def test_grafana_provisioning_matches_compose() -> None:
+    grafana = compose_services()["grafana"]
+    provisioning = bind_mount_target(grafana, "./deploy/grafana/provisioning")
+    assert provisioning == "/etc/grafana/provisioning"
+    dashboards_dir = bind_mount_target(grafana, "./deploy/grafana/dashboards")
+    providers = load_yaml(GRAFANA / "provisioning" / "dashboards" / "dashboards.yml")
+    assert [p["options"]["path"] for p in providers["providers"]] == [dashboards_dir]
+    datasources = load_yaml(GRAFANA / "provisioning" / "datasources" / "prometheus.yml")
+    [prometheus] = datasources["datasources"]
+    assert prometheus["type"] == "prometheus"
+    assert prometheus["uid"]
+    assert prometheus["url"] == "http://prometheus:9090"
+    assert "127.0.0.1:9090:9090" in compose_services()["prometheus"]["ports"]

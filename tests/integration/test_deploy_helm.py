@@ -1,0 +1,219 @@
+"""The Helm chart lints, renders manifests the Kubernetes schemas accept (kubeconform),
+and its pods read their settings, probes, resources and secret as the code expects."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from services.core.settings import Settings
+from tests import kubernetes_schemas
+from tests.integration.deploy_files import (
+    APP_SERVICES,
+    DOCKERFILE,
+    ROOT,
+    SETTINGS_ENV,
+    load_yaml,
+    run,
+    settings_of,
+    tool,
+)
+
+CHART = ROOT / "deploy" / "helm" / "customer-routing"
+KUBERNETES_VERSIONS = ("1.30.0", "1.35.0")
+# Environment the chart sets that Settings does not read: spliced into DATABASE_URL.
+CHART_ONLY_ENV = {"DATABASE_PASSWORD"}
+
+
+def chart_values(**extra: str) -> list[str]:
+    """Install options as the README gives them, with a password made up for this run."""
+    options = {"kafka.bootstrapServers": "kafka.streaming:9092",
+               "postgresql.host": "postgresql.data", "postgresql.password":
+               secrets.token_urlsafe(16), **extra}
+    return ["--set-file", "config.routingTable=config/routing.yaml",
+            "--set-file", "config.segmentRules=config/segments.yaml",
+            *(f"--set={key}={value}" for key, value in options.items())]
+
+
+def helm_template(*options: str) -> subprocess.CompletedProcess[str]:
+    return run(tool("helm"), "template", "routing", str(CHART), *options)
+
+
+def rendered_chart(**extra: str) -> list[dict[str, Any]]:
+    result = helm_template(*chart_values(**extra))
+    assert result.returncode == 0, result.stderr
+    return [document for document in yaml.safe_load_all(result.stdout) if document]
+
+
+def deployments(manifests: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {d["metadata"]["labels"]["app.kubernetes.io/component"]: d for d in manifests
+            if d["kind"] == "Deployment"}
+
+
+def kubeconform(manifests: str, version: str, schemas: Path) -> subprocess.CompletedProcess[str]:
+    return run(tool("kubeconform"), "-strict", "-summary", "-kubernetes-version", version,
+               "-schema-location", f"{schemas}/{kubernetes_schemas.LOCATION}", "-",
+               stdin=manifests)
+
+
+@pytest.fixture(scope="module")
+def schemas(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if not kubernetes_schemas.SCHEMAS.is_dir():
+        pytest.fail("no Kubernetes schemas; `bin/setup --test` installs them")
+    out = tmp_path_factory.mktemp("kubernetes-schemas")
+    for version in KUBERNETES_VERSIONS:
+        kubernetes_schemas.standalone(version, ["deployment-apps-v1.json", "service-v1.json",
+                                                "configmap-v1.json", "secret-v1.json"], out)
+    return out
+
+
+def test_helm_lint_passes() -> None:
+    result = run(tool("helm"), "lint", "--strict", str(CHART), *chart_values())
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+def test_rendered_chart_matches_the_kubernetes_schemas(version: str, schemas: Path) -> None:
+    result = helm_template(*chart_values(), "--kube-version", version)
+    assert result.returncode == 0, result.stderr
+    checked = kubeconform(result.stdout, version, schemas)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "Valid: 8, Invalid: 0, Errors: 0, Skipped: 0" in checked.stdout
+
+
+def test_kubeconform_rejects_a_broken_manifest(schemas: Path) -> None:
+    """The check above means something: the same schemas refuse a misspelt probe."""
+    manifests = rendered_chart()
+    router = deployments(manifests)["router"]
+    container = router["spec"]["template"]["spec"]["containers"][0]
+    container["livenesProbe"] = container.pop("livenessProbe")
+    checked = kubeconform(yaml.safe_dump_all(manifests), KUBERNETES_VERSIONS[0], schemas)
+    assert checked.returncode != 0
+    assert "livenesProbe" in checked.stdout
+
+
+def test_every_deployment_has_probes_resources_and_replicas() -> None:
+    values = load_yaml(CHART / "values.yaml")
+    defaults = {name: values["services"][name]["replicas"] for name in APP_SERVICES}
+    assert defaults == {"router": 2, "segmenter": 2, "metrics": 1}  # as the README says
+    assert values["kafka"]["topicPartitions"] == 6
+    found = deployments(rendered_chart(**{"services.segmenter.replicas": "4"}))
+    assert set(found) == set(APP_SERVICES)
+    for name, deployment in found.items():
+        expected_replicas = 4 if name == "segmenter" else values["services"][name]["replicas"]
+        assert deployment["spec"]["replicas"] == expected_replicas, name
+        [container] = deployment["spec"]["template"]["spec"]["containers"]
+        assert container["command"] == ["python", "-m", f"services.{name}"]
+        assert container["livenessProbe"]["httpGet"]["path"] == "/healthz", name
+        assert container["readinessProbe"]["httpGet"]["path"] == "/readyz", name
+        assert container["ports"] == [{"name": "http",
+                                       "containerPort": values["services"][name]["port"]}]
+        resources = container["resources"]
+        assert {"cpu", "memory"} <= set(resources["requests"]), name
+        assert {"cpu", "memory"} <= set(resources["limits"]), name
+        pod_security = deployment["spec"]["template"]["spec"]["securityContext"]
+        assert pod_security["runAsNonRoot"] is True
+        assert f"--uid {pod_security['runAsUser']} " in DOCKERFILE.read_text("utf-8")
+        assert container["securityContext"]["allowPrivilegeEscalation"] is False
+
+
+def test_a_new_routing_table_rolls_the_pods(tmp_path: Path) -> None:
+    changed = tmp_path / "routing.yaml"
+    changed.write_text((ROOT / "config" / "routing.yaml").read_text("utf-8") + "\n# new\n",
+                       encoding="utf-8")
+    annotations = []
+    for extra in ([], ["--set-file", f"config.routingTable={changed}"]):
+        result = helm_template(*chart_values(), *extra)
+        assert result.returncode == 0, result.stderr
+        manifests = [m for m in yaml.safe_load_all(result.stdout) if m]
+        annotations.append({name: d["spec"]["template"]["metadata"]["annotations"]
+                            ["checksum/config"] for name, d in deployments(manifests).items()})
+    before, after = annotations
+    assert all(before[name] != after[name] for name in APP_SERVICES)
+
+
+def container_env(deployment: dict[str, Any]) -> list[dict[str, Any]]:
+    env: list[dict[str, Any]] = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+    return env
+
+
+def expand(value: str, env: dict[str, str]) -> str:
+    """Kubernetes' $(VAR) expansion of an env value from the variables set before it."""
+    return re.sub(r"\$\((\w+)\)", lambda match: env[match.group(1)], value)
+
+
+def test_pods_read_their_settings_from_the_chart(monkeypatch: pytest.MonkeyPatch) -> None:
+    password = secrets.token_urlsafe(16)
+    manifests = rendered_chart(**{"postgresql.password": password})
+    [secret] = [m for m in manifests if m["kind"] == "Secret"]
+    values = load_yaml(CHART / "values.yaml")
+    for name, deployment in deployments(manifests).items():
+        env: dict[str, str] = {}
+        for variable in container_env(deployment):
+            if "value" in variable:
+                env[variable["name"]] = expand(variable["value"], env)
+            elif variable["name"] == "DATABASE_PASSWORD":
+                reference = variable["valueFrom"]["secretKeyRef"]
+                assert reference["name"] == secret["metadata"]["name"]
+                env["DATABASE_PASSWORD"] = secret["stringData"][reference["key"]]
+            else:  # the pod's name, from the downward API
+                assert variable["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+                env[variable["name"]] = f"routing-customer-routing-{name}-7d9f8c6b5-x2k4q"
+        assert set(env) - SETTINGS_ENV == CHART_ONLY_ENV, name
+        settings = settings_of({"environment": env}, monkeypatch)
+        assert settings.instance_id == env["INSTANCE_ID"], name
+        assert settings.database_url == (f"postgresql+asyncpg://routing:{password}"
+                                          "@postgresql.data:5432/routing")
+        assert settings.kafka_bootstrap_servers == "kafka.streaming:9092"
+        assert settings.kafka_topic_partitions == values["kafka"]["topicPartitions"]
+        assert settings.host == "0.0.0.0"
+        assert getattr(settings, f"{name}_port") == values["services"][name]["port"]
+        mounted = {Path(mount["mountPath"]) for mount in
+                   deployment["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]}
+        assert {settings.segment_rules_file.parent, settings.routing_table_file.parent} \
+            <= mounted
+
+
+def test_the_config_map_holds_the_routing_table_and_segment_rules() -> None:
+    [config_map] = [m for m in rendered_chart() if m["kind"] == "ConfigMap"]
+    defaults = Settings.model_fields
+    for field, path in (("routing_table_file", ROOT / "config" / "routing.yaml"),
+                        ("segment_rules_file", ROOT / "config" / "segments.yaml")):
+        file_name = Path(str(defaults[field].default)).name
+        assert yaml.safe_load(config_map["data"][file_name]) == load_yaml(path), file_name
+
+
+def test_the_chart_commits_no_secret() -> None:
+    values = load_yaml(CHART / "values.yaml")
+    assert values["postgresql"]["password"] == ""
+    without = [option for option in chart_values() if "postgresql.password" not in option]
+    refused = helm_template(*without)
+    assert refused.returncode != 0
+    assert "postgresql.password" in refused.stderr
+    # With an existing Secret the chart makes none and the pods read that one.
+    manifests = rendered_chart(**{"postgresql.password": "",
+                                  "postgresql.existingSecret": "routing-db"})
+    assert not [m for m in manifests if m["kind"] == "Secret"]
+    for deployment in deployments(manifests).values():
+        [reference] = [v["valueFrom"]["secretKeyRef"] for v in container_env(deployment)
+                       if v["name"] == "DATABASE_PASSWORD"]
+        assert reference == {"name": "routing-db", "key": "password"}
+
+
+def test_every_stage_has_a_service_on_its_port() -> None:
+    manifests = rendered_chart()
+    services = {m["metadata"]["labels"]["app.kubernetes.io/component"]: m for m in manifests
+                if m["kind"] == "Service"}
+    for name, deployment in deployments(manifests).items():
+        selector = services[name]["spec"]["selector"]
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        assert selector.items() <= labels.items(), name
+        assert deployment["spec"]["selector"]["matchLabels"].items() <= labels.items()
+        [port] = services[name]["spec"]["ports"]
+        assert port["targetPort"] == "http"

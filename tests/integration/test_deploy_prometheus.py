@@ -1,0 +1,121 @@
+"""The Prometheus configurations and rules are valid (promtool), scrape each service on
+its port, and their expressions use metrics the services export."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.integration.deploy_files import (
+    APP_SERVICES,
+    PROMETHEUS,
+    PROMETHEUS_CONFIGS,
+    all_rules,
+    base_name,
+    bind_mount_target,
+    compose_services,
+    declared_metrics,
+    load_yaml,
+    metric_names,
+    recorded_series,
+    rule_files,
+    run,
+    settings_of,
+    tool,
+)
+
+
+@pytest.mark.parametrize("variant", sorted(PROMETHEUS_CONFIGS))
+def test_prometheus_config_is_valid(variant: str) -> None:
+    config = PROMETHEUS_CONFIGS[variant]
+    result = run(tool("promtool"), "check", "config", str(config))
+    assert result.returncode == 0, result.stdout + result.stderr
+    # promtool accepts a glob that matches nothing; the rules must really be loaded.
+    patterns = load_yaml(config)["rule_files"]
+    assert patterns == ["rules/*.yml"]
+    assert [path for pattern in patterns for path in config.parent.glob(pattern)]
+
+
+def test_prometheus_rules_are_valid() -> None:
+    files = rule_files()
+    assert files, "no rule files under deploy/prometheus/rules"
+    for path in files:
+        result = run(tool("promtool"), "check", "rules", str(path))
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_prometheus_rule_unit_tests_pass() -> None:
+    tests = sorted((PROMETHEUS / "tests").glob("*.yml"))
+    assert tests
+    result = run(tool("promtool"), "test", "rules", *map(str, tests))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("variant", sorted(PROMETHEUS_CONFIGS))
+def test_prometheus_scrapes_each_service_on_its_port(
+        variant: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    services = compose_services()
+    expected: dict[str, list[str]] = {}
+    for name in APP_SERVICES:
+        port = getattr(settings_of(services[name], monkeypatch), f"{name}_port")
+        host = name if variant == "compose" else "127.0.0.1"
+        expected[name] = [f"{host}:{port}"]
+        if variant == "compose":  # and the stage's unpublished replicas, by DNS
+            expected[name].append(f"dns A {name}-replica:{port}")
+    scraped = {job["job_name"]: [target for static in job["static_configs"]
+                                 for target in static["targets"]]
+               + [f"dns {sd['type']} {found}:{sd['port']}"
+                  for sd in job.get("dns_sd_configs", []) for found in sd["names"]]
+               for job in load_yaml(PROMETHEUS_CONFIGS[variant])["scrape_configs"]}
+    assert scraped == expected
+
+
+def test_the_local_prometheus_config_generated_for_tests_is_valid(tmp_path: Path) -> None:
+    """devtools/prometheus.py: prometheus.local.yml's jobs on other ports, 1s."""
+    from devtools import prometheus
+
+    targets = {name: [f"127.0.0.1:{18000 + n}"] for n, name in enumerate(APP_SERVICES)}
+    generated = prometheus.config(targets, interval="1s")
+    path = tmp_path / "prometheus.yml"
+    path.write_text(yaml.safe_dump(generated), encoding="utf-8")
+    result = run(tool("promtool"), "check", "config", str(path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"SUCCESS: {len(rule_files())} rule files found" in result.stdout  # by full path
+    assert {job["job_name"]: job["static_configs"][0]["targets"]
+            for job in generated["scrape_configs"]} == targets
+    with pytest.raises(prometheus.PrometheusError):
+        prometheus.config({"router": ["127.0.0.1:1"]})
+
+
+def test_compose_prometheus_mounts_the_config_directory() -> None:
+    prometheus = compose_services()["prometheus"]
+    target = bind_mount_target(prometheus, "./deploy/prometheus")
+    assert f"--config.file={target}/prometheus.yml" in prometheus["command"]
+
+
+def test_metric_name_extraction() -> None:
+    expr = ('histogram_quantile(0.9, sum by (department, le) (rate(node_cpu_seconds_total'
+            '{mode="idle", department=~"$department"}[$__rate_interval]))) * 1e3 > bool 5'
+            ' or on(job) up{job="x"} offset 5m / ignoring(a) group_left(b) other:recorded')
+    assert metric_names(expr) == {"node_cpu_seconds_total", "up", "other:recorded"}
+
+
+def test_rules_use_metrics_the_services_export() -> None:
+    known = declared_metrics() | recorded_series()
+    for rule in all_rules():
+        for metric in metric_names(rule["expr"]) - {"up"}:
+            assert base_name(metric) in known, f"{rule.get('record') or rule['alert']}: {metric}"
+
+
+def test_recorded_series_are_named_level_metric_operations() -> None:
+    declared = declared_metrics()
+    for name in recorded_series():
+        level, metric, operations = name.split(":")
+        # The level names the labels kept, joined by "_" (department_target: by both).
+        assert level.split("_")[0] in {"department", "segment", "group"}, name
+        assert set(level.split("_")) <= {"department", "segment", "group", "target",
+                                         "level"}, name
+        assert operations, name
+        assert any(metric == known or metric.startswith(f"{known}_") for known in declared), name

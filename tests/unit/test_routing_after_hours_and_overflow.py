@@ -1,0 +1,65 @@
+"""Routing when a department is closed (pause or hand on) or overloaded (overflow)."""
+
+from datetime import UTC, datetime, timedelta
+
+from services.router import overflow
+from tests.unit.routing_tables import MONDAY_NOON, OFFICE, SATURDAY_NOON, decide, parse
+
+
+class TestAfterHours:
+    def test_pause_keeps_the_ticket_and_starts_the_clock_at_opening(self) -> None:
+        decision = decide("government", now=SATURDAY_NOON)
+        assert (decision.department, decision.reason) == ("public_sector", "route")
+        assert decision.first_response_deadline == datetime(2025, 1, 6, 11, 0, tzinfo=UTC)
+        assert any("public_sector closed" in step for step in decision.explanation)
+
+    def test_route_to_hands_the_ticket_to_an_open_department(self) -> None:
+        decision = decide("business", now=SATURDAY_NOON)
+        assert (decision.department, decision.reason) == ("key_accounts", "after_hours")
+        assert decision.first_response_deadline == SATURDAY_NOON + timedelta(hours=8)
+
+    def test_open_departments_keep_their_tickets(self) -> None:
+        assert decide("business").department == "business_desk"
+
+    def test_a_ring_of_closed_departments_keeps_the_first(self) -> None:
+        table = parse(f"fallback_department: a\nroutes: [{{segment: s, department: a}}]\n"
+                      f"departments:\n"
+                      f"  a: {{calendar: {OFFICE}, after_hours: {{route_to: b}}}}\n"
+                      f"  b: {{calendar: {OFFICE}, after_hours: {{route_to: a}}}}\n")
+        decision = decide("s", table=table, now=SATURDAY_NOON)
+        assert decision.department == "a"
+        assert "a -> b all closed: stays with a" in decision.explanation
+
+
+SWAMPED = {"customer_care": overflow.DepartmentLoad(backlog=120)}
+
+
+class TestOverflow:
+    def test_an_overloaded_department_hands_on_new_tickets(self) -> None:
+        decision = decide("general", load=SWAMPED)
+        assert (decision.department, decision.reason, decision.overflowed_from) \
+            == ("sales_support", "overflow", "customer_care")
+        assert "customer_care over backlog 120 > 100: overflow to sales_support" \
+            in decision.explanation
+
+    def test_within_limits_nothing_overflows(self) -> None:
+        decision = decide("general", load={"customer_care": overflow.DepartmentLoad(90)})
+        assert (decision.department, decision.overflowed_from) == ("customer_care", None)
+
+    def test_hysteresis_comes_from_the_state(self) -> None:
+        state = {"customer_care": overflow.OverflowState(True, MONDAY_NOON)}
+        decision = decide("general", load={"customer_care": overflow.DepartmentLoad(90)},
+                          overflow_state=state)
+        assert decision.department == "sales_support"
+
+    def test_never_to_a_closed_department(self) -> None:
+        decision = decide("general", load=SWAMPED, now=SATURDAY_NOON)
+        assert decision.department == "customer_care"
+        assert any("sales_support is closed: no overflow" in step for step in decision.explanation)
+
+    def test_the_deadline_follows_the_receiving_department_calendar(self) -> None:
+        late = datetime(2025, 1, 6, 16, 0, tzinfo=UTC)  # 17:00 in Amsterdam
+        decision = decide("general", load=SWAMPED, now=late)
+        # 24 hours of business time: 1h on Monday, 10h each Tuesday and Wednesday, 3h on
+        # Thursday, on sales_support's calendar (customer_care has none: it would be 24h).
+        assert decision.first_response_deadline == datetime(2025, 1, 9, 10, 0, tzinfo=UTC)

@@ -1,0 +1,125 @@
+"""Routing decisions: a segment's route, its service level, refinements, the trace, the
+table's departments and what refinements read of a ticket."""
+
+from datetime import timedelta
+from pathlib import Path
+
+from services.core import tickets
+from services.router import routing, table_file
+from tests.unit.routing_tables import (
+    COMPLAINT,
+    MONDAY_NOON,
+    SATURDAY_NOON,
+    SIMPLE,
+    TABLE,
+    TICKET,
+    decide,
+    parse,
+)
+
+
+class TestSimpleTable:
+    def test_routed_segment_goes_to_its_department(self) -> None:
+        decision = decide("government", table=SIMPLE)
+        assert (decision.department, decision.reason, decision.entry) \
+            == ("public_sector", "route", "government")
+
+    def test_unclaimed_segment_goes_to_fallback(self) -> None:
+        decision = decide("nobody-routes-this", table=SIMPLE)
+        assert (decision.department, decision.reason, decision.entry) \
+            == ("general", "fallback", "fallback")
+
+    def test_built_in_service_level_and_wall_clock_deadline(self) -> None:
+        decision = decide("government", table=SIMPLE, now=SATURDAY_NOON)
+        assert (decision.priority, decision.first_response_target) == (3, timedelta(days=1))
+        assert decision.first_response_deadline == SATURDAY_NOON + timedelta(days=1)
+        assert decision.queue_topic == "dept.public_sector"
+
+    def test_departments_are_listed_once_with_the_fallback(self) -> None:
+        assert SIMPLE.departments == ("public_sector", "key_accounts", "general")
+
+    def test_a_plain_file_still_parses(self) -> None:
+        table = parse("fallback_department: general\nroutes:\n"
+                      "  - segment: government\n    department: public_sector\n")
+        assert table == routing.RoutingTable.simple(
+            "test", {"government": "public_sector"}, "general")
+
+
+class TestServiceLevel:
+    def test_the_route_sets_priority_and_target(self) -> None:
+        decision = decide("government")
+        assert (decision.priority, decision.first_response_target) == (2, timedelta(hours=4))
+        assert decision.lane == "high"
+        assert decision.queue_topic == "dept.public_sector.high"
+
+    def test_the_tier_tightens_the_target(self) -> None:
+        assert decide("business", tier="existing").first_response_target == timedelta(hours=8)
+        valued = decide("business", tier="most_valuable")
+        assert (valued.priority, valued.first_response_target) == (2, timedelta(hours=2))
+
+    def test_the_fallback_uses_the_defaults(self) -> None:
+        decision = decide("general")
+        assert (decision.department, decision.priority, decision.first_response_target) \
+            == ("customer_care", 4, timedelta(days=1))
+
+
+class TestRefinements:
+    def test_a_matching_refinement_overrides_the_route(self) -> None:
+        decision = decide("key_accounts", ticket=COMPLAINT)
+        assert (decision.department, decision.reason, decision.entry, decision.priority) \
+            == ("key_accounts", "refinement", "key-account-complaints", 1)
+        assert decision.first_response_target == timedelta(minutes=30)
+
+    def test_the_first_match_wins(self) -> None:
+        decision = decide("key_accounts", ticket={**COMPLAINT, "channel": "phone"})
+        assert decision.entry == "key-account-complaints"
+
+    def test_a_later_refinement_can_change_the_department(self) -> None:
+        decision = decide("key_accounts", ticket={**TICKET, "channel": "phone"})
+        assert (decision.department, decision.priority) == ("customer_care", 2)
+
+    def test_no_match_keeps_the_route(self) -> None:
+        assert decide("key_accounts").reason == "route"
+
+    def test_a_refinement_failing_on_a_ticket_is_skipped_and_traced(self) -> None:
+        decision = decide("key_accounts", ticket={"kind": "question"})  # no channel
+        assert decision.reason == "route"
+        assert any("refinement 'phone' failed" in step for step in decision.explanation)
+
+
+class TestTrace:
+    def test_names_the_route_and_table_version(self) -> None:
+        assert decide("government").explanation[0] \
+            == "segment government -> public_sector (route 'government', table test)"
+
+    def test_ends_with_the_service_level_and_deadline(self) -> None:
+        assert decide("government").explanation[-1] == (
+            "tier existing: priority 2 (high lane), first response within 4h (business hours"
+            " of public_sector), due Mon 2025-01-06 16:00 Europe/Amsterdam")
+
+
+class TestTable:
+    def test_departments_include_every_target(self) -> None:
+        assert TABLE.departments == ("public_sector", "business_desk", "key_accounts",
+                                     "customer_care", "sales_support")
+
+    def test_escalation_targets_and_overflow_policies(self) -> None:
+        assert TABLE.escalation_target("public_sector") == "key_accounts"
+        assert TABLE.escalation_target("nobody") is None
+        assert list(TABLE.overflow_policies) == ["customer_care"]
+
+    def test_the_demo_file_is_valid(self) -> None:
+        table = table_file.load(Path(__file__).parents[2] / "config" / "routing.yaml")
+        assert table.fallback_department == "customer_care"
+        decision = routing.decide("key_accounts", "most_valuable", COMPLAINT, table,
+                                  now=MONDAY_NOON)
+        assert (decision.department, decision.priority) == ("key_accounts", 1)
+
+
+class TestViewOf:
+    def test_a_ticket_gives_what_refinements_read(self) -> None:
+        ticket = tickets.Ticket(ticket_id="t", customer_id="c", subject="s", body="b",
+                                channel="chat", kind="complaint", attributes={"order": "1"},
+                                received_at=MONDAY_NOON)
+        assert routing.view_of(ticket) == {"kind": "complaint", "channel": "chat",
+                                           "language": None, "attributes": {"order": "1"}}

@@ -1,0 +1,140 @@
+"""A routing table is refused at load, naming the file, line and entry: bad routes,
+refinements and departments, and durations past 366 days."""
+
+from datetime import timedelta
+
+import pytest
+
+from services.core import config_files
+from tests.unit.routing_tables import MONDAY_NOON, OFFICE, ROUTES, decide, parse
+
+
+class TestParseErrors:
+    def test_missing_fallback_is_rejected_with_file_and_line(self) -> None:
+        with pytest.raises(config_files.ConfigError) as error:
+            parse("routes:\n  - segment: a\n    department: b\n")
+        assert (error.value.path, error.value.entry) == ("routing.yaml", "fallback_department")
+        assert "required" in error.value.problem
+
+    def test_error_names_the_line_and_entry_of_a_bad_route(self) -> None:
+        with pytest.raises(config_files.ConfigError) as error:
+            parse("fallback_department: general\nroutes:\n"
+                  "  - segment: a\n    department: b\n"
+                  "  - segment: vip\n    department: Key Accounts!\n")
+        assert (error.value.line, error.value.entry) == (5, "vip")
+        assert "routing.yaml:5" in str(error.value)
+
+    @pytest.mark.parametrize(("extra", "line", "entry", "problem"), [
+        ("  - {segment: a, department: c}\n", 4, "a", "routed twice"),
+        ("  - {segment: c, department: d, speed: 1}\n", 4, "routes[2]", "unknown keys"),
+        ("  - {segment: c, department: d, priority: 6}\n", 4, "c", "priority must be"),
+        ("  - {segment: c, department: d, first_response_target: 1w}\n", 4, "c",
+         "not a duration"),
+        ("  - segment: c\n    department: d\n    refinements:\n"
+         "      - {name: r, when: 'ticket.kind ==', department: e}\n", 7, "r",
+         "not a valid CEL"),
+        ("  - segment: c\n    department: d\n    refinements:\n"
+         "      - {name: r, when: 'tier', department: e}\n", 7, "r", "not a boolean"),
+        ("  - segment: c\n    department: d\n    refinements:\n"
+         "      - {name: r, when: 'ticket.attributes.vip == true', department: e}\n", 7, "r",
+         "fails on a probe ticket"),
+        ("  - segment: c\n    department: d\n    refinements:\n"
+         "      - {name: r, when: 'true'}\n", 7, "r", "must set a department"),
+        ("  - segment: c\n    department: d\n    refinements:\n"
+         "      - {name: r, when: 'true', department: Bad!}\n", 7, "r", "not valid"),
+        ("  - segment: c\n    department: d\n    refinements:\n"
+         "      - {name: r, when: 'true', priority: 1}\n      - {name: r, when: 'true',"
+         " priority: 2}\n", 8, "r", "two refinements have this name"),
+    ])
+    def test_route_errors(self, extra: str, line: int, entry: str, problem: str) -> None:
+        with pytest.raises(config_files.ConfigError) as error:
+            parse(ROUTES + extra)
+        assert problem in error.value.problem
+        assert (error.value.line, error.value.entry) == (line, entry)
+
+    @pytest.mark.parametrize(("departments", "line", "entry", "problem"), [
+        ("  general: {}\n  b: {overflow: {to: c, max_backlog: 1}}\n", 6, "b",
+         "'c' is not defined under departments"),
+        ("  general: {}\n", 3, "a", "'b' is not defined"),
+        ("  general: {overflow: {to: b, max_backlog: 1}}\n"
+         "  b: {overflow: {to: general, max_backlog: 1}}\n", 5, "general",
+         "overflow goes round in a circle: general -> b -> general"),
+        ("  general: {}\n  b: {after_hours: pause}\n", 6, "b", "needs a calendar"),
+        (f"  general: {{}}\n  b: {{calendar: {OFFICE}, after_hours: closed}}\n", 6, "b",
+         "'pause' or {route_to"),
+        ("  general: {}\n  b: {escalation_to: b}\n", 6, "b", "to itself"),
+        ("  general: {}\n  b: {calendar: {time_zone: Nowhere, hours: {}}}\n", 6, "b",
+         "calendar: time_zone"),
+        ("  general: {}\n  b: {holidays: []}\n", 6, "b", "unknown keys ['holidays']"),
+        ("  general: {}\n  b: {}\n  Bad!: {}\n", 7, "Bad!", "not valid"),
+    ])
+    def test_department_errors(self, departments: str, line: int, entry: str,
+                               problem: str) -> None:
+        with pytest.raises(config_files.ConfigError) as error:
+            parse(ROUTES + "departments:\n" + departments)
+        assert problem in error.value.problem
+        assert (error.value.line, error.value.entry) == (line, entry)
+
+    def test_unknown_top_level_key_is_named(self) -> None:
+        with pytest.raises(config_files.ConfigError, match="unknown keys \\['route'\\]"):
+            parse(ROUTES + "route: []\n")
+
+    def test_priority_aging_must_be_a_duration_or_off(self) -> None:
+        assert parse(ROUTES + "priority_aging: 'off'\n").aging.step is None
+        assert parse(ROUTES + "priority_aging: 15m\n").aging.step == timedelta(minutes=15)
+        with pytest.raises(config_files.ConfigError, match="priority_aging"):
+            parse(ROUTES + "priority_aging: sometimes\n")
+
+    def test_yaml_syntax_error_names_the_line(self) -> None:
+        with pytest.raises(config_files.ConfigError) as error:
+            parse("fallback_department: general\nroutes: [\n  - x\n")
+        assert error.value.line is not None
+
+
+class TestDurationBounds:
+    """Every duration is at most 366 days, refused at load with the file, line and
+    entry; a longer one would overflow the deadline (or the aging) at routing time."""
+
+    @pytest.mark.parametrize(("extra", "line", "entry", "field"), [
+        ("  - {segment: c, department: d, first_response_target: 1000000000000d}\n", 4, "c",
+         "first_response_target"),
+        ("  - {segment: c, department: d, first_response_target: 367d}\n", 4, "c",
+         "first_response_target"),
+        ("  - segment: c\n    department: d\n    tiers:\n"
+         "      existing: {first_response_target: 999999999d}\n", 7, "c",
+         "tiers.existing.first_response_target"),
+        ("  - segment: c\n    department: d\n    refinements:\n"
+         "      - {name: r, when: 'true', first_response_target: 9000000h}\n", 7, "r",
+         "first_response_target"),
+        ("priority_aging: 100000000000d\n", 1, "priority_aging", "priority_aging"),
+        ("departments:\n  general: {}\n  b: {}\n  d: {overflow: {to: b, "
+         "max_predicted_first_response: 5000000000000s}}\n", 7, "d",
+         "overflow.max_predicted_first_response"),
+    ])
+    def test_a_duration_past_366_days_is_refused(self, extra: str, line: int, entry: str,
+                                                 field: str) -> None:
+        with pytest.raises(config_files.ConfigError) as error:
+            parse(ROUTES + extra)
+        assert (error.value.line, error.value.entry) == (line, entry)
+        assert error.value.problem.startswith(f"{field}: ")
+        assert "longer than 366d, the longest allowed" in error.value.problem
+
+    def test_the_longest_target_routes_with_a_deadline(self) -> None:
+        table = parse("fallback_department: general\n"
+                      "defaults: {first_response_target: 366d}\nroutes:\n"
+                      "  - {segment: a, department: b}\n"
+                      f"departments:\n  general: {{}}\n  b: {{calendar: {OFFICE}}}\n")
+        decision = decide("a", table=table)
+        assert decision.first_response_target == timedelta(days=366)
+        assert decision.first_response_deadline > MONDAY_NOON + timedelta(days=366)
+
+    def test_a_calendar_too_closed_for_the_longest_target_is_refused(self) -> None:
+        # Open an hour a week: ten years of it is about 22 days, not 30.
+        with pytest.raises(config_files.ConfigError) as error:
+            parse("fallback_department: general\nroutes:\n"
+                  "  - {segment: a, department: b, first_response_target: 30d}\n"
+                  "departments:\n  general: {}\n  b:\n"
+                  "    calendar: {time_zone: UTC, hours: {mon: '09:00-10:00'}}\n")
+        assert (error.value.line, error.value.entry) == (7, "b")
+        assert "calendar: opens too little for the longest target, 30d" \
+            in error.value.problem
