@@ -63,11 +63,16 @@ class TestTransfer:
             publisher=router.publisher, table=router.router.table.current,
             queue_for=router.router.queue_for, now=NOW + timedelta(hours=1))
 
+    async def refused(self, router: Wired, to_department: str) -> Refused:
+        """A transfer of a ticket just routed to public_sector, which must be refused."""
+        routed_ticket(router)
+        answer = await self.transfer(router, to_department)
+        assert isinstance(answer, Refused)
+        return answer
+
     async def test_an_unknown_department_is_refused_naming_the_field(self) -> None:
         router = wired()
-        routed_ticket(router)
-        refused = await self.transfer(router, "no_such_department")
-        assert isinstance(refused, Refused)
+        refused = await self.refused(router, "no_such_department")
         assert (refused.refusal, refused.field) == (Refusal.INVALID, "body.to_department")
         assert router.publisher.published == [] and router.routed.recorded == []
 
@@ -98,10 +103,7 @@ class TestTransfer:
         assert isinstance(refused, Refused) and refused.refusal is Refusal.FORBIDDEN
 
     async def test_to_where_it_is_already_is_a_conflict(self) -> None:
-        router = wired()
-        routed_ticket(router)
-        refused = await self.transfer(router, "public_sector")
-        assert isinstance(refused, Refused)
+        refused = await self.refused(wired(), "public_sector")
         assert (refused.refusal, refused.error) == (Refusal.CONFLICT, "same_department")
 
     async def test_kafka_unavailable_records_nothing(self) -> None:

@@ -4,36 +4,18 @@ out; a transient failure is retried a bounded number of times."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 
-import pytest
 from aiokafka import AIOKafkaProducer
 from sqlalchemy.exc import DataError, OperationalError
 
-from services.core import envelope, faults, kafka, pipeline, topics
+from services.core import envelope, faults, kafka, pipeline
 from services.core.settings import Settings
 from services.core.stage import StageRunner
 from services.router import worker
 from tests.conftest import department_lanes, read_topic, unique
 from tests.faults import poison
-from tests.integration.test_stages import TABLE, publish, segmented_event
-
-
-@pytest.fixture
-async def fault_settings(kafka_bootstrap: str, tmp_path: object) -> Settings:
-    settings = Settings(kafka_bootstrap_servers=kafka_bootstrap,
-                        database_url="sqlite+aiosqlite:///:memory:")
-    await kafka.ensure_topics(settings, [*topics.PIPELINE,
-                                         *department_lanes(*TABLE.departments)])
-    return settings
-
-
-@pytest.fixture
-async def producer(kafka_bootstrap: str) -> AsyncIterator[AIOKafkaProducer]:
-    started = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
-    await started.start()
-    yield started
-    await started.stop()
+from tests.integration.stages.stage_records import TABLE, publish, segmented_event
 
 
 class Scripted:
@@ -110,11 +92,11 @@ async def run_stage(settings: Settings, transform: Scripted, events: list[envelo
 
 class TestRecordAtFault:
     async def test_an_unexpected_error_on_one_record_dead_letters_it_and_the_rest_flow(
-            self, fault_settings: Settings, producer: AIOKafkaProducer) -> None:
+            self, stage_settings: Settings, raw_producer: AIOKafkaProducer) -> None:
         events = [segmented_event("government") for _ in range(5)]
         transform = Scripted()
         transform.bad_in_transform = {str(events[2].ticket_id)}
-        routed, letters, _ = await run_stage(fault_settings, transform, events, producer,
+        routed, letters, _ = await run_stage(stage_settings, transform, events, raw_producer,
                                              wanted=4, dead=1)
         assert sorted(routed) == sorted(str(e.ticket_id) for e in events
                                         if e is not events[2])
@@ -124,12 +106,12 @@ class TestRecordAtFault:
         assert "did not expect" not in str(letters)  # the message may hold the data
 
     async def test_a_batch_write_failing_on_one_record_sets_only_that_record_aside(
-            self, fault_settings: Settings, producer: AIOKafkaProducer) -> None:
+            self, stage_settings: Settings, raw_producer: AIOKafkaProducer) -> None:
         events = [segmented_event("government") for _ in range(6)]
         transform = Scripted()
         transform.bad_in_batch_write = {str(events[4].ticket_id)}
-        routed, letters, runner = await run_stage(fault_settings, transform, events,
-                                                  producer, wanted=5, dead=1)
+        routed, letters, runner = await run_stage(stage_settings, transform, events,
+                                                  raw_producer, wanted=5, dead=1)
         assert sorted(routed) == sorted(str(e.ticket_id) for e in events
                                         if e is not events[4])
         assert [letter["ce_ticketid"] for letter in letters] == [events[4].ticket_id]
@@ -140,11 +122,11 @@ class TestRecordAtFault:
 
 class TestTransient:
     async def test_a_record_that_never_becomes_ready_is_dead_lettered_after_bounded_tries(
-            self, fault_settings: Settings, producer: AIOKafkaProducer) -> None:
+            self, stage_settings: Settings, raw_producer: AIOKafkaProducer) -> None:
         events = [segmented_event("government") for _ in range(3)]
         transform = Scripted()
         transform.never_ready = {str(events[0].ticket_id)}
-        routed, letters, _ = await run_stage(fault_settings, transform, events, producer,
+        routed, letters, _ = await run_stage(stage_settings, transform, events, raw_producer,
                                              wanted=2, dead=1)
         assert sorted(routed) == sorted(str(e.ticket_id) for e in events[1:])
         assert [letter["ce_ticketid"] for letter in letters] == [events[0].ticket_id]
@@ -154,12 +136,12 @@ class TestTransient:
 
 class TestOutage:
     async def test_an_outage_is_waited_out_and_nothing_is_dead_lettered(
-            self, fault_settings: Settings, producer: AIOKafkaProducer) -> None:
+            self, stage_settings: Settings, raw_producer: AIOKafkaProducer) -> None:
         events = [segmented_event("government") for _ in range(3)]
         transform = Scripted()
         transform.outage_calls = 3 * pipeline.MAX_ATTEMPTS  # more than any bound
-        routed, letters, runner = await run_stage(fault_settings, transform, events,
-                                                  producer, wanted=3, dead=0)
+        routed, letters, runner = await run_stage(stage_settings, transform, events,
+                                                  raw_producer, wanted=3, dead=0)
         assert sorted(routed) == sorted(str(e.ticket_id) for e in events)
         assert letters == []
         assert transform.outage_calls == 0

@@ -1,0 +1,100 @@
+"""What the stage tests put in front of a stage and read behind it: tickets as the
+segmenter and router read them, the stages under test, dead letters, a group's lag."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from services.core import envelope, tickets, topics
+from services.core.settings import Settings
+from services.core.stage import StageRunner
+from services.router import routing, worker
+from services.segmenter import rules
+from services.segmenter import worker as segmenter_worker
+from services.segmenter.store import CustomerStore
+from tests.conftest import unique
+
+TABLE = routing.RoutingTable.simple("t1", {"government": "public_sector"}, "customer_care")
+
+
+def segmented_event(segment: str, ticket_id: str | None = None) -> envelope.Event:
+    ticket_id = ticket_id or unique("t")
+    ticket = tickets.SegmentedTicket(
+        ticket_id=ticket_id, customer_id="c-1", subject="s", body="b", channel="email",
+        received_at=datetime.now(UTC),
+        segmentation=tickets.Segmentation(segment=segment, rule="r", rules_version="v",
+                                          customer_known=True, tier="existing"))
+    return envelope.Event(type="ticket.segmented", source="/test", ticket_id=ticket_id,
+                          correlation_id=ticket_id, data=ticket.model_dump(mode="json"))
+
+
+async def publish(producer: AIOKafkaProducer, topic: str, event: envelope.Event) -> None:
+    await producer.send_and_wait(topic, envelope.to_value(event), key=b"c-1",
+                                 headers=envelope.to_headers(event))
+
+
+async def publish_received(producer: AIOKafkaProducer, ticket_id: str,
+                           customer_id: str) -> None:
+    ticket = tickets.Ticket(ticket_id=ticket_id, customer_id=customer_id, subject="s",
+                            body="b", channel="chat", received_at=datetime.now(UTC))
+    event = envelope.Event(type="ticket.received", source="/test", ticket_id=ticket_id,
+                           correlation_id=ticket_id, data=ticket.model_dump(mode="json"))
+    await producer.send_and_wait(topics.INCOMING, envelope.to_value(event),
+                                 key=customer_id.encode(), headers=envelope.to_headers(event))
+
+
+def segmenter_runner(settings: Settings, store: CustomerStore,
+                     rule_set: rules.RuleSet) -> StageRunner:
+    return StageRunner(settings, name="segmenter-test", source_topic=topics.INCOMING,
+                       group_id=unique("segmenter"),
+                       transform=segmenter_worker.SegmentTicket(
+                           lookup=store.customer, current_rules=lambda: rule_set))
+
+
+def router_runner(settings: Settings, group: str) -> StageRunner:
+    return StageRunner(settings, name="router-test", source_topic=topics.SEGMENTED,
+                       group_id=group, transform=worker.RouteTicket(lambda: TABLE))
+
+
+async def dead_letters_marked(bootstrap: str, marker: str, count: int) -> dict[str, dict[str, str]]:
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(topics.DEAD_LETTERS, bootstrap_servers=bootstrap,
+                                group_id=unique("dlq"), auto_offset_reset="earliest")
+    await consumer.start()
+    found: dict[str, dict[str, str]] = {}
+    try:
+        async with asyncio.timeout(20):
+            while len(found) < count:
+                for records in (await consumer.getmany(timeout_ms=200)).values():
+                    for record in records:
+                        key = (record.key or b"").decode()
+                        if key.startswith(marker):
+                            found[key.split(":", 1)[1]] = {
+                                k: v.decode() for k, v in record.headers}
+    finally:
+        await consumer.stop()
+    return found
+
+
+async def group_lag(bootstrap: str, group: str) -> int:
+    from aiokafka import AIOKafkaConsumer
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    probe = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await probe.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(group)
+        partitions = [TopicPartition(topics.SEGMENTED, p)
+                      for p in range(Settings().kafka_topic_partitions)]
+        ends = await probe.end_offsets(partitions)
+        return sum(end - (committed[tp].offset if tp in committed else 0)
+                   for tp, end in ends.items())
+    finally:
+        await probe.stop()
+        await admin.close()

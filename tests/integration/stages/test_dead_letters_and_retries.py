@@ -1,0 +1,134 @@
+"""A stage meeting records it cannot process: dead letters with their reason, bounded
+retries of transient failures, a segment rule failing at run time."""
+
+from __future__ import annotations
+
+from aiokafka import AIOKafkaProducer
+
+from services.core import db, envelope, kafka, migrate, topics
+from services.core.settings import Settings
+from services.core.stage import StageRunner
+from services.router import worker
+from services.segmenter import rules_file
+from services.segmenter.cache import CustomerCache
+from services.segmenter.models import CustomerRow
+from services.segmenter.store import CustomerStore
+from tests.conftest import read_topic, unique
+from tests.integration.stages.stage_records import (
+    TABLE,
+    dead_letters_marked,
+    publish,
+    publish_received,
+    router_runner,
+    segmented_event,
+    segmenter_runner,
+)
+
+
+class TestDeadLetters:
+    async def test_poison_records_go_to_the_dlq_with_reasons_and_good_ones_flow(
+            self, stage_settings: Settings, raw_producer: AIOKafkaProducer) -> None:
+        good = segmented_event("government")
+        marker = unique("poison")
+        headers = envelope.to_headers(good)
+        poison: dict[str, tuple[bytes, list[tuple[str, bytes]]]] = {
+            "not-json": (b"\xff not json", headers),
+            "no-headers": (b"{}", []),
+            "schema-version": (envelope.to_value(good),
+                               [(k, b"9" if k == "ce_schemaversion" else v)
+                                for k, v in headers]),
+            "missing-fields": (b'{"ticket_id": "x"}', headers),
+        }
+        for name, (value, record_headers) in poison.items():
+            await raw_producer.send_and_wait(topics.SEGMENTED, value, key=f"{marker}:{name}"
+                                             .encode(), headers=record_headers)
+        await publish(raw_producer, topics.SEGMENTED, good)
+        runner = router_runner(stage_settings, unique("router"))
+        await runner.start()
+        try:
+            delivered = await read_topic(stage_settings.kafka_bootstrap_servers,
+                                         "dept.public_sector", until=1,
+                                         keep=lambda e: e.ticket_id == good.ticket_id)
+            dead = await dead_letters_marked(stage_settings.kafka_bootstrap_servers, marker, 4)
+        finally:
+            await runner.stop()
+        assert len(delivered) == 1
+        assert set(dead) == set(poison)
+        for name, dead_headers in dead.items():
+            assert dead_headers["dlq_source_topic"] == topics.SEGMENTED
+            assert int(dead_headers["dlq_source_offset"]) >= 0
+            assert dead_headers["dlq_source_partition"].isdigit()
+            assert dead_headers["dlq_error"], name
+        assert dead["not-json"]["dlq_error_class"] == "EnvelopeError"
+        assert "missing CloudEvents headers" in dead["no-headers"]["dlq_error"]
+        assert "unknown schema version" in dead["schema-version"]["dlq_error"]
+        assert dead["missing-fields"]["dlq_error_class"] == "ValidationError"
+        assert "customer_id: Field required" in dead["missing-fields"]["dlq_error"]
+
+
+class TestRetries:
+    async def test_a_transient_failure_retries_the_batch_and_loses_nothing(
+            self, stage_settings: Settings, raw_producer: AIOKafkaProducer) -> None:
+        calls = {"n": 0}
+        real = worker.RouteTicket(lambda: TABLE)
+
+        async def flaky(event: envelope.Event) -> list[kafka.Output]:
+            calls["n"] += 1
+            if calls["n"] == 1:
+                raise ConnectionError("database went away")
+            return await real(event)
+
+        event = segmented_event("government")
+        await publish(raw_producer, topics.SEGMENTED, event)
+        runner = StageRunner(stage_settings, name="router-test", source_topic=topics.SEGMENTED,
+                             group_id=unique("router"), transform=flaky)
+        runner.loop._retry_pause = 0.1
+        await runner.start()
+        try:
+            found = await read_topic(stage_settings.kafka_bootstrap_servers,
+                                     "dept.public_sector", until=1,
+                                     keep=lambda e: e.ticket_id == event.ticket_id)
+        finally:
+            await runner.stop()
+        assert len(found) == 1
+        assert calls["n"] >= 2
+
+
+class TestRuleFailingAtRunTime:
+    async def test_the_ticket_goes_to_the_dlq_and_the_next_one_flows(
+            self, stage_settings: Settings, raw_producer: AIOKafkaProducer) -> None:
+        await migrate.upgrade(stage_settings.database_url)
+        engine = db.engine(stage_settings.database_url)
+        async with engine.begin() as connection:
+            await connection.execute(CustomerRow.__table__.insert(), [
+                {"customer_id": "odd-1", "customer_type": "individual",
+                 "attributes": {"level": "high"}},
+                {"customer_id": "fine-1", "customer_type": "individual",
+                 "attributes": {"level": 5}}])
+        store = CustomerStore(db.sessions(engine),
+                              cache=CustomerCache(max_customers=100, ttl_seconds=60))
+        rule_set = rules_file.parse(
+            "default_segment: general\nrules:\n  - name: levels\n    segment: high_level\n"
+            "    when: has(customer.attributes.level) && customer.attributes.level > 3\n",
+            source="levels.yaml")
+        marker = unique("odd")
+        sent = {}
+        for customer_id in ("odd-1", "fine-1"):
+            sent[customer_id] = f"{marker}-{customer_id}"
+            await publish_received(raw_producer, sent[customer_id], customer_id)
+        runner = segmenter_runner(stage_settings, store, rule_set)
+        await runner.start()
+        try:
+            segmented = await read_topic(stage_settings.kafka_bootstrap_servers,
+                                         topics.SEGMENTED, until=1,
+                                         keep=lambda e: e.ticket_id == sent["fine-1"])
+            dead = await read_topic(stage_settings.kafka_bootstrap_servers,
+                                    topics.DEAD_LETTERS, until=1,
+                                    keep=lambda e: e.ticket_id == sent["odd-1"])
+        finally:
+            await runner.stop()
+            await engine.dispose()
+        assert segmented[0][0].data["segmentation"]["segment"] == "high_level"
+        headers = {k: v.decode() for k, v in dead[0][1].headers}  # type: ignore[attr-defined]
+        assert headers["dlq_error_class"] == "RuleEvaluationError"
+        assert "'levels' failed" in headers["dlq_error"]

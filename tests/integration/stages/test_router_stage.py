@@ -1,0 +1,90 @@
+"""The router stage on a real broker: tickets to their lanes, copies routed once, at
+least once mode."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from aiokafka import AIOKafkaProducer
+
+from services.core import db, migrate, topics
+from services.core.settings import Settings
+from services.core.stage import StageRunner
+from services.router import worker
+from services.router.store import RoutedTickets
+from tests.conftest import department_lanes, read_topic, unique
+from tests.integration.stages.stage_records import (
+    TABLE,
+    publish,
+    router_runner,
+    segmented_event,
+)
+
+
+class TestRouterStage:
+    async def test_routed_and_fallback_tickets_reach_their_queues_once(
+            self, stage_settings: Settings, raw_producer: AIOKafkaProducer) -> None:
+        routed, unclaimed = segmented_event("government"), segmented_event("no-such-segment")
+        for event in (routed, unclaimed):
+            await publish(raw_producer, topics.SEGMENTED, event)
+        runner = router_runner(stage_settings, unique("router"))
+        await runner.start()
+        try:
+            wanted = {routed.ticket_id, unclaimed.ticket_id}
+            found = await read_topic(stage_settings.kafka_bootstrap_servers,
+                                     "dept.public_sector", "dept.customer_care", until=2,
+                                     keep=lambda e: e.ticket_id in wanted)
+        finally:
+            await runner.stop()
+        where = {event.ticket_id: (record.topic, event.data["routing"]["reason"])
+                 for event, record in found}
+        assert len(found) == 2
+        assert where == {routed.ticket_id: ("dept.public_sector", "route"),
+                         unclaimed.ticket_id: ("dept.customer_care", "fallback")}
+
+
+class TestCopies:
+    async def test_a_second_copy_of_a_routed_ticket_is_not_routed_again(
+            self, stage_settings: Settings, raw_producer: AIOKafkaProducer) -> None:
+        """Copies of one ticket under other event ids (the intake published it twice):
+        one in the queue, whether the copies come in one batch or far apart."""
+        await migrate.upgrade(stage_settings.database_url)
+        engine = db.engine(stage_settings.database_url)
+        later, together = unique("t"), unique("t")
+        runner = StageRunner(
+            stage_settings, name="router-test", source_topic=topics.SEGMENTED,
+            group_id=unique("router"), transform=worker.RouteTicket(
+                lambda: TABLE, routed=RoutedTickets(db.sessions(engine))))
+        await runner.start()
+        try:
+            await publish(raw_producer, topics.SEGMENTED, segmented_event("government", later))
+            await read_topic(stage_settings.kafka_bootstrap_servers, "dept.public_sector",
+                             until=1, settle=0.5, keep=lambda e: e.ticket_id == later)
+            for ticket_id in (later, together, together):
+                await publish(raw_producer, topics.SEGMENTED,
+                              segmented_event("government", ticket_id))
+            found = await read_topic(stage_settings.kafka_bootstrap_servers,
+                                     "dept.public_sector", until=2, settle=3.0,
+                                     keep=lambda e: e.ticket_id in (later, together))
+        finally:
+            await runner.stop()
+            await engine.dispose()
+        assert Counter(event.ticket_id for event, _ in found) == {later: 1, together: 1}
+
+
+class TestAtLeastOnceMode:
+    async def test_routes_without_transactions(
+            self, stage_settings: Settings, raw_producer: AIOKafkaProducer) -> None:
+        settings = stage_settings.model_copy(update={"delivery": "at_least_once"})
+        event = segmented_event("government")
+        await publish(raw_producer, topics.SEGMENTED, event)
+        runner = router_runner(settings, unique("router"))
+        assert runner.loop.producers is None
+        await runner.start()
+        try:
+            found = await read_topic(settings.kafka_bootstrap_servers,
+                                     *department_lanes("public_sector"), until=1,
+                                     keep=lambda e: e.ticket_id == event.ticket_id)
+        finally:
+            await runner.stop()
+        assert len(found) == 1
