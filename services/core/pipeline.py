@@ -219,9 +219,15 @@ class StageLoop:
         # Leaving the block by an exception aborts the transaction: nothing of it becomes
         # visible, and the partition's offset stays uncommitted.
         async with producer.transaction():
-            await self._send(outgoing, records, producer)
-            await producer.send_offsets_to_transaction(
-                {partition: records[-1].offset + 1}, producers.group_id)
+            acknowledgements = [await kafka.send(producer, record) for record in outgoing]
+            # The offset joins the transaction while the records are on their way (its
+            # requests go to the coordinator, theirs to the partitions' leaders); both
+            # are acknowledged before the commit.
+            await asyncio.gather(
+                producer.send_offsets_to_transaction(
+                    {partition: records[-1].offset + 1}, producers.group_id),
+                *acknowledgements)
+            self.processed += len(records)
 
     async def _recover_partitions(self) -> None:
         """Start the producers of partitions assigned, or whose producer failed, since
