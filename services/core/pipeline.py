@@ -2,7 +2,8 @@
 
 A stage is a `Transform`: it turns one incoming event into the events it must publish.
 Exactly once: each partition's share of a batch, its output and its consumed offset, is
-committed in one Kafka transaction of that partition's producer (see partition_producers).
+committed in one Kafka transaction of that partition's producer (see partition_producers);
+a share with nothing to publish commits its offset with the group's own commit.
 At least once: the loop publishes, waits until the broker has acknowledged every record,
 and only then commits the offsets, so a crash replays rather than loses.
 

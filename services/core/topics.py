@@ -41,9 +41,11 @@ LANES: tuple[Lane, ...] = ("high", "normal", "low")  # highest first
 SEGMENTER_GROUP = "segmenter"
 ROUTER_GROUP = "router"
 ROUTER_TRACKER_GROUP = "router-tracker"
+ROUTER_WEBHOOKS_GROUP = "router-webhooks"  # the webhook outbox, in the router
 METRICS_GROUP = "metrics"
 STAGE_GROUPS = {SEGMENTER_GROUP: INCOMING, ROUTER_GROUP: SEGMENTED,
-                ROUTER_TRACKER_GROUP: EVENTS, METRICS_GROUP: EVENTS}
+                ROUTER_TRACKER_GROUP: EVENTS, ROUTER_WEBHOOKS_GROUP: EVENTS,
+                METRICS_GROUP: EVENTS}
 DEPARTMENT_GROUP_PREFIX = "department."
 
 # Headers a stage adds to a record it dead-letters (all start with the prefix, so a

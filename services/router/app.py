@@ -68,7 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             route = worker.RouteTicket(lambda: live_table.current, routed=routed,
                                        load=router.load,
                                        outage=StoreOutage(settings.store_outage_grace_seconds))
-            callbacks = webhooks.build(settings, sessions, name=NAME,
+            callbacks = webhooks.build(settings, sessions,
                                        platforms_of=routed.platforms_of,
                                        awaits_store=route.awaits_store)
             await parts.start(Phase.PUBLISHERS, stop=callbacks.close)

@@ -52,14 +52,15 @@ def retry_policy(settings: Settings) -> catalog.RetryPolicy:
                                max_seconds=settings.webhook_retry_max_seconds)
 
 
-def build(settings: Settings, sessions: async_sessionmaker[AsyncSession], *, name: str,
+def build(settings: Settings, sessions: async_sessionmaker[AsyncSession], *,
           platforms_of: outbox.PlatformsOf,
           awaits_store: Callable[[str], bool] = lambda _ticket_id: False,
-          source_topic: str = topics.EVENTS) -> Callbacks:
+          source_topic: str = topics.EVENTS,
+          group: str = topics.ROUTER_WEBHOOKS_GROUP) -> Callbacks:
     endpoints, deliveries = endpoints_of(settings, sessions), store.Deliveries(sessions)
     recorder = StageRunner(
-        settings, name=f"{name}-webhooks", source_topic=source_topic,
-        group_id=f"{name}-webhooks", publishes=False,
+        settings, name=group, source_topic=source_topic, group_id=group,
+        publishes=False,
         transform=outbox.RecordCallbacks(deliveries, endpoints, platforms_of=platforms_of,
                                          awaits_store=awaits_store))
     deliverer = delivery.Deliverer(

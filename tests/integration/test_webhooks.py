@@ -32,7 +32,7 @@ class Harness:
         self.engine = db.engine(settings.database_url)
         sessions = db.sessions(self.engine)
         self.routed = RoutedTickets(sessions)
-        self.callbacks = service.build(settings, sessions, name=unique("router"),
+        self.callbacks = service.build(settings, sessions, group=unique("router-webhooks"),
                                        platforms_of=self.routed.platforms_of,
                                        source_topic=topic)
         self.tasks = background.BackgroundTasks()

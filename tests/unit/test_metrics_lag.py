@@ -8,7 +8,8 @@ class TestWatchedGroups:
                  "dept.key_accounts", "__consumer_offsets", "dept.", "dept.Bad"]
         assert lag.watched(names) == [
             ("segmenter", "tickets.incoming"), ("router", "tickets.segmented"),
-            ("router-tracker", "tickets.events"), ("metrics", "tickets.events"),
+            ("router-tracker", "tickets.events"), ("router-webhooks", "tickets.events"),
+            ("metrics", "tickets.events"),
             ("department.key_accounts", "dept.key_accounts"),
             ("department.public_sector", "dept.public_sector"),
             ("department.public_sector", "dept.public_sector.high"),
