@@ -51,7 +51,8 @@ def router() -> list[Allow]:
         Allow("topic", topics.CONFIG_CHANGES, "write"),
         *_all("topic", "read", topics.SEGMENTED, topics.EVENTS, topics.DEAD_LETTERS,
               dead_letters.REPLAYED),
-        *_all("group", "read", topics.ROUTER_GROUP, topics.ROUTER_TRACKER_GROUP),
+        *_all("group", "read", topics.ROUTER_GROUP, topics.ROUTER_TRACKER_GROUP,
+              topics.ROUTER_WEBHOOKS_GROUP),
         # The intake, routing, dead letters; replays go back to the source topics.
         *_all("topic", "write", topics.INCOMING, topics.SEGMENTED, topics.EVENTS,
               topics.DEAD_LETTERS, dead_letters.REPLAYED),
@@ -88,7 +89,7 @@ def metrics() -> list[Allow]:
               topics.CONFIG_CHANGES),
         Allow("topic", topics.DEPARTMENT_QUEUE_PREFIX, "describe", prefixed=True),
         *_all("group", "describe", topics.SEGMENTER_GROUP, topics.ROUTER_GROUP,
-              topics.ROUTER_TRACKER_GROUP),
+              topics.ROUTER_TRACKER_GROUP, topics.ROUTER_WEBHOOKS_GROUP),
         Allow("group", topics.DEPARTMENT_GROUP_PREFIX, "describe", prefixed=True),
     ]
 
