@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
@@ -161,21 +161,25 @@ async def _stop_quietly(producer: AIOKafkaProducer) -> None:
 class Handover(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
     """Called by the consumer around a rebalance.
 
-    Revoked: waits for the batch in flight to commit or abort (it holds `batch_lock`), so
-    the next owner reads up-to-date committed offsets, then closes those producers.
+    Revoked: with `batch_lock` held (no share of a batch starts meanwhile), waits for the
+    shares in flight to commit or abort (`settle`), so the next owner reads up-to-date
+    committed offsets, then closes those producers.
     Assigned (exactly once): pauses the partitions and marks them for the stage's loop,
     which (`take_over`) starts each one's producer, then seeks it to its committed
     offset, read only after `init_transactions` has waited out the former owner's last
     transaction, and resumes it."""
 
     def __init__(self, consumer: AIOKafkaConsumer, *, batch_lock: asyncio.Lock,
+                 settle: Callable[[], Awaitable[None]],
                  producers: PartitionProducers | None) -> None:
         self._consumer = consumer
         self._batch_lock = batch_lock
+        self._settle = settle
         self._producers = producers
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        async with self._batch_lock:
+        async with self._batch_lock:  # no share starts meanwhile
+            await self._settle()
             if self._producers is not None:
                 await self._producers.close(revoked)
 

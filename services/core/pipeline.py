@@ -3,7 +3,9 @@
 A stage is a `Transform`: it turns one incoming event into the events it must publish.
 Exactly once: each partition's share of a batch, its output and its consumed offset, is
 committed in one Kafka transaction of that partition's producer (see partition_producers);
-a share with nothing to publish commits its offset with the group's own commit.
+a share with nothing to publish commits its offset with the group's own commit. Each
+partition's share goes on by itself: a partition is fetched again as soon as its own
+share is committed, not when the slowest partition's is.
 At least once: the loop publishes, waits until the broker has acknowledged every record,
 and only then commits the offsets, so a crash replays rather than loses.
 
@@ -19,6 +21,7 @@ No single record can stop a partition.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 
@@ -53,12 +56,13 @@ class _Attempts:
 
 
 class StageLoop:
-    """Runs one stage until `stop` is set; finishes the batch in hand before returning.
+    """Runs one stage until `stop` is set; finishes the shares in hand before returning.
 
-    Exactly once (with `producers`): each partition's records of a batch are transformed
-    and committed, with the partition's consumed offset, in a transaction of that
-    partition's own producer. At least once (with `producer`): the batch is published,
-    acknowledged, then its offsets committed."""
+    A batch is taken in shares, one per partition, each going on by itself (one share
+    per partition at a time, so a partition's records keep their order). Exactly once
+    (with `producers`): a share is transformed and committed, with the partition's
+    consumed offset, in a transaction of that partition's own producer. At least once
+    (with `producer`): a share is published, acknowledged, then its offset committed."""
 
     def __init__(
         self,
@@ -92,7 +96,8 @@ class StageLoop:
         # Transforms keep per-batch state (Batching): one partition's records at a time.
         self._transform_lock = asyncio.Lock()
         self.handover = partition_producers.Handover(consumer, batch_lock=self._batch_lock,
-                                                     producers=producers)
+                                                     settle=self.settle, producers=producers)
+        self._in_flight: dict[TopicPartition, asyncio.Task[None]] = {}
         self._attempts: dict[TopicPartition, _Attempts] = {}
         self._outages = 0  # consecutive batches that met an outage
         self.processed = 0
@@ -104,28 +109,66 @@ class StageLoop:
         return self._outages > 0
 
     async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            await self._recover_partitions()
-            batch = await self._consumer.getmany(timeout_ms=200, max_records=self._max_batch)
-            if not batch:
-                continue
-            async with self._batch_lock:  # a revocation waits for this batch
-                if self.producers is None:
-                    outcomes = [await self._process_and_commit(batch)]
-                else:
-                    outcomes = list(await asyncio.gather(*(
-                        self._process_in_transaction(tp, records, self.producers)
-                        for tp, records in batch.items())))
-            await self._after(outcomes)
+        """Each partition's share of a fetch goes on by itself: a partition waits for its
+        own transaction, not for the slowest of the fetch, and is fetched again as soon
+        as its share is done. Returns once the shares in hand are finished."""
+        try:
+            while not stop.is_set():
+                await self._recover_partitions()
+                batch = await self._next_batch()
+                if batch:
+                    async with self._batch_lock:  # a revocation waits for these shares
+                        for partition, records in batch.items():
+                            self._in_flight[partition] = asyncio.create_task(
+                                self._share(partition, records))
+        finally:
+            await self.settle()
 
-    async def _after(self, outcomes: list[faults.Fault | None]) -> None:
-        """Note how the batch went; pause before a retry, longer while an outage lasts."""
-        failed = [fault for fault in outcomes if fault is not None]
-        for fault in failed:
+    async def settle(self) -> None:
+        """Wait until every share in hand is committed or rewound."""
+        while self._in_flight:
+            await asyncio.gather(*self._in_flight.values(), return_exceptions=True)
+
+    async def _next_batch(self) -> dict[TopicPartition, list[ConsumerRecord]]:
+        """Records of the partitions with no share in hand; nothing, as soon as a share
+        ends (so that its partition is fetched with the others)."""
+        shares = set(self._in_flight.values())
+        if not shares:
+            return await self._consumer.getmany(timeout_ms=200, max_records=self._max_batch)  # type: ignore[no-any-return]
+        idle = self._consumer.assignment() - self._in_flight.keys()
+        if not idle:
+            await asyncio.wait(shares, timeout=0.2, return_when=asyncio.FIRST_COMPLETED)
+            return {}
+        fetch = asyncio.ensure_future(self._consumer.getmany(
+            *idle, timeout_ms=200, max_records=self._max_batch))
+        await asyncio.wait({fetch, *shares}, return_when=asyncio.FIRST_COMPLETED)
+        if fetch.done() or not fetch.cancel():
+            return fetch.result()  # type: ignore[no-any-return]
+        # Cancelled while waiting for records: none were taken from the consumer.
+        with contextlib.suppress(asyncio.CancelledError):
+            await fetch
+        return {}
+
+    async def _share(self, partition: TopicPartition, records: list[ConsumerRecord]) -> None:
+        """One partition's records: processed and committed, or rewound to be retried
+        after a pause (the partition is not fetched meanwhile)."""
+        try:
+            if self.producers is None:
+                fault = await self._process_and_commit({partition: records})
+            else:
+                fault = await self._process_in_transaction(partition, records,
+                                                           self.producers)
+            await self._after(fault)
+        finally:
+            del self._in_flight[partition]
+
+    async def _after(self, fault: faults.Fault | None) -> None:
+        """Note how a share went; pause before a retry, longer while an outage lasts."""
+        if fault is not None:
             RETRIES.labels(self.name, fault.value).inc()
-        self._outages = self._outages + 1 if faults.Fault.OUTAGE in failed else 0
+        self._outages = self._outages + 1 if fault is faults.Fault.OUTAGE else 0
         WAITING.labels(self.name).set(1 if self._outages else 0)
-        if failed:
+        if fault is not None:
             await asyncio.sleep(min(self._retry_pause * 2 ** max(self._outages - 1, 0),
                                     self._max_retry_pause))
 
