@@ -26,7 +26,7 @@ class HeldPartition:
         original = AIOKafkaProducer.send_offsets_to_transaction
 
         async def held(producer: AIOKafkaProducer, *args: Any, **kwargs: Any) -> None:
-            if producer._txn_manager.transactional_id == transactional_id:  # type: ignore[attr-defined]
+            if producer._txn_manager.transactional_id == transactional_id:
                 self.entered.set()
                 await self.released.wait()
             await original(producer, *args, **kwargs)
