@@ -13,10 +13,11 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 from aiokafka.helpers import create_ssl_context
 
-from services.core import envelope, topics
+from services.core import envelope, kafka_tuning, topics
 from services.core.settings import Settings
 
 logger = logging.getLogger(__name__)
+kafka_tuning.apply()
 
 
 def connection_options(settings: Settings) -> dict[str, Any]:
