@@ -100,9 +100,11 @@ def producer(settings: Settings, *, client_id: str,
 
 def consumer(
     settings: Settings, *topics: str, group_id: str | None, client_id: str,
-    offset_reset: str = "earliest",
+    offset_reset: str = "earliest", fetch_min_bytes: int = 1,
 ) -> AIOKafkaConsumer:
-    """A consumer that never commits on its own: callers commit after their output is acked."""
+    """A consumer that never commits on its own: callers commit after their output is
+    acked. The broker answers its fetch once `fetch_min_bytes` are waiting, or after
+    the fetch wait."""
     return Consumer(
         *topics,
         **connection_options(settings),
@@ -112,6 +114,7 @@ def consumer(
         auto_offset_reset=offset_reset,
         isolation_level="read_committed",
         fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+        fetch_min_bytes=fetch_min_bytes,
     )
 
 

@@ -26,6 +26,11 @@ class Settings(BaseSettings):
     kafka_topic_partitions: int = Field(default=3, ge=1)
     # How long the broker may hold a consumer's fetch that finds nothing to read.
     kafka_fetch_max_wait_ms: int = Field(default=500, ge=1, le=500)
+    # Followers off the tickets' way to their departments (the metrics service, the
+    # router's event follower and webhook outbox) have the broker hold their fetch until
+    # this much is waiting, or kafka_fetch_max_wait_ms passed: fewer, larger batches,
+    # each one SQL transaction, so fewer writers queue for the store's lock.
+    kafka_follower_fetch_min_bytes: int = Field(default=65536, ge=1)
     kafka_replication_factor: int = Field(default=1, ge=1)
     delivery: Literal["exactly_once", "at_least_once"] = "exactly_once"
     instance_id: str = Field(default="0", pattern=r"^[A-Za-z0-9._-]{1,64}$")

@@ -26,10 +26,15 @@ class StageRunner:
         group_id: str,
         transform: pipeline.Transform,
         publishes: bool = True,
+        follower: bool = False,
     ) -> None:
         """`publishes=False`: a stage that only records (no output records) needs no
-        transactions, whatever the delivery setting."""
-        self._consumer = kafka.consumer(settings, group_id=group_id, client_id=name)
+        transactions, whatever the delivery setting. `follower`: off the tickets' way to
+        their departments, it takes its records in larger batches
+        (`kafka_follower_fetch_min_bytes`)."""
+        self._consumer = kafka.consumer(
+            settings, group_id=group_id, client_id=name,
+            fetch_min_bytes=settings.kafka_follower_fetch_min_bytes if follower else 1)
         producers: partition_producers.PartitionProducers | None = None
         self._producer: AIOKafkaProducer | None = None
         if settings.delivery == "exactly_once" and publishes:

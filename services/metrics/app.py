@@ -93,7 +93,7 @@ def create_app(settings: Settings | None = None, *,
                 settings, name=NAME, source_topic=topics.EVENTS,
                 group_id=topics.METRICS_GROUP,
                 transform=worker.TrackTicketEvent(metrics.updates, export=metrics.exporter),
-                publishes=False)
+                publishes=False, follower=True)
             await parts.start(start_order.Phase.STAGE, stage.start, stop=stage.stop)
             yield
 

@@ -108,7 +108,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 1.0, route.flush_deferred, stop, once_more_on_stop=True))
             follower = StageRunner(
                 settings, name=f"{NAME}-tracker", source_topic=topics.EVENTS,
-                group_id=topics.ROUTER_TRACKER_GROUP,
+                group_id=topics.ROUTER_TRACKER_GROUP, follower=True,
                 transform=event_follower.FollowTicketEvent(
                     routed, current_table=lambda: live_table.current,
                     awaits_store=route.awaits_store))

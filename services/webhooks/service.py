@@ -60,7 +60,7 @@ def build(settings: Settings, sessions: async_sessionmaker[AsyncSession], *,
     endpoints, deliveries = endpoints_of(settings, sessions), store.Deliveries(sessions)
     recorder = StageRunner(
         settings, name=group, source_topic=source_topic, group_id=group,
-        publishes=False,
+        publishes=False, follower=True,
         transform=outbox.RecordCallbacks(deliveries, endpoints, platforms_of=platforms_of,
                                          awaits_store=awaits_store))
     deliverer = delivery.Deliverer(
