@@ -2,16 +2,18 @@
 
     .venv/bin/python -m bench.e2e [--rates 50,200,500,1000] [--seconds 15] [--runs 1]
         [--only project|baseline] [--skip-max] [--intake-seconds 10] [--customers 2000]
-        [--profile DIR]
+        [--profile DIR] [--one-router]
 
 Starts one Kafka broker (KRaft, loopback) in a temporary folder, then in turn:
 - the baseline (bench/baseline.py, hand-written, at least once): uvicorn intake producing
   with acks=all and idempotence, two bare consume -> add a field -> produce -> commit
   stages, on `baseline.*` topics;
 - the project's pipeline with its defaults: segmenter, router (intake) and metrics service
-  as processes (`python -m services.<name>`), exactly once, a SQLite store seeded with
-  `--customers` demo customers, auth on (a platform key issued in the store with the rate
-  limit 100000/second), config/segments.yaml and config/routing.yaml.
+  as processes (`python -m services.<name>`) as `bin/run` starts them (with 2+ cores the
+  router's intake and its stage in two processes; `--one-router`: in one), exactly once,
+  a SQLite store seeded with `--customers` demo customers, auth on (a platform key
+  issued in the store with the rate limit 100000/second), config/segments.yaml and
+  config/routing.yaml.
 Each is warmed up (40 tickets through), then measured:
 - constant offered rates, open loop (requests sent at fixed times on raw keep-alive HTTP
   connections, a new connection when all are busy, whatever the server does): accepted
@@ -56,7 +58,7 @@ from bench import closed_loop, e2e_load
 from bench.e2e_pipelines import STARTED, Running, spawn, start_baseline, start_project, stop_all
 from bench.e2e_probes import RssSampler, top_frames
 from bench.e2e_steps import Bench
-from devtools import demo, ports
+from devtools import demo, ports, processes
 from devtools.kafka_broker import LocalKafka
 
 
@@ -192,6 +194,9 @@ def main() -> None:
                         help="end-to-end p99 (ms) a sustainable rate must keep")
     parser.add_argument("--only", choices=["project", "baseline"])
     parser.add_argument("--skip-max", action="store_true")
+    parser.add_argument("--one-router", action="store_true",
+                        help="the project's router in one process, its intake and stage"
+                             " together (bin/run splits them where there are 2+ cores)")
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--customers", type=int, default=2000,
                         help="demo customers in the project's store")
@@ -223,7 +228,9 @@ def main() -> None:
                 print(f"run {run + 1}/{args.runs}: {name} (started at"
                       f" {time.monotonic() - began:.0f}s)", flush=True)
                 running = (start_baseline(broker.bootstrap_servers, home) if name == "baseline"
-                           else start_project(broker.bootstrap_servers, home, args.customers))
+                           else start_project(broker.bootstrap_servers, home, args.customers,
+                                              split=processes.split_router()
+                                              and not args.one_router))
                 try:
                     results.setdefault(name, []).append(
                         run_pipeline(bench, running, rates, args.skip_max,

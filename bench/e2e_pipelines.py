@@ -100,18 +100,21 @@ def project_lanes() -> list[str]:
             for lane in priority.lane_topics(department)]
 
 
-def start_project(bootstrap: str, home: Path, customers: int) -> Running:
+def start_project(bootstrap: str, home: Path, customers: int, *,
+                  split: bool = processes.split_router()) -> Running:
+    """The project as `bin/run` starts it (`split`: the router's intake and stage in two
+    processes, see devtools.processes)."""
     database_url = f"sqlite+aiosqlite:///{home / 'project.db'}"
     token = asyncio.run(prepare_store(database_url, customers))
     lanes = project_lanes()
     asyncio.run(kafka.ensure_topics(Settings(kafka_bootstrap_servers=bootstrap),
                                     [*topics.PIPELINE, *lanes]))
-    service_ports = {name: ports.free_port() for name in processes.SERVICES}
+    service_ports = {name: ports.free_port()
+                     for name in (*processes.SERVICES, processes.ROUTER_STAGE_INSTANCE)}
     env = processes.service_env(bootstrap=bootstrap, database_url=database_url,
                                 ports=service_ports)
-    services = {name: processes.ServiceProcess(name, service_ports[name], env,
-                                               home / "logs" / f"{name}.log")
-                for name in processes.SERVICES}
+    services = {service.name: service for service in processes.pipeline_processes(
+        env, service_ports, home / "logs", split=split)}
     for service in services.values():
         service.start()
         assert service.process is not None

@@ -21,6 +21,7 @@ class ServiceProcess:
     env: dict[str, str]
     log_file: Path
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    module: str = ""  # services.<module>; the name's when empty
 
     @property
     def url(self) -> str:
@@ -30,7 +31,7 @@ class ServiceProcess:
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         with self.log_file.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", f"services.{self.name}"],
+                [sys.executable, "-m", f"services.{self.module or self.name}"],
                 env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True)
 
@@ -71,3 +72,32 @@ def service_env(*, bootstrap: str, database_url: str, ports: dict[str, int],
         "ROUTER_URL": f"http://127.0.0.1:{ports['router']}",
         **(extra or {}),
     }
+
+
+ROUTER_STAGE_INSTANCE = "router-stage"
+
+
+def split_router() -> bool:
+    """Whether to run the router's intake and its stage in two processes: where there
+    is more than one core (each process is one Python interpreter, one core at most)."""
+    return (os.cpu_count() or 1) > 1
+
+
+def pipeline_processes(env: dict[str, str], service_ports: dict[str, int], logs: Path, *,
+                       split: bool) -> list[ServiceProcess]:
+    """The pipeline's processes. Split: the router on ROUTER_PORT serves the intake and the
+    APIs and runs no stage (ROUTER_STAGE=false); a second router instance, with its own
+    instance id and port, routes (ROUTER_STAGE_INSTANCE in `service_ports`)."""
+    router_env = {**env, "ROUTER_STAGE": "false"} if split else env
+    processes = [
+        ServiceProcess("segmenter", service_ports["segmenter"], env, logs / "segmenter.log"),
+        ServiceProcess("router", service_ports["router"], router_env, logs / "router.log"),
+        ServiceProcess("metrics", service_ports["metrics"], env, logs / "metrics.log")]
+    if split:
+        port = service_ports[ROUTER_STAGE_INSTANCE]
+        processes.append(ServiceProcess(
+            ROUTER_STAGE_INSTANCE, port, {**env, "ROUTER_PORT": str(port),
+                                          "INSTANCE_ID": ROUTER_STAGE_INSTANCE,
+                                          "ROUTER_STAGE": "true"},
+            logs / f"{ROUTER_STAGE_INSTANCE}.log", module="router"))
+    return processes

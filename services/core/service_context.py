@@ -33,6 +33,9 @@ class ServiceContext:
     credentials: Credentials | None = None  # None until the lifespan opened the store
     background: BackgroundTasks | None = None
     stage: StageRunner | None = None  # the main stage: the service is ready while it runs
+    # A service instance running no main stage (a router serving the intake, its stage
+    # in another instance) is ready once its lifespan started everything else.
+    started_without_stage: bool = False
     _provided: dict[type, object] = field(default_factory=dict, init=False, repr=False)
 
     def provide(self, *parts: object) -> None:
@@ -48,7 +51,9 @@ class ServiceContext:
         return found
 
     def ready(self) -> bool:
-        return self.stage is not None and self.stage.running
+        if self.stage is None:
+            return self.started_without_stage
+        return self.stage.running
 
     def down(self) -> list[str]:
         """The background tasks that are down (none before any was started)."""

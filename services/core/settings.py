@@ -102,6 +102,10 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     router_port: int = 8080
+    # Whether this router instance runs the router stage (it consumes tickets.segmented).
+    # Off: it serves the intake and the APIs and follows the events, while the stage runs
+    # in another instance (another process, another core): `bin/run` starts them so.
+    router_stage: bool = True
     segmenter_port: int = 8081
     metrics_port: int = 8082
     router_url: str = "http://127.0.0.1:8080"

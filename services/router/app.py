@@ -116,10 +116,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             # The webhooks' recorder follows the events too (and starts their delivery).
             await parts.start(Phase.FOLLOWERS, lambda: callbacks.start(tasks, fleet, settings),
                               stop=callbacks.stop)
-            stage = context.stage = StageRunner(
-                settings, name=NAME, source_topic=topics.SEGMENTED,
-                group_id=topics.ROUTER_GROUP, transform=route)
-            await parts.start(Phase.STAGE, stage.start, stop=stage.stop)
+            if settings.router_stage:
+                stage = context.stage = StageRunner(
+                    settings, name=NAME, source_topic=topics.SEGMENTED,
+                    group_id=topics.ROUTER_GROUP, transform=route)
+                await parts.start(Phase.STAGE, stage.start, stop=stage.stop)
+            else:
+                context.started_without_stage = True
             yield
 
     app = FastAPI(

@@ -1,0 +1,65 @@
+"""The pipeline as `bin/run` starts it on a machine with more than one core: the router
+on ROUTER_PORT serves the intake and the APIs and runs no stage; a second router
+instance, in its own process, routes. A ticket posted to the first reaches its
+department's queue once; only the second runs the router stage."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from devtools import demo, ports, processes
+from tests import credentials
+from tests.conftest import TEST_ROUTING_TABLE, department_lanes, read_topic
+
+STAGE_METRIC = 'routing_stage_waiting_for_outage{stage="router"}'
+
+
+@pytest.fixture
+def split_pipeline(kafka_bootstrap: str, tmp_path: Path
+                   ) -> Iterator[tuple[dict[str, processes.ServiceProcess], str]]:
+    database_url = f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
+    asyncio.run(demo.seed_if_empty(database_url, count=50))
+    token = credentials.issue_token_blocking(database_url, "platform", "tests")
+    service_ports = {name: ports.free_port()
+                     for name in (*processes.SERVICES, processes.ROUTER_STAGE_INSTANCE)}
+    env = processes.service_env(bootstrap=kafka_bootstrap, database_url=database_url,
+                                ports=service_ports,
+                                extra={"ROUTING_TABLE_FILE": str(TEST_ROUTING_TABLE)})
+    started = processes.pipeline_processes(env, service_ports, tmp_path / "logs", split=True)
+    try:
+        for service in started:
+            service.start()
+        for service in started:
+            service.wait_ready(timeout=90)
+        yield {service.name: service for service in started}, token
+    finally:
+        for service in started:
+            service.stop()
+
+
+async def test_the_intake_router_hands_its_tickets_to_the_routing_instance(
+        split_pipeline: tuple[dict[str, processes.ServiceProcess], str],
+        kafka_bootstrap: str) -> None:
+    services, token = split_pipeline
+    intake, routing = services["router"], services[processes.ROUTER_STAGE_INSTANCE]
+    assert routing.env["INSTANCE_ID"] != intake.env.get("INSTANCE_ID", "0")
+    async with httpx.AsyncClient(timeout=10) as client:
+        response = await client.post(f"{intake.url}/v1/tickets", headers=credentials.bearer(
+            token), json={"customer_id": "gov-ministry-1", "subject": "Split",
+                          "body": "Hello", "channel": "web"})
+        assert response.status_code == 202, response.text
+        ticket_id = response.json()["ticket_id"]
+        found = await read_topic(kafka_bootstrap,
+                                 *department_lanes("public_sector"), until=1, within=60,
+                                 keep=lambda event: event.ticket_id == ticket_id)
+        assert [event.ticket_id for event, _ in found] == [ticket_id]
+        intake_metrics = (await client.get(f"{intake.url}/metrics")).text
+        routing_metrics = (await client.get(f"{routing.url}/metrics")).text
+        assert (await client.get(f"{intake.url}/readyz")).status_code == 200
+    assert STAGE_METRIC not in intake_metrics
+    assert STAGE_METRIC in routing_metrics
