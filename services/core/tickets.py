@@ -148,6 +148,16 @@ class Ticket(TicketContent):
         return SegmentedTicket.model_construct(**dict(self), segmentation=segmentation)
 
 
+def received(content: TicketContent, *, ticket_id: str, received_at: datetime,
+             platform: str | None) -> Ticket:
+    """The ticket of a platform's content and what the intake adds, validated whole: as
+    `Ticket(**dict(content), ...)` is, at about half its cost (the content's fields read
+    from its `__dict__` rather than by iterating the model, and validated from one dict
+    rather than from keyword arguments)."""
+    return Ticket.model_validate({**content.__dict__, "ticket_id": ticket_id,
+                                  "received_at": received_at, "platform": platform})
+
+
 # The segment of a ticket whose customer could not be looked up (the customer store was
 # down past its grace period): routed like any segment without a route, to the fallback
 # department, unless the routing table routes it.

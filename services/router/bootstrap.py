@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.core import db, migrate, service_context
@@ -113,9 +113,10 @@ async def connect(settings: Settings) -> AsyncIterator[Connected]:
         await engine.dispose()
 
 
-async def get_router(context: service_context.Context) -> Router:
-    """The context the lifespan provided (services/router/app.py)."""
-    return context.part(Router)
+async def get_router(request: Request) -> Router:
+    """The context the lifespan provided (services/router/app.py); read off the request
+    rather than through the `context` dependency (one dependency fewer to solve)."""
+    return service_context.of(request.app).part(Router)
 
 
 RouterContext = Annotated[Router, Depends(get_router)]

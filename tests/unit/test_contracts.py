@@ -235,3 +235,34 @@ class TestCustomerContract:
             self, amount: object) -> None:
         with pytest.raises(ValidationError, match="amount"):
             admin_api.PurchaseIn(amount=amount, currency="EUR")
+
+
+class TestReceivedTicket:
+    """The intake's ticket, built from the request's content and what the intake adds."""
+
+    CONTENT = tickets.TicketContent(
+        customer_id="c-1", subject="Invoice", body="missing", channel="email",
+        kind="question", language="nl-BE", attributes={"order": 12, "vip": True})
+
+    def test_is_the_ticket_a_full_validation_builds(self) -> None:
+        fast = tickets.received(self.CONTENT, ticket_id="t-1", received_at=NOW,
+                                platform="acme")
+        full = tickets.Ticket(ticket_id="t-1", received_at=NOW, platform="acme",
+                              **dict(self.CONTENT))
+        assert fast == full
+        assert fast.model_dump(mode="json") == full.model_dump(mode="json")
+        assert fast.model_fields_set == full.model_fields_set
+
+    @pytest.mark.parametrize(("added", "field"), [
+        ({"ticket_id": "t 1"}, "ticket_id"),
+        ({"received_at": datetime(2026, 11, 30, 9, 0)}, "received_at"),  # noqa: DTZ001
+        ({"platform": "a\x00b"}, "platform"),
+        ({"platform": ""}, "platform"),
+    ])
+    def test_what_the_intake_adds_is_still_checked(self, added: dict[str, Any],
+                                                   field: str) -> None:
+        given: dict[str, Any] = {"ticket_id": "t-1", "received_at": NOW,
+                                 "platform": "acme", **added}
+        with pytest.raises(ValidationError) as refused:
+            tickets.received(self.CONTENT, **given)
+        assert [error["loc"] for error in refused.value.errors()] == [(field,)]

@@ -115,8 +115,8 @@ def _written(content: tickets.TicketContent, ticket_id: str, received_at: dateti
              ) -> tuple[tickets.Ticket, list[envelope.Record]] | Acceptance:
     """The ticket and its records, on `tickets.incoming` and its `received` event; or
     TOO_LARGE if the ticket's record would not leave the stages room for what they add."""
-    ticket = tickets.Ticket(ticket_id=ticket_id, received_at=received_at, platform=platform,
-                            **dict(content))
+    ticket = tickets.received(content, ticket_id=ticket_id, received_at=received_at,
+                              platform=platform)
     correlation = correlation_id or ticket_id
     received = envelope.Event(
         type=events.TicketEventType.RECEIVED, source=SOURCE, ticket_id=ticket.ticket_id,

@@ -1,0 +1,150 @@
+"""The intake alone, closed loop: requests/s and CPU per accepted request of the intake's
+process, the project's beside the baseline's, same broker, same run.
+
+    .venv/bin/python -m bench.intake_cpu [--seconds 5] [--connections 16] [--runs 1]
+        [--only project|baseline] [--profile DIR]
+
+Starts one Kafka broker (KRaft, loopback), then each pipeline as bench/e2e.py does (the
+project's: segmenter, router and metrics service, auth on; the baseline's: its intake
+and bare stages), warms it up (2 s of load), then runs wrk (2 threads) on
+`--connections` keep-alive connections for `--seconds` and reads the intake process's
+CPU time (/proc/<pid>/stat, user + system) before and after: CPU ms per accepted
+request over the load alone, and over the load and the drain that follows (until no
+record is added to the lanes for 3 s), which for the project includes the router stage
+routing those tickets in the same process; and the cores each process (and the broker)
+used during the load. With `--profile`, a further run under
+py-spy (raw collapsed stacks of the intake's process) and its top frames. Every process
+it started is stopped on exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import resource
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench import closed_loop, e2e_load
+from bench.e2e_pipelines import STARTED, Running, spawn, start_baseline, start_project, stop_all
+from bench.e2e_probes import cpu_by_process, cpu_seconds, top_frames
+from devtools import demo, ports
+from devtools.kafka_broker import LocalKafka
+
+Figures = dict[str, float]
+
+
+def load(running: Running, customers: list[str], connections: int, seconds: float,
+         tag: str, bootstrap: str, broker_pid: int | None = None,
+         paused: tuple[str, ...] = ()) -> Figures:
+    pid = running.pids["intake"]
+    for name in paused:  # a diagnosis: the intake without what follows it
+        os.kill(running.pids[name], signal.SIGSTOP)
+    before = cpu_seconds(pid)
+    others = cpu_by_process(running, broker_pid)
+    began, children = time.monotonic(), _children_cpu()
+    result = closed_loop.wrk(running.port, connections, seconds, running.token, customers,
+                             tag)
+    elapsed = time.monotonic() - began
+    wrk_cores = (_children_cpu() - children) / elapsed
+    during = cpu_seconds(pid) - before
+    others_after = cpu_by_process(running, broker_pid)
+    for name in paused:
+        os.kill(running.pids[name], signal.SIGCONT)
+    asyncio.run(e2e_load.wait_quiet(bootstrap, running.lanes))
+    drained = cpu_seconds(pid) - before
+    accepted = max(1.0, result.accepted_per_second * seconds)
+    return {"accepted/s": result.accepted_per_second, "p50 ms": result.p50_ms,
+            "p99 ms": result.p99_ms, "CPU ms per request, load": 1e3 * during / accepted,
+            "CPU ms per request, load + drain": 1e3 * drained / accepted,
+            "non-2xx": float(result.statuses.get(-1, 0)),
+            **{f"cores, {name}": (others_after[name] - others[name]) / elapsed
+               for name in others}, "cores, wrk": wrk_cores}
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def profiled(running: Running, customers: list[str], connections: int, seconds: float,
+             out: Path, bootstrap: str, paused: tuple[str, ...]) -> None:
+    spy = Path(sys.executable).with_name("py-spy")
+    out.mkdir(parents=True, exist_ok=True)
+    raw = out / f"{running.name}-intake.txt"
+    recorder = spawn([str(spy), "record", "--pid", str(running.pids["intake"]),
+                      "--duration", str(round(seconds)), "--rate", "100", "--format", "raw",
+                      "--nonblocking", "--output", str(raw)], {}, out / "py-spy.log")
+    time.sleep(1.0)
+    load(running, customers, connections, seconds, f"{running.name}-profile", bootstrap,
+         paused=paused)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        recorder.wait(30)
+    ports.terminate(recorder, 5)
+    STARTED.remove(recorder)
+    print(f"  {raw}: top frames by own samples", flush=True)
+    for line in top_frames(raw, 15):
+        print(f"    {line}", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--only", choices=["project", "baseline"])
+    parser.add_argument("--profile", type=Path, help="write py-spy profiles here")
+    parser.add_argument("--customers", type=int, default=2000)
+    parser.add_argument("--pause", default="",
+                        help="processes of the project to stop (SIGSTOP) during each load,"
+                             " comma-separated: segmenter, metrics")
+    args = parser.parse_args()
+    home = Path(tempfile.mkdtemp(prefix="bench-intake-"))
+    broker = LocalKafka(home / "kafka", heap="768m")
+    results: dict[str, list[Figures]] = {}
+    try:
+        broker.start()
+        bootstrap = broker.bootstrap_servers
+        paused = tuple(p for p in args.pause.split(",") if p)
+        customers = [g.customer["customer_id"] for g in demo.generate(args.customers)]
+        for name in [args.only] if args.only else ["baseline", "project"]:
+            running = (start_baseline(bootstrap, home) if name == "baseline"
+                       else start_project(bootstrap, home, args.customers))
+            try:
+                load(running, customers, args.connections, 2.0, f"{name}-warm", bootstrap)
+                for run in range(args.runs):
+                    figures = load(running, customers, args.connections, args.seconds,
+                                   f"{name}-{run}", bootstrap, broker.pid,
+                                   paused if name == "project" else ())
+                    print(f"{name} run {run + 1}: " + ", ".join(
+                        f"{key} {value:,.2f}" for key, value in figures.items()), flush=True)
+                    results.setdefault(name, []).append(figures)
+                if args.profile:
+                    profiled(running, customers, args.connections, args.seconds,
+                             args.profile, bootstrap, paused if name == "project" else ())
+            finally:
+                running.stop()
+        print(f"\nmedians, {args.connections} connections, {args.seconds:g} s each:")
+        for name, runs in results.items():
+            print(f"  {name}: " + ", ".join(
+                f"{key} {statistics.median(r[key] for r in runs):,.2f}" for key in runs[0]))
+        if len(results) == 2:
+            ratio = (statistics.median(r["accepted/s"] for r in results["project"])
+                     / statistics.median(r["accepted/s"] for r in results["baseline"]))
+            print(f"  project / baseline, accepted/s: {ratio:.2f}")
+    finally:
+        stop_all()
+        broker.stop()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""The services' log lines: one JSON object each, with the service, the level, the logger,
+the message and the fields passed as `extra`."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+
+from services.core import logs
+from services.core.settings import Settings
+
+
+@pytest.fixture
+def written() -> Iterator[io.StringIO]:
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    logs.configure(Settings(log_format="json", log_level="INFO"), service="router")
+    stream = io.StringIO()
+    handler = root.handlers[0]
+    assert isinstance(handler, logging.StreamHandler)
+    handler.setStream(stream)
+    try:
+        yield stream
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+
+
+def test_a_line_is_one_json_object_with_its_fields(written: io.StringIO) -> None:
+    logging.getLogger("services.router.intake").info(
+        "ticket accepted", extra={"ticket_id": "t-1", "department": "klantenservice é",
+                                  "at": datetime(2026, 11, 30, 9, 0, tzinfo=UTC)})
+    line = written.getvalue()
+    assert line.count("\n") == 1
+    record = json.loads(line)
+    assert {key: record[key] for key in ("level", "logger", "message", "service",
+                                         "ticket_id", "department", "at")} == {
+        "level": "INFO", "logger": "services.router.intake", "message": "ticket accepted",
+        "service": "router", "ticket_id": "t-1", "department": "klantenservice é",
+        "at": "2026-11-30T09:00:00+00:00"}
+    assert "time" in record
+    # Written by orjson: compact, UTF-8 as is (the standard library's json, slower,
+    # wrote ", " and ": " between fields and \\u escapes).
+    assert '"level":"INFO"' in line and "klantenservice é" in line
