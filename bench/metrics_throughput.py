@@ -44,6 +44,9 @@ BARE_EVENTS = Table("bench_events", MetaData(), Column("ticket_id", String(128))
                     Column("type", String(64)), Column("data", LargeBinary))
 
 
+CONTENDERS = ("bare", "metrics stage")
+
+
 def lifecycle(ticket_id: str, received: datetime) -> list[events.TicketEvent]:
     """One ticket's lifecycle events, as intake, segmenter and router write them."""
     deadline = received + timedelta(hours=1)
@@ -156,14 +159,15 @@ async def measure(settings: Settings, contender: str, count: int, max_batch: int
     return count / wall, 1e3 * cpu / count
 
 
-async def bench(home: Path, tickets: int, runs: int, max_batches: list[int]) -> None:
+async def bench(home: Path, tickets: int, runs: int, max_batches: list[int],
+                contenders: list[str]) -> None:
     broker = LocalKafka(home / "kafka", heap="512m")
     broker.start()
     try:
         settings = Settings(kafka_bootstrap_servers=broker.bootstrap_servers)
         count = await fill(settings, tickets)
         for max_batch in max_batches:
-            results: dict[str, list[tuple[float, float]]] = {"bare": [], "metrics stage": []}
+            results: dict[str, list[tuple[float, float]]] = {name: [] for name in contenders}
             for run in range(runs):  # interleaved: drift on a shared machine hits both
                 for contender, found in results.items():
                     url = f"sqlite+aiosqlite:///{home / f'{contender[:4]}-{max_batch}-{run}.db'}"
@@ -175,10 +179,10 @@ async def bench(home: Path, tickets: int, runs: int, max_batches: list[int]) -> 
 
 
 def report(count: int, max_batch: int, results: dict[str, list[tuple[float, float]]]) -> None:
-    print(f"{count} events, max {max_batch} a fetch, {len(results['bare'])} runs each,"
-          " medians (ratio to bare):")
-    rate0 = statistics.median(r for r, _ in results["bare"])
-    cpu0 = statistics.median(c for _, c in results["bare"])
+    runs = len(next(iter(results.values())))
+    print(f"{count} events, max {max_batch} a fetch, {runs} runs each, medians (ratio to bare):")
+    rate0 = statistics.median(r for r, _ in results.get("bare", [(1.0, 1.0)]))
+    cpu0 = statistics.median(c for _, c in results.get("bare", [(1.0, 1.0)]))
     for name, found in results.items():
         rate = statistics.median(r for r, _ in found)
         cpu = statistics.median(c for _, c in found)
@@ -192,10 +196,12 @@ def main() -> None:
     parser.add_argument("--tickets", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--max-batch", default="500,12")
+    parser.add_argument("--only", choices=CONTENDERS, help="one contender (to profile)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-") as home:
         asyncio.run(bench(Path(home), args.tickets, args.runs,
-                          [int(b) for b in args.max_batch.split(",") if b]))
+                          [int(b) for b in args.max_batch.split(",") if b],
+                          [args.only] if args.only else list(CONTENDERS)))
 
 
 if __name__ == "__main__":

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, String, and_, func, or_, select
+from sqlalchemy import JSON, Insert, String, and_, bindparam, func, or_, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -83,6 +84,25 @@ def _columns(timeline: Timeline) -> dict[str, Any]:
     return values
 
 
+_TABLE = Base.metadata.tables[TimelineRow.__tablename__]
+# Built once, not per batch (building them, the upsert's `excluded` above all, cost more
+# than running them), and Core statements on the table, not the ORM's bulk insert.
+_READ_LOCKED = (select(_TABLE)
+                .where(_TABLE.c.ticket_id.in_(bindparam("ticket_ids", expanding=True)))
+                .with_for_update())
+
+
+@functools.cache
+def _upsert(dialect: str) -> Insert:
+    """Insert a timeline, or replace the one of its ticket."""
+    insert = sqlite_insert if dialect == "sqlite" else postgresql_insert
+    statement = insert(_TABLE)
+    return statement.on_conflict_do_update(
+        index_elements=[_TABLE.c.ticket_id],
+        set_={column.name: statement.excluded[column.name] for column in _TABLE.columns
+              if column.name != "ticket_id"})
+
+
 class TimelineStore:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
@@ -91,10 +111,8 @@ class TimelineStore:
                        ) -> dict[str, Timeline]:
         """The tickets' timelines, locked for update; a new one for a ticket not seen."""
         # Plain rows, not ORM objects: read once and written back in one statement.
-        table = TimelineRow.__table__
-        rows = (await session.execute(
-            select(table).where(table.c.ticket_id.in_(ticket_ids))
-            .with_for_update())).all() if ticket_ids else []
+        rows = (await session.execute(_READ_LOCKED, {"ticket_ids": list(ticket_ids)})
+                ).all() if ticket_ids else []
         found = {row.ticket_id: to_timeline(row) for row in rows}  # type: ignore[arg-type]
         return {ticket_id: found.get(ticket_id) or Timeline(ticket_id=ticket_id)
                 for ticket_id in ticket_ids}
@@ -104,17 +122,9 @@ class TimelineStore:
 
     async def save_many(self, session: AsyncSession, timelines: list[Timeline]) -> None:
         """Insert or replace the timelines in one statement."""
-        if not timelines:
-            return
-        insert = sqlite_insert if session.get_bind().dialect.name == "sqlite" \
-            else postgresql_insert
-        statement = insert(TimelineRow)
-        columns = [column.name for column in TimelineRow.__table__.columns
-                   if column.name != "ticket_id"]
-        await session.execute(statement.on_conflict_do_update(
-            index_elements=[TimelineRow.ticket_id],
-            set_={name: statement.excluded[name] for name in columns}),
-            [_columns(timeline) for timeline in timelines])
+        if timelines:
+            await session.execute(_upsert(session.get_bind().dialect.name),
+                                  [_columns(timeline) for timeline in timelines])
 
     async def routed_since(self, since: datetime, department: str | None = None,
                            segment: str | None = None) -> list[Timeline]:
