@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import JSON, Insert, String, and_, bindparam, func, or_, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
 from services.core import db, retention
@@ -84,6 +84,9 @@ def _columns(timeline: Timeline) -> dict[str, Any]:
     return values
 
 
+# A transaction's connection (what the stage's updates use: a Core transaction costs
+# less than an ORM session's) or a session.
+Executor = AsyncSession | AsyncConnection
 _TABLE = Base.metadata.tables[TimelineRow.__tablename__]
 # Built once, not per batch (building them, the upsert's `excluded` above all, cost more
 # than running them), and Core statements on the table, not the ORM's bulk insert.
@@ -107,8 +110,7 @@ class TimelineStore:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
 
-    async def get_many(self, session: AsyncSession, ticket_ids: set[str]
-                       ) -> dict[str, Timeline]:
+    async def get_many(self, session: Executor, ticket_ids: set[str]) -> dict[str, Timeline]:
         """The tickets' timelines, locked for update; a new one for a ticket not seen."""
         # Plain rows, not ORM objects: read once and written back in one statement.
         rows = (await session.execute(_READ_LOCKED, {"ticket_ids": list(ticket_ids)})
@@ -117,13 +119,15 @@ class TimelineStore:
         return {ticket_id: found.get(ticket_id) or Timeline(ticket_id=ticket_id)
                 for ticket_id in ticket_ids}
 
-    async def save(self, session: AsyncSession, timeline: Timeline) -> None:
+    async def save(self, session: Executor, timeline: Timeline) -> None:
         await self.save_many(session, [timeline])
 
-    async def save_many(self, session: AsyncSession, timelines: list[Timeline]) -> None:
+    async def save_many(self, session: Executor, timelines: list[Timeline]) -> None:
         """Insert or replace the timelines in one statement."""
         if timelines:
-            await session.execute(_upsert(session.get_bind().dialect.name),
+            dialect = session.dialect if isinstance(session, AsyncConnection) \
+                else session.get_bind().dialect
+            await session.execute(_upsert(dialect.name),
                                   [_columns(timeline) for timeline in timelines])
 
     async def routed_since(self, since: datetime, department: str | None = None,
