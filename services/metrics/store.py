@@ -45,6 +45,7 @@ class TimelineRow(Base):
     clock_notices: Mapped[list[str] | None] = mapped_column(JSON)
 
 
+_FIELDS = [f.name for f in fields(Timeline)]
 _MOMENTS = [f.name for f in fields(Timeline)
             if f.name.endswith("_at") or f.name == "first_response_deadline"]
 
@@ -74,7 +75,7 @@ def _assignment(item: dict[str, Any]) -> Assignment:
 
 
 def _columns(timeline: Timeline) -> dict[str, Any]:
-    values = {f.name: getattr(timeline, f.name) for f in fields(Timeline)}
+    values = {name: getattr(timeline, name) for name in _FIELDS}
     values["observed"] = ",".join(sorted(timeline.observed))
     values["clock_notices"] = sorted(timeline.clock_notices)
     values["assignments"] = [
