@@ -2,18 +2,20 @@
 in the same run, on the same broker, topic and events.
 
     .venv/bin/python -m bench.metrics_throughput [--tickets 1000] [--runs 3]
-                                                 [--max-batch 500,12]
+                                                 [--max-batch 500,12] [--store sqlite]
 
 Starts its own Kafka broker in a temporary folder and fills `tickets.events` with each
 ticket's lifecycle (received, segmented, routed, picked up, responded, resolved), keyed
 by ticket as the pipeline writes them. Every run reads them all with a new consumer group
-into a fresh SQLite store:
+into an empty store (a new SQLite file, or with `--store postgresql` the tables of a
+throwaway PostgreSQL server emptied; its CPU is not the metrics process' and not counted):
 - bare: consume, decode each record's JSON, insert the batch's events in one statement,
   commit the offsets: the floor any consumer of the topic that keeps the events pays;
 - metrics stage: the metrics service's stage (`worker.TrackTicketEvent` in the pipeline's
   loop, at least once, as the service runs it), its timelines and metrics.
 `--max-batch` caps the records a fetch takes (the stage's max_batch): 500 is a backlog's
-batches; a dozen is about what a partition's share holds at 50 tickets/s.
+batches; a dozen leaves shares of a few records per partition, as at a live rate, where
+the cost per transaction dominates.
 Prints events per second (wall) and the process' CPU ms per event (the SQLite driver's
 thread included), medians of the runs, each with its ratio to the bare loop's.
 """
@@ -31,10 +33,12 @@ from pathlib import Path
 
 import orjson
 from aiokafka import AIOKafkaConsumer
-from sqlalchemy import Column, LargeBinary, MetaData, String, Table, insert
+from sqlalchemy import Column, LargeBinary, MetaData, String, Table, delete, insert
 
 from devtools.kafka_broker import LocalKafka
+from devtools.postgres import LocalPostgres
 from services.core import db, envelope, events, kafka, migrate, pipeline, topics
+from services.core.db import Base
 from services.core.settings import Settings
 from services.metrics import exporter, worker
 from services.metrics.store import TimelineStore
@@ -135,13 +139,13 @@ async def stage(consumer: AIOKafkaConsumer, settings: Settings, count: int,
 async def measure(settings: Settings, contender: str, count: int, max_batch: int
                   ) -> tuple[float, float]:
     """(events/s, CPU ms per event) of one run, with its own group and store."""
-    if contender == "bare":
-        engine = db.engine(settings.database_url)
-        async with engine.begin() as connection:
-            await connection.run_sync(BARE_EVENTS.metadata.create_all)
-        await engine.dispose()
-    else:
-        await migrate.upgrade(settings.database_url)
+    await migrate.upgrade(settings.database_url)
+    engine = db.engine(settings.database_url)
+    async with engine.begin() as connection:  # empty, on PostgreSQL's one database too
+        await connection.run_sync(BARE_EVENTS.metadata.create_all)
+        await connection.execute(delete(BARE_EVENTS))
+        await connection.execute(delete(Base.metadata.tables["ticket_timelines"]))
+    await engine.dispose()
     group = f"bench-{uuid.uuid4().hex[:8]}"
     consumer = kafka.consumer(settings, group_id=group, client_id=group)
     if contender == "bare":
@@ -160,22 +164,29 @@ async def measure(settings: Settings, contender: str, count: int, max_batch: int
 
 
 async def bench(home: Path, tickets: int, runs: int, max_batches: list[int],
-                contenders: list[str]) -> None:
+                contenders: list[str], store: str) -> None:
     broker = LocalKafka(home / "kafka", heap="512m")
+    postgres = LocalPostgres(home / "postgres") if store == "postgresql" else None
     broker.start()
     try:
+        if postgres is not None:
+            postgres.start()
         settings = Settings(kafka_bootstrap_servers=broker.bootstrap_servers)
         count = await fill(settings, tickets)
         for max_batch in max_batches:
             results: dict[str, list[tuple[float, float]]] = {name: [] for name in contenders}
             for run in range(runs):  # interleaved: drift on a shared machine hits both
                 for contender, found in results.items():
-                    url = f"sqlite+aiosqlite:///{home / f'{contender[:4]}-{max_batch}-{run}.db'}"
+                    url = postgres.url if postgres is not None else \
+                        f"sqlite+aiosqlite:///{home / f'{contender[:4]}-{max_batch}-{run}.db'}"
                     found.append(await measure(settings.model_copy(
                         update={"database_url": url}), contender, count, max_batch))
             report(count, max_batch, results)
     finally:
         broker.stop()
+        if postgres is not None:
+            postgres.stop()
+            postgres.remove()
 
 
 def report(count: int, max_batch: int, results: dict[str, list[tuple[float, float]]]) -> None:
@@ -197,11 +208,12 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--max-batch", default="500,12")
     parser.add_argument("--only", choices=CONTENDERS, help="one contender (to profile)")
+    parser.add_argument("--store", choices=("sqlite", "postgresql"), default="sqlite")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-") as home:
         asyncio.run(bench(Path(home), args.tickets, args.runs,
                           [int(b) for b in args.max_batch.split(",") if b],
-                          [args.only] if args.only else list(CONTENDERS)))
+                          [args.only] if args.only else list(CONTENDERS), args.store))
 
 
 if __name__ == "__main__":
