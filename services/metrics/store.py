@@ -7,7 +7,18 @@ from dataclasses import fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Insert, String, and_, bindparam, func, or_, select
+from sqlalchemy import (
+    JSON,
+    Index,
+    Insert,
+    String,
+    and_,
+    bindparam,
+    func,
+    or_,
+    select,
+    text,
+)
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
@@ -20,8 +31,20 @@ from services.metrics.timeline import Assignment, Timeline
 Moment = Mapped[datetime | None]
 
 
+_UNDECIDED = text("target_outcome IS NULL")
+_OPEN = text("routed_at IS NOT NULL AND resolved_at IS NULL")
+
+
 class TimelineRow(Base):
     __tablename__ = "ticket_timelines"
+    # The polls' (past_deadline, open_per_department): they read only the undecided or
+    # open tickets, not every timeline kept (v0014).
+    __table_args__ = (
+        Index("ix_ticket_timelines_undecided_deadline", "first_response_deadline",
+              sqlite_where=_UNDECIDED, postgresql_where=_UNDECIDED),
+        Index("ix_ticket_timelines_open_department", "department",
+              sqlite_where=_OPEN, postgresql_where=_OPEN),
+    )
 
     ticket_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     department: Mapped[str | None] = mapped_column(String(63), index=True)
