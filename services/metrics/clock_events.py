@@ -10,8 +10,6 @@ priority change moves the first-response deadline the target is decided against.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from services.core import lifecycle
 from services.core.events import TicketEvent, TicketEventType
 from services.metrics.timeline import (
@@ -22,6 +20,7 @@ from services.metrics.timeline import (
     Paused,
     ServiceTarget,
     Timeline,
+    changed,
 )
 
 CLOCK_EVENTS = frozenset({TicketEventType.TARGET_WARNING, TicketEventType.ESCALATED,
@@ -58,12 +57,12 @@ def apply(timeline: Timeline, event: TicketEvent) -> tuple[Timeline, list[Observ
         seconds = max((event.occurred_at - timeline.paused_at).total_seconds(), 0.0)
         found.append((f"paused:{timeline.paused_at.isoformat()}",
                       Paused(department, segment, seconds)))
-        timeline = replace(timeline, paused_at=None)
+        timeline = changed(timeline, paused_at=None)
     new = [(key, observation) for key, observation in found
            if key not in timeline.clock_notices]
     if not new:
         return timeline, []
-    return (replace(timeline, clock_notices=timeline.clock_notices | {k for k, _ in new}),
+    return (changed(timeline, clock_notices=timeline.clock_notices | {k for k, _ in new}),
             [observation for _, observation in new])
 
 
@@ -73,13 +72,13 @@ def _first_response_deadline(timeline: Timeline, event: TicketEvent) -> Timeline
     if event.deadlines is None or "first_response" not in event.deadlines \
             or timeline.target_outcome is not None:
         return timeline
-    return replace(timeline, first_response_deadline=event.deadlines["first_response"])
+    return changed(timeline, first_response_deadline=event.deadlines["first_response"])
 
 
 def _pause(timeline: Timeline, event: TicketEvent) -> Timeline:
     if lifecycle.pauses_clocks(event.type) and timeline.paused_at is None \
             and not _seen(timeline, f"paused:{event.occurred_at.isoformat()}"):
-        return replace(timeline, paused_at=event.occurred_at)
+        return changed(timeline, paused_at=event.occurred_at)
     return timeline
 
 

@@ -11,9 +11,11 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import TypeVar
 
 from prometheus_client import REGISTRY, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.registry import Collector
 
 from services.metrics import parity, service_levels, timeline
@@ -162,36 +164,50 @@ def use_response_buckets(buckets: Sequence[float]) -> None:
     for measure in RESPONSE_MEASURES:
         REGISTRY.unregister(HISTOGRAMS[measure])
     HISTOGRAMS.update(_response_histograms(edges))
+    _children.clear()  # the former histograms' children among them
     response_buckets = edges
     logger.info("response-time bucket edges set", extra={"buckets": list(edges)})
+
+
+_Metric = TypeVar("_Metric", bound=MetricWrapperBase)
+# (metric, label values) -> its labelled child: prometheus_client checks and looks up the
+# label values on each call, and every lifecycle event observes something.
+_children: dict[tuple[MetricWrapperBase, tuple[str, ...]], MetricWrapperBase] = {}
+
+
+def _child(metric: _Metric, *labels: str) -> _Metric:
+    child = _children.get((metric, labels))
+    if child is None:
+        child = _children[metric, labels] = metric.labels(*labels)
+    return child  # type: ignore[return-value]  # what metric.labels returned
 
 
 def record(observations: Iterable[timeline.Observation]) -> None:
     for observation in observations:
         if isinstance(observation, timeline.Routed):
-            TICKETS_ROUTED.labels(observation.department, observation.segment,
-                                  observation.reason).inc()
+            _child(TICKETS_ROUTED, observation.department, observation.segment,
+                   observation.reason).inc()
         elif isinstance(observation, timeline.HandedOver):
             if observation.kind == "escalated":
-                TICKETS_ESCALATED.labels(observation.from_department).inc()
+                _child(TICKETS_ESCALATED, observation.from_department).inc()
             else:
-                TICKETS_TRANSFERRED.labels(observation.from_department,
-                                           observation.department).inc()
+                _child(TICKETS_TRANSFERRED, observation.from_department,
+                       observation.department).inc()
         elif isinstance(observation, timeline.TargetDecided):
-            FIRST_RESPONSE_TARGET.labels(observation.department, observation.segment,
-                                         observation.outcome).inc()
+            _child(FIRST_RESPONSE_TARGET, observation.department, observation.segment,
+                   observation.outcome).inc()
         elif isinstance(observation, timeline.ServiceTarget):
-            SERVICE_TARGET.labels(observation.department, observation.segment,
-                                  observation.target, observation.outcome).inc()
+            _child(SERVICE_TARGET, observation.department, observation.segment,
+                   observation.target, observation.outcome).inc()
         elif isinstance(observation, timeline.ClockWarning):
-            TARGET_WARNINGS.labels(observation.department, observation.segment,
-                                   observation.target).inc()
+            _child(TARGET_WARNINGS, observation.department, observation.segment,
+                   observation.target).inc()
         elif isinstance(observation, timeline.ClockEscalated):
-            TARGET_ESCALATIONS.labels(observation.department, observation.segment,
-                                      observation.target, str(observation.level)).inc()
+            _child(TARGET_ESCALATIONS, observation.department, observation.segment,
+                   observation.target, str(observation.level)).inc()
         elif isinstance(observation, timeline.Paused):
-            PAUSED.labels(observation.department, observation.segment).observe(
+            _child(PAUSED, observation.department, observation.segment).observe(
                 observation.seconds)
         else:
-            HISTOGRAMS[observation.measure].labels(
-                observation.department, observation.segment).observe(observation.seconds)
+            _child(HISTOGRAMS[observation.measure], observation.department,
+                   observation.segment).observe(observation.seconds)

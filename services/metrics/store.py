@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, String, and_, func, or_, select
+from sqlalchemy import (
+    JSON,
+    Index,
+    Insert,
+    String,
+    and_,
+    bindparam,
+    func,
+    or_,
+    select,
+    text,
+)
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
 from services.core import db, retention
@@ -19,8 +31,20 @@ from services.metrics.timeline import Assignment, Timeline
 Moment = Mapped[datetime | None]
 
 
+_UNDECIDED = text("target_outcome IS NULL")
+_OPEN = text("routed_at IS NOT NULL AND resolved_at IS NULL")
+
+
 class TimelineRow(Base):
     __tablename__ = "ticket_timelines"
+    # The polls' (past_deadline, open_per_department): they read only the undecided or
+    # open tickets, not every timeline kept (v0014).
+    __table_args__ = (
+        Index("ix_ticket_timelines_undecided_deadline", "first_response_deadline",
+              sqlite_where=_UNDECIDED, postgresql_where=_UNDECIDED),
+        Index("ix_ticket_timelines_open_department", "department",
+              sqlite_where=_OPEN, postgresql_where=_OPEN),
+    )
 
     ticket_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     department: Mapped[str | None] = mapped_column(String(63), index=True)
@@ -44,6 +68,7 @@ class TimelineRow(Base):
     clock_notices: Mapped[list[str] | None] = mapped_column(JSON)
 
 
+_FIELDS = [f.name for f in fields(Timeline)]
 _MOMENTS = [f.name for f in fields(Timeline)
             if f.name.endswith("_at") or f.name == "first_response_deadline"]
 
@@ -73,7 +98,7 @@ def _assignment(item: dict[str, Any]) -> Assignment:
 
 
 def _columns(timeline: Timeline) -> dict[str, Any]:
-    values = {f.name: getattr(timeline, f.name) for f in fields(Timeline)}
+    values = {name: getattr(timeline, name) for name in _FIELDS}
     values["observed"] = ",".join(sorted(timeline.observed))
     values["clock_notices"] = sorted(timeline.clock_notices)
     values["assignments"] = [
@@ -83,38 +108,51 @@ def _columns(timeline: Timeline) -> dict[str, Any]:
     return values
 
 
+# A transaction's connection (what the stage's updates use: a Core transaction costs
+# less than an ORM session's) or a session.
+Executor = AsyncSession | AsyncConnection
+_TABLE = Base.metadata.tables[TimelineRow.__tablename__]
+# Built once, not per batch (building them, the upsert's `excluded` above all, cost more
+# than running them), and Core statements on the table, not the ORM's bulk insert.
+_READ_LOCKED = (select(_TABLE)
+                .where(_TABLE.c.ticket_id.in_(bindparam("ticket_ids", expanding=True)))
+                .with_for_update())
+
+
+@functools.cache
+def _upsert(dialect: str) -> Insert:
+    """Insert a timeline, or replace the one of its ticket."""
+    insert = sqlite_insert if dialect == "sqlite" else postgresql_insert
+    statement = insert(_TABLE)
+    return statement.on_conflict_do_update(
+        index_elements=[_TABLE.c.ticket_id],
+        set_={column.name: statement.excluded[column.name] for column in _TABLE.columns
+              if column.name != "ticket_id"})
+
+
 class TimelineStore:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
 
-    async def get_many(self, session: AsyncSession, ticket_ids: set[str]
-                       ) -> dict[str, Timeline]:
+    async def get_many(self, session: Executor, ticket_ids: set[str]) -> dict[str, Timeline]:
         """The tickets' timelines, locked for update; a new one for a ticket not seen."""
         # Plain rows, not ORM objects: read once and written back in one statement.
-        table = TimelineRow.__table__
-        rows = (await session.execute(
-            select(table).where(table.c.ticket_id.in_(ticket_ids))
-            .with_for_update())).all() if ticket_ids else []
+        rows = (await session.execute(_READ_LOCKED, {"ticket_ids": list(ticket_ids)})
+                ).all() if ticket_ids else []
         found = {row.ticket_id: to_timeline(row) for row in rows}  # type: ignore[arg-type]
         return {ticket_id: found.get(ticket_id) or Timeline(ticket_id=ticket_id)
                 for ticket_id in ticket_ids}
 
-    async def save(self, session: AsyncSession, timeline: Timeline) -> None:
+    async def save(self, session: Executor, timeline: Timeline) -> None:
         await self.save_many(session, [timeline])
 
-    async def save_many(self, session: AsyncSession, timelines: list[Timeline]) -> None:
+    async def save_many(self, session: Executor, timelines: list[Timeline]) -> None:
         """Insert or replace the timelines in one statement."""
-        if not timelines:
-            return
-        insert = sqlite_insert if session.get_bind().dialect.name == "sqlite" \
-            else postgresql_insert
-        statement = insert(TimelineRow)
-        columns = [column.name for column in TimelineRow.__table__.columns
-                   if column.name != "ticket_id"]
-        await session.execute(statement.on_conflict_do_update(
-            index_elements=[TimelineRow.ticket_id],
-            set_={name: statement.excluded[name] for name in columns}),
-            [_columns(timeline) for timeline in timelines])
+        if timelines:
+            dialect = session.dialect if isinstance(session, AsyncConnection) \
+                else session.get_bind().dialect
+            await session.execute(_upsert(dialect.name),
+                                  [_columns(timeline) for timeline in timelines])
 
     async def routed_since(self, since: datetime, department: str | None = None,
                            segment: str | None = None) -> list[Timeline]:

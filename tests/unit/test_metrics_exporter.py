@@ -28,6 +28,20 @@ def test_a_target_becomes_a_bucket_edge(default_buckets: None) -> None:
                   segment="s", le="1800.0") == 0
 
 
+def test_observations_after_new_bucket_edges_count_in_the_new_histogram(
+        default_buckets: None) -> None:
+    # Labelled children are kept between observations: new edges must not leave one of
+    # the former histogram's in use.
+    exporter.record([timeline.Duration("first_response", "unit_rebucket", "s", 2000.0)])
+    exporter.use_response_buckets(service_levels.bucket_edges(
+        service_levels.DEFAULT_RESPONSE_BUCKETS, [2700]))
+    exporter.record([timeline.Duration("first_response", "unit_rebucket", "s", 2000.0)])
+    assert sample("routing_first_response_seconds_count", department="unit_rebucket",
+                  segment="s") == 1
+    assert sample("routing_first_response_seconds_bucket", department="unit_rebucket",
+                  segment="s", le="2700.0") == 1
+
+
 COUNTED = [
     (timeline.Routed("unit_b", "s", "transfer"), "routing_tickets_routed_total",
      {"department": "unit_b", "segment": "s", "reason": "transfer"}),

@@ -81,6 +81,23 @@ class TestCheckDeadlines:
         assert store.saved["t-late"].target_outcome == "missed"
         assert timeline.TargetDecided("care", "general", "missed") in exporter.observations()
 
+    async def test_the_deadlines_passed_are_decided_in_one_transaction(self) -> None:
+        metrics, store, exporter = wired(
+            *(routed(f"t-{n}", "care", "general", deadline=HOUR / 2) for n in range(3)),
+            routed("t-later", "care", "general", deadline=2 * HOUR))
+        missed = await service.check_deadlines(metrics.timelines, metrics.updates,
+                                               metrics.exporter, now=NOW)
+        assert missed == 3
+        assert store.transactions == [["t-0", "t-1", "t-2"]]
+        assert exporter.observations().count(
+            timeline.TargetDecided("care", "general", "missed")) == 3
+
+    async def test_no_deadline_passed_opens_no_transaction(self) -> None:
+        metrics, store, _ = wired(routed("t-1", "care", "general"))
+        assert await service.check_deadlines(metrics.timelines, metrics.updates,
+                                             metrics.exporter, now=NOW) == 0
+        assert store.transactions == []
+
     async def test_a_deadline_within_the_reporting_grace_is_not_decided(self) -> None:
         deadline = HOUR - service.REPORTING_GRACE / 2
         metrics, store, exporter = wired(routed("t-1", "care", "general", deadline=deadline))

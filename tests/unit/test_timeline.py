@@ -1,4 +1,7 @@
+import dataclasses
 from datetime import UTC, datetime, timedelta
+
+import pytest
 
 from services.core.events import TicketEvent, TicketEventType
 from services.metrics import timeline
@@ -201,3 +204,29 @@ class TestFirstResponseTarget:
         current, seen = replay(RECEIVED, ROUTED, RESPONDED)
         assert targets(seen) == []
         assert timeline.check_deadline(current, T0 + timedelta(days=30)) == (current, [])
+
+
+class TestChanged:
+    """`timeline.changed` is dataclasses.replace for a timeline, only cheaper."""
+
+    def test_each_field_changed_as_replace_changes_it(self) -> None:
+        current, _ = replay(RECEIVED, ROUTED)
+        values = {"ticket_id": "t-2", "department": "retail_care", "segment": "retail",
+                  "routing_reason": "overflow", "first_response_deadline": T0,
+                  "target_outcome": "met", "assignments": (), "observed": frozenset({"x"}),
+                  "clock_notices": frozenset({"k"})}
+        for name in (f.name for f in dataclasses.fields(Timeline)):
+            value = values.get(name, T0 + timedelta(seconds=7))
+            copy = timeline.changed(current, **{name: value})
+            assert copy == dataclasses.replace(current, **{name: value})
+            assert hash(copy) == hash(dataclasses.replace(current, **{name: value}))
+        assert current == replay(RECEIVED, ROUTED)[0]  # the original as it was
+
+    def test_a_field_a_timeline_lacks_is_refused(self) -> None:
+        with pytest.raises(TypeError):
+            timeline.changed(Timeline(ticket_id="t-1"), departement="retail_care")
+
+    def test_a_timeline_stays_a_plain_dataclass(self) -> None:
+        # What `changed` relies on: no __post_init__, every field set by __init__.
+        assert not hasattr(Timeline, "__post_init__")
+        assert all(f.init for f in dataclasses.fields(Timeline))
