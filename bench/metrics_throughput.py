@@ -35,6 +35,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer
 from sqlalchemy import Column, LargeBinary, MetaData, String, Table, delete, insert
 
+from bench import stage_throughput
 from devtools.kafka_broker import LocalKafka
 from devtools.postgres import LocalPostgres
 from services.core import db, envelope, events, kafka, migrate, pipeline, topics
@@ -125,12 +126,7 @@ async def stage(consumer: AIOKafkaConsumer, settings: Settings, count: int,
                                   transform=worker.TrackTicketEvent(updates, export=exporter),
                                   max_batch=max_batch)
         consumer.subscribe([topics.EVENTS], listener=loop.handover)
-        stop = asyncio.Event()
-        task = asyncio.create_task(loop.run(stop))
-        while loop.processed < count:  # noqa: ASYNC110 - polling a counter, not an event
-            await asyncio.sleep(0.01)
-        stop.set()
-        await task
+        await stage_throughput.run_until_processed(loop, count)
     finally:
         await producer.stop()
         await engine.dispose()

@@ -106,6 +106,16 @@ async def nothing() -> None:
     pass
 
 
+async def run_until_processed(loop: pipeline.StageLoop, count: int) -> None:
+    """Run the stage's loop until it has processed `count` records, then stop it."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(loop.run(stop))
+    while loop.processed < count:  # noqa: ASYNC110 - polling a counter, not an event
+        await asyncio.sleep(0.01)
+    stop.set()
+    await task
+
+
 def bare_loop(_settings: Settings, topic: str, consumer: AIOKafkaConsumer,
               producer: AIOKafkaProducer, _group: str
               ) -> tuple[Callable[[int], Awaitable[None]], Callable[[], Awaitable[None]]]:
@@ -143,12 +153,7 @@ def stage_loop(transform: pipeline.Transform, *, exactly_once: bool = False) -> 
         consumer.subscribe([topic], listener=loop.handover)
 
         async def run(count: int) -> None:
-            stop = asyncio.Event()
-            task = asyncio.create_task(loop.run(stop))
-            while loop.processed < count:  # noqa: ASYNC110 - polling a counter, not an event
-                await asyncio.sleep(0.01)
-            stop.set()
-            await task
+            await run_until_processed(loop, count)
         return run, producers.close_all if producers is not None else nothing
     return contender
 

@@ -164,15 +164,15 @@ def _parsed(rate: str) -> limits.RateLimitItem:
     return limits.parse(rate)
 
 
+_PLATFORM = (access.Role.PLATFORM,)
+
+
 async def rate_limited_platform(request: Request, bearer: Bearer) -> access.Principal:
     """A platform's credential, within its rate limit."""
     principal = _admitted(await _authenticated(request, bearer), _PLATFORM,
                           access.Role.PLATFORM.value)
     await service_context.of(request.app).rate_limits.check(principal)
     return principal
-
-
-_PLATFORM = (access.Role.PLATFORM,)
 
 
 RateLimitedPlatform = Annotated[access.Principal, Depends(rate_limited_platform)]
