@@ -58,7 +58,7 @@ from bench import closed_loop, e2e_load
 from bench.e2e_pipelines import STARTED, Running, spawn, start_baseline, start_project, stop_all
 from bench.e2e_probes import RssSampler, top_frames
 from bench.e2e_steps import Bench
-from devtools import demo, ports, processes
+from devtools import demo, ports
 from devtools.kafka_broker import LocalKafka
 
 
@@ -229,8 +229,7 @@ def main() -> None:
                       f" {time.monotonic() - began:.0f}s)", flush=True)
                 running = (start_baseline(broker.bootstrap_servers, home) if name == "baseline"
                            else start_project(broker.bootstrap_servers, home, args.customers,
-                                              split=processes.split_router()
-                                              and not args.one_router))
+                                              split=not args.one_router))
                 try:
                     results.setdefault(name, []).append(
                         run_pipeline(bench, running, rates, args.skip_max,

@@ -101,7 +101,7 @@ def project_lanes() -> list[str]:
 
 
 def start_project(bootstrap: str, home: Path, customers: int, *,
-                  split: bool = processes.split_router()) -> Running:
+                  split: bool = True) -> Running:
     """The project as `bin/run` starts it (`split`: the router's intake and stage in two
     processes, see devtools.processes)."""
     database_url = f"sqlite+aiosqlite:///{home / 'project.db'}"

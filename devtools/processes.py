@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from devtools import ports
+from services.core.settings import Settings
 
 SERVICES = ("segmenter", "router", "metrics")
 
@@ -74,13 +75,16 @@ def service_env(*, bootstrap: str, database_url: str, ports: dict[str, int],
     }
 
 
+# The router instance that routes when the intake runs apart (split), and where
+# `bin/run` serves it (deploy/prometheus/prometheus.local.yml scrapes it there).
 ROUTER_STAGE_INSTANCE = "router-stage"
+ROUTER_STAGE_PORT = 8083
 
 
-def split_router() -> bool:
-    """Whether to run the router's intake and its stage in two processes: where there
-    is more than one core (each process is one Python interpreter, one core at most)."""
-    return (os.cpu_count() or 1) > 1
+def local_ports(settings: Settings) -> dict[str, int]:
+    """Where `bin/run` serves each process (prometheus.local.yml's targets)."""
+    return {"router": settings.router_port, "segmenter": settings.segmenter_port,
+            "metrics": settings.metrics_port, ROUTER_STAGE_INSTANCE: ROUTER_STAGE_PORT}
 
 
 def pipeline_processes(env: dict[str, str], service_ports: dict[str, int], logs: Path, *,

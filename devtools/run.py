@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from devtools import demo, demo_seed, ports, processes
+from devtools import demo, demo_seed, processes
 from devtools.kafka_broker import LocalKafka
 from services.core.settings import PROJECT_ROOT, Settings
 
@@ -41,13 +41,11 @@ def up(
     if demo_data:
         for line in demo_seed.seed(settings, data_dir / "credentials.env"):
             typer.echo(line)
-    service_ports = {"router": settings.router_port, "segmenter": settings.segmenter_port,
-                     "metrics": settings.metrics_port,
-                     processes.ROUTER_STAGE_INSTANCE: ports.free_port()}
+    service_ports = processes.local_ports(settings)
     env = processes.service_env(bootstrap=settings.kafka_bootstrap_servers,
                                 database_url=settings.database_url, ports=service_ports)
     services = processes.pipeline_processes(env, service_ports, data_dir / "logs",
-                                            split=processes.split_router())
+                                            split=True)
     stopping = False
 
     def request_stop(_signum: int, _frame: object) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
+from devtools import processes
 from services.core.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,6 +28,9 @@ PROMETHEUS_CONFIGS = {"compose": PROMETHEUS / "prometheus.yml",
                       "local": PROMETHEUS / "prometheus.local.yml"}
 
 APP_SERVICES = ("segmenter", "router", "metrics")
+# The router program's second service: the routing stage, apart from the intake and APIs
+# (named as bin/run names its process).
+ROUTER_STAGE_SERVICE = processes.ROUTER_STAGE_INSTANCE
 SETTINGS_ENV = {name.upper() for name in Settings.model_fields}
 
 

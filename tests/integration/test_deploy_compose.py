@@ -19,6 +19,7 @@ from tests.integration.deploy_files import (
     COMPOSE_FILE,
     DOCKERFILE,
     ROOT,
+    ROUTER_STAGE_SERVICE,
     SETTINGS_ENV,
     bind_mount,
     compose_services,
@@ -49,7 +50,7 @@ def test_docker_compose_validation_rejects_a_broken_file(tmp_path: Path) -> None
 
 def test_app_services_set_only_settings_fields() -> None:
     services = compose_services()
-    for name in APP_SERVICES:
+    for name in (*APP_SERVICES, ROUTER_STAGE_SERVICE):
         service = services[name]
         assert "env_file" not in service, f"{name}: keep the environment in docker-compose.yml"
         env = environment(service)
@@ -61,7 +62,7 @@ def test_app_services_set_only_settings_fields() -> None:
 def test_app_services_listen_on_all_interfaces_and_use_postgres(
         monkeypatch: pytest.MonkeyPatch) -> None:
     services = compose_services()
-    for name in APP_SERVICES:
+    for name in (*APP_SERVICES, ROUTER_STAGE_SERVICE):
         settings = settings_of(services[name], monkeypatch)
         assert settings.host == "0.0.0.0", f"{name} would listen on {settings.host} only"
         assert settings.database_url.startswith("postgresql+asyncpg://"), name
@@ -84,7 +85,7 @@ def test_app_services_publish_their_settings_port_on_loopback(
 def test_app_services_read_the_mounted_config(monkeypatch: pytest.MonkeyPatch) -> None:
     defaults = Settings.model_fields
     services = compose_services()
-    for name in APP_SERVICES:
+    for name in (*APP_SERVICES, ROUTER_STAGE_SERVICE):
         service = services[name]
         mounted, mode = bind_mount(service, "./config")
         assert mode == "ro", f"{name} may write to ./config"
@@ -138,7 +139,10 @@ def test_dockerfile_sources_are_not_docker_ignored() -> None:
     assert {".venv", ".git", ".cache", ".data"} <= ignored
 
 
-REPLICAS = {name: f"{name}-replica" for name in APP_SERVICES}
+# Each stage's unpublished replica service, and the service it copies: the router's
+# replicas route, as router-stage does.
+REPLICAS = {f"{name}-replica": name for name in APP_SERVICES} | {
+    "router-replica": ROUTER_STAGE_SERVICE}
 
 
 def rendered_compose(*options: str) -> dict[str, Any]:
@@ -151,7 +155,7 @@ def rendered_compose(*options: str) -> dict[str, Any]:
 
 def test_each_stage_has_an_unpublished_replica_service() -> None:
     services = rendered_compose()["services"]
-    for name, replica in REPLICAS.items():
+    for replica, name in REPLICAS.items():
         same = ("command", "environment", "healthcheck", "image", "depends_on", "volumes")
         assert {key: services[replica].get(key) for key in same} == {
             key: services[name].get(key) for key in same}, replica
@@ -165,17 +169,33 @@ def test_every_replica_gets_its_own_instance_id(monkeypatch: pytest.MonkeyPatch)
     services = rendered_compose()["services"]
     containers = 0
     ids: dict[str, set[str]] = {}
-    for name in [*APP_SERVICES, *REPLICAS.values()]:
+    for name in [*APP_SERVICES, ROUTER_STAGE_SERVICE, *REPLICAS]:
         service = services[name]
         assert "hostname" not in service and "container_name" not in service, name
         assert environment(service)["INSTANCE_ID"] == "auto", name
-        stage = name.removesuffix("-replica")
+        stage = REPLICAS.get(name, name)
         for _ in range(3):  # as if scaled to 3
             container_id = secrets.token_hex(32)
             monkeypatch.setattr(socket, "gethostname", lambda cid=container_id: cid[:12])
             ids.setdefault(stage, set()).add(settings_of(service, monkeypatch).instance_id)
             containers += 1
     assert sum(len(found) for found in ids.values()) == containers
+
+
+def test_the_intake_and_the_routing_stage_run_apart(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The published router serves the intake and the APIs only; router-stage, the same
+    program otherwise set alike, routes (as bin/run's two router processes do)."""
+    services = rendered_compose()["services"]
+    intake, routing = services["router"], services[ROUTER_STAGE_SERVICE]
+    assert settings_of(intake, monkeypatch).router_stage is False
+    assert settings_of(routing, monkeypatch).router_stage is True
+    def others(service: dict[str, Any]) -> dict[str, str | None]:
+        return {key: value for key, value in environment(service).items()
+                if key != "ROUTER_STAGE"}
+    assert others(routing) == others(intake)
+    same = ("command", "healthcheck", "image", "depends_on", "volumes")
+    assert {key: routing.get(key) for key in same} == {key: intake.get(key) for key in same}
+    assert "ports" not in routing, "its port would clash with the intake's on the host"
 
 
 def test_kafka_is_published_where_the_walk_through_reads_it() -> None:

@@ -18,6 +18,7 @@ from tests.integration.deploy_files import (
     APP_SERVICES,
     DOCKERFILE,
     ROOT,
+    ROUTER_STAGE_SERVICE,
     SETTINGS_ENV,
     load_yaml,
     run,
@@ -84,7 +85,8 @@ def test_rendered_chart_matches_the_kubernetes_schemas(version: str, schemas: Pa
     assert result.returncode == 0, result.stderr
     checked = kubeconform(result.stdout, version, schemas)
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert "Valid: 8, Invalid: 0, Errors: 0, Skipped: 0" in checked.stdout
+    # A Deployment and a Service for each of the four services, a ConfigMap, a Secret.
+    assert "Valid: 10, Invalid: 0, Errors: 0, Skipped: 0" in checked.stdout
 
 
 def test_kubeconform_rejects_a_broken_manifest(schemas: Path) -> None:
@@ -98,18 +100,24 @@ def test_kubeconform_rejects_a_broken_manifest(schemas: Path) -> None:
     assert "livenesProbe" in checked.stdout
 
 
+def program(name: str) -> str:
+    """The program a chart service runs: router-stage is the router, routing."""
+    return "router" if name == ROUTER_STAGE_SERVICE else name
+
+
 def test_every_deployment_has_probes_resources_and_replicas() -> None:
     values = load_yaml(CHART / "values.yaml")
-    defaults = {name: values["services"][name]["replicas"] for name in APP_SERVICES}
-    assert defaults == {"router": 2, "segmenter": 2, "metrics": 1}  # as the README says
+    defaults = {name: service["replicas"] for name, service in values["services"].items()}
+    # as the README says
+    assert defaults == {"router": 2, ROUTER_STAGE_SERVICE: 2, "segmenter": 2, "metrics": 1}
     assert values["kafka"]["topicPartitions"] == 6
     found = deployments(rendered_chart(**{"services.segmenter.replicas": "4"}))
-    assert set(found) == set(APP_SERVICES)
+    assert set(found) == {*APP_SERVICES, ROUTER_STAGE_SERVICE}
     for name, deployment in found.items():
         expected_replicas = 4 if name == "segmenter" else values["services"][name]["replicas"]
         assert deployment["spec"]["replicas"] == expected_replicas, name
         [container] = deployment["spec"]["template"]["spec"]["containers"]
-        assert container["command"] == ["python", "-m", f"services.{name}"]
+        assert container["command"] == ["python", "-m", f"services.{program(name)}"]
         assert container["livenessProbe"]["httpGet"]["path"] == "/healthz", name
         assert container["readinessProbe"]["httpGet"]["path"] == "/readyz", name
         assert container["ports"] == [{"name": "http",
@@ -135,7 +143,8 @@ def test_a_new_routing_table_rolls_the_pods(tmp_path: Path) -> None:
         annotations.append({name: d["spec"]["template"]["metadata"]["annotations"]
                             ["checksum/config"] for name, d in deployments(manifests).items()})
     before, after = annotations
-    assert all(before[name] != after[name] for name in APP_SERVICES)
+    assert set(before) == {*APP_SERVICES, ROUTER_STAGE_SERVICE}
+    assert all(before[name] != after[name] for name in before)
 
 
 def container_env(deployment: dict[str, Any]) -> list[dict[str, Any]]:
@@ -173,7 +182,9 @@ def test_pods_read_their_settings_from_the_chart(monkeypatch: pytest.MonkeyPatch
         assert settings.kafka_bootstrap_servers == "kafka.streaming:9092"
         assert settings.kafka_topic_partitions == values["kafka"]["topicPartitions"]
         assert settings.host == "0.0.0.0"
-        assert getattr(settings, f"{name}_port") == values["services"][name]["port"]
+        assert getattr(settings, f"{program(name)}_port") == values["services"][name]["port"]
+        # The intake's pods run no routing stage; router-stage's pods route.
+        assert settings.router_stage is (name != "router"), name
         mounted = {Path(mount["mountPath"]) for mount in
                    deployment["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]}
         assert {settings.segment_rules_file.parent, settings.routing_table_file.parent} \
@@ -217,3 +228,7 @@ def test_every_stage_has_a_service_on_its_port() -> None:
         assert deployment["spec"]["selector"]["matchLabels"].items() <= labels.items()
         [port] = services[name]["spec"]["ports"]
         assert port["targetPort"] == "http"
+    # Support platforms post to the router Service: it selects the intake's pods only.
+    routing_pods = deployments(manifests)[ROUTER_STAGE_SERVICE]["spec"]["template"]
+    assert not services["router"]["spec"]["selector"].items() <= \
+        routing_pods["metadata"]["labels"].items()

@@ -8,10 +8,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+from devtools import processes
+from services.core.settings import Settings
 from tests.integration.deploy_files import (
     APP_SERVICES,
     PROMETHEUS,
     PROMETHEUS_CONFIGS,
+    ROUTER_STAGE_SERVICE,
     all_rules,
     base_name,
     bind_mount_target,
@@ -62,6 +65,10 @@ def test_prometheus_scrapes_each_service_on_its_port(
         port = getattr(settings_of(services[name], monkeypatch), f"{name}_port")
         host = name if variant == "compose" else "127.0.0.1"
         expected[name] = [f"{host}:{port}"]
+        if name == "router":  # and the routing stage's instance (bin/run's port for it)
+            stage_port = processes.local_ports(Settings())[ROUTER_STAGE_SERVICE]
+            expected[name].append(f"{ROUTER_STAGE_SERVICE}:{port}" if variant == "compose"
+                                  else f"127.0.0.1:{stage_port}")
         if variant == "compose":  # and the stage's unpublished replicas, by DNS
             expected[name].append(f"dns A {name}-replica:{port}")
     scraped = {job["job_name"]: [target for static in job["static_configs"]
