@@ -34,7 +34,10 @@ def record(n: int) -> kafka.Output:
         data={"n": n, "body": BODY}))
 
 
-async def per_second(publisher: kafka.Publisher, callers: int, seconds: float) -> float:
+AnyPublisher = kafka.Publisher | TransactionalPublisher
+
+
+async def per_second(publisher: AnyPublisher, callers: int, seconds: float) -> float:
     await publisher.publish([record(-1)])  # connected (and, for transactions, initialised)
     done = 0
     end = time.monotonic() + seconds
@@ -52,7 +55,7 @@ async def per_second(publisher: kafka.Publisher, callers: int, seconds: float) -
     return rate
 
 
-def publishers(settings: Settings, run: int) -> dict[str, Callable[[], kafka.Publisher]]:
+def publishers(settings: Settings, run: int) -> dict[str, Callable[[], AnyPublisher]]:
     return {
         "plain idempotent producer": lambda: kafka.Publisher(settings, client_id="bench"),
         "group commit, 1 producer": lambda: TransactionalPublisher(

@@ -45,13 +45,14 @@ class _Request:
     committed: asyncio.Future[None]
 
 
-class TransactionalPublisher(kafka.Publisher):
+class TransactionalPublisher:
     """Publishes each call's events in a transaction that an idle committer shares
-    between every call queued meanwhile; returns once that transaction is committed."""
+    between every call queued meanwhile; returns once that transaction is committed.
+    It holds no producer itself: each committer holds one."""
 
     def __init__(self, settings: Settings, *, client_id: str, transactional_id: str,
                  producers: int = 1) -> None:
-        super().__init__(settings, client_id=client_id)
+        self._settings = settings
         self._queue: list[_Request] = []
         self._queued = asyncio.Event()
         self._committers = [
