@@ -104,7 +104,8 @@ class Settings(BaseSettings):
     router_port: int = 8080
     # Whether this router instance runs the router stage (it consumes tickets.segmented).
     # Off: it serves the intake and the APIs and follows the events, while the stage runs
-    # in another instance (another process, another core): `bin/run` starts them so.
+    # in another instance (another process, another core): `bin/run`, docker-compose.yml
+    # and the Helm chart run them so (`router` and `router-stage`).
     router_stage: bool = True
     segmenter_port: int = 8081
     metrics_port: int = 8082

@@ -1,7 +1,7 @@
-"""The pipeline as `bin/run` starts it on a machine with more than one core: the router
-on ROUTER_PORT serves the intake and the APIs and runs no stage; a second router
-instance, in its own process, routes. A ticket posted to the first reaches its
-department's queue once; only the second runs the router stage."""
+"""The pipeline as `bin/run` starts it: the router on ROUTER_PORT serves the intake and
+the APIs and runs no stage; a second router instance, in its own process, routes. A
+ticket posted to the first reaches its department's queue once; only the second runs
+the router stage."""
 
 from __future__ import annotations
 
