@@ -78,6 +78,18 @@ end
 """
 
 
+WRK_UNITS = {"ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def wrk_total(output: str) -> tuple[int, float]:
+    """Requests wrk made and over how many seconds: "15064 requests in 1.00m" (wrk
+    prints the duration in its own unit: 950.00ms, 5.00s, 1.00m)."""
+    done = re.search(r"(\d+) requests in ([\d.]+)(ms|s|m|h)\b", output)
+    if done is None:
+        raise RuntimeError(f"wrk printed no total:\n{output}")
+    return int(done.group(1)), float(done.group(2)) * WRK_UNITS[done.group(3)]
+
+
 def wrk(port: int, connections: int, seconds: float, token: str | None,
         customers: list[str], tag: str) -> ClosedLoopResult:
     """wrk (2 threads) posting tickets for `seconds`; accepted = requests - non-2xx."""
@@ -92,11 +104,7 @@ def wrk(port: int, connections: int, seconds: float, token: str | None,
             capture_output=True, text=True, timeout=seconds + 60, check=True).stdout
     finally:
         Path(file.name).unlink()
-    done = re.search(r"(\d+) requests in ([\d.]+)(m?s)", output)
-    if done is None:
-        raise RuntimeError(f"wrk printed no total:\n{output}")
-    requests = int(done.group(1))
-    elapsed = float(done.group(2)) * (1e-3 if done.group(3) == "ms" else 1.0)
+    requests, elapsed = wrk_total(output)
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     failed = int(non_2xx.group(1)) if non_2xx else 0
 
