@@ -159,34 +159,56 @@ async def assigned(consumer: AIOKafkaConsumer, topics: list[str]) -> list[TopicP
     raise RuntimeError(f"no partitions assigned for {topics}")
 
 
-def reader_process(bootstrap: str, topics: list[str], pipe: Pipe) -> None:
+def subject_of(value: bytes) -> str | None:
+    """A bench ticket's subject, from a record of any hop: the ticket itself, a CloudEvent
+    carrying it as its data, or data holding it as `ticket`."""
+    with contextlib.suppress(orjson.JSONDecodeError):
+        found = orjson.loads(value)
+        for _ in range(3):
+            if not isinstance(found, dict):
+                return None
+            if isinstance(found.get("subject"), str):
+                return str(found["subject"])
+            found = found.get("data", found.get("ticket"))
+    return None
+
+
+def reader_process(bootstrap: str, topics: list[str], hops: list[str], pipe: Pipe) -> None:
     """Entry point of the lane reader's process."""
-    asyncio.run(read_lanes(bootstrap, topics, pipe))
+    asyncio.run(read_lanes(bootstrap, topics, hops, pipe))
 
 
-async def read_lanes(bootstrap: str, topics: list[str], pipe: Pipe) -> None:
+async def read_lanes(bootstrap: str, topics: list[str], hops: list[str], pipe: Pipe) -> None:
     """Read the lanes from their current end (`read_committed`), noting when each subject
     is first and again seen; told the accepted subjects, stop once all are seen and
     `settle` more seconds passed (duplicates show), or at the drain deadline; send back
-    {subject: [wall-clock read times]}."""
-    consumer = AIOKafkaConsumer(*topics, bootstrap_servers=bootstrap,
+    {subject: [wall-clock read times]} and, for each topic of `hops` (the topics a ticket
+    crosses on its way, read alike), {topic: {subject: first read time}}."""
+    consumer = AIOKafkaConsumer(*topics, *hops, bootstrap_servers=bootstrap,
                                 isolation_level="read_committed", enable_auto_commit=False,
                                 group_id=None, max_partition_fetch_bytes=4 * 1024 * 1024)
     await consumer.start()
     try:
-        partitions = await assigned(consumer, topics)
+        partitions = await assigned(consumer, [*topics, *hops])
         await consumer.seek_to_end(*partitions)
         for partition in partitions:
             await consumer.position(partition)
         pipe.send("ready")
         seen: dict[str, list[float]] = {}
+        crossed: dict[str, dict[str, float]] = {hop: {} for hop in hops}
         missing: set[str] | None = None
         settle = deadline = math.inf
         complete_at: float | None = None
         while True:
             batch = await consumer.getmany(timeout_ms=50, max_records=5000)
             now = time.time()
-            for records in batch.values():
+            for partition, records in batch.items():
+                if partition.topic in crossed:
+                    for record in records:
+                        subject = subject_of(record.value)
+                        if subject is not None:
+                            crossed[partition.topic].setdefault(subject, now)
+                    continue
                 for record in records:
                     with contextlib.suppress(orjson.JSONDecodeError, KeyError, TypeError):
                         subject = orjson.loads(record.value)["subject"]
@@ -205,7 +227,7 @@ async def read_lanes(bootstrap: str, topics: list[str], pipe: Pipe) -> None:
                     complete_at = now
                 if (complete_at is not None and now - complete_at >= settle) or now >= deadline:
                     break
-        pipe.send(seen)
+        pipe.send((seen, crossed))
     finally:
         await consumer.stop()
 

@@ -48,6 +48,7 @@ class Running:
     port: int
     token: str | None
     lanes: list[str]
+    hops: list[str]  # the topics a ticket crosses before its lane, in order
     segmenter_pid: int
     pids: dict[str, int]
     stop: Callable[[], None]
@@ -77,7 +78,8 @@ def start_baseline(bootstrap: str, home: Path) -> Running:
             ports.terminate(process, 20)
             STARTED.remove(process)
 
-    return Running("baseline", port, None, [baseline.LANE], stages[0].pid,
+    return Running("baseline", port, None, [baseline.LANE],
+                   [baseline.INCOMING, baseline.SEGMENTED], stages[0].pid,
                    {"intake": intake.pid, "segmenter": stages[0].pid,
                     "router": stages[1].pid}, stop)
 
@@ -130,5 +132,6 @@ def start_project(bootstrap: str, home: Path, customers: int, *,
                 STARTED.remove(process)
 
     pids = {name: s.process.pid for name, s in services.items() if s.process is not None}
-    return Running("project", service_ports["router"], token, lanes, pids["segmenter"],
+    return Running("project", service_ports["router"], token, lanes,
+                   [topics.INCOMING, topics.SEGMENTED], pids["segmenter"],
                    {"intake": pids["router"], **pids}, stop)

@@ -36,6 +36,9 @@ class Step:
     post_p99_ms: float
     generator_lag_p99_ms: float
     errors: Counter[str] = field(default_factory=Counter)
+    # Accepted -> first readable on each topic on the way (hops, then the lanes), ms.
+    readable_p50_ms: dict[str, float] = field(default_factory=dict)
+    readable_p99_ms: dict[str, float] = field(default_factory=dict)
     # CPU milliseconds per accepted ticket, per process, over the step and its drain:
     # robust where wall-clock figures are not (a machine shared with other work).
     cpu_ms_per_ticket: dict[str, float] = field(default_factory=dict)
@@ -63,7 +66,8 @@ class Bench:
         context = multiprocessing.get_context("spawn")
         ours, theirs = context.Pipe()
         reader = context.Process(target=e2e_load.reader_process,
-                                 args=(self.bootstrap, running.lanes, theirs), daemon=True)
+                                 args=(self.bootstrap, running.lanes, running.hops, theirs),
+                                 daemon=True)
         reader.start()
         try:
             if not ours.poll(60) or ours.recv() != "ready":
@@ -89,7 +93,9 @@ class Bench:
             ours.send((list(accepted), 1.0, grace_deadline, grace_deadline + self.drain))
             if not ours.poll(self.grace + self.drain + 60):
                 raise RuntimeError("the lane reader did not answer")
-            seen: dict[str, list[float]] = ours.recv()
+            seen: dict[str, list[float]]
+            crossed: dict[str, dict[str, float]]
+            seen, crossed = ours.recv()
         finally:
             reader.join(5)
             if reader.is_alive():
@@ -115,11 +121,20 @@ class Bench:
             generator_lag_p99_ms=e2e_load.percentile(
                 [(s.sent - s.scheduled) * 1e3 for s in sent], 0.99),
             errors=Counter(s.error for s in sent if s.error))
+        crossed["lanes"] = {subject: times[0] for subject, times in seen.items()}
+        for topic, first_read in crossed.items():
+            waited = [(first_read[subject] - accepted[subject].sent) * 1e3
+                      for subject in accepted if subject in first_read]
+            step.readable_p50_ms[topic] = e2e_load.percentile(waited, 0.5)
+            step.readable_p99_ms[topic] = e2e_load.percentile(waited, 0.99)
         # A stray timeout on this shared machine does not fail a step; 0.5% do.
         step.passed = (step.accepted >= 0.995 * step.offered
                        and step.delivered == step.accepted
                        and step.duplicates == 0 and step.e2e_p99_ms <= self.max_p99_ms)
         self.log(f"  {running.name} {rate:g}/s x {seconds:g}s: {describe(step)}")
+        self.log("    sent -> readable p50/p99, ms: " + ", ".join(
+            f"{topic} {step.readable_p50_ms[topic]:.0f}/{step.readable_p99_ms[topic]:.0f}"
+            for topic in step.readable_p50_ms))
         drained = asyncio.run(e2e_load.wait_quiet(self.bootstrap, running.lanes))
         if drained > 5:
             self.log(f"    (lanes quiet after {drained:.0f}s)")

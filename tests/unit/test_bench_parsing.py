@@ -1,0 +1,42 @@
+"""What the benches read from others' output: wrk's total whatever unit wrk prints its
+duration in (bench/closed_loop.py), and a bench ticket's subject from a record of any hop
+(bench/e2e_load.py)."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from bench.closed_loop import wrk_total
+from bench.e2e_load import subject_of
+from services.core import envelope
+
+
+@pytest.mark.parametrize(("line", "expected"), [
+    ("  1000 requests in 5.00s, 1.2MB read", (1000, 5.0)),
+    ("  15064 requests in 1.00m, 3.74MB read", (15064, 60.0)),
+    ("  12 requests in 950.00ms, 3KB read", (12, 0.95)),
+])
+def test_the_total_and_its_duration_in_seconds(line: str, expected: tuple[int, float]) -> None:
+    requests, seconds = wrk_total(f"Running 1m test\n{line}\nRequests/sec: 1\n")
+    assert (requests, seconds) == (expected[0], pytest.approx(expected[1]))
+
+
+def test_output_without_a_total_is_an_error() -> None:
+    with pytest.raises(RuntimeError, match="no total"):
+        wrk_total("unable to connect to 127.0.0.1:1 Connection refused")
+
+
+def test_a_subject_is_found_in_the_ticket_or_in_data_holding_it() -> None:
+    """Records carry an event's data as their value (its attributes are headers): the
+    ticket itself, or data holding it as `ticket`."""
+    ticket = {"customer_id": "c-1", "subject": "e2e-project-1 7", "body": "b"}
+    event = envelope.Event(type="ticket.received", source="bench", ticket_id="t-1",
+                           correlation_id="t-1", data=ticket)
+    nested = envelope.Event(type="ticket.segmented", source="bench", ticket_id="t-1",
+                            correlation_id="t-1", data={"ticket": ticket, "segment": "vip"})
+    for value in (orjson.dumps(ticket), envelope.to_value(event), envelope.to_value(nested),
+                  orjson.dumps({"data": ticket})):
+        assert subject_of(value) == "e2e-project-1 7"
+    assert subject_of(b"not json") is None
+    assert subject_of(orjson.dumps({"data": {"other": 1}})) is None
