@@ -101,7 +101,6 @@ class StageLoop:
         self._attempts: dict[TopicPartition, _Attempts] = {}
         self._outages = 0  # consecutive batches that met an outage
         self.processed = 0
-        WAITING.labels(name).set(0)
 
     @property
     def waiting_for_outage(self) -> bool:
@@ -112,6 +111,7 @@ class StageLoop:
         """Each partition's share of a fetch goes on by itself: a partition waits for its
         own transaction, not for the slowest of the fetch, and is fetched again as soon
         as its share is done. Returns once the shares in hand are finished."""
+        WAITING.labels(self.name).set(0)  # shown from the moment this stage runs
         try:
             while not stop.is_set():
                 await self._recover_partitions()

@@ -102,10 +102,11 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     router_port: int = 8080
-    # Whether this router instance runs the router stage (it consumes tickets.segmented).
-    # Off: it serves the intake and the APIs and follows the events, while the stage runs
-    # in another instance (another process, another core): `bin/run`, docker-compose.yml
-    # and the Helm chart run them so (`router` and `router-stage`).
+    # Whether this router instance runs the router stage (it consumes tickets.segmented)
+    # and the router's followers of the ticket events (tracking, webhook callbacks). Off:
+    # it serves the intake and the APIs only, while another instance (another process,
+    # another core) consumes: `bin/run`, docker-compose.yml and the Helm chart run them so
+    # (`router` and `router-stage`).
     router_stage: bool = True
     segmenter_port: int = 8081
     metrics_port: int = 8082

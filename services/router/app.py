@@ -104,19 +104,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             tasks.start("retention-purge", lambda stop: leases.every_while_holding(
                 fleet, retention.ROUTER_PURGE, settings.retention_purge_interval_seconds,
                 purge, stop))
-            tasks.start("deferred-states", lambda stop: background.every(
-                1.0, route.flush_deferred, stop, once_more_on_stop=True))
-            follower = StageRunner(
-                settings, name=f"{NAME}-tracker", source_topic=topics.EVENTS,
-                group_id=topics.ROUTER_TRACKER_GROUP, follower=True,
-                transform=event_follower.FollowTicketEvent(
-                    routed, current_table=lambda: live_table.current,
-                    awaits_store=route.awaits_store))
-            await parts.start(Phase.FOLLOWERS, follower.start, stop=follower.stop)
-            # The webhooks' recorder follows the events too (and starts their delivery).
-            await parts.start(Phase.FOLLOWERS, lambda: callbacks.start(tasks, fleet, settings),
-                              stop=callbacks.stop)
             if settings.router_stage:
+                # The consumers: the ticket events' follower and the webhooks' recorder
+                # (which starts their delivery), then the stage. An instance without
+                # them serves the intake and the APIs only, and writes little to the store.
+                tasks.start("deferred-states", lambda stop: background.every(
+                    1.0, route.flush_deferred, stop, once_more_on_stop=True))
+                follower = StageRunner(
+                    settings, name=f"{NAME}-tracker", source_topic=topics.EVENTS,
+                    group_id=topics.ROUTER_TRACKER_GROUP, follower=True,
+                    transform=event_follower.FollowTicketEvent(
+                        routed, current_table=lambda: live_table.current,
+                        awaits_store=route.awaits_store))
+                await parts.start(Phase.FOLLOWERS, follower.start, stop=follower.stop)
+                await parts.start(Phase.FOLLOWERS,
+                                  lambda: callbacks.start(tasks, fleet, settings),
+                                  stop=callbacks.stop)
                 stage = context.stage = StageRunner(
                     settings, name=NAME, source_topic=topics.SEGMENTED,
                     group_id=topics.ROUTER_GROUP, transform=route)

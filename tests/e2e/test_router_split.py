@@ -1,7 +1,7 @@
 """The pipeline as `bin/run` starts it: the router on ROUTER_PORT serves the intake and
 the APIs and runs no stage; a second router instance, in its own process, routes. A
 ticket posted to the first reaches its department's queue once; only the second runs
-the router stage."""
+the router's consumers (its stage and its followers of the ticket events)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,13 @@ import httpx
 import pytest
 
 from devtools import demo, ports, processes
+from services.core import topics
 from tests import credentials
 from tests.conftest import TEST_ROUTING_TABLE, department_lanes, read_topic
 
-STAGE_METRIC = 'routing_stage_waiting_for_outage{stage="router"}'
+# The router's consumers: its stage, the ticket events' follower, the webhooks' recorder.
+CONSUMER_METRICS = [f'routing_stage_waiting_for_outage{{stage="{name}"}}' for name in
+                    ("router", topics.ROUTER_TRACKER_GROUP, topics.ROUTER_WEBHOOKS_GROUP)]
 
 
 @pytest.fixture
@@ -61,5 +64,6 @@ async def test_the_intake_router_hands_its_tickets_to_the_routing_instance(
         intake_metrics = (await client.get(f"{intake.url}/metrics")).text
         routing_metrics = (await client.get(f"{routing.url}/metrics")).text
         assert (await client.get(f"{intake.url}/readyz")).status_code == 200
-    assert STAGE_METRIC not in intake_metrics
-    assert STAGE_METRIC in routing_metrics
+    for metric in CONSUMER_METRICS:
+        assert metric not in intake_metrics
+        assert metric in routing_metrics
