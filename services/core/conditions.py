@@ -36,6 +36,9 @@ def compile_boolean(environment: Any, expression: Any, *, source: str, line: int
 def holds(compiled: Any, activation: Any) -> bool:
     """Evaluate; CEL returns errors as values, which become ConditionFailed here."""
     value = compiled.eval(activation)
+    plain = value.plain_value()
+    if plain is True or plain is False:  # a boolean: one call, no comparison of types
+        return plain
     kind = value.type()
     if kind == _T.ERROR:
         raise ConditionFailed(str(value.value()))

@@ -92,17 +92,19 @@ def raw_features(purchases: Iterable[Purchase], *, signup_date: date | None,
 
 def scored(features: ValueFeatures, cutoffs: Cutoffs, *, now: datetime,
            signup_date: date | None = None) -> ValueFeatures:
-    """Scores as of `now` against the cutoffs in force (and tenure, if the signup is known)."""
-    if signup_date is not None:
-        features = replace(features, tenure_days=max(0, (now.date() - signup_date).days))
+    """Scores as of `now` against the cutoffs in force (and tenure, if the signup is known).
+    One copy of the features a call (this runs for every ticket)."""
+    tenure_days = features.tenure_days if signup_date is None \
+        else max(0, (now.date() - signup_date).days)
     if features.purchases == 0 or features.last_purchase_at is None:
-        return replace(features, recency=0, frequency=0, monetary=0)
+        return replace(features, recency=0, frequency=0, monetary=0, tenure_days=tenure_days)
     days_since = (now - features.last_purchase_at).total_seconds() / 86400
     return replace(
         features,
         recency=5 - bisect.bisect_left(cutoffs.recency_days, days_since),
         frequency=1 + bisect.bisect_left(cutoffs.frequency, features.purchases),
         monetary=1 + bisect.bisect_left(cutoffs.monetary, features.total_value),
+        tenure_days=tenure_days,
     )
 
 

@@ -9,6 +9,7 @@ for a known customer and for a customer the store does not know (so a rule readi
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -108,8 +109,10 @@ class RuleSet:
                 for path, value in values_read(paths, context).items()}
 
 
-def _is_protected(path: str, protected: Sequence[str]) -> bool:
-    # A rule reading a whole map (`customer`) may read anything in it.
+@functools.lru_cache(maxsize=4096)
+def _is_protected(path: str, protected: tuple[str, ...]) -> bool:
+    # A rule reading a whole map (`customer`) may read anything in it. Remembered: a rule
+    # set's paths and protected attributes are few, and asked about on every decision.
     return any(path == p or path.startswith(p + ".") or p.startswith(path + ".")
                for p in protected)
 

@@ -45,6 +45,11 @@ class TestScores:
         scored = features.scored(ValueFeatures(), features.DEFAULT_CUTOFFS, now=NOW)
         assert (scored.recency, scored.frequency, scored.monetary) == (0, 0, 0)
 
+    def test_a_prospect_has_its_tenure_too(self) -> None:
+        scored = features.scored(ValueFeatures(tickets_raised=2), features.DEFAULT_CUTOFFS,
+                                 now=NOW, signup_date=date(2026, 11, 1))
+        assert (scored.recency, scored.tenure_days, scored.tickets_raised) == (0, 22, 2)
+
 
 class TestTiers:
     cutoffs = Cutoffs(most_valuable_from=5000.0, most_growable_from=500.0)

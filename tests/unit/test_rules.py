@@ -165,6 +165,19 @@ class TestDecidedByCarriesNoPersonalData:
         assert decide(rule_set, customer(country="NL")).decided_by == {
             "customer.country": rules.WITHHELD}
 
+    def test_what_is_withheld_follows_the_rule_set_in_force(self) -> None:
+        rule = "rules:\n  - name: dutch\n    segment: nl\n    when: customer.country == 'NL'\n"
+        protecting = rules_file.parse("version: a\ndefault_segment: general\n"
+                                      "protected_attributes: [customer.country]\n" + rule,
+                                      source="segments.yaml")
+        not_protecting = rules_file.parse("version: b\ndefault_segment: general\n" + rule,
+                                          source="segments.yaml")
+        dutch = customer(country="NL")
+        for _ in range(2):  # whatever was asked before: each rule set's own answer
+            assert decide(protecting, dutch).decided_by == {
+                "customer.country": rules.WITHHELD}
+            assert decide(not_protecting, dutch).decided_by == {"customer.country": "NL"}
+
     def test_single_values_of_other_attributes_stay(self) -> None:
         rule_set = parse("  - name: vip\n    segment: x\n"
                          "    when: has(customer.attributes.vip) && customer.attributes.vip\n")

@@ -7,7 +7,7 @@ import json
 from datetime import UTC, date, datetime
 from typing import Any
 
-from services.core import envelope, topics
+from services.core import envelope, tickets, topics
 from services.segmenter import rules, rules_file, worker
 from services.segmenter.profiles import (
     Customer,
@@ -59,3 +59,17 @@ class TestSegmentedTicket:
         published = json.dumps(segmentation)
         for personal in ("female", "1941-03-09", "Granny"):
             assert personal not in published
+
+    async def test_the_segmented_ticket_is_the_received_one_with_its_segmentation(
+            self) -> None:
+        stage = worker.SegmentTicket(lookup=lookup, current_rules=lambda: RULES)
+        event = received("t-2")
+        event = envelope.Event(type=event.type, source=event.source, ticket_id="t-2",
+                               correlation_id="corr", data={**event.data, "smuggled": 1})
+        outputs = await stage(event)
+        data = next(o.event for o in outputs if o.topic == topics.SEGMENTED).data
+        ticket = tickets.Ticket.model_validate(event.data)
+        segmentation = tickets.Segmentation.model_validate(data["segmentation"])
+        assert data == ticket.with_segmentation(segmentation).model_dump(mode="json")
+        assert tickets.SegmentedTicket.model_validate(data).model_dump(mode="json") == data
+        assert "smuggled" not in data
