@@ -42,6 +42,7 @@ from services.core import (
     migrate,
     partition_producers,
     pipeline,
+    serve,
     tickets,
     topics,
 )
@@ -275,6 +276,7 @@ def main() -> None:
     parser.add_argument("--tickets", type=int, default=20_000)
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
+    serve.keep_startup_objects()  # as a service does before it serves (services/core/serve.py)
     with tempfile.TemporaryDirectory(prefix="bench-") as home:
         bench = segmenter_bench if args.stage == "segmenter" else router_bench
         asyncio.run(bench(Path(home), args.tickets, args.runs))
