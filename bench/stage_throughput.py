@@ -36,13 +36,13 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from devtools import demo
 from devtools.kafka_broker import LocalKafka
 from services.core import (
+    collector,
     db,
     envelope,
     kafka,
     migrate,
     partition_producers,
     pipeline,
-    serve,
     tickets,
     topics,
 )
@@ -276,7 +276,7 @@ def main() -> None:
     parser.add_argument("--tickets", type=int, default=20_000)
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    serve.keep_startup_objects()  # as a service does before it serves (services/core/serve.py)
+    collector.freeze_what_is_loaded()  # as a service does before it serves (core/serve.py)
     with tempfile.TemporaryDirectory(prefix="bench-") as home:
         bench = segmenter_bench if args.stage == "segmenter" else router_bench
         asyncio.run(bench(Path(home), args.tickets, args.runs))

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 from sqlalchemy import DateTime, Dialect, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import (
@@ -72,6 +73,13 @@ def as_utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
+def json_text(value: Any) -> str:
+    """A JSON column's value as stored: orjson's JSON text, the same values as the
+    standard library's (keys that are not text written as text, like it does) at a
+    fraction of its cost; every routed ticket writes three such columns."""
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
 def engine(database_url: str) -> AsyncEngine:
     """The store's engine. Its errors never carry a statement's parameters (ticket text,
     personal data), since error messages end up in logs and dead-letter reasons."""
@@ -79,10 +87,10 @@ def engine(database_url: str) -> AsyncEngine:
     if url.get_backend_name() != "sqlite":
         # A store that does not answer fails within seconds, not asyncpg's minute.
         return create_async_engine(url, pool_pre_ping=True, hide_parameters=True,
-                                   connect_args={"timeout": 5})
+                                   json_serializer=json_text, connect_args={"timeout": 5})
     if url.database and url.database != ":memory:":
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-    sqlite_engine = create_async_engine(url, hide_parameters=True,
+    sqlite_engine = create_async_engine(url, hide_parameters=True, json_serializer=json_text,
                                         connect_args={"timeout": 30})
     event.listen(sqlite_engine.sync_engine, "connect", _sqlite_pragmas)
     return sqlite_engine

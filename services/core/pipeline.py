@@ -29,7 +29,15 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.errors import CommitFailedError, InvalidProducerEpoch, ProducerFenced
 from prometheus_client import Counter, Gauge
 
-from services.core import background, batches, envelope, faults, kafka, partition_producers
+from services.core import (
+    background,
+    batches,
+    collector,
+    envelope,
+    faults,
+    kafka,
+    partition_producers,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -112,6 +120,7 @@ class StageLoop:
         own transaction, not for the slowest of the fetch, and is fetched again as soon
         as its share is done. Returns once the shares in hand are finished."""
         WAITING.labels(self.name).set(0)  # shown from the moment this stage runs
+        collector.freeze_what_is_loaded()  # the service is started: what it holds stays
         try:
             while not stop.is_set():
                 await self._recover_partitions()

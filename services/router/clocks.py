@@ -59,8 +59,10 @@ class Clock:
 
 def start(target: Target, instance: int, target_duration: timedelta, at: datetime,
           calendar: calendars.Calendar | None, *, warning_share: float | None) -> Clock:
-    clock = Clock(target, instance, target_duration.total_seconds(), at)
-    return _run(clock, at, calendar, warning_share)
+    deadline, warning_at = _due(target_duration, timedelta(0), 0, at, calendar,
+                                warning_share)
+    return Clock(target, instance, target_duration.total_seconds(), at, running_since=at,
+                 deadline=deadline, warning_at=warning_at)
 
 
 def pause(clock: Clock, at: datetime, calendar: calendars.Calendar | None) -> Clock:
@@ -152,15 +154,23 @@ def next_check(clocks: list[Clock]) -> datetime | None:
 
 def _run(clock: Clock, at: datetime, calendar: calendars.Calendar | None,
          warning_share: float | None) -> Clock:
-    target = timedelta(seconds=clock.target_seconds)
-    spent = timedelta(seconds=clock.spent_seconds)
+    deadline, warning_at = _due(timedelta(seconds=clock.target_seconds),
+                                timedelta(seconds=clock.spent_seconds), clock.level, at,
+                                calendar, warning_share)
+    return replace(clock, running_since=at, deadline=deadline, warning_at=warning_at)
+
+
+def _due(target: timedelta, spent: timedelta, level: int, at: datetime,
+         calendar: calendars.Calendar | None, warning_share: float | None,
+         ) -> tuple[datetime, datetime | None]:
+    """A clock running from `at`: its deadline, and when its warning is due (None: none)."""
     deadline = calendars.deadline(at, max(target - spent, timedelta(0)), calendar)
     warning_at = None
-    if warning_share is not None and clock.level == 0:
+    if warning_share is not None and level == 0:
         warn_after = target * warning_share - spent
         if warn_after > timedelta(0):  # a warning already due was sent, or is moot
             warning_at = calendars.deadline(at, warn_after, calendar)
-    return replace(clock, running_since=at, deadline=deadline, warning_at=warning_at)
+    return deadline, warning_at
 
 
 def _spent(clock: Clock, at: datetime, calendar: calendars.Calendar | None) -> float:

@@ -95,6 +95,10 @@ class RoutingTable:
     warning_share: float | None = None  # a warning at this share of each target
     # The targets a ticket takes when its priority is changed (POST .../priority).
     priority_targets: Mapping[int, priority.Override] = field(default_factory=dict)
+    # Each (segment with a route or None for the fallback, tier)'s level, resolved once:
+    # the table never changes (a new version is a new table, with an empty memo).
+    _levels: dict[tuple[str | None, str], ServiceLevel] = field(
+        default_factory=dict, init=False, repr=False, compare=False)
 
     @classmethod
     def simple(cls, version: str, routes: Mapping[str, str],
@@ -117,6 +121,18 @@ class RoutingTable:
                       (policy.second_escalation and policy.second_escalation.to)
                       or department]
         return tuple(dict.fromkeys(named))
+
+    def service_level(self, segment: str, tier: str) -> ServiceLevel:
+        """The level of a ticket of `tier` in `segment` before any refinement: its
+        route's (the fallback's when it has none) and the defaults', by `priority.resolve`,
+        resolved once per table."""
+        route = self.routes.get(segment)
+        key = (segment if route else None, tier)
+        level = self._levels.get(key)
+        if level is None:
+            level = self._levels[key] = priority.resolve(
+                tier, route.service if route else None, self.defaults)
+        return level
 
     def policy(self, department: str) -> DepartmentPolicy:
         return self.department_policies.get(department, ALWAYS_OPEN)
@@ -176,7 +192,7 @@ def decide(segment: str, tier: str, ticket_view: Mapping[str, Any], table: Routi
         department, reason, entry = route.department, "route", segment
         trace.append(f"segment {segment} -> {department} (route {segment!r},"
                      f" table {table.version})")
-    level = priority.resolve(tier, route.service if route else None, table.defaults)
+    level = table.service_level(segment, tier)
     refinement = _first_refinement(route, tier, ticket_view, trace)
     if refinement is not None:
         department = refinement.department or department

@@ -53,6 +53,17 @@ class TestRoute:
             "dept.public_sector.high", topics.EVENTS]
         assert {output.event.correlation_id for output in first.outputs} == {"corr-1"}
 
+    def test_the_routed_copy_is_the_segmented_ticket_with_its_routing(self) -> None:
+        router = wired()
+        ticket = segmented()
+        first = service.route(ticket, table=router.router.table.current,
+                              load=router.router.load, now=NOW, event_id="e-1",
+                              correlation_id="corr-1")
+        routed = tickets.RoutedTicket.model_validate(first.dispatch.payload)
+        expected = ticket.with_routing(routed.routing).model_dump(mode="json")
+        assert list(first.dispatch.payload.items()) == list(expected.items())  # in order
+        assert first.outputs[0].event.data == first.dispatch.payload
+
 
 class TestTransfer:
     async def transfer(self, router: Wired, to_department: str,

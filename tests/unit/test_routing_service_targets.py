@@ -52,6 +52,25 @@ class TestTargets:
         assert decision.level is not None and decision.level.resolution_target is None
         assert table.warning_share is None
 
+    def test_each_level_is_the_resolved_one_and_follows_a_new_table(self) -> None:
+        old = parse(TABLE)
+        for segment, tier in [("business", "most_valuable"), ("business", "existing"),
+                              ("retail", "existing"), ("retail", "most_valuable")]:
+            route = old.routes.get(segment)
+            resolved = priority.resolve(tier, route.service if route else None,
+                                        old.defaults)
+            assert old.service_level(segment, tier) == resolved  # asked
+            assert old.service_level(segment, tier) == resolved  # and asked again
+        # A new version of the table (after the old one answered) has its own levels.
+        new = parse(TABLE.replace("first_response_target: 1h", "first_response_target: 3h")
+                    .replace("first_response_target: 4h", "first_response_target: 5h"))
+        assert new.service_level("business", "most_valuable").first_response_target \
+            == timedelta(hours=3)
+        assert routing.decide("retail", "existing", {}, new, now=NOW).first_response_target \
+            == timedelta(hours=5)
+        assert old.service_level("retail", "existing").first_response_target \
+            == timedelta(hours=4)
+
     def test_a_bad_target_names_file_line_and_field(self) -> None:
         with pytest.raises(config_files.ConfigError) as error:
             parse("fallback_department: general\nroutes:\n"
