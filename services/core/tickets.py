@@ -149,6 +149,12 @@ class Ticket(TicketContent):
         # which a pydantic model answers through its slow `__getattr__` (twice the cost).
         return SegmentedTicket.model_construct(**self.__dict__, segmentation=segmentation)
 
+    def segmented_data(self, segmentation: Segmentation) -> dict[str, Any]:
+        """What tickets.segmented carries: `with_segmentation(...)` as JSON data, without
+        building the segmented ticket only to take it apart again."""
+        return {**self.model_dump(mode="json"),
+                "segmentation": segmentation.model_dump(mode="json")}
+
 
 def received(content: TicketContent, *, ticket_id: str, received_at: datetime,
              platform: str | None) -> Ticket:
@@ -184,7 +190,12 @@ class SegmentedTicket(Ticket):
     segmentation: Segmentation
 
     def with_routing(self, routing: Routing) -> RoutedTicket:
-        return RoutedTicket.model_construct(**dict(self), routing=routing)
+        return RoutedTicket.model_construct(**self.__dict__, routing=routing)
+
+    def routed_data(self, routing: Routing) -> dict[str, Any]:
+        """What a department lane carries: `with_routing(...)` as JSON data, without
+        building the routed ticket only to take it apart again."""
+        return {**self.model_dump(mode="json"), "routing": routing.model_dump(mode="json")}
 
 
 class Routing(BaseModel):

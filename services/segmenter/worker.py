@@ -127,10 +127,8 @@ class SegmentTicket:
             kafka.Output(topics.SEGMENTED, ticket.customer_id, envelope.Event(
                 type=events.TicketEventType.SEGMENTED, source=SOURCE,
                 ticket_id=ticket.ticket_id, correlation_id=event.correlation_id,
-                # A tickets.SegmentedTicket, written without building one: the ticket as
-                # received (validated above: nothing else travels on), its segmentation.
-                data={**ticket.model_dump(mode="json"),
-                      "segmentation": segmentation.model_dump(mode="json")},
+                # The ticket as received (validated above: nothing else travels on).
+                data=ticket.segmented_data(segmentation),
                 time=now)),
             kafka.Output(topics.EVENTS, ticket.ticket_id,
                          events.as_envelope(lifecycle, event.correlation_id, SOURCE)),

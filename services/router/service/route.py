@@ -36,10 +36,8 @@ def route(ticket: tickets.SegmentedTicket, *, table: routing.RoutingTable,
         first_response_target_seconds=decision.first_response_target.total_seconds(),
         first_response_deadline=decision.first_response_deadline,
         overflowed_from=decision.overflowed_from, explanation=list(decision.explanation))
-    # The segmented ticket as validated (nothing else travels on), routed: what
-    # `ticket.with_routing(record).model_dump(mode="json")` gives, without building the
-    # routed ticket only to take it apart again.
-    data = {**ticket.model_dump(mode="json"), "routing": record.model_dump(mode="json")}
+    # The segmented ticket as validated (nothing else travels on), routed.
+    data = ticket.routed_data(record)
     clocks = service_clocks.routed(targets_of(decision, table), now,
                                    table.policy(decision.department).calendar)
     lifecycle = events.TicketEvent(
