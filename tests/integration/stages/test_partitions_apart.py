@@ -72,3 +72,62 @@ async def test_a_held_partition_does_not_hold_up_the_others(
         held.released.set()
         await runner.stop()
     assert sorted(event.ticket_id for event, _ in both) == sorted([first, second])
+
+
+class FailingOnce:
+    """Holds the first transaction of one source partition's producer until released,
+    then fails it (the share is rewound and retried); later transactions go through."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, transactional_id: str) -> None:
+        self.entered = asyncio.Event()
+        self.released = asyncio.Event()
+        original = AIOKafkaProducer.send_offsets_to_transaction
+
+        async def failing(producer: AIOKafkaProducer, *args: Any, **kwargs: Any) -> None:
+            if producer._txn_manager.transactional_id == transactional_id \
+                    and not self.entered.is_set():
+                self.entered.set()
+                await self.released.wait()
+                raise RuntimeError("the held share fails")
+            await original(producer, *args, **kwargs)
+
+        monkeypatch.setattr(AIOKafkaProducer, "send_offsets_to_transaction", failing)
+
+
+async def test_records_taken_behind_a_rewound_share_are_read_again_once_in_order(
+        stage_settings: Settings, raw_producer: AIOKafkaProducer,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A busy partition's later records are taken from the consumer while its share is
+    in flight (so that the consumer keeps fetching for every partition). When that share
+    fails and is rewound, they are dropped and read again: each record is published
+    once, in the partition's order."""
+    source, target, group = unique("behind-source"), unique("behind-target"), unique("behind")
+    await kafka.ensure_topics(stage_settings, [source, target])
+    failing = FailingOnce(monkeypatch, f"{group}-{source}-0")
+
+    async def forward(event: envelope.Event) -> list[kafka.Output]:
+        return [kafka.Output(target, "one-key", event)]  # one target partition: one order
+
+    runner = StageRunner(stage_settings, name="behind", source_topic=source, group_id=group,
+                         transform=forward)
+    await runner.start()
+    try:
+        sent = [await publish_to(raw_producer, source, 0)]
+        await asyncio.wait_for(failing.entered.wait(), 60)
+        sent += [await publish_to(raw_producer, source, 0) for _ in range(5)]
+        held = {partition.partition: records
+                for partition, records in runner.loop._pending.items()}
+        for _ in range(300):  # the scenario: the later five in hand behind the held share
+            if len(held.get(0, [])) == 5:
+                break
+            await asyncio.sleep(0.1)
+            held = {partition.partition: records
+                    for partition, records in runner.loop._pending.items()}
+        assert len(held.get(0, [])) == 5
+        failing.released.set()
+        published = await read_topic(stage_settings.kafka_bootstrap_servers, target,
+                                     until=len(sent), within=60)
+    finally:
+        failing.released.set()
+        await runner.stop()
+    assert [event.ticket_id for event, _ in published] == sent
