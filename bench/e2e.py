@@ -32,6 +32,8 @@ Each is warmed up (40 tickets through), then measured:
 - intake only, closed loop: wrk (2 threads, or Python callers without wrk) on 16 and 64
   keep-alive connections for --intake-seconds, accepted requests per second;
 - the segmenter's RSS (VmRSS, sampled every 0.25 s during the measurements; max).
+- at each rate, the sends the broker refused and the producers sent again after their
+  retry backoff (aiokafka's warnings in the processes' logs).
 - CPU per accepted ticket of each process and of the broker (/proc/<pid>/stat over each
   step and its drain, less the pipeline's idle rate sampled for 3 s before the step):
   robust where wall-clock figures are not, on a machine shared with other work.
@@ -57,7 +59,15 @@ import time
 from pathlib import Path
 
 from bench import closed_loop, e2e_load
-from bench.e2e_pipelines import STARTED, Running, spawn, start_baseline, start_project, stop_all
+from bench.e2e_pipelines import (
+    STARTED,
+    Running,
+    refused_sends,
+    spawn,
+    start_baseline,
+    start_project,
+    stop_all,
+)
 from bench.e2e_probes import RssSampler, top_frames
 from bench.e2e_steps import Bench
 from devtools import demo, ports
@@ -126,6 +136,7 @@ def run_pipeline(bench: Bench, running: Running, rates: list[float], skip_max: b
     figures: Figures = {}
     rss = RssSampler(running.segmenter_pid)
     bench.warm_up(running)
+    refused_before = refused_sends(running.logs)
     with rss.sampling():
         steps = []
         for rate in rates:
@@ -145,6 +156,10 @@ def run_pipeline(bench: Bench, running: Running, rates: list[float], skip_max: b
                     step.readable_p50_ms[topic])
             figures[f"{key}: POST -> 202 p50, ms"] = step.post_p50_ms
             figures[f"{key}: POST -> 202 p99, ms"] = step.post_p99_ms
+            refused = refused_sends(running.logs)
+            figures[f"{key}: sends refused by the broker and sent again"] = (
+                refused - refused_before)
+            refused_before = refused
             for name, ms in step.cpu_ms_per_ticket.items():
                 figures[f"{key}: CPU per ticket, {name}, ms"] = ms
         if not skip_max:

@@ -52,6 +52,17 @@ class Running:
     segmenter_pid: int
     pids: dict[str, int]
     stop: Callable[[], None]
+    logs: list[Path]  # its processes' output
+
+
+RETRIED_SEND = "retrying. Error"  # aiokafka's warning for a send the broker refused
+
+
+def refused_sends(logs: list[Path]) -> int:
+    """Sends the broker refused and aiokafka sent again, each after its retry_backoff_ms
+    (100 ms by default), as the processes' logs tell."""
+    return sum(line.count(RETRIED_SEND) for path in logs if path.exists()
+               for line in path.read_text(errors="replace").splitlines())
 
 
 def start_baseline(bootstrap: str, home: Path) -> Running:
@@ -81,7 +92,9 @@ def start_baseline(bootstrap: str, home: Path) -> Running:
     return Running("baseline", port, None, [baseline.LANE],
                    [baseline.INCOMING, baseline.SEGMENTED], stages[0].pid,
                    {"intake": intake.pid, "segmenter": stages[0].pid,
-                    "router": stages[1].pid}, stop)
+                    "router": stages[1].pid}, stop,
+                   [home / "logs" / f"baseline-{name}.log"
+                    for name in ("intake", "segmenter", "router")])
 
 
 async def prepare_store(database_url: str, customers: int) -> str:
@@ -134,4 +147,5 @@ def start_project(bootstrap: str, home: Path, customers: int, *,
     pids = {name: s.process.pid for name, s in services.items() if s.process is not None}
     return Running("project", service_ports["router"], token, lanes,
                    [topics.INCOMING, topics.SEGMENTED], pids["segmenter"],
-                   {"intake": pids["router"], **pids}, stop)
+                   {"intake": pids["router"], **pids}, stop,
+                   [service.log_file for service in services.values()])

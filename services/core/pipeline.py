@@ -307,13 +307,15 @@ class StageLoop:
         # visible, and the partition's offset stays uncommitted.
         async with producer.transaction():
             acknowledgements = [await kafka.send(producer, record) for record in outgoing]
-            # The offset joins the transaction while the records are on their way (its
-            # requests go to the coordinator, theirs to the partitions' leaders); both
-            # are acknowledged before the commit.
-            await asyncio.gather(
-                producer.send_offsets_to_transaction(
-                    {partition: records[-1].offset + 1}, producers.group_id),
-                *acknowledgements)
+            await asyncio.gather(*acknowledgements)
+            # The offset joins the transaction only once the records are acknowledged:
+            # the broker checks each partition's first records of a transaction with
+            # the transaction's coordinator, and while that coordinator is adding the
+            # consumer group, it answers the check "try again" (NOT_ENOUGH_REPLICAS, to
+            # clients of aiokafka's protocol version), which aiokafka retries after its
+            # retry_backoff_ms (100 ms).
+            await producer.send_offsets_to_transaction(
+                {partition: records[-1].offset + 1}, producers.group_id)
             self.processed += len(records)
 
     async def _recover_partitions(self) -> None:

@@ -1,14 +1,18 @@
 """What the benches read from others' output: wrk's total whatever unit wrk prints its
-duration in (bench/closed_loop.py), and a bench ticket's subject from a record of any hop
-(bench/e2e_load.py)."""
+duration in (bench/closed_loop.py), a bench ticket's subject from a record of any hop
+(bench/e2e_load.py), and the sends a pipeline's processes had refused and sent again
+(bench/e2e_pipelines.py)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import orjson
 import pytest
 
 from bench.closed_loop import wrk_total
 from bench.e2e_load import subject_of
+from bench.e2e_pipelines import refused_sends
 from services.core import envelope
 
 
@@ -40,3 +44,16 @@ def test_a_subject_is_found_in_the_ticket_or_in_data_holding_it() -> None:
         assert subject_of(value) == "e2e-project-1 7"
     assert subject_of(b"not json") is None
     assert subject_of(orjson.dumps({"data": {"other": 1}})) is None
+
+
+def test_refused_sends_are_counted_from_the_processes_logs(tmp_path: Path) -> None:
+    """bench/e2e.py counts aiokafka's warnings for sends the broker refused (each sent
+    again after retry_backoff_ms), in every log of a pipeline, missing ones as none."""
+    retried = ('{"message": "Got error produce response on topic-partition TopicPartition('
+               "topic='tickets.events', partition=0), retrying. Error: <class "
+               "'aiokafka.errors.NotEnoughReplicasError'>\"}")
+    (tmp_path / "segmenter.log").write_text(f"{retried}\nstarted\n{retried}\n")
+    (tmp_path / "router.log").write_text(f"ready\n{retried}\n")
+    logs = [tmp_path / "segmenter.log", tmp_path / "router.log", tmp_path / "metrics.log"]
+    assert refused_sends(logs) == 3
+    assert refused_sends([tmp_path / "router.log"]) == 1
