@@ -156,15 +156,16 @@ class StageLoop:
         Taking a busy partition's records at once keeps the consumer fetching for all
         partitions: aiokafka sends no fetch to a broker while records it fetched wait to
         be taken (up to 100 ms), and a partition taken while a fetch is on its way waits
-        for that fetch's answer (up to `kafka_fetch_max_wait_ms`). Past `_max_batch`
-        records in hand, the consumer keeps the rest."""
+        for that fetch's answer (up to `kafka_fetch_max_wait_ms`). A partition with
+        `_max_batch` records in hand is left to the consumer until its share ends."""
         shares = set(self._in_flight.values())
-        if sum(map(len, self._pending.values())) >= self._max_batch:
-            if shares:
-                await asyncio.wait(shares, timeout=0.2, return_when=asyncio.FIRST_COMPLETED)
+        room = [partition for partition in self._consumer.assignment()
+                if len(self._pending.get(partition, ())) < self._max_batch]
+        if shares and not room:
+            await asyncio.wait(shares, timeout=0.2, return_when=asyncio.FIRST_COMPLETED)
             return
         fetch = asyncio.ensure_future(self._consumer.getmany(
-            timeout_ms=200, max_records=self._max_batch))
+            *room, timeout_ms=200, max_records=self._max_batch))
         await asyncio.wait({fetch, *shares}, return_when=asyncio.FIRST_COMPLETED)
         if not fetch.done() and fetch.cancel():
             # Cancelled while waiting for records: none were taken from the consumer.
@@ -186,8 +187,8 @@ class StageLoop:
         self._rewinds.clear()
 
     def _forget(self, partitions: Iterable[TopicPartition]) -> None:
-        """Drop the records in hand, and the rewinds, of partitions about to be read from
-        their committed offsets (a revocation, a new producer taking over)."""
+        """Drop the records in hand, and the rewinds, of partitions revoked: their next
+        owner reads from their committed offsets."""
         for partition in partitions:
             self._pending.pop(partition, None)
             self._rewinds.pop(partition, None)
@@ -339,7 +340,13 @@ class StageLoop:
             # Read again under the lock: a revocation may have run while we waited.
             missing = self.handover.without_producer()
             if missing:
-                self._forget(missing)  # read again from the committed offsets
+                # Back to what is not processed yet, before the committed offset is
+                # sought (a partition without one keeps this position).
+                for partition in missing:
+                    pending = self._pending.get(partition)
+                    if pending and partition not in self._rewinds:
+                        self._rewinds[partition] = pending[0].offset
+                self._apply_rewinds()
                 await self.handover.take_over(missing)
 
     async def _process(self, partition: TopicPartition, records: list[ConsumerRecord],

@@ -131,3 +131,46 @@ async def test_records_taken_behind_a_rewound_share_are_read_again_once_in_order
         failing.released.set()
         await runner.stop()
     assert [event.ticket_id for event, _ in published] == sent
+
+
+async def test_a_held_partition_with_a_backlog_does_not_hold_up_the_others(
+        stage_settings: Settings, raw_producer: AIOKafkaProducer,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Records in hand are bounded per partition, not in all: a held partition whose
+    backlog fills its bound leaves the others fetched and processed meanwhile."""
+    source, target, group = unique("backlog-source"), unique("backlog-target"), unique("backlog")
+    await kafka.ensure_topics(stage_settings, [source, target])
+    held = HeldPartition(monkeypatch, f"{group}-{source}-0")
+
+    async def forward(event: envelope.Event) -> list[kafka.Output]:
+        return [kafka.Output(target, event.ticket_id or "", event)]
+
+    runner = StageRunner(stage_settings, name="backlog", source_topic=source, group_id=group,
+                         transform=forward)
+    runner.loop._max_batch = 5
+    runner.loop.transaction_timeout_seconds = 300  # held past the reads below
+    await runner.start()
+    try:
+        backlog = [await publish_to(raw_producer, source, 0)]
+        await asyncio.wait_for(held.entered.wait(), 60)
+        backlog += [await publish_to(raw_producer, source, 0) for _ in range(12)]
+        for _ in range(300):  # the scenario: partition 0's bound of records in hand full
+            in_hand = {p.partition: len(r) for p, r in runner.loop._pending.items()}
+            if in_hand.get(0, 0) >= 5:
+                break
+            await asyncio.sleep(0.1)
+        assert in_hand.get(0, 0) >= 5
+        other = await publish_to(raw_producer, source, 1)
+        meanwhile = await read_topic(stage_settings.kafka_bootstrap_servers, target,
+                                     until=1, within=30)
+        assert [event.ticket_id for event, _ in meanwhile] == [other]
+        held.released.set()
+        everything = await read_topic(stage_settings.kafka_bootstrap_servers, target,
+                                      until=len(backlog) + 1, within=60)
+    finally:
+        held.released.set()
+        await runner.stop()
+    by_partition_zero = [event.ticket_id for event, _ in everything
+                         if event.ticket_id != other]
+    assert sorted(by_partition_zero) == sorted(backlog)  # each once
+    assert len(everything) == len(backlog) + 1
