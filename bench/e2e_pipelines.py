@@ -124,8 +124,8 @@ def start_project(bootstrap: str, home: Path, customers: int, *,
     lanes = project_lanes()
     asyncio.run(kafka.ensure_topics(Settings(kafka_bootstrap_servers=bootstrap),
                                     [*topics.PIPELINE, *lanes]))
-    service_ports = {name: ports.free_port()
-                     for name in (*processes.SERVICES, processes.ROUTER_STAGE_INSTANCE)}
+    service_ports = ports.free_ports_by_name(
+        (*processes.SERVICES, processes.ROUTER_STAGE_INSTANCE))
     env = processes.service_env(bootstrap=bootstrap, database_url=database_url,
                                 ports=service_ports)
     services = {service.name: service for service in processes.pipeline_processes(

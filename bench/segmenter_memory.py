@@ -89,7 +89,7 @@ def main() -> None:
         bootstrap = broker.bootstrap_servers
         asyncio.run(kafka.ensure_topics(Settings(kafka_bootstrap_servers=bootstrap),
                                         [*topics.PIPELINE, *baseline.TOPICS]))
-        service_ports = {name: ports.free_port() for name in processes.SERVICES}
+        service_ports = ports.free_ports_by_name(processes.SERVICES)
         env = processes.service_env(bootstrap=bootstrap,
                                     database_url=f"sqlite+aiosqlite:///{store}",
                                     ports=service_ports)

@@ -122,8 +122,9 @@ class LocalKafka:
                  controller_port: int | None = None, heap: str = "512m",
                  security: Security | None = None) -> None:
         self.home = home
-        self.port = port or ports.free_port()
-        self.controller_port = controller_port or ports.free_port()
+        free = ports.free_ports(2)
+        self.port = port or free[0]
+        self.controller_port = controller_port or free[1]
         self.heap = heap
         self.security = security
         self._process: subprocess.Popen[bytes] | None = None

@@ -2,17 +2,35 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterable
 
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct ports free on loopback now. Probed together, each held until all
+    are chosen: probed one after another, the system may hand out the same port twice
+    (two services of a pipeline given one port: the second cannot bind)."""
+    with contextlib.ExitStack() as probes:
+        chosen: list[int] = []
+        for _ in range(count):
+            probe = probes.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            probe.bind(("127.0.0.1", 0))
+            chosen.append(probe.getsockname()[1])
+        return chosen
+
+
+def free_ports_by_name(names: Iterable[str]) -> dict[str, int]:
+    """A distinct free port for each of `names` (see free_ports)."""
+    names = list(names)
+    return dict(zip(names, free_ports(len(names)), strict=True))
 
 
 def wait_for_port(port: int, *, timeout: float, host: str = "127.0.0.1") -> bool:

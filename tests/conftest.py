@@ -101,7 +101,7 @@ class Pipeline:
 
     def __init__(self, bootstrap: str, database_url: str, logs: Path,
                  extra_env: dict[str, str] | None = None) -> None:
-        service_ports = {name: ports.free_port() for name in processes.SERVICES}
+        service_ports = ports.free_ports_by_name(processes.SERVICES)
         self.env = processes.service_env(
             bootstrap=bootstrap, database_url=database_url, ports=service_ports,
             extra={"LOG_FORMAT": "json", "ROUTING_TABLE_FILE": str(TEST_ROUTING_TABLE),

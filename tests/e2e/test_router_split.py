@@ -28,8 +28,8 @@ def split_pipeline(kafka_bootstrap: str, tmp_path: Path
     database_url = f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
     asyncio.run(demo.seed_if_empty(database_url, count=50))
     token = credentials.issue_token_blocking(database_url, "platform", "tests")
-    service_ports = {name: ports.free_port()
-                     for name in (*processes.SERVICES, processes.ROUTER_STAGE_INSTANCE)}
+    service_ports = ports.free_ports_by_name(
+        (*processes.SERVICES, processes.ROUTER_STAGE_INSTANCE))
     env = processes.service_env(bootstrap=kafka_bootstrap, database_url=database_url,
                                 ports=service_ports,
                                 extra={"ROUTING_TABLE_FILE": str(TEST_ROUTING_TABLE)})

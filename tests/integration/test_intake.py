@@ -43,7 +43,7 @@ class Intake:
 def intake(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Intake]:
     home = tmp_path_factory.mktemp("intake")
     database_url = f"sqlite+aiosqlite:///{home / 'store.db'}"
-    service_ports = {name: ports.free_port() for name in processes.SERVICES}
+    service_ports = ports.free_ports_by_name(processes.SERVICES)
     env = processes.service_env(bootstrap=kafka_bootstrap, database_url=database_url,
                                 ports=service_ports,
                                 extra={"ROUTING_TABLE_FILE": str(TEST_ROUTING_TABLE)})
@@ -172,7 +172,7 @@ class OwnBroker:
 @contextlib.contextmanager
 def router_on_own_broker(tmp_path: Path) -> Iterator[OwnBroker]:
     broker = LocalKafka(tmp_path / "kafka")
-    service_ports = {name: ports.free_port() for name in processes.SERVICES}
+    service_ports = ports.free_ports_by_name(processes.SERVICES)
     env = processes.service_env(
         bootstrap=broker.bootstrap_servers,
         database_url=f"sqlite+aiosqlite:///{tmp_path / 'store.db'}", ports=service_ports,

@@ -31,7 +31,7 @@ async def segmenter(request: pytest.FixtureRequest, kafka_bootstrap: str,
     shutil.copy(PROJECT_ROOT / "config" / "segments.yaml", rules_file)
     async with _database(request, home) as database_url:
         await demo.seed_if_empty(database_url, count=300)
-        service_ports = {name: ports.free_port() for name in processes.SERVICES}
+        service_ports = ports.free_ports_by_name(processes.SERVICES)
         env = processes.service_env(bootstrap=kafka_bootstrap, database_url=database_url,
                                     ports=service_ports,
                                     extra={"SEGMENT_RULES_FILE": str(rules_file),
