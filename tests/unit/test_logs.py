@@ -8,11 +8,13 @@ import json
 import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
 from services.core import logs
 from services.core.settings import Settings
+from tests.faults.test_broker_outage import requests_in_the_window
 
 
 @pytest.fixture
@@ -47,3 +49,17 @@ def test_a_line_is_one_json_object_with_its_fields(written: io.StringIO) -> None
     # Written by orjson: compact, UTF-8 as is (the standard library's json, slower,
     # wrote ", " and ": " between fields and \\u escapes).
     assert '"level":"INFO"' in line and "klantenservice é" in line
+
+
+def test_the_broker_outage_test_counts_the_intakes_unanswered_commits(
+        written: io.StringIO, tmp_path: Path) -> None:
+    """The fault test reads the intake's log for the transactions whose commit went
+    unanswered (their callers got 503 for a ticket the broker may have committed); it
+    once looked for the standard library's spacing and counted none of these lines."""
+    publisher = logging.getLogger("services.core.transactional_publisher")
+    publisher.warning("transaction not committed",
+                      extra={"requests": 3, "error": "timeout", "commit_sent": True})
+    publisher.warning("transaction not committed",
+                      extra={"requests": 5, "error": "refused", "commit_sent": False})
+    (tmp_path / "router.log").write_text(written.getvalue() + "a runtime's own line\n")
+    assert requests_in_the_window(tmp_path) == 3
