@@ -69,16 +69,17 @@ def readable(batch: Mapping[Any, list[Any]]) -> Iterator[tuple[envelope.Event, A
 
 
 async def read_topic(bootstrap: str, *topic_names: str, until: int, within: float = 20.0,
-                     settle: float = 1.0,
-                     keep: object = None) -> list[tuple[envelope.Event, object]]:
-    """Read topics from the start with a fresh group (read_committed) until `until`
-    records pass `keep(event)` and `settle` more seconds bring no more (so duplicates
-    show), or `within` seconds; returns (event, record) pairs."""
+                     settle: float = 1.0, keep: object = None,
+                     isolation_level: str = "read_committed",
+                     ) -> list[tuple[envelope.Event, object]]:
+    """Read topics from the start with a fresh group (read_committed unless told) until
+    `until` records pass `keep(event)` and `settle` more seconds bring no more (so
+    duplicates show), or `within` seconds; returns (event, record) pairs."""
     import asyncio
 
     consumer = AIOKafkaConsumer(*topic_names, bootstrap_servers=bootstrap,
                                 group_id=unique("reader"), auto_offset_reset="earliest",
-                                enable_auto_commit=False, isolation_level="read_committed")
+                                enable_auto_commit=False, isolation_level=isolation_level)
     found: list[tuple[envelope.Event, object]] = []
     try:
         await consumer.start()
