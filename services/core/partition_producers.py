@@ -163,7 +163,8 @@ class Handover(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is 
 
     Revoked: with `batch_lock` held (no share of a batch starts meanwhile), waits for the
     shares in flight to commit or abort (`settle`), so the next owner reads up-to-date
-    committed offsets, then closes those producers.
+    committed offsets, drops the records taken but not started (`forget`), then closes
+    those producers.
     Assigned (exactly once): pauses the partitions and marks them for the stage's loop,
     which (`take_over`) starts each one's producer, then seeks it to its committed
     offset, read only after `init_transactions` has waited out the former owner's last
@@ -171,15 +172,18 @@ class Handover(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is 
 
     def __init__(self, consumer: AIOKafkaConsumer, *, batch_lock: asyncio.Lock,
                  settle: Callable[[], Awaitable[None]],
+                 forget: Callable[[set[TopicPartition]], None],
                  producers: PartitionProducers | None) -> None:
         self._consumer = consumer
         self._batch_lock = batch_lock
         self._settle = settle
+        self._forget = forget
         self._producers = producers
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         async with self._batch_lock:  # no share starts meanwhile
             await self._settle()
+            self._forget(revoked)
             if self._producers is not None:
                 await self._producers.close(revoked)
 

@@ -4,8 +4,9 @@ A stage is a `Transform`: it turns one incoming event into the events it must pu
 Exactly once: each partition's share of a batch, its output and its consumed offset, is
 committed in one Kafka transaction of that partition's producer (see partition_producers);
 a share with nothing to publish commits its offset with the group's own commit. Each
-partition's share goes on by itself: a partition is fetched again as soon as its own
-share is committed, not when the slowest partition's is.
+partition's share goes on by itself: a partition's next share starts as soon as its own
+last one is committed, not when the slowest partition's is, from records taken from the
+consumer while it was in flight.
 At least once: the loop publishes, waits until the broker has acknowledged every record,
 and only then commits the offsets, so a crash replays rather than loses.
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -104,8 +106,15 @@ class StageLoop:
         # Transforms keep per-batch state (Batching): one partition's records at a time.
         self._transform_lock = asyncio.Lock()
         self.handover = partition_producers.Handover(consumer, batch_lock=self._batch_lock,
-                                                     settle=self.settle, producers=producers)
+                                                     settle=self.settle, forget=self._forget,
+                                                     producers=producers)
         self._in_flight: dict[TopicPartition, asyncio.Task[None]] = {}
+        # Records taken from the consumer, not yet in a share, by partition; and where
+        # partitions whose share failed are to be read again from (see _rewind).
+        self._pending: dict[TopicPartition, list[ConsumerRecord]] = {}
+        self._rewinds: dict[TopicPartition, int] = {}
+        self._fetch: asyncio.Future[dict[TopicPartition, list[ConsumerRecord]]] | None = None
+        self._stale: set[TopicPartition] = set()  # revoked after the fetch took records
         self._attempts: dict[TopicPartition, _Attempts] = {}
         self._outages = 0  # consecutive batches that met an outage
         self.processed = 0
@@ -116,20 +125,26 @@ class StageLoop:
         return self._outages > 0
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Each partition's share of a fetch goes on by itself: a partition waits for its
-        own transaction, not for the slowest of the fetch, and is fetched again as soon
-        as its share is done. Returns once the shares in hand are finished."""
+        """Each partition's share goes on by itself: a partition waits for its own
+        transaction, not for the slowest of the fetch, and its next share starts as soon
+        as its last is done. Returns once the shares in hand are finished."""
         WAITING.labels(self.name).set(0)  # shown from the moment this stage runs
         collector.freeze_what_is_loaded()  # the service is started: what it holds stays
         try:
             while not stop.is_set():
                 await self._recover_partitions()
-                batch = await self._next_batch()
-                if batch:
-                    async with self._batch_lock:  # a revocation waits for these shares
-                        for partition, records in batch.items():
-                            self._in_flight[partition] = asyncio.create_task(
-                                self._share(partition, records))
+                await self._take()
+                self._apply_rewinds()
+                async with self._batch_lock:  # a revocation waits for these shares
+                    for partition in self._pending.keys() - self._in_flight.keys():
+                        if not self._producer_for(partition):
+                            continue  # in hand until its producer is started
+                        records = self._pending.pop(partition)
+                        if len(records) > self._max_batch:
+                            self._pending[partition] = records[self._max_batch:]
+                            records = records[:self._max_batch]
+                        self._in_flight[partition] = asyncio.create_task(
+                            self._share(partition, records))
         finally:
             await self.settle()
 
@@ -138,25 +153,67 @@ class StageLoop:
         while self._in_flight:
             await asyncio.gather(*self._in_flight.values(), return_exceptions=True)
 
-    async def _next_batch(self) -> dict[TopicPartition, list[ConsumerRecord]]:
-        """Records of the partitions with no share in hand; nothing, as soon as a share
-        ends (so that its partition is fetched with the others)."""
+    async def _take(self) -> None:
+        """Take what the consumer has fetched, for every partition, busy or not, into
+        `_pending`; wait for records or for a share to end.
+
+        Taking a busy partition's records at once keeps the consumer fetching for all
+        partitions: aiokafka sends no fetch to a broker while records it fetched wait to
+        be taken (up to 100 ms), and a partition taken while a fetch is on its way waits
+        for that fetch's answer (up to `kafka_fetch_max_wait_ms`). A partition with
+        `_max_batch` records in hand is left to the consumer until its share ends."""
         shares = set(self._in_flight.values())
-        if not shares:
-            return await self._consumer.getmany(timeout_ms=200, max_records=self._max_batch)  # type: ignore[no-any-return]
-        idle = self._consumer.assignment() - self._in_flight.keys()
-        if not idle:
+        room = [partition for partition in self._consumer.assignment()
+                if len(self._pending.get(partition, ())) < self._max_batch]
+        if shares and not room:
             await asyncio.wait(shares, timeout=0.2, return_when=asyncio.FIRST_COMPLETED)
-            return {}
-        fetch = asyncio.ensure_future(self._consumer.getmany(
-            *idle, timeout_ms=200, max_records=self._max_batch))
-        await asyncio.wait({fetch, *shares}, return_when=asyncio.FIRST_COMPLETED)
-        if fetch.done() or not fetch.cancel():
-            return fetch.result()  # type: ignore[no-any-return]
-        # Cancelled while waiting for records: none were taken from the consumer.
-        with contextlib.suppress(asyncio.CancelledError):
-            await fetch
-        return {}
+            return
+        self._stale.clear()
+        fetch = self._fetch = asyncio.ensure_future(self._consumer.getmany(
+            *room, timeout_ms=200, max_records=self._max_batch))
+        try:
+            await asyncio.wait({fetch, *shares}, return_when=asyncio.FIRST_COMPLETED)
+            if not fetch.done() and fetch.cancel():
+                # Cancelled while waiting for records: none were taken from the consumer.
+                with contextlib.suppress(asyncio.CancelledError):
+                    await fetch
+                return
+            for partition, records in fetch.result().items():
+                # Revoked after they were taken: their next owner (this instance too)
+                # reads them from the committed offset.
+                if partition not in self._stale:
+                    self._pending.setdefault(partition, []).extend(records)
+        finally:
+            self._fetch = None
+
+    def _apply_rewinds(self) -> None:
+        """Seek the partitions whose share failed back to its first record, dropping the
+        records in hand after it (read again too). Done here, between fetches: a seek
+        while a fetch is on its way could have that fetch's records taken, and dropped,
+        from the offset sought."""
+        for partition, offset in self._rewinds.items():
+            self._pending.pop(partition, None)
+            if partition in self._consumer.assignment():
+                self._consumer.seek(partition, offset)
+        self._rewinds.clear()
+
+    def _producer_for(self, partition: TopicPartition) -> bool:
+        """Whether a share of the partition can start: at least once, always; exactly
+        once, once its producer is started. Until then its records stay in hand, and
+        `_recover_partitions` reads them again after the producer's start (a share
+        rewound meanwhile could seek back over the committed offset sought then)."""
+        return self.producers is None or self.producers.get(partition) is not None
+
+    def _forget(self, partitions: Iterable[TopicPartition]) -> None:
+        """Drop the records in hand, and the rewinds, of partitions revoked: their next
+        owner reads from their committed offsets."""
+        for partition in partitions:
+            self._pending.pop(partition, None)
+            self._rewinds.pop(partition, None)
+        if self._fetch is not None and self._fetch.done():
+            # Taken from the consumer before the revocation, not yet in hand (a fetch
+            # ending later holds the next assignment's records).
+            self._stale.update(partitions)
 
     async def _share(self, partition: TopicPartition, records: list[ConsumerRecord]) -> None:
         """One partition's records: processed and committed, or rewound to be retried
@@ -277,8 +334,8 @@ class StageLoop:
             # The offset joins the transaction only once the records are acknowledged:
             # the broker checks each partition's first records of a transaction with
             # the transaction's coordinator, and while that coordinator is adding the
-            # consumer group, it answers "try again" (NOT_ENOUGH_REPLICAS, to clients of
-            # aiokafka's protocol version), which aiokafka retries after its
+            # consumer group, it answers the check "try again" (NOT_ENOUGH_REPLICAS, to
+            # clients of aiokafka's protocol version), which aiokafka retries after its
             # retry_backoff_ms (100 ms).
             await producer.send_offsets_to_transaction(
                 {partition: records[-1].offset + 1}, producers.group_id)
@@ -305,6 +362,13 @@ class StageLoop:
             # Read again under the lock: a revocation may have run while we waited.
             missing = self.handover.without_producer()
             if missing:
+                # Back to what is not processed yet, before the committed offset is
+                # sought (a partition without one keeps this position).
+                for partition in missing:
+                    pending = self._pending.get(partition)
+                    if pending and partition not in self._rewinds:
+                        self._rewinds[partition] = pending[0].offset
+                self._apply_rewinds()
                 await self.handover.take_over(missing)
 
     async def _process(self, partition: TopicPartition, records: list[ConsumerRecord],
@@ -331,8 +395,10 @@ class StageLoop:
         return self._batches.dead_lettered
 
     def _rewind(self, partition: TopicPartition, records: list[ConsumerRecord]) -> None:
-        if records and partition in self._consumer.assignment():
-            self._consumer.seek(partition, records[0].offset)
+        """Have the partition read again from the first of `records` (see
+        _apply_rewinds); its share is still in flight, so nothing of it starts before."""
+        if records:
+            self._rewinds[partition] = records[0].offset
 
     def _pause(self, partition: TopicPartition) -> None:
         if partition in self._consumer.assignment():

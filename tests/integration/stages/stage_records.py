@@ -47,6 +47,20 @@ async def publish_received(producer: AIOKafkaProducer, ticket_id: str,
                                  key=customer_id.encode(), headers=envelope.to_headers(event))
 
 
+async def owning_every_partition(runner: StageRunner, partitions: int) -> None:
+    """Wait until the stage owns every partition, each with its producer started: a
+    rebalance (the group still forming) waits for the share held by the test, and the
+    other partitions wait with it."""
+    for _ in range(600):
+        assigned = runner._consumer.assignment()
+        producers = runner.loop.producers
+        if len(assigned) == partitions and producers is not None \
+                and all(producers.get(partition) for partition in assigned):
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("the stage did not own every partition within 60 s")
+
+
 def segmenter_runner(settings: Settings, store: CustomerStore,
                      rule_set: rules.RuleSet) -> StageRunner:
     return StageRunner(settings, name="segmenter-test", source_topic=topics.INCOMING,

@@ -5,16 +5,17 @@ committed meanwhile; the held share is committed once it can go on, exactly once
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from services.core import envelope, kafka
 from services.core.settings import Settings
 from services.core.stage import StageRunner
 from tests.conftest import read_topic, unique
-from tests.integration.stages.stage_records import segmented_event
+from tests.integration.stages.stage_records import owning_every_partition, segmented_event
 
 
 class HeldPartition:
@@ -34,8 +35,28 @@ class HeldPartition:
         monkeypatch.setattr(AIOKafkaProducer, "send_offsets_to_transaction", held)
 
 
+
+class Targets:
+    """Where a test stage forwards each ticket: partition 0's to a topic of their own.
+    The share held by the test keeps its transaction open, and a `read_committed`
+    reader sees nothing past an open transaction's first record on a partition (the
+    last stable offset): the other partitions' tickets, on the same target partition,
+    would look held up when they are not."""
+
+    def __init__(self, prefix: str) -> None:
+        self.held, self.others = unique(f"{prefix}-held"), unique(f"{prefix}-target")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter((self.held, self.others))
+
+    def forward(self, event: envelope.Event) -> list[kafka.Output]:
+        ticket_id = event.ticket_id or ""
+        topic = self.held if ticket_id.startswith("p0-") else self.others
+        return [kafka.Output(topic, ticket_id, event)]
+
+
 async def publish_to(producer: AIOKafkaProducer, topic: str, partition: int) -> str:
-    event = segmented_event("government")
+    event = segmented_event("government", unique(f"p{partition}"))
     await producer.send_and_wait(topic, envelope.to_value(event), partition=partition,
                                  headers=envelope.to_headers(event))
     assert event.ticket_id is not None
@@ -47,28 +68,180 @@ async def test_a_held_partition_does_not_hold_up_the_others(
         monkeypatch: pytest.MonkeyPatch) -> None:
     assert stage_settings.delivery == "exactly_once"
     assert stage_settings.kafka_topic_partitions >= 2
-    source, target, group = unique("apart-source"), unique("apart-target"), unique("apart")
-    await kafka.ensure_topics(stage_settings, [source, target])
+    source, targets, group = unique("apart-source"), Targets("apart"), unique("apart")
+    await kafka.ensure_topics(stage_settings, [source, *targets])
     held = HeldPartition(monkeypatch, f"{group}-{source}-0")
 
     async def forward(event: envelope.Event) -> list[kafka.Output]:
-        return [kafka.Output(target, event.ticket_id or "", event)]
+        return targets.forward(event)
 
     runner = StageRunner(stage_settings, name="apart", source_topic=source, group_id=group,
                          transform=forward)
     await runner.start()
     try:
+        await owning_every_partition(runner, stage_settings.kafka_topic_partitions)
         first = await publish_to(raw_producer, source, 0)
         await asyncio.wait_for(held.entered.wait(), 60)
         # Published only now, so fetched while partition 0's transaction is held.
         second = await publish_to(raw_producer, source, 1)
-        meanwhile = await read_topic(stage_settings.kafka_bootstrap_servers, target,
+        meanwhile = await read_topic(stage_settings.kafka_bootstrap_servers, targets.others,
                                      until=1, within=30)
         assert [event.ticket_id for event, _ in meanwhile] == [second]
         held.released.set()
-        both = await read_topic(stage_settings.kafka_bootstrap_servers, target, until=2,
+        both = await read_topic(stage_settings.kafka_bootstrap_servers, *targets, until=2,
                                 within=30)
     finally:
         held.released.set()
         await runner.stop()
     assert sorted(event.ticket_id for event, _ in both) == sorted([first, second])
+
+
+class FailingOnce:
+    """Holds the first transaction of one source partition's producer until released,
+    then fails it (the share is rewound and retried); later transactions go through."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, transactional_id: str) -> None:
+        self.entered = asyncio.Event()
+        self.released = asyncio.Event()
+        original = AIOKafkaProducer.send_offsets_to_transaction
+
+        async def failing(producer: AIOKafkaProducer, *args: Any, **kwargs: Any) -> None:
+            if producer._txn_manager.transactional_id == transactional_id \
+                    and not self.entered.is_set():
+                self.entered.set()
+                await self.released.wait()
+                raise RuntimeError("the held share fails")
+            await original(producer, *args, **kwargs)
+
+        monkeypatch.setattr(AIOKafkaProducer, "send_offsets_to_transaction", failing)
+
+
+async def test_records_taken_behind_a_rewound_share_are_read_again_once_in_order(
+        stage_settings: Settings, raw_producer: AIOKafkaProducer,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A busy partition's later records are taken from the consumer while its share is
+    in flight (so that the consumer keeps fetching for every partition). When that share
+    fails and is rewound, they are dropped and read again: each record is published
+    once, in the partition's order."""
+    source, target, group = unique("behind-source"), unique("behind-target"), unique("behind")
+    await kafka.ensure_topics(stage_settings, [source, target])
+    failing = FailingOnce(monkeypatch, f"{group}-{source}-0")
+
+    async def forward(event: envelope.Event) -> list[kafka.Output]:
+        return [kafka.Output(target, "one-key", event)]  # one target partition: one order
+
+    runner = StageRunner(stage_settings, name="behind", source_topic=source, group_id=group,
+                         transform=forward)
+    await runner.start()
+    try:
+        await owning_every_partition(runner, stage_settings.kafka_topic_partitions)
+        sent = [await publish_to(raw_producer, source, 0)]
+        await asyncio.wait_for(failing.entered.wait(), 60)
+        sent += [await publish_to(raw_producer, source, 0) for _ in range(5)]
+        held = {partition.partition: records
+                for partition, records in runner.loop._pending.items()}
+        for _ in range(300):  # the scenario: the later five in hand behind the held share
+            if len(held.get(0, [])) == 5:
+                break
+            await asyncio.sleep(0.1)
+            held = {partition.partition: records
+                    for partition, records in runner.loop._pending.items()}
+        assert len(held.get(0, [])) == 5
+        failing.released.set()
+        published = await read_topic(stage_settings.kafka_bootstrap_servers, target,
+                                     until=len(sent), within=60)
+    finally:
+        failing.released.set()
+        await runner.stop()
+    assert [event.ticket_id for event, _ in published] == sent
+
+
+async def test_a_held_partition_with_a_backlog_does_not_hold_up_the_others(
+        stage_settings: Settings, raw_producer: AIOKafkaProducer,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Records in hand are bounded per partition, not in all: a held partition whose
+    backlog fills its bound leaves the others fetched and processed meanwhile."""
+    source, targets, group = unique("backlog-source"), Targets("backlog"), unique("backlog")
+    await kafka.ensure_topics(stage_settings, [source, *targets])
+    held = HeldPartition(monkeypatch, f"{group}-{source}-0")
+
+    async def forward(event: envelope.Event) -> list[kafka.Output]:
+        return targets.forward(event)
+
+    runner = StageRunner(stage_settings, name="backlog", source_topic=source, group_id=group,
+                         transform=forward)
+    runner.loop._max_batch = 5
+    runner.loop.transaction_timeout_seconds = 300  # held past the reads below
+    await runner.start()
+    try:
+        await owning_every_partition(runner, stage_settings.kafka_topic_partitions)
+        backlog = [await publish_to(raw_producer, source, 0)]
+        await asyncio.wait_for(held.entered.wait(), 60)
+        backlog += [await publish_to(raw_producer, source, 0) for _ in range(12)]
+        for _ in range(300):  # the scenario: partition 0's bound of records in hand full
+            in_hand = {p.partition: len(r) for p, r in runner.loop._pending.items()}
+            if in_hand.get(0, 0) >= 5:
+                break
+            await asyncio.sleep(0.1)
+        assert in_hand.get(0, 0) >= 5
+        other = await publish_to(raw_producer, source, 1)
+        meanwhile = await read_topic(stage_settings.kafka_bootstrap_servers, targets.others,
+                                     until=1, within=30)
+        assert [event.ticket_id for event, _ in meanwhile] == [other]
+        held.released.set()
+        everything = await read_topic(stage_settings.kafka_bootstrap_servers, *targets,
+                                      until=len(backlog) + 1, within=60)
+    finally:
+        held.released.set()
+        await runner.stop()
+    by_partition_zero = [event.ticket_id for event, _ in everything
+                         if event.ticket_id != other]
+    assert sorted(by_partition_zero) == sorted(backlog)  # each once
+    assert len(everything) == len(backlog) + 1
+
+
+async def test_records_taken_just_before_their_partition_is_revoked_are_not_kept(
+        stage_settings: Settings, raw_producer: AIOKafkaProducer,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fetch can end with records just before a rebalance revokes their partition, the
+    loop not yet back to take them: they are not kept in hand (their next owner, this
+    instance too, reads them from the committed offset), so no share of them starts."""
+    source, target, group = unique("stale-source"), unique("stale-target"), unique("stale")
+    await kafka.ensure_topics(stage_settings, [source, target])
+
+    async def forward(event: envelope.Event) -> list[kafka.Output]:
+        return [kafka.Output(target, event.ticket_id or "", event)]
+
+    runner = StageRunner(stage_settings, name="stale", source_topic=source, group_id=group,
+                         transform=forward)
+    original = AIOKafkaConsumer.getmany
+    revoked: set[TopicPartition] = set()
+    fetches_after = asyncio.Event()
+
+    async def getmany(consumer: AIOKafkaConsumer, *partitions: TopicPartition,
+                      **kwargs: Any) -> dict[TopicPartition, list[Any]]:
+        if consumer is not runner._consumer:
+            return await original(consumer, *partitions, **kwargs)  # type: ignore[no-any-return]
+        if revoked:
+            fetches_after.set()  # the loop is back for the next fetch
+        records: dict[TopicPartition, list[Any]] = await original(consumer, *partitions,
+                                                                   **kwargs)
+        if records and not revoked:
+            # The rebalance listener's turn comes before the loop's.
+            revoked.update(records)
+            asyncio.get_running_loop().call_soon(runner.loop._forget, set(records))
+        return records
+
+    monkeypatch.setattr(AIOKafkaConsumer, "getmany", getmany)
+    await runner.start()
+    try:
+        await owning_every_partition(runner, stage_settings.kafka_topic_partitions)
+        await publish_to(raw_producer, source, 0)
+        await asyncio.wait_for(fetches_after.wait(), 60)
+        in_hand = dict(runner.loop._pending)
+        shares = dict(runner.loop._in_flight)
+        processed = runner.loop.processed
+    finally:
+        await runner.stop()
+    assert revoked
+    assert not in_hand and not shares and processed == 0
