@@ -42,6 +42,15 @@ class Batching(Protocol):
     async def finish_batch(self) -> None: ...
 
 
+@runtime_checkable
+class SharesApart(Protocol):
+    """A transform that keeps its per-batch state per share (in a context variable,
+    each share running in its task), so that several partitions' shares can be
+    transformed at once; the stage loop transforms the others' one at a time."""
+
+    shares_apart: bool
+
+
 class _NeedsIsolation(Exception):
     """The batch as a whole failed on something about a record: take them one by one."""
 

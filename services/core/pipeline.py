@@ -103,8 +103,10 @@ class StageLoop:
         self._fenced_grace = fenced_grace_seconds
         self.transaction_timeout_seconds = transaction_timeout_seconds
         self._batch_lock = asyncio.Lock()
-        # Transforms keep per-batch state (Batching): one partition's records at a time.
-        self._transform_lock = asyncio.Lock()
+        # Transforms keep per-batch state (Batching): one partition's records at a time,
+        # unless the transform keeps it per share.
+        self._transform_lock: asyncio.Lock | None = None if isinstance(
+            transform, batches.SharesApart) and transform.shares_apart else asyncio.Lock()
         self.handover = partition_producers.Handover(consumer, batch_lock=self._batch_lock,
                                                      settle=self.settle, forget=self._forget,
                                                      producers=producers)
@@ -381,6 +383,8 @@ class StageLoop:
         attempts = self._attempts.get(partition)
         isolate = attempts is not None and attempts.offset == records[0].offset \
             and attempts.isolate
+        if self._transform_lock is None:
+            return await self._batches.outgoing(records, one_by_one=isolate)
         async with self._transform_lock:
             return await self._batches.outgoing(records, one_by_one=isolate)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from prometheus_client import Counter, Gauge
@@ -21,6 +23,27 @@ DEFERRED = Gauge("routing_router_deferred_ticket_states",
 COPIES = Counter("routing_router_ticket_copies_dropped",
                  "Second copies of an already routed ticket, not routed again (a platform's"
                  " retry of a ticket whose first answer was lost)")
+
+@dataclass
+class _Batch:
+    """What a batch (one share of a partition's records) has routed so far."""
+
+    dispatches: list[Dispatch] = field(default_factory=list)
+    routed_by: dict[str, str | None] = field(default_factory=dict)  # routed before
+
+
+# Each share runs in its own task: its batch is its own, and the partitions' shares are
+# routed at the same time (batches.SharesApart).
+_BATCH: ContextVar[_Batch | None] = ContextVar("router_batch", default=None)
+
+
+def _batch() -> _Batch:
+    batch = _BATCH.get()
+    if batch is None:
+        batch = _Batch()
+        _BATCH.set(batch)
+    return batch
+
 
 class RouteTicket:
     """Turns `ticket.segmented` events into `ticket.routed` ones (a pipeline Transform).
@@ -40,19 +63,19 @@ class RouteTicket:
         self._routed = routed
         self._load = load
         self._outage = outage or StoreOutage(float("inf"))  # default: wait for the store
-        self._dispatches: list[Dispatch] = []
         self._deferred: dict[str, Dispatch] = {}
-        self._routed_by: dict[str, str | None] = {}  # this batch's tickets routed before
+
+    shares_apart = True  # the batch lives in the share's context (see _BATCH)
 
     async def prefetch(self, events: Sequence[envelope.Event]) -> None:
         """Which of the batch's tickets were routed before, and by which event (one query
         a batch)."""
-        self._dispatches = []  # what a failed attempt at a batch left
-        self._routed_by = {d.ticket_id: d.event_id for d in self._deferred.values()}
+        batch = _Batch(routed_by={d.ticket_id: d.event_id for d in self._deferred.values()})
+        _BATCH.set(batch)  # a new batch: not what a failed attempt left
         if self._routed is None:
             return
         try:
-            self._routed_by |= await self._routed.routing_events(
+            batch.routed_by |= await self._routed.routing_events(
                 {event.ticket_id for event in events if event.ticket_id})
         except db.STORE_ERRORS as error:
             if not db.is_outage(error) or not self._outage.failed():
@@ -61,7 +84,8 @@ class RouteTicket:
     async def finish_batch(self) -> None:
         """Write the batch's states and traces in one transaction, before its records are
         committed (a crash in between replays the batch, which writes the same again)."""
-        dispatches, self._dispatches = self._dispatches, []
+        batch = _batch()
+        dispatches, batch.dispatches = batch.dispatches, []
         if self._routed is None or not (dispatches or self._deferred):
             return
         try:
@@ -77,7 +101,7 @@ class RouteTicket:
 
     def _is_copy(self, ticket_id: str, event_id: str) -> bool:
         # A replay of the routing event itself (its batch was aborted) routes again.
-        routed_by = self._routed_by.get(ticket_id)
+        routed_by = _batch().routed_by.get(ticket_id)
         return routed_by is not None and routed_by != event_id
 
     async def flush_deferred(self) -> None:
@@ -113,8 +137,9 @@ class RouteTicket:
                                now=datetime.now(UTC), event_id=event.id,
                                correlation_id=event.correlation_id)
         # Recorded last: a ticket whose outputs could not be built is not routed.
-        self._routed_by[ticket.ticket_id] = event.id
-        self._dispatches.append(routed.dispatch)
+        batch = _batch()
+        batch.routed_by[ticket.ticket_id] = event.id
+        batch.dispatches.append(routed.dispatch)
         return routed.outputs
 
 

@@ -3,18 +3,21 @@ least once mode."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
+from collections.abc import Sequence
 
 from aiokafka import AIOKafkaProducer
 
-from services.core import db, migrate, topics
+from services.core import db, envelope, migrate, topics
 from services.core.settings import Settings
 from services.core.stage import StageRunner
 from services.router import worker
-from services.router.store import RoutedTickets
+from services.router.store import Dispatch, RoutedTickets
 from tests.conftest import department_lanes, read_topic, unique
 from tests.integration.stages.stage_records import (
     TABLE,
+    owning_every_partition,
     publish,
     router_runner,
     segmented_event,
@@ -70,6 +73,64 @@ class TestCopies:
             await runner.stop()
             await engine.dispose()
         assert Counter(event.ticket_id for event, _ in found) == {later: 1, together: 1}
+
+
+class HeldStore(RoutedTickets):
+    """Holds the write of the batch that routed `ticket_id` until released."""
+
+    def __init__(self, sessions: db.async_sessionmaker, ticket_id: str) -> None:
+        super().__init__(sessions)
+        self.ticket_id = ticket_id
+        self.entered, self.released = asyncio.Event(), asyncio.Event()
+
+    async def record_first_dispatches(self, dispatches: Sequence[Dispatch]) -> None:
+        if any(dispatch.ticket_id == self.ticket_id for dispatch in dispatches):
+            self.entered.set()
+            await self.released.wait()
+        await super().record_first_dispatches(dispatches)
+
+
+class TestPartitionsTogether:
+    async def test_a_batch_waiting_on_the_store_does_not_hold_up_other_partitions(
+            self, stage_settings: Settings, raw_producer: AIOKafkaProducer) -> None:
+        """The router keeps each share's batch apart (batches.SharesApart): one
+        partition's batch waiting on the store leaves the others routed meanwhile; the
+        held one is routed once released."""
+        await migrate.upgrade(stage_settings.database_url)
+        engine = db.engine(stage_settings.database_url)
+        held, other = segmented_event("government"), segmented_event("government")
+        assert held.ticket_id is not None
+        store = HeldStore(db.sessions(engine), held.ticket_id)
+        runner = StageRunner(
+            stage_settings, name="router-test", source_topic=topics.SEGMENTED,
+            group_id=unique("router"), transform=worker.RouteTicket(lambda: TABLE,
+                                                                    routed=store))
+        runner.loop.transaction_timeout_seconds = 300  # held past the reads below
+        await runner.start()
+        try:
+            await owning_every_partition(runner, stage_settings.kafka_topic_partitions)
+            for event, partition in ((held, 0), (other, 1)):
+                if event is other:
+                    await asyncio.wait_for(store.entered.wait(), 60)
+                await raw_producer.send_and_wait(
+                    topics.SEGMENTED, envelope.to_value(event), partition=partition,
+                    headers=envelope.to_headers(event))
+            meanwhile = await read_topic(stage_settings.kafka_bootstrap_servers,
+                                         "dept.public_sector", until=1, within=30,
+                                         keep=lambda e: e.ticket_id in (held.ticket_id,
+                                                                        other.ticket_id))
+            store.released.set()
+            both = await read_topic(stage_settings.kafka_bootstrap_servers,
+                                    "dept.public_sector", until=2, within=60,
+                                    keep=lambda e: e.ticket_id in (held.ticket_id,
+                                                                   other.ticket_id))
+        finally:
+            store.released.set()
+            await runner.stop()
+            await engine.dispose()
+        assert [event.ticket_id for event, _ in meanwhile] == [other.ticket_id]
+        assert Counter(event.ticket_id for event, _ in both) == {held.ticket_id: 1,
+                                                                 other.ticket_id: 1}
 
 
 class TestAtLeastOnceMode:
