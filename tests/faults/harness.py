@@ -13,9 +13,18 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
 from services.core import envelope, events, topics
 from services.router import table_file
-from tests.conftest import TEST_ROUTING_TABLE, Pipeline, department_lanes, read_topic
+from tests.conftest import (
+    TEST_ROUTING_TABLE,
+    Pipeline,
+    department_lanes,
+    read_topic,
+    readable,
+    unique,
+)
 from tests.faults.lane_watch import Watch
 from tests.faults.ticket_load import Load
 
@@ -115,9 +124,10 @@ async def settle(bootstrap: str, load: Load, watch: Watch, *,
 
 async def split_by_the_broker(bootstrap: str, ticket_ids: set[str]) -> set[str]:
     """Of tickets acknowledged and not delivered, those whose intake transaction Kafka
-    itself split after acknowledging its commit: the ticket's record on
-    `tickets.incoming` aborted while its `received` event, written in the same
-    transaction, is committed on `tickets.events`.
+    itself split after acknowledging its commit: the request's record on
+    `tickets.incoming` aborted (a `read_committed` reader went past its offset without
+    it) while its `received` event, written in the same transaction (the same ticket id
+    and time), is committed on `tickets.events`.
 
     A single broker killed between a transaction's commit and its markers does this: on
     restart its transaction coordinator completes the commit without writing the markers
@@ -131,14 +141,42 @@ async def split_by_the_broker(bootstrap: str, ticket_ids: set[str]) -> set[str]:
     def wanted(event: envelope.Event) -> bool:
         return event.ticket_id in ticket_ids
 
-    async def on(topic: str, isolation_level: str, keep: Callable[[envelope.Event], bool]
-                 ) -> set[str]:
-        found = await read_topic(bootstrap, topic, until=len(ticket_ids), within=20.0,
-                                 keep=keep, isolation_level=isolation_level)
-        return {str(event.ticket_id) for event, _ in found}
+    written, _ = await _read_all(bootstrap, topics.INCOMING, "read_uncommitted", wanted)
+    committed, passed = await _read_all(bootstrap, topics.INCOMING, "read_committed", wanted)
+    received, _ = await _read_all(bootstrap, topics.EVENTS, "read_committed", lambda event: (
+        wanted(event) and event.type == events.TicketEventType.RECEIVED))
+    aborted = {request for request, (partition, offset) in written.items()
+               if request not in committed and offset < passed.get(partition, 0)}
+    return {ticket_id for ticket_id, _ in aborted & received.keys()}
 
-    written = await on(topics.INCOMING, "read_uncommitted", wanted)
-    committed = await on(topics.INCOMING, "read_committed", wanted)
-    received = await on(topics.EVENTS, "read_committed", lambda event: wanted(event) and (
-        event.type == events.TicketEventType.RECEIVED))
-    return (written & received) - committed
+
+async def _read_all(bootstrap: str, topic: str, isolation_level: str,
+                    keep: Callable[[envelope.Event], bool],
+                    ) -> tuple[dict[tuple[str, str], tuple[int, int]], dict[int, int]]:
+    """The topic's events that `keep` keeps, by (ticket id, time), with where each is;
+    and, by partition, the offset the reader got to (for `read_committed`, the last
+    stable offset: a record before it and not read was aborted)."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=unique("split"),
+                                auto_offset_reset="earliest", enable_auto_commit=False,
+                                isolation_level=isolation_level)
+    found: dict[tuple[str, str], tuple[int, int]] = {}
+    await consumer.start()
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 30.0
+        ends: dict[TopicPartition, int] = {}
+        while loop.time() < deadline:
+            batch = await consumer.getmany(timeout_ms=500)
+            for event, record in readable(batch):
+                if keep(event):
+                    found[(str(event.ticket_id), event.time.isoformat())] = (
+                        record.partition, record.offset)
+            assigned = consumer.assignment()
+            if assigned and not ends:
+                ends = await consumer.end_offsets(list(assigned))
+            if ends and all([await consumer.position(tp) >= end for tp, end in ends.items()]):
+                break
+        reached = {tp.partition: await consumer.position(tp) for tp in ends}
+    finally:
+        await consumer.stop()
+    return found, reached

@@ -245,3 +245,46 @@ async def test_records_taken_just_before_their_partition_is_revoked_are_not_kept
         await runner.stop()
     assert revoked
     assert not in_hand and not shares and processed == 0
+
+
+async def test_records_a_fetch_takes_after_a_revocation_are_kept(
+        stage_settings: Settings, raw_producer: AIOKafkaProducer,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fetch that was still waiting when a revocation came takes the next assignment's
+    records (aiokafka waits for it): those are processed, not dropped as taken before."""
+    source, target, group = unique("kept-source"), unique("kept-target"), unique("kept")
+    await kafka.ensure_topics(stage_settings, [source, target])
+
+    async def forward(event: envelope.Event) -> list[kafka.Output]:
+        return [kafka.Output(target, event.ticket_id or "", event)]
+
+    runner = StageRunner(stage_settings, name="kept", source_topic=source, group_id=group,
+                         transform=forward)
+    original = AIOKafkaConsumer.getmany
+    ready, sent = asyncio.Event(), []
+
+    async def getmany(consumer: AIOKafkaConsumer, *partitions: TopicPartition,
+                      **kwargs: Any) -> dict[TopicPartition, list[Any]]:
+        if consumer is not runner._consumer or sent or not ready.is_set():
+            return await original(consumer, *partitions, **kwargs)  # type: ignore[no-any-return]
+        # The rebalance listener's turn while this fetch waits; the fetch then takes
+        # the record published meanwhile.
+        runner.loop._forget(consumer.assignment())
+        sent.append(await publish_to(raw_producer, source, 0))
+        records: dict[TopicPartition, list[Any]] = {}
+        for _ in range(150):
+            records = await original(consumer, *partitions, **kwargs)
+            if records:
+                break
+        return records
+
+    monkeypatch.setattr(AIOKafkaConsumer, "getmany", getmany)
+    await runner.start()
+    try:
+        await owning_every_partition(runner, stage_settings.kafka_topic_partitions)
+        ready.set()
+        published = await read_topic(stage_settings.kafka_bootstrap_servers, target,
+                                     until=1, within=60)
+    finally:
+        await runner.stop()
+    assert sent and [event.ticket_id for event, _ in published] == sent
