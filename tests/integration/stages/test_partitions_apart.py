@@ -55,6 +55,34 @@ class Targets:
         return [kafka.Output(topic, ticket_id, event)]
 
 
+async def held_stage(settings: Settings, monkeypatch: pytest.MonkeyPatch, name: str
+                     ) -> tuple[str, Targets, HeldPartition, StageRunner]:
+    """A stage forwarding its tickets (`Targets`), its source partition 0's transactions
+    held (`HeldPartition`); not started."""
+    source, targets, group = unique(f"{name}-source"), Targets(name), unique(name)
+    await kafka.ensure_topics(settings, [source, *targets])
+    held = HeldPartition(monkeypatch, f"{group}-{source}-0")
+
+    async def forward(event: envelope.Event) -> list[kafka.Output]:
+        return targets.forward(event)
+
+    runner = StageRunner(settings, name=name, source_topic=source, group_id=group,
+                         transform=forward)
+    return source, targets, held, runner
+
+
+async def forwarding_stage(settings: Settings, name: str) -> tuple[str, str, StageRunner]:
+    """A stage forwarding its source's tickets to one target topic; not started."""
+    source, target, group = unique(f"{name}-source"), unique(f"{name}-target"), unique(name)
+    await kafka.ensure_topics(settings, [source, target])
+
+    async def forward(event: envelope.Event) -> list[kafka.Output]:
+        return [kafka.Output(target, event.ticket_id or "", event)]
+
+    return source, target, StageRunner(settings, name=name, source_topic=source,
+                                       group_id=group, transform=forward)
+
+
 async def publish_to(producer: AIOKafkaProducer, topic: str, partition: int) -> str:
     event = segmented_event("government", unique(f"p{partition}"))
     await producer.send_and_wait(topic, envelope.to_value(event), partition=partition,
@@ -68,15 +96,7 @@ async def test_a_held_partition_does_not_hold_up_the_others(
         monkeypatch: pytest.MonkeyPatch) -> None:
     assert stage_settings.delivery == "exactly_once"
     assert stage_settings.kafka_topic_partitions >= 2
-    source, targets, group = unique("apart-source"), Targets("apart"), unique("apart")
-    await kafka.ensure_topics(stage_settings, [source, *targets])
-    held = HeldPartition(monkeypatch, f"{group}-{source}-0")
-
-    async def forward(event: envelope.Event) -> list[kafka.Output]:
-        return targets.forward(event)
-
-    runner = StageRunner(stage_settings, name="apart", source_topic=source, group_id=group,
-                         transform=forward)
+    source, targets, held, runner = await held_stage(stage_settings, monkeypatch, "apart")
     await runner.start()
     try:
         await owning_every_partition(runner, stage_settings.kafka_topic_partitions)
@@ -161,15 +181,7 @@ async def test_a_held_partition_with_a_backlog_does_not_hold_up_the_others(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Records in hand are bounded per partition, not in all: a held partition whose
     backlog fills its bound leaves the others fetched and processed meanwhile."""
-    source, targets, group = unique("backlog-source"), Targets("backlog"), unique("backlog")
-    await kafka.ensure_topics(stage_settings, [source, *targets])
-    held = HeldPartition(monkeypatch, f"{group}-{source}-0")
-
-    async def forward(event: envelope.Event) -> list[kafka.Output]:
-        return targets.forward(event)
-
-    runner = StageRunner(stage_settings, name="backlog", source_topic=source, group_id=group,
-                         transform=forward)
+    source, targets, held, runner = await held_stage(stage_settings, monkeypatch, "backlog")
     runner.loop._max_batch = 5
     runner.loop.transaction_timeout_seconds = 300  # held past the reads below
     await runner.start()
@@ -206,14 +218,7 @@ async def test_records_taken_just_before_their_partition_is_revoked_are_not_kept
     """A fetch can end with records just before a rebalance revokes their partition, the
     loop not yet back to take them: they are not kept in hand (their next owner, this
     instance too, reads them from the committed offset), so no share of them starts."""
-    source, target, group = unique("stale-source"), unique("stale-target"), unique("stale")
-    await kafka.ensure_topics(stage_settings, [source, target])
-
-    async def forward(event: envelope.Event) -> list[kafka.Output]:
-        return [kafka.Output(target, event.ticket_id or "", event)]
-
-    runner = StageRunner(stage_settings, name="stale", source_topic=source, group_id=group,
-                         transform=forward)
+    source, _, runner = await forwarding_stage(stage_settings, "stale")
     original = AIOKafkaConsumer.getmany
     revoked: set[TopicPartition] = set()
     fetches_after = asyncio.Event()
@@ -252,14 +257,7 @@ async def test_records_a_fetch_takes_after_a_revocation_are_kept(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """A fetch that was still waiting when a revocation came takes the next assignment's
     records (aiokafka waits for it): those are processed, not dropped as taken before."""
-    source, target, group = unique("kept-source"), unique("kept-target"), unique("kept")
-    await kafka.ensure_topics(stage_settings, [source, target])
-
-    async def forward(event: envelope.Event) -> list[kafka.Output]:
-        return [kafka.Output(target, event.ticket_id or "", event)]
-
-    runner = StageRunner(stage_settings, name="kept", source_topic=source, group_id=group,
-                         transform=forward)
+    source, target, runner = await forwarding_stage(stage_settings, "kept")
     original = AIOKafkaConsumer.getmany
     ready, sent = asyncio.Event(), []
 
