@@ -1,9 +1,8 @@
 """The least-privilege ACLs of each service and department user (the table in
 docs/kafka-security.md), and creating them on a test broker as its admin.
 
-aiokafka's admin client has no `create_acls`, and the kafka-tools jar on the broker's
-class path (4.3.1, the newest served) does not run against kafka-clients 4.4.0, so the
-CreateAcls request is sent through the admin client as it is.
+aiokafka's admin client has no `create_acls`, so the CreateAcls request is sent through
+the admin client as it is (in the test's process, rather than a JVM per `kafka-acls` run).
 """
 
 from __future__ import annotations

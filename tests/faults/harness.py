@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from services.core import envelope, events, topics
+from devtools.kafka_broker import LocalKafka
+from services.core import envelope, topics
 from services.router import table_file
 from tests.conftest import (
     TEST_ROUTING_TABLE,
@@ -25,6 +26,7 @@ from tests.conftest import (
     readable,
     unique,
 )
+from tests.faults import kafka_logs
 from tests.faults.lane_watch import Watch
 from tests.faults.ticket_load import Load
 
@@ -122,12 +124,12 @@ async def settle(bootstrap: str, load: Load, watch: Watch, *,
                                for event, _ in found})
 
 
-async def split_by_the_broker(bootstrap: str, ticket_ids: set[str]) -> set[str]:
-    """Of tickets acknowledged and not delivered, those whose intake transaction Kafka
-    itself split after acknowledging its commit: the request's record on
-    `tickets.incoming` aborted (a `read_committed` reader went past its offset without
-    it) while its `received` event, written in the same transaction (the same ticket id
-    and time), is committed on `tickets.events`.
+async def split_by_the_broker(broker: LocalKafka, ticket_ids: set[str]) -> set[str]:
+    """Of tickets acknowledged and not delivered, those Kafka itself lost after taking
+    their intake transaction's commit: the request's record on `tickets.incoming` is
+    aborted (a `read_committed` reader went past its offset without it), yet the
+    coordinator's log shows its transaction prepared to commit
+    (`kafka_logs.committed_by_the_coordinator`).
 
     A single broker killed between a transaction's commit and its markers does this: on
     restart its transaction coordinator completes the commit without writing the markers
@@ -141,25 +143,44 @@ async def split_by_the_broker(bootstrap: str, ticket_ids: set[str]) -> set[str]:
     def wanted(event: envelope.Event) -> bool:
         return event.ticket_id in ticket_ids
 
+    bootstrap = broker.bootstrap_servers
     written, _ = await _read_all(bootstrap, topics.INCOMING, "read_uncommitted", wanted)
     committed, passed = await _read_all(bootstrap, topics.INCOMING, "read_committed", wanted)
-    received, _ = await _read_all(bootstrap, topics.EVENTS, "read_committed", lambda event: (
-        wanted(event) and event.type == events.TicketEventType.RECEIVED))
-    aborted = {request for request, (partition, offset) in written.items()
-               if request not in committed and offset < passed.get(partition, 0)}
-    return {ticket_id for ticket_id, _ in aborted & received.keys()}
+    aborted = {request: place for request, place in written.items()
+               if request not in committed and place.offset < passed.get(place.partition, 0)}
+    if not aborted:
+        return set()
+    records = kafka_logs.batches(await asyncio.to_thread(
+        broker.dump_log, {f"{topics.INCOMING}-{place.partition}" for place in aborted.values()}))
+    states = kafka_logs.transaction_states(await asyncio.to_thread(
+        broker.dump_log, [folder.name for folder in (broker.home / "data").iterdir()
+                          if folder.name.startswith("__transaction_state-")],
+        transaction_log=True))
+    return {ticket_id for (ticket_id, _), place in aborted.items()
+            if kafka_logs.committed_by_the_coordinator(
+                f"{topics.INCOMING}-{place.partition}", place.offset, place.created_ms,
+                records, states)}
+
+
+@dataclass(frozen=True)
+class _Place:
+    """Where a record is, and when its producer made it (its CreateTime)."""
+
+    partition: int
+    offset: int
+    created_ms: int
 
 
 async def _read_all(bootstrap: str, topic: str, isolation_level: str,
                     keep: Callable[[envelope.Event], bool],
-                    ) -> tuple[dict[tuple[str, str], tuple[int, int]], dict[int, int]]:
+                    ) -> tuple[dict[tuple[str, str], _Place], dict[int, int]]:
     """The topic's events that `keep` keeps, by (ticket id, time), with where each is;
     and, by partition, the offset the reader got to (for `read_committed`, the last
     stable offset: a record before it and not read was aborted)."""
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=unique("split"),
                                 auto_offset_reset="earliest", enable_auto_commit=False,
                                 isolation_level=isolation_level)
-    found: dict[tuple[str, str], tuple[int, int]] = {}
+    found: dict[tuple[str, str], _Place] = {}
     await consumer.start()
     try:
         loop = asyncio.get_running_loop()
@@ -169,8 +190,8 @@ async def _read_all(bootstrap: str, topic: str, isolation_level: str,
             batch = await consumer.getmany(timeout_ms=500)
             for event, record in readable(batch):
                 if keep(event):
-                    found[(str(event.ticket_id), event.time.isoformat())] = (
-                        record.partition, record.offset)
+                    found[(str(event.ticket_id), event.time.isoformat())] = _Place(
+                        record.partition, record.offset, record.timestamp)
             assigned = consumer.assignment()
             if assigned and not ends:
                 ends = await consumer.end_offsets(list(assigned))

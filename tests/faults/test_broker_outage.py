@@ -65,7 +65,7 @@ async def test_broker_outage_answers_503_and_recovers_exactly_once(
         retried = await harness.settle(bootstrap, retrying, watch)
         drained = harness.drain_time(plain, watch, restarted_at)
     # Lost by Kafka itself, after it acknowledged the commit (see split_by_the_broker).
-    split = await harness.split_by_the_broker(bootstrap, set(outcome.lost | retried.lost))
+    split = await harness.split_by_the_broker(own_broker, set(outcome.lost | retried.lost))
 
     intake_back = plain.first_acknowledged_after(restarted_at)
     assert intake_back is not None
