@@ -13,7 +13,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 from aiokafka.helpers import create_ssl_context
 
-from services.core import envelope, kafka_tuning, topics
+from services.core import background, envelope, kafka_tuning, topics
 from services.core.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -193,6 +193,23 @@ async def send(producer: AIOKafkaProducer, record: envelope.Record) -> asyncio.F
     future: asyncio.Future[object] = await producer.send(
         record.topic, record.value, key=record.key, headers=record.headers)
     return future
+
+
+async def send_all(producer: AIOKafkaProducer, records: Iterable[envelope.Record]) -> None:
+    """Queue every record, then wait until the broker has acknowledged them all.
+
+    If queueing one fails, the acknowledgements of those already queued are left to
+    finish unwatched, their outcome taken (it is part of the same failure), so that
+    asyncio does not log them as never retrieved."""
+    acknowledgements: list[asyncio.Future[object]] = []
+    try:
+        for record in records:
+            acknowledgements.append(await send(producer, record))
+    except BaseException:
+        for acknowledgement in acknowledgements:
+            acknowledgement.add_done_callback(background.retrieved)
+        raise
+    await asyncio.gather(*acknowledgements)
 
 
 @dataclass(frozen=True)

@@ -331,8 +331,7 @@ class StageLoop:
         # Leaving the block by an exception aborts the transaction: nothing of it becomes
         # visible, and the partition's offset stays uncommitted.
         async with producer.transaction():
-            acknowledgements = [await kafka.send(producer, record) for record in outgoing]
-            await asyncio.gather(*acknowledgements)
+            await kafka.send_all(producer, outgoing)
             # The offset joins the transaction only once the records are acknowledged:
             # the broker checks each partition's first records of a transaction with
             # the transaction's coordinator, and while that coordinator is adding the
@@ -390,8 +389,7 @@ class StageLoop:
 
     async def _send(self, outgoing: list[envelope.Record], records: list[ConsumerRecord],
                     producer: AIOKafkaProducer) -> None:
-        acknowledgements = [await kafka.send(producer, record) for record in outgoing]
-        await asyncio.gather(*acknowledgements)
+        await kafka.send_all(producer, outgoing)
         self.processed += len(records)
 
     @property

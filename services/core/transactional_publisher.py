@@ -144,9 +144,8 @@ class _Committer(kafka.Publisher):
             async with asyncio.timeout_at(min(request.deadline for request in batch)):
                 active = await self._started()
                 await active.begin_transaction()
-                acknowledgements = [await kafka.send(active, record)
-                                    for request in batch for record in request.records]
-                await asyncio.gather(*acknowledgements)
+                await kafka.send_all(active, (record for request in batch
+                                              for record in request.records))
             # The broker holds every record: the commit is a single request to it, sent
             # only now and given a timeout of its own, so that a deadline running out
             # never interrupts it. Only if it goes unanswered are callers told of a
