@@ -124,12 +124,14 @@ async def settle(bootstrap: str, load: Load, watch: Watch, *,
                                for event, _ in found})
 
 
-async def split_by_the_broker(broker: LocalKafka, ticket_ids: set[str]) -> set[str]:
+async def lost_by_the_broker(broker: LocalKafka, ticket_ids: set[str]) -> set[str]:
     """Of tickets acknowledged and not delivered, those Kafka itself lost after taking
-    their intake transaction's commit: the request's record on `tickets.incoming` is
+    their intake transaction's commit: each of the ticket's records on `tickets.incoming`
+    (one per attempt: a retry with the same Idempotency-Key keeps the ticket id) is
     aborted (a `read_committed` reader went past its offset without it), yet the
     coordinator's log shows its transaction prepared to commit
-    (`kafka_logs.committed_by_the_coordinator`).
+    (`kafka_logs.committed_by_the_coordinator`). An attempt answered 503 whose commit the
+    broker took therefore never excuses another attempt lost some other way.
 
     A single broker killed between a transaction's commit and its markers does this: on
     restart its transaction coordinator completes the commit without writing the markers
@@ -156,10 +158,14 @@ async def split_by_the_broker(broker: LocalKafka, ticket_ids: set[str]) -> set[s
         broker.dump_log, [folder.name for folder in (broker.home / "data").iterdir()
                           if folder.name.startswith("__transaction_state-")],
         transaction_log=True))
-    return {ticket_id for (ticket_id, _), place in aborted.items()
-            if kafka_logs.committed_by_the_coordinator(
-                f"{topics.INCOMING}-{place.partition}", place.offset, place.created_ms,
-                records, states)}
+    taken = {request for request, place in aborted.items()
+             if kafka_logs.committed_by_the_coordinator(
+                 f"{topics.INCOMING}-{place.partition}", place.offset, place.created_ms,
+                 records, states)}
+    attempts: dict[str, set[tuple[str, str]]] = {}
+    for request in written:
+        attempts.setdefault(request[0], set()).add(request)
+    return {ticket_id for ticket_id, requests in attempts.items() if requests <= taken}
 
 
 @dataclass(frozen=True)
@@ -177,7 +183,7 @@ async def _read_all(bootstrap: str, topic: str, isolation_level: str,
     """The topic's events that `keep` keeps, by (ticket id, time), with where each is;
     and, by partition, the offset the reader got to (for `read_committed`, the last
     stable offset: a record before it and not read was aborted)."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=unique("split"),
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=unique("lost"),
                                 auto_offset_reset="earliest", enable_auto_commit=False,
                                 isolation_level=isolation_level)
     found: dict[tuple[str, str], _Place] = {}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 # The coordinator's transaction states (`transactionStatus`): the dump names them;
@@ -22,7 +22,8 @@ PREPARE_ABORT = "PrepareAbort"
 
 _DUMPING = re.compile(r"^Dumping .*/([^/]+)/\d+\.log$")
 _BATCH = re.compile(r"^baseOffset: (\d+) lastOffset: (\d+) .*\bproducerId: (-?\d+) "
-                    r"producerEpoch: (-?\d+) .*\bisControl: (true|false)\b")
+                    r"producerEpoch: (-?\d+) .*\bisControl: (true|false)\b"
+                    r".*\bCreateTime: (-?\d+)\b")
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class Batch:
     producer_id: int
     producer_epoch: int
     control: bool
+    created_ms: int  # a marker's: when the broker wrote it
 
 
 @dataclass(frozen=True)
@@ -57,9 +59,9 @@ def batches(dump: str) -> list[Batch]:
         if dumping := _DUMPING.match(line):
             partition = dumping.group(1)
         elif batch := _BATCH.match(line):
-            first, last, producer_id, epoch, control = batch.groups()
+            first, last, producer_id, epoch, control, created = batch.groups()
             found.append(Batch(partition, int(first), int(last), int(producer_id), int(epoch),
-                               control == "true"))
+                               control == "true", int(created)))
     return found
 
 
@@ -90,7 +92,7 @@ def transaction_states(dump: str) -> list[TransactionState]:
 
 
 def committed_by_the_coordinator(partition: str, offset: int, created_ms: int,
-                                 batches: Iterable[Batch],
+                                 batches: Sequence[Batch],
                                  states: Iterable[TransactionState]) -> bool:
     """Whether the transaction that wrote this record was prepared to commit by the
     coordinator: the coordinator took its commit, so the record should be readable.
@@ -98,15 +100,23 @@ def committed_by_the_coordinator(partition: str, offset: int, created_ms: int,
     The record's transaction is its producer's first, among those holding the record's
     partition, prepared (to commit or abort) after the record was made: a producer sends
     a transaction's records after the previous transaction's end was prepared, and before
-    its own. A record made in the same millisecond as a prepare is not decided: False,
-    as is a record whose batch or transaction the dumps do not show."""
+    its own. That is checked in the partition's own order too: the producer's last marker
+    before the record must be older than that prepare. A record queued in one transaction
+    and written in the next (a commit sent before its records were acknowledged) comes
+    after its own transaction's marker, and is not taken for a loss by the broker.
+
+    A record made in the same millisecond as a prepare is not decided: False, as is a
+    record whose batch or transaction the dumps do not show."""
     holder = next((batch for batch in batches if batch.partition == partition
                    and batch.first <= offset <= batch.last and not batch.control), None)
     if holder is None:
         return False
+    producer = holder.producer_id, holder.producer_epoch
+    markers = [batch.created_ms for batch in batches
+               if batch.partition == partition and batch.control and batch.last < offset
+               and (batch.producer_id, batch.producer_epoch) == producer]
     prepared = sorted((state for state in states
-                       if (state.producer_id, state.producer_epoch)
-                       == (holder.producer_id, holder.producer_epoch)
+                       if (state.producer_id, state.producer_epoch) == producer
                        and state.status in (PREPARE_COMMIT, PREPARE_ABORT)
                        and partition in state.partitions),
                       key=lambda state: state.updated_ms)
@@ -114,5 +124,6 @@ def committed_by_the_coordinator(partition: str, offset: int, created_ms: int,
         if state.updated_ms == created_ms:
             return False
         if state.updated_ms > created_ms:
-            return state.status == PREPARE_COMMIT
+            return state.status == PREPARE_COMMIT and not (
+                markers and markers[-1] >= state.updated_ms)
     return False

@@ -64,8 +64,8 @@ async def test_broker_outage_answers_503_and_recovers_exactly_once(
         outcome = await harness.settle(bootstrap, plain, watch)
         retried = await harness.settle(bootstrap, retrying, watch)
         drained = harness.drain_time(plain, watch, restarted_at)
-    # Lost by Kafka itself, after it acknowledged the commit (see split_by_the_broker).
-    split = await harness.split_by_the_broker(own_broker, set(outcome.lost | retried.lost))
+    # Lost by Kafka itself, after it took the commit (see lost_by_the_broker).
+    by_broker = await harness.lost_by_the_broker(own_broker, set(outcome.lost | retried.lost))
 
     intake_back = plain.first_acknowledged_after(restarted_at)
     assert intake_back is not None
@@ -85,7 +85,7 @@ async def test_broker_outage_answers_503_and_recovers_exactly_once(
         f" 503s while down: {while_down[503]}; requests whose commit went unanswered (the"
         f" documented window): {requests_in_the_window(tmp_path / 'logs')};"
         f" delivered although the client gave up waiting: {len(unanswered)};"
-        f" lost by the broker, its transaction split after the commit: {len(split)}"
+        f" lost by the broker after it took the commit: {len(by_broker)}"
         f"{shutdown.describe()}")))
     # A ticket answered 503 never reaches its queue (the intake's transaction holding it
     # is aborted), so the retry with the same Idempotency-Key delivers it once.
@@ -98,7 +98,7 @@ async def test_broker_outage_answers_503_and_recovers_exactly_once(
     assert while_down[503] > 0, f"no 503 while the broker was down: {while_down}"
     assert while_down[202] == 0, f"202 while the broker was down: {while_down}"
     for counted in (outcome, retried):
-        lost = counted.lost - split
+        lost = counted.lost - by_broker
         assert not lost, f"lost {sorted(lost)[:5]}; logs in {tmp_path / 'logs'}"
     assert not outcome.duplicated, f"duplicated {sorted(outcome.duplicated)[:5]}"
     # The one way left (see services/core/transactional_publisher.py and the README's

@@ -8,6 +8,7 @@ marker of the producer's next transaction (offset 43) then took offset 38 with i
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from tests.faults import kafka_logs
@@ -34,8 +35,10 @@ def committed(offset: int, created_ms: int, partition: str = PARTITION) -> bool:
 
 def test_batches_name_their_partition_producer_and_markers() -> None:
     by_offset = {batch.first: batch for batch in batches()}
-    assert by_offset[38] == kafka_logs.Batch(PARTITION, 38, 38, 13, 0, control=False)
-    assert by_offset[43] == kafka_logs.Batch(PARTITION, 43, 43, 13, 0, control=True)
+    assert by_offset[38] == kafka_logs.Batch(PARTITION, 38, 38, 13, 0, control=False,
+                                             created_ms=LOST[1])
+    assert by_offset[43] == kafka_logs.Batch(PARTITION, 43, 43, 13, 0, control=True,
+                                             created_ms=1796128078790)
     assert sorted(by_offset) == list(range(34, 46))
 
 
@@ -51,6 +54,16 @@ def test_transaction_states_read_the_coordinator_s_decoded_log() -> None:
 
 def test_a_record_whose_transaction_the_coordinator_took_to_commit_is_told_apart() -> None:
     assert committed(*LOST)
+
+
+def test_a_record_written_after_the_marker_of_its_producer_s_commit_is_not() -> None:
+    """As if the intake had sent its commit before its records were acknowledged: the
+    record, made before the prepare, reached the partition after that commit's marker
+    (here the producer's marker at offset 35, made as if written after the prepare)."""
+    late = [dataclasses.replace(batch, created_ms=PREPARED_TO_COMMIT_AT + 5)
+            if batch.first == 35 else batch for batch in batches()]
+    assert late[1].first == 35 and late[1].control and late[1].producer_id == 13
+    assert not kafka_logs.committed_by_the_coordinator(PARTITION, *LOST, late, states())
 
 
 def test_a_record_of_a_transaction_prepared_to_abort_is_not() -> None:
