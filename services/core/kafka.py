@@ -259,8 +259,7 @@ class Publisher:
         written = records(outputs)
         try:
             active = await asyncio.wait_for(self._started(), timeout)
-            acknowledgements = [await send(active, record) for record in written]
-            await asyncio.wait_for(asyncio.gather(*acknowledgements), timeout)
+            await asyncio.wait_for(send_all(active, written), timeout)
         except TimeoutError as exc:
             # The producer keeps retrying on its own and recovers when the broker is
             # back; the caller is told nothing was promised.
