@@ -168,6 +168,16 @@ class LocalKafka:
             self.stop()
             raise BrokerError(f"Kafka did not start within {timeout}s; see {self.log_file}")
 
+    def partitions(self, topic: str) -> list[str]:
+        """The topic's partitions this broker holds, named as their folders (e.g.
+        `__transaction_state-3`)."""
+        data = self.home / "data"
+        if not data.exists():
+            return []
+        named = (folder.name.rpartition("-") for folder in data.iterdir())
+        return sorted(f"{name}-{number}" for name, _, number in named
+                      if name == topic and number.isdigit())
+
     def dump_log(self, partitions: Iterable[str], *, transaction_log: bool = False) -> str:
         """Kafka's own reading of these partitions' log segments (`DumpLogSegments`;
         a partition named as its folder, e.g. `tickets.incoming-2`): every record batch

@@ -155,9 +155,7 @@ async def lost_by_the_broker(broker: LocalKafka, ticket_ids: set[str]) -> set[st
     records = kafka_logs.batches(await asyncio.to_thread(
         broker.dump_log, {f"{topics.INCOMING}-{place.partition}" for place in aborted.values()}))
     states = kafka_logs.transaction_states(await asyncio.to_thread(
-        broker.dump_log, [folder.name for folder in (broker.home / "data").iterdir()
-                          if folder.name.startswith("__transaction_state-")],
-        transaction_log=True))
+        broker.dump_log, broker.partitions("__transaction_state"), transaction_log=True))
     taken = {request for request, place in aborted.items()
              if kafka_logs.committed_by_the_coordinator(
                  f"{topics.INCOMING}-{place.partition}", place.offset, place.created_ms,
