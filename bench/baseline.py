@@ -1,12 +1,17 @@
 """THE BASELINE for bench/e2e.py: a hand-written Kafka pipeline, not the project's code.
 
-What an engineer would write by hand for the same job, at least once:
+What an engineer would write by hand for the same job, at least once (and, with
+`--exactly-once`, the same stages as Kafka's transactions make them exactly once):
 - an intake: FastAPI `POST /v1/tickets` validating a small pydantic model and producing
   the ticket to `<prefix>incoming` with aiokafka (`acks=all`, idempotent producer),
   answering 202 once the broker has acknowledged it (503 if it has not within 5 s);
 - two bare stages, each consume -> add a field -> produce -> wait for the
   acknowledgements -> commit the consumed offsets: `<prefix>incoming` -> `<prefix>segmented`
-  (adds `segment`) and `<prefix>segmented` -> `<prefix>dept.lane` (adds `department`).
+  (adds `segment`) and `<prefix>segmented` -> `<prefix>dept.lane` (adds `department`);
+- exactly once (`stage --exactly-once`, on the `baseline_eo.` topics): each stage reads
+  `read_committed` and writes each batch in a transaction of one transactional producer
+  (begin -> produce -> wait for the acknowledgements -> the consumed offsets into the
+  transaction -> commit), what the project's stages do per partition.
 
 Run as separate processes by bench/e2e.py:
     BASELINE_BOOTSTRAP=127.0.0.1:9092 BASELINE_TOPIC=baseline.incoming \
@@ -34,10 +39,15 @@ from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
 PREFIX = "baseline."
-INCOMING = f"{PREFIX}incoming"
-SEGMENTED = f"{PREFIX}segmented"
-LANE = f"{PREFIX}dept.lane"
-TOPICS = (INCOMING, SEGMENTED, LANE)
+EXACTLY_ONCE_PREFIX = "baseline_eo."
+
+
+def topics(prefix: str) -> tuple[str, str, str]:
+    """incoming, segmented and the department lane, under `prefix`."""
+    return f"{prefix}incoming", f"{prefix}segmented", f"{prefix}dept.lane"
+
+
+TOPICS = INCOMING, SEGMENTED, LANE = topics(PREFIX)
 
 
 class TicketIn(BaseModel):
@@ -97,22 +107,31 @@ def department_of(ticket: dict[str, object]) -> str:
         str(ticket.get("segment")), "customer_care")
 
 
-async def stage(bootstrap: str, source: str, target: str, group: str, field: str) -> None:
-    """consume -> add a field -> produce -> wait for the acks -> commit, until SIGTERM."""
+async def stage(bootstrap: str, source: str, target: str, group: str, field: str,
+                *, exactly_once: bool = False) -> None:
+    """consume -> add a field -> produce -> wait for the acks -> commit, until SIGTERM;
+    exactly once: the produce and the consumed offsets in one transaction per batch."""
     decide = segment_of if field == "segment" else department_of
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    consumer = AIOKafkaConsumer(source, bootstrap_servers=bootstrap, group_id=group,
-                                enable_auto_commit=False, auto_offset_reset="earliest")
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all",
-                                enable_idempotence=True)
+    consumer = AIOKafkaConsumer(
+        source, bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed" if exactly_once else "read_uncommitted")
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True,
+        transactional_id=f"{group}.{source}" if exactly_once else None)
     await consumer.start()
     await producer.start()
     try:
         while not stop.is_set():
             batch = await consumer.getmany(timeout_ms=200, max_records=500)
+            if not batch:
+                continue
+            if exactly_once:
+                await producer.begin_transaction()
             acks = []
             for records in batch.values():
                 for record in records:
@@ -120,8 +139,13 @@ async def stage(bootstrap: str, source: str, target: str, group: str, field: str
                     ticket[field] = decide(ticket)
                     acks.append(await producer.send(target, json.dumps(ticket).encode(),
                                                     key=record.key))
-            if acks:
-                await asyncio.gather(*acks)
+            await asyncio.gather(*acks)
+            if exactly_once:
+                await producer.send_offsets_to_transaction(
+                    {partition: records[-1].offset + 1
+                     for partition, records in batch.items()}, group)
+                await producer.commit_transaction()
+            else:
                 await consumer.commit()
     finally:
         await consumer.stop()
@@ -137,8 +161,11 @@ def main() -> None:
     run.add_argument("--target", required=True)
     run.add_argument("--group", required=True)
     run.add_argument("--add", choices=["segment", "department"], required=True)
+    run.add_argument("--exactly-once", action="store_true",
+                     help="read_committed, and each batch and its offsets in a transaction")
     args = parser.parse_args()
-    asyncio.run(stage(args.bootstrap, args.source, args.target, args.group, args.add))
+    asyncio.run(stage(args.bootstrap, args.source, args.target, args.group, args.add,
+                      exactly_once=args.exactly_once))
 
 
 if __name__ == "__main__":

@@ -1,13 +1,17 @@
 """End to end: the project's pipeline beside a hand-written one, same broker, same run.
 
     .venv/bin/python -m bench.e2e [--rates 50,200,500,1000] [--seconds 15] [--runs 1]
-        [--only project|baseline] [--skip-max] [--intake-seconds 10] [--customers 2000]
+        [--only project|baseline|baseline-eo] [--skip-max] [--intake-seconds 10] [--customers 2000]
         [--profile DIR] [--one-router]
 
 Starts one Kafka broker (KRaft, loopback) in a temporary folder, then in turn:
 - the baseline (bench/baseline.py, hand-written, at least once): uvicorn intake producing
   with acks=all and idempotence, two bare consume -> add a field -> produce -> commit
   stages, on `baseline.*` topics;
+- the same baseline with exactly-once stages (`baseline-eo`: read_committed, each batch
+  and its offsets in one transaction), on `baseline_eo.*` topics: not a goal's
+  reference, but what Kafka's transactions alone cost on this broker, next to what the
+  project's exactly-once stages cost;
 - the project's pipeline with its defaults: segmenter, router (intake) and metrics service
   as processes (`python -m services.<name>`) as `bin/run` starts them (the router's intake
   and its stage in two processes; `--one-router`: in one), exactly once,
@@ -38,7 +42,8 @@ Each is warmed up (40 tickets through), then measured:
   step and its drain, less the pipeline's idle rate sampled for 3 s before the step):
   robust where wall-clock figures are not, on a machine shared with other work.
 Between steps it waits (at most 120 s) until no record is added to the lanes for 3 s.
-Prints each figure for both and the ratio project / baseline (medians of --runs).
+Prints each figure for each pipeline, the ratio project / baseline (the goals' ratio)
+and project / baseline-eo (medians of --runs).
 Everything stops by itself; every process it started is stopped on exit or Ctrl-C.
 """
 
@@ -72,6 +77,8 @@ from bench.e2e_probes import RssSampler, top_frames
 from bench.e2e_steps import Bench
 from devtools import demo, ports
 from devtools.kafka_broker import LocalKafka
+
+PIPELINES = ("baseline", "baseline-eo", "project")
 
 
 def intake_only(bench: Bench, running: Running, connections: int, seconds: float
@@ -107,8 +114,8 @@ def profile(bench: Bench, running: Running, out: Path, seconds: float) -> None:
     out.mkdir(parents=True, exist_ok=True)
     recorders = []
     for name, pid in running.pids.items():
-        if name == "intake" and running.name == "project":
-            continue  # the router is the intake
+        if name == "intake" and pid in {p for n, p in running.pids.items() if n != name}:
+            continue  # the router (--one-router) is the intake
         for fmt, suffix in (("raw", "txt"), ("flamegraph", "svg")):
             recorders.append(spawn(
                 [str(spy), "record", "--pid", str(pid), "--duration", str(round(seconds)),
@@ -185,11 +192,17 @@ def print_table(results: dict[str, list[Figures]], runs: int) -> None:
     width = max(len(n) for n in names) if names else 10
     print()
     print(f"{'figure (median of ' + str(runs) + ' run' + ('s' if runs > 1 else '') + ')':<{width}}"
-          f" {'project':>10} {'baseline':>10} {'ratio':>7}")
+          f" {'project':>10} {'baseline':>10} {'ratio':>7} {'baseline-eo':>11} {'ratio':>7}")
+
+    def ratio(project: float, base: float) -> float:
+        return project / base if base and not math.isnan(base) else math.nan
+
     for name in names:
         project, base = median("project", name), median("baseline", name)
-        ratio = project / base if base and not math.isnan(base) else math.nan
-        print(f"{name:<{width}} {fmt(project):>10} {fmt(base):>10} {fmt(ratio, 2):>7}")
+        base_eo = median("baseline-eo", name)
+        print(f"{name:<{width}} {fmt(project):>10} {fmt(base):>10}"
+              f" {fmt(ratio(project, base), 2):>7} {fmt(base_eo):>11}"
+              f" {fmt(ratio(project, base_eo), 2):>7}")
 
 
 def fmt(value: float, digits: int = 0) -> str:
@@ -212,7 +225,7 @@ def main() -> None:
                         help="how long after the last answer accepted tickets may arrive")
     parser.add_argument("--max-p99", type=float, default=1000.0,
                         help="end-to-end p99 (ms) a sustainable rate must keep")
-    parser.add_argument("--only", choices=["project", "baseline"])
+    parser.add_argument("--only", choices=PIPELINES)
     parser.add_argument("--skip-max", action="store_true")
     parser.add_argument("--one-router", action="store_true",
                         help="the project's router in one process, its intake and stage"
@@ -242,14 +255,15 @@ def main() -> None:
         bench = Bench(broker.bootstrap_servers, customers, args.seconds, args.grace,
                       args.max_p99, broker_pid=broker.pid,
                       log=lambda line: print(line, flush=True))
-        pipelines = [args.only] if args.only else ["baseline", "project"]
+        pipelines = [args.only] if args.only else list(PIPELINES)
         for run in range(args.runs):
             for name in pipelines if run % 2 == 0 else reversed(pipelines):
                 print(f"run {run + 1}/{args.runs}: {name} (started at"
                       f" {time.monotonic() - began:.0f}s)", flush=True)
-                running = (start_baseline(broker.bootstrap_servers, home) if name == "baseline"
-                           else start_project(broker.bootstrap_servers, home, args.customers,
-                                              split=not args.one_router))
+                running = (start_project(broker.bootstrap_servers, home, args.customers,
+                                         split=not args.one_router) if name == "project"
+                           else start_baseline(broker.bootstrap_servers, home,
+                                               exactly_once=name == "baseline-eo"))
                 try:
                     results.setdefault(name, []).append(
                         run_pipeline(bench, running, rates, args.skip_max,

@@ -1,4 +1,4 @@
-"""The two pipelines the end-to-end benchmark compares, started as processes on one
+"""The pipelines the end-to-end benchmark compares, started as processes on one
 broker (and every process stopped on the way out)."""
 
 from __future__ import annotations
@@ -65,36 +65,41 @@ def refused_sends(logs: list[Path]) -> int:
                for line in path.read_text(errors="replace").splitlines())
 
 
-def start_baseline(bootstrap: str, home: Path) -> Running:
+def start_baseline(bootstrap: str, home: Path, *, exactly_once: bool = False) -> Running:
+    """The hand-written pipeline (bench/baseline.py); with `exactly_once` its stages run
+    transactions, on topics of their own."""
+    name = "baseline-eo" if exactly_once else "baseline"
+    incoming, segmented, lane = baseline.topics(
+        baseline.EXACTLY_ONCE_PREFIX if exactly_once else baseline.PREFIX)
     asyncio.run(kafka.ensure_topics(Settings(kafka_bootstrap_servers=bootstrap),
-                                    baseline.TOPICS))
+                                    (incoming, segmented, lane)))
     port = ports.free_port()
-    env = {"BASELINE_BOOTSTRAP": bootstrap, "BASELINE_TOPIC": baseline.INCOMING}
+    env = {"BASELINE_BOOTSTRAP": bootstrap, "BASELINE_TOPIC": incoming}
     intake = spawn([sys.executable, "-m", "uvicorn", "bench.baseline:app", "--host",
                     "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level",
-                    "warning"], env, home / "logs" / "baseline-intake.log")
+                    "warning"], env, home / "logs" / f"{name}-intake.log")
     stages = [
         spawn([sys.executable, "-m", "bench.baseline", "stage", "--bootstrap", bootstrap,
-               "--source", source, "--target", target, "--group", f"baseline.{name}",
-               "--add", add], {}, home / "logs" / f"baseline-{name}.log")
-        for name, source, target, add in (
-            ("segmenter", baseline.INCOMING, baseline.SEGMENTED, "segment"),
-            ("router", baseline.SEGMENTED, baseline.LANE, "department"))]
+               "--source", source, "--target", target, "--group", f"{name}.{stage}",
+               "--add", add, *(["--exactly-once"] if exactly_once else [])], {},
+              home / "logs" / f"{name}-{stage}.log")
+        for stage, source, target, add in (
+            ("segmenter", incoming, segmented, "segment"),
+            ("router", segmented, lane, "department"))]
     if not ports.wait_for_http(f"http://127.0.0.1:{port}/healthz", intake, timeout=60,
-                               what="baseline intake", log_file=home / "logs"):
-        raise TimeoutError("the baseline intake did not start")
+                               what=f"{name} intake", log_file=home / "logs"):
+        raise TimeoutError(f"the {name} intake did not start")
 
     def stop() -> None:
         for process in (intake, *stages):
             ports.terminate(process, 20)
             STARTED.remove(process)
 
-    return Running("baseline", port, None, [baseline.LANE],
-                   [baseline.INCOMING, baseline.SEGMENTED], stages[0].pid,
+    return Running(name, port, None, [lane], [incoming, segmented], stages[0].pid,
                    {"intake": intake.pid, "segmenter": stages[0].pid,
-                    "router": stages[1].pid}, stop,
-                   [home / "logs" / f"baseline-{name}.log"
-                    for name in ("intake", "segmenter", "router")])
+                    "router-stage": stages[1].pid}, stop,
+                   [home / "logs" / f"{name}-{stage}.log"
+                    for stage in ("intake", "segmenter", "router")])
 
 
 async def prepare_store(database_url: str, customers: int) -> str:
@@ -145,7 +150,10 @@ def start_project(bootstrap: str, home: Path, customers: int, *,
                 STARTED.remove(process)
 
     pids = {name: s.process.pid for name, s in services.items() if s.process is not None}
+    # Split, the router process is the intake alone (its stage is `router-stage`): named
+    # so, its figures stand beside the baselines' intake.
+    pids = ({"intake" if name == "router" else name: pid for name, pid in pids.items()}
+            if split else {"intake": pids["router"], **pids})
     return Running("project", service_ports["router"], token, lanes,
-                   [topics.INCOMING, topics.SEGMENTED], pids["segmenter"],
-                   {"intake": pids["router"], **pids}, stop,
+                   [topics.INCOMING, topics.SEGMENTED], pids["segmenter"], pids, stop,
                    [service.log_file for service in services.values()])

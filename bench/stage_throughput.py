@@ -8,6 +8,9 @@ Starts its own Kafka broker (and SQLite store with generated customers) in a tem
 folder. Every run reads the same pre-filled input topic with a new consumer group:
 - bare: consume, produce each record twice (the stage also writes two records per
   ticket), wait for the acknowledgements, commit: the floor any stage pays;
+- bare, exactly once: the same, each batch and its consumed offsets in one transaction
+  of one transactional producer: the floor an exactly-once stage pays (what Kafka's
+  transactions alone cost);
 - segmenter, warm cache: the real segmenter stage with every customer cached;
 - segmenter, cache misses: the cache emptied before the run and every ticket from another
   customer, so each batch's customers are loaded from the store (one query a batch).
@@ -15,7 +18,10 @@ folder. Every run reads the same pre-filled input topic with a new consumer grou
   config/routing.yaml, state and trace written to SQLite once per batch), committing
   offsets after the acknowledgements, or in one Kafka transaction per input partition
   of each batch (one transactional producer per partition).
-Prints tickets per second (median of the runs) and each as a ratio of the bare loop.
+- segmenter, exactly once: the warm-cache segmenter with one transactional producer per
+  input partition, as the service runs it by default.
+Prints tickets per second (median of the runs), each as a ratio of the bare loop, and the
+exactly-once stages also as a ratio of the bare exactly-once loop.
 """
 
 from __future__ import annotations
@@ -55,6 +61,8 @@ from services.segmenter.cache import CustomerCache
 from services.segmenter.store import CustomerStore
 
 Stage = Callable[[Settings, str, int], Awaitable[float]]
+BARE = "bare consume-and-produce"
+BARE_EXACTLY_ONCE = "bare, exactly once"
 
 
 async def fill(settings: Settings, topic: str, count: int, customers: list[str]) -> None:
@@ -139,6 +147,36 @@ def bare_loop(_settings: Settings, topic: str, consumer: AIOKafkaConsumer,
     return run, nothing
 
 
+def bare_exactly_once(settings: Settings, topic: str, consumer: AIOKafkaConsumer,
+                      _producer: AIOKafkaProducer, group: str
+                      ) -> tuple[Callable[[int], Awaitable[None]], Callable[[], Awaitable[None]]]:
+    """The bare loop with each batch, and its consumed offsets, in one transaction."""
+    consumer.subscribe([topic])
+    producer = kafka.producer(settings, client_id=group, transactional_id=f"{group}-bare")
+
+    async def run(count: int) -> None:
+        await producer.start()
+        seen = 0
+        while seen < count:
+            batch = await consumer.getmany(timeout_ms=500, max_records=500)
+            if not batch:
+                continue
+            async with producer.transaction():
+                acks = []
+                for records in batch.values():
+                    for record in records:
+                        for out in (topics.SEGMENTED, "bench.out"):
+                            acks.append(await producer.send(
+                                out, record.value, key=record.key,
+                                headers=list(record.headers)))
+                        seen += 1
+                await asyncio.gather(*acks)
+                await producer.send_offsets_to_transaction(
+                    {partition: records[-1].offset + 1
+                     for partition, records in batch.items()}, group)
+    return run, producer.stop
+
+
 def stage_loop(transform: pipeline.Transform, *, exactly_once: bool = False) -> Contender:
     """The stage's loop; exactly once: one transactional producer per input partition."""
     def contender(settings: Settings, topic: str, consumer: AIOKafkaConsumer,
@@ -182,11 +220,15 @@ async def segmenter_bench(home: Path, count: int, runs: int) -> None:
             await store.load_cutoffs()
         await warm.preload(set(customers))
         contenders = {
-            "bare consume-and-produce": bare_loop,
+            BARE: bare_loop,
+            BARE_EXACTLY_ONCE: bare_exactly_once,
             "segmenter, warm cache": stage_loop(worker.SegmentTicket(
                 lookup=warm.customer, preload=warm.preload, current_rules=lambda: rule_set)),
             "segmenter, cache misses": stage_loop(worker.SegmentTicket(
                 lookup=cold.customer, preload=cold.preload, current_rules=lambda: rule_set)),
+            "segmenter, exactly once": stage_loop(worker.SegmentTicket(
+                lookup=warm.customer, preload=warm.preload, current_rules=lambda: rule_set),
+                exactly_once=True),
         }
         results: dict[str, list[float]] = {name: [] for name in contenders}
         for _ in range(runs):  # interleaved, so drift on a noisy machine hits all alike
@@ -218,7 +260,8 @@ async def router_bench(home: Path, count: int, runs: int) -> None:
             return router_worker.RouteTicket(lambda: table, routed=routed)
 
         contenders = {
-            "bare consume-and-produce": bare_loop,
+            BARE: bare_loop,
+            BARE_EXACTLY_ONCE: bare_exactly_once,
             "router, at least once": stage_loop(route()),
             "router, exactly once": stage_loop(route(), exactly_once=True),
         }
@@ -262,11 +305,14 @@ async def fill_segmented(settings: Settings, topic: str, count: int) -> None:
 
 
 def report(count: int, runs: int, results: dict[str, list[float]]) -> None:
-    bare = statistics.median(results["bare consume-and-produce"])
-    print(f"{count} tickets, {runs} runs each, medians (tickets/s, ratio to bare):")
+    bare = statistics.median(results[BARE])
+    bare_eo = statistics.median(results[BARE_EXACTLY_ONCE])
+    print(f"{count} tickets, {runs} runs each, medians (tickets/s, ratio to bare; exactly"
+          " once, ratio to bare exactly once too):")
     for name, rates in results.items():
         median = statistics.median(rates)
-        print(f"  {name:<26} {median:>8,.0f}/s  {median / bare:5.2f}"
+        eo = f"  {median / bare_eo:5.2f}" if "exactly once" in name else " " * 7
+        print(f"  {name:<26} {median:>8,.0f}/s  {median / bare:5.2f}{eo}"
               f"   runs: {', '.join(f'{r:,.0f}' for r in rates)}")
 
 
