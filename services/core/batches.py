@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Protocol, runtime_checkable
+from contextvars import ContextVar
+from typing import Generic, Protocol, TypeVar, runtime_checkable
 
 from aiokafka import ConsumerRecord
 from prometheus_client import Counter
@@ -44,11 +45,36 @@ class Batching(Protocol):
 
 @runtime_checkable
 class SharesApart(Protocol):
-    """A transform that keeps its per-batch state per share (in a context variable,
-    each share running in its task), so that several partitions' shares can be
-    transformed at once; the stage loop transforms the others' one at a time."""
+    """A transform that keeps its per-batch state per share (`PerShare`: each share runs
+    in its task), so that several partitions' shares can be transformed at once (the
+    router and the segmenter: one share waiting on the store does not hold up the
+    others); the stage loop transforms the others' one at a time."""
 
     shares_apart: bool
+
+
+State = TypeVar("State")
+
+
+class PerShare(Generic[State]):
+    """A transform's per-batch state, kept per share (SharesApart): the stage runs each
+    share in its own task, so the state set in that task's context is the share's alone.
+    One per transform instance."""
+
+    def __init__(self, name: str, new: Callable[[], State]) -> None:
+        self._new = new
+        self._state: ContextVar[State | None] = ContextVar(name, default=None)
+
+    def start(self, state: State | None = None) -> State:
+        """A new batch (`state`, or a new one): not what a failed attempt left."""
+        state = self._new() if state is None else state
+        self._state.set(state)
+        return state
+
+    def current(self) -> State:
+        """This share's batch (a new one if none was started in this context)."""
+        state = self._state.get()
+        return self.start() if state is None else state
 
 
 class _NeedsIsolation(Exception):

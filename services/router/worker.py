@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from prometheus_client import Counter, Gauge
 
-from services.core import db, envelope, kafka, tickets
+from services.core import batches, db, envelope, kafka, tickets
 from services.core.outage import StoreOutage
 from services.router import ports, routing, service
 from services.router.store import Dispatch, RoutedTickets
@@ -30,19 +29,6 @@ class _Batch:
 
     dispatches: list[Dispatch] = field(default_factory=list)
     routed_by: dict[str, str | None] = field(default_factory=dict)  # routed before
-
-
-# Each share runs in its own task: its batch is its own, and the partitions' shares are
-# routed at the same time (batches.SharesApart).
-_BATCH: ContextVar[_Batch | None] = ContextVar("router_batch", default=None)
-
-
-def _batch() -> _Batch:
-    batch = _BATCH.get()
-    if batch is None:
-        batch = _Batch()
-        _BATCH.set(batch)
-    return batch
 
 
 class RouteTicket:
@@ -64,14 +50,17 @@ class RouteTicket:
         self._load = load
         self._outage = outage or StoreOutage(float("inf"))  # default: wait for the store
         self._deferred: dict[str, Dispatch] = {}
+        # Each share's batch is its own: the partitions' shares are routed at the same
+        # time (batches.SharesApart).
+        self._batch = batches.PerShare(f"router_batch_{id(self)}", _Batch)
 
-    shares_apart = True  # the batch lives in the share's context (see _BATCH)
+    shares_apart = True  # the batch lives in the share's context (see _batch)
 
     async def prefetch(self, events: Sequence[envelope.Event]) -> None:
         """Which of the batch's tickets were routed before, and by which event (one query
         a batch)."""
         batch = _Batch(routed_by={d.ticket_id: d.event_id for d in self._deferred.values()})
-        _BATCH.set(batch)  # a new batch: not what a failed attempt left
+        self._batch.start(batch)  # a new batch: not what a failed attempt left
         if self._routed is None:
             return
         try:
@@ -84,7 +73,7 @@ class RouteTicket:
     async def finish_batch(self) -> None:
         """Write the batch's states and traces in one transaction, before its records are
         committed (a crash in between replays the batch, which writes the same again)."""
-        batch = _batch()
+        batch = self._batch.current()
         dispatches, batch.dispatches = batch.dispatches, []
         if self._routed is None or not (dispatches or self._deferred):
             return
@@ -101,7 +90,7 @@ class RouteTicket:
 
     def _is_copy(self, ticket_id: str, event_id: str) -> bool:
         # A replay of the routing event itself (its batch was aborted) routes again.
-        routed_by = _batch().routed_by.get(ticket_id)
+        routed_by = self._batch.current().routed_by.get(ticket_id)
         return routed_by is not None and routed_by != event_id
 
     async def flush_deferred(self) -> None:
@@ -137,7 +126,7 @@ class RouteTicket:
                                now=datetime.now(UTC), event_id=event.id,
                                correlation_id=event.correlation_id)
         # Recorded last: a ticket whose outputs could not be built is not routed.
-        batch = _batch()
+        batch = self._batch.current()
         batch.routed_by[ticket.ticket_id] = event.id
         batch.dispatches.append(routed.dispatch)
         return routed.outputs

@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from prometheus_client import Counter as Counted
 
-from services.core import db, envelope, events, faults, kafka, tickets, tiers, topics
+from services.core import batches, db, envelope, events, faults, kafka, tickets, tiers, topics
 from services.core.outage import StoreOutage
 from services.segmenter import rules, service
 from services.segmenter.profiles import Customer
@@ -22,6 +23,16 @@ logger = logging.getLogger(__name__)
 DEGRADED = Counted("routing_segmenter_degraded_tickets",
                    "Tickets given the degraded segment: the customer store was down past its"
                    " grace period and the customer not in the cache")
+
+
+
+@dataclass
+class _Batch:
+    """What one batch (a partition's share of records) has found so far."""
+
+    cache_only: bool = False  # the store is down past its grace: go by the cache
+    tally: Counter[str] = field(default_factory=Counter)  # tickets per known customer
+
 
 Lookup = Callable[..., Awaitable[Customer]]
 Cached = Callable[..., Customer | None]
@@ -44,18 +55,20 @@ class SegmentTicket:
         self._cached = cached
         self._outage = outage or StoreOutage(float("inf"))  # default: wait for the store
         self._current_rules = current_rules
-        self._cache_only = False  # this batch: the store is down, go by the cache
         # Tickets per known customer, flushed to the store in batches (not per ticket);
         # a batch's count joins the tally once the batch is through, so a batch retried
         # after an error is not counted twice.
         self.tally: Counter[str] = tally if tally is not None else Counter()
-        self._batch_tally: Counter[str] = Counter()
+        # Each share runs in its own task, its batch in that task's context: several
+        # partitions' shares are segmented at the same time (batches.SharesApart).
+        self._batch = batches.PerShare(f"segmenter_batch_{id(self)}", _Batch)
+
+    shares_apart = True  # the batch lives in the share's context (see _batch)
 
     async def prefetch(self, events: Sequence[envelope.Event]) -> None:
         """Load the batch's customers in one query (a record whose data is unreadable is
         left to __call__, which sends it to the dead letters)."""
-        self._cache_only = False
-        self._batch_tally.clear()  # what a failed attempt at this batch counted
+        self._batch.start()  # a new batch: not what a failed attempt left
         if self._preload is None:
             return
         try:
@@ -68,13 +81,14 @@ class SegmentTicket:
 
     async def finish_batch(self) -> None:
         """The batch is transformed: its tickets count."""
-        self.tally.update(self._batch_tally)
-        self._batch_tally.clear()
+        batch = self._batch.current()
+        self.tally.update(batch.tally)
+        batch.tally.clear()
 
     async def _customer(self, customer_id: str, now: datetime) -> Customer | None:
         """The customer, or None when the store is down (past its grace) and the cache
         does not hold them."""
-        if not self._cache_only:
+        if not self._batch.current().cache_only:
             try:
                 return await self._lookup(customer_id, now=now)
             except db.STORE_ERRORS as error:
@@ -87,10 +101,11 @@ class SegmentTicket:
         True past it (this batch goes by the cache)."""
         if not self._outage.failed():
             return False
-        if not self._cache_only:
+        batch = self._batch.current()
+        if not batch.cache_only:
             logger.warning("customer store down past its grace period: segmenting from the"
                            " cache, other customers get the degraded segment")
-        self._cache_only = True
+        batch.cache_only = True
         return True
 
     async def __call__(self, event: envelope.Event) -> list[kafka.Output]:
@@ -114,7 +129,7 @@ class SegmentTicket:
             decided_by=dict(decision.decided_by))
         outputs = self._outputs(event, ticket, segmentation, now)
         if customer.profile is not None:  # counted once the ticket is sure to go on
-            self._batch_tally[customer.customer_id] += 1
+            self._batch.current().tally[customer.customer_id] += 1
         return outputs
 
     @staticmethod

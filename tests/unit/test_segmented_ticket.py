@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, date, datetime
 from typing import Any
@@ -37,11 +38,16 @@ async def lookup(_customer_id: str, **_: Any) -> Customer:
     return SENIOR
 
 
-def received(ticket_id: str) -> envelope.Event:
+def received(ticket_id: str, customer_id: str = "c-1") -> envelope.Event:
     return envelope.Event(
         type="ticket.received", source="/test", ticket_id=ticket_id, correlation_id="corr",
-        data={"ticket_id": ticket_id, "customer_id": "c-1", "subject": "s", "body": "b",
-              "channel": "email", "received_at": datetime.now(UTC).isoformat()})
+        data={"ticket_id": ticket_id, "customer_id": customer_id, "subject": "s",
+              "body": "b", "channel": "email", "received_at": datetime.now(UTC).isoformat()})
+
+
+async def known(customer_id: str, **_: Any) -> Customer:
+    return Customer(customer_id, CustomerProfile(customer_id, CustomerType.INDIVIDUAL),
+                    ValueFeatures(), Tier.EXISTING)
 
 
 class TestSegmentedTicket:
@@ -73,3 +79,30 @@ class TestSegmentedTicket:
         assert data == ticket.with_segmentation(segmentation).model_dump(mode="json")
         assert tickets.SegmentedTicket.model_validate(data).model_dump(mode="json") == data
         assert "smuggled" not in data
+
+
+class TestSharesApart:
+    async def test_each_share_counts_its_own_tickets(self) -> None:
+        """Two partitions' shares segmented at once, each in its task: a share that
+        finishes adds its own tickets to the tally, not those of a share still going
+        (or failed), whose prefetch came in between."""
+        stage = worker.SegmentTicket(lookup=known, current_rules=lambda: RULES)
+        counted, other_started = asyncio.Event(), asyncio.Event()
+
+        async def finishing() -> None:
+            await stage.prefetch([received("t-a", "a")])
+            await stage(received("t-a", "a"))
+            counted.set()
+            await other_started.wait()
+            await stage.finish_batch()
+
+        async def failing() -> None:  # prefetched and counted, never finished
+            await counted.wait()
+            await stage.prefetch([received("t-b", "b")])
+            await stage(received("t-b", "b"))
+            other_started.set()
+
+        await asyncio.gather(asyncio.create_task(finishing()),
+                             asyncio.create_task(failing()))
+        assert stage.tally == {"a": 1}
+        assert stage.shares_apart

@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from services.core import db, migrate, topics
+from services.core import db, envelope, migrate, tickets, topics
 from services.core.settings import Settings
-from services.segmenter import rules_file
+from services.core.stage import StageRunner
+from services.segmenter import rules_file, worker
 from services.segmenter.cache import CustomerCache
 from services.segmenter.models import CustomerRow, PurchaseRow
 from services.segmenter.store import CustomerStore
 from tests.conftest import read_topic, unique
 from tests.integration.stages.stage_records import (
     group_lag,
+    owning_every_partition,
     publish,
     publish_received,
     router_runner,
@@ -83,3 +86,69 @@ class TestSegmenterStage:
         assert got == expected
         assert all(e.data["segmentation"]["rules_version"] == rule_set.version
                    for e, _ in found)
+
+
+class HeldCustomers(CustomerStore):
+    """Holds the loading of any batch holding `customer_id` until released."""
+
+    def __init__(self, sessions: db.async_sessionmaker, customer_id: str) -> None:
+        super().__init__(sessions, cache=CustomerCache(max_customers=100, ttl_seconds=60))
+        self.customer_id = customer_id
+        self.entered, self.released = asyncio.Event(), asyncio.Event()
+
+    async def preload(self, customer_ids: set[str]) -> bool:
+        if self.customer_id in customer_ids:
+            self.entered.set()
+            await self.released.wait()
+        return await super().preload(customer_ids)
+
+
+class TestPartitionsTogether:
+    async def test_a_batch_waiting_on_the_store_does_not_hold_up_other_partitions(
+            self, stage_settings: Settings, raw_producer: AIOKafkaProducer) -> None:
+        """The segmenter keeps each share's batch apart (batches.SharesApart): one
+        partition's batch waiting on the customer store leaves the others segmented
+        meanwhile; the held one is segmented once released."""
+        await migrate.upgrade(stage_settings.database_url)
+        engine = db.engine(stage_settings.database_url)
+        held, other = unique("held"), unique("other")  # a customer each, both unknown
+        store = HeldCustomers(db.sessions(engine), held)
+        rule_set = rules_file.load(Path("config/segments.yaml"))
+        runner = StageRunner(
+            stage_settings, name="segmenter-test", source_topic=topics.INCOMING,
+            group_id=unique("segmenter"), transform=worker.SegmentTicket(
+                lookup=store.customer, preload=store.preload,
+                current_rules=lambda: rule_set))
+        runner.loop.transaction_timeout_seconds = 300  # held past the reads below
+        ticket_ids = {held: unique("t"), other: unique("t")}
+        await runner.start()
+        try:
+            await owning_every_partition(runner, stage_settings.kafka_topic_partitions)
+            for customer_id, partition in ((held, 0), (other, 1)):
+                if customer_id == other:
+                    await asyncio.wait_for(store.entered.wait(), 60)
+                ticket = tickets.Ticket(ticket_id=ticket_ids[customer_id],
+                                        customer_id=customer_id, subject="s", body="b",
+                                        channel="chat", received_at=datetime.now(UTC))
+                event = envelope.Event(type="ticket.received", source="/test",
+                                       ticket_id=ticket.ticket_id,
+                                       correlation_id=ticket.ticket_id,
+                                       data=ticket.model_dump(mode="json"))
+                await raw_producer.send_and_wait(
+                    topics.INCOMING, envelope.to_value(event), key=customer_id.encode(),
+                    partition=partition, headers=envelope.to_headers(event))
+            wanted = set(ticket_ids.values())
+            meanwhile = await read_topic(stage_settings.kafka_bootstrap_servers,
+                                         topics.SEGMENTED, until=1, within=30,
+                                         keep=lambda e: e.ticket_id in wanted)
+            store.released.set()
+            both = await read_topic(stage_settings.kafka_bootstrap_servers,
+                                    topics.SEGMENTED, until=2, within=60,
+                                    keep=lambda e: e.ticket_id in wanted)
+        finally:
+            store.released.set()
+            await runner.stop()
+            await engine.dispose()
+        assert [event.ticket_id for event, _ in meanwhile] == [ticket_ids[other]]
+        assert Counter(event.ticket_id for event, _ in both) == {ticket_ids[held]: 1,
+                                                                 ticket_ids[other]: 1}
