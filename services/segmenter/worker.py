@@ -25,7 +25,6 @@ DEGRADED = Counted("routing_segmenter_degraded_tickets",
                    " grace period and the customer not in the cache")
 
 
-
 @dataclass
 class _Batch:
     """What one batch (a partition's share of records) has found so far."""
