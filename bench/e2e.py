@@ -2,9 +2,11 @@
 
     .venv/bin/python -m bench.e2e [--rates 50,200,500,1000] [--seconds 15] [--runs 1]
         [--only project|baseline|baseline-eo] [--skip-max] [--intake-seconds 10] [--customers 2000]
-        [--profile DIR] [--one-router]
+        [--profile DIR] [--one-router] [--broker-warmup-seconds 150]
 
-Starts one Kafka broker (KRaft, loopback) in a temporary folder, then in turn:
+Starts one Kafka broker (KRaft, loopback) in a temporary folder, warms its JIT
+(bench/broker_warmup.py: until its compiler threads settle, at most
+--broker-warmup-seconds; 0 skips it), then in turn:
 - the baseline (bench/baseline.py, hand-written, at least once): uvicorn intake producing
   with acks=all and idempotence, two bare consume -> add a field -> produce -> commit
   stages, on `baseline.*` topics;
@@ -63,7 +65,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import closed_loop, e2e_load
+from bench import broker_warmup, closed_loop, e2e_load
 from bench.e2e_pipelines import (
     STARTED,
     Running,
@@ -237,6 +239,8 @@ def main() -> None:
                         help="also run py-spy on each project service during extra intake"
                              " load (16 connections) and write its profiles here")
     parser.add_argument("--keep", type=Path, help="keep the broker, store and logs here")
+    parser.add_argument("--broker-warmup-seconds", type=float, default=150.0,
+                        help="at most this long warming the new broker's JIT (0: not at all)")
     args = parser.parse_args()
     rates = [float(r) for r in args.rates.split(",") if r]
 
@@ -250,6 +254,12 @@ def main() -> None:
     results: dict[str, list[Figures]] = {}
     try:
         broker.start()
+        if args.broker_warmup_seconds > 0 and broker.pid is not None:
+            warmed = asyncio.run(broker_warmup.warm(broker.bootstrap_servers, broker.pid,
+                                                    max_seconds=args.broker_warmup_seconds))
+            print(f"broker warmed for {warmed.seconds:.0f}s: its JIT compiler threads at"
+                  f" {warmed.compiler_cores:.3f} cores over the last 5 s"
+                  + ("" if warmed.settled else " (not settled: time limit)"), flush=True)
         customers = [g.customer["customer_id"] for g in demo.generate(min(args.customers,
                                                                           20_000))]
         bench = Bench(broker.bootstrap_servers, customers, args.seconds, args.grace,

@@ -5,7 +5,8 @@ measured in the same run, on the same broker, topic and payload.
     .venv/bin/python -m bench.stage_throughput router [--tickets 20000] [--runs 3]
 
 Starts its own Kafka broker (and SQLite store with generated customers) in a temporary
-folder. Every run reads the same pre-filled input topic with a new consumer group:
+folder, and warms its JIT (bench/broker_warmup.py). Every run reads the same pre-filled
+input topic with a new consumer group:
 - bare: consume, produce each record twice (the stage also writes two records per
   ticket), wait for the acknowledgements, commit: the floor any stage pays;
 - bare, exactly once: the same, each batch and its consumed offsets in one transaction
@@ -39,6 +40,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from bench import broker_warmup
 from devtools import demo
 from devtools.kafka_broker import LocalKafka
 from services.core import (
@@ -63,6 +65,14 @@ from services.segmenter.store import CustomerStore
 Stage = Callable[[Settings, str, int], Awaitable[float]]
 BARE = "bare consume-and-produce"
 BARE_EXACTLY_ONCE = "bare, exactly once"
+
+
+async def warm_broker(broker: LocalKafka) -> None:
+    """The new broker's JIT warmed first, so that the first contender does not pay for
+    it (bench/broker_warmup.py)."""
+    assert broker.pid is not None
+    warmed = await broker_warmup.warm(broker.bootstrap_servers, broker.pid)
+    print(f"broker warmed for {warmed.seconds:.0f}s", flush=True)
 
 
 async def fill(settings: Settings, topic: str, count: int, customers: list[str]) -> None:
@@ -200,6 +210,7 @@ def stage_loop(transform: pipeline.Transform, *, exactly_once: bool = False) -> 
 async def segmenter_bench(home: Path, count: int, runs: int) -> None:
     broker = LocalKafka(home / "kafka", heap="768m")
     broker.start()
+    await warm_broker(broker)
     database_url = f"sqlite+aiosqlite:///{home / 'store.db'}"
     settings = Settings(kafka_bootstrap_servers=broker.bootstrap_servers,
                         database_url=database_url)
@@ -244,6 +255,7 @@ async def segmenter_bench(home: Path, count: int, runs: int) -> None:
 async def router_bench(home: Path, count: int, runs: int) -> None:
     broker = LocalKafka(home / "kafka", heap="768m")
     broker.start()
+    await warm_broker(broker)
     database_url = f"sqlite+aiosqlite:///{home / 'router.db'}"
     settings = Settings(kafka_bootstrap_servers=broker.bootstrap_servers,
                         database_url=database_url)
