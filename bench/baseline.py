@@ -29,11 +29,11 @@ import json
 import os
 import signal
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Literal
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
@@ -107,6 +107,20 @@ def department_of(ticket: dict[str, object]) -> str:
         str(ticket.get("segment")), "customer_care")
 
 
+async def forward(producer: AIOKafkaProducer,
+                  batch: dict[TopicPartition, list[ConsumerRecord]], target: str,
+                  field: str, decide: Callable[[dict[str, object]], str]) -> None:
+    """Each record with its field added, sent to `target`; returns once acknowledged."""
+    acks = []
+    for records in batch.values():
+        for record in records:
+            ticket = json.loads(record.value)
+            ticket[field] = decide(ticket)
+            acks.append(await producer.send(target, json.dumps(ticket).encode(),
+                                            key=record.key))
+    await asyncio.gather(*acks)
+
+
 async def stage(bootstrap: str, source: str, target: str, group: str, field: str,
                 *, exactly_once: bool = False) -> None:
     """consume -> add a field -> produce -> wait for the acks -> commit, until SIGTERM;
@@ -130,23 +144,15 @@ async def stage(bootstrap: str, source: str, target: str, group: str, field: str
             batch = await consumer.getmany(timeout_ms=200, max_records=500)
             if not batch:
                 continue
-            if exactly_once:
-                await producer.begin_transaction()
-            acks = []
-            for records in batch.values():
-                for record in records:
-                    ticket = json.loads(record.value)
-                    ticket[field] = decide(ticket)
-                    acks.append(await producer.send(target, json.dumps(ticket).encode(),
-                                                    key=record.key))
-            await asyncio.gather(*acks)
-            if exactly_once:
+            if not exactly_once:
+                await forward(producer, batch, target, field, decide)
+                await consumer.commit()
+                continue
+            async with producer.transaction():  # left by an exception: aborted
+                await forward(producer, batch, target, field, decide)
                 await producer.send_offsets_to_transaction(
                     {partition: records[-1].offset + 1
                      for partition, records in batch.items()}, group)
-                await producer.commit_transaction()
-            else:
-                await consumer.commit()
     finally:
         await consumer.stop()
         await producer.stop()

@@ -39,15 +39,24 @@ class Warmed:
     settled: bool  # under the bound (else the time limit ran out)
 
 
-def compiler_seconds(pid: int) -> float:
-    """CPU seconds the JVM's JIT compiler threads have used so far."""
-    ticks = 0
+def compiler_ticks(pid: int) -> dict[str, int]:
+    """Clock ticks each of the JVM's JIT compiler threads has used so far, by thread id
+    (the JVM starts and ends compiler threads as the load goes)."""
+    ticks: dict[str, int] = {}
     for task in Path(f"/proc/{pid}/task").iterdir():
         with contextlib.suppress(OSError):
             if (task / "comm").read_text().strip() in COMPILER_THREADS:
                 fields = (task / "stat").read_text().rpartition(")")[2].split()
-                ticks += int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
+                ticks[task.name] = int(fields[11]) + int(fields[12])
+    return ticks
+
+
+def compiler_seconds_between(before: dict[str, int], after: dict[str, int]) -> float:
+    """CPU seconds the compiler threads used between two readings: threads in both only
+    (one that ended meanwhile took its total with it; one started meanwhile counts from
+    zero)."""
+    used = sum(ticks - before.get(thread, 0) for thread, ticks in after.items())
+    return max(used, 0) / os.sysconf("SC_CLK_TCK")
 
 
 async def _load(bootstrap: str, stop: asyncio.Event) -> None:
@@ -58,17 +67,17 @@ async def _load(bootstrap: str, stop: asyncio.Event) -> None:
     plain = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
     transactional = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all",
                                      enable_idempotence=True, transactional_id=group)
-    await consumer.start()
-    await plain.start()
-    await transactional.start()
 
     async def read() -> None:
         while not stop.is_set():
             if await consumer.getmany(timeout_ms=200):
                 await consumer.commit()
 
-    reader = asyncio.create_task(read())
+    reader: asyncio.Task[None] | None = None
     try:
+        for client in (consumer, plain, transactional):
+            await client.start()
+        reader = asyncio.create_task(read())
         n = 0
         while not stop.is_set():
             n += 1
@@ -79,10 +88,11 @@ async def _load(bootstrap: str, stop: asyncio.Event) -> None:
                     {TopicPartition(TOPIC, 0): n}, f"{group}-transactions")
     finally:
         stop.set()
-        await reader
-        await transactional.stop()
-        await plain.stop()
-        await consumer.stop()
+        if reader is not None:
+            await asyncio.gather(reader, return_exceptions=True)
+        for client in (transactional, plain, consumer):
+            with contextlib.suppress(Exception):
+                await client.stop()
 
 
 async def warm(bootstrap: str, pid: int, *, max_seconds: float = 150.0,
@@ -96,9 +106,9 @@ async def warm(bootstrap: str, pid: int, *, max_seconds: float = 150.0,
     cores = float("inf")
     try:
         while time.monotonic() - began < max_seconds and not load.done():
-            before = compiler_seconds(pid)
+            before = compiler_ticks(pid)
             await asyncio.sleep(window)
-            cores = (compiler_seconds(pid) - before) / window
+            cores = compiler_seconds_between(before, compiler_ticks(pid)) / window
             if cores < bound_cores and time.monotonic() - began >= 2 * window:
                 break
     finally:

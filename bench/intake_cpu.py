@@ -10,9 +10,9 @@ and bare stages), warms it up (2 s of load), then runs wrk (2 threads) on
 `--connections` keep-alive connections for `--seconds` and reads the intake process's
 CPU time (/proc/<pid>/stat, user + system) before and after: CPU ms per accepted
 request over the load alone, and over the load and the drain that follows (until no
-record is added to the lanes for 3 s), which for the project includes the router stage
-routing those tickets in the same process; and the cores each process (and the broker)
-used during the load. With `--profile`, a further run under
+record is added to the lanes for 3 s; the project's router stage routes them in a
+process of its own, `router-stage`, as `bin/run` starts it); and the cores each process
+(and the broker) used during the load. With `--profile`, a further run under
 py-spy (raw collapsed stacks of the intake's process) and its top frames. Every process
 it started is stopped on exit.
 """

@@ -1,5 +1,6 @@
-"""Throughput of a pipeline stage beside a bare aiokafka consume-and-produce loop,
-measured in the same run, on the same broker, topic and payload.
+"""Throughput of a pipeline stage beside bare aiokafka consume-and-produce loops (at
+least once, and exactly once), measured in the same run, on the same broker, topic and
+payload.
 
     .venv/bin/python -m bench.stage_throughput segmenter [--tickets 20000] [--runs 3]
     .venv/bin/python -m bench.stage_throughput router [--tickets 20000] [--runs 3]
@@ -10,8 +11,8 @@ input topic with a new consumer group:
 - bare: consume, produce each record twice (the stage also writes two records per
   ticket), wait for the acknowledgements, commit: the floor any stage pays;
 - bare, exactly once: the same, each batch and its consumed offsets in one transaction
-  of one transactional producer: the floor an exactly-once stage pays (what Kafka's
-  transactions alone cost);
+  of one transactional producer (what Kafka's transactions alone cost; the stages run
+  one per input partition of each batch);
 - segmenter, warm cache: the real segmenter stage with every customer cached;
 - segmenter, cache misses: the cache emptied before the run and every ticket from another
   customer, so each batch's customers are loaded from the store (one query a batch).
@@ -210,11 +211,11 @@ def stage_loop(transform: pipeline.Transform, *, exactly_once: bool = False) -> 
 async def segmenter_bench(home: Path, count: int, runs: int) -> None:
     broker = LocalKafka(home / "kafka", heap="768m")
     broker.start()
-    await warm_broker(broker)
     database_url = f"sqlite+aiosqlite:///{home / 'store.db'}"
     settings = Settings(kafka_bootstrap_servers=broker.bootstrap_servers,
                         database_url=database_url)
     try:
+        await warm_broker(broker)
         # One customer per ticket, in random order: a cold cache misses on every ticket.
         await demo.seed_if_empty(database_url, count=count)
         customers = [g.customer["customer_id"] for g in demo.generate(count)]
@@ -255,12 +256,12 @@ async def segmenter_bench(home: Path, count: int, runs: int) -> None:
 async def router_bench(home: Path, count: int, runs: int) -> None:
     broker = LocalKafka(home / "kafka", heap="768m")
     broker.start()
-    await warm_broker(broker)
     database_url = f"sqlite+aiosqlite:///{home / 'router.db'}"
     settings = Settings(kafka_bootstrap_servers=broker.bootstrap_servers,
                         database_url=database_url)
     table = table_file.load(PROJECT_ROOT / "config" / "routing.yaml")
     try:
+        await warm_broker(broker)
         await migrate.upgrade(database_url)
         await kafka.ensure_topics(settings, [topic for department in table.departments
                                              for topic in priority.lane_topics(department)])
