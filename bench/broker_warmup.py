@@ -52,9 +52,9 @@ def compiler_ticks(pid: int) -> dict[str, int]:
 
 
 def compiler_seconds_between(before: dict[str, int], after: dict[str, int]) -> float:
-    """CPU seconds the compiler threads used between two readings: threads in both only
-    (one that ended meanwhile took its total with it; one started meanwhile counts from
-    zero)."""
+    """CPU seconds the compiler threads used between two readings, summed over the
+    threads alive at the second (one started meanwhile counts from zero; one ended
+    meanwhile is left out, and its total with it)."""
     used = sum(ticks - before.get(thread, 0) for thread, ticks in after.items())
     return max(used, 0) / os.sysconf("SC_CLK_TCK")
 

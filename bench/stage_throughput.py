@@ -39,7 +39,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 from bench import broker_warmup
 from devtools import demo
@@ -136,6 +136,20 @@ async def run_until_processed(loop: pipeline.StageLoop, count: int) -> None:
     await task
 
 
+async def forward_twice(producer: AIOKafkaProducer,
+                        batch: dict[TopicPartition, list[ConsumerRecord]]) -> int:
+    """Each record produced twice (a stage writes two records a ticket), acknowledged;
+    returns how many records the batch held."""
+    acks = []
+    for records in batch.values():
+        for record in records:
+            for out in (topics.SEGMENTED, "bench.out"):
+                acks.append(await producer.send(out, record.value, key=record.key,
+                                                headers=list(record.headers)))
+    await asyncio.gather(*acks)
+    return sum(len(records) for records in batch.values())
+
+
 def bare_loop(_settings: Settings, topic: str, consumer: AIOKafkaConsumer,
               producer: AIOKafkaProducer, _group: str
               ) -> tuple[Callable[[int], Awaitable[None]], Callable[[], Awaitable[None]]]:
@@ -145,14 +159,7 @@ def bare_loop(_settings: Settings, topic: str, consumer: AIOKafkaConsumer,
         seen = 0
         while seen < count:
             batch = await consumer.getmany(timeout_ms=500, max_records=500)
-            acks = []
-            for records in batch.values():
-                for record in records:
-                    for out in (topics.SEGMENTED, "bench.out"):
-                        acks.append(await producer.send(out, record.value, key=record.key,
-                                                        headers=list(record.headers)))
-                    seen += 1
-            await asyncio.gather(*acks)
+            seen += await forward_twice(producer, batch)
             if batch:
                 await consumer.commit()
     return run, nothing
@@ -173,15 +180,7 @@ def bare_exactly_once(settings: Settings, topic: str, consumer: AIOKafkaConsumer
             if not batch:
                 continue
             async with producer.transaction():
-                acks = []
-                for records in batch.values():
-                    for record in records:
-                        for out in (topics.SEGMENTED, "bench.out"):
-                            acks.append(await producer.send(
-                                out, record.value, key=record.key,
-                                headers=list(record.headers)))
-                        seen += 1
-                await asyncio.gather(*acks)
+                seen += await forward_twice(producer, batch)
                 await producer.send_offsets_to_transaction(
                     {partition: records[-1].offset + 1
                      for partition, records in batch.items()}, group)
