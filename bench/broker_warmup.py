@@ -30,6 +30,7 @@ from services.core.settings import Settings
 
 TOPIC = "bench.warmup"
 COMPILER_THREADS = ("C1 CompilerThre", "C2 CompilerThre")  # /proc comm, cut at 15 chars
+SETTLED_CORES = 0.05  # the compiler threads' CPU, in cores, under which the JIT is settled
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,7 @@ async def _load(bootstrap: str, stop: asyncio.Event) -> None:
 
 
 async def warm(bootstrap: str, pid: int, *, max_seconds: float = 150.0,
-               window: float = 5.0, bound_cores: float = 0.05) -> Warmed:
+               window: float = 5.0, bound_cores: float = SETTLED_CORES) -> Warmed:
     """Load the broker until its compiler threads used under `bound_cores` over the last
     `window` seconds (after at least two windows), or for `max_seconds`."""
     await kafka.ensure_topics(Settings(kafka_bootstrap_servers=bootstrap), [TOPIC])

@@ -2,7 +2,8 @@
 
     .venv/bin/python -m bench.e2e [--rates 50,200,500,1000] [--seconds 15] [--runs 1]
         [--only project|baseline|baseline-eo] [--skip-max] [--intake-seconds 10] [--customers 2000]
-        [--profile DIR] [--one-router] [--broker-warmup-seconds 150]
+        [--profile DIR [--profile-rate R]] [--one-router] [--broker-warmup-seconds 150]
+        [--pipeline-warmup-seconds 90]
 
 Starts one Kafka broker (KRaft, loopback) in a temporary folder, warms its JIT
 (bench/broker_warmup.py: until its compiler threads settle, at most
@@ -20,7 +21,9 @@ Starts one Kafka broker (KRaft, loopback) in a temporary folder, warms its JIT
   a SQLite store seeded with `--customers` demo customers, auth on (a platform key
   issued in the store with the rate limit 100000/second), config/segments.yaml and
   config/routing.yaml.
-Each is warmed up (40 tickets through), then measured:
+Each is warmed up (40 tickets through, then 100 tickets/s until the broker's JIT
+compiler threads settle on the pipeline's own requests, at most
+--pipeline-warmup-seconds), then measured:
 - constant offered rates, open loop (requests sent at fixed times on raw keep-alive HTTP
   connections, a new connection when all are busy, whatever the server does): accepted
   (202), delivered = accepted tickets readable in a department lane by a `read_committed`
@@ -76,7 +79,7 @@ from bench.e2e_pipelines import (
     stop_all,
 )
 from bench.e2e_probes import RssSampler, top_frames
-from bench.e2e_steps import Bench
+from bench.e2e_steps import IDLE_SAMPLE_SECONDS, Bench
 from devtools import demo, ports
 from devtools.kafka_broker import LocalKafka
 
@@ -107,25 +110,32 @@ def intake_only(bench: Bench, running: Running, connections: int, seconds: float
     return result
 
 
-def profile(bench: Bench, running: Running, out: Path, seconds: float) -> None:
-    """py-spy (raw collapsed stacks and an SVG per service) during intake load, 16 connections."""
+def profile(bench: Bench, running: Running, out: Path, seconds: float,
+            rate: float = 0.0) -> None:
+    """py-spy (raw collapsed stacks and an SVG per service) during intake load, 16
+    connections, or with `rate`, during a step at that constant rate (after its idle
+    sample, IDLE_SAMPLE_SECONDS, which the profile also covers)."""
     spy = Path(sys.executable).with_name("py-spy")
     if not spy.exists():
         bench.log("  (py-spy not installed: no profile)")
         return
     out.mkdir(parents=True, exist_ok=True)
+    duration = seconds + IDLE_SAMPLE_SECONDS if rate > 0 else seconds
     recorders = []
     for name, pid in running.pids.items():
         if name == "intake" and pid in {p for n, p in running.pids.items() if n != name}:
             continue  # the router (--one-router) is the intake
         for fmt, suffix in (("raw", "txt"), ("flamegraph", "svg")):
             recorders.append(spawn(
-                [str(spy), "record", "--pid", str(pid), "--duration", str(round(seconds)),
+                [str(spy), "record", "--pid", str(pid), "--duration", str(round(duration)),
                  "--rate", "50", "--format", fmt, "--nonblocking",
                  "--output", str(out / f"{running.name}-{name}.{suffix}")],
                 {}, out / "py-spy.log"))
     time.sleep(1.0)
-    intake_only(bench, running, 16, seconds)
+    if rate > 0:
+        bench.measure(running, rate, seconds)
+    else:
+        intake_only(bench, running, 16, seconds)
     for recorder in recorders:
         with contextlib.suppress(subprocess.TimeoutExpired):
             recorder.wait(30)
@@ -240,9 +250,15 @@ def main() -> None:
     parser.add_argument("--profile", type=Path,
                         help="also run py-spy on each project service during extra intake"
                              " load (16 connections) and write its profiles here")
+    parser.add_argument("--profile-rate", type=float, default=0.0,
+                        help="profile during a step at this constant rate (--seconds long)"
+                             " instead of during intake load")
     parser.add_argument("--keep", type=Path, help="keep the broker, store and logs here")
     parser.add_argument("--broker-warmup-seconds", type=float, default=150.0,
                         help="at most this long warming the new broker's JIT (0: not at all)")
+    parser.add_argument("--pipeline-warmup-seconds", type=float, default=90.0,
+                        help="at most this long warming the broker's JIT again on each"
+                             " pipeline's own requests before it is measured (0: not at all)")
     args = parser.parse_args()
     rates = [float(r) for r in args.rates.split(",") if r]
 
@@ -266,6 +282,7 @@ def main() -> None:
                                                                           20_000))]
         bench = Bench(broker.bootstrap_servers, customers, args.seconds, args.grace,
                       args.max_p99, broker_pid=broker.pid,
+                      pipeline_warmup_seconds=args.pipeline_warmup_seconds,
                       log=lambda line: print(line, flush=True))
         pipelines = [args.only] if args.only else list(PIPELINES)
         for run in range(args.runs):
@@ -281,7 +298,9 @@ def main() -> None:
                         run_pipeline(bench, running, rates, args.skip_max,
                                      args.intake_seconds))
                     if args.profile and run == 0:
-                        profile(bench, running, args.profile, args.intake_seconds)
+                        profile(bench, running, args.profile,
+                                args.seconds if args.profile_rate else args.intake_seconds,
+                                args.profile_rate)
                 finally:
                     running.stop()
         print_table(results, args.runs)

@@ -13,11 +13,15 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from bench import e2e_load
+from bench import broker_warmup, e2e_load
 from bench.e2e_pipelines import Running
 from bench.e2e_probes import cpu_by_process
 
 IDLE_SAMPLE_SECONDS = 3.0
+# Each pipeline's own warm-up (Bench.warm_up): its load, and the window its broker's
+# compiler threads are read over.
+WARM_RATE = 100
+WARM_WINDOW_SECONDS = 5.0
 
 
 @dataclass
@@ -53,6 +57,7 @@ class Bench:
     grace: float
     max_p99_ms: float
     broker_pid: int | None = None
+    pipeline_warmup_seconds: float = 0.0
     drain: float = 60.0
     tag_counter: int = 0
     log: Callable[[str], None] = field(default=print)
@@ -149,9 +154,41 @@ class Bench:
         return step
 
     def warm_up(self, running: Running) -> None:
+        """40 tickets through; then WARM_RATE tickets/s in windows of WARM_WINDOW_SECONDS
+        until the broker's JIT compiler threads use under broker_warmup's bound over a
+        window (after two at least), or `pipeline_warmup_seconds` pass.
+
+        The broker's own warm-up (bench/broker_warmup.py) leaves it compiling again for
+        each pipeline's requests: measured, 0.5-0.7 of a core in the project's first
+        10 s after it, which its first steps shared."""
         step = self.measure(running, 20, 2)
         if step.delivered < step.accepted or step.accepted == 0:
             raise RuntimeError(f"{running.name}: warm-up tickets not delivered: {step}")
+        if self.broker_pid is None or self.pipeline_warmup_seconds <= 0:
+            return
+        tag, rng = self.tag(f"{running.name}-warm"), random.Random(self.tag_counter)
+
+        def make(n: int) -> tuple[str, bytes]:
+            subject = f"{tag} {n}"
+            body = e2e_load.ticket_body(rng.choice(self.customers), subject)
+            return subject, e2e_load.post_request(running.port, running.token, body)
+
+        began, windows, cores = time.monotonic(), 0, math.inf
+        while time.monotonic() - began < self.pipeline_warmup_seconds:
+            before, started = broker_warmup.compiler_ticks(self.broker_pid), time.monotonic()
+            asyncio.run(e2e_load.open_loop(running.port, WARM_RATE, WARM_WINDOW_SECONDS,
+                                           make))
+            cores = broker_warmup.compiler_seconds_between(
+                before, broker_warmup.compiler_ticks(self.broker_pid)) / (
+                time.monotonic() - started)
+            windows += 1
+            if windows >= 2 and cores < broker_warmup.SETTLED_CORES:
+                break
+        asyncio.run(e2e_load.wait_quiet(self.bootstrap, running.lanes))
+        self.log(f"  {running.name} warmed at {WARM_RATE}/s for"
+                 f" {time.monotonic() - began:.0f}s: the broker's JIT compiler threads at"
+                 f" {cores:.3f} cores over the last {WARM_WINDOW_SECONDS:g} s"
+                 + ("" if cores < broker_warmup.SETTLED_CORES else " (not settled: time limit)"))
 
     def highest(self, running: Running, steps: list[Step]) -> float:
         """The highest rate that passes, from the steps done, x1.5 upwards, two bisections."""
