@@ -24,19 +24,17 @@ from pydantic import (
     WithJsonSchema,
 )
 
-from services.core import tiers, topics
+from services.core import envelope, tiers, topics
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 MAX_ATTRIBUTES = 50
 MAX_ATTRIBUTE_TEXT = 1_000
 
-# Every record the pipeline writes must fit the producers' request size (aiokafka's
-# default max_request_size, 1 MiB, less the record's own overhead). A ticket is accepted
-# only if it fits with this much room to spare for what the stages add to it
+# Every record the pipeline writes must fit envelope.MAX_RECORD_BYTES. A ticket is
+# accepted only if it fits with this much room to spare for what the stages add to it
 # (segmentation, routing and its explanation) on its way to the department queue.
-MAX_RECORD_BYTES = 1_000_000
 STAGE_HEADROOM_BYTES = 64 * 1024
-MAX_TICKET_RECORD_BYTES = MAX_RECORD_BYTES - STAGE_HEADROOM_BYTES
+MAX_TICKET_RECORD_BYTES = envelope.MAX_RECORD_BYTES - STAGE_HEADROOM_BYTES
 
 
 def valid_text(value: str) -> str:
