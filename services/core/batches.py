@@ -44,6 +44,16 @@ class Batching(Protocol):
 
 
 @runtime_checkable
+class Committing(Protocol):
+    """A transform that keeps something about a share until it is committed (the
+    segmenter's tickets per customer): told once the share's output and consumed offset
+    are committed, in the share's task, so never for an attempt that failed and is
+    replayed. Its state must be kept per share (SharesApart, `PerShare`)."""
+
+    def committed(self) -> None: ...
+
+
+@runtime_checkable
 class SharesApart(Protocol):
     """A transform that keeps its per-batch state per share (`PerShare`: each share runs
     in its task), so that several partitions' shares can be transformed at once (the
@@ -159,6 +169,18 @@ class Batches:
     async def _finish_batch(self) -> None:
         if isinstance(self._transform, Batching):
             await self._transform.finish_batch()
+
+    def committed(self) -> None:
+        """The share last transformed in this task is committed. Nothing can undo that:
+        an error of the transform's here is logged, never raised (it would have the
+        share, committed, processed again)."""
+        if isinstance(self._transform, Committing):
+            try:
+                self._transform.committed()
+            except Exception as error:
+                logger.error("what a stage does after a share's commit failed",
+                             extra={"stage": self._stage,
+                                    "error_class": faults.error_class(error)})
 
     async def _outputs(self, event: envelope.Event) -> list[envelope.Record]:
         return kafka.records(await self._transform(event))

@@ -246,7 +246,8 @@ class StageLoop:
         try:
             for partition, records in batch.items():
                 await self._process(partition, records, self._producer)
-            await self._commit(batch)
+            if await self._commit(batch):
+                self._batches.committed()
         except Exception as error:
             fault = self._failed(error, batch)
             for partition, records in batch.items():
@@ -325,7 +326,8 @@ class StageLoop:
             # Nothing to publish: a transaction would carry the offset alone. The group's
             # own commit does that at a fraction of the broker's work (no markers), and a
             # member that lost the partition is refused it by the group's generation.
-            await self._commit({partition: records})
+            if await self._commit({partition: records}):
+                self._batches.committed()
             self.processed += len(records)
             return
         # Leaving the block by an exception aborts the transaction: nothing of it becomes
@@ -341,6 +343,7 @@ class StageLoop:
             await producer.send_offsets_to_transaction(
                 {partition: records[-1].offset + 1}, producers.group_id)
             self.processed += len(records)
+        self._batches.committed()  # in the task the share was transformed in
 
     async def _recover_partitions(self) -> None:
         """Start the producers of partitions assigned, or whose producer failed, since
@@ -406,12 +409,15 @@ class StageLoop:
         if partition in self._consumer.assignment():
             self._consumer.pause(partition)
 
-    async def _commit(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+    async def _commit(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> bool:
+        """Whether the offsets were committed (not, after a rebalance: another member
+        replays the records)."""
         try:
             await self._consumer.commit(_next_offsets(batch))
         except CommitFailedError:
-            # The group rebalanced under us: another member replays these records.
             logger.warning("offset commit failed after a rebalance", extra={"stage": self.name})
+            return False
+        return True
 
 
 def _unusable(producer: AIOKafkaProducer) -> bool:

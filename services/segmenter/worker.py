@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from prometheus_client import Counter as Counted
@@ -27,10 +27,9 @@ DEGRADED = Counted("routing_segmenter_degraded_tickets",
 
 @dataclass
 class _Batch:
-    """What one batch (a partition's share of records) has found so far."""
+    """What one batch (a partition's share of records, or one of them) has found so far."""
 
     cache_only: bool = False  # the store is down past its grace: go by the cache
-    tally: Counter[str] = field(default_factory=Counter)  # tickets per known customer
 
 
 Lookup = Callable[..., Awaitable[Customer]]
@@ -55,12 +54,14 @@ class SegmentTicket:
         self._outage = outage or StoreOutage(float("inf"))  # default: wait for the store
         self._current_rules = current_rules
         # Tickets per known customer, flushed to the store in batches (not per ticket);
-        # a batch's count joins the tally once the batch is through, so a batch retried
-        # after an error is not counted twice.
+        # a share's count joins the tally once the share is committed, so a share
+        # processed again after a failed attempt is not counted twice.
         self.tally: Counter[str] = tally if tally is not None else Counter()
-        # Each share runs in its own task, its batch in that task's context: several
-        # partitions' shares are segmented at the same time (batches.SharesApart).
+        # Each attempt at a share runs in a task of its own, its state in that task's
+        # context: several partitions' shares are segmented at the same time
+        # (batches.SharesApart), and a failed attempt's count goes with its task.
         self._batch = batches.PerShare(f"segmenter_batch_{id(self)}", _Batch)
+        self._counted = batches.PerShare(f"segmenter_counted_{id(self)}", Counter[str])
 
     shares_apart = True  # the batch lives in the share's context (see _batch)
 
@@ -78,11 +79,11 @@ class SegmentTicket:
             if not db.is_outage(error) or not self._go_on_without_store():
                 raise  # a bug, or within the grace period: the batch is retried
 
-    async def finish_batch(self) -> None:
-        """The batch is transformed: its tickets count."""
-        batch = self._batch.current()
-        self.tally.update(batch.tally)
-        batch.tally.clear()
+    def committed(self) -> None:
+        """The share is committed: its tickets count (batches.Committing)."""
+        counted = self._counted.current()
+        self.tally.update(counted)
+        counted.clear()
 
     async def _customer(self, customer_id: str, now: datetime) -> Customer | None:
         """The customer, or None when the store is down (past its grace) and the cache
@@ -127,8 +128,8 @@ class SegmentTicket:
             customer_known=customer.profile is not None, tier=customer.tier,
             decided_by=dict(decision.decided_by))
         outputs = self._outputs(event, ticket, segmentation, now)
-        if customer.profile is not None:  # counted once the ticket is sure to go on
-            self._batch.current().tally[customer.customer_id] += 1
+        if customer.profile is not None:  # counted once its share is committed
+            self._counted.current()[customer.customer_id] += 1
         return outputs
 
     @staticmethod

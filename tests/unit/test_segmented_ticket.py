@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from services.core import envelope, tickets, topics
+from services.core.outage import StoreOutage
 from services.segmenter import rules, rules_file, worker
 from services.segmenter.profiles import (
     Customer,
@@ -81,10 +82,30 @@ class TestSegmentedTicket:
         assert "smuggled" not in data
 
 
+class TestCounted:
+    async def test_a_share_counts_its_tickets_once_committed_not_when_transformed(
+            self) -> None:
+        """Tickets per known customer join the tally once their share is committed: an
+        attempt that failed (its task and context gone) and the one after it that was
+        committed count once."""
+        stage = worker.SegmentTicket(lookup=known, current_rules=lambda: RULES)
+
+        async def attempt(*, commits: bool) -> None:  # each attempt runs in a task of its own
+            await stage.prefetch([received("t-a", "a")])
+            await stage(received("t-a", "a"))
+            assert stage.tally == {}
+            if commits:
+                stage.committed()
+
+        await asyncio.create_task(attempt(commits=False))
+        await asyncio.create_task(attempt(commits=True))
+        assert stage.tally == {"a": 1}
+
+
 class TestSharesApart:
     async def test_each_share_counts_its_own_tickets(self) -> None:
         """Two partitions' shares segmented at once, each in its task: a share that
-        finishes adds its own tickets to the tally, not those of a share still going
+        is committed adds its own tickets to the tally, not those of a share still going
         (or failed), whose prefetch came in between."""
         stage = worker.SegmentTicket(lookup=known, current_rules=lambda: RULES)
         counted, other_started = asyncio.Event(), asyncio.Event()
@@ -94,7 +115,7 @@ class TestSharesApart:
             await stage(received("t-a", "a"))
             counted.set()
             await other_started.wait()
-            await stage.finish_batch()
+            stage.committed()
 
         async def failing() -> None:  # prefetched and counted, never finished
             await counted.wait()
@@ -106,3 +127,39 @@ class TestSharesApart:
                              asyncio.create_task(failing()))
         assert stage.tally == {"a": 1}
         assert stage.shares_apart
+
+    async def test_one_share_going_by_the_cache_leaves_the_others_asking_the_store(
+            self) -> None:
+        """A share that met the store down past its grace goes by the cache; a share
+        running meanwhile, whose store call answers, segments from the store."""
+        asked: list[str] = []
+
+        async def store(customer_id: str, **kwargs: Any) -> Customer:
+            asked.append(customer_id)
+            if customer_id == "down":
+                raise OSError("connection refused")
+            return await known(customer_id, **kwargs)
+
+        stage = worker.SegmentTicket(lookup=store, current_rules=lambda: RULES,
+                                     outage=StoreOutage(0.0))
+        other_prefetched, cache_only = asyncio.Event(), asyncio.Event()
+
+        async def going_by_the_cache() -> envelope.Event:
+            await other_prefetched.wait()
+            await stage.prefetch([received("t-a", "down")])
+            outputs = await stage(received("t-a", "down"))  # past the grace: the cache
+            cache_only.set()
+            return next(o.event for o in outputs if o.topic == topics.SEGMENTED)
+
+        async def asking_the_store() -> envelope.Event:
+            await stage.prefetch([received("t-b", "b")])
+            other_prefetched.set()
+            await cache_only.wait()
+            outputs = await stage(received("t-b", "b"))
+            return next(o.event for o in outputs if o.topic == topics.SEGMENTED)
+
+        degraded, segmented = await asyncio.gather(
+            asyncio.create_task(going_by_the_cache()), asyncio.create_task(asking_the_store()))
+        assert degraded.data["segmentation"]["degraded"] == worker.STORE_DOWN
+        assert segmented.data["segmentation"]["customer_known"] is True
+        assert asked == ["down", "b"]

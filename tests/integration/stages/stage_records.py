@@ -38,12 +38,12 @@ async def publish(producer: AIOKafkaProducer, topic: str, event: envelope.Event)
 
 
 async def publish_received(producer: AIOKafkaProducer, ticket_id: str,
-                           customer_id: str) -> None:
+                           customer_id: str, topic: str = topics.INCOMING) -> None:
     ticket = tickets.Ticket(ticket_id=ticket_id, customer_id=customer_id, subject="s",
                             body="b", channel="chat", received_at=datetime.now(UTC))
     event = envelope.Event(type="ticket.received", source="/test", ticket_id=ticket_id,
                            correlation_id=ticket_id, data=ticket.model_dump(mode="json"))
-    await producer.send_and_wait(topics.INCOMING, envelope.to_value(event),
+    await producer.send_and_wait(topic, envelope.to_value(event),
                                  key=customer_id.encode(), headers=envelope.to_headers(event))
 
 

@@ -10,12 +10,13 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from services.core import db, envelope, migrate, tickets, topics
+from services.core import batches, db, envelope, kafka, migrate, tickets, topics
 from services.core.settings import Settings
 from services.core.stage import StageRunner
 from services.segmenter import rules_file, worker
 from services.segmenter.cache import CustomerCache
 from services.segmenter.models import CustomerRow, PurchaseRow
+from services.segmenter.profiles import Customer, CustomerProfile, CustomerType, Tier, ValueFeatures
 from services.segmenter.store import CustomerStore
 from tests.conftest import read_topic, unique
 from tests.integration.stages.stage_records import (
@@ -152,3 +153,58 @@ class TestPartitionsTogether:
         assert [event.ticket_id for event, _ in meanwhile] == [ticket_ids[other]]
         assert Counter(event.ticket_id for event, _ in both) == {ticket_ids[held]: 1,
                                                                  ticket_ids[other]: 1}
+
+
+class FailingOnce:
+    """The segmenter's transform, whose first attempt at a batch fails after every
+    ticket was transformed (the store unreachable while the batch is written), as an
+    attempt whose transaction fails does."""
+
+    def __init__(self, segment: worker.SegmentTicket) -> None:
+        self.segment = segment
+        self.failed = False
+        self.prefetch = segment.prefetch
+        self.committed = segment.committed
+
+    async def __call__(self, event: envelope.Event) -> list[kafka.Output]:
+        return await self.segment(event)
+
+    async def finish_batch(self) -> None:
+        """The segmenter's own batch write, if it has one; then the failure, once."""
+        if isinstance(self.segment, batches.Batching):
+            await self.segment.finish_batch()
+        if not self.failed:
+            self.failed = True
+            raise OSError("connection refused")
+
+
+class TestTicketsCounted:
+    async def test_a_share_processed_again_counts_its_tickets_once(
+            self, stage_settings: Settings, raw_producer: AIOKafkaProducer) -> None:
+        """A customer's tickets count (the `tickets raised` feature) once their share is
+        committed: not for an attempt that failed, then again for the one that did not."""
+        customer_id = unique("c")
+
+        async def lookup(wanted: str, **_: Any) -> Customer:
+            return Customer(wanted, CustomerProfile(wanted, CustomerType.INDIVIDUAL),
+                            ValueFeatures(), Tier.EXISTING)
+
+        transform = FailingOnce(worker.SegmentTicket(
+            lookup=lookup, current_rules=lambda: rules_file.load(Path("config/segments.yaml"))))
+        # A topic of its own: the first batch, the one failing, is this ticket's.
+        source = unique("incoming")
+        await kafka.ensure_topics(stage_settings, [source])
+        runner = StageRunner(stage_settings, name="segmenter-test", source_topic=source,
+                             group_id=unique("segmenter"), transform=transform)
+        runner.loop._retry_pause = 0.05
+        ticket_id = unique("t")
+        await publish_received(raw_producer, ticket_id, customer_id, topic=source)
+        await runner.start()
+        try:
+            found = await read_topic(stage_settings.kafka_bootstrap_servers, topics.SEGMENTED,
+                                     until=1, keep=lambda e: e.ticket_id == ticket_id)
+        finally:
+            await runner.stop()
+        assert transform.failed
+        assert [event.ticket_id for event, _ in found] == [ticket_id]
+        assert transform.segment.tally == {customer_id: 1}
