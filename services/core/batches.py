@@ -47,8 +47,11 @@ class Batching(Protocol):
 class Committing(Protocol):
     """A transform that keeps something about a share until it is committed (the
     segmenter's tickets per customer): told once the share's output and consumed offset
-    are committed, in the share's task, so never for an attempt that failed and is
-    replayed. Its state must be kept per share (SharesApart, `PerShare`)."""
+    are committed, in the task that transformed the share (each attempt at a share runs
+    in a task of its own), so never for an attempt that failed. It keeps that state in
+    the task's context (`PerShare`), and is not Batching: a batch write failing on a
+    record has the records taken again one by one in the same task, which would count
+    those already transformed twice."""
 
     def committed(self) -> None: ...
 
@@ -96,6 +99,8 @@ class Batches:
     failure (the caller retries the batch), never for a record at fault."""
 
     def __init__(self, transform: Transform, *, stage: str) -> None:
+        if isinstance(transform, Committing) and isinstance(transform, Batching):
+            raise ValueError("a Committing transform cannot be Batching (see Committing)")
         self._transform = transform
         self._stage = stage
         self.dead_lettered = 0
@@ -178,7 +183,7 @@ class Batches:
             try:
                 self._transform.committed()
             except Exception as error:
-                logger.error("what a stage does after a share's commit failed",
+                logger.error("a stage's step after a share's commit failed",
                              extra={"stage": self._stage,
                                     "error_class": faults.error_class(error)})
 

@@ -27,7 +27,8 @@ DEGRADED = Counted("routing_segmenter_degraded_tickets",
 
 @dataclass
 class _Batch:
-    """What one batch (a partition's share of records, or one of them) has found so far."""
+    """What one batch (a partition's share of records, or one record of it when they
+    are taken one by one) has found so far."""
 
     cache_only: bool = False  # the store is down past its grace: go by the cache
 
@@ -63,7 +64,7 @@ class SegmentTicket:
         self._batch = batches.PerShare(f"segmenter_batch_{id(self)}", _Batch)
         self._counted = batches.PerShare(f"segmenter_counted_{id(self)}", Counter[str])
 
-    shares_apart = True  # the batch lives in the share's context (see _batch)
+    shares_apart = True  # the batch and its count live in the share's context
 
     async def prefetch(self, events: Sequence[envelope.Event]) -> None:
         """Load the batch's customers in one query (a record whose data is unreadable is

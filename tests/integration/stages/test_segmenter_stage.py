@@ -8,9 +8,11 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaConnectionError
 
-from services.core import batches, db, envelope, kafka, migrate, tickets, topics
+from services.core import db, envelope, kafka, migrate, tickets, topics
 from services.core.settings import Settings
 from services.core.stage import StageRunner
 from services.segmenter import rules_file, worker
@@ -155,56 +157,46 @@ class TestPartitionsTogether:
                                                                  ticket_ids[other]: 1}
 
 
-class FailingOnce:
-    """The segmenter's transform, whose first attempt at a batch fails after every
-    ticket was transformed (the store unreachable while the batch is written), as an
-    attempt whose transaction fails does."""
-
-    def __init__(self, segment: worker.SegmentTicket) -> None:
-        self.segment = segment
-        self.failed = False
-        self.prefetch = segment.prefetch
-        self.committed = segment.committed
-
-    async def __call__(self, event: envelope.Event) -> list[kafka.Output]:
-        return await self.segment(event)
-
-    async def finish_batch(self) -> None:
-        """The segmenter's own batch write, if it has one; then the failure, once."""
-        if isinstance(self.segment, batches.Batching):
-            await self.segment.finish_batch()
-        if not self.failed:
-            self.failed = True
-            raise OSError("connection refused")
-
-
 class TestTicketsCounted:
-    async def test_a_share_processed_again_counts_its_tickets_once(
-            self, stage_settings: Settings, raw_producer: AIOKafkaProducer) -> None:
-        """A customer's tickets count (the `tickets raised` feature) once their share is
-        committed: not for an attempt that failed, then again for the one that did not."""
+    @pytest.mark.parametrize("delivery", ["exactly_once", "at_least_once"])
+    async def test_a_share_whose_sends_failed_once_counts_its_tickets_once(
+            self, stage_settings: Settings, raw_producer: AIOKafkaProducer,
+            monkeypatch: pytest.MonkeyPatch, delivery: str) -> None:
+        """A customer's tickets count (the `tickets raised` feature) when their share is
+        committed: the share's first attempt, transformed, fails sending its records (in
+        its transaction, exactly once) and is processed again; the ticket counts once."""
         customer_id = unique("c")
+        sends = kafka.send_all
+        failed: list[bool] = []
+
+        async def failing_once(*args: Any, **kwargs: Any) -> None:
+            if not failed:
+                failed.append(True)
+                raise KafkaConnectionError("the broker went away")
+            await sends(*args, **kwargs)
 
         async def lookup(wanted: str, **_: Any) -> Customer:
             return Customer(wanted, CustomerProfile(wanted, CustomerType.INDIVIDUAL),
                             ValueFeatures(), Tier.EXISTING)
 
-        transform = FailingOnce(worker.SegmentTicket(
-            lookup=lookup, current_rules=lambda: rules_file.load(Path("config/segments.yaml"))))
-        # A topic of its own: the first batch, the one failing, is this ticket's.
+        segment = worker.SegmentTicket(
+            lookup=lookup, current_rules=lambda: rules_file.load(Path("config/segments.yaml")))
+        # A topic of its own: the first share sent, the one failing, is this ticket's.
         source = unique("incoming")
         await kafka.ensure_topics(stage_settings, [source])
-        runner = StageRunner(stage_settings, name="segmenter-test", source_topic=source,
-                             group_id=unique("segmenter"), transform=transform)
+        runner = StageRunner(stage_settings.model_copy(update={"delivery": delivery}),
+                             name="segmenter-test", source_topic=source,
+                             group_id=unique("segmenter"), transform=segment)
         runner.loop._retry_pause = 0.05
         ticket_id = unique("t")
         await publish_received(raw_producer, ticket_id, customer_id, topic=source)
+        monkeypatch.setattr(kafka, "send_all", failing_once)
         await runner.start()
         try:
             found = await read_topic(stage_settings.kafka_bootstrap_servers, topics.SEGMENTED,
-                                     until=1, keep=lambda e: e.ticket_id == ticket_id)
+                                     until=1, within=60, keep=lambda e: e.ticket_id == ticket_id)
         finally:
             await runner.stop()
-        assert transform.failed
+        assert failed
         assert [event.ticket_id for event, _ in found] == [ticket_id]
-        assert transform.segment.tally == {customer_id: 1}
+        assert segment.tally == {customer_id: 1}
