@@ -163,12 +163,19 @@ class StageLoop:
         partitions: aiokafka sends no fetch to a broker while records it fetched wait to
         be taken (up to 100 ms), and a partition taken while a fetch is on its way waits
         for that fetch's answer (up to `kafka_fetch_max_wait_ms`). A partition with
-        `_max_batch` records in hand is left to the consumer until its share ends."""
+        `_max_batch` records in hand is left to the consumer until its share ends; with
+        every partition so, nothing is fetched."""
         shares = set(self._in_flight.values())
-        room = [partition for partition in self._consumer.assignment()
+        assigned = self._consumer.assignment()
+        room = [partition for partition in assigned
                 if len(self._pending.get(partition, ())) < self._max_batch]
-        if shares and not room:
-            await asyncio.wait(shares, timeout=0.2, return_when=asyncio.FIRST_COMPLETED)
+        if assigned and not room:
+            # Wait for a share to end, or, with none running (their producers not started
+            # yet), a moment: a fetch naming no partition would fetch them all.
+            if shares:
+                await asyncio.wait(shares, timeout=0.2, return_when=asyncio.FIRST_COMPLETED)
+            else:
+                await asyncio.sleep(0.2)
             return
         self._stale.clear()
         fetch = self._fetch = asyncio.ensure_future(self._consumer.getmany(

@@ -286,3 +286,50 @@ async def test_records_a_fetch_takes_after_a_revocation_are_kept(
     finally:
         await runner.stop()
     assert sent and [event.ticket_id for event, _ in published] == sent
+
+
+async def test_partitions_each_holding_a_full_share_are_not_fetched_further(
+        stage_settings: Settings, raw_producer: AIOKafkaProducer,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every partition holds a full share in hand (`_max_batch` records) and none can
+    start (their producers not started, say): the stage fetches nothing more until one
+    can; it does not ask for every partition's records (a fetch naming no partition)."""
+    source, _, runner = await forwarding_stage(stage_settings, "full")
+    partitions = stage_settings.kafka_topic_partitions
+    most = runner.loop._max_batch = 2
+    for partition in range(partitions):
+        for _ in range(3 * most):
+            await publish_to(raw_producer, source, partition)
+    unnamed: list[tuple[TopicPartition, ...]] = []  # fetches naming no partition
+    original_getmany = AIOKafkaConsumer.getmany
+
+    async def getmany(consumer: AIOKafkaConsumer, *wanted: TopicPartition,
+                      **kwargs: Any) -> dict[TopicPartition, list[Any]]:
+        if consumer is runner._consumer and not wanted:
+            unnamed.append(wanted)
+        return await original_getmany(consumer, *wanted, **kwargs)  # type: ignore[no-any-return]
+
+    original_take, takes_while_full = runner.loop._take, asyncio.Semaphore(0)
+
+    async def take() -> None:
+        await original_take()
+        assigned = runner._consumer.assignment()
+        if len(assigned) == partitions and all(
+                len(runner.loop._pending.get(partition, ())) >= most
+                for partition in assigned):
+            takes_while_full.release()
+
+    monkeypatch.setattr(AIOKafkaConsumer, "getmany", getmany)
+    monkeypatch.setattr(runner.loop, "_take", take)
+    monkeypatch.setattr(runner.loop, "_producer_for", lambda _partition: False)
+    await runner.start()
+    try:
+        for _ in range(5):  # the loop comes round five times with every partition full
+            await asyncio.wait_for(takes_while_full.acquire(), 60)
+        in_hand = {partition: len(records)
+                   for partition, records in runner.loop._pending.items()}
+    finally:
+        await runner.stop()
+    assert unnamed == []
+    assert len(in_hand) == partitions
+    assert all(most <= count < 2 * most for count in in_hand.values()), in_hand
