@@ -66,6 +66,18 @@ class Bench:
         self.tag_counter += 1
         return f"e2e-{name}-{self.tag_counter}-{os.getpid()}"
 
+    def requests(self, running: Running, tag: str) -> Callable[[int], tuple[str, bytes]]:
+        """The n-th request of a load: a ticket from a random customer, its subject
+        `tag` and n (how the lane reader matches it)."""
+        rng = random.Random(self.tag_counter)
+
+        def make(n: int) -> tuple[str, bytes]:
+            subject = f"{tag} {n}"
+            body = e2e_load.ticket_body(rng.choice(self.customers), subject)
+            return subject, e2e_load.post_request(running.port, running.token, body)
+
+        return make
+
     def measure(self, running: Running, rate: float, seconds: float) -> Step:
         """One constant offered rate, open loop; the lane reader in its own process."""
         context = multiprocessing.get_context("spawn")
@@ -77,20 +89,13 @@ class Bench:
         try:
             if not ours.poll(60) or ours.recv() != "ready":
                 raise RuntimeError("the lane reader did not start")
-            tag = self.tag(running.name)
-            rng = random.Random(self.tag_counter)
+            make = self.requests(running, self.tag(running.name))
             # The pipeline's CPU when idle (its background jobs, consumers polling), over
             # IDLE_SAMPLE_SECONDS, is taken off what the step used.
             idle_before = cpu_by_process(running, self.broker_pid)
             time.sleep(IDLE_SAMPLE_SECONDS)
             cpu_before = cpu_by_process(running, self.broker_pid)
             began = time.monotonic()
-
-            def make(n: int) -> tuple[str, bytes]:
-                subject = f"{tag} {n}"
-                body = e2e_load.ticket_body(rng.choice(self.customers), subject)
-                return subject, e2e_load.post_request(running.port, running.token, body)
-
             sent = asyncio.run(e2e_load.open_loop(running.port, rate, seconds, make))
             accepted = {s.subject: s for s in sent if s.status == 202}
             last_answer = max((s.answered for s in sent), default=time.time())
@@ -166,13 +171,7 @@ class Bench:
             raise RuntimeError(f"{running.name}: warm-up tickets not delivered: {step}")
         if self.broker_pid is None or self.pipeline_warmup_seconds <= 0:
             return
-        tag, rng = self.tag(f"{running.name}-warm"), random.Random(self.tag_counter)
-
-        def make(n: int) -> tuple[str, bytes]:
-            subject = f"{tag} {n}"
-            body = e2e_load.ticket_body(rng.choice(self.customers), subject)
-            return subject, e2e_load.post_request(running.port, running.token, body)
-
+        make = self.requests(running, self.tag(f"{running.name}-warm"))
         began, windows, cores = time.monotonic(), 0, math.inf
         while time.monotonic() - began < self.pipeline_warmup_seconds:
             before, started = broker_warmup.compiler_ticks(self.broker_pid), time.monotonic()

@@ -99,7 +99,11 @@ class Batches:
     failure (the caller retries the batch), never for a record at fault."""
 
     def __init__(self, transform: Transform, *, stage: str) -> None:
-        if isinstance(transform, Committing) and isinstance(transform, Batching):
+        # What the transform is, told once (a protocol check per share costs its time).
+        self._prefetching = transform if isinstance(transform, Prefetching) else None
+        self._batching = transform if isinstance(transform, Batching) else None
+        self._committing = transform if isinstance(transform, Committing) else None
+        if self._committing is not None and self._batching is not None:
             raise ValueError("a Committing transform cannot be Batching (see Committing)")
         self._transform = transform
         self._stage = stage
@@ -168,20 +172,20 @@ class Batches:
             raise
 
     async def _prefetch(self, events: Sequence[envelope.Event]) -> None:
-        if isinstance(self._transform, Prefetching):
-            await self._transform.prefetch(events)
+        if self._prefetching is not None:
+            await self._prefetching.prefetch(events)
 
     async def _finish_batch(self) -> None:
-        if isinstance(self._transform, Batching):
-            await self._transform.finish_batch()
+        if self._batching is not None:
+            await self._batching.finish_batch()
 
     def committed(self) -> None:
         """The share last transformed in this task is committed. Nothing can undo that:
         an error of the transform's here is logged, never raised (it would have the
         share, committed, processed again)."""
-        if isinstance(self._transform, Committing):
+        if self._committing is not None:
             try:
-                self._transform.committed()
+                self._committing.committed()
             except Exception as error:
                 logger.error("a stage's step after a share's commit failed",
                              extra={"stage": self._stage,
