@@ -174,6 +174,15 @@ async def _create_missing(settings: Settings, names: list[str]) -> None:
         await client.close()
 
 
+async def described_partitions(admin: AIOKafkaAdminClient) -> dict[str, list[int]]:
+    """Every topic the cluster describes without an error, with its partitions.
+
+    All topics, not named ones: naming a missing topic may create it on a broker that
+    creates topics on request."""
+    return {topic["topic"]: sorted(p["partition"] for p in topic["partitions"])
+            for topic in await admin.describe_topics() if topic["error_code"] == 0}
+
+
 def _report_created(topic_errors: Iterable[tuple[Any, ...]]) -> None:
     created: list[str] = []
     for name, code, *_ in topic_errors:

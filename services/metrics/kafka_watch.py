@@ -13,9 +13,9 @@ import logging
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 
-from services.core import kafka, topics
+from services.core import group_lag, kafka, lag, topics
 from services.core.settings import Settings
-from services.metrics import exporter, lag
+from services.metrics import exporter
 
 logger = logging.getLogger(__name__)
 
@@ -50,25 +50,13 @@ class LagWatch:
             logger.warning("consumer lag not measured", extra={"error": type(exc).__name__})
 
     async def _measure(self) -> None:
-        described = {item["topic"]: sorted(p["partition"] for p in item["partitions"])
-                     for item in await self._admin.describe_topics()}
-        pairs = lag.watched(described)
-        partitions = {topic: [TopicPartition(topic, p) for p in described[topic]]
-                      for _, topic in pairs}
-        every = [tp for tps in partitions.values() for tp in tps]
-        end = await self._offsets.end_offsets(every)
-        beginning = await self._offsets.beginning_offsets(every)
-        lags: dict[tuple[str, ...], float] = {}
-        committed: dict[tuple[str, ...], float] = {}
-        for group, topic in pairs:
-            offsets = await self._admin.list_consumer_group_offsets(
-                group, partitions=partitions[topic])
-            measured = lag.position(
-                {tp.partition: end[tp] for tp in partitions[topic]},
-                {tp.partition: beginning[tp] for tp in partitions[topic]},
-                {tp.partition: meta.offset for tp, meta in offsets.items()})
-            lags[(group, topic)] = float(measured.lag)
-            committed[(group, topic)] = float(measured.committed)
+        described = await kafka.described_partitions(self._admin)
+        measured = await group_lag.positions(self._admin, self._offsets,
+                                             lag.watched(described), described)
+        lags: dict[tuple[str, ...], float] = {
+            pair: float(position.lag) for pair, position in measured.items()}
+        committed: dict[tuple[str, ...], float] = {
+            pair: float(position.committed) for pair, position in measured.items()}
         exporter.CONSUMER_LAG.replace(lags)
         exporter.CONSUMER_COMMITTED_OFFSET.replace(committed)
         self.departments = lag.departments(described)

@@ -224,7 +224,7 @@ async def _topology(settings: Settings, *, create_markers: bool = False
                     REPLAYED, settings.kafka_topic_partitions,
                     settings.kafka_replication_factor,
                     topic_configs={"cleanup.policy": "compact"})])
-        return {topic["topic"]: {partition["partition"] for partition in topic["partitions"]}
-                for topic in await admin.describe_topics() if topic["error_code"] == 0}
+        return {topic: set(partitions)
+                for topic, partitions in (await kafka.described_partitions(admin)).items()}
     finally:
         await admin.close()

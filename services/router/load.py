@@ -11,12 +11,11 @@ import logging
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
-from aiokafka import TopicPartition
 from prometheus_client import Counter, Gauge
 
-from services.core import kafka, topics
+from services.core import group_lag, kafka, topics
 from services.core.settings import Settings
-from services.router import overflow, priority, routing
+from services.router import overflow, routing
 from services.router.store import RoutedTickets
 
 logger = logging.getLogger(__name__)
@@ -86,7 +85,8 @@ class LoadWatch:
             oldest_open_since=oldest.get(department), now=now) for department in departments}
 
     async def _lag(self, departments: tuple[str, ...]) -> dict[str, int]:
-        """Records in each department's lanes not yet taken by its agents."""
+        """Records in each department's lanes not yet taken by its agents (lanes that do
+        not exist hold none)."""
         if not departments:
             return {}
         async with contextlib.AsyncExitStack() as clients:
@@ -97,17 +97,13 @@ class LoadWatch:
             probe = kafka.consumer(self._settings, group_id=None, client_id="router-load")
             clients.push_async_callback(probe.stop)
             await probe.start()
-            lag: dict[str, int] = {}
-            partitions = range(self._settings.kafka_topic_partitions)
-            for department in departments:
-                lanes = [TopicPartition(topic, p) for topic in priority.lane_topics(department)
-                         for p in partitions]
-                ends = await probe.end_offsets(lanes)
-                committed = await admin.list_consumer_group_offsets(
-                    topics.department_group(department))
-                lag[department] = sum(
-                    end - (committed[tp].offset if tp in committed and committed[tp].offset >= 0
-                           else 0)
-                    for tp, end in ends.items())
-            return lag
-
+            lanes = {lane: department for department in departments
+                     for lane in topics.lane_topics(department)}
+            pairs = [(topics.department_group(department), lane)
+                     for lane, department in lanes.items()]
+            measured = await group_lag.positions(
+                admin, probe, pairs, await kafka.described_partitions(admin))
+        lag = dict.fromkeys(departments, 0)
+        for (_, lane), position in measured.items():
+            lag[lanes[lane]] += position.lag
+        return lag

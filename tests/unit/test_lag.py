@@ -1,4 +1,4 @@
-from services.metrics import lag
+from services.core import lag
 
 
 class TestWatchedGroups:
