@@ -61,10 +61,31 @@ class ServiceProcess:
             self.process = None
 
 
+# On one machine the pipeline runs one instance of each stage (the SQLite store is one
+# file on one host), and an instance writes each partition's share in a transaction of
+# its own: partitions past the instances only add transactions, each a fixed cost (README
+# "Measured": one partition a topic against three). `bin/run` and the benchmark's project
+# create their topics so; a KAFKA_TOPIC_PARTITIONS of the caller's still wins, and topics
+# that exist keep their count.
+ONE_MACHINE_TOPIC_PARTITIONS = 1
+
+
+def one_machine(settings: Settings) -> Settings:
+    """`settings` for a pipeline of one instance per stage."""
+    if "kafka_topic_partitions" in settings.model_fields_set:
+        return settings
+    return settings.model_copy(update={"kafka_topic_partitions": ONE_MACHINE_TOPIC_PARTITIONS})
+
+
 def service_env(*, bootstrap: str, database_url: str, ports: dict[str, int],
+                topic_partitions: int | None = None,
                 extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment every service of one pipeline shares."""
+    """The environment every service of one pipeline shares (`topic_partitions`: the
+    count of the topics they create; None: the setting's)."""
+    partitions = {} if topic_partitions is None else {
+        "KAFKA_TOPIC_PARTITIONS": str(topic_partitions)}
     return {
+        **partitions,
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
         "DATABASE_URL": database_url,
         "ROUTER_PORT": str(ports["router"]),

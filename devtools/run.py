@@ -30,7 +30,7 @@ def up(
 ) -> None:
     """Start the broker (unless KAFKA_BOOTSTRAP_SERVERS is set) and the three services."""
     started = time.monotonic()
-    settings = Settings()
+    settings = processes.one_machine(Settings())
     broker: LocalKafka | None = None
     if "KAFKA_BOOTSTRAP_SERVERS" not in os.environ:
         broker = LocalKafka(data_dir / "kafka", port=9092, controller_port=9093, heap="768m")
@@ -43,7 +43,8 @@ def up(
             typer.echo(line)
     service_ports = processes.local_ports(settings)
     env = processes.service_env(bootstrap=settings.kafka_bootstrap_servers,
-                                database_url=settings.database_url, ports=service_ports)
+                                database_url=settings.database_url, ports=service_ports,
+                                topic_partitions=settings.kafka_topic_partitions)
     services = processes.pipeline_processes(env, service_ports, data_dir / "logs",
                                             split=True)
     stopping = False

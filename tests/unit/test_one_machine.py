@@ -1,0 +1,78 @@
+"""The pipeline on one machine (`bin/run`, the benchmark's project): one partition a
+topic, unless the caller chose a count."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from devtools import processes
+from services.core.settings import Settings
+
+PORTS = {"router": 1, "segmenter": 2, "metrics": 3}
+
+
+def test_one_machine_topics_get_one_partition_by_default(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KAFKA_TOPIC_PARTITIONS", raising=False)
+    assert Settings().kafka_topic_partitions == 3  # compose's and Helm's
+    settings = processes.one_machine(Settings())
+    assert settings.kafka_topic_partitions == processes.ONE_MACHINE_TOPIC_PARTITIONS == 1
+
+
+def test_a_count_the_caller_chose_wins(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KAFKA_TOPIC_PARTITIONS", "4")
+    assert processes.one_machine(Settings()).kafka_topic_partitions == 4
+    monkeypatch.delenv("KAFKA_TOPIC_PARTITIONS")
+    assert processes.one_machine(Settings(kafka_topic_partitions=3)).kafka_topic_partitions == 3
+
+
+def test_the_services_are_given_the_count() -> None:
+    env = processes.service_env(bootstrap="b", database_url="d", ports=PORTS,
+                                topic_partitions=1)
+    assert env["KAFKA_TOPIC_PARTITIONS"] == "1"
+    assert "KAFKA_TOPIC_PARTITIONS" not in processes.service_env(
+        bootstrap="b", database_url="d", ports=PORTS)
+
+
+class StartedService:
+    """Stands in for a service process: ends as soon as it is watched."""
+
+    name = "segmenter"
+    url = "http://127.0.0.1:1"
+    log_file = "segmenter.log"
+
+    class process:  # a Popen: the one method the runner reads
+        @staticmethod
+        def poll() -> int:
+            return 0
+
+    def start(self) -> None:
+        pass
+
+    def wait_ready(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+
+def test_bin_run_starts_the_services_with_one_partition_a_topic(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from devtools import run as dev_run
+
+    given: list[dict[str, str]] = []
+
+    def pipeline(env: dict[str, str], *_: object, **__: object) -> list[StartedService]:
+        given.append(env)
+        return [StartedService()]
+
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")  # no broker started
+    monkeypatch.delenv("KAFKA_TOPIC_PARTITIONS", raising=False)
+    monkeypatch.setattr(dev_run.processes, "pipeline_processes", pipeline)
+    monkeypatch.setattr(dev_run.signal, "signal", lambda *_: None)
+    result = CliRunner().invoke(dev_run.app, ["up", "--no-demo", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert [env["KAFKA_TOPIC_PARTITIONS"] for env in given] == ["1"]
