@@ -1,0 +1,54 @@
+"""The segmenter's flush of tickets raised, on the real store (SQLite and PostgreSQL):
+each customer's count grows by what was tallied, in one statement for the whole flush
+(a round trip per customer held the store's write lock, which every service's writes
+wait for, for seconds after a busy spell)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import event, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.segmenter.cache import CustomerCache
+from services.segmenter.models import CustomerFeaturesRow
+from services.segmenter.store import CustomerStore
+
+NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+CUSTOMERS = [f"c-{n:02d}" for n in range(40)]
+
+
+async def test_a_flush_adds_each_customers_count_in_one_statement(
+        sessions: async_sessionmaker[AsyncSession]) -> None:
+    store = CustomerStore(sessions, cache=CustomerCache(max_customers=10, ttl_seconds=60))
+    for customer_id in CUSTOMERS:
+        await store.save_customer({"customer_id": customer_id,
+                                   "customer_type": "individual"})
+        await store.record_purchase(customer_id, 100.0, "EUR", NOW, now=NOW)
+    await store.save_customer({"customer_id": "c-no-purchase", "customer_type": "individual"})
+    statements: list[tuple[str, bool]] = []
+
+    def executed(_conn: Any, _cursor: Any, statement: str, _parameters: Any,
+                 _context: Any, executemany: bool) -> None:
+        if statement.lstrip().upper().startswith("UPDATE"):
+            statements.append((statement, executemany))
+
+    engine = sessions.kw["bind"].sync_engine
+    event.listen(engine, "before_cursor_execute", executed)
+    try:
+        await store.count_tickets({customer_id: n % 3 + 1
+                                   for n, customer_id in enumerate(CUSTOMERS)}
+                                  | {"c-no-purchase": 2, "c-unknown": 5})
+        await store.count_tickets({CUSTOMERS[0]: 10})
+    finally:
+        event.remove(engine, "before_cursor_execute", executed)
+
+    async with sessions() as session:
+        raised = {customer_id: count for customer_id, count in await session.execute(select(
+            CustomerFeaturesRow.customer_id, CustomerFeaturesRow.tickets_raised))}
+    # Counted where the customer has features; the others have nothing to add to.
+    assert raised == {customer_id: n % 3 + 1 + (10 if n == 0 else 0)
+                      for n, customer_id in enumerate(CUSTOMERS)}
+    # One statement a flush: run for each customer by the driver (the second has one).
+    assert [many for _, many in statements] == [True, False]
