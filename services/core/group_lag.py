@@ -31,11 +31,15 @@ async def positions(admin: AIOKafkaAdminClient, offsets: AIOKafkaConsumer,
         return {}
     end = await offsets.end_offsets(every)
     beginning = await offsets.beginning_offsets(every)
-    measured: dict[tuple[str, str], lag.GroupPosition] = {}
+    # One request a group, for every partition of its topics.
+    groups: dict[str, list[TopicPartition]] = {}
     for group, topic in pairs:
-        committed = await admin.list_consumer_group_offsets(group, partitions=partitions[topic])
-        measured[(group, topic)] = lag.position(
-            {tp.partition: end[tp] for tp in partitions[topic]},
-            {tp.partition: beginning[tp] for tp in partitions[topic]},
-            {tp.partition: meta.offset for tp, meta in committed.items()})
-    return measured
+        groups.setdefault(group, []).extend(partitions[topic])
+    committed = {group: await admin.list_consumer_group_offsets(group, partitions=tps)
+                 for group, tps in groups.items()}
+    return {(group, topic): lag.position(
+        {tp.partition: end[tp] for tp in partitions[topic]},
+        {tp.partition: beginning[tp] for tp in partitions[topic]},
+        {tp.partition: meta.offset for tp, meta in committed[group].items()
+         if tp.topic == topic})
+        for group, topic in pairs}

@@ -85,8 +85,9 @@ class LoadWatch:
             oldest_open_since=oldest.get(department), now=now) for department in departments}
 
     async def _lag(self, departments: tuple[str, ...]) -> dict[str, int]:
-        """Records in each department's lanes not yet taken by its agents (lanes that do
-        not exist hold none)."""
+        """Records in each department's lanes not yet taken by its agents; a department
+        none of whose lanes the cluster describes is left out (its lag unknown, not 0:
+        `sample_load` has just made its lanes)."""
         if not departments:
             return {}
         async with contextlib.AsyncExitStack() as clients:
@@ -103,7 +104,7 @@ class LoadWatch:
                      for lane, department in lanes.items()]
             measured = await group_lag.positions(
                 admin, probe, pairs, await kafka.described_partitions(admin))
-        lag = dict.fromkeys(departments, 0)
+        lag: dict[str, int] = {}
         for (_, lane), position in measured.items():
-            lag[lanes[lane]] += position.lag
+            lag[lanes[lane]] = lag.get(lanes[lane], 0) + position.lag
         return lag

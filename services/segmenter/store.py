@@ -223,10 +223,10 @@ class CustomerStore:
         # run alone, not across a round trip per customer (a flush after a busy spell
         # held it for seconds). In the customers' order, so two segmenters' flushes take
         # their row locks in the same order.
-        features = cast(Table, CustomerFeaturesRow.__table__)
-        statement = (update(features)
-                     .where(features.c.customer_id == bindparam("counted_customer"))
-                     .values(tickets_raised=features.c.tickets_raised
+        table = cast(Table, CustomerFeaturesRow.__table__)
+        statement = (update(table)
+                     .where(table.c.customer_id == bindparam("counted_customer"))
+                     .values(tickets_raised=table.c.tickets_raised
                              + bindparam("counted_tickets")))
         async with self._sessions() as session, session.begin():
             await session.execute(statement, [

@@ -12,6 +12,8 @@ from aiokafka.admin import NewTopic, RecordsToDelete
 
 from services.core import db, kafka, migrate, topics
 from services.core.settings import Settings
+from services.metrics import exporter
+from services.metrics.kafka_watch import LagWatch
 from services.router import overflow, routing
 from services.router.load import LoadWatch
 from services.router.store import RoutedTickets
@@ -53,10 +55,7 @@ async def test_lag_counts_every_partition_of_the_lanes_from_the_first_retained_o
     await migrate.upgrade(settings.database_url)
     engine = db.engine(settings.database_url)
     try:
-        table = routing.RoutingTable(
-            "v1", {"potential": routing.Route("potential", department)}, department,
-            department_policies={department: routing.DepartmentPolicy(
-                overflow_policy=overflow.OverflowPolicy(to="elsewhere", max_lag=3))})
+        table = overflowing_on_lag(department)
         watch = LoadWatch(settings, RoutedTickets(db.sessions(engine)), lambda: table)
         await watch.sample()
     finally:
@@ -65,3 +64,41 @@ async def test_lag_counts_every_partition_of_the_lanes_from_the_first_retained_o
     # First lane: 3 - 1 on partition 0, 2 - 1 on partition 1; second lane: 1.
     assert loads[department].lag == 4
     assert states[department].overflowing
+    # The metrics service reads the same, lane by lane.
+    lags = LagWatch(settings)
+    await lags.start()
+    try:
+        await lags.poll()
+    finally:
+        await lags.stop()
+    group = topics.department_group(department)
+    assert {topic: lag for (of, topic), lag in exporter.CONSUMER_LAG.values().items()
+            if of == group} == {lane: {first: 3, second: 1}.get(lane, 0)
+                                for lane in topics.lane_topics(department)}
+
+
+async def test_a_department_whose_lanes_are_not_there_has_its_lag_unknown(
+        kafka_bootstrap: str, tmp_path: Path) -> None:
+    department = f"lag_{uuid.uuid4().hex[:8]}"
+    settings = Settings(kafka_bootstrap_servers=kafka_bootstrap,
+                        database_url=f"sqlite+aiosqlite:///{tmp_path / 'store.db'}")
+    await migrate.upgrade(settings.database_url)
+    engine = db.engine(settings.database_url)
+    try:
+        watch = LoadWatch(settings, RoutedTickets(db.sessions(engine)),
+                          lambda: overflowing_on_lag(department))
+        await watch.sample()
+    finally:
+        await engine.dispose()
+    loads, states = watch.view()
+    # Unknown, not 0: an overflow on lag neither starts nor ends on it.
+    assert loads[department].lag is None
+    assert not states.get(department, overflow.OverflowState()).overflowing
+
+
+def overflowing_on_lag(department: str) -> routing.RoutingTable:
+    """A table whose one department overflows past a lag of 3."""
+    return routing.RoutingTable(
+        "v1", {"potential": routing.Route("potential", department)}, department,
+        department_policies={department: routing.DepartmentPolicy(
+            overflow_policy=overflow.OverflowPolicy(to="elsewhere", max_lag=3))})

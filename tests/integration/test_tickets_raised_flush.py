@@ -9,8 +9,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import event, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from services.core import db
 from services.segmenter.cache import CustomerCache
 from services.segmenter.models import CustomerFeaturesRow
 from services.segmenter.store import CustomerStore
@@ -19,8 +20,16 @@ NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 CUSTOMERS = [f"c-{n:02d}" for n in range(40)]
 
 
-async def test_a_flush_adds_each_customers_count_in_one_statement(
-        sessions: async_sessionmaker[AsyncSession]) -> None:
+async def test_a_flush_adds_each_customers_count_in_one_statement(database_url: str) -> None:
+    engine = db.engine(database_url)
+    try:
+        await flush_and_read(engine, db.sessions(engine))
+    finally:
+        await engine.dispose()
+
+
+async def flush_and_read(engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]
+                         ) -> None:
     store = CustomerStore(sessions, cache=CustomerCache(max_customers=10, ttl_seconds=60))
     for customer_id in CUSTOMERS:
         await store.save_customer({"customer_id": customer_id,
@@ -34,15 +43,14 @@ async def test_a_flush_adds_each_customers_count_in_one_statement(
         if statement.lstrip().upper().startswith("UPDATE"):
             statements.append((statement, executemany))
 
-    engine = sessions.kw["bind"].sync_engine
-    event.listen(engine, "before_cursor_execute", executed)
+    event.listen(engine.sync_engine, "before_cursor_execute", executed)
     try:
         await store.count_tickets({customer_id: n % 3 + 1
                                    for n, customer_id in enumerate(CUSTOMERS)}
                                   | {"c-no-purchase": 2, "c-unknown": 5})
         await store.count_tickets({CUSTOMERS[0]: 10})
     finally:
-        event.remove(engine, "before_cursor_execute", executed)
+        event.remove(engine.sync_engine, "before_cursor_execute", executed)
 
     async with sessions() as session:
         raised = {customer_id: count for customer_id, count in await session.execute(select(

@@ -17,7 +17,7 @@ PORTS = {"router": 1, "segmenter": 2, "metrics": 3}
 def test_one_machine_topics_get_one_partition_by_default(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("KAFKA_TOPIC_PARTITIONS", raising=False)
-    assert Settings().kafka_topic_partitions == 3  # compose's and Helm's
+    assert Settings().kafka_topic_partitions == 3  # compose's (Helm's values say 6)
     settings = processes.one_machine(Settings())
     assert settings.kafka_topic_partitions == processes.ONE_MACHINE_TOPIC_PARTITIONS == 1
 

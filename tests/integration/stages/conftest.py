@@ -24,7 +24,8 @@ def own_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture
 async def stage_settings(own_broker: str, tmp_path: Path) -> Settings:
-    settings = Settings(kafka_bootstrap_servers=own_broker,
+    # Three partitions, whatever the shell says: these tests share partitions out.
+    settings = Settings(kafka_bootstrap_servers=own_broker, kafka_topic_partitions=3,
                         database_url=f"sqlite+aiosqlite:///{tmp_path / 'store.db'}")
     await kafka.ensure_topics(settings, [*topics.PIPELINE,
                                          *department_lanes(*TABLE.departments)])

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from services.core import envelope, tickets, topics
+from services.core import envelope, kafka, tickets, topics
 from services.core.settings import Settings
 from services.core.stage import StageRunner
 from services.router import routing, worker
@@ -104,8 +104,8 @@ async def group_lag(bootstrap: str, group: str) -> int:
     await probe.start()
     try:
         committed = await admin.list_consumer_group_offsets(group)
-        partitions = [TopicPartition(topics.SEGMENTED, p)
-                      for p in range(Settings().kafka_topic_partitions)]
+        partitions = [TopicPartition(topics.SEGMENTED, p) for p in
+                      (await kafka.described_partitions(admin))[topics.SEGMENTED]]
         ends = await probe.end_offsets(partitions)
         return sum(end - (committed[tp].offset if tp in committed else 0)
                    for tp, end in ends.items())
