@@ -71,8 +71,10 @@ def start_baseline(bootstrap: str, home: Path, *, exactly_once: bool = False) ->
     name = "baseline-eo" if exactly_once else "baseline"
     incoming, segmented, lane = baseline.topics(
         baseline.EXACTLY_ONCE_PREFIX if exactly_once else baseline.PREFIX)
-    asyncio.run(kafka.ensure_topics(Settings(kafka_bootstrap_servers=bootstrap),
-                                    (incoming, segmented, lane)))
+    # The project's topic layout on one machine (`start_project`), for a like comparison.
+    asyncio.run(kafka.ensure_topics(
+        processes.one_machine(Settings(kafka_bootstrap_servers=bootstrap)),
+        (incoming, segmented, lane)))
     port = ports.free_port()
     env = {"BASELINE_BOOTSTRAP": bootstrap, "BASELINE_TOPIC": incoming}
     intake = spawn([sys.executable, "-m", "uvicorn", "bench.baseline:app", "--host",

@@ -87,12 +87,13 @@ def main() -> None:
         prepare_store(store, args.customers)
         broker.start()
         bootstrap = broker.bootstrap_servers
-        asyncio.run(kafka.ensure_topics(Settings(kafka_bootstrap_servers=bootstrap),
-                                        [*topics.PIPELINE, *baseline.TOPICS]))
+        settings = processes.one_machine(Settings(kafka_bootstrap_servers=bootstrap))
+        asyncio.run(kafka.ensure_topics(settings, [*topics.PIPELINE, *baseline.TOPICS]))
         service_ports = ports.free_ports_by_name(processes.SERVICES)
         env = processes.service_env(bootstrap=bootstrap,
                                     database_url=f"sqlite+aiosqlite:///{store}",
-                                    ports=service_ports)
+                                    ports=service_ports,
+                                    topic_partitions=settings.kafka_topic_partitions)
         segmenter = processes.ServiceProcess("segmenter", service_ports["segmenter"], env,
                                              home / "logs" / "segmenter.log")
         segmenter.start()
