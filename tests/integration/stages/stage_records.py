@@ -6,10 +6,10 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
-from aiokafka import AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import AIOKafkaProducer
 
 from services.core import envelope, kafka, tickets, topics
+from services.core import group_lag as core_group_lag
 from services.core.settings import Settings
 from services.core.stage import StageRunner
 from services.router import routing, worker
@@ -96,19 +96,16 @@ async def dead_letters_marked(bootstrap: str, marker: str, count: int) -> dict[s
 
 
 async def group_lag(bootstrap: str, group: str) -> int:
-    from aiokafka import AIOKafkaConsumer
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    """The group's lag on `tickets.segmented`, read as the services read it."""
+    settings = Settings(kafka_bootstrap_servers=bootstrap)
+    admin = kafka.admin(settings, client_id="test-lag")
     await admin.start()
-    probe = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    probe = kafka.consumer(settings, group_id=None, client_id="test-lag")
     await probe.start()
     try:
-        committed = await admin.list_consumer_group_offsets(group)
-        partitions = [TopicPartition(topics.SEGMENTED, p) for p in
-                      (await kafka.described_partitions(admin))[topics.SEGMENTED]]
-        ends = await probe.end_offsets(partitions)
-        return sum(end - (committed[tp].offset if tp in committed else 0)
-                   for tp, end in ends.items())
+        measured = await core_group_lag.positions(
+            admin, probe, [(group, topics.SEGMENTED)], await kafka.described_partitions(admin))
+        return measured[(group, topics.SEGMENTED)].lag
     finally:
         await probe.stop()
         await admin.close()
