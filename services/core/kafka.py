@@ -93,7 +93,7 @@ def producer(settings: Settings, *, client_id: str,
         acks="all",
         enable_idempotence=True,
         transactional_id=transactional_id,
-        linger_ms=2,
+        linger_ms=kafka_tuning.linger_ms(transactional=transactional_id is not None),
         request_timeout_ms=int(settings.produce_timeout_seconds * 1000),
     )
 

@@ -11,6 +11,7 @@ from aiokafka.producer.transaction_manager import TransactionManager
 from aiokafka.structs import TopicPartition
 
 from services.core import kafka, kafka_tuning
+from services.core.settings import Settings
 
 
 async def test_concurrent_transactions_are_asked_again_after_the_short_pause() -> None:
@@ -22,3 +23,18 @@ async def test_concurrent_transactions_are_asked_again_after_the_short_pause() -
                                         [(0, ConcurrentTransactions.errno)])])
     assert handler.handle_response(response) == \
         kafka_tuning.CONCURRENT_TRANSACTIONS_RETRY_SECONDS < 0.02
+
+
+async def test_transactional_producers_send_without_lingering() -> None:
+    """Their records wait for the partitions' adding anyway; a plain producer lingers, so
+    that concurrent callers' records share a request."""
+    settings = Settings(kafka_bootstrap_servers="127.0.0.1:1")
+    transactional = kafka.producer(settings, client_id="t", transactional_id="intake-0-0")
+    plain = kafka.producer(settings, client_id="p")
+    try:
+        # The pinned aiokafka keeps the setting on its accumulator, in seconds.
+        assert transactional._message_accumulator._linger_time == 0
+        assert plain._message_accumulator._linger_time == kafka_tuning.LINGER_MS / 1000 > 0
+    finally:
+        await transactional.stop()  # never started: nothing to send, no socket
+        await plain.stop()
