@@ -2,8 +2,8 @@
 
     .venv/bin/python -m bench.e2e [--rates 50,200,500,1000] [--seconds 15] [--runs 1]
         [--only project|baseline|baseline-eo] [--skip-max] [--intake-seconds 10] [--customers 2000]
-        [--profile DIR [--profile-rate R]] [--one-router] [--broker-warmup-seconds 150]
-        [--pipeline-warmup-seconds 90]
+        [--profile DIR [--profile-rate R]] [--one-router | --intakes N]
+        [--broker-warmup-seconds 150] [--pipeline-warmup-seconds 90]
 
 Starts one Kafka broker (KRaft, loopback) in a temporary folder, warms its JIT
 (bench/broker_warmup.py: until its compiler threads settle, at most
@@ -17,7 +17,8 @@ Starts one Kafka broker (KRaft, loopback) in a temporary folder, warms its JIT
   project's exactly-once stages cost;
 - the project's pipeline with its defaults: segmenter, router (intake) and metrics service
   as processes (`python -m services.<name>`) as `bin/run` starts them (the router's intake
-  and its stage in two processes; `--one-router`: in one), exactly once,
+  and its stage in two processes; `--one-router`: in one; `--intakes N`: N intake
+  processes serving its port together), exactly once,
   a SQLite store seeded with `--customers` demo customers, auth on (a platform key
   issued in the store with the rate limit 100000/second), config/segments.yaml and
   config/routing.yaml.
@@ -244,6 +245,8 @@ def main() -> None:
     parser.add_argument("--one-router", action="store_true",
                         help="the project's router in one process, its intake and stage"
                              " together (bin/run splits them)")
+    parser.add_argument("--intakes", type=int, default=1,
+                        help="the project's intake processes, serving one port together")
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--customers", type=int, default=2000,
                         help="demo customers in the project's store")
@@ -290,7 +293,8 @@ def main() -> None:
                 print(f"run {run + 1}/{args.runs}: {name} (started at"
                       f" {time.monotonic() - began:.0f}s)", flush=True)
                 running = (start_project(broker.bootstrap_servers, home, args.customers,
-                                         split=not args.one_router) if name == "project"
+                                         split=not args.one_router,
+                                         intakes=args.intakes) if name == "project"
                            else start_baseline(broker.bootstrap_servers, home,
                                                exactly_once=name == "baseline-eo"))
                 try:

@@ -123,21 +123,23 @@ def project_lanes() -> list[str]:
 
 
 def start_project(bootstrap: str, home: Path, customers: int, *,
-                  split: bool = True) -> Running:
+                  split: bool = True, intakes: int = 1) -> Running:
     """The project as `bin/run` starts it, one partition a topic included (`split`: the
-    router's intake and stage in two processes, see devtools.processes)."""
+    router's intake and stage in two processes; `intakes`: intake processes serving one
+    port; see devtools.processes)."""
     database_url = f"sqlite+aiosqlite:///{home / 'project.db'}"
     token = asyncio.run(prepare_store(database_url, customers))
     lanes = project_lanes()
     settings = processes.one_machine(Settings(kafka_bootstrap_servers=bootstrap))
     asyncio.run(kafka.ensure_topics(settings, [*topics.PIPELINE, *lanes]))
     service_ports = ports.free_ports_by_name(
-        (*processes.SERVICES, processes.ROUTER_STAGE_INSTANCE))
+        (*processes.SERVICES, processes.ROUTER_STAGE_INSTANCE,
+         *processes.intake_port_names(intakes)))
     env = processes.service_env(bootstrap=bootstrap, database_url=database_url,
                                 ports=service_ports,
                                 topic_partitions=settings.kafka_topic_partitions)
     services = {service.name: service for service in processes.pipeline_processes(
-        env, service_ports, home / "logs", split=split)}
+        env, service_ports, home / "logs", split=split, intakes=intakes)}
     for service in services.values():
         service.start()
         assert service.process is not None

@@ -108,15 +108,43 @@ def local_ports(settings: Settings) -> dict[str, int]:
             "metrics": settings.metrics_port, ROUTER_STAGE_INSTANCE: ROUTER_STAGE_PORT}
 
 
+# Further intake processes (`intakes` > 1): `intake-2`, `intake-3`... beside `router`.
+INTAKE_INSTANCE = "intake"
+
+
+def intake_port_names(intakes: int) -> tuple[str, ...]:
+    """The ports `pipeline_processes` needs besides SERVICES' and ROUTER_STAGE_INSTANCE's
+    for `intakes` intake processes: one of its own each, when they share ROUTER_PORT."""
+    return tuple(f"{INTAKE_INSTANCE}-{n}" for n in range(1, intakes + 1)) if intakes > 1 else ()
+
+
 def pipeline_processes(env: dict[str, str], service_ports: dict[str, int], logs: Path, *,
-                       split: bool) -> list[ServiceProcess]:
+                       split: bool, intakes: int = 1) -> list[ServiceProcess]:
     """The pipeline's processes. Split: the router on ROUTER_PORT serves the intake and the
     APIs and runs no stage (ROUTER_STAGE=false); a second router instance, with its own
-    instance id and port, routes (ROUTER_STAGE_INSTANCE in `service_ports`)."""
+    instance id and port, routes (ROUTER_STAGE_INSTANCE in `service_ports`).
+
+    `intakes` > 1 (split only): that many such intake processes serve ROUTER_PORT
+    together (HTTP_SHARED_PORT), each with an instance id and a port of its own (for its
+    health and /metrics: `intake_port_names`); the first is still named `router`."""
+    if intakes > 1 and not split:
+        raise ValueError("several intake processes need the router split from its stage")
     router_env = {**env, "ROUTER_STAGE": "false"} if split else env
+    intake = [ServiceProcess("router", service_ports["router"], router_env,
+                             logs / "router.log")]
+    if intakes > 1:
+        intake = []
+        for n, name in enumerate(intake_port_names(intakes), start=1):
+            own = service_ports[name]
+            instance = {} if n == 1 else {"INSTANCE_ID": name}  # the first keeps its id
+            intake.append(ServiceProcess(
+                "router" if n == 1 else name, own,
+                {**router_env, **instance, "ROUTER_PORT": str(own),
+                 "HTTP_SHARED_PORT": str(service_ports["router"])},
+                logs / ("router.log" if n == 1 else f"{name}.log"), module="router"))
     processes = [
         ServiceProcess("segmenter", service_ports["segmenter"], env, logs / "segmenter.log"),
-        ServiceProcess("router", service_ports["router"], router_env, logs / "router.log"),
+        *intake,
         ServiceProcess("metrics", service_ports["metrics"], env, logs / "metrics.log")]
     if split:
         port = service_ports[ROUTER_STAGE_INSTANCE]

@@ -110,6 +110,10 @@ class Settings(BaseSettings):
     router_stage: bool = True
     segmenter_port: int = 8081
     metrics_port: int = 8082
+    # A second port this process serves, bound with SO_REUSEPORT: several processes of a
+    # service on one host serve it together, the kernel handing each new connection to
+    # one of them. Each keeps its own port (health, /metrics) too.
+    http_shared_port: int | None = Field(default=None, ge=1, le=65535)
     router_url: str = "http://127.0.0.1:8080"
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
