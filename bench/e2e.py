@@ -263,6 +263,8 @@ def main() -> None:
                         help="at most this long warming the broker's JIT again on each"
                              " pipeline's own requests before it is measured (0: not at all)")
     args = parser.parse_args()
+    if args.one_router and args.intakes > 1:
+        parser.error("--intakes needs the router's intake apart from its stage")
     rates = [float(r) for r in args.rates.split(",") if r]
 
     def interrupted(_signum: int, _frame: object) -> None:

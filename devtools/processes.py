@@ -125,7 +125,7 @@ def pipeline_processes(env: dict[str, str], service_ports: dict[str, int], logs:
     instance id and port, routes (ROUTER_STAGE_INSTANCE in `service_ports`).
 
     `intakes` > 1 (split only): that many such intake processes serve ROUTER_PORT
-    together (HTTP_SHARED_PORT), each with an instance id and a port of its own (for its
+    together (INTAKE_SHARED_PORT), each with an instance id and a port of its own (for its
     health and /metrics: `intake_port_names`); the first is still named `router`."""
     if intakes > 1 and not split:
         raise ValueError("several intake processes need the router split from its stage")
@@ -136,11 +136,11 @@ def pipeline_processes(env: dict[str, str], service_ports: dict[str, int], logs:
         intake = []
         for n, name in enumerate(intake_port_names(intakes), start=1):
             own = service_ports[name]
-            instance = {} if n == 1 else {"INSTANCE_ID": name}  # the first keeps its id
+            instance = {} if n == 1 else {"INSTANCE_ID": str(n)}  # the first keeps its id
             intake.append(ServiceProcess(
                 "router" if n == 1 else name, own,
                 {**router_env, **instance, "ROUTER_PORT": str(own),
-                 "HTTP_SHARED_PORT": str(service_ports["router"])},
+                 "INTAKE_SHARED_PORT": str(service_ports["router"])},
                 logs / ("router.log" if n == 1 else f"{name}.log"), module="router"))
     processes = [
         ServiceProcess("segmenter", service_ports["segmenter"], env, logs / "segmenter.log"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
 import sys
 
@@ -12,23 +13,24 @@ from fastapi import FastAPI
 from services.core import collector
 from services.core.settings import Settings
 
+logger = logging.getLogger(__name__)
+
 STARTUP_FAILURE = 3  # uvicorn's exit code when the app did not start
 
 
-def run(app: FastAPI, settings: Settings, *, port: int) -> None:
+def run(app: FastAPI, settings: Settings, *, port: int, shared_port: int | None = None
+        ) -> None:
+    """Serve on `port`, and also on `shared_port` (SO_REUSEPORT) with the other processes
+    that serve it."""
     # What the process made so far (modules, the app, its routes' models) lives as long
     # as it does; a stage freezes what its lifespan added when it starts consuming.
     collector.freeze_what_is_loaded()
     # uvicorn turns SIGTERM/SIGINT into the app's lifespan shutdown, where stages finish
     # their batch, commit and leave their consumer group.
-    config = uvicorn.Config(app, host=settings.host, port=port, log_config=None,
-                            access_log=False, timeout_graceful_shutdown=10)
-    server = uvicorn.Server(config)
-    # Shared: bound here, listened on once the app has started (uvicorn's startup), so
-    # that the kernel hands the shared port's connections only to processes serving it.
-    sockets = None if settings.http_shared_port is None else [
-        bound(settings.host, port),
-        bound(settings.host, settings.http_shared_port, shared=True)]
+    server = uvicorn.Server(uvicorn.Config(
+        app, host=settings.host, port=port, log_config=None, access_log=False,
+        timeout_graceful_shutdown=10))
+    sockets = None if shared_port is None else _shared(settings.host, port, shared_port)
     # As uvicorn.run: a SIGINT is raised again after the graceful shutdown.
     with contextlib.suppress(KeyboardInterrupt):
         server.run(sockets=sockets)
@@ -36,13 +38,37 @@ def run(app: FastAPI, settings: Settings, *, port: int) -> None:
         sys.exit(STARTUP_FAILURE)
 
 
+def _shared(host: str, port: int, shared_port: int) -> list[socket.socket]:
+    """Both sockets, bound here and listened on once the app has started (uvicorn's
+    startup), so that the kernel hands the shared port's connections only to processes
+    serving it; exits as uvicorn does when an address is taken."""
+    sockets: list[socket.socket] = []
+    try:
+        sockets.append(bound(host, port))
+        sockets.append(bound(host, shared_port, shared=True))
+    except OSError as error:
+        for sock in sockets:
+            sock.close()
+        logger.error("cannot bind the service's ports", extra={
+            "port": port, "shared_port": shared_port, "error": str(error)})
+        sys.exit(STARTUP_FAILURE)
+    logger.info("serving", extra={"host": host, "port": port, "shared_port": shared_port})
+    return sockets
+
+
 def bound(host: str, port: int, *, shared: bool = False) -> socket.socket:
     """A TCP socket bound to the address; `shared`: with SO_REUSEPORT, so that the other
     processes that bind it so serve it too."""
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET,
-                         socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if shared:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
+    ipv6 = ":" in host
+    sock = socket.socket(socket.AF_INET6 if ipv6 else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if shared:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if ipv6:  # as asyncio binds: IPv6 only
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
     return sock

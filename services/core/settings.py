@@ -108,12 +108,13 @@ class Settings(BaseSettings):
     # another core) consumes: `bin/run`, docker-compose.yml and the Helm chart run them so
     # (`router` and `router-stage`).
     router_stage: bool = True
+    # A second port this router instance serves, bound with SO_REUSEPORT: intake
+    # processes on one host given the same one serve it together, the kernel handing each
+    # new connection to one of them. Each keeps ROUTER_PORT (health, /metrics) and needs
+    # an INSTANCE_ID of its own (its transactional ids).
+    intake_shared_port: int | None = Field(default=None, ge=1, le=65535)
     segmenter_port: int = 8081
     metrics_port: int = 8082
-    # A second port this process serves, bound with SO_REUSEPORT: several processes of a
-    # service on one host serve it together, the kernel handing each new connection to
-    # one of them. Each keeps its own port (health, /metrics) too.
-    http_shared_port: int | None = Field(default=None, ge=1, le=65535)
     router_url: str = "http://127.0.0.1:8080"
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

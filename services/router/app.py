@@ -153,4 +153,5 @@ def main() -> None:
 
     settings = Settings()
     logs.configure(settings, service=NAME)
-    serve.run(create_app(settings), settings, port=settings.router_port)
+    serve.run(create_app(settings), settings, port=settings.router_port,
+              shared_port=settings.intake_shared_port)

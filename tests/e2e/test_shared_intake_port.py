@@ -1,4 +1,4 @@
-"""Several intake processes serving one port (HTTP_SHARED_PORT, SO_REUSEPORT), as
+"""Several intake processes serving one port (INTAKE_SHARED_PORT, SO_REUSEPORT), as
 `bench.e2e --intakes N` runs them: each accepts tickets on the shared port, each under
 an instance id of its own (its own transactional ids), and every ticket accepted by
 either reaches its department's queue once."""
@@ -42,7 +42,7 @@ def two_intakes(kafka_bootstrap: str, tmp_path: Path
             service.start()
         for service in started:
             service.wait_ready(timeout=90)
-        intakes = [s for s in started if s.env.get("HTTP_SHARED_PORT")]
+        intakes = [s for s in started if s.env.get("INTAKE_SHARED_PORT")]
         yield intakes, f"http://127.0.0.1:{service_ports['router']}", token
     finally:
         for service in started:

@@ -23,11 +23,11 @@ def test_three_intakes_share_the_router_port_each_with_its_own(tmp_path: Path) -
     assert [s.name for s in intakes] == ["router", "intake-2", "intake-3"]
     assert [s.port for s in intakes] == [9011, 9012, 9013]
     assert {s.env["ROUTER_PORT"] for s in intakes} == {"9011", "9012", "9013"}
-    assert {s.env["HTTP_SHARED_PORT"] for s in intakes} == {"9000"}
-    assert len({s.env.get("INSTANCE_ID", "0") for s in intakes}) == 3
+    assert {s.env["INTAKE_SHARED_PORT"] for s in intakes} == {"9000"}
+    assert [s.env.get("INSTANCE_ID", "0") for s in intakes] == ["0", "2", "3"]
     assert len({s.log_file for s in started}) == len(started)
     routing = next(s for s in started if s.name == processes.ROUTER_STAGE_INSTANCE)
-    assert "HTTP_SHARED_PORT" not in routing.env
+    assert "INTAKE_SHARED_PORT" not in routing.env
     assert processes.intake_port_names(3) == ("intake-1", "intake-2", "intake-3")
 
 
@@ -35,7 +35,7 @@ def test_one_intake_serves_the_router_port_itself(tmp_path: Path) -> None:
     started = processes.pipeline_processes({}, SERVICE_PORTS, tmp_path, split=True)
     router = next(s for s in started if s.name == "router")
     assert router.port == 9000
-    assert "HTTP_SHARED_PORT" not in router.env
+    assert "INTAKE_SHARED_PORT" not in router.env
     assert processes.intake_port_names(1) == ()
 
 
