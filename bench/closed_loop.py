@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import math
 import re
+import shutil
 import subprocess
 import tempfile
 import time
@@ -93,6 +94,9 @@ def wrk_total(output: str) -> tuple[int, float]:
 def wrk(port: int, connections: int, seconds: float, token: str | None,
         customers: list[str], tag: str) -> ClosedLoopResult:
     """wrk (2 threads) posting tickets for `seconds`; accepted = requests - non-2xx."""
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed: it is Debian's `wrk` package (apt-get"
+                         " install wrk); bench.e2e posts with Python callers without it")
     script = WRK_SCRIPT % {"customers": ",".join(f'"{c}"' for c in customers[:2000]),
                            "token": token or "", "tag": tag, "body": BODY}
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as file:

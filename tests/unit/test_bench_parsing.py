@@ -1,7 +1,7 @@
 """What the benches read from others' output: wrk's total whatever unit wrk prints its
 duration in (bench/closed_loop.py), a bench ticket's subject from a record of any hop
 (bench/e2e_load.py), and the sends a pipeline's processes had refused and sent again
-(bench/e2e_pipelines.py)."""
+(bench/e2e_pipelines.py); and that a machine without wrk is told where it comes from."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from bench import closed_loop
 from bench.closed_loop import wrk_total
 from bench.e2e_load import subject_of
 from bench.e2e_pipelines import refused_sends
@@ -57,3 +58,10 @@ def test_refused_sends_are_counted_from_the_processes_logs(tmp_path: Path) -> No
     logs = [tmp_path / "segmenter.log", tmp_path / "router.log", tmp_path / "metrics.log"]
     assert refused_sends(logs) == 3
     assert refused_sends([tmp_path / "router.log"]) == 1
+
+
+def test_a_machine_without_wrk_is_told_where_it_comes_from(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(closed_loop.shutil, "which", lambda _name: None)
+    with pytest.raises(SystemExit, match="Debian's `wrk` package"):
+        closed_loop.wrk(1, 16, 1.0, None, ["C-1"], "tag")
