@@ -118,6 +118,19 @@ def intake_port_names(intakes: int) -> tuple[str, ...]:
     return tuple(f"{INTAKE_INSTANCE}-{n}" for n in range(1, intakes + 1)) if intakes > 1 else ()
 
 
+def _sharing_intake(n: int, name: str, router_env: dict[str, str],
+                    service_ports: dict[str, int], logs: Path) -> ServiceProcess:
+    """The `n`th of the intake processes serving ROUTER_PORT together, on port `name`;
+    the first keeps the name `router` and the default instance id."""
+    own = service_ports[name]
+    first = n == 1
+    return ServiceProcess(
+        "router" if first else name, own,
+        {**router_env, **({} if first else {"INSTANCE_ID": str(n)}), "ROUTER_PORT": str(own),
+         "INTAKE_SHARED_PORT": str(service_ports["router"])},
+        logs / ("router.log" if first else f"{name}.log"), module="router")
+
+
 def pipeline_processes(env: dict[str, str], service_ports: dict[str, int], logs: Path, *,
                        split: bool, intakes: int = 1) -> list[ServiceProcess]:
     """The pipeline's processes. Split: the router on ROUTER_PORT serves the intake and the
@@ -130,18 +143,12 @@ def pipeline_processes(env: dict[str, str], service_ports: dict[str, int], logs:
     if intakes > 1 and not split:
         raise ValueError("several intake processes need the router split from its stage")
     router_env = {**env, "ROUTER_STAGE": "false"} if split else env
-    intake = [ServiceProcess("router", service_ports["router"], router_env,
-                             logs / "router.log")]
     if intakes > 1:
-        intake = []
-        for n, name in enumerate(intake_port_names(intakes), start=1):
-            own = service_ports[name]
-            instance = {} if n == 1 else {"INSTANCE_ID": str(n)}  # the first keeps its id
-            intake.append(ServiceProcess(
-                "router" if n == 1 else name, own,
-                {**router_env, **instance, "ROUTER_PORT": str(own),
-                 "INTAKE_SHARED_PORT": str(service_ports["router"])},
-                logs / ("router.log" if n == 1 else f"{name}.log"), module="router"))
+        intake = [_sharing_intake(n, name, router_env, service_ports, logs)
+                  for n, name in enumerate(intake_port_names(intakes), start=1)]
+    else:
+        intake = [ServiceProcess("router", service_ports["router"], router_env,
+                                 logs / "router.log")]
     processes = [
         ServiceProcess("segmenter", service_ports["segmenter"], env, logs / "segmenter.log"),
         *intake,

@@ -5,17 +5,17 @@ the router's consumers (its stage and its followers of the ticket events)."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from devtools import demo, ports, processes
+from devtools import processes
 from services.core import topics
 from tests import credentials
-from tests.conftest import TEST_ROUTING_TABLE, department_lanes, read_topic
+from tests.conftest import department_lanes, read_topic
+from tests.e2e.split_pipeline import running
 
 # The router's consumers: its stage, the ticket events' follower, the webhooks' recorder.
 CONSUMER_METRICS = [f'routing_stage_waiting_for_outage{{stage="{name}"}}' for name in
@@ -25,24 +25,8 @@ CONSUMER_METRICS = [f'routing_stage_waiting_for_outage{{stage="{name}"}}' for na
 @pytest.fixture
 def split_pipeline(kafka_bootstrap: str, tmp_path: Path
                    ) -> Iterator[tuple[dict[str, processes.ServiceProcess], str]]:
-    database_url = f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
-    asyncio.run(demo.seed_if_empty(database_url, count=50))
-    token = credentials.issue_token_blocking(database_url, "platform", "tests")
-    service_ports = ports.free_ports_by_name(
-        (*processes.SERVICES, processes.ROUTER_STAGE_INSTANCE))
-    env = processes.service_env(bootstrap=kafka_bootstrap, database_url=database_url,
-                                ports=service_ports,
-                                extra={"ROUTING_TABLE_FILE": str(TEST_ROUTING_TABLE)})
-    started = processes.pipeline_processes(env, service_ports, tmp_path / "logs", split=True)
-    try:
-        for service in started:
-            service.start()
-        for service in started:
-            service.wait_ready(timeout=90)
-        yield {service.name: service for service in started}, token
-    finally:
-        for service in started:
-            service.stop()
+    with running(kafka_bootstrap, tmp_path) as pipeline:
+        yield {service.name: service for service in pipeline.services}, pipeline.token
 
 
 async def test_the_intake_router_hands_its_tickets_to_the_routing_instance(

@@ -5,7 +5,6 @@ either reaches its department's queue once."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections import Counter
 from collections.abc import Iterator
@@ -14,9 +13,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from devtools import demo, ports, processes
+from devtools import processes
 from tests import credentials
-from tests.conftest import TEST_ROUTING_TABLE, department_lanes, read_topic
+from tests.conftest import department_lanes, read_topic
+from tests.e2e import split_pipeline
 
 TICKETS = 40
 ACCEPTED = re.compile(r'^routing_intake_tickets_accepted_total\{channel="web"\} (\S+)$',
@@ -26,27 +26,9 @@ ACCEPTED = re.compile(r'^routing_intake_tickets_accepted_total\{channel="web"\} 
 @pytest.fixture
 def two_intakes(kafka_bootstrap: str, tmp_path: Path
                 ) -> Iterator[tuple[list[processes.ServiceProcess], str, str]]:
-    database_url = f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
-    asyncio.run(demo.seed_if_empty(database_url, count=50))
-    token = credentials.issue_token_blocking(database_url, "platform", "tests")
-    service_ports = ports.free_ports_by_name(
-        (*processes.SERVICES, processes.ROUTER_STAGE_INSTANCE,
-         *processes.intake_port_names(2)))
-    env = processes.service_env(bootstrap=kafka_bootstrap, database_url=database_url,
-                                ports=service_ports,
-                                extra={"ROUTING_TABLE_FILE": str(TEST_ROUTING_TABLE)})
-    started = processes.pipeline_processes(env, service_ports, tmp_path / "logs",
-                                           split=True, intakes=2)
-    try:
-        for service in started:
-            service.start()
-        for service in started:
-            service.wait_ready(timeout=90)
-        intakes = [s for s in started if s.env.get("INTAKE_SHARED_PORT")]
-        yield intakes, f"http://127.0.0.1:{service_ports['router']}", token
-    finally:
-        for service in started:
-            service.stop()
+    with split_pipeline.running(kafka_bootstrap, tmp_path, intakes=2) as pipeline:
+        intakes = [s for s in pipeline.services if s.env.get("INTAKE_SHARED_PORT")]
+        yield intakes, f"http://127.0.0.1:{pipeline.ports['router']}", pipeline.token
 
 
 async def test_two_intakes_share_the_port_and_each_ticket_goes_once(
