@@ -2,9 +2,12 @@
 process, the project's beside the baseline's, same broker, same run.
 
     .venv/bin/python -m bench.intake_cpu [--seconds 5] [--connections 16] [--runs 1]
-        [--only project|baseline] [--profile DIR]
+        [--only project|baseline] [--profile DIR] [--broker-warmup-seconds 150]
 
-Starts one Kafka broker (KRaft, loopback), then each pipeline as bench/e2e.py does (the
+Starts one Kafka broker (KRaft, loopback), warms its JIT (bench/broker_warmup.py: until
+its compiler threads settle, at most --broker-warmup-seconds; 0 skips it: a cold broker
+spends about a core compiling under this load, and the first pipeline measured pays for
+it), then each pipeline as bench/e2e.py does (the
 project's: segmenter, router and metrics service, auth on; the baseline's: its intake
 and bare stages), warms it up (2 s of load), then runs wrk (2 threads) on
 `--connections` keep-alive connections for `--seconds` and reads the intake process's
@@ -33,7 +36,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import closed_loop, e2e_load
+from bench import broker_warmup, closed_loop, e2e_load
 from bench.e2e_pipelines import STARTED, Running, spawn, start_baseline, start_project, stop_all
 from bench.e2e_probes import cpu_by_process, cpu_seconds, top_frames
 from devtools import demo, ports
@@ -106,6 +109,8 @@ def main() -> None:
     parser.add_argument("--pause", default="",
                         help="processes of the project to stop (SIGSTOP) during each load,"
                              " comma-separated: segmenter, metrics")
+    parser.add_argument("--broker-warmup-seconds", type=float, default=150.0,
+                        help="at most this long warming the new broker's JIT (0: not at all)")
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="bench-intake-"))
     broker = LocalKafka(home / "kafka", heap="768m")
@@ -113,6 +118,12 @@ def main() -> None:
     try:
         broker.start()
         bootstrap = broker.bootstrap_servers
+        if args.broker_warmup_seconds > 0 and broker.pid is not None:
+            warmed = asyncio.run(broker_warmup.warm(bootstrap, broker.pid,
+                                                    max_seconds=args.broker_warmup_seconds))
+            print(f"broker warmed for {warmed.seconds:.0f}s: its JIT compiler threads at"
+                  f" {warmed.compiler_cores:.3f} cores over the last 5 s"
+                  + ("" if warmed.settled else " (not settled: time limit)"), flush=True)
         paused = tuple(p for p in args.pause.split(",") if p)
         customers = [g.customer["customer_id"] for g in demo.generate(args.customers)]
         for name in [args.only] if args.only else ["baseline", "project"]:
