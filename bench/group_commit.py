@@ -1,6 +1,6 @@
 """The intake's publisher alone: callers per second through the transactional group commit
-(one producer, then the default INTAKE_PRODUCERS) beside a plain idempotent `acks=all`
-producer (the hand-written intake's), on one broker in one run.
+(one producer, then the default INTAKE_PRODUCERS and INTAKE_GATHER_MS) beside a plain
+idempotent `acks=all` producer (the hand-written intake's), on one broker in one run.
 
     .venv/bin/python -m bench.group_commit [--callers 1,16,64] [--seconds 4] [--runs 3]
 
@@ -62,7 +62,8 @@ def publishers(settings: Settings, run: int) -> dict[str, Callable[[], AnyPublis
             settings, client_id="bench", transactional_id=f"bench-one-{run}", producers=1),
         f"group commit, {settings.intake_producers} producers": lambda: TransactionalPublisher(
             settings, client_id="bench", transactional_id=f"bench-pool-{run}",
-            producers=settings.intake_producers),
+            producers=settings.intake_producers,
+            gather_seconds=settings.intake_gather_ms / 1000),
     }
 
 

@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     produce_timeout_seconds: float = Field(default=5.0, gt=0)
     # Transactional producers the intake shares its callers between (group commit).
     intake_producers: int = Field(default=3, ge=1, le=16)
+    # How long a free intake producer waits for more tickets to join its transaction
+    # while another producer's is in flight (0: it takes what is queued at once).
+    intake_gather_ms: float = Field(default=5.0, ge=0, le=1000)
     retry_after_seconds: int = Field(default=5, ge=1)
 
     # How every Kafka client connects (see docs/kafka-security.md).

@@ -101,7 +101,8 @@ async def connect(settings: Settings) -> AsyncIterator[Connected]:
     # per instance, so a restarted intake fences its killed predecessor.
     publisher = TransactionalPublisher(settings, client_id=f"{NAME}-intake",
                                        transactional_id=f"intake-{settings.instance_id}",
-                                       producers=settings.intake_producers)
+                                       producers=settings.intake_producers,
+                                       gather_seconds=settings.intake_gather_ms / 1000)
     try:
         yield Connected(
             settings, table, engine, sessions, RoutedTickets(sessions), IntakeKeys(sessions),

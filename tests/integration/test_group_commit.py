@@ -9,6 +9,7 @@ from collections import Counter
 from collections.abc import Callable
 
 import pytest
+from prometheus_client import REGISTRY
 
 from services.core import envelope, kafka
 from services.core.settings import Settings
@@ -19,6 +20,10 @@ from tests.conftest import read_topic, unique
 def _event(n: int) -> envelope.Event:
     return envelope.Event(type="test.published", source="tests", ticket_id=f"t-{n}",
                           correlation_id=f"t-{n}", data={"n": n})
+
+
+def _transactions() -> float:
+    return REGISTRY.get_sample_value("routing_intake_transaction_requests_count") or 0.0
 
 
 async def _turns_until(condition: Callable[[], bool], turns: int = 10_000) -> None:
@@ -59,6 +64,55 @@ class TestSharedProducers:
         counts = Counter(event.data["n"] for event, _ in read)
         assert counts == Counter(range(callers))
         assert started >= 2
+
+    async def test_under_load_a_free_producer_gathers_callers_into_one_transaction(
+            self, settings: Settings) -> None:
+        """While one producer's transaction is in flight, a caller that a free producer
+        would otherwise take alone waits for the next one to join it: three callers,
+        two transactions (the intake's histogram of requests a transaction)."""
+        topic = unique("group-commit-gather")
+        await kafka.ensure_topics(settings, [topic])
+        publisher = TransactionalPublisher(settings, client_id="tests",
+                                           transactional_id=unique("intake"), producers=3,
+                                           gather_seconds=2.0)
+
+        def call(n: int) -> asyncio.Task[None]:
+            return asyncio.create_task(publisher.publish(
+                [kafka.Output(topic, f"k{n}", _event(n))]))
+
+        transactions_before = _transactions()
+        try:
+            first = call(0)
+            await _turns_until(lambda: len(publisher._queue) == 1)
+            await _turns_until(lambda: not publisher._queue)  # taken at once: none busy
+            second = call(1)
+            await _turns_until(lambda: len(publisher._queue) == 1)
+            for _ in range(50):  # time enough for a free producer to take it alone
+                await asyncio.sleep(0)
+            assert not first.done()  # the first transaction is still in flight
+            third = call(2)
+            await asyncio.gather(first, second, third)
+        finally:
+            await publisher.close()
+        assert _transactions() - transactions_before == 2
+        read = await read_topic(settings.kafka_bootstrap_servers, topic, until=3)
+        assert sorted(event.data["n"] for event, _ in read) == [0, 1, 2]
+
+    async def test_a_caller_that_finds_every_producer_free_is_taken_at_once(
+            self, settings: Settings) -> None:
+        topic = unique("group-commit-alone")
+        await kafka.ensure_topics(settings, [topic])
+        publisher = TransactionalPublisher(settings, client_id="tests",
+                                           transactional_id=unique("intake"), producers=2,
+                                           gather_seconds=3600.0)
+        try:
+            alone = asyncio.create_task(publisher.publish(
+                [kafka.Output(topic, "k", _event(0))]))
+            await _turns_until(lambda: len(publisher._queue) == 1)
+            await _turns_until(lambda: not publisher._queue)  # not held for the window
+            await alone
+        finally:
+            await publisher.close()
 
     async def test_each_producer_has_its_own_transactional_id(
             self, settings: Settings) -> None:
