@@ -39,7 +39,7 @@ class Settings(BaseSettings):
     intake_producers: int = Field(default=3, ge=1, le=16)
     # How long a free intake producer waits for more tickets to join its transaction
     # while another producer's is in flight (0: it takes what is queued at once).
-    intake_gather_ms: float = Field(default=5.0, ge=0, le=1000)
+    intake_gather_ms: int = Field(default=5, ge=0, le=100)
     retry_after_seconds: int = Field(default=5, ge=1)
 
     # How every Kafka client connects (see docs/kafka-security.md).

@@ -12,14 +12,18 @@ successor.
 Several producers share the callers (`producers`, each with its own transactional id
 `<transactional_id>-<n>`): a producer that has just committed cannot start its next
 transaction until the broker has written the last one's markers (it answers
-CONCURRENT_TRANSACTIONS and aiokafka waits a fixed 20 ms), so while one waits another
-takes the queued callers. A restarted intake with the same ids fences each of them.
+CONCURRENT_TRANSACTIONS, and the producer asks again after
+`kafka_tuning.CONCURRENT_TRANSACTIONS_RETRY_SECONDS`), so while one waits another takes
+the queued callers. A restarted intake with the same ids fences each of them.
 
 Under load, a producer that becomes free while another's transaction is in flight waits
-`gather_seconds` before it takes the queued callers, so that more of them share its
-transaction: every transaction costs the intake and the broker about the same CPU
+up to `gather_seconds` before it takes the queued callers, so that more of them share
+its transaction: every transaction costs the intake and the broker about the same CPU
 whatever it holds (its requests, the markers), and without the wait a free producer
 takes the first caller alone. A caller that finds every producer free is taken at once.
+This is not a producer's linger (`kafka_tuning.linger_ms`, 0 for a transactional one):
+the linger holds records already in a transaction, whose partitions wait for the
+broker anyway; this holds the callers before the transaction begins.
 
 One window remains (see `_Committer.commit`): the commit request was sent, the broker did not
 answer in time, and yet it committed. The caller was told it failed while its events
@@ -29,6 +33,7 @@ are delivered; a caller that retries with the same ticket id then delivers it tw
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -46,7 +51,7 @@ MAX_REQUESTS_PER_TRANSACTION = 500
 
 TRANSACTION_REQUESTS = Histogram(
     "routing_intake_transaction_requests",
-    "Requests (tickets, reports) committed or failed together in one intake transaction",
+    "Intake requests committed (or failed) together in one transaction",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, MAX_REQUESTS_PER_TRANSACTION))
 
 
@@ -66,9 +71,10 @@ class TransactionalPublisher:
                  producers: int = 1, gather_seconds: float = 0.0) -> None:
         self._settings = settings
         self._gather_seconds = gather_seconds
-        self._in_flight = 0  # transactions begun and not yet settled
+        self._in_flight = 0  # committers inside a transaction
         self._queue: list[_Request] = []
         self._queued = asyncio.Event()
+        self._full = asyncio.Event()  # a full transaction queued, or closing: take it now
         self._committers = [
             _Committer(settings, client_id=f"{client_id}-{n}",
                        transactional_id=f"{transactional_id}-{n}")
@@ -87,6 +93,8 @@ class TransactionalPublisher:
                            loop.create_future())
         self._queue.append(request)
         self._queued.set()
+        if len(self._queue) >= MAX_REQUESTS_PER_TRANSACTION:
+            self._full.set()
         if not self._running:
             self._running = [asyncio.create_task(self._commit_queued(committer),
                                                  name=f"group-commit-{n}")
@@ -101,6 +109,7 @@ class TransactionalPublisher:
         """Commit (or fail) what is queued, then stop the producers."""
         self._closing = True
         self._queued.set()
+        self._full.set()
         await asyncio.gather(*self._running)
         await asyncio.gather(*(committer.close() for committer in self._committers))
 
@@ -109,6 +118,8 @@ class TransactionalPublisher:
         del self._queue[:MAX_REQUESTS_PER_TRANSACTION]
         if not self._queue:
             self._queued.clear()
+        if len(self._queue) < MAX_REQUESTS_PER_TRANSACTION and not self._closing:
+            self._full.clear()
         return taken
 
     async def _commit_queued(self, committer: _Committer) -> None:
@@ -116,8 +127,7 @@ class TransactionalPublisher:
         them (up to the bound) into its next transaction."""
         while not (self._closing and not self._queue):
             await self._queued.wait()
-            if self._under_load():
-                await asyncio.sleep(self._gather_seconds)  # more callers join this one
+            await self._gather()
             taken = self._take()
             now = asyncio.get_running_loop().time()
             waiting = [request for request in taken if not request.committed.done()]
@@ -132,11 +142,16 @@ class TransactionalPublisher:
                 finally:
                     self._in_flight -= 1
 
-    def _under_load(self) -> bool:
-        """Whether a free producer waits for more callers before it takes the queue:
-        another transaction is in flight, and the queue is short of a full one."""
-        return (self._gather_seconds > 0 and self._in_flight > 0 and not self._closing
-                and len(self._queue) < MAX_REQUESTS_PER_TRANSACTION)
+    async def _gather(self) -> None:
+        """Under load (another committer inside a transaction), wait for more callers
+        to join the queued ones: at most `gather_seconds`, and at most half the time the
+        first of them has left; not once a full transaction is queued, nor on closing."""
+        if not (self._gather_seconds > 0 and self._in_flight > 0 and self._queue):
+            return
+        left = self._queue[0].deadline - asyncio.get_running_loop().time()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(min(self._gather_seconds, left / 2)):
+                await self._full.wait()
 
 
 class _Committer(kafka.Publisher):

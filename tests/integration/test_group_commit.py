@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
@@ -67,14 +68,23 @@ class TestSharedProducers:
 
     async def test_under_load_a_free_producer_gathers_callers_into_one_transaction(
             self, settings: Settings) -> None:
-        """While one producer's transaction is in flight, a caller that a free producer
-        would otherwise take alone waits for the next one to join it: three callers,
+        """While one producer's transaction is in flight (held open here until the next
+        two callers are queued), a free producer does not take the first of them alone:
+        it waits for the second to join, and both share one transaction. Three callers,
         two transactions (the intake's histogram of requests a transaction)."""
         topic = unique("group-commit-gather")
         await kafka.ensure_topics(settings, [topic])
         publisher = TransactionalPublisher(settings, client_id="tests",
                                            transactional_id=unique("intake"), producers=3,
                                            gather_seconds=2.0)
+        held, released = publisher._committers[0], asyncio.Event()
+        commit = held.commit
+
+        async def held_open(batch: list[Any]) -> None:
+            await released.wait()
+            await commit(batch)
+
+        held.commit = held_open  # type: ignore[method-assign]
 
         def call(n: int) -> asyncio.Task[None]:
             return asyncio.create_task(publisher.publish(
@@ -84,15 +94,16 @@ class TestSharedProducers:
         try:
             first = call(0)
             await _turns_until(lambda: len(publisher._queue) == 1)
-            await _turns_until(lambda: not publisher._queue)  # taken at once: none busy
+            await _turns_until(lambda: not publisher._queue)  # taken by the held producer
             second = call(1)
             await _turns_until(lambda: len(publisher._queue) == 1)
-            for _ in range(50):  # time enough for a free producer to take it alone
-                await asyncio.sleep(0)
-            assert not first.done()  # the first transaction is still in flight
             third = call(2)
+            # Without the gathering, a free producer would have taken the second alone.
+            await _turns_until(lambda: len(publisher._queue) == 2)
+            released.set()
             await asyncio.gather(first, second, third)
         finally:
+            released.set()
             await publisher.close()
         assert _transactions() - transactions_before == 2
         read = await read_topic(settings.kafka_bootstrap_servers, topic, until=3)
@@ -100,19 +111,22 @@ class TestSharedProducers:
 
     async def test_a_caller_that_finds_every_producer_free_is_taken_at_once(
             self, settings: Settings) -> None:
+        """However long the gathering may last, no caller waits for it when no
+        transaction is in flight: on the first call, and on later ones."""
         topic = unique("group-commit-alone")
         await kafka.ensure_topics(settings, [topic])
         publisher = TransactionalPublisher(settings, client_id="tests",
                                            transactional_id=unique("intake"), producers=2,
                                            gather_seconds=3600.0)
         try:
-            alone = asyncio.create_task(publisher.publish(
-                [kafka.Output(topic, "k", _event(0))]))
-            await _turns_until(lambda: len(publisher._queue) == 1)
-            await _turns_until(lambda: not publisher._queue)  # not held for the window
-            await alone
+            for n in range(3):
+                alone = asyncio.create_task(publisher.publish(
+                    [kafka.Output(topic, "k", _event(n))]))
+                await _turns_until(lambda: len(publisher._queue) == 1)
+                await _turns_until(lambda: not publisher._queue)  # not held for the window
+                await alone
         finally:
-            await publisher.close()
+            await publisher.close()  # not held by a producer gathering either
 
     async def test_each_producer_has_its_own_transactional_id(
             self, settings: Settings) -> None:
