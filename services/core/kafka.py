@@ -161,6 +161,9 @@ async def _create_missing(settings: Settings, names: list[str]) -> None:
     try:
         # Under ACLs, only the topics this user may describe are listed.
         existing = set(await client.list_topics())
+        if existing.intersection(names):
+            _report_partitions(await described_partitions(client), names,
+                               settings.kafka_topic_partitions)
         wanted = [
             NewTopic(name, settings.kafka_topic_partitions, settings.kafka_replication_factor,
                      topic_configs=_topic_configs(name))
@@ -181,6 +184,20 @@ async def described_partitions(admin: AIOKafkaAdminClient) -> dict[str, list[int
     creates topics on request."""
     return {topic["topic"]: sorted(p["partition"] for p in topic["partitions"])
             for topic in await admin.describe_topics() if topic["error_code"] == 0}
+
+
+def _report_partitions(described: dict[str, list[int]], names: Iterable[str],
+                       setting: int) -> None:
+    """A topic made before with another partition count keeps it: say so, since the
+    setting is not in force for it."""
+    for name in names:
+        partitions = described.get(name)
+        if partitions is not None and len(partitions) != setting:
+            logger.warning(
+                "topic keeps its partition count, not KAFKA_TOPIC_PARTITIONS (Kafka keeps a"
+                " topic's partitions: add partitions with Kafka's own tools, or start on an"
+                " empty broker)", extra={"topic": name, "partitions": len(partitions),
+                                         "kafka_topic_partitions": setting})
 
 
 def _report_created(topic_errors: Iterable[tuple[Any, ...]]) -> None:
