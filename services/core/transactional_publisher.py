@@ -20,7 +20,9 @@ Under load, a producer that becomes free while another's transaction is in fligh
 up to `gather_seconds` before it takes the queued callers, so that more of them share
 its transaction: every transaction costs the intake and the broker about the same CPU
 whatever it holds (its requests, the markers), and without the wait a free producer
-takes the first caller alone. A caller that finds every producer free is taken at once.
+takes the first caller alone. Only while callers come more often than once a
+`gather_seconds` (at a lower rate the wait would delay callers for nothing), and a
+caller that finds every producer free is taken at once.
 This is not a producer's linger (`kafka_tuning.linger_ms`, 0 for a transactional one):
 the linger holds records already in a transaction, whose partitions wait for the
 broker anyway; this holds the callers before the transaction begins.
@@ -72,6 +74,7 @@ class TransactionalPublisher:
         self._settings = settings
         self._gather_seconds = gather_seconds
         self._in_flight = 0  # committers inside a transaction
+        self._arrival_gap = ArrivalGap()
         self._queue: list[_Request] = []
         self._queued = asyncio.Event()
         self._full = asyncio.Event()  # a full transaction queued, or closing: take it now
@@ -89,6 +92,7 @@ class TransactionalPublisher:
         if self._closing:
             raise kafka.PublishFailed("shutting down")
         loop = asyncio.get_running_loop()
+        self._arrival_gap.arrived(loop.time())
         request = _Request(written, loop.time() + self._settings.produce_timeout_seconds,
                            loop.create_future())
         self._queue.append(request)
@@ -143,10 +147,12 @@ class TransactionalPublisher:
                     self._in_flight -= 1
 
     async def _gather(self) -> None:
-        """Under load (another committer inside a transaction), wait for more callers
-        to join the queued ones: at most `gather_seconds`, and at most half the time the
-        first of them has left; not once a full transaction is queued, nor on closing."""
-        if not (self._gather_seconds > 0 and self._in_flight > 0 and self._queue):
+        """Under load (another committer inside a transaction, and callers coming more
+        often than once a `gather_seconds`), wait for more callers to join the queued
+        ones: at most `gather_seconds`, and at most half the time the first of them has
+        left; not once a full transaction is queued, nor on closing."""
+        if not (self._gather_seconds > 0 and self._in_flight > 0 and self._queue
+                and self._arrival_gap.seconds < self._gather_seconds):
             return
         left = self._queue[0].deadline - asyncio.get_running_loop().time()
         with contextlib.suppress(TimeoutError):
@@ -221,6 +227,26 @@ class _Committer(kafka.Publisher):
             logger.info("transaction not aborted by its producer (fenced, or broker gone)",
                         exc_info=True)
         await self._stop_quietly(stale)
+
+
+class ArrivalGap:
+    """The recent time between callers: a moving average (each new gap weighs a tenth;
+    a gap counts as a second at most, so that the average comes down within a few dozen
+    callers after a quiet spell). Unknown until two callers came."""
+
+    WEIGHT = 0.1
+    LONGEST = 1.0
+
+    def __init__(self) -> None:
+        self.seconds = float("inf")
+        self._last: float | None = None
+
+    def arrived(self, now: float) -> None:
+        if self._last is not None:
+            gap = min(now - self._last, self.LONGEST)
+            self.seconds = gap if self.seconds == float("inf") else (
+                self.seconds + self.WEIGHT * (gap - self.seconds))
+        self._last = now
 
 
 def _settle(requests: Sequence[_Request], failure: str | None) -> None:

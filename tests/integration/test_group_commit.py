@@ -128,6 +128,41 @@ class TestSharedProducers:
         finally:
             await publisher.close()  # not held by a producer gathering either
 
+    async def test_callers_coming_less_often_than_the_window_are_not_held(
+            self, settings: Settings) -> None:
+        """While a transaction is in flight, a caller that comes a second after the last
+        (less often than the 0.2 s window) is taken at once: the wait would only delay
+        it."""
+        topic = unique("group-commit-sparse")
+        await kafka.ensure_topics(settings, [topic])
+        publisher = TransactionalPublisher(settings, client_id="tests",
+                                           transactional_id=unique("intake"), producers=2,
+                                           gather_seconds=0.2)
+        held, released = publisher._committers[0], asyncio.Event()
+        commit = held.commit
+
+        async def held_open(batch: list[Any]) -> None:
+            await released.wait()
+            await commit(batch)
+
+        held.commit = held_open  # type: ignore[method-assign]
+        try:
+            first = asyncio.create_task(publisher.publish(
+                [kafka.Output(topic, "k0", _event(0))]))
+            await _turns_until(lambda: len(publisher._queue) == 1)
+            await _turns_until(lambda: not publisher._queue)  # taken by the held producer
+            await asyncio.sleep(1.0)
+            second = asyncio.create_task(publisher.publish(
+                [kafka.Output(topic, "k1", _event(1))]))
+            await _turns_until(lambda: len(publisher._queue) == 1)
+            # Gathering for 0.2 s would keep it queued far longer than these turns.
+            await _turns_until(lambda: not publisher._queue, turns=100)
+            released.set()
+            await asyncio.gather(first, second)
+        finally:
+            released.set()
+            await publisher.close()
+
     async def test_each_producer_has_its_own_transactional_id(
             self, settings: Settings) -> None:
         publisher = TransactionalPublisher(settings, client_id="tests",
