@@ -16,13 +16,13 @@ CONCURRENT_TRANSACTIONS, and the producer asks again after
 `kafka_tuning.CONCURRENT_TRANSACTIONS_RETRY_SECONDS`), so while one waits another takes
 the queued callers. A restarted intake with the same ids fences each of them.
 
-Under load, a producer that becomes free while another's transaction is in flight waits
-up to `gather_seconds` before it takes the queued callers, so that more of them share
-its transaction: every transaction costs the intake and the broker about the same CPU
+Under load (callers coming more often than once a `gather_seconds`), a producer waits up
+to `gather_seconds` before it takes the queued callers, so that more of them share its
+transaction: every transaction costs the intake and the broker about the same CPU
 whatever it holds (its requests, the markers), and without the wait a free producer
-takes the first caller alone. Only while callers come more often than once a
-`gather_seconds` (at a lower rate the wait would delay callers for nothing), and a
-caller that finds every producer free is taken at once.
+takes the first caller of a burst alone (callers answered together come back
+together). At a lower rate callers are taken at once: the wait would delay them for
+little gain.
 This is not a producer's linger (`kafka_tuning.linger_ms`, 0 for a transactional one):
 the linger holds records already in a transaction, whose partitions wait for the
 broker anyway; this holds the callers before the transaction begins.
@@ -147,11 +147,11 @@ class TransactionalPublisher:
                     self._in_flight -= 1
 
     async def _gather(self) -> None:
-        """Under load (another committer inside a transaction, and callers coming more
-        often than once a `gather_seconds`), wait for more callers to join the queued
-        ones: at most `gather_seconds`, and at most half the time the first of them has
-        left; not once a full transaction is queued, nor on closing."""
-        if not (self._gather_seconds > 0 and self._in_flight > 0 and self._queue
+        """Under load (callers coming more often than once a `gather_seconds`), wait
+        for more callers to join the queued ones: at most `gather_seconds`, and at most
+        half the time the first of them has left; not once a full transaction is queued,
+        nor on closing."""
+        if not (self._gather_seconds > 0 and self._queue
                 and self._arrival_gap.seconds < self._gather_seconds):
             return
         left = self._queue[0].deadline - asyncio.get_running_loop().time()
