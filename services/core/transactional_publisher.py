@@ -73,7 +73,6 @@ class TransactionalPublisher:
                  producers: int = 1, gather_seconds: float = 0.0) -> None:
         self._settings = settings
         self._gather_seconds = gather_seconds
-        self._in_flight = 0  # committers inside a transaction
         self._arrival_gap = ArrivalGap()
         self._queue: list[_Request] = []
         self._queued = asyncio.Event()
@@ -140,11 +139,7 @@ class TransactionalPublisher:
             batch = [request for request in waiting if request.deadline > now]
             if batch:
                 TRANSACTION_REQUESTS.observe(len(batch))
-                self._in_flight += 1
-                try:
-                    await committer.commit(batch)
-                finally:
-                    self._in_flight -= 1
+                await committer.commit(batch)
 
     async def _gather(self) -> None:
         """Under load (callers coming more often than once a `gather_seconds`), wait
