@@ -186,13 +186,18 @@ async def described_partitions(admin: AIOKafkaAdminClient) -> dict[str, list[int
             for topic in await admin.describe_topics() if topic["error_code"] == 0}
 
 
+_REPORTED_PARTITIONS: set[str] = set()  # topics whose count was reported (once a process)
+
+
 def _report_partitions(described: dict[str, list[int]], names: Iterable[str],
                        setting: int) -> None:
-    """A topic made before with another partition count keeps it: say so, since the
-    setting is not in force for it."""
+    """A topic made before with another partition count keeps it: say so (once a
+    process), since the setting is not in force for it."""
     for name in names:
         partitions = described.get(name)
-        if partitions is not None and len(partitions) != setting:
+        if (partitions is not None and len(partitions) != setting
+                and name not in _REPORTED_PARTITIONS):
+            _REPORTED_PARTITIONS.add(name)
             logger.warning(
                 "topic keeps its partition count, not KAFKA_TOPIC_PARTITIONS (Kafka keeps a"
                 " topic's partitions: add partitions with Kafka's own tools, or start on an"

@@ -37,8 +37,8 @@ class Settings(BaseSettings):
     produce_timeout_seconds: float = Field(default=5.0, gt=0)
     # Transactional producers the intake shares its callers between (group commit).
     intake_producers: int = Field(default=3, ge=1, le=16)
-    # How long a free intake producer waits for more tickets to join its transaction
-    # while another producer's is in flight (0: it takes what is queued at once).
+    # How long after the first queued ticket an intake producer waits for more to join
+    # its transaction, while tickets come more often than that (0: never waits).
     intake_gather_ms: int = Field(default=5, ge=0, le=100)
     retry_after_seconds: int = Field(default=5, ge=1)
 

@@ -60,6 +60,7 @@ TRANSACTION_REQUESTS = Histogram(
 @dataclass(frozen=True)
 class _Request:
     records: Sequence[envelope.Record]
+    arrived: float  # event-loop time
     deadline: float  # event-loop time by which its records must be acknowledged
     committed: asyncio.Future[None]
 
@@ -91,8 +92,9 @@ class TransactionalPublisher:
         if self._closing:
             raise kafka.PublishFailed("shutting down")
         loop = asyncio.get_running_loop()
-        self._arrival_gap.arrived(loop.time())
-        request = _Request(written, loop.time() + self._settings.produce_timeout_seconds,
+        now = loop.time()
+        self._arrival_gap.arrived(now)
+        request = _Request(written, now, now + self._settings.produce_timeout_seconds,
                            loop.create_future())
         self._queue.append(request)
         self._queued.set()
@@ -143,15 +145,18 @@ class TransactionalPublisher:
 
     async def _gather(self) -> None:
         """Under load (callers coming more often than once a `gather_seconds`), wait
-        for more callers to join the queued ones: at most `gather_seconds`, and at most
-        half the time the first of them has left; not once a full transaction is queued,
-        nor on closing."""
+        for more callers to join the queued ones: until `gather_seconds` after the first
+        of them arrived (so a caller that waited through a commit is not held again, and
+        every free producer's wait ends together), and at most half the time it has
+        left; not once a full transaction is queued, nor on closing."""
         if not (self._gather_seconds > 0 and self._queue
                 and self._arrival_gap.seconds < self._gather_seconds):
             return
-        left = self._queue[0].deadline - asyncio.get_running_loop().time()
+        first = self._queue[0]
+        now = asyncio.get_running_loop().time()
+        until = min(first.arrived + self._gather_seconds, now + (first.deadline - now) / 2)
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(min(self._gather_seconds, left / 2)):
+            async with asyncio.timeout_at(until):
                 await self._full.wait()
 
 

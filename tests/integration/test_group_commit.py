@@ -145,6 +145,33 @@ class TestSharedProducers:
             released.set()
             await publisher.close()
 
+    async def test_closing_ends_a_producers_wait_and_commits_what_it_gathered(
+            self, settings: Settings) -> None:
+        """With a window of an hour (and callers' deadlines further still), callers
+        coming often stay queued while a producer waits; closing ends the wait and
+        commits them (a wait that closing did not end would hold this test)."""
+        topic = unique("group-commit-close")
+        await kafka.ensure_topics(settings, [topic])
+        publisher = TransactionalPublisher(
+            settings.model_copy(update={"produce_timeout_seconds": 7200.0}),
+            client_id="tests", transactional_id=unique("intake"), producers=1,
+            gather_seconds=3600.0)
+
+        def call(n: int) -> asyncio.Task[None]:
+            return asyncio.create_task(publisher.publish(
+                [kafka.Output(topic, f"k{n}", _event(n))]))
+
+        await call(0)  # the first is taken at once: nothing is known of the rate yet
+        later = [call(1), call(2)]
+        await _turns_until(lambda: len(publisher._queue) == 2)
+        for _ in range(50):
+            await asyncio.sleep(0)
+        assert len(publisher._queue) == 2  # gathered, not taken
+        await publisher.close()
+        await asyncio.gather(*later)
+        read = await read_topic(settings.kafka_bootstrap_servers, topic, until=3)
+        assert sorted(event.data["n"] for event, _ in read) == [0, 1, 2]
+
     async def test_each_producer_has_its_own_transactional_id(
             self, settings: Settings) -> None:
         publisher = TransactionalPublisher(settings, client_id="tests",
