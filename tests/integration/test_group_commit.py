@@ -27,6 +27,19 @@ def _transactions() -> float:
     return REGISTRY.get_sample_value("routing_intake_transaction_requests_count") or 0.0
 
 
+def _hold_first_producer(publisher: TransactionalPublisher) -> asyncio.Event:
+    """Hold the first producer's transactions open until the event returned is set."""
+    held, released = publisher._committers[0], asyncio.Event()
+    commit = held.commit
+
+    async def held_open(batch: list[Any]) -> None:
+        await released.wait()
+        await commit(batch)
+
+    held.commit = held_open  # type: ignore[method-assign]
+    return released
+
+
 async def _turns_until(condition: Callable[[], bool], turns: int = 10_000) -> None:
     """Let the event loop run other tasks until `condition` holds (bounded)."""
     for _ in range(turns):
@@ -78,14 +91,7 @@ class TestSharedProducers:
         publisher = TransactionalPublisher(settings, client_id="tests",
                                            transactional_id=unique("intake"), producers=3,
                                            gather_seconds=2.0)
-        held, released = publisher._committers[0], asyncio.Event()
-        commit = held.commit
-
-        async def held_open(batch: list[Any]) -> None:
-            await released.wait()
-            await commit(batch)
-
-        held.commit = held_open  # type: ignore[method-assign]
+        released = _hold_first_producer(publisher)
 
         def call(n: int) -> asyncio.Task[None]:
             return asyncio.create_task(publisher.publish(
@@ -120,14 +126,7 @@ class TestSharedProducers:
         publisher = TransactionalPublisher(settings, client_id="tests",
                                            transactional_id=unique("intake"), producers=2,
                                            gather_seconds=0.2)
-        held, released = publisher._committers[0], asyncio.Event()
-        commit = held.commit
-
-        async def held_open(batch: list[Any]) -> None:
-            await released.wait()
-            await commit(batch)
-
-        held.commit = held_open  # type: ignore[method-assign]
+        released = _hold_first_producer(publisher)
         try:
             first = asyncio.create_task(publisher.publish(
                 [kafka.Output(topic, "k0", _event(0))]))
