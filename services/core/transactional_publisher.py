@@ -74,7 +74,7 @@ class TransactionalPublisher:
                  producers: int = 1, gather_seconds: float = 0.0) -> None:
         self._settings = settings
         self._gather_seconds = gather_seconds
-        self._arrival_gap = ArrivalGap()
+        self._arrival_gap = ArrivalGap(longest=10 * gather_seconds)
         self._queue: list[_Request] = []
         self._queued = asyncio.Event()
         self._full = asyncio.Event()  # a full transaction queued, or closing: take it now
@@ -230,20 +230,22 @@ class _Committer(kafka.Publisher):
 
 
 class ArrivalGap:
-    """The recent time between callers: a moving average (each new gap weighs a tenth;
-    a gap counts as a second at most, so that the average comes down within a few dozen
-    callers after a quiet spell). Unknown until two callers came."""
+    """The recent time between callers: a moving average (each new gap weighs a tenth).
+    A gap counts as `longest` at most. Set to ten times the window the average is
+    compared with, one quiet spell lifts the average over the window, and a burst
+    brings it back under within about two dozen callers, however long the spell. Unknown
+    until two callers came."""
 
     WEIGHT = 0.1
-    LONGEST = 1.0
 
-    def __init__(self) -> None:
+    def __init__(self, longest: float) -> None:
         self.seconds = float("inf")
+        self._longest = longest
         self._last: float | None = None
 
     def arrived(self, now: float) -> None:
         if self._last is not None:
-            gap = min(now - self._last, self.LONGEST)
+            gap = min(now - self._last, self._longest)
             self.seconds = gap if self.seconds == float("inf") else (
                 self.seconds + self.WEIGHT * (gap - self.seconds))
         self._last = now
