@@ -47,6 +47,8 @@ compiler threads settle on the pipeline's own requests, at most
 - CPU per accepted ticket of each process and of the broker (/proc/<pid>/stat over each
   step and its drain, less the pipeline's idle rate sampled for 3 s before the step):
   robust where wall-clock figures are not, on a machine shared with other work.
+- the project's requests a transaction at the intake and records a share (a transaction,
+  exactly once) at each stage, over the same span (means; its processes' /metrics).
 Between steps it waits (at most 120 s) until no record is added to the lanes for 3 s.
 Prints each figure for each pipeline, the ratio project / baseline (the goals' ratio)
 and project / baseline-eo (medians of --runs).
@@ -184,6 +186,8 @@ def run_pipeline(bench: Bench, running: Running, rates: list[float], skip_max: b
             refused_before = refused
             for name, ms in step.cpu_ms_per_ticket.items():
                 figures[f"{key}: CPU per ticket, {name}, ms"] = ms
+            for who, mean in step.per_transaction.items():
+                figures[f"{key}: requests or records a transaction, {who}"] = mean
         if not skip_max:
             figures["highest sustainable rate, tickets/s"] = bench.highest(running, steps)
         for connections in (16, 64):

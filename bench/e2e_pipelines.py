@@ -9,7 +9,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import baseline
@@ -53,6 +53,9 @@ class Running:
     pids: dict[str, int]
     stop: Callable[[], None]
     logs: list[Path]  # its processes' output
+    # Each process's port serving /metrics (bench/e2e_probes.transactions); none for
+    # the baselines.
+    metrics_ports: dict[str, int] = field(default_factory=dict)
 
 
 RETRIED_SEND = "retrying. Error"  # aiokafka's warning for a send the broker refused
@@ -161,4 +164,5 @@ def start_project(bootstrap: str, home: Path, customers: int, *,
             if split else {"intake": pids["router"], **pids})
     return Running("project", service_ports["router"], token, lanes,
                    [topics.INCOMING, topics.SEGMENTED], pids["segmenter"], pids, stop,
-                   [service.log_file for service in services.values()])
+                   [service.log_file for service in services.values()],
+                   {name: service.port for name, service in services.items()})

@@ -1,5 +1,5 @@
-"""What the end-to-end benchmark reads off the processes: RSS, CPU time, and the
-frames of a py-spy profile."""
+"""What the end-to-end benchmark reads off the processes: RSS, CPU time, how full their
+transactions are, and the frames of a py-spy profile."""
 
 from __future__ import annotations
 
@@ -7,11 +7,19 @@ import contextlib
 import os
 import re
 import threading
+import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from bench.e2e_pipelines import Running
+
+# What each process's /metrics says of its transactions: the intake's requests a
+# transaction, and each stage's records a share (a transaction, exactly once).
+_TRANSACTION_HISTOGRAMS = {"routing_intake_transaction_requests": "intake",
+                           "routing_stage_share_records": "stage"}
 
 
 class RssSampler:
@@ -82,3 +90,47 @@ def top_frames(collapsed: Path, count: int = 10) -> list[str]:
     return [*share, "  ours, inclusive:",
             *(f"{100 * n / max(total, 1):5.1f}%  {frame}"
               for frame, n in inclusive.most_common(count))]
+
+
+Totals = dict[tuple[str, str], float]
+
+
+def transactions(running: Running) -> Totals:
+    """Transactions (or shares) so far, and what they held, summed over the project's
+    processes. Empty for a pipeline without such metrics (the baselines)."""
+    totals: Totals = {}
+    for port in running.metrics_ports.values():
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+                text = answer.read().decode()
+        except OSError:
+            continue  # a process gone: the others still say theirs
+        for key, value in transaction_totals(text).items():
+            totals[key] = totals.get(key, 0.0) + value
+    return totals
+
+
+def transaction_totals(metrics: str) -> Totals:
+    """{(who, "count" | "sum"): value} of one process's /metrics text: `who` the intake
+    or a stage's name."""
+    totals: Totals = {}
+    for family in text_string_to_metric_families(metrics):
+        kind = _TRANSACTION_HISTOGRAMS.get(family.name)
+        if kind is None:
+            continue
+        for sample in family.samples:
+            who = "intake" if kind == "intake" else sample.labels.get("stage", "")
+            for ending in ("count", "sum"):
+                if sample.name == f"{family.name}_{ending}":
+                    totals[(who, ending)] = totals.get((who, ending), 0.0) + sample.value
+    return totals
+
+
+def per_transaction(before: Totals, after: Totals) -> dict[str, float]:
+    """Mean requests (intake) or records (stages) a transaction between two readings."""
+    means: dict[str, float] = {}
+    for who in sorted({who for who, _ in after}):
+        count = after.get((who, "count"), 0.0) - before.get((who, "count"), 0.0)
+        if count > 0:
+            means[who] = (after.get((who, "sum"), 0.0) - before.get((who, "sum"), 0.0)) / count
+    return means

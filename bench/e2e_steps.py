@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from bench import broker_warmup, e2e_load
 from bench.e2e_pipelines import Running
-from bench.e2e_probes import cpu_by_process
+from bench.e2e_probes import cpu_by_process, per_transaction, transactions
 
 IDLE_SAMPLE_SECONDS = 3.0
 # Each pipeline's own warm-up (Bench.warm_up): its load, and the window its broker's
@@ -46,6 +46,8 @@ class Step:
     # CPU milliseconds per accepted ticket, per process, over the step and its drain:
     # robust where wall-clock figures are not (a machine shared with other work).
     cpu_ms_per_ticket: dict[str, float] = field(default_factory=dict)
+    # Mean requests (intake) or records (each stage) a transaction, over the same span.
+    per_transaction: dict[str, float] = field(default_factory=dict)
     passed: bool = False
 
 
@@ -95,6 +97,7 @@ class Bench:
             idle_before = cpu_by_process(running, self.broker_pid)
             time.sleep(IDLE_SAMPLE_SECONDS)
             cpu_before = cpu_by_process(running, self.broker_pid)
+            transactions_before = transactions(running)
             began = time.monotonic()
             sent = asyncio.run(e2e_load.open_loop(running.port, rate, seconds, make))
             accepted = {s.subject: s for s in sent if s.status == 202}
@@ -156,6 +159,10 @@ class Bench:
             for name in cpu_after}
         self.log("    CPU per accepted ticket (step and drain, less the idle rate), ms: "
                  + ", ".join(f"{name} {ms:.2f}" for name, ms in step.cpu_ms_per_ticket.items()))
+        step.per_transaction = per_transaction(transactions_before, transactions(running))
+        if step.per_transaction:
+            self.log("    requests (intake) or records (stages) a transaction, mean: " + ", ".join(
+                f"{who} {mean:.1f}" for who, mean in step.per_transaction.items()))
         return step
 
     def warm_up(self, running: Running) -> None:

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, InvalidProducerEpoch, ProducerFenced
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
 from services.core import (
     background,
@@ -49,6 +49,10 @@ RETRIES = Counter("routing_stage_retries_total",
                   "Batches a stage rewound to retry, by what failed", ["stage", "fault"])
 WAITING = Gauge("routing_stage_waiting_for_outage",
                 "1 while a stage waits for the broker or the database to answer", ["stage"])
+SHARE_RECORDS = Histogram(
+    "routing_stage_share_records",
+    "Records a stage took together from one partition: one transaction, exactly once",
+    ["stage"], buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 500))
 
 # Attempts at a batch that keeps failing for a reason other than an outage before its
 # records are taken one at a time and those still failing dead-lettered.
@@ -119,6 +123,7 @@ class StageLoop:
         self._stale: set[TopicPartition] = set()  # revoked after the fetch took records
         self._attempts: dict[TopicPartition, _Attempts] = {}
         self._outages = 0  # consecutive batches that met an outage
+        self._share_records = SHARE_RECORDS.labels(name)
         self.processed = 0
 
     @property
@@ -227,6 +232,7 @@ class StageLoop:
     async def _share(self, partition: TopicPartition, records: list[ConsumerRecord]) -> None:
         """One partition's records: processed and committed, or rewound to be retried
         after a pause (the partition is not fetched meanwhile)."""
+        self._share_records.observe(len(records))
         try:
             if self.producers is None:
                 fault = await self._process_and_commit({partition: records})

@@ -1,7 +1,9 @@
 """What the benches read from others' output: wrk's total whatever unit wrk prints its
 duration in (bench/closed_loop.py), a bench ticket's subject from a record of any hop
 (bench/e2e_load.py), and the sends a pipeline's processes had refused and sent again
-(bench/e2e_pipelines.py); and that a machine without wrk is told where it comes from."""
+(bench/e2e_pipelines.py), how full the project's transactions were from its processes'
+/metrics (bench/e2e_probes.py); and that a machine without wrk is told where it comes
+from."""
 
 from __future__ import annotations
 
@@ -9,11 +11,13 @@ from pathlib import Path
 
 import orjson
 import pytest
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
 from bench import closed_loop
 from bench.closed_loop import wrk_total
 from bench.e2e_load import subject_of
 from bench.e2e_pipelines import refused_sends
+from bench.e2e_probes import per_transaction, transaction_totals
 from services.core import envelope
 
 
@@ -65,3 +69,19 @@ def test_a_machine_without_wrk_is_told_where_it_comes_from(
     monkeypatch.setattr(closed_loop.shutil, "which", lambda _name: None)
     with pytest.raises(SystemExit, match="Debian's `wrk` package"):
         closed_loop.wrk(1, 16, 1.0, None, ["C-1"], "tag")
+
+
+def test_requests_and_records_a_transaction_from_metrics_read_twice() -> None:
+    registry = CollectorRegistry()
+    intake = Histogram("routing_intake_transaction_requests", "", registry=registry)
+    shares = Histogram("routing_stage_share_records", "", ["stage"], registry=registry)
+    Histogram("routing_other_records", "", registry=registry).observe(99)  # not read
+    intake.observe(3)
+    shares.labels("router").observe(2)
+    before = transaction_totals(generate_latest(registry).decode())
+    for held in (4, 6, 8):
+        intake.observe(held)
+    shares.labels("router").observe(1)
+    shares.labels("segmenter").observe(5)
+    after = transaction_totals(generate_latest(registry).decode())
+    assert per_transaction(before, after) == {"intake": 6.0, "router": 1.0, "segmenter": 5.0}

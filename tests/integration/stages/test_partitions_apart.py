@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from prometheus_client import REGISTRY
 
 from services.core import envelope, kafka
 from services.core.settings import Settings
@@ -333,3 +334,43 @@ async def test_partitions_each_holding_a_full_share_are_not_fetched_further(
     assert unnamed == []
     assert len(in_hand) == partitions
     assert all(most <= count < 2 * most for count in in_hand.values()), in_hand
+
+
+async def test_records_taken_while_a_share_is_in_flight_go_on_together_in_the_next(
+        stage_settings: Settings, raw_producer: AIOKafkaProducer,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A partition's records fetched while its share's transaction is open make up its
+    next share: one transaction for them all, which `routing_stage_share_records` counts
+    (what ops read to see how full a stage's transactions are)."""
+    source, targets, held, runner = await held_stage(stage_settings, monkeypatch, "together")
+    shares_before = _share_samples("together")
+    await runner.start()
+    try:
+        await owning_every_partition(runner, stage_settings.kafka_topic_partitions)
+        sent = [await publish_to(raw_producer, source, 0)]
+        await asyncio.wait_for(held.entered.wait(), 60)
+        sent += [await publish_to(raw_producer, source, 0) for _ in range(4)]
+        for _ in range(300):  # the scenario: the later four in hand behind the held share
+            in_hand = {p.partition: len(r) for p, r in runner.loop._pending.items()}
+            if in_hand.get(0, 0) == 4:
+                break
+            await asyncio.sleep(0.1)
+        assert in_hand.get(0, 0) == 4
+        held.released.set()
+        published = await read_topic(stage_settings.kafka_bootstrap_servers, targets.held,
+                                     until=len(sent), within=60)
+    finally:
+        held.released.set()
+        await runner.stop()
+    assert sorted(event.ticket_id for event, _ in published) == sorted(sent)
+    shares, records = (after - before for after, before
+                       in zip(_share_samples("together"), shares_before, strict=True))
+    assert (shares, records) == (2, 5)
+
+
+def _share_samples(stage: str) -> tuple[float, float]:
+    """The stage's shares so far, and the records they held."""
+    def sample(name: str) -> float:
+        return REGISTRY.get_sample_value(name, {"stage": stage}) or 0.0
+    return (sample("routing_stage_share_records_count"),
+            sample("routing_stage_share_records_sum"))
