@@ -99,7 +99,7 @@ async def _flush(tally: Counter[str], store: CustomerStore) -> None:
     counts = dict(tally)
     tally.clear()
     try:
-        await store.count_tickets(counts)
+        await store.count_tickets(counts, now=datetime.now(UTC))
     except Exception:
         tally.update(counts)  # the database is away: keep the counts for the next flush
         raise

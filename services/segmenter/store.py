@@ -7,9 +7,12 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Row, Select, Table, bindparam, func, select, update
+from sqlalchemy import Insert, Row, Select, Table, bindparam, func, literal, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.core import db
 from services.segmenter import erasure, features, imports
 from services.segmenter.cache import CustomerCache
 from services.segmenter.models import (
@@ -214,10 +217,11 @@ class CustomerStore:
                 setattr(previous, name, value)
         return TierChange(row.customer_id, was, tier) if was != tier else None
 
-    async def count_tickets(self, counts: dict[str, int]) -> None:
+    async def count_tickets(self, counts: dict[str, int], *, now: datetime) -> None:
         """Add to customers' `tickets_raised` (flushed in batches by the segmenter)."""
         if not counts:
             return
+        customer_ids = sorted(counts)
         # One statement for them all, run once per customer by the driver: the store's
         # write lock, which every service's writes wait for, is held for the statement's
         # run alone, not across a round trip per customer (a flush after a busy spell
@@ -229,9 +233,13 @@ class CustomerStore:
                      .values(tickets_raised=table.c.tickets_raised
                              + bindparam("counted_tickets")))
         async with self._sessions() as session, session.begin():
+            dialect = session.get_bind().dialect.name
+            for start in range(0, len(customer_ids), _IDS_A_STATEMENT):
+                await session.execute(_features_rows_for(
+                    dialect, customer_ids[start:start + _IDS_A_STATEMENT], now))
             await session.execute(statement, [
-                {"counted_customer": customer_id, "counted_tickets": count}
-                for customer_id, count in sorted(counts.items())])
+                {"counted_customer": customer_id, "counted_tickets": counts[customer_id]}
+                for customer_id in customer_ids])
 
     # Population runs -----------------------------------------------------------------
 
@@ -298,6 +306,22 @@ class CustomerStore:
 
     async def erase(self, customer_id: str) -> erasure.Erasure:
         return await erasure.erase_customer(self, customer_id)
+
+
+_IDS_A_STATEMENT = 500  # well under the drivers' bound on a statement's parameters
+
+
+def _features_rows_for(dialect: str, customer_ids: list[str], now: datetime) -> Insert:
+    """A features row for each of these customers that is known and has none yet (saved
+    since, without a purchase or a population run): the features of no purchases, tier
+    potential, which is what segmentation reads of such a customer until its features
+    are computed. Counting a ticket adds to the row; without it, the count was lost."""
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    known = select(CustomerRow.customer_id, literal(now, db.UtcDateTime())).where(
+        CustomerRow.customer_id.in_(customer_ids))
+    return insert(CustomerFeaturesRow).from_select(
+        ["customer_id", "computed_at"], known).on_conflict_do_nothing(
+        index_elements=[CustomerFeaturesRow.customer_id])
 
 
 def _feature_columns(raw: ValueFeatures, tier: Tier, now: datetime) -> dict[str, Any]:

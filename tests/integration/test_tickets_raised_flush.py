@@ -1,7 +1,8 @@
 """The segmenter's flush of tickets raised, on the real store (SQLite and PostgreSQL):
 each customer's count grows by what was tallied, in one statement for the whole flush
 (a round trip per customer held the store's write lock, which every service's writes
-wait for, for seconds after a busy spell)."""
+wait for, for seconds after a busy spell). A known customer without features yet (no
+purchase, no population run) is counted too; an unknown one has nothing to count on."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from services.core import db
 from services.segmenter.cache import CustomerCache
 from services.segmenter.models import CustomerFeaturesRow
+from services.segmenter.profiles import Tier
 from services.segmenter.store import CustomerStore
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
@@ -47,16 +49,20 @@ async def flush_and_read(engine: AsyncEngine, sessions: async_sessionmaker[Async
     try:
         await store.count_tickets({customer_id: n % 3 + 1
                                    for n, customer_id in enumerate(CUSTOMERS)}
-                                  | {"c-no-purchase": 2, "c-unknown": 5})
-        await store.count_tickets({CUSTOMERS[0]: 10})
+                                  | {"c-no-purchase": 2, "c-unknown": 5}, now=NOW)
+        await store.count_tickets({CUSTOMERS[0]: 10}, now=NOW)
+        await store.count_tickets({"c-no-purchase": 1}, now=NOW)
     finally:
         event.remove(engine.sync_engine, "before_cursor_execute", executed)
 
     async with sessions() as session:
         raised = {customer_id: count for customer_id, count in await session.execute(select(
             CustomerFeaturesRow.customer_id, CustomerFeaturesRow.tickets_raised))}
-    # Counted where the customer has features; the others have nothing to add to.
+    # Counted for every known customer; an unknown one has nothing to add to.
     assert raised == {customer_id: n % 3 + 1 + (10 if n == 0 else 0)
-                      for n, customer_id in enumerate(CUSTOMERS)}
-    # One statement a flush: run for each customer by the driver (the second has one).
-    assert [many for _, many in statements] == [True, False]
+                      for n, customer_id in enumerate(CUSTOMERS)} | {"c-no-purchase": 3}
+    # One statement a flush: run for each customer by the driver (the others have one).
+    assert [many for _, many in statements] == [True, False, False]
+    # Segmentation reads the customer without features as before, its tickets counted.
+    counted = await store.customer("c-no-purchase", now=NOW)
+    assert (counted.tier, counted.features.tickets_raised) == (Tier.POTENTIAL, 3)
