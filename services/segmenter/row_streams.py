@@ -27,8 +27,8 @@ from services.segmenter.rows import (
 # Reading a stream: request bodies arrive in chunks of any size, so lines are re-framed
 # here, and only one line or CSV record (capped) is ever held.
 
-MAX_RECORD_BYTES = 1024 * 1024
-TOO_LONG = f"longer than {MAX_RECORD_BYTES} bytes"
+MAX_ROW_BYTES = 1024 * 1024  # a row of an import body (a line, or a CSV record)
+TOO_LONG = f"longer than {MAX_ROW_BYTES} bytes"
 _BOM = b"\xef\xbb\xbf"
 
 
@@ -51,7 +51,7 @@ async def read_rows(chunks: AsyncIterator[bytes], fmt: Format, kind: Kind, *,
                     today: date | None = None) -> AsyncIterator[Record | RowError]:
     """Rows of a CSV (header first) or JSON-lines body, numbered by physical line."""
     reader = (_JsonLines if fmt == "jsonl" else _CsvRows)(kind, today or today_anywhere())
-    async for lines in _lines(chunks, MAX_RECORD_BYTES):
+    async for lines in _lines(chunks, MAX_ROW_BYTES):
         for line in lines:
             row = reader.row(line)
             if row is not None:
@@ -136,8 +136,8 @@ class _CsvRows:
     def row(self, line: _Line) -> Record | RowError | None:
         if not self.in_quotes:
             self.start, self.parts, self.size, self.broken = line.number, [], 0, ""
-        self.size += len(line.data) + 1 if line.data is not None else MAX_RECORD_BYTES + 1
-        if self.size > MAX_RECORD_BYTES:
+        self.size += len(line.data) + 1 if line.data is not None else MAX_ROW_BYTES + 1
+        if self.size > MAX_ROW_BYTES:
             self.broken, self.parts = TOO_LONG, []
         elif line.data is not None:
             self.parts.append(line.data)

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from services.segmenter.profiles import CustomerType
-from services.segmenter.row_streams import MAX_RECORD_BYTES, read_rows
+from services.segmenter.row_streams import MAX_ROW_BYTES, read_rows
 from services.segmenter.rows import (
     CustomerRecord,
     Format,
@@ -268,14 +268,14 @@ class TestFraming:
     async def test_overlong_line_is_an_error_and_reading_goes_on(self, fmt: Format) -> None:
         good = b"c-1,individual\n" if fmt == "csv" else jsonl(CUSTOMER).encode()
         header = b"customer_id,customer_type\n" if fmt == "csv" else b"\n"
-        huge = good.replace(b"c-1", b"c-" + b"9" * MAX_RECORD_BYTES)
+        huge = good.replace(b"c-1", b"c-" + b"9" * MAX_ROW_BYTES)
         rows = await read(header + good + huge + good, fmt, size=65536)
         assert lines_and_reasons(rows) == [
-            (2, "ok"), (3, f"longer than {MAX_RECORD_BYTES} bytes"), (4, "ok")]
+            (2, "ok"), (3, f"longer than {MAX_ROW_BYTES} bytes"), (4, "ok")]
 
     async def test_overlong_quoted_record_spanning_lines_is_skipped_whole(self) -> None:
-        body = ("x" * 1000 + "\n") * (MAX_RECORD_BYTES // 1000 + 5)
+        body = ("x" * 1000 + "\n") * (MAX_ROW_BYTES // 1000 + 5)
         data = f'customer_id,customer_type,name\nc-1,individual,"{body}"\nc-2,individual,Y\n'
         rows = await read(data)
-        assert lines_and_reasons(rows)[0] == (2, f"longer than {MAX_RECORD_BYTES} bytes")
+        assert lines_and_reasons(rows)[0] == (2, f"longer than {MAX_ROW_BYTES} bytes")
         assert isinstance(rows[1], CustomerRecord) and rows[1].customer_id == "c-2"
