@@ -41,7 +41,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaProducer
-from prometheus_client import Histogram
+from aiokafka.errors import InvalidProducerEpoch, ProducerFenced
+from prometheus_client import Counter, Histogram
 
 from services.core import envelope, kafka
 from services.core.settings import Settings
@@ -55,6 +56,10 @@ TRANSACTION_REQUESTS = Histogram(
     "routing_intake_transaction_requests",
     "Intake requests committed (or failed) together in one transaction",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, MAX_REQUESTS_PER_TRANSACTION))
+FENCED = Counter(
+    "routing_intake_producers_fenced_total",
+    "Intake transactions failed because another process started a producer with the"
+    " same transactional id (two intakes running with one INSTANCE_ID)")
 
 
 @dataclass(frozen=True)
@@ -202,6 +207,8 @@ class _Committer(kafka.Publisher):
             async with asyncio.timeout(self._settings.produce_timeout_seconds):
                 await active.commit_transaction()
         except Exception as exc:  # aiokafka raises assertion errors in a broken state too
+            if isinstance(exc, ProducerFenced | InvalidProducerEpoch):
+                _fenced(self._transactional_id)
             reason = "the broker did not acknowledge in time" if isinstance(
                 exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
             logger.warning("transaction not committed", extra={
@@ -227,6 +234,16 @@ class _Committer(kafka.Publisher):
             logger.info("transaction not aborted by its producer (fenced, or broker gone)",
                         exc_info=True)
         await self._stop_quietly(stale)
+
+
+def _fenced(transactional_id: str) -> None:
+    """A restarted intake fences its predecessor, which is gone by then: a live producer
+    fenced means another running process uses its transactional ids, and the two fail
+    each other's requests until one stops."""
+    FENCED.inc()
+    logger.error("another process started a producer with this intake's transactional id:"
+                 " two intakes run with one INSTANCE_ID and fail each other's tickets; give"
+                 " each its own INSTANCE_ID", extra={"transactional_id": transactional_id})
 
 
 class ArrivalGap:

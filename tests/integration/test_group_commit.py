@@ -5,6 +5,7 @@ its predecessor's producers."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -25,6 +26,10 @@ def _event(n: int) -> envelope.Event:
 
 def _transactions() -> float:
     return REGISTRY.get_sample_value("routing_intake_transaction_requests_count") or 0.0
+
+
+def _fenced() -> float:
+    return REGISTRY.get_sample_value("routing_intake_producers_fenced_total") or 0.0
 
 
 def _hold_first_producer(publisher: TransactionalPublisher) -> asyncio.Event:
@@ -180,7 +185,7 @@ class TestSharedProducers:
         await publisher.close()
 
     async def test_a_successor_with_the_same_ids_fences_its_predecessor(
-            self, settings: Settings) -> None:
+            self, settings: Settings, caplog: pytest.LogCaptureFixture) -> None:
         topic = unique("group-commit-fence")
         await kafka.ensure_topics(settings, [topic])
         same_id = unique("intake")
@@ -188,15 +193,23 @@ class TestSharedProducers:
                                        producers=1)
         second = TransactionalPublisher(settings, client_id="tests",
                                         transactional_id=same_id, producers=1)
+        fenced_before = _fenced()
         try:
             await first.publish([kafka.Output(topic, "k", _event(1))])
             await second.publish([kafka.Output(topic, "k", _event(2))])
+            assert _fenced() == fenced_before  # starting fences no live caller's request
             # The predecessor's producer was fenced: its next call fails, and is not
-            # delivered later.
-            with pytest.raises(kafka.PublishFailed):
+            # delivered later. Still running, it says what happened: two processes with
+            # one INSTANCE_ID.
+            with caplog.at_level(logging.ERROR, logger="services.core.transactional_publisher"), \
+                    pytest.raises(kafka.PublishFailed):
                 await first.publish([kafka.Output(topic, "k", _event(3))])
         finally:
             await first.close()
             await second.close()
         read = await read_topic(settings.kafka_bootstrap_servers, topic, until=2)
         assert sorted(event.data["n"] for event, _ in read) == [1, 2]
+        assert _fenced() == fenced_before + 1
+        fenced = [record for record in caplog.records if "INSTANCE_ID" in record.message]
+        assert [getattr(record, "transactional_id", None) for record in fenced] == [
+            f"{same_id}-0"]
