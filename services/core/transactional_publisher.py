@@ -58,8 +58,9 @@ TRANSACTION_REQUESTS = Histogram(
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, MAX_REQUESTS_PER_TRANSACTION))
 FENCED = Counter(
     "routing_intake_producers_fenced_total",
-    "Intake transactions failed because another process started a producer with the"
-    " same transactional id (two intakes running with one INSTANCE_ID)")
+    "Intake transactions failed because their producer was fenced: another process"
+    " started one with the same transactional id (two intakes running with one"
+    " INSTANCE_ID), or a transaction outlived the broker's transaction timeout")
 
 
 @dataclass(frozen=True)
@@ -241,9 +242,11 @@ def _fenced(transactional_id: str) -> None:
     fenced means another running process uses its transactional ids, and the two fail
     each other's requests until one stops."""
     FENCED.inc()
-    logger.error("another process started a producer with this intake's transactional id:"
-                 " two intakes run with one INSTANCE_ID and fail each other's tickets; give"
-                 " each its own INSTANCE_ID", extra={"transactional_id": transactional_id})
+    logger.error("this intake's producer was fenced: another process started a producer"
+                 " with its transactional id, so two intakes run with one INSTANCE_ID and"
+                 " fail each other's tickets (give each its own INSTANCE_ID); or, less"
+                 " likely, a transaction outlived the broker's transaction timeout",
+                 extra={"transactional_id": transactional_id})
 
 
 class ArrivalGap:
