@@ -51,7 +51,8 @@ WAITING = Gauge("routing_stage_waiting_for_outage",
                 "1 while a stage waits for the broker or the database to answer", ["stage"])
 SHARE_RECORDS = Histogram(
     "routing_stage_share_records",
-    "Records a stage took together from one partition: one transaction, exactly once",
+    "Records of one partition a stage took together (exactly once, each attempt at"
+    " them is one transaction; a retried share is counted again)",
     ["stage"], buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 500))
 
 # Attempts at a batch that keeps failing for a reason other than an outage before its

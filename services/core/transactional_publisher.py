@@ -240,7 +240,9 @@ class _Committer(kafka.Publisher):
 def _fenced(transactional_id: str) -> None:
     """A restarted intake fences its predecessor, which is gone by then: a live producer
     fenced means another running process uses its transactional ids, and the two fail
-    each other's requests until one stops."""
+    each other's requests until one stops; or, less likely (a transaction here lasts
+    seconds at most), that a transaction outlived the broker's transaction timeout,
+    which aiokafka reports the same way."""
     FENCED.inc()
     logger.error("this intake's producer was fenced: another process started a producer"
                  " with its transactional id, so two intakes run with one INSTANCE_ID and"

@@ -317,8 +317,10 @@ def _features_rows_for(dialect: str, customer_ids: list[str], now: datetime) -> 
     potential, which is what segmentation reads of such a customer until its features
     are computed. Counting a ticket adds to the row; without it, the count was lost."""
     insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    # In the customers' order, as the update after it: two segmenters' flushes take
+    # their locks in the same order.
     known = select(CustomerRow.customer_id, literal(now, db.UtcDateTime())).where(
-        CustomerRow.customer_id.in_(customer_ids))
+        CustomerRow.customer_id.in_(customer_ids)).order_by(CustomerRow.customer_id)
     return insert(CustomerFeaturesRow).from_select(
         ["customer_id", "computed_at"], known).on_conflict_do_nothing(
         index_elements=[CustomerFeaturesRow.customer_id])

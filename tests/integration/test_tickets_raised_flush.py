@@ -63,6 +63,8 @@ async def flush_and_read(engine: AsyncEngine, sessions: async_sessionmaker[Async
                       for n, customer_id in enumerate(CUSTOMERS)} | {"c-no-purchase": 3}
     # One statement a flush: run for each customer by the driver (the others have one).
     assert [many for _, many in statements] == [True, False, False]
-    # Segmentation reads the customer without features as before, its tickets counted.
-    counted = await store.customer("c-no-purchase", now=NOW)
+    # Segmentation reads the customer without features as before, its tickets counted
+    # (once its cache entry, if any, has expired: a fresh cache here).
+    fresh = CustomerStore(sessions, cache=CustomerCache(max_customers=10, ttl_seconds=60))
+    counted = await fresh.customer("c-no-purchase", now=NOW)
     assert (counted.tier, counted.features.tickets_raised) == (Tier.POTENTIAL, 3)
