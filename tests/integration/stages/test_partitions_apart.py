@@ -159,15 +159,8 @@ async def test_records_taken_behind_a_rewound_share_are_read_again_once_in_order
         sent = [await publish_to(raw_producer, source, 0)]
         await asyncio.wait_for(failing.entered.wait(), 60)
         sent += [await publish_to(raw_producer, source, 0) for _ in range(5)]
-        held = {partition.partition: records
-                for partition, records in runner.loop._pending.items()}
-        for _ in range(300):  # the scenario: the later five in hand behind the held share
-            if len(held.get(0, [])) == 5:
-                break
-            await asyncio.sleep(0.1)
-            held = {partition.partition: records
-                    for partition, records in runner.loop._pending.items()}
-        assert len(held.get(0, [])) == 5
+        # The scenario: the later five in hand behind the held share.
+        assert await _records_in_hand(runner, 0, at_least=5) == 5
         failing.released.set()
         published = await read_topic(stage_settings.kafka_bootstrap_servers, target,
                                      until=len(sent), within=60)
@@ -191,12 +184,8 @@ async def test_a_held_partition_with_a_backlog_does_not_hold_up_the_others(
         backlog = [await publish_to(raw_producer, source, 0)]
         await asyncio.wait_for(held.entered.wait(), 60)
         backlog += [await publish_to(raw_producer, source, 0) for _ in range(12)]
-        for _ in range(300):  # the scenario: partition 0's bound of records in hand full
-            in_hand = {p.partition: len(r) for p, r in runner.loop._pending.items()}
-            if in_hand.get(0, 0) >= 5:
-                break
-            await asyncio.sleep(0.1)
-        assert in_hand.get(0, 0) >= 5
+        # The scenario: partition 0's bound of records in hand full.
+        assert await _records_in_hand(runner, 0, at_least=5) >= 5
         other = await publish_to(raw_producer, source, 1)
         meanwhile = await read_topic(stage_settings.kafka_bootstrap_servers, targets.others,
                                      until=1, within=30)
@@ -350,12 +339,8 @@ async def test_records_taken_while_a_share_is_in_flight_go_on_together_in_the_ne
         sent = [await publish_to(raw_producer, source, 0)]
         await asyncio.wait_for(held.entered.wait(), 60)
         sent += [await publish_to(raw_producer, source, 0) for _ in range(4)]
-        for _ in range(300):  # the scenario: the later four in hand behind the held share
-            in_hand = {p.partition: len(r) for p, r in runner.loop._pending.items()}
-            if in_hand.get(0, 0) == 4:
-                break
-            await asyncio.sleep(0.1)
-        assert in_hand.get(0, 0) == 4
+        # The scenario: the later four in hand behind the held share.
+        assert await _records_in_hand(runner, 0, at_least=4) == 4
         held.released.set()
         published = await read_topic(stage_settings.kafka_bootstrap_servers, targets.held,
                                      until=len(sent), within=60)
@@ -366,6 +351,19 @@ async def test_records_taken_while_a_share_is_in_flight_go_on_together_in_the_ne
     shares, records = (after - before for after, before
                        in zip(_share_samples("together"), shares_before, strict=True))
     assert (shares, records) == (2, 5)
+
+
+async def _records_in_hand(runner: StageRunner, partition: int, *, at_least: int) -> int:
+    """How many of the partition's records the stage's loop holds, once it holds
+    `at_least` or after 30 s."""
+    def in_hand() -> int:
+        return sum(len(records) for held, records in runner.loop._pending.items()
+                   if held.partition == partition)
+    for _ in range(300):
+        if in_hand() >= at_least:
+            break
+        await asyncio.sleep(0.1)
+    return in_hand()
 
 
 def _share_samples(stage: str) -> tuple[float, float]:
