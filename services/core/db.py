@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 from sqlalchemy import DateTime, Dialect, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import (
     DataError,
@@ -94,6 +96,20 @@ def engine(database_url: str) -> AsyncEngine:
                                         connect_args={"timeout": 30})
     event.listen(sqlite_engine.sync_engine, "connect", _sqlite_pragmas)
     return sqlite_engine
+
+
+# The stores we run on, and each one's INSERT that takes ON CONFLICT (an upsert, or an
+# insert that skips rows already there): the one place a statement picks its dialect.
+_INSERTS: dict[str, Callable[[Any], sqlite.Insert | postgresql.Insert]] = {
+    "sqlite": sqlite.insert, "postgresql": postgresql.insert}
+
+
+def insert_on_conflict(dialect: str) -> Callable[[Any], sqlite.Insert | postgresql.Insert]:
+    """The INSERT of `dialect` (a connection's `dialect.name`) that takes ON CONFLICT."""
+    try:
+        return _INSERTS[dialect]
+    except KeyError:
+        raise ValueError(f"the store runs on SQLite or PostgreSQL, not {dialect!r}") from None
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:

@@ -18,11 +18,9 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import case, delete, or_
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.core import background
+from services.core import background, db
 from services.core.fleet_models import LeaseRow
 
 logger = logging.getLogger(__name__)
@@ -50,8 +48,7 @@ class Leases:
         """Take or renew the lease `name` until `now + duration`; whether we hold it."""
         now = now or datetime.now(UTC)
         async with self._sessions() as session, session.begin():
-            insert = sqlite_insert if session.get_bind().dialect.name == "sqlite" \
-                else postgresql_insert
+            insert = db.insert_on_conflict(session.get_bind().dialect.name)
             statement = insert(LeaseRow).values(
                 name=name, holder=self.holder, acquired_at=now, expires_at=now + duration)
             taken = await session.execute(statement.on_conflict_do_update(

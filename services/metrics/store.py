@@ -19,8 +19,6 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -122,7 +120,7 @@ _READ_LOCKED = (select(_TABLE)
 @functools.cache
 def _upsert(dialect: str) -> Insert:
     """Insert a timeline, or replace the one of its ticket."""
-    insert = sqlite_insert if dialect == "sqlite" else postgresql_insert
+    insert = db.insert_on_conflict(dialect)
     statement = insert(_TABLE)
     return statement.on_conflict_do_update(
         index_elements=[_TABLE.c.ticket_id],

@@ -10,11 +10,9 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 from sqlalchemy import Insert, Table, bindparam, func, select
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.core import lifecycle, retention, tickets
+from services.core import db, lifecycle, retention, tickets
 from services.router import service_clocks
 from services.router.models import RoutedTicketRow
 
@@ -64,7 +62,7 @@ _ROUTING_EVENTS = (select(RoutedTicketRow.ticket_id, RoutedTicketRow.routed_even
 def _first_dispatches(dialect: str) -> Insert:
     """Insert a batch's first routings. On a replay, what departments reported since
     (status, first response, escalation) stays, and so does the routing copy."""
-    insert = sqlite_insert if dialect == "sqlite" else postgresql_insert
+    insert = db.insert_on_conflict(dialect)
     # On the table, not the mapped class: a Core insert, without the ORM's bulk path.
     table = cast(Table, RoutedTicketRow.__table__)
     statement = insert(table)

@@ -14,10 +14,10 @@ from datetime import UTC
 from typing import Any, TypeVar
 
 from sqlalchemy import insert, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
+from services.core import db
 from services.segmenter.models import CustomerRow, PurchaseRow
 from services.segmenter.rows import CustomerRecord, Kind, PurchaseRecord, RowError
 
@@ -167,9 +167,9 @@ async def _upsert_customers(connection: AsyncConnection, rows: list[Values]) -> 
     by_fields: dict[frozenset[str], list[Values]] = {}
     for values in merged.values():
         by_fields.setdefault(frozenset(values), []).append(values)
-    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    upsert = db.insert_on_conflict(connection.dialect.name)
     for fields, group in by_fields.items():
-        statement = dialect.insert(CustomerRow)
+        statement = upsert(CustomerRow)
         statement = statement.on_conflict_do_update(
             index_elements=[CustomerRow.customer_id],
             set_={name: statement.excluded[name] for name in sorted(fields)

@@ -8,8 +8,6 @@ from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Insert, Row, Select, Table, bindparam, func, literal, select, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.core import db
@@ -321,7 +319,7 @@ def _features_rows_for(dialect: str, customer_ids: list[str], now: datetime) -> 
     since, without a purchase or a population run): the features of no purchases, tier
     potential, which is what segmentation reads of such a customer until its features
     are computed. Counting a ticket adds to the row; without it, the count was lost."""
-    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    insert = db.insert_on_conflict(dialect)
     # In the customers' order, as the update after it: two segmenters' flushes take
     # their locks in the same order.
     known = select(CustomerRow.customer_id, literal(now, db.UtcDateTime())).where(

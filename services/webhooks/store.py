@@ -10,11 +10,9 @@ from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import delete, func, select, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.core import retention
+from services.core import db, retention
 from services.webhooks.models import WebhookDeliveryRow, WebhookEndpointRow
 
 PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
@@ -174,7 +172,7 @@ class Deliveries:
                 for o in {o.delivery_id: o for o in outgoing}.values()]
         async with self._sessions() as session, session.begin():
             dialect = session.get_bind().dialect.name
-            insert = sqlite_insert if dialect == "sqlite" else postgresql_insert
+            insert = db.insert_on_conflict(dialect)
             await session.execute(insert(WebhookDeliveryRow).on_conflict_do_nothing(
                 index_elements=[WebhookDeliveryRow.delivery_id]), rows)
 
