@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -172,6 +173,7 @@ class _Committer(kafka.Publisher):
     def __init__(self, settings: Settings, *, client_id: str, transactional_id: str) -> None:
         super().__init__(settings, client_id=client_id)
         self._transactional_id = transactional_id
+        self._fencing = _Fencing(transactional_id)
 
     async def close(self) -> None:
         """Stop the producer. Producers still aborting a failed transaction get one
@@ -209,7 +211,7 @@ class _Committer(kafka.Publisher):
                 await active.commit_transaction()
         except Exception as exc:  # aiokafka raises assertion errors in a broken state too
             if isinstance(exc, ProducerFenced | InvalidProducerEpoch):
-                _fenced(self._transactional_id)
+                self._fencing.fenced(time.monotonic())
             reason = "the broker did not acknowledge in time" if isinstance(
                 exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
             logger.warning("transaction not committed", extra={
@@ -237,18 +239,35 @@ class _Committer(kafka.Publisher):
         await self._stop_quietly(stale)
 
 
-def _fenced(transactional_id: str) -> None:
-    """A restarted intake fences its predecessor, which is gone by then: a live producer
-    fenced means another running process uses its transactional ids, and the two fail
-    each other's requests until one stops; or, less likely (a transaction here lasts
-    seconds at most), that a transaction outlived the broker's transaction timeout,
-    which aiokafka reports the same way."""
-    FENCED.inc()
-    logger.error("this intake's producer was fenced: another process started a producer"
-                 " with its transactional id, so two intakes run with one INSTANCE_ID and"
-                 " fail each other's tickets (give each its own INSTANCE_ID); or, less"
-                 " likely, a transaction outlived the broker's transaction timeout",
-                 extra={"transactional_id": transactional_id})
+class _Fencing:
+    """Says when a committer's producer is fenced. A restarted intake fences its
+    predecessor, which is gone by then: a live producer fenced means another running
+    process uses its transactional ids, and the two fail each other's requests until one
+    stops (each of their transactions, dozens a second under load); or, less likely (a
+    transaction here lasts seconds at most), that a transaction outlived the broker's
+    transaction timeout, which aiokafka reports the same way. Each time is counted; the
+    error is logged at once, then at most once a `LOG_SECONDS`, with how many times it
+    happened since."""
+
+    LOG_SECONDS = 60.0
+
+    def __init__(self, transactional_id: str) -> None:
+        self._transactional_id = transactional_id
+        self._logged_at: float | None = None
+        self._unlogged = 0
+
+    def fenced(self, now: float) -> None:
+        FENCED.inc()
+        self._unlogged += 1
+        if self._logged_at is not None and now - self._logged_at < self.LOG_SECONDS:
+            return
+        logger.error("this intake's producer was fenced: another process started a producer"
+                     " with its transactional id, so two intakes run with one INSTANCE_ID"
+                     " and fail each other's tickets (give each its own INSTANCE_ID); or,"
+                     " less likely, a transaction outlived the broker's transaction timeout",
+                     extra={"transactional_id": self._transactional_id,
+                            "times_fenced": self._unlogged})
+        self._logged_at, self._unlogged = now, 0
 
 
 class ArrivalGap:
