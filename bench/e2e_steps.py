@@ -179,22 +179,15 @@ class Bench:
         if self.broker_pid is None or self.pipeline_warmup_seconds <= 0:
             return
         make = self.requests(running, self.tag(f"{running.name}-warm"))
-        began, windows, cores = time.monotonic(), 0, math.inf
-        while time.monotonic() - began < self.pipeline_warmup_seconds:
-            before, started = broker_warmup.compiler_ticks(self.broker_pid), time.monotonic()
-            asyncio.run(e2e_load.open_loop(running.port, WARM_RATE, WARM_WINDOW_SECONDS,
-                                           make))
-            cores = broker_warmup.compiler_seconds_between(
-                before, broker_warmup.compiler_ticks(self.broker_pid)) / (
-                time.monotonic() - started)
-            windows += 1
-            if windows >= 2 and cores < broker_warmup.SETTLED_CORES:
-                break
+        warmed = broker_warmup.until_settled(
+            self.broker_pid, self.pipeline_warmup_seconds,
+            lambda: asyncio.run(e2e_load.open_loop(running.port, WARM_RATE,
+                                                   WARM_WINDOW_SECONDS, make)))
         asyncio.run(e2e_load.wait_quiet(self.bootstrap, running.lanes))
-        self.log(f"  {running.name} warmed at {WARM_RATE}/s for"
-                 f" {time.monotonic() - began:.0f}s: the broker's JIT compiler threads at"
-                 f" {cores:.3f} cores over the last {WARM_WINDOW_SECONDS:g} s"
-                 + ("" if cores < broker_warmup.SETTLED_CORES else " (not settled: time limit)"))
+        self.log(f"  {running.name} warmed at {WARM_RATE}/s for {warmed.seconds:.0f}s: the"
+                 f" broker's JIT compiler threads at {warmed.compiler_cores:.3f} cores over"
+                 f" the last {WARM_WINDOW_SECONDS:g} s"
+                 + ("" if warmed.settled else " (not settled: time limit)"))
 
     def highest(self, running: Running, steps: list[Step]) -> float:
         """The highest rate that passes, from the steps done, x1.5 upwards, two bisections."""

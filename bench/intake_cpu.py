@@ -28,7 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import math
+import itertools
 import os
 import resource
 import shutil
@@ -82,31 +82,19 @@ WARM_WINDOW_SECONDS = 10.0
 
 def warm_up(running: Running, customers: list[str], connections: int, bootstrap: str,
             broker_pid: int | None, max_seconds: float) -> None:
-    """The pipeline's own load, in windows of WARM_WINDOW_SECONDS, until the broker's JIT
-    compiler threads use under broker_warmup's bound over a window (after two at least),
-    or `max_seconds` pass.
-
-    The broker's own warm-up leaves it compiling again for each pipeline's requests:
-    measured under the project's closed loop after it, the compiler threads used 0.31,
-    0.13, 0.09 and 0.05 of a core in four windows of 15 s, which the first runs shared."""
+    """2 s of load; then the pipeline's own load in windows of WARM_WINDOW_SECONDS until
+    the broker's JIT settles again (broker_warmup.until_settled), at most `max_seconds`."""
     load(running, customers, connections, 2.0, f"{running.name}-warm", bootstrap)
     if broker_pid is None or max_seconds <= 0:
         return
-    began, windows, cores = time.monotonic(), 0, math.inf
-    while time.monotonic() - began < max_seconds:
-        before, started = broker_warmup.compiler_ticks(broker_pid), time.monotonic()
-        closed_loop.wrk(running.port, connections, WARM_WINDOW_SECONDS, running.token,
-                        customers, f"{running.name}-warm-{windows}")
-        cores = broker_warmup.compiler_seconds_between(
-            before, broker_warmup.compiler_ticks(broker_pid)) / (time.monotonic() - started)
-        windows += 1
-        if windows >= 2 and cores < broker_warmup.SETTLED_CORES:
-            break
+    windows = itertools.count()
+    warmed = broker_warmup.until_settled(broker_pid, max_seconds, lambda: closed_loop.wrk(
+        running.port, connections, WARM_WINDOW_SECONDS, running.token, customers,
+        f"{running.name}-warm-{next(windows)}"))
     asyncio.run(e2e_load.wait_quiet(bootstrap, running.lanes))
-    print(f"{running.name} warmed under its load for {time.monotonic() - began:.0f}s: the"
-          f" broker's JIT compiler threads at {cores:.3f} cores over the last"
-          f" {WARM_WINDOW_SECONDS:g} s"
-          + ("" if cores < broker_warmup.SETTLED_CORES else " (not settled: time limit)"),
+    print(f"{running.name} warmed under its load for {warmed.seconds:.0f}s: the broker's"
+          f" JIT compiler threads at {warmed.compiler_cores:.3f} cores over the last"
+          f" {WARM_WINDOW_SECONDS:g} s" + ("" if warmed.settled else " (not settled: time limit)"),
           flush=True)
 
 

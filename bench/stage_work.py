@@ -24,11 +24,12 @@ import asyncio
 import statistics
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from typing import Protocol
 
 from bench.rules_eval import sample_customer
-from services.core import envelope, kafka, tickets
+from services.core import envelope, kafka, tickets, topics
 from services.core.settings import PROJECT_ROOT
 from services.router import table_file
 from services.router import worker as router_worker
@@ -36,46 +37,85 @@ from services.segmenter import rules_file
 from services.segmenter import worker as segmenter_worker
 from services.segmenter.profiles import Customer
 
-Record = tuple[envelope.Headers, bytes]
+CUSTOMERS = 100
 
 
-def record(event: envelope.Event) -> Record:
-    return envelope.to_headers(event), envelope.to_value(event)
+class Stage(Protocol):
+    """A stage's transform, as its pipeline calls it (services/core/pipeline.py)."""
+
+    async def prefetch(self, events: Sequence[envelope.Event]) -> None: ...
+
+    async def __call__(self, event: envelope.Event) -> list[kafka.Output]: ...
 
 
-def received(n: int) -> Record:
+def segmenter() -> Stage:
+    """The segmenter's transform with the rules of config/segments.yaml, every customer
+    known and given from memory (what its cache holds for a warm customer)."""
+    customers = {f"c-{n}": sample_customer(n) for n in range(CUSTOMERS)}
+
+    async def lookup(customer_id: str, *, now: datetime) -> Customer:
+        return customers[customer_id]
+
+    rule_set = rules_file.load(PROJECT_ROOT / "config" / "segments.yaml")
+    return segmenter_worker.SegmentTicket(lookup=lookup, current_rules=lambda: rule_set)
+
+
+def router() -> Stage:
+    """The router's transform with the table of config/routing.yaml, without a store."""
+    table = table_file.load(PROJECT_ROOT / "config" / "routing.yaml")
+    return router_worker.RouteTicket(lambda: table)
+
+
+def received(n: int) -> envelope.Record:
+    """The n-th ticket as the intake writes it to `tickets.incoming`."""
     ticket_id = str(uuid.uuid4())
-    ticket = tickets.Ticket(ticket_id=ticket_id, customer_id=f"c-{n % 100}",
+    ticket = tickets.Ticket(ticket_id=ticket_id, customer_id=f"c-{n % CUSTOMERS}",
                             subject=f"Question {n}", body="Where is my order?" * 5,
                             channel="email", kind="question", received_at=datetime.now(UTC))
-    return record(envelope.Event(type="ticket.received", source="/bench", ticket_id=ticket_id,
-                                 correlation_id=ticket_id,
-                                 data=ticket.model_dump(mode="json")))
+    return envelope.encode(topics.INCOMING, ticket.customer_id, envelope.Event(
+        type="ticket.received", source="/bench", ticket_id=ticket_id,
+        correlation_id=ticket_id, data=ticket.model_dump(mode="json")))
 
 
-def segmented(n: int) -> Record:
+def segmented(n: int) -> envelope.Record:
+    """The n-th ticket as the segmenter writes it to `tickets.segmented`."""
     segment, tier = [("government", "most_valuable"), ("business", "existing"),
                      ("growth", "most_growable"), ("general", "existing")][n % 4]
     ticket_id = str(uuid.uuid4())
     ticket = tickets.SegmentedTicket(
-        ticket_id=ticket_id, customer_id=f"c-{n % 100}", subject=f"Question {n}",
+        ticket_id=ticket_id, customer_id=f"c-{n % CUSTOMERS}", subject=f"Question {n}",
         body="Where is my order?" * 5, channel="email", kind="question",
         received_at=datetime.now(UTC),
         segmentation=tickets.Segmentation(segment=segment, rule="r", rules_version="v",
                                           customer_known=True, tier=tier))
-    return record(envelope.Event(type="ticket.segmented", source="/bench",
-                                 ticket_id=ticket_id, correlation_id=ticket_id,
-                                 data=ticket.model_dump(mode="json")))
+    return envelope.encode(topics.SEGMENTED, ticket.customer_id, envelope.Event(
+        type="ticket.segmented", source="/bench", ticket_id=ticket_id,
+        correlation_id=ticket_id, data=ticket.model_dump(mode="json")))
 
 
-Transform = Callable[[envelope.Event], Awaitable[list[kafka.Output]]]
+# Each stage, and the records it reads.
+STAGES: dict[str, tuple[Callable[[], Stage], Callable[[int], envelope.Record]]] = {
+    "segmenter": (segmenter, received), "router": (router, segmented)}
 
 
-async def per_ticket(transform: Transform, records: list[Record]) -> float:
-    """Microseconds of CPU a ticket: read, transformed, its outputs written out."""
+def _dropped(_records: list[envelope.Record]) -> None:
+    """Outputs not kept: the measurement holds no more than the stage would."""
+
+
+async def through(stage: Stage, records: Sequence[envelope.Record],
+                  written: Callable[[list[envelope.Record]], object] = _dropped) -> None:
+    """Each record read, transformed and its outputs written out (handed to `written`),
+    in a batch of their own, as the stage's loop starts one for a share."""
+    await stage.prefetch([])
+    for record in records:
+        written(kafka.records(await stage(envelope.from_record(record.headers,
+                                                                record.value))))
+
+
+async def per_ticket(stage: Stage, records: Sequence[envelope.Record]) -> float:
+    """Microseconds of CPU a ticket going `through` the stage."""
     started = time.process_time()
-    for headers, value in records:
-        kafka.records(await transform(envelope.from_record(headers, value)))
+    await through(stage, records)
     return (time.process_time() - started) / len(records) * 1e6
 
 
@@ -84,27 +124,12 @@ async def main() -> None:
     parser.add_argument("--tickets", type=int, default=3000)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-
-    customers = {f"c-{n}": sample_customer(n) for n in range(100)}
-
-    async def lookup(customer_id: str, *, now: datetime) -> Customer:
-        return customers[customer_id]
-
-    rule_set = rules_file.load(PROJECT_ROOT / "config" / "segments.yaml")
-    segmenter = segmenter_worker.SegmentTicket(lookup=lookup, current_rules=lambda: rule_set)
-    table = table_file.load(PROJECT_ROOT / "config" / "routing.yaml")
-    router = router_worker.RouteTicket(lambda: table)
-    stages: dict[str, tuple[Transform, list[Record]]] = {
-        "segmenter": (segmenter, [received(n) for n in range(args.tickets)]),
-        "router": (router, [segmented(n) for n in range(args.tickets)]),
-    }
+    if args.tickets < 1 or args.rounds < 1:
+        parser.error("--tickets and --rounds must be 1 or more")
     print(f"{args.tickets} tickets x {args.rounds} rounds, us of CPU a ticket in memory:")
-    for name, (transform, records) in stages.items():
-        rounds = []
-        for _ in range(args.rounds):
-            await segmenter.prefetch([])  # each round a batch of its own
-            await router.prefetch([])
-            rounds.append(await per_ticket(transform, records))
+    for name, (build, record) in STAGES.items():
+        stage, records = build(), [record(n) for n in range(args.tickets)]
+        rounds = [await per_ticket(stage, records) for _ in range(args.rounds)]
         print(f"  {name:10s} least {min(rounds):6.0f}   median {statistics.median(rounds):6.0f}")
 
 

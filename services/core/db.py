@@ -100,11 +100,12 @@ def engine(database_url: str) -> AsyncEngine:
 
 # The stores we run on, and each one's INSERT that takes ON CONFLICT (an upsert, or an
 # insert that skips rows already there): the one place a statement picks its dialect.
-_INSERTS: dict[str, Callable[[Any], sqlite.Insert | postgresql.Insert]] = {
-    "sqlite": sqlite.insert, "postgresql": postgresql.insert}
+InsertOnConflict = Callable[[Any], sqlite.Insert | postgresql.Insert]
+_INSERTS: dict[str, InsertOnConflict] = {"sqlite": sqlite.insert,
+                                         "postgresql": postgresql.insert}
 
 
-def insert_on_conflict(dialect: str) -> Callable[[Any], sqlite.Insert | postgresql.Insert]:
+def insert_on_conflict(dialect: str) -> InsertOnConflict:
     """The INSERT of `dialect` (a connection's `dialect.name`) that takes ON CONFLICT."""
     try:
         return _INSERTS[dialect]

@@ -210,12 +210,13 @@ class _Committer(kafka.Publisher):
             async with asyncio.timeout(self._settings.produce_timeout_seconds):
                 await active.commit_transaction()
         except Exception as exc:  # aiokafka raises assertion errors in a broken state too
-            if isinstance(exc, ProducerFenced | InvalidProducerEpoch):
-                self._fencing.fenced(time.monotonic())
             reason = "the broker did not acknowledge in time" if isinstance(
                 exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
-            logger.warning("transaction not committed", extra={
-                "requests": len(batch), "error": reason, "commit_sent": commit_sent})
+            if isinstance(exc, ProducerFenced | InvalidProducerEpoch):
+                self._fencing.fenced(time.monotonic())  # said once a minute, not each time
+            else:
+                logger.warning("transaction not committed", extra={
+                    "requests": len(batch), "error": reason, "commit_sent": commit_sent})
             self._abandon(abort=active is not None and not commit_sent)
             _settle(batch, reason)
         else:
@@ -247,7 +248,7 @@ class _Fencing:
     transaction here lasts seconds at most), that a transaction outlived the broker's
     transaction timeout, which aiokafka reports the same way. Each time is counted; the
     error is logged at once, then at most once a `LOG_SECONDS`, with how many times it
-    happened since."""
+    happened since (the times after the last message are in the counter only)."""
 
     LOG_SECONDS = 60.0
 

@@ -211,5 +211,5 @@ class TestSharedProducers:
         assert sorted(event.data["n"] for event, _ in read) == [1, 2]
         assert _fenced() == fenced_before + 1
         fenced = [record for record in caplog.records if "INSTANCE_ID" in record.message]
-        assert [getattr(record, "transactional_id", None) for record in fenced] == [
-            f"{same_id}-0"]
+        assert [(getattr(record, "transactional_id", None), getattr(record, "times_fenced", None))
+                for record in fenced] == [(f"{same_id}-0", 1)]

@@ -5,7 +5,7 @@ store we do not run on, rather than another dialect's SQL."""
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import Column, MetaData, String, Table
+from sqlalchemy import Column, Dialect, MetaData, String, Table
 from sqlalchemy.dialects import postgresql, sqlite
 
 from services.core import db
@@ -15,12 +15,12 @@ ROWS = Table("rows", MetaData(), Column("id", String, primary_key=True),
 
 
 @pytest.mark.parametrize("dialect", [sqlite.dialect(), postgresql.dialect()])
-def test_each_store_gets_its_own_upsert(dialect: object) -> None:
-    insert = db.insert_on_conflict(dialect.name)  # type: ignore[attr-defined]
+def test_each_store_gets_its_own_upsert(dialect: Dialect) -> None:
+    insert = db.insert_on_conflict(dialect.name)
     statement = insert(ROWS)
     upsert = statement.on_conflict_do_update(index_elements=[ROWS.c.id],
                                              set_={"value": statement.excluded.value})
-    sql = str(upsert.compile(dialect=dialect))  # type: ignore[arg-type]
+    sql = str(upsert.compile(dialect=dialect))
     assert "ON CONFLICT (id) DO UPDATE SET value = excluded.value" in sql
 
 
