@@ -61,9 +61,20 @@ def load_yaml(path: Path | str, text: str) -> dict[str, Any]:
     except yaml.MarkedYAMLError as exc:
         line = exc.problem_mark.line + 1 if exc.problem_mark else None
         raise ConfigError(path, line, None, f"not valid YAML: {exc.problem}") from exc
+    except yaml.reader.ReaderError as exc:  # a character YAML does not take, anywhere
+        raise _unreadable(path, text, exc) from exc
     if not isinstance(document, dict):
         raise ConfigError(path, 1, None, "the file must hold a YAML mapping at the top level")
     return document
+
+
+def _unreadable(path: Path | str, text: str, error: yaml.reader.ReaderError) -> ConfigError:
+    before = text[:error.position]
+    line, column = before.count("\n") + 1, error.position - (before.rfind("\n") + 1) + 1
+    character = error.character if isinstance(error.character, int) else ord(error.character)
+    return ConfigError(path, line, None, f"not valid YAML: the character U+{character:04X} at"
+                                         f" column {column} is not allowed (YAML takes"
+                                         " printable characters, tabs and line breaks)")
 
 
 def line_of(mapping: Any) -> int | None:

@@ -204,3 +204,17 @@ class TestDryRun:
         assert response.status_code == 422
         assert response.json()["line"] is not None
         assert service.live.last_rejection is None  # a dry run is not an attempt
+
+    @pytest.mark.parametrize(("body", "line"), [(b"\x00", 1),
+                                               (b"version: v\nnote: bell\x07\n", 2)])
+    async def test_a_character_yaml_does_not_take_is_refused_by_its_line(
+            self, service: Service, body: bytes, line: int) -> None:
+        """A NUL or another control character anywhere in the file: 422 with where it
+        is and what YAML takes, not a 500 (found by the OpenAPI fuzzing)."""
+        response = await service.client.post(
+            f"{service.config.path}/dry-run", content=body,
+            headers={"content-type": "application/yaml"})
+        assert response.status_code == 422, response.text
+        answer = response.json()
+        assert answer["line"] == line
+        assert "is not allowed (YAML takes printable characters" in str(answer)
