@@ -106,6 +106,10 @@ def _children_cpu() -> float:
 def profiled(running: Running, customers: list[str], connections: int, seconds: float,
              out: Path, bootstrap: str, paused: tuple[str, ...]) -> None:
     spy = Path(sys.executable).with_name("py-spy")
+    if not spy.exists():
+        print("  (py-spy not installed: no profile; `.venv/bin/pip install py-spy`)",
+              flush=True)
+        return
     out.mkdir(parents=True, exist_ok=True)
     raw = out / f"{running.name}-intake.txt"
     recorder = spawn([str(spy), "record", "--pid", str(running.pids["intake"]),
