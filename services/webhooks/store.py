@@ -171,8 +171,7 @@ class Deliveries:
                  "created_at": now, "updated_at": now}
                 for o in {o.delivery_id: o for o in outgoing}.values()]
         async with self._sessions() as session, session.begin():
-            dialect = session.get_bind().dialect.name
-            insert = db.insert_on_conflict(dialect)
+            insert = db.insert_on_conflict(session.get_bind().dialect.name)
             await session.execute(insert(WebhookDeliveryRow).on_conflict_do_nothing(
                 index_elements=[WebhookDeliveryRow.delivery_id]), rows)
 

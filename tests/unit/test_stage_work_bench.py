@@ -32,8 +32,3 @@ async def test_the_router_routes_every_ticket_to_a_lane() -> None:
         lanes = [output.topic for output in written if topics.department_of(output.topic)]
         assert len(lanes) == 1
         assert topics.EVENTS in {output.topic for output in written}
-
-
-async def test_a_ticket_is_measured_in_microseconds_of_cpu() -> None:
-    build, record = stage_work.STAGES["router"]
-    assert await stage_work.per_ticket(build(), [record(n) for n in range(20)]) > 0
