@@ -19,7 +19,7 @@ request over the load alone, and over the load and the drain that follows (until
 record is added to the lanes for 3 s; the project's router stage routes them in a
 process of its own, `router-stage`, as `bin/run` starts it); and the cores each process
 (and the broker) used during the load. With `--profile`, a further run under
-py-spy (raw collapsed stacks of the intake's process) and its top frames. Every process
+py-spy (raw collapsed stacks of each process of the pipeline) and their top frames. Every process
 it started is stopped on exit.
 """
 
@@ -111,20 +111,28 @@ def profiled(running: Running, customers: list[str], connections: int, seconds: 
               flush=True)
         return
     out.mkdir(parents=True, exist_ok=True)
-    raw = out / f"{running.name}-intake.txt"
-    recorder = spawn([str(spy), "record", "--pid", str(running.pids["intake"]),
-                      "--duration", str(round(seconds)), "--rate", "100", "--format", "raw",
-                      "--nonblocking", "--output", str(raw)], {}, out / "py-spy.log")
+    # Every process of the pipeline at once, each its own profile: where a ticket's CPU
+    # goes is spread over them.
+    raws = {name: out / f"{running.name}-{name}.txt" for name in running.pids}
+    recorders = [spawn([str(spy), "record", "--pid", str(pid), "--duration",
+                        str(round(seconds)), "--rate", "100", "--format", "raw",
+                        "--nonblocking", "--output", str(raws[name])], {},
+                       out / f"py-spy-{name}.log")
+                 for name, pid in running.pids.items()]
     time.sleep(1.0)
     load(running, customers, connections, seconds, f"{running.name}-profile", bootstrap,
          paused=paused)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        recorder.wait(30)
-    ports.terminate(recorder, 5)
-    STARTED.remove(recorder)
-    print(f"  {raw}: top frames by own samples", flush=True)
-    for line in top_frames(raw, 15):
-        print(f"    {line}", flush=True)
+    for recorder in recorders:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            recorder.wait(30)
+        ports.terminate(recorder, 5)
+        STARTED.remove(recorder)
+    for raw in raws.values():
+        if not raw.exists():
+            continue
+        print(f"  {raw}: top frames by own samples", flush=True)
+        for line in top_frames(raw, 15):
+            print(f"    {line}", flush=True)
 
 
 def main() -> None:
