@@ -1,0 +1,125 @@
+"""What the router's polls of its routed tickets cost against the history the store keeps:
+the load sample (backlog, oldest open ticket, first responses in the last hour), which
+each router process runs every LOAD_SAMPLE_SECONDS, and the escalation check.
+
+Each store (SQLite, a fresh file) holds the same open tickets (`--open`, spread over
+departments, routed or picked up, some past their deadline) and, besides them,
+`--history` resolved tickets answered days ago. The baseline is the same polls on a store
+holding the open tickets alone, measured in the same run: what the polls are about. It
+does so at two schema revisions, 0014 (before the polls' indexes) and the newest, and
+prints the CPU milliseconds of each poll (median of `--repeats`, the process's CPU time,
+the database's thread included) and the ratio to the baseline.
+
+    .venv/bin/python -m bench.router_polls [--history 200000] [--open 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sqlite3
+import statistics
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from services.core import db, lifecycle, migrate
+from services.router.load import RESPONSE_RATE_WINDOW
+from services.router.store import RoutedTickets
+
+DEPARTMENTS = ("customer_care", "key_accounts", "public_sector", "sales", "business_desk")
+REVISIONS = ("0014", "head")
+Poll = Callable[[RoutedTickets, datetime], Awaitable[object]]
+POLLS: dict[str, Poll] = {
+    "backlog": lambda store, _now: store.backlog(),
+    "oldest_open": lambda store, _now: store.oldest_open(),
+    "first_responses_since": lambda store, now: store.first_responses_since(
+        now - RESPONSE_RATE_WINDOW),
+    "due_for_escalation": lambda store, now: store.due_for_escalation(now),
+}
+
+
+def _rows(count: int, start: int, now: datetime, *, resolved: bool) -> list[tuple[object, ...]]:
+    rows: list[tuple[object, ...]] = []
+    for n in range(start, start + count):
+        department = DEPARTMENTS[n % len(DEPARTMENTS)]
+        if resolved:  # answered and resolved days ago
+            at = now - timedelta(days=2, seconds=n % 86_400)
+            status, answered, deadline = lifecycle.Status.RESOLVED, at, at + timedelta(hours=1)
+        else:  # open: a third past its deadline
+            at = now - timedelta(minutes=n % 90)
+            status = lifecycle.BACKLOG[n % 2]
+            answered, deadline = None, at + timedelta(hours=1)
+        trace = json.dumps([{"at": at.isoformat(), "step": str(status)}])
+        rows.append((f"t-{n}", department, "retail", str(status), 3, _iso(deadline),
+                     _iso(answered), False, trace, "{}", _iso(at), f"c-{n % 5000}", "p"))
+    return rows
+
+
+def _iso(moment: datetime | None) -> str | None:
+    # As the store writes its UTC columns on SQLite (services.core.db.UtcDateTime).
+    return None if moment is None else moment.strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def fill(path: Path, open_tickets: int, history: int, now: datetime) -> None:
+    with sqlite3.connect(path) as connection:
+        connection.executemany(
+            "INSERT INTO routed_tickets (ticket_id, department, segment, status, priority,"
+            " first_response_deadline, first_response_at, escalated, trace, payload,"
+            " updated_at, customer_id, platform) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            [*_rows(open_tickets, 0, now, resolved=False),
+             *_rows(history, open_tickets, now, resolved=True)])
+
+
+async def measure(path: Path, revision: str, open_tickets: int, history: int,
+                  repeats: int) -> dict[str, float]:
+    url = f"sqlite+aiosqlite:///{path}"
+    await migrate.upgrade(url, revision)
+    now = datetime.now(UTC)
+    fill(path, open_tickets, history, now)
+    engine = db.engine(url)
+    store = RoutedTickets(db.sessions(engine))
+    medians: dict[str, float] = {}
+    try:
+        for name, poll in POLLS.items():
+            await poll(store, now)  # warm: the connection, the statement's compilation
+            spent = []
+            for _ in range(repeats):
+                started = time.process_time()
+                await poll(store, now)
+                spent.append(time.process_time() - started)
+            medians[name] = 1000 * statistics.median(spent)
+    finally:
+        await engine.dispose()
+    return medians
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--history", type=int, default=200_000)
+    parser.add_argument("--open", type=int, default=2_000)
+    parser.add_argument("--repeats", type=int, default=15)
+    args = parser.parse_args()
+    print(f"{args.open} open tickets; history: {args.history} resolved tickets besides them;"
+          f" CPU ms a poll, median of {args.repeats}", flush=True)
+    with tempfile.TemporaryDirectory() as folder:
+        for revision in REVISIONS:
+            baseline = await measure(Path(folder, f"{revision}-open.db"), revision,
+                                     args.open, 0, args.repeats)
+            kept = await measure(Path(folder, f"{revision}-history.db"), revision,
+                                 args.open, args.history, args.repeats)
+            print(f"schema {revision}:", flush=True)
+            for name in POLLS:
+                print(f"  {name:22} open only {baseline[name]:7.2f}  with history"
+                      f" {kept[name]:8.2f}  ratio {kept[name] / max(baseline[name], 1e-3):6.1f}",
+                      flush=True)
+            total = sum(kept.values()), sum(baseline.values())
+            print(f"  {'all four':22} open only {total[1]:7.2f}  with history {total[0]:8.2f}"
+                  f"  ratio {total[0] / max(total[1], 1e-3):6.1f}", flush=True)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
