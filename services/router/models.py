@@ -5,11 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Index, String
+from sqlalchemy import JSON, Boolean, Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from services.core import db
 from services.core.db import Base
+
+_NO_CLOCKS = "service_clocks IS NULL"
 
 
 class RoutedTicketRow(Base):
@@ -17,12 +19,16 @@ class RoutedTicketRow(Base):
 
     __tablename__ = "routed_tickets"
     # The polls' (the load sample: backlog, oldest_open, first_responses_since; and
-    # due_for_escalation): they read the open, answered or unanswered tickets through
+    # due_for_escalation): they read the open, lately answered or due tickets through
     # these, not every routed ticket kept (v0015).
     __table_args__ = (
         Index("ix_routed_tickets_status_department", "status", "department", "updated_at"),
-        Index("ix_routed_tickets_first_response", "first_response_at",
-              "first_response_deadline"),
+        Index("ix_routed_tickets_first_response", "first_response_at", "department"),
+        # Only the tickets without clocks (routed before v0010) and not escalated yet: an
+        # escalated or abandoned ticket is not read again every check until retention.
+        Index("ix_routed_tickets_escalation_due", "first_response_at",
+              "first_response_deadline", sqlite_where=text(f"escalated IS 0 AND {_NO_CLOCKS}"),
+              postgresql_where=text(f"escalated IS false AND {_NO_CLOCKS}")),
     )
 
     ticket_id: Mapped[str] = mapped_column(String(128), primary_key=True)

@@ -7,9 +7,12 @@ keeps (its retention), not with the open tickets they are about (`bench.router_p
 
 - backlog and oldest open ticket: by status, then department and last change (the index
   answers both without reading the table);
-- first responses since a moment, and unanswered tickets past their deadline (the
-  escalation check): by first response, then deadline (replaces the index on every
-  deadline).
+- first responses since a moment: by when, then department (nor does it);
+- the escalation check (unanswered tickets past their deadline): only the tickets it can
+  escalate, those without clocks (routed before 0010; the clock watch has the others)
+  and not escalated yet, by first response, then deadline. It replaces the index on every
+  deadline, through which the check read every unanswered ticket past its deadline,
+  escalated and abandoned ones too, until retention took them.
 
 The index on the department alone goes: no statement filters on it, and the polls'
 grouping by it had SQLite read the whole table in its order.
@@ -21,17 +24,27 @@ Create Date: 2026-12-02
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0015"
 down_revision: str | None = "0014"
+
+# As the check's statement writes them (literals, not parameters: a partial index is
+# used only for what the statement's own text implies).
+ESCALATION_DUE = {"sqlite": "escalated IS 0 AND service_clocks IS NULL",
+                  "postgresql": "escalated IS false AND service_clocks IS NULL"}
 
 
 def upgrade() -> None:
     op.create_index("ix_routed_tickets_status_department", "routed_tickets",
                     ["status", "department", "updated_at"])
     op.create_index("ix_routed_tickets_first_response", "routed_tickets",
-                    ["first_response_at", "first_response_deadline"])
+                    ["first_response_at", "department"])
+    op.create_index("ix_routed_tickets_escalation_due", "routed_tickets",
+                    ["first_response_at", "first_response_deadline"],
+                    sqlite_where=sa.text(ESCALATION_DUE["sqlite"]),
+                    postgresql_where=sa.text(ESCALATION_DUE["postgresql"]))
     op.drop_index("ix_routed_tickets_first_response_deadline", table_name="routed_tickets")
     op.drop_index("ix_routed_tickets_department", table_name="routed_tickets")
 
@@ -40,5 +53,6 @@ def downgrade() -> None:
     op.create_index("ix_routed_tickets_department", "routed_tickets", ["department"])
     op.create_index("ix_routed_tickets_first_response_deadline", "routed_tickets",
                     ["first_response_deadline"])
+    op.drop_index("ix_routed_tickets_escalation_due", table_name="routed_tickets")
     op.drop_index("ix_routed_tickets_first_response", table_name="routed_tickets")
     op.drop_index("ix_routed_tickets_status_department", table_name="routed_tickets")
