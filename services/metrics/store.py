@@ -42,6 +42,9 @@ class TimelineRow(Base):
               sqlite_where=_UNDECIDED, postgresql_where=_UNDECIDED),
         Index("ix_ticket_timelines_open_department", "department",
               sqlite_where=_OPEN, postgresql_where=_OPEN),
+        # The parity report's window (routed since) and the retention purge's, which
+        # takes a ticket never routed by when it was received (v0016).
+        Index("ix_ticket_timelines_routed_received", "routed_at", "received_at"),
     )
 
     ticket_id: Mapped[str] = mapped_column(String(128), primary_key=True)
@@ -50,7 +53,7 @@ class TimelineRow(Base):
     routing_reason: Mapped[str | None] = mapped_column(String(32))
     received_at: Moment = mapped_column(db.UtcDateTime())
     segmented_at: Moment = mapped_column(db.UtcDateTime())
-    routed_at: Moment = mapped_column(db.UtcDateTime(), index=True)
+    routed_at: Moment = mapped_column(db.UtcDateTime())
     picked_up_at: Moment = mapped_column(db.UtcDateTime())
     first_response_at: Moment = mapped_column(db.UtcDateTime())
     resolved_at: Moment = mapped_column(db.UtcDateTime())

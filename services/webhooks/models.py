@@ -33,8 +33,11 @@ class WebhookDeliveryRow(Base):
     """One callback to send (pending), sent (delivered) or given up on (dead)."""
 
     __tablename__ = "webhook_deliveries"
+    # The delivery poll's (due), and the listings' and the retention purge's: each status
+    # by last change (v0016), so a purge does not read the pending callbacks it keeps.
     __table_args__ = (Index("ix_webhook_deliveries_due", "status", "platform",
-                            "next_attempt_at"),)
+                            "next_attempt_at"),
+                      Index("ix_webhook_deliveries_status_updated", "status", "updated_at"))
 
     delivery_id: Mapped[str] = mapped_column(String(80), primary_key=True)
     platform: Mapped[str] = mapped_column(String(63))
@@ -46,4 +49,4 @@ class WebhookDeliveryRow(Base):
     next_attempt_at: Mapped[datetime] = mapped_column(db.UtcDateTime())
     last_error: Mapped[str | None] = mapped_column(String(300))
     created_at: Mapped[datetime] = mapped_column(db.UtcDateTime())
-    updated_at: Mapped[datetime] = mapped_column(db.UtcDateTime(), index=True)
+    updated_at: Mapped[datetime] = mapped_column(db.UtcDateTime())

@@ -16,6 +16,7 @@ from services.core import db, retention
 from services.webhooks.models import WebhookDeliveryRow, WebhookEndpointRow
 
 PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
+FINISHED = (DELIVERED, DEAD)  # what retention deletes; pending ones stay
 
 
 def new_secret() -> str:
@@ -243,5 +244,5 @@ class Deliveries:
         (retention); pending ones stay."""
         return await retention.delete_in_chunks(
             self._sessions, WebhookDeliveryRow.delivery_id,
-            (WebhookDeliveryRow.updated_at < before) & (WebhookDeliveryRow.status != PENDING),
+            WebhookDeliveryRow.status.in_(FINISHED) & (WebhookDeliveryRow.updated_at < before),
             chunk=chunk)

@@ -9,13 +9,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
-from sqlalchemy import event
 
-from services.core import db, migrate
+from services.core import migrate
 from services.router.store import RoutedTickets
+from tests.query_plans import plans
 
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
 Poll = Callable[[RoutedTickets], Awaitable[object]]
@@ -33,35 +32,12 @@ POLLS: dict[str, tuple[Poll, str]] = {
 }
 
 
-async def plans(database_url: str, poll: str) -> list[str]:
-    """SQLite's query plan of each statement that `poll` of the store runs."""
-    engine = db.engine(database_url)
-    statements: list[tuple[str, Any]] = []
-
-    def seen(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        statements.append((statement, parameters))
-
-    event.listen(engine.sync_engine, "before_cursor_execute", seen)
-    try:
-        await POLLS[poll][0](RoutedTickets(db.sessions(engine)))
-        event.remove(engine.sync_engine, "before_cursor_execute", seen)
-        found = []
-        async with engine.connect() as connection:
-            for statement, parameters in statements:
-                rows = await connection.exec_driver_sql(
-                    f"EXPLAIN QUERY PLAN {statement}", parameters)
-                found.append(" ".join(str(row[-1]) for row in rows))
-        return found
-    finally:
-        await engine.dispose()
-
-
 @pytest.mark.parametrize("poll", sorted(POLLS))
 async def test_a_poll_searches_an_index_rather_than_scanning_the_history(
         tmp_path: Path, poll: str) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'polls.db'}"
     await migrate.upgrade(url)
-    [plan] = await plans(url, poll)
+    [plan] = await plans(url, lambda sessions: POLLS[poll][0](RoutedTickets(sessions)))
     assert f"SEARCH routed_tickets USING COVERING INDEX {POLLS[poll][1]} " in plan \
         or f"SEARCH routed_tickets USING INDEX {POLLS[poll][1]} " in plan, plan
     assert "SCAN" not in plan, plan

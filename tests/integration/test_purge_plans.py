@@ -1,0 +1,46 @@
+"""The retention purges read the rows they delete, not those they keep: SQLite's plan for
+the statement each purge runs to find its next chunk (a timeline never routed goes by
+when it was received; pending callbacks stay)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.core import migrate
+from services.metrics.store import TimelineStore
+from services.router.intake_keys import IntakeKeys
+from services.router.store import RoutedTickets
+from services.webhooks.store import Deliveries
+from tests.query_plans import plans
+
+Sessions = async_sessionmaker[AsyncSession]
+BEFORE = datetime(2026, 9, 1, tzinfo=UTC)
+# Each purge, and what its plan searches (every branch of it).
+PURGES: dict[str, tuple[Callable[[Sessions], Awaitable[int]], list[str]]] = {
+    "routed_tickets": (lambda sessions: RoutedTickets(sessions).purge(BEFORE, chunk=10),
+                       ["ix_routed_tickets_updated_at (updated_at<?)"]),
+    "intake_keys": (lambda sessions: IntakeKeys(sessions).purge(BEFORE, chunk=10),
+                    ["ix_intake_keys_created_at (created_at<?)"]),
+    "ticket_timelines": (lambda sessions: TimelineStore(sessions).purge(BEFORE, chunk=10),
+                         ["ix_ticket_timelines_routed_received (routed_at<?)",
+                          "ix_ticket_timelines_routed_received (routed_at=? AND"
+                          " received_at<?)"]),
+    "webhook_deliveries": (lambda sessions: Deliveries(sessions).purge(BEFORE, chunk=10),
+                           ["ix_webhook_deliveries_status_updated (status=? AND"
+                            " updated_at<?)"]),
+}
+
+
+@pytest.mark.parametrize("table", sorted(PURGES))
+async def test_a_purge_searches_the_rows_it_deletes(tmp_path: Path, table: str) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'purges.db'}"
+    await migrate.upgrade(url)
+    purge, searched = PURGES[table]
+    [plan] = await plans(url, purge)  # an empty store: the first chunk's query alone
+    assert all(f"INDEX {index}" in plan for index in searched), plan
+    assert "SCAN" not in plan, plan
