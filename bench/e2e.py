@@ -120,7 +120,7 @@ def profile(bench: Bench, running: Running, out: Path, seconds: float,
     sample, IDLE_SAMPLE_SECONDS, which the profile also covers)."""
     spy = Path(sys.executable).with_name("py-spy")
     if not spy.exists():
-        bench.log("  (py-spy not installed: no profile)")
+        bench.log("  (py-spy not installed: no profile; `bin/setup` installs it)")
         return
     out.mkdir(parents=True, exist_ok=True)
     duration = seconds + IDLE_SAMPLE_SECONDS if rate > 0 else seconds

@@ -107,7 +107,7 @@ def profiled(running: Running, customers: list[str], connections: int, seconds: 
              out: Path, bootstrap: str, paused: tuple[str, ...]) -> None:
     spy = Path(sys.executable).with_name("py-spy")
     if not spy.exists():
-        print("  (py-spy not installed: no profile; `.venv/bin/pip install py-spy`)",
+        print("  (py-spy not installed: no profile; `bin/setup` installs it)",
               flush=True)
         return
     out.mkdir(parents=True, exist_ok=True)
