@@ -42,8 +42,9 @@ class TimelineRow(Base):
               sqlite_where=_UNDECIDED, postgresql_where=_UNDECIDED),
         Index("ix_ticket_timelines_open_department", "department",
               sqlite_where=_OPEN, postgresql_where=_OPEN),
-        # The parity report's window (routed since) and the retention purge's, which
-        # takes a ticket never routed by when it was received (v0016).
+        # The reports' window (routed since: a department's, a segment's, parity) and
+        # the retention purge's, which takes a ticket never routed by when it was
+        # received (v0016).
         Index("ix_ticket_timelines_routed_received", "routed_at", "received_at"),
     )
 

@@ -24,8 +24,9 @@ class RoutedTicketRow(Base):
     __table_args__ = (
         Index("ix_routed_tickets_status_department", "status", "department", "updated_at"),
         Index("ix_routed_tickets_first_response", "first_response_at", "department"),
-        # Only the tickets without clocks (routed before v0010) and not escalated yet: an
-        # escalated or abandoned ticket is not read again every check until retention.
+        # The tickets without clocks (routed before v0010; the clock watch has the others)
+        # and not escalated yet, by first response, then deadline: the check reads the
+        # unanswered ones past their deadline, not the tickets escalated or abandoned.
         Index("ix_routed_tickets_escalation_due", "first_response_at",
               "first_response_deadline", sqlite_where=text(f"escalated IS 0 AND {_NO_CLOCKS}"),
               postgresql_where=text(f"escalated IS false AND {_NO_CLOCKS}")),

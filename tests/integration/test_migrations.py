@@ -12,10 +12,12 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import NullPool, text
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -66,6 +68,38 @@ async def test_upgrade_again_changes_nothing(database_url: str) -> None:
 
     assert kept == [("c-1",)]
     assert await inspect(database_url) == ([], [HEAD])
+
+
+# The tables whose indexes the newest revisions change (v0015, v0016).
+REINDEXED = ("routed_tickets", "ticket_timelines", "webhook_deliveries")
+
+
+def _indexes(connection: Connection) -> set[tuple[str, str, tuple[str, ...]]]:
+    inspector = sa_inspect(connection)
+    return {(table, index["name"] or "", tuple(str(c) for c in index["column_names"]))
+            for table in REINDEXED for index in inspector.get_indexes(table)}
+
+
+async def indexes(database_url: str) -> set[tuple[str, str, tuple[str, ...]]]:
+    engine = db.engine(database_url)
+    try:
+        async with engine.connect() as connection:
+            return await connection.run_sync(_indexes)
+    finally:
+        await engine.dispose()
+
+
+async def test_the_newest_revisions_downgrade_to_the_indexes_before_them(
+        empty_database_url: str) -> None:
+    await migrate.upgrade(empty_database_url, "0014")
+    before = await indexes(empty_database_url)
+    await migrate.upgrade(empty_database_url)
+    assert await indexes(empty_database_url) != before
+
+    await asyncio.to_thread(command.downgrade, migrate.config(empty_database_url), "0014")
+    assert await indexes(empty_database_url) == before
+    await migrate.upgrade(empty_database_url)
+    assert await inspect(empty_database_url) == ([], [HEAD])
 
 
 async def test_concurrent_upgrades_in_one_process(empty_database_url: str) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from bench import router_polls
 from services.core import db, migrate
+from services.router.load import RESPONSE_RATE_WINDOW
 from services.router.store import RoutedTickets
 
 
@@ -24,7 +25,7 @@ async def test_the_polls_find_the_open_tickets_and_not_the_history(tmp_path: Pat
         assert set(backlog) == set(router_polls.DEPARTMENTS)
         assert set(await store.oldest_open()) == set(router_polls.DEPARTMENTS)
         # Answered days ago: not within the last hour's first responses.
-        assert await store.first_responses_since(now - router_polls.RESPONSE_RATE_WINDOW) == {}
+        assert await store.first_responses_since(now - RESPONSE_RATE_WINDOW) == {}
         due = await store.due_for_escalation(now, limit=1_000)
         assert due and all(row.first_response_at is None and row.ticket_id.startswith("t-")
                            and int(row.ticket_id[2:]) < 100 for row in due)

@@ -8,11 +8,12 @@ keeps (its retention), not with the open tickets they are about (`bench.router_p
 - backlog and oldest open ticket: by status, then department and last change (the index
   answers both without reading the table);
 - first responses since a moment: by when, then department (nor does it);
-- the escalation check (unanswered tickets past their deadline): only the tickets it can
-  escalate, those without clocks (routed before 0010; the clock watch has the others)
-  and not escalated yet, by first response, then deadline. It replaces the index on every
-  deadline, through which the check read every unanswered ticket past its deadline,
-  escalated and abandoned ones too, until retention took them.
+- the escalation check (unanswered tickets past their deadline): the tickets without
+  clocks (routed before 0010; the clock watch has the others) and not escalated yet, by
+  first response, then deadline, so the check reads the unanswered ones past their
+  deadline. It replaces the index on every deadline, through which the check read every
+  ticket whose deadline had passed: answered, escalated and abandoned ones too, until
+  retention took them.
 
 The index on the department alone goes: no statement filters on it, and the polls'
 grouping by it had SQLite read the whole table in its order.

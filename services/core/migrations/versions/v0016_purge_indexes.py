@@ -4,7 +4,7 @@ delete, again at every chunk:
 - the metrics service's, which takes a timeline never routed (a dead-lettered ticket's)
   by when it was received: through the index on `routed_at` alone it read every
   never-routed timeline to check its reception. Now by `routed_at`, then `received_at`
-  (which also serves the parity report's window, routed since a moment);
+  (which also serves the reports' window, routed since a moment);
 - the webhook outbox's, which keeps pending callbacks: through the index on `updated_at`
   alone it read every pending callback older than the cutoff (a disabled endpoint's
   stay). Now by status, then last change: the purge reads the delivered and dead-lettered
