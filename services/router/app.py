@@ -96,8 +96,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await config_changes.govern(live_table, settings, sessions, tasks,
                                         publisher=config_publisher, client_id=f"{NAME}-config")
             tasks.start("routing-table-watch", live_table.watch)
-            tasks.start("load", lambda stop: background.every(
-                settings.load_sample_seconds, sample_load, stop))
             # Once per fleet: only the router holding the job's lease runs it.
             tasks.start("escalation", lambda stop: leases.every_while_holding(
                 fleet, escalation.LEASE, settings.escalation_check_seconds, escalate, stop))
@@ -105,6 +103,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 fleet, retention.ROUTER_PURGE, settings.retention_purge_interval_seconds,
                 purge, stop))
             if settings.router_stage:
+                # The load that overflow routes by, sampled where tickets are routed: an
+                # instance serving the intake alone neither reads it nor reports it.
+                tasks.start("load", lambda stop: background.every(
+                    settings.load_sample_seconds, sample_load, stop))
                 # The consumers: the ticket events' follower and the webhooks' recorder
                 # (which starts their delivery), then the stage. An instance without
                 # them serves the intake and the APIs only, and writes little to the store.

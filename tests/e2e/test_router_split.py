@@ -1,7 +1,8 @@
 """The pipeline as `bin/run` starts it: the router on ROUTER_PORT serves the intake and
 the APIs and runs no stage; a second router instance, in its own process, routes. A
 ticket posted to the first reaches its department's queue once; only the second runs
-the router's consumers (its stage and its followers of the ticket events)."""
+the router's consumers (its stage and its followers of the ticket events) and samples
+the departments' load."""
 
 from __future__ import annotations
 
@@ -17,9 +18,11 @@ from tests import credentials
 from tests.conftest import department_lanes, read_topic
 from tests.e2e.split_pipeline import running
 
-# The router's consumers: its stage, the ticket events' follower, the webhooks' recorder.
-CONSUMER_METRICS = [f'routing_stage_waiting_for_outage{{stage="{name}"}}' for name in
-                    ("router", topics.ROUTER_TRACKER_GROUP, topics.ROUTER_WEBHOOKS_GROUP)]
+# The router's consumers: its stage, the ticket events' follower, the webhooks' recorder;
+# and the load sample, which overflow routes by.
+ROUTING_METRICS = [*(f'routing_stage_waiting_for_outage{{stage="{name}"}}' for name in
+                     ("router", topics.ROUTER_TRACKER_GROUP, topics.ROUTER_WEBHOOKS_GROUP)),
+                   'routing_background_task_up{task="load"}']
 
 
 @pytest.fixture
@@ -48,6 +51,6 @@ async def test_the_intake_router_hands_its_tickets_to_the_routing_instance(
         intake_metrics = (await client.get(f"{intake.url}/metrics")).text
         routing_metrics = (await client.get(f"{routing.url}/metrics")).text
         assert (await client.get(f"{intake.url}/readyz")).status_code == 200
-    for metric in CONSUMER_METRICS:
+    for metric in ROUTING_METRICS:
         assert metric not in intake_metrics
         assert metric in routing_metrics
