@@ -18,9 +18,9 @@ CPU time (/proc/<pid>/stat, user + system) before and after: CPU ms per accepted
 request over the load alone, and over the load and the drain that follows (until no
 record is added to the lanes for 3 s; the project's router stage routes them in a
 process of its own, `router-stage`, as `bin/run` starts it); and the cores each process
-(and the broker) used during the load. With `--profile`, a further run under
-py-spy (raw collapsed stacks of each process of the pipeline) and their top frames. Every process
-it started is stopped on exit.
+(and the broker) used during the load. With `--profile`, a further run under py-spy (raw
+collapsed stacks of each process of the pipeline) and their top frames. Every process it
+started is stopped on exit.
 """
 
 from __future__ import annotations

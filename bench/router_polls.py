@@ -17,17 +17,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import sqlite3
 import statistics
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import cast
+
+from sqlalchemy import Table, insert
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.core import db, lifecycle, migrate
 from services.router.load import RESPONSE_RATE_WINDOW
+from services.router.models import RoutedTicketRow
 from services.router.store import RoutedTickets
 
 DEPARTMENTS = ("customer_care", "key_accounts", "public_sector", "sales", "business_desk")
@@ -42,36 +45,31 @@ POLLS: dict[str, Poll] = {
 }
 
 
-def _rows(count: int, start: int, now: datetime, *, resolved: bool) -> list[tuple[object, ...]]:
-    rows: list[tuple[object, ...]] = []
+def _rows(count: int, start: int, now: datetime, *, resolved: bool) -> list[dict[str, object]]:
+    rows: list[dict[str, object]] = []
     for n in range(start, start + count):
-        department = DEPARTMENTS[n % len(DEPARTMENTS)]
         if resolved:  # answered and resolved days ago
             at = now - timedelta(days=2, seconds=n % 86_400)
-            status, answered, deadline = lifecycle.Status.RESOLVED, at, at + timedelta(hours=1)
+            status, answered = lifecycle.Status.RESOLVED, at
         else:  # open: a third past its deadline
             at = now - timedelta(minutes=n % 90)
-            status = lifecycle.BACKLOG[n % 2]
-            answered, deadline = None, at + timedelta(hours=1)
-        trace = json.dumps([{"at": at.isoformat(), "step": str(status)}])
-        rows.append((f"t-{n}", department, "retail", str(status), 3, _iso(deadline),
-                     _iso(answered), False, trace, "{}", _iso(at), f"c-{n % 5000}", "p"))
+            status, answered = lifecycle.BACKLOG[n % 2], None
+        rows.append({"ticket_id": f"t-{n}", "department": DEPARTMENTS[n % len(DEPARTMENTS)],
+                     "segment": "retail", "status": str(status), "priority": 3,
+                     "first_response_deadline": at + timedelta(hours=1),
+                     "first_response_at": answered, "escalated": False,
+                     "trace": [{"at": at.isoformat(), "step": str(status)}], "payload": {},
+                     "updated_at": at, "customer_id": f"c-{n % 5000}", "platform": "p"})
     return rows
 
 
-def _iso(moment: datetime | None) -> str | None:
-    # As the store writes its UTC columns on SQLite (services.core.db.UtcDateTime).
-    return None if moment is None else moment.strftime("%Y-%m-%d %H:%M:%S.%f")
-
-
-def fill(path: Path, open_tickets: int, history: int, now: datetime) -> None:
-    with sqlite3.connect(path) as connection:
-        connection.executemany(
-            "INSERT INTO routed_tickets (ticket_id, department, segment, status, priority,"
-            " first_response_deadline, first_response_at, escalated, trace, payload,"
-            " updated_at, customer_id, platform) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            [*_rows(open_tickets, 0, now, resolved=False),
-             *_rows(history, open_tickets, now, resolved=True)])
+async def fill(engine: AsyncEngine, open_tickets: int, history: int, now: datetime) -> None:
+    """The open tickets, then the history, written through the store's own table (its
+    column types)."""
+    async with engine.begin() as connection:
+        await connection.execute(insert(cast(Table, RoutedTicketRow.__table__)), [
+            *_rows(open_tickets, 0, now, resolved=False),
+            *_rows(history, open_tickets, now, resolved=True)])
 
 
 async def measure(path: Path, revision: str, open_tickets: int, history: int,
@@ -79,11 +77,11 @@ async def measure(path: Path, revision: str, open_tickets: int, history: int,
     url = f"sqlite+aiosqlite:///{path}"
     await migrate.upgrade(url, revision)
     now = datetime.now(UTC)
-    fill(path, open_tickets, history, now)
     engine = db.engine(url)
     store = RoutedTickets(db.sessions(engine))
     medians: dict[str, float] = {}
     try:
+        await fill(engine, open_tickets, history, now)
         for name, poll in POLLS.items():
             await poll(store, now)  # warm: the connection, the statement's compilation
             spent = []

@@ -10,7 +10,7 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from services.core import db, migrate
 
+T = TypeVar("T")
 HEAD = ScriptDirectory.from_config(migrate.config("unused")).get_current_head()
 
 
@@ -33,14 +34,19 @@ def _inspect(connection: Connection) -> tuple[list[Any], list[str]]:
     return differences, list(versions)
 
 
-async def inspect(database_url: str) -> tuple[list[Any], list[str]]:
-    """Alembic's differences between the database and the models, and its revisions."""
+async def on_connection(database_url: str, read: Callable[[Connection], T]) -> T:
+    """`read` run on a (sync) connection to the database."""
     engine = db.engine(database_url)
     try:
         async with engine.connect() as connection:
-            return await connection.run_sync(_inspect)
+            return await connection.run_sync(read)
     finally:
         await engine.dispose()
+
+
+async def inspect(database_url: str) -> tuple[list[Any], list[str]]:
+    """Alembic's differences between the database and the models, and its revisions."""
+    return await on_connection(database_url, _inspect)
 
 
 async def test_upgrade_builds_the_models_schema(empty_database_url: str) -> None:
@@ -81,12 +87,7 @@ def _indexes(connection: Connection) -> set[tuple[str, str, tuple[str, ...]]]:
 
 
 async def indexes(database_url: str) -> set[tuple[str, str, tuple[str, ...]]]:
-    engine = db.engine(database_url)
-    try:
-        async with engine.connect() as connection:
-            return await connection.run_sync(_indexes)
-    finally:
-        await engine.dispose()
+    return await on_connection(database_url, _indexes)
 
 
 async def test_the_newest_revisions_downgrade_to_the_indexes_before_them(

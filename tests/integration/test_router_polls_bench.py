@@ -13,12 +13,12 @@ from services.router.store import RoutedTickets
 
 
 async def test_the_polls_find_the_open_tickets_and_not_the_history(tmp_path: Path) -> None:
-    path = tmp_path / "polls.db"
-    await migrate.upgrade(f"sqlite+aiosqlite:///{path}")
+    url = f"sqlite+aiosqlite:///{tmp_path / 'polls.db'}"
+    await migrate.upgrade(url)
     now = datetime.now(UTC)
-    router_polls.fill(path, 100, 1_000, now)
-    engine = db.engine(f"sqlite+aiosqlite:///{path}")
+    engine = db.engine(url)
     try:
+        await router_polls.fill(engine, 100, 1_000, now)
         store = RoutedTickets(db.sessions(engine))
         backlog = await store.backlog()
         assert sum(backlog.values()) == 100
