@@ -31,13 +31,11 @@ from services.segmenter.store import CustomerStore, to_features
 
 async def streamed(store: CustomerStore, now: datetime) -> tuple[int, features.Cutoffs]:
     customers = 0
-    async for page in store._customer_id_pages(2000):
+    async for page in store.customer_id_pages(2000):
         customers += len(page)
     population = features.PopulationValues(store.policy, now=now)
-    async with store.sessions() as session:
-        async for row in await session.stream_scalars(
-                select(CustomerFeaturesRow).execution_options(yield_per=2000)):
-            population.add(to_features(row))
+    async for values in store.stored_values(2000):
+        population.add(values)
     return customers, population.cutoffs()
 
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Sequence
-from dataclasses import asdict, dataclass
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import date, datetime
 from typing import Any, cast
 
 from sqlalchemy import Insert, Row, Select, Table, bindparam, func, literal, select, update
@@ -180,8 +180,11 @@ class CustomerStore:
         if not ids:
             return []
         async with self._sessions() as session, session.begin():
-            profiles = {row.customer_id: row for row in (await session.scalars(
-                select(CustomerRow).where(CustomerRow.customer_id.in_(ids)))).all()}
+            # What the values need of a profile: its signup date (plain columns, not the
+            # profile's entity with its personal data).
+            signed_up = dict((await session.execute(
+                select(CustomerRow.customer_id, CustomerRow.signup_date)
+                .where(CustomerRow.customer_id.in_(ids)))).all())
             previous = {row.customer_id: row for row in (await session.scalars(
                 select(CustomerFeaturesRow)
                 .where(CustomerFeaturesRow.customer_id.in_(ids)))).all()}
@@ -193,32 +196,32 @@ class CustomerStore:
                 bought.setdefault(customer_id, []).append(
                     features.Purchase(float(amount), at))
             changes = [
-                change for customer_id, row in profiles.items()
-                if (change := await self._store_features(
-                    session, row, bought.get(customer_id, ()), previous.get(customer_id),
-                    now)) is not None
+                change for customer_id, signup_date in signed_up.items()
+                if (change := self._store_features(
+                    session, customer_id, signup_date, bought.get(customer_id, ()),
+                    previous.get(customer_id), now)) is not None
             ]
         for customer_id in ids:
             self.cache.forget(customer_id)
         return changes
 
-    async def _store_features(self, session: AsyncSession, row: CustomerRow,
-                              purchases: Sequence[features.Purchase],
-                              previous: CustomerFeaturesRow | None,
-                              now: datetime) -> TierChange | None:
+    def _store_features(self, session: AsyncSession, customer_id: str,
+                        signup_date: date | None, purchases: Sequence[features.Purchase],
+                        previous: CustomerFeaturesRow | None,
+                        now: datetime) -> TierChange | None:
         tickets = previous.tickets_raised if previous else 0
-        raw = features.raw_features(purchases, signup_date=row.signup_date,
+        raw = features.raw_features(purchases, signup_date=signup_date,
                                     tickets_raised=tickets, now=now)
         tier = features.tier_of(raw, self.cutoffs, self.policy)
         values = _feature_columns(raw, tier, now)
         if previous is None:
-            session.add(CustomerFeaturesRow(customer_id=row.customer_id, **values))
+            session.add(CustomerFeaturesRow(customer_id=customer_id, **values))
             was = Tier.POTENTIAL
         else:
             was = Tier(previous.tier)
             for name, value in values.items():
                 setattr(previous, name, value)
-        return TierChange(row.customer_id, was, tier) if was != tier else None
+        return TierChange(customer_id, was, tier) if was != tier else None
 
     async def count_tickets(self, counts: dict[str, int], *, now: datetime) -> None:
         """Add to customers' `tickets_raised` (flushed in batches by the segmenter)."""
@@ -259,26 +262,55 @@ class CustomerStore:
         """Recompute every customer's values, then the cutoffs, then every tier. The base
         is read a page at a time: memory does not grow with the number of customers."""
         customers = 0
-        async for page in self._customer_id_pages(chunk):
+        async for page in self.customer_id_pages(chunk):
             await self.refresh_features(page, now=now)
             customers += len(page)
         population = features.PopulationValues(self.policy, now=now)
-        async with self._sessions() as session:
-            async for row in await session.stream_scalars(
-                    select(CustomerFeaturesRow).execution_options(yield_per=chunk)):
-                population.add(to_features(row))
+        async for values in self.stored_values(chunk):
+            population.add(values)
         cutoffs = population.cutoffs()
         async with self._sessions() as session, session.begin():
             session.add(TierCutoffsRow(computed_at=now, cutoffs=cutoffs.to_dict(),
                                        customers=customers))
         self.cutoffs = cutoffs
         changes: list[TierChange] = []
-        async for page in self._customer_id_pages(chunk):
-            changes.extend(await self.refresh_features(page, now=now))
+        async for page in self.customer_id_pages(chunk):
+            changes.extend(await self._retier(page, now=now))
         self.cache.clear()
         return changes
 
-    async def _customer_id_pages(self, size: int) -> AsyncIterator[list[str]]:
+    async def _retier(self, customer_ids: list[str], *, now: datetime) -> list[TierChange]:
+        """The customers' tiers against the cutoffs in force, from the values the
+        population run has just stored (a tier reads nothing else, so their purchases
+        are not read again). Only the tier is written: a count of tickets raised flushed
+        meanwhile stays. A customer stored since, without values, has them computed."""
+        async with self._sessions() as session, session.begin():
+            stored = (await session.execute(
+                select(*_TIER_INPUTS)
+                .where(CustomerFeaturesRow.customer_id.in_(customer_ids)))).all()
+            changes = [TierChange(row.customer_id, Tier(row.tier), tier) for row in stored
+                       if (tier := features.tier_of(to_features(row), self.cutoffs,
+                                                    self.policy)) != row.tier]
+            if changes:
+                table = cast(Table, CustomerFeaturesRow.__table__)
+                await session.execute(
+                    update(table).where(table.c.customer_id == bindparam("retiered"))
+                    .values(tier=bindparam("new_tier")),
+                    [{"retiered": change.customer_id, "new_tier": str(change.current)}
+                     for change in changes])
+        for change in changes:
+            self.cache.forget(change.customer_id)
+        without_values = set(customer_ids).difference(row.customer_id for row in stored)
+        return changes + await self.refresh_features(without_values, now=now)
+
+    async def stored_values(self, chunk: int) -> AsyncIterator[ValueFeatures]:
+        """Every customer's stored values, streamed `chunk` rows at a time."""
+        async with self._sessions() as session:
+            async for row in await session.stream_scalars(
+                    select(CustomerFeaturesRow).execution_options(yield_per=chunk)):
+                yield to_features(row)
+
+    async def customer_id_pages(self, size: int) -> AsyncIterator[list[str]]:
         """Every customer id in order, `size` at a time (each page its own query)."""
         after = ""
         while True:
@@ -329,11 +361,19 @@ def _features_rows_for(dialect: str, customer_ids: list[str], now: datetime) -> 
         index_elements=[CustomerFeaturesRow.customer_id])
 
 
+# The values a customer's features row keeps (the scores and tenure are derived when read).
+_STORED_VALUES = ("total_value", "trailing_12m_value", "growth", "growth_ratio", "purchases",
+                  "last_purchase_at", "tickets_raised")
+# What a tier is decided from (`features.tier_of`, through `to_features`), by customer.
+_TIER_INPUTS = (CustomerFeaturesRow.customer_id, CustomerFeaturesRow.tier,
+                *(getattr(CustomerFeaturesRow, name) for name in _STORED_VALUES))
+
+
 def _feature_columns(raw: ValueFeatures, tier: Tier, now: datetime) -> dict[str, Any]:
-    values = asdict(raw)
-    for derived in ("recency", "frequency", "monetary", "tenure_days"):
-        values.pop(derived)
-    return {**values, "tier": str(tier), "computed_at": now}
+    # Named, not `asdict`: its deep copy of each value was a quarter of a population
+    # run's CPU.
+    return {**{name: getattr(raw, name) for name in _STORED_VALUES}, "tier": str(tier),
+            "computed_at": now}
 
 
 

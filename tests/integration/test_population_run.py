@@ -4,8 +4,9 @@ base a page at a time, and every customer is recomputed whatever the page size."
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.segmenter.cache import CustomerCache
@@ -64,3 +65,30 @@ class TestPopulationRun:
                 select(TierCutoffsRow).order_by(TierCutoffsRow.run_id))).all()
         assert [run.cutoffs for run in runs[:1]] == [run.cutoffs for run in runs[1:]]
         assert [run.customers for run in runs] == [7, 7]
+
+    async def test_each_customers_purchases_are_read_once_a_run(
+            self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        """The tiers against the new cutoffs come from the values the run has just
+        stored: the purchases are read for the values, not again for the tiers."""
+        store = CustomerStore(sessions, cache=CustomerCache(max_customers=10,
+                                                            ttl_seconds=60))
+        await a_base(store)
+        engine = sessions.kw["bind"].sync_engine
+        statements: list[str] = []
+
+        def seen(_connection: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+            statements.append(statement)
+
+        event.listen(engine, "before_cursor_execute", seen)
+        try:
+            await store.recompute_population(now=NOW, chunk=3)
+        finally:
+            event.remove(engine, "before_cursor_execute", seen)
+
+        purchase_reads = [s for s in statements
+                          if s.lstrip().startswith("SELECT") and "FROM purchases" in s]
+        assert len(purchase_reads) == 3  # one a page of 3, 3 and 1 customers
+        async with sessions() as session:
+            tiers = dict((await session.execute(
+                select(CustomerFeaturesRow.customer_id, CustomerFeaturesRow.tier))).all())
+        assert tiers["c-5"] == Tier.MOST_VALUABLE
