@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Insert, Row, Select, Table, bindparam, func, literal, select, update
@@ -185,9 +185,11 @@ class CustomerStore:
             signed_up = dict((await session.execute(
                 select(CustomerRow.customer_id, CustomerRow.signup_date)
                 .where(CustomerRow.customer_id.in_(ids)))).all())
-            previous = {row.customer_id: row for row in (await session.scalars(
-                select(CustomerFeaturesRow)
-                .where(CustomerFeaturesRow.customer_id.in_(ids)))).all()}
+            previous = {customer_id: (tickets, Tier(tier)) for customer_id, tickets, tier in (
+                await session.execute(
+                    select(CustomerFeaturesRow.customer_id,
+                           CustomerFeaturesRow.tickets_raised, CustomerFeaturesRow.tier)
+                    .where(CustomerFeaturesRow.customer_id.in_(ids)))).all()}
             bought: dict[str, list[features.Purchase]] = {}
             for customer_id, amount, at in (await session.execute(
                     select(PurchaseRow.customer_id, PurchaseRow.amount,
@@ -195,33 +197,25 @@ class CustomerStore:
                     .where(PurchaseRow.customer_id.in_(ids)))).all():
                 bought.setdefault(customer_id, []).append(
                     features.Purchase(float(amount), at))
-            changes = [
-                change for customer_id, signup_date in signed_up.items()
-                if (change := self._store_features(
-                    session, customer_id, signup_date, bought.get(customer_id, ()),
-                    previous.get(customer_id), now)) is not None
-            ]
+            rows: list[dict[str, Any]] = []
+            changes: list[TierChange] = []
+            for customer_id in ids:  # in order, as the flush of tickets raised
+                if customer_id not in signed_up:
+                    continue  # not a customer of the store
+                tickets, was = previous.get(customer_id, (0, Tier.POTENTIAL))
+                raw = features.raw_features(
+                    bought.get(customer_id, ()), signup_date=signed_up[customer_id],
+                    tickets_raised=tickets, now=now)
+                tier = features.tier_of(raw, self.cutoffs, self.policy)
+                rows.append({"customer_id": customer_id, **_feature_columns(raw, tier, now)})
+                if tier != was:
+                    changes.append(TierChange(customer_id, was, tier))
+            if rows:
+                await session.execute(
+                    _features_upsert(session.get_bind().dialect.name), rows)
         for customer_id in ids:
             self.cache.forget(customer_id)
         return changes
-
-    def _store_features(self, session: AsyncSession, customer_id: str,
-                        signup_date: date | None, purchases: Sequence[features.Purchase],
-                        previous: CustomerFeaturesRow | None,
-                        now: datetime) -> TierChange | None:
-        tickets = previous.tickets_raised if previous else 0
-        raw = features.raw_features(purchases, signup_date=signup_date,
-                                    tickets_raised=tickets, now=now)
-        tier = features.tier_of(raw, self.cutoffs, self.policy)
-        values = _feature_columns(raw, tier, now)
-        if previous is None:
-            session.add(CustomerFeaturesRow(customer_id=customer_id, **values))
-            was = Tier.POTENTIAL
-        else:
-            was = Tier(previous.tier)
-            for name, value in values.items():
-                setattr(previous, name, value)
-        return TierChange(customer_id, was, tier) if was != tier else None
 
     async def count_tickets(self, counts: dict[str, int], *, now: datetime) -> None:
         """Add to customers' `tickets_raised` (flushed in batches by the segmenter)."""
@@ -306,8 +300,8 @@ class CustomerStore:
     async def stored_values(self, chunk: int) -> AsyncIterator[ValueFeatures]:
         """Every customer's stored values, streamed `chunk` rows at a time."""
         async with self._sessions() as session:
-            async for row in await session.stream_scalars(
-                    select(CustomerFeaturesRow).execution_options(yield_per=chunk)):
+            async for row in await session.stream(
+                    select(*_VALUE_COLUMNS).execution_options(yield_per=chunk)):
                 yield to_features(row)
 
     async def customer_id_pages(self, size: int) -> AsyncIterator[list[str]]:
@@ -364,9 +358,23 @@ def _features_rows_for(dialect: str, customer_ids: list[str], now: datetime) -> 
 # The values a customer's features row keeps (the scores and tenure are derived when read).
 _STORED_VALUES = ("total_value", "trailing_12m_value", "growth", "growth_ratio", "purchases",
                   "last_purchase_at", "tickets_raised")
+_VALUE_COLUMNS = tuple(getattr(CustomerFeaturesRow, name) for name in _STORED_VALUES)
 # What a tier is decided from (`features.tier_of`, through `to_features`), by customer.
-_TIER_INPUTS = (CustomerFeaturesRow.customer_id, CustomerFeaturesRow.tier,
-                *(getattr(CustomerFeaturesRow, name) for name in _STORED_VALUES))
+_TIER_INPUTS = (CustomerFeaturesRow.customer_id, CustomerFeaturesRow.tier, *_VALUE_COLUMNS)
+
+
+def _features_upsert(dialect: str) -> Insert:
+    """Customers' values and tiers written whether their row exists or not, one statement
+    run for each (executemany). An existing row keeps its count of tickets raised: the
+    segmenter's flush adds to it, and a count flushed while the values were computed
+    stays."""
+    table = cast(Table, CustomerFeaturesRow.__table__)
+    statement = db.insert_on_conflict(dialect)(table)
+    return statement.on_conflict_do_update(
+        index_elements=[table.c.customer_id],
+        set_={name: statement.excluded[name]
+              for name in (*_STORED_VALUES, "tier", "computed_at")
+              if name != "tickets_raised"})
 
 
 def _feature_columns(raw: ValueFeatures, tier: Tier, now: datetime) -> dict[str, Any]:
