@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, cast
 
 from sqlalchemy import Insert, Row, Select, Table, bindparam, func, literal, select, update
@@ -54,16 +55,22 @@ def to_features(row: CustomerFeaturesRow | Row[Any] | None) -> ValueFeatures:
         last_purchase_at=row.last_purchase_at, tickets_raised=row.tickets_raised)
 
 
+_FEATURES = cast(Table, CustomerFeaturesRow.__table__)
+# The values a customer's features row keeps (the scores and tenure are derived when
+# read): those computed from its purchases, and the count of tickets it raised, which
+# the segmenter's flush adds to.
+_COMPUTED_VALUES = ("total_value", "trailing_12m_value", "growth", "growth_ratio",
+                    "purchases", "last_purchase_at")
+_STORED_VALUES = (*_COMPUTED_VALUES, "tickets_raised")
+_VALUE_COLUMNS = tuple(getattr(CustomerFeaturesRow, name) for name in _STORED_VALUES)
+
 # What segmentation reads of a customer, as plain columns: a row per customer without
 # the ORM's entities and identity map, which cost more than the rest of a cache miss.
 _CUSTOMER_COLUMNS = (
     CustomerRow.customer_id, CustomerRow.customer_type, CustomerRow.birth_date,
     CustomerRow.gender, CustomerRow.country, CustomerRow.language,
     CustomerRow.socio_economic_band, CustomerRow.signup_date, CustomerRow.attributes,
-    CustomerFeaturesRow.total_value, CustomerFeaturesRow.trailing_12m_value,
-    CustomerFeaturesRow.growth, CustomerFeaturesRow.growth_ratio,
-    CustomerFeaturesRow.purchases, CustomerFeaturesRow.last_purchase_at,
-    CustomerFeaturesRow.tickets_raised, CustomerFeaturesRow.tier)
+    *_VALUE_COLUMNS, CustomerFeaturesRow.tier)
 
 
 def _customers() -> Select[Any]:
@@ -180,42 +187,33 @@ class CustomerStore:
         if not ids:
             return []
         async with self._sessions() as session, session.begin():
-            # What the values need of a profile: its signup date (plain columns, not the
-            # profile's entity with its personal data).
-            signed_up = dict((await session.execute(
-                select(CustomerRow.customer_id, CustomerRow.signup_date)
-                .where(CustomerRow.customer_id.in_(ids)))).all())
-            previous = {customer_id: (tickets, Tier(tier)) for customer_id, tickets, tier in (
-                await session.execute(
-                    select(CustomerFeaturesRow.customer_id,
-                           CustomerFeaturesRow.tickets_raised, CustomerFeaturesRow.tier)
-                    .where(CustomerFeaturesRow.customer_id.in_(ids)))).all()}
-            bought: dict[str, list[features.Purchase]] = {}
-            for customer_id, amount, at in (await session.execute(
-                    select(PurchaseRow.customer_id, PurchaseRow.amount,
-                           PurchaseRow.purchased_at)
-                    .where(PurchaseRow.customer_id.in_(ids)))).all():
-                bought.setdefault(customer_id, []).append(
-                    features.Purchase(float(amount), at))
-            rows: list[dict[str, Any]] = []
-            changes: list[TierChange] = []
-            for customer_id in ids:  # in order, as the flush of tickets raised
-                if customer_id not in signed_up:
-                    continue  # not a customer of the store
-                tickets, was = previous.get(customer_id, (0, Tier.POTENTIAL))
-                raw = features.raw_features(
-                    bought.get(customer_id, ()), signup_date=signed_up[customer_id],
-                    tickets_raised=tickets, now=now)
-                tier = features.tier_of(raw, self.cutoffs, self.policy)
-                rows.append({"customer_id": customer_id, **_feature_columns(raw, tier, now)})
-                if tier != was:
-                    changes.append(TierChange(customer_id, was, tier))
+            inputs = await _value_inputs(session, ids)
+            rows, changes = self._valued(ids, inputs, now)
             if rows:
-                await session.execute(
-                    _features_upsert(session.get_bind().dialect.name), rows)
+                await session.execute(_features_upsert(session.get_bind().dialect.name),
+                                      rows)
         for customer_id in ids:
             self.cache.forget(customer_id)
         return changes
+
+    def _valued(self, ids: list[str], inputs: _ValueInputs, now: datetime,
+                ) -> tuple[list[dict[str, Any]], list[TierChange]]:
+        """The features rows of the customers among `ids` (in their order, as the flush
+        of tickets raised takes its locks), and their changes of tier."""
+        rows: list[dict[str, Any]] = []
+        changes: list[TierChange] = []
+        for customer_id in ids:
+            if customer_id not in inputs.signed_up:
+                continue  # not a customer of the store
+            tickets, was = inputs.previous.get(customer_id, (0, Tier.POTENTIAL))
+            raw = features.raw_features(
+                inputs.bought.get(customer_id, ()), signup_date=inputs.signed_up[customer_id],
+                tickets_raised=tickets, now=now)
+            tier = features.tier_of(raw, self.cutoffs, self.policy)
+            rows.append({"customer_id": customer_id, **_feature_columns(raw, tier, now)})
+            if tier != was:
+                changes.append(TierChange(customer_id, was, tier))
+        return rows, changes
 
     async def count_tickets(self, counts: dict[str, int], *, now: datetime) -> None:
         """Add to customers' `tickets_raised` (flushed in batches by the segmenter)."""
@@ -227,17 +225,12 @@ class CustomerStore:
         # run alone, not across a round trip per customer (a flush after a busy spell
         # held it for seconds). In the customers' order, so two segmenters' flushes take
         # their row locks in the same order.
-        table = cast(Table, CustomerFeaturesRow.__table__)
-        statement = (update(table)
-                     .where(table.c.customer_id == bindparam("counted_customer"))
-                     .values(tickets_raised=table.c.tickets_raised
-                             + bindparam("counted_tickets")))
         async with self._sessions() as session, session.begin():
             dialect = session.get_bind().dialect.name
             for start in range(0, len(customer_ids), _IDS_A_STATEMENT):
                 await session.execute(_features_rows_for(
                     dialect, customer_ids[start:start + _IDS_A_STATEMENT], now))
-            await session.execute(statement, [
+            await session.execute(_COUNT_TICKETS, [
                 {"counted_customer": customer_id, "counted_tickets": counts[customer_id]}
                 for customer_id in customer_ids])
 
@@ -274,24 +267,27 @@ class CustomerStore:
         return changes
 
     async def _retier(self, customer_ids: list[str], *, now: datetime) -> list[TierChange]:
-        """The customers' tiers against the cutoffs in force, from the values the
-        population run has just stored (a tier reads nothing else, so their purchases
-        are not read again). Only the tier is written: a count of tickets raised flushed
-        meanwhile stays. A customer stored since, without values, has them computed."""
+        """The customers' tiers against the cutoffs in force, from their stored values
+        (the population run has just computed them; a tier reads nothing else, so their
+        purchases are not read again). Only the tier is written: a count of tickets
+        raised flushed meanwhile stays. A customer stored since, without values, has them
+        computed. The rows are locked in the customers' order, as the flush locks them,
+        until their tiers are written (PostgreSQL; SQLite's writers take turns)."""
+        changes: list[TierChange] = []
         async with self._sessions() as session, session.begin():
             stored = (await session.execute(
                 select(*_TIER_INPUTS)
-                .where(CustomerFeaturesRow.customer_id.in_(customer_ids)))).all()
-            changes = [TierChange(row.customer_id, Tier(row.tier), tier) for row in stored
-                       if (tier := features.tier_of(to_features(row), self.cutoffs,
-                                                    self.policy)) != row.tier]
+                .where(CustomerFeaturesRow.customer_id.in_(customer_ids))
+                .order_by(CustomerFeaturesRow.customer_id).with_for_update())).all()
+            for row in stored:
+                was = Tier(row.tier)
+                tier = features.tier_of(to_features(row), self.cutoffs, self.policy)
+                if tier != was:
+                    changes.append(TierChange(row.customer_id, was, tier))
             if changes:
-                table = cast(Table, CustomerFeaturesRow.__table__)
-                await session.execute(
-                    update(table).where(table.c.customer_id == bindparam("retiered"))
-                    .values(tier=bindparam("new_tier")),
-                    [{"retiered": change.customer_id, "new_tier": str(change.current)}
-                     for change in changes])
+                await session.execute(_RETIER, [
+                    {"retiered": change.customer_id, "new_tier": str(change.current)}
+                    for change in changes])
         for change in changes:
             self.cache.forget(change.customer_id)
         without_values = set(customer_ids).difference(row.customer_id for row in stored)
@@ -355,26 +351,56 @@ def _features_rows_for(dialect: str, customer_ids: list[str], now: datetime) -> 
         index_elements=[CustomerFeaturesRow.customer_id])
 
 
-# The values a customer's features row keeps (the scores and tenure are derived when read).
-_STORED_VALUES = ("total_value", "trailing_12m_value", "growth", "growth_ratio", "purchases",
-                  "last_purchase_at", "tickets_raised")
-_VALUE_COLUMNS = tuple(getattr(CustomerFeaturesRow, name) for name in _STORED_VALUES)
 # What a tier is decided from (`features.tier_of`, through `to_features`), by customer.
 _TIER_INPUTS = (CustomerFeaturesRow.customer_id, CustomerFeaturesRow.tier, *_VALUE_COLUMNS)
+# Built once (see _CUSTOMERS_AMONG).
+_RETIER = (update(_FEATURES).where(_FEATURES.c.customer_id == bindparam("retiered"))
+           .values(tier=bindparam("new_tier")))
+_COUNT_TICKETS = (update(_FEATURES)
+                  .where(_FEATURES.c.customer_id == bindparam("counted_customer"))
+                  .values(tickets_raised=_FEATURES.c.tickets_raised
+                          + bindparam("counted_tickets")))
 
 
+@functools.cache
 def _features_upsert(dialect: str) -> Insert:
-    """Customers' values and tiers written whether their row exists or not, one statement
-    run for each (executemany). An existing row keeps its count of tickets raised: the
-    segmenter's flush adds to it, and a count flushed while the values were computed
-    stays."""
-    table = cast(Table, CustomerFeaturesRow.__table__)
-    statement = db.insert_on_conflict(dialect)(table)
+    """Customers' computed values and tiers, written whether their row exists or not, one
+    statement run for each (executemany). An existing row keeps its count of tickets
+    raised: the segmenter's flush adds to it, and a count flushed while the values were
+    computed stays. `computed_at` says when the values were computed."""
+    statement = db.insert_on_conflict(dialect)(_FEATURES)
     return statement.on_conflict_do_update(
-        index_elements=[table.c.customer_id],
+        index_elements=[_FEATURES.c.customer_id],
         set_={name: statement.excluded[name]
-              for name in (*_STORED_VALUES, "tier", "computed_at")
-              if name != "tickets_raised"})
+              for name in (*_COMPUTED_VALUES, "tier", "computed_at")})
+
+
+@dataclass(frozen=True)
+class _ValueInputs:
+    """What customers' values are computed from, by customer."""
+
+    signed_up: dict[str, date | None]  # the profile's signup date (tenure)
+    previous: dict[str, tuple[int, Tier]]  # tickets raised and tier, if stored
+    bought: dict[str, list[features.Purchase]]
+
+
+async def _value_inputs(session: AsyncSession, ids: list[str]) -> _ValueInputs:
+    """Plain columns, not entities: of a profile, its signup date alone (not its
+    personal data); of the stored features, what a refresh keeps or compares."""
+    signed_up = dict((await session.execute(
+        select(CustomerRow.customer_id, CustomerRow.signup_date)
+        .where(CustomerRow.customer_id.in_(ids)))).all())
+    previous = {customer_id: (tickets, Tier(tier)) for customer_id, tickets, tier in (
+        await session.execute(
+            select(CustomerFeaturesRow.customer_id, CustomerFeaturesRow.tickets_raised,
+                   CustomerFeaturesRow.tier)
+            .where(CustomerFeaturesRow.customer_id.in_(ids)))).all()}
+    bought: dict[str, list[features.Purchase]] = {}
+    for customer_id, amount, at in (await session.execute(
+            select(PurchaseRow.customer_id, PurchaseRow.amount, PurchaseRow.purchased_at)
+            .where(PurchaseRow.customer_id.in_(ids)))).all():
+        bought.setdefault(customer_id, []).append(features.Purchase(float(amount), at))
+    return _ValueInputs(signed_up, previous, bought)
 
 
 def _feature_columns(raw: ValueFeatures, tier: Tier, now: datetime) -> dict[str, Any]:

@@ -1,8 +1,10 @@
 """The population run in a real SQL store (SQLite and PostgreSQL): it reads the customer
-base a page at a time, and every customer is recomputed whatever the page size."""
+base a page at a time, every customer is recomputed whatever the page size, and each
+change of tier is stored and reported."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -10,23 +12,37 @@ from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.segmenter.cache import CustomerCache
-from services.segmenter.models import CustomerFeaturesRow, TierCutoffsRow
-from services.segmenter.profiles import Tier
-from services.segmenter.store import CustomerStore
+from services.segmenter.models import CustomerFeaturesRow, PurchaseRow, TierCutoffsRow
+from services.segmenter.profiles import Tier, ValueFeatures
+from services.segmenter.store import CustomerStore, TierChange
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+LATER = NOW + timedelta(hours=1)
 SPEND = {"c-1": 50.0, "c-2": 120.0, "c-3": 400.0, "c-4": 900.0, "c-5": 30_000.0}
 NEVER_BOUGHT = ("c-6", "c-7")
 
 
-async def a_base(store: CustomerStore) -> None:
+async def a_base(store: CustomerStore, *, long_ago: tuple[str, ...] = ()) -> None:
+    """The customers of SPEND bought a month ago (those `long_ago`, 300 days ago: within
+    the trailing year, not in the growth's half-years)."""
     for customer_id in [*SPEND, *NEVER_BOUGHT]:
         await store.save_customer({"customer_id": customer_id,
                                    "customer_type": "individual",
                                    "signup_date": date(2024, 1, 1)})
     for customer_id, amount in SPEND.items():
-        await store.record_purchase(customer_id, amount, "EUR", NOW - timedelta(days=30),
+        days = 300 if customer_id in long_ago else 30
+        await store.record_purchase(customer_id, amount, "EUR", NOW - timedelta(days=days),
                                     now=NOW)
+
+
+def a_store(sessions: async_sessionmaker[AsyncSession]) -> CustomerStore:
+    return CustomerStore(sessions, cache=CustomerCache(max_customers=10, ttl_seconds=60))
+
+
+async def stored_tiers(sessions: async_sessionmaker[AsyncSession]) -> dict[str, str]:
+    async with sessions() as session:
+        return dict((await session.execute(
+            select(CustomerFeaturesRow.customer_id, CustomerFeaturesRow.tier))).all())
 
 
 class TestPopulationRun:
@@ -36,7 +52,7 @@ class TestPopulationRun:
                                                             ttl_seconds=60))
         await a_base(store)
 
-        await store.recompute_population(now=NOW, chunk=2)
+        await store.recompute_population(now=LATER, chunk=2)
 
         async with sessions() as session:
             run = (await session.scalars(select(TierCutoffsRow))).one()
@@ -49,7 +65,7 @@ class TestPopulationRun:
         assert tiers["c-5"] == Tier.MOST_VALUABLE
         assert {tiers[c] for c in ("c-1", "c-2", "c-3", "c-4")} == {Tier.EXISTING}
         assert {tiers[c] for c in NEVER_BOUGHT} == {Tier.POTENTIAL}
-        assert len(computed) == 1  # every row written by this run
+        assert computed == {LATER}  # every customer's values computed by this run
 
     async def test_the_page_size_does_not_change_the_outcome(
             self, sessions: async_sessionmaker[AsyncSession]) -> None:
@@ -92,3 +108,72 @@ class TestPopulationRun:
             tiers = dict((await session.execute(
                 select(CustomerFeaturesRow.customer_id, CustomerFeaturesRow.tier))).all())
         assert tiers["c-5"] == Tier.MOST_VALUABLE
+
+    async def test_each_change_of_tier_is_stored_and_reported(
+            self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        store = a_store(sessions)
+        # c-5's spend is old: c-4's growth, under the default cutoff, is the base's most.
+        await a_base(store, long_ago=("c-5",))
+        assert (await stored_tiers(sessions))["c-4"] == Tier.EXISTING
+
+        changes = await store.recompute_population(now=LATER, chunk=2)
+
+        assert changes == [TierChange("c-4", Tier.EXISTING, Tier.MOST_GROWABLE)]
+        tiers = await stored_tiers(sessions)
+        assert tiers["c-4"] == Tier.MOST_GROWABLE
+        assert tiers["c-5"] == Tier.MOST_VALUABLE
+
+    async def test_a_customer_stored_during_the_run_gets_values_and_a_tier(
+            self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        """A customer and its purchase stored after the values were computed, with no
+        refresh of its own (as an import whose refresh failed leaves it): the last pass
+        computes its values rather than take its tier from values it does not have."""
+
+        class JoinedDuringTheRun(CustomerStore):
+            async def stored_values(self, chunk: int) -> AsyncIterator[ValueFeatures]:
+                async for values in super().stored_values(chunk):
+                    yield values
+                await self.save_customer({"customer_id": "c-0",
+                                          "customer_type": "individual"})
+                async with sessions() as session, session.begin():
+                    session.add(PurchaseRow(customer_id="c-0", amount=50_000.0,
+                                            currency="EUR",
+                                            purchased_at=NOW - timedelta(days=10)))
+
+        store = JoinedDuringTheRun(sessions, cache=CustomerCache(max_customers=10,
+                                                                 ttl_seconds=60))
+        await a_base(store)
+
+        changes = await store.recompute_population(now=LATER, chunk=3)
+
+        assert TierChange("c-0", Tier.POTENTIAL, Tier.MOST_VALUABLE) in changes
+        assert (await stored_tiers(sessions))["c-0"] == Tier.MOST_VALUABLE
+
+    async def test_a_count_of_tickets_flushed_while_values_are_computed_stays(
+            self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        store = a_store(sessions)
+        await a_base(store)
+        await store.count_tickets({"c-1": 2}, now=NOW)
+        engine = sessions.kw["bind"].sync_engine
+        flushed = False
+
+        def flush_first(_connection: Any, cursor: Any, statement: str, *_args: Any) -> None:
+            """The segmenter's flush, just before the values are written."""
+            nonlocal flushed
+            if not flushed and statement.startswith("INSERT INTO customer_features"):
+                flushed = True
+                cursor.execute("UPDATE customer_features SET tickets_raised ="
+                               " tickets_raised + 5 WHERE customer_id = 'c-1'")
+
+        event.listen(engine, "before_cursor_execute", flush_first)
+        try:
+            await store.refresh_features(["c-1"], now=LATER)
+        finally:
+            event.remove(engine, "before_cursor_execute", flush_first)
+
+        async with sessions() as session:
+            tickets = (await session.scalars(
+                select(CustomerFeaturesRow.tickets_raised)
+                .where(CustomerFeaturesRow.customer_id == "c-1"))).one()
+        assert flushed
+        assert tickets == 7

@@ -20,6 +20,7 @@ async def test_both_ways_change_the_same_tiers_and_the_run_reads_purchases_once(
     runs = {way: await population_run.measure(base, way, tmp_path / f"{way}.db", now)
             for way in population_run.WAYS}
 
-    assert runs["project"].changes == runs["twice"].changes > 0
+    assert runs["project"].changes == runs["twice"].changes
+    assert runs["project"].changes  # the base's tiers are not the cutoffs' yet
     assert runs["project"].purchase_reads == 3
     assert runs["twice"].purchase_reads == 6
