@@ -8,7 +8,20 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, cast
 
-from sqlalchemy import Insert, Row, Select, Table, bindparam, func, literal, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Insert,
+    Integer,
+    Row,
+    Select,
+    String,
+    Table,
+    bindparam,
+    exists,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.core import db
@@ -223,16 +236,12 @@ class CustomerStore:
         # One statement for them all, run once per customer by the driver: the store's
         # write lock, which every service's writes wait for, is held for the statement's
         # run alone, not across a round trip per customer (a flush after a busy spell
-        # held it for seconds). In the customers' order, so two segmenters' flushes take
-        # their row locks in the same order.
+        # held it for seconds). In the customers' order, a new row or not, so that the
+        # flushes and the refreshes of values take their row locks in one order.
         async with self._sessions() as session, session.begin():
-            dialect = session.get_bind().dialect.name
-            for start in range(0, len(customer_ids), _IDS_A_STATEMENT):
-                await session.execute(_features_rows_for(
-                    dialect, customer_ids[start:start + _IDS_A_STATEMENT], now))
-            await session.execute(_COUNT_TICKETS, [
-                {"counted_customer": customer_id, "counted_tickets": counts[customer_id]}
-                for customer_id in customer_ids])
+            await session.execute(_count_tickets(session.get_bind().dialect.name), [
+                {"counted_customer": customer_id, "counted_tickets": counts[customer_id],
+                 "counted_at": now} for customer_id in customer_ids])
 
     # Population runs -----------------------------------------------------------------
 
@@ -271,14 +280,16 @@ class CustomerStore:
         (the population run has just computed them; a tier reads nothing else, so their
         purchases are not read again). Only the tier is written: a count of tickets
         raised flushed meanwhile stays. A customer stored since, without values, has them
-        computed. The rows are locked in the customers' order, as the flush locks them,
-        until their tiers are written (PostgreSQL; SQLite's writers take turns)."""
+        computed. The rows are locked in the customers' order (by code point, as Python
+        sorts them for the flush and the refresh) until their tiers are written
+        (PostgreSQL; on SQLite the read is outside the write's transaction)."""
         changes: list[TierChange] = []
         async with self._sessions() as session, session.begin():
             stored = (await session.execute(
                 select(*_TIER_INPUTS)
                 .where(CustomerFeaturesRow.customer_id.in_(customer_ids))
-                .order_by(CustomerFeaturesRow.customer_id).with_for_update())).all()
+                .order_by(_by_code_point(session.get_bind().dialect.name))
+                .with_for_update())).all()
             for row in stored:
                 was = Tier(row.tier)
                 tier = features.tier_of(to_features(row), self.cutoffs, self.policy)
@@ -333,22 +344,22 @@ class CustomerStore:
         return await erasure.erase_customer(self, customer_id)
 
 
-_IDS_A_STATEMENT = 500  # well under the drivers' bound on a statement's parameters
-
-
-def _features_rows_for(dialect: str, customer_ids: list[str], now: datetime) -> Insert:
-    """A features row for each of these customers that is known and has none yet (saved
-    since, without a purchase or a population run): the features of no purchases, tier
-    potential, which is what segmentation reads of such a customer until its features
-    are computed. Counting a ticket adds to the row; without it, the count was lost."""
-    insert = db.insert_on_conflict(dialect)
-    # In the customers' order, as the update after it: two segmenters' flushes take
-    # their locks in the same order.
-    known = select(CustomerRow.customer_id, literal(now, db.UtcDateTime())).where(
-        CustomerRow.customer_id.in_(customer_ids)).order_by(CustomerRow.customer_id)
-    return insert(CustomerFeaturesRow).from_select(
-        ["customer_id", "computed_at"], known).on_conflict_do_nothing(
-        index_elements=[CustomerFeaturesRow.customer_id])
+@functools.cache
+def _count_tickets(dialect: str) -> Insert:
+    """A customer's tickets added to its features row, the row made first if the customer
+    is known and has none yet (saved since, without a purchase or a population run: the
+    features of no purchases, tier potential, which is what segmentation reads of such a
+    customer until its values are computed). An unknown customer has nothing to count
+    on."""
+    customer = bindparam("counted_customer", type_=String())
+    known = select(customer, bindparam("counted_at", type_=db.UtcDateTime()),
+                   bindparam("counted_tickets", type_=Integer())).where(
+        exists().where(CustomerRow.customer_id == customer))
+    statement = db.insert_on_conflict(dialect)(_FEATURES).from_select(
+        ["customer_id", "computed_at", "tickets_raised"], known)
+    return statement.on_conflict_do_update(
+        index_elements=[_FEATURES.c.customer_id],
+        set_={"tickets_raised": _FEATURES.c.tickets_raised + statement.excluded.tickets_raised})
 
 
 # What a tier is decided from (`features.tier_of`, through `to_features`), by customer.
@@ -356,10 +367,13 @@ _TIER_INPUTS = (CustomerFeaturesRow.customer_id, CustomerFeaturesRow.tier, *_VAL
 # Built once (see _CUSTOMERS_AMONG).
 _RETIER = (update(_FEATURES).where(_FEATURES.c.customer_id == bindparam("retiered"))
            .values(tier=bindparam("new_tier")))
-_COUNT_TICKETS = (update(_FEATURES)
-                  .where(_FEATURES.c.customer_id == bindparam("counted_customer"))
-                  .values(tickets_raised=_FEATURES.c.tickets_raised
-                          + bindparam("counted_tickets")))
+
+
+def _by_code_point(dialect: str) -> ColumnElement[str]:
+    """Customer ids in the order Python sorts them: a PostgreSQL database's collation
+    (en_US and the like) orders case and punctuation otherwise; SQLite compares bytes."""
+    column = _FEATURES.c.customer_id
+    return column.collate("C") if dialect == "postgresql" else column
 
 
 @functools.cache

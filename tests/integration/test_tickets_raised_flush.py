@@ -38,12 +38,13 @@ async def flush_and_read(engine: AsyncEngine, sessions: async_sessionmaker[Async
                                    "customer_type": "individual"})
         await store.record_purchase(customer_id, 100.0, "EUR", NOW, now=NOW)
     await store.save_customer({"customer_id": "c-no-purchase", "customer_type": "individual"})
-    statements: list[tuple[str, bool]] = []
+    statements: list[tuple[bool, list[str]]] = []
 
-    def executed(_conn: Any, _cursor: Any, statement: str, _parameters: Any,
+    def executed(_conn: Any, _cursor: Any, statement: str, parameters: Any,
                  _context: Any, executemany: bool) -> None:
-        if statement.lstrip().upper().startswith("UPDATE"):
-            statements.append((statement, executemany))
+        if statement.lstrip().upper().startswith(("UPDATE", "INSERT")):
+            rows = parameters if executemany else [parameters]
+            statements.append((executemany, [_counted_customer(row) for row in rows]))
 
     event.listen(engine.sync_engine, "before_cursor_execute", executed)
     try:
@@ -61,10 +62,20 @@ async def flush_and_read(engine: AsyncEngine, sessions: async_sessionmaker[Async
     # Counted for every known customer; an unknown one has nothing to add to.
     assert raised == {customer_id: n % 3 + 1 + (10 if n == 0 else 0)
                       for n, customer_id in enumerate(CUSTOMERS)} | {"c-no-purchase": 3}
-    # One statement a flush: run for each customer by the driver (the others have one).
-    assert [many for _, many in statements] == [True, False, False]
+    # One statement a flush: run for each customer by the driver (the others have one),
+    # in the customers' order, as a refresh of their values takes its row locks.
+    assert [many for many, _ in statements] == [True, False, False]
+    flushed = statements[0][1]
+    assert flushed == sorted(flushed) and len(flushed) == len(CUSTOMERS) + 2
     # Segmentation reads the customer without features as before, its tickets counted
     # (once its cache entry, if any, has expired: a fresh cache here).
     fresh = CustomerStore(sessions, cache=CustomerCache(max_customers=10, ttl_seconds=60))
     counted = await fresh.customer("c-no-purchase", now=NOW)
     assert (counted.tier, counted.features.tickets_raised) == (Tier.POTENTIAL, 3)
+
+
+def _counted_customer(parameters: Any) -> str:
+    """The customer id a row of the flush's statement counts (named or positional)."""
+    if isinstance(parameters, dict):
+        return str(parameters["counted_customer"])
+    return str(parameters[0])
