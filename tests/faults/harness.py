@@ -133,12 +133,12 @@ async def lost_by_the_broker(broker: LocalKafka, ticket_ids: set[str]) -> set[st
     (`kafka_logs.committed_by_the_coordinator`). An attempt answered 503 whose commit the
     broker took therefore never excuses another attempt lost some other way.
 
-    A single broker killed between a transaction's commit and its markers does this: on
-    restart its transaction coordinator completes the commit without writing the markers
-    to partitions that have no leader yet (it takes them for deleted), and each such
-    partition's records then go with the producer's next transaction, committed or
-    aborted. With three brokers a partition keeps a leader. Any other loss is not
-    counted here."""
+    A single broker killed between a transaction's commit and its markers does this (Kafka
+    4.4.0, KAFKA-20734): when the controller fences the restarted broker's old
+    registration, every partition is briefly without a leader, and a coordinator
+    completing a commit then takes them for deleted and writes them no markers; each such
+    partition's records go with the producer's next transaction, committed or aborted.
+    With three brokers a partition keeps a leader. Any other loss is not counted here."""
     if not ticket_ids:
         return set()
 
