@@ -48,8 +48,7 @@ async def stored_tiers(sessions: async_sessionmaker[AsyncSession]) -> dict[str, 
 class TestPopulationRun:
     async def test_every_customer_is_recomputed_a_page_at_a_time(
             self, sessions: async_sessionmaker[AsyncSession]) -> None:
-        store = CustomerStore(sessions, cache=CustomerCache(max_customers=10,
-                                                            ttl_seconds=60))
+        store = a_store(sessions)
         await a_base(store)
 
         await store.recompute_population(now=LATER, chunk=2)
@@ -69,8 +68,7 @@ class TestPopulationRun:
 
     async def test_the_page_size_does_not_change_the_outcome(
             self, sessions: async_sessionmaker[AsyncSession]) -> None:
-        store = CustomerStore(sessions, cache=CustomerCache(max_customers=10,
-                                                            ttl_seconds=60))
+        store = a_store(sessions)
         await a_base(store)
 
         await store.recompute_population(now=NOW, chunk=3)
@@ -86,8 +84,7 @@ class TestPopulationRun:
             self, sessions: async_sessionmaker[AsyncSession]) -> None:
         """The tiers against the new cutoffs come from the values the run has just
         stored: the purchases are read for the values, not again for the tiers."""
-        store = CustomerStore(sessions, cache=CustomerCache(max_customers=10,
-                                                            ttl_seconds=60))
+        store = a_store(sessions)
         await a_base(store)
         engine = sessions.kw["bind"].sync_engine
         statements: list[str] = []
