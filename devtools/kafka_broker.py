@@ -17,7 +17,7 @@ import os
 import shutil
 import signal
 import subprocess
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -167,32 +167,6 @@ class LocalKafka:
         if not ports.wait_for_port(self.port, timeout=timeout):
             self.stop()
             raise BrokerError(f"Kafka did not start within {timeout}s; see {self.log_file}")
-
-    def partitions(self, topic: str) -> list[str]:
-        """The topic's partitions this broker holds, named as their folders (e.g.
-        `__transaction_state-3`)."""
-        data = self.home / "data"
-        if not data.exists():
-            return []
-        named = (folder.name.rpartition("-") for folder in data.iterdir())
-        return sorted(f"{name}-{number}" for name, _, number in named
-                      if name == topic and number.isdigit())
-
-    def dump_log(self, partitions: Iterable[str], *, transaction_log: bool = False) -> str:
-        """Kafka's own reading of these partitions' log segments (`DumpLogSegments`;
-        a partition named as its folder, e.g. `tickets.incoming-2`): every record batch
-        with the producer that wrote it, control markers included; with
-        `transaction_log`, the records of `__transaction_state` decoded as the
-        coordinator's transaction states. For fault tests' forensics."""
-        segments = [str(segment) for partition in sorted(partitions)
-                    for segment in sorted((self.home / "data" / partition).glob("*.log"))]
-        if not segments:
-            return ""
-        decoding = ["--transaction-log-decoder", "--print-data-log"] if transaction_log else []
-        return subprocess.run(
-            self._java("org.apache.kafka.tools.DumpLogSegments", *decoding,
-                       "--files", ",".join(segments)),
-            check=True, capture_output=True, text=True).stdout
 
     @contextlib.contextmanager
     def running(self) -> Iterator[str]:

@@ -64,9 +64,6 @@ async def test_broker_outage_answers_503_and_recovers_exactly_once(
         outcome = await harness.settle(bootstrap, plain, watch)
         retried = await harness.settle(bootstrap, retrying, watch)
         drained = harness.drain_time(plain, watch, restarted_at)
-    # Lost by Kafka itself, after it took the commit (see lost_by_the_broker).
-    by_broker = await harness.lost_by_the_broker(own_broker, set(outcome.lost | retried.lost))
-
     intake_back = plain.first_acknowledged_after(restarted_at)
     assert intake_back is not None
     # A POST the client gave up on (no answer in its 15 s) was promised nothing: its
@@ -84,8 +81,7 @@ async def test_broker_outage_answers_503_and_recovers_exactly_once(
         f" {intake_back - restarted_at:.1f}s later; queues caught up {drained_text} after;"
         f" 503s while down: {while_down[503]}; requests whose commit went unanswered (the"
         f" documented window): {requests_in_the_window(tmp_path / 'logs')};"
-        f" delivered although the client gave up waiting: {len(unanswered)};"
-        f" lost by the broker after it took the commit: {len(by_broker)}"
+        f" delivered although the client gave up waiting: {len(unanswered)}"
         f"{shutdown.describe()}")))
     # A ticket answered 503 never reaches its queue (the intake's transaction holding it
     # is aborted), so the retry with the same Idempotency-Key delivers it once.
@@ -97,9 +93,12 @@ async def test_broker_outage_answers_503_and_recovers_exactly_once(
         f" {len(repeated)} under more than one ticket id")))
     assert while_down[503] > 0, f"no 503 while the broker was down: {while_down}"
     assert while_down[202] == 0, f"202 while the broker was down: {while_down}"
+    # Every acknowledged ticket, the broker's own restart included (deploy/kafka/pom.xml
+    # says why the broker is 4.0.x).
     for counted in (outcome, retried):
-        lost = counted.lost - by_broker
-        assert not lost, f"lost {sorted(lost)[:5]}; logs in {tmp_path / 'logs'}"
+        assert not counted.lost, \
+            f"lost {sorted(counted.lost)[:5]}; logs in {tmp_path / 'logs'}, broker's data in" \
+            f" {tmp_path / 'kafka'}"
     assert not outcome.duplicated, f"duplicated {sorted(outcome.duplicated)[:5]}"
     # The one way left (see services/core/transactional_publisher.py and the README's
     # delivery guarantees): the broker killed after it took the commit and before its
