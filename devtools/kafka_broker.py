@@ -20,6 +20,7 @@ import subprocess
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from xml.etree import ElementTree
 
 from devtools import certificates, ports
 from services.core.settings import PROJECT_ROOT
@@ -31,6 +32,19 @@ LIBS = PROJECT_ROOT / ".cache" / "kafka" / "libs"
 
 class BrokerError(RuntimeError):
     pass
+
+
+def kafka_version() -> str:
+    """The broker's version, as the pom names it."""
+    found = ElementTree.parse(POM).findtext(
+        "pom:properties/pom:kafka.version", namespaces={"pom": "http://maven.apache.org/POM/4.0.0"})
+    if not found:
+        raise BrokerError(f"{POM}: no <kafka.version> in <properties>")
+    return found
+
+
+def _release(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split("."))
 
 
 def ensure_jars() -> Path:
@@ -122,9 +136,11 @@ class LocalKafka:
                  controller_port: int | None = None, heap: str = "512m",
                  security: Security | None = None) -> None:
         self.home = home
-        free = ports.free_ports(2)
-        self.port = port or free[0]
-        self.controller_port = controller_port or free[1]
+        if port is None or controller_port is None:
+            free = ports.free_ports(2)
+            port, controller_port = port or free[0], controller_port or free[1]
+        self.port = port
+        self.controller_port = controller_port
         self.heap = heap
         self.security = security
         self._process: subprocess.Popen[bytes] | None = None
@@ -149,7 +165,17 @@ class LocalKafka:
                                             controller_port=self.controller_port,
                                             security=self.security))
         config.chmod(0o600)  # with security, it holds the admin's password
-        if not (data_dir / "meta.properties").exists():
+        version = kafka_version()
+        stamp = self.home / "kafka-version"
+        if (data_dir / "meta.properties").exists():
+            # A broker reads storage formatted by an older release, not by a newer one.
+            formatted_by = stamp.read_text().strip() if stamp.exists() else "4.4.0"
+            if _release(formatted_by) > _release(version):
+                raise BrokerError(
+                    f"{data_dir} was formatted by Kafka {formatted_by}, newer than this"
+                    f" broker's {version} ({POM}), which cannot read it: delete {self.home}"
+                    " to start afresh")
+        else:
             cluster_id = subprocess.run(
                 self._java("kafka.tools.StorageTool", "random-uuid"),
                 check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
@@ -160,6 +186,7 @@ class LocalKafka:
                 self._java("kafka.tools.StorageTool", "format", "--standalone",
                            "-t", cluster_id, "-c", str(config), *scram),
                 check=True, capture_output=True)
+        stamp.write_text(version)
         with self.log_file.open("ab") as log:
             self._process = subprocess.Popen(
                 self._java("kafka.Kafka", str(config)), stdout=log, stderr=subprocess.STDOUT,

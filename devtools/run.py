@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from devtools import demo, demo_seed, processes
-from devtools.kafka_broker import LocalKafka
+from devtools.kafka_broker import BrokerError, LocalKafka
 from services.core.settings import PROJECT_ROOT, Settings
 
 app = typer.Typer(help="Run the pipeline locally, with demo data.", no_args_is_help=True,
@@ -35,7 +35,11 @@ def up(
     if "KAFKA_BOOTSTRAP_SERVERS" not in os.environ:
         broker = LocalKafka(data_dir / "kafka", port=9092, controller_port=9093, heap="768m")
         typer.echo(f"starting Kafka on {broker.bootstrap_servers} (log: {broker.log_file})")
-        broker.start()
+        try:
+            broker.start()
+        except BrokerError as error:
+            typer.echo(f"bin/run: {error}", err=True)
+            raise typer.Exit(1) from None
         settings = settings.model_copy(
             update={"kafka_bootstrap_servers": broker.bootstrap_servers})
     if demo_data:
