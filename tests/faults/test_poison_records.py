@@ -129,6 +129,8 @@ async def test_poison_is_dead_lettered_odd_tickets_refused_and_the_flow_goes_on(
     missing = [f"{p.topic} {p.kind} by {stage}" for key, (p, _, _) in produced.items()
                for stage in p.readers if (key, stage) not in copies]
     twice = [f"{key.decode()} by {stage}" for (key, stage), n in copies.items() if n > 1]
+    unexpected = [f"{key.decode()} by {stage}" for key, stage in copies
+                  if stage not in produced[key][0].readers]
     odd_answers = {ticket.kind: (answer.status_code, answer.json()) for ticket, answer
                    in zip(odd, answers, strict=True)}
     misanswered = [f"{ticket.kind}: {odd_answers[ticket.kind]}" for ticket in odd
@@ -147,6 +149,7 @@ async def test_poison_is_dead_lettered_odd_tickets_refused_and_the_flow_goes_on(
     assert not misanswered, misanswered
     assert not missing, f"not dead-lettered: {missing}"
     assert not twice, f"dead-lettered more than once: {twice}"
+    assert not unexpected, f"dead-lettered by a stage not among its readers: {unexpected}"
     assert not problems, "\n".join(problems)
     assert not leaked, "a poison record or an odd ticket reached a department queue"
     assert not outcome.lost, f"lost {sorted(outcome.lost)[:5]}; logs in {tmp_path / 'logs'}"
