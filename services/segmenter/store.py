@@ -223,7 +223,7 @@ class CustomerStore:
                 inputs.bought.get(customer_id, ()), signup_date=inputs.signed_up[customer_id],
                 tickets_raised=tickets, now=now)
             tier = features.tier_of(raw, self.cutoffs, self.policy)
-            rows.append({"customer_id": customer_id, **_feature_columns(raw, tier, now)})
+            rows.append(_valued_row(customer_id, raw, tier, now))
             if tier != was:
                 changes.append(TierChange(customer_id, was, tier))
         return rows, changes
@@ -376,13 +376,24 @@ def _by_code_point(dialect: str) -> ColumnElement[str]:
     return column.collate("C") if dialect == "postgresql" else column
 
 
+# What a refresh writes of a customer, each column given as `valued_<column>`.
+_VALUED_COLUMNS = ("customer_id", *_STORED_VALUES, "tier", "computed_at")
+
+
 @functools.cache
 def _features_upsert(dialect: str) -> Insert:
     """Customers' computed values and tiers, written whether their row exists or not, one
-    statement run for each (executemany). An existing row keeps its count of tickets
-    raised: the segmenter's flush adds to it, and a count flushed while the values were
-    computed stays. `computed_at` says when the values were computed."""
-    statement = db.insert_on_conflict(dialect)(_FEATURES)
+    statement run for each (executemany), for customers still in the store: one erased
+    since its inputs were read gets no row back (its erasure stands) and the rest of the
+    page is written. An existing row keeps its count of tickets raised: the segmenter's
+    flush adds to it, and a count flushed while the values were computed stays.
+    `computed_at` says when the values were computed."""
+    valued = {name: bindparam(f"valued_{name}", type_=_FEATURES.c[name].type)
+              for name in _VALUED_COLUMNS}
+    known = select(*valued.values()).where(
+        exists().where(CustomerRow.customer_id == valued["customer_id"]))
+    statement = db.insert_on_conflict(dialect)(_FEATURES).from_select(
+        list(_VALUED_COLUMNS), known)
     return statement.on_conflict_do_update(
         index_elements=[_FEATURES.c.customer_id],
         set_={name: statement.excluded[name]
@@ -417,11 +428,13 @@ async def _value_inputs(session: AsyncSession, ids: list[str]) -> _ValueInputs:
     return _ValueInputs(signed_up, previous, bought)
 
 
-def _feature_columns(raw: ValueFeatures, tier: Tier, now: datetime) -> dict[str, Any]:
-    # Named, not `asdict`: its deep copy of each value was a quarter of a population
-    # run's CPU.
-    return {**{name: getattr(raw, name) for name in _STORED_VALUES}, "tier": str(tier),
-            "computed_at": now}
+def _valued_row(customer_id: str, raw: ValueFeatures, tier: Tier,
+                now: datetime) -> dict[str, Any]:
+    """A customer's parameters of `_features_upsert`. Named, not `asdict`: its deep copy
+    of each value was a quarter of a population run's CPU."""
+    return {"valued_customer_id": customer_id,
+            **{f"valued_{name}": getattr(raw, name) for name in _STORED_VALUES},
+            "valued_tier": str(tier), "valued_computed_at": now}
 
 
 

@@ -174,3 +174,33 @@ class TestPopulationRun:
                 .where(CustomerFeaturesRow.customer_id == "c-1"))).one()
         assert flushed
         assert tickets == 7
+
+    async def test_a_customer_erased_while_values_are_computed_stays_erased(
+            self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        store = a_store(sessions)
+        await a_base(store)
+        engine = sessions.kw["bind"].sync_engine
+        erased = False
+
+        def erase_first(_connection: Any, cursor: Any, statement: str, *_args: Any) -> None:
+            """An erasure of c-2 (the rows it deletes, in its order), committed after its
+            purchases were read and before the values are written."""
+            nonlocal erased
+            if not erased and statement.startswith("INSERT INTO customer_features"):
+                erased = True
+                for table in ("purchases", "customer_features", "customers"):
+                    cursor.execute(f"DELETE FROM {table} WHERE customer_id = 'c-2'")
+
+        event.listen(engine, "before_cursor_execute", erase_first)
+        try:
+            await store.refresh_features(["c-1", "c-2", "c-3"], now=LATER)
+        finally:
+            event.remove(engine, "before_cursor_execute", erase_first)
+
+        async with sessions() as session:
+            computed = dict((await session.execute(select(
+                CustomerFeaturesRow.customer_id, CustomerFeaturesRow.computed_at))).all())
+        assert erased
+        assert "c-2" not in computed
+        assert computed["c-1"] == computed["c-3"] == LATER
+        assert computed["c-4"] == NOW
