@@ -22,6 +22,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.core import db
@@ -195,18 +196,31 @@ class CustomerStore:
     async def refresh_features(self, customer_ids: Iterable[str], *,
                                now: datetime) -> list[TierChange]:
         """Recompute the customers' values from their purchases, and their tiers against
-        the cutoffs in force; returns the tier changes."""
+        the cutoffs in force; returns the tier changes. A customer erased meanwhile gets
+        no values and no change; an erasure the write waited for (PostgreSQL: not yet
+        committed when the write found the customer) has the page computed once more."""
         ids = sorted(set(customer_ids))
         if not ids:
             return []
+        try:
+            changes = await self._refresh(ids, now)
+        except IntegrityError:
+            changes = await self._refresh(ids, now)
+        for customer_id in ids:
+            self.cache.forget(customer_id)
+        return changes
+
+    async def _refresh(self, ids: list[str], now: datetime) -> list[TierChange]:
         async with self._sessions() as session, session.begin():
             inputs = await _value_inputs(session, ids)
             rows, changes = self._valued(ids, inputs, now)
             if rows:
                 await session.execute(_features_upsert(session.get_bind().dialect.name),
                                       rows)
-        for customer_id in ids:
-            self.cache.forget(customer_id)
+            if changes:  # those still in the store: the write skipped the others
+                kept = set(await session.scalars(select(CustomerRow.customer_id).where(
+                    CustomerRow.customer_id.in_([change.customer_id for change in changes]))))
+                changes = [change for change in changes if change.customer_id in kept]
         return changes
 
     def _valued(self, ids: list[str], inputs: _ValueInputs, now: datetime,

@@ -4,11 +4,12 @@ change of tier is stored and reported."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import event, select
+from sqlalchemy import event, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.segmenter.cache import CustomerCache
@@ -179,12 +180,16 @@ class TestPopulationRun:
             self, sessions: async_sessionmaker[AsyncSession]) -> None:
         store = a_store(sessions)
         await a_base(store)
+        async with sessions() as session, session.begin():  # a tier its values will change
+            await session.execute(text("UPDATE customer_features SET tier = 'most_valuable'"
+                                       " WHERE customer_id = 'c-2'"))
         engine = sessions.kw["bind"].sync_engine
         erased = False
 
         def erase_first(_connection: Any, cursor: Any, statement: str, *_args: Any) -> None:
-            """An erasure of c-2 (the rows it deletes, in its order), committed after its
-            purchases were read and before the values are written."""
+            """The rows an erasure of c-2 deletes, in its order, gone after c-2's purchases
+            were read and before the values are written (deleted by the refresh's own
+            connection: the write sees them gone, as after an erasure committed then)."""
             nonlocal erased
             if not erased and statement.startswith("INSERT INTO customer_features"):
                 erased = True
@@ -193,7 +198,7 @@ class TestPopulationRun:
 
         event.listen(engine, "before_cursor_execute", erase_first)
         try:
-            await store.refresh_features(["c-1", "c-2", "c-3"], now=LATER)
+            changes = await store.refresh_features(["c-1", "c-2", "c-3"], now=LATER)
         finally:
             event.remove(engine, "before_cursor_execute", erase_first)
 
@@ -202,5 +207,45 @@ class TestPopulationRun:
                 CustomerFeaturesRow.customer_id, CustomerFeaturesRow.computed_at))).all())
         assert erased
         assert "c-2" not in computed
+        assert "c-2" not in {change.customer_id for change in changes}
         assert computed["c-1"] == computed["c-3"] == LATER
         assert computed["c-4"] == NOW
+
+    async def test_an_erasure_the_write_waits_for_leaves_the_others_written(
+            self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        """An erasure of c-2 holds its rows, not yet committed, while the refresh reads c-2
+        and writes; it commits while the write waits for it. On PostgreSQL the write
+        found c-2 and then fails its foreign key: the page is computed once more."""
+        store = a_store(sessions)
+        await a_base(store)
+        bind = sessions.kw["bind"]
+        writes = 0
+        commits: list[asyncio.Task[None]] = []
+        async with bind.connect() as erasing:
+            for table in ("purchases", "customer_features", "customers"):
+                await erasing.execute(text(f"DELETE FROM {table} WHERE customer_id = 'c-2'"))
+
+            def commit_soon(_connection: Any, _cursor: Any, statement: str,
+                            *_args: Any) -> None:
+                nonlocal writes
+                if statement.startswith("INSERT INTO customer_features"):
+                    writes += 1
+                    if not commits:  # once the first write waits on the erasure's rows
+                        asyncio.get_running_loop().call_later(0.5, lambda: commits.append(
+                            asyncio.ensure_future(erasing.commit())))
+
+            event.listen(bind.sync_engine, "before_cursor_execute", commit_soon)
+            try:
+                changes = await store.refresh_features(["c-1", "c-2", "c-3"], now=LATER)
+            finally:
+                event.remove(bind.sync_engine, "before_cursor_execute", commit_soon)
+            await asyncio.gather(*commits)
+
+        async with sessions() as session:
+            computed = dict((await session.execute(select(
+                CustomerFeaturesRow.customer_id, CustomerFeaturesRow.computed_at))).all())
+        assert commits
+        assert "c-2" not in computed
+        assert "c-2" not in {change.customer_id for change in changes}
+        assert computed["c-1"] == computed["c-3"] == LATER
+        assert writes == (2 if bind.dialect.name == "postgresql" else 1)
