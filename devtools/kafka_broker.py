@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -43,8 +44,12 @@ def kafka_version() -> str:
     return found
 
 
-def _release(version: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in version.split("."))
+def _release(version: str, source: Path) -> tuple[int, ...]:
+    """`4.0.2` as (4, 0, 2); a suffix such as `-rc1` is not compared."""
+    found = re.match(r"(\d+)\.(\d+)\.(\d+)", version)
+    if not found:
+        raise BrokerError(f"{source}: {version!r} is not a Kafka version such as 4.0.2")
+    return tuple(int(part) for part in found.groups())
 
 
 def ensure_jars() -> Path:
@@ -168,13 +173,15 @@ class LocalKafka:
         version = kafka_version()
         stamp = self.home / "kafka-version"
         if (data_dir / "meta.properties").exists():
-            # A broker reads storage formatted by an older release, not by a newer one.
-            formatted_by = stamp.read_text().strip() if stamp.exists() else "4.4.0"
-            if _release(formatted_by) > _release(version):
+            # A broker reads storage an older release wrote, not one a newer release did.
+            # Storage without the stamp is older than it: Kafka 4.4.0 ran it.
+            last = stamp.read_text().strip() if stamp.exists() else "4.4.0"
+            if _release(last, stamp) > _release(version, POM):
                 raise BrokerError(
-                    f"{data_dir} was formatted by Kafka {formatted_by}, newer than this"
-                    f" broker's {version} ({POM}), which cannot read it: delete {self.home}"
-                    " to start afresh")
+                    f"{data_dir} was last run by Kafka {last}"
+                    f"{'' if stamp.exists() else ' (no kafka-version stamp)'}, newer than"
+                    f" this broker's {version} ({POM}), which cannot read it: delete"
+                    f" {self.home} to start afresh")
         else:
             cluster_id = subprocess.run(
                 self._java("kafka.tools.StorageTool", "random-uuid"),

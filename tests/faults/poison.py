@@ -21,8 +21,8 @@ Headers = list[tuple[str, Any]]
 READERS = {topics.INCOMING: {topics.SEGMENTER_GROUP}, topics.SEGMENTED: {topics.ROUTER_GROUP},
            topics.EVENTS: {topics.METRICS_GROUP, topics.ROUTER_TRACKER_GROUP}}
 # Those that read every record's envelope: the webhook outbox reads a lifecycle event's
-# data only when a platform is registered for its type, so it dead-letters an unreadable
-# envelope and passes a broken report by.
+# data only once some platform has registered an endpoint (none does in the fault tests),
+# so it dead-letters an unreadable envelope and passes a broken report by.
 ENVELOPE_READERS = {**READERS, topics.EVENTS: {*READERS[topics.EVENTS],
                                                topics.ROUTER_WEBHOOKS_GROUP}}
 
