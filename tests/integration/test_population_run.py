@@ -21,6 +21,8 @@ NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 LATER = NOW + timedelta(hours=1)
 SPEND = {"c-1": 50.0, "c-2": 120.0, "c-3": 400.0, "c-4": 900.0, "c-5": 30_000.0}
 NEVER_BOUGHT = ("c-6", "c-7")
+# What an erasure deletes of a customer, in its order (services/segmenter/erasure.py).
+ERASED_TABLES = ("purchases", "customer_features", "customers")
 
 
 async def a_base(store: CustomerStore, *, long_ago: tuple[str, ...] = ()) -> None:
@@ -44,6 +46,13 @@ async def stored_tiers(sessions: async_sessionmaker[AsyncSession]) -> dict[str, 
     async with sessions() as session:
         return dict((await session.execute(
             select(CustomerFeaturesRow.customer_id, CustomerFeaturesRow.tier))).all())
+
+
+async def computed_ats(sessions: async_sessionmaker[AsyncSession]) -> dict[str, datetime]:
+    """When each stored customer's values were computed."""
+    async with sessions() as session:
+        return dict((await session.execute(
+            select(CustomerFeaturesRow.customer_id, CustomerFeaturesRow.computed_at))).all())
 
 
 class TestPopulationRun:
@@ -193,7 +202,7 @@ class TestPopulationRun:
             nonlocal erased
             if not erased and statement.startswith("INSERT INTO customer_features"):
                 erased = True
-                for table in ("purchases", "customer_features", "customers"):
+                for table in ERASED_TABLES:
                     cursor.execute(f"DELETE FROM {table} WHERE customer_id = 'c-2'")
 
         event.listen(engine, "before_cursor_execute", erase_first)
@@ -202,9 +211,7 @@ class TestPopulationRun:
         finally:
             event.remove(engine, "before_cursor_execute", erase_first)
 
-        async with sessions() as session:
-            computed = dict((await session.execute(select(
-                CustomerFeaturesRow.customer_id, CustomerFeaturesRow.computed_at))).all())
+        computed = await computed_ats(sessions)
         assert erased
         assert "c-2" not in computed
         assert "c-2" not in {change.customer_id for change in changes}
@@ -222,7 +229,7 @@ class TestPopulationRun:
         writes = 0
         commits: list[asyncio.Task[None]] = []
         async with bind.connect() as erasing:
-            for table in ("purchases", "customer_features", "customers"):
+            for table in ERASED_TABLES:
                 await erasing.execute(text(f"DELETE FROM {table} WHERE customer_id = 'c-2'"))
 
             def commit_soon(_connection: Any, _cursor: Any, statement: str,
@@ -241,9 +248,7 @@ class TestPopulationRun:
                 event.remove(bind.sync_engine, "before_cursor_execute", commit_soon)
             await asyncio.gather(*commits)
 
-        async with sessions() as session:
-            computed = dict((await session.execute(select(
-                CustomerFeaturesRow.customer_id, CustomerFeaturesRow.computed_at))).all())
+        computed = await computed_ats(sessions)
         assert commits
         assert "c-2" not in computed
         assert "c-2" not in {change.customer_id for change in changes}
