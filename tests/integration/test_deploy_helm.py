@@ -181,6 +181,7 @@ def test_pods_read_their_settings_from_the_chart(monkeypatch: pytest.MonkeyPatch
                                           "@postgresql.data:5432/routing")
         assert settings.kafka_bootstrap_servers == "kafka.streaming:9092"
         assert settings.kafka_topic_partitions == values["kafka"]["topicPartitions"]
+        assert settings.kafka_replication_factor == values["kafka"]["replicationFactor"] == 3
         assert settings.host == "0.0.0.0"
         assert getattr(settings, f"{program(name)}_port") == values["services"][name]["port"]
         # The intake's pods run no routing stage; router-stage's pods route.
@@ -189,6 +190,18 @@ def test_pods_read_their_settings_from_the_chart(monkeypatch: pytest.MonkeyPatch
                    deployment["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]}
         assert {settings.segment_rules_file.parent, settings.routing_table_file.parent} \
             <= mounted
+
+
+def test_pods_get_no_variables_from_the_namespaces_services(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Kubernetes gives a pod `<SERVICE>_PORT=tcp://<ip>:<port>` for each Service in its
+    namespace unless the pod turns that off: a Service named `metrics` would stop every
+    pod that reads `METRICS_PORT`."""
+    monkeypatch.setenv("METRICS_PORT", "tcp://10.96.0.12:9000")
+    with pytest.raises(ValueError, match="metrics_port"):
+        Settings()
+    for name, deployment in deployments(rendered_chart()).items():
+        assert deployment["spec"]["template"]["spec"]["enableServiceLinks"] is False, name
 
 
 def test_the_config_map_holds_the_routing_table_and_segment_rules() -> None:
