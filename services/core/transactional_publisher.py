@@ -92,6 +92,15 @@ class TransactionalPublisher:
         self._running: list[asyncio.Task[None]] = []
         self._closing = False
 
+    @property
+    def transactional_ids(self) -> list[str]:
+        """Its producers' transactional ids, one a producer."""
+        return [committer.transactional_id for committer in self._committers]
+
+    @property
+    def gather_seconds(self) -> float:
+        return self._gather_seconds
+
     async def publish(self, outputs: Sequence[kafka.Publishable]) -> None:
         """Raises envelope.Unserialisable for an output that cannot be written: checked
         here, before the request joins a transaction shared with other callers."""
@@ -174,6 +183,10 @@ class _Committer(kafka.Publisher):
         super().__init__(settings, client_id=client_id)
         self._transactional_id = transactional_id
         self._fencing = _Fencing(transactional_id)
+
+    @property
+    def transactional_id(self) -> str:
+        return self._transactional_id
 
     async def close(self) -> None:
         """Stop the producer. Producers still aborting a failed transaction get one

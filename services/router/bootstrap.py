@@ -90,6 +90,16 @@ class Connected:
                     publisher=self.publisher, table=self.table, load=load)
 
 
+def intake_publisher(settings: Settings) -> TransactionalPublisher:
+    """The intake's group commit. Transactional: a request answered 503 is never delivered
+    later. The id is stable per instance, so a restarted intake fences its killed
+    predecessor."""
+    return TransactionalPublisher(settings, client_id=f"{NAME}-intake",
+                                  transactional_id=f"intake-{settings.instance_id}",
+                                  producers=settings.intake_producers,
+                                  gather_seconds=settings.intake_gather_ms / 1000)
+
+
 @asynccontextmanager
 async def connect(settings: Settings) -> AsyncIterator[Connected]:
     """Open the real adapters (migrating the store first); closed on the way out."""
@@ -97,12 +107,7 @@ async def connect(settings: Settings) -> AsyncIterator[Connected]:
     await migrate.upgrade(settings.database_url)
     engine = db.engine(settings.database_url)
     sessions = db.sessions(engine)
-    # Transactional: a request answered 503 is never delivered later. The id is stable
-    # per instance, so a restarted intake fences its killed predecessor.
-    publisher = TransactionalPublisher(settings, client_id=f"{NAME}-intake",
-                                       transactional_id=f"intake-{settings.instance_id}",
-                                       producers=settings.intake_producers,
-                                       gather_seconds=settings.intake_gather_ms / 1000)
+    publisher = intake_publisher(settings)
     try:
         yield Connected(
             settings, table, engine, sessions, RoutedTickets(sessions), IntakeKeys(sessions),
