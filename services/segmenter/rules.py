@@ -26,6 +26,10 @@ ENVIRONMENT = cel.NewEnv(variables=VARIABLES)
 
 DEFAULT_PROTECTED = ("customer.gender", "customer.birth_date", "customer.age_years",
                      "customer.socio_economic_band")
+# What rules can read of a customer that is personal data, or may hold it (the free-form
+# attributes an import brings): its values never travel with a ticket, whatever a rule
+# set's `protected_attributes` (the groups its parity is checked for) say.
+PERSONAL = (*DEFAULT_PROTECTED, "customer.attributes")
 _SEGMENT_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 _STRING_LITERAL = re.compile(r"\"(?:\\.|[^\"\\])*\"|'(?:\\.|[^'\\])*'")
 _PATH = re.compile(r"\b(customer|features|tier|ticket)((?:\.[A-Za-z_]\w*)*)")
@@ -99,13 +103,17 @@ class RuleSet:
     def protected_reads(self, rule: Rule) -> list[str]:
         return [path for path in rule.reads if _is_protected(path, self.protected_attributes)]
 
+    @functools.cached_property
+    def _withheld(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys((*PERSONAL, *self.protected_attributes)))
+
     def ticket_safe_values(self, paths: Sequence[str], context: Context) -> dict[str, Any]:
-        """The values at `paths` that may be copied into a ticket: single values of
-        attributes that are not protected. A protected attribute, or a map or list (a
-        whole profile, free-form attributes), is named by its path only, its value
-        WITHHELD: tickets reach department topics, which must carry no personal data."""
+        """The values at `paths` that may be copied into a ticket: single values that are
+        neither personal (PERSONAL) nor protected by the rule set. The others, and maps or
+        lists (a whole profile), are named by their path only, their value WITHHELD:
+        tickets reach department topics, which must carry no personal data."""
         return {path: value if _is_single(value)
-                and not _is_protected(path, self.protected_attributes) else WITHHELD
+                and not _is_protected(path, self._withheld) else WITHHELD
                 for path, value in values_read(paths, context).items()}
 
 

@@ -178,8 +178,30 @@ class TestDecidedByCarriesNoPersonalData:
                 "customer.country": rules.WITHHELD}
             assert decide(not_protecting, dutch).decided_by == {"customer.country": "NL"}
 
-    def test_single_values_of_other_attributes_stay(self) -> None:
-        rule_set = parse("  - name: vip\n    segment: x\n"
-                         "    when: has(customer.attributes.vip) && customer.attributes.vip\n")
-        decision = decide(rule_set, customer(attributes={"vip": True}))
-        assert decision.decided_by == {"customer.attributes.vip": True}
+    def test_personal_data_is_withheld_even_when_the_rule_file_protects_nothing(
+            self) -> None:
+        rule_set = rules_file.parse(
+            "version: t\ndefault_segment: general\nprotected_attributes: []\nrules:\n"
+            "  - name: women\n    segment: x\n    when: customer.gender == 'female'\n"
+            "  - name: born\n    segment: y\n    when: customer.birth_date != null\n",
+            source="segments.yaml")
+        assert decide(rule_set, customer(gender="female")).decided_by == {
+            "customer.gender": rules.WITHHELD}
+        assert decide(rule_set, customer(gender="male", birth_date=date(1980, 2, 3))
+                      ).decided_by == {"customer.birth_date": rules.WITHHELD}
+
+    def test_free_form_attributes_are_withheld_they_may_hold_contact_details(self) -> None:
+        rule_set = parse("  - name: reachable\n    segment: x\n"
+                         "    when: has(customer.attributes.phone)"
+                         " && customer.attributes.phone != ''\n")
+        decision = decide(rule_set, customer(attributes={"phone": "+31 6 1234 5678"}))
+        assert decision.decided_by == {"customer.attributes.phone": rules.WITHHELD}
+
+    def test_single_values_of_other_fields_stay(self) -> None:
+        rule_set = parse("  - name: dutch_complaints\n    segment: x\n"
+                         "    when: customer.type == 'government' && customer.country == 'NL'"
+                         " && tier == 'potential' && ticket.kind == 'complaint'\n")
+        decision = decide(rule_set, customer(CustomerType.GOVERNMENT, Tier.POTENTIAL,
+                                             country="NL"), kind="complaint")
+        assert decision.decided_by == {"customer.type": "government", "customer.country": "NL",
+                                       "tier": "potential", "ticket.kind": "complaint"}
