@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic.config import JsonDict
 
-from services.core import access, auth, settings
+from services.core import access, auth, settings, tickets
 from services.core.credentials import Credential, Credentials
 
 SUBJECT = r"^[a-z0-9][a-z0-9._-]{0,62}$"
@@ -48,7 +48,7 @@ class CredentialRequest(BaseModel):
     subject: str | None = Field(
         default=None, pattern=SUBJECT, validate_default=True,
         description="The platform's or the department's name; none for admins")
-    label: str = Field(default="", max_length=200,
+    label: tickets.Text = Field(default="", max_length=200,
                        description="What it is for, e.g. 'zendesk production, 2026-11'")
     rate_limit: str | None = Field(
         default=None, pattern=RATE,

@@ -12,11 +12,11 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import AwareDatetime, BeforeValidator, WithJsonSchema
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator, WithJsonSchema
 from starlette.exceptions import HTTPException
 from starlette.routing import Match, Route
 
-from services.core import auth, config_files, db, http_docs, service_context
+from services.core import auth, config_files, db, http_docs, moments, service_context
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +41,9 @@ def _not_a_number(value: object) -> object:
 
 # Dates and times in request bodies are text: pydantic would also take a number as
 # seconds since 1970, which the schema does not say and no client means.
+# A moment's UTC date must exist too (services/core/moments.py).
 Timestamp = Annotated[AwareDatetime, BeforeValidator(_not_a_number),
+                      AfterValidator(moments.within_utc),
                       WithJsonSchema({"type": "string", "format": "date-time"})]
 Day = Annotated[date, BeforeValidator(_not_a_number),
                 WithJsonSchema({"type": "string", "format": "date"})]

@@ -25,6 +25,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
+from services.core import moments, tickets
 from services.segmenter.profiles import CustomerType
 
 Kind: TypeAlias = Literal["customers", "purchases"]
@@ -43,6 +44,8 @@ TH TJ TK TL TM TN TO TR TT TV TW TZ UA UG UM US UY UZ VA VC VE VG VI VN VU WF WS
 ZW"""
 COUNTRY_CODES = frozenset(_ISO_3166_ALPHA_2.split())
 
+MAX_CUSTOMER_ATTRIBUTES = 100
+
 # What each field accepts, as told to whoever sent a bad row.
 ACCEPTS = {
     "customer_id": "1-128 characters of letters, digits and . _ : @ -",
@@ -55,10 +58,13 @@ ACCEPTS = {
     "language": "text of at most 16 characters",
     "socio_economic_band": "text of at most 16 characters",
     "signup_date": "an ISO date (YYYY-MM-DD)",
-    "attributes": "a JSON object",
+    "attributes": f"a JSON object of at most {MAX_CUSTOMER_ATTRIBUTES} attributes, each named"
+                  " by 1-64 characters and valued by text of at most"
+                  f" {tickets.MAX_ATTRIBUTE_TEXT:,} characters, a number or true/false",
     "amount": "a decimal number above 0 with at most 2 decimals and 12 digits before the point",
     "currency": "3 upper-case letters, e.g. EUR",
-    "purchased_at": "an RFC 3339 timestamp with offset, e.g. 2026-01-31T09:30:00+01:00",
+    "purchased_at": "an RFC 3339 timestamp with offset, e.g. 2026-01-31T09:30:00+01:00,"
+                    " within the years 1 to 9999 in UTC",
 }
 
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -77,7 +83,7 @@ def _iso_date(value: object) -> date:
 def _timestamp(value: object) -> datetime:
     if not isinstance(value, str) or not _TIMESTAMP.fullmatch(value):
         raise ValueError("not RFC 3339 with offset")
-    return datetime.fromisoformat(value.upper())
+    return moments.within_utc(datetime.fromisoformat(value.upper()))
 
 
 def _amount(value: object) -> object:
@@ -87,19 +93,26 @@ def _amount(value: object) -> object:
     return value
 
 
-def _plain_json(value: Any) -> Any:
-    # JSON lines are parsed with exact decimals (for amounts); attributes go back to floats
-    # so the JSON column can store them.
-    if isinstance(value, Decimal):
-        return float(value)
+def _plain_attributes(value: Any) -> Any:
+    # An empty CSV cell or a JSON null means "no attributes": the column holds {}. JSON
+    # lines are parsed with exact decimals (for amounts); attribute values go back to
+    # floats, the numbers CustomerAttributes takes.
+    if value is None:
+        return {}
     if isinstance(value, dict):
-        return {key: _plain_json(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_plain_json(item) for item in value]
+        return {key: float(item) if isinstance(item, Decimal) else item
+                for key, item in value.items()}
     return value
 
 
 CustomerId = Annotated[str, Field(pattern=r"^[A-Za-z0-9._:@-]{1,128}$")]
+# A customer's own data for segment rules, as the admin API (CustomerIn) and the import
+# both take it: flat, each value text, a number or true/false.
+CustomerAttributes = Annotated[
+    dict[tickets.AttributeName, tickets.AttributeValue],
+    tickets.attributes_schema(MAX_CUSTOMER_ATTRIBUTES,
+                              "The customer's own data, for segment rules"),
+    Field(max_length=MAX_CUSTOMER_ATTRIBUTES)]
 IsoDate = Annotated[date, BeforeValidator(_iso_date)]
 
 
@@ -135,15 +148,16 @@ class _Row(BaseModel):
 class CustomerRecord(_Row):
     customer_id: CustomerId
     customer_type: CustomerType
-    name: str | None = Field(default=None, max_length=200)
-    email: str | None = Field(default=None, max_length=254)
+    name: tickets.Text | None = Field(default=None, max_length=200)
+    email: tickets.Text | None = Field(default=None, max_length=254)
     birth_date: IsoDate | None = None
-    gender: str | None = Field(default=None, max_length=32)
+    gender: tickets.Text | None = Field(default=None, max_length=32)
     country: str | None = None
-    language: str | None = Field(default=None, max_length=16)
-    socio_economic_band: str | None = Field(default=None, max_length=16)
+    language: tickets.Text | None = Field(default=None, max_length=16)
+    socio_economic_band: tickets.Text | None = Field(default=None, max_length=16)
     signup_date: IsoDate | None = None
-    attributes: dict[str, Any] = Field(default_factory=dict)
+    attributes: Annotated[CustomerAttributes, BeforeValidator(_plain_attributes)] = Field(
+        default_factory=dict)
 
     @field_validator("birth_date")
     @classmethod
@@ -159,12 +173,6 @@ class CustomerRecord(_Row):
         if value is not None and value not in COUNTRY_CODES:
             raise ValueError("not an ISO 3166 alpha-2 code")
         return value
-
-    @field_validator("attributes", mode="before")
-    @classmethod
-    def _attributes(cls, value: Any) -> Any:
-        # An empty CSV cell or a JSON null means "no attributes": the column holds {}.
-        return {} if value is None else _plain_json(value)
 
 
 class PurchaseRecord(_Row):

@@ -124,6 +124,13 @@ BAD_CUSTOMERS = [
     ({**CUSTOMER, "socio_economic_band": SECRET * 4}, "invalid socio_economic_band"),
     ({**CUSTOMER, "attributes": [SECRET]}, "invalid attributes"),
     ({**CUSTOMER, "attributes": SECRET}, "invalid attributes"),
+    ({**CUSTOMER, "attributes": {"club": {"name": SECRET}}}, "invalid attributes"),
+    ({**CUSTOMER, "attributes": {"n": 2 ** 64}}, "invalid attributes"),
+    ({**CUSTOMER, "attributes": {"note": SECRET * 200}}, "invalid attributes"),
+    ({**CUSTOMER, "attributes": {f"a{n}": n for n in range(101)}}, "invalid attributes"),
+    ({**CUSTOMER, "attributes": {"x" * 65: 1}}, "invalid attributes"),
+    ({**CUSTOMER, "name": f"{SECRET}\u0000"}, "invalid name"),
+    ({**CUSTOMER, "email": "\ud800"}, "invalid email"),
     ({**CUSTOMER, "vip": SECRET}, "unknown fields: vip"),
 ]
 
@@ -144,6 +151,8 @@ BAD_PURCHASES = [
     ({**PURCHASE, "purchased_at": "2026-01-31"}, "invalid purchased_at"),
     ({**PURCHASE, "purchased_at": 1767225600}, "invalid purchased_at"),
     ({**PURCHASE, "purchased_at": "2026-02-30T09:30:00Z"}, "invalid purchased_at"),
+    ({**PURCHASE, "purchased_at": "0001-01-01T00:00:00+01:00"}, "invalid purchased_at"),
+    ({**PURCHASE, "purchased_at": "9999-12-31T23:59:59-01:00"}, "invalid purchased_at"),
     ({"customer_id": "c-1"}, "missing amount"),
 ]
 
