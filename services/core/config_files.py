@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from services.core import tickets
+from services.core import tickets, versions
 
 
 class ConfigError(ValueError):
@@ -23,11 +24,37 @@ class ConfigError(ValueError):
         super().__init__(f"{where}{subject}: {problem}")
 
 
+_MERGE = "tag:yaml.org,2002:merge"
+
+
 class _LineLoader(yaml.SafeLoader):
-    """A YAML loader that remembers, for every mapping, the line it starts on."""
+    """A YAML loader that remembers, for every mapping, the line it starts on. A value
+    its type cannot hold (`2025-02-30`, `!!int abc`, an integer of thousands of digits)
+    is an error at its line, as is a key given twice in one mapping."""
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep=deep)
+        except (ValueError, TypeError, OverflowError) as exc:
+            kind = str(node.tag).rsplit(":", 1)[-1]
+            raise yaml.constructor.ConstructorError(
+                None, None, f"this {kind} cannot be read: {exc}", node.start_mark) from exc
 
 
 def _mapping_with_line(loader: _LineLoader, node: yaml.MappingNode) -> dict[str, Any]:
+    first_on: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        if key_node.tag == _MERGE:  # `<<: *defaults`: keys given after it override
+            continue
+        key = loader.construct_object(key_node, deep=True)
+        if not isinstance(key, str | int | float | bool | None):
+            continue  # not a key YAML's mappings take: construct_mapping says so
+        line = key_node.start_mark.line + 1
+        if key in first_on:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"the key {key!r} is given twice in one mapping (first on line"
+                f" {first_on[key]})", key_node.start_mark)
+        first_on[key] = line
     mapping: dict[str, Any] = dict(loader.construct_mapping(node, deep=True))  # type: ignore[arg-type]
     mapping["__line__"] = node.start_mark.line + 1
     return mapping
@@ -63,6 +90,9 @@ def load_yaml(path: Path | str, text: str) -> dict[str, Any]:
         raise ConfigError(path, line, None, f"not valid YAML: {exc.problem}") from exc
     except yaml.reader.ReaderError as exc:  # a character YAML does not take, anywhere
         raise _unreadable(path, text, exc) from exc
+    except RecursionError as exc:
+        raise ConfigError(path, None, None, "not valid YAML: nested too deeply (a file"
+                                            " people edit needs a few levels)") from exc
     if not isinstance(document, dict):
         raise ConfigError(path, 1, None, "the file must hold a YAML mapping at the top level")
     return document
@@ -75,6 +105,24 @@ def _unreadable(path: Path | str, text: str, error: yaml.reader.ReaderError) -> 
     return ConfigError(path, line, None, f"not valid YAML: the character U+{character:04X} at"
                                          f" column {column} is not allowed (YAML takes"
                                          " printable characters, tabs and line breaks)")
+
+
+def unknown_keys(mapping: Mapping[Any, Any], accepted: Iterable[str]) -> list[str]:
+    """The keys of `mapping` that are not `accepted` (nor its `__line__`), as text, in
+    order. YAML takes keys of other types too (`1:`, `true:`, a date), and such keys
+    cannot be sorted among text ones."""
+    known = {*accepted, "__line__"}
+    return sorted(str(key) for key in mapping if key not in known)
+
+
+def file_version(source: Path | str, document: Mapping[str, Any], text: str) -> str:
+    """The file's version: its `version:` label (a scalar of at most versions.MAX_LABEL
+    characters) with a digest of its text, or the digest alone."""
+    declared = document.get("version")
+    if isinstance(declared, dict | list) or len(str(declared)) > versions.MAX_LABEL:
+        raise ConfigError(source, line_of(document), "version",
+                          f"version is a label of at most {versions.MAX_LABEL} characters")
+    return versions.content_version(declared, text)
 
 
 def line_of(mapping: Any) -> int | None:

@@ -24,11 +24,12 @@ from pydantic import (
     WithJsonSchema,
 )
 
-from services.core import envelope, tiers, topics
+from services.core import envelope, tiers, topics, versions
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 MAX_ATTRIBUTES = 50
 MAX_ATTRIBUTE_TEXT = 1_000
+MAX_RULE_NAME = 200  # a segment rule's name, as a ticket's segmentation carries it
 
 # Every record the pipeline writes must fit envelope.MAX_RECORD_BYTES. A ticket is
 # accepted only if it fits with this much room to spare for what the stages add to it
@@ -176,8 +177,8 @@ class Segmentation(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     segment: Name
-    rule: Annotated[str, Field(max_length=200)]
-    rules_version: Annotated[str, Field(max_length=200)]
+    rule: Annotated[str, Field(max_length=MAX_RULE_NAME)]
+    rules_version: Annotated[str, Field(max_length=versions.MAX_VERSION)]
     customer_known: bool
     tier: tiers.TicketTier  # on the wire as the tier's name, or "unknown"
     decided_by: dict[str, Any] = Field(default_factory=dict)

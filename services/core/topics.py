@@ -60,7 +60,7 @@ DLQ_REPLAYED_FROM = "dlq_replayed_from"  # a replay's: the dead letter it came f
 
 def department_queue(department: str) -> str:
     """The Kafka topic a department reads its tickets from."""
-    if not DEPARTMENT_NAME.match(department):
+    if not DEPARTMENT_NAME.fullmatch(department):
         raise ValueError(
             f"department name {department!r} is not valid: use lower-case letters, digits,"
             " '_' or '-', starting with a letter, at most 63 characters"
@@ -83,7 +83,7 @@ def department_of(topic: str) -> str | None:
     if not topic.startswith(DEPARTMENT_QUEUE_PREFIX):
         return None
     department = topic.removeprefix(DEPARTMENT_QUEUE_PREFIX).split(".")[0]
-    return department if DEPARTMENT_NAME.match(department) else None
+    return department if DEPARTMENT_NAME.fullmatch(department) else None
 
 
 def department_group(department: str) -> str:

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import hashlib
 
+# The longest version a ticket carries (its segmentation's rules version); a declared
+# label leaves room for "+" and the digest.
+MAX_VERSION = 200
+_DIGEST = 12
+MAX_LABEL = MAX_VERSION - _DIGEST - 1
+
 
 def content_version(declared: object, text: str) -> str:
-    digest = hashlib.sha256(text.encode()).hexdigest()[:12]
+    digest = hashlib.sha256(text.encode()).hexdigest()[:_DIGEST]
     return f"{declared}+{digest}" if declared not in (None, "") else digest

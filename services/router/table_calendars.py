@@ -9,7 +9,7 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from services.core.config_files import ConfigError, line_of
+from services.core.config_files import ConfigError, line_of, unknown_keys
 from services.router import calendars
 
 _CLOCK = re.compile(r"^(\d{2}):(\d{2})$")
@@ -26,7 +26,7 @@ def parse_calendar(document: Any, *, source: str, line: int | None,
 
     if not isinstance(document, dict):
         raise fail("must be a mapping with time_zone, hours and holidays")
-    unknown = sorted(set(document) - {"time_zone", "hours", "holidays", "__line__"})
+    unknown = unknown_keys(document, ("time_zone", "hours", "holidays"))
     if unknown:
         raise fail(f"unknown keys {unknown}; accepted: time_zone, hours, holidays")
     zone_name = document.get("time_zone")

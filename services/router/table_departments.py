@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 from services.core import durations
-from services.core.config_files import ConfigError, line_of
+from services.core.config_files import ConfigError, line_of, unknown_keys
 from services.router import calendars, overflow, routing, table_calendars, table_fields
 
 _DEPARTMENT_KEYS = ("calendar", "after_hours", "overflow", "escalation_to",
@@ -109,7 +109,7 @@ def parse_overflow(document: Any, *, source: str, line: int | None,
         raise fail("must be a mapping with `to` and at least one maximum")
     accepted = {"to", "max_backlog", "max_lag", "max_predicted_first_response",
                 "resume_below"}
-    unknown = sorted(set(document) - accepted - {"__line__"})
+    unknown = unknown_keys(document, accepted)
     if unknown:
         raise fail(f"unknown keys {unknown}; accepted: {sorted(accepted)}")
     target = document.get("to")

@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 from services.core import durations, topics
-from services.core.config_files import ConfigError
+from services.core.config_files import ConfigError, unknown_keys
 
 References = list[tuple[str, int | None, str]]  # department, line, entry naming it
 
@@ -26,7 +26,7 @@ def config_duration(value: Any, *, source: str, line: int | None, entry: str,
 
 def check_keys(document: Mapping[str, Any], accepted: tuple[str, ...], source: str,
                 line: int | None, entry: str | None) -> None:
-    unknown = sorted(set(document) - {*accepted, "__line__"})
+    unknown = unknown_keys(document, accepted)
     if unknown:
         raise ConfigError(source, line, entry,
                           f"unknown keys {unknown}; accepted: {', '.join(accepted)}")

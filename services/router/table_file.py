@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from services.core import config_files, versions
+from services.core import config_files
 from services.router import routing, table_parsing
 
 
@@ -15,4 +15,4 @@ def load(path: Path) -> routing.RoutingTable:
 def parse(text: str, source: str) -> routing.RoutingTable:
     document = config_files.load_yaml(source, text)
     return table_parsing.parse_table(document, source=source,
-                               version=versions.content_version(document.get("version"), text))
+                                     version=config_files.file_version(source, document, text))

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from services.core.config_files import ConfigError, line_of
+from services.core.config_files import ConfigError, line_of, unknown_keys
 from services.router import priority, table_fields
 
 HIGHEST, LOWEST = priority.HIGHEST, priority.LOWEST
@@ -30,7 +30,7 @@ def parse_service_levels(document: Mapping[str, Any], *, source: str,
         if not isinstance(value, dict):
             raise ConfigError(source, line_of(tiers), entry,
                               f"tiers.{tier} must be a mapping: priority, first_response_target")
-        unknown = sorted(set(value) - {"priority", *priority.TARGET_KEYS, "__line__"})
+        unknown = unknown_keys(value, ("priority", *priority.TARGET_KEYS))
         if unknown:
             raise ConfigError(source, line_of(value), entry, f"tiers.{tier}: unknown keys"
                               f" {unknown}; accepted: priority, {', '.join(priority.TARGET_KEYS)}")
@@ -78,7 +78,7 @@ def parse_priority_targets(value: Any, *, source: str,
         if not isinstance(targets, dict):
             raise ConfigError(source, where, entry, f"priority_targets.{key} must be a"
                               f" mapping: {', '.join(priority.TARGET_KEYS)}")
-        unknown = sorted(set(targets) - {*priority.TARGET_KEYS, "__line__"})
+        unknown = unknown_keys(targets, priority.TARGET_KEYS)
         if unknown:
             raise ConfigError(source, where, entry, f"priority_targets.{key}: unknown keys"
                               f" {unknown}; accepted: {', '.join(priority.TARGET_KEYS)}")

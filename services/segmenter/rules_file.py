@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from services.core import conditions, config_files, versions
-from services.core.config_files import ConfigError, line_of
+from services.core import conditions, config_files, tickets
+from services.core.config_files import ConfigError, line_of, unknown_keys
 from services.segmenter import context, rules
 
 
@@ -16,7 +16,7 @@ def parse(text: str, *, source: str) -> rules.RuleSet:
     document = config_files.load_yaml(source, text)
     return parse_document(
         document, source=source,
-        version=versions.content_version(document.get("version"), text),
+        version=config_files.file_version(source, document, text),
         probes=context.probes(datetime.now(UTC).date()))
 
 
@@ -32,13 +32,12 @@ def parse_document(document: Mapping[str, Any], *, source: str, version: str,
     unknown one); a rule that fails on them would fail on real tickets.
     """
     top = line_of(document)
-    allowed = {"version", "default_segment", "protected_attributes", "rules", "__line__"}
-    unknown = sorted(set(document) - allowed)
+    allowed = ("default_segment", "protected_attributes", "rules", "version")
+    unknown = unknown_keys(document, allowed)
     if unknown:
-        raise ConfigError(source, top, None,
-                          f"unknown keys {unknown}; accepted: {sorted(allowed - {'__line__'})}")
+        raise ConfigError(source, top, None, f"unknown keys {unknown}; accepted: {list(allowed)}")
     default = document.get("default_segment")
-    if not isinstance(default, str) or not rules._SEGMENT_NAME.match(default):
+    if not isinstance(default, str) or not rules._SEGMENT_NAME.fullmatch(default):
         raise ConfigError(source, top, "default_segment",
                           "a default segment is required (lower-case name), so that no"
                           " ticket is left unclaimed")
@@ -76,15 +75,16 @@ def _compile_rule(entry: Any, position: int, source: str) -> rules.Rule:
     label = f"rules[{position}]"
     if not isinstance(entry, dict):
         raise ConfigError(source, line, label, "each rule is a mapping: name, segment, when")
-    unknown = sorted(set(entry) - {"name", "segment", "when", "description", "__line__"})
+    unknown = unknown_keys(entry, ("name", "segment", "when", "description"))
     if unknown:
         raise ConfigError(source, line, label,
                           f"unknown keys {unknown}; accepted: name, segment, when, description")
     name = entry.get("name")
-    if not isinstance(name, str) or not name.strip():
-        raise ConfigError(source, line, label, "name is required")
+    if not isinstance(name, str) or not name.strip() or len(name) > tickets.MAX_RULE_NAME:
+        raise ConfigError(source, line, label,
+                          f"name is required: text of at most {tickets.MAX_RULE_NAME} characters")
     segment = entry.get("segment")
-    if not isinstance(segment, str) or not rules._SEGMENT_NAME.match(segment):
+    if not isinstance(segment, str) or not rules._SEGMENT_NAME.fullmatch(segment):
         raise ConfigError(source, line, name, "segment must be a lower-case name"
                           " (letters, digits, '_' or '-')")
     expression = entry.get("when")

@@ -1,0 +1,112 @@
+"""Whatever a file people edit holds, loading it ends in a value or a ConfigError naming
+the file and, where YAML knows it, the line: a value its type cannot hold, a key given
+twice, keys of mixed types, nesting past what a parser can follow, and names or labels a
+ticket could not carry. None of them may escape as another exception (a 500 to an admin
+uploading the file, a traceback at start)."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.core import config_files, topics, versions
+from services.router import table_file
+from services.segmenter import rules_file
+
+RULES = "default_segment: general\nrules:\n  - {name: gov, segment: government, when: 'true'}\n"
+TABLE = "fallback_department: general\nroutes:\n  - {segment: a, department: b}\n"
+
+
+def rules_error(text: str) -> config_files.ConfigError:
+    with pytest.raises(config_files.ConfigError) as error:
+        rules_file.parse(text, source="segments.yaml")
+    assert error.value.path == "segments.yaml"
+    return error.value
+
+
+def table_error(text: str) -> config_files.ConfigError:
+    with pytest.raises(config_files.ConfigError) as error:
+        table_file.parse(text, "routing.yaml")
+    assert error.value.path == "routing.yaml"
+    return error.value
+
+
+class TestValuesTheirTypeCannotHold:
+    @pytest.mark.parametrize(("first_line", "kind"), [
+        ("version: 2025-02-30", "timestamp"), ("version: !!int abc", "int"),
+        ("version: !!float abc", "float"), ("version: " + "9" * 5000, "int")])
+    def test_is_an_error_at_its_line(self, first_line: str, kind: str) -> None:
+        for error in (rules_error(first_line + "\n" + RULES),
+                      table_error(first_line + "\n" + TABLE)):
+            assert error.line == 1
+            assert f"this {kind} cannot be read" in error.problem
+
+    def test_a_valid_date_is_still_a_date(self) -> None:
+        assert rules_file.parse("version: 2025-02-28\n" + RULES,
+                                source="segments.yaml").version.startswith("2025-02-28+")
+
+
+class TestKeys:
+    def test_a_key_given_twice_names_both_lines(self) -> None:
+        error = rules_error(RULES + "rules: []\n")
+        assert error.line == 4
+        assert "'rules' is given twice in one mapping (first on line 2)" in error.problem
+        error = table_error("fallback_department: general\nroutes:\n"
+                            "  - {segment: a, department: b, department: c}\n")
+        assert error.line == 3
+
+    def test_keys_a_merge_brings_may_be_overridden(self) -> None:
+        table = table_file.parse("fallback_department: general\nroutes:\n"
+                                 "  - &base {segment: a, department: b}\n"
+                                 "  - {<<: *base, segment: c}\n", "routing.yaml")
+        assert {segment: route.department for segment, route in table.routes.items()} == {
+            "a": "b", "c": "b"}
+
+    def test_unknown_keys_of_mixed_types_are_named(self) -> None:
+        error = rules_error(RULES + "1: a\nfoo: b\n")
+        assert "unknown keys ['1', 'foo']" in error.problem
+        error = table_error(TABLE + "1: a\nfoo: b\n")
+        assert "unknown keys ['1', 'foo']" in error.problem
+
+
+def test_nesting_past_what_the_parser_follows_is_an_error() -> None:
+    deep = "x: " + "[" * 5000 + "]" * 5000 + "\n"
+    assert "nested too deeply" in rules_error(RULES + deep).problem
+    assert "nested too deeply" in table_error(TABLE + deep).problem
+
+
+class TestNamesATicketCarries:
+    @pytest.mark.parametrize("segment", ['"gov\\n"', '"gov\\r"'])
+    def test_a_segment_name_with_a_line_break_is_refused(self, segment: str) -> None:
+        error = rules_error(f"default_segment: general\nrules:\n"
+                            f"  - {{name: gov, segment: {segment}, when: 'true'}}\n")
+        assert (error.line, error.entry) == (3, "gov")
+        error = rules_error(f"default_segment: {segment}\nrules: []\n")
+        assert error.entry == "default_segment"
+
+    def test_a_department_name_with_a_line_break_is_refused(self) -> None:
+        with pytest.raises(ValueError, match="not valid"):
+            topics.department_queue("sales\n")
+        assert topics.department_of("dept.sales\n") is None
+        error = table_error('fallback_department: "general\\n"\n' + TABLE.split("\n", 1)[1])
+        assert error.entry == "fallback_department"
+
+    def test_a_rule_name_longer_than_a_ticket_carries_is_refused(self) -> None:
+        name = "r" * 201
+        error = rules_error(f"default_segment: general\nrules:\n"
+                            f"  - {{name: {name}, segment: x, when: 'true'}}\n")
+        assert error.line == 3
+        assert "at most 200 characters" in error.problem
+        rules_file.parse(f"default_segment: general\nrules:\n"
+                         f"  - {{name: {'r' * 200}, segment: x, when: 'true'}}\n",
+                         source="segments.yaml")
+
+    def test_a_version_label_longer_than_a_ticket_carries_is_refused(self) -> None:
+        longest = "v" * versions.MAX_LABEL
+        version = rules_file.parse(f"version: {longest}\n" + RULES,
+                                   source="segments.yaml").version
+        assert len(version) == versions.MAX_VERSION
+        error = rules_error(f"version: {longest}v\n" + RULES)
+        assert (error.line, error.entry) == (1, "version")
+        assert f"at most {versions.MAX_LABEL} characters" in error.problem
+        assert table_error(f"version: {longest}v\n" + TABLE).entry == "version"
+        assert table_error("version: {a: 1}\n" + TABLE).entry == "version"
