@@ -35,7 +35,9 @@ class _LineLoader(yaml.SafeLoader):
     def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
         try:
             return super().construct_object(node, deep=deep)
-        except (ValueError, TypeError, OverflowError) as exc:
+        except (yaml.YAMLError, RecursionError):
+            raise
+        except Exception as exc:  # each constructor fails its own way on a bad value
             kind = str(node.tag).rsplit(":", 1)[-1]
             raise yaml.constructor.ConstructorError(
                 None, None, f"this {kind} cannot be read: {exc}", node.start_mark) from exc
@@ -47,14 +49,16 @@ def _mapping_with_line(loader: _LineLoader, node: yaml.MappingNode) -> dict[str,
         if key_node.tag == _MERGE:  # `<<: *defaults`: keys given after it override
             continue
         key = loader.construct_object(key_node, deep=True)
-        if not isinstance(key, str | int | float | bool | None):
-            continue  # not a key YAML's mappings take: construct_mapping says so
-        line = key_node.start_mark.line + 1
-        if key in first_on:
+        try:
+            first = first_on.get(key)
+        except TypeError:
+            continue  # a key no mapping can hold (a list): construct_mapping says so
+        if first is not None:
+            same = "" if str(key) == key_node.value else f" ({key_node.value!r} is the same)"
             raise yaml.constructor.ConstructorError(
-                None, None, f"the key {key!r} is given twice in one mapping (first on line"
-                f" {first_on[key]})", key_node.start_mark)
-        first_on[key] = line
+                None, None, f"the key {key!r} is given twice in one mapping{same}, first on"
+                f" line {first}", key_node.start_mark)
+        first_on[key] = key_node.start_mark.line + 1
     mapping: dict[str, Any] = dict(loader.construct_mapping(node, deep=True))  # type: ignore[arg-type]
     mapping["__line__"] = node.start_mark.line + 1
     return mapping

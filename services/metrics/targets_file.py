@@ -9,9 +9,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from services.core import durations
+from services.core import config_files, durations
 from services.metrics import service_levels
 
 logger = logging.getLogger(__name__)
@@ -22,8 +20,8 @@ TARGET_KEY = "first_response_target"
 def read_targets(path: Path) -> list[float]:
     """Every first-response target in the file, in seconds; [] if it cannot be read."""
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        document = config_files.load_yaml(path, config_files.read_text(path))
+    except config_files.ConfigError as exc:
         logger.warning("routing table not read for first-response targets; default buckets",
                        extra={"path": str(path), "error": type(exc).__name__})
         return []

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from typing import Any
 
-from services.core import conditions
+from services.core import conditions, topics
 from services.core.config_files import ConfigError, line_of
 from services.router import (
     overflow,
@@ -121,9 +121,11 @@ def _parse_route(entry: Any, position: int, source: str,
                           "each route must be a mapping with segment and department")
     table_fields.check_keys(entry, _ROUTE_KEYS, source, line, label)
     segment, department = entry.get("segment"), entry.get("department")
-    if not isinstance(segment, str) or not segment:
+    if not isinstance(segment, str) or not topics.DEPARTMENT_NAME.fullmatch(segment):
         raise ConfigError(source, line, str(segment or label),
-                          "segment must be a non-empty string")
+                          "segment must be a segment name, as segment rules give them:"
+                          " lower-case letters, digits, '_' or '-', starting with a letter,"
+                          " at most 63 characters")
     if not isinstance(department, str):
         raise ConfigError(source, line, segment, "department must be a department name")
     references.append((department, line, segment))

@@ -30,8 +30,7 @@ class CustomerIn(BaseModel):
     email: tickets.Text | None = Field(default=None, max_length=254)
     birth_date: http.Day | None = None
     gender: tickets.Text | None = Field(default=None, max_length=32)
-    country: str | None = Field(default=None, pattern=r"^[A-Z]{2}$",
-                                description="ISO 3166-1 alpha-2, e.g. NL")
+    country: rows.CountryCode | None = None
     language: tickets.Text | None = Field(default=None, max_length=16)
     socio_economic_band: tickets.Text | None = Field(default=None, max_length=16)
     signup_date: http.Day | None = None
@@ -71,7 +70,7 @@ async def save_customer(customer_id: CustomerId, customer: CustomerIn, segmenter
                         response: Response) -> dict[str, Any]:
     """Create or replace a customer's profile."""
     now = datetime.now(UTC)
-    if customer.birth_date and customer.birth_date > now.date():
+    if customer.birth_date and customer.birth_date > rows.today_anywhere():
         raise http.InvalidField("body.birth_date", "must not be in the future")
     created = await service.save_customer(segmenter.customers, segmenter.publisher,
                                           customer_id, customer.model_dump(mode="python"),

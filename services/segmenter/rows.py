@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal, Self, TypeAlias
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -21,6 +22,7 @@ from pydantic import (
     PrivateAttr,
     ValidationError,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
 )
 from pydantic_core import ErrorDetails
@@ -105,7 +107,18 @@ def _plain_attributes(value: Any) -> Any:
     return value
 
 
+def _country_code(value: str) -> str:
+    if value not in COUNTRY_CODES:
+        raise ValueError("not an ISO 3166 alpha-2 code")
+    return value
+
+
 CustomerId = Annotated[str, Field(pattern=r"^[A-Za-z0-9._:@-]{1,128}$")]
+# A customer's country, as the admin API (CustomerIn) and the import both take it; the
+# schema lists the codes, so what it says is valid is what is accepted.
+CountryCode = Annotated[str, AfterValidator(_country_code), WithJsonSchema({
+    "type": "string", "enum": sorted(COUNTRY_CODES),
+    "description": "ISO 3166-1 alpha-2 in upper case, e.g. NL"})]
 # A customer's own data for segment rules, as the admin API (CustomerIn) and the import
 # both take it: flat, each value text, a number or true/false.
 CustomerAttributes = Annotated[
@@ -152,7 +165,7 @@ class CustomerRecord(_Row):
     email: tickets.Text | None = Field(default=None, max_length=254)
     birth_date: IsoDate | None = None
     gender: tickets.Text | None = Field(default=None, max_length=32)
-    country: str | None = None
+    country: CountryCode | None = None
     language: tickets.Text | None = Field(default=None, max_length=16)
     socio_economic_band: tickets.Text | None = Field(default=None, max_length=16)
     signup_date: IsoDate | None = None
@@ -165,13 +178,6 @@ class CustomerRecord(_Row):
         today = (info.context or {}).get("today") or today_anywhere()
         if value is not None and value > today:
             raise ValueError("in the future")
-        return value
-
-    @field_validator("country")
-    @classmethod
-    def _known_country(cls, value: str | None) -> str | None:
-        if value is not None and value not in COUNTRY_CODES:
-            raise ValueError("not an ISO 3166 alpha-2 code")
         return value
 
 

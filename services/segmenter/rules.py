@@ -17,7 +17,7 @@ from typing import Any
 
 from cel_expr_python import cel
 
-from services.core import conditions
+from services.core import conditions, topics
 
 _T = cel.Type
 _MAP = _T.Map(_T.STRING, _T.DYN)
@@ -30,7 +30,9 @@ DEFAULT_PROTECTED = ("customer.gender", "customer.birth_date", "customer.age_yea
 # attributes an import brings): its values never travel with a ticket, whatever a rule
 # set's `protected_attributes` (the groups its parity is checked for) say.
 PERSONAL = (*DEFAULT_PROTECTED, "customer.attributes")
-_SEGMENT_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+# A segment is named as a department is (tickets.Name): both are Kafka topic parts,
+# label values and database keys.
+SEGMENT_NAME = topics.DEPARTMENT_NAME
 _STRING_LITERAL = re.compile(r"\"(?:\\.|[^\"\\])*\"|'(?:\\.|[^'\\])*'")
 _PATH = re.compile(r"\b(customer|features|tier|ticket)((?:\.[A-Za-z_]\w*)*)")
 

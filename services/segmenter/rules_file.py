@@ -37,7 +37,7 @@ def parse_document(document: Mapping[str, Any], *, source: str, version: str,
     if unknown:
         raise ConfigError(source, top, None, f"unknown keys {unknown}; accepted: {list(allowed)}")
     default = document.get("default_segment")
-    if not isinstance(default, str) or not rules._SEGMENT_NAME.fullmatch(default):
+    if not isinstance(default, str) or not rules.SEGMENT_NAME.fullmatch(default):
         raise ConfigError(source, top, "default_segment",
                           "a default segment is required (lower-case name), so that no"
                           " ticket is left unclaimed")
@@ -84,7 +84,7 @@ def _compile_rule(entry: Any, position: int, source: str) -> rules.Rule:
         raise ConfigError(source, line, label,
                           f"name is required: text of at most {tickets.MAX_RULE_NAME} characters")
     segment = entry.get("segment")
-    if not isinstance(segment, str) or not rules._SEGMENT_NAME.fullmatch(segment):
+    if not isinstance(segment, str) or not rules.SEGMENT_NAME.fullmatch(segment):
         raise ConfigError(source, line, name, "segment must be a lower-case name"
                           " (letters, digits, '_' or '-')")
     expression = entry.get("when")

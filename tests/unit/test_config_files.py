@@ -33,7 +33,10 @@ def table_error(text: str) -> config_files.ConfigError:
 class TestValuesTheirTypeCannotHold:
     @pytest.mark.parametrize(("first_line", "kind"), [
         ("version: 2025-02-30", "timestamp"), ("version: !!int abc", "int"),
-        ("version: !!float abc", "float"), ("version: " + "9" * 5000, "int")])
+        ("version: !!float abc", "float"), ("version: " + "9" * 5000, "int"),
+        ("version: !!bool abc", "bool"), ("version: !!timestamp abc", "timestamp"),
+        ("version: !!int ''", "int"), ("version: !!float ''", "float"),
+        ("version: !!int '-'", "int")])
     def test_is_an_error_at_its_line(self, first_line: str, kind: str) -> None:
         for error in (rules_error(first_line + "\n" + RULES),
                       table_error(first_line + "\n" + TABLE)):
@@ -49,10 +52,19 @@ class TestKeys:
     def test_a_key_given_twice_names_both_lines(self) -> None:
         error = rules_error(RULES + "rules: []\n")
         assert error.line == 4
-        assert "'rules' is given twice in one mapping (first on line 2)" in error.problem
+        assert "'rules' is given twice in one mapping, first on line 2" in error.problem
         error = table_error("fallback_department: general\nroutes:\n"
                             "  - {segment: a, department: b, department: c}\n")
         assert error.line == 3
+
+    def test_keys_equal_as_values_are_given_twice(self) -> None:
+        error = rules_error(RULES + "1: a\n? true\n: b\n")
+        assert error.line == 5
+        assert "given twice in one mapping ('true' is the same), first on line 4" \
+            in error.problem
+        error = table_error(TABLE + "holidays:\n  2026-12-25: a\n  ? 2026-12-25\n  : b\n")
+        assert error.line == 6
+        assert error.problem.endswith("given twice in one mapping, first on line 5")
 
     def test_keys_a_merge_brings_may_be_overridden(self) -> None:
         table = table_file.parse("fallback_department: general\nroutes:\n"
@@ -82,6 +94,12 @@ class TestNamesATicketCarries:
         assert (error.line, error.entry) == (3, "gov")
         error = rules_error(f"default_segment: {segment}\nrules: []\n")
         assert error.entry == "default_segment"
+
+    @pytest.mark.parametrize("segment", ['"gov\\n"', "Gov", '"gov ernment"'])
+    def test_a_route_for_a_segment_no_rule_can_name_is_refused(self, segment: str) -> None:
+        error = table_error(TABLE + f"  - {{segment: {segment}, department: c}}\n")
+        assert error.line == 4
+        assert "segment must be a segment name" in error.problem
 
     def test_a_department_name_with_a_line_break_is_refused(self) -> None:
         with pytest.raises(ValueError, match="not valid"):

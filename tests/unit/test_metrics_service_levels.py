@@ -1,4 +1,5 @@
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 import yaml
@@ -71,6 +72,23 @@ class TestTargetsInTheRoutingTable:
     def test_a_table_without_targets_has_none(self) -> None:
         assert targets_file.targets_in({"routes": [{"segment": "a"}]}) == ([], [])
         assert targets_file.targets_in("not a mapping") == ([], [])
+
+    @pytest.mark.parametrize("first_line", [
+        "version: 2025-02-30", "version: !!int abc", "routes: [" * 3000])
+    def test_a_file_the_router_would_refuse_leaves_the_default_buckets(
+            self, tmp_path: Path, first_line: str) -> None:
+        """The metrics service starts whatever the file holds (it reads the file with
+        the router's loader, so what the router refuses it skips)."""
+        table = tmp_path / "routing.yaml"
+        table.write_text(first_line + "\n" + ROUTING_TABLE, encoding="utf-8")
+        assert targets_file.read_targets(table) == []
+        assert targets_file.response_buckets(table) == \
+            service_levels.DEFAULT_RESPONSE_BUCKETS
+
+    def test_the_file_s_targets_are_read_with_its_lines(self, tmp_path: Path) -> None:
+        table = tmp_path / "routing.yaml"
+        table.write_text(ROUTING_TABLE, encoding="utf-8")
+        assert sorted(targets_file.read_targets(table)) == [900, 2700, 14400, 172800]
 
     def test_targets_become_bucket_edges(self) -> None:
         edges = service_levels.bucket_edges(service_levels.DEFAULT_RESPONSE_BUCKETS,

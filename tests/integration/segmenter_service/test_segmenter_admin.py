@@ -50,6 +50,11 @@ class TestAdmin:
             "customer_type": "individual", "name": "a\u0000b"})
         assert named.status_code == 422, named.text
         assert [f["field"] for f in named.json()["fields"]] == ["body.name"]
+        # The import's definition of a country: a code ISO assigned, not any two letters.
+        nowhere = await client.put(f"/v1/customers/{customer_id}", json={
+            "customer_type": "individual", "country": "XX"})
+        assert nowhere.status_code == 422, nowhere.text
+        assert [f["field"] for f in nowhere.json()["fields"]] == ["body.country"]
         assert (await client.put(f"/v1/customers/{customer_id}",
                                  json={"customer_type": "individual"})).status_code == 201
         for moment in ("0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"):
