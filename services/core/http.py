@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection
-from datetime import date
+from datetime import date, datetime
 from http import HTTPStatus
 from typing import Annotated, Any
 
@@ -39,10 +39,15 @@ def _not_a_number(value: object) -> object:
     return value
 
 
+def _moment(value: object) -> object:
+    return value if isinstance(value, datetime) else moments.parse(value)
+
+
 # Dates and times in request bodies are text: pydantic would also take a number as
-# seconds since 1970, which the schema does not say and no client means.
-# A moment's UTC date must exist too (services/core/moments.py).
-Timestamp = Annotated[AwareDatetime, BeforeValidator(_not_a_number),
+# seconds since 1970, which the schema does not say and no client means. A moment is
+# RFC 3339 text whose UTC moment is a date (services/core/moments.py), as the imports
+# take it; a datetime comes from our own code.
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_moment),
                       AfterValidator(moments.within_utc),
                       WithJsonSchema({"type": "string", "format": "date-time"})]
 Day = Annotated[date, BeforeValidator(_not_a_number),

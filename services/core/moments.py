@@ -1,13 +1,25 @@
-"""A moment given by a caller (RFC 3339 with an offset) that every store can hold: once
-converted to UTC it must still fall within the years 1 to 9999. `0001-01-01T00:00+01:00`
-is a valid timestamp whose UTC moment is not a date Python, SQLite or PostgreSQL can
-hold. Pure."""
+"""A moment as callers give it: RFC 3339 text with its offset (a date, 'T', a time to the
+second with up to nine decimals, then 'Z' or +hh:mm), whose UTC moment every store can
+hold. `0001-01-01T00:00:00+01:00` is valid RFC 3339, but its UTC moment is no date
+Python, SQLite or PostgreSQL can hold. One definition for every API body and import
+row. Pure."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
+EXAMPLE = "2026-01-31T09:30:00+01:00"
 OUTSIDE_UTC = "outside the years 1 to 9999 once converted to UTC"
+_RFC3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})")
+
+
+def parse(text: object) -> datetime:
+    """The moment `text` gives; ValueError, saying what is accepted, if it gives none."""
+    if not isinstance(text, str) or not _RFC3339.fullmatch(text):
+        raise ValueError(f"not an RFC 3339 timestamp with offset, e.g. {EXAMPLE}")
+    return within_utc(datetime.fromisoformat(text.upper()))
 
 
 def within_utc(moment: datetime) -> datetime:

@@ -1,0 +1,58 @@
+"""One definition of a moment a caller gives (services/core/moments.py), used by every
+API body (http.Timestamp) and by the purchase import: RFC 3339 text with its offset,
+whose UTC moment is a date."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from pydantic import TypeAdapter, ValidationError
+
+from services.core import http, moments
+from services.segmenter import rows
+
+TIMESTAMP = TypeAdapter(http.Timestamp)
+TODAY = datetime(2026, 12, 3, tzinfo=UTC).date()
+
+
+def imported(moment: object) -> bool:
+    row = rows.parse_record("purchases", 1, {"customer_id": "c-1", "amount": "1.00",
+                                             "currency": "EUR", "purchased_at": moment},
+                            today=TODAY)
+    return not isinstance(row, rows.RowError)
+
+
+@pytest.mark.parametrize(("text", "moment"), [
+    ("2026-01-31T09:30:00+01:00", datetime(2026, 1, 31, 8, 30, tzinfo=UTC)),
+    ("2026-01-31t08:30:00z", datetime(2026, 1, 31, 8, 30, tzinfo=UTC)),
+    ("2026-01-31T08:30:00.123456789Z", datetime(2026, 1, 31, 8, 30, 0, 123456, tzinfo=UTC)),
+    ("0001-01-01T00:00:00-01:00", datetime(1, 1, 1, 1, tzinfo=UTC)),
+])
+def test_the_api_and_the_import_take_the_same_moments(text: str, moment: datetime) -> None:
+    assert TIMESTAMP.validate_python(text) == moment
+    assert imported(text)
+
+
+@pytest.mark.parametrize("text", [
+    "0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00",  # no UTC date
+    "2026-01-31 09:30:00+01:00", "2026-01-31T09:30+01:00", "2026-01-31T09:30:00",
+    "2026-02-30T09:30:00Z", "20260131T093000Z", 1767225600, 1767225600.5, True, None,
+])
+def test_the_api_and_the_import_refuse_the_same_moments(text: object) -> None:
+    with pytest.raises(ValidationError) as refused:
+        TIMESTAMP.validate_python(text)
+    [error] = refused.value.errors()
+    assert error["type"] == "value_error"
+    if isinstance(text, str) and text.startswith(("0001", "9999")):
+        assert moments.OUTSIDE_UTC in error["msg"]
+    elif text != "2026-02-30T09:30:00Z":  # a day February has not: said by the calendar
+        assert f"not an RFC 3339 timestamp with offset, e.g. {moments.EXAMPLE}" in error["msg"]
+    assert not imported(text)
+
+
+def test_a_moment_from_our_own_code_is_taken_as_it_is() -> None:
+    moment = datetime(2026, 1, 31, 9, 30, tzinfo=timezone(timedelta(hours=1)))
+    assert TIMESTAMP.validate_python(moment) is moment
+    with pytest.raises(ValidationError):
+        TIMESTAMP.validate_python(datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=1))))
