@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 
 import pydantic
 import pytest
 
+from devtools import certificates
 from services.core import kafka
 from services.core.settings import Settings
 
@@ -50,3 +52,33 @@ class TestSasl:
         assert (options["sasl_plain_username"], options["sasl_plain_password"]) == (
             "router", "pw")
         assert "ssl_context" not in options
+
+
+class TestMutualTls:
+    """A client certificate (KAFKA_SSL_CERTFILE with its KAFKA_SSL_KEYFILE) goes into the
+    TLS context every client is built with; a key without its certificate is refused."""
+
+    def test_a_key_without_its_certificate_is_refused(self, tmp_path: Path) -> None:
+        made = certificates.generate(tmp_path)
+        with pytest.raises(pydantic.ValidationError,
+                           match="KAFKA_SSL_KEYFILE is set without KAFKA_SSL_CERTFILE"):
+            Settings(kafka_security_protocol="SSL", kafka_ssl_cafile=made.ca,
+                     kafka_ssl_keyfile=tmp_path / "broker.key")
+
+    def test_the_client_certificate_and_hostname_check_reach_the_context(
+            self, tmp_path: Path) -> None:
+        made = certificates.generate(tmp_path)
+        settings = Settings(kafka_security_protocol="SSL", kafka_ssl_cafile=made.ca,
+                            kafka_ssl_certfile=tmp_path / "broker.crt",
+                            kafka_ssl_keyfile=tmp_path / "broker.key",
+                            kafka_ssl_check_hostname=False)
+        context = kafka.connection_options(settings)["ssl_context"]
+        assert context.check_hostname is False
+        assert [c["subject"] for c in context.get_ca_certs()] == [
+            ((("commonName", "routing-local-ca"),),)]
+        # The certificate is loaded with its key (the file holds no key, so without the
+        # key file the context above could not be built), and another's key is refused.
+        certificates.generate(tmp_path / "other")
+        with pytest.raises(ssl.SSLError):
+            kafka.connection_options(settings.model_copy(
+                update={"kafka_ssl_keyfile": tmp_path / "other" / "broker.key"}))
