@@ -2,7 +2,9 @@ import base64
 from dataclasses import dataclass, field
 
 import pytest
+from aiokafka.structs import ConsumerRecord
 
+from services.core import envelope, faults, topics
 from services.router import dead_letter_records
 
 
@@ -112,3 +114,37 @@ def test_a_replay_result_counts_each_outcome() -> None:
     result = dead_letter_records.ReplayResult(replayed=["0:1", "0:2"], not_found=["9:9"])
     assert result.counts() == {"replayed": 2, "skipped_already_replayed": 0,
                                "not_found": 1, "unreplayable": 0}
+
+
+class TestDeadLetterOfARecord:
+    """What a stage writes to `tickets.dlq` for a record it cannot process."""
+
+    def source(self, value: bytes) -> ConsumerRecord[bytes, bytes]:
+        return ConsumerRecord(
+            topic="tickets.incoming", partition=2, offset=7, timestamp=0, timestamp_type=0,
+            key=b"cust-1", value=value, checksum=None, serialized_key_size=6,
+            serialized_value_size=len(value),
+            headers=[("ce_type", b"ticket.received"), ("ce_ticketid", b"t-1")])
+
+    def test_the_record_goes_whole_with_where_it_came_from_and_why(self) -> None:
+        letter = faults.dead_letter(self.source(b"{not json"), ValueError("broken"),
+                                    stage="segmenter")
+        headers = dict(letter.headers)
+        assert (letter.topic, letter.key, letter.value) == (
+            topics.DEAD_LETTERS, b"cust-1", b"{not json")
+        assert headers["ce_ticketid"] == b"t-1"
+        assert (headers[topics.DLQ_SOURCE_TOPIC], headers[topics.DLQ_SOURCE_PARTITION],
+                headers[topics.DLQ_SOURCE_OFFSET], headers[topics.DLQ_STAGE]) == (
+            b"tickets.incoming", b"2", b"7", b"segmenter")
+        assert topics.DLQ_VALUE_DROPPED not in headers
+
+    def test_a_record_too_large_to_copy_goes_without_its_value_marked_so(self) -> None:
+        letter = faults.dead_letter(self.source(b"x" * envelope.MAX_RECORD_BYTES),
+                                    ValueError("broken"), stage="segmenter")
+        headers = dict(letter.headers)
+        assert (letter.key, letter.value) == (b"cust-1", b"")
+        assert topics.DLQ_VALUE_DROPPED in headers
+        assert "ce_ticketid" not in headers  # only where it came from and why
+        assert (headers[topics.DLQ_SOURCE_TOPIC], headers[topics.DLQ_SOURCE_OFFSET]) == (
+            b"tickets.incoming", b"7")
+        assert letter.size <= envelope.MAX_RECORD_BYTES

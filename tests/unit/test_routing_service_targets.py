@@ -52,6 +52,11 @@ class TestTargets:
         assert decision.level is not None and decision.level.resolution_target is None
         assert table.warning_share is None
 
+    def test_warnings_can_be_switched_off_by_name(self) -> None:
+        assert parse(TABLE).warning_share == 0.75
+        assert parse(TABLE.replace("warning_share: 0.75", "warning_share: 'off'")
+                     ).warning_share is None
+
     def test_each_level_is_the_resolved_one_and_follows_a_new_table(self) -> None:
         old = parse(TABLE)
         for segment, tier in [("business", "most_valuable"), ("business", "existing"),
