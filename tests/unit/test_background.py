@@ -104,6 +104,27 @@ class TestRestart:
         assert (runs, restarts(name)) == ([1], 0)
 
 
+class TestEvery:
+    """A periodic job: the segmenter's flush of tickets raised and the router's deferred
+    ticket states run once more when told to stop, so what they hold is not lost."""
+
+    @pytest.mark.parametrize(("once_more", "expected"), [(True, 1), (False, 0)])
+    async def test_stopping_runs_it_once_more_when_asked(self, once_more: bool,
+                                                          expected: int) -> None:
+        runs: list[int] = []
+
+        async def action() -> None:
+            runs.append(1)
+
+        stop = asyncio.Event()
+        job = asyncio.create_task(
+            background.every(3600, action, stop, once_more_on_stop=once_more))
+        await asyncio.sleep(0)  # waiting for its first period
+        stop.set()  # long before it has passed
+        await job
+        assert len(runs) == expected
+
+
 class TestHealth:
     async def test_a_running_task_is_up(self) -> None:
         name = task_name()
