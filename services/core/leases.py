@@ -78,10 +78,13 @@ class Leases:
 
 async def every_while_holding(leases: Leases, name: str, seconds: float,
                               action: Callable[[], Awaitable[object]],
-                              stop: asyncio.Event) -> None:
+                              stop: asyncio.Event, *,
+                              on_lost: Callable[[], Awaitable[object]] | None = None) -> None:
     """Run `action` every `seconds` until `stop`, on this instance only while it holds the
     lease `name` (renewed before each run, for INTERVALS_PER_LEASE intervals); the lease
-    is given up when the job stops."""
+    is given up when the job stops. `on_lost` runs when the lease, held, is found taken
+    (a renewal came too late): what `action` left running must stop, since another
+    instance now does the job."""
     duration = timedelta(seconds=seconds * INTERVALS_PER_LEASE)
     holding = False
 
@@ -92,6 +95,8 @@ async def every_while_holding(leases: Leases, name: str, seconds: float,
             logger.info("lease taken" if held else "lease held elsewhere",
                         extra={"lease": name, "holder": leases.holder})
             holding = held
+            if not held and on_lost is not None:
+                await on_lost()
         if held:
             await action()
 

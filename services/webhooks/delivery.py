@@ -58,9 +58,23 @@ class Deliverer:
 
     async def close(self) -> None:
         workers = list(self._workers.values())
+        self._workers.clear()
         for worker in workers:
             worker.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
+
+    async def stand_down(self) -> None:
+        """Another instance holds the delivery lease now: stop sending (a callback cut
+        short is sent again by the holder, at least once), and leave the outbox's figures
+        to it."""
+        await self.close()
+        WAITING.clear()
+
+    @property
+    def working(self) -> list[str]:
+        """The platforms whose worker is sending."""
+        return sorted(platform for platform, worker in self._workers.items()
+                      if not worker.done())
 
     async def _drain(self, platform: str) -> None:
         """Send the platform's due callbacks until none is left due."""
@@ -117,7 +131,10 @@ class Deliverer:
 
     async def _sample(self) -> None:
         counts = await self._deliveries.counts()
-        for platform in await self._endpoints.platforms():
+        platforms = await self._endpoints.platforms()
+        # Set anew, not updated: a platform deleted since has no figures left standing.
+        WAITING.clear()
+        for platform in platforms:
             for outcome in OUTCOMES:  # exported at 0 until something happens
                 DELIVERIES.labels(platform, outcome)
             for status in (store.PENDING, store.DEAD):

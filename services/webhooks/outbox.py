@@ -10,6 +10,7 @@ platform.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Collection, Sequence
+from datetime import datetime
 
 from services.core import envelope, events, faults, kafka
 from services.webhooks import catalog
@@ -24,8 +25,10 @@ class PlatformNotKnownYet(faults.Transient):
 
 class RecordCallbacks:
     """Writes to the outbox the callbacks that `catalog.WEBHOOK_EVENTS` lists, for the
-    platforms that registered an endpoint. A ticket's platform is on its routed event;
-    later events find it in the router's state (`platforms_of`)."""
+    platforms that registered an endpoint before the event (its time): an outbox catching
+    up, or replaying, sends a platform registered since nothing of what came before. A
+    ticket's platform is on its routed event; later events find it in the router's state
+    (`platforms_of`)."""
 
     def __init__(self, deliveries: Deliveries, endpoints: Endpoints, *,
                  platforms_of: PlatformsOf,
@@ -34,7 +37,7 @@ class RecordCallbacks:
         self._endpoints = endpoints
         self._platforms_of = platforms_of
         self._awaits_store = awaits_store
-        self._registered: set[str] = set()
+        self._registered: dict[str, datetime] = {}
         self._platforms: dict[str, str] = {}
         self._outgoing: list[Outgoing] = []
 
@@ -42,7 +45,7 @@ class RecordCallbacks:
         self._outgoing = []
         wanted = {event.ticket_id for event in batch
                   if event.type in catalog.WEBHOOK_EVENTS and event.ticket_id}
-        self._registered = await self._endpoints.platforms() if wanted else set()
+        self._registered = await self._endpoints.registered_since() if wanted else {}
         self._platforms = await self._platforms_of(wanted) if self._registered else {}
 
     async def __call__(self, event: envelope.Event) -> list[kafka.Output]:
@@ -52,9 +55,11 @@ class RecordCallbacks:
         platform = lifecycle.platform or self._platforms.get(lifecycle.ticket_id)
         if platform is None and self._awaits_store(lifecycle.ticket_id):
             raise PlatformNotKnownYet(lifecycle.ticket_id)
-        if platform is not None:
-            self._platforms[lifecycle.ticket_id] = platform
-        if platform in self._registered:
+        if platform is None:
+            return []
+        self._platforms[lifecycle.ticket_id] = platform
+        registered = self._registered.get(platform)
+        if registered is not None and event.time >= registered:
             self._outgoing.append(Outgoing(
                 delivery_id=catalog.delivery_id(event.id), platform=platform,
                 event_type=catalog.WEBHOOK_EVENTS[lifecycle.type],

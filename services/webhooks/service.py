@@ -27,7 +27,7 @@ class Callbacks:
                     settings: Settings) -> None:
         tasks.start("webhook-delivery", lambda stop: leases.every_while_holding(
             fleet, delivery.LEASE, settings.webhook_poll_seconds,
-            self.deliverer.deliver_due, stop))
+            self.deliverer.deliver_due, stop, on_lost=self.deliverer.stand_down))
         await self.recorder.start()
 
     async def stop(self) -> None:

@@ -153,8 +153,14 @@ class Endpoints:
     async def platforms(self) -> set[str]:
         """The platforms with an endpoint (enabled or not: a disabled one's callbacks
         wait until it is enabled again)."""
+        return set(await self.registered_since())
+
+    async def registered_since(self) -> dict[str, datetime]:
+        """When each platform with an endpoint registered it: events before that are
+        not its callbacks."""
         async with self._sessions() as session:
-            return set(await session.scalars(select(WebhookEndpointRow.platform)))
+            return dict((await session.execute(select(
+                WebhookEndpointRow.platform, WebhookEndpointRow.created_at))).all())
 
 
 class Deliveries:

@@ -16,7 +16,7 @@ from prometheus_client import REGISTRY
 from services.core import background, db, events, kafka, leases, migrate
 from services.core.settings import Settings
 from services.router.store import Dispatch, RoutedTickets
-from services.webhooks import catalog, service, store
+from services.webhooks import catalog, delivery, service, store
 from tests.conftest import unique
 from tests.webhooks_receiver import Receiver
 
@@ -44,11 +44,13 @@ class Harness:
         assert registered is not None
         return registered[1]
 
-    async def route(self, platform: str, ticket_id: str | None = None) -> list[str]:
+    async def route(self, platform: str, ticket_id: str | None = None, *,
+                    at: datetime | None = None, key: str | None = None) -> list[str]:
         """A ticket of `platform` routed (the router's state written first, as the router
-        does), then responded and resolved: returns the events' ids."""
+        does) at `at` (default now), then responded and resolved, its events keyed by
+        `key` (default the ticket's id): returns the events' ids."""
         ticket_id = ticket_id or unique("t")
-        now = datetime.now(UTC)
+        now = at or datetime.now(UTC)
         await self.routed.record_first_dispatches([Dispatch(
             ticket_id=ticket_id, department="government", segment="government", priority=2,
             deadline=DEADLINE, steps=[], payload={}, at=now, platform=platform)])
@@ -61,7 +63,7 @@ class Harness:
                  for kind, minutes in ((Type.RESPONDED, 5), (Type.RESOLVED, 9))]
         received = events.TicketEvent(ticket_id=ticket_id, type=Type.RECEIVED,
                                       occurred_at=now, platform=platform)
-        outputs = [kafka.Output(self.topic, ticket_id,
+        outputs = [kafka.Output(self.topic, key or ticket_id,
                                 events.as_envelope(item, ticket_id, events.WRITTEN_BY[item.type]))
                    for item in (received, routed, *later)]
         await self.publisher.publish(outputs)
@@ -125,6 +127,23 @@ class TestDelivered:
             catalog.delivery_id(event_id) for event_id in ids}
         await receiver.wait_for(3, what=lambda _r: int(counted(platform, "delivered")))
         assert not await harness.waiting(store.PENDING)
+
+    async def test_events_before_the_platform_registered_are_not_its_callbacks(
+            self, harness: Harness, webhook_receiver: Callable[..., Receiver]) -> None:
+        """An outbox behind (or replaying) when a platform registers reads events from
+        before: they are not sent. Both tickets' events share a key, so the outbox reads
+        the earlier ticket's first."""
+        receiver, platform, key = webhook_receiver(), unique("desk"), unique("key")
+        await harness.register(platform, receiver)
+        before = await harness.route(platform, at=datetime.now(UTC) - timedelta(hours=1),
+                                     key=key)
+        after = await harness.route(platform, key=key)
+        await receiver.wait_for(3, what=lambda _r: int(counted(platform, "delivered")))
+        listed = {d.delivery_id for status in (store.PENDING, store.DELIVERED, store.DEAD)
+                  for d in await harness.waiting(status) if d.platform == platform}
+        assert listed == {catalog.delivery_id(event_id) for event_id in after}
+        assert not listed & {catalog.delivery_id(event_id) for event_id in before}
+        assert len(receiver.received) == 3
 
     async def test_a_replayed_batch_writes_nothing_twice(
             self, harness: Harness, webhook_receiver: Callable[..., Receiver]) -> None:
@@ -215,6 +234,36 @@ class TestSlowReceiver:
         assert slow.received == []  # still holding its answers
         slow.release()
         await slow.wait_for(3)
+
+
+def waiting_figure(platform: str) -> float | None:
+    return REGISTRY.get_sample_value("routing_webhook_deliveries_waiting",
+                                     {"platform": platform, "status": store.PENDING})
+
+
+class TestLeaseHandover:
+    async def test_a_router_that_loses_the_delivery_lease_stops_sending(
+            self, harness: Harness, webhook_receiver: Callable[..., Receiver]) -> None:
+        """Two routers must not call one platform at once: the one whose renewal came
+        too late stops its workers (the callbacks they had in flight stay pending, for
+        the holder to send) and leaves the outbox's figures to the holder."""
+        receiver, platform = webhook_receiver(), unique("desk")
+        receiver.hold()
+        await harness.register(platform, receiver)
+        await harness.route(platform)
+        await receiver.wait_for(1, what=lambda r: r.attempts)  # in flight, held there
+        deliverer = harness.callbacks.deliverer
+        assert deliverer.working == [platform]
+        await receiver.wait_for(3, what=lambda _r: int(waiting_figure(platform) or 0))
+
+        successor = leases.Leases(db.sessions(harness.engine), holder=unique("router"))
+        assert await successor.acquire(delivery.LEASE, duration=timedelta(hours=1),
+                                       now=datetime.now(UTC) + timedelta(minutes=1))
+        await receiver.wait_for(1, what=lambda _r: int(not deliverer.working))
+        assert waiting_figure(platform) is None
+        pending = [d for d in await harness.waiting(store.PENDING) if d.platform == platform]
+        assert (len(pending), {d.attempts for d in pending}) == (3, {0})
+        receiver.release()
 
 
 class TestLimits:
