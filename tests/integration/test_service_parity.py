@@ -28,14 +28,15 @@ TARGET = timedelta(hours=2)
 
 
 async def history(sessions: async_sessionmaker[AsyncSession], *, now: datetime,
-                  slow_gender: str | None, customers: int = 120) -> None:
+                  slow_gender: str | None, customers: int = 120, stateless: int = 0) -> None:
     """Customers of both genders, every age and band, one ticket each, routed four hours
     to two days ago; the tickets of `slow_gender` answered after 3h (target 2h), the
-    others after 30 minutes. Plus tickets of customers the store does not know."""
+    others after 30 minutes. Plus tickets of customers the store does not know, and
+    `stateless` tickets whose routing state is gone (purged, or never written)."""
     rng = random.Random(5)
     timelines = []
     async with sessions() as session:
-        for n in range(customers + 10):
+        for n in range(customers + 10 + stateless):
             customer_id, ticket_id = f"cust-{n}", f"ticket-{n}"
             gender = ("female", "male")[n % 2]
             if n < customers:
@@ -46,9 +47,10 @@ async def history(sessions: async_sessionmaker[AsyncSession], *, now: datetime,
                     # ... every band has as many of either: no other gap in service.
                     socio_economic_band=("low", "middle", "high")[n % 3]))
             received = now - timedelta(hours=rng.uniform(4, 48))
-            session.add(RoutedTicketRow(
-                ticket_id=ticket_id, department="care", segment="general", status="responded",
-                payload={}, updated_at=now, customer_id=customer_id))
+            if n < customers + 10:
+                session.add(RoutedTicketRow(
+                    ticket_id=ticket_id, department="care", segment="general",
+                    status="responded", payload={}, updated_at=now, customer_id=customer_id))
             answer = timedelta(hours=3 if gender == slow_gender else 0.5)
             timelines.append(Timeline(
                 ticket_id=ticket_id, department="care", segment="general",
@@ -108,6 +110,16 @@ class TestKnownDisparity:
         assert REGISTRY.get_sample_value("routing_service_parity_below_threshold", {
             "attribute": "gender", "group": "male"}) == 1.0
         assert REGISTRY.get_sample_value("routing_service_parity_threshold") == 0.8
+
+    async def test_a_ticket_whose_routing_state_is_gone_counts_as_unknown(
+            self, sessions: async_sessionmaker[AsyncSession], database_url: str) -> None:
+        await history(sessions, now=datetime.now(UTC), slow_gender=None, stateless=40)
+        async with parity_client(sessions, database_url) as client:
+            answer = (await client.get("/v1/parity/stats", params={"window": "7d"})).json()
+        for name in ("gender", "age_band", "socio_economic_band"):
+            unknown = next(g for g in attribute(answer, name)["groups"]
+                           if g["group"] == "unknown")
+            assert unknown["tickets"] == 10 + 40, name  # unknown customers, and gone state
 
     async def test_no_personal_value_leaves_the_service(
             self, sessions: async_sessionmaker[AsyncSession], database_url: str) -> None:
