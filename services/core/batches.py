@@ -126,7 +126,8 @@ class Batches:
         readable: list[tuple[ConsumerRecord, envelope.Event]] = []
         for record in records:
             try:
-                readable.append((record, envelope.from_record(record.headers, record.value)))
+                readable.append((record, envelope.from_record(
+                    record.headers, record.value, timestamp_ms=record.timestamp)))
             except envelope.EnvelopeError as error:
                 outgoing.append(self._dead_letter(record, error))
         await self._batch_step(self._prefetch, [event for _, event in readable])
@@ -148,7 +149,8 @@ class Batches:
         outgoing: list[envelope.Record] = []
         for record in records:
             try:
-                event = envelope.from_record(record.headers, record.value)
+                event = envelope.from_record(record.headers, record.value,
+                                             timestamp_ms=record.timestamp)
                 await self._prefetch([event])
                 produced = await self._outputs(event)
                 await self._finish_batch()

@@ -45,6 +45,9 @@ class Event:
     id: str = field(default_factory=lambda: str(uuid.uuid4()))
     time: datetime = field(default_factory=lambda: datetime.now(UTC))
     schema_version: str = SCHEMA_VERSION
+    # When it was written to Kafka (the record's timestamp), for an event read from a
+    # record; not part of the event itself. `time` is when it happened, as reported.
+    recorded_at: datetime | None = None
 
 
 def to_headers(event: Event) -> Headers:
@@ -130,9 +133,10 @@ def _attributes(headers: Sequence[tuple[str, bytes]] | None) -> dict[str, str]:
     return attributes
 
 
-def from_record(headers: Sequence[tuple[str, bytes]] | None, value: bytes | None) -> Event:
-    """Read a record written by `to_headers`/`to_value`; raise EnvelopeError for any
-    record that is not one (and nothing else)."""
+def from_record(headers: Sequence[tuple[str, bytes]] | None, value: bytes | None, *,
+                timestamp_ms: int | None = None) -> Event:
+    """Read a record written by `to_headers`/`to_value` (with its timestamp, when given);
+    raise EnvelopeError for any record that is not one (and nothing else)."""
     attributes = _attributes(headers)
     missing = [name for name in ("ce_id", "ce_type", "ce_source") if name not in attributes]
     if missing:
@@ -165,6 +169,8 @@ def from_record(headers: Sequence[tuple[str, bytes]] | None, value: bytes | None
         id=attributes["ce_id"],
         time=time,
         schema_version=schema_version,
+        recorded_at=None if timestamp_ms is None else datetime.fromtimestamp(
+            timestamp_ms / 1000, UTC),
     )
 
 

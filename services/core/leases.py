@@ -82,21 +82,35 @@ async def every_while_holding(leases: Leases, name: str, seconds: float,
                               on_lost: Callable[[], Awaitable[object]] | None = None) -> None:
     """Run `action` every `seconds` until `stop`, on this instance only while it holds the
     lease `name` (renewed before each run, for INTERVALS_PER_LEASE intervals); the lease
-    is given up when the job stops. `on_lost` runs when the lease, held, is found taken
-    (a renewal came too late): what `action` left running must stop, since another
-    instance now does the job."""
+    is given up when the job stops. `on_lost` runs whenever this instance stops holding
+    the lease: found taken (a renewal came too late), not renewed (the store is away: it
+    expires soon), or given up at the end, before it goes. What `action` left running
+    must then stop, since another instance may take the job at once."""
     duration = timedelta(seconds=seconds * INTERVALS_PER_LEASE)
     holding = False
 
+    async def stand_down() -> None:
+        nonlocal holding
+        holding = False
+        if on_lost is not None:
+            await on_lost()
+
     async def run_if_holding() -> None:
         nonlocal holding
-        held = await leases.acquire(name, duration=duration)
+        try:
+            held = await leases.acquire(name, duration=duration)
+        except Exception:
+            if holding:
+                logger.warning("lease not renewed", extra={"lease": name})
+                await stand_down()
+            raise
         if held != holding:
             logger.info("lease taken" if held else "lease held elsewhere",
                         extra={"lease": name, "holder": leases.holder})
-            holding = held
-            if not held and on_lost is not None:
-                await on_lost()
+            if held:
+                holding = True
+            else:
+                await stand_down()
         if held:
             await action()
 
@@ -104,6 +118,7 @@ async def every_while_holding(leases: Leases, name: str, seconds: float,
         await background.every(seconds, run_if_holding, stop)
     finally:
         if holding:
+            await stand_down()
             try:
                 await leases.release(name)
             except Exception:  # the store is away: the lease expires by itself

@@ -88,7 +88,7 @@ class Snapshot(Collector):
     """A gauge whose whole set of series is replaced by each measurement."""
 
     def __init__(self, name: str, documentation: str, labels: Sequence[str]) -> None:
-        self.name, self._documentation, self._labels = name, documentation, tuple(labels)
+        self.name, self._documentation, self.labelnames = name, documentation, tuple(labels)
         self._values: dict[tuple[str, ...], float] = {}
         self._lock = threading.Lock()
         REGISTRY.register(self)
@@ -102,10 +102,10 @@ class Snapshot(Collector):
             return dict(self._values)
 
     def describe(self) -> Iterable[Metric]:
-        return [GaugeMetricFamily(self.name, self._documentation, labels=self._labels)]
+        return [GaugeMetricFamily(self.name, self._documentation, labels=self.labelnames)]
 
     def collect(self) -> Iterator[Metric]:
-        family = GaugeMetricFamily(self.name, self._documentation, labels=self._labels)
+        family = GaugeMetricFamily(self.name, self._documentation, labels=self.labelnames)
         for labels, value in sorted(self.values().items()):
             family.add_metric(list(labels), value)
         yield family

@@ -25,8 +25,9 @@ class PlatformNotKnownYet(faults.Transient):
 
 class RecordCallbacks:
     """Writes to the outbox the callbacks that `catalog.WEBHOOK_EVENTS` lists, for the
-    platforms that registered an endpoint before the event (its time): an outbox catching
-    up, or replaying, sends a platform registered since nothing of what came before. A
+    platforms that registered an endpoint before the event was written: an outbox
+    catching up, or replaying, sends a platform registered since nothing of what came
+    before. A
     ticket's platform is on its routed event; later events find it in the router's state
     (`platforms_of`)."""
 
@@ -59,7 +60,11 @@ class RecordCallbacks:
             return []
         self._platforms[lifecycle.ticket_id] = platform
         registered = self._registered.get(platform)
-        if registered is not None and event.time >= registered:
+        # Against when the event was written, not when it happened: a report may say it
+        # happened earlier (`occurred_at`), and is still news to a platform registered
+        # since.
+        published = event.recorded_at or event.time
+        if registered is not None and published >= registered:
             self._outgoing.append(Outgoing(
                 delivery_id=catalog.delivery_id(event.id), platform=platform,
                 event_type=catalog.WEBHOOK_EVENTS[lifecycle.type],

@@ -123,3 +123,61 @@ class TestPeriodicJob:
         assert len(set(runs)) == 1, runs
         # Given up at the end, so a successor need not wait for it to expire.
         assert await instances[0].holder_of("escalation") is None
+
+
+class RecordingLeases(leases.Leases):
+    """Real leases that say what happened, and can be made to fail a renewal."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], *, holder: str,
+                 happened: list[str]) -> None:
+        super().__init__(sessions, holder=holder)
+        self.happened = happened
+        self.failing = False
+        self.renewed = asyncio.Event()
+
+    async def acquire(self, name: str, *, duration: timedelta,
+                      now: datetime | None = None) -> bool:
+        if self.failing:
+            self.happened.append("renewal failed")
+            raise ConnectionError("the store is away")
+        held = await super().acquire(name, duration=duration, now=now)
+        self.renewed.set()
+        return held
+
+    async def release(self, name: str) -> None:
+        self.happened.append("released")
+        await super().release(name)
+
+
+class TestStandingDown:
+    """What a job leaves running (the webhook workers) stops whenever its instance stops
+    holding the lease, and before the lease is given up: no two instances at work."""
+
+    async def test_before_the_lease_is_given_up_and_when_it_is_not_renewed(
+            self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        happened: list[str] = []
+        holder = RecordingLeases(sessions, holder=leases.holder_id("router", "0"),
+                                 happened=happened)
+        ran, lost = asyncio.Event(), asyncio.Event()
+
+        async def job() -> None:
+            happened.append("ran")
+            ran.set()
+
+        async def stand_down() -> None:
+            happened.append("stood down")
+            lost.set()
+
+        stop = asyncio.Event()
+        task = asyncio.create_task(leases.every_while_holding(
+            holder, "webhook-delivery", 0.05, job, stop, on_lost=stand_down))
+        await asyncio.wait_for(ran.wait(), 10)
+        holder.failing = True
+        await asyncio.wait_for(lost.wait(), 10)
+        assert happened[-2:] == ["renewal failed", "stood down"]
+        holder.failing, ran = False, asyncio.Event()
+        await asyncio.wait_for(ran.wait(), 10)  # renewed: at work again
+        lost.clear()
+        stop.set()
+        await task
+        assert happened[-2:] == ["stood down", "released"]

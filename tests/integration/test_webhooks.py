@@ -45,10 +45,13 @@ class Harness:
         return registered[1]
 
     async def route(self, platform: str, ticket_id: str | None = None, *,
-                    at: datetime | None = None, key: str | None = None) -> list[str]:
+                    at: datetime | None = None, key: str | None = None,
+                    written_at: datetime | None = None) -> list[str]:
         """A ticket of `platform` routed (the router's state written first, as the router
         does) at `at` (default now), then responded and resolved, its events keyed by
-        `key` (default the ticket's id): returns the events' ids."""
+        `key` (default the ticket's id) and written to Kafka now or, as an outbox that
+        was behind would find them, with the timestamp `written_at`: returns the
+        events' ids."""
         ticket_id = ticket_id or unique("t")
         now = at or datetime.now(UTC)
         await self.routed.record_first_dispatches([Dispatch(
@@ -66,7 +69,18 @@ class Harness:
         outputs = [kafka.Output(self.topic, key or ticket_id,
                                 events.as_envelope(item, ticket_id, events.WRITTEN_BY[item.type]))
                    for item in (received, routed, *later)]
-        await self.publisher.publish(outputs)
+        if written_at is None:
+            await self.publisher.publish(outputs)
+        else:
+            producer = kafka.producer(self.settings, client_id="webhook-tests-behind")
+            await producer.start()
+            try:
+                for record in kafka.records(outputs):
+                    await producer.send_and_wait(
+                        record.topic, record.value, key=record.key, headers=record.headers,
+                        timestamp_ms=int(written_at.timestamp() * 1000))
+            finally:
+                await producer.stop()
         return [output.event.id for output in outputs[1:]]
 
     async def waiting(self, status: str) -> list[store.Delivery]:
@@ -128,20 +142,22 @@ class TestDelivered:
         await receiver.wait_for(3, what=lambda _r: int(counted(platform, "delivered")))
         assert not await harness.waiting(store.PENDING)
 
-    async def test_events_before_the_platform_registered_are_not_its_callbacks(
+    async def test_events_written_before_the_platform_registered_are_not_its_callbacks(
             self, harness: Harness, webhook_receiver: Callable[..., Receiver]) -> None:
-        """An outbox behind (or replaying) when a platform registers reads events from
-        before: they are not sent. Both tickets' events share a key, so the outbox reads
-        the earlier ticket's first."""
+        """An outbox behind (or replaying) when a platform registers reads events written
+        before: they are not sent. Events written since are, even when they say they
+        happened before (a report's own `occurred_at`). The tickets' events share a key,
+        so the outbox reads them in this order."""
         receiver, platform, key = webhook_receiver(), unique("desk"), unique("key")
+        an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
         await harness.register(platform, receiver)
-        before = await harness.route(platform, at=datetime.now(UTC) - timedelta(hours=1),
-                                     key=key)
-        after = await harness.route(platform, key=key)
+        before = await harness.route(platform, at=an_hour_ago, key=key,
+                                     written_at=an_hour_ago)
+        backdated = await harness.route(platform, at=an_hour_ago, key=key)
         await receiver.wait_for(3, what=lambda _r: int(counted(platform, "delivered")))
         listed = {d.delivery_id for status in (store.PENDING, store.DELIVERED, store.DEAD)
                   for d in await harness.waiting(status) if d.platform == platform}
-        assert listed == {catalog.delivery_id(event_id) for event_id in after}
+        assert listed == {catalog.delivery_id(event_id) for event_id in backdated}
         assert not listed & {catalog.delivery_id(event_id) for event_id in before}
         assert len(receiver.received) == 3
 
