@@ -1,5 +1,6 @@
-"""The `department priority` command: the request it makes of the router, and what it
-prints (the router itself is tested in tests/integration/test_priority_change.py)."""
+"""The department tool's reporting commands (`pick-up`, `respond`, `resolve`, `transfer`,
+`priority`): the request each makes of the router, and what it prints (the router itself
+is tested in tests/integration and tests/e2e)."""
 
 from __future__ import annotations
 
@@ -52,3 +53,46 @@ class TestPriorityCommand:
                                               "--reason", "outage"])
         assert result.exit_code == 1
         assert "not recorded: 409" in result.output and "same_priority" in result.output
+
+
+class TestReportCommands:
+    @pytest.mark.parametrize(("command", "kind"), [
+        ("pick-up", "picked_up"), ("respond", "responded"), ("resolve", "resolved")])
+    def test_each_posts_its_event_with_the_department_given(
+            self, router: Sent, monkeypatch: pytest.MonkeyPatch, command: str,
+            kind: str) -> None:
+        monkeypatch.setattr(queue.httpx, "post", router)
+        result = CliRunner().invoke(cli.app, [command, "t-1", "--department", "care"])
+        assert result.exit_code == 0, result.output
+        assert router.requests == [(
+            "http://router.test/v1/tickets/t-1/events", {"type": kind, "department": "care"},
+            {"Authorization": "Bearer rt_department"})]
+        assert json.loads(result.output) == router.answer
+
+    def test_without_a_department_none_is_sent(self, router: Sent,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr(queue.httpx, "post", router)
+        assert CliRunner().invoke(cli.app, ["respond", "t-1"]).exit_code == 0
+        assert router.requests[0][1] == {"type": "responded"}
+
+    def test_transfer_sends_the_department_as_where_it_comes_from(
+            self, router: Sent, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr(queue.httpx, "post", router)
+        result = CliRunner().invoke(cli.app, ["transfer", "t-1", "--to", "billing",
+                                              "--reason", "invoice", "--department", "care"])
+        assert result.exit_code == 0, result.output
+        assert router.requests == [(
+            "http://router.test/v1/tickets/t-1/transfer",
+            {"to_department": "billing", "reason": "invoice", "from_department": "care"},
+            {"Authorization": "Bearer rt_department"})]
+
+    @pytest.mark.parametrize("command", [
+        ["pick-up", "t-1"], ["resolve", "t-1"],
+        ["transfer", "t-1", "--to", "billing", "--reason", "invoice"]])
+    def test_a_refusal_is_shown_and_exits_1(self, monkeypatch: pytest.MonkeyPatch,
+                                            router: Sent, command: list[str]) -> None:
+        refusal = Sent(403, {"error": "forbidden", "detail": "not your department's"})
+        monkeypatch.setattr(queue.httpx, "post", refusal)
+        result = CliRunner().invoke(cli.app, command)
+        assert result.exit_code == 1
+        assert "not recorded: 403" in result.output and "forbidden" in result.output
