@@ -77,6 +77,7 @@ async def _escalate(routed: ports.Routed, publisher: ports.Publisher, row: Route
         logger.error("ticket not handed on: its stored copy is not a routed ticket",
                      extra={"ticket_id": row.ticket_id, "errors": exc.error_count()})
         ticket = None
+    was_in = row.department  # counted there: the handover below may move `row` on
     policy = table.policy(row.department)
     if notice == "breach":
         level, target = 1, policy.escalation_to
@@ -123,10 +124,10 @@ async def _escalate(routed: ports.Routed, publisher: ports.Publisher, row: Route
                                  steps=[step], ticket=ticket, now=now, move_clocks=move)
     if level == 1:
         await routed.mark_escalated(row.ticket_id)
-    LEVELS.labels(row.department, clock.target, str(level)).inc()
+    LEVELS.labels(was_in, clock.target, str(level)).inc()
     logger.info("service-level target escalated", extra={
-        "ticket_id": row.ticket_id, "department": row.department, "target": clock.target,
-        "level": level, "escalated_to": target or row.department})
+        "ticket_id": row.ticket_id, "department": was_in, "target": clock.target,
+        "level": level, "escalated_to": target or was_in})
 
 
 def _correlation_id(row: RoutedTicketRow) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from services.core import envelope, kafka, tickets
@@ -141,9 +142,9 @@ class Wired:
     publisher: FakePublisher
 
 
-def wired() -> Wired:
-    """A router over recording fakes and the tests' routing table, by its bootstrap."""
+def wired(table: Path = TEST_ROUTING_TABLE) -> Wired:
+    """A router over recording fakes and a routing table (the tests'), by its bootstrap."""
     routed, keys, publisher = FakeRouted(), FakeKeys(), FakePublisher()
-    router = bootstrap.wire(Settings(routing_table_file=TEST_ROUTING_TABLE), routed=routed,
+    router = bootstrap.wire(Settings(routing_table_file=table), routed=routed,
                             intake_keys=keys, publisher=publisher)
     return Wired(router, routed, keys, publisher)

@@ -5,14 +5,17 @@ bootstrap: no broker, no database, no sockets. Accepting a ticket: test_router_a
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 
 from services.core import access, events, tickets, topics
 from services.core.events import TicketEventType
 from services.router import service
 from services.router.service import Refusal, Refused
 from services.router.store import Dispatch
+from tests.conftest import TEST_ROUTING_TABLE
 from tests.unit.router_fakes import Wired, wired
 
 NOW = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
@@ -206,6 +209,11 @@ class TestCustomerReplied:
         assert router.publisher.types() == [TicketEventType.CUSTOMER_REPLIED]
 
 
+def escalations(department: str, level: int) -> float:
+    return REGISTRY.get_sample_value("routing_router_target_escalations_total", {
+        "department": department, "target": "first_response", "level": str(level)}) or 0.0
+
+
 class TestEscalateDue:
     async def escalate(self, router: Wired, now: datetime) -> int:
         return await service.escalate_due(
@@ -230,6 +238,34 @@ class TestEscalateDue:
         assert lifecycle.event.correlation_id == "corr-platform-1"
         assert router.routed.rows["t-1"].escalated
         assert await self.escalate(router, late) == 0
+
+    @pytest.mark.parametrize(("second_to", "at_level_2"), [
+        ("customer_care", "customer_care"), (None, "key_accounts")])
+    async def test_still_unanswered_after_the_breach_it_goes_to_the_second_level(
+            self, tmp_path: Path, second_to: str | None, at_level_2: str) -> None:
+        """public_sector: a breach (4h) hands the ticket to key_accounts; 2h later, still
+        unanswered, to the second level's department, or flagged where it is."""
+        second = f"{{after: 2h, to: {second_to}}}" if second_to else "{after: 2h}"
+        table = tmp_path / "routing.yaml"
+        table.write_text(TEST_ROUTING_TABLE.read_text("utf-8").replace(
+            "public_sector: {escalation_to: key_accounts}",
+            f"public_sector: {{escalation_to: key_accounts, second_escalation: {second}}}"),
+            encoding="utf-8")
+        router = wired(table)
+        routed_ticket(router)
+        before = escalations("key_accounts", 2)  # counted where the second level found it
+        assert await self.escalate(router, NOW + timedelta(hours=5)) == 1
+        assert router.routed.rows["t-1"].department == "key_accounts"
+        assert await self.escalate(router, NOW + timedelta(hours=6, minutes=59)) == 0
+        published = len(router.publisher.published)
+        assert await self.escalate(router, NOW + timedelta(hours=7)) == 1
+        escalated = [item.event for item in router.publisher.published[published:]
+                     if item.event.type == TicketEventType.ESCALATED]
+        assert [(e.data["level"], e.data["department"]) for e in escalated] == [
+            (2, at_level_2)]
+        assert router.routed.rows["t-1"].department == at_level_2
+        assert escalations("key_accounts", 2) == before + 1
+        assert await self.escalate(router, NOW + timedelta(hours=30)) == 0  # once
 
     async def test_a_breached_clock_is_escalated_and_published(self) -> None:
         router = wired()
