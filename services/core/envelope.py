@@ -45,9 +45,15 @@ class Event:
     id: str = field(default_factory=lambda: str(uuid.uuid4()))
     time: datetime = field(default_factory=lambda: datetime.now(UTC))
     schema_version: str = SCHEMA_VERSION
-    # When it was written to Kafka (the record's timestamp), for an event read from a
+    # When it was written to Kafka (the record's timestamp, ms), for an event read from a
     # record; not part of the event itself. `time` is when it happened, as reported.
-    recorded_at: datetime | None = None
+    recorded_ms: int | None = None
+
+    @property
+    def recorded_at(self) -> datetime | None:
+        """`recorded_ms` as a moment, made only when asked (the webhook outbox asks)."""
+        return None if self.recorded_ms is None else datetime.fromtimestamp(
+            self.recorded_ms / 1000, UTC)
 
 
 def to_headers(event: Event) -> Headers:
@@ -169,8 +175,7 @@ def from_record(headers: Sequence[tuple[str, bytes]] | None, value: bytes | None
         id=attributes["ce_id"],
         time=time,
         schema_version=schema_version,
-        recorded_at=None if timestamp_ms is None else datetime.fromtimestamp(
-            timestamp_ms / 1000, UTC),
+        recorded_ms=timestamp_ms,
     )
 
 

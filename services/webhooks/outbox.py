@@ -27,9 +27,8 @@ class RecordCallbacks:
     """Writes to the outbox the callbacks that `catalog.WEBHOOK_EVENTS` lists, for the
     platforms that registered an endpoint before the event was written: an outbox
     catching up, or replaying, sends a platform registered since nothing of what came
-    before. A
-    ticket's platform is on its routed event; later events find it in the router's state
-    (`platforms_of`)."""
+    before. A ticket's platform is on its routed event; later events find it in the
+    router's state (`platforms_of`)."""
 
     def __init__(self, deliveries: Deliveries, endpoints: Endpoints, *,
                  platforms_of: PlatformsOf,
