@@ -66,9 +66,9 @@ class Deliverer:
     async def stand_down(self) -> None:
         """Another instance holds the delivery lease now: stop sending (a callback cut
         short is sent again by the holder, at least once), and leave the outbox's figures
-        to it."""
-        await self.close()
+        to it. The figures go first, so that once no worker is listed none is shown."""
         WAITING.clear()
+        await self.close()
 
     @property
     def working(self) -> list[str]:
