@@ -15,6 +15,8 @@ from typing import Any
 
 import orjson
 
+from services.core import moments
+
 SPEC_VERSION = "1.0"
 CONTENT_TYPE = "application/json"
 SCHEMA_VERSION = "1"
@@ -181,9 +183,6 @@ def from_record(headers: Sequence[tuple[str, bytes]] | None, value: bytes | None
 
 def _time(text: str | None) -> datetime:
     try:
-        time = datetime.fromisoformat(text or "")
+        return moments.parse(text)
     except ValueError as exc:
-        raise EnvelopeError("ce_time is missing or not an RFC 3339 time") from exc
-    if time.tzinfo is None:
-        raise EnvelopeError("ce_time has no UTC offset (RFC 3339 requires one)")
-    return time
+        raise EnvelopeError(f"ce_time: {exc}") from exc

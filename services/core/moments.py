@@ -1,8 +1,8 @@
 """A moment as callers give it: RFC 3339 text with its offset (a date, 'T', a time to the
 second with up to nine decimals, then 'Z' or +hh:mm), whose UTC moment every store can
 hold. `0001-01-01T00:00:00+01:00` is valid RFC 3339, but its UTC moment is no date
-Python, SQLite or PostgreSQL can hold. One definition for every API body and import
-row. Pure."""
+Python, SQLite or PostgreSQL can hold. One definition for every API body, import row,
+record's CloudEvents time (`ce_time`) and the simulator's command line. Pure."""
 
 from __future__ import annotations
 

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import httpx
 import typer
 
+from services.core import moments
 from services.core.settings import Settings
 from services.simulator import report
 
@@ -27,13 +28,9 @@ def request_body(start: datetime, end: datetime, *, table: Path | None, rules: P
 
 def moment(value: str, option: str) -> datetime:
     try:
-        parsed = datetime.fromisoformat(value)
+        return moments.parse(value)
     except ValueError as exc:
-        raise typer.BadParameter(f"{value!r} is not an ISO 8601 time", param_hint=option
-                                 ) from exc
-    if parsed.tzinfo is None:
-        raise typer.BadParameter("give it with its UTC offset, e.g. +00:00", param_hint=option)
-    return parsed
+        raise typer.BadParameter(f"{value!r}: {exc}", param_hint=option) from exc
 
 
 def simulate(

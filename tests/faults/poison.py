@@ -76,7 +76,7 @@ def envelope_poisons(topic: str, kind: str, data: dict[str, Any]) -> list[Poison
                "ce_time", unreadable),
         Poison("ce_time without offset", topic,
                _replaced(headers, "ce_time", b"2026-11-30T09:00:00"), value,
-               "no UTC offset", unreadable),
+               "not an RFC 3339 timestamp with offset", unreadable),
         Poison("header without a value", topic, _replaced(headers, "ce_type", None), value,
                "has no value", unreadable),
         Poison("header not UTF-8", topic, _replaced(headers, "ce_source", b"\xff\xfe"),

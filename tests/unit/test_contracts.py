@@ -36,8 +36,10 @@ class TestEnvelopeReader:
     @pytest.mark.parametrize(("replaced", "problem"), [
         ({"ce_type": None}, "header 'ce_type' has no value"),
         ({"ce_source": b"\xff\xfe"}, "header 'ce_source' is not UTF-8 text"),
-        ({"ce_time": b"2026-11-30T09:00:00"}, "ce_time has no UTC offset"),
-        ({"ce_time": b"yesterday"}, "ce_time is missing or not an RFC 3339 time"),
+        ({"ce_time": b"2026-11-30T09:00:00"}, "ce_time: not an RFC 3339 timestamp with offset"),
+        ({"ce_time": b"yesterday"}, "ce_time: not an RFC 3339 timestamp with offset"),
+        ({"ce_time": b"2026-11-30 09:00+00:00"}, "ce_time: not an RFC 3339 timestamp"),
+        ({"ce_time": b"0001-01-01T00:00:00+01:00"}, "ce_time: outside the years 1 to 9999"),
         ({"ce_id": b"x" * 65}, "ce_id must be 1 to 64 characters"),
         ({"ce_ticketid": b"t" * 129}, "ce_ticketid must be 1 to 128 characters"),
     ])
