@@ -16,9 +16,11 @@ from sqlalchemy import (
     Select,
     String,
     Table,
+    and_,
     bindparam,
     exists,
     func,
+    or_,
     select,
     update,
 )
@@ -196,9 +198,11 @@ class CustomerStore:
     async def refresh_features(self, customer_ids: Iterable[str], *,
                                now: datetime) -> list[TierChange]:
         """Recompute the customers' values from their purchases, and their tiers against
-        the cutoffs in force; returns the tier changes. A customer erased meanwhile gets
-        no values and no change; an erasure the write waited for (PostgreSQL: not yet
-        committed when the write found the customer) has the page computed once more."""
+        the cutoffs in force; returns the tier changes written. A customer erased
+        meanwhile gets no values and no change; an erasure the write waited for
+        (PostgreSQL: not yet committed when the write found the customer) has the page
+        computed once more. Values another refresh wrote from a later read stand
+        (`_read_later`), and this one reports no change of theirs."""
         ids = sorted(set(customer_ids))
         if not ids:
             return []
@@ -217,9 +221,15 @@ class CustomerStore:
             if rows:
                 await session.execute(_features_upsert(session.get_bind().dialect.name),
                                       rows)
-            if changes:  # those still in the store: the write skipped the others
-                kept = set(await session.scalars(select(CustomerRow.customer_id).where(
-                    CustomerRow.customer_id.in_([change.customer_id for change in changes]))))
+            if changes:  # those this write stored: not erased, not from an earlier read
+                wrote = {row["valued_customer_id"]: row["valued_purchases"] for row in rows}
+                stored = (await session.execute(
+                    select(_FEATURES.c.customer_id, _FEATURES.c.purchases,
+                           _FEATURES.c.computed_at)
+                    .where(_FEATURES.c.customer_id.in_(
+                        [change.customer_id for change in changes])))).all()
+                kept = {customer_id for customer_id, purchases, computed_at in stored
+                        if (purchases, computed_at) == (wrote[customer_id], now)}
                 changes = [change for change in changes if change.customer_id in kept]
         return changes
 
@@ -400,7 +410,8 @@ def _features_upsert(dialect: str) -> Insert:
     statement run for each (executemany), for customers still in the store: one erased
     since its inputs were read gets no row back (its erasure stands) and the rest of the
     page is written. An existing row keeps its count of tickets raised: the segmenter's
-    flush adds to it, and a count flushed while the values were computed stays.
+    flush adds to it, and a count flushed while the values were computed stays. It keeps
+    its values too if they were computed from a later read (`_read_later`).
     `computed_at` says when the values were computed."""
     valued = {name: bindparam(f"valued_{name}", type_=_FEATURES.c[name].type)
               for name in _VALUED_COLUMNS}
@@ -411,7 +422,23 @@ def _features_upsert(dialect: str) -> Insert:
     return statement.on_conflict_do_update(
         index_elements=[_FEATURES.c.customer_id],
         set_={name: statement.excluded[name]
-              for name in (*_COMPUTED_VALUES, "tier", "computed_at")})
+              for name in (*_COMPUTED_VALUES, "tier", "computed_at")},
+        where=_read_later(statement.excluded))
+
+
+def _read_later(excluded: Any) -> ColumnElement[bool]:
+    """Whether values about to be written (`excluded`) were computed from a later read of
+    the customer's purchases than the stored ones: from more purchases (a customer's
+    purchases only grow, until its erasure deletes its values with them), or from as
+    many at a later moment. Two refreshes of one customer race when purchases arrive
+    together, or when a population run meets one; their reads are not in their writes'
+    transactions (SQLite reads outside one; PostgreSQL reads committed rows, unlocked).
+    Without this, the one that read first and wrote last left values that missed a
+    purchase until the next refresh."""
+    stored = _FEATURES.c
+    return or_(excluded.purchases > stored.purchases,
+               and_(excluded.purchases == stored.purchases,
+                    excluded.computed_at >= stored.computed_at))
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,11 @@ from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import event, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.segmenter import store as segmenter_store
 from services.segmenter.cache import CustomerCache
 from services.segmenter.models import CustomerFeaturesRow, PurchaseRow, TierCutoffsRow
 from services.segmenter.profiles import Tier, ValueFeatures
@@ -217,6 +219,45 @@ class TestPopulationRun:
         assert "c-2" not in {change.customer_id for change in changes}
         assert computed["c-1"] == computed["c-3"] == LATER
         assert computed["c-4"] == NOW
+
+    async def test_values_from_a_later_read_stand_against_a_refresh_that_read_before(
+            self, sessions: async_sessionmaker[AsyncSession],
+            monkeypatch: pytest.MonkeyPatch) -> None:
+        """Two refreshes of c-2 race: the first reads c-2's purchases; a purchase arrives
+        and its refresh, whose clock reads a minute earlier, writes; the first writes
+        last. The values of both purchases stand, and the first reports no change of
+        the tier it did not write."""
+        store = a_store(sessions)
+        await a_base(store)
+        async with sessions() as session, session.begin():  # a tier the first would change
+            await session.execute(text("UPDATE customer_features SET tier = 'most_valuable'"
+                                       " WHERE customer_id = 'c-2'"))
+        read, purchased = asyncio.Event(), asyncio.Event()
+        value_inputs = segmenter_store._value_inputs
+
+        async def read_then_wait(session: AsyncSession, ids: list[str]) -> Any:
+            inputs = await value_inputs(session, ids)
+            if not read.is_set():  # the first refresh, once it has read
+                read.set()
+                await purchased.wait()
+            return inputs
+
+        monkeypatch.setattr(segmenter_store, "_value_inputs", read_then_wait)
+        first = asyncio.create_task(store.refresh_features(["c-2"], now=LATER))
+        await read.wait()
+        second = await store.record_purchase("c-2", 50_000.0, "EUR", NOW,
+                                             now=LATER - timedelta(minutes=1))
+        purchased.set()
+        changes = await first
+
+        async with sessions() as session:
+            stored = (await session.execute(
+                select(CustomerFeaturesRow.purchases, CustomerFeaturesRow.total_value,
+                       CustomerFeaturesRow.tier, CustomerFeaturesRow.computed_at)
+                .where(CustomerFeaturesRow.customer_id == "c-2"))).one()
+        assert second is None  # most valuable with it, as stored before
+        assert tuple(stored) == (2, 50_120.0, Tier.MOST_VALUABLE, LATER - timedelta(minutes=1))
+        assert changes == []
 
     async def test_an_erasure_the_write_waits_for_leaves_the_others_written(
             self, sessions: async_sessionmaker[AsyncSession]) -> None:
