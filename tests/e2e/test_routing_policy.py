@@ -196,7 +196,13 @@ class TestEscalation:
             policy_pipeline.bootstrap, *department_lanes("key_accounts"), until=1, within=30,
             settle=2.0, keep=lambda e: e.ticket_id == late)
         assert event.data["routing"]["reason"] == "escalation"
-        state = (await router.get(f"/v1/tickets/{late}")).json()
+        # The escalation is published first, then recorded (at least once): the state may
+        # follow its record by a moment.
+        for _ in range(300):
+            state = (await router.get(f"/v1/tickets/{late}")).json()
+            if state["escalated"]:
+                break
+            await asyncio.sleep(0.1)
         assert (state["escalated"], state["department"]) == (True, "key_accounts")
         escalations = await read_topic(policy_pipeline.bootstrap, topics.EVENTS, until=2,
                                        within=3, keep=lambda e: e.type == "ticket.escalated"
