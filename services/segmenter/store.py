@@ -306,14 +306,17 @@ class CustomerStore:
         raised flushed meanwhile stays. A customer stored since, without values, has them
         computed. The rows are locked in the customers' order (by code point, as Python
         sorts them for the flush and the refresh) until their tiers are written
-        (PostgreSQL; on SQLite the read is outside the write's transaction)."""
+        (PostgreSQL). On SQLite the read is outside the write's transaction: a tier is
+        written only where the row is as read, so values a refresh wrote meanwhile keep
+        the tier it decided from them, and this run reports no change of theirs."""
         changes: list[TierChange] = []
         async with self._sessions() as session, session.begin():
             stored = (await session.execute(
-                select(*_TIER_INPUTS)
+                select(*_RETIER_READS)
                 .where(CustomerFeaturesRow.customer_id.in_(customer_ids))
                 .order_by(_by_code_point(session.get_bind().dialect.name))
                 .with_for_update())).all()
+            read = {row.customer_id: row for row in stored}
             for row in stored:
                 was = Tier(row.tier)
                 tier = features.tier_of(to_features(row), self.cutoffs, self.policy)
@@ -321,8 +324,18 @@ class CustomerStore:
                     changes.append(TierChange(row.customer_id, was, tier))
             if changes:
                 await session.execute(_RETIER, [
-                    {"retiered": change.customer_id, "new_tier": str(change.current)}
+                    {"retiered": change.customer_id, "new_tier": str(change.current),
+                     "read_tier": str(change.previous),
+                     "read_computed_at": read[change.customer_id].computed_at}
                     for change in changes])
+                now_stored = {customer_id: (tier, computed_at)
+                              for customer_id, tier, computed_at in (await session.execute(
+                                  select(_FEATURES.c.customer_id, _FEATURES.c.tier,
+                                         _FEATURES.c.computed_at)
+                                  .where(_FEATURES.c.customer_id.in_(
+                                      [change.customer_id for change in changes])))).all()}
+                changes = [change for change in changes if now_stored.get(change.customer_id)
+                           == (change.current, read[change.customer_id].computed_at)]
         for change in changes:
             self.cache.forget(change.customer_id)
         without_values = set(customer_ids).difference(row.customer_id for row in stored)
@@ -389,7 +402,12 @@ def _count_tickets(dialect: str) -> Insert:
 # What a tier is decided from (`features.tier_of`, through `to_features`), by customer.
 _TIER_INPUTS = (CustomerFeaturesRow.customer_id, CustomerFeaturesRow.tier, *_VALUE_COLUMNS)
 # Built once (see _CUSTOMERS_AMONG).
-_RETIER = (update(_FEATURES).where(_FEATURES.c.customer_id == bindparam("retiered"))
+# What a run's retiering reads: the tier's inputs, and when its values were computed.
+_RETIER_READS: tuple[Any, ...] = (*_TIER_INPUTS, CustomerFeaturesRow.computed_at)
+# A tier written only where the row is as it was read (see `_retier`).
+_RETIER = (update(_FEATURES).where(_FEATURES.c.customer_id == bindparam("retiered"),
+                                   _FEATURES.c.tier == bindparam("read_tier"),
+                                   _FEATURES.c.computed_at == bindparam("read_computed_at"))
            .values(tier=bindparam("new_tier")))
 
 

@@ -132,6 +132,33 @@ class TestPopulationRun:
         assert tiers["c-4"] == Tier.MOST_GROWABLE
         assert tiers["c-5"] == Tier.MOST_VALUABLE
 
+    async def test_a_tier_is_written_only_over_the_values_it_was_decided_from(
+            self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        """A refresh of c-4 writes between the run's read of c-4 and its write of c-4's
+        tier (on SQLite the read is outside the write's transaction): the refresh's
+        values keep the tier it decided, and the run reports no change of c-4."""
+        store = a_store(sessions)
+        await a_base(store, long_ago=("c-5",))  # the run would make c-4 most growable
+        engine = sessions.kw["bind"].sync_engine
+        refreshed = False
+
+        def refresh_first(_connection: Any, cursor: Any, statement: str, *_args: Any) -> None:
+            nonlocal refreshed
+            if not refreshed and statement.startswith("UPDATE customer_features SET tier"):
+                refreshed = True
+                cursor.execute("UPDATE customer_features SET tier = 'most_valuable',"
+                               " purchases = purchases + 1 WHERE customer_id = 'c-4'")
+
+        event.listen(engine, "before_cursor_execute", refresh_first)
+        try:
+            changes = await store.recompute_population(now=LATER, chunk=10)
+        finally:
+            event.remove(engine, "before_cursor_execute", refresh_first)
+
+        assert refreshed
+        assert changes == []
+        assert (await stored_tiers(sessions))["c-4"] == Tier.MOST_VALUABLE
+
     async def test_a_customer_stored_during_the_run_gets_values_and_a_tier(
             self, sessions: async_sessionmaker[AsyncSession]) -> None:
         """A customer and its purchase stored after the values were computed, with no
