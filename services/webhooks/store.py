@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.core import db, retention
@@ -81,14 +82,18 @@ class Endpoints:
                        ) -> tuple[Endpoint, str] | None:
         """A new endpoint and its secret (shown this once); None if the platform has one."""
         now, secret = datetime.now(UTC), new_secret()
-        async with self._sessions() as session, session.begin():
-            if await session.get(WebhookEndpointRow, platform) is not None:
+        async with self._sessions() as session:
+            try:
+                async with session.begin():
+                    if await session.get(WebhookEndpointRow, platform) is not None:
+                        return None
+                    row = WebhookEndpointRow(platform=platform, url=url, secret=secret,
+                                             enabled=enabled, created_at=now, updated_at=now)
+                    session.add(row)
+                    await session.flush()
+                    return Endpoint.model_validate(row), secret
+            except IntegrityError:  # registered by another request since the look
                 return None
-            row = WebhookEndpointRow(platform=platform, url=url, secret=secret,
-                                     enabled=enabled, created_at=now, updated_at=now)
-            session.add(row)
-            await session.flush()
-            return Endpoint.model_validate(row), secret
 
     async def listed(self) -> list[Endpoint]:
         async with self._sessions() as session:

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
 import standardwebhooks
 from fastapi import FastAPI
-from sqlalchemy import text
+from sqlalchemy import Engine, event, text
 
 from services.core import db, http, retention, service_context
 from services.webhooks import api, store
@@ -72,6 +73,32 @@ class TestEndpoints:
         assert (await admin.get("/v1/webhooks/endpoints/desk")).status_code == 404
         assert await deliveries.counts() == {}  # its waiting callbacks went with it
         await engine.dispose()
+
+
+class TestRegisteredTwiceAtOnce:
+    async def test_the_second_of_two_registrations_racing_gets_409(
+            self, admin: httpx.AsyncClient) -> None:
+        """Another request registers `desk` between this one's look and its insert."""
+        raced = False
+
+        def register_first(_connection: Any, cursor: Any, statement: str,
+                           *_args: Any) -> None:
+            nonlocal raced
+            if not raced and statement.startswith("INSERT INTO webhook_endpoints"):
+                raced = True
+                cursor.execute(
+                    "INSERT INTO webhook_endpoints (platform, url, secret, enabled,"
+                    " created_at, updated_at) VALUES ('desk', 'https://other.example.com/h',"
+                    " 'whsec_x', true, '2026-12-01 09:00:00', '2026-12-01 09:00:00')")
+
+        event.listen(Engine, "before_cursor_execute", register_first)
+        try:
+            answer = await admin.post("/v1/webhooks/endpoints",
+                                      json={"platform": "desk", "url": URL})
+        finally:
+            event.remove(Engine, "before_cursor_execute", register_first)
+        assert raced
+        assert (answer.status_code, answer.json()["error"]) == (409, "conflict"), answer.text
 
 
 class TestMistakes:
