@@ -53,7 +53,8 @@ def _rows(count: int, start: int, now: datetime, *, resolved: bool) -> list[dict
             status, answered = lifecycle.Status.RESOLVED, at
         else:  # open: a third past its deadline
             at = now - timedelta(minutes=n % 90)
-            status, answered = lifecycle.BACKLOG[n % 2], None
+            status = (lifecycle.Status.ROUTED, lifecycle.Status.PICKED_UP)[n % 2]
+            answered = None
         rows.append({"ticket_id": f"t-{n}", "department": DEPARTMENTS[n % len(DEPARTMENTS)],
                      "segment": "retail", "status": str(status), "priority": 3,
                      "first_response_deadline": at + timedelta(hours=1),

@@ -11,9 +11,12 @@ timeline and stats, the overflow prediction):
 - a **first response** is the first `responded` *or* `resolved` report: a ticket solved
   without a separate reply has been answered (its first-response clock stops, it is not
   escalated, its target is met or missed by that time);
-- a ticket is **open** until it is resolved;
-- a department's **backlog** is its tickets awaiting a first response (routed or picked
-  up): the work queued ahead of a new ticket.
+- a ticket is **open** until it is resolved; a resolved ticket takes no more reports,
+  customer replies, transfers or priority changes (a new request is a new ticket);
+- a department's **backlog** is its open tickets awaiting a first response: routed or
+  picked up, or waiting on the customer or replied to before any response (a store
+  counts the open tickets without `first_response_at`): the work queued ahead of a new
+  ticket.
 """
 
 from __future__ import annotations
@@ -44,7 +47,6 @@ REPORTED: dict[TicketEventType, Status] = {
 }
 FIRST_RESPONSES = frozenset({TicketEventType.RESPONDED, TicketEventType.RESOLVED})
 OPEN = (Status.ROUTED, Status.PICKED_UP, *CONVERSATION)
-BACKLOG = (Status.ROUTED, Status.PICKED_UP)
 PAUSING = frozenset({TicketEventType.WAITING_ON_CUSTOMER})
 RESUMING = frozenset({TicketEventType.CUSTOMER_REPLIED})
 
@@ -88,9 +90,5 @@ def resumes_clocks(event_type: TicketEventType | str) -> bool:
 
 
 def is_open(status: Status | str) -> bool:
+    """Not resolved: the ticket still takes reports, transfers and priority changes."""
     return Status(status) in OPEN
-
-
-def in_backlog(status: Status | str) -> bool:
-    """Awaiting a first response: counted in the department's backlog."""
-    return Status(status) in BACKLOG

@@ -74,18 +74,24 @@ RATE_LIMITED: dict[int | str, dict[str, Any]] = {429: {
     "headers": {"Retry-After": {"description": "Seconds until a ticket is taken again",
                                 "schema": {"type": "integer", "minimum": 1}}}}}
 
+# A report, transfer or priority change on a ticket whose state does not allow it.
+RESOLVED: dict[int | str, dict[str, Any]] = {409: {
+    "description": "`resolved`: the ticket is closed and takes no more reports, customer"
+                   " replies, transfers or priority changes (a new request is a new ticket)"}}
+
 api = APIRouter(prefix="/v1", tags=["tickets"])
 
 
 def unavailable(settings: Settings, endpoint: str) -> JSONResponse:
     INTAKE_UNAVAILABLE.labels(endpoint).inc()
+    detail = ("the ticket is not accepted and will not be delivered; retry later with the"
+              " same Idempotency-Key to get the same ticket id") if endpoint == "tickets" \
+        else "nothing was recorded; retry later"
     return JSONResponse(
         status_code=503,
         headers={"Retry-After": str(settings.retry_after_seconds)},
         content={"error": "unavailable",
-                 "detail": "the ticket store (Kafka) did not acknowledge in time: the ticket"
-                           " is not accepted and will not be delivered; retry later with the"
-                           " same Idempotency-Key to get the same ticket id"},
+                 "detail": f"the ticket store (Kafka) did not acknowledge in time: {detail}"},
     )
 
 
@@ -147,7 +153,7 @@ async def submit_ticket(
 
 
 @api.post("/tickets/{ticket_id}/events", status_code=202, response_model=ReportAccepted,
-          responses=UNAVAILABLE)
+          responses={**UNAVAILABLE, **RESOLVED})
 async def report_event(
     ticket_id: TicketId,
     report: DepartmentReport,

@@ -19,10 +19,9 @@ class RoutedTicketRow(Base):
 
     __tablename__ = "routed_tickets"
     # The polls' (the load sample: backlog, oldest_open, first_responses_since; and
-    # due_for_escalation): they read the open, lately answered or due tickets through
-    # these, not every routed ticket kept (v0015).
+    # due_for_escalation): they read the unanswered, lately answered or due tickets
+    # through these, not every routed ticket kept (v0015, v0017).
     __table_args__ = (
-        Index("ix_routed_tickets_status_department", "status", "department", "updated_at"),
         Index("ix_routed_tickets_first_response", "first_response_at", "department"),
         # The tickets without clocks (routed before v0010; the clock watch has the others)
         # and not escalated yet, by first response, then deadline: the check reads the

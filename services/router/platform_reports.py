@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.core import auth, http
 from services.router import bootstrap, service
 from services.router.intake import (
+    RESOLVED,
     UNAVAILABLE,
     CorrelationId,
     ReportAccepted,
@@ -34,7 +35,8 @@ class CustomerReply(BaseModel):
 
 
 @api.post("/{ticket_id}/customer-replies", status_code=202, response_model=ReportAccepted,
-          responses={**UNAVAILABLE, 403: {"description": "Not a ticket this platform posted"}})
+          responses={**UNAVAILABLE, **RESOLVED,
+                     403: {"description": "Not a ticket this platform posted"}})
 async def customer_replied(ticket_id: TicketId, reply: CustomerReply,
                            router: bootstrap.RouterContext, platform: auth.Platform,
                            correlation_id: CorrelationId = None,

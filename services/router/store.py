@@ -184,6 +184,8 @@ class RoutedTickets:
             row = await session.get(RoutedTicketRow, ticket_id, with_for_update=True)
             if row is None:
                 return None
+            if not lifecycle.is_open(row.status):  # refused by the API, unless in flight
+                return Reported(row.department, row.segment, row.status, None)
             row.status = lifecycle.status_after(row.status, status)
             if lifecycle.counts_as_first_response(event_type):
                 first = row.first_response_at
@@ -225,7 +227,7 @@ class RoutedTickets:
         async with self._sessions() as session:
             return {department: count for department, count in (await session.execute(
                 select(RoutedTicketRow.department, func.count())
-                .where(RoutedTicketRow.status.in_(lifecycle.BACKLOG))
+                .where(*_AWAITING_FIRST_RESPONSE)
                 .group_by(RoutedTicketRow.department))).all()}
 
     async def first_responses_since(self, since: datetime) -> dict[str, int]:
@@ -243,9 +245,14 @@ class RoutedTickets:
         async with self._sessions() as session:
             rows = (await session.execute(
                 select(RoutedTicketRow.department, func.min(RoutedTicketRow.updated_at))
-                .where(RoutedTicketRow.status.in_(lifecycle.BACKLOG))
+                .where(*_AWAITING_FIRST_RESPONSE)
                 .group_by(RoutedTicketRow.department))).all()
         return {department: oldest for department, oldest in rows if oldest is not None}
+
+
+# A department's backlog (lifecycle.py): its open tickets without a first response.
+_AWAITING_FIRST_RESPONSE = (RoutedTicketRow.status.in_(lifecycle.OPEN),
+                            RoutedTicketRow.first_response_at.is_(None))
 
 
 def _set_clocks(row: RoutedTicketRow, clocks: service_clocks.TicketClocks) -> None:

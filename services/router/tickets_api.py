@@ -78,7 +78,9 @@ def _clocks(stored: dict[str, Any] | None) -> dict[str, Any]:
                        for clock in state.clocks]}
 
 
-@api.post("/{ticket_id}/transfer", status_code=202, responses=UNAVAILABLE)
+@api.post("/{ticket_id}/transfer", status_code=202, responses={**UNAVAILABLE, 409: {
+    "description": "`resolved` (the ticket is closed), `same_department` (it is already"
+                   " there) or `not_yours` (it is not with `from_department`)"}})
 async def transfer(ticket_id: TicketId, body: Transfer, router: bootstrap.RouterContext,
                    principal: auth.DepartmentOrAdmin) -> Any:
     """Hand a ticket to another department: its clocks keep the time they spent and were
@@ -96,7 +98,8 @@ async def transfer(ticket_id: TicketId, body: Transfer, router: bootstrap.Router
                                                   "status": "transferred"})
 
 
-@api.post("/{ticket_id}/priority", responses=UNAVAILABLE)
+@api.post("/{ticket_id}/priority", responses={**UNAVAILABLE, 409: {
+    "description": "`resolved` (the ticket is closed) or `same_priority` (it has it)"}})
 async def change_priority(ticket_id: TicketId, body: PriorityChange,
                           router: bootstrap.RouterContext,
                           principal: auth.DepartmentOrAdmin) -> Any:

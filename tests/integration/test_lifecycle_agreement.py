@@ -1,7 +1,8 @@
 """Router and metrics agree on a ticket's lifecycle (services/core/lifecycle.py), read
 from the real SQL store (SQLite and PostgreSQL): a ticket resolved without a separate
 response has had its first response, is no longer escalated nor in any backlog, and its
-first-response target is met."""
+first-response target is met; one paused or replied to before any response is still
+awaited by both; a resolved one takes no more moves of its clocks."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from services.core import db
 from services.core.events import TicketEvent, TicketEventType
 from services.metrics import stats, timeline
 from services.metrics.store import TimelineStore
+from services.router import service_clocks
 from services.router.store import Dispatch, RoutedTickets
 
 ROUTED_AT = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
@@ -44,7 +46,10 @@ async def route_and_report(stores: Stores, report: TicketEventType,
     """The same ticket, routed and reported on, as the router and the metrics see it."""
     await stores.router.record_first_dispatches([Dispatch(
         ticket_id="t-1", department="customer_care", segment="standard", priority=3,
-        deadline=DEADLINE, steps=[], payload={}, at=ROUTED_AT)])
+        deadline=DEADLINE, steps=[], payload={}, at=ROUTED_AT,
+        clocks=service_clocks.routed(service_clocks.Targets(timedelta(hours=1),
+                                                            next_response=timedelta(hours=2)),
+                                     ROUTED_AT, None))])
     assert await stores.router.record_report("t-1", report, reported_at)
     events = [
         TicketEvent(ticket_id="t-1", type=TicketEventType.ROUTED, occurred_at=ROUTED_AT,
@@ -102,3 +107,41 @@ class TestRespondedNotResolved:
         assert await stores.metrics.open_per_department(backlog=True) == {}
         assert await stores.metrics.open_per_department() == {"customer_care": 1}
         assert stats.outcome(seen_by_metrics, DEADLINE + timedelta(hours=1)) == "missed"
+
+
+class TestPausedOrRepliedToBeforeAResponse:
+    @pytest.mark.parametrize("report", [TicketEventType.WAITING_ON_CUSTOMER,
+                                        TicketEventType.CUSTOMER_REPLIED])
+    async def test_still_awaiting_its_first_response_for_both(
+            self, stores: Stores, report: TicketEventType) -> None:
+        await route_and_report(stores, report, ROUTED_AT + timedelta(minutes=10))
+
+        row = await stores.router.get("t-1")
+        assert row is not None and row.status == report.removeprefix("ticket.")
+        assert await stores.router.backlog() == {"customer_care": 1}
+        assert await stores.metrics.open_per_department(backlog=True) == {"customer_care": 1}
+        assert set(await stores.router.oldest_open()) == {"customer_care"}
+
+
+class TestAfterTheResolution:
+    async def test_a_report_in_flight_moves_neither_status_nor_clocks(
+            self, stores: Stores) -> None:
+        """The API refuses reports on a resolved ticket; one accepted just before the
+        resolution was recorded starts no next-response clock on the closed ticket."""
+        await route_and_report(stores, TicketEventType.RESOLVED,
+                               ROUTED_AT + timedelta(minutes=20))
+        before = await stores.router.get("t-1")
+
+        def move(clocks: service_clocks.TicketClocks,
+                 _department: str) -> service_clocks.TicketClocks:
+            return service_clocks.reported(clocks, TicketEventType.CUSTOMER_REPLIED,
+                                           ROUTED_AT + timedelta(minutes=30), None)
+
+        reported = await stores.router.record_report(
+            "t-1", TicketEventType.CUSTOMER_REPLIED, ROUTED_AT + timedelta(minutes=30),
+            move_clocks=move)
+        after = await stores.router.get("t-1")
+        assert reported is not None and reported.clocks is None
+        assert before is not None and after is not None
+        assert (after.status, after.service_clocks, after.trace, after.next_clock_check) \
+            == ("resolved", before.service_clocks, before.trace, before.next_clock_check)

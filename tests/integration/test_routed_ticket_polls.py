@@ -18,12 +18,12 @@ from tests.query_plans import plans
 
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
 Poll = Callable[[RoutedTickets], Awaitable[object]]
-# Each poll, and the index it searches: by status (the open tickets), by first response
-# (answered lately), the tickets the escalation check may escalate (unanswered, without
+# Each poll, and the index it searches: by first response (the unanswered tickets, and
+# those answered lately), the tickets the escalation check may escalate (unanswered, without
 # clocks and not escalated yet, by deadline) or by the clocks' next check.
 POLLS: dict[str, tuple[Poll, str]] = {
-    "backlog": (lambda store: store.backlog(), "ix_routed_tickets_status_department"),
-    "oldest_open": (lambda store: store.oldest_open(), "ix_routed_tickets_status_department"),
+    "backlog": (lambda store: store.backlog(), "ix_routed_tickets_first_response"),
+    "oldest_open": (lambda store: store.oldest_open(), "ix_routed_tickets_first_response"),
     "first_responses_since": (lambda store: store.first_responses_since(
         NOW - timedelta(hours=1)), "ix_routed_tickets_first_response"),
     "due_for_escalation": (lambda store: store.due_for_escalation(NOW),

@@ -198,7 +198,7 @@ class TestStatsApi:
                                              params={"window": "1h"})).json()
                 refused = await client.get("/v1/departments", params={"window": "1 week"})
 
-        # backlog: awaiting a first response (lifecycle.BACKLOG), the unanswered one
+        # backlog: awaiting a first response (lifecycle.py), the unanswered one
         assert (one["volume"], one["responded"], one["backlog"]) == (3, 2, 1)
         assert one["first_response_target"] == {"met": 1, "missed": 2, "pending": 0,
                                                 "without_target": 0, "ratio": 1 / 3}

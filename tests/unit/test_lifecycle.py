@@ -52,10 +52,6 @@ class TestOpenAndBacklog:
             Status.ROUTED, Status.PICKED_UP, Status.RESPONDED, Status.WAITING_ON_CUSTOMER,
             Status.CUSTOMER_REPLIED]
 
-    def test_the_backlog_is_what_awaits_a_first_response(self) -> None:
-        assert [s for s in Status if lifecycle.in_backlog(s)] == [
-            Status.ROUTED, Status.PICKED_UP]
-
 
 class TestPauses:
     def test_waiting_on_the_customer_pauses_and_the_reply_resumes(self) -> None:

@@ -14,6 +14,7 @@ from services.core import access, events, tickets, topics
 from services.core.events import TicketEventType
 from services.router import service
 from services.router.service import Refusal, Refused
+from services.router.service.verdicts import RESOLVED
 from services.router.store import Dispatch
 from tests.conftest import TEST_ROUTING_TABLE
 from tests.unit.router_fakes import Wired, wired
@@ -207,6 +208,46 @@ class TestCustomerReplied:
             routed=router.routed, publisher=router.publisher, now=NOW)
         assert isinstance(recorded, service.Recorded)
         assert router.publisher.types() == [TicketEventType.CUSTOMER_REPLIED]
+
+
+class TestAResolvedTicketIsClosed:
+    """lifecycle.py: a resolved ticket takes no more reports, customer replies, transfers
+    or priority changes; each is refused as `resolved` and nothing is published."""
+
+    def resolved(self) -> Wired:
+        router = wired()
+        routed_ticket(router)
+        router.routed.rows["t-1"].status = "resolved"
+        return router
+
+    async def test_each_change_is_refused_and_nothing_is_published(self) -> None:
+        router = self.resolved()
+        table, later = router.router.table.current, NOW + timedelta(minutes=30)
+        answers: list[object] = [
+            await service.record_report(
+                "t-1", TicketEventType.RESPONDED, department=None, occurred_at=None,
+                principal=principal, correlation_id=None, routed=router.routed,
+                publisher=router.publisher, now=later)
+            for principal in (PUBLIC_SECTOR, ADMIN)]
+        answers.append(await service.customer_replied(
+            "t-1", occurred_at=None, platform=DESK.subject, correlation_id=None,
+            routed=router.routed, publisher=router.publisher, now=later))
+        answers.append(await service.transfer(
+            "t-1", to_department="business_desk", reason="r", from_department=None,
+            principal=ADMIN, routed=router.routed, publisher=router.publisher, table=table,
+            queue_for=router.router.queue_for, now=later))
+        answers.append(await service.change_priority(
+            "t-1", priority=1, reason="r", principal=ADMIN, routed=router.routed,
+            publisher=router.publisher, table=table, now=later))
+        assert answers == [RESOLVED] * 5
+        assert router.publisher.published == [] and router.routed.recorded == []
+
+    async def test_an_admins_report_on_an_unknown_ticket_is_not_found(self) -> None:
+        refused = await service.record_report(
+            "t-unknown", TicketEventType.RESOLVED, department="public_sector",
+            occurred_at=None, principal=ADMIN, correlation_id=None, routed=wired().routed,
+            publisher=wired().publisher, now=NOW)
+        assert isinstance(refused, Refused) and refused.refusal is Refusal.NOT_FOUND
 
 
 def escalations(department: str, level: int) -> float:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from services.core import access, events, kafka, tickets, topics
+from services.core import access, events, kafka, lifecycle, tickets, topics
 from services.router import clock_watch, dispatch, escalation, ports, routing, service_clocks
 from services.router.service import verdicts
 from services.router.service.verdicts import Refusal, Refused
@@ -34,6 +34,8 @@ async def transfer(ticket_id: str, *, to_department: str, reason: str,
         return verdicts.not_found(ticket_id)
     if not principal.may_act_for(row.department):
         return verdicts.ACTS_FOR_OWN
+    if not lifecycle.is_open(row.status):
+        return verdicts.RESOLVED
     if from_department and from_department != row.department:
         return Refused(Refusal.CONFLICT, f"the ticket is with {row.department!r}",
                        "not_yours")
@@ -90,6 +92,8 @@ async def change_priority(ticket_id: str, *, priority: int, reason: str,
         return verdicts.not_found(ticket_id)
     if not principal.may_act_for(row.department):
         return verdicts.ACTS_FOR_OWN
+    if not lifecycle.is_open(row.status):
+        return verdicts.RESOLVED
     if row.priority == priority:
         return Refused(Refusal.CONFLICT, f"the ticket has priority {row.priority}",
                        "same_priority")
@@ -104,14 +108,14 @@ async def change_priority(ticket_id: str, *, priority: int, reason: str,
         service_clocks.from_json(row.service_clocks), row.department)
     shown = None if after is None else {target: _iso(deadline)
                                         for target, deadline in after.deadlines().items()}
-    lifecycle = events.TicketEvent(
+    changed = events.TicketEvent(
         ticket_id=ticket_id, type=events.TicketEventType.PRIORITY_CHANGED, occurred_at=now,
         department=row.department, segment=row.segment, priority=priority,
         deadlines=None if after is None else after.deadlines(),
         paused=None if after is None else after.paused)
     try:
         await publisher.publish([kafka.Output(topics.EVENTS, ticket_id, events.as_envelope(
-            lifecycle, row.correlation_id or ticket_id, dispatch.SOURCE))])
+            changed, row.correlation_id or ticket_id, dispatch.SOURCE))])
     except kafka.PublishFailed:
         return verdicts.UNAVAILABLE
     step: dict[str, Any] = {"at": now.isoformat(), "step": "priority_changed",

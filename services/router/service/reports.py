@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from services.core import access, events, kafka, topics
+from services.core import access, events, kafka, lifecycle, topics
 from services.router import intake_policy, ports
 from services.router.models import RoutedTicketRow
 from services.router.service import verdicts
@@ -26,25 +26,29 @@ async def record_report(ticket_id: str, report: events.TicketEventType, *,
                         principal: access.Principal, correlation_id: str | None,
                         routed: ports.Routed, publisher: ports.Publisher,
                         now: datetime) -> Recorded | Refused:
-    """A department's report. A department credential reports on tickets that are with
-    its department only, dated between the ticket's receipt and now (a report dated
-    earlier would dodge its escalation); an admin's is taken as it is."""
+    """A department's report on a routed ticket not resolved yet. A department
+    credential reports on tickets that are with its department only, dated between the
+    ticket's receipt and now (a report dated earlier would dodge its escalation); an
+    admin's is taken as it is."""
+    if principal.role is access.Role.DEPARTMENT and department is not None \
+            and department != principal.subject:
+        return Refused(Refusal.FORBIDDEN, "a department credential reports for its own"
+                                          " department only")
+    row = await routed.get(ticket_id)
+    if row is None:
+        return verdicts.not_found(ticket_id)
     if principal.role is access.Role.DEPARTMENT:
-        if department is not None and department != principal.subject:
-            return Refused(Refusal.FORBIDDEN, "a department credential reports for its own"
-                                              " department only")
-        row = await routed.get(ticket_id)
-        if row is None:
-            return verdicts.not_found(ticket_id)
         if not principal.may_act_for(row.department):
             return verdicts.ACTS_FOR_OWN
         implausible = plausible_time(row, occurred_at, now=now)
         if implausible is not None:
             return implausible
         department = principal.subject
-    lifecycle = events.TicketEvent(ticket_id=ticket_id, type=report,
+    if not lifecycle.is_open(row.status):
+        return verdicts.RESOLVED
+    report_event = events.TicketEvent(ticket_id=ticket_id, type=report,
                                    occurred_at=occurred_at or now, department=department)
-    return await _published(lifecycle, correlation_id, publisher)
+    return await _published(report_event, correlation_id, publisher)
 
 
 async def customer_replied(ticket_id: str, *, occurred_at: datetime | None,
@@ -62,10 +66,12 @@ async def customer_replied(ticket_id: str, *, occurred_at: datetime | None,
     implausible = plausible_time(row, occurred_at, now=now)
     if implausible is not None:
         return implausible
-    lifecycle = events.TicketEvent(ticket_id=ticket_id,
-                                   type=events.TicketEventType.CUSTOMER_REPLIED,
-                                   occurred_at=occurred_at or now, platform=platform)
-    return await _published(lifecycle, correlation_id, publisher)
+    if not lifecycle.is_open(row.status):
+        return verdicts.RESOLVED
+    reply = events.TicketEvent(ticket_id=ticket_id,
+                               type=events.TicketEventType.CUSTOMER_REPLIED,
+                               occurred_at=occurred_at or now, platform=platform)
+    return await _published(reply, correlation_id, publisher)
 
 
 def plausible_time(row: RoutedTicketRow, occurred_at: datetime | None, *,

@@ -28,5 +28,10 @@ def not_found(ticket_id: str) -> Refused:
 
 
 UNAVAILABLE = Refused(Refusal.UNAVAILABLE)
+# lifecycle.py: a resolved ticket is closed.
+RESOLVED = Refused(Refusal.CONFLICT, "the ticket is resolved: it takes no more reports,"
+                                     " customer replies, transfers or priority changes; a"
+                                     " new request from the customer is a new ticket",
+                   "resolved")
 ACTS_FOR_OWN = Refused(Refusal.FORBIDDEN,
                        "a department credential acts for its own department only")
