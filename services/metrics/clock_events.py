@@ -11,7 +11,7 @@ priority change moves the first-response deadline the target is decided against.
 from __future__ import annotations
 
 from services.core import lifecycle
-from services.core.events import TicketEvent, TicketEventType
+from services.core.events import ClockTarget, TicketEvent, TicketEventType
 from services.metrics.timeline import (
     UNKNOWN,
     ClockEscalated,
@@ -19,9 +19,12 @@ from services.metrics.timeline import (
     Observation,
     Paused,
     ServiceTarget,
+    TargetDecided,
     Timeline,
     changed,
 )
+
+FIRST_RESPONSE: ClockTarget = "first_response"  # the router's first-response clock
 
 CLOCK_EVENTS = frozenset({TicketEventType.TARGET_WARNING, TicketEventType.ESCALATED,
                           TicketEventType.DEADLINES_CHANGED, TicketEventType.TRANSFERRED,
@@ -62,17 +65,34 @@ def apply(timeline: Timeline, event: TicketEvent) -> tuple[Timeline, list[Observ
            if key not in timeline.clock_notices]
     if not new:
         return timeline, []
+    decided = _first_response_decided(timeline, [observation for _, observation in new])
+    if decided is not None:
+        timeline = changed(timeline, target_outcome=decided.outcome)
     return (changed(timeline, clock_notices=timeline.clock_notices | {k for k, _ in new}),
-            [observation for _, observation in new])
+            [observation for _, observation in new] + ([decided] if decided else []))
+
+
+def _first_response_decided(timeline: Timeline, observations: list[Observation]
+                            ) -> TargetDecided | None:
+    """The first-response target as the router's clock decided it, if the timeline could
+    not decide it against a deadline first: the clock stopped while paused (the deadline
+    is None then), or breached. Counted once, as `target_outcome` then says."""
+    if timeline.target_outcome is not None:
+        return None
+    for observation in observations:
+        if isinstance(observation, ServiceTarget) and observation.target == FIRST_RESPONSE:
+            return TargetDecided(observation.department, observation.segment,
+                                 observation.outcome)
+    return None
 
 
 def _first_response_deadline(timeline: Timeline, event: TicketEvent) -> Timeline:
     """The router's current first-response deadline (None while paused), so that the
     first-response target is decided against the clock, pauses and transfers included."""
-    if event.deadlines is None or "first_response" not in event.deadlines \
+    if event.deadlines is None or FIRST_RESPONSE not in event.deadlines \
             or timeline.target_outcome is not None:
         return timeline
-    return changed(timeline, first_response_deadline=event.deadlines["first_response"])
+    return changed(timeline, first_response_deadline=event.deadlines[FIRST_RESPONSE])
 
 
 def _pause(timeline: Timeline, event: TicketEvent) -> Timeline:

@@ -66,10 +66,13 @@ def measured_seconds(timelines: Iterable[Timeline], measure: str) -> list[float]
 
 
 def outcome(timeline: Timeline, now: datetime | None) -> str | None:
-    """met, missed or pending; None for a ticket without a deadline."""
+    """met, missed or pending; None for a ticket without a deadline (and not decided:
+    one answered while its clock was paused has none, and the router's clock decided)."""
+    if timeline.target_outcome is not None:
+        return timeline.target_outcome
     if timeline.first_response_deadline is None:
         return None
-    return timeline.target_outcome or service_levels.first_response_outcome(
+    return service_levels.first_response_outcome(
         timeline.first_response_at, timeline.first_response_deadline, now) or "pending"
 
 

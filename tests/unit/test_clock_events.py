@@ -1,10 +1,11 @@
 """What the router's clocks add to the metrics timeline (services/metrics/clock_events.py):
-each notice counted once, time paused measured from waiting to the customer's reply."""
+each notice counted once, time paused measured from waiting to the customer's reply, and
+the first-response target the router's clock decided where the timeline could not."""
 
 from __future__ import annotations
 
 from services.core.events import TicketEvent, TicketEventType
-from services.metrics import clock_events, timeline
+from services.metrics import clock_events, stats, timeline
 from services.metrics.timeline import (
     ClockEscalated,
     ClockWarning,
@@ -12,7 +13,7 @@ from services.metrics.timeline import (
     ServiceTarget,
     Timeline,
 )
-from tests.unit.test_timeline import RECEIVED, ROUTED, T0, event
+from tests.unit.test_timeline import RECEIVED, ROUTED, ROUTED_WITH_DEADLINE, T0, event
 
 
 def replay(*events: TicketEvent) -> tuple[Timeline, list[timeline.Observation]]:
@@ -97,3 +98,35 @@ class TestFirstResponseDeadline:
         assert timeline.TargetDecided("public_sector", "government", "met") in seen
         _, seen = replay(RECEIVED, routed, urgent, event(TicketEventType.RESPONDED, 1200))
         assert timeline.TargetDecided("public_sector", "government", "missed") in seen
+
+
+class TestFirstResponseTargetDecidedByTheClock:
+    """Answered while paused, the first-response clock had no deadline to compare with:
+    the router's outcome decides the target, counted once (routing_first_response_target
+    and the stats' attainment agree with routing_service_target)."""
+
+    PAUSED = event(TicketEventType.DEADLINES_CHANGED, 200, department="public_sector",
+                   segment="government", deadlines={"first_response": None}, paused=True)
+    ANSWERED = event(TicketEventType.RESPONDED, 300, department="public_sector")
+    MET = event(TicketEventType.DEADLINES_CHANGED, 301, department="public_sector",
+                segment="government", outcomes={"first_response#1": "met"})
+
+    def test_answered_while_paused_is_met_as_the_clock_says(self) -> None:
+        current, seen = replay(RECEIVED, ROUTED, WAITING, self.PAUSED, self.ANSWERED,
+                               self.MET, self.MET)
+        decided = [o for o in seen if isinstance(o, timeline.TargetDecided)]
+        assert decided == [timeline.TargetDecided("public_sector", "government", "met")]
+        assert current.target_outcome == "met"
+        assert current.first_response_deadline is None  # paused when answered
+        assert stats.outcome(current, T0.replace(hour=23)) == "met"  # not "without target"
+
+    def test_a_target_decided_against_its_deadline_is_not_counted_again(self) -> None:
+        _, seen = replay(RECEIVED, ROUTED_WITH_DEADLINE, event(TicketEventType.RESPONDED, 300),
+                         self.MET)
+        assert [o for o in seen if isinstance(o, timeline.TargetDecided)] == [
+            timeline.TargetDecided("public_sector", "government", "met")]
+
+    def test_a_breach_decides_it_missed_for_the_department_that_held_it(self) -> None:
+        current, seen = replay(RECEIVED, ROUTED, WAITING, self.PAUSED, BREACH)
+        assert timeline.TargetDecided("public_sector", "government", "missed") in seen
+        assert current.target_outcome == "missed"
