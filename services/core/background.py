@@ -24,6 +24,10 @@ RESTARTS = Counter("routing_background_task_restarts_total",
 UP = Gauge("routing_background_task_up",
            "1 while a background task runs steadily, 0 while it is down or crash-looping",
            ["task"])
+RUNS_FAILED = Counter("routing_background_runs_failed_total",
+                      "Runs of a periodic background task that failed (the task goes on:"
+                      " what it measures or decides is stale until a run succeeds)",
+                      ["task"])
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,7 @@ class BackgroundTasks:
     def start(self, name: str, job: Job) -> None:
         health = self._health[name] = _Health()
         UP.labels(name).set_function(lambda: float(self._is_up(health)))
+        RUNS_FAILED.labels(name)  # exported at 0 from the start
         self._tasks.append(asyncio.create_task(self._supervised(name, job, health),
                                                name=name))
 
@@ -109,7 +114,10 @@ class BackgroundTasks:
 
 async def every(seconds: float, action: Callable[[], Awaitable[object]],
                 stop: asyncio.Event, *, once_more_on_stop: bool = False) -> None:
-    """Run `action` every `seconds` until `stop`; a failed run is logged, not fatal."""
+    """Run `action` every `seconds` until `stop`; a failed run is logged and counted under
+    the name of the background task running it, not fatal."""
+    current = asyncio.current_task()
+    task = current.get_name() if current is not None else "unnamed"
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), seconds)
@@ -118,7 +126,8 @@ async def every(seconds: float, action: Callable[[], Awaitable[object]],
         try:
             await action()
         except Exception:
-            logger.exception("periodic task failed")
+            RUNS_FAILED.labels(task).inc()
+            logger.exception("periodic task failed", extra={"task": task})
 
 
 async def within(seconds: float, work: Coroutine[Any, Any, T]) -> T:

@@ -11,13 +11,14 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import TypeVar
+from typing import TypeVar, get_args
 
 from prometheus_client import REGISTRY, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.registry import Collector
 
+from services.core import events
 from services.metrics import parity, service_levels, timeline
 
 logger = logging.getLogger(__name__)
@@ -56,7 +57,9 @@ TICKETS_ROUTED = Counter(
     (*LABELS, "reason"))
 TICKETS_ESCALATED = Counter(
     "routing_tickets_escalated_total",
-    "Tickets escalated away from a department for want of a first response in time",
+    "Tickets escalated away from a department to another on a breached target (first"
+    " response, next response or resolution); one flagged where it is counts in"
+    " routing_target_escalations_total only",
     ("department",))
 TICKETS_TRANSFERRED = Counter(
     "routing_tickets_transferred_total", "Tickets one department handed to another",
@@ -114,6 +117,10 @@ class Snapshot(Collector):
 OPEN_TICKETS = Snapshot(
     "routing_open_tickets", "Tickets routed and not yet resolved, per department holding them",
     ("department",))
+BACKLOG = Snapshot(
+    "routing_backlog_tickets",
+    "A department's backlog (lifecycle.py): its open tickets awaiting a first response",
+    ("department",))
 CONSUMER_LAG = Snapshot(
     "routing_consumer_lag",
     "Records of a topic not yet consumed by a consumer group (end offset minus committed)",
@@ -142,10 +149,13 @@ PARITY_THRESHOLD = Snapshot(
     "The parity ratio below which a group is flagged (PARITY_THRESHOLD)", ())
 
 
-def record_open_tickets(per_department: Mapping[str, int], *, known: Iterable[str]) -> None:
-    """routing_open_tickets: every department known (or shown before) with none shows 0."""
+def record_open_tickets(per_department: Mapping[str, int], backlog: Mapping[str, int], *,
+                        known: Iterable[str]) -> None:
+    """routing_open_tickets and routing_backlog_tickets: every department known (or shown
+    before) with none shows 0."""
     shown = set(known) | set(per_department) | {d for (d,) in OPEN_TICKETS.values()}
     OPEN_TICKETS.replace({(d,): float(per_department.get(d, 0)) for d in shown})
+    BACKLOG.replace({(d,): float(backlog.get(d, 0)) for d in shown})
 
 
 def record_parity(parities: Sequence[parity.AttributeParity], threshold: float) -> None:
@@ -182,11 +192,27 @@ def _child(metric: _Metric, *labels: str) -> _Metric:
     return child  # type: ignore[return-value]  # what metric.labels returned
 
 
+# The departments and segments whose escalation series are exported (at 0 from their
+# first routed ticket): a series born at 1 is no increase to Prometheus, so the first
+# second-level escalation of a department and segment would not raise its alert.
+_escalation_series: set[tuple[str, str]] = set()
+ESCALATION_LEVELS = ("1", "2")
+
+
+def _export_escalations(department: str, segment: str) -> None:
+    if (department, segment) not in _escalation_series:
+        _escalation_series.add((department, segment))
+        for target in get_args(events.ClockTarget):
+            for level in ESCALATION_LEVELS:
+                _child(TARGET_ESCALATIONS, department, segment, target, level)
+
+
 def record(observations: Iterable[timeline.Observation]) -> None:
     for observation in observations:
         if isinstance(observation, timeline.Routed):
             _child(TICKETS_ROUTED, observation.department, observation.segment,
                    observation.reason).inc()
+            _export_escalations(observation.department, observation.segment)
         elif isinstance(observation, timeline.HandedOver):
             if observation.kind == "escalated":
                 _child(TICKETS_ESCALATED, observation.from_department).inc()

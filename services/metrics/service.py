@@ -63,8 +63,8 @@ class Exporter(Protocol):
 
     def record(self, observations: Iterable[Observation]) -> None: ...
 
-    def record_open_tickets(self, per_department: Mapping[str, int], *,
-                            known: Iterable[str]) -> None: ...
+    def record_open_tickets(self, per_department: Mapping[str, int],
+                            backlog: Mapping[str, int], *, known: Iterable[str]) -> None: ...
 
     def record_parity(self, parities: Sequence[parity.AttributeParity],
                       threshold: float) -> None: ...
@@ -114,9 +114,11 @@ async def check_deadlines(timelines: Timelines, updates: Updates, exporter: Expo
 
 async def measure_backlog(timelines: Timelines, exporter: Exporter, *,
                           departments: Iterable[str]) -> dict[str, int]:
-    """Open tickets per department that holds them (known departments with none: 0)."""
+    """Open tickets per department that holds them, exported with each one's backlog
+    (known departments with none: 0)."""
     open_now = await timelines.open_per_department()
-    exporter.record_open_tickets(open_now, known=departments)
+    exporter.record_open_tickets(open_now, await timelines.open_per_department(backlog=True),
+                                 known=departments)
     return open_now
 
 

@@ -272,8 +272,8 @@ def _handover_observations(timeline: Timeline, assignment: Assignment,
     found: list[Observation] = []
     if held != assignment.department:  # put in another department's queue
         found.append(Routed(assignment.department, segment, assignment.reason))
-    if assignment.kind != "routed":
-        found.append(HandedOver(assignment.kind, held or UNKNOWN, assignment.department))
+        if assignment.kind != "routed":  # not an escalation flagged where the ticket is
+            found.append(HandedOver(assignment.kind, held or UNKNOWN, assignment.department))
     return found
 
 

@@ -89,5 +89,6 @@ class DeadlineCheck:
 
 async def measure_backlog(timelines: service.Timelines, departments: Callable[[], set[str]],
                           *, export: service.Exporter = exporter) -> None:
-    """routing_open_tickets from the timelines (service.measure_backlog)."""
+    """routing_open_tickets and routing_backlog_tickets from the timelines
+    (service.measure_backlog)."""
     await service.measure_backlog(timelines, export, departments=departments())

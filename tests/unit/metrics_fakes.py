@@ -81,9 +81,10 @@ class FakeExporter:
     def record(self, observations: Iterable[Observation]) -> None:
         self.exported.append(("observations", list(observations)))
 
-    def record_open_tickets(self, per_department: Mapping[str, int], *,
-                            known: Iterable[str]) -> None:
-        self.exported.append(("open_tickets", (dict(per_department), set(known))))
+    def record_open_tickets(self, per_department: Mapping[str, int],
+                            backlog: Mapping[str, int], *, known: Iterable[str]) -> None:
+        self.exported.append(("open_tickets", (dict(per_department), dict(backlog),
+                                               set(known))))
 
     def record_parity(self, parities: Sequence[parity.AttributeParity],
                       threshold: float) -> None:

@@ -125,6 +125,27 @@ class TestEvery:
         assert len(runs) == expected
 
 
+    async def test_a_failed_run_is_counted_under_its_task_and_the_task_goes_on(
+            self) -> None:
+        name, runs = task_name(), []
+
+        async def fails_twice() -> None:
+            runs.append(1)
+            if len(runs) <= 2:
+                raise RuntimeError("store away")
+
+        tasks = background.BackgroundTasks(backoff=QUICK)
+        tasks.start(name, lambda stop: background.every(0.001, fails_twice, stop))
+        assert runs_failed(name) == 0  # exported from the start
+        await until(lambda: len(runs) >= 4)
+        await tasks.stop()
+        assert (runs_failed(name), restarts(name), tasks.down()) == (2, 0, [])
+
+
+def runs_failed(name: str) -> float | None:
+    return REGISTRY.get_sample_value("routing_background_runs_failed_total", {"task": name})
+
+
 class TestHealth:
     async def test_a_running_task_is_up(self) -> None:
         name = task_name()

@@ -73,9 +73,28 @@ def test_a_snapshot_replaces_its_whole_set() -> None:
 
 def test_open_tickets_show_every_known_department_and_drop_to_zero() -> None:
     exporter.OPEN_TICKETS.replace({})
-    exporter.record_open_tickets({"unit_a": 3}, known={"unit_idle"})
+    exporter.record_open_tickets({"unit_a": 3}, {"unit_a": 2}, known={"unit_idle"})
     assert sample("routing_open_tickets", department="unit_a") == 3
-    assert REGISTRY.get_sample_value("routing_open_tickets", {"department": "unit_idle"}) == 0
-    exporter.record_open_tickets({}, known=set())  # all resolved: shown as 0, not gone
-    assert REGISTRY.get_sample_value("routing_open_tickets", {"department": "unit_a"}) == 0
+    assert sample("routing_backlog_tickets", department="unit_a") == 2
+    for name in ("routing_open_tickets", "routing_backlog_tickets"):
+        assert REGISTRY.get_sample_value(name, {"department": "unit_idle"}) == 0
+    exporter.record_open_tickets({}, {}, known=set())  # all resolved: shown as 0, not gone
+    for name in ("routing_open_tickets", "routing_backlog_tickets"):
+        assert REGISTRY.get_sample_value(name, {"department": "unit_a"}) == 0
     exporter.OPEN_TICKETS.replace({})
+    exporter.BACKLOG.replace({})
+
+
+def test_escalation_series_are_exported_at_zero_from_the_first_routed_ticket() -> None:
+    """A counter series born at 1 is no increase to Prometheus: the first second-level
+    escalation of a department and segment would not raise RoutingSecondLevelEscalations."""
+    labels = {"department": "unit_escalating", "segment": "s", "target": "resolution"}
+    assert REGISTRY.get_sample_value("routing_target_escalations_total",
+                                     {**labels, "level": "2"}) is None
+    exporter.record([timeline.Routed("unit_escalating", "s", "route")])
+    for target in ("first_response", "next_response", "resolution"):
+        for level in ("1", "2"):
+            assert REGISTRY.get_sample_value("routing_target_escalations_total", {
+                **labels, "target": target, "level": level}) == 0
+    exporter.record([timeline.ClockEscalated("unit_escalating", "s", "resolution", 2)])
+    assert sample("routing_target_escalations_total", **labels, level="2") == 1

@@ -111,11 +111,13 @@ class TestBacklog:
     async def test_known_departments_without_open_tickets_are_exported_too(self) -> None:
         metrics, _, exporter = wired(routed("t-1", "care", "general"),
                                      routed("t-2", "care", "general", answered_after=HOUR,
-                                            resolved=True))
+                                            resolved=True),
+                                     routed("t-3", "care", "general", answered_after=HOUR))
         open_now = await service.measure_backlog(metrics.timelines, metrics.exporter,
                                                  departments={"billing"})
-        assert open_now == {"care": 1}
-        assert exporter.exported == [("open_tickets", ({"care": 1}, {"billing"}))]
+        assert open_now == {"care": 2}  # t-3 answered, not resolved: open, not in backlog
+        assert exporter.exported == [("open_tickets", ({"care": 2}, {"care": 1},
+                                                       {"billing"}))]
 
 
 class TestStats:
