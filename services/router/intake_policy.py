@@ -3,14 +3,18 @@
 - An `Idempotency-Key` seen before: the same ticket again (replay), a request still being
   accepted (in flight), or a different ticket under a used key (mismatch).
 - A department's report: dated between the ticket's receipt and now (with some room
-  for clocks that run ahead), never earlier, which would dodge its escalation.
+  for clocks that run ahead), never earlier, which would dodge its escalation; and not
+  before the ticket came to that department, which would credit the department that
+  held it then (its target, its clock).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
+from typing import Any
 
 REPORT_CLOCK_SKEW = timedelta(minutes=5)  # departments' clocks may run a little ahead
 
@@ -51,16 +55,40 @@ def judge_claim(claim: ClaimedKey, *, ticket_id: str, fingerprint: str, now: dat
 class ReportTime(Enum):
     ACCEPTED = "accepted"
     BEFORE_RECEIPT = "before_receipt"
+    BEFORE_ARRIVAL = "before_arrival"  # before the ticket came to the reporting department
     IN_FUTURE = "in_future"
 
 
+# The steps of a ticket's trace that put it in a department's queue, and where to.
+_ARRIVALS = {"routed": "department", "transferred": "to", "escalated": "to"}
+
+
+def arrived_at(trace: Iterable[Mapping[str, Any]], department: str) -> datetime | None:
+    """When the ticket last came to `department` (routed there, or handed to it from
+    another department), from its trace; None if the trace does not say."""
+    arrived = None
+    for step in trace:
+        to = _ARRIVALS.get(str(step.get("step")))
+        if to is None or step.get(to) != department or step.get("from") == department:
+            continue  # not an arrival there (an escalation flagged in place stays)
+        try:
+            at = datetime.fromisoformat(str(step.get("at")))
+        except ValueError:
+            continue
+        arrived = at if arrived is None or at > arrived else arrived
+    return arrived
+
+
 def judge_report_time(occurred_at: datetime | None, *, received_at: datetime | None,
-                      now: datetime) -> ReportTime:
-    """Whether a report's date may stand (None: undated, it is dated on arrival)."""
+                      now: datetime, arrived: datetime | None = None) -> ReportTime:
+    """Whether a report's date may stand (None: undated, it is dated on arrival);
+    `arrived`: when the ticket came to the reporting department, for a department's."""
     if occurred_at is None:
         return ReportTime.ACCEPTED
     if received_at is not None and occurred_at < received_at:
         return ReportTime.BEFORE_RECEIPT
+    if arrived is not None and occurred_at < arrived:
+        return ReportTime.BEFORE_ARRIVAL
     if occurred_at > now + REPORT_CLOCK_SKEW:
         return ReportTime.IN_FUTURE
     return ReportTime.ACCEPTED

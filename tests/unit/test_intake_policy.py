@@ -9,6 +9,7 @@ from services.router.intake_policy import (
     REPORT_CLOCK_SKEW,
     Claim,
     ReportTime,
+    arrived_at,
     judge_claim,
     judge_report_time,
 )
@@ -66,3 +67,35 @@ class TestReportTime:
     def test_a_report_past_the_clock_skew_is_in_the_future(self) -> None:
         later = NOW + REPORT_CLOCK_SKEW + timedelta(seconds=1)
         assert self.judge(later) is ReportTime.IN_FUTURE
+
+
+class TestArrival:
+    """A department's report may not be dated before the ticket came to it."""
+
+    ROUTED = NOW - timedelta(hours=3)
+    TRANSFERRED = NOW - timedelta(hours=1)
+    TRACE = (
+        {"at": (NOW - timedelta(hours=4)).isoformat(), "step": "received"},
+        {"step": "segmented", "segment": "standard"},
+        {"at": ROUTED.isoformat(), "step": "routed", "department": "a"},
+        {"at": (NOW - timedelta(hours=2)).isoformat(), "step": "escalated", "from": "a",
+         "to": "a", "level": 1},  # flagged where it was: no arrival
+        {"at": TRANSFERRED.isoformat(), "step": "transferred", "from": "a", "to": "b"},
+        {"at": (NOW - timedelta(minutes=30)).isoformat(), "step": "responded"},
+    )
+
+    def test_the_last_arrival_in_the_department_counts(self) -> None:
+        assert arrived_at(self.TRACE, "a") == self.ROUTED
+        assert arrived_at(self.TRACE, "b") == self.TRANSFERRED
+        assert arrived_at(self.TRACE, "c") is None
+        back = [*self.TRACE, {"at": NOW.isoformat(), "step": "escalated", "from": "b",
+                              "to": "a"}]
+        assert arrived_at(back, "a") == NOW
+
+    def test_a_report_before_its_arrival_is_refused(self) -> None:
+        def judge(occurred_at: datetime) -> ReportTime:
+            return judge_report_time(occurred_at, received_at=NOW - timedelta(hours=4),
+                                     now=NOW, arrived=self.TRANSFERRED)
+
+        assert judge(self.TRANSFERRED - timedelta(seconds=1)) is ReportTime.BEFORE_ARRIVAL
+        assert judge(self.TRANSFERRED) is ReportTime.ACCEPTED

@@ -183,6 +183,22 @@ class TestRecordReport:
         assert (report.type, report.department, published.event.id) == (
             TicketEventType.RESPONDED, "public_sector", recorded.event_id)
 
+    async def test_a_report_dated_before_the_ticket_came_to_the_department_is_refused(
+            self) -> None:
+        """Routed to public_sector at NOW, handed to business_desk an hour later: its
+        response may not be dated while public_sector held it (that would credit
+        public_sector's target)."""
+        router = wired()
+        routed_ticket(router)
+        await TestTransfer().transfer(router, "business_desk")
+        desk = access.Principal("cred-bd", access.Role.DEPARTMENT, "business_desk")
+        refused = await self.report(router, NOW + timedelta(minutes=30), principal=desk)
+        assert isinstance(refused, Refused)
+        assert (refused.refusal, refused.field) == (Refusal.INVALID, "body.occurred_at")
+        assert "before the ticket came to business_desk" in refused.detail
+        recorded = await self.report(router, NOW + timedelta(hours=1), principal=desk)
+        assert isinstance(recorded, service.Recorded)
+
     async def test_another_departments_ticket_is_refused(self) -> None:
         router = wired()
         routed_ticket(router)

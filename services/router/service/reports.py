@@ -40,7 +40,7 @@ async def record_report(ticket_id: str, report: events.TicketEventType, *,
     if principal.role is access.Role.DEPARTMENT:
         if not principal.may_act_for(row.department):
             return verdicts.ACTS_FOR_OWN
-        implausible = plausible_time(row, occurred_at, now=now)
+        implausible = plausible_time(row, occurred_at, now=now, department=row.department)
         if implausible is not None:
             return implausible
         department = principal.subject
@@ -75,14 +75,21 @@ async def customer_replied(ticket_id: str, *, occurred_at: datetime | None,
 
 
 def plausible_time(row: RoutedTicketRow, occurred_at: datetime | None, *,
-                   now: datetime) -> Refused | None:
-    """None when a report's time lies between the ticket's receipt and now."""
+                   now: datetime, department: str | None = None) -> Refused | None:
+    """None when a report's time lies between the ticket's receipt (for a `department`'s
+    report: its arrival there) and now."""
     received = row.payload.get("received_at")
     received_at = datetime.fromisoformat(received) if isinstance(received, str) else None
-    verdict = intake_policy.judge_report_time(occurred_at, received_at=received_at, now=now)
+    arrived = None if department is None else intake_policy.arrived_at(row.trace, department)
+    verdict = intake_policy.judge_report_time(occurred_at, received_at=received_at, now=now,
+                                              arrived=arrived)
     if verdict is intake_policy.ReportTime.BEFORE_RECEIPT:
         return Refused(Refusal.INVALID, f"before the ticket was received ({received});"
                                         f" leave it out for now", field="body.occurred_at")
+    if verdict is intake_policy.ReportTime.BEFORE_ARRIVAL and arrived is not None:
+        return Refused(Refusal.INVALID, f"before the ticket came to {department}"
+                                        f" ({arrived.isoformat()}); leave it out for now",
+                       field="body.occurred_at")
     if verdict is intake_policy.ReportTime.IN_FUTURE:
         return Refused(Refusal.INVALID, "in the future; leave it out for now",
                        field="body.occurred_at")
