@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
 import limits
 from pydantic import Field, FilePath, SecretStr, field_validator, model_validator
@@ -13,6 +13,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from services.core import durations
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_ROUTER_PORT = 8080
 
 
 class Settings(BaseSettings):
@@ -104,7 +105,7 @@ class Settings(BaseSettings):
     api_token: SecretStr | None = None
 
     host: str = "127.0.0.1"
-    router_port: int = 8080
+    router_port: int = DEFAULT_ROUTER_PORT
     # Whether this router instance runs the router stage (it consumes tickets.segmented)
     # and the router's followers of the ticket events (tracking, webhook callbacks). Off:
     # it serves the intake and the APIs only, while another instance (another process,
@@ -118,7 +119,9 @@ class Settings(BaseSettings):
     intake_shared_port: int | None = Field(default=None, ge=1, le=65535)
     segmenter_port: int = 8081
     metrics_port: int = 8082
-    router_url: str = "http://127.0.0.1:8080"
+    # Where the command-line clients find the router: by default this machine's
+    # ROUTER_PORT (empty: the same).
+    router_url: str = ""
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: str = Field(default="json", pattern="^(json|text)$")
@@ -147,6 +150,14 @@ class Settings(BaseSettings):
     def _instance_id_from_host(cls, value: object) -> object:
         # "auto": the host name, which differs per container (compose) and per pod.
         return socket.gethostname() if value == "auto" else value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _router_url_from_its_port(cls, data: Any) -> Any:
+        if isinstance(data, dict) and not data.get("router_url"):
+            data = {**data, "router_url":
+                    f"http://127.0.0.1:{data.get('router_port', DEFAULT_ROUTER_PORT)}"}
+        return data
 
     @model_validator(mode="after")
     def _kafka_security_consistent(self) -> Self:

@@ -45,11 +45,11 @@ def simulate(
     replications: Annotated[int, typer.Option(min=1, max=20)] = 5,
     out: Annotated[Path, typer.Option(help="Where to draw the PNG")] = Path("simulation.png"),
     url: Annotated[str | None, typer.Option(
-        help="The router (default: http://127.0.0.1:ROUTER_PORT)")] = None,
+        help="The router (default: ROUTER_URL, itself http://127.0.0.1:ROUTER_PORT)")] = None,
 ) -> None:
     """Replay a past window through a candidate; nothing is written or published."""
     settings = Settings()
-    base = url or f"http://127.0.0.1:{settings.router_port}"
+    base = url or settings.router_url
     token = settings.api_token.get_secret_value() if settings.api_token else None
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     body = request_body(moment(start, "--start"), moment(end, "--end"), table=table, rules=rules,
