@@ -90,7 +90,7 @@ class TicketEvent(BaseModel):
     # after_hours, escalation or transfer (on routed, escalated and transferred events).
     reason: Annotated[str, Field(max_length=32)] | None = None
     from_department: tickets.Name | None = None  # escalated and transferred events
-    priority: Annotated[int, Field(ge=1, le=99)] | None = None
+    priority: tickets.Priority | None = None
     first_response_deadline: AwareDatetime | None = None
     platform: tickets.Platform | None = None  # on received and routed events
     # Service-level clocks: each target's deadline (null while paused or stopped) on

@@ -79,6 +79,10 @@ Identifier = Annotated[str, Field(min_length=1, max_length=128,
                                   pattern=r"^[A-Za-z0-9._:@-]+$")]
 # Department and segment names: also Kafka topic parts and database keys (63 characters).
 Name = Annotated[str, Field(pattern=topics.DEPARTMENT_NAME.pattern)]
+# A ticket's priority: 1 the most urgent, 5 the least; one without is taken as the middle
+# one (the lane departments read by default).
+HIGHEST_PRIORITY, MIDDLE_PRIORITY, LOWEST_PRIORITY = 1, 3, 5
+Priority = Annotated[int, Field(ge=HIGHEST_PRIORITY, le=LOWEST_PRIORITY)]
 Platform = Annotated[Text, Field(min_length=1, max_length=128)]
 AttributeName = Annotated[Text, Field(min_length=1, max_length=64)]
 AttributeValue = Annotated[str | int | float | bool, PlainValidator(_attribute_value)]
@@ -210,7 +214,7 @@ class Routing(BaseModel):
     table_version: str
     routed_at: AwareDatetime
     queue: str | None = None  # the lane topic it joined
-    priority: int | None = None  # 1 is the most urgent
+    priority: Priority | None = None
     # The routing table's priority_aging when routed: the priority rises one level per
     # this many seconds of waiting since routed_at (null: aging off). A record without
     # the key predates it: readers age it by their own default.

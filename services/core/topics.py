@@ -10,6 +10,8 @@ INCOMING = "tickets.incoming"
 SEGMENTED = "tickets.segmented"
 EVENTS = "tickets.events"
 DEAD_LETTERS = "tickets.dlq"
+# Compacted: a marker per dead letter replayed (its id), so none is replayed twice.
+DEAD_LETTERS_REPLAYED = f"{DEAD_LETTERS}.replayed"
 CUSTOMER_EVENTS = "customers.events"
 # A configuration version put in force (segment rules, routing table): a nudge to read
 # the store, so every instance converges on it.

@@ -114,7 +114,8 @@ async def read_queue(
                     on_unreadable(unreadable)
                     await commit_past(record)
                     skipped = True
-            heads = {lane: priority.Head(ticket.routing.priority or 3, ticket.routing.routed_at,
+            heads = {lane: priority.Head(ticket.routing.priority or tickets.MIDDLE_PRIORITY,
+                                         ticket.routing.routed_at,
                                          record_aging(ticket.routing))
                      for lane, queued in waiting.items() if queued
                      for ticket in [queued[0][1]] if isinstance(ticket, tickets.RoutedTicket)}

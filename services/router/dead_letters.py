@@ -43,7 +43,7 @@ from services.router.dead_letter_records import (
 
 logger = logging.getLogger(__name__)
 
-REPLAYED = f"{topics.DEAD_LETTERS}.replayed"
+REPLAYED = topics.DEAD_LETTERS_REPLAYED
 # The same for every instance and process, so that a replayer fences any other (see
 # `_replay_selected`).
 TRANSACTIONAL_ID = "dead-letter-replay"

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from services.core import tiers, topics
+from services.core import tickets, tiers, topics
 
-HIGHEST, LOWEST = 1, 5
+HIGHEST, LOWEST = tickets.HIGHEST_PRIORITY, tickets.LOWEST_PRIORITY
 # Lanes are named in the topics module, with the other names services agree on.
 Lane = topics.Lane
 LANES = topics.LANES
@@ -35,7 +35,8 @@ class ServiceLevel:
     resolution_target: timedelta | None = None  # None: no resolution clock
 
 
-BUILT_IN = ServiceLevel(priority=3, first_response_target=timedelta(days=1))
+BUILT_IN = ServiceLevel(priority=tickets.MIDDLE_PRIORITY,
+                        first_response_target=timedelta(days=1))
 TARGET_KEYS = ("first_response_target", "next_response_target", "resolution_target")
 
 
