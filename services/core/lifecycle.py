@@ -13,10 +13,11 @@ timeline and stats, the overflow prediction):
   escalated, its target is met or missed by that time);
 - a ticket is **open** until it is resolved; a resolved ticket takes no more reports,
   customer replies, transfers or priority changes (a new request is a new ticket);
-- a department's **backlog** is its open tickets awaiting a first response: routed or
-  picked up, or waiting on the customer or replied to before any response (a store
-  counts the open tickets without `first_response_at`): the work queued ahead of a new
-  ticket.
+- a department's **backlog** is its open tickets awaiting a first response, but for
+  those waiting on the customer: routed, picked up, or replied to by the customer before
+  any response (a store counts the open tickets without `first_response_at`, not
+  paused): the work queued ahead of a new ticket. A ticket paused before its first
+  response waits on the customer, not on the department.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ REPORTED: dict[TicketEventType, Status] = {
 }
 FIRST_RESPONSES = frozenset({TicketEventType.RESPONDED, TicketEventType.RESOLVED})
 OPEN = (Status.ROUTED, Status.PICKED_UP, *CONVERSATION)
+# The statuses of a backlog ticket (one without a first response yet: see above).
+BACKLOG = (Status.ROUTED, Status.PICKED_UP, Status.CUSTOMER_REPLIED)
 PAUSING = frozenset({TicketEventType.WAITING_ON_CUSTOMER})
 RESUMING = frozenset({TicketEventType.CUSTOMER_REPLIED})
 

@@ -229,6 +229,9 @@ def record(observations: Iterable[timeline.Observation]) -> None:
             _child(TARGET_WARNINGS, observation.department, observation.segment,
                    observation.target).inc()
         elif isinstance(observation, timeline.ClockEscalated):
+            # Level 1 makes the level-2 series too, should this instance not have seen
+            # the ticket routed (a restart, another instance's partition).
+            _export_escalations(observation.department, observation.segment)
             _child(TARGET_ESCALATIONS, observation.department, observation.segment,
                    observation.target, str(observation.level)).inc()
         elif isinstance(observation, timeline.Paused):

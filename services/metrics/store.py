@@ -70,6 +70,9 @@ class TimelineRow(Base):
     clock_notices: Mapped[list[str] | None] = mapped_column(JSON)
 
 
+# A department's backlog (lifecycle.py), of its open tickets: no first response yet, not
+# waiting on the customer.
+_BACKLOG = (TimelineRow.first_response_at.is_(None), TimelineRow.paused_at.is_(None))
 _FIELDS = [f.name for f in fields(Timeline)]
 _MOMENTS = [f.name for f in fields(Timeline)
             if f.name.endswith("_at") or f.name == "first_response_deadline"]
@@ -173,11 +176,11 @@ class TimelineStore:
     async def open_tickets(self, department: str | None = None, *,
                            backlog: bool = False) -> list[Timeline]:
         """Tickets routed and not resolved (lifecycle's open); with `backlog`, only those
-        awaiting a first response (lifecycle's backlog)."""
+        awaiting a first response, not waiting on the customer (lifecycle's backlog)."""
         query = select(TimelineRow).where(TimelineRow.routed_at.is_not(None),
                                           TimelineRow.resolved_at.is_(None))
         if backlog:
-            query = query.where(TimelineRow.first_response_at.is_(None))
+            query = query.where(*_BACKLOG)
         if department is not None:
             query = query.where(TimelineRow.department == department)
         async with self._sessions() as session:
@@ -185,13 +188,13 @@ class TimelineStore:
 
     async def open_per_department(self, *, backlog: bool = False) -> dict[str, int]:
         """Tickets routed and not resolved, per department that holds them now; with
-        `backlog`, only those awaiting a first response."""
+        `backlog`, only those of the backlog (lifecycle.py)."""
         query = (select(TimelineRow.department, func.count())
                  .where(TimelineRow.routed_at.is_not(None), TimelineRow.resolved_at.is_(None),
                         TimelineRow.department.is_not(None))
                  .group_by(TimelineRow.department))
         if backlog:
-            query = query.where(TimelineRow.first_response_at.is_(None))
+            query = query.where(*_BACKLOG)
         async with self._sessions() as session:
             rows = (await session.execute(query)).all()
         return {department: count for department, count in rows if department is not None}

@@ -184,8 +184,13 @@ class RoutedTickets:
             row = await session.get(RoutedTicketRow, ticket_id, with_for_update=True)
             if row is None:
                 return None
-            if not lifecycle.is_open(row.status):  # refused by the API, unless in flight
-                return Reported(row.department, row.segment, row.status, None)
+            if not lifecycle.is_open(row.status):
+                # Refused by the API, unless in flight; or a batch replayed after its
+                # reports were written: the clocks as they stand, unmoved, so that the
+                # replay publishes the same deadlines_changed again.
+                return Reported(row.department, row.segment, row.status,
+                                None if row.service_clocks is None
+                                else service_clocks.from_json(row.service_clocks))
             row.status = lifecycle.status_after(row.status, status)
             if lifecycle.counts_as_first_response(event_type):
                 first = row.first_response_at
@@ -240,8 +245,9 @@ class RoutedTickets:
                 .group_by(RoutedTicketRow.department))).all()}
 
     async def oldest_open(self) -> dict[str, datetime]:
-        """Per department, since when its longest-waiting ticket awaiting a first response
-        has waited (routed, handed over or picked up, whichever was last)."""
+        """Per department, since when its longest-waiting backlog ticket has waited
+        (routed, handed over, picked up or replied to by the customer, whichever was
+        last)."""
         async with self._sessions() as session:
             rows = (await session.execute(
                 select(RoutedTicketRow.department, func.min(RoutedTicketRow.updated_at))
@@ -250,8 +256,9 @@ class RoutedTickets:
         return {department: oldest for department, oldest in rows if oldest is not None}
 
 
-# A department's backlog (lifecycle.py): its open tickets without a first response.
-_AWAITING_FIRST_RESPONSE = (RoutedTicketRow.status.in_(lifecycle.OPEN),
+# A department's backlog (lifecycle.py): its open tickets without a first response, not
+# waiting on the customer.
+_AWAITING_FIRST_RESPONSE = (RoutedTicketRow.status.in_(lifecycle.BACKLOG),
                             RoutedTicketRow.first_response_at.is_(None))
 
 

@@ -1,8 +1,9 @@
 """Router and metrics agree on a ticket's lifecycle (services/core/lifecycle.py), read
 from the real SQL store (SQLite and PostgreSQL): a ticket resolved without a separate
 response has had its first response, is no longer escalated nor in any backlog, and its
-first-response target is met; one paused or replied to before any response is still
-awaited by both; a resolved one takes no more moves of its clocks."""
+first-response target is met; one replied to before any response is still awaited by
+both, one waiting on the customer by neither; a resolved one takes no more moves of its
+clocks."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.core import db
 from services.core.events import TicketEvent, TicketEventType
-from services.metrics import stats, timeline
+from services.metrics import service, stats, timeline
 from services.metrics.store import TimelineStore
 from services.router import service_clocks
 from services.router.store import Dispatch, RoutedTickets
@@ -58,7 +59,7 @@ async def route_and_report(stores: Stores, report: TicketEventType,
         TicketEvent(ticket_id="t-1", type=report, occurred_at=reported_at)]
     current = timeline.Timeline(ticket_id="t-1")
     for event in events:
-        current, _ = timeline.apply(current, event)
+        current, _ = service.applied(event, current)  # moments and clocks, as it runs
     async with stores.sessions() as session, session.begin():
         await stores.metrics.save(session, current)
     return current
@@ -110,24 +111,39 @@ class TestRespondedNotResolved:
 
 
 class TestPausedOrRepliedToBeforeAResponse:
-    @pytest.mark.parametrize("report", [TicketEventType.WAITING_ON_CUSTOMER,
-                                        TicketEventType.CUSTOMER_REPLIED])
-    async def test_still_awaiting_its_first_response_for_both(
-            self, stores: Stores, report: TicketEventType) -> None:
-        await route_and_report(stores, report, ROUTED_AT + timedelta(minutes=10))
+    async def test_replied_to_it_is_still_in_both_backlogs(self, stores: Stores) -> None:
+        await route_and_report(stores, TicketEventType.CUSTOMER_REPLIED,
+                               ROUTED_AT + timedelta(minutes=10))
 
         row = await stores.router.get("t-1")
-        assert row is not None and row.status == report.removeprefix("ticket.")
+        assert row is not None and row.status == "customer_replied"
         assert await stores.router.backlog() == {"customer_care": 1}
         assert await stores.metrics.open_per_department(backlog=True) == {"customer_care": 1}
         assert set(await stores.router.oldest_open()) == {"customer_care"}
+
+    async def test_waiting_on_the_customer_it_is_in_neither_but_still_open(
+            self, stores: Stores) -> None:
+        """It waits on the customer, not on the department: no work queued ahead of a
+        new ticket, nor the oldest wait the overflow prediction reads."""
+        seen_by_metrics = await route_and_report(stores, TicketEventType.WAITING_ON_CUSTOMER,
+                                                 ROUTED_AT + timedelta(minutes=10))
+
+        row = await stores.router.get("t-1")
+        assert row is not None and row.status == "waiting_on_customer"
+        assert seen_by_metrics.first_response_at is None
+        assert await stores.router.backlog() == {}
+        assert await stores.router.oldest_open() == {}
+        assert await stores.metrics.open_per_department(backlog=True) == {}
+        assert await stores.metrics.open_per_department() == {"customer_care": 1}
 
 
 class TestAfterTheResolution:
     async def test_a_report_in_flight_moves_neither_status_nor_clocks(
             self, stores: Stores) -> None:
         """The API refuses reports on a resolved ticket; one accepted just before the
-        resolution was recorded starts no next-response clock on the closed ticket."""
+        resolution was recorded starts no next-response clock on the closed ticket. The
+        clocks come back as they stand: a batch replayed after its reports were written
+        publishes the same deadlines again."""
         await route_and_report(stores, TicketEventType.RESOLVED,
                                ROUTED_AT + timedelta(minutes=20))
         before = await stores.router.get("t-1")
@@ -141,7 +157,8 @@ class TestAfterTheResolution:
             "t-1", TicketEventType.CUSTOMER_REPLIED, ROUTED_AT + timedelta(minutes=30),
             move_clocks=move)
         after = await stores.router.get("t-1")
-        assert reported is not None and reported.clocks is None
         assert before is not None and after is not None
+        assert before.service_clocks is not None and reported is not None
+        assert reported.clocks == service_clocks.from_json(before.service_clocks)
         assert (after.status, after.service_clocks, after.trace, after.next_clock_check) \
             == ("resolved", before.service_clocks, before.trace, before.next_clock_check)

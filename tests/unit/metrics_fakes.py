@@ -43,7 +43,8 @@ class FakeTimelines:
                            backlog: bool = False) -> list[Timeline]:
         return [t for t in self.saved.values()
                 if t.routed_at is not None and t.resolved_at is None
-                and not (backlog and t.first_response_at is not None)
+                and not (backlog and (t.first_response_at is not None
+                                      or t.paused_at is not None))
                 and (department is None or t.department == department)]
 
     async def open_per_department(self, *, backlog: bool = False) -> dict[str, int]:

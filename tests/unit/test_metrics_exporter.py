@@ -98,3 +98,13 @@ def test_escalation_series_are_exported_at_zero_from_the_first_routed_ticket() -
                 **labels, "target": target, "level": level}) == 0
     exporter.record([timeline.ClockEscalated("unit_escalating", "s", "resolution", 2)])
     assert sample("routing_target_escalations_total", **labels, level="2") == 1
+
+
+def test_a_first_level_escalation_exports_the_second_level_at_zero() -> None:
+    """An instance that did not see the ticket routed (restarted since, or another
+    instance's partition) still shows level 2 at 0 before it comes."""
+    labels = {"department": "unit_restarted", "segment": "s", "target": "first_response"}
+    exporter.record([timeline.ClockEscalated("unit_restarted", "s", "first_response", 1)])
+    assert sample("routing_target_escalations_total", **labels, level="1") == 1
+    assert REGISTRY.get_sample_value("routing_target_escalations_total",
+                                     {**labels, "level": "2"}) == 0
