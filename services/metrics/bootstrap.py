@@ -18,7 +18,7 @@ from typing import Annotated
 from fastapi import Depends
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.core import db, migrate, service_context
+from services.core import config_store, db, migrate, service_context
 from services.core.settings import Settings
 from services.metrics import exporter, parity_store, service, targets_file, worker
 from services.metrics.store import TimelineStore
@@ -56,13 +56,16 @@ class Connected:
 @asynccontextmanager
 async def connect(settings: Settings) -> AsyncIterator[Connected]:
     """Open the real adapters (migrating the store first); closed on the way out."""
-    # The response-time buckets follow the routing table's targets: set before anything
-    # is observed.
-    exporter.use_response_buckets(targets_file.response_buckets(settings.routing_table_file))
     await migrate.upgrade(settings.database_url)
     engine = db.engine(settings.database_url)
     try:
         sessions = db.sessions(engine)
+        # The response-time buckets follow the targets of the routing table in force (an
+        # upload through the router's API included): set before anything is observed.
+        in_force = await config_store.ConfigVersions(
+            sessions, config_store.ROUTING_TABLE).in_force()
+        exporter.use_response_buckets(targets_file.response_buckets(
+            settings.routing_table_file, in_force.text if in_force else None))
         store = TimelineStore(sessions)
         yield Connected(wire(settings, timelines=store,
                              updates=worker.TimelineUpdates(store, sessions),

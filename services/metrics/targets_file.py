@@ -1,6 +1,7 @@
-"""First-response targets read from the routing table file, tolerantly: the metrics
-service must start whatever the file holds, so a file it cannot read only costs the
-targets' bucket edges, with a warning."""
+"""First-response targets read from the routing table in force (the store's version,
+or the file before any was stored), tolerantly: the metrics service must start whatever
+the table holds, so a table it cannot read only costs the targets' bucket edges, with a
+warning."""
 
 from __future__ import annotations
 
@@ -17,10 +18,12 @@ logger = logging.getLogger(__name__)
 TARGET_KEY = "first_response_target"
 
 
-def read_targets(path: Path) -> list[float]:
-    """Every first-response target in the file, in seconds; [] if it cannot be read."""
+def read_targets(path: Path, text: str | None = None) -> list[float]:
+    """Every first-response target of the table `text` (the file at `path` if None; the
+    path names it in errors), in seconds; [] if it cannot be read."""
     try:
-        document = config_files.load_yaml(path, config_files.read_text(path))
+        document = config_files.load_yaml(
+            path, config_files.read_text(path) if text is None else text)
     except config_files.ConfigError as exc:
         logger.warning("routing table not read for first-response targets; default buckets",
                        extra={"path": str(path), "error": type(exc).__name__})
@@ -32,9 +35,11 @@ def read_targets(path: Path) -> list[float]:
     return seconds
 
 
-def response_buckets(path: Path) -> tuple[float, ...]:
+def response_buckets(path: Path, in_force: str | None = None) -> tuple[float, ...]:
+    """The bucket edges for the table in force: `in_force` (the store's version's text),
+    or the file at `path` when none is stored yet."""
     return service_levels.bucket_edges(service_levels.DEFAULT_RESPONSE_BUCKETS,
-                                       read_targets(path))
+                                       read_targets(path, in_force))
 
 
 def parse_duration(value: object) -> float | None:
