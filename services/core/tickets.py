@@ -233,7 +233,8 @@ class RoutedTicket(SegmentedTicket):
     def handed_to(self, department: str, *, reason: str, at: datetime,
                   queue: str) -> RoutedTicket:
         """The same ticket handed on (escalated or transferred) to `department`, joining
-        `queue`; its deadline stays, as the response clock keeps running from receipt."""
+        `queue`; its deadline stays: the service-level clocks started at its routing keep
+        the time they spent (service_clocks.handed_over rebases them)."""
         routing = self.routing.model_copy(update={
             "department": department, "reason": reason, "routed_at": at, "queue": queue})
         return self.model_copy(update={"routing": routing})

@@ -35,6 +35,7 @@ def first_response_outcome(responded_at: datetime | None, deadline: datetime | N
 
 
 def bucket_edges(defaults: Iterable[float], targets: Iterable[float]) -> tuple[float, ...]:
-    """The default edges with every target added: 'answered within the target' is then a
-    bucket count, exact rather than interpolated."""
+    """The default edges with every target added: 'answered within the target of
+    receipt' is then a bucket count, exact rather than interpolated (the measure runs
+    from receipt; the target's clock from the routing, seconds later)."""
     return tuple(sorted({float(edge) for edge in [*defaults, *targets]}))

@@ -7,7 +7,9 @@ observed exactly once: when every moment and label it needs is first known.
 A ticket changes hands by routing, escalation or transfer; each hand-over is an
 `Assignment`, known by (kind, from, to), so a replayed one is the same one. The ticket's
 department is the one of the latest assignment, but a measure is credited to the
-department that held the ticket when it ended (the clock always runs from receipt).
+department that held the ticket when it ended. The measures run from receipt (what the
+customer waited); the service-level targets are decided by the router's clocks, which
+start at the routing (clock_events.py).
 """
 
 from __future__ import annotations
