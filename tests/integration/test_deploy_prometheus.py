@@ -3,13 +3,14 @@ its port, and their expressions use metrics the services export."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 import yaml
 
 from devtools import processes
-from services.core.settings import Settings
+from services.core.settings import PROJECT_ROOT, Settings
 from tests.integration.deploy_files import (
     APP_SERVICES,
     PROMETHEUS,
@@ -28,6 +29,8 @@ from tests.integration.deploy_files import (
     settings_of,
     tool,
 )
+
+HELM_VALUES = PROJECT_ROOT / "deploy/helm/customer-routing/values.yaml"
 
 
 @pytest.mark.parametrize("variant", sorted(PROMETHEUS_CONFIGS))
@@ -126,3 +129,38 @@ def test_recorded_series_are_named_level_metric_operations() -> None:
                                          "level"}, name
         assert operations, name
         assert any(metric == known or metric.startswith(f"{known}_") for known in declared), name
+
+
+KUBERNETES = PROMETHEUS / "prometheus.kubernetes.yml"
+
+
+def test_the_kubernetes_config_is_valid_and_names_each_chart_component_a_rules_job(
+        ) -> None:
+    """The rules (RoutingServiceDown, the dashboard's `up`) match jobs router, segmenter
+    and metrics: in a cluster, each pod of the Helm chart gets its component's job, the
+    routing stage the router's. Prometheus anchors a relabel regex at both ends, as
+    `re.fullmatch` does; its `$1` is Python's `\\1`. Debian's promtool is built without
+    Kubernetes discovery (it refuses `kubernetes_sd_configs`), so the file's relabelling
+    is checked here, and its shape against the other configs'."""
+    config = load_yaml(KUBERNETES)
+    assert config["rule_files"] == load_yaml(PROMETHEUS_CONFIGS["compose"])["rule_files"]
+    [job] = config["scrape_configs"]
+    assert job["kubernetes_sd_configs"] == [{"role": "pod"}]
+    for step in job["relabel_configs"]:
+        re.compile(step.get("regex", "(.*)"))
+    relabel = next(step for step in load_yaml(KUBERNETES)["scrape_configs"][0][
+        "relabel_configs"] if step.get("target_label") == "job")
+    components = load_yaml(HELM_VALUES)["services"]
+    jobs = {}
+    for component in components:
+        found = re.fullmatch(relabel["regex"], component)
+        assert found, component
+        jobs[component] = found.expand(relabel["replacement"].replace("$1", "\\1"))
+    assert jobs == {"router": "router", "router-stage": "router", "segmenter": "segmenter",
+                    "metrics": "metrics"}
+    assert set(jobs.values()) == set(APP_SERVICES)
+    keep = next(step for step in load_yaml(KUBERNETES)["scrape_configs"][0][
+        "relabel_configs"] if step.get("source_labels") == [
+        "__meta_kubernetes_pod_label_app_kubernetes_io_name"])
+    chart = load_yaml(PROJECT_ROOT / "deploy/helm/customer-routing/Chart.yaml")
+    assert (keep["action"], keep["regex"]) == ("keep", chart["name"])  # the pods' name label
