@@ -82,7 +82,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             async def escalate() -> None:
                 await service.escalate_due(router.routed, router.publisher,
                                            table=live_table.current,
-                                           queue_for=router.queue_for, now=datetime.now(UTC))
+                                           queue_for=router.queue_for, now=datetime.now(UTC),
+                                           claim_for=router.in_flight_for)
 
             async def purge() -> None:
                 await retention.purge_past_retention(

@@ -9,7 +9,7 @@ again at the next check (at least once), rather than never.
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pydantic
@@ -30,8 +30,9 @@ LEVELS = Counter("routing_router_target_escalations_total",
 
 async def watch_clocks(routed: ports.Routed, publisher: ports.Publisher, *,
                        table: routing.RoutingTable, queue_for: dispatch.QueueFor,
-                       now: datetime) -> int:
-    """Send every notice due by `now`; returns how many."""
+                       now: datetime, claim_for: timedelta = ports.HANDOVER_CLAIM) -> int:
+    """Send every notice due by `now`; returns how many. An escalation of a ticket
+    another hand-over holds (a transfer being published) waits for the next check."""
     sent = 0
     for row in await routed.due_clocks(now):
         assert row.service_clocks is not None
@@ -40,9 +41,10 @@ async def watch_clocks(routed: ports.Routed, publisher: ports.Publisher, *,
             notice = clocks.due(clock, now)
             if notice == "warning":
                 await _warn(routed, publisher, row, clock, state, now)
-            elif notice is not None:
-                await _escalate(routed, publisher, row, clock, state, notice, table=table,
-                                queue_for=queue_for, now=now)
+            elif notice is not None and not await _escalate(
+                    routed, publisher, row, clock, state, notice, table=table,
+                    queue_for=queue_for, now=now, claim_for=claim_for):
+                break  # held by another hand-over: the next check sees it anew
             if notice is not None:
                 sent += 1
                 break  # the row changed: its other clocks wait for the next check
@@ -69,7 +71,9 @@ async def _warn(routed: ports.Routed, publisher: ports.Publisher, row: RoutedTic
 async def _escalate(routed: ports.Routed, publisher: ports.Publisher, row: RoutedTicketRow,
                     clock: clocks.Clock, state: service_clocks.TicketClocks, notice: str, *,
                     table: routing.RoutingTable, queue_for: dispatch.QueueFor,
-                    now: datetime) -> None:
+                    now: datetime, claim_for: timedelta) -> bool:
+    """Escalate `clock`'s breach or second level; False if another hand-over holds the
+    ticket (nothing published)."""
     try:
         ticket: tickets.RoutedTicket | None = tickets.RoutedTicket.model_validate(row.payload)
     except pydantic.ValidationError as exc:
@@ -119,7 +123,14 @@ async def _escalate(routed: ports.Routed, publisher: ports.Publisher, row: Route
             from_department=row.department, event_type=events.TicketEventType.ESCALATED,
             now=now, correlation_id=_correlation_id(row), queue_for=queue_for,
             details=details)
-    await publisher.publish(outputs)
+    if not await routed.claim_handover(row.ticket_id, department=row.department, now=now,
+                                       until=now + claim_for):
+        return False
+    try:
+        await publisher.publish(outputs)
+    except kafka.PublishFailed:
+        await routed.release_handover(row.ticket_id)
+        raise
     await routed.record_handover(row.ticket_id, department=target or row.department,
                                  steps=[step], ticket=ticket, now=now, move_clocks=move)
     if level == 1:
@@ -128,6 +139,7 @@ async def _escalate(routed: ports.Routed, publisher: ports.Publisher, row: Route
     logger.info("service-level target escalated", extra={
         "ticket_id": row.ticket_id, "department": was_in, "target": clock.target,
         "level": level, "escalated_to": target or was_in})
+    return True
 
 
 def _correlation_id(row: RoutedTicketRow) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pydantic
 from prometheus_client import Counter
@@ -25,11 +25,13 @@ ESCALATIONS = Counter("routing_router_escalations_total",
 
 async def escalate_due(routed: ports.Routed, publisher: ports.Publisher, *,
                        escalation_target: Callable[[str], str | None],
-                       queue_for: dispatch.QueueFor, now: datetime) -> int:
+                       queue_for: dispatch.QueueFor, now: datetime,
+                       claim_for: timedelta = ports.HANDOVER_CLAIM) -> int:
     """Escalate every ticket past its deadline without a first response; returns how many.
 
     Published before it is marked: a crash in between escalates the ticket again at
-    the next check (at least once), rather than never."""
+    the next check (at least once), rather than never. A ticket another hand-over holds
+    (a transfer being published) waits for the next check."""
     escalated = 0
     for row in await routed.due_for_escalation(now):
         target = escalation_target(row.department)
@@ -60,7 +62,14 @@ async def escalate_due(routed: ports.Routed, publisher: ports.Publisher, *,
                 from_department=row.department,
                 event_type=events.TicketEventType.ESCALATED, now=now,
                 correlation_id=correlation_id, queue_for=queue_for)
-        await publisher.publish(outputs)
+        if not await routed.claim_handover(row.ticket_id, department=row.department,
+                                           now=now, until=now + claim_for):
+            continue
+        try:
+            await publisher.publish(outputs)
+        except kafka.PublishFailed:
+            await routed.release_handover(row.ticket_id)
+            raise
         await routed.record_handover(row.ticket_id, department=target, steps=[step],
                                      ticket=ticket, now=now)
         await routed.mark_escalated(row.ticket_id)

@@ -57,6 +57,9 @@ class RoutedTicketRow(Base):
     routed_event_id: Mapped[str | None] = mapped_column(String(64))
     # The correlation id the ticket came with: its handovers publish under it too.
     correlation_id: Mapped[str | None] = mapped_column(String(256))
+    # Until when a hand-over (a transfer, an escalation) being published holds the ticket
+    # (RoutedTickets.claim_handover; v0018).
+    handover_until: Mapped[datetime | None] = mapped_column(db.UtcDateTime())
 
 
 class IntakeKeyRow(Base):

@@ -6,7 +6,7 @@ tests wire recording fakes through the same door."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from services.core import kafka, tickets
@@ -50,6 +50,12 @@ class Keys(Protocol):
     async def accepted(self, key: str, *, correlation_id: str) -> None: ...
 
 
+# How long a hand-over's claim on a ticket stands (Routed.claim_handover): longer than
+# its publish. The services pass twice their PRODUCE_TIMEOUT_SECONDS (Router.in_flight_for);
+# this is the same for the default.
+HANDOVER_CLAIM = timedelta(seconds=10)
+
+
 class Routed(Protocol):
     """The routed tickets' state and trace (services/router/store.py)."""
 
@@ -57,6 +63,11 @@ class Routed(Protocol):
 
     async def record_report(self, ticket_id: str, event_type: str, at: datetime, *,
                             move_clocks: ClockChange | None = None) -> Reported | None: ...
+
+    async def claim_handover(self, ticket_id: str, *, department: str, now: datetime,
+                             until: datetime) -> bool: ...
+
+    async def release_handover(self, ticket_id: str) -> None: ...
 
     async def record_handover(self, ticket_id: str, *, department: str,
                               steps: Sequence[dict[str, Any]],

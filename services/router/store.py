@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import Insert, Table, bindparam, func, select
+from sqlalchemy import CursorResult, Insert, Table, bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.core import db, lifecycle, retention, tickets
@@ -118,15 +118,41 @@ class RoutedTickets:
                        RoutedTicketRow.platform.is_not(None)))
             return {ticket_id: platform for ticket_id, platform in rows if platform}
 
+    async def claim_handover(self, ticket_id: str, *, department: str, now: datetime,
+                             until: datetime) -> bool:
+        """Claim the ticket for a hand-over (a transfer, an escalation) until `until`: only
+        if it is still with `department`, open, and no other claim stands. The claimant
+        publishes it, then records the hand-over, which ends the claim; one that could
+        not publish releases it. So two hand-overs at once do not put it in two queues."""
+        async with self._sessions() as session, session.begin():
+            claimed = await session.execute(
+                update(RoutedTicketRow)
+                .where(RoutedTicketRow.ticket_id == ticket_id,
+                       RoutedTicketRow.department == department,
+                       RoutedTicketRow.status.in_(lifecycle.OPEN),
+                       or_(RoutedTicketRow.handover_until.is_(None),
+                           RoutedTicketRow.handover_until <= now))
+                .values(handover_until=until))
+            return bool(cast(CursorResult[Any], claimed).rowcount == 1)
+
+    async def release_handover(self, ticket_id: str) -> None:
+        """A claimed hand-over that was not published: the ticket stays where it is."""
+        async with self._sessions() as session, session.begin():
+            await session.execute(update(RoutedTicketRow)
+                                  .where(RoutedTicketRow.ticket_id == ticket_id)
+                                  .values(handover_until=None))
+
     async def record_handover(self, ticket_id: str, *, department: str,
                               steps: Sequence[dict[str, Any]],
                               ticket: tickets.RoutedTicket | None, now: datetime,
                               move_clocks: ClockChange | None = None) -> None:
         """An escalation or transfer: the ticket is with `department` now; its trace grows
-        and its clocks are rebased by `move_clocks` (given the department it leaves)."""
+        and its clocks are rebased by `move_clocks` (given the department it leaves). Its
+        claim (claim_handover) ends."""
         async with self._sessions() as session, session.begin():
             row = await session.get(RoutedTicketRow, ticket_id, with_for_update=True)
             if row is not None:
+                row.handover_until = None
                 if move_clocks is not None and row.service_clocks is not None:
                     _set_clocks(row, move_clocks(
                         service_clocks.from_json(row.service_clocks), row.department))

@@ -80,7 +80,9 @@ def _clocks(stored: dict[str, Any] | None) -> dict[str, Any]:
 
 @api.post("/{ticket_id}/transfer", status_code=202, responses={**UNAVAILABLE, 409: {
     "description": "`resolved` (the ticket is closed), `same_department` (it is already"
-                   " there) or `not_yours` (it is not with `from_department`)"}})
+                   " there), `not_yours` (it is not with `from_department`) or"
+                   " `handover_in_flight` (another transfer or an escalation of it is being"
+                   " published: read it again)"}})
 async def transfer(ticket_id: TicketId, body: Transfer, router: bootstrap.RouterContext,
                    principal: auth.DepartmentOrAdmin) -> Any:
     """Hand a ticket to another department: its clocks keep the time they spent and were
@@ -90,7 +92,7 @@ async def transfer(ticket_id: TicketId, body: Transfer, router: bootstrap.Router
         ticket_id, to_department=body.to_department, reason=body.reason,
         from_department=body.from_department, principal=principal, routed=router.routed,
         publisher=router.publisher, table=router.table.current, queue_for=router.queue_for,
-        now=datetime.now(UTC))
+        now=datetime.now(UTC), claim_for=router.in_flight_for)
     if isinstance(transferred, service.Refused):
         return refused(transferred, router, "transfer")
     return JSONResponse(status_code=202, content={"ticket_id": ticket_id,

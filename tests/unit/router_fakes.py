@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from services.core import envelope, kafka, tickets
+from services.core import envelope, kafka, lifecycle, tickets
 from services.core.settings import Settings
 from services.router import bootstrap, service_clocks
 from services.router.models import IntakeKeyRow, RoutedTicketRow
@@ -88,6 +88,18 @@ class FakeRouted:
                             move_clocks: ClockChange | None = None) -> Reported | None:
         raise NotImplementedError("the event follower records reports, not a use case")
 
+    async def claim_handover(self, ticket_id: str, *, department: str, now: datetime,
+                             until: datetime) -> bool:
+        row = self.rows.get(ticket_id)
+        if row is None or row.department != department or not lifecycle.is_open(row.status) \
+                or (row.handover_until is not None and row.handover_until > now):
+            return False
+        row.handover_until = until
+        return True
+
+    async def release_handover(self, ticket_id: str) -> None:
+        self.rows[ticket_id].handover_until = None
+
     async def record_handover(self, ticket_id: str, *, department: str,
                               steps: Sequence[dict[str, Any]],
                               ticket: tickets.RoutedTicket | None, now: datetime,
@@ -95,7 +107,7 @@ class FakeRouted:
         row = self.rows[ticket_id]
         self._move(row, move_clocks)
         row.trace = [*row.trace, *steps]
-        row.department = department
+        row.department, row.handover_until = department, None
         if ticket is not None:
             row.payload = ticket.model_dump(mode="json")
         self.recorded.append(("handover", ticket_id))

@@ -14,7 +14,7 @@ from services.core import access, events, tickets, topics
 from services.core.events import TicketEventType
 from services.router import service
 from services.router.service import Refusal, Refused
-from services.router.service.verdicts import RESOLVED
+from services.router.service.verdicts import HANDOVER_IN_FLIGHT, RESOLVED
 from services.router.store import Dispatch
 from tests.conftest import TEST_ROUTING_TABLE
 from tests.unit.router_fakes import Wired, wired
@@ -331,3 +331,48 @@ class TestEscalateDue:
         assert TicketEventType.ESCALATED in router.publisher.types()
         assert router.routed.rows["t-1"].department == "key_accounts"
         assert router.routed.recorded[-1] == ("escalated", "t-1")
+
+
+class TestOneHandOverAtATime:
+    """A transfer and an escalation (or two transfers) at the same moment: the ticket is
+    claimed for one of them before it is published, so it joins one queue, not two."""
+
+    async def transfer(self, router: Wired, now: datetime) -> service.Transferred | Refused:
+        return await service.transfer(
+            "t-1", to_department="business_desk", reason="needs the desk",
+            from_department=None, principal=ADMIN, routed=router.routed,
+            publisher=router.publisher, table=router.router.table.current,
+            queue_for=router.router.queue_for, now=now, claim_for=timedelta(seconds=10))
+
+    async def test_a_transfer_finds_an_escalation_under_way_and_is_refused(self) -> None:
+        router = wired()
+        routed_ticket(router)
+        late = NOW + timedelta(hours=5)
+        assert await router.routed.claim_handover("t-1", department="public_sector",
+                                                  now=late, until=late + timedelta(seconds=10))
+        refused = await self.transfer(router, late)
+        assert refused == HANDOVER_IN_FLIGHT
+        assert router.publisher.published == []
+        # The claim's holder died: once it expired, the transfer goes through.
+        transferred = await self.transfer(router, late + timedelta(seconds=11))
+        assert transferred == service.Transferred("t-1", "business_desk")
+        assert router.routed.rows["t-1"].handover_until is None  # ended by the record
+
+    async def test_an_escalation_finds_a_transfer_under_way_and_waits(self) -> None:
+        router = wired()
+        routed_ticket(router)
+        late = NOW + timedelta(hours=5)
+        assert await router.routed.claim_handover("t-1", department="public_sector",
+                                                  now=late, until=late + timedelta(seconds=10))
+        assert await TestEscalateDue().escalate(router, late) == 0
+        assert router.publisher.published == []
+        assert router.routed.rows["t-1"].department == "public_sector"
+
+    async def test_a_transfer_kafka_refused_releases_its_claim(self) -> None:
+        router = wired()
+        routed_ticket(router)
+        router.publisher.fail = True
+        assert await self.transfer(router, NOW) == Refused(Refusal.UNAVAILABLE)
+        assert router.routed.rows["t-1"].handover_until is None
+        router.publisher.fail = False
+        assert await self.transfer(router, NOW) == service.Transferred("t-1", "business_desk")

@@ -6,7 +6,7 @@ losing it."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from services.core import access, events, kafka, lifecycle, tickets, topics
@@ -25,10 +25,14 @@ async def transfer(ticket_id: str, *, to_department: str, reason: str,
                    from_department: str | None, principal: access.Principal,
                    routed: ports.Routed, publisher: ports.Publisher,
                    table: routing.RoutingTable, queue_for: dispatch.QueueFor,
-                   now: datetime) -> Transferred | Refused:
+                   now: datetime, claim_for: timedelta = ports.HANDOVER_CLAIM
+                   ) -> Transferred | Refused:
     """Hand a ticket to another department of `table`: its clocks keep the time they
     spent and were paused, and count the rest in the new department's hours. A
-    department hands over only tickets it has (`from_department`, if given, is checked)."""
+    department hands over only tickets it has (`from_department`, if given, is checked).
+    The ticket is claimed for the hand-over first (`claim_for`: longer than a publish),
+    so that another transfer or an escalation at the same moment does not put it in a
+    second queue."""
     row = await routed.get(ticket_id)
     if row is None:
         return verdicts.not_found(ticket_id)
@@ -64,9 +68,13 @@ async def transfer(ticket_id: str, *, to_department: str, reason: str,
         event_type=events.TicketEventType.TRANSFERRED, now=now,
         correlation_id=row.correlation_id or ticket_id,  # None: routed before 0011
         queue_for=queue_for, details=details)
+    if not await routed.claim_handover(ticket_id, department=row.department, now=now,
+                                       until=now + claim_for):
+        return verdicts.HANDOVER_IN_FLIGHT
     try:
         await publisher.publish(outputs)
     except kafka.PublishFailed:
+        await routed.release_handover(ticket_id)
         return verdicts.UNAVAILABLE
     await routed.record_handover(ticket_id, department=to_department, steps=[step],
                                  ticket=ticket, now=now, move_clocks=move)
@@ -128,15 +136,16 @@ async def change_priority(ticket_id: str, *, priority: int, reason: str,
 
 async def escalate_due(routed: ports.Routed, publisher: ports.Publisher, *,
                        table: routing.RoutingTable, queue_for: dispatch.QueueFor,
-                       now: datetime) -> int:
+                       now: datetime, claim_for: timedelta = ports.HANDOVER_CLAIM) -> int:
     """Every notice due by `now` (the escalation timer, once per fleet): tickets without
     clocks past their first-response deadline are escalated once; tickets with clocks get
     their warnings and escalations by level. Returns how many were sent."""
     escalated = await escalation.escalate_due(
         routed, publisher, escalation_target=table.escalation_target, queue_for=queue_for,
-        now=now)
+        now=now, claim_for=claim_for)
     return escalated + await clock_watch.watch_clocks(routed, publisher, table=table,
-                                                      queue_for=queue_for, now=now)
+                                                      queue_for=queue_for, now=now,
+                                                      claim_for=claim_for)
 
 
 def _iso(moment: datetime | None) -> str | None:
