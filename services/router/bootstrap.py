@@ -47,6 +47,12 @@ class Router:
     queue_for: dispatch.QueueFor = priority.queue_for
 
     @property
+    def handover_hold(self) -> timedelta:
+        """How long a hand-over's claim on a ticket stands: longer than its publish, which
+        may take twice PRODUCE_TIMEOUT_SECONDS (ports.HANDOVER_CLAIM)."""
+        return timedelta(seconds=3 * self.settings.produce_timeout_seconds)
+
+    @property
     def in_flight_for(self) -> timedelta:
         """How long an Idempotency-Key's first request may still be publishing."""
         return timedelta(seconds=2 * self.settings.produce_timeout_seconds)

@@ -72,8 +72,8 @@ async def _escalate(routed: ports.Routed, publisher: ports.Publisher, row: Route
                     clock: clocks.Clock, state: service_clocks.TicketClocks, notice: str, *,
                     table: routing.RoutingTable, queue_for: dispatch.QueueFor,
                     now: datetime, claim_for: timedelta) -> bool:
-    """Escalate `clock`'s breach or second level; False if another hand-over holds the
-    ticket (nothing published)."""
+    """Escalate `clock`'s breach or second level; False if the ticket is not as read
+    (another hand-over holds it, or a report came since: nothing published)."""
     try:
         ticket: tickets.RoutedTicket | None = tickets.RoutedTicket.model_validate(row.payload)
     except pydantic.ValidationError as exc:
@@ -123,16 +123,17 @@ async def _escalate(routed: ports.Routed, publisher: ports.Publisher, row: Route
             from_department=row.department, event_type=events.TicketEventType.ESCALATED,
             now=now, correlation_id=_correlation_id(row), queue_for=queue_for,
             details=details)
-    if not await routed.claim_handover(row.ticket_id, department=row.department, now=now,
-                                       until=now + claim_for):
+    claim = await routed.claim_handover(row, hold=claim_for)
+    if claim is None:  # handed over or answered since it was read
         return False
     try:
         await publisher.publish(outputs)
-    except kafka.PublishFailed:
-        await routed.release_handover(row.ticket_id)
+    except Exception:
+        await routed.release_handover(row.ticket_id, claim)
         raise
     await routed.record_handover(row.ticket_id, department=target or row.department,
-                                 steps=[step], ticket=ticket, now=now, move_clocks=move)
+                                 steps=[step], ticket=ticket, now=now, move_clocks=move,
+                                 claim=claim)
     if level == 1:
         await routed.mark_escalated(row.ticket_id)
     LEVELS.labels(was_in, clock.target, str(level)).inc()

@@ -51,9 +51,10 @@ class Keys(Protocol):
 
 
 # How long a hand-over's claim on a ticket stands (Routed.claim_handover): longer than
-# its publish. The services pass twice their PRODUCE_TIMEOUT_SECONDS (Router.in_flight_for);
-# this is the same for the default.
-HANDOVER_CLAIM = timedelta(seconds=10)
+# its publish, which may take twice PRODUCE_TIMEOUT_SECONDS (its transaction's deadline,
+# then its commit). The services pass three times theirs (Router.handover_hold); this is
+# the same for the default.
+HANDOVER_CLAIM = timedelta(seconds=15)
 
 
 class Routed(Protocol):
@@ -64,15 +65,16 @@ class Routed(Protocol):
     async def record_report(self, ticket_id: str, event_type: str, at: datetime, *,
                             move_clocks: ClockChange | None = None) -> Reported | None: ...
 
-    async def claim_handover(self, ticket_id: str, *, department: str, now: datetime,
-                             until: datetime) -> bool: ...
+    async def claim_handover(self, row: RoutedTicketRow, *,
+                             hold: timedelta) -> datetime | None: ...
 
-    async def release_handover(self, ticket_id: str) -> None: ...
+    async def release_handover(self, ticket_id: str, claim: datetime) -> None: ...
 
     async def record_handover(self, ticket_id: str, *, department: str,
                               steps: Sequence[dict[str, Any]],
                               ticket: tickets.RoutedTicket | None, now: datetime,
-                              move_clocks: ClockChange | None = None) -> None: ...
+                              move_clocks: ClockChange | None = None,
+                              claim: datetime | None = None) -> None: ...
 
     async def record_priority_change(self, ticket_id: str, *, priority: int,
                                      step: dict[str, Any], move_clocks: ClockChange) -> None: ...

@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, Insert, Table, bindparam, func, or_, select, update
@@ -118,41 +118,51 @@ class RoutedTickets:
                        RoutedTicketRow.platform.is_not(None)))
             return {ticket_id: platform for ticket_id, platform in rows if platform}
 
-    async def claim_handover(self, ticket_id: str, *, department: str, now: datetime,
-                             until: datetime) -> bool:
-        """Claim the ticket for a hand-over (a transfer, an escalation) until `until`: only
-        if it is still with `department`, open, and no other claim stands. The claimant
-        publishes it, then records the hand-over, which ends the claim; one that could
-        not publish releases it. So two hand-overs at once do not put it in two queues."""
+    async def claim_handover(self, row: RoutedTicketRow, *,
+                             hold: timedelta) -> datetime | None:
+        """Claim the ticket for a hand-over (a transfer, an escalation) for `hold` from
+        now: only if it is as `row` read it (its department and last change: nothing
+        reported, handed over or routed since), open, and no other claim stands. The
+        claim (its end, returned; None: not claimed) is the claimant's token: it
+        publishes, then records the hand-over, which ends the claim, or releases it. So
+        two hand-overs at once do not put it in two queues, and none acts on a ticket
+        answered since it was read."""
+        now = datetime.now(UTC)  # at the claim, not at the start of a long check
+        until = now + hold
         async with self._sessions() as session, session.begin():
             claimed = await session.execute(
                 update(RoutedTicketRow)
-                .where(RoutedTicketRow.ticket_id == ticket_id,
-                       RoutedTicketRow.department == department,
+                .where(RoutedTicketRow.ticket_id == row.ticket_id,
+                       RoutedTicketRow.department == row.department,
+                       RoutedTicketRow.updated_at == row.updated_at,
                        RoutedTicketRow.status.in_(lifecycle.OPEN),
                        or_(RoutedTicketRow.handover_until.is_(None),
                            RoutedTicketRow.handover_until <= now))
                 .values(handover_until=until))
-            return bool(cast(CursorResult[Any], claimed).rowcount == 1)
+            return until if cast(CursorResult[Any], claimed).rowcount == 1 else None
 
-    async def release_handover(self, ticket_id: str) -> None:
-        """A claimed hand-over that was not published: the ticket stays where it is."""
+    async def release_handover(self, ticket_id: str, claim: datetime) -> None:
+        """A claimed hand-over that was not published: the ticket stays where it is (a
+        claim another took over since, this one having expired, stays)."""
         async with self._sessions() as session, session.begin():
             await session.execute(update(RoutedTicketRow)
-                                  .where(RoutedTicketRow.ticket_id == ticket_id)
+                                  .where(RoutedTicketRow.ticket_id == ticket_id,
+                                         RoutedTicketRow.handover_until == claim)
                                   .values(handover_until=None))
 
     async def record_handover(self, ticket_id: str, *, department: str,
                               steps: Sequence[dict[str, Any]],
                               ticket: tickets.RoutedTicket | None, now: datetime,
-                              move_clocks: ClockChange | None = None) -> None:
+                              move_clocks: ClockChange | None = None,
+                              claim: datetime | None = None) -> None:
         """An escalation or transfer: the ticket is with `department` now; its trace grows
         and its clocks are rebased by `move_clocks` (given the department it leaves). Its
-        claim (claim_handover) ends."""
+        `claim` (claim_handover) ends, unless another took over since."""
         async with self._sessions() as session, session.begin():
             row = await session.get(RoutedTicketRow, ticket_id, with_for_update=True)
             if row is not None:
-                row.handover_until = None
+                if claim is not None and row.handover_until == claim:
+                    row.handover_until = None
                 if move_clocks is not None and row.service_clocks is not None:
                     _set_clocks(row, move_clocks(
                         service_clocks.from_json(row.service_clocks), row.department))

@@ -1,6 +1,7 @@
 """A hand-over's claim on a routed ticket in a real SQL store (SQLite and PostgreSQL):
-one claim at a time, only on the department the claimant read and an open ticket; it
-expires, is released, and the hand-over's record ends it."""
+one claim at a time, only on the ticket as the claimant read it (department, last
+change) and open; it expires, is released by its holder only, and the hand-over's
+record ends it."""
 
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ import pytest
 
 from services.core import db
 from services.core.events import TicketEventType
+from services.router.models import RoutedTicketRow
 from services.router.store import Dispatch, RoutedTickets
 
 NOW = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
-HOLD = timedelta(seconds=10)
+HOLD = timedelta(minutes=5)
 
 
 @pytest.fixture
@@ -31,35 +33,43 @@ async def routed(database_url: str) -> AsyncIterator[RoutedTickets]:
         await engine.dispose()
 
 
-async def claim(routed: RoutedTickets, *, department: str = "care",
-                at: datetime = NOW) -> bool:
-    return await routed.claim_handover("t-1", department=department, now=at, until=at + HOLD)
+async def read(routed: RoutedTickets) -> RoutedTicketRow:
+    row = await routed.get("t-1")
+    assert row is not None
+    return row
 
 
 async def test_of_hand_overs_racing_exactly_one_claims_the_ticket(
         routed: RoutedTickets) -> None:
-    won = await asyncio.gather(*(claim(routed) for _ in range(6)))
-    assert sorted(won) == [False] * 5 + [True]
+    row = await read(routed)
+    won = await asyncio.gather(*(routed.claim_handover(row, hold=HOLD) for _ in range(6)))
+    assert sum(claim is not None for claim in won) == 1
 
 
-async def test_a_claim_needs_the_department_read_and_an_open_ticket(
-        routed: RoutedTickets) -> None:
-    assert not await claim(routed, department="billing")  # moved on since it was read
-    assert not await routed.claim_handover("t-unknown", department="care", now=NOW,
-                                           until=NOW + HOLD)
-    assert await routed.record_report("t-1", TicketEventType.RESOLVED, NOW)
-    assert not await claim(routed)
-
-
-async def test_a_claim_expires_is_released_and_ends_with_its_record(
-        routed: RoutedTickets) -> None:
-    assert await claim(routed)
-    assert not await claim(routed, at=NOW + HOLD - timedelta(seconds=1))
-    assert await claim(routed, at=NOW + HOLD)  # its holder died: taken over
-    await routed.release_handover("t-1")
-    assert await claim(routed, at=NOW + HOLD)
+async def test_a_claim_needs_the_ticket_as_read_and_open(routed: RoutedTickets) -> None:
+    before = await read(routed)
+    assert await routed.record_report("t-1", TicketEventType.PICKED_UP, NOW)
+    assert await routed.claim_handover(before, hold=HOLD) is None  # a report since
+    assert await routed.claim_handover(await read(routed), hold=HOLD) is not None
     await routed.record_handover("t-1", department="billing", steps=[], ticket=None,
-                                 now=NOW + HOLD)
-    row = await routed.get("t-1")
-    assert row is not None and (row.department, row.handover_until) == ("billing", None)
-    assert await claim(routed, department="billing", at=NOW + HOLD)
+                                 now=NOW + timedelta(minutes=1))
+    moved = await read(routed)
+    assert await routed.record_report("t-1", TicketEventType.RESOLVED, NOW)
+    assert await routed.claim_handover(moved, hold=HOLD) is None  # closed (and changed)
+    assert await routed.claim_handover(await read(routed), hold=HOLD) is None  # closed
+
+
+async def test_a_claim_expires_is_released_by_its_holder_and_ends_with_its_record(
+        routed: RoutedTickets) -> None:
+    row = await read(routed)
+    expired = await routed.claim_handover(row, hold=timedelta(0))  # its holder died
+    assert expired is not None
+    taken = await routed.claim_handover(row, hold=HOLD)  # taken over
+    assert taken is not None and taken != expired
+    await routed.release_handover("t-1", expired)  # the late holder's: no effect
+    assert await routed.claim_handover(row, hold=HOLD) is None
+    await routed.record_handover("t-1", department="billing", steps=[], ticket=None,
+                                 now=NOW + timedelta(minutes=1), claim=taken)
+    after = await read(routed)
+    assert (after.department, after.handover_until) == ("billing", None)
+    assert await routed.claim_handover(after, hold=HOLD) is not None

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -88,26 +88,33 @@ class FakeRouted:
                             move_clocks: ClockChange | None = None) -> Reported | None:
         raise NotImplementedError("the event follower records reports, not a use case")
 
-    async def claim_handover(self, ticket_id: str, *, department: str, now: datetime,
-                             until: datetime) -> bool:
-        row = self.rows.get(ticket_id)
-        if row is None or row.department != department or not lifecycle.is_open(row.status) \
-                or (row.handover_until is not None and row.handover_until > now):
-            return False
-        row.handover_until = until
-        return True
+    async def claim_handover(self, row: RoutedTicketRow, *,
+                             hold: timedelta) -> datetime | None:
+        """As the store claims (on the wall clock): the row as read, open, unclaimed."""
+        now, stored = datetime.now(UTC), self.rows.get(row.ticket_id)
+        if stored is None or (stored.department, stored.updated_at) != (
+                row.department, row.updated_at) or not lifecycle.is_open(stored.status) \
+                or (stored.handover_until is not None and stored.handover_until > now):
+            return None
+        stored.handover_until = now + hold
+        return stored.handover_until
 
-    async def release_handover(self, ticket_id: str) -> None:
-        self.rows[ticket_id].handover_until = None
+    async def release_handover(self, ticket_id: str, claim: datetime) -> None:
+        row = self.rows[ticket_id]
+        if row.handover_until == claim:
+            row.handover_until = None
 
     async def record_handover(self, ticket_id: str, *, department: str,
                               steps: Sequence[dict[str, Any]],
                               ticket: tickets.RoutedTicket | None, now: datetime,
-                              move_clocks: ClockChange | None = None) -> None:
+                              move_clocks: ClockChange | None = None,
+                              claim: datetime | None = None) -> None:
         row = self.rows[ticket_id]
         self._move(row, move_clocks)
         row.trace = [*row.trace, *steps]
-        row.department, row.handover_until = department, None
+        row.department, row.updated_at = department, now
+        if claim is not None and row.handover_until == claim:
+            row.handover_until = None
         if ticket is not None:
             row.payload = ticket.model_dump(mode="json")
         self.recorded.append(("handover", ticket_id))

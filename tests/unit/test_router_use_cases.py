@@ -335,7 +335,7 @@ class TestEscalateDue:
 
 class TestOneHandOverAtATime:
     """A transfer and an escalation (or two transfers) at the same moment: the ticket is
-    claimed for one of them before it is published, so it joins one queue, not two."""
+    claimed, as it was read, before it is published, so it joins one queue, not two."""
 
     async def transfer(self, router: Wired, now: datetime) -> service.Transferred | Refused:
         return await service.transfer(
@@ -344,27 +344,29 @@ class TestOneHandOverAtATime:
             publisher=router.publisher, table=router.router.table.current,
             queue_for=router.router.queue_for, now=now, claim_for=timedelta(seconds=10))
 
+    async def claimed(self, router: Wired) -> datetime:
+        """Another hand-over's claim, standing."""
+        claim = await router.routed.claim_handover(router.routed.rows["t-1"],
+                                                   hold=timedelta(hours=1))
+        assert claim is not None
+        return claim
+
     async def test_a_transfer_finds_an_escalation_under_way_and_is_refused(self) -> None:
         router = wired()
         routed_ticket(router)
-        late = NOW + timedelta(hours=5)
-        assert await router.routed.claim_handover("t-1", department="public_sector",
-                                                  now=late, until=late + timedelta(seconds=10))
-        refused = await self.transfer(router, late)
-        assert refused == HANDOVER_IN_FLIGHT
+        await self.claimed(router)
+        assert await self.transfer(router, NOW) == HANDOVER_IN_FLIGHT
         assert router.publisher.published == []
         # The claim's holder died: once it expired, the transfer goes through.
-        transferred = await self.transfer(router, late + timedelta(seconds=11))
-        assert transferred == service.Transferred("t-1", "business_desk")
+        router.routed.rows["t-1"].handover_until = datetime.now(UTC) - timedelta(seconds=1)
+        assert await self.transfer(router, NOW) == service.Transferred("t-1", "business_desk")
         assert router.routed.rows["t-1"].handover_until is None  # ended by the record
 
     async def test_an_escalation_finds_a_transfer_under_way_and_waits(self) -> None:
         router = wired()
         routed_ticket(router)
-        late = NOW + timedelta(hours=5)
-        assert await router.routed.claim_handover("t-1", department="public_sector",
-                                                  now=late, until=late + timedelta(seconds=10))
-        assert await TestEscalateDue().escalate(router, late) == 0
+        await self.claimed(router)
+        assert await TestEscalateDue().escalate(router, NOW + timedelta(hours=5)) == 0
         assert router.publisher.published == []
         assert router.routed.rows["t-1"].department == "public_sector"
 

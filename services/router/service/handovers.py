@@ -31,8 +31,8 @@ async def transfer(ticket_id: str, *, to_department: str, reason: str,
     spent and were paused, and count the rest in the new department's hours. A
     department hands over only tickets it has (`from_department`, if given, is checked).
     The ticket is claimed for the hand-over first (`claim_for`: longer than a publish),
-    so that another transfer or an escalation at the same moment does not put it in a
-    second queue."""
+    as it was read, so that another transfer or an escalation at the same moment does
+    not put it in a second queue."""
     row = await routed.get(ticket_id)
     if row is None:
         return verdicts.not_found(ticket_id)
@@ -68,16 +68,19 @@ async def transfer(ticket_id: str, *, to_department: str, reason: str,
         event_type=events.TicketEventType.TRANSFERRED, now=now,
         correlation_id=row.correlation_id or ticket_id,  # None: routed before 0011
         queue_for=queue_for, details=details)
-    if not await routed.claim_handover(ticket_id, department=row.department, now=now,
-                                       until=now + claim_for):
+    claim = await routed.claim_handover(row, hold=claim_for)
+    if claim is None:
         return verdicts.HANDOVER_IN_FLIGHT
     try:
         await publisher.publish(outputs)
     except kafka.PublishFailed:
-        await routed.release_handover(ticket_id)
+        await routed.release_handover(ticket_id, claim)
         return verdicts.UNAVAILABLE
+    except Exception:
+        await routed.release_handover(ticket_id, claim)
+        raise
     await routed.record_handover(ticket_id, department=to_department, steps=[step],
-                                 ticket=ticket, now=now, move_clocks=move)
+                                 ticket=ticket, now=now, move_clocks=move, claim=claim)
     return Transferred(ticket_id, to_department)
 
 
