@@ -69,6 +69,8 @@ WRITTEN_BY: dict[TicketEventType, str] = {
 
 
 ClockTarget = Literal["first_response", "next_response", "resolution"]
+# Escalation levels: 1 on a breach, 2 still unanswered later (second_escalation).
+ESCALATION_LEVELS = (1, 2)
 
 
 class UntrustedEvent(ValueError):
@@ -99,7 +101,7 @@ class TicketEvent(BaseModel):
     deadlines: dict[ClockTarget, AwareDatetime | None] | None = None
     paused: bool | None = None
     target: ClockTarget | None = None
-    level: Annotated[int, Field(ge=1, le=2)] | None = None
+    level: Annotated[int, Field(ge=ESCALATION_LEVELS[0], le=ESCALATION_LEVELS[-1])] | None = None
     outcomes: dict[Annotated[str, Field(max_length=40)], Literal["met", "missed"]] | None = None
 
 

@@ -196,15 +196,14 @@ def _child(metric: _Metric, *labels: str) -> _Metric:
 # first routed ticket): a series born at 1 is no increase to Prometheus, so the first
 # second-level escalation of a department and segment would not raise its alert.
 _escalation_series: set[tuple[str, str]] = set()
-ESCALATION_LEVELS = ("1", "2")
 
 
 def _export_escalations(department: str, segment: str) -> None:
     if (department, segment) not in _escalation_series:
         _escalation_series.add((department, segment))
         for target in get_args(events.ClockTarget):
-            for level in ESCALATION_LEVELS:
-                _child(TARGET_ESCALATIONS, department, segment, target, level)
+            for level in events.ESCALATION_LEVELS:
+                _child(TARGET_ESCALATIONS, department, segment, target, str(level))
 
 
 def record(observations: Iterable[timeline.Observation]) -> None:

@@ -50,7 +50,8 @@ class Router:
     def handover_hold(self) -> timedelta:
         """How long a hand-over's claim on a ticket stands: longer than its publish, which
         may take twice PRODUCE_TIMEOUT_SECONDS (ports.HANDOVER_CLAIM)."""
-        return timedelta(seconds=3 * self.settings.produce_timeout_seconds)
+        return timedelta(
+            seconds=ports.HANDOVER_CLAIM_TIMEOUTS * self.settings.produce_timeout_seconds)
 
     @property
     def in_flight_for(self) -> timedelta:

@@ -123,14 +123,9 @@ async def _escalate(routed: ports.Routed, publisher: ports.Publisher, row: Route
             from_department=row.department, event_type=events.TicketEventType.ESCALATED,
             now=now, correlation_id=_correlation_id(row), queue_for=queue_for,
             details=details)
-    claim = await routed.claim_handover(row, hold=claim_for)
+    claim = await ports.publish_claimed(routed, publisher, row, outputs, hold=claim_for)
     if claim is None:  # handed over or answered since it was read
         return False
-    try:
-        await publisher.publish(outputs)
-    except Exception:
-        await routed.release_handover(row.ticket_id, claim)
-        raise
     await routed.record_handover(row.ticket_id, department=target or row.department,
                                  steps=[step], ticket=ticket, now=now, move_clocks=move,
                                  claim=claim)

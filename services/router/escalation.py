@@ -62,14 +62,9 @@ async def escalate_due(routed: ports.Routed, publisher: ports.Publisher, *,
                 from_department=row.department,
                 event_type=events.TicketEventType.ESCALATED, now=now,
                 correlation_id=correlation_id, queue_for=queue_for)
-        claim = await routed.claim_handover(row, hold=claim_for)
+        claim = await ports.publish_claimed(routed, publisher, row, outputs, hold=claim_for)
         if claim is None:  # handed over or answered since it was read
             continue
-        try:
-            await publisher.publish(outputs)
-        except Exception:
-            await routed.release_handover(row.ticket_id, claim)
-            raise
         await routed.record_handover(row.ticket_id, department=target, steps=[step],
                                      ticket=ticket, now=now, claim=claim)
         await routed.mark_escalated(row.ticket_id)

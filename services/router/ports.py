@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from services.core import kafka, tickets
+from services.core.settings import Settings
 from services.router import overflow, routing
 from services.router.models import IntakeKeyRow, RoutedTicketRow
 from services.router.store import ClockChange, Reported
@@ -52,9 +53,10 @@ class Keys(Protocol):
 
 # How long a hand-over's claim on a ticket stands (Routed.claim_handover): longer than
 # its publish, which may take twice PRODUCE_TIMEOUT_SECONDS (its transaction's deadline,
-# then its commit). The services pass three times theirs (Router.handover_hold); this is
-# the same for the default.
-HANDOVER_CLAIM = timedelta(seconds=15)
+# then its commit): three times it (Router.handover_hold; the default's here).
+HANDOVER_CLAIM_TIMEOUTS = 3
+HANDOVER_CLAIM = timedelta(seconds=HANDOVER_CLAIM_TIMEOUTS * Settings.model_fields[
+    "produce_timeout_seconds"].default)
 
 
 class Routed(Protocol):
@@ -87,3 +89,20 @@ class Routed(Protocol):
                                  limit: int = 200) -> list[RoutedTicketRow]: ...
 
     async def mark_escalated(self, ticket_id: str) -> None: ...
+
+
+async def publish_claimed(routed: Routed, publisher: Publisher, row: RoutedTicketRow,
+                          outputs: Sequence[kafka.Publishable], *,
+                          hold: timedelta) -> datetime | None:
+    """A hand-over's publish: the ticket claimed as `row` read it, then `outputs`
+    published. The claim, for the record to end (None: not claimed, nothing published);
+    a publish that fails releases it and raises."""
+    claim = await routed.claim_handover(row, hold=hold)
+    if claim is None:
+        return None
+    try:
+        await publisher.publish(outputs)
+    except Exception:
+        await routed.release_handover(row.ticket_id, claim)
+        raise
+    return claim

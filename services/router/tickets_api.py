@@ -10,8 +10,8 @@ from fastapi import APIRouter, HTTPException
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from services.core import auth, topics
-from services.router import bootstrap, priority, service, service_clocks
+from services.core import auth, tickets, topics
+from services.router import bootstrap, service, service_clocks
 from services.router.intake import UNAVAILABLE, TicketId, refused
 
 api = APIRouter(prefix="/v1/tickets", tags=["tickets"])
@@ -30,8 +30,7 @@ class Transfer(BaseModel):
 class PriorityChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    priority: int = Field(ge=priority.HIGHEST, le=priority.LOWEST,
-                          description="1 is the most urgent")
+    priority: tickets.Priority = Field(description="1 is the most urgent")
     reason: str = Field(min_length=1, max_length=200,
                         description="Why (kept in the trace; no personal data, please)")
 

@@ -5,7 +5,8 @@ change of tier is stored and reported."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -42,6 +43,29 @@ async def a_base(store: CustomerStore, *, long_ago: tuple[str, ...] = ()) -> Non
 
 def a_store(sessions: async_sessionmaker[AsyncSession]) -> CustomerStore:
     return CustomerStore(sessions, cache=CustomerCache(max_customers=10, ttl_seconds=60))
+
+
+@contextlib.contextmanager
+def once_before(sessions: async_sessionmaker[AsyncSession], statement_start: str,
+                *meanwhile: str) -> Iterator[list[str]]:
+    """Run the `meanwhile` statements once, on the store's own connection, just before
+    its first statement that starts with `statement_start`: the write then sees what
+    another writer committed in between. Yields the statements that ran (none: it
+    never came)."""
+    engine = sessions.kw["bind"].sync_engine
+    ran: list[str] = []
+
+    def first(_connection: Any, cursor: Any, statement: str, *_args: Any) -> None:
+        if not ran and statement.startswith(statement_start):
+            ran.extend(meanwhile)
+            for sql in meanwhile:
+                cursor.execute(sql)
+
+    event.listen(engine, "before_cursor_execute", first)
+    try:
+        yield ran
+    finally:
+        event.remove(engine, "before_cursor_execute", first)
 
 
 async def stored_tiers(sessions: async_sessionmaker[AsyncSession]) -> dict[str, str]:
@@ -139,21 +163,10 @@ class TestPopulationRun:
         values keep the tier it decided, and the run reports no change of c-4."""
         store = a_store(sessions)
         await a_base(store, long_ago=("c-5",))  # the run would make c-4 most growable
-        engine = sessions.kw["bind"].sync_engine
-        refreshed = False
-
-        def refresh_first(_connection: Any, cursor: Any, statement: str, *_args: Any) -> None:
-            nonlocal refreshed
-            if not refreshed and statement.startswith("UPDATE customer_features SET tier"):
-                refreshed = True
-                cursor.execute("UPDATE customer_features SET tier = 'most_valuable',"
-                               " purchases = purchases + 1 WHERE customer_id = 'c-4'")
-
-        event.listen(engine, "before_cursor_execute", refresh_first)
-        try:
+        with once_before(sessions, "UPDATE customer_features SET tier",
+                         "UPDATE customer_features SET tier = 'most_valuable',"
+                         " purchases = purchases + 1 WHERE customer_id = 'c-4'") as refreshed:
             changes = await store.recompute_population(now=LATER, chunk=10)
-        finally:
-            event.remove(engine, "before_cursor_execute", refresh_first)
 
         assert refreshed
         assert changes == []
@@ -190,22 +203,11 @@ class TestPopulationRun:
         store = a_store(sessions)
         await a_base(store)
         await store.count_tickets({"c-1": 2}, now=NOW)
-        engine = sessions.kw["bind"].sync_engine
-        flushed = False
-
-        def flush_first(_connection: Any, cursor: Any, statement: str, *_args: Any) -> None:
-            """The segmenter's flush, just before the values are written."""
-            nonlocal flushed
-            if not flushed and statement.startswith("INSERT INTO customer_features"):
-                flushed = True
-                cursor.execute("UPDATE customer_features SET tickets_raised ="
-                               " tickets_raised + 5 WHERE customer_id = 'c-1'")
-
-        event.listen(engine, "before_cursor_execute", flush_first)
-        try:
+        # The segmenter's flush, just before the values are written.
+        with once_before(sessions, "INSERT INTO customer_features",
+                         "UPDATE customer_features SET tickets_raised ="
+                         " tickets_raised + 5 WHERE customer_id = 'c-1'") as flushed:
             await store.refresh_features(["c-1"], now=LATER)
-        finally:
-            event.remove(engine, "before_cursor_execute", flush_first)
 
         async with sessions() as session:
             tickets = (await session.scalars(
@@ -221,24 +223,12 @@ class TestPopulationRun:
         async with sessions() as session, session.begin():  # a tier its values will change
             await session.execute(text("UPDATE customer_features SET tier = 'most_valuable'"
                                        " WHERE customer_id = 'c-2'"))
-        engine = sessions.kw["bind"].sync_engine
-        erased = False
-
-        def erase_first(_connection: Any, cursor: Any, statement: str, *_args: Any) -> None:
-            """The rows an erasure of c-2 deletes, in its order, gone after c-2's purchases
-            were read and before the values are written (deleted by the refresh's own
-            connection: the write sees them gone, as after an erasure committed then)."""
-            nonlocal erased
-            if not erased and statement.startswith("INSERT INTO customer_features"):
-                erased = True
-                for table in ERASED_TABLES:
-                    cursor.execute(f"DELETE FROM {table} WHERE customer_id = 'c-2'")
-
-        event.listen(engine, "before_cursor_execute", erase_first)
-        try:
+        # The rows an erasure of c-2 deletes, in its order, gone after c-2's purchases
+        # were read and before the values are written.
+        with once_before(sessions, "INSERT INTO customer_features",
+                         *(f"DELETE FROM {table} WHERE customer_id = 'c-2'"
+                           for table in ERASED_TABLES)) as erased:
             changes = await store.refresh_features(["c-1", "c-2", "c-3"], now=LATER)
-        finally:
-            event.remove(engine, "before_cursor_execute", erase_first)
 
         computed = await computed_ats(sessions)
         assert erased

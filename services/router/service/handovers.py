@@ -68,17 +68,12 @@ async def transfer(ticket_id: str, *, to_department: str, reason: str,
         event_type=events.TicketEventType.TRANSFERRED, now=now,
         correlation_id=row.correlation_id or ticket_id,  # None: routed before 0011
         queue_for=queue_for, details=details)
-    claim = await routed.claim_handover(row, hold=claim_for)
+    try:
+        claim = await ports.publish_claimed(routed, publisher, row, outputs, hold=claim_for)
+    except kafka.PublishFailed:
+        return verdicts.UNAVAILABLE
     if claim is None:
         return verdicts.HANDOVER_IN_FLIGHT
-    try:
-        await publisher.publish(outputs)
-    except kafka.PublishFailed:
-        await routed.release_handover(ticket_id, claim)
-        return verdicts.UNAVAILABLE
-    except Exception:
-        await routed.release_handover(ticket_id, claim)
-        raise
     await routed.record_handover(ticket_id, department=to_department, steps=[step],
                                  ticket=ticket, now=now, move_clocks=move, claim=claim)
     return Transferred(ticket_id, to_department)
