@@ -6,9 +6,10 @@ Each store (SQLite, a fresh file) holds the same open tickets (`--open`, spread 
 departments, routed or picked up, some past their deadline) and, besides them,
 `--history` resolved tickets answered days ago. The baseline is the same polls on a store
 holding the open tickets alone, measured in the same run: what the polls are about. It
-does so at two schema revisions, 0014 (before the polls' indexes) and the newest, and
-prints the CPU milliseconds of each poll (median of `--repeats`, the process's CPU time,
-the database's thread included) and the ratio to the baseline.
+does so on the newest schema without the polls' indexes (`POLL_INDEXES`, dropped: the
+store as it was before v0015 gave them) and with them, and prints the CPU milliseconds
+of each poll (median of `--repeats`, the process's CPU time, the database's thread
+included) and the ratio to the baseline.
 
     .venv/bin/python -m bench.router_polls [--history 200000] [--open 2000]
 """
@@ -25,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import cast
 
-from sqlalchemy import Table, insert
+from sqlalchemy import Table, insert, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.core import db, lifecycle, migrate
@@ -34,7 +35,11 @@ from services.router.models import RoutedTicketRow
 from services.router.store import RoutedTickets
 
 DEPARTMENTS = ("customer_care", "key_accounts", "public_sector", "sales", "business_desk")
-REVISIONS = ("0014", "head")
+# The routed tickets' indexes the polls search (services/router/models.py). An older
+# revision cannot stand for "before them": the store's own queries name every column the
+# newest one has.
+POLL_INDEXES = ("ix_routed_tickets_first_response", "ix_routed_tickets_escalation_due")
+SCHEMAS = ("without the polls' indexes", "with them")
 Poll = Callable[[RoutedTickets, datetime], Awaitable[object]]
 POLLS: dict[str, Poll] = {
     "backlog": lambda store, _now: store.backlog(),
@@ -73,15 +78,19 @@ async def fill(engine: AsyncEngine, open_tickets: int, history: int, now: dateti
             *_rows(history, open_tickets, now, resolved=True)])
 
 
-async def measure(path: Path, revision: str, open_tickets: int, history: int,
+async def measure(path: Path, indexed: bool, open_tickets: int, history: int,
                   repeats: int) -> dict[str, float]:
     url = f"sqlite+aiosqlite:///{path}"
-    await migrate.upgrade(url, revision)
+    await migrate.upgrade(url, "head")
     now = datetime.now(UTC)
     engine = db.engine(url)
     store = RoutedTickets(db.sessions(engine))
     medians: dict[str, float] = {}
     try:
+        if not indexed:
+            async with engine.begin() as connection:
+                for name in POLL_INDEXES:
+                    await connection.execute(text(f"DROP INDEX {name}"))
         await fill(engine, open_tickets, history, now)
         for name, poll in POLLS.items():
             await poll(store, now)  # warm: the connection, the statement's compilation
@@ -105,12 +114,12 @@ async def main() -> None:
     print(f"{args.open} open tickets; history: {args.history} resolved tickets besides them;"
           f" CPU ms a poll, median of {args.repeats}", flush=True)
     with tempfile.TemporaryDirectory() as folder:
-        for revision in REVISIONS:
-            baseline = await measure(Path(folder, f"{revision}-open.db"), revision,
+        for indexed, schema in enumerate(SCHEMAS):
+            baseline = await measure(Path(folder, f"{indexed}-open.db"), bool(indexed),
                                      args.open, 0, args.repeats)
-            kept = await measure(Path(folder, f"{revision}-history.db"), revision,
+            kept = await measure(Path(folder, f"{indexed}-history.db"), bool(indexed),
                                  args.open, args.history, args.repeats)
-            print(f"schema {revision}:", flush=True)
+            print(f"schema {schema}:", flush=True)
             for name in POLLS:
                 print(f"  {name:22} open only {baseline[name]:7.2f}  with history"
                       f" {kept[name]:8.2f}  ratio {kept[name] / max(baseline[name], 1e-3):6.1f}",
