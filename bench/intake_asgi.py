@@ -41,10 +41,14 @@ class WrittenOut:
 
 class NoKeys:
     async def claim(self, key: str, *, fingerprint: str, ticket_id: str, now: datetime,
-                    correlation_id: str | None = None) -> IntakeKeyRow:
+                    correlation_id: str | None = None,
+                    event_id: str | None = None) -> IntakeKeyRow:
         raise AssertionError("the bench sends no Idempotency-Key")
 
     async def accepted(self, key: str, *, correlation_id: str) -> None:
+        raise AssertionError("the bench sends no Idempotency-Key")
+
+    async def release(self, key: str, *, event_id: str) -> None:
         raise AssertionError("the bench sends no Idempotency-Key")
 
 

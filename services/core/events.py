@@ -14,6 +14,7 @@ personal data.
 
 from __future__ import annotations
 
+import dataclasses
 from enum import StrEnum
 from typing import Annotated, Literal
 
@@ -122,8 +123,11 @@ def read(event: envelope.Event) -> TicketEvent:
     return lifecycle
 
 
-def as_envelope(lifecycle: TicketEvent, correlation_id: str, source: str) -> envelope.Event:
-    return envelope.Event(
+def as_envelope(lifecycle: TicketEvent, correlation_id: str, source: str, *,
+                event_id: str | None = None) -> envelope.Event:
+    """The lifecycle event as a CloudEvent (`event_id`: its id, given when a retry must
+    publish the same; default: a new one)."""
+    event = envelope.Event(
         type=lifecycle.type,
         source=source,
         ticket_id=lifecycle.ticket_id,
@@ -131,3 +135,4 @@ def as_envelope(lifecycle: TicketEvent, correlation_id: str, source: str) -> env
         data=lifecycle.model_dump(mode="json", exclude_none=True),
         time=lifecycle.occurred_at,
     )
+    return event if event_id is None else dataclasses.replace(event, id=event_id)

@@ -74,11 +74,6 @@ RATE_LIMITED: dict[int | str, dict[str, Any]] = {429: {
     "headers": {"Retry-After": {"description": "Seconds until a ticket is taken again",
                                 "schema": {"type": "integer", "minimum": 1}}}}}
 
-# A report, transfer or priority change on a ticket whose state does not allow it.
-RESOLVED: dict[int | str, dict[str, Any]] = {409: {
-    "description": "`resolved`: the ticket is closed and takes no more reports, customer"
-                   " replies, transfers or priority changes (a new request is a new ticket)"}}
-
 api = APIRouter(prefix="/v1", tags=["tickets"])
 
 
@@ -104,12 +99,32 @@ def refused(refusal: service.Refused, router: bootstrap.Router, endpoint: str) -
     if refusal.refusal is service.Refusal.INVALID:
         raise http.InvalidField(refusal.field, refusal.detail)
     status = 404 if refusal.refusal is service.Refusal.NOT_FOUND else 409
-    raise HTTPException(status, detail={"error": refusal.error, "detail": refusal.detail})
+    # A request in flight under the same key: retried once it is answered.
+    retry = {"Retry-After": str(router.settings.retry_after_seconds)} \
+        if refusal.error == service.KEY_IN_FLIGHT.error else None
+    raise HTTPException(status, detail={"error": refusal.error, "detail": refusal.detail},
+                        headers=retry)
 
 
 IdempotencyKey = Annotated[str | None, Header(
     alias="Idempotency-Key", min_length=1, max_length=255, pattern=r"^[\x21-\x7e]+$",
     description="Retries with the same key get the same ticket id, and no second ticket")]
+ReportIdempotencyKey = Annotated[str | None, Header(
+    alias="Idempotency-Key", min_length=1, max_length=255, pattern=r"^[\x21-\x7e]+$",
+    description="Retries with the same key get the first report's answer (its event id),"
+                " and no second event, even once the ticket has moved on")]
+# A report on a ticket whose state does not allow it, or under an Idempotency-Key whose
+# first request is still being recorded.
+REPORT_IN_FLIGHT: dict[int | str, dict[str, Any]] = {409: {
+    "description": "`resolved`: the ticket is closed and takes no more reports; or"
+                   " `in_progress`: a report with the same Idempotency-Key is being"
+                   " recorded, retry after Retry-After"}}
+
+
+def report_key(idempotency_key: str | None, router: bootstrap.Router,
+               ) -> service.ReportKey | None:
+    return None if idempotency_key is None else service.ReportKey(
+        idempotency_key, router.intake_keys, router.in_flight_for)
 
 
 @api.post("/tickets", status_code=202, response_model=TicketAccepted,
@@ -153,13 +168,14 @@ async def submit_ticket(
 
 
 @api.post("/tickets/{ticket_id}/events", status_code=202, response_model=ReportAccepted,
-          responses={**UNAVAILABLE, **RESOLVED})
+          responses={**UNAVAILABLE, **REPORT_IN_FLIGHT})
 async def report_event(
     ticket_id: TicketId,
     report: DepartmentReport,
     router: bootstrap.RouterContext,
     principal: auth.DepartmentOrAdmin,
     correlation_id: CorrelationId = None,
+    idempotency_key: ReportIdempotencyKey = None,
 ) -> ReportAccepted | JSONResponse:
     """A department reports that it picked up, responded to, waits on the customer of or
     resolved a ticket (a department's credential: only tickets that are with that
@@ -168,7 +184,7 @@ async def report_event(
         ticket_id, events.TicketEventType(f"ticket.{report.type}"),
         department=report.department, occurred_at=report.occurred_at, principal=principal,
         correlation_id=correlation_id, routed=router.routed, publisher=router.publisher,
-        now=datetime.now(UTC))
+        now=datetime.now(UTC), key=report_key(idempotency_key, router))
     if isinstance(recorded, service.Refused):
         return refused(recorded, router, "events")
     return ReportAccepted(ticket_id=ticket_id, event_id=recorded.event_id, type=report.type)

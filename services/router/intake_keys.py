@@ -1,5 +1,6 @@
 """The intake's `Idempotency-Key`s: a retried POST gets the same ticket id (and the
-same correlation id), and no second ticket."""
+same correlation id), and no second ticket; a retried report the same event id, and no
+second event."""
 
 from __future__ import annotations
 
@@ -21,22 +22,25 @@ class IntakeKeys:
         self._sessions = sessions
 
     async def claim(self, key: str, *, fingerprint: str, ticket_id: str, now: datetime,
-                    correlation_id: str | None = None) -> IntakeKeyRow:
-        """The key's row: ours (status pending) if the key is new, else the first one's."""
+                    correlation_id: str | None = None,
+                    event_id: str | None = None) -> IntakeKeyRow:
+        """The key's row: ours (status pending) if the key is new, else the first one's.
+        A report's key holds the id of its event (`event_id`) besides its ticket's."""
+        row = dict(idempotency_key=key, ticket_id=ticket_id, fingerprint=fingerprint,
+                   status="pending", created_at=now, correlation_id=correlation_id,
+                   event_id=event_id)
         try:
             async with self._sessions() as session, session.begin():
-                session.add(IntakeKeyRow(idempotency_key=key, ticket_id=ticket_id,
-                                         fingerprint=fingerprint, status="pending",
-                                         created_at=now, correlation_id=correlation_id))
+                session.add(IntakeKeyRow(**row))
         except IntegrityError:
             async with self._sessions() as session:
                 existing = await session.get(IntakeKeyRow, key)
             if existing is None:  # released in between: try once more
                 return await self.claim(key, fingerprint=fingerprint, ticket_id=ticket_id,
-                                        now=now, correlation_id=correlation_id)
+                                        now=now, correlation_id=correlation_id,
+                                        event_id=event_id)
             return existing
-        return IntakeKeyRow(idempotency_key=key, ticket_id=ticket_id, fingerprint=fingerprint,
-                            status="pending", created_at=now, correlation_id=correlation_id)
+        return IntakeKeyRow(**row)
 
     async def accepted(self, key: str, *, correlation_id: str) -> None:
         """Its ticket is in Kafka, published under `correlation_id` (a replay answers it)."""
@@ -44,6 +48,14 @@ class IntakeKeys:
             row = await session.get(IntakeKeyRow, key)
             if row is not None:
                 row.status, row.correlation_id = "accepted", correlation_id
+
+    async def release(self, key: str, *, event_id: str) -> None:
+        """Give up a report's pending claim (refused before anything was published): a
+        retry is judged afresh. Only its holder's (`event_id`) is released."""
+        async with self._sessions() as session, session.begin():
+            await session.execute(delete(IntakeKeyRow).where(
+                IntakeKeyRow.idempotency_key == key, IntakeKeyRow.status == "pending",
+                IntakeKeyRow.event_id == event_id))
 
     async def purge(self, before: datetime, *, chunk: int) -> int:
         """Delete keys created before `before` (retention): a retry with such a key

@@ -20,30 +20,31 @@ REPORT_CLOCK_SKEW = timedelta(minutes=5)  # departments' clocks may run a little
 
 
 class Claim(Enum):
-    NEW = "new"  # publish the ticket: the key is new, or its first request died unanswered
-    REPLAY = "replay"  # accepted before: answer with the first ticket id
+    NEW = "new"  # publish: the key is new, or its first request died unanswered
+    REPLAY = "replay"  # accepted before: answer with the first request's id
     IN_FLIGHT = "in_flight"  # the first request is still being accepted: retry later
-    MISMATCH = "mismatch"  # the key was used for a different ticket
+    MISMATCH = "mismatch"  # the key was used for a different ticket or report
 
 
 @dataclass(frozen=True)
 class ClaimedKey:
     """An `Idempotency-Key` as the store holds it after this request claimed it."""
 
-    ticket_id: str
+    holder: str  # the id its request publishes under: a ticket's, or a report's event's
     fingerprint: str
     status: str  # pending, accepted
     created_at: datetime
 
 
-def judge_claim(claim: ClaimedKey, *, ticket_id: str, fingerprint: str, now: datetime,
+def judge_claim(claim: ClaimedKey, *, holder: str, fingerprint: str, now: datetime,
                 in_flight_for: timedelta) -> Claim:
-    """What a request holding `ticket_id` and `fingerprint` is, given the key's claim.
-    A pending claim older than `in_flight_for` was left by a request that died before
-    Kafka answered: this one publishes its ticket (the claim's id) now."""
+    """What a request publishing under `holder` (a new ticket's id, or a report's event
+    id) with `fingerprint` is, given the key's claim. A pending claim older than
+    `in_flight_for` was left by a request that died before Kafka answered: this one
+    publishes now, under the claim's id."""
     if claim.fingerprint != fingerprint:
         return Claim.MISMATCH
-    if claim.ticket_id == ticket_id:
+    if claim.holder == holder:
         return Claim.NEW
     if claim.status == "accepted":
         return Claim.REPLAY

@@ -63,7 +63,8 @@ class RoutedTicketRow(Base):
 
 
 class IntakeKeyRow(Base):
-    """An `Idempotency-Key` and the ticket it created."""
+    """An `Idempotency-Key` and the ticket it created, or the report it published on a
+    ticket."""
 
     __tablename__ = "intake_keys"
 
@@ -75,3 +76,6 @@ class IntakeKeyRow(Base):
     created_at: Mapped[datetime] = mapped_column(db.UtcDateTime(), index=True)
     # The correlation id its ticket was published under (None: claimed before 0013).
     correlation_id: Mapped[str | None] = mapped_column(String(256))
+    # A report's key (services/router/service/reports.py): the id of the event it
+    # published, which a retry answers. None: a ticket's key.
+    event_id: Mapped[str | None] = mapped_column(String(64))

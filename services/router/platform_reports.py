@@ -13,12 +13,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.core import auth, http
 from services.router import bootstrap, service
 from services.router.intake import (
-    RESOLVED,
+    REPORT_IN_FLIGHT,
     UNAVAILABLE,
     CorrelationId,
     ReportAccepted,
+    ReportIdempotencyKey,
     TicketId,
     refused,
+    report_key,
 )
 
 api = APIRouter(prefix="/v1/tickets", tags=["tickets"])
@@ -35,18 +37,19 @@ class CustomerReply(BaseModel):
 
 
 @api.post("/{ticket_id}/customer-replies", status_code=202, response_model=ReportAccepted,
-          responses={**UNAVAILABLE, **RESOLVED,
+          responses={**UNAVAILABLE, **REPORT_IN_FLIGHT,
                      403: {"description": "Not a ticket this platform posted"}})
 async def customer_replied(ticket_id: TicketId, reply: CustomerReply,
                            router: bootstrap.RouterContext, platform: auth.Platform,
                            correlation_id: CorrelationId = None,
+                           idempotency_key: ReportIdempotencyKey = None,
                            ) -> ReportAccepted | JSONResponse:
     """The customer replied on a ticket this platform posted: its service-level clocks
     resume, and a next-response clock starts once it has had its first response."""
     recorded = await service.customer_replied(
-        ticket_id, occurred_at=reply.occurred_at, platform=platform.subject,
+        ticket_id, occurred_at=reply.occurred_at, platform=platform,
         correlation_id=correlation_id, routed=router.routed, publisher=router.publisher,
-        now=datetime.now(UTC))
+        now=datetime.now(UTC), key=report_key(idempotency_key, router))
     if isinstance(recorded, service.Refused):
         return refused(recorded, router, "events")
     return ReportAccepted(ticket_id=ticket_id, event_id=recorded.event_id, type=_TYPE)

@@ -43,12 +43,16 @@ class Table(Protocol):
 
 
 class Keys(Protocol):
-    """The intake's `Idempotency-Key`s (services/router/intake_keys.py)."""
+    """The intake's `Idempotency-Key`s, of tickets and of reports
+    (services/router/intake_keys.py)."""
 
     async def claim(self, key: str, *, fingerprint: str, ticket_id: str, now: datetime,
-                    correlation_id: str | None = None) -> IntakeKeyRow: ...
+                    correlation_id: str | None = None,
+                    event_id: str | None = None) -> IntakeKeyRow: ...
 
     async def accepted(self, key: str, *, correlation_id: str) -> None: ...
+
+    async def release(self, key: str, *, event_id: str) -> None: ...
 
 
 # How long a hand-over's claim on a ticket stands (Routed.claim_handover): longer than

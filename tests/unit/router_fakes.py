@@ -49,16 +49,23 @@ class FakeKeys:
         self.rows: dict[str, IntakeKeyRow] = {}
 
     async def claim(self, key: str, *, fingerprint: str, ticket_id: str, now: datetime,
-                    correlation_id: str | None = None) -> IntakeKeyRow:
+                    correlation_id: str | None = None,
+                    event_id: str | None = None) -> IntakeKeyRow:
         if key not in self.rows:
             self.rows[key] = IntakeKeyRow(
                 idempotency_key=key, ticket_id=ticket_id, fingerprint=fingerprint,
-                status="pending", created_at=now, correlation_id=correlation_id)
+                status="pending", created_at=now, correlation_id=correlation_id,
+                event_id=event_id)
         return self.rows[key]
 
     async def accepted(self, key: str, *, correlation_id: str) -> None:
         row = self.rows[key]
         row.status, row.correlation_id = "accepted", correlation_id
+
+    async def release(self, key: str, *, event_id: str) -> None:
+        row = self.rows.get(key)
+        if row is not None and row.status == "pending" and row.event_id == event_id:
+            del self.rows[key]
 
 
 @dataclass

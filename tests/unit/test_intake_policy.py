@@ -20,21 +20,21 @@ IN_FLIGHT_FOR = timedelta(seconds=20)
 
 @dataclass(frozen=True)
 class Key:
-    ticket_id: str = "first"
+    holder: str = "first"
     fingerprint: str = "abc"
     status: str = "pending"
     created_at: datetime = NOW
 
 
-def judge(key: Key, *, ticket_id: str = "second", fingerprint: str = "abc",
+def judge(key: Key, *, holder: str = "second", fingerprint: str = "abc",
           now: datetime = NOW) -> Claim:
-    return judge_claim(key, ticket_id=ticket_id, fingerprint=fingerprint, now=now,
+    return judge_claim(key, holder=holder, fingerprint=fingerprint, now=now,
                        in_flight_for=IN_FLIGHT_FOR)
 
 
 class TestClaim:
     def test_a_key_this_request_claimed_is_new(self) -> None:
-        assert judge(Key(ticket_id="second")) is Claim.NEW
+        assert judge(Key(holder="second")) is Claim.NEW
 
     def test_a_key_accepted_before_is_a_replay(self) -> None:
         assert judge(Key(status="accepted")) is Claim.REPLAY
@@ -47,7 +47,7 @@ class TestClaim:
 
     def test_another_ticket_under_a_used_key_is_a_mismatch(self) -> None:
         assert judge(Key(status="accepted"), fingerprint="other") is Claim.MISMATCH
-        assert judge(Key(ticket_id="second"), fingerprint="other") is Claim.MISMATCH
+        assert judge(Key(holder="second"), fingerprint="other") is Claim.MISMATCH
 
 
 class TestReportTime:

@@ -23,6 +23,7 @@ NOW = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
 ADMIN = access.Principal("cred-admin", access.Role.ADMIN, None)
 PUBLIC_SECTOR = access.Principal("cred-ps", access.Role.DEPARTMENT, "public_sector")
 DESK = access.Principal("cred-desk", access.Role.PLATFORM, "helpdesk")
+WEBSHOP = access.Principal("cred-shop", access.Role.PLATFORM, "webshop")
 
 
 def segmented(ticket_id: str = "t-1", segment: str = "government") -> tickets.SegmentedTicket:
@@ -216,14 +217,95 @@ class TestCustomerReplied:
         router = wired()
         routed_ticket(router)
         refused = await service.customer_replied(
-            "t-1", occurred_at=None, platform="webshop", correlation_id=None,
+            "t-1", occurred_at=None, platform=WEBSHOP, correlation_id=None,
             routed=router.routed, publisher=router.publisher, now=NOW)
         assert isinstance(refused, Refused) and refused.refusal is Refusal.FORBIDDEN
         recorded = await service.customer_replied(
-            "t-1", occurred_at=None, platform=DESK.subject, correlation_id=None,
+            "t-1", occurred_at=None, platform=DESK, correlation_id=None,
             routed=router.routed, publisher=router.publisher, now=NOW)
         assert isinstance(recorded, service.Recorded)
         assert router.publisher.types() == [TicketEventType.CUSTOMER_REPLIED]
+
+
+class TestReportsUnderAnIdempotencyKey:
+    """A report retried under its `Idempotency-Key` gets the first one's answer, and
+    nothing is published twice: a retried `resolved` made a second webhook callback."""
+
+    async def report(self, router: Wired, key: str, *,
+                     report: TicketEventType = TicketEventType.RESOLVED,
+                     principal: access.Principal = PUBLIC_SECTOR,
+                     occurred_at: datetime | None = None,
+                     now: datetime = NOW + timedelta(hours=1)) -> service.Recorded | Refused:
+        return await service.record_report(
+            "t-1", report, department=None, occurred_at=occurred_at, principal=principal,
+            correlation_id=None, routed=router.routed, publisher=router.publisher, now=now,
+            key=service.ReportKey(key, router.keys, router.router.in_flight_for))
+
+    async def test_a_retry_once_the_ticket_is_resolved_answers_the_first_event(
+            self) -> None:
+        router = wired()
+        routed_ticket(router)
+        first = await self.report(router, "k-1")
+        router.routed.rows["t-1"].status = "resolved"  # the follower recorded it
+        retry = await self.report(router, "k-1", now=NOW + timedelta(hours=1, seconds=5))
+        assert isinstance(first, service.Recorded) and retry == first
+        (published,) = router.publisher.published
+        assert published.event.id == first.event_id
+        # Without a key, the same retry is the closed ticket's refusal.
+        assert await self.report(router, "k-2") == RESOLVED
+
+    async def test_another_report_under_a_used_key_is_refused_naming_the_header(
+            self) -> None:
+        router = wired()
+        routed_ticket(router)
+        await self.report(router, "k-1", report=TicketEventType.PICKED_UP)
+        refused = await self.report(router, "k-1", report=TicketEventType.RESPONDED)
+        assert isinstance(refused, Refused)
+        assert (refused.refusal, refused.field) == (Refusal.INVALID, "header.Idempotency-Key")
+        assert router.publisher.types() == [TicketEventType.PICKED_UP]
+
+    async def test_keys_are_their_reporters_own(self) -> None:
+        """An admin's key is not the department's, and a platform's reply under a key it
+        used for a ticket is a reply of its own."""
+        router = wired()
+        routed_ticket(router)
+        await self.report(router, "k-1", report=TicketEventType.PICKED_UP)
+        admins = await self.report(router, "k-1", report=TicketEventType.RESPONDED,
+                                   principal=ADMIN)
+        reply = await service.customer_replied(
+            "t-1", occurred_at=None, platform=DESK, correlation_id=None,
+            routed=router.routed, publisher=router.publisher, now=NOW,
+            key=service.ReportKey("k-1", router.keys, router.router.in_flight_for))
+        assert isinstance(admins, service.Recorded) and isinstance(reply, service.Recorded)
+        assert router.publisher.types() == [TicketEventType.PICKED_UP,
+                                            TicketEventType.RESPONDED,
+                                            TicketEventType.CUSTOMER_REPLIED]
+
+    async def test_a_refused_report_leaves_its_key_free(self) -> None:
+        router = wired()
+        routed_ticket(router)
+        dated = NOW + timedelta(hours=3)  # after `now`: in the future
+        refused = await self.report(router, "k-1", occurred_at=dated)
+        assert isinstance(refused, Refused) and refused.field == "body.occurred_at"
+        assert router.keys.rows == {}
+        recorded = await self.report(router, "k-1", occurred_at=dated,
+                                     now=NOW + timedelta(hours=4))
+        assert isinstance(recorded, service.Recorded)
+
+    async def test_kafka_unavailable_keeps_the_key_and_its_event_id_for_the_retry(
+            self) -> None:
+        router = wired()
+        routed_ticket(router)
+        router.publisher.fail = True
+        assert await self.report(router, "k-1") == service.Refused(Refusal.UNAVAILABLE)
+        (claim,) = router.keys.rows.values()
+        in_flight = await self.report(router, "k-1", now=NOW + timedelta(hours=1, seconds=1))
+        assert in_flight == service.KEY_IN_FLIGHT
+        router.publisher.fail = False
+        later = NOW + timedelta(hours=1) + router.router.in_flight_for
+        recorded = await self.report(router, "k-1", now=later)
+        assert isinstance(recorded, service.Recorded) and recorded.event_id == claim.event_id
+        assert [p.event.id for p in router.publisher.published] == [claim.event_id]
 
 
 class TestAResolvedTicketIsClosed:
@@ -246,7 +328,7 @@ class TestAResolvedTicketIsClosed:
                 publisher=router.publisher, now=later)
             for principal in (PUBLIC_SECTOR, ADMIN)]
         answers.append(await service.customer_replied(
-            "t-1", occurred_at=None, platform=DESK.subject, correlation_id=None,
+            "t-1", occurred_at=None, platform=DESK, correlation_id=None,
             routed=router.routed, publisher=router.publisher, now=later))
         answers.append(await service.transfer(
             "t-1", to_department="business_desk", reason="r", from_department=None,

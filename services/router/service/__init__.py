@@ -2,7 +2,8 @@
 
 - `accept_ticket` (accepting.py): a platform's ticket, its idempotency claim, publishing;
 - `route` (route.py): a segmented ticket to its department's queue;
-- `record_report`, `customer_replied` (reports.py): a department's or platform's report;
+- `record_report`, `customer_replied` (reports.py): a department's or platform's report,
+  once under its `Idempotency-Key`;
 - `transfer`, `change_priority`, `escalate_due` (handovers.py): a ticket handed on or
   re-prioritised; escalation and the clocks' notices, for the timer.
 
@@ -22,10 +23,17 @@ from services.router.service.handovers import (
     escalate_due,
     transfer,
 )
-from services.router.service.reports import Recorded, customer_replied, record_report
+from services.router.service.reports import (
+    KEY_IN_FLIGHT,
+    Recorded,
+    ReportKey,
+    customer_replied,
+    record_report,
+)
 from services.router.service.route import FirstRouting, route
 from services.router.service.verdicts import Refusal, Refused
 
-__all__ = ["Acceptance", "FirstRouting", "Recorded", "Refusal", "Refused", "Reprioritised",
-           "Transferred", "Verdict", "accept_ticket", "change_priority", "customer_replied",
-           "escalate_due", "record_report", "route", "transfer"]
+__all__ = ["KEY_IN_FLIGHT", "Acceptance", "FirstRouting", "Recorded", "Refusal", "Refused",
+           "ReportKey", "Reprioritised", "Transferred", "Verdict", "accept_ticket",
+           "change_priority", "customer_replied", "escalate_due", "record_report", "route",
+           "transfer"]

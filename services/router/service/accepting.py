@@ -70,7 +70,7 @@ async def accept_ticket(content: tickets.TicketContent, *, platform: str | None,
                                  correlation_id=correlation_id or ticket_id)
         claimed = intake_policy.ClaimedKey(claim.ticket_id, claim.fingerprint, claim.status,
                                            claim.created_at)
-        verdict = intake_policy.judge_claim(claimed, ticket_id=ticket_id,
+        verdict = intake_policy.judge_claim(claimed, holder=ticket_id,
                                             fingerprint=fingerprint, now=now,
                                             in_flight_for=in_flight_for)
         if verdict is intake_policy.Claim.MISMATCH:

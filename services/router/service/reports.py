@@ -1,18 +1,36 @@
 """Reports on a routed ticket: a department picked it up, responded, waits on the
 customer or resolved it; the platform that posted it says the customer replied. Each is
 published on `tickets.events`, where the router's event follower moves the ticket's
-clocks (services/router/event_follower.py) and the metrics service its timeline."""
+clocks (services/router/event_follower.py) and the metrics service its timeline.
+
+A report may come with an `Idempotency-Key`, as a ticket does: a retry under the same
+key gets the first report's answer (its event id), even once the ticket has moved on
+(a retried `resolved` finds it resolved), and nothing is published twice.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from services.core import access, events, kafka, lifecycle, topics
+from services.core import access, db, events, kafka, lifecycle, topics
 from services.router import intake_policy, ports
 from services.router.models import RoutedTicketRow
 from services.router.service import verdicts
+from services.router.service.accepting import scoped_key
 from services.router.service.verdicts import Refusal, Refused
+
+logger = logging.getLogger(__name__)
+
+KEY_REUSED = Refused(Refusal.INVALID, "this key was used for a different report; use a new"
+                                      " key per report", field="header.Idempotency-Key")
+KEY_IN_FLIGHT = Refused(Refusal.CONFLICT, "a report with this Idempotency-Key is being"
+                                          " recorded; retry later", "in_progress")
 
 
 @dataclass(frozen=True)
@@ -21,11 +39,26 @@ class Recorded:
     event_id: str
 
 
+@dataclass(frozen=True)
+class ReportKey:
+    """A report's `Idempotency-Key` and where keys are kept. A key is its reporter's own:
+    the department's (any of its credentials), the platform's, or the admins'."""
+
+    key: str
+    keys: ports.Keys
+    in_flight_for: timedelta  # a pending claim older than this was left by a dead request
+
+    def scoped(self, reporter: access.Principal) -> str:
+        # Apart from the tickets' keys: a platform may use one key for a ticket and for
+        # a reply on it.
+        return scoped_key(f"report/{reporter.role.value}/{reporter.subject or ''}", self.key)
+
+
 async def record_report(ticket_id: str, report: events.TicketEventType, *,
                         department: str | None, occurred_at: datetime | None,
                         principal: access.Principal, correlation_id: str | None,
                         routed: ports.Routed, publisher: ports.Publisher,
-                        now: datetime) -> Recorded | Refused:
+                        now: datetime, key: ReportKey | None = None) -> Recorded | Refused:
     """A department's report on a routed ticket not resolved yet. A department
     credential reports on tickets that are with its department only, dated between the
     ticket's receipt and now (a report dated earlier would dodge its escalation); an
@@ -40,38 +73,48 @@ async def record_report(ticket_id: str, report: events.TicketEventType, *,
     if principal.role is access.Role.DEPARTMENT:
         if not principal.may_act_for(row.department):
             return verdicts.ACTS_FOR_OWN
-        implausible = plausible_time(row, occurred_at, now=now, department=row.department)
-        if implausible is not None:
-            return implausible
         department = principal.subject
-    if not lifecycle.is_open(row.status):
-        return verdicts.RESOLVED
+
+    def judged() -> Refused | None:
+        if principal.role is access.Role.DEPARTMENT:
+            implausible = plausible_time(row, occurred_at, now=now, department=row.department)
+            if implausible is not None:
+                return implausible
+        return None if lifecycle.is_open(row.status) else verdicts.RESOLVED
+
     report_event = events.TicketEvent(ticket_id=ticket_id, type=report,
-                                   occurred_at=occurred_at or now, department=department)
-    return await _published(report_event, correlation_id, publisher)
+                                      occurred_at=occurred_at or now, department=department)
+    return await _published_once(report_event, given_at=occurred_at, judged=judged,
+                                 key=key, reporter=principal, correlation_id=correlation_id,
+                                 publisher=publisher, now=now)
 
 
 async def customer_replied(ticket_id: str, *, occurred_at: datetime | None,
-                           platform: str | None,
+                           platform: access.Principal,
                            correlation_id: str | None, routed: ports.Routed,
-                           publisher: ports.Publisher, now: datetime) -> Recorded | Refused:
+                           publisher: ports.Publisher, now: datetime,
+                           key: ReportKey | None = None) -> Recorded | Refused:
     """The customer replied on a ticket this platform posted: its clocks resume, and a
     next-response clock starts once it has had its first response."""
     row = await routed.get(ticket_id)
     if row is None:
         return verdicts.not_found(ticket_id)
-    if row.platform != platform:
+    if row.platform != platform.subject:
         return Refused(Refusal.FORBIDDEN,
                        "a platform reports on the tickets it posted only")
-    implausible = plausible_time(row, occurred_at, now=now)
-    if implausible is not None:
-        return implausible
-    if not lifecycle.is_open(row.status):
-        return verdicts.RESOLVED
+
+    def judged() -> Refused | None:
+        implausible = plausible_time(row, occurred_at, now=now)
+        if implausible is not None:
+            return implausible
+        return None if lifecycle.is_open(row.status) else verdicts.RESOLVED
+
     reply = events.TicketEvent(ticket_id=ticket_id,
                                type=events.TicketEventType.CUSTOMER_REPLIED,
-                               occurred_at=occurred_at or now, platform=platform)
-    return await _published(reply, correlation_id, publisher)
+                               occurred_at=occurred_at or now, platform=platform.subject)
+    return await _published_once(reply, given_at=occurred_at, judged=judged, key=key,
+                                 reporter=platform, correlation_id=correlation_id,
+                                 publisher=publisher, now=now)
 
 
 def plausible_time(row: RoutedTicketRow, occurred_at: datetime | None, *,
@@ -96,10 +139,59 @@ def plausible_time(row: RoutedTicketRow, occurred_at: datetime | None, *,
     return None
 
 
+async def _published_once(report: events.TicketEvent, *, given_at: datetime | None,
+                          judged: Callable[[], Refused | None], key: ReportKey | None,
+                          reporter: access.Principal, correlation_id: str | None,
+                          publisher: ports.Publisher, now: datetime) -> Recorded | Refused:
+    """The report published, unless `judged` refuses it; under a key, once. The key is
+    claimed before the report is judged, so a retry of a report recorded before is
+    answered as the first was, whatever the ticket's state now."""
+    event_id = str(uuid.uuid4())
+    if key is None:
+        return judged() or await _published(report, correlation_id, publisher, event_id)
+    scoped = key.scoped(reporter)
+    # What the caller said, not what was filled in: a retry leaving out occurred_at is
+    # the same report.
+    fingerprint = hashlib.sha256(json.dumps(
+        [report.ticket_id, report.type, report.department, report.platform,
+         None if given_at is None else given_at.isoformat()]).encode()).hexdigest()
+    claim = await key.keys.claim(scoped, fingerprint=fingerprint, ticket_id=report.ticket_id,
+                                 now=now, event_id=event_id)
+    claimed = intake_policy.ClaimedKey(claim.event_id or "", claim.fingerprint, claim.status,
+                                       claim.created_at)
+    verdict = intake_policy.judge_claim(claimed, holder=event_id, fingerprint=fingerprint,
+                                        now=now, in_flight_for=key.in_flight_for)
+    if verdict is intake_policy.Claim.MISMATCH:
+        return KEY_REUSED
+    if verdict is intake_policy.Claim.IN_FLIGHT:
+        return KEY_IN_FLIGHT
+    if verdict is intake_policy.Claim.REPLAY:
+        return Recorded(report.ticket_id, claimed.holder)
+    # Ours, or a dead request's: should its report be in Kafka after all, this one has
+    # its id, and the readers take it once (a webhook callback's id is its event's).
+    event_id = claimed.holder
+    refusal = judged()
+    if refusal is not None:
+        await key.keys.release(scoped, event_id=event_id)
+        return refusal
+    recorded = await _published(report, correlation_id, publisher, event_id)
+    if isinstance(recorded, Recorded):
+        try:
+            await key.keys.accepted(scoped, correlation_id=correlation_id or report.ticket_id)
+        except db.STORE_ERRORS as error:
+            if not db.is_outage(error):
+                raise
+            # Published: say so. A retry with this key publishes it again under the same
+            # event id (the key stays pending), which its readers take once.
+            logger.warning("report recorded; its Idempotency-Key stays pending (store"
+                           " unavailable)", extra={"ticket_id": report.ticket_id})
+    return recorded
+
+
 async def _published(lifecycle: events.TicketEvent, correlation_id: str | None,
-                     publisher: ports.Publisher) -> Recorded | Refused:
+                     publisher: ports.Publisher, event_id: str) -> Recorded | Refused:
     event = events.as_envelope(lifecycle, correlation_id or lifecycle.ticket_id,
-                               events.INTAKE_SOURCE)
+                               events.INTAKE_SOURCE, event_id=event_id)
     try:
         await publisher.publish([kafka.Output(topics.EVENTS, lifecycle.ticket_id, event)])
     except kafka.PublishFailed:

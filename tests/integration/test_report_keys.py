@@ -1,0 +1,144 @@
+"""Reports under an `Idempotency-Key` over HTTP, on the real SQL store (SQLite and
+PostgreSQL) and the real broker: a department's `resolved` and a platform's customer
+reply, each retried (the first answer lost on its way back), are published once and the
+retry is answered as the first was, even once the router's follower has recorded the
+first. Only the router's report endpoints run (no pipeline stage)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from services.core import db, http, kafka, service_context, topics
+from services.core.credentials import Credentials
+from services.core.events import TicketEventType
+from services.core.live_config import LiveConfig
+from services.core.settings import Settings
+from services.router import bootstrap, intake, platform_reports, service_clocks, table_file
+from services.router.intake_keys import IntakeKeys
+from services.router.store import Dispatch, RoutedTickets
+from tests import credentials
+from tests.conftest import read_topic, unique
+
+DEPARTMENT = "customer_care"
+PLATFORM = "helpdesk"
+TABLE = """\
+fallback_department: customer_care
+routes:
+  - {segment: standard, department: customer_care}
+departments:
+  customer_care: {}
+"""
+TARGETS = service_clocks.Targets(timedelta(hours=4), timedelta(hours=2), timedelta(days=2))
+
+
+@dataclass
+class Router:
+    client: httpx.AsyncClient
+    routed: RoutedTickets
+    department: dict[str, str]  # a department credential's headers
+    platform: dict[str, str]
+    bootstrap: str
+
+    async def routed_ticket(self) -> str:
+        """A ticket the platform posted, routed to DEPARTMENT ten minutes ago."""
+        ticket_id = unique("t")
+        at = datetime.now(UTC) - timedelta(minutes=10)
+        await self.routed.record_first_dispatches([Dispatch(
+            ticket_id=ticket_id, department=DEPARTMENT, segment="standard", priority=3,
+            deadline=at + TARGETS.first_response, steps=[],
+            payload={"routing": {"priority": 3}, "received_at": at.isoformat()}, at=at,
+            clocks=service_clocks.routed(TARGETS, at, None), platform=PLATFORM)])
+        return ticket_id
+
+    async def resolve(self, ticket_id: str, key: str, **body: str) -> httpx.Response:
+        return await self.client.post(
+            f"/v1/tickets/{ticket_id}/events", json={"type": "resolved", **body},
+            headers={"Idempotency-Key": key, **self.department})
+
+    async def reply(self, ticket_id: str, key: str) -> httpx.Response:
+        return await self.client.post(f"/v1/tickets/{ticket_id}/customer-replies", json={},
+                                      headers={"Idempotency-Key": key, **self.platform})
+
+    async def published(self, ticket_id: str, until: int) -> list[str]:
+        """The ids of the ticket's events on `tickets.events`, as the pipeline reads
+        them: `until` of them, and any more that follow within a second."""
+        found = await read_topic(self.bootstrap, topics.EVENTS, until=until,
+                                 keep=lambda event: event.ticket_id == ticket_id)
+        return [event.id for event, _record in found]
+
+
+@pytest.fixture
+async def router(database_url: str, kafka_bootstrap: str,
+                 tmp_path: Path) -> AsyncIterator[Router]:
+    settings = Settings(kafka_bootstrap_servers=kafka_bootstrap, database_url=database_url)
+    await kafka.ensure_topics(settings, [topics.EVENTS])
+    engine = db.engine(database_url)
+    publisher = kafka.Publisher(settings, client_id=unique("report-key-tests"))
+    app = FastAPI()
+    app.include_router(intake.api)
+    app.include_router(platform_reports.api)
+    http.install(app, ready=lambda: True)
+    table_path = tmp_path / "routing.yaml"
+    table_path.write_text(TABLE, encoding="utf-8")
+    sessions = db.sessions(engine)
+    routed = RoutedTickets(sessions)
+    service_context.install(app, settings).provide(bootstrap.wire(
+        settings, routed=routed, intake_keys=IntakeKeys(sessions), publisher=publisher,
+        table=LiveConfig("routing_table", table_path, table_file.parse)))
+    try:
+        async with credentials.authenticating(app, database_url) as keys, httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://router") as client:
+            yield Router(client, routed, await _headers(keys, "department", DEPARTMENT),
+                         await _headers(keys, "platform", PLATFORM), kafka_bootstrap)
+    finally:
+        await publisher.close()
+        await engine.dispose()
+
+
+async def _headers(keys: Credentials, role: str, subject: str) -> dict[str, str]:
+    return await credentials.headers_of(keys, role, subject)
+
+
+class TestARetriedReportIsRecordedOnce:
+    async def test_a_retried_resolved_gets_the_first_answer_once_the_ticket_is_closed(
+            self, router: Router) -> None:
+        ticket_id = await router.routed_ticket()
+        key = unique("key")
+        first = await router.resolve(ticket_id, key)
+        assert first.status_code == 202, first.text
+        # The router's follower records it: the ticket is closed.
+        assert await router.routed.record_report(
+            ticket_id, TicketEventType.RESOLVED, datetime.now(UTC),
+            move_clocks=lambda clocks, _department: clocks)
+        retry = await router.resolve(ticket_id, key)
+        assert (retry.status_code, retry.json()) == (202, first.json())
+        # Without its key, the same report is the closed ticket's 409.
+        other = await router.resolve(ticket_id, unique("key"))
+        assert (other.status_code, other.json()["error"]) == (409, "resolved")
+        assert await router.published(ticket_id, until=1) == [first.json()["event_id"]]
+
+    async def test_a_retried_customer_reply_is_published_once(
+            self, router: Router) -> None:
+        ticket_id = await router.routed_ticket()
+        key = unique("key")
+        answers = [await router.reply(ticket_id, key) for _ in range(3)]
+        assert [answer.status_code for answer in answers] == [202] * 3
+        assert answers[1].json() == answers[2].json() == answers[0].json()
+        assert await router.published(ticket_id, until=1) == [answers[0].json()["event_id"]]
+
+    async def test_a_key_used_for_another_report_is_refused_naming_the_header(
+            self, router: Router) -> None:
+        ticket_id = await router.routed_ticket()
+        key = unique("key")
+        assert (await router.resolve(ticket_id, key)).status_code == 202
+        at = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
+        reused = await router.resolve(ticket_id, key, occurred_at=at)
+        assert reused.status_code == 422
+        assert reused.json()["fields"][0]["field"] == "header.Idempotency-Key"
