@@ -221,11 +221,15 @@ class RoutedTickets:
             if row is None:
                 return None
             if not lifecycle.is_open(row.status):
-                # Refused by the API, unless in flight; or a batch replayed after its
-                # reports were written: the clocks as they stand, unmoved, so that the
-                # replay publishes the same deadlines_changed again.
+                this = {"at": at.isoformat(), "step": status}
+                # A batch replayed after its reports were written (the trace holds this
+                # one): the clocks as they stand, unmoved, so that the replay publishes
+                # the same deadlines_changed again. Else a report accepted just before
+                # the resolution was recorded: it moves nothing, and has nothing to
+                # publish (no clocks), so no subscriber hears of the closed ticket again.
+                replayed = any(this.items() <= recorded.items() for recorded in row.trace)
                 return Reported(row.department, row.segment, row.status,
-                                None if row.service_clocks is None
+                                None if row.service_clocks is None or not replayed
                                 else service_clocks.from_json(row.service_clocks))
             row.status = lifecycle.status_after(row.status, status)
             if lifecycle.counts_as_first_response(event_type):

@@ -141,11 +141,13 @@ class TestAfterTheResolution:
     async def test_a_report_in_flight_moves_neither_status_nor_clocks(
             self, stores: Stores) -> None:
         """The API refuses reports on a resolved ticket; one accepted just before the
-        resolution was recorded starts no next-response clock on the closed ticket. The
-        clocks come back as they stand: a batch replayed after its reports were written
-        publishes the same deadlines again."""
-        await route_and_report(stores, TicketEventType.RESOLVED,
-                               ROUTED_AT + timedelta(minutes=20))
+        resolution was recorded starts no next-response clock on the closed ticket, and
+        has no clocks to publish: its platform's webhook hears of the closed ticket once.
+        The resolution itself, replayed (a batch replayed after its reports were
+        written), has its clocks as they stand, so it publishes the same deadlines
+        again."""
+        resolved_at = ROUTED_AT + timedelta(minutes=20)
+        await route_and_report(stores, TicketEventType.RESOLVED, resolved_at)
         before = await stores.router.get("t-1")
 
         def move(clocks: service_clocks.TicketClocks,
@@ -156,9 +158,14 @@ class TestAfterTheResolution:
         reported = await stores.router.record_report(
             "t-1", TicketEventType.CUSTOMER_REPLIED, ROUTED_AT + timedelta(minutes=30),
             move_clocks=move)
+        replayed = await stores.router.record_report("t-1", TicketEventType.RESOLVED,
+                                                     resolved_at, move_clocks=move)
         after = await stores.router.get("t-1")
         assert before is not None and after is not None
-        assert before.service_clocks is not None and reported is not None
-        assert reported.clocks == service_clocks.from_json(before.service_clocks)
+        assert before.service_clocks is not None
+        assert reported is not None and reported.clocks is None
+        assert replayed is not None
+        assert replayed.clocks == service_clocks.from_json(before.service_clocks)
         assert (after.status, after.service_clocks, after.trace, after.next_clock_check) \
+            == ("resolved", before.service_clocks, before.trace, before.next_clock_check) \
             == ("resolved", before.service_clocks, before.trace, before.next_clock_check)
