@@ -1,7 +1,7 @@
 """Live load of the departments, sampled periodically: the backlog of open tickets (from
 the router's store), the consumer lag of each department's queue (from Kafka) and the
 predicted first response of a ticket queued now (from the backlog and the first
-responses reported in the last RESPONSE_RATE_WINDOW); the overflow state of each
+responses the department gave in the last RESPONSE_RATE_WINDOW); the overflow state of each
 department follows it, with hysteresis."""
 
 from __future__ import annotations

@@ -22,7 +22,8 @@ class RoutedTicketRow(Base):
     # due_for_escalation): they read the unanswered, lately answered or due tickets
     # through these, not every routed ticket kept (v0015, v0017).
     __table_args__ = (
-        Index("ix_routed_tickets_first_response", "first_response_at", "department"),
+        Index("ix_routed_tickets_first_response", "first_response_at", "department",
+              "first_response_department"),
         # The tickets without clocks (routed before v0010; the clock watch has the others)
         # and not escalated yet, by first response, then deadline: the check reads the
         # unanswered ones past their deadline, not the tickets escalated or abandoned.
@@ -38,6 +39,9 @@ class RoutedTicketRow(Base):
     priority: Mapped[int | None] = mapped_column()
     first_response_deadline: Mapped[datetime | None] = mapped_column(db.UtcDateTime())
     first_response_at: Mapped[datetime | None] = mapped_column(db.UtcDateTime())
+    # The department that held the ticket when it had its first response, credited with it
+    # (None: answered before v0020, or not yet; `department` stands for it then).
+    first_response_department: Mapped[str | None] = mapped_column(String(63))
     escalated: Mapped[bool] = mapped_column(Boolean, default=False)
     trace: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     # The routed ticket as dispatched, for escalation and transfers to re-dispatch.

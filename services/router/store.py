@@ -234,7 +234,8 @@ class RoutedTickets:
             row.status = lifecycle.status_after(row.status, status)
             if lifecycle.counts_as_first_response(event_type):
                 first = row.first_response_at
-                row.first_response_at = at if first is None or at < first else first
+                if first is None or at < first:
+                    row.first_response_at, row.first_response_department = at, row.department
             step: dict[str, Any] = {"at": at.isoformat(), "step": status}
             clocks = None
             if move_clocks is not None and row.service_clocks is not None:
@@ -276,13 +277,15 @@ class RoutedTickets:
                 .group_by(RoutedTicketRow.department))).all()}
 
     async def first_responses_since(self, since: datetime) -> dict[str, int]:
-        """First responses reported at or after `since`, per department (the one holding
-        the ticket now)."""
+        """First responses reported at or after `since`, per department: the one that
+        held the ticket when it was answered, as the metrics service credits it."""
+        credited = func.coalesce(RoutedTicketRow.first_response_department,
+                                 RoutedTicketRow.department)
         async with self._sessions() as session:
             return {department: count for department, count in (await session.execute(
-                select(RoutedTicketRow.department, func.count())
+                select(credited, func.count())
                 .where(RoutedTicketRow.first_response_at >= since)
-                .group_by(RoutedTicketRow.department))).all()}
+                .group_by(credited))).all()}
 
     async def oldest_open(self) -> dict[str, datetime]:
         """Per department, since when its longest-waiting backlog ticket has waited

@@ -110,6 +110,28 @@ class TestRespondedNotResolved:
         assert stats.outcome(seen_by_metrics, DEADLINE + timedelta(hours=1)) == "missed"
 
 
+class TestAnsweredThenHandedOver:
+    async def test_the_response_is_credited_to_the_department_that_gave_it(
+            self, stores: Stores) -> None:
+        """Answered by customer_care, then transferred: customer_care gave the first
+        response, in the router's response rate (the load sample overflow predicts by)
+        as in the metrics; the department that took the ticket did not."""
+        answered_at = ROUTED_AT + timedelta(minutes=20)
+        seen_by_metrics = await route_and_report(stores, TicketEventType.RESPONDED,
+                                                 answered_at)
+        moved_at = answered_at + timedelta(minutes=5)
+        await stores.router.record_handover("t-1", department="business_desk", steps=[],
+                                            ticket=None, now=moved_at)
+        seen_by_metrics, _ = service.applied(TicketEvent(
+            ticket_id="t-1", type=TicketEventType.TRANSFERRED, occurred_at=moved_at,
+            department="business_desk", from_department="customer_care"), seen_by_metrics)
+
+        assert await stores.router.first_responses_since(ROUTED_AT) == {"customer_care": 1}
+        assert seen_by_metrics.first_response_at == answered_at
+        assert seen_by_metrics.department_at(answered_at) == "customer_care"
+        assert seen_by_metrics.department == "business_desk"
+
+
 class TestPausedOrRepliedToBeforeAResponse:
     async def test_replied_to_it_is_still_in_both_backlogs(self, stores: Stores) -> None:
         await route_and_report(stores, TicketEventType.CUSTOMER_REPLIED,
