@@ -48,7 +48,7 @@ class NoKeys:
     async def accepted(self, key: str, *, correlation_id: str) -> None:
         raise AssertionError("the bench sends no Idempotency-Key")
 
-    async def release(self, key: str, *, event_id: str) -> None:
+    async def find(self, key: str) -> IntakeKeyRow | None:
         raise AssertionError("the bench sends no Idempotency-Key")
 
 

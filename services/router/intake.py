@@ -90,35 +90,55 @@ def unavailable(settings: Settings, endpoint: str) -> JSONResponse:
     )
 
 
+def key_reused(refusal: service.Refused) -> JSONResponse:
+    """422: the Idempotency-Key was used for a different ticket or report."""
+    return JSONResponse(status_code=422, content={"error": "invalid_request", "fields": [{
+        "field": refusal.field, "type": "idempotency_key_reused",
+        "problem": refusal.detail}]})
+
+
+def key_in_flight(refusal: service.Refused, settings: Settings) -> JSONResponse:
+    """409 with Retry-After: the Idempotency-Key's first request is still being taken."""
+    return JSONResponse(status_code=409,
+                        headers={"Retry-After": str(settings.retry_after_seconds)},
+                        content={"error": refusal.error, "detail": refusal.detail})
+
+
 def refused(refusal: service.Refused, router: bootstrap.Router, endpoint: str) -> JSONResponse:
-    """A use case's refusal as its HTTP answer (raised, but for the 503 returned)."""
+    """A use case's refusal as its HTTP answer (raised, but for those returned: the 503
+    and the Idempotency-Key's)."""
     if refusal.refusal is service.Refusal.UNAVAILABLE:
         return unavailable(router.settings, endpoint)
+    if refusal is service.KEY_REUSED:
+        return key_reused(refusal)
+    if refusal is service.KEY_IN_FLIGHT:
+        return key_in_flight(refusal, router.settings)
     if refusal.refusal is service.Refusal.FORBIDDEN:
         raise auth.Refused(403, "forbidden", refusal.detail)
     if refusal.refusal is service.Refusal.INVALID:
         raise http.InvalidField(refusal.field, refusal.detail)
     status = 404 if refusal.refusal is service.Refusal.NOT_FOUND else 409
-    # A request in flight under the same key: retried once it is answered.
-    retry = {"Retry-After": str(router.settings.retry_after_seconds)} \
-        if refusal.error == service.KEY_IN_FLIGHT.error else None
-    raise HTTPException(status, detail={"error": refusal.error, "detail": refusal.detail},
-                        headers=retry)
+    raise HTTPException(status, detail={"error": refusal.error, "detail": refusal.detail})
 
 
+# What an `Idempotency-Key` may be: printable ASCII, no spaces, at most 255 characters.
+_KEY = {"alias": "Idempotency-Key", "min_length": 1, "max_length": 255,
+        "pattern": r"^[\x21-\x7e]+$"}
 IdempotencyKey = Annotated[str | None, Header(
-    alias="Idempotency-Key", min_length=1, max_length=255, pattern=r"^[\x21-\x7e]+$",
-    description="Retries with the same key get the same ticket id, and no second ticket")]
+    **_KEY, description="Retries with the same key get the same ticket id, and no second"
+                        " ticket")]
 ReportIdempotencyKey = Annotated[str | None, Header(
-    alias="Idempotency-Key", min_length=1, max_length=255, pattern=r"^[\x21-\x7e]+$",
-    description="Retries with the same key get the first report's answer (its event id),"
-                " and no second event, even once the ticket has moved on")]
+    **_KEY, description="Retries with the same key get the first report's answer (its"
+                        " event id), and no second event, whatever became of the ticket"
+                        " since")]
+_RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying",
+                                "schema": {"type": "integer", "minimum": 1}}}
 # A report on a ticket whose state does not allow it, or under an Idempotency-Key whose
 # first request is still being recorded.
 REPORT_IN_FLIGHT: dict[int | str, dict[str, Any]] = {409: {
     "description": "`resolved`: the ticket is closed and takes no more reports; or"
                    " `in_progress`: a report with the same Idempotency-Key is being"
-                   " recorded, retry after Retry-After"}}
+                   " recorded, retry after Retry-After", "headers": _RETRY_AFTER}}
 
 
 def report_key(idempotency_key: str | None, router: bootstrap.Router,
@@ -129,7 +149,8 @@ def report_key(idempotency_key: str | None, router: bootstrap.Router,
 
 @api.post("/tickets", status_code=202, response_model=TicketAccepted,
           responses={**UNAVAILABLE, 409: {"description": "The same Idempotency-Key is in"
-                                                         " flight; retry after Retry-After"},
+                                                         " flight; retry after Retry-After",
+                                          "headers": _RETRY_AFTER},
                      **RATE_LIMITED})
 async def submit_ticket(
     submission: TicketSubmission,
@@ -151,15 +172,9 @@ async def submit_ticket(
             "detail": f"{accepted.problem}: the ticket, written out, must leave room for"
                       " what routing adds; shorten the body or the attributes"})
     if verdict is service.Verdict.KEY_REUSED:
-        return JSONResponse(status_code=422, content={"error": "invalid_request", "fields": [{
-            "field": "header.Idempotency-Key", "type": "idempotency_key_reused",
-            "problem": "this key was used for a different ticket; use a new key per ticket"}]})
+        return key_reused(service.KEY_REUSED)
     if verdict is service.Verdict.IN_FLIGHT:
-        return JSONResponse(
-            status_code=409,
-            headers={"Retry-After": str(router.settings.retry_after_seconds)},
-            content={"error": "in_progress",
-                     "detail": "a request with this Idempotency-Key is being accepted"})
+        return key_in_flight(service.KEY_IN_FLIGHT, router.settings)
     if verdict is service.Verdict.UNAVAILABLE:
         return unavailable(router.settings, "tickets")
     if verdict is service.Verdict.ACCEPTED:

@@ -16,7 +16,8 @@ from services.router.models import IntakeKeyRow, RoutedTicketRow
 
 
 class IntakeKeys:
-    """`Idempotency-Key`s: a retried POST gets the same ticket id, and no second ticket."""
+    """`Idempotency-Key`s: a retried POST gets the same ticket id, and no second ticket; a
+    retried report the same event id, and no second report."""
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
@@ -43,19 +44,17 @@ class IntakeKeys:
         return IntakeKeyRow(**row)
 
     async def accepted(self, key: str, *, correlation_id: str) -> None:
-        """Its ticket is in Kafka, published under `correlation_id` (a replay answers it)."""
+        """Its ticket or report is in Kafka, published under `correlation_id` (a replay
+        answers it)."""
         async with self._sessions() as session, session.begin():
             row = await session.get(IntakeKeyRow, key)
             if row is not None:
                 row.status, row.correlation_id = "accepted", correlation_id
 
-    async def release(self, key: str, *, event_id: str) -> None:
-        """Give up a report's pending claim (refused before anything was published): a
-        retry is judged afresh. Only its holder's (`event_id`) is released."""
-        async with self._sessions() as session, session.begin():
-            await session.execute(delete(IntakeKeyRow).where(
-                IntakeKeyRow.idempotency_key == key, IntakeKeyRow.status == "pending",
-                IntakeKeyRow.event_id == event_id))
+    async def find(self, key: str) -> IntakeKeyRow | None:
+        """The key's row, if it was claimed."""
+        async with self._sessions() as session:
+            return await session.get(IntakeKeyRow, key)
 
     async def purge(self, before: datetime, *, chunk: int) -> int:
         """Delete keys created before `before` (retention): a retry with such a key

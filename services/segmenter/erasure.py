@@ -45,7 +45,7 @@ class Erasure:
     customer: bool  # the profile, and the values computed from it
     purchases: int
     tickets: int  # routed tickets: state, trace and the ticket's copy
-    idempotency_keys: int  # the intake keys that made those tickets
+    idempotency_keys: int  # the intake keys that made those tickets, or reports on them
 
     @property
     def found(self) -> bool:

@@ -15,13 +15,21 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from services.core import db, http, kafka, service_context, topics
+from services.core import access, db, events, http, kafka, service_context, topics
 from services.core.credentials import Credentials
 from services.core.events import TicketEventType
 from services.core.live_config import LiveConfig
 from services.core.settings import Settings
-from services.router import bootstrap, intake, platform_reports, service_clocks, table_file
+from services.router import (
+    bootstrap,
+    intake,
+    platform_reports,
+    service,
+    service_clocks,
+    table_file,
+)
 from services.router.intake_keys import IntakeKeys
+from services.router.service import reports
 from services.router.store import Dispatch, RoutedTickets
 from tests import credentials
 from tests.conftest import read_topic, unique
@@ -42,6 +50,7 @@ TARGETS = service_clocks.Targets(timedelta(hours=4), timedelta(hours=2), timedel
 class Router:
     client: httpx.AsyncClient
     routed: RoutedTickets
+    keys: IntakeKeys
     department: dict[str, str]  # a department credential's headers
     platform: dict[str, str]
     bootstrap: str
@@ -88,14 +97,15 @@ async def router(database_url: str, kafka_bootstrap: str,
     table_path = tmp_path / "routing.yaml"
     table_path.write_text(TABLE, encoding="utf-8")
     sessions = db.sessions(engine)
-    routed = RoutedTickets(sessions)
+    routed, report_keys = RoutedTickets(sessions), IntakeKeys(sessions)
     service_context.install(app, settings).provide(bootstrap.wire(
-        settings, routed=routed, intake_keys=IntakeKeys(sessions), publisher=publisher,
+        settings, routed=routed, intake_keys=report_keys, publisher=publisher,
         table=LiveConfig("routing_table", table_path, table_file.parse)))
     try:
         async with credentials.authenticating(app, database_url) as keys, httpx.AsyncClient(
                 transport=httpx.ASGITransport(app=app), base_url="http://router") as client:
-            yield Router(client, routed, await _headers(keys, "department", DEPARTMENT),
+            yield Router(client, routed, report_keys,
+                         await _headers(keys, "department", DEPARTMENT),
                          await _headers(keys, "platform", PLATFORM), kafka_bootstrap)
     finally:
         await publisher.close()
@@ -133,6 +143,27 @@ class TestARetriedReportIsRecordedOnce:
         assert answers[1].json() == answers[2].json() == answers[0].json()
         assert await router.published(ticket_id, until=1) == [answers[0].json()["event_id"]]
 
+    async def test_a_report_whose_key_is_being_recorded_is_told_to_retry_later(
+            self, router: Router) -> None:
+        """Another request under the key judged the same report and is publishing it:
+        409 `in_progress` with Retry-After, and nothing published."""
+        ticket_id = await router.routed_ticket()
+        key = unique("key")
+        department = access.Principal("any", access.Role.DEPARTMENT, DEPARTMENT)
+        report = events.TicketEvent(ticket_id=ticket_id, type=TicketEventType.RESOLVED,
+                                    occurred_at=datetime.now(UTC), department=DEPARTMENT)
+        await router.keys.claim(
+            service.ReportKey(key, router.keys, timedelta(0)).scoped(department),
+            fingerprint=reports.fingerprint_of(report, None), ticket_id=ticket_id,
+            now=datetime.now(UTC), event_id="e-in-flight")
+        answer = await router.resolve(ticket_id, key)
+        assert (answer.status_code, answer.json()["error"]) == (409, "in_progress")
+        assert int(answer.headers["Retry-After"]) >= 1
+        # A report after it, under a key of its own, is the ticket's only event.
+        marker = await router.reply(ticket_id, unique("key"))
+        assert marker.status_code == 202, marker.text
+        assert await router.published(ticket_id, until=1) == [marker.json()["event_id"]]
+
     async def test_a_key_used_for_another_report_is_refused_naming_the_header(
             self, router: Router) -> None:
         ticket_id = await router.routed_ticket()
@@ -141,4 +172,6 @@ class TestARetriedReportIsRecordedOnce:
         at = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
         reused = await router.resolve(ticket_id, key, occurred_at=at)
         assert reused.status_code == 422
-        assert reused.json()["fields"][0]["field"] == "header.Idempotency-Key"
+        assert reused.json()["fields"][0] == {
+            "field": "header.Idempotency-Key", "type": "idempotency_key_reused",
+            "problem": service.KEY_REUSED.detail}

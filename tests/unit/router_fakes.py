@@ -62,10 +62,8 @@ class FakeKeys:
         row = self.rows[key]
         row.status, row.correlation_id = "accepted", correlation_id
 
-    async def release(self, key: str, *, event_id: str) -> None:
-        row = self.rows.get(key)
-        if row is not None and row.status == "pending" and row.event_id == event_id:
-            del self.rows[key]
+    async def find(self, key: str) -> IntakeKeyRow | None:
+        return self.rows.get(key)
 
 
 @dataclass

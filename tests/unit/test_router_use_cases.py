@@ -265,21 +265,72 @@ class TestReportsUnderAnIdempotencyKey:
         assert router.publisher.types() == [TicketEventType.PICKED_UP]
 
     async def test_keys_are_their_reporters_own(self) -> None:
-        """An admin's key is not the department's, and a platform's reply under a key it
-        used for a ticket is a reply of its own."""
+        """Another department's key, the admins' key and a platform's reply under the key
+        it used for the ticket itself are keys of their own."""
         router = wired()
         routed_ticket(router)
-        await self.report(router, "k-1", report=TicketEventType.PICKED_UP)
-        admins = await self.report(router, "k-1", report=TicketEventType.RESPONDED,
-                                   principal=ADMIN)
-        reply = await service.customer_replied(
-            "t-1", occurred_at=None, platform=DESK, correlation_id=None,
-            routed=router.routed, publisher=router.publisher, now=NOW,
-            key=service.ReportKey("k-1", router.keys, router.router.in_flight_for))
-        assert isinstance(admins, service.Recorded) and isinstance(reply, service.Recorded)
-        assert router.publisher.types() == [TicketEventType.PICKED_UP,
-                                            TicketEventType.RESPONDED,
-                                            TicketEventType.CUSTOMER_REPLIED]
+        router.routed.add(service.route(
+            segmented("t-2", segment="business"), table=router.router.table.current,
+            load=router.router.load, now=NOW, event_id="e-2", correlation_id="c-2").dispatch)
+        desk_ticket = await service.accept_ticket(
+            tickets.TicketContent(customer_id="c-1", subject="s", body="b", channel="web"),
+            platform=DESK.subject, correlation_id=None, idempotency_key="k-1",
+            keys=router.keys, publisher=router.publisher,
+            in_flight_for=router.router.in_flight_for, now=NOW)
+        assert desk_ticket.verdict is service.Verdict.ACCEPTED
+        business = access.Principal("cred-bd", access.Role.DEPARTMENT, "business_desk")
+        answers = [
+            await self.report(router, "k-1", report=TicketEventType.PICKED_UP),
+            await service.record_report(
+                "t-2", TicketEventType.PICKED_UP, department=None, occurred_at=None,
+                principal=business, correlation_id=None, routed=router.routed,
+                publisher=router.publisher, now=NOW + timedelta(hours=1),
+                key=service.ReportKey("k-1", router.keys, router.router.in_flight_for)),
+            await self.report(router, "k-1", report=TicketEventType.RESPONDED,
+                              principal=ADMIN),
+            await service.customer_replied(
+                "t-1", occurred_at=None, platform=DESK, correlation_id=None,
+                routed=router.routed, publisher=router.publisher, now=NOW,
+                key=service.ReportKey("k-1", router.keys, router.router.in_flight_for))]
+        assert all(isinstance(answer, service.Recorded) for answer in answers), answers
+        assert router.publisher.types()[2:] == [
+            TicketEventType.PICKED_UP, TicketEventType.PICKED_UP,
+            TicketEventType.RESPONDED, TicketEventType.CUSTOMER_REPLIED]
+
+    async def test_a_retry_after_the_ticket_moved_away_answers_the_first_report(
+            self) -> None:
+        """Picked up, then transferred: the department's retry of its report is answered
+        as the first was, not refused as another department's ticket."""
+        router = wired()
+        routed_ticket(router)
+        first = await self.report(router, "k-1", report=TicketEventType.PICKED_UP)
+        router.routed.rows["t-1"].department = "business_desk"
+        retry = await self.report(router, "k-1", report=TicketEventType.PICKED_UP)
+        assert isinstance(first, service.Recorded) and retry == first
+        assert router.publisher.types() == [TicketEventType.PICKED_UP]
+
+    async def test_a_report_published_but_left_unanswered_is_published_again_on_retry(
+            self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """The request died after its publish, before its key was marked: a retry (the
+        ticket resolved since by that very report) publishes it again under the same
+        event id, without judging it again, and is answered 202."""
+        router = wired()
+        routed_ticket(router)
+
+        async def died(key: str, *, correlation_id: str) -> None:
+            raise RuntimeError("the router died here")
+
+        monkeypatch.setattr(router.keys, "accepted", died)
+        with pytest.raises(RuntimeError):
+            await self.report(router, "k-1")
+        monkeypatch.undo()
+        router.routed.rows["t-1"].status = "resolved"
+        (claim,) = router.keys.rows.values()
+        later = NOW + timedelta(hours=1) + router.router.in_flight_for
+        retry = await self.report(router, "k-1", now=later)
+        assert retry == service.Recorded("t-1", claim.event_id or "")
+        assert [p.event.id for p in router.publisher.published] == [claim.event_id] * 2
+        assert claim.status == "accepted"
 
     async def test_a_refused_report_leaves_its_key_free(self) -> None:
         router = wired()

@@ -23,17 +23,11 @@ from services.router.service.handovers import (
     escalate_due,
     transfer,
 )
-from services.router.service.reports import (
-    KEY_IN_FLIGHT,
-    Recorded,
-    ReportKey,
-    customer_replied,
-    record_report,
-)
+from services.router.service.reports import Recorded, ReportKey, customer_replied, record_report
 from services.router.service.route import FirstRouting, route
-from services.router.service.verdicts import Refusal, Refused
+from services.router.service.verdicts import KEY_IN_FLIGHT, KEY_REUSED, Refusal, Refused
 
-__all__ = ["KEY_IN_FLIGHT", "Acceptance", "FirstRouting", "Recorded", "Refusal", "Refused",
-           "ReportKey", "Reprioritised", "Transferred", "Verdict", "accept_ticket",
-           "change_priority", "customer_replied", "escalate_due", "record_report", "route",
-           "transfer"]
+__all__ = ["KEY_IN_FLIGHT", "KEY_REUSED", "Acceptance", "FirstRouting", "Recorded",
+           "Refusal", "Refused", "ReportKey", "Reprioritised", "Transferred", "Verdict",
+           "accept_ticket", "change_priority", "customer_replied", "escalate_due",
+           "record_report", "route", "transfer"]

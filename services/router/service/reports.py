@@ -4,8 +4,14 @@ published on `tickets.events`, where the router's event follower moves the ticke
 clocks (services/router/event_follower.py) and the metrics service its timeline.
 
 A report may come with an `Idempotency-Key`, as a ticket does: a retry under the same
-key gets the first report's answer (its event id), even once the ticket has moved on
-(a retried `resolved` finds it resolved), and nothing is published twice.
+key gets the first report's answer (its event id), whatever has become of the ticket
+since (a retried `resolved` finds it resolved, a retried `picked_up` may find it
+transferred). A report is judged (whose ticket, its time, open) before its key is
+claimed, so a refusal leaves the key free; a claim is a report judged and being
+published. A retry after a request that died, or met an outage, before its answer
+publishes that report again under the same event id, without judging it again: it
+stood when it was judged, and its readers may have it already (a webhook callback's id
+is its event's, so a platform hears of it once).
 """
 
 from __future__ import annotations
@@ -14,23 +20,18 @@ import hashlib
 import json
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from services.core import access, db, events, kafka, lifecycle, topics
 from services.router import intake_policy, ports
 from services.router.models import RoutedTicketRow
 from services.router.service import verdicts
 from services.router.service.accepting import scoped_key
-from services.router.service.verdicts import Refusal, Refused
+from services.router.service.verdicts import KEY_IN_FLIGHT, KEY_REUSED, Refusal, Refused
 
 logger = logging.getLogger(__name__)
-
-KEY_REUSED = Refused(Refusal.INVALID, "this key was used for a different report; use a new"
-                                      " key per report", field="header.Idempotency-Key")
-KEY_IN_FLIGHT = Refused(Refusal.CONFLICT, "a report with this Idempotency-Key is being"
-                                          " recorded; retry later", "in_progress")
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ class ReportKey:
 
     key: str
     keys: ports.Keys
-    in_flight_for: timedelta  # a pending claim older than this was left by a dead request
+    in_flight_for: timedelta  # a claim older than this was left by a request that died
 
     def scoped(self, reporter: access.Principal) -> str:
         # Apart from the tickets' keys: a platform may use one key for a ticket and for
@@ -61,22 +62,23 @@ async def record_report(ticket_id: str, report: events.TicketEventType, *,
                         now: datetime, key: ReportKey | None = None) -> Recorded | Refused:
     """A department's report on a routed ticket not resolved yet. A department
     credential reports on tickets that are with its department only, dated between the
-    ticket's receipt and now (a report dated earlier would dodge its escalation); an
-    admin's is taken as it is."""
-    if principal.role is access.Role.DEPARTMENT and department is not None \
-            and department != principal.subject:
-        return Refused(Refusal.FORBIDDEN, "a department credential reports for its own"
-                                          " department only")
-    row = await routed.get(ticket_id)
-    if row is None:
-        return verdicts.not_found(ticket_id)
+    ticket's arrival there and now (a report dated earlier would dodge its escalation,
+    or credit the department that held it then); an admin's is taken as it is."""
+    asked_for = department
     if principal.role is access.Role.DEPARTMENT:
-        if not principal.may_act_for(row.department):
-            return verdicts.ACTS_FOR_OWN
         department = principal.subject
 
-    def judged() -> Refused | None:
+    async def judged() -> Refused | None:
+        if principal.role is access.Role.DEPARTMENT and asked_for is not None \
+                and asked_for != principal.subject:
+            return Refused(Refusal.FORBIDDEN, "a department credential reports for its own"
+                                              " department only")
+        row = await routed.get(ticket_id)
+        if row is None:
+            return verdicts.not_found(ticket_id)
         if principal.role is access.Role.DEPARTMENT:
+            if not principal.may_act_for(row.department):
+                return verdicts.ACTS_FOR_OWN
             implausible = plausible_time(row, occurred_at, now=now, department=row.department)
             if implausible is not None:
                 return implausible
@@ -96,14 +98,14 @@ async def customer_replied(ticket_id: str, *, occurred_at: datetime | None,
                            key: ReportKey | None = None) -> Recorded | Refused:
     """The customer replied on a ticket this platform posted: its clocks resume, and a
     next-response clock starts once it has had its first response."""
-    row = await routed.get(ticket_id)
-    if row is None:
-        return verdicts.not_found(ticket_id)
-    if row.platform != platform.subject:
-        return Refused(Refusal.FORBIDDEN,
-                       "a platform reports on the tickets it posted only")
 
-    def judged() -> Refused | None:
+    async def judged() -> Refused | None:
+        row = await routed.get(ticket_id)
+        if row is None:
+            return verdicts.not_found(ticket_id)
+        if row.platform != platform.subject:
+            return Refused(Refusal.FORBIDDEN,
+                           "a platform reports on the tickets it posted only")
         implausible = plausible_time(row, occurred_at, now=now)
         if implausible is not None:
             return implausible
@@ -140,23 +142,23 @@ def plausible_time(row: RoutedTicketRow, occurred_at: datetime | None, *,
 
 
 async def _published_once(report: events.TicketEvent, *, given_at: datetime | None,
-                          judged: Callable[[], Refused | None], key: ReportKey | None,
-                          reporter: access.Principal, correlation_id: str | None,
-                          publisher: ports.Publisher, now: datetime) -> Recorded | Refused:
-    """The report published, unless `judged` refuses it; under a key, once. The key is
-    claimed before the report is judged, so a retry of a report recorded before is
-    answered as the first was, whatever the ticket's state now."""
+                          judged: Callable[[], Awaitable[Refused | None]],
+                          key: ReportKey | None, reporter: access.Principal,
+                          correlation_id: str | None, publisher: ports.Publisher,
+                          now: datetime) -> Recorded | Refused:
+    """The report published, unless `judged` refuses it; under a key, once (see the
+    module's docstring)."""
     event_id = str(uuid.uuid4())
     if key is None:
-        return judged() or await _published(report, correlation_id, publisher, event_id)
-    scoped = key.scoped(reporter)
-    # What the caller said, not what was filled in: a retry leaving out occurred_at is
-    # the same report.
-    fingerprint = hashlib.sha256(json.dumps(
-        [report.ticket_id, report.type, report.department, report.platform,
-         None if given_at is None else given_at.isoformat()]).encode()).hexdigest()
-    claim = await key.keys.claim(scoped, fingerprint=fingerprint, ticket_id=report.ticket_id,
-                                 now=now, event_id=event_id)
+        return await judged() or await _published(report, correlation_id, publisher, event_id)
+    scoped, fingerprint = key.scoped(reporter), fingerprint_of(report, given_at)
+    claim = await key.keys.find(scoped)
+    if claim is None:
+        refusal = await judged()
+        if refusal is not None:
+            return refusal
+        claim = await key.keys.claim(scoped, fingerprint=fingerprint,
+                                     ticket_id=report.ticket_id, now=now, event_id=event_id)
     claimed = intake_policy.ClaimedKey(claim.event_id or "", claim.fingerprint, claim.status,
                                        claim.created_at)
     verdict = intake_policy.judge_claim(claimed, holder=event_id, fingerprint=fingerprint,
@@ -167,14 +169,9 @@ async def _published_once(report: events.TicketEvent, *, given_at: datetime | No
         return KEY_IN_FLIGHT
     if verdict is intake_policy.Claim.REPLAY:
         return Recorded(report.ticket_id, claimed.holder)
-    # Ours, or a dead request's: should its report be in Kafka after all, this one has
-    # its id, and the readers take it once (a webhook callback's id is its event's).
-    event_id = claimed.holder
-    refusal = judged()
-    if refusal is not None:
-        await key.keys.release(scoped, event_id=event_id)
-        return refusal
-    recorded = await _published(report, correlation_id, publisher, event_id)
+    # Ours, judged above; or judged by a request that died, or met an outage, before
+    # its answer: published again under its id.
+    recorded = await _published(report, correlation_id, publisher, claimed.holder)
     if isinstance(recorded, Recorded):
         try:
             await key.keys.accepted(scoped, correlation_id=correlation_id or report.ticket_id)
@@ -182,10 +179,19 @@ async def _published_once(report: events.TicketEvent, *, given_at: datetime | No
             if not db.is_outage(error):
                 raise
             # Published: say so. A retry with this key publishes it again under the same
-            # event id (the key stays pending), which its readers take once.
+            # event id (the key stays pending), which its webhook callback takes once.
             logger.warning("report recorded; its Idempotency-Key stays pending (store"
                            " unavailable)", extra={"ticket_id": report.ticket_id})
     return recorded
+
+
+def fingerprint_of(report: events.TicketEvent, given_at: datetime | None) -> str:
+    """What the caller said, not what was filled in: a retry leaving out occurred_at is
+    the same report, and one moment written with another offset is the same moment."""
+    return hashlib.sha256(json.dumps(
+        [report.ticket_id, report.type, report.department, report.platform,
+         None if given_at is None else given_at.astimezone(UTC).isoformat()]
+    ).encode()).hexdigest()
 
 
 async def _published(lifecycle: events.TicketEvent, correlation_id: str | None,

@@ -39,3 +39,9 @@ RESOLVED = Refused(Refusal.CONFLICT, "the ticket is resolved: it takes no more r
                    "resolved")
 ACTS_FOR_OWN = Refused(Refusal.FORBIDDEN,
                        "a department credential acts for its own department only")
+# A request under an `Idempotency-Key` (a report's; a ticket's answers alike).
+KEY_REUSED = Refused(Refusal.INVALID, "this key was used for a different request; use a new"
+                                      " key per ticket or report",
+                     field="header.Idempotency-Key")
+KEY_IN_FLIGHT = Refused(Refusal.CONFLICT, "a request with this Idempotency-Key is being"
+                                          " accepted; retry after Retry-After", "in_progress")
