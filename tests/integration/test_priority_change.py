@@ -13,18 +13,15 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
 
-from services.core import db, events, http, kafka, service_context, topics
+from services.core import events, topics
 from services.core.credentials import Credentials
 from services.core.events import TicketEventType
-from services.core.live_config import LiveConfig
-from services.core.settings import Settings
-from services.router import bootstrap, service_clocks, table_file, tickets_api
-from services.router.intake_keys import IntakeKeys
+from services.router import service_clocks, tickets_api
 from services.router.store import Dispatch, RoutedTickets
 from tests import credentials
 from tests.conftest import read_topic, unique
+from tests.router_apis import router_apis
 
 DEPARTMENT = "customer_care"
 TABLE = """\
@@ -79,27 +76,10 @@ class Router:
 @pytest.fixture
 async def router(database_url: str, kafka_bootstrap: str,
                  tmp_path: Path) -> AsyncIterator[Router]:
-    settings = Settings(kafka_bootstrap_servers=kafka_bootstrap, database_url=database_url)
-    await kafka.ensure_topics(settings, [topics.EVENTS])
-    engine = db.engine(database_url)
-    publisher = kafka.Publisher(settings, client_id=unique("priority-tests"))
-    app = FastAPI()
-    app.include_router(tickets_api.api)
-    http.install(app, ready=lambda: True)
-    table_file_path = tmp_path / "routing.yaml"
-    table_file_path.write_text(TABLE, encoding="utf-8")
-    sessions = db.sessions(engine)
-    routed = RoutedTickets(sessions)
-    service_context.install(app, settings).provide(bootstrap.wire(
-        settings, routed=routed, intake_keys=IntakeKeys(sessions), publisher=publisher,
-        table=LiveConfig("routing_table", table_file_path, table_file.parse)))
-    try:
-        async with credentials.authenticating(app, database_url) as keys, httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=app), base_url="http://router") as client:
-            yield Router(client, routed, keys, kafka_bootstrap)
-    finally:
-        await publisher.close()
-        await engine.dispose()
+    table = tmp_path / "routing.yaml"
+    table.write_text(TABLE, encoding="utf-8")
+    async with router_apis(database_url, kafka_bootstrap, table, tickets_api.api) as apis:
+        yield Router(apis.client, apis.routed, apis.credentials, kafka_bootstrap)
 
 
 async def published(router: Router, ticket_id: str) -> list[events.TicketEvent]:

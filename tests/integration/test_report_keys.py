@@ -13,26 +13,21 @@ from pathlib import Path
 
 import httpx
 import pytest
-from fastapi import FastAPI
 
-from services.core import access, db, events, http, kafka, service_context, topics
-from services.core.credentials import Credentials
+from services.core import access, events, topics
 from services.core.events import TicketEventType
-from services.core.live_config import LiveConfig
-from services.core.settings import Settings
 from services.router import (
-    bootstrap,
     intake,
     platform_reports,
     service,
     service_clocks,
-    table_file,
 )
 from services.router.intake_keys import IntakeKeys
 from services.router.service import reports
 from services.router.store import Dispatch, RoutedTickets
 from tests import credentials
 from tests.conftest import read_topic, unique
+from tests.router_apis import router_apis
 
 DEPARTMENT = "customer_care"
 PLATFORM = "helpdesk"
@@ -86,34 +81,14 @@ class Router:
 @pytest.fixture
 async def router(database_url: str, kafka_bootstrap: str,
                  tmp_path: Path) -> AsyncIterator[Router]:
-    settings = Settings(kafka_bootstrap_servers=kafka_bootstrap, database_url=database_url)
-    await kafka.ensure_topics(settings, [topics.EVENTS])
-    engine = db.engine(database_url)
-    publisher = kafka.Publisher(settings, client_id=unique("report-key-tests"))
-    app = FastAPI()
-    app.include_router(intake.api)
-    app.include_router(platform_reports.api)
-    http.install(app, ready=lambda: True)
-    table_path = tmp_path / "routing.yaml"
-    table_path.write_text(TABLE, encoding="utf-8")
-    sessions = db.sessions(engine)
-    routed, report_keys = RoutedTickets(sessions), IntakeKeys(sessions)
-    service_context.install(app, settings).provide(bootstrap.wire(
-        settings, routed=routed, intake_keys=report_keys, publisher=publisher,
-        table=LiveConfig("routing_table", table_path, table_file.parse)))
-    try:
-        async with credentials.authenticating(app, database_url) as keys, httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=app), base_url="http://router") as client:
-            yield Router(client, routed, report_keys,
-                         await _headers(keys, "department", DEPARTMENT),
-                         await _headers(keys, "platform", PLATFORM), kafka_bootstrap)
-    finally:
-        await publisher.close()
-        await engine.dispose()
-
-
-async def _headers(keys: Credentials, role: str, subject: str) -> dict[str, str]:
-    return await credentials.headers_of(keys, role, subject)
+    table = tmp_path / "routing.yaml"
+    table.write_text(TABLE, encoding="utf-8")
+    async with router_apis(database_url, kafka_bootstrap, table, intake.api,
+                           platform_reports.api) as apis:
+        yield Router(apis.client, apis.routed, apis.idempotency_keys,
+                     await credentials.headers_of(apis.credentials, "department", DEPARTMENT),
+                     await credentials.headers_of(apis.credentials, "platform", PLATFORM),
+                     kafka_bootstrap)
 
 
 class TestARetriedReportIsRecordedOnce:

@@ -1,0 +1,58 @@
+"""The router's HTTP APIs alone, as an integration test runs them: on a real SQL store
+and the real broker, wired by the router's own bootstrap, called in process (ASGI), with
+no pipeline stage running."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from fastapi import APIRouter, FastAPI
+
+from services.core import db, http, kafka, service_context, topics
+from services.core.credentials import Credentials
+from services.core.live_config import LiveConfig
+from services.core.settings import Settings
+from services.router import bootstrap, table_file
+from services.router.intake_keys import IntakeKeys
+from services.router.store import RoutedTickets
+from tests import credentials
+from tests.conftest import unique
+
+
+@dataclass
+class RouterApis:
+    client: httpx.AsyncClient  # to the APIs, base URL http://router
+    routed: RoutedTickets
+    idempotency_keys: IntakeKeys
+    credentials: Credentials
+
+
+@asynccontextmanager
+async def router_apis(database_url: str, kafka_bootstrap: str, table: Path,
+                      *apis: APIRouter) -> AsyncIterator[RouterApis]:
+    """`apis` served over the store of `database_url` (migrated) and the routing table
+    file `table`, publishing on `tickets.events` of `kafka_bootstrap`."""
+    settings = Settings(kafka_bootstrap_servers=kafka_bootstrap, database_url=database_url)
+    await kafka.ensure_topics(settings, [topics.EVENTS])
+    engine = db.engine(database_url)
+    publisher = kafka.Publisher(settings, client_id=unique("router-api-tests"))
+    app = FastAPI()
+    for api in apis:
+        app.include_router(api)
+    http.install(app, ready=lambda: True)
+    sessions = db.sessions(engine)
+    routed, keys = RoutedTickets(sessions), IntakeKeys(sessions)
+    service_context.install(app, settings).provide(bootstrap.wire(
+        settings, routed=routed, intake_keys=keys, publisher=publisher,
+        table=LiveConfig("routing_table", table, table_file.parse)))
+    try:
+        async with credentials.authenticating(app, database_url) as store, httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://router") as client:
+            yield RouterApis(client, routed, keys, store)
+    finally:
+        await publisher.close()
+        await engine.dispose()
