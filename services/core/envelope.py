@@ -36,6 +36,18 @@ class Unserialisable(ValueError):
     """An event that cannot become a record: its data is not JSON, or it is too large."""
 
 
+# The namespace of the ids derived from another event's (`derived_id`).
+_DERIVED = uuid.UUID("6f1c7a52-3e0b-5d5e-9a57-8a1d3c2b4e10")
+
+
+def derived_id(event_id: str, what: str) -> str:
+    """The id of the `what` a stage writes from the event `event_id`: the same each time
+    that event is read again (a batch replayed after a crash at least once, the same
+    report published twice), so that readers keeping ids (a webhook callback's id is
+    its event's) take it once."""
+    return str(uuid.uuid5(_DERIVED, f"{event_id}/{what}"))
+
+
 @dataclass(frozen=True)
 class Event:
     type: str

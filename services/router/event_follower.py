@@ -54,10 +54,12 @@ class FollowTicketEvent:
             return []
         if recorded.clocks is None or not moves_clocks(report.type):
             return []
-        # Written from the state after the report, so a replay writes the same again.
+        # Written from the state after the report, under an id derived from the report's,
+        # so a replay writes the same again.
         changed = deadlines_changed(report.ticket_id, recorded, report.occurred_at)
         return [kafka.Output(topics.EVENTS, report.ticket_id, events.as_envelope(
-            changed, event.correlation_id, SOURCE))]
+            changed, event.correlation_id, SOURCE,
+            event_id=envelope.derived_id(event.id, changed.type)))]
 
 
 def deadlines_changed(ticket_id: str, recorded: Reported, at: datetime) -> events.TicketEvent:
