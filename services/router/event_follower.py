@@ -46,8 +46,9 @@ class FollowTicketEvent:
 
         # A report on a ticket not routed yet (events raced ahead) changes nothing here;
         # the metrics service still places it on the ticket's timeline.
-        recorded = await self._routed.record_report(report.ticket_id, report.type,
-                                                    report.occurred_at, move_clocks=move)
+        recorded = await self._routed.record_report(
+            report.ticket_id, report.type, report.occurred_at, move_clocks=move,
+            event_id=event.id, by=report.department)
         if recorded is None:
             if self._awaits_store(report.ticket_id):
                 raise StateNotWrittenYet(report.ticket_id)

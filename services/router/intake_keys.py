@@ -36,7 +36,7 @@ class IntakeKeys:
         except IntegrityError:
             async with self._sessions() as session:
                 existing = await session.get(IntakeKeyRow, key)
-            if existing is None:  # released in between: try once more
+            if existing is None:  # deleted in between (purged, erased): try once more
                 return await self.claim(key, fingerprint=fingerprint, ticket_id=ticket_id,
                                         now=now, correlation_id=correlation_id,
                                         event_id=event_id)

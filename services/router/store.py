@@ -209,10 +209,17 @@ class RoutedTickets:
             return await session.get(RoutedTicketRow, ticket_id)
 
     async def record_report(self, ticket_id: str, event_type: str, at: datetime, *,
-                            move_clocks: ClockChange | None = None) -> Reported | None:
+                            move_clocks: ClockChange | None = None,
+                            event_id: str | None = None,
+                            by: str | None = None) -> Reported | None:
         """A department's or the platform's report: the status moves as lifecycle.py
         says, the clocks as `move_clocks` does; None for a ticket the router has not
-        routed (yet) or an event that is no report."""
+        routed (yet) or an event that is no report. `event_id`, the report's event, is
+        kept in its trace step: that event followed again (a batch replayed after its
+        writes, or one report published twice under its id) moves nothing, and gets the
+        clocks as they stand, so that it publishes the same deadlines_changed again.
+        `by`: the department that reported it, credited with a first response (default:
+        the one holding the ticket)."""
         status = lifecycle.reported_status(event_type)
         if status is None:
             return None
@@ -220,23 +227,25 @@ class RoutedTickets:
             row = await session.get(RoutedTicketRow, ticket_id, with_for_update=True)
             if row is None:
                 return None
-            if not lifecycle.is_open(row.status):
-                this = {"at": at.isoformat(), "step": status}
-                # A batch replayed after its reports were written (the trace holds this
-                # one): the clocks as they stand, unmoved, so that the replay publishes
-                # the same deadlines_changed again. Else a report accepted just before
-                # the resolution was recorded: it moves nothing, and has nothing to
-                # publish (no clocks), so no subscriber hears of the closed ticket again.
-                replayed = any(this.items() <= recorded.items() for recorded in row.trace)
+            if event_id is not None and any(step.get("event") == event_id
+                                            for step in row.trace):
                 return Reported(row.department, row.segment, row.status,
-                                None if row.service_clocks is None or not replayed
+                                None if row.service_clocks is None
                                 else service_clocks.from_json(row.service_clocks))
+            if not lifecycle.is_open(row.status):
+                # A report accepted just before the resolution was recorded: it moves
+                # nothing, and has nothing to publish (no clocks), so no subscriber hears
+                # of the closed ticket again.
+                return Reported(row.department, row.segment, row.status, None)
             row.status = lifecycle.status_after(row.status, status)
             if lifecycle.counts_as_first_response(event_type):
                 first = row.first_response_at
                 if first is None or at < first:
-                    row.first_response_at, row.first_response_department = at, row.department
+                    row.first_response_at = at
+                    row.first_response_department = by or row.department
             step: dict[str, Any] = {"at": at.isoformat(), "step": status}
+            if event_id is not None:
+                step["event"] = event_id
             clocks = None
             if move_clocks is not None and row.service_clocks is not None:
                 clocks = move_clocks(service_clocks.from_json(row.service_clocks),

@@ -23,6 +23,7 @@ from services.router.store import Dispatch, RoutedTickets
 
 ROUTED_AT = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
 DEADLINE = ROUTED_AT + timedelta(hours=1)
+REPORT_EVENT = "e-report"  # the id of the report's event, as the follower records it
 
 
 @dataclass
@@ -51,7 +52,8 @@ async def route_and_report(stores: Stores, report: TicketEventType,
         clocks=service_clocks.routed(service_clocks.Targets(timedelta(hours=1),
                                                             next_response=timedelta(hours=2)),
                                      ROUTED_AT, None))])
-    assert await stores.router.record_report("t-1", report, reported_at)
+    assert await stores.router.record_report("t-1", report, reported_at,
+                                             event_id=REPORT_EVENT)
     events = [
         TicketEvent(ticket_id="t-1", type=TicketEventType.ROUTED, occurred_at=ROUTED_AT,
                     received_at=ROUTED_AT, department="customer_care", segment="standard",
@@ -113,18 +115,31 @@ class TestRespondedNotResolved:
 class TestAnsweredThenHandedOver:
     async def test_the_response_is_credited_to_the_department_that_gave_it(
             self, stores: Stores) -> None:
-        """Answered by customer_care, then transferred: customer_care gave the first
-        response, in the router's response rate (the load sample overflow predicts by)
-        as in the metrics; the department that took the ticket did not."""
+        """customer_care answered, and the ticket was transferred before the router's
+        follower read the answer: customer_care gave the first response, in the router's
+        response rate (the load sample overflow predicts by) as in the metrics; the
+        department that took the ticket did not."""
         answered_at = ROUTED_AT + timedelta(minutes=20)
-        seen_by_metrics = await route_and_report(stores, TicketEventType.RESPONDED,
-                                                 answered_at)
+        await stores.router.record_first_dispatches([Dispatch(
+            ticket_id="t-1", department="customer_care", segment="standard", priority=3,
+            deadline=DEADLINE, steps=[], payload={}, at=ROUTED_AT)])
         moved_at = answered_at + timedelta(minutes=5)
         await stores.router.record_handover("t-1", department="business_desk", steps=[],
                                             ticket=None, now=moved_at)
-        seen_by_metrics, _ = service.applied(TicketEvent(
-            ticket_id="t-1", type=TicketEventType.TRANSFERRED, occurred_at=moved_at,
-            department="business_desk", from_department="customer_care"), seen_by_metrics)
+        assert await stores.router.record_report("t-1", TicketEventType.RESPONDED,
+                                                 answered_at, by="customer_care")
+        seen_by_metrics = timeline.Timeline(ticket_id="t-1")
+        for event in [
+                TicketEvent(ticket_id="t-1", type=TicketEventType.ROUTED,
+                            occurred_at=ROUTED_AT, received_at=ROUTED_AT,
+                            department="customer_care", segment="standard",
+                            first_response_deadline=DEADLINE),
+                TicketEvent(ticket_id="t-1", type=TicketEventType.TRANSFERRED,
+                            occurred_at=moved_at, department="business_desk",
+                            from_department="customer_care"),
+                TicketEvent(ticket_id="t-1", type=TicketEventType.RESPONDED,
+                            occurred_at=answered_at, department="customer_care")]:
+            seen_by_metrics, _ = service.applied(event, seen_by_metrics)
 
         assert await stores.router.first_responses_since(ROUTED_AT) == {"customer_care": 1}
         assert seen_by_metrics.first_response_at == answered_at
@@ -163,11 +178,12 @@ class TestAfterTheResolution:
     async def test_a_report_in_flight_moves_neither_status_nor_clocks(
             self, stores: Stores) -> None:
         """The API refuses reports on a resolved ticket; one accepted just before the
-        resolution was recorded starts no next-response clock on the closed ticket, and
-        has no clocks to publish: its platform's webhook hears of the closed ticket once.
-        The resolution itself, replayed (a batch replayed after its reports were
-        written), has its clocks as they stand, so it publishes the same deadlines
-        again."""
+        resolution was recorded (another customer reply, or the same resolution sent
+        twice without an Idempotency-Key) starts no next-response clock on the closed
+        ticket, and has no clocks to publish: its platform's webhook hears of the closed
+        ticket once. The resolution's own event, followed again (a batch replayed after
+        its reports were written), has its clocks as they stand, so it publishes the
+        same deadlines again."""
         resolved_at = ROUTED_AT + timedelta(minutes=20)
         await route_and_report(stores, TicketEventType.RESOLVED, resolved_at)
         before = await stores.router.get("t-1")
@@ -177,17 +193,52 @@ class TestAfterTheResolution:
             return service_clocks.reported(clocks, TicketEventType.CUSTOMER_REPLIED,
                                            ROUTED_AT + timedelta(minutes=30), None)
 
-        reported = await stores.router.record_report(
+        late = [await stores.router.record_report(
             "t-1", TicketEventType.CUSTOMER_REPLIED, ROUTED_AT + timedelta(minutes=30),
-            move_clocks=move)
+            move_clocks=move, event_id="e-reply"), await stores.router.record_report(
+            "t-1", TicketEventType.RESOLVED, resolved_at, move_clocks=move,
+            event_id="e-resolved-again")]
         replayed = await stores.router.record_report("t-1", TicketEventType.RESOLVED,
-                                                     resolved_at, move_clocks=move)
+                                                     resolved_at, move_clocks=move,
+                                                     event_id=REPORT_EVENT)
         after = await stores.router.get("t-1")
         assert before is not None and after is not None
         assert before.service_clocks is not None
-        assert reported is not None and reported.clocks is None
+        assert [reported is not None and reported.clocks for reported in late] == [None] * 2
         assert replayed is not None
         assert replayed.clocks == service_clocks.from_json(before.service_clocks)
         assert (after.status, after.service_clocks, after.trace, after.next_clock_check) \
-            == ("resolved", before.service_clocks, before.trace, before.next_clock_check) \
             == ("resolved", before.service_clocks, before.trace, before.next_clock_check)
+
+
+class TestAReportFollowedAgain:
+    async def test_it_moves_nothing_and_gets_the_clocks_as_they_stand(
+            self, stores: Stores) -> None:
+        """A customer reply's event followed a second time (a batch replayed after its
+        writes, or published again under its id after its request died) neither
+        restarts the next-response clock from its time nor adds a step."""
+        await route_and_report(stores, TicketEventType.RESPONDED,
+                               ROUTED_AT + timedelta(minutes=10))
+        replied_at = ROUTED_AT + timedelta(minutes=20)
+
+        def move(clocks: service_clocks.TicketClocks,
+                 _department: str) -> service_clocks.TicketClocks:
+            return service_clocks.reported(clocks, TicketEventType.CUSTOMER_REPLIED,
+                                           replied_at, None)
+
+        first = await stores.router.record_report(
+            "t-1", TicketEventType.CUSTOMER_REPLIED, replied_at, move_clocks=move,
+            event_id="e-reply")
+        await stores.router.record_report("t-1", TicketEventType.RESPONDED,
+                                          replied_at + timedelta(minutes=5),
+                                          event_id="e-answer")
+        before = await stores.router.get("t-1")
+        again = await stores.router.record_report(
+            "t-1", TicketEventType.CUSTOMER_REPLIED, replied_at, move_clocks=move,
+            event_id="e-reply")
+        after = await stores.router.get("t-1")
+        assert first is not None and again is not None and before is not None
+        assert after is not None and before.service_clocks is not None
+        assert again.clocks == service_clocks.from_json(before.service_clocks)
+        assert (after.status, after.trace, after.service_clocks) == (
+            "responded", before.trace, before.service_clocks)

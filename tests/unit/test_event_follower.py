@@ -22,7 +22,9 @@ class OneTicket:
         self.clocks = service_clocks.routed(TARGETS, ROUTED_AT, None)
 
     async def record_report(self, ticket_id: str, event_type: str, at: datetime, *,
-                            move_clocks: ClockChange | None = None) -> Reported | None:
+                            move_clocks: ClockChange | None = None,
+                            event_id: str | None = None,
+                            by: str | None = None) -> Reported | None:
         assert move_clocks is not None
         self.clocks = move_clocks(self.clocks, "customer_care")
         return Reported("customer_care", "standard", "responded", self.clocks)

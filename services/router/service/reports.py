@@ -10,8 +10,9 @@ transferred). A report is judged (whose ticket, its time, open) before its key i
 claimed, so a refusal leaves the key free; a claim is a report judged and being
 published. A retry after a request that died, or met an outage, before its answer
 publishes that report again under the same event id, without judging it again: it
-stood when it was judged, and its readers may have it already (a webhook callback's id
-is its event's, so a platform hears of it once).
+stood when it was judged, and its readers may have it already, and take it once (the
+router's follower knows its id from the ticket's trace, a webhook callback's id is its
+event's).
 """
 
 from __future__ import annotations
@@ -169,8 +170,11 @@ async def _published_once(report: events.TicketEvent, *, given_at: datetime | No
         return KEY_IN_FLIGHT
     if verdict is intake_policy.Claim.REPLAY:
         return Recorded(report.ticket_id, claimed.holder)
-    # Ours, judged above; or judged by a request that died, or met an outage, before
-    # its answer: published again under its id.
+    if claimed.holder != event_id:
+        # Judged by a request that died, or met an outage, before its answer: published
+        # again under its id, as it was (undated, it is dated at that request's claim),
+        # and its readers take that event once (the router's follower by its id).
+        report = report.model_copy(update={"occurred_at": given_at or claim.created_at})
     recorded = await _published(report, correlation_id, publisher, claimed.holder)
     if isinstance(recorded, Recorded):
         try:
