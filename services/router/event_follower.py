@@ -48,7 +48,7 @@ class FollowTicketEvent:
         # the metrics service still places it on the ticket's timeline.
         recorded = await self._routed.record_report(
             report.ticket_id, report.type, report.occurred_at, move_clocks=move,
-            event_id=event.id, by=report.department)
+            event_id=event.id)
         if recorded is None:
             if self._awaits_store(report.ticket_id):
                 raise StateNotWrittenYet(report.ticket_id)
@@ -65,12 +65,13 @@ class FollowTicketEvent:
 
 def deadlines_changed(ticket_id: str, recorded: Reported, at: datetime) -> events.TicketEvent:
     """The clocks after a report: their deadlines, whether paused, and the outcome of
-    each clock it stopped (a clock escalated before was counted missed then)."""
+    each clock it stopped (a clock escalated before was counted missed then), for the
+    department that held the ticket at the report's time (credited with the outcomes)."""
     assert recorded.clocks is not None
     outcomes = {clock.key: clock.outcome for clock in recorded.clocks.clocks
                 if clock.stopped_at == at and clock.level == 0 and clock.outcome}
     return events.TicketEvent(
         ticket_id=ticket_id, type=events.TicketEventType.DEADLINES_CHANGED, occurred_at=at,
-        department=recorded.department, segment=recorded.segment,
+        department=recorded.held_by, segment=recorded.segment,
         deadlines=recorded.clocks.deadlines(), paused=recorded.clocks.paused,
         outcomes=outcomes or None)

@@ -80,6 +80,25 @@ def arrived_at(trace: Iterable[Mapping[str, Any]], department: str) -> datetime 
     return arrived
 
 
+def held_at(trace: Iterable[Mapping[str, Any]], moment: datetime) -> str | None:
+    """Which department held the ticket at `moment`, from its trace: the last it came
+    to by then (before its routing: the first); None if the trace does not say. As the
+    metrics service's `Timeline.department_at` credits a moment."""
+    arrivals: list[tuple[datetime, str]] = []
+    for step in trace:
+        to = _ARRIVALS.get(str(step.get("step")))
+        department = None if to is None else step.get(to)
+        if not isinstance(department, str):
+            continue
+        try:
+            arrivals.append((datetime.fromisoformat(str(step.get("at"))), department))
+        except ValueError:
+            continue
+    arrivals.sort(key=lambda arrival: arrival[0])
+    held = [department for at, department in arrivals if at <= moment]
+    return held[-1] if held else arrivals[0][1] if arrivals else None
+
+
 def judge_report_time(occurred_at: datetime | None, *, received_at: datetime | None,
                       now: datetime, arrived: datetime | None = None) -> ReportTime:
     """Whether a report's date may stand (None: undated, it is dated on arrival);

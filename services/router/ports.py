@@ -13,7 +13,7 @@ from services.core import kafka, tickets
 from services.core.settings import Settings
 from services.router import overflow, routing
 from services.router.models import IntakeKeyRow, RoutedTicketRow
-from services.router.store import ClockChange, Reported
+from services.router.store import ClockChange
 
 Clock = Callable[[], datetime]
 LoadView = Callable[[], tuple[Mapping[str, overflow.DepartmentLoad],
@@ -67,9 +67,6 @@ class Routed(Protocol):
     """The routed tickets' state and trace (services/router/store.py)."""
 
     async def get(self, ticket_id: str) -> RoutedTicketRow | None: ...
-
-    async def record_report(self, ticket_id: str, event_type: str, at: datetime, *,
-                            move_clocks: ClockChange | None = None) -> Reported | None: ...
 
     async def claim_handover(self, row: RoutedTicketRow, *,
                              hold: timedelta) -> datetime | None: ...

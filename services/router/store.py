@@ -13,7 +13,7 @@ from sqlalchemy import CursorResult, Insert, Table, bindparam, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.core import db, lifecycle, retention, tickets
-from services.router import service_clocks
+from services.router import intake_policy, service_clocks
 from services.router.models import RoutedTicketRow
 
 # How a report or a hand-over moves a ticket's clocks: given them and the department
@@ -44,10 +44,11 @@ class Dispatch:
 class Reported:
     """A report as recorded: where the ticket is, and its clocks after it."""
 
-    department: str
+    department: str  # where it is now
     segment: str
     status: str
     clocks: service_clocks.TicketClocks | None
+    held_by: str  # the department that held it at the report's time
 
 
 # The statements the router stage runs on every batch, built once rather than per batch:
@@ -210,16 +211,16 @@ class RoutedTickets:
 
     async def record_report(self, ticket_id: str, event_type: str, at: datetime, *,
                             move_clocks: ClockChange | None = None,
-                            event_id: str | None = None,
-                            by: str | None = None) -> Reported | None:
+                            event_id: str | None = None) -> Reported | None:
         """A department's or the platform's report: the status moves as lifecycle.py
         says, the clocks as `move_clocks` does; None for a ticket the router has not
         routed (yet) or an event that is no report. `event_id`, the report's event, is
         kept in its trace step: that event followed again (a batch replayed after its
         writes, or one report published twice under its id) moves nothing, and gets the
         clocks as they stand, so that it publishes the same deadlines_changed again.
-        `by`: the department that reported it, credited with a first response (default:
-        the one holding the ticket)."""
+        What happened at `at` (a first response, a clock's outcome) is credited to the
+        department that held the ticket then (`Reported.held_by`), as the metrics
+        credit it: the follower may read a report after a hand-over."""
         status = lifecycle.reported_status(event_type)
         if status is None:
             return None
@@ -227,22 +228,22 @@ class RoutedTickets:
             row = await session.get(RoutedTicketRow, ticket_id, with_for_update=True)
             if row is None:
                 return None
+            held_by = intake_policy.held_at(row.trace, at) or row.department
             if event_id is not None and any(step.get("event") == event_id
                                             for step in row.trace):
                 return Reported(row.department, row.segment, row.status,
                                 None if row.service_clocks is None
-                                else service_clocks.from_json(row.service_clocks))
+                                else service_clocks.from_json(row.service_clocks), held_by)
             if not lifecycle.is_open(row.status):
                 # A report accepted just before the resolution was recorded: it moves
-                # nothing, and has nothing to publish (no clocks), so no subscriber hears
-                # of the closed ticket again.
-                return Reported(row.department, row.segment, row.status, None)
+                # nothing, and has no clocks to publish (no deadlines_changed after the
+                # resolution).
+                return Reported(row.department, row.segment, row.status, None, held_by)
             row.status = lifecycle.status_after(row.status, status)
             if lifecycle.counts_as_first_response(event_type):
                 first = row.first_response_at
                 if first is None or at < first:
-                    row.first_response_at = at
-                    row.first_response_department = by or row.department
+                    row.first_response_at, row.first_response_department = at, held_by
             step: dict[str, Any] = {"at": at.isoformat(), "step": status}
             if event_id is not None:
                 step["event"] = event_id
@@ -257,7 +258,7 @@ class RoutedTickets:
                                        for target, deadline in clocks.deadlines().items()}}
             row.trace = [*row.trace, step]
             row.updated_at = datetime.now(UTC)
-            return Reported(row.department, row.segment, row.status, clocks)
+            return Reported(row.department, row.segment, row.status, clocks, held_by)
 
     async def due_for_escalation(self, now: datetime, *, limit: int = 200
                                  ) -> list[RoutedTicketRow]:

@@ -14,11 +14,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.core import db
+from services.core import db, events
 from services.core.events import TicketEvent, TicketEventType
 from services.metrics import service, stats, timeline
 from services.metrics.store import TimelineStore
 from services.router import service_clocks
+from services.router.event_follower import FollowTicketEvent
 from services.router.store import Dispatch, RoutedTickets
 
 ROUTED_AT = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
@@ -112,6 +113,14 @@ class TestRespondedNotResolved:
         assert stats.outcome(seen_by_metrics, DEADLINE + timedelta(hours=1)) == "missed"
 
 
+def routed_step(department: str = "customer_care") -> dict[str, str]:
+    return {"at": ROUTED_AT.isoformat(), "step": "routed", "department": department}
+
+
+def transfer_step(at: datetime, to: str, source: str = "customer_care") -> dict[str, str]:
+    return {"at": at.isoformat(), "step": "transferred", "from": source, "to": to}
+
+
 class TestAnsweredThenHandedOver:
     async def test_the_response_is_credited_to_the_department_that_gave_it(
             self, stores: Stores) -> None:
@@ -122,12 +131,13 @@ class TestAnsweredThenHandedOver:
         answered_at = ROUTED_AT + timedelta(minutes=20)
         await stores.router.record_first_dispatches([Dispatch(
             ticket_id="t-1", department="customer_care", segment="standard", priority=3,
-            deadline=DEADLINE, steps=[], payload={}, at=ROUTED_AT)])
+            deadline=DEADLINE, steps=[routed_step()], payload={}, at=ROUTED_AT)])
         moved_at = answered_at + timedelta(minutes=5)
-        await stores.router.record_handover("t-1", department="business_desk", steps=[],
-                                            ticket=None, now=moved_at)
-        assert await stores.router.record_report("t-1", TicketEventType.RESPONDED,
-                                                 answered_at, by="customer_care")
+        await stores.router.record_handover(
+            "t-1", department="business_desk", ticket=None, now=moved_at,
+            steps=[transfer_step(moved_at, "business_desk")])
+        reported = await stores.router.record_report("t-1", TicketEventType.RESPONDED,
+                                                     answered_at)
         seen_by_metrics = timeline.Timeline(ticket_id="t-1")
         for event in [
                 TicketEvent(ticket_id="t-1", type=TicketEventType.ROUTED,
@@ -138,13 +148,53 @@ class TestAnsweredThenHandedOver:
                             occurred_at=moved_at, department="business_desk",
                             from_department="customer_care"),
                 TicketEvent(ticket_id="t-1", type=TicketEventType.RESPONDED,
-                            occurred_at=answered_at, department="customer_care")]:
+                            occurred_at=answered_at)]:
             seen_by_metrics, _ = service.applied(event, seen_by_metrics)
 
+        assert reported is not None
+        assert (reported.held_by, reported.department) == ("customer_care", "business_desk")
         assert await stores.router.first_responses_since(ROUTED_AT) == {"customer_care": 1}
         assert seen_by_metrics.first_response_at == answered_at
         assert seen_by_metrics.department_at(answered_at) == "customer_care"
         assert seen_by_metrics.department == "business_desk"
+
+
+class TestTheFollowerOnTheStore:
+    async def test_a_batch_followed_again_publishes_the_same_deadlines_and_outcomes(
+            self, stores: Stores) -> None:
+        """[responded, resolved] followed, their writes committed, then followed again
+        (exactly once: the batch's Kafka transaction aborted, so its outputs were never
+        read): the same deadlines_changed, under the same ids, the first response's
+        outcome in the first, credited to the department that held the ticket then
+        (transferred since, before the follower read the reports)."""
+        await stores.router.record_first_dispatches([Dispatch(
+            ticket_id="t-1", department="customer_care", segment="standard", priority=3,
+            deadline=DEADLINE, steps=[routed_step()], payload={}, at=ROUTED_AT,
+            clocks=service_clocks.routed(service_clocks.Targets(timedelta(hours=1)),
+                                         ROUTED_AT, None))])
+        moved_at = ROUTED_AT + timedelta(minutes=40)
+        await stores.router.record_handover(
+            "t-1", department="business_desk", ticket=None, now=moved_at,
+            steps=[transfer_step(moved_at, "business_desk")])
+        follow = FollowTicketEvent(stores.router)
+        batch = [events.as_envelope(TicketEvent(
+            ticket_id="t-1", type=kind, occurred_at=ROUTED_AT + timedelta(minutes=minutes),
+            department="customer_care"), "corr-1", events.INTAKE_SOURCE)
+            for kind, minutes in ((TicketEventType.RESPONDED, 20),
+                                  (TicketEventType.RESOLVED, 30))]
+        first = [output for event in batch for output in await follow(event)]
+        again = [output for event in batch for output in await follow(event)]
+
+        assert [output.event.id for output in first] == [output.event.id for output in again]
+        changed = [events.read(output.event) for output in first]
+        assert [(c.type, c.department) for c in changed] == [
+            (TicketEventType.DEADLINES_CHANGED, "customer_care")] * 2
+        assert changed[0].outcomes == {"first_response#1": "met"}
+        assert events.read(again[0].event).outcomes == {"first_response#1": "met"}
+        row = await stores.router.get("t-1")
+        assert row is not None
+        assert [step["step"] for step in row.trace] == [
+            "routed", "transferred", "responded", "resolved"]
 
 
 class TestPausedOrRepliedToBeforeAResponse:
@@ -180,8 +230,8 @@ class TestAfterTheResolution:
         """The API refuses reports on a resolved ticket; one accepted just before the
         resolution was recorded (another customer reply, or the same resolution sent
         twice without an Idempotency-Key) starts no next-response clock on the closed
-        ticket, and has no clocks to publish: its platform's webhook hears of the closed
-        ticket once. The resolution's own event, followed again (a batch replayed after
+        ticket, and has no clocks to publish (no deadlines_changed after the
+        resolution). The resolution's own event, followed again (a batch replayed after
         its reports were written), has its clocks as they stand, so it publishes the
         same deadlines again."""
         resolved_at = ROUTED_AT + timedelta(minutes=20)

@@ -14,7 +14,7 @@ from services.core import envelope, kafka, lifecycle, tickets
 from services.core.settings import Settings
 from services.router import bootstrap, service_clocks
 from services.router.models import IntakeKeyRow, RoutedTicketRow
-from services.router.store import ClockChange, Dispatch, Reported
+from services.router.store import ClockChange, Dispatch
 from tests.conftest import TEST_ROUTING_TABLE
 
 
@@ -88,10 +88,6 @@ class FakeRouted:
 
     async def get(self, ticket_id: str) -> RoutedTicketRow | None:
         return self.rows.get(ticket_id)
-
-    async def record_report(self, ticket_id: str, event_type: str, at: datetime, *,
-                            move_clocks: ClockChange | None = None) -> Reported | None:
-        raise NotImplementedError("the event follower records reports, not a use case")
 
     async def claim_handover(self, row: RoutedTicketRow, *,
                              hold: timedelta) -> datetime | None:

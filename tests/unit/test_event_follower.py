@@ -23,11 +23,11 @@ class OneTicket:
 
     async def record_report(self, ticket_id: str, event_type: str, at: datetime, *,
                             move_clocks: ClockChange | None = None,
-                            event_id: str | None = None,
-                            by: str | None = None) -> Reported | None:
+                            event_id: str | None = None) -> Reported | None:
         assert move_clocks is not None
         self.clocks = move_clocks(self.clocks, "customer_care")
-        return Reported("customer_care", "standard", "responded", self.clocks)
+        return Reported("customer_care", "standard", "responded", self.clocks,
+                        "customer_care")
 
 
 def report(at: datetime) -> envelope.Event:

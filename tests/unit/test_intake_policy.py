@@ -10,6 +10,7 @@ from services.router.intake_policy import (
     Claim,
     ReportTime,
     arrived_at,
+    held_at,
     judge_claim,
     judge_report_time,
 )
@@ -99,3 +100,24 @@ class TestArrival:
 
         assert judge(self.TRANSFERRED - timedelta(seconds=1)) is ReportTime.BEFORE_ARRIVAL
         assert judge(self.TRANSFERRED) is ReportTime.ACCEPTED
+
+
+# A ticket routed to customer_care, escalated in place, transferred, then answered.
+HANDED_OVER = [{"at": NOW.isoformat(), "step": "received"},
+               {"at": NOW.isoformat(), "step": "routed", "department": "customer_care"},
+               {"at": (NOW + timedelta(hours=1)).isoformat(), "step": "escalated",
+                "from": "customer_care", "to": "customer_care"},
+               {"at": (NOW + timedelta(hours=2)).isoformat(), "step": "transferred",
+                "from": "customer_care", "to": "business_desk"},
+               {"at": (NOW + timedelta(hours=3)).isoformat(), "step": "responded"}]
+
+
+class TestHeldAt:
+    def test_the_last_department_it_came_to_by_then(self) -> None:
+        assert held_at(HANDED_OVER, NOW + timedelta(minutes=90)) == "customer_care"
+        assert held_at(HANDED_OVER, NOW + timedelta(hours=2)) == "business_desk"
+        assert held_at(HANDED_OVER, NOW + timedelta(hours=5)) == "business_desk"
+
+    def test_before_its_routing_the_first_and_without_arrivals_none(self) -> None:
+        assert held_at(HANDED_OVER, NOW - timedelta(minutes=1)) == "customer_care"
+        assert held_at(HANDED_OVER[:1], NOW) is None
