@@ -69,10 +69,12 @@ TicketId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0
 
 UNAVAILABLE: dict[int | str, dict[str, Any]] = {
     503: {"description": "Kafka did not acknowledge; retry after Retry-After"}}
+# The header of an answer that asks the caller to retry later.
+_RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying",
+                                "schema": {"type": "integer", "minimum": 1}}}
 RATE_LIMITED: dict[int | str, dict[str, Any]] = {429: {
     "description": "Over the credential's intake rate limit; retry after Retry-After",
-    "headers": {"Retry-After": {"description": "Seconds until a ticket is taken again",
-                                "schema": {"type": "integer", "minimum": 1}}}}}
+    "headers": _RETRY_AFTER}}
 
 api = APIRouter(prefix="/v1", tags=["tickets"])
 
@@ -131,8 +133,6 @@ ReportIdempotencyKey = Annotated[str | None, Header(
     **_KEY, description="Retries with the same key get the first report's answer (its"
                         " event id), and no second event, whatever became of the ticket"
                         " since")]
-_RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying",
-                                "schema": {"type": "integer", "minimum": 1}}}
 # A report on a ticket whose state does not allow it, or under an Idempotency-Key whose
 # first request is still being recorded.
 REPORT_IN_FLIGHT: dict[int | str, dict[str, Any]] = {409: {

@@ -16,6 +16,8 @@ from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any
 
+from services.core import moments
+
 REPORT_CLOCK_SKEW = timedelta(minutes=5)  # departments' clocks may run a little ahead
 
 
@@ -64,38 +66,35 @@ class ReportTime(Enum):
 _ARRIVALS = {"routed": "department", "transferred": "to", "escalated": "to"}
 
 
-def arrived_at(trace: Iterable[Mapping[str, Any]], department: str) -> datetime | None:
-    """When the ticket last came to `department` (routed there, or handed to it from
-    another department), from its trace; None if the trace does not say."""
-    arrived = None
-    for step in trace:
-        to = _ARRIVALS.get(str(step.get("step")))
-        if to is None or step.get(to) != department or step.get("from") == department:
-            continue  # not an arrival there (an escalation flagged in place stays)
-        try:
-            at = datetime.fromisoformat(str(step.get("at")))
-        except ValueError:
-            continue
-        arrived = at if arrived is None or at > arrived else arrived
-    return arrived
-
-
-def held_at(trace: Iterable[Mapping[str, Any]], moment: datetime) -> str | None:
-    """Which department held the ticket at `moment`, from its trace: the last it came
-    to by then (before its routing: the first); None if the trace does not say. As the
-    metrics service's `Timeline.department_at` credits a moment."""
-    arrivals: list[tuple[datetime, str]] = []
+def _arrivals(trace: Iterable[Mapping[str, Any]]) -> list[tuple[datetime, str, Any]]:
+    """The ticket's arrivals in departments, from its trace, by time: when, where to and
+    where from (an escalation flagged in place comes from where it goes)."""
+    found: list[tuple[datetime, str, Any]] = []
     for step in trace:
         to = _ARRIVALS.get(str(step.get("step")))
         department = None if to is None else step.get(to)
         if not isinstance(department, str):
             continue
         try:
-            arrivals.append((datetime.fromisoformat(str(step.get("at"))), department))
+            found.append((moments.parse(step.get("at")), department, step.get("from")))
         except ValueError:
             continue
-    arrivals.sort(key=lambda arrival: arrival[0])
-    held = [department for at, department in arrivals if at <= moment]
+    return sorted(found, key=lambda arrival: arrival[0])
+
+
+def arrived_at(trace: Iterable[Mapping[str, Any]], department: str) -> datetime | None:
+    """When the ticket last came to `department` (routed there, or handed to it from
+    another department), from its trace; None if the trace does not say."""
+    times = [at for at, to, source in _arrivals(trace) if to == department != source]
+    return times[-1] if times else None
+
+
+def held_at(trace: Iterable[Mapping[str, Any]], moment: datetime) -> str | None:
+    """Which department held the ticket at `moment`, from its trace: the last it came
+    to by then (before its routing: the first); None if the trace does not say. As the
+    metrics service's `Timeline.department_at` credits a moment."""
+    arrivals = _arrivals(trace)
+    held = [to for at, to, _source in arrivals if at <= moment]
     return held[-1] if held else arrivals[0][1] if arrivals else None
 
 

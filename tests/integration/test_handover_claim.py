@@ -50,9 +50,11 @@ async def test_a_claim_needs_the_ticket_as_read_and_open(routed: RoutedTickets) 
     before = await read(routed)
     assert await routed.record_report("t-1", TicketEventType.PICKED_UP, NOW)
     assert await routed.claim_handover(before, hold=HOLD) is None  # a report since
-    assert await routed.claim_handover(await read(routed), hold=HOLD) is not None
+    claim = await routed.claim_handover(await read(routed), hold=HOLD)
+    assert claim is not None
+    # Its record ends the claim: only the resolution refuses the claims below.
     await routed.record_handover("t-1", department="billing", steps=[], ticket=None,
-                                 now=NOW + timedelta(minutes=1))
+                                 now=NOW + timedelta(minutes=1), claim=claim)
     moved = await read(routed)
     assert await routed.record_report("t-1", TicketEventType.RESOLVED, NOW)
     assert await routed.claim_handover(moved, hold=HOLD) is None  # closed (and changed)

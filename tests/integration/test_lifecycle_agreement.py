@@ -208,6 +208,23 @@ class TestPausedOrRepliedToBeforeAResponse:
         assert await stores.metrics.open_per_department(backlog=True) == {"customer_care": 1}
         assert set(await stores.router.oldest_open()) == {"customer_care"}
 
+    async def test_waiting_then_replied_to_it_is_back_in_both_backlogs(
+            self, stores: Stores) -> None:
+        """Paused while it waits on the customer, it is back in the work queued ahead
+        once the customer replies (README, lifecycle)."""
+        seen_by_metrics = await route_and_report(stores, TicketEventType.WAITING_ON_CUSTOMER,
+                                                 ROUTED_AT + timedelta(minutes=10))
+        replied = TicketEvent(ticket_id="t-1", type=TicketEventType.CUSTOMER_REPLIED,
+                              occurred_at=ROUTED_AT + timedelta(minutes=15))
+        assert await stores.router.record_report("t-1", replied.type, replied.occurred_at,
+                                                 event_id="e-reply")
+        seen_by_metrics, _ = service.applied(replied, seen_by_metrics)
+        async with stores.sessions() as session, session.begin():
+            await stores.metrics.save(session, seen_by_metrics)
+
+        assert await stores.router.backlog() == {"customer_care": 1}
+        assert await stores.metrics.open_per_department(backlog=True) == {"customer_care": 1}
+
     async def test_waiting_on_the_customer_it_is_in_neither_but_still_open(
             self, stores: Stores) -> None:
         """It waits on the customer, not on the department: no work queued ahead of a

@@ -22,6 +22,7 @@ from services.router import (
     service,
     service_clocks,
 )
+from services.router.event_follower import FollowTicketEvent
 from services.router.intake_keys import IntakeKeys
 from services.router.service import reports
 from services.router.store import Dispatch, RoutedTickets
@@ -98,10 +99,13 @@ class TestARetriedReportIsRecordedOnce:
         key = unique("key")
         first = await router.resolve(ticket_id, key)
         assert first.status_code == 202, first.text
-        # The router's follower records it: the ticket is closed.
-        assert await router.routed.record_report(
-            ticket_id, TicketEventType.RESOLVED, datetime.now(UTC),
-            move_clocks=lambda clocks, _department: clocks)
+        # The router's follower reads it from Kafka: the ticket is closed.
+        [(event, _record)] = await read_topic(
+            router.bootstrap, topics.EVENTS, until=1,
+            keep=lambda event: event.ticket_id == ticket_id)
+        await FollowTicketEvent(router.routed)(event)
+        closed = await router.routed.get(ticket_id)
+        assert closed is not None and closed.status == "resolved"
         retry = await router.resolve(ticket_id, key)
         assert (retry.status_code, retry.json()) == (202, first.json())
         # Without its key, the same report is the closed ticket's 409.
