@@ -40,6 +40,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import InvalidProducerEpoch, ProducerFenced
@@ -52,6 +53,13 @@ logger = logging.getLogger(__name__)
 
 # A bound on one transaction, so that a burst does not make one huge one.
 MAX_REQUESTS_PER_TRANSACTION = 500
+
+
+def longest_publish(settings: Settings) -> timedelta:
+    """The longest a caller of `TransactionalPublisher.publish` waits for its answer:
+    until its deadline (PRODUCE_TIMEOUT_SECONDS after it came) for its records to be
+    acknowledged, then the commit's own timeout (`_Committer.commit`)."""
+    return timedelta(seconds=2 * settings.produce_timeout_seconds)
 
 TRANSACTION_REQUESTS = Histogram(
     "routing_intake_transaction_requests",

@@ -83,7 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await service.escalate_due(router.routed, router.publisher,
                                            table=live_table.current,
                                            queue_for=router.queue_for, now=datetime.now(UTC),
-                                           claim_for=router.handover_hold)
+                                           claim_for=router.claim_hold)
 
             async def purge() -> None:
                 await retention.purge_past_retention(

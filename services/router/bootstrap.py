@@ -47,16 +47,10 @@ class Router:
     queue_for: dispatch.QueueFor = priority.queue_for
 
     @property
-    def handover_hold(self) -> timedelta:
-        """How long a hand-over's claim on a ticket stands: longer than its publish, which
-        may take twice PRODUCE_TIMEOUT_SECONDS (ports.HANDOVER_CLAIM)."""
-        return timedelta(
-            seconds=ports.HANDOVER_CLAIM_TIMEOUTS * self.settings.produce_timeout_seconds)
-
-    @property
-    def in_flight_for(self) -> timedelta:
-        """How long an Idempotency-Key's first request may still be publishing."""
-        return timedelta(seconds=2 * self.settings.produce_timeout_seconds)
+    def claim_hold(self) -> timedelta:
+        """How long a claim stands: an Idempotency-Key's still being published, and a
+        hand-over's (ports.claim_hold)."""
+        return ports.claim_hold(self.settings)
 
 
 def live_table(settings: Settings) -> LiveTable:

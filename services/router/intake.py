@@ -144,7 +144,7 @@ REPORT_IN_FLIGHT: dict[int | str, dict[str, Any]] = {409: {
 def report_key(idempotency_key: str | None, router: bootstrap.Router,
                ) -> service.ReportKey | None:
     return None if idempotency_key is None else service.ReportKey(
-        idempotency_key, router.intake_keys, router.in_flight_for)
+        idempotency_key, router.intake_keys, router.claim_hold)
 
 
 @api.post("/tickets", status_code=202, response_model=TicketAccepted,
@@ -164,7 +164,7 @@ async def submit_ticket(
     accepted = await service.accept_ticket(
         submission, platform=platform.subject, correlation_id=correlation_id,
         idempotency_key=idempotency_key, keys=router.intake_keys, publisher=router.publisher,
-        in_flight_for=router.in_flight_for, now=datetime.now(UTC))
+        in_flight_for=router.claim_hold, now=datetime.now(UTC))
     verdict = accepted.verdict
     if verdict is service.Verdict.TOO_LARGE:
         raise HTTPException(413, detail={

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 from services.core import kafka, tickets
 from services.core.settings import Settings
+from services.core.transactional_publisher import longest_publish
 from services.router import overflow, routing
 from services.router.models import IntakeKeyRow, RoutedTicketRow
 from services.router.store import ClockChange
@@ -55,12 +56,15 @@ class Keys(Protocol):
     async def find(self, key: str) -> IntakeKeyRow | None: ...
 
 
-# How long a hand-over's claim on a ticket stands (Routed.claim_handover): longer than
-# its publish, which may take twice PRODUCE_TIMEOUT_SECONDS (its transaction's deadline,
-# then its commit): three times it (Router.handover_hold; the default's here).
-HANDOVER_CLAIM_TIMEOUTS = 3
-HANDOVER_CLAIM = timedelta(seconds=HANDOVER_CLAIM_TIMEOUTS * Settings.model_fields[
-    "produce_timeout_seconds"].default)
+def claim_hold(settings: Settings) -> timedelta:
+    """How long a claim taken before a publish stands: an Idempotency-Key's (a ticket's or
+    a report's: older, it was left by a request that died, and a retry takes it over) and
+    a hand-over's (Routed.claim_handover). Longer than the longest publish, by one more
+    PRODUCE_TIMEOUT_SECONDS for the store's write that follows it."""
+    return longest_publish(settings) + timedelta(seconds=settings.produce_timeout_seconds)
+
+
+HANDOVER_CLAIM = claim_hold(Settings.model_construct())  # the defaults' (the use cases')
 
 
 class Routed(Protocol):

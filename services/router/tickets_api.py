@@ -91,7 +91,7 @@ async def transfer(ticket_id: TicketId, body: Transfer, router: bootstrap.Router
         ticket_id, to_department=body.to_department, reason=body.reason,
         from_department=body.from_department, principal=principal, routed=router.routed,
         publisher=router.publisher, table=router.table.current, queue_for=router.queue_for,
-        now=datetime.now(UTC), claim_for=router.handover_hold)
+        now=datetime.now(UTC), claim_for=router.claim_hold)
     if isinstance(transferred, service.Refused):
         return refused(transferred, router, "transfer")
     return JSONResponse(status_code=202, content={"ticket_id": ticket_id,

@@ -10,7 +10,8 @@ import pytest
 from services.core import tickets, topics
 from services.core.events import TicketEventType
 from services.core.settings import Settings
-from services.router import service
+from services.core.transactional_publisher import longest_publish
+from services.router import ports, service
 from services.router.service import Verdict
 from tests.conftest import TEST_ROUTING_TABLE
 from tests.unit.router_fakes import Wired, wired
@@ -30,7 +31,7 @@ async def accept(router: Wired, *, key: str | None = "key-1",
     return await service.accept_ticket(
         content(subject), platform=platform, correlation_id=correlation_id,
         idempotency_key=key, keys=router.router.intake_keys,
-        publisher=router.router.publisher, in_flight_for=router.router.in_flight_for,
+        publisher=router.router.publisher, in_flight_for=router.router.claim_hold,
         now=now, new_id=lambda: ticket_id)
 
 
@@ -40,10 +41,16 @@ class TestBootstrap:
         assert router.table.path == TEST_ROUTING_TABLE.resolve()
         assert router.table.current.version.startswith("tests-1+")  # + its content hash
 
-    def test_a_key_is_in_flight_for_twice_the_produce_timeout(self) -> None:
+    @pytest.mark.parametrize("timeout", [0.5, 5.0, 30.0])
+    def test_a_claim_outlasts_the_longest_publish_by_one_produce_timeout(
+            self, timeout: float) -> None:
+        settings = Settings(produce_timeout_seconds=timeout)
+        hold = ports.claim_hold(settings)
+        assert hold - longest_publish(settings) == timedelta(seconds=timeout)
+
+    def test_a_key_in_flight_and_a_hand_over_hold_for_the_settings_one_bound(self) -> None:
         router = wired().router
-        assert router.in_flight_for == timedelta(
-            seconds=2 * Settings().produce_timeout_seconds)
+        assert router.claim_hold == ports.claim_hold(router.settings)
 
 
 class TestAcceptTicket:
@@ -106,7 +113,7 @@ class TestAcceptTicket:
         router.publisher.fail = False
         in_flight = await accept(router, ticket_id="t-retry", now=NOW + timedelta(seconds=1))
         assert in_flight.verdict is Verdict.IN_FLIGHT
-        later = NOW + router.router.in_flight_for + timedelta(seconds=1)
+        later = NOW + router.router.claim_hold + timedelta(seconds=1)
         taken_over = await accept(router, ticket_id="t-retry-2", now=later)
         assert (taken_over.verdict, taken_over.ticket_id) == (Verdict.ACCEPTED, "t-first")
         assert {p.event.ticket_id for p in router.publisher.published} == {"t-first"}

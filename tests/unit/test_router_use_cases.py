@@ -239,7 +239,7 @@ class TestReportsUnderAnIdempotencyKey:
         return await service.record_report(
             "t-1", report, department=None, occurred_at=occurred_at, principal=principal,
             correlation_id=None, routed=router.routed, publisher=router.publisher, now=now,
-            key=service.ReportKey(key, router.keys, router.router.in_flight_for))
+            key=service.ReportKey(key, router.keys, router.router.claim_hold))
 
     async def test_a_retry_once_the_ticket_is_resolved_answers_the_first_event(
             self) -> None:
@@ -276,7 +276,7 @@ class TestReportsUnderAnIdempotencyKey:
             tickets.TicketContent(customer_id="c-1", subject="s", body="b", channel="web"),
             platform=DESK.subject, correlation_id=None, idempotency_key="k-1",
             keys=router.keys, publisher=router.publisher,
-            in_flight_for=router.router.in_flight_for, now=NOW)
+            in_flight_for=router.router.claim_hold, now=NOW)
         assert desk_ticket.verdict is service.Verdict.ACCEPTED
         business = access.Principal("cred-bd", access.Role.DEPARTMENT, "business_desk")
         answers = [
@@ -285,13 +285,13 @@ class TestReportsUnderAnIdempotencyKey:
                 "t-2", TicketEventType.PICKED_UP, department=None, occurred_at=None,
                 principal=business, correlation_id=None, routed=router.routed,
                 publisher=router.publisher, now=NOW + timedelta(hours=1),
-                key=service.ReportKey("k-1", router.keys, router.router.in_flight_for)),
+                key=service.ReportKey("k-1", router.keys, router.router.claim_hold)),
             await self.report(router, "k-1", report=TicketEventType.RESPONDED,
                               principal=ADMIN),
             await service.customer_replied(
                 "t-1", occurred_at=None, platform=DESK, correlation_id=None,
                 routed=router.routed, publisher=router.publisher, now=NOW,
-                key=service.ReportKey("k-1", router.keys, router.router.in_flight_for))]
+                key=service.ReportKey("k-1", router.keys, router.router.claim_hold))]
         assert all(isinstance(answer, service.Recorded) for answer in answers), answers
         assert router.publisher.types()[2:] == [
             TicketEventType.PICKED_UP, TicketEventType.PICKED_UP,
@@ -326,7 +326,7 @@ class TestReportsUnderAnIdempotencyKey:
         monkeypatch.undo()
         router.routed.rows["t-1"].status = "resolved"
         (claim,) = router.keys.rows.values()
-        later = NOW + timedelta(hours=1) + router.router.in_flight_for
+        later = NOW + timedelta(hours=1) + router.router.claim_hold
         retry = await self.report(router, "k-1", now=later)
         assert retry == service.Recorded("t-1", claim.event_id or "")
         first, again = router.publisher.published
@@ -356,7 +356,7 @@ class TestReportsUnderAnIdempotencyKey:
         in_flight = await self.report(router, "k-1", now=NOW + timedelta(hours=1, seconds=1))
         assert in_flight == service.KEY_IN_FLIGHT
         router.publisher.fail = False
-        later = NOW + timedelta(hours=1) + router.router.in_flight_for
+        later = NOW + timedelta(hours=1) + router.router.claim_hold
         recorded = await self.report(router, "k-1", now=later)
         assert isinstance(recorded, service.Recorded) and recorded.event_id == claim.event_id
         assert [p.event.id for p in router.publisher.published] == [claim.event_id]
