@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import uuid
 from collections.abc import Callable, Mapping
 from typing import Annotated, Any, NoReturn
 
@@ -15,7 +16,7 @@ from aiokafka.errors import KafkaError
 
 from services.core import durations
 from services.core.settings import Settings
-from services.departments import queue
+from services.departments import queue, retries
 from services.router import priority
 
 app = typer.Typer(help="Read a department's ticket queue and report what was done (API_TOKEN:"
@@ -135,44 +136,71 @@ def _settings(**overrides: Any) -> Settings:
         raise typer.BadParameter(problems, param_hint="settings") from exc
 
 
-def _report(kind: str, ticket_id: str, department: str | None) -> None:
+def _report(kind: str, ticket_id: str, department: str | None, key: str | None) -> None:
+    key = key or str(uuid.uuid4())
+
+    def tell_retry(error: BaseException, wait: float) -> None:
+        typer.echo(f"not recorded yet ({_failure_of(error)}); trying again in {wait:g} s",
+                   err=True)
+
     _call(lambda url, token: queue.report(url, ticket_id, kind, department=department,
-                                          token=token))
+                                          token=token, idempotency_key=key,
+                                          on_retry=tell_retry),
+          again=f"run it again with --idempotency-key {key}: a report the router took"
+                " already is not recorded twice")
 
 
-def _call(action: Callable[[str, str | None], Mapping[str, object]]) -> None:
+def _failure_of(error: BaseException) -> str:
+    if isinstance(error, httpx.HTTPStatusError):
+        return f"{error.response.status_code} {error.response.text}"
+    return f"router unreachable: {error}"
+
+
+def _call(action: Callable[[str, str | None], Mapping[str, object]], *,
+          again: str | None = None) -> None:
     settings = Settings()
     token = settings.api_token.get_secret_value() if settings.api_token else None
     try:
         receipt = action(settings.router_url, token)
     except httpx.HTTPStatusError as exc:
         typer.echo(f"not recorded: {exc.response.status_code} {exc.response.text}", err=True)
+        if again and retries.worth_another_try(exc):
+            typer.echo(again, err=True)
         raise typer.Exit(1) from exc
     except httpx.HTTPError as exc:
         typer.echo(f"not recorded: router unreachable at {settings.router_url}: {exc}", err=True)
+        if again:
+            typer.echo(again, err=True)
         raise typer.Exit(1) from exc
     typer.echo(json.dumps(receipt))
 
 
 DepartmentOption = Annotated[str | None, typer.Option(help="Your department")]
+KeyOption = Annotated[str | None, typer.Option(
+    "--idempotency-key",
+    help="The report's key (a new one by default): the same report sent again under it is"
+         " recorded once, e.g. after the tool gave up on an unreachable router")]
 
 
 @app.command("pick-up")
-def pick_up(ticket_id: TicketId, department: DepartmentOption = None) -> None:
+def pick_up(ticket_id: TicketId, department: DepartmentOption = None,
+            key: KeyOption = None) -> None:
     """Report that an agent has started on the ticket."""
-    _report("picked_up", ticket_id, department)
+    _report("picked_up", ticket_id, department, key)
 
 
 @app.command()
-def respond(ticket_id: TicketId, department: DepartmentOption = None) -> None:
+def respond(ticket_id: TicketId, department: DepartmentOption = None,
+            key: KeyOption = None) -> None:
     """Report the first response to the customer."""
-    _report("responded", ticket_id, department)
+    _report("responded", ticket_id, department, key)
 
 
 @app.command()
-def resolve(ticket_id: TicketId, department: DepartmentOption = None) -> None:
+def resolve(ticket_id: TicketId, department: DepartmentOption = None,
+            key: KeyOption = None) -> None:
     """Report that the ticket is resolved."""
-    _report("resolved", ticket_id, department)
+    _report("resolved", ticket_id, department, key)
 
 
 @app.command("transfer")

@@ -18,10 +18,12 @@ from typing import Any
 
 import httpx
 import pydantic
+import tenacity
 from aiokafka import TopicPartition
 
 from services.core import credentials_api, envelope, kafka, tickets, topics
 from services.core.settings import Settings
+from services.departments import retries
 from services.router import priority
 
 logger = logging.getLogger(__name__)
@@ -143,19 +145,49 @@ def holder(router_url: str, token: str, *, timeout: float = 10.0) -> credentials
 
 def report(router_url: str, ticket_id: str, kind: str, *, department: str | None,
            token: str | None, occurred_at: datetime | None = None,
-           timeout: float = 10.0) -> dict[str, str]:
+           idempotency_key: str | None = None, timeout: float = 10.0,
+           give_up_after: float = retries.GIVE_UP_AFTER_SECONDS,
+           on_retry: Callable[[BaseException, float], None] | None = None) -> dict[str, str]:
     """Report `picked_up`, `responded` or `resolved` for a ticket; returns the receipt.
-    `token`: the department's credential."""
+    `token`: the department's credential. Under an `idempotency_key` the report is sent
+    again while the router is unreachable or asks for it (retries.py), for up to
+    `give_up_after` seconds; `on_retry` hears of each failed try and the wait after it."""
     body: dict[str, str] = {"type": kind}
     if department:
         body["department"] = department
     if occurred_at:
         body["occurred_at"] = occurred_at.isoformat()
-    response = httpx.post(f"{router_url}/v1/tickets/{ticket_id}/events", json=body,
-                          headers=_authorization(token), timeout=timeout)
-    response.raise_for_status()
-    receipt: dict[str, str] = response.json()
-    return receipt
+    headers = _authorization(token)
+    if idempotency_key is not None:
+        headers["Idempotency-Key"] = idempotency_key
+
+    def send() -> dict[str, str]:
+        response = httpx.post(f"{router_url}/v1/tickets/{ticket_id}/events", json=body,
+                              headers=headers, timeout=timeout)
+        response.raise_for_status()
+        receipt: dict[str, str] = response.json()
+        return receipt
+
+    if idempotency_key is None:
+        return send()  # without a key, a second try could report twice
+
+    def before_sleep(state: tenacity.RetryCallState) -> None:
+        if on_retry is not None and state.outcome is not None and state.next_action:
+            error = state.outcome.exception()
+            assert error is not None
+            on_retry(error, state.next_action.sleep)
+
+    return tenacity.Retrying(
+        retry=tenacity.retry_if_exception(retries.worth_another_try),
+        wait=lambda state: retries.wait_before(_failure(state), state.attempt_number),
+        stop=tenacity.stop_after_delay(give_up_after), before_sleep=before_sleep,
+        reraise=True)(send)
+
+
+def _failure(state: tenacity.RetryCallState) -> BaseException:
+    error = state.outcome.exception() if state.outcome is not None else None
+    assert error is not None  # tenacity waits only after a failed try here
+    return error
 
 
 def transfer(router_url: str, ticket_id: str, to_department: str, reason: str, *,

@@ -21,7 +21,8 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from services.core import kafka
+from services.core import kafka, topics
+from services.core.events import TicketEventType
 from services.core.settings import Settings
 from services.router import priority
 from tests.conftest import Pipeline, department_lanes, read_topic, unique
@@ -162,3 +163,56 @@ class TestUnreadableRecords:
         again = await department_queue(pipeline, department, token)
         assert (again.code, again.tickets) == (0, [])
         assert "skipped" not in again.errors
+
+
+async def department_report(pipeline: Pipeline, token: str, *args: str
+                            ) -> asyncio.subprocess.Process:
+    env = {**os.environ, "ROUTER_URL": pipeline.url("router"), "API_TOKEN": token,
+           "LOG_FORMAT": "text"}
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "services.departments.cli", *args, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+
+
+class TestAReportSentAgain:
+    """Last in the module: it restarts the router."""
+
+    async def test_it_waits_out_a_router_restart_and_is_recorded_once(
+            self, pipeline: Pipeline) -> None:
+        async with httpx.AsyncClient(timeout=10) as client:
+            answer = await client.post(f"{pipeline.url('router')}/v1/tickets", json={
+                "customer_id": "gov-ministry-1", "subject": "s", "body": "b",
+                "channel": "web"}, headers=pipeline.headers())
+        assert answer.status_code == 202, answer.text
+        ticket_id = answer.json()["ticket_id"]
+        assert await read_topic(pipeline.bootstrap, *department_lanes("public_sector"),
+                                until=1, within=60,
+                                keep=lambda event: event.ticket_id == ticket_id)
+        token = token_of(pipeline, "department", "public_sector")
+        router = pipeline.services["router"]
+
+        router.stop()
+        try:
+            tool = await department_report(pipeline, token, "respond", ticket_id,
+                                           "--idempotency-key", "k-restart")
+            assert tool.stderr is not None
+            told = await asyncio.wait_for(tool.stderr.readline(), timeout=60)
+            assert b"router unreachable" in told and b"trying again" in told, told
+        finally:
+            router.start()
+            await asyncio.to_thread(router.wait_ready, 90)
+        out, err = await asyncio.wait_for(tool.communicate(), timeout=90)
+        assert tool.returncode == 0, err.decode()
+        receipt = json.loads(out)
+
+        # Sent again under its key by hand: the first receipt, and nothing published.
+        again = await department_report(pipeline, token, "respond", ticket_id,
+                                        "--idempotency-key", "k-restart")
+        out, err = await asyncio.wait_for(again.communicate(), timeout=60)
+        assert again.returncode == 0, err.decode()
+        assert json.loads(out)["event_id"] == receipt["event_id"]
+        responses = await read_topic(
+            pipeline.bootstrap, topics.EVENTS, until=1, within=30,
+            keep=lambda event: event.ticket_id == ticket_id
+            and event.type == TicketEventType.RESPONDED)
+        assert [event.id for event, _ in responses] == [receipt["event_id"]]

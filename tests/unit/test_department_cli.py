@@ -64,10 +64,21 @@ class TestReportCommands:
         monkeypatch.setattr(queue.httpx, "post", router)
         result = CliRunner().invoke(cli.app, [command, "t-1", "--department", "care"])
         assert result.exit_code == 0, result.output
-        assert router.requests == [(
-            "http://router.test/v1/tickets/t-1/events", {"type": kind, "department": "care"},
-            {"Authorization": "Bearer rt_department"})]
+        [(url, body, headers)] = router.requests
+        assert (url, body) == (
+            "http://router.test/v1/tickets/t-1/events", {"type": kind, "department": "care"})
+        assert headers["Authorization"] == "Bearer rt_department"
+        assert headers["Idempotency-Key"]  # a new one for each report
         assert json.loads(result.output) == router.answer
+
+    def test_each_report_goes_under_a_key_of_its_own_or_the_one_given(
+            self, router: Sent, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr(queue.httpx, "post", router)
+        for command in (["respond", "t-1"], ["respond", "t-1"],
+                        ["respond", "t-1", "--idempotency-key", "k-given"]):
+            assert CliRunner().invoke(cli.app, command).exit_code == 0
+        keys = [headers["Idempotency-Key"] for _, _, headers in router.requests]
+        assert keys[0] != keys[1] and keys[2] == "k-given"
 
     def test_without_a_department_none_is_sent(self, router: Sent,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
