@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
@@ -64,6 +64,24 @@ class ReportTime(Enum):
 
 # The steps of a ticket's trace that put it in a department's queue, and where to.
 _ARRIVALS = {"routed": "department", "transferred": "to", "escalated": "to"}
+# The steps its first routing writes at the head of a ticket's trace, in this order
+# (service/route.py, trace_steps).
+ROUTING_STEPS = ("received", "segmented", "routed")
+
+
+def after_routing(trace: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """What a ticket's trace gained after its first routing: its reports, hand-overs
+    and priority changes."""
+    head = 0
+    while head < len(trace) and trace[head].get("step") in ROUTING_STEPS:
+        head += 1
+    return list(trace[head:])
+
+
+def handed_on(steps: Iterable[Mapping[str, Any]]) -> bool:
+    """Whether these steps put the ticket in another department's queue: a transfer, an
+    escalation to another department (not one flagged where the ticket is)."""
+    return any(to != source for _at, to, source in _arrivals(steps))
 
 
 def _arrivals(trace: Iterable[Mapping[str, Any]]) -> list[tuple[datetime, str, Any]]:

@@ -51,10 +51,21 @@ class Reported:
     held_by: str  # the department that held it at the report's time
 
 
+@dataclass(frozen=True)
+class RoutedBefore:
+    """A ticket routed before, as a batch's lookup finds it: the event that routed it,
+    and what its trace gained since (reports, hand-overs), which a replay of that
+    routing keeps."""
+
+    event_id: str | None
+    since: tuple[dict[str, Any], ...] = ()
+
+
 # The statements the router stage runs on every batch, built once rather than per batch:
 # building them (the upsert's `excluded` above all) cost more of a small batch's CPU than
 # running them.
-_ROUTING_EVENTS = (select(RoutedTicketRow.ticket_id, RoutedTicketRow.routed_event_id)
+_ROUTING_EVENTS = (select(RoutedTicketRow.ticket_id, RoutedTicketRow.routed_event_id,
+                          RoutedTicketRow.trace)
                    .where(RoutedTicketRow.ticket_id.in_(bindparam("ticket_ids",
                                                                   expanding=True))))
 
@@ -80,7 +91,8 @@ class RoutedTickets:
 
     async def record_first_dispatches(self, dispatches: Sequence[Dispatch]) -> None:
         """Record a batch of first routings in one statement. A replayed ticket gets
-        the same state again, but keeps what departments reported since."""
+        the same state again, but keeps what departments reported since (its status,
+        first response, clocks; its trace's later steps come back in its `steps`)."""
         rows = [{"ticket_id": d.ticket_id, "department": d.department, "segment": d.segment,
                  "status": lifecycle.Status.ROUTED, "priority": d.priority,
                  "first_response_deadline": d.deadline, "escalated": False,
@@ -100,13 +112,16 @@ class RoutedTickets:
             self._sessions, RoutedTicketRow.ticket_id, RoutedTicketRow.updated_at < before,
             chunk=chunk)
 
-    async def routing_events(self, ticket_ids: Collection[str]) -> dict[str, str | None]:
-        """For the tickets already routed: the id of the event that routed each."""
+    async def routed_before(self, ticket_ids: Collection[str]) -> dict[str, RoutedBefore]:
+        """For the tickets already routed: the event that routed each, and the steps its
+        trace gained since (new tickets, the most of a batch, have no row to read)."""
         if not ticket_ids:
             return {}
         async with self._sessions() as session:
             rows = await session.execute(_ROUTING_EVENTS, {"ticket_ids": list(ticket_ids)})
-            return {ticket_id: event_id for ticket_id, event_id in rows}
+            return {ticket_id: RoutedBefore(event_id, tuple(
+                        dict(step) for step in intake_policy.after_routing(trace or [])))
+                    for ticket_id, event_id, trace in rows}
 
     async def platforms_of(self, ticket_ids: Collection[str]) -> dict[str, str]:
         """The platform that posted each of these routed tickets (where known)."""

@@ -12,8 +12,8 @@ from prometheus_client import Counter, Gauge
 
 from services.core import batches, db, envelope, kafka, tickets
 from services.core.outage import StoreOutage
-from services.router import ports, routing, service
-from services.router.store import Dispatch, RoutedTickets
+from services.router import intake_policy, ports, routing, service
+from services.router.store import Dispatch, RoutedBefore, RoutedTickets
 
 logger = logging.getLogger(__name__)
 
@@ -22,13 +22,16 @@ DEFERRED = Gauge("routing_router_deferred_ticket_states",
 COPIES = Counter("routing_router_ticket_copies_dropped",
                  "Second copies of an already routed ticket, not routed again (a platform's"
                  " retry of a ticket whose first answer was lost)")
+HANDED_ON = Counter("routing_router_replays_after_handover",
+                    "Routings replayed (their first records not committed) after a transfer"
+                    " or escalation had put the ticket in another queue: not routed again")
 
 @dataclass
 class _Batch:
     """What a batch (one share of a partition's records) has routed so far."""
 
     dispatches: list[Dispatch] = field(default_factory=list)
-    routed_by: dict[str, str | None] = field(default_factory=dict)  # routed before
+    routed_by: dict[str, RoutedBefore] = field(default_factory=dict)  # routed before
 
 
 class RouteTicket:
@@ -59,12 +62,12 @@ class RouteTicket:
     async def prefetch(self, events: Sequence[envelope.Event]) -> None:
         """Which of the batch's tickets were routed before, and by which event (one query
         a batch)."""
-        batch = _Batch(routed_by={d.ticket_id: d.event_id for d in self._deferred.values()})
+        batch = _Batch(routed_by={d.ticket_id: _routed_by(d) for d in self._deferred.values()})
         self._batch.start(batch)  # a new batch: not what a failed attempt left
         if self._routed is None:
             return
         try:
-            batch.routed_by |= await self._routed.routing_events(
+            batch.routed_by |= await self._routed.routed_before(
                 {event.ticket_id for event in events if event.ticket_id})
         except db.STORE_ERRORS as error:
             if not db.is_outage(error) or not self._outage.failed():
@@ -88,10 +91,6 @@ class RouteTicket:
             self._deferred.update((d.ticket_id, d) for d in dispatches)
             DEFERRED.set(len(self._deferred))
 
-    def _is_copy(self, ticket_id: str, event_id: str) -> bool:
-        # A replay of the routing event itself (its batch was aborted) routes again.
-        routed_by = self._batch.current().routed_by.get(ticket_id)
-        return routed_by is not None and routed_by != event_id
 
     async def flush_deferred(self) -> None:
         """Write the states kept during an outage (called periodically); quiet while the
@@ -118,17 +117,32 @@ class RouteTicket:
 
     async def __call__(self, event: envelope.Event) -> list[kafka.Output]:
         ticket = tickets.SegmentedTicket.model_validate(event.data)
-        if self._is_copy(ticket.ticket_id, event.id):
+        batch = self._batch.current()
+        before = batch.routed_by.get(ticket.ticket_id)
+        if before is not None and before.event_id != event.id:
             COPIES.inc()
             logger.info("copy of a routed ticket dropped", extra={"ticket_id": ticket.ticket_id})
             return []
+        # A replay of the routing event itself (its batch's records were not committed)
+        # routes again, keeping what the ticket's trace gained since; but once a hand-over
+        # put the ticket in another queue, that queue has it.
+        since = before.since if before is not None else ()
+        if intake_policy.handed_on(since):
+            HANDED_ON.inc()
+            logger.info("routing replayed after a hand-over: not routed again",
+                        extra={"ticket_id": ticket.ticket_id})
+            return []
         routed = service.route(ticket, table=self._current_table(), load=self._load,
                                now=datetime.now(UTC), event_id=event.id,
-                               correlation_id=event.correlation_id)
+                               correlation_id=event.correlation_id, since=since)
         # Recorded last: a ticket whose outputs could not be built is not routed.
-        batch = self._batch.current()
-        batch.routed_by[ticket.ticket_id] = event.id
+        batch.routed_by[ticket.ticket_id] = _routed_by(routed.dispatch)
         batch.dispatches.append(routed.dispatch)
         return routed.outputs
+
+
+def _routed_by(dispatch: Dispatch) -> RoutedBefore:
+    return RoutedBefore(dispatch.event_id, tuple(
+        dict(step) for step in intake_policy.after_routing(dispatch.steps)))
 
 

@@ -1,19 +1,25 @@
-"""The intake's rules as verdicts: Idempotency-Key claims and report dates."""
+"""The intake's rules as verdicts: Idempotency-Key claims and report dates; a ticket's
+trace read: where it was when, what came after its routing."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from services.core import tickets
 from services.router.intake_policy import (
     REPORT_CLOCK_SKEW,
+    ROUTING_STEPS,
     Claim,
     ReportTime,
+    after_routing,
     arrived_at,
+    handed_on,
     held_at,
     judge_claim,
     judge_report_time,
 )
+from services.router.service.route import trace_steps
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 IN_FLIGHT_FOR = timedelta(seconds=20)
@@ -121,3 +127,44 @@ class TestHeldAt:
     def test_before_its_routing_the_first_and_without_arrivals_none(self) -> None:
         assert held_at(HANDED_OVER, NOW - timedelta(minutes=1)) == "customer_care"
         assert held_at(HANDED_OVER[:1], NOW) is None
+
+
+ROUTING = ({"step": "received"}, {"step": "segmented"},
+           {"step": "routed", "department": "care"})
+
+
+class TestAfterRouting:
+
+    def test_the_steps_after_the_routings_own(self) -> None:
+        later = [{"step": "customer_replied", "event": "e-1"}, {"step": "routed"}]
+        assert after_routing([*ROUTING, *later]) == later
+
+    def test_none_right_after_the_routing(self) -> None:
+        assert after_routing(ROUTING) == []
+
+    def test_the_routings_own_are_those_route_writes(self) -> None:
+        ticket = tickets.SegmentedTicket(
+            ticket_id="t-1", customer_id="c-1", subject="s", body="b", channel="web",
+            received_at=NOW, segmentation=tickets.Segmentation(
+                segment="standard", rule="r", rules_version="v", customer_known=True,
+                tier="existing"))
+        record = tickets.Routing(department="care", reason="route", table_version="v1",
+                                 routed_at=NOW, queue="dept.care")
+        written = trace_steps(ticket, record)
+        assert tuple(step["step"] for step in written) == ROUTING_STEPS
+        assert after_routing(written) == []
+
+
+class TestHandedOn:
+    def test_a_transfer_or_an_escalation_elsewhere(self) -> None:
+        for kind in ("transferred", "escalated"):
+            assert handed_on([{"at": NOW.isoformat(), "step": kind, "from": "care",
+                               "to": "billing"}])
+
+    def test_not_an_escalation_flagged_where_the_ticket_is(self) -> None:
+        assert not handed_on([{"at": NOW.isoformat(), "step": "escalated", "from": "care",
+                               "to": "care"}])
+
+    def test_not_reports_nor_priority_changes(self) -> None:
+        assert not handed_on([{"at": NOW.isoformat(), "step": "customer_replied"},
+                              {"at": NOW.isoformat(), "step": "priority_changed"}])

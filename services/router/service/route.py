@@ -5,6 +5,7 @@ this for each ticket, and keeps the batch's states, copies and store outages."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -22,9 +23,11 @@ class FirstRouting:
 
 
 def route(ticket: tickets.SegmentedTicket, *, table: routing.RoutingTable,
-          load: ports.LoadView, now: datetime, event_id: str,
-          correlation_id: str) -> FirstRouting:
-    """Where `table` sends the ticket now, given the departments' `load`."""
+          load: ports.LoadView, now: datetime, event_id: str, correlation_id: str,
+          since: Sequence[dict[str, Any]] = ()) -> FirstRouting:
+    """Where `table` sends the ticket now, given the departments' `load`. `since`: a
+    replayed routing's, the steps its trace gained after the first (kept after the
+    routing's own)."""
     loads, states = load()
     decision = routing.decide(ticket.segmentation.segment, ticket.segmentation.tier,
                               routing.view_of(ticket), table, now=now, load=loads,
@@ -50,7 +53,8 @@ def route(ticket: tickets.SegmentedTicket, *, table: routing.RoutingTable,
     dispatch = Dispatch(
         ticket_id=ticket.ticket_id, department=decision.department,
         segment=ticket.segmentation.segment, priority=decision.priority,
-        deadline=decision.first_response_deadline, steps=trace_steps(ticket, record),
+        deadline=decision.first_response_deadline,
+        steps=[*trace_steps(ticket, record), *since],
         payload=data, at=now, event_id=event_id, customer_id=ticket.customer_id,
         platform=ticket.platform, clocks=clocks, correlation_id=correlation_id)
     return FirstRouting(dispatch, [
@@ -73,7 +77,8 @@ def targets_of(decision: routing.RoutingDecision,
 
 def trace_steps(ticket: tickets.SegmentedTicket,
                 record: tickets.Routing) -> list[dict[str, Any]]:
-    """The first steps of a ticket's trace: how it was segmented, then routed."""
+    """The first steps of a ticket's trace: how it was segmented, then routed (their
+    kinds: intake_policy.ROUTING_STEPS)."""
     segmentation = ticket.segmentation
     return [
         {"at": ticket.received_at.isoformat(), "step": "received"},
