@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
+import shlex
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Annotated, Any, NoReturn
@@ -17,7 +19,7 @@ from aiokafka.errors import KafkaError
 from services.core import durations
 from services.core.settings import Settings
 from services.departments import queue, retries
-from services.router import priority
+from services.router import intake_policy, priority
 
 app = typer.Typer(help="Read a department's ticket queue and report what was done (API_TOKEN:"
                        " your department's credential).",
@@ -136,8 +138,16 @@ def _settings(**overrides: Any) -> Settings:
         raise typer.BadParameter(problems, param_hint="settings") from exc
 
 
-def _report(kind: str, ticket_id: str, department: str | None, key: str | None) -> None:
+def _report(command: str, kind: str, ticket_id: str, department: str | None,
+            key: str | None) -> None:
+    if key is not None and not _a_key(key):
+        raise typer.BadParameter(
+            f"printable ASCII without spaces, 1 to {intake_policy.KEY_MAX_LENGTH} characters",
+            param_hint="--idempotency-key")
     key = key or str(uuid.uuid4())
+    again = " ".join(["department", command, shlex.quote(ticket_id),
+                      *(["--department", shlex.quote(department)] if department else []),
+                      "--idempotency-key", shlex.quote(key)])
 
     def tell_retry(error: BaseException, wait: float) -> None:
         typer.echo(f"not recorded yet ({_failure_of(error)}); trying again in {wait:g} s",
@@ -146,13 +156,20 @@ def _report(kind: str, ticket_id: str, department: str | None, key: str | None) 
     _call(lambda url, token: queue.report(url, ticket_id, kind, department=department,
                                           token=token, idempotency_key=key,
                                           on_retry=tell_retry),
-          again=f"run it again with --idempotency-key {key}: a report the router took"
-                " already is not recorded twice")
+          again=f"to try again, run: {again} (a report the router took already is not"
+                " recorded twice)")
+
+
+def _a_key(key: str) -> bool:
+    return len(key) <= intake_policy.KEY_MAX_LENGTH \
+        and re.fullmatch(intake_policy.KEY_PATTERN, key) is not None
 
 
 def _failure_of(error: BaseException) -> str:
     if isinstance(error, httpx.HTTPStatusError):
         return f"{error.response.status_code} {error.response.text}"
+    if retries.unconfirmed(error):
+        return f"no answer from the router: {error}"
     return f"router unreachable: {error}"
 
 
@@ -166,10 +183,18 @@ def _call(action: Callable[[str, str | None], Mapping[str, object]], *,
         typer.echo(f"not recorded: {exc.response.status_code} {exc.response.text}", err=True)
         if again and retries.worth_another_try(exc):
             typer.echo(again, err=True)
+        elif again and "idempotency_key_reused" in exc.response.text:
+            typer.echo("that key was used for another report: leave --idempotency-key out"
+                       " for a new one", err=True)
         raise typer.Exit(1) from exc
     except httpx.HTTPError as exc:
-        typer.echo(f"not recorded: router unreachable at {settings.router_url}: {exc}", err=True)
-        if again:
+        if retries.unconfirmed(exc):
+            typer.echo(f"not confirmed: the router at {settings.router_url} did not answer"
+                       f" ({exc}); it may have recorded it", err=True)
+        else:
+            typer.echo(f"not recorded: router unreachable at {settings.router_url}: {exc}",
+                       err=True)
+        if again and retries.worth_another_try(exc):
             typer.echo(again, err=True)
         raise typer.Exit(1) from exc
     typer.echo(json.dumps(receipt))
@@ -186,21 +211,21 @@ KeyOption = Annotated[str | None, typer.Option(
 def pick_up(ticket_id: TicketId, department: DepartmentOption = None,
             key: KeyOption = None) -> None:
     """Report that an agent has started on the ticket."""
-    _report("picked_up", ticket_id, department, key)
+    _report("pick-up", "picked_up", ticket_id, department, key)
 
 
 @app.command()
 def respond(ticket_id: TicketId, department: DepartmentOption = None,
             key: KeyOption = None) -> None:
     """Report the first response to the customer."""
-    _report("responded", ticket_id, department, key)
+    _report("respond", "responded", ticket_id, department, key)
 
 
 @app.command()
 def resolve(ticket_id: TicketId, department: DepartmentOption = None,
             key: KeyOption = None) -> None:
     """Report that the ticket is resolved."""
-    _report("resolved", ticket_id, department, key)
+    _report("resolve", "resolved", ticket_id, department, key)
 
 
 @app.command("transfer")

@@ -10,6 +10,7 @@ table's aging when routed), from which `priority.effective_priority` follows.
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -147,11 +148,13 @@ def report(router_url: str, ticket_id: str, kind: str, *, department: str | None
            token: str | None, occurred_at: datetime | None = None,
            idempotency_key: str | None = None, timeout: float = 10.0,
            give_up_after: float = retries.GIVE_UP_AFTER_SECONDS,
-           on_retry: Callable[[BaseException, float], None] | None = None) -> dict[str, str]:
+           on_retry: Callable[[BaseException, float], None] | None = None,
+           sleep: Callable[[float], None] = time.sleep) -> dict[str, str]:
     """Report `picked_up`, `responded` or `resolved` for a ticket; returns the receipt.
     `token`: the department's credential. Under an `idempotency_key` the report is sent
-    again while the router is unreachable or asks for it (retries.py), for up to
-    `give_up_after` seconds; `on_retry` hears of each failed try and the wait after it."""
+    again while the router is unreachable or asks for it (retries.py); no try starts
+    after `give_up_after` seconds. `on_retry` hears of each failed try and the wait
+    after it."""
     body: dict[str, str] = {"type": kind}
     if department:
         body["department"] = department
@@ -172,16 +175,14 @@ def report(router_url: str, ticket_id: str, kind: str, *, department: str | None
         return send()  # without a key, a second try could report twice
 
     def before_sleep(state: tenacity.RetryCallState) -> None:
-        if on_retry is not None and state.outcome is not None and state.next_action:
-            error = state.outcome.exception()
-            assert error is not None
-            on_retry(error, state.next_action.sleep)
+        if on_retry is not None and state.next_action is not None:
+            on_retry(_failure(state), state.next_action.sleep)
 
     return tenacity.Retrying(
         retry=tenacity.retry_if_exception(retries.worth_another_try),
         wait=lambda state: retries.wait_before(_failure(state), state.attempt_number),
-        stop=tenacity.stop_after_delay(give_up_after), before_sleep=before_sleep,
-        reraise=True)(send)
+        stop=tenacity.stop_before_delay(give_up_after), before_sleep=before_sleep,
+        sleep=sleep, reraise=True)(send)
 
 
 def _failure(state: tenacity.RetryCallState) -> BaseException:

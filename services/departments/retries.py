@@ -3,10 +3,12 @@
 A report goes under an `Idempotency-Key`, so a second try is safe whatever became of the
 first: the router answers it with the first one's receipt and publishes it once. The
 tool tries again when the router could not be reached or did not answer in time (the
-report may or may not have been taken), and when it answered with `Retry-After` (503:
-Kafka did not acknowledge; 409 `in_progress`: a try under the same key is still being
-recorded; 429: over the credential's rate). Any other answer is final: a refusal says
-what to change, and a second try would get it again."""
+report may or may not have been taken); when it answered 502, 503 or 504 (Kafka did not
+acknowledge, or a proxy in front of a router restarting); and when it asked for it with
+`Retry-After` (409 `in_progress`: a try under the same key is still being recorded; 429:
+over the credential's rate). Any other answer is final: a refusal says what to change,
+and a second try would get it again; so is a request that cannot be sent at all (a
+malformed router URL)."""
 
 from __future__ import annotations
 
@@ -14,15 +16,28 @@ import httpx
 
 # The longest wait between two tries, whatever Retry-After says.
 LONGEST_WAIT_SECONDS = 10.0
-# How long the tool keeps trying: longer than the router holds a key whose request died
-# (three times its PRODUCE_TIMEOUT_SECONDS, 15 s by default) and than a router's restart.
+# How long the tool keeps trying (no try starts later): longer than a router's restart,
+# and than the router holds a key whose request died (ports.claim_hold: 15 s with the
+# default PRODUCE_TIMEOUT_SECONDS), during which it answers 409 in_progress.
 GIVE_UP_AFTER_SECONDS = 60.0
+_UNAVAILABLE = frozenset({502, 503, 504})
+# Not sent, not answered, or cut off mid-answer: the router may be restarting.
+_UNREACHABLE = (httpx.NetworkError, httpx.TimeoutException, httpx.RemoteProtocolError)
 
 
 def worth_another_try(error: BaseException) -> bool:
-    if isinstance(error, httpx.TransportError):
+    if isinstance(error, _UNREACHABLE):
         return True
-    return isinstance(error, httpx.HTTPStatusError) and _retry_after(error.response) is not None
+    if not isinstance(error, httpx.HTTPStatusError):
+        return False
+    response = error.response
+    return response.status_code in _UNAVAILABLE or _retry_after(response) is not None
+
+
+def unconfirmed(error: BaseException) -> bool:
+    """Whether the router may have taken the report though no answer said so."""
+    return isinstance(error, httpx.TimeoutException | httpx.RemoteProtocolError
+                      | httpx.ReadError | httpx.WriteError)
 
 
 def wait_before(error: BaseException, tries: int) -> float:
@@ -35,4 +50,5 @@ def wait_before(error: BaseException, tries: int) -> float:
 
 def _retry_after(response: httpx.Response) -> float | None:
     value = response.headers.get("Retry-After", "").strip()
-    return float(value) if value.isdigit() else None  # the router sends whole seconds
+    # The router sends whole seconds; an HTTP date, or anything else, counts as none.
+    return float(value) if value.isascii() and value.isdecimal() else None

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.core import auth, events, http, tickets, topics
 from services.core.settings import Settings
-from services.router import bootstrap, service
+from services.router import bootstrap, intake_policy, service
 
 TICKETS_ACCEPTED = Counter(
     "routing_intake_tickets_accepted_total", "Tickets acknowledged to callers (durably in Kafka)",
@@ -123,9 +123,8 @@ def refused(refusal: service.Refused, router: bootstrap.Router, endpoint: str) -
     raise HTTPException(status, detail={"error": refusal.error, "detail": refusal.detail})
 
 
-# What an `Idempotency-Key` may be: printable ASCII, no spaces, at most 255 characters.
-_KEY = {"alias": "Idempotency-Key", "min_length": 1, "max_length": 255,
-        "pattern": r"^[\x21-\x7e]+$"}
+_KEY = {"alias": "Idempotency-Key", "min_length": 1,
+        "max_length": intake_policy.KEY_MAX_LENGTH, "pattern": intake_policy.KEY_PATTERN}
 IdempotencyKey = Annotated[str | None, Header(
     **_KEY, description="Retries with the same key get the same ticket id, and no second"
                         " ticket")]

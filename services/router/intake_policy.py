@@ -20,6 +20,10 @@ from services.core import moments
 
 REPORT_CLOCK_SKEW = timedelta(minutes=5)  # departments' clocks may run a little ahead
 
+# What an `Idempotency-Key` may be: printable ASCII, no spaces, 1 to 255 characters.
+KEY_PATTERN = r"^[\x21-\x7e]+$"
+KEY_MAX_LENGTH = 255
+
 
 class Claim(Enum):
     NEW = "new"  # publish: the key is new, or its first request died unanswered

@@ -107,3 +107,39 @@ class TestReportCommands:
         result = CliRunner().invoke(cli.app, command)
         assert result.exit_code == 1
         assert "not recorded: 403" in result.output and "forbidden" in result.output
+
+
+class TestAReportNotRecorded:
+    @pytest.mark.parametrize("key", ["with space", "ключ", "x" * 256, "line\nbreak"])
+    def test_a_key_the_router_would_refuse_is_refused_before_sending(
+            self, router: Sent, monkeypatch: pytest.MonkeyPatch, key: str) -> None:
+        monkeypatch.setattr(queue.httpx, "post", router)
+        result = CliRunner().invoke(cli.app, ["respond", "t-1", "--idempotency-key", key])
+        assert result.exit_code == 2
+        assert "--idempotency-key" in result.output and "printable ASCII" in result.output
+        assert router.requests == []
+
+    def test_on_giving_up_it_says_the_command_to_run_again_under_the_same_key(
+            self, monkeypatch: pytest.MonkeyPatch) -> None:
+        unavailable = Sent(503, {"error": "unavailable", "detail": "Kafka did not answer"})
+        monkeypatch.setattr(queue.httpx, "post", unavailable)
+        report = queue.report
+        monkeypatch.setattr(cli.queue, "report", lambda *args, **kwargs: report(
+            *args, **kwargs, give_up_after=0.0))
+        result = CliRunner().invoke(cli.app, ["resolve", "t-1", "--department", "care",
+                                              "--idempotency-key", "k-7"])
+        assert result.exit_code == 1
+        assert "not recorded: 503" in result.output
+        assert ("to try again, run: department resolve t-1 --department care"
+                " --idempotency-key k-7") in result.output
+
+    def test_a_key_used_for_another_report_says_so(
+            self, monkeypatch: pytest.MonkeyPatch) -> None:
+        reused = Sent(422, {"error": "invalid_request", "fields": [{
+            "field": "header.Idempotency-Key", "type": "idempotency_key_reused",
+            "problem": "this key was used for a different request"}]})
+        monkeypatch.setattr(queue.httpx, "post", reused)
+        result = CliRunner().invoke(cli.app, ["respond", "t-1", "--idempotency-key", "k-7"])
+        assert result.exit_code == 1
+        assert "used for another report" in result.output
+        assert "to try again" not in result.output
