@@ -30,6 +30,7 @@ from sqlalchemy import Table, insert, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.core import db, lifecycle, migrate
+from services.router import models
 from services.router.load import RESPONSE_RATE_WINDOW
 from services.router.models import RoutedTicketRow
 from services.router.store import RoutedTickets
@@ -38,7 +39,7 @@ DEPARTMENTS = ("customer_care", "key_accounts", "public_sector", "sales", "busin
 # The routed tickets' indexes the polls search (services/router/models.py). An older
 # revision cannot stand for "before them": the store's own queries name every column the
 # newest one has.
-POLL_INDEXES = ("ix_routed_tickets_first_response", "ix_routed_tickets_escalation_due")
+POLL_INDEXES = tuple(str(index.name) for index in models.POLL_INDEXES)
 SCHEMAS = ("without the polls' indexes", "with them")
 Poll = Callable[[RoutedTickets, datetime], Awaitable[object]]
 POLLS: dict[str, Poll] = {

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -16,11 +17,29 @@ from services.core import db, http, kafka, service_context, topics
 from services.core.credentials import Credentials
 from services.core.live_config import LiveConfig
 from services.core.settings import Settings
-from services.router import bootstrap, table_file
+from services.router import bootstrap, service_clocks, table_file
 from services.router.intake_keys import IntakeKeys
-from services.router.store import RoutedTickets
+from services.router.store import Dispatch, RoutedTickets
 from tests import credentials
 from tests.conftest import unique
+
+# The service-level targets of the tickets the tests route: first response in 4 hours,
+# next response in 2, resolution in 2 days.
+TARGETS = service_clocks.Targets(timedelta(hours=4), timedelta(hours=2), timedelta(days=2))
+
+
+async def routed_ticket(routed: RoutedTickets, department: str, *, spent: timedelta,
+                        priority: int = 3, platform: str | None = None) -> tuple[str, datetime]:
+    """A ticket routed to `department` (open 24/7) `spent` ago, with its clocks, as the
+    router stage records it; its id and when it was routed."""
+    ticket_id = unique("t")
+    at = datetime.now(UTC) - spent
+    await routed.record_first_dispatches([Dispatch(
+        ticket_id=ticket_id, department=department, segment="standard", priority=priority,
+        deadline=at + TARGETS.first_response, steps=[],
+        payload={"routing": {"priority": priority}, "received_at": at.isoformat()}, at=at,
+        clocks=service_clocks.routed(TARGETS, at, None), platform=platform)])
+    return ticket_id, at
 
 
 @dataclass

@@ -14,23 +14,26 @@ from services.core.db import Base
 _NO_CLOCKS = "service_clocks IS NULL"
 
 
+# The polls' indexes (the load sample: backlog, oldest_open, first_responses_since; and
+# due_for_escalation): they read the unanswered, lately answered or due tickets through
+# these, not every routed ticket kept (v0015, v0017, v0020; bench/router_polls.py).
+POLL_INDEXES = (
+    Index("ix_routed_tickets_first_response", "first_response_at", "department",
+          "first_response_department"),
+    # The tickets without clocks (routed before v0010; the clock watch has the others)
+    # and not escalated yet, by first response, then deadline: the check reads the
+    # unanswered ones past their deadline, not the tickets escalated or abandoned.
+    Index("ix_routed_tickets_escalation_due", "first_response_at",
+          "first_response_deadline", sqlite_where=text(f"escalated IS 0 AND {_NO_CLOCKS}"),
+          postgresql_where=text(f"escalated IS false AND {_NO_CLOCKS}")),
+)
+
+
 class RoutedTicketRow(Base):
     """A ticket's current state and its whole routing trace."""
 
     __tablename__ = "routed_tickets"
-    # The polls' (the load sample: backlog, oldest_open, first_responses_since; and
-    # due_for_escalation): they read the unanswered, lately answered or due tickets
-    # through these, not every routed ticket kept (v0015, v0017).
-    __table_args__ = (
-        Index("ix_routed_tickets_first_response", "first_response_at", "department",
-              "first_response_department"),
-        # The tickets without clocks (routed before v0010; the clock watch has the others)
-        # and not escalated yet, by first response, then deadline: the check reads the
-        # unanswered ones past their deadline, not the tickets escalated or abandoned.
-        Index("ix_routed_tickets_escalation_due", "first_response_at",
-              "first_response_deadline", sqlite_where=text(f"escalated IS 0 AND {_NO_CLOCKS}"),
-              postgresql_where=text(f"escalated IS false AND {_NO_CLOCKS}")),
-    )
+    __table_args__ = POLL_INDEXES
 
     ticket_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     department: Mapped[str] = mapped_column(String(63))

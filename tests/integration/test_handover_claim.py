@@ -6,12 +6,11 @@ record ends it."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.core import db
 from services.core.events import TicketEventType
 from services.router.models import RoutedTicketRow
 from services.router.store import Dispatch, RoutedTickets
@@ -21,16 +20,12 @@ HOLD = timedelta(minutes=5)
 
 
 @pytest.fixture
-async def routed(database_url: str) -> AsyncIterator[RoutedTickets]:
-    engine = db.engine(database_url)
-    try:
-        store = RoutedTickets(db.sessions(engine))
-        await store.record_first_dispatches([Dispatch(
-            ticket_id="t-1", department="care", segment="standard", priority=3,
-            deadline=NOW + timedelta(hours=1), steps=[], payload={}, at=NOW)])
-        yield store
-    finally:
-        await engine.dispose()
+async def routed(sessions: async_sessionmaker[AsyncSession]) -> RoutedTickets:
+    store = RoutedTickets(sessions)
+    await store.record_first_dispatches([Dispatch(
+        ticket_id="t-1", department="care", segment="standard", priority=3,
+        deadline=NOW + timedelta(hours=1), steps=[], payload={}, at=NOW)])
+    return store
 
 
 async def read(routed: RoutedTickets) -> RoutedTicketRow:

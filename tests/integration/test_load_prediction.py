@@ -4,12 +4,11 @@ ticket, and the overflow state that follows."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.core import db
 from services.core.settings import Settings
 from services.router import overflow, routing
 from services.router.load import RESPONSE_RATE_WINDOW, LoadWatch
@@ -30,12 +29,8 @@ def dispatch(ticket_id: str, department: str, at: datetime) -> Dispatch:
 
 
 @pytest.fixture
-async def routed(database_url: str) -> AsyncIterator[RoutedTickets]:
-    engine = db.engine(database_url)
-    try:
-        yield RoutedTickets(db.sessions(engine))
-    finally:
-        await engine.dispose()
+def routed(sessions: async_sessionmaker[AsyncSession]) -> RoutedTickets:
+    return RoutedTickets(sessions)
 
 
 async def with_work(routed: RoutedTickets, now: datetime) -> None:

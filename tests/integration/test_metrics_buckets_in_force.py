@@ -8,8 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.core import config_store, db
+from services.core import config_store
 from services.core.settings import PROJECT_ROOT, Settings
 from services.metrics import bootstrap, exporter, service_levels
 
@@ -24,16 +25,12 @@ def default_buckets() -> Iterator[None]:
 
 
 async def test_a_target_of_the_version_in_force_is_a_bucket_edge(
-        database_url: str, default_buckets: None) -> None:
-    engine = db.engine(database_url)
-    try:
-        await config_store.ConfigVersions(db.sessions(engine), config_store.ROUTING_TABLE
-                                          ).put_in_force(config_store.Candidate(
-                                              text="version: uploaded\n"
-                                                   "defaults: {first_response_target: 37m}\n",
-                                              version="uploaded", author="test"))
-    finally:
-        await engine.dispose()
+        database_url: str, sessions: async_sessionmaker[AsyncSession],
+        default_buckets: None) -> None:
+    await config_store.ConfigVersions(sessions, config_store.ROUTING_TABLE).put_in_force(
+        config_store.Candidate(text="version: uploaded\n"
+                                    "defaults: {first_response_target: 37m}\n",
+                               version="uploaded", author="test"))
     settings = Settings(database_url=database_url, routing_table_file=FILE)
     async with bootstrap.connect(settings):
         assert UPLOADED_TARGET in exporter.response_buckets

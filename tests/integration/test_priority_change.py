@@ -18,10 +18,10 @@ from services.core import events, topics
 from services.core.credentials import Credentials
 from services.core.events import TicketEventType
 from services.router import service_clocks, tickets_api
-from services.router.store import Dispatch, RoutedTickets
+from services.router.store import RoutedTickets
 from tests import credentials
-from tests.conftest import read_topic, unique
-from tests.router_apis import router_apis
+from tests.conftest import read_topic
+from tests.router_apis import routed_ticket, router_apis
 
 DEPARTMENT = "customer_care"
 TABLE = """\
@@ -34,9 +34,6 @@ departments:
   customer_care: {}
   business_desk: {}
 """
-TARGETS = service_clocks.Targets(timedelta(hours=4), timedelta(hours=2), timedelta(days=2))
-
-
 @dataclass
 class Router:
     client: httpx.AsyncClient
@@ -49,16 +46,7 @@ class Router:
 
     async def routed_ticket(self, *, priority: int = 3,
                             spent: timedelta) -> tuple[str, datetime]:
-        """A ticket routed to DEPARTMENT (open 24/7) `spent` ago, with its clocks; its id
-        and when it was routed."""
-        ticket_id = unique("t")
-        at = datetime.now(UTC) - spent
-        await self.routed.record_first_dispatches([Dispatch(
-            ticket_id=ticket_id, department=DEPARTMENT, segment="standard",
-            priority=priority, deadline=at + TARGETS.first_response, steps=[],
-            payload={"routing": {"priority": priority}}, at=at,
-            clocks=service_clocks.routed(TARGETS, at, None))])
-        return ticket_id, at
+        return await routed_ticket(self.routed, DEPARTMENT, spent=spent, priority=priority)
 
     async def report(self, ticket_id: str, event_type: TicketEventType,
                      at: datetime) -> None:

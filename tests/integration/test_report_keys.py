@@ -20,15 +20,14 @@ from services.router import (
     intake,
     platform_reports,
     service,
-    service_clocks,
 )
 from services.router.event_follower import FollowTicketEvent
 from services.router.intake_keys import IntakeKeys
 from services.router.service import reports
-from services.router.store import Dispatch, RoutedTickets
+from services.router.store import RoutedTickets
 from tests import credentials
 from tests.conftest import read_topic, unique
-from tests.router_apis import router_apis
+from tests.router_apis import routed_ticket, router_apis
 
 DEPARTMENT = "customer_care"
 PLATFORM = "helpdesk"
@@ -39,9 +38,6 @@ routes:
 departments:
   customer_care: {}
 """
-TARGETS = service_clocks.Targets(timedelta(hours=4), timedelta(hours=2), timedelta(days=2))
-
-
 @dataclass
 class Router:
     client: httpx.AsyncClient
@@ -53,13 +49,8 @@ class Router:
 
     async def routed_ticket(self) -> str:
         """A ticket the platform posted, routed to DEPARTMENT ten minutes ago."""
-        ticket_id = unique("t")
-        at = datetime.now(UTC) - timedelta(minutes=10)
-        await self.routed.record_first_dispatches([Dispatch(
-            ticket_id=ticket_id, department=DEPARTMENT, segment="standard", priority=3,
-            deadline=at + TARGETS.first_response, steps=[],
-            payload={"routing": {"priority": 3}, "received_at": at.isoformat()}, at=at,
-            clocks=service_clocks.routed(TARGETS, at, None), platform=PLATFORM)])
+        ticket_id, _ = await routed_ticket(self.routed, DEPARTMENT, spent=timedelta(minutes=10),
+                                           platform=PLATFORM)
         return ticket_id
 
     async def resolve(self, ticket_id: str, key: str, **body: str) -> httpx.Response:

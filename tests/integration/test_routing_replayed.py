@@ -6,12 +6,12 @@ another queue in between, the replay routes it nowhere."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.core import db, envelope, events, kafka
+from services.core import envelope, events, kafka
 from services.core.events import TicketEvent, TicketEventType
 from services.router import priority, worker
 from services.router.event_follower import FollowTicketEvent
@@ -20,12 +20,8 @@ from tests.integration.stages.stage_records import TABLE, segmented_event
 
 
 @pytest.fixture
-async def routed(database_url: str) -> AsyncIterator[RoutedTickets]:
-    engine = db.engine(database_url)
-    try:
-        yield RoutedTickets(db.sessions(engine))
-    finally:
-        await engine.dispose()
+def routed(sessions: async_sessionmaker[AsyncSession]) -> RoutedTickets:
+    return RoutedTickets(sessions)
 
 
 async def route_batch(stage: worker.RouteTicket, event: envelope.Event) -> list[kafka.Output]:
