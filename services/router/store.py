@@ -52,37 +52,49 @@ class Reported:
 
 
 @dataclass(frozen=True)
+class Stored:
+    """A routed ticket as the store keeps it: what a replay of its routing publishes
+    again."""
+
+    department: str
+    priority: int | None
+    payload: dict[str, Any]  # the routed ticket (its priority as changed since)
+    correlation_id: str | None
+    deadlines: dict[str, datetime | None]  # its clocks' deadlines now
+    handed_on: bool  # a transfer or escalation since put it in another queue
+    claimed_until: datetime | None  # a hand-over being published holds it until then
+
+
+@dataclass(frozen=True)
 class RoutedBefore:
     """A ticket routed before, as a batch's lookup finds it: the event that routed it,
-    and what its trace gained since (reports, hand-overs), which a replay of that
-    routing keeps."""
+    and the ticket as stored (None: routed while the store was down, not written yet)."""
 
     event_id: str | None
-    since: tuple[dict[str, Any], ...] = ()
+    stored: Stored | None = None
 
 
 # The statements the router stage runs on every batch, built once rather than per batch:
 # building them (the upsert's `excluded` above all) cost more of a small batch's CPU than
 # running them.
-_ROUTING_EVENTS = (select(RoutedTicketRow.ticket_id, RoutedTicketRow.routed_event_id,
-                          RoutedTicketRow.trace)
-                   .where(RoutedTicketRow.ticket_id.in_(bindparam("ticket_ids",
-                                                                  expanding=True))))
+_ROUTED_BEFORE = (select(RoutedTicketRow.ticket_id, RoutedTicketRow.routed_event_id,
+                         RoutedTicketRow.department, RoutedTicketRow.priority,
+                         RoutedTicketRow.payload, RoutedTicketRow.correlation_id,
+                         RoutedTicketRow.service_clocks, RoutedTicketRow.trace,
+                         RoutedTicketRow.handover_until)
+                  .where(RoutedTicketRow.ticket_id.in_(bindparam("ticket_ids",
+                                                                 expanding=True))))
 
 
 @functools.cache
 def _first_dispatches(dialect: str) -> Insert:
-    """Insert a batch's first routings. On a replay, what departments reported since
-    (status, first response, escalation) stays, and so does the routing copy."""
-    insert = db.insert_on_conflict(dialect)
+    """Insert a batch's first routings. A ticket stored already stays as it is: a replay
+    of its routing publishes the stored ticket again and writes nothing (a state kept
+    through a store outage meets the one written before it, if any)."""
     # On the table, not the mapped class: a Core insert, without the ORM's bulk path.
     table = cast(Table, RoutedTicketRow.__table__)
-    statement = insert(table)
-    return statement.on_conflict_do_update(
-        index_elements=[table.c.ticket_id],
-        set_={name: statement.excluded[name] for name in (
-            "department", "segment", "priority", "first_response_deadline", "trace",
-            "payload", "updated_at", "customer_id", "platform", "correlation_id")})
+    return db.insert_on_conflict(dialect)(table).on_conflict_do_nothing(
+        index_elements=[table.c.ticket_id])
 
 
 class RoutedTickets:
@@ -90,9 +102,8 @@ class RoutedTickets:
         self._sessions = sessions
 
     async def record_first_dispatches(self, dispatches: Sequence[Dispatch]) -> None:
-        """Record a batch of first routings in one statement. A replayed ticket gets
-        the same state again, but keeps what departments reported since (its status,
-        first response, clocks; its trace's later steps come back in its `steps`)."""
+        """Record a batch of first routings in one statement; a ticket stored already
+        keeps its state (its routing replayed, it is published as stored)."""
         rows = [{"ticket_id": d.ticket_id, "department": d.department, "segment": d.segment,
                  "status": lifecycle.Status.ROUTED, "priority": d.priority,
                  "first_response_deadline": d.deadline, "escalated": False,
@@ -113,15 +124,19 @@ class RoutedTickets:
             chunk=chunk)
 
     async def routed_before(self, ticket_ids: Collection[str]) -> dict[str, RoutedBefore]:
-        """For the tickets already routed: the event that routed each, and the steps its
-        trace gained since (new tickets, the most of a batch, have no row to read)."""
+        """For the tickets already routed: the event that routed each, and the ticket as
+        stored (new tickets, the most of a batch, have no row to read)."""
         if not ticket_ids:
             return {}
         async with self._sessions() as session:
-            rows = await session.execute(_ROUTING_EVENTS, {"ticket_ids": list(ticket_ids)})
-            return {ticket_id: RoutedBefore(event_id, tuple(
-                        dict(step) for step in intake_policy.after_routing(trace or [])))
-                    for ticket_id, event_id, trace in rows}
+            rows = await session.execute(_ROUTED_BEFORE, {"ticket_ids": list(ticket_ids)})
+            return {row.ticket_id: RoutedBefore(row.routed_event_id, Stored(
+                department=row.department, priority=row.priority, payload=row.payload,
+                correlation_id=row.correlation_id,
+                deadlines={} if row.service_clocks is None else dict(
+                    service_clocks.from_json(row.service_clocks).deadlines()),
+                handed_on=intake_policy.handed_on(intake_policy.after_routing(row.trace)),
+                claimed_until=row.handover_until)) for row in rows}
 
     async def platforms_of(self, ticket_ids: Collection[str]) -> dict[str, str]:
         """The platform that posted each of these routed tickets (where known)."""

@@ -10,10 +10,10 @@ from datetime import UTC, datetime
 
 from prometheus_client import Counter, Gauge
 
-from services.core import batches, db, envelope, kafka, tickets
+from services.core import batches, db, envelope, faults, kafka, tickets
 from services.core.outage import StoreOutage
-from services.router import intake_policy, ports, routing, service
-from services.router.store import Dispatch, RoutedBefore, RoutedTickets
+from services.router import ports, routing, service
+from services.router.store import Dispatch, RoutedBefore, RoutedTickets, Stored
 
 logger = logging.getLogger(__name__)
 
@@ -24,7 +24,8 @@ COPIES = Counter("routing_router_ticket_copies_dropped",
                  " retry of a ticket whose first answer was lost)")
 HANDED_ON = Counter("routing_router_replays_after_handover",
                     "Routings replayed (their first records not committed) after a transfer"
-                    " or escalation had put the ticket in another queue: not routed again")
+                    " or escalation had put the ticket in another queue: only their"
+                    " lifecycle event published again")
 
 @dataclass
 class _Batch:
@@ -32,18 +33,22 @@ class _Batch:
 
     dispatches: list[Dispatch] = field(default_factory=list)
     routed_by: dict[str, RoutedBefore] = field(default_factory=dict)  # routed before
+    routed_now: set[str] = field(default_factory=set)  # by this batch
 
 
 class RouteTicket:
     """Turns `ticket.segmented` events into `ticket.routed` ones (a pipeline Transform).
 
     The ticket's state and trace are written to the router's store before its records
-    are produced; a replay writes the same again. A ticket goes to one department queue
-    once: another copy of an already routed ticket (the intake published it twice when a
+    are produced; a replay of its routing (the records were not committed) publishes the
+    ticket as stored, where the store says it is, and writes nothing (what was reported
+    or handed over in between stands). A ticket goes to one department queue once:
+    another copy of an already routed ticket (the intake published it twice when a
     platform retried after losing the first answer) is recognised by the id of the event
-    that routed the first, and dropped. When the store is down, the batch is retried for
-    the outage's grace period; past it, tickets are routed all the same and their states
-    kept in memory until the store is back (`flush_deferred`)."""
+    that routed the first, and dropped; so is the same event twice in one batch. When
+    the store is down, the batch is retried for the outage's grace period; past it,
+    tickets are routed all the same and their states kept in memory until the store is
+    back (`flush_deferred`)."""
 
     def __init__(self, current_table: Callable[[], routing.RoutingTable], *,
                  routed: RoutedTickets | None = None, load: ports.LoadView = ports.no_load,
@@ -62,7 +67,8 @@ class RouteTicket:
     async def prefetch(self, events: Sequence[envelope.Event]) -> None:
         """Which of the batch's tickets were routed before, and by which event (one query
         a batch)."""
-        batch = _Batch(routed_by={d.ticket_id: _routed_by(d) for d in self._deferred.values()})
+        batch = _Batch(routed_by={d.ticket_id: RoutedBefore(d.event_id)
+                                  for d in self._deferred.values()})
         self._batch.start(batch)  # a new batch: not what a failed attempt left
         if self._routed is None:
             return
@@ -119,30 +125,34 @@ class RouteTicket:
         ticket = tickets.SegmentedTicket.model_validate(event.data)
         batch = self._batch.current()
         before = batch.routed_by.get(ticket.ticket_id)
-        if before is not None and before.event_id != event.id:
+        if ticket.ticket_id in batch.routed_now or (
+                before is not None and before.event_id != event.id):
             COPIES.inc()
             logger.info("copy of a routed ticket dropped", extra={"ticket_id": ticket.ticket_id})
             return []
-        # A replay of the routing event itself (its batch's records were not committed)
-        # routes again, keeping what the ticket's trace gained since; but once a hand-over
-        # put the ticket in another queue, that queue has it.
-        since = before.since if before is not None else ()
-        if intake_policy.handed_on(since):
-            HANDED_ON.inc()
-            logger.info("routing replayed after a hand-over: not routed again",
-                        extra={"ticket_id": ticket.ticket_id})
-            return []
+        if before is not None and before.stored is not None:
+            outputs = self._replayed(ticket.ticket_id, event, before.stored)
+            batch.routed_now.add(ticket.ticket_id)
+            return outputs
         routed = service.route(ticket, table=self._current_table(), load=self._load,
                                now=datetime.now(UTC), event_id=event.id,
-                               correlation_id=event.correlation_id, since=since)
+                               correlation_id=event.correlation_id)
         # Recorded last: a ticket whose outputs could not be built is not routed.
-        batch.routed_by[ticket.ticket_id] = _routed_by(routed.dispatch)
+        batch.routed_by[ticket.ticket_id] = RoutedBefore(event.id)
+        batch.routed_now.add(ticket.ticket_id)
         batch.dispatches.append(routed.dispatch)
         return routed.outputs
 
-
-def _routed_by(dispatch: Dispatch) -> RoutedBefore:
-    return RoutedBefore(dispatch.event_id, tuple(
-        dict(step) for step in intake_policy.after_routing(dispatch.steps)))
-
-
+    def _replayed(self, ticket_id: str, event: envelope.Event,
+                  stored: Stored) -> list[kafka.Output]:
+        """The routing event itself again (its batch's records were not committed, its
+        ticket stored): the ticket as stored, where the store says it is."""
+        if stored.claimed_until is not None and stored.claimed_until > datetime.now(UTC):
+            raise faults.Transient("a hand-over of the ticket is being published: its"
+                                   " routing is replayed once the hand-over is recorded")
+        if stored.handed_on:
+            HANDED_ON.inc()
+        logger.info("routing replayed: the ticket as stored", extra={
+            "ticket_id": ticket_id, "handed_on": stored.handed_on})
+        return service.replayed(stored, correlation_id=stored.correlation_id
+                                or event.correlation_id)

@@ -1,7 +1,8 @@
 """The router's use cases, each written once.
 
 - `accept_ticket` (accepting.py): a platform's ticket, its idempotency claim, publishing;
-- `route` (route.py): a segmented ticket to its department's queue;
+- `route`, `replayed` (route.py): a segmented ticket to its department's queue, and
+  again as stored when its routing is replayed;
 - `record_report`, `customer_replied` (reports.py): a department's or platform's report,
   once under its `Idempotency-Key`;
 - `transfer`, `change_priority`, `escalate_due` (handovers.py): a ticket handed on or
@@ -24,10 +25,10 @@ from services.router.service.handovers import (
     transfer,
 )
 from services.router.service.reports import Recorded, ReportKey, customer_replied, record_report
-from services.router.service.route import FirstRouting, route
+from services.router.service.route import FirstRouting, replayed, route
 from services.router.service.verdicts import KEY_IN_FLIGHT, KEY_REUSED, Refusal, Refused
 
 __all__ = ["KEY_IN_FLIGHT", "KEY_REUSED", "Acceptance", "FirstRouting", "Recorded",
            "Refusal", "Refused", "ReportKey", "Reprioritised", "Transferred", "Verdict",
            "accept_ticket", "change_priority", "customer_replied", "escalate_due",
-           "record_report", "route", "transfer"]
+           "record_report", "replayed", "route", "transfer"]

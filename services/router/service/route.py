@@ -5,15 +5,14 @@ this for each ticket, and keeps the batch's states, copies and store outages."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from services.core import envelope, events, kafka, tickets, topics
-from services.router import ports, routing, service_clocks
+from services.router import ports, priority, routing, service_clocks
 from services.router.dispatch import SOURCE
-from services.router.store import Dispatch
+from services.router.store import Dispatch, Stored
 
 
 @dataclass(frozen=True)
@@ -23,11 +22,9 @@ class FirstRouting:
 
 
 def route(ticket: tickets.SegmentedTicket, *, table: routing.RoutingTable,
-          load: ports.LoadView, now: datetime, event_id: str, correlation_id: str,
-          since: Sequence[dict[str, Any]] = ()) -> FirstRouting:
-    """Where `table` sends the ticket now, given the departments' `load`. `since`: a
-    replayed routing's, the steps its trace gained after the first (kept after the
-    routing's own)."""
+          load: ports.LoadView, now: datetime, event_id: str,
+          correlation_id: str) -> FirstRouting:
+    """Where `table` sends the ticket now, given the departments' `load`."""
     loads, states = load()
     decision = routing.decide(ticket.segmentation.segment, ticket.segmentation.tier,
                               routing.view_of(ticket), table, now=now, load=loads,
@@ -53,17 +50,43 @@ def route(ticket: tickets.SegmentedTicket, *, table: routing.RoutingTable,
     dispatch = Dispatch(
         ticket_id=ticket.ticket_id, department=decision.department,
         segment=ticket.segmentation.segment, priority=decision.priority,
-        deadline=decision.first_response_deadline,
-        steps=[*trace_steps(ticket, record), *since],
+        deadline=decision.first_response_deadline, steps=trace_steps(ticket, record),
         payload=data, at=now, event_id=event_id, customer_id=ticket.customer_id,
         platform=ticket.platform, clocks=clocks, correlation_id=correlation_id)
     return FirstRouting(dispatch, [
-        kafka.Output(decision.queue_topic, ticket.customer_id, envelope.Event(
-            type=events.TicketEventType.ROUTED, source=SOURCE, ticket_id=ticket.ticket_id,
-            correlation_id=correlation_id, data=data, time=now)),
+        _in_lane(decision.queue_topic, ticket, data, correlation_id, now),
         kafka.Output(topics.EVENTS, ticket.ticket_id,
                      events.as_envelope(lifecycle, correlation_id, SOURCE)),
     ])
+
+
+def replayed(stored: Stored, *, correlation_id: str) -> list[kafka.Output]:
+    """A routing replayed once its ticket was stored (the records of its first attempt
+    were not committed): the ticket as stored, in the lane of its department and
+    priority, and its `ticket.routed` as first decided. Once a transfer or escalation put
+    it in another queue, that queue has it: only the lifecycle event goes."""
+    ticket = tickets.RoutedTicket.model_validate(stored.payload)
+    record = ticket.routing
+    lifecycle = events.TicketEvent(
+        ticket_id=ticket.ticket_id, type=events.TicketEventType.ROUTED,
+        occurred_at=record.routed_at, received_at=ticket.received_at,
+        department=record.department, segment=ticket.segmentation.segment,
+        reason=record.reason, from_department=record.overflowed_from,
+        priority=record.priority, first_response_deadline=record.first_response_deadline,
+        platform=ticket.platform, deadlines=stored.deadlines)
+    routed = kafka.Output(topics.EVENTS, ticket.ticket_id,
+                          events.as_envelope(lifecycle, correlation_id, SOURCE))
+    if stored.handed_on:
+        return [routed]
+    lane = priority.queue_for(stored.department, stored.priority)
+    return [_in_lane(lane, ticket, stored.payload, correlation_id, record.routed_at), routed]
+
+
+def _in_lane(lane: str, ticket: tickets.SegmentedTicket, data: dict[str, Any],
+             correlation_id: str, at: datetime) -> kafka.Output:
+    return kafka.Output(lane, ticket.customer_id, envelope.Event(
+        type=events.TicketEventType.ROUTED, source=SOURCE, ticket_id=ticket.ticket_id,
+        correlation_id=correlation_id, data=data, time=at))
 
 
 def targets_of(decision: routing.RoutingDecision,

@@ -35,6 +35,7 @@ class Scripted:
 
     async def prefetch(self, events: Sequence[envelope.Event]) -> None:
         self.in_batch = []
+        await self._route.prefetch(events)  # a new batch, as the stage starts each attempt
 
     async def __call__(self, event: envelope.Event) -> list[kafka.Output]:
         self.calls += 1
