@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -15,6 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.core import db, lifecycle, retention, tickets
 from services.router import intake_policy, service_clocks
 from services.router.models import RoutedTicketRow
+
+logger = logging.getLogger(__name__)
 
 # How a report or a hand-over moves a ticket's clocks: given them and the department
 # holding the ticket (whose calendar counts), the clocks after.
@@ -58,9 +61,11 @@ class Stored:
 
     department: str
     priority: int | None
-    payload: dict[str, Any]  # the routed ticket (its priority as changed since)
+    status: str  # lifecycle.Status: a closed ticket joins no queue again
+    payload: dict[str, Any]  # the routed ticket (as handed over or reprioritised since)
     correlation_id: str | None
     deadlines: dict[str, datetime | None]  # its clocks' deadlines now
+    first_routing: dict[str, Any] | None  # its trace's routing step: as first decided
     handed_on: bool  # a transfer or escalation since put it in another queue
     claimed_until: datetime | None  # a hand-over being published holds it until then
 
@@ -75,13 +80,12 @@ class RoutedBefore:
 
 
 # The statements the router stage runs on every batch, built once rather than per batch:
-# building them (the upsert's `excluded` above all) cost more of a small batch's CPU than
-# running them.
+# building them cost more of a small batch's CPU than running them.
 _ROUTED_BEFORE = (select(RoutedTicketRow.ticket_id, RoutedTicketRow.routed_event_id,
                          RoutedTicketRow.department, RoutedTicketRow.priority,
-                         RoutedTicketRow.payload, RoutedTicketRow.correlation_id,
-                         RoutedTicketRow.service_clocks, RoutedTicketRow.trace,
-                         RoutedTicketRow.handover_until)
+                         RoutedTicketRow.status, RoutedTicketRow.payload,
+                         RoutedTicketRow.correlation_id, RoutedTicketRow.service_clocks,
+                         RoutedTicketRow.trace, RoutedTicketRow.handover_until)
                   .where(RoutedTicketRow.ticket_id.in_(bindparam("ticket_ids",
                                                                  expanding=True))))
 
@@ -97,6 +101,22 @@ def _first_dispatches(dialect: str) -> Insert:
         index_elements=[table.c.ticket_id])
 
 
+# What a routing decides of a stored row (record_kept_dispatches).
+_ROUTING_FIELDS = ("department", "segment", "priority", "first_response_deadline", "payload",
+                   "updated_at", "customer_id", "platform", "correlation_id")
+
+
+def _row_values(d: Dispatch) -> dict[str, Any]:
+    return {"ticket_id": d.ticket_id, "department": d.department, "segment": d.segment,
+            "status": lifecycle.Status.ROUTED, "priority": d.priority,
+            "first_response_deadline": d.deadline, "escalated": False,
+            "trace": list(d.steps), "payload": d.payload, "updated_at": d.at,
+            "routed_event_id": d.event_id, "customer_id": d.customer_id,
+            "platform": d.platform, "correlation_id": d.correlation_id,
+            "service_clocks": None if d.clocks is None else service_clocks.to_json(d.clocks),
+            "next_clock_check": None if d.clocks is None else d.clocks.next_check()}
+
+
 class RoutedTickets:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
@@ -104,16 +124,9 @@ class RoutedTickets:
     async def record_first_dispatches(self, dispatches: Sequence[Dispatch]) -> None:
         """Record a batch of first routings in one statement; a ticket stored already
         keeps its state (its routing replayed, it is published as stored)."""
-        rows = [{"ticket_id": d.ticket_id, "department": d.department, "segment": d.segment,
-                 "status": lifecycle.Status.ROUTED, "priority": d.priority,
-                 "first_response_deadline": d.deadline, "escalated": False,
-                 "trace": list(d.steps), "payload": d.payload, "updated_at": d.at,
-                 "routed_event_id": d.event_id, "customer_id": d.customer_id,
-                 "platform": d.platform, "correlation_id": d.correlation_id,
-                 "service_clocks": None if d.clocks is None
-                 else service_clocks.to_json(d.clocks),
-                 "next_clock_check": None if d.clocks is None else d.clocks.next_check()}
-                for d in {d.ticket_id: d for d in dispatches}.values()]
+        rows = [_row_values(d) for d in {d.ticket_id: d for d in dispatches}.values()]
+        if not rows:
+            return
         async with self._sessions() as session, session.begin():
             await session.execute(_first_dispatches(session.get_bind().dialect.name), rows)
 
@@ -131,12 +144,39 @@ class RoutedTickets:
         async with self._sessions() as session:
             rows = await session.execute(_ROUTED_BEFORE, {"ticket_ids": list(ticket_ids)})
             return {row.ticket_id: RoutedBefore(row.routed_event_id, Stored(
-                department=row.department, priority=row.priority, payload=row.payload,
-                correlation_id=row.correlation_id,
+                department=row.department, priority=row.priority, status=row.status,
+                payload=row.payload, correlation_id=row.correlation_id,
                 deadlines={} if row.service_clocks is None else dict(
                     service_clocks.from_json(row.service_clocks).deadlines()),
+                first_routing=next((step for step in row.trace
+                                    if step.get("step") == "routed"), None),
                 handed_on=intake_policy.handed_on(intake_policy.after_routing(row.trace)),
                 claimed_until=row.handover_until)) for row in rows}
+
+    async def record_kept_dispatches(self, dispatches: Sequence[Dispatch]) -> None:
+        """Routings decided while the store was down (kept in memory, their records
+        published): each as published. A ticket stored meanwhile by the same event (its
+        first attempt written before the store went down, its records not committed)
+        takes the routing published, and keeps what its trace gained since; one stored
+        by another event (a copy routed while the store could not tell) stays."""
+        async with self._sessions() as session, session.begin():
+            for dispatch in {d.ticket_id: d for d in dispatches}.values():
+                values = _row_values(dispatch)
+                row = await session.get(RoutedTicketRow, dispatch.ticket_id,
+                                        with_for_update=True)
+                if row is None:
+                    session.add(RoutedTicketRow(**values))
+                elif row.routed_event_id == dispatch.event_id:
+                    later = intake_policy.after_routing(row.trace)
+                    for name in _ROUTING_FIELDS:
+                        setattr(row, name, values[name])
+                    row.trace = [*dispatch.steps, *(dict(step) for step in later)]
+                    if not later:  # nothing reported since: its clocks are the new ones
+                        row.service_clocks = values["service_clocks"]
+                        row.next_clock_check = values["next_clock_check"]
+                else:
+                    logger.warning("a copy of a stored ticket was routed while the store"
+                                   " was down", extra={"ticket_id": dispatch.ticket_id})
 
     async def platforms_of(self, ticket_ids: Collection[str]) -> dict[str, str]:
         """The platform that posted each of these routed tickets (where known)."""

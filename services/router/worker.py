@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +23,8 @@ DEFERRED = Gauge("routing_router_deferred_ticket_states",
 COPIES = Counter("routing_router_ticket_copies_dropped",
                  "Second copies of an already routed ticket, not routed again (a platform's"
                  " retry of a ticket whose first answer was lost)")
+# The longest a replayed routing waits, at a time, for a hand-over being published.
+CLAIM_WAIT_SECONDS = 10.0
 HANDED_ON = Counter("routing_router_replays_after_handover",
                     "Routings replayed (their first records not committed) after a transfer"
                     " or escalation had put the ticket in another queue: only their"
@@ -34,6 +37,7 @@ class _Batch:
     dispatches: list[Dispatch] = field(default_factory=list)
     routed_by: dict[str, RoutedBefore] = field(default_factory=dict)  # routed before
     routed_now: set[str] = field(default_factory=set)  # by this batch
+    blind: bool = False  # its lookup met the store down: decided without knowing
 
 
 class RouteTicket:
@@ -59,8 +63,11 @@ class RouteTicket:
         self._outage = outage or StoreOutage(float("inf"))  # default: wait for the store
         self._deferred: dict[str, Dispatch] = {}
         # Each share's batch is its own: the partitions' shares are routed at the same
-        # time (batches.SharesApart).
+        # time (batches.SharesApart). A share taken record by record (batches.Batches)
+        # makes a batch of each; the tickets its batches published are the share's.
         self._batch = batches.PerShare(f"router_batch_{id(self)}", _Batch)
+        self._published: batches.PerShare[set[str]] = batches.PerShare(
+            f"router_published_{id(self)}", set)
 
     shares_apart = True  # the batch lives in the share's context (see _batch)
 
@@ -78,24 +85,29 @@ class RouteTicket:
         except db.STORE_ERRORS as error:
             if not db.is_outage(error) or not self._outage.failed():
                 raise  # a bug, or within the grace period: the batch is retried
+            batch.blind = True
 
     async def finish_batch(self) -> None:
-        """Write the batch's states and traces in one transaction, before its records are
-        committed (a crash in between replays the batch, which writes the same again)."""
+        """Write the batch's states and traces, before its records are committed (a crash
+        in between replays the batch, which publishes the tickets as stored)."""
         batch = self._batch.current()
         dispatches, batch.dispatches = batch.dispatches, []
-        if self._routed is None or not (dispatches or self._deferred):
-            return
-        try:
-            await self._write([*self._deferred.values(), *dispatches])
-        except db.STORE_ERRORS as error:
-            if not db.is_outage(error) or not self._outage.failed():
-                raise  # a bug, or within the grace period: the batch is retried
-            if not self._deferred:
-                logger.warning("router store down past its grace period: routing on, ticket"
-                               " states kept until it is back")
-            self._deferred.update((d.ticket_id, d) for d in dispatches)
-            DEFERRED.set(len(self._deferred))
+        if self._routed is not None and (dispatches or self._deferred):
+            # Decided without knowing what the store held: written as kept (see
+            # RoutedTickets.record_kept_dispatches).
+            kept = [d for d in dispatches if batch.blind or d.ticket_id in self._deferred]
+            try:
+                await self._write([d for d in dispatches if d not in kept],
+                                  [*self._deferred.values(), *kept])
+            except db.STORE_ERRORS as error:
+                if not db.is_outage(error) or not self._outage.failed():
+                    raise  # a bug, or within the grace period: the batch is retried
+                if not self._deferred:
+                    logger.warning("router store down past its grace period: routing on,"
+                                   " ticket states kept until it is back")
+                self._deferred.update((d.ticket_id, d) for d in dispatches)
+                DEFERRED.set(len(self._deferred))
+        self._published.current().update(batch.routed_now)
 
 
     async def flush_deferred(self) -> None:
@@ -103,7 +115,7 @@ class RouteTicket:
         store is still down."""
         if self._routed is not None and self._deferred:
             try:
-                await self._write(list(self._deferred.values()))
+                await self._write([], list(self._deferred.values()))
             except db.STORE_ERRORS as error:
                 if not db.is_outage(error):
                     raise
@@ -112,11 +124,13 @@ class RouteTicket:
         """Whether this ticket's state is among those waiting for the store."""
         return ticket_id in self._deferred
 
-    async def _write(self, dispatches: list[Dispatch]) -> None:
+    async def _write(self, fresh: list[Dispatch], kept: list[Dispatch]) -> None:
         assert self._routed is not None
-        await self._routed.record_first_dispatches(dispatches)
+        await self._routed.record_first_dispatches(fresh)
+        if kept:
+            await self._routed.record_kept_dispatches(kept)
         self._outage.recovered()
-        for written in dispatches:  # not those deferred again meanwhile
+        for written in kept:  # not those deferred again meanwhile
             if self._deferred.get(written.ticket_id) is written:
                 del self._deferred[written.ticket_id]
         DEFERRED.set(len(self._deferred))
@@ -125,13 +139,13 @@ class RouteTicket:
         ticket = tickets.SegmentedTicket.model_validate(event.data)
         batch = self._batch.current()
         before = batch.routed_by.get(ticket.ticket_id)
-        if ticket.ticket_id in batch.routed_now or (
-                before is not None and before.event_id != event.id):
+        if ticket.ticket_id in batch.routed_now or ticket.ticket_id in self._published.current() \
+                or (before is not None and before.event_id != event.id):
             COPIES.inc()
             logger.info("copy of a routed ticket dropped", extra={"ticket_id": ticket.ticket_id})
             return []
         if before is not None and before.stored is not None:
-            outputs = self._replayed(ticket.ticket_id, event, before.stored)
+            outputs = await self._replayed(ticket.ticket_id, event, before.stored)
             batch.routed_now.add(ticket.ticket_id)
             return outputs
         routed = service.route(ticket, table=self._current_table(), load=self._load,
@@ -143,16 +157,34 @@ class RouteTicket:
         batch.dispatches.append(routed.dispatch)
         return routed.outputs
 
-    def _replayed(self, ticket_id: str, event: envelope.Event,
-                  stored: Stored) -> list[kafka.Output]:
+    async def _replayed(self, ticket_id: str, event: envelope.Event,
+                        stored: Stored) -> list[kafka.Output]:
         """The routing event itself again (its batch's records were not committed, its
         ticket stored): the ticket as stored, where the store says it is."""
-        if stored.claimed_until is not None and stored.claimed_until > datetime.now(UTC):
-            raise faults.Transient("a hand-over of the ticket is being published: its"
-                                   " routing is replayed once the hand-over is recorded")
+        stored = await self._unclaimed(ticket_id, stored)
         if stored.handed_on:
             HANDED_ON.inc()
         logger.info("routing replayed: the ticket as stored", extra={
             "ticket_id": ticket_id, "handed_on": stored.handed_on})
-        return service.replayed(stored, correlation_id=stored.correlation_id
-                                or event.correlation_id)
+        return service.replayed(stored, routed_by=event.id,
+                                correlation_id=stored.correlation_id or event.correlation_id)
+
+    async def _unclaimed(self, ticket_id: str, stored: Stored) -> Stored:
+        """The ticket once no hand-over holds it: one being published (claimed, not yet
+        recorded) decides where the ticket is, so it is waited for, up to
+        CLAIM_WAIT_SECONDS, and the ticket read again; a claim still standing then is
+        Transient (the batch is retried, and waits again)."""
+        now = datetime.now(UTC)
+        if stored.claimed_until is None or stored.claimed_until <= now:
+            return stored
+        await asyncio.sleep(min((stored.claimed_until - now).total_seconds(),
+                                CLAIM_WAIT_SECONDS))
+        assert self._routed is not None  # a stored ticket was read from it
+        again = (await self._routed.routed_before([ticket_id])).get(ticket_id)
+        if again is None or again.stored is None:
+            raise faults.Transient("the routed ticket's state was not found again")
+        claimed_until = again.stored.claimed_until
+        if claimed_until is not None and claimed_until > datetime.now(UTC):
+            raise faults.Transient("a hand-over of the ticket is being published: its"
+                                   " routing is replayed once the hand-over is recorded")
+        return again.stored

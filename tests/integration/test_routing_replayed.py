@@ -7,18 +7,22 @@ goes, the transfer's queue has the ticket)."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.core import envelope, events, faults, kafka, topics
+from services.core import envelope, events, faults, kafka, tickets, topics
 from services.core.events import TicketEvent, TicketEventType
-from services.router import priority, service_clocks, worker
+from services.core.outage import StoreOutage
+from services.router import priority, routing, service_clocks, worker
 from services.router.event_follower import FollowTicketEvent
 from services.router.models import RoutedTicketRow
-from services.router.store import RoutedTickets
+from services.router.store import RoutedBefore, RoutedTickets
 from tests.integration.stages.stage_records import TABLE, segmented_event
 
 
@@ -29,10 +33,18 @@ def routed(sessions: async_sessionmaker[AsyncSession]) -> RoutedTickets:
 
 async def route_batch(stage: worker.RouteTicket,
                       *batch: envelope.Event) -> list[kafka.Output]:
-    """One batch of the router stage, as its pipeline runs it, up to the store's write."""
-    await stage.prefetch(batch)
-    outputs = [output for event in batch for output in await stage(event)]
-    await stage.finish_batch()
+    """One attempt at a share of the router stage, as its pipeline runs it (in a task of
+    its own), up to the store's write."""
+    return await asyncio.create_task(batches_of(stage, batch))
+
+
+async def batches_of(stage: worker.RouteTicket,
+                     *batches: Sequence[envelope.Event]) -> list[kafka.Output]:
+    outputs = []
+    for batch in batches:
+        await stage.prefetch(batch)
+        outputs += [output for event in batch for output in await stage(event)]
+        await stage.finish_batch()
     return outputs
 
 
@@ -48,6 +60,12 @@ def customer_reply(ticket_id: str) -> envelope.Event:
     return events.as_envelope(TicketEvent(
         ticket_id=ticket_id, type=TicketEventType.CUSTOMER_REPLIED,
         occurred_at=datetime.now(UTC)), "corr-1", events.INTAKE_SOURCE)
+
+
+async def claim_until(sessions: async_sessionmaker[AsyncSession], until: datetime) -> None:
+    """A hand-over's claim on t-1, standing until `until` (RoutedTickets.claim_handover)."""
+    async with sessions() as session, session.begin():
+        await session.execute(update(RoutedTicketRow).values(handover_until=until))
 
 
 async def stored(routed: RoutedTickets) -> RoutedTicketRow:
@@ -115,7 +133,11 @@ class TestARoutingReplayed:
             self, routed: RoutedTickets, first: First) -> None:
         stage, event, outputs = first
         moved_at = datetime.now(UTC) + timedelta(seconds=1)
-        await routed.record_handover("t-1", department="business_desk", ticket=None,
+        row = await stored(routed)
+        handed = tickets.RoutedTicket.model_validate(row.payload).handed_to(
+            "business_desk", reason="transfer", at=moved_at,
+            queue=priority.queue_for("business_desk", 3))
+        await routed.record_handover("t-1", department="business_desk", ticket=handed,
                                      now=moved_at, steps=[{
                                          "at": moved_at.isoformat(), "step": "transferred",
                                          "from": "public_sector", "to": "business_desk",
@@ -124,19 +146,40 @@ class TestARoutingReplayed:
 
         again = await route_batch(stage, event)
         assert lanes(again) == []
-        assert [(e.type, e.department, e.occurred_at) for e in routed_events(again)] == [
-            (e.type, e.department, e.occurred_at) for e in routed_events(outputs)]
+        # As first decided, though the stored copy is the transferred one.
+        [replayed], [original] = routed_events(again), routed_events(outputs)
+        assert (replayed.department, replayed.reason, replayed.occurred_at) == (
+            "public_sector", original.reason, original.occurred_at)
         after = await stored(routed)
         assert (after.department, after.trace, after.payload) == (
             "business_desk", before.trace, before.payload)
 
-    async def test_a_hand_over_being_published_holds_it_back(
-            self, routed: RoutedTickets, sessions: async_sessionmaker[AsyncSession],
-            first: First) -> None:
+    async def test_a_resolved_ticket_joins_no_queue_again(
+            self, routed: RoutedTickets, first: First) -> None:
         stage, event, _ = first
-        async with sessions() as session, session.begin():
-            await session.execute(update(RoutedTicketRow).values(
-                handover_until=datetime.now(UTC) + timedelta(minutes=1)))
+        assert await routed.record_report("t-1", TicketEventType.RESOLVED, datetime.now(UTC))
+        again = await route_batch(stage, event)
+        assert lanes(again) == []
+        assert [e.type for e in routed_events(again)] == [TicketEventType.ROUTED]
+
+    async def test_under_the_ids_of_the_first_attempt(self, first: First) -> None:
+        stage, event, outputs = first
+        again = await route_batch(stage, event)
+        assert [o.event.id for o in again] == [o.event.id for o in outputs]
+
+    async def test_a_hand_over_being_published_is_waited_for(
+            self, sessions: async_sessionmaker[AsyncSession], first: First) -> None:
+        stage, event, _ = first
+        await claim_until(sessions, datetime.now(UTC) + timedelta(milliseconds=300))
+        assert lanes(await route_batch(stage, event)) == [
+            priority.queue_for("public_sector", 3)]
+
+    async def test_one_standing_past_the_wait_holds_it_back(
+            self, sessions: async_sessionmaker[AsyncSession], first: First,
+            monkeypatch: pytest.MonkeyPatch) -> None:
+        stage, event, _ = first
+        monkeypatch.setattr(worker, "CLAIM_WAIT_SECONDS", 0.1)
+        await claim_until(sessions, datetime.now(UTC) + timedelta(minutes=1))
         await stage.prefetch([event])
         with pytest.raises(faults.Transient):
             await stage(event)
@@ -151,6 +194,46 @@ class TestARoutingReplayed:
             row.service_clocks).deadlines()
 
 
+class StoreDownForLookups(RoutedTickets):
+    """The store unreachable when the stage asks which tickets were routed before."""
+
+    async def routed_before(self, ticket_ids: Collection[str]) -> dict[str, RoutedBefore]:
+        raise OperationalError("SELECT ...", {}, ConnectionRefusedError("store down"))
+
+
+class TestDecidedWhileTheStoreWasDown:
+    """A replay routed past the outage's grace period, not knowing its ticket stored:
+    what it published is written, and what the trace gained since is kept."""
+
+    async def test_the_routing_published_is_stored_with_the_steps_since(
+            self, sessions: async_sessionmaker[AsyncSession], routed: RoutedTickets,
+            first: First) -> None:
+        _, event, _ = first
+        reply = customer_reply("t-1")
+        await FollowTicketEvent(routed)(reply)
+        elsewhere = routing.RoutingTable.simple("t2", {"government": "business_desk"},
+                                                "customer_care")
+        blind = worker.RouteTicket(lambda: elsewhere, routed=StoreDownForLookups(sessions),
+                                   outage=StoreOutage(0.0))
+        assert lanes(await route_batch(blind, event)) == [
+            priority.queue_for("business_desk", 3)]
+        after = await stored(routed)
+        assert after.department == "business_desk"
+        assert [(step["step"], step.get("department"), step.get("event"))
+                for step in after.trace][2:] == [
+            ("routed", "business_desk", None), ("customer_replied", None, reply.id)]
+
+    async def test_a_copy_routed_then_leaves_the_stored_ticket(
+            self, sessions: async_sessionmaker[AsyncSession], routed: RoutedTickets,
+            first: First) -> None:
+        before = await stored(routed)
+        blind = worker.RouteTicket(lambda: TABLE, routed=StoreDownForLookups(sessions),
+                                   outage=StoreOutage(0.0))
+        await route_batch(blind, segmented_event("government", "t-1"))  # another event
+        after = await stored(routed)
+        assert (after.routed_event_id, after.trace) == (before.routed_event_id, before.trace)
+
+
 class TestCopies:
     async def test_another_event_of_a_stored_ticket_is_routed_nowhere(
             self, first: First) -> None:
@@ -163,4 +246,12 @@ class TestCopies:
         stage = worker.RouteTicket(lambda: TABLE, routed=routed)
         event = segmented_event("government", "t-2")
         outputs = await route_batch(stage, event, event)
+        assert len(lanes(outputs)) == 1
+
+    async def test_and_in_one_share_taken_record_by_record(
+            self, routed: RoutedTickets) -> None:
+        """Batches._one_by_one: a batch of each record, in the share's one task."""
+        stage = worker.RouteTicket(lambda: TABLE, routed=routed)
+        event = segmented_event("government", "t-3")
+        outputs = await asyncio.create_task(batches_of(stage, [event], [event]))
         assert len(lanes(outputs)) == 1

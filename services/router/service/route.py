@@ -5,11 +5,12 @@ this for each ticket, and keeps the batch's states, copies and store outages."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from services.core import envelope, events, kafka, tickets, topics
+from services.core import envelope, events, kafka, lifecycle, tickets, topics
 from services.router import ports, priority, routing, service_clocks
 from services.router.dispatch import SOURCE
 from services.router.store import Dispatch, Stored
@@ -40,7 +41,7 @@ def route(ticket: tickets.SegmentedTicket, *, table: routing.RoutingTable,
     data = ticket.routed_data(record)
     clocks = service_clocks.routed(targets_of(decision, table), now,
                                    table.policy(decision.department).calendar)
-    lifecycle = events.TicketEvent(
+    routed_event = events.TicketEvent(
         ticket_id=ticket.ticket_id, type=events.TicketEventType.ROUTED, occurred_at=now,
         received_at=ticket.received_at, department=decision.department,
         segment=ticket.segmentation.segment, reason=decision.reason,
@@ -54,39 +55,64 @@ def route(ticket: tickets.SegmentedTicket, *, table: routing.RoutingTable,
         payload=data, at=now, event_id=event_id, customer_id=ticket.customer_id,
         platform=ticket.platform, clocks=clocks, correlation_id=correlation_id)
     return FirstRouting(dispatch, [
-        _in_lane(decision.queue_topic, ticket, data, correlation_id, now),
-        kafka.Output(topics.EVENTS, ticket.ticket_id,
-                     events.as_envelope(lifecycle, correlation_id, SOURCE)),
+        _in_lane(decision.queue_topic, ticket, data, correlation_id, now, event_id),
+        _routed_event(routed_event, correlation_id, event_id),
     ])
 
 
-def replayed(stored: Stored, *, correlation_id: str) -> list[kafka.Output]:
-    """A routing replayed once its ticket was stored (the records of its first attempt
-    were not committed): the ticket as stored, in the lane of its department and
-    priority, and its `ticket.routed` as first decided. Once a transfer or escalation put
-    it in another queue, that queue has it: only the lifecycle event goes."""
+def replayed(stored: Stored, *, routed_by: str, correlation_id: str) -> list[kafka.Output]:
+    """A routing replayed once its ticket was stored (the records of its first attempt,
+    from the event `routed_by`, were not committed): the ticket as stored, in the lane of
+    its department and priority as they stand, and its `ticket.routed` as first decided
+    (from its trace), with the clocks' deadlines as they stand; both under the ids the
+    first attempt gave them. Only that event once the ticket is closed, or a transfer or
+    escalation put it in another queue (that queue has it)."""
     ticket = tickets.RoutedTicket.model_validate(stored.payload)
-    record = ticket.routing
-    lifecycle = events.TicketEvent(
-        ticket_id=ticket.ticket_id, type=events.TicketEventType.ROUTED,
-        occurred_at=record.routed_at, received_at=ticket.received_at,
-        department=record.department, segment=ticket.segmentation.segment,
-        reason=record.reason, from_department=record.overflowed_from,
-        priority=record.priority, first_response_deadline=record.first_response_deadline,
-        platform=ticket.platform, deadlines=stored.deadlines)
-    routed = kafka.Output(topics.EVENTS, ticket.ticket_id,
-                          events.as_envelope(lifecycle, correlation_id, SOURCE))
-    if stored.handed_on:
+    first = _first_routed(stored, ticket)
+    routed = _routed_event(first, correlation_id, routed_by)
+    if stored.handed_on or not lifecycle.is_open(stored.status):
         return [routed]
     lane = priority.queue_for(stored.department, stored.priority)
-    return [_in_lane(lane, ticket, stored.payload, correlation_id, record.routed_at), routed]
+    return [_in_lane(lane, ticket, stored.payload, correlation_id, first.occurred_at,
+                     routed_by), routed]
+
+
+def _first_routed(stored: Stored, ticket: tickets.RoutedTicket) -> events.TicketEvent:
+    """`ticket.routed` as route() published it, from the routing step of the ticket's
+    trace (its payload's routing, for a ticket stored without one)."""
+    step = stored.first_routing or {}
+    first = tickets.Routing.model_validate({
+        **ticket.routing.model_dump(mode="json"),
+        **{name: step[name] for name in _ROUTING_STEP_FIELDS if name in step},
+        **({"routed_at": step["at"]} if "at" in step else {})})
+    deadline = stored.deadlines.get("first_response") if stored.deadlines else \
+        first.first_response_deadline
+    return events.TicketEvent(
+        ticket_id=ticket.ticket_id, type=events.TicketEventType.ROUTED,
+        occurred_at=first.routed_at, received_at=ticket.received_at,
+        department=first.department, segment=ticket.segmentation.segment,
+        reason=first.reason, from_department=first.overflowed_from,
+        priority=first.priority, first_response_deadline=deadline,
+        platform=ticket.platform, deadlines=stored.deadlines)
+
+
+# The routing's fields trace_steps writes in its routing step, under the same names.
+_ROUTING_STEP_FIELDS = ("department", "reason", "priority", "overflowed_from",
+                        "first_response_deadline")
 
 
 def _in_lane(lane: str, ticket: tickets.SegmentedTicket, data: dict[str, Any],
-             correlation_id: str, at: datetime) -> kafka.Output:
-    return kafka.Output(lane, ticket.customer_id, envelope.Event(
+             correlation_id: str, at: datetime, routed_by: str) -> kafka.Output:
+    return kafka.Output(lane, ticket.customer_id, dataclasses.replace(envelope.Event(
         type=events.TicketEventType.ROUTED, source=SOURCE, ticket_id=ticket.ticket_id,
-        correlation_id=correlation_id, data=data, time=at))
+        correlation_id=correlation_id, data=data, time=at),
+        id=envelope.derived_id(routed_by, "queued")))
+
+
+def _routed_event(routed: events.TicketEvent, correlation_id: str,
+                  routed_by: str) -> kafka.Output:
+    return kafka.Output(topics.EVENTS, routed.ticket_id, events.as_envelope(
+        routed, correlation_id, SOURCE, event_id=envelope.derived_id(routed_by, "routed")))
 
 
 def targets_of(decision: routing.RoutingDecision,
