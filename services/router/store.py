@@ -101,9 +101,34 @@ def _first_dispatches(dialect: str) -> Insert:
         index_elements=[table.c.ticket_id])
 
 
-# What a routing decides of a stored row (record_kept_dispatches).
-_ROUTING_FIELDS = ("department", "segment", "priority", "first_response_deadline", "payload",
-                   "updated_at", "customer_id", "platform", "correlation_id")
+# What a routing decides of a stored row, besides its clocks and deadline
+# (record_kept_dispatches).
+_ROUTING_FIELDS = ("department", "segment", "priority", "payload", "updated_at",
+                   "customer_id", "platform", "correlation_id")
+
+
+def _merge_kept(row: RoutedTicketRow, dispatch: Dispatch) -> None:
+    """A stored row meets the routing published while the store could not be read."""
+    values = _row_values(dispatch)
+    if row.routed_event_id != dispatch.event_id:
+        logger.warning("a copy of a stored ticket was routed while the store was down",
+                       extra={"ticket_id": dispatch.ticket_id})
+        return
+    if row.trace == values["trace"]:
+        return  # as written just now, or by a writer before
+    later = [dict(step) for step in intake_policy.after_routing(row.trace)]
+    if any(step.get("step") == "priority_changed" for step in later) \
+            or intake_policy.handed_on(later):
+        logger.warning("a ticket handed over or reprioritised while its routing waited for"
+                       " the store keeps its state", extra={"ticket_id": dispatch.ticket_id})
+        return
+    for name in _ROUTING_FIELDS:
+        setattr(row, name, values[name])
+    row.trace = [*dispatch.steps, *later]
+    if not later:  # nothing reported since: the new routing's clocks and deadline
+        row.first_response_deadline = values["first_response_deadline"]
+        row.service_clocks = values["service_clocks"]
+        row.next_clock_check = values["next_clock_check"]
 
 
 def _row_values(d: Dispatch) -> dict[str, Any]:
@@ -153,30 +178,32 @@ class RoutedTickets:
                 handed_on=intake_policy.handed_on(intake_policy.after_routing(row.trace)),
                 claimed_until=row.handover_until)) for row in rows}
 
-    async def record_kept_dispatches(self, dispatches: Sequence[Dispatch]) -> None:
-        """Routings decided while the store was down (kept in memory, their records
-        published): each as published. A ticket stored meanwhile by the same event (its
-        first attempt written before the store went down, its records not committed)
-        takes the routing published, and keeps what its trace gained since; one stored
-        by another event (a copy routed while the store could not tell) stays."""
+    async def record_kept_dispatches(self, dispatches: Sequence[Dispatch], *,
+                                     chunk: int = 500) -> None:
+        """Routings decided while the store could not be read (their records published):
+        each as published, `chunk` tickets a transaction. A ticket stored meanwhile by the
+        same event (its first attempt written before the store went down, its records
+        not committed) takes the routing published, unless its trace has gained steps
+        since: then what was reported or handed over stands (with its clocks and
+        deadline), and only a ticket reported on alone takes the department and copy
+        published. One stored by another event (a copy routed while the store could not
+        tell) stays. Several writers at once (the shares, the flush) meet no conflict:
+        rows are inserted if absent, then locked in ticket order."""
+        latest = sorted({d.ticket_id: d for d in dispatches}.values(),
+                        key=lambda d: d.ticket_id)
+        for start in range(0, len(latest), chunk):
+            await self._record_kept(latest[start:start + chunk])
+
+    async def _record_kept(self, dispatches: Sequence[Dispatch]) -> None:
+        by_id = {d.ticket_id: d for d in dispatches}
         async with self._sessions() as session, session.begin():
-            for dispatch in {d.ticket_id: d for d in dispatches}.values():
-                values = _row_values(dispatch)
-                row = await session.get(RoutedTicketRow, dispatch.ticket_id,
-                                        with_for_update=True)
-                if row is None:
-                    session.add(RoutedTicketRow(**values))
-                elif row.routed_event_id == dispatch.event_id:
-                    later = intake_policy.after_routing(row.trace)
-                    for name in _ROUTING_FIELDS:
-                        setattr(row, name, values[name])
-                    row.trace = [*dispatch.steps, *(dict(step) for step in later)]
-                    if not later:  # nothing reported since: its clocks are the new ones
-                        row.service_clocks = values["service_clocks"]
-                        row.next_clock_check = values["next_clock_check"]
-                else:
-                    logger.warning("a copy of a stored ticket was routed while the store"
-                                   " was down", extra={"ticket_id": dispatch.ticket_id})
+            await session.execute(_first_dispatches(session.get_bind().dialect.name),
+                                  [_row_values(d) for d in dispatches])
+            rows = await session.scalars(
+                select(RoutedTicketRow).where(RoutedTicketRow.ticket_id.in_(list(by_id)))
+                .order_by(RoutedTicketRow.ticket_id).with_for_update())
+            for row in rows:
+                _merge_kept(row, by_id[row.ticket_id])
 
     async def platforms_of(self, ticket_ids: Collection[str]) -> dict[str, str]:
         """The platform that posted each of these routed tickets (where known)."""

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from prometheus_client import Counter, Gauge
 
@@ -23,8 +25,9 @@ DEFERRED = Gauge("routing_router_deferred_ticket_states",
 COPIES = Counter("routing_router_ticket_copies_dropped",
                  "Second copies of an already routed ticket, not routed again (a platform's"
                  " retry of a ticket whose first answer was lost)")
-# The longest a replayed routing waits, at a time, for a hand-over being published.
-CLAIM_WAIT_SECONDS = 10.0
+# The longest a replayed routing's batch waits for a hand-over being published (well
+# inside the stage's transaction timeout, which its transform counts against).
+CLAIM_WAIT_SECONDS = 5.0
 HANDED_ON = Counter("routing_router_replays_after_handover",
                     "Routings replayed (their first records not committed) after a transfer"
                     " or escalation had put the ticket in another queue: only their"
@@ -38,6 +41,7 @@ class _Batch:
     routed_by: dict[str, RoutedBefore] = field(default_factory=dict)  # routed before
     routed_now: set[str] = field(default_factory=set)  # by this batch
     blind: bool = False  # its lookup met the store down: decided without knowing
+    waited: bool = False  # for a hand-over being published (once a batch at most)
 
 
 class RouteTicket:
@@ -63,11 +67,12 @@ class RouteTicket:
         self._outage = outage or StoreOutage(float("inf"))  # default: wait for the store
         self._deferred: dict[str, Dispatch] = {}
         # Each share's batch is its own: the partitions' shares are routed at the same
-        # time (batches.SharesApart). A share taken record by record (batches.Batches)
-        # makes a batch of each; the tickets its batches published are the share's.
+        # time (batches.SharesApart), each attempt at one in a task of its own. A share
+        # taken record by record (batches.Batches) makes a batch of each; the tickets its
+        # batches published are its task's.
         self._batch = batches.PerShare(f"router_batch_{id(self)}", _Batch)
-        self._published: batches.PerShare[set[str]] = batches.PerShare(
-            f"router_published_{id(self)}", set)
+        self._published: weakref.WeakKeyDictionary[asyncio.Task[Any], set[str]] = \
+            weakref.WeakKeyDictionary()
 
     shares_apart = True  # the batch lives in the share's context (see _batch)
 
@@ -89,16 +94,20 @@ class RouteTicket:
 
     async def finish_batch(self) -> None:
         """Write the batch's states and traces, before its records are committed (a crash
-        in between replays the batch, which publishes the tickets as stored)."""
+        in between replays the batch, which publishes the tickets as stored). Those
+        decided without knowing what the store held (its lookup met the store down, or
+        the ticket's state waits for it) are written as kept; the states kept through an
+        outage are written by `flush_deferred`."""
         batch = self._batch.current()
         dispatches, batch.dispatches = batch.dispatches, []
-        if self._routed is not None and (dispatches or self._deferred):
-            # Decided without knowing what the store held: written as kept (see
-            # RoutedTickets.record_kept_dispatches).
+        if self._routed is not None and dispatches:
             kept = [d for d in dispatches if batch.blind or d.ticket_id in self._deferred]
+            kept_ids = {d.ticket_id for d in kept}
             try:
-                await self._write([d for d in dispatches if d not in kept],
-                                  [*self._deferred.values(), *kept])
+                await self._routed.record_first_dispatches(
+                    [d for d in dispatches if d.ticket_id not in kept_ids])
+                if kept:
+                    await self._routed.record_kept_dispatches(kept)
             except db.STORE_ERRORS as error:
                 if not db.is_outage(error) or not self._outage.failed():
                     raise  # a bug, or within the grace period: the batch is retried
@@ -106,40 +115,47 @@ class RouteTicket:
                     logger.warning("router store down past its grace period: routing on,"
                                    " ticket states kept until it is back")
                 self._deferred.update((d.ticket_id, d) for d in dispatches)
-                DEFERRED.set(len(self._deferred))
-        self._published.current().update(batch.routed_now)
-
+            else:
+                self._outage.recovered()
+                for ticket_id in kept_ids:  # this batch's routing is the latest
+                    self._deferred.pop(ticket_id, None)
+            DEFERRED.set(len(self._deferred))
+        self._share_published().update(batch.routed_now)
 
     async def flush_deferred(self) -> None:
         """Write the states kept during an outage (called periodically); quiet while the
         store is still down."""
-        if self._routed is not None and self._deferred:
-            try:
-                await self._write([], list(self._deferred.values()))
-            except db.STORE_ERRORS as error:
-                if not db.is_outage(error):
-                    raise
+        if self._routed is None or not self._deferred:
+            return
+        pending = list(self._deferred.values())
+        try:
+            await self._routed.record_kept_dispatches(pending)
+        except db.STORE_ERRORS as error:
+            if not db.is_outage(error):
+                raise
+            return
+        self._outage.recovered()
+        for written in pending:  # not those a batch deferred again meanwhile
+            if self._deferred.get(written.ticket_id) is written:
+                del self._deferred[written.ticket_id]
+        DEFERRED.set(len(self._deferred))
 
     def awaits_store(self, ticket_id: str) -> bool:
         """Whether this ticket's state is among those waiting for the store."""
         return ticket_id in self._deferred
 
-    async def _write(self, fresh: list[Dispatch], kept: list[Dispatch]) -> None:
-        assert self._routed is not None
-        await self._routed.record_first_dispatches(fresh)
-        if kept:
-            await self._routed.record_kept_dispatches(kept)
-        self._outage.recovered()
-        for written in kept:  # not those deferred again meanwhile
-            if self._deferred.get(written.ticket_id) is written:
-                del self._deferred[written.ticket_id]
-        DEFERRED.set(len(self._deferred))
+    def _share_published(self) -> set[str]:
+        """The tickets this attempt at a share published so far (none outside a task)."""
+        task = asyncio.current_task()
+        if task is None:
+            return set()
+        return self._published.setdefault(task, set())
 
     async def __call__(self, event: envelope.Event) -> list[kafka.Output]:
         ticket = tickets.SegmentedTicket.model_validate(event.data)
         batch = self._batch.current()
         before = batch.routed_by.get(ticket.ticket_id)
-        if ticket.ticket_id in batch.routed_now or ticket.ticket_id in self._published.current() \
+        if ticket.ticket_id in batch.routed_now or ticket.ticket_id in self._share_published() \
                 or (before is not None and before.event_id != event.id):
             COPIES.inc()
             logger.info("copy of a routed ticket dropped", extra={"ticket_id": ticket.ticket_id})
@@ -172,19 +188,21 @@ class RouteTicket:
     async def _unclaimed(self, ticket_id: str, stored: Stored) -> Stored:
         """The ticket once no hand-over holds it: one being published (claimed, not yet
         recorded) decides where the ticket is, so it is waited for, up to
-        CLAIM_WAIT_SECONDS, and the ticket read again; a claim still standing then is
-        Transient (the batch is retried, and waits again)."""
+        CLAIM_WAIT_SECONDS once a batch, and the ticket read again; a claim standing then
+        (or met after that wait) is Transient: the batch is retried, and waits again."""
         now = datetime.now(UTC)
         if stored.claimed_until is None or stored.claimed_until <= now:
             return stored
-        await asyncio.sleep(min((stored.claimed_until - now).total_seconds(),
-                                CLAIM_WAIT_SECONDS))
-        assert self._routed is not None  # a stored ticket was read from it
-        again = (await self._routed.routed_before([ticket_id])).get(ticket_id)
-        if again is None or again.stored is None:
-            raise faults.Transient("the routed ticket's state was not found again")
-        claimed_until = again.stored.claimed_until
-        if claimed_until is not None and claimed_until > datetime.now(UTC):
-            raise faults.Transient("a hand-over of the ticket is being published: its"
-                                   " routing is replayed once the hand-over is recorded")
-        return again.stored
+        batch = self._batch.current()
+        if not batch.waited:
+            batch.waited = True
+            await asyncio.sleep(min((stored.claimed_until - now).total_seconds(),
+                                    CLAIM_WAIT_SECONDS))
+            assert self._routed is not None  # a stored ticket was read from it
+            again = (await self._routed.routed_before([ticket_id])).get(ticket_id)
+            if again is not None and again.stored is not None and (
+                    again.stored.claimed_until is None
+                    or again.stored.claimed_until <= datetime.now(UTC)):
+                return again.stored
+        raise faults.Transient("a hand-over of the ticket is being published: its routing"
+                               " is replayed once the hand-over is recorded")

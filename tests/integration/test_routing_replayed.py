@@ -19,10 +19,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.core import envelope, events, faults, kafka, tickets, topics
 from services.core.events import TicketEvent, TicketEventType
 from services.core.outage import StoreOutage
-from services.router import priority, routing, service_clocks, worker
+from services.router import ports, priority, routing, service, service_clocks, worker
 from services.router.event_follower import FollowTicketEvent
 from services.router.models import RoutedTicketRow
-from services.router.store import RoutedBefore, RoutedTickets
+from services.router.store import Dispatch, RoutedBefore, RoutedTickets
 from tests.integration.stages.stage_records import TABLE, segmented_event
 
 
@@ -132,16 +132,7 @@ class TestARoutingReplayed:
     async def test_after_a_transfer_in_between_only_its_lifecycle_event_goes(
             self, routed: RoutedTickets, first: First) -> None:
         stage, event, outputs = first
-        moved_at = datetime.now(UTC) + timedelta(seconds=1)
-        row = await stored(routed)
-        handed = tickets.RoutedTicket.model_validate(row.payload).handed_to(
-            "business_desk", reason="transfer", at=moved_at,
-            queue=priority.queue_for("business_desk", 3))
-        await routed.record_handover("t-1", department="business_desk", ticket=handed,
-                                     now=moved_at, steps=[{
-                                         "at": moved_at.isoformat(), "step": "transferred",
-                                         "from": "public_sector", "to": "business_desk",
-                                         "reason": "billing question"}])
+        await transfer(routed, "business_desk")
         before = await stored(routed)
 
         again = await route_batch(stage, event)
@@ -194,6 +185,38 @@ class TestARoutingReplayed:
             row.service_clocks).deadlines()
 
 
+ELSEWHERE = routing.RoutingTable.simple("t2", {"government": "business_desk"},
+                                        "customer_care")
+
+
+async def transfer(routed: RoutedTickets, to: str) -> None:
+    """t-1 handed to `to`, as a transfer records it."""
+    moved_at = datetime.now(UTC) + timedelta(seconds=1)
+    row = await stored(routed)
+    handed = tickets.RoutedTicket.model_validate(row.payload).handed_to(
+        to, reason="transfer", at=moved_at, queue=priority.queue_for(to, 3))
+    await routed.record_handover("t-1", department=to, ticket=handed, now=moved_at, steps=[{
+        "at": moved_at.isoformat(), "step": "transferred", "from": row.department, "to": to,
+        "reason": "billing question"}])
+
+
+class StoreDownForWrites(RoutedTickets):
+    """The store unreachable for the stage's writes, until `down` is False."""
+
+    down = True
+
+    async def record_first_dispatches(self, dispatches: Sequence[Dispatch]) -> None:
+        if self.down:
+            raise OperationalError("INSERT ...", {}, ConnectionRefusedError("store down"))
+        await super().record_first_dispatches(dispatches)
+
+    async def record_kept_dispatches(self, dispatches: Sequence[Dispatch], *,
+                                     chunk: int = 500) -> None:
+        if self.down:
+            raise OperationalError("INSERT ...", {}, ConnectionRefusedError("store down"))
+        await super().record_kept_dispatches(dispatches, chunk=chunk)
+
+
 class StoreDownForLookups(RoutedTickets):
     """The store unreachable when the stage asks which tickets were routed before."""
 
@@ -205,23 +228,59 @@ class TestDecidedWhileTheStoreWasDown:
     """A replay routed past the outage's grace period, not knowing its ticket stored:
     what it published is written, and what the trace gained since is kept."""
 
-    async def test_the_routing_published_is_stored_with_the_steps_since(
+    async def test_the_routing_published_is_stored_with_the_reports_since(
             self, sessions: async_sessionmaker[AsyncSession], routed: RoutedTickets,
             first: First) -> None:
-        _, event, _ = first
+        _, event, outputs = first
         reply = customer_reply("t-1")
         await FollowTicketEvent(routed)(reply)
-        elsewhere = routing.RoutingTable.simple("t2", {"government": "business_desk"},
-                                                "customer_care")
-        blind = worker.RouteTicket(lambda: elsewhere, routed=StoreDownForLookups(sessions),
+        blind = worker.RouteTicket(lambda: ELSEWHERE, routed=StoreDownForLookups(sessions),
                                    outage=StoreOutage(0.0))
-        assert lanes(await route_batch(blind, event)) == [
-            priority.queue_for("business_desk", 3)]
+        again = await route_batch(blind, event)
+        assert lanes(again) == [priority.queue_for("business_desk", 3)]
+        # Another decision, under other ids than the first attempt's.
+        assert not {o.event.id for o in again} & {o.event.id for o in outputs}
         after = await stored(routed)
         assert after.department == "business_desk"
         assert [(step["step"], step.get("department"), step.get("event"))
                 for step in after.trace][2:] == [
             ("routed", "business_desk", None), ("customer_replied", None, reply.id)]
+
+    async def test_a_ticket_handed_over_since_keeps_its_state(
+            self, sessions: async_sessionmaker[AsyncSession], routed: RoutedTickets,
+            first: First) -> None:
+        _, event, _ = first
+        await transfer(routed, "customer_care")
+        before = await stored(routed)
+        blind = worker.RouteTicket(lambda: ELSEWHERE, routed=StoreDownForLookups(sessions),
+                                   outage=StoreOutage(0.0))
+        await route_batch(blind, event)
+        after = await stored(routed)
+        assert (after.department, after.trace, after.payload) == (
+            "customer_care", before.trace, before.payload)
+
+    async def test_one_kept_through_the_outage_is_written_by_the_flush(
+            self, sessions: async_sessionmaker[AsyncSession], routed: RoutedTickets) -> None:
+        down = StoreDownForWrites(sessions)
+        stage = worker.RouteTicket(lambda: TABLE, routed=down, outage=StoreOutage(0.0))
+        assert lanes(await route_batch(stage, segmented_event("government", "t-9")))
+        assert stage.awaits_store("t-9") and await routed.get("t-9") is None
+        down.down = False
+        await stage.flush_deferred()
+        assert not stage.awaits_store("t-9")
+        row = await routed.get("t-9")
+        assert row is not None and row.department == "public_sector"
+
+    async def test_writers_at_once_meet_no_conflict(self, routed: RoutedTickets) -> None:
+        """The shares and the flush, when the store is back."""
+        event = segmented_event("government", "t-8")
+        dispatch = service.route(
+            tickets.SegmentedTicket.model_validate(event.data), table=TABLE,
+            load=ports.no_load, now=datetime.now(UTC), event_id=event.id,
+            correlation_id=event.correlation_id).dispatch
+        await asyncio.gather(*(routed.record_kept_dispatches([dispatch]) for _ in range(4)))
+        row = await routed.get("t-8")
+        assert row is not None and row.routed_event_id == event.id
 
     async def test_a_copy_routed_then_leaves_the_stored_ticket(
             self, sessions: async_sessionmaker[AsyncSession], routed: RoutedTickets,

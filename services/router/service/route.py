@@ -55,8 +55,9 @@ def route(ticket: tickets.SegmentedTicket, *, table: routing.RoutingTable,
         payload=data, at=now, event_id=event_id, customer_id=ticket.customer_id,
         platform=ticket.platform, clocks=clocks, correlation_id=correlation_id)
     return FirstRouting(dispatch, [
-        _in_lane(decision.queue_topic, ticket, data, correlation_id, now, event_id),
-        _routed_event(routed_event, correlation_id, event_id),
+        _in_lane(decision.queue_topic, ticket, data, correlation_id, now,
+                 _ids(event_id, decision.department)),
+        _routed_event(routed_event, correlation_id, _ids(event_id, decision.department)),
     ])
 
 
@@ -69,12 +70,13 @@ def replayed(stored: Stored, *, routed_by: str, correlation_id: str) -> list[kaf
     escalation put it in another queue (that queue has it)."""
     ticket = tickets.RoutedTicket.model_validate(stored.payload)
     first = _first_routed(stored, ticket)
-    routed = _routed_event(first, correlation_id, routed_by)
+    ids = _ids(routed_by, first.department or stored.department)
+    routed = _routed_event(first, correlation_id, ids)
     if stored.handed_on or not lifecycle.is_open(stored.status):
         return [routed]
     lane = priority.queue_for(stored.department, stored.priority)
-    return [_in_lane(lane, ticket, stored.payload, correlation_id, first.occurred_at,
-                     routed_by), routed]
+    return [_in_lane(lane, ticket, stored.payload, correlation_id, first.occurred_at, ids),
+            routed]
 
 
 def _first_routed(stored: Stored, ticket: tickets.RoutedTicket) -> events.TicketEvent:
@@ -85,8 +87,7 @@ def _first_routed(stored: Stored, ticket: tickets.RoutedTicket) -> events.Ticket
         **ticket.routing.model_dump(mode="json"),
         **{name: step[name] for name in _ROUTING_STEP_FIELDS if name in step},
         **({"routed_at": step["at"]} if "at" in step else {})})
-    deadline = stored.deadlines.get("first_response") if stored.deadlines else \
-        first.first_response_deadline
+    deadline = stored.deadlines.get("first_response", first.first_response_deadline)
     return events.TicketEvent(
         ticket_id=ticket.ticket_id, type=events.TicketEventType.ROUTED,
         occurred_at=first.routed_at, received_at=ticket.received_at,
@@ -101,18 +102,32 @@ _ROUTING_STEP_FIELDS = ("department", "reason", "priority", "overflowed_from",
                         "first_response_deadline")
 
 
+@dataclass(frozen=True)
+class _Ids:
+    """The ids of a routing's two records: the same each time that routing is published
+    (its event, its decision's department), so that a reader keeping ids (a webhook
+    callback's) takes it once; another decision for the same event (made while the
+    store could not say it had one) gets others."""
+
+    queued: str
+    routed: str
+
+
+def _ids(routed_by: str, department: str) -> _Ids:
+    return _Ids(envelope.derived_id(routed_by, f"queued/{department}"),
+                envelope.derived_id(routed_by, f"routed/{department}"))
+
+
 def _in_lane(lane: str, ticket: tickets.SegmentedTicket, data: dict[str, Any],
-             correlation_id: str, at: datetime, routed_by: str) -> kafka.Output:
+             correlation_id: str, at: datetime, ids: _Ids) -> kafka.Output:
     return kafka.Output(lane, ticket.customer_id, dataclasses.replace(envelope.Event(
         type=events.TicketEventType.ROUTED, source=SOURCE, ticket_id=ticket.ticket_id,
-        correlation_id=correlation_id, data=data, time=at),
-        id=envelope.derived_id(routed_by, "queued")))
+        correlation_id=correlation_id, data=data, time=at), id=ids.queued))
 
 
-def _routed_event(routed: events.TicketEvent, correlation_id: str,
-                  routed_by: str) -> kafka.Output:
+def _routed_event(routed: events.TicketEvent, correlation_id: str, ids: _Ids) -> kafka.Output:
     return kafka.Output(topics.EVENTS, routed.ticket_id, events.as_envelope(
-        routed, correlation_id, SOURCE, event_id=envelope.derived_id(routed_by, "routed")))
+        routed, correlation_id, SOURCE, event_id=ids.routed))
 
 
 def targets_of(decision: routing.RoutingDecision,
