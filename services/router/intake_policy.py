@@ -82,6 +82,17 @@ def after_routing(trace: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]
     return list(trace[head:])
 
 
+def routed_at(trace: Iterable[Mapping[str, Any]]) -> datetime | None:
+    """When the ticket was first routed, from its trace; None if the trace does not say."""
+    for step in trace:
+        if step.get("step") == "routed":
+            try:
+                return moments.parse(step.get("at"))
+            except ValueError:
+                return None
+    return None
+
+
 def handed_on(steps: Iterable[Mapping[str, Any]]) -> bool:
     """Whether these steps put the ticket in another department's queue: a transfer, an
     escalation to another department (not one flagged where the ticket is)."""

@@ -116,16 +116,19 @@ def _merge_kept(row: RoutedTicketRow, dispatch: Dispatch) -> None:
         return
     if row.trace == values["trace"]:
         return  # as written just now, or by a writer before
+    routed_at = intake_policy.routed_at(row.trace)
+    if routed_at is not None and dispatch.at < routed_at:
+        return  # an older attempt's, written late: the newer routing stands
     later = [dict(step) for step in intake_policy.after_routing(row.trace)]
-    if any(step.get("step") == "priority_changed" for step in later) \
-            or intake_policy.handed_on(later):
-        logger.warning("a ticket handed over or reprioritised while its routing waited for"
-                       " the store keeps its state", extra={"ticket_id": dispatch.ticket_id})
+    if later and (dispatch.department, dispatch.priority) != (row.department, row.priority):
+        # Its clocks and what was reported or handed over were of the stored routing.
+        logger.warning("a ticket routed elsewhere while the store was down, and acted on"
+                       " since, keeps its stored state", extra={"ticket_id": row.ticket_id})
         return
     for name in _ROUTING_FIELDS:
         setattr(row, name, values[name])
     row.trace = [*dispatch.steps, *later]
-    if not later:  # nothing reported since: the new routing's clocks and deadline
+    if not later:  # nothing since: the new routing's clocks and deadline
         row.first_response_deadline = values["first_response_deadline"]
         row.service_clocks = values["service_clocks"]
         row.next_clock_check = values["next_clock_check"]
@@ -149,7 +152,9 @@ class RoutedTickets:
     async def record_first_dispatches(self, dispatches: Sequence[Dispatch]) -> None:
         """Record a batch of first routings in one statement; a ticket stored already
         keeps its state (its routing replayed, it is published as stored)."""
-        rows = [_row_values(d) for d in {d.ticket_id: d for d in dispatches}.values()]
+        # In ticket order, as record_kept_dispatches locks them: writers at once do not
+        # deadlock.
+        rows = [_row_values(d) for _, d in sorted({d.ticket_id: d for d in dispatches}.items())]
         if not rows:
             return
         async with self._sessions() as session, session.begin():

@@ -42,6 +42,7 @@ class _Batch:
     routed_now: set[str] = field(default_factory=set)  # by this batch
     blind: bool = False  # its lookup met the store down: decided without knowing
     waited: bool = False  # for a hand-over being published (once a batch at most)
+    deferred: set[str] = field(default_factory=set)  # tickets whose state waited then
 
 
 class RouteTicket:
@@ -80,7 +81,8 @@ class RouteTicket:
         """Which of the batch's tickets were routed before, and by which event (one query
         a batch)."""
         batch = _Batch(routed_by={d.ticket_id: RoutedBefore(d.event_id)
-                                  for d in self._deferred.values()})
+                                  for d in self._deferred.values()},
+                       deferred=set(self._deferred))
         self._batch.start(batch)  # a new batch: not what a failed attempt left
         if self._routed is None:
             return
@@ -101,7 +103,7 @@ class RouteTicket:
         batch = self._batch.current()
         dispatches, batch.dispatches = batch.dispatches, []
         if self._routed is not None and dispatches:
-            kept = [d for d in dispatches if batch.blind or d.ticket_id in self._deferred]
+            kept = [d for d in dispatches if batch.blind or d.ticket_id in batch.deferred]
             kept_ids = {d.ticket_id for d in kept}
             try:
                 await self._routed.record_first_dispatches(
@@ -117,8 +119,10 @@ class RouteTicket:
                 self._deferred.update((d.ticket_id, d) for d in dispatches)
             else:
                 self._outage.recovered()
-                for ticket_id in kept_ids:  # this batch's routing is the latest
-                    self._deferred.pop(ticket_id, None)
+                for written in kept:  # a state kept before it is older: done with
+                    waiting = self._deferred.get(written.ticket_id)
+                    if waiting is not None and waiting.at <= written.at:
+                        del self._deferred[written.ticket_id]
             DEFERRED.set(len(self._deferred))
         self._share_published().update(batch.routed_now)
 
@@ -194,15 +198,15 @@ class RouteTicket:
         if stored.claimed_until is None or stored.claimed_until <= now:
             return stored
         batch = self._batch.current()
-        if not batch.waited:
+        if not batch.waited:  # else: read again at once
             batch.waited = True
             await asyncio.sleep(min((stored.claimed_until - now).total_seconds(),
                                     CLAIM_WAIT_SECONDS))
-            assert self._routed is not None  # a stored ticket was read from it
-            again = (await self._routed.routed_before([ticket_id])).get(ticket_id)
-            if again is not None and again.stored is not None and (
-                    again.stored.claimed_until is None
-                    or again.stored.claimed_until <= datetime.now(UTC)):
-                return again.stored
+        assert self._routed is not None  # a stored ticket was read from it
+        again = (await self._routed.routed_before([ticket_id])).get(ticket_id)
+        if again is not None and again.stored is not None and (
+                again.stored.claimed_until is None
+                or again.stored.claimed_until <= datetime.now(UTC)):
+            return again.stored
         raise faults.Transient("a hand-over of the ticket is being published: its routing"
                                " is replayed once the hand-over is recorded")

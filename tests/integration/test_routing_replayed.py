@@ -228,12 +228,10 @@ class TestDecidedWhileTheStoreWasDown:
     """A replay routed past the outage's grace period, not knowing its ticket stored:
     what it published is written, and what the trace gained since is kept."""
 
-    async def test_the_routing_published_is_stored_with_the_reports_since(
+    async def test_the_routing_published_is_stored(
             self, sessions: async_sessionmaker[AsyncSession], routed: RoutedTickets,
             first: First) -> None:
         _, event, outputs = first
-        reply = customer_reply("t-1")
-        await FollowTicketEvent(routed)(reply)
         blind = worker.RouteTicket(lambda: ELSEWHERE, routed=StoreDownForLookups(sessions),
                                    outage=StoreOutage(0.0))
         again = await route_batch(blind, event)
@@ -242,9 +240,48 @@ class TestDecidedWhileTheStoreWasDown:
         assert not {o.event.id for o in again} & {o.event.id for o in outputs}
         after = await stored(routed)
         assert after.department == "business_desk"
-        assert [(step["step"], step.get("department"), step.get("event"))
-                for step in after.trace][2:] == [
-            ("routed", "business_desk", None), ("customer_replied", None, reply.id)]
+        assert [step.get("department") for step in after.trace
+                if step["step"] == "routed"] == ["business_desk"]
+
+    async def test_with_the_reports_since_when_decided_alike(
+            self, sessions: async_sessionmaker[AsyncSession], routed: RoutedTickets,
+            first: First) -> None:
+        _, event, _ = first
+        reply = customer_reply("t-1")
+        await FollowTicketEvent(routed)(reply)
+        clocks = (await stored(routed)).service_clocks
+        blind = worker.RouteTicket(lambda: TABLE, routed=StoreDownForLookups(sessions),
+                                   outage=StoreOutage(0.0))
+        await route_batch(blind, event)
+        after = await stored(routed)
+        assert [(step["step"], step.get("event")) for step in after.trace][2:] == [
+            ("routed", None), ("customer_replied", reply.id)]
+        assert after.service_clocks == clocks  # as the reply moved them
+
+    async def test_a_ticket_decided_elsewhere_and_reported_on_since_keeps_its_state(
+            self, sessions: async_sessionmaker[AsyncSession], routed: RoutedTickets,
+            first: First) -> None:
+        _, event, _ = first
+        await FollowTicketEvent(routed)(customer_reply("t-1"))
+        before = await stored(routed)
+        blind = worker.RouteTicket(lambda: ELSEWHERE, routed=StoreDownForLookups(sessions),
+                                   outage=StoreOutage(0.0))
+        await route_batch(blind, event)
+        after = await stored(routed)
+        assert (after.department, after.trace) == ("public_sector", before.trace)
+
+    async def test_an_older_attempt_written_late_leaves_the_newer_routing(
+            self, routed: RoutedTickets) -> None:
+        event = segmented_event("government", "t-7")
+        ticket = tickets.SegmentedTicket.model_validate(event.data)
+        older, newer = (service.route(
+            ticket, table=table, load=ports.no_load, now=now, event_id=event.id,
+            correlation_id=event.correlation_id).dispatch for table, now in (
+                (TABLE, datetime.now(UTC)), (ELSEWHERE, datetime.now(UTC) + timedelta(1))))
+        await routed.record_kept_dispatches([newer])
+        await routed.record_kept_dispatches([older])
+        row = await routed.get("t-7")
+        assert row is not None and row.department == "business_desk"
 
     async def test_a_ticket_handed_over_since_keeps_its_state(
             self, sessions: async_sessionmaker[AsyncSession], routed: RoutedTickets,

@@ -18,6 +18,7 @@ from services.router.intake_policy import (
     held_at,
     judge_claim,
     judge_report_time,
+    routed_at,
 )
 from services.router.service.route import trace_steps
 
@@ -168,3 +169,14 @@ class TestHandedOn:
     def test_not_reports_nor_priority_changes(self) -> None:
         assert not handed_on([{"at": NOW.isoformat(), "step": "customer_replied"},
                               {"at": NOW.isoformat(), "step": "priority_changed"}])
+
+
+class TestRoutedAt:
+    def test_the_time_of_the_routing_step(self) -> None:
+        assert routed_at([{"step": "received", "at": "2026-11-30T11:00:00+00:00"},
+                          {"step": "routed", "at": NOW.isoformat()},
+                          {"step": "transferred", "at": "2026-11-30T13:00:00+00:00"}]) == NOW
+
+    def test_none_without_one_or_with_a_time_unread(self) -> None:
+        assert routed_at([{"step": "received", "at": NOW.isoformat()}]) is None
+        assert routed_at([{"step": "routed", "at": "noon"}]) is None
