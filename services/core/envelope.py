@@ -40,6 +40,11 @@ class Unserialisable(ValueError):
 _DERIVED = uuid.UUID("6f1c7a52-3e0b-5d5e-9a57-8a1d3c2b4e10")
 
 
+def new_id() -> str:
+    """A new event's id."""
+    return str(uuid.uuid4())
+
+
 def derived_id(event_id: str, what: str) -> str:
     """The id of the `what` a stage writes from the event `event_id`: the same each time
     that event is read again (a batch replayed after a crash at least once, the same
@@ -56,7 +61,7 @@ class Event:
     correlation_id: str
     data: Mapping[str, Any]
     subject: str | None = None  # defaults to the ticket id
-    id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    id: str = field(default_factory=new_id)
     time: datetime = field(default_factory=lambda: datetime.now(UTC))
     schema_version: str = SCHEMA_VERSION
     # When it was written to Kafka (the record's timestamp, ms), for an event read from a

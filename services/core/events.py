@@ -14,7 +14,6 @@ personal data.
 
 from __future__ import annotations
 
-import dataclasses
 from enum import StrEnum
 from typing import Annotated, Literal
 
@@ -127,12 +126,12 @@ def as_envelope(lifecycle: TicketEvent, correlation_id: str, source: str, *,
                 event_id: str | None = None) -> envelope.Event:
     """The lifecycle event as a CloudEvent (`event_id`: its id, given when a retry must
     publish the same; default: a new one)."""
-    event = envelope.Event(
+    return envelope.Event(
         type=lifecycle.type,
         source=source,
         ticket_id=lifecycle.ticket_id,
         correlation_id=correlation_id,
         data=lifecycle.model_dump(mode="json", exclude_none=True),
         time=lifecycle.occurred_at,
+        id=envelope.new_id() if event_id is None else event_id,
     )
-    return event if event_id is None else dataclasses.replace(event, id=event_id)

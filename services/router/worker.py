@@ -43,6 +43,8 @@ class _Batch:
     blind: bool = False  # its lookup met the store down: decided without knowing
     waited: bool = False  # for a hand-over being published (once a batch at most)
     deferred: set[str] = field(default_factory=set)  # tickets whose state waited then
+    # What the share's batches published before this one (RouteTicket._share_published).
+    published: set[str] = field(default_factory=set)
 
 
 class RouteTicket:
@@ -82,7 +84,7 @@ class RouteTicket:
         a batch)."""
         batch = _Batch(routed_by={d.ticket_id: RoutedBefore(d.event_id)
                                   for d in self._deferred.values()},
-                       deferred=set(self._deferred))
+                       deferred=set(self._deferred), published=self._share_published())
         self._batch.start(batch)  # a new batch: not what a failed attempt left
         if self._routed is None:
             return
@@ -124,7 +126,7 @@ class RouteTicket:
                     if waiting is not None and waiting.at <= written.at:
                         del self._deferred[written.ticket_id]
             DEFERRED.set(len(self._deferred))
-        self._share_published().update(batch.routed_now)
+        batch.published.update(batch.routed_now)
 
     async def flush_deferred(self) -> None:
         """Write the states kept during an outage (called periodically); quiet while the
@@ -159,7 +161,7 @@ class RouteTicket:
         ticket = tickets.SegmentedTicket.model_validate(event.data)
         batch = self._batch.current()
         before = batch.routed_by.get(ticket.ticket_id)
-        if ticket.ticket_id in batch.routed_now or ticket.ticket_id in self._share_published() \
+        if ticket.ticket_id in batch.routed_now or ticket.ticket_id in batch.published \
                 or (before is not None and before.event_id != event.id):
             COPIES.inc()
             logger.info("copy of a routed ticket dropped", extra={"ticket_id": ticket.ticket_id})

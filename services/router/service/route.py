@@ -5,7 +5,6 @@ this for each ticket, and keeps the batch's states, copies and store outages."""
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -54,10 +53,10 @@ def route(ticket: tickets.SegmentedTicket, *, table: routing.RoutingTable,
         deadline=decision.first_response_deadline, steps=trace_steps(ticket, record),
         payload=data, at=now, event_id=event_id, customer_id=ticket.customer_id,
         platform=ticket.platform, clocks=clocks, correlation_id=correlation_id)
+    ids = _ids(event_id, decision.department)
     return FirstRouting(dispatch, [
-        _in_lane(decision.queue_topic, ticket, data, correlation_id, now,
-                 _ids(event_id, decision.department)),
-        _routed_event(routed_event, correlation_id, _ids(event_id, decision.department)),
+        _in_lane(decision.queue_topic, ticket, data, correlation_id, now, ids),
+        _routed_event(routed_event, correlation_id, ids),
     ])
 
 
@@ -120,9 +119,9 @@ def _ids(routed_by: str, department: str) -> _Ids:
 
 def _in_lane(lane: str, ticket: tickets.SegmentedTicket, data: dict[str, Any],
              correlation_id: str, at: datetime, ids: _Ids) -> kafka.Output:
-    return kafka.Output(lane, ticket.customer_id, dataclasses.replace(envelope.Event(
+    return kafka.Output(lane, ticket.customer_id, envelope.Event(
         type=events.TicketEventType.ROUTED, source=SOURCE, ticket_id=ticket.ticket_id,
-        correlation_id=correlation_id, data=data, time=at), id=ids.queued))
+        correlation_id=correlation_id, data=data, time=at, id=ids.queued))
 
 
 def _routed_event(routed: events.TicketEvent, correlation_id: str, ids: _Ids) -> kafka.Output:
