@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_asyn
 
 from devtools.postgres import LocalPostgres
 from services.core import db, migrate
+from services.router.store import RoutedTickets
 
 BACKENDS = ["sqlite", "postgresql"]
 
@@ -100,3 +101,9 @@ async def sessions(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncS
         yield db.sessions(engine)
     finally:
         await engine.dispose()
+
+
+@pytest.fixture
+def routed(sessions: async_sessionmaker[AsyncSession]) -> RoutedTickets:
+    """The router's routed tickets on that store."""
+    return RoutedTickets(sessions)

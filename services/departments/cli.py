@@ -188,12 +188,9 @@ def _call(action: Callable[[str, str | None], Mapping[str, object]], *,
                        " for a new one", err=True)
         raise typer.Exit(1) from exc
     except httpx.HTTPError as exc:
-        if retries.unconfirmed(exc):
-            typer.echo(f"not confirmed: the router at {settings.router_url} did not answer"
-                       f" ({exc}); it may have recorded it", err=True)
-        else:
-            typer.echo(f"not recorded: router unreachable at {settings.router_url}: {exc}",
-                       err=True)
+        outcome = "not confirmed (it may be recorded)" if retries.unconfirmed(exc) \
+            else "not recorded"
+        typer.echo(f"{outcome}: {_failure_of(exc)} at {settings.router_url}", err=True)
         if again and retries.worth_another_try(exc):
             typer.echo(again, err=True)
         raise typer.Exit(1) from exc

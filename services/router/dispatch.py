@@ -35,10 +35,16 @@ def redispatch(ticket: tickets.RoutedTicket, *, department: str, reason: str,
         segment=ticket.segmentation.segment, reason=reason, priority=priority,
         **(details or {}))
     return handed, [
-        kafka.Output(queue, ticket.customer_id,
-                     envelope.Event(type=events.TicketEventType.ROUTED, source=SOURCE,
-                                    ticket_id=ticket.ticket_id, correlation_id=correlation_id,
-                                    data=handed.model_dump(mode="json"), time=now)),
+        queued(queue, ticket, handed.model_dump(mode="json"), correlation_id, now),
         kafka.Output(topics.EVENTS, ticket.ticket_id,
                      events.as_envelope(lifecycle, correlation_id, SOURCE)),
     ]
+
+
+def queued(lane: str, ticket: tickets.SegmentedTicket, data: dict[str, Any],
+           correlation_id: str, at: datetime, event_id: str | None = None) -> kafka.Output:
+    """The ticket's record on a department's lane (`data`: the routed ticket as JSON)."""
+    return kafka.Output(lane, ticket.customer_id, envelope.Event(
+        type=events.TicketEventType.ROUTED, source=SOURCE, ticket_id=ticket.ticket_id,
+        correlation_id=correlation_id, data=data, time=at,
+        id=envelope.new_id() if event_id is None else event_id))

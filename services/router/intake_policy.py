@@ -82,15 +82,18 @@ def after_routing(trace: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]
     return list(trace[head:])
 
 
+def routing_step(trace: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The step of a ticket's trace that says how it was first routed."""
+    return next((step for step in trace if step.get("step") == "routed"), None)
+
+
 def routed_at(trace: Iterable[Mapping[str, Any]]) -> datetime | None:
     """When the ticket was first routed, from its trace; None if the trace does not say."""
-    for step in trace:
-        if step.get("step") == "routed":
-            try:
-                return moments.parse(step.get("at"))
-            except ValueError:
-                return None
-    return None
+    step = routing_step(trace)
+    try:
+        return None if step is None else moments.parse(step.get("at"))
+    except ValueError:
+        return None
 
 
 def handed_on(steps: Iterable[Mapping[str, Any]]) -> bool:

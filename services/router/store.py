@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -134,6 +134,10 @@ def _merge_kept(row: RoutedTicketRow, dispatch: Dispatch) -> None:
         row.next_clock_check = values["next_clock_check"]
 
 
+def _as_dict(step: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    return None if step is None else dict(step)
+
+
 def _row_values(d: Dispatch) -> dict[str, Any]:
     return {"ticket_id": d.ticket_id, "department": d.department, "segment": d.segment,
             "status": lifecycle.Status.ROUTED, "priority": d.priority,
@@ -178,8 +182,7 @@ class RoutedTickets:
                 payload=row.payload, correlation_id=row.correlation_id,
                 deadlines={} if row.service_clocks is None else dict(
                     service_clocks.from_json(row.service_clocks).deadlines()),
-                first_routing=next((step for step in row.trace
-                                    if step.get("step") == "routed"), None),
+                first_routing=_as_dict(intake_policy.routing_step(row.trace)),
                 handed_on=intake_policy.handed_on(intake_policy.after_routing(row.trace)),
                 claimed_until=row.handover_until)) for row in rows}
 

@@ -174,7 +174,6 @@ class RouteTicket:
                                now=datetime.now(UTC), event_id=event.id,
                                correlation_id=event.correlation_id)
         # Recorded last: a ticket whose outputs could not be built is not routed.
-        batch.routed_by[ticket.ticket_id] = RoutedBefore(event.id)
         batch.routed_now.add(ticket.ticket_id)
         batch.dispatches.append(routed.dispatch)
         return routed.outputs

@@ -6,9 +6,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import pytest
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
 from services.core.settings import Settings
 from services.router import overflow, routing
 from services.router.load import RESPONSE_RATE_WINDOW, LoadWatch
@@ -26,11 +23,6 @@ TABLE = routing.RoutingTable(
 def dispatch(ticket_id: str, department: str, at: datetime) -> Dispatch:
     return Dispatch(ticket_id=ticket_id, department=department, segment="potential",
                     priority=3, deadline=at + timedelta(hours=4), steps=[], payload={}, at=at)
-
-
-@pytest.fixture
-def routed(sessions: async_sessionmaker[AsyncSession]) -> RoutedTickets:
-    return RoutedTickets(sessions)
 
 
 async def with_work(routed: RoutedTickets, now: datetime) -> None:

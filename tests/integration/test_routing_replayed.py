@@ -12,6 +12,7 @@ from collections.abc import Collection, Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -24,11 +25,6 @@ from services.router.event_follower import FollowTicketEvent
 from services.router.models import RoutedTicketRow
 from services.router.store import Dispatch, RoutedBefore, RoutedTickets
 from tests.integration.stages.stage_records import TABLE, segmented_event
-
-
-@pytest.fixture
-def routed(sessions: async_sessionmaker[AsyncSession]) -> RoutedTickets:
-    return RoutedTickets(sessions)
 
 
 async def route_batch(stage: worker.RouteTicket,
@@ -133,6 +129,7 @@ class TestARoutingReplayed:
             self, routed: RoutedTickets, first: First) -> None:
         stage, event, outputs = first
         await transfer(routed, "business_desk")
+        counted = REGISTRY.get_sample_value(HANDED_ON) or 0.0
         before = await stored(routed)
 
         again = await route_batch(stage, event)
@@ -144,6 +141,7 @@ class TestARoutingReplayed:
         after = await stored(routed)
         assert (after.department, after.trace, after.payload) == (
             "business_desk", before.trace, before.payload)
+        assert REGISTRY.get_sample_value(HANDED_ON) == counted + 1
 
     async def test_a_resolved_ticket_joins_no_queue_again(
             self, routed: RoutedTickets, first: First) -> None:
@@ -185,6 +183,7 @@ class TestARoutingReplayed:
             row.service_clocks).deadlines()
 
 
+HANDED_ON = "routing_router_replays_after_handover_total"
 ELSEWHERE = routing.RoutingTable.simple("t2", {"government": "business_desk"},
                                         "customer_care")
 

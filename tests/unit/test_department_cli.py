@@ -143,3 +143,17 @@ class TestAReportNotRecorded:
         assert result.exit_code == 1
         assert "used for another report" in result.output
         assert "to try again" not in result.output
+
+    def test_a_try_left_unanswered_is_not_confirmed_rather_than_not_recorded(
+            self, monkeypatch: pytest.MonkeyPatch) -> None:
+        def silent(url: str, **_: object) -> httpx.Response:
+            raise httpx.ReadTimeout("no answer", request=httpx.Request("POST", url))
+
+        monkeypatch.setattr(queue.httpx, "post", silent)
+        report = queue.report
+        monkeypatch.setattr(cli.queue, "report", lambda *args, **kwargs: report(
+            *args, **kwargs, give_up_after=0.0))
+        result = CliRunner().invoke(cli.app, ["respond", "t-1", "--idempotency-key", "k-8"])
+        assert result.exit_code == 1
+        assert result.output.startswith("not confirmed") and "not recorded:" not in result.output
+        assert "--idempotency-key k-8" in result.output

@@ -118,13 +118,20 @@ class TestAReportSentAgain:
         assert (len(router.keys), router.slept) == (1, [])
 
     def test_without_a_key_it_is_sent_once(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        router = Router(receipt(503, {"error": "unavailable"}, retry_after="1"))
-        monkeypatch.setattr(queue.httpx, "post", lambda url, *, json, headers, timeout:
-                            router.answers[0])
+        answer = receipt(503, {"error": "unavailable"}, retry_after="1")
+        sent: list[str] = []
+
+        def post(url: str, *, json: object, headers: dict[str, str],
+                 timeout: float) -> httpx.Response:
+            sent.append(url)
+            return answer
+
+        monkeypatch.setattr(queue.httpx, "post", post)
+        slept: list[float] = []
         with pytest.raises(httpx.HTTPStatusError):
             queue.report("http://router.test", "t-1", "resolved", department=None,
-                         token="rt", sleep=router.slept.append)
-        assert router.slept == []
+                         token="rt", sleep=slept.append)
+        assert (len(sent), slept) == (1, [])
 
     def test_no_try_starts_past_the_time_given(self, monkeypatch: pytest.MonkeyPatch) -> None:
         router = Router(receipt(503, {"error": "unavailable"}, retry_after="1"))

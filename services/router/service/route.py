@@ -11,7 +11,7 @@ from typing import Any
 
 from services.core import envelope, events, kafka, lifecycle, tickets, topics
 from services.router import ports, priority, routing, service_clocks
-from services.router.dispatch import SOURCE
+from services.router.dispatch import SOURCE, queued
 from services.router.store import Dispatch, Stored
 
 
@@ -55,7 +55,7 @@ def route(ticket: tickets.SegmentedTicket, *, table: routing.RoutingTable,
         platform=ticket.platform, clocks=clocks, correlation_id=correlation_id)
     ids = _ids(event_id, decision.department)
     return FirstRouting(dispatch, [
-        _in_lane(decision.queue_topic, ticket, data, correlation_id, now, ids),
+        queued(decision.queue_topic, ticket, data, correlation_id, now, ids.queued),
         _routed_event(routed_event, correlation_id, ids),
     ])
 
@@ -74,7 +74,7 @@ def replayed(stored: Stored, *, routed_by: str, correlation_id: str) -> list[kaf
     if stored.handed_on or not lifecycle.is_open(stored.status):
         return [routed]
     lane = priority.queue_for(stored.department, stored.priority)
-    return [_in_lane(lane, ticket, stored.payload, correlation_id, first.occurred_at, ids),
+    return [queued(lane, ticket, stored.payload, correlation_id, first.occurred_at, ids.queued),
             routed]
 
 
@@ -115,13 +115,6 @@ class _Ids:
 def _ids(routed_by: str, department: str) -> _Ids:
     return _Ids(envelope.derived_id(routed_by, f"queued/{department}"),
                 envelope.derived_id(routed_by, f"routed/{department}"))
-
-
-def _in_lane(lane: str, ticket: tickets.SegmentedTicket, data: dict[str, Any],
-             correlation_id: str, at: datetime, ids: _Ids) -> kafka.Output:
-    return kafka.Output(lane, ticket.customer_id, envelope.Event(
-        type=events.TicketEventType.ROUTED, source=SOURCE, ticket_id=ticket.ticket_id,
-        correlation_id=correlation_id, data=data, time=at, id=ids.queued))
 
 
 def _routed_event(routed: events.TicketEvent, correlation_id: str, ids: _Ids) -> kafka.Output:
