@@ -196,11 +196,21 @@ class RoutedTickets:
         deadline), and only a ticket reported on alone takes the department and copy
         published. One stored by another event (a copy routed while the store could not
         tell) stays. Several writers at once (the shares, the flush) meet no conflict:
-        rows are inserted if absent, then locked in ticket order."""
+        rows are inserted if absent, then locked in ticket order. A chunk failing for
+        anything but an outage holds back none of the others: the first such error is
+        raised once they are written (an outage is raised at once)."""
         latest = sorted({d.ticket_id: d for d in dispatches}.values(),
                         key=lambda d: d.ticket_id)
+        failed: Exception | None = None
         for start in range(0, len(latest), chunk):
-            await self._record_kept(latest[start:start + chunk])
+            try:
+                await self._record_kept(latest[start:start + chunk])
+            except Exception as error:
+                if db.is_outage(error):
+                    raise
+                failed = failed or error
+        if failed is not None:
+            raise failed
 
     async def _record_kept(self, dispatches: Sequence[Dispatch]) -> None:
         by_id = {d.ticket_id: d for d in dispatches}

@@ -307,6 +307,28 @@ class TestDecidedWhileTheStoreWasDown:
         row = await routed.get("t-9")
         assert row is not None and row.department == "public_sector"
 
+    async def test_a_chunk_failing_for_a_bug_holds_back_none_of_the_others(
+            self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        """The first of three chunks fails as a bug would: the others are written all
+        the same, and the error is raised (logged by the flush's periodic task)."""
+
+        class FirstChunkFails(RoutedTickets):
+            async def _record_kept(self, dispatches: Sequence[Dispatch]) -> None:
+                if dispatches[0].ticket_id == "k-0":
+                    raise ValueError("a bug in this chunk")
+                await super()._record_kept(dispatches)
+
+        failing = FirstChunkFails(sessions)
+        dispatches = [service.route(
+            tickets.SegmentedTicket.model_validate(event.data), table=TABLE,
+            load=ports.no_load, now=datetime.now(UTC), event_id=event.id,
+            correlation_id=event.correlation_id).dispatch
+            for event in (segmented_event("government", f"k-{n}") for n in range(5))]
+        with pytest.raises(ValueError, match="a bug in this chunk"):
+            await failing.record_kept_dispatches(dispatches, chunk=2)
+        written = [await failing.get(f"k-{n}") for n in range(5)]
+        assert [row is not None for row in written] == [False, False, True, True, True]
+
     async def test_writers_at_once_meet_no_conflict(self, routed: RoutedTickets) -> None:
         """The shares and the flush, when the store is back."""
         event = segmented_event("government", "t-8")
