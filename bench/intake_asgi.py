@@ -41,8 +41,8 @@ class WrittenOut:
 
 class NoKeys:
     async def claim(self, key: str, *, fingerprint: str, ticket_id: str, now: datetime,
-                    correlation_id: str | None = None,
-                    event_id: str | None = None) -> IntakeKeyRow:
+                    correlation_id: str | None = None, event_id: str | None = None,
+                    occurred_at: datetime | None = None) -> IntakeKeyRow:
         raise AssertionError("the bench sends no Idempotency-Key")
 
     async def accepted(self, key: str, *, correlation_id: str) -> None:

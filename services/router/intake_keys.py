@@ -23,13 +23,14 @@ class IntakeKeys:
         self._sessions = sessions
 
     async def claim(self, key: str, *, fingerprint: str, ticket_id: str, now: datetime,
-                    correlation_id: str | None = None,
-                    event_id: str | None = None) -> IntakeKeyRow:
+                    correlation_id: str | None = None, event_id: str | None = None,
+                    occurred_at: datetime | None = None) -> IntakeKeyRow:
         """The key's row: ours (status pending) if the key is new, else the first one's.
-        A report's key holds the id of its event (`event_id`) besides its ticket's."""
+        A report's key holds the id of its event (`event_id`) and the date it was judged
+        to stand at (`occurred_at`) besides its ticket's."""
         row = dict(idempotency_key=key, ticket_id=ticket_id, fingerprint=fingerprint,
                    status="pending", created_at=now, correlation_id=correlation_id,
-                   event_id=event_id)
+                   event_id=event_id, occurred_at=occurred_at)
         try:
             async with self._sessions() as session, session.begin():
                 session.add(IntakeKeyRow(**row))
@@ -39,7 +40,7 @@ class IntakeKeys:
             if existing is None:  # deleted in between (purged, erased): try once more
                 return await self.claim(key, fingerprint=fingerprint, ticket_id=ticket_id,
                                         now=now, correlation_id=correlation_id,
-                                        event_id=event_id)
+                                        event_id=event_id, occurred_at=occurred_at)
             return existing
         return IntakeKeyRow(**row)
 

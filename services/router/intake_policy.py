@@ -18,7 +18,12 @@ from typing import Any
 
 from services.core import moments
 
-REPORT_CLOCK_SKEW = timedelta(minutes=5)  # departments' clocks may run a little ahead
+# How far a reporter's clock (a department's, a platform's) may run from ours, either way:
+# a report dated that little outside its plausible range is dated at the nearer end
+# (report_date), not refused.
+REPORT_CLOCK_SKEW = timedelta(minutes=5)
+SKEW_NOTE = (f"up to {REPORT_CLOCK_SKEW.total_seconds() / 60:g} minutes outside, as a"
+             " clock running from the router's puts it, is dated at the nearer end")
 
 # What an `Idempotency-Key` may be: printable ASCII, no spaces, 1 to 255 characters.
 KEY_PATTERN = r"^[\x21-\x7e]+$"
@@ -136,14 +141,28 @@ def held_at(trace: Iterable[Mapping[str, Any]], moment: datetime) -> str | None:
 
 def judge_report_time(occurred_at: datetime | None, *, received_at: datetime | None,
                       now: datetime, arrived: datetime | None = None) -> ReportTime:
-    """Whether a report's date may stand (None: undated, it is dated on arrival);
-    `arrived`: when the ticket came to the reporting department, for a department's."""
+    """Whether a report's date may stand (None: undated, it is dated on arrival): between
+    the ticket's receipt (`arrived`, for a department's: when the ticket came to it) and
+    now, give or take REPORT_CLOCK_SKEW."""
     if occurred_at is None:
         return ReportTime.ACCEPTED
-    if received_at is not None and occurred_at < received_at:
+    if received_at is not None and occurred_at < received_at - REPORT_CLOCK_SKEW:
         return ReportTime.BEFORE_RECEIPT
-    if arrived is not None and occurred_at < arrived:
+    if arrived is not None and occurred_at < arrived - REPORT_CLOCK_SKEW:
         return ReportTime.BEFORE_ARRIVAL
     if occurred_at > now + REPORT_CLOCK_SKEW:
         return ReportTime.IN_FUTURE
     return ReportTime.ACCEPTED
+
+
+def report_date(occurred_at: datetime | None, *, received_at: datetime | None,
+                now: datetime, arrived: datetime | None = None) -> datetime:
+    """The date an accepted report (judge_report_time) stands at: its own, or, dated by a
+    clock running a little from ours, the nearer end of its range. Never before the
+    ticket's receipt or its arrival in the reporting department, so it credits no
+    department that held the ticket before, and never after now, so no clock is moved by
+    a moment still to come; undated, now."""
+    if occurred_at is None:
+        return now
+    earliest = [moment for moment in (received_at, arrived) if moment is not None]
+    return max(min(occurred_at, now), *earliest)

@@ -86,3 +86,7 @@ class IntakeKeyRow(Base):
     # A report's key (services/router/service/reports.py): the id of the event it
     # published, which a retry answers. None: a ticket's key.
     event_id: Mapped[str | None] = mapped_column(String(64))
+    # The date a report's key's report was judged to stand at, which a retry taking over
+    # from a request that died publishes it at (None: a ticket's key, or claimed before
+    # 0021).
+    occurred_at: Mapped[datetime | None] = mapped_column(db.UtcDateTime())

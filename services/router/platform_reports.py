@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.core import auth, http
-from services.router import bootstrap, service
+from services.router import bootstrap, intake_policy, service
 from services.router.intake import (
     REPORT_IN_FLIGHT,
     UNAVAILABLE,
@@ -32,8 +32,9 @@ class CustomerReply(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     occurred_at: http.Timestamp | None = Field(
-        default=None, description="When the customer replied (RFC 3339 with offset);"
-                                  " default: now")
+        default=None, description="When the customer replied (RFC 3339 with offset),"
+                                  " between the ticket's receipt and now ("
+                                  f"{intake_policy.SKEW_NOTE}); default: now")
 
 
 @api.post("/{ticket_id}/customer-replies", status_code=202, response_model=ReportAccepted,

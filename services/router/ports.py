@@ -48,8 +48,8 @@ class Keys(Protocol):
     (services/router/intake_keys.py)."""
 
     async def claim(self, key: str, *, fingerprint: str, ticket_id: str, now: datetime,
-                    correlation_id: str | None = None,
-                    event_id: str | None = None) -> IntakeKeyRow: ...
+                    correlation_id: str | None = None, event_id: str | None = None,
+                    occurred_at: datetime | None = None) -> IntakeKeyRow: ...
 
     async def accepted(self, key: str, *, correlation_id: str) -> None: ...
 

@@ -145,3 +145,27 @@ class TestARetriedReportIsRecordedOnce:
         assert reused.json()["fields"][0] == {
             "field": "header.Idempotency-Key", "type": "idempotency_key_reused",
             "problem": service.KEY_REUSED.detail}
+
+
+class TestAReportDatedByAClockRunningAhead:
+    async def test_it_is_published_dated_now_and_its_key_keeps_that_date(
+            self, router: Router) -> None:
+        """The department's clock runs a minute ahead: its report stands, dated at its
+        arrival here, and its key keeps that date, at which a retry taking over from a
+        request that died would publish it again."""
+        ticket_id = await router.routed_ticket()
+        key = unique("key")
+        before = datetime.now(UTC)
+        answer = await router.resolve(
+            ticket_id, key, occurred_at=(before + timedelta(minutes=1)).isoformat())
+        after = datetime.now(UTC)
+        assert answer.status_code == 202, answer.text
+        [(event, _record)] = await read_topic(
+            router.bootstrap, topics.EVENTS, until=1,
+            keep=lambda event: event.ticket_id == ticket_id)
+        dated = events.read(event).occurred_at
+        assert before <= dated <= after
+        department = access.Principal("any", access.Role.DEPARTMENT, DEPARTMENT)
+        claim = await router.keys.find(
+            service.ReportKey(key, router.keys, timedelta(0)).scoped(department))
+        assert claim is not None and claim.occurred_at == dated

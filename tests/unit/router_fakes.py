@@ -49,13 +49,13 @@ class FakeKeys:
         self.rows: dict[str, IntakeKeyRow] = {}
 
     async def claim(self, key: str, *, fingerprint: str, ticket_id: str, now: datetime,
-                    correlation_id: str | None = None,
-                    event_id: str | None = None) -> IntakeKeyRow:
+                    correlation_id: str | None = None, event_id: str | None = None,
+                    occurred_at: datetime | None = None) -> IntakeKeyRow:
         if key not in self.rows:
             self.rows[key] = IntakeKeyRow(
                 idempotency_key=key, ticket_id=ticket_id, fingerprint=fingerprint,
                 status="pending", created_at=now, correlation_id=correlation_id,
-                event_id=event_id)
+                event_id=event_id, occurred_at=occurred_at)
         return self.rows[key]
 
     async def accepted(self, key: str, *, correlation_id: str) -> None:

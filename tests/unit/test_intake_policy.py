@@ -18,6 +18,7 @@ from services.router.intake_policy import (
     held_at,
     judge_claim,
     judge_report_time,
+    report_date,
     routed_at,
 )
 from services.router.service.route import trace_steps
@@ -67,10 +68,15 @@ class TestReportTime:
     def test_undated_and_in_range_reports_stand(self) -> None:
         assert self.judge(None) is ReportTime.ACCEPTED
         assert self.judge(self.RECEIVED) is ReportTime.ACCEPTED
+        assert self.judge(NOW) is ReportTime.ACCEPTED
+
+    def test_so_do_those_dated_by_a_clock_a_little_behind_or_ahead(self) -> None:
+        assert self.judge(self.RECEIVED - REPORT_CLOCK_SKEW) is ReportTime.ACCEPTED
         assert self.judge(NOW + REPORT_CLOCK_SKEW) is ReportTime.ACCEPTED
 
     def test_a_report_before_the_receipt_is_refused(self) -> None:
-        assert self.judge(self.RECEIVED - timedelta(seconds=1)) is ReportTime.BEFORE_RECEIPT
+        before = self.RECEIVED - REPORT_CLOCK_SKEW - timedelta(seconds=1)
+        assert self.judge(before) is ReportTime.BEFORE_RECEIPT
 
     def test_a_report_past_the_clock_skew_is_in_the_future(self) -> None:
         later = NOW + REPORT_CLOCK_SKEW + timedelta(seconds=1)
@@ -105,8 +111,34 @@ class TestArrival:
             return judge_report_time(occurred_at, received_at=NOW - timedelta(hours=4),
                                      now=NOW, arrived=self.TRANSFERRED)
 
-        assert judge(self.TRANSFERRED - timedelta(seconds=1)) is ReportTime.BEFORE_ARRIVAL
+        early = self.TRANSFERRED - REPORT_CLOCK_SKEW
+        assert judge(early - timedelta(seconds=1)) is ReportTime.BEFORE_ARRIVAL
+        assert judge(early) is ReportTime.ACCEPTED
         assert judge(self.TRANSFERRED) is ReportTime.ACCEPTED
+
+
+class TestReportDate:
+    """The date an accepted report stands at: within its range, as given; a little
+    outside it (a clock running from ours), at the nearer end."""
+
+    RECEIVED = NOW - timedelta(hours=2)
+    ARRIVED = NOW - timedelta(hours=1)
+
+    def date(self, occurred_at: datetime | None, *,
+             arrived: datetime | None = ARRIVED) -> datetime:
+        return report_date(occurred_at, received_at=self.RECEIVED, now=NOW, arrived=arrived)
+
+    def test_within_its_range_as_given_and_undated_now(self) -> None:
+        moment = NOW - timedelta(minutes=30)
+        assert self.date(moment) == moment
+        assert self.date(None) == NOW
+
+    def test_never_before_the_arrival_nor_the_receipt(self) -> None:
+        assert self.date(self.ARRIVED - timedelta(seconds=1)) == self.ARRIVED
+        assert self.date(self.RECEIVED - timedelta(seconds=1), arrived=None) == self.RECEIVED
+
+    def test_never_after_now(self) -> None:
+        assert self.date(NOW + timedelta(minutes=1)) == NOW
 
 
 # A ticket routed to customer_care, escalated in place, transferred, then answered.

@@ -12,7 +12,8 @@ from prometheus_client import REGISTRY
 
 from services.core import access, events, tickets, topics
 from services.core.events import TicketEventType
-from services.router import service
+from services.router import intake_policy, service
+from services.router.intake_policy import REPORT_CLOCK_SKEW
 from services.router.service import Refusal, Refused
 from services.router.service.verdicts import HANDOVER_IN_FLIGHT, RESOLVED
 from services.router.store import Dispatch
@@ -163,7 +164,7 @@ class TestRecordReport:
             principal=principal, correlation_id=None, routed=router.routed,
             publisher=router.publisher, now=NOW + timedelta(hours=1))
 
-    @pytest.mark.parametrize("occurred_at", [NOW - timedelta(minutes=1),
+    @pytest.mark.parametrize("occurred_at", [NOW - REPORT_CLOCK_SKEW - timedelta(seconds=1),
                                              NOW + timedelta(hours=2)])
     async def test_an_implausible_time_is_refused_naming_the_field(
             self, occurred_at: datetime) -> None:
@@ -200,6 +201,32 @@ class TestRecordReport:
         recorded = await self.report(router, NOW + timedelta(hours=1), principal=desk)
         assert isinstance(recorded, service.Recorded)
 
+    async def test_one_dated_by_a_clock_a_little_behind_ours_is_dated_at_its_arrival(
+            self) -> None:
+        """business_desk's clock runs 2 s behind: its report, a second after the ticket
+        came to it, is dated a second before that. It stands, dated at the arrival, so it
+        credits business_desk, not public_sector which held the ticket before."""
+        router = wired()
+        routed_ticket(router)
+        await TestTransfer().transfer(router, "business_desk")
+        arrived = NOW + timedelta(hours=1)  # the transfer's time (TestTransfer)
+        desk = access.Principal("cred-bd", access.Role.DEPARTMENT, "business_desk")
+        recorded = await self.report(router, arrived - timedelta(seconds=1), principal=desk)
+        assert isinstance(recorded, service.Recorded)
+        report = events.read(router.publisher.published[-1].event)
+        assert (report.type, report.occurred_at) == (TicketEventType.RESPONDED, arrived)
+        assert intake_policy.held_at(router.routed.rows["t-1"].trace,
+                                     report.occurred_at) == "business_desk"
+
+    async def test_one_dated_by_a_clock_a_little_ahead_is_dated_now(self) -> None:
+        router = wired()
+        routed_ticket(router)
+        now = NOW + timedelta(hours=1)  # self.report's
+        recorded = await self.report(router, now + timedelta(minutes=1))
+        assert isinstance(recorded, service.Recorded)
+        (published,) = router.publisher.published
+        assert events.read(published.event).occurred_at == now
+
     async def test_another_departments_ticket_is_refused(self) -> None:
         router = wired()
         routed_ticket(router)
@@ -225,6 +252,26 @@ class TestCustomerReplied:
             routed=router.routed, publisher=router.publisher, now=NOW)
         assert isinstance(recorded, service.Recorded)
         assert router.publisher.types() == [TicketEventType.CUSTOMER_REPLIED]
+
+    async def test_a_reply_dated_a_little_before_the_receipt_is_dated_at_it(self) -> None:
+        """The platform's clock runs behind the intake's: the customer's reply, dated a
+        few seconds before the ticket was received, is dated at its receipt; one dated
+        before that by more than the allowed skew is refused."""
+        router = wired()
+        routed_ticket(router)  # received at NOW
+
+        async def reply(occurred_at: datetime) -> service.Recorded | Refused:
+            return await service.customer_replied(
+                "t-1", occurred_at=occurred_at, platform=DESK, correlation_id=None,
+                routed=router.routed, publisher=router.publisher,
+                now=NOW + timedelta(minutes=1))
+
+        assert isinstance(await reply(NOW - timedelta(seconds=3)), service.Recorded)
+        (published,) = router.publisher.published
+        assert events.read(published.event).occurred_at == NOW
+        refused = await reply(NOW - REPORT_CLOCK_SKEW - timedelta(seconds=1))
+        assert isinstance(refused, Refused) and refused.field == "body.occurred_at"
+        assert "before the ticket was received" in refused.detail
 
 
 class TestReportsUnderAnIdempotencyKey:
@@ -334,6 +381,28 @@ class TestReportsUnderAnIdempotencyKey:
         # Undated, the report is dated at the first request's claim, not at the retry.
         assert first.event.data == again.event.data
         assert claim.status == "accepted"
+
+    async def test_published_again_at_the_date_it_was_judged_to_stand_at(
+            self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Dated a second before the ticket's arrival (the department's clock behind
+        ours), the report stood at the arrival; the retry after its request died
+        publishes it at that date, not at the one given."""
+        router = wired()
+        routed_ticket(router)  # routed to public_sector at NOW
+
+        async def died(key: str, *, correlation_id: str) -> None:
+            raise RuntimeError("the router died here")
+
+        given = NOW - timedelta(seconds=1)
+        monkeypatch.setattr(router.keys, "accepted", died)
+        with pytest.raises(RuntimeError):
+            await self.report(router, "k-1", occurred_at=given)
+        monkeypatch.undo()
+        later = NOW + timedelta(hours=1) + router.router.claim_hold
+        assert isinstance(await self.report(router, "k-1", occurred_at=given, now=later),
+                          service.Recorded)
+        first, again = (events.read(p.event) for p in router.publisher.published)
+        assert first.occurred_at == again.occurred_at == NOW
 
     async def test_a_refused_report_leaves_its_key_free(self) -> None:
         router = wired()

@@ -69,7 +69,7 @@ async def record_report(ticket_id: str, report: events.TicketEventType, *,
     if principal.role is access.Role.DEPARTMENT:
         department = principal.subject
 
-    async def judged() -> Refused | None:
+    async def judged() -> Refused | datetime:
         if principal.role is access.Role.DEPARTMENT and asked_for is not None \
                 and asked_for != principal.subject:
             return Refused(Refusal.FORBIDDEN, "a department credential reports for its own"
@@ -77,13 +77,15 @@ async def record_report(ticket_id: str, report: events.TicketEventType, *,
         row = await routed.get(ticket_id)
         if row is None:
             return verdicts.not_found(ticket_id)
+        date = occurred_at or now
         if principal.role is access.Role.DEPARTMENT:
             if not principal.may_act_for(row.department):
                 return verdicts.ACTS_FOR_OWN
-            implausible = plausible_time(row, occurred_at, now=now, department=row.department)
-            if implausible is not None:
-                return implausible
-        return None if lifecycle.is_open(row.status) else verdicts.RESOLVED
+            dated = plausible_date(row, occurred_at, now=now, department=row.department)
+            if isinstance(dated, Refused):
+                return dated
+            date = dated
+        return date if lifecycle.is_open(row.status) else verdicts.RESOLVED
 
     report_event = events.TicketEvent(ticket_id=ticket_id, type=report,
                                       occurred_at=occurred_at or now, department=department)
@@ -100,17 +102,17 @@ async def customer_replied(ticket_id: str, *, occurred_at: datetime | None,
     """The customer replied on a ticket this platform posted: its clocks resume, and a
     next-response clock starts once it has had its first response."""
 
-    async def judged() -> Refused | None:
+    async def judged() -> Refused | datetime:
         row = await routed.get(ticket_id)
         if row is None:
             return verdicts.not_found(ticket_id)
         if row.platform != platform.subject:
             return Refused(Refusal.FORBIDDEN,
                            "a platform reports on the tickets it posted only")
-        implausible = plausible_time(row, occurred_at, now=now)
-        if implausible is not None:
-            return implausible
-        return None if lifecycle.is_open(row.status) else verdicts.RESOLVED
+        dated = plausible_date(row, occurred_at, now=now)
+        if isinstance(dated, Refused):
+            return dated
+        return dated if lifecycle.is_open(row.status) else verdicts.RESOLVED
 
     reply = events.TicketEvent(ticket_id=ticket_id,
                                type=events.TicketEventType.CUSTOMER_REPLIED,
@@ -120,10 +122,11 @@ async def customer_replied(ticket_id: str, *, occurred_at: datetime | None,
                                  publisher=publisher, now=now)
 
 
-def plausible_time(row: RoutedTicketRow, occurred_at: datetime | None, *,
-                   now: datetime, department: str | None = None) -> Refused | None:
-    """None when a report's time lies between the ticket's receipt (for a `department`'s
-    report: its arrival there) and now."""
+def plausible_date(row: RoutedTicketRow, occurred_at: datetime | None, *,
+                   now: datetime, department: str | None = None) -> Refused | datetime:
+    """The date a report stands at (intake_policy.report_date), if its time lies between
+    the ticket's receipt (for a `department`'s report: its arrival there) and now, give
+    or take the reporter's clock skew; else why not."""
     received = row.payload.get("received_at")
     received_at = datetime.fromisoformat(received) if isinstance(received, str) else None
     arrived = None if department is None else intake_policy.arrived_at(row.trace, department)
@@ -139,27 +142,34 @@ def plausible_time(row: RoutedTicketRow, occurred_at: datetime | None, *,
     if verdict is intake_policy.ReportTime.IN_FUTURE:
         return Refused(Refusal.INVALID, "in the future; leave it out for now",
                        field="body.occurred_at")
-    return None
+    return intake_policy.report_date(occurred_at, received_at=received_at, now=now,
+                                     arrived=arrived)
 
 
 async def _published_once(report: events.TicketEvent, *, given_at: datetime | None,
-                          judged: Callable[[], Awaitable[Refused | None]],
+                          judged: Callable[[], Awaitable[Refused | datetime]],
                           key: ReportKey | None, reporter: access.Principal,
                           correlation_id: str | None, publisher: ports.Publisher,
                           now: datetime) -> Recorded | Refused:
-    """The report published, unless `judged` refuses it; under a key, once (see the
-    module's docstring)."""
+    """The report published at the date `judged` gives it, unless it refuses it; under a
+    key, once (see the module's docstring)."""
     event_id = str(uuid.uuid4())
     if key is None:
-        return await judged() or await _published(report, correlation_id, publisher, event_id)
+        date = await judged()
+        if isinstance(date, Refused):
+            return date
+        return await _published(report.model_copy(update={"occurred_at": date}),
+                                correlation_id, publisher, event_id)
     scoped, fingerprint = key.scoped(reporter), fingerprint_of(report, given_at)
     claim = await key.keys.find(scoped)
     if claim is None:
-        refusal = await judged()
-        if refusal is not None:
-            return refusal
+        date = await judged()
+        if isinstance(date, Refused):
+            return date
+        report = report.model_copy(update={"occurred_at": date})
         claim = await key.keys.claim(scoped, fingerprint=fingerprint,
-                                     ticket_id=report.ticket_id, now=now, event_id=event_id)
+                                     ticket_id=report.ticket_id, now=now, event_id=event_id,
+                                     occurred_at=date)
     claimed = intake_policy.ClaimedKey(claim.event_id or "", claim.fingerprint, claim.status,
                                        claim.created_at)
     verdict = intake_policy.judge_claim(claimed, holder=event_id, fingerprint=fingerprint,
@@ -172,9 +182,11 @@ async def _published_once(report: events.TicketEvent, *, given_at: datetime | No
         return Recorded(report.ticket_id, claimed.holder)
     if claimed.holder != event_id:
         # Judged by a request that died, or met an outage, before its answer: published
-        # again under its id, as it was (undated, it is dated at that request's claim),
-        # and its readers take that event once (the router's follower by its id).
-        report = report.model_copy(update={"occurred_at": given_at or claim.created_at})
+        # again under its id, at the date it was judged to stand at (claimed before that
+        # was kept: as given, or undated at that request's claim), and its readers take
+        # that event once (the router's follower by its id).
+        report = report.model_copy(
+            update={"occurred_at": claim.occurred_at or given_at or claim.created_at})
     recorded = await _published(report, correlation_id, publisher, claimed.holder)
     if isinstance(recorded, Recorded):
         try:
