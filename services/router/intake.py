@@ -54,8 +54,9 @@ class DepartmentReport(BaseModel):
                     " its platform reports the customer's reply")
     department: str | None = Field(default=None, pattern=topics.DEPARTMENT_NAME.pattern)
     occurred_at: http.Timestamp | None = Field(
-        default=None, description="When it happened (RFC 3339 with offset), between the"
-                                  " ticket's arrival in the department and now ("
+        default=None, description="When it happened (RFC 3339 with offset); from a"
+                                  " department's credential, between the ticket's"
+                                  " arrival in the department and now ("
                                   f"{intake_policy.SKEW_NOTE}); default: now")
 
 

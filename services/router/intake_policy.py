@@ -2,17 +2,18 @@
 
 - An `Idempotency-Key` seen before: the same ticket again (replay), a request still being
   accepted (in flight), or a different ticket under a used key (mismatch).
-- A department's report: dated between the ticket's receipt and now (with some room
-  for clocks that run ahead), never earlier, which would dodge its escalation; and not
-  before the ticket came to that department, which would credit the department that
-  held it then (its target, its clock).
+- A department's report: dated between the ticket's arrival in that department and
+  now, never earlier, which would dodge its escalation or credit the department that
+  held it then (its target, its clock); a platform's, between the ticket's receipt and
+  now. A report dated a little outside (REPORT_CLOCK_SKEW either way: the reporter's
+  clock runs from ours) is dated at the nearer end.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Any
 
@@ -157,12 +158,13 @@ def judge_report_time(occurred_at: datetime | None, *, received_at: datetime | N
 
 def report_date(occurred_at: datetime | None, *, received_at: datetime | None,
                 now: datetime, arrived: datetime | None = None) -> datetime:
-    """The date an accepted report (judge_report_time) stands at: its own, or, dated by a
-    clock running a little from ours, the nearer end of its range. Never before the
-    ticket's receipt or its arrival in the reporting department, so it credits no
-    department that held the ticket before, and never after now, so no clock is moved by
-    a moment still to come; undated, now."""
+    """The date an accepted report (judge_report_time) stands at, in UTC: its own, or,
+    dated by a clock running a little from ours, the nearer end of its range; undated,
+    now. Never before the ticket's receipt or its arrival in the reporting department,
+    so it credits no department that held the ticket before; not after now, so no clock
+    is moved by a moment still to come, unless the receipt or arrival itself is (stamped
+    by another instance's clock a little ahead), and then at that moment."""
     if occurred_at is None:
-        return now
+        return now.astimezone(UTC)
     earliest = [moment for moment in (received_at, arrived) if moment is not None]
-    return max(min(occurred_at, now), *earliest)
+    return max(min(occurred_at, now), *earliest).astimezone(UTC)

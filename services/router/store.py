@@ -114,8 +114,8 @@ def _merge_kept(row: RoutedTicketRow, dispatch: Dispatch) -> None:
         logger.warning("a copy of a stored ticket was routed while the store was down",
                        extra={"ticket_id": dispatch.ticket_id})
         return
-    if row.trace == values["trace"]:
-        return  # as written just now, or by a writer before
+    if row.trace[:len(dispatch.steps)] == values["trace"]:
+        return  # as written just now, or by a writer before (with what followed since)
     routed_at = intake_policy.routed_at(row.trace)
     if routed_at is not None and dispatch.at < routed_at:
         return  # an older attempt's, written late: the newer routing stands
@@ -126,7 +126,8 @@ def _merge_kept(row: RoutedTicketRow, dispatch: Dispatch) -> None:
                        " since, keeps its stored state", extra={"ticket_id": row.ticket_id})
         return
     for name in _ROUTING_FIELDS:
-        setattr(row, name, values[name])
+        if name != "updated_at" or not later:  # else the last change is a later step's
+            setattr(row, name, values[name])
     row.trace = [*dispatch.steps, *later]
     if not later:  # nothing since: the new routing's clocks and deadline
         row.first_response_deadline = values["first_response_deadline"]
@@ -147,6 +148,15 @@ def _row_values(d: Dispatch) -> dict[str, Any]:
             "platform": d.platform, "correlation_id": d.correlation_id,
             "service_clocks": None if d.clocks is None else service_clocks.to_json(d.clocks),
             "next_clock_check": None if d.clocks is None else d.clocks.next_check()}
+
+
+class KeptNotWritten(Exception):
+    """Some routings kept through an outage were not written, for another reason than an
+    outage (a bug; the cause): `unwritten`, their tickets; the others were."""
+
+    def __init__(self, unwritten: frozenset[str]) -> None:
+        super().__init__(f"{len(unwritten)} kept ticket states not written")
+        self.unwritten = unwritten
 
 
 class RoutedTickets:
@@ -197,20 +207,25 @@ class RoutedTickets:
         published. One stored by another event (a copy routed while the store could not
         tell) stays. Several writers at once (the shares, the flush) meet no conflict:
         rows are inserted if absent, then locked in ticket order. A chunk failing for
-        anything but an outage holds back none of the others: the first such error is
-        raised once they are written (an outage is raised at once)."""
+        anything but an outage holds back none of the others: KeptNotWritten names its
+        tickets once the others are written (an outage is raised at once)."""
         latest = sorted({d.ticket_id: d for d in dispatches}.values(),
                         key=lambda d: d.ticket_id)
         failed: Exception | None = None
+        unwritten: set[str] = set()
         for start in range(0, len(latest), chunk):
+            part = latest[start:start + chunk]
             try:
-                await self._record_kept(latest[start:start + chunk])
+                await self._record_kept(part)
             except Exception as error:
                 if db.is_outage(error):
+                    if failed is not None:  # not to be lost behind the outage
+                        logger.error("kept ticket states not written", exc_info=failed)
                     raise
                 failed = failed or error
+                unwritten.update(d.ticket_id for d in part)
         if failed is not None:
-            raise failed
+            raise KeptNotWritten(frozenset(unwritten)) from failed
 
     async def _record_kept(self, dispatches: Sequence[Dispatch]) -> None:
         by_id = {d.ticket_id: d for d in dispatches}

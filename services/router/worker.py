@@ -16,7 +16,7 @@ from prometheus_client import Counter, Gauge
 from services.core import batches, db, envelope, faults, kafka, tickets
 from services.core.outage import StoreOutage
 from services.router import ports, routing, service
-from services.router.store import Dispatch, RoutedBefore, RoutedTickets, Stored
+from services.router.store import Dispatch, KeptNotWritten, RoutedBefore, RoutedTickets, Stored
 
 logger = logging.getLogger(__name__)
 
@@ -136,12 +136,18 @@ class RouteTicket:
         pending = list(self._deferred.values())
         try:
             await self._routed.record_kept_dispatches(pending)
+        except KeptNotWritten as partly:  # a bug in some: the others are done with
+            self._written([d for d in pending if d.ticket_id not in partly.unwritten])
+            raise
         except db.STORE_ERRORS as error:
             if not db.is_outage(error):
                 raise
             return
         self._outage.recovered()
-        for written in pending:  # not those a batch deferred again meanwhile
+        self._written(pending)
+
+    def _written(self, dispatches: Sequence[Dispatch]) -> None:
+        for written in dispatches:  # not those a batch deferred again meanwhile
             if self._deferred.get(written.ticket_id) is written:
                 del self._deferred[written.ticket_id]
         DEFERRED.set(len(self._deferred))

@@ -23,7 +23,7 @@ from services.core.outage import StoreOutage
 from services.router import ports, priority, routing, service, service_clocks, worker
 from services.router.event_follower import FollowTicketEvent
 from services.router.models import RoutedTicketRow
-from services.router.store import Dispatch, RoutedBefore, RoutedTickets
+from services.router.store import Dispatch, KeptNotWritten, RoutedBefore, RoutedTickets
 from tests.integration.stages.stage_records import TABLE, segmented_event
 
 
@@ -199,6 +199,17 @@ async def transfer(routed: RoutedTickets, to: str) -> None:
         "reason": "billing question"}])
 
 
+def kept_routings(prefix: str, count: int, *,
+                  event: envelope.Event | None = None) -> list[Dispatch]:
+    """`count` routings decided now (of `event`, or of new tickets `<prefix><n>`)."""
+    found = [event] if event is not None else [
+        segmented_event("government", f"{prefix}{n}") for n in range(count)]
+    return [service.route(
+        tickets.SegmentedTicket.model_validate(e.data), table=TABLE, load=ports.no_load,
+        now=datetime.now(UTC), event_id=e.id, correlation_id=e.correlation_id).dispatch
+        for e in found]
+
+
 class StoreDownForWrites(RoutedTickets):
     """The store unreachable for the stage's writes, until `down` is False."""
 
@@ -307,27 +318,70 @@ class TestDecidedWhileTheStoreWasDown:
         row = await routed.get("t-9")
         assert row is not None and row.department == "public_sector"
 
+    @pytest.mark.parametrize(("failure", "written"), [
+        (ValueError("a bug in this chunk"), [True, True, False, False, True]),
+        (OperationalError("INSERT ...", {}, ConnectionRefusedError("store down")),
+         [True, True, False, False, False])])
     async def test_a_chunk_failing_for_a_bug_holds_back_none_of_the_others(
-            self, sessions: async_sessionmaker[AsyncSession]) -> None:
-        """The first of three chunks fails as a bug would: the others are written all
-        the same, and the error is raised (logged by the flush's periodic task)."""
+            self, sessions: async_sessionmaker[AsyncSession], failure: Exception,
+            written: list[bool]) -> None:
+        """The second of three chunks fails as a bug would: the others are written all
+        the same, and its tickets are named (the flush's periodic task logs it); an
+        outage there holds back the rest, which wait for the store."""
 
-        class FirstChunkFails(RoutedTickets):
+        class SecondChunkFails(RoutedTickets):
             async def _record_kept(self, dispatches: Sequence[Dispatch]) -> None:
-                if dispatches[0].ticket_id == "k-0":
-                    raise ValueError("a bug in this chunk")
+                if dispatches[0].ticket_id == "k-2":
+                    raise failure
                 await super()._record_kept(dispatches)
 
-        failing = FirstChunkFails(sessions)
-        dispatches = [service.route(
-            tickets.SegmentedTicket.model_validate(event.data), table=TABLE,
-            load=ports.no_load, now=datetime.now(UTC), event_id=event.id,
-            correlation_id=event.correlation_id).dispatch
-            for event in (segmented_event("government", f"k-{n}") for n in range(5))]
-        with pytest.raises(ValueError, match="a bug in this chunk"):
-            await failing.record_kept_dispatches(dispatches, chunk=2)
-        written = [await failing.get(f"k-{n}") for n in range(5)]
-        assert [row is not None for row in written] == [False, False, True, True, True]
+        failing = SecondChunkFails(sessions)
+        with pytest.raises((KeptNotWritten, OperationalError)) as raised:
+            await failing.record_kept_dispatches(kept_routings("k-", 5), chunk=2)
+        if isinstance(failure, ValueError):
+            assert raised.type is KeptNotWritten
+            assert raised.value.unwritten == {"k-2", "k-3"}
+            assert raised.value.__cause__ is failure
+        else:
+            assert raised.value is failure
+        assert [await failing.get(f"k-{n}") is not None for n in range(5)] == written
+
+    async def test_a_flush_failing_for_some_tickets_is_done_with_the_others(
+            self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        class OneBad(StoreDownForWrites):
+            async def record_kept_dispatches(self, dispatches: Sequence[Dispatch], *,
+                                             chunk: int = 500) -> None:
+                await super().record_kept_dispatches(dispatches, chunk=1)
+
+            async def _record_kept(self, dispatches: Sequence[Dispatch]) -> None:
+                if dispatches[0].ticket_id == "f-1":
+                    raise ValueError("a bug")
+                await super()._record_kept(dispatches)
+
+        down = OneBad(sessions)
+        stage = worker.RouteTicket(lambda: TABLE, routed=down, outage=StoreOutage(0.0))
+        names = ("f-0", "f-1", "f-2")
+        await route_batch(stage, *(segmented_event("government", name) for name in names))
+        assert all(stage.awaits_store(name) for name in names)
+        down.down = False
+        with pytest.raises(KeptNotWritten):
+            await stage.flush_deferred()
+        assert [stage.awaits_store(name) for name in names] == [False, True, False]
+
+    async def test_one_reported_on_since_keeps_its_last_change_however_often_written(
+            self, routed: RoutedTickets, first: First) -> None:
+        """The routing published takes the stored one's place, once: its reports stand,
+        with the last change they made, and writing it again changes nothing."""
+        _, event, _ = first
+        await FollowTicketEvent(routed)(customer_reply("t-1"))
+        replied = await stored(routed)
+        (again,) = kept_routings("", 1, event=event)
+        await routed.record_kept_dispatches([again])
+        taken = await stored(routed)
+        assert taken.trace[:len(again.steps)] == list(again.steps) != replied.trace
+        assert taken.updated_at == replied.updated_at
+        await routed.record_kept_dispatches([again])
+        assert (await stored(routed)).trace == taken.trace
 
     async def test_writers_at_once_meet_no_conflict(self, routed: RoutedTickets) -> None:
         """The shares and the flush, when the store is back."""

@@ -4,7 +4,7 @@ trace read: where it was when, what came after its routing."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 from services.core import tickets
 from services.router.intake_policy import (
@@ -139,6 +139,11 @@ class TestReportDate:
 
     def test_never_after_now(self) -> None:
         assert self.date(NOW + timedelta(minutes=1)) == NOW
+
+    def test_in_utc_whatever_offset_it_was_given_in(self) -> None:
+        """The first publish and a retry's (the date read back from the store) alike."""
+        given = (NOW - timedelta(minutes=30)).astimezone(timezone(timedelta(hours=2)))
+        assert self.date(given).isoformat() == (NOW - timedelta(minutes=30)).isoformat()
 
 
 # A ticket routed to customer_care, escalated in place, transferred, then answered.

@@ -2,7 +2,9 @@
 report dated by a clock running a little from the router's is dated at the nearer end
 of its plausible range (its ticket's receipt or arrival, or now), so the date published
 may differ from the one given; a retry taking over from a request that died publishes
-the report again at that date, not at the one given.
+the report again at that date, not at the one given. (While instances of the revision
+before run beside this one, an older one taking over such a claim publishes the date
+given, up to REPORT_CLOCK_SKEW before the ticket's arrival.)
 
 Revision ID: 0021
 Revises: 0020
