@@ -25,13 +25,23 @@ DEFERRED = Gauge("routing_router_deferred_ticket_states",
 COPIES = Counter("routing_router_ticket_copies_dropped",
                  "Second copies of an already routed ticket, not routed again (a platform's"
                  " retry of a ticket whose first answer was lost)")
-# The longest a replayed routing's batch waits for a hand-over being published (well
-# inside the stage's transaction timeout, which its transform counts against).
+# The longest an attempt at a share waits for the hand-overs of its replayed routings'
+# tickets being published (well inside the stage's transaction timeout, which its
+# transform counts against).
 CLAIM_WAIT_SECONDS = 5.0
 HANDED_ON = Counter("routing_router_replays_after_handover",
                     "Routings replayed (their first records not committed) after a transfer"
                     " or escalation had put the ticket in another queue: only their"
                     " lifecycle event published again")
+
+@dataclass
+class _Share:
+    """What one attempt at a share did so far, over its batches (a share taken record by
+    record makes a batch of each; RouteTicket._share)."""
+
+    published: set[str] = field(default_factory=set)  # tickets its batches published
+    waited: bool = False  # for a hand-over being published (once an attempt at most)
+
 
 @dataclass
 class _Batch:
@@ -41,10 +51,8 @@ class _Batch:
     routed_by: dict[str, RoutedBefore] = field(default_factory=dict)  # routed before
     routed_now: set[str] = field(default_factory=set)  # by this batch
     blind: bool = False  # its lookup met the store down: decided without knowing
-    waited: bool = False  # for a hand-over being published (once a batch at most)
     deferred: set[str] = field(default_factory=set)  # tickets whose state waited then
-    # What the share's batches published before this one (RouteTicket._share_published).
-    published: set[str] = field(default_factory=set)
+    share: _Share = field(default_factory=_Share)  # what the share did before this batch
 
 
 class RouteTicket:
@@ -74,7 +82,7 @@ class RouteTicket:
         # taken record by record (batches.Batches) makes a batch of each; the tickets its
         # batches published are its task's.
         self._batch = batches.PerShare(f"router_batch_{id(self)}", _Batch)
-        self._published: weakref.WeakKeyDictionary[asyncio.Task[Any], set[str]] = \
+        self._shares: weakref.WeakKeyDictionary[asyncio.Task[Any], _Share] = \
             weakref.WeakKeyDictionary()
 
     shares_apart = True  # the batch lives in the share's context (see _batch)
@@ -84,7 +92,7 @@ class RouteTicket:
         a batch)."""
         batch = _Batch(routed_by={d.ticket_id: RoutedBefore(d.event_id)
                                   for d in self._deferred.values()},
-                       deferred=set(self._deferred), published=self._share_published())
+                       deferred=set(self._deferred), share=self._share())
         self._batch.start(batch)  # a new batch: not what a failed attempt left
         if self._routed is None:
             return
@@ -126,7 +134,7 @@ class RouteTicket:
                     if waiting is not None and waiting.at <= written.at:
                         del self._deferred[written.ticket_id]
             DEFERRED.set(len(self._deferred))
-        batch.published.update(batch.routed_now)
+        batch.share.published.update(batch.routed_now)
 
     async def flush_deferred(self) -> None:
         """Write the states kept during an outage (called periodically); quiet while the
@@ -156,18 +164,18 @@ class RouteTicket:
         """Whether this ticket's state is among those waiting for the store."""
         return ticket_id in self._deferred
 
-    def _share_published(self) -> set[str]:
-        """The tickets this attempt at a share published so far (none outside a task)."""
+    def _share(self) -> _Share:
+        """What this attempt at a share did so far (nothing outside a task)."""
         task = asyncio.current_task()
         if task is None:
-            return set()
-        return self._published.setdefault(task, set())
+            return _Share()
+        return self._shares.setdefault(task, _Share())
 
     async def __call__(self, event: envelope.Event) -> list[kafka.Output]:
         ticket = tickets.SegmentedTicket.model_validate(event.data)
         batch = self._batch.current()
         before = batch.routed_by.get(ticket.ticket_id)
-        if ticket.ticket_id in batch.routed_now or ticket.ticket_id in batch.published \
+        if ticket.ticket_id in batch.routed_now or ticket.ticket_id in batch.share.published \
                 or (before is not None and before.event_id != event.id):
             COPIES.inc()
             logger.info("copy of a routed ticket dropped", extra={"ticket_id": ticket.ticket_id})
@@ -199,14 +207,15 @@ class RouteTicket:
     async def _unclaimed(self, ticket_id: str, stored: Stored) -> Stored:
         """The ticket once no hand-over holds it: one being published (claimed, not yet
         recorded) decides where the ticket is, so it is waited for, up to
-        CLAIM_WAIT_SECONDS once a batch, and the ticket read again; a claim standing then
-        (or met after that wait) is Transient: the batch is retried, and waits again."""
+        CLAIM_WAIT_SECONDS once an attempt at its share (however many batches it makes),
+        and the ticket read again; a claim standing then (or met after that wait) is
+        Transient: the share is retried, and waits again."""
         now = datetime.now(UTC)
         if stored.claimed_until is None or stored.claimed_until <= now:
             return stored
         batch = self._batch.current()
-        if not batch.waited:  # else: read again at once
-            batch.waited = True
+        if not batch.share.waited:  # else: read again at once
+            batch.share.waited = True
             await asyncio.sleep(min((stored.claimed_until - now).total_seconds(),
                                     CLAIM_WAIT_SECONDS))
         assert self._routed is not None  # a stored ticket was read from it

@@ -58,10 +58,24 @@ def customer_reply(ticket_id: str) -> envelope.Event:
         occurred_at=datetime.now(UTC)), "corr-1", events.INTAKE_SOURCE)
 
 
-async def claim_until(sessions: async_sessionmaker[AsyncSession], until: datetime) -> None:
-    """A hand-over's claim on t-1, standing until `until` (RoutedTickets.claim_handover)."""
+async def claim_until(sessions: async_sessionmaker[AsyncSession], until: datetime,
+                      ticket_id: str = "t-1") -> None:
+    """A hand-over's claim on the ticket, standing until `until`
+    (RoutedTickets.claim_handover)."""
     async with sessions() as session, session.begin():
-        await session.execute(update(RoutedTicketRow).values(handover_until=until))
+        await session.execute(update(RoutedTicketRow)
+                              .where(RoutedTicketRow.ticket_id == ticket_id)
+                              .values(handover_until=until))
+
+
+class CountedLookups(RoutedTickets):
+    """The store, counting the stage's lookups of tickets routed before."""
+
+    lookups = 0
+
+    async def routed_before(self, ticket_ids: Collection[str]) -> dict[str, RoutedBefore]:
+        self.lookups += 1
+        return await super().routed_before(ticket_ids)
 
 
 async def stored(routed: RoutedTickets) -> RoutedTicketRow:
@@ -158,10 +172,30 @@ class TestARoutingReplayed:
 
     async def test_a_hand_over_being_published_is_waited_for(
             self, sessions: async_sessionmaker[AsyncSession], first: First) -> None:
-        stage, event, _ = first
-        await claim_until(sessions, datetime.now(UTC) + timedelta(milliseconds=300))
+        _, event, _ = first
+        counted = CountedLookups(sessions)
+        stage = worker.RouteTicket(lambda: TABLE, routed=counted)
+        await claim_until(sessions, datetime.now(UTC) + timedelta(seconds=1))
         assert lanes(await route_batch(stage, event)) == [
             priority.queue_for("public_sector", 3)]
+        assert counted.lookups == 2  # the batch's, then the ticket's once the claim ended
+
+    async def test_once_an_attempt_at_a_share_however_many_batches_it_makes(
+            self, sessions: async_sessionmaker[AsyncSession], first: First,
+            monkeypatch: pytest.MonkeyPatch) -> None:
+        """A share taken record by record (Batches._one_by_one: a batch of each, in the
+        share's one task): t-1's hand-over ends during the wait; t-2's still stands, and
+        the attempt, having waited once, is retried at once rather than waiting again
+        (each ticket's wait would add up past the stage's transaction timeout)."""
+        stage, event, _ = first
+        second = segmented_event("government", "t-2")
+        await route_batch(stage, second)
+        monkeypatch.setattr(worker, "CLAIM_WAIT_SECONDS", 3600.0)
+        await claim_until(sessions, datetime.now(UTC) + timedelta(milliseconds=300))
+        await claim_until(sessions, datetime.now(UTC) + timedelta(minutes=10), "t-2")
+        attempt = asyncio.create_task(batches_of(stage, [event], [second]))
+        with pytest.raises(faults.Transient):
+            await asyncio.wait_for(attempt, timeout=60)  # not the 10 min of t-2's claim
 
     async def test_one_standing_past_the_wait_holds_it_back(
             self, sessions: async_sessionmaker[AsyncSession], first: First,
