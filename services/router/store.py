@@ -45,11 +45,10 @@ class Dispatch:
 
 @dataclass(frozen=True)
 class Reported:
-    """A report as recorded: where the ticket is, and its clocks after it."""
+    """A report as recorded: the ticket's segment, its clocks after it, and who held it
+    at the report's time (what its `deadlines_changed` says)."""
 
-    department: str  # where it is now
     segment: str
-    status: str
     clocks: service_clocks.TicketClocks | None
     held_by: str  # the department that held it at the report's time
 
@@ -361,14 +360,13 @@ class RoutedTickets:
             held_by = intake_policy.held_at(row.trace, at) or row.department
             if event_id is not None and any(step.get("event") == event_id
                                             for step in row.trace):
-                return Reported(row.department, row.segment, row.status,
-                                None if row.service_clocks is None
+                return Reported(row.segment, None if row.service_clocks is None
                                 else service_clocks.from_json(row.service_clocks), held_by)
             if not lifecycle.is_open(row.status):
                 # A report accepted just before the resolution was recorded: it moves
                 # nothing, and has no clocks to publish (no deadlines_changed after the
                 # resolution).
-                return Reported(row.department, row.segment, row.status, None, held_by)
+                return Reported(row.segment, None, held_by)
             row.status = lifecycle.status_after(row.status, status)
             if lifecycle.counts_as_first_response(event_type):
                 first = row.first_response_at
@@ -388,7 +386,7 @@ class RoutedTickets:
                                        for target, deadline in clocks.deadlines().items()}}
             row.trace = [*row.trace, step]
             row.updated_at = datetime.now(UTC)
-            return Reported(row.department, row.segment, row.status, clocks, held_by)
+            return Reported(row.segment, clocks, held_by)
 
     async def due_for_escalation(self, now: datetime, *, limit: int = 200
                                  ) -> list[RoutedTicketRow]:

@@ -26,8 +26,7 @@ class OneTicket:
                             event_id: str | None = None) -> Reported | None:
         assert move_clocks is not None
         self.clocks = move_clocks(self.clocks, "customer_care")
-        return Reported("customer_care", "standard", "responded", self.clocks,
-                        "customer_care")
+        return Reported("standard", self.clocks, "customer_care")
 
 
 def report(at: datetime) -> envelope.Event:
