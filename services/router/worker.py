@@ -79,8 +79,9 @@ class RouteTicket:
         self._deferred: dict[str, Dispatch] = {}
         # Each share's batch is its own: the partitions' shares are routed at the same
         # time (batches.SharesApart), each attempt at one in a task of its own. A share
-        # taken record by record (batches.Batches) makes a batch of each; the tickets its
-        # batches published are its task's.
+        # taken record by record (batches.Batches) makes a batch of each; what its
+        # batches did so far (_Share: the tickets published, a wait for a hand-over) is
+        # its task's, for as long as that attempt lasts.
         self._batch = batches.PerShare(f"router_batch_{id(self)}", _Batch)
         self._shares: weakref.WeakKeyDictionary[asyncio.Task[Any], _Share] = \
             weakref.WeakKeyDictionary()

@@ -4,7 +4,7 @@ bootstrap: no broker, no database, no sockets. Accepting a ticket: test_router_a
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -226,6 +226,19 @@ class TestRecordReport:
         assert isinstance(recorded, service.Recorded)
         (published,) = router.publisher.published
         assert events.read(published.event).occurred_at == now
+
+    async def test_an_admins_report_is_taken_as_dated_and_published_in_utc(self) -> None:
+        """An admin's report is not bounded to the ticket's time in the department, but
+        it is published in UTC as every other report, so that a retry's publish is the
+        first one's to the letter."""
+        router = wired()
+        routed_ticket(router)
+        dated = (NOW - timedelta(hours=3)).astimezone(timezone(timedelta(hours=2)))
+        recorded = await self.report(router, dated, principal=ADMIN)
+        assert isinstance(recorded, service.Recorded)
+        (published,) = router.publisher.published
+        occurred_at = events.read(published.event).occurred_at
+        assert (occurred_at, occurred_at.utcoffset()) == (dated, timedelta(0))
 
     async def test_another_departments_ticket_is_refused(self) -> None:
         router = wired()

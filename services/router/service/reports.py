@@ -77,7 +77,7 @@ async def record_report(ticket_id: str, report: events.TicketEventType, *,
         row = await routed.get(ticket_id)
         if row is None:
             return verdicts.not_found(ticket_id)
-        date = occurred_at or now
+        date = (occurred_at or now).astimezone(UTC)  # in UTC, as report_date's
         if principal.role is access.Role.DEPARTMENT:
             if not principal.may_act_for(row.department):
                 return verdicts.ACTS_FOR_OWN
