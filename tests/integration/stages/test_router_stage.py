@@ -6,10 +6,13 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Sequence
+from typing import Any
 
+import pytest
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaConnectionError
 
-from services.core import db, envelope, migrate, topics
+from services.core import db, envelope, kafka, migrate, topics
 from services.core.settings import Settings
 from services.core.stage import StageRunner
 from services.router import worker
@@ -149,3 +152,49 @@ class TestAtLeastOnceMode:
         finally:
             await runner.stop()
         assert len(found) == 1
+
+    async def test_a_batch_not_committed_is_routed_again_and_nothing_is_lost(
+            self, stage_settings: Settings, raw_producer: AIOKafkaProducer,
+            monkeypatch: pytest.MonkeyPatch) -> None:
+        """At least once, the stage commits its offsets once the broker acknowledged what
+        it produced. A failure in between (here the commit meets the broker unreachable,
+        once) routes that batch again: its tickets arrive twice, under the same event ids
+        (readers tell the copies apart), the others once, none is lost."""
+        settings = stage_settings.model_copy(update={"delivery": "at_least_once"})
+        source = unique("segmented")  # a topic of its own: the first batch is these tickets'
+        await kafka.ensure_topics(settings, [source])
+        events = [segmented_event("government") for _ in range(4)]
+        for event in events:
+            await publish(raw_producer, source, event)
+        runner = StageRunner(settings, name="router-test", source_topic=source,
+                             group_id=unique("router"),
+                             transform=worker.RouteTicket(lambda: TABLE))
+        runner.loop._retry_pause = 0.05
+        commit = runner.loop._commit
+        uncommitted: list[str | None] = []
+
+        async def failing_once(batch: dict[Any, list[Any]]) -> bool:
+            if not uncommitted:
+                uncommitted.extend(
+                    envelope.from_record(record.headers, record.value).ticket_id
+                    for records in batch.values() for record in records)
+                raise KafkaConnectionError("the broker went away")
+            return await commit(batch)
+
+        monkeypatch.setattr(runner.loop, "_commit", failing_once)
+        wanted = {event.ticket_id for event in events}
+        await runner.start()
+        try:
+            found = await read_topic(settings.kafka_bootstrap_servers,
+                                     *department_lanes("public_sector"),
+                                     until=len(events) + 1, within=60,
+                                     keep=lambda e: e.ticket_id in wanted)
+        finally:
+            await runner.stop()
+        assert uncommitted and set(uncommitted) <= wanted
+        arrived = Counter(event.ticket_id for event, _ in found)
+        assert arrived == {ticket_id: 2 if ticket_id in uncommitted else 1
+                           for ticket_id in wanted}
+        ids = {ticket_id: {event.id for event, _ in found if event.ticket_id == ticket_id}
+               for ticket_id in uncommitted}
+        assert all(len(copies) == 1 for copies in ids.values())

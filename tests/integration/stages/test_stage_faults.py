@@ -4,6 +4,7 @@ out; a transient failure is retried a bounded number of times."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 
 from aiokafka import AIOKafkaProducer
@@ -28,6 +29,7 @@ class Scripted:
         self.bad_in_transform: set[str] = set()
         self.bad_in_batch_write: set[str] = set()
         self.never_ready: set[str] = set()
+        self.tries: Counter[str] = Counter()  # of the tickets never ready
         self.outage_calls = 0  # the next calls meet the store unreachable
         self.calls = 0
         self.ready_during_outage: list[bool] = []  # what /readyz would say meanwhile
@@ -48,6 +50,7 @@ class Scripted:
         if ticket_id in self.bad_in_transform:
             raise KeyError("a value the code did not expect")
         if ticket_id in self.never_ready:
+            self.tries[ticket_id] += 1
             raise faults.Transient("its state is not written yet")
         self.in_batch.append(ticket_id)
         return list(await self._route(event))
@@ -133,6 +136,8 @@ class TestTransient:
         assert [letter["ce_ticketid"] for letter in letters] == [events[0].ticket_id]
         assert letters[0]["dlq_error"] == "its state is not written yet"
         assert letters[0]["dlq_error_class"] == "Transient"
+        # Tried, then retried MAX_ATTEMPTS times (the last alone): README's "at most 5".
+        assert transform.tries == {events[0].ticket_id: 1 + pipeline.MAX_ATTEMPTS}
 
 
 class TestOutage:
@@ -148,3 +153,4 @@ class TestOutage:
         assert transform.outage_calls == 0
         assert runner.loop.dead_lettered == 0
         assert False in transform.ready_during_outage  # not ready while it waits
+
