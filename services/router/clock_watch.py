@@ -15,7 +15,7 @@ from typing import Any
 import pydantic
 from prometheus_client import Counter
 
-from services.core import events, kafka, tickets, topics
+from services.core import events, faults, kafka, tickets, topics
 from services.router import clocks, dispatch, ports, routing, service_clocks
 from services.router.models import RoutedTicketRow
 
@@ -23,6 +23,12 @@ logger = logging.getLogger(__name__)
 
 WARNINGS = Counter("routing_router_target_warnings_total",
                    "Warnings sent at a share of a service-level target", ["department", "target"])
+FAILED = Counter("routing_router_clock_checks_failed_total",
+                 "Tickets whose service-level notice failed for a reason of their own"
+                 " (checked again later; the log names the ticket)", ["department"])
+# How long a ticket whose notice failed waits before it is checked again (a routing
+# table fixed meanwhile is in force by then).
+CHECK_AGAIN_AFTER_FAILURE = timedelta(minutes=15)
 LEVELS = Counter("routing_router_target_escalations_total",
                  "Escalations of breached service-level targets, by level (2: still"
                  " unanswered after the first)", ["department", "target", "level"])
@@ -32,23 +38,48 @@ async def watch_clocks(routed: ports.Routed, publisher: ports.Publisher, *,
                        table: routing.RoutingTable, queue_for: dispatch.QueueFor,
                        now: datetime, claim_for: timedelta = ports.HANDOVER_CLAIM) -> int:
     """Send every notice due by `now`; returns how many. An escalation of a ticket
-    another hand-over holds (a transfer being published) waits for the next check."""
+    another hand-over holds (a transfer being published) waits for the next check. A
+    ticket whose notice fails for a reason of its own (its stored clocks or copy, a
+    deadline its department's calendar cannot give) is checked again
+    CHECK_AGAIN_AFTER_FAILURE later, so that it holds up no other ticket's notices; an
+    outage (the store, the broker) ends the check, to be run again."""
     sent = 0
     for row in await routed.due_clocks(now):
-        assert row.service_clocks is not None
-        state = service_clocks.from_json(row.service_clocks)
-        for clock in state.clocks:
-            notice = clocks.due(clock, now)
-            if notice == "warning":
-                await _warn(routed, publisher, row, clock, state, now)
-            elif notice is not None and not await _escalate(
-                    routed, publisher, row, clock, state, notice, table=table,
-                    queue_for=queue_for, now=now, claim_for=claim_for):
-                break  # held by another hand-over: the next check sees it anew
-            if notice is not None:
-                sent += 1
-                break  # the row changed: its other clocks wait for the next check
+        try:
+            sent += await _notice(routed, publisher, row, table=table, queue_for=queue_for,
+                                  now=now, claim_for=claim_for)
+        except Exception as error:
+            if isinstance(error, kafka.PublishFailed) \
+                    or faults.classify(error) is faults.Fault.OUTAGE:
+                raise
+            FAILED.labels(row.department).inc()
+            logger.error("a ticket's service-level notice failed; checked again later",
+                         extra={"ticket_id": row.ticket_id, "department": row.department,
+                                "error_class": type(error).__name__,
+                                "where": faults.where(error),
+                                "checked_again_at": (now + CHECK_AGAIN_AFTER_FAILURE
+                                                     ).isoformat()})
+            await routed.postpone_clock_check(row.ticket_id, now + CHECK_AGAIN_AFTER_FAILURE)
     return sent
+
+
+async def _notice(routed: ports.Routed, publisher: ports.Publisher, row: RoutedTicketRow, *,
+                  table: routing.RoutingTable, queue_for: dispatch.QueueFor, now: datetime,
+                  claim_for: timedelta) -> int:
+    """The ticket's first notice due by `now`, sent; how many were (0 or 1)."""
+    assert row.service_clocks is not None
+    state = service_clocks.from_json(row.service_clocks)
+    for clock in state.clocks:
+        notice = clocks.due(clock, now)
+        if notice == "warning":
+            await _warn(routed, publisher, row, clock, state, now)
+        elif notice is not None and not await _escalate(
+                routed, publisher, row, clock, state, notice, table=table,
+                queue_for=queue_for, now=now, claim_for=claim_for):
+            return 0  # held by another hand-over: the next check sees it anew
+        if notice is not None:
+            return 1  # the row changed: its other clocks wait for the next check
+    return 0
 
 
 async def _warn(routed: ports.Routed, publisher: ports.Publisher, row: RoutedTicketRow,

@@ -139,13 +139,17 @@ def check_calendars_reach(policies: Mapping[str, routing.DepartmentPolicy],
                            lines: Mapping[str, int | None], longest: timedelta,
                            source: str) -> None:
     """A ticket can end in any department (after hours, overflow, escalation): each
-    calendar must fit the longest target, or routing would find no deadline."""
+    calendar must fit the longest target, and the department's own second escalation
+    (counted in its hours from a breach), or no deadline would be found for them."""
     for department, policy in policies.items():
         if policy.calendar is None:
             continue
         reach = calendars.guaranteed_business_time(policy.calendar)
-        if longest > reach:
+        second = policy.second_escalation
+        what, needed = ("second_escalation.after", second.after) \
+            if second is not None and second.after > longest else ("longest target", longest)
+        if needed > reach:
             raise ConfigError(source, lines[department], department, "calendar: opens too"
-                              " little for the longest target,"
-                              f" {durations.format_duration(longest)}: ten years of its"
+                              f" little for the {what},"
+                              f" {durations.format_duration(needed)}: ten years of its"
                               f" opening hours give {durations.format_duration(reach)}")

@@ -12,8 +12,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from services.core import migrate
-from services.router.store import RoutedTickets
+from services.core import db, migrate
+from services.router import service_clocks
+from services.router.store import Dispatch, RoutedTickets
 from tests.query_plans import plans
 
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
@@ -46,3 +47,25 @@ async def test_a_poll_searches_an_index_rather_than_scanning_the_history(
     else:
         assert f" {index} " in plan, plan
         assert "Seq Scan" not in plan, plan
+
+
+async def test_a_ticket_whose_check_is_postponed_is_not_due_before_then(
+        empty_database_url: str) -> None:
+    """The clock watch postpones a ticket whose notice failed (clock_watch.watch_clocks):
+    the poll passes it over until then, and finds it again after."""
+    await migrate.upgrade(empty_database_url)
+    engine = db.engine(empty_database_url)
+    try:
+        store = RoutedTickets(db.sessions(engine))
+        await store.record_first_dispatches([Dispatch(
+            ticket_id="t-1", department="customer_care", segment="standard", priority=3,
+            deadline=NOW, steps=[], payload={}, at=NOW - timedelta(hours=2),
+            clocks=service_clocks.routed(service_clocks.Targets(timedelta(hours=1)),
+                                         NOW - timedelta(hours=2), None))])
+        assert [row.ticket_id for row in await store.due_clocks(NOW)] == ["t-1"]
+        await store.postpone_clock_check("t-1", NOW + timedelta(minutes=15))
+        assert await store.due_clocks(NOW + timedelta(minutes=14)) == []
+        assert [row.ticket_id for row in await store.due_clocks(
+            NOW + timedelta(minutes=15))] == ["t-1"]
+    finally:
+        await engine.dispose()

@@ -146,6 +146,12 @@ class FakeRouted:
         self.rows[ticket_id].escalated = True
         self.recorded.append(("escalated", ticket_id))
 
+    async def postpone_clock_check(self, ticket_id: str, until: datetime) -> None:
+        row = self.rows[ticket_id]
+        if row.next_clock_check is not None:
+            row.next_clock_check = until
+        self.recorded.append(("postponed", ticket_id))
+
     @staticmethod
     def _move(row: RoutedTicketRow, change: ClockChange | None) -> None:
         if change is not None and row.service_clocks is not None:

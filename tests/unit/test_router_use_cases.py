@@ -12,7 +12,7 @@ from prometheus_client import REGISTRY
 
 from services.core import access, events, tickets, topics
 from services.core.events import TicketEventType
-from services.router import intake_policy, service
+from services.router import clock_watch, intake_policy, service
 from services.router.intake_policy import REPORT_CLOCK_SKEW
 from services.router.service import Refusal, Refused
 from services.router.service.verdicts import HANDOVER_IN_FLIGHT, RESOLVED
@@ -549,6 +549,30 @@ class TestEscalateDue:
         assert TicketEventType.ESCALATED in router.publisher.types()
         assert router.routed.rows["t-1"].department == "key_accounts"
         assert router.routed.recorded[-1] == ("escalated", "t-1")
+
+
+    async def test_a_ticket_whose_notice_fails_holds_up_no_other(self) -> None:
+        """A ticket whose stored clocks cannot be read (a copy edited by hand) is due
+        first: the other ticket is escalated all the same, and the failing one is checked
+        again CHECK_AGAIN_AFTER_FAILURE later, not at every check before it."""
+        router = wired()
+        first = service.route(segmented("t-0"), table=router.router.table.current,
+                              load=router.router.load, now=NOW, event_id="e-0",
+                              correlation_id="corr-0")
+        router.routed.add(first.dispatch)
+        router.routed.rows["t-0"].service_clocks = {"clocks": []}  # its targets lost
+        routed_ticket(router)
+        late = NOW + timedelta(hours=5)
+        failed = REGISTRY.get_sample_value("routing_router_clock_checks_failed_total",
+                                           {"department": "public_sector"}) or 0.0
+        assert await self.escalate(router, late) == 1
+        assert router.routed.rows["t-1"].department == "key_accounts"
+        assert router.routed.rows["t-0"].next_clock_check == \
+            late + clock_watch.CHECK_AGAIN_AFTER_FAILURE
+        assert REGISTRY.get_sample_value("routing_router_clock_checks_failed_total",
+                                         {"department": "public_sector"}) == failed + 1
+        assert await self.escalate(router, late + timedelta(minutes=1)) == 0
+        assert router.routed.recorded.count(("postponed", "t-0")) == 1
 
 
 class TestOneHandOverAtATime:

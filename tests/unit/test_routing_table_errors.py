@@ -138,3 +138,16 @@ class TestDurationBounds:
         assert (error.value.line, error.value.entry) == (7, "b")
         assert "calendar: opens too little for the longest target, 30d" \
             in error.value.problem
+
+    def test_a_calendar_too_closed_for_its_second_escalation_is_refused(self) -> None:
+        """The second level comes `after` of the department's business time from a
+        breach: its calendar must give that too, or the clock watch finds no deadline."""
+        with pytest.raises(config_files.ConfigError) as error:
+            parse("fallback_department: general\nroutes:\n"
+                  "  - {segment: a, department: b}\n"
+                  "departments:\n  general: {}\n  b:\n"
+                  "    calendar: {time_zone: UTC, hours: {mon: '09:00-10:00'}}\n"
+                  "    second_escalation: {after: 30d}\n")
+        assert (error.value.line, error.value.entry) == (7, "b")
+        assert "calendar: opens too little for the second_escalation.after, 30d" \
+            in error.value.problem
