@@ -126,8 +126,7 @@ class Batches:
         readable: list[tuple[ConsumerRecord, envelope.Event]] = []
         for record in records:
             try:
-                readable.append((record, envelope.from_record(
-                    record.headers, record.value, timestamp_ms=record.timestamp)))
+                readable.append((record, _event(record)))
             except envelope.EnvelopeError as error:
                 outgoing.append(self._dead_letter(record, error))
         await self._batch_step(self._prefetch, [event for _, event in readable])
@@ -149,8 +148,7 @@ class Batches:
         outgoing: list[envelope.Record] = []
         for record in records:
             try:
-                event = envelope.from_record(record.headers, record.value,
-                                             timestamp_ms=record.timestamp)
+                event = _event(record)
                 await self._prefetch([event])
                 produced = await self._outputs(event)
                 await self._finish_batch()
@@ -207,3 +205,11 @@ class Batches:
         self.dead_lettered += 1
         DEAD_LETTERED.labels(self._stage, faults.error_class(error)).inc()
         return letter
+
+
+def _event(record: ConsumerRecord) -> envelope.Event:
+    """The record's event; EnvelopeError if it is none (faults.Unreadable: the Kafka
+    client could not read the record at all)."""
+    if isinstance(record, faults.UnreadableRecord):
+        raise faults.Unreadable(record.problem)
+    return envelope.from_record(record.headers, record.value, timestamp_ms=record.timestamp)

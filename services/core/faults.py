@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import enum
 import traceback
+from dataclasses import dataclass
 
-from aiokafka import ConsumerRecord
+from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 from pydantic import ValidationError
 
@@ -34,6 +35,31 @@ class Transient(Exception):
 
 class Unprocessable(Exception):
     """A record that no retry will fix: it goes to the dead-letter topic."""
+
+
+class Unreadable(envelope.EnvelopeError):
+    """A record the Kafka client could not read at all (a header name that is not UTF-8,
+    a batch failing its checksum): only where it stands is known."""
+
+
+@dataclass
+class UnreadableRecord(ConsumerRecord[bytes, bytes]):  # type: ignore[misc]
+    """Stands for a record the Kafka client could not read, at its offset, in its share:
+    set aside (dead-lettered, with no value or headers) and committed past like any
+    record no stage can process (pipeline.StageLoop._set_aside_unreadable)."""
+
+    problem: str = ""
+
+
+def unreadable_record(partition: TopicPartition, offset: int,
+                      error: BaseException) -> UnreadableRecord:
+    return UnreadableRecord(
+        partition.topic, partition.partition, offset, timestamp=-1, timestamp_type=0,
+        key=None, value=None, checksum=None, serialized_key_size=-1,
+        serialized_value_size=-1, headers=(),
+        problem=f"the Kafka client cannot read this record ({type(error).__name__}: a"
+                " header name that is not UTF-8, or a batch failing its checksum); its"
+                " value and headers are not copied")
 
 
 def classify(error: BaseException) -> Fault:

@@ -28,7 +28,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.errors import CommitFailedError, InvalidProducerEpoch, ProducerFenced
+from aiokafka.errors import (
+    CommitFailedError,
+    CorruptRecordException,
+    InvalidProducerEpoch,
+    ProducerFenced,
+)
 from prometheus_client import Counter, Gauge, Histogram
 
 from services.core import (
@@ -58,6 +63,13 @@ SHARE_RECORDS = Histogram(
 # Attempts at a batch that keeps failing for a reason other than an outage before its
 # records are taken one at a time and those still failing dead-lettered.
 MAX_ATTEMPTS = 5
+# What the Kafka client raises while it reads a fetched record it cannot decode (a header
+# name that is not UTF-8, a batch failing its checksum): every fetch of the partition
+# meets it again, and takes down the records the fetch took from other partitions.
+UNREADABLE = (UnicodeDecodeError, CorruptRecordException)
+# How long a partition read again record by record waits for its next record, before it
+# is taken to have no more (StageLoop._set_aside_unreadable).
+PROBE_WAIT_MS = 1000
 MAX_RETRY_PAUSE_SECONDS = 5.0
 
 
@@ -193,13 +205,65 @@ class StageLoop:
                 with contextlib.suppress(asyncio.CancelledError):
                     await fetch
                 return
-            for partition, records in fetch.result().items():
+            try:
+                fetched = fetch.result()
+            except UNREADABLE as error:
+                await self._set_aside_unreadable(room, error)
+                return
+            for partition, records in fetched.items():
                 # Revoked after they were taken: their next owner (this instance too)
                 # reads them from the committed offset.
                 if partition not in self._stale:
                     self._pending.setdefault(partition, []).extend(records)
         finally:
             self._fetch = None
+
+    async def _set_aside_unreadable(self, partitions: Iterable[TopicPartition],
+                                    error: BaseException) -> None:
+        """A fetch met a record the Kafka client cannot read: the fetch is lost, with the
+        records it took from other partitions, and every fetch of that partition would
+        meet it again. Once the shares in hand are done, each partition fetched is read
+        again from its committed offset, a record at a time, up to the first record that
+        cannot be read: that one is set aside for its share to dead-letter
+        (faults.UnreadableRecord), and reading goes on after it. A partition with a
+        share's worth of records in hand before that goes on as usual, and comes back
+        here if the record is still ahead."""
+        logger.error("stage %s: a fetched record cannot be read; reading its partitions"
+                     " again record by record", self.name,
+                     extra={"error_class": type(error).__name__})
+        async with self._batch_lock:  # no revocation meanwhile
+            await self.settle()
+            for partition in partitions:
+                self._pending.pop(partition, None)
+                if partition not in self._consumer.assignment():
+                    continue
+                offset = await self._consumer.committed(partition)
+                if offset is None:
+                    await self._consumer.seek_to_beginning(partition)
+                else:
+                    self._consumer.seek(partition, offset)
+                await self._read_up_to_unreadable(partition)
+
+    async def _read_up_to_unreadable(self, partition: TopicPartition) -> None:
+        in_hand = self._pending.setdefault(partition, [])
+        while len(in_hand) < self._max_batch:
+            try:
+                taken = await self._consumer.getmany(partition, timeout_ms=PROBE_WAIT_MS,
+                                                     max_records=1)
+            except UNREADABLE as error:
+                # Read a record at a time, the partition stands at the one that failed.
+                offset = await self._consumer.position(partition)
+                in_hand.append(faults.unreadable_record(partition, offset, error))
+                self._consumer.seek(partition, offset + 1)
+                logger.error("stage %s: a record the Kafka client cannot read is set"
+                             " aside", self.name, extra={
+                                 "partition": str(partition), "offset": offset,
+                                 "error_class": type(error).__name__})
+                return
+            records = taken.get(partition, [])
+            if not records:
+                return
+            in_hand.extend(records)
 
     def _apply_rewinds(self) -> None:
         """Seek the partitions whose share failed back to its first record, dropping the

@@ -2,6 +2,7 @@ import base64
 from dataclasses import dataclass, field
 
 import pytest
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.structs import ConsumerRecord
 
 from services.core import envelope, faults, topics
@@ -148,3 +149,15 @@ class TestDeadLetterOfARecord:
         assert (headers[topics.DLQ_SOURCE_TOPIC], headers[topics.DLQ_SOURCE_OFFSET]) == (
             b"tickets.incoming", b"7")
         assert letter.size <= envelope.MAX_RECORD_BYTES
+
+    def test_a_record_of_many_headers_is_sized_as_the_producer_writes_it(self) -> None:
+        """30,000 empty headers are two bytes each on the wire (their lengths): with a
+        990,000-byte value the letter would be past the producer's request size, which
+        refuses it on every attempt, so it goes without its value."""
+        source = self.source(b"x" * 990_000)
+        source.headers = [("", b"")] * 30_000
+        letter = faults.dead_letter(source, ValueError("broken"), stage="segmenter")
+        assert letter.value == b""
+        assert topics.DLQ_VALUE_DROPPED in dict(letter.headers)
+        assert DefaultRecordBatchBuilder.estimate_size_in_bytes(
+            letter.key, letter.value, list(letter.headers)) <= 1_048_576  # aiokafka's

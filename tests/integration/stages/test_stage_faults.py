@@ -4,6 +4,7 @@ out; a transient failure is retried a bounded number of times."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import Sequence
 
@@ -154,3 +155,49 @@ class TestOutage:
         assert runner.loop.dead_lettered == 0
         assert False in transform.ready_during_outage  # not ready while it waits
 
+
+class TestUnreadable:
+    async def test_a_record_the_client_cannot_read_is_set_aside_and_the_rest_flow(
+            self, stage_settings: Settings, raw_producer: AIOKafkaProducer) -> None:
+        """A record whose header name is not UTF-8 (written with kcat; aiokafka cannot
+        read it, and raised out of every fetch of its partition, for good) between two
+        tickets of a partition, and tickets on the other partitions fetched with it:
+        the record is dead-lettered with where it stood, every ticket routed once, and
+        the stage goes on."""
+        bootstrap = stage_settings.kafka_bootstrap_servers
+        source = unique("segmented")
+        await kafka.ensure_topics(stage_settings, [source])
+        events = [segmented_event("government") for _ in range(6)]
+        for event in events[:2]:
+            await raw_producer.send_and_wait(source, envelope.to_value(event), partition=0,
+                                             headers=envelope.to_headers(event))
+        kcat = await asyncio.create_subprocess_exec(
+            b"kcat", b"-P", b"-b", bootstrap.encode(), b"-t", source.encode(), b"-p", b"0",
+            b"-H", b"\xff\xfename=value", stdin=asyncio.subprocess.PIPE)
+        await asyncio.wait_for(kcat.communicate(b"not a ticket\n"), 60)
+        assert kcat.returncode == 0
+        for position, event in enumerate(events[2:]):
+            await raw_producer.send_and_wait(source, envelope.to_value(event),
+                                             partition=position % 3,
+                                             headers=envelope.to_headers(event))
+        runner = StageRunner(stage_settings, name=unique("stage"), source_topic=source,
+                             group_id=unique("router"), transform=Scripted())
+        ids = {event.ticket_id for event in events}
+        await runner.start()
+        try:
+            routed = await read_topic(bootstrap, *department_lanes(*TABLE.departments),
+                                      until=len(events), within=60,
+                                      keep=lambda e: e.ticket_id in ids)
+            letters = await poison.read_dead_letters(
+                bootstrap, lambda record: dict(record.headers).get(
+                    "dlq_source_topic", b"") == source.encode(), until=1, within=30)
+            still_running = runner.running
+        finally:
+            await runner.stop()
+        assert Counter(event.ticket_id for event, _ in routed) == dict.fromkeys(ids, 1)
+        (letter,) = letters
+        headers = {name: raw.decode() for name, raw in letter.headers}
+        assert (headers["dlq_source_partition"], headers["dlq_source_offset"]) == ("0", "2")
+        assert "cannot read this record" in headers["dlq_error"]
+        assert headers["dlq_error_class"] == "Unreadable"
+        assert still_running
