@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, HTTPException, Path, Query
 
 from services.core import auth, service_context
 from services.segmenter import bootstrap, rules, service
@@ -25,14 +25,26 @@ async def get_segmenter(context: service_context.Context) -> bootstrap.Segmenter
 Segmenter = Annotated[bootstrap.Segmenter, Depends(get_segmenter)]
 
 
-@api.get("/customers/{customer_id}/segment")
+@api.get("/customers/{customer_id}/segment", responses={409: {
+    "description": "A rule reached before one that holds reads the ticket's fields: the"
+                   " segment depends on the ticket (`rule` names it)"}})
 async def customer_segment(customer_id: CustomerId, segmenter: Segmenter,
                            explain: Annotated[bool, Query()] = False) -> dict[str, Any]:
     """The segment a ticket from this customer would get now (a ticket's own fields are
     unknown here, so rules on `ticket` see nulls). Unknown customers are answered too."""
     rule_set = segmenter.rules.current
-    segmented = await service.explain(segmenter.customers, rule_set, customer_id,
-                                      now=datetime.now(UTC))
+    try:
+        segmented = await service.explain(segmenter.customers, rule_set, customer_id,
+                                          now=datetime.now(UTC))
+    except rules.RuleEvaluationError as exc:
+        # A rule on the ticket's fields (on real tickets they are there) reached before
+        # one that holds: no segment without a ticket. The rule's error is not repeated
+        # (it may quote a customer's values).
+        raise HTTPException(409, detail={
+            "error": "needs_a_ticket", "rule": exc.rule,
+            "detail": f"segment rule {exc.rule!r} cannot be evaluated for this customer"
+                       " without a ticket's fields (they are null here): its segment"
+                       " depends on the ticket"}) from exc
     decision, customer = segmented.decision, segmented.customer
     answer: dict[str, Any] = {
         "customer_id": customer_id, "segment": decision.segment,

@@ -60,6 +60,28 @@ class TestHotReload:
             await client.put("/v1/segment-rules", content=original,
                              headers={"content-type": "application/yaml"})
 
+    async def test_a_segment_that_depends_on_the_ticket_is_answered_409_naming_the_rule(
+            self, client: httpx.AsyncClient, segmenter: Segmenter) -> None:
+        """A rule on the ticket's channel first: it holds on real tickets (the upload's
+        probes have one), but a customer's segment asked without a ticket cannot get
+        past it."""
+        original = segmenter.rules_file.read_text()
+        by_channel = original.replace("version: demo-2", "version: by-channel-1").replace(
+            "rules:\n", "rules:\n  - name: email-first\n    segment: general\n"
+                        "    when: ticket.channel.startsWith('e')\n", 1)
+        try:
+            uploaded = await client.put("/v1/segment-rules", content=by_channel,
+                                        headers={"content-type": "application/yaml"})
+            assert uploaded.status_code == 200, uploaded.text
+            answer = await client.get("/v1/customers/ind-vip-1/segment")
+            assert answer.status_code == 409, answer.text
+            refused = answer.json()
+            assert (refused["error"], refused["rule"]) == ("needs_a_ticket", "email-first")
+            assert "depends on the ticket" in refused["detail"]
+        finally:
+            await client.put("/v1/segment-rules", content=original,
+                             headers={"content-type": "application/yaml"})
+
     async def test_editing_the_file_reloads_it(self, client: httpx.AsyncClient,
                                                segmenter: Segmenter) -> None:
         original = segmenter.rules_file.read_text()
