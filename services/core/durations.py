@@ -11,6 +11,7 @@ UNIT_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1}  # largest first, as wri
 # The longest duration a setting may have: past it a deadline or an aging step means
 # "never", and sums with it could leave the range of dates.
 LONGEST = timedelta(days=366)
+SHORTEST = timedelta(seconds=1)  # the grammar's smallest unit
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 _MINUTES_A_DAY = 24 * 60
 # A window is one term of the grammar: one number (no leading zero, at most 6 digits).

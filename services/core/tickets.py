@@ -24,7 +24,7 @@ from pydantic import (
     WithJsonSchema,
 )
 
-from services.core import envelope, tiers, topics, versions
+from services.core import durations, envelope, tiers, topics, versions
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 MAX_ATTRIBUTES = 50
@@ -217,8 +217,11 @@ class Routing(BaseModel):
     priority: Priority | None = None
     # The routing table's priority_aging when routed: the priority rises one level per
     # this many seconds of waiting since routed_at (null: aging off). A record without
-    # the key predates it: readers age it by their own default.
-    priority_aging_seconds: float | None = Field(default=None, gt=0)
+    # the key predates it: readers age it by their own default. Bounded as the table's
+    # durations are: a step rounding to no time, or past any date, ages nothing.
+    priority_aging_seconds: float | None = Field(
+        default=None, ge=durations.SHORTEST.total_seconds(),
+        le=durations.LONGEST.total_seconds())
     first_response_target_seconds: float | None = None
     first_response_deadline: AwareDatetime | None = None
     overflowed_from: str | None = None

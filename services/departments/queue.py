@@ -14,8 +14,8 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, NamedTuple
 
 import httpx
 import pydantic
@@ -46,26 +46,47 @@ def _log_unreadable(skipped: Unreadable) -> None:
         "reason": skipped.reason})
 
 
+class UnusableAging(ValueError):
+    """A record's aging step that no ticket can be aged by."""
+
+
 def record_aging(routing: tickets.Routing) -> priority.Aging | None:
     """The aging in force when the ticket was routed, as its record says; None for a
-    record from before routers said it."""
+    record from before routers said it. UnusableAging for a step that rounds to no time
+    or lies past any date (a record not checked as routers' are)."""
     if "priority_aging_seconds" not in routing.model_fields_set:
         return None
-    return priority.Aging.of_seconds(routing.priority_aging_seconds)
+    try:
+        aging = priority.Aging.of_seconds(routing.priority_aging_seconds)
+    except OverflowError:
+        raise UnusableAging("routing.priority_aging_seconds: too long to age by") from None
+    if aging.step is not None and aging.step <= timedelta(0):
+        raise UnusableAging("routing.priority_aging_seconds: too short to age by")
+    return aging
 
 
-def _read(record: Any) -> tickets.RoutedTicket | Unreadable:
-    """The record's ticket, or why it has none (never a value from the record: it may
-    carry personal data)."""
+class Waiting(NamedTuple):
+    """A routed ticket on a lane, with the aging it is ordered by."""
+
+    ticket: tickets.RoutedTicket
+    aging: priority.Aging | None
+
+
+def read_record(record: Any) -> Waiting | Unreadable:
+    """The record's ticket and its aging, or why it has none (never a value from the
+    record: it may carry personal data)."""
     try:
         event = envelope.from_record(record.headers, record.value)
-        return tickets.RoutedTicket.model_validate(event.data)
+        ticket = tickets.RoutedTicket.model_validate(event.data)
+        return Waiting(ticket, record_aging(ticket.routing))
     except envelope.EnvelopeError as error:
         reason = f"not a CloudEvent: {error}"
     except pydantic.ValidationError as error:
         reason = "not a routed ticket: " + "; ".join(
             f"{'.'.join(map(str, problem['loc'])) or 'data'}: {problem['msg']}"
             for problem in error.errors(include_input=False, include_url=False)[:3])
+    except UnusableAging as error:
+        reason = f"not a routed ticket: {error}"
     return Unreadable(record.topic, record.partition, record.offset, reason)
 
 
@@ -78,8 +99,8 @@ async def read_queue(
     (a ticket's priority rises while it waits, so none starves); each is committed once
     it has been yielded. Each ticket ages as its record says (the routing table's
     `priority_aging` when it was routed); `aging`, when given, overrides that for all.
-    A record that is not a routed ticket is handed to
-    `on_unreadable` (by default: logged) and committed past, in its turn.
+    A record that is not a routed ticket, or whose aging no ticket can be aged by, is
+    handed to `on_unreadable` (by default: logged) and committed past, in its turn.
 
     Reading as the group `department.<department>` over the department's priority lanes,
     a later read continues where this one stopped, and agents of one department share
@@ -90,7 +111,7 @@ async def read_queue(
     lane_of = {topic: lane for lane, topic in lanes.items()}
     consumer = kafka.consumer(settings, *lanes.values(), group_id=topics.department_group(
         department), client_id=f"department-{department}")
-    waiting: dict[priority.Lane, deque[tuple[Any, tickets.RoutedTicket | Unreadable]]] = {
+    waiting: dict[priority.Lane, deque[tuple[Any, Waiting | Unreadable]]] = {
         lane: deque() for lane in priority.LANES}
 
     async def commit_past(record: Any) -> None:
@@ -107,7 +128,7 @@ async def read_queue(
             batch = await consumer.getmany(timeout_ms=int(wait_seconds * 1000) if idle else 50)
             for records in batch.values():
                 for record in records:
-                    waiting[lane_of[record.topic]].append((record, _read(record)))
+                    waiting[lane_of[record.topic]].append((record, read_record(record)))
             # Skipped only at the head of its lane, so that committing past it never
             # passes a ticket before it that was not yet taken.
             skipped = False
@@ -117,19 +138,19 @@ async def read_queue(
                     on_unreadable(unreadable)
                     await commit_past(record)
                     skipped = True
-            heads = {lane: priority.Head(ticket.routing.priority or tickets.MIDDLE_PRIORITY,
-                                         ticket.routing.routed_at,
-                                         record_aging(ticket.routing))
+            heads = {lane: priority.Head(
+                         head.ticket.routing.priority or tickets.MIDDLE_PRIORITY,
+                         head.ticket.routing.routed_at, head.aging)
                      for lane, queued in waiting.items() if queued
-                     for ticket in [queued[0][1]] if isinstance(ticket, tickets.RoutedTicket)}
+                     for head in [queued[0][1]] if isinstance(head, Waiting)}
             lane = priority.choose_next(heads, now=datetime.now(UTC), aging=aging)
             if lane is None:
                 if skipped:
                     continue  # the batch held only unreadable records: wait for more
                 return
-            record, ticket = waiting[lane].popleft()
-            assert isinstance(ticket, tickets.RoutedTicket)
-            yield ticket
+            record, chosen = waiting[lane].popleft()
+            assert isinstance(chosen, Waiting)
+            yield chosen.ticket
             taken += 1
             await commit_past(record)
     finally:

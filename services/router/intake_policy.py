@@ -4,9 +4,9 @@
   accepted (in flight), or a different ticket under a used key (mismatch).
 - A department's report: dated between the ticket's arrival in that department and
   now, never earlier, which would dodge its escalation or credit the department that
-  held it then (its target, its clock); a platform's, between the ticket's receipt and
-  now. A report dated a little outside (REPORT_CLOCK_SKEW either way: the reporter's
-  clock runs from ours) is dated at the nearer end.
+  held it then (its target, its clock); a platform's or an admin's, between the
+  ticket's receipt and now. A report dated a little outside (REPORT_CLOCK_SKEW either
+  way: the reporter's clock runs from ours) is dated at the nearer end.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 
 from services.core import moments
 
-# How far a reporter's clock (a department's, a platform's) may run from ours, either way:
+# How far a reporter's clock (a department's, a platform's, an admin's) may run from ours:
 # a report dated that little outside its plausible range is dated at the nearer end
 # (report_date), not refused.
 REPORT_CLOCK_SKEW = timedelta(minutes=5)

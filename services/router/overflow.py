@@ -67,6 +67,11 @@ def predict_first_response(backlog: int, recent: RecentFirstResponses, *,
                               f" {window}: as long as the oldest has waited")
 
 
+# The largest maximum backlog or lag a routing table may set: far past any real queue,
+# and small enough that a fraction of it (resume_below) is computed without overflow.
+LARGEST_MAXIMUM = 1_000_000_000
+
+
 @dataclass(frozen=True)
 class OverflowPolicy:
     to: str

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 
 from services.core import auth, config_files, config_history_api, config_store, http, topics
-from services.router import bootstrap, priority, routing, table_changes
+from services.router import bootstrap, overflow, priority, routing, table_changes
 
 api = APIRouter(prefix="/v1/routing-table", tags=["routing table"],
                 dependencies=auth.ADMIN_ONLY)
@@ -58,10 +58,12 @@ _CALENDAR = _mapping({
               "description": "weekdays to opening hours, e.g. mon-fri: '08:00-18:00'"},
     "holidays": {"type": ["array", "null"], "items": {"description": "a date, 2025-12-25"}},
 }, "time_zone", "hours")
+_COUNT_MAXIMUM = {"type": ["integer", "null"], "minimum": 1,
+                  "maximum": overflow.LARGEST_MAXIMUM}
 _OVERFLOW = _mapping({
     "to": _NAME,
-    "max_backlog": {"type": ["integer", "null"], "minimum": 1},
-    "max_lag": {"type": ["integer", "null"], "minimum": 1},
+    "max_backlog": _COUNT_MAXIMUM,
+    "max_lag": _COUNT_MAXIMUM,
     "max_predicted_first_response": _nullable(_DURATION),
     "resume_below": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
 }, "to")

@@ -119,8 +119,9 @@ def parse_overflow(document: Any, *, source: str, line: int | None,
     for key in ("max_backlog", "max_lag"):
         value = document.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                  or value < 1):
-            raise fail(f"{key} must be a whole number above zero, not {value!r}")
+                                  or not 1 <= value <= overflow.LARGEST_MAXIMUM):
+            raise fail(f"{key} must be a whole number from 1 to"
+                       f" {overflow.LARGEST_MAXIMUM:,}, not {value!r}")
         counts[key] = value
     predicted = document.get("max_predicted_first_response")
     max_predicted = None if predicted is None else table_fields.config_duration(

@@ -61,7 +61,8 @@ class PurchaseIn(BaseModel):
         gt=0, max_digits=14, decimal_places=2)
     currency: str = Field(pattern=r"^[A-Z]{3}$", description="ISO 4217, e.g. EUR")
     purchased_at: http.Timestamp | None = Field(
-        default=None, description="RFC 3339 with offset; default: now")
+        default=None, description=f"RFC 3339 with offset, {rows.PURCHASED_BY_NOW};"
+                                  " default: now")
 
 
 @api.put("/customers/{customer_id}", status_code=200,
@@ -115,9 +116,13 @@ async def delete_customer(customer_id: CustomerId, segmenter: Segmenter) -> dict
 async def record_purchase(customer_id: CustomerId, purchase: PurchaseIn,
                           segmenter: Segmenter) -> dict[str, Any]:
     """Record a purchase; the customer's values and tier are updated at once."""
+    now = datetime.now(UTC)
+    if purchase.purchased_at and rows.purchased_in_future(purchase.purchased_at, now=now):
+        raise http.InvalidField("body.purchased_at", "in the future; accepted: a moment"
+                                                     f" {rows.PURCHASED_BY_NOW}")
     purchased = await service.record_purchase(
         segmenter.customers, segmenter.publisher, customer_id, amount=float(purchase.amount),
-        currency=purchase.currency, purchased_at=purchase.purchased_at, now=datetime.now(UTC))
+        currency=purchase.currency, purchased_at=purchase.purchased_at, now=now)
     if purchased is None:
         raise _not_found(customer_id)
     change = purchased.tier_change

@@ -7,7 +7,7 @@ from __future__ import annotations
 import csv
 from collections import deque
 from collections.abc import AsyncIterator
-from datetime import date
+from datetime import date, datetime
 from typing import Any, Literal, NamedTuple, overload
 
 from services.segmenter.rows import (
@@ -40,17 +40,23 @@ class _Line(NamedTuple):
 
 @overload
 def read_rows(chunks: AsyncIterator[bytes], fmt: Format, kind: Literal["customers"], *,
-              today: date | None = None) -> AsyncIterator[CustomerRecord | RowError]: ...
+              today: date | None = None,
+              now: datetime | None = None) -> AsyncIterator[CustomerRecord | RowError]: ...
 @overload
 def read_rows(chunks: AsyncIterator[bytes], fmt: Format, kind: Literal["purchases"], *,
-              today: date | None = None) -> AsyncIterator[PurchaseRecord | RowError]: ...
+              today: date | None = None,
+              now: datetime | None = None) -> AsyncIterator[PurchaseRecord | RowError]: ...
 @overload
 def read_rows(chunks: AsyncIterator[bytes], fmt: Format, kind: Kind, *,
-              today: date | None = None) -> AsyncIterator[Record | RowError]: ...
+              today: date | None = None,
+              now: datetime | None = None) -> AsyncIterator[Record | RowError]: ...
 async def read_rows(chunks: AsyncIterator[bytes], fmt: Format, kind: Kind, *,
-                    today: date | None = None) -> AsyncIterator[Record | RowError]:
-    """Rows of a CSV (header first) or JSON-lines body, numbered by physical line."""
-    reader = (_JsonLines if fmt == "jsonl" else _CsvRows)(kind, today or today_anywhere())
+                    today: date | None = None,
+                    now: datetime | None = None) -> AsyncIterator[Record | RowError]:
+    """Rows of a CSV (header first) or JSON-lines body, numbered by physical line; dates
+    are checked against `today` and `now` (by default: the clock's as each row is read)."""
+    reader = (_JsonLines if fmt == "jsonl" else _CsvRows)(kind, today or today_anywhere(),
+                                                          now)
     async for lines in _lines(chunks, MAX_ROW_BYTES):
         for line in lines:
             row = reader.row(line)
@@ -98,8 +104,8 @@ def _line(number: int, data: bytes | None, quotes: int) -> _Line:
 class _JsonLines:
     stopped = False
 
-    def __init__(self, kind: Kind, today: date) -> None:
-        self.kind, self.today = kind, today
+    def __init__(self, kind: Kind, today: date, now: datetime | None) -> None:
+        self.kind, self.today, self.now = kind, today, now
 
     def row(self, line: _Line) -> Record | RowError | None:
         if line.data is None:
@@ -113,7 +119,7 @@ class _JsonLines:
         values = json_object(text)
         if isinstance(values, str):
             return RowError(line.number, values)
-        return parse_record(self.kind, line.number, values, today=self.today)
+        return parse_record(self.kind, line.number, values, today=self.today, now=self.now)
 
     def end(self) -> None:
         return None
@@ -123,8 +129,8 @@ class _CsvRows:
     """Rows of CSV records, the first the header. A record ends at a line end outside
     quotes, i.e. once its count of '"' is even (a quote inside a field is doubled)."""
 
-    def __init__(self, kind: Kind, today: date) -> None:
-        self.kind, self.today = kind, today
+    def __init__(self, kind: Kind, today: date, now: datetime | None) -> None:
+        self.kind, self.today, self.now = kind, today, now
         self.header: list[str] | None = None
         self.stopped = False
         self.start, self.parts, self.size, self.in_quotes, self.broken = 0, [b""], 0, False, ""
@@ -183,7 +189,7 @@ class _CsvRows:
             name: value or None for name, value in zip(self.header, fields, strict=True)}
         if isinstance(values.get("attributes"), str):
             values["attributes"] = json_object(values["attributes"], exact=False)
-        return parse_record(self.kind, self.start, values, today=self.today)
+        return parse_record(self.kind, self.start, values, today=self.today, now=self.now)
 
 
 class _Feed:

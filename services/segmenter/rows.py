@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Annotated, Any, Literal, Self, TypeAlias
 
@@ -48,6 +48,13 @@ COUNTRY_CODES = frozenset(_ISO_3166_ALPHA_2.split())
 
 MAX_CUSTOMER_ATTRIBUTES = 100
 
+# How far ahead of our clock a purchase may be dated, as the clock of the system that
+# sold it may run; one dated later would count as recent spend until that date comes,
+# raising the customer's tier for as long.
+PURCHASE_CLOCK_SKEW = timedelta(minutes=5)
+PURCHASED_BY_NOW = (f"by now (up to {PURCHASE_CLOCK_SKEW.total_seconds() / 60:g} minutes"
+                    " later, as a clock running from ours puts it)")
+
 # What each field accepts, as told to whoever sent a bad row.
 ACCEPTS = {
     "customer_id": "1-128 characters of letters, digits and . _ : @ -",
@@ -66,7 +73,7 @@ ACCEPTS = {
     "amount": "a decimal number above 0 with at most 2 decimals and 12 digits before the point",
     "currency": "3 upper-case letters, e.g. EUR",
     "purchased_at": f"an RFC 3339 timestamp with offset, e.g. {moments.EXAMPLE}, within the"
-                    " years 1 to 9999 in UTC",
+                    f" years 1 to 9999 in UTC, and {PURCHASED_BY_NOW}",
 }
 
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -142,9 +149,10 @@ class _Row(BaseModel):
         return {name: getattr(self, name) for name in self.model_fields_set}
 
     @classmethod
-    def parse(cls, line: int, values: dict[str, Any], *, today: date) -> Self | RowError:
+    def parse(cls, line: int, values: dict[str, Any], *, today: date,
+              now: datetime | None = None) -> Self | RowError:
         try:
-            row = cls.model_validate(values, context={"today": today})
+            row = cls.model_validate(values, context={"today": today, "now": now})
         except ValidationError as error:
             return RowError(line, _reason(error.errors()))
         row._line = line
@@ -181,6 +189,19 @@ class PurchaseRecord(_Row):
     currency: str = Field(pattern=r"^[A-Z]{3}$")
     purchased_at: Annotated[datetime, BeforeValidator(moments.parse)]
 
+    @field_validator("purchased_at")
+    @classmethod
+    def _not_sold_yet(cls, value: datetime, info: ValidationInfo) -> datetime:
+        now = (info.context or {}).get("now") or datetime.now(UTC)
+        if purchased_in_future(value, now=now):
+            raise ValueError("in the future")
+        return value
+
+
+def purchased_in_future(purchased_at: datetime, *, now: datetime) -> bool:
+    """Whether a purchase is dated later than our clock, past PURCHASE_CLOCK_SKEW."""
+    return purchased_at > now + PURCHASE_CLOCK_SKEW
+
 
 Record: TypeAlias = CustomerRecord | PurchaseRecord
 RECORD_OF: dict[Kind, type[CustomerRecord] | type[PurchaseRecord]] = {
@@ -192,8 +213,8 @@ def today_anywhere() -> date:
 
 
 def parse_record(kind: Kind, line: int, values: dict[str, Any], *,
-                 today: date | None = None) -> Record | RowError:
-    return RECORD_OF[kind].parse(line, values, today=today or today_anywhere())
+                 today: date | None = None, now: datetime | None = None) -> Record | RowError:
+    return RECORD_OF[kind].parse(line, values, today=today or today_anywhere(), now=now)
 
 
 def unknown_fields(kind: Kind, names: list[str]) -> str | None:

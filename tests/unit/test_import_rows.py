@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from services.segmenter import rows
 from services.segmenter.profiles import CustomerType
 from services.segmenter.row_streams import MAX_ROW_BYTES, read_rows
 from services.segmenter.rows import (
@@ -154,6 +155,7 @@ BAD_PURCHASES = [
     ({**PURCHASE, "purchased_at": "0001-01-01T00:00:00+01:00"}, "invalid purchased_at"),
     ({**PURCHASE, "purchased_at": "9999-12-31T23:59:59-01:00"}, "invalid purchased_at"),
     ({"customer_id": "c-1"}, "missing amount"),
+    ({**PURCHASE, "purchased_at": "9999-01-01T00:00:00Z"}, "invalid purchased_at"),
 ]
 
 
@@ -172,6 +174,21 @@ class TestBadRows:
             self, values: dict[str, Any], expected: str) -> None:
         error = only_error(await read(jsonl(values), "jsonl", "purchases"))
         assert (error.line, expected in error.reason) == (1, True)
+
+    async def test_a_purchase_dated_in_the_future_is_refused_saying_what_is_accepted(
+            self) -> None:
+        """Counted as recent spend until its date came, it would raise the tier for years;
+        one dated by a clock a little ahead of ours is taken."""
+        now = datetime(2026, 6, 1, 12, tzinfo=UTC)
+        ahead, later = (now + rows.PURCHASE_CLOCK_SKEW,
+                        now + rows.PURCHASE_CLOCK_SKEW + timedelta(seconds=1))
+        found = [row async for row in read_rows(chunked(jsonl(
+            {**PURCHASE, "purchased_at": ahead.isoformat()},
+            {**PURCHASE, "purchased_at": later.isoformat()}).encode(), 65536), "jsonl",
+            "purchases", today=TODAY, now=now)]
+        assert lines_and_reasons(found) == [
+            (1, "ok"), (2, f"invalid purchased_at (expects {rows.ACCEPTS['purchased_at']})")]
+        assert "by now (up to 5 minutes later" in rows.ACCEPTS["purchased_at"]
 
     async def test_every_bad_field_of_a_row_is_named(self) -> None:
         error = only_error(await read(jsonl({"customer_type": "robot", "country": "nl",

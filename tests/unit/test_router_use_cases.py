@@ -228,17 +228,33 @@ class TestRecordReport:
         assert events.read(published.event).occurred_at == now
 
     async def test_an_admins_report_is_taken_as_dated_and_published_in_utc(self) -> None:
-        """An admin's report is not bounded to the ticket's time in the department, but
+        """An admin's report is not bounded to the ticket's time in its department (here
+        dated while public_sector held it, before the transfer to business_desk), but
         it is published in UTC as every other report, so that a retry's publish is the
         first one's to the letter."""
         router = wired()
         routed_ticket(router)
-        dated = (NOW - timedelta(hours=3)).astimezone(timezone(timedelta(hours=2)))
+        await TestTransfer().transfer(router, "business_desk")  # at NOW + 1 h
+        dated = (NOW + timedelta(minutes=30)).astimezone(timezone(timedelta(hours=2)))
         recorded = await self.report(router, dated, principal=ADMIN)
         assert isinstance(recorded, service.Recorded)
-        (published,) = router.publisher.published
-        occurred_at = events.read(published.event).occurred_at
+        occurred_at = events.read(router.publisher.published[-1].event).occurred_at
         assert (occurred_at, occurred_at.utcoffset()) == (dated, timedelta(0))
+
+    @pytest.mark.parametrize(("occurred_at", "said"), [
+        (datetime(9999, 1, 1, tzinfo=UTC), "in the future"),
+        (NOW - REPORT_CLOCK_SKEW - timedelta(seconds=1), "before the ticket was received")])
+    async def test_an_admins_report_outside_the_tickets_time_is_refused_naming_the_field(
+            self, occurred_at: datetime, said: str) -> None:
+        """Dated in year 9999, it would have the event follower count business time up
+        to then and set the ticket's first response there."""
+        router = wired()
+        routed_ticket(router)  # received at NOW, reported on at NOW + 1 h
+        refused = await self.report(router, occurred_at, principal=ADMIN)
+        assert isinstance(refused, Refused)
+        assert (refused.refusal, refused.field) == (Refusal.INVALID, "body.occurred_at")
+        assert said in refused.detail
+        assert router.publisher.published == []
 
     async def test_another_departments_ticket_is_refused(self) -> None:
         router = wired()

@@ -2,12 +2,13 @@
 routing trace, and the aging in force on every routed ticket's record."""
 
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import pydantic
 import pytest
 
-from services.core import tickets
+from services.core import durations, envelope, tickets
 from services.departments import queue
 from services.router import overflow, priority, routing
 
@@ -73,6 +74,51 @@ class TestAgingOnTheRecord:
     def test_a_step_of_zero_is_refused_naming_the_field(self) -> None:
         with pytest.raises(pydantic.ValidationError, match="priority_aging_seconds"):
             routed(priority_aging_seconds=0)
+
+    @pytest.mark.parametrize("seconds", [1e-7, 0.5, 1e308,
+                                         durations.LONGEST.total_seconds() + 1])
+    def test_a_step_outside_the_tables_durations_is_refused_naming_the_field(
+            self, seconds: float) -> None:
+        """1e-7 s rounds to no time (a division by zero when ordering), 1e308 s overflows
+        a timedelta: either stopped the department's queue at that record."""
+        with pytest.raises(pydantic.ValidationError, match="priority_aging_seconds"):
+            routed(priority_aging_seconds=seconds)
+
+    @pytest.mark.parametrize("step", [durations.SHORTEST, durations.LONGEST])
+    def test_the_tables_shortest_and_longest_steps_age_a_ticket(
+            self, step: timedelta) -> None:
+        aging = queue.record_aging(routed(priority_aging_seconds=step.total_seconds()))
+        assert aging == priority.Aging(step)
+        assert priority.effective_priority(4, step, aging) == 3
+
+    @pytest.mark.parametrize(("seconds", "why"), [(1e-7, "too short"), (1e308, "too long")])
+    def test_an_unchecked_step_no_ticket_can_age_by_is_refused(
+            self, seconds: float, why: str) -> None:
+        unchecked = routed().model_copy(update={"priority_aging_seconds": seconds})
+        with pytest.raises(queue.UnusableAging, match=f"priority_aging_seconds: {why}"):
+            queue.record_aging(unchecked)
+
+    @pytest.mark.parametrize("seconds", [1e-7, 1e308])
+    def test_a_lane_record_whose_aging_cannot_be_used_is_unreadable(
+            self, seconds: float) -> None:
+        """Skipped and committed past by the queue reader, rather than failing its every
+        read; the reason names the field, not the record's values."""
+        ticket = tickets.Ticket(ticket_id="t-1", customer_id="c-1", subject="Secret",
+                                body="Secret", channel="web", received_at=NOW)
+        data = ticket.with_segmentation(tickets.Segmentation(
+            segment="potential", rule="r", rules_version="r1", customer_known=True,
+            tier="existing")).routed_data(routed())
+        data["routing"]["priority_aging_seconds"] = seconds
+        event = envelope.Event(type="ticket.routed", source="/test", ticket_id="t-1",
+                               correlation_id="c-1", data=data)
+        record = SimpleNamespace(topic="dept.sales_support.low", partition=0, offset=7,
+                                 headers=envelope.to_headers(event),
+                                 value=envelope.to_value(event))
+        unreadable = queue.read_record(record)
+        assert isinstance(unreadable, queue.Unreadable)
+        assert (unreadable.topic, unreadable.offset) == ("dept.sales_support.low", 7)
+        assert "priority_aging_seconds" in unreadable.reason
+        assert "Secret" not in unreadable.reason and str(seconds) not in unreadable.reason
 
     def test_it_survives_the_trip_through_json(self) -> None:
         record = routed(priority_aging_seconds=None)

@@ -6,6 +6,7 @@ from datetime import timedelta
 import pytest
 
 from services.core import config_files
+from services.router import overflow
 from tests.unit.routing_tables import MONDAY_NOON, OFFICE, ROUTES, decide, parse
 
 
@@ -74,6 +75,27 @@ class TestParseErrors:
             parse(ROUTES + "departments:\n" + departments)
         assert problem in error.value.problem
         assert (error.value.line, error.value.entry) == (line, entry)
+
+    @pytest.mark.parametrize("maximum", ["max_backlog", "max_lag"])
+    def test_an_overflow_maximum_past_the_largest_is_refused(self, maximum: str) -> None:
+        """A 311-digit maximum overflowed a float at routing time, for every department."""
+        with pytest.raises(config_files.ConfigError) as error:
+            parse(ROUTES + "departments:\n  general: {}\n  b: {}\n"
+                  f"  d: {{overflow: {{to: b, {maximum}: {10 ** 310}}}}}\n")
+        assert (error.value.path, error.value.line, error.value.entry) == (
+            "routing.yaml", 7, "d")
+        assert error.value.problem.startswith(
+            f"overflow: {maximum} must be a whole number from 1 to"
+            f" {overflow.LARGEST_MAXIMUM:,}, not 1000")
+        table = parse(ROUTES + "departments:\n  general: {}\n  b: {}\n"
+                      f"  d: {{overflow: {{to: b, {maximum}: {overflow.LARGEST_MAXIMUM}}}}}\n")
+        policy = table.department_policies["d"].overflow_policy
+        assert policy is not None
+        assert overflow.LARGEST_MAXIMUM in (policy.max_backlog, policy.max_lag)
+        resumed = overflow.next_state(overflow.OverflowState(True, MONDAY_NOON),
+                                      overflow.DepartmentLoad(backlog=0, lag=0), policy,
+                                      now=MONDAY_NOON)
+        assert not resumed.state.overflowing
 
     def test_unknown_top_level_key_is_named(self) -> None:
         with pytest.raises(config_files.ConfigError, match="unknown keys \\['route'\\]"):

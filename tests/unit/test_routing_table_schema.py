@@ -85,6 +85,8 @@ class TestSchemaAndLoaderAgree:
         {"departments": {"general": {}, "b": {"calendar": {
             "time_zone": "UTC", "hours": {"mon": "09:00-17:00"}, "holidays": "2025-12-25"}}}},
         {"departments": {"general": {}, "b": {"overflow": {"to": "general", "max_backlog": 0}}}},
+        {"departments": {"general": {}, "b": {"overflow": {"to": "general",
+                                                           "max_lag": 10 ** 310}}}},
         {"departments": {"general": {}, "b": {"overflow": {
             "to": "general", "max_backlog": 5, "resume_below": None}}}},
         {"departments": {"general": {}, "b": {"escalation_to": 5}}},

@@ -4,14 +4,15 @@ wired by the service's own bootstrap: no broker, no database, no sockets."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from services.core import db, tickets
+from services.core import db, http, tickets
 from services.core.settings import Settings
-from services.segmenter import bootstrap, customer_events, features, service
+from services.segmenter import admin_api, bootstrap, customer_events, features, rows, service
 from services.segmenter.imports import ImportReport
 from services.segmenter.profiles import (
     NO_FEATURES,
@@ -184,6 +185,27 @@ class TestCustomersAndPurchases:
         assert purchased is not None and purchased.tier_change == store.purchase_change
         assert ("record_purchase", "c1", 10.0, "EUR", NOW) in store.calls  # default: now
         assert publisher.types() == [customer_events.CHANGED, customer_events.TIER_CHANGED]
+
+    async def test_a_purchase_dated_in_the_future_is_refused_naming_the_field(
+            self) -> None:
+        """Counted as recent spend until its date came, it would raise the tier for years."""
+        segmenter, store, publisher = wired(customer("c1"))
+        purchase = admin_api.PurchaseIn.model_validate(
+            {"amount": "10", "currency": "EUR", "purchased_at": "9999-01-01T00:00:00Z"})
+        with pytest.raises(http.InvalidField) as refused:
+            await admin_api.record_purchase("c1", purchase, segmenter)
+        assert refused.value.field == "body.purchased_at"
+        assert refused.value.problem.startswith("in the future; accepted: a moment by now")
+        assert not any(call[0] == "record_purchase" for call in store.calls)
+        assert publisher.published == []
+
+    async def test_a_purchase_dated_by_a_clock_a_little_ahead_is_recorded(self) -> None:
+        segmenter, store, _ = wired(customer("c1"))
+        ahead = datetime.now(UTC) + rows.PURCHASE_CLOCK_SKEW - timedelta(minutes=1)
+        purchase = admin_api.PurchaseIn(amount=Decimal(10), currency="EUR",
+                                        purchased_at=ahead)
+        await admin_api.record_purchase("c1", purchase, segmenter)
+        assert ("record_purchase", "c1", 10.0, "EUR", ahead) in store.calls
 
     @pytest.mark.parametrize(("known", "announced"), [(True, 1), (False, 0)])
     async def test_an_erasure_is_announced_only_when_something_was_erased(

@@ -64,7 +64,9 @@ async def record_report(ticket_id: str, report: events.TicketEventType, *,
     """A department's report on a routed ticket not resolved yet. A department
     credential reports on tickets that are with its department only, dated between the
     ticket's arrival there and now (a report dated earlier would dodge its escalation,
-    or credit the department that held it then); an admin's is taken as it is."""
+    or credit the department that held it then); an admin's, between the ticket's
+    receipt and now, as a platform's reply (a date beyond would have the event follower
+    count business time up to it, and set the ticket's first response there)."""
     asked_for = department
     if principal.role is access.Role.DEPARTMENT:
         department = principal.subject
@@ -77,15 +79,15 @@ async def record_report(ticket_id: str, report: events.TicketEventType, *,
         row = await routed.get(ticket_id)
         if row is None:
             return verdicts.not_found(ticket_id)
-        date = (occurred_at or now).astimezone(UTC)  # in UTC, as report_date's
-        if principal.role is access.Role.DEPARTMENT:
-            if not principal.may_act_for(row.department):
-                return verdicts.ACTS_FOR_OWN
-            dated = plausible_date(row, occurred_at, now=now, department=row.department)
-            if isinstance(dated, Refused):
-                return dated
-            date = dated
-        return date if lifecycle.is_open(row.status) else verdicts.RESOLVED
+        if principal.role is access.Role.DEPARTMENT and not principal.may_act_for(
+                row.department):
+            return verdicts.ACTS_FOR_OWN
+        # An admin may date a report while another department held the ticket.
+        reporting = row.department if principal.role is access.Role.DEPARTMENT else None
+        dated = plausible_date(row, occurred_at, now=now, department=reporting)
+        if isinstance(dated, Refused):
+            return dated
+        return dated if lifecycle.is_open(row.status) else verdicts.RESOLVED
 
     report_event = events.TicketEvent(ticket_id=ticket_id, type=report,
                                       occurred_at=occurred_at or now, department=department)
