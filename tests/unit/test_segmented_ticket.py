@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from datetime import UTC, date, datetime
 from typing import Any
 
-from services.core import envelope, tickets, topics
+import pytest
+from aiokafka.structs import ConsumerRecord
+
+from services.core import batches, envelope, tickets, topics
 from services.core.outage import StoreOutage
 from services.segmenter import rules, rules_file, worker
 from services.segmenter.profiles import (
@@ -80,6 +84,46 @@ class TestSegmentedTicket:
         assert data == ticket.with_segmentation(segmentation).model_dump(mode="json")
         assert tickets.SegmentedTicket.model_validate(data).model_dump(mode="json") == data
         assert "smuggled" not in data
+
+
+def consumed(event: envelope.Event, offset: int = 0) -> ConsumerRecord[bytes, bytes]:
+    """The event as the stage's consumer hands it over."""
+    record = envelope.encode(topics.INCOMING, "c-1", event)
+    return ConsumerRecord(
+        topic=record.topic, partition=0, offset=offset, timestamp=0, timestamp_type=0,
+        key=record.key, value=record.value, checksum=None,
+        serialized_key_size=len(record.key), serialized_value_size=len(record.value),
+        headers=list(record.headers))
+
+
+class TestRuleFailure:
+    async def test_the_dead_letter_reason_names_the_rule_not_the_customers_values(
+            self, caplog: pytest.LogCaptureFixture) -> None:
+        """CEL's message repeats the values a rule failed on (here the customer's email,
+        a key not in the map): the reason, in the dead letter's headers and the log,
+        gives the rule and the kind of failure only."""
+        email = "john.doe@example.com"
+        by_email = rules_file.parse(
+            "default_segment: general\nrules:\n  - name: by-email\n    segment: vip\n"
+            "    when: has(customer.attributes.email)"
+            " && customer.attributes[customer.attributes.email] == 'x'\n",
+            source="segments.yaml")
+
+        async def emailed(customer_id: str, **_: Any) -> Customer:
+            return Customer(customer_id, CustomerProfile(
+                customer_id, CustomerType.INDIVIDUAL, attributes={"email": email}),
+                ValueFeatures(), Tier.EXISTING)
+
+        stage = worker.SegmentTicket(lookup=emailed, current_rules=lambda: by_email)
+        with caplog.at_level(logging.WARNING):
+            [letter] = await batches.Batches(stage, stage="segmenter").outgoing(
+                [consumed(received("t-1"))])
+        headers = dict(letter.headers)
+        assert letter.topic == topics.DEAD_LETTERS
+        assert headers[topics.DLQ_ERROR] == b"segment rule 'by-email' failed (NOT_FOUND)"
+        assert email.encode() not in b"".join(value for _, value in letter.headers)
+        [logged] = [r for r in caplog.records if r.getMessage().startswith("record sent")]
+        assert email not in json.dumps(logged.__dict__, default=str)
 
 
 class TestCounted:
