@@ -20,7 +20,8 @@ from services.core import envelope, faults, kafka
 
 logger = logging.getLogger(__name__)
 
-Transform = Callable[[envelope.Event], Awaitable[Sequence[kafka.Output]]]
+# What a transform gives is written out here, unless it gave it written out already.
+Transform = Callable[[envelope.Event], Awaitable[Sequence[kafka.Publishable]]]
 
 DEAD_LETTERED = Counter("routing_stage_dead_lettered_total",
                         "Records a stage set aside to the dead-letter topic",

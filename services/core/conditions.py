@@ -3,6 +3,7 @@ checked to be boolean, evaluated with errors that say what failed."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from cel_expr_python import cel
@@ -10,10 +11,20 @@ from cel_expr_python import cel
 from services.core.config_files import ConfigError
 
 _T = cel.Type
+# How CEL's errors start: the status code, e.g. `NOT_FOUND: Key not found in map : "..."`.
+_STATUS_CODE = re.compile(r"([A-Z][A-Z_]*): ")
+NOT_BOOLEAN = "NOT_BOOLEAN"
 
 
 class ConditionFailed(RuntimeError):
-    """A condition that could not be decided on some data (an error, or not a boolean)."""
+    """A condition that could not be decided on some data (an error, or not a boolean).
+    `kind` says which without the data (CEL's status code, e.g. NOT_FOUND or
+    INVALID_ARGUMENT, or NOT_BOOLEAN); the message is CEL's own, which may repeat the
+    data's values (a key not found, a pattern that does not compile)."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 def compile_boolean(environment: Any, expression: Any, *, source: str, line: int | None,
@@ -41,7 +52,9 @@ def holds(compiled: Any, activation: Any) -> bool:
         return plain
     kind = value.type()
     if kind == _T.ERROR:
-        raise ConditionFailed(str(value.value()))
+        message = str(value.value())
+        code = _STATUS_CODE.match(message)
+        raise ConditionFailed(code.group(1) if code else "ERROR", message)
     if kind != _T.BOOL:
-        raise ConditionFailed(f"gave {kind.name().lower()}, not a boolean")
+        raise ConditionFailed(NOT_BOOLEAN, f"gave {kind.name().lower()}, not a boolean")
     return bool(value.value())

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from asyncpg.exceptions import _base as asyncpg_errors
 from sqlalchemy import DateTime, Dialect, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
@@ -38,6 +39,8 @@ _OUTAGE_STATES = ("08", "53", "57P")
 def is_outage(error: BaseException) -> bool:
     """Whether an error says the store is down or unreachable (PostgreSQL refusing or
     starting up, a dropped connection, a timeout), not that a query was wrong."""
+    if isinstance(error, InterfaceError) and _argument_refused(error):
+        return False
     if isinstance(error, (OperationalError, InterfaceError, DisconnectionError, OSError,
                           TimeoutError)):
         return True
@@ -49,6 +52,20 @@ def is_outage(error: BaseException) -> bool:
     # data among them; its SQLSTATE tells.
     state = getattr(error.orig, "sqlstate", None) or ""
     return state.startswith(_OUTAGE_STATES)
+
+
+def _argument_refused(error: InterfaceError) -> bool:
+    """Whether asyncpg refused a query's input before sending it: its client-side
+    DataError ("an error caused by invalid query input") subclasses its InterfaceError,
+    so SQLAlchemy's asyncpg dialect raises it as an InterfaceError, yet it is the
+    record's fault, not the store's. (asyncpg 0.32 raises "invalid input for query
+    argument", an int out of a column's range or text it cannot encode, as the other
+    DataError, a PostgresError of SQLSTATE 22000: the plain DBAPIError case below.)"""
+    try:
+        driver_error = error.driver_exception
+    except ValueError:  # made without the driver's error
+        return False
+    return isinstance(driver_error, asyncpg_errors.DataError)
 
 
 class Base(DeclarativeBase):

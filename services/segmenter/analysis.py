@@ -147,7 +147,9 @@ class Analysis:
             except RuleEvaluationError as exc:
                 failed = True
                 self._failures[rule.name] += 1
-                self._first_failure.setdefault(rule.name, (customer_id, str(exc)))
+                # CEL's message (the mismatched types, or a value of the customer's):
+                # the report answers an admin, who may read any profile; it is not logged.
+                self._first_failure.setdefault(rule.name, (customer_id, exc.detail))
         self._failed_customers += int(failed)
         return matching
 

@@ -40,11 +40,18 @@ Context = Mapping[str, Any]
 
 
 class RuleEvaluationError(RuntimeError):
-    """A rule failed on a ticket's data at run time (the ticket goes to the dead letters)."""
+    """A rule failed on a ticket's data at run time (the ticket goes to the dead letters).
 
-    def __init__(self, rule: str, problem: str) -> None:
+    Its text names the rule and the kind of failure (conditions.ConditionFailed.kind)
+    only: it becomes the dead letter's reason and is logged, where personal data must
+    never go. `detail`, CEL's message, may repeat the customer's values (a key not found,
+    a pattern taken from the data): only for an admin's answer or a rule file's check."""
+
+    def __init__(self, rule: str, kind: str, detail: str) -> None:
         self.rule = rule
-        super().__init__(f"segment rule {rule!r} failed: {problem}")
+        self.kind = kind
+        self.detail = detail
+        super().__init__(f"segment rule {rule!r} failed ({kind})")
 
 
 @dataclass(frozen=True)
@@ -60,7 +67,8 @@ class Rule:
         try:
             return conditions.holds(self.compiled, activation)
         except conditions.ConditionFailed as exc:
-            raise RuleEvaluationError(self.name, str(exc)) from exc
+            # Not chained: a traceback printed would show CEL's message, and the values.
+            raise RuleEvaluationError(self.name, exc.kind, str(exc)) from None
 
 
 # What `decided_by` holds for a path whose value must not travel with the ticket.

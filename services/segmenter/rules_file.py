@@ -64,9 +64,9 @@ def parse_document(document: Mapping[str, Any], *, source: str, version: str,
                 who = "an unknown customer" if not probe["customer"].get("known") \
                     else "a known customer"
                 raise ConfigError(source, rule.line, rule.name,
-                                  f"fails for {who}: {exc} (guard fields that may be null,"
-                                  " e.g. `customer.age_years != null && ...`, and use has()"
-                                  " for optional attributes)") from exc
+                                  f"fails for {who}: {exc.detail} (guard fields that may be"
+                                  " null, e.g. `customer.age_years != null && ...`, and use"
+                                  " has() for optional attributes)") from exc
     return rule_set
 
 

@@ -109,7 +109,7 @@ class SegmentTicket:
         batch.cache_only = True
         return True
 
-    async def __call__(self, event: envelope.Event) -> list[kafka.Output]:
+    async def __call__(self, event: envelope.Event) -> list[envelope.Record]:
         ticket = tickets.Ticket.model_validate(event.data)
         now = datetime.now(UTC)
         customer = await self._customer(ticket.customer_id, now)
@@ -119,7 +119,7 @@ class SegmentTicket:
             segmentation = tickets.Segmentation(
                 segment=tickets.DEGRADED_SEGMENT, rule="", rules_version=rule_set.version,
                 customer_known=False, tier=tiers.UNKNOWN, degraded=STORE_DOWN)
-            return self._outputs(event, ticket, segmentation, now)
+            return self._records(event, ticket, segmentation, now)
         try:
             decision = service.segment(customer, ticket, rule_set, now=now).decision
         except rules.RuleEvaluationError as exc:
@@ -128,18 +128,20 @@ class SegmentTicket:
             segment=decision.segment, rule=decision.rule, rules_version=decision.rules_version,
             customer_known=customer.profile is not None, tier=customer.tier,
             decided_by=dict(decision.decided_by))
-        outputs = self._outputs(event, ticket, segmentation, now)
+        # Written out here, not by the stage, so that a ticket whose records cannot be
+        # (envelope.Unserialisable: it is dead-lettered) is not counted.
+        records = self._records(event, ticket, segmentation, now)
         if customer.profile is not None:  # counted once its share is committed
             self._counted.current()[customer.customer_id] += 1
-        return outputs
+        return records
 
     @staticmethod
-    def _outputs(event: envelope.Event, ticket: tickets.Ticket,
-                 segmentation: tickets.Segmentation, now: datetime) -> list[kafka.Output]:
+    def _records(event: envelope.Event, ticket: tickets.Ticket,
+                 segmentation: tickets.Segmentation, now: datetime) -> list[envelope.Record]:
         lifecycle = events.TicketEvent(
             ticket_id=ticket.ticket_id, type=events.TicketEventType.SEGMENTED,
             occurred_at=now, received_at=ticket.received_at, segment=segmentation.segment)
-        return [
+        return kafka.records([
             kafka.Output(topics.SEGMENTED, ticket.customer_id, envelope.Event(
                 type=events.TicketEventType.SEGMENTED, source=SOURCE,
                 ticket_id=ticket.ticket_id, correlation_id=event.correlation_id,
@@ -148,4 +150,4 @@ class SegmentTicket:
                 time=now)),
             kafka.Output(topics.EVENTS, ticket.ticket_id,
                          events.as_envelope(lifecycle, event.correlation_id, SOURCE)),
-        ]
+        ])

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import asyncpg
 import pytest
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
+from sqlalchemy.exc import (
+    DBAPIError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    ProgrammingError,
+)
 
 from services.core import db
 from services.core.outage import StoreOutage
@@ -70,3 +78,39 @@ class TestWhatIsAnOutage:
     ])
     def test_store_errors_that_say_it_is_down(self, error: Exception, outage: bool) -> None:
         assert db.is_outage(error) is outage
+
+
+def as_sqlalchemy_raises(driver_error: Exception) -> DBAPIError:
+    """asyncpg's error as SQLAlchemy's asyncpg dialect raises it: translated to the
+    dialect's DBAPI class (the driver's error kept as its cause), then wrapped."""
+    dialect = asyncpg_dialect.dialect()
+    dialect.dbapi = dialect.loaded_dbapi = asyncpg_dialect.dialect.import_dbapi()
+    try:
+        asyncpg_dialect.AsyncAdapt_asyncpg_connection._handle_exception_no_connection(
+            dialect.dbapi, driver_error)
+    except Exception as translated:
+        return DBAPIError.instance("INSERT ...", {}, translated, dialect.dbapi.Error,
+                                   dialect=dialect)
+    raise AssertionError("the dialect did not translate the error")
+
+
+class TestAsyncpgErrors:
+    def test_input_asyncpg_refuses_as_an_interface_error_is_the_records_fault(
+            self) -> None:
+        error = as_sqlalchemy_raises(asyncpg.exceptions._base.DataError(
+            "invalid input for query argument $1: 99999999999 (value out of int32 range)"))
+        assert isinstance(error, InterfaceError)
+        assert db.is_outage(error) is False
+
+    def test_invalid_input_for_a_query_argument_is_the_records_fault(self) -> None:
+        # What asyncpg 0.32 raises for it: a PostgresError (SQLSTATE 22000), not one of
+        # its InterfaceErrors.
+        error = as_sqlalchemy_raises(asyncpg.exceptions.DataError(
+            "invalid input for query argument $1: '\\ud800' (surrogates not allowed)"))
+        assert db.is_outage(error) is False
+
+    def test_a_closed_connection_is_an_outage(self) -> None:
+        error = as_sqlalchemy_raises(asyncpg.exceptions.InterfaceError(
+            "cannot perform operation: connection is closed"))
+        assert isinstance(error, InterfaceError)
+        assert db.is_outage(error) is True

@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
-from services.core import envelope, tickets, topics
+import pytest
+from aiokafka.structs import ConsumerRecord
+
+from services.core import batches, envelope, tickets, topics
 from services.core.outage import StoreOutage
 from services.segmenter import rules, rules_file, worker
 from services.segmenter.profiles import (
@@ -56,7 +61,7 @@ class TestSegmentedTicket:
             self) -> None:
         stage = worker.SegmentTicket(lookup=lookup, current_rules=lambda: RULES)
         outputs = await stage(received("t-1"))
-        segmented = next(o.event for o in outputs if o.topic == topics.SEGMENTED)
+        segmented = segmented_event(outputs)
         segmentation = segmented.data["segmentation"]
         assert segmentation["segment"] == "care_plus"
         assert segmentation["decided_by"] == {
@@ -74,12 +79,58 @@ class TestSegmentedTicket:
         event = envelope.Event(type=event.type, source=event.source, ticket_id="t-2",
                                correlation_id="corr", data={**event.data, "smuggled": 1})
         outputs = await stage(event)
-        data = next(o.event for o in outputs if o.topic == topics.SEGMENTED).data
+        data = segmented_event(outputs).data
         ticket = tickets.Ticket.model_validate(event.data)
         segmentation = tickets.Segmentation.model_validate(data["segmentation"])
         assert data == ticket.with_segmentation(segmentation).model_dump(mode="json")
         assert tickets.SegmentedTicket.model_validate(data).model_dump(mode="json") == data
         assert "smuggled" not in data
+
+
+def segmented_event(records: Sequence[envelope.Record]) -> envelope.Event:
+    """The segmented ticket among a stage's records, read back."""
+    return next(envelope.from_record(r.headers, r.value) for r in records
+                if r.topic == topics.SEGMENTED)
+
+
+def consumed(event: envelope.Event, offset: int = 0) -> ConsumerRecord[bytes, bytes]:
+    """The event as the stage's consumer hands it over."""
+    record = envelope.encode(topics.INCOMING, "c-1", event)
+    return ConsumerRecord(
+        topic=record.topic, partition=0, offset=offset, timestamp=0, timestamp_type=0,
+        key=record.key, value=record.value, checksum=None,
+        serialized_key_size=len(record.key), serialized_value_size=len(record.value),
+        headers=list(record.headers))
+
+
+class TestRuleFailure:
+    async def test_the_dead_letter_reason_names_the_rule_not_the_customers_values(
+            self, caplog: pytest.LogCaptureFixture) -> None:
+        """CEL's message repeats the values a rule failed on (here the customer's email,
+        a key not in the map): the reason, in the dead letter's headers and the log,
+        gives the rule and the kind of failure only."""
+        email = "john.doe@example.com"
+        by_email = rules_file.parse(
+            "default_segment: general\nrules:\n  - name: by-email\n    segment: vip\n"
+            "    when: has(customer.attributes.email)"
+            " && customer.attributes[customer.attributes.email] == 'x'\n",
+            source="segments.yaml")
+
+        async def emailed(customer_id: str, **_: Any) -> Customer:
+            return Customer(customer_id, CustomerProfile(
+                customer_id, CustomerType.INDIVIDUAL, attributes={"email": email}),
+                ValueFeatures(), Tier.EXISTING)
+
+        stage = worker.SegmentTicket(lookup=emailed, current_rules=lambda: by_email)
+        with caplog.at_level(logging.WARNING):
+            [letter] = await batches.Batches(stage, stage="segmenter").outgoing(
+                [consumed(received("t-1"))])
+        headers = dict(letter.headers)
+        assert letter.topic == topics.DEAD_LETTERS
+        assert headers[topics.DLQ_ERROR] == b"segment rule 'by-email' failed (NOT_FOUND)"
+        assert email.encode() not in b"".join(value for _, value in letter.headers)
+        [logged] = [r for r in caplog.records if r.getMessage().startswith("record sent")]
+        assert email not in json.dumps(logged.__dict__, default=str)
 
 
 class TestCounted:
@@ -99,6 +150,38 @@ class TestCounted:
 
         await asyncio.create_task(attempt(commits=False))
         await asyncio.create_task(attempt(commits=True))
+        assert stage.tally == {"a": 1}
+
+
+    async def test_a_ticket_whose_records_cannot_be_written_is_dead_lettered_uncounted(
+            self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A ticket within the record budget as received, over it once segmented
+        (envelope.Unserialisable), is dead-lettered: its share, committed, does not
+        count it. (The budget is made small here: a ticket is over the broker's only
+        near its limits, its segmentation copying values it read.)"""
+        encode = envelope.encode
+
+        def with_a_small_budget(topic: str, key: str, event: envelope.Event,
+                                **_: Any) -> envelope.Record:
+            return encode(topic, key, event,
+                          max_bytes=5_000 if topic == topics.SEGMENTED else 1_000_000)
+
+        monkeypatch.setattr(envelope, "encode", with_a_small_budget)
+        stage = worker.SegmentTicket(lookup=known, current_rules=lambda: RULES)
+        fits, swollen = received("t-fits", "a"), received("t-big", "a")
+        swollen = envelope.Event(type=swollen.type, source=swollen.source, ticket_id="t-big",
+                                 correlation_id="corr", data={**swollen.data, "body": "x" * 4_900})
+        share = batches.Batches(stage, stage="segmenter")
+
+        async def attempt() -> list[envelope.Record]:  # a share's attempt: a task of its own
+            sent = await share.outgoing([consumed(fits, 0), consumed(swollen, 1)])
+            share.committed()
+            return sent
+
+        sent = await asyncio.create_task(attempt())
+        assert [r.topic for r in sent] == [topics.SEGMENTED, topics.EVENTS,
+                                           topics.DEAD_LETTERS]
+        assert dict(sent[2].headers)[topics.DLQ_ERROR_CLASS] == b"Unserialisable"
         assert stage.tally == {"a": 1}
 
 
@@ -149,14 +232,14 @@ class TestSharesApart:
             await stage.prefetch([received("t-a", "down")])
             outputs = await stage(received("t-a", "down"))  # past the grace: the cache
             cache_only.set()
-            return next(o.event for o in outputs if o.topic == topics.SEGMENTED)
+            return segmented_event(outputs)
 
         async def asking_the_store() -> envelope.Event:
             await stage.prefetch([received("t-b", "b")])
             other_prefetched.set()
             await cache_only.wait()
             outputs = await stage(received("t-b", "b"))
-            return next(o.event for o in outputs if o.topic == topics.SEGMENTED)
+            return segmented_event(outputs)
 
         degraded, segmented = await asyncio.gather(
             asyncio.create_task(going_by_the_cache()), asyncio.create_task(asking_the_store()))
