@@ -58,8 +58,13 @@ class Assignment:
     counted: bool = False
 
     @property
-    def key(self) -> tuple[str, str | None, str]:
-        return self.kind, self.from_department, self.department
+    def key(self) -> tuple[str, str | None, str, datetime | None]:
+        """What tells one assignment from another: a routing to a department is one (a
+        copy of its event may come dated otherwise), a hand-over one at its moment (the
+        same event again is the same one; the ticket may go the same way again later,
+        as the router's trace has it: intake_policy.held_at)."""
+        return (self.kind, self.from_department, self.department,
+                None if self.kind == "routed" else self.at)
 
 
 @dataclass(frozen=True)

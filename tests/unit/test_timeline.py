@@ -6,6 +6,7 @@ import pytest
 from services.core.events import TicketEvent, TicketEventType
 from services.metrics import timeline
 from services.metrics.timeline import Duration, Routed, Timeline
+from services.router import intake_policy
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
@@ -118,6 +119,32 @@ class TestTransfer:
         assert [o for o in seen if isinstance(o, timeline.HandedOver)] == [
             timeline.HandedOver("transferred", "public_sector", "business_desk"),
             timeline.HandedOver("transferred", "business_desk", "key_accounts")]
+
+
+    def test_a_ticket_handed_back_and_forth_is_where_the_last_hand_over_put_it(
+            self) -> None:
+        """public_sector -> business_desk, back, and to business_desk again: it is with
+        business_desk, as the router's trace says (intake_policy.held_at), and each
+        hand-over counts."""
+        back = handed(TicketEventType.TRANSFERRED, 70, "public_sector",
+                      from_department="business_desk")
+        again = handed(TicketEventType.TRANSFERRED, 80, "business_desk",
+                       from_department="public_sector")
+        current, seen = replay(RECEIVED, ROUTED, TRANSFERRED, back, again, again)
+        assert current.department == "business_desk"
+        assert current.department_at(T0 + timedelta(seconds=75)) == "public_sector"
+        assert current.department_at(T0 + timedelta(seconds=85)) == "business_desk"
+        trace = [{"at": (T0 + timedelta(seconds=at)).isoformat(), "step": step,
+                  "from": source, "to": to}
+                 for at, step, source, to in [
+                     (0.5, "routed", None, "public_sector"),
+                     (60, "transferred", "public_sector", "business_desk"),
+                     (70, "transferred", "business_desk", "public_sector"),
+                     (80, "transferred", "public_sector", "business_desk")]]
+        for moment in (75, 85):
+            at = T0 + timedelta(seconds=moment)
+            assert intake_policy.held_at(trace, at) == current.department_at(at)
+        assert len([o for o in seen if isinstance(o, timeline.HandedOver)]) == 3
 
 
 class TestEscalation:
