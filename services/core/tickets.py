@@ -233,11 +233,14 @@ class Routing(BaseModel):
 class RoutedTicket(SegmentedTicket):
     routing: Routing
 
-    def handed_to(self, department: str, *, reason: str, at: datetime,
-                  queue: str) -> RoutedTicket:
+    def handed_to(self, department: str, *, reason: str, at: datetime, queue: str,
+                  first_response_deadline: datetime | None = None) -> RoutedTicket:
         """The same ticket handed on (escalated or transferred) to `department`, joining
-        `queue`; its deadline stays: the service-level clocks started at its routing keep
-        the time they spent (service_clocks.handed_over rebases them)."""
+        `queue`, due as its first-response clock says now (the clock keeps the time it
+        spent and counts the rest in the new department's hours:
+        service_clocks.handed_over); without one (not running), the deadline stays."""
         routing = self.routing.model_copy(update={
-            "department": department, "reason": reason, "routed_at": at, "queue": queue})
+            "department": department, "reason": reason, "routed_at": at, "queue": queue,
+            "first_response_deadline": first_response_deadline
+            or self.routing.first_response_deadline})
         return self.model_copy(update={"routing": routing})

@@ -28,7 +28,9 @@ def redispatch(ticket: tickets.RoutedTicket, *, department: str, reason: str,
     and level)."""
     priority = ticket.routing.priority
     queue = queue_for(department, priority)
-    handed = ticket.handed_to(department, reason=reason, at=now, queue=queue)
+    deadlines = (details or {}).get("deadlines") or {}
+    handed = ticket.handed_to(department, reason=reason, at=now, queue=queue,
+                              first_response_deadline=deadlines.get("first_response"))
     lifecycle = events.TicketEvent(
         ticket_id=ticket.ticket_id, type=event_type, occurred_at=now,
         department=department, from_department=from_department,

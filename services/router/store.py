@@ -294,7 +294,7 @@ class RoutedTickets:
                 if claim is not None and row.handover_until == claim:
                     row.handover_until = None
                 if move_clocks is not None and row.service_clocks is not None:
-                    _set_clocks(row, move_clocks(
+                    set_clocks(row, move_clocks(
                         service_clocks.from_json(row.service_clocks), row.department))
                 row.trace = [*row.trace, *steps]
                 row.department, row.updated_at = department, now
@@ -311,7 +311,7 @@ class RoutedTickets:
             if row is None:
                 return
             if row.service_clocks is not None:
-                _set_clocks(row, move_clocks(service_clocks.from_json(row.service_clocks),
+                set_clocks(row, move_clocks(service_clocks.from_json(row.service_clocks),
                                              row.department))
             if row.payload.get("routing"):  # the copy of the routed ticket
                 routing = {**row.payload["routing"], "priority": priority}
@@ -323,7 +323,7 @@ class RoutedTickets:
         async with self._sessions() as session, session.begin():
             row = await session.get(RoutedTicketRow, ticket_id, with_for_update=True)
             if row is not None and row.service_clocks is not None:
-                _set_clocks(row, change(service_clocks.from_json(row.service_clocks),
+                set_clocks(row, change(service_clocks.from_json(row.service_clocks),
                                         row.department))
 
     async def due_clocks(self, now: datetime, *, limit: int = 200) -> list[RoutedTicketRow]:
@@ -379,7 +379,7 @@ class RoutedTickets:
             if move_clocks is not None and row.service_clocks is not None:
                 clocks = move_clocks(service_clocks.from_json(row.service_clocks),
                                      row.department)
-                _set_clocks(row, clocks)
+                set_clocks(row, clocks)
                 step |= {"clocks": "paused" if clocks.paused else "running",
                          "deadlines": {target: None if deadline is None
                                        else deadline.isoformat()
@@ -451,7 +451,9 @@ _AWAITING_FIRST_RESPONSE = (RoutedTicketRow.status.in_(lifecycle.BACKLOG),
                             RoutedTicketRow.first_response_at.is_(None))
 
 
-def _set_clocks(row: RoutedTicketRow, clocks: service_clocks.TicketClocks) -> None:
+def set_clocks(row: RoutedTicketRow, clocks: service_clocks.TicketClocks) -> None:
+    """The row's clocks, and what is read from them: the next check, and the first
+    response's deadline while its clock runs."""
     row.service_clocks = service_clocks.to_json(clocks)
     row.next_clock_check = clocks.next_check()
     first = clocks.current("first_response")

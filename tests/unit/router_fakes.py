@@ -12,7 +12,7 @@ from typing import Any
 
 from services.core import envelope, kafka, lifecycle, tickets
 from services.core.settings import Settings
-from services.router import bootstrap, service_clocks
+from services.router import bootstrap, service_clocks, store
 from services.router.models import IntakeKeyRow, RoutedTicketRow
 from services.router.store import ClockChange, Dispatch
 from tests.conftest import TEST_ROUTING_TABLE
@@ -155,9 +155,8 @@ class FakeRouted:
     @staticmethod
     def _move(row: RoutedTicketRow, change: ClockChange | None) -> None:
         if change is not None and row.service_clocks is not None:
-            clocks = change(service_clocks.from_json(row.service_clocks), row.department)
-            row.service_clocks = service_clocks.to_json(clocks)
-            row.next_clock_check = clocks.next_check()
+            store.set_clocks(row, change(service_clocks.from_json(row.service_clocks),
+                                         row.department))
 
 
 @dataclass(frozen=True)

@@ -112,6 +112,26 @@ class TestTransfer:
         assert row.first_response_deadline == dispatch.deadline
         assert router.routed.recorded == [("handover", "t-1")]
 
+    async def test_the_lane_record_is_due_as_the_clock_counts_in_the_new_hours(
+            self, tmp_path: Path) -> None:
+        """Routed at 09:00 to public_sector (24/7, 4h: due 13:00), handed at 10:00 to
+        business_desk, open from 12:00: the 3h left count from 12:00, due 15:00, on the
+        lane record as on the event and the router's row."""
+        table = tmp_path / "routing.yaml"
+        table.write_text(TEST_ROUTING_TABLE.read_text("utf-8").replace(
+            "business_desk: {escalation_to: key_accounts}",
+            "business_desk: {escalation_to: key_accounts, calendar: {time_zone: UTC,"
+            " hours: {mon-fri: '12:00-17:00'}}}"), encoding="utf-8")
+        router = wired(table)
+        routed_ticket(router)
+        await self.transfer(router, "business_desk")
+        queue, lifecycle = router.publisher.published
+        due = NOW + timedelta(hours=6)
+        handed = tickets.RoutedTicket.model_validate(queue.event.data)
+        assert handed.routing.first_response_deadline == due
+        assert events.read(lifecycle.event).deadlines == {"first_response": due}
+        assert router.routed.rows["t-1"].first_response_deadline == due
+
     async def test_a_department_transfers_only_its_own_tickets(self) -> None:
         router = wired()
         routed_ticket(router)
