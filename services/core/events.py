@@ -34,7 +34,7 @@ class TicketEventType(StrEnum):
     PICKED_UP = "ticket.picked_up"
     RESPONDED = "ticket.responded"
     RESOLVED = "ticket.resolved"
-    ESCALATED = "ticket.escalated"  # no first response by the deadline; redispatched
+    ESCALATED = "ticket.escalated"  # a target breached (level 1) or still so (2)
     TRANSFERRED = "ticket.transferred"  # handed by one department to another
     WAITING_ON_CUSTOMER = "ticket.waiting_on_customer"  # a department: clocks pause
     CUSTOMER_REPLIED = "ticket.customer_replied"  # the ticket's platform: clocks resume

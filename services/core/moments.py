@@ -7,7 +7,11 @@ record's CloudEvents time (`ce_time`) and the simulator's command line. Pure."""
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+
+# How far another system's clock (a reporter's, a platform's, an importer's) may run from
+# ours, either way: a moment that little outside what is plausible is taken, not refused.
+CLOCK_SKEW = timedelta(minutes=5)
 
 EXAMPLE = "2026-01-31T09:30:00+01:00"
 OUTSIDE_UTC = "outside the years 1 to 9999 once converted to UTC"

@@ -25,8 +25,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from services.core import groups
+from services.core.settings import Settings
 from services.metrics import stats
 from services.metrics.timeline import Timeline
+
+_SETTINGS = Settings.model_fields
 
 FIRST_RESPONSE = "first_response"  # best median / the group's median
 TARGET_ATTAINMENT = "target_attainment"  # the group's share met / the best share
@@ -40,8 +43,11 @@ SIGNIFICANCE = 0.05
 
 @dataclass(frozen=True)
 class Policy:
-    threshold: float = 0.8  # the four-fifths rule
-    minimum_group_size: int = 30
+    """When a group is flagged (the settings parity_threshold, by default the
+    four-fifths rule, and protected_group_minimum_size; their defaults here)."""
+
+    threshold: float = _SETTINGS["parity_threshold"].default
+    minimum_group_size: int = _SETTINGS["protected_group_minimum_size"].default
 
 
 @dataclass(frozen=True)

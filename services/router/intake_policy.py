@@ -22,7 +22,7 @@ from services.core import moments
 # How far a reporter's clock (a department's, a platform's, an admin's) may run from ours:
 # a report dated that little outside its plausible range is dated at the nearer end
 # (report_date), not refused.
-REPORT_CLOCK_SKEW = timedelta(minutes=5)
+REPORT_CLOCK_SKEW = moments.CLOCK_SKEW
 SKEW_NOTE = (f"up to {REPORT_CLOCK_SKEW.total_seconds() / 60:g} minutes outside, as a"
              " clock running from the router's puts it, is dated at the nearer end")
 

@@ -15,7 +15,10 @@ from dataclasses import asdict, dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from services.core.settings import Settings
 from services.segmenter.profiles import Tier, ValueFeatures
+
+_SETTINGS = Settings.model_fields
 
 RECENT = timedelta(days=90)
 YEAR = timedelta(days=365)
@@ -29,9 +32,11 @@ class Purchase:
 
 @dataclass(frozen=True)
 class TierPolicy:
-    most_valuable_share: float = 0.05
-    most_growable_share: float = 0.10
-    min_growth_ratio: float = 0.25
+    """How tiers are cut (the settings of the same names; their defaults here)."""
+
+    most_valuable_share: float = _SETTINGS["most_valuable_share"].default
+    most_growable_share: float = _SETTINGS["most_growable_share"].default
+    min_growth_ratio: float = _SETTINGS["min_growth_ratio"].default
 
 
 @dataclass(frozen=True)

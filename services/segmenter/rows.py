@@ -51,7 +51,7 @@ MAX_CUSTOMER_ATTRIBUTES = 100
 # How far ahead of our clock a purchase may be dated, as the clock of the system that
 # sold it may run; one dated later would count as recent spend until that date comes,
 # raising the customer's tier for as long.
-PURCHASE_CLOCK_SKEW = timedelta(minutes=5)
+PURCHASE_CLOCK_SKEW = moments.CLOCK_SKEW  # a purchase dated by a clock a little ahead
 PURCHASED_BY_NOW = (f"by now (up to {PURCHASE_CLOCK_SKEW.total_seconds() / 60:g} minutes"
                     " later, as a clock running from ours puts it)")
 
