@@ -11,6 +11,8 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Literal
 
+from services.core import targets
+
 Outcome = Literal["met", "missed"]
 OUTCOMES: tuple[Outcome, ...] = ("met", "missed")
 
@@ -28,8 +30,8 @@ def first_response_outcome(responded_at: datetime | None, deadline: datetime | N
     if deadline is None:
         return None
     if responded_at is not None:
-        return "met" if responded_at <= deadline else "missed"
-    if as_of is not None and as_of > deadline:
+        return "met" if targets.answered_in_time(responded_at, deadline) else "missed"
+    if as_of is not None and targets.past_due(deadline, as_of):
         return "missed"
     return None
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from services.core import targets
 from services.router import calendars
 
 Target = Literal["first_response", "next_response", "resolution"]
@@ -99,11 +100,14 @@ def rebase(clock: Clock, at: datetime, old: calendars.Calendar | None,
 
 
 def stop(clock: Clock, at: datetime, calendar: calendars.Calendar | None) -> Clock:
-    """The clock's target is answered at `at`: met if no breach came first."""
+    """The clock's target is answered at `at`: met if no breach came first, and in time
+    (targets.answered_in_time: after a deadline at closing time, during closed hours,
+    is late though no more business time was spent)."""
     if clock.stopped:
         return clock
     spent = _spent(clock, at, calendar) if clock.running else clock.spent_seconds
-    missed = clock.level > 0 or spent > clock.target_seconds
+    missed = clock.level > 0 or spent > clock.target_seconds or (
+        clock.deadline is not None and not targets.answered_in_time(at, clock.deadline))
     return replace(clock, spent_seconds=spent, running_since=None, deadline=None,
                    warning_at=None, second_level_at=None, stopped_at=at,
                    paused_seconds=clock.paused_seconds + _paused_until(clock, at),
@@ -114,7 +118,8 @@ def due(clock: Clock, now: datetime) -> Notice | None:
     """What the clock calls for at `now`, most urgent first (one at a time)."""
     if not clock.running:
         return None
-    if clock.level == 0 and clock.deadline is not None and clock.deadline <= now:
+    if clock.level == 0 and clock.deadline is not None \
+            and targets.past_due(clock.deadline, now):
         return "breach"
     if clock.level == 1 and clock.second_level_at is not None \
             and clock.second_level_at <= now:

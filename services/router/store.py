@@ -393,6 +393,7 @@ class RoutedTickets:
         async with self._sessions() as session:
             return list((await session.scalars(
                 select(RoutedTicketRow)
+                # Past due as targets.past_due says: the deadline itself is in time.
                 .where(RoutedTicketRow.first_response_deadline < now,
                        RoutedTicketRow.first_response_at.is_(None),
                        RoutedTicketRow.escalated.is_(False),

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from services.core import targets
 from services.router import calendars, overflow, routing
 from services.segmenter import rules
 
@@ -146,7 +147,8 @@ def replicate(history: Sequence[HistoricTicket], candidate: Candidate, *,
         served.append(Served(
             ticket.ticket_id, decision.department, segment, now, answer, deadline,
             overflowed_from=decision.overflowed_from,
-            escalated=answer is None or answer > deadline, groups=ticket.groups))
+            escalated=answer is None or not targets.answered_in_time(answer, deadline),
+            groups=ticket.groups))
     return Replication(tuple(served), tuple(failures))
 
 

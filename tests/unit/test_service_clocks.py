@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from services.core.events import TicketEventType
+from services.metrics import service_levels
 from services.router import calendars, clocks, priority, service_clocks
 from tests.unit.test_calendars import OFFICE, parse
 
@@ -124,7 +125,8 @@ class TestWarningsAndLevels:
         assert clocks.due(clock, local(2025, 3, 10, 12)) == "warning"
         clock = clocks.warned(clock)
         assert clocks.due(clock, local(2025, 3, 10, 12, 30)) is None
-        assert clocks.due(clock, local(2025, 3, 10, 13)) == "breach"
+        assert clocks.due(clock, local(2025, 3, 10, 13)) is None  # the deadline: in time
+        assert clocks.due(clock, local(2025, 3, 10, 13, 0, 1)) == "breach"
         clock = clocks.breached(clock, local(2025, 3, 10, 13), OFFICE, timedelta(hours=6),
                                 "supervisors")
         # 6h of office hours from Monday 13:00: Tuesday 09:00.
@@ -134,6 +136,18 @@ class TestWarningsAndLevels:
         clock = clocks.second_level(clock)
         assert clocks.due(clock, local(2025, 3, 20)) is None
         assert clocks.stop(clock, local(2025, 3, 20), OFFICE).outcome == "missed"
+
+    def test_met_or_missed_as_the_metrics_service_tells_it(self) -> None:
+        """1h from Friday 17:00 in office hours (to 18:00) is due at closing time. An
+        answer at 18:00 is in time; one at 19:00, with no more business time spent, is
+        late: the router's clock and the metrics' rule (service_levels) say the same."""
+        started, due = local(2025, 3, 14, 17), local(2025, 3, 14, 18)
+        clock = clocks.start("first_response", 1, timedelta(hours=1), started, OFFICE,
+                             warning_share=None)
+        assert clock.deadline == due
+        for answered, outcome in [(due, "met"), (local(2025, 3, 14, 19), "missed")]:
+            assert clocks.stop(clock, answered, OFFICE).outcome == outcome
+            assert service_levels.first_response_outcome(answered, due) == outcome
 
     def test_a_warning_sent_before_a_pause_is_not_sent_again(self) -> None:
         clock = clocks.start("resolution", 1, timedelta(hours=4), local(2025, 3, 10, 9),
