@@ -17,13 +17,14 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.core import db, tickets
+from services.metrics import service_levels
 from services.metrics import store as timelines
 from services.metrics.timeline import Timeline
 from services.router import routing
@@ -72,11 +73,11 @@ class HistoryReader:
                   if payload is not None}
         customers = await self._customers(states, end) \
             if with_customers or self._groups_of else {}
-        history = []
+        history, now = [], datetime.now(UTC)
         for timeline, payload in found:
             if payload is not None and timeline.received_at is not None:
                 history.append(self._historic(timeline, timeline.received_at, payload,
-                                              customers, with_customers))
+                                              customers, with_customers, now=now))
         return Window(pool_small_groups(history, self._minimum_group_size),
                       without_state=len(found) - len(history))
 
@@ -94,7 +95,7 @@ class HistoryReader:
 
     def _historic(self, timeline: Timeline, received_at: datetime,
                   payload: Mapping[str, Any], customers: Mapping[str, Customer],
-                  with_customers: bool) -> engine.HistoricTicket:
+                  with_customers: bool, *, now: datetime) -> engine.HistoricTicket:
         ticket = tickets.Ticket.model_validate(payload)
         segmentation = payload.get("segmentation") or {}
         routed = payload.get("routing") or {}
@@ -106,13 +107,22 @@ class HistoryReader:
             timeline.segment or segmentation.get("segment", ""), received_at,
             timeline.first_response_at, timeline.first_response_deadline,
             overflowed_from=routed.get("overflowed_from"),
-            escalated=timeline.escalated_at is not None, groups=groups)
+            escalated=first_response_late(timeline, now), groups=groups)
         evaluation = context.build(customer, ticket, today=received_at.date()) \
             if with_customers and customer else None
         return engine.HistoricTicket(
             timeline.ticket_id, received_at, actual.segment,
             str(segmentation.get("tier", "potential")), routing.view_of(ticket), evaluation,
             actual, groups)
+
+
+def first_response_late(timeline: Timeline, now: datetime) -> bool:
+    """What the simulated side counts as escalated (engine.replicate): the first
+    response missed, late or still missing past its deadline by `now`; not every
+    escalation the timeline saw (a resolution or next-response target breached, a
+    second level)."""
+    return service_levels.first_response_outcome(
+        timeline.first_response_at, timeline.first_response_deadline, now) == "missed"
 
 
 SUPPRESSED = "suppressed"

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from services.metrics.timeline import Timeline
 from services.router import table_file
 from services.segmenter import rules_file
-from services.simulator import engine, rates, report, service, summary
+from services.simulator import engine, history, rates, report, service, summary
 from tests import simulated_history
 
 RATE_WINDOW = timedelta(hours=1)
@@ -199,6 +200,32 @@ class TestSummary:
                                       as_of=T0 + timedelta(days=1)).departments
         assert summary.replay_error(departments).p50 is None
         assert summary.replay_error(departments, smallest=5).p50 == pytest.approx(8.0)
+
+
+class TestActualEscalations:
+    """The actual side counts what the simulated one does (a first response missed),
+    not every escalation the ticket's timeline saw."""
+
+    @pytest.mark.parametrize(("answered", "escalated_at", "late"), [
+        (30, 500, False),  # answered in time; its resolution target breached later
+        (90, 60, True),  # answered after the deadline
+        (None, None, True),  # not answered, the deadline long past
+    ])
+    def test_late_is_the_first_response_missed(self, answered: float | None,
+                                                escalated_at: float | None,
+                                                late: bool) -> None:
+        def at(minutes: float | None) -> datetime | None:
+            return None if minutes is None else T0 + timedelta(minutes=minutes)
+
+        timeline = Timeline("t-1", received_at=T0, first_response_at=at(answered),
+                            first_response_deadline=T0 + timedelta(hours=1),
+                            escalated_at=at(escalated_at))
+        assert history.first_response_late(timeline, T0 + timedelta(days=1)) is late
+
+    def test_not_answered_and_not_due_yet_is_not_late(self) -> None:
+        timeline = Timeline("t-1", received_at=T0,
+                            first_response_deadline=T0 + timedelta(hours=1))
+        assert not history.first_response_late(timeline, T0 + timedelta(minutes=30))
 
 
 class TestReport:
