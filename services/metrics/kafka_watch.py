@@ -41,13 +41,15 @@ class LagWatch:
         await self._admin.close()
 
     async def poll(self) -> None:
+        """Measure the lag; a poll that cannot leaves no figures rather than stale ones,
+        and fails (counted as the periodic task's failed run, which alerts: with no
+        figures the lag alerts cannot), the next poll tries again."""
         try:
             await self._measure()
-        except (KafkaError, OSError) as exc:
-            # No figures rather than stale ones; the next poll tries again.
+        except (KafkaError, OSError):
             exporter.CONSUMER_LAG.replace({})
             exporter.CONSUMER_COMMITTED_OFFSET.replace({})
-            logger.warning("consumer lag not measured", extra={"error": type(exc).__name__})
+            raise
 
     async def _measure(self) -> None:
         described = await kafka.described_partitions(self._admin)
