@@ -150,6 +150,15 @@ class TestDeadLetterOfARecord:
             b"tickets.incoming", b"7")
         assert letter.size <= envelope.MAX_RECORD_BYTES
 
+    @pytest.mark.parametrize("length", [0, 1, 63, 64, 8191, 8192, 1_048_575, 1_048_576])
+    def test_a_record_is_sized_as_aiokafka_counts_it(self, length: int) -> None:
+        """At each varint's edges (a length of 63 takes one byte, 64 two...)."""
+        record = envelope.Record("t", b"k" * (length % 100), b"v" * length,
+                                 [("ce_id", b"i" * (length % 300)), ("é" * 40, b""),
+                                  *[("h", b"x")] * (length % 130)])
+        assert record.size == DefaultRecordBatchBuilder.size_of(
+            record.key, record.value, list(record.headers))
+
     def test_a_record_of_many_headers_is_sized_as_the_producer_writes_it(self) -> None:
         """30,000 empty headers are two bytes each on the wire (their lengths): with a
         990,000-byte value the letter would be past the producer's request size, which
