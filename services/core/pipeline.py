@@ -80,6 +80,9 @@ class _Attempts:
     offset: int
     failures: int = 0
     isolate: bool = False
+    # The most records it is tried with: halved each time its transaction did not
+    # finish in time (a share too large to write then, as well as a broker gone).
+    limit: int | None = None
 
 
 class StageLoop:
@@ -160,9 +163,10 @@ class StageLoop:
                         if not self._producer_for(partition):
                             continue  # in hand until its producer is started
                         records = self._pending.pop(partition)
-                        if len(records) > self._max_batch:
-                            self._pending[partition] = records[self._max_batch:]
-                            records = records[:self._max_batch]
+                        limit = self._share_limit(partition, records[0].offset)
+                        if len(records) > limit:
+                            self._pending[partition] = records[limit:]
+                            records = records[:limit]
                         self._in_flight[partition] = asyncio.create_task(
                             self._share(partition, records))
         finally:
@@ -283,6 +287,21 @@ class StageLoop:
         rewound meanwhile could seek back over the committed offset sought then)."""
         return self.producers is None or self.producers.get(partition) is not None
 
+    def _attempts_at(self, partition: TopicPartition, offset: int) -> _Attempts:
+        """The attempts at the partition's share starting at `offset` (a share starting
+        elsewhere is a new one)."""
+        attempts = self._attempts.get(partition)
+        if attempts is None or attempts.offset != offset:
+            attempts = self._attempts[partition] = _Attempts(offset)
+        return attempts
+
+    def _share_limit(self, partition: TopicPartition, offset: int) -> int:
+        """The most records of the partition's share starting at `offset`."""
+        attempts = self._attempts.get(partition)
+        if attempts is None or attempts.offset != offset or attempts.limit is None:
+            return self._max_batch
+        return min(attempts.limit, self._max_batch)
+
     def _forget(self, partitions: Iterable[TopicPartition]) -> None:
         """Drop the records in hand, and the rewinds, of partitions revoked: their next
         owner reads from their committed offsets."""
@@ -353,7 +372,10 @@ class StageLoop:
             # transaction, and process the records again.
             logger.error("stage %s: a transaction did not finish in %ss; starting afresh",
                          self.name, self.transaction_timeout_seconds,
-                         extra={"partition": str(partition)})
+                         extra={"partition": str(partition), "records": len(records)})
+            # Waited out as an outage, with half the records at a time: a share whose
+            # own size kept it past the timeout would otherwise be tried for ever.
+            self._attempts_at(partition, records[0].offset).limit = max(1, len(records) // 2)
             self._rewind(partition, records)
             self._pause(partition)
             await producers.failed(partition)
@@ -389,9 +411,7 @@ class StageLoop:
         if fault is faults.Fault.OUTAGE:
             return fault
         for partition, records in batch.items():
-            attempts = self._attempts.get(partition)
-            if attempts is None or attempts.offset != records[0].offset:
-                attempts = self._attempts[partition] = _Attempts(records[0].offset)
+            attempts = self._attempts_at(partition, records[0].offset)
             attempts.failures += 1
             attempts.isolate = attempts.isolate or attempts.failures >= self._max_attempts
         return fault

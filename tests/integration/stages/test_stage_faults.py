@@ -32,6 +32,7 @@ class Scripted:
         self.never_ready: set[str] = set()
         self.tries: Counter[str] = Counter()  # of the tickets never ready
         self.outage_calls = 0  # the next calls meet the store unreachable
+        self.seconds_a_record = 0.0  # how long each record takes
         self.calls = 0
         self.ready_during_outage: list[bool] = []  # what /readyz would say meanwhile
         self.runner: StageRunner | None = None
@@ -48,6 +49,7 @@ class Scripted:
                 self.ready_during_outage.append(self.runner.running)
             raise OperationalError("SELECT 1", {}, ConnectionRefusedError("store down"))
         ticket_id = event.ticket_id or ""
+        await asyncio.sleep(self.seconds_a_record)
         if ticket_id in self.bad_in_transform:
             raise KeyError("a value the code did not expect")
         if ticket_id in self.never_ready:
@@ -139,6 +141,37 @@ class TestTransient:
         assert letters[0]["dlq_error_class"] == "Transient"
         # Tried, then retried MAX_ATTEMPTS times (the last alone): README's "at most 5".
         assert transform.tries == {events[0].ticket_id: 1 + pipeline.MAX_ATTEMPTS}
+
+
+class TestTooLargeForItsTransaction:
+    async def test_a_share_past_the_transaction_timeout_is_tried_smaller(
+            self, stage_settings: Settings, raw_producer: AIOKafkaProducer) -> None:
+        """Twenty records taking 0.15 s each, in transactions given 1 s: a share of all
+        of them never finishes in time, and retried whole (as an outage is) it never
+        would. Halved at each timeout, every ticket is routed once."""
+        events = [segmented_event("government") for _ in range(20)]
+        transform = Scripted()
+        transform.seconds_a_record = 0.15
+        ids = {event.ticket_id for event in events}
+        source = unique("segmented")
+        await kafka.ensure_topics(stage_settings, [source])
+        for event in events:  # one key: one partition, one share
+            await publish(raw_producer, source, event)
+        runner = StageRunner(stage_settings, name=unique("stage"), source_topic=source,
+                             group_id=unique("router"), transform=transform)
+        runner.loop.transaction_timeout_seconds = 1.0
+        runner.loop._retry_pause = 0.05
+        runner.loop._max_retry_pause = 0.2
+        await runner.start()
+        try:
+            routed = await read_topic(stage_settings.kafka_bootstrap_servers,
+                                      *department_lanes(*TABLE.departments),
+                                      until=len(events), within=90,
+                                      keep=lambda e: e.ticket_id in ids)
+        finally:
+            await runner.stop()
+        assert Counter(event.ticket_id for event, _ in routed) == dict.fromkeys(ids, 1)
+        assert runner.loop.dead_lettered == 0
 
 
 class TestOutage:
