@@ -22,13 +22,16 @@ from sqlalchemy.exc import (
     OperationalError,
     ProgrammingError,
 )
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
 
 # What the store may raise when it is down, starting or unreachable; `is_outage` tells.
+# (SQLAlchemy's TimeoutError: no connection of the pool came free in time, the store
+# overloaded or gone; not the builtin TimeoutError, which it does not derive from.)
 STORE_ERRORS: tuple[type[Exception], ...] = (DBAPIError, DisconnectionError, OSError,
-                                            TimeoutError)
+                                            TimeoutError, PoolTimeout)
 # What a wrong query or wrong data raises: a bug or bad input, never an outage.
 _NOT_OUTAGES = (IntegrityError, ProgrammingError, DataError, NotSupportedError)
 # PostgreSQL's classes of "cannot serve now": connection exceptions, insufficient
@@ -42,7 +45,7 @@ def is_outage(error: BaseException) -> bool:
     if isinstance(error, InterfaceError) and _argument_refused(error):
         return False
     if isinstance(error, (OperationalError, InterfaceError, DisconnectionError, OSError,
-                          TimeoutError)):
+                          TimeoutError, PoolTimeout)):
         return True
     if not isinstance(error, DBAPIError) or isinstance(error, _NOT_OUTAGES):
         return False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncpg
 import pytest
+import sqlalchemy.exc
 from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
 from sqlalchemy.exc import (
     DBAPIError,
@@ -13,7 +14,7 @@ from sqlalchemy.exc import (
     ProgrammingError,
 )
 
-from services.core import db
+from services.core import db, faults
 from services.core.outage import StoreOutage
 
 
@@ -72,12 +73,16 @@ class TestWhatIsAnOutage:
         (OperationalError("connect", {}, Exception("connection refused")), True),
         (ConnectionRefusedError(), True),
         (TimeoutError(), True),
+        # No connection of the pool came free in time: the store overloaded or gone.
+        (sqlalchemy.exc.TimeoutError("QueuePool limit reached"), True),
         (IntegrityError("insert", {}, Exception("duplicate key")), False),
         (ProgrammingError("select", {}, Exception("no such column")), False),
         (ValueError("not the store's"), False),
     ])
     def test_store_errors_that_say_it_is_down(self, error: Exception, outage: bool) -> None:
         assert db.is_outage(error) is outage
+        if outage:  # and every stage waits it out (faults.classify)
+            assert faults.classify(error) is faults.Fault.OUTAGE
 
 
 def as_sqlalchemy_raises(driver_error: Exception) -> DBAPIError:
