@@ -65,7 +65,8 @@ class BackgroundTasks:
     def start(self, name: str, job: Job) -> None:
         health = self._health[name] = _Health()
         UP.labels(name).set_function(lambda: float(self._is_up(health)))
-        RUNS_FAILED.labels(name)  # exported at 0 from the start
+        RUNS_FAILED.labels(name)  # exported at 0 from the start: a first failure shows
+        RESTARTS.labels(name)  # as an increase
         self._tasks.append(asyncio.create_task(self._supervised(name, job, health),
                                                name=name))
 

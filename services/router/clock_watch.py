@@ -43,6 +43,8 @@ async def watch_clocks(routed: ports.Routed, publisher: ports.Publisher, *,
     deadline its department's calendar cannot give) is checked again
     CHECK_AGAIN_AFTER_FAILURE later, so that it holds up no other ticket's notices; an
     outage (the store, the broker) ends the check, to be run again."""
+    for department in table.departments:  # at 0 until a failure: its first one shows
+        FAILED.labels(department)
     sent = 0
     for row in await routed.due_clocks(now):
         try:
@@ -59,7 +61,9 @@ async def watch_clocks(routed: ports.Routed, publisher: ports.Publisher, *,
                                 "where": faults.where(error),
                                 "checked_again_at": (now + CHECK_AGAIN_AFTER_FAILURE
                                                      ).isoformat()})
-            await routed.postpone_clock_check(row.ticket_id, now + CHECK_AGAIN_AFTER_FAILURE)
+            assert row.next_clock_check is not None  # due_clocks reads due checks only
+            await routed.postpone_clock_check(row.ticket_id, now + CHECK_AGAIN_AFTER_FAILURE,
+                                              read=row.next_clock_check)
     return sent
 
 

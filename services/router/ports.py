@@ -95,7 +95,8 @@ class Routed(Protocol):
 
     async def mark_escalated(self, ticket_id: str) -> None: ...
 
-    async def postpone_clock_check(self, ticket_id: str, until: datetime) -> None: ...
+    async def postpone_clock_check(self, ticket_id: str, until: datetime, *,
+                                   read: datetime) -> None: ...
 
 
 async def publish_claimed(routed: Routed, publisher: Publisher, row: RoutedTicketRow,

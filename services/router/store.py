@@ -407,13 +407,15 @@ class RoutedTickets:
             if row is not None:
                 row.escalated = True
 
-    async def postpone_clock_check(self, ticket_id: str, until: datetime) -> None:
+    async def postpone_clock_check(self, ticket_id: str, until: datetime, *,
+                                   read: datetime) -> None:
         """The ticket's clocks are checked again at `until`, not before (its notice
-        failed: clock_watch.watch_clocks)."""
+        failed: clock_watch.watch_clocks), if their next check is still the one `read`:
+        a report moving the clocks since set a check of its own."""
         async with self._sessions() as session, session.begin():
             await session.execute(update(RoutedTicketRow).where(
                 RoutedTicketRow.ticket_id == ticket_id,
-                RoutedTicketRow.next_clock_check.is_not(None)).values(next_clock_check=until))
+                RoutedTicketRow.next_clock_check == read).values(next_clock_check=until))
 
     async def backlog(self) -> dict[str, int]:
         """Each department's backlog: its tickets awaiting a first response."""

@@ -62,8 +62,14 @@ async def test_a_ticket_whose_check_is_postponed_is_not_due_before_then(
             deadline=NOW, steps=[], payload={}, at=NOW - timedelta(hours=2),
             clocks=service_clocks.routed(service_clocks.Targets(timedelta(hours=1)),
                                          NOW - timedelta(hours=2), None))])
+        [due] = await store.due_clocks(NOW)
+        assert due.ticket_id == "t-1" and due.next_clock_check is not None
+        # Read before a report moved the clocks: the check it set stands.
+        await store.postpone_clock_check("t-1", NOW + timedelta(minutes=15),
+                                         read=due.next_clock_check - timedelta(seconds=1))
         assert [row.ticket_id for row in await store.due_clocks(NOW)] == ["t-1"]
-        await store.postpone_clock_check("t-1", NOW + timedelta(minutes=15))
+        await store.postpone_clock_check("t-1", NOW + timedelta(minutes=15),
+                                         read=due.next_clock_check)
         assert await store.due_clocks(NOW + timedelta(minutes=14)) == []
         assert [row.ticket_id for row in await store.due_clocks(
             NOW + timedelta(minutes=15))] == ["t-1"]

@@ -146,9 +146,10 @@ class FakeRouted:
         self.rows[ticket_id].escalated = True
         self.recorded.append(("escalated", ticket_id))
 
-    async def postpone_clock_check(self, ticket_id: str, until: datetime) -> None:
+    async def postpone_clock_check(self, ticket_id: str, until: datetime, *,
+                                   read: datetime) -> None:
         row = self.rows[ticket_id]
-        if row.next_clock_check is not None:
+        if row.next_clock_check == read:
             row.next_clock_check = until
         self.recorded.append(("postponed", ticket_id))
 
