@@ -58,13 +58,8 @@ class Assignment:
     counted: bool = False
 
     @property
-    def key(self) -> tuple[str, str | None, str, datetime | None]:
-        """What tells one assignment from another: a routing to a department is one (a
-        copy of its event may come dated otherwise), a hand-over one at its moment (the
-        same event again is the same one; the ticket may go the same way again later,
-        as the router's trace has it: intake_policy.held_at)."""
-        return (self.kind, self.from_department, self.department,
-                None if self.kind == "routed" else self.at)
+    def key(self) -> tuple[str, str | None, str]:
+        return self.kind, self.from_department, self.department
 
 
 @dataclass(frozen=True)
@@ -224,7 +219,7 @@ def _with_moment(timeline: Timeline, moment: str, at: datetime | None) -> Timeli
 def _assign(timeline: Timeline, new: Assignment) -> Timeline:
     assignments = list(timeline.assignments)
     same = [i for i, a in enumerate(assignments) if a.key == new.key]
-    if same:
+    if same and (new.kind == "routed" or _sent_again(assignments, new)):
         if assignments[same[0]].at <= new.at:
             return timeline
         assignments[same[0]] = replace(assignments[same[0]], at=new.at)
@@ -237,6 +232,19 @@ def _assign(timeline: Timeline, new: Assignment) -> Timeline:
     return changed(timeline, assignments=tuple(assignments),
                    department=assignments[-1].department,
                    routing_reason=first_routing.reason if first_routing else None)
+
+
+def _sent_again(assignments: list[Assignment], new: Assignment) -> bool:
+    """Whether a hand-over is one the timeline has already (its key is there): the same
+    event again, or the same hand-over sent again later (the clock watch's notices are
+    at least once) while the ticket was there already. A ticket handed the same way
+    again after it came back is a hand-over of its own, as the router's trace has it
+    (intake_policy.held_at). Hand-overs come in order: one ticket's events share a
+    partition, and its hand-overs are claimed one at a time."""
+    if any(a.key == new.key and a.at == new.at for a in assignments):
+        return True
+    before = [a for a in assignments if a.at < new.at]
+    return bool(before) and before[-1].department == new.department
 
 
 def _observe(timeline: Timeline,

@@ -146,6 +146,18 @@ class TestTransfer:
             assert intake_policy.held_at(trace, at) == current.department_at(at)
         assert len([o for o in seen if isinstance(o, timeline.HandedOver)]) == 3
 
+    def test_an_escalation_sent_again_later_counts_once(self) -> None:
+        """The clock watch sends its notices at least once: an escalation published,
+        then not recorded, is published again at the next check, at its own time."""
+        escalated = handed(TicketEventType.ESCALATED, 900, "key_accounts",
+                           from_department="public_sector", reason="escalation")
+        again = handed(TicketEventType.ESCALATED, 905, "key_accounts",
+                       from_department="public_sector", reason="escalation")
+        once, seen_once = replay(RECEIVED, ROUTED, escalated)
+        twice, seen_twice = replay(RECEIVED, ROUTED, escalated, again)
+        assert twice.assignments == once.assignments
+        assert seen_twice == seen_once
+
 
 class TestEscalation:
     def test_escalated_to_another_department(self) -> None:
