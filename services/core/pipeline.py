@@ -67,9 +67,9 @@ MAX_ATTEMPTS = 5
 # name that is not UTF-8, a batch failing its checksum): every fetch of the partition
 # meets it again, and takes down the records the fetch took from other partitions.
 UNREADABLE = (UnicodeDecodeError, CorruptRecordException)
-# How long a partition read again record by record waits for its next record, before it
-# is taken to have no more (StageLoop._set_aside_unreadable).
-PROBE_WAIT_MS = 1000
+# How long a partition read a record at a time waits for its next record before it is
+# taken to have none: longer than any fetch wait (KAFKA_FETCH_MAX_WAIT_MS, at most 500).
+CAREFUL_WAIT_MS = 1000
 MAX_RETRY_PAUSE_SECONDS = 5.0
 
 
@@ -80,9 +80,6 @@ class _Attempts:
     offset: int
     failures: int = 0
     isolate: bool = False
-    # The most records it is tried with: halved each time its transaction did not
-    # finish in time (a share too large to write then, as well as a broker gone).
-    limit: int | None = None
 
 
 class StageLoop:
@@ -137,6 +134,16 @@ class StageLoop:
         self._rewinds: dict[TopicPartition, int] = {}
         self._fetch: asyncio.Future[dict[TopicPartition, list[ConsumerRecord]]] | None = None
         self._stale: set[TopicPartition] = set()  # revoked after the fetch took records
+        # Where each partition's next record to take stands: after the last taken, or
+        # where it was sought (none: where its assignment put it, the committed offset).
+        self._taken_to: dict[TopicPartition, int] = {}
+        # Partitions read a record at a time after a fetch met a record the Kafka client
+        # cannot read, with how many records were taken so (_take_carefully).
+        self._careful: dict[TopicPartition, int] = {}
+        self._revocations = 0  # how many revocations ran (_forget)
+        # The most records a partition's share takes while its transactions ran out of
+        # time (_share_done); none: a share's worth.
+        self._share_cap: dict[TopicPartition, int] = {}
         self._attempts: dict[TopicPartition, _Attempts] = {}
         self._outages = 0  # consecutive batches that met an outage
         self._share_records = SHARE_RECORDS.labels(name)
@@ -163,7 +170,7 @@ class StageLoop:
                         if not self._producer_for(partition):
                             continue  # in hand until its producer is started
                         records = self._pending.pop(partition)
-                        limit = self._share_limit(partition, records[0].offset)
+                        limit = self._share_cap.get(partition, self._max_batch)
                         if len(records) > limit:
                             self._pending[partition] = records[limit:]
                             records = records[:limit]
@@ -199,6 +206,10 @@ class StageLoop:
             else:
                 await asyncio.sleep(0.2)
             return
+        careful = [partition for partition in room if partition in self._careful]
+        if careful:
+            await self._take_carefully(careful)
+            return
         self._stale.clear()
         fetch = self._fetch = asyncio.ensure_future(self._consumer.getmany(
             *room, timeout_ms=200, max_records=self._max_batch))
@@ -212,62 +223,96 @@ class StageLoop:
             try:
                 fetched = fetch.result()
             except UNREADABLE as error:
-                await self._set_aside_unreadable(room, error)
+                await self._read_again_carefully(room, error)
                 return
             for partition, records in fetched.items():
                 # Revoked after they were taken: their next owner (this instance too)
                 # reads them from the committed offset.
                 if partition not in self._stale:
-                    self._pending.setdefault(partition, []).extend(records)
+                    self._hold(partition, records)
         finally:
             self._fetch = None
 
-    async def _set_aside_unreadable(self, partitions: Iterable[TopicPartition],
+    def _hold(self, partition: TopicPartition, records: list[ConsumerRecord]) -> None:
+        if records:
+            self._pending.setdefault(partition, []).extend(records)
+            self._taken_to[partition] = records[-1].offset + 1
+
+    def _seek(self, partition: TopicPartition, offset: int) -> None:
+        self._consumer.seek(partition, offset)
+        self._taken_to[partition] = offset
+
+    async def _read_again_carefully(self, partitions: Iterable[TopicPartition],
                                     error: BaseException) -> None:
         """A fetch met a record the Kafka client cannot read: the fetch is lost, with the
-        records it took from other partitions, and every fetch of that partition would
-        meet it again. Once the shares in hand are done, each partition fetched is read
-        again from its committed offset, a record at a time, up to the first record that
-        cannot be read: that one is set aside for its share to dead-letter
-        (faults.UnreadableRecord), and reading goes on after it. A partition with a
-        share's worth of records in hand before that goes on as usual, and comes back
-        here if the record is still ahead."""
+        records it had taken from other partitions, and every fetch of that partition
+        would meet it again. Each partition fetched is sought back to where its next
+        record to take stands (the records in hand, and the shares under way, stay as
+        they are), and read a record at a time (_take_carefully) until the record the
+        client cannot read is found and set aside."""
         logger.error("stage %s: a fetched record cannot be read; reading its partitions"
-                     " again record by record", self.name,
+                     " again a record at a time", self.name,
                      extra={"error_class": type(error).__name__})
-        async with self._batch_lock:  # no revocation meanwhile
-            await self.settle()
-            for partition in partitions:
-                self._pending.pop(partition, None)
-                if partition not in self._consumer.assignment():
-                    continue
+        revocations = self._revocations
+        for partition in partitions:
+            offset = self._taken_to.get(partition)
+            if offset is None:
+                # Nothing taken since its assignment: it stood at its committed offset
+                # (read after the last owner's transactions were complete).
                 offset = await self._consumer.committed(partition)
-                if offset is None:
-                    await self._consumer.seek_to_beginning(partition)
-                else:
-                    self._consumer.seek(partition, offset)
-                await self._read_up_to_unreadable(partition)
+            if revocations != self._revocations \
+                    or partition not in self._consumer.assignment():
+                continue  # revoked meanwhile: its next owner reads it from its commit
+            if offset is None:
+                await self._consumer.seek_to_beginning(partition)
+            else:
+                self._seek(partition, offset)
+            self._careful[partition] = 0
 
-    async def _read_up_to_unreadable(self, partition: TopicPartition) -> None:
-        in_hand = self._pending.setdefault(partition, [])
-        while len(in_hand) < self._max_batch:
+    async def _take_carefully(self, partitions: Iterable[TopicPartition]) -> None:
+        """A record from each partition read carefully. One the Kafka client cannot read
+        is set aside, at its offset, for its share to dead-letter and commit past
+        (faults.UnreadableRecord), and so in turn is each record after it in its batch,
+        which the client cannot read past it either. A partition is read as usual again
+        once none came in CAREFUL_WAIT_MS, or a share's worth came one by one."""
+        for partition in partitions:
+            revocations = self._revocations
             try:
-                taken = await self._consumer.getmany(partition, timeout_ms=PROBE_WAIT_MS,
-                                                     max_records=1)
+                taken = (await self._consumer.getmany(
+                    partition, timeout_ms=CAREFUL_WAIT_MS, max_records=1)).get(partition, [])
             except UNREADABLE as error:
-                # Read a record at a time, the partition stands at the one that failed.
-                offset = await self._consumer.position(partition)
-                in_hand.append(faults.unreadable_record(partition, offset, error))
-                self._consumer.seek(partition, offset + 1)
-                logger.error("stage %s: a record the Kafka client cannot read is set"
-                             " aside", self.name, extra={
-                                 "partition": str(partition), "offset": offset,
-                                 "error_class": type(error).__name__})
-                return
-            records = taken.get(partition, [])
-            if not records:
-                return
-            in_hand.extend(records)
+                offset = self._unreadable_at(partition)
+                if offset is None:
+                    offset = await self._consumer.position(partition)
+                taken = [faults.unreadable_record(partition, offset, error)]
+                if revocations == self._revocations \
+                        and partition in self._consumer.assignment():
+                    self._seek(partition, offset + 1)
+                    logger.error("stage %s: a record the Kafka client cannot read is set"
+                                 " aside", self.name, extra={
+                                     "partition": str(partition), "offset": offset,
+                                     "error_class": type(error).__name__})
+            if revocations != self._revocations \
+                    or partition not in self._consumer.assignment():
+                self._careful.pop(partition, None)  # its next owner reads it again
+                continue
+            self._hold(partition, taken)
+            count = self._careful.get(partition, 0) + len(taken)
+            if not taken or count >= self._max_batch:
+                self._careful.pop(partition, None)
+            else:
+                self._careful[partition] = count
+
+    def _unreadable_at(self, partition: TopicPartition) -> int | None:
+        """The offset of the record the Kafka client stopped at, from its fetch state
+        (aiokafka 0.14: the partition's fetched records go on from there; the
+        consumer's position may stand before it, at transaction markers or aborted
+        records it had skipped); None if that state is not there."""
+        fetcher = getattr(self._consumer, "_fetcher", None)
+        result = getattr(fetcher, "_records", {}).get(partition)
+        records = getattr(result, "_partition_records", None)
+        offset = getattr(records, "next_fetch_offset", None)
+        return offset if isinstance(offset, int) else None
 
     def _apply_rewinds(self) -> None:
         """Seek the partitions whose share failed back to its first record, dropping the
@@ -277,7 +322,7 @@ class StageLoop:
         for partition, offset in self._rewinds.items():
             self._pending.pop(partition, None)
             if partition in self._consumer.assignment():
-                self._consumer.seek(partition, offset)
+                self._seek(partition, offset)
         self._rewinds.clear()
 
     def _producer_for(self, partition: TopicPartition) -> bool:
@@ -295,19 +340,28 @@ class StageLoop:
             attempts = self._attempts[partition] = _Attempts(offset)
         return attempts
 
-    def _share_limit(self, partition: TopicPartition, offset: int) -> int:
-        """The most records of the partition's share starting at `offset`."""
-        attempts = self._attempts.get(partition)
-        if attempts is None or attempts.offset != offset or attempts.limit is None:
-            return self._max_batch
-        return min(attempts.limit, self._max_batch)
+    def _share_done(self, partition: TopicPartition) -> None:
+        """A share of the partition is committed: a cap on its shares (set when one did
+        not finish in its transaction's time) doubles, up to a share's worth, so that
+        slow records are not met with a timeout for every share of them."""
+        self._attempts.pop(partition, None)
+        cap = self._share_cap.get(partition)
+        if cap is not None:
+            if cap * 2 >= self._max_batch:
+                del self._share_cap[partition]
+            else:
+                self._share_cap[partition] = cap * 2
 
     def _forget(self, partitions: Iterable[TopicPartition]) -> None:
         """Drop the records in hand, and the rewinds, of partitions revoked: their next
         owner reads from their committed offsets."""
+        self._revocations += 1
         for partition in partitions:
             self._pending.pop(partition, None)
             self._rewinds.pop(partition, None)
+            self._taken_to.pop(partition, None)
+            self._careful.pop(partition, None)
+            self._share_cap.pop(partition, None)
         if self._fetch is not None and self._fetch.done():
             # Taken from the consumer before the revocation, not yet in hand (a fetch
             # ending later holds the next assignment's records).
@@ -351,7 +405,7 @@ class StageLoop:
                 self._rewind(partition, records)
             return fault
         for partition in batch:
-            self._attempts.pop(partition, None)
+            self._share_done(partition)
         return None
 
     async def _process_in_transaction(
@@ -375,7 +429,7 @@ class StageLoop:
                          extra={"partition": str(partition), "records": len(records)})
             # Waited out as an outage, with half the records at a time: a share whose
             # own size kept it past the timeout would otherwise be tried for ever.
-            self._attempts_at(partition, records[0].offset).limit = max(1, len(records) // 2)
+            self._share_cap[partition] = max(1, len(records) // 2)
             self._rewind(partition, records)
             self._pause(partition)
             await producers.failed(partition)
@@ -397,7 +451,7 @@ class StageLoop:
                 self._pause(partition)
                 await producers.failed(partition)
             return fault
-        self._attempts.pop(partition, None)
+        self._share_done(partition)
         return None
 
     def _failed(self, error: Exception,
@@ -471,6 +525,8 @@ class StageLoop:
                     if pending and partition not in self._rewinds:
                         self._rewinds[partition] = pending[0].offset
                 self._apply_rewinds()
+                for partition in missing:  # sought to their committed offsets
+                    self._taken_to.pop(partition, None)
                 await self.handover.take_over(missing)
 
     async def _process(self, partition: TopicPartition, records: list[ConsumerRecord],

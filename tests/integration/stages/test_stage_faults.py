@@ -194,9 +194,9 @@ class TestUnreadable:
             self, stage_settings: Settings, raw_producer: AIOKafkaProducer) -> None:
         """A record whose header name is not UTF-8 (written with kcat; aiokafka cannot
         read it, and raised out of every fetch of its partition, for good) between two
-        tickets of a partition, and tickets on the other partitions fetched with it:
-        the record is dead-lettered with where it stood, every ticket routed once, and
-        the stage goes on."""
+        tickets of a partition, after an aborted transaction, and tickets on the other
+        partitions fetched with it: the record alone is dead-lettered, at its offset,
+        every ticket routed once, and the stage goes on."""
         bootstrap = stage_settings.kafka_bootstrap_servers
         source = unique("segmented")
         await kafka.ensure_topics(stage_settings, [source])
@@ -204,6 +204,17 @@ class TestUnreadable:
         for event in events[:2]:
             await raw_producer.send_and_wait(source, envelope.to_value(event), partition=0,
                                              headers=envelope.to_headers(event))
+        # An aborted transaction's record and its marker (offsets 2 and 3) before it: the
+        # consumer's position stays before them while the client skips them.
+        aborted = AIOKafkaProducer(bootstrap_servers=bootstrap,
+                                   transactional_id=unique("aborted"))
+        await aborted.start()
+        try:
+            await aborted.begin_transaction()
+            await aborted.send_and_wait(source, b"never committed", partition=0)
+            await aborted.abort_transaction()
+        finally:
+            await aborted.stop()
         kcat = await asyncio.create_subprocess_exec(
             b"kcat", b"-P", b"-b", bootstrap.encode(), b"-t", source.encode(), b"-p", b"0",
             b"-H", b"\xff\xfename=value", stdin=asyncio.subprocess.PIPE)
@@ -230,7 +241,7 @@ class TestUnreadable:
         assert Counter(event.ticket_id for event, _ in routed) == dict.fromkeys(ids, 1)
         (letter,) = letters
         headers = {name: raw.decode() for name, raw in letter.headers}
-        assert (headers["dlq_source_partition"], headers["dlq_source_offset"]) == ("0", "2")
+        assert (headers["dlq_source_partition"], headers["dlq_source_offset"]) == ("0", "4")
         assert "cannot read this record" in headers["dlq_error"]
         assert headers["dlq_error_class"] == "Unreadable"
         assert still_running
