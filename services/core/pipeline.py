@@ -68,8 +68,9 @@ MAX_ATTEMPTS = 5
 # meets it again, and takes down the records the fetch took from other partitions.
 UNREADABLE = (UnicodeDecodeError, CorruptRecordException)
 # How long a partition read a record at a time waits for its next record before it is
-# taken to have none: longer than any fetch wait (KAFKA_FETCH_MAX_WAIT_MS, at most 500).
-CAREFUL_WAIT_MS = 1000
+# taken to have none: longer than a fetch already on its way to the broker and the next
+# one (KAFKA_FETCH_MAX_WAIT_MS, at most 500, each).
+CAREFUL_WAIT_MS = 2000
 MAX_RETRY_PAUSE_SECONDS = 5.0
 
 
@@ -276,7 +277,6 @@ class StageLoop:
         which the client cannot read past it either. A partition is read as usual again
         once none came in CAREFUL_WAIT_MS, or a share's worth came one by one."""
         for partition in partitions:
-            revocations = self._revocations
             try:
                 taken = (await self._consumer.getmany(
                     partition, timeout_ms=CAREFUL_WAIT_MS, max_records=1)).get(partition, [])
@@ -285,15 +285,15 @@ class StageLoop:
                 if offset is None:
                     offset = await self._consumer.position(partition)
                 taken = [faults.unreadable_record(partition, offset, error)]
-                if revocations == self._revocations \
-                        and partition in self._consumer.assignment():
+                if partition in self._consumer.assignment():
                     self._seek(partition, offset + 1)
                     logger.error("stage %s: a record the Kafka client cannot read is set"
                                  " aside", self.name, extra={
                                      "partition": str(partition), "offset": offset,
                                      "error_class": type(error).__name__})
-            if revocations != self._revocations \
-                    or partition not in self._consumer.assignment():
+            # Revoked during the wait, and given back, what came is the new assignment's
+            # (aiokafka returns none of the old one's): kept, as a fetch's are.
+            if partition not in self._consumer.assignment():
                 self._careful.pop(partition, None)  # its next owner reads it again
                 continue
             self._hold(partition, taken)
@@ -340,17 +340,18 @@ class StageLoop:
             attempts = self._attempts[partition] = _Attempts(offset)
         return attempts
 
-    def _share_done(self, partition: TopicPartition) -> None:
-        """A share of the partition is committed: a cap on its shares (set when one did
-        not finish in its transaction's time) doubles, up to a share's worth, so that
-        slow records are not met with a timeout for every share of them."""
+    def _share_done(self, partition: TopicPartition, size: int) -> None:
+        """A share of `size` records of the partition is committed. A cap on its shares
+        (halved when one did not finish in its transaction's time) grows by a sixteenth
+        with each share that filled it, up to a share's worth: slow records meet a
+        timeout once in a dozen shares or so, not at every other one."""
         self._attempts.pop(partition, None)
         cap = self._share_cap.get(partition)
-        if cap is not None:
-            if cap * 2 >= self._max_batch:
+        if cap is not None and size >= cap:
+            if cap + max(1, cap // 16) >= self._max_batch:
                 del self._share_cap[partition]
             else:
-                self._share_cap[partition] = cap * 2
+                self._share_cap[partition] = cap + max(1, cap // 16)
 
     def _forget(self, partitions: Iterable[TopicPartition]) -> None:
         """Drop the records in hand, and the rewinds, of partitions revoked: their next
@@ -404,8 +405,8 @@ class StageLoop:
             for partition, records in batch.items():
                 self._rewind(partition, records)
             return fault
-        for partition in batch:
-            self._share_done(partition)
+        for partition, records in batch.items():
+            self._share_done(partition, len(records))
         return None
 
     async def _process_in_transaction(
@@ -451,7 +452,7 @@ class StageLoop:
                 self._pause(partition)
                 await producers.failed(partition)
             return fault
-        self._share_done(partition)
+        self._share_done(partition, len(records))
         return None
 
     def _failed(self, error: Exception,
