@@ -46,7 +46,7 @@ class Unreadable(envelope.EnvelopeError):
 class UnreadableRecord(ConsumerRecord[bytes, bytes]):  # type: ignore[misc]
     """Stands for a record the Kafka client could not read, at its offset, in its share:
     set aside (dead-lettered, with no value or headers) and committed past like any
-    record no stage can process (pipeline.StageLoop._set_aside_unreadable)."""
+    record no stage can process (pipeline.StageLoop._take_carefully)."""
 
     problem: str = ""
 

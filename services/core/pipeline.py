@@ -332,14 +332,6 @@ class StageLoop:
         rewound meanwhile could seek back over the committed offset sought then)."""
         return self.producers is None or self.producers.get(partition) is not None
 
-    def _attempts_at(self, partition: TopicPartition, offset: int) -> _Attempts:
-        """The attempts at the partition's share starting at `offset` (a share starting
-        elsewhere is a new one)."""
-        attempts = self._attempts.get(partition)
-        if attempts is None or attempts.offset != offset:
-            attempts = self._attempts[partition] = _Attempts(offset)
-        return attempts
-
     def _share_done(self, partition: TopicPartition, size: int) -> None:
         """A share of `size` records of the partition is committed. A cap on its shares
         (halved when one did not finish in its transaction's time) grows by a sixteenth
@@ -466,7 +458,9 @@ class StageLoop:
         if fault is faults.Fault.OUTAGE:
             return fault
         for partition, records in batch.items():
-            attempts = self._attempts_at(partition, records[0].offset)
+            attempts = self._attempts.get(partition)
+            if attempts is None or attempts.offset != records[0].offset:
+                attempts = self._attempts[partition] = _Attempts(records[0].offset)
             attempts.failures += 1
             attempts.isolate = attempts.isolate or attempts.failures >= self._max_attempts
         return fault
