@@ -37,7 +37,10 @@ ENVIRONMENT = cel.NewEnv(variables={"ticket": _T.Map(_T.STRING, _T.DYN), "tier":
 
 
 class RefinementError(RuntimeError):
-    """A refinement failed on a ticket's data (the ticket is routed without it)."""
+    """A refinement failed on a ticket's data (the ticket is routed without it). The
+    message names the refinement and CEL's status code only, as a segment rule's
+    dead-letter reason does: it goes into the routed ticket's explanation, which the
+    department's lane carries, and CEL's own message may quote the ticket's values."""
 
 
 @dataclass(frozen=True)
@@ -53,7 +56,7 @@ class Refinement:
         try:
             return conditions.holds(self.compiled, activation)
         except conditions.ConditionFailed as exc:
-            raise RefinementError(f"refinement {self.name!r} failed: {exc}") from exc
+            raise RefinementError(f"refinement {self.name!r} failed ({exc.kind})") from exc
 
 
 @dataclass(frozen=True)

@@ -169,9 +169,11 @@ def _parse_refinement(document: Any, label: str, source: str,
             try:
                 refinement.holds(ENVIRONMENT.Activation({"ticket": ticket, "tier": tier}))
             except RefinementError as exc:
+                # The probe's data is ours: CEL's own message helps the admin here.
                 raise ConfigError(source, line, name, f"fails on a probe ticket {ticket}:"
-                                  f" {exc} (guard fields that may be null or missing, e.g."
-                                  " `has(ticket.attributes.order)`)") from exc
+                                  f" {exc}: {exc.__cause__} (guard fields that may be null"
+                                  " or missing, e.g. `has(ticket.attributes.order)`)"
+                                  ) from exc
     return refinement
 
 

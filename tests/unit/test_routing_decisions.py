@@ -84,7 +84,12 @@ class TestRefinements:
     def test_a_refinement_failing_on_a_ticket_is_skipped_and_traced(self) -> None:
         decision = decide("key_accounts", ticket={"kind": "question"})  # no channel
         assert decision.reason == "route"
-        assert any("refinement 'phone' failed" in step for step in decision.explanation)
+        assert "refinement 'phone' failed (NOT_FOUND); skipped" in decision.explanation
+
+    def test_the_trace_of_a_failed_refinement_does_not_quote_the_ticket(self) -> None:
+        # CEL's own message names the key it missed; a ticket's lane carries the trace.
+        decision = decide("key_accounts", ticket={"kind": "question"})
+        assert not any('"channel"' in step for step in decision.explanation)
 
 
 class TestTrace:

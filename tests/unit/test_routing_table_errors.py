@@ -38,7 +38,7 @@ class TestParseErrors:
          "      - {name: r, when: 'tier', department: e}\n", 7, "r", "not a boolean"),
         ("  - segment: c\n    department: d\n    refinements:\n"
          "      - {name: r, when: 'ticket.attributes.vip == true', department: e}\n", 7, "r",
-         "fails on a probe ticket"),
+         "failed (NOT_FOUND): "),  # on a probe ticket, with CEL's own message
         ("  - segment: c\n    department: d\n    refinements:\n"
          "      - {name: r, when: 'true'}\n", 7, "r", "must set a department"),
         ("  - segment: c\n    department: d\n    refinements:\n"
