@@ -9,6 +9,7 @@ the dead letters, with the field and the problem).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
@@ -173,6 +174,35 @@ def received(content: TicketContent, *, ticket_id: str, received_at: datetime,
 # down past its grace period): routed like any segment without a route, to the fallback
 # department, unless the routing table routes it.
 DEGRADED_SEGMENT = "unsegmented"
+
+
+def rule_view(ticket: Ticket | None) -> dict[str, Any]:
+    """What segment rules and routing refinements read of a ticket, as `ticket.<field>`
+    (None: a customer's segment asked outside any ticket, every field null)."""
+    if ticket is None:
+        return {"kind": None, "channel": None, "language": None, "attributes": {}}
+    return {"kind": ticket.kind, "channel": ticket.channel, "language": ticket.language,
+            "attributes": dict(ticket.attributes)}
+
+
+def describe_view(view: Mapping[str, Any]) -> str:
+    """A rule's view of a ticket in words (an error naming the probe a rule failed on)."""
+    return (f"a ticket of kind {view['kind'] or 'null'} by {view['channel']}, language"
+            f" {view['language'] or 'null'}, attributes {dict(view['attributes']) or 'none'}")
+
+
+def probe_tickets(received_at: datetime) -> list[Ticket]:
+    """Tickets every rule on tickets must evaluate on before it serves (segment rules,
+    routing refinements): every kind (and none) on every channel, language null and no
+    attributes; and one with every field set. A rule reading a field that may be null
+    without a guard fails on one of them."""
+    probes = [Ticket(ticket_id="probe", customer_id="probe", subject="probe", body="",
+                     channel=channel, kind=kind, received_at=received_at)
+              for kind in (None, *Kind) for channel in Channel]
+    probes.append(Ticket(ticket_id="probe", customer_id="probe", subject="probe", body="",
+                         channel=Channel.EMAIL, kind=Kind.COMPLAINT, language="nl",
+                         received_at=received_at))
+    return probes
 
 
 class Segmentation(BaseModel):

@@ -174,9 +174,9 @@ class RoutingDecision:
 
 
 def view_of(ticket: tickets.Ticket) -> dict[str, Any]:
-    """What a refinement can read of a ticket, as `ticket.<field>`."""
-    return {"kind": ticket.kind, "channel": ticket.channel, "language": ticket.language,
-            "attributes": dict(ticket.attributes)}
+    """What a refinement can read of a ticket, as `ticket.<field>`: what a segment rule
+    reads of it."""
+    return tickets.rule_view(ticket)
 
 
 def decide(segment: str, tier: str, ticket_view: Mapping[str, Any], table: RoutingTable, *,

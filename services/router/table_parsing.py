@@ -4,10 +4,10 @@ name the file, the line and the entry (the decisions themselves are in routing.p
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from services.core import conditions, topics
+from services.core import conditions, tickets, topics
 from services.core.config_files import ConfigError, line_of
 from services.router import (
     overflow,
@@ -30,11 +30,10 @@ _ROUTE_KEYS = ("segment", "department", "priority", *priority.TARGET_KEYS, "tier
                "refinements", "description")
 _REFINEMENT_KEYS = ("name", "when", "department", "priority", *priority.TARGET_KEYS,
                     "description")
-# Every refinement must evaluate on these, for every tier: a ticket with nothing optional
-# set, and one with everything set but no attributes.
-PROBE_TICKETS: tuple[dict[str, Any], ...] = (
-    {"kind": None, "channel": "email", "language": None, "attributes": {}},
-    {"kind": "complaint", "channel": "web", "language": "nl", "attributes": {}})
+# Every refinement must evaluate on these, for every tier (what segment rules are checked
+# on too: tickets.probe_tickets).
+PROBE_TICKETS: tuple[dict[str, Any], ...] = tuple(
+    tickets.rule_view(ticket) for ticket in tickets.probe_tickets(datetime(2000, 1, 1, tzinfo=UTC)))
 
 
 def parse_table(document: Mapping[str, Any], *, source: str, version: str) -> RoutingTable:
@@ -170,7 +169,8 @@ def _parse_refinement(document: Any, label: str, source: str,
                 refinement.holds(ENVIRONMENT.Activation({"ticket": ticket, "tier": tier}))
             except RefinementError as exc:
                 # The probe's data is ours: CEL's own message helps the admin here.
-                raise ConfigError(source, line, name, f"fails on a probe ticket {ticket}:"
+                raise ConfigError(source, line, name, f"fails on {tickets.describe_view(ticket)}"
+                                  f" (tier {tier}):"
                                   f" {exc}: {exc.__cause__} (guard fields that may be null"
                                   " or missing, e.g. `has(ticket.attributes.order)`)"
                                   ) from exc

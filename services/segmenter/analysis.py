@@ -136,8 +136,8 @@ class Analysis:
                 self._moves[(before, segment)] += 1
 
     def _candidate_matches(self, customer_id: str, activation: Any) -> list[Rule]:
-        # A rule failing on one customer must not stop the analysis of the base: it counts
-        # as not matching, and the failure is reported so the rule gets a guard.
+        # A rule failing on one customer does not hold for them, as the segmenter takes it
+        # (RuleSet.deciding_rule); the failure is reported so the rule gets a guard.
         matching: list[Rule] = []
         failed = False
         for rule in self.candidate.rules:
@@ -187,14 +187,9 @@ class Analysis:
 
 
 def _segment_of(rule_set: RuleSet, activation: Any) -> str:
-    """The live segment, with the same convention: a failing rule does not match."""
-    for rule in rule_set.rules:
-        try:
-            if rule.holds(activation):
-                return rule.segment
-        except RuleEvaluationError:
-            continue
-    return rule_set.default_segment
+    """The live segment, as the segmenter decides it (RuleSet.deciding_rule)."""
+    rule, _failed = rule_set.deciding_rule(activation)
+    return rule_set.default_segment if rule is None else rule.segment
 
 
 def analyse(candidate: RuleSet, contexts: Iterable[tuple[str, Mapping[str, Any]]],

@@ -33,23 +33,27 @@ async def customer_segment(customer_id: CustomerId, segmenter: Segmenter,
     """The segment a ticket from this customer would get now (a ticket's own fields are
     unknown here, so rules on `ticket` see nulls). Unknown customers are answered too."""
     rule_set = segmenter.rules.current
-    try:
-        segmented = await service.explain(segmenter.customers, rule_set, customer_id,
-                                          now=datetime.now(UTC))
-    except rules.RuleEvaluationError as exc:
-        # A rule on the ticket's fields (on real tickets they are there) reached before
-        # one that holds: no segment without a ticket. The rule's error is not repeated
-        # (it may quote a customer's values).
+    segmented = await service.explain(segmenter.customers, rule_set, customer_id,
+                                      now=datetime.now(UTC))
+    on_the_ticket = [failure.rule for failure in segmented.decision.failed
+                     if _reads_the_ticket(rule_set, failure.rule)]
+    if on_the_ticket:
+        # A rule on the ticket's fields (on real tickets they are there) failed before
+        # one that holds: no segment without a ticket. Its error is not repeated (it may
+        # quote a customer's values).
         raise HTTPException(409, detail={
-            "error": "needs_a_ticket", "rule": exc.rule,
-            "detail": f"segment rule {exc.rule!r} cannot be evaluated for this customer"
-                       " without a ticket's fields (they are null here): its segment"
-                       " depends on the ticket"}) from exc
+            "error": "needs_a_ticket", "rule": on_the_ticket[0],
+            "detail": f"segment rule {on_the_ticket[0]!r} cannot be evaluated for this"
+                       " customer without a ticket's fields (they are null here): its"
+                       " segment depends on the ticket"})
     decision, customer = segmented.decision, segmented.customer
     answer: dict[str, Any] = {
         "customer_id": customer_id, "segment": decision.segment,
         "rule": decision.rule, "rules_version": decision.rules_version,
         "customer_known": customer.profile is not None, "tier": str(customer.tier),
+        # Rules that failed on this customer's data: they did not hold, as on tickets.
+        "rules_failed": [{"rule": failure.rule, "kind": failure.kind}
+                         for failure in decision.failed],
     }
     if explain:
         answer["explanation"] = {
@@ -62,6 +66,11 @@ async def customer_segment(customer_id: CustomerId, segmenter: Segmenter,
             ],
         }
     return answer
+
+
+def _reads_the_ticket(rule_set: rules.RuleSet, name: str) -> bool:
+    return any(rule.name == name and any(path.split(".")[0] == "ticket" for path in rule.reads)
+               for rule in rule_set.rules)
 
 
 def _position(rule_set: rules.RuleSet, name: str) -> int:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, date, datetime, time
 from typing import Any
 
-from services.core import groups
+from services.core import groups, tickets
 from services.core.tickets import Ticket
 from services.segmenter.profiles import (
     Customer,
@@ -22,7 +23,7 @@ def build(customer: Customer, ticket: Ticket | None, *, today: date) -> dict[str
         "customer": customer_view(customer.customer_id, customer.profile, today),
         "features": features_view(customer.features),
         "tier": str(customer.tier),
-        "ticket": ticket_view(ticket),
+        "ticket": tickets.rule_view(ticket),
     }
 
 
@@ -62,23 +63,35 @@ def features_view(features: ValueFeatures) -> dict[str, Any]:
     }
 
 
-def ticket_view(ticket: Ticket | None) -> dict[str, Any]:
-    if ticket is None:  # explaining a customer's segment outside any ticket
-        return {"kind": None, "channel": None, "language": None, "attributes": {}}
-    return {"kind": ticket.kind, "channel": ticket.channel, "language": ticket.language,
-            "attributes": dict(ticket.attributes)}
-
-
 def probes(today: date) -> list[dict[str, Any]]:
-    """Contexts every rule must evaluate on: an unknown customer and a known one."""
-    unknown = Customer("probe-unknown", None, ValueFeatures(), Tier.POTENTIAL)
-    known = Customer(
+    """Contexts every rule must evaluate on, so that a rule reading a field that may be
+    null without a guard is refused at load rather than skipped on real tickets: an
+    unknown customer; a known one with a full profile; a known one of each type with
+    only its type (every other field null); each with tickets of every kind (and none)
+    on every channel, language null, and a ticket with every field set
+    (tickets.probe_tickets)."""
+    full = Customer(
         "probe-known",
         CustomerProfile("probe-known", CustomerType.INDIVIDUAL, birth_date=date(1990, 1, 1),
                         gender="female", country="NL", language="nl",
                         socio_economic_band="middle", signup_date=date(2020, 1, 1)),
         ValueFeatures(recency=3, frequency=3, monetary=3, total_value=100.0, purchases=2),
         Tier.EXISTING)
-    sample = Ticket(ticket_id="probe", customer_id="probe", subject="probe", body="",
-                    channel="email", received_at=datetime.combine(today, time(), UTC))
-    return [build(unknown, sample, today=today), build(known, sample, today=today)]
+    customers = [Customer("probe-unknown", None, ValueFeatures(), Tier.POTENTIAL), full,
+                 *(Customer(f"probe-{kind}", CustomerProfile(f"probe-{kind}", kind),
+                            ValueFeatures(), Tier.POTENTIAL) for kind in CustomerType)]
+    on_tickets = tickets.probe_tickets(datetime.combine(today, time(), UTC))
+    return [build(customer, ticket, today=today) for customer in customers
+            for ticket in on_tickets]
+
+
+def describe_probe(probe: Mapping[str, Any]) -> str:
+    """A probe context in words, for the error that names the one a rule failed on."""
+    customer = probe["customer"]
+    if not customer["known"]:
+        who = "an unknown customer"
+    elif customer["country"] is None:
+        who = f"a known {customer['type']} customer with no profile field but its type"
+    else:
+        who = "a known customer with a full profile"
+    return f"{who}, on {tickets.describe_view(probe['ticket'])}"

@@ -4,7 +4,10 @@ Pure decision code. Rules are compiled once when a rule set is loaded; a ticket'
 evaluation context is built once and shared by every rule. A rule set is checked before
 it can serve: each expression must compile, be boolean, and evaluate without error both
 for a known customer and for a customer the store does not know (so a rule reading
-`customer.age_years` must guard against null).
+`customer.age_years` must guard against null). A rule that still fails on some ticket's
+data at run time does not hold for that ticket, everywhere rules are read (the
+segmenter, the analysis of a rule set, the routing simulator): the ticket goes on to the
+next rule, and the decision names the rules that failed.
 """
 
 from __future__ import annotations
@@ -40,12 +43,13 @@ Context = Mapping[str, Any]
 
 
 class RuleEvaluationError(RuntimeError):
-    """A rule failed on a ticket's data at run time (the ticket goes to the dead letters).
+    """A rule failed on a ticket's data (it does not hold for that ticket: see
+    RuleSet.decide).
 
     Its text names the rule and the kind of failure (conditions.ConditionFailed.kind)
-    only: it becomes the dead letter's reason and is logged, where personal data must
-    never go. `detail`, CEL's message, may repeat the customer's values (a key not found,
-    a pattern taken from the data): only for an admin's answer or a rule file's check."""
+    only: it is logged and counted, where personal data must never go. `detail`, CEL's
+    message, may repeat the customer's values (a key not found, a pattern taken from the
+    data): only for an admin's answer or a rule file's check."""
 
     def __init__(self, rule: str, kind: str, detail: str) -> None:
         self.rule = rule
@@ -83,6 +87,9 @@ class Decision:
     # The paths the deciding rule read, each with its value when that value may travel
     # with the ticket to department topics (see `ticket_safe_values`), else WITHHELD.
     decided_by: Mapping[str, Any]
+    # The rules before the deciding one that failed on this ticket's data, in order: they
+    # did not hold for it.
+    failed: tuple[RuleEvaluationError, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -95,16 +102,28 @@ class RuleSet:
 
     def decide(self, context: Context) -> Decision:
         activation = ENVIRONMENT.Activation(context)
-        for rule in self.rules:
-            if rule.holds(activation):
-                return Decision(rule.segment, rule.name, self.version,
-                                decided_by=self.ticket_safe_values(rule.reads, context))
-        return Decision(self.default_segment, "default", self.version, decided_by={})
+        rule, failed = self.deciding_rule(activation)
+        if rule is None:
+            return Decision(self.default_segment, "default", self.version, decided_by={},
+                            failed=failed)
+        return Decision(rule.segment, rule.name, self.version,
+                        decided_by=self.ticket_safe_values(rule.reads, context), failed=failed)
 
-    def matching(self, context: Context) -> list[Rule]:
-        """Every rule that holds (the analysis uses this to find shadowed rules)."""
-        activation = ENVIRONMENT.Activation(context)
-        return [rule for rule in self.rules if rule.holds(activation)]
+    def deciding_rule(self, activation: Any
+                      ) -> tuple[Rule | None, tuple[RuleEvaluationError, ...]]:
+        """The first rule that holds (None: the default segment decides), and the rules
+        before it that failed on the data. A rule failing on the data does not hold, as
+        a ticket from a customer without a birth date is not one for a rule on age: the
+        ticket is segmented by the rules that can read it, never held up by one that
+        cannot."""
+        failed: list[RuleEvaluationError] = []
+        for rule in self.rules:
+            try:
+                if rule.holds(activation):
+                    return rule, tuple(failed)
+            except RuleEvaluationError as failure:
+                failed.append(failure)
+        return None, tuple(failed)
 
     @property
     def segments(self) -> tuple[str, ...]:

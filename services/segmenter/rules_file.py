@@ -61,12 +61,11 @@ def parse_document(document: Mapping[str, Any], *, source: str, version: str,
             try:
                 rule.holds(rules.ENVIRONMENT.Activation(probe))
             except rules.RuleEvaluationError as exc:
-                who = "an unknown customer" if not probe["customer"].get("known") \
-                    else "a known customer"
                 raise ConfigError(source, rule.line, rule.name,
-                                  f"fails for {who}: {exc.detail} (guard fields that may be"
-                                  " null, e.g. `customer.age_years != null && ...`, and use"
-                                  " has() for optional attributes)") from exc
+                                  f"fails for {context.describe_probe(probe)}: {exc.detail}"
+                                  " (guard fields that may be null, e.g."
+                                  " `customer.age_years != null && ...`, and use has() for"
+                                  " optional attributes)") from exc
     return rule_set
 
 

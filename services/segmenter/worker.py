@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 from prometheus_client import Counter as Counted
 
-from services.core import batches, db, envelope, events, faults, kafka, tickets, tiers, topics
+from services.core import batches, db, envelope, events, kafka, tickets, tiers, topics
 from services.core.outage import StoreOutage
 from services.segmenter import rules, service
 from services.segmenter.profiles import Customer
@@ -23,6 +23,9 @@ logger = logging.getLogger(__name__)
 DEGRADED = Counted("routing_segmenter_degraded_tickets",
                    "Tickets given the degraded segment: the customer store was down past its"
                    " grace period and the customer not in the cache")
+RULE_FAILURES = Counted("routing_segment_rule_failures_total",
+                        "Tickets a segment rule failed on (it did not hold for them: the"
+                        " next rule decided; the log names the tickets)", ["rule"])
 
 
 @dataclass
@@ -63,6 +66,7 @@ class SegmentTicket:
         # (batches.SharesApart), and a failed attempt's count goes with its task.
         self._batch = batches.PerShare(f"segmenter_batch_{id(self)}", _Batch)
         self._counted = batches.PerShare(f"segmenter_counted_{id(self)}", Counter[str])
+        self._rules_counted: str | None = None  # the version whose rules are exported
 
     shares_apart = True  # the batch and its count live in the share's context
 
@@ -120,10 +124,8 @@ class SegmentTicket:
                 segment=tickets.DEGRADED_SEGMENT, rule="", rules_version=rule_set.version,
                 customer_known=False, tier=tiers.UNKNOWN, degraded=STORE_DOWN)
             return self._records(event, ticket, segmentation, now)
-        try:
-            decision = service.segment(customer, ticket, rule_set, now=now).decision
-        except rules.RuleEvaluationError as exc:
-            raise faults.Unprocessable(str(exc)) from exc
+        decision = service.segment(customer, ticket, rule_set, now=now).decision
+        self._count_failures(rule_set, decision, ticket.ticket_id)
         segmentation = tickets.Segmentation(
             segment=decision.segment, rule=decision.rule, rules_version=decision.rules_version,
             customer_known=customer.profile is not None, tier=customer.tier,
@@ -134,6 +136,19 @@ class SegmentTicket:
         if customer.profile is not None:  # counted once its share is committed
             self._counted.current()[customer.customer_id] += 1
         return records
+
+    def _count_failures(self, rule_set: rules.RuleSet, decision: rules.Decision,
+                        ticket_id: str) -> None:
+        if rule_set.version != self._rules_counted:  # each rule at 0 until it fails
+            for rule in rule_set.rules:
+                RULE_FAILURES.labels(rule.name)
+            self._rules_counted = rule_set.version
+        for failure in decision.failed:
+            RULE_FAILURES.labels(failure.rule).inc()
+            # The rule and CEL's status code only: CEL's message may quote the data.
+            logger.warning("a segment rule failed on a ticket's data: it did not hold",
+                           extra={"ticket_id": ticket_id, "rule": failure.rule,
+                                  "kind": failure.kind, "rules_version": rule_set.version})
 
     @staticmethod
     def _records(event: envelope.Event, ticket: tickets.Ticket,

@@ -65,7 +65,8 @@ class Candidate:
 @dataclass(frozen=True)
 class Replication:
     served: tuple[Served, ...]
-    rule_failures: tuple[str, ...]  # tickets a candidate rule failed on (dead-lettered)
+    # Tickets a candidate rule failed on (it did not hold for them: RuleSet.decide).
+    rule_failures: tuple[str, ...]
 
 
 @dataclass
@@ -130,10 +131,9 @@ def replicate(history: Sequence[HistoricTicket], candidate: Candidate, *,
     failures: list[str] = []
     for ticket in sorted(history, key=lambda t: (t.received_at, t.ticket_id)):
         now = ticket.received_at
-        segment = _segment(ticket, candidate.rules)
-        if segment is None:
+        segment, failed = _segment(ticket, candidate.rules)
+        if failed:
             failures.append(ticket.ticket_id)
-            continue
         for queue in queues.values():
             queue.catch_up(now, rate_window)
         loads = {department: queue.load(now, rate_window,
@@ -160,10 +160,9 @@ def simulate(history: Sequence[HistoricTicket], candidate: Candidate, *,
             for number in range(replications)]
 
 
-def _segment(ticket: HistoricTicket, rule_set: rules.RuleSet | None) -> str | None:
+def _segment(ticket: HistoricTicket, rule_set: rules.RuleSet | None) -> tuple[str, bool]:
+    """The ticket's segment under `rule_set`, and whether a rule failed on its data."""
     if rule_set is None or ticket.context is None:
-        return ticket.segment
-    try:
-        return rule_set.decide({**ticket.context, "tier": ticket.tier}).segment
-    except rules.RuleEvaluationError:
-        return None
+        return ticket.segment, False
+    decision = rule_set.decide({**ticket.context, "tier": ticket.tier})
+    return decision.segment, bool(decision.failed)

@@ -39,6 +39,11 @@ class TestParseErrors:
         ("  - segment: c\n    department: d\n    refinements:\n"
          "      - {name: r, when: 'ticket.attributes.vip == true', department: e}\n", 7, "r",
          "failed (NOT_FOUND): "),  # on a probe ticket, with CEL's own message
+        # Guarded by the kind, yet a question may come without a language.
+        ("  - segment: c\n    department: d\n    refinements:\n"
+         "      - {name: r, department: e,\n"
+         "         when: \"ticket.kind == 'question' && ticket.language.startsWith('en')\"}\n",
+         7, "r", "fails on a ticket of kind question by email, language null"),
         ("  - segment: c\n    department: d\n    refinements:\n"
          "      - {name: r, when: 'true'}\n", 7, "r", "must set a department"),
         ("  - segment: c\n    department: d\n    refinements:\n"

@@ -88,6 +88,23 @@ class TestRejectedRuleSets:
         with pytest.raises(ConfigError, match="fails for an unknown customer"):
             parse("  - name: age\n    segment: x\n    when: customer.age_years > 60\n")
 
+    @pytest.mark.parametrize(("when", "problem"), [
+        # Guarded by the customer being known, yet a known customer may have no birth date.
+        ("customer.known && customer.age_years >= 65",
+         "a known individual customer with no profile field but its type"),
+        # Guarded by the kind, yet a complaint may come without a language.
+        ("ticket.kind == 'complaint' && ticket.language.startsWith('nl')",
+         "a ticket of kind complaint by email, language null"),
+        ("customer.type == 'government' && customer.signup_date > '2020'",
+         "a known government customer with no profile field but its type"),
+        ("ticket.channel == 'phone' && size(ticket.language) > 1", "by phone"),
+    ])
+    def test_a_guard_that_lets_a_null_field_through_is_rejected(self, when: str,
+                                                                problem: str) -> None:
+        with pytest.raises(ConfigError, match="fails for") as error:
+            parse(f"  - name: guarded\n    segment: x\n    when: \"{when}\"\n")
+        assert problem in error.value.problem
+
     def test_guarded_null_field_is_accepted(self) -> None:
         rule_set = parse("  - name: age\n    segment: seniors\n"
                          "    when: customer.age_years != null && customer.age_years > 60\n")
@@ -113,12 +130,31 @@ class TestRejectedRuleSets:
 
 
 class TestRuntimeFailure:
-    def test_a_rule_failing_on_a_tickets_data_raises(self) -> None:
-        rule_set = parse("  - name: level\n    segment: x\n"
-                         "    when: has(customer.attributes.level) && "
-                         "customer.attributes.level > 3\n")
-        with pytest.raises(rules.RuleEvaluationError, match="'level' failed"):
-            decide(rule_set, customer(attributes={"level": "high"}))
+    RULE_SET = parse("  - name: level\n    segment: x\n"
+                     "    when: has(customer.attributes.level) && "
+                     "customer.attributes.level > 3\n"
+                     "  - name: organisations\n    segment: business\n"
+                     "    when: customer.type == 'organisation'\n")
+
+    def test_a_rule_failing_on_a_tickets_data_does_not_hold_for_it(self) -> None:
+        # A level the probes cannot foresee (text where the rule compares a number): the
+        # rule does not hold for this ticket, the next one decides.
+        decision = decide(self.RULE_SET, customer(CustomerType.ORGANISATION,
+                                                  attributes={"level": "high"}))
+        assert (decision.segment, decision.rule) == ("business", "organisations")
+        [failed] = decision.failed
+        assert (failed.rule, failed.kind) == ("level", "UNKNOWN")
+        assert str(failed) == "segment rule 'level' failed (UNKNOWN)"
+
+    def test_with_no_rule_holding_the_default_decides_and_the_failure_is_named(
+            self) -> None:
+        decision = decide(self.RULE_SET, customer(attributes={"level": "high"}))
+        assert (decision.segment, decision.rule) == ("general", "default")
+        assert [failed.rule for failed in decision.failed] == ["level"]
+
+    def test_a_rule_that_holds_decides_with_nothing_failed(self) -> None:
+        decision = decide(self.RULE_SET, customer(attributes={"level": 5}))
+        assert (decision.segment, decision.failed) == ("x", ())
 
 
 class TestReads:

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from aiokafka.structs import ConsumerRecord
+from prometheus_client import REGISTRY
 
 from services.core import batches, envelope, tickets, topics
 from services.core.outage import StoreOutage
@@ -104,11 +105,12 @@ def consumed(event: envelope.Event, offset: int = 0) -> ConsumerRecord[bytes, by
 
 
 class TestRuleFailure:
-    async def test_the_dead_letter_reason_names_the_rule_not_the_customers_values(
+    async def test_a_rule_failing_on_a_ticket_does_not_hold_and_is_counted_without_values(
             self, caplog: pytest.LogCaptureFixture) -> None:
-        """CEL's message repeats the values a rule failed on (here the customer's email,
-        a key not in the map): the reason, in the dead letter's headers and the log,
-        gives the rule and the kind of failure only."""
+        """A rule that fails on a ticket's data (here CEL's message would repeat the
+        customer's email, a key not in the map) does not hold for it: the ticket is
+        segmented by the rules that can read it, not dead-lettered, and the failure is
+        counted and logged by the rule and the kind of failure only."""
         email = "john.doe@example.com"
         by_email = rules_file.parse(
             "default_segment: general\nrules:\n  - name: by-email\n    segment: vip\n"
@@ -121,16 +123,24 @@ class TestRuleFailure:
                 customer_id, CustomerType.INDIVIDUAL, attributes={"email": email}),
                 ValueFeatures(), Tier.EXISTING)
 
+        def failures() -> float:
+            return REGISTRY.get_sample_value("routing_segment_rule_failures_total",
+                                             {"rule": "by-email"}) or 0.0
+
         stage = worker.SegmentTicket(lookup=emailed, current_rules=lambda: by_email)
+        before = failures()
         with caplog.at_level(logging.WARNING):
-            [letter] = await batches.Batches(stage, stage="segmenter").outgoing(
+            segmented, lifecycle = await batches.Batches(stage, stage="segmenter").outgoing(
                 [consumed(received("t-1"))])
-        headers = dict(letter.headers)
-        assert letter.topic == topics.DEAD_LETTERS
-        assert headers[topics.DLQ_ERROR] == b"segment rule 'by-email' failed (NOT_FOUND)"
-        assert email.encode() not in b"".join(value for _, value in letter.headers)
-        [logged] = [r for r in caplog.records if r.getMessage().startswith("record sent")]
+        assert (segmented.topic, lifecycle.topic) == (topics.SEGMENTED, topics.EVENTS)
+        assert envelope.from_record(segmented.headers, segmented.value).data[
+            "segmentation"]["segment"] == "general"
+        assert failures() == before + 1
+        [logged] = [r for r in caplog.records if "segment rule failed" in r.getMessage()]
+        assert (logged.rule, logged.kind, logged.ticket_id) == (  # type: ignore[attr-defined]
+            "by-email", "NOT_FOUND", "t-1")
         assert email not in json.dumps(logged.__dict__, default=str)
+        assert email.encode() not in segmented.value + lifecycle.value
 
 
 class TestCounted:

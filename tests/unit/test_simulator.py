@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from services.core import config_files
 from services.metrics.timeline import Timeline
 from services.router import table_file
 from services.segmenter import rules_file
@@ -152,6 +153,27 @@ rules:
                                rate_window=RATE_WINDOW, seed=1)
         assert {t.ticket_id: (t.segment, t.department) for t in run.served} == {
             "a": ("business", "business_desk"), "b": ("consumer", "care")}
+
+    def test_a_rule_failing_on_a_ticket_does_not_hold_for_it_as_in_the_segmenter(
+            self) -> None:
+        # The context carries no age: the first rule fails on it, the second decides,
+        # as the segmenter decides (RuleSet.decide); the ticket is counted as failed on.
+        text = ("default_segment: consumer\nrules:\n"
+                "  - {name: seniors, segment: business, when: 'customer.age_years >= 65'}\n"
+                "  - {name: organisations, segment: business,"
+                " when: \"customer.type == 'organisation'\"}\n")
+        rule_set = rules_file.parse_document(  # unchecked: a rule set the checks let by
+            config_files.load_yaml("candidate rules", text), source="candidate rules",
+            version="candidate", probes=[])
+        table = table_file.parse(simulated_history.TABLE_TEXT, "table")
+        run = engine.replicate([self.historic("a", "organisation", "consumer"),
+                                self.historic("b", "individual", "consumer")],
+                               engine.Candidate(table, rule_set),
+                               mean_service={"care": 60, "business_desk": 60},
+                               rate_window=RATE_WINDOW, seed=1)
+        assert {t.ticket_id: t.segment for t in run.served} == {
+            "a": "business", "b": "consumer"}
+        assert run.rule_failures == ("a", "b")
 
     def test_without_candidate_rules_tickets_keep_their_segment(self) -> None:
         table = table_file.parse(simulated_history.TABLE_TEXT, "table")

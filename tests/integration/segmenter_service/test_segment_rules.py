@@ -82,6 +82,29 @@ class TestHotReload:
             await client.put("/v1/segment-rules", content=original,
                              headers={"content-type": "application/yaml"})
 
+    async def test_a_rule_failing_on_the_customers_data_does_not_hold_and_is_named(
+            self, client: httpx.AsyncClient, segmenter: Segmenter) -> None:
+        """The probes have Dutch customers with a gender, and none without: this rule
+        passes them, and fails on ind-vip-1 (Dutch, no gender). It does not hold for them,
+        as on their tickets: the next rules decide, and the answer names it."""
+        original = segmenter.rules_file.read_text()
+        before = await segment_of(client, "ind-vip-1")
+        by_gender = original.replace("version: demo-2", "version: by-gender-1").replace(
+            "rules:\n", "rules:\n  - name: dutch-women\n    segment: general\n"
+                        "    when: customer.country == 'NL' && customer.gender.startsWith('f')\n",
+            1)
+        try:
+            uploaded = await client.put("/v1/segment-rules", content=by_gender,
+                                        headers={"content-type": "application/yaml"})
+            assert uploaded.status_code == 200, uploaded.text
+            answer = await segment_of(client, "ind-vip-1")
+            assert (answer["segment"], answer["rule"]) == (before["segment"], before["rule"])
+            assert [failed["rule"] for failed in answer["rules_failed"]] == ["dutch-women"]
+            assert before["rules_failed"] == []
+        finally:
+            await client.put("/v1/segment-rules", content=original,
+                             headers={"content-type": "application/yaml"})
+
     async def test_editing_the_file_reloads_it(self, client: httpx.AsyncClient,
                                                segmenter: Segmenter) -> None:
         original = segmenter.rules_file.read_text()
