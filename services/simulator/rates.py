@@ -6,6 +6,12 @@ that busy time (counted only while its calendar is open) it gave its first respo
 the mean service time is the busy business time over the number of first responses. For
 one agent answering first come, first served this is exactly the mean of the service
 times, whatever their distribution.
+
+A department whose first responses took no business time at all (each given while its
+calendar was closed, or at the instant its ticket came in) answered nonetheless: it is
+taken to answer in a second, the floor of every measure, rather than in no time (an
+exponential draw needs a positive mean) or never (as a department with no measured rate
+is replayed).
 """
 
 from __future__ import annotations
@@ -17,11 +23,14 @@ from datetime import datetime, timedelta
 from services.router import calendars
 from services.simulator.engine import Served
 
+FASTEST_MEAN_SERVICE_SECONDS = 1.0
+
 
 def mean_service_seconds(served: Iterable[Served],
                          calendar_of: Callable[[str], calendars.Calendar | None],
                          ) -> dict[str, float]:
-    """Per department that answered at least one ticket: seconds per first response."""
+    """Per department that answered at least one ticket: seconds per first response, at
+    least FASTEST_MEAN_SERVICE_SECONDS."""
     busy: dict[str, list[tuple[datetime, datetime]]] = defaultdict(list)
     for ticket in served:
         if ticket.first_response_at is not None:
@@ -31,7 +40,8 @@ def mean_service_seconds(served: Iterable[Served],
         calendar = calendar_of(department)
         total = sum((calendars.business_time(start, end, calendar)
                      for start, end in _merged(intervals)), timedelta(0))
-        measured[department] = total.total_seconds() / len(intervals)
+        measured[department] = max(total.total_seconds() / len(intervals),
+                                   FASTEST_MEAN_SERVICE_SECONDS)
     return measured
 
 
