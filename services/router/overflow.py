@@ -24,7 +24,7 @@ from services.core import durations
 @dataclass(frozen=True)
 class DepartmentLoad:
     backlog: int | None = None  # tickets waiting for a first response
-    lag: int | None = None  # records not yet read from the department's queue topics
+    lag: int | None = None  # tickets in the department's lanes its agents have not taken
     predicted_first_response: timedelta | None = None  # for a ticket queued now
     prediction_basis: str | None = None  # how it was predicted, for the routing trace
 

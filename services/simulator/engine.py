@@ -4,7 +4,8 @@ are passed in; nothing is read or written.
 
 Each ticket, in the order received, is segmented by the candidate rules (or keeps the
 segment it was given then) and routed by the real routing decision
-(`routing.decide`), with the load the simulated departments carry at that moment and
+(`routing.decide`), with the load the simulated departments carry at that moment (their
+backlog and, where an overflow reads them, their lag and predicted first response) and
 their overflow states advanced by the real overflow rule (`overflow.advance`). A
 department answers its tickets first come, first served, one at a time, each taking a
 service time drawn from an exponential distribution with the department's measured mean,
@@ -74,11 +75,15 @@ class _Queue:
     calendar: calendars.Calendar | None
     mean_service: float | None  # seconds; None: never measured, so never answered
     free_at: datetime | None = None
+    # When each ticket not yet taken will be: after the one before is answered, once open.
+    untaken: deque[datetime] = field(default_factory=deque)
     open: list[tuple[datetime, datetime]] = field(default_factory=list)  # (answer, received)
     never_answered: list[datetime] = field(default_factory=list)  # received
     answered: deque[datetime] = field(default_factory=deque)
 
     def catch_up(self, now: datetime, window: timedelta) -> None:
+        while self.untaken and self.untaken[0] <= now:
+            self.untaken.popleft()
         while self.open and self.open[0][0] <= now:
             self.answered.append(heapq.heappop(self.open)[0])
         while self.answered and self.answered[0] < now - window:
@@ -88,16 +93,26 @@ class _Queue:
     def backlog(self) -> int:
         return len(self.open) + len(self.never_answered)
 
-    def load(self, now: datetime, window: timedelta, *,
-             predicted: bool) -> overflow.DepartmentLoad:
-        if not predicted:  # as the router: predicted only where an overflow reads it
-            return overflow.DepartmentLoad(backlog=self.backlog)
+    @property
+    def lag(self) -> int:
+        """The router's lag of the department's lanes (`overflow.DepartmentLoad.lag`): its
+        tickets not yet taken, waiting for the one before or for the calendar to open,
+        and every ticket of a department that never answers."""
+        return len(self.untaken) + len(self.never_answered)
+
+    def load(self, now: datetime, window: timedelta,
+             policy: overflow.OverflowPolicy | None) -> overflow.DepartmentLoad:
+        """As the router samples it: the lag and the predicted first response only where
+        the department's overflow reads them."""
+        lag = self.lag if policy is not None and policy.max_lag is not None else None
+        if policy is None or policy.max_predicted_first_response is None:
+            return overflow.DepartmentLoad(backlog=self.backlog, lag=lag)
         oldest = min([received for _answer, received in self.open] + self.never_answered,
                      default=None)
         prediction = overflow.predict_first_response(
             self.backlog, overflow.RecentFirstResponses(len(self.answered), window),
             oldest_open_since=oldest, now=now)
-        return overflow.DepartmentLoad(backlog=self.backlog,
+        return overflow.DepartmentLoad(backlog=self.backlog, lag=lag,
                                        predicted_first_response=prediction.wait,
                                        prediction_basis=prediction.basis)
 
@@ -106,6 +121,7 @@ class _Queue:
             self.never_answered.append(received)
             return None
         start = max(received, self.free_at or received)
+        self.untaken.append(start if self.calendar is None else self.calendar.opens_at(start))
         service = timedelta(seconds=draw.expovariate(1 / self.mean_service))
         answer = calendars.deadline(start, service, self.calendar)
         self.free_at = answer
@@ -124,8 +140,6 @@ def replicate(history: Sequence[HistoricTicket], candidate: Candidate, *,
     queues = {department: _Queue(table.policy(department).calendar,
                                  mean_service.get(department))
               for department in table.departments}
-    predicting = {department for department, policy in table.overflow_policies.items()
-                  if policy.max_predicted_first_response is not None}
     states: dict[str, overflow.OverflowState] = {}
     served: list[Served] = []
     failures: list[str] = []
@@ -137,7 +151,7 @@ def replicate(history: Sequence[HistoricTicket], candidate: Candidate, *,
         for queue in queues.values():
             queue.catch_up(now, rate_window)
         loads = {department: queue.load(now, rate_window,
-                                        predicted=department in predicting)
+                                        table.overflow_policies.get(department))
                  for department, queue in queues.items()}
         states, _changes = overflow.advance(states, loads, table.overflow_policies, now=now)
         decision = routing.decide(segment, ticket.tier, ticket.view, table, now=now,

@@ -1,4 +1,5 @@
-"""The departments in a replay: the service time measured for each."""
+"""The departments in a replay: the service time measured for each, and the lag an
+overflow reads, as the router reads it."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from services.router import table_file
+from services.router import routing, table_file
 from services.simulator import engine, rates, service
 from tests import simulated_history
+
+RATE_WINDOW = timedelta(hours=1)
 
 
 def historic(ticket_id: str, department: str, received: datetime,
@@ -60,3 +63,41 @@ departments:
         [care] = result["departments"]
         assert (care["simulated"]["met"], care["simulated"]["escalations"]) == (3, 0)
 
+
+class TestLagOverflow:
+    """The lag the router reads, of a department's lanes not yet taken by its agents, is
+    in the replay the department's tickets not yet taken: not yet started."""
+
+    def table(self, overflow: str, calendar: str | None = None) -> routing.RoutingTable:
+        care = f"calendar: {calendar}\n    " if calendar else ""
+        return table_file.parse(simulated_history.TABLE_TEXT.replace(
+            "care:\n    overflow: {to: care_overflow, max_backlog: 4}",
+            f"care:\n    {care}overflow: {overflow}"), "table")
+
+    def minute_apart(self, count: int, start: datetime) -> list[engine.HistoricTicket]:
+        return [historic(f"c{n:02d}", "care", start + timedelta(minutes=n),
+                         start + timedelta(minutes=n + 1)) for n in range(count)]
+
+    def test_an_overflow_on_lag_alone_hands_on_once_tickets_queue(self) -> None:
+        # 60 tickets in an hour to a department answering one an hour: all but the first
+        # wait to be taken, and past five waiting, care hands new ones on.
+        table = self.table("{to: care_overflow, max_lag: 5}")
+        run = engine.replicate(self.minute_apart(60, datetime(2026, 11, 2, 9, tzinfo=UTC)),
+                               engine.Candidate(table),
+                               mean_service={"care": 3600, "care_overflow": 3600},
+                               rate_window=RATE_WINDOW, seed=1)
+        handed = [t for t in run.served if t.overflowed_from == "care"]
+        assert len(handed) > 40
+        assert all(t.department == "care_overflow" for t in handed)
+        assert not any(t.overflowed_from for t in run.served[:7])
+
+    def test_tickets_waiting_for_the_calendar_to_open_are_not_taken(self) -> None:
+        # A Sunday: care is closed, so none of its tickets is taken, however fast it is.
+        table = self.table("{to: care_overflow, max_lag: 2}",
+                           calendar='{time_zone: UTC, hours: {mon-fri: "09:00-17:00"}}')
+        run = engine.replicate(self.minute_apart(5, datetime(2026, 11, 1, 10, tzinfo=UTC)),
+                               engine.Candidate(table),
+                               mean_service={"care": 60, "care_overflow": 60},
+                               rate_window=RATE_WINDOW, seed=1)
+        assert [t.ticket_id for t in run.served if t.overflowed_from == "care"] == [
+            "c03", "c04"]
