@@ -18,23 +18,28 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
+
 from services.core import events
 
 Type = events.TicketEventType
 
+# The lifecycle event types a platform receives, each under its own name (`ticket.routed`
+# ...): the names are the enum's, spelled once in `events`.
+_DELIVERED = (
+    Type.ROUTED,  # department, priority, deadlines
+    Type.PICKED_UP,
+    Type.RESPONDED,
+    Type.WAITING_ON_CUSTOMER,  # the clocks pause
+    Type.DEADLINES_CHANGED,  # paused, resumed, next response
+    Type.TARGET_WARNING,  # a share of a target spent
+    Type.ESCALATED,  # level 1 (breach) or 2, deadlines
+    Type.TRANSFERRED,  # deadlines recomputed
+    Type.PRIORITY_CHANGED,  # priority, deadlines recomputed
+    Type.RESOLVED,
+)
 # Lifecycle event type -> the event name the platform receives.
-WEBHOOK_EVENTS: dict[events.TicketEventType, str] = {
-    Type.ROUTED: "ticket.routed",  # department, priority, deadlines
-    Type.PICKED_UP: "ticket.picked_up",
-    Type.RESPONDED: "ticket.responded",
-    Type.WAITING_ON_CUSTOMER: "ticket.waiting_on_customer",  # the clocks pause
-    Type.DEADLINES_CHANGED: "ticket.deadlines_changed",  # paused, resumed, next response
-    Type.TARGET_WARNING: "ticket.target_warning",  # a share of a target spent
-    Type.ESCALATED: "ticket.escalated",  # level 1 (breach) or 2, deadlines
-    Type.TRANSFERRED: "ticket.transferred",  # deadlines recomputed
-    Type.PRIORITY_CHANGED: "ticket.priority_changed",  # priority, deadlines recomputed
-    Type.RESOLVED: "ticket.resolved",
-}
+WEBHOOK_EVENTS: dict[events.TicketEventType, str] = {kind: kind.value for kind in _DELIVERED}
 
 # The platform is the receiver itself: not repeated to it.
 _NOT_SENT = {"platform", "type"}
@@ -42,11 +47,19 @@ _NOT_SENT = {"platform", "type"}
 LOOPBACK_HOSTS = {"localhost"}
 MAX_URL_LENGTH = 2048
 _OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
-# What an endpoint URL may be, as the API schema says it too: https:// and a host name or
-# IPv4 address, or http:// on loopback; an optional port, path, query.
-URL_PATTERN = (r"^(https://[A-Za-z0-9._~%!$&'()*+,;=-]+"
+_IPV4 = rf"{_OCTET}(\.{_OCTET}){{3}}"
+_PORT = r"(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})"
+_NAME_CHARS = "A-Za-z0-9_~%!$&'()*+,;=-"
+_LABEL = rf"[{_NAME_CHARS}]{{1,63}}"
+# A host name's last label starts with no digit: a host of digits and dots is an IPv4
+# address, which the resolver reads even when it is not one ("10.1" is 10.0.0.1).
+_LAST_LABEL = rf"[{_NAME_CHARS.replace('0-9', '')}][{_NAME_CHARS}]{{0,62}}"
+# What an endpoint URL may be, as the API schema says it too: https:// and a host name
+# (labels of 1-63 characters) or IPv4 address, or http:// on loopback; an optional port
+# (1-65535), path, query.
+URL_PATTERN = (rf"^(https://({_IPV4}|({_LABEL}\.)*{_LAST_LABEL})"
                rf"|http://(localhost|127(\.{_OCTET}){{3}}|\[::1\]))"
-               r"(:[0-9]{1,5})?([/?#][!-~]*)?$")
+               rf"(:{_PORT})?([/?#][!-~]*)?$")
 
 
 def delivery_id(event_id: str) -> str:
@@ -75,10 +88,39 @@ def endpoint_problem(url: str) -> str | None:
     if parts.scheme == "http" and not is_loopback(parts.hostname):
         return ("https:// is required; http:// is accepted only on loopback (127.0.0.1,"
                 " ::1, localhost)")
+    sending = sending_problem(url)
+    if sending:
+        return sending
     if not re.fullmatch(URL_PATTERN, url):
         return ("https:// (or http:// on loopback) in lower case, then a host name or IPv4"
                 " address in ASCII, an optional port, then a path or query of printable ASCII")
     return None
+
+
+def sending_problem(url: str) -> str | None:
+    """What in a URL the sender (httpx, then the resolver) cannot use, or None. Its own
+    parser decides: a URL it cannot parse would fail every attempt (the punycode of an
+    `xn--` host, which no pattern can check, among them)."""
+    try:
+        parsed = httpx.URL(url)
+        host = parsed.host
+        host.encode("idna")  # as the resolver does: labels of 1-63 characters
+    except (httpx.InvalidURL, UnicodeError, ValueError):
+        return ("a URL the sender can parse: a host name of labels of 1-63 characters"
+                " (an xn-- label in valid punycode) or an IPv4 address")
+    if parsed.port is not None and not 1 <= parsed.port <= 65535:
+        return "a port from 1 to 65535"
+    if re.fullmatch(r"[0-9.]+", host) and not _is_ipv4(host):
+        return "a host of digits and dots must be an IPv4 address (four numbers, 0-255)"
+    return None
+
+
+def _is_ipv4(host: str) -> bool:
+    try:
+        ipaddress.IPv4Address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def is_loopback(host: str) -> bool:
@@ -92,7 +134,8 @@ def is_loopback(host: str) -> bool:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Bounded attempts, exponential backoff with full jitter."""
+    """Bounded attempts, exponential backoff with jitter in the upper half of each step
+    (a wait between half and all of it)."""
 
     max_attempts: int
     base_seconds: float

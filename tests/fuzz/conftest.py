@@ -65,6 +65,13 @@ FUZZ_CONFIG: dict[str, Any] = {
         "checks": {"positive_data_acceptance": {
             "expected-statuses": [*POSITIVE_DATA_ACCEPTANCE_EXPECTED_STATUSES, "422"]}},
     }, {
+        # A webhook URL the sender cannot parse is refused, 422 naming `url`: its pattern
+        # says all it can (labels, IPv4 addresses, ports), but not an xn-- label's punycode.
+        "include-name": ["POST /v1/webhooks/endpoints",
+                         "PATCH /v1/webhooks/endpoints/{platform}"],
+        "checks": {"positive_data_acceptance": {
+            "expected-statuses": [*POSITIVE_DATA_ACCEPTANCE_EXPECTED_STATUSES, "422"]}},
+    }, {
         # Any bytes are text for a CSV or JSON Lines body, so no body is "invalid" on
         # the wire; bad rows come back in the report with their line and reason.
         "include-name": ["POST /v1/customers/import", "POST /v1/purchases/import"],

@@ -104,7 +104,10 @@ class TestRegisteredTwiceAtOnce:
 class TestMistakes:
     @pytest.mark.parametrize(("url", "said"), [
         ("http://desk.example.com/hooks", "https:// is required"),
-        ("desk.example.com", "an absolute https:// URL")])
+        ("desk.example.com", "an absolute https:// URL"),
+        ("https://10.0.0.300/hooks", "a URL the sender can parse"),
+        ("https://xn--/hooks", "a URL the sender can parse"),
+        ("https://desk.example.com:99999/hooks", "a port from 1 to 65535")])
     async def test_a_url_that_is_not_https_nor_loopback_is_422_naming_the_field(
             self, admin: httpx.AsyncClient, url: str, said: str) -> None:
         answer = await admin.post("/v1/webhooks/endpoints", json={"platform": "desk",

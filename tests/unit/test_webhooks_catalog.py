@@ -3,6 +3,7 @@ endpoint URLs and retry delays."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
 from datetime import UTC, datetime
@@ -23,6 +24,11 @@ class TestWhatIsDelivered:
         assert {Type.ROUTED, Type.ESCALATED, Type.TRANSFERRED, Type.RESPONDED,
                 Type.RESOLVED} <= set(catalog.WEBHOOK_EVENTS)
         assert Type.RECEIVED not in catalog.WEBHOOK_EVENTS  # the platform sent it
+
+    def test_the_names_sent_are_the_event_types_own_spelt_once(self) -> None:
+        assert all(name == kind.value for kind, name in catalog.WEBHOOK_EVENTS.items())
+        # Spelt a second time, a name could drift from the event's: `events` alone has them.
+        assert not re.search(r"[\"']ticket\.", inspect.getsource(catalog))
 
     @pytest.mark.parametrize("kind", list(catalog.WEBHOOK_EVENTS))
     def test_every_listed_type_has_a_body_in_the_standard_shape(self, kind: Type) -> None:
@@ -67,11 +73,30 @@ class TestEndpointUrls:
         problem = catalog.endpoint_problem(url)
         assert problem is not None and said in problem
 
+    @pytest.mark.parametrize(("url", "said"), [
+        ("https://10.0.0.300/hooks", "a URL the sender can parse"),
+        ("https://xn--/hooks", "a URL the sender can parse"),
+        ("https://xn--abc.example.com/hooks", "a URL the sender can parse"),
+        ("https://desk..example.com/hooks", "a URL the sender can parse"),
+        ("https://" + "d" * 64 + ".example.com/hooks", "a URL the sender can parse"),
+        ("https://desk.example.com:99999/hooks", "a port from 1 to 65535"),
+        ("http://127.0.0.1:0/hooks", "a port from 1 to 65535"),
+        ("https://10.1/hooks", "must be an IPv4 address"),
+        ("https://3232235777/hooks", "must be an IPv4 address")])
+    def test_what_the_sender_cannot_call_is_refused_saying_why(self, url: str, said: str
+                                                                ) -> None:
+        problem = catalog.endpoint_problem(url)
+        assert problem is not None and said in problem
+
+    def test_a_host_in_valid_punycode_is_accepted(self) -> None:
+        assert catalog.endpoint_problem("https://xn--mnchen-3ya.example/hooks") is None
+
 
     @settings(max_examples=300, deadline=None, derandomize=True)
     @given(strategies.from_regex(catalog.URL_PATTERN, fullmatch=True).filter(
-        lambda url: len(url) <= catalog.MAX_URL_LENGTH))
+        lambda url: len(url) <= catalog.MAX_URL_LENGTH and "xn--" not in url.lower()))
     def test_whatever_the_schemas_pattern_allows_is_accepted(self, url: str) -> None:
+        """But the punycode of an xn-- label, which no pattern can check."""
         assert catalog.endpoint_problem(url) is None
 
     @settings(max_examples=300, deadline=None, derandomize=True)
@@ -97,6 +122,11 @@ class TestRetryDelays:
 
     def test_the_last_attempt_dead_letters(self) -> None:
         assert self.policy.delay_after(5) is None
+
+    def test_the_policy_says_the_jitter_it_draws(self) -> None:
+        said = " ".join((catalog.RetryPolicy.__doc__ or "").split())
+        assert "full jitter" not in said  # full jitter draws from 0: this draws from half
+        assert "between half and all" in said
 
 
 class TestSettings:
