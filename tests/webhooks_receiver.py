@@ -10,7 +10,9 @@ tests alike can use it and a slow answer holds up nobody else:
 
 `status` sets the answer (204 by default; 500 for a failing receiver); `hold()` makes
 it answer only once `release()` is called (a slow receiver); `Receiver(port=...)` not
-started yet is a receiver that is down until `start()`.
+started yet is a receiver that is down until `start()`. `answer_bytes` gives the answer a
+body that long, sent at once or, with `drip_seconds`, a byte at a time; `cut` counts the
+answers the sender stopped reading before their end.
 """
 
 from __future__ import annotations
@@ -45,6 +47,9 @@ class Receiver:
     attempts: int = 0  # every request, answered or not yet
     in_flight: int = 0
     max_in_flight: int = 0  # the most requests it held at once
+    answer_bytes: int = 0
+    drip_seconds: float | None = None
+    cut: int = 0
     _held: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: ThreadingHTTPServer | None = None
@@ -74,8 +79,22 @@ class Receiver:
                     receiver.received.append(Received(
                         {k.lower(): v for k, v in self.headers.items()}, body, status))
                 self.send_response(status)
-                self.send_header("content-length", "0")
+                self.send_header("content-length", str(receiver.answer_bytes))
                 self.end_headers()
+                try:
+                    self.answer(receiver.answer_bytes)
+                except OSError:  # the sender closed the connection: it read no more
+                    with receiver._lock:
+                        receiver.cut += 1
+
+            def answer(self, length: int) -> None:
+                chunk = b"x" * (1 if receiver.drip_seconds else 65536)
+                while length > 0:
+                    self.wfile.write(chunk[:length])
+                    self.wfile.flush()
+                    length -= len(chunk)
+                    if receiver.drip_seconds:
+                        time.sleep(receiver.drip_seconds)
 
             def log_message(self, *_args: Any) -> None:
                 pass

@@ -3,8 +3,11 @@ Standard Webhooks spec, at least once.
 
 Each platform has its own worker, its own HTTP client and its own concurrency limit: a
 receiver that is slow or down holds up its own callbacks only. A failed attempt (an
-error, a timeout, any answer but 2xx) is retried with exponential backoff and jitter;
-when the attempts are used up, the callback is dead-lettered (listed, replayable).
+error, a timeout, any answer but 2xx, or one longer than `ANSWER_LIMIT`) is retried with
+exponential backoff and jitter; when the attempts are used up, the callback is
+dead-lettered (listed, replayable). A callback the sender cannot even send (a URL or a
+header it cannot build) fails that callback's attempt alone; only the store failing
+stops a worker, counted in `WORKER_FAILURES`, and the next poll starts another.
 """
 
 from __future__ import annotations
@@ -29,6 +32,16 @@ DELIVERIES = Counter("routing_webhook_deliveries_total",
                      "Callback attempts to platforms, by outcome: delivered, failed (to be"
                      " retried or dead-lettered), dead_lettered (attempts used up)",
                      ["platform", "outcome"])
+WORKER_FAILURES = Counter("routing_webhook_worker_failures_total",
+                          "Delivery workers of a platform stopped by an error (the store"
+                          " failing): its callbacks wait for the next poll's worker",
+                          ["platform"])
+OLDEST_DUE = Gauge("routing_webhook_oldest_due_seconds",
+                   "How long the platform's callback due longest has waited past its time"
+                   " to be sent (0: none due; an enabled endpoint's only)", ["platform"])
+# Bytes of an answer read: its status is what counts, and a receiver must not make the
+# router hold a large answer; a longer one is a failed attempt.
+ANSWER_LIMIT = 4096
 WAITING = Gauge("routing_webhook_deliveries_waiting",
                 "Callbacks in the outbox, by status: pending (to send) or dead (dead-lettered,"
                 " awaiting a replay)", ["platform", "status"])
@@ -68,6 +81,7 @@ class Deliverer:
         short is sent again by the holder, at least once), and leave the outbox's figures
         to it. The figures go first, so that once no worker is listed none is shown."""
         WAITING.clear()
+        OLDEST_DUE.clear()
         await self.close()
 
     @property
@@ -94,27 +108,20 @@ class Deliverer:
                         async with limit:
                             await self._attempt(client, url, signers, row)
 
-                    await asyncio.gather(*(send(row) for row in due))
+                    # A send fails only when the store does: the others are cancelled and
+                    # awaited, none left running on a closed client.
+                    async with asyncio.TaskGroup() as sends:
+                        for row in due:
+                            sends.create_task(send(row))
         except Exception:
+            WORKER_FAILURES.labels(platform).inc()
             logger.exception("webhook worker stopped", extra={"platform": platform})
 
     async def _attempt(self, client: httpx.AsyncClient, url: str,
                        signers: list[standardwebhooks.Webhook], row: WebhookDeliveryRow
                        ) -> None:
-        sent_at = self._now()
-        # One signature per secret in force (space-separated, as the spec allows).
-        signatures = " ".join(signer.sign(row.delivery_id, sent_at, row.body)
-                              for signer in signers)
-        headers = {"content-type": "application/json", "webhook-id": row.delivery_id,
-                   "webhook-timestamp": str(int(sent_at.timestamp())),
-                   "webhook-signature": signatures}
-        error: str | None = None
-        try:
-            answer = await client.post(url, content=row.body.encode(), headers=headers)
-            if not answer.is_success:
-                error = f"HTTP {answer.status_code}"
-        except httpx.HTTPError as exc:
-            error = f"{type(exc).__name__}: {exc}"[:300] if str(exc) else type(exc).__name__
+        error = await send_callback(client, url, signers, row, sent_at=self._now(),
+                                    timeout_seconds=self._timeout)
         attempts = row.attempts + 1
         delay = None if error is None else self._retry.delay_after(attempts)
         status = (store.DELIVERED if error is None
@@ -130,12 +137,69 @@ class Deliverer:
                 "platform": row.platform, "delivery_id": row.delivery_id, "error": error})
 
     async def _sample(self) -> None:
+        now = self._now()
         counts = await self._deliveries.counts()
+        due_since = await self._deliveries.due_since(now)
         platforms = await self._endpoints.platforms()
         # Set anew, not updated: a platform deleted since has no figures left standing.
         WAITING.clear()
+        OLDEST_DUE.clear()
         for platform in platforms:
-            for outcome in OUTCOMES:  # exported at 0 until something happens
+            WORKER_FAILURES.labels(platform)  # exported at 0 until something happens
+            for outcome in OUTCOMES:
                 DELIVERIES.labels(platform, outcome)
             for status in (store.PENDING, store.DEAD):
                 WAITING.labels(platform, status).set(counts.get((platform, status), 0))
+            since = due_since.get(platform)
+            OLDEST_DUE.labels(platform).set(
+                0 if since is None else max(0.0, (now - since).total_seconds()))
+
+
+async def send_callback(client: httpx.AsyncClient, url: str,
+                        signers: list[standardwebhooks.Webhook], row: WebhookDeliveryRow, *,
+                        sent_at: datetime, timeout_seconds: float) -> str | None:
+    """One attempt at a callback, within `timeout_seconds` in all (httpx's timeout is per
+    read: a receiver sending a byte at a time would hold it forever): None when the
+    receiver took it (2xx, and an answer of at most `ANSWER_LIMIT` bytes), else what went
+    wrong, to record."""
+    try:
+        async with asyncio.timeout(timeout_seconds):
+            request = client.build_request("POST", url, content=row.body.encode(),
+                                           headers=_signed_headers(row, signers, sent_at))
+            answer = await client.send(request, stream=True)
+            try:
+                if not answer.is_success:
+                    return f"HTTP {answer.status_code}"
+                return await _overlong(answer)
+            finally:
+                await answer.aclose()
+    except TimeoutError:
+        return f"TimeoutError: no answer within {timeout_seconds:g} s"
+    except httpx.HTTPError as exc:
+        return f"{type(exc).__name__}: {exc}"[:300] if str(exc) else type(exc).__name__
+    except Exception as exc:
+        # A request the sender cannot build or send (a URL registered before it was
+        # checked, a header it cannot encode): this callback's failure alone. The class
+        # only: a message may quote the URL or the body.
+        return type(exc).__name__
+
+
+def _signed_headers(row: WebhookDeliveryRow, signers: list[standardwebhooks.Webhook],
+               sent_at: datetime) -> dict[str, str]:
+    # One signature per secret in force (space-separated, as the spec allows).
+    signatures = " ".join(signer.sign(row.delivery_id, sent_at, row.body)
+                          for signer in signers)
+    return {"content-type": "application/json", "webhook-id": row.delivery_id,
+            "webhook-timestamp": str(int(sent_at.timestamp())),
+            "webhook-signature": signatures}
+
+
+async def _overlong(answer: httpx.Response) -> str | None:
+    """What is wrong with a 2xx answer's length, or None; reads at most a network chunk
+    past `ANSWER_LIMIT` bytes (raw: not inflated)."""
+    read = 0
+    async for chunk in answer.aiter_raw():
+        read += len(chunk)
+        if read > ANSWER_LIMIT:
+            return f"answer over {ANSWER_LIMIT} bytes"
+    return None

@@ -241,6 +241,21 @@ class Deliveries:
                 status=PENDING, attempts=0, next_attempt_at=now, updated_at=now))
             return int(getattr(result, "rowcount", 0) or 0)
 
+    async def due_since(self, now: datetime) -> dict[str, datetime]:
+        """For each platform with an enabled endpoint and callbacks due, when the one due
+        longest came due: its worker sends what is due at once, so one due long ago means
+        none is sending (a disabled endpoint's callbacks wait, as they should)."""
+        async with self._sessions() as session:
+            rows = await session.execute(
+                select(WebhookDeliveryRow.platform, func.min(WebhookDeliveryRow.next_attempt_at))
+                .join(WebhookEndpointRow,
+                      WebhookEndpointRow.platform == WebhookDeliveryRow.platform)
+                .where(WebhookDeliveryRow.status == PENDING,
+                       WebhookDeliveryRow.next_attempt_at <= now,
+                       WebhookEndpointRow.enabled.is_(True))
+                .group_by(WebhookDeliveryRow.platform))
+            return {platform: since for platform, since in rows}
+
     async def counts(self) -> dict[tuple[str, str], int]:
         """How many callbacks each platform has waiting: pending and dead."""
         async with self._sessions() as session:

@@ -1,0 +1,185 @@
+"""One delivery worker's attempts against real HTTP receivers on loopback and a real SQLite
+outbox (no broker: callbacks are written to the outbox here): receivers that drip their
+answer, answer at length, endpoints and callbacks the sender cannot send, the store
+failing under a worker, and the figures that show a platform stalled."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from prometheus_client import REGISTRY
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.core import db, migrate
+from services.webhooks import catalog, delivery, store
+from tests.conftest import unique
+from tests.webhooks_receiver import Receiver
+
+
+class Clock:
+    """The deliverer's clock: the real one, moved on by `skip`."""
+
+    def __init__(self) -> None:
+        self.ahead = timedelta(0)
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.ahead
+
+
+@dataclass
+class Outbox:
+    engine: AsyncEngine
+    endpoints: store.Endpoints
+    deliveries: store.Deliveries
+    deliverer: delivery.Deliverer
+    clock: Clock
+
+    async def register(self, platform: str, url: str) -> None:
+        """Straight into the store, unchecked: an endpoint registered before the API
+        checked what it checks now."""
+        assert await self.endpoints.register(platform, url) is not None
+
+    async def enqueue(self, platform: str, *delivery_ids: str) -> None:
+        await self.deliveries.enqueue([store.Outgoing(delivery_id, platform, "ticket.routed",
+                                                      "t-1", '{"type":"ticket.routed"}')
+                                       for delivery_id in delivery_ids])
+
+    async def drained(self, within: float = 20.0) -> None:
+        """A poll, then until its workers have finished (bounded)."""
+        await self.deliverer.deliver_due()
+        deadline = time.monotonic() + within
+        while self.deliverer.working:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"a worker still sending after {within}s")
+            await asyncio.sleep(0.02)
+
+    async def of(self, platform: str) -> dict[str, store.Delivery]:
+        return {d.delivery_id: d for status in (store.PENDING, store.DELIVERED, store.DEAD)
+                for d in await self.deliveries.listed(status, platform=platform)}
+
+
+@pytest.fixture
+async def outbox(sqlite_url: str) -> AsyncIterator[Outbox]:
+    """A half-second deadline per attempt; a failed attempt waits a minute (so that it is
+    not sent again while a test looks)."""
+    await migrate.upgrade(sqlite_url)
+    engine = db.engine(sqlite_url)
+    sessions = db.sessions(engine)
+    endpoints = store.Endpoints(sessions, secret_overlap=timedelta(hours=1))
+    deliveries = store.Deliveries(sessions)
+    clock = Clock()
+    deliverer = delivery.Deliverer(
+        deliveries, endpoints, retry=catalog.RetryPolicy(max_attempts=3, base_seconds=120,
+                                                         max_seconds=120),
+        timeout_seconds=0.5, concurrency=2, now=clock)
+    try:
+        yield Outbox(engine, endpoints, deliveries, deliverer, clock)
+    finally:
+        await deliverer.close()
+        await engine.dispose()
+
+
+def sample(name: str, **labels: str) -> float | None:
+    return REGISTRY.get_sample_value(name, labels)
+
+
+class TestTheWholeAttemptIsBounded:
+    async def test_an_answer_dripping_a_byte_at_a_time_is_cut_at_the_timeout(
+            self, outbox: Outbox, webhook_receiver: Callable[..., Receiver]) -> None:
+        receiver = webhook_receiver(status=200, answer_bytes=10_000, drip_seconds=0.1)
+        platform = unique("desk")
+        await outbox.register(platform, receiver.url)
+        await outbox.enqueue(platform, "msg_drip")
+        await outbox.drained()
+        attempt = (await outbox.of(platform))["msg_drip"]
+        assert (attempt.status, attempt.attempts) == (store.PENDING, 1)
+        assert attempt.last_error is not None and attempt.last_error.startswith("TimeoutError")
+
+    async def test_a_long_answer_is_not_read_whole_and_fails_the_attempt(
+            self, outbox: Outbox, webhook_receiver: Callable[..., Receiver]) -> None:
+        receiver = webhook_receiver(status=200, answer_bytes=64 * 2**20)
+        platform = unique("desk")
+        await outbox.register(platform, receiver.url)
+        await outbox.enqueue(platform, "msg_long")
+        await outbox.drained()
+        attempt = (await outbox.of(platform))["msg_long"]
+        assert (attempt.status, attempt.attempts) == (store.PENDING, 1)
+        assert attempt.last_error == f"answer over {delivery.ANSWER_LIMIT} bytes"
+        await receiver.wait_for(1, what=lambda r: r.cut)  # the sender stopped reading
+
+
+class TestWhatTheSenderCannotSend:
+    async def test_a_webhook_id_it_cannot_encode_fails_that_callback_alone(
+            self, outbox: Outbox, webhook_receiver: Callable[..., Receiver]) -> None:
+        receiver, platform = webhook_receiver(), unique("desk")
+        await outbox.register(platform, receiver.url)
+        await outbox.enqueue(platform, "msg_a", "msg_é", "msg_b", "msg_c")
+        await outbox.drained()
+        attempts = await outbox.of(platform)
+        assert {key: (d.status, d.attempts) for key, d in attempts.items()} == {
+            "msg_a": (store.DELIVERED, 1), "msg_b": (store.DELIVERED, 1),
+            "msg_c": (store.DELIVERED, 1), "msg_é": (store.PENDING, 1)}
+        assert attempts["msg_é"].last_error == "UnicodeEncodeError"
+        assert sorted(r.headers["webhook-id"] for r in receiver.received) == [
+            "msg_a", "msg_b", "msg_c"]
+        assert sample("routing_webhook_worker_failures_total", platform=platform) == 0
+
+    @pytest.mark.parametrize("url", ["https://10.0.0.300/hooks", "https://xn--/hooks",
+                                     "http://127.0.0.1:99999/hooks"])
+    async def test_an_endpoint_it_cannot_call_fails_each_attempt_and_the_worker_goes_on(
+            self, outbox: Outbox, url: str) -> None:
+        platform = unique("desk")
+        await outbox.register(platform, url)
+        await outbox.enqueue(platform, "msg_1", "msg_2", "msg_3")
+        await outbox.drained()
+        attempts = await outbox.of(platform)
+        assert {(d.status, d.attempts) for d in attempts.values()} == {(store.PENDING, 1)}
+        assert all(d.last_error and url not in d.last_error for d in attempts.values())
+        assert sample("routing_webhook_deliveries_total", platform=platform,
+                      outcome="failed") == 3
+        assert sample("routing_webhook_worker_failures_total", platform=platform) == 0
+
+
+class TestStalledPlatforms:
+    async def test_the_figures_exist_at_0_for_a_registered_platform(
+            self, outbox: Outbox) -> None:
+        platform = unique("desk")
+        await outbox.register(platform, "https://desk.example.com/hooks")
+        await outbox.deliverer.deliver_due()
+        assert sample("routing_webhook_worker_failures_total", platform=platform) == 0
+        assert sample("routing_webhook_oldest_due_seconds", platform=platform) == 0
+
+    async def test_a_callback_due_and_not_sent_shows_how_long_it_waited(
+            self, outbox: Outbox, webhook_receiver: Callable[..., Receiver]) -> None:
+        receiver, platform = webhook_receiver(), unique("desk")
+        receiver.hold()  # the worker is stuck on its first callback
+        await outbox.register(platform, receiver.url)
+        await outbox.enqueue(platform, "msg_1")
+        await outbox.deliverer.deliver_due()
+        await receiver.wait_for(1, what=lambda r: r.attempts)
+        outbox.clock.ahead = timedelta(minutes=20)
+        await outbox.deliverer.deliver_due()
+        waited = sample("routing_webhook_oldest_due_seconds", platform=platform)
+        assert waited is not None and waited >= 20 * 60
+        receiver.release()
+
+    async def test_a_worker_the_store_fails_under_is_counted(
+            self, outbox: Outbox, webhook_receiver: Callable[..., Receiver]) -> None:
+        receiver, platform = webhook_receiver(), unique("desk")
+        receiver.hold()
+        await outbox.register(platform, receiver.url)
+        await outbox.enqueue(platform, "msg_1", "msg_2")
+        await outbox.deliverer.deliver_due()
+        await receiver.wait_for(2, what=lambda r: r.attempts)
+        async with outbox.engine.begin() as connection:  # the outbox gone under the worker
+            await connection.execute(text(
+                "ALTER TABLE webhook_deliveries RENAME TO webhook_deliveries_away"))
+        receiver.release()
+        await receiver.wait_for(1, what=lambda _r: int(not outbox.deliverer.working))
+        assert sample("routing_webhook_worker_failures_total", platform=platform) == 1
