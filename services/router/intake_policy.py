@@ -79,6 +79,13 @@ _ARRIVALS = {"routed": "department", "transferred": "to", "escalated": "to"}
 ROUTING_STEPS = ("received", "segmented", "routed")
 
 
+def handover_claimed(until: datetime | None, now: datetime) -> bool:
+    """Whether a hand-over's claim (a transfer, an escalation being published; the
+    store's `claim_handover`) holds the ticket at `now`: until its end, which is then
+    free to claim. Nothing else changes a claimed ticket's department or lane."""
+    return until is not None and until > now
+
+
 def after_routing(trace: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     """What a ticket's trace gained after its first routing: its reports, hand-overs
     and priority changes."""

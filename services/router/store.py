@@ -266,6 +266,7 @@ class RoutedTickets:
                        RoutedTicketRow.department == row.department,
                        RoutedTicketRow.updated_at == row.updated_at,
                        RoutedTicketRow.status.in_(lifecycle.OPEN),
+                       # Not intake_policy.handover_claimed, in SQL:
                        or_(RoutedTicketRow.handover_until.is_(None),
                            RoutedTicketRow.handover_until <= now))
                 .values(handover_until=until))
@@ -285,9 +286,10 @@ class RoutedTickets:
                               ticket: tickets.RoutedTicket | None, now: datetime,
                               move_clocks: ClockChange | None = None,
                               claim: datetime | None = None) -> None:
-        """An escalation or transfer: the ticket is with `department` now; its trace grows
-        and its clocks are rebased by `move_clocks` (given the department it leaves). Its
-        `claim` (claim_handover) ends, unless another took over since."""
+        """An escalation or transfer: the ticket is with `department` now, as `ticket`
+        (its copy; the priority the row has now kept); its trace grows and its clocks are
+        rebased by `move_clocks` (given the department it leaves). Its `claim`
+        (claim_handover) ends, unless another took over since."""
         async with self._sessions() as session, session.begin():
             row = await session.get(RoutedTicketRow, ticket_id, with_for_update=True)
             if row is not None:
@@ -300,6 +302,11 @@ class RoutedTickets:
                 row.department, row.updated_at = department, now
                 if ticket is not None:  # None: the copy stays as it is
                     row.payload = ticket.model_dump(mode="json")
+                    if row.priority is not None:
+                        # A priority changed since the hand-over read the ticket stands:
+                        # a later hand-over joins its lane (record_priority_change).
+                        routing = {**row.payload["routing"], "priority": row.priority}
+                        row.payload = {**row.payload, "routing": routing}
 
     async def record_priority_change(self, ticket_id: str, *, priority: int,
                                      step: dict[str, Any], move_clocks: ClockChange) -> None:

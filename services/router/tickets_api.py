@@ -100,7 +100,9 @@ async def transfer(ticket_id: TicketId, body: Transfer, router: bootstrap.Router
 
 
 @api.post("/{ticket_id}/priority", responses={**UNAVAILABLE, 409: {
-    "description": "`resolved` (the ticket is closed) or `same_priority` (it has it)"}})
+    "description": "`resolved` (the ticket is closed), `same_priority` (it has it) or"
+                   " `handover_in_flight` (a transfer or an escalation of it is being"
+                   " published: read it again)"}})
 async def change_priority(ticket_id: TicketId, body: PriorityChange,
                           router: bootstrap.RouterContext,
                           principal: auth.DepartmentOrAdmin) -> Any:

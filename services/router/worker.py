@@ -15,7 +15,7 @@ from prometheus_client import Counter, Gauge
 
 from services.core import batches, db, envelope, faults, kafka, tickets
 from services.core.outage import StoreOutage
-from services.router import ports, routing, service
+from services.router import intake_policy, ports, routing, service
 from services.router.store import Dispatch, KeptNotWritten, RoutedBefore, RoutedTickets, Stored
 
 logger = logging.getLogger(__name__)
@@ -211,19 +211,19 @@ class RouteTicket:
         CLAIM_WAIT_SECONDS once an attempt at its share (however many batches it makes),
         and the ticket read again; a claim standing then (or met after that wait) is
         Transient: the share is retried, and waits again."""
-        now = datetime.now(UTC)
-        if stored.claimed_until is None or stored.claimed_until <= now:
+        now, until = datetime.now(UTC), stored.claimed_until
+        if until is None or not intake_policy.handover_claimed(until, now):
             return stored
         batch = self._batch.current()
         if not batch.share.waited:  # else: read again at once
             batch.share.waited = True
-            await asyncio.sleep(min((stored.claimed_until - now).total_seconds(),
+            await asyncio.sleep(min((until - now).total_seconds(),
                                     CLAIM_WAIT_SECONDS))
         assert self._routed is not None  # a stored ticket was read from it
         again = (await self._routed.routed_before([ticket_id])).get(ticket_id)
-        if again is not None and again.stored is not None and (
-                again.stored.claimed_until is None
-                or again.stored.claimed_until <= datetime.now(UTC)):
+        if again is not None and again.stored is not None and \
+                not intake_policy.handover_claimed(again.stored.claimed_until,
+                                                   datetime.now(UTC)):
             return again.stored
         raise faults.Transient("a hand-over of the ticket is being published: its routing"
                                " is replayed once the hand-over is recorded")

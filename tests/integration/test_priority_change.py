@@ -180,6 +180,41 @@ class TestRefused:
         assert [error["field"] for error in answer.json()["fields"]] == [f"body.{field}"]
 
 
+class TestDuringAHandOver:
+    async def test_a_ticket_a_hand_over_holds_is_409_and_keeps_its_priority(
+            self, router: Router) -> None:
+        """A transfer claimed the ticket and is publishing it, to be recorded from the
+        ticket as it read it: a priority change meanwhile would be published for the
+        department it leaves, and lost from the ticket's copy. It is refused as a
+        transfer racing a hand-over is; once the hand-over is recorded, it goes
+        through."""
+        ticket_id, _ = await router.routed_ticket(priority=2, spent=timedelta(minutes=5))
+        held = await router.routed.get(ticket_id)
+        assert held is not None
+        claim = await router.routed.claim_handover(held, hold=timedelta(minutes=5))
+        assert claim is not None
+
+        answer = await router.change(ticket_id, await router.as_role("department",
+                                                                     DEPARTMENT),
+                                     priority=5)
+        assert answer.status_code == 409, answer.text
+        assert answer.json()["error"] == "handover_in_flight"
+        row = await router.routed.get(ticket_id)
+        assert row is not None and row.priority == 2
+        assert row.payload["routing"]["priority"] == 2
+        assert [step["step"] for step in row.trace if step.get("step") == "priority_changed"] \
+            == []
+
+        await router.routed.record_handover(ticket_id, department="business_desk", steps=[],
+                                            ticket=None, now=datetime.now(UTC), claim=claim)
+        answer = await router.change(ticket_id, await router.as_role("department",
+                                                                     "business_desk"),
+                                     priority=5)
+        assert answer.status_code == 200, answer.text
+        [event] = await published(router, ticket_id)
+        assert (event.priority, event.department) == (5, "business_desk")
+
+
 def _utc(moment: datetime | None) -> datetime:
     assert moment is not None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -12,7 +12,7 @@ from typing import Any
 
 from services.core import envelope, kafka, lifecycle, tickets
 from services.core.settings import Settings
-from services.router import bootstrap, service_clocks, store
+from services.router import bootstrap, intake_policy, service_clocks, store
 from services.router.models import IntakeKeyRow, RoutedTicketRow
 from services.router.store import ClockChange, Dispatch
 from tests.conftest import TEST_ROUTING_TABLE
@@ -95,7 +95,7 @@ class FakeRouted:
         now, stored = datetime.now(UTC), self.rows.get(row.ticket_id)
         if stored is None or (stored.department, stored.updated_at) != (
                 row.department, row.updated_at) or not lifecycle.is_open(stored.status) \
-                or (stored.handover_until is not None and stored.handover_until > now):
+                or intake_policy.handover_claimed(stored.handover_until, now):
             return None
         stored.handover_until = now + hold
         return stored.handover_until

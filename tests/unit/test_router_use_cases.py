@@ -648,6 +648,20 @@ class TestOneHandOverAtATime:
         assert router.publisher.published == []
         assert router.routed.rows["t-1"].department == "public_sector"
 
+    async def test_a_priority_change_finds_a_hand_over_under_way_and_is_refused(
+            self) -> None:
+        router = wired()
+        routed_ticket(router)
+        await self.claimed(router)
+        changed = await TestChangePriority().change(router, 5)
+        assert changed == HANDOVER_IN_FLIGHT
+        assert router.publisher.published == []
+        assert router.routed.rows["t-1"].priority == 2
+        # The claim's holder died: once it expired, the change goes through.
+        router.routed.rows["t-1"].handover_until = datetime.now(UTC) - timedelta(seconds=1)
+        changed = await TestChangePriority().change(router, 5)
+        assert isinstance(changed, service.Reprioritised) and changed.priority == 5
+
     async def test_a_transfer_kafka_refused_releases_its_claim(self) -> None:
         router = wired()
         routed_ticket(router)

@@ -6,11 +6,19 @@ losing it."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from services.core import access, events, kafka, lifecycle, tickets, topics
-from services.router import clock_watch, dispatch, escalation, ports, routing, service_clocks
+from services.router import (
+    clock_watch,
+    dispatch,
+    escalation,
+    intake_policy,
+    ports,
+    routing,
+    service_clocks,
+)
 from services.router.service import verdicts
 from services.router.service.verdicts import Refusal, Refused
 
@@ -92,7 +100,10 @@ async def change_priority(ticket_id: str, *, priority: int, reason: str,
                           now: datetime) -> Reprioritised | Refused:
     """Give a ticket another priority: it takes the new priority's targets where the
     table's `priority_targets` gives them, and its clocks keep the time they spent and
-    were paused. It stays where it is in its department's queue."""
+    were paused. It stays where it is in its department's queue. A ticket a hand-over
+    holds (being published, to be recorded from the ticket as it read it) is refused:
+    the change would be published for the department it leaves, and the hand-over's
+    lane would be the old priority's."""
     row = await routed.get(ticket_id)
     if row is None:
         return verdicts.not_found(ticket_id)
@@ -100,6 +111,9 @@ async def change_priority(ticket_id: str, *, priority: int, reason: str,
         return verdicts.ACTS_FOR_OWN
     if not lifecycle.is_open(row.status):
         return verdicts.RESOLVED
+    # On the wall clock, as the store's claim_handover judges the claim it set.
+    if intake_policy.handover_claimed(row.handover_until, datetime.now(UTC)):
+        return verdicts.HANDOVER_IN_FLIGHT
     if row.priority == priority:
         return Refused(Refusal.CONFLICT, f"the ticket has priority {row.priority}",
                        "same_priority")
