@@ -42,7 +42,9 @@ DURATIONS = {
     "resolution": ("received_at", "resolved_at"),
     "pipeline_latency": ("received_at", "routed_at"),
 }
-MAX_ASSIGNMENTS = 50  # a ticket bounced more often than this is not counted further
+# The most assignments a timeline keeps: past it, the oldest after the first go (the
+# ticket still follows, and counts, every hand-over, as the router's trace does).
+MAX_ASSIGNMENTS = 50
 UNKNOWN = "unknown"
 
 
@@ -223,15 +225,26 @@ def _assign(timeline: Timeline, new: Assignment) -> Timeline:
         if assignments[same[0]].at <= new.at:
             return timeline
         assignments[same[0]] = replace(assignments[same[0]], at=new.at)
-    elif len(assignments) >= MAX_ASSIGNMENTS:
-        return timeline
     else:
         assignments.append(new)
     assignments.sort(key=lambda a: (a.at, a.kind != "routed", a.department))
+    if len(assignments) > MAX_ASSIGNMENTS:
+        oldest = _first_to_go(assignments)
+        if assignments[oldest] is new:  # one let go of already (sent again), or older
+            return timeline
+        del assignments[oldest]
     first_routing = next((a for a in assignments if a.kind == "routed"), None)
     return changed(timeline, assignments=tuple(assignments),
                    department=assignments[-1].department,
                    routing_reason=first_routing.reason if first_routing else None)
+
+
+def _first_to_go(assignments: list[Assignment]) -> int:
+    """Which assignment a timeline over MAX_ASSIGNMENTS lets go of: the oldest but the
+    first (who held the ticket before any) and the first routing (its reason). The
+    latest stay: they say who holds the ticket, and is credited with what comes."""
+    first_routing = next((a for a in assignments if a.kind == "routed"), None)
+    return next(i for i, a in enumerate(assignments) if i > 0 and a is not first_routing)
 
 
 def _sent_again(assignments: list[Assignment], new: Assignment) -> bool:

@@ -146,6 +146,38 @@ class TestTransfer:
             assert intake_policy.held_at(trace, at) == current.department_at(at)
         assert len([o for o in seen if isinstance(o, timeline.HandedOver)]) == 3
 
+    def test_a_ticket_handed_over_more_often_than_a_timeline_keeps_is_where_the_router_says(
+            self) -> None:
+        """60 transfers, business_desk and public_sector in turn: more hand-overs than a
+        timeline keeps (MAX_ASSIGNMENTS). It still follows each, as the router's trace
+        does (intake_policy.held_at): the same holder after each of the last hand-overs
+        and now, every hand-over counted, and a first response after them credited to
+        the department that has the ticket."""
+        departments = ("public_sector", "business_desk")
+        transfers = [(60 + 10 * n, departments[n % 2], departments[(n + 1) % 2])
+                     for n in range(60)]
+        responded = event(TicketEventType.RESPONDED, 60 + 10 * 60 + 5)
+        current, seen = replay(RECEIVED, ROUTED, *(
+            handed(TicketEventType.TRANSFERRED, at, to, from_department=source)
+            for at, source, to in transfers), responded)
+        trace = [{"at": (T0 + timedelta(seconds=0.5)).isoformat(), "step": "routed",
+                  "to": "public_sector"},
+                 *({"at": (T0 + timedelta(seconds=at)).isoformat(), "step": "transferred",
+                    "from": source, "to": to} for at, source, to in transfers)]
+        assert current.department == intake_policy.held_at(trace, responded.occurred_at) \
+            == "public_sector"
+        for at, _source, _to in transfers[-10:]:
+            moment = T0 + timedelta(seconds=at + 5)
+            assert current.department_at(moment) == intake_policy.held_at(trace, moment)
+        assert len([o for o in seen if isinstance(o, timeline.HandedOver)]) == 60
+        assert Duration("first_response", "public_sector", "government", 665.0) in seen
+        assert len(current.assignments) <= timeline.MAX_ASSIGNMENTS
+        assert current.routing_reason == "route"
+        # The first transfer, let go of, sent again: nothing changes, nothing counts.
+        at, source, to = transfers[0]
+        assert timeline.apply(current, handed(TicketEventType.TRANSFERRED, at, to,
+                                              from_department=source)) == (current, [])
+
     def test_an_escalation_sent_again_later_counts_once(self) -> None:
         """The clock watch sends its notices at least once: an escalation published,
         then not recorded, is published again at the next check, at its own time."""
