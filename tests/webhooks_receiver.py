@@ -11,8 +11,9 @@ tests alike can use it and a slow answer holds up nobody else:
 `status` sets the answer (204 by default; 500 for a failing receiver); `hold()` makes
 it answer only once `release()` is called (a slow receiver); `Receiver(port=...)` not
 started yet is a receiver that is down until `start()`. `answer_bytes` gives the answer a
-body that long, sent at once or, with `drip_seconds`, a byte at a time; `cut` counts the
-answers the sender stopped reading before their end.
+body that long, sent at once; with `drip_seconds` the whole answer, status line first,
+goes a byte at a time; `cut` counts the answers the sender stopped reading before their
+end.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -78,23 +80,31 @@ class Receiver:
                 if 200 <= status < 300:
                     receiver.received.append(Received(
                         {k.lower(): v for k, v in self.headers.items()}, body, status))
-                self.send_response(status)
-                self.send_header("content-length", str(receiver.answer_bytes))
-                self.end_headers()
+                head = (f"{self.protocol_version} {status} {HTTPStatus(status).phrase}\r\n"
+                        f"content-length: {receiver.answer_bytes}\r\n\r\n").encode()
                 try:
-                    self.answer(receiver.answer_bytes)
+                    if receiver.drip_seconds:  # the whole answer, status line first
+                        self.drip(head + b"x" * receiver.answer_bytes)
+                    else:
+                        self.wfile.write(head)
+                        self.answer(receiver.answer_bytes)
                 except OSError:  # the sender closed the connection: it read no more
                     with receiver._lock:
                         receiver.cut += 1
 
             def answer(self, length: int) -> None:
-                chunk = b"x" * (1 if receiver.drip_seconds else 65536)
+                chunk = b"x" * 65536
                 while length > 0:
                     self.wfile.write(chunk[:length])
                     self.wfile.flush()
                     length -= len(chunk)
-                    if receiver.drip_seconds:
-                        time.sleep(receiver.drip_seconds)
+
+            def drip(self, answer: bytes) -> None:
+                assert receiver.drip_seconds is not None
+                for position in range(len(answer)):
+                    self.wfile.write(answer[position:position + 1])
+                    self.wfile.flush()
+                    time.sleep(receiver.drip_seconds)
 
             def log_message(self, *_args: Any) -> None:
                 pass
