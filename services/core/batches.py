@@ -212,5 +212,5 @@ def _event(record: ConsumerRecord) -> envelope.Event:
     """The record's event; EnvelopeError if it is none (faults.Unreadable: the Kafka
     client could not read the record at all)."""
     if isinstance(record, faults.UnreadableRecord):
-        raise faults.Unreadable(record.problem)
+        raise faults.Unreadable(f"{record.problem}; its value and headers are not copied")
     return envelope.from_record(record.headers, record.value, timestamp_ms=record.timestamp)

@@ -16,8 +16,13 @@ import enum
 import traceback
 from dataclasses import dataclass
 
-from aiokafka import ConsumerRecord, TopicPartition
-from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.errors import (
+    CorruptRecordException,
+    KafkaConnectionError,
+    KafkaError,
+    KafkaTimeoutError,
+)
 from pydantic import ValidationError
 
 from services.core import db, envelope, events, topics
@@ -37,6 +42,16 @@ class Unprocessable(Exception):
     """A record that no retry will fix: it goes to the dead-letter topic."""
 
 
+# What the Kafka client raises while it reads a fetched record it cannot decode (a header
+# name that is not UTF-8, a batch failing its checksum): every fetch of the partition
+# meets it again, and takes down the records the fetch took from other partitions.
+UNREADABLE = (UnicodeDecodeError, CorruptRecordException)
+# How long a partition read a record at a time (after such a record) waits for its next
+# record before it is taken to have none: longer than a fetch already on its way to the
+# broker and the next one (KAFKA_FETCH_MAX_WAIT_MS, at most 500, each).
+CAREFUL_WAIT_MS = 2000
+
+
 class Unreadable(envelope.EnvelopeError):
     """A record the Kafka client could not read at all (a header name that is not UTF-8,
     a batch failing its checksum): only where it stands is known."""
@@ -46,7 +61,8 @@ class Unreadable(envelope.EnvelopeError):
 class UnreadableRecord(ConsumerRecord[bytes, bytes]):  # type: ignore[misc]
     """Stands for a record the Kafka client could not read, at its offset, in its share:
     set aside (dead-lettered, with no value or headers) and committed past like any
-    record no stage can process (pipeline.StageLoop._take_carefully)."""
+    record no stage can process (pipeline.StageLoop._take_carefully), or skipped by the
+    department tool (departments.fetching)."""
 
     problem: str = ""
 
@@ -58,8 +74,22 @@ def unreadable_record(partition: TopicPartition, offset: int,
         key=None, value=None, checksum=None, serialized_key_size=-1,
         serialized_value_size=-1, headers=(),
         problem=f"the Kafka client cannot read this record ({type(error).__name__}: a"
-                " header name that is not UTF-8, or a batch failing its checksum); its"
-                " value and headers are not copied")
+                " header name that is not UTF-8, or a batch failing its checksum)")
+
+
+async def unreadable_offset(consumer: AIOKafkaConsumer, partition: TopicPartition) -> int:
+    """The offset of the record the Kafka client stopped at, right after reading the
+    partition raised UNREADABLE: from its fetch state (aiokafka 0.14: the partition's
+    fetched records go on from there; the consumer's position may stand before it, at
+    transaction markers or aborted records it had skipped), else the position."""
+    fetcher = getattr(consumer, "_fetcher", None)
+    result = getattr(fetcher, "_records", {}).get(partition)
+    records = getattr(result, "_partition_records", None)
+    offset = getattr(records, "next_fetch_offset", None)
+    if isinstance(offset, int):
+        return offset
+    position: int = await consumer.position(partition)
+    return position
 
 
 def classify(error: BaseException) -> Fault:

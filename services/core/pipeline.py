@@ -28,12 +28,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.errors import (
-    CommitFailedError,
-    CorruptRecordException,
-    InvalidProducerEpoch,
-    ProducerFenced,
-)
+from aiokafka.errors import CommitFailedError, InvalidProducerEpoch, ProducerFenced
 from prometheus_client import Counter, Gauge, Histogram
 
 from services.core import (
@@ -63,14 +58,6 @@ SHARE_RECORDS = Histogram(
 # Attempts at a batch that keeps failing for a reason other than an outage before its
 # records are taken one at a time and those still failing dead-lettered.
 MAX_ATTEMPTS = 5
-# What the Kafka client raises while it reads a fetched record it cannot decode (a header
-# name that is not UTF-8, a batch failing its checksum): every fetch of the partition
-# meets it again, and takes down the records the fetch took from other partitions.
-UNREADABLE = (UnicodeDecodeError, CorruptRecordException)
-# How long a partition read a record at a time waits for its next record before it is
-# taken to have none: longer than a fetch already on its way to the broker and the next
-# one (KAFKA_FETCH_MAX_WAIT_MS, at most 500, each).
-CAREFUL_WAIT_MS = 2000
 MAX_RETRY_PAUSE_SECONDS = 5.0
 
 
@@ -223,7 +210,7 @@ class StageLoop:
                 return
             try:
                 fetched = fetch.result()
-            except UNREADABLE as error:
+            except faults.UNREADABLE as error:
                 await self._read_again_carefully(room, error)
                 return
             for partition, records in fetched.items():
@@ -275,15 +262,13 @@ class StageLoop:
         is set aside, at its offset, for its share to dead-letter and commit past
         (faults.UnreadableRecord), and so in turn is each record after it in its batch,
         which the client cannot read past it either. A partition is read as usual again
-        once none came in CAREFUL_WAIT_MS, or a share's worth came one by one."""
+        once none came in faults.CAREFUL_WAIT_MS, or a share's worth came one by one."""
         for partition in partitions:
             try:
                 taken = (await self._consumer.getmany(
-                    partition, timeout_ms=CAREFUL_WAIT_MS, max_records=1)).get(partition, [])
-            except UNREADABLE as error:
-                offset = self._unreadable_at(partition)
-                if offset is None:
-                    offset = await self._consumer.position(partition)
+                    partition, timeout_ms=faults.CAREFUL_WAIT_MS, max_records=1)).get(partition, [])
+            except faults.UNREADABLE as error:
+                offset = await faults.unreadable_offset(self._consumer, partition)
                 taken = [faults.unreadable_record(partition, offset, error)]
                 if partition in self._consumer.assignment():
                     self._seek(partition, offset + 1)
@@ -302,17 +287,6 @@ class StageLoop:
                 self._careful.pop(partition, None)
             else:
                 self._careful[partition] = count
-
-    def _unreadable_at(self, partition: TopicPartition) -> int | None:
-        """The offset of the record the Kafka client stopped at, from its fetch state
-        (aiokafka 0.14: the partition's fetched records go on from there; the
-        consumer's position may stand before it, at transaction markers or aborted
-        records it had skipped); None if that state is not there."""
-        fetcher = getattr(self._consumer, "_fetcher", None)
-        result = getattr(fetcher, "_records", {}).get(partition)
-        records = getattr(result, "_partition_records", None)
-        offset = getattr(records, "next_fetch_offset", None)
-        return offset if isinstance(offset, int) else None
 
     def _apply_rewinds(self) -> None:
         """Seek the partitions whose share failed back to its first record, dropping the

@@ -22,9 +22,9 @@ import pydantic
 import tenacity
 from aiokafka import TopicPartition
 
-from services.core import credentials_api, envelope, kafka, tickets, topics
+from services.core import credentials_api, envelope, faults, kafka, tickets, topics
 from services.core.settings import Settings
-from services.departments import retries
+from services.departments import fetching, retries
 from services.router import priority
 
 logger = logging.getLogger(__name__)
@@ -75,6 +75,8 @@ class Waiting(NamedTuple):
 def read_record(record: Any) -> Waiting | Unreadable:
     """The record's ticket and its aging, or why it has none (never a value from the
     record: it may carry personal data)."""
+    if isinstance(record, faults.UnreadableRecord):
+        return Unreadable(record.topic, record.partition, record.offset, record.problem)
     try:
         event = envelope.from_record(record.headers, record.value)
         ticket = tickets.RoutedTicket.model_validate(event.data)
@@ -99,8 +101,9 @@ async def read_queue(
     (a ticket's priority rises while it waits, so none starves); each is committed once
     it has been yielded. Each ticket ages as its record says (the routing table's
     `priority_aging` when it was routed); `aging`, when given, overrides that for all.
-    A record that is not a routed ticket, or whose aging no ticket can be aged by, is
-    handed to `on_unreadable` (by default: logged) and committed past, in its turn.
+    A record that is not a routed ticket, or whose aging no ticket can be aged by, or
+    that the Kafka client cannot read at all (fetching.py), is handed to `on_unreadable`
+    (by default: logged) and committed past, in its turn.
 
     Reading as the group `department.<department>` over the department's priority lanes,
     a later read continues where this one stopped, and agents of one department share
@@ -113,6 +116,7 @@ async def read_queue(
         department), client_id=f"department-{department}")
     waiting: dict[priority.Lane, deque[tuple[Any, Waiting | Unreadable]]] = {
         lane: deque() for lane in priority.LANES}
+    reader = fetching.Records(consumer)
 
     async def commit_past(record: Any) -> None:
         await consumer.commit({TopicPartition(record.topic, record.partition):
@@ -125,10 +129,9 @@ async def read_queue(
         while taken < max_tickets:
             # Wait only when nothing is buffered; otherwise just top up the buffers.
             idle = not any(waiting.values())
-            batch = await consumer.getmany(timeout_ms=int(wait_seconds * 1000) if idle else 50)
-            for records in batch.values():
-                for record in records:
-                    waiting[lane_of[record.topic]].append((record, read_record(record)))
+            for record in await reader.take(
+                    timeout_ms=int(wait_seconds * 1000) if idle else 50):
+                waiting[lane_of[record.topic]].append((record, read_record(record)))
             # Skipped only at the head of its lane, so that committing past it never
             # passes a ticket before it that was not yet taken.
             skipped = False
@@ -145,7 +148,7 @@ async def read_queue(
                      for head in [queued[0][1]] if isinstance(head, Waiting)}
             lane = priority.choose_next(heads, now=datetime.now(UTC), aging=aging)
             if lane is None:
-                if skipped:
+                if skipped or reader.reading_carefully:
                     continue  # the batch held only unreadable records: wait for more
                 return
             record, chosen = waiting[lane].popleft()

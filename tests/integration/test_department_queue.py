@@ -1,0 +1,81 @@
+"""The department tool's read of its queue (`queue.read_queue`, as `department queue`
+runs it) on a real broker: a record the Kafka client itself cannot read is reported
+and read past, never the end of the read (the tool run whole, with the router, is in
+tests/e2e/test_department_tool.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+from aiokafka import AIOKafkaProducer
+
+from services.core import envelope, kafka, tickets
+from services.core.settings import Settings
+from services.departments import queue
+from services.router import priority
+from tests.conftest import unique
+
+
+def routed_event(department: str, lane: str) -> envelope.Event:
+    ticket_id = unique("t")
+    now = datetime.now(UTC)
+    ticket = tickets.RoutedTicket(
+        ticket_id=ticket_id, customer_id="c-1", subject="s", body="b", channel="email",
+        received_at=now,
+        segmentation=tickets.Segmentation(segment="government", rule="r", rules_version="v",
+                                          customer_known=True, tier="existing"),
+        routing=tickets.Routing(department=department, reason="route", table_version="t1",
+                                routed_at=now, queue=lane, priority=3))
+    return envelope.Event(type="ticket.routed", source="/test", ticket_id=ticket_id,
+                          correlation_id=ticket_id, data=ticket.model_dump(mode="json"))
+
+
+async def read(settings: Settings, department: str
+               ) -> tuple[list[str], list[queue.Unreadable]]:
+    skipped: list[queue.Unreadable] = []
+    taken = [ticket.ticket_id async for ticket in queue.read_queue(
+        settings, department, max_tickets=10, wait_seconds=3, on_unreadable=skipped.append)]
+    return taken, skipped
+
+
+class TestARecordTheKafkaClientCannotRead:
+    async def test_is_reported_and_read_past_and_the_tickets_around_it_are_taken(
+            self, kafka_bootstrap: str) -> None:
+        """A record whose header name is not UTF-8 (written with kcat: aiokafka raises
+        out of every fetch of its partition, taking down what the fetch took from the
+        other partitions) between two tickets of a lane's partition, with tickets on
+        another partition and another lane: each ticket is taken once, the record is
+        reported at its offset, and committed past (the next read finds nothing)."""
+        department = unique("unreadable")
+        settings = Settings(kafka_bootstrap_servers=kafka_bootstrap, kafka_topic_partitions=2)
+        high, normal, _ = priority.lane_topics(department)
+        await kafka.ensure_topics(settings, priority.lane_topics(department))
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+        await producer.start()
+
+        async def write(lane: str, partition: int) -> str:
+            event = routed_event(department, lane)
+            await producer.send_and_wait(lane, envelope.to_value(event), partition=partition,
+                                         headers=envelope.to_headers(event))
+            return event.ticket_id
+
+        try:
+            written = [await write(normal, 0)]
+            kcat = await asyncio.create_subprocess_exec(
+                b"kcat", b"-P", b"-b", kafka_bootstrap.encode(), b"-t", normal.encode(),
+                b"-p", b"0", b"-H", b"\xff\xfename=value", stdin=asyncio.subprocess.PIPE)
+            await asyncio.wait_for(kcat.communicate(b"not a ticket\n"), 60)
+            assert kcat.returncode == 0
+            written += [await write(normal, 0), await write(normal, 1), await write(high, 0),
+                        await write(high, 1)]
+        finally:
+            await producer.stop()
+
+        taken, skipped = await read(settings, department)
+
+        assert sorted(taken) == sorted(written)
+        [(where, reason)] = [((s.topic, s.partition, s.offset), s.reason) for s in skipped]
+        assert where == (normal, 0, 1)
+        assert "cannot read this record" in reason and "UnicodeDecodeError" in reason
+        assert await read(settings, department) == ([], [])
