@@ -148,16 +148,30 @@ def _report(command: str, kind: str, ticket_id: str, department: str | None,
     again = " ".join(["department", command, shlex.quote(ticket_id),
                       *(["--department", shlex.quote(department)] if department else []),
                       "--idempotency-key", shlex.quote(key)])
+    tries = _Tries()
 
     def tell_retry(error: BaseException, wait: float) -> None:
-        typer.echo(f"not recorded yet ({_failure_of(error)}); trying again in {wait:g} s",
-                   err=True)
+        tries.failed(error)
+        failure = _failure_of(error)
+        told = f"not confirmed yet ({failure}; a try left unanswered may be recorded)" \
+            if tries.unanswered else f"not recorded yet ({failure})"
+        typer.echo(f"{told}; trying again in {wait:g} s", err=True)
 
     _call(lambda url, token: queue.report(url, ticket_id, kind, department=department,
                                           token=token, idempotency_key=key,
                                           on_retry=tell_retry),
-          again=f"to try again, run: {again} (a report the router took already is not"
-                " recorded twice)")
+          again=again, tries=tries)
+
+
+class _Tries:
+    """What the failed tries of one report met: once one is left unanswered, the router
+    may have taken the report, whatever the later tries meet."""
+
+    def __init__(self) -> None:
+        self.unanswered = False
+
+    def failed(self, error: BaseException) -> None:
+        self.unanswered = self.unanswered or retries.unconfirmed(error)
 
 
 def _a_key(key: str) -> bool:
@@ -174,25 +188,33 @@ def _failure_of(error: BaseException) -> str:
 
 
 def _call(action: Callable[[str, str | None], Mapping[str, object]], *,
-          again: str | None = None) -> None:
+          again: str | None = None, tries: _Tries | None = None) -> None:
+    """Run `action` against the router and print its receipt; else say what became of
+    the request and, for a report (`again`: the command sending it again under its
+    key), how to send it again."""
     settings = Settings()
     token = settings.api_token.get_secret_value() if settings.api_token else None
     try:
         receipt = action(settings.router_url, token)
-    except httpx.HTTPStatusError as exc:
-        typer.echo(f"not recorded: {exc.response.status_code} {exc.response.text}", err=True)
-        if again and retries.worth_another_try(exc):
-            typer.echo(again, err=True)
-        elif again and "idempotency_key_reused" in exc.response.text:
-            typer.echo("that key was used for another report: leave --idempotency-key out"
-                       " for a new one", err=True)
-        raise typer.Exit(1) from exc
     except httpx.HTTPError as exc:
-        outcome = "not confirmed (it may be recorded)" if retries.unconfirmed(exc) \
-            else "not recorded"
-        typer.echo(f"{outcome}: {_failure_of(exc)} at {settings.router_url}", err=True)
-        if again and retries.worth_another_try(exc):
-            typer.echo(again, err=True)
+        where = "" if isinstance(exc, httpx.HTTPStatusError) else f" at {settings.router_url}"
+        if not retries.may_be_recorded(exc, unanswered_before=bool(tries and tries.unanswered)):
+            typer.echo(f"not recorded: {_failure_of(exc)}{where}", err=True)
+            if again and retries.worth_another_try(exc):
+                typer.echo(f"to try again, run: {again} (a report the router took already"
+                           " is not recorded twice)", err=True)
+            elif again and isinstance(exc, httpx.HTTPStatusError) \
+                    and "idempotency_key_reused" in exc.response.text:
+                typer.echo("that key was used for another report: leave --idempotency-key"
+                           " out for a new one", err=True)
+            raise typer.Exit(1) from exc
+        why = "it may be recorded" if retries.unconfirmed(exc) \
+            else "an earlier try was left unanswered: it may be recorded"
+        typer.echo(f"not confirmed ({why}): {_failure_of(exc)}{where}", err=True)
+        if again:
+            typer.echo(f"to learn whether it was, and record it if not, run: {again} (the"
+                       " router answers a report it took already with its receipt, and"
+                       " records it once)", err=True)
         raise typer.Exit(1) from exc
     typer.echo(json.dumps(receipt))
 

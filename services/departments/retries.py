@@ -40,6 +40,13 @@ def unconfirmed(error: BaseException) -> bool:
                       | httpx.ReadError | httpx.WriteError)
 
 
+def may_be_recorded(error: BaseException, *, unanswered_before: bool) -> bool:
+    """Whether a report given up on with `error` may have been taken all the same: its
+    last try was left unanswered, or an earlier one was and no answer since was final
+    (a final answer, under the same key, says what became of every try under it)."""
+    return unconfirmed(error) or (unanswered_before and worth_another_try(error))
+
+
 def wait_before(error: BaseException, tries: int) -> float:
     """Seconds to wait after the `tries`-th try failed with `error`: the router's
     Retry-After, else half a second doubled at each try; never over LONGEST_WAIT_SECONDS."""

@@ -157,3 +157,67 @@ class TestAReportNotRecorded:
         assert result.exit_code == 1
         assert result.output.startswith("not confirmed") and "not recorded:" not in result.output
         assert "--idempotency-key k-8" in result.output
+
+    @pytest.mark.parametrize("last", [
+        httpx.ConnectError("refused", request=httpx.Request("POST", "http://router.test")),
+        httpx.HTTPStatusError("unavailable", request=httpx.Request(
+            "POST", "http://router.test"), response=httpx.Response(503, text="unavailable")),
+    ], ids=["refused", "503"])
+    def test_after_an_earlier_try_left_unanswered_it_is_not_confirmed_to_the_end(
+            self, router: Sent, monkeypatch: pytest.MonkeyPatch, last: httpx.HTTPError) -> None:
+        def report(*args: object, on_retry: Any, **kwargs: object) -> dict[str, str]:
+            request = httpx.Request("POST", "http://router.test")
+            on_retry(httpx.ReadTimeout("no answer", request=request), 0.5)
+            on_retry(last, 1.0)
+            raise last
+
+        monkeypatch.setattr(cli.queue, "report", report)
+        result = CliRunner().invoke(cli.app, ["respond", "t-1", "--idempotency-key", "k-9"])
+        assert result.exit_code == 1
+        first, second, final, again = result.output.splitlines()
+        assert first.startswith("not confirmed yet (no answer from the router")
+        assert second.startswith("not confirmed yet (") and "may be recorded" in second
+        assert final.startswith("not confirmed (an earlier try was left unanswered")
+        assert "not recorded" not in result.output
+        assert again.startswith("to learn whether it was") \
+            and "department respond t-1 --idempotency-key k-9" in again
+
+    @pytest.mark.parametrize("earlier", [
+        httpx.ConnectError("refused", request=httpx.Request("POST", "http://router.test")),
+        httpx.HTTPStatusError("unavailable", request=httpx.Request(
+            "POST", "http://router.test"), response=httpx.Response(503, text="unavailable")),
+    ], ids=["refused", "503"])
+    def test_tries_all_answered_or_never_sent_are_not_recorded(
+            self, router: Sent, monkeypatch: pytest.MonkeyPatch,
+            earlier: httpx.HTTPError) -> None:
+        final = httpx.HTTPStatusError("unavailable", request=httpx.Request(
+            "POST", "http://router.test"), response=httpx.Response(503, text="unavailable"))
+
+        def report(*args: object, on_retry: Any, **kwargs: object) -> dict[str, str]:
+            on_retry(earlier, 0.5)
+            raise final
+
+        monkeypatch.setattr(cli.queue, "report", report)
+        result = CliRunner().invoke(cli.app, ["respond", "t-1", "--idempotency-key", "k-9"])
+        assert result.exit_code == 1
+        assert result.output.startswith("not recorded yet (")
+        assert "not recorded: 503" in result.output and "not confirmed" not in result.output
+        assert "to try again, run: department respond t-1 --idempotency-key k-9" \
+            in result.output
+
+    def test_a_final_answer_after_a_try_left_unanswered_is_not_recorded(
+            self, router: Sent, monkeypatch: pytest.MonkeyPatch) -> None:
+        """The router answers a key it took a report under with that report's receipt:
+        a refusal under it says no try was recorded."""
+        request = httpx.Request("POST", "http://router.test")
+        refusal = httpx.HTTPStatusError("forbidden", request=request, response=httpx.Response(
+            403, text="not your department's"))
+
+        def report(*args: object, on_retry: Any, **kwargs: object) -> dict[str, str]:
+            on_retry(httpx.ReadTimeout("no answer", request=request), 0.5)
+            raise refusal
+
+        monkeypatch.setattr(cli.queue, "report", report)
+        result = CliRunner().invoke(cli.app, ["respond", "t-1", "--idempotency-key", "k-9"])
+        assert result.exit_code == 1
+        assert "not recorded: 403" in result.output and "to try again" not in result.output
