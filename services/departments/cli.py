@@ -16,7 +16,7 @@ import pydantic
 import typer
 from aiokafka.errors import KafkaError
 
-from services.core import durations
+from services.core import durations, topics
 from services.core.settings import Settings
 from services.departments import queue, retries
 from services.router import intake_policy, priority
@@ -25,15 +25,37 @@ app = typer.Typer(help="Read a department's ticket queue and report what was don
                        " your department's credential).",
                   no_args_is_help=True, pretty_exceptions_enable=False)
 
-Department = Annotated[str, typer.Argument(help="The department, e.g. public_sector")]
+# The longest --wait: an agent's read, not a watch over the queue.
+LONGEST_WAIT_SECONDS = 3600.0
+
+
+def _department_name(department: str) -> str:
+    try:
+        topics.department_queue(department)  # says what a department's name may be
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    return department
+
+
+def _wait_seconds(wait: float) -> float:
+    if not 0 <= wait <= LONGEST_WAIT_SECONDS:  # NaN too
+        raise typer.BadParameter(
+            f"{wait:g} is not a number of seconds from 0 to {LONGEST_WAIT_SECONDS:g}")
+    return wait
+
+
+QueueDepartment = Annotated[str, typer.Argument(
+    help="The department, e.g. public_sector", callback=_department_name)]
 TicketId = Annotated[str, typer.Argument(help="The ticket id from the queue")]
 
 
 @app.command("queue")
 def read(
-    department: Department,
+    department: QueueDepartment,
     max_tickets: Annotated[int, typer.Option("--max", min=1, help="Stop after this many")] = 10,
-    wait: Annotated[float, typer.Option(help="Seconds to wait for a ticket")] = 5.0,
+    wait: Annotated[float, typer.Option(
+        help=f"Seconds to wait for a ticket (0 to {LONGEST_WAIT_SECONDS:g})",
+        callback=_wait_seconds)] = 5.0,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON ticket a line")] = False,
     aging: Annotated[str | None, typer.Option(
         help="How fast a waiting ticket's priority rises, e.g. 30m, or off; by default"

@@ -5,6 +5,7 @@ is tested in tests/integration and tests/e2e)."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import httpx
@@ -221,3 +222,38 @@ class TestAReportNotRecorded:
         result = CliRunner().invoke(cli.app, ["respond", "t-1", "--idempotency-key", "k-9"])
         assert result.exit_code == 1
         assert "not recorded: 403" in result.output and "to try again" not in result.output
+
+
+def words(output: str) -> str:
+    """The output's words, out of the box an error is drawn in."""
+    return " ".join(re.sub(r"[│╭╮╰╯─]", " ", output).split())
+
+
+class TestQueueArguments:
+    """Checked before the router or Kafka is asked anything."""
+
+    @pytest.fixture(autouse=True)
+    def nothing_asked(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("API_TOKEN", "rt_admin")
+
+        def holder(*args: object, **kwargs: object) -> None:
+            raise AssertionError("the router was asked")
+
+        monkeypatch.setattr(cli.queue, "holder", holder)
+
+    @pytest.mark.parametrize("wait", ["nan", "inf", "-inf", "-1", "3601"])
+    def test_a_wait_that_is_no_number_of_seconds_from_0_to_an_hour_is_refused(
+            self, wait: str) -> None:
+        result = CliRunner().invoke(cli.app, ["queue", "public_sector", "--wait", wait])
+        assert result.exit_code == 2, result.output
+        told = words(result.output)
+        assert "Invalid value for '--wait'" in told and "seconds from 0 to 3600" in told
+        assert "Traceback" not in told
+
+    @pytest.mark.parametrize("department", ["Public Sector", "public.sector", "", "x" * 64])
+    def test_a_department_name_no_queue_can_have_is_refused(self, department: str) -> None:
+        result = CliRunner().invoke(cli.app, ["queue", department])
+        assert result.exit_code == 2, result.output
+        told = words(result.output)
+        assert "Invalid value for 'department'" in told
+        assert "use lower-case letters, digits, '_' or '-'" in told
