@@ -115,13 +115,16 @@ class ConfigVersions:
         async with self._sessions() as session:
             return [_shown(row) for row in (await session.scalars(query)).all()]
 
-    async def knows(self, text_: str) -> bool:
-        """Whether this text was ever put in force (a file edited since is not)."""
+    async def known_id(self, text_: str) -> int | None:
+        """The newest version with this text, if it was ever put in force (a file edited
+        since was not): the one to roll back to."""
         async with self._sessions() as session:
-            found = await session.scalar(select(ConfigVersionRow.version_id).where(
-                ConfigVersionRow.kind == self.kind,
-                ConfigVersionRow.sha256 == sha256_of(text_)).limit(1))
-        return found is not None
+            found: int | None = await session.scalar(
+                select(ConfigVersionRow.version_id).where(
+                    ConfigVersionRow.kind == self.kind,
+                    ConfigVersionRow.sha256 == sha256_of(text_))
+                .order_by(ConfigVersionRow.version_id.desc()).limit(1))
+        return found
 
     async def put_in_force(self, candidate: Candidate) -> tuple[ConfigVersion, bool]:
         """Put `candidate` in force as a new version, kept for good; (version, whether

@@ -6,9 +6,13 @@ it: at start, on an announcement on Kafka (services/core/config_changes.py), and
 periodic check of the store in case an announcement was missed. The file is the seed
 and an import path: on first start it is the first version; a file whose text was never
 in force (edited while the service was down, or while it runs) is put in force as a new
-version. Uploads go to the store only and never write the file, so a read-only file
-(a Docker or Kubernetes mount) is no obstacle. An invalid version never replaces a valid
-one: it is reported (API, logs) and the previous version keeps serving."""
+version, and one whose text was in force before is not (touching or re-saving the file
+never undoes an upload; the rollback API puts an earlier version back). Uploads go to
+the store only and never write the file, so a read-only file (a Docker or Kubernetes
+mount) is no obstacle. An invalid version never replaces a valid one: it is reported
+(API, logs) and the previous version keeps serving; so is a file that cannot be used at
+start (invalid, unreadable, missing) when the store has a version to serve, and only
+with none does it stop the start."""
 
 from __future__ import annotations
 
@@ -65,14 +69,29 @@ class LiveConfig(Generic[Config]):
         self.name = name
         self.path = path.resolve()
         self._parse = parse
-        # The seed, in force until the store has been read.
-        self.current: Config = parse(config_files.read_text(self.path), str(self.path))
+        # The seed, in force until the store has been read. A file that cannot be used is
+        # held against it until govern() knows whether the store has a version instead.
+        self._current: Config | None = None
+        self._unusable_file: config_files.ConfigError | None = None
+        try:
+            self._current = parse(config_files.read_text(self.path), str(self.path))
+        except config_files.ConfigError as exc:
+            self._unusable_file = exc
         self.loaded_at = datetime.now(UTC)
         self.last_rejection: Rejection | None = None
         self.version_id: int | None = None  # the store's id of the version in force
         self._versions: config_store.ConfigVersions | None = None
         self._announce: Announce | None = None
         LOADED.labels(name).set(self.loaded_at.timestamp())
+
+    @property
+    def current(self) -> Config:
+        """The configuration in force; before the store was read and with a file that
+        cannot be used, that file's ConfigError."""
+        if self._current is None:
+            assert self._unusable_file is not None  # __init__ sets one of the two
+            raise self._unusable_file
+        return self._current
 
     @property
     def versions(self) -> config_store.ConfigVersions:
@@ -87,18 +106,22 @@ class LiveConfig(Generic[Config]):
     async def govern(self, versions: config_store.ConfigVersions, *,
                      announce: Announce) -> None:
         """Follow the store from now on: the file is put in force if its text never was
-        (first start: the seed), then the version in force is loaded."""
+        (first start: the seed), then the version in force is loaded. A file that cannot
+        be used (invalid, unreadable, missing) stops the start, with its ConfigError
+        naming file, line and rule, only when the store holds no version yet; otherwise
+        it is reported as a rejected change is while running and the store's version
+        serves, so a bad edit does not take down a fleet restarting one by one."""
         if versions.kind != self.name:
             raise ValueError(f"{self.name} cannot follow the versions of {versions.kind}")
         self._versions, self._announce = versions, announce
+        stored = await versions.in_force_id() is not None
+        if stored:
+            await self.sync()  # what serves if the file is rejected
+        else:  # nothing to serve instead of the file
+            self.validate(config_files.read_text(self.path), source=str(self.path))
         with contextlib.suppress(config_files.ConfigError):  # reported; the store serves
-            text = config_files.read_text(self.path)
-            if not await versions.knows(text):
-                first = await versions.in_force_id() is None
-                await self.put_in_force(
-                    text, source=str(self.path), author=f"file {self.path.name}",
-                    comment="seeded from the file" if first else
-                    "the file changed while the service was down")
+            await self._import_file(comment="the file changed while the service was down"
+                                    if stored else "seeded from the file")
         await self.sync()
 
     async def put_in_force(self, text: str, *, source: str, author: str,
@@ -155,16 +178,20 @@ class LiveConfig(Generic[Config]):
         try:
             return self._parse(text, source)
         except config_files.ConfigError as exc:
-            self.last_rejection = Rejection(source, str(exc), datetime.now(UTC))
-            RELOADS.labels(self.name, "rejected").inc()
-            logger.error("%s rejected; the previous version keeps serving", self.name,
-                         extra={"error": str(exc), "serving": self.current.version})
+            self._reject(source, exc)
             raise
+
+    def _reject(self, source: str, exc: config_files.ConfigError) -> None:
+        self.last_rejection = Rejection(source, str(exc), datetime.now(UTC))
+        RELOADS.labels(self.name, "rejected").inc()
+        logger.error("%s rejected; the previous version keeps serving", self.name,
+                     extra={"error": str(exc), "serving": None if self._current is None
+                            else self._current.version})
 
     def _adopt(self, candidate: Config, version_id: int) -> None:
         self.version_id = version_id
-        if candidate.version != self.current.version:
-            self.current, self.loaded_at = candidate, datetime.now(UTC)
+        if self._current is None or candidate.version != self._current.version:
+            self._current, self.loaded_at = candidate, datetime.now(UTC)
             self.last_rejection = None
             RELOADS.labels(self.name, "replaced").inc()
             LOADED.labels(self.name).set(self.loaded_at.timestamp())
@@ -173,18 +200,29 @@ class LiveConfig(Generic[Config]):
 
     async def watch(self, stop: asyncio.Event) -> None:
         """Import the file whenever it changes (editors replace it, so the folder is
-        watched): a text not in force is put in force as a new version."""
+        watched): a text never in force is put in force as a new version."""
         async for _changes in watchfiles.awatch(
                 self.path.parent, stop_event=stop, debounce=200, step=50,
                 watch_filter=lambda _change, changed: Path(changed) == self.path):
-            await self._import_file()
+            # A rejection is reported (_reject); the version in force serves on.
+            with contextlib.suppress(config_files.ConfigError):
+                await self._import_file()
 
-    async def _import_file(self) -> None:
-        # A rejection is reported by _validated(); the previous version serves on.
-        with contextlib.suppress(config_files.ConfigError):
+    async def _import_file(self, *, comment: str = "the file changed") -> None:
+        """Put the file's text in force as a new version if it was never in force, at
+        start and while running alike: a text in force before (the seed, or one since
+        replaced by an upload) is not imported again, or touching the file would undo
+        the upload across the fleet. ConfigError if the file cannot be used (reported)."""
+        try:
             text = config_files.read_text(self.path)
-            in_force = await self.versions.in_force()
-            if in_force is None or in_force.sha256 != config_store.sha256_of(text):
-                await self.put_in_force(text, source=str(self.path),
-                                        author=f"file {self.path.name}",
-                                        comment="the file changed")
+        except config_files.ConfigError as exc:
+            self._reject(str(self.path), exc)
+            raise
+        known_id = await self.versions.known_id(text)
+        if known_id is None:
+            await self.put_in_force(text, source=str(self.path),
+                                    author=f"file {self.path.name}", comment=comment)
+        elif known_id != await self.versions.in_force_id():
+            logger.info("%s: the file's text was in force before and is not imported"
+                        " again; to put it back in force, roll back to its version",
+                        self.name, extra={"file": str(self.path), "version_id": known_id})

@@ -59,8 +59,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             live_table, routed, sessions = connected.table, connected.routed, connected.sessions
             context.credentials = connected.credentials
             fleet = leases.Leases(sessions, holder=leases.holder_id(NAME, settings.instance_id))
-            await parts.start(Phase.PUBLISHERS, lambda: kafka.ensure_topics(
-                settings, [*topics.PIPELINE, *_queues(live_table)]))
+            await parts.start(Phase.PUBLISHERS,
+                              lambda: kafka.ensure_topics(settings, topics.PIPELINE))
             config_publisher = kafka.Publisher(settings, client_id=f"{NAME}-config")
             await parts.start(Phase.PUBLISHERS, stop=config_publisher.close)
             load = LoadWatch(settings, routed, lambda: live_table.current)
@@ -96,6 +96,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await parts.start(Phase.BACKGROUND, stop=tasks.stop)
             await config_changes.govern(live_table, settings, sessions, tasks,
                                         publisher=config_publisher, client_id=f"{NAME}-config")
+            # The departments' queues of the table in force: the store's, which may differ
+            # from the file's (or serve in place of a file that cannot be used).
+            await kafka.ensure_topics(settings, _queues(live_table))
             tasks.start("routing-table-watch", live_table.watch)
             # Once per fleet: only the router holding the job's lease runs it.
             tasks.start("escalation", lambda stop: leases.every_while_holding(

@@ -54,8 +54,10 @@ class Router:
 
 
 def live_table(settings: Settings) -> LiveTable:
-    """The routing table the settings name, read at once: a bad file stops the start
-    with file, line and entry."""
+    """The routing table the settings name, read at once. A file that cannot be used
+    (invalid, unreadable, missing) stops the start with file, line and entry only when
+    the store holds no version yet (LiveConfig.govern); otherwise it is reported and
+    the store's version in force serves."""
     return LiveConfig("routing_table", settings.routing_table_file, table_file.parse)
 
 

@@ -37,7 +37,8 @@ class Segmenter:
 def wire(settings: Settings, *, customers: service.Customers, publisher: service.Publisher,
          rules: LiveRuleSet | None = None) -> Segmenter:
     """The context, from adapters real or fake; the rule set defaults to the settings'
-    rule file (read at once: a bad file stops the start with file, line and rule)."""
+    rule file (read at once; a file that cannot be used stops the start with file, line
+    and rule only when the store holds no version yet: LiveConfig.govern)."""
     return Segmenter(
         settings=settings,
         rules=rules if rules is not None else live_rules.live_rule_set(

@@ -1,11 +1,13 @@
 """Two router instances (in-process apps) on one store and one broker converge on a
 routing table put in force on either, within seconds and without a restart: by the
-announcement on Kafka, and, when an announcement is missed, by the periodic store check."""
+announcement on Kafka, and, when an announcement is missed, by the periodic store check.
+A router restarted after a bad edit to its file serves the table in force in the store."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -110,3 +112,22 @@ class TestSegmentersConverge:
                                 headers={"content-type": "application/yaml"})
             assert put.status_code == 200, put.text
             assert await converged(two, "/v1/segment-rules", put.json()["version"])
+
+
+class TestRestart:
+    async def test_a_router_restarted_with_a_bad_table_file_serves_the_stored_table(
+            self, fleet_settings: Settings, tmp_path: Path) -> None:
+        file = tmp_path / "routing.yaml"
+        shutil.copyfile(TEST_ROUTING_TABLE, file)
+        settings = instance(fleet_settings.model_copy(update={"routing_table_file": file}), 1)
+        token = await credentials.issue_token(settings.database_url, "admin")
+        async with running(router_app.create_app(settings), token) as first:
+            seeded = (await first.get("/v1/routing-table")).json()
+        file.write_text(TEST_ROUTING_TABLE.read_text().replace(
+            "priority_aging: 30m", "priority_aging: soon"), encoding="utf-8")
+        async with running(router_app.create_app(settings), token) as restarted:
+            served = (await restarted.get("/v1/routing-table")).json()
+        assert (served["version"], served["version_id"]) == (seeded["version"],
+                                                             seeded["version_id"])
+        assert served["last_rejection"]["source"] == str(file.resolve())
+        assert f"{file.resolve()}:" in served["last_rejection"]["error"]

@@ -1,11 +1,13 @@
 """Configuration as governed data, on SQLite and PostgreSQL: every version put in force is
 kept with its author and comment, one is in force, the file seeds the store on first
-start and is imported when its text was never in force, rollbacks are new versions, and
-announcements reach the broker."""
+start and is imported, at start and while running, only when its text was never in
+force, a file that cannot be used at start stops it only when the store holds no
+version, rollbacks are new versions, and announcements reach the broker."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -32,6 +34,11 @@ class Governed:
 
     def edited(self, label: str) -> str:
         return self.original.replace("version: demo-2", f"version: {label}")
+
+    def broken(self) -> tuple[str, int]:
+        """The file with a rule that does not compile, and that rule's line."""
+        text = self.original.replace("when: tier == 'potential'", "when: tier = 'potential'")
+        return text, text.splitlines().index("  - name: prospects") + 1
 
     async def another_instance(self) -> LiveConfig[rules.RuleSet]:
         other = live_rules.live_rule_set(self.file)
@@ -104,6 +111,99 @@ class TestSeed:
         assert other.current.version == governed.live.current.version
         assert other.last_rejection is not None
         assert len(await governed.versions.history()) == 1
+
+
+class TestFileImport:
+    """The one rule at start and while running: the file's text is put in force only if
+    it never was; a text in force before (the seed an upload replaced) is not."""
+
+    async def test_touching_the_file_does_not_undo_an_upload(
+            self, governed: Governed, caplog: pytest.LogCaptureFixture) -> None:
+        seed_id = governed.live.version_id
+        uploaded, _ = await governed.live.put_in_force(
+            governed.edited("uploaded-2"), source="upload", author="admin credential a1")
+        governed.file.touch()
+        with caplog.at_level(logging.INFO, logger="services.core.live_config"):
+            await governed.live._import_file()  # what the watcher does on each change
+        assert governed.live.current.version == uploaded.version
+        newest, _seed = await governed.versions.history()
+        assert newest.version_id == uploaded.version_id and newest.in_force
+        [told] = [record for record in caplog.records
+                  if "in force before and is not imported again" in record.getMessage()]
+        assert (told.levelno, told.version_id) == (logging.INFO, seed_id)  # type: ignore[attr-defined]
+
+    async def test_a_file_put_back_to_a_replaced_text_is_not_imported_again(
+            self, governed: Governed) -> None:
+        governed.file.write_text(governed.edited("edited-2"), encoding="utf-8")
+        await governed.live._import_file()
+        edited = governed.live.current.version
+        assert edited.startswith("edited-2+")
+        governed.file.write_text(governed.original, encoding="utf-8")
+        await governed.live._import_file()
+        assert governed.live.current.version == edited
+        assert len(await governed.versions.history()) == 2
+
+    async def test_a_text_never_in_force_is_imported_while_running(
+            self, governed: Governed) -> None:
+        governed.file.write_text(governed.edited("edited-live"), encoding="utf-8")
+        await governed.live._import_file()
+        assert governed.live.current.version.startswith("edited-live+")
+        newest = (await governed.versions.history())[0]
+        assert (newest.author, newest.comment) == ("file segments.yaml", "the file changed")
+
+
+class TestUnusableFileAtStart:
+    """A bad edit to the file, or no file, does not stop an instance (nor a rolling
+    restart of them all) while the store holds a version to serve: it is reported as a
+    rejected change is while running. With nothing stored, the start stops."""
+
+    async def test_an_invalid_file_is_reported_and_the_stored_version_serves(
+            self, governed: Governed, caplog: pytest.LogCaptureFixture) -> None:
+        text, line = governed.broken()
+        governed.file.write_text(text, encoding="utf-8")
+        other = live_rules.live_rule_set(governed.file)
+        with caplog.at_level(logging.ERROR, logger="services.core.live_config"):
+            await other.govern(governed.versions, announce=governed.announce)
+        assert other.current.version == governed.live.current.version
+        assert other.version_id == governed.live.version_id
+        assert other.last_rejection is not None
+        assert other.last_rejection.source == str(governed.file)
+        assert f"{governed.file}:{line} (entry 'prospects')" in other.last_rejection.error
+        [logged] = [record for record in caplog.records if record.levelno == logging.ERROR]
+        assert logged.error == other.last_rejection.error  # type: ignore[attr-defined]
+        assert len(await governed.versions.history()) == 1
+
+    async def test_a_missing_file_is_reported_and_the_stored_version_serves(
+            self, governed: Governed) -> None:
+        governed.file.unlink()
+        other = live_rules.live_rule_set(governed.file)
+        await other.govern(governed.versions, announce=governed.announce)
+        assert other.current.version == governed.live.current.version
+        assert other.last_rejection is not None
+        assert "cannot read the file" in other.last_rejection.error
+        assert len(await governed.versions.history()) == 1
+
+    async def test_an_invalid_file_with_no_version_stored_stops_the_start(
+            self, database_url: str, tmp_path: Path) -> None:
+        file = tmp_path / "segments.yaml"
+        file.write_text("rules: [\n", encoding="utf-8")
+        live = live_rules.live_rule_set(file)
+        announced: list[config_store.ConfigVersion] = []
+
+        async def announce(version: config_store.ConfigVersion) -> None:
+            announced.append(version)
+
+        engine = db.engine(database_url)
+        try:
+            versions = config_store.ConfigVersions(db.sessions(engine),
+                                                   config_store.SEGMENT_RULES)
+            with pytest.raises(config_files.ConfigError, match=f"{file}:"):
+                await live.govern(versions, announce=announce)
+            with pytest.raises(config_files.ConfigError):
+                live.current  # noqa: B018
+            assert await versions.history() == [] and announced == []
+        finally:
+            await engine.dispose()
 
 
 class TestHistory:

@@ -118,7 +118,11 @@ class TestHotReload:
                 await asyncio.sleep(0.1)
             assert version.startswith("edited-1+")
         finally:
+            # The original text was in force before: the file put back is not imported
+            # again, the upload puts it back in force.
             segmenter.rules_file.write_text(original)
+            await client.put("/v1/segment-rules", content=original,
+                             headers={"content-type": "application/yaml"})
 
 
 class TestAnalysis:
