@@ -19,6 +19,7 @@ from sqlalchemy import ColumnElement, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import InstrumentedAttribute
 
+from services.core import topics
 from services.core.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -28,6 +29,11 @@ PURGED = Counter("routing_retention_purged_rows_total",
 # Leases of the purges (one per service that owns tables).
 ROUTER_PURGE = "retention-purge-router"
 METRICS_PURGE = "retention-purge-metrics"
+# How long an erasure is remembered (erased_customers: a customer id and a time): as long
+# as Kafka can still bring the router a ticket received before it. A dead letter is kept
+# the longest, and one replayed on its last day lies on its source topic as long again.
+ERASURES_REMEMBERED = timedelta(days=topics.RETENTION_DAYS[topics.DEAD_LETTERS] + max(
+    topics.RETENTION_DAYS[topics.INCOMING], topics.RETENTION_DAYS[topics.SEGMENTED]))
 
 
 @dataclass(frozen=True)
@@ -51,7 +57,9 @@ class Retention:
                 # ticket states they are about.
                 "webhook_deliveries": now - self.ticket_states,
                 "ticket_timelines": now - self.timelines,
-                "intake_keys": now - self.idempotency_keys}
+                "intake_keys": now - self.idempotency_keys,
+                # Not a setting: what Kafka keeps decides it.
+                "erased_customers": now - ERASURES_REMEMBERED}
 
 
 async def delete_in_chunks(sessions: async_sessionmaker[AsyncSession],

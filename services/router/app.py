@@ -28,6 +28,7 @@ from services.core.stage import StageRunner
 from services.router import (
     bootstrap,
     dead_letters_api,
+    erasures,
     escalation,
     event_follower,
     intake,
@@ -88,7 +89,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             async def purge() -> None:
                 await retention.purge_past_retention(
                     {"routed_tickets": routed, "intake_keys": connected.intake_keys,
-                     "webhook_deliveries": callbacks.deliveries},
+                     "webhook_deliveries": callbacks.deliveries,
+                     "erased_customers": erasures.ErasedCustomers(sessions)},
                     retention=retention.of_settings(settings), now=datetime.now(UTC),
                     chunk=settings.retention_purge_chunk)
 

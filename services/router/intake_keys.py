@@ -4,15 +4,13 @@ second event."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.core import retention
-from services.router.models import IntakeKeyRow, RoutedTicketRow
+from services.router.models import IntakeKeyRow
 
 
 class IntakeKeys:
@@ -63,22 +61,3 @@ class IntakeKeys:
         return await retention.delete_in_chunks(
             self._sessions, IntakeKeyRow.idempotency_key, IntakeKeyRow.created_at < before,
             chunk=chunk)
-
-
-@dataclass(frozen=True)
-class ErasedTickets:
-    tickets: int  # routed_tickets rows: state, trace and the ticket's copy
-    idempotency_keys: int
-
-
-async def erase_tickets_of(session: AsyncSession, customer_id: str) -> ErasedTickets:
-    """Delete a customer's tickets as the router keeps them, and their intake keys, in
-    the caller's transaction (erasure of the customer)."""
-    ticket_ids = select(RoutedTicketRow.ticket_id).where(
-        RoutedTicketRow.customer_id == customer_id)
-    keys = await session.execute(delete(IntakeKeyRow).where(
-        IntakeKeyRow.ticket_id.in_(ticket_ids)))
-    tickets = await session.execute(delete(RoutedTicketRow).where(
-        RoutedTicketRow.customer_id == customer_id))
-    return ErasedTickets(tickets=tickets.rowcount,  # type: ignore[attr-defined]
-                         idempotency_keys=keys.rowcount)  # type: ignore[attr-defined]

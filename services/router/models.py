@@ -90,3 +90,14 @@ class IntakeKeyRow(Base):
     # from a request that died publishes it at (None: a ticket's key, or claimed before
     # 0021).
     occurred_at: Mapped[datetime | None] = mapped_column(db.UtcDateTime())
+
+
+class ErasedCustomerRow(Base):
+    """A customer erased, and when (the latest erasure): a ticket of theirs received
+    before it and still in Kafka then is routed but not kept (services/router/erasures.py;
+    v0022). Purged past retention.ERASURES_REMEMBERED."""
+
+    __tablename__ = "erased_customers"
+
+    customer_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    erased_at: Mapped[datetime] = mapped_column(db.UtcDateTime(), index=True)

@@ -14,7 +14,7 @@ from sqlalchemy import CursorResult, Insert, Table, bindparam, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.core import db, lifecycle, retention, tickets
-from services.router import intake_policy, service_clocks
+from services.router import erasures, intake_policy, service_clocks
 from services.router.models import RoutedTicketRow
 
 logger = logging.getLogger(__name__)
@@ -41,6 +41,7 @@ class Dispatch:
     platform: str | None = None  # the support platform that posted it
     clocks: service_clocks.TicketClocks | None = None
     correlation_id: str | None = None  # the id it came with (None: its ticket id)
+    received_at: datetime | None = None  # when the intake received it (None: taken as `at`)
 
 
 @dataclass(frozen=True)
@@ -149,6 +150,22 @@ def _row_values(d: Dispatch) -> dict[str, Any]:
             "next_clock_check": None if d.clocks is None else d.clocks.next_check()}
 
 
+async def _not_forgotten(session: AsyncSession,
+                         dispatches: Sequence[Dispatch]) -> list[Dispatch]:
+    """The dispatches to write: not those of tickets their customer's erasure forgot
+    (received before it, routed after; erasures.py). One query a batch."""
+    erased = await erasures.erased_at(
+        session, {d.customer_id for d in dispatches if d.customer_id is not None})
+    if not erased:
+        return list(dispatches)
+    kept = [d for d in dispatches if d.customer_id is None or not erasures.forgotten(
+        d.received_at or d.at, erased.get(d.customer_id))]
+    if len(kept) < len(dispatches):
+        logger.info("tickets of erased customers routed, not kept",
+                    extra={"tickets": len(dispatches) - len(kept)})
+    return kept
+
+
 class KeptNotWritten(Exception):
     """Some routings kept through an outage were not written, for another reason than an
     outage (a bug; the cause): `unwritten`, their tickets; the others were."""
@@ -164,14 +181,18 @@ class RoutedTickets:
 
     async def record_first_dispatches(self, dispatches: Sequence[Dispatch]) -> None:
         """Record a batch of first routings in one statement; a ticket stored already
-        keeps its state (its routing replayed, it is published as stored)."""
+        keeps its state (its routing replayed, it is published as stored). A ticket its
+        customer's erasure forgot is not recorded."""
         # In ticket order, as record_kept_dispatches locks them: writers at once do not
         # deadlock.
-        rows = [_row_values(d) for _, d in sorted({d.ticket_id: d for d in dispatches}.items())]
-        if not rows:
+        latest = [d for _, d in sorted({d.ticket_id: d for d in dispatches}.items())]
+        if not latest:
             return
         async with self._sessions() as session, session.begin():
-            await session.execute(_first_dispatches(session.get_bind().dialect.name), rows)
+            rows = [_row_values(d) for d in await _not_forgotten(session, latest)]
+            if rows:
+                await session.execute(_first_dispatches(session.get_bind().dialect.name),
+                                      rows)
 
     async def purge(self, before: datetime, *, chunk: int) -> int:
         """Delete ticket states and traces unchanged since `before` (retention)."""
@@ -204,10 +225,11 @@ class RoutedTickets:
         since: then what was reported or handed over stands (with its clocks and
         deadline), and only a ticket reported on alone takes the department and copy
         published. One stored by another event (a copy routed while the store could not
-        tell) stays. Several writers at once (the shares, the flush) meet no conflict:
-        rows are inserted if absent, then locked in ticket order. A chunk failing for
-        anything but an outage holds back none of the others: KeptNotWritten names its
-        tickets once the others are written (an outage is raised at once)."""
+        tell) stays. One its customer's erasure forgot is not written. Several writers
+        at once (the shares, the flush) meet no conflict: rows are inserted if absent,
+        then locked in ticket order. A chunk failing for anything but an outage holds
+        back none of the others: KeptNotWritten names its tickets once the others are
+        written (an outage is raised at once)."""
         latest = sorted({d.ticket_id: d for d in dispatches}.values(),
                         key=lambda d: d.ticket_id)
         failed: Exception | None = None
@@ -227,10 +249,13 @@ class RoutedTickets:
             raise KeptNotWritten(frozenset(unwritten)) from failed
 
     async def _record_kept(self, dispatches: Sequence[Dispatch]) -> None:
-        by_id = {d.ticket_id: d for d in dispatches}
         async with self._sessions() as session, session.begin():
+            kept = await _not_forgotten(session, dispatches)
+            if not kept:
+                return
+            by_id = {d.ticket_id: d for d in kept}
             await session.execute(_first_dispatches(session.get_bind().dialect.name),
-                                  [_row_values(d) for d in dispatches])
+                                  [_row_values(d) for d in kept])
             rows = await session.scalars(
                 select(RoutedTicketRow).where(RoutedTicketRow.ticket_id.in_(list(by_id)))
                 .order_by(RoutedTicketRow.ticket_id).with_for_update())

@@ -2,24 +2,33 @@
 what remains in Kafka until the topics' retention is said in the answer.
 
 The store is one database shared by the three services, so the erasure reaches the
-router's tables too (through the router's own store module)."""
+router's tables too (through the router's own module, services/router/erasures.py)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete
 
-from services.core import topics
-from services.router import intake_keys as intake_keys
+from services.core import retention, topics
+from services.router import erasures
 from services.segmenter.models import CustomerFeaturesRow, CustomerRow, PurchaseRow
 
 if TYPE_CHECKING:
     from services.segmenter.store import CustomerStore
 
-# What stays in the SQL store after an erasure, and why it is not personal data.
-KEPT = {"ticket_timelines": "ticket ids, departments, segments and times only"}
+# What stays in the SQL store after an erasure, and why: nothing personal, bar the
+# customer's id for as long as Kafka may bring back a ticket of theirs.
+KEPT = {
+    "ticket_timelines": "ticket ids, departments, segments and times only",
+    "webhook_deliveries": "the platforms' callbacks about the tickets: ticket ids,"
+                          " departments, segments, deadlines and times only",
+    "erased_customers": "the customer id and the erasure's time, for"
+                        f" {retention.ERASURES_REMEMBERED.days} days: a ticket of theirs"
+                        " Kafka still holds is then routed but not kept",
+}
 # What each topic holds of a customer's tickets, and how long it keeps it (days).
 IN_KAFKA = [
     (topics.INCOMING, "the tickets as posted (text, customer id)",
@@ -68,7 +77,9 @@ class Erasure:
 async def erase_customer(store: CustomerStore, customer_id: str) -> Erasure:
     """Erase the customer from every table in one transaction: the profile, purchases
     and values, and their tickets as the router keeps them with the tickets' intake keys.
-    A customer unknown to the store may still have tickets: those go too."""
+    A customer unknown to the store may still have tickets: those go too. The erasure is
+    remembered even when it finds nothing: their tickets still in Kafka may reach the
+    router later, which then does not keep them."""
     async with store.sessions() as session, session.begin():
         purchases = await session.execute(delete(PurchaseRow).where(
             PurchaseRow.customer_id == customer_id))
@@ -76,7 +87,8 @@ async def erase_customer(store: CustomerStore, customer_id: str) -> Erasure:
             CustomerFeaturesRow.customer_id == customer_id))
         customer = await session.execute(delete(CustomerRow).where(
             CustomerRow.customer_id == customer_id))
-        tickets = await intake_keys.erase_tickets_of(session, customer_id)
+        tickets = await erasures.erase_tickets_of(session, customer_id,
+                                                  at=datetime.now(UTC))
     store.cache.forget(customer_id)
     return Erasure(customer_id=customer_id,
                    customer=bool(customer.rowcount),  # type: ignore[attr-defined]

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.core import migrate
 from services.metrics.store import TimelineStore
+from services.router.erasures import ErasedCustomers
 from services.router.intake_keys import IntakeKeys
 from services.router.store import RoutedTickets
 from services.webhooks.store import Deliveries
@@ -32,6 +33,8 @@ PURGES: dict[str, tuple[Callable[[Sessions], Awaitable[int]], list[str]]] = {
     "webhook_deliveries": (lambda sessions: Deliveries(sessions).purge(BEFORE, chunk=10),
                            ["ix_webhook_deliveries_status_updated (status=? AND"
                             " updated_at<?)"]),
+    "erased_customers": (lambda sessions: ErasedCustomers(sessions).purge(BEFORE, chunk=10),
+                         ["ix_erased_customers_erased_at (erased_at<?)"]),
 }
 
 

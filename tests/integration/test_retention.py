@@ -1,10 +1,12 @@
 """Retention and erasure in a real SQL store (SQLite and PostgreSQL): the purge deletes
 ticket states and traces, timelines and idempotency keys past their retention, in
 chunks, and nothing younger; erasing a customer removes their personal data from every
-table; migration 0007 finds the customer of tickets routed before it."""
+table, and a ticket of theirs routed after it (still in Kafka then) is not kept if it was
+received before it; migration 0007 finds the customer of tickets routed before it."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -14,13 +16,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.core import db, kafka, migrate, retention, topics
 from services.metrics.store import TimelineRow, TimelineStore
 from services.metrics.timeline import Timeline
+from services.router import erasures
 from services.router.intake_keys import IntakeKeys
-from services.router.models import IntakeKeyRow, RoutedTicketRow
+from services.router.models import ErasedCustomerRow, IntakeKeyRow, RoutedTicketRow
 from services.router.store import Dispatch, RoutedTickets
 from services.segmenter import erasure
 from services.segmenter.cache import CustomerCache
 from services.segmenter.models import CustomerFeaturesRow, CustomerRow, PurchaseRow
 from services.segmenter.store import CustomerStore
+from services.webhooks.models import WebhookDeliveryRow
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 ANNA = "c-7781"
@@ -28,12 +32,14 @@ KEEP = retention.Retention.of_days(ticket_states=90, timelines=400, idempotency_
 
 
 def dispatch(ticket_id: str, *, at: datetime, customer_id: str = "c-other",
-             body: str = "where is my order?") -> Dispatch:
+             body: str = "where is my order?",
+             received_at: datetime | None = None) -> Dispatch:
     payload = {"ticket_id": ticket_id, "customer_id": customer_id,
                "subject": "a question", "body": body}
     return Dispatch(ticket_id=ticket_id, department="customer_care", segment="consumer",
                     priority=3, deadline=at + timedelta(hours=4), steps=[], payload=payload,
-                    at=at, event_id=f"e-{ticket_id}", customer_id=customer_id)
+                    at=at, event_id=f"e-{ticket_id}", customer_id=customer_id,
+                    received_at=received_at)
 
 
 async def count(sessions: async_sessionmaker[AsyncSession], row: type[Any],
@@ -45,7 +51,8 @@ async def count(sessions: async_sessionmaker[AsyncSession], row: type[Any],
 
 async def remaining(sessions: async_sessionmaker[AsyncSession], row: type[Any]) -> set[str]:
     key = {RoutedTicketRow: RoutedTicketRow.ticket_id, TimelineRow: TimelineRow.ticket_id,
-           IntakeKeyRow: IntakeKeyRow.idempotency_key}[row]
+           IntakeKeyRow: IntakeKeyRow.idempotency_key,
+           ErasedCustomerRow: ErasedCustomerRow.customer_id}[row]
     async with sessions() as session:
         return set((await session.scalars(select(key))).all())
 
@@ -117,6 +124,11 @@ async def a_customer_with_tickets(sessions: async_sessionmaker[AsyncSession],
     async with sessions() as session, session.begin():
         await TimelineStore(sessions).save(session, Timeline(ticket_id="t-anna-1",
                                                              routed_at=NOW))
+        session.add(WebhookDeliveryRow(
+            delivery_id="d-anna-1", platform="desk", event_type="ticket.routed",
+            ticket_id="t-anna-1", body='{"ticket_id": "t-anna-1", "segment": "consumer"}',
+            status="delivered", attempts=1, next_attempt_at=NOW, created_at=NOW,
+            updated_at=NOW))
 
 
 def customer_store(sessions: async_sessionmaker[AsyncSession]) -> CustomerStore:
@@ -145,23 +157,24 @@ class TestErasure:
 
         await erasure.erase_customer(customer_store(sessions), ANNA)
 
-        rows: list[str] = []
-        async with sessions() as session:
-            for table in erasure_tables():
-                rows += [str(row) for row in (await session.execute(
-                    text(f"SELECT * FROM {table}"))).all()]
-        dump = " ".join(rows)
-        for personal in (ANNA, "Anna de Vries", "anna@example.org", "1980", "Keizersgracht"):
-            assert personal not in dump
+        dumps = await every_table(sessions)
+        for personal in ("Anna de Vries", "anna@example.org", "1980", "Keizersgracht"):
+            assert [table for table, dump in dumps.items() if personal in dump] == []
+        # Their id alone, where the erasure is remembered.
+        assert [table for table, dump in dumps.items() if ANNA in dump] == \
+            ["erased_customers"]
 
-    async def test_timelines_stay_and_hold_nothing_personal(
+    async def test_what_stays_of_their_tickets_is_what_the_answer_says_is_kept(
             self, sessions: async_sessionmaker[AsyncSession]) -> None:
         await a_customer_with_tickets(sessions, ANNA)
 
         await erasure.erase_customer(customer_store(sessions), ANNA)
 
+        dumps = await every_table(sessions)
+        left = {table for table, dump in dumps.items()
+                if "t-anna-" in dump or ANNA in dump}
+        assert left == set(erasure.KEPT)
         assert await remaining(sessions, TimelineRow) == {"t-anna-1"}
-        assert set(erasure.KEPT) == {"ticket_timelines"}
 
     async def test_a_customer_unknown_to_the_store_still_has_their_tickets_erased(
             self, sessions: async_sessionmaker[AsyncSession]) -> None:
@@ -173,11 +186,13 @@ class TestErasure:
         assert erased.found and not erased.customer and erased.tickets == 1
         assert await remaining(sessions, RoutedTicketRow) == set()
 
-    async def test_erasing_nobody_finds_nothing(
+    async def test_erasing_nobody_finds_nothing_and_is_remembered_all_the_same(
             self, sessions: async_sessionmaker[AsyncSession]) -> None:
         erased = await erasure.erase_customer(customer_store(sessions), "nobody")
 
         assert not erased.found
+        # Their tickets may not have reached the router yet.
+        assert await remaining(sessions, ErasedCustomerRow) == {"nobody"}
 
     async def test_the_answer_says_what_kafka_keeps_until_when(
             self, sessions: async_sessionmaker[AsyncSession]) -> None:
@@ -196,9 +211,110 @@ class TestErasure:
         assert in_kafka[topics.EVENTS] == in_kafka[topics.DEAD_LETTERS] == 30
 
 
-def erasure_tables() -> list[str]:
-    return ["customers", "purchases", "customer_features", "routed_tickets", "intake_keys",
-            "ticket_timelines"]
+async def every_table(sessions: async_sessionmaker[AsyncSession]) -> dict[str, str]:
+    """Each table of the schema, as text: a table added later is read too."""
+    dumps: dict[str, str] = {}
+    async with sessions() as session:
+        for table in migrate.metadata().sorted_tables:
+            dumps[table.name] = " ".join(
+                str(row) for row in (await session.execute(table.select())).all())
+    assert {"customers", "routed_tickets", "webhook_deliveries",
+            "erased_customers"} <= set(dumps)
+    return dumps
+
+
+async def erased_at(sessions: async_sessionmaker[AsyncSession], customer_id: str) -> datetime:
+    async with sessions() as session:
+        at = await session.get(ErasedCustomerRow, customer_id)
+    assert at is not None
+    return at.erased_at
+
+
+class TestTicketsInKafkaAtTheErasure:
+    """A ticket of an erased customer still on its way (or a dead letter replayed) when
+    the erasure ran is routed after it: the router does not keep it if it was received
+    before the erasure."""
+
+    async def test_a_ticket_received_before_the_erasure_is_not_kept_one_after_is(
+            self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        await erasure.erase_customer(customer_store(sessions), ANNA)
+        erased = await erased_at(sessions, ANNA)
+        routed_at = erased + timedelta(minutes=1)
+
+        await RoutedTickets(sessions).record_first_dispatches([
+            dispatch("t-in-flight", at=routed_at, customer_id=ANNA,
+                     received_at=erased - timedelta(seconds=1), body="Keizersgracht 1"),
+            dispatch("t-at-erasure", at=routed_at, customer_id=ANNA, received_at=erased),
+            dispatch("t-new-contact", at=routed_at, customer_id=ANNA,
+                     received_at=erased + timedelta(seconds=1)),
+            dispatch("t-bert", at=routed_at, customer_id="bert",
+                     received_at=erased - timedelta(seconds=1))])
+
+        assert await remaining(sessions, RoutedTicketRow) == {"t-new-contact", "t-bert"}
+        assert "Keizersgracht" not in " ".join((await every_table(sessions)).values())
+
+    async def test_a_routing_kept_through_an_outage_is_not_written_if_forgotten(
+            self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        routed = RoutedTickets(sessions)
+        await erasure.erase_customer(customer_store(sessions), ANNA)
+        erased = await erased_at(sessions, ANNA)
+
+        await routed.record_kept_dispatches([
+            dispatch("t-in-flight", at=erased + timedelta(minutes=1), customer_id=ANNA,
+                     received_at=erased - timedelta(minutes=1)),
+            dispatch("t-bert", at=erased, customer_id="bert")])
+
+        assert await remaining(sessions, RoutedTicketRow) == {"t-bert"}
+        # A report on it gets the answer for a ticket the router does not know.
+        assert await routed.record_report("t-in-flight", "ticket.picked_up",
+                                          erased + timedelta(minutes=2)) is None
+
+    async def test_a_second_erasure_forgets_the_tickets_received_since_the_first(
+            self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        await erasure.erase_customer(customer_store(sessions), ANNA)
+        first = await erased_at(sessions, ANNA)
+        await erasure.erase_customer(customer_store(sessions), ANNA)
+        second = await erased_at(sessions, ANNA)
+        between = first + (second - first) / 2
+
+        await RoutedTickets(sessions).record_first_dispatches([
+            dispatch("t-between", at=second, customer_id=ANNA, received_at=between)])
+
+        assert second > first
+        assert await remaining(sessions, RoutedTicketRow) == set()
+
+    async def test_an_erasure_meeting_a_batch_being_written_deletes_its_tickets(
+            self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        """The batch's lookup found no erasure; the erasure runs before the batch's
+        write commits: it waits for it, then deletes what it wrote."""
+        async with sessions() as session, session.begin():
+            assert await erasures.erased_at(session, {ANNA}) == {}
+            erasing = asyncio.create_task(
+                erasure.erase_customer(customer_store(sessions), ANNA))
+            await asyncio.sleep(0.5)  # a chance to run as far as it can
+            session.add(RoutedTicketRow(
+                ticket_id="t-racing", department="customer_care", segment="consumer",
+                status="routed", trace=[], payload={"body": "Keizersgracht 1"},
+                updated_at=NOW, customer_id=ANNA))
+        erased = await erasing
+
+        assert erased.tickets == 1
+        assert await remaining(sessions, RoutedTicketRow) == set()
+
+    async def test_erasures_are_remembered_until_kafka_holds_no_ticket_before_them(
+            self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        async with sessions() as session, session.begin():
+            session.add(ErasedCustomerRow(customer_id="c-old",
+                                          erased_at=NOW - timedelta(days=38)))
+            session.add(ErasedCustomerRow(customer_id="c-recent",
+                                          erased_at=NOW - timedelta(days=36)))
+
+        deleted = await retention.purge_past_retention(
+            {"erased_customers": erasures.ErasedCustomers(sessions)}, retention=KEEP,
+            now=NOW, chunk=1)
+
+        assert deleted == {"erased_customers": 1}
+        assert await remaining(sessions, ErasedCustomerRow) == {"c-recent"}
 
 
 class TestMigration:

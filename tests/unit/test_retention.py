@@ -7,8 +7,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import ValidationError
 
-from services.core import retention
+from services.core import retention, topics
 from services.core.settings import Settings
+from services.router import erasures
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 
@@ -21,7 +22,30 @@ class TestCutoffs:
         assert keep.cutoffs(NOW) == {"routed_tickets": NOW - timedelta(days=90),
                                      "webhook_deliveries": NOW - timedelta(days=90),
                                      "ticket_timelines": NOW - timedelta(days=400),
-                                     "intake_keys": NOW - timedelta(days=7)}
+                                     "intake_keys": NOW - timedelta(days=7),
+                                     "erased_customers": NOW - timedelta(days=37)}
+
+    def test_an_erasure_is_remembered_while_kafka_can_bring_back_a_ticket_before_it(
+            self) -> None:
+        # A dead letter (30 days) replayed on its last day to its source topic (7 more).
+        longest = topics.RETENTION_DAYS[topics.DEAD_LETTERS] + max(
+            topics.RETENTION_DAYS[topic] for topic in (topics.INCOMING, topics.SEGMENTED))
+
+        assert retention.ERASURES_REMEMBERED == timedelta(days=longest) == timedelta(days=37)
+
+
+class TestForgottenTickets:
+    def test_a_ticket_received_before_its_customers_erasure_is_forgotten(self) -> None:
+        assert erasures.forgotten(NOW - timedelta(seconds=1), NOW)
+
+    def test_a_ticket_received_at_the_erasure_is_forgotten(self) -> None:
+        assert erasures.forgotten(NOW, NOW)
+
+    def test_a_ticket_received_after_the_erasure_is_a_new_contact(self) -> None:
+        assert not erasures.forgotten(NOW + timedelta(seconds=1), NOW)
+
+    def test_a_ticket_of_a_customer_never_erased_is_kept(self) -> None:
+        assert not erasures.forgotten(NOW, None)
 
 
 class TestSettings:

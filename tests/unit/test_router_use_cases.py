@@ -70,6 +70,16 @@ class TestRoute:
         assert list(first.dispatch.payload.items()) == list(expected.items())  # in order
         assert first.outputs[0].event.data == first.dispatch.payload
 
+    def test_the_store_is_told_whose_ticket_and_when_it_was_received(self) -> None:
+        """What an erasure of its customer is weighed against (services/router/erasures.py):
+        a ticket received before it is not kept, though routed after it."""
+        router = wired()
+        first = service.route(segmented(), table=router.router.table.current,
+                              load=router.router.load, now=NOW + timedelta(minutes=5),
+                              event_id="e-1", correlation_id="corr-1")
+
+        assert (first.dispatch.customer_id, first.dispatch.received_at) == ("c-1", NOW)
+
 
 class TestTransfer:
     async def transfer(self, router: Wired, to_department: str,

@@ -52,7 +52,8 @@ def route(ticket: tickets.SegmentedTicket, *, table: routing.RoutingTable,
         segment=ticket.segmentation.segment, priority=decision.priority,
         deadline=decision.first_response_deadline, steps=trace_steps(ticket, record),
         payload=data, at=now, event_id=event_id, customer_id=ticket.customer_id,
-        platform=ticket.platform, clocks=clocks, correlation_id=correlation_id)
+        platform=ticket.platform, clocks=clocks, correlation_id=correlation_id,
+        received_at=ticket.received_at)
     ids = _ids(event_id, decision.department)
     return FirstRouting(dispatch, [
         queued(decision.queue_topic, ticket, data, correlation_id, now, ids.queued),

@@ -21,10 +21,11 @@ from tests.conftest import unique
 TABLE = routing.RoutingTable.simple("t1", {"government": "public_sector"}, "customer_care")
 
 
-def segmented_event(segment: str, ticket_id: str | None = None) -> envelope.Event:
+def segmented_event(segment: str, ticket_id: str | None = None, *,
+                    customer_id: str = "c-1") -> envelope.Event:
     ticket_id = ticket_id or unique("t")
     ticket = tickets.SegmentedTicket(
-        ticket_id=ticket_id, customer_id="c-1", subject="s", body="b", channel="email",
+        ticket_id=ticket_id, customer_id=customer_id, subject="s", body="b", channel="email",
         received_at=datetime.now(UTC),
         segmentation=tickets.Segmentation(segment=segment, rule="r", rules_version="v",
                                           customer_known=True, tier="existing"))

@@ -17,6 +17,9 @@ from services.core.settings import Settings
 from services.core.stage import StageRunner
 from services.router import worker
 from services.router.store import Dispatch, RoutedTickets
+from services.segmenter import erasure
+from services.segmenter.cache import CustomerCache
+from services.segmenter.store import CustomerStore
 from tests.conftest import department_lanes, read_topic, unique
 from tests.integration.stages.stage_records import (
     TABLE,
@@ -76,6 +79,45 @@ class TestCopies:
             await runner.stop()
             await engine.dispose()
         assert Counter(event.ticket_id for event, _ in found) == {later: 1, together: 1}
+
+
+class TestErasedCustomers:
+    async def test_a_ticket_in_kafka_at_its_customers_erasure_is_routed_not_kept(
+            self, stage_settings: Settings, raw_producer: AIOKafkaProducer) -> None:
+        """Received before the erasure, routed after it: in its lane (which ages out),
+        not in the store; the customer's next ticket, received after, is kept."""
+        await migrate.upgrade(stage_settings.database_url)
+        engine = db.engine(stage_settings.database_url)
+        sessions = db.sessions(engine)
+        customer = unique("c")
+        in_flight = segmented_event("government", customer_id=customer)
+        await erasure.erase_customer(
+            CustomerStore(sessions, cache=CustomerCache(max_customers=1, ttl_seconds=1)),
+            customer)
+        next_contact = segmented_event("government", customer_id=customer)
+        wanted = {in_flight.ticket_id, next_contact.ticket_id}
+        routed = RoutedTickets(sessions)
+        runner = StageRunner(
+            stage_settings, name="router-test", source_topic=topics.SEGMENTED,
+            group_id=unique("router"), transform=worker.RouteTicket(lambda: TABLE,
+                                                                    routed=routed))
+        await runner.start()
+        try:
+            for event in (in_flight, next_contact):
+                await publish(raw_producer, topics.SEGMENTED, event)
+            found = await read_topic(stage_settings.kafka_bootstrap_servers,
+                                     "dept.public_sector", until=2,
+                                     keep=lambda e: e.ticket_id in wanted)
+        finally:
+            await runner.stop()
+        try:
+            assert in_flight.ticket_id is not None and next_contact.ticket_id is not None
+            kept = (await routed.get(in_flight.ticket_id),
+                    await routed.get(next_contact.ticket_id))
+        finally:
+            await engine.dispose()
+        assert {event.ticket_id for event, _ in found} == wanted
+        assert kept[0] is None and kept[1] is not None
 
 
 class HeldStore(RoutedTickets):

@@ -1,0 +1,106 @@
+"""Erasing a customer, the router's side: their tickets as the router keeps them go, with
+those tickets' intake keys, and the erasure is remembered. A ticket of theirs received
+before it and still in Kafka then (on its way to the router, or a dead letter replayed
+later) is routed all the same (its department's lane ages out with the topic's
+retention), but the router does not keep it: its copy is what the erasure deleted, and a
+report on it gets the answer for a ticket the router does not know."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Table, bindparam, delete, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.core import db, retention
+from services.router.models import ErasedCustomerRow, IntakeKeyRow, RoutedTicketRow
+
+
+def forgotten(received_at: datetime, erased_at: datetime | None) -> bool:
+    """Whether a ticket received at `received_at` is one its customer's erasure (the
+    latest, at `erased_at`) forgot: received at or before it. One received after is a new
+    contact, kept as any."""
+    return erased_at is not None and erased_at >= received_at
+
+
+@dataclass(frozen=True)
+class ErasedTickets:
+    tickets: int  # routed_tickets rows: state, trace and the ticket's copy
+    idempotency_keys: int
+
+
+async def erase_tickets_of(session: AsyncSession, customer_id: str, *,
+                           at: datetime) -> ErasedTickets:
+    """Delete a customer's tickets as the router keeps them, and their intake keys, and
+    remember the erasure (at `at`), in the caller's transaction."""
+    await _hold(session, [customer_id], exclusive=True)
+    ticket_ids = select(RoutedTicketRow.ticket_id).where(
+        RoutedTicketRow.customer_id == customer_id)
+    keys = await session.execute(delete(IntakeKeyRow).where(
+        IntakeKeyRow.ticket_id.in_(ticket_ids)))
+    tickets = await session.execute(delete(RoutedTicketRow).where(
+        RoutedTicketRow.customer_id == customer_id))
+    table: Table = ErasedCustomerRow.__table__  # type: ignore[assignment]
+    insert = db.insert_on_conflict(session.get_bind().dialect.name)(table)
+    await session.execute(insert.values(customer_id=customer_id, erased_at=at)
+                          .on_conflict_do_update(
+                              index_elements=[table.c.customer_id],
+                              set_={"erased_at": insert.excluded.erased_at},
+                              where=table.c.erased_at < insert.excluded.erased_at))
+    return ErasedTickets(tickets=tickets.rowcount,  # type: ignore[attr-defined]
+                         idempotency_keys=keys.rowcount)  # type: ignore[attr-defined]
+
+
+_ERASED_AT = select(ErasedCustomerRow.customer_id, ErasedCustomerRow.erased_at).where(
+    ErasedCustomerRow.customer_id.in_(bindparam("customer_ids", expanding=True)))
+
+
+async def erased_at(session: AsyncSession,
+                    customer_ids: Collection[str]) -> Mapping[str, datetime]:
+    """When each of these customers was last erased (those remembered), in one query;
+    until the caller's transaction ends no erasure of theirs commits, so that a ticket
+    found not forgotten is not written after its customer's erasure deleted their
+    tickets."""
+    if not customer_ids:
+        return {}
+    await _hold(session, customer_ids, exclusive=False)
+    rows = await session.execute(_ERASED_AT, {"customer_ids": sorted(customer_ids)})
+    return {customer_id: at for customer_id, at in rows}
+
+
+async def _hold(session: AsyncSession, customer_ids: Collection[str], *,
+                exclusive: bool) -> None:
+    """Serialise erasures (`exclusive`) with the writes of these customers' tickets, to
+    the end of the transaction. PostgreSQL: an advisory lock per customer, taken in one
+    order (no deadlock between writers). SQLite: its write lock, which a transaction
+    holds from its first write (the erasure's first statement is one)."""
+    if session.get_bind().dialect.name == "postgresql":
+        lock = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+        await session.execute(
+            text(f"SELECT {lock}(key) FROM unnest(CAST(:keys AS bigint[])) AS key"
+                 " ORDER BY key"), {"keys": sorted({_lock_key(c) for c in customer_ids})})
+    elif not exclusive:
+        await session.execute(update(ErasedCustomerRow).where(
+            ErasedCustomerRow.customer_id.is_(None))
+                              .values(erased_at=ErasedCustomerRow.erased_at))
+
+
+def _lock_key(customer_id: str) -> int:
+    digest = hashlib.blake2b(f"erasure:{customer_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+class ErasedCustomers:
+    """The erasures remembered, purged once Kafka can no longer bring back a ticket
+    received before them (retention.ERASURES_REMEMBERED)."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def purge(self, before: datetime, *, chunk: int) -> int:
+        return await retention.delete_in_chunks(
+            self._sessions, ErasedCustomerRow.customer_id,
+            ErasedCustomerRow.erased_at < before, chunk=chunk)
