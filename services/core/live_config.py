@@ -110,7 +110,8 @@ class LiveConfig(Generic[Config]):
         be used (invalid, unreadable, missing) stops the start, with its ConfigError
         naming file, line and rule, only when the store holds no version yet; otherwise
         it is reported as a rejected change is while running and the store's version
-        serves, so a bad edit does not take down a fleet restarting one by one."""
+        serves, so a bad edit does not take down a fleet restarting one by one; when that
+        version cannot serve either (one this release refuses), the start stops."""
         if versions.kind != self.name:
             raise ValueError(f"{self.name} cannot follow the versions of {versions.kind}")
         self._versions, self._announce = versions, announce
@@ -123,6 +124,11 @@ class LiveConfig(Generic[Config]):
             await self._import_file(comment="the file changed while the service was down"
                                     if stored else "seeded from the file")
         await self.sync()
+        if self._current is None:
+            # Neither the store's version in force (reported: one this release refuses)
+            # nor the file can serve: the start stops, rather than serve nothing.
+            assert self._unusable_file is not None  # a usable file would be in force
+            raise self._unusable_file
 
     async def put_in_force(self, text: str, *, source: str, author: str,
                            comment: str = "") -> tuple[config_store.ConfigVersion, bool]:
@@ -223,6 +229,8 @@ class LiveConfig(Generic[Config]):
             await self.put_in_force(text, source=str(self.path),
                                     author=f"file {self.path.name}", comment=comment)
         elif known_id != await self.versions.in_force_id():
-            logger.info("%s: the file's text was in force before and is not imported"
+            # A warning: the file now says other than what serves (a revert by hand, or a
+            # touch after an upload); the admin decides with a rollback.
+            logger.warning("%s: the file's text was in force before and is not imported"
                         " again; to put it back in force, roll back to its version",
                         self.name, extra={"file": str(self.path), "version_id": known_id})

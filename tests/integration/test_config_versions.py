@@ -130,7 +130,7 @@ class TestFileImport:
         assert newest.version_id == uploaded.version_id and newest.in_force
         [told] = [record for record in caplog.records
                   if "in force before and is not imported again" in record.getMessage()]
-        assert (told.levelno, told.version_id) == (logging.INFO, seed_id)  # type: ignore[attr-defined]
+        assert (told.levelno, told.version_id) == (logging.WARNING, seed_id)  # type: ignore[attr-defined]
 
     async def test_a_file_put_back_to_a_replaced_text_is_not_imported_again(
             self, governed: Governed) -> None:
@@ -182,6 +182,25 @@ class TestUnusableFileAtStart:
         assert other.last_rejection is not None
         assert "cannot read the file" in other.last_rejection.error
         assert len(await governed.versions.history()) == 1
+
+    async def test_an_invalid_file_and_a_stored_version_refused_too_stop_the_start(
+            self, governed: Governed) -> None:
+        """A version in force that this release refuses (written under laxer checks: a
+        rule on age guarded only by the customer being known), and a file that cannot
+        be used either: nothing can serve, so the start stops, rather than serve no rule
+        set and fail every ticket."""
+        lax = governed.edited("lax-1").replace(
+            "rules:\n", "rules:\n  - name: seniors\n    segment: general\n"
+                        "    when: customer.known && customer.age_years >= 65\n", 1)
+        with pytest.raises(config_files.ConfigError):
+            governed.live.validate(lax, source="lax")
+        await governed.versions.put_in_force(config_store.Candidate(
+            text=lax, version="lax-1", author="an older release", comment=""))
+        governed.file.write_text(governed.broken()[0], encoding="utf-8")
+        other = live_rules.live_rule_set(governed.file)
+        with pytest.raises(config_files.ConfigError, match=f"{governed.file}:"):
+            await other.govern(governed.versions, announce=governed.announce)
+        assert other.last_rejection is not None
 
     async def test_an_invalid_file_with_no_version_stored_stops_the_start(
             self, database_url: str, tmp_path: Path) -> None:
