@@ -26,7 +26,7 @@ app = typer.Typer(help="Read a department's ticket queue and report what was don
                   no_args_is_help=True, pretty_exceptions_enable=False)
 
 # The longest --wait: an agent's read, not a watch over the queue.
-LONGEST_WAIT_SECONDS = 3600.0
+LONGEST_QUEUE_WAIT_SECONDS = 3600.0
 
 
 def _department_name(department: str) -> str:
@@ -38,9 +38,9 @@ def _department_name(department: str) -> str:
 
 
 def _wait_seconds(wait: float) -> float:
-    if not 0 <= wait <= LONGEST_WAIT_SECONDS:  # NaN too
+    if not 0 <= wait <= LONGEST_QUEUE_WAIT_SECONDS:  # NaN too
         raise typer.BadParameter(
-            f"{wait:g} is not a number of seconds from 0 to {LONGEST_WAIT_SECONDS:g}")
+            f"{wait:g} is not a number of seconds from 0 to {LONGEST_QUEUE_WAIT_SECONDS:g}")
     return wait
 
 
@@ -54,7 +54,7 @@ def read(
     department: QueueDepartment,
     max_tickets: Annotated[int, typer.Option("--max", min=1, help="Stop after this many")] = 10,
     wait: Annotated[float, typer.Option(
-        help=f"Seconds to wait for a ticket (0 to {LONGEST_WAIT_SECONDS:g})",
+        help=f"Seconds to wait for a ticket (0 to {LONGEST_QUEUE_WAIT_SECONDS:g})",
         callback=_wait_seconds)] = 5.0,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON ticket a line")] = False,
     aging: Annotated[str | None, typer.Option(

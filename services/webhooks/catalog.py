@@ -49,11 +49,12 @@ MAX_URL_LENGTH = 2048
 _OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _IPV4 = rf"{_OCTET}(\.{_OCTET}){{3}}"
 _PORT = r"(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})"
-_NAME_CHARS = "A-Za-z0-9_~%!$&'()*+,;=-"
-_LABEL = rf"[{_NAME_CHARS}]{{1,63}}"
+# A host name's labels: letters, digits, `_` and inner hyphens (what a resolver looks up;
+# `%`, `(` or `*` in a host are a URL's, never a name's), 1-63 characters.
+_LABEL = r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
 # A host name's last label starts with no digit: a host of digits and dots is an IPv4
 # address, which the resolver reads even when it is not one ("10.1" is 10.0.0.1).
-_LAST_LABEL = rf"[{_NAME_CHARS.replace('0-9', '')}][{_NAME_CHARS}]{{0,62}}"
+_LAST_LABEL = r"[A-Za-z_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
 # What an endpoint URL may be, as the API schema says it too: https:// and a host name
 # (labels of 1-63 characters) or IPv4 address, or http:// on loopback; an optional port
 # (1-65535), path, query.

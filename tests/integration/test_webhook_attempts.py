@@ -6,6 +6,7 @@ failing under a worker, and the figures that show a platform stalled."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -64,10 +65,10 @@ class Outbox:
                 for d in await self.deliveries.listed(status, platform=platform)}
 
 
-@pytest.fixture
-async def outbox(sqlite_url: str) -> AsyncIterator[Outbox]:
-    """A half-second deadline per attempt; a failed attempt waits a minute (so that it is
-    not sent again while a test looks)."""
+@contextlib.asynccontextmanager
+async def outbox_on(sqlite_url: str, *, timeout_seconds: float) -> AsyncIterator[Outbox]:
+    """A failed attempt waits two minutes (so that it is not sent again while a test
+    looks)."""
     await migrate.upgrade(sqlite_url)
     engine = db.engine(sqlite_url)
     sessions = db.sessions(engine)
@@ -77,12 +78,26 @@ async def outbox(sqlite_url: str) -> AsyncIterator[Outbox]:
     deliverer = delivery.Deliverer(
         deliveries, endpoints, retry=catalog.RetryPolicy(max_attempts=3, base_seconds=120,
                                                          max_seconds=120),
-        timeout_seconds=0.5, concurrency=2, now=clock)
+        timeout_seconds=timeout_seconds, concurrency=2, now=clock)
     try:
         yield Outbox(engine, endpoints, deliveries, deliverer, clock)
     finally:
         await deliverer.close()
         await engine.dispose()
+
+
+@pytest.fixture
+async def outbox(sqlite_url: str) -> AsyncIterator[Outbox]:
+    """A half-second deadline per attempt."""
+    async with outbox_on(sqlite_url, timeout_seconds=0.5) as opened:
+        yield opened
+
+
+@pytest.fixture
+async def patient_outbox(sqlite_url: str) -> AsyncIterator[Outbox]:
+    """A deadline no test reaches: a receiver held holds its attempt until released."""
+    async with outbox_on(sqlite_url, timeout_seconds=120) as opened:
+        yield opened
 
 
 def sample(name: str, **labels: str) -> float | None:
@@ -155,30 +170,30 @@ class TestStalledPlatforms:
         assert sample("routing_webhook_oldest_due_seconds", platform=platform) == 0
 
     async def test_a_callback_due_and_not_sent_shows_how_long_it_waited(
-            self, outbox: Outbox, webhook_receiver: Callable[..., Receiver]) -> None:
+            self, patient_outbox: Outbox, webhook_receiver: Callable[..., Receiver]) -> None:
         receiver, platform = webhook_receiver(), unique("desk")
         receiver.hold()  # the worker is stuck on its first callback
-        await outbox.register(platform, receiver.url)
-        await outbox.enqueue(platform, "msg_1")
-        await outbox.deliverer.deliver_due()
+        await patient_outbox.register(platform, receiver.url)
+        await patient_outbox.enqueue(platform, "msg_1")
+        await patient_outbox.deliverer.deliver_due()
         await receiver.wait_for(1, what=lambda r: r.attempts)
-        outbox.clock.ahead = timedelta(minutes=20)
-        await outbox.deliverer.deliver_due()
+        patient_outbox.clock.ahead = timedelta(minutes=20)
+        await patient_outbox.deliverer.deliver_due()
         waited = sample("routing_webhook_oldest_due_seconds", platform=platform)
         assert waited is not None and waited >= 20 * 60
         receiver.release()
 
     async def test_a_worker_the_store_fails_under_is_counted(
-            self, outbox: Outbox, webhook_receiver: Callable[..., Receiver]) -> None:
+            self, patient_outbox: Outbox, webhook_receiver: Callable[..., Receiver]) -> None:
         receiver, platform = webhook_receiver(), unique("desk")
         receiver.hold()
-        await outbox.register(platform, receiver.url)
-        await outbox.enqueue(platform, "msg_1", "msg_2")
-        await outbox.deliverer.deliver_due()
+        await patient_outbox.register(platform, receiver.url)
+        await patient_outbox.enqueue(platform, "msg_1", "msg_2")
+        await patient_outbox.deliverer.deliver_due()
         await receiver.wait_for(2, what=lambda r: r.attempts)
-        async with outbox.engine.begin() as connection:  # the outbox gone under the worker
+        async with patient_outbox.engine.begin() as connection:  # the outbox gone under the worker
             await connection.execute(text(
                 "ALTER TABLE webhook_deliveries RENAME TO webhook_deliveries_away"))
         receiver.release()
-        await receiver.wait_for(1, what=lambda _r: int(not outbox.deliverer.working))
+        await receiver.wait_for(1, what=lambda _r: int(not patient_outbox.deliverer.working))
         assert sample("routing_webhook_worker_failures_total", platform=platform) == 1
