@@ -46,7 +46,7 @@ def create_app(settings: Settings | None = None, *,
         async with start_order.started() as parts:
             # The store (migrated), the customer bands, the exporter: bootstrap.connect.
             connected = await parts.enter(start_order.Phase.STORE, bootstrap.connect(settings))
-            metrics, store, sessions = connected.metrics, connected.store, connected.sessions
+            metrics, sessions = connected.metrics, connected.sessions
             context.credentials = Credentials(sessions,
                                               cache_seconds=settings.auth_cache_seconds)
             context.provide(metrics)
@@ -64,9 +64,7 @@ def create_app(settings: Settings | None = None, *,
             fleet = leases.Leases(sessions, holder=leases.holder_id(NAME, settings.instance_id))
 
             async def purge() -> None:
-                await retention.purge_past_retention(
-                    {"ticket_timelines": store}, retention=retention.of_settings(settings),
-                    now=datetime.now(UTC), chunk=settings.retention_purge_chunk)
+                await bootstrap.purge_past_retention(settings, sessions, now=datetime.now(UTC))
 
             async def measure_parity() -> None:
                 await service.export_parity(metrics.timelines, metrics.bands,

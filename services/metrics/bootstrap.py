@@ -13,12 +13,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.core import config_store, db, migrate, service_context
+from services.core import config_store, db, migrate, retention, service_context
 from services.core.settings import Settings
 from services.metrics import exporter, parity_store, service, targets_file, worker
 from services.metrics.store import TimelineStore
@@ -73,6 +74,18 @@ async def connect(settings: Settings) -> AsyncIterator[Connected]:
                         store, sessions)
     finally:
         await engine.dispose()
+
+
+async def purge_past_retention(settings: Settings,
+                               sessions: async_sessionmaker[AsyncSession], *,
+                               now: datetime) -> dict[str, int]:
+    """The metrics service's retention purge, run once per fleet every
+    RETENTION_PURGE_INTERVAL_SECONDS: the timelines it writes (the router purges the
+    rest), cut at their retention; rows deleted per table."""
+    return await retention.purge_past_retention(
+        {"ticket_timelines": TimelineStore(sessions)},
+        retention=retention.of_settings(settings), now=now,
+        chunk=settings.retention_purge_chunk)
 
 
 async def get_metrics(context: service_context.Context) -> Metrics:

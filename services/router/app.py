@@ -28,7 +28,6 @@ from services.core.stage import StageRunner
 from services.router import (
     bootstrap,
     dead_letters_api,
-    erasures,
     escalation,
     event_follower,
     intake,
@@ -87,12 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                            claim_for=router.claim_hold)
 
             async def purge() -> None:
-                await retention.purge_past_retention(
-                    {"routed_tickets": routed, "intake_keys": connected.intake_keys,
-                     "webhook_deliveries": callbacks.deliveries,
-                     "erased_customers": erasures.ErasedCustomers(sessions)},
-                    retention=retention.of_settings(settings), now=datetime.now(UTC),
-                    chunk=settings.retention_purge_chunk)
+                await bootstrap.purge_past_retention(settings, sessions, now=datetime.now(UTC))
 
             tasks = context.background = background.BackgroundTasks()
             await parts.start(Phase.BACKGROUND, stop=tasks.stop)

@@ -14,21 +14,22 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from services.core import db, migrate, service_context
+from services.core import db, migrate, retention, service_context
 from services.core.credentials import Credentials
 from services.core.live_config import LiveConfig
 from services.core.settings import Settings
 from services.core.transactional_publisher import TransactionalPublisher
-from services.router import dispatch, ports, priority, routing, table_file
+from services.router import dispatch, erasures, ports, priority, routing, table_file
 from services.router.intake_keys import IntakeKeys
 from services.router.store import RoutedTickets
 from services.simulator.api import Simulator
+from services.webhooks import store as webhooks_store
 
 NAME = "router"
 LiveTable = LiveConfig[routing.RoutingTable]
@@ -120,6 +121,20 @@ async def connect(settings: Settings) -> AsyncIterator[Connected]:
     finally:
         await publisher.close()
         await engine.dispose()
+
+
+async def purge_past_retention(settings: Settings,
+                               sessions: async_sessionmaker[AsyncSession], *,
+                               now: datetime) -> dict[str, int]:
+    """The router's retention purge, run once per fleet every
+    RETENTION_PURGE_INTERVAL_SECONDS: the tables it writes (the metrics service purges
+    the timelines), each cut at its retention; rows deleted per table."""
+    return await retention.purge_past_retention(
+        {"routed_tickets": RoutedTickets(sessions), "intake_keys": IntakeKeys(sessions),
+         "webhook_deliveries": webhooks_store.Deliveries(sessions),
+         "erased_customers": erasures.ErasedCustomers(sessions)},
+        retention=retention.of_settings(settings), now=now,
+        chunk=settings.retention_purge_chunk)
 
 
 async def get_router(request: Request) -> Router:

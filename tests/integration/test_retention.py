@@ -1,8 +1,10 @@
 """Retention and erasure in a real SQL store (SQLite and PostgreSQL): the purge deletes
 ticket states and traces, timelines and idempotency keys past their retention, in
-chunks, and nothing younger; erasing a customer removes their personal data from every
-table, and a ticket of theirs routed after it (still in Kafka then) is not kept if it was
-received before it; migration 0007 finds the customer of tickets routed before it."""
+chunks, and nothing younger; the router's and the metrics service's purge jobs, as their
+apps run them, purge every table with a retention, each table once; erasing a customer
+removes their personal data from every table, and a ticket of theirs routed after it
+(still in Kafka then) is not kept if it was received before it; migration 0007 finds the
+customer of tickets routed before it."""
 
 from __future__ import annotations
 
@@ -10,12 +12,15 @@ import asyncio
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, inspect, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.core import db, kafka, migrate, retention, topics
+from services.core.settings import Settings
+from services.metrics import bootstrap as metrics_bootstrap
 from services.metrics.store import TimelineRow, TimelineStore
 from services.metrics.timeline import Timeline
+from services.router import bootstrap as router_bootstrap
 from services.router import erasures
 from services.router.intake_keys import IntakeKeys
 from services.router.models import ErasedCustomerRow, IntakeKeyRow, RoutedTicketRow
@@ -24,6 +29,7 @@ from services.segmenter import erasure
 from services.segmenter.cache import CustomerCache
 from services.segmenter.models import CustomerFeaturesRow, CustomerRow, PurchaseRow
 from services.segmenter.store import CustomerStore
+from services.webhooks import store as webhooks_store
 from services.webhooks.models import WebhookDeliveryRow
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
@@ -52,6 +58,7 @@ async def count(sessions: async_sessionmaker[AsyncSession], row: type[Any],
 async def remaining(sessions: async_sessionmaker[AsyncSession], row: type[Any]) -> set[str]:
     key = {RoutedTicketRow: RoutedTicketRow.ticket_id, TimelineRow: TimelineRow.ticket_id,
            IntakeKeyRow: IntakeKeyRow.idempotency_key,
+           WebhookDeliveryRow: WebhookDeliveryRow.delivery_id,
            ErasedCustomerRow: ErasedCustomerRow.customer_id}[row]
     async with sessions() as session:
         return set((await session.scalars(select(key))).all())
@@ -99,6 +106,79 @@ class TestPurge:
 
         assert deleted == {"routed_tickets": 0}
         assert await remaining(sessions, RoutedTicketRow) == {"fresh"}
+
+
+async def old_and_young_rows_in_every_table(sessions: async_sessionmaker[AsyncSession],
+                                            now: datetime) -> None:
+    """In each table with a retention (the defaults: states and callbacks 90 days,
+    timelines 400, keys 7, erasures 37), rows `old-*` just past it and `young` just
+    within it."""
+    await RoutedTickets(sessions).record_first_dispatches(
+        [dispatch("old-1", at=now - timedelta(days=91)),
+         dispatch("young", at=now - timedelta(days=89))])
+    keys = IntakeKeys(sessions)
+    await keys.claim("old-1", fingerprint="f", ticket_id="old-1", now=now - timedelta(days=8))
+    await keys.claim("young", fingerprint="f", ticket_id="young", now=now - timedelta(days=6))
+    async with sessions() as session, session.begin():
+        await TimelineStore(sessions).save(session, Timeline(
+            ticket_id="old-1", routed_at=now - timedelta(days=401)))
+        await TimelineStore(sessions).save(session, Timeline(
+            ticket_id="young", routed_at=now - timedelta(days=399)))
+    deliveries = webhooks_store.Deliveries(sessions)
+    await deliveries.enqueue([webhooks_store.Outgoing(delivery_id, "desk", "ticket.routed",
+                                                      "t", "{}")
+                              for delivery_id in ("old-1", "old-pending", "young")])
+    for delivery_id in ("old-1", "young"):
+        await deliveries.record_attempt(delivery_id, status=webhooks_store.DELIVERED,
+                                        attempts=1, next_attempt_at=now, error=None)
+    async with sessions() as session, session.begin():
+        for delivery_id, age in (("old-1", 91), ("old-pending", 91), ("young", 89)):
+            await session.execute(update(WebhookDeliveryRow).where(
+                WebhookDeliveryRow.delivery_id == delivery_id).values(
+                updated_at=now - timedelta(days=age)))
+        session.add_all([ErasedCustomerRow(customer_id="old-1", erased_at=now - timedelta(days=38)),
+                         ErasedCustomerRow(customer_id="young",
+                                           erased_at=now - timedelta(days=36))])
+
+
+class TestEachServicesPurge:
+    """The jobs the router's and the metrics service's apps run every
+    RETENTION_PURGE_INTERVAL_SECONDS (each service's bootstrap.purge_past_retention),
+    against one store: together they purge every table with a retention, once."""
+
+    async def test_the_two_jobs_purge_every_table_with_a_retention_once(
+            self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        now, settings = datetime.now(UTC), Settings(retention_purge_chunk=1)
+        await old_and_young_rows_in_every_table(sessions, now)
+
+        by_router = await router_bootstrap.purge_past_retention(settings, sessions, now=now)
+        by_metrics = await metrics_bootstrap.purge_past_retention(settings, sessions,
+                                                                  now=now)
+
+        assert by_router == {"routed_tickets": 1, "intake_keys": 1, "webhook_deliveries": 1,
+                             "erased_customers": 1}
+        assert by_metrics == {"ticket_timelines": 1}
+        assert await remaining(sessions, RoutedTicketRow) == {"young"}
+        assert await remaining(sessions, IntakeKeyRow) == {"young"}
+        assert await remaining(sessions, TimelineRow) == {"young"}
+        assert await remaining(sessions, WebhookDeliveryRow) == {"old-pending", "young"}
+        assert await remaining(sessions, ErasedCustomerRow) == {"young"}
+
+    async def test_every_table_with_a_retention_is_in_the_schema_and_one_jobs(
+            self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        now, settings = datetime.now(UTC), Settings()
+
+        by_router = await router_bootstrap.purge_past_retention(settings, sessions, now=now)
+        by_metrics = await metrics_bootstrap.purge_past_retention(settings, sessions,
+                                                                  now=now)
+
+        async with sessions() as session:
+            schema = set(await session.run_sync(
+                lambda sync: inspect(sync.connection()).get_table_names()))
+        with_a_retention = set(retention.of_settings(settings).cutoffs(now))
+        assert with_a_retention <= schema
+        assert not set(by_router) & set(by_metrics)
+        assert set(by_router) | set(by_metrics) == with_a_retention
 
 
 async def a_customer_with_tickets(sessions: async_sessionmaker[AsyncSession],

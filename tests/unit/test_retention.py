@@ -1,4 +1,6 @@
-"""Retention settings and the cutoffs they give each table (plain values)."""
+"""Retention settings and the cutoffs they give each table (plain values); README's
+account of the purge names each setting. That the services' purge jobs cover every table
+with a retention, once: tests/integration/test_retention.py (TestEachServicesPurge)."""
 
 from __future__ import annotations
 
@@ -8,10 +10,12 @@ import pytest
 from pydantic import ValidationError
 
 from services.core import retention, topics
-from services.core.settings import Settings
+from services.core.settings import PROJECT_ROOT, Settings
 from services.router import erasures
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+RETENTION_SETTINGS = sorted(name for name in Settings.model_fields
+                            if name.startswith("retention_") and name.endswith("_days"))
 
 
 class TestCutoffs:
@@ -32,6 +36,24 @@ class TestCutoffs:
             topics.RETENTION_DAYS[topic] for topic in (topics.INCOMING, topics.SEGMENTED))
 
         assert retention.ERASURES_REMEMBERED == timedelta(days=longest) == timedelta(days=37)
+
+    @pytest.mark.parametrize("setting", RETENTION_SETTINGS)
+    def test_every_retention_setting_cuts_some_table(self, setting: str) -> None:
+        default = retention.of_settings(Settings()).cutoffs(NOW)
+
+        cut = retention.of_settings(Settings(**{setting: 1})).cutoffs(NOW)
+
+        assert cut != default
+
+    def test_readme_names_every_retention_setting_where_it_tells_the_purge(self) -> None:
+        readme = (PROJECT_ROOT / "README.md").read_text("utf-8")
+        start = readme.index("**Retention in the SQL store.**")
+        purge = readme[start:readme.index("\n\n", start)]
+
+        assert RETENTION_SETTINGS == ["retention_idempotency_keys_days",
+                                      "retention_ticket_states_days",
+                                      "retention_timelines_days"]
+        assert all(f"`{setting.upper()}`" in purge for setting in RETENTION_SETTINGS)
 
 
 class TestForgottenTickets:
