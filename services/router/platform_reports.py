@@ -1,5 +1,6 @@
 """The platform's side of a ticket: it reports that the customer replied, on the tickets
-it posted only. The ticket's clocks resume (services/core/lifecycle.py)."""
+it posted only. The ticket's clocks resume (services/core/lifecycle.py). Within the
+platform key's rate limit, the budget its intake posts spend too."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.core import auth, http
 from services.router import bootstrap, intake_policy, service
 from services.router.intake import (
+    RATE_LIMITED,
     REPORT_IN_FLIGHT,
     UNAVAILABLE,
     CorrelationId,
@@ -38,10 +40,10 @@ class CustomerReply(BaseModel):
 
 
 @api.post("/{ticket_id}/customer-replies", status_code=202, response_model=ReportAccepted,
-          responses={**UNAVAILABLE, **REPORT_IN_FLIGHT,
+          responses={**UNAVAILABLE, **REPORT_IN_FLIGHT, **RATE_LIMITED,
                      403: {"description": "Not a ticket this platform posted"}})
 async def customer_replied(ticket_id: TicketId, reply: CustomerReply,
-                           router: bootstrap.RouterContext, platform: auth.Platform,
+                           router: bootstrap.RouterContext, platform: auth.RateLimitedPlatform,
                            correlation_id: CorrelationId = None,
                            idempotency_key: ReportIdempotencyKey = None,
                            ) -> ReportAccepted | JSONResponse:
