@@ -114,7 +114,7 @@ def _aging(text: str) -> priority.Aging:
 def _ensure_may_read(department: str) -> None:
     """Refuse (exit 1) unless the router says API_TOKEN is `department`'s credential or an
     admin's: the Kafka ACLs guard the lanes too, but not on a cluster without them."""
-    settings = _settings()
+    settings = _router_settings()
     if settings.api_token is None:
         _refuse(f"set API_TOKEN to the credential of {department} (or an admin's): the"
                 " queue is read only with its own department's credential")
@@ -142,14 +142,34 @@ def _refuse(message: str) -> NoReturn:
 
 
 def _kafka_settings(kafka_user: str | None) -> Settings:
-    overrides: dict[str, Any] = {}
-    if kafka_user:
-        overrides["kafka_sasl_username"] = kafka_user
-        if not os.environ.get("KAFKA_SASL_PASSWORD"):
-            # Asked for, never an option: a command line shows in the process list.
-            overrides["kafka_sasl_password"] = typer.prompt(
-                f"Kafka password of {kafka_user}", hide_input=True)
+    overrides: dict[str, Any] = {"kafka_sasl_username": kafka_user} if kafka_user else {}
+    asked_for = _password_to_ask(kafka_user, os.environ)
+    if asked_for is not None:
+        # Asked for, never an option: a command line shows in the process list.
+        overrides["kafka_sasl_password"] = typer.prompt(
+            f"Kafka password of {asked_for}", hide_input=True)
     return _settings(**overrides)
+
+
+def _password_to_ask(kafka_user: str | None, environ: Mapping[str, str]) -> str | None:
+    """The Kafka user whose password to ask for: on SASL without KAFKA_SASL_PASSWORD, the
+    user of --kafka-user or else of KAFKA_SASL_USERNAME (none: the settings say what is
+    missing)."""
+    user = kafka_user or environ.get("KAFKA_SASL_USERNAME")
+    sasl = environ.get("KAFKA_SECURITY_PROTOCOL", "").startswith("SASL_")
+    return user if sasl and user and not environ.get("KAFKA_SASL_PASSWORD") else None
+
+
+# What asking the router needs: not Kafka's security, whose password may be asked for
+# only afterwards (or never, for the reports).
+_WITHOUT_KAFKA_SECURITY: dict[str, Any] = {
+    "kafka_security_protocol": "PLAINTEXT", "kafka_sasl_username": None,
+    "kafka_sasl_password": None, "kafka_ssl_cafile": None, "kafka_ssl_certfile": None,
+    "kafka_ssl_keyfile": None}
+
+
+def _router_settings() -> Settings:
+    return _settings(**_WITHOUT_KAFKA_SECURITY)
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -214,7 +234,7 @@ def _call(action: Callable[[str, str | None], Mapping[str, object]], *,
     """Run `action` against the router and print its receipt; else say what became of
     the request and, for a report (`again`: the command sending it again under its
     key), how to send it again."""
-    settings = Settings()
+    settings = _router_settings()
     token = settings.api_token.get_secret_value() if settings.api_token else None
     try:
         receipt = action(settings.router_url, token)

@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 from typer.testing import CliRunner
 
+from services.core import access
+from services.core.credentials_api import Holder
+from services.core.settings import Settings
 from services.departments import cli, queue
 
 
@@ -257,3 +261,73 @@ class TestQueueArguments:
         told = words(result.output)
         assert "Invalid value for 'department'" in told
         assert "use lower-case letters, digits, '_' or '-'" in told
+
+
+class TestKafkaPassword:
+    """On a SASL cluster the queue's Kafka password is asked for (hidden) when
+    KAFKA_SASL_PASSWORD is not set, whether the user comes from --kafka-user or from
+    KAFKA_SASL_USERNAME; only once the router has said the credential may read."""
+
+    @pytest.fixture
+    def read_with(self, monkeypatch: pytest.MonkeyPatch) -> list[Settings]:
+        """The settings the queue is read with (no ticket waiting)."""
+        for name in ("KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT")
+        monkeypatch.setenv("API_TOKEN", "rt_department")
+        monkeypatch.setattr(cli.queue, "holder", lambda *args, **kwargs: Holder(
+            role=access.Role.DEPARTMENT, subject="public_sector"))
+        settings: list[Settings] = []
+
+        async def read_queue(given: Settings, *args: object,
+                             **kwargs: object) -> AsyncIterator[object]:
+            settings.append(given)
+            return
+            yield
+
+        monkeypatch.setattr(cli.queue, "read_queue", read_queue)
+        return settings
+
+    @pytest.mark.parametrize("user_from", ["environment", "option"])
+    def test_without_a_password_it_is_asked_for_hidden(
+            self, read_with: list[Settings], monkeypatch: pytest.MonkeyPatch,
+            user_from: str) -> None:
+        options = ["--kafka-user", "dept-public_sector"] if user_from == "option" else []
+        if user_from == "environment":
+            monkeypatch.setenv("KAFKA_SASL_USERNAME", "dept-public_sector")
+
+        result = CliRunner().invoke(cli.app, ["queue", "public_sector", "--json", *options],
+                                    input="s3cret\n")
+
+        assert result.exit_code == 0, result.output
+        [settings] = read_with
+        assert settings.kafka_sasl_username == "dept-public_sector"
+        assert settings.kafka_sasl_password is not None
+        assert settings.kafka_sasl_password.get_secret_value() == "s3cret"
+        assert "Kafka password of dept-public_sector" in result.output
+        assert "s3cret" not in result.output
+
+    def test_a_password_in_the_environment_is_not_asked_for(
+            self, read_with: list[Settings], monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("KAFKA_SASL_USERNAME", "dept-public_sector")
+        monkeypatch.setenv("KAFKA_SASL_PASSWORD", "from-env")
+
+        result = CliRunner().invoke(cli.app, ["queue", "public_sector", "--json"])
+
+        assert result.exit_code == 0, result.output
+        assert "password" not in result.output
+        [settings] = read_with
+        assert settings.kafka_sasl_password is not None
+        assert settings.kafka_sasl_password.get_secret_value() == "from-env"
+
+    def test_no_password_is_asked_for_a_credential_the_router_refuses(
+            self, read_with: list[Settings], monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("KAFKA_SASL_USERNAME", "dept-public_sector")
+        monkeypatch.setattr(cli.queue, "holder", lambda *args, **kwargs: Holder(
+            role=access.Role.DEPARTMENT, subject="customer_care"))
+
+        result = CliRunner().invoke(cli.app, ["queue", "public_sector"], input="s3cret\n")
+
+        assert result.exit_code == 1
+        assert "password" not in result.output
+        assert read_with == []
