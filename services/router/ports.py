@@ -84,7 +84,8 @@ class Routed(Protocol):
                               claim: datetime | None = None) -> None: ...
 
     async def record_priority_change(self, ticket_id: str, *, priority: int,
-                                     step: dict[str, Any], move_clocks: ClockChange) -> None: ...
+                                     step: dict[str, Any], move_clocks: ClockChange,
+                                     claim: datetime | None = None) -> None: ...
 
     async def update_clocks(self, ticket_id: str, change: ClockChange) -> None: ...
 
@@ -102,9 +103,9 @@ class Routed(Protocol):
 async def publish_claimed(routed: Routed, publisher: Publisher, row: RoutedTicketRow,
                           outputs: Sequence[kafka.Publishable], *,
                           hold: timedelta) -> datetime | None:
-    """A hand-over's publish: the ticket claimed as `row` read it, then `outputs`
-    published. The claim, for the record to end (None: not claimed, nothing published);
-    a publish that fails releases it and raises."""
+    """A hand-over's (or a priority change's) publish: the ticket claimed as `row` read
+    it, then `outputs` published. The claim, for the record to end (None: not claimed,
+    nothing published); a publish that fails releases it and raises."""
     claim = await routed.claim_handover(row, hold=hold)
     if claim is None:
         return None

@@ -275,13 +275,14 @@ class RoutedTickets:
 
     async def claim_handover(self, row: RoutedTicketRow, *,
                              hold: timedelta) -> datetime | None:
-        """Claim the ticket for a hand-over (a transfer, an escalation) for `hold` from
-        now: only if it is as `row` read it (its department and last change: nothing
-        reported, handed over or routed since), open, and no other claim stands. The
-        claim (its end, returned; None: not claimed) is the claimant's token: it
-        publishes, then records the hand-over, which ends the claim, or releases it. So
-        two hand-overs at once do not put it in two queues, and none acts on a ticket
-        answered since it was read."""
+        """Claim the ticket for a hand-over (a transfer, an escalation) or a priority
+        change for `hold` from now: only if it is as `row` read it (its department,
+        priority and last change: nothing reported, handed over, re-prioritised or routed
+        since), open, and no other claim stands. The claim (its end, returned; None: not
+        claimed) is the claimant's token: it publishes, then records the hand-over or
+        the priority change, which ends the claim, or releases it. So two hand-overs at
+        once do not put it in two queues, none acts on a ticket answered since it was
+        read, and none publishes a lane or deadlines of a priority changed meanwhile."""
         now = datetime.now(UTC)  # at the claim, not at the start of a long check
         until = now + hold
         async with self._sessions() as session, session.begin():
@@ -289,6 +290,7 @@ class RoutedTickets:
                 update(RoutedTicketRow)
                 .where(RoutedTicketRow.ticket_id == row.ticket_id,
                        RoutedTicketRow.department == row.department,
+                       RoutedTicketRow.priority.is_not_distinct_from(row.priority),
                        RoutedTicketRow.updated_at == row.updated_at,
                        RoutedTicketRow.status.in_(lifecycle.OPEN),
                        # Not intake_policy.handover_claimed, in SQL:
@@ -334,14 +336,18 @@ class RoutedTickets:
                         row.payload = {**row.payload, "routing": routing}
 
     async def record_priority_change(self, ticket_id: str, *, priority: int,
-                                     step: dict[str, Any], move_clocks: ClockChange) -> None:
+                                     step: dict[str, Any], move_clocks: ClockChange,
+                                     claim: datetime | None = None) -> None:
         """A new priority: on the row and its ticket copy (a later hand-over joins the
         new priority's lane); the trace grows and the clocks are rebased. The ticket has
-        not waited any less: `updated_at` (the backlog's age) stays."""
+        not waited any less: `updated_at` (the backlog's age) stays. Its `claim`
+        (claim_handover) ends, unless another took over since."""
         async with self._sessions() as session, session.begin():
             row = await session.get(RoutedTicketRow, ticket_id, with_for_update=True)
             if row is None:
                 return
+            if claim is not None and row.handover_until == claim:
+                row.handover_until = None
             if row.service_clocks is not None:
                 set_clocks(row, move_clocks(service_clocks.from_json(row.service_clocks),
                                              row.department))

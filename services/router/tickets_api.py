@@ -80,8 +80,8 @@ def _clocks(stored: dict[str, Any] | None) -> dict[str, Any]:
 @api.post("/{ticket_id}/transfer", status_code=202, responses={**UNAVAILABLE, 409: {
     "description": "`resolved` (the ticket is closed), `same_department` (it is already"
                    " there), `not_yours` (it is not with `from_department`) or"
-                   " `handover_in_flight` (another transfer or an escalation of it is being"
-                   " published: read it again)"}})
+                   " `handover_in_flight` (another transfer, an escalation or a priority"
+                   " change of it is being published: read it again)"}})
 async def transfer(ticket_id: TicketId, body: Transfer, router: bootstrap.RouterContext,
                    principal: auth.DepartmentOrAdmin) -> Any:
     """Hand a ticket to another department: its clocks keep the time they spent and were
@@ -101,8 +101,8 @@ async def transfer(ticket_id: TicketId, body: Transfer, router: bootstrap.Router
 
 @api.post("/{ticket_id}/priority", responses={**UNAVAILABLE, 409: {
     "description": "`resolved` (the ticket is closed), `same_priority` (it has it) or"
-                   " `handover_in_flight` (a transfer or an escalation of it is being"
-                   " published: read it again)"}})
+                   " `handover_in_flight` (a transfer, an escalation or another priority"
+                   " change of it is being published: read it again)"}})
 async def change_priority(ticket_id: TicketId, body: PriorityChange,
                           router: bootstrap.RouterContext,
                           principal: auth.DepartmentOrAdmin) -> Any:
@@ -113,7 +113,7 @@ async def change_priority(ticket_id: TicketId, body: PriorityChange,
     changed = await service.change_priority(
         ticket_id, priority=body.priority, reason=body.reason, principal=principal,
         routed=router.routed, publisher=router.publisher, table=router.table.current,
-        now=datetime.now(UTC))
+        now=datetime.now(UTC), claim_for=router.claim_hold)
     if isinstance(changed, service.Refused):
         return refused(changed, router, "priority")
     return {"ticket_id": ticket_id, "priority": changed.priority,

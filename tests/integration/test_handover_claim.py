@@ -1,20 +1,25 @@
 """A hand-over's claim on a routed ticket in a real SQL store (SQLite and PostgreSQL):
-one claim at a time, only on the ticket as the claimant read it (department, last
-change) and open; it expires, is released by its holder only, and the hand-over's
-record ends it, keeping a priority changed since the claimant read the ticket."""
+one claim at a time, only on the ticket as the claimant read it (department, priority,
+last change) and open; it expires, is released by its holder only, and the hand-over's
+record ends it, keeping a priority changed since the claimant read the ticket. A
+priority change takes the same claim: a transfer meanwhile is refused, and the reverse."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.core import tickets
+from services.core import access, kafka, tickets
 from services.core.events import TicketEventType
+from services.router import ports, priority, service, table_file
 from services.router.models import RoutedTicketRow
+from services.router.service import verdicts
 from services.router.store import Dispatch, RoutedTickets
+from tests.conftest import TEST_ROUTING_TABLE
 
 NOW = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
 HOLD = timedelta(minutes=5)
@@ -84,18 +89,123 @@ async def test_a_claim_expires_is_released_by_its_holder_and_ends_with_its_recor
     assert await routed.claim_handover(after, hold=HOLD) is not None
 
 
+async def test_a_claim_needs_the_priority_as_read(routed: RoutedTickets) -> None:
+    """A priority change does not touch the last change (the backlog's age): a hand-over
+    that read the ticket before it would publish to the old priority's lane."""
+    before = await read(routed)
+    changing = await routed.claim_handover(before, hold=HOLD)
+    assert changing is not None
+    await routed.record_priority_change("t-1", priority=1, step={"step": "priority_changed"},
+                                        move_clocks=lambda clocks, _department: clocks,
+                                        claim=changing)
+    assert (await read(routed)).handover_until is None  # its record ended the claim
+    assert await routed.claim_handover(before, hold=HOLD) is None
+    assert await routed.claim_handover(await read(routed), hold=HOLD) is not None
+
+
 async def test_a_hand_over_recorded_after_a_priority_change_keeps_the_new_priority(
         routed: RoutedTickets) -> None:
-    """A priority change that read the ticket before a transfer claimed it is recorded
-    during the transfer's publish: the transfer's record, built from the ticket at
-    priority 3, keeps priority 1 on the copy a later hand-over joins the lane of."""
-    claim = await routed.claim_handover(await read(routed), hold=HOLD)
+    """A transfer's claim expired during its publish, and a priority change claimed the
+    ticket and was recorded meanwhile: the transfer's late record, built from the
+    ticket at priority 3, keeps priority 1 on the copy a later hand-over joins the lane
+    of."""
+    claim = await routed.claim_handover(await read(routed), hold=timedelta(0))
     assert claim is not None
+    changing = await routed.claim_handover(await read(routed), hold=HOLD)
+    assert changing is not None
     await routed.record_priority_change("t-1", priority=1, step={"step": "priority_changed"},
-                                        move_clocks=lambda clocks, _department: clocks)
+                                        move_clocks=lambda clocks, _department: clocks,
+                                        claim=changing)
     await routed.record_handover("t-1", department="billing", steps=[], ticket=copy_at(3),
                                  now=NOW + timedelta(minutes=1), claim=claim)
     after = await read(routed)
     assert (after.department, after.priority) == ("billing", 1)
     assert after.payload["routing"]["priority"] == 1
     assert tickets.RoutedTicket.model_validate(after.payload).routing.department == "billing"
+
+
+ADMIN = access.Principal("cred-admin", access.Role.ADMIN, None)
+
+
+class HeldPublisher:
+    """Holds its first publish until `let_go` is set (`holding` says it began); what
+    it published, by topic."""
+
+    def __init__(self) -> None:
+        self.holding, self.let_go = asyncio.Event(), asyncio.Event()
+        self.topics: list[str] = []
+
+    async def publish(self, outputs: Sequence[kafka.Publishable]) -> None:
+        if not self.holding.is_set():
+            self.holding.set()
+            await self.let_go.wait()
+        self.topics.extend(output.topic for output in kafka.records(outputs))
+
+
+class TestAPriorityChangeAndAHandOverAtOnce:
+    """Through the use cases: whichever of a priority change and a transfer claims the
+    ticket first publishes and records; the other, while that publish is held, is
+    refused as `handover_in_flight` and publishes nothing."""
+
+    @pytest.fixture
+    async def ticket(self, sessions: async_sessionmaker[AsyncSession]) -> RoutedTickets:
+        """A government ticket routed to public_sector at priority 2 (the high lane),
+        with its copy."""
+        table = table_file.load(TEST_ROUTING_TABLE)
+        ticket = tickets.Ticket(ticket_id="t-2", customer_id="c-1", subject="s", body="b",
+                                channel="web", received_at=NOW, platform="helpdesk")
+        first = service.route(ticket.with_segmentation(tickets.Segmentation(
+            segment="government", rule="gov", rules_version="r1", customer_known=True,
+            tier="existing")), table=table, load=ports.no_load, now=NOW, event_id="e-1",
+            correlation_id="corr-1")
+        store = RoutedTickets(sessions)
+        await store.record_first_dispatches([first.dispatch])
+        return store
+
+    async def change(self, routed: RoutedTickets,
+                     publisher: ports.Publisher) -> service.Reprioritised | service.Refused:
+        return await service.change_priority(
+            "t-2", priority=4, reason="outage", principal=ADMIN, routed=routed,
+            publisher=publisher, table=table_file.load(TEST_ROUTING_TABLE),
+            now=NOW + timedelta(minutes=10))
+
+    async def transfer(self, routed: RoutedTickets,
+                       publisher: ports.Publisher) -> service.Transferred | service.Refused:
+        return await service.transfer(
+            "t-2", to_department="business_desk", reason="r", from_department=None,
+            principal=ADMIN, routed=routed, publisher=publisher,
+            table=table_file.load(TEST_ROUTING_TABLE), queue_for=priority.queue_for,
+            now=NOW + timedelta(minutes=10))
+
+    async def test_a_transfer_during_a_priority_change_is_refused(
+            self, ticket: RoutedTickets) -> None:
+        publisher = HeldPublisher()
+        changing = asyncio.create_task(self.change(ticket, publisher))
+        await publisher.holding.wait()
+        transferred = await self.transfer(ticket, publisher)
+        publisher.let_go.set()  # before asserting: a failed test leaves no change held
+        assert isinstance(await changing, service.Reprioritised)
+        assert transferred == verdicts.HANDOVER_IN_FLIGHT
+        row = await ticket.get("t-2")
+        assert row is not None
+        assert (row.department, row.priority, row.handover_until) == ("public_sector", 4, None)
+        assert publisher.topics == ["tickets.events"]  # the priority change only
+
+        # Once recorded, a transfer takes the new priority's lane (low, not high).
+        assert isinstance(await self.transfer(ticket, publisher), service.Transferred)
+        assert publisher.topics[1:] == [priority.queue_for("business_desk", 4),
+                                        "tickets.events"]
+
+    async def test_a_priority_change_during_a_transfer_is_refused(
+            self, ticket: RoutedTickets) -> None:
+        publisher = HeldPublisher()
+        transferring = asyncio.create_task(self.transfer(ticket, publisher))
+        await publisher.holding.wait()
+        changed = await self.change(ticket, publisher)
+        publisher.let_go.set()  # before asserting: a failed test leaves no transfer held
+        assert isinstance(await transferring, service.Transferred)
+        assert changed == verdicts.HANDOVER_IN_FLIGHT
+        row = await ticket.get("t-2")
+        assert row is not None
+        assert (row.department, row.priority, row.handover_until) == ("business_desk", 2, None)
+        assert publisher.topics == [priority.queue_for("business_desk", 2), "tickets.events"]

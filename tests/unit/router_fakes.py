@@ -93,8 +93,9 @@ class FakeRouted:
                              hold: timedelta) -> datetime | None:
         """As the store claims (on the wall clock): the row as read, open, unclaimed."""
         now, stored = datetime.now(UTC), self.rows.get(row.ticket_id)
-        if stored is None or (stored.department, stored.updated_at) != (
-                row.department, row.updated_at) or not lifecycle.is_open(stored.status) \
+        if stored is None or (stored.department, stored.priority, stored.updated_at) != (
+                row.department, row.priority, row.updated_at) \
+                or not lifecycle.is_open(stored.status) \
                 or intake_policy.handover_claimed(stored.handover_until, now):
             return None
         stored.handover_until = now + hold
@@ -121,10 +122,13 @@ class FakeRouted:
         self.recorded.append(("handover", ticket_id))
 
     async def record_priority_change(self, ticket_id: str, *, priority: int,
-                                     step: dict[str, Any], move_clocks: ClockChange) -> None:
+                                     step: dict[str, Any], move_clocks: ClockChange,
+                                     claim: datetime | None = None) -> None:
         row = self.rows[ticket_id]
         self._move(row, move_clocks)
         row.priority, row.trace = priority, [*row.trace, step]
+        if claim is not None and row.handover_until == claim:
+            row.handover_until = None
         self.recorded.append(("priority", ticket_id))
 
     async def update_clocks(self, ticket_id: str, change: ClockChange) -> None:

@@ -6,7 +6,7 @@ losing it."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from services.core import access, events, kafka, lifecycle, tickets, topics
@@ -14,7 +14,6 @@ from services.router import (
     clock_watch,
     dispatch,
     escalation,
-    intake_policy,
     ports,
     routing,
     service_clocks,
@@ -97,13 +96,15 @@ class Reprioritised:
 async def change_priority(ticket_id: str, *, priority: int, reason: str,
                           principal: access.Principal, routed: ports.Routed,
                           publisher: ports.Publisher, table: routing.RoutingTable,
-                          now: datetime) -> Reprioritised | Refused:
+                          now: datetime, claim_for: timedelta = ports.HANDOVER_CLAIM
+                          ) -> Reprioritised | Refused:
     """Give a ticket another priority: it takes the new priority's targets where the
     table's `priority_targets` gives them, and its clocks keep the time they spent and
-    were paused. It stays where it is in its department's queue. A ticket a hand-over
-    holds (being published, to be recorded from the ticket as it read it) is refused:
-    the change would be published for the department it leaves, and the hand-over's
-    lane would be the old priority's."""
+    were paused. It stays where it is in its department's queue. The ticket is claimed
+    as it was read, as a hand-over claims it, while the change is published: a ticket a
+    hand-over holds is refused, and a hand-over meanwhile is refused, else the change
+    would be published for the department the ticket leaves, and the hand-over's lane
+    would be the old priority's."""
     row = await routed.get(ticket_id)
     if row is None:
         return verdicts.not_found(ticket_id)
@@ -111,9 +112,6 @@ async def change_priority(ticket_id: str, *, priority: int, reason: str,
         return verdicts.ACTS_FOR_OWN
     if not lifecycle.is_open(row.status):
         return verdicts.RESOLVED
-    # On the wall clock, as the store's claim_handover judges the claim it set.
-    if intake_policy.handover_claimed(row.handover_until, datetime.now(UTC)):
-        return verdicts.HANDOVER_IN_FLIGHT
     if row.priority == priority:
         return Refused(Refusal.CONFLICT, f"the ticket has priority {row.priority}",
                        "same_priority")
@@ -134,15 +132,18 @@ async def change_priority(ticket_id: str, *, priority: int, reason: str,
         deadlines=None if after is None else after.deadlines(),
         paused=None if after is None else after.paused)
     try:
-        await publisher.publish([kafka.Output(topics.EVENTS, ticket_id, events.as_envelope(
-            changed, row.correlation_id or ticket_id, dispatch.SOURCE))])
+        claim = await ports.publish_claimed(routed, publisher, row, [kafka.Output(
+            topics.EVENTS, ticket_id, events.as_envelope(
+                changed, row.correlation_id or ticket_id, dispatch.SOURCE))], hold=claim_for)
     except kafka.PublishFailed:
         return verdicts.UNAVAILABLE
+    if claim is None:
+        return verdicts.HANDOVER_IN_FLIGHT
     step: dict[str, Any] = {"at": now.isoformat(), "step": "priority_changed",
                             "from": row.priority, "to": priority, "reason": reason,
                             **({} if shown is None else {"deadlines": shown})}
     await routed.record_priority_change(ticket_id, priority=priority, step=step,
-                                        move_clocks=move)
+                                        move_clocks=move, claim=claim)
     return Reprioritised(ticket_id, priority, shown)
 
 

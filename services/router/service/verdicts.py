@@ -29,9 +29,9 @@ def not_found(ticket_id: str) -> Refused:
 
 UNAVAILABLE = Refused(Refusal.UNAVAILABLE)
 HANDOVER_IN_FLIGHT = Refused(
-    Refusal.CONFLICT, "the ticket changed since it was read, or another hand-over of it (a"
-                      " transfer or an escalation) is being published; read it again, then"
-                      " retry", "handover_in_flight")
+    Refusal.CONFLICT, "the ticket changed since it was read, or a hand-over of it (a"
+                      " transfer or an escalation) or a priority change is being published;"
+                      " read it again, then retry", "handover_in_flight")
 # lifecycle.py: a resolved ticket is closed.
 RESOLVED = Refused(Refusal.CONFLICT, "the ticket is resolved: it takes no more reports,"
                                      " customer replies, transfers or priority changes; a"
