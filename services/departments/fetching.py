@@ -32,6 +32,14 @@ class Records:
         # fetch met a record the client cannot read.
         self._careful: dict[TopicPartition, int] = {}
 
+    def forget(self, partitions: set[TopicPartition]) -> None:
+        """Drop what is known of partitions the group took away: where this reader
+        stood in one is no longer where its next record is (another reader may have
+        read and committed past it)."""
+        for partition in partitions:
+            self._taken_to.pop(partition, None)
+            self._careful.pop(partition, None)
+
     @property
     def reading_carefully(self) -> bool:
         """Whether lanes are read again a record at a time: more is to come at once."""

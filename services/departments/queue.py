@@ -21,6 +21,8 @@ import httpx
 import pydantic
 import tenacity
 from aiokafka import TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import CommitFailedError
 
 from services.core import credentials_api, envelope, faults, kafka, tickets, topics
 from services.core.settings import Settings
@@ -112,15 +114,36 @@ async def read_queue(
     """
     lanes = dict(zip(priority.LANES, priority.lane_topics(department), strict=True))
     lane_of = {topic: lane for lane, topic in lanes.items()}
-    consumer = kafka.consumer(settings, *lanes.values(), group_id=topics.department_group(
-        department), client_id=f"department-{department}")
+    consumer = kafka.consumer(settings, group_id=topics.department_group(department),
+                              client_id=f"department-{department}")
     waiting: dict[priority.Lane, deque[tuple[Any, Waiting | Unreadable]]] = {
         lane: deque() for lane in priority.LANES}
     reader = fetching.Records(consumer)
 
+    def forget(revoked: set[TopicPartition]) -> None:
+        # Another agent of the department reads these from the group's commit now:
+        # what is buffered of them is its to take.
+        reader.forget(revoked)
+        for queued in waiting.values():
+            kept = [entry for entry in queued if _partition_of(entry[0]) not in revoked]
+            queued.clear()
+            queued.extend(kept)
+
+    consumer.subscribe(list(lanes.values()), listener=_Revoked(forget))
+
     async def commit_past(record: Any) -> None:
-        await consumer.commit({TopicPartition(record.topic, record.partition):
-                               record.offset + 1})
+        partition = _partition_of(record)
+        if partition not in consumer.assignment():
+            return  # taken away meanwhile: its next reader takes it again
+        try:
+            await consumer.commit({partition: record.offset + 1})
+        except CommitFailedError:
+            return  # the group rebalanced meanwhile: as above
+        if (partition in consumer.assignment()
+                and await consumer.position(partition) <= record.offset):
+            # Given back in a rebalance meanwhile, it was set to read from the
+            # commit before this record: not again.
+            consumer.seek(partition, record.offset + 1)
 
     try:
         # Inside: a start refused (no ACL for a lane, wrong password) still stops it.
@@ -158,6 +181,24 @@ async def read_queue(
             await commit_past(record)
     finally:
         await consumer.stop()
+
+
+def _partition_of(record: Any) -> TopicPartition:
+    return TopicPartition(record.topic, record.partition)
+
+
+class _Revoked(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
+    """Tells the read which partitions the group took away (another agent joined or
+    left): it drops what it holds of them."""
+
+    def __init__(self, forget: Callable[[set[TopicPartition]], None]) -> None:
+        self._forget = forget
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        self._forget(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        pass
 
 
 def holder(router_url: str, token: str, *, timeout: float = 10.0) -> credentials_api.Holder:

@@ -79,3 +79,43 @@ class TestARecordTheKafkaClientCannotRead:
         assert where == (normal, 0, 1)
         assert "cannot read this record" in reason and "UnicodeDecodeError" in reason
         assert await read(settings, department) == ([], [])
+
+
+class TestTwoAgentsOfADepartment:
+    async def test_an_agent_joining_mid_read_takes_over_partitions_and_no_ticket_is_lost(
+            self, kafka_bootstrap: str) -> None:
+        """Agent A has taken one ticket (not yet committed: its read is suspended at the
+        yield) with the rest of both partitions fetched, when agent B joins the group:
+        the rebalance gives B one partition. A then takes only its own partition's
+        tickets (what it held of B's is B's now: taking it would commit a partition it
+        does not hold) and never one twice, even the one it held at the yield when its
+        partition came back set to the commit before it; B takes its partition's. Every
+        ticket is taken; only A's held one can be taken by both (at least once)."""
+        department = unique("shared")
+        settings = Settings(kafka_bootstrap_servers=kafka_bootstrap, kafka_topic_partitions=2)
+        _, normal, _ = priority.lane_topics(department)
+        await kafka.ensure_topics(settings, priority.lane_topics(department))
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+        await producer.start()
+        written: list[str] = []
+        try:
+            for partition in (0, 1, 0, 1, 0, 1):
+                event = routed_event(department, normal)
+                await producer.send_and_wait(normal, envelope.to_value(event),
+                                             partition=partition,
+                                             headers=envelope.to_headers(event))
+                written.append(event.ticket_id)
+        finally:
+            await producer.stop()
+
+        agent_a = queue.read_queue(settings, department, max_tickets=10, wait_seconds=3)
+        held = (await anext(agent_a)).ticket_id
+        taken_by_b, _ = await asyncio.wait_for(read(settings, department), 120)
+        taken_by_a = [held] + [ticket.ticket_id async for ticket in agent_a]
+
+        assert len(set(taken_by_a)) == len(taken_by_a), taken_by_a
+        assert len(set(taken_by_b)) == len(taken_by_b), taken_by_b
+        assert taken_by_b, "B joined the group and was given a partition"
+        assert set(taken_by_a) | set(taken_by_b) == set(written)
+        assert set(taken_by_a) & set(taken_by_b) <= {held}
+        assert await read(settings, department) == ([], [])
