@@ -9,10 +9,11 @@ table's aging when routed), from which `priority.effective_priority` follows.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
@@ -22,7 +23,7 @@ import pydantic
 import tenacity
 from aiokafka import TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
-from aiokafka.errors import CommitFailedError
+from aiokafka.errors import CommitFailedError, IllegalStateError
 
 from services.core import credentials_api, envelope, faults, kafka, tickets, topics
 from services.core.settings import Settings
@@ -109,7 +110,9 @@ async def read_queue(
 
     Reading as the group `department.<department>` over the department's priority lanes,
     a later read continues where this one stopped, and agents of one department share
-    the queue. On a secured cluster the settings name the department's own Kafka user
+    the queue: when one joins or leaves, the group moves partitions between them, and a
+    read commits what it gave out of a partition taken away and leaves what it fetched
+    of it to its new reader. On a secured cluster the settings name the department's own Kafka user
     (`KAFKA_SASL_USERNAME`), allowed to read its lanes and its group, nothing else.
     """
     lanes = dict(zip(priority.LANES, priority.lane_topics(department), strict=True))
@@ -120,30 +123,39 @@ async def read_queue(
         lane: deque() for lane in priority.LANES}
     reader = fetching.Records(consumer)
 
-    def forget(revoked: set[TopicPartition]) -> None:
+    # Per partition, the offset after the last record this read gave out (yielded, or
+    # skipped as unreadable): a record before it, fetched again after a rebalance set
+    # the partition back to an older commit, is not given out twice.
+    given_to: dict[TopicPartition, int] = {}
+
+    async def taken_away(revoked: set[TopicPartition]) -> None:
         # Another agent of the department reads these from the group's commit now:
-        # what is buffered of them is its to take.
+        # commit what was given out of them (a ticket on screen is not given to it
+        # too), and leave it what is buffered.
         reader.forget(revoked)
         for queued in waiting.values():
             kept = [entry for entry in queued if _partition_of(entry[0]) not in revoked]
             queued.clear()
             queued.extend(kept)
+        await commit({partition: given_to[partition]
+                      for partition in revoked if partition in given_to})
 
-    consumer.subscribe(list(lanes.values()), listener=_Revoked(forget))
+    consumer.subscribe(list(lanes.values()), listener=_TakenAway(taken_away))
 
-    async def commit_past(record: Any) -> None:
-        partition = _partition_of(record)
-        if partition not in consumer.assignment():
-            return  # taken away meanwhile: its next reader takes it again
-        try:
-            await consumer.commit({partition: record.offset + 1})
-        except CommitFailedError:
-            return  # the group rebalanced meanwhile: as above
-        if (partition in consumer.assignment()
-                and await consumer.position(partition) <= record.offset):
-            # Given back in a rebalance meanwhile, it was set to read from the
-            # commit before this record: not again.
-            consumer.seek(partition, record.offset + 1)
+    async def commit(offsets: dict[TopicPartition, int]) -> None:
+        offsets = {partition: offset for partition, offset in offsets.items()
+                   if partition in consumer.assignment()}
+        if not offsets:
+            return  # taken away meanwhile: its next reader reads from the group's commit
+        with contextlib.suppress(CommitFailedError, IllegalStateError):
+            await consumer.commit(offsets)  # raises: the group rebalanced meanwhile
+
+    def not_given_yet(record: Any) -> bool:
+        offset: int = record.offset
+        return offset >= given_to.get(_partition_of(record), 0)
+
+    def give(record: Any) -> None:
+        given_to[_partition_of(record)] = record.offset + 1
 
     try:
         # Inside: a start refused (no ACL for a lane, wrong password) still stops it.
@@ -152,8 +164,8 @@ async def read_queue(
         while taken < max_tickets:
             # Wait only when nothing is buffered; otherwise just top up the buffers.
             idle = not any(waiting.values())
-            for record in await reader.take(
-                    timeout_ms=int(wait_seconds * 1000) if idle else 50):
+            for record in filter(not_given_yet, await reader.take(
+                    timeout_ms=int(wait_seconds * 1000) if idle else 50)):
                 waiting[lane_of[record.topic]].append((record, read_record(record)))
             # Skipped only at the head of its lane, so that committing past it never
             # passes a ticket before it that was not yet taken.
@@ -162,7 +174,8 @@ async def read_queue(
                 while queued and isinstance(unreadable := queued[0][1], Unreadable):
                     record, _ = queued.popleft()
                     on_unreadable(unreadable)
-                    await commit_past(record)
+                    give(record)
+                    await commit({_partition_of(record): record.offset + 1})
                     skipped = True
             heads = {lane: priority.Head(
                          head.ticket.routing.priority or tickets.MIDDLE_PRIORITY,
@@ -176,9 +189,10 @@ async def read_queue(
                 return
             record, chosen = waiting[lane].popleft()
             assert isinstance(chosen, Waiting)
+            give(record)
             yield chosen.ticket
             taken += 1
-            await commit_past(record)
+            await commit({_partition_of(record): record.offset + 1})
     finally:
         await consumer.stop()
 
@@ -187,15 +201,15 @@ def _partition_of(record: Any) -> TopicPartition:
     return TopicPartition(record.topic, record.partition)
 
 
-class _Revoked(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
-    """Tells the read which partitions the group took away (another agent joined or
-    left): it drops what it holds of them."""
+class _TakenAway(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
+    """Tells the read which partitions the group takes away (another agent joined or
+    left), before another agent is given them."""
 
-    def __init__(self, forget: Callable[[set[TopicPartition]], None]) -> None:
-        self._forget = forget
+    def __init__(self, taken_away: Callable[[set[TopicPartition]], Awaitable[None]]) -> None:
+        self._taken_away = taken_away
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        self._forget(set(revoked))
+        await self._taken_away(set(revoked))
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         pass
