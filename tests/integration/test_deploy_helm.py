@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import secrets
 import subprocess
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -233,12 +234,24 @@ def test_pods_connect_to_a_secured_kafka_as_their_own_user(
 @pytest.mark.parametrize(("values", "named"), [
     ({"kafka.securityProtocol": "SASL_SSL"}, "kafka.saslSecret"),
     ({"kafka.caSecret": "routing-kafka-ca"}, "kafka.caSecret"),
-    ({"kafka.securityProtocol": "TLS"}, "kafka.securityProtocol")])
+    ({"kafka.securityProtocol": "TLS"}, "kafka.securityProtocol"),
+    ({"kafka.securityProtocol": "SASL_SSL", "kafka.saslSecret": "routing-kafka",
+      "kafka.saslMechanism": "SCRAM-SHA512"}, "kafka.saslMechanism")])
 def test_a_kafka_security_that_cannot_work_is_refused_naming_the_value(
         values: dict[str, str], named: str) -> None:
     refused = helm_template(*chart_values(**values))
     assert refused.returncode != 0
     assert named in refused.stderr
+
+
+@pytest.mark.parametrize("mechanism", typing.get_args(
+    Settings.model_fields["kafka_sasl_mechanism"].annotation))
+def test_every_sasl_mechanism_the_services_accept_renders(mechanism: str) -> None:
+    rendered = helm_template(*chart_values(**{
+        "kafka.securityProtocol": "SASL_SSL", "kafka.saslSecret": "routing-kafka",
+        "kafka.saslMechanism": mechanism}))
+    assert rendered.returncode == 0, rendered.stderr
+    assert mechanism in rendered.stdout
 
 
 def test_pods_get_no_variables_from_the_namespaces_services(
