@@ -127,6 +127,10 @@ async def read_queue(
     # skipped as unreadable): a record before it, fetched again after a rebalance set
     # the partition back to an older commit, is not given out twice.
     given_to: dict[TopicPartition, int] = {}
+    # The record given out and not yet committed: committed after the yield, or when
+    # its partition is taken away first (then not after: the partition may have come
+    # back with a later commit of another agent's).
+    held: dict[TopicPartition, int] = {}
 
     async def taken_away(revoked: set[TopicPartition]) -> None:
         # Another agent of the department reads these from the group's commit now:
@@ -137,8 +141,8 @@ async def read_queue(
             kept = [entry for entry in queued if _partition_of(entry[0]) not in revoked]
             queued.clear()
             queued.extend(kept)
-        await commit({partition: given_to[partition]
-                      for partition in revoked if partition in given_to})
+        await commit({partition: held.pop(partition)
+                      for partition in revoked if partition in held})
 
     consumer.subscribe(list(lanes.values()), listener=_TakenAway(taken_away))
 
@@ -190,9 +194,11 @@ async def read_queue(
             record, chosen = waiting[lane].popleft()
             assert isinstance(chosen, Waiting)
             give(record)
+            held[_partition_of(record)] = record.offset + 1
             yield chosen.ticket
             taken += 1
-            await commit({_partition_of(record): record.offset + 1})
+            if (offset := held.pop(_partition_of(record), None)) is not None:
+                await commit({_partition_of(record): offset})
     finally:
         await consumer.stop()
 

@@ -90,7 +90,9 @@ class TestTwoAgentsOfADepartment:
         gave out as the partitions are taken away, then takes only its own partition's
         tickets (what it held of B's is B's now: taking it would commit a partition it
         does not hold) and never one twice; B takes its partition's. Every ticket is
-        taken, by one agent."""
+        taken, by one agent. Which partition B is given is the group's choice (by its
+        members' random ids): when it is the held ticket's, the commit as it is taken
+        away is what keeps B from taking that ticket again, about every other run."""
         department = unique("shared")
         settings = Settings(kafka_bootstrap_servers=kafka_bootstrap, kafka_topic_partitions=2)
         _, normal, _ = priority.lane_topics(department)
