@@ -31,6 +31,21 @@ def routed_event(department: str, lane: str) -> envelope.Event:
                           correlation_id=ticket_id, data=ticket.model_dump(mode="json"))
 
 
+async def lanes_with_two_partitions(kafka_bootstrap: str, department: str) -> Settings:
+    settings = Settings(kafka_bootstrap_servers=kafka_bootstrap, kafka_topic_partitions=2)
+    await kafka.ensure_topics(settings, priority.lane_topics(department))
+    return settings
+
+
+async def write(producer: AIOKafkaProducer, department: str, lane: str,
+                partition: int) -> str:
+    event = routed_event(department, lane)
+    await producer.send_and_wait(lane, envelope.to_value(event), partition=partition,
+                                 headers=envelope.to_headers(event))
+    assert event.ticket_id is not None
+    return event.ticket_id
+
+
 async def read(settings: Settings, department: str
                ) -> tuple[list[str], list[queue.Unreadable]]:
     skipped: list[queue.Unreadable] = []
@@ -48,27 +63,20 @@ class TestARecordTheKafkaClientCannotRead:
         another partition and another lane: each ticket is taken once, the record is
         reported at its offset, and committed past (the next read finds nothing)."""
         department = unique("unreadable")
-        settings = Settings(kafka_bootstrap_servers=kafka_bootstrap, kafka_topic_partitions=2)
+        settings = await lanes_with_two_partitions(kafka_bootstrap, department)
         high, normal, _ = priority.lane_topics(department)
-        await kafka.ensure_topics(settings, priority.lane_topics(department))
         producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
         await producer.start()
 
-        async def write(lane: str, partition: int) -> str:
-            event = routed_event(department, lane)
-            await producer.send_and_wait(lane, envelope.to_value(event), partition=partition,
-                                         headers=envelope.to_headers(event))
-            return event.ticket_id
-
         try:
-            written = [await write(normal, 0)]
+            written = [await write(producer, department, normal, 0)]
             kcat = await asyncio.create_subprocess_exec(
                 b"kcat", b"-P", b"-b", kafka_bootstrap.encode(), b"-t", normal.encode(),
                 b"-p", b"0", b"-H", b"\xff\xfename=value", stdin=asyncio.subprocess.PIPE)
             await asyncio.wait_for(kcat.communicate(b"not a ticket\n"), 60)
             assert kcat.returncode == 0
-            written += [await write(normal, 0), await write(normal, 1), await write(high, 0),
-                        await write(high, 1)]
+            written += [await write(producer, department, lane, partition)
+                        for lane, partition in ((normal, 0), (normal, 1), (high, 0), (high, 1))]
         finally:
             await producer.stop()
 
@@ -94,19 +102,13 @@ class TestTwoAgentsOfADepartment:
         members' random ids): when it is the held ticket's, the commit as it is taken
         away is what keeps B from taking that ticket again, about every other run."""
         department = unique("shared")
-        settings = Settings(kafka_bootstrap_servers=kafka_bootstrap, kafka_topic_partitions=2)
+        settings = await lanes_with_two_partitions(kafka_bootstrap, department)
         _, normal, _ = priority.lane_topics(department)
-        await kafka.ensure_topics(settings, priority.lane_topics(department))
         producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
         await producer.start()
-        written: list[str] = []
         try:
-            for partition in (0, 1, 0, 1, 0, 1):
-                event = routed_event(department, normal)
-                await producer.send_and_wait(normal, envelope.to_value(event),
-                                             partition=partition,
-                                             headers=envelope.to_headers(event))
-                written.append(event.ticket_id)
+            written = [await write(producer, department, normal, partition)
+                       for partition in (0, 1, 0, 1, 0, 1)]
         finally:
             await producer.stop()
 
