@@ -70,6 +70,7 @@ async def delete_in_chunks(sessions: async_sessionmaker[AsyncSession],
     table = key.class_.__table__
     deleted = 0
     while True:
+        gone = 0
         async with sessions() as session, session.begin():
             keys = (await session.scalars(select(key).where(past).limit(chunk))).all()
             if keys:
@@ -77,9 +78,8 @@ async def delete_in_chunks(sessions: async_sessionmaker[AsyncSession],
                 # erased again) is not past any more.
                 purged = await session.execute(delete(key.class_).where(key.in_(keys), past))
                 gone = cast(CursorResult[Any], purged).rowcount
-        if keys:
-            deleted += gone
-            PURGED.labels(table.name).inc(gone)
+        deleted += gone
+        PURGED.labels(table.name).inc(gone)
         if len(keys) < chunk:
             return deleted
 

@@ -132,6 +132,14 @@ async def read_queue(
     # back with a later commit of another agent's).
     held: dict[TopicPartition, int] = {}
 
+    async def commit(offsets: dict[TopicPartition, int]) -> None:
+        offsets = {partition: offset for partition, offset in offsets.items()
+                   if partition in consumer.assignment()}
+        if not offsets:
+            return  # taken away meanwhile: its next reader reads from the group's commit
+        with contextlib.suppress(CommitFailedError, IllegalStateError):
+            await consumer.commit(offsets)  # raises: the group rebalanced meanwhile
+
     async def taken_away(revoked: set[TopicPartition]) -> None:
         # Another agent of the department reads these from the group's commit now:
         # commit what was given out of them (a ticket on screen is not given to it
@@ -145,14 +153,6 @@ async def read_queue(
                       for partition in revoked if partition in held})
 
     consumer.subscribe(list(lanes.values()), listener=_TakenAway(taken_away))
-
-    async def commit(offsets: dict[TopicPartition, int]) -> None:
-        offsets = {partition: offset for partition, offset in offsets.items()
-                   if partition in consumer.assignment()}
-        if not offsets:
-            return  # taken away meanwhile: its next reader reads from the group's commit
-        with contextlib.suppress(CommitFailedError, IllegalStateError):
-            await consumer.commit(offsets)  # raises: the group rebalanced meanwhile
 
     def not_given_yet(record: Any) -> bool:
         offset: int = record.offset

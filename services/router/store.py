@@ -175,6 +175,13 @@ class KeptNotWritten(Exception):
         self.unwritten = unwritten
 
 
+def _end_claim(row: RoutedTicketRow, claim: datetime | None) -> None:
+    """A hand-over's or priority change's claim (claim_handover) ends with its record,
+    unless another took the ticket over since (this one having expired)."""
+    if claim is not None and row.handover_until == claim:
+        row.handover_until = None
+
+
 class RoutedTickets:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
@@ -320,8 +327,7 @@ class RoutedTickets:
         async with self._sessions() as session, session.begin():
             row = await session.get(RoutedTicketRow, ticket_id, with_for_update=True)
             if row is not None:
-                if claim is not None and row.handover_until == claim:
-                    row.handover_until = None
+                _end_claim(row, claim)
                 if move_clocks is not None and row.service_clocks is not None:
                     set_clocks(row, move_clocks(
                         service_clocks.from_json(row.service_clocks), row.department))
@@ -346,8 +352,7 @@ class RoutedTickets:
             row = await session.get(RoutedTicketRow, ticket_id, with_for_update=True)
             if row is None:
                 return
-            if claim is not None and row.handover_until == claim:
-                row.handover_until = None
+            _end_claim(row, claim)
             if row.service_clocks is not None:
                 set_clocks(row, move_clocks(service_clocks.from_json(row.service_clocks),
                                              row.department))

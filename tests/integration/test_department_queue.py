@@ -6,8 +6,10 @@ tests/e2e/test_department_tool.py)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
+import pytest
 from aiokafka import AIOKafkaProducer
 
 from services.core import envelope, kafka, tickets
@@ -29,6 +31,16 @@ def routed_event(department: str, lane: str) -> envelope.Event:
                                 routed_at=now, queue=lane, priority=3))
     return envelope.Event(type="ticket.routed", source="/test", ticket_id=ticket_id,
                           correlation_id=ticket_id, data=ticket.model_dump(mode="json"))
+
+
+@pytest.fixture
+async def producer(kafka_bootstrap: str) -> AsyncIterator[AIOKafkaProducer]:
+    started = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+    await started.start()
+    try:
+        yield started
+    finally:
+        await started.stop()
 
 
 async def lanes_with_two_partitions(kafka_bootstrap: str, department: str) -> Settings:
@@ -56,7 +68,7 @@ async def read(settings: Settings, department: str
 
 class TestARecordTheKafkaClientCannotRead:
     async def test_is_reported_and_read_past_and_the_tickets_around_it_are_taken(
-            self, kafka_bootstrap: str) -> None:
+            self, kafka_bootstrap: str, producer: AIOKafkaProducer) -> None:
         """A record whose header name is not UTF-8 (written with kcat: aiokafka raises
         out of every fetch of its partition, taking down what the fetch took from the
         other partitions) between two tickets of a lane's partition, with tickets on
@@ -65,20 +77,14 @@ class TestARecordTheKafkaClientCannotRead:
         department = unique("unreadable")
         settings = await lanes_with_two_partitions(kafka_bootstrap, department)
         high, normal, _ = priority.lane_topics(department)
-        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
-        await producer.start()
-
-        try:
-            written = [await write(producer, department, normal, 0)]
-            kcat = await asyncio.create_subprocess_exec(
-                b"kcat", b"-P", b"-b", kafka_bootstrap.encode(), b"-t", normal.encode(),
-                b"-p", b"0", b"-H", b"\xff\xfename=value", stdin=asyncio.subprocess.PIPE)
-            await asyncio.wait_for(kcat.communicate(b"not a ticket\n"), 60)
-            assert kcat.returncode == 0
-            written += [await write(producer, department, lane, partition)
-                        for lane, partition in ((normal, 0), (normal, 1), (high, 0), (high, 1))]
-        finally:
-            await producer.stop()
+        written = [await write(producer, department, normal, 0)]
+        kcat = await asyncio.create_subprocess_exec(
+            b"kcat", b"-P", b"-b", kafka_bootstrap.encode(), b"-t", normal.encode(),
+            b"-p", b"0", b"-H", b"\xff\xfename=value", stdin=asyncio.subprocess.PIPE)
+        await asyncio.wait_for(kcat.communicate(b"not a ticket\n"), 60)
+        assert kcat.returncode == 0
+        written += [await write(producer, department, lane, partition)
+                    for lane, partition in ((normal, 0), (normal, 1), (high, 0), (high, 1))]
 
         taken, skipped = await read(settings, department)
 
@@ -91,7 +97,7 @@ class TestARecordTheKafkaClientCannotRead:
 
 class TestTwoAgentsOfADepartment:
     async def test_an_agent_joining_mid_read_takes_over_partitions_and_no_ticket_is_lost(
-            self, kafka_bootstrap: str) -> None:
+            self, kafka_bootstrap: str, producer: AIOKafkaProducer) -> None:
         """Agent A has been given one ticket (its read suspended at the yield, before
         the commit that follows it) with the rest of both partitions fetched, when agent
         B joins the group: the rebalance gives B one partition. A commits the ticket it
@@ -104,13 +110,8 @@ class TestTwoAgentsOfADepartment:
         department = unique("shared")
         settings = await lanes_with_two_partitions(kafka_bootstrap, department)
         _, normal, _ = priority.lane_topics(department)
-        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
-        await producer.start()
-        try:
-            written = [await write(producer, department, normal, partition)
-                       for partition in (0, 1, 0, 1, 0, 1)]
-        finally:
-            await producer.stop()
+        written = [await write(producer, department, normal, partition)
+                   for partition in (0, 1, 0, 1, 0, 1)]
 
         agent_a = queue.read_queue(settings, department, max_tickets=10, wait_seconds=3)
         held = (await anext(agent_a)).ticket_id

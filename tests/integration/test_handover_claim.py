@@ -7,8 +7,9 @@ priority change takes the same claim: a transfer meanwhile is refused, and the r
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -142,6 +143,9 @@ class HeldPublisher:
         self.topics.extend(output.topic for output in kafka.records(outputs))
 
 
+Act = Callable[[RoutedTickets, ports.Publisher], Coroutine[Any, Any, object]]
+
+
 class TestAPriorityChangeAndAHandOverAtOnce:
     """Through the use cases: whichever of a priority change and a transfer claims the
     ticket first publishes and records; the other, while that publish is held, is
@@ -177,14 +181,24 @@ class TestAPriorityChangeAndAHandOverAtOnce:
             table=table_file.load(TEST_ROUTING_TABLE), queue_for=priority.queue_for,
             now=NOW + timedelta(minutes=10))
 
+    @staticmethod
+    async def one_during_the_other(first: Act, second: Act, routed: RoutedTickets,
+                                   publisher: HeldPublisher) -> tuple[object, object]:
+        """`second` while `first`'s publish is held; both outcomes."""
+        running = asyncio.create_task(first(routed, publisher))
+        await publisher.holding.wait()
+        try:
+            during = await second(routed, publisher)
+        finally:
+            publisher.let_go.set()  # a failed act leaves nothing held
+        return await running, during
+
     async def test_a_transfer_during_a_priority_change_is_refused(
             self, ticket: RoutedTickets) -> None:
         publisher = HeldPublisher()
-        changing = asyncio.create_task(self.change(ticket, publisher))
-        await publisher.holding.wait()
-        transferred = await self.transfer(ticket, publisher)
-        publisher.let_go.set()  # before asserting: a failed test leaves no change held
-        assert isinstance(await changing, service.Reprioritised)
+        changed, transferred = await self.one_during_the_other(
+            self.change, self.transfer, ticket, publisher)
+        assert isinstance(changed, service.Reprioritised)
         assert transferred == verdicts.HANDOVER_IN_FLIGHT
         row = await ticket.get("t-2")
         assert row is not None
@@ -199,11 +213,9 @@ class TestAPriorityChangeAndAHandOverAtOnce:
     async def test_a_priority_change_during_a_transfer_is_refused(
             self, ticket: RoutedTickets) -> None:
         publisher = HeldPublisher()
-        transferring = asyncio.create_task(self.transfer(ticket, publisher))
-        await publisher.holding.wait()
-        changed = await self.change(ticket, publisher)
-        publisher.let_go.set()  # before asserting: a failed test leaves no transfer held
-        assert isinstance(await transferring, service.Transferred)
+        transferred, changed = await self.one_during_the_other(
+            self.transfer, self.change, ticket, publisher)
+        assert isinstance(transferred, service.Transferred)
         assert changed == verdicts.HANDOVER_IN_FLIGHT
         row = await ticket.get("t-2")
         assert row is not None
