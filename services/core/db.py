@@ -25,6 +25,7 @@ from sqlalchemy.exc import (
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.pool import ConnectionPoolEntry, PoolResetState
 from sqlalchemy.types import TypeDecorator
 
 # What the store may raise when it is down, starting or unreachable; `is_outage` tells.
@@ -113,8 +114,10 @@ def engine(database_url: str) -> AsyncEngine:
     if url.database and url.database != ":memory:":
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
     sqlite_engine = create_async_engine(url, hide_parameters=True, json_serializer=json_text,
-                                        connect_args={"timeout": 30})
+                                        connect_args={"timeout": 30},
+                                        pool_reset_on_return=None)
     event.listen(sqlite_engine.sync_engine, "connect", _sqlite_pragmas)
+    event.listen(sqlite_engine.sync_engine, "reset", _sqlite_reset)
     return sqlite_engine
 
 
@@ -145,6 +148,17 @@ def _sqlite_pragmas(connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _sqlite_reset(dbapi_connection: Any, record: ConnectionPoolEntry,
+                  state: PoolResetState) -> None:
+    """A connection coming back to the pool is rolled back only if a transaction is still
+    open on it. The pool's own reset rolls back every time, and each call to the driver
+    is a round trip to its thread: one more on every session, though its end (the
+    commit, or the session's own rollback) has closed the transaction already."""
+    driver = record.driver_connection
+    if state.asyncio_safe and driver is not None and driver.in_transaction:
+        dbapi_connection.rollback()
 
 
 def sessions(db_engine: AsyncEngine) -> async_sessionmaker[Any]:

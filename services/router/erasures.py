@@ -32,6 +32,9 @@ class ErasedTickets:
     idempotency_keys: int
 
 
+_TABLE: Table = ErasedCustomerRow.__table__  # type: ignore[assignment]
+
+
 async def erase_tickets_of(session: AsyncSession, customer_id: str, *,
                            at: datetime) -> ErasedTickets:
     """Delete a customer's tickets as the router keeps them, and their intake keys, and
@@ -43,19 +46,23 @@ async def erase_tickets_of(session: AsyncSession, customer_id: str, *,
         IntakeKeyRow.ticket_id.in_(ticket_ids)))
     tickets = await session.execute(delete(RoutedTicketRow).where(
         RoutedTicketRow.customer_id == customer_id))
-    table: Table = ErasedCustomerRow.__table__  # type: ignore[assignment]
-    insert = db.insert_on_conflict(session.get_bind().dialect.name)(table)
+    insert = db.insert_on_conflict(session.get_bind().dialect.name)(_TABLE)
     await session.execute(insert.values(customer_id=customer_id, erased_at=at)
                           .on_conflict_do_update(
-                              index_elements=[table.c.customer_id],
+                              index_elements=[_TABLE.c.customer_id],
                               set_={"erased_at": insert.excluded.erased_at},
-                              where=table.c.erased_at < insert.excluded.erased_at))
+                              where=_TABLE.c.erased_at < insert.excluded.erased_at))
     return ErasedTickets(tickets=tickets.rowcount,  # type: ignore[attr-defined]
                          idempotency_keys=keys.rowcount)  # type: ignore[attr-defined]
 
 
-_ERASED_AT = select(ErasedCustomerRow.customer_id, ErasedCustomerRow.erased_at).where(
-    ErasedCustomerRow.customer_id.in_(bindparam("customer_ids", expanding=True)))
+_ERASED_AT = select(_TABLE.c.customer_id, _TABLE.c.erased_at).where(
+    _TABLE.c.customer_id.in_(bindparam("customer_ids", expanding=True)))
+# SQLite: the same read as a write that changes nothing, so that the statement that reads
+# the erasures also takes the store's write lock, held to the end of the transaction.
+_ERASED_AT_HELD = update(_TABLE).where(
+    _TABLE.c.customer_id.in_(bindparam("customer_ids", expanding=True))).values(
+    erased_at=_TABLE.c.erased_at).returning(_TABLE.c.customer_id, _TABLE.c.erased_at)
 
 
 async def erased_at(session: AsyncSession,
@@ -66,8 +73,12 @@ async def erased_at(session: AsyncSession,
     tickets."""
     if not customer_ids:
         return {}
-    await _hold(session, customer_ids, exclusive=False)
-    rows = await session.execute(_ERASED_AT, {"customer_ids": sorted(customer_ids)})
+    ids = {"customer_ids": sorted(customer_ids)}
+    if session.get_bind().dialect.name == "postgresql":
+        await _hold(session, customer_ids, exclusive=False)
+        rows = await session.execute(_ERASED_AT, ids)
+    else:
+        rows = await session.execute(_ERASED_AT_HELD, ids)
     return {customer_id: at for customer_id, at in rows}
 
 
@@ -76,16 +87,13 @@ async def _hold(session: AsyncSession, customer_ids: Collection[str], *,
     """Serialise erasures (`exclusive`) with the writes of these customers' tickets, to
     the end of the transaction. PostgreSQL: an advisory lock per customer, taken in one
     order (no deadlock between writers). SQLite: its write lock, which a transaction
-    holds from its first write (the erasure's first statement is one)."""
+    holds from its first write (an erasure's first statement is one, and so is the
+    statement that reads the erasures, `_ERASED_AT_HELD`)."""
     if session.get_bind().dialect.name == "postgresql":
         lock = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
         await session.execute(
             text(f"SELECT {lock}(key) FROM unnest(CAST(:keys AS bigint[])) AS key"
                  " ORDER BY key"), {"keys": sorted({_lock_key(c) for c in customer_ids})})
-    elif not exclusive:
-        await session.execute(update(ErasedCustomerRow).where(
-            ErasedCustomerRow.customer_id.is_(None))
-                              .values(erased_at=ErasedCustomerRow.erased_at))
 
 
 def _lock_key(customer_id: str) -> int:
