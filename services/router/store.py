@@ -284,8 +284,9 @@ class RoutedTickets:
                              hold: timedelta) -> datetime | None:
         """Claim the ticket for a hand-over (a transfer, an escalation) or a priority
         change for `hold` from now: only if it is as `row` read it (its department,
-        priority and last change: nothing reported, handed over, re-prioritised or routed
-        since), open, and no other claim stands. The claim (its end, returned; None: not
+        priority, last change and the steps of its trace: nothing reported, handed over,
+        re-prioritised or routed since, not even a priority changed and changed back),
+        open, and no other claim stands. The claim (its end, returned; None: not
         claimed) is the claimant's token: it publishes, then records the hand-over or
         the priority change, which ends the claim, or releases it. So two hand-overs at
         once do not put it in two queues, none acts on a ticket answered since it was
@@ -299,6 +300,9 @@ class RoutedTickets:
                        RoutedTicketRow.department == row.department,
                        RoutedTicketRow.priority.is_not_distinct_from(row.priority),
                        RoutedTicketRow.updated_at == row.updated_at,
+                       # A priority change keeps the last change (the backlog's age)
+                       # but adds a step to the trace.
+                       func.json_array_length(RoutedTicketRow.trace) == len(row.trace),
                        RoutedTicketRow.status.in_(lifecycle.OPEN),
                        # Not intake_policy.handover_claimed, in SQL:
                        or_(RoutedTicketRow.handover_until.is_(None),

@@ -104,6 +104,24 @@ async def test_a_claim_needs_the_priority_as_read(routed: RoutedTickets) -> None
     assert await routed.claim_handover(await read(routed), hold=HOLD) is not None
 
 
+async def test_a_claim_needs_no_priority_change_since_even_one_changed_back(
+        routed: RoutedTickets) -> None:
+    """Two changes, 3 -> 1 -> 3, between a hand-over's read and its claim: the priority
+    is as read, but the clocks were rebased twice since, and the hand-over would
+    publish the deadlines it read."""
+    before = await read(routed)
+    for new_priority in (1, 3):
+        changing = await routed.claim_handover(await read(routed), hold=HOLD)
+        assert changing is not None
+        await routed.record_priority_change(
+            "t-1", priority=new_priority, step={"step": "priority_changed"},
+            move_clocks=lambda clocks, _department: clocks, claim=changing)
+    after = await read(routed)
+    assert (after.priority, after.updated_at) == (before.priority, before.updated_at)
+    assert await routed.claim_handover(before, hold=HOLD) is None
+    assert await routed.claim_handover(after, hold=HOLD) is not None
+
+
 async def test_a_hand_over_recorded_after_a_priority_change_keeps_the_new_priority(
         routed: RoutedTickets) -> None:
     """A transfer's claim expired during its publish, and a priority change claimed the
