@@ -39,6 +39,7 @@ from services.core import (
     faults,
     kafka,
     partition_producers,
+    progress,
 )
 
 logger = logging.getLogger(__name__)
@@ -135,6 +136,7 @@ class StageLoop:
         self._attempts: dict[TopicPartition, _Attempts] = {}
         self._outages = 0  # consecutive batches that met an outage
         self._share_records = SHARE_RECORDS.labels(name)
+        self._progress = progress.Progress(name)
         self.processed = 0
 
     @property
@@ -150,6 +152,8 @@ class StageLoop:
         collector.freeze_what_is_loaded()  # the service is started: what it holds stays
         try:
             while not stop.is_set():
+                self._progress.holding(self._pending.keys() | self._in_flight.keys()
+                                       | self._rewinds.keys())
                 await self._recover_partitions()
                 await self._take()
                 self._apply_rewinds()
@@ -345,6 +349,8 @@ class StageLoop:
                 fault = await self._process_in_transaction(partition, records,
                                                            self.producers)
             await self._after(fault)
+            if fault is None:
+                self._progress.finished(partition)
         finally:
             del self._in_flight[partition]
 
