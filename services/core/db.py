@@ -150,14 +150,21 @@ def _sqlite_pragmas(connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _sqlite_reset(dbapi_connection: Any, record: ConnectionPoolEntry,
+def _sqlite_reset(dbapi_connection: Any, record: ConnectionPoolEntry | None,
                   state: PoolResetState) -> None:
     """A connection coming back to the pool is rolled back only if a transaction is still
     open on it. The pool's own reset rolls back every time, and each call to the driver
     is a round trip to its thread: one more on every session, though its end (the
     commit, or the session's own rollback) has closed the transaction already."""
-    driver = record.driver_connection
-    if state.asyncio_safe and driver is not None and driver.in_transaction:
+    if not state.asyncio_safe:
+        return  # a connection the garbage collector found: closed, not reset
+    driver = None if record is None else record.driver_connection
+    try:
+        # A connection detached from its record: rolled back as the pool would.
+        open_transaction = driver is None or driver.in_transaction
+    except ValueError:  # the driver's connection is closed: nothing to roll back
+        return
+    if open_transaction:
         dbapi_connection.rollback()
 
 

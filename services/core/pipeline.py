@@ -153,7 +153,8 @@ class StageLoop:
         try:
             while not stop.is_set():
                 self._progress.holding(self._pending.keys() | self._in_flight.keys()
-                                       | self._rewinds.keys())
+                                       | self._rewinds.keys()
+                                       | self.handover.without_producer())
                 await self._recover_partitions()
                 await self._take()
                 self._apply_rewinds()
@@ -316,6 +317,7 @@ class StageLoop:
         with each share that filled it, up to a share's worth: slow records meet a
         timeout once in a dozen shares or so, not at every other one."""
         self._attempts.pop(partition, None)
+        self._progress.finished(partition)
         cap = self._share_cap.get(partition)
         if cap is not None and size >= cap:
             if cap + max(1, cap // 16) >= self._max_batch:
@@ -349,8 +351,6 @@ class StageLoop:
                 fault = await self._process_in_transaction(partition, records,
                                                            self.producers)
             await self._after(fault)
-            if fault is None:
-                self._progress.finished(partition)
         finally:
             del self._in_flight[partition]
 

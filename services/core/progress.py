@@ -26,13 +26,14 @@ PROGRESS = Gauge("routing_stage_progress_timestamp_seconds",
 
 class Progress:
     def __init__(self, stage: str, clock: Callable[[], float] = time.time) -> None:
-        self._gauge = PROGRESS.labels(stage)
+        self._stage = stage  # exported from the first round of its loop: not before
         self._clock = clock
         self._since: dict[Hashable, float] = {}
         self.shown: float | None = None  # what the gauge shows (None: nothing yet)
 
     def holding(self, partitions: Collection[Hashable]) -> None:
-        """The partitions the stage holds records of now (each round of its loop)."""
+        """The partitions the stage holds records of now, or cannot take records of (no
+        producer for them yet): each round of its loop."""
         now = self._clock()
         for partition in self._since.keys() - set(partitions):
             del self._since[partition]
@@ -41,7 +42,8 @@ class Progress:
         self._report(now)
 
     def finished(self, partition: Hashable) -> None:
-        """A share of the partition's records is finished (processed, dead-lettered)."""
+        """A share of the partition's records is finished (processed, dead-lettered) and
+        committed."""
         now = self._clock()
         if partition in self._since:
             self._since[partition] = now
@@ -49,4 +51,4 @@ class Progress:
 
     def _report(self, now: float) -> None:
         self.shown = min(self._since.values(), default=now)
-        self._gauge.set(self.shown)
+        PROGRESS.labels(self._stage).set(self.shown)

@@ -65,3 +65,10 @@ def test_a_partition_coming_into_hand_counts_from_then() -> None:
     clock.now += 30
     progress.holding({"p2"})
     assert progress.shown == 1030.0
+
+
+def test_a_stage_whose_loop_never_ran_exports_nothing() -> None:
+    """An instance that builds a stage it does not run (the intake alone) shows no stall."""
+    Progress("unit-never-ran")
+    assert REGISTRY.get_sample_value("routing_stage_progress_timestamp_seconds",
+                                     {"stage": "unit-never-ran"}) is None
