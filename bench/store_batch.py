@@ -121,6 +121,34 @@ async def measure(write: Callable[[Batch], Awaitable[None]],
             (time.perf_counter() - wall) / len(batches) * 1e3)
 
 
+async def run_rounds(home: Path, routed: list[Dispatch], batch: int, batches: int,
+                     rounds: int) -> dict[str, list[tuple[float, float]]]:
+    """Each contender's (CPU, wall) a batch, a round at a time, interleaved."""
+    per_round = batch * batches
+    stage_url = f"sqlite+aiosqlite:///{home / 'stage.db'}"
+    await migrate.upgrade(stage_url)
+    await migrate.upgrade(f"sqlite+aiosqlite:///{home / 'baseline.db'}")
+    engine = db.engine(stage_url)
+    connection = await aiosqlite.connect(home / "baseline.db")
+    for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON"):
+        await connection.execute(f"PRAGMA {pragma}")
+    contenders: dict[str, Callable[[Batch], Awaitable[None]]] = {
+        "hand-written (aiosqlite)": HandWritten(connection),
+        "router stage's store": the_stage(RoutedTickets(db.sessions(engine)))}
+    figures: dict[str, list[tuple[float, float]]] = {name: [] for name in contenders}
+    try:
+        for n in range(rounds):  # interleaved: drift on a noisy machine hits both
+            for k, (name, write) in enumerate(contenders.items()):
+                start = (2 * n + k) * per_round
+                part = routed[start:start + per_round]
+                figures[name].append(await measure(write, [
+                    part[i:i + batch] for i in range(0, per_round, batch)]))
+    finally:
+        await connection.close()
+        await engine.dispose()
+    return figures
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=20)
@@ -131,28 +159,9 @@ async def main() -> None:
         parser.error("--batch, --batches and --rounds must be 1 or more")
     per_round = args.batch * args.batches
     routed = dispatches(per_round * args.rounds * 2)
-    home = Path(tempfile.mkdtemp(prefix="bench-store-"))
-    stage_url = f"sqlite+aiosqlite:///{home / 'stage.db'}"
-    await migrate.upgrade(stage_url)
-    await migrate.upgrade(f"sqlite+aiosqlite:///{home / 'baseline.db'}")
-    engine = db.engine(stage_url)
-    connection = await aiosqlite.connect(home / "baseline.db")
-    for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON"):
-        await connection.execute(f"PRAGMA {pragma}")
-    contenders: dict[str, Callable[[Batch], Awaitable[None]]] = {
-        "hand-written (aiosqlite)": HandWritten(connection),
-                  "router stage's store": the_stage(RoutedTickets(db.sessions(engine)))}
-    figures: dict[str, list[tuple[float, float]]] = {name: [] for name in contenders}
-    try:
-        for n in range(args.rounds):  # interleaved: drift on a noisy machine hits both
-            for k, (name, write) in enumerate(contenders.items()):
-                start = (2 * n + k) * per_round
-                part = routed[start:start + per_round]
-                figures[name].append(await measure(write, [
-                    part[i:i + args.batch] for i in range(0, per_round, args.batch)]))
-    finally:
-        await connection.close()
-        await engine.dispose()
+    with tempfile.TemporaryDirectory(prefix="bench-store-") as folder:
+        figures = await run_rounds(Path(folder), routed, args.batch, args.batches,
+                                   args.rounds)
     base_cpu = statistics.median(cpu for cpu, _ in figures["hand-written (aiosqlite)"])
     base_wall = statistics.median(wall for _, wall in figures["hand-written (aiosqlite)"])
     print(f"batches of {args.batch} new tickets, {args.batches} a round, {args.rounds} rounds"

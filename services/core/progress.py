@@ -29,7 +29,6 @@ class Progress:
         self._stage = stage  # exported from the first round of its loop: not before
         self._clock = clock
         self._since: dict[Hashable, float] = {}
-        self.shown: float | None = None  # what the gauge shows (None: nothing yet)
 
     def holding(self, partitions: Collection[Hashable]) -> None:
         """The partitions the stage holds records of now, or cannot take records of (no
@@ -50,5 +49,4 @@ class Progress:
         self._report(now)
 
     def _report(self, now: float) -> None:
-        self.shown = min(self._since.values(), default=now)
-        PROGRESS.labels(self._stage).set(self.shown)
+        PROGRESS.labels(self._stage).set(min(self._since.values(), default=now))
