@@ -6,7 +6,12 @@ idempotent `acks=all` producer (the hand-written intake's), on one broker in one
 
 Each caller publishes one ticket-sized record and waits for its acknowledgement (for the
 group commit: its transaction's commit), then the next, for `--seconds`. Prints the
-median of `--runs` per figure and the ratio to the plain producer.
+median of `--runs` per figure and the ratio to the plain producer: callers per second,
+and the CPU this process spent a call (the Kafka client's work, user and system; the
+broker runs apart) and, for the group commit, a transaction. With one caller every
+transaction holds one record, so the difference to the plain producer's CPU a call is
+what a transaction itself costs the client (its requests to add the partition, to
+commit, and those asked again while the broker finishes the last one's markers).
 """
 
 from __future__ import annotations
@@ -17,7 +22,10 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+
+from prometheus_client import REGISTRY
 
 from devtools.kafka_broker import LocalKafka
 from services.core import envelope, kafka
@@ -37,7 +45,18 @@ def record(n: int) -> kafka.Output:
 AnyPublisher = kafka.Publisher | TransactionalPublisher
 
 
-async def per_second(publisher: AnyPublisher, callers: int, seconds: float) -> float:
+@dataclass(frozen=True)
+class Measured:
+    per_second: float
+    cpu_ms_a_call: float
+    cpu_ms_a_transaction: float | None  # None: no transactions (the plain producer)
+
+
+def transactions() -> float:
+    return REGISTRY.get_sample_value("routing_intake_transaction_requests_count") or 0.0
+
+
+async def measured(publisher: AnyPublisher, callers: int, seconds: float) -> Measured:
     await publisher.publish([record(-1)])  # connected (and, for transactions, initialised)
     done = 0
     end = time.monotonic() + seconds
@@ -48,11 +67,13 @@ async def per_second(publisher: AnyPublisher, callers: int, seconds: float) -> f
             await publisher.publish([record(number)])
             done += 1
 
-    began = time.monotonic()
+    began, cpu, committed = time.monotonic(), time.process_time(), transactions()
     await asyncio.gather(*(caller(n) for n in range(callers)))
     rate = done / (time.monotonic() - began)
+    cpu_ms = 1000 * (time.process_time() - cpu)
+    committed = transactions() - committed
     await publisher.close()
-    return rate
+    return Measured(rate, cpu_ms / done, cpu_ms / committed if committed else None)
 
 
 def publishers(settings: Settings, run: int) -> dict[str, Callable[[], AnyPublisher]]:
@@ -68,17 +89,43 @@ def publishers(settings: Settings, run: int) -> dict[str, Callable[[], AnyPublis
 
 
 async def measure(bootstrap: str, callers: list[int], seconds: float, runs: int
-                  ) -> dict[tuple[str, int], list[float]]:
+                  ) -> dict[tuple[str, int], list[Measured]]:
     settings = Settings(kafka_bootstrap_servers=bootstrap)
     await kafka.ensure_topics(settings, [TOPIC])
-    found: dict[tuple[str, int], list[float]] = {}
+    found: dict[tuple[str, int], list[Measured]] = {}
     for run in range(runs):
         for name, make in publishers(settings, run).items():
             for count in callers:
-                rate = await per_second(make(), count, seconds)
-                found.setdefault((name, count), []).append(rate)
-                print(f"  run {run + 1}: {name}, {count} callers: {rate:,.0f}/s", flush=True)
+                figures = await measured(make(), count, seconds)
+                found.setdefault((name, count), []).append(figures)
+                print(f"  run {run + 1}: {name}, {count} callers: {figures.per_second:,.0f}/s,"
+                      f" CPU {figures.cpu_ms_a_call:.3f} ms a call"
+                      + ("" if figures.cpu_ms_a_transaction is None else
+                         f", {figures.cpu_ms_a_transaction:.3f} ms a transaction"),
+                      flush=True)
     return found
+
+
+def median(figures: list[Measured], field: str) -> float | None:
+    values = [getattr(figure, field) for figure in figures]
+    known = [value for value in values if value is not None]
+    return statistics.median(known) if known else None
+
+
+def table(found: dict[tuple[str, int], list[Measured]], callers: list[int], runs: int,
+          field: str, title: str, digits: int) -> None:
+    names = list(dict.fromkeys(name for name, _ in found))
+    print(f"\n{title + ' (median of ' + str(runs) + ')':<46}"
+          + "".join(f"{str(c) + ' callers':>16}" for c in callers))
+    for name in names:
+        cells = []
+        for count in callers:
+            value = median(found[(name, count)], field)
+            base = median(found[(names[0], count)], "cpu_ms_a_call"
+                          if field != "per_second" else field)
+            cells.append("-" if value is None else f"{value:>9,.{digits}f} "
+                         + (f"{value / base:4.2f}x" if base else ""))
+        print(f"{name:<46}" + "".join(f"{cell:>16}" for cell in cells))
 
 
 def main() -> None:
@@ -91,16 +138,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-group-commit-") as home, \
             LocalKafka(Path(home) / "kafka", heap="768m").running() as bootstrap:
         found = asyncio.run(measure(bootstrap, callers, args.seconds, args.runs))
-    names = list(dict.fromkeys(name for name, _ in found))
-    print(f"\n{'publisher (median of ' + str(args.runs) + ')':<34}"
-          + "".join(f"{str(c) + ' callers':>14}" for c in callers))
-    for name in names:
-        cells = []
-        for count in callers:
-            rate = statistics.median(found[(name, count)])
-            base = statistics.median(found[(names[0], count)])
-            cells.append(f"{rate:>8,.0f} {rate / base:4.2f}x")
-        print(f"{name:<34}" + "".join(f"{cell:>14}" for cell in cells))
+    table(found, callers, args.runs, "per_second", "callers per second", 0)
+    table(found, callers, args.runs, "cpu_ms_a_call", "CPU ms a call", 3)
+    table(found, callers, args.runs, "cpu_ms_a_transaction",
+          "CPU ms a transaction (ratio: to a plain call)", 3)
 
 
 if __name__ == "__main__":
