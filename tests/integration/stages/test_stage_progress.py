@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaConnectionError
 from prometheus_client import REGISTRY
 
 from services.core import envelope, kafka, topics
@@ -108,3 +110,52 @@ async def send_to(producer: AIOKafkaProducer, event: envelope.Event, *, partitio
                   ) -> None:
     await producer.send_and_wait(topics.SEGMENTED, envelope.to_value(event),
                                  partition=partition, headers=envelope.to_headers(event))
+
+
+async def test_progress_stands_still_while_a_partition_waits_for_its_producer(
+        stage_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Exactly once, each partition's records are written by a producer of its own; a
+    partition whose producer cannot start takes no records at all. Nothing is in hand,
+    and yet the stage is stuck on that partition: its progress stands still."""
+    assert stage_settings.delivery == "exactly_once"
+    allowed = asyncio.Event()
+    refused = 0
+    opened = kafka.producer
+
+    def producer(settings: Settings, *, client_id: str,
+                 transactional_id: str | None = None) -> AIOKafkaProducer:
+        made = opened(settings, client_id=client_id, transactional_id=transactional_id)
+        start = made.start
+
+        async def refused_until_allowed() -> None:
+            nonlocal refused
+            if not allowed.is_set():
+                refused += 1
+                raise KafkaConnectionError("refused by the test")
+            await start()
+
+        made.start = refused_until_allowed
+        return made
+
+    monkeypatch.setattr(kafka, "producer", producer)
+    name = unique("router-producerless")
+    runner = StageRunner(stage_settings, name=name, source_topic=topics.SEGMENTED,
+                         group_id=unique("router"), transform=worker.RouteTicket(lambda: TABLE))
+    await runner.start()
+    try:
+        for _ in range(600):
+            if runner.loop.handover.without_producer() and refused:
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("the stage was given no partition")
+        stuck = progress(name)
+        await asyncio.sleep(SEVERAL_ROUNDS)
+        assert runner.loop.handover.without_producer(), "a producer started meanwhile"
+        assert progress(name) == stuck, "no progress while a partition has no producer"
+        allowed.set()
+        assert await moved_on(name, stuck), "progress once the producers started"
+        assert not runner.loop.handover.without_producer()
+    finally:
+        allowed.set()
+        await runner.stop()
