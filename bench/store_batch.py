@@ -43,10 +43,11 @@ from services.router.store import Dispatch, RoutedTickets
 Batch = Sequence[Dispatch]
 
 
-def dispatches(count: int) -> list[Dispatch]:
-    """`count` new tickets, routed in memory as the stage routes them."""
+def dispatches(count: int, now: datetime | None = None) -> list[Dispatch]:
+    """`count` new tickets, routed in memory as the stage routes them at `now` (by
+    default the time of the call)."""
     table = table_file.load(PROJECT_ROOT / "config" / "routing.yaml")
-    now = datetime.now(UTC)
+    now = now or datetime.now(UTC)
     routed = []
     for n in range(count):
         record = stage_work.segmented(n)
@@ -58,9 +59,10 @@ def dispatches(count: int) -> list[Dispatch]:
 
 
 def _when(moment: datetime | None) -> str | None:
-    """A time as the store's SQLite columns hold it (db.UtcDateTime, naive UTC)."""
+    """A time as the store's SQLite columns hold it (db.UtcDateTime, naive UTC, always
+    with its microseconds: a deadline at a calendar's opening has none)."""
     return None if moment is None else moment.astimezone(UTC).replace(tzinfo=None).isoformat(
-        sep=" ")
+        sep=" ", timespec="microseconds")
 
 
 def row_of(d: Dispatch) -> tuple[Any, ...]:

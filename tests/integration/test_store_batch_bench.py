@@ -4,10 +4,12 @@ times), on the same schema."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
+import pytest
 
 from bench import store_batch
 from services.core import db, migrate
@@ -24,8 +26,15 @@ async def stored(path: Path) -> list[tuple[Any, ...]]:
         return [tuple(row) for row in await cursor.fetchall()]
 
 
-async def test_both_contenders_store_a_batch_alike(tmp_path: Path) -> None:
-    batch = store_batch.dispatches(6)
+# Routed within the departments' hours, a deadline is a moment after now (with its
+# microseconds); routed after hours, it counts from an opening hour (none).
+WITHIN_HOURS = datetime(2026, 12, 2, 10, 0, 0, 123456, tzinfo=UTC)  # a Wednesday
+AFTER_HOURS = datetime(2026, 12, 4, 21, 30, 0, 654321, tzinfo=UTC)  # a Friday evening
+
+
+@pytest.mark.parametrize("now", [WITHIN_HOURS, AFTER_HOURS], ids=["within", "after"])
+async def test_both_contenders_store_a_batch_alike(tmp_path: Path, now: datetime) -> None:
+    batch = store_batch.dispatches(6, now)
     for name in ("stage.db", "baseline.db"):
         await migrate.upgrade(f"sqlite+aiosqlite:///{tmp_path / name}")
     engine = db.engine(f"sqlite+aiosqlite:///{tmp_path / 'stage.db'}")
