@@ -117,7 +117,7 @@ async def test_progress_stands_still_while_a_partition_waits_for_its_producer(
     """Exactly once, each partition's records are written by a producer of its own; a
     partition whose producer cannot start takes no records at all. Nothing is in hand,
     and yet the stage is stuck on that partition: its progress stands still."""
-    assert stage_settings.delivery == "exactly_once"
+    settings = stage_settings.model_copy(update={"delivery": "exactly_once"})
     allowed = asyncio.Event()
     refused = 0
     opened = kafka.producer
@@ -139,7 +139,7 @@ async def test_progress_stands_still_while_a_partition_waits_for_its_producer(
 
     monkeypatch.setattr(kafka, "producer", producer)
     name = unique("router-producerless")
-    runner = StageRunner(stage_settings, name=name, source_topic=topics.SEGMENTED,
+    runner = StageRunner(settings, name=name, source_topic=topics.SEGMENTED,
                          group_id=unique("router"), transform=worker.RouteTicket(lambda: TABLE))
     await runner.start()
     try:
@@ -149,8 +149,9 @@ async def test_progress_stands_still_while_a_partition_waits_for_its_producer(
             await asyncio.sleep(0.1)
         else:
             raise AssertionError("the stage was given no partition")
-        stuck = progress(name)
+        stuck, tries = progress(name), refused
         await asyncio.sleep(SEVERAL_ROUNDS)
+        assert refused > tries, "the loop went round, asking for the producers again"
         assert runner.loop.handover.without_producer(), "a producer started meanwhile"
         assert progress(name) == stuck, "no progress while a partition has no producer"
         allowed.set()
