@@ -4,8 +4,10 @@ segmenter and router read them, the stages under test, dead letters, a group's l
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import UTC, datetime
 
+import pytest
 from aiokafka import AIOKafkaProducer
 
 from services.core import envelope, kafka, tickets, topics
@@ -46,6 +48,22 @@ async def publish_received(producer: AIOKafkaProducer, ticket_id: str,
                            correlation_id=ticket_id, data=ticket.model_dump(mode="json"))
     await producer.send_and_wait(topic, envelope.to_value(event),
                                  key=customer_id.encode(), headers=envelope.to_headers(event))
+
+
+def alter_producers(monkeypatch: pytest.MonkeyPatch,
+                    alter: Callable[[AIOKafkaProducer, Settings, str | None], None]) -> None:
+    """Every producer the stages make from now on (`kafka.producer`, which they call when
+    they need one) is made as always, then handed to `alter` with its settings and
+    transactional id: to slow, refuse or hang one of its calls."""
+    make = kafka.producer
+
+    def altered(settings: Settings, *, client_id: str,
+                transactional_id: str | None = None) -> AIOKafkaProducer:
+        producer = make(settings, client_id=client_id, transactional_id=transactional_id)
+        alter(producer, settings, transactional_id)
+        return producer
+
+    monkeypatch.setattr(kafka, "producer", altered)
 
 
 async def owning_every_partition(runner: StageRunner, partitions: int) -> None:

@@ -14,6 +14,7 @@ from services.core.settings import Settings
 from services.core.stage import StageRunner
 from tests.conftest import read_topic, unique
 from tests.integration.stages.stage_records import (
+    alter_producers,
     router_runner,
     segmented_event,
 )
@@ -125,11 +126,9 @@ class TestHandover:
         # transactional id (they would fence each other), and every one is stopped.
         live: Counter[tuple[str, str]] = Counter()
         most_live: Counter[tuple[str, str]] = Counter()
-        build = kafka.producer
 
-        def slow_producer(settings: Settings, *, client_id: str,
-                          transactional_id: str | None = None) -> AIOKafkaProducer:
-            producer = build(settings, client_id=client_id, transactional_id=transactional_id)
+        def slow(producer: AIOKafkaProducer, settings: Settings,
+                 transactional_id: str | None) -> None:
             key = (settings.instance_id, str(transactional_id))
             start, stop = producer.start, producer.stop
 
@@ -145,9 +144,8 @@ class TestHandover:
                 await stop()
 
             producer.start, producer.stop = slow_start, counted_stop
-            return producer
 
-        monkeypatch.setattr(kafka, "producer", slow_producer)
+        alter_producers(monkeypatch, slow)
         group = unique("router")
         sent: set[str | None] = set()
         for _ in range(30):
@@ -175,11 +173,9 @@ class TestStuckTransaction:
             monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
         # As when the broker dies mid-commit and aiokafka waits for it for good.
         stuck: list[str] = []
-        build = kafka.producer
 
-        def sometimes_stuck(settings: Settings, *, client_id: str,
-                            transactional_id: str | None = None) -> AIOKafkaProducer:
-            producer = build(settings, client_id=client_id, transactional_id=transactional_id)
+        def sometimes_stuck(producer: AIOKafkaProducer, _settings: Settings,
+                            transactional_id: str | None) -> None:
             commit = producer.commit_transaction
 
             async def first_commit_hangs() -> None:
@@ -189,9 +185,8 @@ class TestStuckTransaction:
                 await commit()
 
             producer.commit_transaction = first_commit_hangs  # type: ignore[method-assign]
-            return producer
 
-        monkeypatch.setattr(kafka, "producer", sometimes_stuck)
+        alter_producers(monkeypatch, sometimes_stuck)
         sent = set()
         for _ in range(10):
             event = segmented_event("government")

@@ -19,6 +19,7 @@ from services.router import worker
 from tests.conftest import read_topic, unique
 from tests.integration.stages.stage_records import (
     TABLE,
+    alter_producers,
     owning_every_partition,
     segmented_event,
 )
@@ -120,12 +121,10 @@ async def test_progress_stands_still_while_a_partition_waits_for_its_producer(
     settings = stage_settings.model_copy(update={"delivery": "exactly_once"})
     allowed = asyncio.Event()
     refused = 0
-    opened = kafka.producer
 
-    def producer(settings: Settings, *, client_id: str,
-                 transactional_id: str | None = None) -> AIOKafkaProducer:
-        made = opened(settings, client_id=client_id, transactional_id=transactional_id)
-        start = made.start
+    def refusing(producer: AIOKafkaProducer, _settings: Settings,
+                 _transactional_id: str | None) -> None:
+        start = producer.start
 
         async def refused_until_allowed() -> None:
             nonlocal refused
@@ -134,10 +133,9 @@ async def test_progress_stands_still_while_a_partition_waits_for_its_producer(
                 raise KafkaConnectionError("refused by the test")
             await start()
 
-        made.start = refused_until_allowed
-        return made
+        producer.start = refused_until_allowed
 
-    monkeypatch.setattr(kafka, "producer", producer)
+    alter_producers(monkeypatch, refusing)
     name = unique("router-producerless")
     runner = StageRunner(settings, name=name, source_topic=topics.SEGMENTED,
                          group_id=unique("router"), transform=worker.RouteTicket(lambda: TABLE))
