@@ -124,14 +124,15 @@ def median(figures: list[Measured], field: str) -> float | None:
 def table(found: dict[tuple[str, int], list[Measured]], callers: list[int], runs: int,
           field: str, title: str, digits: int) -> None:
     names = list(dict.fromkeys(name for name, _ in found))
+    # Against the plain producer (the first): its callers per second, or its CPU a call.
+    base_field = field if field == "per_second" else "cpu_ms_a_call"
     print(f"\n{title + ' (median of ' + str(runs) + ')':<60}"
           + "".join(f"{str(c) + ' callers':>16}" for c in callers))
     for name in names:
         cells = []
         for count in callers:
             value = median(found[(name, count)], field)
-            base = median(found[(names[0], count)], "cpu_ms_a_call"
-                          if field != "per_second" else field)
+            base = median(found[(names[0], count)], base_field)
             cells.append("-" if value is None else f"{value:>9,.{digits}f} "
                          + (f"{value / base:4.2f}x" if base else ""))
         print(f"{name:<60}" + "".join(f"{cell:>16}" for cell in cells))
