@@ -67,6 +67,16 @@ class SharesApart(Protocol):
     shares_apart: bool
 
 
+@runtime_checkable
+class Selective(Protocol):
+    """A transform that acts on some event types only (`reads`, the `ce_type`s): a record
+    of another type is passed over, its value never parsed (a follower of
+    `tickets.events` that reads the reports alone). A record whose type cannot be read
+    from its headers is read whole, and dead-lettered if it is no event."""
+
+    reads: frozenset[str]
+
+
 State = TypeVar("State")
 
 
@@ -104,6 +114,7 @@ class Batches:
         self._prefetching = transform if isinstance(transform, Prefetching) else None
         self._batching = transform if isinstance(transform, Batching) else None
         self._committing = transform if isinstance(transform, Committing) else None
+        self._reads = transform.reads if isinstance(transform, Selective) else None
         if self._committing is not None and self._batching is not None:
             raise ValueError("a Committing transform cannot be Batching (see Committing)")
         self._transform = transform
@@ -126,6 +137,8 @@ class Batches:
         outgoing: list[envelope.Record] = []
         readable: list[tuple[ConsumerRecord, envelope.Event]] = []
         for record in records:
+            if self._passed_over(record):
+                continue
             try:
                 readable.append((record, _event(record)))
             except envelope.EnvelopeError as error:
@@ -148,6 +161,8 @@ class Batches:
         failing for a transient reason)."""
         outgoing: list[envelope.Record] = []
         for record in records:
+            if self._passed_over(record):
+                continue
             try:
                 event = _event(record)
                 await self._prefetch([event])
@@ -162,6 +177,13 @@ class Batches:
             else:
                 outgoing += produced
         return outgoing
+
+    def _passed_over(self, record: ConsumerRecord) -> bool:
+        """Of a type the transform does not read (told by its headers alone)."""
+        if self._reads is None:
+            return False
+        kind = envelope.type_of(record.headers)
+        return kind is not None and kind not in self._reads
 
     @staticmethod
     async def _batch_step(step: Callable[..., Awaitable[None]], *args: object) -> None:

@@ -178,6 +178,20 @@ def _attributes(headers: Sequence[tuple[str, bytes]] | None) -> dict[str, str]:
     return attributes
 
 
+def type_of(headers: Sequence[tuple[str, bytes]] | None) -> str | None:
+    """The record's `ce_type` as text, read from its headers alone (its value not parsed);
+    None when it has none that can be read (then `from_record` says what is wrong). The
+    last one counts where there are several, as in `from_record`."""
+    kind = None
+    try:
+        for name, raw in headers or ():
+            if name == "ce_type":
+                kind = raw.decode("utf-8") if isinstance(raw, bytes) else None
+    except (TypeError, ValueError):  # not (name, value) pairs, or not UTF-8
+        return None
+    return kind
+
+
 def from_record(headers: Sequence[tuple[str, bytes]] | None, value: bytes | None, *,
                 timestamp_ms: int | None = None) -> Event:
     """Read a record written by `to_headers`/`to_value` (with its timestamp, when given);

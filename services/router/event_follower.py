@@ -24,7 +24,10 @@ def moves_clocks(event_type: str) -> bool:
 
 
 class FollowTicketEvent:
-    """A pipeline Transform: a report in, the ticket's clocks after it out."""
+    """A pipeline Transform: a report in, the ticket's clocks after it out. The other
+    events on the topic are passed over unread (`reads`)."""
+
+    reads = frozenset(events.REPORTS)
 
     def __init__(self, routed: RoutedTickets, *,
                  current_table: Callable[[], routing.RoutingTable] | None = None,
@@ -34,7 +37,7 @@ class FollowTicketEvent:
         self._awaits_store = awaits_store
 
     async def __call__(self, event: envelope.Event) -> list[kafka.Output]:
-        if event.type not in events.REPORTS:
+        if event.type not in self.reads:
             return []
         report = events.read(event)
         table = self._current_table() if self._current_table else None

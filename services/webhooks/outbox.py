@@ -28,7 +28,10 @@ class RecordCallbacks:
     platforms that registered an endpoint before the event was written: an outbox
     catching up, or replaying, sends a platform registered since nothing of what came
     before. A ticket's platform is on its routed event; later events find it in the
-    router's state (`platforms_of`)."""
+    router's state (`platforms_of`). The other events on the topic are passed over
+    unread (`reads`)."""
+
+    reads = frozenset(catalog.WEBHOOK_EVENTS)
 
     def __init__(self, deliveries: Deliveries, endpoints: Endpoints, *,
                  platforms_of: PlatformsOf,
@@ -44,12 +47,12 @@ class RecordCallbacks:
     async def prefetch(self, batch: Sequence[envelope.Event]) -> None:
         self._outgoing = []
         wanted = {event.ticket_id for event in batch
-                  if event.type in catalog.WEBHOOK_EVENTS and event.ticket_id}
+                  if event.type in self.reads and event.ticket_id}
         self._registered = await self._endpoints.registered_since() if wanted else {}
         self._platforms = await self._platforms_of(wanted) if self._registered else {}
 
     async def __call__(self, event: envelope.Event) -> list[kafka.Output]:
-        if event.type not in catalog.WEBHOOK_EVENTS or not self._registered:
+        if event.type not in self.reads or not self._registered:
             return []
         lifecycle = events.read(event)
         platform = lifecycle.platform or self._platforms.get(lifecycle.ticket_id)
