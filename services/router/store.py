@@ -182,6 +182,18 @@ def _end_claim(row: RoutedTicketRow, claim: datetime | None) -> None:
         row.handover_until = None
 
 
+@dataclass(frozen=True)
+class Report:
+    """A department's or the platform's report, as the event follower records it
+    (`RoutedTickets.record_report`)."""
+
+    ticket_id: str
+    event_type: str
+    at: datetime
+    move_clocks: ClockChange | None = None
+    event_id: str | None = None
+
+
 class RoutedTickets:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
@@ -397,43 +409,25 @@ class RoutedTickets:
         What happened at `at` (a first response, a clock's outcome) is credited to the
         department that held the ticket then (`Reported.held_by`), as the metrics
         credit it: the follower may read a report after a hand-over."""
-        status = lifecycle.reported_status(event_type)
-        if status is None:
-            return None
+        [reported] = await self.record_reports(
+            [Report(ticket_id, event_type, at, move_clocks=move_clocks, event_id=event_id)])
+        return reported
+
+    async def record_reports(self, reports: Sequence[Report]) -> list[Reported | None]:
+        """Reports, in the order they were published, each recorded as `record_report`
+        records it, all in one transaction (the event follower's batch): their tickets'
+        rows read at once and locked in ticket order, as the other writers of several
+        rows lock them."""
+        wanted = sorted({report.ticket_id for report in reports
+                         if lifecycle.reported_status(report.event_type) is not None})
+        if not wanted:
+            return [None] * len(reports)
         async with self._sessions() as session, session.begin():
-            row = await session.get(RoutedTicketRow, ticket_id, with_for_update=True)
-            if row is None:
-                return None
-            held_by = intake_policy.held_at(row.trace, at) or row.department
-            if event_id is not None and any(step.get("event") == event_id
-                                            for step in row.trace):
-                return Reported(row.segment, None if row.service_clocks is None
-                                else service_clocks.from_json(row.service_clocks), held_by)
-            if not lifecycle.is_open(row.status):
-                # A report accepted just before the resolution was recorded: it moves
-                # nothing, and has no clocks to publish (no deadlines_changed after the
-                # resolution).
-                return Reported(row.segment, None, held_by)
-            row.status = lifecycle.status_after(row.status, status)
-            if lifecycle.counts_as_first_response(event_type):
-                first = row.first_response_at
-                if first is None or at < first:
-                    row.first_response_at, row.first_response_department = at, held_by
-            step: dict[str, Any] = {"at": at.isoformat(), "step": status}
-            if event_id is not None:
-                step["event"] = event_id
-            clocks = None
-            if move_clocks is not None and row.service_clocks is not None:
-                clocks = move_clocks(service_clocks.from_json(row.service_clocks),
-                                     row.department)
-                set_clocks(row, clocks)
-                step |= {"clocks": "paused" if clocks.paused else "running",
-                         "deadlines": {target: None if deadline is None
-                                       else deadline.isoformat()
-                                       for target, deadline in clocks.deadlines().items()}}
-            row.trace = [*row.trace, step]
-            row.updated_at = datetime.now(UTC)
-            return Reported(row.segment, clocks, held_by)
+            rows = {row.ticket_id: row for row in await session.scalars(
+                select(RoutedTicketRow).where(RoutedTicketRow.ticket_id.in_(wanted))
+                .order_by(RoutedTicketRow.ticket_id).with_for_update())}
+            now = datetime.now(UTC)
+            return [_reported(rows.get(report.ticket_id), report, now) for report in reports]
 
     async def due_for_escalation(self, now: datetime, *, limit: int = 200
                                  ) -> list[RoutedTicketRow]:
@@ -509,3 +503,40 @@ def set_clocks(row: RoutedTicketRow, clocks: service_clocks.TicketClocks) -> Non
     first = clocks.current("first_response")
     if first is not None and first.deadline is not None:
         row.first_response_deadline = first.deadline  # shown and watched as before
+
+
+def _reported(row: RoutedTicketRow | None, report: Report, now: datetime
+              ) -> Reported | None:
+    """`report` recorded on its ticket's row, as `RoutedTickets.record_report` says (None:
+    a ticket not routed, or an event that is no report)."""
+    status = lifecycle.reported_status(report.event_type)
+    if status is None or row is None:
+        return None
+    held_by = intake_policy.held_at(row.trace, report.at) or row.department
+    if report.event_id is not None and any(step.get("event") == report.event_id
+                                           for step in row.trace):
+        return Reported(row.segment, None if row.service_clocks is None
+                        else service_clocks.from_json(row.service_clocks), held_by)
+    if not lifecycle.is_open(row.status):
+        # A report accepted just before the resolution was recorded: it moves nothing,
+        # and has no clocks to publish (no deadlines_changed after the resolution).
+        return Reported(row.segment, None, held_by)
+    row.status = lifecycle.status_after(row.status, status)
+    if lifecycle.counts_as_first_response(report.event_type):
+        first = row.first_response_at
+        if first is None or report.at < first:
+            row.first_response_at, row.first_response_department = report.at, held_by
+    step: dict[str, Any] = {"at": report.at.isoformat(), "step": status}
+    if report.event_id is not None:
+        step["event"] = report.event_id
+    clocks = None
+    if report.move_clocks is not None and row.service_clocks is not None:
+        clocks = report.move_clocks(service_clocks.from_json(row.service_clocks),
+                                    row.department)
+        set_clocks(row, clocks)
+        step |= {"clocks": "paused" if clocks.paused else "running",
+                 "deadlines": {target: None if deadline is None else deadline.isoformat()
+                               for target, deadline in clocks.deadlines().items()}}
+    row.trace = [*row.trace, step]
+    row.updated_at = now
+    return Reported(row.segment, clocks, held_by)

@@ -3,13 +3,14 @@ recording store: the deadlines it publishes, under an id derived from the report
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from services.core import envelope, events
 from services.core.events import TicketEvent, TicketEventType
 from services.router import service_clocks
 from services.router.event_follower import FollowTicketEvent
-from services.router.store import ClockChange, Reported
+from services.router.store import ClockChange, Report, Reported
 
 ROUTED_AT = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
 TARGETS = service_clocks.Targets(timedelta(hours=1), next_response=timedelta(hours=2))
@@ -27,6 +28,11 @@ class OneTicket:
         assert move_clocks is not None
         self.clocks = move_clocks(self.clocks, "customer_care")
         return Reported("standard", self.clocks, "customer_care")
+
+    async def record_reports(self, reports: Sequence[Report]) -> list[Reported | None]:
+        return [await self.record_report(r.ticket_id, r.event_type, r.at,
+                                         move_clocks=r.move_clocks, event_id=r.event_id)
+                for r in reports]
 
 
 def report(at: datetime) -> envelope.Event:

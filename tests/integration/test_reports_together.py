@@ -1,0 +1,95 @@
+"""The event follower records a batch's reports in one transaction
+(`RoutedTickets.record_reports`), on a real SQL store (SQLite and PostgreSQL): each
+report comes out as it does recorded alone, in order, several on one ticket included,
+with a report followed again moving nothing, and the ticket the reports move is left
+the same."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from services.core.events import TicketEventType
+from services.router import service_clocks
+from services.router.store import ClockChange, Dispatch, Report, Reported, RoutedTickets
+
+NOW = datetime(2026, 12, 4, 9, 0, tzinfo=UTC)
+TARGETS = service_clocks.Targets(timedelta(hours=1), next_response=timedelta(hours=2))
+
+
+def move(kind: TicketEventType, at: datetime) -> ClockChange:
+    def moved(clocks: service_clocks.TicketClocks, _department: str
+              ) -> service_clocks.TicketClocks:
+        return service_clocks.reported(clocks, kind, at, None)
+    return moved
+
+
+def reports(prefix: str) -> list[Report]:
+    """Reports on two routed tickets and one unknown, in the order published: the
+    second ticket's clocks paused then resumed, the first's answered twice (the same
+    event followed again among them), and an event that is no report."""
+    one, two = f"{prefix}-1", f"{prefix}-2"
+    at = [NOW + timedelta(minutes=minutes) for minutes in range(10)]
+    kinds = [(one, TicketEventType.PICKED_UP, at[1], "e-1"),
+             (two, TicketEventType.WAITING_ON_CUSTOMER, at[2], "e-2"),
+             (one, TicketEventType.RESPONDED, at[3], "e-3"),
+             (f"{prefix}-unknown", TicketEventType.RESPONDED, at[4], "e-4"),
+             (two, TicketEventType.CUSTOMER_REPLIED, at[5], "e-5"),
+             (one, TicketEventType.RESPONDED, at[3], "e-3"),  # followed again
+             (one, TicketEventType.ROUTED, at[6], "e-6"),  # no report
+             (two, TicketEventType.RESPONDED, at[7], "e-7"),
+             (one, TicketEventType.RESOLVED, at[8], "e-8")]
+    return [Report(ticket_id, kind, when, move_clocks=move(kind, when),
+                   event_id=f"{prefix}-{event_id}")
+            for ticket_id, kind, when, event_id in kinds]
+
+
+async def route(routed: RoutedTickets, *ticket_ids: str) -> None:
+    await routed.record_first_dispatches([Dispatch(
+        ticket_id=ticket_id, department="care", segment="standard", priority=3,
+        deadline=NOW + timedelta(hours=1), steps=[], payload={}, at=NOW,
+        clocks=service_clocks.routed(TARGETS, NOW, None)) for ticket_id in ticket_ids])
+
+
+def outcome(reported: Reported | None) -> Any:
+    if reported is None:
+        return None
+    return (reported.segment, reported.held_by, None if reported.clocks is None else (
+        reported.clocks.paused, reported.clocks.deadlines()))
+
+
+async def state(routed: RoutedTickets, ticket_id: str) -> Any:
+    row = await routed.get(ticket_id)
+    assert row is not None
+    steps = [{key: value for key, value in step.items() if key != "event"}
+             for step in row.trace]
+    return (row.status, row.first_response_at, row.first_response_deadline,
+            row.service_clocks, steps)
+
+
+async def test_a_batch_of_reports_is_recorded_as_each_alone(routed: RoutedTickets) -> None:
+    await route(routed, "a-1", "a-2", "b-1", "b-2")
+    together = await routed.record_reports(reports("a"))
+    alone = [await routed.record_report(r.ticket_id, r.event_type, r.at,
+                                        move_clocks=r.move_clocks, event_id=r.event_id)
+             for r in reports("b")]
+    assert [outcome(r) for r in together] == [outcome(r) for r in alone]
+    assert [r is None for r in together] == [False, False, False, True, False, False,
+                                             True, False, False]
+    for suffix in ("1", "2"):
+        assert await state(routed, f"a-{suffix}") == await state(routed, f"b-{suffix}")
+    status, first_response_at, _, _, steps = await state(routed, "a-1")
+    assert status == "resolved"
+    assert first_response_at == NOW + timedelta(minutes=3)
+    assert [step["step"] for step in steps] == ["picked_up", "responded", "resolved"]
+
+
+async def test_a_batch_followed_again_moves_nothing(routed: RoutedTickets) -> None:
+    await route(routed, "a-1", "a-2")
+    first = await routed.record_reports(reports("a"))
+    before = [await state(routed, "a-1"), await state(routed, "a-2")]
+    again = await routed.record_reports(reports("a"))
+    assert [await state(routed, "a-1"), await state(routed, "a-2")] == before
+    # Each report followed again gets the clocks as they stand: the last one's, for
+    # the ticket's last report.
+    assert outcome(again[-1]) == outcome(first[-1])
