@@ -5,22 +5,24 @@ shows their state."""
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from services.core import envelope, events, faults, kafka, lifecycle, topics
+from services.core import envelope, events, kafka, lifecycle, topics
 from services.router import routing, service_clocks
 from services.router.dispatch import SOURCE
 from services.router.store import ClockChange, Report, Reported, RoutedTickets
 
 
-class StateNotWrittenYet(faults.Transient):
-    """A report on a ticket whose state waits for the store: retried, not dropped."""
-
-
 def moves_clocks(event_type: str) -> bool:
     return lifecycle.pauses_clocks(event_type) or lifecycle.resumes_clocks(event_type) \
         or lifecycle.counts_as_first_response(event_type)
+
+
+# A batch's reports as recorded: each one's report and outcome, by its event's id (in
+# the order published, for an event published twice).
+Recorded = dict[str, deque[tuple[events.TicketEvent, Reported | None]]]
 
 
 class FollowTicketEvent:
@@ -36,35 +38,38 @@ class FollowTicketEvent:
         self._routed = routed
         self._current_table = current_table
         self._awaits_store = awaits_store
-        # The batch's reports as recorded, by their event's id.
-        self._recorded: dict[str, tuple[events.TicketEvent, Reported | None]] = {}
+        self._recorded: Recorded = {}
 
     async def prefetch(self, batch: Sequence[envelope.Event]) -> None:
-        """Record the batch's reports (their clocks moved in the current routing
-        table's calendars), in the order they were published."""
-        followed = [event for event in batch if event.type in self.reads]
+        self._recorded = await self._record(
+            [event for event in batch if event.type in self.reads])
+
+    async def _record(self, followed: Sequence[envelope.Event]) -> Recorded:
+        """Record the reports (their clocks moved in the current routing table's
+        calendars), in the order they were published."""
         reports = [events.read(event) for event in followed]
         table = self._current_table() if self._current_table else None
-        recorded = await self._routed.record_reports([
+        # Told before the store is read: a ticket whose state waited for the store then,
+        # and is not found, has the batch retried (StateNotWrittenYet), nothing recorded.
+        awaited = {report.ticket_id for report in reports
+                   if self._awaits_store(report.ticket_id)}
+        outcomes = await self._routed.record_reports([
             Report(report.ticket_id, report.type, report.occurred_at,
-                   move_clocks=_mover(report, table), event_id=event.id)
-            for event, report in zip(followed, reports, strict=True)])
-        self._recorded = {event.id: (report, reported) for event, report, reported
-                          in zip(followed, reports, recorded, strict=True)}
+                   move_clocks=clock_change(report, table), event_id=event.id)
+            for event, report in zip(followed, reports, strict=True)], awaited=awaited)
+        recorded: Recorded = {}
+        for event, report, outcome in zip(followed, reports, outcomes, strict=True):
+            recorded.setdefault(event.id, deque()).append((report, outcome))
+        return recorded
 
     async def __call__(self, event: envelope.Event) -> list[kafka.Output]:
         if event.type not in self.reads:
             return []
-        if event.id not in self._recorded:  # given alone, or again in its batch
-            await self.prefetch([event])
-        report, recorded = self._recorded.pop(event.id)
+        outcomes = self._recorded.get(event.id) or (await self._record([event]))[event.id]
+        report, recorded = outcomes.popleft()
         # A report on a ticket not routed yet (events raced ahead) changes nothing here;
         # the metrics service still places it on the ticket's timeline.
-        if recorded is None:
-            if self._awaits_store(report.ticket_id):
-                raise StateNotWrittenYet(report.ticket_id)
-            return []
-        if recorded.clocks is None or not moves_clocks(report.type):
+        if recorded is None or recorded.clocks is None or not moves_clocks(report.type):
             return []
         # Written from the state after the report, under an id derived from the report's,
         # so a replay writes the same again.
@@ -74,7 +79,8 @@ class FollowTicketEvent:
             event_id=envelope.derived_id(event.id, changed.type)))]
 
 
-def _mover(report: events.TicketEvent, table: routing.RoutingTable | None) -> ClockChange:
+def clock_change(report: events.TicketEvent, table: routing.RoutingTable | None
+                 ) -> ClockChange:
     """How the report moves a ticket's clocks, in its department's calendar."""
 
     def move(clocks: service_clocks.TicketClocks,

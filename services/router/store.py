@@ -13,7 +13,7 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, Insert, Table, bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.core import db, lifecycle, retention, tickets
+from services.core import db, faults, lifecycle, retention, tickets
 from services.router import erasures, intake_policy, service_clocks
 from services.router.models import RoutedTicketRow
 
@@ -180,6 +180,10 @@ def _end_claim(row: RoutedTicketRow, claim: datetime | None) -> None:
     unless another took the ticket over since (this one having expired)."""
     if claim is not None and row.handover_until == claim:
         row.handover_until = None
+
+
+class StateNotWrittenYet(faults.Transient):
+    """Reports on tickets whose state waits for the store: retried, not dropped."""
 
 
 @dataclass(frozen=True)
@@ -413,19 +417,22 @@ class RoutedTickets:
             [Report(ticket_id, event_type, at, move_clocks=move_clocks, event_id=event_id)])
         return reported
 
-    async def record_reports(self, reports: Sequence[Report]) -> list[Reported | None]:
+    async def record_reports(self, reports: Sequence[Report], *,
+                             awaited: Collection[str] = ()) -> list[Reported | None]:
         """Reports, in the order they were published, each recorded as `record_report`
-        records it, all in one transaction (the event follower's batch): their tickets'
-        rows read at once and locked in ticket order, as the other writers of several
-        rows lock them."""
+        records it, all in one transaction (the event follower's batch), their tickets'
+        rows held to its end (`_held`). `awaited`: tickets whose state the router keeps
+        in memory until the store takes it; if one is not stored, none of the reports is
+        recorded (StateNotWrittenYet: retried), so that none is followed again after."""
         wanted = sorted({report.ticket_id for report in reports
                          if lifecycle.reported_status(report.event_type) is not None})
         if not wanted:
             return [None] * len(reports)
         async with self._sessions() as session, session.begin():
-            rows = {row.ticket_id: row for row in await session.scalars(
-                select(RoutedTicketRow).where(RoutedTicketRow.ticket_id.in_(wanted))
-                .order_by(RoutedTicketRow.ticket_id).with_for_update())}
+            rows = await _held(session, wanted)
+            waiting = sorted(set(awaited) & set(wanted) - rows.keys())
+            if waiting:
+                raise StateNotWrittenYet(", ".join(waiting))
             now = datetime.now(UTC)
             return [_reported(rows.get(report.ticket_id), report, now) for report in reports]
 
@@ -503,6 +510,26 @@ def set_clocks(row: RoutedTicketRow, clocks: service_clocks.TicketClocks) -> Non
     first = clocks.current("first_response")
     if first is not None and first.deadline is not None:
         row.first_response_deadline = first.deadline  # shown and watched as before
+
+
+async def _held(session: AsyncSession, ticket_ids: Sequence[str]
+                ) -> dict[str, RoutedTicketRow]:
+    """The tickets' rows (those stored), held until the transaction ends, so that no
+    other writer's change to them commits between this read and this transaction's
+    writes: PostgreSQL's row locks, taken in ticket order as the other writers of
+    several rows take them; SQLite's write lock, which a transaction takes at its first
+    write, here a write that changes nothing, before the rows are read."""
+    if session.get_bind().dialect.name == "sqlite":
+        await session.execute(_UNCHANGED, {"ticket_ids": list(ticket_ids)})
+    return {row.ticket_id: row for row in await session.scalars(
+        select(RoutedTicketRow).where(RoutedTicketRow.ticket_id.in_(ticket_ids))
+        .order_by(RoutedTicketRow.ticket_id).with_for_update())}
+
+
+_ROUTED = cast(Table, RoutedTicketRow.__table__)
+_UNCHANGED = update(_ROUTED).where(
+    _ROUTED.c.ticket_id.in_(bindparam("ticket_ids", expanding=True))).values(
+    updated_at=_ROUTED.c.updated_at)
 
 
 def _reported(row: RoutedTicketRow | None, report: Report, now: datetime

@@ -6,12 +6,26 @@ the same."""
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import pytest
+from aiokafka import ConsumerRecord
+
+from services.core import batches, db, envelope, events, migrate, topics
 from services.core.events import TicketEventType
 from services.router import service_clocks
-from services.router.store import ClockChange, Dispatch, Report, Reported, RoutedTickets
+from services.router.event_follower import FollowTicketEvent
+from services.router.store import (
+    ClockChange,
+    Dispatch,
+    Report,
+    Reported,
+    RoutedTickets,
+    StateNotWrittenYet,
+)
 
 NOW = datetime(2026, 12, 4, 9, 0, tzinfo=UTC)
 TARGETS = service_clocks.Targets(timedelta(hours=1), next_response=timedelta(hours=2))
@@ -93,3 +107,94 @@ async def test_a_batch_followed_again_moves_nothing(routed: RoutedTickets) -> No
     # Each report followed again gets the clocks as they stand: the last one's, for
     # the ticket's last report.
     assert outcome(again[-1]) == outcome(first[-1])
+
+
+async def test_a_batch_with_a_ticket_awaited_and_not_stored_records_nothing(
+        routed: RoutedTickets) -> None:
+    """The router keeps a ticket's state in memory while the store is out: a report on
+    it before it is written has the batch retried, and none of its reports is recorded
+    meanwhile (so that none is followed again, as replays, on the retry)."""
+    await route(routed, "a-1")
+    before = await state(routed, "a-1")
+    batch = [*reports("a")[:1], Report("a-deferred", TicketEventType.RESPONDED, NOW)]
+    with pytest.raises(StateNotWrittenYet):
+        await routed.record_reports(batch, awaited={"a-deferred"})
+    assert await state(routed, "a-1") == before
+    recorded = await routed.record_reports(batch, awaited=set())  # not awaited: unknown
+    assert [r is None for r in recorded] == [False, True]
+
+
+def consumed(event: envelope.Event, offset: int) -> ConsumerRecord[bytes, bytes]:
+    record = envelope.encode(topics.EVENTS, event.ticket_id or "", event)
+    return ConsumerRecord(
+        topic=record.topic, partition=0, offset=offset, timestamp=0, timestamp_type=0,
+        key=record.key, value=record.value, checksum=None,
+        serialized_key_size=len(record.key), serialized_value_size=len(record.value),
+        headers=list(record.headers))
+
+
+def published(sent: list[envelope.Record]) -> list[Any]:
+    """What the deadlines_changed events say (not their ids, which are the reports')."""
+    said = []
+    for record in sent:
+        event = events.read(envelope.from_record(record.headers, record.value))
+        said.append((event.type, event.paused, event.deadlines, event.outcomes))
+    return said
+
+
+async def test_the_follower_publishes_for_each_report_of_a_batch_what_it_does_alone(
+        routed: RoutedTickets) -> None:
+    """The clocks paused, resumed and paused again, and the resumption published twice
+    (a platform's retry, same event id): each report's deadlines_changed says the clocks
+    after that report, the same as when each comes in a batch of its own."""
+    await route(routed, "a-1", "b-1")
+
+    def batch(ticket_id: str) -> list[ConsumerRecord[bytes, bytes]]:
+        kinds = [TicketEventType.WAITING_ON_CUSTOMER, TicketEventType.CUSTOMER_REPLIED,
+                 TicketEventType.WAITING_ON_CUSTOMER]
+        sent = [events.as_envelope(events.TicketEvent(
+            ticket_id=ticket_id, type=kind, department="care",
+            occurred_at=NOW + timedelta(minutes=10 * (n + 1))), "c",
+            events.WRITTEN_BY[kind], event_id=f"{ticket_id}-e{n}")
+            for n, kind in enumerate(kinds)]
+        return [consumed(event, n) for n, event in enumerate([*sent, sent[1]])]
+
+    follower = FollowTicketEvent(routed)
+    together = await batches.Batches(follower, stage="tracker").outgoing(batch("a-1"))
+    alone = [record for one in batch("b-1")
+             for record in await batches.Batches(follower, stage="tracker").outgoing([one])]
+    assert published(together) == published(alone)
+    assert [paused for _, paused, _, _ in published(together)] == [True, False, True, True]
+
+
+async def test_sqlite_the_rows_are_held_from_before_they_are_read(tmp_path: Path) -> None:
+    """On SQLite, whose transactions take the write lock at their first write, no other
+    writer commits between the batch's read of its tickets and its writes (a hand-over
+    or a clock check would be lost under the batch's stale copy)."""
+    path = tmp_path / "store.db"
+    url = f"sqlite+aiosqlite:///{path}"
+    await migrate.upgrade(url)
+    engine = db.engine(url)
+    try:
+        routed = RoutedTickets(db.sessions(engine))
+        await route(routed, "t-1")
+        refused: list[str] = []
+
+        def another_writer(clocks: service_clocks.TicketClocks, _department: str
+                           ) -> service_clocks.TicketClocks:
+            other = sqlite3.connect(path, timeout=0)
+            try:
+                other.execute("UPDATE routed_tickets SET priority = 1"
+                              " WHERE ticket_id = 't-1'")
+                other.commit()
+            except sqlite3.OperationalError as error:
+                refused.append(str(error))
+            finally:
+                other.close()
+            return clocks
+
+        await routed.record_reports([Report("t-1", TicketEventType.PICKED_UP, NOW,
+                                            move_clocks=another_writer)])
+        assert refused == ["database is locked"]
+    finally:
+        await engine.dispose()

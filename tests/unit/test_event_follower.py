@@ -3,7 +3,7 @@ recording store: the deadlines it publishes, under an id derived from the report
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime, timedelta
 
 from services.core import envelope, events
@@ -29,7 +29,8 @@ class OneTicket:
         self.clocks = move_clocks(self.clocks, "customer_care")
         return Reported("standard", self.clocks, "customer_care")
 
-    async def record_reports(self, reports: Sequence[Report]) -> list[Reported | None]:
+    async def record_reports(self, reports: Sequence[Report], *,
+                             awaited: Collection[str] = ()) -> list[Reported | None]:
         return [await self.record_report(r.ticket_id, r.event_type, r.at,
                                          move_clocks=r.move_clocks, event_id=r.event_id)
                 for r in reports]

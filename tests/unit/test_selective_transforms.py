@@ -127,7 +127,7 @@ class TestTheRoutersFollowers:
 
     async def test_the_tracker_is_not_handed_a_received_event(self) -> None:
         class NoStore:
-            async def record_reports(self, reports: Sequence[Report]) -> list[None]:
+            async def record_reports(self, reports: Sequence[Report], **_: object) -> list[None]:
                 assert not reports, "a received event reached the tracker's store"
                 return []
 
@@ -140,7 +140,7 @@ class TestTheRoutersFollowers:
         reported: list[str] = []
 
         class Store:
-            async def record_reports(self, reports: Sequence[Report]) -> list[None]:
+            async def record_reports(self, reports: Sequence[Report], **_: object) -> list[None]:
                 reported.extend(r.event_type for r in reports)
                 return [None] * len(reports)
 
