@@ -345,7 +345,7 @@ class RoutedTickets:
         rebased by `move_clocks` (given the department it leaves). Its `claim`
         (claim_handover) ends, unless another took over since."""
         async with self._sessions() as session, session.begin():
-            row = await session.get(RoutedTicketRow, ticket_id, with_for_update=True)
+            row = (await _held(session, [ticket_id])).get(ticket_id)
             if row is not None:
                 _end_claim(row, claim)
                 if move_clocks is not None and row.service_clocks is not None:
@@ -369,7 +369,7 @@ class RoutedTickets:
         not waited any less: `updated_at` (the backlog's age) stays. Its `claim`
         (claim_handover) ends, unless another took over since."""
         async with self._sessions() as session, session.begin():
-            row = await session.get(RoutedTicketRow, ticket_id, with_for_update=True)
+            row = (await _held(session, [ticket_id])).get(ticket_id)
             if row is None:
                 return
             _end_claim(row, claim)
@@ -384,7 +384,7 @@ class RoutedTickets:
     async def update_clocks(self, ticket_id: str, change: ClockChange) -> None:
         """Clocks changed by the clock watch (a warning sent, a breach escalated)."""
         async with self._sessions() as session, session.begin():
-            row = await session.get(RoutedTicketRow, ticket_id, with_for_update=True)
+            row = (await _held(session, [ticket_id])).get(ticket_id)
             if row is not None and row.service_clocks is not None:
                 set_clocks(row, change(service_clocks.from_json(row.service_clocks),
                                         row.department))
@@ -516,9 +516,11 @@ async def _held(session: AsyncSession, ticket_ids: Sequence[str]
                 ) -> dict[str, RoutedTicketRow]:
     """The tickets' rows (those stored), held until the transaction ends, so that no
     other writer's change to them commits between this read and this transaction's
-    writes: PostgreSQL's row locks, taken in ticket order as the other writers of
-    several rows take them; SQLite's write lock, which a transaction takes at its first
-    write, here a write that changes nothing, before the rows are read."""
+    writes (which would be lost under them: the reports, hand-overs, priority changes
+    and clock checks write what they read, changed): PostgreSQL's row locks, taken in
+    ticket order as the other writers of several rows take them; SQLite's write lock,
+    which a transaction takes at its first write, here a write that changes nothing,
+    before the rows are read."""
     if session.get_bind().dialect.name == "sqlite":
         await session.execute(_UNCHANGED, {"ticket_ids": list(ticket_ids)})
     return {row.ticket_id: row for row in await session.scalars(
@@ -527,9 +529,10 @@ async def _held(session: AsyncSession, ticket_ids: Sequence[str]
 
 
 _ROUTED = cast(Table, RoutedTicketRow.__table__)
+# A column in no index: the write changes no index entry either.
 _UNCHANGED = update(_ROUTED).where(
     _ROUTED.c.ticket_id.in_(bindparam("ticket_ids", expanding=True))).values(
-    updated_at=_ROUTED.c.updated_at)
+    segment=_ROUTED.c.segment)
 
 
 def _reported(row: RoutedTicketRow | None, report: Report, now: datetime

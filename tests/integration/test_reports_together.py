@@ -167,10 +167,16 @@ async def test_the_follower_publishes_for_each_report_of_a_batch_what_it_does_al
     assert [paused for _, paused, _, _ in published(together)] == [True, False, True, True]
 
 
-async def test_sqlite_the_rows_are_held_from_before_they_are_read(tmp_path: Path) -> None:
+WRITERS = ["reports", "hand-over", "priority change", "clock check"]
+
+
+@pytest.mark.parametrize("writer", WRITERS)
+async def test_sqlite_the_rows_are_held_from_before_they_are_read(
+        tmp_path: Path, writer: str) -> None:
     """On SQLite, whose transactions take the write lock at their first write, no other
-    writer commits between the batch's read of its tickets and its writes (a hand-over
-    or a clock check would be lost under the batch's stale copy)."""
+    writer commits between a writer's read of a ticket and its writes, which are what it
+    read, changed (a pause reported, lost under a clock check's stale clocks; a
+    hand-over's trace step, under a report's)."""
     path = tmp_path / "store.db"
     url = f"sqlite+aiosqlite:///{path}"
     await migrate.upgrade(url)
@@ -193,8 +199,17 @@ async def test_sqlite_the_rows_are_held_from_before_they_are_read(tmp_path: Path
                 other.close()
             return clocks
 
-        await routed.record_reports([Report("t-1", TicketEventType.PICKED_UP, NOW,
-                                            move_clocks=another_writer)])
+        if writer == "reports":
+            await routed.record_reports([Report("t-1", TicketEventType.PICKED_UP, NOW,
+                                                move_clocks=another_writer)])
+        elif writer == "hand-over":
+            await routed.record_handover("t-1", department="billing", steps=[],
+                                         ticket=None, now=NOW, move_clocks=another_writer)
+        elif writer == "priority change":
+            await routed.record_priority_change("t-1", priority=2, step={},
+                                                move_clocks=another_writer)
+        else:
+            await routed.update_clocks("t-1", another_writer)
         assert refused == ["database is locked"]
     finally:
         await engine.dispose()
