@@ -90,15 +90,17 @@ _ROUTED_BEFORE = (select(RoutedTicketRow.ticket_id, RoutedTicketRow.routed_event
                                                                  expanding=True))))
 
 
+# The routed tickets' table, for Core statements (not the mapped class: no ORM bulk path).
+_ROUTED = cast(Table, RoutedTicketRow.__table__)
+
+
 @functools.cache
 def _first_dispatches(dialect: str) -> Insert:
     """Insert a batch's first routings. A ticket stored already stays as it is: a replay
     of its routing publishes the stored ticket again and writes nothing (a state kept
     through a store outage meets the one written before it, if any)."""
-    # On the table, not the mapped class: a Core insert, without the ORM's bulk path.
-    table = cast(Table, RoutedTicketRow.__table__)
-    return db.insert_on_conflict(dialect)(table).on_conflict_do_nothing(
-        index_elements=[table.c.ticket_id])
+    return db.insert_on_conflict(dialect)(_ROUTED).on_conflict_do_nothing(
+        index_elements=[_ROUTED.c.ticket_id])
 
 
 # What a routing decides of a stored row, besides its clocks and deadline
@@ -528,7 +530,6 @@ async def _held(session: AsyncSession, ticket_ids: Sequence[str]
         .order_by(RoutedTicketRow.ticket_id).with_for_update())}
 
 
-_ROUTED = cast(Table, RoutedTicketRow.__table__)
 # A column in no index: the write changes no index entry either.
 _UNCHANGED = update(_ROUTED).where(
     _ROUTED.c.ticket_id.in_(bindparam("ticket_ids", expanding=True))).values(
