@@ -30,8 +30,9 @@ class Settings(BaseSettings):
     # Followers off the tickets' way to their departments (the metrics service, the
     # router's event follower and webhook outbox) have the broker hold their fetch until
     # this much is waiting, or kafka_fetch_max_wait_ms passed: fewer, larger batches,
-    # each one SQL transaction, so fewer writers queue for the store's lock.
-    kafka_follower_fetch_min_bytes: int = Field(default=65536, ge=1)
+    # each one SQL transaction, so fewer writers queue for the store's lock. 256 KiB:
+    # measured against 64 KiB and 1 MiB (README "Measured").
+    kafka_follower_fetch_min_bytes: int = Field(default=262144, ge=1)
     kafka_replication_factor: int = Field(default=1, ge=1)
     delivery: Literal["exactly_once", "at_least_once"] = "exactly_once"
     instance_id: str = Field(default="0", pattern=r"^[A-Za-z0-9._-]{1,64}$")
