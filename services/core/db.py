@@ -38,6 +38,8 @@ _NOT_OUTAGES = (IntegrityError, ProgrammingError, DataError, NotSupportedError)
 # PostgreSQL's classes of "cannot serve now": connection exceptions, insufficient
 # resources, operator intervention (shutting down, starting up).
 _OUTAGE_STATES = ("08", "53", "57P")
+# PostgreSQL's class "transaction rollback": a deadlock, a serialization failure.
+_CONFLICT_STATES = ("40",)
 
 
 def is_outage(error: BaseException) -> bool:
@@ -56,6 +58,16 @@ def is_outage(error: BaseException) -> bool:
     # data among them; its SQLSTATE tells.
     state = getattr(error.orig, "sqlstate", None) or ""
     return state.startswith(_OUTAGE_STATES)
+
+
+def is_conflict(error: BaseException) -> bool:
+    """Whether the store rolled a transaction back for what other transactions did at
+    the same time (PostgreSQL's deadlock detection, a serialization failure): neither the
+    query nor its data is wrong, and the store is up; run again, it goes through."""
+    if not isinstance(error, DBAPIError) or isinstance(error, _NOT_OUTAGES):
+        return False
+    state = getattr(error.orig, "sqlstate", None) or ""
+    return state.startswith(_CONFLICT_STATES)
 
 
 def _argument_refused(error: InterfaceError) -> bool:

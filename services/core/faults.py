@@ -4,8 +4,9 @@
   time. Nothing is wrong with the record: the stage waits, with backoff, as long as the
   outage lasts.
 - **Transient**: the record cannot be processed yet, for a reason that should pass (a
-  report on a ticket whose state waits for the store). Retried a bounded number of
-  times, then dead-lettered.
+  report on a ticket whose state waits for the store; the store rolling a transaction
+  back for a conflict with another, a deadlock). Retried a bounded number of times, then
+  dead-lettered.
 - Anything else is about **the record**: it cannot be decoded, validated, decided,
   serialised or stored. It is dead-lettered with its reason at once, and the stage goes on.
 """
@@ -96,7 +97,9 @@ def classify(error: BaseException) -> Fault:
     if isinstance(error, Transient):
         return Fault.TRANSIENT
     if isinstance(error, db.STORE_ERRORS):
-        return Fault.OUTAGE if db.is_outage(error) else Fault.RECORD
+        if db.is_outage(error):
+            return Fault.OUTAGE
+        return Fault.TRANSIENT if db.is_conflict(error) else Fault.RECORD
     if isinstance(error, KafkaError):
         unreachable = isinstance(error, KafkaConnectionError | KafkaTimeoutError)
         return Fault.OUTAGE if unreachable or error.retriable else Fault.RECORD
@@ -120,6 +123,9 @@ def reason(error: BaseException) -> str:
     if isinstance(error, _SPEAKING):
         return str(error)
     if isinstance(error, db.STORE_ERRORS):
+        if db.is_conflict(error):
+            return ("the store rolled its transaction back, again and again, for conflicts"
+                    " with others (deadlocks or serialization failures)")
         return f"the store refused the record ({type(error).__name__})"
     return f"unexpected {type(error).__name__} while processing the record"
 

@@ -143,14 +143,17 @@ def _concrete_paths_first(app: FastAPI) -> None:
 
 
 async def _store_unavailable(request: Request, error: Exception) -> JSONResponse:
-    if not db.is_outage(error):
+    if db.is_outage(error):
+        said = "the SQL store is unavailable"
+    elif db.is_conflict(error):  # another request's transaction in the way: it passes
+        said = "the SQL store turned the request back for a conflict with another"
+    else:
         raise error  # a bug: the server error it is
-    logger.warning("request failed: the SQL store is unavailable",
+    logger.warning("request failed: %s", said,
                    extra={"path": request.url.path, "error_class": type(error).__name__})
     retry_after = service_context.of(request.app).settings.retry_after_seconds
     return JSONResponse(status_code=503, headers={"Retry-After": str(retry_after)},
-                        content={"error": "unavailable",
-                                 "detail": "the SQL store is unavailable; retry later"})
+                        content={"error": "unavailable", "detail": f"{said}; retry later"})
 
 
 def install(app: FastAPI, *, ready: Callable[[], bool], max_body_bytes: int = 1 << 20,

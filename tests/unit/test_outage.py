@@ -119,3 +119,31 @@ class TestAsyncpgErrors:
             "cannot perform operation: connection is closed"))
         assert isinstance(error, InterfaceError)
         assert db.is_outage(error) is True
+
+
+class TestConflicts:
+    """PostgreSQL rolls a transaction back when it deadlocks with another or cannot be
+    serialised with them (SQLSTATE class 40): nothing is wrong with the record, and the
+    store is up, so a stage retries (bounded) rather than dead-letter it at once."""
+
+    @pytest.mark.parametrize("driver_error", [
+        asyncpg.exceptions.DeadlockDetectedError("deadlock detected"),
+        asyncpg.exceptions.SerializationError("could not serialize access"),
+    ])
+    def test_a_conflict_between_transactions_is_transient(
+            self, driver_error: Exception) -> None:
+        error = as_sqlalchemy_raises(driver_error)
+        assert db.is_outage(error) is False
+        assert db.is_conflict(error) is True
+        assert faults.classify(error) is faults.Fault.TRANSIENT
+        assert "conflicts with others" in faults.reason(error)
+
+    @pytest.mark.parametrize("error", [
+        DBAPIError("insert", {}, Sqlstate("22001")),  # value too long: the record's
+        DBAPIError("connect", {}, Sqlstate("08006")),  # an outage
+        IntegrityError("insert", {}, Sqlstate("23505")),  # a duplicate key
+        ValueError("not the store's"),
+    ])
+    def test_other_errors_are_no_conflict(self, error: Exception) -> None:
+        assert db.is_conflict(error) is False
+        assert faults.classify(error) is not faults.Fault.TRANSIENT
