@@ -38,8 +38,9 @@ _NOT_OUTAGES = (IntegrityError, ProgrammingError, DataError, NotSupportedError)
 # PostgreSQL's classes of "cannot serve now": connection exceptions, insufficient
 # resources, operator intervention (shutting down, starting up).
 _OUTAGE_STATES = ("08", "53", "57P")
-# PostgreSQL's class "transaction rollback": a deadlock, a serialization failure.
-_CONFLICT_STATES = ("40",)
+# PostgreSQL's serialization failure and deadlock (of class 40, "transaction rollback";
+# not its others: 40003, statement completion unknown, may have taken effect).
+_CONFLICT_STATES = ("40001", "40P01")
 
 
 def is_outage(error: BaseException) -> bool:
@@ -66,8 +67,13 @@ def is_conflict(error: BaseException) -> bool:
     query nor its data is wrong, and the store is up; run again, it goes through."""
     if not isinstance(error, DBAPIError) or isinstance(error, _NOT_OUTAGES):
         return False
-    state = getattr(error.orig, "sqlstate", None) or ""
-    return state.startswith(_CONFLICT_STATES)
+    return getattr(error.orig, "sqlstate", None) in _CONFLICT_STATES
+
+
+def is_temporary(error: BaseException) -> bool:
+    """Whether the store failed for a reason that passes by itself (an outage, or a
+    conflict with other transactions), not for what was asked of it."""
+    return is_outage(error) or is_conflict(error)
 
 
 def _argument_refused(error: InterfaceError) -> bool:

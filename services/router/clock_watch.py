@@ -42,7 +42,8 @@ async def watch_clocks(routed: ports.Routed, publisher: ports.Publisher, *,
     ticket whose notice fails for a reason of its own (its stored clocks or copy, a
     deadline its department's calendar cannot give) is checked again
     CHECK_AGAIN_AFTER_FAILURE later, so that it holds up no other ticket's notices; an
-    outage (the store, the broker) ends the check, to be run again."""
+    outage (the store, the broker) or a conflict in the store (a deadlock) ends the
+    check, to be run again."""
     for department in table.departments:  # at 0 until a failure: its first one shows
         FAILED.labels(department)
     sent = 0
@@ -52,8 +53,8 @@ async def watch_clocks(routed: ports.Routed, publisher: ports.Publisher, *,
                                   now=now, claim_for=claim_for)
         except Exception as error:
             if isinstance(error, kafka.PublishFailed) \
-                    or faults.classify(error) is faults.Fault.OUTAGE:
-                raise
+                    or faults.classify(error) is not faults.Fault.RECORD:
+                raise  # the check runs again
             FAILED.labels(row.department).inc()
             logger.error("a ticket's service-level notice failed; checked again later",
                          extra={"ticket_id": row.ticket_id, "department": row.department,

@@ -252,9 +252,9 @@ class RoutedTickets:
         published. One stored by another event (a copy routed while the store could not
         tell) stays. One its customer's erasure forgot is not written. Several writers
         at once (the shares, the flush) meet no conflict: rows are inserted if absent,
-        then locked in ticket order. A chunk failing for anything but an outage holds
-        back none of the others: KeptNotWritten names its tickets once the others are
-        written (an outage is raised at once)."""
+        then locked in ticket order. A chunk failing for anything but an outage or a
+        conflict holds back none of the others: KeptNotWritten names its tickets once the
+        others are written (an outage or a conflict is raised at once, to be retried)."""
         latest = sorted({d.ticket_id: d for d in dispatches}.values(),
                         key=lambda d: d.ticket_id)
         failed: Exception | None = None
@@ -264,7 +264,7 @@ class RoutedTickets:
             try:
                 await self._record_kept(part)
             except Exception as error:
-                if db.is_outage(error):
+                if db.is_temporary(error):  # the batch is retried
                     if failed is not None:  # not to be lost behind the outage
                         logger.error("kept ticket states not written", exc_info=failed)
                     raise

@@ -11,10 +11,11 @@ import asyncio
 from collections.abc import Collection, Sequence
 from datetime import UTC, datetime, timedelta
 
+import asyncpg
 import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import update
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.core import envelope, events, faults, kafka, tickets, topics
@@ -25,6 +26,7 @@ from services.router.event_follower import FollowTicketEvent
 from services.router.models import RoutedTicketRow
 from services.router.store import Dispatch, KeptNotWritten, RoutedBefore, RoutedTickets
 from tests.integration.stages.stage_records import TABLE, segmented_event
+from tests.unit.test_outage import as_sqlalchemy_raises
 
 
 async def route_batch(stage: worker.RouteTicket,
@@ -355,13 +357,15 @@ class TestDecidedWhileTheStoreWasDown:
     @pytest.mark.parametrize(("failure", "written"), [
         (ValueError("a bug in this chunk"), [True, True, False, False, True]),
         (OperationalError("INSERT ...", {}, ConnectionRefusedError("store down")),
+         [True, True, False, False, False]),
+        (as_sqlalchemy_raises(asyncpg.exceptions.DeadlockDetectedError("deadlock")),
          [True, True, False, False, False])])
     async def test_a_chunk_failing_for_a_bug_holds_back_none_of_the_others(
             self, sessions: async_sessionmaker[AsyncSession], failure: Exception,
             written: list[bool]) -> None:
         """The second of three chunks fails as a bug would: the others are written all
         the same, and its tickets are named (the flush's periodic task logs it); an
-        outage there holds back the rest, which wait for the store."""
+        outage or a conflict (a deadlock) there holds back the rest, which are retried."""
 
         class SecondChunkFails(RoutedTickets):
             async def _record_kept(self, dispatches: Sequence[Dispatch]) -> None:
@@ -370,7 +374,7 @@ class TestDecidedWhileTheStoreWasDown:
                 await super()._record_kept(dispatches)
 
         failing = SecondChunkFails(sessions)
-        with pytest.raises((KeptNotWritten, OperationalError)) as raised:
+        with pytest.raises((KeptNotWritten, DBAPIError)) as raised:
             await failing.record_kept_dispatches(kept_routings("k-", 5), chunk=2)
         if isinstance(failure, ValueError):
             assert raised.type is KeptNotWritten

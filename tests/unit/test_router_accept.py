@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import asyncpg
 import pytest
 
 from services.core import tickets, topics
@@ -15,6 +16,7 @@ from services.router import ports, service
 from services.router.service import Verdict
 from tests.conftest import TEST_ROUTING_TABLE
 from tests.unit.router_fakes import Wired, wired
+from tests.unit.test_outage import as_sqlalchemy_raises
 
 NOW = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
 
@@ -62,6 +64,27 @@ class TestAcceptTicket:
             (topics.INCOMING, TicketEventType.RECEIVED, "corr-1"),
             (topics.EVENTS, TicketEventType.RECEIVED, "corr-1")]
         assert router.publisher.published[0].event.data["platform"] == "helpdesk"
+
+    @pytest.mark.parametrize("store_error", [
+        asyncpg.exceptions.DeadlockDetectedError("deadlock detected"),  # a conflict
+        asyncpg.exceptions.InterfaceError("connection is closed"),  # an outage
+    ])
+    async def test_published_it_is_accepted_though_its_key_could_not_be_marked(
+            self, store_error: Exception) -> None:
+        """The ticket is in Kafka: the answer says so, whatever passing trouble the store
+        had marking its key accepted (the key stays pending; a retry with it publishes
+        the same ticket id again, and the router drops that copy)."""
+        router = wired()
+        keys = router.router.intake_keys
+
+        async def refused(*_args: object, **_options: object) -> None:
+            raise as_sqlalchemy_raises(store_error)
+
+        keys.accepted = refused  # type: ignore[method-assign]
+        accepted = await accept(router)
+        assert (accepted.verdict, accepted.ticket_id) == (Verdict.ACCEPTED, "t-new")
+        assert len(router.publisher.published) == 2
+        assert [row.status for row in keys.rows.values()] == ["pending"]
 
     async def test_without_a_correlation_id_the_ticket_id_is_it(self) -> None:
         accepted = await accept(wired(), correlation_id=None)

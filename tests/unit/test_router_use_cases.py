@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
+import asyncpg
 import pytest
 from prometheus_client import REGISTRY
 
@@ -19,6 +20,7 @@ from services.router.service.verdicts import HANDOVER_IN_FLIGHT, RESOLVED
 from services.router.store import Dispatch
 from tests.conftest import TEST_ROUTING_TABLE
 from tests.unit.router_fakes import Wired, wired
+from tests.unit.test_outage import as_sqlalchemy_raises
 
 NOW = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
 ADMIN = access.Principal("cred-admin", access.Role.ADMIN, None)
@@ -360,6 +362,24 @@ class TestReportsUnderAnIdempotencyKey:
         # Without a key, the same retry is the closed ticket's refusal.
         assert await self.report(router, "k-2") == RESOLVED
 
+    async def test_published_it_is_recorded_though_its_key_met_a_store_conflict(
+            self) -> None:
+        """The report is in Kafka: a deadlock marking its key accepted leaves the key
+        pending (a retry publishes it again under the same event id), and the answer
+        says it was recorded."""
+        router = wired()
+        routed_ticket(router)
+
+        async def deadlocked(*_args: object, **_options: object) -> None:
+            raise as_sqlalchemy_raises(asyncpg.exceptions.DeadlockDetectedError(
+                "deadlock detected"))
+
+        router.keys.accepted = deadlocked  # type: ignore[method-assign]
+        recorded = await self.report(router, "k-1")
+        assert isinstance(recorded, service.Recorded)
+        (published,) = router.publisher.published
+        assert published.event.id == recorded.event_id
+
     async def test_another_report_under_a_used_key_is_refused_naming_the_header(
             self) -> None:
         router = wired()
@@ -619,6 +639,28 @@ class TestEscalateDue:
                                          {"department": "public_sector"}) == failed + 1
         assert await self.escalate(router, late + timedelta(minutes=1)) == 0
         assert router.routed.recorded.count(("postponed", "t-0")) == 1
+
+
+    async def test_a_store_conflict_ends_the_check_to_be_run_again(self) -> None:
+        """A deadlock (the store rolling the hand-over back for another transaction) is
+        no fault of the ticket: the check ends, raised to be run again at the next one,
+        and the ticket is neither postponed nor counted as failed."""
+        router = wired()
+        routed_ticket(router)
+        conflict = as_sqlalchemy_raises(asyncpg.exceptions.DeadlockDetectedError(
+            "deadlock detected"))
+
+        async def deadlocked(*_args: object, **_options: object) -> None:
+            raise conflict
+
+        router.routed.claim_handover = deadlocked  # type: ignore[method-assign]
+        failed = REGISTRY.get_sample_value("routing_router_clock_checks_failed_total",
+                                           {"department": "public_sector"}) or 0.0
+        with pytest.raises(type(conflict)):
+            await self.escalate(router, NOW + timedelta(hours=5))
+        assert ("postponed", "t-1") not in router.routed.recorded
+        assert REGISTRY.get_sample_value("routing_router_clock_checks_failed_total",
+                                         {"department": "public_sector"}) == failed
 
 
 class TestOneHandOverAtATime:

@@ -99,12 +99,12 @@ async def accept_ticket(content: tickets.TicketContent, *, platform: str | None,
         try:
             await keys.accepted(key, correlation_id=correlation)
         except db.STORE_ERRORS as error:
-            if not db.is_outage(error):
+            if not db.is_temporary(error):
                 raise
             # The ticket is in Kafka: say so. A retry with this key publishes it again
             # (the key stays pending), and the router drops that copy.
             logger.warning("ticket accepted; its Idempotency-Key stays pending (store"
-                           " unavailable)", extra={"ticket_id": ticket.ticket_id})
+                           " unavailable or in conflict)", extra={"ticket_id": ticket.ticket_id})
     logger.info("ticket accepted", extra={"ticket_id": ticket.ticket_id,
                                           "correlation_id": correlation})
     return Acceptance(Verdict.ACCEPTED, ticket.ticket_id, correlation)

@@ -194,12 +194,12 @@ async def _published_once(report: events.TicketEvent, *, given_at: datetime | No
         try:
             await key.keys.accepted(scoped, correlation_id=correlation_id or report.ticket_id)
         except db.STORE_ERRORS as error:
-            if not db.is_outage(error):
+            if not db.is_temporary(error):
                 raise
             # Published: say so. A retry with this key publishes it again under the same
             # event id (the key stays pending), which its webhook callback takes once.
             logger.warning("report recorded; its Idempotency-Key stays pending (store"
-                           " unavailable)", extra={"ticket_id": report.ticket_id})
+                           " unavailable or in conflict)", extra={"ticket_id": report.ticket_id})
     return recorded
 
 
