@@ -57,8 +57,7 @@ def is_outage(error: BaseException) -> bool:
         return True
     # A plain DBAPIError: asyncpg's errors without a class of their own land here, bad
     # data among them; its SQLSTATE tells.
-    state = getattr(error.orig, "sqlstate", None) or ""
-    return state.startswith(_OUTAGE_STATES)
+    return _sqlstate(error).startswith(_OUTAGE_STATES)
 
 
 def is_conflict(error: BaseException) -> bool:
@@ -67,13 +66,18 @@ def is_conflict(error: BaseException) -> bool:
     query nor its data is wrong, and the store is up; run again, it goes through."""
     if not isinstance(error, DBAPIError) or isinstance(error, _NOT_OUTAGES):
         return False
-    return getattr(error.orig, "sqlstate", None) in _CONFLICT_STATES
+    return _sqlstate(error) in _CONFLICT_STATES
 
 
 def is_temporary(error: BaseException) -> bool:
     """Whether the store failed for a reason that passes by itself (an outage, or a
     conflict with other transactions), not for what was asked of it."""
     return is_outage(error) or is_conflict(error)
+
+
+def _sqlstate(error: DBAPIError) -> str:
+    """PostgreSQL's SQLSTATE, as the driver's error carries it ("": none)."""
+    return getattr(error.orig, "sqlstate", None) or ""
 
 
 def _argument_refused(error: InterfaceError) -> bool:

@@ -56,32 +56,37 @@ def dead_letters(sent: list[envelope.Record]) -> list[envelope.Record]:
     return [r for r in sent if r.topic == topics.DEAD_LETTERS]
 
 
+async def followed(records: list[ConsumerRecord[bytes, bytes]], one_by_one: bool
+                   ) -> tuple[list[str], list[envelope.Record]]:
+    """The types a follower reading responses was given, and what it sent."""
+    transform = ReadsResponses()
+    sent = await batches.Batches(transform, stage="follower").outgoing(
+        records, one_by_one=one_by_one)
+    return transform.given, sent
+
+
 @pytest.mark.parametrize("one_by_one", [False, True])
 class TestPassedOver:
     async def test_only_the_types_it_reads_reach_it(self, one_by_one: bool) -> None:
-        transform = ReadsResponses()
-        sent = await batches.Batches(transform, stage="follower").outgoing(
+        given, sent = await followed(
             [event_record(NOT_READ, 0), event_record(READ, 1), event_record(NOT_READ, 2)],
-            one_by_one=one_by_one)
-        assert transform.given == [READ]
+            one_by_one)
+        assert given == [READ]
         assert sent == []
 
     async def test_a_record_of_another_type_is_not_parsed_so_not_dead_lettered(
             self, one_by_one: bool) -> None:
-        transform = ReadsResponses()
-        sent = await batches.Batches(transform, stage="follower").outgoing(
+        given, sent = await followed(
             [event_record(NOT_READ, 0, value=b"{not json"), event_record(READ, 1)],
-            one_by_one=one_by_one)
-        assert transform.given == [READ]
+            one_by_one)
+        assert given == [READ]
         assert dead_letters(sent) == []
 
     async def test_a_record_of_its_type_that_is_no_event_is_dead_lettered(
             self, one_by_one: bool) -> None:
-        transform = ReadsResponses()
-        sent = await batches.Batches(transform, stage="follower").outgoing(
-            [event_record(READ, 0, value=b"{not json"), event_record(READ, 1)],
-            one_by_one=one_by_one)
-        assert transform.given == [READ]
+        given, sent = await followed(
+            [event_record(READ, 0, value=b"{not json"), event_record(READ, 1)], one_by_one)
+        assert given == [READ]
         [letter] = dead_letters(sent)
         assert dict(letter.headers)[topics.DLQ_ERROR_CLASS] == b"EnvelopeError"
 
@@ -92,10 +97,8 @@ class TestPassedOver:
     ])
     async def test_a_record_whose_type_cannot_be_told_is_read_whole_and_dead_lettered(
             self, one_by_one: bool, headers: list[tuple[str, bytes]] | None) -> None:
-        transform = ReadsResponses()
-        sent = await batches.Batches(transform, stage="follower").outgoing(
-            [record(headers, b"{}")], one_by_one=one_by_one)
-        assert transform.given == []
+        given, sent = await followed([record(headers, b"{}")], one_by_one)
+        assert given == []
         assert len(dead_letters(sent)) == 1
 
 
