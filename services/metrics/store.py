@@ -119,8 +119,13 @@ Executor = AsyncSession | AsyncConnection
 _TABLE = Base.metadata.tables[TimelineRow.__tablename__]
 # Built once, not per batch (building them, the upsert's `excluded` above all, cost more
 # than running them), and Core statements on the table, not the ORM's bulk insert.
+# Locked in the tickets' order, whatever the plan reads them in (PostgreSQL locks rows
+# as its plan returns them): two transactions locking shared timelines, two instances'
+# batches during a hand-over of partitions or a batch and the deadline check, take them
+# in one order, so neither holds one the other waits for while it waits (a deadlock).
 _READ_LOCKED = (select(_TABLE)
                 .where(_TABLE.c.ticket_id.in_(bindparam("ticket_ids", expanding=True)))
+                .order_by(_TABLE.c.ticket_id)
                 .with_for_update())
 
 
@@ -152,12 +157,15 @@ class TimelineStore:
         await self.save_many(session, [timeline])
 
     async def save_many(self, session: Executor, timelines: list[Timeline]) -> None:
-        """Insert or replace the timelines in one statement."""
+        """Insert or replace the timelines in one statement, in the tickets' order: a
+        new timeline's row is locked as it is inserted, so two transactions inserting
+        the same new tickets take them in one order (see _READ_LOCKED)."""
         if timelines:
             dialect = session.dialect if isinstance(session, AsyncConnection) \
                 else session.get_bind().dialect
-            await session.execute(_upsert(dialect.name),
-                                  [_columns(timeline) for timeline in timelines])
+            await session.execute(_upsert(dialect.name), [
+                _columns(timeline)
+                for timeline in sorted(timelines, key=lambda timeline: timeline.ticket_id)])
 
     async def routed_since(self, since: datetime, department: str | None = None,
                            segment: str | None = None) -> list[Timeline]:
