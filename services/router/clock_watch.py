@@ -8,6 +8,7 @@ again at the next check (at least once), rather than never.
 
 from __future__ import annotations
 
+import functools
 import logging
 from datetime import datetime, timedelta
 from typing import Any
@@ -162,9 +163,10 @@ async def _escalate(routed: ports.Routed, publisher: ports.Publisher, row: Route
     claim = await ports.publish_claimed(routed, publisher, row, outputs, hold=claim_for)
     if claim is None:  # handed over or answered since it was read
         return False
-    await routed.record_handover(row.ticket_id, department=target or row.department,
-                                 steps=[step], ticket=ticket, now=now, move_clocks=move,
-                                 claim=claim)
+    await ports.record_published(functools.partial(
+        routed.record_handover, row.ticket_id, department=target or row.department,
+        steps=[step], ticket=ticket, now=now, move_clocks=move, claim=claim),
+        claim=claim, ticket_id=row.ticket_id)
     if level == 1:
         await routed.mark_escalated(row.ticket_id)
     LEVELS.labels(was_in, clock.target, str(level)).inc()

@@ -3,6 +3,7 @@ event and is redispatched, once, to its department's escalation target."""
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -65,8 +66,9 @@ async def escalate_due(routed: ports.Routed, publisher: ports.Publisher, *,
         claim = await ports.publish_claimed(routed, publisher, row, outputs, hold=claim_for)
         if claim is None:  # handed over or answered since it was read
             continue
-        await routed.record_handover(row.ticket_id, department=target, steps=[step],
-                                     ticket=ticket, now=now, claim=claim)
+        await ports.record_published(functools.partial(
+            routed.record_handover, row.ticket_id, department=target, steps=[step],
+            ticket=ticket, now=now, claim=claim), claim=claim, ticket_id=row.ticket_id)
         await routed.mark_escalated(row.ticket_id)
         ESCALATIONS.labels(row.department, target).inc()
         logger.info("ticket escalated", extra={"ticket_id": row.ticket_id,

@@ -5,16 +5,20 @@ tests wire recording fakes through the same door."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from services.core import kafka, tickets
+from services.core import db, kafka, tickets
 from services.core.settings import Settings
 from services.core.transactional_publisher import longest_publish
 from services.router import overflow, routing
 from services.router.models import IntakeKeyRow, RoutedTicketRow
 from services.router.store import ClockChange
+
+logger = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 LoadView = Callable[[], tuple[Mapping[str, overflow.DepartmentLoad],
@@ -115,3 +119,36 @@ async def publish_claimed(routed: Routed, publisher: Publisher, row: RoutedTicke
         await routed.release_handover(row.ticket_id, claim)
         raise
     return claim
+
+
+# The first pause before a published hand-over's record is tried again, doubled each
+# time up to the last (record_published).
+RECORD_RETRY_FIRST_SECONDS = 0.05
+RECORD_RETRY_MOST_SECONDS = 1.0
+
+
+async def record_published(record: Callable[[], Awaitable[None]], *, claim: datetime,
+                           ticket_id: str,
+                           pause: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                           ) -> None:
+    """The record that ends a published hand-over's (or priority change's) `claim`:
+    tried again while the store turns it back for a moment (a conflict with another
+    transaction, an outage), for as long as the claim stands (claim_hold leaves it one
+    PRODUCE_TIMEOUT_SECONDS after the publish for this). Published and not recorded, the
+    ticket would be in its new queue while the store holds it where it was, and a retry
+    once the claim ended would publish it a second time. Past the claim, or for any
+    other error, it raises (the caller answers 503, or the check runs again)."""
+    wait = RECORD_RETRY_FIRST_SECONDS
+    while True:
+        try:
+            await record()
+            return
+        except db.STORE_ERRORS as error:
+            if not db.is_temporary(error) or \
+                    datetime.now(UTC) + timedelta(seconds=wait) >= claim:
+                raise
+            logger.warning("hand-over published, its record turned back by the store;"
+                           " trying again", extra={"ticket_id": ticket_id,
+                                                   "retry_in_seconds": wait})
+        await pause(wait)
+        wait = min(wait * 2, RECORD_RETRY_MOST_SECONDS)

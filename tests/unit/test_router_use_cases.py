@@ -10,6 +10,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 from prometheus_client import REGISTRY
+from sqlalchemy.exc import IntegrityError
 
 from services.core import access, events, tickets, topics
 from services.core.events import TicketEventType
@@ -722,3 +723,88 @@ class TestOneHandOverAtATime:
         assert router.routed.rows["t-1"].handover_until is None
         router.publisher.fail = False
         assert await self.transfer(router, NOW) == service.Transferred("t-1", "business_desk")
+
+
+DEADLOCK = as_sqlalchemy_raises(asyncpg.exceptions.DeadlockDetectedError("deadlock detected"))
+
+
+def turned_back(router: Wired, method: str, error: Exception, times: int) -> list[int]:
+    """The store turns the first `times` calls of the fake store's `method` back with
+    `error`; the list counts the calls."""
+    real, calls = getattr(router.routed, method), [0]
+
+    async def at_times_refused(*args: object, **options: object) -> object:
+        calls[0] += 1
+        if calls[0] <= times:
+            raise error
+        return await real(*args, **options)
+
+    setattr(router.routed, method, at_times_refused)
+    return calls
+
+
+class TestPublishedThenRecorded:
+    """A hand-over (transfer, escalation) or a priority change is published, then
+    recorded. A record the store turns back for a moment (a conflict with another
+    transaction, a short outage) is tried again while the hand-over's claim stands: the
+    ticket is not left in its new queue while the store holds it where it was, for a
+    retry to publish it there a second time."""
+
+    async def test_a_transfer_whose_record_met_a_conflict_is_published_once(self) -> None:
+        router = wired()
+        routed_ticket(router)
+        calls = turned_back(router, "record_handover", DEADLOCK, times=2)
+        transferred = await TestOneHandOverAtATime().transfer(router, NOW)
+        assert transferred == service.Transferred("t-1", "business_desk")
+        assert calls == [3]
+        assert router.publisher.types() == [TicketEventType.ROUTED,
+                                            TicketEventType.TRANSFERRED]
+        row = router.routed.rows["t-1"]
+        assert (row.department, row.handover_until) == ("business_desk", None)
+
+    async def test_a_priority_change_whose_record_met_a_conflict_stands(self) -> None:
+        router = wired()
+        routed_ticket(router)
+        calls = turned_back(router, "record_priority_change", DEADLOCK, times=1)
+        changed = await TestChangePriority().change(router, 1)
+        assert isinstance(changed, service.Reprioritised) and changed.priority == 1
+        assert calls == [2]
+        assert router.publisher.types() == [TicketEventType.PRIORITY_CHANGED]
+        assert router.routed.rows["t-1"].priority == 1
+
+    @pytest.mark.parametrize("clocks", [True, False], ids=["by its clock", "no clocks"])
+    async def test_an_escalation_whose_record_met_an_outage_is_counted_once(
+            self, clocks: bool) -> None:
+        router = wired()
+        routed_ticket(router, clocks=clocks)
+        calls = turned_back(router, "record_handover", ConnectionRefusedError(), times=1)
+        assert await TestEscalateDue().escalate(router, NOW + timedelta(hours=5)) == 1
+        assert calls == [2]
+        assert router.publisher.types().count(TicketEventType.ESCALATED) == 1
+        assert router.routed.rows["t-1"].department == "key_accounts"
+
+    async def test_a_store_down_past_the_claim_is_raised_for_a_503(self) -> None:
+        """The claim, short here, ends before the store is back: the error is raised
+        (the API answers 503), after more than one try."""
+        router = wired()
+        routed_ticket(router)
+        calls = turned_back(router, "record_handover", ConnectionRefusedError(), times=1000)
+        with pytest.raises(ConnectionRefusedError):
+            await service.transfer(
+                "t-1", to_department="business_desk", reason="needs the desk",
+                from_department=None, principal=ADMIN, routed=router.routed,
+                publisher=router.publisher, table=router.router.table.current,
+                queue_for=router.router.queue_for, now=NOW,
+                claim_for=timedelta(milliseconds=300))
+        assert 1 < calls[0] < 1000
+        assert router.publisher.types() == [TicketEventType.ROUTED,
+                                            TicketEventType.TRANSFERRED]
+
+    async def test_a_store_error_not_temporary_is_raised_at_once(self) -> None:
+        router = wired()
+        routed_ticket(router)
+        broken = IntegrityError("UPDATE ...", {}, ValueError("a constraint"))
+        calls = turned_back(router, "record_handover", broken, times=1000)
+        with pytest.raises(IntegrityError):
+            await TestOneHandOverAtATime().transfer(router, NOW)
+        assert calls == [1]

@@ -5,6 +5,7 @@ losing it."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -81,8 +82,10 @@ async def transfer(ticket_id: str, *, to_department: str, reason: str,
         return verdicts.UNAVAILABLE
     if claim is None:
         return verdicts.HANDOVER_IN_FLIGHT
-    await routed.record_handover(ticket_id, department=to_department, steps=[step],
-                                 ticket=ticket, now=now, move_clocks=move, claim=claim)
+    await ports.record_published(functools.partial(
+        routed.record_handover, ticket_id, department=to_department, steps=[step],
+        ticket=ticket, now=now, move_clocks=move, claim=claim),
+        claim=claim, ticket_id=ticket_id)
     return Transferred(ticket_id, to_department)
 
 
@@ -142,8 +145,9 @@ async def change_priority(ticket_id: str, *, priority: int, reason: str,
     step: dict[str, Any] = {"at": now.isoformat(), "step": "priority_changed",
                             "from": row.priority, "to": priority, "reason": reason,
                             **({} if shown is None else {"deadlines": shown})}
-    await routed.record_priority_change(ticket_id, priority=priority, step=step,
-                                        move_clocks=move, claim=claim)
+    await ports.record_published(functools.partial(
+        routed.record_priority_change, ticket_id, priority=priority, step=step,
+        move_clocks=move, claim=claim), claim=claim, ticket_id=ticket_id)
     return Reprioritised(ticket_id, priority, shown)
 
 
