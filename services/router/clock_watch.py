@@ -165,10 +165,8 @@ async def _escalate(routed: ports.Routed, publisher: ports.Publisher, row: Route
         return False
     await ports.record_published(functools.partial(
         routed.record_handover, row.ticket_id, department=target or row.department,
-        steps=[step], ticket=ticket, now=now, move_clocks=move, claim=claim),
-        claim=claim, ticket_id=row.ticket_id)
-    if level == 1:
-        await routed.mark_escalated(row.ticket_id)
+        steps=[step], ticket=ticket, now=now, move_clocks=move, claim=claim,
+        escalated=level == 1), claim=claim, ticket_id=row.ticket_id)
     LEVELS.labels(was_in, clock.target, str(level)).inc()
     logger.info("service-level target escalated", extra={
         "ticket_id": row.ticket_id, "department": was_in, "target": clock.target,

@@ -68,8 +68,8 @@ async def escalate_due(routed: ports.Routed, publisher: ports.Publisher, *,
             continue
         await ports.record_published(functools.partial(
             routed.record_handover, row.ticket_id, department=target, steps=[step],
-            ticket=ticket, now=now, claim=claim), claim=claim, ticket_id=row.ticket_id)
-        await routed.mark_escalated(row.ticket_id)
+            ticket=ticket, now=now, claim=claim, escalated=True),
+            claim=claim, ticket_id=row.ticket_id)
         ESCALATIONS.labels(row.department, target).inc()
         logger.info("ticket escalated", extra={"ticket_id": row.ticket_id,
                                                "department": row.department,

@@ -85,11 +85,13 @@ class Routed(Protocol):
                               steps: Sequence[dict[str, Any]],
                               ticket: tickets.RoutedTicket | None, now: datetime,
                               move_clocks: ClockChange | None = None,
-                              claim: datetime | None = None) -> None: ...
+                              claim: datetime | None = None, escalated: bool = False,
+                              again: bool = False) -> None: ...
 
     async def record_priority_change(self, ticket_id: str, *, priority: int,
                                      step: dict[str, Any], move_clocks: ClockChange,
-                                     claim: datetime | None = None) -> None: ...
+                                     claim: datetime | None = None,
+                                     again: bool = False) -> None: ...
 
     async def update_clocks(self, ticket_id: str, change: ClockChange) -> None: ...
 
@@ -127,7 +129,14 @@ RECORD_RETRY_FIRST_SECONDS = 0.05
 RECORD_RETRY_MOST_SECONDS = 1.0
 
 
-async def record_published(record: Callable[[], Awaitable[None]], *, claim: datetime,
+class Record(Protocol):
+    """A published hand-over's record (Routed.record_handover, record_priority_change);
+    `again` after an attempt that failed, which may have been committed all the same."""
+
+    def __call__(self, *, again: bool) -> Awaitable[None]: ...
+
+
+async def record_published(record: Record, *, claim: datetime,
                            ticket_id: str,
                            pause: Callable[[float], Awaitable[None]] = asyncio.sleep,
                            ) -> None:
@@ -136,12 +145,14 @@ async def record_published(record: Callable[[], Awaitable[None]], *, claim: date
     transaction, an outage), for as long as the claim stands (claim_hold leaves it one
     PRODUCE_TIMEOUT_SECONDS after the publish for this). Published and not recorded, the
     ticket would be in its new queue while the store holds it where it was, and a retry
-    once the claim ended would publish it a second time. Past the claim, or for any
-    other error, it raises (the caller answers 503, or the check runs again)."""
-    wait = RECORD_RETRY_FIRST_SECONDS
+    once the claim ended would publish it a second time. An error may come once the
+    record was committed (a connection dropped on COMMIT): a record tried `again` applies
+    only while the claim stands, which the first attempt ended. Past the claim, or for
+    any other error, it raises (the caller answers 503, or the check runs again)."""
+    wait, again = RECORD_RETRY_FIRST_SECONDS, False
     while True:
         try:
-            await record()
+            await record(again=again)
             return
         except db.STORE_ERRORS as error:
             if not db.is_temporary(error) or \
@@ -151,4 +162,4 @@ async def record_published(record: Callable[[], Awaitable[None]], *, claim: date
                            " trying again", extra={"ticket_id": ticket_id,
                                                    "retry_in_seconds": wait})
         await pause(wait)
-        wait = min(wait * 2, RECORD_RETRY_MOST_SECONDS)
+        wait, again = min(wait * 2, RECORD_RETRY_MOST_SECONDS), True

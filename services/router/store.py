@@ -177,6 +177,13 @@ class KeptNotWritten(Exception):
         self.unwritten = unwritten
 
 
+def _claim_stands(row: RoutedTicketRow, claim: datetime | None) -> bool:
+    """Whether a hand-over's claim is still the ticket's: a record tried again finds it
+    ended when its first attempt was committed after all (or another hand-over took the
+    ticket over since), and then applies nothing a second time."""
+    return claim is None or row.handover_until == claim
+
+
 def _end_claim(row: RoutedTicketRow, claim: datetime | None) -> None:
     """A hand-over's or priority change's claim (claim_handover) ends with its record,
     unless another took the ticket over since (this one having expired)."""
@@ -341,15 +348,20 @@ class RoutedTickets:
                               steps: Sequence[dict[str, Any]],
                               ticket: tickets.RoutedTicket | None, now: datetime,
                               move_clocks: ClockChange | None = None,
-                              claim: datetime | None = None) -> None:
+                              claim: datetime | None = None, escalated: bool = False,
+                              again: bool = False) -> None:
         """An escalation or transfer: the ticket is with `department` now, as `ticket`
         (its copy; the priority the row has now kept); its trace grows and its clocks are
-        rebased by `move_clocks` (given the department it leaves). Its `claim`
-        (claim_handover) ends, unless another took over since."""
+        rebased by `move_clocks` (given the department it leaves); `escalated`: marked
+        escalated (mark_escalated) in the same transaction. Its `claim` (claim_handover)
+        ends, unless another took over since. `again`: a record tried again after an
+        error that may have come once it was committed: applied only while its claim
+        stands (_claim_stands)."""
         async with self._sessions() as session, session.begin():
             row = (await _held(session, [ticket_id])).get(ticket_id)
-            if row is not None:
+            if row is not None and (not again or _claim_stands(row, claim)):
                 _end_claim(row, claim)
+                row.escalated = row.escalated or escalated
                 if move_clocks is not None and row.service_clocks is not None:
                     set_clocks(row, move_clocks(
                         service_clocks.from_json(row.service_clocks), row.department))
@@ -365,14 +377,16 @@ class RoutedTickets:
 
     async def record_priority_change(self, ticket_id: str, *, priority: int,
                                      step: dict[str, Any], move_clocks: ClockChange,
-                                     claim: datetime | None = None) -> None:
+                                     claim: datetime | None = None,
+                                     again: bool = False) -> None:
         """A new priority: on the row and its ticket copy (a later hand-over joins the
         new priority's lane); the trace grows and the clocks are rebased. The ticket has
         not waited any less: `updated_at` (the backlog's age) stays. Its `claim`
-        (claim_handover) ends, unless another took over since."""
+        (claim_handover) ends, unless another took over since. `again`: as for
+        record_handover."""
         async with self._sessions() as session, session.begin():
             row = (await _held(session, [ticket_id])).get(ticket_id)
-            if row is None:
+            if row is None or (again and not _claim_stands(row, claim)):
                 return
             _end_claim(row, claim)
             if row.service_clocks is not None:

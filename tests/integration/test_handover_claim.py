@@ -90,6 +90,32 @@ async def test_a_claim_expires_is_released_by_its_holder_and_ends_with_its_recor
     assert await routed.claim_handover(after, hold=HOLD) is not None
 
 
+async def test_a_record_tried_again_applies_only_while_its_claim_stands(
+        routed: RoutedTickets) -> None:
+    """A record whose first attempt was committed though its caller saw an error (a
+    connection dropped on COMMIT) is tried again: the claim it ended says so, and
+    nothing is applied twice (the trace's step, the escalation mark); a record tried
+    again whose first attempt was not committed finds its claim and applies."""
+    claim = await routed.claim_handover(await read(routed), hold=HOLD)
+    assert claim is not None
+    step = {"step": "escalated", "to": "billing"}
+    for again in (False, True):  # committed, then tried again
+        await routed.record_handover("t-1", department="billing", steps=[step],
+                                     ticket=None, now=NOW + timedelta(minutes=1),
+                                     claim=claim, escalated=True, again=again)
+    after = await read(routed)
+    assert (after.department, after.trace, after.escalated, after.handover_until) == (
+        "billing", [step], True, None)
+    changing = await routed.claim_handover(after, hold=HOLD)
+    assert changing is not None
+    change = {"step": "priority_changed"}
+    for again in (True, True):  # the first attempt (not committed) left the claim
+        await routed.record_priority_change("t-1", priority=1, step=change,
+                                            move_clocks=lambda clocks, _department: clocks,
+                                            claim=changing, again=again)
+    assert ((await read(routed)).priority, (await read(routed)).trace) == (1, [step, change])
+
+
 async def test_a_claim_needs_the_priority_as_read(routed: RoutedTickets) -> None:
     """A priority change does not touch the last change (the backlog's age): a hand-over
     that read the ticket before it would publish to the old priority's lane."""

@@ -110,8 +110,11 @@ class FakeRouted:
                               steps: Sequence[dict[str, Any]],
                               ticket: tickets.RoutedTicket | None, now: datetime,
                               move_clocks: ClockChange | None = None,
-                              claim: datetime | None = None) -> None:
+                              claim: datetime | None = None, escalated: bool = False,
+                              again: bool = False) -> None:
         row = self.rows[ticket_id]
+        if again and claim is not None and row.handover_until != claim:
+            return  # as the store: recorded by the first attempt, or taken over
         self._move(row, move_clocks)
         row.trace = [*row.trace, *steps]
         row.department, row.updated_at = department, now
@@ -120,11 +123,17 @@ class FakeRouted:
         if ticket is not None:
             row.payload = ticket.model_dump(mode="json")
         self.recorded.append(("handover", ticket_id))
+        if escalated:
+            row.escalated = True
+            self.recorded.append(("escalated", ticket_id))
 
     async def record_priority_change(self, ticket_id: str, *, priority: int,
                                      step: dict[str, Any], move_clocks: ClockChange,
-                                     claim: datetime | None = None) -> None:
+                                     claim: datetime | None = None,
+                                     again: bool = False) -> None:
         row = self.rows[ticket_id]
+        if again and claim is not None and row.handover_until != claim:
+            return  # as the store: recorded by the first attempt, or taken over
         self._move(row, move_clocks)
         row.priority, row.trace = priority, [*row.trace, step]
         if claim is not None and row.handover_until == claim:

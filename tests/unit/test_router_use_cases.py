@@ -4,6 +4,7 @@ bootstrap: no broker, no database, no sockets. Accepting a ticket: test_router_a
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -743,6 +744,22 @@ def turned_back(router: Wired, method: str, error: Exception, times: int) -> lis
     return calls
 
 
+def committed_then_failed(router: Wired, method: str, error: Exception) -> list[int]:
+    """The first call of the fake store's `method` is recorded, then raises `error` (a
+    connection dropped on COMMIT); the list counts the calls."""
+    real, calls = getattr(router.routed, method), [0]
+
+    async def recorded_then_failed(*args: object, **options: object) -> object:
+        calls[0] += 1
+        done = await real(*args, **options)
+        if calls[0] == 1:
+            raise error
+        return done
+
+    setattr(router.routed, method, recorded_then_failed)
+    return calls
+
+
 class TestPublishedThenRecorded:
     """A hand-over (transfer, escalation) or a priority change is published, then
     recorded. A record the store turns back for a moment (a conflict with another
@@ -783,6 +800,28 @@ class TestPublishedThenRecorded:
         assert router.publisher.types().count(TicketEventType.ESCALATED) == 1
         assert router.routed.rows["t-1"].department == "key_accounts"
 
+    async def test_a_transfer_recorded_before_its_error_is_recorded_once(self) -> None:
+        router = wired()
+        routed_ticket(router)
+        calls = committed_then_failed(router, "record_handover", ConnectionResetError())
+        transferred = await TestOneHandOverAtATime().transfer(router, NOW)
+        assert transferred == service.Transferred("t-1", "business_desk")
+        assert calls == [2]
+        steps = [step["step"] for step in router.routed.rows["t-1"].trace]
+        assert steps.count("transferred") == 1
+        assert router.routed.recorded == [("handover", "t-1")]
+
+    async def test_a_priority_change_recorded_before_its_error_is_recorded_once(
+            self) -> None:
+        router = wired()
+        routed_ticket(router)
+        calls = committed_then_failed(router, "record_priority_change", DEADLOCK)
+        changed = await TestChangePriority().change(router, 1)
+        assert isinstance(changed, service.Reprioritised)
+        assert calls == [2]
+        steps = [step["step"] for step in router.routed.rows["t-1"].trace]
+        assert steps.count("priority_changed") == 1
+
     async def test_a_store_down_past_the_claim_is_raised_for_a_503(self) -> None:
         """The claim, short here, ends before the store is back: the error is raised
         (the API answers 503), after more than one try."""
@@ -790,12 +829,13 @@ class TestPublishedThenRecorded:
         routed_ticket(router)
         calls = turned_back(router, "record_handover", ConnectionRefusedError(), times=1000)
         with pytest.raises(ConnectionRefusedError):
-            await service.transfer(
+            # wait_for only bounds a loop that would not stop at the claim.
+            await asyncio.wait_for(service.transfer(
                 "t-1", to_department="business_desk", reason="needs the desk",
                 from_department=None, principal=ADMIN, routed=router.routed,
                 publisher=router.publisher, table=router.router.table.current,
                 queue_for=router.router.queue_for, now=NOW,
-                claim_for=timedelta(milliseconds=300))
+                claim_for=timedelta(milliseconds=300)), 60)
         assert 1 < calls[0] < 1000
         assert router.publisher.types() == [TicketEventType.ROUTED,
                                             TicketEventType.TRANSFERRED]
