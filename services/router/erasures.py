@@ -48,6 +48,11 @@ async def erase_tickets_of(session: AsyncSession, customer_id: str, *,
         # lock them (RoutedTickets): none waits on another in a cycle.
         await session.execute(
             ticket_ids.order_by(RoutedTicketRow.ticket_id).with_for_update())
+        # Their intake keys too, in key order, as the keys' retention purge locks them.
+        await session.execute(
+            select(IntakeKeyRow.idempotency_key)
+            .where(IntakeKeyRow.ticket_id.in_(ticket_ids))
+            .order_by(IntakeKeyRow.idempotency_key).with_for_update())
     keys = await session.execute(delete(IntakeKeyRow).where(
         IntakeKeyRow.ticket_id.in_(ticket_ids)))
     tickets = await session.execute(delete(RoutedTicketRow).where(

@@ -173,7 +173,11 @@ class Deliveries:
         self._sessions = sessions
 
     async def enqueue(self, outgoing: Sequence[Outgoing]) -> None:
-        """Write callbacks to the outbox; one already there (a replayed batch) stays."""
+        """Write callbacks to the outbox; one already there (a replayed batch) stays.
+        Written in the order they are delivered in (by `delivery_id`, their `created_at`
+        being one), which is also one order for two writers of the same callbacks (two
+        instances during a hand-over of partitions): an insert waits for another's
+        uncommitted one of the same id, and in one order neither waits in a cycle."""
         if not outgoing:
             return
         now = datetime.now(UTC)
@@ -181,7 +185,7 @@ class Deliveries:
                  "event_type": o.event_type, "ticket_id": o.ticket_id, "body": o.body,
                  "status": PENDING, "attempts": 0, "next_attempt_at": now,
                  "created_at": now, "updated_at": now}
-                for o in {o.delivery_id: o for o in outgoing}.values()]
+                for _, o in sorted({o.delivery_id: o for o in outgoing}.items())]
         async with self._sessions() as session, session.begin():
             insert = db.insert_on_conflict(session.get_bind().dialect.name)
             await session.execute(insert(WebhookDeliveryRow).on_conflict_do_nothing(
