@@ -147,8 +147,8 @@ async def record_published(record: Record, *, claim: datetime,
     ticket would be in its new queue while the store holds it where it was, and a retry
     once the claim ended would publish it a second time. An error may come once the
     record was committed (a connection dropped on COMMIT): a record tried `again` applies
-    only while the claim stands, which the first attempt ended. Past the claim, or for
-    any other error, it raises (the caller answers 503, or the check runs again)."""
+    nothing its first attempt wrote (its steps found in the trace). Past the claim, or
+    for any other error, it raises (the caller answers 503, or the check runs again)."""
     wait, again = RECORD_RETRY_FIRST_SECONDS, False
     while True:
         try:

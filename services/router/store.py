@@ -177,11 +177,12 @@ class KeptNotWritten(Exception):
         self.unwritten = unwritten
 
 
-def _claim_stands(row: RoutedTicketRow, claim: datetime | None) -> bool:
-    """Whether a hand-over's claim is still the ticket's: a record tried again finds it
-    ended when its first attempt was committed after all (or another hand-over took the
-    ticket over since), and then applies nothing a second time."""
-    return claim is None or row.handover_until == claim
+def _recorded_already(row: RoutedTicketRow, steps: Sequence[dict[str, Any]]) -> bool:
+    """Whether a record tried again finds its first attempt committed after all: its
+    steps (each dated to the microsecond) are in the trace. It then applies nothing a
+    second time; not found, it applies, as a first attempt would (even should another
+    hand-over have claimed the ticket since: its publish went out)."""
+    return bool(steps) and all(step in row.trace for step in steps)
 
 
 def _end_claim(row: RoutedTicketRow, claim: datetime | None) -> None:
@@ -355,11 +356,11 @@ class RoutedTickets:
         rebased by `move_clocks` (given the department it leaves); `escalated`: marked
         escalated (mark_escalated) in the same transaction. Its `claim` (claim_handover)
         ends, unless another took over since. `again`: a record tried again after an
-        error that may have come once it was committed: applied only while its claim
-        stands (_claim_stands)."""
+        error that may have come once it was committed: applied unless its steps are in
+        the trace already (_recorded_already)."""
         async with self._sessions() as session, session.begin():
             row = (await _held(session, [ticket_id])).get(ticket_id)
-            if row is not None and (not again or _claim_stands(row, claim)):
+            if row is not None and not (again and _recorded_already(row, steps)):
                 _end_claim(row, claim)
                 row.escalated = row.escalated or escalated
                 if move_clocks is not None and row.service_clocks is not None:
@@ -386,7 +387,7 @@ class RoutedTickets:
         record_handover."""
         async with self._sessions() as session, session.begin():
             row = (await _held(session, [ticket_id])).get(ticket_id)
-            if row is None or (again and not _claim_stands(row, claim)):
+            if row is None or (again and _recorded_already(row, [step])):
                 return
             _end_claim(row, claim)
             if row.service_clocks is not None:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import and_, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -174,9 +174,8 @@ class Deliveries:
 
     async def enqueue(self, outgoing: Sequence[Outgoing]) -> None:
         """Write callbacks to the outbox; one already there (a replayed batch) stays.
-        Written in the order they are delivered in (by `delivery_id`, their `created_at`
-        being one), which is also one order for two writers of the same callbacks (two
-        instances during a hand-over of partitions): an insert waits for another's
+        Written by `delivery_id`: one order for two writers of the same callbacks (two
+        instances during a hand-over of partitions), since an insert waits for another's
         uncommitted one of the same id, and in one order neither waits in a cycle."""
         if not outgoing:
             return
@@ -233,15 +232,21 @@ class Deliveries:
 
     async def replay(self, *, delivery_id: str | None = None, platform: str | None = None
                      ) -> int:
-        """Dead callbacks sent again from their first attempt: one, a platform's or all."""
-        query = update(WebhookDeliveryRow).where(WebhookDeliveryRow.status == DEAD)
+        """Dead callbacks sent again from their first attempt: one, a platform's or all.
+        On PostgreSQL their rows are locked by `delivery_id` first (an update locks rows
+        as its plan finds them), as the retention purge locks its chunks."""
+        dead = WebhookDeliveryRow.status == DEAD
         if delivery_id is not None:
-            query = query.where(WebhookDeliveryRow.delivery_id == delivery_id)
+            dead = and_(dead, WebhookDeliveryRow.delivery_id == delivery_id)
         if platform is not None:
-            query = query.where(WebhookDeliveryRow.platform == platform)
+            dead = and_(dead, WebhookDeliveryRow.platform == platform)
         now = datetime.now(UTC)
         async with self._sessions() as session, session.begin():
-            result = await session.execute(query.values(
+            if session.get_bind().dialect.name == "postgresql":
+                await session.execute(select(WebhookDeliveryRow.delivery_id).where(dead)
+                                      .order_by(WebhookDeliveryRow.delivery_id)
+                                      .with_for_update())
+            result = await session.execute(update(WebhookDeliveryRow).where(dead).values(
                 status=PENDING, attempts=0, next_attempt_at=now, updated_at=now))
             return int(getattr(result, "rowcount", 0) or 0)
 

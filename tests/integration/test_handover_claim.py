@@ -90,12 +90,13 @@ async def test_a_claim_expires_is_released_by_its_holder_and_ends_with_its_recor
     assert await routed.claim_handover(after, hold=HOLD) is not None
 
 
-async def test_a_record_tried_again_applies_only_while_its_claim_stands(
+async def test_a_record_tried_again_applies_only_what_its_first_attempt_did_not(
         routed: RoutedTickets) -> None:
     """A record whose first attempt was committed though its caller saw an error (a
-    connection dropped on COMMIT) is tried again: the claim it ended says so, and
+    connection dropped on COMMIT) is tried again: its step in the trace says so, and
     nothing is applied twice (the trace's step, the escalation mark); a record tried
-    again whose first attempt was not committed finds its claim and applies."""
+    again whose first attempt was not committed applies, even once another hand-over
+    has claimed the ticket (its publish went out)."""
     claim = await routed.claim_handover(await read(routed), hold=HOLD)
     assert claim is not None
     step = {"step": "escalated", "to": "billing"}
@@ -106,14 +107,17 @@ async def test_a_record_tried_again_applies_only_while_its_claim_stands(
     after = await read(routed)
     assert (after.department, after.trace, after.escalated, after.handover_until) == (
         "billing", [step], True, None)
-    changing = await routed.claim_handover(after, hold=HOLD)
-    assert changing is not None
     change = {"step": "priority_changed"}
-    for again in (True, True):  # the first attempt (not committed) left the claim
-        await routed.record_priority_change("t-1", priority=1, step=change,
-                                            move_clocks=lambda clocks, _department: clocks,
-                                            claim=changing, again=again)
-    assert ((await read(routed)).priority, (await read(routed)).trace) == (1, [step, change])
+    # Its first attempt not committed, and its claim taken over meanwhile.
+    changing = await routed.claim_handover(await read(routed), hold=timedelta(0))
+    assert changing is not None
+    taken = await routed.claim_handover(await read(routed), hold=HOLD)
+    assert taken is not None
+    await routed.record_priority_change("t-1", priority=1, step=change,
+                                        move_clocks=lambda clocks, _department: clocks,
+                                        claim=changing, again=True)
+    after = await read(routed)
+    assert (after.priority, after.trace, after.handover_until) == (1, [step, change], taken)
 
 
 async def test_a_claim_needs_the_priority_as_read(routed: RoutedTickets) -> None:

@@ -25,7 +25,7 @@ from services.core import db, migrate
 from services.metrics.store import TimelineStore
 from services.metrics.timeline import Timeline
 from services.webhooks.models import WebhookDeliveryRow
-from services.webhooks.store import PENDING, Deliveries, Outgoing
+from services.webhooks.store import DEAD, PENDING, Deliveries, Outgoing
 from tests.databases import ExternalPostgres, fresh_postgres_database
 
 # The longest the tests wait for the second transaction to queue for a lock (it asks
@@ -96,6 +96,17 @@ async def stored(engine: AsyncEngine, store: TimelineStore, *ticket_ids: str) ->
                                                         routed_at=LONG_AGO)])
 
 
+def insert(delivery_id: str, status: str = PENDING) -> Step:
+    """A webhook callback written to the outbox, in the transaction's connection."""
+    async def inserting(connection: AsyncConnection) -> None:
+        now = datetime.now(UTC)
+        await connection.execute(WebhookDeliveryRow.__table__.insert().values(
+            delivery_id=delivery_id, platform="helpdesk", event_type="ticket.routed",
+            ticket_id="t-1", body="{}", status=status, attempts=0, next_attempt_at=now,
+            created_at=now, updated_at=now))
+    return inserting
+
+
 def lock(store: TimelineStore, *ticket_ids: str) -> Step:
     async def locking(connection: AsyncConnection) -> None:
         await store.get_many(connection, set(ticket_ids))
@@ -159,17 +170,28 @@ async def test_callbacks_are_written_to_the_outbox_in_their_ids_order(
         return Outgoing(delivery_id=delivery_id, platform="helpdesk",
                         event_type="ticket.routed", ticket_id="t-1", body="{}")
 
-    def insert(delivery_id: str) -> Step:
-        async def inserting(connection: AsyncConnection) -> None:
-            now = datetime.now(UTC)
-            await connection.execute(WebhookDeliveryRow.__table__.insert().values(
-                delivery_id=delivery_id, platform="helpdesk", event_type="ticket.routed",
-                ticket_id="t-1", body="{}", status=PENDING, attempts=0,
-                next_attempt_at=now, created_at=now, updated_at=now))
-        return inserting
-
     async def second() -> None:
         # Its batch lists d-z first; the first holds d-a, new and not committed.
         await deliveries.enqueue([callback("d-z"), callback("d-a")])
 
     await first_then_second(engine, insert("d-a"), second, insert("d-z"))
+
+
+async def test_dead_callbacks_replayed_are_locked_in_their_ids_order(
+        engine: AsyncEngine) -> None:
+    """A replay of a platform's dead callbacks, beside a purge chunk holding some."""
+    for delivery_id in ("d-z", "d-a"):  # on disk: d-z first
+        async with engine.begin() as connection:
+            await insert(delivery_id, DEAD)(connection)
+
+    def hold(delivery_id: str) -> Step:
+        async def holding(connection: AsyncConnection) -> None:
+            await connection.execute(text(
+                "SELECT 1 FROM webhook_deliveries WHERE delivery_id = :id FOR UPDATE"),
+                {"id": delivery_id})
+        return holding
+
+    async def replay() -> int:
+        return await Deliveries(db.sessions(engine)).replay(platform="helpdesk")
+
+    assert await first_then_second(engine, hold("d-a"), replay, hold("d-z")) == 2

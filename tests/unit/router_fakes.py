@@ -113,8 +113,8 @@ class FakeRouted:
                               claim: datetime | None = None, escalated: bool = False,
                               again: bool = False) -> None:
         row = self.rows[ticket_id]
-        if again and claim is not None and row.handover_until != claim:
-            return  # as the store: recorded by the first attempt, or taken over
+        if again and steps and all(step in row.trace for step in steps):
+            return  # as the store: recorded by the first attempt
         self._move(row, move_clocks)
         row.trace = [*row.trace, *steps]
         row.department, row.updated_at = department, now
@@ -132,8 +132,8 @@ class FakeRouted:
                                      claim: datetime | None = None,
                                      again: bool = False) -> None:
         row = self.rows[ticket_id]
-        if again and claim is not None and row.handover_until != claim:
-            return  # as the store: recorded by the first attempt, or taken over
+        if again and step in row.trace:
+            return  # as the store: recorded by the first attempt
         self._move(row, move_clocks)
         row.priority, row.trace = priority, [*row.trace, step]
         if claim is not None and row.handover_until == claim:
