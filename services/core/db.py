@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 from asyncpg.exceptions import _base as asyncpg_errors
-from sqlalchemy import DateTime, Dialect, event
+from sqlalchemy import ColumnElement, DateTime, Dialect, event, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import (
@@ -23,8 +23,13 @@ from sqlalchemy.exc import (
     ProgrammingError,
 )
 from sqlalchemy.exc import TimeoutError as PoolTimeout
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.orm import DeclarativeBase, InstrumentedAttribute
 from sqlalchemy.pool import ConnectionPoolEntry, PoolResetState
 from sqlalchemy.types import TypeDecorator
 
@@ -141,6 +146,18 @@ def engine(database_url: str) -> AsyncEngine:
     event.listen(sqlite_engine.sync_engine, "connect", _sqlite_pragmas)
     event.listen(sqlite_engine.sync_engine, "reset", _sqlite_reset)
     return sqlite_engine
+
+
+async def lock_in_key_order(session: AsyncSession, key: InstrumentedAttribute[Any],
+                            where: ColumnElement[bool]) -> None:
+    """Lock the rows of `key`'s table where `where` holds, in `key`'s order, until the
+    transaction ends, before a statement writes several of them: PostgreSQL locks rows as
+    a statement's plan finds them, so two transactions writing shared rows could each
+    hold one the other waits for (a deadlock); locked in one order, one waits for the
+    other. The writers of several shared rows take them so (the purge, erasures,
+    replays). SQLite locks the whole store per transaction: nothing to do there."""
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(select(key).where(where).order_by(key).with_for_update())
 
 
 # The stores we run on, and each one's INSERT that takes ON CONFLICT (an upsert, or an

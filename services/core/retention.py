@@ -19,7 +19,7 @@ from sqlalchemy import ColumnElement, CursorResult, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import InstrumentedAttribute
 
-from services.core import topics
+from services.core import db, topics
 from services.core.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -66,20 +66,17 @@ async def delete_in_chunks(sessions: async_sessionmaker[AsyncSession],
                            key: InstrumentedAttribute[Any], past: ColumnElement[bool], *,
                            chunk: int) -> int:
     """Delete the rows of `key`'s table where `past` holds, `chunk` rows a transaction;
-    returns how many were deleted. On PostgreSQL a chunk's rows are locked in `key`'s
-    order before they are deleted (a delete locks rows as its plan finds them), as the
-    other writers of several rows lock them (the router's tickets, the metrics'
-    timelines): a purge and a batch sharing rows wait for one another, not in a cycle."""
+    returns how many were deleted. A chunk's rows are locked in `key`'s order before
+    they are deleted (db.lock_in_key_order), as the other writers of several rows lock
+    them (the router's tickets, the metrics' timelines)."""
     table = key.class_.__table__
     deleted = 0
     while True:
         gone = 0
         async with sessions() as session, session.begin():
             keys = (await session.scalars(select(key).where(past).limit(chunk))).all()
-            if keys and session.get_bind().dialect.name == "postgresql":
-                await session.execute(select(key).where(key.in_(keys))
-                                      .order_by(key).with_for_update())
             if keys:
+                await db.lock_in_key_order(session, key, key.in_(keys))
                 # `past` again: a row written anew since the select (a customer
                 # erased again) is not past any more.
                 purged = await session.execute(delete(key.class_).where(key.in_(keys), past))

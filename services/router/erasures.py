@@ -42,17 +42,13 @@ async def erase_tickets_of(session: AsyncSession, customer_id: str, *,
     await _hold(session, [customer_id], exclusive=True)
     ticket_ids = select(RoutedTicketRow.ticket_id).where(
         RoutedTicketRow.customer_id == customer_id)
-    if session.get_bind().dialect.name == "postgresql":
-        # Their rows locked in ticket order before they are deleted (a delete locks them
-        # in the order it finds them), as the other writers of several tickets' rows
-        # lock them (RoutedTickets): none waits on another in a cycle.
-        await session.execute(
-            ticket_ids.order_by(RoutedTicketRow.ticket_id).with_for_update())
-        # Their intake keys too, in key order, as the keys' retention purge locks them.
-        await session.execute(
-            select(IntakeKeyRow.idempotency_key)
-            .where(IntakeKeyRow.ticket_id.in_(ticket_ids))
-            .order_by(IntakeKeyRow.idempotency_key).with_for_update())
+    # Their rows locked in ticket order before they are deleted, as the other writers of
+    # several tickets' rows lock them (RoutedTickets); their intake keys in key order, as
+    # the keys' retention purge locks them.
+    await db.lock_in_key_order(session, RoutedTicketRow.ticket_id,
+                               RoutedTicketRow.customer_id == customer_id)
+    await db.lock_in_key_order(session, IntakeKeyRow.idempotency_key,
+                               IntakeKeyRow.ticket_id.in_(ticket_ids))
     keys = await session.execute(delete(IntakeKeyRow).where(
         IntakeKeyRow.ticket_id.in_(ticket_ids)))
     tickets = await session.execute(delete(RoutedTicketRow).where(

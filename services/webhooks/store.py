@@ -233,8 +233,8 @@ class Deliveries:
     async def replay(self, *, delivery_id: str | None = None, platform: str | None = None
                      ) -> int:
         """Dead callbacks sent again from their first attempt: one, a platform's or all.
-        On PostgreSQL their rows are locked by `delivery_id` first (an update locks rows
-        as its plan finds them), as the retention purge locks its chunks."""
+        Their rows are locked by `delivery_id` first (db.lock_in_key_order), as the
+        retention purge locks its chunks."""
         dead = WebhookDeliveryRow.status == DEAD
         if delivery_id is not None:
             dead = and_(dead, WebhookDeliveryRow.delivery_id == delivery_id)
@@ -242,10 +242,7 @@ class Deliveries:
             dead = and_(dead, WebhookDeliveryRow.platform == platform)
         now = datetime.now(UTC)
         async with self._sessions() as session, session.begin():
-            if session.get_bind().dialect.name == "postgresql":
-                await session.execute(select(WebhookDeliveryRow.delivery_id).where(dead)
-                                      .order_by(WebhookDeliveryRow.delivery_id)
-                                      .with_for_update())
+            await db.lock_in_key_order(session, WebhookDeliveryRow.delivery_id, dead)
             result = await session.execute(update(WebhookDeliveryRow).where(dead).values(
                 status=PENDING, attempts=0, next_attempt_at=now, updated_at=now))
             return int(getattr(result, "rowcount", 0) or 0)
