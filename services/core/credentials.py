@@ -11,6 +11,8 @@ read (503). A key once seen revoked or gone is never trusted again on an older r
 
 from __future__ import annotations
 
+import asyncio
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -79,6 +81,11 @@ class Credentials:
         # other roles' tokens are not trusted on an old read. None: seen revoked or gone,
         # kept so that no older read (one still under way, say) brings the key back.
         self._last_read: LRUCache[str, _Looked | None] = LRUCache(maxsize=10_000)
+        # The reads under way, by credential: requests that find a credential's entry
+        # expired share one read, rather than each reading the store at once (at some
+        # hundreds of requests a second, every few seconds, a burst of reads each waiting
+        # for a connection of its own).
+        self._reading: dict[str, asyncio.Future[_Looked | None]] = {}
 
     async def issue(self, role: access.Role, subject: str | None, *, label: str = "",
                     rate_limit: str | None = None) -> tuple[Credential, str]:
@@ -112,6 +119,7 @@ class Credentials:
                 .values(revoked_at=datetime.now(UTC)))
             row = await session.get(CredentialRow, credential_id)
         self._looked.pop(credential_id, None)
+        self._reading.pop(credential_id, None)  # a read under way keeps nothing
         if row is not None:
             self._last_read[credential_id] = None  # revoked: final
         return None if row is None else _shown(row)
@@ -134,15 +142,12 @@ class Credentials:
             looked = cached
         else:
             try:
-                looked = await self._look_up(credential_id)
+                looked = await self._read(credential_id)
             except db.STORE_ERRORS as error:
                 if not db.is_outage(error) or credential_id not in self._last_read:
                     raise
                 # The store is down: a platform's key as last read (None: revoked).
                 looked = self._last_read[credential_id]
-            else:
-                self._looked[credential_id] = looked
-                self._remember(credential_id, looked)
         if looked is None or not access.secret_matches(secret, looked.secret_hash):
             return None
         return looked.principal
@@ -159,6 +164,32 @@ class Credentials:
                 self._last_read[credential_id] is None
             if not seen_revoked:
                 self._last_read[credential_id] = looked
+
+    def _read(self, credential_id: str) -> asyncio.Future[_Looked | None]:
+        """The credential as the store has it, and kept: read once for all the requests
+        that ask while the read is under way (shielded, so that a request that goes away
+        leaves the read to the others)."""
+        reading = self._reading.get(credential_id)
+        if reading is None:
+            reading = self._reading[credential_id] = asyncio.ensure_future(
+                self._read_and_keep(credential_id))
+            reading.add_done_callback(functools.partial(self._read_done, credential_id))
+        return asyncio.shield(reading)
+
+    def _read_done(self, credential_id: str, reading: asyncio.Future[_Looked | None]) -> None:
+        if self._reading.get(credential_id) is reading:
+            del self._reading[credential_id]
+        if not reading.cancelled():
+            reading.exception()  # its requests may all have gone: nobody else reads it
+
+    async def _read_and_keep(self, credential_id: str) -> _Looked | None:
+        looked = await self._look_up(credential_id)
+        # Kept unless the credential was revoked here while it was being read: the read
+        # may have found it before the revocation.
+        if self._reading.get(credential_id) is asyncio.current_task():
+            self._looked[credential_id] = looked
+            self._remember(credential_id, looked)
+        return looked
 
     async def _look_up(self, credential_id: str) -> _Looked | None:
         async with self._sessions() as session:

@@ -1,13 +1,19 @@
 """A credential whose cache entry expires while it is being checked is read again from
-the store (SQLite), never a server error: the cache is read once per check."""
+the store (SQLite), never a server error: the cache is read once per check. Requests that
+find its entry expired at once share one read of the store, and a read under way when the
+credential is revoked keeps nothing."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 from cachetools import TTLCache
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.util import await_only
 
 from services.core import access, db, migrate
 from services.core.credentials import Credentials
@@ -25,13 +31,36 @@ class ExpiringOnRead(TTLCache[str, Any]):
 
 
 @pytest.fixture
-async def credentials(sqlite_url: str) -> AsyncIterator[Credentials]:
+async def engine(sqlite_url: str) -> AsyncIterator[AsyncEngine]:
     await migrate.upgrade(sqlite_url)
     engine = db.engine(sqlite_url)
     try:
-        yield Credentials(db.sessions(engine), cache_seconds=60)
+        yield engine
     finally:
         await engine.dispose()
+
+
+@pytest.fixture
+def credentials(engine: AsyncEngine) -> Credentials:
+    return Credentials(db.sessions(engine), cache_seconds=60)
+
+
+def _reads_credentials(statement: str) -> bool:
+    return statement.lstrip().upper().startswith("SELECT") and "credentials" in statement
+
+
+@pytest.fixture
+def reads(engine: AsyncEngine) -> Iterator[list[str]]:
+    """The statements that read the credentials table, as the driver runs them."""
+    seen: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if _reads_credentials(statement):
+            seen.append(statement)
+
+    event.listen(engine.sync_engine, "before_cursor_execute", count)
+    yield seen
+    event.remove(engine.sync_engine, "before_cursor_execute", count)
 
 
 class TestExpiryDuringACheck:
@@ -41,3 +70,61 @@ class TestExpiryDuringACheck:
         credentials._looked = ExpiringOnRead(maxsize=10, ttl=60)
         principal = await credentials.authenticate(token)
         assert principal is not None and principal.subject == "desk"
+
+
+class TestRequestsAtOnce:
+    async def test_requests_finding_the_entry_expired_share_one_read(
+            self, credentials: Credentials, reads: list[str]) -> None:
+        _, token = await credentials.issue(access.Role.PLATFORM, "desk")
+        principals = await asyncio.gather(*(credentials.authenticate(token)
+                                            for _ in range(40)))
+        assert all(principal is not None and principal.subject == "desk"
+                   for principal in principals)
+        assert len(reads) == 1
+        credentials._looked.clear()  # the entry expired: read again, once
+        await asyncio.gather(*(credentials.authenticate(token) for _ in range(40)))
+        assert len(reads) == 2
+
+    async def test_a_request_gone_leaves_the_read_to_the_others(
+            self, credentials: Credentials) -> None:
+        _, token = await credentials.issue(access.Role.PLATFORM, "desk")
+        first = asyncio.ensure_future(credentials.authenticate(token))
+        second = asyncio.ensure_future(credentials.authenticate(token))
+        await asyncio.sleep(0)  # both are waiting for the one read
+        first.cancel()
+        principal = await second
+        assert principal is not None and principal.subject == "desk"
+        assert first.cancelled()
+
+    async def test_a_wrong_secret_is_refused_on_the_shared_read(
+            self, credentials: Credentials) -> None:
+        _, token = await credentials.issue(access.Role.PLATFORM, "desk")
+        right, wrong = await asyncio.gather(credentials.authenticate(token),
+                                            credentials.authenticate(token[:-1] + "x"))
+        assert right is not None and wrong is None
+
+
+class TestRevokedDuringARead:
+    async def test_a_read_under_way_when_its_credential_is_revoked_keeps_nothing(
+            self, engine: AsyncEngine, credentials: Credentials) -> None:
+        issued, token = await credentials.issue(access.Role.PLATFORM, "desk")
+        read, go_on = asyncio.Event(), asyncio.Event()
+
+        def hold(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+            # Once the read has its row (the credential valid then), it waits, without
+            # holding up the event loop, while the credential is revoked.
+            if _reads_credentials(statement) and not read.is_set():
+                read.set()
+                await_only(go_on.wait())
+
+        event.listen(engine.sync_engine, "after_cursor_execute", hold)
+        try:
+            before = asyncio.ensure_future(credentials.authenticate(token))
+            await asyncio.wait_for(read.wait(), 10)
+            assert await credentials.revoke(issued.credential_id) is not None
+            go_on.set()
+            assert await before is not None  # answered as read, but not kept
+        finally:
+            go_on.set()
+            event.remove(engine.sync_engine, "after_cursor_execute", hold)
+        assert await credentials.authenticate(token) is None
