@@ -72,9 +72,16 @@ class _Looked:
 
 
 class Credentials:
+    # The longest a read of a credential is waited for: a read that hangs (a connection
+    # half open after a network failure) is shared by every request for that key, so it
+    # fails as an outage would, and the intake goes by what it last read (as the
+    # store's connect timeout, db.engine).
+    READ_SECONDS = 5.0
+
     def __init__(self, sessions: async_sessionmaker[AsyncSession], *,
-                 cache_seconds: float = 5.0) -> None:
+                 cache_seconds: float = 5.0, read_seconds: float = READ_SECONDS) -> None:
         self._sessions = sessions
+        self._read_seconds = read_seconds
         self._looked: TTLCache[str, _Looked | None] = TTLCache(maxsize=10_000,
                                                                ttl=cache_seconds)
         # Platforms' valid keys, for store outages: the intake goes on with them, while
@@ -170,7 +177,7 @@ class Credentials:
         that ask while the read is under way (shielded, so that a request that goes away
         leaves the read to the others)."""
         reading = self._reading.get(credential_id)
-        if reading is None:
+        if reading is None or reading.get_loop() is not asyncio.get_running_loop():
             reading = self._reading[credential_id] = asyncio.ensure_future(
                 self._read_and_keep(credential_id))
             reading.add_done_callback(functools.partial(self._read_done, credential_id))
@@ -183,9 +190,11 @@ class Credentials:
             reading.exception()  # its requests may all have gone: nobody else reads it
 
     async def _read_and_keep(self, credential_id: str) -> _Looked | None:
-        looked = await self._look_up(credential_id)
-        # Kept unless the credential was revoked here while it was being read: the read
-        # may have found it before the revocation.
+        async with asyncio.timeout(self._read_seconds):
+            looked = await self._look_up(credential_id)
+        # Kept unless the credential was revoked by this service while it was being read:
+        # the read may have found it before the revocation (the requests waiting on it are
+        # answered as it read; other services refuse the key within their cache's time).
         if self._reading.get(credential_id) is asyncio.current_task():
             self._looked[credential_id] = looked
             self._remember(credential_id, looked)

@@ -128,3 +128,32 @@ class TestRevokedDuringARead:
             go_on.set()
             event.remove(engine.sync_engine, "after_cursor_execute", hold)
         assert await credentials.authenticate(token) is None
+
+
+class TestAReadThatHangs:
+    async def test_it_fails_as_an_outage_would_for_every_request_waiting_on_it(
+            self, engine: AsyncEngine) -> None:
+        credentials = Credentials(db.sessions(engine), cache_seconds=60, read_seconds=0.2)
+        _, platform_token = await credentials.issue(access.Role.PLATFORM, "desk")
+        _, department_token = await credentials.issue(access.Role.DEPARTMENT, "billing")
+        assert await credentials.authenticate(platform_token) is not None  # read once
+        credentials._looked.clear()
+        never = asyncio.Event()
+
+        def hang(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+            if _reads_credentials(statement):
+                await_only(never.wait())  # a connection that no longer answers
+
+        event.listen(engine.sync_engine, "after_cursor_execute", hang)
+        try:
+            # A platform key read before: the intake goes on by that read.
+            platforms = await asyncio.wait_for(asyncio.gather(
+                *(credentials.authenticate(platform_token) for _ in range(5))), 10)
+            # Any other key: an outage (the services answer 503).
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(credentials.authenticate(department_token), 10)
+        finally:
+            event.remove(engine.sync_engine, "after_cursor_execute", hang)
+        assert all(principal is not None and principal.subject == "desk"
+                   for principal in platforms)
+        assert await credentials.authenticate(department_token) is not None  # back
