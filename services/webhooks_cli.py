@@ -23,12 +23,12 @@ M = TypeVar("M", bound=BaseModel)
 
 @contextlib.asynccontextmanager
 async def _stores() -> AsyncIterator[tuple[store.Endpoints, store.Deliveries]]:
-    database_url = Settings().database_url
-    await migrate.upgrade(database_url)
-    engine = db.engine(database_url)
+    settings = Settings()
+    await migrate.upgrade(settings.database_url)
+    engine = db.store_engine(settings)
     try:
         sessions = db.sessions(engine)
-        yield service.endpoints_of(Settings(), sessions), store.Deliveries(sessions)
+        yield service.endpoints_of(settings, sessions), store.Deliveries(sessions)
     finally:
         await engine.dispose()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from asyncpg.exceptions import _base as asyncpg_errors
@@ -32,6 +32,9 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import DeclarativeBase, InstrumentedAttribute
 from sqlalchemy.pool import ConnectionPoolEntry, PoolResetState
 from sqlalchemy.types import TypeDecorator
+
+if TYPE_CHECKING:
+    from services.core.settings import Settings
 
 # What the store may raise when it is down, starting or unreachable; `is_outage` tells.
 # (SQLAlchemy's TimeoutError: no connection of the pool came free in time, the store
@@ -130,14 +133,33 @@ def json_text(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
-def engine(database_url: str) -> AsyncEngine:
+def store_engine(settings: Settings) -> AsyncEngine:
+    """A service's engine: `DATABASE_URL`, each statement given
+    `DATABASE_STATEMENT_TIMEOUT_SECONDS` for its answer."""
+    return engine(settings.database_url,
+                  statement_seconds=settings.database_statement_timeout_seconds)
+
+
+def engine(database_url: str, *, statement_seconds: float | None = None) -> AsyncEngine:
     """The store's engine. Its errors never carry a statement's parameters (ticket text,
-    personal data), since error messages end up in logs and dead-letter reasons."""
+    personal data), since error messages end up in logs and dead-letter reasons.
+
+    On PostgreSQL, `statement_seconds` is how long a statement (a commit, the pool's
+    ping of a connection it hands out) waits for the server's answer. Past it the call
+    raises TimeoutError, an outage (`is_outage`): the caller waits and tries again as it
+    does when the store is down. A connection that does not answer the rollback that
+    follows either is closed, not pooled again. Without it, a connection gone half-open
+    (the server or a firewall between lost it without a word) holds its caller until TCP
+    gives up, about 15 minutes. None: no limit (the migrations, which wait for each
+    other's lock). SQLite has none: a local file cannot go half-open, and its busy
+    timeout bounds a wait for its lock."""
     url = make_url(database_url)
     if url.get_backend_name() != "sqlite":
         # A store that does not answer fails within seconds, not asyncpg's minute.
         return create_async_engine(url, pool_pre_ping=True, hide_parameters=True,
-                                   json_serializer=json_text, connect_args={"timeout": 5})
+                                   json_serializer=json_text,
+                                   connect_args={"timeout": 5,
+                                                 "command_timeout": statement_seconds})
     if url.database and url.database != ":memory:":
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
     sqlite_engine = create_async_engine(url, hide_parameters=True, json_serializer=json_text,

@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     kafka_ssl_check_hostname: bool = True
 
     database_url: str = f"sqlite+aiosqlite:///{PROJECT_ROOT / '.data' / 'routing.db'}"
+    # How long a statement waits for PostgreSQL's answer (db.engine).
+    database_statement_timeout_seconds: float = Field(default=30.0, gt=0)
     segment_rules_file: Path = PROJECT_ROOT / "config" / "segments.yaml"
     routing_table_file: Path = PROJECT_ROOT / "config" / "routing.yaml"
 

@@ -58,7 +58,7 @@ class Connected:
 async def connect(settings: Settings) -> AsyncIterator[Connected]:
     """Open the real adapters (migrating the store first); closed on the way out."""
     await migrate.upgrade(settings.database_url)
-    engine = db.engine(settings.database_url)
+    engine = db.store_engine(settings)
     try:
         sessions = db.sessions(engine)
         # The response-time buckets follow the targets of the routing table in force (an

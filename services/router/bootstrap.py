@@ -109,7 +109,7 @@ async def connect(settings: Settings) -> AsyncIterator[Connected]:
     """Open the real adapters (migrating the store first); closed on the way out."""
     table = live_table(settings)
     await migrate.upgrade(settings.database_url)
-    engine = db.engine(settings.database_url)
+    engine = db.store_engine(settings)
     sessions = db.sessions(engine)
     publisher = intake_publisher(settings)
     try:

@@ -84,7 +84,7 @@ async def connect(settings: Settings, *, client_id: str) -> AsyncIterator[Connec
     """Open the real adapters (migrating the store first); closed on the way out."""
     rules = live_rules.live_rule_set(settings.segment_rules_file)
     await migrate.upgrade(settings.database_url)
-    engine = db.engine(settings.database_url)
+    engine = db.store_engine(settings)
     publisher = kafka.Publisher(settings, client_id=client_id)
     try:
         sessions = db.sessions(engine)
