@@ -29,8 +29,7 @@ def seed(settings: Settings, credentials_file: Path, *, customers: int = 2000) -
     loaded = asyncio.run(demo.seed_if_empty(settings.database_url, count=customers))
     done.append(f"demo customers loaded: {loaded}" if loaded else "customer store in use")
     departments = sorted(table_file.load(settings.routing_table_file).departments)
-    if asyncio.run(issue_demo_credentials(
-            settings.database_url, departments, credentials_file)):
+    if asyncio.run(issue_demo_credentials(settings, departments, credentials_file)):
         done.append(f"demo credentials (admin, platform, one per department) written to"
                     f" {credentials_file}")
     else:
@@ -38,12 +37,12 @@ def seed(settings: Settings, credentials_file: Path, *, customers: int = 2000) -
     return done
 
 
-async def issue_demo_credentials(database_url: str, departments: Sequence[str],
+async def issue_demo_credentials(settings: Settings, departments: Sequence[str],
                                  out: Path) -> bool:
     """On a store without credentials: an admin token, a demo platform's key and a token
     per department, written to `out` (readable by its owner only). False if the store
     already had credentials."""
-    async with credentials_cli.open_store(database_url) as store:
+    async with credentials_cli.open_store(settings) as store:
         if await store.listed():
             return False
         lines = []

@@ -20,9 +20,9 @@ app = typer.Typer(help="Credentials: platforms' API keys, departments' and admin
 
 
 @contextlib.asynccontextmanager
-async def open_store(database_url: str) -> AsyncIterator[Credentials]:
-    await migrate.upgrade(database_url)
-    engine = db.engine(database_url)
+async def open_store(settings: Settings) -> AsyncIterator[Credentials]:
+    await migrate.upgrade(settings.database_url)
+    engine = db.store_engine(settings)
     try:
         yield Credentials(db.sessions(engine))
     finally:
@@ -49,7 +49,7 @@ def issue(
         raise typer.Exit(2) from exc
 
     async def run() -> str:
-        async with open_store(Settings().database_url) as store:
+        async with open_store(Settings()) as store:
             credential, token = await store.issue(
                 wanted.role, wanted.subject, label=wanted.label, rate_limit=wanted.rate_limit)
         typer.echo(f"issued {credential.credential_id} ({role.value}"
@@ -64,7 +64,7 @@ def listed() -> None:
     """Every credential (without secrets), one JSON object per line."""
 
     async def run() -> None:
-        async with open_store(Settings().database_url) as store:
+        async with open_store(Settings()) as store:
             for credential in await store.listed():
                 typer.echo(credential.model_dump_json())
 
@@ -76,7 +76,7 @@ def revoke(credential_id: str) -> None:
     """Revoke a credential: every service refuses it within AUTH_CACHE_SECONDS."""
 
     async def run() -> bool:
-        async with open_store(Settings().database_url) as store:
+        async with open_store(Settings()) as store:
             return await store.revoke(credential_id) is not None
 
     if not asyncio.run(run()):

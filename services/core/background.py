@@ -131,8 +131,14 @@ async def every(seconds: float, action: Callable[[], Awaitable[object]],
             logger.exception("periodic task failed", extra={"task": task})
 
 
+class Overran(TimeoutError):
+    """`within`'s work did not finish in its time: told apart from a TimeoutError the
+    work raised itself (a store statement that got no answer in its limit is an outage
+    of the store, not the work's own time running out)."""
+
+
 async def within(seconds: float, work: Coroutine[Any, Any, T]) -> T:
-    """`work`'s result; TimeoutError if it has not finished in `seconds`. It is then
+    """`work`'s result; Overran if it has not finished in `seconds`. It is then
     abandoned: cancelled, not waited for (a client stuck on a dead broker may hang in
     its cancellation too)."""
     task = asyncio.ensure_future(work)
@@ -140,7 +146,7 @@ async def within(seconds: float, work: Coroutine[Any, Any, T]) -> T:
     if not done:
         task.cancel()
         task.add_done_callback(retrieved)
-        raise TimeoutError
+        raise Overran
     return task.result()
 
 

@@ -393,7 +393,7 @@ class StageLoop:
         try:
             await background.within(self.transaction_timeout_seconds,
                                     self._transaction(partition, records, producer, producers))
-        except TimeoutError:
+        except background.Overran:
             # A broker that died mid-transaction can leave aiokafka waiting for good: give
             # the partition a fresh producer, whose start fences this one and aborts its
             # transaction, and process the records again.

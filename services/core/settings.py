@@ -56,8 +56,11 @@ class Settings(BaseSettings):
     kafka_ssl_check_hostname: bool = True
 
     database_url: str = f"sqlite+aiosqlite:///{PROJECT_ROOT / '.data' / 'routing.db'}"
-    # How long a statement waits for PostgreSQL's answer (db.engine).
-    database_statement_timeout_seconds: float = Field(default=30.0, gt=0)
+    # How long a statement waits for PostgreSQL's answer (db.engine). With the 2 s its
+    # connection's close may take, well inside a stage's 30 s transaction limit
+    # (pipeline.StageLoop), so that a store that stops answering meets a stage as an
+    # outage of the store, not as a transaction that overran.
+    database_statement_timeout_seconds: float = Field(default=10.0, gt=0)
     segment_rules_file: Path = PROJECT_ROOT / "config" / "segments.yaml"
     routing_table_file: Path = PROJECT_ROOT / "config" / "routing.yaml"
 

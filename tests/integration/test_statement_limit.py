@@ -52,6 +52,7 @@ class Relay:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._server.wait_closed()
 
     async def _relay(self, client_in: asyncio.StreamReader,
                      client_out: asyncio.StreamWriter) -> None:

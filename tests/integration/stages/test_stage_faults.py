@@ -5,9 +5,11 @@ out; a transient failure is retried a bounded number of times."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import Counter
 from collections.abc import Sequence
 
+import pytest
 from aiokafka import AIOKafkaProducer
 from sqlalchemy.exc import DataError, OperationalError
 
@@ -32,6 +34,7 @@ class Scripted:
         self.never_ready: set[str] = set()
         self.tries: Counter[str] = Counter()  # of the tickets never ready
         self.outage_calls = 0  # the next calls meet the store unreachable
+        self.silent_calls = 0  # the next calls meet a store that does not answer
         self.seconds_a_record = 0.0  # how long each record takes
         self.calls = 0
         self.ready_during_outage: list[bool] = []  # what /readyz would say meanwhile
@@ -48,6 +51,9 @@ class Scripted:
             if self.runner is not None:
                 self.ready_during_outage.append(self.runner.running)
             raise OperationalError("SELECT 1", {}, ConnectionRefusedError("store down"))
+        if self.silent_calls:
+            self.silent_calls -= 1
+            raise TimeoutError  # what a statement past its limit raises (db.engine)
         ticket_id = event.ticket_id or ""
         await asyncio.sleep(self.seconds_a_record)
         if ticket_id in self.bad_in_transform:
@@ -187,6 +193,27 @@ class TestOutage:
         assert transform.outage_calls == 0
         assert runner.loop.dead_lettered == 0
         assert False in transform.ready_during_outage  # not ready while it waits
+
+
+    async def test_a_store_that_does_not_answer_is_an_outage_not_an_overrun(
+            self, stage_settings: Settings, raw_producer: AIOKafkaProducer,
+            caplog: pytest.LogCaptureFixture) -> None:
+        """A statement past DATABASE_STATEMENT_TIMEOUT_SECONDS raises TimeoutError: the
+        stage waits it out as the store's outage. Taken for its own transaction overrunning
+        its time, it would replace the partition's producer and halve its share."""
+        events = [segmented_event("government") for _ in range(3)]
+        transform = Scripted()
+        transform.silent_calls = 3 * pipeline.MAX_ATTEMPTS  # more than any bound
+        with caplog.at_level(logging.WARNING, logger=pipeline.__name__):
+            routed, letters, runner = await run_stage(stage_settings, transform, events,
+                                                      raw_producer, wanted=3, dead=0)
+        assert sorted(routed) == sorted(str(e.ticket_id) for e in events)
+        assert letters == []
+        assert transform.silent_calls == 0
+        assert runner.loop.dead_lettered == 0
+        faults_told = [getattr(r, "fault", None) for r in caplog.records]
+        assert faults.Fault.OUTAGE.value in faults_told
+        assert not [r for r in caplog.records if "did not finish" in r.getMessage()]
 
 
 class TestUnreadable:
