@@ -180,6 +180,14 @@ class TestTooLargeForItsTransaction:
         assert runner.loop.dead_lettered == 0
 
 
+def waited_out(events: list[envelope.Event], routed: list[str],
+               letters: list[dict[str, str]], runner: StageRunner) -> None:
+    """Every ticket routed, none dead-lettered."""
+    assert sorted(routed) == sorted(str(e.ticket_id) for e in events)
+    assert letters == []
+    assert runner.loop.dead_lettered == 0
+
+
 class TestOutage:
     async def test_an_outage_is_waited_out_and_nothing_is_dead_lettered(
             self, stage_settings: Settings, raw_producer: AIOKafkaProducer) -> None:
@@ -188,12 +196,9 @@ class TestOutage:
         transform.outage_calls = 3 * pipeline.MAX_ATTEMPTS  # more than any bound
         routed, letters, runner = await run_stage(stage_settings, transform, events,
                                                   raw_producer, wanted=3, dead=0)
-        assert sorted(routed) == sorted(str(e.ticket_id) for e in events)
-        assert letters == []
+        waited_out(events, routed, letters, runner)
         assert transform.outage_calls == 0
-        assert runner.loop.dead_lettered == 0
         assert False in transform.ready_during_outage  # not ready while it waits
-
 
     async def test_a_store_that_does_not_answer_is_an_outage_not_an_overrun(
             self, stage_settings: Settings, raw_producer: AIOKafkaProducer,
@@ -207,10 +212,8 @@ class TestOutage:
         with caplog.at_level(logging.WARNING, logger=pipeline.__name__):
             routed, letters, runner = await run_stage(stage_settings, transform, events,
                                                       raw_producer, wanted=3, dead=0)
-        assert sorted(routed) == sorted(str(e.ticket_id) for e in events)
-        assert letters == []
+        waited_out(events, routed, letters, runner)
         assert transform.silent_calls == 0
-        assert runner.loop.dead_lettered == 0
         faults_told = [getattr(r, "fault", None) for r in caplog.records]
         assert faults.Fault.OUTAGE.value in faults_told
         assert not [r for r in caplog.records if "did not finish" in r.getMessage()]
