@@ -108,34 +108,46 @@ class RouteTicket:
     async def finish_batch(self) -> None:
         """Write the batch's states and traces, before its records are committed (a crash
         in between replays the batch, which publishes the tickets as stored). Those
-        decided without knowing what the store held (its lookup met the store down, or
-        the ticket's state waits for it) are written as kept; the states kept through an
-        outage are written by `flush_deferred`."""
+        decided while the ticket's state waits for the store are written as kept. A batch
+        whose lookup met the store down past its grace period does not ask it again (a
+        store that does not answer would hold the batch a second time): its states are
+        kept at once. The states kept through an outage are written by
+        `flush_deferred`."""
         batch = self._batch.current()
         dispatches, batch.dispatches = batch.dispatches, []
         if self._routed is not None and dispatches:
-            kept = [d for d in dispatches if batch.blind or d.ticket_id in batch.deferred]
-            kept_ids = {d.ticket_id for d in kept}
-            try:
-                await self._routed.record_first_dispatches(
-                    [d for d in dispatches if d.ticket_id not in kept_ids])
-                if kept:
-                    await self._routed.record_kept_dispatches(kept)
-            except db.STORE_ERRORS as error:
-                if not db.is_outage(error) or not self._outage.failed():
-                    raise  # a bug, or within the grace period: the batch is retried
-                if not self._deferred:
-                    logger.warning("router store down past its grace period: routing on,"
-                                   " ticket states kept until it is back")
-                self._deferred.update((d.ticket_id, d) for d in dispatches)
+            if batch.blind:
+                self._keep(dispatches)
             else:
-                self._outage.recovered()
-                for written in kept:  # a state kept before it is older: done with
-                    waiting = self._deferred.get(written.ticket_id)
-                    if waiting is not None and waiting.at <= written.at:
-                        del self._deferred[written.ticket_id]
+                await self._write(dispatches, deferred=batch.deferred)
             DEFERRED.set(len(self._deferred))
         batch.share.published.update(batch.routed_now)
+
+    async def _write(self, dispatches: Sequence[Dispatch], *, deferred: set[str]) -> None:
+        assert self._routed is not None
+        kept = [d for d in dispatches if d.ticket_id in deferred]
+        try:
+            await self._routed.record_first_dispatches(
+                [d for d in dispatches if d.ticket_id not in deferred])
+            if kept:
+                await self._routed.record_kept_dispatches(kept)
+        except db.STORE_ERRORS as error:
+            if not db.is_outage(error) or not self._outage.failed():
+                raise  # a bug, or within the grace period: the batch is retried
+            self._keep(dispatches)
+            return
+        self._outage.recovered()
+        for written in kept:  # a state kept before it is older: done with
+            waiting = self._deferred.get(written.ticket_id)
+            if waiting is not None and waiting.at <= written.at:
+                del self._deferred[written.ticket_id]
+
+    def _keep(self, dispatches: Sequence[Dispatch]) -> None:
+        """The batch's states, kept until the store is back (`flush_deferred`)."""
+        if not self._deferred:
+            logger.warning("router store down past its grace period: routing on,"
+                           " ticket states kept until it is back")
+        self._deferred.update((d.ticket_id, d) for d in dispatches)
 
     async def flush_deferred(self) -> None:
         """Write the states kept during an outage (called periodically); quiet while the

@@ -266,8 +266,19 @@ class StoreDownForWrites(RoutedTickets):
 class StoreDownForLookups(RoutedTickets):
     """The store unreachable when the stage asks which tickets were routed before."""
 
+    writes = 0  # calls that write routings
+
     async def routed_before(self, ticket_ids: Collection[str]) -> dict[str, RoutedBefore]:
         raise OperationalError("SELECT ...", {}, ConnectionRefusedError("store down"))
+
+    async def record_first_dispatches(self, dispatches: Sequence[Dispatch]) -> None:
+        self.writes += 1
+        await super().record_first_dispatches(dispatches)
+
+    async def record_kept_dispatches(self, dispatches: Sequence[Dispatch], *,
+                                     chunk: int = 500) -> None:
+        self.writes += 1
+        await super().record_kept_dispatches(dispatches, chunk=chunk)
 
 
 class TestDecidedWhileTheStoreWasDown:
@@ -281,6 +292,7 @@ class TestDecidedWhileTheStoreWasDown:
         blind = worker.RouteTicket(lambda: ELSEWHERE, routed=StoreDownForLookups(sessions),
                                    outage=StoreOutage(0.0))
         again = await route_batch(blind, event)
+        await blind.flush_deferred()  # its states, kept, written
         assert lanes(again) == [priority.queue_for("business_desk", 3)]
         # Another decision, under other ids than the first attempt's.
         assert not {o.event.id for o in again} & {o.event.id for o in outputs}
@@ -299,6 +311,7 @@ class TestDecidedWhileTheStoreWasDown:
         blind = worker.RouteTicket(lambda: TABLE, routed=StoreDownForLookups(sessions),
                                    outage=StoreOutage(0.0))
         await route_batch(blind, event)
+        await blind.flush_deferred()  # its states, kept, written
         after = await stored(routed)
         assert [(step["step"], step.get("event")) for step in after.trace][2:] == [
             ("routed", None), ("customer_replied", reply.id)]
@@ -313,6 +326,7 @@ class TestDecidedWhileTheStoreWasDown:
         blind = worker.RouteTicket(lambda: ELSEWHERE, routed=StoreDownForLookups(sessions),
                                    outage=StoreOutage(0.0))
         await route_batch(blind, event)
+        await blind.flush_deferred()  # its states, kept, written
         after = await stored(routed)
         assert (after.department, after.trace) == ("public_sector", before.trace)
 
@@ -338,9 +352,24 @@ class TestDecidedWhileTheStoreWasDown:
         blind = worker.RouteTicket(lambda: ELSEWHERE, routed=StoreDownForLookups(sessions),
                                    outage=StoreOutage(0.0))
         await route_batch(blind, event)
+        await blind.flush_deferred()  # its states, kept, written
         after = await stored(routed)
         assert (after.department, after.trace, after.payload) == (
             "customer_care", before.trace, before.payload)
+
+    async def test_a_batch_that_met_the_store_down_does_not_ask_it_again_for_its_writes(
+            self, sessions: async_sessionmaker[AsyncSession], routed: RoutedTickets) -> None:
+        """A store that does not answer holds each call for its statement limit: a batch
+        past the grace period meets it once, at its lookup, not again at its writes."""
+        down = StoreDownForLookups(sessions)
+        stage = worker.RouteTicket(lambda: TABLE, routed=down, outage=StoreOutage(0.0))
+        assert lanes(await route_batch(stage, segmented_event("government", "t-10")))
+        assert down.writes == 0
+        assert stage.awaits_store("t-10") and await routed.get("t-10") is None
+        await stage.flush_deferred()
+        assert down.writes == 1 and not stage.awaits_store("t-10")
+        row = await routed.get("t-10")
+        assert row is not None and row.department == "public_sector"
 
     async def test_one_kept_through_the_outage_is_written_by_the_flush(
             self, sessions: async_sessionmaker[AsyncSession], routed: RoutedTickets) -> None:
@@ -439,6 +468,7 @@ class TestDecidedWhileTheStoreWasDown:
         blind = worker.RouteTicket(lambda: TABLE, routed=StoreDownForLookups(sessions),
                                    outage=StoreOutage(0.0))
         await route_batch(blind, segmented_event("government", "t-1"))  # another event
+        await blind.flush_deferred()  # its state, kept, written
         after = await stored(routed)
         assert (after.routed_event_id, after.trace) == (before.routed_event_id, before.trace)
 
