@@ -217,6 +217,7 @@ class TestOutage:
         faults_told = [getattr(r, "fault", None) for r in caplog.records]
         assert faults.Fault.OUTAGE.value in faults_told
         assert not [r for r in caplog.records if "did not finish" in r.getMessage()]
+        assert not runner.loop._share_cap  # no share halved, as an overrun's would be
 
 
 class TestUnreadable:
