@@ -75,8 +75,8 @@ class Credentials:
     # The longest a read of a credential is waited for: a read that hangs (a connection
     # half open after a network failure) is shared by every request for that key, so it
     # fails as an outage would, and the intake goes by what it last read (as the
-    # store's connect timeout, db.engine).
-    READ_SECONDS = 5.0
+    # store's connect timeout).
+    READ_SECONDS = db.CONNECT_SECONDS
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], *,
                  cache_seconds: float = 5.0, read_seconds: float = READ_SECONDS) -> None:

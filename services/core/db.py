@@ -133,6 +133,11 @@ def json_text(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
+# How long a connection to PostgreSQL may take to open: a store that does not answer
+# fails within seconds, not asyncpg's minute.
+CONNECT_SECONDS = 5.0
+
+
 def store_engine(settings: Settings) -> AsyncEngine:
     """A service's engine: `DATABASE_URL`, each statement given
     `DATABASE_STATEMENT_TIMEOUT_SECONDS` for its answer."""
@@ -155,10 +160,9 @@ def engine(database_url: str, *, statement_seconds: float | None = None) -> Asyn
     cannot go half-open, and its busy timeout bounds a wait for its lock."""
     url = make_url(database_url)
     if url.get_backend_name() != "sqlite":
-        # A store that does not answer fails within seconds, not asyncpg's minute.
         return create_async_engine(url, pool_pre_ping=True, hide_parameters=True,
                                    json_serializer=json_text,
-                                   connect_args={"timeout": 5,
+                                   connect_args={"timeout": CONNECT_SECONDS,
                                                  "command_timeout": statement_seconds})
     if url.database and url.database != ":memory:":
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)

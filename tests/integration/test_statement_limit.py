@@ -13,12 +13,14 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
+import httpx
 import pytest
+from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from devtools.postgres import LocalPostgres
-from services.core import db, migrate
+from services.core import db, http, migrate, service_context
 from services.core.settings import Settings
 from services.router.store import RoutedTickets
 from tests.databases import ExternalPostgres, fresh_postgres_database
@@ -137,5 +139,36 @@ class TestHalfOpenConnection:
             assert db.is_outage(failed.value)
             async with not_hanging():
                 assert await routed.get("t-1") is None
+        finally:
+            await engine.dispose()
+
+
+class TestAnApiCall:
+    async def test_a_request_whose_connection_went_half_open_is_told_to_retry(
+            self, relayed_database_url: tuple[str, Relay]) -> None:
+        url, relay = relayed_database_url
+        settings = service_settings(url)
+        engine = db.store_engine(settings)
+        routed = RoutedTickets(db.sessions(engine))
+        app = FastAPI()
+        http.install(app, ready=lambda: True)
+        service_context.install(app, settings)
+
+        @app.get("/v1/tickets/{ticket_id}")
+        async def ticket(ticket_id: str) -> dict[str, bool]:
+            return {"found": await routed.get(ticket_id) is not None}
+
+        try:
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                         base_url="http://test") as client:
+                assert (await client.get("/v1/tickets/t-1")).json() == {"found": False}
+                relay.go_silent()
+                async with not_hanging():
+                    answer = await client.get("/v1/tickets/t-1")
+                assert answer.status_code == 503
+                assert answer.headers["Retry-After"] == str(settings.retry_after_seconds)
+                assert answer.json()["error"] == "unavailable"
+                async with not_hanging():  # a new connection
+                    assert (await client.get("/v1/tickets/t-1")).status_code == 200
         finally:
             await engine.dispose()
