@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
 
@@ -32,13 +32,14 @@ REPORTING_GRACE = timedelta(seconds=15)
 class Timelines(Protocol):
     """The timelines as the use cases read them (services/metrics/store.py)."""
 
-    async def routed_since(self, since: datetime, department: str | None = None,
-                           segment: str | None = None) -> list[Timeline]: ...
-
-    async def open_tickets(self, department: str | None = None, *,
-                           backlog: bool = False) -> list[Timeline]: ...
+    def routed_pages(self, since: datetime, department: str | None = None,
+                     ) -> AsyncIterator[Sequence[Timeline]]:
+        """Tickets routed since `since`, a page at a time; for a department, at least
+        those it held."""
 
     async def open_per_department(self, *, backlog: bool = False) -> dict[str, int]: ...
+
+    async def open_per_segment(self, *, backlog: bool = False) -> dict[str, int]: ...
 
     async def past_deadline(self, as_of: datetime, limit: int = 500) -> list[str]: ...
 
@@ -128,31 +129,37 @@ async def measure_backlog(timelines: Timelines, exporter: Exporter, *,
 async def department_stats(timelines: Timelines, department: str, window: timedelta, *,
                            now: datetime) -> stats.ServiceStats:
     """How fast one department answered over the window, and its backlog now."""
-    routed = await timelines.routed_since(now - window, department=department)
-    backlog = len(await timelines.open_tickets(department, backlog=True))
-    return stats.service_stats(window, routed, backlog, now=now, department=department)
+    tally = stats.Tally(window, now=now, department=department)
+    async for page in timelines.routed_pages(now - window, department=department):
+        for routed in page:
+            tally.add(routed)
+    backlog = await timelines.open_per_department(backlog=True)
+    return tally.stats(backlog.get(department, 0))
 
 
 async def all_departments(timelines: Timelines, window: timedelta, *,
                           now: datetime) -> dict[str, stats.ServiceStats]:
     """The same for every department that held tickets in the window or holds some now."""
-    routed = await timelines.routed_since(now - window)
-    open_now = await timelines.open_per_department(backlog=True)
-    names = sorted({a.department for t in routed for a in t.assignments}
-                   | {t.department for t in routed if t.department} | set(open_now))
-    return {name: stats.service_stats(window, routed, open_now.get(name, 0), now=now,
-                                      department=name) for name in names}
+    tallies = stats.Tallies(window, now=now, departments=True)
+    async for page in timelines.routed_pages(now - window):
+        for routed in page:
+            named = {a.department for a in routed.assignments}
+            if routed.department:
+                named.add(routed.department)
+            for name in named:
+                tallies[name].add(routed)  # counted if that department held it
+    return tallies.stats(await timelines.open_per_department(backlog=True))
 
 
 async def segment_stats(timelines: Timelines, window: timedelta, *,
                         now: datetime) -> dict[str, stats.ServiceStats]:
     """The statistics per segment, side by side, so a gap in service shows."""
-    routed = await timelines.routed_since(now - window)
-    open_now = await timelines.open_tickets(backlog=True)
-    names = sorted({t.segment for t in [*routed, *open_now] if t.segment})
-    return {name: stats.service_stats(
-        window, [t for t in routed if t.segment == name],
-        sum(1 for t in open_now if t.segment == name), now=now) for name in names}
+    tallies = stats.Tallies(window, now=now, departments=False)
+    async for page in timelines.routed_pages(now - window):
+        for routed in page:
+            if routed.segment:
+                tallies[routed.segment].add(routed)
+    return tallies.stats(await timelines.open_per_segment(backlog=True))
 
 
 # --- Service parity ------------------------------------------------------------------------
@@ -161,7 +168,8 @@ async def segment_stats(timelines: Timelines, window: timedelta, *,
 async def parity_stats(timelines: Timelines, bands: CustomerBands, config: ParityConfig, *,
                        now: datetime) -> Sequence[parity.AttributeParity]:
     """Parity of the tickets routed in the window, per protected attribute."""
-    routed = await timelines.routed_since(now - config.window)
+    routed = [ticket async for page in timelines.routed_pages(now - config.window)
+              for ticket in page]
     found = await bands({t.ticket_id for t in routed}, today=now.date())
     return parity.parity_by_attribute(routed, found, attributes=config.attributes, now=now,
                                       policy=config.policy)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -56,13 +56,18 @@ class ServiceStats:
 
 
 def measured_seconds(timelines: Iterable[Timeline], measure: str) -> list[float]:
+    return [seconds for timeline in timelines
+            if (seconds := duration(timeline, measure)) is not None]
+
+
+def duration(timeline: Timeline, measure: str) -> float | None:
+    """The timeline's duration of the measure (timeline.DURATIONS), if both ends are known."""
     start, end = DURATIONS[measure]
-    found = []
-    for timeline in timelines:
-        started, ended = getattr(timeline, start), getattr(timeline, end)
-        if started is not None and ended is not None:
-            found.append(max(0.0, (ended - started).total_seconds()))
-    return found
+    started: datetime | None = getattr(timeline, start)
+    ended: datetime | None = getattr(timeline, end)
+    if started is None or ended is None:
+        return None
+    return max(0.0, (ended - started).total_seconds())
 
 
 def outcome(timeline: Timeline, now: datetime | None) -> str | None:
@@ -78,11 +83,24 @@ def outcome(timeline: Timeline, now: datetime | None) -> str | None:
 
 def attainment(timelines: Iterable[Timeline], now: datetime | None,
                department: str | None = None) -> TargetAttainment:
-    counts = {"met": 0, "missed": 0, "pending": 0, None: 0}
+    counts = _no_outcomes()
     for timeline in timelines:
-        decided = outcome(timeline, now)
-        if department is None or accountable_department(timeline) == department:
-            counts[decided] += 1
+        _count_outcome(counts, timeline, now, department)
+    return _attained(counts)
+
+
+def _no_outcomes() -> dict[str | None, int]:
+    return {"met": 0, "missed": 0, "pending": 0, None: 0}
+
+
+def _count_outcome(counts: dict[str | None, int], timeline: Timeline, now: datetime | None,
+                   department: str | None) -> None:
+    """For a department, only the targets it was accountable for."""
+    if department is None or accountable_department(timeline) == department:
+        counts[outcome(timeline, now)] += 1
+
+
+def _attained(counts: dict[str | None, int]) -> TargetAttainment:
     met, missed = counts["met"], counts["missed"]
     return TargetAttainment(met, missed, counts["pending"], counts[None],
                             met / (met + missed) if met + missed else None)
@@ -101,22 +119,76 @@ def ended_at(timeline: Timeline, moment: str, department: str | None) -> bool:
     return at is not None and (department is None or timeline.department_at(at) == department)
 
 
-def service_stats(window: timedelta, routed: Sequence[Timeline], backlog: int, *,
+def service_stats(window: timedelta, routed: Iterable[Timeline], backlog: int, *,
                   now: datetime | None = None, department: str | None = None) -> ServiceStats:
-    """Statistics of the tickets routed in a window. For a department: the tickets it
-    held, the responses and resolutions it gave and the targets it met or missed (a
-    transferred ticket counts for each department that held it)."""
-    if department is not None:
-        routed = [t for t in routed if held_by(t, department)]
-    responded = [t for t in routed if ended_at(t, "first_response_at", department)]
-    resolved = [t for t in routed if ended_at(t, "resolved_at", department)]
-    return ServiceStats(
-        window_seconds=int(window.total_seconds()),
-        volume=len(routed),
-        responded=len(responded),
-        resolved=len(resolved),
-        backlog=backlog,
-        first_response_seconds=percentiles(measured_seconds(responded, "first_response")),
-        resolution_seconds=percentiles(measured_seconds(resolved, "resolution")),
-        first_response_target=attainment(routed, now, department),
-    )
+    """Statistics of the tickets routed in a window (Tally, over a list)."""
+    tally = Tally(window, now=now, department=department)
+    for timeline in routed:
+        tally.add(timeline)
+    return tally.stats(backlog)
+
+
+class Tally:
+    """Statistics of the tickets routed in a window, counted one ticket at a time, so a
+    long window is read a page at a time and no ticket is kept, only its durations. For
+    a department: the tickets it held, the responses and resolutions it gave and the
+    targets it met or missed (a transferred ticket counts for each department that held
+    it)."""
+
+    def __init__(self, window: timedelta, *, now: datetime | None = None,
+                 department: str | None = None) -> None:
+        self.window, self.now, self.department = window, now, department
+        self.volume = self.responded = self.resolved = 0
+        self._first_response: list[float] = []
+        self._resolution: list[float] = []
+        self._outcomes = _no_outcomes()
+
+    def add(self, timeline: Timeline) -> None:
+        department = self.department
+        if department is not None and not held_by(timeline, department):
+            return
+        self.volume += 1
+        if ended_at(timeline, "first_response_at", department):
+            self.responded += 1
+            self._count(self._first_response, duration(timeline, "first_response"))
+        if ended_at(timeline, "resolved_at", department):
+            self.resolved += 1
+            self._count(self._resolution, duration(timeline, "resolution"))
+        _count_outcome(self._outcomes, timeline, self.now, department)
+
+    @staticmethod
+    def _count(durations: list[float], seconds: float | None) -> None:
+        if seconds is not None:
+            durations.append(seconds)
+
+    def stats(self, backlog: int) -> ServiceStats:
+        return ServiceStats(
+            window_seconds=int(self.window.total_seconds()),
+            volume=self.volume,
+            responded=self.responded,
+            resolved=self.resolved,
+            backlog=backlog,
+            first_response_seconds=percentiles(self._first_response),
+            resolution_seconds=percentiles(self._resolution),
+            first_response_target=_attained(self._outcomes),
+        )
+
+
+class Tallies(dict[str, Tally]):
+    """A Tally per department (`departments`: each counts only the tickets it held) or
+    per segment, made on first use."""
+
+    def __init__(self, window: timedelta, *, now: datetime | None, departments: bool) -> None:
+        super().__init__()
+        self.window, self.now, self.departments = window, now, departments
+
+    def __missing__(self, name: str) -> Tally:
+        tally = self[name] = Tally(self.window, now=self.now,
+                                   department=name if self.departments else None)
+        return tally
+
+    def stats(self, backlog: Mapping[str, int]) -> dict[str, ServiceStats]:
+        """Each one's statistics, and those of every name with a backlog (none routed in
+        the window: no tickets counted)."""
+        return {name: self[name].stats(backlog.get(name, 0))
+                for name in sorted(self.keys() | backlog.keys())}

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+from collections import Counter
+from collections.abc import AsyncIterator
 from dataclasses import fields
 from datetime import datetime
 from typing import Any
@@ -11,6 +13,8 @@ from sqlalchemy import (
     JSON,
     Index,
     Insert,
+    Row,
+    Select,
     String,
     and_,
     bindparam,
@@ -28,6 +32,12 @@ from services.metrics.timeline import Assignment, Timeline
 
 Moment = Mapped[datetime | None]
 
+
+# A report's window is read this many timelines at a time: the rows of one statement,
+# fetched a page at a time, each page counted and let go before the next is read, so
+# a long window neither fills the memory nor holds the event loop (tests/integration/
+# test_timelines.py, TestALongWindow).
+PAGE_ROWS = 1000
 
 _UNDECIDED = text("target_outcome IS NULL")
 _OPEN = text("routed_at IS NOT NULL AND resolved_at IS NULL")
@@ -78,7 +88,16 @@ _MOMENTS = [f.name for f in fields(Timeline)
             if f.name.endswith("_at") or f.name == "first_response_deadline"]
 
 
-def to_timeline(row: TimelineRow) -> Timeline:
+def _open(*columns: Any, backlog: bool) -> Select[Any]:
+    """The open tickets' columns (lifecycle's open); with `backlog`, of its backlog."""
+    query = select(*columns).where(TimelineRow.routed_at.is_not(None),
+                                   TimelineRow.resolved_at.is_(None))
+    return query.where(*_BACKLOG) if backlog else query
+
+
+def to_timeline(row: Row[Any]) -> Timeline:
+    """A timeline from its row (read as a plain row, not an ORM object: cheaper, and
+    what a report reads by the thousand)."""
     moments = {name: getattr(row, name) for name in _MOMENTS}
     observed = frozenset(filter(None, row.observed.split(",")))
     assignments = tuple(_assignment(item) for item in row.assignments or [])
@@ -149,7 +168,7 @@ class TimelineStore:
         # Plain rows, not ORM objects: read once and written back in one statement.
         rows = (await session.execute(_READ_LOCKED, {"ticket_ids": list(ticket_ids)})
                 ).all() if ticket_ids else []
-        found = {row.ticket_id: to_timeline(row) for row in rows}  # type: ignore[arg-type]
+        found = {row.ticket_id: to_timeline(row) for row in rows}
         return {ticket_id: found.get(ticket_id) or Timeline(ticket_id=ticket_id)
                 for ticket_id in ticket_ids}
 
@@ -167,45 +186,39 @@ class TimelineStore:
                 _columns(timeline)
                 for timeline in sorted(timelines, key=lambda timeline: timeline.ticket_id)])
 
-    async def routed_since(self, since: datetime, department: str | None = None,
-                           segment: str | None = None) -> list[Timeline]:
-        """Tickets routed since `since`. For a department: those it holds, and every
-        ticket that changed hands (stats.service_stats tells which it held)."""
-        query = select(TimelineRow).where(TimelineRow.routed_at >= since)
+    async def routed_pages(self, since: datetime, department: str | None = None,
+                           ) -> AsyncIterator[list[Timeline]]:
+        """Tickets routed since `since`, PAGE_ROWS at a time, as one statement whose rows
+        are fetched a page at a time. For a department: those it holds, and every ticket
+        that changed hands (stats.Tally tells which it held)."""
+        query = select(_TABLE).where(TimelineRow.routed_at >= since)
         if department is not None:
             query = query.where(or_(TimelineRow.department == department,
                                     TimelineRow.escalated_at.is_not(None),
                                     TimelineRow.transferred_at.is_not(None)))
-        if segment is not None:
-            query = query.where(TimelineRow.segment == segment)
         async with self._sessions() as session:
-            return [to_timeline(row) for row in (await session.scalars(query)).all()]
-
-    async def open_tickets(self, department: str | None = None, *,
-                           backlog: bool = False) -> list[Timeline]:
-        """Tickets routed and not resolved (lifecycle's open); with `backlog`, only those
-        awaiting a first response, not waiting on the customer (lifecycle's backlog)."""
-        query = select(TimelineRow).where(TimelineRow.routed_at.is_not(None),
-                                          TimelineRow.resolved_at.is_(None))
-        if backlog:
-            query = query.where(*_BACKLOG)
-        if department is not None:
-            query = query.where(TimelineRow.department == department)
-        async with self._sessions() as session:
-            return [to_timeline(row) for row in (await session.scalars(query)).all()]
+            rows = await session.stream(query.execution_options(yield_per=PAGE_ROWS))
+            async for page in rows.partitions():
+                yield [to_timeline(row) for row in page]
 
     async def open_per_department(self, *, backlog: bool = False) -> dict[str, int]:
-        """Tickets routed and not resolved, per department that holds them now; with
-        `backlog`, only those of the backlog (lifecycle.py)."""
-        query = (select(TimelineRow.department, func.count())
-                 .where(TimelineRow.routed_at.is_not(None), TimelineRow.resolved_at.is_(None),
-                        TimelineRow.department.is_not(None))
+        """Tickets routed and not resolved (lifecycle's open), per department that holds
+        them now; with `backlog`, only those awaiting a first response, not waiting on
+        the customer (lifecycle's backlog)."""
+        query = (_open(TimelineRow.department, func.count(), backlog=backlog)
+                 .where(TimelineRow.department.is_not(None))
                  .group_by(TimelineRow.department))
-        if backlog:
-            query = query.where(*_BACKLOG)
         async with self._sessions() as session:
             rows = (await session.execute(query)).all()
         return {department: count for department, count in rows if department is not None}
+
+    async def open_per_segment(self, *, backlog: bool = False) -> dict[str, int]:
+        """The same per segment, counted here: grouped in the statement, its plan reads
+        every timeline with a segment (by the segment's index), not only the open ones."""
+        async with self._sessions() as session:
+            segments = (await session.scalars(_open(TimelineRow.segment, backlog=backlog))
+                        ).all()
+        return dict(Counter(segment for segment in segments if segment is not None))
 
     async def past_deadline(self, as_of: datetime, limit: int = 500) -> list[str]:
         """Tickets whose first-response deadline passed by `as_of`, target not decided."""

@@ -24,6 +24,7 @@ async def test_the_backlog_reads_only_open_tickets(empty_database_url: str) -> N
     url = empty_database_url
     await migrate.upgrade(url)
     for backlog in (False, True):
-        [plan] = await plans(url, lambda sessions, backlog=backlog: TimelineStore(
-            sessions).open_per_department(backlog=backlog))
-        assert "ix_ticket_timelines_open_department" in plan
+        for per in ("open_per_department", "open_per_segment"):
+            [plan] = await plans(url, lambda sessions, backlog=backlog, per=per: getattr(
+                TimelineStore(sessions), per)(backlog=backlog))
+            assert "ix_ticket_timelines_open_department" in plan, per

@@ -3,9 +3,13 @@ first-response deadlines, and the stats API over them."""
 
 from __future__ import annotations
 
+import asyncio
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -15,8 +19,10 @@ from sqlalchemy import text
 
 from services.core import db, envelope, events, http, migrate, service_context
 from services.core.settings import Settings
-from services.metrics import api, bootstrap, exporter, parity_store, worker
+from services.metrics import api, bootstrap, exporter, parity_store, service, stats, worker
+from services.metrics import store as store_module
 from services.metrics.store import TimelineStore
+from services.metrics.timeline import Assignment, Timeline
 from tests import credentials
 from tests.conftest import unique
 
@@ -64,7 +70,7 @@ async def test_duplicates_and_disorder_give_one_timeline_and_one_observation(
         batches = [coming] if one_batch else [(event,) for event in coming]
         for batch in batches:
             assert await track_batch(track, *batch) == []
-        timelines = await store.routed_since(T0 - timedelta(hours=1), department=department)
+        timelines = await routed_since(store, T0 - timedelta(hours=1), department=department)
     finally:
         await engine.dispose()
     assert len(timelines) == 1
@@ -72,6 +78,12 @@ async def test_duplicates_and_disorder_give_one_timeline_and_one_observation(
     assert (timeline.received_at, timeline.routed_at, timeline.first_response_at) == (
         T0, T0 + timedelta(seconds=1), T0 + timedelta(seconds=90))
     assert first_response_count(department, "government") == before + 1
+
+
+async def routed_since(store: TimelineStore, since: datetime,
+                       department: str | None = None) -> list[Timeline]:
+    return [timeline async for page in store.routed_pages(since, department)
+            for timeline in page]
 
 
 def outcome_count(department: str, outcome: str) -> float:
@@ -126,7 +138,7 @@ class TestHandOversAndTargets:
             assert await check(now=deadline + timedelta(seconds=1)) == 1
             assert await check(now=deadline + timedelta(hours=1)) == 0
             await track_batch(track, lifecycle(ticket_id, events.TicketEventType.RESPONDED, 1800))
-            [kept] = await store.routed_since(T0 - timedelta(hours=1), department=first)
+            [kept] = await routed_since(store, T0 - timedelta(hours=1), department=first)
             backlog = await store.open_per_department()
 
         assert kept.department == second
@@ -208,6 +220,96 @@ class TestStatsApi:
         [government] = [s for s in segments["segments"] if s["segment"] == "government"]
         assert government["first_response_target"]["missed"] >= 2
         assert refused.status_code == 422
+
+
+class CountingPages:
+    """The store; at each page it hands out, how many timelines are alive, and whether
+    another task (`tick`) ran while that page was read."""
+
+    def __init__(self, store: TimelineStore) -> None:
+        self.store, self.pages, self.most_alive = store, 0, 0
+        self.before = alive()
+        self.ticks = 0
+        self.others_ran: list[bool] = []
+
+    async def routed_pages(self, since: datetime, department: str | None = None,
+                           ) -> AsyncIterator[list[Timeline]]:
+        asked: int | None = None
+        async for page in self.store.routed_pages(since, department):
+            if asked is not None:
+                self.others_ran.append(self.ticks > asked)
+            yield page  # back here once the reader asks for the next page
+            asked = self.ticks
+            self.pages += 1
+            self.most_alive = max(self.most_alive, alive() - self.before)
+
+    async def tick(self) -> None:
+        while True:
+            self.ticks += 1
+            await asyncio.sleep(0)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+
+def alive() -> int:
+    gc.collect()
+    return sum(1 for thing in gc.get_objects() if isinstance(thing, Timeline))
+
+
+class TestALongWindow:
+    """The reports read their window a page at a time (store.PAGE_ROWS, made small
+    here, though larger than the 50 rows asyncpg's cursor reads ahead); on SQLite and
+    PostgreSQL."""
+
+    async def test_every_ticket_is_counted_once_and_about_a_page_is_held_at_a_time(
+            self, database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr(store_module, "PAGE_ROWS", 60)
+        base = datetime(2041, 3, 1, tzinfo=UTC)  # after any other test's tickets
+        now, window = base + timedelta(hours=4), timedelta(days=1)
+        first, second, segment = unique("dept"), unique("dept"), unique("seg")
+        made = [Timeline(
+            ticket_id=unique("t"), department=first if n % 5 else second, segment=segment,
+            routing_reason="route", received_at=routed, routed_at=routed,
+            first_response_at=routed + timedelta(seconds=10 * n) if n % 7 else None,
+            first_response_deadline=routed + timedelta(minutes=3),
+            assignments=(Assignment("routed", first if n % 5 else second, routed, "route",
+                                    counted=True),), observed=frozenset({"routed"}))
+            for n in range(200) for routed in [base + timedelta(minutes=n)]]
+        before_the_window = replace(made[1], ticket_id=unique("t"),
+                                    routed_at=now - window - timedelta(seconds=1))
+        engine = db.engine(database_url)
+        store = TimelineStore(db.sessions(engine))
+        try:
+            async with engine.begin() as connection:
+                await store.save_many(connection, [*made, before_the_window])
+            counting = CountingPages(store)
+            ticking = asyncio.create_task(counting.tick())
+            every = await service.all_departments(counting, window, now=now)  # type: ignore[arg-type]
+            segments = await service.segment_stats(counting, window, now=now)  # type: ignore[arg-type]
+            one = await service.department_stats(counting, first, window, now=now)  # type: ignore[arg-type]
+            ticking.cancel()
+        finally:
+            await engine.dispose()
+
+        held = [t for t in made if t.department == first]
+        unanswered = [t for t in made if t.first_response_at is None]
+        assert one.volume == len(held) == 160
+        assert one.responded == sum(1 for t in held if t.first_response_at is not None)
+        assert one.backlog == sum(1 for t in unanswered if t.department == first) == 23
+        assert one == every[first] == stats.service_stats(
+            window, made, one.backlog, now=now, department=first)
+        assert every[second] == stats.service_stats(window, made, len(unanswered) - 23,
+                                                    now=now, department=second)
+        assert segments[segment] == stats.service_stats(window, made, len(unanswered),
+                                                        now=now)
+        assert segments[segment].volume == 200  # not the one routed before the window
+        # pages of 60: the 200 tickets for every department and every segment; for one
+        # department, its 160
+        assert counting.pages == 4 + 4 + 3
+        assert counting.most_alive <= 2 * 60
+        # the event loop served another task while each next page was read
+        assert len(counting.others_ran) == 3 + 3 + 2 and all(counting.others_ran)
 
 
 def at(now: datetime, ticket_id: str, kind: events.TicketEventType, seconds: float,

@@ -4,7 +4,7 @@ sockets."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 
@@ -16,6 +16,8 @@ from services.metrics.timeline import Observation, Timeline
 class FakeTimelines:
     """Timelines in memory, read and changed as the store does (service.Timelines and
     service.Updates); each transaction is recorded."""
+
+    PAGE_ROWS = 2  # small, so that the use cases' tests count across pages
 
     def __init__(self, *timelines: Timeline) -> None:
         self.saved = {timeline.ticket_id: timeline for timeline in timelines}
@@ -31,27 +33,29 @@ class FakeTimelines:
         self.transactions.append([ticket_id for ticket_id, _ in changes])
         return observations
 
-    async def routed_since(self, since: datetime, department: str | None = None,
-                           segment: str | None = None) -> list[Timeline]:
-        return [t for t in self.saved.values()
-                if t.routed_at is not None and t.routed_at >= since
-                and (department is None or t.department == department
-                     or t.escalated_at is not None or t.transferred_at is not None)
-                and (segment is None or t.segment == segment)]
-
-    async def open_tickets(self, department: str | None = None, *,
-                           backlog: bool = False) -> list[Timeline]:
-        return [t for t in self.saved.values()
-                if t.routed_at is not None and t.resolved_at is None
-                and not (backlog and (t.first_response_at is not None
-                                      or t.paused_at is not None))
-                and (department is None or t.department == department)]
+    async def routed_pages(self, since: datetime, department: str | None = None,
+                           ) -> AsyncIterator[list[Timeline]]:
+        routed = [t for t in self.saved.values()
+                  if t.routed_at is not None and t.routed_at >= since
+                  and (department is None or t.department == department
+                       or t.escalated_at is not None or t.transferred_at is not None)]
+        for first in range(0, len(routed), self.PAGE_ROWS):  # as the store: pages
+            yield routed[first:first + self.PAGE_ROWS]
 
     async def open_per_department(self, *, backlog: bool = False) -> dict[str, int]:
+        return self._open_per("department", backlog=backlog)
+
+    async def open_per_segment(self, *, backlog: bool = False) -> dict[str, int]:
+        return self._open_per("segment", backlog=backlog)
+
+    def _open_per(self, field: str, *, backlog: bool) -> dict[str, int]:
         counts: dict[str, int] = {}
-        for timeline in await self.open_tickets(backlog=backlog):
-            if timeline.department is not None:
-                counts[timeline.department] = counts.get(timeline.department, 0) + 1
+        for t in self.saved.values():
+            name = getattr(t, field)
+            if (name is not None and t.routed_at is not None and t.resolved_at is None
+                    and not (backlog and (t.first_response_at is not None
+                                          or t.paused_at is not None))):
+                counts[name] = counts.get(name, 0) + 1
         return counts
 
     async def past_deadline(self, as_of: datetime, limit: int = 500) -> list[str]:
