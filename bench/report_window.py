@@ -8,7 +8,8 @@ the floor any report over them pays).
 Writes the timelines of `--tickets` tickets routed over six days (five departments, four
 segments; nine in ten answered, eight in ten of those resolved) to a fresh store, then
 times each report of the stats API over seven days (`service.all_departments`,
-`department_stats`, `segment_stats`); the memory in a second call, under tracemalloc.
+`department_stats`, `segment_stats`) and the periodic service parity
+(`service.parity_stats`); the memory in a second call, under tracemalloc.
 """
 
 from __future__ import annotations
@@ -28,13 +29,15 @@ from sqlalchemy import text
 
 from devtools.postgres import LocalPostgres
 from services.core import db, migrate
-from services.metrics import service
+from services.metrics import parity, parity_store, service
 from services.metrics.store import TimelineStore
 from services.metrics.timeline import Assignment, Timeline
 
 DEPARTMENTS = ("public_sector", "customer_care", "premium", "sales", "retail")
 SEGMENTS = ("government", "high_value", "prospect", "standard")
 WINDOW = timedelta(days=7)
+PARITY = parity_store.ParityConfig(WINDOW, ("age_band", "gender", "socio_economic_band"),
+                                   parity.Policy())
 
 
 def timelines(count: int, now: datetime) -> AsyncIterator[list[Timeline]]:
@@ -125,6 +128,10 @@ async def run(count: int, kind: str) -> None:
                 "one department": lambda: service.department_stats(
                     store, DEPARTMENTS[0], WINDOW, now=now),
                 "every segment": lambda: service.segment_stats(store, WINDOW, now=now),
+                # every 300 s by default; no routed ticket or customer here, so every
+                # ticket's customer is looked up and none found
+                "service parity": lambda: service.parity_stats(
+                    store, parity_store.TicketBands(db.sessions(engine)), PARITY, now=now),
             }
             for name, call in reports.items():
                 cpu, wall, most = await measured(call)

@@ -1,14 +1,15 @@
 """Service parity: the service each protected group of customers actually got, and how
 far each group falls behind the best-served one. Pure decision code.
 
-`service_parity(timelines, group_of_ticket, ...)` is the one computation: the stats
-endpoint, the Prometheus export and the PNG report call it over the measured timelines,
-and a simulation can call it over predicted ones. Per group (a band of one protected
+`ParityTally` is the one computation: the stats endpoint, the Prometheus export and the
+PNG report feed it the measured timelines a page at a time (service.parity_stats), and
+`service_parity` and `parity_by_attribute` a list (a simulation's predicted timelines,
+bench/parity_picture.py's generated history). Per group (a band of one protected
 attribute, services/core/groups.py): first-response time percentiles, the share of
 first-response targets met, and the share of tickets answered without escalation. Each
-is set against the best-served group as a ratio (1: as well served; 0.8: four-fifths
-as well). A group is flagged when a ratio is below the threshold and the gap is more
-than chance (`_z`): with a few dozen tickets, medians and shares wander.
+is set against the best-served group as a ratio (1: as well served; 0.8: four-fifths as
+well). A group is flagged when a ratio is below the threshold and the gap is more than
+chance (`_z`): with a few dozen tickets, medians and shares wander.
 
 A group with fewer tickets than the minimum is suppressed: no figure of it is given,
 so no small group (and no customer in it) can be made out. The `unknown` band (no
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -95,24 +96,86 @@ class _Levels:
         return self.kept / self.tickets if self.tickets else None
 
 
-def service_parity(timelines: Sequence[Timeline], group_of_ticket: Mapping[str, str], *,
+def service_parity(timelines: Iterable[Timeline], group_of_ticket: Mapping[str, str], *,
                    attribute: str, now: datetime | None,
                    policy: Policy | None = None) -> AttributeParity:
     """Parity across the groups of one attribute; `group_of_ticket` maps a ticket id to
     its customer's band (a ticket it lacks is `unknown`)."""
-    policy = policy or Policy()
-    by_group: dict[str, list[Timeline]] = {}
+    tally = ParityTally((attribute,), now=now)
     for timeline in timelines:
-        band = group_of_ticket.get(timeline.ticket_id, groups.UNKNOWN)
-        by_group.setdefault(band, []).append(timeline)
-    measured = {band: _measure(members, now) for band, members in by_group.items()
-                if len(members) >= policy.minimum_group_size}
+        tally.add(timeline, {attribute: group_of_ticket.get(timeline.ticket_id, groups.UNKNOWN)})
+    [found] = tally.parities(policy)
+    return found
+
+
+def parity_by_attribute(timelines: Iterable[Timeline],
+                        bands_of_ticket: Mapping[str, Mapping[str, str]], *,
+                        attributes: Sequence[str], now: datetime | None,
+                        policy: Policy | None = None) -> tuple[AttributeParity, ...]:
+    """`service_parity` for each attribute; `bands_of_ticket`: ticket id -> the bands of
+    its customer (services/core/groups.py `bands`)."""
+    tally = ParityTally(attributes, now=now)
+    for timeline in timelines:
+        tally.add(timeline, bands_of_ticket.get(timeline.ticket_id, {}))
+    return tally.parities(policy)
+
+
+class ParityTally:
+    """The groups of each attribute, counted one ticket at a time (a page of tickets and
+    their customers' bands at a time): of a ticket only its first-response time is
+    kept."""
+
+    def __init__(self, attributes: Sequence[str], *, now: datetime | None) -> None:
+        self.attributes, self.now = tuple(attributes), now
+        self._groups: dict[str, dict[str, _GroupCount]] = {a: {} for a in self.attributes}
+
+    def add(self, timeline: Timeline, bands: Mapping[str, str]) -> None:
+        """A ticket, with its customer's bands (an attribute it lacks: `unknown`)."""
+        response = stats.duration(timeline, "first_response")
+        decided = stats.outcome(timeline, self.now)
+        escalated = any(a.kind == "escalated" for a in timeline.assignments)
+        for attribute, counts in self._groups.items():
+            band = bands.get(attribute, groups.UNKNOWN)
+            if band not in counts:
+                counts[band] = _GroupCount()
+            counts[band].add(response, decided, escalated=escalated)
+
+    def parities(self, policy: Policy | None = None) -> tuple[AttributeParity, ...]:
+        return tuple(_compared(attribute, {band: count.levels() for band, count in
+                                           self._groups[attribute].items()}, policy or Policy())
+                     for attribute in self.attributes)
+
+
+class _GroupCount:
+    def __init__(self) -> None:
+        self.response_seconds: list[float] = []
+        self.met = self.decided = self.escalated = self.tickets = 0
+
+    def add(self, response: float | None, outcome: str | None, *, escalated: bool) -> None:
+        self.tickets += 1
+        if response is not None:
+            self.response_seconds.append(response)
+        self.met += outcome == "met"
+        self.decided += outcome in ("met", "missed")
+        self.escalated += escalated
+
+    def levels(self) -> _Levels:
+        return _Levels(tuple(sorted(self.response_seconds)), met=self.met,
+                       decided=self.decided, kept=self.tickets - self.escalated,
+                       tickets=self.tickets)
+
+
+def _compared(attribute: str, levels_of: Mapping[str, _Levels],
+              policy: Policy) -> AttributeParity:
+    """Each group set against the best-served one."""
+    measured = {band: levels for band, levels in levels_of.items()
+                if levels.tickets >= policy.minimum_group_size}
     compared = {band: levels for band, levels in measured.items() if band != groups.UNKNOWN}
     best = _best_served(compared)
     comparisons = max(1, (len(compared) - 1) * len(MEASURES))
     critical_z = statistics.NormalDist().inv_cdf(1 - SIGNIFICANCE / comparisons / 2)
     services = []
-    for band in sorted(by_group):
+    for band in sorted(levels_of):
         if band not in measured:
             services.append(GroupService(band, suppressed=True))
             continue
@@ -142,14 +205,6 @@ def service_parity(timelines: Sequence[Timeline], group_of_ticket: Mapping[str, 
 
 def _rounded(value: float | None) -> float | None:
     return None if value is None else round(value, 4)
-
-
-def _measure(members: Sequence[Timeline], now: datetime | None) -> _Levels:
-    attained = stats.attainment(members, now)
-    escalated = sum(1 for t in members if any(a.kind == "escalated" for a in t.assignments))
-    return _Levels(tuple(sorted(stats.measured_seconds(members, "first_response"))),
-                   met=attained.met, decided=attained.met + attained.missed,
-                   kept=len(members) - escalated, tickets=len(members))
 
 
 def _best_served(compared: Mapping[str, _Levels]) -> dict[str, str | None]:
@@ -203,18 +258,6 @@ def _z(measure: str, levels: _Levels, best: _Levels) -> float:
     if spread == 0:
         return math.inf if gap else 0.0
     return gap / spread
-
-
-def parity_by_attribute(timelines: Sequence[Timeline],
-                        bands_of_ticket: Mapping[str, Mapping[str, str]], *,
-                        attributes: Sequence[str], now: datetime | None,
-                        policy: Policy | None = None) -> tuple[AttributeParity, ...]:
-    """`service_parity` for each attribute; `bands_of_ticket`: ticket id -> the bands of
-    its customer (services/core/groups.py `bands`)."""
-    return tuple(service_parity(
-        timelines, {ticket: bands.get(attribute, groups.UNKNOWN)
-                    for ticket, bands in bands_of_ticket.items()},
-        attribute=attribute, now=now, policy=policy) for attribute in attributes)
 
 
 def ratio_series(parities: Sequence[AttributeParity]) -> dict[tuple[str, ...], float]:

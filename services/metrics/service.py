@@ -167,12 +167,14 @@ async def segment_stats(timelines: Timelines, window: timedelta, *,
 
 async def parity_stats(timelines: Timelines, bands: CustomerBands, config: ParityConfig, *,
                        now: datetime) -> Sequence[parity.AttributeParity]:
-    """Parity of the tickets routed in the window, per protected attribute."""
-    routed = [ticket async for page in timelines.routed_pages(now - config.window)
-              for ticket in page]
-    found = await bands({t.ticket_id for t in routed}, today=now.date())
-    return parity.parity_by_attribute(routed, found, attributes=config.attributes, now=now,
-                                      policy=config.policy)
+    """Parity of the tickets routed in the window, per protected attribute: a page of
+    tickets at a time, with their customers' bands."""
+    tally = parity.ParityTally(config.attributes, now=now)
+    async for page in timelines.routed_pages(now - config.window):
+        found = await bands({t.ticket_id for t in page}, today=now.date())
+        for routed in page:
+            tally.add(routed, found.get(routed.ticket_id, {}))
+    return tally.parities(config.policy)
 
 
 async def export_parity(timelines: Timelines, bands: CustomerBands, exporter: Exporter,

@@ -55,11 +55,6 @@ class ServiceStats:
     first_response_target: TargetAttainment
 
 
-def measured_seconds(timelines: Iterable[Timeline], measure: str) -> list[float]:
-    return [seconds for timeline in timelines
-            if (seconds := duration(timeline, measure)) is not None]
-
-
 def duration(timeline: Timeline, measure: str) -> float | None:
     """The timeline's duration of the measure (timeline.DURATIONS), if both ends are known."""
     start, end = DURATIONS[measure]
@@ -79,31 +74,6 @@ def outcome(timeline: Timeline, now: datetime | None) -> str | None:
         return None
     return service_levels.first_response_outcome(
         timeline.first_response_at, timeline.first_response_deadline, now) or "pending"
-
-
-def attainment(timelines: Iterable[Timeline], now: datetime | None,
-               department: str | None = None) -> TargetAttainment:
-    counts = _no_outcomes()
-    for timeline in timelines:
-        _count_outcome(counts, timeline, now, department)
-    return _attained(counts)
-
-
-def _no_outcomes() -> dict[str | None, int]:
-    return {"met": 0, "missed": 0, "pending": 0, None: 0}
-
-
-def _count_outcome(counts: dict[str | None, int], timeline: Timeline, now: datetime | None,
-                   department: str | None) -> None:
-    """For a department, only the targets it was accountable for."""
-    if department is None or accountable_department(timeline) == department:
-        counts[outcome(timeline, now)] += 1
-
-
-def _attained(counts: dict[str | None, int]) -> TargetAttainment:
-    met, missed = counts["met"], counts["missed"]
-    return TargetAttainment(met, missed, counts["pending"], counts[None],
-                            met / (met + missed) if met + missed else None)
 
 
 def held_by(timeline: Timeline, department: str) -> bool:
@@ -141,7 +111,7 @@ class Tally:
         self.volume = self.responded = self.resolved = 0
         self._first_response: list[float] = []
         self._resolution: list[float] = []
-        self._outcomes = _no_outcomes()
+        self._outcomes: dict[str | None, int] = {"met": 0, "missed": 0, "pending": 0, None: 0}
 
     def add(self, timeline: Timeline) -> None:
         department = self.department
@@ -154,7 +124,8 @@ class Tally:
         if ended_at(timeline, "resolved_at", department):
             self.resolved += 1
             self._count(self._resolution, duration(timeline, "resolution"))
-        _count_outcome(self._outcomes, timeline, self.now, department)
+        if department is None or accountable_department(timeline) == department:
+            self._outcomes[outcome(timeline, self.now)] += 1  # a target it was accountable for
 
     @staticmethod
     def _count(durations: list[float], seconds: float | None) -> None:
@@ -170,8 +141,13 @@ class Tally:
             backlog=backlog,
             first_response_seconds=percentiles(self._first_response),
             resolution_seconds=percentiles(self._resolution),
-            first_response_target=_attained(self._outcomes),
+            first_response_target=self._attainment(),
         )
+
+    def _attainment(self) -> TargetAttainment:
+        met, missed = self._outcomes["met"], self._outcomes["missed"]
+        return TargetAttainment(met, missed, self._outcomes["pending"], self._outcomes[None],
+                                met / (met + missed) if met + missed else None)
 
 
 class Tallies(dict[str, Tally]):

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -19,7 +19,16 @@ from sqlalchemy import text
 
 from services.core import db, envelope, events, http, migrate, service_context
 from services.core.settings import Settings
-from services.metrics import api, bootstrap, exporter, parity_store, service, stats, worker
+from services.metrics import (
+    api,
+    bootstrap,
+    exporter,
+    parity,
+    parity_store,
+    service,
+    stats,
+    worker,
+)
 from services.metrics import store as store_module
 from services.metrics.store import TimelineStore
 from services.metrics.timeline import Assignment, Timeline
@@ -278,6 +287,14 @@ class TestALongWindow:
             for n in range(200) for routed in [base + timedelta(minutes=n)]]
         before_the_window = replace(made[1], ticket_id=unique("t"),
                                     routed_at=now - window - timedelta(seconds=1))
+        gender = {t.ticket_id: {"gender": ("female", "male", "other")[n % 3]}
+                  for n, t in enumerate(made)}
+        asked: list[int] = []
+
+        async def bands(ticket_ids: Collection[str], *, today: date) -> dict[str, dict[str, str]]:
+            asked.append(len(ticket_ids))
+            return {ticket_id: gender[ticket_id] for ticket_id in ticket_ids}
+
         engine = db.engine(database_url)
         store = TimelineStore(db.sessions(engine))
         try:
@@ -288,6 +305,9 @@ class TestALongWindow:
             every = await service.all_departments(counting, window, now=now)  # type: ignore[arg-type]
             segments = await service.segment_stats(counting, window, now=now)  # type: ignore[arg-type]
             one = await service.department_stats(counting, first, window, now=now)  # type: ignore[arg-type]
+            config = parity_store.ParityConfig(window, ("gender",),
+                                               parity.Policy(minimum_group_size=5))
+            parities = await service.parity_stats(counting, bands, config, now=now)  # type: ignore[arg-type]
             ticking.cancel()
         finally:
             await engine.dispose()
@@ -304,12 +324,15 @@ class TestALongWindow:
         assert segments[segment] == stats.service_stats(window, made, len(unanswered),
                                                         now=now)
         assert segments[segment].volume == 200  # not the one routed before the window
-        # pages of 60: the 200 tickets for every department and every segment; for one
-        # department, its 160
-        assert counting.pages == 4 + 4 + 3
+        assert parities == parity.parity_by_attribute(
+            made, gender, attributes=("gender",), now=now, policy=config.policy)
+        assert asked == [60, 60, 60, 20]  # the customers' bands a page at a time
+        # pages of 60: the 200 tickets for every department, every segment and parity;
+        # for one department, its 160
+        assert counting.pages == 4 + 4 + 3 + 4
         assert counting.most_alive <= 2 * 60
         # the event loop served another task while each next page was read
-        assert len(counting.others_ran) == 3 + 3 + 2 and all(counting.others_ran)
+        assert len(counting.others_ran) == 3 + 3 + 2 + 3 and all(counting.others_ran)
 
 
 def at(now: datetime, ticket_id: str, kind: events.TicketEventType, seconds: float,

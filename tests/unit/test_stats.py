@@ -39,6 +39,10 @@ def test_service_stats_counts_and_durations() -> None:
     assert result.first_response_seconds.p50 == 30.0
 
 
+def attainment(timelines: list[Timeline], *, now: datetime) -> stats.TargetAttainment:
+    return stats.service_stats(timedelta(hours=1), timelines, 0, now=now).first_response_target
+
+
 def minutes(n: float) -> datetime:
     return T0 + timedelta(minutes=n)
 
@@ -59,17 +63,17 @@ class TestTargetAttainment:
             with_target("open", "d", deadline=minutes(90)),
             Timeline("none", "d", "s", received_at=T0, routed_at=T0),
         ]
-        result = stats.attainment(timelines, now=minutes(60))
+        result = attainment(timelines, now=minutes(60))
         assert result == stats.TargetAttainment(met=1, missed=2, pending=1, without_target=1,
                                                 ratio=1 / 3)
 
     def test_a_recorded_outcome_stands(self) -> None:
         decided = with_target("a", "d", deadline=minutes(15), responded=minutes(5),
                               outcome="missed")
-        assert stats.attainment([decided], now=minutes(60)).missed == 1
+        assert attainment([decided], now=minutes(60)).missed == 1
 
     def test_no_decided_target_has_no_ratio(self) -> None:
-        assert stats.attainment([], now=T0).ratio is None
+        assert attainment([], now=T0).ratio is None
 
 
 class TestDepartmentAttribution:
