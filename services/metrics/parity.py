@@ -28,7 +28,7 @@ from datetime import datetime
 from services.core import groups
 from services.core.settings import Settings
 from services.metrics import stats
-from services.metrics.timeline import Timeline
+from services.metrics.timeline import Timeline, duration
 
 _SETTINGS = Settings.model_fields
 
@@ -131,7 +131,7 @@ class ParityTally:
 
     def add(self, timeline: Timeline, bands: Mapping[str, str]) -> None:
         """A ticket, with its customer's bands (an attribute it lacks: `unknown`)."""
-        response = stats.duration(timeline, "first_response")
+        response = duration(timeline, "first_response")
         decided = stats.outcome(timeline, self.now)
         escalated = any(a.kind == "escalated" for a in timeline.assignments)
         for attribute, counts in self._groups.items():

@@ -10,7 +10,15 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    Callable,
+    Collection,
+    Iterable,
+    Mapping,
+    Sequence,
+)
+from contextlib import aclosing
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
 
@@ -33,9 +41,10 @@ class Timelines(Protocol):
     """The timelines as the use cases read them (services/metrics/store.py)."""
 
     def routed_pages(self, since: datetime, department: str | None = None,
-                     ) -> AsyncIterator[Sequence[Timeline]]:
+                     ) -> AsyncGenerator[Sequence[Timeline], None]:
         """Tickets routed since `since`, a page at a time; for a department, at least
-        those it held."""
+        those it held. Read under `contextlib.aclosing`, so that a reader that fails
+        between pages lets go of the store's connection at once."""
 
     async def open_per_department(self, *, backlog: bool = False) -> dict[str, int]: ...
 
@@ -130,9 +139,10 @@ async def department_stats(timelines: Timelines, department: str, window: timede
                            now: datetime) -> stats.ServiceStats:
     """How fast one department answered over the window, and its backlog now."""
     tally = stats.Tally(window, now=now, department=department)
-    async for page in timelines.routed_pages(now - window, department=department):
-        for routed in page:
-            tally.add(routed)
+    async with aclosing(timelines.routed_pages(now - window, department=department)) as pages:
+        async for page in pages:
+            for routed in page:
+                tally.add(routed)
     backlog = await timelines.open_per_department(backlog=True)
     return tally.stats(backlog.get(department, 0))
 
@@ -140,26 +150,24 @@ async def department_stats(timelines: Timelines, department: str, window: timede
 async def all_departments(timelines: Timelines, window: timedelta, *,
                           now: datetime) -> dict[str, stats.ServiceStats]:
     """The same for every department that held tickets in the window or holds some now."""
-    tallies = stats.Tallies(window, now=now, departments=True)
-    async for page in timelines.routed_pages(now - window):
-        for routed in page:
-            named = {a.department for a in routed.assignments}
-            if routed.department:
-                named.add(routed.department)
-            for name in named:
-                tallies[name].add(routed)  # counted if that department held it
+    tallies = stats.Tallies.per_department(window, now=now)
+    await _count_window(timelines, tallies, now - window)
     return tallies.stats(await timelines.open_per_department(backlog=True))
 
 
 async def segment_stats(timelines: Timelines, window: timedelta, *,
                         now: datetime) -> dict[str, stats.ServiceStats]:
     """The statistics per segment, side by side, so a gap in service shows."""
-    tallies = stats.Tallies(window, now=now, departments=False)
-    async for page in timelines.routed_pages(now - window):
-        for routed in page:
-            if routed.segment:
-                tallies[routed.segment].add(routed)
+    tallies = stats.Tallies.per_segment(window, now=now)
+    await _count_window(timelines, tallies, now - window)
     return tallies.stats(await timelines.open_per_segment(backlog=True))
+
+
+async def _count_window(timelines: Timelines, tallies: stats.Tallies, since: datetime) -> None:
+    async with aclosing(timelines.routed_pages(since)) as pages:
+        async for page in pages:
+            for routed in page:
+                tallies.add(routed)
 
 
 # --- Service parity ------------------------------------------------------------------------
@@ -170,10 +178,13 @@ async def parity_stats(timelines: Timelines, bands: CustomerBands, config: Parit
     """Parity of the tickets routed in the window, per protected attribute: a page of
     tickets at a time, with their customers' bands."""
     tally = parity.ParityTally(config.attributes, now=now)
-    async for page in timelines.routed_pages(now - config.window):
-        found = await bands({t.ticket_id for t in page}, today=now.date())
-        for routed in page:
-            tally.add(routed, found.get(routed.ticket_id, {}))
+    # The window's read holds its connection while each page's bands are read on
+    # another (two of the pool's at once).
+    async with aclosing(timelines.routed_pages(now - config.window)) as pages:
+        async for page in pages:
+            found = await bands({t.ticket_id for t in page}, today=now.date())
+            for routed in page:
+                tally.add(routed, found.get(routed.ticket_id, {}))
     return tally.parities(config.policy)
 
 

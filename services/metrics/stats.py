@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from services.metrics import service_levels
-from services.metrics.timeline import DURATIONS, Timeline, accountable_department
+from services.metrics.timeline import Timeline, accountable_department, duration
 
 
 @dataclass(frozen=True)
@@ -53,16 +53,6 @@ class ServiceStats:
     first_response_seconds: Percentiles
     resolution_seconds: Percentiles
     first_response_target: TargetAttainment
-
-
-def duration(timeline: Timeline, measure: str) -> float | None:
-    """The timeline's duration of the measure (timeline.DURATIONS), if both ends are known."""
-    start, end = DURATIONS[measure]
-    started: datetime | None = getattr(timeline, start)
-    ended: datetime | None = getattr(timeline, end)
-    if started is None or ended is None:
-        return None
-    return max(0.0, (ended - started).total_seconds())
 
 
 def outcome(timeline: Timeline, now: datetime | None) -> str | None:
@@ -150,21 +140,48 @@ class Tally:
                                 met / (met + missed) if met + missed else None)
 
 
-class Tallies(dict[str, Tally]):
-    """A Tally per department (`departments`: each counts only the tickets it held) or
-    per segment, made on first use."""
+class Tallies:
+    """A Tally per department or per segment, each made when a ticket first counts for
+    it."""
 
-    def __init__(self, window: timedelta, *, now: datetime | None, departments: bool) -> None:
-        super().__init__()
-        self.window, self.now, self.departments = window, now, departments
+    def __init__(self, window: timedelta, *, now: datetime | None,
+                 names_of: Callable[[Timeline], Iterable[str]], held: bool) -> None:
+        self.window, self.now = window, now
+        self._names_of, self._held = names_of, held
+        self._tallies: dict[str, Tally] = {}
 
-    def __missing__(self, name: str) -> Tally:
-        tally = self[name] = Tally(self.window, now=self.now,
-                                   department=name if self.departments else None)
-        return tally
+    @classmethod
+    def per_department(cls, window: timedelta, *, now: datetime | None) -> Tallies:
+        """A ticket counts for every department that held it (a transfer: each)."""
+        return cls(window, now=now, names_of=_holders, held=True)
+
+    @classmethod
+    def per_segment(cls, window: timedelta, *, now: datetime | None) -> Tallies:
+        return cls(window, now=now, names_of=_segment, held=False)
+
+    def add(self, timeline: Timeline) -> None:
+        for name in self._names_of(timeline):
+            if name not in self._tallies:
+                self._tallies[name] = self._new(name)
+            self._tallies[name].add(timeline)
 
     def stats(self, backlog: Mapping[str, int]) -> dict[str, ServiceStats]:
         """Each one's statistics, and those of every name with a backlog (none routed in
         the window: no tickets counted)."""
-        return {name: self[name].stats(backlog.get(name, 0))
-                for name in sorted(self.keys() | backlog.keys())}
+        return {name: (self._tallies.get(name) or self._new(name)).stats(backlog.get(name, 0))
+                for name in sorted(self._tallies.keys() | backlog.keys())}
+
+    def _new(self, name: str) -> Tally:
+        return Tally(self.window, now=self.now, department=name if self._held else None)
+
+
+def _holders(timeline: Timeline) -> set[str]:
+    """Its departments, then and now (Tally counts it for those that held it)."""
+    names = {a.department for a in timeline.assignments}
+    if timeline.department:
+        names.add(timeline.department)
+    return names
+
+
+def _segment(timeline: Timeline) -> tuple[str, ...]:
+    return (timeline.segment,) if timeline.segment else ()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import fields
 from datetime import datetime
 from typing import Any
@@ -187,7 +187,7 @@ class TimelineStore:
                 for timeline in sorted(timelines, key=lambda timeline: timeline.ticket_id)])
 
     async def routed_pages(self, since: datetime, department: str | None = None,
-                           ) -> AsyncIterator[list[Timeline]]:
+                           ) -> AsyncGenerator[list[Timeline], None]:
         """Tickets routed since `since`, PAGE_ROWS at a time, as one statement whose rows
         are fetched a page at a time. For a department: those it holds, and every ticket
         that changed hands (stats.Tally tells which it held)."""
@@ -198,8 +198,11 @@ class TimelineStore:
                                     TimelineRow.transferred_at.is_not(None)))
         async with self._sessions() as session:
             rows = await session.stream(query.execution_options(yield_per=PAGE_ROWS))
-            async for page in rows.partitions():
-                yield [to_timeline(row) for row in page]
+            try:
+                async for page in rows.partitions():
+                    yield [to_timeline(row) for row in page]
+            finally:  # a reader that stopped early: its cursor closed before the session
+                await rows.close()
 
     async def open_per_department(self, *, backlog: bool = False) -> dict[str, int]:
         """Tickets routed and not resolved (lifecycle's open), per department that holds
@@ -218,7 +221,7 @@ class TimelineStore:
         async with self._sessions() as session:
             segments = (await session.scalars(_open(TimelineRow.segment, backlog=backlog))
                         ).all()
-        return dict(Counter(segment for segment in segments if segment is not None))
+        return dict(Counter(segment for segment in segments if segment))
 
     async def past_deadline(self, as_of: datetime, limit: int = 500) -> list[str]:
         """Tickets whose first-response deadline passed by `as_of`, target not decided."""

@@ -42,6 +42,16 @@ DURATIONS = {
     "resolution": ("received_at", "resolved_at"),
     "pipeline_latency": ("received_at", "routed_at"),
 }
+
+
+def duration(timeline: Timeline, measure: str) -> float | None:
+    """The timeline's duration of the measure (DURATIONS), once both its ends are known."""
+    start, end = DURATIONS[measure]
+    started: datetime | None = getattr(timeline, start)
+    ended: datetime | None = getattr(timeline, end)
+    if started is None or ended is None:
+        return None
+    return max(0.0, (ended - started).total_seconds())
 # The most assignments a timeline keeps: past it, the oldest after the first go (the
 # ticket still follows, and counts, every hand-over, as the router's trace does).
 MAX_ASSIGNMENTS = 50
@@ -273,11 +283,11 @@ def _observe(timeline: Timeline,
             assignment = replace(assignment, counted=True)
         assignments.append(assignment)
     names: set[str] = set()
-    for measure, (start, end) in DURATIONS.items():
-        started, ended = getattr(timeline, start), getattr(timeline, end)
-        if measure in timeline.observed or started is None or ended is None:
+    for measure, (_start, end) in DURATIONS.items():
+        seconds = duration(timeline, measure)
+        if measure in timeline.observed or seconds is None:
             continue
-        seconds = max(0.0, (ended - started).total_seconds())
+        ended: datetime = getattr(timeline, end)
         department = timeline.department_at(ended) or timeline.department
         observations.append(Duration(measure, department, segment, seconds))
         names.add(measure)

@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from prometheus_client import REGISTRY
 from sqlalchemy import text
 
+from devtools.postgres import LocalPostgres
 from services.core import db, envelope, events, http, migrate, service_context
 from services.core.settings import Settings
 from services.metrics import (
@@ -34,6 +35,7 @@ from services.metrics.store import TimelineStore
 from services.metrics.timeline import Assignment, Timeline
 from tests import credentials
 from tests.conftest import unique
+from tests.databases import ExternalPostgres, fresh_postgres_database
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
@@ -266,29 +268,44 @@ def alive() -> int:
     return sum(1 for thing in gc.get_objects() if isinstance(thing, Timeline))
 
 
+BASE = datetime(2041, 3, 1, tzinfo=UTC)  # after any other test's tickets
+NOW, WINDOW = BASE + timedelta(hours=4), timedelta(days=1)
+
+
+def a_window(first: str, second: str, segment: str) -> list[Timeline]:
+    """200 tickets, a minute apart: four in five with `first`, answered after 10 s times
+    their number but every seventh (the target: 3 min)."""
+    return [Timeline(
+        ticket_id=unique("t"), department=first if n % 5 else second, segment=segment,
+        routing_reason="route", received_at=routed, routed_at=routed,
+        first_response_at=routed + timedelta(seconds=10 * n) if n % 7 else None,
+        first_response_deadline=routed + timedelta(minutes=3),
+        assignments=(Assignment("routed", first if n % 5 else second, routed, "route",
+                                counted=True),), observed=frozenset({"routed"}))
+        for n in range(200) for routed in [BASE + timedelta(minutes=n)]]
+
+
+def genders(made: list[Timeline]) -> dict[str, dict[str, str]]:
+    return {t.ticket_id: {"gender": ("female", "male", "other")[n % 3]}
+            for n, t in enumerate(made)}
+
+
+PARITY = parity_store.ParityConfig(WINDOW, ("gender",), parity.Policy(minimum_group_size=5))
+
+
 class TestALongWindow:
     """The reports read their window a page at a time (store.PAGE_ROWS, made small
-    here, though larger than the 50 rows asyncpg's cursor reads ahead); on SQLite and
-    PostgreSQL."""
+    here, though larger than the 50 rows SQLAlchemy's asyncpg cursor reads first); on
+    SQLite and PostgreSQL."""
 
     async def test_every_ticket_is_counted_once_and_about_a_page_is_held_at_a_time(
             self, database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(store_module, "PAGE_ROWS", 60)
-        base = datetime(2041, 3, 1, tzinfo=UTC)  # after any other test's tickets
-        now, window = base + timedelta(hours=4), timedelta(days=1)
         first, second, segment = unique("dept"), unique("dept"), unique("seg")
-        made = [Timeline(
-            ticket_id=unique("t"), department=first if n % 5 else second, segment=segment,
-            routing_reason="route", received_at=routed, routed_at=routed,
-            first_response_at=routed + timedelta(seconds=10 * n) if n % 7 else None,
-            first_response_deadline=routed + timedelta(minutes=3),
-            assignments=(Assignment("routed", first if n % 5 else second, routed, "route",
-                                    counted=True),), observed=frozenset({"routed"}))
-            for n in range(200) for routed in [base + timedelta(minutes=n)]]
+        made = a_window(first, second, segment)
         before_the_window = replace(made[1], ticket_id=unique("t"),
-                                    routed_at=now - window - timedelta(seconds=1))
-        gender = {t.ticket_id: {"gender": ("female", "male", "other")[n % 3]}
-                  for n, t in enumerate(made)}
+                                    routed_at=NOW - WINDOW - timedelta(seconds=1))
+        gender = genders(made)
         asked: list[int] = []
 
         async def bands(ticket_ids: Collection[str], *, today: date) -> dict[str, dict[str, str]]:
@@ -302,30 +319,31 @@ class TestALongWindow:
                 await store.save_many(connection, [*made, before_the_window])
             counting = CountingPages(store)
             ticking = asyncio.create_task(counting.tick())
-            every = await service.all_departments(counting, window, now=now)  # type: ignore[arg-type]
-            segments = await service.segment_stats(counting, window, now=now)  # type: ignore[arg-type]
-            one = await service.department_stats(counting, first, window, now=now)  # type: ignore[arg-type]
-            config = parity_store.ParityConfig(window, ("gender",),
-                                               parity.Policy(minimum_group_size=5))
-            parities = await service.parity_stats(counting, bands, config, now=now)  # type: ignore[arg-type]
+            every = await service.all_departments(counting, WINDOW, now=NOW)  # type: ignore[arg-type]
+            segments = await service.segment_stats(counting, WINDOW, now=NOW)  # type: ignore[arg-type]
+            one = await service.department_stats(counting, first, WINDOW, now=NOW)  # type: ignore[arg-type]
+            parities = await service.parity_stats(counting, bands, PARITY, now=NOW)  # type: ignore[arg-type]
             ticking.cancel()
         finally:
             await engine.dispose()
 
-        held = [t for t in made if t.department == first]
-        unanswered = [t for t in made if t.first_response_at is None]
-        assert one.volume == len(held) == 160
-        assert one.responded == sum(1 for t in held if t.first_response_at is not None)
-        assert one.backlog == sum(1 for t in unanswered if t.department == first) == 23
-        assert one == every[first] == stats.service_stats(
-            window, made, one.backlog, now=now, department=first)
-        assert every[second] == stats.service_stats(window, made, len(unanswered) - 23,
-                                                    now=now, department=second)
-        assert segments[segment] == stats.service_stats(window, made, len(unanswered),
-                                                        now=now)
+        # By hand: `first` holds the 160 tickets whose number n is not a multiple of 5;
+        # of them those with n a multiple of 7 are unanswered (23), and the others were
+        # answered 10 n seconds after routing: in time (3 min) up to n = 18 (13 of them).
+        answered = sorted(10.0 * n for n in range(200) if n % 5 and n % 7)
+        assert (one.volume, one.responded, one.backlog) == (160, 137, 23)
+        assert one.first_response_seconds.p50 == answered[68] == 1010.0  # the 69th of 137
+        assert (one.first_response_target.met, one.first_response_target.missed) == (13, 147)
         assert segments[segment].volume == 200  # not the one routed before the window
+        assert segments[segment].backlog == 29
+        # The same as counted over the whole list at once: nothing lost or counted twice
+        assert one == every[first] == stats.service_stats(
+            WINDOW, made, 23, now=NOW, department=first)
+        assert every[second] == stats.service_stats(WINDOW, made, 6, now=NOW,
+                                                    department=second)
+        assert segments[segment] == stats.service_stats(WINDOW, made, 29, now=NOW)
         assert parities == parity.parity_by_attribute(
-            made, gender, attributes=("gender",), now=now, policy=config.policy)
+            made, gender, attributes=("gender",), now=NOW, policy=PARITY.policy)
         assert asked == [60, 60, 60, 20]  # the customers' bands a page at a time
         # pages of 60: the 200 tickets for every department, every segment and parity;
         # for one department, its 160
@@ -333,6 +351,54 @@ class TestALongWindow:
         assert counting.most_alive <= 2 * 60
         # the event loop served another task while each next page was read
         assert len(counting.others_ran) == 3 + 3 + 2 + 3 and all(counting.others_ran)
+
+    async def test_a_report_that_fails_between_pages_lets_go_of_its_connection(
+            self, database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr(store_module, "PAGE_ROWS", 60)
+        made = a_window(unique("dept"), unique("dept"), unique("seg"))
+
+        async def bands(ticket_ids: Collection[str], *, today: date) -> dict[str, dict[str, str]]:
+            raise ConnectionError("the customers' store is down")
+
+        engine = db.engine(database_url)
+        store = TimelineStore(db.sessions(engine))
+        try:
+            async with engine.begin() as connection:
+                await store.save_many(connection, made)
+            with pytest.raises(ConnectionError) as failed:
+                await service.parity_stats(store, bands, PARITY, now=NOW)  # type: ignore[arg-type]
+            # at once, while the failure (and with it the report's frames) is still held
+            assert failed.value is not None and engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+        finally:
+            await engine.dispose()
+
+
+    async def test_a_report_longer_than_the_statement_limit_completes(
+            self, postgres_server: LocalPostgres | ExternalPostgres,
+            monkeypatch: pytest.MonkeyPatch) -> None:
+        """PostgreSQL (SQLite has no statement limit): the limit bounds each fetch of a
+        page, not the window's whole read. Here the report takes about 1.2 s over a
+        limit of 1 s, its four pages' bands read slowly."""
+        monkeypatch.setattr(store_module, "PAGE_ROWS", 60)
+        made = a_window(unique("dept"), unique("dept"), unique("seg"))
+        gender = genders(made)
+
+        async def bands(ticket_ids: Collection[str], *, today: date) -> dict[str, dict[str, str]]:
+            await asyncio.sleep(0.3)
+            return {ticket_id: gender[ticket_id] for ticket_id in ticket_ids}
+
+        async with fresh_postgres_database(postgres_server.url) as url:
+            await migrate.upgrade(url)
+            engine = db.engine(url, statement_seconds=1.0)
+            store = TimelineStore(db.sessions(engine))
+            try:
+                async with engine.begin() as connection:
+                    await store.save_many(connection, made)
+                parities = await service.parity_stats(store, bands, PARITY, now=NOW)  # type: ignore[arg-type]
+            finally:
+                await engine.dispose()
+        assert parities == parity.parity_by_attribute(
+            made, gender, attributes=("gender",), now=NOW, policy=PARITY.policy)
 
 
 def at(now: datetime, ticket_id: str, kind: events.TicketEventType, seconds: float,

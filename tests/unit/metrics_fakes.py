@@ -4,7 +4,7 @@ sockets."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Collection, Iterable, Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 
@@ -34,7 +34,7 @@ class FakeTimelines:
         return observations
 
     async def routed_pages(self, since: datetime, department: str | None = None,
-                           ) -> AsyncIterator[list[Timeline]]:
+                           ) -> AsyncGenerator[list[Timeline], None]:
         routed = [t for t in self.saved.values()
                   if t.routed_at is not None and t.routed_at >= since
                   and (department is None or t.department == department
@@ -52,7 +52,7 @@ class FakeTimelines:
         counts: dict[str, int] = {}
         for t in self.saved.values():
             name = getattr(t, field)
-            if (name is not None and t.routed_at is not None and t.resolved_at is None
+            if (name and t.routed_at is not None and t.resolved_at is None
                     and not (backlog and (t.first_response_at is not None
                                           or t.paused_at is not None))):
                 counts[name] = counts.get(name, 0) + 1
