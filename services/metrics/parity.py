@@ -3,8 +3,8 @@ far each group falls behind the best-served one. Pure decision code.
 
 `ParityTally` is the one computation: the stats endpoint, the Prometheus export and the
 PNG report feed it the measured timelines a page at a time (service.parity_stats), and
-`service_parity` and `parity_by_attribute` a list (a simulation's predicted timelines,
-bench/parity_picture.py's generated history). Per group (a band of one protected
+`service_parity` and `parity_by_attribute` a list (bench/parity_picture.py's generated
+history; a simulation can give its predicted timelines). Per group (a band of one protected
 attribute, services/core/groups.py): first-response time percentiles, the share of
 first-response targets met, and the share of tickets answered without escalation. Each
 is set against the best-served group as a ratio (1: as well served; 0.8: four-fifths as

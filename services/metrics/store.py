@@ -95,9 +95,9 @@ def _open(*columns: Any, backlog: bool) -> Select[Any]:
     return query.where(*_BACKLOG) if backlog else query
 
 
-def to_timeline(row: Row[Any]) -> Timeline:
-    """A timeline from its row (read as a plain row, not an ORM object: cheaper, and
-    what a report reads by the thousand)."""
+def to_timeline(row: TimelineRow | Row[Any]) -> Timeline:
+    """A timeline from its row: an ORM object or a plain row (cheaper: what the stage's
+    batches and the reports read, by the thousand)."""
     moments = {name: getattr(row, name) for name in _MOMENTS}
     observed = frozenset(filter(None, row.observed.split(",")))
     assignments = tuple(_assignment(item) for item in row.assignments or [])

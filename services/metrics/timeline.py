@@ -42,6 +42,10 @@ DURATIONS = {
     "resolution": ("received_at", "resolved_at"),
     "pipeline_latency": ("received_at", "routed_at"),
 }
+# The most assignments a timeline keeps: past it, the oldest after the first go (the
+# ticket still follows, and counts, every hand-over, as the router's trace does).
+MAX_ASSIGNMENTS = 50
+UNKNOWN = "unknown"
 
 
 def duration(timeline: Timeline, measure: str) -> float | None:
@@ -52,10 +56,6 @@ def duration(timeline: Timeline, measure: str) -> float | None:
     if started is None or ended is None:
         return None
     return max(0.0, (ended - started).total_seconds())
-# The most assignments a timeline keeps: past it, the oldest after the first go (the
-# ticket still follows, and counts, every hand-over, as the router's trace does).
-MAX_ASSIGNMENTS = 50
-UNKNOWN = "unknown"
 
 
 @dataclass(frozen=True)

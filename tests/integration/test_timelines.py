@@ -81,7 +81,7 @@ async def test_duplicates_and_disorder_give_one_timeline_and_one_observation(
         batches = [coming] if one_batch else [(event,) for event in coming]
         for batch in batches:
             assert await track_batch(track, *batch) == []
-        timelines = await routed_since(store, T0 - timedelta(hours=1), department=department)
+        timelines = await all_routed(store, T0 - timedelta(hours=1), department=department)
     finally:
         await engine.dispose()
     assert len(timelines) == 1
@@ -91,7 +91,7 @@ async def test_duplicates_and_disorder_give_one_timeline_and_one_observation(
     assert first_response_count(department, "government") == before + 1
 
 
-async def routed_since(store: TimelineStore, since: datetime,
+async def all_routed(store: TimelineStore, since: datetime,
                        department: str | None = None) -> list[Timeline]:
     return [timeline async for page in store.routed_pages(since, department)
             for timeline in page]
@@ -149,7 +149,7 @@ class TestHandOversAndTargets:
             assert await check(now=deadline + timedelta(seconds=1)) == 1
             assert await check(now=deadline + timedelta(hours=1)) == 0
             await track_batch(track, lifecycle(ticket_id, events.TicketEventType.RESPONDED, 1800))
-            [kept] = await routed_since(store, T0 - timedelta(hours=1), department=first)
+            [kept] = await all_routed(store, T0 - timedelta(hours=1), department=first)
             backlog = await store.open_per_department()
 
         assert kept.department == second
@@ -314,17 +314,17 @@ class TestALongWindow:
 
         engine = db.engine(database_url)
         store = TimelineStore(db.sessions(engine))
+        counting = CountingPages(store)
+        ticking = asyncio.create_task(counting.tick())
         try:
             async with engine.begin() as connection:
                 await store.save_many(connection, [*made, before_the_window])
-            counting = CountingPages(store)
-            ticking = asyncio.create_task(counting.tick())
             every = await service.all_departments(counting, WINDOW, now=NOW)  # type: ignore[arg-type]
             segments = await service.segment_stats(counting, WINDOW, now=NOW)  # type: ignore[arg-type]
             one = await service.department_stats(counting, first, WINDOW, now=NOW)  # type: ignore[arg-type]
             parities = await service.parity_stats(counting, bands, PARITY, now=NOW)  # type: ignore[arg-type]
-            ticking.cancel()
         finally:
+            ticking.cancel()
             await engine.dispose()
 
         # By hand: `first` holds the 160 tickets whose number n is not a multiple of 5;
@@ -371,7 +371,6 @@ class TestALongWindow:
             assert failed.value is not None and engine.pool.checkedout() == 0  # type: ignore[attr-defined]
         finally:
             await engine.dispose()
-
 
     async def test_a_report_longer_than_the_statement_limit_completes(
             self, postgres_server: LocalPostgres | ExternalPostgres,
