@@ -101,10 +101,9 @@ def service_parity(timelines: Iterable[Timeline], group_of_ticket: Mapping[str, 
                    policy: Policy | None = None) -> AttributeParity:
     """Parity across the groups of one attribute; `group_of_ticket` maps a ticket id to
     its customer's band (a ticket it lacks is `unknown`)."""
-    tally = ParityTally((attribute,), now=now)
-    for timeline in timelines:
-        tally.add(timeline, {attribute: group_of_ticket.get(timeline.ticket_id, groups.UNKNOWN)})
-    [found] = tally.parities(policy)
+    [found] = parity_by_attribute(
+        timelines, {ticket: {attribute: band} for ticket, band in group_of_ticket.items()},
+        attributes=(attribute,), now=now, policy=policy)
     return found
 
 

@@ -139,10 +139,7 @@ async def department_stats(timelines: Timelines, department: str, window: timede
                            now: datetime) -> stats.ServiceStats:
     """How fast one department answered over the window, and its backlog now."""
     tally = stats.Tally(window, now=now, department=department)
-    async with aclosing(timelines.routed_pages(now - window, department=department)) as pages:
-        async for page in pages:
-            for routed in page:
-                tally.add(routed)
+    await _count_window(timelines, tally.add, now - window, department=department)
     backlog = await timelines.open_per_department(backlog=True)
     return tally.stats(backlog.get(department, 0))
 
@@ -151,7 +148,7 @@ async def all_departments(timelines: Timelines, window: timedelta, *,
                           now: datetime) -> dict[str, stats.ServiceStats]:
     """The same for every department that held tickets in the window or holds some now."""
     tallies = stats.Tallies.per_department(window, now=now)
-    await _count_window(timelines, tallies, now - window)
+    await _count_window(timelines, tallies.add, now - window)
     return tallies.stats(await timelines.open_per_department(backlog=True))
 
 
@@ -159,15 +156,17 @@ async def segment_stats(timelines: Timelines, window: timedelta, *,
                         now: datetime) -> dict[str, stats.ServiceStats]:
     """The statistics per segment, side by side, so a gap in service shows."""
     tallies = stats.Tallies.per_segment(window, now=now)
-    await _count_window(timelines, tallies, now - window)
+    await _count_window(timelines, tallies.add, now - window)
     return tallies.stats(await timelines.open_per_segment(backlog=True))
 
 
-async def _count_window(timelines: Timelines, tallies: stats.Tallies, since: datetime) -> None:
-    async with aclosing(timelines.routed_pages(since)) as pages:
+async def _count_window(timelines: Timelines, count: Callable[[Timeline], None],
+                        since: datetime, department: str | None = None) -> None:
+    """Each ticket routed since `since` counted, a page at a time."""
+    async with aclosing(timelines.routed_pages(since, department=department)) as pages:
         async for page in pages:
             for routed in page:
-                tallies.add(routed)
+                count(routed)
 
 
 # --- Service parity ------------------------------------------------------------------------

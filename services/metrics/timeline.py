@@ -284,8 +284,10 @@ def _observe(timeline: Timeline,
         assignments.append(assignment)
     names: set[str] = set()
     for measure, (_start, end) in DURATIONS.items():
+        if measure in timeline.observed:
+            continue
         seconds = duration(timeline, measure)
-        if measure in timeline.observed or seconds is None:
+        if seconds is None:
             continue
         ended: datetime = getattr(timeline, end)
         department = timeline.department_at(ended) or timeline.department
