@@ -22,8 +22,9 @@ from services.core import access, service_context
 from services.core.credentials import Credentials
 
 AUTH_REFUSED = Counter("http_auth_refused", "Requests refused: unauthenticated (401),"
-                       " forbidden (403) or over their rate limit (429)", ["outcome"])
-for _outcome in ("unauthenticated", "forbidden", "rate_limited"):
+                       " forbidden (403), over their rate limit or asking for a second"
+                       " report at once (429)", ["outcome"])
+for _outcome in ("unauthenticated", "forbidden", "rate_limited", "report_in_progress"):
     AUTH_REFUSED.labels(_outcome)
 
 _bearer = HTTPBearer(auto_error=False, description="A token issued by `routing credentials"

@@ -1,11 +1,12 @@
 """What every service's app holds, typed, in one place: `app.state.service`.
 
 The shared edges read it here rather than by string keys on `app.state`: authentication
-(the credential store, the rate limits), `/readyz` (the main stage, the background tasks)
-and the 503 answers (the settings' Retry-After). A service's lifespan fills in what it
-starts; its own typed context (the router's `Router`, the segmenter's `Segmenter`) and
-the stores that shared APIs mounted in it need (the webhooks', the simulator's) are
-`provide`d and found again by their type, through the one dependency `context`.
+(the credential store, the rate limits), the report turns, `/readyz` (the main stage, the
+background tasks) and the 503 answers (the settings' Retry-After). A service's lifespan
+fills in what it starts; its own typed context (the router's `Router`, the segmenter's
+`Segmenter`) and the stores that shared APIs mounted in it need (the webhooks', the
+simulator's) are `provide`d and found again by their type, through the one dependency
+`context`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from services.core.auth import RateLimits
     from services.core.background import BackgroundTasks
     from services.core.credentials import Credentials
+    from services.core.report_turns import ReportTurns
     from services.core.stage import StageRunner
 
 T = TypeVar("T")
@@ -30,6 +32,7 @@ T = TypeVar("T")
 class ServiceContext:
     settings: Settings
     rate_limits: RateLimits
+    report_turns: ReportTurns
     credentials: Credentials | None = None  # None until the lifespan opened the store
     background: BackgroundTasks | None = None
     stage: StageRunner | None = None  # the main stage: the service is ready while it runs
@@ -61,10 +64,13 @@ class ServiceContext:
 
 
 def install(app: FastAPI, settings: Settings) -> ServiceContext:
-    """The app's context, with the rate limits of the settings; set once, in create_app."""
+    """The app's context, with the rate limits and report turns of the settings; set
+    once, in create_app."""
     from services.core.auth import RateLimits
+    from services.core.report_turns import ReportTurns
 
-    context = ServiceContext(settings, RateLimits(settings.intake_rate_limit))
+    context = ServiceContext(settings, RateLimits(settings.intake_rate_limit),
+                             ReportTurns(settings.reports_at_once))
     app.state.service = context
     return context
 

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query
 
-from services.core import auth, durations, http, topics
+from services.core import auth, durations, http, report_turns, topics
 from services.metrics import service
 from services.metrics.bootstrap import MetricsContext
 
@@ -35,7 +35,7 @@ Department = Annotated[str, Path(pattern=topics.DEPARTMENT_NAME.pattern)]
 
 @api.get("/departments/{department}/stats")
 async def department_stats(department: Department, window: Window, metrics: MetricsContext,
-                           principal: auth.DepartmentOrAdmin) -> dict[str, Any]:
+                           principal: report_turns.DepartmentOrAdminReport) -> dict[str, Any]:
     """Volume, first-response and resolution percentiles, first-response target
     attainment and backlog of one department (its own team or an admin)."""
     auth.ensure_may_act_for(principal, department)
@@ -44,7 +44,7 @@ async def department_stats(department: Department, window: Window, metrics: Metr
     return {"department": department, **asdict(found)}
 
 
-@api.get("/departments", dependencies=auth.ADMIN_ONLY)
+@api.get("/departments", dependencies=report_turns.ADMIN_REPORT)
 async def all_departments(window: Window, metrics: MetricsContext) -> dict[str, Any]:
     """The same statistics for every department that held tickets in the window."""
     found = await service.all_departments(metrics.timelines, window, now=datetime.now(UTC))
@@ -52,7 +52,7 @@ async def all_departments(window: Window, metrics: MetricsContext) -> dict[str, 
                             for name, department_stats in found.items()]}
 
 
-@api.get("/segments/stats", dependencies=auth.ADMIN_ONLY)
+@api.get("/segments/stats", dependencies=report_turns.ADMIN_REPORT)
 async def segment_stats(window: Window, metrics: MetricsContext) -> dict[str, Any]:
     """The statistics per segment, side by side, so a gap in service shows."""
     found = await service.segment_stats(metrics.timelines, window, now=datetime.now(UTC))

@@ -8,11 +8,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from services.core import auth, durations, http
+from services.core import durations, http, report_turns
 from services.metrics import parity_store, service
 from services.metrics.bootstrap import MetricsContext
 
-api = APIRouter(prefix="/v1/parity", tags=["stats"], dependencies=auth.ADMIN_ONLY)
+api = APIRouter(prefix="/v1/parity", tags=["stats"], dependencies=report_turns.ADMIN_REPORT)
 
 
 @api.get("/stats")

@@ -12,12 +12,12 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.core import auth, config_files, config_store, groups, http, service_context
+from services.core import config_files, config_store, groups, http, report_turns, service_context
 from services.segmenter.profiles import Customer
 from services.simulator import history, service
 
 api = APIRouter(prefix="/v1/simulations", tags=["routing simulator"],
-                dependencies=auth.ADMIN_ONLY)
+                dependencies=report_turns.ADMIN_REPORT)
 
 LARGEST_TEXT = 256 * 1024  # a configuration file, as the uploads take
 LARGEST_ID = 2**31 - 1

@@ -1,0 +1,96 @@
+"""Report turns (services/core/report_turns.py): at most so many reports at once, in the
+order they came, and one per credential."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import pytest
+
+from services.core.report_turns import OneAtATime, ReportTurns
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Let the loop run until `condition` holds (the tasks below need a few steps)."""
+    for _ in range(1000):
+        if condition():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("the condition never held")
+
+
+class Report:
+    """A report computed inside its turn, until the test lets it finish."""
+
+    def __init__(self, turns: ReportTurns, credential_id: str, log: list[str]) -> None:
+        self.finish = asyncio.Event()
+        self.started = False
+
+        async def compute() -> None:
+            async with turns.turn(credential_id):
+                self.started = True
+                log.append(credential_id)
+                await self.finish.wait()
+
+        self.task = asyncio.create_task(compute())
+
+
+async def test_at_most_so_many_reports_at_once_the_others_in_the_order_they_came() -> None:
+    turns, log = ReportTurns(2), []
+    a, b, c, d = (Report(turns, name, log) for name in "abcd")
+    await until(lambda: a.started and b.started and turns.holders == 4)
+    assert (c.started, d.started) == (False, False)  # waiting their turn
+
+    b.finish.set()
+    await until(lambda: c.started)
+    assert not d.started
+    a.finish.set()
+    await until(lambda: d.started)
+    c.finish.set()
+    d.finish.set()
+    await asyncio.gather(a.task, b.task, c.task, d.task)
+    assert log == ["a", "b", "c", "d"]
+    assert turns.holders == 0
+
+
+async def test_a_credential_has_one_report_at_a_time_computed_or_waiting() -> None:
+    turns, log = ReportTurns(1), []
+    first = Report(turns, "a", log)
+    waiting = Report(turns, "b", log)
+    await until(lambda: first.started and turns.holders == 2)
+
+    for holder in ("a", "b"):  # computed, then waiting for its turn
+        with pytest.raises(OneAtATime):
+            async with turns.turn(holder):
+                raise AssertionError("a second turn was given")
+    assert turns.holders == 2  # the refused asks took nothing away
+
+    first.finish.set()
+    await until(lambda: waiting.started)
+    waiting.finish.set()
+    await asyncio.gather(first.task, waiting.task)
+    async with turns.turn("a"):  # its report done, the credential may ask again
+        assert turns.holders == 1
+
+
+async def test_a_report_that_fails_or_a_caller_that_leaves_gives_its_turn_back() -> None:
+    turns, log = ReportTurns(1), []
+    with pytest.raises(ZeroDivisionError):
+        async with turns.turn("a"):
+            raise ZeroDivisionError
+
+    computing = Report(turns, "b", log)
+    leaving = Report(turns, "c", log)
+    await until(lambda: computing.started and turns.holders == 2)
+    leaving.task.cancel()  # a caller gone while it waited
+    with pytest.raises(asyncio.CancelledError):
+        await leaving.task
+    assert turns.holders == 1
+
+    after = Report(turns, "c", log)
+    computing.finish.set()
+    await until(lambda: after.started)
+    after.finish.set()
+    await asyncio.gather(computing.task, after.task)
+    assert log == ["b", "c"] and turns.holders == 0
