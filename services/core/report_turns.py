@@ -1,29 +1,37 @@
-"""Turns at the reports over a window: the stats, the service parity and the routing
-simulator.
+"""Turns at the reports over a window or over the whole customer base: the stats, the
+service parity, the routing simulator, the segment rules' analysis and dry run, and the
+recomputation of tiers.
 
-A report over a long window is seconds of CPU, computed on the event loop that its
-service's stage shares (the metrics service's reports; the simulator in the router).
+Such a report is seconds of CPU, computed on the event loop its service's stage shares.
 Each service computes at most `REPORTS_AT_ONCE` of them at a time; the others wait their
 turn, in the order they came. A credential has one report at a time: asking for another
-while its first is still waiting or computed is refused (429, with Retry-After). So a
+while its first still waits or is computed is refused (429, with Retry-After). So a
 caller asking for long windows over and over holds at most one turn, and the others'
-reports wait behind one of its reports, not all of them.
+reports wait behind one of its reports, not behind all of them.
+
+A route takes its turn in its body (`async with turn.taken(principal)`), once FastAPI
+has checked the request: a request refused for its input or its credential never waits.
 """
 
-# No `from __future__ import annotations`: FastAPI reads `holding_a_turn`'s signature,
-# whose dependency is a local of `in_turn`, from the evaluated annotations.
+from __future__ import annotations
+
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends
 
-from services.core import access, auth, service_context
+from services.core import access, auth, http, service_context
+
+
+def periodic(job: str) -> str:
+    """The holder of a periodic job's turns: never a credential's (their ids are hex)."""
+    return f"job:{job}"
 
 
 class OneAtATime(Exception):
-    """The credential's earlier report is still waiting or being computed."""
+    """The credential's earlier report still waits or is being computed."""
 
 
 class ReportTurns:
@@ -34,46 +42,52 @@ class ReportTurns:
         self._holders: set[str] = set()
 
     @asynccontextmanager
-    async def turn(self, credential_id: str) -> AsyncIterator[None]:
-        """Wait for a turn, and hold it until the block ends; OneAtATime if the
-        credential already holds one or waits for one."""
-        if credential_id in self._holders:
-            raise OneAtATime(credential_id)
-        self._holders.add(credential_id)
+    async def turn(self, holder: str) -> AsyncIterator[None]:
+        """Wait for a turn, and hold it until the block ends; OneAtATime if `holder` (a
+        credential, or a periodic job) already holds one or waits for one."""
+        if holder in self._holders:
+            raise OneAtATime(holder)
+        self._holders.add(holder)
         try:
             async with self._computing:
                 yield
         finally:
-            self._holders.discard(credential_id)
+            self._holders.discard(holder)
 
     @property
     def holders(self) -> int:
-        """The credentials whose report is computed or waits for its turn."""
+        """The reports computed or waiting for their turn."""
         return len(self._holders)
 
 
-def in_turn(*roles: access.Role) -> Callable[..., AsyncIterator[access.Principal]]:
-    """A dependency admitting principals of these roles (as `auth.require`), which holds
-    a report turn for its route: the route runs once the turn came."""
-    admitted = auth.require(*roles)
+class Turn:
+    """A route's way to its service's turns (`ReportTurn`)."""
 
-    async def holding_a_turn(request: Request, principal: Annotated[
-            access.Principal, Depends(admitted)]) -> AsyncIterator[access.Principal]:
-        context = service_context.of(request.app)
+    def __init__(self, context: service_context.ServiceContext) -> None:
+        self._turns = context.report_turns
+        self._retry_after = str(context.settings.retry_after_seconds)
+
+    @asynccontextmanager
+    async def taken(self, principal: access.Principal) -> AsyncIterator[None]:
+        """The block runs in the principal's turn; 429 `report_in_progress` while its
+        credential's earlier report waits or is computed."""
         try:
-            async with context.report_turns.turn(principal.credential_id):
-                yield principal
+            async with self._turns.turn(principal.credential_id):
+                yield
         except OneAtATime:
-            retry_after = str(context.settings.retry_after_seconds)
             raise auth.Refused(
-                429, "report_in_progress", "this credential's earlier report is still being"
-                " computed; one report at a time per credential, retry after"
-                f" {retry_after}s", {"Retry-After": retry_after}) from None
-
-    return holding_a_turn
+                429, "report_in_progress", "this credential's earlier report is still"
+                " waiting or being computed; one report at a time per credential, retry"
+                f" after {self._retry_after}s", {"Retry-After": self._retry_after}) from None
 
 
-# Reports an admin or a department asks for; reports for admins only.
-DepartmentOrAdminReport = Annotated[access.Principal, Depends(
-    in_turn(access.Role.DEPARTMENT, access.Role.ADMIN))]
-ADMIN_REPORT: list[Any] = [Depends(in_turn(access.Role.ADMIN))]
+async def _turn(context: service_context.Context) -> Turn:
+    return Turn(context)
+
+
+ReportTurn = Annotated[Turn, Depends(_turn)]
+# What a report route may answer besides its report (OpenAPI).
+IN_PROGRESS: dict[int | str, dict[str, Any]] = {429: {
+    "description": "`report_in_progress`: this credential's earlier report still waits or is"
+                   " computed (one at a time); retry after Retry-After",
+    "headers": http.RETRY_AFTER}}

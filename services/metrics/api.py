@@ -33,28 +33,36 @@ Window = Annotated[timedelta, Depends(get_window)]
 Department = Annotated[str, Path(pattern=topics.DEPARTMENT_NAME.pattern)]
 
 
-@api.get("/departments/{department}/stats")
+@api.get("/departments/{department}/stats", responses=report_turns.IN_PROGRESS)
 async def department_stats(department: Department, window: Window, metrics: MetricsContext,
-                           principal: report_turns.DepartmentOrAdminReport) -> dict[str, Any]:
+                           principal: auth.DepartmentOrAdmin, turn: report_turns.ReportTurn,
+                           ) -> dict[str, Any]:
     """Volume, first-response and resolution percentiles, first-response target
     attainment and backlog of one department (its own team or an admin)."""
     auth.ensure_may_act_for(principal, department)
-    found = await service.department_stats(metrics.timelines, department, window,
-                                           now=datetime.now(UTC))
+    async with turn.taken(principal):
+        found = await service.department_stats(metrics.timelines, department, window,
+                                               now=datetime.now(UTC))
     return {"department": department, **asdict(found)}
 
 
-@api.get("/departments", dependencies=report_turns.ADMIN_REPORT)
-async def all_departments(window: Window, metrics: MetricsContext) -> dict[str, Any]:
+@api.get("/departments", responses=report_turns.IN_PROGRESS)
+async def all_departments(window: Window, metrics: MetricsContext, principal: auth.Admin,
+                          turn: report_turns.ReportTurn) -> dict[str, Any]:
     """The same statistics for every department that held tickets in the window."""
-    found = await service.all_departments(metrics.timelines, window, now=datetime.now(UTC))
+    async with turn.taken(principal):
+        found = await service.all_departments(metrics.timelines, window,
+                                              now=datetime.now(UTC))
     return {"departments": [{"department": name, **asdict(department_stats)}
                             for name, department_stats in found.items()]}
 
 
-@api.get("/segments/stats", dependencies=report_turns.ADMIN_REPORT)
-async def segment_stats(window: Window, metrics: MetricsContext) -> dict[str, Any]:
+@api.get("/segments/stats", responses=report_turns.IN_PROGRESS)
+async def segment_stats(window: Window, metrics: MetricsContext, principal: auth.Admin,
+                        turn: report_turns.ReportTurn) -> dict[str, Any]:
     """The statistics per segment, side by side, so a gap in service shows."""
-    found = await service.segment_stats(metrics.timelines, window, now=datetime.now(UTC))
+    async with turn.taken(principal):
+        found = await service.segment_stats(metrics.timelines, window,
+                                            now=datetime.now(UTC))
     return {"segments": [{"segment": name, **asdict(segment_stats)}
                          for name, segment_stats in found.items()]}

@@ -14,6 +14,7 @@ from services.core import (
     kafka,
     leases,
     logs,
+    report_turns,
     retention,
     service_context,
     start_order,
@@ -67,9 +68,11 @@ def create_app(settings: Settings | None = None, *,
                 await bootstrap.purge_past_retention(settings, sessions, now=datetime.now(UTC))
 
             async def measure_parity() -> None:
-                await service.export_parity(metrics.timelines, metrics.bands,
-                                            metrics.exporter, metrics.parity,
-                                            now=datetime.now(UTC))
+                # a report over PARITY_WINDOW: in a turn, as those the APIs serve
+                async with context.report_turns.turn(report_turns.periodic("service-parity")):
+                    await service.export_parity(metrics.timelines, metrics.bands,
+                                                metrics.exporter, metrics.parity,
+                                                now=datetime.now(UTC))
 
             jobs = context.background = background.BackgroundTasks()
             await parts.start(start_order.Phase.BACKGROUND, stop=jobs.stop)

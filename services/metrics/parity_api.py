@@ -8,16 +8,18 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from services.core import durations, http, report_turns
+from services.core import auth, durations, http, report_turns
 from services.metrics import parity_store, service
 from services.metrics.bootstrap import MetricsContext
 
-api = APIRouter(prefix="/v1/parity", tags=["stats"], dependencies=report_turns.ADMIN_REPORT)
+api = APIRouter(prefix="/v1/parity", tags=["stats"])
 
 
-@api.get("/stats")
+@api.get("/stats", responses=report_turns.IN_PROGRESS)
 async def parity_stats(
     metrics: MetricsContext,
+    principal: auth.Admin,
+    turn: report_turns.ReportTurn,
     window: Annotated[str | None, Query(
         description="15m, 1h, 24h, 7d ... (at most 366d); default PARITY_WINDOW",
         json_schema_extra={"pattern": durations.WINDOW_PATTERN})] = None,
@@ -30,8 +32,9 @@ async def parity_stats(
     except ValueError as exc:
         raise http.InvalidField("query.window", str(exc)) from exc
     config = parity_store.ParityConfig.of(metrics.settings, length)
-    parities = await service.parity_stats(metrics.timelines, metrics.bands, config,
-                                          now=datetime.now(UTC))
+    async with turn.taken(principal):
+        parities = await service.parity_stats(metrics.timelines, metrics.bands, config,
+                                              now=datetime.now(UTC))
     return {"window_seconds": int(config.window.total_seconds()),
             "threshold": config.policy.threshold,
             "minimum_group_size": config.policy.minimum_group_size,

@@ -21,6 +21,7 @@ import typer
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure, FigureBase
 
+from services.core import report_client
 from services.core.settings import Settings
 from services.metrics import parity_report
 
@@ -31,24 +32,29 @@ app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
 
 def fetch(url: str, window: str, *, token: str | None,
-          timeout: float = 10.0) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+          timeout: float = report_client.REPORT_TIMEOUT_SECONDS,
+          ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(departments, segments) statistics over the window from the metrics service
-    (`token`: an admin credential)."""
+    (`token`: an admin credential; asked again while the credential's earlier report is
+    under way: report_client)."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     with httpx.Client(base_url=url, timeout=timeout, headers=headers) as client:
-        departments = client.get("/v1/departments", params={"window": window})
-        segments = client.get("/v1/segments/stats", params={"window": window})
+        departments = report_client.asked_in_turn(
+            lambda: client.get("/v1/departments", params={"window": window}))
+        segments = report_client.asked_in_turn(
+            lambda: client.get("/v1/segments/stats", params={"window": window}))
     for answer in (departments, segments):
         answer.raise_for_status()
     return departments.json()["departments"], segments.json()["segments"]
 
 
 def fetch_parity(url: str, window: str, *, token: str | None,
-                 timeout: float = 30.0) -> dict[str, Any]:
+                 timeout: float = report_client.REPORT_TIMEOUT_SECONDS) -> dict[str, Any]:
     """Service parity per protected group over the window (`token`: an admin's)."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     with httpx.Client(base_url=url, timeout=timeout, headers=headers) as client:
-        answer = client.get("/v1/parity/stats", params={"window": window})
+        answer = report_client.asked_in_turn(
+            lambda: client.get("/v1/parity/stats", params={"window": window}))
     answer.raise_for_status()
     parity: dict[str, Any] = answer.json()
     return parity

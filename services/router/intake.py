@@ -72,12 +72,9 @@ TicketId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0
 
 UNAVAILABLE: dict[int | str, dict[str, Any]] = {
     503: {"description": "Kafka did not acknowledge; retry after Retry-After"}}
-# The header of an answer that asks the caller to retry later.
-_RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying",
-                                "schema": {"type": "integer", "minimum": 1}}}
 RATE_LIMITED: dict[int | str, dict[str, Any]] = {429: {
     "description": "Over the credential's intake rate limit; retry after Retry-After",
-    "headers": _RETRY_AFTER}}
+    "headers": http.RETRY_AFTER}}
 
 api = APIRouter(prefix="/v1", tags=["tickets"])
 
@@ -140,7 +137,7 @@ ReportIdempotencyKey = Annotated[str | None, Header(
 REPORT_IN_FLIGHT: dict[int | str, dict[str, Any]] = {409: {
     "description": "`resolved`: the ticket is closed and takes no more reports; or"
                    " `in_progress`: a report with the same Idempotency-Key is being"
-                   " recorded, retry after Retry-After", "headers": _RETRY_AFTER}}
+                   " recorded, retry after Retry-After", "headers": http.RETRY_AFTER}}
 
 
 def report_key(idempotency_key: str | None, router: bootstrap.Router,
@@ -152,7 +149,7 @@ def report_key(idempotency_key: str | None, router: bootstrap.Router,
 @api.post("/tickets", status_code=202, response_model=TicketAccepted,
           responses={**UNAVAILABLE, 409: {"description": "The same Idempotency-Key is in"
                                                          " flight; retry after Retry-After",
-                                          "headers": _RETRY_AFTER},
+                                          "headers": http.RETRY_AFTER},
                      **RATE_LIMITED})
 async def submit_ticket(
     submission: TicketSubmission,

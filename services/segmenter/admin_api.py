@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
-from services.core import auth, http, tickets
+from services.core import auth, http, report_turns, tickets
 from services.segmenter import context, row_streams, rows, service
 from services.segmenter.api import CustomerId, Segmenter
 from services.segmenter.profiles import Customer, CustomerType
@@ -139,11 +139,14 @@ async def tiers(segmenter: Segmenter) -> dict[str, Any]:
             "cutoffs": segmenter.customers.cutoffs.to_dict()}
 
 
-@api.post("/tiers/recompute", tags=["tiers"])
-async def recompute_tiers(segmenter: Segmenter) -> dict[str, Any]:
-    """Recompute every customer's values, the cutoffs and the tiers now."""
-    return recomputed_answer(await service.recompute_tiers(
-        segmenter.customers, segmenter.publisher, now=datetime.now(UTC)))
+@api.post("/tiers/recompute", tags=["tiers"], responses=report_turns.IN_PROGRESS)
+async def recompute_tiers(segmenter: Segmenter, principal: auth.Admin,
+                          turn: report_turns.ReportTurn) -> dict[str, Any]:
+    """Recompute every customer's values, the cutoffs and the tiers now (a pass over
+    the whole customer base, in a report turn)."""
+    async with turn.taken(principal):
+        return recomputed_answer(await service.recompute_tiers(
+            segmenter.customers, segmenter.publisher, now=datetime.now(UTC)))
 
 
 def recomputed_answer(recomputed: service.Recomputed) -> dict[str, Any]:

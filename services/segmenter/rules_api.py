@@ -9,7 +9,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
 
-from services.core import auth, config_files, config_history_api, config_store, http
+from services.core import (
+    auth,
+    config_files,
+    config_history_api,
+    config_store,
+    http,
+    report_turns,
+)
 from services.segmenter import bootstrap, rules, rules_file, service
 from services.segmenter.api import Segmenter
 from services.segmenter.live_rules import LiveRuleSet
@@ -65,8 +72,10 @@ async def upload_rules(live: Live, principal: auth.Admin, text: http.YamlText,
 
 
 @api.post("/dry-run", openapi_extra=http.YAML_BODY,
-          responses={422: {"description": "The rule set is invalid (file, line, rule)"}})
-async def dry_run(live: Live, segmenter: Segmenter, text: http.YamlText) -> Any:
+          responses={422: {"description": "The rule set is invalid (file, line, rule)"},
+                     **report_turns.IN_PROGRESS})
+async def dry_run(live: Live, segmenter: Segmenter, text: http.YamlText,
+                  principal: auth.Admin, turn: report_turns.ReportTurn) -> Any:
     """Validate a candidate rule set and analyse it over the customer base against the
     one in force, with the diff of the texts; nothing is put in force or kept."""
     try:
@@ -74,9 +83,10 @@ async def dry_run(live: Live, segmenter: Segmenter, text: http.YamlText) -> Any:
     except config_files.ConfigError as exc:
         return http.config_error(exc)
     in_force = await live.versions.in_force()
-    report = await service.analyse(segmenter.customers, candidate, live=live.current,
-                                   now=datetime.now(UTC),
-                                   proxy_policy=bootstrap.proxy_policy(segmenter.settings))
+    async with turn.taken(principal):
+        report = await service.analyse(
+            segmenter.customers, candidate, live=live.current, now=datetime.now(UTC),
+            proxy_policy=bootstrap.proxy_policy(segmenter.settings))
     return {"valid": True, "version": candidate.version,
             "in_force": live.current.version,
             "diff": config_store.text_diff(in_force.text if in_force else "", text,
@@ -87,25 +97,26 @@ async def dry_run(live: Live, segmenter: Segmenter, text: http.YamlText) -> Any:
 @api.post("/analysis", openapi_extra={"requestBody": {"required": False, "content": {
     "application/yaml": {"schema": {"type": "string",
                                     "description": "a candidate rule file; empty: the"
-                                                   " rule set in force"}}}}})
-async def analyse_rules(live: Live, segmenter: Segmenter, text: http.YamlText) -> Any:
+                                                   " rule set in force"}}}}},
+          responses=report_turns.IN_PROGRESS)
+async def analyse_rules(live: Live, segmenter: Segmenter, text: http.YamlText,
+                        principal: auth.Admin, turn: report_turns.ReportTurn) -> Any:
     """Run a candidate rule set (or, with an empty body, the one in force) over the whole
     customer base: segment sizes, customers only the default catches, rules that never
     match or are shadowed, protected attributes read, rules that stand in for one
     (`proxy_detection`: Cramér's V of the rule's matches against each protected
     attribute's bands), and who would move where."""
+    candidate: rules.RuleSet | None = None
     if text.strip():
         try:
             candidate = rules_file.parse(text, source="candidate (upload)")
         except config_files.ConfigError as exc:
             return http.config_error(exc)
-        report = await service.analyse(segmenter.customers, candidate, live=live.current,
-                                       now=datetime.now(UTC),
-                                   proxy_policy=bootstrap.proxy_policy(segmenter.settings))
-    else:
-        report = await service.analyse(segmenter.customers, live.current,
-                                       now=datetime.now(UTC),
-                                   proxy_policy=bootstrap.proxy_policy(segmenter.settings))
+    async with turn.taken(principal):  # a candidate against the rule set in force
+        report = await service.analyse(
+            segmenter.customers, live.current if candidate is None else candidate,
+            live=None if candidate is None else live.current, now=datetime.now(UTC),
+            proxy_policy=bootstrap.proxy_policy(segmenter.settings))
     return asdict(report)
 
 

@@ -12,12 +12,19 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.core import config_files, config_store, groups, http, report_turns, service_context
+from services.core import (
+    auth,
+    config_files,
+    config_store,
+    groups,
+    http,
+    report_turns,
+    service_context,
+)
 from services.segmenter.profiles import Customer
 from services.simulator import history, service
 
-api = APIRouter(prefix="/v1/simulations", tags=["routing simulator"],
-                dependencies=report_turns.ADMIN_REPORT)
+api = APIRouter(prefix="/v1/simulations", tags=["routing simulator"])
 
 LARGEST_TEXT = 256 * 1024  # a configuration file, as the uploads take
 LARGEST_ID = 2**31 - 1
@@ -62,9 +69,11 @@ class SimulationRequest(BaseModel):
 
 
 @api.post("", responses={422: {"description": "A field is wrong, or a candidate does not"
-                                              " load (file, line, entry)"}})
+                                              " load (file, line, entry)"},
+                         **report_turns.IN_PROGRESS})
 async def simulate(body: SimulationRequest,
-                   simulator: Annotated[Simulator, Depends(get_simulator)]) -> Any:
+                   simulator: Annotated[Simulator, Depends(get_simulator)],
+                   principal: auth.Admin, turn: report_turns.ReportTurn) -> Any:
     """Replay the tickets received in [start, end) through the candidate, with the
     departments' response rates measured over the window, and return per department,
     segment and parity group what happened next to what the simulation predicts;
@@ -72,8 +81,9 @@ async def simulate(body: SimulationRequest,
     version that was in force). Nothing is written or published."""
     order = service.Order(**body.model_dump())
     try:
-        return await service.run(order, reader=simulator.reader, tables=simulator.tables,
-                                 rule_sets=simulator.rule_sets, now=datetime.now(UTC))
+        async with turn.taken(principal):
+            return await service.run(order, reader=simulator.reader, tables=simulator.tables,
+                                     rule_sets=simulator.rule_sets, now=datetime.now(UTC))
     except service.Refused as exc:
         raise http.InvalidField(f"body.{exc.field}", exc.problem) from exc
     except config_files.ConfigError as exc:

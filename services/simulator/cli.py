@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import httpx
 import typer
 
-from services.core import moments
+from services.core import moments, report_client
 from services.core.settings import Settings
 from services.simulator import report
 
@@ -55,8 +55,9 @@ def simulate(
     body = request_body(moment(start, "--start"), moment(end, "--end"), table=table, rules=rules,
                         table_version_id=table_version_id, replications=replications)
     try:
-        answer = httpx.post(f"{base}/v1/simulations", json=body, headers=headers,
-                            timeout=600)
+        answer = report_client.asked_in_turn(lambda: httpx.post(
+            f"{base}/v1/simulations", json=body, headers=headers,
+            timeout=report_client.REPORT_TIMEOUT_SECONDS))
     except httpx.HTTPError as exc:
         typer.echo(f"cannot reach the router at {base}: {exc}", err=True)
         raise typer.Exit(1) from exc

@@ -1,7 +1,8 @@
-"""Report turns over HTTP, on the metrics service's app and real store (SQLite): a
-credential's second report while its first is computed is refused with 429 and
-Retry-After, and other callers' reports wait their turn rather than fail; every report
-route takes turns."""
+"""Report turns over HTTP, on the services' apps and a real store (SQLite): a
+credential's second report while its first is under way is refused with 429 and
+Retry-After, other callers' reports wait their turn rather than fail, a request refused
+for its input or its credential does not wait, and every report route takes turns and
+documents its 429."""
 
 from __future__ import annotations
 
@@ -15,19 +16,41 @@ import httpx
 from fastapi import FastAPI
 from prometheus_client import REGISTRY
 
-from services.core import access, http, migrate, service_context
-from services.core.settings import Settings
+from services.core import (
+    access,
+    config_changes,
+    config_store,
+    db,
+    http,
+    kafka,
+    migrate,
+    service_context,
+    topics,
+)
+from services.core.settings import PROJECT_ROOT, Settings
 from services.metrics import api, parity_api
 from services.metrics.timeline import Timeline
+from services.segmenter import admin_api, live_rules, rules_api
+from services.segmenter import bootstrap as segmenter_bootstrap
 from services.simulator import api as simulator_api
 from tests import credentials
 from tests.conftest import unique
-from tests.integration.test_timelines import metrics_context
+from tests.metrics_context import metrics_context
 
-# Every report over a window a service serves: the routes that must take turns.
-REPORT_ROUTES = {("GET", "/v1/departments"), ("GET", "/v1/departments/{department}/stats"),
-                 ("GET", "/v1/segments/stats"), ("GET", "/v1/parity/stats"),
-                 ("POST", "/v1/simulations")}
+RULES = PROJECT_ROOT / "config" / "segments.yaml"
+# Every report over a window or over the whole customer base, and its request.
+REPORT_ROUTES: dict[tuple[str, str], dict[str, Any]] = {
+    ("GET", "/v1/departments"): {"params": {"window": "7d"}},
+    ("GET", "/v1/departments/{department}/stats"): {"params": {"window": "7d"}},
+    ("GET", "/v1/segments/stats"): {"params": {"window": "7d"}},
+    ("GET", "/v1/parity/stats"): {"params": {"window": "7d"}},
+    ("POST", "/v1/simulations"): {"json": {"start": "2026-11-01T00:00:00Z",
+                                           "end": "2026-11-02T00:00:00Z"}},
+    ("POST", "/v1/segment-rules/dry-run"): {"content": RULES.read_bytes(),
+                                            "headers": {"content-type": "application/yaml"}},
+    ("POST", "/v1/segment-rules/analysis"): {},
+    ("POST", "/v1/tiers/recompute"): {},
+}
 
 
 class HeldPages:
@@ -100,41 +123,64 @@ async def test_one_report_a_credential_and_the_others_wait_their_turn(
             await until(lambda: context.report_turns.holders == 3)
             assert held.reading == 1 and not any(task.done() for task in waiting)
 
+            # Refused for their input or their credential at once, turns or not.
+            bad_window = await client.get("/v1/segments/stats", params={"window": "1 week"},
+                                          headers=admin)
+            elsewhere = await client.get("/v1/departments/elsewhere/stats", params=week,
+                                         headers=team)
+            assert (bad_window.status_code, elsewhere.status_code) == (422, 403)
+            assert context.report_turns.holders == 3
+
             held.go.set()
             answers = [await task for task in (first, *waiting)]
             assert [answer.status_code for answer in answers] == [200, 200, 200]
             assert context.report_turns.holders == 0
             after = await client.get("/v1/segments/stats", params=week, headers=admin)
             assert after.status_code == 200
-            # a caller refused before its turn (a department's credential for another
-            # department) holds none after its answer
-            elsewhere = await client.get("/v1/departments/elsewhere/stats", params=week,
-                                         headers=team)
-            assert elsewhere.status_code == 403 and context.report_turns.holders == 0
 
 
-async def test_every_report_route_takes_turns(sqlite_url: str) -> None:
-    """Each report route, asked with a credential whose report is under way, is refused
-    (the simulator's in the router, the others in the metrics service)."""
+async def test_every_report_route_takes_turns(sqlite_url: str, kafka_bootstrap: str) -> None:
+    """Each report route, asked with a credential whose report is under way, is refused:
+    the stats and parity in the metrics service, the simulator in the router, the rules'
+    analyses and the tiers' recomputation in the segmenter (one app here)."""
     await migrate.upgrade(sqlite_url)
+    settings = Settings(database_url=sqlite_url, kafka_bootstrap_servers=kafka_bootstrap)
+    await kafka.ensure_topics(settings, [topics.CONFIG_CHANGES])
     app = FastAPI()
-    context = service_context.install(app, Settings(database_url=sqlite_url))
-    for routes in (api.api, parity_api.api, simulator_api.api):
+    context = service_context.install(app, settings)
+    for routes in (api.api, parity_api.api, simulator_api.api, rules_api.api, admin_api.api):
         app.include_router(routes)
     http.install(app, ready=lambda: True)
-    async with metrics_context(sqlite_url) as metrics, \
-            credentials.authenticating(app, sqlite_url) as keys, \
-            httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                              base_url="http://service") as client:
-        context.provide(metrics)
-        admin = await credentials.headers_of(keys, "admin")
-        split = access.split_token(admin["Authorization"].removeprefix("Bearer "))
-        assert split is not None
-        async with context.report_turns.turn(split[0]):
-            answers = {(method, path): await client.request(
-                method, path.replace("{department}", "sales"), headers=admin,
-                json={"start": "2026-11-01T00:00:00Z", "end": "2026-11-02T00:00:00Z"}
-                if method == "POST" else None) for method, path in REPORT_ROUTES}
-    assert {route: (answer.status_code, answer.json()["error"])
+    engine = db.engine(sqlite_url)
+    publisher = kafka.Publisher(settings, client_id="report-turns-tests")
+    rules = live_rules.live_rule_set(RULES)
+    try:
+        async with metrics_context(sqlite_url) as metrics, \
+                credentials.authenticating(app, sqlite_url) as keys, \
+                httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                  base_url="http://service") as client:
+            context.provide(metrics, simulator_api.Simulator.over(engine, minimum_group_size=5),
+                            segmenter_bootstrap.wire(
+                                settings, customers=segmenter_bootstrap.customer_store(
+                                    settings, db.sessions(engine)),
+                                publisher=publisher, rules=rules))
+            await rules.govern(config_store.ConfigVersions(db.sessions(engine), rules.name),
+                               announce=config_changes.Announcer(publisher))
+            admin = await credentials.headers_of(keys, "admin")
+            split = access.split_token(admin["Authorization"].removeprefix("Bearer "))
+            assert split is not None
+            answers = {}
+            async with context.report_turns.turn(split[0]):
+                for (method, path), request in REPORT_ROUTES.items():
+                    answers[method, path] = await client.request(
+                        method, path.format(department="sales"), **{**request,
+                                         "headers": {**admin, **request.get("headers", {})}})
+    finally:
+        await publisher.close()
+        await engine.dispose()
+    assert {route: (answer.status_code, answer.json().get("error"))
             for route, answer in answers.items()} == {
         route: (429, "report_in_progress") for route in REPORT_ROUTES}
+    documented = app.openapi()["paths"]
+    assert [route for route in REPORT_ROUTES
+            if "429" not in documented[route[1]][route[0].lower()]["responses"]] == []

@@ -19,11 +19,8 @@ from sqlalchemy import text
 
 from devtools.postgres import LocalPostgres
 from services.core import db, envelope, events, http, migrate, service_context
-from services.core.settings import Settings
 from services.metrics import (
     api,
-    bootstrap,
-    exporter,
     parity,
     parity_store,
     service,
@@ -36,6 +33,7 @@ from services.metrics.timeline import Assignment, Timeline
 from tests import credentials
 from tests.conftest import unique
 from tests.databases import ExternalPostgres, fresh_postgres_database
+from tests.metrics_context import metrics_context
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
@@ -111,20 +109,6 @@ async def timeline_store(database_url: str) -> AsyncIterator[
         assert isinstance(metrics.timelines, TimelineStore)
         assert isinstance(metrics.updates, worker.TimelineUpdates)
         yield metrics.timelines, metrics.updates
-
-
-@asynccontextmanager
-async def metrics_context(database_url: str) -> AsyncIterator[bootstrap.Metrics]:
-    """The metrics service's context on the real store (what its lifespan provides)."""
-    engine = db.engine(database_url)
-    sessions = db.sessions(engine)
-    store = TimelineStore(sessions)
-    try:
-        yield bootstrap.wire(Settings(database_url=database_url), timelines=store,
-                             updates=worker.TimelineUpdates(store, sessions),
-                             bands=parity_store.TicketBands(sessions), exporter=exporter)
-    finally:
-        await engine.dispose()
 
 
 class TestHandOversAndTargets:

@@ -74,7 +74,7 @@ async def test_a_credential_has_one_report_at_a_time_computed_or_waiting() -> No
         assert turns.holders == 1
 
 
-async def test_a_report_that_fails_or_a_caller_that_leaves_gives_its_turn_back() -> None:
+async def test_a_report_that_fails_or_is_cancelled_gives_its_turn_back() -> None:
     turns, log = ReportTurns(1), []
     with pytest.raises(ZeroDivisionError):
         async with turns.turn("a"):
@@ -83,7 +83,7 @@ async def test_a_report_that_fails_or_a_caller_that_leaves_gives_its_turn_back()
     computing = Report(turns, "b", log)
     leaving = Report(turns, "c", log)
     await until(lambda: computing.started and turns.holders == 2)
-    leaving.task.cancel()  # a caller gone while it waited
+    leaving.task.cancel()  # cancelled while it waited (a server stopping)
     with pytest.raises(asyncio.CancelledError):
         await leaving.task
     assert turns.holders == 1
