@@ -55,7 +55,7 @@ class EveryRequestAtOnce(ReportTurns):
         super().__init__(1)
 
     @asynccontextmanager
-    async def turn(self, credential_id: str) -> AsyncIterator[None]:
+    async def turn(self, holder: str) -> AsyncIterator[None]:
         yield
 
 

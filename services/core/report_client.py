@@ -2,13 +2,14 @@
 
 A report asked for while the same credential's earlier one waits or is computed (another
 run under the same `API_TOKEN`) is answered 429 with Retry-After. A report changes
-nothing, so the clients ask again, waiting as Retry-After says (at most
-`LONGEST_WAIT_SECONDS` at a time) and starting no try after `GIVE_UP_AFTER_SECONDS`;
+nothing, so the clients ask again, waiting as Retry-After says (at least a second, at
+most `LONGEST_WAIT_SECONDS` at a time) and starting no try after `GIVE_UP_AFTER_SECONDS`;
 then the last answer stands. Any other answer is final.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 
@@ -41,4 +42,6 @@ def _retry_after(answer: httpx.Response) -> float | None:
         seconds = float(answer.headers.get("Retry-After", ""))
     except ValueError:
         return None
-    return min(max(seconds, 0.0), LONGEST_WAIT_SECONDS)
+    if not math.isfinite(seconds):
+        return None
+    return min(max(seconds, 1.0), LONGEST_WAIT_SECONDS)

@@ -107,8 +107,9 @@ class Settings(BaseSettings):
 
     auth_cache_seconds: float = Field(default=5.0, ge=0)
     intake_rate_limit: str = "100/second"
-    # Reports over a window (stats, service parity, the simulator) a service computes at
-    # once; more wait their turn, one per credential (services/core/report_turns.py).
+    # Reports over a window or the whole customer base (stats, service parity, the
+    # simulator, the segment rules' analyses, the tiers' recomputation) a service computes
+    # at once; more wait their turn, one per credential (services/core/report_turns.py).
     reports_at_once: int = Field(default=2, ge=1, le=32)
     # The token the command-line clients (`department`, the PNG report) send.
     api_token: SecretStr | None = None

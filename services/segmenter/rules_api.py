@@ -82,13 +82,13 @@ async def dry_run(live: Live, segmenter: Segmenter, text: http.YamlText,
         candidate = live.validate(text, source="candidate (dry run)")
     except config_files.ConfigError as exc:
         return http.config_error(exc)
-    in_force = await live.versions.in_force()
-    async with turn.taken(principal):
+    async with turn.taken(principal):  # the rule set in force when the turn came
+        in_force, current = await live.versions.in_force(), live.current
         report = await service.analyse(
-            segmenter.customers, candidate, live=live.current, now=datetime.now(UTC),
+            segmenter.customers, candidate, live=current, now=datetime.now(UTC),
             proxy_policy=bootstrap.proxy_policy(segmenter.settings))
     return {"valid": True, "version": candidate.version,
-            "in_force": live.current.version,
+            "in_force": current.version,
             "diff": config_store.text_diff(in_force.text if in_force else "", text,
                                            "in force", "candidate"),
             "analysis": asdict(report)}
@@ -112,10 +112,12 @@ async def analyse_rules(live: Live, segmenter: Segmenter, text: http.YamlText,
             candidate = rules_file.parse(text, source="candidate (upload)")
         except config_files.ConfigError as exc:
             return http.config_error(exc)
-    async with turn.taken(principal):  # a candidate against the rule set in force
+    async with turn.taken(principal):
+        # the rule set in force alone, or a candidate against it
+        analysed, against = ((live.current, None) if candidate is None
+                             else (candidate, live.current))
         report = await service.analyse(
-            segmenter.customers, live.current if candidate is None else candidate,
-            live=None if candidate is None else live.current, now=datetime.now(UTC),
+            segmenter.customers, analysed, live=against, now=datetime.now(UTC),
             proxy_policy=bootstrap.proxy_policy(segmenter.settings))
     return asdict(report)
 

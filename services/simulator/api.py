@@ -80,14 +80,15 @@ async def simulate(body: SimulationRequest,
     `replay_error` says how far the replay is from what happened (meaningful for the
     version that was in force). Nothing is written or published."""
     order = service.Order(**body.model_dump())
-    try:
-        async with turn.taken(principal):
-            return await service.run(order, reader=simulator.reader, tables=simulator.tables,
-                                     rule_sets=simulator.rule_sets, now=datetime.now(UTC))
+    try:  # the caller's mistakes answered at once, not in a turn
+        checked = await service.check(order, tables=simulator.tables,
+                                      rule_sets=simulator.rule_sets, now=datetime.now(UTC))
     except service.Refused as exc:
         raise http.InvalidField(f"body.{exc.field}", exc.problem) from exc
     except config_files.ConfigError as exc:
         return http.config_error(exc)
+    async with turn.taken(principal):
+        return await service.run(checked, reader=simulator.reader, now=datetime.now(UTC))
 
 
 def parity_groups(customer: Customer) -> dict[str, str]:

@@ -45,26 +45,42 @@ class Order:
     replications: int = 5
 
 
-async def run(order: Order, *, reader: HistoryReader,
-              tables: config_store.ConfigVersions, rule_sets: config_store.ConfigVersions,
-              now: datetime) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Checked:
+    """An order found sound, with the routing tables and rules it names, loaded."""
+
+    order: Order
+    baseline_version: config_store.ConfigVersion  # the table in force at the window's end
+    baseline: routing.RoutingTable
+    candidate: engine.Candidate
+
+
+async def check(order: Order, *, tables: config_store.ConfigVersions,
+                rule_sets: config_store.ConfigVersions, now: datetime) -> Checked:
     """Raises Refused (naming the field) for a caller's mistake, ConfigError for a
-    candidate text that does not load."""
+    candidate text that does not load: all before the history is read."""
     _check_window(order, now)
     baseline_version = await _in_force_at(tables, order.end)
     baseline = table_file.parse(baseline_version.text, f"table version"
                                 f" #{baseline_version.version_id}")
     table = await _table(order, tables) or baseline
-    rule_set = await _rules(order, rule_sets)
-    window = await reader.window(order.start, order.end, with_customers=rule_set is not None)
+    return Checked(order, baseline_version, baseline,
+                   engine.Candidate(table, await _rules(order, rule_sets)))
+
+
+async def run(checked: Checked, *, reader: HistoryReader, now: datetime) -> dict[str, Any]:
+    """Replay the order's window through its candidate, next to what happened."""
+    order, baseline = checked.order, checked.baseline
+    window = await reader.window(order.start, order.end,
+                                 with_customers=checked.candidate.rules is not None)
     # Seconds of computing for a long window: in a thread, so the router it runs in
     # keeps serving meanwhile.
     described = await asyncio.to_thread(
-        replay, window.tickets, baseline=baseline, candidate=engine.Candidate(table, rule_set),
+        replay, window.tickets, baseline=baseline, candidate=checked.candidate,
         replications=order.replications, as_of=now)
     return {"window": {"start": order.start.isoformat(), "end": order.end.isoformat()},
             "without_state": window.without_state,
-            "baseline": {"table_version_id": baseline_version.version_id,
+            "baseline": {"table_version_id": checked.baseline_version.version_id,
                          "table_version": baseline.version},
             **described}
 

@@ -2,7 +2,7 @@
 credential's second report while its first is under way is refused with 429 and
 Retry-After, other callers' reports wait their turn rather than fail, a request refused
 for its input or its credential does not wait, and every report route takes turns and
-documents its 429."""
+documents its 429, and a caller's mistake is answered at once."""
 
 from __future__ import annotations
 
@@ -27,17 +27,20 @@ from services.core import (
     service_context,
     topics,
 )
+from services.core.live_config import LiveConfig
 from services.core.settings import PROJECT_ROOT, Settings
 from services.metrics import api, parity_api
 from services.metrics.timeline import Timeline
+from services.router import table_file
 from services.segmenter import admin_api, live_rules, rules_api
 from services.segmenter import bootstrap as segmenter_bootstrap
 from services.simulator import api as simulator_api
 from tests import credentials
-from tests.conftest import unique
+from tests.conftest import TEST_ROUTING_TABLE, unique
 from tests.metrics_context import metrics_context
 
 RULES = PROJECT_ROOT / "config" / "segments.yaml"
+YAML = {"content-type": "application/yaml"}
 # Every report over a window or over the whole customer base, and its request.
 REPORT_ROUTES: dict[tuple[str, str], dict[str, Any]] = {
     ("GET", "/v1/departments"): {"params": {"window": "7d"}},
@@ -46,10 +49,21 @@ REPORT_ROUTES: dict[tuple[str, str], dict[str, Any]] = {
     ("GET", "/v1/parity/stats"): {"params": {"window": "7d"}},
     ("POST", "/v1/simulations"): {"json": {"start": "2026-11-01T00:00:00Z",
                                            "end": "2026-11-02T00:00:00Z"}},
-    ("POST", "/v1/segment-rules/dry-run"): {"content": RULES.read_bytes(),
-                                            "headers": {"content-type": "application/yaml"}},
+    ("POST", "/v1/segment-rules/dry-run"): {"content": RULES.read_bytes(), "headers": YAML},
     ("POST", "/v1/segment-rules/analysis"): {},
     ("POST", "/v1/tiers/recompute"): {},
+}
+# A caller's mistake on each report route that takes input: answered 422 at once, in
+# turn or not.
+MISTAKES: dict[tuple[str, str], dict[str, Any]] = {
+    ("GET", "/v1/departments"): {"params": {"window": "a week"}},
+    ("GET", "/v1/departments/{department}/stats"): {"params": {"window": "0d"}},
+    ("GET", "/v1/segments/stats"): {"params": {"window": "400d"}},
+    ("GET", "/v1/parity/stats"): {"params": {"window": "7 days"}},
+    ("POST", "/v1/simulations"): {"json": {"start": "2026-11-02T00:00:00Z",
+                                           "end": "2026-11-01T00:00:00Z"}},
+    ("POST", "/v1/segment-rules/dry-run"): {"content": b"rules: [", "headers": YAML},
+    ("POST", "/v1/segment-rules/analysis"): {"content": b"rules: [", "headers": YAML},
 }
 
 
@@ -164,23 +178,32 @@ async def test_every_report_route_takes_turns(sqlite_url: str, kafka_bootstrap: 
                                 settings, customers=segmenter_bootstrap.customer_store(
                                     settings, db.sessions(engine)),
                                 publisher=publisher, rules=rules))
-            await rules.govern(config_store.ConfigVersions(db.sessions(engine), rules.name),
-                               announce=config_changes.Announcer(publisher))
+            table = LiveConfig("routing_table", TEST_ROUTING_TABLE, table_file.parse)
+            for live in (rules, table):  # the simulator replays under a stored table
+                await live.govern(config_store.ConfigVersions(db.sessions(engine), live.name),
+                                  announce=config_changes.Announcer(publisher))
             admin = await credentials.headers_of(keys, "admin")
             split = access.split_token(admin["Authorization"].removeprefix("Bearer "))
             assert split is not None
-            answers = {}
+
+            async def ask(route: tuple[str, str], request: dict[str, Any]) -> httpx.Response:
+                return await client.request(
+                    route[0], route[1].format(department="sales"),
+                    **{**request, "headers": {**admin, **request.get("headers", {})}})
+
             async with context.report_turns.turn(split[0]):
-                for (method, path), request in REPORT_ROUTES.items():
-                    answers[method, path] = await client.request(
-                        method, path.format(department="sales"), **{**request,
-                                         "headers": {**admin, **request.get("headers", {})}})
+                answers = {route: await ask(route, request)
+                           for route, request in REPORT_ROUTES.items()}
+                mistakes = {route: await ask(route, request)
+                            for route, request in MISTAKES.items()}
     finally:
         await publisher.close()
         await engine.dispose()
     assert {route: (answer.status_code, answer.json().get("error"))
             for route, answer in answers.items()} == {
         route: (429, "report_in_progress") for route in REPORT_ROUTES}
+    assert {route: answer.status_code for route, answer in mistakes.items()} == {
+        route: 422 for route in MISTAKES}
     documented = app.openapi()["paths"]
     assert [route for route in REPORT_ROUTES
             if "429" not in documented[route[1]][route[0].lower()]["responses"]] == []

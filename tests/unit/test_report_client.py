@@ -36,13 +36,13 @@ def ask(queued: list[httpx.Response], clock: Clock) -> tuple[int, int]:
 
 def test_asked_again_while_in_progress_waiting_as_retry_after_says() -> None:
     clock = Clock()
-    assert ask(answers((429, "5"), (429, "30"), (200, None)), clock) == (200, 3)
-    assert clock.slept == [5.0, report_client.LONGEST_WAIT_SECONDS]
+    assert ask(answers((429, "5"), (429, "30"), (429, "0"), (200, None)), clock) == (200, 4)
+    assert clock.slept == [5.0, report_client.LONGEST_WAIT_SECONDS, 1.0]
 
 
 def test_other_answers_are_final() -> None:
     for status, wait in ((200, None), (403, None), (422, None), (503, "5"), (429, None),
-                         (429, "soon")):
+                         (429, "soon"), (429, "nan"), (429, "inf")):
         clock = Clock()
         assert ask(answers((status, wait), (200, None)), clock) == (status, 1)
         assert clock.slept == []
