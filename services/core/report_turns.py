@@ -16,18 +16,13 @@ has checked the request: a request refused for its input or its credential never
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import Depends
 
 from services.core import access, auth, http, service_context
-
-
-def periodic(job: str) -> str:
-    """The holder of a periodic job's turns: never a credential's (their ids are hex)."""
-    return f"job:{job}"
 
 
 class OneAtATime(Exception):
@@ -53,6 +48,16 @@ class ReportTurns:
                 yield
         finally:
             self._holders.discard(holder)
+
+    def periodic(self, job: str, run: Callable[[], Awaitable[object]],
+                 ) -> Callable[[], Awaitable[None]]:
+        """`run`, a periodic job's report, made to wait for its turn as callers' reports
+        do (held as `job:<job>`: never a credential's id, which is hex)."""
+        async def in_turn() -> None:
+            async with self.turn(f"job:{job}"):
+                await run()
+
+        return in_turn
 
     @property
     def holders(self) -> int:

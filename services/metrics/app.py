@@ -14,7 +14,6 @@ from services.core import (
     kafka,
     leases,
     logs,
-    report_turns,
     retention,
     service_context,
     start_order,
@@ -68,11 +67,9 @@ def create_app(settings: Settings | None = None, *,
                 await bootstrap.purge_past_retention(settings, sessions, now=datetime.now(UTC))
 
             async def measure_parity() -> None:
-                # a report over PARITY_WINDOW: in a turn, as those the APIs serve
-                async with context.report_turns.turn(report_turns.periodic("service-parity")):
-                    await service.export_parity(metrics.timelines, metrics.bands,
-                                                metrics.exporter, metrics.parity,
-                                                now=datetime.now(UTC))
+                await service.export_parity(metrics.timelines, metrics.bands,
+                                            metrics.exporter, metrics.parity,
+                                            now=datetime.now(UTC))
 
             jobs = context.background = background.BackgroundTasks()
             await parts.start(start_order.Phase.BACKGROUND, stop=jobs.stop)
@@ -82,8 +79,10 @@ def create_app(settings: Settings | None = None, *,
                        lambda stop: background.every(poll_seconds, measure_backlog, stop))
             jobs.start("deadlines",
                        lambda stop: background.every(poll_seconds, check_deadlines, stop))
+            # a report over PARITY_WINDOW: in a turn, as those the APIs serve
             jobs.start("service-parity", lambda stop: background.every(
-                settings.parity_interval_seconds, measure_parity, stop))
+                settings.parity_interval_seconds,
+                context.report_turns.periodic("service-parity", measure_parity), stop))
             jobs.start("retention-purge", lambda stop: leases.every_while_holding(
                 fleet, retention.METRICS_PURGE, settings.retention_purge_interval_seconds,
                 purge, stop))

@@ -16,7 +16,6 @@ from services.core import (
     kafka,
     leases,
     logs,
-    report_turns,
     service_context,
     start_order,
     topics,
@@ -78,7 +77,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                       holder=leases.holder_id(NAME, settings.instance_id))
                 tasks.start("tier-recompute", lambda stop: leases.every_while_holding(
                     fleet, TIER_RECOMPUTE_LEASE, settings.tier_recompute_interval_seconds,
-                    lambda: _recompute(segmenter, context.report_turns), stop))
+                    # a pass over the whole customer base: in a turn, as the API's
+                    context.report_turns.periodic("tier-recompute",
+                                                  lambda: _recompute(segmenter)), stop))
             stage = context.stage = StageRunner(
                 settings, name=NAME, source_topic=topics.INCOMING,
                 group_id=topics.SEGMENTER_GROUP, transform=segment)
@@ -106,12 +107,9 @@ async def _flush(tally: Counter[str], store: CustomerStore) -> None:
         raise
 
 
-async def _recompute(segmenter: bootstrap.Segmenter, turns: report_turns.ReportTurns,
-                     ) -> None:
-    # a pass over the whole customer base: in a turn, as the one the admin API serves
-    async with turns.turn(report_turns.periodic("tier-recompute")):
-        await service.recompute_tiers(segmenter.customers, segmenter.publisher,
-                                      now=datetime.now(UTC))
+async def _recompute(segmenter: bootstrap.Segmenter) -> None:
+    await service.recompute_tiers(segmenter.customers, segmenter.publisher,
+                                  now=datetime.now(UTC))
 
 
 def main() -> None:

@@ -94,3 +94,24 @@ async def test_a_report_that_fails_or_is_cancelled_gives_its_turn_back() -> None
     after.finish.set()
     await asyncio.gather(computing.task, after.task)
     assert log == ["b", "c"] and turns.holders == 0
+
+
+async def test_a_periodic_job_waits_for_its_turn_as_a_callers_report_does() -> None:
+    turns, log = ReportTurns(1), []
+    caller = Report(turns, "a", log)
+    ran = asyncio.Event()
+
+    async def measure() -> None:
+        log.append("job")
+        ran.set()
+
+    job = asyncio.create_task(turns.periodic("service-parity", measure)())
+    await until(lambda: caller.started and turns.holders == 2)
+    assert not ran.is_set()  # the caller's report holds the only turn
+    with pytest.raises(OneAtATime):  # its holder is the job's, never a credential's
+        async with turns.turn("job:service-parity"):
+            raise AssertionError("a second turn was given")
+
+    caller.finish.set()
+    await asyncio.gather(caller.task, job)
+    assert log == ["a", "job"] and turns.holders == 0
