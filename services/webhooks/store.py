@@ -18,6 +18,8 @@ from services.webhooks.models import WebhookDeliveryRow, WebhookEndpointRow
 
 PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
 FINISHED = (DELIVERED, DEAD)  # what retention deletes; pending ones stay
+# Dead callbacks a replay sends again a transaction.
+REPLAY_CHUNK = 1000
 
 
 def new_secret() -> str:
@@ -230,22 +232,35 @@ class Deliveries:
                 query.order_by(WebhookDeliveryRow.updated_at).limit(limit))
             return [Delivery.model_validate(row) for row in rows]
 
-    async def replay(self, *, delivery_id: str | None = None, platform: str | None = None
-                     ) -> int:
-        """Dead callbacks sent again from their first attempt: one, a platform's or all.
-        Their rows are locked by `delivery_id` first (db.lock_in_key_order), as the
-        retention purge locks its chunks."""
+    async def replay(self, *, delivery_id: str | None = None, platform: str | None = None,
+                     chunk: int = REPLAY_CHUNK) -> int:
+        """Dead callbacks sent again from their first attempt: one, a platform's or all,
+        `chunk` of them a transaction (in `delivery_id` order), so that replaying many
+        is no statement longer than the store's limit. Each chunk's rows are locked by
+        `delivery_id` first (db.lock_in_key_order), as the retention purge locks its
+        chunks; those sent again meanwhile are not replayed twice."""
+        key = WebhookDeliveryRow.delivery_id
         dead = WebhookDeliveryRow.status == DEAD
         if delivery_id is not None:
-            dead = and_(dead, WebhookDeliveryRow.delivery_id == delivery_id)
+            dead = and_(dead, key == delivery_id)
         if platform is not None:
             dead = and_(dead, WebhookDeliveryRow.platform == platform)
-        now = datetime.now(UTC)
-        async with self._sessions() as session, session.begin():
-            await db.lock_in_key_order(session, WebhookDeliveryRow.delivery_id, dead)
-            result = await session.execute(update(WebhookDeliveryRow).where(dead).values(
-                status=PENDING, attempts=0, next_attempt_at=now, updated_at=now))
-            return int(getattr(result, "rowcount", 0) or 0)
+        replayed, after = 0, ""
+        while True:
+            now = datetime.now(UTC)
+            async with self._sessions() as session, session.begin():
+                chosen = (await session.scalars(select(key).where(dead, key > after)
+                                                .order_by(key).limit(chunk))).all()
+                if chosen:
+                    in_chunk = and_(dead, key.in_(chosen))
+                    await db.lock_in_key_order(session, key, in_chunk)
+                    result = await session.execute(update(WebhookDeliveryRow).where(
+                        in_chunk).values(status=PENDING, attempts=0, next_attempt_at=now,
+                                         updated_at=now))
+                    replayed += int(getattr(result, "rowcount", 0) or 0)
+            if len(chosen) < chunk:
+                return replayed
+            after = chosen[-1]
 
     async def due_since(self, now: datetime) -> dict[str, datetime]:
         """For each platform with an enabled endpoint and callbacks due, when the one due

@@ -1,0 +1,50 @@
+"""A replay of many dead callbacks goes a chunk at a time, each its own transaction, on
+SQLite and PostgreSQL: every dead callback of the filter is sent again once, none
+other, however many there are."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime
+
+from sqlalchemy import event, select
+
+from services.core import db
+from services.webhooks import store
+from services.webhooks.models import WebhookDeliveryRow
+from services.webhooks.store import Deliveries
+
+
+async def test_a_replay_of_many_goes_a_chunk_at_a_time(database_url: str) -> None:
+    engine = db.engine(database_url)
+    now = datetime.now(UTC)
+    rows = [{"delivery_id": f"d-{n:04d}", "platform": "desk" if n % 4 else "other",
+             "event_type": "ticket.routed", "ticket_id": f"t-{n}", "body": "{}",
+             "status": store.DELIVERED if n % 10 == 3 else store.DEAD, "attempts": 10,
+             "next_attempt_at": now, "created_at": now, "updated_at": now}
+            for n in range(250)]
+    replayed = {row["delivery_id"] for row in rows
+                if row["platform"] == "desk" and row["status"] == store.DEAD}
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(WebhookDeliveryRow.__table__.insert(), rows)
+        deliveries = Deliveries(db.sessions(engine))
+        commits: list[int] = []
+        event.listen(engine.sync_engine, "commit", lambda _connection: commits.append(1))
+
+        assert await deliveries.replay(platform="desk", chunk=40) == len(replayed) == 162
+        assert len(commits) == 5  # 4 chunks of 40, then the last 2
+        assert await deliveries.replay(platform="desk", chunk=40) == 0  # none left
+
+        async with engine.connect() as connection:
+            now_stored = (await connection.execute(select(
+                WebhookDeliveryRow.delivery_id, WebhookDeliveryRow.status,
+                WebhookDeliveryRow.attempts))).all()
+    finally:
+        await engine.dispose()
+    before = {row["delivery_id"]: row["status"] for row in rows}
+    assert {delivery_id for delivery_id, status, attempts in now_stored
+            if status == store.PENDING and attempts == 0} == replayed
+    assert Counter(status for delivery_id, status, _ in now_stored
+                   if delivery_id not in replayed) == Counter(
+        status for delivery_id, status in before.items() if delivery_id not in replayed)
