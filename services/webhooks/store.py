@@ -239,6 +239,8 @@ class Deliveries:
         is no statement longer than the store's limit. Each chunk's rows are locked by
         `delivery_id` first (db.lock_in_key_order), as the retention purge locks its
         chunks; those sent again meanwhile are not replayed twice."""
+        if chunk < 1:
+            raise ValueError("a replay goes at least one callback a transaction")
         key = WebhookDeliveryRow.delivery_id
         dead = WebhookDeliveryRow.status == DEAD
         if delivery_id is not None:

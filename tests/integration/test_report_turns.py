@@ -55,16 +55,20 @@ REPORT_ROUTES: dict[tuple[str, str], dict[str, Any]] = {
 }
 # A caller's mistake on each report route that takes input: answered 422 at once, in
 # turn or not.
-MISTAKES: dict[tuple[str, str], dict[str, Any]] = {
-    ("GET", "/v1/departments"): {"params": {"window": "a week"}},
-    ("GET", "/v1/departments/{department}/stats"): {"params": {"window": "0d"}},
-    ("GET", "/v1/segments/stats"): {"params": {"window": "400d"}},
-    ("GET", "/v1/parity/stats"): {"params": {"window": "7 days"}},
-    ("POST", "/v1/simulations"): {"json": {"start": "2026-11-02T00:00:00Z",
-                                           "end": "2026-11-01T00:00:00Z"}},
-    ("POST", "/v1/segment-rules/dry-run"): {"content": b"rules: [", "headers": YAML},
-    ("POST", "/v1/segment-rules/analysis"): {"content": b"rules: [", "headers": YAML},
-}
+MISTAKES: list[tuple[tuple[str, str], dict[str, Any]]] = [
+    (("GET", "/v1/departments"), {"params": {"window": "a week"}}),
+    (("GET", "/v1/departments/{department}/stats"), {"params": {"window": "0d"}}),
+    (("GET", "/v1/segments/stats"), {"params": {"window": "400d"}}),
+    (("GET", "/v1/parity/stats"), {"params": {"window": "7 days"}}),
+    (("POST", "/v1/simulations"), {"json": {"start": "2026-11-02T00:00:00Z",
+                                            "end": "2026-11-01T00:00:00Z"}}),
+    # a mistake found in the store: a version it does not hold
+    (("POST", "/v1/simulations"), {"json": {"start": "2026-11-01T00:00:00Z",
+                                            "end": "2026-11-02T00:00:00Z",
+                                            "table_version_id": 999_999}}),
+    (("POST", "/v1/segment-rules/dry-run"), {"content": b"rules: [", "headers": YAML}),
+    (("POST", "/v1/segment-rules/analysis"), {"content": b"rules: [", "headers": YAML}),
+]
 
 
 class HeldPages:
@@ -154,9 +158,10 @@ async def test_one_report_a_credential_and_the_others_wait_their_turn(
 
 
 async def test_every_report_route_takes_turns(sqlite_url: str, kafka_bootstrap: str) -> None:
-    """Each report route, asked with a credential whose report is under way, is refused:
-    the stats and parity in the metrics service, the simulator in the router, the rules'
-    analyses and the tiers' recomputation in the segmenter (one app here)."""
+    """Each report route, asked with a credential whose report is under way, is refused
+    (429): the stats and parity in the metrics service, the simulator in the router, the
+    rules' analyses and the tiers' recomputation in the segmenter (one app here); and a
+    caller's mistake on each, meanwhile, is a 422 at once; and each documents its 429."""
     await migrate.upgrade(sqlite_url)
     settings = Settings(database_url=sqlite_url, kafka_bootstrap_servers=kafka_bootstrap)
     await kafka.ensure_topics(settings, [topics.CONFIG_CHANGES])
@@ -194,16 +199,15 @@ async def test_every_report_route_takes_turns(sqlite_url: str, kafka_bootstrap: 
             async with context.report_turns.turn(split[0]):
                 answers = {route: await ask(route, request)
                            for route, request in REPORT_ROUTES.items()}
-                mistakes = {route: await ask(route, request)
-                            for route, request in MISTAKES.items()}
+                mistakes = [(route, (await ask(route, request)).status_code)
+                            for route, request in MISTAKES]
     finally:
         await publisher.close()
         await engine.dispose()
     assert {route: (answer.status_code, answer.json().get("error"))
             for route, answer in answers.items()} == {
         route: (429, "report_in_progress") for route in REPORT_ROUTES}
-    assert {route: answer.status_code for route, answer in mistakes.items()} == {
-        route: 422 for route in MISTAKES}
+    assert mistakes == [(route, 422) for route, _request in MISTAKES]
     documented = app.openapi()["paths"]
     assert [route for route in REPORT_ROUTES
             if "429" not in documented[route[1]][route[0].lower()]["responses"]] == []
