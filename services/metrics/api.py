@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
@@ -10,7 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query
 
 from services.core import auth, durations, http, report_turns, topics
-from services.metrics import service
+from services.metrics import service, stats
 from services.metrics.bootstrap import MetricsContext
 
 api = APIRouter(prefix="/v1", tags=["stats"])
@@ -53,8 +54,7 @@ async def all_departments(window: Window, metrics: MetricsContext, principal: au
     async with turn.taken(principal):
         found = await service.all_departments(metrics.timelines, window,
                                               now=datetime.now(UTC))
-    return {"departments": [{"department": name, **asdict(department_stats)}
-                            for name, department_stats in found.items()]}
+    return {"departments": _named("department", found)}
 
 
 @api.get("/segments/stats", responses=report_turns.IN_PROGRESS)
@@ -64,5 +64,9 @@ async def segment_stats(window: Window, metrics: MetricsContext, principal: auth
     async with turn.taken(principal):
         found = await service.segment_stats(metrics.timelines, window,
                                             now=datetime.now(UTC))
-    return {"segments": [{"segment": name, **asdict(segment_stats)}
-                         for name, segment_stats in found.items()]}
+    return {"segments": _named("segment", found)}
+
+
+def _named(key: str, found: Mapping[str, stats.ServiceStats]) -> list[dict[str, Any]]:
+    """Each department's or segment's statistics, with its name under `key`."""
+    return [{key: name, **asdict(figures)} for name, figures in found.items()]
