@@ -29,7 +29,7 @@ import statistics
 import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -55,7 +55,8 @@ class EveryRequestAtOnce(ReportTurns):
         super().__init__(1)
 
     @asynccontextmanager
-    async def turn(self, holder: str) -> AsyncIterator[None]:
+    async def turn(self, holder: str, gone: Callable[[], Awaitable[bool]] | None = None,
+                   ) -> AsyncIterator[None]:
         yield
 
 

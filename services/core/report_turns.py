@@ -11,22 +11,35 @@ reports wait behind one of its reports, not behind all of them.
 
 A route takes its turn in its body (`async with turn.taken(principal)`), once FastAPI
 has checked the request: a request refused for its input or its credential never waits.
+A caller that leaves while its report waits gives its place up: its report is not
+computed, and its credential may ask again at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import Depends
+from fastapi import Depends, HTTPException, Request
 
 from services.core import access, auth, http, service_context
+
+logger = logging.getLogger(__name__)
 
 
 class OneAtATime(Exception):
     """The credential's earlier report still waits or is being computed."""
+
+
+class CallerGone(Exception):
+    """The caller left while its report waited for its turn."""
+
+
+# How often a waiting report asks whether its caller is still there.
+GONE_POLL_SECONDS = 1.0
 
 
 class ReportTurns:
@@ -37,17 +50,41 @@ class ReportTurns:
         self._holders: set[str] = set()
 
     @asynccontextmanager
-    async def turn(self, holder: str) -> AsyncIterator[None]:
+    async def turn(self, holder: str, gone: Callable[[], Awaitable[bool]] | None = None,
+                   ) -> AsyncIterator[None]:
         """Wait for a turn, and hold it until the block ends; OneAtATime if `holder` (a
-        credential, or a periodic job) already holds one or waits for one."""
+        credential, or a periodic job) already holds one or waits for one; CallerGone if
+        `gone` says, while the report waits, that its caller left (its place given up)."""
         if holder in self._holders:
             raise OneAtATime(holder)
         self._holders.add(holder)
         try:
-            async with self._computing:
+            await self._acquired(gone)
+            try:
                 yield
+            finally:
+                self._computing.release()
         finally:
             self._holders.discard(holder)
+
+    async def _acquired(self, gone: Callable[[], Awaitable[bool]] | None) -> None:
+        """A turn, in the order asked (the semaphore's queue); asking `gone` now and then
+        while waiting."""
+        if gone is None:
+            await self._computing.acquire()
+            return
+        waiting = asyncio.ensure_future(self._computing.acquire())
+        try:
+            while not (await asyncio.wait({waiting}, timeout=GONE_POLL_SECONDS))[0]:
+                if await gone():
+                    raise CallerGone
+        except BaseException:
+            # Left, or cancelled: the place given up. A turn come meanwhile goes back (a
+            # wait cancelled once woken passes its turn on: asyncio's semaphore).
+            if not waiting.cancel() and not waiting.cancelled() \
+                    and waiting.exception() is None:
+                self._computing.release()
+            raise
 
     def periodic(self, job: str, run: Callable[[], Awaitable[object]],
                  ) -> Callable[[], Awaitable[None]]:
@@ -66,28 +103,41 @@ class ReportTurns:
 
 
 class Turn:
-    """A route's way to its service's turns (`ReportTurn`)."""
+    """A route's way to its service's turns (`ReportTurn`), for its request."""
 
-    def __init__(self, context: service_context.ServiceContext) -> None:
+    def __init__(self, context: service_context.ServiceContext,
+                 gone: Callable[[], Awaitable[bool]]) -> None:
         self._turns = context.report_turns
         self._retry_after = str(context.settings.retry_after_seconds)
+        self._gone = gone
 
     @asynccontextmanager
     async def taken(self, principal: access.Principal) -> AsyncIterator[None]:
         """The block runs in the principal's turn; 429 `report_in_progress` while its
-        credential's earlier report waits or is computed."""
+        credential's earlier report waits or is computed; 499 `caller_gone` (the
+        answer no one reads, as in the logs) if the caller left while it waited."""
         try:
-            async with self._turns.turn(principal.credential_id):
+            async with self._turns.turn(principal.credential_id, self._gone):
                 yield
         except OneAtATime:
             raise auth.Refused(
                 429, "report_in_progress", "this credential's earlier report is still"
                 " waiting or being computed; one report at a time per credential, retry"
                 f" after {self._retry_after}s", {"Retry-After": self._retry_after}) from None
+        except CallerGone:
+            logger.info("a report's caller left while it waited; its turn given up",
+                        extra={"credential_id": principal.credential_id})
+            raise HTTPException(CALLER_GONE, detail={
+                "error": "caller_gone", "detail": "the caller left while its report"
+                                                  " waited for its turn"}) from None
 
 
-async def _turn(context: service_context.Context) -> Turn:
-    return Turn(context)
+# The status of a request whose caller left before its answer (no client reads it).
+CALLER_GONE = 499
+
+
+async def _turn(request: Request, context: service_context.Context) -> Turn:
+    return Turn(context, request.is_disconnected)
 
 
 ReportTurn = Annotated[Turn, Depends(_turn)]

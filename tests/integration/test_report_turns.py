@@ -2,17 +2,21 @@
 credential's second report while its first is under way is refused with 429 and
 Retry-After, other callers' reports wait their turn rather than fail, a request refused
 for its input or its credential does not wait, and every report route takes turns and
-documents its 429, and a caller's mistake is answered at once."""
+documents its 429, and a caller's mistake is answered at once; served by uvicorn, a
+caller that hangs up while its report waits gives its place up."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 import httpx
+import pytest
+import uvicorn
 from fastapi import FastAPI
 from prometheus_client import REGISTRY
 
@@ -24,6 +28,8 @@ from services.core import (
     http,
     kafka,
     migrate,
+    report_turns,
+    serve,
     service_context,
     topics,
 )
@@ -155,6 +161,66 @@ async def test_one_report_a_credential_and_the_others_wait_their_turn(
             assert context.report_turns.holders == 0
             after = await client.get("/v1/segments/stats", params=week, headers=admin)
             assert after.status_code == 200
+
+
+@asynccontextmanager
+async def served(app: FastAPI) -> AsyncIterator[str]:
+    """The app served by uvicorn on a loopback port, as the services serve it; its URL."""
+    sock = serve.bound("127.0.0.1", 0)
+    server = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False,
+                                           lifespan="off", timeout_graceful_shutdown=5))
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        await until(lambda: server.started or serving.done())
+        assert server.started
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        await serving
+        sock.close()
+
+
+async def test_a_caller_that_hangs_up_while_its_report_waits_gives_its_place_up(
+        sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its report is never computed, and its credential may ask again at once (not 429)."""
+    monkeypatch.setattr(report_turns, "GONE_POLL_SECONDS", 0.05)
+    await migrate.upgrade(sqlite_url)
+    app = FastAPI()
+    context = service_context.install(app, Settings(database_url=sqlite_url,
+                                                    reports_at_once=1))
+    async with metrics_context(sqlite_url) as metrics:
+        held = HeldPages(metrics.timelines)
+        context.provide(replace(metrics, timelines=held))
+        app.include_router(api.api)
+        http.install(app, ready=lambda: True)
+        async with credentials.authenticating(app, sqlite_url) as keys, \
+                served(app) as url, httpx.AsyncClient(base_url=url, timeout=30) as client:
+            first_admin = await credentials.headers_of(keys, "admin")
+            leaver = await credentials.headers_of(keys, "admin")
+            week = {"window": "7d"}
+            first = asyncio.create_task(client.get("/v1/departments", params=week,
+                                                   headers=first_admin))
+            await until(lambda: held.reading == 1 or first.done())
+            assert not first.done(), first.result().text
+
+            async with httpx.AsyncClient(base_url=url, timeout=30) as hanging_up:
+                waiting = asyncio.create_task(hanging_up.get("/v1/segments/stats",
+                                                             params=week, headers=leaver))
+                await until(lambda: context.report_turns.holders == 2)
+                waiting.cancel()  # the caller gives up: its connection closed
+                with pytest.raises(asyncio.CancelledError):
+                    await waiting
+            await until(lambda: context.report_turns.holders == 1)
+
+            again = asyncio.create_task(client.get("/v1/segments/stats", params=week,
+                                                   headers=leaver))
+            await until(lambda: context.report_turns.holders == 2 or again.done())
+            assert not again.done(), again.result().text  # waiting its turn, not a 429
+            held.go.set()
+            answers = [await first, await again]
+            assert [answer.status_code for answer in answers] == [200, 200]
+            assert held.reading == 2  # the first report and the asked again: not the leaver's
+            assert context.report_turns.holders == 0
 
 
 async def test_every_report_route_takes_turns(sqlite_url: str, kafka_bootstrap: str) -> None:

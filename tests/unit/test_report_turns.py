@@ -1,14 +1,16 @@
 """Report turns (services/core/report_turns.py): at most so many reports at once, in the
-order they came, and one per credential."""
+order they came, and one per credential; a caller that leaves while its report waits
+gives its place up."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import pytest
 
-from services.core.report_turns import OneAtATime, ReportTurns
+from services.core import report_turns
+from services.core.report_turns import CallerGone, OneAtATime, ReportTurns
 
 
 async def until(condition: Callable[[], bool]) -> None:
@@ -23,12 +25,13 @@ async def until(condition: Callable[[], bool]) -> None:
 class Report:
     """A report computed inside its turn, until the test lets it finish."""
 
-    def __init__(self, turns: ReportTurns, credential_id: str, log: list[str]) -> None:
+    def __init__(self, turns: ReportTurns, credential_id: str, log: list[str],
+                 gone: Callable[[], Awaitable[bool]] | None = None) -> None:
         self.finish = asyncio.Event()
         self.started = False
 
         async def compute() -> None:
-            async with turns.turn(credential_id):
+            async with turns.turn(credential_id, gone):
                 self.started = True
                 log.append(credential_id)
                 await self.finish.wait()
@@ -115,3 +118,87 @@ async def test_a_periodic_job_waits_for_its_turn_as_a_callers_report_does() -> N
     caller.finish.set()
     await asyncio.gather(caller.task, job)
     assert log == ["a", "job"] and turns.holders == 0
+
+
+class Caller:
+    """Whether a report's caller is still there, as its request would say."""
+
+    def __init__(self) -> None:
+        self.left = False
+        self.asked = 0
+
+    async def gone(self) -> bool:
+        self.asked += 1
+        return self.left
+
+
+async def soon(condition: Callable[[], bool]) -> None:
+    """Wait for `condition` over the loop's timers (the waiting report asks its caller
+    every GONE_POLL_SECONDS), up to 10 s."""
+    for _ in range(10_000):
+        if condition():
+            return
+        await asyncio.sleep(0.001)
+    raise AssertionError("the condition never held in 10 s")
+
+
+@pytest.fixture
+def quick_polls(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(report_turns, "GONE_POLL_SECONDS", 0.001)
+
+
+@pytest.mark.usefixtures("quick_polls")
+async def test_a_caller_that_leaves_while_its_report_waits_gives_its_place_up() -> None:
+    turns, log = ReportTurns(1), []
+    computing = Report(turns, "a", log)
+    caller = Caller()
+    leaving = Report(turns, "b", log, gone=caller.gone)
+    behind = Report(turns, "c", log)
+    await soon(lambda: computing.started and turns.holders == 3 and caller.asked > 1)
+
+    caller.left = True
+    with pytest.raises(CallerGone):
+        await leaving.task
+    assert not leaving.started and turns.holders == 2
+    again = Report(turns, "b", log)  # its credential may ask again at once
+    await until(lambda: turns.holders == 3)
+
+    computing.finish.set()
+    await until(lambda: behind.started)
+    assert not again.started  # behind the report that waited before it
+    behind.finish.set()
+    await until(lambda: again.started)
+    again.finish.set()
+    await asyncio.gather(computing.task, behind.task, again.task)
+    assert log == ["a", "c", "b"] and turns.holders == 0
+
+
+async def test_a_caller_is_not_asked_when_a_turn_is_free() -> None:
+    turns, caller = ReportTurns(1), Caller()
+    caller.left = True  # would be given up, had it waited
+    async with turns.turn("a", caller.gone):
+        assert turns.holders == 1
+    assert caller.asked == 0
+
+
+@pytest.mark.usefixtures("quick_polls")
+async def test_a_turn_that_comes_as_its_caller_leaves_is_passed_on() -> None:
+    """The turn freed, and taken by the waiting report, just before its caller is found
+    gone: it goes on to the next report, not kept by the one that left."""
+    turns, log = ReportTurns(1), []
+    computing = Report(turns, "a", log)
+    await until(lambda: computing.started)
+
+    async def gone_as_the_turn_comes() -> bool:
+        computing.finish.set()
+        await computing.task  # its turn given back: the waiting report's to take
+        return True
+
+    leaving = Report(turns, "b", log, gone=gone_as_the_turn_comes)
+    with pytest.raises(CallerGone):
+        await leaving.task
+    after = Report(turns, "c", log)
+    await until(lambda: after.started)  # the one turn was not kept by the leaver
+    after.finish.set()
+    await after.task
+    assert log == ["a", "c"] and turns.holders == 0
