@@ -68,16 +68,19 @@ class ReportTurns:
             self._holders.discard(holder)
 
     async def _acquired(self, gone: Callable[[], Awaitable[bool]] | None) -> None:
-        """A turn, in the order asked (the semaphore's queue); asking `gone` now and then
-        while waiting."""
-        if gone is None:
-            await self._computing.acquire()
+        """A turn, in the order asked (the semaphore's queue, which every wait joins by
+        a task of its own, so in the order they began). A report that waits asks `gone`
+        now and then, and once more when its turn comes."""
+        if not self._computing.locked():
+            await self._computing.acquire()  # free: at once
             return
         waiting = asyncio.ensure_future(self._computing.acquire())
         try:
             while not (await asyncio.wait({waiting}, timeout=GONE_POLL_SECONDS))[0]:
-                if await gone():
+                if gone is not None and await gone():
                     raise CallerGone
+            if gone is not None and await gone():  # left since it last asked
+                raise CallerGone
         except BaseException:
             # Left, or cancelled: the place given up. A turn come meanwhile goes back (a
             # wait cancelled once woken passes its turn on: asyncio's semaphore).

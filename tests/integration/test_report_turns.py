@@ -200,27 +200,34 @@ async def test_a_caller_that_hangs_up_while_its_report_waits_gives_its_place_up(
             week = {"window": "7d"}
             first = asyncio.create_task(client.get("/v1/departments", params=week,
                                                    headers=first_admin))
-            await until(lambda: held.reading == 1 or first.done())
-            assert not first.done(), first.result().text
+            asked = [first]
+            try:
+                await until(lambda: held.reading == 1 or first.done())
+                assert not first.done(), first.result().text
+                async with httpx.AsyncClient(base_url=url, timeout=30) as hanging_up:
+                    waiting = asyncio.create_task(hanging_up.get(
+                        "/v1/segments/stats", params=week, headers=leaver))
+                    await until(lambda: context.report_turns.holders == 2)
+                    waiting.cancel()  # the caller gives up: its connection closed
+                    with pytest.raises(asyncio.CancelledError):
+                        await waiting
+                await until(lambda: context.report_turns.holders == 1)
 
-            async with httpx.AsyncClient(base_url=url, timeout=30) as hanging_up:
-                waiting = asyncio.create_task(hanging_up.get("/v1/segments/stats",
-                                                             params=week, headers=leaver))
-                await until(lambda: context.report_turns.holders == 2)
-                waiting.cancel()  # the caller gives up: its connection closed
-                with pytest.raises(asyncio.CancelledError):
-                    await waiting
-            await until(lambda: context.report_turns.holders == 1)
-
-            again = asyncio.create_task(client.get("/v1/segments/stats", params=week,
-                                                   headers=leaver))
-            await until(lambda: context.report_turns.holders == 2 or again.done())
-            assert not again.done(), again.result().text  # waiting its turn, not a 429
-            held.go.set()
-            answers = [await first, await again]
-            assert [answer.status_code for answer in answers] == [200, 200]
-            assert held.reading == 2  # the first report and the asked again: not the leaver's
-            assert context.report_turns.holders == 0
+                again = asyncio.create_task(client.get("/v1/segments/stats", params=week,
+                                                       headers=leaver))
+                asked.append(again)
+                await until(lambda: context.report_turns.holders == 2 or again.done())
+                assert not again.done(), again.result().text  # waits its turn, not a 429
+                held.go.set()
+                answers = [await first, await again]
+                assert [answer.status_code for answer in answers] == [200, 200]
+                assert held.reading == 2  # the first and the asked again: not the leaver's
+                assert context.report_turns.holders == 0
+            finally:  # on a failure, nothing left waiting for the server's shutdown
+                held.go.set()
+                for task in asked:
+                    task.cancel()
+                await asyncio.gather(*asked, return_exceptions=True)
 
 
 async def test_every_report_route_takes_turns(sqlite_url: str, kafka_bootstrap: str) -> None:

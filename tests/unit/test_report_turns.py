@@ -202,3 +202,56 @@ async def test_a_turn_that_comes_as_its_caller_leaves_is_passed_on() -> None:
     after.finish.set()
     await after.task
     assert log == ["a", "c"] and turns.holders == 0
+
+
+async def test_a_caller_that_left_just_as_its_turn_came_is_not_computed() -> None:
+    """Its turn came before it next asked (every GONE_POLL_SECONDS): asked once more."""
+    turns, log = ReportTurns(1), []
+    computing = Report(turns, "a", log)
+    await until(lambda: computing.started)
+    caller = Caller()
+    leaving = Report(turns, "b", log, gone=caller.gone)
+    behind = Report(turns, "c", log)
+    await until(lambda: turns.holders == 3)
+    caller.left = True
+    computing.finish.set()  # the turn comes, well within a second
+    await until(lambda: leaving.task.done() or leaving.started)
+    assert not leaving.started  # its report never computed
+    with pytest.raises(CallerGone):
+        await leaving.task
+    assert caller.asked == 1
+    await until(lambda: behind.started)
+    behind.finish.set()
+    await asyncio.gather(computing.task, behind.task)
+    assert log == ["a", "c"] and turns.holders == 0
+
+
+@pytest.mark.usefixtures("quick_polls")
+@pytest.mark.parametrize("ending", ["cancelled", "asking fails"])
+async def test_a_wait_that_ends_otherwise_gives_its_place_up(ending: str) -> None:
+    """The request cancelled while it waits (a server stopping), or the ask failing."""
+    turns, log = ReportTurns(1), []
+    computing = Report(turns, "a", log)
+    await until(lambda: computing.started)
+    asked = asyncio.Event()
+
+    async def gone() -> bool:
+        asked.set()
+        if ending == "asking fails":
+            raise ConnectionResetError
+        return False
+
+    leaving = Report(turns, "b", log, gone=gone)
+    await soon(asked.is_set)
+    if ending == "cancelled":
+        leaving.task.cancel()
+    with pytest.raises(asyncio.CancelledError if ending == "cancelled"
+                       else ConnectionResetError):
+        await leaving.task
+    assert turns.holders == 1
+    after = Report(turns, "c", log)
+    computing.finish.set()
+    await until(lambda: after.started)
+    after.finish.set()
+    await asyncio.gather(computing.task, after.task)
+    assert log == ["a", "c"] and turns.holders == 0
