@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from prometheus_client import REGISTRY
 
@@ -29,7 +27,6 @@ from services.core import (
     kafka,
     migrate,
     report_turns,
-    serve,
     service_context,
     topics,
 )
@@ -44,6 +41,7 @@ from services.simulator import api as simulator_api
 from tests import credentials
 from tests.conftest import TEST_ROUTING_TABLE, unique
 from tests.metrics_context import metrics_context
+from tests.served import served, until
 
 RULES = PROJECT_ROOT / "config" / "segments.yaml"
 YAML = {"content-type": "application/yaml"}
@@ -92,15 +90,6 @@ class HeldPages:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.store, name)
-
-
-async def until(condition: Any) -> None:
-    """Wait for `condition` (each request reads its credential in the store first)."""
-    for _ in range(1000):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("the condition never held in 10 s")
 
 
 def refused_reports() -> float:
@@ -161,23 +150,6 @@ async def test_one_report_a_credential_and_the_others_wait_their_turn(
             assert context.report_turns.holders == 0
             after = await client.get("/v1/segments/stats", params=week, headers=admin)
             assert after.status_code == 200
-
-
-@asynccontextmanager
-async def served(app: FastAPI) -> AsyncIterator[str]:
-    """The app served by uvicorn on a loopback port, as the services serve it; its URL."""
-    sock = serve.bound("127.0.0.1", 0)
-    server = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False,
-                                           lifespan="off", timeout_graceful_shutdown=5))
-    serving = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        await until(lambda: server.started or serving.done())
-        assert server.started
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        await serving
-        sock.close()
 
 
 async def test_a_caller_that_hangs_up_while_its_report_waits_gives_its_place_up(
