@@ -29,8 +29,8 @@ async def test_a_periodic_report_waits_for_its_turn(
         kafka_bootstrap: str, sqlite_url: str) -> None:
     await migrate.upgrade(sqlite_url)
     app = create_app(Settings(kafka_bootstrap_servers=kafka_bootstrap,
-                              database_url=sqlite_url, reports_at_once=1, log_format="text",
-                              **every))
+                              database_url=sqlite_url, reports_at_once=1,
+                              log_format="text").model_copy(update=every))
     turns = service_context.of(app).report_turns
     async with contextlib.AsyncExitStack() as caller:
         await caller.enter_async_context(turns.turn("a-caller"))  # the only turn
