@@ -1,18 +1,21 @@
 """A replay of many dead callbacks goes a chunk at a time, each its own transaction, on
 SQLite and PostgreSQL: every dead callback of the filter is sent again once, none
-other, however many there are."""
+other, however many there are; each chunk is read by the index of a status in delivery
+id order, from where the last one stopped."""
 
 from __future__ import annotations
 
 from collections import Counter
 from datetime import UTC, datetime
 
+import pytest
 from sqlalchemy import event, select
 
-from services.core import db
+from services.core import db, migrate
 from services.webhooks import store
 from services.webhooks.models import WebhookDeliveryRow
 from services.webhooks.store import Deliveries
+from tests.query_plans import plans
 
 
 async def test_a_replay_of_many_goes_a_chunk_at_a_time(database_url: str) -> None:
@@ -48,3 +51,19 @@ async def test_a_replay_of_many_goes_a_chunk_at_a_time(database_url: str) -> Non
     assert Counter(status for delivery_id, status, _ in now_stored
                    if delivery_id not in replayed) == Counter(
         status for delivery_id, status in before.items() if delivery_id not in replayed)
+
+
+@pytest.mark.parametrize("platform", [None, "desk"])
+async def test_each_chunk_reads_the_dead_callbacks_from_where_the_last_stopped(
+        empty_database_url: str, platform: str | None) -> None:
+    await migrate.upgrade(empty_database_url)
+    # An empty store: the first chunk's query alone.
+    [plan] = await plans(empty_database_url, lambda sessions: Deliveries(sessions).replay(
+        platform=platform, chunk=10))
+    if empty_database_url.startswith("sqlite"):
+        searched = "INDEX ix_webhook_deliveries_status_delivery (status=? AND delivery_id>?)"
+        assert searched in plan, plan
+        assert "SCAN" not in plan and "TEMP B-TREE" not in plan, plan  # nor sorted again
+    else:
+        assert " ix_webhook_deliveries_status_delivery " in plan, plan
+        assert "Seq Scan" not in plan and "Sort" not in plan, plan
