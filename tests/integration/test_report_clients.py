@@ -7,20 +7,20 @@ The apps are served by uvicorn on loopback, on a real store (SQLite)."""
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fastapi import FastAPI
 from prometheus_client import REGISTRY
-from typer.testing import CliRunner
 
-from services import cli
 from services.core import access, config_store, db, http, migrate, service_context
 from services.core.credentials import Credentials
 from services.core.settings import Settings
 from services.metrics import api, parity_api, report
 from services.simulator import api as simulator_api
+from services.simulator import cli as simulator_cli
 from tests import credentials
 from tests.conftest import TEST_ROUTING_TABLE
 from tests.metrics_context import metrics_context
@@ -75,28 +75,30 @@ async def test_the_png_reports_fetches_wait_for_their_turn(sqlite_url: str) -> N
     assert parity["window_seconds"] == 7 * 86400
 
 
-async def test_routing_simulate_waits_for_its_turn(sqlite_url: str, tmp_path: Path) -> None:
+async def test_routing_simulate_waits_for_its_turn(
+        sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     await migrate.upgrade(sqlite_url)
     engine = db.engine(sqlite_url)
-    versions = config_store.ConfigVersions(db.sessions(engine), config_store.ROUTING_TABLE)
-    table = TEST_ROUTING_TABLE.read_text(encoding="utf-8")
-    await versions.put_in_force(config_store.Candidate(table, "tests", "tests"))
-    app = FastAPI()
-    service_context.install(app, Settings(database_url=sqlite_url, retry_after_seconds=RETRY_AFTER))
-    service_context.of(app).provide(simulator_api.Simulator.over(engine, minimum_group_size=1))
-    app.include_router(simulator_api.api)
-    http.install(app, ready=lambda: True)
-    now = datetime.now(UTC).replace(microsecond=0)
-    start, end = now.replace(hour=0, minute=0, second=0), now
     out = tmp_path / "simulation.png"
+    end = datetime.now(UTC).replace(microsecond=0)
+    start = end - timedelta(hours=1)
     try:
+        versions = config_store.ConfigVersions(db.sessions(engine),
+                                               config_store.ROUTING_TABLE)
+        table = TEST_ROUTING_TABLE.read_text(encoding="utf-8")
+        await versions.put_in_force(config_store.Candidate(table, "tests", "tests"))
+        app = FastAPI()
+        service_context.install(app, Settings(database_url=sqlite_url,
+                                              retry_after_seconds=RETRY_AFTER))
+        service_context.of(app).provide(
+            simulator_api.Simulator.over(engine, minimum_group_size=1))
+        app.include_router(simulator_api.api)
+        http.install(app, ready=lambda: True)
         async with credentials.authenticating(app, sqlite_url) as keys, served(app) as url:
             token, credential_id = await admin_token(keys)
-            command = ["simulate", "--start", start.isoformat(), "--end", end.isoformat(),
-                       "--out", str(out)]
-            ran = await asked_while_the_turn_is_held(app, credential_id, lambda: CliRunner(
-                ).invoke(cli.app, command, env={"ROUTER_URL": url, "API_TOKEN": token}))
+            monkeypatch.setenv("API_TOKEN", token)  # the command's credential (Settings)
+            await asked_while_the_turn_is_held(app, credential_id, lambda: simulator_cli.simulate(
+                start.isoformat(), end.isoformat(), out=out, url=url))
     finally:
         await engine.dispose()
-    assert ran.exit_code == 0, ran.output
     assert out.read_bytes().startswith(b"\x89PNG")
