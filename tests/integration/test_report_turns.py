@@ -8,6 +8,7 @@ caller that hangs up while its report waits gives its place up."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import datetime
@@ -153,9 +154,12 @@ async def test_one_report_a_credential_and_the_others_wait_their_turn(
 
 
 async def test_a_caller_that_hangs_up_while_its_report_waits_gives_its_place_up(
-        sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Its report is never computed, and its credential may ask again at once (not 429)."""
+        sqlite_url: str, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Its report is never computed, its credential may ask again at once (not 429), and
+    it is logged."""
     monkeypatch.setattr(report_turns, "GONE_POLL_SECONDS", 0.05)
+    caplog.set_level(logging.INFO, logger=report_turns.__name__)
     await migrate.upgrade(sqlite_url)
     app = FastAPI()
     context = service_context.install(app, Settings(database_url=sqlite_url,
@@ -184,6 +188,9 @@ async def test_a_caller_that_hangs_up_while_its_report_waits_gives_its_place_up(
                     with pytest.raises(asyncio.CancelledError):
                         await waiting
                 await until(lambda: context.report_turns.holders == 1)
+                assert [record.getMessage() for record in caplog.records
+                        if record.name == report_turns.__name__] == [
+                    "a report's caller left while it waited; its turn given up"]
 
                 again = asyncio.create_task(client.get("/v1/segments/stats", params=week,
                                                        headers=leaver))
