@@ -13,7 +13,7 @@ from typing import Annotated
 import limits
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPBearer
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 from prometheus_client import Counter
@@ -27,8 +27,10 @@ AUTH_REFUSED = Counter("http_auth_refused", "Requests refused: unauthenticated (
 for _outcome in ("unauthenticated", "forbidden", "rate_limited", "report_in_progress"):
     AUTH_REFUSED.labels(_outcome)
 
-_bearer = HTTPBearer(auto_error=False, description="A token issued by `routing credentials"
-                     " issue` or `POST /v1/credentials`: `Authorization: Bearer rt_...`")
+# The scheme every credential dependency below shows in OpenAPI.
+_SCHEME = "HTTPBearer"
+_DESCRIPTION = ("A token issued by `routing credentials issue` or `POST /v1/credentials`:"
+                " `Authorization: Bearer rt_...`")
 
 
 class Refused(Exception):
@@ -60,47 +62,52 @@ def _credentials(context: service_context.ServiceContext) -> Credentials:
     return context.credentials
 
 
-# The dependencies below read the service's context off the request themselves and call
-# each other as plain functions: each dependency FastAPI solves costs tens of
-# microseconds a request, and the intake's chain (context, credentials, bearer,
-# authenticate, role, rate limit) was most of its framework time.
-Bearer = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-
-
-async def _authenticated(request: Request, bearer: HTTPAuthorizationCredentials | None,
-                         ) -> access.Principal:
-    if bearer is None:
-        raise Refused(401, "unauthenticated",
-                      "send a token as `Authorization: Bearer <token>`",
-                      {"WWW-Authenticate": "Bearer"})
-    credentials = _credentials(service_context.of(request.app))
-    principal = await credentials.authenticate(bearer.credentials)
-    if principal is None:
-        raise Refused(401, "unauthenticated", "the token is unknown, revoked or malformed",
-                      {"WWW-Authenticate": 'Bearer error="invalid_token"'})
-    return principal
-
-
-async def authenticate(request: Request, bearer: Bearer) -> access.Principal:
-    return await _authenticated(request, bearer)
-
-
-def _admitted(principal: access.Principal, roles: tuple[access.Role, ...],
+def _admitted(principal: access.Principal, roles: tuple[access.Role, ...] | None,
               allowed: str) -> access.Principal:
-    if principal.role not in roles:
+    if roles is not None and principal.role not in roles:
         raise Refused(403, "forbidden", f"this needs a credential of role {allowed};"
                                         f" yours is a {principal.role.value} credential")
     return principal
 
 
+class _Credential(HTTPBearer):
+    """A dependency admitting callers whose bearer token names a live credential of one
+    of `roles` (any role: None), within its rate limit where `rate_limited`: 401, 403 or
+    429 for the others.
+
+    One dependency for the whole check, an HTTP bearer scheme to OpenAPI: each
+    dependency FastAPI solves costs tens of microseconds a request, and a chain of them
+    (the service's context, its credentials, the bearer, authentication, the role, the
+    rate limit) was once most of the intake's framework time. It reads the service's
+    context off the request itself."""
+
+    def __init__(self, roles: tuple[access.Role, ...] | None = None, *,
+                 rate_limited: bool = False) -> None:
+        super().__init__(auto_error=False, scheme_name=_SCHEME, description=_DESCRIPTION)
+        self._roles = roles
+        self._allowed = " or ".join(role.value for role in roles or ())
+        self._rate_limited = rate_limited
+
+    async def __call__(self, request: Request) -> access.Principal:  # type: ignore[override]
+        bearer = await super().__call__(request)
+        if bearer is None:
+            raise Refused(401, "unauthenticated",
+                          "send a token as `Authorization: Bearer <token>`",
+                          {"WWW-Authenticate": "Bearer"})
+        context = service_context.of(request.app)
+        principal = await _credentials(context).authenticate(bearer.credentials)
+        if principal is None:
+            raise Refused(401, "unauthenticated", "the token is unknown, revoked or malformed",
+                          {"WWW-Authenticate": 'Bearer error="invalid_token"'})
+        _admitted(principal, self._roles, self._allowed)
+        if self._rate_limited:
+            await context.rate_limits.check(principal)
+        return principal
+
+
 def require(*roles: access.Role) -> Callable[..., Awaitable[access.Principal]]:
     """A dependency admitting principals of these roles (403 for the others)."""
-    allowed = " or ".join(role.value for role in roles)
-
-    async def admitted(request: Request, bearer: Bearer) -> access.Principal:
-        return _admitted(await _authenticated(request, bearer), roles, allowed)
-
-    return admitted
+    return _Credential(roles)
 
 
 def ensure_may_act_for(principal: access.Principal, department: str) -> None:
@@ -109,7 +116,7 @@ def ensure_may_act_for(principal: access.Principal, department: str) -> None:
                                         " only")
 
 
-Authenticated = Annotated[access.Principal, Depends(authenticate)]  # any role
+Authenticated = Annotated[access.Principal, Depends(_Credential())]  # any role
 # One dependency for both: a route of an ADMIN_ONLY router that takes `Admin` too is
 # authenticated once (FastAPI solves a dependency once a request).
 _admin = require(access.Role.ADMIN)
@@ -117,6 +124,9 @@ Admin = Annotated[access.Principal, Depends(_admin)]
 Platform = Annotated[access.Principal, Depends(require(access.Role.PLATFORM))]
 DepartmentOrAdmin = Annotated[access.Principal,
                               Depends(require(access.Role.DEPARTMENT, access.Role.ADMIN))]
+# A platform's credential, within its rate limit.
+RateLimitedPlatform = Annotated[access.Principal, Depends(
+    _Credential((access.Role.PLATFORM,), rate_limited=True))]
 ADMIN_ONLY = [Depends(_admin)]
 
 
@@ -168,15 +178,3 @@ def _parsed(rate: str) -> limits.RateLimitItem:
     return limits.parse(rate)
 
 
-_PLATFORM = (access.Role.PLATFORM,)
-
-
-async def rate_limited_platform(request: Request, bearer: Bearer) -> access.Principal:
-    """A platform's credential, within its rate limit."""
-    principal = _admitted(await _authenticated(request, bearer), _PLATFORM,
-                          access.Role.PLATFORM.value)
-    await service_context.of(request.app).rate_limits.check(principal)
-    return principal
-
-
-RateLimitedPlatform = Annotated[access.Principal, Depends(rate_limited_platform)]

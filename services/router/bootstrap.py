@@ -137,10 +137,17 @@ async def purge_past_retention(settings: Settings,
         chunk=settings.retention_purge_chunk)
 
 
-async def get_router(request: Request) -> Router:
-    """The context the lifespan provided (services/router/app.py); read off the request
-    rather than through the `context` dependency (one dependency fewer to solve)."""
+def router_of(request: Request) -> Router:
+    """The context the lifespan provided (services/router/app.py), read off the request.
+    The intake's routes call it themselves: a dependency FastAPI solves, however small,
+    costs about 5 us a request."""
     return service_context.of(request.app).part(Router)
+
+
+async def get_router(request: Request) -> Router:
+    """`router_of`, as a dependency (rather than through the `context` dependency: one
+    dependency fewer to solve)."""
+    return router_of(request)
 
 
 RouterContext = Annotated[Router, Depends(get_router)]

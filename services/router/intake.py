@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, HTTPException, Path
+from fastapi import APIRouter, Header, HTTPException, Path, Request
 from fastapi.responses import JSONResponse
 from prometheus_client import Counter
 from pydantic import BaseModel, ConfigDict, Field
@@ -154,12 +154,13 @@ def report_key(idempotency_key: str | None, router: bootstrap.Router,
 async def submit_ticket(
     submission: TicketSubmission,
     platform: auth.RateLimitedPlatform,
-    router: bootstrap.RouterContext,
+    request: Request,
     correlation_id: CorrelationId = None,
     idempotency_key: IdempotencyKey = None,
 ) -> TicketAccepted | JSONResponse:
     """Accept a ticket: answered 202 only once the Kafka transaction holding it is
     committed; a 503 means it was not committed, and never will be."""
+    router = bootstrap.router_of(request)
     accepted = await service.accept_ticket(
         submission, platform=platform.subject, correlation_id=correlation_id,
         idempotency_key=idempotency_key, keys=router.intake_keys, publisher=router.publisher,
@@ -186,14 +187,15 @@ async def submit_ticket(
 async def report_event(
     ticket_id: TicketId,
     report: DepartmentReport,
-    router: bootstrap.RouterContext,
     principal: auth.DepartmentOrAdmin,
+    request: Request,
     correlation_id: CorrelationId = None,
     idempotency_key: ReportIdempotencyKey = None,
 ) -> ReportAccepted | JSONResponse:
     """A department reports that it picked up, responded to, waits on the customer of or
     resolved a ticket (a department's credential: only tickets that are with that
     department)."""
+    router = bootstrap.router_of(request)
     recorded = await service.record_report(
         ticket_id, events.TicketEventType(f"ticket.{report.type}"),
         department=report.department, occurred_at=report.occurred_at, principal=principal,
