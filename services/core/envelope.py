@@ -119,14 +119,13 @@ class Record:
         bytes; checked against aiokafka's own count in tests/unit/test_dead_letters.py).
         Counted here, not by importing the Kafka client, which readers of records that
         never touch Kafka (the simulator) do not load."""
-        return (_with_length(len(self.key)) + _with_length(len(self.value))
-                + _varint_size(len(self.headers))
-                + sum(_with_length(len(name.encode())) + _with_length(len(raw))
-                      for name, raw in self.headers))
-
-
-def _with_length(size: int) -> int:
-    return _varint_size(size) + size
+        lengths = [len(self.key), len(self.value)]
+        for name, raw in self.headers:
+            lengths += (len(name.encode()), len(raw))
+        # Each length is a varint before its bytes: one byte under 64, more from 64 on
+        # (summed so, the common case costs no call a length).
+        return (_varint_size(len(self.headers)) + sum(lengths) + len(lengths)
+                + sum(_varint_size(length) - 1 for length in lengths if length >= 64))
 
 
 def _varint_size(value: int) -> int:
