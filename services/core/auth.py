@@ -28,9 +28,9 @@ for _outcome in ("unauthenticated", "forbidden", "rate_limited", "report_in_prog
     AUTH_REFUSED.labels(_outcome)
 
 # The scheme every credential dependency below shows in OpenAPI.
-_SCHEME = "HTTPBearer"
-_DESCRIPTION = ("A token issued by `routing credentials issue` or `POST /v1/credentials`:"
-                " `Authorization: Bearer rt_...`")
+BEARER_SCHEME = "HTTPBearer"
+BEARER_DESCRIPTION = ("A token issued by `routing credentials issue` or `POST"
+                      " /v1/credentials`: `Authorization: Bearer rt_...`")
 
 
 class Refused(Exception):
@@ -62,14 +62,6 @@ def _credentials(context: service_context.ServiceContext) -> Credentials:
     return context.credentials
 
 
-def _admitted(principal: access.Principal, roles: tuple[access.Role, ...] | None,
-              allowed: str) -> access.Principal:
-    if roles is not None and principal.role not in roles:
-        raise Refused(403, "forbidden", f"this needs a credential of role {allowed};"
-                                        f" yours is a {principal.role.value} credential")
-    return principal
-
-
 class _Credential(HTTPBearer):
     """A dependency admitting callers whose bearer token names a live credential of one
     of `roles` (any role: None), within its rate limit where `rate_limited`: 401, 403 or
@@ -83,11 +75,14 @@ class _Credential(HTTPBearer):
 
     def __init__(self, roles: tuple[access.Role, ...] | None = None, *,
                  rate_limited: bool = False) -> None:
-        super().__init__(auto_error=False, scheme_name=_SCHEME, description=_DESCRIPTION)
+        super().__init__(auto_error=False, scheme_name=BEARER_SCHEME,
+                         description=BEARER_DESCRIPTION)
         self._roles = roles
         self._allowed = " or ".join(role.value for role in roles or ())
         self._rate_limited = rate_limited
 
+    # The principal rather than the bearer's token: FastAPI hands the routes what the
+    # dependency returns, and reads no more of the base class than its OpenAPI model.
     async def __call__(self, request: Request) -> access.Principal:  # type: ignore[override]
         bearer = await super().__call__(request)
         if bearer is None:
@@ -99,7 +94,9 @@ class _Credential(HTTPBearer):
         if principal is None:
             raise Refused(401, "unauthenticated", "the token is unknown, revoked or malformed",
                           {"WWW-Authenticate": 'Bearer error="invalid_token"'})
-        _admitted(principal, self._roles, self._allowed)
+        if self._roles is not None and principal.role not in self._roles:
+            raise Refused(403, "forbidden", f"this needs a credential of role {self._allowed};"
+                                            f" yours is a {principal.role.value} credential")
         if self._rate_limited:
             await context.rate_limits.check(principal)
         return principal
