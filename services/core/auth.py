@@ -83,6 +83,7 @@ class _Credential(HTTPBearer):
 
     # The principal rather than the bearer's token: FastAPI hands the routes what the
     # dependency returns, and reads no more of the base class than its OpenAPI model.
+    # A request, not any connection as the base class takes: no service has a websocket.
     async def __call__(self, request: Request) -> access.Principal:  # type: ignore[override]
         bearer = await super().__call__(request)
         if bearer is None:
@@ -102,9 +103,11 @@ class _Credential(HTTPBearer):
         return principal
 
 
-def require(*roles: access.Role) -> Callable[..., Awaitable[access.Principal]]:
-    """A dependency admitting principals of these roles (403 for the others)."""
-    return _Credential(roles)
+def require(*roles: access.Role, rate_limited: bool = False,
+            ) -> Callable[..., Awaitable[access.Principal]]:
+    """A dependency admitting principals of these roles (403 for the others; any role
+    when none is named), within their rate limit where `rate_limited` (429)."""
+    return _Credential(roles or None, rate_limited=rate_limited)
 
 
 def ensure_may_act_for(principal: access.Principal, department: str) -> None:
@@ -113,7 +116,7 @@ def ensure_may_act_for(principal: access.Principal, department: str) -> None:
                                         " only")
 
 
-Authenticated = Annotated[access.Principal, Depends(_Credential())]  # any role
+Authenticated = Annotated[access.Principal, Depends(require())]  # any role
 # One dependency for both: a route of an ADMIN_ONLY router that takes `Admin` too is
 # authenticated once (FastAPI solves a dependency once a request).
 _admin = require(access.Role.ADMIN)
@@ -123,7 +126,7 @@ DepartmentOrAdmin = Annotated[access.Principal,
                               Depends(require(access.Role.DEPARTMENT, access.Role.ADMIN))]
 # A platform's credential, within its rate limit.
 RateLimitedPlatform = Annotated[access.Principal, Depends(
-    _Credential((access.Role.PLATFORM,), rate_limited=True))]
+    require(access.Role.PLATFORM, rate_limited=True))]
 ADMIN_ONLY = [Depends(_admin)]
 
 

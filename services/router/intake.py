@@ -160,7 +160,7 @@ async def submit_ticket(
 ) -> TicketAccepted | JSONResponse:
     """Accept a ticket: answered 202 only once the Kafka transaction holding it is
     committed; a 503 means it was not committed, and never will be."""
-    router = bootstrap.router_of(request)
+    router = bootstrap.router_of(request)  # not a dependency: one fewer to solve a request
     accepted = await service.accept_ticket(
         submission, platform=platform.subject, correlation_id=correlation_id,
         idempotency_key=idempotency_key, keys=router.intake_keys, publisher=router.publisher,
@@ -195,7 +195,7 @@ async def report_event(
     """A department reports that it picked up, responded to, waits on the customer of or
     resolved a ticket (a department's credential: only tickets that are with that
     department)."""
-    router = bootstrap.router_of(request)
+    router = bootstrap.router_of(request)  # not a dependency: one fewer to solve a request
     recorded = await service.record_report(
         ticket_id, events.TicketEventType(f"ticket.{report.type}"),
         department=report.department, occurred_at=report.occurred_at, principal=principal,

@@ -17,6 +17,7 @@ from services.segmenter import app as segmenter_app
 
 OPEN = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics")}
 APPS = {"router": router_app, "segmenter": segmenter_app, "metrics": metrics_app}
+BEARER: list[dict[str, list[str]]] = [{"HTTPBearer": []}]
 
 
 @functools.cache
@@ -25,32 +26,28 @@ def spec_of(service: str) -> dict[str, Any]:
     return document
 
 
-@pytest.fixture(params=list(APPS))
-def spec(request: pytest.FixtureRequest) -> dict[str, Any]:
-    return spec_of(request.param)
+@pytest.mark.parametrize("service", list(APPS))
+class TestTheBearerScheme:
+    def test_one_is_declared(self, service: str) -> None:
+        assert spec_of(service)["components"]["securitySchemes"] == {"HTTPBearer": {
+            "type": "http", "scheme": "bearer", "description": auth.BEARER_DESCRIPTION}}
+
+    def test_every_route_but_the_health_ones_asks_for_it(self, service: str) -> None:
+        operations = {(method.upper(), path): operation
+                      for path, methods in spec_of(service)["paths"].items()
+                      for method, operation in methods.items()}
+        assert set(operations) >= OPEN
+        for key, operation in operations.items():
+            expected = None if key in OPEN else BEARER
+            assert operation.get("security") == expected, key
 
 
-def test_one_bearer_scheme_is_declared(spec: dict[str, Any]) -> None:
-    assert spec["components"]["securitySchemes"] == {"HTTPBearer": {
-        "type": "http", "scheme": "bearer", "description": auth.BEARER_DESCRIPTION}}
-
-
-def test_every_route_but_the_health_ones_asks_for_the_bearer_token(
-        spec: dict[str, Any]) -> None:
-    operations = {(method.upper(), path): operation
-                  for path, methods in spec["paths"].items()
-                  for method, operation in methods.items()}
-    assert set(operations) >= OPEN
-    for key, operation in operations.items():
-        expected = None if key in OPEN else [{"HTTPBearer": []}]
-        assert operation.get("security") == expected, key
-
-
-def test_the_intake_routes_document_their_headers() -> None:
-    """The intake's routes read the router's context off the request: their headers and
-    path (and nothing else) are still their parameters."""
-    spec = spec_of("router")
-    for path in ("/v1/tickets", "/v1/tickets/{ticket_id}/events"):
-        names = {(p["in"], p["name"]) for p in spec["paths"][path]["post"]["parameters"]}
-        assert {("header", "X-Correlation-ID"), ("header", "Idempotency-Key")} <= names
-        assert all(place in {"header", "path"} for place, _name in names), names
+class TestTheIntakeRoutes:
+    def test_document_their_headers_and_path_alone(self) -> None:
+        """The intake's routes read the router's context off the request: their headers
+        and path (and nothing else) are still their parameters."""
+        paths = spec_of("router")["paths"]
+        for path in ("/v1/tickets", "/v1/tickets/{ticket_id}/events"):
+            names = {(p["in"], p["name"]) for p in paths[path]["post"]["parameters"]}
+            assert {("header", "X-Correlation-ID"), ("header", "Idempotency-Key")} <= names
+            assert all(place in {"header", "path"} for place, _name in names), names
