@@ -18,9 +18,10 @@ computed, and its credential may ask again at once.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
@@ -48,6 +49,7 @@ class ReportTurns:
     def __init__(self, at_once: int) -> None:
         self._computing = asyncio.Semaphore(at_once)
         self._holders: set[str] = set()
+        self._runs = itertools.count(1)
 
     @asynccontextmanager
     async def turn(self, holder: str, gone: Callable[[], Awaitable[bool]] | None = None,
@@ -89,6 +91,15 @@ class ReportTurns:
                 self._computing.release()
             raise
 
+    @asynccontextmanager
+    async def queued(self, job: str) -> AsyncIterator[None]:
+        """A turn for one run of `job` that a change sets off (a customer import's
+        recomputation of tiers), held until the block ends: it waits as a report does,
+        and is never refused (each run holds its turn under a name of its own, so two
+        imports' runs both wait, and neither is dropped for the other)."""
+        async with self.turn(f"job:{job}#{next(self._runs)}"):
+            yield
+
     def periodic(self, job: str, run: Callable[[], Awaitable[object]],
                  ) -> Callable[[], Awaitable[None]]:
         """`run`, a periodic job's report, made to wait for its turn as callers' reports
@@ -113,6 +124,12 @@ class Turn:
         self._turns = context.report_turns
         self._retry_after = str(context.settings.retry_after_seconds)
         self._gone = gone
+
+    def queued(self, job: str) -> AbstractAsyncContextManager[None]:
+        """A turn for a job the request sets off rather than a report its caller asked
+        for (`ReportTurns.queued`): waited for, never refused, and kept should the
+        caller leave (what set it off is done already)."""
+        return self._turns.queued(job)
 
     @asynccontextmanager
     async def taken(self, principal: access.Principal) -> AsyncIterator[None]:

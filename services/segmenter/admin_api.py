@@ -185,16 +185,21 @@ def import_format(request: Request) -> rows.Format:
 Format = Annotated[rows.Format, Depends(import_format)]
 
 
+# The job a customer import sets off, as its turns are named (`job:import-recompute#n`).
+IMPORT_RECOMPUTE = "import-recompute"
+
+
 @api.post("/customers/import", openapi_extra=IMPORT_BODY, tags=["import"])
-async def import_customers(request: Request, fmt: Format,
-                           segmenter: Segmenter) -> dict[str, Any]:
+async def import_customers(request: Request, fmt: Format, segmenter: Segmenter,
+                           turn: report_turns.ReportTurn) -> dict[str, Any]:
     """Create or update customers from CSV or JSON Lines, streamed: good rows are kept in
     chunks, each row all or nothing; bad rows come back with their line and reason. Then
     the tiers are recomputed over the new base (`tier_recompute`; null when no row was
-    kept)."""
+    kept), in its turn among the service's reports (waited for, never refused)."""
     imported = await service.import_customers(
         segmenter.customers, segmenter.publisher,
-        row_streams.read_rows(request.stream(), fmt, "customers"))
+        row_streams.read_rows(request.stream(), fmt, "customers"),
+        in_turn=lambda: turn.queued(IMPORT_RECOMPUTE))
     return {**asdict(imported.report), "tier_recompute": recomputed_answer(imported.recomputed)
             if imported.recomputed else None}
 

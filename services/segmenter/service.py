@@ -10,6 +10,7 @@ fakes through the same bootstrap.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -173,15 +174,19 @@ class Imported:
     recomputed: Recomputed | None  # None: no row was kept, nothing to recompute
 
 
-async def import_customers(customers: Customers, publisher: Publisher,
-                           rows: AsyncIterator[CustomerRecord | RowError], *,
-                           clock: Clock = utc_now) -> Imported:
+async def import_customers(
+        customers: Customers, publisher: Publisher,
+        rows: AsyncIterator[CustomerRecord | RowError], *, clock: Clock = utc_now,
+        in_turn: Callable[[], AbstractAsyncContextManager[object]] = nullcontext,
+) -> Imported:
     """Upsert customers in chunks, then run the tier recompute over the new base (which
-    is what announces it to the running segmenters)."""
+    is what announces it to the running segmenters), in its turn (`in_turn`: a pass over
+    the whole base waits as the service's other reports do)."""
     report = await customers.import_customers(rows)
     if not report.rows_imported:
         return Imported(report, None)
-    return Imported(report, await recompute_tiers(customers, publisher, now=clock()))
+    async with in_turn():
+        return Imported(report, await recompute_tiers(customers, publisher, now=clock()))
 
 
 async def import_purchases(customers: Customers, publisher: Publisher,

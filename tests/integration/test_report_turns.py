@@ -263,3 +263,52 @@ async def test_every_report_route_takes_turns(sqlite_url: str, kafka_bootstrap: 
     documented = app.openapi()["paths"]
     assert [route for route in REPORT_ROUTES
             if "429" not in documented[route[1]][route[0].lower()]["responses"]] == []
+
+
+async def test_a_customer_import_recomputes_the_tiers_in_its_turn(
+        sqlite_url: str, kafka_bootstrap: str) -> None:
+    """A customer import's recomputation of tiers (a pass over the whole customer base)
+    waits for its turn while the service's only one is held, by the importing
+    credential's own report here, and is not refused for it: the rows are kept at once,
+    and the import answers once its turn came and the recomputation ran."""
+    await migrate.upgrade(sqlite_url)
+    settings = Settings(database_url=sqlite_url, kafka_bootstrap_servers=kafka_bootstrap,
+                        reports_at_once=1)
+    await kafka.ensure_topics(settings, [topics.CUSTOMER_EVENTS])
+    app = FastAPI()
+    context = service_context.install(app, settings)
+    app.include_router(admin_api.api)
+    http.install(app, ready=lambda: True)
+    engine = db.engine(sqlite_url)
+    publisher = kafka.Publisher(settings, client_id="report-turns-import-tests")
+    turns = context.report_turns
+    prefix = unique("turn-import")
+    csv = (f"customer_id,customer_type,country\n{prefix}-1,individual,NL\n"
+           f"{prefix}-2,government,SE\n").encode()
+    try:
+        async with credentials.authenticating(app, sqlite_url) as keys, \
+                httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                  base_url="http://service") as client:
+            store = segmenter_bootstrap.customer_store(settings, db.sessions(engine))
+            context.provide(segmenter_bootstrap.wire(
+                settings, customers=store, publisher=publisher,
+                rules=live_rules.live_rule_set(RULES)))
+            admin = await credentials.headers_of(keys, "admin")
+            split = access.split_token(admin["Authorization"].removeprefix("Bearer "))
+            assert split is not None
+            async with turns.turn(split[0]):  # the admin's own report holds the only turn
+                importing = asyncio.create_task(client.post(
+                    "/v1/customers/import", content=csv,
+                    headers={**admin, "content-type": "text/csv"}))
+                await until(lambda: turns.holders == 2)  # the recomputation waits
+                assert not importing.done()
+                for n in (1, 2):  # the rows kept already
+                    assert await store.profile_row(f"{prefix}-{n}") is not None
+            answer = await importing
+    finally:
+        await publisher.close()
+        await engine.dispose()
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["rows_imported"] == 2
+    assert answer.json()["tier_recompute"]["sizes"]  # it ran, in its turn
+    assert turns.holders == 0

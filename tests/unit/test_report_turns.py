@@ -120,6 +120,31 @@ async def test_a_periodic_job_waits_for_its_turn_as_a_callers_report_does() -> N
     assert log == ["a", "job"] and turns.holders == 0
 
 
+async def test_the_runs_a_change_sets_off_each_wait_their_turn_none_refused() -> None:
+    """Two imports' recomputations of tiers (`queued`): each waits behind the report
+    holding the only turn, in the order they came, and neither is refused for the
+    other, as a second report of one credential would be."""
+    turns, log = ReportTurns(1), []
+    caller = Report(turns, "a", log)
+    finish = asyncio.Event()
+
+    async def recompute(name: str) -> None:
+        async with turns.queued("import-recompute"):
+            log.append(name)
+            await finish.wait()
+
+    first = asyncio.create_task(recompute("first"))
+    await until(lambda: turns.holders == 2)
+    second = asyncio.create_task(recompute("second"))
+    await until(lambda: turns.holders == 3)
+    assert log == ["a"]  # both wait behind the caller's report
+
+    caller.finish.set()
+    finish.set()
+    await asyncio.gather(caller.task, first, second)
+    assert log == ["a", "first", "second"] and turns.holders == 0
+
+
 class Caller:
     """Whether a report's caller is still there, as its request would say."""
 
