@@ -13,6 +13,11 @@ A route takes its turn in its body (`async with turn.taken(principal)`), once Fa
 has checked the request: a request refused for its input or its credential never waits.
 A caller that leaves while its report waits gives its place up: its report is not
 computed, and its credential may ask again at once.
+
+A run that a change sets off (a customer import's recomputation of tiers, `run_after`)
+is not a caller's report: it waits its turn, is never refused, and runs whether or not
+its caller stays; a change made while a run of the same job waits joins that run, so a
+job holds at most one turn waiting and one computed however many changes set it off.
 """
 
 from __future__ import annotations
@@ -21,8 +26,8 @@ import asyncio
 import itertools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Annotated, Any
+from contextlib import asynccontextmanager
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, HTTPException, Request
 
@@ -42,6 +47,8 @@ class CallerGone(Exception):
 # How often a waiting report asks whether its caller is still there.
 GONE_POLL_SECONDS = 1.0
 
+Result = TypeVar("Result")
+
 
 class ReportTurns:
     """At most `at_once` reports computed at a time, one per credential."""
@@ -50,6 +57,7 @@ class ReportTurns:
         self._computing = asyncio.Semaphore(at_once)
         self._holders: set[str] = set()
         self._runs = itertools.count(1)
+        self._next_run: dict[str, asyncio.Task[Any]] = {}  # a job's run waiting its turn
 
     @asynccontextmanager
     async def turn(self, holder: str, gone: Callable[[], Awaitable[bool]] | None = None,
@@ -91,14 +99,34 @@ class ReportTurns:
                 self._computing.release()
             raise
 
-    @asynccontextmanager
-    async def queued(self, job: str) -> AsyncIterator[None]:
-        """A turn for one run of `job` that a change sets off (a customer import's
-        recomputation of tiers), held until the block ends: it waits as a report does,
-        and is never refused (each run holds its turn under a name of its own, so two
-        imports' runs both wait, and neither is dropped for the other)."""
-        async with self.turn(f"job:{job}#{next(self._runs)}"):
-            yield
+    async def run_after(self, job: str, run: Callable[[], Awaitable[Result]]) -> Result:
+        """`run`, a run of `job` that a change sets off (a customer import's
+        recomputation of tiers), in its turn: it waits as a report does and is never
+        refused; a change made while a run of the job waits for its turn joins that run
+        (which, starting later, covers it) rather than queue another, so each job has at
+        most one run waiting and one computed. The run goes on if its callers leave:
+        what set it off is done."""
+        waiting = self._next_run.get(job)
+        if waiting is None:
+            waiting = self._next_run[job] = asyncio.create_task(
+                self._queued_run(job, run), name=f"job:{job}")
+            waiting.add_done_callback(_retrieved)
+        result: Result = await asyncio.shield(waiting)
+        return result
+
+    async def _queued_run(self, job: str, run: Callable[[], Awaitable[Result]]) -> Result:
+        task = asyncio.current_task()
+        try:
+            # Under a name of its own: a job's run computed holds one, its next another.
+            async with self.turn(f"job:{job}#{next(self._runs)}"):
+                self._leave_waiting(job, task)  # started: later changes need a new run
+                return await run()
+        finally:
+            self._leave_waiting(job, task)
+
+    def _leave_waiting(self, job: str, task: asyncio.Task[Any] | None) -> None:
+        if self._next_run.get(job) is task:
+            del self._next_run[job]
 
     def periodic(self, job: str, run: Callable[[], Awaitable[object]],
                  ) -> Callable[[], Awaitable[None]]:
@@ -125,11 +153,11 @@ class Turn:
         self._retry_after = str(context.settings.retry_after_seconds)
         self._gone = gone
 
-    def queued(self, job: str) -> AbstractAsyncContextManager[None]:
-        """A turn for a job the request sets off rather than a report its caller asked
-        for (`ReportTurns.queued`): waited for, never refused, and kept should the
-        caller leave (what set it off is done already)."""
-        return self._turns.queued(job)
+    async def run_after(self, job: str, run: Callable[[], Awaitable[Result]]) -> Result:
+        """`run`, a job the request sets off rather than a report its caller asked for
+        (`ReportTurns.run_after`): in its turn, never refused, joining the job's run
+        that waits if one does, and run should the caller leave."""
+        return await self._turns.run_after(job, run)
 
     @asynccontextmanager
     async def taken(self, principal: access.Principal) -> AsyncIterator[None]:
@@ -166,3 +194,11 @@ IN_PROGRESS: dict[int | str, dict[str, Any]] = {429: {
     "description": "`report_in_progress`: this credential's earlier report still waits or is"
                    " computed (one at a time); retry after Retry-After",
     "headers": http.RETRY_AFTER}}
+
+
+def _retrieved(task: asyncio.Task[Any]) -> None:
+    """A job's run that failed, told in the log: its callers (if still there) get the
+    error too, but a run all of them left has no one else to tell."""
+    if not task.cancelled() and (error := task.exception()) is not None:
+        logger.warning("a job's run in its report turn failed", exc_info=error,
+                       extra={"job": task.get_name()})

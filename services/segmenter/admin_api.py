@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -195,11 +196,12 @@ async def import_customers(request: Request, fmt: Format, segmenter: Segmenter,
     """Create or update customers from CSV or JSON Lines, streamed: good rows are kept in
     chunks, each row all or nothing; bad rows come back with their line and reason. Then
     the tiers are recomputed over the new base (`tier_recompute`; null when no row was
-    kept), in its turn among the service's reports (waited for, never refused)."""
+    kept), in its turn among the service's reports: waited for, never refused, and shared
+    with the imports made while it waits."""
     imported = await service.import_customers(
         segmenter.customers, segmenter.publisher,
         row_streams.read_rows(request.stream(), fmt, "customers"),
-        in_turn=lambda: turn.queued(IMPORT_RECOMPUTE))
+        in_turn=functools.partial(turn.run_after, IMPORT_RECOMPUTE))
     return {**asdict(imported.report), "tier_recompute": recomputed_answer(imported.recomputed)
             if imported.recomputed else None}
 

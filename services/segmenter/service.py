@@ -9,8 +9,7 @@ fakes through the same bootstrap.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable
-from contextlib import AbstractAsyncContextManager, nullcontext
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -174,19 +173,24 @@ class Imported:
     recomputed: Recomputed | None  # None: no row was kept, nothing to recompute
 
 
+# How a use case runs a pass over the whole customer base that a change sets off: in the
+# service's report turns (report_turns.ReportTurns.run_after).
+InTurn = Callable[[Callable[[], Awaitable[Recomputed]]], Awaitable[Recomputed]]
+
+
 async def import_customers(
         customers: Customers, publisher: Publisher,
-        rows: AsyncIterator[CustomerRecord | RowError], *, clock: Clock = utc_now,
-        in_turn: Callable[[], AbstractAsyncContextManager[object]] = nullcontext,
-) -> Imported:
+        rows: AsyncIterator[CustomerRecord | RowError], *, in_turn: InTurn,
+        clock: Clock = utc_now) -> Imported:
     """Upsert customers in chunks, then run the tier recompute over the new base (which
-    is what announces it to the running segmenters), in its turn (`in_turn`: a pass over
-    the whole base waits as the service's other reports do)."""
+    is what announces it to the running segmenters), `in_turn`: a pass over the whole
+    base waits as the service's other reports do, and an import made while one waits
+    may share it (it starts later, so it covers both)."""
     report = await customers.import_customers(rows)
     if not report.rows_imported:
         return Imported(report, None)
-    async with in_turn():
-        return Imported(report, await recompute_tiers(customers, publisher, now=clock()))
+    return Imported(report, await in_turn(
+        lambda: recompute_tiers(customers, publisher, now=clock())))
 
 
 async def import_purchases(customers: Customers, publisher: Publisher,

@@ -120,29 +120,53 @@ async def test_a_periodic_job_waits_for_its_turn_as_a_callers_report_does() -> N
     assert log == ["a", "job"] and turns.holders == 0
 
 
-async def test_the_runs_a_change_sets_off_each_wait_their_turn_none_refused() -> None:
-    """Two imports' recomputations of tiers (`queued`): each waits behind the report
-    holding the only turn, in the order they came, and neither is refused for the
-    other, as a second report of one credential would be."""
+async def test_a_run_a_change_sets_off_waits_its_turn_and_later_changes_join_it() -> None:
+    """Imports' recomputations of tiers (`run_after`): the first waits behind the report
+    holding the only turn and is not refused; a second import made while it waits joins
+    it (one run, both answered with its result), and one made once it is computed
+    gets a run of its own, which waits too."""
     turns, log = ReportTurns(1), []
     caller = Report(turns, "a", log)
     finish = asyncio.Event()
+    await until(lambda: caller.started)
 
-    async def recompute(name: str) -> None:
-        async with turns.queued("import-recompute"):
-            log.append(name)
-            await finish.wait()
+    async def recompute() -> int:
+        log.append("run")
+        await finish.wait()
+        return log.count("run")
 
-    first = asyncio.create_task(recompute("first"))
+    first = asyncio.create_task(turns.run_after("import-recompute", recompute))
     await until(lambda: turns.holders == 2)
-    second = asyncio.create_task(recompute("second"))
-    await until(lambda: turns.holders == 3)
-    assert log == ["a"]  # both wait behind the caller's report
+    second = asyncio.create_task(turns.run_after("import-recompute", recompute))
+    await asyncio.sleep(0)
+    assert turns.holders == 2 and log == ["a"]  # joined the waiting run, both wait
 
     caller.finish.set()
+    await until(lambda: log == ["a", "run"])  # the run computed: a later change...
+    third = asyncio.create_task(turns.run_after("import-recompute", recompute))
+    await until(lambda: turns.holders == 2)  # ...waits for a run of its own
     finish.set()
-    await asyncio.gather(caller.task, first, second)
-    assert log == ["a", "first", "second"] and turns.holders == 0
+    assert await asyncio.gather(first, second, third) == [1, 1, 2]
+    assert log == ["a", "run", "run"] and turns.holders == 0
+
+
+async def test_a_run_goes_on_when_its_caller_leaves() -> None:
+    """What set the run off is done (the rows imported): its caller leaving, its request
+    cancelled, does not drop the run."""
+    turns, log = ReportTurns(1), []
+    caller = Report(turns, "a", log)
+    await until(lambda: caller.started)
+
+    async def recompute() -> None:
+        log.append("run")
+
+    leaving = asyncio.create_task(turns.run_after("import-recompute", recompute))
+    await until(lambda: turns.holders == 2)
+    leaving.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await leaving
+    caller.finish.set()
+    await until(lambda: log == ["a", "run"] and turns.holders == 0)
 
 
 class Caller:

@@ -3,7 +3,7 @@ wired by the service's own bootstrap: no broker, no database, no sockets."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -124,12 +124,18 @@ class TestRecomputeTiers:
         assert publisher.published == []
 
 
+async def at_once(run: Callable[[], Awaitable[service.Recomputed]]) -> service.Recomputed:
+    """A turn that is free (the turns themselves: tests/unit/test_report_turns.py)."""
+    return await run()
+
+
 class TestImportCustomers:
     async def test_kept_rows_run_the_recompute_the_import_announces(self) -> None:
         segmenter, store, publisher = wired()
         store.import_report = ImportReport("customers", 3, 2, 1, ())
         imported = await service.import_customers(segmenter.customers, segmenter.publisher,
-                                                  no_rows(), clock=lambda: NOW)
+                                                  no_rows(), clock=lambda: NOW,
+                                                  in_turn=at_once)
         assert [call[0] for call in store.calls] == ["import_customers",
                                                      "recompute_population"]
         assert imported.recomputed is not None
@@ -140,7 +146,8 @@ class TestImportCustomers:
         segmenter, store, publisher = wired()
         store.import_report = ImportReport("customers", 2, 0, 2, ())
         imported = await service.import_customers(segmenter.customers, segmenter.publisher,
-                                                  no_rows(), clock=lambda: NOW)
+                                                  no_rows(), clock=lambda: NOW,
+                                                  in_turn=at_once)
         assert imported.recomputed is None
         assert ("recompute_population",) not in store.calls
         assert publisher.published == []
