@@ -72,9 +72,11 @@ class LiveConfig(Generic[Config]):
         # The seed, in force until the store has been read. A file that cannot be used is
         # held against it until govern() knows whether the store has a version instead.
         self._current: Config | None = None
+        self._current_text = ""  # the text `_current` was read from
         self._unusable_file: config_files.ConfigError | None = None
         try:
-            self._current = parse(config_files.read_text(self.path), str(self.path))
+            text = config_files.read_text(self.path)
+            self._current, self._current_text = parse(text, str(self.path)), text
         except config_files.ConfigError as exc:
             self._unusable_file = exc
         self.loaded_at = datetime.now(UTC)
@@ -92,6 +94,12 @@ class LiveConfig(Generic[Config]):
             assert self._unusable_file is not None  # __init__ sets one of the two
             raise self._unusable_file
         return self._current
+
+    def in_force(self) -> tuple[Config, str]:
+        """The configuration in force and the text it was read from, as one: what a dry
+        run compares a candidate with (read apart, the store's text around an await,
+        they could be two versions: one put in force elsewhere, not loaded here yet)."""
+        return self.current, self._current_text
 
     @property
     def versions(self) -> config_store.ConfigVersions:
@@ -137,7 +145,7 @@ class LiveConfig(Generic[Config]):
         candidate = self._validated(text, source=source)
         version, changed = await self.versions.put_in_force(config_store.Candidate(
             text=text, version=candidate.version, author=author, comment=comment))
-        self._adopt(candidate, version.version_id)
+        self._adopt(candidate, version.version_id, text)
         if changed and self._announce is not None:
             await self._announce(version)
         return version, changed
@@ -169,7 +177,7 @@ class LiveConfig(Generic[Config]):
                 version.text, source=f"{self.path.name} version #{in_force_id}")
         except config_files.ConfigError:
             return False
-        self._adopt(candidate, in_force_id)
+        self._adopt(candidate, in_force_id, version.text)
         return True
 
     async def follow_store(self, stop: asyncio.Event) -> None:
@@ -194,10 +202,13 @@ class LiveConfig(Generic[Config]):
                      extra={"error": str(exc), "serving": None if self._current is None
                             else self._current.version})
 
-    def _adopt(self, candidate: Config, version_id: int) -> None:
+    def _adopt(self, candidate: Config, version_id: int, text: str) -> None:
         self.version_id = version_id
+        # A version is a digest of its text (config_files.file_version): the same
+        # version, the same text.
         if self._current is None or candidate.version != self._current.version:
             self._current, self.loaded_at = candidate, datetime.now(UTC)
+            self._current_text = text
             self.last_rejection = None
             RELOADS.labels(self.name, "replaced").inc()
             LOADED.labels(self.name).set(self.loaded_at.timestamp())

@@ -151,11 +151,10 @@ async def dry_run(live: Live, text: http.YamlText) -> Any:
         candidate = live.validate(text, source="candidate (dry run)")
     except config_files.ConfigError as exc:
         return http.config_error(exc)
-    in_force = await live.versions.in_force()
-    return {"valid": True, "version": candidate.version, "in_force": live.current.version,
-            **table_changes.changes(live.current, candidate),
-            "diff": config_store.text_diff(in_force.text if in_force else "", text,
-                                           "in force", "candidate")}
+    current, in_force_text = live.in_force()
+    return {"valid": True, "version": candidate.version, "in_force": current.version,
+            **table_changes.changes(current, candidate),
+            "diff": config_store.text_diff(in_force_text, text, "in force", "candidate")}
 
 
 api.include_router(config_history_api.routes(get_live, what="routing table"))

@@ -83,14 +83,13 @@ async def dry_run(live: Live, segmenter: Segmenter, text: http.YamlText,
     except config_files.ConfigError as exc:
         return http.config_error(exc)
     async with turn.taken(principal):  # the rule set in force when the turn came
-        in_force, current = await live.versions.in_force(), live.current
+        current, in_force_text = live.in_force()
         report = await service.analyse(
             segmenter.customers, candidate, live=current, now=datetime.now(UTC),
             proxy_policy=bootstrap.proxy_policy(segmenter.settings))
     return {"valid": True, "version": candidate.version,
             "in_force": current.version,
-            "diff": config_store.text_diff(in_force.text if in_force else "", text,
-                                           "in force", "candidate"),
+            "diff": config_store.text_diff(in_force_text, text, "in force", "candidate"),
             "analysis": asdict(report)}
 
 

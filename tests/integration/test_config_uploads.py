@@ -197,6 +197,25 @@ class TestDryRun:
         assert service.live.current.version == before
         assert len((await service.client.get(f"{service.config.path}/versions")).json()) == 1
 
+    async def test_a_dry_run_compares_with_the_version_in_force_here_whole(
+            self, service: Service) -> None:
+        """Another instance put a version in force in the store, not loaded here yet:
+        the diff is against the version this instance runs, the one the changes (and the
+        analysis) are of and `in_force` names, not against the store's newer text."""
+        elsewhere = service.upload.replace("uploaded-2", "elsewhere-3")
+        await service.live.versions.put_in_force(config_store.Candidate(
+            text=elsewhere, author="another instance", comment="",
+            version=service.live.validate(elsewhere, source="elsewhere").version))
+        running = service.live.current.version
+        response = await service.client.post(
+            f"{service.config.path}/dry-run", content=service.upload.encode(),
+            headers={"content-type": "application/yaml"})
+        assert response.status_code == 200, response.text
+        report = response.json()
+        assert report["in_force"] == running == service.live.current.version  # not synced
+        assert f"-{service.config.replace[0]}\n" in report["diff"]  # the text running here
+        assert "elsewhere-3" not in report["diff"]
+
     async def test_an_invalid_dry_run_names_the_line(self, service: Service) -> None:
         response = await service.client.post(
             f"{service.config.path}/dry-run", content=b"routes: [\n",
