@@ -204,8 +204,9 @@ class LiveConfig(Generic[Config]):
 
     def _adopt(self, candidate: Config, version_id: int, text: str) -> None:
         self.version_id = version_id
-        # A version is a digest of its text (config_files.file_version): the same
-        # version, the same text.
+        # The text changes with the configuration, so they stay a pair; a version is a
+        # digest of its text (config_files.file_version), so a text passed over here for
+        # having the version in force is that version's text anyway.
         if self._current is None or candidate.version != self._current.version:
             self._current, self.loaded_at = candidate, datetime.now(UTC)
             self._current_text = text
