@@ -14,17 +14,18 @@ has checked the request: a request refused for its input or its credential never
 A caller that leaves while its report waits gives its place up: its report is not
 computed, and its credential may ask again at once.
 
-A run that a change sets off (a customer import's recomputation of tiers, `run_after`)
+A run that a change sets off (a customer import's recomputation of tiers, `run_in_turn`)
 is not a caller's report: it waits its turn, is never refused, and runs whether or not
-its caller stays; a change made while a run of the same job waits joins that run, so a
-job holds at most one turn waiting and one computed however many changes set it off.
+its caller stays; a job's runs are computed one after the other, and a change made while
+a run of the same job waits joins that run, so a job has at most one run waiting and one
+computed however many changes set it off.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
+from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, TypeVar
@@ -56,8 +57,9 @@ class ReportTurns:
     def __init__(self, at_once: int) -> None:
         self._computing = asyncio.Semaphore(at_once)
         self._holders: set[str] = set()
-        self._runs = itertools.count(1)
         self._next_run: dict[str, asyncio.Task[Any]] = {}  # a job's run waiting its turn
+        self._one_run: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._running: set[asyncio.Task[Any]] = set()
 
     @asynccontextmanager
     async def turn(self, holder: str, gone: Callable[[], Awaitable[bool]] | None = None,
@@ -99,26 +101,27 @@ class ReportTurns:
                 self._computing.release()
             raise
 
-    async def run_after(self, job: str, run: Callable[[], Awaitable[Result]]) -> Result:
+    async def run_in_turn(self, job: str, run: Callable[[], Awaitable[Result]]) -> Result:
         """`run`, a run of `job` that a change sets off (a customer import's
         recomputation of tiers), in its turn: it waits as a report does and is never
-        refused; a change made while a run of the job waits for its turn joins that run
-        (which, starting later, covers it) rather than queue another, so each job has at
-        most one run waiting and one computed. The run goes on if its callers leave:
-        what set it off is done."""
+        refused. A job's runs are computed one after the other, and a change made while a
+        run of the job waits joins that run (which, starting later, covers it) rather
+        than queue another: each job has at most one run waiting and one computed. The
+        run goes on if its callers leave: what set it off is done."""
         waiting = self._next_run.get(job)
         if waiting is None:
             waiting = self._next_run[job] = asyncio.create_task(
                 self._queued_run(job, run), name=f"job:{job}")
-            waiting.add_done_callback(_retrieved)
+            self._running.add(waiting)  # held until done, whoever still waits for it
+            waiting.add_done_callback(self._running.discard)
+            waiting.add_done_callback(_log_failure)
         result: Result = await asyncio.shield(waiting)
         return result
 
     async def _queued_run(self, job: str, run: Callable[[], Awaitable[Result]]) -> Result:
         task = asyncio.current_task()
         try:
-            # Under a name of its own: a job's run computed holds one, its next another.
-            async with self.turn(f"job:{job}#{next(self._runs)}"):
+            async with self._one_run[job], self.turn(f"job:{job}"):
                 self._leave_waiting(job, task)  # started: later changes need a new run
                 return await run()
         finally:
@@ -153,11 +156,11 @@ class Turn:
         self._retry_after = str(context.settings.retry_after_seconds)
         self._gone = gone
 
-    async def run_after(self, job: str, run: Callable[[], Awaitable[Result]]) -> Result:
+    async def run_in_turn(self, job: str, run: Callable[[], Awaitable[Result]]) -> Result:
         """`run`, a job the request sets off rather than a report its caller asked for
-        (`ReportTurns.run_after`): in its turn, never refused, joining the job's run
+        (`ReportTurns.run_in_turn`): in its turn, never refused, joining the job's run
         that waits if one does, and run should the caller leave."""
-        return await self._turns.run_after(job, run)
+        return await self._turns.run_in_turn(job, run)
 
     @asynccontextmanager
     async def taken(self, principal: access.Principal) -> AsyncIterator[None]:
@@ -196,9 +199,9 @@ IN_PROGRESS: dict[int | str, dict[str, Any]] = {429: {
     "headers": http.RETRY_AFTER}}
 
 
-def _retrieved(task: asyncio.Task[Any]) -> None:
-    """A job's run that failed, told in the log: its callers (if still there) get the
-    error too, but a run all of them left has no one else to tell."""
+def _log_failure(task: asyncio.Task[Any]) -> None:
+    """A job's run that failed, logged (every failure: its callers still there get the
+    error too, but a run all of them left has no one else to tell)."""
     if not task.cancelled() and (error := task.exception()) is not None:
         logger.warning("a job's run in its report turn failed", exc_info=error,
                        extra={"job": task.get_name()})

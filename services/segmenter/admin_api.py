@@ -186,7 +186,7 @@ def import_format(request: Request) -> rows.Format:
 Format = Annotated[rows.Format, Depends(import_format)]
 
 
-# The job a customer import sets off, as its turns are named (`job:import-recompute#n`).
+# The job a customer import sets off, as its turn is named (`job:import-recompute`).
 IMPORT_RECOMPUTE = "import-recompute"
 
 
@@ -201,7 +201,7 @@ async def import_customers(request: Request, fmt: Format, segmenter: Segmenter,
     imported = await service.import_customers(
         segmenter.customers, segmenter.publisher,
         row_streams.read_rows(request.stream(), fmt, "customers"),
-        in_turn=functools.partial(turn.run_after, IMPORT_RECOMPUTE))
+        in_turn=functools.partial(turn.run_in_turn, IMPORT_RECOMPUTE))
     return {**asdict(imported.report), "tier_recompute": recomputed_answer(imported.recomputed)
             if imported.recomputed else None}
 

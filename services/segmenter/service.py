@@ -174,7 +174,7 @@ class Imported:
 
 
 # How a use case runs a pass over the whole customer base that a change sets off: in the
-# service's report turns (report_turns.ReportTurns.run_after).
+# service's report turns (report_turns.ReportTurns.run_in_turn).
 InTurn = Callable[[Callable[[], Awaitable[Recomputed]]], Awaitable[Recomputed]]
 
 

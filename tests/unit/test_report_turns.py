@@ -121,10 +121,10 @@ async def test_a_periodic_job_waits_for_its_turn_as_a_callers_report_does() -> N
 
 
 async def test_a_run_a_change_sets_off_waits_its_turn_and_later_changes_join_it() -> None:
-    """Imports' recomputations of tiers (`run_after`): the first waits behind the report
+    """Imports' recomputations of tiers (`run_in_turn`): the first waits behind the report
     holding the only turn and is not refused; a second import made while it waits joins
     it (one run, both answered with its result), and one made once it is computed
-    gets a run of its own, which waits too."""
+    gets a run of its own, after it."""
     turns, log = ReportTurns(1), []
     caller = Report(turns, "a", log)
     finish = asyncio.Event()
@@ -135,19 +135,50 @@ async def test_a_run_a_change_sets_off_waits_its_turn_and_later_changes_join_it(
         await finish.wait()
         return log.count("run")
 
-    first = asyncio.create_task(turns.run_after("import-recompute", recompute))
+    first = asyncio.create_task(turns.run_in_turn("import-recompute", recompute))
     await until(lambda: turns.holders == 2)
-    second = asyncio.create_task(turns.run_after("import-recompute", recompute))
+    second = asyncio.create_task(turns.run_in_turn("import-recompute", recompute))
     await asyncio.sleep(0)
     assert turns.holders == 2 and log == ["a"]  # joined the waiting run, both wait
 
     caller.finish.set()
     await until(lambda: log == ["a", "run"])  # the run computed: a later change...
-    third = asyncio.create_task(turns.run_after("import-recompute", recompute))
-    await until(lambda: turns.holders == 2)  # ...waits for a run of its own
+    third = asyncio.create_task(turns.run_in_turn("import-recompute", recompute))
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert log == ["a", "run"]  # ...waits for a run of its own, after this one
     finish.set()
     assert await asyncio.gather(first, second, third) == [1, 1, 2]
     assert log == ["a", "run", "run"] and turns.holders == 0
+
+
+async def test_a_jobs_runs_are_computed_one_after_the_other_even_with_turns_free() -> None:
+    """Two turns free: a change made while the job's run is computed gets a run of its
+    own, which waits for the first to end (two passes at once could publish their
+    results out of order), and a change made meanwhile joins it."""
+    turns, log = ReportTurns(2), []
+    finish = [asyncio.Event(), asyncio.Event()]
+
+    async def recompute() -> int:
+        n = log.count("start")
+        log.append("start")
+        await finish[n].wait()
+        log.append("end")
+        return n + 1
+
+    first = asyncio.create_task(turns.run_in_turn("import-recompute", recompute))
+    await until(lambda: log == ["start"])
+    second = asyncio.create_task(turns.run_in_turn("import-recompute", recompute))
+    third = asyncio.create_task(turns.run_in_turn("import-recompute", recompute))
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert log == ["start"] and turns.holders == 1  # the second waits, a turn free
+
+    finish[0].set()
+    await until(lambda: log == ["start", "end", "start"])
+    finish[1].set()
+    assert await asyncio.gather(first, second, third) == [1, 2, 2]
+    assert turns.holders == 0
 
 
 async def test_a_run_goes_on_when_its_caller_leaves() -> None:
@@ -160,7 +191,7 @@ async def test_a_run_goes_on_when_its_caller_leaves() -> None:
     async def recompute() -> None:
         log.append("run")
 
-    leaving = asyncio.create_task(turns.run_after("import-recompute", recompute))
+    leaving = asyncio.create_task(turns.run_in_turn("import-recompute", recompute))
     await until(lambda: turns.holders == 2)
     leaving.cancel()
     with pytest.raises(asyncio.CancelledError):
