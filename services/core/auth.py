@@ -105,9 +105,12 @@ class _Credential(HTTPBearer):
 
 def require(*roles: access.Role, rate_limited: bool = False,
             ) -> Callable[..., Awaitable[access.Principal]]:
-    """A dependency admitting principals of these roles (403 for the others; any role
-    when none is named), within their rate limit where `rate_limited` (429)."""
-    return _Credential(roles or None, rate_limited=rate_limited)
+    """A dependency admitting principals of these roles (403 for the others), within
+    their rate limit where `rate_limited` (429). At least one role: `Authenticated`
+    admits any, by name."""
+    if not roles:
+        raise ValueError("name the roles a route admits (any role: `Authenticated`)")
+    return _Credential(roles, rate_limited=rate_limited)
 
 
 def ensure_may_act_for(principal: access.Principal, department: str) -> None:
@@ -116,7 +119,7 @@ def ensure_may_act_for(principal: access.Principal, department: str) -> None:
                                         " only")
 
 
-Authenticated = Annotated[access.Principal, Depends(require())]  # any role
+Authenticated = Annotated[access.Principal, Depends(_Credential())]  # any role
 # One dependency for both: a route of an ADMIN_ONLY router that takes `Admin` too is
 # authenticated once (FastAPI solves a dependency once a request).
 _admin = require(access.Role.ADMIN)
@@ -176,5 +179,3 @@ class RateLimits:
 def _parsed(rate: str) -> limits.RateLimitItem:
     """A credential's rate, parsed once rather than on each request."""
     return limits.parse(rate)
-
-

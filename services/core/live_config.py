@@ -95,7 +95,7 @@ class LiveConfig(Generic[Config]):
             raise self._unusable_file
         return self._current
 
-    def in_force(self) -> tuple[Config, str]:
+    def in_force_here(self) -> tuple[Config, str]:
         """The configuration in force and the text it was read from, as one: what a dry
         run compares a candidate with (read apart, the store's text around an await,
         they could be two versions: one put in force elsewhere, not loaded here yet)."""

@@ -5,9 +5,8 @@ first; the intake's transactional publisher; the routing table in force; the cre
 store and the simulator's reader) and `wire` puts them in a `Router`, the one thing the
 edges reach: the FastAPI app (provided in its service context,
 services/core/service_context.py, reached through `get_router`, or `router_of` in the
-intake's routes), the router stage and
-the escalation timer. Unit tests call `wire` with recording fakes: the same door, no
-sockets.
+intake's routes), the router stage and the escalation timer. Unit tests call `wire` with
+recording fakes: the same door, no sockets.
 """
 
 from __future__ import annotations

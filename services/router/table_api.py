@@ -151,7 +151,7 @@ async def dry_run(live: Live, text: http.YamlText) -> Any:
         candidate = live.validate(text, source="candidate (dry run)")
     except config_files.ConfigError as exc:
         return http.config_error(exc)
-    current, in_force_text = live.in_force()
+    current, in_force_text = live.in_force_here()
     return {"valid": True, "version": candidate.version, "in_force": current.version,
             **table_changes.changes(current, candidate),
             "diff": config_store.text_diff(in_force_text, text, "in force", "candidate")}

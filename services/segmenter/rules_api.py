@@ -83,7 +83,7 @@ async def dry_run(live: Live, segmenter: Segmenter, text: http.YamlText,
     except config_files.ConfigError as exc:
         return http.config_error(exc)
     async with turn.taken(principal):  # the rule set in force when the turn came
-        current, in_force_text = live.in_force()
+        current, in_force_text = live.in_force_here()
         report = await service.analyse(
             segmenter.customers, candidate, live=current, now=datetime.now(UTC),
             proxy_policy=bootstrap.proxy_policy(segmenter.settings))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.core import access
+from services.core import access, auth
 from services.core.access import Principal, Role
 
 
@@ -52,3 +52,11 @@ class TestSubjects:
         (Role.DEPARTMENT, "public_sector", True), (Role.DEPARTMENT, "", False)])
     def test_subject_fits_role(self, role: Role, subject: str | None, fits: bool) -> None:
         assert (access.subject_problem(role, subject) is None) is fits
+
+
+def test_a_credential_check_names_the_roles_it_admits() -> None:
+    """`require()` with no role would admit every one: refused where the route is
+    declared, so that an empty list of roles cannot open a route (any role is
+    `auth.Authenticated`, by name)."""
+    with pytest.raises(ValueError, match="name the roles"):
+        auth.require()
