@@ -82,13 +82,15 @@ class ReportTurns:
     async def _acquired(self, gone: Callable[[], Awaitable[bool]] | None) -> None:
         """A turn, in the order asked (the semaphore's queue, which every wait joins by
         a task of its own, so in the order they began). A report that waits asks `gone`
-        now and then, and once more when its turn comes."""
+        now and then, and once more when its turn comes; one with no caller to ask (a
+        job's run) just waits."""
         if not self._computing.locked():
             await self._computing.acquire()  # free: at once
             return
         waiting = asyncio.ensure_future(self._computing.acquire())
+        poll = None if gone is None else GONE_POLL_SECONDS
         try:
-            while not (await asyncio.wait({waiting}, timeout=GONE_POLL_SECONDS))[0]:
+            while not (await asyncio.wait({waiting}, timeout=poll))[0]:
                 if gone is not None and await gone():
                     raise CallerGone
             if gone is not None and await gone():  # left since it last asked

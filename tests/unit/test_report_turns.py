@@ -39,6 +39,14 @@ class Report:
         self.task = asyncio.create_task(compute())
 
 
+async def passes_its_turn_on(computing: Report, after: Report) -> None:
+    """`computing` finishes, and the report waiting `after` it takes the turn."""
+    computing.finish.set()
+    await until(lambda: after.started)
+    after.finish.set()
+    await asyncio.gather(computing.task, after.task)
+
+
 async def test_at_most_so_many_reports_at_once_the_others_in_the_order_they_came() -> None:
     turns, log = ReportTurns(2), []
     a, b, c, d = (Report(turns, name, log) for name in "abcd")
@@ -91,11 +99,7 @@ async def test_a_report_that_fails_or_is_cancelled_gives_its_turn_back() -> None
         await leaving.task
     assert turns.holders == 1
 
-    after = Report(turns, "c", log)
-    computing.finish.set()
-    await until(lambda: after.started)
-    after.finish.set()
-    await asyncio.gather(computing.task, after.task)
+    await passes_its_turn_on(computing, Report(turns, "c", log))
     assert log == ["b", "c"] and turns.holders == 0
 
 
@@ -329,9 +333,5 @@ async def test_a_wait_that_ends_otherwise_gives_its_place_up(ending: str) -> Non
                        else ConnectionResetError):
         await leaving.task
     assert turns.holders == 1
-    after = Report(turns, "c", log)
-    computing.finish.set()
-    await until(lambda: after.started)
-    after.finish.set()
-    await asyncio.gather(computing.task, after.task)
+    await passes_its_turn_on(computing, Report(turns, "c", log))
     assert log == ["a", "c"] and turns.holders == 0
