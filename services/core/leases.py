@@ -81,11 +81,12 @@ async def every_while_holding(leases: Leases, name: str, seconds: float,
                               stop: asyncio.Event, *,
                               on_lost: Callable[[], Awaitable[object]] | None = None) -> None:
     """Run `action` every `seconds` until `stop`, on this instance only while it holds the
-    lease `name` (renewed before each run, for INTERVALS_PER_LEASE intervals); the lease
-    is given up when the job stops. `on_lost` runs whenever this instance stops holding
-    the lease: found taken (a renewal came too late), not renewed (the store is away: it
-    expires soon), or given up at the end, before it goes. What `action` left running
-    must then stop, since another instance may take the job at once."""
+    lease `name` (renewed before each run, and every `seconds` while a run lasts, for
+    INTERVALS_PER_LEASE intervals); the lease is given up when the job stops. `on_lost`
+    runs whenever this instance stops holding the lease: found taken (a renewal came too
+    late), not renewed (the store is away: it expires soon), or given up at the end,
+    before it goes. A run still going then is cancelled, and what `action` left running
+    must stop, since another instance may take the job at once."""
     duration = timedelta(seconds=seconds * INTERVALS_PER_LEASE)
     holding = False
 
@@ -95,7 +96,8 @@ async def every_while_holding(leases: Leases, name: str, seconds: float,
         if on_lost is not None:
             await on_lost()
 
-    async def run_if_holding() -> None:
+    async def renew() -> bool:
+        """Take or renew the lease; whether this instance holds it now."""
         nonlocal holding
         try:
             held = await leases.acquire(name, duration=duration)
@@ -111,8 +113,30 @@ async def every_while_holding(leases: Leases, name: str, seconds: float,
                 holding = True
             else:
                 await stand_down()
-        if held:
-            await action()
+        return held
+
+    async def run_if_holding() -> None:
+        if await renew():
+            await run_holding()
+
+    async def run_holding() -> None:
+        """`action`, the lease renewed every `seconds` while it runs (a run may wait for
+        its turn, or have much to do): a run that outlasts INTERVALS_PER_LEASE intervals
+        is not run on two instances at once. Cancelled should the lease be lost
+        meanwhile."""
+        run = asyncio.ensure_future(action())
+        try:
+            while not (await asyncio.wait({run}, timeout=seconds))[0]:
+                if not await renew():
+                    logger.warning("run cancelled: its lease was lost while it ran",
+                                   extra={"lease": name})
+                    break
+        finally:
+            if not run.done():  # the lease lost, or this job cancelled
+                run.cancel()
+                await asyncio.wait({run})
+        if not run.cancelled():
+            run.result()  # its failure, as a run's that was awaited
 
     try:
         await background.every(seconds, run_if_holding, stop)

@@ -186,3 +186,127 @@ class TestStandingDown:
         stop.set()
         await task
         assert happened[-2:] == ["stood down", "released"]
+
+
+class TriesCounted(leases.Leases):
+    """Real leases that count their tries, and say when they have made `enough`."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], *, holder: str,
+                 enough: int = 0) -> None:
+        super().__init__(sessions, holder=holder)
+        self.tries, self.enough, self.tried_enough = 0, enough, asyncio.Event()
+
+    async def acquire(self, name: str, *, duration: timedelta,
+                      now: datetime | None = None) -> bool:
+        held = await super().acquire(name, duration=duration, now=now)
+        self.tries += 1
+        if self.tries >= self.enough:
+            self.tried_enough.set()
+        return held
+
+
+class TestLongRuns:
+    """A run that lasts longer than its lease (a pass waiting for its turn, a long
+    escalation sweep) renews it while it runs, and is cancelled if the lease is lost
+    meanwhile: never the same job on two instances at once."""
+
+    async def test_a_run_outlasting_its_lease_keeps_it(
+            self, sessions: async_sessionmaker[AsyncSession],
+            monkeypatch: pytest.MonkeyPatch) -> None:
+        # A lease of 6 intervals (1.2 s): renewed every interval, a stall of the loaded
+        # test machine of up to 5 intervals does not hand it over.
+        monkeypatch.setattr(leases, "INTERVALS_PER_LEASE", 6)
+        first = TriesCounted(sessions, holder=leases.holder_id("segmenter", "0"))
+        second = TriesCounted(sessions, holder=leases.holder_id("segmenter", "1"),
+                              enough=leases.INTERVALS_PER_LEASE + 2)
+        running, done, runs = asyncio.Event(), asyncio.Event(), list[str]()
+
+        async def long_run() -> None:
+            runs.append("first")
+            running.set()
+            await done.wait()
+
+        async def competing_run() -> None:
+            runs.append("second")
+
+        stop = asyncio.Event()
+        holding = asyncio.create_task(leases.every_while_holding(
+            first, "tier-recompute", 0.2, long_run, stop))
+        await asyncio.wait_for(running.wait(), 10)
+        competing = asyncio.create_task(leases.every_while_holding(
+            second, "tier-recompute", 0.2, competing_run, stop))
+        # The second instance tries past the lease's first expiry: each try follows an
+        # interval, and it began after the first took the lease.
+        await asyncio.wait_for(second.tried_enough.wait(), 30)
+        assert runs == ["first"]
+        assert first.tries >= 2  # renewed while its run lasted
+        done.set()
+        stop.set()
+        await asyncio.wait_for(asyncio.gather(holding, competing), 10)
+        assert "second" not in runs
+
+    async def test_a_run_whose_lease_is_taken_is_cancelled(
+            self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        happened: list[str] = []
+        holder = RecordingLeases(sessions, holder=leases.holder_id("segmenter", "0"),
+                                 happened=happened)
+        other = leases.Leases(sessions, holder=leases.holder_id("segmenter", "1"))
+        running, cancelled, lost = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+        async def long_run() -> None:
+            running.set()
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                happened.append("run cancelled")
+                cancelled.set()
+                raise
+
+        async def stand_down() -> None:
+            happened.append("stood down")
+            lost.set()
+
+        stop = asyncio.Event()
+        task = asyncio.create_task(leases.every_while_holding(
+            holder, "tier-recompute", 0.05, long_run, stop, on_lost=stand_down))
+        await asyncio.wait_for(running.wait(), 10)
+        # Another instance takes it, as if it had expired (its clock far ahead).
+        later = datetime.now(UTC) + timedelta(hours=1)
+        assert await other.acquire("tier-recompute", duration=MINUTE, now=later)
+
+        await asyncio.wait_for(asyncio.gather(cancelled.wait(), lost.wait()), 10)
+        assert happened == ["stood down", "run cancelled"]
+        stop.set()
+        await asyncio.wait_for(task, 10)
+        assert not task.cancelled() and task.exception() is None
+        assert await other.holder_of("tier-recompute") == other.holder
+
+    async def test_a_run_whose_renewal_fails_is_cancelled(
+            self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        happened: list[str] = []
+        holder = RecordingLeases(sessions, holder=leases.holder_id("router", "0"),
+                                 happened=happened)
+        running, cancelled = asyncio.Event(), asyncio.Event()
+
+        async def long_run() -> None:
+            running.set()
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                happened.append("run cancelled")
+                cancelled.set()
+                raise
+
+        async def stand_down() -> None:
+            happened.append("stood down")
+
+        stop = asyncio.Event()
+        task = asyncio.create_task(leases.every_while_holding(
+            holder, "escalation", 0.05, long_run, stop, on_lost=stand_down))
+        await asyncio.wait_for(running.wait(), 10)
+        holder.failing = True  # the store goes away while the run lasts
+
+        await asyncio.wait_for(cancelled.wait(), 10)
+        assert happened == ["renewal failed", "stood down", "run cancelled"]
+        stop.set()
+        await asyncio.wait_for(task, 10)  # the job goes on, and ends when stopped
