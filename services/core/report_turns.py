@@ -133,6 +133,19 @@ class ReportTurns:
         if self._next_run.get(job) is task:
             del self._next_run[job]
 
+    async def stop(self) -> None:
+        """At shutdown, before the store and publishers the runs use are closed: the runs
+        that changes set off, waiting or computed, are cancelled as a crash would end
+        them (the job's next run, periodic or set off by the next change, does their
+        work), and waited for. Their callers still there, if any, get the cancellation."""
+        running = list(self._running)
+        if running:
+            logger.info("job runs cancelled at shutdown",
+                        extra={"jobs": sorted(task.get_name() for task in running)})
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+
     def periodic(self, job: str, run: Callable[[], Awaitable[object]],
                  ) -> Callable[[], Awaitable[None]]:
         """`run`, a periodic job's report, made to wait for its turn as callers' reports

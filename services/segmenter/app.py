@@ -60,6 +60,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 lookup=store.customer, preload=store.preload, cached=store.cached_customer,
                 outage=StoreOutage(settings.store_outage_grace_seconds),
                 current_rules=lambda: segmenter.rules.current)
+            # The runs an import set off stop before the publisher and the store they use.
+            await parts.start(start_order.Phase.BACKGROUND, stop=context.report_turns.stop)
             tasks = context.background = background.BackgroundTasks()
             await parts.start(start_order.Phase.BACKGROUND, stop=tasks.stop)
             await config_changes.govern(segmenter.rules, settings, sessions, tasks,

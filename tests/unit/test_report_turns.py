@@ -204,6 +204,46 @@ async def test_a_run_goes_on_when_its_caller_leaves() -> None:
     await until(lambda: log == ["a", "run"] and turns.holders == 0)
 
 
+async def test_at_shutdown_the_runs_changes_set_off_are_cancelled_and_waited_for() -> None:
+    """Waiting or computed, with their callers gone: cancelled before the store and the
+    publisher they use close, not left to fail on them or to be cut off by the loop's
+    end."""
+    turns, log = ReportTurns(1), []
+    report = Report(turns, "a", log)
+    await until(lambda: report.started)
+    computing = asyncio.Event()
+
+    async def recompute(name: str) -> None:
+        log.append(name)
+        computing.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            log.append(f"{name} cancelled")
+            raise
+
+    async def left(job: str) -> None:
+        caller = asyncio.create_task(turns.run_in_turn(job, lambda: recompute(job)))
+        await until(lambda: turns.holders == 2)
+        caller.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await caller
+
+    await left("import-recompute")
+    report.finish.set()
+    await asyncio.wait_for(computing.wait(), 5)  # one computed...
+    waiting = asyncio.create_task(turns.run_in_turn("other", lambda: recompute("other")))
+    await until(lambda: turns.holders == 2)  # ...one waiting, its caller still there
+
+    await turns.stop()
+
+    assert log == ["a", "import-recompute", "import-recompute cancelled"]
+    assert turns.holders == 0
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    await report.task
+
+
 class Caller:
     """Whether a report's caller is still there, as its request would say."""
 
