@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -85,8 +86,8 @@ async def every_while_holding(leases: Leases, name: str, seconds: float,
     INTERVALS_PER_LEASE intervals); the lease is given up when the job stops. `on_lost`
     runs whenever this instance stops holding the lease: found taken (a renewal came too
     late), not renewed (the store is away: it expires soon), or given up at the end,
-    before it goes. A run still going then is cancelled, and what `action` left running
-    must stop, since another instance may take the job at once."""
+    before it goes. What `action` left running must then stop, since another instance
+    may take the job at once; a run still going is cancelled before (`_run_holding`)."""
     duration = timedelta(seconds=seconds * INTERVALS_PER_LEASE)
     holding = False
 
@@ -116,27 +117,12 @@ async def every_while_holding(leases: Leases, name: str, seconds: float,
         return held
 
     async def run_if_holding() -> None:
+        taken_at = time.monotonic()
         if await renew():
-            await run_holding()
-
-    async def run_holding() -> None:
-        """`action`, the lease renewed every `seconds` while it runs (a run may wait for
-        its turn, or have much to do): a run that outlasts INTERVALS_PER_LEASE intervals
-        is not run on two instances at once. Cancelled should the lease be lost
-        meanwhile."""
-        run = asyncio.ensure_future(action())
-        try:
-            while not (await asyncio.wait({run}, timeout=seconds))[0]:
-                if not await renew():
-                    logger.warning("run cancelled: its lease was lost while it ran",
-                                   extra={"lease": name})
-                    break
-        finally:
-            if not run.done():  # the lease lost, or this job cancelled
-                run.cancel()
-                await asyncio.wait({run})
-        if not run.cancelled():
-            run.result()  # its failure, as a run's that was awaited
+            lost = await _run_holding(leases, name, duration, seconds, action,
+                                      expires=taken_at + duration.total_seconds())
+            if lost is not None:
+                await stand_down()
 
     try:
         await background.every(seconds, run_if_holding, stop)
@@ -147,3 +133,58 @@ async def every_while_holding(leases: Leases, name: str, seconds: float,
                 await leases.release(name)
             except Exception:  # the store is away: the lease expires by itself
                 logger.warning("lease not released", extra={"lease": name})
+
+
+async def _run_holding(leases: Leases, name: str, duration: timedelta, seconds: float,
+                       action: Callable[[], Awaitable[object]], *, expires: float,
+                       ) -> str | None:
+    """`action`, its lease renewed every `seconds` while it runs (a run may wait for its
+    turn, or have much to do), so that a run longer than the lease keeps it; None once it
+    ends. Should the lease be found taken, or its renewals fail until it is half an
+    interval from expiring (`expires`, on the monotonic clock), the run is cancelled, as a
+    crash would end it, and what became of the lease is returned: the caller stands down
+    only then. A store that fails a renewal or two (a blip) does not cut a run short."""
+    run = asyncio.ensure_future(action())
+    run.add_done_callback(background.retrieved)  # read below, or not at all if cut short
+    lost = None
+    try:
+        while lost is None:
+            left = expires - seconds / 2 - time.monotonic()  # before the run must stop
+            if left <= 0:
+                lost = "not renewed in time"
+                break
+            if (await asyncio.wait({run}, timeout=min(seconds, left)))[0]:
+                break
+            left, attempt = expires - seconds / 2 - time.monotonic(), time.monotonic()
+            try:
+                held = await background.within(max(left, 0.0), leases.acquire(
+                    name, duration=duration))
+            except Exception:
+                logger.warning("lease not renewed while its run lasts", exc_info=True,
+                               extra={"lease": name})
+                continue
+            if not held:
+                lost = "taken"
+            else:
+                expires = attempt + duration.total_seconds()
+    finally:
+        if not run.done():  # the lease lost, or this job cancelled
+            await _cancelled(run, name)
+    if lost is not None:
+        logger.warning("run cancelled: its lease was lost", extra={"lease": name,
+                                                                   "lease_lost": lost})
+        return lost
+    if not run.cancelled():
+        run.result()  # its failure, as a run's that was awaited
+    return None
+
+
+# How long a run cancelled for its lease is waited for: an action that does not end when
+# cancelled (a bug) is logged and left, rather than hold its job for good.
+CANCELLED_RUN_SECONDS = 10.0
+
+
+async def _cancelled(run: asyncio.Future[object], name: str) -> None:
+    run.cancel()
+    if not (await asyncio.wait({run}, timeout=CANCELLED_RUN_SECONDS))[0]:
+        logger.error("a run cancelled for its lease has not ended", extra={"lease": name})

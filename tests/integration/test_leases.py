@@ -138,12 +138,15 @@ class RecordingLeases(leases.Leases):
         super().__init__(sessions, holder=holder)
         self.happened = happened
         self.failing = False
-        self.renewed = asyncio.Event()
+        self.fail_once = False
+        self.renewed, self.failed = asyncio.Event(), asyncio.Event()
 
     async def acquire(self, name: str, *, duration: timedelta,
                       now: datetime | None = None) -> bool:
-        if self.failing:
+        if self.failing or self.fail_once:
+            self.fail_once = False
             self.happened.append("renewal failed")
+            self.failed.set()
             raise ConnectionError("the store is away")
         held = await super().acquire(name, duration=duration, now=now)
         self.renewed.set()
@@ -188,79 +191,75 @@ class TestStandingDown:
         assert happened[-2:] == ["stood down", "released"]
 
 
-class TriesCounted(leases.Leases):
-    """Real leases that count their tries, and say when they have made `enough`."""
+class TakenAt(leases.Leases):
+    """Real leases that note when each of their acquisitions succeeded, and say when they
+    have `enough`."""
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], *, holder: str,
-                 enough: int = 0) -> None:
+                 enough: int) -> None:
         super().__init__(sessions, holder=holder)
-        self.tries, self.enough, self.tried_enough = 0, enough, asyncio.Event()
+        self.taken: list[datetime] = []
+        self.enough, self.taken_enough = enough, asyncio.Event()
 
     async def acquire(self, name: str, *, duration: timedelta,
                       now: datetime | None = None) -> bool:
+        now = now or datetime.now(UTC)
         held = await super().acquire(name, duration=duration, now=now)
-        self.tries += 1
-        if self.tries >= self.enough:
-            self.tried_enough.set()
+        if held:
+            self.taken.append(now)
+            if len(self.taken) >= self.enough:
+                self.taken_enough.set()
         return held
+
+
+def long_run(happened: list[str], running: asyncio.Event,
+             done: asyncio.Event | None = None) -> Callable[[], Awaitable[None]]:
+    """A run that lasts until `done` (for ever without it), and says if it is cancelled."""
+    async def run() -> None:
+        running.set()
+        try:
+            await (done or asyncio.Event()).wait()
+        except asyncio.CancelledError:
+            happened.append("run cancelled")
+            raise
+    return run
 
 
 class TestLongRuns:
     """A run that lasts longer than its lease (a pass waiting for its turn, a long
-    escalation sweep) renews it while it runs, and is cancelled if the lease is lost
-    meanwhile: never the same job on two instances at once."""
+    escalation sweep) renews it while it runs, and is cancelled before its instance
+    stands down if the lease is found taken, or is not renewed before it would expire."""
 
     async def test_a_run_outlasting_its_lease_keeps_it(
-            self, sessions: async_sessionmaker[AsyncSession],
-            monkeypatch: pytest.MonkeyPatch) -> None:
-        # A lease of 6 intervals (1.2 s): renewed every interval, a stall of the loaded
-        # test machine of up to 5 intervals does not hand it over.
-        monkeypatch.setattr(leases, "INTERVALS_PER_LEASE", 6)
-        first = TriesCounted(sessions, holder=leases.holder_id("segmenter", "0"))
-        second = TriesCounted(sessions, holder=leases.holder_id("segmenter", "1"),
-                              enough=leases.INTERVALS_PER_LEASE + 2)
-        running, done, runs = asyncio.Event(), asyncio.Event(), list[str]()
-
-        async def long_run() -> None:
-            runs.append("first")
-            running.set()
-            await done.wait()
-
-        async def competing_run() -> None:
-            runs.append("second")
-
+            self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        first = TakenAt(sessions, holder=leases.holder_id("segmenter", "0"), enough=2)
+        other = leases.Leases(sessions, holder=leases.holder_id("segmenter", "1"))
+        running, done, happened = asyncio.Event(), asyncio.Event(), list[str]()
         stop = asyncio.Event()
-        holding = asyncio.create_task(leases.every_while_holding(
-            first, "tier-recompute", 0.2, long_run, stop))
+        job = asyncio.create_task(leases.every_while_holding(
+            first, "tier-recompute", 0.2, long_run(happened, running, done), stop))
         await asyncio.wait_for(running.wait(), 10)
-        competing = asyncio.create_task(leases.every_while_holding(
-            second, "tier-recompute", 0.2, competing_run, stop))
-        # The second instance tries past the lease's first expiry: each try follows an
-        # interval, and it began after the first took the lease.
-        await asyncio.wait_for(second.tried_enough.wait(), 30)
-        assert runs == ["first"]
-        assert first.tries >= 2  # renewed while its run lasted
+
+        await asyncio.wait_for(first.taken_enough.wait(), 30)  # renewed while it runs
+        taken, renewed = first.taken[:2]
+        assert renewed > taken
+        # Between the expiry of the lease as taken before the run and the renewal's:
+        # another instance is refused it (on its clock, whatever the test machine's pace).
+        lease = timedelta(seconds=0.2 * leases.INTERVALS_PER_LEASE)
+        between = taken + lease + (renewed - taken) / 2
+        assert not await other.acquire("tier-recompute", duration=MINUTE, now=between)
         done.set()
         stop.set()
-        await asyncio.wait_for(asyncio.gather(holding, competing), 10)
-        assert "second" not in runs
+        await asyncio.wait_for(job, 10)
+        assert happened == []
 
-    async def test_a_run_whose_lease_is_taken_is_cancelled(
+    async def test_a_run_whose_lease_is_taken_is_cancelled_before_it_stands_down(
             self, sessions: async_sessionmaker[AsyncSession]) -> None:
         happened: list[str] = []
         holder = RecordingLeases(sessions, holder=leases.holder_id("segmenter", "0"),
                                  happened=happened)
         other = leases.Leases(sessions, holder=leases.holder_id("segmenter", "1"))
-        running, cancelled, lost = asyncio.Event(), asyncio.Event(), asyncio.Event()
-
-        async def long_run() -> None:
-            running.set()
-            try:
-                await asyncio.Event().wait()
-            except asyncio.CancelledError:
-                happened.append("run cancelled")
-                cancelled.set()
-                raise
+        running, lost = asyncio.Event(), asyncio.Event()
 
         async def stand_down() -> None:
             happened.append("stood down")
@@ -268,45 +267,69 @@ class TestLongRuns:
 
         stop = asyncio.Event()
         task = asyncio.create_task(leases.every_while_holding(
-            holder, "tier-recompute", 0.05, long_run, stop, on_lost=stand_down))
+            holder, "tier-recompute", 0.2, long_run(happened, running), stop,
+            on_lost=stand_down))
         await asyncio.wait_for(running.wait(), 10)
         # Another instance takes it, as if it had expired (its clock far ahead).
         later = datetime.now(UTC) + timedelta(hours=1)
         assert await other.acquire("tier-recompute", duration=MINUTE, now=later)
 
-        await asyncio.wait_for(asyncio.gather(cancelled.wait(), lost.wait()), 10)
-        assert happened == ["stood down", "run cancelled"]
+        await asyncio.wait_for(lost.wait(), 10)
+        assert happened == ["run cancelled", "stood down"]
         stop.set()
         await asyncio.wait_for(task, 10)
-        assert not task.cancelled() and task.exception() is None
         assert await other.holder_of("tier-recompute") == other.holder
 
-    async def test_a_run_whose_renewal_fails_is_cancelled(
-            self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    async def test_a_renewal_failing_once_does_not_cut_a_run_short(
+            self, sessions: async_sessionmaker[AsyncSession],
+            monkeypatch: pytest.MonkeyPatch) -> None:
+        # A lease of 20 intervals (1 s): one failed renewal is far from its expiry.
+        monkeypatch.setattr(leases, "INTERVALS_PER_LEASE", 20)
         happened: list[str] = []
         holder = RecordingLeases(sessions, holder=leases.holder_id("router", "0"),
                                  happened=happened)
-        running, cancelled = asyncio.Event(), asyncio.Event()
-
-        async def long_run() -> None:
-            running.set()
-            try:
-                await asyncio.Event().wait()
-            except asyncio.CancelledError:
-                happened.append("run cancelled")
-                cancelled.set()
-                raise
+        running, done = asyncio.Event(), asyncio.Event()
 
         async def stand_down() -> None:
             happened.append("stood down")
 
         stop = asyncio.Event()
         task = asyncio.create_task(leases.every_while_holding(
-            holder, "escalation", 0.05, long_run, stop, on_lost=stand_down))
+            holder, "escalation", 0.05, long_run(happened, running, done), stop,
+            on_lost=stand_down))
+        await asyncio.wait_for(running.wait(), 10)
+        holder.fail_once = True  # the store blips while the run lasts
+        await asyncio.wait_for(holder.failed.wait(), 10)
+        holder.renewed.clear()
+        await asyncio.wait_for(holder.renewed.wait(), 10)  # renewed after the blip
+
+        assert happened == ["renewal failed"]
+        done.set()
+        stop.set()
+        await asyncio.wait_for(task, 10)
+        assert happened == ["renewal failed", "stood down", "released"]
+
+    async def test_a_run_whose_renewals_fail_until_its_lease_would_expire_is_cancelled(
+            self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        happened: list[str] = []
+        holder = RecordingLeases(sessions, holder=leases.holder_id("router", "0"),
+                                 happened=happened)
+        running, lost = asyncio.Event(), asyncio.Event()
+
+        async def stand_down() -> None:
+            happened.append("stood down")
+            lost.set()
+
+        stop = asyncio.Event()
+        task = asyncio.create_task(leases.every_while_holding(
+            holder, "escalation", 0.5, long_run(happened, running), stop,
+            on_lost=stand_down))
         await asyncio.wait_for(running.wait(), 10)
         holder.failing = True  # the store goes away while the run lasts
 
-        await asyncio.wait_for(cancelled.wait(), 10)
-        assert happened == ["renewal failed", "stood down", "run cancelled"]
+        await asyncio.wait_for(lost.wait(), 10)
+        cancelled = happened.index("run cancelled")
+        assert happened[cancelled + 1] == "stood down"
+        assert cancelled >= 1 and set(happened[:cancelled]) == {"renewal failed"}
         stop.set()
         await asyncio.wait_for(task, 10)  # the job goes on, and ends when stopped
