@@ -45,16 +45,26 @@ def compile_boolean(environment: Any, expression: Any, *, source: str, line: int
 
 
 def holds(compiled: Any, activation: Any) -> bool:
-    """Evaluate; CEL returns errors as values, which become ConditionFailed here."""
-    value = compiled.eval(activation)
+    """Evaluate; ConditionFailed if the condition cannot be decided on this data. CEL
+    returns most errors as values, and raises some (an evaluation past its iteration
+    budget, as nested loops over a ticket's many attributes are; a map built with one
+    key twice): both are the data's, not a bug, and fail the same way."""
+    try:
+        value = compiled.eval(activation)
+    except RuntimeError as exc:
+        raise _failed(str(exc)) from exc
     plain = value.plain_value()
     if plain is True or plain is False:  # a boolean: one call, no comparison of types
         return plain
     kind = value.type()
     if kind == _T.ERROR:
-        message = str(value.value())
-        code = _STATUS_CODE.match(message)
-        raise ConditionFailed(code.group(1) if code else "ERROR", message)
+        raise _failed(str(value.value()))
     if kind != _T.BOOL:
         raise ConditionFailed(NOT_BOOLEAN, f"gave {kind.name().lower()}, not a boolean")
     return bool(value.value())
+
+
+def _failed(message: str) -> ConditionFailed:
+    """CEL's error as ConditionFailed, its kind the status code the message starts with."""
+    code = _STATUS_CODE.match(message)
+    return ConditionFailed(code.group(1) if code else "ERROR", message)

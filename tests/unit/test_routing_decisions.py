@@ -9,6 +9,7 @@ from services.router import routing, table_file
 from tests.unit.routing_tables import (
     COMPLAINT,
     MONDAY_NOON,
+    ROUTES,
     SATURDAY_NOON,
     SIMPLE,
     TABLE,
@@ -85,6 +86,18 @@ class TestRefinements:
         decision = decide("key_accounts", ticket={"kind": "question"})  # no channel
         assert decision.reason == "route"
         assert "refinement 'phone' failed (NOT_FOUND); skipped" in decision.explanation
+
+    def test_a_refinement_past_cels_budget_on_many_attributes_is_skipped(self) -> None:
+        # CEL raises, rather than answer, past its iteration budget: the refinement
+        # fails on this ticket as on any data it cannot decide, and the route stands.
+        table = parse(ROUTES + "  - segment: c\n    department: d\n    refinements:\n"
+                      "      - name: triple\n        department: e\n"
+                      "        when: ticket.attributes.exists(a, ticket.attributes.exists(b,"
+                      " ticket.attributes.exists(c, a + b + c == 'k')))\n")
+        many = {**TICKET, "attributes": {f"k{n}": "v" for n in range(tickets.MAX_ATTRIBUTES)}}
+        decision = decide("c", ticket=many, table=table)
+        assert (decision.department, decision.reason) == ("d", "route")
+        assert "refinement 'triple' failed (INTERNAL); skipped" in decision.explanation
 
     def test_the_trace_of_a_failed_refinement_does_not_quote_the_ticket(self) -> None:
         # CEL's own message names the key it missed; a ticket's lane carries the trace.

@@ -44,6 +44,10 @@ class TestParseErrors:
          "      - {name: r, department: e,\n"
          "         when: \"ticket.kind == 'question' && ticket.language.startsWith('en')\"}\n",
          7, "r", "fails on a ticket of kind question by email, language null"),
+        # CEL raises on it rather than answer (a map with a key twice), on every ticket.
+        ("  - segment: c\n    department: d\n    refinements:\n"
+         "      - {name: r, when: \"{'k': 1, 'k': 2}.size() == 1\", department: e}\n", 7,
+         "r", "failed (ALREADY_EXISTS)"),
         ("  - segment: c\n    department: d\n    refinements:\n"
          "      - {name: r, when: 'true'}\n", 7, "r", "must set a department"),
         ("  - segment: c\n    department: d\n    refinements:\n"

@@ -119,6 +119,13 @@ class TestRejectedRuleSets:
         with pytest.raises(ConfigError, match="default segment is required"):
             rules_file.parse("rules: []\n", source="segments.yaml")
 
+    def test_a_rule_cel_raises_on_rather_than_answer_is_rejected(self) -> None:
+        # A map with a key twice: CEL raises on every evaluation (a probe's too).
+        with pytest.raises(ConfigError) as error:
+            parse("  - name: a\n    segment: x\n    when: \"{'k': 1, 'k': 2}.size() == 1\"\n")
+        assert (error.value.line, error.value.entry) == (4, "a")
+        assert "ALREADY_EXISTS" in error.value.problem
+
     def test_duplicate_rule_names(self) -> None:
         with pytest.raises(ConfigError, match="two rules have this name"):
             parse("  - {name: a, segment: x, when: 'true'}\n"
@@ -155,6 +162,27 @@ class TestRuntimeFailure:
     def test_a_rule_that_holds_decides_with_nothing_failed(self) -> None:
         decision = decide(self.RULE_SET, customer(attributes={"level": 5}))
         assert (decision.segment, decision.failed) == ("x", ())
+
+    def test_a_rule_past_cels_budget_on_a_tickets_many_attributes_does_not_hold(
+            self) -> None:
+        # Nested loops over a ticket's attributes: within CEL's iteration budget on the
+        # probes and small tickets, past it on a ticket with the most attributes, where
+        # CEL raises rather than return an error. The next rule decides; the ticket is
+        # segmented, not dead-lettered after its 202.
+        rule_set = parse(
+            "  - name: triple\n    segment: x\n    when: ticket.attributes.exists(a,"
+            " ticket.attributes.exists(b, ticket.attributes.exists(c, a + b + c == 'k')))\n"
+            "  - name: organisations\n    segment: business\n"
+            "    when: customer.type == 'organisation'\n")
+        many = tickets.Ticket(
+            ticket_id="t", customer_id="c-1", subject="s", body="b", channel="email",
+            received_at=datetime.now(UTC),
+            attributes={f"k{n}": "v" for n in range(tickets.MAX_ATTRIBUTES)})
+        decision = rule_set.decide(context.build(customer(CustomerType.ORGANISATION), many,
+                                                 today=TODAY))
+        assert (decision.segment, decision.rule) == ("business", "organisations")
+        [failed] = decision.failed
+        assert (failed.rule, failed.kind) == ("triple", "INTERNAL")
 
 
 class TestReads:

@@ -105,6 +105,26 @@ class TestHotReload:
             await client.put("/v1/segment-rules", content=original,
                              headers={"content-type": "application/yaml"})
 
+    async def test_a_rule_cel_raises_on_is_a_422_naming_it_wherever_it_is_sent(
+            self, client: httpx.AsyncClient, segmenter: Segmenter) -> None:
+        """A map built with a key twice: CEL raises on it rather than answer an error
+        value. An upload, a dry run and an analysis are each answered 422 naming the
+        rule, never 500; the rules in force stand."""
+        original = segmenter.rules_file.read_text()
+        in_force = (await client.get("/v1/segment-rules")).json()["version"]
+        raising = original.replace("version: demo-2", "version: raising-1").replace(
+            "rules:\n", "rules:\n  - name: twice\n    segment: general\n"
+                        "    when: \"{'k': 1, 'k': 2}.size() == 1\"\n", 1)
+        for path, send in (("/v1/segment-rules", client.put),
+                           ("/v1/segment-rules/dry-run", client.post),
+                           ("/v1/segment-rules/analysis", client.post)):
+            answer = await send(path, content=raising,
+                                headers={"content-type": "application/yaml"})
+            assert answer.status_code == 422, (path, answer.text)
+            assert answer.json()["rule"] == "twice", path
+            assert "ALREADY_EXISTS" in answer.json()["detail"], path
+        assert (await client.get("/v1/segment-rules")).json()["version"] == in_force
+
     async def test_editing_the_file_reloads_it(self, client: httpx.AsyncClient,
                                                segmenter: Segmenter) -> None:
         original = segmenter.rules_file.read_text()
