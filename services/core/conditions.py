@@ -16,6 +16,18 @@ _STATUS_CODE = re.compile(r"([A-Z][A-Z_]*): ")
 NOT_BOOLEAN = "NOT_BOOLEAN"
 
 
+# What an admin is told of a condition that failed on a probe past CEL's iteration
+# budget (their loops over the most attributes a ticket or customer may have).
+PAST_BUDGET_HINT = ("loops over attributes, nested, go past CEL's iteration budget on the"
+                    " most attributes a ticket or customer may have: loop less deep, or read"
+                    " the attributes by name")
+
+
+def past_budget(message: str) -> bool:
+    """Whether CEL's error is its iteration budget's."""
+    return "budget exceeded" in message.lower()
+
+
 class ConditionFailed(RuntimeError):
     """A condition that could not be decided on some data (an error, or not a boolean).
     `kind` says which without the data (CEL's status code, e.g. NOT_FOUND or

@@ -187,22 +187,35 @@ def rule_view(ticket: Ticket | None) -> dict[str, Any]:
 
 def describe_view(view: Mapping[str, Any]) -> str:
     """A rule's view of a ticket in words (an error naming the probe a rule failed on)."""
+    attributes = dict(view["attributes"])
+    said = (f"{len(attributes)} attributes (the most a ticket has)"
+            if len(attributes) >= MAX_ATTRIBUTES else f"attributes {attributes or 'none'}")
     return (f"a ticket of kind {view['kind'] or 'null'} by {view['channel']}, language"
-            f" {view['language'] or 'null'}, attributes {dict(view['attributes']) or 'none'}")
+            f" {view['language'] or 'null'}, {said}")
 
 
 def probe_tickets(received_at: datetime) -> list[Ticket]:
     """Tickets every rule on tickets must evaluate on before it serves (segment rules,
     routing refinements): every kind (and none) on every channel, language null and no
-    attributes; and one with every field set. A rule reading a field that may be null
-    without a guard fails on one of them."""
+    attributes; one with every field set; and one with the most attributes, each of the
+    longest text. A rule reading a field that may be null without a guard fails on one of
+    them, and so does one whose loops over a ticket's attributes would go past CEL's
+    iteration budget on a ticket a platform may send."""
     probes = [Ticket(ticket_id="probe", customer_id="probe", subject="probe", body="",
                      channel=channel, kind=kind, received_at=received_at)
               for kind in (None, *Kind) for channel in Channel]
     probes.append(Ticket(ticket_id="probe", customer_id="probe", subject="probe", body="",
                          channel=Channel.EMAIL, kind=Kind.COMPLAINT, language="nl",
                          received_at=received_at))
+    probes.append(Ticket(ticket_id="probe", customer_id="probe", subject="probe", body="",
+                         channel=Channel.EMAIL, received_at=received_at,
+                         attributes=most_attributes(MAX_ATTRIBUTES)))
     return probes
+
+
+def most_attributes(count: int) -> dict[str, str]:
+    """`count` attributes, each of the longest text: a probe's, as large as may come."""
+    return {f"probe_{n}": "x" * MAX_ATTRIBUTE_TEXT for n in range(count)}
 
 
 class Segmentation(BaseModel):

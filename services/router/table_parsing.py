@@ -169,11 +169,11 @@ def _parse_refinement(document: Any, label: str, source: str,
                 refinement.holds(ENVIRONMENT.Activation({"ticket": ticket, "tier": tier}))
             except RefinementError as exc:
                 # The probe's data is ours: CEL's own message helps the admin here.
+                hint = conditions.PAST_BUDGET_HINT if conditions.past_budget(
+                    str(exc.__cause__)) else ("guard fields that may be null or missing,"
+                                              " e.g. `has(ticket.attributes.order)`")
                 raise ConfigError(source, line, name, f"fails on {tickets.describe_view(ticket)}"
-                                  f" (tier {tier}):"
-                                  f" {exc}: {exc.__cause__} (guard fields that may be null"
-                                  " or missing, e.g. `has(ticket.attributes.order)`)"
-                                  ) from exc
+                                  f" (tier {tier}): {exc}: {exc.__cause__} ({hint})") from exc
     return refinement
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from services.core import groups, tickets
 from services.core.tickets import Ticket
 from services.segmenter.profiles import (
+    MAX_CUSTOMER_ATTRIBUTES,
     Customer,
     CustomerProfile,
     CustomerType,
@@ -66,15 +67,17 @@ def features_view(features: ValueFeatures) -> dict[str, Any]:
 def probes(today: date) -> list[dict[str, Any]]:
     """Contexts every rule must evaluate on, so that a rule reading a field that may be
     null without a guard is refused at load rather than skipped on real tickets: an
-    unknown customer; a known one with a full profile; a known one of each type with
-    only its type (every other field null); each with tickets of every kind (and none)
-    on every channel, language null, and a ticket with every field set
-    (tickets.probe_tickets)."""
+    unknown customer; a known one with a full profile (and the most attributes, each of
+    the longest text: a rule looping over them past CEL's iteration budget fails on it);
+    a known one of each type with only its type (every other field null); each with
+    tickets of every kind (and none) on every channel, language null, a ticket with every
+    field set and one with the most attributes (tickets.probe_tickets)."""
     full = Customer(
         "probe-known",
         CustomerProfile("probe-known", CustomerType.INDIVIDUAL, birth_date=date(1990, 1, 1),
                         gender="female", country="NL", language="nl",
-                        socio_economic_band="middle", signup_date=date(2020, 1, 1)),
+                        socio_economic_band="middle", signup_date=date(2020, 1, 1),
+                        attributes=tickets.most_attributes(MAX_CUSTOMER_ATTRIBUTES)),
         ValueFeatures(recency=3, frequency=3, monetary=3, total_value=100.0, purchases=2),
         Tier.EXISTING)
     customers = [Customer("probe-unknown", None, ValueFeatures(), Tier.POTENTIAL), full,

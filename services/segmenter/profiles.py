@@ -20,6 +20,10 @@ class CustomerType(StrEnum):
 Tier = tiers.Tier  # defined with the contracts, in services/core/tiers.py
 
 
+# The most attributes a customer's profile holds (an import's row, the API's customer).
+MAX_CUSTOMER_ATTRIBUTES = 100
+
+
 @dataclass(frozen=True, slots=True)
 class CustomerProfile:
     customer_id: str

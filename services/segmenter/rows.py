@@ -28,7 +28,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 
 from services.core import moments, tickets
-from services.segmenter.profiles import CustomerType
+from services.segmenter.profiles import MAX_CUSTOMER_ATTRIBUTES, CustomerType
 
 Kind: TypeAlias = Literal["customers", "purchases"]
 Format: TypeAlias = Literal["csv", "jsonl"]
@@ -45,8 +45,6 @@ QA RE RO RS RU RW SA SB SC SD SE SG SH SI SJ SK SL SM SN SO SR SS ST SV SX SY SZ
 TH TJ TK TL TM TN TO TR TT TV TW TZ UA UG UM US UY UZ VA VC VE VG VI VN VU WF WS YE YT ZA ZM
 ZW"""
 COUNTRY_CODES = frozenset(_ISO_3166_ALPHA_2.split())
-
-MAX_CUSTOMER_ATTRIBUTES = 100
 
 # How far ahead of our clock a purchase may be dated, as the clock of the system that
 # sold it may run; one dated later would count as recent spend until that date comes,

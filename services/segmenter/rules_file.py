@@ -61,11 +61,12 @@ def parse_document(document: Mapping[str, Any], *, source: str, version: str,
             try:
                 rule.holds(rules.ENVIRONMENT.Activation(probe))
             except rules.RuleEvaluationError as exc:
+                hint = conditions.PAST_BUDGET_HINT if conditions.past_budget(exc.detail) \
+                    else ("guard fields that may be null, e.g. `customer.age_years != null"
+                          " && ...`, and use has() for optional attributes")
                 raise ConfigError(source, rule.line, rule.name,
                                   f"fails for {context.describe_probe(probe)}: {exc.detail}"
-                                  " (guard fields that may be null, e.g."
-                                  " `customer.age_years != null && ...`, and use has() for"
-                                  " optional attributes)") from exc
+                                  f" ({hint})") from exc
     return rule_set
 
 

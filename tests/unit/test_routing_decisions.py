@@ -87,17 +87,20 @@ class TestRefinements:
         assert decision.reason == "route"
         assert "refinement 'phone' failed (NOT_FOUND); skipped" in decision.explanation
 
-    def test_a_refinement_past_cels_budget_on_many_attributes_is_skipped(self) -> None:
-        # CEL raises, rather than answer, past its iteration budget: the refinement
-        # fails on this ticket as on any data it cannot decide, and the route stands.
+    def test_a_refinement_cel_raises_on_for_a_tickets_values_is_skipped(self) -> None:
+        # CEL raises, rather than answer, on a map keyed by two equal values (the probes
+        # have neither attribute): the refinement fails on this ticket as on any data it
+        # cannot decide, and the route stands.
         table = parse(ROUTES + "  - segment: c\n    department: d\n    refinements:\n"
-                      "      - name: triple\n        department: e\n"
-                      "        when: ticket.attributes.exists(a, ticket.attributes.exists(b,"
-                      " ticket.attributes.exists(c, a + b + c == 'k')))\n")
-        many = {**TICKET, "attributes": {f"k{n}": "v" for n in range(tickets.MAX_ATTRIBUTES)}}
-        decision = decide("c", ticket=many, table=table)
+                      "      - name: pair\n        department: e\n"
+                      "        when: \"has(ticket.attributes.a) && has(ticket.attributes.b)"
+                      " && {ticket.attributes.a: 1, ticket.attributes.b: 2}.size() == 2\"\n")
+        same = {**TICKET, "attributes": {"a": "v", "b": "v"}}
+        decision = decide("c", ticket=same, table=table)
         assert (decision.department, decision.reason) == ("d", "route")
-        assert "refinement 'triple' failed (INTERNAL); skipped" in decision.explanation
+        assert "refinement 'pair' failed (ALREADY_EXISTS); skipped" in decision.explanation
+        other = decide("c", ticket={**TICKET, "attributes": {"a": "v", "b": "w"}}, table=table)
+        assert (other.department, other.reason) == ("e", "refinement")
 
     def test_the_trace_of_a_failed_refinement_does_not_quote_the_ticket(self) -> None:
         # CEL's own message names the key it missed; a ticket's lane carries the trace.

@@ -48,6 +48,11 @@ class TestParseErrors:
         ("  - segment: c\n    department: d\n    refinements:\n"
          "      - {name: r, when: \"{'k': 1, 'k': 2}.size() == 1\", department: e}\n", 7,
          "r", "failed (ALREADY_EXISTS)"),
+        # Loops past CEL's iteration budget on the most attributes a ticket may have.
+        ("  - segment: c\n    department: d\n    refinements:\n"
+         "      - {name: r, department: e, when: \"ticket.attributes.exists(a,"
+         " ticket.attributes.exists(b, ticket.attributes.exists(c, a + b + c == 'k')))\"}\n",
+         7, "r", "Iteration budget exceeded"),
         ("  - segment: c\n    department: d\n    refinements:\n"
          "      - {name: r, when: 'true'}\n", 7, "r", "must set a department"),
         ("  - segment: c\n    department: d\n    refinements:\n"

@@ -126,6 +126,24 @@ class TestRejectedRuleSets:
         assert (error.value.line, error.value.entry) == (4, "a")
         assert "ALREADY_EXISTS" in error.value.problem
 
+    @pytest.mark.parametrize(("loops", "probe"), [
+        ("ticket.attributes", "50 attributes (the most a ticket has)"),
+        ("customer.attributes", "a known customer with a full profile")])
+    def test_loops_past_cels_budget_on_the_most_attributes_are_rejected(
+            self, loops: str, probe: str) -> None:
+        # Within the budget on a few attributes, past it on the most a ticket (50) or a
+        # customer (100) may have: refused at load, not failing on large tickets later.
+        triple = (f"{loops}.exists(a, {loops}.exists(b, {loops}.exists(c,"
+                  " a + b + c == 'k')))")
+        with pytest.raises(ConfigError) as error:
+            parse(f"  - name: triple\n    segment: x\n    when: {triple}\n")
+        assert (error.value.line, error.value.entry) == (4, "triple")
+        assert "Iteration budget exceeded" in error.value.problem
+        assert probe in error.value.problem
+        assert "past CEL's iteration budget" in error.value.problem  # the hint fits
+        assert "x" * 100 not in error.value.problem  # the probe's values not repeated
+        parse(f"  - name: one\n    segment: x\n    when: {loops}.exists(a, a == 'k')\n")
+
     def test_duplicate_rule_names(self) -> None:
         with pytest.raises(ConfigError, match="two rules have this name"):
             parse("  - {name: a, segment: x, when: 'true'}\n"
@@ -163,26 +181,25 @@ class TestRuntimeFailure:
         decision = decide(self.RULE_SET, customer(attributes={"level": 5}))
         assert (decision.segment, decision.failed) == ("x", ())
 
-    def test_a_rule_past_cels_budget_on_a_tickets_many_attributes_does_not_hold(
-            self) -> None:
-        # Nested loops over a ticket's attributes: within CEL's iteration budget on the
-        # probes and small tickets, past it on a ticket with the most attributes, where
-        # CEL raises rather than return an error. The next rule decides; the ticket is
-        # segmented, not dead-lettered after its 202.
+    def test_a_rule_cel_raises_on_for_a_tickets_values_does_not_hold(self) -> None:
+        # A map keyed by two attributes: on the probes (which have neither) the guards
+        # keep it from being built; on a ticket whose two values are equal CEL raises,
+        # rather than return an error. The next rule decides; the ticket is segmented,
+        # not dead-lettered after its 202.
         rule_set = parse(
-            "  - name: triple\n    segment: x\n    when: ticket.attributes.exists(a,"
-            " ticket.attributes.exists(b, ticket.attributes.exists(c, a + b + c == 'k')))\n"
+            "  - name: pair\n    segment: x\n    when: \"has(ticket.attributes.a) &&"
+            " has(ticket.attributes.b) &&"
+            " {ticket.attributes.a: 1, ticket.attributes.b: 2}.size() == 2\"\n"
             "  - name: organisations\n    segment: business\n"
             "    when: customer.type == 'organisation'\n")
-        many = tickets.Ticket(
-            ticket_id="t", customer_id="c-1", subject="s", body="b", channel="email",
-            received_at=datetime.now(UTC),
-            attributes={f"k{n}": "v" for n in range(tickets.MAX_ATTRIBUTES)})
-        decision = rule_set.decide(context.build(customer(CustomerType.ORGANISATION), many,
+        same = tickets.Ticket(ticket_id="t", customer_id="c-1", subject="s", body="b",
+                              channel="email", received_at=datetime.now(UTC),
+                              attributes={"a": "v", "b": "v"})
+        decision = rule_set.decide(context.build(customer(CustomerType.ORGANISATION), same,
                                                  today=TODAY))
         assert (decision.segment, decision.rule) == ("business", "organisations")
         [failed] = decision.failed
-        assert (failed.rule, failed.kind) == ("triple", "INTERNAL")
+        assert (failed.rule, failed.kind) == ("pair", "ALREADY_EXISTS")
 
 
 class TestReads:
