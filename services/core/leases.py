@@ -119,10 +119,9 @@ async def every_while_holding(leases: Leases, name: str, seconds: float,
     async def run_if_holding() -> None:
         taken_at = time.monotonic()
         if await renew():
-            lost = await _run_holding(leases, name, duration, seconds, action,
-                                      expires=taken_at + duration.total_seconds())
-            if lost is not None:
-                await stand_down()
+            await _run_holding(leases, name, duration, seconds, action, stop=stop,
+                               expires=taken_at + duration.total_seconds(),
+                               stand_down=stand_down)
 
     try:
         await background.every(seconds, run_if_holding, stop)
@@ -136,47 +135,64 @@ async def every_while_holding(leases: Leases, name: str, seconds: float,
 
 
 async def _run_holding(leases: Leases, name: str, duration: timedelta, seconds: float,
-                       action: Callable[[], Awaitable[object]], *, expires: float,
-                       ) -> str | None:
+                       action: Callable[[], Awaitable[object]], *, stop: asyncio.Event,
+                       expires: float, stand_down: Callable[[], Awaitable[None]]) -> None:
     """`action`, its lease renewed every `seconds` while it runs (a run may wait for its
-    turn, or have much to do), so that a run longer than the lease keeps it; None once it
-    ends. Should the lease be found taken, or its renewals fail until it is half an
-    interval from expiring (`expires`, on the monotonic clock), the run is cancelled, as a
-    crash would end it, and what became of the lease is returned: the caller stands down
-    only then. A store that fails a renewal or two (a blip) does not cut a run short."""
+    turn, or have much to do), so that a run longer than the lease keeps it. Should the
+    lease be found taken, or not be renewed by half an interval before it would expire
+    (`expires`, on the monotonic clock; a store that fails a renewal or two meanwhile
+    does not cut the run short), the run is cancelled, as a crash would end it, and only
+    then does this instance `stand_down`. A run going when the job stops is cancelled
+    too: shutdown does not wait for a long one."""
     run = asyncio.ensure_future(action())
-    run.add_done_callback(background.retrieved)  # read below, or not at all if cut short
+    run.add_done_callback(background.retrieved)  # read below, unless cut short
+    stopping = asyncio.ensure_future(stop.wait())
     lost = None
     try:
-        while lost is None:
+        while lost is None and not stop.is_set():
             left = expires - seconds / 2 - time.monotonic()  # before the run must stop
             if left <= 0:
                 lost = "not renewed in time"
                 break
-            if (await asyncio.wait({run}, timeout=min(seconds, left)))[0]:
+            done, _ = await asyncio.wait({run, stopping}, timeout=min(seconds, left),
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if run in done or stop.is_set():
                 break
-            left, attempt = expires - seconds / 2 - time.monotonic(), time.monotonic()
-            try:
-                held = await background.within(max(left, 0.0), leases.acquire(
-                    name, duration=duration))
-            except Exception:
-                logger.warning("lease not renewed while its run lasts", exc_info=True,
-                               extra={"lease": name})
-                continue
-            if not held:
-                lost = "taken"
-            else:
-                expires = attempt + duration.total_seconds()
+            lost, expires = await _renewed(leases, name, duration, seconds, expires)
     finally:
-        if not run.done():  # the lease lost, or this job cancelled
+        stopping.cancel()
+        cut_short = not run.done()
+        if cut_short:  # the lease lost, the job stopping, or this task cancelled
             await _cancelled(run, name)
     if lost is not None:
-        logger.warning("run cancelled: its lease was lost", extra={"lease": name,
-                                                                   "lease_lost": lost})
-        return lost
+        logger.warning("run cancelled: its lease was lost" if cut_short
+                       else "lease lost as its run ended",
+                       extra={"lease": name, "lease_lost": lost})
+        await stand_down()
     if not run.cancelled():
         run.result()  # its failure, as a run's that was awaited
-    return None
+
+
+async def _renewed(leases: Leases, name: str, duration: timedelta, seconds: float,
+                   expires: float) -> tuple[str | None, float]:
+    """The lease renewed during a run: (None, its new expiry), or what became of it
+    (taken, or not renewed in time) and the old expiry. A renewal still going when the
+    lease is half an interval from expiring counts as not renewed, and is left to finish
+    rather than cancelled: a store call cut mid-statement can leave SQLite's write lock
+    held by a connection nobody ends; finishing late, it only lengthens the lease."""
+    attempt = time.monotonic()
+    renewal = asyncio.ensure_future(leases.acquire(name, duration=duration))
+    renewal.add_done_callback(background.retrieved)
+    left = expires - seconds / 2 - time.monotonic()
+    if not (await asyncio.wait({renewal}, timeout=max(left, 0.0)))[0]:
+        return "not renewed in time", expires
+    if (error := renewal.exception()) is not None:
+        logger.warning("lease not renewed while its run lasts", exc_info=error,
+                       extra={"lease": name})
+        return None, expires
+    if not renewal.result():
+        return "taken", expires
+    return None, attempt + duration.total_seconds()
 
 
 # How long a run cancelled for its lease is waited for: an action that does not end when
