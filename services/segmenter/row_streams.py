@@ -21,7 +21,7 @@ from services.segmenter.rows import (
     json_object,
     parse_record,
     today_anywhere,
-    unknown_fields,
+    unknown_columns,
 )
 
 # Reading a stream: request bodies arrive in chunks of any size, so lines are re-framed
@@ -212,5 +212,5 @@ def _header(kind: Kind, fields: list[str]) -> list[str] | str:
     required = [name for name, field in RECORD_OF[kind].model_fields.items()
                 if field.is_required()]
     missing = [name for name in required if name not in names]
-    return (unknown_fields(kind, names) or
+    return (unknown_columns(kind, names) or
             (f"missing columns: {', '.join(missing)}" if missing else names))

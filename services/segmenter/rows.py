@@ -215,15 +215,21 @@ def parse_record(kind: Kind, line: int, values: dict[str, Any], *,
     return RECORD_OF[kind].parse(line, values, today=today or today_anywhere(), now=now)
 
 
-def unknown_fields(kind: Kind, names: list[str]) -> str | None:
-    """The reason to refuse unknown field names, or None if all are known."""
-    unknown = [name for name in names if name not in RECORD_OF[kind].model_fields]
+def unknown_columns(kind: Kind, names: list[str]) -> str | None:
+    """The reason to refuse a header line's unknown column names, or None if all are
+    known. The columns are named by position, not by their text: a file sent without its
+    header line has its first row read as one, and that row's values (a name, an email)
+    must not come back in the answer; a hint says so when no column is known."""
+    fields = RECORD_OF[kind].model_fields
+    unknown = [str(position) for position, name in enumerate(names, start=1)
+               if name not in fields]
     if not unknown:
         return None
-    shown = ", ".join(_shortened(name) for name in unknown[:5])
-    more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
-    accepted = ", ".join(RECORD_OF[kind].model_fields)
-    return f"unknown fields: {shown}{more} (accepted: {accepted})"
+    shown = ", ".join(unknown[:10]) + (f" and {len(unknown) - 10} more"
+                                       if len(unknown) > 10 else "")
+    missing = " (is the header line missing?)" if len(unknown) == len(names) else ""
+    return (f"unknown columns at positions {shown}{missing}; accepted: "
+            f"{', '.join(fields)}")
 
 
 def _shortened(name: str) -> str:

@@ -227,15 +227,28 @@ class TestBadRows:
         assert all(SECRET not in reason for _, reason in lines_and_reasons(rows))
 
     @pytest.mark.parametrize(("header", "reason"), [
-        (f"customer_id,customer_type,{SECRET}", f"unknown fields: {SECRET} (accepted: "),
+        (f"customer_id,customer_type,{SECRET}", "unknown columns at positions 3; accepted: "
+         "customer_id, customer_type, name, "),
         ("customer_id,name", "missing columns: customer_type"),
         ("customer_id,customer_type,customer_id", "a column is named twice"),
-        ("customer_id,amount,currency,purchased_at", "unknown fields: amount, currency, "),
+        ("customer_id,amount,currency,purchased_at", "unknown columns at positions 2, 3, 4;"),
     ])
     async def test_bad_header_is_one_error_on_its_line(self, header: str, reason: str) -> None:
         rows = await read(f"\n{header}\nc-1,individual,x\nc-2,individual,y\n")
         assert len(rows) == 1 and isinstance(rows[0], RowError)
         assert rows[0].line == 2 and rows[0].reason.startswith(f"header: {reason}")
+        assert SECRET not in rows[0].reason
+
+    async def test_a_file_without_its_header_line_does_not_echo_its_first_row(self) -> None:
+        # The first row read as the header: its values (a name, an email, a birth date)
+        # must not come back in the answer.
+        rows = await read(f"c-9,individual,{SECRET},{SECRET}@example.com,1980-01-01\n"
+                          "c-10,individual,Someone,some@example.com,1981-02-02\n")
+        assert len(rows) == 1 and isinstance(rows[0], RowError)
+        assert rows[0].reason.startswith("header: unknown columns at positions 1, 2, 3, 4, 5"
+                                         " (is the header line missing?); accepted: ")
+        for value in (SECRET, "c-9", "1980-01-01", "example.com"):
+            assert value not in rows[0].reason
 
     async def test_quoted_field_not_closed_by_the_end(self) -> None:
         rows = await read('customer_id,customer_type,name\nc-1,individual,"Acme\nc-2,x,y\n')
