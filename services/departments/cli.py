@@ -218,7 +218,7 @@ class _Tries:
 
 def _a_key(key: str) -> bool:
     return len(key) <= intake_policy.KEY_MAX_LENGTH \
-        and re.fullmatch(intake_policy.KEY_PATTERN, key) is not None
+        and re.fullmatch(intake_policy.VISIBLE_ASCII, key) is not None
 
 
 def _failure_of(error: BaseException) -> str:

@@ -67,7 +67,11 @@ class ReportAccepted(BaseModel):
     status: Literal["accepted"] = "accepted"
 
 
-CorrelationId = Annotated[str | None, Header(alias="X-Correlation-ID", max_length=128)]
+CorrelationId = Annotated[str | None, Header(
+    alias="X-Correlation-ID", min_length=1,
+    max_length=intake_policy.CORRELATION_ID_MAX_LENGTH, pattern=intake_policy.VISIBLE_ASCII,
+    description="Carried by every record and callback of the ticket (default: its id):"
+                " printable ASCII without spaces, 1-128 characters")]
 TicketId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
 
 UNAVAILABLE: dict[int | str, dict[str, Any]] = {
@@ -124,7 +128,7 @@ def refused(refusal: service.Refused, router: bootstrap.Router, endpoint: str) -
 
 
 _KEY = {"alias": "Idempotency-Key", "min_length": 1,
-        "max_length": intake_policy.KEY_MAX_LENGTH, "pattern": intake_policy.KEY_PATTERN}
+        "max_length": intake_policy.KEY_MAX_LENGTH, "pattern": intake_policy.VISIBLE_ASCII}
 IdempotencyKey = Annotated[str | None, Header(
     **_KEY, description="Retries with the same key get the same ticket id, and no second"
                         " ticket")]

@@ -26,9 +26,12 @@ REPORT_CLOCK_SKEW = moments.CLOCK_SKEW
 SKEW_NOTE = (f"up to {REPORT_CLOCK_SKEW.total_seconds() / 60:g} minutes outside, as a"
              " clock running from the router's puts it, is dated at the nearer end")
 
-# What an `Idempotency-Key` may be: printable ASCII, no spaces, 1 to 255 characters.
-KEY_PATTERN = r"^[\x21-\x7e]+$"
+# What an `Idempotency-Key` and an `X-Correlation-ID` may be: printable ASCII, no spaces
+# (no control characters, which would travel into logs, records and callbacks), 1 to 255
+# and 1 to 128 characters.
+VISIBLE_ASCII = r"^[\x21-\x7e]+$"
 KEY_MAX_LENGTH = 255
+CORRELATION_ID_MAX_LENGTH = 128
 
 
 class Claim(Enum):

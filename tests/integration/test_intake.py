@@ -151,6 +151,24 @@ class TestBadInput:
                                  keep=lambda e: e.ticket_id in ids)
         assert len(found) == 10
 
+    async def test_a_correlation_id_is_printable_ascii_without_spaces(
+            self, intake: Intake) -> None:
+        """It travels into every record, log line and callback of the ticket: a space, a
+        tab, a letter past ASCII or one past 128 characters is a 422 naming the header
+        (other control characters the HTTP server refuses itself, 400)."""
+        url = f"{intake.url()}/v1/tickets"
+        async with httpx.AsyncClient() as client:
+            for bad in (b"a b", b"a\tb", "café".encode(), b"x" * 129):
+                answer = await client.post(url, json={**TICKET, "customer_id": unique("c")},
+                                           headers={"X-Correlation-ID": bad,
+                                                    **intake.headers()})
+                assert answer.status_code == 422, (bad, answer.text)
+                assert answer.json()["fields"][0]["field"] == "header.X-Correlation-ID"
+            good = await client.post(url, json={**TICKET, "customer_id": unique("c")},
+                                     headers={"X-Correlation-ID": "x" * 128,
+                                              **intake.headers()})
+        assert good.status_code == 202, good.text
+
     async def test_report_of_unknown_type_is_rejected(self, intake: Intake) -> None:
         async with httpx.AsyncClient() as client:
             response = await client.post(f"{intake.url()}/v1/tickets/t-1/events",
