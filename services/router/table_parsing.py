@@ -31,9 +31,16 @@ _ROUTE_KEYS = ("segment", "department", "priority", *priority.TARGET_KEYS, "tier
 _REFINEMENT_KEYS = ("name", "when", "department", "priority", *priority.TARGET_KEYS,
                     "description")
 # Every refinement must evaluate on these, for every tier (what segment rules are checked
-# on too: tickets.probe_tickets).
-PROBE_TICKETS: tuple[dict[str, Any], ...] = tuple(
-    tickets.rule_view(ticket) for ticket in tickets.probe_tickets(datetime(2000, 1, 1, tzinfo=UTC)))
+# on too: tickets.probe_tickets), each made an activation once; and must not go past
+# CEL's iteration budget on the largest ticket (tickets.largest_ticket).
+_PROBED_AT = datetime(2000, 1, 1, tzinfo=UTC)
+PROBES: tuple[tuple[dict[str, Any], str, Any], ...] = tuple(
+    (view, tier, ENVIRONMENT.Activation({"ticket": view, "tier": tier}))
+    for tier in priority.TIERS
+    for view in map(tickets.rule_view, tickets.probe_tickets(_PROBED_AT)))
+LARGEST: tuple[tuple[dict[str, Any], str, Any], ...] = tuple(
+    (view, tier, ENVIRONMENT.Activation({"ticket": view, "tier": tier}))
+    for tier in priority.TIERS for view in [tickets.rule_view(tickets.largest_ticket(_PROBED_AT))])
 
 
 def parse_table(document: Mapping[str, Any], *, source: str, version: str) -> RoutingTable:
@@ -163,15 +170,18 @@ def _parse_refinement(document: Any, label: str, source: str,
     if department is not None:
         references.append((department, line, name))
     refinement = Refinement(name, expression, compiled, department, service, line)
-    for tier in priority.TIERS:
-        for ticket in PROBE_TICKETS:
+    for probes, only_budget in ((PROBES, False), (LARGEST, True)):
+        for ticket, tier, activation in probes:
             try:
-                refinement.holds(ENVIRONMENT.Activation({"ticket": ticket, "tier": tier}))
+                refinement.holds(activation)
             except RefinementError as exc:
+                past_budget = conditions.past_budget(str(exc.__cause__))
+                if only_budget and not past_budget:
+                    continue  # the run time's to take: skipped on such a ticket
                 # The probe's data is ours: CEL's own message helps the admin here.
-                hint = conditions.PAST_BUDGET_HINT if conditions.past_budget(
-                    str(exc.__cause__)) else ("guard fields that may be null or missing,"
-                                              " e.g. `has(ticket.attributes.order)`")
+                hint = conditions.PAST_BUDGET_HINT if past_budget else (
+                    "guard fields that may be null or missing, e.g."
+                    " `has(ticket.attributes.order)`")
                 raise ConfigError(source, line, name, f"fails on {tickets.describe_view(ticket)}"
                                   f" (tier {tier}): {exc}: {exc.__cause__} ({hint})") from exc
     return refinement

@@ -67,25 +67,39 @@ def features_view(features: ValueFeatures) -> dict[str, Any]:
 def probes(today: date) -> list[dict[str, Any]]:
     """Contexts every rule must evaluate on, so that a rule reading a field that may be
     null without a guard is refused at load rather than skipped on real tickets: an
-    unknown customer; a known one with a full profile (and the most attributes, each of
-    the longest text: a rule looping over them past CEL's iteration budget fails on it);
-    a known one of each type with only its type (every other field null); each with
-    tickets of every kind (and none) on every channel, language null, a ticket with every
-    field set and one with the most attributes (tickets.probe_tickets)."""
-    full = Customer(
-        "probe-known",
-        CustomerProfile("probe-known", CustomerType.INDIVIDUAL, birth_date=date(1990, 1, 1),
-                        gender="female", country="NL", language="nl",
-                        socio_economic_band="middle", signup_date=date(2020, 1, 1),
-                        attributes=tickets.most_attributes(MAX_CUSTOMER_ATTRIBUTES)),
-        ValueFeatures(recency=3, frequency=3, monetary=3, total_value=100.0, purchases=2),
-        Tier.EXISTING)
+    unknown customer; a known one with a full profile; a known one of each type with only
+    its type (every other field null); each with tickets of every kind (and none) on
+    every channel, language null, and a ticket with every field set
+    (tickets.probe_tickets)."""
+    full = Customer("probe-known", _full_profile("probe-known", CustomerType.INDIVIDUAL),
+                    ValueFeatures(recency=3, frequency=3, monetary=3, total_value=100.0,
+                                  purchases=2), Tier.EXISTING)
     customers = [Customer("probe-unknown", None, ValueFeatures(), Tier.POTENTIAL), full,
                  *(Customer(f"probe-{kind}", CustomerProfile(f"probe-{kind}", kind),
                             ValueFeatures(), Tier.POTENTIAL) for kind in CustomerType)]
     on_tickets = tickets.probe_tickets(datetime.combine(today, time(), UTC))
     return [build(customer, ticket, today=today) for customer in customers
             for ticket in on_tickets]
+
+
+def largest(today: date) -> list[dict[str, Any]]:
+    """Contexts a rule is checked on for CEL's iteration budget alone (rules_file): a
+    known customer of each type with a full profile and the most attributes a customer
+    may have, each of the longest text and no two alike, on the largest ticket
+    (tickets.largest_ticket). Loops over them past the budget are refused at load; any
+    other failure on them is left to run time, where the rule does not hold."""
+    on = tickets.largest_ticket(datetime.combine(today, time(), UTC))
+    return [build(Customer(f"probe-{kind}", _full_profile(
+        f"probe-{kind}", kind, attributes=tickets.most_attributes(MAX_CUSTOMER_ATTRIBUTES)),
+        ValueFeatures(recency=3, frequency=3, monetary=3, total_value=100.0, purchases=2),
+        Tier.EXISTING), on, today=today) for kind in CustomerType]
+
+
+def _full_profile(customer_id: str, kind: CustomerType,
+                  attributes: Mapping[str, Any] | None = None) -> CustomerProfile:
+    return CustomerProfile(customer_id, kind, birth_date=date(1990, 1, 1), gender="female",
+                           country="NL", language="nl", socio_economic_band="middle",
+                           signup_date=date(2020, 1, 1), attributes=attributes or {})
 
 
 def describe_probe(probe: Mapping[str, Any]) -> str:
@@ -95,6 +109,9 @@ def describe_probe(probe: Mapping[str, Any]) -> str:
         who = "an unknown customer"
     elif customer["country"] is None:
         who = f"a known {customer['type']} customer with no profile field but its type"
+    elif len(customer["attributes"]) >= MAX_CUSTOMER_ATTRIBUTES:
+        who = (f"a known {customer['type']} customer with a full profile and"
+               f" {len(customer['attributes'])} attributes (the most a customer has)")
     else:
         who = "a known customer with a full profile"
     return f"{who}, on {tickets.describe_view(probe['ticket'])}"

@@ -14,10 +14,11 @@ from services.segmenter import context, rules
 
 def parse(text: str, *, source: str) -> rules.RuleSet:
     document = config_files.load_yaml(source, text)
+    today = datetime.now(UTC).date()
     return parse_document(
         document, source=source,
         version=config_files.file_version(source, document, text),
-        probes=context.probes(datetime.now(UTC).date()))
+        probes=context.probes(today), largest=context.largest(today))
 
 
 def load(path: Path) -> rules.RuleSet:
@@ -25,11 +26,13 @@ def load(path: Path) -> rules.RuleSet:
 
 
 def parse_document(document: Mapping[str, Any], *, source: str, version: str,
-                   probes: Sequence[rules.Context]) -> rules.RuleSet:
+                   probes: Sequence[rules.Context],
+                   largest: Sequence[rules.Context] = ()) -> rules.RuleSet:
     """Validate and compile a rule file already read as YAML (with `__line__` marks).
 
     `probes` are contexts every rule must evaluate on without error (a known customer, an
-    unknown one); a rule that fails on them would fail on real tickets.
+    unknown one); a rule that fails on them would fail on real tickets. On the `largest`
+    contexts (context.largest) a rule must not go past CEL's iteration budget.
     """
     top = line_of(document)
     allowed = ("default_segment", "protected_attributes", "rules", "version")
@@ -56,17 +59,28 @@ def parse_document(document: Mapping[str, Any], *, source: str, version: str,
         compiled.append(rule)
     rule_set = rules.RuleSet(version=version, source=source, rules=tuple(compiled),
                        default_segment=default, protected_attributes=tuple(protected))
+    # Each context made an activation once, for every rule (as RuleSet.decide does).
+    checked = [(probe, rules.ENVIRONMENT.Activation(probe)) for probe in probes]
+    for_budget = [(probe, rules.ENVIRONMENT.Activation(probe)) for probe in largest]
     for rule in compiled:
-        for probe in probes:
+        for probe, activation in checked:
             try:
-                rule.holds(rules.ENVIRONMENT.Activation(probe))
+                rule.holds(activation)
             except rules.RuleEvaluationError as exc:
-                hint = conditions.PAST_BUDGET_HINT if conditions.past_budget(exc.detail) \
-                    else ("guard fields that may be null, e.g. `customer.age_years != null"
-                          " && ...`, and use has() for optional attributes")
                 raise ConfigError(source, rule.line, rule.name,
                                   f"fails for {context.describe_probe(probe)}: {exc.detail}"
-                                  f" ({hint})") from exc
+                                  " (guard fields that may be null, e.g."
+                                  " `customer.age_years != null && ...`, and use has() for"
+                                  " optional attributes)") from exc
+        for probe, activation in for_budget:
+            try:
+                rule.holds(activation)
+            except rules.RuleEvaluationError as exc:
+                if conditions.past_budget(exc.detail):  # else: the run time's to take
+                    raise ConfigError(
+                        source, rule.line, rule.name,
+                        f"fails for {context.describe_probe(probe)}: {exc.detail}"
+                        f" ({conditions.PAST_BUDGET_HINT})") from exc
     return rule_set
 
 

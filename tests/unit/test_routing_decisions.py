@@ -102,6 +102,16 @@ class TestRefinements:
         other = decide("c", ticket={**TICKET, "attributes": {"a": "v", "b": "w"}}, table=table)
         assert (other.department, other.reason) == ("e", "refinement")
 
+    def test_other_failures_on_the_largest_ticket_are_left_to_run_time(self) -> None:
+        # Every attribute compared with a number fails on the largest probe's text: only
+        # CEL's budget is checked on it, so the table loads and the refinement holds on
+        # a ticket whose attributes are numbers.
+        table = parse(ROUTES + "  - segment: c\n    department: d\n    refinements:\n"
+                      "      - name: big\n        department: e\n"
+                      "        when: ticket.attributes.exists(k, ticket.attributes[k] > 100)\n")
+        decision = decide("c", ticket={**TICKET, "attributes": {"n": 500}}, table=table)
+        assert (decision.department, decision.reason) == ("e", "refinement")
+
     def test_the_trace_of_a_failed_refinement_does_not_quote_the_ticket(self) -> None:
         # CEL's own message names the key it missed; a ticket's lane carries the trace.
         decision = decide("key_accounts", ticket={"kind": "question"})

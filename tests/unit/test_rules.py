@@ -128,7 +128,8 @@ class TestRejectedRuleSets:
 
     @pytest.mark.parametrize(("loops", "probe"), [
         ("ticket.attributes", "50 attributes (the most a ticket has)"),
-        ("customer.attributes", "a known customer with a full profile")])
+        ("customer.attributes", "customer with a full profile and 100 attributes (the most a"
+                                " customer has)")])
     def test_loops_past_cels_budget_on_the_most_attributes_are_rejected(
             self, loops: str, probe: str) -> None:
         # Within the budget on a few attributes, past it on the most a ticket (50) or a
@@ -143,6 +144,23 @@ class TestRejectedRuleSets:
         assert "past CEL's iteration budget" in error.value.problem  # the hint fits
         assert "x" * 100 not in error.value.problem  # the probe's values not repeated
         parse(f"  - name: one\n    segment: x\n    when: {loops}.exists(a, a == 'k')\n")
+
+    def test_a_search_for_two_equal_attributes_is_checked_on_distinct_ones(self) -> None:
+        # On attributes all alike it would stop at the first pair; the largest probe's
+        # are all different, so it goes through them all, past the budget.
+        loops = "customer.attributes"
+        with pytest.raises(ConfigError, match="Iteration budget exceeded"):
+            parse(f"  - name: twins\n    segment: x\n    when: {loops}.exists(a, {loops}.exists(b,"
+                  f" a != b && {loops}[a] == {loops}[b]))\n")
+
+    def test_other_failures_on_the_largest_probes_are_left_to_run_time(self) -> None:
+        # Comparing every attribute with a number fails on the probe's text attributes,
+        # as on a real customer's: not refused at load (as before the largest probes),
+        # the rule does not hold where it fails.
+        rule_set = parse("  - name: big\n    segment: x\n    when: customer.attributes.exists("
+                         "k, customer.attributes[k] > 100)\n")
+        decision = decide(rule_set, customer(attributes={"spend": 500}))
+        assert (decision.segment, decision.failed) == ("x", ())
 
     def test_duplicate_rule_names(self) -> None:
         with pytest.raises(ConfigError, match="two rules have this name"):
