@@ -68,10 +68,10 @@ class ReportAccepted(BaseModel):
 
 
 CorrelationId = Annotated[str | None, Header(
-    alias="X-Correlation-ID", min_length=1,
-    max_length=intake_policy.CORRELATION_ID_MAX_LENGTH, pattern=intake_policy.VISIBLE_ASCII,
-    description="Carried by every record and callback of the ticket (default: its id):"
-                " printable ASCII without spaces, 1-128 characters")]
+    alias="X-Correlation-ID", max_length=intake_policy.CORRELATION_ID_MAX_LENGTH,
+    pattern=intake_policy.CORRELATION_ID_PATTERN,
+    description="Carried by every record and callback of the ticket (default, and when"
+                " empty: its id): printable ASCII without spaces, up to 128 characters")]
 TicketId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
 
 UNAVAILABLE: dict[int | str, dict[str, Any]] = {

@@ -28,9 +28,11 @@ SKEW_NOTE = (f"up to {REPORT_CLOCK_SKEW.total_seconds() / 60:g} minutes outside,
 
 # What an `Idempotency-Key` and an `X-Correlation-ID` may be: printable ASCII, no spaces
 # (no control characters, which would travel into logs, records and callbacks), 1 to 255
-# and 1 to 128 characters.
+# and up to 128 characters; an empty correlation id is taken as not sent (the ticket's id
+# stands in, as it does for none).
 VISIBLE_ASCII = r"^[\x21-\x7e]+$"
 KEY_MAX_LENGTH = 255
+CORRELATION_ID_PATTERN = r"^[\x21-\x7e]*$"
 CORRELATION_ID_MAX_LENGTH = 128
 
 

@@ -207,10 +207,12 @@ class _Feed:
 
 def _header(kind: Kind, fields: list[str]) -> list[str] | str:
     names = [name.strip() for name in fields]
+    unknown = unknown_columns(kind, names)  # first: a missing header line shows here
+    if unknown:
+        return unknown
     if len(set(names)) != len(names):
         return "a column is named twice"
     required = [name for name, field in RECORD_OF[kind].model_fields.items()
                 if field.is_required()]
     missing = [name for name in required if name not in names]
-    return (unknown_columns(kind, names) or
-            (f"missing columns: {', '.join(missing)}" if missing else names))
+    return f"missing columns: {', '.join(missing)}" if missing else names

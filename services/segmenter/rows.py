@@ -232,10 +232,6 @@ def unknown_columns(kind: Kind, names: list[str]) -> str | None:
             f"{', '.join(fields)}")
 
 
-def _shortened(name: str) -> str:
-    return name if len(name) <= 40 else name[:40] + "..."
-
-
 def _reason(errors: list[ErrorDetails]) -> str:
     missing, invalid, extra = [], [], []
     for error in errors:
@@ -250,9 +246,19 @@ def _reason(errors: list[ErrorDetails]) -> str:
     parts += [f"invalid {field} (expects {ACCEPTS.get(field, 'a valid value')})"
               for field in invalid]
     if extra:
-        shown = ", ".join(_shortened(name) for name in extra[:5])
-        parts.append(f"unknown fields: {shown}" + (" ..." if len(extra) > 5 else ""))
+        # Named only when they read as field names: a key may be a value put in a key's
+        # place (an email, a name), which must not come back in the answer.
+        named = [name for name in extra if _FIELD_NAME.fullmatch(name)]
+        shown = ", ".join(named[:5])
+        others = len(extra) - min(len(named), 5)
+        parts.append("unknown fields: " + ", ".join(
+            part for part in (shown, f"{others} more not shown" if others else "") if part))
     return "; ".join(parts)
+
+
+# What a field's name looks like (the accepted ones do): shown when unknown, other keys
+# only counted.
+_FIELD_NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
 
 
 def _no_constant(_name: str) -> None:

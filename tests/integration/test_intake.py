@@ -167,7 +167,13 @@ class TestBadInput:
             good = await client.post(url, json={**TICKET, "customer_id": unique("c")},
                                      headers={"X-Correlation-ID": "x" * 128,
                                               **intake.headers()})
+            empty = await client.post(url, json={**TICKET, "customer_id": unique("c")},
+                                      headers={"X-Correlation-ID": "", **intake.headers()})
         assert good.status_code == 202, good.text
+        assert good.json()["correlation_id"] == "x" * 128
+        # Empty: as if not sent, the ticket's id stands in.
+        assert empty.status_code == 202, empty.text
+        assert empty.json()["correlation_id"] == empty.json()["ticket_id"]
 
     async def test_report_of_unknown_type_is_rejected(self, intake: Intake) -> None:
         async with httpx.AsyncClient() as client:

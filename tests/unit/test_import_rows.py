@@ -239,6 +239,20 @@ class TestBadRows:
         assert rows[0].line == 2 and rows[0].reason.startswith(f"header: {reason}")
         assert SECRET not in rows[0].reason
 
+    async def test_a_key_that_is_no_field_name_is_counted_not_shown(self) -> None:
+        # A value put where a key goes (an email as the key) must not come back.
+        error = only_error(await read(jsonl({"customer_id": "c-1",
+                                             "customer_type": "individual",
+                                             "vip": 1, f"{SECRET}@example.com": 2}), "jsonl"))
+        assert error.reason == "unknown fields: vip, 1 more not shown"
+
+    async def test_a_file_without_its_header_line_and_two_equal_values_gets_the_hint(
+            self) -> None:
+        rows = await read(f"c-9,individual,,,{SECRET},{SECRET}\n")
+        assert len(rows) == 1 and isinstance(rows[0], RowError)
+        assert "(is the header line missing?)" in rows[0].reason
+        assert SECRET not in rows[0].reason
+
     async def test_a_file_without_its_header_line_does_not_echo_its_first_row(self) -> None:
         # The first row read as the header: its values (a name, an email, a birth date)
         # must not come back in the answer.
