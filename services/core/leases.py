@@ -29,6 +29,16 @@ logger = logging.getLogger(__name__)
 # A lease outlives this many intervals of its job: a holder that misses a renewal or two
 # (a slow run, a pause) keeps it; one that died passes it on after this many intervals.
 INTERVALS_PER_LEASE = 3
+# And it lasts at least this long: a job polled every second (webhook delivery) would
+# otherwise count its lease lost whenever the store, busy under load, took two seconds to
+# renew it, and stop and start its work over and over. A dead holder's job waits as long
+# for another instance.
+MIN_LEASE_SECONDS = 30.0
+
+
+def lease_for(seconds: float) -> timedelta:
+    """How long the lease of a job run every `seconds` lasts from each renewal."""
+    return timedelta(seconds=max(seconds * INTERVALS_PER_LEASE, MIN_LEASE_SECONDS))
 
 
 def holder_id(service: str, instance_id: str) -> str:
@@ -83,12 +93,12 @@ async def every_while_holding(leases: Leases, name: str, seconds: float,
                               on_lost: Callable[[], Awaitable[object]] | None = None) -> None:
     """Run `action` every `seconds` until `stop`, on this instance only while it holds the
     lease `name` (renewed before each run, and every `seconds` while a run lasts, for
-    INTERVALS_PER_LEASE intervals); the lease is given up when the job stops. `on_lost`
+    `lease_for(seconds)`); the lease is given up when the job stops. `on_lost`
     runs whenever this instance stops holding the lease: found taken (a renewal came too
     late), not renewed (the store is away: it expires soon), or given up at the end,
     before it goes. What `action` left running must then stop, since another instance
     may take the job at once; a run still going is cancelled before (`_run_holding`)."""
-    duration = timedelta(seconds=seconds * INTERVALS_PER_LEASE)
+    duration = lease_for(seconds)
     holding = False
 
     async def stand_down() -> None:

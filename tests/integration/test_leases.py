@@ -17,6 +17,14 @@ T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)
 
 
+@pytest.fixture(autouse=True)
+def leases_of_their_intervals(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The periodic jobs here run every fraction of a second, their leases a few of those
+    intervals long (INTERVALS_PER_LEASE), not the 30 s the services' leases last at least
+    (tested on its own below)."""
+    monkeypatch.setattr(leases, "MIN_LEASE_SECONDS", 0.0)
+
+
 def holders(sessions: async_sessionmaker[AsyncSession], count: int) -> list[leases.Leases]:
     return [leases.Leases(sessions, holder=leases.holder_id("router", str(n)))
             for n in range(count)]
@@ -249,7 +257,7 @@ class TestLongRuns:
         assert renewed > taken
         # Between the expiry of the lease as taken before the run and the renewal's:
         # another instance is refused it (on its clock, whatever the test machine's pace).
-        lease = timedelta(seconds=0.2 * leases.INTERVALS_PER_LEASE)
+        lease = leases.lease_for(0.2)
         between = taken + lease + (renewed - taken) / 2
         assert not await other.acquire("tier-recompute", duration=MINUTE, now=between)
         done.set()
@@ -419,3 +427,31 @@ class SlowLeases(RecordingLeases):
         if not self.held_back:
             self.answered.set()  # every renewal held back finished, its statement done
         return held
+
+
+class TestLeaseLength:
+    async def test_a_job_polled_often_holds_its_lease_at_least_the_minimum(
+            self, sessions: async_sessionmaker[AsyncSession],
+            monkeypatch: pytest.MonkeyPatch) -> None:
+        """Webhook delivery polls every second: its lease lasts 30 s from each renewal,
+        not 3, so a store slow for a few seconds under load does not cost it the lease
+        (and its callbacks in flight)."""
+        monkeypatch.setattr(leases, "MIN_LEASE_SECONDS", 30.0)
+        holder = TakenAt(sessions, holder=leases.holder_id("router", "0"), enough=1)
+        other = leases.Leases(sessions, holder=leases.holder_id("router", "1"))
+        ran, stop = asyncio.Event(), asyncio.Event()
+
+        async def deliver() -> None:
+            ran.set()
+
+        job = asyncio.create_task(leases.every_while_holding(
+            holder, "webhook-delivery", 0.05, deliver, stop))
+        await asyncio.wait_for(ran.wait(), 10)
+        taken = holder.taken[0]
+        assert leases.lease_for(1.0) == timedelta(seconds=30)
+        assert leases.lease_for(3600.0) == timedelta(hours=3)
+        # Past three intervals of the job, well inside 30 s: refused to another.
+        assert not await other.acquire("webhook-delivery", duration=MINUTE,
+                                       now=taken + timedelta(seconds=29))
+        stop.set()
+        await asyncio.wait_for(job, 10)
