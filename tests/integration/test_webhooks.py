@@ -8,7 +8,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import httpx
 import pytest
 import standardwebhooks
 from prometheus_client import REGISTRY
@@ -194,6 +196,33 @@ class TestDisabled:
         await harness.callbacks.endpoints.update(platform, enabled=True)
         await receiver.wait_for(3)
         assert len(receiver.verified(secret)) == 3
+
+    async def test_a_poll_makes_no_http_client_for_a_disabled_endpoint(
+            self, harness: Harness, webhook_receiver: Callable[..., Receiver],
+            monkeypatch: pytest.MonkeyPatch) -> None:
+        """Its callbacks wait; a worker started for them makes no client (each one
+        loads the trust store: about 15 ms of the loop the intake shares, a poll)."""
+        receiver, platform = webhook_receiver(), unique("desk")
+        await harness.register(platform, receiver)
+        await harness.callbacks.endpoints.update(platform, enabled=False)
+        await harness.route(platform)
+        deliverer = harness.callbacks.deliverer
+        made: list[object] = []
+
+        class Counted(httpx.AsyncClient):
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                made.append(self)
+                super().__init__(*args, **kwargs)
+
+        monkeypatch.setattr(delivery.httpx, "AsyncClient", Counted)
+        for _ in range(600):  # until a worker was started for them and ended (bounded)
+            await deliverer.deliver_due()
+            worker = deliverer._workers.get(platform)
+            if worker is not None:
+                await worker
+                break
+            await asyncio.sleep(0.05)
+        assert worker is not None and made == [] and receiver.attempts == 0
 
 
 class TestSecretRotation:
