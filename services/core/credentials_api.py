@@ -52,8 +52,9 @@ class CredentialRequest(BaseModel):
                        description="What it is for, e.g. 'zendesk production, 2026-11'")
     rate_limit: str | None = Field(
         default=None, pattern=RATE,
-        description="Platforms: their own intake rate limit, e.g. 200/second, 6000/minute,"
-                    " 10 per second or 100/5 minutes (default: the service's"
+        description="Its own rate limit (platforms: on the intake; departments and admins:"
+                    " on reports, transfers and priority changes), e.g. 200/second,"
+                    " 6000/minute, 10 per second or 100/5 minutes (default: the service's"
                     " INTAKE_RATE_LIMIT)")
 
     @field_validator("rate_limit")

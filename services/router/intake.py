@@ -77,7 +77,7 @@ TicketId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0
 UNAVAILABLE: dict[int | str, dict[str, Any]] = {
     503: {"description": "Kafka did not acknowledge; retry after Retry-After"}}
 RATE_LIMITED: dict[int | str, dict[str, Any]] = {429: {
-    "description": "Over the credential's intake rate limit; retry after Retry-After",
+    "description": "Over the credential's rate limit; retry after Retry-After",
     "headers": http.RETRY_AFTER}}
 
 api = APIRouter(prefix="/v1", tags=["tickets"])
@@ -187,11 +187,11 @@ async def submit_ticket(
 
 
 @api.post("/tickets/{ticket_id}/events", status_code=202, response_model=ReportAccepted,
-          responses={**UNAVAILABLE, **REPORT_IN_FLIGHT})
+          responses={**UNAVAILABLE, **REPORT_IN_FLIGHT, **RATE_LIMITED})
 async def report_event(
     ticket_id: TicketId,
     report: DepartmentReport,
-    principal: auth.DepartmentOrAdmin,
+    principal: auth.RateLimitedDepartmentOrAdmin,
     request: Request,
     correlation_id: CorrelationId = None,
     idempotency_key: ReportIdempotencyKey = None,

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from services.core import auth, tickets, topics
 from services.router import bootstrap, service, service_clocks
-from services.router.intake import UNAVAILABLE, TicketId, refused
+from services.router.intake import RATE_LIMITED, UNAVAILABLE, TicketId, refused
 
 api = APIRouter(prefix="/v1/tickets", tags=["tickets"])
 
@@ -77,13 +77,14 @@ def _clocks(stored: dict[str, Any] | None) -> dict[str, Any]:
                        for clock in state.clocks]}
 
 
-@api.post("/{ticket_id}/transfer", status_code=202, responses={**UNAVAILABLE, 409: {
+@api.post("/{ticket_id}/transfer", status_code=202, responses={
+    **UNAVAILABLE, **RATE_LIMITED, 409: {
     "description": "`resolved` (the ticket is closed), `same_department` (it is already"
                    " there), `not_yours` (it is not with `from_department`) or"
                    " `handover_in_flight` (another transfer, an escalation or a priority"
                    " change of it is being published: read it again)"}})
 async def transfer(ticket_id: TicketId, body: Transfer, router: bootstrap.RouterContext,
-                   principal: auth.DepartmentOrAdmin) -> Any:
+                   principal: auth.RateLimitedDepartmentOrAdmin) -> Any:
     """Hand a ticket to another department: its clocks keep the time they spent and were
     paused, and count the rest in the new department's hours. A department hands over
     only tickets it has."""
@@ -99,13 +100,13 @@ async def transfer(ticket_id: TicketId, body: Transfer, router: bootstrap.Router
                                                   "status": "transferred"})
 
 
-@api.post("/{ticket_id}/priority", responses={**UNAVAILABLE, 409: {
+@api.post("/{ticket_id}/priority", responses={**UNAVAILABLE, **RATE_LIMITED, 409: {
     "description": "`resolved` (the ticket is closed), `same_priority` (it has it) or"
                    " `handover_in_flight` (a transfer, an escalation or another priority"
                    " change of it is being published: read it again)"}})
 async def change_priority(ticket_id: TicketId, body: PriorityChange,
                           router: bootstrap.RouterContext,
-                          principal: auth.DepartmentOrAdmin) -> Any:
+                          principal: auth.RateLimitedDepartmentOrAdmin) -> Any:
     """Give a ticket another priority (the department that has it, or an admin): it takes
     the new priority's targets where the routing table's `priority_targets` gives them,
     and its clocks keep the time they spent and were paused. It stays where it is in its

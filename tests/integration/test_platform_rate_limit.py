@@ -86,3 +86,24 @@ class TestCustomerRepliesWithinTheKeysRateLimit:
 
         assert posted.status_code == 429
         assert 1 <= int(posted.headers["Retry-After"]) <= 60
+
+
+class TestDepartmentReportsWithinTheKeysRateLimit:
+    async def test_a_departments_reports_past_its_budget_are_refused_with_retry_after(
+            self, router: Router) -> None:
+        """Each report rewrites the ticket's state and trace in the store: one
+        department's flood of them slowed every caller (15,000 `picked_up` in a row on
+        one ticket). Its key has a budget as a platform's has."""
+        ticket_id, _ = await routed_ticket(router.routed, "customer_care",
+                                           spent=timedelta(minutes=10), platform=PLATFORM)
+        _credential, token = await router.credentials.issue(
+            access.Role.DEPARTMENT, "customer_care", label="tests", rate_limit="3/minute")
+        desk = credentials.bearer(token)
+
+        answers = [await router.client.post(f"/v1/tickets/{ticket_id}/events",
+                                            json={"type": "picked_up"}, headers=desk)
+                   for _ in range(4)]
+
+        assert [a.status_code for a in answers] == [202, 202, 202, 429]
+        assert 1 <= int(answers[-1].headers["Retry-After"]) <= 60
+        assert answers[-1].json()["error"] == "rate_limited"

@@ -1,5 +1,6 @@
-"""The per-credential rate limiter: limits' moving window, its expiry swept on the
-event loop rather than by a thread started on hits."""
+"""The per-credential rate limiter: limits' sliding window counter, its expiry swept on
+the event loop rather than by a thread started on hits, its memory a credential constant
+whatever its limit."""
 
 from __future__ import annotations
 
@@ -41,12 +42,24 @@ class TestRateLimits:
     async def test_expired_windows_are_swept(self, monkeypatch: pytest.MonkeyPatch) -> None:
         limits = auth.RateLimits("5/second")
         await limits.check(_principal())
-        assert limits._storage.events
+        assert any("/5/1/second" in key for key in limits._storage.storage)
         clock = [auth.time.time()]
         monkeypatch.setattr(auth.time, "time", lambda: clock[0])
-        clock[0] += 5  # past the window
+        monkeypatch.setattr("limits.storage.memory.time.time", lambda: clock[0])
+        clock[0] += 5  # past the window and the one after it
         limits._swept_at -= 2 * limits.SWEEP_SECONDS
         await limits.check(_principal("1000/hour"))  # a different window key
-        held = {key: len(entries) for key, entries in limits._storage.events.items()}
-        # The expired 5/second window's entries are gone; the new one's kept.
-        assert held == {"LIMITER/c-1/5/1/second": 0, "LIMITER/c-1/1000/1/hour": 1}
+        # The expired 5/second window's counters are gone; the new one's kept.
+        held = dict(limits._storage.storage)
+        assert not any("/5/1/second" in key for key in held)
+        assert [count for key, count in held.items() if "/1000/1/hour" in key] == [1]
+
+    async def test_a_large_limit_holds_two_counters_not_every_hit(self) -> None:
+        # 8,640,000 a day (100 a second): a moving window kept each hit of the day and
+        # shifted them all on each hit. Two counters, whatever the limit or the hits.
+        limits = auth.RateLimits("3/second")
+        for _ in range(5_000):
+            await limits.check(_principal("8640000/day"))
+        assert not any(limits._storage.events.values())
+        assert len(limits._storage.storage) <= 2
+        assert sum(limits._storage.storage.values()) == 5_000
