@@ -100,6 +100,7 @@ async def every_while_holding(leases: Leases, name: str, seconds: float,
     may take the job at once; a run still going is cancelled before (`_run_holding`)."""
     duration = lease_for(seconds)
     holding = False
+    expires = 0.0  # when the lease as last renewed here expires (monotonic clock)
 
     async def stand_down() -> None:
         nonlocal holding
@@ -108,15 +109,21 @@ async def every_while_holding(leases: Leases, name: str, seconds: float,
             await on_lost()
 
     async def renew() -> bool:
-        """Take or renew the lease; whether this instance holds it now."""
-        nonlocal holding
+        """Take or renew the lease; whether this instance holds it now. A renewal the
+        store fails (a blip, a lock held under load) stands this instance down only once
+        the lease it holds is half an interval from expiring; until then the job skips
+        its runs and keeps the lease."""
+        nonlocal holding, expires
+        attempt = time.monotonic()
         try:
             held = await leases.acquire(name, duration=duration)
         except Exception:
-            if holding:
+            if holding and time.monotonic() >= expires - seconds / 2:
                 logger.warning("lease not renewed", extra={"lease": name})
                 await stand_down()
             raise
+        if held:
+            expires = attempt + duration.total_seconds()
         if held != holding:
             logger.info("lease taken" if held else "lease held elsewhere",
                         extra={"lease": name, "holder": leases.holder})
@@ -127,11 +134,10 @@ async def every_while_holding(leases: Leases, name: str, seconds: float,
         return held
 
     async def run_if_holding() -> None:
-        taken_at = time.monotonic()
+        nonlocal expires
         if await renew():
-            await _run_holding(leases, name, duration, seconds, action, stop=stop,
-                               expires=taken_at + duration.total_seconds(),
-                               stand_down=stand_down)
+            expires = await _run_holding(leases, name, duration, seconds, action,
+                                         stop=stop, expires=expires, stand_down=stand_down)
 
     try:
         await background.every(seconds, run_if_holding, stop)
@@ -146,14 +152,15 @@ async def every_while_holding(leases: Leases, name: str, seconds: float,
 
 async def _run_holding(leases: Leases, name: str, duration: timedelta, seconds: float,
                        action: Callable[[], Awaitable[object]], *, stop: asyncio.Event,
-                       expires: float, stand_down: Callable[[], Awaitable[None]]) -> None:
+                       expires: float, stand_down: Callable[[], Awaitable[None]]) -> float:
     """`action`, its lease renewed every `seconds` while it runs (a run may wait for its
     turn, or have much to do), so that a run longer than the lease keeps it. Should the
     lease be found taken, or not be renewed by half an interval before it would expire
     (`expires`, on the monotonic clock; a store that fails a renewal or two meanwhile
     does not cut the run short), the run is cancelled, as a crash would end it, and only
     then does this instance `stand_down`. A run going when the job stops is cancelled
-    too: shutdown does not wait for a long one."""
+    too: shutdown does not wait for a long one. Returns the lease's expiry as last
+    renewed."""
     run = asyncio.ensure_future(action())
     run.add_done_callback(background.retrieved)  # read below, unless cut short
     stopping = asyncio.ensure_future(stop.wait())
@@ -181,6 +188,7 @@ async def _run_holding(leases: Leases, name: str, duration: timedelta, seconds: 
         await stand_down()
     if not run.cancelled():
         run.result()  # its failure, as a run's that was awaited
+    return expires
 
 
 async def _renewed(leases: Leases, name: str, duration: timedelta, seconds: float,

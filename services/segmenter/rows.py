@@ -6,6 +6,7 @@ never echo a value, since rows carry personal data and reasons end up in respons
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from dataclasses import dataclass
@@ -246,19 +247,20 @@ def _reason(errors: list[ErrorDetails]) -> str:
     parts += [f"invalid {field} (expects {ACCEPTS.get(field, 'a valid value')})"
               for field in invalid]
     if extra:
-        # Named only when they read as field names: a key may be a value put in a key's
-        # place (an email, a name), which must not come back in the answer.
-        named = [name for name in extra if _FIELD_NAME.fullmatch(name)]
-        shown = ", ".join(named[:5])
-        others = len(extra) - min(len(named), 5)
-        parts.append("unknown fields: " + ", ".join(
-            part for part in (shown, f"{others} more not shown" if others else "") if part))
+        parts.append(_unknown_fields(extra))
     return "; ".join(parts)
 
 
-# What a field's name looks like (the accepted ones do): shown when unknown, other keys
-# only counted.
-_FIELD_NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
+def _unknown_fields(names: list[str]) -> str:
+    """Unknown keys, named only where one reads as a misspelt field (and that field is
+    said), the others counted: a key may be a value put in a key's place (an email, a
+    surname), which must not come back in the answer."""
+    shown = [f"{name} (did you mean {close[0]}?)" for name in names
+             if (close := difflib.get_close_matches(name, ACCEPTS, n=1, cutoff=0.8))][:5]
+    others = len(names) - len(shown)
+    if not shown:
+        return f"{others} unknown field{'s' if others != 1 else ''}"
+    return "unknown fields: " + ", ".join(shown) + (f" and {others} more" if others else "")
 
 
 def _no_constant(_name: str) -> None:

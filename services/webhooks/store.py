@@ -193,11 +193,16 @@ class Deliveries:
                 index_elements=[WebhookDeliveryRow.delivery_id]), rows)
 
     async def due_platforms(self, now: datetime) -> set[str]:
+        """The platforms with callbacks due and an enabled endpoint (a disabled one's
+        callbacks wait: no worker, no read a poll for them)."""
         async with self._sessions() as session:
             return set(await session.scalars(
                 select(WebhookDeliveryRow.platform).distinct()
+                .join(WebhookEndpointRow,
+                      WebhookEndpointRow.platform == WebhookDeliveryRow.platform)
                 .where(WebhookDeliveryRow.status == PENDING,
-                       WebhookDeliveryRow.next_attempt_at <= now)))
+                       WebhookDeliveryRow.next_attempt_at <= now,
+                       WebhookEndpointRow.enabled)))
 
     async def due(self, platform: str, now: datetime, *, limit: int
                   ) -> list[WebhookDeliveryRow]:

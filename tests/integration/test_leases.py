@@ -233,6 +233,39 @@ def long_run(happened: list[str], running: asyncio.Event,
     return run
 
 
+class TestRenewalBetweenRuns:
+    async def test_a_renewal_failing_once_far_from_expiry_does_not_stand_down(
+            self, sessions: async_sessionmaker[AsyncSession],
+            monkeypatch: pytest.MonkeyPatch) -> None:
+        """A job whose runs are quick (webhook delivery: its workers run apart) renews
+        between runs: a store that fails one renewal, the lease far from expiring, costs
+        it a run, not the lease and what it left running."""
+        monkeypatch.setattr(leases, "INTERVALS_PER_LEASE", 20)  # 1 s: far from expiring
+        happened: list[str] = []
+        holder = RecordingLeases(sessions, holder=leases.holder_id("router", "0"),
+                                 happened=happened)
+        ran, stop = asyncio.Event(), asyncio.Event()
+
+        async def deliver() -> None:
+            ran.set()
+
+        async def stand_down() -> None:
+            happened.append("stood down")
+
+        task = asyncio.create_task(leases.every_while_holding(
+            holder, "webhook-delivery", 0.05, deliver, stop, on_lost=stand_down))
+        await asyncio.wait_for(ran.wait(), 10)
+        holder.fail_once = True
+        await asyncio.wait_for(holder.failed.wait(), 10)
+        ran.clear()
+        await asyncio.wait_for(ran.wait(), 10)  # a run after the blip, still holding
+
+        assert happened == ["renewal failed"]
+        stop.set()
+        await asyncio.wait_for(task, 10)
+        assert happened == ["renewal failed", "stood down", "released"]
+
+
 class TestLongRuns:
     """A run that lasts longer than its lease (a pass waiting for its turn, a long
     escalation sweep) renews it while it runs, and is cancelled before its instance

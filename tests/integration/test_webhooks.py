@@ -197,15 +197,21 @@ class TestDisabled:
         await receiver.wait_for(3)
         assert len(receiver.verified(secret)) == 3
 
-    async def test_a_poll_makes_no_http_client_for_a_disabled_endpoint(
+    async def test_a_poll_starts_no_worker_for_a_disabled_endpoint(
             self, harness: Harness, webhook_receiver: Callable[..., Receiver],
             monkeypatch: pytest.MonkeyPatch) -> None:
-        """Its callbacks wait; a worker started for them makes no client (each one
-        loads the trust store: about 15 ms of the loop the intake shares, a poll)."""
+        """Its callbacks wait: a poll starts no worker for them and makes no client (each
+        one loaded the trust store: about 15 ms of the loop the intake shares, a poll),
+        even when a worker is started before the endpoint is disabled."""
         receiver, platform = webhook_receiver(), unique("desk")
         await harness.register(platform, receiver)
         await harness.callbacks.endpoints.update(platform, enabled=False)
         await harness.route(platform)
+        for _ in range(600):  # until the outbox holds them (bounded)
+            waiting = [d for d in await harness.waiting(store.PENDING) if d.platform == platform]
+            if len(waiting) == 3:
+                break
+            await asyncio.sleep(0.05)
         deliverer = harness.callbacks.deliverer
         made: list[object] = []
 
@@ -215,14 +221,13 @@ class TestDisabled:
                 super().__init__(*args, **kwargs)
 
         monkeypatch.setattr(delivery.httpx, "AsyncClient", Counted)
-        for _ in range(600):  # until a worker was started for them and ended (bounded)
+        for _ in range(3):
             await deliverer.deliver_due()
-            worker = deliverer._workers.get(platform)
-            if worker is not None:
-                await worker
-                break
-            await asyncio.sleep(0.05)
-        assert worker is not None and made == [] and receiver.attempts == 0
+        assert platform not in await harness.callbacks.deliveries.due_platforms(
+            datetime.now(UTC))
+        assert platform not in deliverer._workers
+        await deliverer._drain(platform)  # a worker the poll before the change started
+        assert made == [] and receiver.attempts == 0
 
 
 class TestSecretRotation:
