@@ -100,10 +100,17 @@ def delete(platform: str) -> None:
 
 
 @app.command("rotate-secret")
-def rotate_secret(platform: str) -> None:
+def rotate_secret(platform: str, force: Annotated[bool, typer.Option(
+        help="Even while the secret the last rotation replaced still signs (it stops"
+             " signing at once)")] = False) -> None:
     """Print a new signing secret, in force at once (the old one signs too for
     WEBHOOK_SECRET_OVERLAP_SECONDS): shown this once."""
-    typer.echo(_found(_run(lambda endpoints, _: endpoints.rotate_secret(platform)), platform))
+    rotated = _found(_run(lambda endpoints, _: endpoints.rotate_secret(platform, force=force)),
+                     platform)
+    if isinstance(rotated, store.StillSigning):
+        typer.echo(api.still_signing(rotated)["detail"], err=True)
+        raise typer.Exit(1)
+    typer.echo(rotated)
 
 
 @app.command("dead-letters")

@@ -130,13 +130,33 @@ async def delete(platform: PlatformName, endpoints: Endpoints) -> store.Endpoint
     return await endpoints.delete(platform) or _raise(_no_endpoint(platform))
 
 
-@api.post("/endpoints/{platform}/secret", response_model=SecretRotated)
-async def rotate_secret(platform: PlatformName, endpoints: Endpoints) -> SecretRotated:
+@api.post("/endpoints/{platform}/secret", response_model=SecretRotated, responses={409: {
+    "description": "`previous_secret_still_signs`: the secret the last rotation replaced"
+                   " still signs (until `until`); rotate again after it, or with"
+                   " `force=true`"}})
+async def rotate_secret(platform: PlatformName, endpoints: Endpoints,
+                        force: Annotated[bool, Query(description=(
+                            "Rotate even while the secret the last rotation replaced"
+                            " still signs: it stops signing now (a receiver still on it"
+                            " fails until it moves to the current one)"))] = False,
+                        ) -> SecretRotated:
     """A new signing secret, used from the next attempt on; shown this once. The old one
     signs too (a second signature) for WEBHOOK_SECRET_OVERLAP_SECONDS, so that the
-    receiver can switch at its pace."""
-    secret = await endpoints.rotate_secret(platform)
-    return SecretRotated(platform=platform, secret=secret or _raise(_no_endpoint(platform)))
+    receiver can switch at its pace; while it does, another rotation is refused (409),
+    unless forced."""
+    rotated = await endpoints.rotate_secret(platform, force=force)
+    if isinstance(rotated, store.StillSigning):
+        raise HTTPException(409, detail=still_signing(rotated))
+    return SecretRotated(platform=platform, secret=rotated or _raise(_no_endpoint(platform)))
+
+
+def still_signing(refused: store.StillSigning) -> dict[str, str]:
+    return {"error": "previous_secret_still_signs",
+            "detail": "the secret the last rotation replaced still signs until"
+                      f" {refused.until.isoformat()}, for receivers not yet moved to the"
+                      " current one: rotate again after that, or force it (it then stops"
+                      " signing at once)",
+            "until": refused.until.isoformat()}
 
 
 @api.get("/dead-letters", response_model=list[store.Delivery])

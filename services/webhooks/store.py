@@ -68,6 +68,13 @@ class Outgoing:
 
 
 @dataclass(frozen=True)
+class StillSigning:
+    """A rotation refused: the secret the last one replaced still signs until `until`."""
+
+    until: datetime
+
+
+@dataclass(frozen=True)
 class Target:
     url: str
     secrets: tuple[str, ...]  # the current one first, then the previous while it signs
@@ -132,14 +139,21 @@ class Endpoints:
             await session.flush()
             return Endpoint.model_validate(row)
 
-    async def rotate_secret(self, platform: str) -> str | None:
+    async def rotate_secret(self, platform: str, *, force: bool = False
+                            ) -> str | StillSigning | None:
         """A new secret for the platform's callbacks from now on (shown this once); the
-        old one signs too for the overlap."""
+        old one signs too for the overlap. One secret signs beside the current one: while
+        the one the last rotation replaced still signs (its receiver may not have moved
+        yet), another rotation is refused (StillSigning), unless `force`, which stops it
+        signing now. None: the platform has no endpoint."""
         now = datetime.now(UTC)
         async with self._sessions() as session, session.begin():
             row = await session.get(WebhookEndpointRow, platform, with_for_update=True)
             if row is None:
                 return None
+            until = row.previous_secret_until
+            if not force and row.previous_secret and until is not None and until > now:
+                return StillSigning(until)
             row.previous_secret = row.secret
             row.previous_secret_until = now + self._secret_overlap
             row.secret, row.updated_at = new_secret(), now

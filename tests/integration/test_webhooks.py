@@ -241,6 +241,20 @@ class TestSecretRotation:
         await receiver.wait_for(3)
         assert receiver.verified(old) == receiver.verified(new)  # either key verifies
 
+    async def test_a_rotation_refused_in_the_overlap_leaves_both_signing(
+            self, harness: Harness, webhook_receiver: Callable[..., Receiver]) -> None:
+        """The hostile case: two rotations seconds apart left the first secret, which
+        receivers were still on, signing no more. The second is refused; both sign."""
+        receiver, platform = webhook_receiver(), unique("desk")
+        old = await harness.register(platform, receiver)
+        new = await harness.callbacks.endpoints.rotate_secret(platform)
+        assert isinstance(new, str)
+        again = await harness.callbacks.endpoints.rotate_secret(platform)
+        assert isinstance(again, store.StillSigning)
+        await harness.route(platform)
+        await receiver.wait_for(3)
+        assert receiver.verified(old) == receiver.verified(new)
+
     @pytest.mark.webhook_settings(webhook_secret_overlap_seconds=0)
     async def test_without_overlap_only_the_new_secret_signs(
             self, harness: Harness, webhook_receiver: Callable[..., Receiver]) -> None:

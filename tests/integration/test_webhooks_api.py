@@ -66,6 +66,18 @@ class TestEndpoints:
         await engine.dispose()
         assert kept == rotated["secret"]  # the new one signs from now on
 
+        # The first secret signs for the overlap beside it: another rotation would stop
+        # it signing while receivers may still be on it, so it is refused unless forced.
+        again = await admin.post("/v1/webhooks/endpoints/desk/secret")
+        assert again.status_code == 409, again.text
+        refusal = again.json()
+        assert refusal["error"] == "previous_secret_still_signs"
+        assert "force" in refusal["detail"] and refusal["until"] in refusal["detail"]
+        forced = await admin.post("/v1/webhooks/endpoints/desk/secret",
+                                  params={"force": "true"})
+        assert forced.status_code == 200, forced.text
+        assert forced.json()["secret"] not in (secret, rotated["secret"])
+
         engine = db.engine(database_url)
         deliveries = store.Deliveries(db.sessions(engine))
         await deliveries.enqueue([store.Outgoing("msg_1", "desk", "ticket.routed", "t", "{}")])

@@ -49,6 +49,10 @@ class TestEndpoints:
         assert json.loads(disabled.stdout)["enabled"] is False
         rotated = cli.invoke(app, ["rotate-secret", "desk"]).stdout.strip()
         assert rotated.startswith("whsec_") and rotated != secret
+        again = cli.invoke(app, ["rotate-secret", "desk"])  # the first still signs
+        assert again.exit_code == 1 and "still signs until" in again.stderr
+        forced = cli.invoke(app, ["rotate-secret", "desk", "--force"])
+        assert forced.exit_code == 0 and forced.stdout.strip() not in (secret, rotated)
         assert cli.invoke(app, ["delete", "desk"]).exit_code == 0
         assert cli.invoke(app, ["delete", "desk"]).exit_code == 1
 
