@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -302,136 +303,111 @@ class TestLongRuns:
             self, sessions: async_sessionmaker[AsyncSession],
             monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(leases, "INTERVALS_PER_LEASE", 50)  # lost only by being taken
-        happened: list[str] = []
-        holder = RecordingLeases(sessions, holder=leases.holder_id("segmenter", "0"),
-                                 happened=happened)
+        job = await LongJob.started(RecordingLeases(
+            sessions, holder=leases.holder_id("segmenter", "0"), happened=[]), 0.2)
         other = leases.Leases(sessions, holder=leases.holder_id("segmenter", "1"))
-        running, lost = asyncio.Event(), asyncio.Event()
-
-        async def stand_down() -> None:
-            happened.append("stood down")
-            lost.set()
-
-        stop = asyncio.Event()
-        task = asyncio.create_task(leases.every_while_holding(
-            holder, "tier-recompute", 0.2, long_run(happened, running), stop,
-            on_lost=stand_down))
-        await asyncio.wait_for(running.wait(), 10)
         # Another instance takes it, as if it had expired (its clock far ahead).
         later = datetime.now(UTC) + timedelta(hours=1)
-        assert await other.acquire("tier-recompute", duration=MINUTE, now=later)
+        assert await other.acquire(job.name, duration=MINUTE, now=later)
 
-        await asyncio.wait_for(lost.wait(), 10)
-        assert happened == ["run cancelled", "stood down"]
-        stop.set()
-        await asyncio.wait_for(task, 10)
-        assert await other.holder_of("tier-recompute") == other.holder
+        await asyncio.wait_for(job.lost.wait(), 10)
+        assert job.happened == ["run cancelled", "stood down"]
+        await job.stopped()
+        assert await other.holder_of(job.name) == other.holder
 
     async def test_a_renewal_failing_once_does_not_cut_a_run_short(
             self, sessions: async_sessionmaker[AsyncSession],
             monkeypatch: pytest.MonkeyPatch) -> None:
         # A lease of 20 intervals (1 s): one failed renewal is far from its expiry.
         monkeypatch.setattr(leases, "INTERVALS_PER_LEASE", 20)
-        happened: list[str] = []
         holder = RecordingLeases(sessions, holder=leases.holder_id("router", "0"),
-                                 happened=happened)
-        running, done = asyncio.Event(), asyncio.Event()
-
-        async def stand_down() -> None:
-            happened.append("stood down")
-
-        stop = asyncio.Event()
-        task = asyncio.create_task(leases.every_while_holding(
-            holder, "escalation", 0.05, long_run(happened, running, done), stop,
-            on_lost=stand_down))
-        await asyncio.wait_for(running.wait(), 10)
+                                 happened=[])
+        job = await LongJob.started(holder, 0.05, until=asyncio.Event())
         holder.fail_once = True  # the store blips while the run lasts
         await asyncio.wait_for(holder.failed.wait(), 10)
         holder.renewed.clear()
         await asyncio.wait_for(holder.renewed.wait(), 10)  # renewed after the blip
 
-        assert happened == ["renewal failed"]
-        done.set()
-        stop.set()
-        await asyncio.wait_for(task, 10)
-        assert happened == ["renewal failed", "stood down", "released"]
+        assert job.happened == ["renewal failed"]
+        await job.stopped()
+        assert job.happened == ["renewal failed", "stood down", "released"]
 
     async def test_a_run_whose_renewals_fail_until_its_lease_would_expire_is_cancelled(
             self, sessions: async_sessionmaker[AsyncSession]) -> None:
-        happened: list[str] = []
         holder = RecordingLeases(sessions, holder=leases.holder_id("router", "0"),
-                                 happened=happened)
-        running, lost = asyncio.Event(), asyncio.Event()
-
-        async def stand_down() -> None:
-            happened.append("stood down")
-            lost.set()
-
-        stop = asyncio.Event()
-        task = asyncio.create_task(leases.every_while_holding(
-            holder, "escalation", 0.5, long_run(happened, running), stop,
-            on_lost=stand_down))
-        await asyncio.wait_for(running.wait(), 10)
+                                 happened=[])
+        job = await LongJob.started(holder, 0.5)
         holder.failing = True  # the store goes away while the run lasts
 
-        await asyncio.wait_for(lost.wait(), 10)
-        cancelled = happened.index("run cancelled")
-        assert happened[cancelled + 1] == "stood down"
-        assert cancelled >= 1 and set(happened[:cancelled]) == {"renewal failed"}
-        stop.set()
-        await asyncio.wait_for(task, 10)  # the job goes on, and ends when stopped
+        await asyncio.wait_for(job.lost.wait(), 10)
+        cancelled = job.happened.index("run cancelled")
+        assert job.happened[cancelled + 1] == "stood down"
+        assert cancelled >= 1 and set(job.happened[:cancelled]) == {"renewal failed"}
+        await job.stopped()  # the job goes on, and ends when stopped
 
     async def test_a_renewal_that_does_not_answer_in_time_is_left_to_finish(
             self, sessions: async_sessionmaker[AsyncSession]) -> None:
         """The store holds the renewal past the lease's margin: the run is cut short and
         its instance stands down, but the renewal is not cancelled mid-statement (on
         SQLite that could leave the store's write lock held); it finishes later."""
-        happened: list[str] = []
-        holder = SlowLeases(sessions, holder=leases.holder_id("router", "0"),
-                            happened=happened)
-        running, lost = asyncio.Event(), asyncio.Event()
-
-        async def stand_down() -> None:
-            happened.append("stood down")
-            lost.set()
-
-        stop = asyncio.Event()
-        task = asyncio.create_task(leases.every_while_holding(
-            holder, "escalation", 0.1, long_run(happened, running), stop,
-            on_lost=stand_down))
-        await asyncio.wait_for(running.wait(), 10)
+        holder = SlowLeases(sessions, holder=leases.holder_id("router", "0"), happened=[])
+        job = await LongJob.started(holder, 0.1)
         holder.slow.set()
 
-        await asyncio.wait_for(lost.wait(), 10)
-        assert happened == ["run cancelled", "stood down"]
+        await asyncio.wait_for(job.lost.wait(), 10)
+        assert job.happened == ["run cancelled", "stood down"]
         holder.answer.set()
         await asyncio.wait_for(holder.answered.wait(), 10)
-        stop.set()
-        await asyncio.wait_for(task, 10)
-        assert "renewal cancelled" not in happened
+        await job.stopped()
+        assert "renewal cancelled" not in job.happened
 
     async def test_a_run_going_when_the_job_stops_is_cancelled(
             self, sessions: async_sessionmaker[AsyncSession],
             monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(leases, "INTERVALS_PER_LEASE", 50)
-        happened: list[str] = []
         holder = RecordingLeases(sessions, holder=leases.holder_id("segmenter", "0"),
-                                 happened=happened)
-        running = asyncio.Event()
+                                 happened=[])
+        job = await LongJob.started(holder, 0.05)
+
+        await job.stopped()  # not held by the run, which never ends
+        assert job.happened == ["run cancelled", "stood down", "released"]
+        assert await holder.holder_of(job.name) is None
+
+
+@dataclass
+class LongJob:
+    """A periodic job on `holder` whose run lasts until `until` is set (for ever without
+    it), running: what happened to it in order (the holder's records, the run's
+    cancellation, its standing down), and whether it stood down (`lost`)."""
+
+    name: str
+    happened: list[str]
+    lost: asyncio.Event
+    stop: asyncio.Event
+    until: asyncio.Event | None
+    task: asyncio.Task[None]
+
+    @classmethod
+    async def started(cls, holder: RecordingLeases, seconds: float, *,
+                      until: asyncio.Event | None = None) -> LongJob:
+        running, lost, stop = asyncio.Event(), asyncio.Event(), asyncio.Event()
 
         async def stand_down() -> None:
-            happened.append("stood down")
+            holder.happened.append("stood down")
+            lost.set()
 
-        stop = asyncio.Event()
         task = asyncio.create_task(leases.every_while_holding(
-            holder, "tier-recompute", 0.05, long_run(happened, running), stop,
+            holder, "long-job", seconds, long_run(holder.happened, running, until), stop,
             on_lost=stand_down))
         await asyncio.wait_for(running.wait(), 10)
+        return cls("long-job", holder.happened, lost, stop, until, task)
 
-        stop.set()
-        await asyncio.wait_for(task, 10)  # not held by the run, which never ends
-        assert happened == ["run cancelled", "stood down", "released"]
-        assert await holder.holder_of("tier-recompute") is None
+    async def stopped(self) -> None:
+        """Its run let end (if it can), the job stopped and waited for (bounded)."""
+        if self.until is not None:
+            self.until.set()
+        self.stop.set()
+        await asyncio.wait_for(self.task, 10)
 
 
 class SlowLeases(RecordingLeases):

@@ -88,6 +88,15 @@ class Harness:
     async def waiting(self, status: str) -> list[store.Delivery]:
         return await self.callbacks.deliveries.listed(status)
 
+    async def held_back(self, platform: str, count: int) -> list[store.Delivery]:
+        """The platform's pending callbacks once the outbox holds `count` (bounded)."""
+        for _ in range(600):
+            pending = [d for d in await self.waiting(store.PENDING) if d.platform == platform]
+            if len(pending) == count:
+                break
+            await asyncio.sleep(0.05)
+        return pending
+
 
 @pytest.fixture
 async def harness(settings: Settings, request: pytest.FixtureRequest
@@ -187,11 +196,7 @@ class TestDisabled:
         secret = await harness.register(platform, receiver)
         await harness.callbacks.endpoints.update(platform, enabled=False)
         await harness.route(platform)
-        for _ in range(600):  # until the outbox holds them (bounded)
-            waiting = [d for d in await harness.waiting(store.PENDING) if d.platform == platform]
-            if len(waiting) == 3:
-                break
-            await asyncio.sleep(0.05)
+        waiting = await harness.held_back(platform, 3)
         assert len(waiting) == 3 and receiver.attempts == 0
         await harness.callbacks.endpoints.update(platform, enabled=True)
         await receiver.wait_for(3)
@@ -207,11 +212,7 @@ class TestDisabled:
         await harness.register(platform, receiver)
         await harness.callbacks.endpoints.update(platform, enabled=False)
         await harness.route(platform)
-        for _ in range(600):  # until the outbox holds them (bounded)
-            waiting = [d for d in await harness.waiting(store.PENDING) if d.platform == platform]
-            if len(waiting) == 3:
-                break
-            await asyncio.sleep(0.05)
+        assert len(await harness.held_back(platform, 3)) == 3
         deliverer = harness.callbacks.deliverer
         made: list[object] = []
 
