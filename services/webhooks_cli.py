@@ -101,8 +101,8 @@ def delete(platform: str) -> None:
 
 @app.command("rotate-secret")
 def rotate_secret(platform: str, force: Annotated[bool, typer.Option(
-        help="Even while the secret the last rotation replaced still signs (it stops"
-             " signing at once)")] = False) -> None:
+        help="Even while the secret the last rotation replaced still signs: the current"
+             " one alone is replaced (lost before it was stored)")] = False) -> None:
     """Print a new signing secret, in force at once (the old one signs too for
     WEBHOOK_SECRET_OVERLAP_SECONDS): shown this once."""
     rotated = _found(_run(lambda endpoints, _: endpoints.rotate_secret(platform, force=force)),

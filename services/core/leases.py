@@ -109,29 +109,27 @@ async def every_while_holding(leases: Leases, name: str, seconds: float,
             await on_lost()
 
     async def renew() -> bool:
-        """Take or renew the lease; whether this instance holds it now. A renewal the
-        store fails (a blip, a lock held under load) stands this instance down only once
-        the lease it holds is half an interval from expiring; until then the job skips
-        its runs and keeps the lease."""
+        """Take or renew the lease; whether this instance holds it now, to run the job.
+        Held, it is renewed as during a run (`_renewed`): a renewal the store fails (a
+        blip, a lock held under load) skips a run and keeps the lease while another try
+        can come before it is half an interval from expiring; past that, or found taken,
+        this instance stands down."""
         nonlocal holding, expires
-        attempt = time.monotonic()
-        try:
-            held = await leases.acquire(name, duration=duration)
-        except Exception:
-            if holding and time.monotonic() >= expires - seconds / 2:
-                logger.warning("lease not renewed", extra={"lease": name})
-                await stand_down()
-            raise
-        if held:
-            expires = attempt + duration.total_seconds()
-        if held != holding:
-            logger.info("lease taken" if held else "lease held elsewhere",
-                        extra={"lease": name, "holder": leases.holder})
-            if held:
-                holding = True
-            else:
-                await stand_down()
-        return held
+        if not holding:
+            attempt = time.monotonic()
+            if not await leases.acquire(name, duration=duration):
+                return False
+            logger.info("lease taken", extra={"lease": name, "holder": leases.holder})
+            holding, expires = True, attempt + duration.total_seconds()
+            return True
+        outcome, expires = await _renewed(leases, name, duration, seconds, expires)
+        if outcome == RENEWED:
+            return True
+        if outcome == FAILED and time.monotonic() + seconds < expires - seconds / 2:
+            return False  # tried again next interval, in time
+        logger.warning("lease lost", extra={"lease": name, "lease_lost": outcome})
+        await stand_down()
+        return False
 
     async def run_if_holding() -> None:
         nonlocal expires
@@ -169,13 +167,14 @@ async def _run_holding(leases: Leases, name: str, duration: timedelta, seconds: 
         while lost is None and not stop.is_set():
             left = expires - seconds / 2 - time.monotonic()  # before the run must stop
             if left <= 0:
-                lost = "not renewed in time"
+                lost = LATE
                 break
             done, _ = await asyncio.wait({run, stopping}, timeout=min(seconds, left),
                                          return_when=asyncio.FIRST_COMPLETED)
             if run in done or stop.is_set():
                 break
-            lost, expires = await _renewed(leases, name, duration, seconds, expires)
+            outcome, expires = await _renewed(leases, name, duration, seconds, expires)
+            lost = outcome if outcome in (TAKEN, LATE) else None  # else: tried again
     finally:
         stopping.cancel()
         cut_short = not run.done()
@@ -191,26 +190,30 @@ async def _run_holding(leases: Leases, name: str, duration: timedelta, seconds: 
     return expires
 
 
+# What became of a renewal (`_renewed`).
+RENEWED, FAILED, TAKEN, LATE = "renewed", "failed", "taken", "not renewed in time"
+
+
 async def _renewed(leases: Leases, name: str, duration: timedelta, seconds: float,
-                   expires: float) -> tuple[str | None, float]:
-    """The lease renewed during a run: (None, its new expiry), or what became of it
-    (taken, or not renewed in time) and the old expiry. A renewal still going when the
-    lease is half an interval from expiring counts as not renewed, and is left to finish
-    rather than cancelled: a store call cut mid-statement can leave SQLite's write lock
-    held by a connection nobody ends; finishing late, it only lengthens the lease."""
+                   expires: float) -> tuple[str, float]:
+    """The lease held renewed: RENEWED and its new expiry, or what became of it and the
+    old expiry: FAILED (the store's error, logged), TAKEN, or LATE. A renewal still
+    going when the lease is half an interval from expiring is LATE, and is left to
+    finish rather than cancelled: a store call cut mid-statement can leave SQLite's
+    write lock held by a connection nobody ends; finishing late, it only lengthens the
+    lease."""
     attempt = time.monotonic()
     renewal = asyncio.ensure_future(leases.acquire(name, duration=duration))
     renewal.add_done_callback(background.retrieved)
     left = expires - seconds / 2 - time.monotonic()
     if not (await asyncio.wait({renewal}, timeout=max(left, 0.0)))[0]:
-        return "not renewed in time", expires
+        return LATE, expires
     if (error := renewal.exception()) is not None:
-        logger.warning("lease not renewed while its run lasts", exc_info=error,
-                       extra={"lease": name})
-        return None, expires
+        logger.warning("lease not renewed", exc_info=error, extra={"lease": name})
+        return FAILED, expires
     if not renewal.result():
-        return "taken", expires
-    return None, attempt + duration.total_seconds()
+        return TAKEN, expires
+    return RENEWED, attempt + duration.total_seconds()
 
 
 # How long a run cancelled for its lease is waited for: an action that does not end when

@@ -252,15 +252,20 @@ def _reason(errors: list[ErrorDetails]) -> str:
 
 
 def _unknown_fields(names: list[str]) -> str:
-    """Unknown keys, named only where one reads as a misspelt field (and that field is
-    said), the others counted: a key may be a value put in a key's place (an email, a
-    surname), which must not come back in the answer."""
-    shown = [f"{name} (did you mean {close[0]}?)" for name in names
-             if (close := difflib.get_close_matches(name, ACCEPTS, n=1, cutoff=0.8))][:5]
-    others = len(names) - len(shown)
-    if not shown:
-        return f"{others} unknown field{'s' if others != 1 else ''}"
-    return "unknown fields: " + ", ".join(shown) + (f" and {others} more" if others else "")
+    """Unknown keys: named only when one is a field's name (another kind of row's, e.g. a
+    purchase's `amount` in a customer row); the others counted, with the fields they
+    read close to, never repeated themselves: a key may be a value put in a key's place
+    (an email, a name), which must not come back in the answer."""
+    named = [name for name in names if name in ACCEPTS]
+    others = [name for name in names if name not in ACCEPTS]
+    close = sorted({match for name in others
+                    for match in difflib.get_close_matches(name, ACCEPTS, n=1, cutoff=0.8)})
+    parts = [f"unknown fields: {', '.join(named[:5])}"] if named else []
+    if others:
+        count = f"{len(others)} {'other ' if named else ''}unknown field" \
+            f"{'s' if len(others) != 1 else ''}"
+        parts.append(count + (f" (close to {', '.join(close)})" if close else ""))
+    return "; ".join(parts)
 
 
 def _no_constant(_name: str) -> None:

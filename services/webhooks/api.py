@@ -137,8 +137,9 @@ async def delete(platform: PlatformName, endpoints: Endpoints) -> store.Endpoint
 async def rotate_secret(platform: PlatformName, endpoints: Endpoints,
                         force: Annotated[bool, Query(description=(
                             "Rotate even while the secret the last rotation replaced"
-                            " still signs: it stops signing now (a receiver still on it"
-                            " fails until it moves to the current one)"))] = False,
+                            " still signs: the current secret (lost before it was"
+                            " stored) is replaced, and that one signs on for its"
+                            " overlap"))] = False,
                         ) -> SecretRotated:
     """A new signing secret, used from the next attempt on; shown this once. The old one
     signs too (a second signature) for WEBHOOK_SECRET_OVERLAP_SECONDS, so that the
@@ -154,8 +155,8 @@ def still_signing(refused: store.StillSigning) -> dict[str, str]:
     return {"error": "previous_secret_still_signs",
             "detail": "the secret the last rotation replaced still signs until"
                       f" {refused.until.isoformat()}, for receivers not yet moved to the"
-                      " current one: rotate again after that, or force it (it then stops"
-                      " signing at once)",
+                      " current one: rotate again after that, or force it to replace the"
+                      " current secret alone (one lost before it was stored)",
             "until": refused.until.isoformat()}
 
 

@@ -144,16 +144,21 @@ class Endpoints:
         """A new secret for the platform's callbacks from now on (shown this once); the
         old one signs too for the overlap. One secret signs beside the current one: while
         the one the last rotation replaced still signs (its receiver may not have moved
-        yet), another rotation is refused (StillSigning), unless `force`, which stops it
-        signing now. None: the platform has no endpoint."""
+        yet), another rotation is refused (StillSigning), unless `force`: then only the
+        current secret is replaced (one lost before it was stored, which no receiver
+        has), and the one before it signs on for its overlap. None: the platform has no
+        endpoint."""
         now = datetime.now(UTC)
         async with self._sessions() as session, session.begin():
             row = await session.get(WebhookEndpointRow, platform, with_for_update=True)
             if row is None:
                 return None
             until = row.previous_secret_until
-            if not force and row.previous_secret and until is not None and until > now:
-                return StillSigning(until)
+            if row.previous_secret and until is not None and until > now:
+                if not force:
+                    return StillSigning(until)
+                row.secret, row.updated_at = new_secret(), now
+                return row.secret
             row.previous_secret = row.secret
             row.previous_secret_until = now + self._secret_overlap
             row.secret, row.updated_at = new_secret(), now

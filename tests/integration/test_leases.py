@@ -267,6 +267,38 @@ class TestRenewalBetweenRuns:
         assert happened == ["renewal failed", "stood down", "released"]
 
 
+    async def test_a_renewal_the_store_holds_between_runs_stands_down_in_time(
+            self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        """A quick job's renewal that the store holds (a lock, a statement timeout) is not
+        waited for past half an interval before the lease expires: the instance stands
+        down (its workers stopped) before another may take the job; the renewal is left
+        to finish, never cancelled mid-statement."""
+        happened: list[str] = []
+        holder = SlowLeases(sessions, holder=leases.holder_id("router", "0"),
+                            happened=happened)
+        ran, lost, stop = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+        async def deliver() -> None:
+            ran.set()
+
+        async def stand_down() -> None:
+            happened.append("stood down")
+            lost.set()
+
+        task = asyncio.create_task(leases.every_while_holding(
+            holder, "webhook-delivery", 0.1, deliver, stop, on_lost=stand_down))
+        await asyncio.wait_for(ran.wait(), 10)
+        holder.slow.set()
+
+        await asyncio.wait_for(lost.wait(), 10)
+        assert happened == ["stood down"]
+        holder.answer.set()
+        await asyncio.wait_for(holder.answered.wait(), 10)
+        stop.set()
+        await asyncio.wait_for(task, 10)
+        assert "renewal cancelled" not in happened
+
+
 class TestLongRuns:
     """A run that lasts longer than its lease (a pass waiting for its turn, a long
     escalation sweep) renews it while it runs, and is cancelled before its instance

@@ -77,6 +77,14 @@ class TestEndpoints:
                                   params={"force": "true"})
         assert forced.status_code == 200, forced.text
         assert forced.json()["secret"] not in (secret, rotated["secret"])
+        # Forced: the current secret alone replaced (one lost before it was stored); the
+        # first, which receivers may still be on, signs on for its overlap.
+        engine = db.engine(database_url)
+        async with engine.connect() as connection:
+            current, previous = (await connection.execute(text(
+                "SELECT secret, previous_secret FROM webhook_endpoints"))).one()
+        await engine.dispose()
+        assert (current, previous) == (forced.json()["secret"], secret)
 
         engine = db.engine(database_url)
         deliveries = store.Deliveries(db.sessions(engine))
