@@ -16,6 +16,7 @@ import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import case, delete, or_
@@ -98,9 +99,8 @@ async def every_while_holding(leases: Leases, name: str, seconds: float,
     late), not renewed (the store is away: it expires soon), or given up at the end,
     before it goes. What `action` left running must then stop, since another instance
     may take the job at once; a run still going is cancelled before (`_run_holding`)."""
-    duration = lease_for(seconds)
+    lease = _Held(leases, name, seconds, lease_for(seconds))
     holding = False
-    expires = 0.0  # when the lease as last renewed here expires (monotonic clock)
 
     async def stand_down() -> None:
         nonlocal holding
@@ -110,32 +110,28 @@ async def every_while_holding(leases: Leases, name: str, seconds: float,
 
     async def renew() -> bool:
         """Take or renew the lease; whether this instance holds it now, to run the job.
-        Held, it is renewed as during a run (`_renewed`): a renewal the store fails (a
-        blip, a lock held under load) skips a run and keeps the lease while another try
-        can come before it is half an interval from expiring; past that, or found taken,
-        this instance stands down."""
-        nonlocal holding, expires
+        Held, it is renewed as during a run (`_Held.renewed`): a renewal the store fails
+        (a blip, a lock held under load) skips a run and keeps the lease while another
+        try can come before its deadline; past that, or found taken, this instance
+        stands down."""
+        nonlocal holding
         if not holding:
-            attempt = time.monotonic()
-            if not await leases.acquire(name, duration=duration):
-                return False
-            logger.info("lease taken", extra={"lease": name, "holder": leases.holder})
-            holding, expires = True, attempt + duration.total_seconds()
-            return True
-        outcome, expires = await _renewed(leases, name, duration, seconds, expires)
+            holding = await lease.taken()
+            if holding:
+                logger.info("lease taken", extra={"lease": name, "holder": leases.holder})
+            return holding
+        outcome = await lease.renewed()
         if outcome == RENEWED:
             return True
-        if outcome == FAILED and time.monotonic() + seconds < expires - seconds / 2:
+        if outcome == FAILED and time.monotonic() + seconds < lease.deadline:
             return False  # tried again next interval, in time
         logger.warning("lease lost", extra={"lease": name, "lease_lost": outcome})
         await stand_down()
         return False
 
     async def run_if_holding() -> None:
-        nonlocal expires
         if await renew():
-            expires = await _run_holding(leases, name, duration, seconds, action,
-                                         stop=stop, expires=expires, stand_down=stand_down)
+            await _run_holding(lease, action, stop=stop, stand_down=stand_down)
 
     try:
         await background.every(seconds, run_if_holding, stop)
@@ -148,72 +144,92 @@ async def every_while_holding(leases: Leases, name: str, seconds: float,
                 logger.warning("lease not released", extra={"lease": name})
 
 
-async def _run_holding(leases: Leases, name: str, duration: timedelta, seconds: float,
-                       action: Callable[[], Awaitable[object]], *, stop: asyncio.Event,
-                       expires: float, stand_down: Callable[[], Awaitable[None]]) -> float:
-    """`action`, its lease renewed every `seconds` while it runs (a run may wait for its
+# What became of a renewal (`_Held.renewed`).
+RENEWED, FAILED, TAKEN, LATE = "renewed", "failed", "taken", "not renewed in time"
+
+
+@dataclass
+class _Held:
+    """The lease of a periodic job, as this instance takes and renews it: when it expires
+    as last taken or renewed here (`expires`, on the monotonic clock, never later than
+    the store's), and the deadline what holds it must stop by, half an interval before."""
+
+    leases: Leases
+    name: str
+    seconds: float  # the job's interval
+    duration: timedelta
+    expires: float = 0.0
+
+    @property
+    def deadline(self) -> float:
+        return self.expires - self.seconds / 2
+
+    async def taken(self) -> bool:
+        """Whether this instance took the lease (the store's errors raised)."""
+        attempt = time.monotonic()
+        held = await self.leases.acquire(self.name, duration=self.duration)
+        if held:
+            self.expires = attempt + self.duration.total_seconds()
+        return held
+
+    async def renewed(self) -> str:
+        """The lease held renewed: RENEWED, or what became of it: FAILED (the store's
+        error, logged), TAKEN, or LATE. A renewal still going at the deadline is LATE, and
+        is left to finish rather than cancelled: a store call cut mid-statement can leave
+        SQLite's write lock held by a connection nobody ends; finishing late, it only
+        lengthens the lease."""
+        attempt = time.monotonic()
+        renewal = asyncio.ensure_future(self.leases.acquire(self.name,
+                                                            duration=self.duration))
+        renewal.add_done_callback(background.retrieved)
+        if not (await asyncio.wait({renewal},
+                                   timeout=max(self.deadline - attempt, 0.0)))[0]:
+            return LATE
+        if (error := renewal.exception()) is not None:
+            logger.warning("lease not renewed", exc_info=error, extra={"lease": self.name})
+            return FAILED
+        if not renewal.result():
+            return TAKEN
+        self.expires = attempt + self.duration.total_seconds()
+        return RENEWED
+
+
+async def _run_holding(lease: _Held, action: Callable[[], Awaitable[object]], *,
+                       stop: asyncio.Event, stand_down: Callable[[], Awaitable[None]]) -> None:
+    """`action`, its lease renewed every interval while it runs (a run may wait for its
     turn, or have much to do), so that a run longer than the lease keeps it. Should the
-    lease be found taken, or not be renewed by half an interval before it would expire
-    (`expires`, on the monotonic clock; a store that fails a renewal or two meanwhile
-    does not cut the run short), the run is cancelled, as a crash would end it, and only
-    then does this instance `stand_down`. A run going when the job stops is cancelled
-    too: shutdown does not wait for a long one. Returns the lease's expiry as last
-    renewed."""
+    lease be found taken, or not be renewed by its deadline (a store that fails a renewal
+    or two meanwhile does not cut the run short), the run is cancelled, as a crash would
+    end it, and only then does this instance `stand_down`. A run going when the job stops
+    is cancelled too: shutdown does not wait for a long one."""
     run = asyncio.ensure_future(action())
     run.add_done_callback(background.retrieved)  # read below, unless cut short
     stopping = asyncio.ensure_future(stop.wait())
     lost = None
     try:
         while lost is None and not stop.is_set():
-            left = expires - seconds / 2 - time.monotonic()  # before the run must stop
+            left = lease.deadline - time.monotonic()  # before the run must stop
             if left <= 0:
                 lost = LATE
                 break
-            done, _ = await asyncio.wait({run, stopping}, timeout=min(seconds, left),
+            done, _ = await asyncio.wait({run, stopping}, timeout=min(lease.seconds, left),
                                          return_when=asyncio.FIRST_COMPLETED)
             if run in done or stop.is_set():
                 break
-            outcome, expires = await _renewed(leases, name, duration, seconds, expires)
+            outcome = await lease.renewed()
             lost = outcome if outcome in (TAKEN, LATE) else None  # else: tried again
     finally:
         stopping.cancel()
         cut_short = not run.done()
         if cut_short:  # the lease lost, the job stopping, or this task cancelled
-            await _cancelled(run, name)
+            await _cancelled(run, lease.name)
     if lost is not None:
         logger.warning("run cancelled: its lease was lost" if cut_short
                        else "lease lost as its run ended",
-                       extra={"lease": name, "lease_lost": lost})
+                       extra={"lease": lease.name, "lease_lost": lost})
         await stand_down()
     if not run.cancelled():
         run.result()  # its failure, as a run's that was awaited
-    return expires
-
-
-# What became of a renewal (`_renewed`).
-RENEWED, FAILED, TAKEN, LATE = "renewed", "failed", "taken", "not renewed in time"
-
-
-async def _renewed(leases: Leases, name: str, duration: timedelta, seconds: float,
-                   expires: float) -> tuple[str, float]:
-    """The lease held renewed: RENEWED and its new expiry, or what became of it and the
-    old expiry: FAILED (the store's error, logged), TAKEN, or LATE. A renewal still
-    going when the lease is half an interval from expiring is LATE, and is left to
-    finish rather than cancelled: a store call cut mid-statement can leave SQLite's
-    write lock held by a connection nobody ends; finishing late, it only lengthens the
-    lease."""
-    attempt = time.monotonic()
-    renewal = asyncio.ensure_future(leases.acquire(name, duration=duration))
-    renewal.add_done_callback(background.retrieved)
-    left = expires - seconds / 2 - time.monotonic()
-    if not (await asyncio.wait({renewal}, timeout=max(left, 0.0)))[0]:
-        return LATE, expires
-    if (error := renewal.exception()) is not None:
-        logger.warning("lease not renewed", exc_info=error, extra={"lease": name})
-        return FAILED, expires
-    if not renewal.result():
-        return TAKEN, expires
-    return RENEWED, attempt + duration.total_seconds()
 
 
 # How long a run cancelled for its lease is waited for: an action that does not end when

@@ -72,8 +72,7 @@ def probes(today: date) -> list[dict[str, Any]]:
     every channel, language null, and a ticket with every field set
     (tickets.probe_tickets)."""
     full = Customer("probe-known", _full_profile("probe-known", CustomerType.INDIVIDUAL),
-                    ValueFeatures(recency=3, frequency=3, monetary=3, total_value=100.0,
-                                  purchases=2), Tier.EXISTING)
+                    _SOME_PURCHASES, Tier.EXISTING)
     customers = [Customer("probe-unknown", None, ValueFeatures(), Tier.POTENTIAL), full,
                  *(Customer(f"probe-{kind}", CustomerProfile(f"probe-{kind}", kind),
                             ValueFeatures(), Tier.POTENTIAL) for kind in CustomerType)]
@@ -91,8 +90,12 @@ def largest(today: date) -> list[dict[str, Any]]:
     on = tickets.largest_ticket(datetime.combine(today, time(), UTC))
     return [build(Customer(f"probe-{kind}", _full_profile(
         f"probe-{kind}", kind, attributes=tickets.most_attributes(MAX_CUSTOMER_ATTRIBUTES)),
-        ValueFeatures(recency=3, frequency=3, monetary=3, total_value=100.0, purchases=2),
-        Tier.EXISTING), on, today=today) for kind in CustomerType]
+        _SOME_PURCHASES, Tier.EXISTING), on, today=today) for kind in CustomerType]
+
+
+# A probe customer's features: a few purchases, every score set.
+_SOME_PURCHASES = ValueFeatures(recency=3, frequency=3, monetary=3, total_value=100.0,
+                                purchases=2)
 
 
 def _full_profile(customer_id: str, kind: CustomerType,
