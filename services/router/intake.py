@@ -139,9 +139,11 @@ ReportIdempotencyKey = Annotated[str | None, Header(
 # A report on a ticket whose state does not allow it, or under an Idempotency-Key whose
 # first request is still being recorded.
 REPORT_IN_FLIGHT: dict[int | str, dict[str, Any]] = {409: {
-    "description": "`resolved`: the ticket is closed and takes no more reports; or"
-                   " `in_progress`: a report with the same Idempotency-Key is being"
-                   " recorded, retry after Retry-After", "headers": http.RETRY_AFTER}}
+    "description": "`resolved`: the ticket is closed and takes no more reports;"
+                   " `trace_full`: its trace holds the most steps it takes, and it takes"
+                   " its resolution only; or `in_progress`: a report with the same"
+                   " Idempotency-Key is being recorded, retry after Retry-After",
+    "headers": http.RETRY_AFTER}}
 
 
 def report_key(idempotency_key: str | None, router: bootstrap.Router,

@@ -35,6 +35,20 @@ KEY_MAX_LENGTH = 255
 CORRELATION_ID_PATTERN = r"^[\x21-\x7e]*$"
 CORRELATION_ID_MAX_LENGTH = 128
 
+# The most steps a ticket's trace takes: past it, the ticket takes its resolution only, no
+# more reports, customer replies, transfers or priority changes. Each of those reads and
+# writes the ticket's row with its whole trace, and the trace is shown whole: unbounded,
+# one credential's flood of reports on one ticket would make each report on it slower
+# than the last. About 300 exchanges with the customer; a conversation longer than that
+# is better a new ticket. Checked as a request is judged: requests judged at the same
+# moment may each add their step past it.
+TRACE_STEPS_MAX = 1000
+
+
+def trace_full(trace: Sequence[Any]) -> bool:
+    """Whether a ticket's trace has taken its most steps (TRACE_STEPS_MAX)."""
+    return len(trace) >= TRACE_STEPS_MAX
+
 
 class Claim(Enum):
     NEW = "new"  # publish: the key is new, or its first request died unanswered

@@ -18,6 +18,7 @@ from services.core import access, events, topics
 from services.core.events import TicketEventType
 from services.router import (
     intake,
+    intake_policy,
     platform_reports,
     service,
 )
@@ -47,10 +48,11 @@ class Router:
     platform: dict[str, str]
     bootstrap: str
 
-    async def routed_ticket(self) -> str:
-        """A ticket the platform posted, routed to DEPARTMENT ten minutes ago."""
+    async def routed_ticket(self, steps: int = 0) -> str:
+        """A ticket the platform posted, routed to DEPARTMENT ten minutes ago (its trace
+        `steps` long)."""
         ticket_id, _ = await routed_ticket(self.routed, DEPARTMENT, spent=timedelta(minutes=10),
-                                           platform=PLATFORM)
+                                           platform=PLATFORM, steps=steps)
         return ticket_id
 
     async def resolve(self, ticket_id: str, key: str, **body: str) -> httpx.Response:
@@ -169,3 +171,23 @@ class TestAReportDatedByAClockRunningAhead:
         claim = await router.keys.find(
             service.ReportKey(key, router.keys, timedelta(0)).scoped(department))
         assert claim is not None and claim.occurred_at == dated
+
+
+class TestATicketWhoseTraceIsFull:
+    """intake_policy.TRACE_STEPS_MAX, over HTTP on the real store: a report or a customer
+    reply on a ticket whose trace holds its most steps is refused, naming why, and
+    nothing is published; its resolution is taken."""
+
+    async def test_it_takes_its_resolution_only(self, router: Router) -> None:
+        ticket_id = await router.routed_ticket(steps=intake_policy.TRACE_STEPS_MAX)
+        responded = await router.client.post(f"/v1/tickets/{ticket_id}/events",
+                                             json={"type": "responded"},
+                                             headers=router.department)
+        replied = await router.reply(ticket_id, "k-reply")
+        for refused in (responded, replied):
+            assert refused.status_code == 409, refused.text
+            assert refused.json()["error"] == "trace_full"
+            assert str(intake_policy.TRACE_STEPS_MAX) in refused.json()["detail"]
+        resolved = await router.resolve(ticket_id, "k-resolved")
+        assert resolved.status_code == 202, resolved.text
+        assert await router.published(ticket_id, until=1) == [resolved.json()["event_id"]]

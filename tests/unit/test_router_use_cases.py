@@ -18,7 +18,7 @@ from services.core.events import TicketEventType
 from services.router import clock_watch, intake_policy, service
 from services.router.intake_policy import REPORT_CLOCK_SKEW
 from services.router.service import Refusal, Refused
-from services.router.service.verdicts import HANDOVER_IN_FLIGHT, RESOLVED
+from services.router.service.verdicts import HANDOVER_IN_FLIGHT, RESOLVED, TRACE_FULL
 from services.router.store import Dispatch
 from tests.conftest import TEST_ROUTING_TABLE
 from tests.unit.router_fakes import Wired, wired
@@ -550,6 +550,71 @@ class TestAResolvedTicketIsClosed:
             occurred_at=None, principal=ADMIN, correlation_id=None, routed=wired().routed,
             publisher=wired().publisher, now=NOW)
         assert isinstance(refused, Refused) and refused.refusal is Refusal.NOT_FOUND
+
+
+class TestATicketsTraceIsBounded:
+    """intake_policy.TRACE_STEPS_MAX: a ticket whose trace holds its most steps takes its
+    resolution only; each other change is refused as `trace_full`, nothing published."""
+
+    def with_steps(self, count: int) -> Wired:
+        router = wired()
+        routed_ticket(router)
+        row = router.routed.rows["t-1"]
+        row.trace = [*row.trace, *[{"at": NOW.isoformat(), "step": "picked_up"}]
+                     * (count - len(row.trace))]
+        return router
+
+    CHANGES = ("responded", "responded by an admin", "waiting_on_customer",
+               "customer replied", "transferred", "priority changed")
+
+    async def change(self, router: Wired, change: str) -> object:
+        table, later = router.router.table.current, NOW + timedelta(minutes=30)
+        if change == "customer replied":
+            return await service.customer_replied(
+                "t-1", occurred_at=None, platform=DESK, correlation_id=None,
+                routed=router.routed, publisher=router.publisher, now=later)
+        if change == "transferred":
+            return await service.transfer(
+                "t-1", to_department="business_desk", reason="r", from_department=None,
+                principal=ADMIN, routed=router.routed, publisher=router.publisher,
+                table=table, queue_for=router.router.queue_for, now=later)
+        if change == "priority changed":
+            return await service.change_priority(
+                "t-1", priority=1, reason="r", principal=ADMIN, routed=router.routed,
+                publisher=router.publisher, table=table, now=later)
+        report = TicketEventType(f"ticket.{change.split()[0]}")
+        return await service.record_report(
+            "t-1", report, department=None, occurred_at=None,
+            principal=ADMIN if "admin" in change else PUBLIC_SECTOR, correlation_id=None,
+            routed=router.routed, publisher=router.publisher, now=later)
+
+    @pytest.mark.parametrize("change", CHANGES)
+    async def test_full_each_change_but_its_resolution_is_refused(self, change: str) -> None:
+        router = self.with_steps(intake_policy.TRACE_STEPS_MAX)
+        assert await self.change(router, change) == TRACE_FULL
+        assert router.publisher.published == [] and router.routed.recorded == []
+
+    async def test_full_it_is_still_resolved(self) -> None:
+        router = self.with_steps(intake_policy.TRACE_STEPS_MAX)
+        resolved = await service.record_report(
+            "t-1", TicketEventType.RESOLVED, department=None, occurred_at=None,
+            principal=PUBLIC_SECTOR, correlation_id=None, routed=router.routed,
+            publisher=router.publisher, now=NOW + timedelta(minutes=30))
+        assert isinstance(resolved, service.Recorded)
+        assert [p.event.type for p in router.publisher.published] == ["ticket.resolved"]
+
+    @pytest.mark.parametrize("change", CHANGES)
+    async def test_one_step_short_of_it_each_change_is_taken(self, change: str) -> None:
+        router = self.with_steps(intake_policy.TRACE_STEPS_MAX - 1)
+        assert not isinstance(await self.change(router, change), Refused)
+        assert router.publisher.published
+
+    @pytest.mark.parametrize("change", CHANGES)
+    async def test_a_resolved_ticket_is_refused_as_resolved_however_long_its_trace(
+            self, change: str) -> None:
+        router = self.with_steps(intake_policy.TRACE_STEPS_MAX)
+        router.routed.rows["t-1"].status = "resolved"
+        assert await self.change(router, change) == RESOLVED
 
 
 def escalations(department: str, level: int) -> float:

@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from services.core import access, db, events, kafka, lifecycle, topics
+from services.core import access, db, events, kafka, topics
 from services.router import intake_policy, ports
 from services.router.models import RoutedTicketRow
 from services.router.service import verdicts
@@ -87,7 +87,8 @@ async def record_report(ticket_id: str, report: events.TicketEventType, *,
         dated = plausible_date(row, occurred_at, now=now, department=reporting)
         if isinstance(dated, Refused):
             return dated
-        return dated if lifecycle.is_open(row.status) else verdicts.RESOLVED
+        return verdicts.closed_to_changes(
+            row, resolution=report is events.TicketEventType.RESOLVED) or dated
 
     report_event = events.TicketEvent(ticket_id=ticket_id, type=report,
                                       occurred_at=occurred_at or now, department=department)
@@ -114,7 +115,7 @@ async def customer_replied(ticket_id: str, *, occurred_at: datetime | None,
         dated = plausible_date(row, occurred_at, now=now)
         if isinstance(dated, Refused):
             return dated
-        return dated if lifecycle.is_open(row.status) else verdicts.RESOLVED
+        return verdicts.closed_to_changes(row) or dated
 
     reply = events.TicketEvent(ticket_id=ticket_id,
                                type=events.TicketEventType.CUSTOMER_REPLIED,

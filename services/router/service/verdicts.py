@@ -6,6 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
+from services.core import lifecycle
+from services.router import intake_policy
+from services.router.models import RoutedTicketRow
+
 
 class Refusal(Enum):
     NOT_FOUND = "not_found"  # no routed ticket by this id
@@ -37,6 +41,23 @@ RESOLVED = Refused(Refusal.CONFLICT, "the ticket is resolved: it takes no more r
                                      " customer replies, transfers or priority changes; a"
                                      " new request from the customer is a new ticket",
                    "resolved")
+TRACE_FULL = Refused(
+    Refusal.CONFLICT, f"the ticket's trace holds {intake_policy.TRACE_STEPS_MAX} steps, the"
+                      " most it takes: it takes its resolution only; a new request from the"
+                      " customer is a new ticket", "trace_full")
+
+
+def closed_to_changes(row: RoutedTicketRow, *, resolution: bool = False) -> Refused | None:
+    """Why a ticket takes no more reports, customer replies, transfers or priority
+    changes, if it does not: it is resolved, or (but for its `resolution`) its trace is
+    full."""
+    if not lifecycle.is_open(row.status):
+        return RESOLVED
+    if not resolution and intake_policy.trace_full(row.trace):
+        return TRACE_FULL
+    return None
+
+
 ACTS_FOR_OWN = Refused(Refusal.FORBIDDEN,
                        "a department credential acts for its own department only")
 # A request under an `Idempotency-Key` (a report's; a ticket's answers alike).
