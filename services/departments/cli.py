@@ -298,7 +298,8 @@ def transfer_ticket(
 ) -> None:
     """Hand a ticket to another department; its response clock keeps running."""
     _call(lambda url, token: queue.transfer(url, ticket_id, to, reason, token=token,
-                                            from_department=department))
+                                            from_department=department,
+                                            on_retry=_tell_wait))
 
 
 @app.command("priority")
@@ -308,7 +309,14 @@ def change_priority(
     reason: Annotated[str, typer.Option(help="Why (kept in the ticket's trace)")],
 ) -> None:
     """Give a ticket another priority: the table's targets for it, time spent kept."""
-    _call(lambda url, token: queue.change_priority(url, ticket_id, to, reason, token=token))
+    _call(lambda url, token: queue.change_priority(url, ticket_id, to, reason, token=token,
+                                                   on_retry=_tell_wait))
+
+
+def _tell_wait(error: BaseException, wait: float) -> None:
+    """A transfer or priority change turned away over the rate, to be sent again."""
+    typer.echo(f"not recorded yet ({_failure_of(error)}); trying again in {wait:g} s",
+               err=True)
 
 
 if __name__ == "__main__":

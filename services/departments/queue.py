@@ -13,10 +13,10 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import httpx
 import pydantic
@@ -30,6 +30,7 @@ from services.core.settings import Settings
 from services.departments import fetching, retries
 from services.router import priority
 
+T = TypeVar("T")
 logger = logging.getLogger(__name__)
 
 
@@ -256,15 +257,26 @@ def report(router_url: str, ticket_id: str, kind: str, *, department: str | None
         receipt: dict[str, str] = response.json()
         return receipt
 
-    if idempotency_key is None:
-        return send()  # without a key, a second try could report twice
+    # Without a key, a second try could report twice: sent again only when turned away
+    # unread (429).
+    worth = retries.worth_another_try if idempotency_key is not None \
+        else retries.over_the_rate
+    return _tried(send, worth, give_up_after=give_up_after, on_retry=on_retry, sleep=sleep)
+
+
+def _tried(send: Callable[[], T], worth_another_try: Callable[[BaseException], bool], *,
+           give_up_after: float, on_retry: Callable[[BaseException, float], None] | None,
+           sleep: Callable[[float], None]) -> T:
+    """`send`'s answer, sent again after each failure `worth_another_try`, as Retry-After
+    says (else with backoff: retries.wait_before); no try starts after `give_up_after`
+    seconds. `on_retry` hears of each failed try and the wait after it."""
 
     def before_sleep(state: tenacity.RetryCallState) -> None:
         if on_retry is not None and state.next_action is not None:
             on_retry(_failure(state), state.next_action.sleep)
 
     return tenacity.Retrying(
-        retry=tenacity.retry_if_exception(retries.worth_another_try),
+        retry=tenacity.retry_if_exception(worth_another_try),
         wait=lambda state: retries.wait_before(_failure(state), state.attempt_number),
         stop=tenacity.stop_before_delay(give_up_after), before_sleep=before_sleep,
         sleep=sleep, reraise=True)(send)
@@ -278,24 +290,37 @@ def _failure(state: tenacity.RetryCallState) -> BaseException:
 
 def transfer(router_url: str, ticket_id: str, to_department: str, reason: str, *,
              token: str | None, from_department: str | None = None,
-             timeout: float = 10.0) -> dict[str, str]:
-    """Hand a ticket to another department; the response clock keeps running."""
+             timeout: float = 10.0, give_up_after: float = retries.GIVE_UP_AFTER_SECONDS,
+             on_retry: Callable[[BaseException, float], None] | None = None,
+             sleep: Callable[[float], None] = time.sleep) -> dict[str, object]:
+    """Hand a ticket to another department; the response clock keeps running. Sent
+    again while the router turns it away over the credential's rate (429), as
+    `report` is."""
     body = {"to_department": to_department, "reason": reason}
     if from_department:
         body["from_department"] = from_department
-    response = httpx.post(f"{router_url}/v1/tickets/{ticket_id}/transfer", json=body,
-                          headers=_authorization(token), timeout=timeout)
-    response.raise_for_status()
-    receipt: dict[str, str] = response.json()
-    return receipt
+    return _tried(lambda: _posted(f"{router_url}/v1/tickets/{ticket_id}/transfer", body,
+                                  token, timeout),
+                  retries.over_the_rate, give_up_after=give_up_after, on_retry=on_retry,
+                  sleep=sleep)
 
 
 def change_priority(router_url: str, ticket_id: str, priority: int, reason: str, *,
-                    token: str | None, timeout: float = 10.0) -> dict[str, object]:
-    """Give a ticket another priority; its clocks keep the time spent and paused."""
-    response = httpx.post(f"{router_url}/v1/tickets/{ticket_id}/priority",
-                          json={"priority": priority, "reason": reason},
-                          headers=_authorization(token), timeout=timeout)
+                    token: str | None, timeout: float = 10.0,
+                    give_up_after: float = retries.GIVE_UP_AFTER_SECONDS,
+                    on_retry: Callable[[BaseException, float], None] | None = None,
+                    sleep: Callable[[float], None] = time.sleep) -> dict[str, object]:
+    """Give a ticket another priority; its clocks keep the time spent and paused. Sent
+    again while the router turns it away over the credential's rate (429)."""
+    return _tried(lambda: _posted(f"{router_url}/v1/tickets/{ticket_id}/priority",
+                                  {"priority": priority, "reason": reason}, token, timeout),
+                  retries.over_the_rate, give_up_after=give_up_after, on_retry=on_retry,
+                  sleep=sleep)
+
+
+def _posted(url: str, body: Mapping[str, object], token: str | None,
+            timeout: float) -> dict[str, object]:
+    response = httpx.post(url, json=body, headers=_authorization(token), timeout=timeout)
     response.raise_for_status()
     receipt: dict[str, object] = response.json()
     return receipt

@@ -8,7 +8,8 @@ acknowledge, or a proxy in front of a router restarting); and when it asked for 
 `Retry-After` (409 `in_progress`: a try under the same key is still being recorded; 429:
 over the credential's rate). Any other answer is final: a refusal says what to change,
 and a second try would get it again; so is a request that cannot be sent at all (a
-malformed router URL)."""
+malformed router URL). A transfer or a priority change goes under no key: it is sent
+again only when the router turned it away unread, over the rate (429)."""
 
 from __future__ import annotations
 
@@ -32,6 +33,14 @@ def worth_another_try(error: BaseException) -> bool:
         return False
     response = error.response
     return response.status_code in _UNAVAILABLE or _retry_after(response) is not None
+
+
+def over_the_rate(error: BaseException) -> bool:
+    """Whether the router turned a request away before acting on it, over the
+    credential's rate (429 with Retry-After): sent again after the wait, it is the first
+    the router acts on, whatever the request (a transfer, a priority change)."""
+    return isinstance(error, httpx.HTTPStatusError) and error.response.status_code == 429 \
+        and _retry_after(error.response) is not None
 
 
 def unconfirmed(error: BaseException) -> bool:

@@ -114,6 +114,87 @@ class TestReportCommands:
         assert "not recorded: 403" in result.output and "forbidden" in result.output
 
 
+class Answers:
+    """The router's answers in turn (the last one again once they run out), as `Sent`
+    records the requests."""
+
+    def __init__(self, *answers: tuple[int, dict[str, Any], dict[str, str]]) -> None:
+        self.answers = list(answers)
+        self.requests: list[str] = []
+
+    def __call__(self, url: str, **_: object) -> httpx.Response:
+        self.requests.append(url)
+        status, body, headers = self.answers.pop(0) if len(self.answers) > 1 \
+            else self.answers[0]
+        return httpx.Response(status, json=body, headers=headers,
+                              request=httpx.Request("POST", url))
+
+
+OVER_THE_RATE = (429, {"error": "rate_limited", "detail": "over the rate"},
+                 {"Retry-After": "3"})
+COMMANDS = {"transfer": (["transfer", "t-1", "--to", "billing", "--reason", "invoice"],
+                         "transfer"),
+            "priority": (["priority", "t-1", "--to", "1", "--reason", "outage"],
+                         "change_priority")}
+
+
+class TestATransferOrPriorityChangeOverTheRate:
+    """queue.transfer and queue.change_priority go under no Idempotency-Key: sent again
+    only when the router turned them away unread (429 with Retry-After), after its
+    wait, and never after an answer that may have acted on them."""
+
+    @pytest.fixture
+    def waits(self, router: Sent, monkeypatch: pytest.MonkeyPatch) -> list[float]:
+        waited: list[float] = []
+        for name in ("transfer", "change_priority"):
+            command = getattr(queue, name)
+            monkeypatch.setattr(cli.queue, name, lambda *args, _command=command, **kwargs:
+                                _command(*args, **kwargs, sleep=waited.append))
+        return waited
+
+    @pytest.mark.parametrize("command", COMMANDS)
+    def test_it_is_sent_again_after_the_wait_the_router_asks_for(
+            self, monkeypatch: pytest.MonkeyPatch, waits: list[float], command: str) -> None:
+        router = Answers(OVER_THE_RATE, (202, {"ticket_id": "t-1"}, {}))
+        monkeypatch.setattr(queue.httpx, "post", router)
+        arguments, _ = COMMANDS[command]
+        result = CliRunner().invoke(cli.app, arguments)
+        assert result.exit_code == 0, result.output
+        assert len(router.requests) == 2 and waits == [3.0]
+        assert "trying again in 3 s" in result.output
+        assert json.loads(result.output.splitlines()[-1]) == {"ticket_id": "t-1"}
+
+    @pytest.mark.parametrize("command", COMMANDS)
+    @pytest.mark.parametrize("answer", [
+        (503, {"error": "unavailable"}, {"Retry-After": "1"}),
+        (409, {"error": "handover_in_flight"}, {"Retry-After": "1"}),
+        (429, {"error": "rate_limited"}, {})], ids=["503", "409", "429 without a wait"])
+    def test_any_other_failure_is_final(
+            self, monkeypatch: pytest.MonkeyPatch, waits: list[float], command: str,
+            answer: tuple[int, dict[str, Any], dict[str, str]]) -> None:
+        router = Answers(answer)
+        monkeypatch.setattr(queue.httpx, "post", router)
+        arguments, _ = COMMANDS[command]
+        result = CliRunner().invoke(cli.app, arguments)
+        assert result.exit_code == 1
+        assert len(router.requests) == 1 and waits == []
+        assert f"not recorded: {answer[0]}" in result.output
+
+    @pytest.mark.parametrize("command", COMMANDS)
+    def test_no_try_starts_after_it_gives_up(self, command: str) -> None:
+        router = Answers(OVER_THE_RATE)
+        waited: list[float] = []
+        _, name = COMMANDS[command]
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(queue.httpx, "post", router)
+            arguments: tuple[Any, ...] = ("http://router.test", "t-1", *(
+                ("billing", "invoice") if name == "transfer" else (1, "outage")))
+            with pytest.raises(httpx.HTTPStatusError):
+                getattr(queue, name)(*arguments, token=None, give_up_after=0.0,
+                                     sleep=waited.append)
+        assert len(router.requests) == 1 and waited == []
+
+
 class TestAReportNotRecorded:
     @pytest.mark.parametrize("key", ["with space", "ключ", "x" * 256, "line\nbreak"])
     def test_a_key_the_router_would_refuse_is_refused_before_sending(
