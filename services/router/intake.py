@@ -141,7 +141,8 @@ ReportIdempotencyKey = Annotated[str | None, Header(
 REPORT_IN_FLIGHT: dict[int | str, dict[str, Any]] = {409: {
     "description": "`resolved`: the ticket is closed and takes no more reports;"
                    " `trace_full`: its trace holds the most steps it takes, and it takes"
-                   " its resolution only; or `in_progress`: a report with the same"
+                   " only what its service level needs; or `in_progress`: a report with"
+                   " the same"
                    " Idempotency-Key is being recorded, retry after Retry-After",
     "headers": http.RETRY_AFTER}}
 

@@ -15,9 +15,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import Enum
-from typing import Any
+from typing import Any, Protocol
 
-from services.core import moments
+from services.core import lifecycle, moments
+from services.router import service_clocks
 
 # How far a reporter's clock (a department's, a platform's, an admin's) may run from ours:
 # a report dated that little outside its plausible range is dated at the nearer end
@@ -35,19 +36,54 @@ KEY_MAX_LENGTH = 255
 CORRELATION_ID_PATTERN = r"^[\x21-\x7e]*$"
 CORRELATION_ID_MAX_LENGTH = 128
 
-# The most steps a ticket's trace takes: past it, the ticket takes its resolution only, no
-# more reports, customer replies, transfers or priority changes. Each of those reads and
-# writes the ticket's row with its whole trace, and the trace is shown whole: unbounded,
-# one credential's flood of reports on one ticket would make each report on it slower
-# than the last. About 300 exchanges with the customer; a conversation longer than that
-# is better a new ticket. Checked as a request is judged: requests judged at the same
-# moment may each add their step past it.
+# The most steps a ticket's trace takes before it takes only what its service level needs
+# (`taken_past_full_trace`). Each report, customer reply, transfer and priority change
+# reads and writes the ticket's row with its whole trace, and the trace is shown whole:
+# unbounded, one credential's flood of reports on one ticket would make each report on
+# it slower than the last. About 300 exchanges with the customer; a conversation longer
+# than that is better a new ticket.
 TRACE_STEPS_MAX = 1000
+_RESPONSE_CLOCKS = ("first_response", "next_response")
 
 
 def trace_full(trace: Sequence[Any]) -> bool:
     """Whether a ticket's trace has taken its most steps (TRACE_STEPS_MAX)."""
     return len(trace) >= TRACE_STEPS_MAX
+
+
+class TicketState(Protocol):
+    """What of a routed ticket's state (its store row) decides what it takes."""
+
+    status: str
+    first_response_at: datetime | None
+    service_clocks: dict[str, Any] | None
+    trace: list[dict[str, Any]]
+
+
+def takes_report(ticket: TicketState, report: str) -> bool:
+    """Whether an open ticket takes `report` (a lifecycle event's type): any, until its
+    trace is full; then only what its service level needs: its resolution; a response
+    while a response clock counts (without clocks: its first response); the customer's
+    reply to a ticket waiting on them, which resumes its clocks. Not a pick-up, a pause,
+    another response or another reply: so that no reporter alone can go on adding steps
+    (a pause refused, a reply resumes once; a response stops a clock, and another starts
+    only on a reply that resumes one). The router's intake refuses the rest (409
+    `trace_full`), and its event follower moves nothing for one accepted before the
+    trace was full (as for a report accepted before the ticket's resolution)."""
+    if not trace_full(ticket.trace) \
+            or lifecycle.reported_status(report) is lifecycle.Status.RESOLVED:
+        return True
+    clocks = None if ticket.service_clocks is None \
+        else service_clocks.from_json(ticket.service_clocks)
+    if lifecycle.resumes_clocks(report):
+        return clocks.paused if clocks is not None \
+            else ticket.status == lifecycle.Status.WAITING_ON_CUSTOMER
+    if lifecycle.counts_as_first_response(report):
+        if clocks is None:
+            return ticket.first_response_at is None
+        return any(clock.target in _RESPONSE_CLOCKS and not clock.stopped
+                   for clock in clocks.clocks)
+    return False
 
 
 class Claim(Enum):

@@ -79,9 +79,7 @@ def _clocks(stored: dict[str, Any] | None) -> dict[str, Any]:
 
 @api.post("/{ticket_id}/transfer", status_code=202, responses={
     **UNAVAILABLE, **RATE_LIMITED, 409: {
-    "description": "`resolved` (the ticket is closed), `trace_full` (its trace holds the"
-                   " most steps it takes: it takes its resolution only),"
-                   " `same_department` (it is already"
+    "description": "`resolved` (the ticket is closed), `same_department` (it is already"
                    " there), `not_yours` (it is not with `from_department`) or"
                    " `handover_in_flight` (another transfer, an escalation or a priority"
                    " change of it is being published: read it again)"}})
@@ -104,7 +102,8 @@ async def transfer(ticket_id: TicketId, body: Transfer, router: bootstrap.Router
 
 @api.post("/{ticket_id}/priority", responses={**UNAVAILABLE, **RATE_LIMITED, 409: {
     "description": "`resolved` (the ticket is closed), `trace_full` (its trace holds the"
-                   " most steps it takes), `same_priority` (it has it) or"
+                   " most steps it takes: an admin's change only), `same_priority` (it"
+                   " has it) or"
                    " `handover_in_flight` (a transfer, an escalation or another priority"
                    " change of it is being published: read it again)"}})
 async def change_priority(ticket_id: TicketId, body: PriorityChange,

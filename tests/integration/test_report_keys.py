@@ -174,20 +174,41 @@ class TestAReportDatedByAClockRunningAhead:
 
 
 class TestATicketWhoseTraceIsFull:
-    """intake_policy.TRACE_STEPS_MAX, over HTTP on the real store: a report or a customer
-    reply on a ticket whose trace holds its most steps is refused, naming why, and
-    nothing is published; its resolution is taken."""
+    """intake_policy.TRACE_STEPS_MAX, over HTTP on the real store: a ticket whose trace
+    holds its most steps takes only what its service level needs (takes_report): a
+    pick-up is refused, naming why, and nothing published; its first response is taken.
+    The router's follower holds to the same rule for reports accepted before the trace
+    was full, so that however far it lags the trace ends where the rule says."""
 
-    async def test_it_takes_its_resolution_only(self, router: Router) -> None:
+    async def test_it_takes_what_its_service_level_needs_only(self, router: Router) -> None:
         ticket_id = await router.routed_ticket(steps=intake_policy.TRACE_STEPS_MAX)
+        picked_up = await router.client.post(f"/v1/tickets/{ticket_id}/events",
+                                             json={"type": "picked_up"},
+                                             headers=router.department)
+        assert picked_up.status_code == 409, picked_up.text
+        assert picked_up.json()["error"] == "trace_full"
+        assert str(intake_policy.TRACE_STEPS_MAX) in picked_up.json()["detail"]
         responded = await router.client.post(f"/v1/tickets/{ticket_id}/events",
                                              json={"type": "responded"},
                                              headers=router.department)
-        replied = await router.reply(ticket_id, "k-reply")
-        for refused in (responded, replied):
-            assert refused.status_code == 409, refused.text
-            assert refused.json()["error"] == "trace_full"
-            assert str(intake_policy.TRACE_STEPS_MAX) in refused.json()["detail"]
-        resolved = await router.resolve(ticket_id, "k-resolved")
-        assert resolved.status_code == 202, resolved.text
-        assert await router.published(ticket_id, until=1) == [resolved.json()["event_id"]]
+        assert responded.status_code == 202, responded.text
+        assert await router.published(ticket_id, until=1) == [responded.json()["event_id"]]
+
+    async def test_the_follower_moves_nothing_for_reports_past_it(
+            self, router: Router) -> None:
+        ticket_id = await router.routed_ticket(steps=intake_policy.TRACE_STEPS_MAX - 1)
+        accepted = [await router.client.post(f"/v1/tickets/{ticket_id}/events",
+                                             json={"type": kind}, headers=router.department)
+                    for kind in ("picked_up", "waiting_on_customer", "responded")]
+        assert [answer.status_code for answer in accepted] == [202] * 3
+        found = await read_topic(router.bootstrap, topics.EVENTS, until=3,
+                                 keep=lambda event: event.ticket_id == ticket_id)
+        follow = FollowTicketEvent(router.routed)
+        for event, _record in found:
+            await follow(event)
+        row = await router.routed.get(ticket_id)
+        assert row is not None
+        # The pick-up filled the trace; the pause was not needed, the response was.
+        assert [step["step"] for step in row.trace[-2:]] == ["picked_up", "responded"]
+        assert len(row.trace) == intake_policy.TRACE_STEPS_MAX + 1
+        assert row.status == "responded" and row.first_response_at is not None

@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 from services.core import access, events, tickets, topics
 from services.core.events import TicketEventType
-from services.router import clock_watch, intake_policy, service
+from services.router import clock_watch, intake_policy, service, service_clocks
 from services.router.intake_policy import REPORT_CLOCK_SKEW
 from services.router.service import Refusal, Refused
 from services.router.service.verdicts import HANDOVER_IN_FLIGHT, RESOLVED, TRACE_FULL
@@ -553,19 +553,28 @@ class TestAResolvedTicketIsClosed:
 
 
 class TestATicketsTraceIsBounded:
-    """intake_policy.TRACE_STEPS_MAX: a ticket whose trace holds its most steps takes its
-    resolution only; each other change is refused as `trace_full`, nothing published."""
+    """intake_policy.TRACE_STEPS_MAX: a ticket whose trace holds its most steps takes only
+    what its service level needs (intake_policy.takes_report); anything else is refused
+    as `trace_full`, nothing published. The government ticket routed here has its
+    first-response clock counting."""
 
-    def with_steps(self, count: int) -> Wired:
+    def with_steps(self, count: int, *, answered: bool = False,
+                   waiting: bool = False) -> Wired:
         router = wired()
         routed_ticket(router)
         row = router.routed.rows["t-1"]
+        clocks = service_clocks.from_json(row.service_clocks or {})
+        for happened, report, status in ((answered, TicketEventType.RESPONDED, "responded"),
+                                          (waiting, TicketEventType.WAITING_ON_CUSTOMER,
+                                           "waiting_on_customer")):
+            if happened:
+                clocks = service_clocks.reported(clocks, report, NOW, None)
+                row.status = status
+        row.first_response_at = NOW if answered else None
+        row.service_clocks = service_clocks.to_json(clocks)
         row.trace = [*row.trace, *[{"at": NOW.isoformat(), "step": "picked_up"}]
                      * (count - len(row.trace))]
         return router
-
-    CHANGES = ("responded", "responded by an admin", "waiting_on_customer",
-               "customer replied", "transferred", "priority changed")
 
     async def change(self, router: Wired, change: str) -> object:
         table, later = router.router.table.current, NOW + timedelta(minutes=30)
@@ -576,40 +585,62 @@ class TestATicketsTraceIsBounded:
         if change == "transferred":
             return await service.transfer(
                 "t-1", to_department="business_desk", reason="r", from_department=None,
-                principal=ADMIN, routed=router.routed, publisher=router.publisher,
+                principal=PUBLIC_SECTOR, routed=router.routed, publisher=router.publisher,
                 table=table, queue_for=router.router.queue_for, now=later)
-        if change == "priority changed":
+        if change.startswith("priority changed"):
             return await service.change_priority(
-                "t-1", priority=1, reason="r", principal=ADMIN, routed=router.routed,
-                publisher=router.publisher, table=table, now=later)
+                "t-1", priority=1, reason="r",
+                principal=ADMIN if "admin" in change else PUBLIC_SECTOR,
+                routed=router.routed, publisher=router.publisher, table=table, now=later)
         report = TicketEventType(f"ticket.{change.split()[0]}")
         return await service.record_report(
             "t-1", report, department=None, occurred_at=None,
             principal=ADMIN if "admin" in change else PUBLIC_SECTOR, correlation_id=None,
             routed=router.routed, publisher=router.publisher, now=later)
 
-    @pytest.mark.parametrize("change", CHANGES)
-    async def test_full_each_change_but_its_resolution_is_refused(self, change: str) -> None:
+    NEEDLESS = ("picked_up", "waiting_on_customer", "customer replied",
+                "priority changed", "picked_up by an admin")
+
+    @pytest.mark.parametrize("change", NEEDLESS)
+    async def test_full_what_its_service_level_does_not_need_is_refused(
+            self, change: str) -> None:
         router = self.with_steps(intake_policy.TRACE_STEPS_MAX)
         assert await self.change(router, change) == TRACE_FULL
         assert router.publisher.published == [] and router.routed.recorded == []
 
-    async def test_full_it_is_still_resolved(self) -> None:
+    @pytest.mark.parametrize("change", ["resolved", "responded", "responded by an admin",
+                                        "transferred", "priority changed by an admin"])
+    async def test_full_what_its_service_level_needs_is_taken(self, change: str) -> None:
         router = self.with_steps(intake_policy.TRACE_STEPS_MAX)
-        resolved = await service.record_report(
-            "t-1", TicketEventType.RESOLVED, department=None, occurred_at=None,
-            principal=PUBLIC_SECTOR, correlation_id=None, routed=router.routed,
-            publisher=router.publisher, now=NOW + timedelta(minutes=30))
-        assert isinstance(resolved, service.Recorded)
-        assert [p.event.type for p in router.publisher.published] == ["ticket.resolved"]
+        assert not isinstance(await self.change(router, change), Refused)
+        assert router.publisher.published
 
-    @pytest.mark.parametrize("change", CHANGES)
+    async def test_full_a_response_once_no_response_clock_counts_is_refused(self) -> None:
+        router = self.with_steps(intake_policy.TRACE_STEPS_MAX, answered=True)
+        assert await self.change(router, "responded") == TRACE_FULL
+        assert not isinstance(await self.change(router, "resolved"), Refused)
+
+    async def test_full_the_customers_reply_resumes_a_ticket_waiting_on_them(self) -> None:
+        """Its first-response clock paused: the reply is taken, so that no department can
+        keep a ticket's clocks paused for good by pausing it as the trace fills up."""
+        router = self.with_steps(intake_policy.TRACE_STEPS_MAX, waiting=True)
+        assert not isinstance(await self.change(router, "customer replied"), Refused)
+        assert [p.event.type for p in router.publisher.published] == [
+            "ticket.customer_replied"]
+
+    async def test_full_a_reply_that_would_only_start_a_clock_is_refused(self) -> None:
+        """Answered, then waiting on the customer with no clock paused: the reply would
+        only start a next-response clock, as each reply could."""
+        router = self.with_steps(intake_policy.TRACE_STEPS_MAX, answered=True, waiting=True)
+        assert await self.change(router, "customer replied") == TRACE_FULL
+
+    @pytest.mark.parametrize("change", [*NEEDLESS, "responded", "transferred"])
     async def test_one_step_short_of_it_each_change_is_taken(self, change: str) -> None:
         router = self.with_steps(intake_policy.TRACE_STEPS_MAX - 1)
         assert not isinstance(await self.change(router, change), Refused)
         assert router.publisher.published
 
-    @pytest.mark.parametrize("change", CHANGES)
+    @pytest.mark.parametrize("change", [*NEEDLESS, "responded", "transferred"])
     async def test_a_resolved_ticket_is_refused_as_resolved_however_long_its_trace(
             self, change: str) -> None:
         router = self.with_steps(intake_policy.TRACE_STEPS_MAX)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from services.core import access, events, kafka, tickets, topics
+from services.core import access, events, kafka, lifecycle, tickets, topics
 from services.router import (
     clock_watch,
     dispatch,
@@ -46,9 +46,8 @@ async def transfer(ticket_id: str, *, to_department: str, reason: str,
         return verdicts.not_found(ticket_id)
     if not principal.may_act_for(row.department):
         return verdicts.ACTS_FOR_OWN
-    closed = verdicts.closed_to_changes(row)
-    if closed is not None:
-        return closed
+    if not lifecycle.is_open(row.status):
+        return verdicts.RESOLVED
     if from_department and from_department != row.department:
         return Refused(Refusal.CONFLICT, f"the ticket is with {row.department!r}",
                        "not_yours")
@@ -114,7 +113,7 @@ async def change_priority(ticket_id: str, *, priority: int, reason: str,
         return verdicts.not_found(ticket_id)
     if not principal.may_act_for(row.department):
         return verdicts.ACTS_FOR_OWN
-    closed = verdicts.closed_to_changes(row)
+    closed = verdicts.closed_to_priority_change(row, principal)
     if closed is not None:
         return closed
     if row.priority == priority:

@@ -87,8 +87,7 @@ async def record_report(ticket_id: str, report: events.TicketEventType, *,
         dated = plausible_date(row, occurred_at, now=now, department=reporting)
         if isinstance(dated, Refused):
             return dated
-        return verdicts.closed_to_changes(
-            row, resolution=report is events.TicketEventType.RESOLVED) or dated
+        return verdicts.closed_to_report(row, report) or dated
 
     report_event = events.TicketEvent(ticket_id=ticket_id, type=report,
                                       occurred_at=occurred_at or now, department=department)
@@ -115,7 +114,8 @@ async def customer_replied(ticket_id: str, *, occurred_at: datetime | None,
         dated = plausible_date(row, occurred_at, now=now)
         if isinstance(dated, Refused):
             return dated
-        return verdicts.closed_to_changes(row) or dated
+        return verdicts.closed_to_report(row, events.TicketEventType.CUSTOMER_REPLIED) \
+            or dated
 
     reply = events.TicketEvent(ticket_id=ticket_id,
                                type=events.TicketEventType.CUSTOMER_REPLIED,

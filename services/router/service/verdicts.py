@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from services.core import lifecycle
+from services.core import access, lifecycle
 from services.router import intake_policy
 from services.router.models import RoutedTicketRow
 
@@ -43,17 +43,31 @@ RESOLVED = Refused(Refusal.CONFLICT, "the ticket is resolved: it takes no more r
                    "resolved")
 TRACE_FULL = Refused(
     Refusal.CONFLICT, f"the ticket's trace holds {intake_policy.TRACE_STEPS_MAX} steps, the"
-                      " most it takes: it takes its resolution only; a new request from the"
-                      " customer is a new ticket", "trace_full")
+                      " most it takes: it takes only what its service level needs (its"
+                      " resolution, a response while a response clock counts, the"
+                      " customer's reply to a ticket waiting on them, a transfer, an"
+                      " admin's priority change); a new request from the customer is a"
+                      " new ticket", "trace_full")
 
 
-def closed_to_changes(row: RoutedTicketRow, *, resolution: bool = False) -> Refused | None:
-    """Why a ticket takes no more reports, customer replies, transfers or priority
-    changes, if it does not: it is resolved, or (but for its `resolution`) its trace is
-    full."""
+def closed_to_report(row: RoutedTicketRow, report: str) -> Refused | None:
+    """Why a ticket does not take `report` (a department's report, the customer's reply),
+    if it does not: it is resolved, or its trace is full and its service level does not
+    need it (intake_policy.takes_report)."""
     if not lifecycle.is_open(row.status):
         return RESOLVED
-    if not resolution and intake_policy.trace_full(row.trace):
+    return None if intake_policy.takes_report(row, report) else TRACE_FULL
+
+
+def closed_to_priority_change(row: RoutedTicketRow, principal: access.Principal
+                              ) -> Refused | None:
+    """Why a ticket takes no priority change from `principal`, if it does not: it is
+    resolved, or its trace is full and the change is not an admin's. (A transfer is
+    refused on a resolved ticket only: a department hands over only the tickets it holds,
+    so none repeats one alone.)"""
+    if not lifecycle.is_open(row.status):
+        return RESOLVED
+    if intake_policy.trace_full(row.trace) and principal.role is not access.Role.ADMIN:
         return TRACE_FULL
     return None
 
