@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import functools
-import math
 from dataclasses import asdict
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from services.core import auth, http, report_turns, tickets
 from services.segmenter import context, row_streams, rows, service
@@ -38,28 +36,14 @@ class CustomerIn(BaseModel):
     attributes: rows.CustomerAttributes = Field(default_factory=dict)
 
 
-MAX_AMOUNT = 999_999_999_999.99
-
-
-def _cents(value: object) -> object:
-    """A JSON number meant as money: 19.99 arrives as the float nearest to it, which is
-    that amount, not one with seventeen decimal places."""
-    if isinstance(value, float) and math.isfinite(value):
-        cents = round(value * 100)
-        if abs(value * 100 - cents) < 1e-6 * max(1.0, abs(value)):
-            return Decimal(cents) / 100
-    return value
-
-
 class PurchaseIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    amount: Annotated[Decimal, BeforeValidator(_cents), WithJsonSchema({"anyOf": [
-        {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_AMOUNT,
+    amount: Annotated[rows.Amount, WithJsonSchema({"anyOf": [
+        {"type": "number", "exclusiveMinimum": 0, "maximum": float(rows.MAX_AMOUNT),
          "multipleOf": 0.01},
         {"type": "string", "pattern": r"^(?!0*(\.0*)?$)[0-9]{1,12}(\.[0-9]{1,2})?$"}],
-        "description": "greater than 0, at most two decimal places"})] = Field(
-        gt=0, max_digits=14, decimal_places=2)
+        "description": "greater than 0, at most two decimal places"})]
     currency: str = Field(pattern=r"^[A-Z]{3}$", description="ISO 4217, e.g. EUR")
     purchased_at: http.Timestamp | None = Field(
         default=None, description=f"RFC 3339 with offset, {rows.PURCHASED_BY_NOW};"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
@@ -76,7 +77,10 @@ ACCEPTS = {
 }
 
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-_AMOUNT_TEXT = re.compile(r"\d+(\.\d+)?")
+# Money as text: ASCII digits (\d would take any script's), at most two decimals checked
+# by the field.
+_AMOUNT_TEXT = re.compile(r"[0-9]+(\.[0-9]+)?")
+MAX_AMOUNT = Decimal("999999999999.99")
 # "Not in the future" anywhere: it is already tomorrow at UTC+14 while today in UTC.
 _EARLIEST_ZONE = timezone(timedelta(hours=14))
 
@@ -88,10 +92,22 @@ def _iso_date(value: object) -> date:
 
 
 def _amount(value: object) -> object:
-    # Text must be plain digits: no signs, exponents, spaces or underscores slip through.
+    """A purchase's amount as given: text must be plain digits (no signs, exponents,
+    spaces, underscores or other scripts' digits slip through); a JSON number meant as
+    money (19.99 arrives as the float nearest to it) is that amount, not one with
+    seventeen decimal places. Anything else is left to the field to refuse."""
     if isinstance(value, str) and not _AMOUNT_TEXT.fullmatch(value):
         raise ValueError("not a plain decimal")
+    if isinstance(value, float) and math.isfinite(value) and abs(value) <= MAX_AMOUNT:
+        cents = round(value * 100)
+        if abs(value * 100 - cents) < 1e-6 * max(1.0, abs(value)):
+            return Decimal(cents) / 100
     return value
+
+
+# A purchase's amount, the one rule for imports and the API.
+Amount = Annotated[Decimal, BeforeValidator(_amount),
+                   Field(gt=0, max_digits=14, decimal_places=2)]
 
 
 def _plain_attributes(value: Any) -> Any:
@@ -183,8 +199,7 @@ class CustomerRecord(_Row):
 
 class PurchaseRecord(_Row):
     customer_id: CustomerId
-    amount: Annotated[Decimal, BeforeValidator(_amount),
-                      Field(gt=0, max_digits=14, decimal_places=2)]
+    amount: Amount
     currency: str = Field(pattern=r"^[A-Z]{3}$")
     purchased_at: Annotated[datetime, BeforeValidator(moments.parse)]
 

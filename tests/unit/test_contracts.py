@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import DataError, OperationalError
 
 from services.core import config_files, envelope, events, faults, tickets, tiers
-from services.segmenter import admin_api
+from services.segmenter import admin_api, rows
 
 NOW = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
 
@@ -232,11 +232,24 @@ class TestCustomerContract:
         purchase = admin_api.PurchaseIn(amount=amount, currency="EUR")
         assert purchase.amount.quantize(Decimal("0.01")) == Decimal(cents)
 
-    @pytest.mark.parametrize("amount", [0.001, 0, "0.00", -5, 1e13])
+    @pytest.mark.parametrize("amount", [0.001, 0, "0.00", -5, 1e13, 1e308, -1e308])
     def test_an_amount_that_is_not_a_positive_sum_in_cents_is_refused(
             self, amount: object) -> None:
         with pytest.raises(ValidationError, match="amount"):
             admin_api.PurchaseIn(amount=amount, currency="EUR")
+
+    @pytest.mark.parametrize("amount", ["1e5", "1_000", " 5", "5 ", "+5",
+                                        "\u0661\u0662", "\uff11\uff12"])
+    def test_an_amount_is_plain_digits_alike_over_the_api_and_in_an_import(
+            self, amount: str) -> None:
+        """One rule (rows.Amount): the API took exponents, underscores and spaces that an
+        import refused, and both took other scripts' digits."""
+        with pytest.raises(ValidationError, match="amount"):
+            admin_api.PurchaseIn(amount=amount, currency="EUR")
+        record = rows.parse_record("purchases", 2, {
+            "customer_id": "c-1", "amount": amount, "currency": "EUR",
+            "purchased_at": "2026-01-01T00:00:00Z"}, today=NOW.date(), now=NOW)
+        assert isinstance(record, rows.RowError) and "amount" in record.reason
 
 
 class TestReceivedTicket:

@@ -64,6 +64,12 @@ class TestAdmin:
             [problem] = bought.json()["fields"]
             assert problem["field"] == "body.purchased_at"
             assert "once converted to UTC" in problem["problem"]
+        # A number past any sum (its cents overflowed to infinity: a 500 before).
+        for amount in (1e308, "1e5"):
+            priced = await client.post(f"/v1/customers/{customer_id}/purchases", json={
+                "amount": amount, "currency": "EUR"})
+            assert priced.status_code == 422, priced.text
+            assert [f["field"] for f in priced.json()["fields"]] == ["body.amount"]
 
     async def test_a_profile_stored_under_older_rules_is_still_read(
             self, client: httpx.AsyncClient, segmenter: Segmenter) -> None:
