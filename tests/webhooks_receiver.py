@@ -13,12 +13,13 @@ it answer only once `release()` is called (a slow receiver); `Receiver(port=...)
 started yet is a receiver that is down until `start()`. `answer_bytes` gives the answer a
 body that long, sent at once; with `drip_seconds` the whole answer, status line first,
 goes a byte at a time; `cut` counts the answers the sender stopped reading before their
-end.
+end. With `tls` (a server context, e.g. trustme's), it answers HTTPS as `localhost`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -52,6 +53,7 @@ class Receiver:
     answer_bytes: int = 0
     drip_seconds: float | None = None
     cut: int = 0
+    tls: ssl.SSLContext | None = None  # HTTPS, as `localhost`, with this server context
     _held: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: ThreadingHTTPServer | None = None
@@ -61,6 +63,8 @@ class Receiver:
 
     @property
     def url(self) -> str:
+        if self.tls is not None:
+            return f"https://localhost:{self.port}{self.path}"
         return f"http://127.0.0.1:{self.port}{self.path}"
 
     def start(self) -> None:
@@ -111,6 +115,8 @@ class Receiver:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self._server.daemon_threads = True
+        if self.tls is not None:
+            self._server.socket = self.tls.wrap_socket(self._server.socket, server_side=True)
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
 
     def stop(self) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -23,6 +24,7 @@ import standardwebhooks
 from prometheus_client import Counter, Gauge
 
 from services.webhooks import catalog, store
+from services.webhooks.lookups import LookingUpOwn, OwnLookups
 from services.webhooks.models import WebhookDeliveryRow
 
 logger = logging.getLogger(__name__)
@@ -48,7 +50,8 @@ WAITING = Gauge("routing_webhook_deliveries_waiting",
 class Deliverer:
     def __init__(self, deliveries: store.Deliveries, endpoints: store.Endpoints, *,
                  retry: catalog.RetryPolicy, timeout_seconds: float, concurrency: int,
-                 now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 now: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 tls: ssl.SSLContext | None = None) -> None:
         self._deliveries = deliveries
         self._endpoints = endpoints
         self._retry = retry
@@ -57,8 +60,9 @@ class Deliverer:
         self._now = now
         self._workers: dict[str, asyncio.Task[None]] = {}
         # Made once: loading the trust store is about 15 ms of the loop's time, which a
-        # client of its own would spend for each worker a poll starts.
-        self._tls = httpx.create_ssl_context()
+        # client of its own would spend for each worker a poll starts. (`tls`: the tests'
+        # receivers' own certificate authority.)
+        self._tls = tls or httpx.create_ssl_context()
 
     async def deliver_due(self) -> None:
         """Start a worker for each platform with callbacks due and none running (called
@@ -98,22 +102,27 @@ class Deliverer:
             target, due = await self._next(platform)
             if target is None or not due:
                 return
-            async with httpx.AsyncClient(timeout=self._timeout, verify=self._tls) as client:
-                limit = asyncio.Semaphore(self._concurrency)
-                while target is not None and due:
-                    signers = [standardwebhooks.Webhook(secret) for secret in target.secrets]
+            lookups = OwnLookups(platform)
+            try:
+                transport = LookingUpOwn(self._tls, lookups, connections=self._concurrency)
+                async with httpx.AsyncClient(timeout=self._timeout, transport=transport) as client:
+                    limit = asyncio.Semaphore(self._concurrency)
+                    while target is not None and due:
+                        signers = [standardwebhooks.Webhook(secret) for secret in target.secrets]
 
-                    async def send(row: WebhookDeliveryRow, url: str = target.url,
-                                   signers: list[standardwebhooks.Webhook] = signers) -> None:
-                        async with limit:
-                            await self._attempt(client, url, signers, row)
+                        async def send(row: WebhookDeliveryRow, url: str = target.url,
+                                       signers: list[standardwebhooks.Webhook] = signers) -> None:
+                            async with limit:
+                                await self._attempt(client, url, signers, row)
 
-                    # A send fails only when the store does: the others are cancelled and
-                    # awaited, none left running on a closed client.
-                    async with asyncio.TaskGroup() as sends:
-                        for row in due:
-                            sends.create_task(send(row))
-                    target, due = await self._next(platform)
+                        # A send fails only when the store does: the others are cancelled and
+                        # awaited, none left running on a closed client.
+                        async with asyncio.TaskGroup() as sends:
+                            for row in due:
+                                sends.create_task(send(row))
+                        target, due = await self._next(platform)
+            finally:
+                lookups.close()  # its thread, once the client closed
         except Exception:
             WORKER_FAILURES.labels(platform).inc()
             logger.exception("webhook worker stopped", extra={"platform": platform})

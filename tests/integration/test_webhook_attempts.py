@@ -1,18 +1,24 @@
 """One delivery worker's attempts against real HTTP receivers on loopback and a real SQLite
 outbox (no broker: callbacks are written to the outbox here): receivers that drip their
 answer, answer at length, endpoints and callbacks the sender cannot send, the store
-failing under a worker, and the figures that show a platform stalled."""
+failing under a worker, the figures that show a platform stalled, and HTTPS receivers
+looked up on each platform's own thread."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
+import ssl
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
+import trustme
 from prometheus_client import REGISTRY
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -66,9 +72,10 @@ class Outbox:
 
 
 @contextlib.asynccontextmanager
-async def outbox_on(sqlite_url: str, *, timeout_seconds: float) -> AsyncIterator[Outbox]:
+async def outbox_on(sqlite_url: str, *, timeout_seconds: float,
+                    tls: ssl.SSLContext | None = None) -> AsyncIterator[Outbox]:
     """A failed attempt waits two minutes (so that it is not sent again while a test
-    looks)."""
+    looks). `tls`: the client context the deliverer trusts receivers with."""
     await migrate.upgrade(sqlite_url)
     engine = db.engine(sqlite_url)
     sessions = db.sessions(engine)
@@ -78,7 +85,7 @@ async def outbox_on(sqlite_url: str, *, timeout_seconds: float) -> AsyncIterator
     deliverer = delivery.Deliverer(
         deliveries, endpoints, retry=catalog.RetryPolicy(max_attempts=3, base_seconds=120,
                                                          max_seconds=120),
-        timeout_seconds=timeout_seconds, concurrency=2, now=clock)
+        timeout_seconds=timeout_seconds, concurrency=2, now=clock, tls=tls)
     try:
         yield Outbox(engine, endpoints, deliveries, deliverer, clock)
     finally:
@@ -197,3 +204,91 @@ class TestStalledPlatforms:
         receiver.release()
         await receiver.wait_for(1, what=lambda _r: int(not patient_outbox.deliverer.working))
         assert sample("routing_webhook_worker_failures_total", platform=platform) == 1
+
+
+@pytest.fixture(scope="module")
+def authority() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+async def tls_outbox(sqlite_url: str, authority: trustme.CA) -> AsyncIterator[Outbox]:
+    """A half-second deadline per attempt; receivers' certificates from `authority`."""
+    client = ssl.create_default_context()
+    authority.configure_trust(client)
+    async with outbox_on(sqlite_url, timeout_seconds=0.5, tls=client) as opened:
+        yield opened
+
+
+def server_context(authority: trustme.CA, name: str) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert(name).configure_cert(context)
+    return context
+
+
+class TestHttpsReceiversLookedUpOnTheirPlatformsThread:
+    """lookups.py: a worker looks its receiver's host name up on a thread of its own;
+    the connection and TLS, checked against the host name, are httpx's."""
+
+    async def test_a_receiver_with_a_certificate_for_its_name_gets_its_callbacks(
+            self, tls_outbox: Outbox, authority: trustme.CA,
+            webhook_receiver: Callable[..., Receiver]) -> None:
+        receiver = webhook_receiver(tls=server_context(authority, "localhost"))
+        platform = unique("desk")
+        await tls_outbox.register(platform, receiver.url)
+        await tls_outbox.enqueue(platform, "msg_1", "msg_2")
+        await tls_outbox.drained()
+        attempts = await tls_outbox.of(platform)
+        assert {(d.status, d.attempts) for d in attempts.values()} == {(store.DELIVERED, 1)}
+        assert receiver.url.startswith("https://localhost:") and len(receiver.received) == 2
+
+    async def test_a_certificate_for_another_name_is_refused(
+            self, tls_outbox: Outbox, authority: trustme.CA,
+            webhook_receiver: Callable[..., Receiver]) -> None:
+        receiver = webhook_receiver(tls=server_context(authority, "desk.example.com"))
+        platform = unique("desk")
+        await tls_outbox.register(platform, receiver.url)
+        await tls_outbox.enqueue(platform, "msg_1")
+        await tls_outbox.drained()
+        attempt = (await tls_outbox.of(platform))["msg_1"]
+        assert attempt.status == store.PENDING and attempt.last_error is not None
+        assert "CERTIFICATE_VERIFY_FAILED" in attempt.last_error
+        assert receiver.received == []
+
+    async def test_a_platform_whose_lookups_hang_holds_up_no_other(
+            self, tls_outbox: Outbox, authority: trustme.CA,
+            webhook_receiver: Callable[..., Receiver],
+            monkeypatch: pytest.MonkeyPatch) -> None:
+        """Its lookups never answer (a DNS server dropping queries): each attempt gives up
+        at its deadline, the thread doing the lookup does not. Shared by all, asyncio's
+        few default threads would all be taken after six attempts, and no other
+        platform's host name could be looked up."""
+        never = threading.Event()
+        looked_up = socket.getaddrinfo
+
+        def resolver(host: Any, *args: Any, **kwargs: Any) -> Any:
+            if host in ("hooks.hanging.test", b"hooks.hanging.test"):
+                never.wait(60)
+                raise socket.gaierror(socket.EAI_AGAIN, "no answer")
+            return looked_up(host, *args, **kwargs)
+
+        monkeypatch.setattr(socket, "getaddrinfo", resolver)
+        hanging = unique("hanging")
+        await tls_outbox.register(hanging, "https://hooks.hanging.test/hooks")
+        await tls_outbox.enqueue(hanging, *(f"msg_h{n}" for n in range(12)))
+        try:
+            await tls_outbox.deliverer.deliver_due()
+            deadline = time.monotonic() + 30
+            while sum(d.attempts for d in (await tls_outbox.of(hanging)).values()) < 8:
+                assert time.monotonic() < deadline, "the hanging platform made no attempts"
+                await asyncio.sleep(0.05)
+            receiver = webhook_receiver(tls=server_context(authority, "localhost"))
+            platform = unique("desk")
+            await tls_outbox.register(platform, receiver.url)
+            await tls_outbox.enqueue(platform, "msg_1", "msg_2")
+            await tls_outbox.deliverer.deliver_due()
+            await receiver.wait_for(2, within=30)
+        finally:
+            never.set()
+        assert {d.status for d in (await tls_outbox.of(platform)).values()} == {
+            store.DELIVERED}
