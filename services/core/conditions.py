@@ -3,7 +3,10 @@ checked to be boolean, evaluated with errors that say what failed."""
 
 from __future__ import annotations
 
+import contextlib
 import re
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from cel_expr_python import cel
@@ -21,6 +24,55 @@ NOT_BOOLEAN = "NOT_BOOLEAN"
 PAST_BUDGET_HINT = ("loops over attributes, nested, go past CEL's iteration budget on the"
                     " most attributes a ticket or customer may have: loop less deep, or read"
                     " the attributes by name")
+
+
+# The most CPU one condition may take on the largest ticket and customer, and a file's
+# conditions together (a rule set's, a routing table's refinements'): conditions run on
+# every ticket, and cost microseconds (a pattern matched against each of a hundred
+# attributes, a third of a millisecond). Past them, a pattern costly to compile (each
+# evaluation compiles it again, for each attribute it meets) would take the stage's CPU,
+# and a file of them would hold the loop that checks it for minutes.
+CONDITION_CPU_MAX_SECONDS = 0.005
+CONDITIONS_CPU_MAX_SECONDS = 0.025
+
+
+class Costs:
+    """The CPU a file's conditions take on the largest contexts, one evaluation each (this
+    thread's time: what other work on the machine takes is not counted), against the
+    caps above: `evaluating` times an evaluation, `check` refuses the condition evaluated
+    since the last check, naming it, if it or the file so far is past its cap."""
+
+    def __init__(self, source: str, *,
+                 clock: Callable[[], float] = time.thread_time) -> None:
+        self._source = source
+        self._clock = clock
+        self._condition = 0.0
+        self._file = 0.0
+
+    @contextlib.contextmanager
+    def evaluating(self) -> Iterator[None]:
+        started = self._clock()
+        try:
+            yield
+        finally:
+            self._condition = max(self._condition, self._clock() - started)
+
+    def check(self, line: int | None, name: str, on: str) -> None:
+        """ConfigError if the condition `name` (at `line`), evaluated on `on` (the largest
+        contexts, in words), or all so far, cost past the caps."""
+        spent, self._condition = self._condition, 0.0
+        self._file += spent
+        hint = ("a matches() pattern is compiled at each evaluation, for each value it"
+                " meets: match a simpler pattern, or fewer values (an attribute by name)")
+        if spent > CONDITION_CPU_MAX_SECONDS:
+            raise ConfigError(self._source, line, name,
+                              f"costs {spent * 1000:.1f} ms of CPU on {on}, at most"
+                              f" {CONDITION_CPU_MAX_SECONDS * 1000:g} ms a condition ({hint})")
+        if self._file > CONDITIONS_CPU_MAX_SECONDS:
+            raise ConfigError(self._source, line, name,
+                              f"the conditions up to this one cost {self._file * 1000:.1f} ms"
+                              f" of CPU on {on}, at most"
+                              f" {CONDITIONS_CPU_MAX_SECONDS * 1000:g} ms together ({hint})")
 
 
 def past_budget(message: str) -> bool:

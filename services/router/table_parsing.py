@@ -3,6 +3,7 @@ name the file, the line and the entry (the decisions themselves are in routing.p
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -59,6 +60,7 @@ def parse_table(document: Mapping[str, Any], *, source: str, version: str) -> Ro
         raise ConfigError(source, top, "fallback_department",
                           "a fallback department is required (a department name)")
     references: table_fields.References = [(fallback, top, "fallback_department")]
+    costs = conditions.Costs(source)
     defaults = table_fields.optional(document.get("defaults"), {})
     if not isinstance(defaults, dict):
         raise ConfigError(source, top, "defaults", "defaults must be a mapping: priority,"
@@ -73,7 +75,7 @@ def parse_table(document: Mapping[str, Any], *, source: str, version: str) -> Ro
     routes: dict[str, Route] = {}
     refinement_names: set[str] = set()
     for position, entry in enumerate(entries, start=1):
-        route = _parse_route(entry, position, source, references)
+        route = _parse_route(entry, position, source, references, costs)
         if route.segment in routes:
             raise ConfigError(source, line_of(entry), route.segment,
                               f"segment {route.segment!r} is routed twice")
@@ -119,7 +121,7 @@ def _longest_target(routes: Mapping[str, Route], defaults: priority.ServiceLevel
 
 
 def _parse_route(entry: Any, position: int, source: str,
-                 references: table_fields.References) -> Route:
+                 references: table_fields.References, costs: conditions.Costs) -> Route:
     line = line_of(entry)
     label = f"routes[{position}]"
     if not isinstance(entry, dict):
@@ -141,7 +143,7 @@ def _parse_route(entry: Any, position: int, source: str,
         raise ConfigError(source, line, segment, "refinements must be a list; the first"
                           " whose `when` holds is used")
     refinements = tuple(_parse_refinement(document, f"{segment}.refinements[{index}]",
-                                          source, references)
+                                          source, references, costs)
                         for index, document in enumerate(documents, start=1))
     return Route(segment, department,
                  table_service_levels.parse_service_levels(entry, source=source, entry=segment),
@@ -149,7 +151,8 @@ def _parse_route(entry: Any, position: int, source: str,
 
 
 def _parse_refinement(document: Any, label: str, source: str,
-                      references: table_fields.References) -> Refinement:
+                      references: table_fields.References, costs: conditions.Costs
+                      ) -> Refinement:
     line = line_of(document)
     if not isinstance(document, dict):
         raise ConfigError(source, line, label, "a refinement is a mapping: name, when,"
@@ -170,10 +173,12 @@ def _parse_refinement(document: Any, label: str, source: str,
     if department is not None:
         references.append((department, line, name))
     refinement = Refinement(name, expression, compiled, department, service, line)
-    for probes, only_budget in ((PROBES, False), (LARGEST, True)):
+    # The largest first: a refinement too costly is refused before the many probes.
+    for probes, only_budget in ((LARGEST, True), (PROBES, False)):
         for ticket, tier, activation in probes:
             try:
-                refinement.holds(activation)
+                with costs.evaluating() if only_budget else contextlib.nullcontext():
+                    refinement.holds(activation)
             except RefinementError as exc:
                 past_budget = conditions.past_budget(str(exc.__cause__))
                 if only_budget and not past_budget:
@@ -184,6 +189,8 @@ def _parse_refinement(document: Any, label: str, source: str,
                     " `has(ticket.attributes.order)`")
                 raise ConfigError(source, line, name, f"fails on {tickets.describe_view(ticket)}"
                                   f" (tier {tier}): {exc}: {exc.__cause__} ({hint})") from exc
+        if only_budget:
+            costs.check(line, name, tickets.describe_view(LARGEST[0][0]))
     return refinement
 
 

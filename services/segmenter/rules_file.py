@@ -32,7 +32,8 @@ def parse_document(document: Mapping[str, Any], *, source: str, version: str,
 
     `probes` are contexts every rule must evaluate on without error (a known customer, an
     unknown one); a rule that fails on them would fail on real tickets. On the `largest`
-    contexts (context.largest) a rule must not go past CEL's iteration budget.
+    contexts (context.largest) a rule must not go past CEL's iteration budget, nor cost
+    past conditions.Costs' caps of CPU.
     """
     top = line_of(document)
     allowed = ("default_segment", "protected_attributes", "rules", "version")
@@ -62,7 +63,21 @@ def parse_document(document: Mapping[str, Any], *, source: str, version: str,
     # Each context made an activation once, for every rule (as RuleSet.decide does).
     checked = [(probe, rules.ENVIRONMENT.Activation(probe)) for probe in probes]
     for_budget = [(probe, rules.ENVIRONMENT.Activation(probe)) for probe in largest]
+    costs = conditions.Costs(source)
     for rule in compiled:
+        # The largest first: a rule too costly is refused before the many probes.
+        for probe, activation in for_budget:
+            try:
+                with costs.evaluating():
+                    rule.holds(activation)
+            except rules.RuleEvaluationError as exc:
+                if conditions.past_budget(exc.detail):  # else: the run time's to take
+                    raise ConfigError(
+                        source, rule.line, rule.name,
+                        f"fails for {context.describe_probe(probe)}: {exc.detail}"
+                        f" ({conditions.PAST_BUDGET_HINT})") from exc
+        if for_budget:
+            costs.check(rule.line, rule.name, context.describe_probe(for_budget[0][0]))
         for probe, activation in checked:
             try:
                 rule.holds(activation)
@@ -72,15 +87,6 @@ def parse_document(document: Mapping[str, Any], *, source: str, version: str,
                                   " (guard fields that may be null, e.g."
                                   " `customer.age_years != null && ...`, and use has() for"
                                   " optional attributes)") from exc
-        for probe, activation in for_budget:
-            try:
-                rule.holds(activation)
-            except rules.RuleEvaluationError as exc:
-                if conditions.past_budget(exc.detail):  # else: the run time's to take
-                    raise ConfigError(
-                        source, rule.line, rule.name,
-                        f"fails for {context.describe_probe(probe)}: {exc.detail}"
-                        f" ({conditions.PAST_BUDGET_HINT})") from exc
     return rule_set
 
 

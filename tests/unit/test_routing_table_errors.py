@@ -53,6 +53,11 @@ class TestParseErrors:
          "      - {name: r, department: e, when: \"ticket.attributes.exists(a,"
          " ticket.attributes.exists(b, ticket.attributes.exists(c, a + b + c == 'k')))\"}\n",
          7, "r", "Iteration budget exceeded"),
+        # A pattern costly to compile, for each of the largest ticket's attributes.
+        ("  - segment: c\n    department: d\n    refinements:\n"
+         "      - {name: r, department: e, when: \"ticket.attributes.exists(k,"
+         " string(ticket.attributes[k]).matches('^(a|b|c|d)*(x{1,100}){1,10}$'))\"}\n",
+         7, "r", "ms of CPU on a ticket"),
         ("  - segment: c\n    department: d\n    refinements:\n"
          "      - {name: r, when: 'true'}\n", 7, "r", "must set a department"),
         ("  - segment: c\n    department: d\n    refinements:\n"

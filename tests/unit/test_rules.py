@@ -145,6 +145,20 @@ class TestRejectedRuleSets:
         assert "x" * 100 not in error.value.problem  # the probe's values not repeated
         parse(f"  - name: one\n    segment: x\n    when: {loops}.exists(a, a == 'k')\n")
 
+    def test_a_rule_too_costly_on_the_largest_customer_is_rejected(self) -> None:
+        """conditions.Costs: a pattern costly to compile (tens of ms of CPU on a customer
+        with the most attributes: compiled again for each) passes CEL's budget, and is
+        refused at load, naming it. One over each attribute, as simple as most, loads."""
+        costly = ("customer.attributes.exists(k, string(customer.attributes[k])"
+                  ".matches('^(a|b|c|d)*(x{1,100}){1,10}$'))")
+        with pytest.raises(ConfigError) as error:
+            parse(f"  - name: costly\n    segment: x\n    when: \"{costly}\"\n")
+        assert (error.value.line, error.value.entry) == (4, "costly")
+        assert "ms of CPU on a known" in error.value.problem
+        assert "matches() pattern" in error.value.problem
+        parse("  - name: plain\n    segment: x\n    when: \"customer.attributes.exists(k,"
+              " string(customer.attributes[k]).matches('^[a-z]+$'))\"\n")
+
     def test_a_search_for_two_equal_attributes_is_checked_on_distinct_ones(self) -> None:
         # On attributes all alike it would stop at the first pair; the largest probe's
         # are all different, so it goes through them all, past the budget.
