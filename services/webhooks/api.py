@@ -178,7 +178,8 @@ async def replay_one(delivery_id: DeliveryId, deliveries: Deliveries) -> Replaye
     replayed = await deliveries.replay(delivery_id=delivery_id)
     if not replayed:
         raise HTTPException(404, detail={"error": "not_found",
-                                         "detail": f"no dead-lettered {delivery_id!r}"})
+                                         "detail": f"no dead-lettered {delivery_id!r} of a"
+                                                   " platform with an endpoint"})
     return Replayed(replayed=replayed)
 
 

@@ -165,7 +165,9 @@ class Endpoints:
             return row.secret
 
     async def delete(self, platform: str) -> Endpoint | None:
-        """Forget the endpoint, and the callbacks still waiting for it."""
+        """Forget the endpoint, and the callbacks still waiting for it (its dead-lettered
+        ones stay listed, for retention to purge, or an admin to replay once the platform
+        registers again)."""
         async with self._sessions() as session, session.begin():
             row = await session.get(WebhookEndpointRow, platform)
             if row is None:
@@ -173,7 +175,8 @@ class Endpoints:
             endpoint = Endpoint.model_validate(row)
             await session.delete(row)
             await session.execute(delete(WebhookDeliveryRow).where(
-                WebhookDeliveryRow.platform == platform, WebhookDeliveryRow.status == PENDING))
+                WebhookDeliveryRow.platform == platform,
+                WebhookDeliveryRow.status == PENDING))
             return endpoint
 
     async def platforms(self) -> set[str]:
@@ -266,7 +269,12 @@ class Deliveries:
         if chunk < 1:
             raise ValueError("a replay goes at least one callback a transaction")
         key = WebhookDeliveryRow.delivery_id
-        dead = WebhookDeliveryRow.status == DEAD
+        # Of a platform with an endpoint: one without would have them wait for good (no
+        # worker sends to it, and retention keeps what waits), then take them at its next
+        # registration, unasked.
+        dead = and_(WebhookDeliveryRow.status == DEAD, select(WebhookEndpointRow.platform)
+                    .where(WebhookEndpointRow.platform == WebhookDeliveryRow.platform)
+                    .exists())
         if delivery_id is not None:
             dead = and_(dead, key == delivery_id)
         if platform is not None:

@@ -1,15 +1,17 @@
 """A replay of many dead callbacks goes a chunk at a time, each its own transaction, on
 SQLite and PostgreSQL: every dead callback of the filter is sent again once, none
 other, however many there are; each chunk is read by the index of a status in delivery
-id order, from where the last one stopped."""
+id order, from where the last one stopped. None is replayed for a platform without an
+endpoint."""
 
 from __future__ import annotations
 
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import event, select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.core import db, migrate
 from services.webhooks import store
@@ -20,6 +22,8 @@ from tests.query_plans import plans
 
 async def test_a_replay_of_many_goes_a_chunk_at_a_time(database_url: str) -> None:
     engine = db.engine(database_url)
+    for platform in ("desk", "other"):
+        await registered(engine, platform)
     now = datetime.now(UTC)
     rows = [{"delivery_id": f"d-{n:04d}", "platform": "desk" if n % 4 else "other",
              "event_type": "ticket.routed", "ticket_id": f"t-{n}", "body": "{}",
@@ -67,3 +71,38 @@ async def test_each_chunk_reads_the_dead_callbacks_from_where_the_last_stopped(
     else:
         assert " ix_webhook_deliveries_status_delivery " in plan, plan
         assert "Seq Scan" not in plan and "Sort" not in plan, plan
+
+
+async def registered(engine: AsyncEngine, platform: str) -> None:
+    endpoints = store.Endpoints(db.sessions(engine), secret_overlap=timedelta(hours=1))
+    assert await endpoints.register(platform, "https://desk.example.com/hooks") is not None
+
+
+async def test_dead_callbacks_are_replayed_for_a_platform_with_an_endpoint_only(
+        database_url: str) -> None:
+    """Replayed while the platform had no endpoint, they waited for good (no worker sends
+    to it, and retention keeps what waits), then went to its next registration unasked.
+    Now they stay dead-lettered, listed, until an admin replays them once it registers
+    again."""
+    engine = db.engine(database_url)
+    platform = f"gone-{datetime.now(UTC).timestamp():.0f}"
+    try:
+        await registered(engine, platform)
+        deliveries = Deliveries(db.sessions(engine))
+        await deliveries.enqueue([store.Outgoing(f"msg-{platform}-{n}", platform,
+                                                 "ticket.routed", "t-1", "{}")
+                                  for n in range(3)])
+        async with engine.begin() as connection:
+            await connection.execute(WebhookDeliveryRow.__table__.update().where(
+                WebhookDeliveryRow.platform == platform).values(status=store.DEAD))
+        endpoints = store.Endpoints(db.sessions(engine), secret_overlap=timedelta(hours=1))
+        assert await endpoints.delete(platform) is not None
+        assert await deliveries.replay(platform=platform) == 0
+        assert await deliveries.replay(delivery_id=f"msg-{platform}-0") == 0
+        assert len(await deliveries.listed(store.DEAD, platform=platform)) == 3
+        await registered(engine, platform)
+        assert await deliveries.due(platform, datetime.now(UTC), limit=10) == []
+        assert await deliveries.replay(platform=platform) == 3  # the admin's, once back
+        assert len(await deliveries.due(platform, datetime.now(UTC), limit=10)) == 3
+    finally:
+        await engine.dispose()

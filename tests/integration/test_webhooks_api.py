@@ -159,6 +159,10 @@ class TestMistakes:
 class TestDeadLetters:
     async def test_listed_then_replayed_one_and_all(self, admin: httpx.AsyncClient,
                                                     database_url: str) -> None:
+        for platform in ("desk", "other"):
+            assert (await admin.post("/v1/webhooks/endpoints", json={
+                "platform": platform, "url": "https://desk.example.com/hooks"})
+                    ).status_code == 201
         engine = db.engine(database_url)
         deliveries = store.Deliveries(db.sessions(engine))
         await deliveries.enqueue([

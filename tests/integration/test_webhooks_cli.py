@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import standardwebhooks
@@ -25,6 +25,8 @@ def dead_letter(database_url: str, delivery_id: str) -> None:
     async def run() -> None:
         await migrate.upgrade(database_url)
         engine = db.engine(database_url)
+        endpoints = store.Endpoints(db.sessions(engine), secret_overlap=timedelta(hours=1))
+        await endpoints.register("desk", "https://d.example/h")  # None: there already
         deliveries = store.Deliveries(db.sessions(engine))
         await deliveries.enqueue([store.Outgoing(delivery_id, "desk", "ticket.routed",
                                                  "t-1", "{}")])
