@@ -27,5 +27,5 @@ def configure(settings: Settings, *, service: str) -> None:
         handler.setFormatter(logging.Formatter(f"%(asctime)s {service} %(levelname)s %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(settings.log_level.upper())
+    root.setLevel(settings.log_level)
     logging.getLogger("aiokafka").setLevel(max(root.level, logging.WARNING))

@@ -111,11 +111,12 @@ class Settings(BaseSettings):
     # simulator, the segment rules' analyses, the tiers' recomputation) a service computes
     # at once; more wait their turn, one per credential (services/core/report_turns.py).
     reports_at_once: int = Field(default=2, ge=1, le=32)
-    # The token the command-line clients (`department`, the PNG report) send.
+    # The token the command-line clients (`department`, the PNG report, `routing
+    # simulate`) send.
     api_token: SecretStr | None = None
 
     host: str = "127.0.0.1"
-    router_port: int = DEFAULT_ROUTER_PORT
+    router_port: int = Field(default=DEFAULT_ROUTER_PORT, ge=1, le=65535)
     # Whether this router instance runs the router stage (it consumes tickets.segmented)
     # and the router's followers of the ticket events (tracking, webhook callbacks). Off:
     # it serves the intake and the APIs only, while another instance (another process,
@@ -127,14 +128,19 @@ class Settings(BaseSettings):
     # new connection to one of them. Each keeps ROUTER_PORT (health, /metrics) and needs
     # an INSTANCE_ID of its own (its transactional ids).
     intake_shared_port: int | None = Field(default=None, ge=1, le=65535)
-    segmenter_port: int = 8081
-    metrics_port: int = 8082
+    segmenter_port: int = Field(default=8081, ge=1, le=65535)
+    metrics_port: int = Field(default=8082, ge=1, le=65535)
     # Where the command-line clients find the router: by default this machine's
     # ROUTER_PORT (empty: the same).
     router_url: str = ""
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: str = Field(default="json", pattern="^(json|text)$")
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _a_level_in_any_case(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
 
     @field_validator("intake_rate_limit")
     @classmethod

@@ -154,10 +154,11 @@ def _kafka_settings(kafka_user: str | None) -> Settings:
 def _password_to_ask(kafka_user: str | None, environ: Mapping[str, str]) -> str | None:
     """The Kafka user whose password to ask for: on SASL without KAFKA_SASL_PASSWORD, the
     user of --kafka-user or else of KAFKA_SASL_USERNAME (none: the settings say what is
-    missing)."""
-    user = kafka_user or environ.get("KAFKA_SASL_USERNAME")
-    sasl = environ.get("KAFKA_SECURITY_PROTOCOL", "").startswith("SASL_")
-    return user if sasl and user and not environ.get("KAFKA_SASL_PASSWORD") else None
+    missing). The names are read in any case, as the settings read them."""
+    folded = {name.upper(): value for name, value in environ.items()}
+    user = kafka_user or folded.get("KAFKA_SASL_USERNAME")
+    sasl = folded.get("KAFKA_SECURITY_PROTOCOL", "").startswith("SASL_")
+    return user if sasl and user and not folded.get("KAFKA_SASL_PASSWORD") else None
 
 
 # What asking the router needs: not Kafka's security, whose password may be asked for

@@ -388,6 +388,16 @@ class TestKafkaPassword:
         assert "Kafka password of dept-public_sector" in result.output
         assert "s3cret" not in result.output
 
+    def test_the_environment_is_read_in_any_case_as_the_settings_read_it(
+            self, read_with: list[Settings], monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.delenv("KAFKA_SECURITY_PROTOCOL")
+        monkeypatch.setenv("kafka_security_protocol", "SASL_PLAINTEXT")
+        monkeypatch.setenv("kafka_sasl_username", "dept-public_sector")
+        result = CliRunner().invoke(cli.app, ["queue", "public_sector", "--json"],
+                                    input="s3cret\n")
+        assert result.exit_code == 0, result.output
+        assert "Kafka password of dept-public_sector" in result.output
+
     def test_a_password_in_the_environment_is_not_asked_for(
             self, read_with: list[Settings], monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("KAFKA_SASL_USERNAME", "dept-public_sector")
