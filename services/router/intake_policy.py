@@ -36,19 +36,22 @@ KEY_MAX_LENGTH = 255
 CORRELATION_ID_PATTERN = r"^[\x21-\x7e]*$"
 CORRELATION_ID_MAX_LENGTH = 128
 
-# The most steps a ticket's trace takes before it takes only what its service level needs
-# (`taken_past_full_trace`). Each report, customer reply, transfer and priority change
-# reads and writes the ticket's row with its whole trace, and the trace is shown whole:
-# unbounded, one credential's flood of reports on one ticket would make each report on
-# it slower than the last. About 300 exchanges with the customer; a conversation longer
-# than that is better a new ticket.
+# A ticket's trace has two bounds. Each report, customer reply, transfer and priority
+# change reads and writes the ticket's row with its whole trace, and the trace is shown
+# whole: unbounded, one credential's flood of reports on one ticket would make each
+# report on it slower than the last. Past TRACE_STEPS_MAX (about 300 exchanges with the
+# customer; a conversation longer than that is better a new ticket) the intake takes only
+# what moves the ticket's service level (TAKEN_PAST_FULL): no reporter alone can go on
+# adding steps, and none is locked out of what its service level needs. Past
+# TRACE_STEPS_CEILING it takes the resolution alone, and so does the router's event
+# follower for a report accepted before (which it records otherwise, however far it
+# lags: what the intake accepted, the router and the metrics service both apply).
 TRACE_STEPS_MAX = 1000
+TRACE_STEPS_CEILING = 2 * TRACE_STEPS_MAX
+TAKEN_PAST_FULL = ("its resolution; a response while a response clock counts; a pause"
+                   " while a clock runs and none is paused; the customer's reply while"
+                   " its clocks are paused; a transfer; an admin's priority change")
 _RESPONSE_CLOCKS = ("first_response", "next_response")
-
-
-def trace_full(trace: Sequence[Any]) -> bool:
-    """Whether a ticket's trace has taken its most steps (TRACE_STEPS_MAX)."""
-    return len(trace) >= TRACE_STEPS_MAX
 
 
 class TicketState(Protocol):
@@ -60,30 +63,61 @@ class TicketState(Protocol):
     trace: list[dict[str, Any]]
 
 
+def trace_full(trace: Sequence[Any]) -> bool:
+    """Whether a ticket's trace is past TRACE_STEPS_MAX: it takes TAKEN_PAST_FULL only."""
+    return len(trace) >= TRACE_STEPS_MAX
+
+
+def _at_ceiling(trace: Sequence[Any]) -> bool:
+    return len(trace) >= TRACE_STEPS_CEILING
+
+
 def takes_report(ticket: TicketState, report: str) -> bool:
-    """Whether an open ticket takes `report` (a lifecycle event's type): any, until its
-    trace is full; then only what its service level needs: its resolution; a response
-    while a response clock counts (without clocks: its first response); the customer's
-    reply to a ticket waiting on them, which resumes its clocks. Not a pick-up, a pause,
-    another response or another reply: so that no reporter alone can go on adding steps
-    (a pause refused, a reply resumes once; a response stops a clock, and another starts
-    only on a reply that resumes one). The router's intake refuses the rest (409
-    `trace_full`), and its event follower moves nothing for one accepted before the
-    trace was full (as for a report accepted before the ticket's resolution)."""
-    if not trace_full(ticket.trace) \
-            or lifecycle.reported_status(report) is lifecycle.Status.RESOLVED:
+    """Whether the intake takes `report` (a lifecycle event's type) on an open ticket:
+    any until its trace is full; then what moves its clocks (TAKEN_PAST_FULL), not a
+    pick-up, a second pause, a response or reply that stops or resumes no clock; past the
+    ceiling, the resolution alone. A department alone, or a platform alone, then adds a
+    step or two at most (a pause pauses every running clock; a reply resumes them once,
+    a response stops one)."""
+    if lifecycle.reported_status(report) is lifecycle.Status.RESOLVED:
+        return True
+    if _at_ceiling(ticket.trace):
+        return False
+    if not trace_full(ticket.trace):
         return True
     clocks = None if ticket.service_clocks is None \
         else service_clocks.from_json(ticket.service_clocks)
+    waiting = ticket.status == lifecycle.Status.WAITING_ON_CUSTOMER
     if lifecycle.resumes_clocks(report):
-        return clocks.paused if clocks is not None \
-            else ticket.status == lifecycle.Status.WAITING_ON_CUSTOMER
+        return clocks.paused if clocks is not None else waiting
+    if lifecycle.pauses_clocks(report):
+        return not waiting if clocks is None else not clocks.paused and any(
+            clock.running for clock in clocks.clocks)
     if lifecycle.counts_as_first_response(report):
         if clocks is None:
             return ticket.first_response_at is None
         return any(clock.target in _RESPONSE_CLOCKS and not clock.stopped
                    for clock in clocks.clocks)
     return False
+
+
+def records_report(ticket: TicketState, report: str) -> bool:
+    """Whether the router's event follower records a report the intake accepted on an open
+    ticket: any until its trace reaches the ceiling, then the resolution alone (a report
+    accepted before it moves nothing, as one accepted before the resolution)."""
+    return not _at_ceiling(ticket.trace) \
+        or lifecycle.reported_status(report) is lifecycle.Status.RESOLVED
+
+
+def takes_transfer(ticket: TicketState) -> bool:
+    """A department hands over only the tickets it holds, so no one repeats a transfer
+    alone: taken until the trace reaches the ceiling."""
+    return not _at_ceiling(ticket.trace)
+
+
+def takes_priority_change(ticket: TicketState, *, by_admin: bool) -> bool:
+    """Anyone's until the trace is full; then an admin's, until the ceiling."""
+    return not trace_full(ticket.trace) or (by_admin and not _at_ceiling(ticket.trace))
 
 
 class Claim(Enum):

@@ -563,10 +563,11 @@ def _reported(row: RoutedTicketRow | None, report: Report, now: datetime
                                            for step in row.trace):
         return Reported(row.segment, None if row.service_clocks is None
                         else service_clocks.from_json(row.service_clocks), held_by)
-    if not lifecycle.is_open(row.status) or not intake_policy.takes_report(
+    if not lifecycle.is_open(row.status) or not intake_policy.records_report(
             row, report.event_type):
         # A report accepted just before the resolution was recorded, or before the trace
-        # was full: it moves nothing, and has no clocks to publish (no deadlines_changed).
+        # reached its ceiling: it moves nothing, and has no clocks to publish (no
+        # deadlines_changed).
         return Reported(row.segment, None, held_by)
     row.status = lifecycle.status_after(row.status, status)
     if lifecycle.counts_as_first_response(report.event_type):

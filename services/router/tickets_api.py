@@ -79,7 +79,9 @@ def _clocks(stored: dict[str, Any] | None) -> dict[str, Any]:
 
 @api.post("/{ticket_id}/transfer", status_code=202, responses={
     **UNAVAILABLE, **RATE_LIMITED, 409: {
-    "description": "`resolved` (the ticket is closed), `same_department` (it is already"
+    "description": "`resolved` (the ticket is closed), `trace_full` (its trace at its"
+                   " ceiling: it takes its resolution alone), `same_department` (it is"
+                   " already"
                    " there), `not_yours` (it is not with `from_department`) or"
                    " `handover_in_flight` (another transfer, an escalation or a priority"
                    " change of it is being published: read it again)"}})
@@ -102,7 +104,8 @@ async def transfer(ticket_id: TicketId, body: Transfer, router: bootstrap.Router
 
 @api.post("/{ticket_id}/priority", responses={**UNAVAILABLE, **RATE_LIMITED, 409: {
     "description": "`resolved` (the ticket is closed), `trace_full` (its trace holds the"
-                   " most steps it takes: an admin's change only), `same_priority` (it"
+                   " most steps it takes: an admin's change only, and none at its"
+                   " ceiling), `same_priority` (it"
                    " has it) or"
                    " `handover_in_flight` (a transfer, an escalation or another priority"
                    " change of it is being published: read it again)"}})

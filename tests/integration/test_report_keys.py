@@ -24,6 +24,7 @@ from services.router import (
 )
 from services.router.event_follower import FollowTicketEvent
 from services.router.intake_keys import IntakeKeys
+from services.router.models import RoutedTicketRow
 from services.router.service import reports
 from services.router.store import RoutedTickets
 from tests import credentials
@@ -174,41 +175,56 @@ class TestAReportDatedByAClockRunningAhead:
 
 
 class TestATicketWhoseTraceIsFull:
-    """intake_policy.TRACE_STEPS_MAX, over HTTP on the real store: a ticket whose trace
-    holds its most steps takes only what its service level needs (takes_report): a
-    pick-up is refused, naming why, and nothing published; its first response is taken.
-    The router's follower holds to the same rule for reports accepted before the trace
-    was full, so that however far it lags the trace ends where the rule says."""
+    """intake_policy's trace bounds, over HTTP on the real store: a ticket whose trace is
+    full takes only what moves its clocks (a pick-up refused, naming why, nothing
+    published; its first response taken). The router's follower records every report
+    the intake accepted, however far it lags, until the trace's ceiling, then the
+    resolution alone."""
 
-    async def test_it_takes_what_its_service_level_needs_only(self, router: Router) -> None:
-        ticket_id = await router.routed_ticket(steps=intake_policy.TRACE_STEPS_MAX)
-        picked_up = await router.client.post(f"/v1/tickets/{ticket_id}/events",
-                                             json={"type": "picked_up"},
-                                             headers=router.department)
-        assert picked_up.status_code == 409, picked_up.text
-        assert picked_up.json()["error"] == "trace_full"
-        assert str(intake_policy.TRACE_STEPS_MAX) in picked_up.json()["detail"]
-        responded = await router.client.post(f"/v1/tickets/{ticket_id}/events",
-                                             json={"type": "responded"},
-                                             headers=router.department)
-        assert responded.status_code == 202, responded.text
-        assert await router.published(ticket_id, until=1) == [responded.json()["event_id"]]
+    async def report(self, router: Router, ticket_id: str, kind: str) -> httpx.Response:
+        return await router.client.post(f"/v1/tickets/{ticket_id}/events",
+                                         json={"type": kind}, headers=router.department)
 
-    async def test_the_follower_moves_nothing_for_reports_past_it(
-            self, router: Router) -> None:
-        ticket_id = await router.routed_ticket(steps=intake_policy.TRACE_STEPS_MAX - 1)
-        accepted = [await router.client.post(f"/v1/tickets/{ticket_id}/events",
-                                             json={"type": kind}, headers=router.department)
-                    for kind in ("picked_up", "waiting_on_customer", "responded")]
-        assert [answer.status_code for answer in accepted] == [202] * 3
-        found = await read_topic(router.bootstrap, topics.EVENTS, until=3,
+    async def followed(self, router: Router, ticket_id: str, count: int) -> RoutedTicketRow:
+        found = await read_topic(router.bootstrap, topics.EVENTS, until=count,
                                  keep=lambda event: event.ticket_id == ticket_id)
         follow = FollowTicketEvent(router.routed)
         for event, _record in found:
             await follow(event)
         row = await router.routed.get(ticket_id)
         assert row is not None
-        # The pick-up filled the trace; the pause was not needed, the response was.
-        assert [step["step"] for step in row.trace[-2:]] == ["picked_up", "responded"]
-        assert len(row.trace) == intake_policy.TRACE_STEPS_MAX + 1
-        assert row.status == "responded" and row.first_response_at is not None
+        return row
+
+    async def test_it_takes_what_moves_its_clocks_only(self, router: Router) -> None:
+        ticket_id = await router.routed_ticket(steps=intake_policy.TRACE_STEPS_MAX)
+        picked_up = await self.report(router, ticket_id, "picked_up")
+        assert picked_up.status_code == 409, picked_up.text
+        assert picked_up.json()["error"] == "trace_full"
+        assert f"{intake_policy.TRACE_STEPS_MAX:,}" in picked_up.json()["detail"]
+        responded = await self.report(router, ticket_id, "responded")
+        assert responded.status_code == 202, responded.text
+        assert await router.published(ticket_id, until=1) == [responded.json()["event_id"]]
+
+    async def test_the_follower_records_what_was_accepted_though_the_trace_filled(
+            self, router: Router) -> None:
+        """Accepted one step short of full, all three are recorded, the pause too: the
+        metrics service, which applies every report, agrees."""
+        ticket_id = await router.routed_ticket(steps=intake_policy.TRACE_STEPS_MAX - 1)
+        kinds = ("picked_up", "waiting_on_customer", "responded")
+        assert [(await self.report(router, ticket_id, kind)).status_code
+                for kind in kinds] == [202] * 3
+        row = await self.followed(router, ticket_id, 3)
+        assert [step["step"] for step in row.trace[-3:]] == list(kinds)
+
+    async def test_past_the_ceiling_the_follower_records_the_resolution_alone(
+            self, router: Router) -> None:
+        ticket_id = await router.routed_ticket(steps=intake_policy.TRACE_STEPS_CEILING - 1)
+        kinds = ("waiting_on_customer", "responded", "resolved")
+        assert [(await self.report(router, ticket_id, kind)).status_code
+                for kind in kinds] == [202] * 3
+        row = await self.followed(router, ticket_id, 3)
+        # The pause reached the ceiling; the response, accepted before, moved nothing.
+        assert [step["step"] for step in row.trace[-2:]] == ["waiting_on_customer",
+                                                             "resolved"]
+        assert len(row.trace) == intake_policy.TRACE_STEPS_CEILING + 1
+        assert row.status == "resolved"

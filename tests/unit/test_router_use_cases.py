@@ -553,10 +553,10 @@ class TestAResolvedTicketIsClosed:
 
 
 class TestATicketsTraceIsBounded:
-    """intake_policy.TRACE_STEPS_MAX: a ticket whose trace holds its most steps takes only
-    what its service level needs (intake_policy.takes_report); anything else is refused
-    as `trace_full`, nothing published. The government ticket routed here has its
-    first-response clock counting."""
+    """intake_policy.TRACE_STEPS_MAX: a ticket whose trace is full takes only what moves
+    its service level (TAKEN_PAST_FULL), and past TRACE_STEPS_CEILING its resolution
+    alone; anything else is refused as `trace_full`, nothing published. The government
+    ticket routed here has its first-response clock counting."""
 
     def with_steps(self, count: int, *, answered: bool = False,
                    waiting: bool = False) -> Wired:
@@ -598,18 +598,18 @@ class TestATicketsTraceIsBounded:
             principal=ADMIN if "admin" in change else PUBLIC_SECTOR, correlation_id=None,
             routed=router.routed, publisher=router.publisher, now=later)
 
-    NEEDLESS = ("picked_up", "waiting_on_customer", "customer replied",
-                "priority changed", "picked_up by an admin")
+    NEEDLESS = ("picked_up", "customer replied", "priority changed",
+                "picked_up by an admin")
+    NEEDED = ("resolved", "responded", "responded by an admin", "waiting_on_customer",
+              "transferred", "priority changed by an admin")
 
     @pytest.mark.parametrize("change", NEEDLESS)
-    async def test_full_what_its_service_level_does_not_need_is_refused(
-            self, change: str) -> None:
+    async def test_full_what_moves_no_clock_is_refused(self, change: str) -> None:
         router = self.with_steps(intake_policy.TRACE_STEPS_MAX)
         assert await self.change(router, change) == TRACE_FULL
         assert router.publisher.published == [] and router.routed.recorded == []
 
-    @pytest.mark.parametrize("change", ["resolved", "responded", "responded by an admin",
-                                        "transferred", "priority changed by an admin"])
+    @pytest.mark.parametrize("change", NEEDED)
     async def test_full_what_its_service_level_needs_is_taken(self, change: str) -> None:
         router = self.with_steps(intake_policy.TRACE_STEPS_MAX)
         assert not isinstance(await self.change(router, change), Refused)
@@ -622,8 +622,10 @@ class TestATicketsTraceIsBounded:
 
     async def test_full_the_customers_reply_resumes_a_ticket_waiting_on_them(self) -> None:
         """Its first-response clock paused: the reply is taken, so that no department can
-        keep a ticket's clocks paused for good by pausing it as the trace fills up."""
+        keep a ticket's clocks paused for good by pausing it as the trace fills up; a
+        second pause is refused."""
         router = self.with_steps(intake_policy.TRACE_STEPS_MAX, waiting=True)
+        assert await self.change(router, "waiting_on_customer") == TRACE_FULL
         assert not isinstance(await self.change(router, "customer replied"), Refused)
         assert [p.event.type for p in router.publisher.published] == [
             "ticket.customer_replied"]
@@ -634,13 +636,19 @@ class TestATicketsTraceIsBounded:
         router = self.with_steps(intake_policy.TRACE_STEPS_MAX, answered=True, waiting=True)
         assert await self.change(router, "customer replied") == TRACE_FULL
 
-    @pytest.mark.parametrize("change", [*NEEDLESS, "responded", "transferred"])
+    @pytest.mark.parametrize("change", [c for c in NEEDED if c != "resolved"])
+    async def test_at_its_ceiling_it_takes_its_resolution_alone(self, change: str) -> None:
+        router = self.with_steps(intake_policy.TRACE_STEPS_CEILING)
+        assert await self.change(router, change) == TRACE_FULL
+        assert not isinstance(await self.change(router, "resolved"), Refused)
+
+    @pytest.mark.parametrize("change", [*NEEDLESS, *NEEDED])
     async def test_one_step_short_of_it_each_change_is_taken(self, change: str) -> None:
         router = self.with_steps(intake_policy.TRACE_STEPS_MAX - 1)
         assert not isinstance(await self.change(router, change), Refused)
         assert router.publisher.published
 
-    @pytest.mark.parametrize("change", [*NEEDLESS, "responded", "transferred"])
+    @pytest.mark.parametrize("change", [*NEEDLESS, *NEEDED])
     async def test_a_resolved_ticket_is_refused_as_resolved_however_long_its_trace(
             self, change: str) -> None:
         router = self.with_steps(intake_policy.TRACE_STEPS_MAX)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from services.core import access, events, kafka, lifecycle, tickets, topics
+from services.core import access, events, kafka, tickets, topics
 from services.router import (
     clock_watch,
     dispatch,
@@ -46,8 +46,9 @@ async def transfer(ticket_id: str, *, to_department: str, reason: str,
         return verdicts.not_found(ticket_id)
     if not principal.may_act_for(row.department):
         return verdicts.ACTS_FOR_OWN
-    if not lifecycle.is_open(row.status):
-        return verdicts.RESOLVED
+    closed = verdicts.closed_to_transfer(row)
+    if closed is not None:
+        return closed
     if from_department and from_department != row.department:
         return Refused(Refusal.CONFLICT, f"the ticket is with {row.department!r}",
                        "not_yours")

@@ -42,34 +42,39 @@ RESOLVED = Refused(Refusal.CONFLICT, "the ticket is resolved: it takes no more r
                                      " new request from the customer is a new ticket",
                    "resolved")
 TRACE_FULL = Refused(
-    Refusal.CONFLICT, f"the ticket's trace holds {intake_policy.TRACE_STEPS_MAX} steps, the"
-                      " most it takes: it takes only what its service level needs (its"
-                      " resolution, a response while a response clock counts, the"
-                      " customer's reply to a ticket waiting on them, a transfer, an"
-                      " admin's priority change); a new request from the customer is a"
-                      " new ticket", "trace_full")
+    Refusal.CONFLICT, "the ticket's trace holds the most steps it takes (over"
+                      f" {intake_policy.TRACE_STEPS_MAX:,}): it takes only"
+                      f" {intake_policy.TAKEN_PAST_FULL}; past"
+                      f" {intake_policy.TRACE_STEPS_CEILING:,}, its resolution alone. A new"
+                      " request from the customer is a new ticket", "trace_full")
 
 
 def closed_to_report(row: RoutedTicketRow, report: str) -> Refused | None:
     """Why a ticket does not take `report` (a department's report, the customer's reply),
-    if it does not: it is resolved, or its trace is full and its service level does not
-    need it (intake_policy.takes_report)."""
+    if it does not: it is resolved, or its trace is full and the report is not one it
+    takes then (intake_policy.takes_report)."""
     if not lifecycle.is_open(row.status):
         return RESOLVED
     return None if intake_policy.takes_report(row, report) else TRACE_FULL
 
 
-def closed_to_priority_change(row: RoutedTicketRow, principal: access.Principal
-                              ) -> Refused | None:
-    """Why a ticket takes no priority change from `principal`, if it does not: it is
-    resolved, or its trace is full and the change is not an admin's. (A transfer is
-    refused on a resolved ticket only: a department hands over only the tickets it holds,
-    so none repeats one alone.)"""
+def closed_to_transfer(row: RoutedTicketRow) -> Refused | None:
+    """Why a ticket is not handed over, if it is not: resolved, or its trace at its
+    ceiling (intake_policy.takes_transfer)."""
     if not lifecycle.is_open(row.status):
         return RESOLVED
-    if intake_policy.trace_full(row.trace) and principal.role is not access.Role.ADMIN:
-        return TRACE_FULL
-    return None
+    return None if intake_policy.takes_transfer(row) else TRACE_FULL
+
+
+def closed_to_priority_change(row: RoutedTicketRow, principal: access.Principal
+                              ) -> Refused | None:
+    """Why a ticket takes no priority change from `principal`, if it does not: resolved,
+    or its trace full and the change not an admin's, or at its ceiling
+    (intake_policy.takes_priority_change)."""
+    if not lifecycle.is_open(row.status):
+        return RESOLVED
+    return None if intake_policy.takes_priority_change(
+        row, by_admin=principal.role is access.Role.ADMIN) else TRACE_FULL
 
 
 ACTS_FOR_OWN = Refused(Refusal.FORBIDDEN,
