@@ -23,8 +23,7 @@ import httpx
 import standardwebhooks
 from prometheus_client import Counter, Gauge
 
-from services.webhooks import catalog, store
-from services.webhooks.lookups import LookingUpOwn, OwnLookups
+from services.webhooks import catalog, lookups, store
 from services.webhooks.models import WebhookDeliveryRow
 
 logger = logging.getLogger(__name__)
@@ -102,10 +101,11 @@ class Deliverer:
             target, due = await self._next(platform)
             if target is None or not due:
                 return
-            lookups = OwnLookups(platform)
+            transport, own = lookups.transport(platform, self._tls,
+                                               connections=self._concurrency)
             try:
-                transport = LookingUpOwn(self._tls, lookups, connections=self._concurrency)
-                async with httpx.AsyncClient(timeout=self._timeout, transport=transport) as client:
+                async with httpx.AsyncClient(timeout=self._timeout, verify=self._tls,
+                                             transport=transport) as client:
                     limit = asyncio.Semaphore(self._concurrency)
                     while target is not None and due:
                         signers = [standardwebhooks.Webhook(secret) for secret in target.secrets]
@@ -122,7 +122,8 @@ class Deliverer:
                                 sends.create_task(send(row))
                         target, due = await self._next(platform)
             finally:
-                lookups.close()  # its thread, once the client closed
+                if own is not None:
+                    own.close()  # its threads, once the client closed
         except Exception:
             WORKER_FAILURES.labels(platform).inc()
             logger.exception("webhook worker stopped", extra={"platform": platform})

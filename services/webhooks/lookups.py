@@ -1,36 +1,65 @@
-"""A platform's callbacks look their receiver's host name up on a thread of their own.
+"""A platform's callbacks look their receiver's host name up on threads of their own.
 
 httpx (through anyio) looks host names up with `loop.getaddrinfo`, on asyncio's default
 thread pool: a handful of threads the whole process shares, the Kafka clients' connects
 among them. A timeout gives up waiting for a lookup, not the thread doing it, so one
 platform whose DNS server drops queries (each lookup blocking for seconds) would take
 every thread, and other platforms' callbacks, and the process's other connects, would
-wait behind it. Here each delivery worker (one a platform) looks up on its own thread,
-one lookup at a time: a slow resolver holds up that platform's callbacks alone. The
-connection itself, TLS (checked against the host name) and all else are httpx's own.
+wait behind it. Here each delivery worker (one a platform) looks up on its own threads,
+as many as it sends callbacks at once: a slow resolver holds up that platform's
+callbacks alone. The rest is as httpx connects: the lookup within the connect timeout;
+the addresses tried as anyio tries them (the first IPv6, then the first IPv4, then the
+others, each started 250 ms after the one before, or at once when it failed, the first
+to connect kept); TLS checked against the host name. Through a proxy (HTTPS_PROXY and
+the like in the environment) the proxy looks names up: httpx's own transport is kept.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import functools
 import ipaddress
 import socket
 import ssl
 import typing
+import urllib.request
 
 import httpcore
 import httpx
 
+# How long a connect to one address runs alone before the next is tried beside it
+# (anyio's, RFC 8305's).
+NEXT_ADDRESS_AFTER_SECONDS = 0.25
+# How long an idle connection to a receiver is kept for the next callback (httpx's).
+KEEPALIVE_SECONDS = 5.0
+_FAILED_CONNECT = (httpcore.ConnectError, httpcore.ConnectTimeout)
+
+
+def proxied() -> bool:
+    """Whether the environment names a proxy (HTTPS_PROXY, ALL_PROXY...), as httpx reads
+    it: then httpx's own transport, which the proxy looks names up for."""
+    return any(scheme != "no" for scheme in urllib.request.getproxies())
+
+
+def transport(platform: str, tls: ssl.SSLContext, *, connections: int
+              ) -> tuple[httpx.AsyncBaseTransport | None, OwnLookups | None]:
+    """A worker's transport (None: httpx's own, through a proxy) and its lookups, to
+    close once its client is closed."""
+    if proxied():
+        return None, None
+    lookups = OwnLookups(platform, threads=connections)
+    return LookingUpOwn(tls, lookups, connections=connections), lookups
+
 
 class OwnLookups(httpcore.AsyncNetworkBackend):
-    """httpx's network backend, but for the thread its host names are looked up on."""
+    """httpx's network backend, but for the threads its host names are looked up on."""
 
-    def __init__(self, platform: str) -> None:
+    def __init__(self, platform: str, *, threads: int) -> None:
         self._connect = httpcore.AnyIOBackend()
-        self._thread = concurrent.futures.ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix=f"webhook-lookups-{platform}")
+        self._threads = concurrent.futures.ThreadPoolExecutor(
+            max_workers=threads, thread_name_prefix=f"webhook-lookups-{platform}")
 
     async def connect_tcp(
         self, host: str, port: int,
@@ -38,17 +67,11 @@ class OwnLookups(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: typing.Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        """A connection to the first of the host's addresses that takes one, in the
-        resolver's order (each an IP address: no lookup on the shared pool)."""
-        failures: list[httpcore.ConnectError] = []
-        for address in await self._addresses(host, port):
-            try:
-                return await self._connect.connect_tcp(
-                    address, port, timeout=timeout, local_address=local_address,
-                    socket_options=socket_options)
-            except httpcore.ConnectError as error:
-                failures.append(error)
-        raise failures[-1] if failures else httpcore.ConnectError(f"no address for {host}")
+        addresses = await self._addresses(host, port, within=timeout)
+        return await _first_connected([functools.partial(
+            self._connect.connect_tcp, address, port, timeout=timeout,
+            local_address=local_address, socket_options=socket_options)
+            for address in addresses])
 
     async def connect_unix_socket(
         self, path: str,
@@ -62,20 +85,76 @@ class OwnLookups(httpcore.AsyncNetworkBackend):
         await self._connect.sleep(seconds)
 
     def close(self) -> None:
-        """Lets the thread go: a lookup still blocking ends in its own time."""
-        self._thread.shutdown(wait=False, cancel_futures=True)
+        """Lets the threads go: a lookup still blocking ends in its own time."""
+        self._threads.shutdown(wait=False, cancel_futures=True)
 
-    async def _addresses(self, host: str, port: int) -> list[str]:
-        try:
+    async def _addresses(self, host: str, port: int, *, within: float | None) -> list[str]:
+        """The host's addresses in the order anyio tries them: the first IPv6, the first
+        IPv4, then the rest as the resolver gave them. ConnectTimeout past `within`."""
+        with contextlib.suppress(ValueError):
             return [str(ipaddress.ip_address(host))]
-        except ValueError:
-            pass
         lookup = functools.partial(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
         try:
-            found = await asyncio.get_running_loop().run_in_executor(self._thread, lookup)
+            async with asyncio.timeout(within):
+                found = await asyncio.get_running_loop().run_in_executor(self._threads, lookup)
+        except TimeoutError as error:
+            raise httpcore.ConnectTimeout(f"no address for {host} in {within:g} s") from error
         except (OSError, UnicodeError) as error:  # socket.gaierror among them
             raise httpcore.ConnectError(f"{type(error).__name__}: {error}") from error
-        return list(dict.fromkeys(str(address[0]) for *_, address in found))
+        ordered: list[str] = []
+        for family in (socket.AF_INET6, socket.AF_INET):
+            first = next((str(sockaddr[0]) for af, *_, sockaddr in found if af == family),
+                         None)
+            if first is not None:
+                ordered.append(first)
+        ordered += [str(sockaddr[0]) for *_, sockaddr in found]
+        return list(dict.fromkeys(ordered))
+
+
+Connect = typing.Callable[[], typing.Awaitable[httpcore.AsyncNetworkStream]]
+
+
+async def _first_connected(connects: list[Connect]) -> httpcore.AsyncNetworkStream:
+    """The first stream `connects` make, each started NEXT_ADDRESS_AFTER_SECONDS after the
+    one before (at once when every one started has failed); the others cancelled, and
+    one connected meanwhile closed. The last failure if none connects."""
+    running: set[asyncio.Task[httpcore.AsyncNetworkStream]] = set()
+    failure: BaseException = httpcore.ConnectError("no address to connect to")
+    waiting = list(connects)
+    try:
+        while waiting or running:
+            if waiting:
+                running.add(asyncio.ensure_future(waiting.pop(0)()))
+            done, _ = await asyncio.wait(
+                running, timeout=NEXT_ADDRESS_AFTER_SECONDS if waiting else None,
+                return_when=asyncio.FIRST_COMPLETED)
+            running -= done
+            connected = [task for task in done if task.exception() is None]
+            for extra in connected[1:]:  # two at the same moment: one is kept
+                _closed_if_connected(extra)
+            if connected:
+                return connected[0].result()
+            for task in done:
+                error = task.exception()
+                if not isinstance(error, _FAILED_CONNECT):
+                    raise typing.cast(BaseException, error)
+                failure = error
+        raise failure
+    finally:
+        for task in running:
+            task.cancel()
+            task.add_done_callback(_closed_if_connected)
+
+
+# Streams connected after another address won, being closed (held till then).
+_CLOSING: set[asyncio.Future[None]] = set()
+
+
+def _closed_if_connected(task: asyncio.Task[httpcore.AsyncNetworkStream]) -> None:
+    if not task.cancelled() and task.exception() is None:
+        closing = asyncio.ensure_future(task.result().aclose())
+        _CLOSING.add(closing)
+        closing.add_done_callback(_CLOSING.discard)
 
 
 class LookingUpOwn(httpx.AsyncHTTPTransport):
@@ -89,7 +168,3 @@ class LookingUpOwn(httpx.AsyncHTTPTransport):
             ssl_context=tls, max_connections=connections,
             max_keepalive_connections=connections, keepalive_expiry=KEEPALIVE_SECONDS,
             network_backend=lookups)
-
-
-# How long an idle connection to a receiver is kept for the next callback (httpx's).
-KEEPALIVE_SECONDS = 5.0

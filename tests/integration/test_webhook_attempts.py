@@ -12,7 +12,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -227,11 +227,18 @@ def server_context(authority: trustme.CA, name: str) -> ssl.SSLContext:
 
 
 class TestHttpsReceiversLookedUpOnTheirPlatformsThread:
-    """lookups.py: a worker looks its receiver's host name up on a thread of its own;
-    the connection and TLS, checked against the host name, are httpx's."""
+    """lookups.py: a worker looks its receiver's host name up on threads of its own; it
+    connects to the addresses as anyio does, and TLS is checked against the host name."""
+
+    @pytest.fixture
+    def resolver(self, monkeypatch: pytest.MonkeyPatch) -> Iterator[Resolver]:
+        stub = Resolver(socket.getaddrinfo)
+        monkeypatch.setattr(socket, "getaddrinfo", stub)
+        yield stub
+        stub.never.set()
 
     async def test_a_receiver_with_a_certificate_for_its_name_gets_its_callbacks(
-            self, tls_outbox: Outbox, authority: trustme.CA,
+            self, tls_outbox: Outbox, authority: trustme.CA, resolver: Resolver,
             webhook_receiver: Callable[..., Receiver]) -> None:
         receiver = webhook_receiver(tls=server_context(authority, "localhost"))
         platform = unique("desk")
@@ -241,6 +248,9 @@ class TestHttpsReceiversLookedUpOnTheirPlatformsThread:
         attempts = await tls_outbox.of(platform)
         assert {(d.status, d.attempts) for d in attempts.values()} == {(store.DELIVERED, 1)}
         assert receiver.url.startswith("https://localhost:") and len(receiver.received) == 2
+        assert resolver.threads["localhost"] and all(
+            name.startswith(f"webhook-lookups-{platform}")
+            for name in resolver.threads["localhost"])
 
     async def test_a_certificate_for_another_name_is_refused(
             self, tls_outbox: Outbox, authority: trustme.CA,
@@ -256,39 +266,94 @@ class TestHttpsReceiversLookedUpOnTheirPlatformsThread:
         assert receiver.received == []
 
     async def test_a_platform_whose_lookups_hang_holds_up_no_other(
-            self, tls_outbox: Outbox, authority: trustme.CA,
-            webhook_receiver: Callable[..., Receiver],
-            monkeypatch: pytest.MonkeyPatch) -> None:
+            self, tls_outbox: Outbox, authority: trustme.CA, resolver: Resolver,
+            webhook_receiver: Callable[..., Receiver]) -> None:
         """Its lookups never answer (a DNS server dropping queries): each attempt gives up
-        at its deadline, the thread doing the lookup does not. Shared by all, asyncio's
-        few default threads would all be taken after six attempts, and no other
-        platform's host name could be looked up."""
-        never = threading.Event()
-        looked_up = socket.getaddrinfo
-
-        def resolver(host: Any, *args: Any, **kwargs: Any) -> Any:
-            if host in ("hooks.hanging.test", b"hooks.hanging.test"):
-                never.wait(60)
-                raise socket.gaierror(socket.EAI_AGAIN, "no answer")
-            return looked_up(host, *args, **kwargs)
-
-        monkeypatch.setattr(socket, "getaddrinfo", resolver)
+        at its deadline, the thread doing the lookup does not. Looked up on asyncio's
+        shared threads (six on this machine), they would all be taken after as many
+        attempts, and no other platform's host name could be looked up: each is looked
+        up on its own platform's threads."""
         hanging = unique("hanging")
-        await tls_outbox.register(hanging, "https://hooks.hanging.test/hooks")
+        await tls_outbox.register(hanging, f"https://{Resolver.HANGING}/hooks")
         await tls_outbox.enqueue(hanging, *(f"msg_h{n}" for n in range(12)))
-        try:
-            await tls_outbox.deliverer.deliver_due()
-            deadline = time.monotonic() + 30
-            while sum(d.attempts for d in (await tls_outbox.of(hanging)).values()) < 8:
-                assert time.monotonic() < deadline, "the hanging platform made no attempts"
-                await asyncio.sleep(0.05)
-            receiver = webhook_receiver(tls=server_context(authority, "localhost"))
-            platform = unique("desk")
-            await tls_outbox.register(platform, receiver.url)
-            await tls_outbox.enqueue(platform, "msg_1", "msg_2")
-            await tls_outbox.deliverer.deliver_due()
-            await receiver.wait_for(2, within=30)
-        finally:
-            never.set()
+        await tls_outbox.deliverer.deliver_due()
+        deadline = time.monotonic() + 30
+        while sum(d.attempts for d in (await tls_outbox.of(hanging)).values()) < 4:
+            assert time.monotonic() < deadline, "the hanging platform made no attempts"
+            await asyncio.sleep(0.05)
+        receiver = webhook_receiver(tls=server_context(authority, "localhost"))
+        platform = unique("desk")
+        await tls_outbox.register(platform, receiver.url)
+        await tls_outbox.enqueue(platform, "msg_1", "msg_2")
+        await tls_outbox.deliverer.deliver_due()
+        await receiver.wait_for(2, within=30)
         assert {d.status for d in (await tls_outbox.of(platform)).values()} == {
             store.DELIVERED}
+        assert all(name.startswith(f"webhook-lookups-{hanging}")
+                   for name in resolver.threads[Resolver.HANGING])
+
+    async def test_an_address_that_does_not_answer_is_passed_for_the_next(
+            self, sqlite_url: str, resolver: Resolver,
+            webhook_receiver: Callable[..., Receiver]) -> None:
+        """The name's first address drops connections (a full backlog: what a broken
+        AAAA record does), its second answers: the second is tried 250 ms after the
+        first, as anyio tries them, and the callback delivered well within its 3 s."""
+        receiver = webhook_receiver()
+        with black_hole(receiver.port) as dropped:
+            resolver.addresses[Resolver.TWO_ADDRESSES] = [dropped, "127.0.0.1"]
+            async with outbox_on(sqlite_url, timeout_seconds=3.0) as outbox:
+                platform = unique("desk")
+                await outbox.register(
+                    platform, f"http://{Resolver.TWO_ADDRESSES}:{receiver.port}/hooks")
+                await outbox.enqueue(platform, "msg_1")
+                await outbox.drained()
+                attempt = (await outbox.of(platform))["msg_1"]
+        assert (attempt.status, attempt.last_error) == (store.DELIVERED, None)
+
+
+class Resolver:
+    """socket.getaddrinfo, but for the test's names: HANGING never answers (until the test
+    ends), TWO_ADDRESSES gives `addresses` in order; the threads each name was looked up
+    on, by name."""
+
+    HANGING = "hooks.hanging.test"
+    TWO_ADDRESSES = "hooks.two.test"
+
+    def __init__(self, looked_up: Callable[..., Any]) -> None:
+        self.looked_up = looked_up
+        self.never = threading.Event()
+        self.addresses: dict[str, list[str]] = {}
+        self.threads: dict[str, list[str]] = {}
+
+    def __call__(self, host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        name = host.decode() if isinstance(host, bytes) else str(host)
+        self.threads.setdefault(name, []).append(threading.current_thread().name)
+        if name == self.HANGING:
+            self.never.wait(60)
+            raise socket.gaierror(socket.EAI_AGAIN, "no answer")
+        if name in self.addresses:
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, int(port)))
+                    for address in self.addresses[name]]
+        return self.looked_up(host, port, *args, **kwargs)
+
+
+@contextlib.contextmanager
+def black_hole(port: int) -> Iterator[str]:
+    """A loopback address whose `port` drops new connections: a listener that takes
+    none, its backlog filled."""
+    address = "127.0.0.2"
+    listener = socket.socket()
+    listener.bind((address, port))
+    listener.listen(0)
+    fillers = []
+    for _ in range(4):
+        filler = socket.socket()
+        filler.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            filler.connect((address, port))
+        fillers.append(filler)
+    try:
+        yield address
+    finally:
+        for sock in (*fillers, listener):
+            sock.close()
