@@ -15,7 +15,7 @@ import pytest
 
 from services.core import access
 from services.core.credentials import Credentials
-from services.router import intake, platform_reports
+from services.router import intake, platform_reports, tickets_api
 from services.router.store import RoutedTickets
 from tests import credentials
 from tests.router_apis import routed_ticket, router_apis
@@ -27,6 +27,7 @@ routes:
   - {segment: standard, department: customer_care}
 departments:
   customer_care: {}
+  billing: {}
 """
 
 
@@ -53,7 +54,7 @@ async def router(database_url: str, kafka_bootstrap: str,
     table = tmp_path / "routing.yaml"
     table.write_text(TABLE, encoding="utf-8")
     async with router_apis(database_url, kafka_bootstrap, table, intake.api,
-                           platform_reports.api) as apis:
+                           platform_reports.api, tickets_api.api) as apis:
         yield Router(apis.client, apis.routed, apis.credentials)
 
 
@@ -107,3 +108,34 @@ class TestDepartmentReportsWithinTheKeysRateLimit:
         assert [a.status_code for a in answers] == [202, 202, 202, 429]
         assert 1 <= int(answers[-1].headers["Retry-After"]) <= 60
         assert answers[-1].json()["error"] == "rate_limited"
+
+    async def test_a_departments_priority_changes_spend_the_same_budget(
+            self, router: Router) -> None:
+        ticket_id, _ = await routed_ticket(router.routed, "customer_care",
+                                           spent=timedelta(minutes=10), platform=PLATFORM)
+        _credential, token = await router.credentials.issue(
+            access.Role.DEPARTMENT, "customer_care", label="tests", rate_limit="3/minute")
+        desk = credentials.bearer(token)
+        reported = await router.client.post(f"/v1/tickets/{ticket_id}/events",
+                                             json={"type": "picked_up"}, headers=desk)
+        answers = [await router.client.post(
+            f"/v1/tickets/{ticket_id}/priority", json={"priority": priority, "reason": "r"},
+            headers=desk) for priority in (1, 2, 4)]
+        assert [a.status_code for a in (reported, *answers)] == [202, 200, 200, 429]
+        assert answers[-1].json()["error"] == "rate_limited"
+
+    async def test_an_admins_changes_have_a_budget_too(self, router: Router) -> None:
+        ticket_id, _ = await routed_ticket(router.routed, "customer_care",
+                                           spent=timedelta(minutes=10), platform=PLATFORM)
+        _credential, token = await router.credentials.issue(
+            access.Role.ADMIN, None, label="tests", rate_limit="2/minute")
+        admin = credentials.bearer(token)
+        answers = [await router.client.post(
+            f"/v1/tickets/{ticket_id}/priority", json={"priority": priority, "reason": "r"},
+            headers=admin) for priority in (1, 2, 4)]
+        assert [a.status_code for a in answers] == [200, 200, 429]
+        assert 1 <= int(answers[-1].headers["Retry-After"]) <= 60
+        transfer = await router.client.post(
+            f"/v1/tickets/{ticket_id}/transfer",
+            json={"to_department": "billing", "reason": "r"}, headers=admin)
+        assert transfer.status_code == 429  # the same budget, spent
