@@ -62,6 +62,24 @@ MAX_ATTEMPTS = 5
 MAX_RETRY_PAUSE_SECONDS = 5.0
 
 
+def cap_after_overrun(size: int) -> int:
+    """A partition's cap on its shares once a share of `size` records did not finish in
+    its transaction's time: half of it (at least one record), so that records too slow
+    to write many at a time still go through."""
+    return max(1, size // 2)
+
+
+def cap_after_share(cap: int, size: int, *, most: int) -> int | None:
+    """The cap once a share of `size` records under it was committed: grown by a
+    sixteenth (at least a record) when the share filled it, so that slow records meet a
+    timeout once in a dozen shares or so, not at every other one; None (no cap) once it
+    would reach `most`, a share's worth."""
+    if size < cap:
+        return cap
+    grown = cap + max(1, cap // 16)
+    return None if grown >= most else grown
+
+
 @dataclass
 class _Attempts:
     """How often the batch starting at `offset` failed, and how to try it next."""
@@ -319,11 +337,12 @@ class StageLoop:
         self._attempts.pop(partition, None)
         self._progress.finished(partition)
         cap = self._share_cap.get(partition)
-        if cap is not None and size >= cap:
-            if cap + max(1, cap // 16) >= self._max_batch:
+        if cap is not None:
+            grown = cap_after_share(cap, size, most=self._max_batch)
+            if grown is None:
                 del self._share_cap[partition]
             else:
-                self._share_cap[partition] = cap + max(1, cap // 16)
+                self._share_cap[partition] = grown
 
     def _forget(self, partitions: Iterable[TopicPartition]) -> None:
         """Drop the records in hand, and the rewinds, of partitions revoked: their next
@@ -402,7 +421,7 @@ class StageLoop:
                          extra={"partition": str(partition), "records": len(records)})
             # Waited out as an outage, with half the records at a time: a share whose
             # own size kept it past the timeout would otherwise be tried for ever.
-            self._share_cap[partition] = max(1, len(records) // 2)
+            self._share_cap[partition] = cap_after_overrun(len(records))
             self._rewind(partition, records)
             self._pause(partition)
             await producers.failed(partition)
