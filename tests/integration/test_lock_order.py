@@ -25,7 +25,7 @@ from services.core import db, migrate
 from services.metrics.store import TimelineStore
 from services.metrics.timeline import Timeline
 from services.webhooks.models import WebhookDeliveryRow
-from services.webhooks.store import DEAD, PENDING, Deliveries, Outgoing
+from services.webhooks.store import DEAD, PENDING, Deliveries, Endpoints, Outgoing
 from tests.databases import ExternalPostgres, fresh_postgres_database
 
 # The longest the tests wait for the second transaction to queue for a lock (it asks
@@ -180,6 +180,9 @@ async def test_callbacks_are_written_to_the_outbox_in_their_ids_order(
 async def test_dead_callbacks_replayed_are_locked_in_their_ids_order(
         engine: AsyncEngine) -> None:
     """A replay of a platform's dead callbacks, beside a purge chunk holding some."""
+    # Replayed for a platform with an endpoint only.
+    endpoints = Endpoints(db.sessions(engine), secret_overlap=timedelta(hours=1))
+    assert await endpoints.register("helpdesk", "https://desk.example.com/hooks")
     for delivery_id in ("d-z", "d-a"):  # on disk: d-z first
         async with engine.begin() as connection:
             await insert(delivery_id, DEAD)(connection)
