@@ -42,15 +42,19 @@ CORRELATION_ID_MAX_LENGTH = 128
 # report on it slower than the last. Past TRACE_STEPS_MAX (about 300 exchanges with the
 # customer; a conversation longer than that is better a new ticket) the intake takes only
 # what moves the ticket's service level (TAKEN_PAST_FULL): no reporter alone can go on
-# adding steps, and none is locked out of what its service level needs. Past
-# TRACE_STEPS_CEILING it takes the resolution alone, and so does the router's event
-# follower for a report accepted before (which it records otherwise, however far it
-# lags: what the intake accepted, the router and the metrics service both apply).
+# adding steps as it is judged, and none is locked out of what its service level needs.
+# Requests judged at one moment against the row as it stands may all be accepted, so
+# the trace keeps no report's step past TRACE_STEPS_CEILING (`keeps_step`): the router's
+# event follower still moves the ticket's state and clocks for every report the intake
+# accepted, as the metrics service does, and the trace stops growing. Transfers and
+# priority changes, which one claim at a time records (their steps the proof a record
+# is not applied twice), are refused past the ceiling.
 TRACE_STEPS_MAX = 1000
 TRACE_STEPS_CEILING = 2 * TRACE_STEPS_MAX
 TAKEN_PAST_FULL = ("its resolution; a response while a response clock counts; a pause"
                    " while a clock runs and none is paused; the customer's reply while"
-                   " its clocks are paused; a transfer; an admin's priority change")
+                   " its clocks are paused; a transfer and an admin's priority change (up"
+                   f" to {TRACE_STEPS_CEILING:,} steps)")
 _RESPONSE_CLOCKS = ("first_response", "next_response")
 
 
@@ -75,15 +79,12 @@ def _at_ceiling(trace: Sequence[Any]) -> bool:
 def takes_report(ticket: TicketState, report: str) -> bool:
     """Whether the intake takes `report` (a lifecycle event's type) on an open ticket:
     any until its trace is full; then what moves its clocks (TAKEN_PAST_FULL), not a
-    pick-up, a second pause, a response or reply that stops or resumes no clock; past the
-    ceiling, the resolution alone. A department alone, or a platform alone, then adds a
-    step or two at most (a pause pauses every running clock; a reply resumes them once,
-    a response stops one)."""
-    if lifecycle.reported_status(report) is lifecycle.Status.RESOLVED:
-        return True
-    if _at_ceiling(ticket.trace):
-        return False
-    if not trace_full(ticket.trace):
+    pick-up, a second pause, a response or reply that stops or resumes no clock. Judged
+    one at a time, a department alone, or a platform alone, then adds a step or two at
+    most (a pause pauses every running clock; a reply resumes them once, a response
+    stops one)."""
+    if lifecycle.reported_status(report) is lifecycle.Status.RESOLVED \
+            or not trace_full(ticket.trace):
         return True
     clocks = None if ticket.service_clocks is None \
         else service_clocks.from_json(ticket.service_clocks)
@@ -101,12 +102,12 @@ def takes_report(ticket: TicketState, report: str) -> bool:
     return False
 
 
-def records_report(ticket: TicketState, report: str) -> bool:
-    """Whether the router's event follower records a report the intake accepted on an open
-    ticket: any until its trace reaches the ceiling, then the resolution alone (a report
-    accepted before it moves nothing, as one accepted before the resolution)."""
-    return not _at_ceiling(ticket.trace) \
-        or lifecycle.reported_status(report) is lifecycle.Status.RESOLVED
+def keeps_step(ticket: TicketState) -> bool:
+    """Whether a report the router's event follower records adds its step to the trace:
+    until the trace reaches its ceiling. Past it the report still moves the ticket's
+    state and clocks, and, with no step to find it by, a report followed again moves
+    them again, to where they are (each report's move is the same made twice)."""
+    return not _at_ceiling(ticket.trace)
 
 
 def takes_transfer(ticket: TicketState) -> bool:

@@ -563,11 +563,9 @@ def _reported(row: RoutedTicketRow | None, report: Report, now: datetime
                                            for step in row.trace):
         return Reported(row.segment, None if row.service_clocks is None
                         else service_clocks.from_json(row.service_clocks), held_by)
-    if not lifecycle.is_open(row.status) or not intake_policy.records_report(
-            row, report.event_type):
-        # A report accepted just before the resolution was recorded, or before the trace
-        # reached its ceiling: it moves nothing, and has no clocks to publish (no
-        # deadlines_changed).
+    if not lifecycle.is_open(row.status):
+        # A report accepted just before the resolution was recorded: it moves nothing,
+        # and has no clocks to publish (no deadlines_changed after the resolution).
         return Reported(row.segment, None, held_by)
     row.status = lifecycle.status_after(row.status, status)
     if lifecycle.counts_as_first_response(report.event_type):
@@ -585,6 +583,7 @@ def _reported(row: RoutedTicketRow | None, report: Report, now: datetime
         step |= {"clocks": "paused" if clocks.paused else "running",
                  "deadlines": {target: None if deadline is None else deadline.isoformat()
                                for target, deadline in clocks.deadlines().items()}}
-    row.trace = [*row.trace, step]
-    row.updated_at = now
+    if intake_policy.keeps_step(row):
+        row.trace = [*row.trace, step]
+    row.updated_at = now  # what a hand-over's claim sees changed, step or none
     return Reported(row.segment, clocks, held_by)

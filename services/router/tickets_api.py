@@ -80,8 +80,7 @@ def _clocks(stored: dict[str, Any] | None) -> dict[str, Any]:
 @api.post("/{ticket_id}/transfer", status_code=202, responses={
     **UNAVAILABLE, **RATE_LIMITED, 409: {
     "description": "`resolved` (the ticket is closed), `trace_full` (its trace at its"
-                   " ceiling: it takes its resolution alone), `same_department` (it is"
-                   " already"
+                   " ceiling), `same_department` (it is already"
                    " there), `not_yours` (it is not with `from_department`) or"
                    " `handover_in_flight` (another transfer, an escalation or a priority"
                    " change of it is being published: read it again)"}})

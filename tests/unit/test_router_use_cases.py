@@ -554,9 +554,9 @@ class TestAResolvedTicketIsClosed:
 
 class TestATicketsTraceIsBounded:
     """intake_policy.TRACE_STEPS_MAX: a ticket whose trace is full takes only what moves
-    its service level (TAKEN_PAST_FULL), and past TRACE_STEPS_CEILING its resolution
-    alone; anything else is refused as `trace_full`, nothing published. The government
-    ticket routed here has its first-response clock counting."""
+    its service level (TAKEN_PAST_FULL), and past TRACE_STEPS_CEILING no transfer or
+    priority change; anything else is refused as `trace_full`, nothing published. The
+    government ticket routed here has its first-response clock counting."""
 
     def with_steps(self, count: int, *, answered: bool = False,
                    waiting: bool = False) -> Wired:
@@ -636,11 +636,19 @@ class TestATicketsTraceIsBounded:
         router = self.with_steps(intake_policy.TRACE_STEPS_MAX, answered=True, waiting=True)
         assert await self.change(router, "customer replied") == TRACE_FULL
 
-    @pytest.mark.parametrize("change", [c for c in NEEDED if c != "resolved"])
-    async def test_at_its_ceiling_it_takes_its_resolution_alone(self, change: str) -> None:
+    @pytest.mark.parametrize("change", ["transferred", "priority changed by an admin"])
+    async def test_at_its_ceiling_no_transfer_or_priority_change_is_taken(
+            self, change: str) -> None:
         router = self.with_steps(intake_policy.TRACE_STEPS_CEILING)
         assert await self.change(router, change) == TRACE_FULL
-        assert not isinstance(await self.change(router, "resolved"), Refused)
+
+    @pytest.mark.parametrize("change", ["resolved", "responded", "waiting_on_customer"])
+    async def test_at_its_ceiling_what_moves_its_clocks_is_still_taken(
+            self, change: str) -> None:
+        """Its step is not kept (the follower's keeps_step), but the report moves the
+        ticket's state and clocks: no department is locked out of its response."""
+        router = self.with_steps(intake_policy.TRACE_STEPS_CEILING)
+        assert not isinstance(await self.change(router, change), Refused)
 
     @pytest.mark.parametrize("change", [*NEEDLESS, *NEEDED])
     async def test_one_step_short_of_it_each_change_is_taken(self, change: str) -> None:

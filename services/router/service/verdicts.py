@@ -44,9 +44,8 @@ RESOLVED = Refused(Refusal.CONFLICT, "the ticket is resolved: it takes no more r
 TRACE_FULL = Refused(
     Refusal.CONFLICT, "the ticket's trace holds the most steps it takes (over"
                       f" {intake_policy.TRACE_STEPS_MAX:,}): it takes only"
-                      f" {intake_policy.TAKEN_PAST_FULL}; past"
-                      f" {intake_policy.TRACE_STEPS_CEILING:,}, its resolution alone. A new"
-                      " request from the customer is a new ticket", "trace_full")
+                      f" {intake_policy.TAKEN_PAST_FULL}. A new request from the customer"
+                      " is a new ticket", "trace_full")
 
 
 def closed_to_report(row: RoutedTicketRow, report: str) -> Refused | None:
