@@ -58,6 +58,7 @@ class Deliverer:
         self._concurrency = concurrency
         self._now = now
         self._workers: dict[str, asyncio.Task[None]] = {}
+        self._lookups: dict[str, lookups.OwnLookups] = {}  # each platform's, see there
         # Made once: loading the trust store is about 15 ms of the loop's time, which a
         # client of its own would spend for each worker a poll starts. (`tls`: the tests'
         # receivers' own certificate authority.)
@@ -79,6 +80,9 @@ class Deliverer:
         for worker in workers:
             worker.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
+        for own in self._lookups.values():
+            own.close()
+        self._lookups.clear()
 
     async def stand_down(self) -> None:
         """Another instance holds the delivery lease now: stop sending (a callback cut
@@ -101,32 +105,38 @@ class Deliverer:
             target, due = await self._next(platform)
             if target is None or not due:
                 return
-            transport, own = lookups.transport(platform, self._tls,
-                                               connections=self._concurrency)
-            try:
-                async with httpx.AsyncClient(timeout=self._timeout, verify=self._tls,
-                                             transport=transport) as client:
-                    limit = asyncio.Semaphore(self._concurrency)
-                    while target is not None and due:
-                        signers = [standardwebhooks.Webhook(secret) for secret in target.secrets]
+            async with httpx.AsyncClient(timeout=self._timeout, verify=self._tls,
+                                         transport=self._transport(platform, target.url)
+                                         ) as client:
+                limit = asyncio.Semaphore(self._concurrency)
+                while target is not None and due:
+                    signers = [standardwebhooks.Webhook(secret) for secret in target.secrets]
 
-                        async def send(row: WebhookDeliveryRow, url: str = target.url,
-                                       signers: list[standardwebhooks.Webhook] = signers) -> None:
-                            async with limit:
-                                await self._attempt(client, url, signers, row)
+                    async def send(row: WebhookDeliveryRow, url: str = target.url,
+                                   signers: list[standardwebhooks.Webhook] = signers) -> None:
+                        async with limit:
+                            await self._attempt(client, url, signers, row)
 
-                        # A send fails only when the store does: the others are cancelled and
-                        # awaited, none left running on a closed client.
-                        async with asyncio.TaskGroup() as sends:
-                            for row in due:
-                                sends.create_task(send(row))
-                        target, due = await self._next(platform)
-            finally:
-                if own is not None:
-                    own.close()  # its threads, once the client closed
+                    # A send fails only when the store does: the others are cancelled and
+                    # awaited, none left running on a closed client.
+                    async with asyncio.TaskGroup() as sends:
+                        for row in due:
+                            sends.create_task(send(row))
+                    target, due = await self._next(platform)
         except Exception:
             WORKER_FAILURES.labels(platform).inc()
             logger.exception("webhook worker stopped", extra={"platform": platform})
+
+    def _transport(self, platform: str, url: str) -> httpx.AsyncBaseTransport | None:
+        """The platform's transport: over its own lookups (kept for its next workers),
+        or httpx's own (None) when a proxy takes its requests."""
+        if lookups.proxied(url):
+            return None
+        own = self._lookups.get(platform)
+        if own is None:
+            own = self._lookups[platform] = lookups.OwnLookups(
+                platform, threads=self._concurrency)
+        return lookups.LookingUpOwn(self._tls, own, connections=self._concurrency)
 
     async def _next(self, platform: str) -> tuple[store.Target | None, list[WebhookDeliveryRow]]:
         """The platform's endpoint as it stands, and its next callbacks due."""

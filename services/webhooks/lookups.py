@@ -5,13 +5,15 @@ thread pool: a handful of threads the whole process shares, the Kafka clients' c
 among them. A timeout gives up waiting for a lookup, not the thread doing it, so one
 platform whose DNS server drops queries (each lookup blocking for seconds) would take
 every thread, and other platforms' callbacks, and the process's other connects, would
-wait behind it. Here each delivery worker (one a platform) looks up on its own threads,
-as many as it sends callbacks at once: a slow resolver holds up that platform's
-callbacks alone. The rest is as httpx connects: the lookup within the connect timeout;
-the addresses tried as anyio tries them (the first IPv6, then the first IPv4, then the
-others, each started 250 ms after the one before, or at once when it failed, the first
-to connect kept); TLS checked against the host name. Through a proxy (HTTPS_PROXY and
-the like in the environment) the proxy looks names up: httpx's own transport is kept.
+wait behind it. Here each platform's callbacks are looked up on threads of its own, as
+many as it sends at once, kept from one worker to the next (lookups still blocking when
+a worker ends hold that platform's threads, not more of them): a slow resolver holds up
+that platform's callbacks alone. The rest is as httpx connects: the lookup within the
+connect timeout; the addresses tried as anyio tries them (the first IPv6, then the first
+IPv4, then the others, each started 250 ms after the one before, or at once when it
+failed, the first to connect kept); TLS checked against the host name. Through a proxy
+(HTTPS_PROXY or ALL_PROXY in the environment, the receiver's host not in NO_PROXY) the
+proxy looks names up: httpx's own transport is kept.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import ipaddress
 import socket
 import ssl
 import typing
+import urllib.parse
 import urllib.request
 
 import httpcore
@@ -37,20 +40,15 @@ KEEPALIVE_SECONDS = 5.0
 _FAILED_CONNECT = (httpcore.ConnectError, httpcore.ConnectTimeout)
 
 
-def proxied() -> bool:
-    """Whether the environment names a proxy (HTTPS_PROXY, ALL_PROXY...), as httpx reads
-    it: then httpx's own transport, which the proxy looks names up for."""
-    return any(scheme != "no" for scheme in urllib.request.getproxies())
-
-
-def transport(platform: str, tls: ssl.SSLContext, *, connections: int
-              ) -> tuple[httpx.AsyncBaseTransport | None, OwnLookups | None]:
-    """A worker's transport (None: httpx's own, through a proxy) and its lookups, to
-    close once its client is closed."""
-    if proxied():
-        return None, None
-    lookups = OwnLookups(platform, threads=connections)
-    return LookingUpOwn(tls, lookups, connections=connections), lookups
+def proxied(url: str) -> bool:
+    """Whether the environment sends requests to `url` through a proxy, as httpx reads it
+    (HTTPS_PROXY or ALL_PROXY for an https:// URL, in any case, unless NO_PROXY names its
+    host): then httpx's own transport, which the proxy looks names up for."""
+    proxies = urllib.request.getproxies_environment()
+    parts = urllib.parse.urlsplit(url)
+    if not (proxies.get(parts.scheme) or proxies.get("all")):
+        return False
+    return not urllib.request.proxy_bypass(parts.hostname or "")
 
 
 class OwnLookups(httpcore.AsyncNetworkBackend):

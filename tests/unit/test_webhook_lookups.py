@@ -5,8 +5,8 @@ proxy in the environment left to httpx (the real receivers: test_webhook_attempt
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
-import ssl
 import threading
 from typing import Any
 
@@ -122,18 +122,29 @@ class TestTheConnects:
 
 
 class TestThroughAProxy:
-    def test_httpx_keeps_its_own_transport(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
-        assert lookups.transport("desk", ssl.create_default_context(), connections=4) == (
-            None, None)
+    """lookups.proxied: httpx's own transport where the environment sends the receiver's
+    requests through a proxy (which looks the name up), and only there."""
 
-    def test_without_one_it_looks_up_on_its_own_threads(
-            self, monkeypatch: pytest.MonkeyPatch) -> None:
-        for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY",
-                     "all_proxy"):
-            monkeypatch.delenv(name, raising=False)
-        transport, own = lookups.transport("desk", ssl.create_default_context(),
-                                           connections=4)
-        assert isinstance(transport, lookups.LookingUpOwn)
-        assert isinstance(own, lookups.OwnLookups)
-        own.close()
+    @pytest.fixture(autouse=True)
+    def no_proxies(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        for name in list(os.environ):
+            if name.lower().endswith("_proxy"):
+                monkeypatch.delenv(name)
+
+    @pytest.mark.parametrize(("environment", "proxied"), [
+        ({"HTTPS_PROXY": "http://proxy.internal:3128"}, True),
+        ({"https_proxy": "http://proxy.internal:3128"}, True),
+        ({"ALL_PROXY": "socks5://proxy.internal:1080"}, True),
+        ({}, False),
+        ({"HTTP_PROXY": "http://proxy.internal:3128"}, False),  # the receiver is https
+        ({"FTP_PROXY": "x", "GRPC_PROXY": "y", "npm_config_https_proxy": "z"}, False),
+        ({"HTTPS_PROXY": "http://proxy.internal:3128", "NO_PROXY": "*"}, False),
+        ({"HTTPS_PROXY": "http://proxy.internal:3128", "NO_PROXY": "desk.test"}, False),
+        ({"HTTPS_PROXY": "http://proxy.internal:3128", "NO_PROXY": "other.test"}, True),
+    ])
+    def test_as_httpx_reads_the_environment(self, monkeypatch: pytest.MonkeyPatch,
+                                            environment: dict[str, str],
+                                            proxied: bool) -> None:
+        for name, value in environment.items():
+            monkeypatch.setenv(name, value)
+        assert lookups.proxied("https://hooks.desk.test/routing") is proxied
