@@ -99,11 +99,12 @@ def _amount(value: object) -> object:
     if isinstance(value, str) and not _AMOUNT_TEXT.fullmatch(value):
         raise ValueError("not a plain decimal")
     if isinstance(value, float) and math.isfinite(value) and abs(value) <= MAX_AMOUNT:
-        # Within a few units of the float's last place of a whole number of cents (0.1 +
-        # 0.2 is 0.30): 123456.789 is not 123456.79, and is refused as three decimals.
-        cents = round(value * 100)
-        if abs(value * 100 - cents) <= 4 * math.ulp(value * 100):
-            return Decimal(cents) / 100
+        # The float nearest a whole number of cents, or next to it (0.1 + 0.2 is 0.30):
+        # 123456.789 is not 123456.79, nor 200000000000.0001 200000000000; each is
+        # refused for its decimals.
+        cents = Decimal(round(value * 100)) / 100
+        if abs(value - float(cents)) <= 2 * math.ulp(value):
+            return cents
         return Decimal(repr(value))
     return value
 

@@ -234,7 +234,8 @@ class TestCustomerContract:
         assert purchase.amount.quantize(Decimal("0.01")) == Decimal(cents)
 
     @pytest.mark.parametrize("amount", [0.001, 0, "0.00", -5, 1e13, 1e308, -1e308,
-                                        123456.789, 5000000.004])
+                                        123456.789, 5000000.004, 200000000000.0001,
+                                        999999999999.9805])
     def test_an_amount_that_is_not_a_positive_sum_in_cents_is_refused(
             self, amount: object) -> None:
         with pytest.raises(ValidationError, match="amount"):
