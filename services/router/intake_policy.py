@@ -44,17 +44,22 @@ CORRELATION_ID_MAX_LENGTH = 128
 # what moves the ticket's service level (TAKEN_PAST_FULL): no reporter alone can go on
 # adding steps as it is judged, and none is locked out of what its service level needs.
 # Requests judged at one moment against the row as it stands may all be accepted, so
-# the trace keeps no report's step past TRACE_STEPS_CEILING (`keeps_step`): the router's
-# event follower still moves the ticket's state and clocks for every report the intake
-# accepted, as the metrics service does, and the trace stops growing. Transfers and
-# priority changes, which one claim at a time records (their steps the proof a record
-# is not applied twice), are refused past the ceiling.
+# past TRACE_STEPS_CEILING the trace keeps no report's own step (`with_report`): the
+# router's event follower still moves the ticket's state and clocks for every report the
+# intake accepted, as the metrics service does, and keeps only the last reports' event
+# ids, by which a report followed again is known. There the intake takes no pause (each
+# pause and reply would start one more response clock), transfer or priority change
+# (recorded one claim at a time, their steps the proof a record is not applied twice).
 TRACE_STEPS_MAX = 1000
 TRACE_STEPS_CEILING = 2 * TRACE_STEPS_MAX
+# Past the ceiling, how many of the last reports' event ids the trace keeps: a batch's
+# worth, so that a batch followed again (a crash between its writes and its commit) finds
+# all of its reports.
+LATER_REPORTS_KEPT = 500
 TAKEN_PAST_FULL = ("its resolution; a response while a response clock counts; a pause"
                    " while a clock runs and none is paused; the customer's reply while"
                    " its clocks are paused; a transfer and an admin's priority change (up"
-                   f" to {TRACE_STEPS_CEILING:,} steps)")
+                   f" to {TRACE_STEPS_CEILING:,} steps, and no pause past them)")
 _RESPONSE_CLOCKS = ("first_response", "next_response")
 
 
@@ -92,6 +97,8 @@ def takes_report(ticket: TicketState, report: str) -> bool:
     if lifecycle.resumes_clocks(report):
         return clocks.paused if clocks is not None else waiting
     if lifecycle.pauses_clocks(report):
+        if _at_ceiling(ticket.trace):
+            return False
         return not waiting if clocks is None else not clocks.paused and any(
             clock.running for clock in clocks.clocks)
     if lifecycle.counts_as_first_response(report):
@@ -102,12 +109,27 @@ def takes_report(ticket: TicketState, report: str) -> bool:
     return False
 
 
-def keeps_step(ticket: TicketState) -> bool:
-    """Whether a report the router's event follower records adds its step to the trace:
-    until the trace reaches its ceiling. Past it the report still moves the ticket's
-    state and clocks, and, with no step to find it by, a report followed again moves
-    them again, to where they are (each report's move is the same made twice)."""
-    return not _at_ceiling(ticket.trace)
+def followed_already(trace: Sequence[Mapping[str, Any]], event_id: str) -> bool:
+    """Whether the report of `event_id` is in the trace: its step, or past the ceiling
+    its id among the last reports' (`with_report`)."""
+    return any(step.get("event") == event_id or event_id in step.get("events", ())
+               for step in trace)
+
+
+def with_report(trace: list[dict[str, Any]], step: dict[str, Any]
+                ) -> list[dict[str, Any]]:
+    """The trace with a report's `step`: added until the ceiling; past it, the report
+    counted in one `later_reports` step (how many, the last one's time, the last
+    LATER_REPORTS_KEPT event ids), which the trace gains once."""
+    if len(trace) < TRACE_STEPS_CEILING:
+        return [*trace, step]
+    at = next((index for index in range(len(trace) - 1, -1, -1)
+               if trace[index].get("step") == "later_reports"), None)
+    kept: dict[str, Any] = {} if at is None else trace[at]
+    events = [*kept.get("events", []), *([step["event"]] if "event" in step else [])]
+    later = {"step": "later_reports", "at": step.get("at"),
+             "count": kept.get("count", 0) + 1, "events": events[-LATER_REPORTS_KEPT:]}
+    return [*trace, later] if at is None else [*trace[:at], later, *trace[at + 1:]]
 
 
 def takes_transfer(ticket: TicketState) -> bool:

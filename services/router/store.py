@@ -559,8 +559,8 @@ def _reported(row: RoutedTicketRow | None, report: Report, now: datetime
     if status is None or row is None:
         return None
     held_by = intake_policy.held_at(row.trace, report.at) or row.department
-    if report.event_id is not None and any(step.get("event") == report.event_id
-                                           for step in row.trace):
+    if report.event_id is not None and intake_policy.followed_already(row.trace,
+                                                                      report.event_id):
         return Reported(row.segment, None if row.service_clocks is None
                         else service_clocks.from_json(row.service_clocks), held_by)
     if not lifecycle.is_open(row.status):
@@ -583,7 +583,6 @@ def _reported(row: RoutedTicketRow | None, report: Report, now: datetime
         step |= {"clocks": "paused" if clocks.paused else "running",
                  "deadlines": {target: None if deadline is None else deadline.isoformat()
                                for target, deadline in clocks.deadlines().items()}}
-    if intake_policy.keeps_step(row):
-        row.trace = [*row.trace, step]
-    row.updated_at = now  # what a hand-over's claim sees changed, step or none
+    row.trace = intake_policy.with_report(row.trace, step)
+    row.updated_at = now  # what a hand-over's claim sees changed (past the ceiling too)
     return Reported(row.segment, clocks, held_by)

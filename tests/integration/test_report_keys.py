@@ -220,17 +220,22 @@ class TestATicketWhoseTraceIsFull:
     async def test_past_the_ceiling_reports_move_the_ticket_and_keep_no_step(
             self, router: Router) -> None:
         """Accepted at one moment against the row as it stood, reports may take the trace
-        to its ceiling, not past it: there the follower still moves the ticket's state
-        and clocks for each, as the metrics service does, and keeps no step."""
+        to its ceiling: there the follower still moves the ticket's state and clocks for
+        each, as the metrics service does, keeping their event ids only; followed again
+        (a batch after a crash), they move nothing twice."""
         ticket_id = await router.routed_ticket(steps=intake_policy.TRACE_STEPS_CEILING - 1)
         kinds = ("waiting_on_customer", "responded")
-        assert [(await self.report(router, ticket_id, kind)).status_code
-                for kind in kinds] == [202] * 2
+        answers = [await self.report(router, ticket_id, kind) for kind in kinds]
+        assert [answer.status_code for answer in answers] == [202] * 2
         row = await self.followed(router, ticket_id, 2)
-        assert row.trace[-1]["step"] == "waiting_on_customer"
-        assert len(row.trace) == intake_policy.TRACE_STEPS_CEILING
+        assert [step["step"] for step in row.trace[-2:]] == ["waiting_on_customer",
+                                                             "later_reports"]
+        assert row.trace[-1]["events"] == [answers[1].json()["event_id"]]
         assert row.status == "responded" and row.first_response_at is not None
         assert row.service_clocks is not None
         clocks = service_clocks.from_json(row.service_clocks)
         first = clocks.current("first_response")
         assert first is not None and first.stopped
+        again = await self.followed(router, ticket_id, 2)
+        assert (again.trace, again.service_clocks, again.updated_at) == (
+            row.trace, row.service_clocks, row.updated_at)

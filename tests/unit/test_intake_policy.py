@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 from services.core import tickets
+from services.router import intake_policy
 from services.router.intake_policy import (
     REPORT_CLOCK_SKEW,
     ROUTING_STEPS,
@@ -217,3 +219,43 @@ class TestRoutedAt:
     def test_none_without_one_or_with_a_time_unread(self) -> None:
         assert routed_at([{"step": "received", "at": NOW.isoformat()}]) is None
         assert routed_at([{"step": "routed", "at": "noon"}]) is None
+
+
+class TestATraceAtItsCeiling:
+    """Past TRACE_STEPS_CEILING a report's step is not kept: the trace counts it in one
+    `later_reports` step with the last reports' event ids, by which a report followed
+    again is known (a batch followed again after a crash; a report published again under
+    its id), as by its step before."""
+
+    def full(self) -> list[dict[str, Any]]:
+        return [{"at": "2026-11-30T09:00:00+00:00", "step": "picked_up", "event": f"e{n}"}
+                for n in range(intake_policy.TRACE_STEPS_CEILING)]
+
+    def report(self, event: str) -> dict[str, Any]:
+        return {"at": "2026-11-30T10:00:00+00:00", "step": "responded", "event": event}
+
+    def test_below_it_each_step_is_kept(self) -> None:
+        trace = self.full()[:-1]
+        assert intake_policy.with_report(trace, self.report("x"))[-1] == self.report("x")
+
+    def test_past_it_the_trace_gains_one_step_that_counts_them(self) -> None:
+        trace = self.full()
+        for n in range(3):
+            trace = intake_policy.with_report(trace, self.report(f"later-{n}"))
+        assert len(trace) == intake_policy.TRACE_STEPS_CEILING + 1
+        assert trace[-1] == {"step": "later_reports", "at": "2026-11-30T10:00:00+00:00",
+                             "count": 3, "events": ["later-0", "later-1", "later-2"]}
+        assert intake_policy.followed_already(trace, "later-1")
+        assert intake_policy.followed_already(trace, "e5")  # a step kept before
+        assert not intake_policy.followed_already(trace, "never")
+
+    def test_it_keeps_the_last_ids_only_and_finds_its_step_after_others(self) -> None:
+        trace = intake_policy.with_report(self.full(), self.report("first"))
+        trace = [*trace, {"at": "2026-11-30T11:00:00+00:00", "step": "escalated"}]
+        for n in range(intake_policy.LATER_REPORTS_KEPT):
+            trace = intake_policy.with_report(trace, self.report(f"r{n}"))
+        later = [step for step in trace if step["step"] == "later_reports"]
+        assert len(later) == 1 and later[0]["count"] == intake_policy.LATER_REPORTS_KEPT + 1
+        assert len(later[0]["events"]) == intake_policy.LATER_REPORTS_KEPT
+        assert not intake_policy.followed_already(trace, "first")
+        assert trace[-1]["step"] == "escalated"  # the escalation kept its place

@@ -642,13 +642,22 @@ class TestATicketsTraceIsBounded:
         router = self.with_steps(intake_policy.TRACE_STEPS_CEILING)
         assert await self.change(router, change) == TRACE_FULL
 
-    @pytest.mark.parametrize("change", ["resolved", "responded", "waiting_on_customer"])
+    @pytest.mark.parametrize("change", ["resolved", "responded"])
     async def test_at_its_ceiling_what_moves_its_clocks_is_still_taken(
             self, change: str) -> None:
-        """Its step is not kept (the follower's keeps_step), but the report moves the
+        """Its step is not kept (intake_policy.with_report), but the report moves the
         ticket's state and clocks: no department is locked out of its response."""
         router = self.with_steps(intake_policy.TRACE_STEPS_CEILING)
         assert not isinstance(await self.change(router, change), Refused)
+
+    async def test_at_its_ceiling_no_pause_is_taken_and_a_paused_ticket_resumes(
+            self) -> None:
+        """A pause and a reply would start one more response clock each time: no pause
+        past the ceiling; the reply to a ticket paused before is still taken."""
+        router = self.with_steps(intake_policy.TRACE_STEPS_CEILING)
+        assert await self.change(router, "waiting_on_customer") == TRACE_FULL
+        paused = self.with_steps(intake_policy.TRACE_STEPS_CEILING, waiting=True)
+        assert not isinstance(await self.change(paused, "customer replied"), Refused)
 
     @pytest.mark.parametrize("change", [*NEEDLESS, *NEEDED])
     async def test_one_step_short_of_it_each_change_is_taken(self, change: str) -> None:
