@@ -81,6 +81,8 @@ _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 # by the field.
 _AMOUNT_TEXT = re.compile(r"[0-9]+(\.[0-9]+)?")
 MAX_AMOUNT = Decimal("999999999999.99")
+# Below this, four units of a float's last place are under a hundredth of a cent.
+FLOAT_CENTS_BELOW = 1e11
 # "Not in the future" anywhere: it is already tomorrow at UTC+14 while today in UTC.
 _EARLIEST_ZONE = timezone(timedelta(hours=14))
 
@@ -99,13 +101,17 @@ def _amount(value: object) -> object:
     if isinstance(value, str) and not _AMOUNT_TEXT.fullmatch(value):
         raise ValueError("not a plain decimal")
     if isinstance(value, float) and math.isfinite(value) and abs(value) <= MAX_AMOUNT:
-        # The float nearest a whole number of cents, or next to it (0.1 + 0.2 is 0.30):
-        # 123456.789 is not 123456.79, nor 200000000000.0001 200000000000; each is
-        # refused for its decimals.
+        # As written (its shortest form), if that has at most two decimals. Else a sum a
+        # client made of prices (0.1 + 0.2 is 0.30000000000000004) is its cents when it is
+        # a few units of the float's last place from them; under FLOAT_CENTS_BELOW only,
+        # where those units are far below a hundredth of a cent, so that 123456.789 or
+        # 600000000000.0001 is refused for its decimals, not rounded.
+        written = Decimal(repr(value))
         cents = Decimal(round(value * 100)) / 100
-        if abs(value - float(cents)) <= 2 * math.ulp(value):
-            return cents
-        return Decimal(repr(value))
+        if written == written.quantize(Decimal("0.01")) or abs(value) >= FLOAT_CENTS_BELOW \
+                or abs(value - float(cents)) > 4 * math.ulp(value):
+            return written
+        return cents
     return value
 
 

@@ -80,9 +80,7 @@ class Deliverer:
         for worker in workers:
             worker.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
-        for own in self._lookups.values():
-            own.close()
-        self._lookups.clear()
+        self._forget_lookups(*list(self._lookups))
 
     async def stand_down(self) -> None:
         """Another instance holds the delivery lease now: stop sending (a callback cut
@@ -103,6 +101,8 @@ class Deliverer:
         whose endpoint is disabled or gone: its callbacks wait, and no client is made)."""
         try:
             target, due = await self._next(platform)
+            if target is None:
+                self._forget_lookups(platform)  # its endpoint gone or disabled
             if target is None or not due:
                 return
             async with httpx.AsyncClient(timeout=self._timeout, verify=self._tls,
@@ -138,6 +138,12 @@ class Deliverer:
                 platform, threads=self._concurrency)
         return lookups.LookingUpOwn(self._tls, own, connections=self._concurrency)
 
+    def _forget_lookups(self, *platforms: str) -> None:
+        for platform in platforms:
+            own = self._lookups.pop(platform, None)
+            if own is not None:
+                own.close()
+
     async def _next(self, platform: str) -> tuple[store.Target | None, list[WebhookDeliveryRow]]:
         """The platform's endpoint as it stands, and its next callbacks due."""
         target = await self._endpoints.target(platform)
@@ -170,6 +176,7 @@ class Deliverer:
         counts = await self._deliveries.counts()
         due_since = await self._deliveries.due_since(now)
         platforms = await self._endpoints.platforms()
+        self._forget_lookups(*(set(self._lookups) - platforms))  # endpoints deleted
         # Set anew, not updated: a platform deleted since has no figures left standing.
         WAITING.clear()
         OLDEST_DUE.clear()

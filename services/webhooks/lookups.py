@@ -11,9 +11,10 @@ a worker ends hold that platform's threads, not more of them): a slow resolver h
 that platform's callbacks alone. The rest is as httpx connects: the lookup within the
 connect timeout; the addresses tried as anyio tries them (the first IPv6, then the first
 IPv4, then the others, each started 250 ms after the one before, or at once when it
-failed, the first to connect kept); TLS checked against the host name. Through a proxy
-(HTTPS_PROXY or ALL_PROXY in the environment, the receiver's host not in NO_PROXY) the
-proxy looks names up: httpx's own transport is kept.
+failed, the first to connect kept); TLS checked against the host name. Where httpx would
+go through a proxy (HTTPS_PROXY or ALL_PROXY in the environment, the receiver's host not
+in NO_PROXY, as httpx matches them) the proxy looks names up: httpx's own transport is
+kept.
 """
 
 from __future__ import annotations
@@ -26,11 +27,10 @@ import ipaddress
 import socket
 import ssl
 import typing
-import urllib.parse
-import urllib.request
 
 import httpcore
 import httpx
+from httpx._utils import URLPattern, get_environment_proxies
 
 # How long a connect to one address runs alone before the next is tried beside it
 # (anyio's, RFC 8305's).
@@ -41,14 +41,18 @@ _FAILED_CONNECT = (httpcore.ConnectError, httpcore.ConnectTimeout)
 
 
 def proxied(url: str) -> bool:
-    """Whether the environment sends requests to `url` through a proxy, as httpx reads it
-    (HTTPS_PROXY or ALL_PROXY for an https:// URL, in any case, unless NO_PROXY names its
-    host): then httpx's own transport, which the proxy looks names up for."""
-    proxies = urllib.request.getproxies_environment()
-    parts = urllib.parse.urlsplit(url)
-    if not (proxies.get(parts.scheme) or proxies.get("all")):
-        return False
-    return not urllib.request.proxy_bypass(parts.hostname or "")
+    """Whether httpx, reading the environment (HTTPS_PROXY, ALL_PROXY, NO_PROXY, in any
+    case), would send requests to `url` through a proxy: then its own transport, which
+    the proxy looks names up for. httpx's own reading and matching (its most specific
+    pattern first), which it does not expose: httpx is pinned in pyproject.toml."""
+    try:
+        target = httpx.URL(url)
+    except httpx.InvalidURL:
+        return False  # each attempt fails on it, a callback at a time, as httpx's would
+    patterns = sorted((URLPattern(pattern), proxy)
+                      for pattern, proxy in get_environment_proxies().items())
+    return next((proxy is not None for pattern, proxy in patterns if pattern.matches(target)),
+                False)
 
 
 class OwnLookups(httpcore.AsyncNetworkBackend):

@@ -228,14 +228,15 @@ class TestCustomerContract:
 
     @pytest.mark.parametrize(("amount", "cents"), [
         (19.99, "19.99"), (0.1 + 0.2, "0.30"), ("10.5", "10.50"),
-        (999_999_999_999.99, "999999999999.99"), (123456.78, "123456.78")])
+        (999_999_999_999.99, "999999999999.99"), (123456.78, "123456.78"),
+        (1792.6599999999994, "1792.66")])  # a sum of prices, three last places off
     def test_an_amount_is_read_to_the_cent(self, amount: object, cents: str) -> None:
         purchase = admin_api.PurchaseIn(amount=amount, currency="EUR")
         assert purchase.amount.quantize(Decimal("0.01")) == Decimal(cents)
 
     @pytest.mark.parametrize("amount", [0.001, 0, "0.00", -5, 1e13, 1e308, -1e308,
                                         123456.789, 5000000.004, 200000000000.0001,
-                                        999999999999.9805])
+                                        600000000000.0001, 999999999999.9805])
     def test_an_amount_that_is_not_a_positive_sum_in_cents_is_refused(
             self, amount: object) -> None:
         with pytest.raises(ValidationError, match="amount"):

@@ -141,6 +141,11 @@ class TestThroughAProxy:
         ({"HTTPS_PROXY": "http://proxy.internal:3128", "NO_PROXY": "*"}, False),
         ({"HTTPS_PROXY": "http://proxy.internal:3128", "NO_PROXY": "desk.test"}, False),
         ({"HTTPS_PROXY": "http://proxy.internal:3128", "NO_PROXY": "other.test"}, True),
+        # httpx's own matching, where the standard library's differs: a leading dot
+        # names subdomains only; `localhost` is not `hooks.localhost`.
+        ({"HTTPS_PROXY": "http://proxy.internal:3128", "NO_PROXY": ".hooks.desk.test"},
+         True),
+        ({"HTTPS_PROXY": "http://proxy.internal:3128", "NO_PROXY": "localhost"}, True),
     ])
     def test_as_httpx_reads_the_environment(self, monkeypatch: pytest.MonkeyPatch,
                                             environment: dict[str, str],
@@ -148,3 +153,8 @@ class TestThroughAProxy:
         for name, value in environment.items():
             monkeypatch.setenv(name, value)
         assert lookups.proxied("https://hooks.desk.test/routing") is proxied
+
+    def test_a_url_httpx_cannot_parse_is_left_to_each_attempt(
+            self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+        assert lookups.proxied("https://10.0.0.300/hooks") is False
