@@ -176,7 +176,9 @@ class Deliverer:
         counts = await self._deliveries.counts()
         due_since = await self._deliveries.due_since(now)
         platforms = await self._endpoints.platforms()
-        self._forget_lookups(*(set(self._lookups) - platforms))  # endpoints deleted
+        # Endpoints deleted: their lookups let go, but for a worker still sending (its
+        # endpoint may be registered again meanwhile; it lets them go itself if not).
+        self._forget_lookups(*(set(self._lookups) - platforms - set(self.working)))
         # Set anew, not updated: a platform deleted since has no figures left standing.
         WAITING.clear()
         OLDEST_DUE.clear()

@@ -45,14 +45,21 @@ def proxied(url: str) -> bool:
     case), would send requests to `url` through a proxy: then its own transport, which
     the proxy looks names up for. httpx's own reading and matching (its most specific
     pattern first), which it does not expose: httpx is pinned in pyproject.toml."""
+    proxies = get_environment_proxies()
+    if not any(proxy is not None for proxy in proxies.values()):
+        return False  # none set: NO_PROXY alone, however written, changes nothing
     try:
         target = httpx.URL(url)
     except httpx.InvalidURL:
         return False  # each attempt fails on it, a callback at a time, as httpx's would
-    patterns = sorted((URLPattern(pattern), proxy)
-                      for pattern, proxy in get_environment_proxies().items())
-    return next((proxy is not None for pattern, proxy in patterns if pattern.matches(target)),
-                False)
+    patterns = []
+    for pattern, proxy in proxies.items():
+        try:
+            patterns.append((URLPattern(pattern), proxy))
+        except httpx.InvalidURL:
+            continue  # an entry httpx cannot read (e.g. NO_PROXY=[::1]): matches nothing
+    return next((proxy is not None for pattern, proxy in sorted(patterns)
+                 if pattern.matches(target)), False)
 
 
 class OwnLookups(httpcore.AsyncNetworkBackend):

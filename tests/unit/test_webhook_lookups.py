@@ -158,3 +158,12 @@ class TestThroughAProxy:
             self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
         assert lookups.proxied("https://10.0.0.300/hooks") is False
+
+    @pytest.mark.parametrize("no_proxy", ["[::1]", "localhost,example.com:abc"])
+    def test_a_no_proxy_entry_httpx_cannot_read_stops_nothing(
+            self, monkeypatch: pytest.MonkeyPatch, no_proxy: str) -> None:
+        """It raised for every URL, and every worker stopped at each poll."""
+        monkeypatch.setenv("NO_PROXY", no_proxy)
+        assert lookups.proxied("https://hooks.desk.test/routing") is False
+        monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+        assert lookups.proxied("https://hooks.desk.test/routing") is True
