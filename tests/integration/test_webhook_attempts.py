@@ -311,6 +311,31 @@ class TestHttpsReceiversLookedUpOnTheirPlatformsThread:
         assert (attempt.status, attempt.last_error) == (store.DELIVERED, None)
 
 
+    async def test_a_platforms_lookup_threads_go_with_its_endpoint(
+            self, outbox: Outbox, resolver: Resolver,
+            webhook_receiver: Callable[..., Receiver]) -> None:
+        """Kept from one worker to the next, they end once the endpoint is deleted and a
+        poll finds no worker sending for it."""
+        receiver, platform = webhook_receiver(), unique("desk")
+        resolver.addresses["hooks.gone.test"] = ["127.0.0.1"]
+        await outbox.register(platform, f"http://hooks.gone.test:{receiver.port}/hooks")
+        await outbox.enqueue(platform, "msg_1")
+        await outbox.drained()
+        assert (await outbox.of(platform))["msg_1"].status == store.DELIVERED
+        assert lookup_threads(platform)  # kept for the next worker
+        assert await outbox.endpoints.delete(platform) is not None
+        await outbox.drained()
+        deadline = time.monotonic() + 10
+        while lookup_threads(platform):
+            assert time.monotonic() < deadline, "its lookup threads outlived its endpoint"
+            await asyncio.sleep(0.05)
+
+
+def lookup_threads(platform: str) -> list[str]:
+    return [thread.name for thread in threading.enumerate()
+            if thread.name.startswith(f"webhook-lookups-{platform}")]
+
+
 class Resolver:
     """socket.getaddrinfo, but for the test's names: HANGING never answers (until the test
     ends), TWO_ADDRESSES gives `addresses` in order; the threads each name was looked up
