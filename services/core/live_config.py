@@ -107,9 +107,9 @@ class LiveConfig(Generic[Config]):
             raise NotGoverned(f"{self.name}: govern() was not called")
         return self._versions
 
-    def validate(self, text: str, *, source: str) -> Config:
+    async def validate(self, text: str, *, source: str) -> Config:
         """`text` parsed, or ConfigError: a dry run, which changes nothing."""
-        return self._parse(text, source)
+        return await config_files.parse_off_the_loop(self._parse, text, source)
 
     async def govern(self, versions: config_store.ConfigVersions, *,
                      announce: Announce) -> None:
@@ -127,7 +127,7 @@ class LiveConfig(Generic[Config]):
         if stored:
             await self.sync()  # what serves if the file is rejected
         else:  # nothing to serve instead of the file
-            self.validate(config_files.read_text(self.path), source=str(self.path))
+            await self.validate(config_files.read_text(self.path), source=str(self.path))
         with contextlib.suppress(config_files.ConfigError):  # reported; the store serves
             await self._import_file(comment="the file changed while the service was down"
                                     if stored else "seeded from the file")
@@ -142,7 +142,7 @@ class LiveConfig(Generic[Config]):
                            comment: str = "") -> tuple[config_store.ConfigVersion, bool]:
         """Validate `text` (ConfigError if invalid: nothing changes), keep it as a new
         version in force, and announce it; (the version, whether anything changed)."""
-        candidate = self._validated(text, source=source)
+        candidate = await self._validated(text, source=source)
         version, changed = await self.versions.put_in_force(config_store.Candidate(
             text=text, version=candidate.version, author=author, comment=comment))
         self._adopt(candidate, version.version_id, text)
@@ -173,7 +173,7 @@ class LiveConfig(Generic[Config]):
         # reported once; the previous one keeps serving here.
         self.version_id = in_force_id
         try:
-            candidate = self._validated(
+            candidate = await self._validated(
                 version.text, source=f"{self.path.name} version #{in_force_id}")
         except config_files.ConfigError:
             return False
@@ -188,9 +188,9 @@ class LiveConfig(Generic[Config]):
             if not stop.is_set():
                 await self.sync()
 
-    def _validated(self, text: str, *, source: str) -> Config:
+    async def _validated(self, text: str, *, source: str) -> Config:
         try:
-            return self._parse(text, source)
+            return await config_files.parse_off_the_loop(self._parse, text, source)
         except config_files.ConfigError as exc:
             self._reject(source, exc)
             raise

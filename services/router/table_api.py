@@ -148,7 +148,7 @@ async def dry_run(live: Live, text: http.YamlText) -> Any:
     would go to another department, departments added or removed, the diff of the
     texts); nothing is put in force or kept."""
     try:
-        candidate = live.validate(text, source="candidate (dry run)")
+        candidate = await live.validate(text, source="candidate (dry run)")
     except config_files.ConfigError as exc:
         return http.config_error(exc)
     current, in_force_text = live.in_force_here()

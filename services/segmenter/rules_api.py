@@ -79,7 +79,7 @@ async def dry_run(live: Live, segmenter: Segmenter, text: http.YamlText,
     """Validate a candidate rule set and analyse it over the customer base against the
     one in force, with the diff of the texts; nothing is put in force or kept."""
     try:
-        candidate = live.validate(text, source="candidate (dry run)")
+        candidate = await live.validate(text, source="candidate (dry run)")
     except config_files.ConfigError as exc:
         return http.config_error(exc)
     async with turn.taken(principal):  # the rule set in force when the turn came
@@ -108,7 +108,8 @@ async def analyse_rules(live: Live, segmenter: Segmenter, text: http.YamlText,
     candidate: rules.RuleSet | None = None
     if text.strip():
         try:
-            candidate = rules_file.parse(text, source="candidate (upload)")
+            candidate = await config_files.parse_off_the_loop(
+                rules_file.parse, text, source="candidate (upload)")
         except config_files.ConfigError as exc:
             return http.config_error(exc)
     async with turn.taken(principal):

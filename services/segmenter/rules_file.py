@@ -11,6 +11,10 @@ from services.core import conditions, config_files, tickets
 from services.core.config_files import ConfigError, line_of, unknown_keys
 from services.segmenter import context, rules
 
+# The most rules a set may hold: each ticket's segment is decided by the first that holds,
+# and each rule is compiled, then checked on the probes, when a set is put in force.
+MAX_RULES = 1000
+
 
 def parse(text: str, *, source: str) -> rules.RuleSet:
     document = config_files.load_yaml(source, text)
@@ -52,11 +56,17 @@ def parse_document(document: Mapping[str, Any], *, source: str, version: str,
     entries = document.get("rules")
     if not isinstance(entries, list):
         raise ConfigError(source, top, "rules", "rules must be a list (it may be empty)")
+    if len(entries) > MAX_RULES:
+        raise ConfigError(source, line_of(entries[MAX_RULES]) or top, "rules",
+                          f"{len(entries):,} rules, at most {MAX_RULES:,} (the first rule"
+                          " that holds decides: merge rules into fewer, wider conditions)")
     compiled: list[rules.Rule] = []
+    names: set[str] = set()
     for position, entry in enumerate(entries, start=1):
         rule = _compile_rule(entry, position, source)
-        if any(existing.name == rule.name for existing in compiled):
+        if rule.name in names:
             raise ConfigError(source, rule.line, rule.name, "two rules have this name")
+        names.add(rule.name)
         compiled.append(rule)
     rule_set = rules.RuleSet(version=version, source=source, rules=tuple(compiled),
                        default_segment=default, protected_attributes=tuple(protected))

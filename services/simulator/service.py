@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from services.core import config_store, durations
+from services.core import config_files, config_store, durations
 from services.router import overflow, routing, table_file
 from services.segmenter import rules, rules_file
 from services.simulator import engine, rates, summary
@@ -61,8 +61,9 @@ async def check(order: Order, *, tables: config_store.ConfigVersions,
     candidate text that does not load: all before the history is read."""
     _check_window(order, now)
     baseline_version = await _in_force_at(tables, order.end)
-    baseline = table_file.parse(baseline_version.text, f"table version"
-                                f" #{baseline_version.version_id}")
+    baseline = await config_files.parse_off_the_loop(
+        table_file.parse, baseline_version.text,
+        f"table version #{baseline_version.version_id}")
     table = await _table(order, tables) or baseline
     return Checked(order, baseline_version, baseline,
                    engine.Candidate(table, await _rules(order, rule_sets)))
@@ -155,26 +156,30 @@ async def _in_force_at(tables: config_store.ConfigVersions,
 
 async def _table(order: Order, tables: config_store.ConfigVersions) -> routing.RoutingTable | None:
     if order.table is not None:
-        return table_file.parse(order.table, "candidate routing table")
+        return await config_files.parse_off_the_loop(table_file.parse, order.table,
+                                                    "candidate routing table")
     if order.table_version_id is None:
         return None
     version = await tables.get(order.table_version_id)
     if version is None:
         raise Refused("table_version_id",
                            f"no routing table version #{order.table_version_id}")
-    return table_file.parse(version.text, f"table version #{version.version_id}")
+    return await config_files.parse_off_the_loop(table_file.parse, version.text,
+                                                f"table version #{version.version_id}")
 
 
 async def _rules(order: Order, rule_sets: config_store.ConfigVersions) -> rules.RuleSet | None:
     if order.rules is not None:
-        return rules_file.parse(order.rules, source="candidate segment rules")
+        return await config_files.parse_off_the_loop(rules_file.parse, order.rules,
+                                                    source="candidate segment rules")
     if order.rules_version_id is None:
         return None
     version = await rule_sets.get(order.rules_version_id)
     if version is None:
         raise Refused("rules_version_id",
                            f"no segment rules version #{order.rules_version_id}")
-    return rules_file.parse(version.text, source=f"rules version #{version.version_id}")
+    return await config_files.parse_off_the_loop(
+        rules_file.parse, version.text, source=f"rules version #{version.version_id}")
 
 
 def _rows(figures: Mapping[str, summary.SideBySide], key: str) -> list[dict[str, Any]]:

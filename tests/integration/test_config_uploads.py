@@ -205,7 +205,7 @@ class TestDryRun:
         elsewhere = service.upload.replace("uploaded-2", "elsewhere-3")
         await service.live.versions.put_in_force(config_store.Candidate(
             text=elsewhere, author="another instance", comment="",
-            version=service.live.validate(elsewhere, source="elsewhere").version))
+            version=(await service.live.validate(elsewhere, source="elsewhere")).version))
         running = service.live.current.version
         response = await service.client.post(
             f"{service.config.path}/dry-run", content=service.upload.encode(),

@@ -193,7 +193,7 @@ class TestUnusableFileAtStart:
             "rules:\n", "rules:\n  - name: seniors\n    segment: general\n"
                         "    when: customer.known && customer.age_years >= 65\n", 1)
         with pytest.raises(config_files.ConfigError):
-            governed.live.validate(lax, source="lax")
+            await governed.live.validate(lax, source="lax")
         await governed.versions.put_in_force(config_store.Candidate(
             text=lax, version="lax-1", author="an older release", comment=""))
         governed.file.write_text(governed.broken()[0], encoding="utf-8")

@@ -6,11 +6,15 @@ uploading the file, a traceback at start)."""
 
 from __future__ import annotations
 
+import threading
+from pathlib import Path
+
 import pytest
 
 from services.core import config_files, topics, versions
+from services.core.live_config import LiveConfig
 from services.router import table_file
-from services.segmenter import rules_file
+from services.segmenter import rules, rules_file
 
 RULES = "default_segment: general\nrules:\n  - {name: gov, segment: government, when: 'true'}\n"
 TABLE = "fallback_department: general\nroutes:\n  - {segment: a, department: b}\n"
@@ -84,6 +88,61 @@ def test_nesting_past_what_the_parser_follows_is_an_error() -> None:
     deep = "x: " + "[" * 5000 + "]" * 5000 + "\n"
     assert "nested too deeply" in rules_error(RULES + deep).problem
     assert "nested too deeply" in table_error(TABLE + deep).problem
+
+
+class TestASizeReadBeforeItIsParsed:
+    """A file's size is checked before its YAML is read (about 6 seconds of CPU a
+    megabyte): within CONFIG_MAX_BYTES it is read, past it refused naming the file."""
+
+    def test_a_file_at_the_limit_is_read(self) -> None:
+        padding = "#" * (config_files.CONFIG_MAX_BYTES - len(RULES) - 1) + "\n"
+        text = RULES + padding
+        assert len(text.encode()) == config_files.CONFIG_MAX_BYTES
+        assert rules_file.parse(text, source="segments.yaml").default_segment == "general"
+
+    @pytest.mark.parametrize("extra", ["##", "\u00e9"])  # a byte over, in ASCII or UTF-8
+    def test_a_file_past_it_is_refused_whatever_it_holds(self, extra: str) -> None:
+        text = RULES + "#" * (config_files.CONFIG_MAX_BYTES - len(RULES) - 1) + extra
+        size = len(text.encode())
+        assert size == config_files.CONFIG_MAX_BYTES + 1
+        for error in (rules_error(text), table_error(text)):
+            assert error.problem == (f"the file is {size:,} bytes, at most"
+                                     f" {config_files.CONFIG_MAX_BYTES:,} (256 KiB)")
+
+
+class TestAConfigurationParsedWhileServing:
+    async def test_is_parsed_on_a_worker_thread(self) -> None:
+        """Not on the event loop's thread, which every request and record needs."""
+        threads: list[int] = []
+
+        def parse(text: str, source: str) -> str:
+            threads.append(threading.get_ident())
+            return f"{source}: {text}"
+
+        parsed = await config_files.parse_off_the_loop(parse, "a: 1", source="f.yaml")
+        assert parsed == "f.yaml: a: 1"
+        assert threads and threads[0] != threading.get_ident()
+
+    async def test_a_dry_run_of_a_live_configuration_too(self, tmp_path: Path) -> None:
+        threads: list[int] = []
+
+        def parse(text: str, source: str) -> rules.RuleSet:
+            threads.append(threading.get_ident())
+            return rules_file.parse(text, source=source)
+
+        seed = tmp_path / "segments.yaml"
+        seed.write_text(RULES, encoding="utf-8")
+        live = LiveConfig("segment_rules", seed, parse)  # at start: on this thread
+        candidate = await live.validate(RULES.replace("gov,", "public,"), source="dry run")
+        assert candidate.rules[0].name == "public"
+        assert threads[0] == threading.get_ident() != threads[1]
+
+    async def test_its_error_reaches_the_caller(self) -> None:
+        error = config_files.ConfigError("f.yaml", 3, "r", "wrong")
+        with pytest.raises(config_files.ConfigError) as raised:
+            await config_files.parse_off_the_loop(
+                lambda text: (_ for _ in ()).throw(error), "x")
+        assert raised.value is error
 
 
 class TestNamesATicketCarries:

@@ -181,6 +181,31 @@ class TestRejectedRuleSets:
             parse("  - {name: a, segment: x, when: 'true'}\n"
                   "  - {name: a, segment: y, when: 'false'}\n")
 
+    def test_a_name_given_again_far_down_is_named_at_its_line(self) -> None:
+        body = "".join(f"  - {{name: r{i}, segment: x, when: 'false'}}\n" for i in range(500))
+        with pytest.raises(ConfigError) as error:
+            parse(body + "  - {name: r7, segment: y, when: 'true'}\n")
+        assert (error.value.line, error.value.entry) == (504, "r7")
+        assert error.value.problem == "two rules have this name"
+
+    def test_as_many_rules_as_a_set_holds_load(self) -> None:
+        body = "".join(f"  - {{name: r{i}, segment: x, when: \"ticket.kind == 'k{i}'\"}}\n"
+                       for i in range(rules_file.MAX_RULES))
+        assert len(parse(body).rules) == rules_file.MAX_RULES
+
+    def test_one_rule_more_is_refused_before_any_is_compiled(self) -> None:
+        """Named at the first rule past the most a set holds (line 4 holds the first);
+        the rules are not compiled, so a condition that could not be is not what is
+        said."""
+        body = "".join(f"  - {{name: r{i}, segment: x, when: 'true'}}\n"
+                       for i in range(rules_file.MAX_RULES)) + \
+            "  - {name: last, segment: x, when: 'not CEL ((('}\n"
+        with pytest.raises(ConfigError) as error:
+            parse(body)
+        assert (error.value.line, error.value.entry) == (4 + rules_file.MAX_RULES, "rules")
+        assert error.value.problem.startswith(
+            f"{rules_file.MAX_RULES + 1:,} rules, at most {rules_file.MAX_RULES:,}")
+
     def test_unknown_keys_are_named(self) -> None:
         with pytest.raises(ConfigError, match="unknown keys \\['priority'\\]"):
             parse("  - {name: a, segment: x, when: 'true', priority: 1}\n")
