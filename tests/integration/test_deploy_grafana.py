@@ -13,6 +13,7 @@ import pytest
 
 from tests.integration.deploy_files import (
     ROOT,
+    all_rules,
     base_name,
     bind_mount_target,
     compose_services,
@@ -141,3 +142,60 @@ def test_grafana_provisioning_matches_compose() -> None:
     assert prometheus["uid"]
     assert prometheus["url"] == "http://prometheus:9090"
     assert "127.0.0.1:9090:9090" in compose_services()["prometheus"]["ports"]
+
+
+def _alert(name: str) -> dict[str, Any]:
+    return next(rule for rule in all_rules() if rule.get("alert") == name)
+
+
+def _compared_with(alert: str, operator: str) -> float:
+    """The number an alert's expression compares its series with, first found."""
+    found = re.search(rf"{re.escape(operator)}\s*([0-9.]+)", _alert(alert)["expr"])
+    assert found, f"{alert} compares nothing with {operator}"
+    return float(found.group(1))
+
+
+def _thresholds_of_panels_reading(metric: str, words: str) -> dict[str, list[float]]:
+    """Each panel whose query reads `metric` and whose title holds `words`: its
+    thresholds' values."""
+    found = {}
+    for path in DASHBOARDS:
+        for panel in all_panels(load_dashboard(path)["panels"]):
+            exprs = " ".join(target.get("expr", "") for target in panel.get("targets", []))
+            if metric in exprs and words in panel.get("title", "").lower():
+                steps = panel["fieldConfig"]["defaults"]["thresholds"]["steps"]
+                found[panel["title"]] = [step["value"] for step in steps
+                                         if step.get("value") is not None]
+    assert found, f"no panel titled with {words!r} reads {metric}"
+    return found
+
+
+class TestPanelsTurnRedWhereTheAlertsFire:
+    """A panel's threshold is the alert's, or the objective's the alerts burn: a panel
+    red where no alert fires (or green where one does) tells the one on call two
+    things."""
+
+    def test_attainment_of_every_target_at_the_alerts_share(self) -> None:
+        share = _compared_with("RoutingServiceTargetAttainmentLow", "<")
+        for title, values in _thresholds_of_panels_reading(
+                "routing_service_target_total", "attainment").items():
+            assert values == [share], title
+
+    def test_first_response_attainment_at_the_objective_burn_rates_at_the_alerts(
+            self) -> None:
+        fast, slow = (_alert(f"RoutingFirstResponseTarget{speed}Burn")
+                      for speed in ("Fast", "Slow"))
+        objective = {fast["labels"]["slo"], slow["labels"]["slo"]}
+        assert len(objective) == 1
+        named = re.fullmatch(r"first-response-(\d+)", objective.pop())
+        assert named, "the burn alerts' slo label names the objective in percent"
+        met = int(named.group(1)) / 100
+        for title, values in _thresholds_of_panels_reading(
+                "routing_first_response_target_total", "attainment").items():
+            assert values == [met], title
+        budget = 1 - met
+        burn = sorted(round(_compared_with(f"RoutingFirstResponseTarget{speed}Burn", ">")
+                            / budget, 6) for speed in ("Slow", "Fast"))
+        for title, values in _thresholds_of_panels_reading(
+                "routing_first_response_target_missed", "burn").items():
+            assert sorted(values) == burn, title
