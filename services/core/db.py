@@ -195,8 +195,9 @@ def engine(database_url: str, *, statement_seconds: float | None = None) -> Asyn
     On PostgreSQL, `statement_seconds` is how long a statement (a commit, the pool's
     ping of a connection it hands out) waits for the server's answer. Past it the call
     raises TimeoutError, an outage (`is_outage`): the caller waits and tries again as it
-    does when the store is down. SQLAlchemy closes that connection (up to 2 s more), so
-    the next call gets another; each pooled connection that went silent fails one call.
+    does when the store is down. SQLAlchemy closes that connection (up to
+    `settings.STORE_CLOSE_SECONDS` more), so the next call gets another; each pooled
+    connection that went silent fails one call.
     Without it, a connection gone half-open (the server, or a firewall between, lost it
     without a word) holds its caller until TCP gives up, about 15 minutes. None: no limit
     (the migrations, which wait for each other's lock). SQLite has none: a local file

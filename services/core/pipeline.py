@@ -40,6 +40,7 @@ from services.core import (
     kafka,
     partition_producers,
     progress,
+    settings,
 )
 
 logger = logging.getLogger(__name__)
@@ -109,7 +110,7 @@ class StageLoop:
         retry_pause_seconds: float = 1.0,
         max_batch: int = 500,
         fenced_grace_seconds: float = 120.0,
-        transaction_timeout_seconds: float = 30.0,
+        transaction_timeout_seconds: float = settings.STAGE_TRANSACTION_SECONDS,
         max_attempts: int = MAX_ATTEMPTS,
         max_retry_pause_seconds: float = MAX_RETRY_PAUSE_SECONDS,
     ) -> None:

@@ -16,6 +16,13 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_ROUTER_PORT = 8080
 
 
+# A stage's transaction limit (pipeline.StageLoop): one that runs longer is abandoned, its
+# producer replaced, and its records taken again. And how long SQLAlchemy's close of a
+# PostgreSQL connection whose statement timed out may take (db.engine).
+STAGE_TRANSACTION_SECONDS = 30.0
+STORE_CLOSE_SECONDS = 2.0
+
+
 class Settings(BaseSettings):
     """One settings object for the whole system; each service reads what it needs."""
 
@@ -56,11 +63,12 @@ class Settings(BaseSettings):
     kafka_ssl_check_hostname: bool = True
 
     database_url: str = f"sqlite+aiosqlite:///{PROJECT_ROOT / '.data' / 'routing.db'}"
-    # How long a statement waits for PostgreSQL's answer (db.engine). With the 2 s its
-    # connection's close may take, well inside a stage's 30 s transaction limit
-    # (pipeline.StageLoop), so that a store that stops answering meets a stage as an
-    # outage of the store, not as a transaction that overran.
-    database_statement_timeout_seconds: float = Field(default=10.0, gt=0)
+    # How long a statement waits for PostgreSQL's answer (db.engine). With the time its
+    # connection's close may take, inside a stage's transaction limit, so that a store
+    # that stops answering meets a stage as an outage of the store, not as a transaction
+    # that overran.
+    database_statement_timeout_seconds: float = Field(
+        default=10.0, gt=0, lt=STAGE_TRANSACTION_SECONDS - STORE_CLOSE_SECONDS)
     segment_rules_file: Path = PROJECT_ROOT / "config" / "segments.yaml"
     routing_table_file: Path = PROJECT_ROOT / "config" / "routing.yaml"
 
