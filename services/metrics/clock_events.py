@@ -67,7 +67,8 @@ def apply(timeline: Timeline, event: TicketEvent) -> tuple[Timeline, list[Observ
         return timeline, []
     decided = _first_response_decided(timeline, [observation for _, observation in new])
     if decided is not None:
-        timeline = changed(timeline, target_outcome=decided.outcome)
+        timeline = changed(timeline, target_outcome=decided.outcome,
+                           target_department=decided.department)
     return (changed(timeline, clock_notices=timeline.clock_notices | {k for k, _ in new}),
             [observation for _, observation in new] + ([decided] if decided else []))
 

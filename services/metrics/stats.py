@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from services.metrics import service_levels
-from services.metrics.timeline import Timeline, accountable_department, duration
+from services.metrics.timeline import Timeline, credited_department, duration
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,7 @@ class Tally:
         if ended_at(timeline, "resolved_at", department):
             self.resolved += 1
             self._count(self._resolution, duration(timeline, "resolution"))
-        if department is None or accountable_department(timeline) == department:
+        if department is None or credited_department(timeline) == department:
             self._outcomes[outcome(timeline, self.now)] += 1  # a target it was accountable for
 
     @staticmethod

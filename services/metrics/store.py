@@ -73,6 +73,7 @@ class TimelineRow(Base):
     transferred_at: Moment = mapped_column(db.UtcDateTime())
     first_response_deadline: Moment = mapped_column(db.UtcDateTime(), index=True)
     target_outcome: Mapped[str | None] = mapped_column(String(8))
+    target_department: Mapped[str | None] = mapped_column(String(63))
     # [{kind, department, at, reason, from_department, counted}, ...] in time order.
     assignments: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
     observed: Mapped[str] = mapped_column(String(200), default="")
@@ -111,6 +112,7 @@ def to_timeline(row: TimelineRow | Row[Any]) -> Timeline:
     return built(
         ticket_id=row.ticket_id, department=row.department, segment=row.segment,
         routing_reason=row.routing_reason, target_outcome=row.target_outcome,
+        target_department=row.target_department,
         assignments=assignments, observed=observed,
         clock_notices=frozenset(row.clock_notices or []), **moments,
     )

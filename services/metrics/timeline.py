@@ -90,6 +90,8 @@ class Timeline:
     transferred_at: datetime | None = None
     first_response_deadline: datetime | None = None
     target_outcome: str | None = None
+    # The department the first-response target was credited to, decided with its outcome.
+    target_department: str | None = None
     assignments: tuple[Assignment, ...] = ()
     observed: frozenset[str] = field(default_factory=frozenset)
     paused_at: datetime | None = None  # waiting on the customer since (clock_events.py)
@@ -305,17 +307,18 @@ def _observe(timeline: Timeline,
         department = timeline.department_at(ended) or timeline.department
         observations.append(Duration(measure, department, segment, seconds))
         names.add(measure)
-    outcome = timeline.target_outcome
+    outcome, credited = timeline.target_outcome, timeline.target_department
     if outcome is None:
         outcome = service_levels.first_response_outcome(
             timeline.first_response_at, timeline.first_response_deadline, as_of)
         if outcome is not None:
-            observations.append(TargetDecided(accountable_department(timeline), segment,
-                                              outcome))
+            credited = accountable_department(timeline)
+            observations.append(TargetDecided(credited, segment, outcome))
     if not observations:
         return timeline, []
     return changed(timeline, assignments=tuple(assignments), target_outcome=outcome,
-                   observed=timeline.observed | names), observations
+                   target_department=credited, observed=timeline.observed | names), \
+        observations
 
 
 def _handover_observations(timeline: Timeline, assignment: Assignment,
@@ -327,6 +330,13 @@ def _handover_observations(timeline: Timeline, assignment: Assignment,
         if assignment.kind != "routed":  # not an escalation flagged where the ticket is
             found.append(HandedOver(assignment.kind, held or UNKNOWN, assignment.department))
     return found
+
+
+def credited_department(timeline: Timeline) -> str:
+    """The department the first-response target counts for, in the counter and in the
+    stats alike: the one its decision credited (the router's clock's, or this service's
+    against the deadline); while undecided, `accountable_department`."""
+    return timeline.target_department or accountable_department(timeline)
 
 
 def accountable_department(timeline: Timeline) -> str:

@@ -4,6 +4,8 @@ the first-response target the router's clock decided where the timeline could no
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from services.core.events import TicketEvent, TicketEventType
 from services.metrics import clock_events, stats, timeline
 from services.metrics.timeline import (
@@ -125,6 +127,25 @@ class TestFirstResponseTargetDecidedByTheClock:
                          self.MET)
         assert [o for o in seen if isinstance(o, timeline.TargetDecided)] == [
             timeline.TargetDecided("public_sector", "government", "met")]
+
+    def test_the_department_credited_is_the_counters_in_the_stats_too(self) -> None:
+        """Answered while paused, then transferred: the stats' attainment credits the
+        department the counter does (they had credited the one holding it last)."""
+        moved = event(TicketEventType.TRANSFERRED, 400, department="retail_care",
+                      from_department="public_sector", segment="government",
+                      reason="transfer", deadlines={"first_response": None})
+        current, seen = replay(RECEIVED, ROUTED, WAITING, self.PAUSED, self.ANSWERED,
+                               self.MET, moved)
+        decided = [o for o in seen if isinstance(o, timeline.TargetDecided)]
+        assert decided == [timeline.TargetDecided("public_sector", "government", "met")]
+        assert current.department == "retail_care"
+        attained = {}
+        for department in ("public_sector", "retail_care"):
+            tally = stats.Tally(timedelta(days=1), now=T0.replace(hour=23),
+                                department=department)
+            tally.add(current)
+            attained[department] = tally.stats(backlog=0).first_response_target.met
+        assert attained == {"public_sector": 1, "retail_care": 0}
 
     def test_a_breach_decides_it_missed_for_the_department_that_held_it(self) -> None:
         current, seen = replay(RECEIVED, ROUTED, WAITING, self.PAUSED, BREACH)
