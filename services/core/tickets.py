@@ -30,7 +30,9 @@ from services.core import durations, envelope, tiers, topics, versions
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 MAX_ATTRIBUTES = 50
 MAX_ATTRIBUTE_TEXT = 1_000
-MAX_RULE_NAME = 200  # a segment rule's name, as a ticket's segmentation carries it
+# A segment rule's name, as a ticket's segmentation carries it, and a routing refinement's,
+# as its routing does (twice: its entry and its explanation).
+MAX_RULE_NAME = 200
 
 # Every record the pipeline writes must fit envelope.MAX_RECORD_BYTES. A ticket is
 # accepted only if it fits with this much room to spare for what the stages add to it

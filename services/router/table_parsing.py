@@ -159,8 +159,9 @@ def _parse_refinement(document: Any, label: str, source: str,
                           " department, priority, first_response_target")
     table_fields.check_keys(document, _REFINEMENT_KEYS, source, line, label)
     name, expression = document.get("name"), document.get("when")
-    if not isinstance(name, str) or not name.strip():
-        raise ConfigError(source, line, label, "name is required")
+    if not isinstance(name, str) or not name.strip() or len(name) > tickets.MAX_RULE_NAME:
+        raise ConfigError(source, line, label, "name is required: text of at most"
+                                               f" {tickets.MAX_RULE_NAME} characters")
     expression, compiled = conditions.compile_boolean(ENVIRONMENT, expression, source=source,
                                                       line=line, name=name)
     department = document.get("department")

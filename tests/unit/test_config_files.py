@@ -177,6 +177,20 @@ class TestNamesATicketCarries:
                          f"  - {{name: {'r' * 200}, segment: x, when: 'true'}}\n",
                          source="segments.yaml")
 
+    def test_a_refinement_name_longer_than_a_ticket_carries_is_refused(self) -> None:
+        """Carried twice in each ticket it routes: 600,000 characters made every such
+        ticket too large to publish, dead-lettered rather than routed."""
+        def table(name: str) -> str:
+            return (f"fallback_department: general\nroutes:\n  - segment: a\n"
+                    f"    department: b\n    refinements:\n"
+                    f"      - {{name: {name}, when: 'true', department: c}}\n")
+
+        error = table_error(table("r" * 201))
+        assert (error.line, error.entry) == (6, "a.refinements[1]")
+        assert error.problem == "name is required: text of at most 200 characters"
+        parsed = table_file.parse(table("r" * 200), "routing.yaml")
+        assert parsed.routes["a"].refinements[0].name == "r" * 200
+
     def test_a_version_label_longer_than_a_ticket_carries_is_refused(self) -> None:
         longest = "v" * versions.MAX_LABEL
         version = rules_file.parse(f"version: {longest}\n" + RULES,
