@@ -8,6 +8,7 @@ response during closed hours after a deadline at closing time is late. Pure."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 
 def answered_in_time(answered_at: datetime, deadline: datetime) -> bool:
@@ -17,3 +18,9 @@ def answered_in_time(answered_at: datetime, deadline: datetime) -> bool:
 def past_due(deadline: datetime, now: datetime) -> bool:
     """Whether a target still unanswered at `now` is missed."""
     return now > deadline
+
+
+def past_due_where(deadline: Any, now: datetime) -> Any:
+    """`past_due` as a query's condition on a deadline column (a SQLAlchemy expression):
+    the stores select by the same rule their callers then apply."""
+    return deadline < now

@@ -27,7 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
-from services.core import db, retention
+from services.core import db, retention, targets
 from services.core.db import Base
 from services.metrics.timeline import Assignment, Timeline, built
 
@@ -230,7 +230,7 @@ class TimelineStore:
     async def past_deadline(self, as_of: datetime, limit: int = 500) -> list[str]:
         """Tickets whose first-response deadline passed by `as_of`, target not decided."""
         query = (select(TimelineRow.ticket_id)
-                 .where(TimelineRow.first_response_deadline <= as_of,
+                 .where(targets.past_due_where(TimelineRow.first_response_deadline, as_of),
                         TimelineRow.target_outcome.is_(None),
                         # Without these a target cannot be credited yet: not due.
                         TimelineRow.department.is_not(None),

@@ -13,7 +13,7 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, Insert, Table, bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.core import db, faults, lifecycle, retention, tickets
+from services.core import db, faults, lifecycle, retention, targets, tickets
 from services.router import erasures, intake_policy, service_clocks
 from services.router.models import RoutedTicketRow
 
@@ -458,8 +458,7 @@ class RoutedTickets:
         async with self._sessions() as session:
             return list((await session.scalars(
                 select(RoutedTicketRow)
-                # Past due as targets.past_due says: the deadline itself is in time.
-                .where(RoutedTicketRow.first_response_deadline < now,
+                .where(targets.past_due_where(RoutedTicketRow.first_response_deadline, now),
                        RoutedTicketRow.first_response_at.is_(None),
                        RoutedTicketRow.escalated.is_(False),
                        # Tickets with clocks are watched by their clocks.

@@ -8,6 +8,7 @@ from collections.abc import AsyncGenerator, Collection, Iterable, Mapping, Seque
 from datetime import date, datetime
 from typing import Any
 
+from services.core import targets
 from services.core.settings import Settings
 from services.metrics import bootstrap, parity, service
 from services.metrics.timeline import Observation, Timeline
@@ -60,7 +61,8 @@ class FakeTimelines:
 
     async def past_deadline(self, as_of: datetime, limit: int = 500) -> list[str]:
         return [t.ticket_id for t in self.saved.values()
-                if t.first_response_deadline is not None and t.first_response_deadline <= as_of
+                if t.first_response_deadline is not None
+                and targets.past_due(t.first_response_deadline, as_of)
                 and t.target_outcome is None and t.department and t.segment][:limit]
 
 

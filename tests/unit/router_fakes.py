@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from services.core import envelope, kafka, lifecycle, tickets
+from services.core import envelope, kafka, lifecycle, targets, tickets
 from services.core.settings import Settings
 from services.router import bootstrap, intake_policy, service_clocks, store
 from services.router.models import IntakeKeyRow, RoutedTicketRow
@@ -152,7 +152,8 @@ class FakeRouted:
                                  limit: int = 200) -> list[RoutedTicketRow]:
         return [row for row in self.rows.values()
                 if row.first_response_deadline is not None
-                and row.first_response_deadline < now and row.first_response_at is None
+                and targets.past_due(row.first_response_deadline, now)
+                and row.first_response_at is None
                 and not row.escalated and row.service_clocks is None][:limit]
 
     async def mark_escalated(self, ticket_id: str) -> None:
