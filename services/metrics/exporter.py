@@ -55,15 +55,19 @@ TICKETS_ROUTED = Counter(
     "routing_tickets_routed_total",
     "Tickets put in a department queue: first routing, escalation or transfer",
     (*LABELS, "reason"))
+# A hand-over's labels, an escalation's and a transfer's alike: where the ticket went is
+# its `department`, as in every other metric of a department's queue.
+HANDED_OVER_LABELS = ("from_department", "department")
 TICKETS_ESCALATED = Counter(
     "routing_tickets_escalated_total",
-    "Tickets escalated away from a department to another on a breached target (first"
-    " response, next response or resolution); one flagged where it is counts in"
-    " routing_target_escalations_total only",
-    ("department",))
+    "Tickets escalated from one department (from_department) to another (department) on a"
+    " breached target (first response, next response or resolution); one flagged where"
+    " it is counts in routing_target_escalations_total only",
+    HANDED_OVER_LABELS)
 TICKETS_TRANSFERRED = Counter(
-    "routing_tickets_transferred_total", "Tickets one department handed to another",
-    ("from_department", "department"))
+    "routing_tickets_transferred_total",
+    "Tickets one department (from_department) handed to another (department)",
+    HANDED_OVER_LABELS)
 FIRST_RESPONSE_TARGET = Counter(
     "routing_first_response_target_total",
     "First-response targets decided: met (answered by the deadline) or missed",
@@ -213,11 +217,9 @@ def record(observations: Iterable[timeline.Observation]) -> None:
                    observation.reason).inc()
             _export_escalations(observation.department, observation.segment)
         elif isinstance(observation, timeline.HandedOver):
-            if observation.kind == "escalated":
-                _child(TICKETS_ESCALATED, observation.from_department).inc()
-            else:
-                _child(TICKETS_TRANSFERRED, observation.from_department,
-                       observation.department).inc()
+            handed = TICKETS_ESCALATED if observation.kind == "escalated" \
+                else TICKETS_TRANSFERRED
+            _child(handed, observation.from_department, observation.department).inc()
         elif isinstance(observation, timeline.TargetDecided):
             _child(FIRST_RESPONSE_TARGET, observation.department, observation.segment,
                    observation.outcome).inc()

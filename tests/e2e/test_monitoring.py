@@ -126,7 +126,8 @@ async def test_the_measures_match_what_happened(prometheus: PrometheusApi,
     wanted = {
         'routing_first_response_target_total{department="public_sector", outcome="met"}': 1,
         'routing_first_response_target_total{department="public_sector", outcome="missed"}': 2,
-        'routing_tickets_escalated_total{department="key_accounts"}': 1,
+        'routing_tickets_escalated_total{from_department="key_accounts",'
+        ' department="public_sector"}': 1,
         'routing_tickets_transferred_total{from_department="key_accounts",'
         ' department="business_desk"}': 1,
         'sum by (group) (routing_consumer_lag{group="department.public_sector"})': 4,

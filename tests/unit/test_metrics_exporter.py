@@ -48,7 +48,7 @@ COUNTED = [
     (timeline.HandedOver("transferred", "unit_a", "unit_b"), "routing_tickets_transferred_total",
      {"from_department": "unit_a", "department": "unit_b"}),
     (timeline.HandedOver("escalated", "unit_a", "unit_c"), "routing_tickets_escalated_total",
-     {"department": "unit_a"}),
+     {"from_department": "unit_a", "department": "unit_c"}),
     (timeline.TargetDecided("unit_a", "s", "missed"), "routing_first_response_target_total",
      {"department": "unit_a", "segment": "s", "outcome": "missed"}),
 ]
