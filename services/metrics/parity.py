@@ -29,6 +29,7 @@ from services.core import groups
 from services.core.settings import Settings
 from services.metrics import stats
 from services.metrics.timeline import Timeline, duration
+from services.metrics.timeline import escalated as timeline_escalated
 
 _SETTINGS = Settings.model_fields
 
@@ -132,7 +133,7 @@ class ParityTally:
         """A ticket, with its customer's bands (an attribute it lacks: `unknown`)."""
         response = duration(timeline, "first_response")
         decided = stats.outcome(timeline, self.now)
-        escalated = any(a.kind == "escalated" for a in timeline.assignments)
+        escalated = timeline_escalated(timeline)
         for attribute, counts in self._groups.items():
             band = bands.get(attribute, groups.UNKNOWN)
             if band not in counts:

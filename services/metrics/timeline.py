@@ -332,6 +332,14 @@ def _handover_observations(timeline: Timeline, assignment: Assignment,
     return found
 
 
+def escalated(timeline: Timeline) -> bool:
+    """Whether the ticket was escalated, on any target at any level: handed to another
+    department, or flagged where it is (no department to hand it to, or the one it is
+    in). The service parity's escalation rate counts these tickets; the hand-overs alone
+    are `HandedOver` (routing_tickets_escalated_total)."""
+    return any(assignment.kind == "escalated" for assignment in timeline.assignments)
+
+
 def credited_department(timeline: Timeline) -> str:
     """The department the first-response target counts for, in the counter and in the
     stats alike: the one its decision credited (the router's clock's, or this service's

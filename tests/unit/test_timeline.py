@@ -75,6 +75,30 @@ TRANSFERRED = handed(TicketEventType.TRANSFERRED, 60, "business_desk",
                      from_department="public_sector", reason="transfer")
 
 
+class TestEscalated:
+    """What the service parity's escalation rate counts: any escalation, handed to
+    another department or flagged where the ticket is; only the hand-over is counted
+    as one (routing_tickets_escalated_total)."""
+
+    def test_handed_to_another_department(self) -> None:
+        current, seen = replay(RECEIVED, ROUTED, handed(
+            TicketEventType.ESCALATED, 90, "supervisors", from_department="public_sector",
+            reason="escalation", target="first_response", level=1))
+        assert timeline.escalated(current)
+        assert timeline.HandedOver("escalated", "public_sector", "supervisors") in seen
+
+    def test_flagged_where_it_is(self) -> None:
+        current, seen = replay(RECEIVED, ROUTED, handed(
+            TicketEventType.ESCALATED, 90, "public_sector", from_department="public_sector",
+            reason="escalation", target="next_response", level=1))
+        assert timeline.escalated(current)
+        assert not [o for o in seen if isinstance(o, timeline.HandedOver)]
+
+    def test_not_by_a_routing_or_a_transfer(self) -> None:
+        current, _ = replay(RECEIVED, ROUTED, TRANSFERRED, RESPONDED)
+        assert not timeline.escalated(current)
+
+
 class TestTransfer:
     def test_the_department_changes_and_the_clock_runs_from_receipt(self) -> None:
         current, seen = replay(RECEIVED, ROUTED, TRANSFERRED, RESPONDED)
