@@ -22,8 +22,13 @@ from services.router.models import RoutedTicketRow
 
 logger = logging.getLogger(__name__)
 
+# What this router published, at least once (a notice published again after a crash
+# counts again): the metrics service counts each notice once
+# (routing_target_warnings_total, routing_target_escalations_total), which the alerts read.
 WARNINGS = Counter("routing_router_target_warnings_total",
-                   "Warnings sent at a share of a service-level target", ["department", "target"])
+                   "Warnings this router published at a share of a service-level target (at"
+                   " least once; routing_target_warnings_total counts each once)",
+                   ["department", "target"])
 FAILED = Counter("routing_router_clock_checks_failed_total",
                  "Tickets whose service-level notice failed for a reason of their own"
                  " (checked again later; the log names the ticket)", ["department"])
@@ -31,8 +36,10 @@ FAILED = Counter("routing_router_clock_checks_failed_total",
 # table fixed meanwhile is in force by then).
 CHECK_AGAIN_AFTER_FAILURE = timedelta(minutes=15)
 LEVELS = Counter("routing_router_target_escalations_total",
-                 "Escalations of breached service-level targets, by level (2: still"
-                 " unanswered after the first)", ["department", "target", "level"])
+                 "Escalations of breached service-level targets this router published, by"
+                 " level (2: still unanswered after the first; at least once:"
+                 " routing_target_escalations_total counts each once)",
+                 ["department", "target", "level"])
 
 
 async def watch_clocks(routed: ports.Routed, publisher: ports.Publisher, *,

@@ -20,7 +20,8 @@ logger = logging.getLogger(__name__)
 LEASE = "escalation"
 
 ESCALATIONS = Counter("routing_router_escalations_total",
-                      "Tickets escalated for a missed first-response deadline",
+                      "Tickets this router escalated for a missed first-response deadline"
+                      " (at least once: routing_tickets_escalated_total counts each once)",
                       ["department", "escalated_to"])
 
 
