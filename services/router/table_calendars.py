@@ -14,6 +14,10 @@ from services.router import calendars
 
 _CLOCK = re.compile(r"^(\d{2}):(\d{2})$")
 
+# Files of the time zone database that name no place but the host's own setting: a
+# calendar in one would open at other hours on each machine (and container) it runs on.
+_HOSTS_OWN_ZONES = frozenset({"localtime", "posixrules"})
+
 
 def parse_calendar(document: Any, *, source: str, line: int | None,
                    entry: str) -> calendars.Calendar:
@@ -31,7 +35,7 @@ def parse_calendar(document: Any, *, source: str, line: int | None,
         raise fail(f"unknown keys {unknown}; accepted: time_zone, hours, holidays")
     zone_name = document.get("time_zone")
     try:
-        if not isinstance(zone_name, str):
+        if not isinstance(zone_name, str) or zone_name in _HOSTS_OWN_ZONES:
             raise ValueError
         zone = ZoneInfo(zone_name)
     except (ValueError, OSError, ZoneInfoNotFoundError) as exc:

@@ -85,6 +85,10 @@ class TestParseErrors:
         ("  general: {}\n  b: {escalation_to: b}\n", 6, "b", "to itself"),
         ("  general: {}\n  b: {calendar: {time_zone: Nowhere, hours: {}}}\n", 6, "b",
          "calendar: time_zone"),
+        ("  general: {}\n  b: {calendar: {time_zone: localtime, hours: {}}}\n", 6, "b",
+         "calendar: time_zone 'localtime' is not an IANA time zone"),
+        ("  general: {}\n  b: {calendar: {time_zone: posixrules, hours: {}}}\n", 6, "b",
+         "calendar: time_zone 'posixrules' is not an IANA time zone"),
         ("  general: {}\n  b: {holidays: []}\n", 6, "b", "unknown keys ['holidays']"),
         ("  general: {}\n  b: {}\n  Bad!: {}\n", 7, "Bad!", "not valid"),
     ])
