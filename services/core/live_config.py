@@ -37,6 +37,11 @@ RELOADS = Counter("routing_config_reloads_total",
                   ["config", "outcome"])
 LOADED = Gauge("routing_config_loaded_timestamp_seconds",
                "When the configuration in force was loaded", ["config"])
+IN_FORCE_REFUSED = Gauge(
+    "routing_config_in_force_refused",
+    "1 while this instance refuses the version in force in the store (one this release"
+    " cannot read) and serves the one before it, or its file: the fleet is split",
+    ["config"])
 
 # How often an instance checks the store for a version put in force elsewhere, in case it
 # missed the announcement.
@@ -85,6 +90,7 @@ class LiveConfig(Generic[Config]):
         self._versions: config_store.ConfigVersions | None = None
         self._announce: Announce | None = None
         LOADED.labels(name).set(self.loaded_at.timestamp())
+        IN_FORCE_REFUSED.labels(name).set(0)
 
     @property
     def current(self) -> Config:
@@ -176,7 +182,11 @@ class LiveConfig(Generic[Config]):
             candidate = await self._validated(
                 version.text, source=f"{self.path.name} version #{in_force_id}")
         except config_files.ConfigError:
+            if self.version_id == in_force_id:  # still the store's latest, refused here
+                IN_FORCE_REFUSED.labels(self.name).set(1)
             return False
+        if self.version_id != in_force_id:
+            return False  # a later version came in force here while this one was read
         self._adopt(candidate, in_force_id, version.text)
         return True
 
@@ -203,7 +213,12 @@ class LiveConfig(Generic[Config]):
                             else self._current.version})
 
     def _adopt(self, candidate: Config, version_id: int, text: str) -> None:
+        if self.version_id is not None and version_id < self.version_id:
+            # Read while a later version came in force here (the store numbers versions
+            # in the order they are put in force): the later one stays.
+            return
         self.version_id = version_id
+        IN_FORCE_REFUSED.labels(self.name).set(0)  # in step with the store again
         # The text changes with the configuration, so they stay a pair; a version is a
         # digest of its text (config_files.file_version), so a text passed over here for
         # having the version in force is that version's text anyway.

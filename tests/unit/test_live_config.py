@@ -1,0 +1,162 @@
+"""A configuration in force while versions come from two sides at once (services/core/
+live_config.py): the store's, followed on an announcement, and an upload to this
+instance. Each is read on a worker thread, so one read can outlast another's whole
+upload: the later version stays in force, whichever read ends last."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from prometheus_client import REGISTRY
+
+from services.core import config_files, config_store
+from services.core.live_config import LiveConfig
+
+
+@dataclass(frozen=True)
+class Config:
+    version: str
+
+
+class SlowParse:
+    """Parses a text into its version; a text holding "slow" waits, on its worker
+    thread, until the test lets it go."""
+
+    def __init__(self) -> None:
+        self.slow_started = threading.Event()
+        self.go_on = threading.Event()
+
+    def __call__(self, text: str, source: str) -> Config:
+        if "refused" in text:
+            raise config_files.ConfigError(source, 1, None, "not for this release")
+        if "slow" in text:
+            self.slow_started.set()
+            assert self.go_on.wait(10), "the test never let the slow read go on"
+        return Config(text)
+
+
+class Versions:
+    """The store's versions, numbered in the order they are put in force."""
+
+    kind = "segment_rules"
+
+    def __init__(self) -> None:
+        self.rows: dict[int, config_store.ConfigVersion] = {}
+        self.in_force: int | None = None
+
+    async def in_force_id(self) -> int | None:
+        return self.in_force
+
+    async def get(self, version_id: int) -> config_store.ConfigVersion | None:
+        return self.rows.get(version_id)
+
+    async def known_id(self, text: str) -> int | None:
+        return next((i for i, row in self.rows.items() if row.text == text), None)
+
+    async def put_in_force(self, candidate: config_store.Candidate
+                           ) -> tuple[config_store.ConfigVersion, bool]:
+        version_id = len(self.rows) + 1
+        self.rows[version_id] = config_store.ConfigVersion(
+            version_id, self.kind, candidate.version, candidate.text, "", candidate.author,
+            candidate.comment, datetime.now(UTC), True)
+        self.in_force = version_id
+        return self.rows[version_id], True
+
+
+async def governed(tmp_path: Path) -> tuple[LiveConfig[Config], Versions, SlowParse]:
+    seed = tmp_path / "segments.yaml"
+    seed.write_text("seed", encoding="utf-8")
+    parse = SlowParse()
+    live = LiveConfig("segment_rules", seed, parse)
+    versions = Versions()
+
+    async def announce(_version: config_store.ConfigVersion) -> None:
+        """Nothing: the other instances are not in this test."""
+
+    await live.govern(versions, announce=announce)  # type: ignore[arg-type]
+    return live, versions, parse
+
+
+async def read_slowly_while(live: LiveConfig[Config], parse: SlowParse,
+                            meanwhile: asyncio.Future[object]) -> bool:
+    """`live.sync()` of the slow version, let go only once `meanwhile` is done."""
+    synced = asyncio.create_task(live.sync())
+    assert await asyncio.to_thread(parse.slow_started.wait, 10)
+    await meanwhile
+    parse.go_on.set()
+    return await synced
+
+
+async def test_an_upload_during_a_slower_read_of_the_stores_version_stays(
+        tmp_path: Path) -> None:
+    live, versions, parse = await governed(tmp_path)
+    await versions.put_in_force(config_store.Candidate("v2-slow", "v2-slow", "elsewhere"))
+
+    async def upload() -> object:
+        return await live.put_in_force("v3", source="upload", author="admin")
+
+    adopted = await read_slowly_while(live, parse, asyncio.ensure_future(upload()))
+    assert not adopted
+    assert versions.rows[versions.in_force or 0].text == "v3"
+    assert (live.current.version, live.version_id) == ("v3", versions.in_force)
+
+
+async def test_an_upload_answered_by_the_store_after_a_later_version_is_passed_over(
+        tmp_path: Path) -> None:
+    """The store numbered the upload, then another instance's version came in force and
+    was read here before the upload's answer came back: the upload's is not adopted
+    over it."""
+    live, versions, _parse = await governed(tmp_path)
+    answered, go_on = asyncio.Event(), asyncio.Event()
+    put = versions.put_in_force
+
+    async def put_then_wait(candidate: config_store.Candidate
+                            ) -> tuple[config_store.ConfigVersion, bool]:
+        stored = await put(candidate)
+        answered.set()
+        await go_on.wait()  # the store's answer on its way back
+        return stored
+
+    versions.put_in_force = put_then_wait  # type: ignore[method-assign]
+    upload = asyncio.create_task(live.put_in_force("v2", source="upload", author="admin"))
+    await answered.wait()
+    versions.put_in_force = put  # type: ignore[method-assign]
+    await versions.put_in_force(config_store.Candidate("v3", "v3", "elsewhere"))
+    assert await live.sync()
+    go_on.set()
+    version, _changed = await upload
+    assert version.version_id == 2
+    assert (live.current.version, live.version_id) == ("v3", 3) == (
+        versions.rows[versions.in_force or 0].text, versions.in_force)
+
+
+def split(config: str) -> float | None:
+    return REGISTRY.get_sample_value("routing_config_in_force_refused", {"config": config})
+
+
+async def test_a_version_in_force_this_instance_refuses_is_shown_until_one_it_reads(
+        tmp_path: Path) -> None:
+    """The fleet split (routing_config_in_force_refused, alert
+    RoutingConfigVersionRefused): the store's version in force refused here, the one
+    before it serving; in step again once a version it reads is in force."""
+    live, versions, _parse = await governed(tmp_path)
+    assert split("segment_rules") == 0
+    await versions.put_in_force(config_store.Candidate("refused", "refused", "a release"))
+    assert not await live.sync()
+    assert split("segment_rules") == 1
+    assert live.current.version == "seed" and live.last_rejection is not None
+    await versions.put_in_force(config_store.Candidate("v3", "v3", "elsewhere"))
+    assert await live.sync()
+    assert split("segment_rules") == 0 and live.current.version == "v3"
+
+
+async def test_a_refused_upload_splits_nothing(tmp_path: Path) -> None:
+    live, _versions, _parse = await governed(tmp_path)
+    with pytest.raises(config_files.ConfigError):
+        await live.put_in_force("refused", source="upload", author="admin")
+    assert split("segment_rules") == 0 and live.current.version == "seed"
