@@ -21,7 +21,10 @@ LEASE = "escalation"
 
 ESCALATIONS = Counter("routing_router_escalations_total",
                       "Tickets this router escalated for a missed first-response deadline"
-                      " (at least once: routing_tickets_escalated_total counts each once)",
+                      " on a ticket without service-level clocks, handed over or flagged"
+                      " where it is (escalated_to its own department), at least once: the"
+                      " metrics service counts each hand-over once in"
+                      " routing_tickets_escalated_total",
                       ["department", "escalated_to"])
 
 

@@ -1,7 +1,8 @@
 """The department a ticket's first-response target was credited to, kept with its outcome
 when the target is decided: the counter and the stats' attainment then read one
 department. The stats had worked it out again from the timeline, and for a ticket
-answered while its clock was paused (no deadline) named whoever held it last.
+answered while its clock was paused (no deadline) named whoever held it last. A target
+decided before this migration keeps none: the stats work it out as they did.
 
 Revision ID: 0024
 Revises: 0023
