@@ -129,6 +129,9 @@ class TestHandOversAndTargets:
             for event in (transferred, routed, transferred, routed):
                 await track_batch(track, event)
             check = worker.DeadlineCheck(store, updates, grace=timedelta(0))
+            # Past due by targets.past_due, in the query too: the deadline is in time.
+            assert ticket_id not in await store.past_deadline(deadline)
+            assert ticket_id in await store.past_deadline(deadline + timedelta(microseconds=1))
             assert await check(now=deadline) == 0
             assert await check(now=deadline + timedelta(seconds=1)) == 1
             assert await check(now=deadline + timedelta(hours=1)) == 0
@@ -140,6 +143,7 @@ class TestHandOversAndTargets:
         assert kept.transferred_at == T0 + timedelta(seconds=60)
         assert kept.first_response_deadline == deadline
         assert kept.target_outcome == "missed"
+        assert kept.target_department == second  # held it when the deadline passed
         assert [(a.kind, a.department) for a in kept.assignments] == [
             ("routed", first), ("transferred", second)]
         assert backlog[second] == 1 and first not in backlog
