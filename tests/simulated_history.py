@@ -69,7 +69,7 @@ def generate(seed: int = 1, days: int = DAYS) -> History:
     agents: dict[str, list[datetime]] = {department: [] for department in table.departments}
     free_at: dict[str, datetime] = {}
     states: dict[str, overflow.OverflowState] = {}
-    tickets = []
+    tickets: list[engine.HistoricTicket] = []
     now = START
     while True:
         now += timedelta(hours=draw.expovariate(arrivals_per_hour(now)))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+
 import pytest
 
 from services.core import access, auth
@@ -18,6 +21,17 @@ class TestTokens:
         assert credential_id == issued.credential_id
         assert access.secret_matches(secret, issued.secret_hash)
         assert secret not in issued.secret_hash
+
+    def test_a_secret_is_256_random_bits_and_only_its_sha256_is_kept(self) -> None:
+        """README, Credentials: `rt_<id>_<secret>` with 256 random bits; only a SHA-256 of
+        the secret is stored."""
+        issued = access.new_token()
+        parts = access.split_token(issued.token)
+        assert parts is not None and issued.token.startswith(f"rt_{issued.credential_id}_")
+        secret = parts[1]
+        padded = secret + "=" * (-len(secret) % 4)
+        assert len(base64.urlsafe_b64decode(padded)) == 32
+        assert issued.secret_hash == hashlib.sha256(secret.encode()).hexdigest()
 
     def test_tokens_are_unique(self) -> None:
         assert len({access.new_token().token for _ in range(100)}) == 100

@@ -335,13 +335,15 @@ class TestQueueArguments:
         assert "Invalid value for '--wait'" in told and "seconds from 0 to 3600" in told
         assert "Traceback" not in told
 
-    @pytest.mark.parametrize("department", ["Public Sector", "public.sector", "", "x" * 64])
+    @pytest.mark.parametrize("department",
+                             ["Public Sector", "public.sector", "", "x" * 64, "2nd_line"])
     def test_a_department_name_no_queue_can_have_is_refused(self, department: str) -> None:
         result = CliRunner().invoke(cli.app, ["queue", department])
         assert result.exit_code == 2, result.output
         told = words(result.output)
         assert "Invalid value for 'department'" in told
-        assert "use lower-case letters, digits, '_' or '-'" in told
+        assert ("use lower-case letters, digits, '_' or '-', starting with a letter, at most"
+                " 63 characters") in told
 
 
 class TestKafkaPassword:

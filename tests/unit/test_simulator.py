@@ -60,6 +60,15 @@ class TestReplayOfTheVersionInForce:
         assert len([d for d in comparison.departments.values()
                     if d.actual.received >= summary.SMALLEST_COMPARED]) >= 3
 
+    @pytest.mark.parametrize("month", range(2, 11))
+    def test_so_does_every_other_generated_month(self, month: int) -> None:
+        """README: over ten generated months (bench/replay_accuracy.py prints each
+        month's error), every one within the stated error."""
+        history = simulated_history.generate(seed=month, days=28)
+        error = summary.replay_error(replay(history).departments)
+        assert error.within(relative=0.20, points=3.0), error
+        assert error.received <= 0.02, error
+
     def test_measures_each_departments_service_time_near_the_truth(self) -> None:
         history = four_weeks()
         measured = rates.mean_service_seconds(

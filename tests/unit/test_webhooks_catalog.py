@@ -25,6 +25,14 @@ class TestWhatIsDelivered:
                 Type.RESOLVED} <= set(catalog.WEBHOOK_EVENTS)
         assert Type.RECEIVED not in catalog.WEBHOOK_EVENTS  # the platform sent it
 
+    def test_the_table_holds_the_events_readme_lists_and_no_other(self) -> None:
+        """README, "Webhooks to the platforms": what a platform is called back for today."""
+        assert set(catalog.WEBHOOK_EVENTS.values()) == {
+            "ticket.routed", "ticket.picked_up", "ticket.responded",
+            "ticket.waiting_on_customer", "ticket.deadlines_changed",
+            "ticket.target_warning", "ticket.escalated", "ticket.transferred",
+            "ticket.priority_changed", "ticket.resolved"}
+
     def test_the_names_sent_are_the_event_types_own_spelt_once(self) -> None:
         assert all(name == kind.value for kind, name in catalog.WEBHOOK_EVENTS.items())
         # Spelt a second time, a name could drift from the event's: `events` alone has them.

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import pytest
 from aiokafka import AIOKafkaProducer
+from prometheus_client import REGISTRY
 from sqlalchemy.exc import DataError, OperationalError
 
 from services.core import envelope, faults, kafka, pipeline
@@ -38,6 +39,7 @@ class Scripted:
         self.seconds_a_record = 0.0  # how long each record takes
         self.calls = 0
         self.ready_during_outage: list[bool] = []  # what /readyz would say meanwhile
+        self.waiting_during_outage: list[float | None] = []  # routing_stage_waiting_for_outage
         self.runner: StageRunner | None = None
 
     async def prefetch(self, events: Sequence[envelope.Event]) -> None:
@@ -50,6 +52,7 @@ class Scripted:
             self.outage_calls -= 1
             if self.runner is not None:
                 self.ready_during_outage.append(self.runner.running)
+                self.waiting_during_outage.append(waiting_for_outage(self.runner))
             raise OperationalError("SELECT 1", {}, ConnectionRefusedError("store down"))
         if self.silent_calls:
             self.silent_calls -= 1
@@ -188,6 +191,11 @@ def waited_out(events: list[envelope.Event], routed: list[str],
     assert runner.loop.dead_lettered == 0
 
 
+def waiting_for_outage(runner: StageRunner) -> float | None:
+    return REGISTRY.get_sample_value("routing_stage_waiting_for_outage",
+                                     {"stage": runner.loop.name})
+
+
 class TestOutage:
     async def test_an_outage_is_waited_out_and_nothing_is_dead_lettered(
             self, stage_settings: Settings, raw_producer: AIOKafkaProducer) -> None:
@@ -199,6 +207,10 @@ class TestOutage:
         waited_out(events, routed, letters, runner)
         assert transform.outage_calls == 0
         assert False in transform.ready_during_outage  # not ready while it waits
+        # README: the gauge is 1 while it waits, after its first failed try, 0 after.
+        assert transform.waiting_during_outage[0] == 0
+        assert set(transform.waiting_during_outage[1:]) == {1}
+        assert waiting_for_outage(runner) == 0
 
     async def test_a_store_that_does_not_answer_is_an_outage_not_an_overrun(
             self, stage_settings: Settings, raw_producer: AIOKafkaProducer,

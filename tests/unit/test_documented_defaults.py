@@ -1,0 +1,108 @@
+"""The defaults README's Configuration table gives are the settings' own, and the limits
+README states as numbers (not settings) are the constants' values: a change to either
+shows here, to be said in README too."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from services.core import (
+    config_files,
+    live_config,
+    moments,
+    pipeline,
+    report_client,
+    settings,
+)
+from services.core.settings import Settings
+from services.departments import retries
+from services.segmenter import rules_file
+from services.webhooks import store as webhooks_store
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def configuration_rows() -> list[tuple[list[str], list[str], bool]]:
+    """Each row of the Configuration table: its variables, its defaults as written, and
+    whether the defaults are written alone (not within words: "SQLite file `...`")."""
+    text = README.read_text(encoding="utf-8")
+    section = text.split("\n## Configuration", 1)[1].split("\n## ", 1)[0]
+    rows = []
+    for line in section.splitlines():
+        cells = line.split(" | ")
+        if not line.startswith("| `") or len(cells) < 3:
+            continue
+        names = re.findall(r"`([A-Z][A-Z0-9_*]*)`", cells[0])
+        written = cells[1].split("(")[0]
+        defaults = re.findall(r"`([^`]*)`", written)
+        alone = not re.sub(r"`[^`]*`|[, ]", "", written)
+        rows.append((names, defaults, alone))
+    return rows
+
+
+def as_documented(value: Any) -> Any:
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, Path):
+        return value.relative_to(settings.PROJECT_ROOT).as_posix()
+    return getattr(value, "value", value)
+
+
+def documented(text: str, like: Any) -> Any:
+    if isinstance(like, float):
+        return float(text)
+    if isinstance(like, list | tuple | dict):
+        return type(like)(json.loads(text))
+    if isinstance(like, timedelta):
+        return Settings(parity_window=text).parity_window
+    return text
+
+
+def test_every_default_the_table_gives_is_the_settings_own() -> None:
+    compared = []
+    for names, defaults, alone in configuration_rows():
+        fields = [name.lower() for name in names]
+        if len(fields) != len(defaults) or not all(f in Settings.model_fields for f in fields):
+            continue  # no default written (unset, none), a family of variables, a template
+        for field, written in zip(fields, defaults, strict=True):
+            if re.search(r"[A-Z]{2,}_[A-Z]", written):
+                continue  # a template of other settings (ROUTER_URL from ROUTER_PORT)
+            own = as_documented(Settings.model_fields[field].get_default(
+                call_default_factory=True))
+            if alone:
+                assert documented(written, own) == own, field
+            else:  # within words: a part of the default
+                assert written in str(own), field
+            compared.append(field)
+    assert len(compared) >= 45, compared  # the table as a whole, not a few rows of it
+
+
+@pytest.mark.parametrize(("said", "value", "documented_value"), [
+    ("a report's date may run 5 minutes from the router's clock", moments.CLOCK_SKEW,
+     timedelta(minutes=5)),
+    ("the department tool waits at most 10 s a time", retries.LONGEST_WAIT_SECONDS, 10.0),
+    ("the department tool starts no try after 60 s", retries.GIVE_UP_AFTER_SECONDS, 60.0),
+    ("a report's client waits at most 10 s a time", report_client.LONGEST_WAIT_SECONDS,
+     10.0),
+    ("a stage tries a transient failure at most 5 times", pipeline.MAX_ATTEMPTS, 5),
+    ("a stage's backoff up to 5 s", pipeline.MAX_RETRY_PAUSE_SECONDS, 5.0),
+    ("a stage's transaction limit is 30 s", settings.STAGE_TRANSACTION_SECONDS, 30.0),
+    ("a connection's close may take 2 s", settings.STORE_CLOSE_SECONDS, 2.0),
+    ("every instance checks the store every 5 seconds", live_config.CHECK_SECONDS, 5.0),
+    ("a configuration file holds at most 256 KiB", config_files.CONFIG_MAX_BYTES, 262_144),
+    ("a rule set holds at most 1,000 rules", rules_file.MAX_RULES, 1000),
+    ("a replay of dead callbacks, 1,000 a transaction", webhooks_store.REPLAY_CHUNK, 1000),
+])
+def test_a_limit_readme_states_as_a_number_is_the_codes(said: str, value: Any,
+                                                        documented_value: Any) -> None:
+    assert value == documented_value, said
