@@ -86,7 +86,11 @@ class LiveConfig(Generic[Config]):
             self._unusable_file = exc
         self.loaded_at = datetime.now(UTC)
         self.last_rejection: Rejection | None = None
-        self.version_id: int | None = None  # the store's id of the version in force
+        self.version_id: int | None = None  # the store's id of the version served here
+        # The store's latest version in force, when this instance refuses it (one its
+        # release cannot read), and the one it is reading: each read once.
+        self.refused_id: int | None = None
+        self._reading: set[int] = set()
         self._versions: config_store.ConfigVersions | None = None
         self._announce: Announce | None = None
         LOADED.labels(name).set(self.loaded_at.timestamp())
@@ -168,27 +172,40 @@ class LiveConfig(Generic[Config]):
                                        source=f"{self.path.name} version #{version_id}")
 
     async def sync(self) -> bool:
-        """Catch up with the version in force in the store; whether it changed here."""
+        """Catch up with the version in force in the store; whether it changed here.
+        Only forward: the store numbers versions in the order they are put in force, and
+        a read (of the store, then of the text, on a worker thread) can end after a later
+        version came in force here, by an upload or another sync."""
         in_force_id = await self.versions.in_force_id()
-        if in_force_id is None or in_force_id == self.version_id:
+        if in_force_id is None or not self._ahead(in_force_id) \
+                or in_force_id in self._reading:
             return False
-        version = await self.versions.get(in_force_id)
-        if version is None:
-            return False
-        # A version this instance cannot read (an older release in a rolling upgrade) is
-        # reported once; the previous one keeps serving here.
-        self.version_id = in_force_id
+        self._reading.add(in_force_id)
         try:
-            candidate = await self._validated(
-                version.text, source=f"{self.path.name} version #{in_force_id}")
-        except config_files.ConfigError:
-            if self.version_id == in_force_id:  # still the store's latest, refused here
-                IN_FORCE_REFUSED.labels(self.name).set(1)
-            return False
-        if self.version_id != in_force_id:
-            return False  # a later version came in force here while this one was read
-        self._adopt(candidate, in_force_id, version.text)
-        return True
+            version = await self.versions.get(in_force_id)
+            if version is None or not self._ahead(in_force_id):
+                return False
+            try:
+                candidate = await self._validated(
+                    version.text, source=f"{self.path.name} version #{in_force_id}")
+            except config_files.ConfigError:
+                # Reported once (_validated); the version served here goes on serving.
+                if self._ahead(in_force_id):
+                    self.refused_id = in_force_id
+                    IN_FORCE_REFUSED.labels(self.name).set(1)
+                return False
+            if not self._ahead(in_force_id):
+                return False
+            self._adopt(candidate, in_force_id, version.text)
+            return True
+        finally:
+            self._reading.discard(in_force_id)
+
+    def _ahead(self, version_id: int) -> bool:
+        """Whether the store's version `version_id` is later than the one served here,
+        and not refused here."""
+        return (self.version_id is None or version_id > self.version_id) \
+            and version_id != self.refused_id
 
     async def follow_store(self, stop: asyncio.Event) -> None:
         """Check the store every CHECK_SECONDS: the fallback for a missed announcement."""
@@ -218,7 +235,11 @@ class LiveConfig(Generic[Config]):
             # in the order they are put in force): the later one stays.
             return
         self.version_id = version_id
-        IN_FORCE_REFUSED.labels(self.name).set(0)  # in step with the store again
+        if self.refused_id is None or version_id > self.refused_id:
+            # In step with the store again; a version put in force before the one
+            # refused (an upload answered late) serves, and that one is still refused.
+            self.refused_id = None
+            IN_FORCE_REFUSED.labels(self.name).set(0)
         # The text changes with the configuration, so they stay a pair; a version is a
         # digest of its text (config_files.file_version), so a text passed over here for
         # having the version in force is that version's text anyway.

@@ -160,3 +160,69 @@ async def test_a_refused_upload_splits_nothing(tmp_path: Path) -> None:
     with pytest.raises(config_files.ConfigError):
         await live.put_in_force("refused", source="upload", author="admin")
     assert split("segment_rules") == 0 and live.current.version == "seed"
+
+
+def held(versions: Versions, method: str) -> tuple[asyncio.Event, asyncio.Event]:
+    """The store's next answer to `method` held back: (asked, answer): the call waits,
+    once asked, until `answer` is set; later calls are answered at once."""
+    asked, answer = asyncio.Event(), asyncio.Event()
+    real = getattr(versions, method)
+
+    async def held_back(*args: object) -> object:
+        setattr(versions, method, real)
+        result = await real(*args)
+        asked.set()
+        await answer.wait()
+        return result
+
+    setattr(versions, method, held_back)
+    return asked, answer
+
+
+@pytest.mark.parametrize("refused", [False, True], ids=["readable", "refused"])
+async def test_an_upload_while_the_store_is_read_for_an_earlier_version_stays(
+        tmp_path: Path, refused: bool) -> None:
+    """The store's answer (the version's text) comes back after an upload here put a
+    later version in force: the earlier one is not read, nor, refused, said refused."""
+    live, versions, _parse = await governed(tmp_path)
+    text = "refused-2" if refused else "v2"
+    await versions.put_in_force(config_store.Candidate(text, text, "elsewhere"))
+    asked, answer = held(versions, "get")
+    synced = asyncio.create_task(live.sync())
+    await asked.wait()
+    await live.put_in_force("v3", source="upload", author="admin")
+    answer.set()
+    assert not await synced
+    assert (live.current.version, live.version_id, split("segment_rules")) == ("v3", 3, 0)
+
+
+async def test_of_two_syncs_the_one_answered_last_with_an_earlier_version_moves_nothing(
+        tmp_path: Path) -> None:
+    live, versions, _parse = await governed(tmp_path)
+    await versions.put_in_force(config_store.Candidate("v2", "v2", "elsewhere"))
+    asked, answer = held(versions, "in_force_id")
+    first = asyncio.create_task(live.sync())  # an announcement's: told #2, held back
+    await asked.wait()
+    await versions.put_in_force(config_store.Candidate("v3", "v3", "elsewhere"))
+    assert await live.sync()  # the periodic check's: #3
+    answer.set()
+    assert not await first
+    assert (live.current.version, live.version_id) == ("v3", 3)
+
+
+async def test_an_upload_answered_after_a_later_refused_version_serves(
+        tmp_path: Path) -> None:
+    """Stored as #2, answered after #3 came in force and was refused here: #2, the
+    store's latest this instance reads, serves, and #3 is still said refused."""
+    live, versions, _parse = await governed(tmp_path)
+    asked, answer = held(versions, "put_in_force")
+    upload = asyncio.create_task(live.put_in_force("v2", source="upload", author="admin"))
+    await asked.wait()
+    await versions.put_in_force(config_store.Candidate("refused", "refused", "a release"))
+    assert not await live.sync()
+    answer.set()
+    version, _changed = await upload
+    assert version.version_id == 2
+    for _ in range(2):  # and the next checks neither read #3 again nor change anything
+        assert not await live.sync()
+    assert (live.current.version, live.version_id, split("segment_rules")) == ("v2", 2, 1)
