@@ -110,6 +110,7 @@ def describe(table: routing.RoutingTable, live: LiveTable) -> dict[str, Any]:
     return {
         "version": table.version,
         "version_id": live.version_id,
+        "refused_version_id": live.refused_id,  # the store's, when this instance cannot read it
         "loaded_at": live.loaded_at.isoformat(),
         "fallback_department": table.fallback_department,
         "departments": list(table.departments),

@@ -46,10 +46,12 @@ def describe(rule_set: rules.RuleSet) -> dict[str, Any]:
 
 @api.get("")
 async def rules_in_force(live: Live) -> dict[str, Any]:
-    """The rule set in force, its id in the store, when it was loaded here, and the last
-    rejected attempt."""
+    """The rule set in force, its id in the store, when it was loaded here, the store's
+    version in force when this instance cannot read it (`refused_version_id`), and the
+    last rejected attempt."""
     rejection = live.last_rejection
     return {**describe(live.current), "version_id": live.version_id,
+            "refused_version_id": live.refused_id,
             "loaded_at": live.loaded_at.isoformat(),
             "last_rejection": asdict(rejection) | {"at": rejection.at.isoformat()}
             if rejection else None}

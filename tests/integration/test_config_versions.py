@@ -194,13 +194,14 @@ class TestUnusableFileAtStart:
                         "    when: customer.known && customer.age_years >= 65\n", 1)
         with pytest.raises(config_files.ConfigError):
             await governed.live.validate(lax, source="lax")
-        await governed.versions.put_in_force(config_store.Candidate(
+        stored, _ = await governed.versions.put_in_force(config_store.Candidate(
             text=lax, version="lax-1", author="an older release", comment=""))
         governed.file.write_text(governed.broken()[0], encoding="utf-8")
         other = live_rules.live_rule_set(governed.file)
         with pytest.raises(config_files.ConfigError, match=f"{governed.file}:"):
             await other.govern(governed.versions, announce=governed.announce)
         assert other.last_rejection is not None
+        assert (other.refused_id, other.version_id) == (stored.version_id, None)
 
     async def test_an_invalid_file_with_no_version_stored_stops_the_start(
             self, database_url: str, tmp_path: Path) -> None:
