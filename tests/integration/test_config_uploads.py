@@ -17,7 +17,16 @@ import httpx
 import pytest
 from fastapi import APIRouter, FastAPI
 
-from services.core import config_changes, config_store, db, http, kafka, service_context, topics
+from services.core import (
+    config_changes,
+    config_files,
+    config_store,
+    db,
+    http,
+    kafka,
+    service_context,
+    topics,
+)
 from services.core.live_config import LiveConfig
 from services.core.settings import PROJECT_ROOT, Settings
 from services.router import bootstrap as router_bootstrap
@@ -215,6 +224,27 @@ class TestDryRun:
         assert report["in_force"] == running == service.live.current.version  # not synced
         assert f"-{service.config.replace[0]}\n" in report["diff"]  # the text running here
         assert "elsewhere-3" not in report["diff"]
+
+    async def test_a_version_in_force_this_instance_refuses_is_named_beside_the_served(
+            self, service: Service) -> None:
+        """README, configuration history: a version in force this release cannot read
+        (here one over the size limit, as one stored before the limit would be) is named
+        by `refused_version_id`; the version before it serves until a readable one comes."""
+        served = (await service.client.get(service.config.path)).json()
+        assert served["refused_version_id"] is None
+        too_large = service.upload + "#" * config_files.CONFIG_MAX_BYTES + "\n"
+        refused, _ = await service.live.versions.put_in_force(config_store.Candidate(
+            text=too_large, author="an older release", comment="", version="old-release"))
+        assert not await service.live.sync()
+        shown = (await service.client.get(service.config.path)).json()
+        assert (shown["version"], shown["version_id"], shown["refused_version_id"]) == (
+            served["version"], served["version_id"], refused.version_id)
+        assert "bytes, at most" in shown["last_rejection"]["error"]
+        response = await put(service, service.upload)
+        assert response.status_code == 200, response.text
+        shown = (await service.client.get(service.config.path)).json()
+        assert shown["refused_version_id"] is None
+        assert shown["version_id"] == response.json()["version_id"] > refused.version_id
 
     async def test_an_invalid_dry_run_names_the_line(self, service: Service) -> None:
         response = await service.client.post(
