@@ -78,6 +78,22 @@ def _attribute_value(value: object) -> str | int | float | bool:
 
 Text = Annotated[str, AfterValidator(valid_text),
                  Field(json_schema_extra={"pattern": "^[^\\u0000]*$"})]
+
+
+def stated(value: str) -> str:
+    """Text that says something: not only spaces (a reason of "  " gives none)."""
+    if not value.strip():
+        raise ValueError("must say something: it holds only spaces")
+    return value
+
+
+# Stated text's pattern, for the schema (stated and valid_text): no NUL, not only spaces.
+NOT_ONLY_SPACES = "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$"
+# Why a person moved a ticket (a transfer, a priority change): kept in its trace.
+MAX_REASON = 200
+Reason = Annotated[str, Field(min_length=1, max_length=MAX_REASON,
+                              json_schema_extra={"pattern": NOT_ONLY_SPACES}),
+                   AfterValidator(valid_text), AfterValidator(stated)]
 Identifier = Annotated[str, Field(min_length=1, max_length=128,
                                   pattern=r"^[A-Za-z0-9._:@-]+$")]
 # Department and segment names: also Kafka topic parts and database keys (63 characters).

@@ -21,8 +21,8 @@ class Transfer(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     to_department: str = Field(pattern=topics.DEPARTMENT_NAME.pattern)
-    reason: tickets.Text = Field(min_length=1, max_length=200,
-                                 description="Why (kept in the trace; no personal data, please)")
+    reason: tickets.Reason = Field(
+        description="Why (kept in the trace; no personal data, please)")
     from_department: str | None = Field(default=None, pattern=topics.DEPARTMENT_NAME.pattern,
                                         description="Your department, checked if given")
 
@@ -31,8 +31,8 @@ class PriorityChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     priority: tickets.Priority = Field(description="1 is the most urgent")
-    reason: tickets.Text = Field(min_length=1, max_length=200,
-                                 description="Why (kept in the trace; no personal data, please)")
+    reason: tickets.Reason = Field(
+        description="Why (kept in the trace; no personal data, please)")
 
     @field_validator("priority", mode="before")
     @classmethod

@@ -169,7 +169,8 @@ class TestRefused:
 
     @pytest.mark.parametrize(("body", "field"), [
         ({"priority": 6}, "priority"), ({"priority": "1"}, "priority"),
-        ({"priority": 1, "reason": ""}, "reason"), ({"reason": "x"}, "priority"),
+        ({"priority": 1, "reason": ""}, "reason"), ({"priority": 1, "reason": " \t "}, "reason"),
+        ({"reason": "x"}, "priority"),
         ({"priority": 1, "reason": "a\u0000b"}, "reason")])
     async def test_bad_input_is_422_naming_the_field(self, router: Router,
                                                      body: dict[str, Any], field: str) -> None:
