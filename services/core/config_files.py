@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
+import math
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
@@ -147,13 +149,25 @@ def unknown_keys(mapping: Mapping[Any, Any], accepted: Iterable[str]) -> list[st
 
 
 def file_version(source: Path | str, document: Mapping[str, Any], text: str) -> str:
-    """The file's version: its `version:` label (a scalar of at most versions.MAX_LABEL
-    characters) with a digest of its text, or the digest alone."""
+    """The file's version: its `version:` label (text, a number or a date, of at most
+    versions.MAX_LABEL characters) with a digest of its text, or the digest alone."""
     declared = document.get("version")
-    if isinstance(declared, dict | list) or len(str(declared)) > versions.MAX_LABEL:
+    if not _a_label(declared) or len(str(declared)) > versions.MAX_LABEL:
         raise ConfigError(source, line_of(document), "version",
-                          f"version is a label of at most {versions.MAX_LABEL} characters")
+                          "version is a label (text, a number or a date) of at most"
+                          f" {versions.MAX_LABEL} characters")
     return versions.content_version(declared, text)
+
+
+def _a_label(declared: object) -> bool:
+    """What YAML reads a version written as a label into: not a mapping or a list, not
+    true/false, nor a number that is no number (`.nan`, `.inf`)."""
+    if declared is None or isinstance(declared, str | datetime.date):
+        return True
+    if isinstance(declared, bool):
+        return False
+    return isinstance(declared, int) or (isinstance(declared, float)
+                                         and math.isfinite(declared))
 
 
 def line_of(mapping: Any) -> int | None:

@@ -201,3 +201,21 @@ class TestNamesATicketCarries:
         assert f"at most {versions.MAX_LABEL} characters" in error.problem
         assert table_error(f"version: {longest}v\n" + TABLE).entry == "version"
         assert table_error("version: {a: 1}\n" + TABLE).entry == "version"
+
+    @pytest.mark.parametrize("label", ["{a: 1}", "[1, 2]", "true", "no", ".nan", "-.inf"])
+    def test_a_version_that_is_no_label_is_refused(self, label: str) -> None:
+        """YAML reads these as a mapping, a list, a truth value or a number that is no
+        number: as a label, `True+...` or `nan+...` would name nothing anyone wrote."""
+        error = rules_error(f"version: {label}\n" + RULES)
+        assert (error.line, error.entry) == (1, "version")
+        assert error.problem.startswith("version is a label (text, a number or a date)")
+        assert table_error(f"version: {label}\n" + TABLE).entry == "version"
+
+    @pytest.mark.parametrize(("label", "written"), [
+        ("v7", "v7"), ("'true'", "true"), ("3", "3"), ("1.5", "1.5"),
+        ("2026-12-01", "2026-12-01"), ("", None)])
+    def test_a_label_is_kept_as_written(self, label: str, written: str | None) -> None:
+        version = rules_file.parse(f"version: {label}\n" + RULES,
+                                   source="segments.yaml").version
+        prefix, _, digest = version.rpartition("+")
+        assert len(digest) == 12 and (prefix or None) == written

@@ -19,6 +19,8 @@ from services.core import (
     pipeline,
     report_client,
     settings,
+    tickets,
+    versions,
 )
 from services.core.settings import Settings
 from services.departments import retries
@@ -99,6 +101,8 @@ LIMITS = [
     ("holds at most 256 KiB (`CONFIG_MAX_BYTES`", config_files.CONFIG_MAX_BYTES, 262_144),
     ("at most 1,000 rules\n(`rules_file.MAX_RULES`)", rules_file.MAX_RULES, 1000),
     ("1,000 a transaction", webhooks_store.REPLAY_CHUNK, 1000),
+    ("a number or a date of at most 187 characters", versions.MAX_LABEL, 187),
+    ("a `reason` of 1-200 characters", tickets.MAX_REASON, 200),
 ]
 
 
