@@ -3,7 +3,9 @@ weekday, holidays (the calendar itself, and business time, are in calendars.py).
 
 from __future__ import annotations
 
+import functools
 import re
+import zoneinfo
 from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Any
@@ -17,6 +19,14 @@ _CLOCK = re.compile(r"^(\d{2}):(\d{2})$")
 # Files of the time zone database that name no place but the host's own setting: a
 # calendar in one would open at other hours on each machine (and container) it runs on.
 _HOSTS_OWN_ZONES = frozenset({"localtime", "posixrules"})
+
+
+@functools.cache
+def _zone_names() -> frozenset[str]:
+    """The time zones a calendar may name: the database's own names, written as it writes
+    them. Not a name that opens only where files' names ignore case (`europe/paris`),
+    nor a copy under `posix/` or `right/` (whose clocks count leap seconds: 27 s off)."""
+    return frozenset(zoneinfo.available_timezones()) - _HOSTS_OWN_ZONES
 
 
 def parse_calendar(document: Any, *, source: str, line: int | None,
@@ -35,12 +45,12 @@ def parse_calendar(document: Any, *, source: str, line: int | None,
         raise fail(f"unknown keys {unknown}; accepted: time_zone, hours, holidays")
     zone_name = document.get("time_zone")
     try:
-        if not isinstance(zone_name, str) or zone_name in _HOSTS_OWN_ZONES:
+        if not isinstance(zone_name, str) or zone_name not in _zone_names():
             raise ValueError
         zone = ZoneInfo(zone_name)
     except (ValueError, OSError, ZoneInfoNotFoundError) as exc:
         raise fail(f"time_zone {zone_name!r} is not an IANA time zone like"
-                   " 'Europe/Amsterdam'") from exc
+                   " 'Europe/Amsterdam' (written as the database writes it)") from exc
     hours = document.get("hours")
     if not isinstance(hours, dict):
         raise fail("hours must map weekdays to opening hours, e.g. mon-fri: '08:00-18:00'")
