@@ -10,12 +10,22 @@ import sys
 import uvicorn
 from fastapi import FastAPI
 
-from services.core import collector
-from services.core.settings import Settings
+from services.core import collector, partition_producers
+from services.core.settings import STAGE_TRANSACTION_SECONDS, Settings
 
 logger = logging.getLogger(__name__)
 
 STARTUP_FAILURE = 3  # uvicorn's exit code when the app did not start
+# After SIGTERM: the requests in flight get this long to be answered, then the stages
+# finish their batch in hand (at most their transaction limit), leave their groups and
+# stop their producers (each at most partition_producers.STOP_SECONDS).
+REQUESTS_GRACE_SECONDS = 10
+# How long a service may take from SIGTERM to its exit, with room for the groups' leave
+# and the store's close: what the deploy files give it before they kill it (compose's
+# stop_grace_period, the chart's terminationGracePeriodSeconds; a kill there aborts the
+# batch in hand, taken again by the next owner, but the group waits out the session).
+STOP_GRACE_SECONDS = int(REQUESTS_GRACE_SECONDS + STAGE_TRANSACTION_SECONDS
+                         + partition_producers.STOP_SECONDS + 10)
 
 
 def run(app: FastAPI, settings: Settings, *, port: int, shared_port: int | None = None
@@ -29,7 +39,7 @@ def run(app: FastAPI, settings: Settings, *, port: int, shared_port: int | None 
     # their batch, commit and leave their consumer group.
     server = uvicorn.Server(uvicorn.Config(
         app, host=settings.host, port=port, log_config=None, access_log=False,
-        timeout_graceful_shutdown=10))
+        timeout_graceful_shutdown=REQUESTS_GRACE_SECONDS))
     sockets = None if shared_port is None else _shared(settings.host, port, shared_port)
     # As uvicorn.run: a SIGINT is raised again after the graceful shutdown.
     with contextlib.suppress(KeyboardInterrupt):

@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
+from devtools import kafka_broker
+from services.core import serve
 from services.core.settings import Settings
 from tests.integration.deploy_files import (
     APP_SERVICES,
@@ -235,3 +237,21 @@ def test_the_demo_profile_seeds_the_walk_through() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert credentials.relative_to("/app").as_posix() == ".data/credentials.env"
     assert "source .data/credentials.env" in readme
+
+
+def test_every_service_of_ours_gets_the_time_it_takes_to_stop() -> None:
+    """Compose kills a container 10 s after SIGTERM unless told otherwise: a stage
+    finishing its batch in hand would be cut off (services/core/serve.py)."""
+    services = rendered_compose()["services"]
+    for name in [*APP_SERVICES, ROUTER_STAGE_SERVICE]:
+        for service in (name, f"{name}-replica"):
+            if service in services:
+                assert services[service]["stop_grace_period"] == \
+                    f"{serve.STOP_GRACE_SECONDS}s", service
+
+
+def test_the_broker_in_compose_is_the_one_the_tests_run() -> None:
+    """One Kafka version: the pom's, which bin/run and the tests start (README says why
+    some releases must not be used)."""
+    image = compose_services()["kafka"]["image"]
+    assert image == f"apache/kafka:{kafka_broker.kafka_version()}"

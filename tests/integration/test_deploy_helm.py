@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+from services.core import serve
 from services.core.settings import Settings
 from tests import kafka_acls, kubernetes_schemas
 from tests.integration.deploy_files import (
@@ -119,7 +120,13 @@ def test_every_deployment_has_probes_resources_and_replicas() -> None:
         assert deployment["spec"]["replicas"] == expected_replicas, name
         [container] = deployment["spec"]["template"]["spec"]["containers"]
         assert container["command"] == ["python", "-m", f"services.{program(name)}"]
+        assert container["startupProbe"]["httpGet"]["path"] == "/healthz", name
+        startup = container["startupProbe"]
+        # Migrations queued at a first install: minutes, not the liveness probe's 30 s.
+        assert startup["periodSeconds"] * startup["failureThreshold"] >= 300, name
         assert container["livenessProbe"]["httpGet"]["path"] == "/healthz", name
+        assert deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] \
+            == serve.STOP_GRACE_SECONDS, name
         assert container["readinessProbe"]["httpGet"]["path"] == "/readyz", name
         assert container["ports"] == [{"name": "http",
                                        "containerPort": values["services"][name]["port"]}]
