@@ -16,7 +16,15 @@ from aiokafka.errors import KafkaError
 from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.core import background, config_store, envelope, kafka, live_config, topics
+from services.core import (
+    background,
+    config_store,
+    envelope,
+    faults,
+    kafka,
+    live_config,
+    topics,
+)
 from services.core.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -72,7 +80,7 @@ async def follow(settings: Settings, live: live_config.LiveConfig[live_config.Co
                     await consumer.position(partition)
                 await live.sync()
                 while not stop.is_set():
-                    batch = await consumer.getmany(timeout_ms=500)
+                    batch = await faults.fetch_past_unreadable(consumer, timeout_ms=500)
                     keys = {record.key for records in batch.values() for record in records}
                     if live.name.encode() in keys:
                         await live.sync()

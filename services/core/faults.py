@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import enum
 import traceback
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -51,6 +52,9 @@ UNREADABLE = (UnicodeDecodeError, CorruptRecordException)
 # record before it is taken to have none: longer than a fetch already on its way to the
 # broker and the next one (KAFKA_FETCH_MAX_WAIT_MS, at most 500, each).
 CAREFUL_WAIT_MS = 2000
+# The most records a reader without a group reads of a partition a record at a time
+# before it fetches as usual again (fetch_past_unreadable).
+CAREFUL_RECORDS = 500
 
 
 class Unreadable(envelope.EnvelopeError):
@@ -91,6 +95,54 @@ async def unreadable_offset(consumer: AIOKafkaConsumer, partition: TopicPartitio
         return offset
     position: int = await consumer.position(partition)
     return position
+
+
+async def fetch_past_unreadable(consumer: AIOKafkaConsumer, *, timeout_ms: int,
+                                partitions: Iterable[TopicPartition] | None = None,
+                                ) -> dict[TopicPartition, list[ConsumerRecord]]:
+    """A fetch for a reader without a group, which takes every record it fetches in
+    order (the dead-letter count and listing, the followers of announcements): a record
+    the Kafka client cannot read comes as an UnreadableRecord in its place, and the
+    reader goes on past it, where a plain fetch would raise on it every time. The
+    records fetched with it, of its partition and the others, are read again, one at a
+    time up to it (the stages' and the department tool's readers keep their own
+    account of what they took: pipeline.StageLoop, departments.fetching)."""
+    chosen = list(consumer.assignment() if partitions is None else partitions)
+    before = {partition: await consumer.position(partition) for partition in chosen}
+    try:
+        fetched: dict[TopicPartition, list[ConsumerRecord]] = await consumer.getmany(
+            *chosen, timeout_ms=timeout_ms)
+        return fetched
+    except UNREADABLE:
+        pass
+    taken: dict[TopicPartition, list[ConsumerRecord]] = {}
+    for partition, offset in before.items():
+        consumer.seek(partition, offset)
+        records = await _read_up_to_unreadable(consumer, partition)
+        if records:
+            taken[partition] = records
+    return taken
+
+
+async def _read_up_to_unreadable(consumer: AIOKafkaConsumer, partition: TopicPartition
+                                 ) -> list[ConsumerRecord]:
+    """The partition's records a record at a time, up to and including the first the
+    Kafka client cannot read (then sought past); or until none came in CAREFUL_WAIT_MS,
+    or CAREFUL_RECORDS came (a record further on is met by a later fetch, and read
+    carefully from there: each pass reads on)."""
+    records: list[ConsumerRecord] = []
+    while len(records) < CAREFUL_RECORDS:
+        try:
+            got = (await consumer.getmany(partition, timeout_ms=CAREFUL_WAIT_MS,
+                                          max_records=1)).get(partition, [])
+        except UNREADABLE as error:
+            offset = await unreadable_offset(consumer, partition)
+            consumer.seek(partition, offset + 1)
+            return [*records, unreadable_record(partition, offset, error)]
+        if not got:
+            break
+        records += got
+    return records
 
 
 def classify(error: BaseException) -> Fault:

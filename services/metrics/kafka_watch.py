@@ -13,7 +13,7 @@ import logging
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 
-from services.core import group_lag, kafka, lag, topics
+from services.core import faults, group_lag, kafka, lag, topics
 from services.core.settings import Settings
 from services.metrics import exporter
 
@@ -81,7 +81,9 @@ class DeadLetterCount:
             caught_up = False
             while not stop.is_set():
                 try:
-                    batch = await self._consumer.getmany(timeout_ms=500)
+                    # A record the Kafka client cannot read is a dead letter too, counted
+                    # and read past: not the end of the count, nor of the service's health.
+                    batch = await faults.fetch_past_unreadable(self._consumer, timeout_ms=500)
                     self.count += sum(len(records) for records in batch.values())
                     if not caught_up:
                         targets = targets or await self._start_offsets()

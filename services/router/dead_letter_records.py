@@ -70,7 +70,8 @@ class ReplayResult:
     replayed: list[str] = field(default_factory=list)
     skipped_already_replayed: list[str] = field(default_factory=list)
     not_found: list[str] = field(default_factory=list)
-    unreplayable: list[str] = field(default_factory=list)  # no source topic, or it is gone
+    # No source topic a stage reads in its headers, that topic gone, or not readable.
+    unreplayable: list[str] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
         return {outcome: len(ids) for outcome, ids in asdict(self).items()}
@@ -119,6 +120,21 @@ def describe(record: Record, *, include_value: bool = False) -> dict[str, Any]:
     if include_value:
         described |= _encoded("value", record.value)
     return described
+
+
+# What the listing calls a record on the dead-letter topic that the Kafka client cannot
+# read (a header name that is not UTF-8, a batch failing its checksum): listed, with
+# where it stands, and never replayed (nothing of it can be read).
+UNREADABLE = "Unreadable"
+
+
+def describe_unreadable(partition: int, offset: int, problem: str) -> dict[str, Any]:
+    """A dead letter the Kafka client cannot read, described as far as it is known."""
+    return {"id": dead_letter_id(partition, offset), "partition": partition,
+            "offset": offset, "timestamp": None, "source_topic": None,
+            "source_partition": None, "source_offset": None, "error": problem,
+            "error_class": UNREADABLE, "event_type": None, "ticket_id": None,
+            "replayed_from": None, "key": None, "key_encoding": None}
 
 
 def replay_headers(headers: Sequence[tuple[str, bytes]], replayed_from: str) -> list[

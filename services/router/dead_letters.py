@@ -26,14 +26,16 @@ from aiokafka.errors import (
     TopicAlreadyExistsError,
 )
 
-from services.core import background, kafka, topics
+from services.core import background, faults, kafka, topics
 from services.core.settings import Settings
 from services.router.dead_letter_records import (
     MAX_LIMIT,
+    UNREADABLE,
     ReplayResult,
     Selection,
     dead_letter_id,
     describe,
+    describe_unreadable,
     header_values,
     matches,
     parse_id,
@@ -78,10 +80,16 @@ async def list_dead_letters(
             async with contextlib.aclosing(_scan(consumer, topics.DEAD_LETTERS, starts,
                                                  settings)) as records:
                 async for record in records:
-                    if matches(record, source_topic=source_topic, error_class=error_class):
+                    if isinstance(record, faults.UnreadableRecord):
+                        # No header of it can be read: it matches no filter but its own.
+                        if source_topic is None and error_class in (None, UNREADABLE):
+                            found.append(describe_unreadable(record.partition,
+                                                             record.offset, record.problem))
+                    elif matches(record, source_topic=source_topic,
+                                 error_class=error_class):
                         found.append(describe(record, include_value=include_value))
-                        if len(found) == limit:
-                            break
+                    if len(found) == limit:
+                        break
     except (KafkaError, OSError) as exc:
         raise Unavailable(f"{type(exc).__name__}: {exc}") from exc
     return found
@@ -141,7 +149,9 @@ async def _replay_selected(
             source = header_values(record.headers).get(topics.DLQ_SOURCE_TOPIC)
             if this in done:
                 result.skipped_already_replayed.append(this)
-            elif source not in topology:
+            elif (isinstance(record, faults.UnreadableRecord)
+                  or source is None or not topics.replayable(source)
+                  or source not in topology):
                 result.unreplayable.append(this)
             elif len(result.replayed) < selection.limit:
                 marker = {"replayed_to": source, "replayed_at": datetime.now(UTC).isoformat()}
@@ -163,6 +173,8 @@ async def _replayed_ids(consumer: AIOKafkaConsumer, partitions: set[int],
     starts = resume_points(partitions, None)
     async with contextlib.aclosing(_scan(consumer, REPLAYED, starts, settings)) as markers:
         async for marker in markers:
+            if isinstance(marker, faults.UnreadableRecord):
+                continue  # no key to read: it marks nothing
             key = (marker.key or b"").decode()
             if marker.value is None:
                 done.discard(key)  # a tombstone withdraws the marker: replayable again
@@ -199,7 +211,8 @@ async def _scan(consumer: AIOKafkaConsumer, topic: str, starts: Mapping[int, int
         consumer.seek(partition, position)
         progressed_at = loop.time()
         while position < end:
-            batch = await consumer.getmany(partition, timeout_ms=200)
+            batch = await faults.fetch_past_unreadable(consumer, timeout_ms=200,
+                                                       partitions=[partition])
             for record in batch.get(partition, []):
                 if record.offset < end:
                     yield record

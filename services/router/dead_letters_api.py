@@ -66,7 +66,8 @@ class ReplayCounts(BaseModel):
     replayed: int
     skipped_already_replayed: int
     not_found: int
-    unreplayable: int = Field(description="No source topic in the headers, or it is gone")
+    unreplayable: int = Field(description="No source topic a stage reads in its headers,"
+                              " that topic gone, or the record unreadable")
 
 
 @api.get("", response_model=DeadLetterPage, responses=FAILURES)

@@ -84,7 +84,7 @@ class CacheFollower:
         await self._consumer.start()
         try:
             while not stop.is_set():
-                batch = await self._consumer.getmany(timeout_ms=200)
+                batch = await faults.fetch_past_unreadable(self._consumer, timeout_ms=200)
                 for records in batch.values():
                     for record in records:
                         await self._apply(record)
