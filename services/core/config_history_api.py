@@ -10,9 +10,9 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
-from services.core import access, auth, config_files, config_store, http
+from services.core import access, auth, config_files, config_store, http, request_bodies
 from services.core.live_config import LiveConfig
 
 # A version id as the store holds it (a 32-bit integer column on PostgreSQL).
@@ -48,9 +48,7 @@ class VersionDiff(BaseModel):
     diff: str = Field(description="a unified diff of the two texts; empty: the same")
 
 
-class RollbackRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class RollbackRequest(request_bodies.RequestBody):
     comment: Comment = ""
 
 

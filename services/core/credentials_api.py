@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic.config import JsonDict
 
-from services.core import access, auth, settings, tickets
+from services.core import access, auth, request_bodies, settings, tickets
 from services.core.credentials import Credential, Credentials
 
 SUBJECT = r"^[a-z0-9][a-z0-9._-]{0,62}$"
@@ -41,7 +41,7 @@ _SUBJECT_FITS_ROLE: JsonDict = {"oneOf": [
 ]}
 
 
-class CredentialRequest(BaseModel):
+class CredentialRequest(request_bodies.RequestBody):
     model_config = ConfigDict(extra="forbid", json_schema_extra=_SUBJECT_FITS_ROLE)
 
     role: access.Role

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from datetime import date, datetime
 from http import HTTPStatus
 from typing import Annotated, Any
@@ -21,16 +21,34 @@ from services.core import auth, config_files, db, http_docs, moments, service_co
 logger = logging.getLogger(__name__)
 
 
+# The most problems a 422 names: the first ones, then how many more there are (a body of
+# thousands of bad entries would otherwise be answered with megabytes).
+MAX_FIELD_ERRORS = 100
+_SEND_JSON = "send a JSON object, UTF-8, with Content-Type: application/json"
+
+
 def field_errors(error: RequestValidationError) -> list[dict[str, str]]:
     """Each bad field: where it is and what was wrong (the message says what is accepted)."""
-    return [
-        {
-            "field": ".".join(str(part) for part in detail["loc"]),
-            "problem": detail["msg"],
-            "type": detail["type"],
-        }
-        for detail in error.errors()
-    ]
+    details = error.errors()
+    named = [{"field": ".".join(str(part) for part in detail["loc"]),
+              "problem": _problem(detail), "type": detail["type"]}
+             for detail in details[:MAX_FIELD_ERRORS]]
+    if len(details) > MAX_FIELD_ERRORS:
+        named.append({"field": "body", "type": "too_many_errors",
+                      "problem": f"{len(details) - MAX_FIELD_ERRORS} more problems not"
+                                 " named here: mend these first"})
+    return named
+
+
+def _problem(detail: Mapping[str, Any]) -> str:
+    """pydantic's message, with what FastAPI's JSON reading left out: why the text is
+    not JSON (at its character `field`), and that a body must be sent as JSON."""
+    if detail["type"] == "json_invalid":
+        why = (detail.get("ctx") or {}).get("error", "")
+        return f"not valid JSON: {why}; {_SEND_JSON}" if why else f"not valid JSON; {_SEND_JSON}"
+    if detail["type"] == "model_attributes_type" and tuple(detail["loc"]) == ("body",):
+        return f"{detail['msg']}; {_SEND_JSON}"
+    return str(detail["msg"])
 
 
 def _not_a_number(value: object) -> object:

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.core import auth, http, service_context
+from services.core import auth, http, request_bodies, service_context
 from services.core.settings import Settings
 from services.router import dead_letter_records, dead_letters
 
@@ -40,7 +40,7 @@ class DeadLetterPage(BaseModel):
     next: str | None = Field(description="Pass as `since` for the next page; null at the end")
 
 
-class ReplayRequest(BaseModel):
+class ReplayRequest(request_bodies.RequestBody):
     """Either `ids`, or a filter (`source_topic`, `error_class`, both must match)."""
 
     # Either ids or a filter, never both, never neither, as `Selection` checks: said in

@@ -9,9 +9,9 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, HTTPException, Path, Request
 from fastapi.responses import JSONResponse
 from prometheus_client import Counter
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
-from services.core import auth, events, http, tickets, topics
+from services.core import auth, events, http, request_bodies, tickets, topics
 from services.core.settings import Settings
 from services.router import bootstrap, intake_policy, service
 
@@ -30,12 +30,10 @@ _ACCEPTED_ON = {channel.value: TICKETS_ACCEPTED.labels(channel.value)
                 for channel in tickets.Channel}
 
 
-class TicketSubmission(tickets.TicketContent):
+class TicketSubmission(tickets.TicketContent, request_bodies.RequestBody):
     """A ticket as a support platform posts it: the ticket contract every stage reads,
     so that what is accepted here can be carried to a department. Unknown fields are
     rejected by name."""
-
-    model_config = ConfigDict(extra="forbid")
 
 
 class TicketAccepted(BaseModel):
@@ -44,10 +42,8 @@ class TicketAccepted(BaseModel):
     correlation_id: str
 
 
-class DepartmentReport(BaseModel):
+class DepartmentReport(request_bodies.RequestBody):
     """What a department reports about a ticket it handles."""
-
-    model_config = ConfigDict(extra="forbid")
 
     type: Literal["picked_up", "responded", "waiting_on_customer", "resolved"] = Field(
         description="waiting_on_customer pauses the ticket's service-level clocks until"

@@ -9,9 +9,9 @@ from typing import Literal
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from services.core import auth, http
+from services.core import auth, http, request_bodies
 from services.router import bootstrap, intake_policy, service
 from services.router.intake import (
     RATE_LIMITED,
@@ -28,10 +28,8 @@ from services.router.intake import (
 api = APIRouter(prefix="/v1/tickets", tags=["tickets"])
 
 
-class CustomerReply(BaseModel):
+class CustomerReply(request_bodies.RequestBody):
     """The customer answered (never the reply's text: the router keeps no content)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     occurred_at: http.Timestamp | None = Field(
         default=None, description="When the customer replied (RFC 3339 with offset),"

@@ -8,18 +8,16 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
-from services.core import auth, tickets, topics
+from services.core import auth, request_bodies, tickets, topics
 from services.router import bootstrap, service, service_clocks
 from services.router.intake import RATE_LIMITED, UNAVAILABLE, TicketId, refused
 
 api = APIRouter(prefix="/v1/tickets", tags=["tickets"])
 
 
-class Transfer(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class Transfer(request_bodies.RequestBody):
     to_department: str = Field(pattern=topics.DEPARTMENT_NAME.pattern)
     reason: tickets.Reason = Field(
         description="Why (kept in the trace; no personal data, please)")
@@ -27,9 +25,7 @@ class Transfer(BaseModel):
                                         description="Your department, checked if given")
 
 
-class PriorityChange(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class PriorityChange(request_bodies.RequestBody):
     priority: tickets.Priority = Field(description="1 is the most urgent")
     reason: tickets.Reason = Field(
         description="Why (kept in the trace; no personal data, please)")

@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import Field, WithJsonSchema
 
-from services.core import auth, http, report_turns, tickets
+from services.core import auth, http, report_turns, request_bodies, tickets
 from services.segmenter import context, row_streams, rows, service
 from services.segmenter.api import CustomerId, Segmenter
 from services.segmenter.profiles import Customer, CustomerType
@@ -18,11 +18,9 @@ from services.segmenter.profiles import Customer, CustomerType
 api = APIRouter(prefix="/v1", tags=["customers"], dependencies=auth.ADMIN_ONLY)
 
 
-class CustomerIn(BaseModel):
+class CustomerIn(request_bodies.RequestBody):
     """A customer's profile. Personal fields are used by segment rules only where the
     rules allow, and never logged."""
-
-    model_config = ConfigDict(extra="forbid")
 
     customer_type: CustomerType
     name: tickets.Text | None = Field(default=None, max_length=200)
@@ -36,9 +34,7 @@ class CustomerIn(BaseModel):
     attributes: rows.CustomerAttributes = Field(default_factory=dict)
 
 
-class PurchaseIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class PurchaseIn(request_bodies.RequestBody):
     amount: Annotated[rows.Amount, WithJsonSchema({"anyOf": [
         {"type": "number", "exclusiveMinimum": 0, "maximum": float(rows.MAX_AMOUNT),
          "multipleOf": 0.01},

@@ -17,7 +17,6 @@ from typing import Annotated, Any, Literal, Self, TypeAlias
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
@@ -29,7 +28,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
-from services.core import moments, tickets
+from services.core import moments, request_bodies, tickets
 from services.segmenter.profiles import MAX_CUSTOMER_ATTRIBUTES, CustomerType
 
 Kind: TypeAlias = Literal["customers", "purchases"]
@@ -150,7 +149,7 @@ CustomerAttributes = Annotated[
     dict[tickets.AttributeName, tickets.AttributeValue],
     tickets.attributes_schema(MAX_CUSTOMER_ATTRIBUTES,
                               "The customer's own data, for segment rules"),
-    Field(max_length=MAX_CUSTOMER_ATTRIBUTES)]
+    tickets.at_most_entries(MAX_CUSTOMER_ATTRIBUTES)]
 IsoDate = Annotated[date, BeforeValidator(_iso_date)]
 
 
@@ -160,7 +159,7 @@ class RowError:
     reason: str
 
 
-class _Row(BaseModel):
+class _Row(request_bodies.RequestBody):
     """A checked row; the fields it was given are `model_fields_set`, its source `line`."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.core import (
@@ -19,6 +19,7 @@ from services.core import (
     groups,
     http,
     report_turns,
+    request_bodies,
     service_context,
 )
 from services.segmenter.profiles import Customer
@@ -51,9 +52,7 @@ async def get_simulator(context: service_context.Context) -> Simulator:
     return context.part(Simulator)
 
 
-class SimulationRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class SimulationRequest(request_bodies.RequestBody):
     start: http.Timestamp = Field(description="the window's start (tickets received from)")
     end: http.Timestamp = Field(description="the window's end, not after now; at most"
                                             " 366 days after start")

@@ -7,10 +7,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
+from pydantic import BaseModel, Field, StrictBool, field_validator
 from pydantic.config import JsonDict
 
-from services.core import auth, credentials_api, service_context
+from services.core import auth, credentials_api, request_bodies, service_context
 from services.webhooks import catalog, store
 
 api = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], dependencies=auth.ADMIN_ONLY)
@@ -43,9 +43,7 @@ def _checked_url(url: str | None) -> str | None:
     return url
 
 
-class EndpointRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class EndpointRequest(request_bodies.RequestBody):
     platform: str = Field(pattern=credentials_api.SUBJECT,
                           description="The platform's credential subject")
     url: str = Field(description="https:// (http:// only on loopback)",
@@ -58,9 +56,7 @@ class EndpointRequest(BaseModel):
         return _checked_url(url)
 
 
-class EndpointChange(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class EndpointChange(request_bodies.RequestBody):
     url: str | None = Field(default=None, description="https:// (http:// only on loopback)",
                             json_schema_extra=URL_SCHEMA)
     enabled: StrictBool | None = None

@@ -1,0 +1,107 @@
+"""A request body is refused at once when it is far too large in count (more fields than
+any body of ours has, more attributes than a ticket takes), before its entries are
+read, and a 422 names at most MAX_FIELD_ERRORS problems: a body of 90,000 bad entries,
+under the 1 MiB limit, was answered with megabytes after a second of the event loop. A
+body that is not JSON is told why, and how to send one. The app is the services' shared
+HTTP edge (http.install) with the intake's and a transfer's models, called as ASGI."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from fastapi import FastAPI
+
+from services.core import http, request_bodies, tickets
+from services.router.intake import TicketSubmission
+from services.router.tickets_api import Transfer
+
+TICKET = {"customer_id": "c-1", "subject": "s", "body": "b", "channel": "email"}
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[httpx.AsyncClient]:
+    app = FastAPI()
+
+    @app.post("/tickets")
+    async def post_ticket(ticket: TicketSubmission) -> dict[str, str]:
+        return {"customer_id": ticket.customer_id}
+
+    @app.post("/transfer")
+    async def transfer(body: Transfer) -> dict[str, str]:
+        return {"to": body.to_department}
+
+    http.install(app, ready=lambda: True)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://test") as calling:
+        yield calling
+
+
+async def posted(client: httpx.AsyncClient, path: str, body: Any) -> httpx.Response:
+    return await client.post(path, content=orjson.dumps(body),
+                             headers={"Content-Type": "application/json"})
+
+
+@pytest.mark.parametrize("path", ["/tickets", "/transfer"])
+async def test_a_body_of_very_many_fields_is_refused_whole(client: httpx.AsyncClient,
+                                                           path: str) -> None:
+    body = {**TICKET, "to_department": "a", "reason": "r",
+            **{f"f{n}": [] for n in range(70_000)}}
+    answer = await posted(client, path, body)
+    assert answer.status_code == 422
+    [problem] = answer.json()["fields"]
+    assert problem["field"] == "body"
+    assert problem["problem"].startswith(
+        f"Value error, at most {request_bodies.MAX_FIELDS} fields, not 70")
+    assert len(answer.content) < 1_000
+
+
+async def test_unknown_fields_up_to_the_bound_are_each_named(client: httpx.AsyncClient
+                                                             ) -> None:
+    unknown = {f"f{n}": 1 for n in range(request_bodies.MAX_FIELDS - len(TICKET))}
+    answer = await posted(client, "/tickets", {**TICKET, **unknown})
+    assert answer.status_code == 422
+    assert {problem["field"] for problem in answer.json()["fields"]} == {
+        f"body.{name}" for name in unknown}
+
+
+async def test_attributes_past_the_most_are_refused_before_any_is_read(
+        client: httpx.AsyncClient) -> None:
+    body = {**TICKET, "attributes": {f"\u0000{n}": [] for n in range(60_000)}}
+    answer = await posted(client, "/tickets", body)
+    assert answer.status_code == 422
+    assert answer.json()["fields"] == [{
+        "field": "body.attributes", "type": "value_error",
+        "problem": f"Value error, at most {tickets.MAX_ATTRIBUTES} entries, not 60000"}]
+    at_most = {**TICKET, "attributes": {f"a{n}": n for n in range(tickets.MAX_ATTRIBUTES)}}
+    assert (await posted(client, "/tickets", at_most)).status_code == 200
+
+
+async def test_a_422_names_the_first_problems_and_counts_the_rest(
+        client: httpx.AsyncClient) -> None:
+    # 50 attributes, each with a bad name and a bad value, and 40 unknown fields: 140.
+    body = {**TICKET, "attributes": {f"\u0000{n}": [] for n in range(50)},
+            **{f"f{n}": 1 for n in range(40)}}
+    answer = await posted(client, "/tickets", body)
+    assert answer.status_code == 422
+    problems = answer.json()["fields"]
+    assert len(problems) == http.MAX_FIELD_ERRORS + 1
+    assert problems[-1] == {"field": "body", "type": "too_many_errors",
+                            "problem": "40 more problems not named here: mend these first"}
+
+
+@pytest.mark.parametrize(("content", "content_type", "says"), [
+    (b'{"customer_id": "c-1",}', "application/json", "not valid JSON: Expecting property"
+                                                     " name enclosed in double quotes"),
+    (orjson.dumps(TICKET), "text/plain", "Content-Type: application/json"),
+])
+async def test_a_body_that_is_not_json_is_told_how_to_send_one(
+        client: httpx.AsyncClient, content: bytes, content_type: str, says: str) -> None:
+    answer = await client.post("/tickets", content=content,
+                               headers={"Content-Type": content_type})
+    assert answer.status_code == 422
+    [problem] = answer.json()["fields"]
+    assert says in problem["problem"] and "UTF-8" in problem["problem"]
