@@ -3,6 +3,7 @@ wired by the router's own bootstrap: no broker, no database, no sockets."""
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -24,6 +25,11 @@ NOW = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
 def content(subject: str = "my invoice") -> tickets.TicketContent:
     return tickets.TicketContent(customer_id="c-1", subject=subject, body="hello",
                                  channel="web")
+
+
+def ticket_with(attributes: dict[str, str | int]) -> tickets.TicketContent:
+    return tickets.TicketContent(customer_id="c-1", subject="my invoice", body="hello",
+                                 channel="web", attributes=attributes)
 
 
 async def accept(router: Wired, *, key: str | None = "key-1",
@@ -112,6 +118,41 @@ class TestAcceptTicket:
         reused = await accept(router, subject="another matter", ticket_id="t-other")
         assert reused.verdict is Verdict.KEY_REUSED
         assert len(router.publisher.published) == 2
+
+    async def test_a_retry_with_its_attributes_in_another_order_is_the_same_ticket(
+            self) -> None:
+        """A JSON object's members have no order: a platform whose map iterates anew
+        after a restart resends the same ticket, answered as a replay, not 422."""
+        router = wired()
+        first = {"plan": "gold", "region": "eu", "seats": 12}
+        again = {"seats": 12, "region": "eu", "plan": "gold"}
+        await service.accept_ticket(
+            ticket_with(first), platform="helpdesk", correlation_id=None,
+            idempotency_key="key-1", keys=router.router.intake_keys,
+            publisher=router.router.publisher, in_flight_for=router.router.claim_hold,
+            now=NOW, new_id=lambda: "t-first")
+        replay = await service.accept_ticket(
+            ticket_with(again), platform="helpdesk", correlation_id=None,
+            idempotency_key="key-1", keys=router.router.intake_keys,
+            publisher=router.router.publisher, in_flight_for=router.router.claim_hold,
+            now=NOW, new_id=lambda: "t-second")
+        assert (replay.verdict, replay.ticket_id) == (Verdict.REPLAY, "t-first")
+        other = await service.accept_ticket(
+            ticket_with({**again, "plan": "silver"}), platform="helpdesk",
+            correlation_id=None, idempotency_key="key-1", keys=router.router.intake_keys,
+            publisher=router.router.publisher, in_flight_for=router.router.claim_hold,
+            now=NOW, new_id=lambda: "t-third")
+        assert other.verdict is Verdict.KEY_REUSED
+
+    async def test_a_key_claimed_with_the_first_fingerprint_still_replays(self) -> None:
+        """Keys claimed before the fingerprint took one form (the attributes in the
+        order they came) replay a retry sent as before, until their retention ends."""
+        router = wired()
+        await accept(router, ticket_id="t-first")
+        row = next(iter(router.keys.rows.values()))
+        row.fingerprint = hashlib.sha256(content().model_dump_json().encode()).hexdigest()
+        replay = await accept(router, ticket_id="t-second")
+        assert (replay.verdict, replay.ticket_id) == (Verdict.REPLAY, "t-first")
 
     async def test_two_platforms_may_use_the_same_key(self) -> None:
         router = wired()

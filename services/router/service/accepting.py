@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
 
+import orjson
+
 from services.core import db, envelope, events, kafka, tickets, topics
 from services.router import intake_policy, ports
 
@@ -48,6 +50,21 @@ def scoped_key(platform: str | None, idempotency_key: str) -> str:
     return hashlib.sha256(f"{platform}\x00{idempotency_key}".encode()).hexdigest()
 
 
+def ticket_fingerprint(content: tickets.TicketContent) -> str:
+    """What the platform said, in one form whatever the order of its attributes: a JSON
+    object's members have no order, and a retry may send them in another (its map
+    iterated anew after a restart), which is the same ticket, not a key reused."""
+    said = orjson.dumps(content.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(said).hexdigest()
+
+
+def _fingerprint_as_first_taken(content: tickets.TicketContent) -> str:
+    """The fingerprint as keys were claimed before ticket_fingerprint (the attributes in
+    the order they came): a retry of such a key, sent as before, is still the same
+    request. Not needed once every such key is past RETENTION_IDEMPOTENCY_KEYS_DAYS."""
+    return hashlib.sha256(content.model_dump_json().encode()).hexdigest()
+
+
 async def accept_ticket(content: tickets.TicketContent, *, platform: str | None,
                         correlation_id: str | None, idempotency_key: str | None,
                         keys: ports.Keys, publisher: ports.Publisher,
@@ -64,10 +81,12 @@ async def accept_ticket(content: tickets.TicketContent, *, platform: str | None,
     ticket, records = written
     key = None
     if idempotency_key is not None:
-        fingerprint = hashlib.sha256(content.model_dump_json().encode()).hexdigest()
+        fingerprint = ticket_fingerprint(content)
         key = scoped_key(platform, idempotency_key)
         claim = await keys.claim(key, fingerprint=fingerprint, ticket_id=ticket_id, now=now,
                                  correlation_id=correlation_id or ticket_id)
+        if claim.fingerprint == _fingerprint_as_first_taken(content):
+            fingerprint = claim.fingerprint  # a key claimed before the form was one
         claimed = intake_policy.ClaimedKey(claim.ticket_id, claim.fingerprint, claim.status,
                                            claim.created_at)
         verdict = intake_policy.judge_claim(claimed, holder=ticket_id,
