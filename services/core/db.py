@@ -45,11 +45,15 @@ STORE_ERRORS: tuple[type[Exception], ...] = (DBAPIError, DisconnectionError, OSE
 # What a wrong query or wrong data raises: a bug or bad input, never an outage.
 _NOT_OUTAGES = (IntegrityError, ProgrammingError, DataError, NotSupportedError)
 # PostgreSQL's classes of "cannot serve now": connection exceptions, insufficient
-# resources, operator intervention (shutting down, starting up).
-_OUTAGE_STATES = ("08", "53", "57P")
+# resources, operator intervention (shutting down, starting up); and a statement or a
+# session ended by the server's own limits (statement_timeout, or a cancel: 57014, as
+# our own DATABASE_STATEMENT_TIMEOUT_SECONDS is; idle_in_transaction_session_timeout:
+# 25P03), which say the store is slow, not that the record is wrong.
+_OUTAGE_STATES = ("08", "53", "57P", "57014", "25P03")
 # PostgreSQL's serialization failure and deadlock (of class 40, "transaction rollback";
-# not its others: 40003, statement completion unknown, may have taken effect).
-_CONFLICT_STATES = ("40001", "40P01")
+# not its others: 40003, statement completion unknown, may have taken effect), and a
+# lock not had within the server's lock_timeout (55P03): other transactions held it.
+_CONFLICT_STATES = ("40001", "40P01", "55P03")
 
 
 def is_outage(error: BaseException) -> bool:

@@ -120,6 +120,20 @@ class TestAsyncpgErrors:
         assert isinstance(error, InterfaceError)
         assert db.is_outage(error) is True
 
+    @pytest.mark.parametrize("driver_error", [
+        # A server's statement_timeout, or a cancel: as our own statement timeout.
+        asyncpg.exceptions.QueryCanceledError("canceling statement due to statement timeout"),
+        asyncpg.exceptions.IdleInTransactionSessionTimeoutError(
+            "terminating connection due to idle-in-transaction timeout"),
+    ])
+    def test_the_servers_own_limits_are_an_outage_not_the_records_fault(
+            self, driver_error: Exception) -> None:
+        """A managed PostgreSQL's statement or session limit says the store is slow: a
+        valid record waits for it, as for our own timeout, not dead-lettered at once."""
+        error = as_sqlalchemy_raises(driver_error)
+        assert db.is_outage(error) is True
+        assert faults.classify(error) is faults.Fault.OUTAGE
+
 
 class TestConflicts:
     """PostgreSQL rolls a transaction back when it deadlocks with another or cannot be
@@ -129,6 +143,8 @@ class TestConflicts:
     @pytest.mark.parametrize("driver_error", [
         asyncpg.exceptions.DeadlockDetectedError("deadlock detected"),
         asyncpg.exceptions.SerializationError("could not serialize access"),
+        # A server's lock_timeout: the lock other transactions held was not had in time.
+        asyncpg.exceptions.LockNotAvailableError("canceling statement due to lock timeout"),
     ])
     def test_a_conflict_between_transactions_is_transient(
             self, driver_error: Exception) -> None:
