@@ -260,12 +260,16 @@ class Segmentation(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     segment: Name
-    rule: Annotated[str, Field(max_length=MAX_RULE_NAME)]
-    rules_version: Annotated[str, Field(max_length=versions.MAX_VERSION)]
+    rule: Annotated[Text, Field(max_length=MAX_RULE_NAME)]
+    rules_version: Annotated[Text, Field(max_length=versions.MAX_VERSION)]
     customer_known: bool
     tier: tiers.TicketTier  # on the wire as the tier's name, or "unknown"
-    decided_by: dict[str, Any] = Field(default_factory=dict)
-    degraded: str | None = None  # why the segment is not the customer's (store down)
+    # The values the deciding rule read, by path: each a single value (text, a number,
+    # true/false) or none, a withheld one named by its path only (segmenter.rules).
+    decided_by: dict[Annotated[Text, Field(max_length=MAX_RULE_NAME)],
+                     AttributeValue | None] = Field(default_factory=dict)
+    degraded: Annotated[Text, Field(max_length=MAX_RULE_NAME)] | None = None  # why the
+    # segment is not the customer's (the store down)
 
 
 class SegmentedTicket(Ticket):

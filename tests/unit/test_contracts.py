@@ -139,6 +139,29 @@ class TestSegmentationTier:
             tickets.Segmentation.model_validate(segmentation("platinum"))
 
 
+class TestSegmentationText:
+    """A segmented ticket from any writer of the topic is held to the ticket's rules for
+    text: no NUL, valid Unicode, single values (the router stores it as JSON, and
+    PostgreSQL's jsonb, read by its migrations, takes no NUL)."""
+
+    @pytest.mark.parametrize(("field", "value"), [
+        ("rule", "r\u0000"), ("rules_version", "v\u0000"), ("degraded", "\u0000"),
+        ("decided_by", {"customer.type": "b\u0000"}), ("decided_by", {"k\u0000": 1}),
+        ("decided_by", {"customer": {"type": "b2b"}}), ("decided_by", {"x": "\ud800"}),
+        ("degraded", "x" * 201)])
+    def test_text_no_store_could_hold_is_refused(self, field: str, value: Any) -> None:
+        with pytest.raises(ValidationError, match=field):
+            tickets.Segmentation.model_validate(json.loads(json.dumps(
+                {**segmentation("unknown"), field: value})))
+
+    def test_what_the_segmenter_writes_is_read_as_written(self) -> None:
+        written = {**segmentation("unknown"), "degraded": "customer store unavailable",
+                   "decided_by": {"customer.type": "b2b", "tier": None, "score": 1.5,
+                                  "vip": True, "customer.name": "WITHHELD"}}
+        read = tickets.Segmentation.model_validate_json(json.dumps(written))
+        assert read.model_dump(mode="json") == {**written, "tier": "unknown"}
+
+
 def lifecycle(kind: events.TicketEventType, source: str, **data: Any) -> envelope.Event:
     return envelope.Event(type=kind, source=source, ticket_id="t-1", correlation_id="c",
                           data={"ticket_id": "t-1", "type": kind,
