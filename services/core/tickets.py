@@ -29,6 +29,7 @@ from pydantic import (
 from services.core import durations, envelope, tiers, topics, versions
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+_TWO_TO_63 = 2.0**63  # exactly a float: the numbers' bound, exclusive
 MAX_ATTRIBUTES = 50
 MAX_ATTRIBUTE_TEXT = 1_000
 # A segment rule's name, as a ticket's segmentation carries it, and a routing refinement's,
@@ -66,9 +67,9 @@ def _attribute_value(value: object) -> str | int | float | bool:
     if isinstance(value, float):
         if not math.isfinite(value):
             raise ValueError("a number must be finite (not NaN or infinity)")
-        # (As a float, 2^63-1 is 2^63: the schema's bound, as JSON tools compare it.)
-        if not float(INT64_MIN) <= value <= float(INT64_MAX):
-            raise ValueError("a number must be between -2^63 and 2^63-1")
+        # Below 2^63, as the schema says (exclusiveMaximum): as a float, 2^63-1 is 2^63.
+        if not float(INT64_MIN) <= value < _TWO_TO_63:
+            raise ValueError("a number must be at least -2^63 and below 2^63")
         return value
     if isinstance(value, str):
         if len(value) > MAX_ATTRIBUTE_TEXT:
@@ -129,7 +130,9 @@ def attributes_schema(most: int, description: str) -> WithJsonSchema:
         "additionalProperties": {"anyOf": [
             {"type": "string", "maxLength": MAX_ATTRIBUTE_TEXT,
              "pattern": "^[^\\u0000]*$"},
-            {"type": "number", "minimum": INT64_MIN, "maximum": INT64_MAX,
+            # Not "maximum": 2^63-1: the OpenAPI document holds its numbers as floats,
+            # where 2^63-1 is 2^63, and 2^63 would be valid by it.
+            {"type": "number", "minimum": INT64_MIN, "exclusiveMaximum": _TWO_TO_63,
              "description": "finite; an integer within 64 bits"},
             {"type": "boolean"}]}})
 

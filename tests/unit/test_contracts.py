@@ -4,6 +4,7 @@ refuse what breaks them with a reason, and faults are classified once."""
 from __future__ import annotations
 
 import json
+import math
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -14,6 +15,8 @@ from pydantic import ValidationError
 from sqlalchemy.exc import DataError, OperationalError
 
 from services.core import config_files, envelope, events, faults, tickets, tiers
+from services.core.settings import Settings
+from services.router import app as router_app
 from services.segmenter import admin_api, rows
 
 NOW = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
@@ -77,7 +80,8 @@ class TestTicketContract:
         ({"n": -(2**63) - 1}, "must fit in 64 bits"),
         ({"n": float("nan")}, "must be finite"),
         ({"n": float("inf")}, "must be finite"),
-        ({"n": 1e300}, "between -2\\^63 and 2\\^63-1"),
+        ({"n": 1e300}, "at least -2\\^63 and below 2\\^63"),
+        ({"n": 2.0**63}, "at least -2\\^63 and below 2\\^63"),  # 2^63-1 as a float
         ({"s": "\ud800"}, "not valid Unicode"),
         ({"s": "a\x00b"}, "NUL"),
         ({"\udfff": "key"}, "not valid Unicode"),
@@ -95,8 +99,8 @@ class TestTicketContract:
                 tickets.Ticket.model_validate(ticket(attributes=json.loads(raw)))
 
     def test_the_limits_of_64_bits_and_finite_numbers_are_accepted(self) -> None:
-        values = {"max": 2**63 - 1, "min": -(2**63), "big": float(2**63 - 1), "flag": True,
-                  "t": "é"}
+        values = {"max": 2**63 - 1, "min": -(2**63), "big": math.nextafter(2.0**63, 0),
+                  "flag": True, "t": "é"}
         accepted = tickets.Ticket.model_validate(ticket(attributes=values))
         assert accepted.attributes == values
         assert accepted.attributes["flag"] is True
@@ -308,3 +312,24 @@ class TestReceivedTicket:
         with pytest.raises(ValidationError) as refused:
             tickets.received(self.CONTENT, **given)
         assert [error["loc"] for error in refused.value.errors()] == [(field,)]
+
+
+class TestTheServedBoundOfANumber:
+    """The OpenAPI document FastAPI serves holds a schema's numbers as floats: a maximum
+    of 2^63-1 was served as 2^63, by which the integer 2^63 is valid, yet refused."""
+
+    def test_the_served_bound_refuses_what_the_validator_refuses(self) -> None:
+        document = router_app.create_app(Settings()).openapi()
+        schema = document["components"]["schemas"]["TicketSubmission"]
+        [number] = [choice for choice in
+                    schema["properties"]["attributes"]["additionalProperties"]["anyOf"]
+                    if choice["type"] == "number"]
+        assert "maximum" not in number
+        bound = number["exclusiveMaximum"]
+        for refused in (2**63, 2.0**63):
+            assert not refused < bound
+            with pytest.raises(ValidationError):
+                tickets.Ticket.model_validate(ticket(attributes={"n": refused}))
+        for taken in (2**63 - 1, math.nextafter(2.0**63, 0)):
+            assert taken < bound
+            tickets.Ticket.model_validate(ticket(attributes={"n": taken}))
