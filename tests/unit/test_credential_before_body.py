@@ -1,0 +1,117 @@
+"""A request with a body is refused 401 before its body is read when its token is
+missing or names no live credential (auth.CredentialBeforeBody): FastAPI reads and
+parses a route's body before its dependencies, so a megabyte of JSON cost the event loop
+a tenth of a second for anyone, token or not. A token that names a credential is
+authenticated once a request, the route's own dependency taking the principal found.
+The services' shared HTTP edge (http.install) with a credential store standing in for
+the SQL one, called as ASGI: no sockets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+from fastapi import FastAPI
+
+from services.core import access, auth, http, service_context
+
+PLATFORM = access.Principal("c-1", access.Role.PLATFORM, "helpdesk")
+TOKEN = "rt_live"
+
+
+class Credentials:
+    """Knows one token; counts its reads; fails as a store down would when told to."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+        self.down = False
+
+    async def authenticate(self, token: str) -> access.Principal | None:
+        self.reads += 1
+        if self.down:
+            raise ConnectionRefusedError("the store is down")
+        return PLATFORM if token == TOKEN else None
+
+
+class Service:
+    def __init__(self) -> None:
+        self.app = FastAPI()
+        self.credentials = Credentials()
+        self.bodies_read = 0
+        service_context.of(self.app).credentials = self.credentials  # type: ignore[assignment]
+
+        @self.app.post("/tickets")
+        async def post(principal: auth.Authenticated, body: dict[str, Any]) -> dict[str, str]:
+            return {"by": principal.credential_id}
+
+        @self.app.get("/tickets")
+        async def get(principal: auth.Authenticated) -> dict[str, str]:
+            return {"by": principal.credential_id}
+
+        http.install(self.app, ready=lambda: True)
+
+    async def call(self, method: str, *, token: str | None, body: bytes = b""
+                   ) -> tuple[int, dict[str, Any]]:
+        """The app called as ASGI, counting whether it read the request's body."""
+        headers = [(b"content-type", b"application/json")]
+        if body:
+            headers.append((b"content-length", str(len(body)).encode()))
+        if token is not None:
+            headers.append((b"authorization", f"Bearer {token}".encode()))
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+                 "method": method, "scheme": "http", "path": "/tickets", "raw_path": b"/tickets",
+                 "query_string": b"", "root_path": "", "headers": headers,
+                 "server": ("test", 80), "client": ("test", 1)}
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            self.bodies_read += 1
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        await self.app(scope, receive, send)
+        [start] = [m for m in sent if m["type"] == "http.response.start"]
+        content = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+        return start["status"], orjson.loads(content)
+
+
+@pytest.fixture
+def service() -> Service:
+    return Service()
+
+
+LARGE = orjson.dumps({f"f{n}": n for n in range(50_000)})
+
+
+@pytest.mark.parametrize(("token", "detail"), [
+    (None, "send a token as `Authorization: Bearer <token>`"),
+    ("rt_forged", "the token is unknown, revoked or malformed")])
+async def test_without_a_live_credential_the_body_is_never_read(
+        service: Service, token: str | None, detail: str) -> None:
+    status, answer = await service.call("POST", token=token, body=LARGE)
+    assert (status, answer) == (401, {"error": "unauthenticated", "detail": detail})
+    assert service.bodies_read == 0
+
+
+async def test_a_live_credential_is_authenticated_once(service: Service) -> None:
+    status, answer = await service.call("POST", token=TOKEN, body=b'{"subject": "s"}')
+    assert (status, answer) == (200, {"by": "c-1"})
+    assert service.credentials.reads == 1 and service.bodies_read >= 1
+    status, answer = await service.call("GET", token=TOKEN)
+    assert (status, answer) == (200, {"by": "c-1"})
+    assert service.credentials.reads == 2  # without a body: by the route's dependency
+
+
+async def test_a_store_down_is_told_by_the_route_as_before(service: Service) -> None:
+    service.credentials.down = True
+    status, answer = await service.call("POST", token=TOKEN, body=b'{"subject": "s"}')
+    assert status == 503, answer
+
+
+async def test_a_request_without_a_body_is_left_to_the_route(service: Service) -> None:
+    status, answer = await service.call("GET", token=None)
+    assert (status, answer["error"]) == (401, "unauthenticated")
+    assert service.credentials.reads == 0
