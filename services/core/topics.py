@@ -49,19 +49,11 @@ STAGE_GROUPS = {SEGMENTER_GROUP: INCOMING, ROUTER_GROUP: SEGMENTED,
                 ROUTER_TRACKER_GROUP: EVENTS, ROUTER_WEBHOOKS_GROUP: EVENTS,
                 METRICS_GROUP: EVENTS}
 DEPARTMENT_GROUP_PREFIX = "department."
-# The topics whose records the stages dead-letter (STAGE_GROUPS').
+# The topics whose records the stages dead-letter (STAGE_GROUPS'): the only ones a
+# replay writes a dead letter back to, whatever source it names (any writer of the
+# dead-letter topic can name one: a department lane, an announcement topic, another
+# application's topic, one the broker refuses, which would fail the whole replay).
 STAGE_INPUTS = frozenset(STAGE_GROUPS.values())
-
-
-def replayable(topic: str) -> bool:
-    """Whether a replay may write a dead letter back to `topic`, the source it names: a
-    stage's input, never another topic of ours (a department lane, the configuration's
-    or customers' announcements, the dead letters themselves), whatever a dead letter
-    names (any writer of the dead-letter topic can name one). Topics not ours are left
-    to the cluster's ACLs."""
-    ours = (topic in PIPELINE or topic.startswith(DEAD_LETTERS)
-            or topic.startswith(DEPARTMENT_QUEUE_PREFIX))
-    return topic in STAGE_INPUTS or not ours
 
 # Headers a stage adds to a record it dead-letters (all start with the prefix, so a
 # replay can strip them), and the one a replay adds.

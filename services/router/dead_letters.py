@@ -150,8 +150,7 @@ async def _replay_selected(
             if this in done:
                 result.skipped_already_replayed.append(this)
             elif (isinstance(record, faults.UnreadableRecord)
-                  or source is None or not topics.replayable(source)
-                  or source not in topology):
+                  or source not in topics.STAGE_INPUTS or source not in topology):
                 result.unreplayable.append(this)
             elif len(result.replayed) < selection.limit:
                 marker = {"replayed_to": source, "replayed_at": datetime.now(UTC).isoformat()}

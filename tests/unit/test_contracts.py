@@ -14,7 +14,7 @@ from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
 from pydantic import ValidationError
 from sqlalchemy.exc import DataError, OperationalError
 
-from services.core import config_files, envelope, events, faults, tickets, tiers
+from services.core import config_files, envelope, events, faults, tickets, tiers, topics
 from services.core.settings import Settings
 from services.router import app as router_app
 from services.segmenter import admin_api, rows
@@ -333,3 +333,10 @@ class TestTheServedBoundOfANumber:
         for taken in (2**63 - 1, math.nextafter(2.0**63, 0)):
             assert taken < bound
             tickets.Ticket.model_validate(ticket(attributes={"n": taken}))
+
+
+class TestReplayDestinations:
+    def test_a_replay_writes_only_to_a_stages_input(self) -> None:
+        """What a stage reads is what a stage dead-letters: nothing else a dead letter
+        names (any writer of the dead-letter topic can name one) is written to."""
+        assert {topics.INCOMING, topics.SEGMENTED, topics.EVENTS} == topics.STAGE_INPUTS

@@ -22,10 +22,13 @@ async def settings(kafka_bootstrap: str) -> Settings:
 
 
 @pytest.fixture
-async def source_topic(settings: Settings) -> str:
-    """A topic only this test dead-letters from, so its selections see only its records."""
+async def source_topic(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A topic only this test dead-letters from, so its selections see only its records;
+    taken for a stage's input, the only topics a replay writes to (the real ones are
+    read by the other tests' stages)."""
     name = unique("dlq-source")
     await kafka.ensure_topics(settings, [name])
+    monkeypatch.setattr(topics, "STAGE_INPUTS", topics.STAGE_INPUTS | {name})
     return name
 
 
