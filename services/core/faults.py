@@ -176,8 +176,9 @@ def reason(error: BaseException) -> str:
         return str(error)
     if isinstance(error, db.STORE_ERRORS):
         if db.is_conflict(error):
-            return ("the store rolled its transaction back for conflicts with others"
-                    " (a deadlock or a serialization failure)")
+            return ("the store turned its transaction back for conflicts with others"
+                    " (a deadlock, a serialization failure, or the server's lock or"
+                    " statement timeout)")
         return f"the store refused the record ({type(error).__name__})"
     return f"unexpected {type(error).__name__} while processing the record"
 
