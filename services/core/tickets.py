@@ -19,14 +19,13 @@ from pydantic import (
     AliasChoices,
     AwareDatetime,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     PlainValidator,
     WithJsonSchema,
 )
 
-from services.core import durations, envelope, tiers, topics, versions
+from services.core import durations, envelope, request_bodies, tiers, topics, versions
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 _TWO_TO_63 = 2.0**63  # exactly a float: the numbers' bound, exclusive
@@ -109,17 +108,6 @@ AttributeName = Annotated[Text, Field(min_length=1, max_length=64)]
 AttributeValue = Annotated[str | int | float | bool, PlainValidator(_attribute_value)]
 
 
-def at_most_entries(most: int) -> BeforeValidator:
-    """A map of at most `most` entries, counted before any entry is validated: pydantic
-    validates every entry first, so a map of 90,000 bad ones cost a second of the event
-    loop, and an answer of one error each, megabytes."""
-    def counted(value: object) -> object:
-        if isinstance(value, dict) and len(value) > most:
-            raise ValueError(f"at most {most} entries, not {len(value)}")
-        return value
-    return BeforeValidator(counted)
-
-
 def attributes_schema(most: int, description: str) -> WithJsonSchema:
     """An attributes map's schema, said whole as the validators check it (pydantic
     would turn the names' pattern into patternProperties, which constrain nothing)."""
@@ -169,7 +157,7 @@ class TicketContent(BaseModel):
                                  description="BCP 47 language tag, e.g. 'en' or 'nl-BE'")
     attributes: Annotated[dict[AttributeName, AttributeValue], attributes_schema(
         MAX_ATTRIBUTES, "The platform's own data about the ticket, for routing rules"),
-        at_most_entries(MAX_ATTRIBUTES)] = Field(default_factory=dict)
+        request_bodies.at_most_entries(MAX_ATTRIBUTES)] = Field(default_factory=dict)
 
 
 class Ticket(TicketContent):

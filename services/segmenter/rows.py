@@ -149,7 +149,7 @@ CustomerAttributes = Annotated[
     dict[tickets.AttributeName, tickets.AttributeValue],
     tickets.attributes_schema(MAX_CUSTOMER_ATTRIBUTES,
                               "The customer's own data, for segment rules"),
-    tickets.at_most_entries(MAX_CUSTOMER_ATTRIBUTES)]
+    request_bodies.at_most_entries(MAX_CUSTOMER_ATTRIBUTES)]
 IsoDate = Annotated[date, BeforeValidator(_iso_date)]
 
 
@@ -260,7 +260,9 @@ def unknown_columns(kind: Kind, names: list[str]) -> str | None:
 def _reason(errors: list[ErrorDetails]) -> str:
     missing, invalid, extra = [], [], []
     for error in errors:
-        field = str(error["loc"][0]) if error["loc"] else ""
+        if not error["loc"]:  # about the row whole (request_bodies: too many fields)
+            return str(error["msg"]).removeprefix("Value error, ")
+        field = str(error["loc"][0])
         if error["type"] == "extra_forbidden":
             extra.append(field)
         elif error["type"] == "missing" or (error["input"] is None and len(error["loc"]) == 1):

@@ -135,6 +135,9 @@ BAD_CUSTOMERS = [
     ({**CUSTOMER, "vip": SECRET}, "1 unknown field"),
     ({**CUSTOMER, "emial": SECRET}, "1 unknown field (close to email)"),
     ({**CUSTOMER, "amount": SECRET}, "unknown fields: amount"),
+    # Refused whole, before any field is read (request_bodies.MAX_FIELDS), saying so.
+    ({**CUSTOMER, **{f"k{n}": SECRET for n in range(150)}},
+     "at most 100 fields, not 152; the fields known: customer_id,"),
 ]
 
 

@@ -1,6 +1,6 @@
 """A request body is refused at once when it is far too large in count (more fields than
 any body of ours has, more attributes than a ticket takes), before its entries are
-read, and a 422 names at most MAX_FIELD_ERRORS problems: a body of 90,000 bad entries,
+read, and a 422 names at most MAX_FIELD_ERRORS problems: a body of 70,000 bad entries,
 under the 1 MiB limit, was answered with megabytes after a second of the event loop. A
 body that is not JSON is told why, and how to send one. The app is the services' shared
 HTTP edge (http.install) with the intake's and a transfer's models, called as ASGI."""
