@@ -13,6 +13,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import enum
 import traceback
 from collections.abc import Iterable
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import (
     CorruptRecordException,
+    IllegalStateError,
     KafkaConnectionError,
     KafkaError,
     KafkaTimeoutError,
@@ -107,21 +110,36 @@ async def fetch_past_unreadable(consumer: AIOKafkaConsumer, *, timeout_ms: int,
     records fetched with it, of its partition and the others, are read again, one at a
     time up to it (the stages' and the department tool's readers keep their own
     account of what they took: pipeline.StageLoop, departments.fetching)."""
-    chosen = list(consumer.assignment() if partitions is None else partitions)
-    before = {partition: await consumer.position(partition) for partition in chosen}
+    before = await _positions(consumer, partitions, within=timeout_ms / 1000)
+    if not before:  # none assigned yet, or none whose position is known yet
+        await asyncio.sleep(timeout_ms / 1000)
+        return {}
     try:
         fetched: dict[TopicPartition, list[ConsumerRecord]] = await consumer.getmany(
-            *chosen, timeout_ms=timeout_ms)
+            *before, timeout_ms=timeout_ms)
         return fetched
     except UNREADABLE:
         pass
     taken: dict[TopicPartition, list[ConsumerRecord]] = {}
     for partition, offset in before.items():
-        consumer.seek(partition, offset)
-        records = await _read_up_to_unreadable(consumer, partition)
-        if records:
-            taken[partition] = records
+        with contextlib.suppress(IllegalStateError):  # no longer assigned: not read
+            consumer.seek(partition, offset)
+            records = await _read_up_to_unreadable(consumer, partition)
+            if records:
+                taken[partition] = records
     return taken
+
+
+async def _positions(consumer: AIOKafkaConsumer, partitions: Iterable[TopicPartition] | None,
+                     *, within: float) -> dict[TopicPartition, int]:
+    """Where each partition (those assigned, if none are named) is read from next. A
+    position not known yet (the broker asked, and not answered within `within`: it may
+    be unreachable) leaves its partition out of this fetch; so does one unassigned."""
+    known: dict[TopicPartition, int] = {}
+    for partition in list(consumer.assignment() if partitions is None else partitions):
+        with contextlib.suppress(TimeoutError, IllegalStateError):
+            known[partition] = await asyncio.wait_for(consumer.position(partition), within)
+    return known
 
 
 async def _read_up_to_unreadable(consumer: AIOKafkaConsumer, partition: TopicPartition
