@@ -15,9 +15,10 @@ CLOCK_SKEW = timedelta(minutes=5)
 
 EXAMPLE = "2026-01-31T09:30:00+01:00"
 OUTSIDE_UTC = "outside the years 1 to 9999 once converted to UTC"
-# ASCII digits only, and an offset's minutes 00-59 (RFC 3339's time-numoffset).
+# ASCII digits only, and an offset's hours 00-23 and minutes 00-59 (RFC 3339's
+# time-numoffset).
 _RFC3339 = re.compile(
-    r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:[0-5]\d)",
+    r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]([01]\d|2[0-3]):[0-5]\d)",
     re.ASCII)
 
 

@@ -20,10 +20,13 @@ STARTUP_FAILURE = 3  # uvicorn's exit code when the app did not start
 # finish their batch in hand (at most their transaction limit), leave their groups and
 # stop their producers (each at most partition_producers.STOP_SECONDS).
 REQUESTS_GRACE_SECONDS = 10
-# How long a service may take from SIGTERM to its exit, with room for the groups' leave
-# and the store's close: what the deploy files give it before they kill it (compose's
-# stop_grace_period, the chart's terminationGracePeriodSeconds; a kill there aborts the
-# batch in hand, taken again by the next owner, but the group waits out the session).
+# What the deploy files give a service from SIGTERM before they kill it (compose's
+# stop_grace_period, the chart's terminationGracePeriodSeconds): its requests' grace, one
+# stage's batch at its transaction limit and its producers' stop, and room for the
+# groups' leave and the store's close. A stop usually takes a second or two. It is not
+# the worst case: a process stops its stages one after another, each of which could
+# take its limit; a kill then aborts the batch in hand, which the partition's next
+# owner takes again (nothing is lost), after the group's session runs out.
 STOP_GRACE_SECONDS = int(REQUESTS_GRACE_SECONDS + STAGE_TRANSACTION_SECONDS
                          + partition_producers.STOP_SECONDS + 10)
 

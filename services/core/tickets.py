@@ -9,6 +9,7 @@ the dead letters, with the field and the problem).
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from datetime import datetime
 from enum import StrEnum
@@ -81,15 +82,20 @@ Text = Annotated[str, AfterValidator(valid_text),
                  Field(json_schema_extra={"pattern": "^[^\\u0000]*$"})]
 
 
+# Spaces, as JSON Schema's (ECMAScript's) `\s` means them, written out: Python's own
+# `\s` and str.isspace() hold others, so the schema and the validator would part.
+SPACES = ("\\t\\n\\v\\f\\r \\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f"
+          "\\u3000\\ufeff")
+# Stated text's pattern, for the schema and `stated` alike: no NUL, not only spaces.
+NOT_ONLY_SPACES = f"^[^\\u0000]*[^{SPACES}\\u0000][^\\u0000]*$"
+_SAYS_SOMETHING = re.compile(f"[^{SPACES}]")
+
+
 def stated(value: str) -> str:
     """Text that says something: not only spaces (a reason of "  " gives none)."""
-    if not value.strip():
+    if not _SAYS_SOMETHING.search(value):
         raise ValueError("must say something: it holds only spaces")
     return value
-
-
-# Stated text's pattern, for the schema (stated and valid_text): no NUL, not only spaces.
-NOT_ONLY_SPACES = "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$"
 # Why a person moved a ticket (a transfer, a priority change): kept in its trace.
 MAX_REASON = 200
 Reason = Annotated[str, Field(min_length=1, max_length=MAX_REASON,
@@ -257,8 +263,7 @@ class Segmentation(BaseModel):
     tier: tiers.TicketTier  # on the wire as the tier's name, or "unknown"
     # The values the deciding rule read, by path: each a single value (text, a number,
     # true/false) or none, a withheld one named by its path only (segmenter.rules).
-    decided_by: dict[Annotated[Text, Field(max_length=MAX_RULE_NAME)],
-                     AttributeValue | None] = Field(default_factory=dict)
+    decided_by: dict[Text, AttributeValue | None] = Field(default_factory=dict)
     degraded: Annotated[Text, Field(max_length=MAX_RULE_NAME)] | None = None  # why the
     # segment is not the customer's (the store down)
 

@@ -122,19 +122,24 @@ def describe(record: Record, *, include_value: bool = False) -> dict[str, Any]:
     return described
 
 
-# What the listing calls a record on the dead-letter topic that the Kafka client cannot
-# read (a header name that is not UTF-8, a batch failing its checksum): listed, with
-# where it stands, and never replayed (nothing of it can be read).
+# The error class of a record the Kafka client cannot read (a header name that is not
+# UTF-8, a batch failing its checksum), as the stages dead-letter such a record
+# (faults.Unreadable's name), and as the listing names one found on the dead-letter
+# topic itself: listed, with where it stands, and never replayed (nothing of it can be
+# read).
 UNREADABLE = "Unreadable"
 
 
-def describe_unreadable(partition: int, offset: int, problem: str) -> dict[str, Any]:
-    """A dead letter the Kafka client cannot read, described as far as it is known."""
-    return {"id": dead_letter_id(partition, offset), "partition": partition,
-            "offset": offset, "timestamp": None, "source_topic": None,
-            "source_partition": None, "source_offset": None, "error": problem,
-            "error_class": UNREADABLE, "event_type": None, "ticket_id": None,
-            "replayed_from": None, "key": None, "key_encoding": None}
+def describe_unreadable(partition: int, offset: int, problem: str, *,
+                        include_value: bool = False) -> dict[str, Any]:
+    """A dead letter the Kafka client cannot read, described as far as it is known: in
+    `describe`'s shape, what cannot be read of it none."""
+    known = {"id": dead_letter_id(partition, offset), "partition": partition,
+             "offset": offset, "error": problem, "error_class": UNREADABLE}
+    shape = ["timestamp", "source_topic", "source_partition", "source_offset",
+             "event_type", "ticket_id", "replayed_from", "key", "key_encoding",
+             *(["value", "value_encoding"] if include_value else [])]
+    return {**known, **dict.fromkeys(shape)}
 
 
 def replay_headers(headers: Sequence[tuple[str, bytes]], replayed_from: str) -> list[

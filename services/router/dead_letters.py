@@ -83,8 +83,9 @@ async def list_dead_letters(
                     if isinstance(record, faults.UnreadableRecord):
                         # No header of it can be read: it matches no filter but its own.
                         if source_topic is None and error_class in (None, UNREADABLE):
-                            found.append(describe_unreadable(record.partition,
-                                                             record.offset, record.problem))
+                            found.append(describe_unreadable(
+                                record.partition, record.offset, record.problem,
+                                include_value=include_value))
                     elif matches(record, source_topic=source_topic,
                                  error_class=error_class):
                         found.append(describe(record, include_value=include_value))

@@ -246,8 +246,17 @@ def test_every_service_of_ours_gets_the_time_it_takes_to_stop() -> None:
     for name in [*APP_SERVICES, ROUTER_STAGE_SERVICE]:
         for service in (name, f"{name}-replica"):
             if service in services:
-                assert services[service]["stop_grace_period"] == \
-                    f"{serve.STOP_GRACE_SECONDS}s", service
+                assert seconds(services[service]["stop_grace_period"]) == \
+                    serve.STOP_GRACE_SECONDS, service
+
+
+def seconds(duration: str) -> int:
+    """A compose duration as docker-compose 1.29 (`60s`) or Compose v2 (`1m0s`) renders
+    it."""
+    found = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?", duration)
+    assert found and duration, duration
+    hours, minutes, secs = (int(part or 0) for part in found.groups())
+    return 3600 * hours + 60 * minutes + secs
 
 
 def test_the_broker_in_compose_is_the_one_the_tests_run() -> None:

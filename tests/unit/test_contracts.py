@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from aiokafka import ConsumerRecord
 from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
 from pydantic import ValidationError
 from sqlalchemy.exc import DataError, OperationalError
@@ -17,6 +18,7 @@ from sqlalchemy.exc import DataError, OperationalError
 from services.core import config_files, envelope, events, faults, tickets, tiers, topics
 from services.core.settings import Settings
 from services.router import app as router_app
+from services.router import dead_letter_records
 from services.segmenter import admin_api, rows
 
 NOW = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
@@ -340,3 +342,16 @@ class TestReplayDestinations:
         """What a stage reads is what a stage dead-letters: nothing else a dead letter
         names (any writer of the dead-letter topic can name one) is written to."""
         assert {topics.INCOMING, topics.SEGMENTED, topics.EVENTS} == topics.STAGE_INPUTS
+
+    def test_an_unreadable_dead_letter_is_described_as_any_other(self) -> None:
+        """One error class for a record no client can read, whoever found it (a stage
+        dead-lettering it, the listing meeting one on the dead-letter topic), and the
+        same keys as a readable dead letter's description."""
+        assert faults.Unreadable.__name__ == dead_letter_records.UNREADABLE
+        readable = dead_letter_records.describe(ConsumerRecord(
+            "tickets.dlq", 0, 7, 0, 0, b"k", b"v", None, 1, 1, []), include_value=True)
+        for include_value in (False, True):
+            unreadable = dead_letter_records.describe_unreadable(
+                0, 7, "cannot read", include_value=include_value)
+            assert unreadable.keys() == {key for key in readable if include_value
+                                         or not key.startswith("value")}

@@ -14,7 +14,7 @@ from services.router.tickets_api import PriorityChange, Transfer
 
 MOVES: list[tuple[type[BaseModel], dict[str, object]]] = [
     (Transfer, {"to_department": "customer_care"}), (PriorityChange, {"priority": 1})]
-BLANK = ["", " ", "\t\n", "\u3000\u00a0"]
+BLANK = ["", " ", "\t\n", "\u3000\u00a0", "\ufeff"]
 STATED = ["x", " why ", "é", "moved: customer asked"]
 
 
