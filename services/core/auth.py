@@ -18,7 +18,7 @@ from limits.storage import MemoryStorage
 from limits.strategies import SlidingWindowCounterRateLimiter
 from prometheus_client import Counter
 
-from services.core import access, service_context
+from services.core import access, http_answers, service_context
 from services.core.credentials import Credentials
 
 AUTH_REFUSED = Counter("http_auth_refused", "Requests refused: unauthenticated (401),"
@@ -53,6 +53,8 @@ def install(app: FastAPI) -> None:
     app.add_middleware(CredentialBeforeBody)
 
 
+# The path every route of the services' APIs is under: each needs a credential.
+API = "/v1/"
 # Where CredentialBeforeBody leaves the principal it authenticated, for the route's own
 # credential dependency (_Credential) to take rather than authenticate the token again.
 _PRINCIPAL = "authenticated_principal"
@@ -69,9 +71,10 @@ def _unknown_token() -> Refused:
 
 
 class CredentialBeforeBody:
-    """Refuses a request with a body (every one of ours needs a credential) whose bearer
-    token is missing or names no live credential, 401 before its body is read, in a
-    service whose credential store is open (its lifespan opened it): FastAPI
+    """Refuses a request with a body to the API (`/v1...`: every such route of ours needs
+    a credential) whose bearer token is missing or names no live credential, 401 before
+    its body is read (503 if the store cannot tell now), in a service whose credential
+    store is open (its lifespan opened it): FastAPI
     reads and parses a route's body before it solves its dependencies, and a megabyte of
     JSON costs a tenth of a second of the event loop, which anyone could spend without a
     token. Its role and rate limit are checked by the route's dependency, as before; a
@@ -82,27 +85,34 @@ class CredentialBeforeBody:
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         credentials = (service_context.of(scope["app"]).credentials
-                       if scope["type"] == "http" else None)
+                       if scope["type"] == "http" and scope["path"].startswith(API) else None)
         if credentials is not None and _has_body(scope["headers"]):
             token = _bearer_token(scope["headers"])
-            refusal = _unauthenticated() if token is None else None
-            if token is not None:
+            answer: JSONResponse | None = None
+            if token is None:
+                answer = _refusal(_unauthenticated())
+            else:
                 try:
                     principal = await credentials.authenticate(token)
-                except Exception:
-                    principal = None  # the route's dependency meets it again, and says so
+                except Exception as error:
+                    # The store down: 503 now, as the route would after reading the body.
+                    # Any other error is the route's to meet again, and say.
+                    answer = http_answers.store_unavailable(scope["app"], scope["path"], error)
                 else:
-                    refusal = _unknown_token() if principal is None else None
-                if principal is not None:
-                    scope.setdefault("state", {})[_PRINCIPAL] = principal
-            if refusal is not None:
-                AUTH_REFUSED.labels(refusal.error).inc()
-                answer = JSONResponse(status_code=refusal.status, headers=refusal.headers,
-                                      content={"error": refusal.error,
-                                               "detail": refusal.detail})
+                    if principal is None:
+                        answer = _refusal(_unknown_token())
+                    else:
+                        scope.setdefault("state", {})[_PRINCIPAL] = principal
+            if answer is not None:
                 await answer(scope, receive, send)
                 return
         await self._app(scope, receive, send)
+
+
+def _refusal(refused: Refused) -> JSONResponse:
+    AUTH_REFUSED.labels(refused.error).inc()
+    return JSONResponse(status_code=refused.status, headers=refused.headers,
+                        content={"error": refused.error, "detail": refused.detail})
 
 
 def _has_body(headers: list[tuple[bytes, bytes]]) -> bool:

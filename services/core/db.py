@@ -45,17 +45,18 @@ STORE_ERRORS: tuple[type[Exception], ...] = (DBAPIError, DisconnectionError, OSE
 # What a wrong query or wrong data raises: a bug or bad input, never an outage.
 _NOT_OUTAGES = (IntegrityError, ProgrammingError, DataError, NotSupportedError)
 # PostgreSQL's classes of "cannot serve now": connection exceptions, insufficient
-# resources, operator intervention (shutting down, starting up); and a session the
-# server ended for idling in its transaction (idle_in_transaction_session_timeout).
-_OUTAGE_STATES = ("08", "53", "57P", "25P03")
+# resources, operator intervention (shutting down, starting up); a session the server
+# ended for idling in its transaction (idle_in_transaction_session_timeout, 25P03); and
+# a statement it ended (57014: its statement_timeout, or a cancel), as our own
+# DATABASE_STATEMENT_TIMEOUT_SECONDS ends one (a TimeoutError): one idea, the store too
+# slow now, waited out, with the services' fallbacks for a store that is down (the
+# segmenter's cache, the router's deferred states). A batch slower than the limit
+# whenever it runs would wait too: a server limit is to stay above a batch's time.
+_OUTAGE_STATES = ("08", "53", "57P", "25P03", "57014")
 # PostgreSQL's serialization failure and deadlock (of class 40, "transaction rollback";
-# not its others: 40003, statement completion unknown, may have taken effect), a lock
-# not had within the server's lock_timeout (55P03: other transactions held it), and a
-# statement the server ended (57014: its statement_timeout, or a cancel): tried again a
-# bounded number of times, then a record at a time, so that a batch too slow for a
-# managed server's limit goes through in parts, and a single record that cannot is
-# dead-lettered rather than waited for without end.
-_CONFLICT_STATES = ("40001", "40P01", "55P03", "57014")
+# not its others: 40003, statement completion unknown, may have taken effect), and a
+# lock not had within the server's lock_timeout (55P03: other transactions held it).
+_CONFLICT_STATES = ("40001", "40P01", "55P03")
 
 
 def is_outage(error: BaseException) -> bool:
@@ -77,9 +78,9 @@ def is_outage(error: BaseException) -> bool:
 
 def is_conflict(error: BaseException) -> bool:
     """Whether the store turned a transaction back for what other work did at the same
-    time (PostgreSQL's deadlock detection, a serialization failure, a lock or statement
-    timeout of the server's): neither the query nor its data is wrong, and the store is
-    up; run again, or in smaller parts, it should go through."""
+    time (PostgreSQL's deadlock detection, a serialization failure, the server's lock
+    timeout): neither the query nor its data is wrong, and the store is up; run again,
+    it should go through."""
     if not isinstance(error, DBAPIError) or isinstance(error, _NOT_OUTAGES):
         return False
     return _sqlstate(error) in _CONFLICT_STATES

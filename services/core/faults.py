@@ -195,8 +195,8 @@ def reason(error: BaseException) -> str:
     if isinstance(error, db.STORE_ERRORS):
         if db.is_conflict(error):
             return ("the store turned its transaction back for conflicts with others"
-                    " (a deadlock, a serialization failure, or the server's lock or"
-                    " statement timeout)")
+                    " (a deadlock, a serialization failure, or the server's lock"
+                    " timeout)")
         return f"the store refused the record ({type(error).__name__})"
     return f"unexpected {type(error).__name__} while processing the record"
 

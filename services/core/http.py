@@ -16,7 +16,7 @@ from pydantic import AfterValidator, AwareDatetime, BeforeValidator, WithJsonSch
 from starlette.exceptions import HTTPException
 from starlette.routing import Match, Route
 
-from services.core import auth, config_files, db, http_docs, moments, service_context
+from services.core import auth, config_files, db, http_answers, http_docs, moments
 
 logger = logging.getLogger(__name__)
 
@@ -161,17 +161,10 @@ def _concrete_paths_first(app: FastAPI) -> None:
 
 
 async def _store_unavailable(request: Request, error: Exception) -> JSONResponse:
-    if db.is_outage(error):
-        said = "the SQL store is unavailable"
-    elif db.is_conflict(error):  # another request's transaction in the way: it passes
-        said = "the SQL store turned the request back for a conflict with another"
-    else:
+    answer = http_answers.store_unavailable(request.app, request.url.path, error)
+    if answer is None:
         raise error  # a bug: the server error it is
-    logger.warning("request failed: %s", said,
-                   extra={"path": request.url.path, "error_class": type(error).__name__})
-    retry_after = service_context.of(request.app).settings.retry_after_seconds
-    return JSONResponse(status_code=503, headers={"Retry-After": str(retry_after)},
-                        content={"error": "unavailable", "detail": f"{said}; retry later"})
+    return answer
 
 
 def install(app: FastAPI, *, ready: Callable[[], bool], max_body_bytes: int = 1 << 20,

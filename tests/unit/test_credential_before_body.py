@@ -41,18 +41,18 @@ class Service:
         self.bodies_read = 0
         service_context.of(self.app).credentials = self.credentials  # type: ignore[assignment]
 
-        @self.app.post("/tickets")
+        @self.app.post("/v1/tickets")
         async def post(principal: auth.Authenticated, body: dict[str, Any]) -> dict[str, str]:
             return {"by": principal.credential_id}
 
-        @self.app.get("/tickets")
+        @self.app.get("/v1/tickets")
         async def get(principal: auth.Authenticated) -> dict[str, str]:
             return {"by": principal.credential_id}
 
         http.install(self.app, ready=lambda: True)
 
-    async def call(self, method: str, *, token: str | None, body: bytes = b""
-                   ) -> tuple[int, dict[str, Any]]:
+    async def call(self, method: str, *, token: str | None, body: bytes = b"",
+                   path: str = "/v1/tickets") -> tuple[int, dict[str, Any]]:
         """The app called as ASGI, counting whether it read the request's body."""
         headers = [(b"content-type", b"application/json")]
         if body:
@@ -60,7 +60,7 @@ class Service:
         if token is not None:
             headers.append((b"authorization", f"Bearer {token}".encode()))
         scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
-                 "method": method, "scheme": "http", "path": "/tickets", "raw_path": b"/tickets",
+                 "method": method, "scheme": "http", "path": path, "raw_path": path.encode(),
                  "query_string": b"", "root_path": "", "headers": headers,
                  "server": ("test", 80), "client": ("test", 1)}
         sent: list[dict[str, Any]] = []
@@ -105,10 +105,19 @@ async def test_a_live_credential_is_authenticated_once(service: Service) -> None
     assert service.credentials.reads == 2  # without a body: by the route's dependency
 
 
-async def test_a_store_down_is_told_by_the_route_as_before(service: Service) -> None:
+async def test_a_store_that_cannot_tell_is_503_before_the_body_is_read(
+        service: Service) -> None:
     service.credentials.down = True
-    status, answer = await service.call("POST", token=TOKEN, body=b'{"subject": "s"}')
-    assert status == 503, answer
+    status, answer = await service.call("POST", token=TOKEN, body=LARGE)
+    assert (status, answer["error"]) == (503, "unavailable")
+    assert service.credentials.reads == 1 and service.bodies_read == 0
+
+
+async def test_a_path_outside_the_api_is_left_to_the_app(service: Service) -> None:
+    """No route there takes a credential: a token would not help (405, 404 as before)."""
+    assert (await service.call("POST", token=None, body=b"{}", path="/healthz"))[0] == 405
+    assert (await service.call("POST", token=None, body=b"{}", path="/nothing"))[0] == 404
+    assert service.credentials.reads == 0
 
 
 async def test_a_request_without_a_body_is_left_to_the_route(service: Service) -> None:

@@ -121,13 +121,16 @@ class TestAsyncpgErrors:
         assert db.is_outage(error) is True
 
     @pytest.mark.parametrize("driver_error", [
+        # A server's statement_timeout, or a cancel: as our own statement timeout.
+        asyncpg.exceptions.QueryCanceledError("canceling statement due to statement timeout"),
         asyncpg.exceptions.IdleInTransactionSessionTimeoutError(
             "terminating connection due to idle-in-transaction timeout"),
     ])
-    def test_a_session_the_server_ended_is_an_outage_not_the_records_fault(
+    def test_the_servers_own_limits_are_an_outage_not_the_records_fault(
             self, driver_error: Exception) -> None:
-        """A managed PostgreSQL's session limit: the connection is gone, the store is
-        not wrong about the record."""
+        """A managed PostgreSQL's statement or session limit says the store is slow, as
+        our own statement timeout does: waited out (with the services' fallbacks for a
+        store that is down), not dead-lettered at once as it was."""
         error = as_sqlalchemy_raises(driver_error)
         assert db.is_outage(error) is True
         assert faults.classify(error) is faults.Fault.OUTAGE
@@ -143,9 +146,6 @@ class TestConflicts:
         asyncpg.exceptions.SerializationError("could not serialize access"),
         # A server's lock_timeout: the lock other transactions held was not had in time.
         asyncpg.exceptions.LockNotAvailableError("canceling statement due to lock timeout"),
-        # Its statement_timeout (or a cancel): retried, then in parts, not waited for
-        # without end as an outage is (a batch too slow for a low limit would never pass).
-        asyncpg.exceptions.QueryCanceledError("canceling statement due to statement timeout"),
     ])
     def test_a_conflict_between_transactions_is_transient(
             self, driver_error: Exception) -> None:
