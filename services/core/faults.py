@@ -135,11 +135,14 @@ async def _positions(consumer: AIOKafkaConsumer, partitions: Iterable[TopicParti
     """Where each partition (those assigned, if none are named) is read from next. A
     position not known yet (the broker asked, and not answered within `within`: it may
     be unreachable) leaves its partition out of this fetch; so does one unassigned."""
-    known: dict[TopicPartition, int] = {}
-    for partition in list(consumer.assignment() if partitions is None else partitions):
+    async def position(partition: TopicPartition) -> tuple[TopicPartition, int | None]:
         with contextlib.suppress(TimeoutError, IllegalStateError):
-            known[partition] = await asyncio.wait_for(consumer.position(partition), within)
-    return known
+            return partition, await asyncio.wait_for(consumer.position(partition), within)
+        return partition, None
+
+    chosen = list(consumer.assignment() if partitions is None else partitions)
+    found = await asyncio.gather(*(position(partition) for partition in chosen))
+    return {partition: offset for partition, offset in found if offset is not None}
 
 
 async def _read_up_to_unreadable(consumer: AIOKafkaConsumer, partition: TopicPartition

@@ -142,6 +142,12 @@ def describe_unreadable(partition: int, offset: int, problem: str, *,
     return {**known, **dict.fromkeys(shape)}
 
 
+def replayable(source: str | None, existing: Collection[str]) -> bool:
+    """Whether a dead letter naming `source` may be written back there: to a stage's
+    input that exists, whatever else a dead letter names (topics.STAGE_INPUTS)."""
+    return source in topics.STAGE_INPUTS and source in existing
+
+
 def replay_headers(headers: Sequence[tuple[str, bytes]], replayed_from: str) -> list[
         tuple[str, bytes]]:
     """The original headers without the dead-letter ones, and where the replay came from."""

@@ -40,6 +40,7 @@ from services.router.dead_letter_records import (
     matches,
     parse_id,
     replay_headers,
+    replayable,
     resume_points,
 )
 
@@ -150,8 +151,8 @@ async def _replay_selected(
             source = header_values(record.headers).get(topics.DLQ_SOURCE_TOPIC)
             if this in done:
                 result.skipped_already_replayed.append(this)
-            elif (isinstance(record, faults.UnreadableRecord)
-                  or source not in topics.STAGE_INPUTS or source not in topology):
+            elif isinstance(record, faults.UnreadableRecord) or not replayable(
+                    source, topology):
                 result.unreplayable.append(this)
             elif len(result.replayed) < selection.limit:
                 marker = {"replayed_to": source, "replayed_at": datetime.now(UTC).isoformat()}

@@ -160,6 +160,14 @@ class TestSegmentationText:
             tickets.Segmentation.model_validate(json.loads(json.dumps(
                 {**segmentation("unknown"), field: value})))
 
+    def test_a_path_of_any_length_a_rule_reads_is_carried(self) -> None:
+        """A rule may read an attribute of a long name: the ticket it decides carries the
+        path, not dead-lettered for it."""
+        path = "ticket.attributes." + "a" * 250
+        read = tickets.Segmentation.model_validate(
+            {**segmentation("unknown"), "decided_by": {path: True}})
+        assert read.decided_by == {path: True}
+
     def test_what_the_segmenter_writes_is_read_as_written(self) -> None:
         written = {**segmentation("unknown"), "degraded": "customer store unavailable",
                    "decided_by": {"customer.type": "b2b", "tier": None, "score": 1.5,
@@ -338,10 +346,19 @@ class TestTheServedBoundOfANumber:
 
 
 class TestReplayDestinations:
-    def test_a_replay_writes_only_to_a_stages_input(self) -> None:
+    @pytest.mark.parametrize("source", [
+        topics.CONFIG_CHANGES, topics.CUSTOMER_EVENTS, topics.DEAD_LETTERS,
+        topics.DEAD_LETTERS_REPLAYED, "dept.public_sector.high", "orders.other-application",
+        "__consumer_offsets", None])
+    def test_a_replay_writes_only_to_a_stages_input(self, source: str | None) -> None:
         """What a stage reads is what a stage dead-letters: nothing else a dead letter
         names (any writer of the dead-letter topic can name one) is written to."""
-        assert {topics.INCOMING, topics.SEGMENTED, topics.EVENTS} == topics.STAGE_INPUTS
+        existing = {*topics.PIPELINE, topics.DEAD_LETTERS_REPLAYED, "dept.public_sector.high",
+                    "orders.other-application", "__consumer_offsets"}
+        assert not dead_letter_records.replayable(source, existing)
+        for stage_input in (topics.INCOMING, topics.SEGMENTED, topics.EVENTS):
+            assert dead_letter_records.replayable(stage_input, existing)
+            assert not dead_letter_records.replayable(stage_input, existing - {stage_input})
 
     def test_an_unreadable_dead_letter_is_described_as_any_other(self) -> None:
         """One error class for a record no client can read, whoever found it (a stage
