@@ -76,9 +76,8 @@ class CredentialBeforeBody:
     its body is read (503 if the store cannot tell now), in a service whose credential
     store is open (its lifespan opened it): FastAPI
     reads and parses a route's body before it solves its dependencies, and a megabyte of
-    JSON costs a tenth of a second of the event loop, which anyone could spend without a
-    token. Its role and rate limit are checked by the route's dependency, as before; a
-    store that cannot be read now is left to it too (503 there)."""
+    JSON costs the event loop some 60 ms, which anyone could spend without a token. Its
+    role and rate limit are checked by the route's dependency, as before."""
 
     def __init__(self, app: Any) -> None:
         self._app = app

@@ -1,8 +1,7 @@
 """What every JSON request body of ours is: a field it does not know is refused by name,
 and a body of very many fields, or a map of very many entries, is refused whole, before
-any is read (pydantic reads every one, and gives one error each: 70,000 unknown fields,
-or bad attributes, in a 1 MiB body cost the event loop most of a second, and an answer
-of megabytes)."""
+any is read (pydantic reads every one, and gives one error each: 60,000 unknown fields
+in a 1 MiB body cost the event loop 448 ms, and an answer of megabytes)."""
 
 from __future__ import annotations
 
