@@ -7,6 +7,7 @@ and the correlation id travel as the extension attributes `ticketid` and `correl
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import uuid
 from collections.abc import Mapping, Sequence
@@ -118,7 +119,7 @@ class Record:
     value: bytes
     headers: Headers
 
-    @property
+    @functools.cached_property  # counted once: on encoding, and for its transaction
     def size(self) -> int:
         """Its size as a producer writes it in a record batch (Kafka's record format:
         each length a varint, so a record of many small headers is larger than its

@@ -51,8 +51,12 @@ from services.core.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-# A bound on one transaction, so that a burst does not make one huge one.
+# Bounds on one transaction, so that a burst does not make one huge one: its requests,
+# and the bytes of their records (a platform sending the largest tickets, within its
+# rate limit, would otherwise fill transactions that other platforms' requests share
+# with megabytes, past their deadline; a request larger than this goes alone).
 MAX_REQUESTS_PER_TRANSACTION = 500
+MAX_TRANSACTION_BYTES = 4 * 1024 * 1024
 
 
 def longest_publish(settings: Settings) -> timedelta:
@@ -78,6 +82,7 @@ class _Request:
     arrived: float  # event-loop time
     deadline: float  # event-loop time by which its records must be acknowledged
     committed: asyncio.Future[None]
+    size: int  # its records' bytes, as a producer writes them
 
 
 class TransactionalPublisher:
@@ -91,6 +96,7 @@ class TransactionalPublisher:
         self._gather_seconds = gather_seconds
         self._arrival_gap = ArrivalGap(longest=10 * gather_seconds)
         self._queue: list[_Request] = []
+        self._queued_bytes = 0
         self._queued = asyncio.Event()
         self._full = asyncio.Event()  # a full transaction queued, or closing: take it now
         self._committers = [
@@ -119,10 +125,11 @@ class TransactionalPublisher:
         now = loop.time()
         self._arrival_gap.arrived(now)
         request = _Request(written, now, now + self._settings.produce_timeout_seconds,
-                           loop.create_future())
+                           loop.create_future(), sum(record.size for record in written))
         self._queue.append(request)
+        self._queued_bytes += request.size
         self._queued.set()
-        if len(self._queue) >= MAX_REQUESTS_PER_TRANSACTION:
+        if self._a_full_transaction_queued():
             self._full.set()
         if not self._running:
             self._running = [asyncio.create_task(self._commit_queued(committer),
@@ -143,13 +150,26 @@ class TransactionalPublisher:
         await asyncio.gather(*(committer.close() for committer in self._committers))
 
     def _take(self) -> list[_Request]:
-        taken = self._queue[:MAX_REQUESTS_PER_TRANSACTION]
-        del self._queue[:MAX_REQUESTS_PER_TRANSACTION]
+        """The queued requests of the next transaction, first come first: up to
+        MAX_REQUESTS_PER_TRANSACTION of them, whose records' bytes come to at most
+        MAX_TRANSACTION_BYTES (the first is taken whatever its size)."""
+        count, size = 0, 0
+        for request in self._queue[:MAX_REQUESTS_PER_TRANSACTION]:
+            if count and size + request.size > MAX_TRANSACTION_BYTES:
+                break
+            count, size = count + 1, size + request.size
+        taken = self._queue[:count]
+        del self._queue[:count]
+        self._queued_bytes -= size
         if not self._queue:
             self._queued.clear()
-        if len(self._queue) < MAX_REQUESTS_PER_TRANSACTION and not self._closing:
+        if not self._a_full_transaction_queued() and not self._closing:
             self._full.clear()
         return taken
+
+    def _a_full_transaction_queued(self) -> bool:
+        return (len(self._queue) >= MAX_REQUESTS_PER_TRANSACTION
+                or self._queued_bytes >= MAX_TRANSACTION_BYTES)
 
     async def _commit_queued(self, committer: _Committer) -> None:
         """One committer's loop: whenever it is idle and callers are queued, it takes

@@ -20,6 +20,7 @@ from services.core import (
     report_client,
     settings,
     tickets,
+    transactional_publisher,
     versions,
 )
 from services.core.settings import Settings
@@ -102,6 +103,8 @@ LIMITS = [
     ("at most 1,000 rules\n(`rules_file.MAX_RULES`)", rules_file.MAX_RULES, 1000),
     ("1,000 a transaction", webhooks_store.REPLAY_CHUNK, 1000),
     ("a number or a date of at most 187 characters", versions.MAX_LABEL, 187),
+    ("or 4 MiB of records", transactional_publisher.MAX_TRANSACTION_BYTES, 4 * 1024 * 1024),
+    ("(500 requests, or", transactional_publisher.MAX_REQUESTS_PER_TRANSACTION, 500),
     ("a `reason` of 1-200 characters", tickets.MAX_REASON, 200),
 ]
 
