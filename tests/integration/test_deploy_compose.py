@@ -264,3 +264,27 @@ def test_the_broker_in_compose_is_the_one_the_tests_run() -> None:
     some releases must not be used)."""
     image = compose_services()["kafka"]["image"]
     assert image == f"apache/kafka:{kafka_broker.kafka_version()}"
+
+
+def test_grafanas_admin_password_is_the_one_the_environment_gives(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """README: `GRAFANA_ADMIN_PASSWORD`, `admin` when unset."""
+    chosen = secrets.token_urlsafe(12)
+    monkeypatch.setenv("GRAFANA_ADMIN_PASSWORD", chosen)
+    grafana = rendered_compose()["services"]["grafana"]
+    assert environment(grafana)["GF_SECURITY_ADMIN_PASSWORD"] == chosen
+    monkeypatch.delenv("GRAFANA_ADMIN_PASSWORD")
+    grafana = rendered_compose()["services"]["grafana"]
+    assert environment(grafana)["GF_SECURITY_ADMIN_PASSWORD"] == "admin"
+
+
+def test_alertmanagers_secrets_beside_its_configuration_are_never_committed() -> None:
+    """README: receivers' secrets go in deploy/alertmanager/secrets/, mounted with the
+    configuration, and git ignores that folder."""
+    alertmanager = compose_services()["alertmanager"]
+    assert "./deploy/alertmanager:/etc/alertmanager:ro" in alertmanager["volumes"]
+    configuration = (ROOT / "deploy" / "alertmanager" / "alertmanager.yml").read_text("utf-8")
+    assert "/etc/alertmanager/secrets/" in configuration
+    ignored = run("git", "-C", str(ROOT), "check-ignore", "-q",
+                  "deploy/alertmanager/secrets/slack-webhook-url")
+    assert ignored.returncode == 0, "git would commit a receiver's secret"

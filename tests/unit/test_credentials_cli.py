@@ -1,0 +1,45 @@
+"""`routing credentials issue --role admin`, as README gives it for the first admin (on
+the host, in a compose container, in a Kubernetes pod): it migrates the store it is
+given, issues the credential, prints the token once, and that token authenticates as an
+admin. On a SQLite file: no sockets."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from services import cli
+from services.core import access, db
+from services.core.credentials import Credentials
+
+
+async def authenticated(url: str, token: str) -> access.Principal | None:
+    engine = db.engine(url)
+    try:
+        return await Credentials(db.sessions(engine)).authenticate(token)
+    finally:
+        await engine.dispose()
+
+
+def test_the_first_admin_is_issued_straight_in_the_store(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
+    monkeypatch.setenv("DATABASE_URL", url)
+    result = CliRunner().invoke(cli.app, ["credentials", "issue", "--role", "admin",
+                                          "--label", "ops on call"])
+    assert result.exit_code == 0, result.output
+    token = result.stdout.strip().splitlines()[-1]
+    principal = asyncio.run(authenticated(url, token))
+    assert principal is not None and principal.role is access.Role.ADMIN
+
+
+def test_a_subject_an_admin_cannot_have_is_refused_naming_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'store.db'}")
+    result = CliRunner().invoke(cli.app, ["credentials", "issue", "--role", "admin",
+                                          "--subject", "public_sector"])
+    assert result.exit_code == 2
+    assert not (tmp_path / "store.db").exists()  # refused before the store is opened
