@@ -42,4 +42,5 @@ def test_a_subject_an_admin_cannot_have_is_refused_naming_it(
     result = CliRunner().invoke(cli.app, ["credentials", "issue", "--role", "admin",
                                           "--subject", "public_sector"])
     assert result.exit_code == 2
+    assert "subject: Value error, admin credentials have no subject" in result.output
     assert not (tmp_path / "store.db").exists()  # refused before the store is opened

@@ -115,3 +115,11 @@ def test_a_limit_readme_states_as_a_number_is_the_codes(words: str, value: Any,
                                                         number: Any) -> None:
     assert " ".join(words.split()) in " ".join(README.read_text(encoding="utf-8").split())
     assert value == number
+
+
+def test_every_row_of_readmes_tables_is_one_line() -> None:
+    """A row broken over lines renders as several rows, its cells scattered."""
+    broken = [number for number, line in enumerate(
+        README.read_text(encoding="utf-8").splitlines(), start=1)
+        if line.startswith("|") and not line.rstrip().endswith("|")]
+    assert broken == []

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from services.core import envelope, kafka, transactional_publisher
+from services.core import envelope, transactional_publisher
 from services.core.settings import Settings
 from services.core.transactional_publisher import (
     MAX_REQUESTS_PER_TRANSACTION,
@@ -71,6 +71,23 @@ async def test_small_requests_are_bounded_by_their_count() -> None:
     assert [len(batch) for batch in committed] == [MAX_REQUESTS_PER_TRANSACTION, 20]
 
 
-def test_a_record_is_counted_as_a_producer_writes_it() -> None:
-    assert ticket(1, size=1000).size >= 1000
-    assert kafka.records([ticket(1, size=10)])[0].size == ticket(1, size=10).size
+async def test_a_gathering_ends_once_a_transactions_bytes_are_queued() -> None:
+    """The wait for more callers (INTAKE_GATHER_MS) ends once a full transaction is
+    queued: 500 requests, or their bytes at the bound. Read right after the callers
+    queued, before a committer runs (tasks run in the order they were made)."""
+    for sizes, full in (([500] * 10, False), ([900_000] * 5, True)):
+        publisher = TransactionalPublisher(Settings(), client_id="tests",
+                                           transactional_id="tests-intake", producers=1,
+                                           gather_seconds=1.0)
+        publisher._committers[0].commit = settle  # type: ignore[method-assign]
+        calls = [asyncio.create_task(publisher.publish([ticket(n, size=size)]))
+                 for n, size in enumerate(sizes)]
+        await asyncio.sleep(0)
+        assert len(publisher._queue) == len(sizes)
+        assert publisher._full.is_set() is full
+        await asyncio.gather(*calls)
+        await publisher.close()
+
+
+async def settle(batch: list[Any]) -> None:
+    transactional_publisher._settle(batch, None)
