@@ -14,6 +14,7 @@ import limits
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPBearer
+from fastapi.security.utils import get_authorization_scheme_param
 from limits.storage import MemoryStorage
 from limits.strategies import SlidingWindowCounterRateLimiter
 from prometheus_client import Counter
@@ -128,8 +129,7 @@ def _bearer_token(headers: list[tuple[bytes, bytes]]) -> str | None:
     """The token of an `Authorization: Bearer <token>` header, as HTTPBearer reads it."""
     for name, value in headers:
         if name == b"authorization":
-            scheme, _, token = value.decode("latin-1").partition(" ")
-            token = token.strip()
+            scheme, token = get_authorization_scheme_param(value.decode("latin-1"))
             return token if scheme.lower() == "bearer" and token else None
     return None
 

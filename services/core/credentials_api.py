@@ -42,7 +42,7 @@ _SUBJECT_FITS_ROLE: JsonDict = {"oneOf": [
 
 
 class CredentialRequest(request_bodies.RequestBody):
-    model_config = ConfigDict(extra="forbid", json_schema_extra=_SUBJECT_FITS_ROLE)
+    model_config = ConfigDict(json_schema_extra=_SUBJECT_FITS_ROLE)
 
     role: access.Role
     subject: str | None = Field(

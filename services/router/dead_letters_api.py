@@ -46,7 +46,7 @@ class ReplayRequest(request_bodies.RequestBody):
     # Either ids or a filter, never both, never neither, as `Selection` checks: said in
     # the schema too, for generated clients and fuzzers. As in `Selection`, an empty
     # `ids` or a null filter field counts as not given.
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"oneOf": [
+    model_config = ConfigDict(json_schema_extra={"oneOf": [
         {"required": ["ids"], "properties": {"ids": {"type": "array", "minItems": 1}}},
         {"anyOf": [
             {"required": ["source_topic"], "properties": {"source_topic": {"type": "string"}}},

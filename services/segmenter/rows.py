@@ -162,7 +162,7 @@ class RowError:
 class _Row(request_bodies.RequestBody):
     """A checked row; the fields it was given are `model_fields_set`, its source `line`."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(frozen=True)
     _line: int = PrivateAttr(default=0)
 
     @property

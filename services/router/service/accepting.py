@@ -85,7 +85,8 @@ async def accept_ticket(content: tickets.TicketContent, *, platform: str | None,
         key = scoped_key(platform, idempotency_key)
         claim = await keys.claim(key, fingerprint=fingerprint, ticket_id=ticket_id, now=now,
                                  correlation_id=correlation_id or ticket_id)
-        if claim.fingerprint == _fingerprint_as_first_taken(content):
+        if claim.fingerprint != fingerprint \
+                and claim.fingerprint == _fingerprint_as_first_taken(content):
             fingerprint = claim.fingerprint  # a key claimed before the form was one
         claimed = intake_policy.ClaimedKey(claim.ticket_id, claim.fingerprint, claim.status,
                                            claim.created_at)
