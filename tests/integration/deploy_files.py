@@ -35,8 +35,9 @@ SETTINGS_ENV = {name.upper() for name in Settings.model_fields}
 
 
 def tool(name: str) -> str:
-    found = (shutil.which(name) or shutil.which(name, path="/usr/bin")
-             or shutil.which(name, path=str(ROOT / ".cache" / "bin")))
+    # What `bin/setup --test` builds at the version it pins comes first.
+    found = (shutil.which(name, path=str(ROOT / ".cache" / "bin")) or shutil.which(name)
+             or shutil.which(name, path="/usr/bin"))
     if found is None:
         pytest.fail(f"{name} is not installed; `bin/setup --test` installs it")
     return found

@@ -34,8 +34,23 @@ from tests.integration.deploy_files import (
 
 
 def test_compose_file_passes_docker_compose_validation() -> None:
+    """Docker Compose (the version `bin/setup --test` builds) takes the file without a
+    warning: an obsolete or unknown attribute is warned about, not refused."""
     result = run(tool("docker-compose"), "-f", str(COMPOSE_FILE), "config", "-q")
     assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+
+
+def test_docker_compose_warns_of_an_obsolete_attribute(tmp_path: Path) -> None:
+    """The check above means something: the file with the `version` Compose no longer
+    reads draws a warning."""
+    path = tmp_path / "docker-compose.yml"
+    path.write_text('version: "3.8"\n' + COMPOSE_FILE.read_text(encoding="utf-8"),
+                    encoding="utf-8")
+    result = run(tool("docker-compose"), "-f", str(path), "--project-directory", str(ROOT),
+                 "config", "-q")
+    assert result.returncode == 0, result.stderr
+    assert "version" in result.stderr and "obsolete" in result.stderr
 
 
 def test_docker_compose_validation_rejects_a_broken_file(tmp_path: Path) -> None:
@@ -148,7 +163,7 @@ REPLICAS = {f"{name}-replica": name for name in APP_SERVICES} | {
 
 
 def rendered_compose(*options: str) -> dict[str, Any]:
-    """The file as docker-compose resolves it (anchors, merges, profiles)."""
+    """The file as Docker Compose resolves it (anchors, merges, profiles)."""
     result = run(tool("docker-compose"), "-f", str(COMPOSE_FILE), *options, "config")
     assert result.returncode == 0, result.stderr
     rendered: dict[str, Any] = yaml.safe_load(result.stdout)
@@ -219,18 +234,19 @@ def test_kafka_is_published_where_the_walk_through_reads_it() -> None:
 def test_the_demo_profile_seeds_the_walk_through() -> None:
     default = rendered_compose()["services"]
     demo = rendered_compose("--profile", "demo")["services"]["demo"]
-    assert "demo" in default  # listed, but only started with --profile demo
+    assert "demo" not in default  # only with --profile demo
     assert load_yaml(COMPOSE_FILE)["services"]["demo"]["profiles"] == ["demo"]
     assert demo["command"][:3] == ["python", "-m", "devtools.demo_seed"]
     credentials = Path(demo["command"][3])
-    mounts = {Path(volume.split(":")[1]): volume for volume in demo["volumes"]}
-    data = mounts[credentials.parent]
-    assert data.startswith(f"{ROOT / '.data'}:") and not data.endswith(":ro")
+    # Compose renders each mount in its long form: (source, read-only) by target.
+    mounts = {Path(volume["target"]): (volume["source"], volume.get("read_only", False))
+              for volume in demo["volumes"] if volume["type"] == "bind"}
+    assert mounts[credentials.parent] == (str(ROOT / ".data"), False)
     # It reads the routing table (the departments' tokens) from the read-only mount and
     # hands the file to that mount's owner.
-    assert mounts[Path("/app/config")] == f"{ROOT / 'config'}:/app/config:ro"
+    assert mounts[Path("/app/config")] == (str(ROOT / "config"), True)
     # The image holds no dev tooling: the demo runs the checkout's devtools/, mounted.
-    assert mounts[Path("/app/devtools")] == f"{ROOT / 'devtools'}:/app/devtools:ro"
+    assert mounts[Path("/app/devtools")] == (str(ROOT / "devtools"), True)
     assert demo["command"][4:] == ["--owner-of", "/app/config"]
     assert demo["restart"] == "no"
     assert set(demo["depends_on"]) == {"postgres"}
@@ -251,8 +267,7 @@ def test_every_service_of_ours_gets_the_time_it_takes_to_stop() -> None:
 
 
 def seconds(duration: str) -> int:
-    """A compose duration as docker-compose 1.29 (`60s`) or Compose v2 (`1m0s`) renders
-    it."""
+    """A duration as Compose renders it (`1m0s`)."""
     found = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?", duration)
     assert found and duration, duration
     hours, minutes, secs = (int(part or 0) for part in found.groups())
@@ -288,3 +303,10 @@ def test_alertmanagers_secrets_beside_its_configuration_are_never_committed() ->
     ignored = run("git", "-C", str(ROOT), "check-ignore", "-q",
                   "deploy/alertmanager/secrets/slack-webhook-url")
     assert ignored.returncode == 0, "git would commit a receiver's secret"
+
+
+def test_readme_names_the_compose_that_validates_the_file() -> None:
+    version = run(tool("docker-compose"), "version", "--short").stdout.strip()
+    assert re.fullmatch(r"v?\d+\.\d+\.\d+", version), version
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    assert f"Docker Compose's own `config` (v{version.removeprefix('v')}," in readme
