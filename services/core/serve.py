@@ -23,10 +23,11 @@ REQUESTS_GRACE_SECONDS = 10
 # What the deploy files give a service from SIGTERM before they kill it (compose's
 # stop_grace_period, the chart's terminationGracePeriodSeconds): its requests' grace, one
 # stage's batch at its transaction limit and its producers' stop, and room for the
-# groups' leave and the store's close. Not the worst case: a process stops its stages
-# one after another, each of which could take its limit; a kill then aborts the batch
-# in hand, which the partition's next owner takes again (nothing is lost), after the
-# group's session runs out.
+# groups' leave and the store's close. A process's stages finish their batches at the
+# same time (start_order.Parts.finish_all), so their limits do not add up; their groups'
+# leaves and producers' stops come one stage after another, each quick unless the broker
+# is unreachable. A kill past the grace aborts the batch in hand, which the partition's
+# next owner takes again (nothing is lost), after the group's session runs out.
 STOP_GRACE_SECONDS = int(REQUESTS_GRACE_SECONDS + STAGE_TRANSACTION_SECONDS
                          + partition_producers.STOP_SECONDS + 10)
 

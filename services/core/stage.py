@@ -74,9 +74,13 @@ class StageRunner:
         return self._consuming and self._task is not None and not self._task.done() \
             and not self.loop.waiting_for_outage
 
+    def finish(self) -> None:
+        """Finish the batch in hand and take no more (`stop` waits for it)."""
+        self._stop.set()
+
     async def stop(self) -> None:
         """Finish the batch in hand, commit it, leave the group, flush the producer."""
-        self._stop.set()
+        self.finish()
         if self._task is not None:
             if not self._consuming:
                 self._task.cancel()  # still starting: nothing in hand to finish

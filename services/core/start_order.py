@@ -5,6 +5,10 @@ the store (migrated, then opened), the publishers (and the topics they write), t
 background tasks, the followers (stages that only follow events), the main stage last,
 so that nothing consumes before what it writes to is there, and at shutdown the main
 stage finishes its batch while everything it calls still runs.
+
+At shutdown every stage is first told to finish (each finishes its batch in hand and takes
+no more, all at the same time), then the parts stop in reverse: a process with several
+stages waits for its slowest batch, not for the sum of them.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import TypeVar
 
 T = TypeVar("T")
 Step = Callable[[], Awaitable[object]]
+Signal = Callable[[], None]
 
 
 class Phase(IntEnum):
@@ -37,6 +42,7 @@ class Parts:
     def __init__(self, stack: contextlib.AsyncExitStack) -> None:
         self._stack = stack
         self._phase = Phase.STORE
+        self._finishing: list[Signal] = []
 
     def _enter(self, phase: Phase) -> None:
         if phase < self._phase:
@@ -45,13 +51,22 @@ class Parts:
         self._phase = phase
 
     async def start(self, phase: Phase, start: Step | None = None, *,
-                    stop: Step | None = None) -> None:
-        """Run `start` now; `stop` on the way out, in reverse order."""
+                    stop: Step | None = None, finish: Signal | None = None) -> None:
+        """Run `start` now; `stop` on the way out, in reverse order. `finish` (a stage's:
+        finish the batch in hand, take no more) is called when the way out begins,
+        before any part stops."""
         self._enter(phase)
+        if finish is not None:
+            self._finishing.append(finish)
         if start is not None:
             await start()
         if stop is not None:
             self._stack.push_async_callback(stop)
+
+    def finish_all(self) -> None:
+        """Tell every stage to finish its batch in hand (the way out begins)."""
+        for finish in self._finishing:
+            finish()
 
     async def enter(self, phase: Phase, part: AbstractAsyncContextManager[T]) -> T:
         """Open `part` now (an adapter's own async context); closed in reverse order."""
@@ -64,4 +79,8 @@ async def started() -> AsyncIterator[Parts]:
     """`async with lifespan.started() as parts:` start each part in its phase; on the way
     out (or when one fails to start) those started are stopped, last first."""
     async with contextlib.AsyncExitStack() as stack:
-        yield Parts(stack)
+        parts = Parts(stack)
+        try:
+            yield parts
+        finally:
+            parts.finish_all()

@@ -94,7 +94,8 @@ def create_app(settings: Settings | None = None, *,
                 group_id=topics.METRICS_GROUP,
                 transform=worker.TrackTicketEvent(metrics.updates, export=metrics.exporter),
                 publishes=False, follower=True)
-            await parts.start(start_order.Phase.STAGE, stage.start, stop=stage.stop)
+            await parts.start(start_order.Phase.STAGE, stage.start, stop=stage.stop,
+                              finish=stage.finish)
             yield
 
     app = FastAPI(title="Customer routing: response-time metrics", version="1",

@@ -118,14 +118,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     transform=event_follower.FollowTicketEvent(
                         routed, current_table=lambda: live_table.current,
                         awaits_store=route.awaits_store))
-                await parts.start(Phase.FOLLOWERS, follower.start, stop=follower.stop)
+                await parts.start(Phase.FOLLOWERS, follower.start, stop=follower.stop,
+                                  finish=follower.finish)
                 await parts.start(Phase.FOLLOWERS,
                                   lambda: callbacks.start(tasks, fleet, settings),
-                                  stop=callbacks.stop)
+                                  stop=callbacks.stop, finish=callbacks.recorder.finish)
                 stage = context.stage = StageRunner(
                     settings, name=NAME, source_topic=topics.SEGMENTED,
                     group_id=topics.ROUTER_GROUP, transform=route)
-                await parts.start(Phase.STAGE, stage.start, stop=stage.stop)
+                await parts.start(Phase.STAGE, stage.start, stop=stage.stop, finish=stage.finish)
             else:
                 context.started_without_stage = True
             yield

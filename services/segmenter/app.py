@@ -85,7 +85,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             stage = context.stage = StageRunner(
                 settings, name=NAME, source_topic=topics.INCOMING,
                 group_id=topics.SEGMENTER_GROUP, transform=segment)
-            await parts.start(start_order.Phase.STAGE, stage.start, stop=stage.stop)
+            await parts.start(start_order.Phase.STAGE, stage.start, stop=stage.stop,
+                              finish=stage.finish)
             yield
 
     app = FastAPI(title="Customer routing: segmenter", version="1", lifespan=lifespan)

@@ -39,6 +39,44 @@ class TestStartOrder:
         assert log == ["open store", "start follower", "start stage", "stop stage",
                        "stop follower", "stop tasks", "close publisher", "close store"]
 
+    async def test_every_stage_is_told_to_finish_before_any_part_stops(self) -> None:
+        """A process's stages finish their batches in hand at the same time: the follower
+        is told to finish before the main stage's stop waits for its batch."""
+        log: list[str] = []
+
+        def step(name: str) -> Callable[[], Awaitable[None]]:
+            async def run() -> None:
+                log.append(name)
+            return run
+
+        def signal(name: str) -> Callable[[], None]:
+            return lambda: log.append(name)
+
+        async with start_order.started() as parts:
+            await parts.start(Phase.BACKGROUND, stop=step("stop tasks"))
+            await parts.start(Phase.FOLLOWERS, stop=step("stop follower"),
+                              finish=signal("finish follower"))
+            await parts.start(Phase.STAGE, stop=step("stop stage"), finish=signal("finish stage"))
+            log.append("serving")
+        assert log == ["serving", "finish follower", "finish stage", "stop stage",
+                       "stop follower", "stop tasks"]
+
+    async def test_stages_are_told_to_finish_when_a_later_part_fails_to_start(self) -> None:
+        log: list[str] = []
+
+        async def fail() -> None:
+            raise RuntimeError("no broker")
+
+        async def stop_follower() -> None:
+            log.append("stop follower")
+
+        with pytest.raises(RuntimeError, match="no broker"):
+            async with start_order.started() as parts:
+                await parts.start(Phase.FOLLOWERS, stop=stop_follower,
+                                  finish=lambda: log.append("finish follower"))
+                await parts.start(Phase.STAGE, fail)
+        assert log == ["finish follower", "stop follower"]
+
     async def test_a_part_out_of_order_is_refused_and_those_started_stop(self) -> None:
         stopped: list[str] = []
 
