@@ -28,4 +28,8 @@ def configure(settings: Settings, *, service: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level)
-    logging.getLogger("aiokafka").setLevel(max(root.level, logging.WARNING))
+    # Clients' own request lines, off below WARNING: httpx logs each request's URL at INFO
+    # (a platform's callback URL may carry its token in the query), httpcore its headers
+    # at DEBUG.
+    for client in ("aiokafka", "httpx", "httpcore"):
+        logging.getLogger(client).setLevel(max(root.level, logging.WARNING))

@@ -35,12 +35,12 @@ async def customer_segment(customer_id: CustomerId, segmenter: Segmenter,
     rule_set = segmenter.rules.current
     segmented = await service.explain(segmenter.customers, rule_set, customer_id,
                                       now=datetime.now(UTC))
-    on_the_ticket = [failure.rule for failure in segmented.decision.failed
-                     if _reads_the_ticket(rule_set, failure.rule)]
+    on_the_ticket = [rule.name for rule in _before(rule_set, segmented.decision.rule)
+                     if _reads_the_ticket(rule)]
     if on_the_ticket:
-        # A rule on the ticket's fields (on real tickets they are there) failed before
-        # one that holds: no segment without a ticket. Its error is not repeated (it may
-        # quote a customer's values).
+        # A rule on the ticket's fields comes before the one that holds: on null fields it
+        # failed or did not hold, but on a real ticket it may: no segment without a
+        # ticket. An error is not repeated (it may quote a customer's values).
         raise HTTPException(409, detail={
             "error": "needs_a_ticket", "rule": on_the_ticket[0],
             "detail": f"segment rule {on_the_ticket[0]!r} cannot be evaluated for this"
@@ -68,9 +68,14 @@ async def customer_segment(customer_id: CustomerId, segmenter: Segmenter,
     return answer
 
 
-def _reads_the_ticket(rule_set: rules.RuleSet, name: str) -> bool:
-    return any(rule.name == name and any(path.split(".")[0] == "ticket" for path in rule.reads)
-               for rule in rule_set.rules)
+def _reads_the_ticket(rule: rules.Rule) -> bool:
+    return any(path.split(".")[0] == "ticket" for path in rule.reads)
+
+
+def _before(rule_set: rules.RuleSet, name: str) -> list[rules.Rule]:
+    """The rules checked before the one named (every rule: none named, the default)."""
+    names = [rule.name for rule in rule_set.rules]
+    return list(rule_set.rules[:names.index(name)] if name in names else rule_set.rules)
 
 
 def _position(rule_set: rules.RuleSet, name: str) -> int:

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import pytest
 
 from services.core import logs
@@ -63,3 +64,29 @@ def test_the_broker_outage_test_counts_the_intakes_unanswered_commits(
                       extra={"requests": 5, "error": "refused", "commit_sent": False})
     (tmp_path / "router.log").write_text(written.getvalue() + "a runtime's own line\n")
     assert requests_in_the_window(tmp_path) == 3
+
+
+@pytest.mark.parametrize("level", ["INFO", "DEBUG"])
+async def test_an_http_clients_request_lines_never_show_its_url(level: str) -> None:
+    """A callback's URL may hold the platform's token in its query: httpx's own request
+    line (INFO) and httpcore's (DEBUG) stay out of the logs."""
+    root = logging.getLogger()
+    handlers, saved = root.handlers[:], root.level
+    logs.configure(Settings(log_format="json", log_level=level), service="router")
+    stream = io.StringIO()
+    handler = root.handlers[0]
+    assert isinstance(handler, logging.StreamHandler)
+    handler.setStream(stream)
+    try:
+        transport = httpx.MockTransport(lambda request: httpx.Response(200))
+        async with httpx.AsyncClient(transport=transport) as client:
+            answer = await client.post("http://127.0.0.1:9/hooks?access_token=SeCrEt-7",
+                                       content=b"{}")
+        assert answer.status_code == 200
+        logging.getLogger("services.webhooks").log(logging.getLevelName(level), "sent")
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(saved)
+    written = stream.getvalue()
+    assert "sent" in written  # the handler wrote at this level
+    assert "SeCrEt-7" not in written

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 
 import httpx
+import pytest
 
 from tests.conftest import unique
 from tests.integration.segmenter_service.service import Segmenter, segment_of
@@ -60,15 +61,21 @@ class TestHotReload:
             await client.put("/v1/segment-rules", content=original,
                              headers={"content-type": "application/yaml"})
 
+    @pytest.mark.parametrize("when", [
+        # Fails on a null channel (no startsWith on null).
+        "ticket.channel.startsWith('e')",
+        # Does not hold on a null kind, with no error: it would on a complaint.
+        "ticket.kind == 'complaint'",
+    ])
     async def test_a_segment_that_depends_on_the_ticket_is_answered_409_naming_the_rule(
-            self, client: httpx.AsyncClient, segmenter: Segmenter) -> None:
-        """A rule on the ticket's channel first: it holds on real tickets (the upload's
-        probes have one), but a customer's segment asked without a ticket cannot get
-        past it."""
+            self, client: httpx.AsyncClient, segmenter: Segmenter, when: str) -> None:
+        """A rule on the ticket's fields first: it holds on some real tickets (the
+        upload's probes have one), so a customer's segment asked without a ticket cannot
+        get past it, whether it failed or did not hold on the null fields."""
         original = segmenter.rules_file.read_text()
         by_channel = original.replace("version: demo-2", "version: by-channel-1").replace(
             "rules:\n", "rules:\n  - name: email-first\n    segment: general\n"
-                        "    when: ticket.channel.startsWith('e')\n", 1)
+                        f"    when: {when}\n", 1)
         try:
             uploaded = await client.put("/v1/segment-rules", content=by_channel,
                                         headers={"content-type": "application/yaml"})
