@@ -152,7 +152,8 @@ async def _escalate(routed: ports.Routed, publisher: ports.Publisher, row: Route
     step = {"at": now.isoformat(), "step": "escalated", "level": level,
             "target": clock.target, "from": row.department, "to": target or row.department,
             "reason": f"{clock.target} not answered by {clock.deadline.isoformat()}"
-            if clock.deadline else f"{clock.target} still not answered"}
+            if level == 1 and clock.deadline else f"{clock.target} still not answered"
+            f" after its escalation"}
     if target is None:  # nowhere to go: the event tells ops (level 2: the flag)
         lifecycle = events.TicketEvent(
             ticket_id=row.ticket_id, type=events.TicketEventType.ESCALATED, occurred_at=now,
@@ -195,6 +196,7 @@ def _marked(current: clocks.Clock, marked: clocks.Clock) -> clocks.Clock:
         return current
     return clocks.Clock(**{**current.__dict__, "level": marked.level,
                            "warning_at": None, "second_level_at": marked.second_level_at,
-                           "second_level_to": marked.second_level_to})
+                           "second_level_to": marked.second_level_to,
+                           "outcome": marked.outcome})
 
 

@@ -43,6 +43,7 @@ class Clock:
     second_level_at: datetime | None = None
     second_level_to: str | None = None  # None: flagged where it is
     stopped_at: datetime | None = None
+    # Missed from its breach on (nothing after can make it met); met or missed once stopped.
     outcome: Outcome | None = None
 
     @property
@@ -136,11 +137,12 @@ def warned(clock: Clock) -> Clock:
 def breached(clock: Clock, at: datetime, calendar: calendars.Calendar | None,
              second_level_after: timedelta | None, second_level_to: str | None = None,
              ) -> Clock:
-    """Level 1; level 2 comes `second_level_after` of business time later, if set."""
+    """Level 1, the target missed; level 2 comes `second_level_after` of business time
+    later, if set."""
     later = None if second_level_after is None else calendars.deadline(
         at, second_level_after, calendar)
     return replace(clock, level=1, warning_at=None, second_level_at=later,
-                   second_level_to=second_level_to)
+                   second_level_to=second_level_to, outcome="missed")
 
 
 def second_level(clock: Clock) -> Clock:

@@ -720,6 +720,9 @@ class TestEscalateDue:
         before = escalations("key_accounts", 2)  # counted where the second level found it
         assert await self.escalate(router, NOW + timedelta(hours=5)) == 1
         assert router.routed.rows["t-1"].department == "key_accounts"
+        # Missed from the breach on, as the metrics service counts it then.
+        first = service_clocks.from_json(router.routed.rows["t-1"].service_clocks)
+        assert first.current("first_response").outcome == "missed"
         assert await self.escalate(router, NOW + timedelta(hours=6, minutes=59)) == 0
         published = len(router.publisher.published)
         assert await self.escalate(router, NOW + timedelta(hours=7)) == 1
@@ -729,6 +732,12 @@ class TestEscalateDue:
             (2, at_level_2)]
         assert router.routed.rows["t-1"].department == at_level_2
         assert escalations("key_accounts", 2) == before + 1
+        # The trace quotes the deadline missed at the breach, not one moved on since.
+        reasons = [step["reason"] for step in router.routed.rows["t-1"].trace
+                   if step["step"] == "escalated"]
+        missed = (NOW + timedelta(hours=4)).isoformat()
+        assert reasons == [f"first_response not answered by {missed}",
+                           "first_response still not answered after its escalation"]
         assert await self.escalate(router, NOW + timedelta(hours=30)) == 0  # once
 
     async def test_a_breached_clock_is_escalated_and_published(self) -> None:
