@@ -95,8 +95,11 @@ async def _http_error(request: Request, error: Exception) -> JSONResponse:
     one error shape: `{"error": code, "detail": text}`, never FastAPI's nested
     `{"detail": {...}}`."""
     assert isinstance(error, HTTPException)
+    unreadable = _unreadable_body(error)
     if isinstance(error.detail, dict) and "error" in error.detail:
         content = error.detail
+    elif unreadable is not None:
+        content = {"error": "bad_request", "field": "body", "detail": unreadable}
     else:
         code = HTTPStatus(error.status_code).phrase.lower().replace(" ", "_").replace("-", "_")
         content = {"error": code, "detail": str(error.detail)}
@@ -236,11 +239,49 @@ class _BodyTooLarge(Exception):
     """Raised to the app, in place of the rest of a body over the limit."""
 
 
+class _NotUtf8(Exception):
+    """Raised to the app, in place of a JSON body in UTF-16 or UTF-32: Python's JSON
+    reader would take it, but a JSON body is UTF-8 (RFC 8259)."""
+
+
+def _unreadable_body(error: HTTPException) -> str | None:
+    """Why the framework could not read a request's JSON body (its 400 says only "There
+    was an error parsing the body"): not UTF-8, or nested deeper than the reader goes.
+    None for any other refusal."""
+    if error.status_code != 400:
+        return None
+    cause = error.__cause__
+    if isinstance(cause, UnicodeDecodeError):
+        return f"the body is not UTF-8 text (byte {cause.start} is not valid UTF-8); {_SEND_JSON}"
+    if isinstance(cause, _NotUtf8):
+        return f"the body is not UTF-8 text (it is UTF-16 or UTF-32); {_SEND_JSON}"
+    if isinstance(cause, RecursionError):
+        return ("the body's JSON is nested too deeply (objects and arrays within each other"
+                f" past what the reader takes; ours go a few levels deep); {_SEND_JSON}")
+    return None
+
+
+def _utf16_or_32(first: bytes) -> bool:
+    """A JSON text in UTF-16 or UTF-32 (with or without a byte order mark), as Python's
+    JSON reader tells them apart: a JSON text starts with an ASCII character, so a zero
+    byte among its first four, or a UTF-16 mark, is another encoding. A UTF-8 mark is
+    let through (RFC 8259 lets a reader ignore it)."""
+    return first[:2] in (b"\xff\xfe", b"\xfe\xff") or b"\x00" in first[:4]
+
+
+def _is_json(headers: Mapping[bytes, bytes]) -> bool:
+    """A JSON content type, as FastAPI reads it: application/json or application/*+json."""
+    media = headers.get(b"content-type", b"").split(b";", 1)[0].strip().lower()
+    return media == b"application/json" or (media.startswith(b"application/")
+                                            and media.endswith(b"+json"))
+
+
 class BodyLimit:
     """Refuses request bodies over `max_bytes` with 413, whether or not they announce
     their length. The app never sees part of such a body: a truncated configuration file
     could be valid, and put in force. The `exempt` routes, (method, path) exactly, stream
-    their bodies by design."""
+    their bodies by design. A JSON body in UTF-16 or UTF-32 is refused as one that is
+    not UTF-8 (400), from its first bytes."""
 
     def __init__(self, app: Any, *, max_bytes: int,
                  exempt: Collection[tuple[str, str]] = ()) -> None:
@@ -252,20 +293,28 @@ class BodyLimit:
         if scope["type"] != "http" or (scope["method"], scope["path"]) in self._exempt:
             await self._app(scope, receive, send)
             return
-        declared = dict(scope["headers"]).get(b"content-length")
+        headers = dict(scope["headers"])
+        declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self._max_bytes:
             await self._too_large(send)
             return
         seen = 0
         exceeded = started = False
+        # A JSON body's first four bytes, however the client splits them.
+        head: bytes | None = b"" if _is_json(headers) else None
 
         async def counted() -> Any:
-            nonlocal seen, exceeded
+            nonlocal seen, exceeded, head
             if exceeded:
                 raise _BodyTooLarge
             message = await receive()
             if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
+                chunk = message.get("body", b"")
+                if head is not None and len(head) < 4:
+                    head += chunk[:4 - len(head)]
+                    if _utf16_or_32(head):
+                        raise _NotUtf8
+                seen += len(chunk)
                 if seen > self._max_bytes:
                     exceeded = True
                     raise _BodyTooLarge
