@@ -19,7 +19,7 @@ from pathlib import Path
 from devtools import demo
 from services import credentials_cli
 from services.core import access
-from services.core.settings import Settings
+from services.core.settings import Settings, from_environment
 from services.router import table_file
 
 
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--owner-of", type=Path, help="give the file to this path's owner")
     parser.add_argument("--customers", type=int, default=2000)
     args = parser.parse_args(argv)
-    for line in seed(Settings(), args.credentials_file, customers=args.customers):
+    for line in seed(from_environment(), args.credentials_file, customers=args.customers):
         print(line)
     if args.owner_of is not None:
         hand_over(args.credentials_file, args.owner_of)

@@ -14,7 +14,7 @@ import typer
 
 from devtools import demo, demo_seed, processes
 from devtools.kafka_broker import BrokerError, LocalKafka
-from services.core.settings import PROJECT_ROOT, Settings
+from services.core.settings import PROJECT_ROOT, from_environment
 
 app = typer.Typer(help="Run the pipeline locally, with demo data.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -30,7 +30,7 @@ def up(
 ) -> None:
     """Start the broker (unless KAFKA_BOOTSTRAP_SERVERS is set) and the three services."""
     started = time.monotonic()
-    settings = processes.one_machine(Settings())
+    settings = processes.one_machine(from_environment())
     broker: LocalKafka | None = None
     if "KAFKA_BOOTSTRAP_SERVERS" not in os.environ:
         broker = LocalKafka(data_dir / "kafka", port=9092, controller_port=9093, heap="768m")
@@ -88,7 +88,7 @@ def up(
 @app.command("demo-data")
 def demo_customers(count: Annotated[int, typer.Option(min=4)] = 2000) -> None:
     """Load generated demo customers and purchases into an empty customer store."""
-    loaded = asyncio.run(demo.seed_if_empty(Settings().database_url, count=count))
+    loaded = asyncio.run(demo.seed_if_empty(from_environment().database_url, count=count))
     typer.echo(f"loaded {loaded} customers" if loaded else "the store is not empty: unchanged")
 
 

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from services import credentials_cli, webhooks_cli
-from services.core.settings import Settings
+from services.core.settings import from_environment
 from services.simulator import cli as simulator_cli
 
 app = typer.Typer(help="Customer-service routing: operate the pipeline.",
@@ -22,7 +22,7 @@ def topics() -> None:
     from services.core import topics as names
     from services.router import priority, table_file
 
-    settings = Settings()
+    settings = from_environment()
     table = table_file.load(settings.routing_table_file)
     wanted = [*names.PIPELINE, *(topic for department in table.departments
                                  for topic in priority.lane_topics(department))]
@@ -53,7 +53,7 @@ def analyse(
     from services.core.config_files import ConfigError
     from services.segmenter import bootstrap, rules_file, service
 
-    settings = Settings()
+    settings = from_environment()
     try:
         live = rules_file.load(settings.segment_rules_file)
         proposed = rules_file.load(candidate) if candidate else None
@@ -82,7 +82,7 @@ def recompute_tiers() -> None:
     from services.segmenter import bootstrap, service
 
     async def run() -> service.Recomputed:
-        async with bootstrap.connect(Settings(), client_id="routing-cli") as connected:
+        async with bootstrap.connect(from_environment(), client_id="routing-cli") as connected:
             segmenter = connected.segmenter
             return await service.recompute_tiers(segmenter.customers, segmenter.publisher,
                                                  now=datetime.now(UTC))
@@ -113,7 +113,7 @@ def list_dead_letters(
 
     try:
         found = asyncio.run(dead_letters.list_dead_letters(
-            Settings(), source_topic=source_topic, error_class=error_class, limit=limit,
+            from_environment(), source_topic=source_topic, error_class=error_class, limit=limit,
             since=since, include_value=include_value))
     except ValueError as exc:
         typer.echo(str(exc), err=True)
@@ -143,7 +143,7 @@ def replay_dead_letters(
         selection = dead_letter_records.Selection(
             ids=tuple(ids or ()), source_topic=source_topic, error_class=error_class,
             limit=limit)
-        result = asyncio.run(dead_letters.replay(Settings(), selection))
+        result = asyncio.run(dead_letters.replay(from_environment(), selection))
     except dead_letter_records.InvalidSelection as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from exc

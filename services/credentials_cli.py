@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from services.core import access, credentials_api, db, migrate
 from services.core.credentials import Credentials
-from services.core.settings import Settings
+from services.core.settings import Settings, from_environment
 
 app = typer.Typer(help="Credentials: platforms' API keys, departments' and admins' tokens.",
                   no_args_is_help=True)
@@ -49,7 +49,7 @@ def issue(
         raise typer.Exit(2) from exc
 
     async def run() -> str:
-        async with open_store(Settings()) as store:
+        async with open_store(from_environment()) as store:
             credential, token = await store.issue(
                 wanted.role, wanted.subject, label=wanted.label, rate_limit=wanted.rate_limit)
         typer.echo(f"issued {credential.credential_id} ({role.value}"
@@ -64,7 +64,7 @@ def listed() -> None:
     """Every credential (without secrets), one JSON object per line."""
 
     async def run() -> None:
-        async with open_store(Settings()) as store:
+        async with open_store(from_environment()) as store:
             for credential in await store.listed():
                 typer.echo(credential.model_dump_json())
 
@@ -76,7 +76,7 @@ def revoke(credential_id: str) -> None:
     """Revoke a credential: every service refuses it within AUTH_CACHE_SECONDS."""
 
     async def run() -> bool:
-        async with open_store(Settings()) as store:
+        async with open_store(from_environment()) as store:
             return await store.revoke(credential_id) is not None
 
     if not asyncio.run(run()):

@@ -12,7 +12,7 @@ import typer
 from pydantic import BaseModel, ValidationError
 
 from services.core import db, migrate
-from services.core.settings import Settings
+from services.core.settings import from_environment
 from services.webhooks import api, service, store
 
 app = typer.Typer(help="Callbacks to the platforms: endpoints, secrets, dead letters.",
@@ -23,7 +23,7 @@ M = TypeVar("M", bound=BaseModel)
 
 @contextlib.asynccontextmanager
 async def _stores() -> AsyncIterator[tuple[store.Endpoints, store.Deliveries]]:
-    settings = Settings()
+    settings = from_environment()
     await migrate.upgrade(settings.database_url)
     engine = db.store_engine(settings)
     try:

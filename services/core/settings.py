@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Any, Literal, Self, get_origin
 
 import limits
-from pydantic import Field, FilePath, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, FilePath, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from services.core import durations
 
@@ -21,6 +23,9 @@ DEFAULT_ROUTER_PORT = 8080
 # PostgreSQL connection whose statement timed out may take (db.engine).
 STAGE_TRANSACTION_SECONDS = 30.0
 STORE_CLOSE_SECONDS = 2.0
+# The SQL stores the services run on: SQLite through aiosqlite, PostgreSQL through asyncpg
+# (db.engine gives asyncpg its timeouts).
+DATABASE_DRIVERS = ("sqlite+aiosqlite", "postgresql+asyncpg")
 
 
 class Settings(BaseSettings):
@@ -145,6 +150,20 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: str = Field(default="json", pattern="^(json|text)$")
 
+    @field_validator("database_url")
+    @classmethod
+    def _a_store_we_run_on(cls, value: str) -> str:
+        try:
+            driver = make_url(value).drivername
+        except ArgumentError:
+            driver = None
+        if driver not in DATABASE_DRIVERS:
+            # The URL itself is not quoted: it may hold a password.
+            raise ValueError("must start with " + " or ".join(
+                f"{name}://" for name in DATABASE_DRIVERS)
+                + " (e.g. postgresql+asyncpg://user:password@host/db)")
+        return value
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _a_level_in_any_case(cls, value: object) -> object:
@@ -218,3 +237,39 @@ def check_rate(value: str) -> str:
     except ValueError as exc:
         raise ValueError("a rate such as 100/second, 6000/minute or 10 per second") from exc
     return value
+
+
+class InvalidSettings(SystemExit):
+    """The environment's settings refused: each variable named, with what was wrong and
+    what it takes (never its value: it may be a password). Exits 1, without a traceback."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid settings (environment variables):\n"
+                         + "\n".join(f"  {problem}" for problem in problems))
+
+
+def from_environment() -> Settings:
+    """The settings, read from the environment by a service or a command at its start."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        raise InvalidSettings([_problem(detail) for detail in error.errors()]) from None
+    except SettingsError as error:
+        # A list or other structured setting whose text is not JSON (pydantic-settings
+        # names the field in its message, and nothing of the value).
+        field = next((name for name in Settings.model_fields if f'"{name}"' in str(error)),
+                     None)
+        if field is None:
+            raise InvalidSettings([str(error)]) from None
+        shape = get_origin(Settings.model_fields[field].annotation)
+        written = ('a list, written as JSON: ["first", "second"]'
+                   if shape in (tuple, list, set, frozenset) else "written as JSON")
+        raise InvalidSettings([f"{field.upper()}: not valid JSON; this setting is {written}"]
+                              ) from None
+
+
+def _problem(detail: Any) -> str:
+    location = ".".join(str(part) for part in detail["loc"])
+    message = str(detail["msg"]).removeprefix("Value error, ")
+    return f"{location.upper()}: {message}" if location else message

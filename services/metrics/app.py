@@ -20,7 +20,7 @@ from services.core import (
     topics,
 )
 from services.core.credentials import Credentials
-from services.core.settings import Settings
+from services.core.settings import Settings, from_environment
 from services.core.stage import StageRunner
 from services.metrics import (
     api,
@@ -110,6 +110,6 @@ def create_app(settings: Settings | None = None, *,
 def main() -> None:
     from services.core import serve
 
-    settings = Settings()
+    settings = from_environment()
     logs.configure(settings, service=NAME)
     serve.run(create_app(settings), settings, port=settings.metrics_port)

@@ -22,7 +22,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure, FigureBase
 
 from services.core import report_client
-from services.core.settings import Settings
+from services.core.settings import from_environment
 from services.metrics import parity_report
 
 OBJECTIVE = 0.95  # share of first-response targets met (deploy/prometheus/rules)
@@ -153,7 +153,7 @@ def main(
 ) -> None:
     """Render per-department and per-segment response times and target attainment, and
     service parity per protected group (API_TOKEN: an admin credential)."""
-    settings = Settings()
+    settings = from_environment()
     base = url or f"http://127.0.0.1:{settings.metrics_port}"
     token = settings.api_token.get_secret_value() if settings.api_token else None
     try:

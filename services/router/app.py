@@ -23,7 +23,7 @@ from services.core import (
     topics,
 )
 from services.core.outage import StoreOutage
-from services.core.settings import Settings
+from services.core.settings import Settings, from_environment
 from services.core.stage import StageRunner
 from services.router import (
     bootstrap,
@@ -154,7 +154,7 @@ def _queues(live_table: bootstrap.LiveTable) -> list[str]:
 def main() -> None:
     from services.core import serve
 
-    settings = Settings()
+    settings = from_environment()
     logs.configure(settings, service=NAME)
     serve.run(create_app(settings), settings, port=settings.router_port,
               shared_port=settings.intake_shared_port)

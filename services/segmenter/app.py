@@ -22,7 +22,7 @@ from services.core import (
 )
 from services.core.credentials import Credentials
 from services.core.outage import StoreOutage
-from services.core.settings import Settings
+from services.core.settings import Settings, from_environment
 from services.core.stage import StageRunner
 from services.segmenter import (
     admin_api,
@@ -118,6 +118,6 @@ async def _recompute(segmenter: bootstrap.Segmenter) -> None:
 def main() -> None:
     from services.core import serve
 
-    settings = Settings()
+    settings = from_environment()
     logs.configure(settings, service=NAME)
     serve.run(create_app(settings), settings, port=settings.segmenter_port)

@@ -13,7 +13,7 @@ import httpx
 import typer
 
 from services.core import moments, report_client
-from services.core.settings import Settings
+from services.core.settings import from_environment
 from services.simulator import report
 
 
@@ -48,7 +48,7 @@ def simulate(
         help="The router (default: ROUTER_URL, itself http://127.0.0.1:ROUTER_PORT)")] = None,
 ) -> None:
     """Replay a past window through a candidate; nothing is written or published."""
-    settings = Settings()
+    settings = from_environment()
     base = url or settings.router_url
     token = settings.api_token.get_secret_value() if settings.api_token else None
     headers = {"Authorization": f"Bearer {token}"} if token else {}

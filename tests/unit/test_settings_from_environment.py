@@ -1,0 +1,79 @@
+"""A service or command started with a bad setting says which variable, what was wrong
+and what it takes, in a few lines without a traceback, and never the value (it may be a
+password): settings.from_environment."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from services.core import settings
+from services.core.settings import InvalidSettings, from_environment
+
+
+def refused(monkeypatch: pytest.MonkeyPatch, **environment: str) -> list[str]:
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(InvalidSettings) as refusal:
+        from_environment()
+    return refusal.value.problems
+
+
+def test_a_value_out_of_its_range_names_the_variable_and_the_range(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    assert refused(monkeypatch, KAFKA_TOPIC_PARTITIONS="0") == [
+        "KAFKA_TOPIC_PARTITIONS: Input should be greater than or equal to 1"]
+
+
+def test_each_bad_variable_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    problems = refused(monkeypatch, LOG_LEVEL="loud", METRICS_PORT="70000")
+    assert problems == ["METRICS_PORT: Input should be less than or equal to 65535",
+                        "LOG_LEVEL: Input should be 'DEBUG', 'INFO', 'WARNING' or 'ERROR'"]
+
+
+def test_a_list_that_is_not_json_says_how_to_write_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """pydantic-settings reads a list from the environment as JSON; `age` alone is not."""
+    assert refused(monkeypatch, PARITY_ATTRIBUTES="age") == [
+        'PARITY_ATTRIBUTES: not valid JSON; this setting is a list, written as JSON:'
+        ' ["first", "second"]']
+
+
+@pytest.mark.parametrize("url", ["notaurl://x", "garbage", "sqlite:///.data/routing.db",
+                                 "postgresql+psycopg2://u:s3cret-pw@db/routing"])
+def test_a_database_the_services_do_not_run_on_is_refused_without_its_url(
+        monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    problems = refused(monkeypatch, DATABASE_URL=url)
+    assert problems == ["DATABASE_URL: must start with sqlite+aiosqlite:// or"
+                        " postgresql+asyncpg:// (e.g."
+                        " postgresql+asyncpg://user:password@host/db)"]
+    assert "s3cret-pw" not in str(problems)
+
+
+@pytest.mark.parametrize("url", ["sqlite+aiosqlite:///.data/routing.db",
+                                 "postgresql+asyncpg://u:p@db:5432/routing"])
+def test_the_stores_we_run_on_are_taken(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    monkeypatch.setenv("DATABASE_URL", url)
+    assert from_environment().database_url == url
+    assert url.split("://")[0] in settings.DATABASE_DRIVERS
+
+
+def test_a_service_started_with_a_bad_setting_exits_with_the_message_alone() -> None:
+    """As on a console or in a container's log: no traceback."""
+    started = subprocess.run(
+        [sys.executable, "-m", "services.metrics"], capture_output=True, text=True,
+        timeout=60, check=False, cwd=settings.PROJECT_ROOT,
+        env={"PATH": "/usr/bin:/bin", "LOG_LEVEL": "loud"})
+    assert started.returncode == 1
+    assert started.stderr == (
+        "invalid settings (environment variables):\n"
+        "  LOG_LEVEL: Input should be 'DEBUG', 'INFO', 'WARNING' or 'ERROR'\n")
+
+
+def test_settings_that_disagree_are_named_as_the_rule_says(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    assert refused(monkeypatch, KAFKA_SASL_PASSWORD="pw-1") == [
+        "KAFKA_SASL_USERNAME / KAFKA_SASL_PASSWORD are set but KAFKA_SECURITY_PROTOCOL is"
+        " PLAINTEXT: use SASL_SSL (or SASL_PLAINTEXT)"]
