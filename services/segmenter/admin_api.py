@@ -13,7 +13,7 @@ from pydantic import Field, WithJsonSchema
 from services.core import auth, http, report_turns, request_bodies, tickets
 from services.segmenter import context, row_streams, rows, service
 from services.segmenter.api import CustomerId, Segmenter
-from services.segmenter.profiles import Customer, CustomerType
+from services.segmenter.profiles import TEXT_LIMITS, Customer, CustomerType
 
 api = APIRouter(prefix="/v1", tags=["customers"], dependencies=auth.ADMIN_ONLY)
 
@@ -23,13 +23,14 @@ class CustomerIn(request_bodies.RequestBody):
     rules allow, and never logged."""
 
     customer_type: CustomerType
-    name: tickets.Text | None = Field(default=None, max_length=200)
-    email: tickets.Text | None = Field(default=None, max_length=254)
+    name: tickets.Text | None = Field(default=None, max_length=TEXT_LIMITS["name"])
+    email: tickets.Text | None = Field(default=None, max_length=TEXT_LIMITS["email"])
     birth_date: http.Day | None = None
-    gender: tickets.Text | None = Field(default=None, max_length=32)
+    gender: tickets.Text | None = Field(default=None, max_length=TEXT_LIMITS["gender"])
     country: rows.CountryCode | None = None
-    language: tickets.Text | None = Field(default=None, max_length=16)
-    socio_economic_band: tickets.Text | None = Field(default=None, max_length=16)
+    language: tickets.Text | None = Field(default=None, max_length=TEXT_LIMITS["language"])
+    socio_economic_band: tickets.Text | None = Field(
+        default=None, max_length=TEXT_LIMITS["socio_economic_band"])
     signup_date: http.Day | None = None
     attributes: rows.CustomerAttributes = Field(default_factory=dict)
 

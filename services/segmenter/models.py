@@ -11,6 +11,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from services.core import db, tiers
 from services.core.db import Base
+from services.segmenter.profiles import TEXT_LIMITS
 
 
 class CustomerRow(Base):
@@ -19,13 +20,14 @@ class CustomerRow(Base):
     customer_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     customer_type: Mapped[str] = mapped_column(String(16))
     # Personal data: used for segmentation where rules allow, never logged.
-    name: Mapped[str | None] = mapped_column(String(200))
-    email: Mapped[str | None] = mapped_column(String(254))
+    name: Mapped[str | None] = mapped_column(String(TEXT_LIMITS["name"]))
+    email: Mapped[str | None] = mapped_column(String(TEXT_LIMITS["email"]))
     birth_date: Mapped[date | None] = mapped_column(Date)
-    gender: Mapped[str | None] = mapped_column(String(32))
+    gender: Mapped[str | None] = mapped_column(String(TEXT_LIMITS["gender"]))
     country: Mapped[str | None] = mapped_column(String(2))
-    language: Mapped[str | None] = mapped_column(String(16))
-    socio_economic_band: Mapped[str | None] = mapped_column(String(16))
+    language: Mapped[str | None] = mapped_column(String(TEXT_LIMITS["language"]))
+    socio_economic_band: Mapped[str | None] = mapped_column(
+        String(TEXT_LIMITS["socio_economic_band"]))
     signup_date: Mapped[date | None] = mapped_column(Date)
     attributes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 

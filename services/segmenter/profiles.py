@@ -22,6 +22,10 @@ Tier = tiers.Tier  # defined with the contracts, in services/core/tiers.py
 
 # The most attributes a customer's profile holds (an import's row, the API's customer).
 MAX_CUSTOMER_ATTRIBUTES = 100
+# A customer's text fields and the most characters each holds: the store's columns, the
+# admin API and the import alike.
+TEXT_LIMITS = {"name": 200, "email": 254, "gender": 32, "language": 16,
+               "socio_economic_band": 16}
 
 
 @dataclass(frozen=True, slots=True)

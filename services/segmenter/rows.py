@@ -29,7 +29,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 
 from services.core import moments, request_bodies, tickets
-from services.segmenter.profiles import MAX_CUSTOMER_ATTRIBUTES, CustomerType
+from services.segmenter.profiles import MAX_CUSTOMER_ATTRIBUTES, TEXT_LIMITS, CustomerType
 
 Kind: TypeAlias = Literal["customers", "purchases"]
 Format: TypeAlias = Literal["csv", "jsonl"]
@@ -55,16 +55,21 @@ PURCHASED_BY_NOW = (f"by now (up to {PURCHASE_CLOCK_SKEW.total_seconds() / 60:g}
                     " later, as a clock running from ours puts it)")
 
 # What each field accepts, as told to whoever sent a bad row.
+def _text(field: str) -> str:
+    """What a text field takes (tickets.Text: no NUL, no lone surrogate)."""
+    return f"text of at most {TEXT_LIMITS[field]} characters, without the NUL character"
+
+
 ACCEPTS = {
     "customer_id": "1-128 characters of letters, digits and . _ : @ -",
     "customer_type": "one of individual, organisation, government",
-    "name": "text of at most 200 characters",
-    "email": "text of at most 254 characters",
+    "name": _text("name"),
+    "email": _text("email"),
     "birth_date": "an ISO date (YYYY-MM-DD), not in the future",
-    "gender": "text of at most 32 characters",
+    "gender": _text("gender"),
     "country": "an ISO 3166 alpha-2 code in upper case, e.g. NL",
-    "language": "text of at most 16 characters",
-    "socio_economic_band": "text of at most 16 characters",
+    "language": _text("language"),
+    "socio_economic_band": _text("socio_economic_band"),
     "signup_date": "an ISO date (YYYY-MM-DD)",
     "attributes": f"a JSON object of at most {MAX_CUSTOMER_ATTRIBUTES} attributes, each named"
                   " by 1-64 characters and valued by text of at most"
@@ -186,13 +191,14 @@ class _Row(request_bodies.RequestBody):
 class CustomerRecord(_Row):
     customer_id: CustomerId
     customer_type: CustomerType
-    name: tickets.Text | None = Field(default=None, max_length=200)
-    email: tickets.Text | None = Field(default=None, max_length=254)
+    name: tickets.Text | None = Field(default=None, max_length=TEXT_LIMITS["name"])
+    email: tickets.Text | None = Field(default=None, max_length=TEXT_LIMITS["email"])
     birth_date: IsoDate | None = None
-    gender: tickets.Text | None = Field(default=None, max_length=32)
+    gender: tickets.Text | None = Field(default=None, max_length=TEXT_LIMITS["gender"])
     country: CountryCode | None = None
-    language: tickets.Text | None = Field(default=None, max_length=16)
-    socio_economic_band: tickets.Text | None = Field(default=None, max_length=16)
+    language: tickets.Text | None = Field(default=None, max_length=TEXT_LIMITS["language"])
+    socio_economic_band: tickets.Text | None = Field(
+        default=None, max_length=TEXT_LIMITS["socio_economic_band"])
     signup_date: IsoDate | None = None
     attributes: Annotated[CustomerAttributes, BeforeValidator(_plain_attributes)] = Field(
         default_factory=dict)

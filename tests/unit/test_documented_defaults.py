@@ -123,3 +123,13 @@ def test_every_row_of_readmes_tables_is_one_line() -> None:
         README.read_text(encoding="utf-8").splitlines(), start=1)
         if line.startswith("|") and not line.rstrip().endswith("|")]
     assert broken == []
+
+
+def test_the_walk_throughs_demo_table_sets_first_response_targets_only() -> None:
+    """README's walk-through says so of config/routing.yaml (no next-response clock
+    starts there); a target added to it is to be said there too."""
+    assert "sets first-response targets only" in " ".join(
+        README.read_text(encoding="utf-8").split())
+    shipped = (settings.PROJECT_ROOT / "config" / "routing.yaml").read_text(encoding="utf-8")
+    assert "first_response_target" in shipped
+    assert not re.search(r"\b(next_response|resolution)_target\b", shipped)
