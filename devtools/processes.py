@@ -70,11 +70,16 @@ class ServiceProcess:
 ONE_MACHINE_TOPIC_PARTITIONS = 1
 
 
-def one_machine(settings: Settings) -> Settings:
-    """`settings` for a pipeline of one instance per stage."""
-    if "kafka_topic_partitions" in settings.model_fields_set:
-        return settings
-    return settings.model_copy(update={"kafka_topic_partitions": ONE_MACHINE_TOPIC_PARTITIONS})
+def one_machine(settings: Settings, data_dir: Path | None = None) -> Settings:
+    """`settings` for a pipeline of one instance per stage, its SQLite store in
+    `data_dir` (`bin/run --data-dir`); a DATABASE_URL or a partition count of the
+    caller's wins."""
+    update: dict[str, object] = {}
+    if "kafka_topic_partitions" not in settings.model_fields_set:
+        update["kafka_topic_partitions"] = ONE_MACHINE_TOPIC_PARTITIONS
+    if data_dir is not None and "database_url" not in settings.model_fields_set:
+        update["database_url"] = f"sqlite+aiosqlite:///{data_dir.resolve() / 'routing.db'}"
+    return settings.model_copy(update=update) if update else settings
 
 
 def service_env(*, bootstrap: str, database_url: str, ports: dict[str, int],

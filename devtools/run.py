@@ -30,7 +30,10 @@ def up(
 ) -> None:
     """Start the broker (unless KAFKA_BOOTSTRAP_SERVERS is set) and the three services."""
     started = time.monotonic()
-    settings = processes.one_machine(from_environment())
+    # What the pipeline writes (the store holds customers' personal data, the logs and
+    # the demo credentials what reaches them) is readable by its owner only.
+    os.umask(0o077)
+    settings = processes.one_machine(from_environment(), data_dir)
     broker: LocalKafka | None = None
     if "KAFKA_BOOTSTRAP_SERVERS" not in os.environ:
         broker = LocalKafka(data_dir / "kafka", port=9092, controller_port=9093, heap="768m")

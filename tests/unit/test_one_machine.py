@@ -76,3 +76,19 @@ def test_bin_run_starts_the_services_with_one_partition_a_topic(
     result = CliRunner().invoke(dev_run.app, ["up", "--no-demo", "--data-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert [env["KAFKA_TOPIC_PARTITIONS"] for env in given] == ["1"]
+
+
+def test_the_store_lives_in_the_data_dir(monkeypatch: pytest.MonkeyPatch,
+                                         tmp_path: Path) -> None:
+    """`bin/run --data-dir DIR`: the broker, the logs and the SQLite store in DIR."""
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    settings = processes.one_machine(Settings(), tmp_path / "elsewhere")
+    assert settings.database_url == (
+        f"sqlite+aiosqlite:///{(tmp_path / 'elsewhere').resolve() / 'routing.db'}")
+
+
+def test_a_database_the_caller_chose_wins(monkeypatch: pytest.MonkeyPatch,
+                                          tmp_path: Path) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql+asyncpg://u:p@db/routing")
+    settings = processes.one_machine(Settings(), tmp_path)
+    assert settings.database_url == "postgresql+asyncpg://u:p@db/routing"
