@@ -178,8 +178,10 @@ class _Credential(HTTPBearer):
             if principal is None:
                 raise _unknown_token()
         if self._roles is not None and principal.role not in self._roles:
+            role = principal.role.value
+            article = "an" if role[0] in "aeiou" else "a"
             raise Refused(403, "forbidden", f"this needs a credential of role {self._allowed};"
-                                            f" yours is a {principal.role.value} credential")
+                                            f" yours is {article} {role} credential")
         if self._rate_limited:
             await context.rate_limits.check(principal)
         return principal

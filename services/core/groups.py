@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import date
-from typing import Any
+from typing import Any, Final, Literal, get_args
 
-AGE_BAND = "age_band"
-GENDER = "gender"
-SOCIO_ECONOMIC_BAND = "socio_economic_band"
-ATTRIBUTES = (AGE_BAND, GENDER, SOCIO_ECONOMIC_BAND)
+Attribute = Literal["age_band", "gender", "socio_economic_band"]
+AGE_BAND: Final = "age_band"
+GENDER: Final = "gender"
+SOCIO_ECONOMIC_BAND: Final = "socio_economic_band"
+ATTRIBUTES: tuple[Attribute, ...] = get_args(Attribute)
 
 # The rule paths (services/segmenter/rules.py) each attribute is read from.
 SOURCE_PATHS = {

@@ -48,7 +48,17 @@ def _problem(detail: Mapping[str, Any]) -> str:
         return f"not valid JSON: {why}; {_SEND_JSON}" if why else f"not valid JSON; {_SEND_JSON}"
     if detail["type"] == "model_attributes_type" and tuple(detail["loc"]) == ("body",):
         return f"{detail['msg']}; {_SEND_JSON}"
-    return str(detail["msg"])
+    context = detail.get("ctx") or {}
+    if isinstance(detail.get("input"), str) and detail["type"] in ("too_long", "too_short"):
+        # Text whose length is checked after its own validator: pydantic counts "items".
+        if detail["type"] == "too_long":
+            return (f"Text should have at most {context['max_length']} characters, not"
+                    f" {context['actual_length']}")
+        least = context["min_length"]
+        return f"Text should have at least {least} character{'s' if least != 1 else ''}"
+    # Our own checks' messages (ValueError) say what was wrong and what is accepted;
+    # pydantic's "Value error, " before them says nothing.
+    return str(detail["msg"]).removeprefix("Value error, ")
 
 
 def _not_a_number(value: object) -> object:

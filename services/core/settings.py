@@ -12,7 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from services.core import durations
+from services.core import durations, groups
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_ROUTER_PORT = 8080
@@ -91,8 +91,7 @@ class Settings(BaseSettings):
     # A group served at less than this share of the best-served group's level is flagged
     # (the four-fifths rule).
     parity_threshold: float = Field(default=0.8, gt=0, lt=1)
-    parity_attributes: tuple[Literal["age_band", "gender", "socio_economic_band"], ...] = (
-        "age_band", "gender", "socio_economic_band")
+    parity_attributes: tuple[groups.Attribute, ...] = groups.ATTRIBUTES
     parity_window: str = "7d"  # the tickets routed in this window are compared
     parity_interval_seconds: float = Field(default=300.0, gt=0)
     # Cramér's V at or above which a rule is flagged as a proxy for a protected attribute.

@@ -101,8 +101,12 @@ MAX_REASON = 200
 Reason = Annotated[str, Field(min_length=1, max_length=MAX_REASON,
                               json_schema_extra={"pattern": NOT_ONLY_SPACES}),
                    AfterValidator(valid_text), AfterValidator(stated)]
-Identifier = Annotated[str, Field(min_length=1, max_length=128,
-                                  pattern=r"^[A-Za-z0-9._:@-]+$")]
+# A ticket's, a customer's or a key's id: 1-128 letters, digits and . _ : @ - (the
+# bodies' fields and the paths' parameters alike).
+IDENTIFIER_PATTERN = r"^[A-Za-z0-9._:@-]+$"
+MAX_IDENTIFIER = 128
+Identifier = Annotated[str, Field(min_length=1, max_length=MAX_IDENTIFIER,
+                                  pattern=IDENTIFIER_PATTERN)]
 # Department and segment names: also Kafka topic parts and database keys (63 characters).
 Name = Annotated[str, Field(pattern=topics.DEPARTMENT_NAME.pattern)]
 # A ticket's priority: 1 the most urgent, 5 the least; one without is taken as the middle

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from typing import Any
 
-from services.core import lifecycle
+from services.core import lifecycle, targets
 from services.core.events import TicketEvent, TicketEventType
 from services.metrics import service_levels
 
@@ -354,5 +354,6 @@ def accountable_department(timeline: Timeline) -> str:
     responded = timeline.first_response_at
     if deadline is None:
         return timeline.department or UNKNOWN
-    decisive = responded if responded is not None and responded <= deadline else deadline
+    decisive = responded if responded is not None \
+        and targets.answered_in_time(responded, deadline) else deadline
     return timeline.department_at(decisive) or timeline.department or UNKNOWN

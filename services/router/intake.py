@@ -68,7 +68,8 @@ CorrelationId = Annotated[str | None, Header(
     pattern=intake_policy.CORRELATION_ID_PATTERN,
     description="Carried by every record and callback of the ticket (default, and when"
                 " empty: its id): printable ASCII without spaces, up to 128 characters")]
-TicketId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
+TicketId = Annotated[str, Path(min_length=1, max_length=tickets.MAX_IDENTIFIER,
+                               pattern=tickets.IDENTIFIER_PATTERN)]
 
 UNAVAILABLE: dict[int | str, dict[str, Any]] = {
     503: {"description": "Kafka did not acknowledge; retry after Retry-After"}}

@@ -35,7 +35,9 @@ IN_KAFKA = [
      topics.RETENTION_DAYS[topics.INCOMING]),
     (topics.SEGMENTED, "the tickets with their segment (text, customer id)",
      topics.RETENTION_DAYS[topics.SEGMENTED]),
-    ("dept.<department>[.high|.low]", "the tickets as routed (text, customer id)",
+    (f"{topics.DEPARTMENT_QUEUE_PREFIX}<department>"
+     f"[{'|'.join(f'.{lane}' for lane in topics.LANES if lane != 'normal')}]",
+     "the tickets as routed (text, customer id)",
      topics.DEPARTMENT_LANE_RETENTION_DAYS),
     (topics.DEAD_LETTERS, "tickets no stage could process, as they were",
      topics.RETENTION_DAYS[topics.DEAD_LETTERS]),

@@ -142,7 +142,7 @@ def _country_code(value: str) -> str:
     return value
 
 
-CustomerId = Annotated[str, Field(pattern=r"^[A-Za-z0-9._:@-]{1,128}$")]
+CustomerId = tickets.Identifier
 # A customer's country, as the admin API (CustomerIn) and the import both take it; the
 # schema lists the codes, so what it says is valid is what is accepted.
 CountryCode = Annotated[str, AfterValidator(_country_code), WithJsonSchema({

@@ -26,12 +26,13 @@ class Credentials:
     def __init__(self) -> None:
         self.reads = 0
         self.down = False
+        self.principal = PLATFORM
 
     async def authenticate(self, token: str) -> access.Principal | None:
         self.reads += 1
         if self.down:
             raise ConnectionRefusedError("the store is down")
-        return PLATFORM if token == TOKEN else None
+        return self.principal if token == TOKEN else None
 
 
 class Service:
@@ -48,6 +49,19 @@ class Service:
         @self.app.get("/v1/tickets")
         async def get(principal: auth.Authenticated) -> dict[str, str]:
             return {"by": principal.credential_id}
+
+        @self.app.get("/v1/admin-only", dependencies=auth.ADMIN_ONLY)
+        async def admin_only() -> dict[str, str]:
+            return {}
+
+        @self.app.post("/v1/platforms")
+        async def platforms_only(principal: auth.Platform, body: dict[str, Any]
+                                 ) -> dict[str, str]:
+            return {}
+
+        @self.app.get("/v1/departments-only")
+        async def departments_only(principal: auth.DepartmentOrAdmin) -> dict[str, str]:
+            return {}
 
         http.install(self.app, ready=lambda: True)
 
@@ -124,3 +138,20 @@ async def test_a_request_without_a_body_is_left_to_the_route(service: Service) -
     status, answer = await service.call("GET", token=None)
     assert (status, answer["error"]) == (401, "unauthenticated")
     assert service.credentials.reads == 0
+
+
+@pytest.mark.parametrize(("path", "detail"), [
+    ("/v1/admin-only", "this needs a credential of role admin; yours is a platform credential"),
+    ("/v1/departments-only",
+     "this needs a credential of role department or admin; yours is a platform credential")])
+async def test_a_credential_of_another_role_is_refused_naming_both(
+        service: Service, path: str, detail: str) -> None:
+    status, answer = await service.call("GET", token=TOKEN, path=path)
+    assert (status, answer) == (403, {"error": "forbidden", "detail": detail})
+
+
+async def test_an_admin_where_it_is_not_admitted_reads_as_english(service: Service) -> None:
+    service.credentials.principal = access.Principal("c-2", access.Role.ADMIN, None)
+    status, answer = await service.call("POST", token=TOKEN, body=b"{}", path="/v1/platforms")
+    assert (status, answer["detail"]) == (
+        403, "this needs a credential of role platform; yours is an admin credential")
