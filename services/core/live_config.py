@@ -149,10 +149,13 @@ class LiveConfig(Generic[Config]):
             raise self._unusable_file
 
     async def put_in_force(self, text: str, *, source: str, author: str,
-                           comment: str = "") -> tuple[config_store.ConfigVersion, bool]:
+                           comment: str = "", by_request: bool = False,
+                           ) -> tuple[config_store.ConfigVersion, bool]:
         """Validate `text` (ConfigError if invalid: nothing changes), keep it as a new
-        version in force, and announce it; (the version, whether anything changed)."""
-        candidate = await self._validated(text, source=source)
+        version in force, and announce it; (the version, whether anything changed).
+        `by_request`: an admin's upload or rollback, whose refusal is answered to them
+        (logged as a warning: their mistake, not the service's)."""
+        candidate = await self._validated(text, source=source, by_request=by_request)
         version, changed = await self.versions.put_in_force(config_store.Candidate(
             text=text, version=candidate.version, author=author, comment=comment))
         self._adopt(candidate, version.version_id, text)
@@ -169,7 +172,8 @@ class LiveConfig(Generic[Config]):
             return None
         note = f"rollback to #{version_id}" + (f": {comment}" if comment else "")
         return await self.put_in_force(earlier.text, author=author, comment=note,
-                                       source=f"{self.path.name} version #{version_id}")
+                                       source=f"{self.path.name} version #{version_id}",
+                                       by_request=True)
 
     async def sync(self) -> bool:
         """Catch up with the version in force in the store; whether it changed here.
@@ -215,19 +219,22 @@ class LiveConfig(Generic[Config]):
             if not stop.is_set():
                 await self.sync()
 
-    async def _validated(self, text: str, *, source: str) -> Config:
+    async def _validated(self, text: str, *, source: str, by_request: bool = False
+                         ) -> Config:
         try:
             return await config_files.parse_off_the_loop(self._parse, text, source)
         except config_files.ConfigError as exc:
-            self._reject(source, exc)
+            self._reject(source, exc, by_request=by_request)
             raise
 
-    def _reject(self, source: str, exc: config_files.ConfigError) -> None:
+    def _reject(self, source: str, exc: config_files.ConfigError, *,
+                by_request: bool = False) -> None:
         self.last_rejection = Rejection(source, str(exc), datetime.now(UTC))
         RELOADS.labels(self.name, "rejected").inc()
-        logger.error("%s rejected; the previous version keeps serving", self.name,
-                     extra={"error": str(exc), "serving": None if self._current is None
-                            else self._current.version})
+        logger.log(logging.WARNING if by_request else logging.ERROR,
+                   "%s rejected; the previous version keeps serving", self.name,
+                   extra={"error": str(exc), "serving": None if self._current is None
+                          else self._current.version})
 
     def _adopt(self, candidate: Config, version_id: int, text: str) -> None:
         if self.version_id is not None and version_id < self.version_id:

@@ -136,7 +136,7 @@ async def upload_table(live: Live, principal: auth.Admin, text: http.YamlText,
     try:
         _version, changed = await live.put_in_force(
             text, source=f"{live.path} (upload)", comment=comment,
-            author=config_history_api.author_of(principal))
+            author=config_history_api.author_of(principal), by_request=True)
     except config_files.ConfigError as exc:
         return http.config_error(exc)
     return {**describe(live.current, live), "changed": changed}

@@ -67,7 +67,7 @@ async def upload_rules(live: Live, principal: auth.Admin, text: http.YamlText,
     try:
         version, changed = await live.put_in_force(
             text, source=f"{live.path} (upload)", comment=comment,
-            author=config_history_api.author_of(principal))
+            author=config_history_api.author_of(principal), by_request=True)
     except config_files.ConfigError as exc:
         return http.config_error(exc)
     return {**describe(live.current), "version_id": version.version_id, "changed": changed}

@@ -226,3 +226,17 @@ async def test_an_upload_answered_after_a_later_refused_version_serves(
     for _ in range(2):  # and the next checks neither read #3 again nor change anything
         assert not await live.sync()
     assert (live.current.version, live.version_id, split("segment_rules")) == ("v2", 2, 1)
+
+
+@pytest.mark.parametrize(("by_request", "level"), [(True, "WARNING"), (False, "ERROR")])
+async def test_a_refusal_answered_to_the_admin_is_a_warning_in_the_log(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, by_request: bool,
+        level: str) -> None:
+    """An upload's refusal is the admin's mistake, answered to them (422): a warning, not
+    an error that pages someone; a file edited on the host and refused is an error."""
+    live, _versions, _parse = await governed(tmp_path)
+    with pytest.raises(config_files.ConfigError):
+        await live.put_in_force("refused", source="upload", author="admin",
+                                by_request=by_request)
+    [record] = [r for r in caplog.records if "rejected" in r.getMessage()]
+    assert record.levelname == level
