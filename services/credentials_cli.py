@@ -10,23 +10,31 @@ from typing import Annotated
 
 import typer
 from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.core import access, credentials_api, db, migrate
 from services.core.credentials import Credentials
 from services.core.settings import Settings, from_environment
+from services.router import table_file
 
 app = typer.Typer(help="Credentials: platforms' API keys, departments' and admins' tokens.",
                   no_args_is_help=True)
 
 
 @contextlib.asynccontextmanager
-async def open_store(settings: Settings) -> AsyncIterator[Credentials]:
+async def open_sessions(settings: Settings) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
     await migrate.upgrade(settings.database_url)
     engine = db.store_engine(settings)
     try:
-        yield Credentials(db.sessions(engine))
+        yield db.sessions(engine)
     finally:
         await engine.dispose()
+
+
+@contextlib.asynccontextmanager
+async def open_store(settings: Settings) -> AsyncIterator[Credentials]:
+    async with open_sessions(settings) as sessions:
+        yield Credentials(sessions)
 
 
 @app.command("issue")
@@ -49,8 +57,16 @@ def issue(
         raise typer.Exit(2) from exc
 
     async def run() -> str:
-        async with open_store(from_environment()) as store:
-            credential, token = await store.issue(
+        settings = from_environment()
+        async with open_sessions(settings) as sessions:
+            if wanted.role is access.Role.DEPARTMENT:  # as the HTTP API checks it
+                table = await table_file.in_force(sessions, settings.routing_table_file)
+                problem = credentials_api.department_problem(wanted.role, wanted.subject,
+                                                             table.departments)
+                if problem is not None:
+                    typer.echo(f"subject: {problem}", err=True)
+                    raise typer.Exit(2)
+            credential, token = await Credentials(sessions).issue(
                 wanted.role, wanted.subject, label=wanted.label, rate_limit=wanted.rate_limit)
         typer.echo(f"issued {credential.credential_id} ({role.value}"
                    f"{' ' + subject if subject else ''})", err=True)

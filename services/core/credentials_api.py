@@ -7,13 +7,15 @@ revoke the old one. Both work in between, so nothing is refused during the switc
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic.config import JsonDict
 
-from services.core import access, auth, request_bodies, settings, tickets
+from services.core import access, auth, http, request_bodies, service_context, settings, tickets
 from services.core.credentials import Credential, Credentials
 
 SUBJECT = r"^[a-z0-9][a-z0-9._-]{0,62}$"
@@ -24,6 +26,32 @@ RATE = (r"^[1-9][0-9]{0,8} ?(/|per) ?([1-9][0-9]{0,8} ?)?"
 
 api = APIRouter(prefix="/v1/credentials", tags=["credentials"])
 Store = Annotated[Credentials, Depends(auth.get_credentials)]
+
+
+@dataclass(frozen=True)
+class KnownDepartments:
+    """The departments of the routing table in force, as the service that holds it
+    (the router) provides them: a department's credential names one of them."""
+
+    current: Callable[[], Collection[str]]
+
+
+def department_problem(role: access.Role, subject: str | None,
+                       known: Collection[str]) -> str | None:
+    """Why `subject` cannot be a department credential's (None: it can, or the role is
+    not a department's): a typo would give a token that acts for no queue."""
+    if role is not access.Role.DEPARTMENT or subject is None or subject in known:
+        return None
+    return (f"no department {subject!r} in the routing table in force; its departments:"
+            f" {', '.join(sorted(known))}")
+
+
+async def get_known_departments(context: service_context.Context
+                                ) -> KnownDepartments | None:
+    try:
+        return context.part(KnownDepartments)
+    except LookupError:  # a service without the routing table (a test mounting this API)
+        return None
 CredentialId = Annotated[str, Path(pattern=r"^[0-9a-f]{12}$",
                                    description="The id shown when it was issued")]
 
@@ -97,8 +125,15 @@ async def me(principal: auth.Authenticated) -> Holder:
 
 @api.post("", status_code=201, response_model=CredentialIssued,
           dependencies=auth.ADMIN_ONLY)
-async def issue(request: CredentialRequest, store: Store) -> CredentialIssued:
-    """Issue a credential; the answer holds its token, which is never shown again."""
+async def issue(request: CredentialRequest, store: Store,
+                departments: Annotated[KnownDepartments | None,
+                                       Depends(get_known_departments)]) -> CredentialIssued:
+    """Issue a credential; the answer holds its token, which is never shown again. A
+    department's names a department of the routing table in force."""
+    problem = None if departments is None else department_problem(
+        request.role, request.subject, departments.current())
+    if problem is not None:
+        raise http.InvalidField("body.subject", problem)
     credential, token = await store.issue(request.role, request.subject, label=request.label,
                                           rate_limit=request.rate_limit)
     return CredentialIssued(**credential.model_dump(), token=token)

@@ -73,7 +73,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                        awaits_store=route.awaits_store)
             await parts.start(Phase.PUBLISHERS, stop=callbacks.close)
             context.provide(router, connected.simulator, callbacks.endpoints,
-                            callbacks.deliveries)
+                            callbacks.deliveries, credentials_api.KnownDepartments(
+                                lambda: live_table.current.departments))
 
             async def sample_load() -> None:
                 await kafka.ensure_topics(settings, _queues(live_table))  # after a reload

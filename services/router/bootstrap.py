@@ -20,7 +20,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from services.core import db, migrate, retention, service_context
+from services.core import config_store, db, migrate, retention, service_context
 from services.core.credentials import Credentials
 from services.core.live_config import LiveConfig
 from services.core.settings import Settings
@@ -59,7 +59,7 @@ def live_table(settings: Settings) -> LiveTable:
     (invalid, unreadable, missing) stops the start with file, line and entry only when
     the store holds no version yet (LiveConfig.govern); otherwise it is reported and
     the store's version in force serves."""
-    return LiveConfig("routing_table", settings.routing_table_file, table_file.parse)
+    return LiveConfig(config_store.ROUTING_TABLE, settings.routing_table_file, table_file.parse)
 
 
 def wire(settings: Settings, *, routed: ports.Routed, intake_keys: ports.Keys,

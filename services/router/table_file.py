@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from services.core import config_files
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.core import config_files, config_store
 from services.router import routing, table_parsing
 
 
@@ -16,3 +18,13 @@ def parse(text: str, source: str) -> routing.RoutingTable:
     document = config_files.load_yaml(source, text)
     return table_parsing.parse_table(document, source=source,
                                      version=config_files.file_version(source, document, text))
+
+
+async def in_force(sessions: async_sessionmaker[AsyncSession], path: Path
+                   ) -> routing.RoutingTable:
+    """The routing table in force, for a command outside the services: the store's
+    version, or the file's before any was kept (ConfigError if it cannot be read)."""
+    stored = await config_store.ConfigVersions(sessions, config_store.ROUTING_TABLE).in_force()
+    if stored is None:
+        return load(path)
+    return parse(stored.text, f"{path.name} version #{stored.version_id}")

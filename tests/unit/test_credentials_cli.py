@@ -44,3 +44,22 @@ def test_a_subject_an_admin_cannot_have_is_refused_naming_it(
     assert result.exit_code == 2
     assert "subject: Value error, admin credentials have no subject" in result.output
     assert not (tmp_path / "store.db").exists()  # refused before the store is opened
+
+
+def test_a_department_credential_names_a_department_of_the_table_in_force(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As the HTTP API checks it: the store's version in force, here none yet, so the
+    file's (config/routing.yaml)."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
+    monkeypatch.setenv("DATABASE_URL", url)
+    refused = CliRunner().invoke(cli.app, ["credentials", "issue", "--role", "department",
+                                           "--subject", "nowhere"])
+    assert refused.exit_code == 2
+    assert "subject: no department 'nowhere' in the routing table in force; its" \
+        " departments: " in refused.output
+    assert "public_sector" in refused.output
+    issued = CliRunner().invoke(cli.app, ["credentials", "issue", "--role", "department",
+                                          "--subject", "public_sector"])
+    assert issued.exit_code == 0, issued.output
+    principal = asyncio.run(authenticated(url, issued.stdout.strip().splitlines()[-1]))
+    assert principal is not None and principal.subject == "public_sector"

@@ -86,6 +86,8 @@ class TestPlatformKeys:
         ({"role": "owner"}, "body.role"),
         ({"role": "platform", "subject": "desk", "rate_limit": "fast"}, "body.rate_limit"),
         ({"role": "department", "subject": "Public Sector!"}, "body.subject"),
+        # A name, but no department of the routing table in force.
+        ({"role": "department", "subject": "nowhere"}, "body.subject"),
     ])
     async def test_a_bad_credential_request_names_the_field(
             self, admin: httpx.AsyncClient, request_body: dict[str, str], field: str) -> None:
@@ -104,3 +106,15 @@ class TestWhoseCredential:
                                       headers=role_headers(secured, role))
         assert answer.status_code == 200, answer.text
         assert answer.json() == {"role": role, "subject": subject}
+
+
+async def test_a_department_credential_names_a_department_of_the_table_in_force(
+        admin: httpx.AsyncClient) -> None:
+    refused = await admin.post("/v1/credentials", json={"role": "department",
+                                                        "subject": "nowhere"})
+    [problem] = refused.json()["fields"]
+    assert problem["problem"].startswith(
+        "no department 'nowhere' in the routing table in force; its departments: ")
+    assert OWN in problem["problem"]
+    issued = await admin.post("/v1/credentials", json={"role": "department", "subject": OWN})
+    assert issued.status_code == 201, issued.text
