@@ -30,16 +30,33 @@ class ConfigError(ValueError):
 _MERGE = "tag:yaml.org,2002:merge"
 
 
+_TOO_DEEP = "nested too deeply (a file people edit needs a few levels)"
+
+
 class _LineLoader(yaml.SafeLoader):
     """A YAML loader that remembers, for every mapping, the line it starts on. A value
     its type cannot hold (`2025-02-30`, `!!int abc`, an integer of thousands of digits)
-    is an error at its line, as is a key given twice in one mapping."""
+    is an error at its line, as is a key given twice in one mapping, and nesting past
+    what Python's stack can follow (composed or built) at the line of the node it
+    reached."""
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        # The node's mark is taken first: near the stack's limit, the parser cannot be
+        # asked again. Too deep to make the error here, the caller's node makes it.
+        mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+        try:
+            return super().compose_node(parent, index)
+        except RecursionError as exc:
+            raise yaml.composer.ComposerError(None, None, _TOO_DEEP, mark) from exc
 
     def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
         try:
             return super().construct_object(node, deep=deep)
-        except (yaml.YAMLError, RecursionError):
+        except yaml.YAMLError:
             raise
+        except RecursionError as exc:
+            raise yaml.constructor.ConstructorError(
+                None, None, _TOO_DEEP, node.start_mark) from exc
         except Exception as exc:  # each constructor fails its own way on a bad value
             kind = str(node.tag).rsplit(":", 1)[-1]
             raise yaml.constructor.ConstructorError(
@@ -123,9 +140,8 @@ def load_yaml(path: Path | str, text: str) -> dict[str, Any]:
         raise ConfigError(path, line, None, f"not valid YAML: {exc.problem}") from exc
     except yaml.reader.ReaderError as exc:  # a character YAML does not take, anywhere
         raise _unreadable(path, text, exc) from exc
-    except RecursionError as exc:
-        raise ConfigError(path, None, None, "not valid YAML: nested too deeply (a file"
-                                            " people edit needs a few levels)") from exc
+    except RecursionError as exc:  # not expected: _LineLoader names the line it reached
+        raise ConfigError(path, None, None, f"not valid YAML: {_TOO_DEEP}") from exc
     if not isinstance(document, dict):
         raise ConfigError(path, 1, None, "the file must hold a YAML mapping at the top level")
     return document
