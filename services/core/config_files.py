@@ -79,9 +79,17 @@ def _mapping_with_line(loader: _LineLoader, node: yaml.MappingNode) -> dict[str,
                 None, None, f"the key {key!r} is given twice in one mapping{same}, first on"
                 f" line {first}", key_node.start_mark)
         first_on[key] = key_node.start_mark.line + 1
-    mapping: dict[str, Any] = dict(loader.construct_mapping(node, deep=True))  # type: ignore[arg-type]
+    mapping = _Mapping(loader.construct_mapping(node, deep=True), first_on)  # type: ignore[arg-type]
     mapping["__line__"] = node.start_mark.line + 1
     return mapping
+
+
+class _Mapping(dict[str, Any]):
+    """A mapping as YAML gave it, knowing the line each of its keys is on (key_line)."""
+
+    def __init__(self, items: Mapping[str, Any], key_lines: dict[Any, int]) -> None:
+        super().__init__(items)
+        self.key_lines = key_lines
 
 
 def _text(loader: _LineLoader, node: yaml.ScalarNode) -> str:
@@ -127,8 +135,9 @@ CONFIG_MAX_BYTES = 256 * 1024
 
 
 def load_yaml(path: Path | str, text: str) -> dict[str, Any]:
-    """Parse a YAML mapping; every mapping in it gets a `__line__` key. A text over
-    CONFIG_MAX_BYTES is refused before it is read."""
+    """Parse a YAML mapping; every mapping in it gets a `__line__` key, and knows the
+    line of each of its keys (key_line). A text over CONFIG_MAX_BYTES is refused before
+    it is read."""
     size = len(text.encode("utf-8", "surrogatepass"))
     if size > CONFIG_MAX_BYTES:
         raise ConfigError(path, None, None, f"the file is {size:,} bytes, at most"
@@ -164,12 +173,20 @@ def unknown_keys(mapping: Mapping[Any, Any], accepted: Iterable[str]) -> list[st
     return sorted(str(key) for key in mapping if key not in known)
 
 
+def unknown_key_line(mapping: Any, accepted: Iterable[str]) -> int | None:
+    """The line of the first key of `mapping`, in the file, that is not `accepted` (the
+    mapping's own line when that key's is not known)."""
+    known = {*accepted, "__line__"}
+    lines = mapping.key_lines if isinstance(mapping, _Mapping) else {}
+    return next((line for key, line in lines.items() if key not in known), line_of(mapping))
+
+
 def file_version(source: Path | str, document: Mapping[str, Any], text: str) -> str:
     """The file's version: its `version:` label (text, a number or a date, of at most
     versions.MAX_LABEL characters) with a digest of its text, or the digest alone."""
     declared = document.get("version")
     if not _a_label(declared) or len(str(declared)) > versions.MAX_LABEL:
-        raise ConfigError(source, line_of(document), "version",
+        raise ConfigError(source, key_line(document, "version"), "version",
                           "version is a label (text, a number or a date) of at most"
                           f" {versions.MAX_LABEL} characters")
     return versions.content_version(declared, text)
@@ -188,6 +205,13 @@ def _a_label(declared: object) -> bool:
 
 def line_of(mapping: Any) -> int | None:
     return mapping.get("__line__") if isinstance(mapping, dict) else None
+
+
+def key_line(mapping: Any, key: str) -> int | None:
+    """The line `key` of `mapping` is on: the mapping's own line when it does not hold
+    the key, a merge (`<<:`) brought it, or the mapping was not read from YAML."""
+    lines = mapping.key_lines if isinstance(mapping, _Mapping) else {}
+    return lines.get(key, line_of(mapping))
 
 
 def without_lines(mapping: dict[str, Any]) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from services.core import conditions, tickets, topics
-from services.core.config_files import ConfigError, line_of
+from services.core.config_files import ConfigError, key_line, line_of, unknown_key_line
 from services.router import (
     overflow,
     priority,
@@ -53,24 +53,26 @@ def parse_table(document: Mapping[str, Any], *, source: str, version: str) -> Ro
     open 24/7 and never overflows. Overflow chains must not loop. Durations are at most
     366 days, and every calendar must give the longest first-response target within
     the span a deadline is searched in."""
-    top = line_of(document)
-    table_fields.check_keys(document, _TOP_KEYS, source, top, None)
+    table_fields.check_keys(document, _TOP_KEYS, source, unknown_key_line(document, _TOP_KEYS),
+                            None)
     fallback = document.get("fallback_department")
     if not isinstance(fallback, str):
-        raise ConfigError(source, top, "fallback_department",
+        raise ConfigError(source, key_line(document, "fallback_department"),
+                          "fallback_department",
                           "a fallback department is required (a department name)")
-    references: table_fields.References = [(fallback, top, "fallback_department")]
+    references: table_fields.References = [
+        (fallback, key_line(document, "fallback_department"), "fallback_department")]
     costs = conditions.Costs(source)
     defaults = table_fields.optional(document.get("defaults"), {})
     if not isinstance(defaults, dict):
-        raise ConfigError(source, top, "defaults", "defaults must be a mapping: priority,"
-                          " first_response_target, tiers")
+        raise ConfigError(source, key_line(document, "defaults"), "defaults",
+                          "defaults must be a mapping: priority, first_response_target, tiers")
     table_fields.check_keys(defaults, ("priority", *priority.TARGET_KEYS, "tiers"), source,
                 line_of(defaults), "defaults")
     table_service_levels.check_tiers(defaults, source, "defaults")
     entries = document.get("routes")
     if not isinstance(entries, list) or not entries:
-        raise ConfigError(source, top, "routes",
+        raise ConfigError(source, key_line(document, "routes"), "routes",
                           "routes must be a non-empty list of {segment, department}")
     routes: dict[str, Route] = {}
     refinement_names: set[str] = set()
@@ -86,7 +88,8 @@ def parse_table(document: Mapping[str, Any], *, source: str, version: str) -> Ro
             refinement_names.add(refinement.name)
         routes[route.segment] = route
     section = document.get("departments")
-    policies, lines = table_departments.parse_departments(section, source, top, references)
+    policies, lines = table_departments.parse_departments(
+        section, source, key_line(document, "departments"), references)
     for department, line, entry in references:
         table_fields.check_department(department, source, line, entry)
         if section is not None and department not in policies:
@@ -98,16 +101,18 @@ def parse_table(document: Mapping[str, Any], *, source: str, version: str) -> Ro
         raise ConfigError(source, lines[cycle[0]], cycle[0],
                           f"overflow goes round in a circle: {' -> '.join(cycle)}")
     levels = table_service_levels.parse_service_levels(defaults, source=source, entry="defaults")
-    by_priority = table_service_levels.parse_priority_targets(document.get("priority_targets"),
-                                                  source=source, line=top)
+    by_priority = table_service_levels.parse_priority_targets(
+        document.get("priority_targets"), source=source,
+        line=key_line(document, "priority_targets"))
     table_departments.check_calendars_reach(policies, lines, _longest_target(
         routes, levels, by_priority.values()), source)
     return RoutingTable(
         version=version, routes=routes, fallback_department=fallback, defaults=levels,
         department_policies=policies, priority_targets=by_priority,
-        aging=table_service_levels.parse_aging(document.get("priority_aging"), source, top),
+        aging=table_service_levels.parse_aging(document.get("priority_aging"), source,
+                                               key_line(document, "priority_aging")),
         warning_share=table_service_levels.parse_warning_share(
-            document.get("warning_share"), source, top))
+            document.get("warning_share"), source, key_line(document, "warning_share")))
 
 
 def _longest_target(routes: Mapping[str, Route], defaults: priority.ServiceLevels,

@@ -8,7 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from services.core import conditions, config_files, tickets
-from services.core.config_files import ConfigError, line_of, unknown_keys
+from services.core.config_files import (
+    ConfigError,
+    key_line,
+    line_of,
+    unknown_key_line,
+    unknown_keys,
+)
 from services.segmenter import context, rules
 
 # The most rules a set may hold: each ticket's segment is decided by the first that holds,
@@ -39,25 +45,28 @@ def parse_document(document: Mapping[str, Any], *, source: str, version: str,
     contexts (context.largest) a rule must not go past CEL's iteration budget, nor cost
     past conditions.Costs' caps of CPU.
     """
-    top = line_of(document)
     allowed = ("default_segment", "protected_attributes", "rules", "version")
     unknown = unknown_keys(document, allowed)
     if unknown:
-        raise ConfigError(source, top, None, f"unknown keys {unknown}; accepted: {list(allowed)}")
+        raise ConfigError(source, unknown_key_line(document, allowed), None,
+                          f"unknown keys {unknown}; accepted: {list(allowed)}")
     default = document.get("default_segment")
     if not isinstance(default, str) or not rules.SEGMENT_NAME.fullmatch(default):
-        raise ConfigError(source, top, "default_segment",
+        raise ConfigError(source, key_line(document, "default_segment"), "default_segment",
                           "a default segment is required (lower-case name), so that no"
                           " ticket is left unclaimed")
     protected = document.get("protected_attributes", list(rules.DEFAULT_PROTECTED))
     if not isinstance(protected, list) or not all(isinstance(p, str) for p in protected):
-        raise ConfigError(source, top, "protected_attributes",
+        raise ConfigError(source, key_line(document, "protected_attributes"),
+                          "protected_attributes",
                           "protected_attributes must be a list of paths like customer.gender")
     entries = document.get("rules")
     if not isinstance(entries, list):
-        raise ConfigError(source, top, "rules", "rules must be a list (it may be empty)")
+        raise ConfigError(source, key_line(document, "rules"), "rules",
+                          "rules must be a list (it may be empty)")
     if len(entries) > MAX_RULES:
-        raise ConfigError(source, line_of(entries[MAX_RULES]) or top, "rules",
+        raise ConfigError(source, line_of(entries[MAX_RULES]) or key_line(document, "rules"),
+                          "rules",
                           f"{len(entries):,} rules, at most {MAX_RULES:,} (the first rule"
                           " that holds decides: merge rules into fewer, wider conditions)")
     compiled: list[rules.Rule] = []

@@ -13,6 +13,7 @@ import pytest
 
 from services.core import config_files, topics, versions
 from services.core.live_config import LiveConfig
+from services.core.settings import PROJECT_ROOT
 from services.router import table_file
 from services.segmenter import rules, rules_file
 
@@ -82,6 +83,21 @@ class TestKeys:
         assert "unknown keys ['1', 'foo']" in error.problem
         error = table_error(TABLE + "1: a\nfoo: b\n")
         assert "unknown keys ['1', 'foo']" in error.problem
+
+    @pytest.mark.parametrize(("name", "extra"), [
+        ("segments.yaml", "protected_attributes: customer.gender\n"),
+        ("segments.yaml", "default_segment_name: general\n"),
+        ("routing.yaml", "warning_share: 2\n"), ("routing.yaml", "escalations: []\n")])
+    def test_a_key_added_to_a_shipped_file_is_named_at_its_line(self, name: str,
+                                                                 extra: str) -> None:
+        """Its own line, not the line of the file's first key (`version:`)."""
+        text = (PROJECT_ROOT / "config" / name).read_text(encoding="utf-8") + extra
+        error = rules_error(text) if name == "segments.yaml" else table_error(text)
+        assert error.line == text.count("\n")
+
+    def test_a_version_not_on_the_first_line_is_named_at_its_line(self) -> None:
+        for error in (rules_error(RULES + "version: [1]\n"), table_error(TABLE + "version: [1]\n")):
+            assert (error.line, error.entry) == (4, "version")
 
 
 @pytest.mark.parametrize("depth", [5000, 200])  # past the parser's stack; past the builder's

@@ -132,6 +132,32 @@ class TestParseErrors:
         with pytest.raises(config_files.ConfigError, match="unknown keys \\['route'\\]"):
             parse(ROUTES + "route: []\n")
 
+    @pytest.mark.parametrize(("text", "line", "entry", "problem"), [
+        (ROUTES + "defaults: {}\nroute: []\nabc: 1\n", 5, None,
+         "unknown keys ['abc', 'route']"),  # the first in the file
+        (ROUTES + "priority_aging: sometimes\n", 4, "priority_aging",
+         "priority_aging: 'sometimes' is not a duration"),
+        (ROUTES + "warning_share: 2\n", 4, "warning_share", "warning_share must be a share"),
+        (ROUTES + "priority_targets: []\n", 4, "priority_targets",
+         "priority_targets must map priorities"),
+        (ROUTES + "defaults: []\n", 4, "defaults", "defaults must be a mapping"),
+        (ROUTES + "departments: []\n", 4, "departments", "departments must map"),
+        ("version: v\nfallback_department: 7\nroutes:\n  - {segment: a, department: b}\n",
+         2, "fallback_department", "a fallback department is required"),
+        ("version: v\nfallback_department: Bad!\nroutes:\n  - {segment: a, department: b}\n",
+         2, "fallback_department", "not valid"),
+        ("version: v\nfallback_department: general\nroutes: []\n", 3, "routes",
+         "routes must be a non-empty list"),
+    ])
+    def test_a_top_level_key_is_named_at_its_own_line(
+            self, text: str, line: int, entry: str | None, problem: str) -> None:
+        """Not at the file's first key: `warning_share: 2` at the end of the shipped
+        table was reported at its `version:` line."""
+        with pytest.raises(config_files.ConfigError) as error:
+            parse(text)
+        assert problem in error.value.problem
+        assert (error.value.line, error.value.entry) == (line, entry)
+
     def test_priority_aging_must_be_a_duration_or_off(self) -> None:
         assert parse(ROUTES + "priority_aging: 'off'\n").aging.step is None
         assert parse(ROUTES + "priority_aging: 15m\n").aging.step == timedelta(minutes=15)
@@ -159,7 +185,7 @@ class TestDurationBounds:
         ("  - segment: c\n    department: d\n    refinements:\n"
          "      - {name: r, when: 'true', first_response_target: 9000000h}\n", 7, "r",
          "first_response_target"),
-        ("priority_aging: 100000000000d\n", 1, "priority_aging", "priority_aging"),
+        ("priority_aging: 100000000000d\n", 4, "priority_aging", "priority_aging"),
         ("departments:\n  general: {}\n  b: {}\n  d: {overflow: {to: b, "
          "max_predicted_first_response: 5000000000000s}}\n", 7, "d",
          "overflow.max_predicted_first_response"),

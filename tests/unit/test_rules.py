@@ -210,6 +210,24 @@ class TestRejectedRuleSets:
         with pytest.raises(ConfigError, match="unknown keys \\['priority'\\]"):
             parse("  - {name: a, segment: x, when: 'true', priority: 1}\n")
 
+    @pytest.mark.parametrize(("text", "line", "entry", "problem"), [
+        (HEADER + "  - {name: a, segment: x, when: 'true'}\nsegments: []\n", 5, None,
+         "unknown keys ['segments']; accepted: ['default_segment', 'protected_attributes',"
+         " 'rules', 'version']"),
+        ("version: t\ndefault_segment: 7\nrules: []\n", 2, "default_segment", ""),
+        ("version: t\ndefault_segment: general\nprotected_attributes: customer.gender\n"
+         "rules: []\n", 3, "protected_attributes", "must be a list of paths"),
+        ("version: t\ndefault_segment: general\nrules: {}\n", 3, "rules",
+         "rules must be a list"),
+    ])
+    def test_a_top_level_key_is_named_at_its_own_line(
+            self, text: str, line: int, entry: str | None, problem: str) -> None:
+        """Not at the file's first key, where every such error was named before."""
+        with pytest.raises(ConfigError) as error:
+            rules_file.parse(text, source="segments.yaml")
+        assert problem in error.value.problem
+        assert (error.value.line, error.value.entry) == (line, entry)
+
 
 class TestRuntimeFailure:
     RULE_SET = parse("  - name: level\n    segment: x\n"
