@@ -51,10 +51,15 @@ def parse_document(document: Mapping[str, Any], *, source: str, version: str,
         raise ConfigError(source, unknown_key_line(document, allowed), None,
                           f"unknown keys {unknown}; accepted: {list(allowed)}")
     default = document.get("default_segment")
+    if default is None:
+        raise ConfigError(source, key_line(document, "default_segment"), "default_segment",
+                          "a default segment is required (a segment name), so that no"
+                          " ticket is left unclaimed")
     if not isinstance(default, str) or not rules.SEGMENT_NAME.fullmatch(default):
         raise ConfigError(source, key_line(document, "default_segment"), "default_segment",
-                          "a default segment is required (lower-case name), so that no"
-                          " ticket is left unclaimed")
+                          "default_segment must be a segment name: lower-case letters,"
+                          " digits, '_' or '-', starting with a letter, at most 63"
+                          f" characters, not {default!r}")
     protected = document.get("protected_attributes", list(rules.DEFAULT_PROTECTED))
     if not isinstance(protected, list) or not all(isinstance(p, str) for p in protected):
         raise ConfigError(source, key_line(document, "protected_attributes"),

@@ -115,9 +115,24 @@ class TestRejectedRuleSets:
         with pytest.raises(ConfigError, match="Key not found"):
             parse("  - name: typo\n    segment: x\n    when: customer.tpye == 'government'\n")
 
-    def test_default_segment_is_required(self) -> None:
-        with pytest.raises(ConfigError, match="default segment is required"):
-            rules_file.parse("rules: []\n", source="segments.yaml")
+    @pytest.mark.parametrize("text", ["rules: []\n", "rules: []\ndefault_segment:\n"])
+    def test_default_segment_is_required(self, text: str) -> None:
+        with pytest.raises(ConfigError, match="default segment is required") as error:
+            rules_file.parse(text, source="segments.yaml")
+        assert error.value.entry == "default_segment"
+
+    @pytest.mark.parametrize(("value", "written"), [
+        ("'Not A Name'", "'Not A Name'"), ("7", "7"), ("[general]", "['general']"),
+        ("a" * 64, repr("a" * 64))])
+    def test_a_default_segment_given_must_be_a_segment_name(self, value: str,
+                                                            written: str) -> None:
+        """Not "required": one was given; what a segment name is, is said."""
+        with pytest.raises(ConfigError) as error:
+            rules_file.parse(f"rules: []\ndefault_segment: {value}\n", source="segments.yaml")
+        assert (error.value.line, error.value.entry) == (2, "default_segment")
+        assert error.value.problem == (
+            "default_segment must be a segment name: lower-case letters, digits, '_' or '-',"
+            f" starting with a letter, at most 63 characters, not {written}")
 
     def test_a_rule_cel_raises_on_rather_than_answer_is_rejected(self) -> None:
         # A map with a key twice: CEL raises on every evaluation (a probe's too).
