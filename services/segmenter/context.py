@@ -49,6 +49,10 @@ def customer_view(customer_id: str, profile: CustomerProfile | None,
     }
 
 
+# What rules can read of any customer, known or not, each as `customer.<field>`.
+CUSTOMER_FIELDS = tuple(customer_view("", None, date.min))
+
+
 def features_view(features: ValueFeatures) -> dict[str, Any]:
     return {
         "recency": features.recency,

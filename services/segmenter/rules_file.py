@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +21,10 @@ from services.segmenter import context, rules
 # The most rules a set may hold: each ticket's segment is decided by the first that holds,
 # and each rule is compiled, then checked on the probes, when a set is put in force.
 MAX_RULES = 1000
+# What `protected_attributes` may name: a field of the customer rules read, or one of its
+# attributes by a name a rule can read it by (`customer.attributes.club`).
+_CUSTOMER_PATHS = tuple(f"customer.{field}" for field in context.CUSTOMER_FIELDS)
+_ATTRIBUTE_PATH = re.compile(r"customer\.attributes\.[A-Za-z_][A-Za-z0-9_]{0,63}")
 
 
 def parse(text: str, *, source: str) -> rules.RuleSet:
@@ -65,6 +70,14 @@ def parse_document(document: Mapping[str, Any], *, source: str, version: str,
         raise ConfigError(source, key_line(document, "protected_attributes"),
                           "protected_attributes",
                           "protected_attributes must be a list of paths like customer.gender")
+    for path in protected:
+        if path not in _CUSTOMER_PATHS and not _ATTRIBUTE_PATH.fullmatch(path):
+            raise ConfigError(source, key_line(document, "protected_attributes"),
+                              "protected_attributes",
+                              f"protected_attributes: {path!r} is not a customer field"
+                              f" rules can read; accepted: {', '.join(_CUSTOMER_PATHS)}, or"
+                              " customer.attributes.<name> (at most 64 letters, digits or"
+                              " '_', not starting with a digit)")
     entries = document.get("rules")
     if not isinstance(entries, list):
         raise ConfigError(source, key_line(document, "rules"), "rules",

@@ -244,6 +244,45 @@ class TestRejectedRuleSets:
         assert (error.value.line, error.value.entry) == (line, entry)
 
 
+class TestProtectedAttributes:
+    """What a rule file protects must be a customer field rules read: a misspelt one was
+    taken, and then protected nothing (no proxy checked, no read flagged)."""
+
+    @staticmethod
+    def parse_protecting(paths: str) -> rules.RuleSet:
+        return rules_file.parse(f"version: t\ndefault_segment: general\n"
+                                f"protected_attributes: {paths}\nrules: []\n",
+                                source="segments.yaml")
+
+    @pytest.mark.parametrize("path", [
+        "customer.gendr", "customer", "customer.gender.band", "features.growth", "tier",
+        "ticket.kind", "customer.attributes.", "customer.attributes.a-b",
+        "customer.attributes.1st", "customer.attributes.a.b", "customer.attributes." + "a" * 65])
+    def test_a_path_no_rule_reads_of_a_customer_is_refused(self, path: str) -> None:
+        with pytest.raises(ConfigError) as error:
+            self.parse_protecting(f"[customer.gender, '{path}']")
+        assert (error.value.path, error.value.line, error.value.entry) == (
+            "segments.yaml", 3, "protected_attributes")
+        assert error.value.problem == (
+            f"protected_attributes: {path!r} is not a customer field rules can read;"
+            " accepted: customer.id, customer.known, customer.type, customer.country,"
+            " customer.language, customer.gender, customer.birth_date, customer.age_years,"
+            " customer.socio_economic_band, customer.signup_date, customer.attributes, or"
+            " customer.attributes.<name> (at most 64 letters, digits or '_', not starting"
+            " with a digit)")
+
+    def test_every_customer_field_and_attribute_is_accepted(self) -> None:
+        paths = [f"customer.{field}" for field in context.CUSTOMER_FIELDS]
+        accepted = [*paths, "customer.attributes.club", "customer.attributes._" + "a" * 63]
+        assert self.parse_protecting(f"[{', '.join(accepted)}]").protected_attributes == \
+            tuple(accepted)
+        assert set(rules.DEFAULT_PROTECTED) <= set(paths)
+
+    def test_the_fields_are_those_rules_read_of_a_known_customer_too(self) -> None:
+        view = context.build(customer(), None, today=TODAY)["customer"]
+        assert tuple(view) == context.CUSTOMER_FIELDS
+
+
 class TestRuntimeFailure:
     RULE_SET = parse("  - name: level\n    segment: x\n"
                      "    when: has(customer.attributes.level) && "
