@@ -18,7 +18,7 @@ taken in steps, each one written to its trace:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -87,6 +87,16 @@ class DepartmentPolicy:
 ALWAYS_OPEN = DepartmentPolicy()
 
 
+def overrides_of(routes: Iterable[Route], defaults: priority.ServiceLevels,
+                 by_priority: Iterable[priority.Override]) -> list[priority.Override]:
+    """Every service level of a table's routes, defaults and priority targets."""
+    found = [defaults.own, *defaults.tiers.values(), *by_priority]
+    for route in routes:
+        found += [route.service.own, *route.service.tiers.values(),
+                  *(refinement.service for refinement in route.refinements)]
+    return found
+
+
 @dataclass(frozen=True)
 class RoutingTable:
     version: str
@@ -109,6 +119,13 @@ class RoutingTable:
         """A table of plain segment -> department routes (the first table format)."""
         return cls(version, {segment: Route(segment, department)
                              for segment, department in routes.items()}, fallback_department)
+
+    @property
+    def overrides(self) -> list[priority.Override]:
+        """Every service level the table gives: its defaults, each route's, each tier's
+        of either, each refinement's and each priority's."""
+        return overrides_of(self.routes.values(), self.defaults,
+                            self.priority_targets.values())
 
     @property
     def departments(self) -> tuple[str, ...]:

@@ -23,6 +23,7 @@ from services.router.routing import (
     RefinementError,
     Route,
     RoutingTable,
+    overrides_of,
 )
 
 _TOP_KEYS = ("version", "fallback_department", "priority_aging", "warning_share",
@@ -117,10 +118,7 @@ def parse_table(document: Mapping[str, Any], *, source: str, version: str) -> Ro
 
 def _longest_target(routes: Mapping[str, Route], defaults: priority.ServiceLevels,
                     by_priority: Iterable[priority.Override]) -> timedelta:
-    overrides = [defaults.own, *defaults.tiers.values(), *by_priority]
-    for route in routes.values():
-        overrides += [route.service.own, *route.service.tiers.values(),
-                      *(refinement.service for refinement in route.refinements)]
+    overrides = overrides_of(routes.values(), defaults, by_priority)
     return max([priority.BUILT_IN.first_response_target,
                 *(target for override in overrides for target in override.targets)])
 

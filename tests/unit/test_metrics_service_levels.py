@@ -2,7 +2,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-import yaml
 
 from services.metrics import service_levels, targets_file
 
@@ -28,67 +27,60 @@ class TestOutcome:
         assert service_levels.first_response_outcome(T0, None, T0) is None
 
 
-class TestDurations:
-    """Targets are read with the routing table's own grammar, nothing more tolerant."""
-
-    @pytest.mark.parametrize(("value", "seconds"), [
-        ("15m", 900), ("4h", 14400), ("1d", 86400), ("1h30m", 5400), ("90s", 90),
-        ("1d2h", 93600)])
-    def test_read(self, value: object, seconds: float) -> None:
-        assert targets_file.parse_duration(value) == seconds
-
-    @pytest.mark.parametrize("value", ["", "soon", "15", "m15", "-5m", "0m", True, None,
-                                       [], "15m garbage", "400d", float("inf"), -1,
-                                       "2 h", "1W", 600, 0.5, "1.5h"])
-    def test_not_read(self, value: object) -> None:
-        assert targets_file.parse_duration(value) is None
-
-
 ROUTING_TABLE = """
-version: demo-3
+version: t-1
 fallback_department: customer_care
-default_first_response_target: 1d
-service_levels:
-  first_response_target: {most_valuable: 15m, potential: 2d}
+defaults:
+  first_response_target: 1d
+  tiers:
+    most_valuable: {first_response_target: 15m}
+priority_targets:
+  1: {first_response_target: 10m, resolution_target: 4h}
 routes:
   - segment: government
     department: public_sector
     first_response_target: 4h
-  - segment: business
-    department: business_desk
-    first_response_target: soon
   - segment: key_accounts
     department: key_accounts
     first_response_target: 45m
+    refinements:
+      - name: outage
+        when: ticket.kind == 'incident'
+        first_response_target: 5m
 """
 
 
 class TestTargetsInTheRoutingTable:
-    def test_every_target_is_found_wherever_it_stands(self) -> None:
-        seconds, unreadable = targets_file.targets_in(yaml.safe_load(ROUTING_TABLE))
-        assert sorted(seconds) == [900, 2700, 14400, 172800]
-        assert unreadable == ["'soon'"]
+    """The targets the router routes by, read with its own parser: defaults, tiers,
+    routes, refinements and priority targets; no other target (a resolution target is
+    no first response's)."""
 
-    def test_a_table_without_targets_has_none(self) -> None:
-        assert targets_file.targets_in({"routes": [{"segment": "a"}]}) == ([], [])
-        assert targets_file.targets_in("not a mapping") == ([], [])
+    def test_every_first_response_target_is_found_wherever_it_stands(
+            self, tmp_path: Path) -> None:
+        table = tmp_path / "routing.yaml"
+        table.write_text(ROUTING_TABLE, encoding="utf-8")
+        assert targets_file.read_targets(table) == [300, 600, 900, 2700, 14400, 86400]
+
+    def test_the_version_in_force_is_read_rather_than_the_file(self, tmp_path: Path) -> None:
+        table = tmp_path / "routing.yaml"
+        table.write_text(ROUTING_TABLE, encoding="utf-8")
+        in_force = ROUTING_TABLE.replace("first_response_target: 5m",
+                                         "first_response_target: 7m")
+        assert 420 in targets_file.read_targets(table, in_force)
+        assert 300 not in targets_file.read_targets(table, in_force)
 
     @pytest.mark.parametrize("first_line", [
-        "version: 2025-02-30", "version: !!int abc", "routes: [" * 3000])
-    def test_a_file_the_router_would_refuse_leaves_the_default_buckets(
+        "version: 2025-02-30", "version: !!int abc", "routes: [" * 3000,
+        "default_first_response_target: 1d"])
+    def test_a_table_the_router_refuses_leaves_the_default_buckets(
             self, tmp_path: Path, first_line: str) -> None:
-        """The metrics service starts whatever the file holds (it reads the file with
-        the router's loader, so what the router refuses it skips)."""
+        """The metrics service starts whatever the file holds; what the router refuses
+        (a bad value, a key of no layout it reads) gives no targets here either."""
         table = tmp_path / "routing.yaml"
         table.write_text(first_line + "\n" + ROUTING_TABLE, encoding="utf-8")
         assert targets_file.read_targets(table) == []
         assert targets_file.response_buckets(table) == \
             service_levels.DEFAULT_RESPONSE_BUCKETS
-
-    def test_the_file_s_targets_are_read_with_its_lines(self, tmp_path: Path) -> None:
-        table = tmp_path / "routing.yaml"
-        table.write_text(ROUTING_TABLE, encoding="utf-8")
-        assert sorted(targets_file.read_targets(table)) == [900, 2700, 14400, 172800]
 
     def test_targets_become_bucket_edges(self) -> None:
         edges = service_levels.bucket_edges(service_levels.DEFAULT_RESPONSE_BUCKETS,
