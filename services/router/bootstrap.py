@@ -117,7 +117,7 @@ async def connect(settings: Settings) -> AsyncIterator[Connected]:
             settings, table, engine, sessions, RoutedTickets(sessions), IntakeKeys(sessions),
             publisher,
             Credentials(sessions, cache_seconds=settings.auth_cache_seconds),
-            Simulator.over(engine, minimum_group_size=settings.protected_group_minimum_size))
+            Simulator.over(engine, settings))
     finally:
         await publisher.close()
         await engine.dispose()

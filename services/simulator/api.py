@@ -4,6 +4,8 @@ happened. It reads the store only and publishes nothing."""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -22,6 +24,8 @@ from services.core import (
     request_bodies,
     service_context,
 )
+from services.core.settings import Settings
+from services.metrics import parity_store
 from services.segmenter.profiles import Customer
 from services.simulator import history, service
 
@@ -38,12 +42,16 @@ class Simulator:
     rule_sets: config_store.ConfigVersions
 
     @classmethod
-    def over(cls, store: AsyncEngine, *, minimum_group_size: int) -> Simulator:
+    def over(cls, store: AsyncEngine, settings: Settings) -> Simulator:
         """Reading through read-only sessions of the store's engine; tickets compared
-        per parity group too (groups under `minimum_group_size` tickets pooled)."""
+        per parity group too, over the attributes the service parity measures
+        (PARITY_ATTRIBUTES), groups under PROTECTED_GROUP_MINIMUM_SIZE tickets pooled:
+        the settings read as the service parity reads them (`ParityConfig.of`)."""
+        parity = parity_store.ParityConfig.of(settings)
         sessions = history.read_only_sessions(store)
-        return cls(history.HistoryReader(sessions, groups_of=parity_groups,
-                                         minimum_group_size=minimum_group_size),
+        return cls(history.HistoryReader(
+            sessions, groups_of=functools.partial(parity_groups, attributes=parity.attributes),
+            minimum_group_size=parity.policy.minimum_group_size),
                    config_store.ConfigVersions(sessions, config_store.ROUTING_TABLE),
                    config_store.ConfigVersions(sessions, config_store.SEGMENT_RULES))
 
@@ -90,11 +98,13 @@ async def simulate(body: SimulationRequest,
         return await service.run(checked, reader=simulator.reader, now=datetime.now(UTC))
 
 
-def parity_groups(customer: Customer) -> dict[str, str]:
-    """The customer's band of each protected attribute, as the service parity bands it."""
+def parity_groups(customer: Customer, *, attributes: Collection[str]) -> dict[str, str]:
+    """The customer's band of each protected attribute of `attributes` (those the service
+    parity measures: PARITY_ATTRIBUTES), as the service parity bands it."""
     profile = customer.profile
     if profile is None:
-        return groups.bands(None, None, None)
-    today = datetime.now(UTC).date()
-    return groups.bands(groups.age_years(profile.birth_date, today), profile.gender,
-                        profile.socio_economic_band)
+        bands = groups.bands(None, None, None)
+    else:
+        bands = groups.bands(groups.age_years(profile.birth_date, datetime.now(UTC).date()),
+                             profile.gender, profile.socio_economic_band)
+    return {attribute: band for attribute, band in bands.items() if attribute in attributes}

@@ -91,7 +91,7 @@ async def test_routing_simulate_waits_for_its_turn(
         service_context.install(app, Settings(database_url=sqlite_url,
                                               retry_after_seconds=RETRY_AFTER))
         service_context.of(app).provide(
-            simulator_api.Simulator.over(engine, minimum_group_size=1))
+            simulator_api.Simulator.over(engine, Settings(protected_group_minimum_size=1)))
         app.include_router(simulator_api.api)
         http.install(app, ready=lambda: True)
         async with credentials.authenticating(app, sqlite_url) as keys, served(app) as url:

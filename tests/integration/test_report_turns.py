@@ -230,7 +230,7 @@ async def test_every_report_route_takes_turns(sqlite_url: str, kafka_bootstrap: 
                 credentials.authenticating(app, sqlite_url) as keys, \
                 httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                   base_url="http://service") as client:
-            context.provide(metrics, simulator_api.Simulator.over(engine, minimum_group_size=5),
+            context.provide(metrics, simulator_api.Simulator.over(engine, settings),
                             segmenter_bootstrap.wire(
                                 settings, customers=segmenter_bootstrap.customer_store(
                                     settings, db.sessions(engine)),

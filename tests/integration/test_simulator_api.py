@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.core import config_store, db, http, service_context
 from services.core.fleet_models import ConfigVersionRow
+from services.core.settings import Settings
 from services.metrics.store import TimelineStore
 from services.metrics.timeline import Assignment, Timeline
 from services.router.store import Dispatch, RoutedTickets
@@ -103,12 +105,14 @@ async def store(database_url: str, generated: simulated_history.History,
         await engine.dispose()
 
 
-@pytest.fixture
-async def client(database_url: str, store: async_sessionmaker[AsyncSession],
-                 ) -> AsyncIterator[httpx.AsyncClient]:
+@asynccontextmanager
+async def simulating(database_url: str, settings: Settings,
+                     ) -> AsyncIterator[httpx.AsyncClient]:
+    """An admin's client of the simulator's API, the simulator made of `settings` as the
+    router makes it (bootstrap.connect)."""
     engine = db.engine(database_url)
     app = FastAPI()
-    service_context.of(app).provide(api.Simulator.over(engine, minimum_group_size=1))
+    service_context.of(app).provide(api.Simulator.over(engine, settings))
     app.include_router(api.api)
     http.install(app, ready=lambda: True)
     try:
@@ -118,6 +122,13 @@ async def client(database_url: str, store: async_sessionmaker[AsyncSession],
             yield client
     finally:
         await engine.dispose()
+
+
+@pytest.fixture
+async def client(database_url: str, store: async_sessionmaker[AsyncSession],
+                 ) -> AsyncIterator[httpx.AsyncClient]:
+    async with simulating(database_url, Settings(protected_group_minimum_size=1)) as client:
+        yield client
 
 
 def window(generated: simulated_history.History, **more: Any) -> dict[str, Any]:
@@ -175,6 +186,28 @@ class TestReplay:
 
 
 class TestParityGroups:
+    @pytest.mark.parametrize(("given", "attributes"), [
+        ({}, ["age_band", "gender", "socio_economic_band"]),  # the default: as before
+        ({"parity_attributes": ["age_band", "socio_economic_band"]},
+         ["age_band", "socio_economic_band"]),
+        ({"parity_attributes": ["gender"]}, ["gender"]),
+    ])
+    async def test_the_groups_are_those_of_the_attributes_the_service_parity_measures(
+            self, database_url: str, store: async_sessionmaker[AsyncSession],
+            generated: simulated_history.History, given: dict[str, Any],
+            attributes: list[str]) -> None:
+        """PARITY_ATTRIBUTES, read as the service parity reads it (ParityConfig.of)."""
+        await put_in_force(store, simulated_history.TABLE_TEXT)
+        settings = Settings(**given, protected_group_minimum_size=1)
+        async with simulating(database_url, settings) as client:
+            answer = await client.post("/v1/simulations",
+                                       json=window(generated, replications=1))
+        assert answer.status_code == 200, answer.text
+        groups = answer.json()["groups"]
+        assert sorted(groups) == attributes
+        # No customer is in the store: every ticket is in the unknown band of each.
+        assert all([row["group"] for row in rows] == ["unknown"] for rows in groups.values())
+
     async def test_groups_come_from_the_customer_through_groups_of(
             self, database_url: str, store: async_sessionmaker[AsyncSession],
             generated: simulated_history.History) -> None:

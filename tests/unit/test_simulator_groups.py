@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
+from services.core import groups
 from services.segmenter.profiles import (
     Customer,
     CustomerProfile,
@@ -38,13 +39,22 @@ class TestSmallGroupsPooled:
 
 
 class TestParityGroupsOfACustomer:
+    PROFILE = CustomerProfile("c1", CustomerType.INDIVIDUAL, birth_date=date(1950, 1, 1),
+                              gender="female", socio_economic_band="low")
+
     def test_bands_never_values(self) -> None:
-        profile = CustomerProfile("c1", CustomerType.INDIVIDUAL, birth_date=date(1950, 1, 1),
-                                  gender="female", socio_economic_band="low")
-        customer = Customer("c1", profile, ValueFeatures(), Tier.POTENTIAL)
-        assert api.parity_groups(customer) == {
+        customer = Customer("c1", self.PROFILE, ValueFeatures(), Tier.POTENTIAL)
+        assert api.parity_groups(customer, attributes=groups.ATTRIBUTES) == {
             "age_band": "65_plus", "gender": "female", "socio_economic_band": "low"}
+
+    def test_only_the_attributes_the_service_parity_measures(self) -> None:
+        """PARITY_ATTRIBUTES narrowed (no gender): no gender group."""
+        customer = Customer("c1", self.PROFILE, ValueFeatures(), Tier.POTENTIAL)
+        assert api.parity_groups(customer, attributes=("age_band", "socio_economic_band")) \
+            == {"age_band": "65_plus", "socio_economic_band": "low"}
 
     def test_an_unknown_customer_is_unknown_in_every_attribute(self) -> None:
         customer = Customer("c2", None, ValueFeatures(), Tier.POTENTIAL)
-        assert set(api.parity_groups(customer).values()) == {"unknown"}
+        assert api.parity_groups(customer, attributes=("gender",)) == {"gender": "unknown"}
+        assert set(api.parity_groups(customer, attributes=groups.ATTRIBUTES).values()) \
+            == {"unknown"}
