@@ -51,8 +51,11 @@ UNKNOWN = "unknown"
 def duration(timeline: Timeline, measure: str) -> float | None:
     """The timeline's duration of the measure (DURATIONS), once both its ends are known."""
     start, end = DURATIONS[measure]
-    started: datetime | None = getattr(timeline, start)
-    ended: datetime | None = getattr(timeline, end)
+    return seconds_between(getattr(timeline, start), getattr(timeline, end))
+
+
+def seconds_between(started: datetime | None, ended: datetime | None) -> float | None:
+    """A duration's seconds (`duration`), once both its ends are known: never below 0."""
     if started is None or ended is None:
         return None
     return max(0.0, (ended - started).total_seconds())

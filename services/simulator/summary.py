@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from services.metrics import service_levels, stats
+from services.metrics import service_levels, stats, timeline
 from services.simulator.engine import Served
 
 Key = Callable[[Served], Iterable[str]]
@@ -52,9 +52,9 @@ def outcome(runs: Sequence[Sequence[Served]], *, as_of: datetime,
     """The figures of one or more runs over the same tickets (a run may be empty);
     `handed_on`: the tickets of each run that overflowed away from them."""
     count = max(len(runs), 1)
-    durations = [(t.first_response_at - t.received_at).total_seconds()
-                 for run in runs for t in run if t.first_response_at is not None
-                 and t.first_response_at <= as_of]
+    durations = [seconds for run in runs for t in run
+                 if t.first_response_at is not None and t.first_response_at <= as_of
+                 and (seconds := first_response_seconds(t)) is not None]
     decided = [service_levels.first_response_outcome(
         t.first_response_at if t.first_response_at and t.first_response_at <= as_of
         else None, t.first_response_deadline, as_of)
@@ -69,6 +69,13 @@ def outcome(runs: Sequence[Sequence[Served]], *, as_of: datetime,
         overflowed_in=sum(t.overflowed_from is not None for run in runs for t in run) / count,
         overflowed_out=sum(len(run) for run in handed_on) / count,
         escalations=sum(t.escalated for run in runs for t in run) / count)
+
+
+def first_response_seconds(ticket: Served) -> float | None:
+    """The metrics' first-response measure (`timeline.DURATIONS`, whose moments a Served
+    has under the same names), never below 0 (`timeline.seconds_between`)."""
+    start, end = timeline.DURATIONS["first_response"]
+    return timeline.seconds_between(getattr(ticket, start), getattr(ticket, end))
 
 
 def peak_backlog(served: Iterable[Served]) -> int:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from services.core import config_files
-from services.metrics.timeline import Timeline
+from services.metrics.timeline import Timeline, duration
 from services.router import table_file
 from services.segmenter import rules_file
 from services.simulator import engine, history, rates, report, service, summary
@@ -201,6 +201,18 @@ class TestSummary:
         tickets = [served("a", "care", 0, 30), served("b", "care", 10, 20),
                    served("c", "care", 20, None), served("d", "care", 40, 50)]
         assert summary.peak_backlog(tickets) == 2
+
+    def test_first_response_seconds_are_the_metrics_measure(self) -> None:
+        """As timeline.duration measures them: from receipt, never below 0."""
+        early = served("a", "care", 10, 9)  # a reporter's clock a minute behind
+        late = served("b", "care", 0, 30)
+        as_of = T0 + timedelta(days=1)
+        assert [duration(Timeline(t.ticket_id, received_at=t.received_at,
+                                  first_response_at=t.first_response_at), "first_response")
+                for t in (early, late)] == [0.0, 1800.0]
+        figures = summary.outcome([[early, late]], as_of=as_of)
+        assert (figures.first_response_seconds.count, figures.first_response_seconds.p50,
+                figures.first_response_seconds.p99) == (2, 0.0, 1800.0)
 
     def test_outcomes_are_met_missed_or_pending_as_of_a_moment(self) -> None:
         tickets = [served("a", "care", 0, 30, deadline=60), served("b", "care", 0, 90,
