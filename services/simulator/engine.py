@@ -43,6 +43,29 @@ class Served:
     overflowed_from: str | None  # the department that handed it on, overflowing
     escalated: bool
     groups: Mapping[str, str] = field(default_factory=dict)  # parity attribute -> group
+    # When it was routed (None: not known, taken as received; a replay routes each ticket
+    # the moment it is received).
+    routed_at: datetime | None = None
+
+    def in_backlog(self) -> tuple[datetime, datetime | None]:
+        """When the ticket was in its department's backlog, what happened and a replay
+        alike: from its routing to its first response (None: none yet), never ending
+        before it began.
+
+        The backlog of services/core/lifecycle.py (routed tickets awaiting a first
+        response; a first response is a `responded` or a `resolved` report, as the
+        timeline's first_response_at is), but for its exception: a ticket waiting on the
+        customer before its first response is out of it while it waits. Neither side can
+        apply that exception: a timeline keeps only the pause a ticket is in now, not
+        those that ended, and a replay has no pauses (the measured service time includes
+        them: rates.py). Applied to one side only, the same ticket would count
+        differently on the two; so both count it across such a pause, which makes their
+        backlog at least the lifecycle's. The department is the one the ticket was routed
+        to, on both sides (a replay does not hand an escalated ticket over)."""
+        since = self.routed_at or self.received_at
+        if self.first_response_at is None:
+            return since, None
+        return since, max(since, self.first_response_at)
 
 
 @dataclass(frozen=True)
@@ -162,7 +185,7 @@ def replicate(history: Sequence[HistoricTicket], candidate: Candidate, *,
             ticket.ticket_id, decision.department, segment, now, answer, deadline,
             overflowed_from=decision.overflowed_from,
             escalated=answer is None or not targets.answered_in_time(answer, deadline),
-            groups=ticket.groups))
+            groups=ticket.groups, routed_at=now))
     return Replication(tuple(served), tuple(failures))
 
 

@@ -107,7 +107,8 @@ class HistoryReader:
             timeline.segment or segmentation.get("segment", ""), received_at,
             timeline.first_response_at, timeline.first_response_deadline,
             overflowed_from=routed.get("overflowed_from"),
-            escalated=first_response_late(timeline, now), groups=groups)
+            escalated=first_response_late(timeline, now), groups=groups,
+            routed_at=timeline.routed_at)
         evaluation = context.build(customer, ticket, today=received_at.date()) \
             if with_customers and customer else None
         return engine.HistoricTicket(

@@ -1,11 +1,12 @@
 """The departments' measured response rates: how long, in business time, a department
 took per first response over a window of history. Pure decision code.
 
-A department is busy while at least one of its tickets awaits a first response; over
-that busy time (counted only while its calendar is open) it gave its first responses, so
-the mean service time is the busy business time over the number of first responses. For
-one agent answering first come, first served this is exactly the mean of the service
-times, whatever their distribution.
+A department is busy while at least one of its tickets awaits a first response (is in
+its backlog, from its routing: `Served.in_backlog`); over that busy time (counted only
+while its calendar is open) it gave its first responses, so the mean service time is the
+busy business time over the number of first responses. For one agent answering first
+come, first served this is exactly the mean of the service times, whatever their
+distribution.
 
 A department whose first responses took no business time at all (each given while its
 calendar was closed, or at the instant its ticket came in) answered nonetheless: it is
@@ -33,8 +34,9 @@ def mean_service_seconds(served: Iterable[Served],
     least FASTEST_MEAN_SERVICE_SECONDS."""
     busy: dict[str, list[tuple[datetime, datetime]]] = defaultdict(list)
     for ticket in served:
-        if ticket.first_response_at is not None:
-            busy[ticket.department].append((ticket.received_at, ticket.first_response_at))
+        since, until = ticket.in_backlog()
+        if until is not None:
+            busy[ticket.department].append((since, until))
     measured = {}
     for department, intervals in busy.items():
         calendar = calendar_of(department)

@@ -23,7 +23,7 @@ Key = Callable[[Served], Iterable[str]]
 @dataclass(frozen=True)
 class Outcome:
     received: float
-    peak_backlog: float  # most tickets awaiting a first response at once
+    peak_backlog: float  # most tickets in the backlog at once (`peak_backlog`)
     first_response_seconds: stats.Percentiles
     met: float
     missed: float
@@ -79,11 +79,14 @@ def first_response_seconds(ticket: Served) -> float | None:
 
 
 def peak_backlog(served: Iterable[Served]) -> int:
+    """The most tickets in the backlog at once, each from its routing to its first
+    response (`Served.in_backlog`: the same count on either side)."""
     changes = []
     for ticket in served:
-        changes.append((ticket.received_at, 1))
-        if ticket.first_response_at is not None:
-            changes.append((ticket.first_response_at, -1))
+        since, until = ticket.in_backlog()
+        changes.append((since, 1))
+        if until is not None:
+            changes.append((until, -1))
     peak = backlog = 0
     for _at, change in sorted(changes):  # at one instant, an answer (-1) goes first
         backlog += change

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.core import config_store, db, http, service_context
 from services.core.fleet_models import ConfigVersionRow
 from services.core.settings import Settings
-from services.metrics.store import TimelineStore
+from services.metrics.store import TimelineRow, TimelineStore
 from services.metrics.timeline import Assignment, Timeline
 from services.router.store import Dispatch, RoutedTickets
 from services.simulator import api, history
@@ -172,6 +172,27 @@ class TestReplay:
         assert segments["business"]["simulated"]["received"] == len(generated.tickets)
         assert result["candidate"]["rules_version"].startswith("everyone-business")
 
+
+    async def test_what_happened_counts_a_ticket_in_the_backlog_from_its_routing(
+            self, client: httpx.AsyncClient, store: async_sessionmaker[AsyncSession],
+            generated: simulated_history.History) -> None:
+        """The backlog of services/core/lifecycle.py: routed tickets awaiting a first
+        response. Had each ticket been routed only at its first response, none would have
+        awaited one in a backlog; the first responses, from receipt, are as they were."""
+        await put_in_force(store, simulated_history.TABLE_TEXT)
+        asked = window(generated, replications=1)
+        before = by_name((await client.post("/v1/simulations", json=asked)).json()[
+            "departments"], "department")
+        async with store() as session, session.begin():
+            await session.execute(update(TimelineRow).values(
+                routed_at=TimelineRow.first_response_at))
+        after = by_name((await client.post("/v1/simulations", json=asked)).json()[
+            "departments"], "department")
+        assert before["care"]["actual"]["peak_backlog"] > 1
+        assert {name: row["actual"]["peak_backlog"] for name, row in after.items()} == {
+            name: 0 for name in before}
+        assert {name: row["actual"]["first_response_seconds"] for name, row in after.items()} \
+            == {name: row["actual"]["first_response_seconds"] for name, row in before.items()}
 
     async def test_a_ticket_whose_state_is_gone_is_counted_not_replayed(
             self, client: httpx.AsyncClient, store: async_sessionmaker[AsyncSession],

@@ -38,13 +38,14 @@ def replay(history: simulated_history.History, table_text: str | None = None,
 
 def served(ticket_id: str, department: str, received: float, answered: float | None, *,
            deadline: float | None = 3600, overflowed_from: str | None = None,
-           groups: dict[str, str] | None = None) -> engine.Served:
+           groups: dict[str, str] | None = None, routed: float | None = None,
+           ) -> engine.Served:
     def at(minutes: float | None) -> datetime | None:
         return None if minutes is None else T0 + timedelta(minutes=minutes)
 
     return engine.Served(ticket_id, department, "consumer", T0 + timedelta(minutes=received),
                          at(answered), at(deadline), overflowed_from, escalated=False,
-                         groups=groups or {})
+                         groups=groups or {}, routed_at=at(routed))
 
 
 class TestReplayOfTheVersionInForce:
@@ -202,10 +203,24 @@ class TestSummary:
                    served("c", "care", 20, None), served("d", "care", 40, 50)]
         assert summary.peak_backlog(tickets) == 2
 
+    def test_the_backlog_runs_from_the_routing_to_the_first_response(self) -> None:
+        """lifecycle.py: a department's backlog is its routed tickets awaiting a first
+        response. b was received while a waited but routed only once a was answered."""
+        tickets = [served("a", "care", 0, 30, routed=0), served("b", "care", 10, 50, routed=40)]
+        assert summary.peak_backlog(tickets) == 1
+        assert summary.peak_backlog([*tickets, served("c", "care", 20, 45, routed=20)]) == 2
+
+    def test_a_first_response_stamped_before_the_routing_was_in_no_backlog(self) -> None:
+        # b's response stamped by another clock, before its routing: it took no time, and
+        # takes nothing off the others (a and c awaited a response at once).
+        tickets = [served("a", "care", 0, 30), served("b", "care", 5, 1),
+                   served("c", "care", 2, 4)]
+        assert summary.peak_backlog(tickets) == 2
+
     def test_first_response_seconds_are_the_metrics_measure(self) -> None:
         """As timeline.duration measures them: from receipt, never below 0."""
         early = served("a", "care", 10, 9)  # a reporter's clock a minute behind
-        late = served("b", "care", 0, 30)
+        late = served("b", "care", 0, 30, routed=20)
         as_of = T0 + timedelta(days=1)
         assert [duration(Timeline(t.ticket_id, received_at=t.received_at,
                                   first_response_at=t.first_response_at), "first_response")

@@ -3,6 +3,7 @@ overflow reads, as the router reads it."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -101,3 +102,17 @@ class TestLagOverflow:
                                rate_window=RATE_WINDOW, seed=1)
         assert [t.ticket_id for t in run.served if t.overflowed_from == "care"] == [
             "c03", "c04"]
+
+
+class TestServiceTimeFromTheRouting:
+    def test_a_department_is_busy_from_the_routing_of_its_tickets_not_their_receipt(
+            self) -> None:
+        """What a department's backlog counts (Served.in_backlog): it could not answer
+        before the router handed it the tickets, here half an hour late."""
+        nine = datetime(2026, 11, 2, 9, tzinfo=UTC)
+        actual = [replace(historic(f"t{n}", "care", nine + timedelta(minutes=10 * n),
+                                   nine + timedelta(minutes=40 + 10 * n)).actual,
+                          routed_at=nine + timedelta(minutes=30)) for n in range(2)]
+        # Busy from 9:30 to 9:50, for two first responses.
+        assert rates.mean_service_seconds(actual, lambda department: None) == {
+            "care": 600.0}
