@@ -31,8 +31,11 @@ from services.simulator import history, service
 
 api = APIRouter(prefix="/v1/simulations", tags=["routing simulator"])
 
-LARGEST_TEXT = 256 * 1024  # a configuration file, as the uploads take
 LARGEST_ID = 2**31 - 1
+# A candidate's text is held to the uploads' limit by the same check (config_files.
+# load_yaml: CONFIG_MAX_BYTES, counted in UTF-8 bytes), when it is loaded: before the
+# history is read, answered as an upload's (422 invalid_configuration).
+AS_AN_UPLOAD = f"; at most {config_files.CONFIG_MAX_BYTES:,} bytes as UTF-8, as an upload"
 
 
 @dataclass(frozen=True)
@@ -64,12 +67,14 @@ class SimulationRequest(request_bodies.RequestBody):
     start: http.Timestamp = Field(description="the window's start (tickets received from)")
     end: http.Timestamp = Field(description="the window's end, not after now; at most"
                                             " 366 days after start")
-    table: str | None = Field(None, max_length=LARGEST_TEXT, description=(
-        "a candidate routing table (the file's YAML); none: the version in force at `end`"))
+    table: str | None = Field(None, description=(
+        "a candidate routing table (the file's YAML); none: the version in force at `end`"
+        + AS_AN_UPLOAD))
     table_version_id: int | None = Field(None, ge=1, le=LARGEST_ID,
                                          description="or a stored routing table version")
-    rules: str | None = Field(None, max_length=LARGEST_TEXT, description=(
-        "candidate segment rules (YAML); none: each ticket keeps the segment it had"))
+    rules: str | None = Field(None, description=(
+        "candidate segment rules (YAML); none: each ticket keeps the segment it had"
+        + AS_AN_UPLOAD))
     rules_version_id: int | None = Field(None, ge=1, le=LARGEST_ID,
                                          description="or a stored segment rules version")
     replications: int = Field(5, ge=1, le=20, description="replays averaged (seeded)")

@@ -18,7 +18,7 @@ from sqlalchemy import select, text, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.core import config_store, db, http, service_context
+from services.core import config_files, config_store, db, http, service_context
 from services.core.fleet_models import ConfigVersionRow
 from services.core.settings import Settings
 from services.metrics.store import TimelineRow, TimelineStore
@@ -292,6 +292,24 @@ class TestRefusals:
         answer = await client.post("/v1/simulations", json={**window(generated), **change})
         assert answer.status_code == 422, answer.text
         assert [f["field"] for f in answer.json()["fields"]] == [field]
+
+    @pytest.mark.parametrize("field", ["table", "rules"])
+    async def test_a_candidate_over_the_uploads_limit_is_refused_as_an_upload_is(
+            self, client: httpx.AsyncClient, store: async_sessionmaker[AsyncSession],
+            generated: simulated_history.History, field: str) -> None:
+        """config_files.CONFIG_MAX_BYTES, counted in bytes as UTF-8 by the uploads' own
+        check: one byte over (a comment of ASCII) is refused naming the limit."""
+        await put_in_force(store, simulated_history.TABLE_TEXT)
+        text = simulated_history.TABLE_TEXT if field == "table" else RULES
+        padded = text + "#" * (config_files.CONFIG_MAX_BYTES - len(text.encode()) - 1) + "\n"
+        assert len(padded.encode()) == config_files.CONFIG_MAX_BYTES
+        answer = await client.post("/v1/simulations", json=window(
+            generated, **{field: padded + "#"}, replications=1))
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["error"] == "invalid_configuration"
+        assert answer.json()["problem"] == (
+            f"the file is {config_files.CONFIG_MAX_BYTES + 1:,} bytes, at most"
+            f" {config_files.CONFIG_MAX_BYTES:,} (256 KiB)")
 
     async def test_a_candidate_that_does_not_load_names_its_line(
             self, client: httpx.AsyncClient, store: async_sessionmaker[AsyncSession],
