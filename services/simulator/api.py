@@ -77,7 +77,8 @@ class SimulationRequest(request_bodies.RequestBody):
         + AS_AN_UPLOAD))
     rules_version_id: int | None = Field(None, ge=1, le=LARGEST_ID,
                                          description="or a stored segment rules version")
-    replications: int = Field(5, ge=1, le=20, description="replays averaged (seeded)")
+    replications: int = Field(service.REPLICATIONS, ge=1, le=service.MOST_REPLICATIONS,
+                              description="replays averaged (seeded)")
 
 
 @api.post("", responses={422: {"description": "A field is wrong, or a candidate does not"

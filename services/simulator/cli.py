@@ -14,7 +14,7 @@ import typer
 
 from services.core import moments, report_client
 from services.core.settings import from_environment
-from services.simulator import report
+from services.simulator import report, service
 
 
 def request_body(start: datetime, end: datetime, *, table: Path | None, rules: Path | None,
@@ -42,7 +42,8 @@ def simulate(
         help="Or a stored routing table version")] = None,
     rules: Annotated[Path | None, typer.Option(
         help="Candidate segment rules (default: each ticket keeps its segment)")] = None,
-    replications: Annotated[int, typer.Option(min=1, max=20)] = 5,
+    replications: Annotated[int, typer.Option(
+        min=1, max=service.MOST_REPLICATIONS)] = service.REPLICATIONS,
     out: Annotated[Path, typer.Option(help="Where to draw the PNG")] = Path("simulation.png"),
     url: Annotated[str | None, typer.Option(
         help="The router (default: ROUTER_URL, itself http://127.0.0.1:ROUTER_PORT)")] = None,

@@ -23,6 +23,10 @@ from services.simulator import engine, rates, summary
 from services.simulator.history import HistoryReader
 
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+# Replays averaged (seeded): by default, and at most (each one replays the whole window),
+# over the API and the CLI alike.
+REPLICATIONS = 5
+MOST_REPLICATIONS = 20
 
 
 class Refused(ValueError):
@@ -42,7 +46,7 @@ class Order:
     table_version_id: int | None = None
     rules: str | None = None  # the candidate segment rules' text
     rules_version_id: int | None = None
-    replications: int = 5
+    replications: int = REPLICATIONS
 
 
 @dataclass(frozen=True)

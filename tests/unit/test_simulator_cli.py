@@ -1,13 +1,17 @@
-"""`routing simulate` takes its window's moments as the API does (services/core/moments)."""
+"""`routing simulate` takes its window's moments as the API does (services/core/moments),
+and as many replications."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import httpx
+import pydantic
 import pytest
 import typer
+from typer.testing import CliRunner
 
-from services.simulator import cli
+from services.simulator import api, cli, service
 
 
 class TestWindowMoments:
@@ -26,3 +30,36 @@ class TestWindowMoments:
         with pytest.raises(typer.BadParameter, match=problem) as refused:
             cli.moment(given, "--end")
         assert refused.value.param_hint == "--end"
+
+
+class TestReplications:
+    """One limit (service.MOST_REPLICATIONS) for the command and the API it asks."""
+
+    def test_the_api_takes_up_to_the_most_and_refuses_one_more(self) -> None:
+        window = {"start": "2026-11-02T00:00:00+00:00", "end": "2026-11-03T00:00:00+00:00"}
+        assert api.SimulationRequest.model_validate(window).replications \
+            == service.REPLICATIONS
+        assert api.SimulationRequest.model_validate(
+            {**window, "replications": service.MOST_REPLICATIONS}).replications \
+            == service.MOST_REPLICATIONS
+        with pytest.raises(pydantic.ValidationError, match="replications"):
+            api.SimulationRequest.model_validate(
+                {**window, "replications": service.MOST_REPLICATIONS + 1})
+
+    @pytest.mark.parametrize(("replications", "refused"), [
+        (service.MOST_REPLICATIONS, False), (service.MOST_REPLICATIONS + 1, True)])
+    def test_the_command_takes_as_many(self, monkeypatch: pytest.MonkeyPatch,
+                                       replications: int, refused: bool) -> None:
+        asked: list[str] = []
+        monkeypatch.setattr(cli.report_client, "asked_in_turn",
+                            lambda ask: asked.append("asked") or httpx.Response(503))
+        command = typer.Typer()
+        command.command()(cli.simulate)
+        result = CliRunner().invoke(command, [
+            "--start", "2026-11-02T00:00:00+00:00", "--end", "2026-11-03T00:00:00+00:00",
+            "--replications", str(replications)], env={"COLUMNS": "200"})
+        if refused:  # a usage error, before the router is asked
+            assert (result.exit_code, asked) == (2, [])
+            assert f"less than or equal to {service.MOST_REPLICATIONS}" in result.output
+        else:  # asked (and refused by this fake router)
+            assert (result.exit_code, asked) == (1, ["asked"])
