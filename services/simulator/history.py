@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from services.core import db, tickets
+from services.core import db, tickets, tiers
 from services.metrics import service_levels
 from services.metrics import store as timelines
 from services.metrics.timeline import Timeline
@@ -113,8 +113,8 @@ class HistoryReader:
             if with_customers and customer else None
         return engine.HistoricTicket(
             timeline.ticket_id, received_at, actual.segment,
-            str(segmentation.get("tier", "potential")), routing.view_of(ticket), evaluation,
-            actual, groups)
+            str(segmentation.get("tier", tiers.Tier.POTENTIAL)), routing.view_of(ticket),
+            evaluation, actual, groups)
 
 
 def first_response_late(timeline: Timeline, now: datetime) -> bool:
