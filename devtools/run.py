@@ -35,7 +35,7 @@ def up(
     os.umask(0o077)
     settings = processes.one_machine(from_environment(), data_dir)
     broker: LocalKafka | None = None
-    if "KAFKA_BOOTSTRAP_SERVERS" not in os.environ:
+    if "kafka_bootstrap_servers" not in settings.model_fields_set:  # as Settings reads it
         broker = LocalKafka(data_dir / "kafka", port=9092, controller_port=9093, heap="768m")
         typer.echo(f"starting Kafka on {broker.bootstrap_servers} (log: {broker.log_file})")
         try:

@@ -112,6 +112,9 @@ def describe(record: Record, *, include_value: bool = False) -> dict[str, Any]:
         "source_offset": _number(found.get(topics.DLQ_SOURCE_OFFSET)),
         "error": found.get(topics.DLQ_ERROR),
         "error_class": found.get(topics.DLQ_ERROR_CLASS),
+        # The stage that could not process it: a record on `tickets.events` that each of
+        # its followers refused is three dead letters, one a stage.
+        "stage": found.get(topics.DLQ_STAGE),
         "event_type": found.get("ce_type"),
         "ticket_id": found.get("ce_ticketid"),
         "replayed_from": found.get(REPLAY_HEADER),
@@ -136,7 +139,7 @@ def describe_unreadable(partition: int, offset: int, problem: str, *,
     `describe`'s shape, what cannot be read of it none."""
     known = {"id": dead_letter_id(partition, offset), "partition": partition,
              "offset": offset, "error": problem, "error_class": UNREADABLE}
-    shape = ["timestamp", "source_topic", "source_partition", "source_offset",
+    shape = ["timestamp", "source_topic", "source_partition", "source_offset", "stage",
              "event_type", "ticket_id", "replayed_from", "key", "key_encoding",
              *(["value", "value_encoding"] if include_value else [])]
     return {**known, **dict.fromkeys(shape)}

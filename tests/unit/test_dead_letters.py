@@ -20,7 +20,7 @@ class Record:
         ("ce_type", b"ticket.received"), ("ce_ticketid", b"t-1"),
         ("dlq_source_topic", b"tickets.incoming"), ("dlq_source_partition", b"2"),
         ("dlq_source_offset", b"7"), ("dlq_error", b"value is not JSON"),
-        ("dlq_error_class", b"EnvelopeError")])
+        ("dlq_error_class", b"EnvelopeError"), ("dlq_stage", b"segmenter")])
 
 
 class TestIds:
@@ -41,7 +41,7 @@ class TestDescribe:
             "id": "1:42", "partition": 1, "offset": 42,
             "timestamp": "2023-11-14T22:13:20+00:00",
             "source_topic": "tickets.incoming", "source_partition": 2, "source_offset": 7,
-            "error": "value is not JSON", "error_class": "EnvelopeError",
+            "error": "value is not JSON", "error_class": "EnvelopeError", "stage": "segmenter",
             "event_type": "ticket.received", "ticket_id": "t-1", "replayed_from": None,
             "key": "cust-1", "key_encoding": "utf-8",
         }
