@@ -33,6 +33,8 @@ def up(
     # What the pipeline writes (the store holds customers' personal data, the logs and
     # the demo credentials what reaches them) is readable by its owner only.
     os.umask(0o077)
+    for kept in [*data_dir.glob("routing.db*"), *(data_dir / "logs").glob("*")]:
+        kept.chmod(kept.stat().st_mode & 0o700)  # written before this was so
     settings = processes.one_machine(from_environment(), data_dir)
     broker: LocalKafka | None = None
     if "kafka_bootstrap_servers" not in settings.model_fields_set:  # as Settings reads it

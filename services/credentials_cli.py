@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.core import access, credentials_api, db, migrate
+from services.core.config_files import ConfigError
 from services.core.credentials import Credentials
 from services.core.settings import Settings, from_environment
 from services.router import table_file
@@ -53,14 +54,19 @@ def issue(
     except ValidationError as exc:
         for problem in exc.errors(include_input=False, include_url=False):
             where = ".".join(str(part) for part in problem["loc"]) or "options"
-            typer.echo(f"{where}: {problem['msg']}", err=True)
+            typer.echo(f"{where}: {problem['msg'].removeprefix('Value error, ')}", err=True)
         raise typer.Exit(2) from exc
 
     async def run() -> str:
         settings = from_environment()
         async with open_sessions(settings) as sessions:
             if wanted.role is access.Role.DEPARTMENT:  # as the HTTP API checks it
-                table = await table_file.in_force(sessions, settings.routing_table_file)
+                try:
+                    table = await table_file.in_force(sessions, settings.routing_table_file)
+                except ConfigError as exc:
+                    typer.echo(f"cannot tell the departments of the routing table in force:"
+                               f" {exc}", err=True)
+                    raise typer.Exit(1) from None
                 problem = credentials_api.department_problem(wanted.role, wanted.subject,
                                                              table.departments)
                 if problem is not None:

@@ -192,6 +192,7 @@ def install(app: FastAPI, *, ready: Callable[[], bool], max_body_bytes: int = 1 
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(InvalidField, _invalid_request)
     app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(_NotUtf8, _not_utf8)
     http_docs.install(app)
     auth.install(app)
     for store_error in db.STORE_ERRORS:
@@ -250,8 +251,8 @@ class _BodyTooLarge(Exception):
 
 
 class _NotUtf8(Exception):
-    """Raised to the app, in place of a JSON body in UTF-16 or UTF-32: Python's JSON
-    reader would take it, but a JSON body is UTF-8 (RFC 8259)."""
+    """Raised to the app, in place of a body in UTF-16 or UTF-32: Python's JSON reader
+    would take it, but our bodies (JSON, YAML) are UTF-8 (RFC 8259)."""
 
 
 def _unreadable_body(error: HTTPException) -> str | None:
@@ -264,34 +265,39 @@ def _unreadable_body(error: HTTPException) -> str | None:
     if isinstance(cause, UnicodeDecodeError):
         return f"the body is not UTF-8 text (byte {cause.start} is not valid UTF-8); {_SEND_JSON}"
     if isinstance(cause, _NotUtf8):
-        return f"the body is not UTF-8 text (it is UTF-16 or UTF-32); {_SEND_JSON}"
+        return _NOT_UTF8
     if isinstance(cause, RecursionError):
         return ("the body's JSON is nested too deeply (objects and arrays within each other"
                 f" past what the reader takes; ours go a few levels deep); {_SEND_JSON}")
     return None
 
 
+_NOT_UTF8 = ("the body is not UTF-8 text (it starts as UTF-16 or UTF-32 do: a zero byte"
+             f" among its first four, or a UTF-16 byte order mark); {_SEND_JSON}")
+
+
 def _utf16_or_32(first: bytes) -> bool:
-    """A JSON text in UTF-16 or UTF-32 (with or without a byte order mark), as Python's
-    JSON reader tells them apart: a JSON text starts with an ASCII character, so a zero
-    byte among its first four, or a UTF-16 mark, is another encoding. A UTF-8 mark is
-    let through (RFC 8259 lets a reader ignore it)."""
+    """A text in UTF-16 or UTF-32 (with or without a byte order mark), as Python's JSON
+    reader tells them apart: a JSON or YAML text starts with an ASCII character, so a
+    zero byte among its first four, or a UTF-16 mark, is another encoding. A UTF-8 mark
+    is let through (RFC 8259 lets a reader ignore it)."""
     return first[:2] in (b"\xff\xfe", b"\xfe\xff") or b"\x00" in first[:4]
 
 
-def _is_json(headers: Mapping[bytes, bytes]) -> bool:
-    """A JSON content type, as FastAPI reads it: application/json or application/*+json."""
-    media = headers.get(b"content-type", b"").split(b";", 1)[0].strip().lower()
-    return media == b"application/json" or (media.startswith(b"application/")
-                                            and media.endswith(b"+json"))
+async def _not_utf8(_request: Request, _error: Exception) -> JSONResponse:
+    """A body refused from its first bytes, where the route read it itself (a YAML
+    upload); where FastAPI reads it, its 400 carries the same answer (_unreadable_body)."""
+    return JSONResponse(status_code=400, content={"error": "bad_request", "field": "body",
+                                                  "detail": _NOT_UTF8})
 
 
 class BodyLimit:
     """Refuses request bodies over `max_bytes` with 413, whether or not they announce
     their length. The app never sees part of such a body: a truncated configuration file
     could be valid, and put in force. The `exempt` routes, (method, path) exactly, stream
-    their bodies by design. A JSON body in UTF-16 or UTF-32 is refused as one that is
-    not UTF-8 (400), from its first bytes."""
+    their bodies by design. A body in UTF-16 or UTF-32 is refused as one that is not
+    UTF-8 (400), from its first bytes, whatever its content type says: every body the
+    limit covers is JSON or YAML, UTF-8 text."""
 
     def __init__(self, app: Any, *, max_bytes: int,
                  exempt: Collection[tuple[str, str]] = ()) -> None:
@@ -303,15 +309,13 @@ class BodyLimit:
         if scope["type"] != "http" or (scope["method"], scope["path"]) in self._exempt:
             await self._app(scope, receive, send)
             return
-        headers = dict(scope["headers"])
-        declared = headers.get(b"content-length")
+        declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self._max_bytes:
             await self._too_large(send)
             return
         seen = 0
         exceeded = started = False
-        # A JSON body's first four bytes, however the client splits them.
-        head: bytes | None = b"" if _is_json(headers) else None
+        head = b""  # the body's first four bytes, however the client splits them
 
         async def counted() -> Any:
             nonlocal seen, exceeded, head
@@ -320,7 +324,7 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 chunk = message.get("body", b"")
-                if head is not None and len(head) < 4:
+                if len(head) < 4:
                     head += chunk[:4 - len(head)]
                     if _utf16_or_32(head):
                         raise _NotUtf8

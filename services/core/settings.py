@@ -153,14 +153,18 @@ class Settings(BaseSettings):
     @classmethod
     def _a_store_we_run_on(cls, value: str) -> str:
         try:
-            driver = make_url(value).drivername
+            url = make_url(value)
         except ArgumentError:
-            driver = None
-        if driver not in DATABASE_DRIVERS:
+            url = None
+        if url is None or url.drivername not in DATABASE_DRIVERS:
             # The URL itself is not quoted: it may hold a password.
             raise ValueError("must start with " + " or ".join(
                 f"{name}://" for name in DATABASE_DRIVERS)
                 + " (e.g. postgresql+asyncpg://user:password@host/db)")
+        if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
+            raise ValueError("a SQLite store is a file, shared by the services:"
+                             " sqlite+aiosqlite:///path/to/routing.db (one in memory"
+                             " would be each process's own)")
         return value
 
     @field_validator("log_level", mode="before")
@@ -271,4 +275,6 @@ def from_environment() -> Settings:
 def _problem(detail: Any) -> str:
     location = ".".join(str(part) for part in detail["loc"])
     message = str(detail["msg"]).removeprefix("Value error, ")
+    if detail["type"] == "path_not_file":
+        message += ": give the path of a file this process can read"
     return f"{location.upper()}: {message}" if location else message

@@ -75,7 +75,8 @@ def _reads_the_ticket(rule: rules.Rule) -> bool:
 def _before(rule_set: rules.RuleSet, name: str) -> list[rules.Rule]:
     """The rules checked before the one named (every rule: none named, the default)."""
     names = [rule.name for rule in rule_set.rules]
-    return list(rule_set.rules[:names.index(name)] if name in names else rule_set.rules)
+    held = name != rules.DEFAULT_RULE and name in names
+    return list(rule_set.rules[:names.index(name)] if held else rule_set.rules)
 
 
 def _position(rule_set: rules.RuleSet, name: str) -> int:

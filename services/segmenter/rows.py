@@ -61,7 +61,7 @@ def _text(field: str) -> str:
 
 
 ACCEPTS = {
-    "customer_id": "1-128 characters of letters, digits and . _ : @ -",
+    "customer_id": f"1-{tickets.MAX_IDENTIFIER} characters of letters, digits and . _ : @ -",
     "customer_type": "one of individual, organisation, government",
     "name": _text("name"),
     "email": _text("email"),

@@ -79,10 +79,15 @@ class Rule:
 WITHHELD = "[withheld]"
 
 
+# The rule a decision names when no rule held (the default segment's): a name no rule
+# of a set may take (rules_file), so that it always means the default.
+DEFAULT_RULE = "default"
+
+
 @dataclass(frozen=True)
 class Decision:
     segment: str
-    rule: str  # the rule's name, or "default"
+    rule: str  # the rule's name, or DEFAULT_RULE
     rules_version: str
     # The paths the deciding rule read, each with its value when that value may travel
     # with the ticket to department topics (see `ticket_safe_values`), else WITHHELD.
@@ -104,7 +109,7 @@ class RuleSet:
         activation = ENVIRONMENT.Activation(context)
         rule, failed = self.deciding_rule(activation)
         if rule is None:
-            return Decision(self.default_segment, "default", self.version, decided_by={},
+            return Decision(self.default_segment, DEFAULT_RULE, self.version, decided_by={},
                             failed=failed)
         return Decision(rule.segment, rule.name, self.version,
                         decided_by=self.ticket_safe_values(rule.reads, context), failed=failed)

@@ -64,7 +64,7 @@ def parse_document(document: Mapping[str, Any], *, source: str, version: str,
         raise ConfigError(source, key_line(document, "default_segment"), "default_segment",
                           "default_segment must be a segment name: lower-case letters,"
                           " digits, '_' or '-', starting with a letter, at most 63"
-                          f" characters, not {default!r}")
+                          f" characters, not {_shown(default)}")
     protected = document.get("protected_attributes", list(rules.DEFAULT_PROTECTED))
     if not isinstance(protected, list) or not all(isinstance(p, str) for p in protected):
         raise ConfigError(source, key_line(document, "protected_attributes"),
@@ -140,6 +140,10 @@ def _compile_rule(entry: Any, position: int, source: str) -> rules.Rule:
     if not isinstance(name, str) or not name.strip() or len(name) > tickets.MAX_RULE_NAME:
         raise ConfigError(source, line, label,
                           f"name is required: text of at most {tickets.MAX_RULE_NAME} characters")
+    if name == rules.DEFAULT_RULE:
+        raise ConfigError(source, line, label,
+                          f"name {rules.DEFAULT_RULE!r} is the default segment's (what a"
+                          " decision names when no rule held): name the rule otherwise")
     segment = entry.get("segment")
     if not isinstance(segment, str) or not rules.SEGMENT_NAME.fullmatch(segment):
         raise ConfigError(source, line, name, "segment must be a lower-case name"
@@ -149,3 +153,11 @@ def _compile_rule(entry: Any, position: int, source: str) -> rules.Rule:
                                                       line=line, name=name)
     return rules.Rule(name=name, segment=segment, expression=expression, line=line,
                 reads=rules.referenced_paths(expression), compiled=program)
+
+
+def _shown(value: object, most: int = 80) -> str:
+    """A value an error quotes: as written (without the loader's line marks), cut short."""
+    if isinstance(value, dict):
+        value = config_files.without_lines(value)
+    text = repr(value)
+    return text if len(text) <= most else text[:most] + "..."

@@ -238,3 +238,20 @@ class TestNamesATicketCarries:
                                    source="segments.yaml").version
         prefix, _, digest = version.rpartition("+")
         assert len(digest) == 12 and (prefix or None) == written
+
+
+def test_no_rule_may_take_the_name_a_default_decision_gives() -> None:
+    """A decision names `default` when no rule held: a rule of that name would make an
+    answer (the segment asked without a ticket, an explanation) read it as a rule."""
+    error = rules_error("default_segment: general\nrules:\n"
+                        "  - {name: gov, segment: government, when: 'true'}\n"
+                        "  - {name: default, segment: government, when: 'true'}\n")
+    assert (error.line, error.entry) == (4, "rules[2]")  # numbered from 1
+    assert error.problem.startswith("name 'default' is the default segment's")
+
+
+def test_a_default_segment_quoted_in_its_error_is_as_written_and_short() -> None:
+    mapping = rules_error("default_segment: {a: 1}\nrules: []\n")
+    assert mapping.problem.endswith("not {'a': 1}")  # not the loader's __line__
+    long = rules_error(f"default_segment: '{'x' * 500}'\nrules: []\n")
+    assert long.problem.endswith("x...") and len(long.problem) < 250

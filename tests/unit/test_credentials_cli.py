@@ -42,7 +42,7 @@ def test_a_subject_an_admin_cannot_have_is_refused_naming_it(
     result = CliRunner().invoke(cli.app, ["credentials", "issue", "--role", "admin",
                                           "--subject", "public_sector"])
     assert result.exit_code == 2
-    assert "subject: Value error, admin credentials have no subject" in result.output
+    assert "subject: admin credentials have no subject" in result.output
     assert not (tmp_path / "store.db").exists()  # refused before the store is opened
 
 
@@ -63,3 +63,15 @@ def test_a_department_credential_names_a_department_of_the_table_in_force(
     assert issued.exit_code == 0, issued.output
     principal = asyncio.run(authenticated(url, issued.stdout.strip().splitlines()[-1]))
     assert principal is not None and principal.subject == "public_sector"
+
+
+def test_a_routing_table_that_cannot_be_read_is_said_not_a_traceback(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'store.db'}")
+    monkeypatch.setenv("ROUTING_TABLE_FILE", str(tmp_path / "none.yaml"))
+    result = CliRunner().invoke(cli.app, ["credentials", "issue", "--role", "department",
+                                          "--subject", "public_sector"])
+    assert result.exit_code == 1
+    assert "cannot tell the departments of the routing table in force:" in result.output
+    assert "none.yaml" in result.output
+    assert isinstance(result.exception, SystemExit)  # an exit, not an error raised

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -77,3 +78,19 @@ def test_settings_that_disagree_are_named_as_the_rule_says(
     assert refused(monkeypatch, KAFKA_SASL_PASSWORD="pw-1") == [
         "KAFKA_SASL_USERNAME / KAFKA_SASL_PASSWORD are set but KAFKA_SECURITY_PROTOCOL is"
         " PLAINTEXT: use SASL_SSL (or SASL_PLAINTEXT)"]
+
+
+@pytest.mark.parametrize("url", ["sqlite+aiosqlite://", "sqlite+aiosqlite:///:memory:"])
+def test_a_sqlite_store_in_memory_is_refused(monkeypatch: pytest.MonkeyPatch,
+                                             url: str) -> None:
+    """Each process would have a store of its own: the intake's tickets unknown to the
+    router stage, credentials issued to none of them."""
+    [problem] = refused(monkeypatch, DATABASE_URL=url)
+    assert problem.startswith("DATABASE_URL: a SQLite store is a file, shared by the services")
+
+
+def test_a_file_setting_naming_no_file_says_what_it_takes(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    assert refused(monkeypatch, KAFKA_SSL_CAFILE=str(tmp_path / "none.pem")) == [
+        "KAFKA_SSL_CAFILE: Path does not point to a file: give the path of a file this"
+        " process can read"]
