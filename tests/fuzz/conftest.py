@@ -65,6 +65,13 @@ FUZZ_CONFIG: dict[str, Any] = {
         "checks": {"positive_data_acceptance": {
             "expected-statuses": [*POSITIVE_DATA_ACCEPTANCE_EXPECTED_STATUSES, "422"]}},
     }, {
+        # A department's credential names a department of the routing table in force,
+        # 422 naming `subject` otherwise: the table changes with each version in force,
+        # which no schema can say.
+        "include-name": ["POST /v1/credentials"],
+        "checks": {"positive_data_acceptance": {
+            "expected-statuses": [*POSITIVE_DATA_ACCEPTANCE_EXPECTED_STATUSES, "422"]}},
+    }, {
         # A webhook URL the sender cannot parse is refused, 422 naming `url`: its pattern
         # says all it can (labels, IPv4 addresses, ports), but not an xn-- label's punycode.
         "include-name": ["POST /v1/webhooks/endpoints",
