@@ -133,9 +133,11 @@ class Endpoints:
             row = await session.get(WebhookEndpointRow, platform, with_for_update=True)
             if row is None:
                 return None
+            before = (row.url, row.enabled)
             row.url = url if url is not None else row.url
             row.enabled = enabled if enabled is not None else row.enabled
-            row.updated_at = datetime.now(UTC)
+            if (row.url, row.enabled) != before:  # updated_at says when it last changed
+                row.updated_at = datetime.now(UTC)
             await session.flush()
             return Endpoint.model_validate(row)
 

@@ -57,6 +57,11 @@ class TestEndpoints:
                                     json={"url": "http://127.0.0.1:9/x", "enabled": False})
         assert (changed.json()["url"], changed.json()["enabled"]) == (
             "http://127.0.0.1:9/x", False)
+        # updated_at says when it last changed: a change of nothing leaves it.
+        for nothing in ({}, {"enabled": False}, {"url": "http://127.0.0.1:9/x"}):
+            same = await admin.patch("/v1/webhooks/endpoints/desk", json=nothing)
+            assert same.status_code == 200, same.text
+            assert same.json()["updated_at"] == changed.json()["updated_at"]
         rotated = (await admin.post("/v1/webhooks/endpoints/desk/secret")).json()
         assert rotated["secret"].startswith("whsec_") and rotated["secret"] != secret
         engine = db.engine(database_url)
