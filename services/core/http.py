@@ -273,15 +273,16 @@ def _unreadable_body(error: HTTPException) -> str | None:
 
 
 _NOT_UTF8 = ("the body is not UTF-8 text (it starts as UTF-16 or UTF-32 do: a zero byte"
-             f" among its first four, or a UTF-16 byte order mark); {_SEND_JSON}")
+             f" among its first two, or a UTF-16 byte order mark); {_SEND_JSON}")
 
 
 def _utf16_or_32(first: bytes) -> bool:
     """A text in UTF-16 or UTF-32 (with or without a byte order mark), as Python's JSON
-    reader tells them apart: a JSON or YAML text starts with an ASCII character, so a
-    zero byte among its first four, or a UTF-16 mark, is another encoding. A UTF-8 mark
-    is let through (RFC 8259 lets a reader ignore it)."""
-    return first[:2] in (b"\xff\xfe", b"\xfe\xff") or b"\x00" in first[:4]
+    reader tells them apart (json.detect_encoding): a UTF-16 or UTF-32 mark, or a zero
+    byte among the first two. A UTF-8 mark is let through (RFC 8259 lets a reader ignore
+    it), and so is a lone NUL or one further in, which the JSON or YAML reader refuses
+    with where it is."""
+    return first[:2] in (b"\xff\xfe", b"\xfe\xff") or (len(first) >= 2 and 0 in first[:2])
 
 
 async def _not_utf8(_request: Request, _error: Exception) -> JSONResponse:

@@ -113,6 +113,15 @@ async def test_the_check_holds_whatever_the_content_type_says(
     assert (status, answer["field"]) == (400, "body")
 
 
+@pytest.mark.parametrize("body", [b"\x00", b"ab\x00", b"version: x\x00"])
+async def test_a_nul_that_is_no_encodings_mark_is_left_to_the_reader(body: bytes) -> None:
+    """A lone NUL, or one past the first two bytes, is not UTF-16 or UTF-32 to Python's
+    JSON reader either: the route's reader refuses it with where it is (the YAML
+    loader's 422 names the line), not this check."""
+    assert await post([body], method="PUT", path="/file",
+                      content_type=b"application/yaml") == (200, {"characters": len(body)})
+
+
 @pytest.mark.parametrize("content_type", [b"application/yaml", b"application/json"])
 async def test_a_yaml_upload_in_utf16_is_a_400_not_a_500(content_type: bytes) -> None:
     """A route that reads its body itself (a configuration upload) meets the refusal as
