@@ -12,7 +12,7 @@ import typer
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.core import access, credentials_api, db, migrate
+from services.core import access, credentials_api, db, migrate, request_bodies
 from services.core.config_files import ConfigError
 from services.core.credentials import Credentials
 from services.core.settings import Settings, from_environment
@@ -54,7 +54,7 @@ def issue(
     except ValidationError as exc:
         for problem in exc.errors(include_input=False, include_url=False):
             where = ".".join(str(part) for part in problem["loc"]) or "options"
-            typer.echo(f"{where}: {problem['msg'].removeprefix('Value error, ')}", err=True)
+            typer.echo(f"{where}: {request_bodies.message_of(problem)}", err=True)
         raise typer.Exit(2) from exc
 
     async def run() -> str:

@@ -16,7 +16,15 @@ from pydantic import AfterValidator, AwareDatetime, BeforeValidator, WithJsonSch
 from starlette.exceptions import HTTPException
 from starlette.routing import Match, Route
 
-from services.core import auth, config_files, db, http_answers, http_docs, moments
+from services.core import (
+    auth,
+    config_files,
+    db,
+    http_answers,
+    http_docs,
+    moments,
+    request_bodies,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -56,9 +64,7 @@ def _problem(detail: Mapping[str, Any]) -> str:
                     f" {context['actual_length']}")
         least = context["min_length"]
         return f"Text should have at least {least} character{'s' if least != 1 else ''}"
-    # Our own checks' messages (ValueError) say what was wrong and what is accepted;
-    # pydantic's "Value error, " before them says nothing.
-    return str(detail["msg"]).removeprefix("Value error, ")
+    return request_bodies.message_of(detail)
 
 
 def _not_a_number(value: object) -> object:

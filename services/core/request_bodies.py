@@ -5,6 +5,7 @@ in a 1 MiB body cost the event loop 448 ms, and an answer of megabytes)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, model_validator
@@ -37,3 +38,10 @@ def at_most_entries(most: int) -> BeforeValidator:
 
 def _too_many(count: int, most: int, what: str) -> str:
     return f"at most {most} {what}, not {count}"
+
+
+def message_of(problem: Mapping[str, Any]) -> str:
+    """A pydantic problem's message as we show it: our own checks' messages (a
+    ValueError's) say what was wrong and what is accepted, and pydantic's "Value error, "
+    before them says nothing."""
+    return str(problem["msg"]).removeprefix("Value error, ")

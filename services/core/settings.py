@@ -12,7 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from services.core import durations, groups
+from services.core import durations, groups, request_bodies
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_ROUTER_PORT = 8080
@@ -274,7 +274,7 @@ def from_environment() -> Settings:
 
 def _problem(detail: Any) -> str:
     location = ".".join(str(part) for part in detail["loc"])
-    message = str(detail["msg"]).removeprefix("Value error, ")
+    message = request_bodies.message_of(detail)
     if detail["type"] == "path_not_file":
         message += ": give the path of a file this process can read"
     return f"{location.upper()}: {message}" if location else message

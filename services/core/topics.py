@@ -32,6 +32,8 @@ RETENTION_DAYS = {
 DEPARTMENT_LANE_RETENTION_DAYS = 14  # dept.<department>.<lane>: routed tickets
 
 DEPARTMENT_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+# DEPARTMENT_NAME in words, for the errors that refuse a name (segments' names too).
+NAME_RULE = "lower-case letters, digits, '_' or '-', starting with a letter, at most 63 characters"
 DEPARTMENT_QUEUE_PREFIX = "dept."
 
 # The lanes of a department queue, one topic each: `dept.<d>.high`, `dept.<d>` (normal,
@@ -69,8 +71,7 @@ def department_queue(department: str) -> str:
     """The Kafka topic a department reads its tickets from."""
     if not DEPARTMENT_NAME.fullmatch(department):
         raise ValueError(
-            f"department name {department!r} is not valid: use lower-case letters, digits,"
-            " '_' or '-', starting with a letter, at most 63 characters"
+            f"department name {department!r} is not valid: use {NAME_RULE}"
         )
     return f"{DEPARTMENT_QUEUE_PREFIX}{department}"
 

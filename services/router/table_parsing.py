@@ -135,8 +135,7 @@ def _parse_route(entry: Any, position: int, source: str,
     if not isinstance(segment, str) or not topics.DEPARTMENT_NAME.fullmatch(segment):
         raise ConfigError(source, line, str(segment or label),
                           "segment must be a segment name, as segment rules give them:"
-                          " lower-case letters, digits, '_' or '-', starting with a letter,"
-                          " at most 63 characters")
+                          f" {topics.NAME_RULE}")
     if not isinstance(department, str):
         raise ConfigError(source, line, segment, "department must be a department name")
     references.append((department, line, segment))

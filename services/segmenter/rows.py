@@ -267,7 +267,7 @@ def _reason(errors: list[ErrorDetails]) -> str:
     missing, invalid, extra = [], [], []
     for error in errors:
         if not error["loc"]:  # about the row whole (request_bodies: too many fields)
-            return str(error["msg"]).removeprefix("Value error, ")
+            return request_bodies.message_of(error)
         field = str(error["loc"][0])
         if error["type"] == "extra_forbidden":
             extra.append(field)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from services.core import conditions, config_files, tickets
+from services.core import conditions, config_files, tickets, topics
 from services.core.config_files import (
     ConfigError,
     key_line,
@@ -62,9 +62,8 @@ def parse_document(document: Mapping[str, Any], *, source: str, version: str,
                           " ticket is left unclaimed")
     if not isinstance(default, str) or not rules.SEGMENT_NAME.fullmatch(default):
         raise ConfigError(source, key_line(document, "default_segment"), "default_segment",
-                          "default_segment must be a segment name: lower-case letters,"
-                          " digits, '_' or '-', starting with a letter, at most 63"
-                          f" characters, not {_shown(default)}")
+                          f"default_segment must be a segment name: {topics.NAME_RULE},"
+                          f" not {_shown(default)}")
     protected = document.get("protected_attributes", list(rules.DEFAULT_PROTECTED))
     if not isinstance(protected, list) or not all(isinstance(p, str) for p in protected):
         raise ConfigError(source, key_line(document, "protected_attributes"),
