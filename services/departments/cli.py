@@ -16,10 +16,10 @@ import pydantic
 import typer
 from aiokafka.errors import KafkaError
 
-from services.core import durations, topics
+from services.core import durations, tickets, topics
 from services.core.settings import Settings
 from services.departments import queue, retries
-from services.router import intake_policy, priority
+from services.router import intake_policy, lane_copies, priority
 
 app = typer.Typer(help="Read a department's ticket queue and report what was done (API_TOKEN:"
                        " your department's credential).",
@@ -70,27 +70,31 @@ def read(
 
     aging_step = None if aging is None else _aging(aging)
 
-    _ensure_may_read(department)  # before asking for any Kafka password
+    router_url, token = _ensure_may_read(department)  # before asking for a Kafka password
     settings = _kafka_settings(kafka_user)
 
-    def report_skipped(skipped: queue.Unreadable) -> None:
+    def report_skipped(skipped: queue.Unreadable | queue.LeftBehind) -> None:
+        reason = skipped.reason if isinstance(skipped, queue.Unreadable) \
+            else f"ticket {skipped.ticket_id} {_LEFT_BEHIND[skipped.state]}"
         typer.echo(f"skipped {skipped.topic} partition {skipped.partition} offset"
-                   f" {skipped.offset}: {skipped.reason}", err=True)
+                   f" {skipped.offset}: {reason}", err=True)
+
+    def report_unanswered(unanswered: queue.Unanswered) -> None:
+        typer.echo(f"given out: ticket {unanswered.ticket_id} may have left the queue,"
+                   f" the router could not say ({unanswered.problem})", err=True)
 
     async def run() -> int:
         count = 0
-        async for ticket in queue.read_queue(settings, department, max_tickets=max_tickets,
-                                             wait_seconds=wait, aging=aging_step,
-                                             on_unreadable=report_skipped):
-            count += 1
-            if as_json:
-                typer.echo(ticket.model_dump_json())
-            else:
-                typer.echo(f"{ticket.ticket_id}  priority={ticket.routing.priority}"
-                           f"  segment={ticket.segmentation.segment}"
-                           f"  kind={ticket.kind or '-'}  channel={ticket.channel}"
-                           f"  received={ticket.received_at:%Y-%m-%d %H:%M:%S}"
-                           f"  subject={ticket.subject!r}")
+        async with httpx.AsyncClient(base_url=router_url, timeout=10.0,
+                                     headers={"Authorization": f"Bearer {token}"}) as router:
+            async for ticket in queue.read_queue(
+                    settings, department, max_tickets=max_tickets, wait_seconds=wait,
+                    aging=aging_step, on_unreadable=report_skipped,
+                    state_of=queue.router_says(router, department,
+                                               on_unanswered=report_unanswered),
+                    on_left_behind=report_skipped):
+                count += 1
+                _print(ticket, as_json=as_json)
         return count
 
     try:
@@ -102,6 +106,25 @@ def read(
         typer.echo(f"no tickets waiting for {department}", err=True)
 
 
+# Why a copy on a lane was skipped, as the router says (queue.LeftBehind).
+_LEFT_BEHIND = {
+    lane_copies.CopyState.RESOLVED: "resolved since it was queued",
+    lane_copies.CopyState.HANDED_ON: "handed on to another department since it was queued",
+    lane_copies.CopyState.QUEUED_AGAIN: "queued again since: its newer copy comes later",
+}
+
+
+def _print(ticket: tickets.RoutedTicket, *, as_json: bool) -> None:
+    if as_json:
+        typer.echo(ticket.model_dump_json())
+    else:
+        typer.echo(f"{ticket.ticket_id}  priority={ticket.routing.priority}"
+                   f"  segment={ticket.segmentation.segment}"
+                   f"  kind={ticket.kind or '-'}  channel={ticket.channel}"
+                   f"  received={ticket.received_at:%Y-%m-%d %H:%M:%S}"
+                   f"  subject={ticket.subject!r}")
+
+
 def _aging(text: str) -> priority.Aging:
     if text.strip() == "off":
         return priority.Aging(step=None)
@@ -111,9 +134,10 @@ def _aging(text: str) -> priority.Aging:
         raise typer.BadParameter(f"{exc}, or 'off'", param_hint="--aging") from exc
 
 
-def _ensure_may_read(department: str) -> None:
+def _ensure_may_read(department: str) -> tuple[str, str]:
     """Refuse (exit 1) unless the router says API_TOKEN is `department`'s credential or an
-    admin's: the Kafka ACLs guard the lanes too, but not on a cluster without them."""
+    admin's: the Kafka ACLs guard the lanes too, but not on a cluster without them. The
+    router's URL and the token, to ask it about the copies read."""
     settings = _router_settings()
     if settings.api_token is None:
         _refuse(f"set API_TOKEN to the credential of {department} (or an admin's): the"
@@ -134,6 +158,7 @@ def _ensure_may_read(department: str) -> None:
         whose = f" of {holder.subject}" if holder.subject else ""
         _refuse(f"API_TOKEN is a {holder.role.value} credential{whose}; the queue of"
                 f" {department} is read only with {department}'s credential or an admin's")
+    return settings.router_url, settings.api_token.get_secret_value()
 
 
 def _refuse(message: str) -> NoReturn:

@@ -2,7 +2,9 @@
 
 Departments that do not use this library can read their lane topics (`dept.<department>`
 and `dept.<department>.high` / `.low`) with any Kafka client (binary-mode CloudEvents,
-JSON data) and post their reports over HTTP. Each ticket's `routing` says what ordering
+JSON data), ask the router whether a copy is still where its ticket waits (`router_says`:
+a lane keeps the copies of tickets resolved or handed on since), and post their reports
+over HTTP. Each ticket's `routing` says what ordering
 the lanes needs: `priority`, `routed_at` and `priority_aging_seconds` (the routing
 table's aging when routed), from which `priority.effective_priority` follows.
 """
@@ -28,7 +30,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError
 from services.core import credentials_api, envelope, faults, kafka, tickets, topics
 from services.core.settings import Settings
 from services.departments import fetching, retries
-from services.router import priority
+from services.router import lane_copies, priority
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
@@ -48,6 +50,24 @@ def _log_unreadable(skipped: Unreadable) -> None:
     logger.warning("unreadable record skipped", extra={
         "topic": skipped.topic, "partition": skipped.partition, "offset": skipped.offset,
         "reason": skipped.reason})
+
+
+@dataclass(frozen=True)
+class LeftBehind:
+    """A copy of a ticket on a lane that the ticket has left (resolved, handed on, or
+    queued again later in the lanes): skipped, committed past."""
+
+    topic: str
+    partition: int
+    offset: int
+    ticket_id: str
+    state: lane_copies.CopyState
+
+
+def _log_left_behind(skipped: LeftBehind) -> None:
+    logger.info("copy left behind skipped", extra={
+        "topic": skipped.topic, "partition": skipped.partition, "offset": skipped.offset,
+        "ticket_id": skipped.ticket_id, "state": skipped.state.value})
 
 
 class UnusableAging(ValueError):
@@ -100,6 +120,8 @@ async def read_queue(
     settings: Settings, department: str, *, max_tickets: int, wait_seconds: float,
     aging: priority.Aging | None = None,
     on_unreadable: Callable[[Unreadable], None] = _log_unreadable,
+    state_of: Callable[[tickets.RoutedTicket], Awaitable[lane_copies.CopyState]] | None = None,
+    on_left_behind: Callable[[LeftBehind], None] = _log_left_behind,
 ) -> AsyncIterator[tickets.RoutedTicket]:
     """Yield up to `max_tickets` waiting tickets, the highest effective priority first
     (a ticket's priority rises while it waits, so none starves); each is committed once
@@ -107,7 +129,10 @@ async def read_queue(
     `priority_aging` when it was routed); `aging`, when given, overrides that for all.
     A record that is not a routed ticket, or whose aging no ticket can be aged by, or
     that the Kafka client cannot read at all (fetching.py), is handed to `on_unreadable`
-    (by default: logged) and committed past, in its turn.
+    (by default: logged) and committed past, in its turn. With `state_of` (the router's
+    word on a copy: `router_says`), a copy the ticket has left (resolved, handed on,
+    queued again later) is handed to `on_left_behind` (by default: logged) and committed
+    past, in its turn, instead of being given out.
 
     Reading as the group `department.<department>` over the department's priority lanes,
     a later read continues where this one stopped, and agents of one department share
@@ -194,6 +219,16 @@ async def read_queue(
                 return
             record, chosen = waiting[lane].popleft()
             assert isinstance(chosen, Waiting)
+            if state_of is not None:
+                state = await state_of(chosen.ticket)
+                if _partition_of(record) not in consumer.assignment():
+                    continue  # taken away meanwhile: its new reader has it
+                if state is not lane_copies.CopyState.WAITING:
+                    on_left_behind(LeftBehind(record.topic, record.partition, record.offset,
+                                              chosen.ticket.ticket_id, state))
+                    give(record)
+                    await commit({_partition_of(record): record.offset + 1})
+                    continue
             give(record)
             held[_partition_of(record)] = record.offset + 1
             yield chosen.ticket
@@ -228,6 +263,45 @@ def holder(router_url: str, token: str, *, timeout: float = 10.0) -> credentials
                          timeout=timeout)
     response.raise_for_status()
     return credentials_api.Holder.model_validate(response.json())
+
+
+class Unanswered(NamedTuple):
+    """The router could not say whether a copy is still waiting: it is given out."""
+
+    ticket_id: str
+    problem: str
+
+
+def router_says(client: httpx.AsyncClient, department: str, *,
+                on_unanswered: Callable[[Unanswered], None]
+                ) -> Callable[[tickets.RoutedTicket], Awaitable[lane_copies.CopyState]]:
+    """`read_queue`'s `state_of`: the router's word on a copy of a ticket on
+    `department`'s lanes (`GET /v1/tickets/{id}/lane-copy`), asked by `client` (the
+    router's URL and the credential). A ticket the router does not know in the department
+    (404: it may not have recorded the hand-over yet), or no answer (unreachable, an
+    error; told to `on_unanswered`), is waiting: the department may see a ticket left
+    behind, never lose one."""
+
+    async def state_of(ticket: tickets.RoutedTicket) -> lane_copies.CopyState:
+        try:
+            response = await client.get(
+                f"/v1/tickets/{ticket.ticket_id}/lane-copy",
+                params={"department": department,
+                        "routed_at": ticket.routing.routed_at.isoformat()})
+            if response.status_code == 404:
+                return lane_copies.CopyState.WAITING
+            response.raise_for_status()
+            return lane_copies.CopyState(response.json()["state"])
+        except httpx.HTTPStatusError as error:
+            problem = f"the router answered {error.response.status_code}"
+        except httpx.HTTPError as error:
+            problem = f"router unreachable: {error!r}"
+        except (ValueError, KeyError, TypeError):
+            problem = "the router answered something else than a copy's state"
+        on_unanswered(Unanswered(ticket.ticket_id, problem))
+        return lane_copies.CopyState.WAITING
+
+    return state_of
 
 
 def report(router_url: str, ticket_id: str, kind: str, *, department: str | None,

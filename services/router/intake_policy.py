@@ -250,6 +250,12 @@ def arrived_at(trace: Iterable[Mapping[str, Any]], department: str) -> datetime 
     return times[-1] if times else None
 
 
+def queued_after(trace: Iterable[Mapping[str, Any]], moment: datetime) -> list[str]:
+    """The departments whose queue the ticket joined after `moment` (routed there, or
+    handed there from another department), in order, from its trace."""
+    return [to for at, to, source in _arrivals(trace) if at > moment and to != source]
+
+
 def held_at(trace: Iterable[Mapping[str, Any]], moment: datetime) -> str | None:
     """Which department held the ticket at `moment`, from its trace: the last it came
     to by then (before its routing: the first); None if the trace does not say. As the

@@ -4,14 +4,14 @@ changes."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import JSONResponse
-from pydantic import Field, field_validator
+from pydantic import AwareDatetime, BaseModel, Field, field_validator
 
 from services.core import auth, request_bodies, tickets, topics
-from services.router import bootstrap, service, service_clocks
+from services.router import bootstrap, lane_copies, service, service_clocks
 from services.router.intake import RATE_LIMITED, UNAVAILABLE, TicketId, refused
 
 api = APIRouter(prefix="/v1/tickets", tags=["tickets"])
@@ -56,6 +56,43 @@ async def ticket_state(ticket_id: TicketId, router: bootstrap.RouterContext,
         "first_response_at": _iso(row.first_response_at), "escalated": row.escalated,
         **_clocks(row.service_clocks), "trace": row.trace,
     }
+
+
+class LaneCopy(BaseModel):
+    ticket_id: str
+    department: str
+    state: lane_copies.CopyState = Field(description=(
+        "`waiting`: the ticket waits there, as far as the router knows; `resolved`: it"
+        " waits nowhere; `handed_on`: it joined another department's queue since;"
+        " `queued_again`: it came back since, and its newer copy comes later in the"
+        " department's lanes"))
+
+
+@api.get("/{ticket_id}/lane-copy", response_model=LaneCopy, responses={404: {
+    "description": "no such ticket routed to `department`, as far as the router knows"
+                   " (it may not have recorded a hand-over being published yet)"}})
+async def lane_copy(
+    ticket_id: TicketId, router: bootstrap.RouterContext,
+    principal: auth.DepartmentOrAdmin,
+    department: Annotated[str, Query(pattern=topics.DEPARTMENT_NAME.pattern,
+                                     description="The department whose lane has the copy")],
+    routed_at: Annotated[AwareDatetime, Query(
+        description="The copy's `routing.routed_at`, with its offset")],
+) -> LaneCopy:
+    """Whether a copy of the ticket on a department's lane is still where the ticket
+    waits: a lane keeps every copy written to it, also of a ticket resolved or handed on
+    since (for the department whose lane it is, or an admin)."""
+    auth.ensure_may_act_for(principal, department)
+    row = await router.routed.get(ticket_id)
+    if row is None or not lane_copies.ever_queued_for(row.trace, department):
+        raise HTTPException(404, detail={
+            "error": "not_found",
+            "detail": f"no ticket {ticket_id!r} routed to {department}, as far as the"
+                      " router knows"})
+    return LaneCopy(ticket_id=ticket_id, department=department,
+                    state=lane_copies.state_of_copy(status=row.status, trace=row.trace,
+                                                    department=department,
+                                                    routed_at=routed_at))
 
 
 def _clocks(stored: dict[str, Any] | None) -> dict[str, Any]:

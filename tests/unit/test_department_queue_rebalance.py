@@ -4,7 +4,8 @@ joined or left): what it commits, and that it never gives a ticket out twice. Th
 interleavings (the rebalance during the yield; the commit the group refuses; another
 agent's commit meanwhile) cannot be timed on a real broker, so a scripted consumer
 stands in for aiokafka's here; the read with a real rebalance on a real broker is
-tests/integration/test_department_queue.py."""
+tests/integration/test_department_queue.py. Also the copies a read skips because their
+ticket left them (the router says so), in the same interleavings."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from aiokafka.errors import CommitFailedError
 from services.core import envelope, kafka, tickets
 from services.core.settings import Settings
 from services.departments import queue
-from services.router import priority
+from services.router import lane_copies, priority
 
 DEPARTMENT = "care"
 NORMAL = priority.lane_topics(DEPARTMENT)[1]
@@ -140,3 +141,38 @@ class TestAPartitionTakenAwayWhileATicketIsGivenOut:
 
         assert given == ["t-0"]
         assert consumer.committed == 3
+
+
+class TestCopiesTheTicketLeft:
+    """With the router's word on each copy (`state_of`), a copy whose ticket was
+    resolved, handed on or queued again since is skipped and committed past."""
+
+    async def test_a_copy_left_behind_is_skipped_reported_and_committed_past(
+            self, consumer: ScriptedConsumer) -> None:
+        states = {"t-1": lane_copies.CopyState.RESOLVED}
+
+        async def state_of(ticket: tickets.RoutedTicket) -> lane_copies.CopyState:
+            return states.get(ticket.ticket_id, lane_copies.CopyState.WAITING)
+
+        left: list[queue.LeftBehind] = []
+        given = [ticket.ticket_id async for ticket in queue.read_queue(
+            Settings(), DEPARTMENT, max_tickets=10, wait_seconds=0.01, state_of=state_of,
+            on_left_behind=left.append)]
+
+        assert given == ["t-0", "t-2"]
+        assert left == [queue.LeftBehind(NORMAL, 0, 1, "t-1",
+                                         lane_copies.CopyState.RESOLVED)]
+        assert consumer.committed == 3
+
+    async def test_a_copy_whose_partition_is_taken_away_while_asked_about_is_not_given(
+            self, consumer: ScriptedConsumer) -> None:
+        async def state_of(ticket: tickets.RoutedTicket) -> lane_copies.CopyState:
+            if ticket.ticket_id == "t-1":
+                await consumer.rebalance(back=False)  # another agent joined meanwhile
+            return lane_copies.CopyState.WAITING
+
+        given = [ticket.ticket_id async for ticket in queue.read_queue(
+            Settings(), DEPARTMENT, max_tickets=10, wait_seconds=0.01, state_of=state_of)]
+
+        assert given == ["t-0"]
+        assert consumer.committed == 1  # its new reader starts at t-1

@@ -16,6 +16,7 @@ OWN, OTHER = "public_sector", "business_desk"  # the department tokens' departme
 ACCESS: dict[tuple[str, str, str], set[str]] = {
     ("router", "POST", "/v1/tickets"): {PLATFORM},
     ("router", "GET", "/v1/tickets/{ticket_id}"): STAFF,
+    ("router", "GET", "/v1/tickets/{ticket_id}/lane-copy"): STAFF,
     ("router", "POST", "/v1/tickets/{ticket_id}/events"): STAFF,
     ("router", "POST", "/v1/tickets/{ticket_id}/transfer"): STAFF,
     ("router", "POST", "/v1/tickets/{ticket_id}/priority"): STAFF,
@@ -79,7 +80,13 @@ async def call(pipeline: Pipeline, service: str, method: str, path: str, ticket_
                headers: dict[str, str]) -> httpx.Response:
     async with httpx.AsyncClient(base_url=pipeline.url(service), timeout=30) as client:
         # No body: admitted calls then fail validation (422) rather than change anything.
-        return await client.request(method, concrete(path, ticket_id), headers=headers)
+        return await client.request(method, concrete(path, ticket_id), headers=headers,
+                                    params=QUERIES.get((service, method, path)))
+
+
+# The query an endpoint takes besides its path, about OWN's ticket.
+QUERIES = {("router", "GET", "/v1/tickets/{ticket_id}/lane-copy"): {
+    "department": OWN, "routed_at": "2026-01-01T00:00:00+00:00"}}
 
 
 ENTRIES = sorted(ACCESS)

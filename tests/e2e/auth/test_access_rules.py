@@ -23,6 +23,7 @@ from tests.e2e.auth.access import (
     ENTRIES,
     GUARDED,
     OTHER,
+    QUERIES,
     ROLES,
     call,
     concrete,
@@ -110,5 +111,6 @@ class TestRoles:
                 }.get(f"{method} {path}")
         async with httpx.AsyncClient(base_url=secured.url(service), timeout=10) as client:
             answer = await client.request(method, concrete(path, routed_ticket), json=body,
-                                          headers=role_headers(secured, DEPARTMENT, OTHER))
+                                          headers=role_headers(secured, DEPARTMENT, OTHER),
+                                          params=QUERIES.get(entry))
         assert answer.status_code == 403, answer.text
