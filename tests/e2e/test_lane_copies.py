@@ -21,17 +21,22 @@ import pytest
 from services.router import lane_copies
 from tests.conftest import Pipeline, demo_pipeline, department_lanes, read_topic, unique
 
-# Unknown customers are potential customers, routed to home_desk; away_desk takes
-# transfers. Both are this module's alone.
+# This module's tickets (an attribute of their own) go to home_desk; away_desk takes
+# transfers. Any other ticket on the session's broker (other tests write to the
+# pipeline's topics) goes elsewhere.
 TABLE = """
 version: lane-copies-1
-fallback_department: home_desk
+fallback_department: elsewhere_desk
 defaults: {priority: 3, first_response_target: 1d}
 routes:
-  - {segment: potential, department: home_desk}
+  - segment: potential
+    department: elsewhere_desk
+    refinements:
+      - {name: this-module, when: '"lane_copies" in ticket.attributes', department: home_desk}
 departments:
   home_desk: {}
   away_desk: {}
+  elsewhere_desk: {}
 """
 HOME, AWAY = "home_desk", "away_desk"
 
@@ -59,7 +64,8 @@ class Desk:
     async def routed_home(self) -> str:
         answer = await self.client.post("/v1/tickets", json={
             "customer_id": unique("prospect"), "subject": "s", "body": "b",
-            "channel": "web"}, headers=self.pipeline.headers())
+            "channel": "web", "attributes": {"lane_copies": True}},
+            headers=self.pipeline.headers())
         assert answer.status_code == 202, answer.text
         ticket_id: str = answer.json()["ticket_id"]
         await self.copies(ticket_id, HOME, count=1)
