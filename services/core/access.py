@@ -23,6 +23,9 @@ from dataclasses import dataclass
 PREFIX = "rt"
 ID_BYTES = 6
 SECRET_BYTES = 32
+# The longest subject (a platform's or a department's name): a department's credential
+# names any department, so never shorter than topics.MAX_NAME.
+MAX_SUBJECT = 63
 
 
 class Role(enum.StrEnum):

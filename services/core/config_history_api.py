@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from pydantic import BaseModel, Field
 
-from services.core import access, auth, config_files, config_store, http, request_bodies
+from services.core import access, auth, config_files, config_store, http, request_bodies, versions
 from services.core.live_config import LiveConfig
 
 # A version id as the store holds it (a 32-bit integer column on PostgreSQL).
@@ -20,10 +20,10 @@ LARGEST_ID = 2**31 - 1
 VersionId = Annotated[int, Path(ge=1, le=LARGEST_ID)]
 # One line of text for people, with no control characters.
 COMMENT_PATTERN = r"^[^\x00-\x1f\x7f]*$"
-Comment = Annotated[str, Field(max_length=config_store.COMMENT_LENGTH,
+Comment = Annotated[str, Field(max_length=versions.MAX_COMMENT,
                                pattern=COMMENT_PATTERN,
                                description="why: kept with the version, for good")]
-CommentQuery = Annotated[str, Query(max_length=config_store.COMMENT_LENGTH,
+CommentQuery = Annotated[str, Query(max_length=versions.MAX_COMMENT,
                                     pattern=COMMENT_PATTERN,
                                     description="why: kept with the version, for good")]
 

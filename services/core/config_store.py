@@ -18,13 +18,12 @@ from datetime import UTC, datetime
 from sqlalchemy import Select, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.core import versions
 from services.core.fleet_models import ConfigVersionRow
 
 SEGMENT_RULES = "segment_rules"
 ROUTING_TABLE = "routing_table"
 KINDS = (SEGMENT_RULES, ROUTING_TABLE)
-COMMENT_LENGTH = 500
-AUTHOR_LENGTH = 200
 
 
 @dataclass(frozen=True)
@@ -139,9 +138,10 @@ class ConfigVersions:
                 ConfigVersionRow.kind == self.kind, ConfigVersionRow.in_force)
                 .values(in_force=False))
             row = ConfigVersionRow(
-                kind=self.kind, version=candidate.version[:200], text=candidate.text,
-                sha256=digest, author=candidate.author[:AUTHOR_LENGTH],
-                comment=candidate.comment[:COMMENT_LENGTH], created_at=datetime.now(UTC),
+                kind=self.kind, version=candidate.version[:versions.MAX_VERSION],
+                text=candidate.text, sha256=digest,
+                author=candidate.author[:versions.MAX_AUTHOR],
+                comment=candidate.comment[:versions.MAX_COMMENT], created_at=datetime.now(UTC),
                 in_force=True)
             session.add(row)
             await session.flush()

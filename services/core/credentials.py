@@ -29,13 +29,16 @@ from services.core.db import Base
 _NOT_CACHED = object()  # a credential not in the cache (None: cached as unknown)
 
 
+MAX_LABEL = 200  # what a credential is for, in words
+
+
 class CredentialRow(Base):
     __tablename__ = "credentials"
 
     credential_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     role: Mapped[str] = mapped_column(String(16))
-    subject: Mapped[str | None] = mapped_column(String(63), index=True)
-    label: Mapped[str] = mapped_column(String(200))
+    subject: Mapped[str | None] = mapped_column(String(access.MAX_SUBJECT), index=True)
+    label: Mapped[str] = mapped_column(String(MAX_LABEL))
     secret_hash: Mapped[str] = mapped_column(String(64))
     rate_limit: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(db.UtcDateTime())

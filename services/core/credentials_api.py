@@ -15,10 +15,19 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic.config import JsonDict
 
-from services.core import access, auth, http, request_bodies, service_context, settings, tickets
+from services.core import (
+    access,
+    auth,
+    credentials,
+    http,
+    request_bodies,
+    service_context,
+    settings,
+    tickets,
+)
 from services.core.credentials import Credential, Credentials
 
-SUBJECT = r"^[a-z0-9][a-z0-9._-]{0,62}$"
+SUBJECT = f"^[a-z0-9][a-z0-9._-]{{0,{access.MAX_SUBJECT - 1}}}$"
 # One rate, in the part of the `limits` grammar (`settings.check_rate`) that people write:
 # a schema violation rather than a refusal the schema does not tell.
 RATE = (r"^[1-9][0-9]{0,8} ?(/|per) ?([1-9][0-9]{0,8} ?)?"
@@ -76,7 +85,7 @@ class CredentialRequest(request_bodies.RequestBody):
     subject: str | None = Field(
         default=None, pattern=SUBJECT, validate_default=True,
         description="The platform's or the department's name; none for admins")
-    label: tickets.Text = Field(default="", max_length=200,
+    label: tickets.Text = Field(default="", max_length=credentials.MAX_LABEL,
                        description="What it is for, e.g. 'zendesk production, 2026-11'")
     rate_limit: str | None = Field(
         default=None, pattern=RATE,

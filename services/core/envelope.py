@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from services.core import moments
+from services.core import identifiers, moments
 
 SPEC_VERSION = "1.0"
 CONTENT_TYPE = "application/json"
@@ -160,8 +160,11 @@ def encode(topic: str, key: str, event: Event, *,
 
 # Bounds on the attributes we read: an id or name past them is not one of ours (and
 # would not fit the stores' columns).
-_MAX_ATTRIBUTE = {"ce_id": 64, "ce_ticketid": 128, "ce_correlationid": 256,
-                  "ce_subject": 256, "ce_type": 128, "ce_source": 256}
+MAX_EVENT_ID = 64
+MAX_CORRELATION_ID = 256
+_MAX_ATTRIBUTE = {"ce_id": MAX_EVENT_ID, "ce_ticketid": identifiers.MAX_LENGTH,
+                  "ce_correlationid": MAX_CORRELATION_ID, "ce_subject": 256, "ce_type": 128,
+                  "ce_source": 256}
 
 
 def _attributes(headers: Sequence[tuple[str, bytes]] | None) -> dict[str, str]:

@@ -69,6 +69,8 @@ WRITTEN_BY: dict[TicketEventType, str] = {
 
 
 ClockTarget = Literal["first_response", "next_response", "resolution"]
+# The longest reason a ticket went where it went (route, fallback, ..., transfer).
+MAX_ROUTING_REASON = 32
 # Escalation levels: 1 on a breach, 2 still unanswered later (second_escalation).
 ESCALATION_LEVELS = (1, 2)
 
@@ -90,7 +92,7 @@ class TicketEvent(BaseModel):
     segment: tickets.Name | None = None
     # Why the ticket went where it went: route, fallback, refinement, overflow,
     # after_hours, escalation or transfer (on routed, escalated and transferred events).
-    reason: Annotated[str, Field(max_length=32)] | None = None
+    reason: Annotated[str, Field(max_length=MAX_ROUTING_REASON)] | None = None
     from_department: tickets.Name | None = None  # escalated and transferred events
     priority: tickets.Priority | None = None
     first_response_deadline: AwareDatetime | None = None

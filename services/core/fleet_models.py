@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import Boolean, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from services.core import db
+from services.core import db, versions
 from services.core.db import Base
 
 
@@ -31,10 +31,12 @@ class ConfigVersionRow(Base):
 
     version_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     kind: Mapped[str] = mapped_column(String(32), index=True)  # segment_rules, routing_table
-    version: Mapped[str] = mapped_column(String(200))  # as the file names it, with its hash
+    # As the file names it, with its hash.
+    version: Mapped[str] = mapped_column(String(versions.MAX_VERSION))
     text: Mapped[str] = mapped_column(Text)
     sha256: Mapped[str] = mapped_column(String(64))
-    author: Mapped[str] = mapped_column(String(200))  # the credential (id and label)
-    comment: Mapped[str] = mapped_column(String(500), default="")
+    # The credential (id and label), or the file.
+    author: Mapped[str] = mapped_column(String(versions.MAX_AUTHOR))
+    comment: Mapped[str] = mapped_column(String(versions.MAX_COMMENT), default="")
     created_at: Mapped[datetime] = mapped_column(db.UtcDateTime())
     in_force: Mapped[bool] = mapped_column(Boolean, default=False)

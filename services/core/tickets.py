@@ -26,7 +26,7 @@ from pydantic import (
     WithJsonSchema,
 )
 
-from services.core import durations, envelope, request_bodies, tiers, topics, versions
+from services.core import durations, envelope, identifiers, request_bodies, tiers, topics, versions
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 _TWO_TO_63 = 2.0**63  # exactly a float: the numbers' bound, exclusive
@@ -101,19 +101,17 @@ MAX_REASON = 200
 Reason = Annotated[str, Field(min_length=1, max_length=MAX_REASON,
                               json_schema_extra={"pattern": NOT_ONLY_SPACES}),
                    AfterValidator(valid_text), AfterValidator(stated)]
-# A ticket's, a customer's or a key's id: 1-128 letters, digits and . _ : @ - (the
-# bodies' fields and the paths' parameters alike).
-IDENTIFIER_PATTERN = r"^[A-Za-z0-9._:@-]+$"
-MAX_IDENTIFIER = 128
-Identifier = Annotated[str, Field(min_length=1, max_length=MAX_IDENTIFIER,
-                                  pattern=IDENTIFIER_PATTERN)]
-# Department and segment names: also Kafka topic parts and database keys (63 characters).
+Identifier = Annotated[str, Field(min_length=1, max_length=identifiers.MAX_LENGTH,
+                                  pattern=identifiers.PATTERN)]
+# Department and segment names: also Kafka topic parts and database keys.
 Name = Annotated[str, Field(pattern=topics.DEPARTMENT_NAME.pattern)]
 # A ticket's priority: 1 the most urgent, 5 the least; one without is taken as the middle
 # one (the lane departments read by default).
 HIGHEST_PRIORITY, MIDDLE_PRIORITY, LOWEST_PRIORITY = 1, 3, 5
 Priority = Annotated[int, Field(ge=HIGHEST_PRIORITY, le=LOWEST_PRIORITY)]
-Platform = Annotated[Text, Field(min_length=1, max_length=128)]
+# The platform that posted a ticket (its credential's subject).
+MAX_PLATFORM = 128
+Platform = Annotated[Text, Field(min_length=1, max_length=MAX_PLATFORM)]
 AttributeName = Annotated[Text, Field(min_length=1, max_length=64)]
 AttributeValue = Annotated[str | int | float | bool, PlainValidator(_attribute_value)]
 

@@ -31,9 +31,13 @@ RETENTION_DAYS = {
 }
 DEPARTMENT_LANE_RETENTION_DAYS = 14  # dept.<department>.<lane>: routed tickets
 
-DEPARTMENT_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+# A department's or a segment's name: a part of Kafka topic and group names, and a key of
+# the stores' columns.
+MAX_NAME = 63
+DEPARTMENT_NAME = re.compile(f"^[a-z][a-z0-9_-]{{0,{MAX_NAME - 1}}}$")
 # DEPARTMENT_NAME in words, for the errors that refuse a name (segments' names too).
-NAME_RULE = "lower-case letters, digits, '_' or '-', starting with a letter, at most 63 characters"
+NAME_RULE = ("lower-case letters, digits, '_' or '-', starting with a letter, at most"
+             f" {MAX_NAME} characters")
 DEPARTMENT_QUEUE_PREFIX = "dept."
 
 # The lanes of a department queue, one topic each: `dept.<d>.high`, `dept.<d>` (normal,

@@ -9,6 +9,10 @@ import hashlib
 MAX_VERSION = 200
 _DIGEST = 12
 MAX_LABEL = MAX_VERSION - _DIGEST - 1
+# What a version kept in the store says besides its text: who put it in force (the
+# credential, or the file) and why.
+MAX_AUTHOR = 200
+MAX_COMMENT = 500
 
 
 def content_version(declared: object, text: str) -> str:

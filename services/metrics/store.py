@@ -27,7 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
-from services.core import db, retention, targets
+from services.core import db, events, identifiers, retention, targets, topics
 from services.core.db import Base
 from services.metrics.timeline import Assignment, Timeline, built
 
@@ -61,10 +61,10 @@ class TimelineRow(Base):
         Index("ix_ticket_timelines_routed_received", "routed_at", "received_at"),
     )
 
-    ticket_id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    department: Mapped[str | None] = mapped_column(String(63), index=True)
-    segment: Mapped[str | None] = mapped_column(String(63), index=True)
-    routing_reason: Mapped[str | None] = mapped_column(String(32))
+    ticket_id: Mapped[str] = mapped_column(String(identifiers.MAX_LENGTH), primary_key=True)
+    department: Mapped[str | None] = mapped_column(String(topics.MAX_NAME), index=True)
+    segment: Mapped[str | None] = mapped_column(String(topics.MAX_NAME), index=True)
+    routing_reason: Mapped[str | None] = mapped_column(String(events.MAX_ROUTING_REASON))
     received_at: Moment = mapped_column(db.UtcDateTime())
     segmented_at: Moment = mapped_column(db.UtcDateTime())
     routed_at: Moment = mapped_column(db.UtcDateTime())
@@ -75,7 +75,7 @@ class TimelineRow(Base):
     transferred_at: Moment = mapped_column(db.UtcDateTime())
     first_response_deadline: Moment = mapped_column(db.UtcDateTime(), index=True)
     target_outcome: Mapped[str | None] = mapped_column(String(8))
-    target_department: Mapped[str | None] = mapped_column(String(63))
+    target_department: Mapped[str | None] = mapped_column(String(topics.MAX_NAME))
     # [{kind, department, at, reason, from_department, counted}, ...] in time order.
     assignments: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
     observed: Mapped[str] = mapped_column(String(200), default="")

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import Counter
 from pydantic import BaseModel, Field
 
-from services.core import auth, events, http, request_bodies, tickets, topics
+from services.core import auth, events, http, identifiers, request_bodies, tickets, topics
 from services.core.settings import Settings
 from services.router import bootstrap, intake_policy, service
 
@@ -67,9 +67,10 @@ CorrelationId = Annotated[str | None, Header(
     alias="X-Correlation-ID", max_length=intake_policy.CORRELATION_ID_MAX_LENGTH,
     pattern=intake_policy.CORRELATION_ID_PATTERN,
     description="Carried by every record and callback of the ticket (default, and when"
-                " empty: its id): printable ASCII without spaces, up to 128 characters")]
-TicketId = Annotated[str, Path(min_length=1, max_length=tickets.MAX_IDENTIFIER,
-                               pattern=tickets.IDENTIFIER_PATTERN)]
+                " empty: its id): printable ASCII without spaces, up to"
+                f" {intake_policy.CORRELATION_ID_MAX_LENGTH} characters")]
+TicketId = Annotated[str, Path(min_length=1, max_length=identifiers.MAX_LENGTH,
+                               pattern=identifiers.PATTERN)]
 
 UNAVAILABLE: dict[int | str, dict[str, Any]] = {
     503: {"description": "Kafka did not acknowledge; retry after Retry-After"}}

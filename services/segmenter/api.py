@@ -8,13 +8,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
 
-from services.core import auth, service_context, tickets
+from services.core import auth, identifiers, service_context
 from services.segmenter import bootstrap, rules, service
 
 api = APIRouter(prefix="/v1", tags=["segments"], dependencies=auth.ADMIN_ONLY)
 
-CustomerId = Annotated[str, Path(min_length=1, max_length=tickets.MAX_IDENTIFIER,
-                                 pattern=tickets.IDENTIFIER_PATTERN)]
+CustomerId = Annotated[str, Path(min_length=1, max_length=identifiers.MAX_LENGTH,
+                                 pattern=identifiers.PATTERN)]
 
 
 async def get_segmenter(context: service_context.Context) -> bootstrap.Segmenter:

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import JSON, Date, ForeignKey, Numeric, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from services.core import db, tiers
+from services.core import db, identifiers, tiers
 from services.core.db import Base
 from services.segmenter.profiles import TEXT_LIMITS
 
@@ -17,7 +17,7 @@ from services.segmenter.profiles import TEXT_LIMITS
 class CustomerRow(Base):
     __tablename__ = "customers"
 
-    customer_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(identifiers.MAX_LENGTH), primary_key=True)
     customer_type: Mapped[str] = mapped_column(String(16))
     # Personal data: used for segmentation where rules allow, never logged.
     name: Mapped[str | None] = mapped_column(String(TEXT_LIMITS["name"]))

@@ -28,7 +28,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
-from services.core import moments, request_bodies, tickets
+from services.core import identifiers, moments, request_bodies, tickets
 from services.segmenter.profiles import MAX_CUSTOMER_ATTRIBUTES, TEXT_LIMITS, CustomerType
 
 Kind: TypeAlias = Literal["customers", "purchases"]
@@ -61,7 +61,7 @@ def _text(field: str) -> str:
 
 
 ACCEPTS = {
-    "customer_id": f"1-{tickets.MAX_IDENTIFIER} characters of letters, digits and . _ : @ -",
+    "customer_id": f"1-{identifiers.MAX_LENGTH} characters of letters, digits and . _ : @ -",
     "customer_type": "one of individual, organisation, government",
     "name": _text("name"),
     "email": _text("email"),

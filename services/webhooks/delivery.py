@@ -23,7 +23,7 @@ import httpx
 import standardwebhooks
 from prometheus_client import Counter, Gauge
 
-from services.webhooks import catalog, lookups, store
+from services.webhooks import catalog, lookups, models, store
 from services.webhooks.models import WebhookDeliveryRow
 
 logger = logging.getLogger(__name__)
@@ -210,7 +210,8 @@ async def send_callback(client: httpx.AsyncClient, url: str,
     except TimeoutError:
         return f"TimeoutError: no answer within {timeout_seconds:g} s"
     except httpx.HTTPError as exc:
-        return f"{type(exc).__name__}: {exc}"[:300] if str(exc) else type(exc).__name__
+        said = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        return said[:models.MAX_LAST_ERROR]
     except Exception as exc:
         # A request the sender cannot build or send (a URL registered before it was
         # checked, a header it cannot encode): this callback's failure alone. The class

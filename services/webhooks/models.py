@@ -7,8 +7,12 @@ from datetime import datetime
 from sqlalchemy import Boolean, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from services.core import db
+from services.core import access, db, identifiers
 from services.core.db import Base
+from services.webhooks import catalog
+
+# What a callback that failed keeps of why (its last attempt's error, cut to fit).
+MAX_LAST_ERROR = 300
 
 
 class WebhookEndpointRow(Base):
@@ -17,8 +21,8 @@ class WebhookEndpointRow(Base):
 
     __tablename__ = "webhook_endpoints"
 
-    platform: Mapped[str] = mapped_column(String(63), primary_key=True)
-    url: Mapped[str] = mapped_column(String(2048))
+    platform: Mapped[str] = mapped_column(String(access.MAX_SUBJECT), primary_key=True)
+    url: Mapped[str] = mapped_column(String(catalog.MAX_URL_LENGTH))
     secret: Mapped[str] = mapped_column(String(128))
     # The secret before the last rotation, still signing until `previous_secret_until`
     # (a second signature), so that receivers can switch without refusing anything.
@@ -43,13 +47,13 @@ class WebhookDeliveryRow(Base):
                       Index("ix_webhook_deliveries_status_delivery", "status", "delivery_id"))
 
     delivery_id: Mapped[str] = mapped_column(String(80), primary_key=True)
-    platform: Mapped[str] = mapped_column(String(63))
+    platform: Mapped[str] = mapped_column(String(access.MAX_SUBJECT))
     event_type: Mapped[str] = mapped_column(String(64))
-    ticket_id: Mapped[str] = mapped_column(String(128))
+    ticket_id: Mapped[str] = mapped_column(String(identifiers.MAX_LENGTH))
     body: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(db.UtcDateTime())
-    last_error: Mapped[str | None] = mapped_column(String(300))
+    last_error: Mapped[str | None] = mapped_column(String(MAX_LAST_ERROR))
     created_at: Mapped[datetime] = mapped_column(db.UtcDateTime())
     updated_at: Mapped[datetime] = mapped_column(db.UtcDateTime())

@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.core import db, retention
+from services.webhooks import models
 from services.webhooks.models import WebhookDeliveryRow, WebhookEndpointRow
 
 PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
@@ -248,7 +249,7 @@ class Deliveries:
                 .where(WebhookDeliveryRow.delivery_id == delivery_id,
                        WebhookDeliveryRow.status == PENDING)
                 .values(status=status, attempts=attempts, next_attempt_at=next_attempt_at,
-                        last_error=None if error is None else error[:300],
+                        last_error=None if error is None else error[:models.MAX_LAST_ERROR],
                         updated_at=datetime.now(UTC)))
 
     async def listed(self, status: str, *, platform: str | None = None, limit: int = 500

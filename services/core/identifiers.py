@@ -1,0 +1,8 @@
+"""A ticket's, a customer's or a key's id: 1-128 letters, digits and . _ : @ - (the
+bodies' fields, the paths' parameters, the records' `ticketid` attribute and the stores'
+columns alike)."""
+
+from __future__ import annotations
+
+PATTERN = r"^[A-Za-z0-9._:@-]+$"
+MAX_LENGTH = 128
