@@ -96,11 +96,16 @@ def stated(value: str) -> str:
     if not _SAYS_SOMETHING.search(value):
         raise ValueError("must say something: it holds only spaces")
     return value
+
+
+# Stated text's rule, as the schema says it and `stated` checks it: added to a text type,
+# `Annotated[Text, *SAYS_SOMETHING]`.
+SAYS_SOMETHING = (Field(json_schema_extra={"pattern": NOT_ONLY_SPACES}),
+                  AfterValidator(stated))
 # Why a person moved a ticket (a transfer, a priority change): kept in its trace.
 MAX_REASON = 200
-Reason = Annotated[str, Field(min_length=1, max_length=MAX_REASON,
-                              json_schema_extra={"pattern": NOT_ONLY_SPACES}),
-                   AfterValidator(valid_text), AfterValidator(stated)]
+Reason = Annotated[str, Field(min_length=1, max_length=MAX_REASON), AfterValidator(valid_text),
+                   *SAYS_SOMETHING]
 Identifier = Annotated[str, Field(min_length=1, max_length=identifiers.MAX_LENGTH,
                                   pattern=identifiers.PATTERN)]
 # Department and segment names: also Kafka topic parts and database keys.
@@ -151,13 +156,20 @@ class Kind(StrEnum):
     OTHER = "other"
 
 
+# A ticket's subject. A platform's new ticket's says something (the intake's
+# TicketSubmission adds SAYS_SOMETHING); a record's may be only spaces, as the intake
+# took before, so that such a ticket is still read.
+MAX_SUBJECT = 500
+Subject = Annotated[Text, Field(min_length=1, max_length=MAX_SUBJECT)]
+
+
 class TicketContent(BaseModel):
     """What a support platform says about a ticket."""
 
     model_config = ConfigDict(frozen=True, extra="ignore", use_enum_values=True)
 
     customer_id: Identifier
-    subject: Annotated[Text, Field(min_length=1, max_length=500)]
+    subject: Subject
     body: Annotated[Text, Field(max_length=50_000)]
     channel: Channel
     kind: Kind | None = None

@@ -33,7 +33,11 @@ _ACCEPTED_ON = {channel.value: TICKETS_ACCEPTED.labels(channel.value)
 class TicketSubmission(tickets.TicketContent, request_bodies.RequestBody):
     """A ticket as a support platform posts it: the ticket contract every stage reads,
     so that what is accepted here can be carried to a department. Unknown fields are
-    rejected by name."""
+    rejected by name; a subject must say something (not only spaces)."""
+
+    # Here, not in the records' contract: a ticket of a blank subject accepted before is
+    # still read by the stages, not dead-lettered.
+    subject: Annotated[tickets.Subject, *tickets.SAYS_SOMETHING]
 
 
 class TicketAccepted(BaseModel):

@@ -107,6 +107,17 @@ class TestBadInput:
                                "body.colour"}
         assert "'email'" in fields["body.channel"]  # says what is accepted
 
+    async def test_a_subject_of_only_spaces_is_named(self, intake: Intake) -> None:
+        async with httpx.AsyncClient() as client:
+            response = await client.post(
+                f"{intake.url()}/v1/tickets",
+                json={**TICKET, "customer_id": unique("cust"), "subject": " \t "},
+                headers=intake.headers())
+        assert response.status_code == 422
+        assert response.json()["fields"] == [{
+            "field": "body.subject", "type": "value_error",
+            "problem": "must say something: it holds only spaces"}]
+
     async def test_malformed_json_is_a_422_not_a_500(self, intake: Intake) -> None:
         async with httpx.AsyncClient() as client:
             response = await client.post(f"{intake.url()}/v1/tickets",

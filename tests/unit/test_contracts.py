@@ -122,6 +122,11 @@ class TestTicketContract:
                                             customer_known=True, tier="existing")
         assert "smuggled" not in read.with_segmentation(segmentation).model_dump()
 
+    def test_a_subject_of_only_spaces_accepted_before_is_still_read(self) -> None:
+        """The intake refuses one now (TicketSubmission); a record of one it took before
+        is read by every stage, not dead-lettered."""
+        assert tickets.Ticket.model_validate(ticket(subject="   ")).subject == "   "
+
 
 def segmentation(tier: str) -> dict[str, Any]:
     return {"segment": "s", "rule": "r", "rules_version": "v", "customer_known": True,

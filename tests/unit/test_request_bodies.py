@@ -7,6 +7,7 @@ HTTP edge (http.install) with the intake's and a transfer's models, called as AS
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -119,3 +120,32 @@ async def test_a_text_of_the_wrong_length_is_counted_in_characters(
     assert answer.json()["fields"] == [
         {"field": "body.subject", "type": "too_long" if subject else "too_short",
          "problem": problem}]
+
+
+class TestASubjectSaysSomething:
+    """A new ticket's subject of only spaces tells a department nothing: refused at the
+    intake, as its schema says (the records' contract still reads one: test_contracts)."""
+
+    @pytest.mark.parametrize("subject", [" ", "   ", "\t\n", "\u00a0\u3000\ufeff"])
+    async def test_only_spaces_is_refused_naming_the_subject(self, client: httpx.AsyncClient,
+                                                            subject: str) -> None:
+        answer = await posted(client, "/tickets", {**TICKET, "subject": subject})
+        assert answer.status_code == 422
+        assert answer.json()["fields"] == [{
+            "field": "body.subject", "type": "value_error",
+            "problem": "must say something: it holds only spaces"}]
+
+    @pytest.mark.parametrize("subject", ["x", "  Invoice  ", "\u200bx", "\u3000?"])
+    async def test_text_among_spaces_is_taken(self, client: httpx.AsyncClient,
+                                              subject: str) -> None:
+        answer = await posted(client, "/tickets", {**TICKET, "subject": subject})
+        assert answer.status_code == 200
+
+    def test_the_schema_says_it_with_the_validators_pattern(self) -> None:
+        schema = TicketSubmission.model_json_schema()["properties"]["subject"]
+        assert schema["pattern"] == tickets.NOT_ONLY_SPACES
+        assert (schema["minLength"], schema["maxLength"]) == (1, tickets.MAX_SUBJECT)
+        pattern = re.compile(tickets.NOT_ONLY_SPACES)
+        for spaces in (" ", "\t\n", "\u00a0\u3000\ufeff"):
+            assert not pattern.search(spaces)
+        assert pattern.search(" x ")
