@@ -73,7 +73,7 @@ def is_outage(error: BaseException) -> bool:
         return True
     # A plain DBAPIError: asyncpg's errors without a class of their own land here, bad
     # data among them; its SQLSTATE tells.
-    return _sqlstate(error).startswith(_OUTAGE_STATES)
+    return sqlstate(error).startswith(_OUTAGE_STATES)
 
 
 def is_conflict(error: BaseException) -> bool:
@@ -83,7 +83,7 @@ def is_conflict(error: BaseException) -> bool:
     it should go through."""
     if not isinstance(error, DBAPIError) or isinstance(error, _NOT_OUTAGES):
         return False
-    return _sqlstate(error) in _CONFLICT_STATES
+    return sqlstate(error) in _CONFLICT_STATES
 
 
 def is_temporary(error: BaseException) -> bool:
@@ -92,7 +92,7 @@ def is_temporary(error: BaseException) -> bool:
     return is_outage(error) or is_conflict(error)
 
 
-def _sqlstate(error: DBAPIError) -> str:
+def sqlstate(error: DBAPIError) -> str:
     """PostgreSQL's SQLSTATE, as the driver's error carries it ("": none)."""
     return getattr(error.orig, "sqlstate", None) or ""
 

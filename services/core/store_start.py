@@ -1,0 +1,166 @@
+"""The SQL store at a start: migrated before anything uses it.
+
+A service waits out the store's outage (PostgreSQL not up yet, or down), as its stages
+do once running: a WARNING each try, naming where the store is (host:port, or the SQLite
+file) and never DATABASE_URL itself (it may hold a password), then tries again with
+backoff until the store answers. A mistake no wait can mend (a password refused, a
+database that does not exist, a SQLite file that cannot be opened) is not waited on: the
+service exits 1, naming DATABASE_URL and what was wrong, as it does for an invalid
+setting. A command never waits: the store's outage or a mistake ends it at once, in one line.
+Any other failure (a migration that fails) is raised as it is, with its traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from enum import Enum
+
+import tenacity
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+
+from services.core import background, db, migrate
+
+logger = logging.getLogger(__name__)
+
+# The pause between two tries: 1 s, doubling, at most as long as a stage's pause while
+# an outage lasts (pipeline.MAX_RETRY_PAUSE_SECONDS), so that a store back is used soon.
+BACKOFF = background.Backoff(first=1.0, longest=5.0)
+POSTGRESQL_PORT = 5432
+# SQLite's result codes for a file another connection holds locked (past the busy
+# timeout): the one failure of a local file that passes by itself; and for a file that
+# cannot be opened, written or read as a database.
+_SQLITE_LOCKED = ("SQLITE_BUSY", "SQLITE_LOCKED")
+_SQLITE_MISTAKES = ("SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_READONLY", "SQLITE_NOTADB",
+                    "SQLITE_AUTH")
+# PostgreSQL's SQLSTATEs for a start that no wait mends: authorization refused (class 28:
+# a password, a user, a pg_hba.conf entry), no such database (3D000), a privilege the
+# user lacks (42501: the migrations create tables).
+_POSTGRESQL_MISTAKES = ("28", "3D000", "42501")
+
+
+class Failure(Enum):
+    """What an error met while opening the store says."""
+
+    OUTAGE = "outage"  # the store down, starting or unreachable: passes by itself
+    # A mistake in DATABASE_URL, or in the store's users and databases: every try would
+    # meet it again.
+    MISTAKE = "mistake"
+    OTHER = "other"  # neither (a migration that fails, a bug): raised as it is
+
+
+class StoreUnusable(SystemExit):
+    """The store cannot be used: exits 1 with `line` (DATABASE_URL named, never its
+    password), without a traceback."""
+
+    def __init__(self, line: str) -> None:
+        super().__init__(line)
+        self.line = line
+
+
+def failure(error: BaseException, *, backend: str) -> Failure:
+    """What `error`, met while opening and migrating the store of `backend` (the URL's:
+    `sqlite`, `postgresql`), says: an outage (wait and try again), a mistake no wait
+    mends (a password or user refused, an unknown database, a missing privilege; a
+    SQLite file that cannot be opened or made), or neither."""
+    if backend == "sqlite":  # a local file: only another process's lock passes
+        if isinstance(error, OSError):  # its folder cannot be made
+            return Failure.MISTAKE
+        name = getattr(_driver_error(error), "sqlite_errorname", "")
+        if name.startswith(_SQLITE_LOCKED):
+            return Failure.OUTAGE
+        return Failure.MISTAKE if name.startswith(_SQLITE_MISTAKES) else Failure.OTHER
+    if isinstance(error, DBAPIError) and db.sqlstate(error).startswith(_POSTGRESQL_MISTAKES):
+        return Failure.MISTAKE
+    return Failure.OUTAGE if db.is_outage(error) else Failure.OTHER
+
+
+def where(database_url: str) -> str:
+    """Where the store is, for people to read: PostgreSQL's host:port, SQLite's file;
+    never the user or the password."""
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        return str(url.database)
+    return f"{url.host or 'localhost'}:{url.port or POSTGRESQL_PORT}"
+
+
+def problem(error: BaseException, database_url: str) -> str:
+    """What went wrong, in one line: the driver's own words (not SQLAlchemy's wrapping,
+    which adds a link and may add the statement), the password blotted out should they
+    ever hold it."""
+    cause = _driver_error(error)
+    text = " ".join(str(cause).split()) or type(cause).__name__
+    password = make_url(database_url).password
+    if password:
+        text = text.replace(str(password), "***")
+    return f"{type(cause).__name__}: {text}"
+
+
+def _driver_error(error: BaseException) -> BaseException:
+    """The driver's own error behind SQLAlchemy's (asyncpg's InvalidPasswordError, not
+    the dialect's Error it was translated to)."""
+    if not isinstance(error, DBAPIError):
+        return error
+    try:
+        return error.driver_exception
+    except ValueError:  # made without the driver's error
+        return error.orig if error.orig is not None else error
+
+
+def refusal(error: BaseException, database_url: str) -> str:
+    """The line a mistake in DATABASE_URL ends a start with."""
+    return (f"DATABASE_URL: the store at {where(database_url)} cannot be used:"
+            f" {problem(error, database_url)} (waiting would not mend it: correct"
+            " DATABASE_URL, or the store's users and databases)")
+
+
+def migrated_blocking(database_url: str, *,
+                      sleep: Callable[[float], None] = time.sleep) -> None:
+    """A service's start, before it serves: migrate the store, waiting out its outage
+    for as long as it lasts; a mistake is logged (the service's logs are where its
+    operators look) and exits 1."""
+    backend = make_url(database_url).get_backend_name()
+
+    def waited_for(error: BaseException) -> bool:
+        return failure(error, backend=backend) is Failure.OUTAGE
+
+    def warn(state: tenacity.RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome is not None else None
+        pause = state.next_action.sleep if state.next_action is not None else 0.0
+        assert error is not None  # tenacity waits only after a failed try here
+        logger.warning(
+            f"the store (DATABASE_URL) at {where(database_url)} is unreachable: waiting"
+            f" for it, next try in {pause:g} s ({problem(error, database_url)})",
+            extra={"store": where(database_url), "attempt": state.attempt_number,
+                   "retry_in_seconds": pause, "error": problem(error, database_url)})
+
+    try:
+        tenacity.Retrying(
+            retry=tenacity.retry_if_exception(waited_for),
+            wait=lambda state: BACKOFF.pause(state.attempt_number),
+            before_sleep=warn, sleep=sleep, reraise=True,
+        )(migrate.upgrade_blocking, database_url)
+    except Exception as error:
+        if failure(error, backend=backend) is not Failure.MISTAKE:
+            raise
+        logger.error(refusal(error, database_url), extra={"store": where(database_url)})
+        raise SystemExit(1) from None
+
+
+async def migrated(database_url: str) -> None:
+    """A command's (and a service's lifespan, once `migrated_blocking` let it start):
+    migrate the store, or end at once in one line, whatever the failure."""
+    try:
+        await migrate.upgrade(database_url)
+    except Exception as error:
+        found = failure(error, backend=make_url(database_url).get_backend_name())
+        if found is Failure.OTHER:
+            raise
+        if found is Failure.MISTAKE:
+            raise StoreUnusable(refusal(error, database_url)) from None
+        raise StoreUnusable(
+            f"DATABASE_URL: the store at {where(database_url)} is unreachable:"
+            f" {problem(error, database_url)} (start it, or correct DATABASE_URL, and run"
+            " again)") from None
