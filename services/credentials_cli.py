@@ -12,7 +12,7 @@ import typer
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.core import access, credentials_api, db, migrate, request_bodies
+from services.core import access, credentials_api, db, request_bodies, store_start
 from services.core.config_files import ConfigError
 from services.core.credentials import Credentials
 from services.core.settings import Settings, from_environment
@@ -24,7 +24,7 @@ app = typer.Typer(help="Credentials: platforms' API keys, departments' and admin
 
 @contextlib.asynccontextmanager
 async def open_sessions(settings: Settings) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    await migrate.upgrade(settings.database_url)
+    await store_start.migrated(settings.database_url)
     engine = db.store_engine(settings)
     try:
         yield db.sessions(engine)

@@ -11,7 +11,7 @@ from typing import Annotated, TypeVar
 import typer
 from pydantic import BaseModel, ValidationError
 
-from services.core import db, migrate
+from services.core import db, store_start
 from services.core.settings import from_environment
 from services.webhooks import api, service, store
 
@@ -24,7 +24,7 @@ M = TypeVar("M", bound=BaseModel)
 @contextlib.asynccontextmanager
 async def _stores() -> AsyncIterator[tuple[store.Endpoints, store.Deliveries]]:
     settings = from_environment()
-    await migrate.upgrade(settings.database_url)
+    await store_start.migrated(settings.database_url)
     engine = db.store_engine(settings)
     try:
         sessions = db.sessions(engine)

@@ -19,7 +19,7 @@ from typing import Annotated
 from fastapi import Depends
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.core import config_store, db, migrate, retention, service_context
+from services.core import config_store, db, retention, service_context, store_start
 from services.core.settings import Settings
 from services.metrics import exporter, parity_store, service, targets_file, worker
 from services.metrics.store import TimelineStore
@@ -57,7 +57,7 @@ class Connected:
 @asynccontextmanager
 async def connect(settings: Settings) -> AsyncIterator[Connected]:
     """Open the real adapters (migrating the store first); closed on the way out."""
-    await migrate.upgrade(settings.database_url)
+    await store_start.migrated(settings.database_url)
     engine = db.store_engine(settings)
     try:
         sessions = db.sessions(engine)

@@ -20,7 +20,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from services.core import config_store, db, migrate, retention, service_context
+from services.core import config_store, db, retention, service_context, store_start
 from services.core.credentials import Credentials
 from services.core.live_config import LiveConfig
 from services.core.settings import Settings
@@ -108,7 +108,7 @@ def intake_publisher(settings: Settings) -> TransactionalPublisher:
 async def connect(settings: Settings) -> AsyncIterator[Connected]:
     """Open the real adapters (migrating the store first); closed on the way out."""
     table = live_table(settings)
-    await migrate.upgrade(settings.database_url)
+    await store_start.migrated(settings.database_url)
     engine = db.store_engine(settings)
     sessions = db.sessions(engine)
     publisher = intake_publisher(settings)

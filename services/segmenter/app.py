@@ -116,8 +116,10 @@ async def _recompute(segmenter: bootstrap.Segmenter) -> None:
 
 
 def main() -> None:
-    from services.core import serve
+    from services.core import serve, store_start
 
     settings = from_environment()
     logs.configure(settings, service=NAME)
+    # Before serving: the store's outage waited out, a mistake in DATABASE_URL exits 1.
+    store_start.migrated_blocking(settings.database_url)
     serve.run(create_app(settings), settings, port=settings.segmenter_port)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.core import db, kafka, migrate
+from services.core import db, kafka, store_start
 from services.core.settings import Settings
 from services.segmenter import features, live_rules, proxies, service
 from services.segmenter.cache import CustomerCache
@@ -83,7 +83,7 @@ class Connected:
 async def connect(settings: Settings, *, client_id: str) -> AsyncIterator[Connected]:
     """Open the real adapters (migrating the store first); closed on the way out."""
     rules = live_rules.live_rule_set(settings.segment_rules_file)
-    await migrate.upgrade(settings.database_url)
+    await store_start.migrated(settings.database_url)
     engine = db.store_engine(settings)
     publisher = kafka.Publisher(settings, client_id=client_id)
     try:
