@@ -119,8 +119,8 @@ def refusal(error: BaseException, database_url: str) -> str:
 def migrated_blocking(database_url: str, *,
                       sleep: Callable[[float], None] = time.sleep) -> None:
     """A service's start, before it serves: migrate the store, waiting out its outage
-    for as long as it lasts; a mistake is logged (the service's logs are where its
-    operators look) and exits 1."""
+    for as long as it lasts (SIGINT stops the wait, as it stops a service: exit 0); a
+    mistake is logged (the service's logs are where its operators look) and exits 1."""
     backend = make_url(database_url).get_backend_name()
 
     def waited_for(error: BaseException) -> bool:
@@ -142,6 +142,9 @@ def migrated_blocking(database_url: str, *,
             wait=lambda state: BACKOFF.pause(state.attempt_number),
             before_sleep=warn, sleep=sleep, reraise=True,
         )(migrate.upgrade_blocking, database_url)
+    except KeyboardInterrupt:  # SIGINT while waiting: nothing started, nothing to stop
+        logger.info("stopped while waiting for the store")
+        raise SystemExit(0) from None
     except Exception as error:
         if failure(error, backend=backend) is not Failure.MISTAKE:
             raise

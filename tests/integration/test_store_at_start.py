@@ -5,6 +5,7 @@ three: they start through the same door."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import time
@@ -90,6 +91,19 @@ class TestAServiceWhileTheStoreIsDown:
 
         stopped_postgres.start()
         service.wait_ready(READY_SECONDS)  # migrated, then started as usual
+        assert "Traceback" not in service.log_file.read_text()
+
+
+    def test_sigint_stops_the_wait_as_it_stops_a_service(
+            self, tmp_path: Path, running: list[processes.ServiceProcess]) -> None:
+        port = ports.free_port()
+        service = metrics_service(tmp_path, bootstrap="127.0.0.1:1", database_url=(
+            f"postgresql+asyncpg://routing:pw@127.0.0.1:{port}/routing"))
+        service.start()
+        running.append(service)
+        assert logged_within(service, WAITING, WAITING_SECONDS), service.log_file.read_text()
+        service.signal(signal.SIGINT)
+        assert exit_code_within(service, WAITING_SECONDS) == 0
         assert "Traceback" not in service.log_file.read_text()
 
 
