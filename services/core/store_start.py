@@ -13,13 +13,15 @@ Any other failure (a migration that fails) is raised as it is, with its tracebac
 from __future__ import annotations
 
 import logging
+import ssl
 import time
 from collections.abc import Callable
 from enum import Enum
 
+import asyncpg
 import tenacity
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, StatementError
 
 from services.core import background, db, migrate
 
@@ -39,6 +41,10 @@ _SQLITE_MISTAKES = ("SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_READONLY", "SQLITE
 # a password, a user, a pg_hba.conf entry), no such database (3D000), a privilege the
 # user lacks (42501: the migrations create tables).
 _POSTGRESQL_MISTAKES = ("28", "3D000", "42501")
+# The client's own, before any answer: a server certificate that does not verify
+# against the CA given, options the driver refuses. (Socket errors, SSL ones among them,
+# are outages: a server restarting drops them too.)
+_CLIENT_MISTAKES = (ssl.SSLCertVerificationError, asyncpg.exceptions.ClientConfigurationError)
 
 
 class Failure(Enum):
@@ -74,6 +80,8 @@ def failure(error: BaseException, *, backend: str) -> Failure:
         return Failure.MISTAKE if name.startswith(_SQLITE_MISTAKES) else Failure.OTHER
     if isinstance(error, DBAPIError) and db.sqlstate(error).startswith(_POSTGRESQL_MISTAKES):
         return Failure.MISTAKE
+    if isinstance(_driver_error(error), _CLIENT_MISTAKES):
+        return Failure.MISTAKE
     return Failure.OUTAGE if db.is_outage(error) else Failure.OTHER
 
 
@@ -100,13 +108,15 @@ def problem(error: BaseException, database_url: str) -> str:
 
 def _driver_error(error: BaseException) -> BaseException:
     """The driver's own error behind SQLAlchemy's (asyncpg's InvalidPasswordError, not
-    the dialect's Error it was translated to)."""
-    if not isinstance(error, DBAPIError):
+    the dialect's Error it was translated to; an error it did not translate, as it was)."""
+    if not isinstance(error, StatementError):
         return error
-    try:
-        return error.driver_exception
-    except ValueError:  # made without the driver's error
-        return error.orig if error.orig is not None else error
+    if isinstance(error, DBAPIError):
+        try:
+            return error.driver_exception
+        except ValueError:  # made without the driver's error
+            pass
+    return error.orig if isinstance(error.orig, BaseException) else error
 
 
 def refusal(error: BaseException, database_url: str) -> str:

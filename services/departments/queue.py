@@ -157,6 +157,9 @@ async def read_queue(
     # its partition is taken away first (then not after: the partition may have come
     # back with a later commit of another agent's).
     held: dict[TopicPartition, int] = {}
+    # Per partition, how often the group took it away: a record asked about across a
+    # take-away is its new reader's, even should the partition have come back since.
+    taken_away_times: dict[TopicPartition, int] = {}
 
     async def commit(offsets: dict[TopicPartition, int]) -> None:
         offsets = {partition: offset for partition, offset in offsets.items()
@@ -171,6 +174,8 @@ async def read_queue(
         # commit what was given out of them (a ticket on screen is not given to it
         # too), and leave it what is buffered.
         reader.forget(revoked)
+        for partition in revoked:
+            taken_away_times[partition] = taken_away_times.get(partition, 0) + 1
         for queued in waiting.values():
             kept = [entry for entry in queued if _partition_of(entry[0]) not in revoked]
             queued.clear()
@@ -220,8 +225,10 @@ async def read_queue(
             record, chosen = waiting[lane].popleft()
             assert isinstance(chosen, Waiting)
             if state_of is not None:
+                partition = _partition_of(record)
+                before = taken_away_times.get(partition, 0)
                 state = await state_of(chosen.ticket)
-                if _partition_of(record) not in consumer.assignment():
+                if taken_away_times.get(partition, 0) != before:
                     continue  # taken away meanwhile: its new reader has it
                 if state is not lane_copies.CopyState.WAITING:
                     on_left_behind(LeftBehind(record.topic, record.partition, record.offset,
@@ -277,10 +284,10 @@ def router_says(client: httpx.AsyncClient, department: str, *,
                 ) -> Callable[[tickets.RoutedTicket], Awaitable[lane_copies.CopyState]]:
     """`read_queue`'s `state_of`: the router's word on a copy of a ticket on
     `department`'s lanes (`GET /v1/tickets/{id}/lane-copy`), asked by `client` (the
-    router's URL and the credential). A ticket the router does not know in the department
-    (404: it may not have recorded the hand-over yet), or no answer (unreachable, an
-    error; told to `on_unanswered`), is waiting: the department may see a ticket left
-    behind, never lose one."""
+    router's URL and the credential). A copy the router does not know (404
+    `copy_not_known`: it may not have recorded the hand-over yet), or no answer
+    (unreachable, an error, another 404; told to `on_unanswered`), is waiting: the
+    department may see a ticket left behind, never lose one."""
 
     async def state_of(ticket: tickets.RoutedTicket) -> lane_copies.CopyState:
         try:
@@ -288,7 +295,8 @@ def router_says(client: httpx.AsyncClient, department: str, *,
                 f"/v1/tickets/{ticket.ticket_id}/lane-copy",
                 params={"department": department,
                         "routed_at": ticket.routing.routed_at.isoformat()})
-            if response.status_code == 404:
+            if response.status_code == 404 \
+                    and _error_of(response) == lane_copies.COPY_NOT_KNOWN:
                 return lane_copies.CopyState.WAITING
             response.raise_for_status()
             return lane_copies.CopyState(response.json()["state"])
@@ -302,6 +310,14 @@ def router_says(client: httpx.AsyncClient, department: str, *,
         return lane_copies.CopyState.WAITING
 
     return state_of
+
+
+def _error_of(response: httpx.Response) -> object:
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    return body.get("error") if isinstance(body, dict) else None
 
 
 def report(router_url: str, ticket_id: str, kind: str, *, department: str | None,

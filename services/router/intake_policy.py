@@ -227,9 +227,11 @@ def handed_on(steps: Iterable[Mapping[str, Any]]) -> bool:
     return any(to != source for _at, to, source in _arrivals(steps))
 
 
-def _arrivals(trace: Iterable[Mapping[str, Any]]) -> list[tuple[datetime, str, Any]]:
-    """The ticket's arrivals in departments, from its trace, by time: when, where to and
-    where from (an escalation flagged in place comes from where it goes)."""
+def _arrivals(trace: Iterable[Mapping[str, Any]], *, in_time_order: bool = True
+              ) -> list[tuple[datetime, str, Any]]:
+    """The ticket's arrivals in departments, from its trace, by time (or as recorded):
+    when, where to and where from (an escalation flagged in place comes from where it
+    goes)."""
     found: list[tuple[datetime, str, Any]] = []
     for step in trace:
         to = _ARRIVALS.get(str(step.get("step")))
@@ -240,7 +242,7 @@ def _arrivals(trace: Iterable[Mapping[str, Any]]) -> list[tuple[datetime, str, A
             found.append((moments.parse(step.get("at")), department, step.get("from")))
         except ValueError:
             continue
-    return sorted(found, key=lambda arrival: arrival[0])
+    return sorted(found, key=lambda arrival: arrival[0]) if in_time_order else found
 
 
 def arrived_at(trace: Iterable[Mapping[str, Any]], department: str) -> datetime | None:
@@ -250,10 +252,12 @@ def arrived_at(trace: Iterable[Mapping[str, Any]], department: str) -> datetime 
     return times[-1] if times else None
 
 
-def queued_after(trace: Iterable[Mapping[str, Any]], moment: datetime) -> list[str]:
-    """The departments whose queue the ticket joined after `moment` (routed there, or
-    handed there from another department), in order, from its trace."""
-    return [to for at, to, source in _arrivals(trace) if at > moment and to != source]
+def queue_joins(trace: Iterable[Mapping[str, Any]]) -> list[tuple[datetime, str]]:
+    """When and where the ticket joined a department's queue (routed there, or handed
+    there from another department), in the order its trace recorded them: the order
+    they happened, whatever times their writers' clocks gave them."""
+    return [(at, to) for at, to, source in _arrivals(trace, in_time_order=False)
+            if to != source]
 
 
 def held_at(trace: Iterable[Mapping[str, Any]], moment: datetime) -> str | None:

@@ -8,9 +8,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import JSONResponse
-from pydantic import AwareDatetime, BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 
-from services.core import auth, request_bodies, tickets, topics
+from services.core import auth, http, request_bodies, tickets, topics
 from services.router import bootstrap, lane_copies, service, service_clocks
 from services.router.intake import RATE_LIMITED, UNAVAILABLE, TicketId, refused
 
@@ -69,30 +69,31 @@ class LaneCopy(BaseModel):
 
 
 @api.get("/{ticket_id}/lane-copy", response_model=LaneCopy, responses={404: {
-    "description": "no such ticket routed to `department`, as far as the router knows"
-                   " (it may not have recorded a hand-over being published yet)"}})
+    "description": f"`{lane_copies.COPY_NOT_KNOWN}`: the router knows no copy of the"
+                   " ticket queued for `department` at `routed_at` (it may not have"
+                   " recorded a hand-over being published yet)"}})
 async def lane_copy(
     ticket_id: TicketId, router: bootstrap.RouterContext,
     principal: auth.DepartmentOrAdmin,
     department: Annotated[str, Query(pattern=topics.DEPARTMENT_NAME.pattern,
                                      description="The department whose lane has the copy")],
-    routed_at: Annotated[AwareDatetime, Query(
+    routed_at: Annotated[http.Timestamp, Query(
         description="The copy's `routing.routed_at`, with its offset")],
 ) -> LaneCopy:
-    """Whether a copy of the ticket on a department's lane is still where the ticket
+    """Whether a copy of the ticket on a department's lanes is still where the ticket
     waits: a lane keeps every copy written to it, also of a ticket resolved or handed on
-    since (for the department whose lane it is, or an admin)."""
+    since (for the department whose lane it is, or an admin; about a copy queued for
+    it)."""
     auth.ensure_may_act_for(principal, department)
     row = await router.routed.get(ticket_id)
-    if row is None or not lane_copies.ever_queued_for(row.trace, department):
+    state = None if row is None else lane_copies.state_of_copy(
+        status=row.status, trace=row.trace, department=department, routed_at=routed_at)
+    if state is None:
         raise HTTPException(404, detail={
-            "error": "not_found",
-            "detail": f"no ticket {ticket_id!r} routed to {department}, as far as the"
-                      " router knows"})
-    return LaneCopy(ticket_id=ticket_id, department=department,
-                    state=lane_copies.state_of_copy(status=row.status, trace=row.trace,
-                                                    department=department,
-                                                    routed_at=routed_at))
+            "error": lane_copies.COPY_NOT_KNOWN,
+            "detail": f"no copy of ticket {ticket_id!r} queued for {department} at"
+                      f" {routed_at.isoformat()}, as far as the router knows"})
+    return LaneCopy(ticket_id=ticket_id, department=department, state=state)
 
 
 def _clocks(stored: dict[str, Any] | None) -> dict[str, Any]:

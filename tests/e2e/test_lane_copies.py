@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -181,8 +181,15 @@ class TestTheRoutersWord:
         # Never queued for away_desk: as unknown as a ticket that does not exist.
         never = await desk.lane_copy(ticket_id, AWAY, copy, AWAY)
         unknown = await desk.lane_copy(unique("nothing"), AWAY, copy, AWAY)
-        assert (never.status_code, unknown.status_code) == (404, 404)
+        # Nor of a copy it never had (another moment): the ticket's later life stays its.
+        other_moment = (datetime.fromisoformat(copy) - timedelta(seconds=1)).isoformat()
+        another = await desk.lane_copy(ticket_id, HOME, other_moment, HOME)
+        for answer in (never, unknown, another):
+            assert answer.status_code == 404, answer.text
+            assert answer.json()["error"] == lane_copies.COPY_NOT_KNOWN
+
         without_offset = datetime.fromisoformat(copy).replace(tzinfo=None).isoformat()
-        naive = await desk.lane_copy(ticket_id, HOME, without_offset, HOME)
-        assert naive.status_code == 422
-        assert "routed_at" in naive.text
+        for routed_at in (without_offset, "0", "0001-01-01T00:00:00+01:00"):
+            refused = await desk.lane_copy(ticket_id, HOME, routed_at, HOME)
+            assert refused.status_code == 422, (routed_at, refused.text)
+            assert "routed_at" in refused.text

@@ -176,3 +176,20 @@ class TestCopiesTheTicketLeft:
 
         assert given == ["t-0"]
         assert consumer.committed == 1  # its new reader starts at t-1
+
+    @pytest.mark.parametrize("state", [lane_copies.CopyState.WAITING,
+                                       lane_copies.CopyState.RESOLVED])
+    async def test_given_back_after_another_agent_read_on_it_neither_gives_nor_commits(
+            self, consumer: ScriptedConsumer, state: lane_copies.CopyState) -> None:
+        async def state_of(ticket: tickets.RoutedTicket) -> lane_copies.CopyState:
+            if ticket.ticket_id != "t-1":
+                return lane_copies.CopyState.WAITING
+            # Taken away, read on by another agent to its end, then given back.
+            await consumer.rebalance(back=True, committed_meanwhile=3)
+            return state
+
+        given = [ticket.ticket_id async for ticket in queue.read_queue(
+            Settings(), DEPARTMENT, max_tickets=10, wait_seconds=0.01, state_of=state_of)]
+
+        assert given == ["t-0"]
+        assert consumer.committed == 3  # the other agent's commit stands

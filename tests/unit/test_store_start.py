@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import socket
 import sqlite3
+import ssl
 from pathlib import Path
 
 import asyncpg
@@ -55,6 +56,14 @@ class TestWhatIsWaitedOutAndWhatIsAMistake:
         error = as_sqlalchemy_raises(driver_error)
         assert store_start.failure(error, backend="postgresql") is MISTAKE
         assert isinstance(error, db.STORE_ERRORS)  # met where the start meets the store
+
+    @pytest.mark.parametrize("driver_error", [
+        ssl.SSLCertVerificationError(1, "certificate verify failed: self-signed certificate"),
+        asyncpg.exceptions.ClientConfigurationError('invalid sslmode "verify-fully"'),
+    ])
+    def test_a_client_side_mistake_is_not_waited_on(self, driver_error: Exception) -> None:
+        for error in (driver_error, as_sqlalchemy_raises(driver_error)):
+            assert store_start.failure(error, backend="postgresql") is MISTAKE
 
     def test_a_sqlite_file_that_cannot_be_opened_is_a_mistake(self, tmp_path: Path) -> None:
         with pytest.raises(sqlite3.OperationalError) as raised:
