@@ -115,7 +115,8 @@ async def run(count: int, asks: int, rounds: int) -> None:
             context = service_context.install(app, settings)
             context.provide(bootstrap.wire(
                 settings, timelines=store, updates=worker.TimelineUpdates(store, sessions),
-                bands=parity_store.TicketBands(sessions), exporter=exporter))
+                bands=parity_store.TicketBands(sessions), exporter=exporter,
+                in_table=bootstrap.table_in_force(settings, sessions)))
             app.include_router(api.api)
             http.install(app, ready=lambda: True)
             context.credentials = keys = Credentials(sessions)

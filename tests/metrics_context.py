@@ -18,8 +18,10 @@ async def metrics_context(database_url: str) -> AsyncIterator[bootstrap.Metrics]
     sessions = db.sessions(engine)
     store = TimelineStore(sessions)
     try:
-        yield bootstrap.wire(Settings(database_url=database_url), timelines=store,
+        settings = Settings(database_url=database_url)
+        yield bootstrap.wire(settings, timelines=store,
                              updates=worker.TimelineUpdates(store, sessions),
-                             bands=parity_store.TicketBands(sessions), exporter=exporter)
+                             bands=parity_store.TicketBands(sessions), exporter=exporter,
+                             in_table=bootstrap.table_in_force(settings, sessions))
     finally:
         await engine.dispose()

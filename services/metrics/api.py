@@ -8,10 +8,10 @@ from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, HTTPException, Path, Query
 
 from services.core import auth, durations, http, report_turns, topics
-from services.metrics import service, stats
+from services.metrics import departments, service, stats
 from services.metrics.bootstrap import MetricsContext
 
 api = APIRouter(prefix="/v1", tags=["stats"])
@@ -34,13 +34,29 @@ Window = Annotated[timedelta, Depends(get_window)]
 Department = Annotated[str, Path(pattern=topics.DEPARTMENT_NAME.pattern)]
 
 
-@api.get("/departments/{department}/stats", responses=report_turns.IN_PROGRESS)
+UNKNOWN_DEPARTMENT: dict[int | str, dict[str, Any]] = {404: {
+    "description": "`not_found`: no such department: the routing table in force does not"
+                   " name it and no ticket it held is kept. `detail` says so and lists the"
+                   " table's departments, also given as `departments`; those that held"
+                   f" tickets in a window: {departments.LISTED_AT}. A department of the"
+                   " table with no tickets is answered, with zeros"}}
+
+
+@api.get("/departments/{department}/stats",
+         responses={**report_turns.IN_PROGRESS, **UNKNOWN_DEPARTMENT})
 async def department_stats(department: Department, window: Window, metrics: MetricsContext,
                            principal: auth.DepartmentOrAdmin, turn: report_turns.ReportTurn,
                            ) -> dict[str, Any]:
     """Volume, first-response and resolution percentiles, first-response target
     attainment and backlog of one department (its own team or an admin)."""
+    # Another department's credential is refused before the name is looked up: a 404
+    # would tell it which departments exist.
     auth.ensure_may_act_for(principal, department)
+    unknown = await service.unknown_department(metrics.timelines, metrics.in_table,
+                                               department)
+    if unknown is not None:  # answered at once, as a refused window is: no turn taken
+        raise HTTPException(404, detail={"error": "not_found", "detail": unknown.detail,
+                                         "departments": list(unknown.in_table)})
     async with turn.taken(principal):
         found = await service.department_stats(metrics.timelines, department, window,
                                                now=datetime.now(UTC))

@@ -2,10 +2,10 @@
 
 `connect` opens the real adapters (the timeline store, migrated first; the customer
 bands behind service parity; the Prometheus exporter with the routing table's bucket
-edges) and `wire` puts them in a `Metrics`, what the edges call the use cases
-(services/metrics/service.py) with: the Kafka stage and the periodic jobs (worker.py),
-the stats and parity APIs. Unit tests call `wire` with recording fakes: the same door,
-no sockets.
+edges; the routing table's departments, which the stats API knows) and `wire` puts them
+in a `Metrics`, what the edges call the use cases (services/metrics/service.py) with:
+the Kafka stage and the periodic jobs (worker.py), the stats and parity APIs. Unit tests
+call `wire` with recording fakes: the same door, no sockets.
 """
 
 from __future__ import annotations
@@ -21,7 +21,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.core import config_store, db, retention, service_context, store_start
 from services.core.settings import Settings
-from services.metrics import exporter, parity_store, service, targets_file, worker
+from services.metrics import (
+    exporter,
+    parity_store,
+    service,
+    table_departments,
+    targets_file,
+    worker,
+)
 from services.metrics.store import TimelineStore
 
 
@@ -34,14 +41,23 @@ class Metrics:
     updates: service.Updates
     bands: service.CustomerBands
     exporter: service.Exporter
+    in_table: service.TableDepartments  # the departments of the routing table in force
     parity: parity_store.ParityConfig  # the periodic measurement's (PARITY_* settings)
 
 
 def wire(settings: Settings, *, timelines: service.Timelines, updates: service.Updates,
-         bands: service.CustomerBands, exporter: service.Exporter) -> Metrics:
+         bands: service.CustomerBands, exporter: service.Exporter,
+         in_table: service.TableDepartments) -> Metrics:
     """The context, from adapters real or fake."""
     return Metrics(settings=settings, timelines=timelines, updates=updates, bands=bands,
-                   exporter=exporter, parity=parity_store.ParityConfig.of(settings))
+                   exporter=exporter, in_table=in_table,
+                   parity=parity_store.ParityConfig.of(settings))
+
+
+def table_in_force(settings: Settings, sessions: async_sessionmaker[AsyncSession]
+                   ) -> table_departments.TableDepartments:
+    """The departments of the routing table in force, as the real service reads them."""
+    return table_departments.TableDepartments(sessions, settings.routing_table_file)
 
 
 @dataclass(frozen=True)
@@ -70,7 +86,8 @@ async def connect(settings: Settings) -> AsyncIterator[Connected]:
         store = TimelineStore(sessions)
         yield Connected(wire(settings, timelines=store,
                              updates=worker.TimelineUpdates(store, sessions),
-                             bands=parity_store.TicketBands(sessions), exporter=exporter),
+                             bands=parity_store.TicketBands(sessions), exporter=exporter,
+                             in_table=table_in_force(settings, sessions)),
                         store, sessions)
     finally:
         await engine.dispose()

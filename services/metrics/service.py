@@ -23,7 +23,7 @@ from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
 
 from services.core import events
-from services.metrics import clock_events, parity, stats, timeline
+from services.metrics import clock_events, departments, parity, stats, timeline
 from services.metrics.timeline import Observation, Timeline
 
 if TYPE_CHECKING:
@@ -51,6 +51,16 @@ class Timelines(Protocol):
     async def open_per_segment(self, *, backlog: bool = False) -> dict[str, int]: ...
 
     async def past_deadline(self, as_of: datetime, limit: int = 500) -> list[str]: ...
+
+    async def ever_held(self, department: str) -> bool:
+        """Whether a kept timeline was ever in the department's hands (stats.held_by)."""
+
+
+class TableDepartments(Protocol):
+    """The departments of the routing table in force; None when it cannot be read
+    (table_departments.TableDepartments)."""
+
+    async def __call__(self) -> Collection[str] | None: ...
 
 
 class Updates(Protocol):
@@ -133,6 +143,18 @@ async def measure_backlog(timelines: Timelines, exporter: Exporter, *,
 
 
 # --- Statistics ----------------------------------------------------------------------------
+
+
+async def unknown_department(timelines: Timelines, in_table: TableDepartments,
+                             department: str) -> departments.UnknownDepartment | None:
+    """Why the stats API knows no department `department` (departments.py), or None
+    when it does: the table is asked first, the store only for a name the table lacks.
+    A table that cannot be read settles nothing: any name is answered, as before the
+    table was asked, rather than a real department refused."""
+    table = await in_table()
+    if table is None or department in table or await timelines.ever_held(department):
+        return None
+    return departments.UnknownDepartment.of(department, table)
 
 
 async def department_stats(timelines: Timelines, department: str, window: timedelta, *,

@@ -17,8 +17,10 @@ from sqlalchemy import (
     Row,
     Select,
     String,
+    Text,
     and_,
     bindparam,
+    cast,
     func,
     or_,
     select,
@@ -29,6 +31,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from services.core import db, events, identifiers, retention, targets, topics
 from services.core.db import Base
+from services.metrics import stats
 from services.metrics.timeline import Assignment, Timeline, built
 
 Moment = Mapped[datetime | None]
@@ -227,6 +230,27 @@ class TimelineStore:
             segments = (await session.scalars(_open(TimelineRow.segment, backlog=backlog))
                         ).all()
         return dict(Counter(segment for segment in segments if segment))
+
+    async def ever_held(self, department: str) -> bool:
+        """Whether a kept timeline was ever in the department's hands (stats.held_by):
+        one it holds or held last, found by the department's index; else one it handed
+        on, among the tickets escalated or transferred whose hand-overs name it (their
+        text searched by the store, each found checked here)."""
+        holds = select(TimelineRow.ticket_id).where(TimelineRow.department == department)
+        handed_on = select(_TABLE).where(
+            or_(TimelineRow.escalated_at.is_not(None), TimelineRow.transferred_at.is_not(None)),
+            cast(TimelineRow.assignments, Text).contains(f'"{department}"', autoescape=True))
+        async with self._sessions() as session:
+            if await session.scalar(holds.limit(1)) is not None:
+                return True
+            rows = await session.stream(handed_on.execution_options(yield_per=PAGE_ROWS))
+            try:
+                async for page in rows.partitions():
+                    if any(stats.held_by(to_timeline(row), department) for row in page):
+                        return True
+            finally:
+                await rows.close()
+        return False
 
     async def past_deadline(self, as_of: datetime, limit: int = 500) -> list[str]:
         """Tickets whose first-response deadline passed by `as_of`, target not decided."""

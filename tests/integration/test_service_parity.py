@@ -67,10 +67,11 @@ async def parity_client(sessions: async_sessionmaker[AsyncSession],
                         database_url: str) -> AsyncIterator[httpx.AsyncClient]:
     app = FastAPI()
     store = TimelineStore(sessions)
+    settings = Settings(database_url=database_url)
     service_context.of(app).provide(bootstrap.wire(
-        Settings(database_url=database_url), timelines=store,
-        updates=worker.TimelineUpdates(store, sessions),
-        bands=parity_store.TicketBands(sessions), exporter=exporter))
+        settings, timelines=store, updates=worker.TimelineUpdates(store, sessions),
+        bands=parity_store.TicketBands(sessions), exporter=exporter,
+        in_table=bootstrap.table_in_force(settings, sessions)))
     app.include_router(parity_api.api)
     http.install(app, ready=lambda: True)
     async with credentials.authenticating(app, database_url) as keys, httpx.AsyncClient(

@@ -10,7 +10,7 @@ from typing import Any
 
 from services.core import targets
 from services.core.settings import Settings
-from services.metrics import bootstrap, parity, service
+from services.metrics import bootstrap, parity, service, stats
 from services.metrics.timeline import Observation, Timeline
 
 
@@ -23,6 +23,7 @@ class FakeTimelines:
     def __init__(self, *timelines: Timeline) -> None:
         self.saved = {timeline.ticket_id: timeline for timeline in timelines}
         self.transactions: list[list[str]] = []  # the tickets each update_all changed
+        self.asked_held: list[str] = []  # the departments ever_held was asked about
 
     async def update_all(self, changes: Sequence[tuple[str, service.Change]]
                          ) -> list[Observation]:
@@ -66,6 +67,23 @@ class FakeTimelines:
                 and t.target_outcome is None and t.department and t.segment][:limit]
 
 
+    async def ever_held(self, department: str) -> bool:
+        self.asked_held.append(department)
+        return any(stats.held_by(t, department) for t in self.saved.values())
+
+
+class FakeTable:
+    """The routing table's departments as the test set them (None: a table that cannot
+    be read); counts how often it was read."""
+
+    def __init__(self, departments: Collection[str] | None) -> None:
+        self.departments, self.reads = departments, 0
+
+    async def __call__(self) -> Collection[str] | None:
+        self.reads += 1
+        return self.departments
+
+
 class FakeBands:
     """Customers' bands per ticket as the test set them; records what it was asked."""
 
@@ -102,10 +120,13 @@ class FakeExporter:
 
 
 def wired(*timelines: Timeline, settings: Settings | None = None,
-          bands: Mapping[str, dict[str, str]] | None = None) -> tuple[
+          bands: Mapping[str, dict[str, str]] | None = None,
+          in_table: Collection[str] | None = ()) -> tuple[
         bootstrap.Metrics, FakeTimelines, FakeExporter]:
-    """The metrics context as the service builds it, with recording fakes."""
+    """The metrics context as the service builds it, with recording fakes; `in_table`:
+    the departments of the routing table in force (None: it cannot be read)."""
     store, exporter = FakeTimelines(*timelines), FakeExporter()
     metrics = bootstrap.wire(settings or Settings(), timelines=store, updates=store,
-                             bands=FakeBands(bands), exporter=exporter)
+                             bands=FakeBands(bands), exporter=exporter,
+                             in_table=FakeTable(in_table))
     return metrics, store, exporter

@@ -3,12 +3,13 @@ fakes wired by the service's own bootstrap: no broker, no database, no sockets."
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from services.core.events import TicketEvent, TicketEventType
 from services.core.settings import Settings
-from services.metrics import service, timeline
+from services.metrics import departments, service, timeline
 from services.metrics.timeline import Assignment, Duration, Routed, Timeline
 from tests.unit.metrics_fakes import wired
 
@@ -146,6 +147,51 @@ class TestStats:
         found = await service.segment_stats(metrics.timelines, 2 * HOUR, now=NOW)
         assert list(found) == ["general", "vip"]
         assert (found["vip"].volume, found["vip"].responded, found["vip"].backlog) == (2, 1, 1)
+
+
+class TestKnownDepartments:
+    """The stats API answers for a department of the routing table in force or one that
+    held a ticket kept in the store; any other name is unknown (departments.py)."""
+
+    async def test_a_department_of_the_table_without_tickets_is_known(self) -> None:
+        metrics, store, _ = wired(in_table={"care", "billing"})
+        assert await service.unknown_department(metrics.timelines, metrics.in_table,
+                                                "billing") is None
+        assert store.asked_held == []  # the table settled it: the store was not asked
+
+    async def test_a_department_out_of_the_table_keeps_its_history(self) -> None:
+        metrics, _, _ = wired(routed("t-old", "retired_desk", "general", at=NOW - 90 * HOUR),
+                              in_table={"care"})
+        assert await service.unknown_department(metrics.timelines, metrics.in_table,
+                                                "retired_desk") is None
+
+    async def test_a_department_that_handed_its_tickets_on_keeps_its_history(self) -> None:
+        handed = replace(routed("t-1", "retired_desk", "general"), department="care",
+                         transferred_at=NOW - HOUR / 2, assignments=(
+                             Assignment("routed", "retired_desk", NOW - HOUR, "route"),
+                             Assignment("transferred", "care", NOW - HOUR / 2, "transfer",
+                                        from_department="retired_desk")))
+        metrics, _, _ = wired(handed, in_table={"care"})
+        assert await service.unknown_department(metrics.timelines, metrics.in_table,
+                                                "retired_desk") is None
+
+    async def test_any_other_name_is_unknown_and_the_table_is_listed(self) -> None:
+        metrics, store, _ = wired(routed("t-1", "public_sector", "government"),
+                                  in_table={"public_sector", "care"})
+        unknown = await service.unknown_department(metrics.timelines, metrics.in_table,
+                                                   "publc_sector")
+        assert unknown == departments.UnknownDepartment("publc_sector",
+                                                        ("care", "public_sector"))
+        assert store.asked_held == ["publc_sector"]
+        assert unknown.detail == (
+            "no department 'publc_sector': the routing table in force does not name it and"
+            " no ticket it held is kept; the table's departments: care, public_sector"
+            " (those that held tickets in a window: GET /v1/departments)")
+
+    async def test_a_table_that_cannot_be_read_refuses_no_department(self) -> None:
+        metrics, _, _ = wired(in_table=None)
+        assert await service.unknown_department(metrics.timelines, metrics.in_table,
+                                                "publc_sector") is None
 
 
 class TestParity:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 
 from tests.conftest import Pipeline
-from tests.e2e.auth.access import DEPARTMENT, OTHER, OWN
+from tests.e2e.auth.access import ADMIN, DEPARTMENT, OTHER, OWN
 
 
 class TestDepartmentScope:
@@ -28,3 +28,20 @@ class TestDepartmentScope:
                                      headers=secured.headers(DEPARTMENT, OWN)) as stats:
             assert (await stats.get(f"/v1/departments/{OWN}/stats")).status_code == 200
             assert (await stats.get(f"/v1/departments/{OTHER}/stats")).status_code == 403
+            # a name no department has: refused for the scope, not told it does not exist
+            assert (await stats.get("/v1/departments/publc_sector/stats")).status_code == 403
+
+    async def test_stats_of_a_department_nobody_knows_are_404_not_zeros(
+            self, secured: Pipeline) -> None:
+        """Against the routing table in force, the router's (put in the store at its
+        start): a name it lacks, with no tickets kept, is 404; one of its departments is
+        answered."""
+        async with httpx.AsyncClient(base_url=secured.url("metrics"), timeout=10,
+                                     headers=secured.headers(ADMIN)) as stats:
+            typo = await stats.get("/v1/departments/publc_sector/stats")
+            quiet = await stats.get("/v1/departments/sales_support/stats")
+        assert typo.status_code == 404, typo.text
+        assert typo.json()["error"] == "not_found"
+        assert "'publc_sector'" in typo.json()["detail"]
+        assert OWN in typo.json()["departments"]
+        assert quiet.status_code == 200, quiet.text
