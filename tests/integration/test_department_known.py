@@ -6,18 +6,20 @@ department's credential is refused 403 before the name is looked up."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import pytest
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.core import access, config_store, db, http, service_context
 from services.core.credentials import Credentials
-from services.metrics import api
+from services.metrics import api, table_departments
 from services.metrics.store import TimelineStore
 from services.metrics.timeline import Assignment, Timeline
 from tests import credentials
@@ -168,3 +170,22 @@ class TestAKnownDepartment:
             after = await api_.stats("new_desk")
             dropped = await api_.stats("business_desk")  # no tickets, out of the table
         assert (before.status_code, after.status_code, dropped.status_code) == (404, 200, 404)
+
+
+class TestATableThatCannotBeRead:
+    async def test_refuses_no_department_and_is_logged_once(
+            self, database_url: str, caplog: pytest.LogCaptureFixture) -> None:
+        """One of a newer release, say: the stats API answers any name, as before it
+        asked the table, rather than refuse real departments."""
+        caplog.set_level(logging.WARNING, logger=table_departments.__name__)
+        async with stats_api(database_url) as api_:
+            await config_store.ConfigVersions(api_.sessions, config_store.ROUTING_TABLE
+                                              ).put_in_force(config_store.Candidate(
+                                                  "version: next\nroutes: []\n", "next",
+                                                  "tests"))
+            answers = [await api_.stats(name) for name in ("publc_sector", "public_sector")]
+        assert [answer.status_code for answer in answers] == [200, 200]
+        assert [record.getMessage() for record in caplog.records
+                if record.name == table_departments.__name__] == [
+            "routing table in force not read for its departments; the stats API answers"
+            " for any department"]
