@@ -16,20 +16,15 @@ import logging
 import ssl
 import time
 from collections.abc import Callable
-from enum import Enum
 
 import asyncpg
-import tenacity
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, StatementError
 
-from services.core import background, db, migrate
+from services.core import at_start, db, migrate
 
 logger = logging.getLogger(__name__)
 
-# The pause between two tries: 1 s, doubling, at most as long as a stage's pause while
-# an outage lasts (pipeline.MAX_RETRY_PAUSE_SECONDS), so that a store back is used soon.
-BACKOFF = background.Backoff(first=1.0, longest=5.0)
 POSTGRESQL_PORT = 5432
 # SQLite's result codes for a file another connection holds locked (past the busy
 # timeout): the one failure of a local file that passes by itself; and for a file that
@@ -47,42 +42,30 @@ _POSTGRESQL_MISTAKES = ("28", "3D000", "42501")
 _CLIENT_MISTAKES = (ssl.SSLCertVerificationError, asyncpg.exceptions.ClientConfigurationError)
 
 
-class Failure(Enum):
-    """What an error met while opening the store says."""
-
-    OUTAGE = "outage"  # the store down, starting or unreachable: passes by itself
-    # A mistake in DATABASE_URL, or in the store's users and databases: every try would
-    # meet it again.
-    MISTAKE = "mistake"
-    OTHER = "other"  # neither (a migration that fails, a bug): raised as it is
-
-
-class StoreUnusable(SystemExit):
+class StoreUnusable(at_start.Unusable):
     """The store cannot be used: exits 1 with `line` (DATABASE_URL named, never its
     password), without a traceback."""
 
-    def __init__(self, line: str) -> None:
-        super().__init__(line)
-        self.line = line
 
-
-def failure(error: BaseException, *, backend: str) -> Failure:
+def failure(error: BaseException, *, backend: str) -> at_start.Failure:
     """What `error`, met while opening and migrating the store of `backend` (the URL's:
     `sqlite`, `postgresql`), says: an outage (wait and try again), a mistake no wait
     mends (a password or user refused, an unknown database, a missing privilege; a
     SQLite file that cannot be opened or made), or neither."""
     if backend == "sqlite":  # a local file: only another process's lock passes
         if isinstance(error, OSError):  # its folder cannot be made
-            return Failure.MISTAKE
+            return at_start.Failure.MISTAKE
         name = getattr(_driver_error(error), "sqlite_errorname", "")
         if name.startswith(_SQLITE_LOCKED):
-            return Failure.OUTAGE
-        return Failure.MISTAKE if name.startswith(_SQLITE_MISTAKES) else Failure.OTHER
+            return at_start.Failure.OUTAGE
+        if name.startswith(_SQLITE_MISTAKES):
+            return at_start.Failure.MISTAKE
+        return at_start.Failure.OTHER
     if isinstance(error, DBAPIError) and db.sqlstate(error).startswith(_POSTGRESQL_MISTAKES):
-        return Failure.MISTAKE
+        return at_start.Failure.MISTAKE
     if isinstance(_driver_error(error), _CLIENT_MISTAKES):
-        return Failure.MISTAKE
-    return Failure.OUTAGE if db.is_outage(error) else Failure.OTHER
+        return at_start.Failure.MISTAKE
+    return at_start.Failure.OUTAGE if db.is_outage(error) else at_start.Failure.OTHER
 
 
 def where(database_url: str) -> str:
@@ -130,36 +113,19 @@ def migrated_blocking(database_url: str, *,
                       sleep: Callable[[float], None] = time.sleep) -> None:
     """A service's start, before it serves: migrate the store, waiting out its outage
     for as long as it lasts (SIGINT stops the wait, as it stops a service: exit 0); a
-    mistake is logged (the service's logs are where its operators look) and exits 1."""
+    mistake is logged and exits 1 (at_start.waited_out)."""
     backend = make_url(database_url).get_backend_name()
-
-    def waited_for(error: BaseException) -> bool:
-        return failure(error, backend=backend) is Failure.OUTAGE
-
-    def warn(state: tenacity.RetryCallState) -> None:
-        error = state.outcome.exception() if state.outcome is not None else None
-        pause = state.next_action.sleep if state.next_action is not None else 0.0
-        assert error is not None  # tenacity waits only after a failed try here
-        logger.warning(
-            f"the store (DATABASE_URL) at {where(database_url)} is unreachable: waiting"
-            f" for it, next try in {pause:g} s ({problem(error, database_url)})",
-            extra={"store": where(database_url), "attempt": state.attempt_number,
-                   "retry_in_seconds": pause, "error": problem(error, database_url)})
-
-    try:
-        tenacity.Retrying(
-            retry=tenacity.retry_if_exception(waited_for),
-            wait=lambda state: BACKOFF.pause(state.attempt_number),
-            before_sleep=warn, sleep=sleep, reraise=True,
-        )(migrate.upgrade_blocking, database_url)
-    except KeyboardInterrupt:  # SIGINT while waiting: nothing started, nothing to stop
-        logger.info("stopped while waiting for the store")
-        raise SystemExit(0) from None
-    except Exception as error:
-        if failure(error, backend=backend) is not Failure.MISTAKE:
-            raise
-        logger.error(refusal(error, database_url), extra={"store": where(database_url)})
-        raise SystemExit(1) from None
+    store = where(database_url)
+    at_start.waited_out(
+        lambda: migrate.upgrade_blocking(database_url),
+        failure=lambda error: failure(error, backend=backend),
+        problem=lambda error: problem(error, database_url),
+        waiting=lambda said, pause: (
+            f"the store (DATABASE_URL) at {store} is unreachable: waiting for it, next"
+            f" try in {pause:g} s ({said})"),
+        refusal=lambda error: refusal(error, database_url),
+        stopped="stopped while waiting for the store", logger=logger,
+        extra={"store": store}, sleep=sleep)
 
 
 async def migrated(database_url: str) -> None:
@@ -169,9 +135,9 @@ async def migrated(database_url: str) -> None:
         await migrate.upgrade(database_url)
     except Exception as error:
         found = failure(error, backend=make_url(database_url).get_backend_name())
-        if found is Failure.OTHER:
+        if found is at_start.Failure.OTHER:
             raise
-        if found is Failure.MISTAKE:
+        if found is at_start.Failure.MISTAKE:
             raise StoreUnusable(refusal(error, database_url)) from None
         raise StoreUnusable(
             f"DATABASE_URL: the store at {where(database_url)} is unreachable:"

@@ -15,11 +15,11 @@ import asyncpg
 import pytest
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from services.core import db, store_start
+from services.core import at_start, db, store_start
 from tests.unit.test_outage import as_sqlalchemy_raises
 
-OUTAGE, MISTAKE, OTHER = (store_start.Failure.OUTAGE, store_start.Failure.MISTAKE,
-                          store_start.Failure.OTHER)
+OUTAGE, MISTAKE, OTHER = (at_start.Failure.OUTAGE, at_start.Failure.MISTAKE,
+                          at_start.Failure.OTHER)
 PASSWORD = "s3cret-Pa55"
 POSTGRES_URL = f"postgresql+asyncpg://routing:{PASSWORD}@db.internal:6543/routing"
 
