@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 from pathlib import Path
 from typing import Any, Literal, Self, get_origin
@@ -149,6 +150,18 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: str = Field(default="json", pattern="^(json|text)$")
 
+    @field_validator("kafka_bootstrap_servers")
+    @classmethod
+    def _brokers_as_kafka_reads_them(cls, value: str) -> str:
+        entries = value.strip().split(",")
+        for number, entry in enumerate(entries, start=1):
+            wrong = _broker_address_problem(entry.strip())
+            if wrong:
+                which = f"entry {number} of {len(entries)}" if len(entries) > 1 else "it"
+                raise ValueError(f"{which} {wrong}: write host:port, separated by commas"
+                                 " (e.g. kafka-1:9092,kafka-2:9092; IPv6 as [::1]:9092)")
+        return value
+
     @field_validator("database_url")
     @classmethod
     def _a_store_we_run_on(cls, value: str) -> str:
@@ -231,6 +244,37 @@ class Settings(BaseSettings):
         if self.kafka_ssl_keyfile and not self.kafka_ssl_certfile:
             raise ValueError("KAFKA_SSL_KEYFILE is set without KAFKA_SSL_CERTFILE")
         return self
+
+
+def _broker_address_problem(address: str) -> str | None:
+    """What is wrong with one bootstrap server's address, as aiokafka reads it (host,
+    host:port, an IPv6 address, [IPv6]:port); None if nothing."""
+    if not address:
+        return "is empty"
+    host, port = address, ""
+    if address.startswith("["):
+        host, bracket, port = address[1:].partition("]")
+        if not bracket or (port and not port.startswith(":")):
+            return "has a [ without its ] before the port"
+        port = port[1:] if port else ""
+    elif ":" in address and not _an_ipv6_address(address):
+        host, _, port = address.rpartition(":")
+        if ":" in host:
+            return "has a ':' too many (an IPv6 address goes in brackets)"
+    if not host or any(character.isspace() for character in host):
+        return "has no host, or one with spaces"
+    a_port = port.isascii() and port.isdigit() and 1 <= int(port) <= 65535
+    if (port or address.endswith(":")) and not a_port:
+        return "has a port that is not a number from 1 to 65535"
+    return None
+
+
+def _an_ipv6_address(text: str) -> bool:
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def check_rate(value: str) -> str:

@@ -43,6 +43,35 @@ class TestRefused:
         assert "hunter2-secret" not in str(refused.value)
 
 
+class TestBootstrapServers:
+    @pytest.mark.parametrize("servers", [
+        "kafka:9092", "kafka", "kafka-1:9092, kafka-2:9092", "10.0.0.7:9093", "[::1]:9092",
+        "::1", "[fd00::7]"])
+    def test_addresses_as_kafka_reads_them(self, servers: str) -> None:
+        assert Settings(kafka_bootstrap_servers=servers).kafka_bootstrap_servers == servers
+
+    @pytest.mark.parametrize(("servers", "said"), [
+        ("kafka:abc", "it has a port that is not a number from 1 to 65535"),
+        ("kafka:9092:1", "it has a ':' too many"),
+        ("kafka:0", "it has a port that is not a number"),
+        ("kafka:", "it has a port that is not a number"),
+        (":9092", "it has no host"),
+        ("kafka 1:9092", "it has no host, or one with spaces"),
+        ("[::1:9092", "it has a [ without its ]"),
+        ("", "it is empty"),
+        ("kafka-1:9092,", "entry 2 of 2 is empty"),
+    ])
+    def test_anything_else_is_refused_saying_what_it_takes(self, servers: str,
+                                                           said: str) -> None:
+        """Else aiokafka would raise a ValueError of its own (a traceback) at every
+        client it builds, or look a blank name up for ever (an outage waited out)."""
+        with pytest.raises(pydantic.ValidationError) as refused:
+            Settings(kafka_bootstrap_servers=servers)
+        [problem] = refused.value.errors()
+        assert problem["loc"] == ("kafka_bootstrap_servers",)
+        assert said in problem["msg"] and "host:port" in problem["msg"]
+
+
 class TestSasl:
     def test_scram_options(self) -> None:
         options = kafka.connection_options(Settings(
