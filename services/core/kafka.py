@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
+import ssl
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.conn import collect_hosts, create_conn
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 from aiokafka.helpers import create_ssl_context
 
@@ -22,23 +26,88 @@ kafka_tuning.apply()
 
 def connection_options(settings: Settings) -> dict[str, Any]:
     """Where the brokers are and how to authenticate to them: the keyword arguments
-    every aiokafka client (producer, consumer, admin) is built with."""
+    every aiokafka client (producer, consumer, admin) is built with. A TLS file that
+    cannot be used raises TlsFileUnusable, naming its setting."""
     protocol = settings.kafka_security_protocol
     options: dict[str, Any] = {"bootstrap_servers": settings.kafka_bootstrap_servers,
                                "security_protocol": protocol}
     if protocol in ("SSL", "SASL_SSL"):
-        context = create_ssl_context(
-            cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None,
-            certfile=str(settings.kafka_ssl_certfile) if settings.kafka_ssl_certfile else None,
-            keyfile=str(settings.kafka_ssl_keyfile) if settings.kafka_ssl_keyfile else None)
-        context.check_hostname = settings.kafka_ssl_check_hostname
-        options["ssl_context"] = context
+        options["ssl_context"] = tls_context(settings)
     if protocol in ("SASL_PLAINTEXT", "SASL_SSL"):
         password = settings.kafka_sasl_password
         options |= {"sasl_mechanism": settings.kafka_sasl_mechanism,
                     "sasl_plain_username": settings.kafka_sasl_username,
                     "sasl_plain_password": password.get_secret_value() if password else None}
     return options
+
+
+class TlsFileUnusable(ssl.SSLError):
+    """A TLS file a setting names cannot be used (unreadable, not PEM, a key that is not
+    the certificate's). An ssl.SSLError still, as the one it stands for (or an OSError
+    reading the file): `setting` names the setting, `file` the path."""
+
+    def __init__(self, setting: str, file: Path, error: OSError) -> None:
+        words = " ".join(str(error).split()) or type(error).__name__
+        self.said = f"{file} cannot be used as a TLS file: {type(error).__name__}: {words}"
+        super().__init__(self.said)
+        self.setting = setting
+        self.file = file
+
+    def __str__(self) -> str:  # not OSError's, which reads its arguments as errno, text
+        return self.said
+
+
+@contextlib.contextmanager
+def _loading(setting: str, file: Path) -> Iterator[None]:
+    try:
+        yield
+    except OSError as error:  # ssl.SSLError among them
+        raise TlsFileUnusable(setting, file, error) from error
+
+
+def tls_context(settings: Settings) -> ssl.SSLContext:
+    """aiokafka's context (its create_ssl_context), each file loaded under its setting."""
+    cafile, certfile = settings.kafka_ssl_cafile, settings.kafka_ssl_certfile
+    context: ssl.SSLContext
+    if cafile:
+        with _loading("KAFKA_SSL_CAFILE", cafile):
+            context = create_ssl_context(cafile=str(cafile))
+    else:
+        context = create_ssl_context()  # the system's CAs
+    if certfile:
+        keyfile = settings.kafka_ssl_keyfile
+        setting = "KAFKA_SSL_CERTFILE / KAFKA_SSL_KEYFILE" if keyfile else "KAFKA_SSL_CERTFILE"
+        with _loading(setting, certfile):
+            context.load_cert_chain(str(certfile), str(keyfile) if keyfile else None)
+    context.check_hostname = settings.kafka_ssl_check_hostname
+    return context
+
+
+# How long reaching a bootstrap server (TLS, SASL) may take before it counts as no answer.
+REACH_SECONDS = 10.0
+
+
+async def reached(settings: Settings) -> None:
+    """Connect to a bootstrap server as every client does (TLS, SASL), then close:
+    returns at the first that answers, else raises what each met (the one error, or an
+    ExceptionGroup of them: a password refused, a certificate not trusted, no answer),
+    not aiokafka's 'Unable to bootstrap', which hides it."""
+    options = connection_options(settings)
+    del options["bootstrap_servers"]
+    errors: list[Exception] = []
+    for host, port, _ in collect_hosts(settings.kafka_bootstrap_servers, randomize=False):
+        try:
+            connection = await create_conn(host, port, client_id="reach",
+                                           request_timeout_ms=int(REACH_SECONDS * 1000),
+                                           **options)
+        except (KafkaError, OSError) as error:  # TimeoutError is an OSError
+            errors.append(error)
+            continue
+        connection.close()
+        return
+    if len(errors) == 1:
+        raise errors[0]
+    raise ExceptionGroup("no bootstrap server answered", errors)
 
 
 # How long a cancelled start may go on to its end (see `_start_whole`).

@@ -153,11 +153,13 @@ def _queues(live_table: bootstrap.LiveTable) -> list[str]:
 
 
 def main() -> None:
-    from services.core import serve, store_start
+    from services.core import broker_start, serve, store_start
 
     settings = from_environment()
     logs.configure(settings, service=NAME)
-    # Before serving: the store's outage waited out, a mistake in DATABASE_URL exits 1.
+    # Before serving: the store's and the broker's outages waited out (the lifespan then
+    # finds the store migrated and the topics made), a mistake in their settings exits 1.
     store_start.migrated_blocking(settings.database_url)
+    broker_start.ready_blocking(settings, topics.PIPELINE)
     serve.run(create_app(settings), settings, port=settings.router_port,
               shared_port=settings.intake_shared_port)

@@ -1,0 +1,173 @@
+"""The Kafka broker at a start: reached, and the topics a service needs made, before it
+serves.
+
+A service waits out the broker's outage (not up yet, down, its DNS name not there yet,
+its port open before it answers), as its stages do once running: a WARNING each try,
+naming the bootstrap servers (KAFKA_BOOTSTRAP_SERVERS: hosts and ports, no password) and
+what failed, then another try with backoff until the broker answers (at_start). A
+mistake no wait mends is not waited on: the service exits 1 in one line naming the
+setting and what was wrong (a SASL user or password refused, a SASL mechanism the broker
+does not offer, a TLS file that cannot be used, a broker certificate the CA does not
+sign, a refusal by the ACLs). A bootstrap address that is not host:port is refused with
+the other settings (settings.Settings). A command never waits: the broker's outage or a
+mistake ends it at once, in one line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from aiokafka.errors import (
+    AuthenticationFailedError,
+    AuthenticationMethodNotSupported,
+    ClusterAuthorizationFailedError,
+    GroupAuthorizationFailedError,
+    SaslAuthenticationFailed,
+    TopicAuthorizationFailedError,
+    TransactionalIdAuthorizationFailed,
+    UnsupportedSaslMechanismError,
+)
+
+from services.core import at_start, faults, kafka
+from services.core.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+# OpenSSL's verify code for a certificate that is not the host's (X509_V_ERR_HOSTNAME_MISMATCH).
+_HOSTNAME_MISMATCH = 62
+# TLS failures of a handshake cut short (the broker going down, a connection reset): an
+# outage, where the others are the two ends disagreeing (protocol, certificates).
+_TLS_CUT_SHORT = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError,
+                  ssl.SSLWantReadError, ssl.SSLWantWriteError)
+_CREDENTIALS = "KAFKA_SASL_USERNAME / KAFKA_SASL_PASSWORD"
+
+
+@dataclass(frozen=True)
+class Mistake:
+    """Where a mistake no wait mends is: the setting, and how to mend it."""
+
+    setting: str
+    mend: str
+
+
+def mistake_in(error: BaseException) -> Mistake | None:
+    """The mistake `error`, met while reaching the broker, says was made; None if it
+    says none (an outage, or anything else)."""
+    if isinstance(error, BaseExceptionGroup):  # one per bootstrap server
+        return next(filter(None, map(mistake_in, error.exceptions)), None)
+    if isinstance(error, kafka.TlsFileUnusable):
+        return Mistake(error.setting, f"correct {error.setting}")
+    if isinstance(error, ssl.SSLCertVerificationError):
+        if error.verify_code == _HOSTNAME_MISMATCH:
+            return Mistake("KAFKA_BOOTSTRAP_SERVERS", "name the brokers as their certificates"
+                           " do, or set KAFKA_SSL_CHECK_HOSTNAME=false")
+        return Mistake("KAFKA_SSL_CAFILE", "give the CA that signed the brokers'"
+                       " certificates in KAFKA_SSL_CAFILE")
+    if isinstance(error, ssl.SSLError) and not isinstance(error, _TLS_CUT_SHORT):
+        return Mistake("KAFKA_SECURITY_PROTOCOL", "correct KAFKA_SECURITY_PROTOCOL or the"
+                       " KAFKA_SSL_* files")
+    if isinstance(error, SaslAuthenticationFailed | AuthenticationFailedError):
+        return Mistake(_CREDENTIALS, f"correct {_CREDENTIALS}, or the user on the brokers")
+    if isinstance(error, UnsupportedSaslMechanismError | AuthenticationMethodNotSupported):
+        return Mistake("KAFKA_SASL_MECHANISM", "set KAFKA_SASL_MECHANISM to one the"
+                       " brokers offer")
+    if isinstance(error, TopicAuthorizationFailedError | GroupAuthorizationFailedError
+                  | ClusterAuthorizationFailedError | TransactionalIdAuthorizationFailed):
+        return Mistake("KAFKA_SASL_USERNAME", "grant the user its ACLs"
+                       " (docs/kafka-security.md), or correct KAFKA_SASL_USERNAME")
+    return None
+
+
+def failure(error: BaseException) -> at_start.Failure:
+    """What `error`, met while reaching the broker and ensuring topics, says: a mistake
+    no wait mends (`mistake_in`), the broker's outage as the stages take one once
+    running (faults.classify: no answer, a refused or cut connection, a name not
+    resolved yet, a broker not ready), or neither."""
+    if mistake_in(error) is not None:
+        return at_start.Failure.MISTAKE
+    if isinstance(error, BaseExceptionGroup):  # one per bootstrap server
+        found = {failure(each) for each in error.exceptions}
+        return at_start.Failure.OUTAGE if found == {at_start.Failure.OUTAGE} \
+            else at_start.Failure.OTHER
+    if faults.classify(error) is faults.Fault.OUTAGE:
+        return at_start.Failure.OUTAGE
+    return at_start.Failure.OTHER
+
+
+def where(settings: Settings) -> str:
+    """Where the brokers are, for people to read: KAFKA_BOOTSTRAP_SERVERS' hosts and
+    ports (it holds nothing else)."""
+    return ",".join(part.strip() for part in settings.kafka_bootstrap_servers.split(","))
+
+
+def problem(error: BaseException, settings: Settings) -> str:
+    """What went wrong, in one line, the SASL password blotted out should it ever be
+    in the words; each bootstrap server's, when several failed."""
+    if isinstance(error, BaseExceptionGroup):
+        return "; ".join(problem(each, settings) for each in error.exceptions)
+    words = " ".join(str(error).split())
+    name = type(error).__name__
+    if isinstance(error, kafka.TlsFileUnusable) or name in words:
+        text = words  # aiokafka's words name the class
+    else:
+        text = f"{name}: {words}" if words else name
+    password = settings.kafka_sasl_password
+    secret = password.get_secret_value() if password else ""
+    return text.replace(secret, "***") if secret else text
+
+
+def refusal(error: BaseException, settings: Settings) -> str:
+    """The line a mistake ends a start or a command with."""
+    mistake = mistake_in(error)
+    assert mistake is not None
+    return (f"{mistake.setting}: the Kafka broker at {where(settings)} cannot be used:"
+            f" {problem(error, settings)} (waiting would not mend it: {mistake.mend})")
+
+
+async def _ready(settings: Settings, topic_names: Iterable[str]) -> None:
+    await kafka.reached(settings)  # says a mistake (aiokafka's bootstrap would hide it)
+    await kafka.ensure_topics(settings, topic_names, attempts=1)
+
+
+def ready_blocking(settings: Settings, topic_names: Iterable[str], *,
+                   sleep: Callable[[float], None] = time.sleep) -> None:
+    """A service's start, before it serves: reach the broker and ensure `topic_names`
+    (those its lifespan ensures: then found at once), waiting out the broker's outage for
+    as long as it lasts (SIGINT stops the wait: exit 0); a mistake is logged and exits 1."""
+    names = list(topic_names)
+    brokers = where(settings)
+    at_start.waited_out(
+        lambda: asyncio.run(_ready(settings, names)),
+        failure=failure, problem=lambda error: problem(error, settings),
+        waiting=lambda said, pause: (
+            f"the Kafka broker (KAFKA_BOOTSTRAP_SERVERS) at {brokers} is unreachable:"
+            f" waiting for it, next try in {pause:g} s ({said})"),
+        refusal=lambda error: refusal(error, settings),
+        stopped="stopped while waiting for the Kafka broker", logger=logger,
+        extra={"brokers": brokers}, sleep=sleep)
+
+
+class BrokerUnusable(at_start.Unusable):
+    """The broker cannot be used by a command: exits 1 with `line`, without a traceback."""
+
+
+async def reached(settings: Settings) -> None:
+    """A command's: reach the broker, or end at once in one line, whatever the failure
+    (a wait bounded by kafka.REACH_SECONDS a bootstrap server)."""
+    try:
+        await kafka.reached(settings)
+    except Exception as error:
+        found = failure(error)
+        if found is at_start.Failure.OTHER:
+            raise
+        if found is at_start.Failure.MISTAKE:
+            raise BrokerUnusable(refusal(error, settings)) from None
+        raise BrokerUnusable(
+            f"KAFKA_BOOTSTRAP_SERVERS: the Kafka broker at {where(settings)} is unreachable:"
+            f" {problem(error, settings)} (start it, or correct KAFKA_BOOTSTRAP_SERVERS, and"
+            " run again)") from None

@@ -1,0 +1,210 @@
+"""The broker at a start (services/core/broker_start.py): which failures are the broker's
+outage, waited out, and which are mistakes in the Kafka settings that no wait mends; what
+the lines about it say (the bootstrap servers, the setting, never the SASL password).
+Waiting on a real broker: tests/integration/test_broker_at_start.py."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import ssl
+from pathlib import Path
+
+import pytest
+from aiokafka.errors import (
+    ClusterAuthorizationFailedError,
+    IllegalStateError,
+    InvalidReplicationFactorError,
+    KafkaConnectionError,
+    KafkaTimeoutError,
+    LeaderNotAvailableError,
+    NodeNotReadyError,
+    RequestTimedOutError,
+    SaslAuthenticationFailed,
+    TopicAuthorizationFailedError,
+    UnsupportedSaslMechanismError,
+)
+from pydantic import SecretStr
+
+from devtools import certificates
+from services.core import at_start, broker_start, kafka
+from services.core.settings import Settings
+
+OUTAGE, MISTAKE, OTHER = (at_start.Failure.OUTAGE, at_start.Failure.MISTAKE,
+                          at_start.Failure.OTHER)
+PASSWORD = "s3cret-Pa55"
+SASL = Settings(kafka_bootstrap_servers="kafka-1:9093, kafka-2:9093",
+                kafka_security_protocol="SASL_PLAINTEXT", kafka_sasl_username="router",
+                kafka_sasl_password=SecretStr(PASSWORD))
+# aiokafka's words for a password refused (a broker's SaslAuthenticate answer).
+REFUSED = SaslAuthenticationFailed(
+    "Authentication failed during authentication due to invalid credentials with SASL"
+    " mechanism SCRAM-SHA-512")
+
+
+def handshake_failure(client: ssl.SSLContext, made: certificates.BrokerCertificates, *,
+                      host: str) -> ssl.SSLError:
+    """What a TLS handshake of `client` with a broker holding `made`'s certificate raises
+    on the client's end, in memory (no socket)."""
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(made.keystore)
+    to_server, to_client = ssl.MemoryBIO(), ssl.MemoryBIO()
+    client_end = client.wrap_bio(to_client, to_server, server_hostname=host)
+    server_out, server_in = ssl.MemoryBIO(), ssl.MemoryBIO()
+    server_end = server.wrap_bio(server_in, server_out, server_side=True)
+    for _ in range(10):
+        try:
+            client_end.do_handshake()
+        except ssl.SSLWantReadError:
+            pass
+        except ssl.SSLError as error:
+            return error
+        server_in.write(to_server.read())
+        with contextlib.suppress(ssl.SSLWantReadError):
+            server_end.do_handshake()
+        to_client.write(server_out.read())
+    raise AssertionError("the handshake went through")
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory: pytest.TempPathFactory) -> certificates.BrokerCertificates:
+    return certificates.generate(tmp_path_factory.mktemp("tls"))
+
+
+def tls_settings(ca: Path, **more: object) -> Settings:
+    return Settings(kafka_bootstrap_servers="127.0.0.1:9093", kafka_security_protocol="SSL",
+                    kafka_ssl_cafile=ca, **more)
+
+
+class TestWhatIsWaitedOut:
+    @pytest.mark.parametrize("error", [
+        KafkaConnectionError("Unable to bootstrap from [('127.0.0.1', 9092, 2)]"),
+        ConnectionRefusedError(111, "Connect call failed ('127.0.0.1', 9092)"),
+        socket.gaierror(-2, "Name or service not known"),  # its DNS name not there yet
+        TimeoutError(),  # no answer within kafka.REACH_SECONDS
+        KafkaTimeoutError(),
+        NodeNotReadyError(), LeaderNotAvailableError(), RequestTimedOutError(),
+        ssl.SSLEOFError(8, "EOF occurred in violation of protocol"),  # a handshake cut
+        ExceptionGroup("no bootstrap server answered", [
+            ConnectionRefusedError(111, "refused"), socket.gaierror(-2, "not known")]),
+    ])
+    def test_the_broker_down_starting_or_unreachable(self, error: Exception) -> None:
+        assert broker_start.failure(error) is OUTAGE
+        assert broker_start.mistake_in(error) is None
+
+
+class TestWhatIsAMistake:
+    @pytest.mark.parametrize(("error", "setting"), [
+        (REFUSED, "KAFKA_SASL_USERNAME / KAFKA_SASL_PASSWORD"),
+        (UnsupportedSaslMechanismError(), "KAFKA_SASL_MECHANISM"),
+        (TopicAuthorizationFailedError(), "KAFKA_SASL_USERNAME"),
+        (ClusterAuthorizationFailedError(), "KAFKA_SASL_USERNAME"),
+        # One server down, another refusing the password: every server would refuse it.
+        (ExceptionGroup("no bootstrap server answered", [
+            ConnectionRefusedError(111, "refused"), REFUSED]),
+         "KAFKA_SASL_USERNAME / KAFKA_SASL_PASSWORD"),
+    ])
+    def test_the_broker_refusing_us(self, error: Exception, setting: str) -> None:
+        assert broker_start.failure(error) is MISTAKE
+        mistake = broker_start.mistake_in(error)
+        assert mistake is not None and mistake.setting == setting
+
+    def test_a_ca_file_that_is_no_certificate(self, tmp_path: Path) -> None:
+        ca = tmp_path / "ca.pem"
+        ca.write_text("not a certificate\n")
+        with pytest.raises(kafka.TlsFileUnusable) as raised:
+            kafka.connection_options(tls_settings(ca))
+        assert isinstance(raised.value, ssl.SSLError)  # as before, for the stages
+        assert broker_start.failure(raised.value) is MISTAKE
+        assert broker_start.mistake_in(raised.value) == broker_start.Mistake(
+            "KAFKA_SSL_CAFILE", "correct KAFKA_SSL_CAFILE")
+
+    def test_a_key_that_is_not_the_certificates(
+            self, tmp_path: Path, made: certificates.BrokerCertificates) -> None:
+        other = certificates.generate(tmp_path / "other")
+        settings = tls_settings(made.ca, kafka_ssl_certfile=made.ca.with_name("broker.crt"),
+                                kafka_ssl_keyfile=other.ca.with_name("broker.key"))
+        with pytest.raises(kafka.TlsFileUnusable) as raised:
+            kafka.connection_options(settings)
+        mistake = broker_start.mistake_in(raised.value)
+        assert mistake is not None
+        assert mistake.setting == "KAFKA_SSL_CERTFILE / KAFKA_SSL_KEYFILE"
+
+    def test_a_broker_certificate_the_ca_did_not_sign(
+            self, tmp_path: Path, made: certificates.BrokerCertificates) -> None:
+        another_ca = certificates.generate(tmp_path / "another").ca
+        error = handshake_failure(kafka.tls_context(tls_settings(another_ca)), made,
+                                  host="127.0.0.1")
+        assert isinstance(error, ssl.SSLCertVerificationError)
+        assert broker_start.failure(error) is MISTAKE
+        mistake = broker_start.mistake_in(error)
+        assert mistake is not None and mistake.setting == "KAFKA_SSL_CAFILE"
+
+    def test_a_broker_named_otherwise_than_its_certificate(
+            self, made: certificates.BrokerCertificates) -> None:
+        error = handshake_failure(kafka.tls_context(tls_settings(made.ca)), made,
+                                  host="kafka.elsewhere")
+        mistake = broker_start.mistake_in(error)
+        assert mistake is not None and mistake.setting == "KAFKA_BOOTSTRAP_SERVERS"
+        assert "KAFKA_SSL_CHECK_HOSTNAME" in mistake.mend
+
+
+class TestNeither:
+    @pytest.mark.parametrize("error", [
+        InvalidReplicationFactorError(), IllegalStateError(), ValueError("a bug"),
+        ExceptionGroup("no bootstrap server answered", [
+            ConnectionRefusedError(111, "refused"), ValueError("a bug")]),
+    ])
+    def test_is_raised_as_it_is(self, error: Exception) -> None:
+        assert broker_start.failure(error) is OTHER
+
+
+class TestWhatTheLinesSay:
+    def test_where_names_the_bootstrap_servers(self) -> None:
+        assert broker_start.where(SASL) == "kafka-1:9093,kafka-2:9093"
+
+    def test_the_problem_is_in_one_line_without_the_password(self) -> None:
+        error = SaslAuthenticationFailed(f"refused\n(tried {PASSWORD})")
+        assert broker_start.problem(error, SASL) == \
+            "[Error 58] SaslAuthenticationFailed: refused (tried ***)"
+        refused = ConnectionRefusedError(111, "Connect call failed")
+        assert broker_start.problem(refused, SASL) == \
+            "ConnectionRefusedError: [Errno 111] Connect call failed"
+
+    def test_a_refusal_names_the_setting_and_what_was_wrong(self) -> None:
+        line = broker_start.refusal(REFUSED, SASL)
+        assert line.startswith("KAFKA_SASL_USERNAME / KAFKA_SASL_PASSWORD: the Kafka broker"
+                               " at kafka-1:9093,kafka-2:9093 cannot be used: ")
+        assert "invalid credentials" in line
+        assert PASSWORD not in line and "\n" not in line
+
+
+class TestAServicesStart:
+    def test_a_mistake_exits_1_at_once_with_the_line_logged(
+            self, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+        ca = tmp_path / "ca.pem"
+        ca.write_text("not a certificate\n")
+        waits: list[float] = []
+        with caplog.at_level(logging.WARNING, logger=broker_start.__name__), \
+                pytest.raises(SystemExit) as exited:
+            broker_start.ready_blocking(tls_settings(ca), ["tickets.incoming"],
+                                        sleep=waits.append)
+        assert exited.value.code == 1
+        assert waits == []
+        [logged] = caplog.records
+        assert logged.levelno == logging.ERROR
+        assert logged.getMessage().startswith(
+            "KAFKA_SSL_CAFILE: the Kafka broker at 127.0.0.1:9093 cannot be used:"
+            f" {ca} cannot be used as a TLS file: SSLError: ")
+
+
+class TestACommand:
+    async def test_a_mistake_ends_it_at_once_in_one_line(self, tmp_path: Path) -> None:
+        ca = tmp_path / "ca.pem"
+        ca.write_text("not a certificate\n")
+        with pytest.raises(broker_start.BrokerUnusable) as ended:
+            await broker_start.reached(tls_settings(ca))
+        assert ended.value.code == ended.value.line  # printed by Python, exit status 1
+        assert ended.value.line.startswith("KAFKA_SSL_CAFILE: the Kafka broker at ")
+        assert "\n" not in ended.value.line
