@@ -20,7 +20,7 @@ from services.core import envelope
 from services.core.settings import PROJECT_ROOT, Settings
 from tests import credentials
 
-pytest_plugins = ["tests.databases", "tests.webhooks_receiver"]
+pytest_plugins = ["tests.databases", "tests.service_starts", "tests.webhooks_receiver"]
 
 
 @pytest.fixture(scope="session")

@@ -1,14 +1,13 @@
 """A service started while its PostgreSQL is down waits for it, then starts; a mistake
 in DATABASE_URL ends the start at once, exit 1, naming DATABASE_URL; a command fails at
 once in one line (services/core/store_start.py). The metrics service stands for the
-three: they start through the same door."""
+three: they start through the same door (tests/service_starts.py)."""
 
 from __future__ import annotations
 
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,37 +18,12 @@ from devtools import ports, processes
 from devtools.postgres import LocalPostgres
 from services.core.settings import PROJECT_ROOT
 from tests.databases import ExternalPostgres
+from tests.service_starts import exit_code_within, logged_within, metrics_service
 
 # Bounds on waits that end far sooner unless the start is broken.
 WAITING_SECONDS = 30.0
 READY_SECONDS = 120.0
 WAITING = "is unreachable: waiting for it"
-
-
-def metrics_service(home: Path, *, bootstrap: str, database_url: str
-                    ) -> processes.ServiceProcess:
-    service_ports = ports.free_ports_by_name(("router", "segmenter", "metrics"))
-    env = processes.service_env(bootstrap=bootstrap, database_url=database_url,
-                                ports=service_ports, extra={"LOG_FORMAT": "text"})
-    return processes.ServiceProcess("metrics", service_ports["metrics"], env,
-                                    home / "metrics.log")
-
-
-def logged_within(service: processes.ServiceProcess, text: str, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if service.log_file.exists() and text in service.log_file.read_text():
-            return True
-        time.sleep(0.1)
-    return False
-
-
-def exit_code_within(service: processes.ServiceProcess, seconds: float) -> int | None:
-    assert service.process is not None
-    try:
-        return service.process.wait(seconds)
-    except subprocess.TimeoutExpired:
-        return None
 
 
 @pytest.fixture
@@ -62,24 +36,14 @@ def stopped_postgres(tmp_path: Path) -> Iterator[LocalPostgres]:
         server.remove()
 
 
-@pytest.fixture
-def running(tmp_path: Path) -> Iterator[list[processes.ServiceProcess]]:
-    started: list[processes.ServiceProcess] = []
-    try:
-        yield started
-    finally:
-        for service in started:
-            service.stop()
-
-
 class TestAServiceWhileTheStoreIsDown:
     def test_it_waits_for_postgresql_then_starts(
             self, tmp_path: Path, kafka_bootstrap: str, stopped_postgres: LocalPostgres,
-            running: list[processes.ServiceProcess]) -> None:
+            started_services: list[processes.ServiceProcess]) -> None:
         service = metrics_service(tmp_path, bootstrap=kafka_bootstrap,
                                   database_url=stopped_postgres.url)
         service.start()
-        running.append(service)
+        started_services.append(service)
         assert logged_within(service, WAITING, WAITING_SECONDS), service.log_file.read_text()
         assert logged_within(service, "next try in 2 s", WAITING_SECONDS)  # tried again
         assert service.process is not None and service.process.poll() is None
@@ -95,12 +59,12 @@ class TestAServiceWhileTheStoreIsDown:
 
 
     def test_sigint_stops_the_wait_as_it_stops_a_service(
-            self, tmp_path: Path, running: list[processes.ServiceProcess]) -> None:
+            self, tmp_path: Path, started_services: list[processes.ServiceProcess]) -> None:
         port = ports.free_port()
         service = metrics_service(tmp_path, bootstrap="127.0.0.1:1", database_url=(
             f"postgresql+asyncpg://routing:pw@127.0.0.1:{port}/routing"))
         service.start()
-        running.append(service)
+        started_services.append(service)
         assert logged_within(service, WAITING, WAITING_SECONDS), service.log_file.read_text()
         service.signal(signal.SIGINT)
         assert exit_code_within(service, WAITING_SECONDS) == 0
@@ -114,14 +78,14 @@ class TestAMistakeInDatabaseUrl:
     ])
     def test_the_service_exits_1_at_once_naming_it(
             self, tmp_path: Path, postgres_server: LocalPostgres | ExternalPostgres,
-            running: list[processes.ServiceProcess], change: dict[str, str],
+            started_services: list[processes.ServiceProcess], change: dict[str, str],
             said: str) -> None:
         url = make_url(postgres_server.url).set(**change)
         # No broker: the start ends before it would reach one.
         service = metrics_service(tmp_path, bootstrap="127.0.0.1:1",
                                   database_url=url.render_as_string(hide_password=False))
         service.start()
-        running.append(service)
+        started_services.append(service)
         assert exit_code_within(service, WAITING_SECONDS) == 1
         logs = service.log_file.read_text()
         assert f"DATABASE_URL: the store at {url.host}:{url.port} cannot be used:" in logs
