@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 
 from services import credentials_cli, webhooks_cli
-from services.core.settings import from_environment
+from services.core.settings import Settings, from_environment
 from services.simulator import cli as simulator_cli
+
+T = TypeVar("T")
 
 app = typer.Typer(help="Customer-service routing: operate the pipeline.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -26,8 +29,17 @@ def topics() -> None:
     table = table_file.load(settings.routing_table_file)
     wanted = [*names.PIPELINE, *(topic for department in table.departments
                                  for topic in priority.lane_topics(department))]
-    asyncio.run(kafka.ensure_topics(settings, wanted))
+    asyncio.run(_reaching(settings, lambda: kafka.ensure_topics(settings, wanted)))
     typer.echo("\n".join(wanted))
+
+
+async def _reaching(settings: Settings, work: Callable[[], Awaitable[T]]) -> T:
+    """`work` done once the broker answers: its outage or a mistake in the Kafka settings
+    ends the command at once, in one line naming the setting (exit 1)."""
+    from services.core import broker_start
+
+    await broker_start.reached(settings)
+    return await work()
 
 
 app.add_typer(credentials_cli.app, name="credentials")
@@ -81,13 +93,15 @@ def recompute_tiers() -> None:
 
     from services.segmenter import bootstrap, service
 
+    settings = from_environment()
+
     async def run() -> service.Recomputed:
-        async with bootstrap.connect(from_environment(), client_id="routing-cli") as connected:
+        async with bootstrap.connect(settings, client_id="routing-cli") as connected:
             segmenter = connected.segmenter
             return await service.recompute_tiers(segmenter.customers, segmenter.publisher,
                                                  now=datetime.now(UTC))
 
-    recomputed = asyncio.run(run())
+    recomputed = asyncio.run(_reaching(settings, run))  # the broker, before the store
     typer.echo(f"tier changes: {len(recomputed.tier_changes)}; tier sizes: {recomputed.sizes}")
 
 
@@ -111,10 +125,11 @@ def list_dead_letters(
 
     from services.router import dead_letters
 
+    settings = from_environment()
     try:
-        found = asyncio.run(dead_letters.list_dead_letters(
-            from_environment(), source_topic=source_topic, error_class=error_class, limit=limit,
-            since=since, include_value=include_value))
+        found = asyncio.run(_reaching(settings, lambda: dead_letters.list_dead_letters(
+            settings, source_topic=source_topic, error_class=error_class, limit=limit,
+            since=since, include_value=include_value)))
     except ValueError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from exc
@@ -143,7 +158,8 @@ def replay_dead_letters(
         selection = dead_letter_records.Selection(
             ids=tuple(ids or ()), source_topic=source_topic, error_class=error_class,
             limit=limit)
-        result = asyncio.run(dead_letters.replay(from_environment(), selection))
+        settings = from_environment()
+        result = asyncio.run(_reaching(settings, lambda: dead_letters.replay(settings, selection)))
     except dead_letter_records.InvalidSelection as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from exc

@@ -16,7 +16,7 @@ import pydantic
 import typer
 from aiokafka.errors import KafkaError
 
-from services.core import durations, tickets, topics
+from services.core import broker_start, durations, tickets, topics
 from services.core.settings import Settings
 from services.departments import queue, retries
 from services.router import intake_policy, lane_copies, priority
@@ -84,6 +84,8 @@ def read(
                    f" the router could not say ({unanswered.problem})", err=True)
 
     async def run() -> int:
+        # The broker's outage or a mistake in the Kafka settings: one line naming the setting.
+        await broker_start.reached(settings)
         count = 0
         async with httpx.AsyncClient(base_url=router_url, timeout=10.0,
                                      headers={"Authorization": f"Bearer {token}"}) as router:
