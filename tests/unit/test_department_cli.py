@@ -368,7 +368,11 @@ class TestKafkaPassword:
             return
             yield
 
+        async def reached(given: Settings) -> None:  # the broker answers, as the reader
+            assert given.kafka_sasl_password is not None  # asked for before it is reached
+
         monkeypatch.setattr(cli.queue, "read_queue", read_queue)
+        monkeypatch.setattr(cli.broker_start, "reached", reached)
         return settings
 
     @pytest.mark.parametrize("user_from", ["environment", "option"])
