@@ -103,7 +103,7 @@ async def reached(settings: Settings) -> None:
         except (KafkaError, OSError) as error:  # TimeoutError is an OSError
             errors.append(error)
             continue
-        connection.close()
+        await asyncio.wait([connection.close()], timeout=REACH_SECONDS)  # its socket too
         return
     if len(errors) == 1:
         raise errors[0]

@@ -16,7 +16,8 @@ import pytest
 
 from devtools import certificates, ports, processes
 from devtools.kafka_broker import LocalKafka, Security
-from services.core.settings import PROJECT_ROOT
+from services.core import broker_start
+from services.core.settings import PROJECT_ROOT, Settings
 from tests.service_starts import exit_code_within, logged_within, metrics_service
 
 # Bounds on waits that end far sooner unless the start is broken.
@@ -131,6 +132,9 @@ class TestAMistakeInTheKafkaSettings:
 
 
 class TestACommand:
+    async def test_a_broker_that_answers_is_reached(self, kafka_bootstrap: str) -> None:
+        await broker_start.reached(Settings(kafka_bootstrap_servers=kafka_bootstrap))
+
     def test_it_fails_at_once_in_one_line_while_the_broker_is_down(
             self, tmp_path: Path) -> None:
         """`routing topics` tried for 30 s, then printed aiokafka's traceback."""
