@@ -10,7 +10,7 @@ from typing import Any, Literal, Self, get_origin
 import limits
 from pydantic import Field, FilePath, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from services.core import durations, groups, request_bodies
@@ -27,6 +27,14 @@ STORE_CLOSE_SECONDS = 2.0
 # The SQL stores the services run on: SQLite through aiosqlite, PostgreSQL through asyncpg
 # (db.engine gives asyncpg its timeouts).
 DATABASE_DRIVERS = ("sqlite+aiosqlite", "postgresql+asyncpg")
+# The options a PostgreSQL DATABASE_URL may carry (`?ssl=require`): those that reach
+# asyncpg's connect() as the text a URL gives them (numbers would reach it as text).
+POSTGRESQL_OPTIONS = ("ssl", "direct_tls", "target_session_attrs", "passfile", "service",
+                      "servicefile", "krbsrvname", "gsslib",
+                      # SQLAlchemy's: a number; several hosts (?host=a:5432&host=b:5432)
+                      "prepared_statement_cache_size", "host")
+# libpq's names for them, as people copy them from other tools.
+_LIBPQ_OPTIONS = {"sslmode": "ssl", "connect_timeout": None}
 
 
 class Settings(BaseSettings):
@@ -174,6 +182,8 @@ class Settings(BaseSettings):
             raise ValueError("must start with " + " or ".join(
                 f"{name}://" for name in DATABASE_DRIVERS)
                 + " (e.g. postgresql+asyncpg://user:password@host/db)")
+        if url.drivername == "postgresql+asyncpg":
+            _check_postgresql_url(url)
         if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
             raise ValueError("a SQLite store is a file, shared by the services:"
                              " sqlite+aiosqlite:///path/to/routing.db (one in memory"
@@ -244,6 +254,25 @@ class Settings(BaseSettings):
         if self.kafka_ssl_keyfile and not self.kafka_ssl_certfile:
             raise ValueError("KAFKA_SSL_KEYFILE is set without KAFKA_SSL_CERTFILE")
         return self
+
+
+def _check_postgresql_url(url: URL) -> None:
+    """ValueError for a PostgreSQL URL the driver would refuse at its first connection:
+    a port out of range, an option it does not take (the URL itself is not quoted)."""
+    try:
+        port = url.port
+    except ValueError:  # not a number
+        port = -1
+    if port is not None and not 0 < port < 65536:
+        raise ValueError("its port must be a number from 1 to 65535")
+    for option in url.query:
+        if option in POSTGRESQL_OPTIONS:
+            continue
+        instead = _LIBPQ_OPTIONS.get(option)
+        hint = f" (libpq's {option} is {instead} here, e.g. ?{instead}=require)" \
+            if instead else " (libpq's, not asyncpg's)" if option in _LIBPQ_OPTIONS else ""
+        raise ValueError(f"option {option!r} is not one the asyncpg driver takes{hint};"
+                         f" it takes {', '.join(POSTGRESQL_OPTIONS)}")
 
 
 def _broker_address_problem(address: str) -> str | None:

@@ -4,10 +4,12 @@ password): settings.from_environment."""
 
 from __future__ import annotations
 
+import inspect
 import subprocess
 import sys
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from services.core import settings
@@ -53,8 +55,36 @@ def test_a_database_the_services_do_not_run_on_is_refused_without_its_url(
     assert "s3cret-pw" not in str(problems)
 
 
+@pytest.mark.parametrize(("url", "problem"), [
+    ("postgresql+asyncpg://u:s3cret-pw@db/routing?sslmode=require",
+     "option 'sslmode' is not one the asyncpg driver takes (libpq's sslmode is ssl here,"
+     " e.g. ?ssl=require); it takes "),
+    ("postgresql+asyncpg://u:s3cret-pw@db/routing?connect_timeout=5",
+     "option 'connect_timeout' is not one the asyncpg driver takes (libpq's, not"
+     " asyncpg's); it takes "),
+    ("postgresql+asyncpg://u:s3cret-pw@db:99999/routing",
+     "its port must be a number from 1 to 65535"),
+])
+def test_a_postgresql_url_the_driver_would_refuse_is_refused_without_its_url(
+        monkeypatch: pytest.MonkeyPatch, url: str, problem: str) -> None:
+    """Not at the first connection, in a driver's traceback."""
+    [found] = refused(monkeypatch, DATABASE_URL=url)
+    assert found.startswith(f"DATABASE_URL: {problem}")
+    assert "s3cret-pw" not in found
+
+
+def test_the_postgresql_options_taken_reach_the_driver() -> None:
+    """Each option the URL may carry is one asyncpg's connect() or SQLAlchemy's dialect
+    takes: the list cannot name one the driver would refuse."""
+    dialect_own = {"prepared_statement_cache_size", "host"}
+    takes = set(inspect.signature(asyncpg.connect).parameters) | dialect_own
+    assert set(settings.POSTGRESQL_OPTIONS) <= takes
+
+
 @pytest.mark.parametrize("url", ["sqlite+aiosqlite:///.data/routing.db",
-                                 "postgresql+asyncpg://u:p@db:5432/routing"])
+                                 "postgresql+asyncpg://u:p@db:5432/routing",
+                                 "postgresql+asyncpg://u:p@db/routing?ssl=require",
+                                 "postgresql+asyncpg://u:p@/routing?host=a:5432&host=b:5432"])
 def test_the_stores_we_run_on_are_taken(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
     monkeypatch.setenv("DATABASE_URL", url)
     assert from_environment().database_url == url
