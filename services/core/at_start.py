@@ -5,16 +5,19 @@ The outage (down, starting, unreachable) passes by itself: a WARNING each try, t
 another try after a pause, for as long as it lasts, as the stages wait once running. A
 mistake in the settings (a password refused, a file that cannot be read) would be met
 again by every try: the service exits 1 with one line naming the setting and what was
-wrong, as it does for an invalid setting, without a traceback. SIGINT while waiting stops
-the service as it stops one running: exit 0. Each of `store_start` and `broker_start`
-decides which failure is which, and says what it waits for.
+wrong, as it does for an invalid setting, without a traceback. SIGINT or SIGTERM while
+waiting stops the service as it stops one running: exit 0. Each of `store_start` and
+`broker_start` decides which failure is which, and says what it waits for.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from enum import Enum
 from typing import Any, TypeVar
 
@@ -54,7 +57,8 @@ def waited_out(attempt: Callable[[], T], *, failure: Callable[[BaseException], F
     """`attempt`'s result, tried again after each outage with BACKOFF (`waiting`: the
     WARNING's line, given the `problem` in one line and the pause); a mistake logged
     (`refusal`'s line: the service's logs are where its operators look) and exit 1;
-    SIGINT meanwhile logs `stopped` and exits 0 (nothing started, nothing to stop)."""
+    SIGINT or SIGTERM (what Kubernetes stops a pod with) meanwhile logs `stopped` and exits
+    0 (nothing started, nothing to stop)."""
 
     def warn(state: tenacity.RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome is not None else None
@@ -66,11 +70,13 @@ def waited_out(attempt: Callable[[], T], *, failure: Callable[[BaseException], F
             "error": said})
 
     try:
-        return tenacity.Retrying(
-            retry=tenacity.retry_if_exception(lambda error: failure(error) is Failure.OUTAGE),
-            wait=lambda state: BACKOFF.pause(state.attempt_number),
-            before_sleep=warn, sleep=sleep, reraise=True,
-        )(attempt)
+        with _sigterm_as_sigint():
+            return tenacity.Retrying(
+                retry=tenacity.retry_if_exception(
+                    lambda error: failure(error) is Failure.OUTAGE),
+                wait=lambda state: BACKOFF.pause(state.attempt_number),
+                before_sleep=warn, sleep=sleep, reraise=True,
+            )(attempt)
     except KeyboardInterrupt:
         logger.info(stopped)
         raise SystemExit(0) from None
@@ -79,3 +85,30 @@ def waited_out(attempt: Callable[[], T], *, failure: Callable[[BaseException], F
             raise
         logger.error(refusal(error), extra=dict(extra))
         raise SystemExit(1) from None
+
+
+@contextlib.contextmanager
+def _sigterm_as_sigint() -> Iterator[None]:
+    """SIGTERM stops the wait as SIGINT does (the server, once started, installs its own
+    handlers); in the main thread only, where Python runs signal handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(_signal: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    before = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
+def without_secret(text: str, secret: str | None) -> str:
+    """`text` (a driver's words about a failure), or, should it hold `secret` (a
+    password), a line saying so instead: blotting the secret out of it would show a
+    short one by what is left around it."""
+    if secret and secret in text:
+        return "(the driver's words hold the password: not shown)"
+    return text

@@ -27,6 +27,7 @@ from aiokafka.errors import (
     AuthenticationMethodNotSupported,
     ClusterAuthorizationFailedError,
     GroupAuthorizationFailedError,
+    IllegalSaslStateError,
     SaslAuthenticationFailed,
     TopicAuthorizationFailedError,
     TransactionalIdAuthorizationFailed,
@@ -38,8 +39,9 @@ from services.core.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-# OpenSSL's verify code for a certificate that is not the host's (X509_V_ERR_HOSTNAME_MISMATCH).
-_HOSTNAME_MISMATCH = 62
+# OpenSSL's verify codes for a certificate that is not the host's
+# (X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH).
+_NOT_THE_HOSTS = (62, 64)
 # TLS failures of a handshake cut short (the broker going down, a connection reset): an
 # outage, where the others are the two ends disagreeing (protocol, certificates).
 _TLS_CUT_SHORT = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError,
@@ -63,16 +65,20 @@ def mistake_in(error: BaseException) -> Mistake | None:
     if isinstance(error, kafka.TlsFileUnusable):
         return Mistake(error.setting, f"correct {error.setting}")
     if isinstance(error, ssl.SSLCertVerificationError):
-        if error.verify_code == _HOSTNAME_MISMATCH:
+        if error.verify_code in _NOT_THE_HOSTS:
             return Mistake("KAFKA_BOOTSTRAP_SERVERS", "name the brokers as their certificates"
                            " do, or set KAFKA_SSL_CHECK_HOSTNAME=false")
         return Mistake("KAFKA_SSL_CAFILE", "give the CA that signed the brokers'"
-                       " certificates in KAFKA_SSL_CAFILE")
+                       " certificates in KAFKA_SSL_CAFILE, or renew a certificate out of"
+                       " its dates")
     if isinstance(error, ssl.SSLError) and not isinstance(error, _TLS_CUT_SHORT):
         return Mistake("KAFKA_SECURITY_PROTOCOL", "correct KAFKA_SECURITY_PROTOCOL or the"
                        " KAFKA_SSL_* files")
     if isinstance(error, SaslAuthenticationFailed | AuthenticationFailedError):
         return Mistake(_CREDENTIALS, f"correct {_CREDENTIALS}, or the user on the brokers")
+    if isinstance(error, IllegalSaslStateError):  # SASL asked of a listener without it
+        return Mistake("KAFKA_SECURITY_PROTOCOL", "the listener takes no SASL: correct"
+                       " KAFKA_SECURITY_PROTOCOL (PLAINTEXT or SSL), or the port")
     if isinstance(error, UnsupportedSaslMechanismError | AuthenticationMethodNotSupported):
         return Mistake("KAFKA_SASL_MECHANISM", "set KAFKA_SASL_MECHANISM to one the"
                        " brokers offer")
@@ -117,8 +123,7 @@ def problem(error: BaseException, settings: Settings) -> str:
     else:
         text = f"{name}: {words}" if words else name
     password = settings.kafka_sasl_password
-    secret = password.get_secret_value() if password else ""
-    return text.replace(secret, "***") if secret else text
+    return at_start.without_secret(text, password.get_secret_value() if password else None)
 
 
 def refusal(error: BaseException, settings: Settings) -> str:

@@ -97,9 +97,10 @@ async def reached(settings: Settings) -> None:
     errors: list[Exception] = []
     for host, port, _ in collect_hosts(settings.kafka_bootstrap_servers, randomize=False):
         try:
-            connection = await create_conn(host, port, client_id="reach",
-                                           request_timeout_ms=int(REACH_SECONDS * 1000),
-                                           **options)
+            async with asyncio.timeout(REACH_SECONDS):  # the whole: TLS, SASL's steps
+                connection = await create_conn(host, port, client_id="reach",
+                                               request_timeout_ms=int(REACH_SECONDS * 1000),
+                                               **options)
         except (KafkaError, OSError) as error:  # TimeoutError is an OSError
             errors.append(error)
             continue

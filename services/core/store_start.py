@@ -84,9 +84,8 @@ def problem(error: BaseException, database_url: str) -> str:
     cause = _driver_error(error)
     text = " ".join(str(cause).split()) or type(cause).__name__
     password = make_url(database_url).password
-    if password:
-        text = text.replace(str(password), "***")
-    return f"{type(cause).__name__}: {text}"
+    return at_start.without_secret(f"{type(cause).__name__}: {text}",
+                                   None if password is None else str(password))
 
 
 def _driver_error(error: BaseException) -> BaseException:

@@ -76,14 +76,16 @@ class TestAServiceWhileTheBrokerIsDown:
         service.wait_ready(READY_SECONDS)  # its topics made, then started as usual
         assert "Traceback" not in service.log_file.read_text()
 
-    def test_sigint_stops_the_wait_as_it_stops_a_service(
-            self, tmp_path: Path, started_services: list[processes.ServiceProcess]) -> None:
+    @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+    def test_a_stop_signal_ends_the_wait_as_it_stops_a_service(
+            self, tmp_path: Path, started_services: list[processes.ServiceProcess],
+            stop: signal.Signals) -> None:
         service = metrics_service(tmp_path, bootstrap=f"127.0.0.1:{ports.free_port()}",
                                   database_url=sqlite_store(tmp_path))
         service.start()
         started_services.append(service)
         assert logged_within(service, WAITING, WAITING_SECONDS), service.log_file.read_text()
-        service.signal(signal.SIGINT)
+        service.signal(stop)
         assert exit_code_within(service, WAITING_SECONDS) == 0
         logs = service.log_file.read_text()
         assert "stopped while waiting for the Kafka broker" in logs

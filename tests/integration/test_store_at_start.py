@@ -58,15 +58,17 @@ class TestAServiceWhileTheStoreIsDown:
         assert "Traceback" not in service.log_file.read_text()
 
 
-    def test_sigint_stops_the_wait_as_it_stops_a_service(
-            self, tmp_path: Path, started_services: list[processes.ServiceProcess]) -> None:
+    @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+    def test_a_stop_signal_ends_the_wait_as_it_stops_a_service(
+            self, tmp_path: Path, started_services: list[processes.ServiceProcess],
+            stop: signal.Signals) -> None:
         port = ports.free_port()
         service = metrics_service(tmp_path, bootstrap="127.0.0.1:1", database_url=(
             f"postgresql+asyncpg://routing:pw@127.0.0.1:{port}/routing"))
         service.start()
         started_services.append(service)
         assert logged_within(service, WAITING, WAITING_SECONDS), service.log_file.read_text()
-        service.signal(signal.SIGINT)
+        service.signal(stop)
         assert exit_code_within(service, WAITING_SECONDS) == 0
         assert "Traceback" not in service.log_file.read_text()
 

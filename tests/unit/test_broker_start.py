@@ -6,14 +6,17 @@ Waiting on a real broker: tests/integration/test_broker_at_start.py."""
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 import socket
 import ssl
 from pathlib import Path
 
 import pytest
+from aiokafka.conn import create_conn
 from aiokafka.errors import (
     ClusterAuthorizationFailedError,
+    IllegalSaslStateError,
     IllegalStateError,
     InvalidReplicationFactorError,
     KafkaConnectionError,
@@ -98,6 +101,8 @@ class TestWhatIsAMistake:
     @pytest.mark.parametrize(("error", "setting"), [
         (REFUSED, "KAFKA_SASL_USERNAME / KAFKA_SASL_PASSWORD"),
         (UnsupportedSaslMechanismError(), "KAFKA_SASL_MECHANISM"),
+        # SASL asked of a listener without it (SASL_SSL against an SSL port).
+        (IllegalSaslStateError(), "KAFKA_SECURITY_PROTOCOL"),
         (TopicAuthorizationFailedError(), "KAFKA_SASL_USERNAME"),
         (ClusterAuthorizationFailedError(), "KAFKA_SASL_USERNAME"),
         # One server down, another refusing the password: every server would refuse it.
@@ -149,6 +154,14 @@ class TestWhatIsAMistake:
         assert mistake is not None and mistake.setting == "KAFKA_BOOTSTRAP_SERVERS"
         assert "KAFKA_SSL_CHECK_HOSTNAME" in mistake.mend
 
+    def test_a_broker_reached_by_an_address_its_certificate_does_not_name(self) -> None:
+        # OpenSSL's X509_V_ERR_IP_ADDRESS_MISMATCH, as a bootstrap server given by its IP.
+        error = ssl.SSLCertVerificationError(1, "certificate verify failed: IP address"
+                                                " mismatch")
+        error.verify_code = 64
+        mistake = broker_start.mistake_in(error)
+        assert mistake is not None and mistake.setting == "KAFKA_BOOTSTRAP_SERVERS"
+
 
 class TestNeither:
     @pytest.mark.parametrize("error", [
@@ -167,7 +180,7 @@ class TestWhatTheLinesSay:
     def test_the_problem_is_in_one_line_without_the_password(self) -> None:
         error = SaslAuthenticationFailed(f"refused\n(tried {PASSWORD})")
         assert broker_start.problem(error, SASL) == \
-            "[Error 58] SaslAuthenticationFailed: refused (tried ***)"
+            "(the driver's words hold the password: not shown)"
         refused = ConnectionRefusedError(111, "Connect call failed")
         assert broker_start.problem(refused, SASL) == \
             "ConnectionRefusedError: [Errno 111] Connect call failed"
@@ -208,3 +221,14 @@ class TestACommand:
         assert ended.value.code == ended.value.line  # printed by Python, exit status 1
         assert ended.value.line.startswith("KAFKA_SSL_CAFILE: the Kafka broker at ")
         assert "\n" not in ended.value.line
+
+
+def test_what_reaching_a_broker_passes_the_connection_is_what_it_takes(
+        made: certificates.BrokerCertificates) -> None:
+    """`kafka.reached` opens its connection with the clients' own options: each must be
+    one aiokafka's connection takes, or every start would fail."""
+    options = kafka.connection_options(Settings(
+        kafka_bootstrap_servers="kafka-1:9093", kafka_security_protocol="SASL_SSL",
+        kafka_ssl_cafile=made.ca, kafka_sasl_username="u", kafka_sasl_password="p"))
+    del options["bootstrap_servers"]
+    assert set(options) <= set(inspect.signature(create_conn).parameters)

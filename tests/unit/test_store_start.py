@@ -119,8 +119,17 @@ class TestWhatTheLinesSay:
         error = as_sqlalchemy_raises(asyncpg.exceptions.InvalidPasswordError(
             f'password authentication failed for user "routing"\n(tried {PASSWORD})'))
         said = store_start.problem(error, POSTGRES_URL)
-        assert said == ('InvalidPasswordError: password authentication failed for user'
-                        ' "routing" (tried ***)')
+        assert said == "(the driver's words hold the password: not shown)"
+
+    def test_a_short_password_is_not_shown_by_what_is_left_around_it(self) -> None:
+        """Blotting a password "e" out of the words would spell them: nothing is shown."""
+        refused = ConnectionRefusedError(111, "Connect call failed ('10.0.0.1', 5432)")
+        for password, shown in (("e", False), ("5432", False), ("long-enough-pw", True)):
+            url = f"postgresql+asyncpg://routing:{password}@db/routing"
+            said = store_start.problem(refused, url)
+            assert (said == "ConnectionRefusedError: [Errno 111] Connect call failed"
+                    " ('10.0.0.1', 5432)") is shown
+            assert "***" not in said
 
     def test_a_refusal_names_database_url_and_what_was_wrong(self) -> None:
         error = as_sqlalchemy_raises(
