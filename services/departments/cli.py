@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import re
 import shlex
@@ -69,6 +70,9 @@ def read(
     with API_TOKEN the department's credential or an admin's)."""
 
     aging_step = None if aging is None else _aging(aging)
+    # The Kafka client's own notices (a rebalance, a heartbeat) are not the agent's
+    # business: stderr is for the tool's lines; its failures end the read with one.
+    logging.getLogger("aiokafka").setLevel(logging.ERROR)
 
     router_url, token = _ensure_may_read(department)  # before asking for a Kafka password
     settings = _kafka_settings(kafka_user)

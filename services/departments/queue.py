@@ -25,7 +25,7 @@ import pydantic
 import tenacity
 from aiokafka import TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
-from aiokafka.errors import CommitFailedError, IllegalStateError
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from services.core import credentials_api, envelope, faults, kafka, tickets, topics
 from services.core.settings import Settings
@@ -68,6 +68,20 @@ def _log_left_behind(skipped: LeftBehind) -> None:
     logger.info("copy left behind skipped", extra={
         "topic": skipped.topic, "partition": skipped.partition, "offset": skipped.offset,
         "ticket_id": skipped.ticket_id, "state": skipped.state.value})
+
+
+class NoQueue(KafkaError):  # type: ignore[misc]  # aiokafka is untyped
+    """No lane of the department is there for its reader: none exists, or its Kafka user
+    may read none of them."""
+
+    def __init__(self, department: str, lanes: list[str]) -> None:
+        self.said = (f"no lane of {department} exists, or this Kafka user may read none of"
+                     f" them ({', '.join(lanes)}): a department's lanes are made when a"
+                     " routing table naming it is put in force")
+        super().__init__(self.said)
+
+    def __str__(self) -> str:  # not KafkaError's, which puts its class name first
+        return self.said
 
 
 class UnusableAging(ValueError):
@@ -183,8 +197,6 @@ async def read_queue(
         await commit({partition: held.pop(partition)
                       for partition in revoked if partition in held})
 
-    consumer.subscribe(list(lanes.values()), listener=_TakenAway(taken_away))
-
     def not_given_yet(record: Any) -> bool:
         offset: int = record.offset
         return offset >= given_to.get(_partition_of(record), 0)
@@ -193,8 +205,14 @@ async def read_queue(
         given_to[_partition_of(record)] = record.offset + 1
 
     try:
-        # Inside: a start refused (no ACL for a lane, wrong password) still stops it.
+        # Inside: a start refused (a wrong password) still stops it.
         await consumer.start()
+        # The lanes its user may see: none, and the read would wait on metadata that
+        # never comes (a typo), or be refused (another department's lanes).
+        visible = sorted(set(lanes.values()) & await consumer.topics())
+        if not visible:
+            raise NoQueue(department, list(lanes.values()))
+        consumer.subscribe(visible, listener=_TakenAway(taken_away))
         taken = 0
         while taken < max_tickets:
             # Wait only when nothing is buffered; otherwise just top up the buffers.

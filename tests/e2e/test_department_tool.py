@@ -138,6 +138,21 @@ class TestWhoMayReadAQueue:
         assert len(owner.tickets) == 1
 
 
+class TestADepartmentWithoutLanes:
+    async def test_its_read_ends_at_once_in_one_line(self, pipeline: Pipeline) -> None:
+        """A typo, say: no lane to wait on (the Kafka client would ask for its metadata
+        over and over, and say so on stderr, before giving up)."""
+        department = unique("nolanes")
+        outcome = await department_queue(pipeline, department, token_of(pipeline, "admin"))
+        assert outcome.code == 1
+        assert outcome.tickets == []
+        assert outcome.errors.splitlines() == [
+            f"cannot read the queue of {department}: no lane of {department} exists, or this"
+            f" Kafka user may read none of them (dept.{department}.high, dept.{department},"
+            f" dept.{department}.low): a department's lanes are made when a routing table"
+            " naming it is put in force"]
+
+
 class TestUnreadableRecords:
     async def test_one_is_skipped_and_reported_and_the_next_ticket_read(
             self, pipeline: Pipeline, routed_record: Any) -> None:

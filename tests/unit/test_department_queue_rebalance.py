@@ -67,6 +67,9 @@ class ScriptedConsumer:
     async def stop(self) -> None:
         pass
 
+    async def topics(self) -> set[str]:
+        return {NORMAL}
+
     def assignment(self) -> set[TopicPartition]:
         return set(self.assigned)
 
