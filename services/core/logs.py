@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 
+import orjson
 from pythonjsonlogger.orjson import OrjsonFormatter
 
 from services.core.settings import Settings
@@ -24,7 +25,7 @@ def configure(settings: Settings, *, service: str) -> None:
             static_fields={"service": service},
         ))
     else:
-        handler.setFormatter(logging.Formatter(f"%(asctime)s {service} %(levelname)s %(message)s"))
+        handler.setFormatter(TextWithFields(f"%(asctime)s {service} %(levelname)s %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level)
@@ -33,3 +34,18 @@ def configure(settings: Settings, *, service: str) -> None:
     # at DEBUG.
     for client in ("aiokafka", "httpx", "httpcore"):
         logging.getLogger(client).setLevel(max(root.level, logging.WARNING))
+
+
+# What a log record holds of its own; the rest is what the call passed as `extra`.
+_RECORD_FIELDS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+
+class TextWithFields(logging.Formatter):
+    """One line of text a record, then the fields its call passed as `extra`, as
+    key=value (JSON values), which the JSON format gives as fields of its own."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        line = super().formatMessage(record)
+        fields = " ".join(f"{key}={orjson.dumps(value, default=str).decode()}"
+                          for key, value in vars(record).items() if key not in _RECORD_FIELDS)
+        return f"{line} {fields}" if fields else line

@@ -90,3 +90,18 @@ async def test_an_http_clients_request_lines_never_show_its_url(level: str) -> N
     written = stream.getvalue()
     assert "sent" in written  # the handler wrote at this level
     assert "SeCrEt-7" not in written
+
+
+def test_a_text_line_carries_the_fields_too() -> None:
+    """LOG_FORMAT=text: what a JSON line gives as fields follows the message, so that a
+    warning naming a topic and its count names them in either format."""
+    formatter = logs.TextWithFields("%(levelname)s %(message)s")
+    record = logging.makeLogRecord({
+        "levelname": "WARNING", "msg": "topic keeps its partition count",
+        "topic": "tickets.incoming", "partitions": 1, "reason": "two words",
+        "at": datetime(2026, 11, 30, 9, 0, tzinfo=UTC)})
+    assert formatter.format(record) == (
+        'WARNING topic keeps its partition count topic="tickets.incoming" partitions=1'
+        ' reason="two words" at="2026-11-30T09:00:00+00:00"')
+    plain = logging.makeLogRecord({"levelname": "INFO", "msg": "started"})
+    assert formatter.format(plain) == "INFO started"
