@@ -82,10 +82,12 @@ Text = Annotated[str, AfterValidator(valid_text),
                  Field(json_schema_extra={"pattern": "^[^\\u0000]*$"})]
 
 
-# Spaces, as JSON Schema's (ECMAScript's) `\s` means them, written out: Python's own
-# `\s` and str.isspace() hold others, so the schema and the validator would part.
-SPACES = ("\\t\\n\\v\\f\\r \\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f"
-          "\\u3000\\ufeff")
+# Spaces, as JSON Schema's (ECMAScript's) `\s` means them, and what else shows nothing
+# (the next line U+0085, the zero-width spaces and joiners, the word joiner, the
+# Mongolian vowel separator), written out: Python's own `\s` and str.isspace() hold
+# others, so the schema and the validator would part.
+SPACES = ("\\t\\n\\v\\f\\r \\u0085\\u00a0\\u1680\\u180e\\u2000-\\u200d\\u2028\\u2029"
+          "\\u202f\\u205f\\u2060\\u3000\\ufeff")
 # Stated text's pattern, for the schema and `stated` alike: no NUL, not only spaces.
 NOT_ONLY_SPACES = f"^[^\\u0000]*[^{SPACES}\\u0000][^\\u0000]*$"
 _SAYS_SOMETHING = re.compile(f"[^{SPACES}]")

@@ -126,7 +126,8 @@ class TestASubjectSaysSomething:
     """A new ticket's subject of only spaces tells a department nothing: refused at the
     intake, as its schema says (the records' contract still reads one: test_contracts)."""
 
-    @pytest.mark.parametrize("subject", [" ", "   ", "\t\n", "\u00a0\u3000\ufeff"])
+    @pytest.mark.parametrize("subject", [" ", "   ", "\t\n", "\u00a0\u3000\ufeff", "\u0085",
+                                         "\u200b\u200c\u200d\u2060", "\u180e "])
     async def test_only_spaces_is_refused_naming_the_subject(self, client: httpx.AsyncClient,
                                                             subject: str) -> None:
         answer = await posted(client, "/tickets", {**TICKET, "subject": subject})
@@ -146,6 +147,6 @@ class TestASubjectSaysSomething:
         assert schema["pattern"] == tickets.NOT_ONLY_SPACES
         assert (schema["minLength"], schema["maxLength"]) == (1, tickets.MAX_SUBJECT)
         pattern = re.compile(tickets.NOT_ONLY_SPACES)
-        for spaces in (" ", "\t\n", "\u00a0\u3000\ufeff"):
+        for spaces in (" ", "\t\n", "\u00a0\u3000\ufeff", "\u0085\u200b"):
             assert not pattern.search(spaces)
         assert pattern.search(" x ")
