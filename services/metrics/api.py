@@ -52,12 +52,14 @@ async def department_stats(department: Department, window: Window, metrics: Metr
     # Another department's credential is refused before the name is looked up: a 404
     # would tell it which departments exist.
     auth.ensure_may_act_for(principal, department)
-    unknown = await service.unknown_department(metrics.timelines, metrics.in_table,
-                                               department)
-    if unknown is not None:  # answered at once, as a refused window is: no turn taken
-        raise HTTPException(404, detail={"error": "not_found", "detail": unknown.detail,
-                                         "departments": list(unknown.in_table)})
+    # In the caller's turn: a name the table lacks is searched among the kept timelines
+    # (a typo polled by a dashboard would otherwise read them at every poll, unbounded).
     async with turn.taken(principal):
+        unknown = await service.unknown_department(metrics.timelines, metrics.in_table,
+                                                   department)
+        if unknown is not None:
+            raise HTTPException(404, detail={"error": "not_found", "detail": unknown.detail,
+                                             "departments": list(unknown.in_table)})
         found = await service.department_stats(metrics.timelines, department, window,
                                                now=datetime.now(UTC))
     return {"department": department, **asdict(found)}

@@ -144,11 +144,12 @@ async def test_one_report_a_credential_and_the_others_wait_their_turn(
                                           headers=admin)
             elsewhere = await client.get("/v1/departments/elsewhere/stats", params=week,
                                          headers=team)
-            # a department nobody knows, by a credential whose report waits: not a 429
+            # a department nobody knows is looked up in its caller's turn, as a report:
+            # by a credential whose report waits, a 429
             no_such = await client.get("/v1/departments/elsewhere/stats", params=week,
                                        headers=other_admin)
             assert (bad_window.status_code, elsewhere.status_code,
-                    no_such.status_code) == (422, 403, 404)
+                    no_such.status_code) == (422, 403, 429)
             assert context.report_turns.holders == 3
 
             held.go.set()
