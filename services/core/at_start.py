@@ -17,7 +17,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from enum import Enum
 from typing import Any, TypeVar
 
@@ -103,6 +103,23 @@ def _sigterm_as_sigint() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, before)
+
+
+async def at_once(attempt: Awaitable[T], *, failure: Callable[[BaseException], Failure],
+                  refusal: Callable[[BaseException], str],
+                  unreachable: Callable[[BaseException], str],
+                  unusable: Callable[[str], Unusable]) -> T:
+    """A command's, which never waits: `attempt`'s result, or its end at once in one
+    line (exit 1, no traceback), `refusal`'s for a mistake, `unreachable`'s for an
+    outage; anything else raised as it is."""
+    try:
+        return await attempt
+    except Exception as error:
+        found = failure(error)
+        if found is Failure.OTHER:
+            raise
+        raise unusable(refusal(error) if found is Failure.MISTAKE
+                       else unreachable(error)) from None
 
 
 def without_secret(text: str, secret: str | None) -> str:

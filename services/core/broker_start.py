@@ -164,15 +164,11 @@ class BrokerUnusable(at_start.Unusable):
 async def reached(settings: Settings) -> None:
     """A command's: reach the broker, or end at once in one line, whatever the failure
     (a wait bounded by kafka.REACH_SECONDS a bootstrap server)."""
-    try:
-        await kafka.reached(settings)
-    except Exception as error:
-        found = failure(error)
-        if found is at_start.Failure.OTHER:
-            raise
-        if found is at_start.Failure.MISTAKE:
-            raise BrokerUnusable(refusal(error, settings)) from None
-        raise BrokerUnusable(
+    await at_start.at_once(
+        kafka.reached(settings), failure=failure,
+        refusal=lambda error: refusal(error, settings),
+        unreachable=lambda error: (
             f"KAFKA_BOOTSTRAP_SERVERS: the Kafka broker at {where(settings)} is unreachable:"
             f" {problem(error, settings)} (start it, or correct KAFKA_BOOTSTRAP_SERVERS, and"
-            " run again)") from None
+            " run again)"),
+        unusable=BrokerUnusable)

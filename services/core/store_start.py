@@ -130,15 +130,12 @@ def migrated_blocking(database_url: str, *,
 async def migrated(database_url: str) -> None:
     """A command's (and a service's lifespan, once `migrated_blocking` let it start):
     migrate the store, or end at once in one line, whatever the failure."""
-    try:
-        await migrate.upgrade(database_url)
-    except Exception as error:
-        found = failure(error, backend=make_url(database_url).get_backend_name())
-        if found is at_start.Failure.OTHER:
-            raise
-        if found is at_start.Failure.MISTAKE:
-            raise StoreUnusable(refusal(error, database_url)) from None
-        raise StoreUnusable(
+    backend = make_url(database_url).get_backend_name()
+    await at_start.at_once(
+        migrate.upgrade(database_url), failure=lambda error: failure(error, backend=backend),
+        refusal=lambda error: refusal(error, database_url),
+        unreachable=lambda error: (
             f"DATABASE_URL: the store at {where(database_url)} is unreachable:"
             f" {problem(error, database_url)} (start it, or correct DATABASE_URL, and run"
-            " again)") from None
+            " again)"),
+        unusable=StoreUnusable)
