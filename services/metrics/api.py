@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
 
-from services.core import auth, durations, http, report_turns, topics
+from services.core import access, auth, durations, http, report_turns, topics
 from services.metrics import departments, service, stats
 from services.metrics.bootstrap import MetricsContext
 
@@ -37,9 +37,10 @@ Department = Annotated[str, Path(pattern=topics.DEPARTMENT_NAME.pattern)]
 UNKNOWN_DEPARTMENT: dict[int | str, dict[str, Any]] = {404: {
     "description": "`not_found`: no such department: the routing table in force does not"
                    " name it and no ticket it held is kept. `detail` says so and lists the"
-                   " table's departments, also given as `departments`; those that held"
-                   f" tickets in a window: {departments.LISTED_AT}. A department of the"
-                   " table with no tickets is answered, with zeros"}}
+                   " table's departments, also given as `departments` (to an admin only:"
+                   " a department's credential is not told which departments exist);"
+                   f" those that held tickets in a window: {departments.LISTED_AT}. A"
+                   " department of the table with no tickets is answered, with zeros"}}
 
 
 @api.get("/departments/{department}/stats",
@@ -58,8 +59,8 @@ async def department_stats(department: Department, window: Window, metrics: Metr
         unknown = await service.unknown_department(metrics.timelines, metrics.in_table,
                                                    department)
         if unknown is not None:
-            raise HTTPException(404, detail={"error": "not_found", "detail": unknown.detail,
-                                             "departments": list(unknown.in_table)})
+            raise HTTPException(404, detail=unknown.answer(
+                listed=principal.role is access.Role.ADMIN))
         found = await service.department_stats(metrics.timelines, department, window,
                                                now=datetime.now(UTC))
     return {"department": department, **asdict(found)}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
+from typing import Any
 
 # Where the departments that held tickets are listed, for a caller told of an unknown one.
 LISTED_AT = "GET /v1/departments"
@@ -34,4 +35,16 @@ class UnknownDepartment:
                 f" name it and no ticket it held is kept; the table's departments:"
                 f" {', '.join(self.in_table) or 'none'} (those that held tickets in a"
                 f" window: {LISTED_AT})")
+
+    def answer(self, *, listed: bool) -> dict[str, Any]:
+        """The 404's body. The table's departments are `listed` to an admin only: a
+        department's credential (one named for a department the table lacks) is told the
+        name is unknown, not which departments exist."""
+        if listed:
+            return {"error": "not_found", "detail": self.detail,
+                    "departments": list(self.in_table)}
+        return {"error": "not_found",
+                "detail": (f"no department {self.department!r}: the routing table in force"
+                           " does not name it and no ticket it held is kept; an admin can"
+                           " tell which departments exist")}
 

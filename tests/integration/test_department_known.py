@@ -136,6 +136,22 @@ class TestAnUnknownDepartment:
         assert (unknown.status_code, known.status_code) == (403, 403)
 
 
+    async def test_a_departments_own_unknown_name_is_not_told_the_tables_departments(
+            self, database_url: str) -> None:
+        """A department credential named for a department the table lacks (removed, or
+        issued with a typo) may ask about its own name: 404, without the list an admin is
+        given (another department's name is refused 403 before the lookup, above)."""
+        async with stats_api(database_url) as api_:
+            answer = await api_.stats("publc_sector", role="department",
+                                      subject="publc_sector")
+        assert answer.status_code == 404, answer.text
+        assert answer.json() == {
+            "error": "not_found",
+            "detail": "no department 'publc_sector': the routing table in force does not"
+                      " name it and no ticket it held is kept; an admin can tell which"
+                      " departments exist"}
+
+
 class TestAKnownDepartment:
     async def test_of_the_table_without_tickets_gets_zeros(self, database_url: str) -> None:
         async with stats_api(database_url) as api_:
