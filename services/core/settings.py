@@ -33,6 +33,7 @@ POSTGRESQL_OPTIONS = ("ssl", "direct_tls", "target_session_attrs", "passfile", "
                       "servicefile", "krbsrvname", "gsslib",
                       # SQLAlchemy's: a number; several hosts (?host=a:5432&host=b:5432)
                       "prepared_statement_cache_size", "host")
+POSTGRESQL_PORT = 5432  # the server's port when the URL names none
 # libpq's names for them, as people copy them from other tools.
 _LIBPQ_OPTIONS = {"sslmode": "ssl", "connect_timeout": None}
 
@@ -273,6 +274,34 @@ def _check_postgresql_url(url: URL) -> None:
             if instead else " (libpq's, not asyncpg's)" if option in _LIBPQ_OPTIONS else ""
         raise ValueError(f"option {option!r} is not one the asyncpg driver takes{hint};"
                          f" it takes {', '.join(POSTGRESQL_OPTIONS)}")
+    postgresql_servers(url)
+
+
+def postgresql_servers(url: URL) -> tuple[str, ...]:
+    """The servers a PostgreSQL URL names, as the driver will be given them: host:port,
+    or a unix socket's path (`?host=/run/postgresql`); several with `?host=a:5432&host=
+    b:5432`. Never the user or the password. ValueError for hosts the driver would refuse
+    at its first connection, in SQLAlchemy's words, or with a port that is not a number
+    (it would look that up as a host name, and wait on it as on an outage)."""
+    try:
+        _, given = url.get_dialect()().create_connect_args(url)
+    except ArgumentError as exc:  # several hosts, not all with a port
+        raise ValueError(f"its ?host= option: {exc} (e.g. ?host=a:5432&host=b:5432)"
+                         ) from exc
+    hosts: str | list[str] = given.get("host") or "localhost"
+    ports: int | list[int] = given.get("port") or POSTGRESQL_PORT
+    pairs = list(zip(hosts, ports, strict=True)) \
+        if isinstance(hosts, list) and isinstance(ports, list) else [(str(hosts), ports)]
+    servers = []
+    for host, port in pairs:
+        if host.startswith("/"):
+            servers.append(f"{host.rstrip('/')}/.s.PGSQL.{port}")
+            continue
+        if ":" in host and not _an_ipv6_address(host):
+            raise ValueError(f"its ?host= option names a server with a port that is not a"
+                             f" number from 1 to 65535 ({host.rpartition(':')[2]!r})")
+        servers.append(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+    return tuple(servers)
 
 
 def _broker_address_problem(address: str) -> str | None:

@@ -21,11 +21,10 @@ import asyncpg
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, StatementError
 
-from services.core import at_start, db, migrate
+from services.core import at_start, db, migrate, settings
 
 logger = logging.getLogger(__name__)
 
-POSTGRESQL_PORT = 5432
 # SQLite's result codes for a file another connection holds locked (past the busy
 # timeout): the one failure of a local file that passes by itself; and for a file that
 # cannot be opened, written or read as a database.
@@ -69,12 +68,12 @@ def failure(error: BaseException, *, backend: str) -> at_start.Failure:
 
 
 def where(database_url: str) -> str:
-    """Where the store is, for people to read: PostgreSQL's host:port, SQLite's file;
-    never the user or the password."""
+    """Where the store is, for people to read: PostgreSQL's servers (host:port, a unix
+    socket's path), SQLite's file; never the user or the password."""
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite":
         return str(url.database)
-    return f"{url.host or 'localhost'}:{url.port or POSTGRESQL_PORT}"
+    return ", ".join(settings.postgresql_servers(url))
 
 
 def problem(error: BaseException, database_url: str) -> str:

@@ -64,6 +64,15 @@ def test_a_database_the_services_do_not_run_on_is_refused_without_its_url(
      " asyncpg's); it takes "),
     ("postgresql+asyncpg://u:s3cret-pw@db:99999/routing",
      "its port must be a number from 1 to 65535"),
+    # Several hosts, not all with a port: SQLAlchemy's ArgumentError at the first
+    # connection, a traceback.
+    ("postgresql+asyncpg://u:s3cret-pw@/routing?host=db-a,db-b",
+     "its ?host= option: All ports are required to be present for asyncpg multiple host"
+     " URL (e.g. ?host=a:5432&host=b:5432)"),
+    # A port that is no number: looked up as a host name "db:5433x", waited on forever.
+    ("postgresql+asyncpg://u:s3cret-pw@/routing?host=db:5433x",
+     "its ?host= option names a server with a port that is not a number from 1 to 65535"
+     " ('5433x')"),
 ])
 def test_a_postgresql_url_the_driver_would_refuse_is_refused_without_its_url(
         monkeypatch: pytest.MonkeyPatch, url: str, problem: str) -> None:
@@ -84,7 +93,9 @@ def test_the_postgresql_options_taken_reach_the_driver() -> None:
 @pytest.mark.parametrize("url", ["sqlite+aiosqlite:///.data/routing.db",
                                  "postgresql+asyncpg://u:p@db:5432/routing",
                                  "postgresql+asyncpg://u:p@db/routing?ssl=require",
-                                 "postgresql+asyncpg://u:p@/routing?host=a:5432&host=b:5432"])
+                                 "postgresql+asyncpg://u:p@/routing?host=a:5432&host=b:5432",
+                                 "postgresql+asyncpg://u:p@/routing?host=/run/postgresql",
+                                 "postgresql+asyncpg://u:p@/routing?host=::1"])
 def test_the_stores_we_run_on_are_taken(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
     monkeypatch.setenv("DATABASE_URL", url)
     assert from_environment().database_url == url

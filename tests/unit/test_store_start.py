@@ -114,6 +114,20 @@ class TestWhatTheLinesSay:
         assert store_start.where("sqlite+aiosqlite:////var/lib/routing/routing.db") == \
             "/var/lib/routing/routing.db"
 
+    def test_where_names_each_server_the_driver_is_given(self) -> None:
+        """The URL's ?host= (a unix socket, several servers) as asyncpg is given it, not
+        the URL's empty host read as localhost:5432."""
+        assert store_start.where("postgresql+asyncpg://routing:pw@/routing"
+                                 "?host=/run/postgresql") == "/run/postgresql/.s.PGSQL.5432"
+        assert store_start.where("postgresql+asyncpg://routing:pw@:6000/routing"
+                                 "?host=/run/postgresql/") == "/run/postgresql/.s.PGSQL.6000"
+        assert store_start.where("postgresql+asyncpg://routing:pw@/routing"
+                                 "?host=db-a:5432&host=db-b:5433") == "db-a:5432, db-b:5433"
+        assert store_start.where("postgresql+asyncpg://routing:pw@/routing?host=db-a:6543"
+                                 ) == "db-a:6543"
+        assert store_start.where("postgresql+asyncpg://routing:pw@/routing?host=::1"
+                                 ) == "[::1]:5432"
+
     def test_the_problem_is_the_drivers_words_in_one_line_without_the_password(
             self) -> None:
         error = as_sqlalchemy_raises(asyncpg.exceptions.InvalidPasswordError(
