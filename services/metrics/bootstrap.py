@@ -19,7 +19,7 @@ from typing import Annotated
 from fastapi import Depends
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.core import config_store, db, retention, service_context, store_start
+from services.core import db, retention, service_context, store_start
 from services.core.settings import Settings
 from services.metrics import (
     exporter,
@@ -79,10 +79,8 @@ async def connect(settings: Settings) -> AsyncIterator[Connected]:
         sessions = db.sessions(engine)
         # The response-time buckets follow the targets of the routing table in force (an
         # upload through the router's API included): set before anything is observed.
-        in_force = await config_store.ConfigVersions(
-            sessions, config_store.ROUTING_TABLE).in_force()
-        exporter.use_response_buckets(targets_file.response_buckets(
-            settings.routing_table_file, in_force.text if in_force else None))
+        exporter.use_response_buckets(await targets_file.response_buckets(
+            sessions, settings.routing_table_file))
         store = TimelineStore(sessions)
         yield Connected(wire(settings, timelines=store,
                              updates=worker.TimelineUpdates(store, sessions),

@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
 from services.core import config_files
 from services.metrics import service_levels
 from services.router import table_file
@@ -16,23 +18,33 @@ from services.router import table_file
 logger = logging.getLogger(__name__)
 
 
-def read_targets(path: Path, text: str | None = None) -> list[float]:
-    """Every first-response target of the table `text` (the file at `path` if None; the
-    path names it in errors), in seconds; [] if it cannot be read."""
+async def response_buckets(sessions: async_sessionmaker[AsyncSession], path: Path
+                           ) -> tuple[float, ...]:
+    """The bucket edges for the table in force, read as every reader outside the router
+    reads it (`table_file.in_force_text`: the store's version, or the file at `path`
+    before any was stored)."""
     try:
-        table = table_file.parse(config_files.read_text(path) if text is None else text,
-                                 str(path))
+        text, source = await table_file.in_force_text(sessions, path)
+    except config_files.ConfigError as exc:  # the file, before any version was stored
+        _warn(path, exc)
+        return service_levels.DEFAULT_RESPONSE_BUCKETS
+    return service_levels.bucket_edges(service_levels.DEFAULT_RESPONSE_BUCKETS,
+                                       targets(text, source, path=path))
+
+
+def targets(text: str, source: str, *, path: Path) -> list[float]:
+    """Every first-response target of the table `text` (`source` names it in errors), in
+    seconds; [] if it cannot be read."""
+    try:
+        table = table_file.parse(text, source)
     except config_files.ConfigError as exc:
-        logger.warning("routing table not read for first-response targets; default buckets",
-                       extra={"path": str(path), "error": str(exc)})
+        _warn(path, exc)
         return []
     return sorted({override.first_response_target.total_seconds()
                    for override in table.overrides
                    if override.first_response_target is not None})
 
 
-def response_buckets(path: Path, in_force: str | None = None) -> tuple[float, ...]:
-    """The bucket edges for the table in force: `in_force` (the store's version's text),
-    or the file at `path` when none is stored yet."""
-    return service_levels.bucket_edges(service_levels.DEFAULT_RESPONSE_BUCKETS,
-                                       read_targets(path, in_force))
+def _warn(path: Path, error: config_files.ConfigError) -> None:
+    logger.warning("routing table not read for first-response targets; default buckets",
+                   extra={"path": str(path), "error": str(error)})

@@ -27,6 +27,8 @@ class TestOutcome:
         assert service_levels.first_response_outcome(T0, None, T0) is None
 
 
+TABLE = Path("config/routing.yaml")  # where errors say the table is
+
 ROUTING_TABLE = """
 version: t-1
 fallback_department: customer_care
@@ -55,32 +57,21 @@ class TestTargetsInTheRoutingTable:
     routes, refinements and priority targets; no other target (a resolution target is
     no first response's)."""
 
-    def test_every_first_response_target_is_found_wherever_it_stands(
-            self, tmp_path: Path) -> None:
-        table = tmp_path / "routing.yaml"
-        table.write_text(ROUTING_TABLE, encoding="utf-8")
-        assert targets_file.read_targets(table) == [300, 600, 900, 2700, 14400, 86400]
-
-    def test_the_version_in_force_is_read_rather_than_the_file(self, tmp_path: Path) -> None:
-        table = tmp_path / "routing.yaml"
-        table.write_text(ROUTING_TABLE, encoding="utf-8")
-        in_force = ROUTING_TABLE.replace("first_response_target: 5m",
-                                         "first_response_target: 7m")
-        assert 420 in targets_file.read_targets(table, in_force)
-        assert 300 not in targets_file.read_targets(table, in_force)
+    def test_every_first_response_target_is_found_wherever_it_stands(self) -> None:
+        assert targets_file.targets(ROUTING_TABLE, "routing.yaml", path=TABLE) == \
+            [300, 600, 900, 2700, 14400, 86400]
 
     @pytest.mark.parametrize("first_line", [
         "version: 2025-02-30", "version: !!int abc", "routes: [" * 3000,
         "default_first_response_target: 1d"])
     def test_a_table_the_router_refuses_leaves_the_default_buckets(
-            self, tmp_path: Path, first_line: str) -> None:
-        """The metrics service starts whatever the file holds; what the router refuses
-        (a bad value, a key of no layout it reads) gives no targets here either."""
-        table = tmp_path / "routing.yaml"
-        table.write_text(first_line + "\n" + ROUTING_TABLE, encoding="utf-8")
-        assert targets_file.read_targets(table) == []
-        assert targets_file.response_buckets(table) == \
-            service_levels.DEFAULT_RESPONSE_BUCKETS
+            self, first_line: str) -> None:
+        """The metrics service starts whatever the table holds; what the router refuses
+        (a bad value, a key of no layout it reads) gives no targets here either (the
+        version in force read rather than the file, and the file alone:
+        tests/integration/test_metrics_buckets_in_force.py)."""
+        assert targets_file.targets(first_line + "\n" + ROUTING_TABLE, "routing.yaml",
+                                    path=TABLE) == []
 
     def test_targets_become_bucket_edges(self) -> None:
         edges = service_levels.bucket_edges(service_levels.DEFAULT_RESPONSE_BUCKETS,
