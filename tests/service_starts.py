@@ -2,7 +2,7 @@
 `started_services` fixture), for the tests of what its start does while the
 store or the broker it needs is down or mistaken (tests/integration/test_store_at_start.py,
 test_broker_at_start.py): the metrics service stands for the three, which start through
-the same door (each main: store_start, then broker_start, then serve)."""
+the same door (serve.service: store_start, then broker_start, then serve.run)."""
 
 from __future__ import annotations
 

@@ -6,12 +6,13 @@ import contextlib
 import logging
 import socket
 import sys
+from collections.abc import Callable
 
 import uvicorn
 from fastapi import FastAPI
 
 from services.core import collector, partition_producers
-from services.core.settings import STAGE_TRANSACTION_SECONDS, Settings
+from services.core.settings import STAGE_TRANSACTION_SECONDS, Settings, from_environment
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +31,23 @@ REQUESTS_GRACE_SECONDS = 10
 # next owner takes again (nothing is lost), after the group's session runs out.
 STOP_GRACE_SECONDS = int(REQUESTS_GRACE_SECONDS + STAGE_TRANSACTION_SECONDS
                          + partition_producers.STOP_SECONDS + 10)
+
+
+def service(name: str, create_app: Callable[[Settings], FastAPI], *,
+            port: Callable[[Settings], int],
+            shared_port: Callable[[Settings], int | None] = lambda _settings: None) -> None:
+    """A service's process, from its environment: its logs; before serving, the store's
+    and the broker's outages waited out (the lifespan then finds the store migrated and
+    the pipeline's topics made), a mistake in their settings exits 1; then its app served
+    on `port` (and `shared_port`) until SIGTERM or SIGINT."""
+    from services.core import broker_start, logs, store_start, topics
+
+    settings = from_environment()
+    logs.configure(settings, service=name)
+    store_start.migrated_blocking(settings.database_url)
+    broker_start.ready_blocking(settings, topics.PIPELINE)
+    run(create_app(settings), settings, port=port(settings),
+        shared_port=shared_port(settings))
 
 
 def run(app: FastAPI, settings: Settings, *, port: int, shared_port: int | None = None

@@ -15,14 +15,13 @@ from services.core import (
     http,
     kafka,
     leases,
-    logs,
     service_context,
     start_order,
     topics,
 )
 from services.core.credentials import Credentials
 from services.core.outage import StoreOutage
-from services.core.settings import Settings, from_environment
+from services.core.settings import Settings
 from services.core.stage import StageRunner
 from services.segmenter import (
     admin_api,
@@ -116,12 +115,6 @@ async def _recompute(segmenter: bootstrap.Segmenter) -> None:
 
 
 def main() -> None:
-    from services.core import broker_start, serve, store_start
+    from services.core import serve
 
-    settings = from_environment()
-    logs.configure(settings, service=NAME)
-    # Before serving: the store's and the broker's outages waited out (the lifespan then
-    # finds the store migrated and the topics made), a mistake in their settings exits 1.
-    store_start.migrated_blocking(settings.database_url)
-    broker_start.ready_blocking(settings, topics.PIPELINE)
-    serve.run(create_app(settings), settings, port=settings.segmenter_port)
+    serve.service(NAME, create_app, port=lambda settings: settings.segmenter_port)
