@@ -21,7 +21,7 @@ app = typer.Typer(help="Customer-service routing: operate the pipeline.",
 @app.command()
 def topics() -> None:
     """Create the pipeline's topics and the department queues of the routing table."""
-    from services.core import kafka
+    from services.core import broker_start
     from services.core import topics as names
     from services.router import priority, table_file
 
@@ -29,7 +29,7 @@ def topics() -> None:
     table = table_file.load(settings.routing_table_file)
     wanted = [*names.PIPELINE, *(topic for department in table.departments
                                  for topic in priority.lane_topics(department))]
-    asyncio.run(_reaching(settings, lambda: kafka.ensure_topics(settings, wanted)))
+    asyncio.run(broker_start.topics_made(settings, wanted))
     typer.echo("\n".join(wanted))
 
 

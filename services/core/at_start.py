@@ -50,13 +50,14 @@ class Unusable(SystemExit):
 
 
 def waited_out(attempt: Callable[[], T], *, failure: Callable[[BaseException], Failure],
-               problem: Callable[[BaseException], str], waiting: Callable[[str, float], str],
+               problem: Callable[[BaseException], str],
+               waiting: Callable[[BaseException, str, float], str],
                refusal: Callable[[BaseException], str], stopped: str,
                logger: logging.Logger, extra: Mapping[str, Any],
                sleep: Callable[[float], None] = time.sleep) -> T:
     """`attempt`'s result, tried again after each outage with BACKOFF (`waiting`: the
-    WARNING's line, given the `problem` in one line and the pause); a mistake logged
-    (`refusal`'s line: the service's logs are where its operators look) and exit 1;
+    WARNING's line, given the error, its `problem` in one line and the pause); a mistake
+    logged (`refusal`'s line: the service's logs are where its operators look) and exit 1;
     SIGINT or SIGTERM (what Kubernetes stops a pod with) meanwhile logs `stopped` and exits
     0 (nothing started, nothing to stop)."""
 
@@ -65,7 +66,7 @@ def waited_out(attempt: Callable[[], T], *, failure: Callable[[BaseException], F
         pause = state.next_action.sleep if state.next_action is not None else 0.0
         assert error is not None  # tenacity waits only after a failed try here
         said = problem(error)
-        logger.warning(waiting(said, pause), extra={
+        logger.warning(waiting(error, said, pause), extra={
             **extra, "attempt": state.attempt_number, "retry_in_seconds": pause,
             "error": said})
 

@@ -82,6 +82,10 @@ def mistake_in(error: BaseException) -> Mistake | None:
     if isinstance(error, UnsupportedSaslMechanismError | AuthenticationMethodNotSupported):
         return Mistake("KAFKA_SASL_MECHANISM", "set KAFKA_SASL_MECHANISM to one the"
                        " brokers offer")
+    if isinstance(error, kafka.TopicsNotMade) and not error.may_pass:
+        return Mistake("KAFKA_TOPIC_PARTITIONS / KAFKA_REPLICATION_FACTOR", "set what the"
+                       " brokers' rules allow, or have an operator create the topics with"
+                       " Kafka's own tools")
     if isinstance(error, TopicAuthorizationFailedError | GroupAuthorizationFailedError
                   | ClusterAuthorizationFailedError | TransactionalIdAuthorizationFailed):
         return Mistake("KAFKA_SASL_USERNAME", "grant the user its ACLs"
@@ -100,6 +104,8 @@ def failure(error: BaseException) -> at_start.Failure:
         found = {failure(each) for each in error.exceptions}
         return at_start.Failure.OUTAGE if found == {at_start.Failure.OUTAGE} \
             else at_start.Failure.OTHER
+    if isinstance(error, kafka.TopicsNotMade):  # `may_pass`: not a mistake
+        return at_start.Failure.OUTAGE
     if faults.classify(error) is faults.Fault.OUTAGE:
         return at_start.Failure.OUTAGE
     return at_start.Failure.OTHER
@@ -126,6 +132,18 @@ def problem(error: BaseException, settings: Settings) -> str:
     return at_start.without_secret(text, password.get_secret_value() if password else None)
 
 
+def waiting(error: BaseException, said: str, pause: float, *, brokers: str) -> str:
+    """The WARNING of a start waiting: for the brokers to answer, or to make the topics
+    (TopicsNotMade that may pass, such as fewer brokers registered than
+    KAFKA_REPLICATION_FACTOR while a cluster starts)."""
+    if isinstance(error, kafka.TopicsNotMade):
+        return (f"the Kafka broker (KAFKA_BOOTSTRAP_SERVERS) at {brokers} has not made the"
+                f" topics (KAFKA_REPLICATION_FACTOR more than the brokers up?): waiting for"
+                f" it, next try in {pause:g} s ({said})")
+    return (f"the Kafka broker (KAFKA_BOOTSTRAP_SERVERS) at {brokers} is unreachable:"
+            f" waiting for it, next try in {pause:g} s ({said})")
+
+
 def refusal(error: BaseException, settings: Settings) -> str:
     """The line a mistake ends a start or a command with."""
     mistake = mistake_in(error)
@@ -149,9 +167,7 @@ def ready_blocking(settings: Settings, topic_names: Iterable[str], *,
     at_start.waited_out(
         lambda: asyncio.run(_ready(settings, names)),
         failure=failure, problem=lambda error: problem(error, settings),
-        waiting=lambda said, pause: (
-            f"the Kafka broker (KAFKA_BOOTSTRAP_SERVERS) at {brokers} is unreachable:"
-            f" waiting for it, next try in {pause:g} s ({said})"),
+        waiting=lambda error, said, pause: waiting(error, said, pause, brokers=brokers),
         refusal=lambda error: refusal(error, settings),
         stopped="stopped while waiting for the Kafka broker", logger=logger,
         extra={"brokers": brokers}, sleep=sleep)
@@ -167,8 +183,24 @@ async def reached(settings: Settings) -> None:
     await at_start.at_once(
         kafka.reached(settings), failure=failure,
         refusal=lambda error: refusal(error, settings),
-        unreachable=lambda error: (
-            f"KAFKA_BOOTSTRAP_SERVERS: the Kafka broker at {where(settings)} is unreachable:"
+        unreachable=lambda error: unreachable(error, settings), unusable=BrokerUnusable)
+
+
+async def topics_made(settings: Settings, topic_names: Iterable[str]) -> None:
+    """A command's: reach the broker and make the topics missing among `topic_names`, or
+    end at once in one line, whatever the failure."""
+    await at_start.at_once(
+        _ready(settings, topic_names), failure=failure,
+        refusal=lambda error: refusal(error, settings),
+        unreachable=lambda error: unreachable(error, settings), unusable=BrokerUnusable)
+
+
+def unreachable(error: BaseException, settings: Settings) -> str:
+    """The line a command ends with when it meets what a start waits out."""
+    if isinstance(error, kafka.TopicsNotMade):
+        return (f"KAFKA_REPLICATION_FACTOR: the Kafka broker at {where(settings)} has not"
+                f" made the topics: {problem(error, settings)} (fewer brokers up than"
+                " KAFKA_REPLICATION_FACTOR? run again once they are)")
+    return (f"KAFKA_BOOTSTRAP_SERVERS: the Kafka broker at {where(settings)} is unreachable:"
             f" {problem(error, settings)} (start it, or correct KAFKA_BOOTSTRAP_SERVERS, and"
-            " run again)"),
-        unusable=BrokerUnusable)
+            " run again)")

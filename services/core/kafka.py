@@ -14,7 +14,14 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.conn import collect_hosts, create_conn
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
+from aiokafka.errors import (
+    ClusterAuthorizationFailedError,
+    InvalidReplicationFactorError,
+    KafkaError,
+    TopicAlreadyExistsError,
+    TopicAuthorizationFailedError,
+    for_code,
+)
 from aiokafka.helpers import create_ssl_context
 
 from services.core import background, envelope, kafka_tuning, topics
@@ -242,7 +249,7 @@ async def _create_missing(settings: Settings, names: list[str]) -> None:
         ]
         if wanted:
             response = await client.create_topics(wanted)
-            _report_created(response.topic_errors)
+            report_created(response.topic_errors)
     finally:
         await client.close()
 
@@ -275,18 +282,48 @@ def _report_partitions(described: dict[str, list[int]], names: Iterable[str],
                                          "kafka_topic_partitions": setting})
 
 
-def _report_created(topic_errors: Iterable[tuple[Any, ...]]) -> None:
+class TopicsNotMade(KafkaError):  # type: ignore[misc]  # aiokafka is untyped
+    """The brokers answered but did not make topics asked for: each topic's error.
+
+    An error that may pass by itself (`may_pass`: a broker not the controller yet, a
+    timeout, fewer brokers registered than KAFKA_REPLICATION_FACTOR while a cluster
+    starts) is waited out at a start; any other is the brokers' rules refusing our topics
+    (a create-topic policy, the partition count or replication factor set)."""
+
+    def __init__(self, refused: dict[str, type[KafkaError]]) -> None:
+        self.refused = refused
+        super().__init__("the brokers did not make " + "; ".join(
+            f"{name} ({error.__name__})" for name, error in refused.items()))
+
+    @property
+    def may_pass(self) -> bool:
+        return all(error.retriable or error is InvalidReplicationFactorError
+                   for error in self.refused.values())
+
+
+# A user not permitted to create topics: an operator creates them as admin (`routing
+# topics`, or Kafka's own tools), so the service goes on with a WARNING.
+_NOT_PERMITTED = (TopicAuthorizationFailedError, ClusterAuthorizationFailedError)
+
+
+def report_created(topic_errors: Iterable[tuple[Any, ...]]) -> None:
+    """Log what CreateTopics made; TopicsNotMade for the topics the brokers did not make
+    (one another service made first is made; one the user may not create, a WARNING)."""
     created: list[str] = []
+    refused: dict[str, type[KafkaError]] = {}
     for name, code, *_ in topic_errors:
         error = for_code(code) if code else None
         if error is None:
             created.append(name)
-        elif error is not TopicAlreadyExistsError:  # else another service was first
-            # Typically a user without CREATE: an operator creates the topic as admin.
+        elif error in _NOT_PERMITTED:
             logger.warning("topic not created", extra={"topic": name,
                                                        "error": error.__name__})
+        elif error is not TopicAlreadyExistsError:
+            refused[name] = error
     if created:
         logger.info("topics created", extra={"topics": created})
+    if refused:
+        raise TopicsNotMade(refused)
 
 
 async def send(producer: AIOKafkaProducer, record: envelope.Record) -> asyncio.Future[object]:

@@ -118,7 +118,7 @@ def migrated_blocking(database_url: str, *,
         lambda: migrate.upgrade_blocking(database_url),
         failure=lambda error: failure(error, backend=backend),
         problem=lambda error: problem(error, database_url),
-        waiting=lambda said, pause: (
+        waiting=lambda _error, said, pause: (
             f"the store (DATABASE_URL) at {store} is unreachable: waiting for it, next"
             f" try in {pause:g} s ({said})"),
         refusal=lambda error: refusal(error, database_url),

@@ -133,6 +133,58 @@ class TestAMistakeInTheKafkaSettings:
         assert WAITING not in logs and "Traceback" not in logs
 
 
+@pytest.fixture(scope="module")
+def fresh_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One broker without the pipeline's topics: KAFKA_REPLICATION_FACTOR=2 is more than
+    it has, as while a cluster's brokers register."""
+    home = tmp_path_factory.mktemp("fresh-kafka")
+    port, controller_port = ports.free_ports(2)
+    with LocalKafka(home / "kafka", port=port, controller_port=controller_port
+                    ).running() as bootstrap:
+        yield bootstrap
+
+
+class TestTopicsTheBrokersDoNotMake:
+    def test_a_start_waits_for_them_rather_than_serving_without(
+            self, tmp_path: Path, fresh_broker: str,
+            started_services: list[processes.ServiceProcess]) -> None:
+        """It logged "topic not created" and served, its stages then waiting on topics
+        that were never made."""
+        service = metrics_service(tmp_path, bootstrap=fresh_broker,
+                                  database_url=sqlite_store(tmp_path),
+                                  extra={"KAFKA_REPLICATION_FACTOR": "2"})
+        service.start()
+        started_services.append(service)
+        not_made = (f"WARNING the Kafka broker (KAFKA_BOOTSTRAP_SERVERS) at {fresh_broker}"
+                    " has not made the topics (KAFKA_REPLICATION_FACTOR more than the"
+                    " brokers up?): waiting for it, next try in 1 s (TopicsNotMade: the"
+                    " brokers did not make ")
+        assert logged_within(service, not_made, READY_SECONDS), service.log_file.read_text()
+        assert "(InvalidReplicationFactorError)" in service.log_file.read_text()
+        assert service.process is not None and service.process.poll() is None
+        service.signal(signal.SIGTERM)
+        assert exit_code_within(service, WAITING_SECONDS) == 0
+        logs = service.log_file.read_text()
+        assert "Traceback" not in logs and "topic not created" not in logs
+
+    def test_routing_topics_ends_at_once_in_one_line(self, tmp_path: Path,
+                                                      fresh_broker: str) -> None:
+        done = subprocess.run(
+            [sys.executable, "-c", "from services.cli import app; app()", "topics"],
+            cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=WAITING_SECONDS,
+            check=False, env={"PATH": "/usr/bin:/bin", "KAFKA_BOOTSTRAP_SERVERS": fresh_broker,
+                              "KAFKA_REPLICATION_FACTOR": "2",
+                              "DATABASE_URL": sqlite_store(tmp_path)})
+        assert done.returncode == 1
+        assert done.stdout == ""
+        [line] = done.stderr.splitlines()
+        assert line.startswith(f"KAFKA_REPLICATION_FACTOR: the Kafka broker at {fresh_broker}"
+                               " has not made the topics: TopicsNotMade: the brokers did not"
+                               " make tickets.incoming (InvalidReplicationFactorError); ")
+        assert line.endswith("(fewer brokers up than KAFKA_REPLICATION_FACTOR? run again once"
+                             " they are)")
+
+
 class TestACommand:
     async def test_a_broker_that_answers_is_reached(self, kafka_bootstrap: str) -> None:
         await broker_start.reached(Settings(kafka_bootstrap_servers=kafka_bootstrap))

@@ -23,6 +23,8 @@ from aiokafka.errors import (
     KafkaTimeoutError,
     LeaderNotAvailableError,
     NodeNotReadyError,
+    NotControllerError,
+    PolicyViolationError,
     RequestTimedOutError,
     SaslAuthenticationFailed,
     TopicAuthorizationFailedError,
@@ -171,6 +173,48 @@ class TestNeither:
     ])
     def test_is_raised_as_it_is(self, error: Exception) -> None:
         assert broker_start.failure(error) is OTHER
+
+
+class TestTopicsTheBrokersDidNotMake:
+    """CreateTopics answered, a topic's error each: kafka.report_created."""
+
+    def test_are_told_apart_from_those_made_or_left_to_an_operator(
+            self, caplog: pytest.LogCaptureFixture) -> None:
+        with caplog.at_level(logging.INFO, logger=kafka.__name__), \
+                pytest.raises(kafka.TopicsNotMade) as raised:
+            kafka.report_created([("made", 0, None), ("made_by_another", 36, None),
+                                  ("not_permitted", TopicAuthorizationFailedError.errno, None),
+                                  ("too_few_brokers", InvalidReplicationFactorError.errno,
+                                   None)])
+        assert raised.value.refused == {"too_few_brokers": InvalidReplicationFactorError}
+        assert [(record.getMessage(), getattr(record, "topic", None)) for record in
+                caplog.records] == [("topic not created", "not_permitted"),
+                                    ("topics created", None)]
+
+    @pytest.mark.parametrize("error", [InvalidReplicationFactorError, NotControllerError,
+                                       RequestTimedOutError])
+    def test_are_waited_out_when_the_error_may_pass(self, error: type[Exception]) -> None:
+        """Fewer brokers registered than KAFKA_REPLICATION_FACTOR while a cluster starts,
+        a controller moving: the start waits, where it went on without the topics."""
+        not_made = kafka.TopicsNotMade({"tickets.incoming": error})
+        assert broker_start.failure(not_made) is OUTAGE
+        assert broker_start.waiting(not_made, broker_start.problem(not_made, SASL), 2,
+                                    brokers="kafka-1:9093") == (
+            "the Kafka broker (KAFKA_BOOTSTRAP_SERVERS) at kafka-1:9093 has not made the"
+            " topics (KAFKA_REPLICATION_FACTOR more than the brokers up?): waiting for it,"
+            f" next try in 2 s (TopicsNotMade: the brokers did not make tickets.incoming"
+            f" ({error.__name__}))")
+
+    def test_are_a_mistake_when_the_brokers_rules_refuse_them(self) -> None:
+        not_made = kafka.TopicsNotMade({"tickets.incoming": InvalidReplicationFactorError,
+                                        "tickets.segmented": PolicyViolationError})
+        assert broker_start.failure(not_made) is MISTAKE
+        assert broker_start.refusal(not_made, SASL) == (
+            "KAFKA_TOPIC_PARTITIONS / KAFKA_REPLICATION_FACTOR: the Kafka broker at"
+            " kafka-1:9093,kafka-2:9093 cannot be used: TopicsNotMade: the brokers did not"
+            " make tickets.incoming (InvalidReplicationFactorError); tickets.segmented"
+            " (PolicyViolationError) (waiting would not mend it: set what the brokers' rules"
+            " allow, or have an operator create the topics with Kafka's own tools)")
 
 
 class TestWhatTheLinesSay:
