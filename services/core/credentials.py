@@ -23,7 +23,7 @@ from sqlalchemy import String, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
-from services.core import access, db
+from services.core import access, admin_actions, db
 from services.core.db import Base
 
 _NOT_CACHED = object()  # a credential not in the cache (None: cached as unknown)
@@ -98,8 +98,10 @@ class Credentials:
         self._reading: dict[str, asyncio.Future[_Looked | None]] = {}
 
     async def issue(self, role: access.Role, subject: str | None, *, label: str = "",
-                    rate_limit: str | None = None) -> tuple[Credential, str]:
-        """A new credential and its token: the only time the token is shown."""
+                    rate_limit: str | None = None,
+                    actor: str = admin_actions.COMMAND_LINE) -> tuple[Credential, str]:
+        """A new credential and its token: the only time the token is shown. Recorded as
+        `actor`'s action (an admin's credential through the API)."""
         issued = access.new_token()
         row = CredentialRow(credential_id=issued.credential_id, role=role.value,
                             subject=subject, label=label, secret_hash=issued.secret_hash,
@@ -107,6 +109,9 @@ class Credentials:
                             revoked_at=None)
         async with self._sessions() as session, session.begin():
             session.add(row)
+            admin_actions.record(session, admin_actions.Done(
+                admin_actions.Action.CREDENTIAL_ISSUED, issued.credential_id, actor,
+                f"role {role.value}" + (f", subject {subject}" if subject else "")))
         return _shown(row), issued.token
 
     async def listed(self, *, role: access.Role | None = None,
@@ -119,14 +124,19 @@ class Credentials:
         async with self._sessions() as session:
             return [_shown(row) for row in (await session.scalars(query)).all()]
 
-    async def revoke(self, credential_id: str) -> Credential | None:
-        """Revoke a credential (kept, marked revoked); None if there is no such one."""
+    async def revoke(self, credential_id: str, *, actor: str = admin_actions.COMMAND_LINE
+                     ) -> Credential | None:
+        """Revoke a credential (kept, marked revoked), recorded as `actor`'s action; None
+        if there is no such one."""
         async with self._sessions() as session, session.begin():
-            await session.execute(
+            revoked = await session.execute(
                 update(CredentialRow)
                 .where(CredentialRow.credential_id == credential_id,
                        CredentialRow.revoked_at.is_(None))
                 .values(revoked_at=datetime.now(UTC)))
+            if revoked.rowcount:  # type: ignore[attr-defined]  # a CursorResult's
+                admin_actions.record(session, admin_actions.Done(
+                    admin_actions.Action.CREDENTIAL_REVOKED, credential_id, actor))
             row = await session.get(CredentialRow, credential_id)
         self._looked.pop(credential_id, None)
         self._reading.pop(credential_id, None)  # a read under way keeps nothing

@@ -17,6 +17,7 @@ from pydantic.config import JsonDict
 
 from services.core import (
     access,
+    admin_actions,
     auth,
     credentials,
     http,
@@ -134,7 +135,7 @@ async def me(principal: auth.Authenticated) -> Holder:
 
 @api.post("", status_code=201, response_model=CredentialIssued,
           dependencies=auth.ADMIN_ONLY)
-async def issue(request: CredentialRequest, store: Store,
+async def issue(request: CredentialRequest, store: Store, principal: auth.Admin,
                 departments: Annotated[KnownDepartments | None,
                                        Depends(get_known_departments)]) -> CredentialIssued:
     """Issue a credential; the answer holds its token, which is never shown again. A
@@ -144,7 +145,8 @@ async def issue(request: CredentialRequest, store: Store,
     if problem is not None:
         raise http.InvalidField("body.subject", problem)
     credential, token = await store.issue(request.role, request.subject, label=request.label,
-                                          rate_limit=request.rate_limit)
+                                          rate_limit=request.rate_limit,
+                                          actor=admin_actions.actor_of(principal))
     return CredentialIssued(**credential.model_dump(), token=token)
 
 
@@ -156,9 +158,10 @@ async def listed(store: Store, role: access.Role | None = None,
 
 
 @api.delete("/{credential_id}", response_model=Credential, dependencies=auth.ADMIN_ONLY)
-async def revoke(credential_id: CredentialId, store: Store) -> Credential:
+async def revoke(credential_id: CredentialId, store: Store, principal: auth.Admin
+                 ) -> Credential:
     """Revoke a credential: refused everywhere within AUTH_CACHE_SECONDS, no restart."""
-    credential = await store.revoke(credential_id)
+    credential = await store.revoke(credential_id, actor=admin_actions.actor_of(principal))
     if credential is None:
         raise HTTPException(404, detail={"error": "not_found",
                                          "detail": f"no credential {credential_id!r}"})

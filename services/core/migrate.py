@@ -35,7 +35,8 @@ from services.core import db
 MIGRATIONS = Path(__file__).with_name("migrations")
 # Every module that declares tables on db.Base: env.py and the schema checks import them.
 MODEL_MODULES = ("services.segmenter.models", "services.metrics.store", "services.router.models",
-                 "services.core.credentials", "services.core.fleet_models",
+                 "services.core.credentials", "services.core.admin_actions",
+                 "services.core.fleet_models",
                  "services.webhooks.models")
 # pg_advisory_xact_lock key held while migrating ("routing" in ASCII).
 ADVISORY_LOCK_KEY = 0x726F7574696E67

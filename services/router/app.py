@@ -10,6 +10,8 @@ from datetime import UTC, datetime
 from fastapi import FastAPI
 
 from services.core import (
+    admin_actions,
+    admin_actions_api,
     background,
     config_changes,
     credentials_api,
@@ -73,7 +75,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await parts.start(Phase.PUBLISHERS, stop=callbacks.close)
             context.provide(router, connected.simulator, callbacks.endpoints,
                             callbacks.deliveries, credentials_api.KnownDepartments(
-                                lambda: live_table.current.departments))
+                                lambda: live_table.current.departments),
+                            admin_actions.AdminActions(sessions))
 
             async def sample_load() -> None:
                 await kafka.ensure_topics(settings, _queues(live_table))  # after a reload
@@ -140,7 +143,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     context = service_context.install(app, settings)
     for router in (intake.api, platform_reports.api, tickets_api.api, table_api.api,
                    dead_letters_api.api, credentials_api.api, simulator_api.api,
-                   webhooks_api.api):
+                   webhooks_api.api, admin_actions_api.api):
         app.include_router(router)
     http.install(app, ready=context.ready, down=context.down)
     return app

@@ -10,7 +10,13 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from pydantic import BaseModel, Field, StrictBool, field_validator
 from pydantic.config import JsonDict
 
-from services.core import auth, credentials_api, request_bodies, service_context
+from services.core import (
+    admin_actions,
+    auth,
+    credentials_api,
+    request_bodies,
+    service_context,
+)
 from services.webhooks import catalog, store
 
 api = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], dependencies=auth.ADMIN_ONLY)
@@ -89,10 +95,12 @@ def _no_endpoint(platform: str) -> HTTPException:
 @api.post("/endpoints", status_code=201, response_model=EndpointRegistered,
           responses={409: {"description": "The platform has an endpoint already: change it"
                                           " with PATCH, or DELETE it first"}})
-async def register(request: EndpointRequest, endpoints: Endpoints) -> EndpointRegistered:
+async def register(request: EndpointRequest, endpoints: Endpoints, principal: auth.Admin
+                   ) -> EndpointRegistered:
     """Register a platform's endpoint; the answer holds the signing secret, shown once."""
     registered = await endpoints.register(request.platform, request.url,
-                                          enabled=request.enabled)
+                                          enabled=request.enabled,
+                                          actor=admin_actions.actor_of(principal))
     if registered is None:
         raise HTTPException(409, detail={
             "error": "conflict", "detail": f"platform {request.platform!r} has an endpoint:"
@@ -113,24 +121,27 @@ async def one(platform: PlatformName, endpoints: Endpoints) -> store.Endpoint:
 
 
 @api.patch("/endpoints/{platform}", response_model=store.Endpoint)
-async def change(platform: PlatformName, request: EndpointChange, endpoints: Endpoints
-                 ) -> store.Endpoint:
+async def change(platform: PlatformName, request: EndpointChange, endpoints: Endpoints,
+                 principal: auth.Admin) -> store.Endpoint:
     """Change the URL, or disable (callbacks wait) and enable the endpoint."""
-    changed = await endpoints.update(platform, url=request.url, enabled=request.enabled)
+    changed = await endpoints.update(platform, url=request.url, enabled=request.enabled,
+                                     actor=admin_actions.actor_of(principal))
     return changed or _raise(_no_endpoint(platform))
 
 
 @api.delete("/endpoints/{platform}", response_model=store.Endpoint)
-async def delete(platform: PlatformName, endpoints: Endpoints) -> store.Endpoint:
+async def delete(platform: PlatformName, endpoints: Endpoints, principal: auth.Admin
+                 ) -> store.Endpoint:
     """Delete the endpoint and the callbacks still waiting to be sent to it."""
-    return await endpoints.delete(platform) or _raise(_no_endpoint(platform))
+    return await endpoints.delete(platform, actor=admin_actions.actor_of(principal)) \
+        or _raise(_no_endpoint(platform))
 
 
 @api.post("/endpoints/{platform}/secret", response_model=SecretRotated, responses={409: {
     "description": "`previous_secret_still_signs`: the secret the last rotation replaced"
                    " still signs (until `until`); rotate again after it, or with"
                    " `force=true`"}})
-async def rotate_secret(platform: PlatformName, endpoints: Endpoints,
+async def rotate_secret(platform: PlatformName, endpoints: Endpoints, principal: auth.Admin,
                         force: Annotated[bool, Query(description=(
                             "Rotate even while the secret the last rotation replaced"
                             " still signs: the current secret (lost before it was"
@@ -141,7 +152,8 @@ async def rotate_secret(platform: PlatformName, endpoints: Endpoints,
     signs too (a second signature) for WEBHOOK_SECRET_OVERLAP_SECONDS, so that the
     receiver can switch at its pace; while it does, another rotation is refused (409),
     unless forced."""
-    rotated = await endpoints.rotate_secret(platform, force=force)
+    rotated = await endpoints.rotate_secret(platform, force=force,
+                                            actor=admin_actions.actor_of(principal))
     if isinstance(rotated, store.StillSigning):
         raise HTTPException(409, detail=still_signing(rotated))
     return SecretRotated(platform=platform, secret=rotated or _raise(_no_endpoint(platform)))

@@ -98,6 +98,18 @@ def endpoint_problem(url: str) -> str | None:
     return None
 
 
+def change_of(*, url: str | None = None, enabled: bool | None = None) -> str:
+    """An endpoint's change as an admin action records it: the URL's scheme, host and
+    port (its path and query may hold a receiver's token), and whether it is enabled."""
+    said = []
+    if url is not None:
+        parts = urlsplit(url)
+        said.append(f"url {parts.scheme}://{parts.netloc}/...")
+    if enabled is not None:
+        said.append("enabled" if enabled else "disabled")
+    return ", ".join(said)
+
+
 def sending_problem(url: str) -> str | None:
     """What in a URL the sender (httpx, then the resolver) cannot use, or None. Its own
     parser decides: a URL it cannot parse would fail every attempt (the punycode of an

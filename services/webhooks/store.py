@@ -13,8 +13,8 @@ from sqlalchemy import and_, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.core import db, retention
-from services.webhooks import models
+from services.core import admin_actions, db, retention
+from services.webhooks import catalog, models
 from services.webhooks.models import WebhookDeliveryRow, WebhookEndpointRow
 
 PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
@@ -88,9 +88,10 @@ class Endpoints:
         self._sessions = sessions
         self._secret_overlap = secret_overlap
 
-    async def register(self, platform: str, url: str, *, enabled: bool = True
-                       ) -> tuple[Endpoint, str] | None:
-        """A new endpoint and its secret (shown this once); None if the platform has one."""
+    async def register(self, platform: str, url: str, *, enabled: bool = True,
+                       actor: str = admin_actions.COMMAND_LINE) -> tuple[Endpoint, str] | None:
+        """A new endpoint and its secret (shown this once), recorded as `actor`'s action;
+        None if the platform has one."""
         now, secret = datetime.now(UTC), new_secret()
         async with self._sessions() as session:
             try:
@@ -100,6 +101,9 @@ class Endpoints:
                     row = WebhookEndpointRow(platform=platform, url=url, secret=secret,
                                              enabled=enabled, created_at=now, updated_at=now)
                     session.add(row)
+                    admin_actions.record(session, admin_actions.Done(
+                        admin_actions.Action.ENDPOINT_REGISTERED, platform, actor,
+                        catalog.change_of(url=url, enabled=enabled)))
                     await session.flush()
                     return Endpoint.model_validate(row), secret
             except IntegrityError:  # registered by another request since the look
@@ -129,7 +133,10 @@ class Endpoints:
         return Target(row.url, (row.secret, *previous))
 
     async def update(self, platform: str, *, url: str | None = None,
-                     enabled: bool | None = None) -> Endpoint | None:
+                     enabled: bool | None = None, actor: str = admin_actions.COMMAND_LINE
+                     ) -> Endpoint | None:
+        """Change the endpoint's URL or whether it is enabled; a change is recorded as
+        `actor`'s action. None if the platform has no endpoint."""
         async with self._sessions() as session, session.begin():
             row = await session.get(WebhookEndpointRow, platform, with_for_update=True)
             if row is None:
@@ -139,10 +146,16 @@ class Endpoints:
             row.enabled = enabled if enabled is not None else row.enabled
             if (row.url, row.enabled) != before:  # updated_at says when it last changed
                 row.updated_at = datetime.now(UTC)
+                admin_actions.record(session, admin_actions.Done(
+                    admin_actions.Action.ENDPOINT_CHANGED, platform, actor,
+                    catalog.change_of(url=row.url if row.url != before[0] else None,
+                                      enabled=row.enabled if row.enabled != before[1]
+                                      else None)))
             await session.flush()
             return Endpoint.model_validate(row)
 
-    async def rotate_secret(self, platform: str, *, force: bool = False
+    async def rotate_secret(self, platform: str, *, force: bool = False,
+                            actor: str = admin_actions.COMMAND_LINE
                             ) -> str | StillSigning | None:
         """A new secret for the platform's callbacks from now on (shown this once); the
         old one signs too for the overlap. One secret signs beside the current one: while
@@ -161,22 +174,30 @@ class Endpoints:
                 if not force:
                     return StillSigning(until)
                 row.secret, row.updated_at = new_secret(), now
+                admin_actions.record(session, admin_actions.Done(
+                    admin_actions.Action.SECRET_ROTATED, platform, actor,
+                    "forced: the current secret replaced"))
                 return row.secret
             row.previous_secret = row.secret
             row.previous_secret_until = now + self._secret_overlap
             row.secret, row.updated_at = new_secret(), now
+            admin_actions.record(session, admin_actions.Done(
+                admin_actions.Action.SECRET_ROTATED, platform, actor))
             return row.secret
 
-    async def delete(self, platform: str) -> Endpoint | None:
-        """Forget the endpoint, and the callbacks still waiting for it (its dead-lettered
-        ones stay listed, for retention to purge, or an admin to replay once the platform
-        registers again)."""
+    async def delete(self, platform: str, *, actor: str = admin_actions.COMMAND_LINE
+                     ) -> Endpoint | None:
+        """Forget the endpoint (recorded as `actor`'s action), and the callbacks still
+        waiting for it (its dead-lettered ones stay listed, for retention to purge, or an
+        admin to replay once the platform registers again)."""
         async with self._sessions() as session, session.begin():
             row = await session.get(WebhookEndpointRow, platform)
             if row is None:
                 return None
             endpoint = Endpoint.model_validate(row)
             await session.delete(row)
+            admin_actions.record(session, admin_actions.Done(
+                admin_actions.Action.ENDPOINT_DELETED, platform, actor))
             await session.execute(delete(WebhookDeliveryRow).where(
                 WebhookDeliveryRow.platform == platform,
                 WebhookDeliveryRow.status == PENDING))

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import standardwebhooks
 from typer.testing import CliRunner
 
-from services.core import db, migrate
+from services.core import admin_actions, db, migrate
 from services.webhooks import store
 from services.webhooks_cli import app
 
@@ -37,9 +38,20 @@ def dead_letter(database_url: str, delivery_id: str) -> None:
     asyncio.run(run())
 
 
+def kept(database_url: str) -> Sequence[admin_actions.AdminAction]:
+    async def run() -> Sequence[admin_actions.AdminAction]:
+        engine = db.engine(database_url)
+        try:
+            return await admin_actions.AdminActions(db.sessions(engine)).listed()
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
 class TestEndpoints:
     def test_register_shows_the_secret_once_then_update_rotate_delete(
-            self, cli: CliRunner) -> None:
+            self, cli: CliRunner, sqlite_url: str) -> None:
         registered = cli.invoke(app, ["register", "desk", "--url", "https://d.example/h"])
         assert registered.exit_code == 0, registered.output
         secret = registered.stdout.strip()
@@ -57,6 +69,12 @@ class TestEndpoints:
         assert forced.exit_code == 0 and forced.stdout.strip() not in (secret, rotated)
         assert cli.invoke(app, ["delete", "desk"]).exit_code == 0
         assert cli.invoke(app, ["delete", "desk"]).exit_code == 1
+        # Each kept as the command line's action (admin_actions).
+        assert [(action.action.value, action.actor) for action in reversed(kept(sqlite_url))
+                ] == [(done, admin_actions.COMMAND_LINE) for done in (
+                    "webhook_endpoint_registered", "webhook_endpoint_changed",
+                    "webhook_secret_rotated", "webhook_secret_rotated",
+                    "webhook_endpoint_deleted")]
 
     def test_a_plain_http_url_elsewhere_than_loopback_is_refused_naming_the_field(
             self, cli: CliRunner) -> None:

@@ -12,6 +12,7 @@ from sqlalchemy import String
 
 from services.core import (
     access,
+    admin_actions,
     credentials,
     envelope,
     events,
@@ -22,6 +23,7 @@ from services.core import (
     topics,
     versions,
 )
+from services.core.admin_actions import AdminActionRow
 from services.core.fleet_models import ConfigVersionRow
 from services.metrics.store import TimelineRow
 from services.router import intake_policy
@@ -63,6 +65,9 @@ BOUNDED = [
     (ConfigVersionRow.comment, versions.MAX_COMMENT),
     (credentials.CredentialRow.label, credentials.MAX_LABEL),
     (WebhookEndpointRow.url, catalog.MAX_URL_LENGTH),
+    (AdminActionRow.target, admin_actions.MAX_TARGET),
+    (AdminActionRow.actor, versions.MAX_AUTHOR),
+    (AdminActionRow.change, admin_actions.MAX_CHANGE),
     *[(CustomerRow.__table__.c[field], limit)
       for field, limit in profiles.TEXT_LIMITS.items()],
 ]
@@ -84,6 +89,10 @@ class TestWhatFlowsFromOneColumnToAnotherFits:
     def test_a_platforms_subject_fits_its_tickets_platform(self) -> None:
         assert access.MAX_SUBJECT <= tickets.MAX_PLATFORM
 
+    def test_an_admin_actions_target_names_a_credential_or_a_platform(self) -> None:
+        assert width(credentials.CredentialRow.credential_id) <= admin_actions.MAX_TARGET
+        assert width(WebhookEndpointRow.platform) <= admin_actions.MAX_TARGET
+
     def test_a_callbacks_id_and_event_name_fit_their_columns(self) -> None:
         assert len(catalog.delivery_id("x" * envelope.MAX_EVENT_ID)) <= width(
             WebhookDeliveryRow.delivery_id)
@@ -102,6 +111,7 @@ class TestStatusesFitTheirColumns:
         (credentials.CredentialRow.role, access.Role),
         (CustomerRow.customer_type, profiles.CustomerType),
         (WebhookDeliveryRow.status, (store.PENDING, *store.FINISHED)),
+        (AdminActionRow.action, admin_actions.Action),
     ], ids=str)
     def test_longest_value_fits(self, column: Any,
                                 values: type[StrEnum] | tuple[str, ...]) -> None:
