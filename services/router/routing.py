@@ -8,7 +8,9 @@ taken in steps, each one written to its trace:
    (a refinement that fails on a ticket is skipped, and the trace says so);
 3. after hours: a closed department with `after_hours: {route_to: other}` hands the
    ticket on, followed until an open department; with `pause` it keeps the ticket and
-   its first-response clock waits for opening time;
+   its first-response clock waits for opening time. A chain that reaches no open
+   department (it ends at a closed one, or comes round to one it passed) hands nothing
+   on: the ticket stays with the department it started from, whose clock waits;
 4. overflow: an overflowing department (overflow.py) hands the ticket along its
    overflow chain, but never to a department that is closed (the trace shows the
    predicted first response of each department on the way whose overflow reads it);
@@ -264,10 +266,15 @@ def _after_hours(table: RoutingTable, department: str, now: datetime,
         policy = table.policy(current)
         if policy.calendar is None or policy.calendar.is_open(now):
             return current
-        if policy.after_hours_route_to is None:
+        if policy.after_hours_route_to is None and current == department:
             trace.append(f"{current} closed at {_local(now, policy.calendar)}: the clock"
                          f" starts at {_local(policy.calendar.opens_at(now), policy.calendar)}")
             return current
+        if policy.after_hours_route_to is None:  # a closed end: no open department ahead
+            trace.append(f"{current} closed at {_local(now, policy.calendar)}, and hands"
+                         f" nothing on after hours: {' -> '.join(visited)} all closed:"
+                         f" stays with {department}")
+            return department
         following = policy.after_hours_route_to
         if following in visited:
             trace.append(f"{' -> '.join(visited)} all closed: stays with {department}")

@@ -31,6 +31,48 @@ class TestAfterHours:
         assert "a -> b all closed: stays with a" in decision.explanation
 
 
+def chain(**after_hours: str | None) -> str:
+    """A table routing segment s to a, whose departments close at the weekend (OFFICE) and
+    hand tickets on after hours as `after_hours` says (None: they pause); c, when not
+    named, is open 24/7."""
+    lines = [f"  {department}: {{calendar: {OFFICE}"
+             + (f", after_hours: {{route_to: {to}}}}}" if to else "}")
+             for department, to in after_hours.items()]
+    lines += [] if "c" in after_hours else ["  c: {}"]
+    return ("fallback_department: a\nroutes: [{segment: s, department: a}]\n"
+            "departments:\n" + "\n".join(lines) + "\n")
+
+
+class TestAfterHoursChains:
+    """`after_hours.route_to` is followed until an open department; a chain that reaches
+    none hands nothing on: the ticket stays with the department it started from."""
+
+    def test_the_chain_is_followed_to_an_open_department(self) -> None:
+        decision = decide("s", table=parse(chain(a="b", b="c")), now=SATURDAY_NOON)
+        assert (decision.department, decision.reason) == ("c", "after_hours")
+        assert decision.first_response_deadline == SATURDAY_NOON + timedelta(days=1)
+
+    def test_a_closed_department_at_the_end_keeps_nothing_handed_to_it(self) -> None:
+        decision = decide("s", table=parse(chain(a="b", b=None)), now=SATURDAY_NOON)
+        assert (decision.department, decision.reason) == ("a", "route")
+        assert "b closed at Sat 2025-01-04 12:00 Europe/Amsterdam, and hands nothing on" \
+               " after hours: a -> b all closed: stays with a" in decision.explanation
+        # The target (1d) in a's business hours from its opening on Monday 08:00: 10h on
+        # Monday and Tuesday each, 4h on Wednesday, due 12:00 in Amsterdam.
+        assert decision.first_response_deadline == datetime(2025, 1, 8, 11, 0, tzinfo=UTC)
+
+    def test_a_longer_chain_ending_closed_keeps_the_first(self) -> None:
+        decision = decide("s", table=parse(chain(a="b", b="c", c=None)), now=SATURDAY_NOON)
+        assert (decision.department, decision.reason) == ("a", "route")
+        assert any(step.endswith("a -> b -> c all closed: stays with a")
+                   for step in decision.explanation)
+
+    def test_a_chain_coming_round_keeps_the_first(self) -> None:
+        decision = decide("s", table=parse(chain(a="b", b="c", c="b")), now=SATURDAY_NOON)
+        assert (decision.department, decision.reason) == ("a", "route")
+        assert "a -> b -> c all closed: stays with a" in decision.explanation
+
+
 SWAMPED = {"customer_care": overflow.DepartmentLoad(backlog=120)}
 
 
