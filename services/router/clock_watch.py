@@ -17,7 +17,14 @@ import pydantic
 from prometheus_client import Counter
 
 from services.core import events, faults, kafka, tickets, topics
-from services.router import clocks, dispatch, ports, routing, service_clocks
+from services.router import (
+    clocks,
+    dispatch,
+    escalation_targets,
+    ports,
+    routing,
+    service_clocks,
+)
 from services.router.models import RoutedTicketRow
 
 logger = logging.getLogger(__name__)
@@ -128,14 +135,19 @@ async def _escalate(routed: ports.Routed, publisher: ports.Publisher, row: Route
     was_in = row.department  # counted there: the handover below may move `row` on
     policy = table.policy(row.department)
     if notice == "breach":
-        level, target = 1, policy.escalation_to
-        second = policy.second_escalation
+        escalation = escalation_targets.on_breach(table, row.department)
+        second = escalation.second
         marked = clocks.breached(clock, now, policy.calendar,
                                  second.after if second else None,
                                  second.to if second else None)
     else:
-        level, target, marked = 2, clock.second_level_to, clocks.second_level(clock)
-    target = target if target and target != row.department and ticket is not None else None
+        escalation = escalation_targets.on_second_level(table, row.department,
+                                                        clock.second_level_to)
+        marked = clocks.second_level(clock)
+    level = escalation.level
+    target = escalation.to if ticket is not None else None
+    # Why the table in force changed where it goes, if it goes there.
+    why = f"; {escalation.why}" if escalation.why and target == escalation.to else ""
     new_calendar = table.policy(target).calendar if target else policy.calendar
 
     def move(current: service_clocks.TicketClocks,
@@ -151,9 +163,9 @@ async def _escalate(routed: ports.Routed, publisher: ports.Publisher, row: Route
                                "deadlines": after.deadlines()}
     step = {"at": now.isoformat(), "step": "escalated", "level": level,
             "target": clock.target, "from": row.department, "to": target or row.department,
-            "reason": f"{clock.target} not answered by {clock.deadline.isoformat()}"
-            if level == 1 and clock.deadline else f"{clock.target} still not answered"
-            f" after its escalation"}
+            "reason": (f"{clock.target} not answered by {clock.deadline.isoformat()}"
+                       if level == 1 and clock.deadline else f"{clock.target} still not"
+                       f" answered after its escalation") + why}
     if target is None:  # nowhere to go: the event tells ops (level 2: the flag)
         lifecycle = events.TicketEvent(
             ticket_id=row.ticket_id, type=events.TicketEventType.ESCALATED, occurred_at=now,

@@ -1,18 +1,18 @@
 """Escalation: a ticket with no first response by its deadline raises an escalation
-event and is redispatched, once, to its department's escalation target."""
+event and is redispatched, once, to its department's escalation target (the fallback
+for a department the table in force lacks: escalation_targets)."""
 
 from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import pydantic
 from prometheus_client import Counter
 
 from services.core import events, kafka, tickets, topics
-from services.router import dispatch, ports
+from services.router import dispatch, escalation_targets, ports, routing
 
 logger = logging.getLogger(__name__)
 
@@ -29,8 +29,8 @@ ESCALATIONS = Counter("routing_router_escalations_total",
 
 
 async def escalate_due(routed: ports.Routed, publisher: ports.Publisher, *,
-                       escalation_target: Callable[[str], str | None],
-                       queue_for: dispatch.QueueFor, now: datetime,
+                       table: routing.RoutingTable, queue_for: dispatch.QueueFor,
+                       now: datetime,
                        claim_for: timedelta = ports.HANDOVER_CLAIM) -> int:
     """Escalate every ticket past its deadline without a first response; returns how many.
 
@@ -39,10 +39,12 @@ async def escalate_due(routed: ports.Routed, publisher: ports.Publisher, *,
     (a transfer being published) waits for the next check."""
     escalated = 0
     for row in await routed.due_for_escalation(now):
-        target = escalation_target(row.department)
+        escalation = escalation_targets.on_breach(table, row.department)
+        target = escalation.to
         step = {"at": now.isoformat(), "step": "escalated", "from": row.department,
                 "to": target or row.department,
-                "reason": f"no first response by {row.first_response_deadline}"}
+                "reason": f"no first response by {row.first_response_deadline}"
+                          + (f"; {escalation.why}" if escalation.why else "")}
         try:
             ticket = tickets.RoutedTicket.model_validate(row.payload)
         except pydantic.ValidationError as exc:
@@ -52,7 +54,7 @@ async def escalate_due(routed: ports.Routed, publisher: ports.Publisher, *,
             await routed.mark_escalated(row.ticket_id)
             continue
         correlation_id = row.correlation_id or row.ticket_id  # None: routed before 0011
-        if target is None or target == row.department:
+        if target is None:
             # Nowhere to escalate to: the event still tells ops, the ticket stays.
             outputs = [kafka.Output(topics.EVENTS, row.ticket_id, events.as_envelope(
                 events.TicketEvent(ticket_id=row.ticket_id,

@@ -156,11 +156,16 @@ class RoutingTable:
                 tier, route.service if route else None, self.defaults)
         return level
 
-    def policy(self, department: str) -> DepartmentPolicy:
-        return self.department_policies.get(department, ALWAYS_OPEN)
+    def lacks(self, department: str) -> bool:
+        """Whether the table has no such department (one removed since a ticket went
+        there): no ticket is sent there (a transfer is refused), and a ticket held there
+        escalates to the fallback (escalation_targets)."""
+        return department not in self.departments
 
-    def escalation_target(self, department: str) -> str | None:
-        return self.policy(department).escalation_to
+    def policy(self, department: str) -> DepartmentPolicy:
+        """The department's calendar, hand-overs and escalations; one the table lacks
+        has none of its own (open 24/7, so a ticket held there is due by the clock)."""
+        return self.department_policies.get(department, ALWAYS_OPEN)
 
     @property
     def overflow_policies(self) -> dict[str, overflow.OverflowPolicy]:

@@ -288,3 +288,44 @@ class TestTableReload:
         in_force = (await router.get("/v1/routing-table")).json()
         assert in_force["version"] == before
         assert in_force["last_rejection"] is not None
+
+
+class TestADepartmentGoneFromTheTable:
+    async def test_its_waiting_ticket_escalates_to_the_fallback_department(
+            self, router: httpx.AsyncClient, policy_pipeline: Pipeline) -> None:
+        """A table without public_sector is put in force while a ticket waits there; at
+        its breach the clock watch hands it to the fallback department, saying why. (A
+        priority whose target is 1s brings the breach at once, whatever the time.)"""
+        ticket_id = await post(router, "gov-ministry-1")
+        await queued(policy_pipeline, ticket_id, "public_sector")
+        without = TABLE.replace("version: policy-tests-1", "version: policy-tests-gone") \
+            .replace("  - {segment: government, department: public_sector, priority: 2,"
+                     " first_response_target: 4h}\n", "") \
+            .replace("  public_sector: {}\n", "") \
+            + "priority_targets: {1: {first_response_target: 1s}}\n"
+        put = await router.put("/v1/routing-table", content=without,
+                               headers={"content-type": "application/yaml"})
+        assert put.status_code == 200, put.text
+        assert "public_sector" not in put.json()["departments"]
+        try:
+            changed = await router.post(f"/v1/tickets/{ticket_id}/priority",
+                                        json={"priority": 1, "reason": "urgent now"})
+            assert changed.status_code == 200, changed.text
+            [(event, record)] = await queued(policy_pipeline, ticket_id, "customer_care")
+            assert event.data["routing"]["reason"] == "escalation"
+            assert record.topic == "dept.customer_care.high"
+            for _ in range(300):  # published first, then recorded
+                state = (await router.get(f"/v1/tickets/{ticket_id}")).json()
+                if state["department"] == "customer_care":
+                    break
+                await asyncio.sleep(0.1)
+            step = state["trace"][-1]
+            assert (state["department"], step["step"], step["from"], step["to"]) == (
+                "customer_care", "escalated", "public_sector", "customer_care")
+            assert f"public_sector is no longer in the routing table (version" \
+                   f" {put.json()['version']}): to the fallback department customer_care" \
+                   in step["reason"]
+        finally:
+            restored = await router.put("/v1/routing-table", content=TABLE,
+                                        headers={"content-type": "application/yaml"})
+            assert restored.status_code == 200, restored.text

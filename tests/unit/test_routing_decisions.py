@@ -134,10 +134,16 @@ class TestTable:
         assert TABLE.departments == ("public_sector", "business_desk", "key_accounts",
                                      "customer_care", "sales_support")
 
-    def test_escalation_targets_and_overflow_policies(self) -> None:
-        assert TABLE.escalation_target("public_sector") == "key_accounts"
-        assert TABLE.escalation_target("nobody") is None
+    def test_overflow_policies(self) -> None:
         assert list(TABLE.overflow_policies) == ["customer_care"]
+
+    def test_it_lacks_a_department_it_names_nowhere(self) -> None:
+        """A route's, a department's under `departments:` and the fallback are its own;
+        one it names nowhere (removed since) it lacks, as one of a plain table."""
+        assert not any(TABLE.lacks(department) for department in (
+            "public_sector", "sales_support", "customer_care"))
+        assert TABLE.lacks("nobody")
+        assert not SIMPLE.lacks("general") and SIMPLE.lacks("sales_support")
 
     def test_the_demo_file_is_valid(self) -> None:
         table = table_file.load(Path(__file__).parents[2] / "config" / "routing.yaml")

@@ -52,7 +52,7 @@ async def transfer(ticket_id: str, *, to_department: str, reason: str,
     if from_department and from_department != row.department:
         return Refused(Refusal.CONFLICT, f"the ticket is with {row.department!r}",
                        "not_yours")
-    if to_department not in table.departments:
+    if table.lacks(to_department):
         return Refused(Refusal.INVALID, "not a department of the routing table in force",
                        field="body.to_department")
     if to_department == row.department:
@@ -160,8 +160,7 @@ async def escalate_due(routed: ports.Routed, publisher: ports.Publisher, *,
     clocks past their first-response deadline are escalated once; tickets with clocks get
     their warnings and escalations by level. Returns how many were sent."""
     escalated = await escalation.escalate_due(
-        routed, publisher, escalation_target=table.escalation_target, queue_for=queue_for,
-        now=now, claim_for=claim_for)
+        routed, publisher, table=table, queue_for=queue_for, now=now, claim_for=claim_for)
     return escalated + await clock_watch.watch_clocks(routed, publisher, table=table,
                                                       queue_for=queue_for, now=now,
                                                       claim_for=claim_for)
