@@ -2,11 +2,15 @@
 
 A breach (level 1) goes to the department's `escalation_to`; still unanswered later
 (level 2), to the `second_escalation.to` its breach stored; without one, the ticket is
-flagged where it is. A ticket held by a department the table in force lacks
-(`RoutingTable.lacks`: a table without it was put in force meanwhile) escalates to the
-table's fallback department, at either level, saying why: no department of the table
-would take it otherwise, and no ticket is ever dropped. Its breach brings no second
-level (the table has no `second_escalation` for it).
+flagged where it is. The table in force may since lack a department either names
+(`RoutingTable.lacks`: a table without it was put in force meanwhile):
+- a ticket held by a department the table lacks escalates to the table's fallback
+  department, at either level: no department of the table would take it otherwise, and
+  no ticket is ever dropped. Its breach brings no second level (the table has no
+  `second_escalation` for it);
+- a level-2 target the table lacks is not escalated to, as a transfer there is refused:
+  the ticket is flagged where it is, in a department of the table that serves it.
+Either says why, for the ticket's trace.
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ def on_second_level(table: routing.RoutingTable, department: str,
     """Level 2 of a ticket `department` holds, `stored_to` named at its breach."""
     if table.lacks(department):
         return _to_fallback(table, department, 2)
+    if stored_to is not None and table.lacks(stored_to):
+        return Escalation(2, None, why=f"{_gone(table, stored_to)}: flagged in {department}")
     return Escalation(2, _elsewhere(stored_to, department))
 
 

@@ -158,13 +158,15 @@ class RoutingTable:
 
     def lacks(self, department: str) -> bool:
         """Whether the table has no such department (one removed since a ticket went
-        there): no ticket is sent there (a transfer is refused), and a ticket held there
-        escalates to the fallback (escalation_targets)."""
+        there): no ticket is sent there (a transfer is refused, a second level stored
+        before is not escalated to), and a ticket held there escalates to the fallback
+        (escalation_targets)."""
         return department not in self.departments
 
     def policy(self, department: str) -> DepartmentPolicy:
         """The department's calendar, hand-overs and escalations; one the table lacks
-        has none of its own (open 24/7, so a ticket held there is due by the clock)."""
+        has none (open 24/7: a ticket held there breaches by the wall clock, and its
+        escalation goes to the fallback by escalation_targets, not by this policy)."""
         return self.department_policies.get(department, ALWAYS_OPEN)
 
     @property

@@ -1,7 +1,7 @@
 """Escalation by the table in force when a department is gone from it (a routing table
-without it put in force while a ticket is there): the clock watch and the check of
-tickets without clocks, run with the router's recording fakes
-(services/router/service/handovers.escalate_due)."""
+without it put in force while a ticket is there, or after its breach named it as the
+second level): the clock watch and the check of tickets without clocks, run with the
+router's recording fakes (services/router/service/handovers.escalate_due)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,13 @@ NO_PUBLIC_SECTOR = TESTS_TABLE.replace(
     "  - {segment: government, department: public_sector, priority: 2,"
     " first_response_target: 4h}\n", "").replace(
     "  public_sector: {escalation_to: key_accounts}\n", "")
+SECOND_TO_TEMP_DESK = TESTS_TABLE.replace(
+    "public_sector: {escalation_to: key_accounts}",
+    "public_sector: {escalation_to: key_accounts,"
+    " second_escalation: {after: 2h, to: temp_desk}}\n  temp_desk: {}")
+NO_TEMP_DESK = TESTS_TABLE.replace(
+    "public_sector: {escalation_to: key_accounts}",
+    "public_sector: {escalation_to: key_accounts, second_escalation: {after: 2h}}")
 
 
 def table(tmp_path: Path, text: str) -> Path:
@@ -75,3 +82,28 @@ class TestATicketInADepartmentTheTableLacks:
         assert (step["from"], step["to"]) == ("public_sector", "customer_care")
         assert "public_sector is no longer in the routing table" in str(step["reason"])
 
+
+class TestASecondLevelTheTableLacks:
+    async def test_the_ticket_is_flagged_where_it_is(self, tmp_path: Path) -> None:
+        """public_sector's breach (4h) hands the ticket to key_accounts, naming temp_desk
+        as its second level 2h later; a table without temp_desk is put in force since."""
+        router = wired(table(tmp_path, SECOND_TO_TEMP_DESK))
+        routed_ticket(router)
+        assert await escalate(router, router.router.table.current,
+                              NOW + timedelta(hours=5)) == 1
+        assert router.routed.rows["t-1"].department == "key_accounts"
+        in_force = table_file.load(table(tmp_path, NO_TEMP_DESK))
+        published = len(router.publisher.published)
+        assert await escalate(router, in_force, NOW + timedelta(hours=7)) == 1
+        assert router.routed.rows["t-1"].department == "key_accounts"
+        [flag] = router.publisher.published[published:]  # no lane: the event alone
+        assert (flag.event.type, flag.event.data["level"], flag.event.data["department"]) \
+            == (TicketEventType.ESCALATED, 2, "key_accounts")
+        level_2 = escalated_steps(router)[-1]
+        assert (level_2["from"], level_2["to"]) == ("key_accounts", "key_accounts")
+        assert level_2["reason"] == (
+            "first_response still not answered after its escalation; temp_desk is no"
+            f" longer in the routing table (version {in_force.version}): flagged in"
+            " key_accounts")
+        [clock] = tickets_api._clocks(router.routed.rows["t-1"].service_clocks)["clocks"]
+        assert clock["level"] == 2

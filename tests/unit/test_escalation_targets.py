@@ -18,10 +18,14 @@ departments:
   temp_desk: {}
   customer_care: {}
 """)
-# Put in force since: without sales_support; with the fallback alone.
+# Put in force since: without sales_support; without temp_desk; with the fallback alone.
 NO_SALES = parse("fallback_department: customer_care\n"
                  "routes: [{segment: s, department: key_accounts}]\n"
                  "departments: {key_accounts: {}, temp_desk: {}, customer_care: {}}\n")
+NO_TEMP_DESK = parse("fallback_department: customer_care\n"
+                     "routes: [{segment: s, department: sales_support}]\n"
+                     "departments: {sales_support: {escalation_to: key_accounts},"
+                     " key_accounts: {}, customer_care: {}}\n")
 ONLY_CARE = parse("fallback_department: customer_care\n"
                   "routes: [{segment: s, department: customer_care}]\n")
 
@@ -54,6 +58,15 @@ class TestOnSecondLevel:
             == escalation_targets.Escalation(2, None)
         assert escalation_targets.on_second_level(BEFORE, "temp_desk", "temp_desk") \
             == escalation_targets.Escalation(2, None)
+
+    def test_a_target_the_table_lacks_is_not_escalated_to(self) -> None:
+        """As a transfer there is refused: the ticket is flagged in its department, which
+        the table has."""
+        escalation = escalation_targets.on_second_level(
+            NO_TEMP_DESK, "key_accounts", "temp_desk")
+        assert (escalation.level, escalation.to) == (2, None)
+        assert escalation.why == ("temp_desk is no longer in the routing table (version"
+                                  " test): flagged in key_accounts")
 
     def test_a_department_the_table_lacks_escalates_to_the_fallback(self) -> None:
         for stored_to in (None, "temp_desk", "key_accounts"):
