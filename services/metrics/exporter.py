@@ -92,7 +92,9 @@ PAUSED = Histogram(
 
 
 class Snapshot(Collector):
-    """A gauge whose whole set of series is replaced by each measurement."""
+    """A gauge whose whole set of series is replaced by each measurement. What it measures
+    is the store's or the broker's, so every instance exports the same figures: dashboards
+    and rules read them with max, never adding instances up."""
 
     def __init__(self, name: str, documentation: str, labels: Sequence[str]) -> None:
         self.name, self._documentation, self.labelnames = name, documentation, tuple(labels)

@@ -19,6 +19,7 @@ import yaml
 
 from devtools import processes
 from services.core.settings import Settings
+from services.metrics import exporter
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -113,6 +114,32 @@ def metric_names(expr: str) -> set[str]:
             continue  # a function or aggregation, or a keyword
         names.add(word)
     return names
+
+
+# An aggregation that adds series up: of one figure exported by n instances, n times it.
+ADDING_UP = re.compile(r"\b(?:sum|count)\s*(?:(?:by|without)\s*\([^)]*\)\s*)?\(")
+
+
+def summed_metrics(expr: str) -> set[str]:
+    """The metric names an expression selects inside a `sum` or a `count`."""
+    text = re.sub(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`', '""', expr)
+    names = set()
+    for aggregation in ADDING_UP.finditer(text):
+        depth = 1
+        for end in range(aggregation.end(), len(text)):
+            depth += {"(": 1, ")": -1}.get(text[end], 0)
+            if depth == 0:
+                names |= metric_names(text[aggregation.end():end])
+                break
+    return names
+
+
+def fleet_wide_gauges() -> set[str]:
+    """The gauges every metrics-service instance measures alike from the store or the
+    broker (its `Snapshot`s: backlog, consumer lag and offsets, dead letters, parity): a
+    figure for the fleet, read with max, never added up across instances."""
+    return {value.name for value in vars(exporter).values()
+            if isinstance(value, exporter.Snapshot)}
 
 
 def declared_metrics() -> set[str]:

@@ -18,9 +18,11 @@ from tests.integration.deploy_files import (
     bind_mount_target,
     compose_services,
     declared_metrics,
+    fleet_wide_gauges,
     load_yaml,
     metric_names,
     recorded_series,
+    summed_metrics,
 )
 
 GRAFANA = ROOT / "deploy" / "grafana"
@@ -87,16 +89,20 @@ def test_dashboard_panels_query_through_the_datasource_variable(path: Path) -> N
     assert targets, "the dashboard queries nothing"
 
 
+def expressions(dashboard: dict[str, Any]) -> list[tuple[str, str]]:
+    """Each query of the dashboard, with where it is (a panel's title, or templating)."""
+    found = [(panel["title"], target["expr"]) for panel in all_panels(dashboard["panels"])
+             for target in panel.get("targets", [])]
+    return found + [("templating", expr) for expr in template_expressions(dashboard)]
+
+
 @pytest.mark.parametrize("path", DASHBOARDS, ids=lambda path: path.name)
 def test_dashboard_queries_only_routing_metrics_and_up(path: Path) -> None:
-    dashboard = load_dashboard(path)
     declared = declared_metrics()
     recorded = recorded_series()
-    expressions = [(panel["title"], target["expr"]) for panel in all_panels(dashboard["panels"])
-                   for target in panel.get("targets", [])]
-    expressions += [("templating", expr) for expr in template_expressions(dashboard)]
-    assert expressions
-    for where, expr in expressions:
+    found = expressions(load_dashboard(path))
+    assert found
+    for where, expr in found:
         names = metric_names(expr)
         assert names, f"{where}: no metric in {expr}"
         for name in names:
@@ -105,6 +111,16 @@ def test_dashboard_queries_only_routing_metrics_and_up(path: Path) -> None:
             assert name.startswith("routing_"), f"{where}: {name}"
             assert base_name(name) in declared, (
                 f"{where}: {name} is not a metric the services export")
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda path: path.name)
+def test_dashboard_adds_up_no_figure_every_metrics_instance_exports(path: Path) -> None:
+    """Consumer lag and offsets, the backlog, dead letters: each metrics instance exports
+    the fleet's figure, so a sum over two replicas shows it twice."""
+    fleet_wide = fleet_wide_gauges()
+    assert {"routing_consumer_committed_offset", "routing_backlog_tickets"} <= fleet_wide
+    for where, expr in expressions(load_dashboard(path)):
+        assert not summed_metrics(expr) & fleet_wide, f"{where}: max, not sum: {expr}"
 
 
 OPERATIONS_METRICS = {

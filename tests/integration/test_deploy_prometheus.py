@@ -21,12 +21,14 @@ from tests.integration.deploy_files import (
     bind_mount_target,
     compose_services,
     declared_metrics,
+    fleet_wide_gauges,
     load_yaml,
     metric_names,
     recorded_series,
     rule_files,
     run,
     settings_of,
+    summed_metrics,
     tool,
 )
 
@@ -110,6 +112,19 @@ def test_metric_name_extraction() -> None:
             '{mode="idle", department=~"$department"}[$__rate_interval]))) * 1e3 > bool 5'
             ' or on(job) up{job="x"} offset 5m / ignoring(a) group_left(b) other:recorded')
     assert metric_names(expr) == {"node_cpu_seconds_total", "up", "other:recorded"}
+
+
+def test_summed_metric_extraction() -> None:
+    expr = ('60 * sum by (group) (deriv(a[5m])) + max(b) - count(c{x="sum(d)"}) or'
+            ' sum(rate(e[1m])) by (f) / sum_over_time(g[1h]) + sum without (h) (i * j:k)')
+    assert summed_metrics(expr) == {"a", "c", "e", "i", "j:k"}
+
+
+def test_rules_add_up_no_figure_every_metrics_instance_exports() -> None:
+    fleet_wide = fleet_wide_gauges()
+    for rule in all_rules():
+        summed = summed_metrics(rule["expr"]) & fleet_wide
+        assert not summed, f"{rule.get('record') or rule['alert']}: max, not sum: {summed}"
 
 
 def test_rules_use_metrics_the_services_export() -> None:
