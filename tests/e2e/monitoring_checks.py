@@ -15,7 +15,7 @@ import yaml
 from prometheus_client import REGISTRY
 
 from services.core.settings import PROJECT_ROOT
-from tests.e2e.promql import label_names, selectors, without_thresholds
+from tests.e2e.promql import label_names, selectors, without_absent, without_thresholds
 
 DASHBOARD = PROJECT_ROOT / "deploy" / "grafana" / "dashboards" / "routing.json"
 RULES = sorted((PROJECT_ROOT / "deploy" / "prometheus" / "rules").glob("*.yml"))
@@ -69,7 +69,7 @@ def rules() -> list[dict[str, Any]]:
 
 
 def rule_checks() -> list[Check]:
-    return [Check(f"alert {rule['alert']}", without_thresholds(rule["expr"]))
+    return [Check(f"alert {rule['alert']}", without_absent(without_thresholds(rule["expr"])))
             if "alert" in rule else Check(f"record {rule['record']}", rule["expr"])
             for rule in rules()]
 

@@ -1,5 +1,6 @@
 """Reading PromQL well enough to check it finds data: an expression's vector selectors,
-the labels it names, and the expression with its threshold comparisons removed."""
+the labels it names, and the expression with its threshold comparisons and `absent`
+removed."""
 
 from __future__ import annotations
 
@@ -56,3 +57,25 @@ def without_thresholds(expr: str) -> str:
     """The expression with every `<op> <number>` comparison removed (outside strings)."""
     parts = re.split(r"""("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')""", expr)
     return "".join(part if i % 2 else COMPARISON.sub("", part) for i, part in enumerate(parts))
+
+
+STRING = re.compile(r"""("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')""")
+ABSENT = re.compile(r"\babsent\s*\(")
+
+
+def without_absent(expr: str) -> str:
+    """The expression with each `absent(x)` read as `x`: an alert on a thing's absence is
+    empty while it is there, and what it watches must exist for it to mean anything."""
+    found = ABSENT.search(expr)
+    if found is None:
+        return expr
+    depth, at = 1, found.end()
+    while depth:
+        string = STRING.match(expr, at)
+        if string:
+            at = string.end()
+            continue
+        depth += {"(": 1, ")": -1}.get(expr[at], 0)
+        at += 1
+    return (expr[:found.start()] + without_absent(expr[found.end():at - 1])
+            + without_absent(expr[at:]))

@@ -13,7 +13,8 @@ How "finds data" is decided, so that no misspelt metric, label or label value ca
    when nothing is wrong, so it is evaluated with its threshold comparisons removed
    (`x > 0.72 and y > 0.72` becomes `x and y`): what is left is the measure the alert
    compares, which must exist for the alert to be able to fire. Thresholds are written
-   on the right of their comparison in the rules, which this relies on;
+   on the right of their comparison in the rules, which this relies on. An `absent(x)`
+   is read as `x`: what the alert watches for must be there while nothing is wrong;
 4. a panel's legend names only labels its result has.
 Dashboard variables take the values a viewer starts with (`All` is the variable's
 allValue), and `$__rate_interval` one minute.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.e2e.promql import label_names, selectors, without_thresholds
+from tests.e2e.promql import label_names, selectors, without_absent, without_thresholds
 
 
 def test_promql_reading() -> None:
@@ -16,3 +16,10 @@ def test_promql_reading() -> None:
         'histogram_quantile(0.9, sum by (department, le) (rate(a_bucket{department=~"x|y",'
         ' outcome!="1"}[5m]))) and on (department) b:rec offset 5m or delta(c[1h])'
         ' unless {job="x>1"}')
+
+
+def test_absent_read_as_what_it_watches() -> None:
+    expr = ('absent(up{job="a(b"}) or absent (sum(rate(x[5m]))) unless absent_over_time(y[1m])'
+            ' > 0')
+    assert without_absent(expr) == (
+        'up{job="a(b"} or sum(rate(x[5m])) unless absent_over_time(y[1m]) > 0')

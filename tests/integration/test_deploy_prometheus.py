@@ -179,3 +179,14 @@ def test_the_kubernetes_config_is_valid_and_names_each_chart_component_a_rules_j
         "__meta_kubernetes_pod_label_app_kubernetes_io_name"])
     chart = load_yaml(PROJECT_ROOT / "deploy/helm/customer-routing/Chart.yaml")
     assert (keep["action"], keep["regex"]) == ("keep", chart["name"])  # the pods' name label
+
+
+def test_the_kubernetes_config_scrapes_no_pod_that_ended() -> None:
+    """A Failed or Succeeded pod (evicted, say) stays listed until deleted, its address
+    answering nothing: scraped, it would hold RoutingServiceDown up."""
+    [job] = load_yaml(KUBERNETES)["scrape_configs"]
+    [phase] = [step for step in job["relabel_configs"]
+               if step.get("source_labels") == ["__meta_kubernetes_pod_phase"]]
+    kept = {name for name in ("Pending", "Running", "Succeeded", "Failed", "Unknown")
+            if (re.fullmatch(phase["regex"], name) is None) == (phase["action"] == "drop")}
+    assert kept == {"Pending", "Running", "Unknown"}
