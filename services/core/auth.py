@@ -22,11 +22,17 @@ from prometheus_client import Counter
 from services.core import access, http_answers, service_context
 from services.core.credentials import Credentials
 
-AUTH_REFUSED = Counter("http_auth_refused", "Requests refused: unauthenticated (401),"
+# Labelled by the role of the credential sent, never by the credential or its holder: a
+# few series, and a platform flooded with 429s told from a department's tool.
+NO_ROLE = "none"  # no valid credential sent
+AUTH_REFUSED = Counter("routing_http_auth_refused", "Requests refused: unauthenticated (401),"
                        " forbidden (403), over their rate limit or asking for a second"
-                       " report at once (429)", ["outcome"])
-for _outcome in ("unauthenticated", "forbidden", "rate_limited", "report_in_progress"):
-    AUTH_REFUSED.labels(_outcome)
+                       " report at once (429), by the role of the credential sent (none:"
+                       " no valid one)", ["outcome", "role"])
+AUTH_REFUSED.labels("unauthenticated", NO_ROLE)
+for _outcome in ("forbidden", "rate_limited", "report_in_progress"):
+    for _role in access.Role:
+        AUTH_REFUSED.labels(_outcome, _role.value)
 
 # The scheme every credential dependency below shows in OpenAPI.
 BEARER_SCHEME = "HTTPBearer"
@@ -42,11 +48,15 @@ class Refused(Exception):
         self.headers = headers or {}
 
 
-async def _refused(_request: Request, exc: Exception) -> JSONResponse:
+async def _refused(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, Refused)
-    AUTH_REFUSED.labels(exc.error).inc()
-    return JSONResponse(status_code=exc.status, headers=exc.headers,
-                        content={"error": exc.error, "detail": exc.detail})
+    return _refusal(exc, request.scope.get("state", {}).get(_PRINCIPAL))
+
+
+def _refusal(refused: Refused, principal: access.Principal | None) -> JSONResponse:
+    AUTH_REFUSED.labels(refused.error, principal.role.value if principal else NO_ROLE).inc()
+    return JSONResponse(status_code=refused.status, headers=refused.headers,
+                        content={"error": refused.error, "detail": refused.detail})
 
 
 def install(app: FastAPI) -> None:
@@ -57,7 +67,8 @@ def install(app: FastAPI) -> None:
 # The path every route of the services' APIs is under: each needs a credential.
 API = "/v1/"
 # Where CredentialBeforeBody leaves the principal it authenticated, for the route's own
-# credential dependency (_Credential) to take rather than authenticate the token again.
+# credential dependency (_Credential) to take rather than authenticate the token again,
+# and the dependency its own: a refusal after it is counted by the principal's role.
 _PRINCIPAL = "authenticated_principal"
 
 
@@ -90,7 +101,7 @@ class CredentialBeforeBody:
             token = _bearer_token(scope["headers"])
             answer: JSONResponse | None = None
             if token is None:
-                answer = _refusal(_unauthenticated())
+                answer = _refusal(_unauthenticated(), None)
             else:
                 try:
                     principal = await credentials.authenticate(token)
@@ -100,19 +111,13 @@ class CredentialBeforeBody:
                     answer = http_answers.store_unavailable(scope["app"], scope["path"], error)
                 else:
                     if principal is None:
-                        answer = _refusal(_unknown_token())
+                        answer = _refusal(_unknown_token(), None)
                     else:
                         scope.setdefault("state", {})[_PRINCIPAL] = principal
             if answer is not None:
                 await answer(scope, receive, send)
                 return
         await self._app(scope, receive, send)
-
-
-def _refusal(refused: Refused) -> JSONResponse:
-    AUTH_REFUSED.labels(refused.error).inc()
-    return JSONResponse(status_code=refused.status, headers=refused.headers,
-                        content={"error": refused.error, "detail": refused.detail})
 
 
 def _has_body(headers: list[tuple[bytes, bytes]]) -> bool:
@@ -177,6 +182,7 @@ class _Credential(HTTPBearer):
             principal = await _credentials(context).authenticate(bearer.credentials)
             if principal is None:
                 raise _unknown_token()
+            request.scope.setdefault("state", {})[_PRINCIPAL] = principal
         if self._roles is not None and principal.role not in self._roles:
             role = principal.role.value
             article = "an" if role[0] in "aeiou" else "a"

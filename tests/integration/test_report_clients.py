@@ -31,8 +31,8 @@ RETRY_AFTER = 1
 
 
 def refused_reports() -> float:
-    return REGISTRY.get_sample_value("http_auth_refused_total",
-                                     {"outcome": "report_in_progress"}) or 0.0
+    return REGISTRY.get_sample_value("routing_http_auth_refused_total",
+                                     {"outcome": "report_in_progress", "role": "admin"}) or 0.0
 
 
 async def admin_token(keys: Credentials) -> tuple[str, str]:

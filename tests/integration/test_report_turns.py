@@ -94,8 +94,8 @@ class HeldPages:
 
 
 def refused_reports() -> float:
-    return REGISTRY.get_sample_value("http_auth_refused_total",
-                                     {"outcome": "report_in_progress"}) or 0.0
+    return REGISTRY.get_sample_value("routing_http_auth_refused_total",
+                                     {"outcome": "report_in_progress", "role": "admin"}) or 0.0
 
 
 async def test_one_report_a_credential_and_the_others_wait_their_turn(

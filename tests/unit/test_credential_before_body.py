@@ -4,7 +4,8 @@ parses a route's body before its dependencies, so a megabyte of JSON cost the ev
 some 60 ms for anyone, token or not. A token that names a credential is
 authenticated once a request, the route's own dependency taking the principal found.
 The services' shared HTTP edge (http.install) with a credential store standing in for
-the SQL one, called as ASGI: no sockets."""
+the SQL one, called as ASGI: no sockets. Each refusal is counted by its outcome and the
+role of the credential sent, never the credential."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 import orjson
 import pytest
 from fastapi import FastAPI
+from prometheus_client import REGISTRY
 
 from services.core import access, auth, http, service_context
 
@@ -61,6 +63,11 @@ class Service:
 
         @self.app.get("/v1/departments-only")
         async def departments_only(principal: auth.DepartmentOrAdmin) -> dict[str, str]:
+            return {}
+
+        @self.app.post("/v1/rate-limited")
+        async def rate_limited(principal: auth.RateLimitedPlatform, body: dict[str, Any]
+                               ) -> dict[str, str]:
             return {}
 
         http.install(self.app, ready=lambda: True)
@@ -155,3 +162,31 @@ async def test_an_admin_where_it_is_not_admitted_reads_as_english(service: Servi
     status, answer = await service.call("POST", token=TOKEN, body=b"{}", path="/v1/platforms")
     assert (status, answer["detail"]) == (
         403, "this needs a credential of role platform; yours is an admin credential")
+
+
+def refusals(outcome: str, role: str) -> float:
+    return REGISTRY.get_sample_value("routing_http_auth_refused_total",
+                                     {"outcome": outcome, "role": role}) or 0.0
+
+
+class TestRefusalsCounted:
+    @pytest.mark.parametrize("body", [b"", b"{}"])
+    async def test_a_request_without_a_credential_counts_with_no_role(
+            self, service: Service, body: bytes) -> None:
+        before = refusals("unauthenticated", "none")
+        assert (await service.call("POST", token="rt_forged", body=body))[0] == 401
+        assert refusals("unauthenticated", "none") == before + 1
+
+    async def test_a_refused_credential_counts_by_its_role(self, service: Service) -> None:
+        before = refusals("forbidden", "platform")
+        assert (await service.call("GET", token=TOKEN, path="/v1/admin-only"))[0] == 403
+        assert refusals("forbidden", "platform") == before + 1
+
+    async def test_a_platform_over_its_rate_counts_as_a_platform_rate_limited(
+            self, service: Service) -> None:
+        service_context.of(service.app).rate_limits = auth.RateLimits("1/minute")
+        before = refusals("rate_limited", "platform")
+        answers = [await service.call("POST", token=TOKEN, body=b"{}", path="/v1/rate-limited")
+                   for _ in range(2)]
+        assert [status for status, _answer in answers] == [200, 429]
+        assert refusals("rate_limited", "platform") == before + 1
