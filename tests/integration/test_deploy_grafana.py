@@ -131,7 +131,8 @@ OPERATIONS_METRICS = {
     "routing_pipeline_latency_seconds", "routing_segment_rule_failures",
     "routing_webhook_deliveries", "routing_webhook_deliveries_waiting",
     "routing_webhook_oldest_due_seconds", "routing_webhook_worker_failures",
-    "routing_stage_progress_timestamp_seconds", "routing_http_auth_refused"}
+    "routing_stage_progress_timestamp_seconds", "routing_http_auth_refused",
+    "routing_segmenter_degraded_tickets"}
 
 
 def test_the_operations_dashboard_shows_every_response_and_operations_metric() -> None:
