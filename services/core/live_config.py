@@ -69,11 +69,17 @@ class NotGoverned(RuntimeError):
 
 
 class LiveConfig(Generic[Config]):
+    """`in_force` is called with each configuration as it comes in force here (the file's
+    at construction, then each version adopted): for what follows the configuration, such
+    as the metric series of its parts, exported at 0 before anything counts in them."""
+
     def __init__(self, name: str, path: Path,
-                 parse: Callable[[str, str], Config]) -> None:
+                 parse: Callable[[str, str], Config], *,
+                 in_force: Callable[[Config], None] = lambda _config: None) -> None:
         self.name = name
         self.path = path.resolve()
         self._parse = parse
+        self._in_force = in_force
         # The seed, in force until the store has been read. A file that cannot be used is
         # held against it until govern() knows whether the store has a version instead.
         self._current: Config | None = None
@@ -84,6 +90,8 @@ class LiveConfig(Generic[Config]):
             self._current, self._current_text = parse(text, str(self.path)), text
         except config_files.ConfigError as exc:
             self._unusable_file = exc
+        else:
+            in_force(self._current)
         self.loaded_at = datetime.now(UTC)
         self.last_rejection: Rejection | None = None
         self.version_id: int | None = None  # the store's id of the version served here
@@ -253,6 +261,7 @@ class LiveConfig(Generic[Config]):
         if self._current is None or candidate.version != self._current.version:
             self._current, self.loaded_at = candidate, datetime.now(UTC)
             self._current_text = text
+            self._in_force(candidate)
             self.last_rejection = None
             RELOADS.labels(self.name, "replaced").inc()
             LOADED.labels(self.name).set(self.loaded_at.timestamp())

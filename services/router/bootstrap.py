@@ -25,7 +25,15 @@ from services.core.credentials import Credentials
 from services.core.live_config import LiveConfig
 from services.core.settings import Settings
 from services.core.transactional_publisher import TransactionalPublisher
-from services.router import dispatch, erasures, ports, priority, routing, table_file
+from services.router import (
+    clock_watch,
+    dispatch,
+    erasures,
+    ports,
+    priority,
+    routing,
+    table_file,
+)
 from services.router.intake_keys import IntakeKeys
 from services.router.store import RoutedTickets
 from services.simulator.api import Simulator
@@ -59,7 +67,8 @@ def live_table(settings: Settings) -> LiveTable:
     (invalid, unreadable, missing) stops the start with file, line and entry only when
     the store holds no version yet (LiveConfig.govern); otherwise it is reported and
     the store's version in force serves."""
-    return LiveConfig(config_store.ROUTING_TABLE, settings.routing_table_file, table_file.parse)
+    return LiveConfig(config_store.ROUTING_TABLE, settings.routing_table_file, table_file.parse,
+                      in_force=clock_watch.export_failed_notices)
 
 
 def wire(settings: Settings, *, routed: ports.Routed, intake_keys: ports.Keys,

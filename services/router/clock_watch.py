@@ -49,6 +49,15 @@ LEVELS = Counter("routing_router_target_escalations_total",
                  ["department", "target", "level"])
 
 
+def export_failed_notices(table: routing.RoutingTable) -> None:
+    """Each department of a routing table put in force at 0 failed notices, on every
+    router, before any check: a series born at a first failure (after a lease takeover,
+    a start), at 1, is no increase to Prometheus, and RoutingServiceLevelNoticesFailing
+    would miss it."""
+    for department in table.departments:
+        FAILED.labels(department)
+
+
 async def watch_clocks(routed: ports.Routed, publisher: ports.Publisher, *,
                        table: routing.RoutingTable, queue_for: dispatch.QueueFor,
                        now: datetime, claim_for: timedelta = ports.HANDOVER_CLAIM) -> int:
@@ -59,8 +68,6 @@ async def watch_clocks(routed: ports.Routed, publisher: ports.Publisher, *,
     CHECK_AGAIN_AFTER_FAILURE later, so that it holds up no other ticket's notices; an
     outage (the store, the broker) or a conflict in the store (a deadlock) ends the
     check, to be run again."""
-    for department in table.departments:  # at 0 until a failure: its first one shows
-        FAILED.labels(department)
     sent = 0
     for row in await routed.due_clocks(now):
         try:

@@ -12,7 +12,7 @@ from prometheus_client import Counter as Counted
 
 from services.core import batches, db, envelope, events, kafka, tickets, tiers, topics
 from services.core.outage import StoreOutage
-from services.segmenter import rules, service
+from services.segmenter import rule_failures, rules, service
 from services.segmenter.profiles import Customer
 
 SOURCE = events.SEGMENTER_SOURCE
@@ -23,9 +23,6 @@ logger = logging.getLogger(__name__)
 DEGRADED = Counted("routing_segmenter_degraded_tickets",
                    "Tickets given the degraded segment: the customer store was down past its"
                    " grace period and the customer not in the cache")
-RULE_FAILURES = Counted("routing_segment_rule_failures_total",
-                        "Tickets a segment rule failed on (it did not hold for them: the"
-                        " next rule decided; the log names the tickets)", ["rule"])
 
 
 @dataclass
@@ -66,7 +63,6 @@ class SegmentTicket:
         # (batches.SharesApart), and a failed attempt's count goes with its task.
         self._batch = batches.PerShare(f"segmenter_batch_{id(self)}", _Batch)
         self._counted = batches.PerShare(f"segmenter_counted_{id(self)}", Counter[str])
-        self._rules_counted: str | None = None  # the version whose rules are exported
 
     shares_apart = True  # the batch and its count live in the share's context
 
@@ -139,12 +135,8 @@ class SegmentTicket:
 
     def _count_failures(self, rule_set: rules.RuleSet, decision: rules.Decision,
                         ticket_id: str) -> None:
-        if rule_set.version != self._rules_counted:  # each rule at 0 until it fails
-            for rule in rule_set.rules:
-                RULE_FAILURES.labels(rule.name)
-            self._rules_counted = rule_set.version
         for failure in decision.failed:
-            RULE_FAILURES.labels(failure.rule).inc()
+            rule_failures.count(failure.rule)
             # The rule and CEL's status code only: CEL's message may quote the data.
             logger.warning("a segment rule failed on a ticket's data: it did not hold",
                            extra={"ticket_id": ticket_id, "rule": failure.rule,

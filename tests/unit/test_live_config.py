@@ -240,3 +240,28 @@ async def test_a_refusal_answered_to_the_admin_is_a_warning_in_the_log(
                                 by_request=by_request)
     [record] = [r for r in caplog.records if "rejected" in r.getMessage()]
     assert record.levelname == level
+
+
+async def test_each_configuration_in_force_here_is_handed_on_as_it_comes(
+        tmp_path: Path) -> None:
+    """The file's at construction, each version adopted after (an upload here, the
+    store's followed), each once, and none refused: what follows the configuration (the
+    metric series of its parts) is ready before anything uses it."""
+    seed = tmp_path / "segments.yaml"
+    seed.write_text("seed", encoding="utf-8")
+    handed: list[str] = []
+    live = LiveConfig("segment_rules", seed, SlowParse(),
+                      in_force=lambda config: handed.append(config.version))
+    assert handed == ["seed"]
+    versions = Versions()
+
+    async def announce(_version: config_store.ConfigVersion) -> None:
+        """Nothing: the other instances are not in this test."""
+
+    await live.govern(versions, announce=announce)  # type: ignore[arg-type]
+    await live.put_in_force("v2", source="upload", author="admin")
+    await versions.put_in_force(config_store.Candidate("v3", "v3", "elsewhere"))
+    assert await live.sync()
+    with pytest.raises(config_files.ConfigError):
+        await live.put_in_force("refused", source="upload", author="admin", by_request=True)
+    assert handed == ["seed", "v2", "v3"]

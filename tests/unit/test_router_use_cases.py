@@ -778,6 +778,18 @@ class TestEscalateDue:
         assert router.routed.recorded.count(("postponed", "t-0")) == 1
 
 
+    def test_each_department_is_at_0_failed_notices_once_its_table_is_in_force(
+            self, tmp_path: Path) -> None:
+        """On every router, before any check: after a lease takeover, the first failed
+        notice is an increase from 0, which RoutingServiceLevelNoticesFailing sees."""
+        table = tmp_path / "routing.yaml"
+        table.write_text("fallback_department: exported_at_0\nroutes:\n"
+                         "  - {segment: standard, department: exported_at_0}\n"
+                         "departments:\n  exported_at_0: {}\n", encoding="utf-8")
+        wired(table)
+        assert REGISTRY.get_sample_value("routing_router_clock_checks_failed_total",
+                                         {"department": "exported_at_0"}) == 0.0
+
     async def test_a_store_conflict_ends_the_check_to_be_run_again(self) -> None:
         """A deadlock (the store rolling the hand-over back for another transaction) is
         no fault of the ticket: the check ends, raised to be run again at the next one,

@@ -8,6 +8,7 @@ import json
 import logging
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +17,7 @@ from prometheus_client import REGISTRY
 
 from services.core import batches, envelope, tickets, topics
 from services.core.outage import StoreOutage
-from services.segmenter import rules, rules_file, worker
+from services.segmenter import live_rules, rules, rules_file, worker
 from services.segmenter.profiles import (
     Customer,
     CustomerProfile,
@@ -141,6 +142,20 @@ class TestRuleFailure:
             "by-email", "NOT_FOUND", "t-1")
         assert email not in json.dumps(logged.__dict__, default=str)
         assert email.encode() not in segmented.value + lifecycle.value
+
+
+    def test_each_rule_is_at_0_failures_once_its_rule_set_is_in_force(
+            self, tmp_path: Path) -> None:
+        """Before any ticket: a series born at its first failure, at 1, is no increase
+        to Prometheus, and the first failure after a start or a new version would not
+        raise RoutingSegmentRuleFailing."""
+        path = tmp_path / "segments.yaml"
+        path.write_text("default_segment: general\nrules:\n"
+                        "  - name: loaded-at-0\n    segment: vip\n    when: \"true\"\n",
+                        encoding="utf-8")
+        live_rules.live_rule_set(path)
+        assert REGISTRY.get_sample_value("routing_segment_rule_failures_total",
+                                         {"rule": "loaded-at-0"}) == 0.0
 
 
 class TestCounted:
