@@ -42,6 +42,14 @@ def test_observations_after_new_bucket_edges_count_in_the_new_histogram(
                   segment="s", le="2700.0") == 1
 
 
+def test_pipeline_latency_behind_a_backlog_is_told_apart_up_to_an_hour() -> None:
+    """A ticket 20 minutes from receipt to its queue falls in the 30-minute bucket, not
+    only +Inf: the p90 panel shows how far behind, not a flat last edge."""
+    exporter.record([timeline.Duration("pipeline_latency", "unit_backlog", "s", 1200.0)])
+    assert [sample("routing_pipeline_latency_seconds_bucket", department="unit_backlog",
+                   segment="s", le=le) for le in ("900.0", "1800.0", "3600.0")] == [0, 1, 1]
+
+
 COUNTED = [
     (timeline.Routed("unit_b", "s", "transfer"), "routing_tickets_routed_total",
      {"department": "unit_b", "segment": "s", "reason": "transfer"}),
