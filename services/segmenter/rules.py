@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +27,8 @@ _MAP = _T.Map(_T.STRING, _T.DYN)
 VARIABLES = {"customer": _MAP, "features": _MAP, "tier": _T.STRING, "ticket": _MAP}
 ENVIRONMENT = cel.NewEnv(variables=VARIABLES)
 
+# Protected in every rule set: a rule file's `protected_attributes` adds to these, never
+# takes one away (protected_in_force).
 DEFAULT_PROTECTED = ("customer.gender", "customer.birth_date", "customer.age_years",
                      "customer.socio_economic_band")
 # What rules can read of a customer that is personal data, or may hold it (the free-form
@@ -103,7 +105,15 @@ class RuleSet:
     source: str
     rules: tuple[Rule, ...]
     default_segment: str
+    # The protected attributes in force (protected_in_force): DEFAULT_PROTECTED and those
+    # the rule file adds, whatever it lists. What is withheld from tickets, the reads an
+    # analysis flags and the attributes proxy detection checks all follow it.
     protected_attributes: tuple[str, ...] = DEFAULT_PROTECTED
+
+    def __post_init__(self) -> None:
+        # Here, not in the loader: no rule set, however made, can protect less.
+        object.__setattr__(self, "protected_attributes",
+                           protected_in_force(self.protected_attributes))
 
     def decide(self, context: Context) -> Decision:
         activation = ENVIRONMENT.Activation(context)
@@ -149,6 +159,13 @@ class RuleSet:
         return {path: value if _is_single(value)
                 and not _is_protected(path, self._withheld) else WITHHELD
                 for path, value in values_read(paths, context).items()}
+
+
+def protected_in_force(listed: Iterable[str]) -> tuple[str, ...]:
+    """The protected attributes of a rule set whose file lists `listed`: DEFAULT_PROTECTED,
+    then those it adds. An empty list protected nothing before: no read flagged, no proxy
+    sought, while the domain promises rules on protected attributes are flagged."""
+    return tuple(dict.fromkeys((*DEFAULT_PROTECTED, *listed)))
 
 
 @functools.lru_cache(maxsize=4096)

@@ -64,7 +64,8 @@ def parse_document(document: Mapping[str, Any], *, source: str, version: str,
         raise ConfigError(source, key_line(document, "default_segment"), "default_segment",
                           f"default_segment must be a segment name: {topics.NAME_RULE},"
                           f" not {_shown(default)}")
-    protected = document.get("protected_attributes", list(rules.DEFAULT_PROTECTED))
+    # What the file adds to rules.DEFAULT_PROTECTED (RuleSet.protected_attributes).
+    protected = document.get("protected_attributes", [])
     if not isinstance(protected, list) or not all(isinstance(p, str) for p in protected):
         raise ConfigError(source, key_line(document, "protected_attributes"),
                           "protected_attributes",

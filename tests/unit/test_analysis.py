@@ -174,6 +174,16 @@ rules:
         report = analyse(rule_set(text), [])
         assert report.protected_rules == ("women", "organisations")
 
+    def test_an_empty_list_of_protected_attributes_takes_none_of_the_defaults_away(
+            self) -> None:
+        text = self.PROTECTED.replace("[customer.gender, customer.country]", "[]")
+        report = analyse(rule_set(text), [customer("c1", gender="female")])
+        assert report.protected_rules == ("women",)
+        assert rule(report, "women").protected_reads == ("customer.gender",)
+        assert report.proxy_detection.attributes == ("age_band", "gender",
+                                                     "socio_economic_band")
+        assert report.proxy_detection.rules_checked == ("big-spenders", "organisations")
+
     def test_age_is_protected_by_default(self) -> None:
         text = CANDIDATE.replace('customer.country == "NL"',
                                  "customer.age_years != null && customer.age_years > 65")

@@ -90,11 +90,18 @@ class TestNoProxy:
 
 
 class TestCheckedAttributes:
-    def test_only_the_rule_sets_protected_attributes_are_checked(self) -> None:
-        text = RULES.replace("rules:", "protected_attributes: [customer.gender]\nrules:", 1)
+    @pytest.mark.parametrize("listed", ["[]", "[customer.gender]"])
+    def test_a_rule_file_listing_fewer_protected_attributes_still_has_every_one_checked(
+            self, listed: str) -> None:
+        """`protected_attributes` adds to the defaults, never takes one away: a list
+        without age (or an empty one) switched proxy detection off for it, and the
+        Frisian speakers standing in for the over-65s went unflagged."""
+        text = RULES.replace("rules:", f"protected_attributes: {listed}\nrules:", 1)
         report = analyse(rules_file.parse(text, source="r.yaml"), base(2000, proxy=True))
-        assert report.proxy_detection.attributes == ("gender",)
-        assert report.proxy_detection.proxies == ()
+        assert report.proxy_detection.attributes == groups.ATTRIBUTES
+        assert [(p.rule, p.attribute) for p in report.proxy_detection.proxies] == [
+            ("frisian-speakers", "age_band")]
+        assert report.protected_rules == ("women",)
 
     def test_customers_of_unknown_band_are_left_out(self) -> None:
         detection = proxies.ProxyDetection(["r"], ["gender"], proxies.Policy(minimum_customers=1))

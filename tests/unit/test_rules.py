@@ -274,9 +274,32 @@ class TestProtectedAttributes:
     def test_every_customer_field_and_attribute_is_accepted(self) -> None:
         paths = [f"customer.{field}" for field in context.CUSTOMER_FIELDS]
         accepted = [*paths, "customer.attributes.club", "customer.attributes._" + "a" * 63]
-        assert self.parse_protecting(f"[{', '.join(accepted)}]").protected_attributes == \
-            tuple(accepted)
+        assert set(self.parse_protecting(f"[{', '.join(accepted)}]").protected_attributes
+                   ) == set(accepted)
         assert set(rules.DEFAULT_PROTECTED) <= set(paths)
+
+    @pytest.mark.parametrize(("listed", "in_force"), [
+        ("[]", rules.DEFAULT_PROTECTED),
+        ("[customer.gender]", rules.DEFAULT_PROTECTED),
+        ("[customer.country, customer.gender]", (*rules.DEFAULT_PROTECTED, "customer.country")),
+    ])
+    def test_a_list_adds_to_the_defaults_and_never_takes_one_away(
+            self, listed: str, in_force: tuple[str, ...]) -> None:
+        """An empty list switched off the flag on rules reading gender or age (and proxy
+        detection, and withholding the file's own additions)."""
+        assert self.parse_protecting(listed).protected_attributes == in_force
+
+    def test_a_rule_reading_a_default_is_flagged_whatever_the_file_lists(self) -> None:
+        rule_set = rules_file.parse(
+            "version: t\ndefault_segment: general\nprotected_attributes: []\nrules:\n"
+            "  - name: women\n    segment: x\n    when: customer.gender == 'female'\n",
+            source="segments.yaml")
+        assert rule_set.protected_reads(rule_set.rules[0]) == ["customer.gender"]
+
+    def test_a_rule_set_made_with_fewer_still_protects_the_defaults(self) -> None:
+        made = rules.RuleSet(version="v", source="s", rules=(), default_segment="general",
+                             protected_attributes=("customer.country",))
+        assert made.protected_attributes == (*rules.DEFAULT_PROTECTED, "customer.country")
 
     def test_the_fields_are_those_rules_read_of_a_known_customer_too(self) -> None:
         view = context.build(customer(), None, today=TODAY)["customer"]

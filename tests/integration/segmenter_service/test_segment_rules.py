@@ -1,6 +1,7 @@
 """The segment rules: uploads and file edits reloaded while a bad upload never replaces
 the rules in force, and a candidate analysed over the customer base (shadowed rules,
-protected reads, a rule standing in for age)."""
+protected reads, a rule standing in for age, the protected attributes in force whatever a
+file lists)."""
 
 from __future__ import annotations
 
@@ -168,6 +169,24 @@ class TestAnalysis:
         moves = {(m["from_segment"], m["to_segment"]) for m in report["moves"]["moves"]}
         assert ("key_accounts", "general") in moves or ("key_accounts", "care_plus") in moves
         assert report["default_only"]["count"] > 0
+
+    async def test_a_dry_run_listing_no_protected_attributes_still_flags_and_checks_them(
+            self, client: httpx.AsyncClient) -> None:
+        """`protected_attributes: []` adds nothing to the defaults and takes none away: the
+        rule on gender is flagged, and every rule else checked for standing in for age,
+        gender and socio-economic band."""
+        candidate = CANDIDATE.replace("rules:\n", "protected_attributes: []\nrules:\n", 1)
+        response = await client.post("/v1/segment-rules/dry-run", content=candidate,
+                                     headers={"content-type": "application/yaml"})
+        assert response.status_code == 200, response.text
+        report = response.json()["analysis"]
+        assert report["protected_rules"] == ["women"]
+        rules = {rule["name"]: rule for rule in report["rules"]}
+        assert rules["women"]["protected_reads"] == ["customer.gender"]
+        detection = report["proxy_detection"]
+        assert detection["attributes"] == ["age_band", "gender", "socio_economic_band"]
+        assert "women" not in detection["rules_checked"]
+        assert "public-sector" in detection["rules_checked"]
 
     async def test_invalid_candidate_is_a_422_naming_the_rule(
             self, client: httpx.AsyncClient) -> None:
