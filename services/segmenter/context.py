@@ -10,6 +10,7 @@ from services.core import groups, tickets
 from services.core.tickets import Ticket
 from services.segmenter.profiles import (
     MAX_CUSTOMER_ATTRIBUTES,
+    NO_FEATURES,
     Customer,
     CustomerProfile,
     CustomerType,
@@ -66,6 +67,40 @@ def features_view(features: ValueFeatures) -> dict[str, Any]:
         "purchases": features.purchases,
         "tickets_raised": features.tickets_raised,
     }
+
+
+# What rules can read of each record in the context, as `<record>.<field>`: every
+# context has each of these fields (a value or null), and no other. A rule reading
+# another is refused at load (rules_file): behind has() it would never hold.
+RECORD_FIELDS = {"customer": CUSTOMER_FIELDS,
+                 "features": tuple(features_view(NO_FEATURES)),
+                 "ticket": tuple(tickets.rule_view(None))}
+# The field of a record that is free-form: read by any name (`customer.attributes.club`),
+# as a customer or ticket may have it or not (has()).
+FREE_FORM = "attributes"
+
+
+def field_paths(record: str) -> tuple[str, ...]:
+    """A record's fields as rules read them: ('customer.id', 'customer.known', ...)."""
+    return tuple(f"{record}.{field}" for field in RECORD_FIELDS[record])
+
+
+def unknown_field(path: str) -> str | None:
+    """The field `path` reads of a record that the record does not have
+    ('customer.agee_years' for `customer.agee_years.x`), or None: a field it has (within
+    its free-form attributes, any name), or a whole record or `tier`."""
+    record, _, selected = path.partition(".")
+    field = selected.partition(".")[0]
+    if record not in RECORD_FIELDS or not field or field in RECORD_FIELDS[record]:
+        return None
+    return f"{record}.{field}"
+
+
+def accepted_fields(record: str) -> str:
+    """A record's fields in words, for an error that names one it does not have."""
+    free_form = (f", or {record}.{FREE_FORM}.<name>"
+                 if FREE_FORM in RECORD_FIELDS[record] else "")
+    return ", ".join(field_paths(record)) + free_form
 
 
 def probes(today: date) -> list[dict[str, Any]]:

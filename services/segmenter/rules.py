@@ -2,12 +2,13 @@
 
 Pure decision code. Rules are compiled once when a rule set is loaded; a ticket's
 evaluation context is built once and shared by every rule. A rule set is checked before
-it can serve: each expression must compile, be boolean, and evaluate without error both
-for a known customer and for a customer the store does not know (so a rule reading
-`customer.age_years` must guard against null). A rule that still fails on some ticket's
-data at run time does not hold for that ticket, everywhere rules are read (the
-segmenter, the analysis of a rule set, the routing simulator): the ticket goes on to the
-next rule, and the decision names the rules that failed.
+it can serve: each expression must compile, be boolean, read only fields the context has
+(rules_file), and evaluate without error both for a known customer and for a customer
+the store does not know (so a rule reading `customer.age_years` must guard against
+null). A rule that still fails on some ticket's data at run time does not hold for that
+ticket, everywhere rules are read (the segmenter, the analysis of a rule set, the routing
+simulator): the ticket goes on to the next rule, and the decision names the rules that
+failed.
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ from cel_expr_python import cel
 from services.core import conditions, topics
 
 _T = cel.Type
+# The records are maps to CEL (message types would need protobuf descriptors, and each
+# ticket's context made into messages): it checks no field name, so rules_file checks
+# the fields a rule reads against context.RECORD_FIELDS.
 _MAP = _T.Map(_T.STRING, _T.DYN)
 VARIABLES = {"customer": _MAP, "features": _MAP, "tier": _T.STRING, "ticket": _MAP}
 ENVIRONMENT = cel.NewEnv(variables=VARIABLES)
@@ -38,8 +42,17 @@ PERSONAL = (*DEFAULT_PROTECTED, "customer.attributes")
 # A segment is named as a department is (tickets.Name): both are Kafka topic parts,
 # label values and database keys.
 SEGMENT_NAME = topics.DEPARTMENT_NAME
-_STRING_LITERAL = re.compile(r"\"(?:\\.|[^\"\\])*\"|'(?:\\.|[^'\\])*'")
-_PATH = re.compile(r"\b(customer|features|tier|ticket)((?:\.[A-Za-z_]\w*)*)")
+# Text literals and comments, whichever comes first: a quote in a comment opens no text,
+# nor does `//` in a text start a comment.
+_TEXT_OR_COMMENT = re.compile(r"\"(?:\\.|[^\"\\])*\"|'(?:\\.|[^'\\])*'|//[^\n]*")
+# A field selected by its name in quotes (`customer['age_years']`): read as with a dot.
+_SELECTED_BY_NAME = re.compile(r"\[\s*(?:\"([A-Za-z_]\w*)\"|'([A-Za-z_]\w*)')\s*\]")
+# A variable (not a field of something else named alike) and the fields selected of it,
+# with spaces around the dots as CEL allows them, up to a method called on them:
+# `customer.type.startsWith('g')` reads customer.type.
+_PATH = re.compile(r"(?<![\w.])(customer|features|tier|ticket)\b"
+                   r"((?:\s*\.\s*[A-Za-z_]\w*\b(?!\s*\())*)")
+_SPACES = re.compile(r"\s+")
 
 Context = Mapping[str, Any]
 
@@ -181,9 +194,11 @@ def _is_single(value: Any) -> bool:
 
 
 def referenced_paths(expression: str) -> tuple[str, ...]:
-    """The variables and fields an expression reads, e.g. ('customer.type', 'tier')."""
-    code = _STRING_LITERAL.sub("''", expression)
-    return tuple(dict.fromkeys(m.group(1) + m.group(2) for m in _PATH.finditer(code)))
+    """The variables and fields an expression reads, e.g. ('customer.type', 'tier'): not
+    those in its text literals or comments, nor the methods it calls."""
+    code = _SELECTED_BY_NAME.sub(lambda m: "." + (m.group(1) or m.group(2)), expression)
+    code = _TEXT_OR_COMMENT.sub(lambda m: "" if m.group(0).startswith("/") else "''", code)
+    return tuple(dict.fromkeys(_SPACES.sub("", m.group(0)) for m in _PATH.finditer(code)))
 
 
 def values_read(paths: Sequence[str], context: Context) -> dict[str, Any]:

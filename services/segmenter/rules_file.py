@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -23,7 +24,7 @@ from services.segmenter import context, rules
 MAX_RULES = 1000
 # What `protected_attributes` may name: a field of the customer rules read, or one of its
 # attributes by a name a rule can read it by (`customer.attributes.club`).
-_CUSTOMER_PATHS = tuple(f"customer.{field}" for field in context.CUSTOMER_FIELDS)
+_CUSTOMER_PATHS = context.field_paths("customer")
 _ATTRIBUTE_PATH = re.compile(r"customer\.attributes\.[A-Za-z_][A-Za-z0-9_]{0,63}")
 
 
@@ -121,10 +122,17 @@ def parse_document(document: Mapping[str, Any], *, source: str, version: str,
             except rules.RuleEvaluationError as exc:
                 raise ConfigError(source, rule.line, rule.name,
                                   f"fails for {context.describe_probe(probe)}: {exc.detail}"
-                                  " (guard fields that may be null, e.g."
-                                  " `customer.age_years != null && ...`, and use has() for"
-                                  " optional attributes)") from exc
+                                  f" ({_GUARD_HINTS.get(exc.kind, _NULL_HINT)})") from exc
     return rule_set
+
+
+# What an admin is told of a rule failing on a probe. Every field a rule reads of the
+# context's records is one each has (_read_fields): a key not found is an attribute a
+# customer or ticket may lack, which has() guards; anything else, a field that may be
+# null.
+_NULL_HINT = "guard fields that may be null, e.g. `customer.age_years != null && ...`"
+_GUARD_HINTS = {"NOT_FOUND": "an attribute a customer or ticket may lack: guard it with"
+                             " has(), e.g. `has(customer.attributes.club) && ...`"}
 
 
 def _compile_rule(entry: Any, position: int, source: str) -> rules.Rule:
@@ -152,7 +160,28 @@ def _compile_rule(entry: Any, position: int, source: str) -> rules.Rule:
     expression, program = conditions.compile_boolean(rules.ENVIRONMENT, expression, source=source,
                                                       line=line, name=name)
     return rules.Rule(name=name, segment=segment, expression=expression, line=line,
-                reads=rules.referenced_paths(expression), compiled=program)
+                      reads=_read_fields(expression, source, line, name), compiled=program)
+
+
+def _read_fields(expression: str, source: str, line: int | None, name: str
+                 ) -> tuple[str, ...]:
+    """What the rule reads (rules.referenced_paths); ConfigError naming the first field it
+    reads that the context's records do not have. CEL takes the records as maps of any
+    keys, so `has(customer.agee_years)` compiles and is false for every customer: the
+    rule would never hold, silently."""
+    reads = rules.referenced_paths(expression)
+    for path in reads:
+        unknown = context.unknown_field(path)
+        if unknown is None:
+            continue
+        record, _, field = unknown.partition(".")
+        near = difflib.get_close_matches(field, context.RECORD_FIELDS[record], n=1)
+        meant = f" (did you mean {record}.{near[0]}?)" if near else ""
+        raise ConfigError(source, line, name,
+                          f"{unknown} is not a field rules can read{meant}: guarded by"
+                          " has() or not, the rule would never hold; accepted:"
+                          f" {context.accepted_fields(record)}")
+    return reads
 
 
 def _shown(value: object, most: int = 80) -> str:

@@ -111,10 +111,6 @@ class TestRejectedRuleSets:
         old = customer(birth_date=date(1950, 1, 1))
         assert decide(rule_set, old).segment == "seniors"
 
-    def test_misspelt_field_is_rejected(self) -> None:
-        with pytest.raises(ConfigError, match="Key not found"):
-            parse("  - name: typo\n    segment: x\n    when: customer.tpye == 'government'\n")
-
     @pytest.mark.parametrize("text", ["rules: []\n", "rules: []\ndefault_segment:\n"])
     def test_default_segment_is_required(self, text: str) -> None:
         with pytest.raises(ConfigError, match="default segment is required") as error:
@@ -306,6 +302,107 @@ class TestProtectedAttributes:
         assert tuple(view) == context.CUSTOMER_FIELDS
 
 
+CUSTOMER_ACCEPTED = (
+    "customer.id, customer.known, customer.type, customer.country, customer.language,"
+    " customer.gender, customer.birth_date, customer.age_years,"
+    " customer.socio_economic_band, customer.signup_date, customer.attributes")
+FEATURES_ACCEPTED = (
+    "features.recency, features.frequency, features.monetary, features.total_value,"
+    " features.trailing_12m_value, features.growth, features.growth_ratio,"
+    " features.tenure_days, features.purchases, features.tickets_raised")
+
+
+class TestFieldsRulesRead:
+    """Every field a rule reads of `customer`, `features` or `ticket` is one the segmenter
+    gives every context: CEL takes them as maps of any keys, so a misspelt field behind
+    has() compiled, passed every probe, and the rule never held."""
+
+    @pytest.mark.parametrize(("when", "said", "accepted"), [
+        ("has(customer.agee_years) && customer.agee_years >= 75",
+         "customer.agee_years is not a field rules can read (did you mean customer.age_years?)",
+         CUSTOMER_ACCEPTED + ", or customer.attributes.<name>"),
+        ("customer.nosuch == 1", "customer.nosuch is not a field rules can read",
+         CUSTOMER_ACCEPTED + ", or customer.attributes.<name>"),
+        ("has(features.frequencyy) && features.frequencyy >= 3",
+         "features.frequencyy is not a field rules can read (did you mean"
+         " features.frequency?)", FEATURES_ACCEPTED),
+        ("features.nosuch > 1", "features.nosuch is not a field rules can read", FEATURES_ACCEPTED),
+        ("has(ticket.kindd) && ticket.kindd == 'complaint'",
+         "ticket.kindd is not a field rules can read (did you mean ticket.kind?)",
+         "ticket.kind, ticket.channel, ticket.language, ticket.attributes, or"
+         " ticket.attributes.<name>"),
+    ])
+    def test_a_field_no_context_has_is_refused_guarded_or_not(
+            self, when: str, said: str, accepted: str) -> None:
+        with pytest.raises(ConfigError) as error:
+            parse(f"  - name: typo\n    segment: x\n    when: \"{when}\"\n")
+        assert (error.value.path, error.value.line, error.value.entry) == (
+            "segments.yaml", 4, "typo")
+        assert error.value.problem == (
+            f"{said}: guarded by has() or not, the rule would never hold; accepted:"
+            f" {accepted}")
+
+    @pytest.mark.parametrize("when", [
+        "'agee_years' in customer && customer['agee_years'] >= 75",
+        "has(customer . agee_years) && customer\n . agee_years >= 75",
+        "customer.known || has(customer.agee_years.x)",
+        "customer.type.startsWith('g') && has(customer.agee_years)",
+        "customer.attributes.exists(k, k == 'a') && has(customer.agee_years)",
+    ])
+    def test_a_field_read_otherwise_is_refused_too(self, when: str) -> None:
+        with pytest.raises(ConfigError, match=r"customer\.agee_years is not a field"):
+            parse(f"  - name: typo\n    segment: x\n    when: \"{when}\"\n")
+
+    @pytest.mark.parametrize("record", ["customer", "features", "ticket"])
+    def test_every_field_of_a_context_is_accepted(self, record: str) -> None:
+        body = "".join(f"  - {{name: r{n}, segment: x, when: 'has({path}) && {path} == {path}'}}\n"
+                       for n, path in enumerate(context.field_paths(record)))
+        assert [rule.reads for rule in parse(body).rules] == [
+            (path,) for path in context.field_paths(record)]
+
+    def test_the_fields_are_those_every_context_has(self) -> None:
+        for built in (context.build(customer(), ticket("complaint"), today=TODAY),
+                      context.build(Customer("zz", None, ValueFeatures(), Tier.POTENTIAL),
+                                    None, today=TODAY)):
+            assert {record: tuple(built[record]) for record in context.RECORD_FIELDS} == \
+                context.RECORD_FIELDS
+
+    @pytest.mark.parametrize("when", [
+        "has(customer.attributes.club) && customer.attributes.club == 'senior'",
+        "'club' in customer.attributes && customer.attributes['club'] == 'senior'",
+        "has(ticket.attributes.order_id) && ticket.attributes.order_id != ''",
+        "size(customer) > 0 && size(features) > 0 && tier == 'existing'",
+        "customer.attributes.exists(k, k == 'club') // not customer.agee_years",
+        "customer.type == 'customer.agee_years'",
+    ])
+    def test_free_form_attributes_whole_records_literals_and_comments_are_accepted(
+            self, when: str) -> None:
+        parse(f"  - name: ok\n    segment: x\n    when: \"{when}\"\n")
+
+    def test_the_accepted_customer_fields_are_those_protected_attributes_names(self) -> None:
+        with pytest.raises(ConfigError) as error:
+            rules_file.parse("version: t\ndefault_segment: general\n"
+                             "protected_attributes: [customer.gendr]\nrules: []\n",
+                             source="segments.yaml")
+        assert f"accepted: {CUSTOMER_ACCEPTED}, or customer.attributes.<name>" in \
+            error.value.problem
+
+    def test_a_key_not_found_is_an_attribute_to_guard_with_has(self) -> None:
+        with pytest.raises(ConfigError) as error:
+            parse("  - name: club\n    segment: x\n"
+                  "    when: customer.attributes.club == 'senior'\n")
+        assert "Key not found" in error.value.problem
+        assert error.value.problem.endswith(
+            "(an attribute a customer or ticket may lack: guard it with has(), e.g."
+            " `has(customer.attributes.club) && ...`)")
+
+    def test_a_null_field_is_one_to_guard_against_null_not_with_has(self) -> None:
+        with pytest.raises(ConfigError) as error:
+            parse("  - name: age\n    segment: x\n    when: customer.age_years > 60\n")
+        assert error.value.problem.endswith(
+            "(guard fields that may be null, e.g. `customer.age_years != null && ...`)")
+
+
 class TestRuntimeFailure:
     RULE_SET = parse("  - name: level\n    segment: x\n"
                      "    when: has(customer.attributes.level) && "
@@ -359,6 +456,20 @@ class TestReads:
         assert rules.referenced_paths(
             "customer.gender == 'customer.type' && tier == 'x' && features.growth > 0"
         ) == ("customer.gender", "tier", "features.growth")
+
+    @pytest.mark.parametrize(("expression", "reads"), [
+        ("customer.type.startsWith('g') && customer.attributes.exists(k, k == 'a')",
+         ("customer.type", "customer.attributes")),
+        ("customer['age_years'] > 1 && customer.attributes[\"club\"] == 'a'",
+         ("customer.age_years", "customer.attributes.club")),
+        ("customer . country == 'NL' // customer.gender, it's",
+         ("customer.country",)),
+        ("ticket.attributes.customer == 'a' && ticket.attributes.exists(a, a.features.x)",
+         ("ticket.attributes.customer", "ticket.attributes")),
+    ])
+    def test_referenced_paths_are_fields_not_methods_comments_or_names_alike(
+            self, expression: str, reads: tuple[str, ...]) -> None:
+        assert rules.referenced_paths(expression) == reads
 
     def test_protected_reads_are_flagged(self) -> None:
         rule_set = parse("  - name: women\n    segment: x\n"

@@ -133,6 +133,40 @@ class TestHotReload:
             assert "ALREADY_EXISTS" in answer.json()["detail"], path
         assert (await client.get("/v1/segment-rules")).json()["version"] == in_force
 
+    async def test_a_misspelt_field_behind_has_is_a_422_naming_it_wherever_it_is_sent(
+            self, client: httpx.AsyncClient, segmenter: Segmenter) -> None:
+        """CEL takes the customer and features as maps of any keys: a misspelt field
+        behind has() passed every check and never held. An upload, a dry run and an
+        analysis are each answered 422 naming the rule, its line, the field and those
+        accepted; the rules in force stand."""
+        original = segmenter.rules_file.read_text()
+        in_force = (await client.get("/v1/segment-rules")).json()["version"]
+        try:
+            for when, field, accepted in (
+                    ("has(customer.agee_years) && customer.agee_years >= 75",
+                     "customer.agee_years", "customer.age_years, customer.socio_economic_band"),
+                    ("has(features.frequencyy) && features.frequencyy >= 4",
+                     "features.frequencyy", "features.frequency, features.monetary")):
+                misspelt = original.replace("version: demo-2", "version: misspelt-1").replace(
+                    "rules:\n", f"rules:\n  - name: typo\n    segment: general\n"
+                                f"    when: \"{when}\"\n", 1)
+                line = misspelt.splitlines().index("  - name: typo") + 1
+                for path, send in (("/v1/segment-rules", client.put),
+                                   ("/v1/segment-rules/dry-run", client.post),
+                                   ("/v1/segment-rules/analysis", client.post)):
+                    answer = await send(path, content=misspelt,
+                                        headers={"content-type": "application/yaml"})
+                    assert answer.status_code == 422, (path, answer.text)
+                    error = answer.json()
+                    assert (error["rule"], error["line"]) == ("typo", line), path
+                    assert error["problem"].startswith(
+                        f"{field} is not a field rules can read"), path
+                    assert accepted in error["problem"].partition("accepted: ")[2], path
+            assert (await client.get("/v1/segment-rules")).json()["version"] == in_force
+        finally:  # had the misspelt set been put in force, the tests after would read it
+            await client.put("/v1/segment-rules", content=original,
+                             headers={"content-type": "application/yaml"})
+
     async def test_editing_the_file_reloads_it(self, client: httpx.AsyncClient,
                                                segmenter: Segmenter) -> None:
         original = segmenter.rules_file.read_text()
