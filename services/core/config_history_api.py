@@ -9,10 +9,19 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response
 from pydantic import BaseModel, Field
 
-from services.core import access, auth, config_files, config_store, http, request_bodies, versions
+from services.core import (
+    access,
+    auth,
+    config_files,
+    config_preconditions,
+    config_store,
+    http,
+    request_bodies,
+    versions,
+)
 from services.core.live_config import LiveConfig
 
 # A version id as the store holds it (a 32-bit integer column on PostgreSQL).
@@ -115,21 +124,28 @@ def routes(get_live: Callable[..., Awaitable[LiveConfig[Any]]], *, what: str) ->
 
     @api.post("/versions/{version_id}/rollback", response_model=PutInForce,
               summary=f"Put an earlier version of the {what} in force again",
-              responses={**_NO_VERSION, 422: {
+              responses={**_NO_VERSION, **config_preconditions.ETAG_HEADER,
+                         **config_preconditions.PRECONDITION_FAILED, 422: {
                   "description": "That version no longer validates (file, line, rule);"
-                                 " the version in force keeps serving"}})
-    async def roll_back(live: Live, principal: auth.Admin,
-                        version_id: VersionId, request: RollbackRequest) -> Any:
+                                 " the version in force keeps serving. Or a malformed"
+                                 " If-Match"}})
+    async def roll_back(live: Live, principal: auth.Admin, version_id: VersionId,
+                        request: RollbackRequest, response: Response,
+                        if_match: config_preconditions.IfMatch) -> Any:
         """Recorded as a new version (who, when, the comment) naming the earlier one;
-        announced, so every instance follows within seconds."""
+        announced, so every instance follows within seconds. With If-Match, only while
+        the version it names is in force (else 412)."""
         try:
             done = await live.roll_back(version_id, author=author_of(principal),
-                                        comment=request.comment)
+                                        comment=request.comment, if_in_force=if_match)
         except config_files.ConfigError as exc:
             return http.config_error(exc)
+        except config_store.NotInForce as exc:
+            return config_preconditions.precondition_failed(exc, what=what)
         if done is None:
             raise not_found(version_id)
         version, changed = done
+        config_preconditions.show_version(response, version.version_id)
         return PutInForce(changed=changed, version=summary(version))
 
     return api

@@ -4,14 +4,17 @@ when and why; one of each kind is in force, and every instance follows it.
 
 Putting a version in force is serialised per kind (an advisory lock on PostgreSQL; on
 SQLite the first statement takes the write lock), so two admins at once leave a history
-in one order and exactly one version in force."""
+in one order and exactly one version in force. A change made on the strength of a
+version read before (HTTP's If-Match) is checked against the version in force inside that
+same transaction, so of two admins who read one version only the first one's change is
+put in force; the other is told which version is in force now (NotInForce)."""
 
 from __future__ import annotations
 
 import difflib
 import hashlib
 import zlib
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -47,6 +50,16 @@ class Candidate:
     version: str  # as its parser names it (the `version:` label and a digest)
     author: str
     comment: str = ""
+
+
+class NotInForce(Exception):
+    """A change made on the strength of versions of which none is in force any more
+    (an admin's If-Match): nothing was put in force."""
+
+    def __init__(self, in_force: ConfigVersion | None) -> None:
+        super().__init__("the version the change was made on is not in force"
+                         + ("" if in_force is None else f"; #{in_force.version_id} is"))
+        self.in_force = in_force
 
 
 def sha256_of(text_: str) -> str:
@@ -125,13 +138,20 @@ class ConfigVersions:
                 .order_by(ConfigVersionRow.version_id.desc()).limit(1))
         return found
 
-    async def put_in_force(self, candidate: Candidate) -> tuple[ConfigVersion, bool]:
+    async def put_in_force(self, candidate: Candidate, *,
+                           if_in_force: Collection[int] | None = None,
+                           ) -> tuple[ConfigVersion, bool]:
         """Put `candidate` in force as a new version, kept for good; (version, whether
-        anything changed): a text already in force is not recorded again."""
+        anything changed): a text already in force is not recorded again. With
+        `if_in_force` (version ids), only while one of them is in force, checked under
+        the lock that orders the writers; NotInForce otherwise, and nothing changes."""
         digest = sha256_of(candidate.text)
         async with self._sessions() as session, session.begin():
             await self._lock(session)
             current = await session.scalar(self._in_force_query())
+            if if_in_force is not None and (current is None
+                                            or current.version_id not in if_in_force):
+                raise NotInForce(None if current is None else _shown(current))
             if current is not None and current.sha256 == digest:
                 return _shown(current), False
             await session.execute(update(ConfigVersionRow).where(

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -55,6 +55,9 @@ class Versioned(Protocol):
 
 Config = TypeVar("Config", bound=Versioned)
 Announce = Callable[[config_store.ConfigVersion], Awaitable[None]]
+# Whether a valid candidate may replace the configuration in force: (in force, candidate);
+# it refuses by raising.
+Admit = Callable[[Config, Config], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -158,30 +161,45 @@ class LiveConfig(Generic[Config]):
 
     async def put_in_force(self, text: str, *, source: str, author: str,
                            comment: str = "", by_request: bool = False,
+                           if_in_force: Collection[int] | None = None,
+                           admit: Admit[Config] | None = None,
                            ) -> tuple[config_store.ConfigVersion, bool]:
         """Validate `text` (ConfigError if invalid: nothing changes), keep it as a new
         version in force, and announce it; (the version, whether anything changed).
         `by_request`: an admin's upload or rollback, whose refusal is answered to them
-        (logged as a warning: their mistake, not the service's)."""
+        (logged as a warning: their mistake, not the service's). `if_in_force`: only
+        while one of these versions is in force in the store (config_store.NotInForce,
+        after catching up with the store, so that the version read next here is the one
+        in force). `admit`: called with the configuration in force here and the valid
+        candidate before it is kept; what it raises refuses the candidate."""
         candidate = await self._validated(text, source=source, by_request=by_request)
-        version, changed = await self.versions.put_in_force(config_store.Candidate(
-            text=text, version=candidate.version, author=author, comment=comment))
+        if admit is not None:
+            await admit(self.current, candidate)
+        try:
+            version, changed = await self.versions.put_in_force(config_store.Candidate(
+                text=text, version=candidate.version, author=author, comment=comment),
+                if_in_force=if_in_force)
+        except config_store.NotInForce:
+            await self.sync()
+            raise
         self._adopt(candidate, version.version_id, text)
         if changed and self._announce is not None:
             await self._announce(version)
         return version, changed
 
-    async def roll_back(self, version_id: int, *, author: str, comment: str = ""
+    async def roll_back(self, version_id: int, *, author: str, comment: str = "",
+                        if_in_force: Collection[int] | None = None,
                         ) -> tuple[config_store.ConfigVersion, bool] | None:
         """Put an earlier version in force again, as a new version naming it; None if
-        there is no such version, ConfigError if it no longer validates."""
+        there is no such version, ConfigError if it no longer validates, NotInForce as
+        put_in_force says."""
         earlier = await self.versions.get(version_id)
         if earlier is None:
             return None
         note = f"rollback to #{version_id}" + (f": {comment}" if comment else "")
         return await self.put_in_force(earlier.text, author=author, comment=note,
                                        source=f"{self.path.name} version #{version_id}",
-                                       by_request=True)
+                                       by_request=True, if_in_force=if_in_force)
 
     async def sync(self) -> bool:
         """Catch up with the version in force in the store; whether it changed here.

@@ -5,9 +5,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Response
 
-from services.core import auth, config_files, config_history_api, config_store, http, topics
+from services.core import (
+    auth,
+    config_files,
+    config_history_api,
+    config_preconditions,
+    config_store,
+    http,
+    topics,
+)
 from services.router import bootstrap, overflow, priority, routing, table_changes
 
 api = APIRouter(prefix="/v1/routing-table", tags=["routing table"],
@@ -120,25 +128,36 @@ def describe(table: routing.RoutingTable, live: LiveTable) -> dict[str, Any]:
     }
 
 
-@api.get("")
-async def table_in_force(live: Live) -> dict[str, Any]:
+@api.get("", responses=config_preconditions.ETAG_HEADER)
+async def table_in_force(live: Live, response: Response) -> dict[str, Any]:
+    """The table in force here, and its id in the store (the ETag names it too)."""
+    config_preconditions.show_version(response, live.version_id)
     return describe(live.current, live)
 
 
 @api.put("", openapi_extra=TABLE_BODY,
-         responses={422: {"description": "The table is invalid; the old one serves"}})
+         responses={**config_preconditions.ETAG_HEADER,
+                    **config_preconditions.PRECONDITION_FAILED,
+                    422: {"description": "The table is invalid (the old one serves), or a"
+                                         " malformed If-Match"}})
 async def upload_table(live: Live, principal: auth.Admin, text: http.YamlText,
+                       response: Response, if_match: config_preconditions.IfMatch,
                        comment: config_history_api.CommentQuery = "") -> Any:
     """Put a routing table in force without a restart, kept in the store as a new
     version with the credential and `comment`, and announced to every instance (the file
     is not written); an invalid one is rejected (file, line, entry) and the table in
-    force keeps serving."""
+    force keeps serving. With If-Match, only while the version it names is in force
+    (else 412)."""
     try:
-        _version, changed = await live.put_in_force(
+        version, changed = await live.put_in_force(
             text, source=f"{live.path} (upload)", comment=comment,
-            author=config_history_api.author_of(principal), by_request=True)
+            author=config_history_api.author_of(principal), by_request=True,
+            if_in_force=if_match)
     except config_files.ConfigError as exc:
         return http.config_error(exc)
+    except config_store.NotInForce as exc:
+        return config_preconditions.precondition_failed(exc, what="routing table")
+    config_preconditions.show_version(response, version.version_id)
     return {**describe(live.current, live), "changed": changed}
 
 

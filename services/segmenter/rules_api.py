@@ -7,12 +7,13 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Response
 
 from services.core import (
     auth,
     config_files,
     config_history_api,
+    config_preconditions,
     config_store,
     http,
     report_turns,
@@ -44,12 +45,13 @@ def describe(rule_set: rules.RuleSet) -> dict[str, Any]:
     }
 
 
-@api.get("")
-async def rules_in_force(live: Live) -> dict[str, Any]:
-    """The rule set in force, its id in the store, when it was loaded here, the store's
-    version in force when this instance cannot read it (`refused_version_id`), and the
-    last rejected attempt."""
+@api.get("", responses=config_preconditions.ETAG_HEADER)
+async def rules_in_force(live: Live, response: Response) -> dict[str, Any]:
+    """The rule set in force, its id in the store (the ETag names it too), when it was
+    loaded here, the store's version in force when this instance cannot read it
+    (`refused_version_id`), and the last rejected attempt."""
     rejection = live.last_rejection
+    config_preconditions.show_version(response, live.version_id)
     return {**describe(live.current), "version_id": live.version_id,
             "refused_version_id": live.refused_id,
             "loaded_at": live.loaded_at.isoformat(),
@@ -58,18 +60,27 @@ async def rules_in_force(live: Live) -> dict[str, Any]:
 
 
 @api.put("", openapi_extra=http.YAML_BODY,
-         responses={422: {"description": "The rule set is invalid; the old one serves"}})
+         responses={**config_preconditions.ETAG_HEADER,
+                    **config_preconditions.PRECONDITION_FAILED,
+                    422: {"description": "The rule set is invalid (the old one serves), or"
+                                         " a malformed If-Match"}})
 async def upload_rules(live: Live, principal: auth.Admin, text: http.YamlText,
+                       response: Response, if_match: config_preconditions.IfMatch,
                        comment: config_history_api.CommentQuery = "") -> Any:
     """Put a rule set in force without a restart, kept in the store as a new version
     with the credential and `comment`, and announced to every instance (the rule file is
-    not written). An invalid one is rejected and the rule set in force keeps serving."""
+    not written). An invalid one is rejected and the rule set in force keeps serving.
+    With If-Match, only while the version it names is in force (else 412)."""
     try:
         version, changed = await live.put_in_force(
             text, source=f"{live.path} (upload)", comment=comment,
-            author=config_history_api.author_of(principal), by_request=True)
+            author=config_history_api.author_of(principal), by_request=True,
+            if_in_force=if_match)
     except config_files.ConfigError as exc:
         return http.config_error(exc)
+    except config_store.NotInForce as exc:
+        return config_preconditions.precondition_failed(exc, what="segment rules")
+    config_preconditions.show_version(response, version.version_id)
     return {**describe(live.current), "version_id": version.version_id, "changed": changed}
 
 

@@ -52,8 +52,20 @@ FUZZ_CONFIG: dict[str, Any] = {
         # defined, overflow that must not loop, calendars that must open): a file that
         # does not is refused, 422, with the file, line, rule and problem. A simulation
         # takes such files too, and a window that must end before now, after its start.
-        "include-name": ["PUT /v1/segment-rules", "POST /v1/segment-rules/analysis",
-                         "PUT /v1/routing-table", "POST /v1/segment-rules/dry-run",
+        # A change sent with If-Match (an upload, a rollback) is put in force only while
+        # the version it names is in force, 412 otherwise: that changes with every
+        # version, which no schema can say. And schemathesis cannot draw an If-Match
+        # its schema takes (an entity tag is quoted; its header values are letters and
+        # digits): where a case of its coverage phase needs one, it sends `0`, which
+        # is refused, 422 naming `header.If-Match`.
+        "include-name": ["PUT /v1/segment-rules", "PUT /v1/routing-table",
+                         "POST /v1/segment-rules/versions/{version_id}/rollback",
+                         "POST /v1/routing-table/versions/{version_id}/rollback"],
+        "checks": {"positive_data_acceptance": {
+            "expected-statuses": [*POSITIVE_DATA_ACCEPTANCE_EXPECTED_STATUSES, "412",
+                                  "422"]}},
+    }, {
+        "include-name": ["POST /v1/segment-rules/analysis", "POST /v1/segment-rules/dry-run",
                          "POST /v1/routing-table/dry-run", "POST /v1/simulations"],
         "checks": {"positive_data_acceptance": {
             "expected-statuses": [*POSITIVE_DATA_ACCEPTANCE_EXPECTED_STATUSES, "422"]}},

@@ -6,69 +6,14 @@ Docker mount is); listed, read back (export), diffed, rolled back, and dry-run."
 from __future__ import annotations
 
 import os
-import shutil
 import stat
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
-from fastapi import APIRouter, FastAPI
 
-from services.core import (
-    config_changes,
-    config_files,
-    config_store,
-    db,
-    http,
-    kafka,
-    service_context,
-    topics,
-)
-from services.core.live_config import LiveConfig
-from services.core.settings import PROJECT_ROOT, Settings
-from services.router import bootstrap as router_bootstrap
-from services.router import table_api, table_file
-from services.router.intake_keys import IntakeKeys
-from services.router.store import RoutedTickets
-from services.segmenter import bootstrap, live_rules, rules_api
-from tests import credentials
-from tests.conftest import TEST_ROUTING_TABLE
-
-
-@dataclass(frozen=True)
-class Config:
-    """One kind of configuration: its API, where the app keeps it, an upload."""
-
-    path: str
-    state: str  # whose context holds it: the router's or the segmenter's
-    api: APIRouter
-    original: Path
-    live: Callable[[Path], LiveConfig[Any]]
-    replace: tuple[str, str]  # the version line, and the one the upload has
-
-
-KINDS = {
-    "routing table": Config("/v1/routing-table", "router", table_api.api,
-                            TEST_ROUTING_TABLE,
-                            lambda path: LiveConfig("routing_table", path, table_file.parse),
-                            ("version: tests-1", "version: uploaded-2")),
-    "segment rules": Config("/v1/segment-rules", "segmenter", rules_api.api,
-                            PROJECT_ROOT / "config" / "segments.yaml",
-                            live_rules.live_rule_set,
-                            ("version: demo-2", "version: uploaded-2")),
-}
-
-
-@dataclass
-class Service:
-    client: httpx.AsyncClient
-    live: LiveConfig[Any]
-    file: Path
-    upload: str
-    config: Config
+from services.core import config_files, config_store
+from tests.config_apis import KINDS, Service, config_api, copy_of, put
 
 
 def make_read_only(file: Path) -> None:
@@ -81,50 +26,14 @@ def make_read_only(file: Path) -> None:
 @pytest.fixture(params=list(KINDS))
 async def service(request: pytest.FixtureRequest, tmp_path: Path, sqlite_url: str,
                   kafka_bootstrap: str) -> AsyncIterator[Service]:
-    config = KINDS[request.param]
-    folder = tmp_path / "config"
-    folder.mkdir()
-    file = folder / config.original.name
-    shutil.copyfile(config.original, file)
+    file = copy_of(KINDS[request.param], tmp_path / "config")
     make_read_only(file)
-    original = file.read_text(encoding="utf-8")
-    assert config.replace[0] in original
-    app = FastAPI()
-    app.include_router(config.api)
-    http.install(app, ready=lambda: True)
-    live = config.live(file)
-    settings = Settings(kafka_bootstrap_servers=kafka_bootstrap)
-    await kafka.ensure_topics(settings, [topics.CONFIG_CHANGES])
-    publisher = kafka.Publisher(settings, client_id="upload-tests")
-    async with credentials.authenticating(app, sqlite_url) as store:
-        engine = db.engine(sqlite_url)
-        sessions = db.sessions(engine)
-        if config.state == "segmenter":
-            service_context.of(app).provide(bootstrap.wire(
-                settings, customers=bootstrap.customer_store(settings, sessions),
-                publisher=publisher, rules=live))
-        else:
-            service_context.of(app).provide(router_bootstrap.wire(
-                settings, routed=RoutedTickets(sessions), intake_keys=IntakeKeys(sessions),
-                publisher=publisher, table=live))
-        await live.govern(config_store.ConfigVersions(sessions, live.name),
-                          announce=config_changes.Announcer(publisher))
-        transport = httpx.ASGITransport(app=app)
-        try:
-            async with httpx.AsyncClient(transport=transport,
-                                         base_url="http://service") as client:
-                client.headers.update(await credentials.headers_of(store, "admin"))
-                yield Service(client, live, file, original.replace(*config.replace), config)
-        finally:
-            file.parent.chmod(0o755)
-            await publisher.close()
-            await engine.dispose()
-
-
-async def put(service: Service, text: str, **params: str) -> httpx.Response:
-    return await service.client.put(service.config.path, content=text.encode(),
-                                    params=params,
-                                    headers={"content-type": "application/yaml"})
+    try:
+        async with config_api(KINDS[request.param], file, sqlite_url,
+                              kafka_bootstrap) as service:
+            yield service
+    finally:
+        file.parent.chmod(0o755)
 
 
 class TestUploadsGoToTheStore:

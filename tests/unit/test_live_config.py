@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -58,8 +59,11 @@ class Versions:
     async def known_id(self, text: str) -> int | None:
         return next((i for i, row in self.rows.items() if row.text == text), None)
 
-    async def put_in_force(self, candidate: config_store.Candidate
+    async def put_in_force(self, candidate: config_store.Candidate, *,
+                           if_in_force: Collection[int] | None = None,
                            ) -> tuple[config_store.ConfigVersion, bool]:
+        if if_in_force is not None and self.in_force not in if_in_force:
+            raise config_store.NotInForce(self.rows.get(self.in_force or 0))
         version_id = len(self.rows) + 1
         self.rows[version_id] = config_store.ConfigVersion(
             version_id, self.kind, candidate.version, candidate.text, "", candidate.author,
@@ -115,9 +119,10 @@ async def test_an_upload_answered_by_the_store_after_a_later_version_is_passed_o
     answered, go_on = asyncio.Event(), asyncio.Event()
     put = versions.put_in_force
 
-    async def put_then_wait(candidate: config_store.Candidate
+    async def put_then_wait(candidate: config_store.Candidate, *,
+                            if_in_force: Collection[int] | None = None,
                             ) -> tuple[config_store.ConfigVersion, bool]:
-        stored = await put(candidate)
+        stored = await put(candidate, if_in_force=if_in_force)
         answered.set()
         await go_on.wait()  # the store's answer on its way back
         return stored
@@ -168,9 +173,9 @@ def held(versions: Versions, method: str) -> tuple[asyncio.Event, asyncio.Event]
     asked, answer = asyncio.Event(), asyncio.Event()
     real = getattr(versions, method)
 
-    async def held_back(*args: object) -> object:
+    async def held_back(*args: object, **kwargs: object) -> object:
         setattr(versions, method, real)
-        result = await real(*args)
+        result = await real(*args, **kwargs)
         asked.set()
         await answer.wait()
         return result
