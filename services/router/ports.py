@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -104,6 +104,8 @@ class Routed(Protocol):
 
     async def postpone_clock_check(self, ticket_id: str, until: datetime, *,
                                    read: datetime) -> None: ...
+
+    async def open_tickets(self, departments: Collection[str]) -> dict[str, int]: ...
 
 
 async def publish_claimed(routed: Routed, publisher: Publisher, row: RoutedTicketRow,

@@ -489,6 +489,18 @@ class RoutedTickets:
                 .where(*_AWAITING_FIRST_RESPONSE)
                 .group_by(RoutedTicketRow.department))).all()}
 
+    async def open_tickets(self, departments: Collection[str]) -> dict[str, int]:
+        """How many open tickets (lifecycle.OPEN: not resolved) each of `departments`
+        holds; a department holding none is not named."""
+        if not departments:
+            return {}
+        async with self._sessions() as session:
+            return {department: count for department, count in (await session.execute(
+                select(RoutedTicketRow.department, func.count())
+                .where(RoutedTicketRow.department.in_(sorted(departments)),
+                       RoutedTicketRow.status.in_(lifecycle.OPEN))
+                .group_by(RoutedTicketRow.department))).all()}
+
     async def first_responses_since(self, since: datetime) -> dict[str, int]:
         """First responses reported at or after `since`, per department: the one that
         held the ticket when it was answered, as the metrics service credits it."""

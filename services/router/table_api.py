@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Response
 
 from services.core import (
     auth,
@@ -16,7 +16,7 @@ from services.core import (
     http,
     topics,
 )
-from services.router import bootstrap, overflow, priority, routing, table_changes
+from services.router import bootstrap, overflow, priority, routing, service, table_changes
 
 api = APIRouter(prefix="/v1/routing-table", tags=["routing table"],
                 dependencies=auth.ADMIN_ONLY)
@@ -135,38 +135,65 @@ async def table_in_force(live: Live, response: Response) -> dict[str, Any]:
     return describe(live.current, live)
 
 
+ForceQuery = Annotated[bool, Query(description=(
+    "Put the table in force even though it removes departments that hold open tickets"
+    " (409 otherwise): the removal is logged, and their tickets are not moved"))]
+
+
 @api.put("", openapi_extra=TABLE_BODY,
          responses={**config_preconditions.ETAG_HEADER,
                     **config_preconditions.PRECONDITION_FAILED,
+                    409: {"description": "`departments_hold_open_tickets`: the table removes"
+                                         " departments that hold open tickets (named in"
+                                         " `open_tickets`, with their counts); nothing"
+                                         " changed. Move their tickets first, or send it"
+                                         " again with `force=true`"},
                     422: {"description": "The table is invalid (the old one serves), or a"
                                          " malformed If-Match"}})
-async def upload_table(live: Live, principal: auth.Admin, text: http.YamlText,
-                       response: Response, if_match: config_preconditions.IfMatch,
-                       comment: config_history_api.CommentQuery = "") -> Any:
+async def upload_table(live: Live, router: bootstrap.RouterContext, principal: auth.Admin,
+                       text: http.YamlText, response: Response,
+                       if_match: config_preconditions.IfMatch,
+                       comment: config_history_api.CommentQuery = "",
+                       force: ForceQuery = False) -> Any:
     """Put a routing table in force without a restart, kept in the store as a new
     version with the credential and `comment`, and announced to every instance (the file
     is not written); an invalid one is rejected (file, line, entry) and the table in
     force keeps serving. With If-Match, only while the version it names is in force
-    (else 412)."""
+    (else 412). One that removes departments holding open tickets is refused (409)
+    unless `force=true`."""
     try:
-        version, changed = await live.put_in_force(
-            text, source=f"{live.path} (upload)", comment=comment,
-            author=config_history_api.author_of(principal), by_request=True,
-            if_in_force=if_match)
+        put = await service.put_table_in_force(
+            text, table=live, routed=router.routed, source=f"{live.path} (upload)",
+            comment=comment, author=config_history_api.author_of(principal),
+            removal_confirmed=force, if_in_force=if_match)
     except config_files.ConfigError as exc:
         return http.config_error(exc)
     except config_store.NotInForce as exc:
         return config_preconditions.precondition_failed(exc, what="routing table")
+    if isinstance(put, service.HeldByRemoved):
+        raise HTTPException(409, detail=held_by_removed(put))
+    version, changed = put
     config_preconditions.show_version(response, version.version_id)
     return {**describe(live.current, live), "changed": changed}
 
 
+def held_by_removed(refused: service.HeldByRemoved) -> dict[str, Any]:
+    named = ", ".join(f"{department} ({count})"
+                      for department, count in sorted(refused.open_tickets.items()))
+    return {"error": "departments_hold_open_tickets", "open_tickets": refused.open_tickets,
+            "detail": f"the table removes departments that hold open tickets: {named}."
+                      " Nothing was changed. Transfer their tickets to departments the"
+                      " table keeps first, or send it again with force=true to remove"
+                      " them anyway (the tickets are not moved)"}
+
+
 @api.post("/dry-run", openapi_extra=TABLE_BODY,
           responses={422: {"description": "The table is invalid (file, line, entry)"}})
-async def dry_run(live: Live, text: http.YamlText) -> Any:
+async def dry_run(live: Live, router: bootstrap.RouterContext, text: http.YamlText) -> Any:
     """Validate a candidate table and compare it with the one in force (segments that
-    would go to another department, departments added or removed, the diff of the
-    texts); nothing is put in force or kept."""
+    would go to another department, departments added or removed and how many open
+    tickets each removed one holds, the diff of the texts); nothing is put in force or
+    kept."""
     try:
         candidate = await live.validate(text, source="candidate (dry run)")
     except config_files.ConfigError as exc:
@@ -174,6 +201,8 @@ async def dry_run(live: Live, text: http.YamlText) -> Any:
     current, in_force_text = live.in_force_here()
     return {"valid": True, "version": candidate.version, "in_force": current.version,
             **table_changes.changes(current, candidate),
+            "departments_removed_open_tickets": await service.open_in_removed(
+                current, candidate, routed=router.routed),
             "diff": config_store.text_diff(in_force_text, text, "in force", "candidate")}
 
 

@@ -23,6 +23,12 @@ def changes(current: routing.RoutingTable,
                            for segment in segments
                            if department(current, segment) != department(candidate, segment)},
         "departments_added": sorted(set(candidate.departments) - set(current.departments)),
-        "departments_removed": sorted(set(current.departments) - set(candidate.departments)),
+        "departments_removed": departments_removed(current, candidate),
         "fallback_department": candidate.fallback_department,
     }
+
+
+def departments_removed(current: routing.RoutingTable,
+                        candidate: routing.RoutingTable) -> list[str]:
+    """The departments of the table in force the candidate no longer has."""
+    return sorted(set(current.departments) - set(candidate.departments))

@@ -4,7 +4,8 @@ its use cases: wired by the same bootstrap as the real ones
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -166,6 +167,11 @@ class FakeRouted:
         if row.next_clock_check == read:
             row.next_clock_check = until
         self.recorded.append(("postponed", ticket_id))
+
+    async def open_tickets(self, departments: Collection[str]) -> dict[str, int]:
+        held = Counter(row.department for row in self.rows.values()
+                       if row.department in departments and lifecycle.is_open(row.status))
+        return dict(held)
 
     @staticmethod
     def _move(row: RoutedTicketRow, change: ClockChange | None) -> None:

@@ -6,7 +6,9 @@
 - `record_report`, `customer_replied` (reports.py): a department's or platform's report,
   once under its `Idempotency-Key`;
 - `transfer`, `change_priority`, `escalate_due` (handovers.py): a ticket handed on or
-  re-prioritised; escalation and the clocks' notices, for the timer.
+  re-prioritised; escalation and the clocks' notices, for the timer;
+- `put_table_in_force`, `open_in_removed` (table.py): an admin's routing table, refused
+  while it removes a department holding open tickets unless that is confirmed.
 
 The edges only translate: the HTTP routes (intake.py, platform_reports.py,
 tickets_api.py), the router stage (worker.py) and the escalation timer (app.py) call
@@ -26,9 +28,11 @@ from services.router.service.handovers import (
 )
 from services.router.service.reports import Recorded, ReportKey, customer_replied, record_report
 from services.router.service.route import FirstRouting, replayed, route
+from services.router.service.table import HeldByRemoved, open_in_removed, put_table_in_force
 from services.router.service.verdicts import KEY_IN_FLIGHT, KEY_REUSED, Refusal, Refused
 
-__all__ = ["KEY_IN_FLIGHT", "KEY_REUSED", "Acceptance", "FirstRouting", "Recorded",
-           "Refusal", "Refused", "ReportKey", "Reprioritised", "Transferred", "Verdict",
-           "accept_ticket", "change_priority", "customer_replied", "escalate_due",
-           "record_report", "replayed", "route", "transfer"]
+__all__ = ["KEY_IN_FLIGHT", "KEY_REUSED", "Acceptance", "FirstRouting", "HeldByRemoved",
+           "Recorded", "Refusal", "Refused", "ReportKey", "Reprioritised", "Transferred",
+           "Verdict", "accept_ticket", "change_priority", "customer_replied", "escalate_due",
+           "open_in_removed", "put_table_in_force", "record_report", "replayed", "route",
+           "transfer"]
