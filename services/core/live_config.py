@@ -116,6 +116,12 @@ class LiveConfig(Generic[Config]):
             raise self._unusable_file
         return self._current
 
+    @property
+    def upload_source(self) -> str:
+        """How an uploaded text's errors name it: the file's name, not where the server
+        keeps it (a caller learns nothing of the server's directories)."""
+        return f"{self.path.name} (upload)"
+
     def in_force_here(self) -> tuple[Config, str]:
         """The configuration in force and the text it was read from, as one: what a dry
         run compares a candidate with (read apart, the store's text around an await,

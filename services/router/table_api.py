@@ -163,7 +163,7 @@ async def upload_table(live: Live, router: bootstrap.RouterContext, principal: a
     unless `force=true`."""
     try:
         put = await service.put_table_in_force(
-            text, table=live, routed=router.routed, source=f"{live.path} (upload)",
+            text, table=live, routed=router.routed, source=live.upload_source,
             comment=comment, author=config_history_api.author_of(principal),
             removal_confirmed=force, if_in_force=if_match)
     except config_files.ConfigError as exc:

@@ -73,7 +73,7 @@ async def upload_rules(live: Live, principal: auth.Admin, text: http.YamlText,
     With If-Match, only while the version it names is in force (else 412)."""
     try:
         version, changed = await live.put_in_force(
-            text, source=f"{live.path} (upload)", comment=comment,
+            text, source=live.upload_source, comment=comment,
             author=config_history_api.author_of(principal), by_request=True,
             if_in_force=if_match)
     except config_files.ConfigError as exc:
