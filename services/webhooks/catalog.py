@@ -1,21 +1,17 @@
 """What platforms are told, and the rules of delivering it (pure decisions).
 
 `WEBHOOK_EVENTS` is the one table of the lifecycle events a platform receives: a new
-lifecycle event type is delivered by adding its entry here, nothing else. Payloads are
-the lifecycle event itself (`events.TicketEvent`: ids, department, segment, priority,
-deadlines, times, never the ticket's text or the customer's attributes), wrapped as the
-Standard Webhooks spec recommends: `{"type", "timestamp", "data"}`.
+lifecycle event type is delivered by adding its entry here, nothing else. What their
+bodies hold is `payloads`'.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import json
 import random
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -41,9 +37,6 @@ _DELIVERED = (
 # Lifecycle event type -> the event name the platform receives.
 WEBHOOK_EVENTS: dict[events.TicketEventType, str] = {kind: kind.value for kind in _DELIVERED}
 
-# The platform is the receiver itself: not repeated to it.
-_NOT_SENT = {"platform", "type"}
-
 LOOPBACK_HOSTS = {"localhost"}
 MAX_URL_LENGTH = 2048
 _OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
@@ -67,14 +60,6 @@ def delivery_id(event_id: str) -> str:
     """The `webhook-id` of an event's callback: the same on every attempt and replay, so
     that receivers can drop what they already had."""
     return f"msg_{event_id}"
-
-
-def body_of(lifecycle: events.TicketEvent) -> str:
-    """The JSON body sent (signed exactly as stored)."""
-    data = lifecycle.model_dump(mode="json", exclude_none=True, exclude=_NOT_SENT)
-    payload: dict[str, Any] = {"type": WEBHOOK_EVENTS[lifecycle.type],
-                               "timestamp": data["occurred_at"], "data": data}
-    return json.dumps(payload, separators=(",", ":"), sort_keys=True)
 
 
 def endpoint_problem(url: str) -> str | None:

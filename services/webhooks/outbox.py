@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import datetime
 
 from services.core import envelope, events, faults, kafka
-from services.webhooks import catalog
+from services.webhooks import catalog, payloads
 from services.webhooks.store import Deliveries, Endpoints, Outgoing
 
 PlatformsOf = Callable[[Collection[str]], Awaitable[dict[str, str]]]
@@ -70,7 +70,8 @@ class RecordCallbacks:
             self._outgoing.append(Outgoing(
                 delivery_id=catalog.delivery_id(event.id), platform=platform,
                 event_type=catalog.WEBHOOK_EVENTS[lifecycle.type],
-                ticket_id=lifecycle.ticket_id, body=catalog.body_of(lifecycle)))
+                ticket_id=lifecycle.ticket_id,
+                body=payloads.body_of(lifecycle, correlation_id=event.correlation_id)))
         return []
 
     async def finish_batch(self) -> None:

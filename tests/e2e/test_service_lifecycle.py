@@ -271,7 +271,8 @@ async def step_platform_was_told(walk: Walk) -> None:
         walk.pipeline.bootstrap, topics.EVENTS, until=10_000, within=15, settle=1.0,
         keep=lambda e: e.ticket_id == walk.ticket_id)
     expected = {catalog.delivery_id(event.id): (catalog.WEBHOOK_EVENTS[
-        events.TicketEventType(event.type)], event.data)
+        events.TicketEventType(event.type)], {**event.data,
+                                               "correlation_id": event.correlation_id})
         for event, _record in published if event.type in catalog.WEBHOOK_EVENTS}
     assert {kind for kind, _data in expected.values()} >= {
         "ticket.routed", "ticket.target_warning", "ticket.responded",
@@ -291,7 +292,7 @@ async def step_platform_was_told(walk: Walk) -> None:
         told_kind, told_data = told[delivery]
         assert told_kind == kind
         # The event as published, less the platform's own name (and its type, which the
-        # callback carries outside `data`).
+        # callback carries outside `data`), with the correlation id its record carries.
         assert told_data == {k: v for k, v in data.items()
                              if k not in ("platform", "type")}, kind
     # The deadlines the platform learnt at each step are those the walk checked.

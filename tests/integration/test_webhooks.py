@@ -48,12 +48,13 @@ class Harness:
 
     async def route(self, platform: str, ticket_id: str | None = None, *,
                     at: datetime | None = None, key: str | None = None,
-                    written_at: datetime | None = None) -> list[str]:
+                    written_at: datetime | None = None,
+                    correlation_id: str | None = None) -> list[str]:
         """A ticket of `platform` routed (the router's state written first, as the router
         does) at `at` (default now), then responded and resolved, its events keyed by
-        `key` (default the ticket's id) and written to Kafka now or, as an outbox that
-        was behind would find them, with the timestamp `written_at`: returns the
-        events' ids."""
+        `key` (default the ticket's id), published under `correlation_id` (default the
+        ticket's id) and written to Kafka now or, as an outbox that was behind would
+        find them, with the timestamp `written_at`: returns the events' ids."""
         ticket_id = ticket_id or unique("t")
         now = at or datetime.now(UTC)
         await self.routed.record_first_dispatches([Dispatch(
@@ -69,7 +70,8 @@ class Harness:
         received = events.TicketEvent(ticket_id=ticket_id, type=Type.RECEIVED,
                                       occurred_at=now, platform=platform)
         outputs = [kafka.Output(self.topic, key or ticket_id,
-                                events.as_envelope(item, ticket_id, events.WRITTEN_BY[item.type]))
+                                events.as_envelope(item, correlation_id or ticket_id,
+                                                   events.WRITTEN_BY[item.type]))
                    for item in (received, routed, *later)]
         if written_at is None:
             await self.publisher.publish(outputs)
@@ -145,13 +147,28 @@ class TestDelivered:
         assert (routed["department"], routed["segment"], routed["priority"]) == (
             "government", "government", 2)
         assert datetime.fromisoformat(routed["first_response_deadline"]) == DEADLINE
-        # Only what a lifecycle event holds (ids, department, times...), not the platform.
+        # Only what a lifecycle event holds (ids, department, times...), not the platform,
+        # and the ticket's correlation id.
         allowed = set(events.TicketEvent.model_fields) - {"platform", "type"}
-        assert all(set(payload["data"]) <= allowed for payload in payloads)
+        assert all(set(payload["data"]) <= allowed | {"correlation_id"}
+                   for payload in payloads)
         assert {item.headers["webhook-id"] for item in receiver.received} == {
             catalog.delivery_id(event_id) for event_id in ids}
         await receiver.wait_for(3, what=lambda _r: int(counted(platform, "delivered")))
         assert not await harness.waiting(store.PENDING)
+
+    async def test_every_callback_carries_the_tickets_correlation_id(
+            self, harness: Harness, webhook_receiver: Callable[..., Receiver]) -> None:
+        """The X-Correlation-ID a ticket was posted with (its events' ce_correlationid)
+        is in each callback's signed body, as `data.correlation_id`."""
+        receiver, platform, correlation_id = webhook_receiver(), unique("desk"), unique("c")
+        secret = await harness.register(platform, receiver)
+        await harness.route(platform, correlation_id=correlation_id)
+        await receiver.wait_for(3)
+        payloads = receiver.verified(secret)
+        assert {payload["type"]: payload["data"]["correlation_id"] for payload in payloads} == {
+            "ticket.routed": correlation_id, "ticket.responded": correlation_id,
+            "ticket.resolved": correlation_id}
 
     async def test_events_written_before_the_platform_registered_are_not_its_callbacks(
             self, harness: Harness, webhook_receiver: Callable[..., Receiver]) -> None:
@@ -362,8 +379,8 @@ class TestFailingReceiver:
     async def test_retried_then_dead_lettered_then_replayed(
             self, harness: Harness, webhook_receiver: Callable[..., Receiver]) -> None:
         receiver, platform = webhook_receiver(status=500), unique("desk")
-        secret = await harness.register(platform, receiver)
-        await harness.route(platform)
+        secret, correlation_id = await harness.register(platform, receiver), unique("c")
+        await harness.route(platform, correlation_id=correlation_id)
         await receiver.wait_for(3, what=lambda _r: int(counted(platform, "dead_lettered")))
         dead = await harness.waiting(store.DEAD)
         assert {d.platform for d in dead} == {platform} and len(dead) == 3
@@ -377,5 +394,7 @@ class TestFailingReceiver:
         await receiver.wait_for(1)
         assert await harness.callbacks.deliveries.replay(platform=platform) == 2
         await receiver.wait_for(3)
-        assert len(receiver.verified(secret)) == 3
+        # Replayed as stored: signed anew, the same body, its correlation id kept.
+        assert [payload["data"]["correlation_id"] for payload in receiver.verified(secret)
+                ] == [correlation_id] * 3
         assert not await harness.waiting(store.DEAD)

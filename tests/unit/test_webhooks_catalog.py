@@ -13,7 +13,7 @@ from hypothesis import given, settings, strategies
 
 from services.core import events
 from services.core.settings import Settings
-from services.webhooks import catalog, service
+from services.webhooks import catalog, payloads, service
 
 Type = events.TicketEventType
 AT = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
@@ -36,24 +36,25 @@ class TestWhatIsDelivered:
     def test_the_names_sent_are_the_event_types_own_spelt_once(self) -> None:
         assert all(name == kind.value for kind, name in catalog.WEBHOOK_EVENTS.items())
         # Spelt a second time, a name could drift from the event's: `events` alone has them.
-        assert not re.search(r"[\"']ticket\.", inspect.getsource(catalog))
+        for module in (catalog, payloads):
+            assert not re.search(r"[\"']ticket\.", inspect.getsource(module))
 
     @pytest.mark.parametrize("kind", list(catalog.WEBHOOK_EVENTS))
     def test_every_listed_type_has_a_body_in_the_standard_shape(self, kind: Type) -> None:
         lifecycle = events.TicketEvent(ticket_id="t-1", type=kind, occurred_at=AT,
                                        department="government", platform="desk")
-        body = json.loads(catalog.body_of(lifecycle))
+        body = json.loads(payloads.body_of(lifecycle, correlation_id="c-7"))
         assert body == {"type": catalog.WEBHOOK_EVENTS[kind],
                         "timestamp": "2026-11-30T09:00:00Z",
                         "data": {"ticket_id": "t-1", "occurred_at": "2026-11-30T09:00:00Z",
-                                 "department": "government"}}
+                                 "department": "government", "correlation_id": "c-7"}}
 
     def test_the_routing_carries_department_priority_and_deadline(self) -> None:
         lifecycle = events.TicketEvent(
             ticket_id="t-1", type=Type.ROUTED, occurred_at=AT, department="government",
             segment="government", priority=3, reason="route", platform="desk",
             first_response_deadline=datetime(2026, 11, 30, 13, 0, tzinfo=UTC))
-        data = json.loads(catalog.body_of(lifecycle))["data"]
+        data = json.loads(payloads.body_of(lifecycle, correlation_id="t-1"))["data"]
         assert (data["department"], data["priority"], data["first_response_deadline"]) == (
             "government", 3, "2026-11-30T13:00:00Z")
         assert "platform" not in data
