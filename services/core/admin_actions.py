@@ -4,7 +4,8 @@ logged, as the routing table's and the segment rules' versions keep their author
 An action is written in the transaction that does it (no action without its record, no
 record of an action rolled back) and logged once that transaction is committed. Its
 actor is the credential that asked (`config_store.credential_author`: its role and id,
-never a token), or the command line. What it names is a credential's id or a platform's
+never a token), or the command line, or, for an endpoint disabled because its receiver
+answered 410 Gone, that receiver. What it names is a credential's id or a platform's
 name, and what changed (an endpoint's host, never a secret, a token or a whole URL,
 whose query may hold one); never personal data.
 """
@@ -28,6 +29,8 @@ from services.core.db import Base
 logger = logging.getLogger(__name__)
 
 COMMAND_LINE = "command line"  # the actor of `routing credentials` and `routing webhooks`
+# The actor of an endpoint disabled by its own receiver (Action.ENDPOINT_GONE).
+RECEIVER_GONE = "its receiver: HTTP 410 Gone"
 MAX_TARGET = max(access.MAX_SUBJECT, 2 * access.ID_BYTES)  # a platform's name, a credential's id
 MAX_CHANGE = 200
 
@@ -38,6 +41,7 @@ class Action(enum.StrEnum):
     ENDPOINT_REGISTERED = "webhook_endpoint_registered"
     ENDPOINT_CHANGED = "webhook_endpoint_changed"
     ENDPOINT_DELETED = "webhook_endpoint_deleted"
+    ENDPOINT_GONE = "webhook_endpoint_gone"  # disabled: its receiver answered 410 Gone
     SECRET_ROTATED = "webhook_secret_rotated"
 
 

@@ -83,13 +83,20 @@ def endpoint_problem(url: str) -> str | None:
     return None
 
 
+def origin_of(url: str) -> str:
+    """A URL's scheme, host and port: what logs and admin actions say of an endpoint (its
+    path and query may hold a receiver's token, a user or password before the host a
+    credential)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+
+
 def change_of(*, url: str | None = None, enabled: bool | None = None) -> str:
-    """An endpoint's change as an admin action records it: the URL's scheme, host and
-    port (its path and query may hold a receiver's token), and whether it is enabled."""
+    """An endpoint's change as an admin action records it: the URL's origin (`origin_of`),
+    and whether it is enabled."""
     said = []
     if url is not None:
-        parts = urlsplit(url)
-        said.append(f"url {parts.scheme}://{parts.netloc}/...")
+        said.append(f"url {origin_of(url)}/...")
     if enabled is not None:
         said.append("enabled" if enabled else "disabled")
     return ", ".join(said)
@@ -128,6 +135,31 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+# A receiver answering 410 Gone wants no more callbacks (the Standard Webhooks spec: the
+# sender disables the endpoint): its endpoint is disabled, as an admin disables it.
+GONE = 410
+
+
+@dataclass(frozen=True)
+class Failed:
+    """An attempt that failed: what went wrong (recorded with the callback), and the
+    receiver's status when it answered."""
+
+    error: str
+    status: int | None = None
+
+    @property
+    def gone(self) -> bool:
+        """The receiver wants no more callbacks: its endpoint is to be disabled."""
+        return self.status == GONE
+
+
+def answered(status: int) -> Failed | None:
+    """What a receiver's answer makes of an attempt: None (taken) for a 2xx; any other
+    status fails it (3xx too: a receiver that moved has its URL changed, not followed)."""
+    return None if 200 <= status < 300 else Failed(f"HTTP {status}", status)
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,9 @@ Standard Webhooks spec, at least once.
 Each platform has its own worker, its own HTTP client and its own concurrency limit: a
 receiver that is slow or down holds up its own callbacks only. A failed attempt (an
 error, a timeout, any answer but 2xx) is retried with exponential backoff and jitter;
-when the attempts are used up, the callback is dead-lettered (listed, replayable). An
+when the attempts are used up, the callback is dead-lettered (listed, replayable). A
+receiver answering 410 Gone has its endpoint disabled (its callbacks wait, as an admin's
+disabling leaves them), and is sent nothing more until it is enabled again. An
 answer's body is never read: its status says it all, and a receiver must not make the
 router hold a large answer. A callback the sender cannot even send (a URL or a
 header it cannot build) fails that callback's attempt alone; only the store failing
@@ -29,10 +31,11 @@ from services.webhooks.models import WebhookDeliveryRow
 logger = logging.getLogger(__name__)
 
 LEASE = "webhook-delivery"
-OUTCOMES = ("delivered", "failed", "dead_lettered")
+OUTCOMES = ("delivered", "failed", "dead_lettered", "gone")
 DELIVERIES = Counter("routing_webhook_deliveries_total",
                      "Callback attempts to platforms, by outcome: delivered, failed (to be"
-                     " retried or dead-lettered), dead_lettered (attempts used up)",
+                     " retried or dead-lettered), dead_lettered (attempts used up), gone"
+                     " (answered 410 Gone: the endpoint disabled, its callbacks waiting)",
                      ["platform", "outcome"])
 WORKER_FAILURES = Counter("routing_webhook_worker_failures_total",
                           "Delivery workers of a platform stopped by an error (the store"
@@ -111,11 +114,15 @@ class Deliverer:
                 limit = asyncio.Semaphore(self._concurrency)
                 while target is not None and due:
                     signers = [standardwebhooks.Webhook(secret) for secret in target.secrets]
+                    gone = asyncio.Event()  # the receiver answered 410: nothing more to it
 
                     async def send(row: WebhookDeliveryRow, url: str = target.url,
-                                   signers: list[standardwebhooks.Webhook] = signers) -> None:
+                                   signers: list[standardwebhooks.Webhook] = signers,
+                                   gone: asyncio.Event = gone) -> None:
                         async with limit:
-                            await self._attempt(client, url, signers, row)
+                            if not gone.is_set() and await self._attempt(
+                                    client, url, signers, row):
+                                gone.set()
 
                     # A send fails only when the store does: the others are cancelled and
                     # awaited, none left running on a closed client.
@@ -154,22 +161,44 @@ class Deliverer:
 
     async def _attempt(self, client: httpx.AsyncClient, url: str,
                        signers: list[standardwebhooks.Webhook], row: WebhookDeliveryRow
-                       ) -> None:
-        error = await send_callback(client, url, signers, row, sent_at=self._now(),
-                                    timeout_seconds=self._timeout)
+                       ) -> bool:
+        """One attempt, recorded; True when the receiver answered 410 Gone."""
+        failed = await send_callback(client, url, signers, row, sent_at=self._now(),
+                                     timeout_seconds=self._timeout)
         attempts = row.attempts + 1
-        delay = None if error is None else self._retry.delay_after(attempts)
-        status = (store.DELIVERED if error is None
+        if failed is not None and failed.gone:
+            await self._gone(url, row, attempts, failed)
+            return True
+        delay = None if failed is None else self._retry.delay_after(attempts)
+        status = (store.DELIVERED if failed is None
                   else store.DEAD if delay is None else store.PENDING)
+        error = None if failed is None else failed.error
         await self._deliveries.record_attempt(
             row.delivery_id, status=status, attempts=attempts,
             next_attempt_at=self._now() + timedelta(seconds=delay or 0), error=error)
         # Counted once recorded: what the metrics say, the outbox already holds.
-        DELIVERIES.labels(row.platform, "delivered" if error is None else "failed").inc()
+        DELIVERIES.labels(row.platform, "delivered" if failed is None else "failed").inc()
         if status == store.DEAD:
             DELIVERIES.labels(row.platform, "dead_lettered").inc()
             logger.warning("webhook dead-lettered", extra={
                 "platform": row.platform, "delivery_id": row.delivery_id, "error": error})
+        return False
+
+    async def _gone(self, url: str, row: WebhookDeliveryRow, attempts: int,
+                    failed: catalog.Failed) -> None:
+        """The receiver wants no more callbacks: its endpoint is disabled, and this
+        callback waits with the others (due again once an admin enables the endpoint,
+        never dead-lettered for it). An endpoint whose URL changed since is left as it is:
+        the callback is due again at once, to the new one."""
+        disabled = await self._endpoints.disable_gone(row.platform, url=url)
+        await self._deliveries.record_attempt(
+            row.delivery_id, status=store.PENDING, attempts=attempts,
+            next_attempt_at=self._now(), error=failed.error)
+        DELIVERIES.labels(row.platform, "gone").inc()
+        if disabled:
+            logger.warning("webhook endpoint disabled: its receiver answered 410 Gone", extra={
+                "platform": row.platform, "receiver": catalog.origin_of(url),
+                "delivery_id": row.delivery_id})
 
     async def _sample(self) -> None:
         now = self._now()
@@ -195,28 +224,28 @@ class Deliverer:
 
 async def send_callback(client: httpx.AsyncClient, url: str,
                         signers: list[standardwebhooks.Webhook], row: WebhookDeliveryRow, *,
-                        sent_at: datetime, timeout_seconds: float) -> str | None:
+                        sent_at: datetime, timeout_seconds: float) -> catalog.Failed | None:
     """One attempt at a callback, within `timeout_seconds` in all (httpx's timeout is per
     read: a receiver sending a byte at a time would hold it forever): None when the
-    receiver took it (2xx), else what went wrong, to record. The answer's body is not
-    read: the stream is closed once its status is in."""
+    receiver took it (2xx), else what went wrong (`catalog.answered`). The answer's body
+    is not read: the stream is closed once its status is in."""
     try:
         async with asyncio.timeout(timeout_seconds):
             request = client.build_request("POST", url, content=row.body.encode(),
                                            headers=_signed_headers(row, signers, sent_at))
             answer = await client.send(request, stream=True)
             await answer.aclose()
-            return None if answer.is_success else f"HTTP {answer.status_code}"
+            return catalog.answered(answer.status_code)
     except TimeoutError:
-        return f"TimeoutError: no answer within {timeout_seconds:g} s"
+        return catalog.Failed(f"TimeoutError: no answer within {timeout_seconds:g} s")
     except httpx.HTTPError as exc:
         said = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        return said[:models.MAX_LAST_ERROR]
+        return catalog.Failed(said[:models.MAX_LAST_ERROR])
     except Exception as exc:
         # A request the sender cannot build or send (a URL registered before it was
         # checked, a header it cannot encode): this callback's failure alone. The class
         # only: a message may quote the URL or the body.
-        return type(exc).__name__
+        return catalog.Failed(type(exc).__name__)
 
 
 def _signed_headers(row: WebhookDeliveryRow, signers: list[standardwebhooks.Webhook],

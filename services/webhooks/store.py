@@ -154,6 +154,26 @@ class Endpoints:
             await session.flush()
             return Endpoint.model_validate(row)
 
+    async def disable_gone(self, platform: str, *, url: str) -> bool:
+        """Disable the endpoint whose receiver at `url` answered 410 Gone, as an admin
+        disables it (its callbacks wait), recorded as that receiver's action. False, and
+        nothing changed, when it is disabled already, deleted, or its URL changed since
+        (the receiver that answered is not the one in force)."""
+        async with self._sessions() as session, session.begin():
+            # One statement: of callbacks answered 410 at once, one disables it (on SQLite
+            # too, which takes no row lock on a read).
+            result = await session.execute(
+                update(WebhookEndpointRow)
+                .where(WebhookEndpointRow.platform == platform, WebhookEndpointRow.enabled,
+                       WebhookEndpointRow.url == url)
+                .values(enabled=False, updated_at=datetime.now(UTC)))
+            if not getattr(result, "rowcount", 0):
+                return False
+            admin_actions.record(session, admin_actions.Done(
+                admin_actions.Action.ENDPOINT_GONE, platform, admin_actions.RECEIVER_GONE,
+                catalog.change_of(url=url, enabled=False)))
+            return True
+
     async def rotate_secret(self, platform: str, *, force: bool = False,
                             actor: str = admin_actions.COMMAND_LINE
                             ) -> str | StillSigning | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 import ssl
 import threading
@@ -23,7 +24,7 @@ from prometheus_client import REGISTRY
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.core import db, migrate
+from services.core import admin_actions, db, migrate
 from services.webhooks import catalog, delivery, store
 from tests.conftest import unique
 from tests.webhooks_receiver import Receiver
@@ -165,6 +166,83 @@ class TestWhatTheSenderCannotSend:
         assert sample("routing_webhook_deliveries_total", platform=platform,
                       outcome="failed") == 3
         assert sample("routing_webhook_worker_failures_total", platform=platform) == 0
+
+
+class TestAReceiverThatIsGone:
+    """A 410 Gone says the receiver wants no more callbacks (the Standard Webhooks spec):
+    its endpoint is disabled, as PATCH enabled=false disables it, and nothing more is
+    sent to it; its callbacks wait, none dead-lettered, until an admin enables it."""
+
+    async def test_its_endpoint_is_disabled_and_its_callbacks_wait(
+            self, outbox: Outbox, webhook_receiver: Callable[..., Receiver],
+            caplog: pytest.LogCaptureFixture) -> None:
+        caplog.set_level(logging.WARNING, logger=delivery.__name__)
+        receiver, platform = webhook_receiver(status=410), unique("desk")
+        await outbox.register(platform, f"{receiver.url}?token=sekrit")
+        await outbox.enqueue(platform, "msg_1", "msg_2", "msg_3")
+        await outbox.drained()
+        # Two in flight at once (the concurrency): the third is not sent after a 410.
+        assert receiver.attempts == 2
+        endpoint = await outbox.endpoints.get(platform)
+        assert endpoint is not None and not endpoint.enabled
+        attempts = await outbox.of(platform)
+        assert {d.status for d in attempts.values()} == {store.PENDING}
+        assert sorted((d.attempts, d.last_error) for d in attempts.values()) == [
+            (0, None), (1, "HTTP 410"), (1, "HTTP 410")]
+        assert (sample("routing_webhook_deliveries_total", platform=platform, outcome="gone"),
+                sample("routing_webhook_deliveries_total", platform=platform,
+                       outcome="failed")) == (2, 0)
+        await outbox.drained()  # a poll after: no worker for a disabled endpoint
+        assert receiver.attempts == 2
+
+        recorded = await admin_actions.AdminActions(db.sessions(outbox.engine)).listed()
+        assert [(a.action, a.target, a.actor, a.change) for a in recorded] == [
+            (admin_actions.Action.ENDPOINT_GONE, platform, admin_actions.RECEIVER_GONE,
+             f"url http://127.0.0.1:{receiver.port}/..., disabled"),
+            (admin_actions.Action.ENDPOINT_REGISTERED, platform, admin_actions.COMMAND_LINE,
+             f"url http://127.0.0.1:{receiver.port}/..., enabled")]
+        warned = [r for r in caplog.records if r.name == delivery.__name__]
+        assert [(r.levelno, r.getMessage()) for r in warned] == [
+            (logging.WARNING, "webhook endpoint disabled: its receiver answered 410 Gone")]
+        assert vars(warned[0])["receiver"] == f"http://127.0.0.1:{receiver.port}"
+        assert not any(word in str(vars(r)) for r in warned for word in ("sekrit", "/hooks"))
+
+        receiver.status = 204  # the platform's receiver back, and its endpoint enabled
+        await outbox.endpoints.update(platform, enabled=True)
+        await outbox.drained()
+        assert {d.status for d in (await outbox.of(platform)).values()} == {store.DELIVERED}
+        assert sorted(r.headers["webhook-id"] for r in receiver.received) == [
+            "msg_1", "msg_2", "msg_3"]
+
+    @pytest.mark.parametrize("status", [301, 404])
+    async def test_a_redirect_or_another_4xx_is_a_failed_attempt(
+            self, outbox: Outbox, webhook_receiver: Callable[..., Receiver], status: int
+            ) -> None:
+        receiver, platform = webhook_receiver(status=status), unique("desk")
+        await outbox.register(platform, receiver.url)
+        await outbox.enqueue(platform, "msg_1")
+        await outbox.drained()
+        attempt = (await outbox.of(platform))["msg_1"]
+        assert (attempt.status, attempt.attempts, attempt.last_error) == (
+            store.PENDING, 1, f"HTTP {status}")
+        assert attempt.next_attempt_at > datetime.now(UTC)  # retried after its backoff
+        endpoint = await outbox.endpoints.get(platform)
+        assert endpoint is not None and endpoint.enabled and receiver.attempts == 1
+
+    async def test_an_endpoint_whose_url_changed_meanwhile_stays_enabled(
+            self, patient_outbox: Outbox, webhook_receiver: Callable[..., Receiver]) -> None:
+        """The 410 came from the URL before: the one in force did not answer it."""
+        old, new, platform = webhook_receiver(status=410), webhook_receiver(), unique("desk")
+        old.hold()
+        await patient_outbox.register(platform, old.url)
+        await patient_outbox.enqueue(platform, "msg_1")
+        await patient_outbox.deliverer.deliver_due()
+        await old.wait_for(1, what=lambda r: r.attempts)  # in flight, held there
+        await patient_outbox.endpoints.update(platform, url=new.url)
+        old.release()
+        await new.wait_for(1)  # sent again at once, to the new URL
+        endpoint = await patient_outbox.endpoints.get(platform)
+        assert endpoint is not None and endpoint.enabled
 
 
 class TestStalledPlatforms:

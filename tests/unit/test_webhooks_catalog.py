@@ -101,6 +101,15 @@ class TestEndpointUrls:
         problem = catalog.endpoint_problem(url)
         assert problem is not None and said in problem
 
+    @pytest.mark.parametrize(("url", "origin"), [
+        ("https://desk.example.com/hooks?token=t", "https://desk.example.com"),
+        ("https://user:pw@desk.example.com:8443/h", "https://desk.example.com:8443"),
+        ("http://[::1]:9000/", "http://[::1]:9000")])
+    def test_what_is_said_of_an_endpoint_is_its_origin_alone(self, url: str, origin: str
+                                                             ) -> None:
+        assert catalog.origin_of(url) == origin
+        assert catalog.change_of(url=url, enabled=False) == f"url {origin}/..., disabled"
+
     def test_a_host_in_valid_punycode_is_accepted(self) -> None:
         assert catalog.endpoint_problem("https://xn--mnchen-3ya.example/hooks") is None
 
@@ -117,6 +126,21 @@ class TestEndpointUrls:
     def test_whatever_is_accepted_the_schemas_pattern_allows(self, url: str) -> None:
         if catalog.endpoint_problem(url) is None:
             assert re.fullmatch(catalog.URL_PATTERN, url)
+
+
+class TestWhatAnAnswerSays:
+    @pytest.mark.parametrize("status", [200, 202, 204, 299])
+    def test_a_2xx_is_taken(self, status: int) -> None:
+        assert catalog.answered(status) is None
+
+    @pytest.mark.parametrize("status", [301, 400, 404, 429, 500, 503])
+    def test_any_other_status_fails_the_attempt(self, status: int) -> None:
+        assert catalog.answered(status) == catalog.Failed(f"HTTP {status}", status)
+        assert not catalog.Failed(f"HTTP {status}", status).gone
+
+    def test_410_gone_says_the_receiver_wants_no_more(self) -> None:
+        failed = catalog.answered(410)
+        assert failed is not None and failed.gone and failed.error == "HTTP 410"
 
 
 class TestRetryDelays:
