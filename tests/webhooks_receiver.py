@@ -8,7 +8,8 @@ tests alike can use it and a slow answer holds up nobody else:
     await receiver.wait_for(3)             # bounded wait for 3 callbacks
     receiver.verified(secret)              # each body, checked with standardwebhooks
 
-`status` sets the answer (204 by default; 500 for a failing receiver); `hold()` makes
+`status` sets the answer (204 by default; 500 for a failing receiver), `headers` more
+headers of it (a Retry-After); `hold()` makes
 it answer only once `release()` is called (a slow receiver); `Receiver(port=...)` not
 started yet is a receiver that is down until `start()`. `answer_bytes` gives the answer a
 body that long, sent at once; with `drip_seconds` the whole answer, status line first,
@@ -46,6 +47,7 @@ class Receiver:
     port: int = field(default_factory=ports.free_port)
     path: str = "/hooks/routing"
     status: int = 204
+    headers: dict[str, str] = field(default_factory=dict)  # more of the answer's
     received: list[Received] = field(default_factory=list)
     attempts: int = 0  # every request, answered or not yet
     in_flight: int = 0
@@ -84,8 +86,10 @@ class Receiver:
                 if 200 <= status < 300:
                     receiver.received.append(Received(
                         {k.lower(): v for k, v in self.headers.items()}, body, status))
+                more = "".join(f"{name}: {value}\r\n"
+                               for name, value in receiver.headers.items())
                 head = (f"{self.protocol_version} {status} {HTTPStatus(status).phrase}\r\n"
-                        f"content-length: {receiver.answer_bytes}\r\n\r\n").encode()
+                        f"{more}content-length: {receiver.answer_bytes}\r\n\r\n").encode()
                 try:
                     if receiver.drip_seconds:  # the whole answer, status line first
                         self.drip(head + b"x" * receiver.answer_bytes)

@@ -7,11 +7,13 @@ bodies hold is `payloads`'.
 
 from __future__ import annotations
 
+import email.utils
 import ipaddress
 import random
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 import httpx
@@ -140,15 +142,20 @@ def is_loopback(host: str) -> bool:
 # A receiver answering 410 Gone wants no more callbacks (the Standard Webhooks spec: the
 # sender disables the endpoint): its endpoint is disabled, as an admin disables it.
 GONE = 410
+# Answers whose Retry-After the next attempt waits for: too many requests (RFC 6585) and
+# unavailable (RFC 9110).
+WITH_RETRY_AFTER = frozenset({429, 503})
 
 
 @dataclass(frozen=True)
 class Failed:
-    """An attempt that failed: what went wrong (recorded with the callback), and the
-    receiver's status when it answered."""
+    """An attempt that failed: what went wrong (recorded with the callback), the
+    receiver's status when it answered, and how long it asked to be left alone (seconds,
+    from a 429's or 503's Retry-After)."""
 
     error: str
     status: int | None = None
+    retry_after: float | None = None
 
     @property
     def gone(self) -> bool:
@@ -156,10 +163,32 @@ class Failed:
         return self.status == GONE
 
 
-def answered(status: int) -> Failed | None:
+def answered(status: int, *, retry_after: str | None = None, now: datetime) -> Failed | None:
     """What a receiver's answer makes of an attempt: None (taken) for a 2xx; any other
-    status fails it (3xx too: a receiver that moved has its URL changed, not followed)."""
-    return None if 200 <= status < 300 else Failed(f"HTTP {status}", status)
+    status fails it (3xx too: a receiver that moved has its URL changed, not followed),
+    with the wait its Retry-After asks on a 429 or 503."""
+    if 200 <= status < 300:
+        return None
+    asked = asked_to_wait(retry_after, now=now) if status in WITH_RETRY_AFTER else None
+    return Failed(f"HTTP {status}", status, asked)
+
+
+def asked_to_wait(retry_after: str | None, *, now: datetime) -> float | None:
+    """The seconds a Retry-After asks: its delay in seconds, or the time to its HTTP date
+    from `now` (0 once past); None when there is none or it is neither (the backoff
+    alone, then)."""
+    if retry_after is None:
+        return None
+    said = retry_after.strip()
+    if re.fullmatch(r"[0-9]+", said):
+        return float(said)  # a number too large for a float is inf: capped by the policy
+    try:
+        when = email.utils.parsedate_to_datetime(said)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:  # "-0000": an HTTP date is UTC
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - now).total_seconds())
 
 
 @dataclass(frozen=True)
@@ -171,13 +200,16 @@ class RetryPolicy:
     base_seconds: float
     max_seconds: float
 
-    def delay_after(self, attempts: int, *,
+    def delay_after(self, attempts: int, *, asked: float | None = None,
                     jitter: Callable[[float, float], float] = random.uniform) -> float | None:
         """Seconds to wait before the next attempt, after `attempts` failed ones; None
         when they are used up (the delivery is dead-lettered). The wait is drawn in the
         upper half of the exponential step, so that receivers coming back are not hit by
-        every sender at once, and no retry comes sooner than half the step."""
+        every sender at once, and no retry comes sooner than half the step. A wait the
+        receiver `asked` for (its Retry-After) is waited if longer, up to `max_seconds`:
+        a receiver cannot hold a callback past the longest step."""
         if attempts >= self.max_attempts:
             return None
         step = min(self.max_seconds, self.base_seconds * 2 ** (attempts - 1))
-        return jitter(step / 2, step)
+        backoff = jitter(step / 2, step)
+        return backoff if asked is None else max(backoff, min(asked, self.max_seconds))

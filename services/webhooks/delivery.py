@@ -4,11 +4,12 @@ Standard Webhooks spec, at least once.
 Each platform has its own worker, its own HTTP client and its own concurrency limit: a
 receiver that is slow or down holds up its own callbacks only. A failed attempt (an
 error, a timeout, any answer but 2xx) is retried with exponential backoff and jitter;
-when the attempts are used up, the callback is dead-lettered (listed, replayable). A
-receiver answering 410 Gone has its endpoint disabled (its callbacks wait, as an admin's
-disabling leaves them), and is sent nothing more until it is enabled again. An
-answer's body is never read: its status says it all, and a receiver must not make the
-router hold a large answer. A callback the sender cannot even send (a URL or a
+a 429 or 503 waits at least what its Retry-After asks, up to the longest step. When the
+attempts are used up, the callback is dead-lettered (listed, replayable). A receiver
+answering 410 Gone has its endpoint disabled (its callbacks wait, as an admin's
+disabling leaves them), and is sent nothing more until it is enabled again. An answer's
+body is never read: its status (and Retry-After) says it all, and a receiver must not
+make the router hold a large answer. A callback the sender cannot even send (a URL or a
 header it cannot build) fails that callback's attempt alone; only the store failing
 stops a worker, counted in `WORKER_FAILURES`, and the next poll starts another.
 """
@@ -169,7 +170,8 @@ class Deliverer:
         if failed is not None and failed.gone:
             await self._gone(url, row, attempts, failed)
             return True
-        delay = None if failed is None else self._retry.delay_after(attempts)
+        delay = None if failed is None else self._retry.delay_after(
+            attempts, asked=failed.retry_after)
         status = (store.DELIVERED if failed is None
                   else store.DEAD if delay is None else store.PENDING)
         error = None if failed is None else failed.error
@@ -235,7 +237,8 @@ async def send_callback(client: httpx.AsyncClient, url: str,
                                            headers=_signed_headers(row, signers, sent_at))
             answer = await client.send(request, stream=True)
             await answer.aclose()
-            return catalog.answered(answer.status_code)
+            return catalog.answered(answer.status_code,
+                                    retry_after=answer.headers.get("retry-after"), now=sent_at)
     except TimeoutError:
         return catalog.Failed(f"TimeoutError: no answer within {timeout_seconds:g} s")
     except httpx.HTTPError as exc:

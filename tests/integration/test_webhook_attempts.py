@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.utils
 import logging
 import socket
 import ssl
@@ -72,11 +73,16 @@ class Outbox:
                 for d in await self.deliveries.listed(status, platform=platform)}
 
 
+TWO_MINUTES = catalog.RetryPolicy(max_attempts=3, base_seconds=120, max_seconds=120)
+
+
 @contextlib.asynccontextmanager
 async def outbox_on(sqlite_url: str, *, timeout_seconds: float,
-                    tls: ssl.SSLContext | None = None) -> AsyncIterator[Outbox]:
+                    tls: ssl.SSLContext | None = None,
+                    retry: catalog.RetryPolicy = TWO_MINUTES) -> AsyncIterator[Outbox]:
     """A failed attempt waits two minutes (so that it is not sent again while a test
-    looks). `tls`: the client context the deliverer trusts receivers with."""
+    looks), unless `retry` says otherwise. `tls`: the client context the deliverer trusts
+    receivers with."""
     await migrate.upgrade(sqlite_url)
     engine = db.engine(sqlite_url)
     sessions = db.sessions(engine)
@@ -84,9 +90,8 @@ async def outbox_on(sqlite_url: str, *, timeout_seconds: float,
     deliveries = store.Deliveries(sessions)
     clock = Clock()
     deliverer = delivery.Deliverer(
-        deliveries, endpoints, retry=catalog.RetryPolicy(max_attempts=3, base_seconds=120,
-                                                         max_seconds=120),
-        timeout_seconds=timeout_seconds, concurrency=2, now=clock, tls=tls)
+        deliveries, endpoints, retry=retry, timeout_seconds=timeout_seconds, concurrency=2,
+        now=clock, tls=tls)
     try:
         yield Outbox(engine, endpoints, deliveries, deliverer, clock)
     finally:
@@ -243,6 +248,41 @@ class TestAReceiverThatIsGone:
         await new.wait_for(1)  # sent again at once, to the new URL
         endpoint = await patient_outbox.endpoints.get(platform)
         assert endpoint is not None and endpoint.enabled
+
+
+class TestRetryAfter:
+    """A 429 or 503 with Retry-After (seconds or an HTTP date): the next attempt waits
+    that long when it is longer than the backoff, up to the policy's longest step."""
+
+    @pytest.fixture
+    async def hour_outbox(self, sqlite_url: str) -> AsyncIterator[Outbox]:
+        """The first retry after 0.5 to 1 s, none after more than an hour."""
+        async with outbox_on(sqlite_url, timeout_seconds=5, retry=catalog.RetryPolicy(
+                max_attempts=3, base_seconds=1, max_seconds=3600)) as opened:
+            yield opened
+
+    @pytest.mark.parametrize(("status", "retry_after", "low", "high"), [
+        (429, "600", 599, 601),
+        (503, "in 900 s", 897, 901),  # an HTTP date 900 s ahead (whole seconds)
+        (429, "86400", 3599, 3601),  # a day asked, the longest step waited
+        (429, "soon", 0, 2),  # unreadable: the backoff
+        (500, "600", 0, 2)])  # another status's Retry-After: the backoff
+    async def test_the_next_attempt_waits_what_it_asks(
+            self, hour_outbox: Outbox, webhook_receiver: Callable[..., Receiver], status: int,
+            retry_after: str, low: float, high: float) -> None:
+        if retry_after == "in 900 s":
+            retry_after = email.utils.format_datetime(
+                datetime.now(UTC) + timedelta(seconds=900), usegmt=True)
+        receiver = webhook_receiver(status=status, headers={"Retry-After": retry_after})
+        platform = unique("desk")
+        await hour_outbox.register(platform, receiver.url)
+        await hour_outbox.enqueue(platform, "msg_1")
+        await hour_outbox.drained()
+        attempt = (await hour_outbox.of(platform))["msg_1"]
+        assert (attempt.status, attempt.attempts, attempt.last_error) == (
+            store.PENDING, 1, f"HTTP {status}")
+        waited = (attempt.next_attempt_at - attempt.updated_at).total_seconds()
+        assert low <= waited <= high, waited
 
 
 class TestStalledPlatforms:

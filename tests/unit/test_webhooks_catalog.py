@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 import re
 from datetime import UTC, datetime
 
@@ -131,16 +132,34 @@ class TestEndpointUrls:
 class TestWhatAnAnswerSays:
     @pytest.mark.parametrize("status", [200, 202, 204, 299])
     def test_a_2xx_is_taken(self, status: int) -> None:
-        assert catalog.answered(status) is None
+        assert catalog.answered(status, retry_after="60", now=AT) is None
 
     @pytest.mark.parametrize("status", [301, 400, 404, 429, 500, 503])
     def test_any_other_status_fails_the_attempt(self, status: int) -> None:
-        assert catalog.answered(status) == catalog.Failed(f"HTTP {status}", status)
+        assert catalog.answered(status, now=AT) == catalog.Failed(f"HTTP {status}", status)
         assert not catalog.Failed(f"HTTP {status}", status).gone
 
     def test_410_gone_says_the_receiver_wants_no_more(self) -> None:
-        failed = catalog.answered(410)
+        failed = catalog.answered(410, now=AT)
         assert failed is not None and failed.gone and failed.error == "HTTP 410"
+
+    @pytest.mark.parametrize(("status", "retry_after", "asked"), [
+        (429, "120", 120.0), (503, " 30 ", 30.0), (429, "0", 0.0),
+        (503, "Mon, 30 Nov 2026 09:15:00 GMT", 900.0),
+        (429, "Mon, 30 Nov 2026 09:15:00 -0000", 900.0),
+        (503, "Mon, 30 Nov 2026 08:00:00 GMT", 0.0),  # past
+        (429, "soon", None), (429, "-5", None), (429, "1.5", None), (429, "", None),
+        (500, "120", None), (404, "120", None), (301, "120", None)])  # only 429 and 503
+    def test_a_429_or_503_says_how_long_its_retry_after_asks(
+            self, status: int, retry_after: str, asked: float | None) -> None:
+        failed = catalog.answered(status, retry_after=retry_after, now=AT)
+        assert failed is not None and failed.retry_after == asked
+
+    @settings(max_examples=300, deadline=None, derandomize=True)
+    @given(strategies.text(max_size=60))
+    def test_any_retry_after_is_read_without_failing(self, retry_after: str) -> None:
+        asked = catalog.asked_to_wait(retry_after, now=AT)
+        assert asked is None or asked >= 0
 
 
 class TestRetryDelays:
@@ -159,6 +178,13 @@ class TestRetryDelays:
 
     def test_the_last_attempt_dead_letters(self) -> None:
         assert self.policy.delay_after(5) is None
+        assert self.policy.delay_after(5, asked=30) is None
+
+    @pytest.mark.parametrize(("asked", "delay"), [
+        (None, 5), (3, 5), (45, 45), (3600, 60), (math.inf, 60)])
+    def test_a_retry_after_is_waited_when_longer_up_to_the_cap(
+            self, asked: float | None, delay: float) -> None:
+        assert self.policy.delay_after(1, asked=asked, jitter=lambda low, _high: low) == delay
 
 
 class TestSettings:
