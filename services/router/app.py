@@ -42,6 +42,7 @@ from services.router import (
 from services.router.load import LoadWatch
 from services.simulator import api as simulator_api
 from services.webhooks import api as webhooks_api
+from services.webhooks import callbacks_api
 from services.webhooks import service as webhooks
 
 Phase = start_order.Phase
@@ -145,6 +146,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                    dead_letters_api.api, credentials_api.api, simulator_api.api,
                    webhooks_api.api, admin_actions_api.api):
         app.include_router(router)
+    app.webhooks.include_router(callbacks_api.callbacks)  # what the router sends, documented
     http.install(app, ready=context.ready, down=context.down)
     return app
 

@@ -23,21 +23,27 @@ from services.core import events
 Type = events.TicketEventType
 
 # The lifecycle event types a platform receives, each under its own name (`ticket.routed`
-# ...): the names are the enum's, spelled once in `events`.
-_DELIVERED = (
-    Type.ROUTED,  # department, priority, deadlines
-    Type.PICKED_UP,
-    Type.RESPONDED,
-    Type.WAITING_ON_CUSTOMER,  # the clocks pause
-    Type.DEADLINES_CHANGED,  # paused, resumed, next response
-    Type.TARGET_WARNING,  # a share of a target spent
-    Type.ESCALATED,  # level 1 (breach) or 2, deadlines
-    Type.TRANSFERRED,  # deadlines recomputed
-    Type.PRIORITY_CHANGED,  # priority, deadlines recomputed
-    Type.RESOLVED,
-)
+# ...): the names are the enum's, spelled once in `events`. Each with what it tells the
+# platform, as the OpenAPI document's webhooks say it.
+TOLD: dict[events.TicketEventType, str] = {
+    Type.ROUTED: "The ticket was routed: its department, segment, priority, the reason and"
+                 " its deadlines",
+    Type.PICKED_UP: "The department picked the ticket up",
+    Type.RESPONDED: "The department responded",
+    Type.WAITING_ON_CUSTOMER: "The department asked the customer something: the ticket's"
+                              " clocks pause",
+    Type.DEADLINES_CHANGED: "The ticket's deadlines changed: its clocks paused, resumed, or"
+                            " a next response started",
+    Type.TARGET_WARNING: "A share of a service-level target was spent (the target)",
+    Type.ESCALATED: "The ticket was escalated: level 1 on a breach, or 2; its deadlines",
+    Type.TRANSFERRED: "The ticket was transferred: from_department, the new department, its"
+                      " deadlines recomputed",
+    Type.PRIORITY_CHANGED: "The ticket's priority changed: the new priority, its deadlines"
+                           " recomputed",
+    Type.RESOLVED: "The ticket was resolved",
+}
 # Lifecycle event type -> the event name the platform receives.
-WEBHOOK_EVENTS: dict[events.TicketEventType, str] = {kind: kind.value for kind in _DELIVERED}
+WEBHOOK_EVENTS: dict[events.TicketEventType, str] = {kind: kind.value for kind in TOLD}
 
 LOOPBACK_HOSTS = {"localhost"}
 MAX_URL_LENGTH = 2048

@@ -6,17 +6,20 @@ receivers that are down, slow, or answer 500."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import jsonschema_rs
 import pytest
 import standardwebhooks
 from prometheus_client import REGISTRY
 
 from services.core import background, db, events, kafka, leases, migrate
 from services.core.settings import Settings
+from services.router import app as router_app
 from services.router.store import Dispatch, RoutedTickets
 from services.webhooks import catalog, delivery, service, store
 from tests.conftest import unique
@@ -169,6 +172,30 @@ class TestDelivered:
         assert {payload["type"]: payload["data"]["correlation_id"] for payload in payloads} == {
             "ticket.routed": correlation_id, "ticket.responded": correlation_id,
             "ticket.resolved": correlation_id}
+
+    async def test_each_callback_is_one_the_openapi_document_describes(
+            self, harness: Harness, webhook_receiver: Callable[..., Receiver]) -> None:
+        """Receivers' typed clients read the router's OpenAPI `webhooks`: each callback
+        received is listed there, carries the headers it names and validates against
+        the body schema it gives for that type, and for no other type."""
+        receiver, platform = webhook_receiver(), unique("desk")
+        await harness.register(platform, receiver)
+        await harness.route(platform, correlation_id=unique("c"))
+        await receiver.wait_for(3)
+        document = router_app.create_app(harness.settings).openapi()
+        for item in receiver.received:
+            body = json.loads(item.body)
+            documented = document["webhooks"][body["type"]]["post"]
+            assert {p["name"] for p in documented["parameters"]} <= set(item.headers)
+            schema = documented["requestBody"]["content"]["application/json"]["schema"]
+            validator = jsonschema_rs.validator_for(
+                {**schema, "components": document["components"]})
+            validator.validate(body)  # raises, saying where, if it does not
+            others = set(document["webhooks"]) - {body["type"]}
+            assert not any(jsonschema_rs.validator_for({
+                **document["webhooks"][other]["post"]["requestBody"]["content"][
+                    "application/json"]["schema"], "components": document["components"]}
+            ).is_valid(body) for other in others)
 
     async def test_events_written_before_the_platform_registered_are_not_its_callbacks(
             self, harness: Harness, webhook_receiver: Callable[..., Receiver]) -> None:
