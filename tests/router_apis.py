@@ -30,11 +30,11 @@ TARGETS = service_clocks.Targets(timedelta(hours=4), timedelta(hours=2), timedel
 
 async def routed_ticket(routed: RoutedTickets, department: str, *, spent: timedelta,
                         priority: int = 3, platform: str | None = None,
-                        steps: int = 0) -> tuple[str, datetime]:
-    """A ticket routed to `department` (open 24/7) `spent` ago, with its clocks, as the
-    router stage records it (with a trace of `steps` reports of its pick-up); its id and
-    when it was routed."""
-    ticket_id = unique("t")
+                        steps: int = 0, ticket_id: str | None = None) -> tuple[str, datetime]:
+    """A ticket (by `ticket_id`, else a new id) routed to `department` (open 24/7) `spent`
+    ago, with its clocks, as the router stage records it (with a trace of `steps` reports
+    of its pick-up); its id and when it was routed."""
+    ticket_id = ticket_id or unique("t")
     at = datetime.now(UTC) - spent
     await routed.record_first_dispatches([Dispatch(
         ticket_id=ticket_id, department=department, segment="standard", priority=priority,

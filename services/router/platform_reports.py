@@ -1,5 +1,6 @@
 """The platform's side of a ticket: it reports that the customer replied, on the tickets
-it posted only. The ticket's clocks resume (services/core/lifecycle.py). Within the
+it posted only (another platform's ticket is answered as an unknown id). The ticket's
+clocks resume (services/core/lifecycle.py). Within the
 platform key's rate limit, the budget its intake posts spend too."""
 
 from __future__ import annotations
@@ -38,8 +39,9 @@ class CustomerReply(request_bodies.RequestBody):
 
 
 @api.post("/{ticket_id}/customer-replies", status_code=202, response_model=ReportAccepted,
-          responses={**UNAVAILABLE, **REPORT_IN_FLIGHT, **RATE_LIMITED,
-                     403: {"description": "Not a ticket this platform posted"}})
+          responses={**UNAVAILABLE, **REPORT_IN_FLIGHT, **RATE_LIMITED, 404: {
+              "description": "`not_found`: no ticket by this id that this platform posted"
+                             " (another platform's is answered alike)"}})
 async def customer_replied(ticket_id: TicketId, reply: CustomerReply,
                            router: bootstrap.RouterContext, platform: auth.RateLimitedPlatform,
                            correlation_id: CorrelationId = None,

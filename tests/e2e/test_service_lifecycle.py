@@ -187,10 +187,12 @@ async def step_waiting_on_customer(walk: Walk) -> None:
 
 
 async def step_customer_replied(walk: Walk) -> None:
-    # Another platform may not speak for this ticket's customer.
+    # Another platform may not speak for this ticket's customer, nor learn that its id
+    # is a ticket's: the answer on an id of no ticket.
     refused = await walk.router.post(f"/v1/tickets/{walk.ticket_id}/customer-replies",
                                      json={}, headers=walk.headers("platform", "other-desk"))
-    assert refused.status_code == 403, refused.text
+    assert (refused.status_code, refused.json()) == (404, {
+        "error": "not_found", "detail": f"no routed ticket {walk.ticket_id!r}"}), refused.text
     response = await walk.router.post(f"/v1/tickets/{walk.ticket_id}/customer-replies",
                                       json={}, headers=walk.headers("platform", PLATFORM))
     assert response.status_code == 202, response.text

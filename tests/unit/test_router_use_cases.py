@@ -309,12 +309,25 @@ class TestCustomerReplied:
         refused = await service.customer_replied(
             "t-1", occurred_at=None, platform=WEBSHOP, correlation_id=None,
             routed=router.routed, publisher=router.publisher, now=NOW)
-        assert isinstance(refused, Refused) and refused.refusal is Refusal.FORBIDDEN
+        assert isinstance(refused, Refused) and refused.refusal is Refusal.NOT_FOUND
         recorded = await service.customer_replied(
             "t-1", occurred_at=None, platform=DESK, correlation_id=None,
             routed=router.routed, publisher=router.publisher, now=NOW)
         assert isinstance(recorded, service.Recorded)
         assert router.publisher.types() == [TicketEventType.CUSTOMER_REPLIED]
+
+    async def test_another_platforms_ticket_is_answered_as_an_unknown_id(self) -> None:
+        """So that no platform learns which ids are another's tickets."""
+        router = wired()
+        routed_ticket(router)  # t-1, DESK's
+        others, nobodys = [await service.customer_replied(
+            ticket_id, occurred_at=None, platform=WEBSHOP, correlation_id=None,
+            routed=router.routed, publisher=router.publisher, now=NOW)
+            for ticket_id in ("t-1", "t-never")]
+        assert others == Refused(Refusal.NOT_FOUND, "no routed ticket 't-1'", "not_found")
+        assert nobodys == Refused(Refusal.NOT_FOUND, "no routed ticket 't-never'",
+                                  "not_found")
+        assert router.publisher.published == []
 
     async def test_a_reply_dated_a_little_before_the_receipt_is_dated_at_it(self) -> None:
         """The platform's clock runs behind the intake's: the customer's reply, dated a

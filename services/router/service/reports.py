@@ -106,11 +106,10 @@ async def customer_replied(ticket_id: str, *, occurred_at: datetime | None,
 
     async def judged() -> Refused | datetime:
         row = await routed.get(ticket_id)
-        if row is None:
+        if row is None or row.platform != platform.subject:
+            # Another platform's ticket is answered as an id the router does not know,
+            # so that no platform learns which ids are tickets.
             return verdicts.not_found(ticket_id)
-        if row.platform != platform.subject:
-            return Refused(Refusal.FORBIDDEN,
-                           "a platform reports on the tickets it posted only")
         dated = plausible_date(row, occurred_at, now=now)
         if isinstance(dated, Refused):
             return dated
