@@ -99,6 +99,31 @@ async def test_tickets_reach_their_department_once_and_responses_are_measured(
         assert stats["first_response_seconds"]["p50"] is not None
 
 
+async def test_a_customer_reply_right_after_the_202_is_taken_once_the_ticket_is_routed(
+        pipeline: Pipeline) -> None:
+    """A platform reports a customer's reply at once on each ticket it posted: before the
+    ticket is routed it is told to come again (409 `not_routed_yet` with Retry-After),
+    never 404; sent again after the wait it asks, the reply is taken."""
+    router, headers = pipeline.url("router"), pipeline.headers()
+    async with httpx.AsyncClient(base_url=router, timeout=10) as client:
+        for customer in ("gov-ministry-1", "org-acme-1", "never-seen-42"):
+            posted = await client.post("/v1/tickets", headers=headers, json={
+                "customer_id": customer, "subject": "Invoice", "body": "Where is it?",
+                "channel": "email"})
+            assert posted.status_code == 202, posted.text
+            ticket_id = posted.json()["ticket_id"]
+            answers: list[int] = []
+            for _ in range(10):  # each try after the wait the router asks for
+                answer = await client.post(f"/v1/tickets/{ticket_id}/customer-replies",
+                                           json={}, headers=headers)
+                answers.append(answer.status_code)
+                if answer.status_code != 409:
+                    break
+                assert answer.json()["error"] == "not_routed_yet", answer.text
+                await asyncio.sleep(int(answer.headers["Retry-After"]))
+            assert answers[-1] == 202 and set(answers) <= {409, 202}, (answers, answer.text)
+
+
 async def test_unknown_customer_is_potential_not_an_error(pipeline: Pipeline) -> None:
     async with httpx.AsyncClient(timeout=10) as client:
         answer = (await client.get(

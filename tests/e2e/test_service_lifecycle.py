@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 from services.core import envelope, events, topics
+from services.router import ticket_ids
 from services.webhooks import catalog
 from tests.conftest import Pipeline, demo_pipeline, read_topic, unique
 from tests.webhooks_receiver import Receiver
@@ -188,11 +189,18 @@ async def step_waiting_on_customer(walk: Walk) -> None:
 
 async def step_customer_replied(walk: Walk) -> None:
     # Another platform may not speak for this ticket's customer, nor learn that its id
-    # is a ticket's: the answer on an id of no ticket.
-    refused = await walk.router.post(f"/v1/tickets/{walk.ticket_id}/customer-replies",
-                                     json={}, headers=walk.headers("platform", "other-desk"))
-    assert (refused.status_code, refused.json()) == (404, {
-        "error": "not_found", "detail": f"no routed ticket {walk.ticket_id!r}"}), refused.text
+    # is a ticket's: it gets the answer on an id of no ticket, issued at the same moment
+    # (409 `not_routed_yet`, so lately issued), its id named.
+    issued = ticket_ids.issued_at(walk.ticket_id)
+    assert issued is not None
+    unknown = ticket_ids.issue(issued)
+    refused, nobodys = [await walk.router.post(
+        f"/v1/tickets/{ticket_id}/customer-replies", json={},
+        headers=walk.headers("platform", "other-desk")) for ticket_id in (walk.ticket_id,
+                                                                          unknown)]
+    assert refused.status_code == nobodys.status_code == 409, refused.text
+    assert refused.json() == {key: value.replace(unknown, walk.ticket_id)
+                              for key, value in nobodys.json().items()}
     response = await walk.router.post(f"/v1/tickets/{walk.ticket_id}/customer-replies",
                                       json={}, headers=walk.headers("platform", PLATFORM))
     assert response.status_code == 202, response.text

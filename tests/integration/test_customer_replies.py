@@ -1,20 +1,25 @@
 """A platform's customer replies by a ticket's id, over HTTP on the real SQL store and the
-real broker: another platform's ticket is answered exactly as an id of no ticket. Only
-the router's report endpoints run (no pipeline stage: the test records the routing as the
-router stage would)."""
+real broker: a reply sent right after the ticket's 202, before the ticket is routed, is
+told to come again (409 `not_routed_yet` with Retry-After) and is taken once the ticket
+is routed; an id the intake never issued is 404; another platform's ticket is answered
+exactly as an id of no ticket. Only the router's intake and report endpoints run (no
+pipeline stage: the test records the routing as the router stage would)."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 
-from services.router import platform_reports
+from services.core import kafka, topics
+from services.core.settings import Settings
+from services.router import intake, platform_reports, ticket_ids
+from services.router.service import verdicts
 from services.router.store import RoutedTickets
 from tests import credentials
 from tests.router_apis import routed_ticket, router_apis
@@ -28,6 +33,7 @@ routes:
 departments:
   customer_care: {}
 """
+RETRY_AFTER = str(Settings().retry_after_seconds)
 
 
 @dataclass
@@ -35,6 +41,15 @@ class Router:
     client: httpx.AsyncClient
     routed: RoutedTickets
     platforms: dict[str, dict[str, str]]  # each platform's credential's headers
+
+    async def post_ticket(self) -> str:
+        """A ticket posted by PLATFORM, accepted (202): its id."""
+        answer = await self.client.post("/v1/tickets", headers=self.platforms[PLATFORM], json={
+            "customer_id": "c-1", "subject": "Invoice", "body": "Where is it?",
+            "channel": "email"})
+        assert answer.status_code == 202, answer.text
+        ticket_id: str = answer.json()["ticket_id"]
+        return ticket_id
 
     async def route(self, ticket_id: str | None = None) -> str:
         """PLATFORM's ticket, by `ticket_id` or a new id, routed as the router stage does."""
@@ -52,7 +67,11 @@ async def router(database_url: str, kafka_bootstrap: str,
                  tmp_path: Path) -> AsyncIterator[Router]:
     table = tmp_path / "routing.yaml"
     table.write_text(TABLE, encoding="utf-8")
-    async with router_apis(database_url, kafka_bootstrap, table,
+    # The intake publishes the tickets there (and their `received` events on
+    # tickets.events, which router_apis makes).
+    await kafka.ensure_topics(Settings(kafka_bootstrap_servers=kafka_bootstrap),
+                              [topics.INCOMING])
+    async with router_apis(database_url, kafka_bootstrap, table, intake.api,
                            platform_reports.api) as apis:
         yield Router(apis.client, apis.routed, {
             platform: await credentials.headers_of(apis.credentials, "platform", platform)
@@ -65,6 +84,40 @@ def assert_not_found(answer: httpx.Response, ticket_id: str) -> None:
     assert "Retry-After" not in answer.headers
 
 
+class TestAReplyRightAfterThe202:
+    async def test_it_is_told_to_come_again_and_is_taken_once_the_ticket_is_routed(
+            self, router: Router) -> None:
+        ticket_id = await router.post_ticket()
+        early = await router.reply(ticket_id)
+        assert (early.status_code, early.json()["error"]) == (409, "not_routed_yet"), \
+            early.text
+        assert early.headers["Retry-After"] == RETRY_AFTER
+        issued = ticket_ids.issued_at(ticket_id)
+        assert issued is not None
+        assert early.json()["detail"] == (
+            f"ticket {ticket_id!r} is not routed yet: the intake issued its id at"
+            f" {issued.isoformat()}, and a ticket it accepted is on its way to its"
+            " department; retry after Retry-After")
+        await router.route(ticket_id)
+        taken = await router.reply(ticket_id)
+        assert taken.status_code == 202, taken.text
+        assert taken.json()["type"] == "customer_replied"
+
+    @pytest.mark.parametrize("ticket_id", [
+        str(uuid.uuid4()), "t-never-issued",
+        ticket_ids.issue(datetime.now(UTC) - verdicts.ON_ITS_WAY_FOR - timedelta(hours=1))])
+    async def test_an_id_of_no_ticket_on_its_way_is_not_found(
+            self, router: Router, ticket_id: str) -> None:
+        """An id of the old form (version 4), of no form the intake issues, or issued
+        longer ago than a ticket stays in Kafka as posted."""
+        assert_not_found(await router.reply(ticket_id), ticket_id)
+
+    async def test_a_ticket_of_an_id_issued_before_is_replied_to_as_ever(
+            self, router: Router) -> None:
+        ticket_id = await router.route(str(uuid.uuid4()))
+        assert (await router.reply(ticket_id)).status_code == 202
+
+
 class TestAnotherPlatformsTicket:
     """A platform learns nothing of which ids are another's tickets: the answer on one
     is the answer on an id of none (its id in the detail)."""
@@ -75,4 +128,21 @@ class TestAnotherPlatformsTicket:
         unknown = str(uuid.uuid4())
         assert_not_found(await router.reply(theirs, OTHER_PLATFORM), theirs)
         assert_not_found(await router.reply(unknown, OTHER_PLATFORM), unknown)
+        assert (await router.reply(theirs)).status_code == 202
+
+    async def test_a_ticket_issued_lately_is_answered_as_an_unknown_id_issued_then(
+            self, router: Router) -> None:
+        theirs = await router.post_ticket()
+        issued = ticket_ids.issued_at(theirs)
+        assert issued is not None
+        unknown = ticket_ids.issue(issued)
+        for routed in (False, True):
+            if routed:
+                await router.route(theirs)
+            answer = await router.reply(theirs, OTHER_PLATFORM)
+            nobodys = await router.reply(unknown, OTHER_PLATFORM)
+            assert answer.status_code == nobodys.status_code == 409, answer.text
+            assert answer.json() == {key: value.replace(unknown, theirs)
+                                     for key, value in nobodys.json().items()}
+            assert answer.headers["Retry-After"] == nobodys.headers["Retry-After"]
         assert (await router.reply(theirs)).status_code == 202

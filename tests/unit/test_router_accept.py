@@ -40,7 +40,7 @@ async def accept(router: Wired, *, key: str | None = "key-1",
         content(subject), platform=platform, correlation_id=correlation_id,
         idempotency_key=key, keys=router.router.intake_keys,
         publisher=router.router.publisher, in_flight_for=router.router.claim_hold,
-        now=now, new_id=lambda: ticket_id)
+        now=now, new_id=lambda _now: ticket_id)
 
 
 class TestBootstrap:
@@ -130,18 +130,18 @@ class TestAcceptTicket:
             ticket_with(first), platform="helpdesk", correlation_id=None,
             idempotency_key="key-1", keys=router.router.intake_keys,
             publisher=router.router.publisher, in_flight_for=router.router.claim_hold,
-            now=NOW, new_id=lambda: "t-first")
+            now=NOW, new_id=lambda _now: "t-first")
         replay = await service.accept_ticket(
             ticket_with(again), platform="helpdesk", correlation_id=None,
             idempotency_key="key-1", keys=router.router.intake_keys,
             publisher=router.router.publisher, in_flight_for=router.router.claim_hold,
-            now=NOW, new_id=lambda: "t-second")
+            now=NOW, new_id=lambda _now: "t-second")
         assert (replay.verdict, replay.ticket_id) == (Verdict.REPLAY, "t-first")
         other = await service.accept_ticket(
             ticket_with({**again, "plan": "silver"}), platform="helpdesk",
             correlation_id=None, idempotency_key="key-1", keys=router.router.intake_keys,
             publisher=router.router.publisher, in_flight_for=router.router.claim_hold,
-            now=NOW, new_id=lambda: "t-third")
+            now=NOW, new_id=lambda _now: "t-third")
         assert other.verdict is Verdict.KEY_REUSED
 
     async def test_a_key_claimed_with_the_first_fingerprint_still_replays(self) -> None:

@@ -13,11 +13,18 @@ import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy.exc import IntegrityError
 
-from services.core import access, events, tickets, topics
+from services.core import access, events, moments, tickets, topics
 from services.core.events import TicketEventType
-from services.router import clock_watch, intake_policy, service, service_clocks, tickets_api
+from services.router import (
+    clock_watch,
+    intake_policy,
+    service,
+    service_clocks,
+    ticket_ids,
+    tickets_api,
+)
 from services.router.intake_policy import REPORT_CLOCK_SKEW
-from services.router.service import Refusal, Refused
+from services.router.service import Refusal, Refused, verdicts
 from services.router.service.verdicts import HANDOVER_IN_FLIGHT, RESOLVED, TRACE_FULL
 from services.router.store import Dispatch
 from tests.conftest import TEST_ROUTING_TABLE
@@ -302,32 +309,84 @@ class TestRecordReport:
         assert isinstance(refused, Refused) and refused.refusal is Refusal.NOT_FOUND
 
 
+async def reply(router: Wired, ticket_id: str, *, platform: access.Principal = DESK,
+                now: datetime = NOW) -> service.Recorded | Refused:
+    return await service.customer_replied(
+        ticket_id, occurred_at=None, platform=platform, correlation_id=None,
+        routed=router.routed, publisher=router.publisher, now=now)
+
+
 class TestCustomerReplied:
     async def test_only_the_platform_that_posted_it_reports_a_reply(self) -> None:
         router = wired()
         routed_ticket(router)
-        refused = await service.customer_replied(
-            "t-1", occurred_at=None, platform=WEBSHOP, correlation_id=None,
-            routed=router.routed, publisher=router.publisher, now=NOW)
+        refused = await reply(router, "t-1", platform=WEBSHOP)
         assert isinstance(refused, Refused) and refused.refusal is Refusal.NOT_FOUND
-        recorded = await service.customer_replied(
-            "t-1", occurred_at=None, platform=DESK, correlation_id=None,
-            routed=router.routed, publisher=router.publisher, now=NOW)
+        recorded = await reply(router, "t-1")
         assert isinstance(recorded, service.Recorded)
         assert router.publisher.types() == [TicketEventType.CUSTOMER_REPLIED]
 
     async def test_another_platforms_ticket_is_answered_as_an_unknown_id(self) -> None:
-        """So that no platform learns which ids are another's tickets."""
+        """Whether it was issued lately (not routed yet, to another platform) or not: the
+        same answer as for an id of no ticket issued then, so no platform learns which
+        ids are another's tickets."""
         router = wired()
+        issued = ticket_ids.issue(NOW - timedelta(seconds=1))
+        router.routed.add(service.route(
+            segmented(ticket_id=issued), table=router.router.table.current,
+            load=router.router.load, now=NOW, event_id="e-2", correlation_id=None).dispatch)
         routed_ticket(router)  # t-1, DESK's
-        others, nobodys = [await service.customer_replied(
-            ticket_id, occurred_at=None, platform=WEBSHOP, correlation_id=None,
-            routed=router.routed, publisher=router.publisher, now=NOW)
-            for ticket_id in ("t-1", "t-never")]
-        assert others == Refused(Refusal.NOT_FOUND, "no routed ticket 't-1'", "not_found")
-        assert nobodys == Refused(Refusal.NOT_FOUND, "no routed ticket 't-never'",
-                                  "not_found")
+        for ticket_id, unknown in (("t-1", "t-never"),
+                                   (issued, ticket_ids.issue(NOW - timedelta(seconds=1)))):
+            others = await reply(router, ticket_id, platform=WEBSHOP)
+            nobodys = await reply(router, unknown, platform=WEBSHOP)
+            assert isinstance(others, Refused) and isinstance(nobodys, Refused)
+            assert others == Refused(nobodys.refusal, nobodys.detail.replace(
+                unknown, ticket_id), nobodys.error)
         assert router.publisher.published == []
+
+
+class TestAReplyBeforeTheTicketIsRouted:
+    """A platform has its ticket's id from the 202, before the ticket is routed: a reply
+    by an id the intake issued lately is to be retried; by any other id, not found."""
+
+    async def test_an_id_issued_lately_is_not_routed_yet(self) -> None:
+        router = wired()
+        issued_at = NOW - timedelta(seconds=1)
+        ticket_id = ticket_ids.issue(issued_at)
+        refused = await reply(router, ticket_id)
+        assert refused == Refused(
+            Refusal.NOT_ROUTED_YET,
+            f"ticket {ticket_id!r} is not routed yet: the intake issued its id at"
+            f" {issued_at.replace(microsecond=0).isoformat()}, and a ticket it accepted is"
+            " on its way to its department; retry after Retry-After", "not_routed_yet")
+        assert router.publisher.published == []
+
+    @pytest.mark.parametrize(("issued_at", "answer"), [
+        (NOW - verdicts.ON_ITS_WAY_FOR, Refusal.NOT_ROUTED_YET),
+        (NOW - verdicts.ON_ITS_WAY_FOR - timedelta(seconds=1), Refusal.NOT_FOUND),
+        (NOW + moments.CLOCK_SKEW, Refusal.NOT_ROUTED_YET),  # another instance's clock
+        (NOW + moments.CLOCK_SKEW + timedelta(seconds=1), Refusal.NOT_FOUND)])
+    async def test_on_its_way_as_long_as_kafka_keeps_it(self, issued_at: datetime,
+                                                        answer: Refusal) -> None:
+        refused = await reply(wired(), ticket_ids.issue(issued_at))
+        assert isinstance(refused, Refused) and refused.refusal is answer
+
+    @pytest.mark.parametrize("ticket_id", [
+        "5c0e2f4e-8d1a-4b7c-9e3f-2a1b0c9d8e7f",  # issued before: version 4, no time
+        "t-never", "01a24b56-c687-7bd7-b533-d21e20a09b4b"])  # an issued id, one digit off
+    async def test_an_id_the_intake_did_not_issue_is_not_found(self, ticket_id: str) -> None:
+        refused = await reply(wired(), ticket_id, now=datetime(2026, 12, 6, 12, 32, tzinfo=UTC))
+        assert refused == Refused(Refusal.NOT_FOUND, f"no routed ticket {ticket_id!r}",
+                                  "not_found")
+
+    async def test_once_routed_the_reply_is_recorded(self) -> None:
+        router = wired()
+        ticket_id = ticket_ids.issue(NOW)
+        router.routed.add(service.route(
+            segmented(ticket_id=ticket_id), table=router.router.table.current,
+            load=router.router.load, now=NOW, event_id="e-1", correlation_id=None).dispatch)
+        assert isinstance(await reply(router, ticket_id), service.Recorded)
 
     async def test_a_reply_dated_a_little_before_the_receipt_is_dated_at_it(self) -> None:
         """The platform's clock runs behind the intake's: the customer's reply, dated a

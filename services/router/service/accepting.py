@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -18,7 +17,7 @@ from enum import Enum
 import orjson
 
 from services.core import db, envelope, events, kafka, tickets, topics
-from services.router import intake_policy, ports
+from services.router import intake_policy, ports, ticket_ids
 
 logger = logging.getLogger(__name__)
 SOURCE = events.INTAKE_SOURCE
@@ -39,10 +38,6 @@ class Acceptance:
     ticket_id: str = ""
     correlation_id: str = ""
     problem: str = ""  # TOO_LARGE: what is too large
-
-
-def new_ticket_id() -> str:
-    return str(uuid.uuid4())
 
 
 def scoped_key(platform: str | None, idempotency_key: str) -> str:
@@ -69,10 +64,11 @@ async def accept_ticket(content: tickets.TicketContent, *, platform: str | None,
                         correlation_id: str | None, idempotency_key: str | None,
                         keys: ports.Keys, publisher: ports.Publisher,
                         in_flight_for: timedelta, now: datetime,
-                        new_id: Callable[[], str] = new_ticket_id) -> Acceptance:
+                        new_id: Callable[[datetime], str] = ticket_ids.issue) -> Acceptance:
     """Accept a ticket posted by `platform` (a key's claim left pending longer than
-    `in_flight_for` was left by a request that died: this one publishes its ticket)."""
-    ticket_id = new_id()
+    `in_flight_for` was left by a request that died: this one publishes its ticket). Its
+    id carries the moment it was issued, `now` (ticket_ids)."""
+    ticket_id = new_id(now)
     # Written out before anything is claimed or shared: a ticket that cannot be carried
     # to its department is this caller's refusal alone.
     written = _written(content, ticket_id, now, correlation_id, platform)

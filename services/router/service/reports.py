@@ -102,14 +102,15 @@ async def customer_replied(ticket_id: str, *, occurred_at: datetime | None,
                            publisher: ports.Publisher, now: datetime,
                            key: ReportKey | None = None) -> Recorded | Refused:
     """The customer replied on a ticket this platform posted: its clocks resume, and a
-    next-response clock starts once it has had its first response."""
+    next-response clock starts once it has had its first response. A ticket not routed
+    yet, or another platform's, is answered as verdicts.not_routed says."""
 
     async def judged() -> Refused | datetime:
         row = await routed.get(ticket_id)
         if row is None or row.platform != platform.subject:
             # Another platform's ticket is answered as an id the router does not know,
             # so that no platform learns which ids are tickets.
-            return verdicts.not_found(ticket_id)
+            return verdicts.not_routed(ticket_id, now=now)
         dated = plausible_date(row, occurred_at, now=now)
         if isinstance(dated, Refused):
             return dated

@@ -1,18 +1,20 @@
 """Why a use case on a routed ticket refused: the HTTP edge maps each to its status
-(services/router/intake.py, `refused`)."""
+(services/router/intake.py, `refused`; `NOT_ROUTED_YET`: platform_reports.py)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from enum import Enum
 
-from services.core import access, lifecycle
-from services.router import intake_policy
+from services.core import access, lifecycle, moments, topics
+from services.router import intake_policy, ticket_ids
 from services.router.models import RoutedTicketRow
 
 
 class Refusal(Enum):
     NOT_FOUND = "not_found"  # no routed ticket by this id
+    NOT_ROUTED_YET = "not_routed_yet"  # none yet, by an id the intake issued lately: retry
     FORBIDDEN = "forbidden"  # not the caller's ticket (another department's, platform's)
     CONFLICT = "conflict"  # the ticket's state does not allow it (already there...)
     INVALID = "invalid"  # a field of the request is wrong: `field` names it
@@ -29,6 +31,28 @@ class Refused:
 
 def not_found(ticket_id: str) -> Refused:
     return Refused(Refusal.NOT_FOUND, f"no routed ticket {ticket_id!r}", "not_found")
+
+
+# How long after its issue a ticket may still be on its way to the router: as long as
+# Kafka keeps it as posted (the segmenter or the router may be far behind, or waiting out
+# an outage). One not routed by then is a dead letter, or lost.
+ON_ITS_WAY_FOR = timedelta(days=topics.RETENTION_DAYS[topics.INCOMING])
+
+
+def not_routed(ticket_id: str, *, now: datetime) -> Refused:
+    """The answer on `ticket_id`, which the router routed no ticket by (or none the
+    caller may know of), to a platform, which has a ticket's id from its 202 before the
+    ticket is routed: not routed yet, to retry later, if the intake issued that id
+    within ON_ITS_WAY_FOR (up to a clock's skew ahead: another instance issued it); else
+    not found. Decided by the id alone, so it tells nothing of another platform's
+    tickets (ticket_ids: any id in the intake's form is answered so)."""
+    issued = ticket_ids.issued_at(ticket_id)
+    if issued is None or not now - ON_ITS_WAY_FOR <= issued <= now + moments.CLOCK_SKEW:
+        return not_found(ticket_id)
+    return Refused(Refusal.NOT_ROUTED_YET,
+                   f"ticket {ticket_id!r} is not routed yet: the intake issued its id at"
+                   f" {issued.isoformat()}, and a ticket it accepted is on its way to its"
+                   " department; retry after Retry-After", "not_routed_yet")
 
 
 UNAVAILABLE = Refused(Refusal.UNAVAILABLE)
