@@ -68,6 +68,7 @@ class Service:
     upload: str  # the file with another version line
     config: Config
     routed: RoutedTickets  # the router's tickets on the same store
+    versions: config_store.ConfigVersions  # the store's, as another instance writes them
 
     def edited(self, label: str) -> str:
         """The file with the version line `version: <label>`."""
@@ -116,7 +117,7 @@ async def config_api(config: Config, file: Path, database_url: str, kafka_bootst
                                          base_url="http://service") as client:
                 client.headers.update(await credentials.headers_of(store, "admin"))
                 yield Service(client, live, file, original.replace(*config.replace), config,
-                              routed)
+                              routed, config_store.ConfigVersions(sessions, live.name))
         finally:
             await publisher.close()
             await engine.dispose()

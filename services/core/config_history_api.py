@@ -22,7 +22,7 @@ from services.core import (
     request_bodies,
     versions,
 )
-from services.core.live_config import LiveConfig
+from services.core.live_config import Admission, LiveConfig, NotAdmitted
 
 # A version id as the store holds it (a 32-bit integer column on PostgreSQL).
 LARGEST_ID = 2**31 - 1
@@ -80,10 +80,18 @@ def author_of(principal: access.Principal) -> str:
 _NO_VERSION: dict[int | str, dict[str, Any]] = {404: {"description": "No version of that id"}}
 
 
-def routes(get_live: Callable[..., Awaitable[LiveConfig[Any]]], *, what: str) -> APIRouter:
-    """The history routes of one configuration; `what` names it in answers."""
+async def _admit_all() -> None:
+    return None
+
+
+def routes(get_live: Callable[..., Awaitable[LiveConfig[Any]]], *, what: str,
+           admission: Callable[..., Awaitable[Admission[Any] | None]] = _admit_all,
+           ) -> APIRouter:
+    """The history routes of one configuration; `what` names it in answers. A rollback
+    is admitted as its uploads are (`admission`, a dependency: 409 when it refuses)."""
     api = APIRouter()
     Live = Annotated[LiveConfig[Any], Depends(get_live)]
+    Admit = Annotated[Admission[Any] | None, Depends(admission)]
 
     def not_found(version_id: int) -> HTTPException:
         return HTTPException(404, detail={"error": "not_found",
@@ -131,17 +139,20 @@ def routes(get_live: Callable[..., Awaitable[LiveConfig[Any]]], *, what: str) ->
                                  " If-Match"}})
     async def roll_back(live: Live, principal: auth.Admin, version_id: VersionId,
                         request: RollbackRequest, response: Response,
-                        if_match: config_preconditions.IfMatch) -> Any:
+                        if_match: config_preconditions.IfMatch, admit: Admit) -> Any:
         """Recorded as a new version (who, when, the comment) naming the earlier one;
         announced, so every instance follows within seconds. With If-Match, only while
         the version it names is in force (else 412)."""
         try:
             done = await live.roll_back(version_id, author=author_of(principal),
-                                        comment=request.comment, if_in_force=if_match)
+                                        comment=request.comment, if_in_force=if_match,
+                                        admit=admit)
         except config_files.ConfigError as exc:
             return http.config_error(exc)
         except config_store.NotInForce as exc:
             return config_preconditions.precondition_failed(exc, what=what)
+        except NotAdmitted as exc:
+            raise HTTPException(409, detail=exc.body) from exc
         if done is None:
             raise not_found(version_id)
         version, changed = done

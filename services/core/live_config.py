@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import watchfiles
 from prometheus_client import Counter, Gauge
@@ -54,10 +54,30 @@ class Versioned(Protocol):
 
 
 Config = TypeVar("Config", bound=Versioned)
+Config_contra = TypeVar("Config_contra", bound=Versioned, contravariant=True)
 Announce = Callable[[config_store.ConfigVersion], Awaitable[None]]
-# Whether a valid candidate may replace the configuration in force: (in force, candidate);
-# it refuses by raising.
-Admit = Callable[[Config, Config], Awaitable[None]]
+
+
+class NotAdmitted(Exception):
+    """A valid candidate refused by an Admission: nothing changed; `body` says why, as
+    the admin is answered (409)."""
+
+    def __init__(self, body: dict[str, Any]) -> None:
+        super().__init__(body.get("detail", ""))
+        self.body = body
+
+
+class Admission(Protocol[Config_contra]):
+    """Whether a valid candidate may replace the configuration in force, asked of an
+    admin's upload and rollback alike (the routing table's: no department holding open
+    tickets removed unconfirmed)."""
+
+    async def __call__(self, in_force: Config_contra, candidate: Config_contra) -> None:
+        """Refuse `candidate` by raising NotAdmitted."""
+
+    def put_in_force(self, version: config_store.ConfigVersion, *, changed: bool,
+                     author: str) -> None:
+        """Once the admitted candidate is in force (what to log of it)."""
 
 
 @dataclass(frozen=True)
@@ -168,7 +188,7 @@ class LiveConfig(Generic[Config]):
     async def put_in_force(self, text: str, *, source: str, author: str,
                            comment: str = "", by_request: bool = False,
                            if_in_force: Collection[int] | None = None,
-                           admit: Admit[Config] | None = None,
+                           admit: Admission[Config] | None = None,
                            ) -> tuple[config_store.ConfigVersion, bool]:
         """Validate `text` (ConfigError if invalid: nothing changes), keep it as a new
         version in force, and announce it; (the version, whether anything changed).
@@ -176,10 +196,12 @@ class LiveConfig(Generic[Config]):
         (logged as a warning: their mistake, not the service's). `if_in_force`: only
         while one of these versions is in force in the store (config_store.NotInForce,
         after catching up with the store, so that the version read next here is the one
-        in force). `admit`: called with the configuration in force here and the valid
-        candidate before it is kept; what it raises refuses the candidate."""
+        in force). `admit`: asked with the configuration in force in the store (caught
+        up with first: this instance may lag a change made elsewhere) and the valid
+        candidate before it is kept (NotAdmitted refuses it), then told it is in force."""
         candidate = await self._validated(text, source=source, by_request=by_request)
         if admit is not None:
+            await self.sync()
             await admit(self.current, candidate)
         try:
             version, changed = await self.versions.put_in_force(config_store.Candidate(
@@ -189,23 +211,27 @@ class LiveConfig(Generic[Config]):
             await self.sync()
             raise
         self._adopt(candidate, version.version_id, text)
+        if admit is not None:
+            admit.put_in_force(version, changed=changed, author=author)
         if changed and self._announce is not None:
             await self._announce(version)
         return version, changed
 
     async def roll_back(self, version_id: int, *, author: str, comment: str = "",
                         if_in_force: Collection[int] | None = None,
+                        admit: Admission[Config] | None = None,
                         ) -> tuple[config_store.ConfigVersion, bool] | None:
         """Put an earlier version in force again, as a new version naming it; None if
-        there is no such version, ConfigError if it no longer validates, NotInForce as
-        put_in_force says."""
+        there is no such version, ConfigError if it no longer validates, NotInForce and
+        NotAdmitted as put_in_force says."""
         earlier = await self.versions.get(version_id)
         if earlier is None:
             return None
         note = f"rollback to #{version_id}" + (f": {comment}" if comment else "")
         return await self.put_in_force(earlier.text, author=author, comment=note,
                                        source=f"{self.path.name} version #{version_id}",
-                                       by_request=True, if_in_force=if_in_force)
+                                       by_request=True, if_in_force=if_in_force,
+                                       admit=admit)
 
     async def sync(self) -> bool:
         """Catch up with the version in force in the store; whether it changed here.

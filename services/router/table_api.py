@@ -16,6 +16,7 @@ from services.core import (
     http,
     topics,
 )
+from services.core.live_config import NotAdmitted
 from services.router import bootstrap, overflow, priority, routing, service, table_changes
 
 api = APIRouter(prefix="/v1/routing-table", tags=["routing table"],
@@ -170,21 +171,11 @@ async def upload_table(live: Live, router: bootstrap.RouterContext, principal: a
         return http.config_error(exc)
     except config_store.NotInForce as exc:
         return config_preconditions.precondition_failed(exc, what="routing table")
-    if isinstance(put, service.HeldByRemoved):
-        raise HTTPException(409, detail=held_by_removed(put))
+    except NotAdmitted as exc:
+        raise HTTPException(409, detail=exc.body) from exc
     version, changed = put
     config_preconditions.show_version(response, version.version_id)
     return {**describe(live.current, live), "changed": changed}
-
-
-def held_by_removed(refused: service.HeldByRemoved) -> dict[str, Any]:
-    named = ", ".join(f"{department} ({count})"
-                      for department, count in sorted(refused.open_tickets.items()))
-    return {"error": "departments_hold_open_tickets", "open_tickets": refused.open_tickets,
-            "detail": f"the table removes departments that hold open tickets: {named}."
-                      " Nothing was changed. Transfer their tickets to departments the"
-                      " table keeps first, or send it again with force=true to remove"
-                      " them anyway (the tickets are not moved)"}
 
 
 @api.post("/dry-run", openapi_extra=TABLE_BODY,
@@ -206,4 +197,12 @@ async def dry_run(live: Live, router: bootstrap.RouterContext, text: http.YamlTe
             "diff": config_store.text_diff(in_force_text, text, "in force", "candidate")}
 
 
-api.include_router(config_history_api.routes(get_live, what="routing table"))
+async def rollback_admission(router: bootstrap.RouterContext, force: ForceQuery = False
+                             ) -> service.RemovalCheck:
+    """A rollback is admitted as an upload is: not removing departments that hold open
+    tickets unless `force=true`."""
+    return service.RemovalCheck(router.routed, confirmed=force)
+
+
+api.include_router(config_history_api.routes(get_live, what="routing table",
+                                             admission=rollback_admission))

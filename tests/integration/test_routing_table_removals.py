@@ -2,7 +2,8 @@
 API and the router's store (SQLite and PostgreSQL): the dry run counts each removed
 department's open tickets (lifecycle.OPEN: not resolved, answered or not), an upload is
 refused 409 naming them and their counts unless the admin confirms it with
-`force=true`, and a confirmed one is put in force and logged."""
+`force=true`, and a confirmed one is put in force and logged; a rollback is held to the
+same, and so is an instance that has not caught up with the version in force."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from services.core import config_store
 from services.core.events import TicketEventType
 from tests.config_apis import KINDS, Service, config_api, copy_of, put
 from tests.router_apis import routed_ticket
@@ -128,3 +130,44 @@ class TestRemovingDepartmentsThatHoldOpenTickets:
         row = await service.routed.get(ticket_id)
         assert row is not None and (row.department, row.status) == ("sales_support",
                                                                     "routed")
+
+
+class TestWhereARemovalComesFrom:
+    async def test_a_rollback_removing_them_is_409_unless_confirmed(
+            self, service: Service, caplog: pytest.LogCaptureFixture) -> None:
+        """A rollback to a version without them puts that text in force as a new version:
+        held to what an upload of it is (it went through unasked)."""
+        assert (await put(service, without_sales_and_public(service))).status_code == 200
+        without = (await versions(service))[0]["version_id"]
+        assert (await put(service, service.edited("with-sales-again"))).status_code == 200
+        await sales_holds_two_open_tickets(service)
+        rollback = f"{service.config.path}/versions/{without}/rollback"
+        refused = await service.client.post(rollback, json={})
+        assert refused.status_code == 409, refused.text
+        assert refused.json()["open_tickets"] == {"sales_support": 2}
+        assert "sales_support" in service.live.current.departments
+        with caplog.at_level(logging.WARNING, logger="services.router.service.table"):
+            confirmed = await service.client.post(rollback, json={},
+                                                  params={"force": "true"})
+        assert confirmed.status_code == 200, confirmed.text
+        assert "sales_support" not in service.live.current.departments
+        [logged] = [record for record in caplog.records
+                    if record.name == "services.router.service.table"]
+        assert logged.open_tickets == {"sales_support": 2}  # type: ignore[attr-defined]
+
+    async def test_an_instance_behind_the_store_checks_the_version_in_force(
+            self, service: Service) -> None:
+        """The table in force here lacks sales_support, but another instance has put one
+        with it in force since, and tickets went there: an upload here without it
+        removes it from the store's version, and is refused."""
+        assert (await put(service, without_sales_and_public(service))).status_code == 200
+        elsewhere, _changed = await service.versions.put_in_force(config_store.Candidate(
+            text=service.edited("put-in-force-elsewhere"), version="put-in-force-elsewhere",
+            author="another instance"))
+        assert "sales_support" not in service.live.current.departments  # not caught up
+        await sales_holds_two_open_tickets(service)
+        refused = await put(service, without_sales_and_public(service).replace(
+            service.config.replace[1], "version: removes-it-unknowingly"),
+                            headers={"If-Match": f'"{elsewhere.version_id}"'})
+        assert refused.status_code == 409, refused.text
+        assert refused.json()["open_tickets"] == {"sales_support": 2}
