@@ -26,7 +26,16 @@ from pydantic import (
     WithJsonSchema,
 )
 
-from services.core import durations, envelope, identifiers, request_bodies, tiers, topics, versions
+from services.core import (
+    durations,
+    envelope,
+    identifiers,
+    language_tags,
+    request_bodies,
+    tiers,
+    topics,
+    versions,
+)
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 _TWO_TO_63 = 2.0**63  # exactly a float: the numbers' bound, exclusive
@@ -140,6 +149,19 @@ def attributes_schema(most: int, description: str) -> WithJsonSchema:
             {"type": "boolean"}]}})
 
 
+def _language(validate: Any, pattern: str) -> tuple[AfterValidator, WithJsonSchema]:
+    return (AfterValidator(validate), WithJsonSchema({
+        "type": "string", "maxLength": language_tags.MAX_LENGTH, "pattern": pattern,
+        "description": language_tags.DESCRIPTION}))
+
+
+# A language tag a platform sends (the intake's), and one a ticket's record holds: as
+# the intake takes it, or as it took one before (language_tags.recorded_language).
+LanguageTag = Annotated[str, *_language(language_tags.language_tag, language_tags.PATTERN)]
+RecordedLanguage = Annotated[str, *_language(language_tags.recorded_language,
+                                             language_tags.RECORDED_PATTERN)]
+
+
 class Channel(StrEnum):
     EMAIL = "email"
     WEB = "web"
@@ -175,8 +197,7 @@ class TicketContent(BaseModel):
     body: Annotated[Text, Field(max_length=50_000)]
     channel: Channel
     kind: Kind | None = None
-    language: str | None = Field(default=None, pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$",
-                                 description="BCP 47 language tag, e.g. 'en' or 'nl-BE'")
+    language: RecordedLanguage | None = None
     attributes: Annotated[dict[AttributeName, AttributeValue], attributes_schema(
         MAX_ATTRIBUTES, "The platform's own data about the ticket, for routing rules"),
         request_bodies.at_most_entries(MAX_ATTRIBUTES)] = Field(default_factory=dict)

@@ -33,11 +33,14 @@ _ACCEPTED_ON = {channel.value: TICKETS_ACCEPTED.labels(channel.value)
 class TicketSubmission(tickets.TicketContent, request_bodies.RequestBody):
     """A ticket as a support platform posts it: the ticket contract every stage reads,
     so that what is accepted here can be carried to a department. Unknown fields are
-    rejected by name; a subject must say something (not only spaces)."""
+    rejected by name; a subject must say something (not only spaces); a language is a
+    well-formed BCP 47 tag, kept in its canonical case."""
 
-    # Here, not in the records' contract: a ticket of a blank subject accepted before is
-    # still read by the stages, not dead-lettered.
+    # Here, not in the records' contract: a ticket of a blank subject, or of a language
+    # that is no BCP 47 tag, accepted before is still read by the stages, not
+    # dead-lettered.
     subject: Annotated[tickets.Subject, *tickets.SAYS_SOMETHING]
+    language: tickets.LanguageTag | None = None
 
 
 class TicketAccepted(BaseModel):

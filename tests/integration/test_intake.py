@@ -15,46 +15,18 @@ import pytest
 from devtools import ports, processes
 from devtools.kafka_broker import LocalKafka
 from services.core import topics
-from tests import credentials
-from tests.conftest import TEST_ROUTING_TABLE, read_topic, unique
+from tests import credentials, intake_process
+from tests.conftest import read_topic, unique
+from tests.intake_process import Intake
 
 TICKET = {"subject": "Invoice question", "body": "Where is my invoice?", "channel": "email",
           "kind": "question", "language": "nl"}
 
 
-@dataclass
-class Intake:
-    """The router alone, on the session's broker, with a store of its own."""
-
-    router: processes.ServiceProcess
-    bootstrap: str
-    database_url: str
-
-    def url(self) -> str:
-        return self.router.url
-
-    def headers(self, role: str = "platform") -> dict[str, str]:
-        subject = None if role == "admin" else "tests"
-        return credentials.bearer(
-            credentials.issue_token_blocking(self.database_url, role, subject))
-
-
 @pytest.fixture(scope="module")
 def intake(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Intake]:
-    home = tmp_path_factory.mktemp("intake")
-    database_url = f"sqlite+aiosqlite:///{home / 'store.db'}"
-    service_ports = ports.free_ports_by_name(processes.SERVICES)
-    env = processes.service_env(bootstrap=kafka_bootstrap, database_url=database_url,
-                                ports=service_ports,
-                                extra={"ROUTING_TABLE_FILE": str(TEST_ROUTING_TABLE)})
-    router = processes.ServiceProcess("router", service_ports["router"], env,
-                                      home / "router.log")
-    try:
-        router.start()
-        router.wait_ready(timeout=90)
-        yield Intake(router, kafka_bootstrap, database_url)
-    finally:
-        router.stop()
+    with intake_process.running(kafka_bootstrap, tmp_path_factory.mktemp("intake")) as running:
+        yield running
 
 
 class TestAccepted:

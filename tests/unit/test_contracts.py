@@ -127,6 +127,21 @@ class TestTicketContract:
         is read by every stage, not dead-lettered."""
         assert tickets.Ticket.model_validate(ticket(subject="   ")).subject == "   "
 
+    @pytest.mark.parametrize(("recorded", "read"), [
+        ("en-12", "en-12"), ("nl-a1", "nl-a1"), ("nl-be", "nl-BE"), ("zh-Hant-TW", "zh-Hant-TW"),
+        ("ZH-hant-tw", "zh-Hant-TW")])
+    def test_a_language_the_intake_took_before_is_still_read(self, recorded: str,
+                                                              read: str) -> None:
+        """The intake takes BCP 47 tags alone now (TicketSubmission); a record of a
+        language it took before ("en-12", no BCP 47 tag) is read by every stage, not
+        dead-lettered, and a tag is read in its canonical case, as rules compare it."""
+        assert tickets.Ticket.model_validate(ticket(language=recorded)).language == read
+
+    @pytest.mark.parametrize("recorded", ["pt_BR", "english", "x-private", "en-" + "a" * 9])
+    def test_a_language_neither_took_is_refused(self, recorded: str) -> None:
+        with pytest.raises(ValidationError, match="language"):
+            tickets.Ticket.model_validate(ticket(language=recorded))
+
 
 def segmentation(tier: str) -> dict[str, Any]:
     return {"segment": "s", "rule": "r", "rules_version": "v", "customer_known": True,

@@ -16,7 +16,7 @@ import orjson
 import pytest
 from fastapi import FastAPI
 
-from services.core import http, request_bodies, tickets
+from services.core import http, language_tags, request_bodies, tickets
 from services.router.intake import TicketSubmission
 from services.router.tickets_api import Transfer
 
@@ -30,6 +30,10 @@ async def client() -> AsyncIterator[httpx.AsyncClient]:
     @app.post("/tickets")
     async def post_ticket(ticket: TicketSubmission) -> dict[str, str]:
         return {"customer_id": ticket.customer_id}
+
+    @app.post("/tickets/language")
+    async def language_of(ticket: TicketSubmission) -> dict[str, str | None]:
+        return {"language": ticket.language}
 
     @app.post("/transfer")
     async def transfer(body: Transfer) -> dict[str, str]:
@@ -150,3 +154,55 @@ class TestASubjectSaysSomething:
         for spaces in (" ", "\t\n", "\u00a0\u3000\ufeff", "\u0085\u200b"):
             assert not pattern.search(spaces)
         assert pattern.search(" x ")
+
+
+class TestALanguageIsABcp47Tag:
+    """A ticket's `language` is any well-formed BCP 47 tag (RFC 5646), in any case, kept
+    in the case BCP 47 recommends so that rules comparing it hold whatever case came;
+    the intake refused "zh-Hant-TW" and "EN" as not matching `^[a-z]{2,3}(-...)?$`."""
+
+    @pytest.mark.parametrize(("sent", "kept"), [
+        ("en", "en"), ("EN", "en"), ("nl-BE", "nl-BE"), ("nl-be", "nl-BE"),
+        ("zh-Hant-TW", "zh-Hant-TW"), ("ZH-hant-tw", "zh-Hant-TW"), ("es-419", "es-419"),
+        ("sr-Latn-RS", "sr-Latn-RS"), ("de-CH-1901", "de-CH-1901"),
+        ("sl-rozaj-biske", "sl-rozaj-biske"), ("zh-yue-HK", "zh-yue-HK"),
+        ("en-US-u-ca-gregory", "en-US-u-ca-gregory"), ("en-a-BB-x-CC", "en-a-bb-x-cc"),
+        ("gsw", "gsw")])
+    async def test_a_well_formed_tag_is_taken_in_its_canonical_case(
+            self, client: httpx.AsyncClient, sent: str, kept: str) -> None:
+        answer = await posted(client, "/tickets/language", {**TICKET, "language": sent})
+        assert answer.status_code == 200, answer.text
+        assert answer.json() == {"language": kept}
+
+    async def test_underscores_are_told_to_be_hyphens(self, client: httpx.AsyncClient
+                                                      ) -> None:
+        answer = await posted(client, "/tickets", {**TICKET, "language": "pt_BR"})
+        assert answer.status_code == 422
+        assert answer.json()["fields"] == [{
+            "field": "body.language", "type": "value_error",
+            "problem": "a language tag's parts are joined by hyphens, not underscores:"
+                       " send 'pt-BR'"}]
+
+    @pytest.mark.parametrize("sent", ["e", "english", "en-", "en--US", "x-private",
+                                      "i-klingon", "en-GB-oed", "en-12", "en US", "en\n",
+                                      "én", "", "en-" + "a" * 9, "en-" + "-".join(
+                                          ["abcde"] * 11)])
+    async def test_anything_else_is_refused_saying_what_is_accepted(
+            self, client: httpx.AsyncClient, sent: str) -> None:
+        answer = await posted(client, "/tickets", {**TICKET, "language": sent})
+        assert answer.status_code == 422
+        [problem] = answer.json()["fields"]
+        assert problem["field"] == "body.language"
+        assert "a language of 2 or 3 letters" in problem["problem"]
+        assert "'zh-Hant-TW'" in problem["problem"]
+
+    def test_the_schema_says_it_with_the_validators_pattern(self) -> None:
+        schema = TicketSubmission.model_json_schema()["properties"]["language"]["anyOf"][0]
+        assert schema["pattern"] == language_tags.PATTERN
+        assert schema["maxLength"] == language_tags.MAX_LENGTH
+        assert "BCP 47" in schema["description"] and "zh-Hant-TW" in schema["description"]
+        pattern = re.compile(language_tags.PATTERN)
+        for tag in ("zh-Hant-TW", "EN", "es-419", "en-US-u-ca-gregory"):
+            assert pattern.search(tag)
+        for not_a_tag in ("pt_BR", "x-private", "en-12", "english"):
+            assert not pattern.search(not_a_tag)

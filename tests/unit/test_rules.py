@@ -451,6 +451,22 @@ class TestRuntimeFailure:
         assert (failed.rule, failed.kind) == ("pair", "ALREADY_EXISTS")
 
 
+class TestTicketLanguage:
+    """A rule comparing `ticket.language` with a tag in BCP 47's case holds whatever case
+    the platform sent it in: the ticket carries it in that case (tickets.LanguageTag)."""
+
+    RULE_SET = parse("  - name: taiwan\n    segment: zh_tw\n"
+                     "    when: ticket.language == 'zh-Hant-TW'\n")
+
+    @pytest.mark.parametrize("sent", ["zh-Hant-TW", "zh-hant-tw", "ZH-HANT-TW"])
+    def test_a_rule_on_a_tag_holds_whatever_case_came(self, sent: str) -> None:
+        posted = tickets.Ticket(ticket_id="t", customer_id="c-1", subject="s", body="b",
+                                channel="email", language=sent,
+                                received_at=datetime.now(UTC))
+        decision = self.RULE_SET.decide(context.build(customer(), posted, today=TODAY))
+        assert (decision.segment, decision.rule) == ("zh_tw", "taiwan")
+
+
 class TestReads:
     def test_referenced_paths_ignore_string_literals(self) -> None:
         assert rules.referenced_paths(

@@ -1,0 +1,60 @@
+"""What a support platform integrating over HTTP meets at the intake (the router, a
+process, on a real broker): language tags as BCP 47 writes them, and the other input
+mistakes it is told of by name (README, "Hostile input")."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from services.core import topics
+from tests import intake_process
+from tests.conftest import read_topic, unique
+from tests.intake_process import Intake
+
+TICKET = {"subject": "Invoice question", "body": "Where is my invoice?", "channel": "email"}
+
+
+@pytest.fixture(scope="module")
+def intake(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Intake]:
+    with intake_process.running(kafka_bootstrap,
+                                tmp_path_factory.mktemp("intake_input")) as running:
+        yield running
+
+
+async def post(intake: Intake, content: bytes | None = None, *, json: object = None,
+               headers: dict[str, str] | list[tuple[str, str]] | None = None,
+               ) -> httpx.Response:
+    sent = httpx.Headers(headers or {})
+    sent.update(intake.headers())
+    if content is not None:
+        sent.setdefault("Content-Type", "application/json")
+    async with httpx.AsyncClient() as client:
+        return await client.post(f"{intake.url()}/v1/tickets", content=content, json=json,
+                                 headers=sent)
+
+
+class TestLanguage:
+    async def test_a_bcp47_tag_in_any_case_reaches_the_stages_in_its_canonical_case(
+            self, intake: Intake) -> None:
+        sent = {"zh-hant-TW": "zh-Hant-TW", "EN": "en", "es-419": "es-419"}
+        ids = {}
+        for tag, canonical in sent.items():
+            answer = await post(intake, json={**TICKET, "customer_id": unique("c"),
+                                              "language": tag})
+            assert answer.status_code == 202, answer.text
+            ids[answer.json()["ticket_id"]] = canonical
+        found = await read_topic(intake.bootstrap, topics.INCOMING, until=len(ids),
+                                 keep=lambda event: event.ticket_id in ids)
+        assert {event.ticket_id: event.data["language"] for event, _ in found} == ids
+
+    async def test_an_underscore_is_told_to_be_a_hyphen(self, intake: Intake) -> None:
+        answer = await post(intake, json={**TICKET, "customer_id": unique("c"),
+                                          "language": "pt_BR"})
+        assert answer.status_code == 422
+        assert answer.json()["fields"] == [{
+            "field": "body.language", "type": "value_error",
+            "problem": "a language tag's parts are joined by hyphens, not underscores:"
+                       " send 'pt-BR'"}]
