@@ -29,31 +29,44 @@ from services.core import (
 logger = logging.getLogger(__name__)
 
 
-# The most problems a 422 names: the first ones, then how many more there are (a body of
-# thousands of bad entries would otherwise be answered with megabytes).
-MAX_FIELD_ERRORS = 100
+MAX_FIELD_ERRORS = http_answers.MAX_FIELD_ERRORS
 _SEND_JSON = "send a JSON object, UTF-8, with Content-Type: application/json"
 
 
 def field_errors(error: RequestValidationError) -> list[dict[str, str]]:
-    """Each bad field: where it is and what was wrong (the message says what is accepted)."""
+    """Each bad field: where it is and what was wrong (the message says what is accepted),
+    the first MAX_FIELD_ERRORS, then how many more."""
     details = error.errors()
-    named = [{"field": ".".join(str(part) for part in detail["loc"]),
-              "problem": _problem(detail), "type": detail["type"]}
-             for detail in details[:MAX_FIELD_ERRORS]]
+    named = [_named(detail, error.body) for detail in details[:MAX_FIELD_ERRORS]]
     if len(details) > MAX_FIELD_ERRORS:
-        named.append({"field": "body", "type": "too_many_errors",
-                      "problem": f"{len(details) - MAX_FIELD_ERRORS} more problems not"
-                                 " named here: mend these first"})
+        named.append(http_answers.too_many(len(details) - MAX_FIELD_ERRORS))
     return named
 
 
-def _problem(detail: Mapping[str, Any]) -> str:
-    """pydantic's message, with what FastAPI's JSON reading left out: why the text is
-    not JSON (at its character `field`), and that a body must be sent as JSON."""
+def _named(detail: Mapping[str, Any], body: Any) -> dict[str, str]:
     if detail["type"] == "json_invalid":
-        why = (detail.get("ctx") or {}).get("error", "")
-        return f"not valid JSON: {why}; {_SEND_JSON}" if why else f"not valid JSON; {_SEND_JSON}"
+        # FastAPI puts the character the reader stopped at in `loc`: a position, not a
+        # path (`body.64`); said in the message, as a line and column.
+        return {"field": "body", "problem": _not_json(detail, body), "type": "json_invalid"}
+    return {"field": ".".join(str(part) for part in detail["loc"]),
+            "problem": _problem(detail), "type": detail["type"]}
+
+
+def _not_json(detail: Mapping[str, Any], text: Any) -> str:
+    """Why the text is not JSON, and where (the line, column and character, from 1)."""
+    why = (detail.get("ctx") or {}).get("error", "")
+    position = detail["loc"][1] if len(detail["loc"]) > 1 else None
+    if isinstance(position, int) and isinstance(text, str):
+        line = text.count("\n", 0, position) + 1
+        column = position - text.rfind("\n", 0, position)
+        why = (f"{why or 'not JSON'} at line {line}, column {column} (character"
+               f" {position + 1} of the body)")
+    return f"not valid JSON: {why}; {_SEND_JSON}" if why else f"not valid JSON; {_SEND_JSON}"
+
+
+def _problem(detail: Mapping[str, Any]) -> str:
+    """pydantic's message, with what FastAPI's JSON reading left out: that a body must be
+    sent as JSON."""
     if detail["type"] == "model_attributes_type" and tuple(detail["loc"]) == ("body",):
         return f"{detail['msg']}; {_SEND_JSON}"
     context = detail.get("ctx") or {}
@@ -103,7 +116,20 @@ async def _invalid_request(_request: Request, error: Exception) -> JSONResponse:
     else:
         assert isinstance(error, RequestValidationError)
         fields = field_errors(error)
-    return JSONResponse(status_code=422, content={"error": "invalid_request", "fields": fields})
+    return invalid(fields)
+
+
+def invalid(fields: list[dict[str, str]]) -> JSONResponse:
+    """422 `invalid_request`: the fields refused, and the first of them in `detail`."""
+    return http_answers.field_refusal(422, "invalid_request", fields)
+
+
+def _unreadable(detail: str) -> JSONResponse:
+    """400: a body that cannot be read as text or JSON. `field` is kept beside `fields`
+    for the clients that read it (the one field: `body`)."""
+    return http_answers.field_refusal(400, "bad_request", [
+        {"field": "body", "problem": detail, "type": "unreadable_body"}],
+        detail=detail, field="body")
 
 
 async def _http_error(request: Request, error: Exception) -> JSONResponse:
@@ -112,10 +138,10 @@ async def _http_error(request: Request, error: Exception) -> JSONResponse:
     `{"detail": {...}}`."""
     assert isinstance(error, HTTPException)
     unreadable = _unreadable_body(error)
+    if unreadable is not None:
+        return _unreadable(unreadable)
     if isinstance(error.detail, dict) and "error" in error.detail:
         content = error.detail
-    elif unreadable is not None:
-        content = {"error": "bad_request", "field": "body", "detail": unreadable}
     else:
         code = HTTPStatus(error.status_code).phrase.lower().replace(" ", "_").replace("-", "_")
         content = {"error": code, "detail": str(error.detail)}
@@ -294,8 +320,7 @@ def _utf16_or_32(first: bytes) -> bool:
 async def _not_utf8(_request: Request, _error: Exception) -> JSONResponse:
     """A body refused from its first bytes, where the route read it itself (a YAML
     upload); where FastAPI reads it, its 400 carries the same answer (_unreadable_body)."""
-    return JSONResponse(status_code=400, content={"error": "bad_request", "field": "body",
-                                                  "detail": _NOT_UTF8})
+    return _unreadable(_NOT_UTF8)
 
 
 class BodyLimit:

@@ -22,13 +22,17 @@ ERROR_SCHEMAS: dict[str, dict[str, Any]] = {
     "Error": {
         "type": "object",
         "required": ["error"],
-        "description": "Every error answer: a stable code, and either a `detail` or the"
-                       " `fields` that were refused (422); a refused configuration file"
-                       " also names its `file`, `line` and `rule`.",
+        "description": "Every error answer: a stable code and a `detail` in words; where"
+                       " fields were refused (a 422, an unreadable body's 400), also the"
+                       " `fields`, `detail` then saying the first of them. A refused"
+                       " configuration file also names its `file`, `line` and `rule`.",
         "properties": {
             "error": {"type": "string", "description": "e.g. invalid_request, not_found"},
             "detail": {"type": "string"},
             "fields": {"type": "array", "items": {"$ref": "#/components/schemas/FieldProblem"}},
+            "field": {"type": "string", "deprecated": True,
+                      "description": "a 400's one field (`body`), as in `fields`: read"
+                                     " `fields`"},
         },
     },
 }

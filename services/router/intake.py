@@ -103,9 +103,8 @@ def unavailable(settings: Settings, endpoint: str) -> JSONResponse:
 
 def key_reused(refusal: service.Refused) -> JSONResponse:
     """422: the Idempotency-Key was used for a different ticket or report."""
-    return JSONResponse(status_code=422, content={"error": "invalid_request", "fields": [{
-        "field": refusal.field, "type": "idempotency_key_reused",
-        "problem": refusal.detail}]})
+    return http.invalid([{"field": refusal.field, "type": "idempotency_key_reused",
+                          "problem": refusal.detail}])
 
 
 def key_in_flight(refusal: service.Refused, settings: Settings) -> JSONResponse:

@@ -58,3 +58,28 @@ class TestLanguage:
             "field": "body.language", "type": "value_error",
             "problem": "a language tag's parts are joined by hyphens, not underscores:"
                        " send 'pt-BR'"}]
+
+
+class TestErrorShape:
+    async def test_a_json_syntax_error_is_named_body_with_its_line_and_column(
+            self, intake: Intake) -> None:
+        """FastAPI named it `body.<character>`, which reads like a path."""
+        answer = await post(intake, b'{"customer_id": "c-1",\n "subject": "s",,}')
+        assert answer.status_code == 422
+        said = answer.json()
+        [problem] = said["fields"]
+        assert (problem["field"], problem["type"]) == ("body", "json_invalid")
+        assert "at line 2, column 17 (character 40 of the body)" in problem["problem"]
+        assert said["detail"] == f"body: {problem['problem']}"
+
+    async def test_a_400_and_a_422_name_their_fields_alike(self, intake: Intake) -> None:
+        unreadable = await post(intake, b'{"customer_id": "\xff"}')
+        invalid = await post(intake, json={**TICKET, "customer_id": "c-1", "channel": "fax"})
+        assert (unreadable.status_code, invalid.status_code) == (400, 422)
+        for answer in (unreadable.json(), invalid.json()):
+            assert set(answer) >= {"error", "detail", "fields"}
+            assert all(set(problem) == {"field", "problem", "type"}
+                       for problem in answer["fields"])
+        assert unreadable.json()["field"] == "body"  # kept for the clients that read it
+        assert [problem["field"] for problem in unreadable.json()["fields"]] == ["body"]
+        assert [problem["field"] for problem in invalid.json()["fields"]] == ["body.channel"]

@@ -84,11 +84,14 @@ async def test_utf16_sent_a_byte_at_a_time_is_refused_too() -> None:
 
 
 async def test_a_byte_that_is_not_utf8_is_named() -> None:
+    """In the one error shape (`fields`, as a 422's), with the `field` a 400 had before
+    kept beside it."""
     status, answer = await post([b'{"customer_id": "x\xff\xfe"}'])
+    said = ("the body is not UTF-8 text (byte 18 is not valid UTF-8); send a JSON object,"
+            " UTF-8, with Content-Type: application/json")
     assert status == 400
-    assert answer == {"error": "bad_request", "field": "body", "detail": (
-        "the body is not UTF-8 text (byte 18 is not valid UTF-8); send a JSON object,"
-        " UTF-8, with Content-Type: application/json")}
+    assert answer == {"error": "bad_request", "field": "body", "detail": said, "fields": [
+        {"field": "body", "type": "unreadable_body", "problem": said}]}
 
 
 async def test_a_body_nested_too_deeply_says_so() -> None:
@@ -132,3 +135,48 @@ async def test_a_yaml_upload_in_utf16_is_a_400_not_a_500(content_type: bytes) ->
     assert answer["detail"].startswith("the body is not UTF-8 text")
     assert await post([b"version: x\n"], method="PUT", path="/file",
                       content_type=content_type) == (200, {"characters": 11})
+
+
+class TestOneErrorShape:
+    """Every answer that refuses fields names them in `fields` (a 400 had a top-level
+    `field` alone, a 422 `fields` alone) and says the first in `detail` (a 422 had
+    none): a client reads one shape."""
+
+    async def test_a_422_says_its_first_problem_in_detail_too(self) -> None:
+        status, answer = await post([b'[1]'])
+        assert status == 422
+        [problem] = answer["fields"]
+        assert answer["detail"] == f"{problem['field']}: {problem['problem']}"
+
+    @pytest.mark.parametrize("body", [TICKET.encode("utf-16"), b'{"a": "\xff"}',
+                                      b"[" * 100_000])
+    async def test_a_400_names_the_body_in_fields_and_keeps_field(self, body: bytes) -> None:
+        status, answer = await post([body])
+        assert status == 400
+        assert answer["field"] == "body"
+        assert answer["fields"] == [{"field": "body", "type": "unreadable_body",
+                                     "problem": answer["detail"]}]
+
+
+class TestAJsonSyntaxError:
+    """Named `body`, its place said as a line and column: FastAPI named the character
+    the reader stopped at as if it were a path (`body.64`)."""
+
+    @pytest.mark.parametrize(("body", "where"), [
+        (b'{"customer_id": "c-1",}', "at line 1, column 23 (character 23 of the body)"),
+        (b'{\n  "customer_id": "c-1"\n  "subject": "s"\n}',
+         "at line 3, column 3 (character 28 of the body)"),
+        # Counted in characters, not bytes.
+        (b'{"subject": "\xc3\xa9t\xc3\xa9" x}',
+         "at line 1, column 19 (character 19 of the body)"),
+        (b'{"a": 1} 2', "Extra data at line 1, column 10"),
+    ])
+    async def test_is_named_body_with_its_line_and_column(self, body: bytes,
+                                                          where: str) -> None:
+        status, answer = await post([body])
+        assert status == 422
+        [problem] = answer["fields"]
+        assert (problem["field"], problem["type"]) == ("body", "json_invalid")
+        assert problem["problem"].startswith("not valid JSON: ")
+        assert where in problem["problem"]
+        assert "send a JSON object, UTF-8" in problem["problem"]
