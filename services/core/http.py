@@ -18,6 +18,7 @@ from starlette.routing import Match, Route
 
 from services.core import (
     auth,
+    body_limit,
     config_files,
     db,
     http_answers,
@@ -30,7 +31,7 @@ logger = logging.getLogger(__name__)
 
 
 MAX_FIELD_ERRORS = http_answers.MAX_FIELD_ERRORS
-_SEND_JSON = "send a JSON object, UTF-8, with Content-Type: application/json"
+_SEND_JSON = http_answers.SEND_JSON
 
 
 def field_errors(error: RequestValidationError) -> list[dict[str, str]]:
@@ -220,11 +221,11 @@ def install(app: FastAPI, *, ready: Callable[[], bool], max_body_bytes: int = 1 
     says is down (background tasks). `streamed_uploads` are the (method, path) of the
     routes exempt from the body limit: bulk uploads that stream their body, and read it
     only once their caller is authenticated."""
-    app.add_middleware(BodyLimit, max_bytes=max_body_bytes, exempt=streamed_uploads)
+    app.add_middleware(body_limit.BodyLimit, max_bytes=max_body_bytes, exempt=streamed_uploads)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(InvalidField, _invalid_request)
     app.add_exception_handler(HTTPException, _http_error)
-    app.add_exception_handler(_NotUtf8, _not_utf8)
+    app.add_exception_handler(body_limit.NotUtf8, _not_utf8)
     http_docs.install(app)
     auth.install(app)
     for store_error in db.STORE_ERRORS:
@@ -278,15 +279,6 @@ def config_error(error: config_files.ConfigError) -> JSONResponse:
         "problem": error.problem})
 
 
-class _BodyTooLarge(Exception):
-    """Raised to the app, in place of the rest of a body over the limit."""
-
-
-class _NotUtf8(Exception):
-    """Raised to the app, in place of a body in UTF-16 or UTF-32: Python's JSON reader
-    would take it, but our bodies (JSON, YAML) are UTF-8 (RFC 8259)."""
-
-
 def _unreadable_body(error: HTTPException) -> str | None:
     """Why the framework could not read a request's JSON body (its 400 says only "There
     was an error parsing the body"): not UTF-8, or nested deeper than the reader goes.
@@ -296,99 +288,17 @@ def _unreadable_body(error: HTTPException) -> str | None:
     cause = error.__cause__
     if isinstance(cause, UnicodeDecodeError):
         return f"the body is not UTF-8 text (byte {cause.start} is not valid UTF-8); {_SEND_JSON}"
-    if isinstance(cause, _NotUtf8):
-        return _NOT_UTF8
+    if isinstance(cause, body_limit.NotUtf8):
+        return body_limit.NOT_UTF8
     if isinstance(cause, RecursionError):
         return ("the body's JSON is nested too deeply (objects and arrays within each other"
                 f" past what the reader takes; ours go a few levels deep); {_SEND_JSON}")
     return None
 
 
-_NOT_UTF8 = ("the body is not UTF-8 text (it starts as UTF-16 or UTF-32 do: a zero byte"
-             f" among its first two, or a UTF-16 byte order mark); {_SEND_JSON}")
-
-
-def _utf16_or_32(first: bytes) -> bool:
-    """A text in UTF-16 or UTF-32 (with or without a byte order mark), as Python's JSON
-    reader tells them apart (json.detect_encoding): a UTF-16 or UTF-32 mark, or a zero
-    byte among the first two. A UTF-8 mark is let through (RFC 8259 lets a reader ignore
-    it), and so is a lone NUL or one further in, which the JSON or YAML reader refuses
-    with where it is."""
-    return first[:2] in (b"\xff\xfe", b"\xfe\xff") or (len(first) >= 2 and 0 in first[:2])
-
-
 async def _not_utf8(_request: Request, _error: Exception) -> JSONResponse:
     """A body refused from its first bytes, where the route read it itself (a YAML
     upload); where FastAPI reads it, its 400 carries the same answer (_unreadable_body)."""
-    return _unreadable(_NOT_UTF8)
+    return _unreadable(body_limit.NOT_UTF8)
 
 
-class BodyLimit:
-    """Refuses request bodies over `max_bytes` with 413, whether or not they announce
-    their length. The app never sees part of such a body: a truncated configuration file
-    could be valid, and put in force. The `exempt` routes, (method, path) exactly, stream
-    their bodies by design. A body in UTF-16 or UTF-32 is refused as one that is not
-    UTF-8 (400), from its first bytes, whatever its content type says: every body the
-    limit covers is JSON or YAML, UTF-8 text."""
-
-    def __init__(self, app: Any, *, max_bytes: int,
-                 exempt: Collection[tuple[str, str]] = ()) -> None:
-        self._app = app
-        self._max_bytes = max_bytes
-        self._exempt = frozenset((method.upper(), path) for method, path in exempt)
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or (scope["method"], scope["path"]) in self._exempt:
-            await self._app(scope, receive, send)
-            return
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self._max_bytes:
-            await self._too_large(send)
-            return
-        seen = 0
-        exceeded = started = False
-        head = b""  # the body's first four bytes, however the client splits them
-
-        async def counted() -> Any:
-            nonlocal seen, exceeded, head
-            if exceeded:
-                raise _BodyTooLarge
-            message = await receive()
-            if message["type"] == "http.request":
-                chunk = message.get("body", b"")
-                if len(head) < 4:
-                    head += chunk[:4 - len(head)]
-                    if _utf16_or_32(head):
-                        raise _NotUtf8
-                seen += len(chunk)
-                if seen > self._max_bytes:
-                    exceeded = True
-                    raise _BodyTooLarge
-            return message
-
-        async def guarded_send(message: Any) -> None:
-            nonlocal started
-            if exceeded:
-                return  # the app's answer to a body it could not read: a 413 replaces it
-            started = True
-            await send(message)
-
-        try:
-            await self._app(scope, counted, guarded_send)
-        except Exception:
-            # Whatever the app made of the missing rest of the body (the framework turns
-            # it into a 400) is not the answer; anything else is the app's own error.
-            if not exceeded:
-                raise
-        if exceeded and not started:
-            await self._too_large(send)
-
-    async def _too_large(self, send: Any) -> None:
-        response = JSONResponse(status_code=413, content={
-            "error": "payload_too_large",
-            "detail": f"the request body must be at most {self._max_bytes} bytes"})
-        await response({"type": "http"}, _no_receive, send)
-
-
-async def _no_receive() -> dict[str, Any]:
-    return {"type": "http.disconnect"}

@@ -21,6 +21,8 @@ logger = logging.getLogger(__name__)
 # The most problems an answer names: the first ones, then how many more there are (a
 # body of thousands of bad entries would otherwise be answered with megabytes).
 MAX_FIELD_ERRORS = 100
+# How a body must be sent, said where one could not be read.
+SEND_JSON = "send a JSON object, UTF-8, with Content-Type: application/json"
 
 
 def field_refusal(status: int, error: str, fields: Sequence[Mapping[str, str]], *,

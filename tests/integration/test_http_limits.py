@@ -1,4 +1,4 @@
-"""The request body limit every service installs (services/core/http.py)."""
+"""The request body limit every service installs (services/core/body_limit.py)."""
 
 from __future__ import annotations
 
