@@ -1,5 +1,11 @@
-"""The limit on every request body of a service (but its streamed uploads): its size,
-and its text (UTF-8: a body in UTF-16 or UTF-32 is refused from its first bytes)."""
+"""The limit on every request body of a service: its size (but the streamed uploads'),
+its text (UTF-8: a body in UTF-16 or UTF-32 is refused from its first bytes), and its
+encoding (none: a compressed body is refused, 415, before it is read).
+
+Compressed bodies are refused rather than inflated: ours are JSON and YAML of at most a
+megabyte, and a body inflated here would need a second limit, on what it inflates to
+(a few kilobytes of gzip inflate to gigabytes), kept as it streams, for the imports
+too; without one, a body the reader could not read as text was answered "not UTF-8"."""
 
 from __future__ import annotations
 
@@ -39,7 +45,9 @@ class BodyLimit:
     could be valid, and put in force. The `exempt` routes, (method, path) exactly, stream
     their bodies by design. A body in UTF-16 or UTF-32 is refused as one that is not
     UTF-8 (400), from its first bytes, whatever its content type says: every body the
-    limit covers is JSON or YAML, UTF-8 text."""
+    limit covers is JSON or YAML, UTF-8 text. A body sent with a Content-Encoding other
+    than `identity` (gzip, deflate, br...) is refused, 415, on every route, the exempt
+    ones too, before any of it is read."""
 
     def __init__(self, app: Any, *, max_bytes: int,
                  exempt: Collection[tuple[str, str]] = ()) -> None:
@@ -48,10 +56,19 @@ class BodyLimit:
         self._exempt = frozenset((method.upper(), path) for method, path in exempt)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or (scope["method"], scope["path"]) in self._exempt:
+        if scope["type"] != "http":
             await self._app(scope, receive, send)
             return
-        declared = dict(scope["headers"]).get(b"content-length")
+        headers = dict(scope["headers"])
+        if b"content-encoding" in headers and _sends_body(headers):
+            coding = _coding(scope["headers"])
+            if coding is not None:
+                await compressed(coding)(scope, receive, send)
+                return
+        if (scope["method"], scope["path"]) in self._exempt:
+            await self._app(scope, receive, send)
+            return
+        declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self._max_bytes:
             await self._too_large(send)
             return
@@ -102,3 +119,32 @@ class BodyLimit:
 
 async def _no_receive() -> dict[str, Any]:
     return {"type": "http.disconnect"}
+
+
+def _sends_body(headers: dict[bytes, bytes]) -> bool:
+    """Whether the request says it sends a body: a length above 0, or chunks."""
+    return b"transfer-encoding" in headers \
+        or headers.get(b"content-length", b"").strip() not in (b"", b"0")
+
+
+def _coding(headers: list[tuple[bytes, bytes]]) -> str | None:
+    """The first content coding other than `identity` the request's Content-Encoding
+    headers name (each may list several); None if none does."""
+    for name, value in headers:
+        if name == b"content-encoding":
+            for coding in value.split(b","):
+                coding = coding.strip()
+                if coding and coding.lower() != b"identity":
+                    return coding.decode("latin-1")
+    return None
+
+
+def compressed(coding: str) -> JSONResponse:
+    """415 for a body sent compressed, naming the header, and, as RFC 9110 asks, the
+    codings accepted in `Accept-Encoding`."""
+    problem = (f"a body sent with Content-Encoding {coding[:40]!r} is not taken: send it"
+               " uncompressed (no Content-Encoding, or identity)")
+    return http_answers.field_refusal(
+        415, "unsupported_media_type", [{"field": "header.Content-Encoding",
+                                         "type": "unsupported_encoding", "problem": problem}],
+        headers={"Accept-Encoding": "identity"})

@@ -1,9 +1,9 @@
 """Answers the HTTP edge gives in more than one place: here so that the error handlers
-(http.py) and the middleware that answers before a route (auth.CredentialBeforeBody)
-say them alike.
+(http.py) and the middleware that answers before a route (auth.CredentialBeforeBody,
+body_limit.BodyLimit) say them alike.
 
 One error shape: `{"error": code, "detail": text}`, and, where fields were refused (a
-422, an unreadable body's 400), `fields`: each field, what was wrong
+422, an unreadable body's 400, a compressed body's 415), `fields`: each field, what was wrong
 and what is accepted; `detail` then says the first of them in words."""
 
 from __future__ import annotations

@@ -23,9 +23,10 @@ ERROR_SCHEMAS: dict[str, dict[str, Any]] = {
         "type": "object",
         "required": ["error"],
         "description": "Every error answer: a stable code and a `detail` in words; where"
-                       " fields were refused (a 422, an unreadable body's 400), also the"
-                       " `fields`, `detail` then saying the first of them. A refused"
-                       " configuration file also names its `file`, `line` and `rule`.",
+                       " fields were refused (a 422, an unreadable body's 400, a compressed"
+                       " body's 415), also the `fields`, `detail` then saying the first of"
+                       " them. A refused configuration file also names its `file`, `line`"
+                       " and `rule`.",
         "properties": {
             "error": {"type": "string", "description": "e.g. invalid_request, not_found"},
             "detail": {"type": "string"},
@@ -45,6 +46,8 @@ FORBIDDEN = "The credential's role (or department) does not allow this"
 NOT_FOUND = "Nothing of that name (the resource the path names, if it has to exist)"
 UNREADABLE = "The body cannot be read as JSON text (e.g. it is not UTF-8)"
 TOO_LARGE = "The request body is over the service's limit"
+COMPRESSED = ("The body is sent compressed (a Content-Encoding other than identity): send"
+              " it uncompressed")
 INVALID = "The request was refused: the fields that were wrong, and why"
 
 
@@ -78,6 +81,8 @@ def document_errors(schema: dict[str, Any], *, body_limit_exempt: tuple[str, ...
                 responses.setdefault("404", {"description": NOT_FOUND})
             if "requestBody" in operation and not path.endswith(body_limit_exempt):
                 responses.setdefault("413", {"description": TOO_LARGE})
+            if "requestBody" in operation:
+                responses.setdefault("415", {"description": COMPRESSED})
             if "application/json" in operation.get("requestBody", {}).get("content", {}):
                 responses.setdefault("400", {"description": UNREADABLE})
             if "422" in responses or "requestBody" in operation or operation.get("parameters"):

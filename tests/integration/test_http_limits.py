@@ -142,3 +142,14 @@ class TestStreamedUploads:
                                      headers={"Authorization": ""})
         assert response.status_code == 401
         assert body.pulled <= 500
+
+    async def test_a_compressed_upload_is_refused_before_its_body_is_read(
+            self, client: httpx.AsyncClient) -> None:
+        """Exempt from the size limit, not from the encoding's: an import would read the
+        inflated rows as text."""
+        body = Chunks(2000)
+        response = await client.post("/things/import", content=body.__aiter__(),
+                                     headers={"Content-Encoding": "gzip"})
+        assert response.status_code == 415
+        assert response.json()["fields"][0]["field"] == "header.Content-Encoding"
+        assert body.pulled <= 500

@@ -4,9 +4,11 @@ mistakes it is told of by name (README, "Hostile input")."""
 
 from __future__ import annotations
 
+import gzip
 from collections.abc import Iterator
 
 import httpx
+import orjson
 import pytest
 
 from services.core import topics
@@ -83,3 +85,18 @@ class TestErrorShape:
         assert unreadable.json()["field"] == "body"  # kept for the clients that read it
         assert [problem["field"] for problem in unreadable.json()["fields"]] == ["body"]
         assert [problem["field"] for problem in invalid.json()["fields"]] == ["body.channel"]
+
+
+class TestCompressedBody:
+    async def test_a_gzipped_ticket_is_a_415_naming_the_header(self, intake: Intake
+                                                               ) -> None:
+        """It was read as text: 400, "not UTF-8 text (byte 1 ...)"."""
+        ticket = orjson.dumps({**TICKET, "customer_id": unique("c")})
+        answer = await post(intake, gzip.compress(ticket),
+                            headers={"Content-Encoding": "gzip"})
+        assert answer.status_code == 415
+        assert answer.headers["Accept-Encoding"] == "identity"
+        assert [problem["field"] for problem in answer.json()["fields"]] == [
+            "header.Content-Encoding"]
+        plain = await post(intake, ticket, headers={"Content-Encoding": "identity"})
+        assert plain.status_code == 202, plain.text

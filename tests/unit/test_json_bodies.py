@@ -5,6 +5,7 @@ services' shared HTTP edge (http.install), called as ASGI: no sockets."""
 
 from __future__ import annotations
 
+import gzip
 import json
 from collections.abc import Iterable
 from typing import Any
@@ -32,8 +33,10 @@ def app() -> FastAPI:
 
 async def post(chunks: Iterable[bytes], *, content_type: bytes = b"application/json",
                headers: Iterable[tuple[bytes, bytes]] = (), method: str = "POST",
-               path: str = "/things") -> tuple[int, dict[str, Any]]:
-    """`chunks` sent as the body's parts, as a client streaming it would."""
+               path: str = "/things", answered: dict[str, str] | None = None,
+               ) -> tuple[int, dict[str, Any]]:
+    """`chunks` sent as the body's parts, as a client streaming it would; the answer's
+    headers put in `answered`."""
     parts = list(chunks)
     incoming = [{"type": "http.request", "body": part, "more_body": i < len(parts) - 1}
                 for i, part in enumerate(parts)]
@@ -51,7 +54,10 @@ async def post(chunks: Iterable[bytes], *, content_type: bytes = b"application/j
              "server": ("127.0.0.1", 80),
              "headers": [(b"content-type", content_type), *headers]}
     await app()(scope, receive, send)
-    status = next(m["status"] for m in sent if m["type"] == "http.response.start")
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    status = start["status"]
+    if answered is not None:
+        answered.update((name.decode(), value.decode()) for name, value in start["headers"])
     body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
     return status, json.loads(body)
 
@@ -180,3 +186,53 @@ class TestAJsonSyntaxError:
         assert problem["problem"].startswith("not valid JSON: ")
         assert where in problem["problem"]
         assert "send a JSON object, UTF-8" in problem["problem"]
+
+
+class TestACompressedBody:
+    """A body sent with a Content-Encoding other than identity is refused, 415 naming the
+    header and what is accepted, before it is read: it was read as text and answered
+    400 "not UTF-8 (byte 1 ...)"."""
+
+    @staticmethod
+    async def sent(body: bytes, *codings: bytes, method: str = "POST", path: str = "/things",
+                   answered: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+        return await post([body], method=method, path=path, answered=answered, headers=[
+            (b"content-length", str(len(body)).encode()),
+            *((b"content-encoding", coding) for coding in codings)])
+
+    @pytest.mark.parametrize("coding", [b"gzip", b"GZIP", b"deflate", b"br",
+                                        b"identity, gzip", b"x-anything"])
+    async def test_is_refused_naming_the_header(self, coding: bytes) -> None:
+        answered: dict[str, str] = {}
+        status, answer = await self.sent(gzip.compress(TICKET.encode()), coding,
+                                         answered=answered)
+        assert status == 415
+        [problem] = answer["fields"]
+        assert (problem["field"], problem["type"]) == ("header.Content-Encoding",
+                                                       "unsupported_encoding")
+        assert "send it uncompressed (no Content-Encoding, or identity)" in problem["problem"]
+        assert answer["error"] == "unsupported_media_type"
+        assert answered["accept-encoding"] == "identity"
+
+    async def test_a_second_header_line_counts_too(self) -> None:
+        status, _answer = await self.sent(TICKET.encode(), b"identity", b"gzip")
+        assert status == 415
+
+    async def test_a_body_in_chunks_without_a_length_is_refused_too(self) -> None:
+        status, _answer = await post([gzip.compress(TICKET.encode())], headers=[
+            (b"transfer-encoding", b"chunked"), (b"content-encoding", b"gzip")])
+        assert status == 415
+
+    async def test_is_refused_on_a_route_that_reads_its_body_itself_too(self) -> None:
+        status, _answer = await self.sent(gzip.compress(b"version: x\n"), b"gzip",
+                                          method="PUT", path="/file")
+        assert status == 415
+
+    @pytest.mark.parametrize("coding", [b"identity", b"Identity", b"", b" identity , "])
+    async def test_identity_is_no_compression(self, coding: bytes) -> None:
+        assert await self.sent(TICKET.encode(), coding) == (200, {"fields": 2})
+
+    def test_is_documented_on_every_operation_with_a_body(self) -> None:
+        operations = app().openapi()["paths"]
+        assert "415" in operations["/things"]["post"]["responses"]
+        assert "415" not in operations["/healthz"]["get"]["responses"]
