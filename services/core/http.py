@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import date, datetime
 from http import HTTPStatus
 from typing import Annotated, Any
@@ -11,6 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import AfterValidator, AwareDatetime, BeforeValidator, WithJsonSchema
 from starlette.exceptions import HTTPException
@@ -23,6 +24,7 @@ from services.core import (
     db,
     http_answers,
     http_docs,
+    json_bodies,
     moments,
     request_bodies,
 )
@@ -120,7 +122,7 @@ async def _invalid_request(_request: Request, error: Exception) -> JSONResponse:
     return invalid(fields)
 
 
-def invalid(fields: list[dict[str, str]]) -> JSONResponse:
+def invalid(fields: Sequence[Mapping[str, str]]) -> JSONResponse:
     """422 `invalid_request`: the fields refused, and the first of them in `detail`."""
     return http_answers.field_refusal(422, "invalid_request", fields)
 
@@ -141,6 +143,8 @@ async def _http_error(request: Request, error: Exception) -> JSONResponse:
     unreadable = _unreadable_body(error)
     if unreadable is not None:
         return _unreadable(unreadable)
+    if isinstance(error, json_bodies.RepeatedKeys):
+        return invalid(http_answers.bounded(error.problems))
     if isinstance(error.detail, dict) and "error" in error.detail:
         content = error.detail
     else:
@@ -221,6 +225,9 @@ def install(app: FastAPI, *, ready: Callable[[], bool], max_body_bytes: int = 1 
     says is down (background tasks). `streamed_uploads` are the (method, path) of the
     routes exempt from the body limit: bulk uploads that stream their body, and read it
     only once their caller is authenticated."""
+    for route in _routes(app.router.routes):
+        if isinstance(route, APIRoute):
+            json_bodies.read_unique_keys(route)
     app.add_middleware(body_limit.BodyLimit, max_bytes=max_body_bytes, exempt=streamed_uploads)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(InvalidField, _invalid_request)

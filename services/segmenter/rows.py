@@ -28,7 +28,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
-from services.core import identifiers, moments, request_bodies, tickets
+from services.core import identifiers, json_text, moments, request_bodies, tickets
 from services.segmenter.profiles import MAX_CUSTOMER_ATTRIBUTES, TEXT_LIMITS, CustomerType
 
 Kind: TypeAlias = Literal["customers", "purchases"]
@@ -304,15 +304,23 @@ def _no_constant(_name: str) -> None:
     raise ValueError("NaN and Infinity are not JSON")
 
 
-# Built once: json.loads with options builds a decoder per call.
-_EXACT_JSON = json.JSONDecoder(parse_float=Decimal, parse_constant=_no_constant)
-_PLAIN_JSON = json.JSONDecoder(parse_constant=_no_constant)
+# Built once: json.loads with options builds a decoder per call. A key given twice in
+# an object is refused, as in a request body (json_text).
+_EXACT_JSON = json.JSONDecoder(parse_float=Decimal, parse_constant=_no_constant,
+                               object_pairs_hook=json_text.unique_object)
+_PLAIN_JSON = json.JSONDecoder(parse_constant=_no_constant,
+                               object_pairs_hook=json_text.unique_object)
 
 
 def json_object(text: str, *, exact: bool = True) -> dict[str, Any] | str:
     """The JSON object in `text`, or the reason it is not one; `exact` keeps decimals."""
     try:
         value = (_EXACT_JSON if exact else _PLAIN_JSON).decode(text)
+    except json_text.RepeatedKeys as repeated:
+        # Not named: a row's keys may be its values (attributes), which reasons never echo.
+        [(_path, count)] = repeated.repeated[:1]
+        return (f"a key is given {count} times in one object: keys must be unique in every"
+                " JSON object; send it once")
     except (ValueError, RecursionError):
         return "not valid JSON"
     return value if isinstance(value, dict) else "not a JSON object"

@@ -100,3 +100,17 @@ class TestCompressedBody:
             "header.Content-Encoding"]
         plain = await post(intake, ticket, headers={"Content-Encoding": "identity"})
         assert plain.status_code == 202, plain.text
+
+
+class TestRepeatedKey:
+    async def test_a_ticket_giving_a_key_twice_is_a_422_naming_it(self, intake: Intake
+                                                                   ) -> None:
+        """It was accepted, by the last one given (email)."""
+        answer = await post(intake, b'{"customer_id": "c1", "subject": "s", "body": "b",'
+                                    b' "channel": "fax", "channel": "email"}')
+        assert answer.status_code == 422
+        assert answer.json()["fields"] == [{
+            "field": "body.channel", "type": "repeated_key",
+            "problem": "the key 'channel' is given 2 times in one object: keys must be"
+                       " unique in every JSON object (which one was meant is not for us to"
+                       " guess); send it once"}]

@@ -210,6 +210,23 @@ class TestBadRows:
     async def test_not_a_json_object(self, line: str, reason: str) -> None:
         assert lines_and_reasons(await read(line + "\n", "jsonl")) == [(1, reason)]
 
+    @pytest.mark.parametrize("line", [
+        '{"customer_id": "c-1", "customer_type": "individual", "customer_id": "c-2"}',
+        '{"customer_id": "c-1", "customer_type": "individual", "attributes":'
+        ' {"tier": 1, "tier": 2}}'])
+    async def test_a_key_given_twice_is_refused(self, line: str) -> None:
+        """As in a request body: which one was meant is not for the import to guess (the
+        last one was kept). Not named: a row's keys may be values (attributes)."""
+        assert lines_and_reasons(await read(line + "\n", "jsonl")) == [(
+            1, "a key is given 2 times in one object: keys must be unique in every JSON"
+               " object; send it once")]
+
+    async def test_a_key_given_twice_in_a_csv_rows_attributes_is_refused(self) -> None:
+        rows = await read("customer_id,customer_type,attributes\n"
+                          'c-1,individual,"{""a"": 1, ""a"": 2}"\n')
+        assert [(line, reason.split(" (")[0]) for line, reason in lines_and_reasons(rows)
+                ] == [(2, "invalid attributes")]
+
     async def test_csv_rows_by_physical_line(self) -> None:
         rows = await read("customer_id,customer_type,country,attributes\n"
                           "c-1,individual,NL,\n"

@@ -236,3 +236,28 @@ class TestACompressedBody:
         operations = app().openapi()["paths"]
         assert "415" in operations["/things"]["post"]["responses"]
         assert "415" not in operations["/healthz"]["get"]["responses"]
+
+
+class TestARepeatedKey:
+    """Refused, 422 naming each by its path: Python's reader kept the last silently."""
+
+    async def test_each_is_named_by_its_path_with_how_many_times_it_came(self) -> None:
+        status, answer = await post([
+            b'{"channel": "fax", "attributes": {"a": 1, "a": 2, "a": 3},'
+            b' "items": [{"x": 1}, {"x": 1, "x": 2}], "channel": "email"}'])
+        assert status == 422
+        assert [(problem["field"], problem["type"]) for problem in answer["fields"]] == [
+            ("body.channel", "repeated_key"), ("body.attributes.a", "repeated_key"),
+            ("body.items.1.x", "repeated_key")]
+        assert "'a' is given 3 times in one object: keys must be unique" in \
+            answer["fields"][1]["problem"]
+        assert answer["detail"].startswith("body.channel: the key 'channel' is given 2")
+
+    async def test_an_answer_names_the_first_hundred_and_counts_the_rest(self) -> None:
+        body = "[" + ", ".join('{"k": 1, "k": 2}' for _ in range(150)) + "]"
+        status, answer = await post([body.encode()])
+        assert status == 422
+        assert len(answer["fields"]) == http.MAX_FIELD_ERRORS + 1
+        assert answer["fields"][-1] == {
+            "field": "body", "type": "too_many_errors",
+            "problem": "50 more problems not named here: mend these first"}
