@@ -114,3 +114,21 @@ class TestRepeatedKey:
             "problem": "the key 'channel' is given 2 times in one object: keys must be"
                        " unique in every JSON object (which one was meant is not for us to"
                        " guess); send it once"}]
+
+
+class TestIdempotencyKey:
+    async def test_a_retry_writing_1_as_1_0_gets_the_same_ticket(self, intake: Intake
+                                                                  ) -> None:
+        """One number in JSON: the retry was a 422 `idempotency_key_reused`."""
+        ticket = {**TICKET, "customer_id": unique("c")}
+        key = {"Idempotency-Key": unique("key")}
+        first = await post(intake, orjson.dumps({**ticket, "attributes": {"a": 1}}),
+                           headers=key)
+        retry = await post(intake, orjson.dumps({**ticket, "attributes": {"a": 1.0}}),
+                           headers=key)
+        assert (first.status_code, retry.status_code) == (202, 202), retry.text
+        assert retry.json()["ticket_id"] == first.json()["ticket_id"]
+        other = await post(intake, orjson.dumps({**ticket, "attributes": {"a": 1.5}}),
+                           headers=key)
+        assert other.status_code == 422
+        assert other.json()["fields"][0]["type"] == "idempotency_key_reused"

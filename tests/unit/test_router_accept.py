@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
+import orjson
 import pytest
 
 from services.core import tickets, topics
@@ -27,9 +29,17 @@ def content(subject: str = "my invoice") -> tickets.TicketContent:
                                  channel="web")
 
 
-def ticket_with(attributes: dict[str, str | int]) -> tickets.TicketContent:
+def ticket_with(attributes: dict[str, Any]) -> tickets.TicketContent:
     return tickets.TicketContent(customer_id="c-1", subject="my invoice", body="hello",
                                  channel="web", attributes=attributes)
+
+
+async def accept_content(router: Wired, sent: tickets.TicketContent,
+                         ticket_id: str) -> service.Acceptance:
+    return await service.accept_ticket(
+        sent, platform="helpdesk", correlation_id=None, idempotency_key="key-1",
+        keys=router.router.intake_keys, publisher=router.router.publisher,
+        in_flight_for=router.router.claim_hold, now=NOW, new_id=lambda _now: ticket_id)
 
 
 async def accept(router: Wired, *, key: str | None = "key-1",
@@ -152,6 +162,52 @@ class TestAcceptTicket:
         row = next(iter(router.keys.rows.values()))
         row.fingerprint = hashlib.sha256(content().model_dump_json().encode()).hexdigest()
         replay = await accept(router, ticket_id="t-second")
+        assert (replay.verdict, replay.ticket_id) == (Verdict.REPLAY, "t-first")
+
+    @pytest.mark.parametrize(("first", "again"), [
+        ({"a": 1}, {"a": 1.0}), ({"a": 1.0}, {"a": 1}), ({"a": 0}, {"a": -0.0}),
+        ({"a": 10**18}, {"a": 1e18})])
+    async def test_a_retry_writing_a_number_otherwise_is_the_same_ticket(
+            self, first: dict[str, Any], again: dict[str, Any]) -> None:
+        """1 and 1.0 are one number in JSON: a retry whose client writes it otherwise
+        replays the ticket (it was a 422 `idempotency_key_reused`)."""
+        router = wired()
+        await accept_content(router, ticket_with(first), "t-first")
+        replay = await accept_content(router, ticket_with(again), "t-second")
+        assert (replay.verdict, replay.ticket_id) == (Verdict.REPLAY, "t-first")
+
+    @pytest.mark.parametrize("other", [{"a": 1.5}, {"a": 2}, {"a": "1"}, {"a": True}])
+    async def test_another_number_is_another_ticket(self, other: dict[str, Any]) -> None:
+        router = wired()
+        await accept_content(router, ticket_with({"a": 1}), "t-first")
+        reused = await accept_content(router, ticket_with(other), "t-second")
+        assert reused.verdict is Verdict.KEY_REUSED
+
+    async def test_a_key_claimed_with_numbers_as_written_still_replays(self) -> None:
+        """Keys claimed before numbers took one form (sorted, 1.0 unlike 1) replay a
+        retry sent as before, until their retention ends."""
+        router = wired()
+        sent = ticket_with({"b": 1.0, "a": 2})
+        await accept_content(router, sent, "t-first")
+        row = next(iter(router.keys.rows.values()))
+        row.fingerprint = hashlib.sha256(orjson.dumps(
+            sent.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)).hexdigest()
+        replay = await accept_content(router, sent, "t-second")
+        assert (replay.verdict, replay.ticket_id) == (Verdict.REPLAY, "t-first")
+
+    async def test_a_key_claimed_with_a_language_in_lower_case_still_replays(self) -> None:
+        """The intake kept `nl-be` as sent before it kept a tag in BCP 47's case: a key
+        claimed then replays a retry sent as before."""
+        router = wired()
+        sent = tickets.TicketContent(customer_id="c-1", subject="s", body="b",
+                                     channel="web", language="nl-be")
+        assert sent.language == "nl-BE"
+        await accept_content(router, sent, "t-first")
+        row = next(iter(router.keys.rows.values()))
+        as_kept_then = {**sent.model_dump(mode="json"), "language": "nl-be"}
+        row.fingerprint = hashlib.sha256(
+            orjson.dumps(as_kept_then, option=orjson.OPT_SORT_KEYS)).hexdigest()
+        replay = await accept_content(router, sent, "t-second")
         assert (replay.verdict, replay.ticket_id) == (Verdict.REPLAY, "t-first")
 
     async def test_two_platforms_may_use_the_same_key(self) -> None:

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
+from typing import Any
 
 import orjson
 
@@ -46,18 +47,40 @@ def scoped_key(platform: str | None, idempotency_key: str) -> str:
 
 
 def ticket_fingerprint(content: tickets.TicketContent) -> str:
-    """What the platform said, in one form whatever the order of its attributes: a JSON
-    object's members have no order, and a retry may send them in another (its map
-    iterated anew after a restart), which is the same ticket, not a key reused."""
-    said = orjson.dumps(content.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+    """What the platform said, in one form for what JSON says alike: whatever the order
+    of its attributes (a JSON object's members have no order, and a retry may send them
+    in another: its map iterated anew after a restart), and a number the same whether
+    written 1 or 1.0 (a retry whose client serialises its numbers anew: one number in
+    JSON, read as an int or a float). Either is the same ticket, not a key reused."""
+    said = orjson.dumps(_same_numbers(content.model_dump(mode="json")),
+                        option=orjson.OPT_SORT_KEYS)
     return hashlib.sha256(said).hexdigest()
 
 
-def _fingerprint_as_first_taken(content: tickets.TicketContent) -> str:
-    """The fingerprint as keys were claimed before ticket_fingerprint (the attributes in
-    the order they came): a retry of such a key, sent as before, is still the same
-    request. Not needed once every such key is past RETENTION_IDEMPOTENCY_KEYS_DAYS."""
-    return hashlib.sha256(content.model_dump_json().encode()).hexdigest()
+def _same_numbers(value: Any) -> Any:
+    """`value` with each integral float an int (1.0 as 1, -0.0 as 0)."""
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else value
+    if isinstance(value, dict):
+        return {key: _same_numbers(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_same_numbers(item) for item in value]
+    return value
+
+
+def _earlier_fingerprints(content: tickets.TicketContent) -> Iterator[str]:
+    """The fingerprint in the forms keys were claimed under before ticket_fingerprint:
+    the attributes in the order they came, then sorted with 1.0 unlike 1; and of a
+    language sent in lower case (the intake took `nl-be` as it came; it keeps `nl-BE`
+    now). A retry of such a key, sent as before, is still the same request. Not needed
+    once every such key is past RETENTION_IDEMPOTENCY_KEYS_DAYS."""
+    sent = [content]
+    if content.language is not None and content.language != content.language.lower():
+        sent.append(content.model_copy(update={"language": content.language.lower()}))
+    for said in sent:
+        yield hashlib.sha256(said.model_dump_json().encode()).hexdigest()
+        yield hashlib.sha256(orjson.dumps(said.model_dump(mode="json"),
+                                          option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 async def accept_ticket(content: tickets.TicketContent, *, platform: str | None,
@@ -82,8 +105,8 @@ async def accept_ticket(content: tickets.TicketContent, *, platform: str | None,
         claim = await keys.claim(key, fingerprint=fingerprint, ticket_id=ticket_id, now=now,
                                  correlation_id=correlation_id or ticket_id)
         if claim.fingerprint != fingerprint \
-                and claim.fingerprint == _fingerprint_as_first_taken(content):
-            fingerprint = claim.fingerprint  # a key claimed before the form was one
+                and claim.fingerprint in _earlier_fingerprints(content):
+            fingerprint = claim.fingerprint  # a key claimed under an earlier form
         claimed = intake_policy.ClaimedKey(claim.ticket_id, claim.fingerprint, claim.status,
                                            claim.created_at)
         verdict = intake_policy.judge_claim(claimed, holder=ticket_id,
