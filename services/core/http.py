@@ -259,9 +259,9 @@ def install(app: FastAPI, *, ready: Callable[[], bool], max_body_bytes: int = 1 
     _concrete_paths_first(app)  # last: the routes of every included router are known
 
 
-# The header of an answer that asks the caller to retry later (OpenAPI).
-RETRY_AFTER: dict[str, Any] = {"Retry-After": {
-    "description": "Seconds to wait before retrying", "schema": {"type": "integer", "minimum": 1}}}
+# The header of an answer that asks the caller to retry later (OpenAPI; a 503's and a
+# 429's get it wherever documented).
+RETRY_AFTER = http_docs.RETRY_AFTER
 
 YAML_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {
     "application/yaml": {"schema": {"type": "string",

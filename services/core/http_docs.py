@@ -1,6 +1,7 @@
 """What every service's OpenAPI says about its error answers, so that clients (and the
-schemathesis fuzz tests) can rely on it: one error shape for every 4xx and 5xx, and the
-statuses the shared pieces answer documented on each operation they guard."""
+schemathesis fuzz tests) can rely on it: one error shape for every 4xx and 5xx, the
+statuses the shared pieces answer documented on each operation they guard, and the
+`Retry-After` of every 503 and 429 documented, wherever it is."""
 
 from __future__ import annotations
 
@@ -50,6 +51,12 @@ COMPRESSED = ("The body is sent compressed (a Content-Encoding other than identi
               " it uncompressed")
 INVALID = "The request was refused: the fields that were wrong, and why"
 
+# The header of an answer that asks the caller to retry later: every 503 and 429 of ours
+# sends it, and every one documented says so (document_errors).
+RETRY_AFTER: dict[str, Any] = {"Retry-After": {
+    "description": "Seconds to wait before retrying", "schema": {"type": "integer", "minimum": 1}}}
+_RETRY_LATER = ("429", "503")
+
 
 def install(app: FastAPI) -> None:
     """Document the error answers in the app's OpenAPI, whenever it is generated."""
@@ -92,3 +99,5 @@ def document_errors(schema: dict[str, Any], *, body_limit_exempt: tuple[str, ...
             for status, response in responses.items():
                 if status[0] in "45":
                     response["content"] = _ERROR_CONTENT
+                if status in _RETRY_LATER:
+                    response["headers"] = {**RETRY_AFTER, **response.get("headers", {})}

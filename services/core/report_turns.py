@@ -32,7 +32,7 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, HTTPException, Request
 
-from services.core import access, auth, http, service_context
+from services.core import access, auth, service_context
 
 logger = logging.getLogger(__name__)
 
@@ -207,11 +207,11 @@ async def _turn(request: Request, context: service_context.Context) -> Turn:
 
 
 ReportTurn = Annotated[Turn, Depends(_turn)]
-# What a report route may answer besides its report (OpenAPI).
+# What a report route may answer besides its report (OpenAPI; its Retry-After is
+# documented with every 429, by http_docs).
 IN_PROGRESS: dict[int | str, dict[str, Any]] = {429: {
     "description": "`report_in_progress`: this credential's earlier report still waits or is"
-                   " computed (one at a time); retry after Retry-After",
-    "headers": http.RETRY_AFTER}}
+                   " computed (one at a time); retry after Retry-After"}}
 
 
 def _log_failure(task: asyncio.Task[Any]) -> None:
