@@ -122,6 +122,16 @@ async def _invalid_request(_request: Request, error: Exception) -> JSONResponse:
     return invalid(fields)
 
 
+def sent_once(request: Request, *names: str) -> None:
+    """InvalidField naming the first of the headers `names` sent more than once: which
+    one the caller meant is not for us to guess (FastAPI reads the first)."""
+    for name in names:
+        count = len(request.headers.getlist(name))
+        if count > 1:
+            raise InvalidField(f"header.{name}", f"sent {count} times: send it once (which"
+                                                 " one was meant is not for us to guess)")
+
+
 def invalid(fields: Sequence[Mapping[str, str]]) -> JSONResponse:
     """422 `invalid_request`: the fields refused, and the first of them in `detail`."""
     return http_answers.field_refusal(422, "invalid_request", fields)

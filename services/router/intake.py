@@ -151,6 +151,14 @@ REPORT_IN_FLIGHT: dict[int | str, dict[str, Any]] = {409: {
     "headers": http.RETRY_AFTER}}
 
 
+def sent_once(request: Request, correlation_id: str | None,
+              idempotency_key: str | None) -> None:
+    """A 422 for an X-Correlation-ID or an Idempotency-Key sent more than once (looked
+    for only when one was sent)."""
+    if correlation_id is not None or idempotency_key is not None:
+        http.sent_once(request, "Idempotency-Key", "X-Correlation-ID")
+
+
 def report_key(idempotency_key: str | None, router: bootstrap.Router,
                ) -> service.ReportKey | None:
     return None if idempotency_key is None else service.ReportKey(
@@ -171,6 +179,7 @@ async def submit_ticket(
 ) -> TicketAccepted | JSONResponse:
     """Accept a ticket: answered 202 only once the Kafka transaction holding it is
     committed; a 503 means it was not committed, and never will be."""
+    sent_once(request, correlation_id, idempotency_key)
     router = bootstrap.router_of(request)  # not a dependency: one fewer to solve a request
     accepted = await service.accept_ticket(
         submission, platform=platform.subject, correlation_id=correlation_id,
@@ -206,6 +215,7 @@ async def report_event(
     """A department reports that it picked up, responded to, waits on the customer of or
     resolved a ticket (a department's credential: only tickets that are with that
     department)."""
+    sent_once(request, correlation_id, idempotency_key)
     router = bootstrap.router_of(request)  # not a dependency: one fewer to solve a request
     recorded = await service.record_report(
         ticket_id, events.TicketEventType(f"ticket.{report.type}"),

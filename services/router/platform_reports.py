@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import Field
 
@@ -26,6 +26,7 @@ from services.router.intake import (
     TicketId,
     refused,
     report_key,
+    sent_once,
 )
 
 api = APIRouter(prefix="/v1/tickets", tags=["tickets"])
@@ -55,11 +56,12 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {
           responses={**UNAVAILABLE, **_REPLY_CONFLICTS, **_NOT_FOUND, **RATE_LIMITED})
 async def customer_replied(ticket_id: TicketId, reply: CustomerReply,
                            router: bootstrap.RouterContext, platform: auth.RateLimitedPlatform,
-                           correlation_id: CorrelationId = None,
+                           request: Request, correlation_id: CorrelationId = None,
                            idempotency_key: ReportIdempotencyKey = None,
                            ) -> ReportAccepted | JSONResponse:
     """The customer replied on a ticket this platform posted: its service-level clocks
     resume, and a next-response clock starts once it has had its first response."""
+    sent_once(request, correlation_id, idempotency_key)
     recorded = await service.customer_replied(
         ticket_id, occurred_at=reply.occurred_at, platform=platform,
         correlation_id=correlation_id, routed=router.routed, publisher=router.publisher,

@@ -132,3 +132,29 @@ class TestIdempotencyKey:
                            headers=key)
         assert other.status_code == 422
         assert other.json()["fields"][0]["type"] == "idempotency_key_reused"
+
+    @pytest.mark.parametrize("header", ["Idempotency-Key", "X-Correlation-ID"])
+    async def test_one_sent_twice_is_a_422_naming_it(self, intake: Intake, header: str
+                                                      ) -> None:
+        """The first was used, the second dropped silently."""
+        twice = [(header, unique("a")), (header, unique("b"))]
+        answer = await post(intake, json={**TICKET, "customer_id": unique("c")},
+                            headers=twice)
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["fields"] == [{
+            "field": f"header.{header}", "type": "value_error",
+            "problem": "sent 2 times: send it once (which one was meant is not for us to"
+                       " guess)"}]
+
+    @pytest.mark.parametrize(("path", "role", "body"), [
+        ("/v1/tickets/t-1/events", "admin", {"type": "picked_up"}),
+        ("/v1/tickets/t-1/customer-replies", "platform", {})])
+    async def test_a_report_sent_with_two_keys_is_a_422_naming_it(
+            self, intake: Intake, path: str, role: str, body: dict[str, str]) -> None:
+        headers = httpx.Headers([("Idempotency-Key", "k-1"), ("Idempotency-Key", "k-2")])
+        headers.update(intake.headers(role))
+        async with httpx.AsyncClient() as client:
+            answer = await client.post(f"{intake.url()}{path}", json=body, headers=headers)
+        assert answer.status_code == 422, answer.text
+        assert [problem["field"] for problem in answer.json()["fields"]] == [
+            "header.Idempotency-Key"]
