@@ -289,11 +289,14 @@ def postgresql_servers(url: URL) -> tuple[str, ...]:
         raise ValueError(f"its ?host= option: {exc} (e.g. ?host=a:5432&host=b:5432)"
                          ) from exc
     hosts: str | list[str] = given.get("host") or "localhost"
-    ports: int | list[int] = given.get("port") or POSTGRESQL_PORT
+    ports: int | list[int] = given.get("port", POSTGRESQL_PORT)
     pairs = list(zip(hosts, ports, strict=True)) \
         if isinstance(hosts, list) and isinstance(ports, list) else [(str(hosts), ports)]
     servers = []
     for host, port in pairs:
+        if not isinstance(port, int) or not 0 < port < 65536:
+            raise ValueError(f"its ?host= option names a server with a port that is not a"
+                             f" number from 1 to 65535 ({port!r})")
         if host.startswith("/"):
             servers.append(f"{host.rstrip('/')}/.s.PGSQL.{port}")
             continue

@@ -69,6 +69,13 @@ def test_a_database_the_services_do_not_run_on_is_refused_without_its_url(
     ("postgresql+asyncpg://u:s3cret-pw@/routing?host=db-a,db-b",
      "its ?host= option: All ports are required to be present for asyncpg multiple host"
      " URL (e.g. ?host=a:5432&host=b:5432)"),
+    # A port out of range: asyncpg's OverflowError at the first connection, a traceback.
+    ("postgresql+asyncpg://u:s3cret-pw@/routing?host=db-a:5432&host=db-b:70000",
+     "its ?host= option names a server with a port that is not a number from 1 to 65535"
+     " (70000)"),
+    ("postgresql+asyncpg://u:s3cret-pw@/routing?host=db-a:0",
+     "its ?host= option names a server with a port that is not a number from 1 to 65535"
+     " (0)"),
     # A port that is no number: looked up as a host name "db:5433x", waited on forever.
     ("postgresql+asyncpg://u:s3cret-pw@/routing?host=db:5433x",
      "its ?host= option names a server with a port that is not a number from 1 to 65535"
