@@ -220,12 +220,16 @@ async def ensure_topics(
     """Create the topics that do not exist yet, with our partition count and retention
     (a topic that exists keeps its settings: change them with Kafka's own tools).
 
-    Retries for a while: a broker that has just opened its port may not answer yet.
+    Retries for a while: a broker that has just opened its port may not answer yet. The
+    brokers answering but not making topics (TopicsNotMade) is not retried here: the
+    caller decides (a start waits, broker_start; the router's lanes are tried again).
     """
     wanted = list(dict.fromkeys(names))
     for attempt in range(1, attempts + 1):
         try:
             return await _create_missing(settings, wanted)
+        except TopicsNotMade:
+            raise
         except (KafkaError, OSError):
             if attempt == attempts:
                 raise

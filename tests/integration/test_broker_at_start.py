@@ -5,6 +5,7 @@ stands for the three: they start through the same door (tests/service_starts.py)
 
 from __future__ import annotations
 
+import logging
 import secrets
 import signal
 import subprocess
@@ -18,6 +19,8 @@ from devtools import certificates, ports, processes
 from devtools.kafka_broker import LocalKafka, Security
 from services.core import broker_start
 from services.core.settings import PROJECT_ROOT, Settings
+from services.router import app as router_app
+from services.router import bootstrap as router_bootstrap
 from tests.service_starts import exit_code_within, logged_within, metrics_service
 
 # Bounds on waits that end far sooner unless the start is broken.
@@ -183,6 +186,21 @@ class TestTopicsTheBrokersDoNotMake:
                                " make tickets.incoming (InvalidReplicationFactorError); ")
         assert line.endswith("(fewer brokers up than KAFKA_REPLICATION_FACTOR? run again once"
                              " they are)")
+
+
+class TestLanesTheBrokersDoNotMake:
+    async def test_are_a_warning_the_router_goes_on_from(
+            self, fresh_broker: str, caplog: pytest.LogCaptureFixture) -> None:
+        """The router's lanes for the table in force (at its start, after a reload, at
+        each load sample) raised TopicsNotMade after 30 tries: the start failed, and the
+        load sampling stopped before it sampled."""
+        settings = Settings(kafka_bootstrap_servers=fresh_broker, kafka_replication_factor=2)
+        with caplog.at_level(logging.WARNING, logger=router_app.__name__):
+            await router_app.ensure_lanes(settings, router_bootstrap.live_table(settings))
+        [warned] = [record for record in caplog.records if record.name == router_app.__name__]
+        assert warned.getMessage() == ("department lanes not made; tried again at the next"
+                                       " load sample")
+        assert "InvalidReplicationFactorError" in warned.error  # type: ignore[attr-defined]
 
 
 class TestACommand:
