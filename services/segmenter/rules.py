@@ -43,14 +43,22 @@ PERSONAL = (*DEFAULT_PROTECTED, "customer.attributes")
 # label values and database keys.
 SEGMENT_NAME = topics.DEPARTMENT_NAME
 # Text literals and comments, whichever comes first: a quote in a comment opens no text,
-# nor does `//` in a text start a comment.
-_TEXT_OR_COMMENT = re.compile(r"\"(?:\\.|[^\"\\])*\"|'(?:\\.|[^'\\])*'|//[^\n]*")
+# nor does `//` in a text start a comment. Raw texts first (r'\' is a whole text: no
+# escapes), then triple-quoted ones (which may hold quotes and lines), then quoted ones,
+# as CEL reads them: a literal misread would hide the reads after it (a protected
+# attribute unflagged, an unknown field unchecked).
+_TEXT_OR_COMMENT = re.compile(
+    r"(?:[rR][bB]?|[bB][rR])(?:'{3}.*?'{3}" r'|"{3}.*?"{3}' r"|'[^'\n]*'" r'|"[^"\n]*")'
+    r"|'{3}(?:\\.|[^\\])*?'{3}" r'|"{3}(?:\\.|[^\\])*?"{3}'
+    r'|"(?:\\.|[^"\\\n])*"' r"|'(?:\\.|[^'\\\n])*'"
+    r"|//[^\n]*", re.DOTALL)
 # A field selected by its name in quotes (`customer['age_years']`): read as with a dot.
 _SELECTED_BY_NAME = re.compile(r"\[\s*(?:\"([A-Za-z_]\w*)\"|'([A-Za-z_]\w*)')\s*\]")
 # A variable (not a field of something else named alike) and the fields selected of it,
-# with spaces around the dots as CEL allows them, up to a method called on them:
+# with spaces around the dots as CEL allows them (and CEL's leading dot, `.customer`, for
+# the variable of the root scope), up to a method called on them:
 # `customer.type.startsWith('g')` reads customer.type.
-_PATH = re.compile(r"(?<![\w.])(customer|features|tier|ticket)\b"
+_PATH = re.compile(r"(?<![\w.])\.?(customer|features|tier|ticket)\b"
                    r"((?:\s*\.\s*[A-Za-z_]\w*\b(?!\s*\())*)")
 _SPACES = re.compile(r"\s+")
 
@@ -198,7 +206,8 @@ def referenced_paths(expression: str) -> tuple[str, ...]:
     those in its text literals or comments, nor the methods it calls."""
     code = _SELECTED_BY_NAME.sub(lambda m: "." + (m.group(1) or m.group(2)), expression)
     code = _TEXT_OR_COMMENT.sub(lambda m: "" if m.group(0).startswith("/") else "''", code)
-    return tuple(dict.fromkeys(_SPACES.sub("", m.group(0)) for m in _PATH.finditer(code)))
+    return tuple(dict.fromkeys(_SPACES.sub("", m.group(1) + m.group(2))
+                               for m in _PATH.finditer(code)))
 
 
 def values_read(paths: Sequence[str], context: Context) -> dict[str, Any]:

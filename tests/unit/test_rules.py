@@ -482,10 +482,29 @@ class TestReads:
          ("customer.country",)),
         ("ticket.attributes.customer == 'a' && ticket.attributes.exists(a, a.features.x)",
          ("ticket.attributes.customer", "ticket.attributes")),
+        # CEL's leading dot names a variable of the root scope: read as without it.
+        (".customer.gender == 'female' && .tier == 'x'", ("customer.gender", "tier")),
+        # A literal read as CEL reads it hides nothing after it: triple-quoted ones may
+        # hold quotes, a raw one's backslash escapes nothing.
+        ("'" * 3 + "a'b" + "'" * 3 + " != '' && customer.gender == 'female'",
+         ("customer.gender",)),
+        ('"' * 3 + 'a"b' + '"' * 3 + ' != "" && customer.age_years > 3',
+         ("customer.age_years",)),
+        ("r'\\' != '' && customer.birth_date == null", ("customer.birth_date",)),
+        ('R"\\" != "" && customer.gender == "x"', ("customer.gender",)),
     ])
     def test_referenced_paths_are_fields_not_methods_comments_or_names_alike(
             self, expression: str, reads: tuple[str, ...]) -> None:
         assert rules.referenced_paths(expression) == reads
+
+    def test_a_protected_read_with_a_leading_dot_is_flagged_and_its_fields_checked(
+            self) -> None:
+        rule_set = parse("  - name: women\n    segment: x\n"
+                         "    when: .customer.gender == 'female'\n")
+        assert rule_set.protected_reads(rule_set.rules[0]) == ["customer.gender"]
+        with pytest.raises(ConfigError, match=r"customer\.agee_years is not a field"):
+            parse("  - name: seniors\n    segment: x\n"
+                  "    when: has(.customer.agee_years) && .customer.agee_years > 75\n")
 
     def test_protected_reads_are_flagged(self) -> None:
         rule_set = parse("  - name: women\n    segment: x\n"
