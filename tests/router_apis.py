@@ -26,6 +26,14 @@ from tests.conftest import unique
 # The service-level targets of the tickets the tests route: first response in 4 hours,
 # next response in 2, resolution in 2 days.
 TARGETS = service_clocks.Targets(timedelta(hours=4), timedelta(hours=2), timedelta(days=2))
+# A routing table of one department, which every ticket goes to.
+CUSTOMER_CARE_ONLY = """\
+fallback_department: customer_care
+routes:
+  - {segment: standard, department: customer_care}
+departments:
+  customer_care: {}
+"""
 
 
 async def routed_ticket(routed: RoutedTickets, department: str, *, spent: timedelta,

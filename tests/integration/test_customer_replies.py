@@ -22,17 +22,10 @@ from services.router import intake, platform_reports, ticket_ids
 from services.router.service import verdicts
 from services.router.store import RoutedTickets
 from tests import credentials
-from tests.router_apis import routed_ticket, router_apis
+from tests.router_apis import CUSTOMER_CARE_ONLY, routed_ticket, router_apis
 
 PLATFORM, OTHER_PLATFORM = "helpdesk", "zd-test"
 DEPARTMENT = "customer_care"
-TABLE = """\
-fallback_department: customer_care
-routes:
-  - {segment: standard, department: customer_care}
-departments:
-  customer_care: {}
-"""
 RETRY_AFTER = str(Settings().retry_after_seconds)
 
 
@@ -66,7 +59,7 @@ class Router:
 async def router(database_url: str, kafka_bootstrap: str,
                  tmp_path: Path) -> AsyncIterator[Router]:
     table = tmp_path / "routing.yaml"
-    table.write_text(TABLE, encoding="utf-8")
+    table.write_text(CUSTOMER_CARE_ONLY, encoding="utf-8")
     # The intake publishes the tickets there (and their `received` events on
     # tickets.events, which router_apis makes).
     await kafka.ensure_topics(Settings(kafka_bootstrap_servers=kafka_bootstrap),

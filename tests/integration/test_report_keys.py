@@ -30,17 +30,10 @@ from services.router.service import reports
 from services.router.store import RoutedTickets
 from tests import credentials
 from tests.conftest import read_topic, unique
-from tests.router_apis import routed_ticket, router_apis
+from tests.router_apis import CUSTOMER_CARE_ONLY, routed_ticket, router_apis
 
 DEPARTMENT = "customer_care"
 PLATFORM = "helpdesk"
-TABLE = """\
-fallback_department: customer_care
-routes:
-  - {segment: standard, department: customer_care}
-departments:
-  customer_care: {}
-"""
 @dataclass
 class Router:
     client: httpx.AsyncClient
@@ -78,7 +71,7 @@ class Router:
 async def router(database_url: str, kafka_bootstrap: str,
                  tmp_path: Path) -> AsyncIterator[Router]:
     table = tmp_path / "routing.yaml"
-    table.write_text(TABLE, encoding="utf-8")
+    table.write_text(CUSTOMER_CARE_ONLY, encoding="utf-8")
     async with router_apis(database_url, kafka_bootstrap, table, intake.api,
                            platform_reports.api) as apis:
         yield Router(apis.client, apis.routed, apis.idempotency_keys,
