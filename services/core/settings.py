@@ -8,7 +8,15 @@ from pathlib import Path
 from typing import Any, Literal, Self, get_origin
 
 import limits
-from pydantic import Field, FilePath, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    FilePath,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
@@ -77,7 +85,13 @@ class Settings(BaseSettings):
     kafka_ssl_keyfile: FilePath | None = None
     kafka_ssl_check_hostname: bool = True
 
-    database_url: str = f"sqlite+aiosqlite:///{PROJECT_ROOT / '.data' / 'routing.db'}"
+    # PostgreSQL's password, when not in DATABASE_URL: any characters, as a secret store
+    # makes them (one in the URL must be percent-encoded by hand). Before the URL, which
+    # takes it in (_a_store_we_run_on).
+    database_password: SecretStr | None = None
+    database_url: str = Field(
+        default=f"sqlite+aiosqlite:///{PROJECT_ROOT / '.data' / 'routing.db'}",
+        validate_default=True)
     # How long a statement waits for PostgreSQL's answer (db.engine). With the time its
     # connection's close may take, inside a stage's transaction limit, so that a store
     # that stops answering meets a stage as an outage of the store, not as a transaction
@@ -173,7 +187,7 @@ class Settings(BaseSettings):
 
     @field_validator("database_url")
     @classmethod
-    def _a_store_we_run_on(cls, value: str) -> str:
+    def _a_store_we_run_on(cls, value: str, info: ValidationInfo) -> str:
         try:
             url = make_url(value)
         except ArgumentError:
@@ -189,7 +203,8 @@ class Settings(BaseSettings):
             raise ValueError("a SQLite store is a file, shared by the services:"
                              " sqlite+aiosqlite:///path/to/routing.db (one in memory"
                              " would be each process's own)")
-        return value
+        password: SecretStr | None = info.data.get("database_password")
+        return value if password is None else _with_password(url, password.get_secret_value())
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -257,6 +272,20 @@ class Settings(BaseSettings):
         return self
 
 
+def _with_password(url: URL, password: str) -> str:
+    """`url` holding DATABASE_PASSWORD, percent-encoded as a URL holds it, so that
+    everything that opens the store reads one URL."""
+    if url.get_backend_name() != "postgresql":
+        raise ValueError("DATABASE_PASSWORD is set, and a SQLite store takes no password:"
+                         " unset DATABASE_PASSWORD, or give a postgresql+asyncpg:// URL")
+    if url.password is not None:
+        raise ValueError("it holds a password and DATABASE_PASSWORD is set too: give it"
+                         " once (a URL without one: postgresql+asyncpg://user@host/db)")
+    if not password:
+        raise ValueError("DATABASE_PASSWORD is empty: unset it, or give the password")
+    return url.set(password=password).render_as_string(hide_password=False)
+
+
 def _check_postgresql_url(url: URL) -> None:
     """ValueError for a PostgreSQL URL the driver would refuse at its first connection:
     a port out of range, an option it does not take (the URL itself is not quoted)."""
@@ -266,6 +295,10 @@ def _check_postgresql_url(url: URL) -> None:
         port = -1
     if port is not None and not 0 < port < 65536:
         raise ValueError("its port must be a number from 1 to 65535")
+    if url.host is not None and "@" in url.host:  # the URL's first "@" ended a password
+        raise ValueError("its host holds an '@': a password holding '@', ':', '/' or '%'"
+                         " is written percent-encoded in the URL ('@' as %40), or given"
+                         " in DATABASE_PASSWORD, which takes any characters")
     for option in url.query:
         if option in POSTGRESQL_OPTIONS:
             continue

@@ -111,3 +111,25 @@ class TestACommand:
         [line] = done.stderr.splitlines()
         assert line.startswith(f"DATABASE_URL: the store at 127.0.0.1:{port} is unreachable:")
         assert password not in line
+
+
+class TestADatabasePasswordOfAnyCharacters:
+    def test_a_command_opens_the_store_with_it(self, tmp_path: Path) -> None:
+        """DATABASE_PASSWORD, apart from the URL: a password a secret store made, with
+        characters a URL holds only percent-encoded, opens a real PostgreSQL's store
+        (password authentication, SCRAM)."""
+        password = "p@ss:w/rd%41#? &="
+        server = LocalPostgres(tmp_path / "postgres", password=password)
+        try:
+            server.start()
+            done = subprocess.run(
+                [sys.executable, "-c", "from services.cli import app; app()", "credentials",
+                 "list"], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                timeout=READY_SECONDS, check=False,
+                env={"PATH": "/usr/bin:/bin", "DATABASE_PASSWORD": password,
+                     "DATABASE_URL": f"postgresql+asyncpg://{server.user}@127.0.0.1:"
+                                     f"{server.port}/{server.database}"})
+        finally:
+            server.remove()
+        assert (done.returncode, done.stderr) == (0, "")
+        assert password not in done.stdout

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from sqlalchemy.engine import make_url
 
 from services.core import settings
 from services.core.settings import InvalidSettings, from_environment
@@ -142,3 +143,45 @@ def test_a_file_setting_naming_no_file_says_what_it_takes(
     assert refused(monkeypatch, KAFKA_SSL_CAFILE=str(tmp_path / "none.pem")) == [
         "KAFKA_SSL_CAFILE: Path does not point to a file: give the path of a file this"
         " process can read"]
+
+
+class TestDatabasePassword:
+    """DATABASE_PASSWORD: PostgreSQL's password in any characters, apart from the URL
+    (one in the URL must be percent-encoded by hand)."""
+
+    def test_it_reaches_the_url_whatever_its_characters(
+            self, monkeypatch: pytest.MonkeyPatch) -> None:
+        password = "p@ss:w/rd%41#? &="
+        monkeypatch.setenv("DATABASE_URL", "postgresql+asyncpg://routing@db:5433/r?ssl=require")
+        monkeypatch.setenv("DATABASE_PASSWORD", password)
+        url = make_url(from_environment().database_url)
+        assert (url.username, url.password, url.host, url.port, url.database, dict(url.query)
+                ) == ("routing", password, "db", 5433, "r", {"ssl": "require"})
+
+    @pytest.mark.parametrize(("url", "problem"), [
+        (None, "DATABASE_PASSWORD is set, and a SQLite store takes no password: unset"
+               " DATABASE_PASSWORD, or give a postgresql+asyncpg:// URL"),
+        ("postgresql+asyncpg://routing:s3cret-pw@db/r",
+         "it holds a password and DATABASE_PASSWORD is set too: give it once"),
+    ])
+    def test_one_that_would_not_be_used_is_refused(
+            self, monkeypatch: pytest.MonkeyPatch, url: str | None, problem: str) -> None:
+        if url is not None:
+            monkeypatch.setenv("DATABASE_URL", url)
+        [found] = refused(monkeypatch, DATABASE_PASSWORD="0ther-pw")
+        assert found.startswith(f"DATABASE_URL: {problem}")
+        assert "s3cret-pw" not in found and "0ther-pw" not in found
+
+    def test_an_empty_one_is_refused(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("DATABASE_URL", "postgresql+asyncpg://routing@db/r")
+        assert refused(monkeypatch, DATABASE_PASSWORD="") == [
+            "DATABASE_URL: DATABASE_PASSWORD is empty: unset it, or give the password"]
+
+    def test_a_password_with_an_at_sign_in_the_url_is_refused_without_it(
+            self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """SQLAlchemy ends the password at its first "@": the host would be "cret@db",
+        and the store's WARNINGs would name it, a piece of the password."""
+        [found] = refused(monkeypatch, DATABASE_URL="postgresql+asyncpg://u:s3@cret@db/r")
+        assert found == ("DATABASE_URL: its host holds an '@': a password holding '@', ':',"
+                         " '/' or '%' is written percent-encoded in the URL ('@' as %40), or"
+                         " given in DATABASE_PASSWORD, which takes any characters")
