@@ -4,7 +4,9 @@ serves.
 A service waits out the broker's outage (not up yet, down, its DNS name not there yet,
 its port open before it answers), as its stages do once running: a WARNING each try,
 naming the bootstrap servers (KAFKA_BOOTSTRAP_SERVERS: hosts and ports, no password) and
-what failed, then another try with backoff until the broker answers (at_start). A
+what failed (unreachable, or taking connections without a Kafka answer: kafka.NoKafkaAnswer,
+most often a listener of another security protocol), then another try with backoff until
+the broker answers (at_start). A
 mistake no wait mends is not waited on: the service exits 1 in one line naming the
 setting and what was wrong (a SASL user or password refused, a SASL mechanism the broker
 does not offer, a TLS file that cannot be used, a broker certificate the CA does not
@@ -140,8 +142,18 @@ def waiting(error: BaseException, said: str, pause: float, *, brokers: str) -> s
         return (f"the Kafka broker (KAFKA_BOOTSTRAP_SERVERS) at {brokers} has not made the"
                 f" topics (KAFKA_REPLICATION_FACTOR more than the brokers up?): waiting for"
                 f" it, next try in {pause:g} s ({said})")
+    if _gave_no_answer(error):
+        return (f"the Kafka broker (KAFKA_BOOTSTRAP_SERVERS) at {brokers} gives no Kafka"
+                f" answer: waiting for it, next try in {pause:g} s ({said})")
     return (f"the Kafka broker (KAFKA_BOOTSTRAP_SERVERS) at {brokers} is unreachable:"
             f" waiting for it, next try in {pause:g} s ({said})")
+
+
+def _gave_no_answer(error: BaseException) -> bool:
+    """Whether each bootstrap server took connections but gave no Kafka answer."""
+    if isinstance(error, BaseExceptionGroup):
+        return all(map(_gave_no_answer, error.exceptions))
+    return isinstance(error, kafka.NoKafkaAnswer)
 
 
 def refusal(error: BaseException, settings: Settings) -> str:
@@ -201,6 +213,10 @@ def unreachable(error: BaseException, settings: Settings) -> str:
         return (f"KAFKA_REPLICATION_FACTOR: the Kafka broker at {where(settings)} has not"
                 f" made the topics: {problem(error, settings)} (fewer brokers up than"
                 " KAFKA_REPLICATION_FACTOR? run again once they are)")
+    if _gave_no_answer(error):
+        return (f"KAFKA_BOOTSTRAP_SERVERS / KAFKA_SECURITY_PROTOCOL: the Kafka broker at"
+                f" {where(settings)} gives no Kafka answer: {problem(error, settings)}"
+                " (correct either, and run again)")
     return (f"KAFKA_BOOTSTRAP_SERVERS: the Kafka broker at {where(settings)} is unreachable:"
             f" {problem(error, settings)} (start it, or correct KAFKA_BOOTSTRAP_SERVERS, and"
             " run again)")

@@ -17,12 +17,14 @@ from aiokafka.conn import collect_hosts, create_conn
 from aiokafka.errors import (
     ClusterAuthorizationFailedError,
     InvalidReplicationFactorError,
+    KafkaConnectionError,
     KafkaError,
     TopicAlreadyExistsError,
     TopicAuthorizationFailedError,
     for_code,
 )
 from aiokafka.helpers import create_ssl_context
+from aiokafka.protocol.metadata import MetadataRequest
 
 from services.core import background, envelope, kafka_tuning, topics
 from services.core.settings import Settings
@@ -92,26 +94,76 @@ def tls_context(settings: Settings) -> ssl.SSLContext:
 
 # How long reaching a bootstrap server (TLS, SASL) may take before it counts as no answer.
 REACH_SECONDS = 10.0
+# How long the look at a server that gave no Kafka answer may take (NoKafkaAnswer).
+_LOOK_SECONDS = 2.0
+
+
+class NoKafkaAnswer(KafkaConnectionError):  # type: ignore[misc]  # aiokafka is untyped
+    """A bootstrap server that takes connections but gave no Kafka answer: a listener of
+    another security protocol (a TLS one, spoken to in plain text, closes the
+    connection), or no Kafka broker at all. Waited out as any broker not answering (one
+    starting, or going down, may do the same), but said as it is, not as unreachable."""
+
+    def __init__(self, host: str, port: int, protocol: str, cause: BaseException, *,
+                 handshake: bool = False) -> None:
+        said, name = " ".join(str(cause).split()), type(cause).__name__
+        met = said if name in said else f"{name}: {said}" if said else name  # aiokafka's
+        if handshake:  # the versions (TLS, SASL) answered; the first request was not
+            super().__init__(
+                f"{host}:{port} answered the handshake, then not its first request ({met}): a"
+                f" listener of another security protocol than"
+                f" KAFKA_SECURITY_PROTOCOL={protocol} (one that wants SASL?)")
+            return
+        super().__init__(
+            f"{host}:{port} took the connection, then gave no Kafka answer ({met}): not a"
+            f" Kafka listener, or one of another security protocol than"
+            f" KAFKA_SECURITY_PROTOCOL={protocol}")
+
+
+async def _takes_connections(host: str, port: int) -> bool:
+    """Whether `host:port` takes a TCP connection (closed at once)."""
+    try:
+        async with asyncio.timeout(_LOOK_SECONDS):
+            _, writer = await asyncio.open_connection(host, port)
+    except OSError:  # TimeoutError is an OSError
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return True
 
 
 async def reached(settings: Settings) -> None:
-    """Connect to a bootstrap server as every client does (TLS, SASL), then close:
-    returns at the first that answers, else raises what each met (the one error, or an
-    ExceptionGroup of them: a password refused, a certificate not trusted, no answer),
-    not aiokafka's 'Unable to bootstrap', which hides it."""
+    """Connect to a bootstrap server as every client does (TLS, SASL) and ask it one
+    request (the brokers, no topics: a listener that wants SASL answers the handshake,
+    then closes at the first request), then close: returns at the first that answers,
+    else raises what each met (the one error, or an ExceptionGroup of them: a password
+    refused, a certificate not trusted, no answer), not aiokafka's 'Unable to
+    bootstrap', which hides it."""
     options = connection_options(settings)
     del options["bootstrap_servers"]
     errors: list[Exception] = []
     for host, port, _ in collect_hosts(settings.kafka_bootstrap_servers, randomize=False):
+        connection = None
         try:
             async with asyncio.timeout(REACH_SECONDS):  # the whole: TLS, SASL's steps
                 connection = await create_conn(host, port, client_id="reach",
                                                request_timeout_ms=int(REACH_SECONDS * 1000),
                                                **options)
+                await connection.send(MetadataRequest([]))
+        except (KafkaConnectionError, TimeoutError) as error:
+            # Connected, then no answer? (A TLS error is the TLS listener's answer.)
+            answered = connection is not None
+            took = answered or await _takes_connections(host, port)
+            errors.append(NoKafkaAnswer(host, port, settings.kafka_security_protocol, error,
+                                        handshake=answered) if took else error)
+            continue
         except (KafkaError, OSError) as error:  # TimeoutError is an OSError
             errors.append(error)
             continue
-        await asyncio.wait([connection.close()], timeout=REACH_SECONDS)  # its socket too
+        finally:
+            if connection is not None:  # its socket too
+                await asyncio.wait([connection.close()], timeout=REACH_SECONDS)
         return
     if len(errors) == 1:
         raise errors[0]

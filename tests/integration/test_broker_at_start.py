@@ -95,6 +95,57 @@ class TestAServiceWhileTheBrokerIsDown:
         assert "Traceback" not in logs
 
 
+class TestAListenerOfAnotherSecurityProtocol:
+    """A TLS listener spoken to in plain text closes the connection: said as a server
+    that took the connection and gave no Kafka answer, naming KAFKA_SECURITY_PROTOCOL,
+    where it was said unreachable."""
+
+    def test_a_start_waits_saying_so(
+            self, tmp_path: Path, secured_broker: tuple[str, Path],
+            started_services: list[processes.ServiceProcess]) -> None:
+        bootstrap, _ = secured_broker
+        service = metrics_service(tmp_path, bootstrap=bootstrap,
+                                  database_url=sqlite_store(tmp_path))
+        service.start()
+        started_services.append(service)
+        said = (f"the Kafka broker (KAFKA_BOOTSTRAP_SERVERS) at {bootstrap} gives no Kafka"
+                " answer: waiting for it, next try in 1 s (NoKafkaAnswer: "
+                f"{bootstrap} took the connection, then gave no Kafka answer (")
+        assert logged_within(service, said, WAITING_SECONDS), service.log_file.read_text()
+        logs = service.log_file.read_text()
+        assert ("not a Kafka listener, or one of another security protocol than"
+                " KAFKA_SECURITY_PROTOCOL=PLAINTEXT)") in logs
+        assert WAITING not in logs and "Traceback" not in logs
+        service.signal(signal.SIGTERM)
+        assert exit_code_within(service, WAITING_SECONDS) == 0
+
+    @pytest.mark.parametrize(("protocol", "said"), [
+        ("PLAINTEXT", "took the connection, then gave no Kafka answer (KafkaConnectionError:"
+                      " Connection at {bootstrap} closed): not a Kafka listener, or one of"
+                      " another security protocol than KAFKA_SECURITY_PROTOCOL=PLAINTEXT"),
+        # TLS without SASL: the versions are answered before authentication.
+        ("SSL", "answered the handshake, then not its first request (KafkaConnectionError:"
+                " Connection at {bootstrap} closed): a listener of another security protocol"
+                " than KAFKA_SECURITY_PROTOCOL=SSL (one that wants SASL?)"),
+    ])
+    def test_a_command_ends_in_one_line_saying_so(
+            self, tmp_path: Path, secured_broker: tuple[str, Path], protocol: str,
+            said: str) -> None:
+        bootstrap, ca = secured_broker
+        tls = {"KAFKA_SSL_CAFILE": str(ca)} if protocol == "SSL" else {}
+        done = subprocess.run(
+            [sys.executable, "-c", "from services.cli import app; app()", "topics"],
+            cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=WAITING_SECONDS,
+            check=False, env={"PATH": "/usr/bin:/bin", "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+                              "KAFKA_SECURITY_PROTOCOL": protocol, **tls,
+                              "DATABASE_URL": sqlite_store(tmp_path)})
+        assert (done.returncode, done.stdout) == (1, "")
+        [line] = done.stderr.splitlines()
+        assert line == (f"KAFKA_BOOTSTRAP_SERVERS / KAFKA_SECURITY_PROTOCOL: the Kafka broker"
+                        f" at {bootstrap} gives no Kafka answer: NoKafkaAnswer: {bootstrap} "
+                        + said.format(bootstrap=bootstrap) + " (correct either, and run again)")
+
+
 class TestAMistakeInTheKafkaSettings:
     def test_a_password_refused_exits_1_at_once_naming_the_settings(
             self, tmp_path: Path, secured_broker: tuple[str, Path],

@@ -93,6 +93,9 @@ class TestWhatIsWaitedOut:
         ssl.SSLEOFError(8, "EOF occurred in violation of protocol"),  # a handshake cut
         ExceptionGroup("no bootstrap server answered", [
             ConnectionRefusedError(111, "refused"), socket.gaierror(-2, "not known")]),
+        # A TLS listener spoken to in plain text; a broker starting or going down alike.
+        kafka.NoKafkaAnswer("kafka-1", 9093, "PLAINTEXT",
+                            KafkaConnectionError("Connection at kafka-1:9093 closed")),
     ])
     def test_the_broker_down_starting_or_unreachable(self, error: Exception) -> None:
         assert broker_start.failure(error) is OUTAGE
@@ -228,6 +231,31 @@ class TestWhatTheLinesSay:
         refused = ConnectionRefusedError(111, "Connect call failed")
         assert broker_start.problem(refused, SASL) == \
             "ConnectionRefusedError: [Errno 111] Connect call failed"
+
+    def test_servers_that_gave_no_kafka_answer_are_said_so(self) -> None:
+        """Only when each of them took the connection: one unreachable may be the one."""
+        closed = kafka.NoKafkaAnswer("kafka-1", 9093, "SASL_SSL", TimeoutError())
+        assert str(closed) == (
+            "NoKafkaAnswer: kafka-1:9093 took the connection, then gave no Kafka answer"
+            " (TimeoutError): not a Kafka listener, or one of another security protocol than"
+            " KAFKA_SECURITY_PROTOCOL=SASL_SSL")
+        both = ExceptionGroup("none", [closed, kafka.NoKafkaAnswer(
+            "kafka-2", 9093, "SASL_SSL", KafkaConnectionError("Connection closed"))])
+        refused = ExceptionGroup("none", [closed, ConnectionRefusedError(111, "refused")])
+        said = {error: (broker_start.waiting(error, "...", 1, brokers="b"),
+                        broker_start.unreachable(error, SASL))
+                for error in (closed, both, refused)}
+        for error in (closed, both):
+            waiting, command = said[error]
+            assert waiting.startswith("the Kafka broker (KAFKA_BOOTSTRAP_SERVERS) at b gives"
+                                      " no Kafka answer: waiting for it")
+            assert command.startswith("KAFKA_BOOTSTRAP_SERVERS / KAFKA_SECURITY_PROTOCOL:"
+                                      " the Kafka broker at kafka-1:9093,kafka-2:9093 gives"
+                                      " no Kafka answer: ")
+        waiting, command = said[refused]
+        assert "is unreachable: waiting for it" in waiting
+        assert command.startswith("KAFKA_BOOTSTRAP_SERVERS: the Kafka broker at"
+                                  " kafka-1:9093,kafka-2:9093 is unreachable: ")
 
     def test_a_refusal_names_the_setting_and_what_was_wrong(self) -> None:
         line = broker_start.refusal(REFUSED, SASL)
