@@ -138,8 +138,12 @@ class TestRuleFailure:
             "segmentation"]["segment"] == "general"
         assert failures() == before + 1
         [logged] = [r for r in caplog.records if "segment rule failed" in r.getMessage()]
-        assert (logged.rule, logged.kind, logged.ticket_id) == (  # type: ignore[attr-defined]
-            "by-email", "NOT_FOUND", "t-1")
+        # README's words for it: the message, and the fields it names.
+        assert (logged.levelno, logged.getMessage()) == (
+            logging.WARNING, "a segment rule failed on a ticket's data: it did not hold")
+        assert (logged.rule, logged.kind, logged.ticket_id,  # type: ignore[attr-defined]
+                logged.rules_version) == (  # type: ignore[attr-defined]
+            "by-email", "NOT_FOUND", "t-1", by_email.version)
         assert email not in json.dumps(logged.__dict__, default=str)
         assert email.encode() not in segmented.value + lifecycle.value
 
