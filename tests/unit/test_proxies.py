@@ -88,6 +88,37 @@ class TestNoProxy:
         assert strict.proxy_detection.proxies == ()
         assert [p.rule for p in loose.proxy_detection.proxies] == ["frisian-speakers"]
 
+    def test_a_rule_matching_all_but_fewer_customers_than_the_minimum_is_not_flagged(
+            self) -> None:
+        """The rest is a group too: a rule leaving out only a handful would name them.
+        Here every woman and 40 of 50 men match (Cramér's V 0.33), the 10 left out all
+        men."""
+        def detected(minimum: int) -> tuple[proxies.Proxy, ...]:
+            detection = proxies.ProxyDetection(["r"], ["gender"],
+                                               proxies.Policy(minimum_customers=minimum))
+            for n in range(100):
+                female = n < 50
+                detection.add({"gender": "female" if female else "male"},
+                              ["r"] if female or n < 90 else [])
+            return detection.detection().proxies
+
+        assert [(p.matched, p.customers, p.cramers_v) for p in detected(5)] == [
+            (90, 100, 0.333)]
+        assert detected(30) == ()
+
+
+class TestThreshold:
+    def test_a_rule_at_the_threshold_is_flagged(self) -> None:
+        """At or above it: a rule whose matches are told by the band alone (V 1.0) is
+        flagged under the highest threshold there is."""
+        detection = proxies.ProxyDetection(["r"], ["gender"], proxies.Policy(
+            threshold=1.0, minimum_customers=1))
+        for n in range(40):
+            female = n % 2 == 0
+            detection.add({"gender": "female" if female else "male"}, ["r"] if female else [])
+        [proxy] = detection.detection().proxies
+        assert (proxy.cramers_v, proxy.band, proxy.share_of_matches) == (1.0, "female", 1.0)
+
 
 class TestCheckedAttributes:
     @pytest.mark.parametrize("listed", ["[]", "[customer.gender]"])
