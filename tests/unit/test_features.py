@@ -26,6 +26,18 @@ class TestRawFeatures:
         assert value.last_purchase_at == NOW - timedelta(days=10)
         assert value.tickets_raised == 2
 
+    def test_the_growth_ratio_runs_from_minus_one_to_one(self) -> None:
+        """The growth over the larger of the two 90-day spends: a customer who stopped
+        buying is at -1, one who just started at 1, a halved spend at -0.5."""
+        def ratio(*days_and_amounts: tuple[int, float]) -> float:
+            return features.raw_features(bought(*days_and_amounts), signup_date=None,
+                                         tickets_raised=0, now=NOW).growth_ratio
+
+        assert ratio((100, 80.0)) == -1.0  # nothing in the last 90 days
+        assert ratio((10, 80.0)) == 1.0  # nothing in the 90 before
+        assert ratio((10, 50.0), (100, 100.0)) == -0.5
+        assert ratio((10, 100.0), (100, 100.0)) == 0.0
+
     def test_no_purchases(self) -> None:
         value = features.raw_features([], signup_date=None, tickets_raised=0, now=NOW)
         assert (value.purchases, value.total_value, value.growth_ratio) == (0, 0.0, 0.0)
