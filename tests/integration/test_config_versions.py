@@ -132,6 +132,19 @@ class TestFileImport:
                   if "in force before and is not imported again" in record.getMessage()]
         assert (told.levelno, told.version_id) == (logging.WARNING, seed_id)  # type: ignore[attr-defined]
 
+    async def test_a_file_saved_unchanged_is_left_as_it_is_silently(
+            self, governed: Governed, caplog: pytest.LogCaptureFixture) -> None:
+        """Its text is the version in force: no new version, nothing in the log (a
+        warning would have an admin roll back to what already serves)."""
+        in_force = governed.live.version_id
+        governed.file.write_text(governed.original, encoding="utf-8")
+        with caplog.at_level(logging.INFO, logger="services.core.live_config"):
+            await governed.live._import_file()
+        assert [v.version_id for v in await governed.versions.history()] == [in_force]
+        assert governed.live.version_id == in_force
+        assert [r.getMessage() for r in caplog.records
+                if r.name == "services.core.live_config"] == []
+
     async def test_a_file_put_back_to_a_replaced_text_is_not_imported_again(
             self, governed: Governed) -> None:
         governed.file.write_text(governed.edited("edited-2"), encoding="utf-8")
