@@ -107,8 +107,36 @@ class TestHotReload:
             assert uploaded.status_code == 200, uploaded.text
             answer = await segment_of(client, "ind-vip-1")
             assert (answer["segment"], answer["rule"]) == (before["segment"], before["rule"])
-            assert [failed["rule"] for failed in answer["rules_failed"]] == ["dutch-women"]
+            # Each with CEL's status code (startsWith on a null gender), never its message.
+            assert answer["rules_failed"] == [{"rule": "dutch-women", "kind": "UNKNOWN"}]
             assert before["rules_failed"] == []
+        finally:
+            await client.put("/v1/segment-rules", content=original,
+                             headers={"content-type": "application/yaml"})
+
+    async def test_the_explanation_gives_an_admin_the_values_read_protected_ones_too(
+            self, client: httpx.AsyncClient, segmenter: Segmenter) -> None:
+        """An admin's answer, not a ticket: the values the deciding rule read, a
+        protected one (gender) and a free-form attribute too, where a ticket carries
+        their paths only."""
+        customer_id = unique("explained")
+        created = await client.put(f"/v1/customers/{customer_id}", json={
+            "customer_type": "individual", "gender": "female", "country": "SE",
+            "attributes": {"club": "chess"}})
+        assert created.status_code == 201, created.text
+        original = segmenter.rules_file.read_text()
+        by_club = original.replace("version: demo-2", "version: by-club-1").replace(
+            "rules:\n", "rules:\n  - name: women-in-clubs\n    segment: care_plus\n"
+                        "    when: customer.gender == 'female'"
+                        " && has(customer.attributes.club)\n", 1)
+        try:
+            uploaded = await client.put("/v1/segment-rules", content=by_club,
+                                        headers={"content-type": "application/yaml"})
+            assert uploaded.status_code == 200, uploaded.text
+            answer = await segment_of(client, customer_id)
+            assert (answer["segment"], answer["rule"]) == ("care_plus", "women-in-clubs")
+            assert answer["explanation"]["decided_by"] == {
+                "customer.gender": "female", "customer.attributes.club": "chess"}
         finally:
             await client.put("/v1/segment-rules", content=original,
                              headers={"content-type": "application/yaml"})
