@@ -68,6 +68,25 @@ class TestFirstMatchWins:
         assert decide(RULES, unknown).segment == "general"
 
 
+class TestCustomerAsRulesReadIt:
+    """README's table of what `customer` holds: for an unknown customer `known` false,
+    `attributes` empty and every other field but `id` null; the birth date as ISO text."""
+
+    def test_an_unknown_customer_is_its_id_known_false_and_nulls(self) -> None:
+        unknown = Customer("zz", None, ValueFeatures(), Tier.POTENTIAL)
+        view = context.build(unknown, None, today=TODAY)["customer"]
+        assert (view.pop("id"), view.pop("known"), view.pop("attributes")) == ("zz", False, {})
+        assert set(view.values()) == {None}
+        held = parse("  - name: strangers\n    segment: s\n    when: '!customer.known'\n")
+        assert decide(held, unknown).rule == "strangers"
+
+    def test_a_known_customers_birth_date_is_iso_text_beside_the_age(self) -> None:
+        view = context.build(customer(birth_date=date(1950, 11, 24), attributes={"club": "x"}),
+                             None, today=TODAY)["customer"]
+        assert (view["known"], view["birth_date"], view["age_years"], view["attributes"]) == (
+            True, "1950-11-24", 75, {"club": "x"})
+
+
 class TestRejectedRuleSets:
     def test_syntax_error_names_file_line_and_rule(self) -> None:
         with pytest.raises(ConfigError) as error:
