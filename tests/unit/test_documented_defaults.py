@@ -1,6 +1,6 @@
-"""The defaults README's Configuration table gives are the settings' own, and the limits
-README states as numbers (not settings) are the constants' values: a change to either
-shows here, to be said in README too."""
+"""The defaults and the ranges README's Configuration table gives are the settings' own,
+and the limits README states as numbers (not settings) are the constants' values: a
+change to either shows here, to be said in README too."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from services.core import (
     config_files,
@@ -133,3 +134,46 @@ def test_the_walk_throughs_demo_table_sets_first_response_targets_only() -> None
     shipped = (settings.PROJECT_ROOT / "config" / "routing.yaml").read_text(encoding="utf-8")
     assert "first_response_target" in shipped
     assert not re.search(r"\b(next_response|resolution)_target\b", shipped)
+
+
+# Each range the Configuration table states: the variable, README's words for it (in that
+# variable's row), and the least and the most it takes.
+RANGES = [
+    ("KAFKA_FETCH_MAX_WAIT_MS", "(1-500;", 1, 500),
+    ("INTAKE_PRODUCERS", "(1-16)", 1, 16),
+    ("INTAKE_GATHER_MS", "(0-100)", 0, 100),
+    ("ROUTER_PORT", "(1-65535)", 1, 65535),
+    ("SEGMENTER_PORT", "(1-65535)", 1, 65535),
+    ("METRICS_PORT", "(1-65535)", 1, 65535),
+    ("CUSTOMER_CACHE_SIZE", "(0 turns the cache off)", 0, None),
+    ("TIER_RECOMPUTE_INTERVAL_SECONDS", "0: only on demand", 0, None),
+    ("PROTECTED_GROUP_MINIMUM_SIZE", "(1-1,000,000)", 1, 1_000_000),
+    ("RETENTION_PURGE_CHUNK", "(1-100,000)", 1, 100_000),
+    ("WEBHOOK_MAX_ATTEMPTS", "(1-100)", 1, 100),
+    ("WEBHOOK_CONCURRENCY_PER_PLATFORM", "(1-100)", 1, 100),
+    ("REPORTS_AT_ONCE", "(1-32)", 1, 32),
+]
+
+
+def configuration_row(variable: str) -> str:
+    section = README.read_text(encoding="utf-8").split("\n## Configuration", 1)[1]
+    return next(line for line in section.split("\n## ", 1)[0].splitlines()
+                if line.startswith("| `") and f"`{variable}`" in line.split(" | ")[0])
+
+
+def taken(variable: str, value: int) -> bool:
+    try:
+        Settings(**{variable.lower(): value})
+    except ValidationError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize(("variable", "words", "least", "most"), RANGES,
+                         ids=[variable for variable, *_ in RANGES])
+def test_a_range_the_table_states_is_the_one_the_setting_takes(
+        variable: str, words: str, least: int, most: int | None) -> None:
+    assert words in configuration_row(variable)
+    assert taken(variable, least) and not taken(variable, least - 1)
+    if most is not None:
+        assert taken(variable, most) and not taken(variable, most + 1)
