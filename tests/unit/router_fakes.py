@@ -23,6 +23,7 @@ from tests.conftest import TEST_ROUTING_TABLE
 class Published:
     topic: str
     event: envelope.Event
+    key: str = ""  # the record's key, as Kafka partitions by it
 
 
 class FakePublisher:
@@ -37,7 +38,7 @@ class FakePublisher:
             raise kafka.PublishFailed("no broker in a unit test")
         for output in kafka.records(outputs):
             self.published.append(Published(output.topic, envelope.from_record(
-                list(output.headers), output.value)))
+                list(output.headers), output.value), output.key.decode()))
 
     def types(self) -> list[str]:
         return [found.event.type for found in self.published]
