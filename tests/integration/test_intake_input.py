@@ -146,15 +146,19 @@ class TestIdempotencyKey:
             "problem": "sent 2 times: send it once (which one was meant is not for us to"
                        " guess)"}]
 
+    @pytest.mark.parametrize("header", ["Idempotency-Key", "X-Correlation-ID"])
     @pytest.mark.parametrize(("path", "role", "body"), [
         ("/v1/tickets/t-1/events", "admin", {"type": "picked_up"}),
         ("/v1/tickets/t-1/customer-replies", "platform", {})])
     async def test_a_report_sent_with_two_keys_is_a_422_naming_it(
-            self, intake: Intake, path: str, role: str, body: dict[str, str]) -> None:
-        headers = httpx.Headers([("Idempotency-Key", "k-1"), ("Idempotency-Key", "k-2")])
+            self, intake: Intake, path: str, role: str, body: dict[str, str], header: str
+    ) -> None:
+        """As on a ticket: a key or a correlation id sent twice, on a department's report
+        or a platform's customer reply."""
+        headers = httpx.Headers([(header, "k-1"), (header, "k-2")])
         headers.update(intake.headers(role))
         async with httpx.AsyncClient() as client:
             answer = await client.post(f"{intake.url()}{path}", json=body, headers=headers)
         assert answer.status_code == 422, answer.text
         assert [problem["field"] for problem in answer.json()["fields"]] == [
-            "header.Idempotency-Key"]
+            f"header.{header}"]
