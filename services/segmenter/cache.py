@@ -7,6 +7,9 @@ once when a customer or purchase changes through any segmenter instance.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 from cachetools import TTLCache
 from prometheus_client import Counter
 
@@ -20,8 +23,18 @@ _HITS, _MISSES = LOOKUPS.labels("hit"), LOOKUPS.labels("miss")
 
 
 class CustomerCache:
-    def __init__(self, *, max_customers: int, ttl_seconds: float) -> None:
-        self._entries: TTLCache[str, Customer] = TTLCache(max_customers, ttl_seconds)
+    def __init__(self, *, max_customers: int, ttl_seconds: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._entries: TTLCache[str, Customer] = TTLCache(max_customers, ttl_seconds,
+                                                          timer=clock)
+
+    @property
+    def max_customers(self) -> int:
+        return int(self._entries.maxsize)
+
+    @property
+    def ttl_seconds(self) -> float:
+        return float(self._entries.ttl)
 
     def get(self, customer_id: str) -> Customer | None:
         found = self._entries.get(customer_id)
