@@ -2,7 +2,8 @@
 the APIs and runs no stage; a second router instance, in its own process, routes. A
 ticket posted to the first reaches its department's queue once; only the second runs
 the router's consumers (its stage and its followers of the ticket events) and samples
-the departments' load."""
+the departments' load; both follow the routing table's changes and take their turns at
+the fleet-wide jobs."""
 
 from __future__ import annotations
 
@@ -23,6 +24,12 @@ from tests.e2e.split_pipeline import running
 ROUTING_METRICS = [*(f'routing_stage_waiting_for_outage{{stage="{name}"}}' for name in
                      ("router", topics.ROUTER_TRACKER_GROUP, topics.ROUTER_WEBHOOKS_GROUP)),
                    'routing_background_task_up{task="load"}']
+# What an instance serving the intake alone still runs (README, ROUTER_STAGE): the routing
+# table's followers (a table put in force reaches its simulator and APIs) and its turn at
+# the fleet-wide jobs any router can hold the lease of.
+EVERY_ROUTERS = [f'routing_background_task_up{{task="{task}"}}' for task in (
+    "routing_table-announcements", "routing_table-store-check", "escalation",
+    "retention-purge")]
 
 
 @pytest.fixture
@@ -54,3 +61,5 @@ async def test_the_intake_router_hands_its_tickets_to_the_routing_instance(
     for metric in ROUTING_METRICS:
         assert metric not in intake_metrics
         assert metric in routing_metrics
+    for metric in EVERY_ROUTERS:
+        assert metric in intake_metrics and metric in routing_metrics, metric
