@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +24,7 @@ from services.router import dead_letter_records
 from services.segmenter import admin_api, rows
 
 NOW = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def headers(**replaced: bytes | None) -> list[tuple[str, Any]]:
@@ -206,6 +209,30 @@ class TestLifecycleContract:
     def test_every_event_is_trusted_from_its_writer(self) -> None:
         for kind, source in events.WRITTEN_BY.items():
             assert events.read(lifecycle(kind, source)).type == kind
+
+    def test_readme_lists_every_type_with_its_writer(self) -> None:
+        """README, "How it works": the pipeline's events, then the reports (written by
+        the intake), then the writers; exactly the types there are."""
+        text = " ".join(README.read_text(encoding="utf-8").split())
+        said = text.split("**Lifecycle events** on `tickets.events`: ", 1)[1]
+        pipeline, reports = said.split(" over the router's HTTP API", 1)[0].split(
+            " from the pipeline; ")
+        listed = [re.findall(r"`(ticket\.[a-z_]+)`", words) for words in (pipeline, reports)]
+        assert sorted(listed[0]) == sorted(
+            kind for kind, source in events.WRITTEN_BY.items()
+            if kind not in events.REPORTS)
+        assert sorted(listed[1]) == sorted(events.REPORTS)
+        assert set(events.WRITTEN_BY) == set(events.TicketEventType)
+        assert {events.WRITTEN_BY[kind] for kind in events.REPORTS} == {events.INTAKE_SOURCE}
+        assert "`/services/router/intake` for `received` and the reports" in said
+
+    def test_no_event_carries_the_tickets_text_or_its_customer(self) -> None:
+        """README: ids, department, segment and times, never the ticket's text or
+        personal data; what a department's ticket carries of its customer stays there."""
+        personal = set(tickets.Ticket.model_fields) - {
+            "ticket_id", "received_at", "platform", "channel", "kind"}
+        assert {"subject", "body", "customer_id", "attributes"} <= personal
+        assert set(events.TicketEvent.model_fields) & personal == set()
 
     def test_a_report_from_anyone_but_the_intake_is_untrusted(self) -> None:
         forged = lifecycle(events.TicketEventType.RESPONDED, "/departments/key_accounts")
