@@ -31,8 +31,10 @@ class Intake:
 
 
 @contextlib.contextmanager
-def running(kafka_bootstrap: str, home: Path) -> Iterator[Intake]:
-    database_url = f"sqlite+aiosqlite:///{home / 'store.db'}"
+def running(kafka_bootstrap: str, home: Path,
+            database_url: str | None = None) -> Iterator[Intake]:
+    """The router on `database_url` (default: a SQLite file of its own in `home`)."""
+    database_url = database_url or f"sqlite+aiosqlite:///{home / 'store.db'}"
     service_ports = ports.free_ports_by_name(processes.SERVICES)
     env = processes.service_env(bootstrap=kafka_bootstrap, database_url=database_url,
                                 ports=service_ports,

@@ -14,6 +14,7 @@ import pytest
 
 from devtools import ports, processes
 from devtools.kafka_broker import LocalKafka
+from devtools.postgres import LocalPostgres
 from services.core import topics
 from tests import credentials, intake_process
 from tests.conftest import read_topic, unique
@@ -246,3 +247,38 @@ async def test_ticket_answered_503_is_never_delivered_once_kafka_is_back(
                                  keep=lambda event: event.data["customer_id"] == customer)
     assert sorted(event.data["subject"] for event, _ in found) == [
         "after the outage", "before the outage"]
+
+
+class TestTheStoreDown:
+    """README, "What is not guaranteed": while the SQL store is down, a POST with an
+    `Idempotency-Key` gets 503 (the key cannot be checked); posts without one flow."""
+
+    async def test_a_keyed_post_is_503_and_one_without_a_key_is_taken(
+            self, kafka_bootstrap: str, tmp_path: Path) -> None:
+        store = LocalPostgres(tmp_path / "postgres")
+        await asyncio.to_thread(store.start)
+        try:
+            with intake_process.running(kafka_bootstrap, tmp_path,
+                                        database_url=store.url) as intake:
+                url, headers = f"{intake.url()}/v1/tickets", intake.headers()
+                customer = unique("cust")
+                ticket = {**TICKET, "customer_id": customer}
+                async with httpx.AsyncClient(timeout=30, headers=headers) as client:
+                    before = await client.post(url, json=ticket)  # the key read once
+                    assert before.status_code == 202, before.text
+                    await asyncio.to_thread(store.stop)
+
+                    keyed = await client.post(url, json={**ticket, "subject": "keyed"},
+                                              headers={"Idempotency-Key": unique("key")})
+                    unkeyed = await client.post(url, json={**ticket, "subject": "unkeyed"})
+                assert keyed.status_code == 503, keyed.text
+                assert keyed.headers["Retry-After"] == "5"
+                assert keyed.json()["error"] == "unavailable"
+                assert unkeyed.status_code == 202, unkeyed.text
+                found = await read_topic(  # the shared broker's: other tests' records too
+                    intake.bootstrap, topics.INCOMING, until=2,
+                    keep=lambda event: event.data.get("customer_id") == customer)
+                assert sorted(event.data["subject"] for event, _ in found) == [
+                    TICKET["subject"], "unkeyed"]
+        finally:
+            await asyncio.to_thread(store.remove)
