@@ -147,6 +147,15 @@ class TestWhoMayRead:
             answer = await admin.client.get("/v1/admin-actions", headers=headers)
             assert answer.status_code == 403, answer.text
 
+    async def test_an_unknown_query_parameter_is_ignored(self, admin: Admin) -> None:
+        """README, Hostile input: unknown query parameters are ignored (unknown body
+        fields are refused)."""
+        await admin.client.post("/v1/credentials", json={"role": "platform", "subject": "desk"})
+        kept = await actions(admin)
+        assert len(kept) == 2  # the test's own admin credential, then the platform's
+        assert await actions(admin, utm_source="mail") == kept
+        assert await actions(admin, limit="1", utm_source="mail") == kept[:1]
+
     async def test_a_since_that_is_no_moment_is_422_naming_it(self, admin: Admin) -> None:
         answer = await admin.client.get("/v1/admin-actions", params={"since": "yesterday"})
         assert answer.status_code == 422, answer.text
