@@ -140,12 +140,13 @@ async def test_no_personal_data_in_logs_or_metric_labels(pipeline: Pipeline) -> 
     from devtools import demo
 
     secrets = {"name": "Henrietta Quaglione", "email": "henrietta.q@private.example",
-               "phone": "+31 6 9876 5432", "birth": "1961-07-04"}
+               "phone": "+31 6 9876 5432", "birth": "1961-07-04",
+               "gender": "two-spirit"}  # as the customer put it: a text no log holds else
     async with httpx.AsyncClient(timeout=10) as client:
         segmenter = pipeline.url("segmenter")
         assert (await client.put(f"{segmenter}/v1/customers/pii-probe-1", json={
             "customer_type": "individual", "name": secrets["name"], "email": secrets["email"],
-            "birth_date": secrets["birth"], "gender": "female"},
+            "birth_date": secrets["birth"], "gender": secrets["gender"]},
             headers=pipeline.headers("admin"))).status_code == 201
         posted = []
         for kind in ("question", "complaint"):
