@@ -14,18 +14,27 @@ import pytest
 from pydantic import ValidationError
 
 from services.core import (
+    at_start,
     config_files,
+    http_answers,
+    kafka,
+    language_tags,
+    leases,
     live_config,
     moments,
     pipeline,
     report_client,
+    request_bodies,
     settings,
     tickets,
     transactional_publisher,
     versions,
 )
+from services.core.credentials import Credentials
 from services.core.settings import Settings
 from services.departments import retries
+from services.router import ticket_ids, worker
+from services.router.service import verdicts
 from services.segmenter import rules_file
 from services.webhooks import store as webhooks_store
 
@@ -107,6 +116,22 @@ LIMITS = [
     ("or 4 MiB of records", transactional_publisher.MAX_TRANSACTION_BYTES, 4 * 1024 * 1024),
     ("(500 requests, or", transactional_publisher.MAX_REQUESTS_PER_TRANSACTION, 500),
     ("a `reason` of 1-200 characters", tickets.MAX_REASON, 200),
+    # Delivery guarantees, Reliability and security:
+    ("a UUID of version 7 with a 12-bit mark", ticket_ids._MARK_BITS, 12),
+    ("if the intake issued that id in the last 7 days", verdicts.ON_ITS_WAY_FOR,
+     timedelta(days=7)),
+    ("(up to 5 s once an attempt at a partition's share", worker.CLAIM_WAIT_SECONDS, 5.0),
+    ("1 s apart doubling to 5 s", (at_start.BACKOFF.first, at_start.BACKOFF.longest),
+     (1.0, 5.0)),
+    ("(10 s a bootstrap server at most)", kafka.REACH_SECONDS, 10.0),
+    ("leaves the stages 64 KiB for what they add", tickets.STAGE_HEADROOM_BYTES, 64 * 1024),
+    ("given at most 5 s (past that, as in an outage)", Credentials.READ_SECONDS, 5.0),
+    ("A 422 names at most 100 problems", http_answers.MAX_FIELD_ERRORS, 100),
+    ("a body of more than 100 fields", request_bodies.MAX_FIELDS, 100),
+    ("text\nattributes over 1,000 characters", tickets.MAX_ATTRIBUTE_TEXT, 1000),
+    ("any case, at most 64 characters", language_tags.MAX_LENGTH, 64),
+    ("valid for three\nof its intervals and at least 30 s",
+     (leases.INTERVALS_PER_LEASE, leases.MIN_LEASE_SECONDS), (3, 30.0)),
 ]
 
 
