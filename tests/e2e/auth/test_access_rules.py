@@ -61,6 +61,7 @@ class TestUnauthenticated:
         answer = await call(secured, *entry, routed_ticket,
                             {"Authorization": f"Bearer {token}"})
         assert answer.status_code == 401, answer.text
+        assert answer.headers["WWW-Authenticate"].startswith("Bearer")
 
     @pytest.mark.parametrize("entry", GUARDED, ids=entry_id)
     async def test_a_revoked_token_is_401(self, secured: Pipeline, routed_ticket: str,
@@ -69,6 +70,7 @@ class TestUnauthenticated:
         answer = await call(secured, *entry, routed_ticket,
                             {"Authorization": f"Bearer {revoked_token}"})
         assert answer.status_code == 401, answer.text
+        assert answer.headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
 
     @pytest.mark.parametrize("entry", [e for e in ENTRIES if e not in GUARDED], ids=entry_id)
     async def test_health_and_metrics_are_open(self, secured: Pipeline, routed_ticket: str,
