@@ -4,6 +4,7 @@ change to either shows here, to be said in README too."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
 from datetime import timedelta
@@ -16,6 +17,7 @@ from pydantic import ValidationError
 from services.core import (
     at_start,
     config_files,
+    http,
     http_answers,
     kafka,
     language_tags,
@@ -126,6 +128,8 @@ LIMITS = [
     ("(10 s a bootstrap server at most)", kafka.REACH_SECONDS, 10.0),
     ("leaves the stages 64 KiB for what they add", tickets.STAGE_HEADROOM_BYTES, 64 * 1024),
     ("given at most 5 s (past that, as in an outage)", Credentials.READ_SECONDS, 5.0),
+    ("Request bodies are limited to 1 MiB", inspect.signature(http.install).parameters[
+        "max_body_bytes"].default, 1024 * 1024),  # no service passes its own
     ("A 422 names at most 100 problems", http_answers.MAX_FIELD_ERRORS, 100),
     ("a body of more than 100 fields", request_bodies.MAX_FIELDS, 100),
     ("text\nattributes over 1,000 characters", tickets.MAX_ATTRIBUTE_TEXT, 1000),
