@@ -170,7 +170,8 @@ def still_signing(refused: store.StillSigning) -> dict[str, str]:
 
 @api.get("/dead-letters", response_model=list[store.Delivery])
 async def dead_letters(deliveries: Deliveries, platform: PlatformFilter = None) -> Any:
-    """Callbacks whose attempts were used up, oldest first (bodies are not shown)."""
+    """Callbacks whose attempts were used up, those dead-lettered longest ago first, at
+    most 500 (bodies are not shown); a replay of all or a platform's takes every one."""
     return await deliveries.listed(store.DEAD, platform=platform)
 
 

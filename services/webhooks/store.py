@@ -21,6 +21,8 @@ PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
 FINISHED = (DELIVERED, DEAD)  # what retention deletes; pending ones stay
 # Dead callbacks a replay sends again a transaction.
 REPLAY_CHUNK = 1000
+# Callbacks a listing shows at most (the dead letters: those dead-lettered longest ago).
+LISTED_AT_MOST = 500
 
 
 def new_secret() -> str:
@@ -293,8 +295,10 @@ class Deliveries:
                         last_error=None if error is None else error[:models.MAX_LAST_ERROR],
                         updated_at=datetime.now(UTC)))
 
-    async def listed(self, status: str, *, platform: str | None = None, limit: int = 500
-                     ) -> list[Delivery]:
+    async def listed(self, status: str, *, platform: str | None = None,
+                     limit: int = LISTED_AT_MOST) -> list[Delivery]:
+        """The callbacks of a status, those last changed longest ago first, at most
+        `limit`."""
         async with self._sessions() as session:
             query = select(WebhookDeliveryRow).where(WebhookDeliveryRow.status == status)
             if platform is not None:

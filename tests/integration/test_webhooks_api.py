@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from sqlalchemy import Engine, event, text
 
 from services.core import db, http, retention, service_context
-from services.webhooks import api, store
+from services.webhooks import api, models, store
 from tests import credentials
 
 URL = "https://desk.example.com/hooks/routing"
@@ -191,6 +191,36 @@ class TestDeadLetters:
         assert [d["delivery_id"] for d in left] == ["msg_3"]
         assert (await admin.post("/v1/webhooks/dead-letters/replay")).json() == {
             "replayed": 1}
+
+    async def test_at_most_500_are_listed_those_dead_lettered_longest_ago_first(
+            self, admin: httpx.AsyncClient, database_url: str) -> None:
+        """One more than the listing shows: the one dead-lettered last is left out of
+        the list, and a replay of all still takes it."""
+        assert (await admin.post("/v1/webhooks/endpoints", json={
+            "platform": "desk", "url": URL})).status_code == 201
+        engine = db.engine(database_url)
+        deliveries = store.Deliveries(db.sessions(engine))
+        ids = [f"msg_{n:03}" for n in range(501)]
+        await deliveries.enqueue([store.Outgoing(delivery_id, "desk", "ticket.routed", "t",
+                                                 "{}") for delivery_id in ids])
+        dead_at = datetime(2026, 12, 1, 9, tzinfo=UTC)
+        async with engine.begin() as connection:
+            # The last id dead-lettered first, the first last; the others in between.
+            for delivery_id, when in ((None, dead_at), (ids[-1], dead_at - timedelta(hours=1)),
+                                      (ids[0], dead_at + timedelta(hours=1))):
+                rows = models.WebhookDeliveryRow.__table__.update().values(
+                    status=store.DEAD, updated_at=when)
+                if delivery_id is not None:
+                    rows = rows.where(models.WebhookDeliveryRow.delivery_id == delivery_id)
+                await connection.execute(rows)
+        await engine.dispose()
+
+        listed = (await admin.get("/v1/webhooks/dead-letters")).json()
+        assert len(listed) == 500
+        assert listed[0]["delivery_id"] == ids[-1]
+        assert ids[0] not in {d["delivery_id"] for d in listed}
+        assert (await admin.post("/v1/webhooks/dead-letters/replay")).json() == {
+            "replayed": 501}
 
 
 class TestRetention:

@@ -114,6 +114,7 @@ LIMITS = [
     ("holds at most 256 KiB (`CONFIG_MAX_BYTES`", config_files.CONFIG_MAX_BYTES, 262_144),
     ("at most 1,000 rules\n(`rules_file.MAX_RULES`)", rules_file.MAX_RULES, 1000),
     ("1,000 a transaction", webhooks_store.REPLAY_CHUNK, 1000),
+    ("the 500 dead-lettered longest ago", webhooks_store.LISTED_AT_MOST, 500),
     ("a number or a date of at most 187 characters", versions.MAX_LABEL, 187),
     ("or 4 MiB of records", transactional_publisher.MAX_TRANSACTION_BYTES, 4 * 1024 * 1024),
     ("(500 requests, or", transactional_publisher.MAX_REQUESTS_PER_TRANSACTION, 500),
