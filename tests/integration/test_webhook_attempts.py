@@ -293,6 +293,36 @@ class TestStalledPlatforms:
         await outbox.deliverer.deliver_due()
         assert sample("routing_webhook_worker_failures_total", platform=platform) == 0
         assert sample("routing_webhook_oldest_due_seconds", platform=platform) == 0
+        for outcome in ("delivered", "failed", "dead_lettered", "gone"):
+            assert sample("routing_webhook_deliveries_total", platform=platform,
+                          outcome=outcome) == 0, outcome
+        for status in (store.PENDING, store.DEAD):
+            assert sample("routing_webhook_deliveries_waiting", platform=platform,
+                          status=status) == 0, status
+
+    async def test_a_disabled_endpoints_callbacks_wait_counted_not_overdue_and_go_with_it(
+            self, outbox: Outbox) -> None:
+        """The outbox's pending and dead callbacks of a disabled endpoint are counted;
+        how long they waited past due is not (they wait as they should); once its
+        endpoint is deleted, the platform has no figures left."""
+        platform = unique("desk")
+        await outbox.register(platform, "https://desk.example.com/hooks")
+        await outbox.endpoints.update(platform, enabled=False)
+        await outbox.enqueue(platform, "msg_1", "msg_2", "msg_3")
+        await outbox.deliveries.record_attempt("msg_3", status=store.DEAD, attempts=3,
+                                               next_attempt_at=outbox.clock(),
+                                               error="HTTP 500")
+        outbox.clock.ahead = timedelta(minutes=20)
+        await outbox.deliverer.deliver_due()
+        assert [sample("routing_webhook_deliveries_waiting", platform=platform, status=status)
+                for status in (store.PENDING, store.DEAD)] == [2, 1]
+        assert sample("routing_webhook_oldest_due_seconds", platform=platform) == 0
+
+        await outbox.endpoints.delete(platform)
+        await outbox.deliverer.deliver_due()
+        assert [sample("routing_webhook_deliveries_waiting", platform=platform, status=status)
+                for status in (store.PENDING, store.DEAD)] == [None, None]
+        assert sample("routing_webhook_oldest_due_seconds", platform=platform) is None
 
     async def test_a_callback_due_and_not_sent_shows_how_long_it_waited(
             self, patient_outbox: Outbox, webhook_receiver: Callable[..., Receiver]) -> None:
