@@ -35,6 +35,8 @@ from services.core import (
 from services.core.credentials import Credentials
 from services.core.settings import Settings
 from services.departments import retries
+from services.metrics import exporter
+from services.metrics import store as metrics_store
 from services.router import ticket_ids, worker
 from services.router.service import verdicts
 from services.segmenter import rules_file
@@ -115,6 +117,7 @@ LIMITS = [
     ("at most 1,000 rules\n(`rules_file.MAX_RULES`)", rules_file.MAX_RULES, 1000),
     ("1,000 a transaction", webhooks_store.REPLAY_CHUNK, 1000),
     ("the 500 dead-lettered longest ago", webhooks_store.LISTED_AT_MOST, 500),
+    ("a report reads it a page of 1,000 timelines at a time", metrics_store.PAGE_ROWS, 1000),
     ("a number or a date of at most 187 characters", versions.MAX_LABEL, 187),
     ("or 4 MiB of records", transactional_publisher.MAX_TRANSACTION_BYTES, 4 * 1024 * 1024),
     ("(500 requests, or", transactional_publisher.MAX_REQUESTS_PER_TRANSACTION, 500),
@@ -146,6 +149,15 @@ def test_a_limit_readme_states_as_a_number_is_the_codes(words: str, value: Any,
                                                         number: Any) -> None:
     assert " ".join(words.split()) in " ".join(README.read_text(encoding="utf-8").split())
     assert value == number
+
+
+def test_the_pipeline_latencys_bucket_edges_are_the_exporters() -> None:
+    row = next(line for line in README.read_text(encoding="utf-8").splitlines()
+               if line.startswith("| `routing_pipeline_latency_seconds` |"))
+    written = re.search(r"bucket edges ([0-9., and]+) s", row)
+    assert written is not None, row
+    edges = [float(edge) for edge in re.split(r", | and ", written.group(1))]
+    assert edges == [float(edge) for edge in exporter.PIPELINE_BUCKETS]
 
 
 def test_every_row_of_readmes_tables_is_one_line() -> None:
