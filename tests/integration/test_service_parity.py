@@ -63,11 +63,11 @@ async def history(sessions: async_sessionmaker[AsyncSession], *, now: datetime,
 
 
 @asynccontextmanager
-async def parity_client(sessions: async_sessionmaker[AsyncSession],
-                        database_url: str) -> AsyncIterator[httpx.AsyncClient]:
+async def parity_client(sessions: async_sessionmaker[AsyncSession], database_url: str,
+                        **setting: Any) -> AsyncIterator[httpx.AsyncClient]:
     app = FastAPI()
     store = TimelineStore(sessions)
-    settings = Settings(database_url=database_url)
+    settings = Settings(database_url=database_url, **setting)
     service_context.of(app).provide(bootstrap.wire(
         settings, timelines=store, updates=worker.TimelineUpdates(store, sessions),
         bands=parity_store.TicketBands(sessions), exporter=exporter,
@@ -144,6 +144,19 @@ class TestNoDisparity:
 
 
 class TestRequests:
+    async def test_without_a_window_the_parity_window_is_read(
+            self, sessions: async_sessionmaker[AsyncSession], database_url: str) -> None:
+        """Tickets routed four hours to two days ago: a day's window holds fewer of them
+        than PARITY_WINDOW's default (7d), which holds every one."""
+        await history(sessions, now=datetime.now(UTC), slow_gender=None)
+        for setting, seconds in (({}, 7 * 86400), ({"parity_window": "1d"}, 86400)):
+            async with parity_client(sessions, database_url, **setting) as client:
+                answer = (await client.get("/v1/parity/stats")).json()
+            assert answer["window_seconds"] == seconds, setting
+            # The known customers' tickets (the few unknown ones are too few to show).
+            counted = sum(g["tickets"] or 0 for g in attribute(answer, "gender")["groups"])
+            assert counted == 120 if seconds == 7 * 86400 else counted < 120, setting
+
     async def test_a_bad_window_is_refused_naming_the_field(
             self, sessions: async_sessionmaker[AsyncSession], database_url: str) -> None:
         async with parity_client(sessions, database_url) as client:
