@@ -140,6 +140,16 @@ class TestMistakes:
         assert answer.status_code == 422
         assert "url" in answer.text and said in answer.text
 
+    async def test_a_url_changed_to_one_not_https_nor_loopback_is_422_naming_the_field(
+            self, admin: httpx.AsyncClient) -> None:
+        assert (await admin.post("/v1/webhooks/endpoints", json={
+            "platform": "desk", "url": URL})).status_code == 201
+        answer = await admin.patch("/v1/webhooks/endpoints/desk",
+                                   json={"url": "http://desk.example.com/hooks"})
+        assert answer.status_code == 422
+        assert "url" in answer.text and "https:// is required" in answer.text
+        assert (await admin.get("/v1/webhooks/endpoints/desk")).json()["url"] == URL
+
     async def test_a_second_registration_is_409_and_unknown_platforms_404(
             self, admin: httpx.AsyncClient) -> None:
         request = {"platform": "desk", "url": URL}
