@@ -421,7 +421,10 @@ class TestFailingReceiver:
         await receiver.wait_for(1)
         assert await harness.callbacks.deliveries.replay(platform=platform) == 2
         await receiver.wait_for(3)
-        # Replayed as stored: signed anew, the same body, its correlation id kept.
+        # Replayed as stored: signed anew, the same body, its correlation id kept, and
+        # the webhook-id its attempts carried (receivers drop what they already had).
         assert [payload["data"]["correlation_id"] for payload in receiver.verified(secret)
                 ] == [correlation_id] * 3
+        assert sorted(item.headers["webhook-id"] for item in receiver.received) == sorted(
+            d.delivery_id for d in dead)
         assert not await harness.waiting(store.DEAD)
