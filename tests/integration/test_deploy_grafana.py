@@ -146,6 +146,43 @@ def test_the_operations_dashboard_shows_every_response_and_operations_metric() -
     assert "burn" in " ".join(p["title"].lower() for p in all_panels(dashboard["panels"]))
 
 
+# The rows README names ("Webhooks to the platforms", "Service parity across protected
+# groups") and the figures it says each shows.
+README_ROWS = {
+    "Callbacks to the platforms (webhooks)": {
+        "routing_webhook_deliveries", "routing_webhook_deliveries_waiting"},
+    "Pipeline health: stages, segment rules and callback senders": {
+        "routing_webhook_oldest_due_seconds", "routing_webhook_worker_failures",
+        "routing_segment_rule_failures"},
+    "Service parity across protected groups": {
+        "group:routing_service_parity_ratio:min", "routing_service_parity_threshold",
+        "routing_service_parity_ratio", "routing_service_parity_below_threshold"},
+}
+
+
+def shown_by_row(dashboard: dict[str, Any]) -> dict[str, set[str]]:
+    """Each row's title -> the metrics its panels query (those after it, up to the next
+    row, or those it holds when collapsed)."""
+    shown: dict[str, set[str]] = {}
+    row: set[str] | None = None
+    for panel in dashboard["panels"]:
+        if panel["type"] == "row":
+            row = shown.setdefault(panel["title"], set())
+        if row is not None:
+            row |= {base_name(name) for inner in all_panels([panel])
+                    for target in inner.get("targets", [])
+                    for name in metric_names(target["expr"])}
+    return shown
+
+
+def test_the_rows_readme_names_show_what_it_says() -> None:
+    shown = shown_by_row(load_dashboard(GRAFANA / "dashboards" / "routing.json"))
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    for title, metrics in README_ROWS.items():
+        assert f'"{title}"' in readme, title
+        assert metrics - shown.get(title, set()) == set(), title
+
+
 def test_grafana_provisioning_matches_compose() -> None:
     grafana = compose_services()["grafana"]
     provisioning = bind_mount_target(grafana, "./deploy/grafana/provisioning")
