@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import event, select
@@ -104,5 +105,48 @@ async def test_dead_callbacks_are_replayed_for_a_platform_with_an_endpoint_only(
         assert await deliveries.due(platform, datetime.now(UTC), limit=10) == []
         assert await deliveries.replay(platform=platform) == 3  # the admin's, once back
         assert len(await deliveries.due(platform, datetime.now(UTC), limit=10)) == 3
+    finally:
+        await engine.dispose()
+
+
+async def test_a_replay_the_store_fails_part_way_keeps_its_chunks_and_is_run_again(
+        database_url: str) -> None:
+    """The chunks before the failure stay replayed (pending); run again, the replay
+    sends the rest, none of those a second time."""
+    engine = db.engine(database_url)
+    await registered(engine, "desk")
+    now = datetime.now(UTC)
+    rows = [{"delivery_id": f"d-{n:03d}", "platform": "desk", "event_type": "ticket.routed",
+             "ticket_id": f"t-{n}", "body": "{}", "status": store.DEAD, "attempts": 10,
+             "next_attempt_at": now, "created_at": now, "updated_at": now}
+            for n in range(100)]
+    updates: list[str] = []
+
+    def store_gone_at_the_second_chunk(_connection: Any, _cursor: Any, statement: str,
+                                       *_args: Any) -> None:
+        if statement.lstrip().upper().startswith("UPDATE WEBHOOK_DELIVERIES"):
+            updates.append(statement)
+            if len(updates) == 2:
+                raise ConnectionResetError("the store went away")
+
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(WebhookDeliveryRow.__table__.insert(), rows)
+        deliveries = Deliveries(db.sessions(engine))
+        event.listen(engine.sync_engine, "before_cursor_execute",
+                     store_gone_at_the_second_chunk)
+        with pytest.raises(ConnectionResetError):
+            await deliveries.replay(chunk=40)
+        event.remove(engine.sync_engine, "before_cursor_execute",
+                     store_gone_at_the_second_chunk)
+        pending = await deliveries.listed(store.PENDING)
+        assert sorted(d.delivery_id for d in pending) == [f"d-{n:03d}" for n in range(40)]
+        pending_since = {d.delivery_id: d.updated_at for d in pending}
+
+        assert await deliveries.replay(chunk=40) == 60  # the rest, once
+        assert await deliveries.listed(store.DEAD) == []
+        again = {d.delivery_id: d.updated_at for d in await deliveries.listed(store.PENDING)
+                 if d.delivery_id in pending_since}
+        assert again == pending_since  # the first chunk's untouched
     finally:
         await engine.dispose()
