@@ -26,6 +26,7 @@ from services.core import (
     moments,
     pipeline,
     report_client,
+    report_turns,
     request_bodies,
     settings,
     tickets,
@@ -40,6 +41,7 @@ from services.metrics import store as metrics_store
 from services.router import ticket_ids, worker
 from services.router.service import verdicts
 from services.segmenter import rules_file
+from services.webhooks import lookups
 from services.webhooks import store as webhooks_store
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -118,6 +120,9 @@ LIMITS = [
     ("1,000 a transaction", webhooks_store.REPLAY_CHUNK, 1000),
     ("the 500 dead-lettered longest ago", webhooks_store.LISTED_AT_MOST, 500),
     ("a report reads it a page of 1,000 timelines at a time", metrics_store.PAGE_ROWS, 1000),
+    ("asks whether its caller is still there every second",
+     report_turns.GONE_POLL_SECONDS, 1.0),
+    ("each started 250 ms after the one before", lookups.NEXT_ADDRESS_AFTER_SECONDS, 0.25),
     ("a number or a date of at most 187 characters", versions.MAX_LABEL, 187),
     ("or 4 MiB of records", transactional_publisher.MAX_TRANSACTION_BYTES, 4 * 1024 * 1024),
     ("(500 requests, or", transactional_publisher.MAX_REQUESTS_PER_TRANSACTION, 500),
