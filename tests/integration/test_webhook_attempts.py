@@ -206,6 +206,9 @@ class TestAReceiverThatIsGone:
              f"url http://127.0.0.1:{receiver.port}/..., disabled"),
             (admin_actions.Action.ENDPOINT_REGISTERED, platform, admin_actions.COMMAND_LINE,
              f"url http://127.0.0.1:{receiver.port}/..., enabled")]
+        # As README spells them, for an admin reading GET /v1/admin-actions.
+        assert (recorded[0].action.value, recorded[0].actor) == (
+            "webhook_endpoint_gone", "its receiver: HTTP 410 Gone")
         warned = [r for r in caplog.records if r.name == delivery.__name__]
         assert [(r.levelno, r.getMessage()) for r in warned] == [
             (logging.WARNING, "webhook endpoint disabled: its receiver answered 410 Gone")]
