@@ -99,6 +99,15 @@ class TestEndpoints:
         assert await deliveries.counts() == {}  # its waiting callbacks went with it
         await engine.dispose()
 
+    async def test_an_endpoint_registered_disabled_stays_so_until_enabled(
+            self, admin: httpx.AsyncClient) -> None:
+        answer = await admin.post("/v1/webhooks/endpoints", json={
+            "platform": "desk", "url": URL, "enabled": False})
+        assert (answer.status_code, answer.json()["enabled"]) == (201, False), answer.text
+        assert (await admin.get("/v1/webhooks/endpoints/desk")).json()["enabled"] is False
+        enabled = await admin.patch("/v1/webhooks/endpoints/desk", json={"enabled": True})
+        assert enabled.json()["enabled"] is True
+
 
 class TestRegisteredTwiceAtOnce:
     async def test_the_second_of_two_registrations_racing_gets_409(
