@@ -356,6 +356,13 @@ class TestStalledPlatforms:
         await receiver.wait_for(1, what=lambda _r: int(not patient_outbox.deliverer.working))
         assert sample("routing_webhook_worker_failures_total", platform=platform) == 1
 
+        async with patient_outbox.engine.begin() as connection:  # the store back
+            await connection.execute(text(
+                "ALTER TABLE webhook_deliveries_away RENAME TO webhook_deliveries"))
+        await patient_outbox.drained()  # the next poll starts another worker
+        assert {d.status for d in (await patient_outbox.of(platform)).values()} == {
+            store.DELIVERED}
+
 
 @pytest.fixture(scope="module")
 def authority() -> trustme.CA:
