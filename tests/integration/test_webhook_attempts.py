@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 import trustme
 from prometheus_client import REGISTRY
@@ -26,7 +27,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.core import admin_actions, db, migrate
-from services.webhooks import catalog, delivery, store
+from services.webhooks import catalog, delivery, lookups, store
 from tests.conftest import unique
 from tests.webhooks_receiver import Receiver
 
@@ -139,6 +140,38 @@ class TestTheWholeAttemptIsBounded:
         attempt = (await outbox.of(platform))["msg_long"]
         assert (attempt.status, attempt.attempts) == (store.DELIVERED, 1)
         await receiver.wait_for(1, what=lambda r: r.cut)  # the sender stopped reading
+
+
+class TestOneTlsContext:
+    async def test_every_platforms_client_shares_the_one_loaded_at_start(
+            self, outbox: Outbox, webhook_receiver: Callable[..., Receiver],
+            monkeypatch: pytest.MonkeyPatch) -> None:
+        """Loading the trust store is about 15 ms of the loop's time: once, not for each
+        worker a poll starts."""
+        verified_with: list[object] = []
+
+        class Recorded(httpx.AsyncClient):
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                verified_with.append(kwargs.get("verify"))
+                super().__init__(*args, **kwargs)
+
+        class RecordedTransport(lookups.LookingUpOwn):
+            def __init__(self, tls: ssl.SSLContext, *args: Any, **kwargs: Any) -> None:
+                verified_with.append(tls)
+                super().__init__(tls, *args, **kwargs)
+
+        monkeypatch.setattr(delivery.httpx, "AsyncClient", Recorded)
+        monkeypatch.setattr(delivery.lookups, "LookingUpOwn", RecordedTransport)
+        for n in range(2):
+            receiver, platform = webhook_receiver(), unique("desk")
+            await outbox.register(platform, receiver.url)
+            for poll in range(2):  # a worker of each poll
+                await outbox.enqueue(platform, f"msg_{n}_{poll}")
+                await outbox.drained()
+            assert receiver.attempts == 2
+        assert len(verified_with) == 8  # each client's, and its transport's
+        assert all(isinstance(context, ssl.SSLContext) and context is verified_with[0]
+                   for context in verified_with)
 
 
 class TestWhatTheSenderCannotSend:
