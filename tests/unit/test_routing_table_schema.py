@@ -30,6 +30,13 @@ SCHEMA = upload_schemas()["application/yaml"]
 MINIMAL = {"fallback_department": "general", "routes": [{"segment": "a", "department": "b"}]}
 
 
+def readme_example(section: str) -> str:
+    """The first YAML block of a README section."""
+    text = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+    body = text.split(f"\n{section}\n", 1)[1].split("\n## ", 1)[0]
+    return body.split("```yaml\n", 1)[1].split("```", 1)[0]
+
+
 def schema_accepts(document: object) -> bool:
     # Through JSON, as a client sends it: YAML dates become text.
     return bool(jsonschema_rs.is_valid(SCHEMA, json.loads(json.dumps(document, default=str))))
@@ -58,6 +65,22 @@ class TestDocumentedBody:
         document = yaml.safe_load(path.read_text(encoding="utf-8"))
         assert schema_accepts(document)
         assert loader_accepts(document)
+
+    def test_readmes_example_table_loads(self) -> None:
+        """README's Routing section shows a whole table: it is one the loader takes (every
+        department it names defined under `departments:`, as README says it must be)."""
+        document = yaml.safe_load(readme_example("## Routing"))
+        assert schema_accepts(document)
+        assert loader_accepts(document)
+
+    def test_readmes_service_level_example_loads_in_a_table(self) -> None:
+        """README's Service-level lifecycle section shows part of a table: with a fallback
+        department and the departments it names, the loader takes it as written."""
+        text = (f"fallback_department: general\n{readme_example('## Service-level lifecycle')}"
+                "  general: {}\n  supervisors: {}\n")
+        table = table_file.parse(text, "README.md")
+        assert table.warning_share == 0.75
+        assert table.priority_targets[2].resolution_target is not None
 
     def test_a_json_body_is_loaded_as_yaml(self) -> None:
         assert table_file.parse(json.dumps(MINIMAL), "upload").routes["a"].department == "b"
