@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from services.core import targets
 from services.metrics import service_levels, stats, timeline
 from services.simulator.engine import Served
 
@@ -68,7 +69,15 @@ def outcome(runs: Sequence[Sequence[Served]], *, as_of: datetime,
         attainment=met / (met + missed) if met + missed else None,
         overflowed_in=sum(t.overflowed_from is not None for run in runs for t in run) / count,
         overflowed_out=sum(len(run) for run in handed_on) / count,
-        escalations=sum(t.escalated for run in runs for t in run) / count)
+        escalations=sum(escalated_by(t, as_of) for run in runs for t in run) / count)
+
+
+def escalated_by(ticket: Served, as_of: datetime) -> bool:
+    """Escalated, its deadline passed by `as_of`: a replay runs past the window, and a
+    ticket it answers late (or never) is not yet escalated while its deadline is ahead,
+    as the actual side counts it (history.first_response_late)."""
+    deadline = ticket.first_response_deadline
+    return ticket.escalated and deadline is not None and targets.past_due(deadline, as_of)
 
 
 def first_response_seconds(ticket: Served) -> float | None:

@@ -3,6 +3,7 @@ where the truth is known (tests/simulated_history.py)."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
@@ -238,6 +239,21 @@ class TestSummary:
         assert (figures.met, figures.missed, figures.pending) == (1, 1, 1)
         assert figures.attainment == 0.5
         assert figures.first_response_seconds.count == 2
+
+    @pytest.mark.parametrize(("answered", "as_of", "escalations"), [
+        (None, 50, 0),  # unanswered, its deadline still ahead: pending, not escalated
+        (None, 70, 1),  # unanswered past its deadline
+        (90, 50, 0),  # to be answered late, but not at its deadline yet
+        (90, 120, 1),  # answered late
+    ])
+    def test_an_escalation_is_counted_once_its_deadline_has_passed(
+            self, answered: float | None, as_of: float, escalations: int) -> None:
+        """As on the actual side (history.first_response_late): a replay escalates a
+        ticket unanswered at its deadline, not one whose deadline lies past `as_of`."""
+        replayed = dataclasses.replace(served("a", "care", 0, answered, deadline=60),
+                                       escalated=True)
+        figures = summary.outcome([[replayed]], as_of=T0 + timedelta(minutes=as_of))
+        assert (figures.escalations, figures.missed) == (escalations, escalations)
 
     def test_parity_groups_are_compared_side_by_side(self) -> None:
         actual = [served("a", "care", 0, 10, groups={"age_band": "55+"}),
