@@ -38,9 +38,10 @@ from services.core.settings import Settings
 from services.departments import retries
 from services.metrics import exporter
 from services.metrics import store as metrics_store
-from services.router import ticket_ids, worker
+from services.router import clock_watch, intake_policy, ticket_ids, worker
 from services.router.service import verdicts
 from services.segmenter import rules_file
+from services.simulator import summary
 from services.webhooks import lookups
 from services.webhooks import store as webhooks_store
 
@@ -145,6 +146,12 @@ LIMITS = [
     ("any case, at most 64 characters", language_tags.MAX_LENGTH, 64),
     ("valid for three\nof its intervals and at least 30 s",
      (leases.INTERVALS_PER_LEASE, leases.MIN_LEASE_SECONDS), (3, 30.0)),
+    ("Once it holds 1,000 (`TRACE_STEPS_MAX`", intake_policy.TRACE_STEPS_MAX, 1000),
+    ("past 2,000 (`TRACE_STEPS_CEILING`", intake_policy.TRACE_STEPS_CEILING, 2000),
+    ("keeps the last 500 event ids", intake_policy.LATER_REPORTS_KEPT, 500),
+    ("and checked again 15 minutes\n  later", clock_watch.CHECK_AGAIN_AFTER_FAILURE,
+     timedelta(minutes=15)),
+    ("in every department with at least 100 tickets", summary.SMALLEST_COMPARED, 100),
 ]
 
 
