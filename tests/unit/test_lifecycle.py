@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from services.core import lifecycle
 from services.core.events import TicketEventType
 from services.core.lifecycle import Status
+from services.core.settings import PROJECT_ROOT
 
 
 class TestFirstResponse:
@@ -44,6 +47,16 @@ class TestStatus:
         assert lifecycle.reported_status("ticket.picked_up") is Status.PICKED_UP
         assert lifecycle.reported_status(TicketEventType.RESOLVED) is Status.RESOLVED
         assert lifecycle.reported_status("ticket.routed") is None
+
+
+    def test_readme_names_every_status_get_ticket_answers(self) -> None:
+        """README's Routing trace: the statuses `GET /v1/tickets/{id}` answers are the
+        lifecycle's, every one of them."""
+        readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+        bullet = " ".join(readme.split("- **Routing trace.**", 1)[1].split("\n- ", 1)[0].split())
+        named = re.search(r"status \(([a-z_, ]+)[;)]", bullet)
+        assert named is not None
+        assert named.group(1).split(", ") == [status.value for status in Status]
 
 
 class TestOpenAndBacklog:
