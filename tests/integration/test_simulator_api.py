@@ -159,6 +159,20 @@ class TestReplay:
         assert error["received"] <= 0.02 and error["p50"] <= 0.35 and error["p90"] <= 0.35
         assert error["attainment_points"] <= 5
 
+    async def test_the_version_in_force_at_the_windows_end_is_the_baseline(
+            self, client: httpx.AsyncClient, store: async_sessionmaker[AsyncSession],
+            generated: simulated_history.History) -> None:
+        """Not the one in force at its start, nor the one in force now."""
+        await put_in_force(store, simulated_history.TABLE_TEXT,
+                           generated.start - timedelta(days=1))
+        in_force_at_the_end = await put_in_force(
+            store, simulated_history.CANDIDATE_TEXT,
+            generated.start + (generated.end - generated.start) / 2)
+        await put_in_force(store, simulated_history.TABLE_TEXT)  # since, not then
+        answer = await client.post("/v1/simulations", json=window(generated, replications=1))
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["baseline"]["table_version_id"] == in_force_at_the_end
+
     async def test_a_candidate_table_and_rules_change_where_tickets_go(
             self, client: httpx.AsyncClient, store: async_sessionmaker[AsyncSession],
             generated: simulated_history.History) -> None:
