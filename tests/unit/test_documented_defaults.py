@@ -38,7 +38,7 @@ from services.core.settings import Settings
 from services.departments import retries
 from services.metrics import exporter
 from services.metrics import store as metrics_store
-from services.router import clock_watch, intake_policy, ticket_ids, worker
+from services.router import clock_watch, intake_policy, overflow, ticket_ids, worker
 from services.router.service import verdicts
 from services.segmenter import rules_file
 from services.simulator import summary
@@ -152,6 +152,7 @@ LIMITS = [
     ("and checked again 15 minutes\n  later", clock_watch.CHECK_AGAIN_AFTER_FAILURE,
      timedelta(minutes=15)),
     ("in every department with at least 100 tickets", summary.SMALLEST_COMPARED, 100),
+    ("whole numbers from 1 to 1,000,000,000", overflow.LARGEST_MAXIMUM, 1_000_000_000),
 ]
 
 

@@ -79,6 +79,8 @@ class TestParseErrors:
         ("  general: {overflow: {to: b, max_backlog: 1}}\n"
          "  b: {overflow: {to: general, max_backlog: 1}}\n", 5, "general",
          "overflow goes round in a circle: general -> b -> general"),
+        ("  general: {}\n  b: {overflow: {to: b, max_backlog: 1}}\n", 6, "b",
+         "overflow goes round in a circle: b -> b"),
         ("  general: {}\n  b: {after_hours: pause}\n", 6, "b", "needs a calendar"),
         (f"  general: {{}}\n  b: {{calendar: {OFFICE}, after_hours: closed}}\n", 6, "b",
          "'pause' or {route_to"),
