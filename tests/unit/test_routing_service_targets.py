@@ -52,6 +52,16 @@ class TestTargets:
         assert decision.level is not None and decision.level.resolution_target is None
         assert table.warning_share is None
 
+    def test_without_one_a_first_response_target_is_built_in_a_day(self) -> None:
+        """README's clock table: the first-response clock always runs, at 1d where neither
+        the route, its tier nor the defaults give a target."""
+        table = parse("fallback_department: general\nroutes:\n"
+                      "  - {segment: a, department: general}\n")
+        decision = routing.decide("a", "existing", {}, table, now=NOW)
+        assert decision.level is not None
+        assert decision.level.first_response_target == timedelta(days=1)
+        assert decision.first_response_deadline == NOW + timedelta(days=1)
+
     def test_warnings_can_be_switched_off_by_name(self) -> None:
         assert parse(TABLE).warning_share == 0.75
         assert parse(TABLE.replace("warning_share: 0.75", "warning_share: 'off'")
