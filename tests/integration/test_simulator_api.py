@@ -243,6 +243,22 @@ class TestParityGroups:
         # No customer is in the store: every ticket is in the unknown band of each.
         assert all([row["group"] for row in rows] == ["unknown"] for rows in groups.values())
 
+    @pytest.mark.parametrize(("more", "group"), [(0, "unknown"), (1, history.SUPPRESSED)])
+    async def test_groups_under_protected_group_minimum_size_are_pooled(
+            self, database_url: str, store: async_sessionmaker[AsyncSession],
+            generated: simulated_history.History, more: int, group: str) -> None:
+        """PROTECTED_GROUP_MINIMUM_SIZE, read as the service parity reads it: every
+        ticket is in the unknown band, one group as large as the window; a minimum one
+        past it pools the group as suppressed."""
+        await put_in_force(store, simulated_history.TABLE_TEXT)
+        settings = Settings(parity_attributes=["gender"],
+                            protected_group_minimum_size=len(generated.tickets) + more)
+        async with simulating(database_url, settings) as client:
+            answer = await client.post("/v1/simulations",
+                                       json=window(generated, replications=1))
+        assert answer.status_code == 200, answer.text
+        assert [row["group"] for row in answer.json()["groups"]["gender"]] == [group]
+
     async def test_groups_come_from_the_customer_through_groups_of(
             self, database_url: str, store: async_sessionmaker[AsyncSession],
             generated: simulated_history.History) -> None:
