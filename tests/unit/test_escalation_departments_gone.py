@@ -97,8 +97,9 @@ class TestASecondLevelTheTableLacks:
         assert await escalate(router, in_force, NOW + timedelta(hours=7)) == 1
         assert router.routed.rows["t-1"].department == "key_accounts"
         [flag] = router.publisher.published[published:]  # no lane: the event alone
-        assert (flag.event.type, flag.event.data["level"], flag.event.data["department"]) \
-            == (TicketEventType.ESCALATED, 2, "key_accounts")
+        assert (flag.event.type, flag.event.data["target"], flag.event.data["level"],
+                flag.event.data["department"]) \
+            == (TicketEventType.ESCALATED, "first_response", 2, "key_accounts")
         level_2 = escalated_steps(router)[-1]
         assert (level_2["from"], level_2["to"]) == ("key_accounts", "key_accounts")
         assert level_2["reason"] == (
