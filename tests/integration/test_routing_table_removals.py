@@ -171,3 +171,14 @@ class TestWhereARemovalComesFrom:
                             headers={"If-Match": f'"{elsewhere.version_id}"'})
         assert refused.status_code == 409, refused.text
         assert refused.json()["open_tickets"] == {"sales_support": 2}
+
+    async def test_an_edit_of_the_file_on_disk_is_not_checked(
+            self, service: Service) -> None:
+        """An operator's edit of the file is put in force as the watcher finds it: no one
+        is there to confirm it, and nothing refuses it."""
+        await sales_holds_two_open_tickets(service)
+        service.file.write_text(without_sales_and_public(service).replace(
+            service.config.replace[1], "version: edited-on-disk"), encoding="utf-8")
+        await service.live._import_file()  # what the watcher does on each change
+        assert "sales_support" not in service.live.current.departments
+        assert service.live.current.version.startswith("edited-on-disk")
