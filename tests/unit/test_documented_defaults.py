@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from services.core import (
     at_start,
     config_files,
+    durations,
     http,
     http_answers,
     kafka,
@@ -153,6 +154,8 @@ LIMITS = [
      timedelta(minutes=15)),
     ("in every department with at least 100 tickets", summary.SMALLEST_COMPARED, 100),
     ("whole numbers from 1 to 1,000,000,000", overflow.LARGEST_MAXIMUM, 1_000_000_000),
+    ("when it was routed,\n  1 s to 366 d", (durations.SHORTEST, durations.LONGEST),
+     (timedelta(seconds=1), timedelta(days=366))),
 ]
 
 

@@ -133,6 +133,14 @@ class TestTransfer:
         assert row.first_response_deadline == dispatch.deadline
         assert router.routed.recorded == [("handover", "t-1")]
 
+    async def test_its_reason_is_kept_in_the_trace(self) -> None:
+        router = wired()
+        routed_ticket(router)
+        assert isinstance(await self.transfer(router, "business_desk"), service.Transferred)
+        step = router.routed.rows["t-1"].trace[-1]
+        assert (step["step"], step["to"], step["reason"]) == (
+            "transferred", "business_desk", "needs the desk")
+
     async def test_the_lane_record_is_due_as_the_clock_counts_in_the_new_hours(
             self, tmp_path: Path) -> None:
         """Routed at 09:00 to public_sector (24/7, 4h: due 13:00), handed at 10:00 to
