@@ -187,6 +187,29 @@ class TestReplay:
         assert result["candidate"]["rules_version"].startswith("everyone-business")
 
 
+    async def test_stored_versions_are_candidates_by_their_ids(
+            self, client: httpx.AsyncClient, store: async_sessionmaker[AsyncSession],
+            generated: simulated_history.History) -> None:
+        """`table_version_id` and `rules_version_id`: a stored table and stored rules,
+        replayed as the texts themselves would be."""
+        await put_in_force(store, simulated_history.TABLE_TEXT)
+        candidate = await put_in_force(store, simulated_history.CANDIDATE_TEXT)
+        await put_in_force(store, simulated_history.TABLE_TEXT.replace(
+            "version:", "version: again-", 1))  # in force again: the candidate is not
+        rules, _changed = await config_store.ConfigVersions(
+            store, config_store.SEGMENT_RULES).put_in_force(config_store.Candidate(
+                RULES, "everyone-business", "tests"))
+        by_text = await client.post("/v1/simulations", json=window(
+            generated, table=simulated_history.CANDIDATE_TEXT, rules=RULES, replications=1))
+        by_id = await client.post("/v1/simulations", json=window(
+            generated, table_version_id=candidate, rules_version_id=rules.version_id,
+            replications=1))
+        assert by_id.status_code == 200, by_id.text
+        assert by_id.json()["candidate"] == by_text.json()["candidate"]
+        assert by_id.json()["departments"] == by_text.json()["departments"]
+        segments = by_name(by_id.json()["segments"], "segment")
+        assert segments["business"]["simulated"]["received"] == len(generated.tickets)
+
     async def test_what_happened_counts_a_ticket_in_the_backlog_from_its_routing(
             self, client: httpx.AsyncClient, store: async_sessionmaker[AsyncSession],
             generated: simulated_history.History) -> None:
