@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from services.core import config_files
-from services.router import priority, routing
+from services.router import priority, routing, table_file
 from tests.unit.routing_tables import parse
 
 TABLE = """\
@@ -136,6 +137,15 @@ class TestPriorityTargets:
         assert table.priority_targets[2] == priority.Override(
             resolution_target=timedelta(hours=8))
         assert 3 not in table.priority_targets
+
+    def test_a_json_uploads_text_keys_are_priorities_too(self) -> None:
+        """JSON keys are strings: `"1"` in a JSON upload is priority 1."""
+        document = {"fallback_department": "general",
+                    "priority_targets": {"1": {"first_response_target": "15m"}},
+                    "routes": [{"segment": "a", "department": "general"}]}
+        table = table_file.parse(json.dumps(document), "upload")
+        assert table.priority_targets == {
+            1: priority.Override(first_response_target=timedelta(minutes=15))}
 
     def test_without_them_no_priority_changes_a_target(self) -> None:
         assert parse(TABLE).priority_targets == {}
