@@ -833,6 +833,31 @@ class TestEscalateDue:
         assert router.routed.rows["t-1"].department == "key_accounts"
         assert router.routed.recorded[-1] == ("escalated", "t-1")
 
+    async def test_an_escalation_counts_what_is_left_in_the_new_hours(
+            self, tmp_path: Path) -> None:
+        """Routed Monday 09:00 to public_sector (24/7: the resolution due 17:00), breached
+        at 13:00 and escalated at 14:00 to key_accounts, open 12:00-15:00: the 3h left
+        of the resolution count 14:00-15:00 and Tuesday 12:00-14:00, as a transfer's do."""
+        table = tmp_path / "routing.yaml"
+        table.write_text(TEST_ROUTING_TABLE.read_text("utf-8").replace(
+            "department: public_sector, priority: 2, first_response_target: 4h}",
+            "department: public_sector, priority: 2, first_response_target: 4h,"
+            " resolution_target: 8h}").replace(
+            "key_accounts: {escalation_to: account_development}",
+            "key_accounts: {escalation_to: account_development, calendar: {time_zone: UTC,"
+            " hours: {mon-fri: '12:00-15:00'}}}"), encoding="utf-8")
+        router = wired(table)
+        routed_ticket(router)
+        assert await self.escalate(router, NOW + timedelta(hours=5)) == 1
+        due = NOW + timedelta(days=1, hours=5)
+        [escalated] = [item.event for item in router.publisher.published
+                       if item.event.type == TicketEventType.ESCALATED
+                       and not item.topic.startswith("dept.")]
+        assert (events.read(escalated).deadlines or {})["resolution"] == due
+        row = router.routed.rows["t-1"]
+        assert service_clocks.from_json(row.service_clocks or {}).deadlines()[
+            "resolution"] == due
+
 
     async def test_a_ticket_whose_notice_fails_holds_up_no_other(self) -> None:
         """A ticket whose stored clocks cannot be read (a copy edited by hand) is due
