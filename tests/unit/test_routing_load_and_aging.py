@@ -10,7 +10,7 @@ import pytest
 
 from services.core import durations, envelope, tickets
 from services.departments import queue
-from services.router import overflow, priority, routing
+from services.router import overflow, priority, routing, table_file
 
 NOW = datetime(2025, 1, 6, 12, 0, tzinfo=UTC)
 TABLE = routing.RoutingTable(
@@ -119,6 +119,11 @@ class TestAgingOnTheRecord:
         assert (unreadable.topic, unreadable.offset) == ("dept.sales_support.low", 7)
         assert "priority_aging_seconds" in unreadable.reason
         assert "Secret" not in unreadable.reason and str(seconds) not in unreadable.reason
+
+    def test_a_table_without_priority_aging_ages_by_an_hour(self) -> None:
+        table = table_file.parse("fallback_department: general\nroutes:\n"
+                                 "  - {segment: a, department: general}\n", "routing.yaml")
+        assert table.aging == priority.Aging(timedelta(hours=1))
 
     def test_it_survives_the_trip_through_json(self) -> None:
         record = routed(priority_aging_seconds=None)
