@@ -137,6 +137,9 @@ class FakeRouted:
         if again and step in row.trace:
             return  # as the store: recorded by the first attempt
         self._move(row, move_clocks)
+        if row.payload.get("routing"):  # as the store: a later hand-over's lane
+            row.payload = {**row.payload, "routing": {**row.payload["routing"],
+                                                      "priority": priority}}
         row.priority, row.trace = priority, [*row.trace, step]
         if claim is not None and row.handover_until == claim:
             row.handover_until = None

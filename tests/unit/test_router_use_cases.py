@@ -203,6 +203,22 @@ class TestChangePriority:
         assert router.publisher.types() == [TicketEventType.PRIORITY_CHANGED]
         assert router.routed.rows["t-1"].priority == 1
 
+    async def test_a_later_transfer_joins_the_new_prioritys_lane(self) -> None:
+        """Not re-queued where it waits; handed on, it joins the lane of the priority it
+        has now (5: low), not of the one it was routed with (2: high)."""
+        router = wired()
+        routed_ticket(router)
+        assert isinstance(await self.change(router, 5), service.Reprioritised)
+        transferred = await service.transfer(
+            "t-1", to_department="business_desk", reason="r", from_department=None,
+            principal=ADMIN, routed=router.routed, publisher=router.publisher,
+            table=router.router.table.current, queue_for=router.router.queue_for,
+            now=NOW + timedelta(minutes=20))
+        assert isinstance(transferred, service.Transferred)
+        [lane] = [item.topic for item in router.publisher.published
+                  if item.topic.startswith("dept.")]
+        assert lane == "dept.business_desk.low"
+
 
 class TestRecordReport:
     async def report(self, router: Wired, occurred_at: datetime | None,
