@@ -168,6 +168,20 @@ class TestTransfer:
         refused = await self.transfer(router, "customer_care", principal=PUBLIC_SECTOR)
         assert isinstance(refused, Refused) and refused.refusal is Refusal.FORBIDDEN
 
+    async def test_a_from_department_the_ticket_is_not_with_is_a_conflict(self) -> None:
+        """`from_department`, when given, is checked: a transfer by someone who read the
+        ticket in another department is refused, and nothing is published."""
+        router = wired()
+        routed_ticket(router)
+        refused = await service.transfer(
+            "t-1", to_department="business_desk", reason="r", from_department="customer_care",
+            principal=ADMIN, routed=router.routed, publisher=router.publisher,
+            table=router.router.table.current, queue_for=router.router.queue_for,
+            now=NOW + timedelta(hours=1))
+        assert isinstance(refused, Refused)
+        assert (refused.refusal, refused.error) == (Refusal.CONFLICT, "not_yours")
+        assert router.publisher.published == [] and router.routed.recorded == []
+
     async def test_to_where_it_is_already_is_a_conflict(self) -> None:
         refused = await self.refused(wired(), "public_sector")
         assert (refused.refusal, refused.error) == (Refusal.CONFLICT, "same_department")
