@@ -5,8 +5,12 @@ A clock counts business time of the department holding the ticket (calendars.py)
 runs from its start, pauses while the ticket waits on the customer and resumes when the
 customer replies, keeping what it had spent. Its deadline is the start of the current
 run plus what is left of the target; its warning comes at a share of the target. A
-transfer or a priority change rebases it: what it spent stays, the rest is counted in
-the new department's hours against the (possibly new) target.
+transfer, an escalation or a priority change rebases it: what it spent stays, the rest is
+counted in the new department's hours against the (possibly new) target. A deadline
+passed unanswered (targets.past_due) stays the clock's deadline from then on: nothing is
+left to count, and no rebase, pause or resumption moves it to a later moment, such as
+the next opening of the new department's hours, against which a late answer would look
+in time.
 
 Levels: 0 running within target, 1 breached (escalated), 2 still unanswered
 `second_level_after` later (escalated again, or flagged).
@@ -45,6 +49,9 @@ class Clock:
     stopped_at: datetime | None = None
     # Missed from its breach on (nothing after can make it met); met or missed once stopped.
     outcome: Outcome | None = None
+    # The deadline it passed unanswered, kept through pauses and rebases (None: not passed,
+    # or not yet seen passed by a pause or rebase: then `deadline` is still that moment).
+    missed_deadline: datetime | None = None
 
     @property
     def running(self) -> bool:
@@ -71,7 +78,8 @@ def pause(clock: Clock, at: datetime, calendar: calendars.Calendar | None) -> Cl
     if not clock.running:
         return clock
     return replace(clock, spent_seconds=_spent(clock, at, calendar), running_since=None,
-                   paused_since=at, deadline=None, warning_at=None)
+                   paused_since=at, deadline=None, warning_at=None,
+                   missed_deadline=_missed_deadline(clock, at))
 
 
 def resume(clock: Clock, at: datetime, calendar: calendars.Calendar | None, *,
@@ -87,8 +95,9 @@ def resume(clock: Clock, at: datetime, calendar: calendars.Calendar | None, *,
 def rebase(clock: Clock, at: datetime, old: calendars.Calendar | None,
            new: calendars.Calendar | None, *, target_duration: timedelta | None = None,
            warning_share: float | None) -> Clock:
-    """Transfer or priority change: keep the time spent (in the old department's hours)
-    and paused; count the rest in the new department's hours against the new target."""
+    """Transfer, escalation or priority change: keep the time spent (in the old
+    department's hours) and paused; count the rest in the new department's hours against
+    the new target. A deadline already passed stays (`missed_deadline`)."""
     if clock.stopped:
         return clock
     target_seconds = clock.target_seconds if target_duration is None \
@@ -97,7 +106,8 @@ def rebase(clock: Clock, at: datetime, old: calendars.Calendar | None,
         return replace(clock, target_seconds=target_seconds)
     spent = _spent(clock, at, old)
     return _run(replace(clock, spent_seconds=spent, target_seconds=target_seconds,
-                        running_since=None), at, new, warning_share)
+                        running_since=None, missed_deadline=_missed_deadline(clock, at)),
+                at, new, warning_share)
 
 
 def stop(clock: Clock, at: datetime, calendar: calendars.Calendar | None) -> Clock:
@@ -107,8 +117,9 @@ def stop(clock: Clock, at: datetime, calendar: calendars.Calendar | None) -> Clo
     if clock.stopped:
         return clock
     spent = _spent(clock, at, calendar) if clock.running else clock.spent_seconds
-    missed = clock.level > 0 or spent > clock.target_seconds or (
-        clock.deadline is not None and not targets.answered_in_time(at, clock.deadline))
+    missed = clock.level > 0 or clock.missed_deadline is not None \
+        or spent > clock.target_seconds or (
+            clock.deadline is not None and not targets.answered_in_time(at, clock.deadline))
     return replace(clock, spent_seconds=spent, running_since=None, deadline=None,
                    warning_at=None, second_level_at=None, stopped_at=at,
                    paused_seconds=clock.paused_seconds + _paused_until(clock, at),
@@ -161,6 +172,9 @@ def next_check(clocks: list[Clock]) -> datetime | None:
 
 def _run(clock: Clock, at: datetime, calendar: calendars.Calendar | None,
          warning_share: float | None) -> Clock:
+    if clock.missed_deadline is not None:  # nothing left: no warning, no later deadline
+        return replace(clock, running_since=at, deadline=clock.missed_deadline,
+                       warning_at=None)
     deadline, warning_at = _due(timedelta(seconds=clock.target_seconds),
                                 timedelta(seconds=clock.spent_seconds), clock.level, at,
                                 calendar, warning_share)
@@ -180,6 +194,15 @@ def _due(target: timedelta, spent: timedelta, level: int, at: datetime,
     return deadline, warning_at
 
 
+def _missed_deadline(clock: Clock, at: datetime) -> datetime | None:
+    """The deadline the clock has passed unanswered by `at`, if it has."""
+    if clock.missed_deadline is not None:
+        return clock.missed_deadline
+    if clock.deadline is not None and targets.past_due(clock.deadline, at):
+        return clock.deadline
+    return None
+
+
 def _spent(clock: Clock, at: datetime, calendar: calendars.Calendar | None) -> float:
     if clock.running_since is None:
         return clock.spent_seconds
@@ -193,13 +216,15 @@ def _paused_until(clock: Clock, at: datetime) -> float:
 
 
 _MOMENTS = ("started_at", "running_since", "paused_since", "deadline", "warning_at",
-            "second_level_at", "stopped_at")
+            "second_level_at", "stopped_at", "missed_deadline")
 
 
 def to_json(clock: Clock) -> dict[str, Any]:
     data: dict[str, Any] = dict(clock.__dict__)
     for name in _MOMENTS:
         data[name] = None if data[name] is None else data[name].isoformat()
+    if data["missed_deadline"] is None:  # as written before it existed
+        del data["missed_deadline"]
     return data
 
 

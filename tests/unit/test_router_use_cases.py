@@ -15,6 +15,9 @@ from sqlalchemy.exc import IntegrityError
 
 from services.core import access, events, moments, tickets, topics
 from services.core.events import TicketEventType
+from services.metrics import service as metrics_service
+from services.metrics import stats
+from services.metrics import timeline as metrics_timeline
 from services.router import (
     clock_watch,
     intake_policy,
@@ -27,6 +30,7 @@ from services.router.intake_policy import REPORT_CLOCK_SKEW
 from services.router.service import Refusal, Refused, verdicts
 from services.router.service.verdicts import HANDOVER_IN_FLIGHT, RESOLVED, TRACE_FULL
 from services.router.store import Dispatch
+from services.simulator import history
 from tests.conftest import TEST_ROUTING_TABLE
 from tests.unit.router_fakes import Wired, wired
 from tests.unit.test_outage import as_sqlalchemy_raises
@@ -887,6 +891,52 @@ class TestEscalateDue:
         row = router.routed.rows["t-1"]
         assert service_clocks.from_json(row.service_clocks or {}).deadlines()[
             "resolution"] == due
+
+
+    async def test_an_escalation_after_hours_keeps_the_deadline_missed_everywhere(
+            self, tmp_path: Path) -> None:
+        """Due Monday 13:00 at public_sector, breached and escalated to key_accounts,
+        open 09:00-12:00 (closed: what is left would start Tuesday 09:00), then answered
+        Tuesday 08:00, before key_accounts opens: the deadline stays 13:00 on the event, the
+        lane's copy and the ticket's clocks, so the metrics (counter, stats) and the
+        simulator's actual side all count the first response late."""
+        table = tmp_path / "routing.yaml"
+        table.write_text(TEST_ROUTING_TABLE.read_text("utf-8").replace(
+            "key_accounts: {escalation_to: account_development}",
+            "key_accounts: {escalation_to: account_development, calendar: {time_zone: UTC,"
+            " hours: {mon-fri: '09:00-12:00'}}}"), encoding="utf-8")
+        router = wired(table)
+        routed_ticket(router)
+        missed = NOW + timedelta(hours=4)
+        assert await self.escalate(router, missed + timedelta(seconds=1)) == 1
+        [escalated] = [events.read(item.event) for item in router.publisher.published
+                       if item.event.type == TicketEventType.ESCALATED
+                       and not item.topic.startswith("dept.")]
+        [lane_copy] = [tickets.RoutedTicket.model_validate(item.event.data)
+                       for item in router.publisher.published
+                       if item.topic.startswith("dept.key_accounts")]
+        assert (escalated.deadlines or {})["first_response"] == missed
+        assert lane_copy.routing.first_response_deadline == missed
+        row = router.routed.rows["t-1"]
+        assert service_clocks.from_json(row.service_clocks or {}).deadlines()[
+            "first_response"] == missed
+        answered = NOW + timedelta(days=1, hours=-1)  # Tuesday 08:00
+        timeline = metrics_timeline.Timeline("t-1")
+        counted = []
+        for event in [events.TicketEvent(
+                ticket_id="t-1", type=TicketEventType.ROUTED, occurred_at=NOW,
+                received_at=NOW, department="public_sector", segment="government",
+                first_response_deadline=missed, deadlines={"first_response": missed}),
+                escalated, events.TicketEvent(ticket_id="t-1", occurred_at=answered,
+                                              type=TicketEventType.RESPONDED)]:
+            timeline, observations = metrics_service.applied(event, timeline)
+            counted += [o.outcome for o in observations
+                        if isinstance(o, metrics_timeline.TargetDecided)]
+        assert counted == ["missed"]  # routing_first_response_target_total, once
+        later = answered + timedelta(days=1)
+        assert stats.outcome(timeline, later) == "missed"
+        assert timeline.first_response_deadline == missed
+        assert history.first_response_late(timeline, later)
 
 
     async def test_a_ticket_whose_notice_fails_holds_up_no_other(self) -> None:

@@ -15,6 +15,7 @@ from tests.unit.test_calendars import OFFICE, parse
 
 AMSTERDAM = ZoneInfo("Europe/Amsterdam")
 LONDON = parse("  time_zone: Europe/London\n  hours: {mon-fri: '09:00-17:00'}\n")
+NINE_TO_FIVE = parse("  time_zone: Europe/Amsterdam\n  hours: {mon-fri: '09:00-17:00'}\n")
 TARGETS = service_clocks.Targets(timedelta(hours=4), timedelta(hours=2), timedelta(hours=16),
                                  warning_share=0.75)
 
@@ -196,6 +197,63 @@ class TestRebase:
         # 23 real hours spent over the short night: one left, at 13:00 summer time.
         assert moved.deadlines()["first_response"] == local(2025, 3, 30, 13)
 
+    def test_an_escalation_after_hours_keeps_the_deadline_missed(self) -> None:
+        """Due Monday 17:59 in office hours, breached then and escalated to a department
+        open 09:00-17:00: the deadline stays 17:59 (nothing is left to count in the new
+        hours), not Tuesday 09:00, so an answer Tuesday 08:30 is late by every rule."""
+        state = service_clocks.routed(service_clocks.Targets(timedelta(hours=4)),
+                                      local(2025, 3, 10, 13, 59), OFFICE)
+        missed = local(2025, 3, 10, 17, 59)
+        breach = missed + timedelta(seconds=1)
+        first = state.current("first_response")
+        assert first is not None and clocks.due(first, breach) == "breach"
+        state = state.with_clock(clocks.breached(first, breach, OFFICE, None))
+        moved = service_clocks.handed_over(state, breach, OFFICE, NINE_TO_FIVE)
+        assert moved.deadlines()["first_response"] == missed
+        answered = local(2025, 3, 11, 8, 30)
+        stopped = service_clocks.reported(moved, TicketEventType.RESPONDED, answered,
+                                          NINE_TO_FIVE).current("first_response")
+        assert stopped is not None and stopped.outcome == "missed"
+        assert service_levels.first_response_outcome(answered, moved.deadlines()[
+            "first_response"]) == "missed"
+
+    def test_a_transfer_after_the_deadline_passed_keeps_it(self) -> None:
+        """Handed over 10 s after its deadline, before the clock watch saw the breach: the
+        deadline stays the one passed and the breach is due at once; an answer before the
+        new department opens is late, for the clock and the metrics' rule alike."""
+        state = service_clocks.routed(service_clocks.Targets(timedelta(hours=4)),
+                                      local(2025, 3, 10, 13, 59), OFFICE)
+        missed = local(2025, 3, 10, 17, 59)
+        moved_at = missed + timedelta(seconds=10)
+        moved = service_clocks.handed_over(state, moved_at, OFFICE, NINE_TO_FIVE)
+        assert moved.deadlines()["first_response"] == missed
+        first = moved.current("first_response")
+        assert first is not None and clocks.due(first, moved_at) == "breach"
+        answered = local(2025, 3, 11, 8, 30)
+        stopped = service_clocks.reported(moved, TicketEventType.RESPONDED, answered,
+                                          NINE_TO_FIVE).current("first_response")
+        assert stopped is not None and stopped.outcome == "missed"
+        assert service_levels.first_response_outcome(answered, moved.deadlines()[
+            "first_response"]) == "missed"
+
+    def test_a_pause_after_the_deadline_passed_keeps_it(self) -> None:
+        """Due Friday 18:00 at closing time, paused at 19:00 (no business time spent past
+        its target): the customer's reply on Saturday resumes it due Friday 18:00, not
+        Monday 08:00; answered while still paused, it is missed."""
+        state = service_clocks.routed(service_clocks.Targets(timedelta(hours=1)),
+                                      local(2025, 3, 14, 17), OFFICE)
+        paused = service_clocks.reported(state, TicketEventType.WAITING_ON_CUSTOMER,
+                                         local(2025, 3, 14, 19), OFFICE)
+        # Kept in the router's store while the ticket waits.
+        paused = service_clocks.from_json(service_clocks.to_json(paused))
+        resumed = service_clocks.reported(paused, TicketEventType.CUSTOMER_REPLIED,
+                                          local(2025, 3, 15, 12), OFFICE)
+        assert resumed.deadlines()["first_response"] == local(2025, 3, 14, 18)
+        answered = service_clocks.reported(paused, TicketEventType.RESPONDED,
+                                           local(2025, 3, 15, 12), OFFICE)
+        first = answered.current("first_response")
+        assert first is not None and first.outcome == "missed"
+
 
 class TestPriorityChange:
     """The new priority's targets from the routing table (`priority_targets`), the
@@ -233,6 +291,19 @@ class TestPriorityChange:
         assert resumed.deadlines()["first_response"] == local(2025, 3, 10, 13)
         first = resumed.current("first_response")
         assert first is not None and first.paused_seconds == 7200
+
+    def test_a_longer_target_after_the_deadline_passed_keeps_it(self) -> None:
+        """Due 13:00 (4h from 09:00), given at 13:30, before the clock watch saw the
+        breach, a priority whose target is 8h: the deadline stays 13:00 (a passed deadline
+        is missed for good), not 17:00, and a response at 14:00 is late."""
+        state = service_clocks.routed(TARGETS, local(2025, 3, 10, 9), OFFICE)
+        given = priority.Override(first_response_target=timedelta(hours=8))
+        moved = service_clocks.reprioritised(state, local(2025, 3, 10, 13, 30), OFFICE, given)
+        assert moved.deadlines()["first_response"] == local(2025, 3, 10, 13)
+        answered = service_clocks.reported(moved, TicketEventType.RESPONDED,
+                                           local(2025, 3, 10, 14), OFFICE)
+        first = answered.current("first_response")
+        assert first is not None and first.outcome == "missed"
 
 
 class TestStored:
