@@ -3,24 +3,31 @@ from the real SQL store (SQLite and PostgreSQL): a ticket resolved without a sep
 response has had its first response, is no longer escalated nor in any backlog, and its
 first-response target is met; one replied to before any response is still awaited by
 both, one waiting on the customer by neither; a resolved one takes no more moves of its
-clocks."""
+clocks; one escalated after hours and answered before the new department opens is late
+for both, and for the simulator's actual side (the escalation published on a real
+broker)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.core import db, events
+from services.core import db, events, kafka, tickets, topics
 from services.core.events import TicketEvent, TicketEventType
+from services.core.settings import Settings
 from services.metrics import service, stats, timeline
 from services.metrics.store import TimelineStore
-from services.router import service_clocks
+from services.router import ports, priority, service_clocks, table_file, tickets_api
+from services.router import service as router_service
 from services.router.event_follower import FollowTicketEvent
 from services.router.store import Dispatch, RoutedTickets
+from services.simulator import history, summary
+from tests.conftest import TEST_ROUTING_TABLE, read_topic, unique
 
 ROUTED_AT = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
 DEADLINE = ROUTED_AT + timedelta(hours=1)
@@ -310,3 +317,84 @@ class TestAReportFollowedAgain:
         assert again.clocks == service_clocks.from_json(before.service_clocks)
         assert (after.status, after.trace, after.service_clocks) == (
             "responded", before.trace, before.service_clocks)
+
+
+class TestEscalatedAfterHours:
+    async def test_answered_before_the_new_department_opens_it_is_late_everywhere(
+            self, stores: Stores, kafka_bootstrap: str, tmp_path: Path) -> None:
+        """Due Monday 13:00 at public_sector, escalated on its breach to key_accounts, open
+        09:00-12:00 (closed: nothing left to count there would start Tuesday 09:00), and
+        answered Tuesday 08:00: the deadline stays 13:00 on the escalation, the lane's
+        copy and the ticket's state, and the first response is missed, once, in the
+        router, the metrics' counter and stats, and the simulator's actual side."""
+        path = tmp_path / "routing.yaml"
+        path.write_text(TEST_ROUTING_TABLE.read_text("utf-8").replace(
+            "key_accounts: {escalation_to: account_development}",
+            "key_accounts: {escalation_to: account_development, calendar: {time_zone: UTC,"
+            " hours: {mon-fri: '09:00-12:00'}}}"), encoding="utf-8")
+        table = table_file.load(path)
+        ticket_id = unique("t")
+        ticket = tickets.Ticket(ticket_id=ticket_id, customer_id="c-1", subject="s",
+                                body="b", channel="web", received_at=ROUTED_AT,
+                                platform="helpdesk")
+        first = router_service.route(ticket.with_segmentation(tickets.Segmentation(
+            segment="government", rule="gov", rules_version="r1", customer_known=True,
+            tier="existing")), table=table, load=ports.no_load, now=ROUTED_AT,
+            event_id="e-1", correlation_id="corr-1")
+        await stores.router.record_first_dispatches([first.dispatch])
+        missed = ROUTED_AT + timedelta(hours=4)
+        settings = Settings(kafka_bootstrap_servers=kafka_bootstrap)
+        await kafka.ensure_topics(settings, [topics.EVENTS,
+                                             *priority.lane_topics("key_accounts")])
+        publisher = kafka.Publisher(settings, client_id="lifecycle-agreement")
+        try:
+            assert await router_service.escalate_due(
+                stores.router, publisher, table=table, queue_for=priority.queue_for,
+                now=missed + timedelta(seconds=1)) == 1
+        finally:
+            await publisher.close()
+        [(published, _)] = await read_topic(
+            kafka_bootstrap, topics.EVENTS, until=1,
+            keep=lambda event: event.ticket_id == ticket_id
+            and event.type == TicketEventType.ESCALATED)
+        escalated = events.read(published)
+        assert (escalated.deadlines or {})["first_response"] == missed
+        answered = ROUTED_AT + timedelta(days=1, hours=-1)  # Tuesday 08:00
+        responded = events.as_envelope(TicketEvent(
+            ticket_id=ticket_id, type=TicketEventType.RESPONDED, occurred_at=answered,
+            department="key_accounts"), "corr-1", events.INTAKE_SOURCE)
+        [changed] = await FollowTicketEvent(stores.router, current_table=lambda: table)(
+            responded)
+
+        row = await stores.router.get(ticket_id)
+        assert row is not None and row.department == "key_accounts"
+        assert row.first_response_deadline is not None
+        assert row.first_response_deadline.replace(tzinfo=UTC) == missed
+        assert tickets.RoutedTicket.model_validate(
+            row.payload).routing.first_response_deadline == missed
+        [clock] = tickets_api._clocks(row.service_clocks)["clocks"]
+        assert clock["outcome"] == "missed"
+        seen_by_metrics, decided = timeline.Timeline(ticket_id=ticket_id), []
+        routed_event = next(events.read(output.event) for output in first.outputs
+                            if output.topic == topics.EVENTS)
+        for event in [routed_event, escalated, events.read(responded),
+                      events.read(changed.event)]:
+            seen_by_metrics, observations = service.applied(event, seen_by_metrics)
+            decided += [(type(o).__name__, o.outcome) for o in observations
+                        if isinstance(o, timeline.TargetDecided | timeline.ServiceTarget)]
+        # routing_first_response_target_total and routing_service_target_total: once each.
+        assert decided == [("ServiceTarget", "missed"), ("TargetDecided", "missed")]
+        async with stores.sessions() as session, session.begin():
+            await stores.metrics.save(session, seen_by_metrics)
+        later = answered + timedelta(days=1)
+        attained = (await service.department_stats(
+            stores.metrics, "public_sector", timedelta(days=7), now=later)
+        ).first_response_target
+        assert (attained.met, attained.missed) == (0, 1)
+        window = await history.HistoryReader(stores.sessions).window(
+            ROUTED_AT - timedelta(hours=1), ROUTED_AT + timedelta(hours=1),
+            with_customers=False)
+        [actual] = [ticket.actual for ticket in window.tickets]
+        assert actual.escalated
+        outcome = summary.outcome([[actual]], as_of=later)
+        assert (outcome.met, outcome.missed) == (0, 1)
