@@ -18,7 +18,7 @@ Levels: 0 running within target, 1 breached (escalated), 2 still unanswered
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -215,6 +215,7 @@ def _paused_until(clock: Clock, at: datetime) -> float:
         (at - clock.paused_since).total_seconds(), 0.0)
 
 
+_FIELDS = frozenset(field.name for field in fields(Clock))
 _MOMENTS = ("started_at", "running_since", "paused_since", "deadline", "warning_at",
             "second_level_at", "stopped_at", "missed_deadline")
 
@@ -229,7 +230,9 @@ def to_json(clock: Clock) -> dict[str, Any]:
 
 
 def from_json(data: dict[str, Any]) -> Clock:
-    values = dict(data)
+    """A stored clock; a key a later release added is left out (the clock as this
+    release keeps it), so that a rolling upgrade's next step reads this one's."""
+    values = {name: value for name, value in data.items() if name in _FIELDS}
     for name in _MOMENTS:
         values[name] = None if values.get(name) is None \
             else datetime.fromisoformat(values[name])

@@ -312,3 +312,12 @@ class TestStored:
         state = service_clocks.reported(state, TicketEventType.WAITING_ON_CUSTOMER,
                                         local(2025, 3, 10, 10), OFFICE)
         assert service_clocks.from_json(service_clocks.to_json(state)) == state
+
+    def test_a_key_a_later_release_adds_is_left_out(self) -> None:
+        """A rolling upgrade: a router not yet upgraded reads clocks an upgraded one
+        wrote (as this release added `missed_deadline`; the one before failed on it)."""
+        state = service_clocks.routed(TARGETS, local(2025, 3, 10, 9), OFFICE)
+        written = service_clocks.to_json(state)
+        for clock in written["clocks"]:
+            clock["kept_by_a_later_release"] = "2025-03-10T09:00:00+00:00"
+        assert service_clocks.from_json(written) == state
