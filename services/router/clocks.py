@@ -184,8 +184,12 @@ def _run(clock: Clock, at: datetime, calendar: calendars.Calendar | None,
 def _due(target: timedelta, spent: timedelta, level: int, at: datetime,
          calendar: calendars.Calendar | None, warning_share: float | None,
          ) -> tuple[datetime, datetime | None]:
-    """A clock running from `at`: its deadline, and when its warning is due (None: none)."""
-    deadline = calendars.deadline(at, max(target - spent, timedelta(0)), calendar)
+    """A clock running from `at`: its deadline, and when its warning is due (None: none).
+    With nothing left (a shorter target already used up), the deadline is `at` itself,
+    not the next opening of the hours: a response after it is late by the deadline as
+    by the time spent."""
+    left = target - spent
+    deadline = calendars.deadline(at, left, calendar) if left > timedelta(0) else at
     warning_at = None
     if warning_share is not None and level == 0:
         warn_after = target * warning_share - spent

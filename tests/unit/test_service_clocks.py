@@ -306,6 +306,22 @@ class TestPriorityChange:
         assert first is not None and first.outcome == "missed"
 
 
+    def test_a_shorter_target_already_used_up_is_due_at_the_change(self) -> None:
+        """Routed Friday 15:00, 3 business hours spent by Saturday (the office closes at
+        18:00), given then a priority whose target is 2h: nothing is left, so the
+        deadline is the change, not Monday's opening, which a response on Saturday
+        would have met by the deadline while the clock counted it missed."""
+        state = service_clocks.routed(TARGETS, local(2025, 3, 7, 15), OFFICE)
+        given = priority.Override(first_response_target=timedelta(hours=2))
+        changed_at = local(2025, 3, 8, 12)
+        moved = service_clocks.reprioritised(state, changed_at, OFFICE, given)
+        assert moved.deadlines()["first_response"] == changed_at
+        answered = service_clocks.reported(moved, TicketEventType.RESPONDED,
+                                           local(2025, 3, 8, 13), OFFICE)
+        first = answered.current("first_response")
+        assert first is not None and first.outcome == "missed"
+
+
 class TestStored:
     def test_the_clocks_read_back_as_written(self) -> None:
         state = service_clocks.routed(TARGETS, local(2025, 3, 10, 9), OFFICE)
