@@ -3,7 +3,8 @@
 The router decides each clock (clocks.py): a warning at a share of its target, a breach
 (escalation level 1, the target missed), level 2, and a clock stopped in time (met) or
 late before a breach was seen (missed), on `deadlines_changed`. The timeline counts each
-once, by a key in `clock_notices`, however often the event comes. Time paused runs from
+once, by its keys in `clock_notices`, however often the event comes, and when the router
+sends a notice again after a crash, at a later time (`_notice_keys`). Time paused runs from
 `waiting_on_customer` to the customer's reply (or the resolution). A transfer or a
 priority change moves the first-response deadline the target is decided against.
 """
@@ -38,39 +39,48 @@ def apply(timeline: Timeline, event: TicketEvent) -> tuple[Timeline, list[Observ
         return timeline, []
     department = event.department or timeline.department or UNKNOWN
     segment = event.segment or timeline.segment or UNKNOWN
-    found: list[tuple[str, Observation]] = []
-    at = event.occurred_at.isoformat()
+    found: list[tuple[tuple[str, ...], Observation]] = []
     if event.type is TicketEventType.TARGET_WARNING and event.target:
-        found.append((f"warning:{event.target}:{at}",
+        found.append((_notice_keys("warning", event.target, event),
                       ClockWarning(department, segment, event.target)))
     elif event.type is TicketEventType.ESCALATED and event.target and event.level:
         held = event.from_department or department
-        found.append((f"level{event.level}:{event.target}:{at}",
+        found.append((_notice_keys(f"level{event.level}", event.target, event),
                       ClockEscalated(held, segment, event.target, event.level)))
         if event.level == 1:
-            found.append((f"breach:{event.target}:{at}",
+            found.append((_notice_keys("breach", event.target, event),
                           ServiceTarget(held, segment, event.target, "missed")))
     elif event.type is TicketEventType.DEADLINES_CHANGED:
         for key, outcome in (event.outcomes or {}).items():
             target = key.partition("#")[0]
-            found.append((f"outcome:{key}", ServiceTarget(department, segment, target,
-                                                          outcome)))
+            found.append(((f"outcome:{key}",), ServiceTarget(department, segment, target,
+                                                             outcome)))
     timeline = _pause(_first_response_deadline(timeline, event), event)
     if timeline.paused_at is not None and _ends_pause(event):
         seconds = max((event.occurred_at - timeline.paused_at).total_seconds(), 0.0)
-        found.append((f"paused:{timeline.paused_at.isoformat()}",
+        found.append(((f"paused:{timeline.paused_at.isoformat()}",),
                       Paused(department, segment, seconds)))
         timeline = changed(timeline, paused_at=None)
-    new = [(key, observation) for key, observation in found
-           if key not in timeline.clock_notices]
+    new = [(keys, observation) for keys, observation in found
+           if timeline.clock_notices.isdisjoint(keys)]
     if not new:
         return timeline, []
     decided = _first_response_decided(timeline, [observation for _, observation in new])
     if decided is not None:
         timeline = changed(timeline, target_outcome=decided.outcome,
                            target_department=decided.department)
-    return (changed(timeline, clock_notices=timeline.clock_notices | {k for k, _ in new}),
+    kept = timeline.clock_notices.union(*(keys for keys, _ in new))
+    return (changed(timeline, clock_notices=kept),
             [observation for _, observation in new] + ([decided] if decided else []))
+
+
+def _notice_keys(kind: str, target: ClockTarget, event: TicketEvent) -> tuple[str, ...]:
+    """The keys a notice is counted once by: its time, and the deadline it is about,
+    which is the same when the router sends it again after a crash, at a later time (a
+    missed deadline stays the clock's, clocks.py). Either seen, it was counted."""
+    keys = (f"{kind}:{target}:{event.occurred_at.isoformat()}",)
+    deadline = (event.deadlines or {}).get(target)
+    return keys if deadline is None else (*keys, f"{kind}:{target}:due:{deadline.isoformat()}")
 
 
 def _first_response_decided(timeline: Timeline, observations: list[Observation]

@@ -50,6 +50,28 @@ class TestNotices:
         _, seen = replay(RECEIVED, ROUTED, NEXT_MET)
         assert ServiceTarget("public_sector", "government", "next_response", "met") in seen
 
+    def test_a_notice_the_router_sends_again_after_a_crash_is_counted_once(self) -> None:
+        """The clock watch publishes a notice before its clocks record it: after a crash
+        in between it sends the notice again at the next check, at a later time, about
+        the same deadline (a missed one stays the clock's: clocks.py)."""
+        due = {"first_response": T0 + timedelta(seconds=80)}
+        warned = [event(TicketEventType.TARGET_WARNING, at, department="public_sector",
+                        segment="government", target="first_response", deadlines=due)
+                  for at in (60, 65)]
+        breached = [event(TicketEventType.ESCALATED, at, department="supervisors",
+                          from_department="public_sector", segment="government",
+                          target="first_response", level=level, reason="escalation",
+                          deadlines=due)
+                    for at, level in ((90, 1), (95, 1), (400, 2), (405, 2))]
+        _, seen = replay(RECEIVED, ROUTED, *warned, *breached)
+        counted = [o for o in seen if isinstance(o, ClockWarning | ClockEscalated
+                                                 | ServiceTarget)]
+        assert counted == [
+            ClockWarning("public_sector", "government", "first_response"),
+            ClockEscalated("public_sector", "government", "first_response", 1),
+            ServiceTarget("public_sector", "government", "first_response", "missed"),
+            ClockEscalated("public_sector", "government", "first_response", 2)]
+
     def test_a_replayed_notice_is_counted_once(self) -> None:
         _, once = replay(RECEIVED, ROUTED, WARNING, BREACH, NEXT_MET)
         _, twice = replay(RECEIVED, ROUTED, WARNING, BREACH, WARNING, NEXT_MET, BREACH,
