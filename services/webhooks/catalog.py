@@ -151,6 +151,8 @@ GONE = 410
 # Answers whose Retry-After the next attempt waits for: too many requests (RFC 6585) and
 # unavailable (RFC 9110).
 WITH_RETRY_AFTER = frozenset({429, 503})
+# A receiver asking the sender to slow down: its whole endpoint is held (`hold_after`).
+TOO_MANY_REQUESTS = 429
 
 
 @dataclass(frozen=True)
@@ -219,3 +221,19 @@ class RetryPolicy:
         step = min(self.max_seconds, self.base_seconds * 2 ** (attempts - 1))
         backoff = jitter(step / 2, step)
         return backoff if asked is None else max(backoff, min(asked, self.max_seconds))
+
+    def hold_after(self, failed: Failed) -> float | None:
+        """Seconds the receiver's whole endpoint is held after this answer (nothing sent
+        to it, from any worker), or None when it is not: a 429 asks the sender to slow
+        down, for what its Retry-After asks or else the backoff's first step; a 503 holds
+        it only with a Retry-After (without one, it is that callback's failure alone, as
+        any 5xx). Capped at `max_seconds`, as a callback's wait is; a wait of nothing (a
+        Retry-After of 0 or past) holds nothing."""
+        if failed.status == TOO_MANY_REQUESTS:
+            asked = self.base_seconds if failed.retry_after is None else failed.retry_after
+        elif failed.status in WITH_RETRY_AFTER and failed.retry_after is not None:
+            asked = failed.retry_after
+        else:
+            return None
+        held = min(asked, self.max_seconds)
+        return held if held > 0 else None

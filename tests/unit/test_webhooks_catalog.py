@@ -187,6 +187,33 @@ class TestRetryDelays:
         assert self.policy.delay_after(1, asked=asked, jitter=lambda low, _high: low) == delay
 
 
+class TestEndpointHolds:
+    """A receiver asking the sender to slow down holds its whole endpoint, not only the
+    callback it answered."""
+
+    policy = catalog.RetryPolicy(max_attempts=5, base_seconds=10, max_seconds=60)
+
+    @pytest.mark.parametrize(("status", "asked", "held"), [
+        (429, 45.0, 45), (503, 45.0, 45),  # what its Retry-After asks
+        (429, None, 10),  # a 429 without one: the backoff's first step
+        (429, 3600.0, 60), (503, math.inf, 60),  # capped at the longest step
+        (429, 0.0, None), (503, 0.0, None)])  # a wait of nothing holds nothing
+    def test_a_429_or_a_503_with_retry_after_holds_the_endpoint(
+            self, status: int, asked: float | None, held: float | None) -> None:
+        assert self.policy.hold_after(catalog.Failed(f"HTTP {status}", status, asked)) == held
+
+    @pytest.mark.parametrize("failed", [
+        catalog.Failed("HTTP 503", 503),  # no Retry-After: that callback's failure alone
+        catalog.Failed("HTTP 500", 500), catalog.Failed("HTTP 404", 404),
+        catalog.Failed("HTTP 410", 410), catalog.Failed("TimeoutError")])
+    def test_any_other_failure_holds_nothing(self, failed: catalog.Failed) -> None:
+        assert self.policy.hold_after(failed) is None
+
+    def test_the_hold_is_read_from_the_answer_as_sent(self) -> None:
+        failed = catalog.answered(429, retry_after="Mon, 30 Nov 2026 09:00:30 GMT", now=AT)
+        assert failed is not None and self.policy.hold_after(failed) == 30
+
+
 class TestSettings:
     def test_the_retry_policy_is_the_settings(self) -> None:
         configured = Settings(webhook_max_attempts=7, webhook_retry_base_seconds=2,
