@@ -29,6 +29,9 @@ class WebhookEndpointRow(Base):
     previous_secret: Mapped[str | None] = mapped_column(String(128))
     previous_secret_until: Mapped[datetime | None] = mapped_column(db.UtcDateTime())
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Until when its receiver asked to be sent nothing (a 429, a 503 with Retry-After);
+    # null, or past: not held.
+    held_until: Mapped[datetime | None] = mapped_column(db.UtcDateTime())
     created_at: Mapped[datetime] = mapped_column(db.UtcDateTime())
     updated_at: Mapped[datetime] = mapped_column(db.UtcDateTime())
 

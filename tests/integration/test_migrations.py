@@ -103,6 +103,32 @@ async def test_the_newest_revisions_downgrade_to_the_indexes_before_them(
     assert await inspect(empty_database_url) == ([], [HEAD])
 
 
+async def test_endpoints_registered_before_holds_are_kept_not_held(
+        empty_database_url: str) -> None:
+    """v0026 adds when a webhook endpoint is held until (its receiver's 429): one
+    registered before it is not held, and is kept through the downgrade."""
+    await migrate.upgrade(empty_database_url, "0025")
+    engine = db.engine(empty_database_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(text(
+                "INSERT INTO webhook_endpoints (platform, url, secret, enabled, created_at,"
+                " updated_at) VALUES ('desk', 'https://desk.example.com/hooks', 'whsec_x',"
+                " true, '2026-12-06 09:00:00+00:00', '2026-12-06 09:00:00+00:00')"))
+        await migrate.upgrade(empty_database_url)
+        async with engine.connect() as connection:
+            held = (await connection.execute(text(
+                "SELECT platform, held_until FROM webhook_endpoints"))).all()
+        assert held == [("desk", None)]
+        await asyncio.to_thread(command.downgrade, migrate.config(empty_database_url), "0025")
+        async with engine.connect() as connection:
+            kept = (await connection.execute(text("SELECT platform FROM webhook_endpoints"))
+                    ).all()
+        assert kept == [("desk",)]
+    finally:
+        await engine.dispose()
+
+
 async def test_concurrent_upgrades_in_one_process(empty_database_url: str) -> None:
     await asyncio.gather(*(migrate.upgrade(empty_database_url) for _ in range(3)))
 
