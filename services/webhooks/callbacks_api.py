@@ -33,8 +33,15 @@ ANSWERS: dict[int | str, dict[str, Any]] = {
                          " not read)"},
     410: {"description": "Gone: no more callbacks wanted. The endpoint is disabled, its"
                          " callbacks waiting until an admin enables it again"},
-    429: {"description": f"Too many requests: {RETRIED_AFTER}"},
-    503: {"description": f"Unavailable: {RETRIED_AFTER}"},
+    429: {"description": "Too many requests: slow down. The whole endpoint is held for its"
+                         " Retry-After (seconds or an HTTP date; without one,"
+                         " WEBHOOK_RETRY_BASE_SECONDS), at most WEBHOOK_RETRY_MAX_SECONDS:"
+                         " nothing more is sent to it until then (those already in flight"
+                         " finish), and the callbacks not sent spend no attempt. This one"
+                         f" is {RETRIED_AFTER}"},
+    503: {"description": "Unavailable. With a Retry-After, the whole endpoint is held for it,"
+                         " as after a 429; without one, a failed attempt of this callback"
+                         " alone, retried with backoff"},
     "default": {"description": "Anything else (a 3xx, which is not followed, another 4xx or"
                                " 5xx), an error or a timeout: a failed attempt, retried"
                                " with backoff, dead-lettered after WEBHOOK_MAX_ATTEMPTS"},

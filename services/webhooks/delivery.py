@@ -4,7 +4,11 @@ Standard Webhooks spec, at least once.
 Each platform has its own worker, its own HTTP client and its own concurrency limit: a
 receiver that is slow or down holds up its own callbacks only. A failed attempt (an
 error, a timeout, any answer but 2xx) is retried with exponential backoff and jitter;
-a 429 or 503 waits at least what its Retry-After asks, up to the longest step. When the
+a 429 or 503 waits at least what its Retry-After asks, up to the longest step. A
+receiver asking to slow down (a 429, a 503 with Retry-After) has its whole endpoint held
+for that wait (`catalog.RetryPolicy.hold_after`), in the store, so that no worker of the
+fleet sends it anything before then: the rest of the worker's batch is not sent (its
+callbacks keep their attempts), those in flight finish. When the
 attempts are used up, the callback is dead-lettered (listed, replayable). A receiver
 answering 410 Gone has its endpoint disabled (its callbacks wait, as an admin's
 disabling leaves them), and is sent nothing more until it is enabled again. An answer's
@@ -45,6 +49,9 @@ WORKER_FAILURES = Counter("routing_webhook_worker_failures_total",
 OLDEST_DUE = Gauge("routing_webhook_oldest_due_seconds",
                    "How long the platform's callback due longest has waited past its time"
                    " to be sent (0: none due; an enabled endpoint's only)", ["platform"])
+HELD = Gauge("routing_webhook_endpoint_held_seconds",
+             "How long the platform's endpoint is still held, nothing sent to it: its"
+             " receiver answered 429, or 503 with Retry-After (0: not held)", ["platform"])
 WAITING = Gauge("routing_webhook_deliveries_waiting",
                 "Callbacks in the outbox, by status: pending (to send) or dead (dead-lettered,"
                 " awaiting a replay)", ["platform", "status"])
@@ -92,6 +99,7 @@ class Deliverer:
         to it. The figures go first, so that once no worker is listed none is shown."""
         WAITING.clear()
         OLDEST_DUE.clear()
+        HELD.clear()
         await self.close()
 
     @property
@@ -115,15 +123,16 @@ class Deliverer:
                 limit = asyncio.Semaphore(self._concurrency)
                 while target is not None and due:
                     signers = [standardwebhooks.Webhook(secret) for secret in target.secrets]
-                    gone = asyncio.Event()  # the receiver answered 410: nothing more to it
+                    # The receiver answered 410, or asked to wait: nothing more to it.
+                    stopped = asyncio.Event()
 
                     async def send(row: WebhookDeliveryRow, url: str = target.url,
                                    signers: list[standardwebhooks.Webhook] = signers,
-                                   gone: asyncio.Event = gone) -> None:
+                                   stopped: asyncio.Event = stopped) -> None:
                         async with limit:
-                            if not gone.is_set() and await self._attempt(
+                            if not stopped.is_set() and await self._attempt(
                                     client, url, signers, row):
-                                gone.set()
+                                stopped.set()
 
                     # A send fails only when the store does: the others are cancelled and
                     # awaited, none left running on a closed client.
@@ -163,13 +172,17 @@ class Deliverer:
     async def _attempt(self, client: httpx.AsyncClient, url: str,
                        signers: list[standardwebhooks.Webhook], row: WebhookDeliveryRow
                        ) -> bool:
-        """One attempt, recorded; True when the receiver answered 410 Gone."""
+        """One attempt, recorded; True when nothing more is to be sent to the receiver:
+        it answered 410 Gone, or asked to wait (its endpoint held)."""
         failed = await send_callback(client, url, signers, row, sent_at=self._now(),
                                      timeout_seconds=self._timeout)
         attempts = row.attempts + 1
         if failed is not None and failed.gone:
             await self._gone(url, row, attempts, failed)
             return True
+        hold = None if failed is None else self._retry.hold_after(failed)
+        if failed is not None and hold is not None:
+            await self._hold(url, row, failed, hold)
         delay = None if failed is None else self._retry.delay_after(
             attempts, asked=failed.retry_after)
         status = (store.DELIVERED if failed is None
@@ -184,7 +197,21 @@ class Deliverer:
             DELIVERIES.labels(row.platform, "dead_lettered").inc()
             logger.warning("webhook dead-lettered", extra={
                 "platform": row.platform, "delivery_id": row.delivery_id, "error": error})
-        return False
+        return hold is not None
+
+    async def _hold(self, url: str, row: WebhookDeliveryRow, failed: catalog.Failed,
+                    seconds: float) -> None:
+        """The receiver at `url` asked to be sent nothing for `seconds`: its endpoint is
+        held that long, for every worker of the fleet, and its callbacks wait with their
+        attempts unspent (this one's failed attempt is recorded as any other). Said once
+        a hold, by whichever attempt started it."""
+        now = self._now()
+        started = await self._endpoints.hold(
+            row.platform, url=url, until=now + timedelta(seconds=seconds), now=now)
+        if started:
+            logger.warning("webhook endpoint held: its receiver asked to wait", extra={
+                "platform": row.platform, "receiver": catalog.origin_of(url),
+                "status": failed.status, "wait_seconds": seconds})
 
     async def _gone(self, url: str, row: WebhookDeliveryRow, attempts: int,
                     failed: catalog.Failed) -> None:
@@ -206,6 +233,7 @@ class Deliverer:
         now = self._now()
         counts = await self._deliveries.counts()
         due_since = await self._deliveries.due_since(now)
+        held = await self._endpoints.held(now)
         platforms = await self._endpoints.platforms()
         # Endpoints deleted: their lookups let go, but for a worker still sending (its
         # endpoint may be registered again meanwhile; it lets them go itself if not).
@@ -213,6 +241,7 @@ class Deliverer:
         # Set anew, not updated: a platform deleted since has no figures left standing.
         WAITING.clear()
         OLDEST_DUE.clear()
+        HELD.clear()
         for platform in platforms:
             WORKER_FAILURES.labels(platform)  # exported at 0 until something happens
             for outcome in OUTCOMES:
@@ -222,6 +251,8 @@ class Deliverer:
             since = due_since.get(platform)
             OLDEST_DUE.labels(platform).set(
                 0 if since is None else max(0.0, (now - since).total_seconds()))
+            until = held.get(platform)
+            HELD.labels(platform).set(0 if until is None else (until - now).total_seconds())
 
 
 async def send_callback(client: httpx.AsyncClient, url: str,

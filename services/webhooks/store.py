@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from pydantic import BaseModel, ConfigDict
-from sqlalchemy import and_, delete, func, select, update
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from sqlalchemy import ColumnElement, and_, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -25,6 +25,11 @@ REPLAY_CHUNK = 1000
 LISTED_AT_MOST = 500
 
 
+def not_held(now: datetime) -> ColumnElement[bool]:
+    """An endpoint its receiver has not asked to wait past `now` (Endpoints.hold)."""
+    return or_(WebhookEndpointRow.held_until.is_(None), WebhookEndpointRow.held_until <= now)
+
+
 def new_secret() -> str:
     """A Standard Webhooks signing secret: `whsec_` and 32 random bytes in base64."""
     return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
@@ -38,8 +43,17 @@ class Endpoint(BaseModel):
     platform: str
     url: str
     enabled: bool
+    held_until: datetime | None = Field(
+        description="Until when nothing is sent to it: its receiver answered 429, or 503"
+                    " with Retry-After, asking to wait (null: not held)")
     created_at: datetime
     updated_at: datetime
+
+    @field_validator("held_until")
+    @classmethod
+    def _while_held(cls, until: datetime | None) -> datetime | None:
+        # A hold ends by itself at its time: one past is shown as none.
+        return until if until is not None and until > datetime.now(UTC) else None
 
 
 class Delivery(BaseModel):
@@ -138,7 +152,9 @@ class Endpoints:
                      enabled: bool | None = None, actor: str = admin_actions.COMMAND_LINE
                      ) -> Endpoint | None:
         """Change the endpoint's URL or whether it is enabled; a change is recorded as
-        `actor`'s action. None if the platform has no endpoint."""
+        `actor`'s action. A new URL, or enabling a disabled endpoint, lifts its hold (the
+        receiver that asked to wait is not the one in force, or an admin says go). None if
+        the platform has no endpoint."""
         async with self._sessions() as session, session.begin():
             row = await session.get(WebhookEndpointRow, platform, with_for_update=True)
             if row is None:
@@ -148,6 +164,8 @@ class Endpoints:
             row.enabled = enabled if enabled is not None else row.enabled
             if (row.url, row.enabled) != before:  # updated_at says when it last changed
                 row.updated_at = datetime.now(UTC)
+                if row.url != before[0] or row.enabled:
+                    row.held_until = None
                 admin_actions.record(session, admin_actions.Done(
                     admin_actions.Action.ENDPOINT_CHANGED, platform, actor,
                     catalog.change_of(url=row.url if row.url != before[0] else None,
@@ -175,6 +193,35 @@ class Endpoints:
                 admin_actions.Action.ENDPOINT_GONE, platform, admin_actions.RECEIVER_GONE,
                 catalog.change_of(url=url, enabled=False)))
             return True
+
+    async def hold(self, platform: str, *, url: str, until: datetime, now: datetime) -> bool:
+        """Hold the endpoint whose receiver at `url` asked to be sent nothing until
+        `until` (a 429, a 503 with Retry-After): no worker of the fleet sends to it before
+        then. True when that starts a hold (it was not held at `now`), so that it is said
+        once; False when it lengthens one, or changes nothing: held longer already,
+        deleted, or its URL changed since (the receiver that asked is not the one in
+        force)."""
+        endpoint = (WebhookEndpointRow.platform == platform, WebhookEndpointRow.url == url)
+        async with self._sessions() as session, session.begin():
+            # Statements, not a read then a write: of callbacks answered 429 at once, one
+            # starts the hold (on SQLite too, which takes no row lock on a read).
+            started = await session.execute(
+                update(WebhookEndpointRow).where(*endpoint, not_held(now))
+                .values(held_until=until))
+            if getattr(started, "rowcount", 0):
+                return True
+            await session.execute(
+                update(WebhookEndpointRow).where(*endpoint, WebhookEndpointRow.held_until < until)
+                .values(held_until=until))
+            return False
+
+    async def held(self, now: datetime) -> dict[str, datetime]:
+        """The platforms whose endpoint is held past `now`, and until when."""
+        async with self._sessions() as session:
+            rows = await session.execute(
+                select(WebhookEndpointRow.platform, WebhookEndpointRow.held_until)
+                .where(WebhookEndpointRow.held_until > now))
+            return {platform: until for platform, until in rows if until is not None}
 
     async def rotate_secret(self, platform: str, *, force: bool = False,
                             actor: str = admin_actions.COMMAND_LINE
@@ -261,8 +308,8 @@ class Deliveries:
                 index_elements=[WebhookDeliveryRow.delivery_id]), rows)
 
     async def due_platforms(self, now: datetime) -> set[str]:
-        """The platforms with callbacks due and an enabled endpoint (a disabled one's
-        callbacks wait: no worker, no read a poll for them)."""
+        """The platforms with callbacks due and an enabled endpoint not held (a disabled
+        or held one's callbacks wait: no worker, no read a poll for them)."""
         async with self._sessions() as session:
             return set(await session.scalars(
                 select(WebhookDeliveryRow.platform).distinct()
@@ -270,15 +317,18 @@ class Deliveries:
                       WebhookEndpointRow.platform == WebhookDeliveryRow.platform)
                 .where(WebhookDeliveryRow.status == PENDING,
                        WebhookDeliveryRow.next_attempt_at <= now,
-                       WebhookEndpointRow.enabled)))
+                       WebhookEndpointRow.enabled, not_held(now))))
 
     async def due(self, platform: str, now: datetime, *, limit: int
                   ) -> list[WebhookDeliveryRow]:
-        """A platform's callbacks due now, oldest first."""
+        """A platform's callbacks due now, oldest first; none while its endpoint is held
+        (those not sent keep their attempts and their time)."""
         async with self._sessions() as session:
             return list(await session.scalars(
                 select(WebhookDeliveryRow)
-                .where(WebhookDeliveryRow.platform == platform,
+                .join(WebhookEndpointRow,
+                      WebhookEndpointRow.platform == WebhookDeliveryRow.platform)
+                .where(WebhookDeliveryRow.platform == platform, not_held(now),
                        WebhookDeliveryRow.status == PENDING,
                        WebhookDeliveryRow.next_attempt_at <= now)
                 .order_by(WebhookDeliveryRow.created_at, WebhookDeliveryRow.delivery_id)
@@ -347,17 +397,20 @@ class Deliveries:
     async def due_since(self, now: datetime) -> dict[str, datetime]:
         """For each platform with an enabled endpoint and callbacks due, when the one due
         longest came due: its worker sends what is due at once, so one due long ago means
-        none is sending (a disabled endpoint's callbacks wait, as they should)."""
+        none is sending (a disabled endpoint's callbacks wait, as they should; a held
+        one's too, and come due when its hold ends)."""
         async with self._sessions() as session:
             rows = await session.execute(
-                select(WebhookDeliveryRow.platform, func.min(WebhookDeliveryRow.next_attempt_at))
+                select(WebhookDeliveryRow.platform, func.min(WebhookDeliveryRow.next_attempt_at),
+                       WebhookEndpointRow.held_until)
                 .join(WebhookEndpointRow,
                       WebhookEndpointRow.platform == WebhookDeliveryRow.platform)
                 .where(WebhookDeliveryRow.status == PENDING,
                        WebhookDeliveryRow.next_attempt_at <= now,
-                       WebhookEndpointRow.enabled.is_(True))
-                .group_by(WebhookDeliveryRow.platform))
-            return {platform: since for platform, since in rows}
+                       WebhookEndpointRow.enabled.is_(True), not_held(now))
+                .group_by(WebhookDeliveryRow.platform, WebhookEndpointRow.held_until))
+            return {platform: since if held_until is None else max(since, held_until)
+                    for platform, since, held_until in rows}
 
     async def counts(self) -> dict[tuple[str, str], int]:
         """How many callbacks each platform has waiting: pending and dead."""

@@ -15,89 +15,19 @@ import ssl
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 import trustme
-from prometheus_client import REGISTRY
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.core import admin_actions, db, migrate
+from services.core import admin_actions, db
 from services.webhooks import catalog, delivery, lookups, store
 from tests.conftest import unique
+from tests.integration.webhook_outbox import Outbox, outbox_on, sample
 from tests.webhooks_receiver import Receiver
-
-
-class Clock:
-    """The deliverer's clock: the real one, moved on by `skip`."""
-
-    def __init__(self) -> None:
-        self.ahead = timedelta(0)
-
-    def __call__(self) -> datetime:
-        return datetime.now(UTC) + self.ahead
-
-
-@dataclass
-class Outbox:
-    engine: AsyncEngine
-    endpoints: store.Endpoints
-    deliveries: store.Deliveries
-    deliverer: delivery.Deliverer
-    clock: Clock
-
-    async def register(self, platform: str, url: str) -> None:
-        """Straight into the store, unchecked: an endpoint registered before the API
-        checked what it checks now."""
-        assert await self.endpoints.register(platform, url) is not None
-
-    async def enqueue(self, platform: str, *delivery_ids: str) -> None:
-        await self.deliveries.enqueue([store.Outgoing(delivery_id, platform, "ticket.routed",
-                                                      "t-1", '{"type":"ticket.routed"}')
-                                       for delivery_id in delivery_ids])
-
-    async def drained(self, within: float = 20.0) -> None:
-        """A poll, then until its workers have finished (bounded)."""
-        await self.deliverer.deliver_due()
-        deadline = time.monotonic() + within
-        while self.deliverer.working:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"a worker still sending after {within}s")
-            await asyncio.sleep(0.02)
-
-    async def of(self, platform: str) -> dict[str, store.Delivery]:
-        return {d.delivery_id: d for status in (store.PENDING, store.DELIVERED, store.DEAD)
-                for d in await self.deliveries.listed(status, platform=platform)}
-
-
-TWO_MINUTES = catalog.RetryPolicy(max_attempts=3, base_seconds=120, max_seconds=120)
-
-
-@contextlib.asynccontextmanager
-async def outbox_on(sqlite_url: str, *, timeout_seconds: float,
-                    tls: ssl.SSLContext | None = None,
-                    retry: catalog.RetryPolicy = TWO_MINUTES) -> AsyncIterator[Outbox]:
-    """A failed attempt waits two minutes (so that it is not sent again while a test
-    looks), unless `retry` says otherwise. `tls`: the client context the deliverer trusts
-    receivers with."""
-    await migrate.upgrade(sqlite_url)
-    engine = db.engine(sqlite_url)
-    sessions = db.sessions(engine)
-    endpoints = store.Endpoints(sessions, secret_overlap=timedelta(hours=1))
-    deliveries = store.Deliveries(sessions)
-    clock = Clock()
-    deliverer = delivery.Deliverer(
-        deliveries, endpoints, retry=retry, timeout_seconds=timeout_seconds, concurrency=2,
-        now=clock, tls=tls)
-    try:
-        yield Outbox(engine, endpoints, deliveries, deliverer, clock)
-    finally:
-        await deliverer.close()
-        await engine.dispose()
 
 
 @pytest.fixture
@@ -112,10 +42,6 @@ async def patient_outbox(sqlite_url: str) -> AsyncIterator[Outbox]:
     """A deadline no test reaches: a receiver held holds its attempt until released."""
     async with outbox_on(sqlite_url, timeout_seconds=120) as opened:
         yield opened
-
-
-def sample(name: str, **labels: str) -> float | None:
-    return REGISTRY.get_sample_value(name, labels)
 
 
 class TestTheWholeAttemptIsBounded:
@@ -329,6 +255,7 @@ class TestStalledPlatforms:
         await outbox.deliverer.deliver_due()
         assert sample("routing_webhook_worker_failures_total", platform=platform) == 0
         assert sample("routing_webhook_oldest_due_seconds", platform=platform) == 0
+        assert sample("routing_webhook_endpoint_held_seconds", platform=platform) == 0
         for outcome in ("delivered", "failed", "dead_lettered", "gone"):
             assert sample("routing_webhook_deliveries_total", platform=platform,
                           outcome=outcome) == 0, outcome
@@ -359,6 +286,7 @@ class TestStalledPlatforms:
         assert [sample("routing_webhook_deliveries_waiting", platform=platform, status=status)
                 for status in (store.PENDING, store.DEAD)] == [None, None]
         assert sample("routing_webhook_oldest_due_seconds", platform=platform) is None
+        assert sample("routing_webhook_endpoint_held_seconds", platform=platform) is None
 
     async def test_a_callback_due_and_not_sent_shows_how_long_it_waited(
             self, patient_outbox: Outbox, webhook_receiver: Callable[..., Receiver]) -> None:

@@ -109,6 +109,55 @@ class TestEndpoints:
         assert enabled.json()["enabled"] is True
 
 
+class TestHeldEndpoints:
+    """An endpoint whose receiver asked to wait (a 429, a 503 with Retry-After) shows until
+    when; a new URL, or enabling it, lifts the hold."""
+
+    @pytest.fixture
+    async def endpoints(self, database_url: str) -> AsyncIterator[store.Endpoints]:
+        engine = db.engine(database_url)
+        try:
+            yield store.Endpoints(db.sessions(engine), secret_overlap=timedelta(hours=1))
+        finally:
+            await engine.dispose()
+
+    async def held(self, admin: httpx.AsyncClient) -> list[Any]:
+        one = (await admin.get("/v1/webhooks/endpoints/desk")).json()["held_until"]
+        return [one, *(e["held_until"] for e in (await admin.get("/v1/webhooks/endpoints")
+                                                  ).json())]
+
+    async def test_shown_until_lifted_by_a_new_url_or_enabling(
+            self, admin: httpx.AsyncClient, endpoints: store.Endpoints) -> None:
+        assert (await admin.post("/v1/webhooks/endpoints", json={
+            "platform": "desk", "url": URL})).status_code == 201
+        assert await self.held(admin) == [None, None]
+        now = datetime.now(UTC)
+        until = now + timedelta(minutes=10)
+        assert await endpoints.hold("desk", url=URL, until=until, now=now)
+        assert [datetime.fromisoformat(at) for at in await self.held(admin)] == [until] * 2
+        # Enabling an enabled endpoint changes nothing: the hold stays.
+        assert (await admin.patch("/v1/webhooks/endpoints/desk", json={"enabled": True})
+                ).json()["held_until"] is not None
+
+        moved = await admin.patch("/v1/webhooks/endpoints/desk",
+                                  json={"url": "https://desk.example.com/hooks/v2"})
+        assert moved.json()["held_until"] is None and await self.held(admin) == [None, None]
+
+        await admin.patch("/v1/webhooks/endpoints/desk", json={"enabled": False})
+        assert await endpoints.hold("desk", url="https://desk.example.com/hooks/v2",
+                                    until=until, now=now)
+        enabled = await admin.patch("/v1/webhooks/endpoints/desk", json={"enabled": True})
+        assert enabled.json()["held_until"] is None and await self.held(admin) == [None, None]
+
+    async def test_a_hold_whose_time_passed_is_none(
+            self, admin: httpx.AsyncClient, endpoints: store.Endpoints) -> None:
+        await admin.post("/v1/webhooks/endpoints", json={"platform": "desk", "url": URL})
+        now = datetime.now(UTC)
+        assert await endpoints.hold("desk", url=URL, until=now - timedelta(seconds=1),
+                                    now=now - timedelta(minutes=1))
+        assert await self.held(admin) == [None, None]
+
+
 class TestRegisteredTwiceAtOnce:
     async def test_the_second_of_two_registrations_racing_gets_409(
             self, admin: httpx.AsyncClient) -> None:
