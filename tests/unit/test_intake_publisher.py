@@ -25,3 +25,12 @@ async def test_by_default_three_producers_gather_for_five_milliseconds(
     publisher = bootstrap.intake_publisher(Settings())
     assert publisher.transactional_ids == ["intake-0-0", "intake-0-1", "intake-0-2"]
     assert publisher.gather_seconds == pytest.approx(0.005)
+
+
+@pytest.mark.parametrize("delivery", ["exactly_once", "at_least_once"])
+async def test_it_is_transactional_whatever_delivery_says(delivery: str) -> None:
+    """The stages' DELIVERY is theirs: the intake's publisher, which also writes the
+    router's transfers and escalations (`Connected.router`), commits in transactions
+    either way, so the department lanes are read `read_committed` in both modes."""
+    publisher = bootstrap.intake_publisher(Settings(delivery=delivery, instance_id="r"))
+    assert publisher.transactional_ids == ["intake-r-0", "intake-r-1", "intake-r-2"]
