@@ -274,11 +274,13 @@ class Settings(BaseSettings):
 
 def _with_password(url: URL, password: str) -> str:
     """`url` holding DATABASE_PASSWORD, percent-encoded as a URL holds it, so that
-    everything that opens the store reads one URL."""
+    everything that opens the store reads one URL. A URL holding that same password is
+    one these settings made, handed on to another process (bin/run's services inherit
+    DATABASE_PASSWORD too): taken as it is; only another password is two answers."""
     if url.get_backend_name() != "postgresql":
         raise ValueError("DATABASE_PASSWORD is set, and a SQLite store takes no password:"
                          " unset DATABASE_PASSWORD, or give a postgresql+asyncpg:// URL")
-    if url.password is not None:
+    if url.password is not None and url.password != password:
         raise ValueError("it holds a password and DATABASE_PASSWORD is set too: give it"
                          " once (a URL without one: postgresql+asyncpg://user@host/db)")
     if not password:

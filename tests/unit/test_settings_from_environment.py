@@ -13,6 +13,7 @@ import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
+from devtools import processes
 from services.core import settings
 from services.core.settings import InvalidSettings, from_environment
 
@@ -171,6 +172,21 @@ class TestDatabasePassword:
         [found] = refused(monkeypatch, DATABASE_PASSWORD="0ther-pw")
         assert found.startswith(f"DATABASE_URL: {problem}")
         assert "s3cret-pw" not in found and "0ther-pw" not in found
+
+    def test_the_url_it_made_is_taken_again_by_the_processes_handed_it(
+            self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """bin/run hands its services the settings' DATABASE_URL (devtools/processes.py),
+        beside the DATABASE_PASSWORD they inherit: the same password twice is taken, where
+        each service refused it as given twice and exited."""
+        password = "p@ss:w/rd%41#? &="
+        monkeypatch.setenv("DATABASE_URL", "postgresql+asyncpg://routing@db:5433/r")
+        monkeypatch.setenv("DATABASE_PASSWORD", password)
+        made = from_environment().database_url
+        handed = processes.service_env(bootstrap="127.0.0.1:9092", database_url=made,
+                                       ports={"router": 1, "segmenter": 2, "metrics": 3})
+        monkeypatch.setenv("DATABASE_URL", handed["DATABASE_URL"])
+        assert from_environment().database_url == made
+        assert make_url(made).password == password
 
     def test_an_empty_one_is_refused(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("DATABASE_URL", "postgresql+asyncpg://routing@db/r")
