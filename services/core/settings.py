@@ -89,9 +89,10 @@ class Settings(BaseSettings):
     # makes them (one in the URL must be percent-encoded by hand). Before the URL, which
     # takes it in (_a_store_we_run_on).
     database_password: SecretStr | None = None
+    # Not in the settings' repr: it holds the password (DATABASE_PASSWORD's too).
     database_url: str = Field(
         default=f"sqlite+aiosqlite:///{PROJECT_ROOT / '.data' / 'routing.db'}",
-        validate_default=True)
+        validate_default=True, repr=False)
     # How long a statement waits for PostgreSQL's answer (db.engine). With the time its
     # connection's close may take, inside a stage's transaction limit, so that a store
     # that stops answering meets a stage as an outage of the store, not as a transaction

@@ -188,6 +188,15 @@ class TestDatabasePassword:
         assert from_environment().database_url == made
         assert make_url(made).password == password
 
+    def test_it_is_not_in_the_settings_repr(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """DATABASE_PASSWORD is a secret, shown as stars; the URL the settings write it
+        into is not shown either (it showed the password in clear)."""
+        monkeypatch.setenv("DATABASE_URL", "postgresql+asyncpg://routing@db/r")
+        monkeypatch.setenv("DATABASE_PASSWORD", "s3cret-pw")
+        found = from_environment()
+        assert "s3cret-pw" in found.database_url
+        assert "s3cret-pw" not in repr(found) and "s3cret-pw" not in str(found)
+
     def test_an_empty_one_is_refused(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("DATABASE_URL", "postgresql+asyncpg://routing@db/r")
         assert refused(monkeypatch, DATABASE_PASSWORD="") == [
