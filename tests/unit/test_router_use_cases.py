@@ -118,6 +118,17 @@ class TestTransfer:
         assert (refused.refusal, refused.field) == (Refusal.INVALID, "body.to_department")
         assert router.publisher.published == [] and router.routed.recorded == []
 
+    async def test_an_unknown_department_is_answered_with_the_tables_departments(
+            self) -> None:
+        """A typo is told what is accepted, as a department credential's subject is."""
+        router = wired()
+        refused = await self.refused(router, "publc_sector")
+        departments = sorted(router.router.table.current.departments)
+        assert refused.detail == (
+            "no department 'publc_sector' in the routing table in force; its departments: "
+            + ", ".join(departments))
+        assert "public_sector" in departments
+
     async def test_the_deadline_is_kept_and_the_correlation_id_travels(self) -> None:
         router = wired()
         dispatch = routed_ticket(router)

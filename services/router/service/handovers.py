@@ -53,7 +53,9 @@ async def transfer(ticket_id: str, *, to_department: str, reason: str,
         return Refused(Refusal.CONFLICT, f"the ticket is with {row.department!r}",
                        "not_yours")
     if table.lacks(to_department):
-        return Refused(Refusal.INVALID, "not a department of the routing table in force",
+        return Refused(Refusal.INVALID,
+                       f"no department {to_department!r} in the routing table in force;"
+                       f" its departments: {', '.join(sorted(table.departments))}",
                        field="body.to_department")
     if to_department == row.department:
         return Refused(Refusal.CONFLICT, "the ticket is already there", "same_department")
