@@ -20,10 +20,23 @@ from services.simulator import report, service
 def request_body(start: datetime, end: datetime, *, table: Path | None, rules: Path | None,
                  table_version_id: int | None, replications: int) -> dict[str, Any]:
     return {"start": start.isoformat(), "end": end.isoformat(),
-            "table": table.read_text(encoding="utf-8") if table else None,
-            "table_version_id": table_version_id,
-            "rules": rules.read_text(encoding="utf-8") if rules else None,
-            "replications": replications}
+            "table": candidate(table, "--table"), "table_version_id": table_version_id,
+            "rules": candidate(rules, "--rules"), "replications": replications}
+
+
+def candidate(path: Path | None, option: str) -> str | None:
+    """A candidate file's text; one that cannot be read is the caller's mistake, a usage
+    error naming the option, not a traceback."""
+    if path is None:
+        return None
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        problem = exc.strerror or type(exc).__name__
+    except UnicodeDecodeError:
+        problem = "not UTF-8 text"
+    raise typer.BadParameter(f"{str(path)!r}: {problem}; a YAML or JSON file is accepted",
+                             param_hint=option)
 
 
 def moment(value: str, option: str) -> datetime:

@@ -4,6 +4,7 @@ and as many replications."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 import pydantic
@@ -63,3 +64,30 @@ class TestReplications:
             assert f"less than or equal to {service.MOST_REPLICATIONS}" in result.output
         else:  # asked (and refused by this fake router)
             assert (result.exit_code, asked) == (1, ["asked"])
+
+
+class TestCandidateFiles:
+    """A candidate file that cannot be read is a usage error naming its option, before the
+    router is asked (it was a traceback)."""
+
+    @pytest.mark.parametrize("option", ["--table", "--rules"])
+    @pytest.mark.parametrize(("content", "problem"), [
+        (None, "No such file or directory"), (b"\xff\xfe", "not UTF-8 text")])
+    def test_one_missing_or_not_text_is_refused_naming_the_option(
+            self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, option: str,
+            content: bytes | None, problem: str) -> None:
+        asked: list[str] = []
+        monkeypatch.setattr(cli.report_client, "asked_in_turn",
+                            lambda ask: asked.append("asked") or httpx.Response(503))
+        candidate = tmp_path / "candidate-routing.yaml"
+        if content is not None:
+            candidate.write_bytes(content)
+        command = typer.Typer()
+        command.command()(cli.simulate)
+        result = CliRunner().invoke(command, [
+            "--start", "2026-11-02T00:00:00+00:00", "--end", "2026-11-03T00:00:00+00:00",
+            option, str(candidate)], env={"COLUMNS": "200"})
+        assert (result.exit_code, asked) == (2, [])
+        assert result.exception is None or isinstance(result.exception, SystemExit)
+        assert option in result.output and problem in result.output
+        assert "a YAML or JSON file is accepted" in result.output
