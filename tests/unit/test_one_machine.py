@@ -92,3 +92,25 @@ def test_a_database_the_caller_chose_wins(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setenv("DATABASE_URL", "postgresql+asyncpg://u:p@db/routing")
     settings = processes.one_machine(Settings(), tmp_path)
     assert settings.database_url == "postgresql+asyncpg://u:p@db/routing"
+
+
+def test_the_demo_credentials_live_in_the_data_dir(monkeypatch: pytest.MonkeyPatch,
+                                                   tmp_path: Path) -> None:
+    """`bin/run --data-dir DIR` writes the demo credentials to DIR/credentials.env (README's
+    walk-through sources it from there)."""
+    from devtools import run as dev_run
+
+    written: list[Path] = []
+
+    def seed(_settings: object, credentials: Path) -> list[str]:
+        written.append(credentials)
+        return []
+
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")  # no broker started
+    monkeypatch.setattr(dev_run.demo_seed, "seed", seed)
+    monkeypatch.setattr(dev_run.processes, "pipeline_processes",
+                        lambda *_, **__: [StartedService()])
+    monkeypatch.setattr(dev_run.signal, "signal", lambda *_: None)
+    result = CliRunner().invoke(dev_run.app, ["up", "--data-dir", str(tmp_path / "d")])
+    assert result.exit_code == 0, result.output
+    assert written == [tmp_path / "d" / "credentials.env"]

@@ -75,6 +75,26 @@ class TestPauses:
         resolution = state.current("resolution")
         assert resolution is not None and resolution.spent_seconds == 2 * 3600
 
+    def test_with_no_clock_running_nothing_pauses(self) -> None:
+        """A first-response target alone (the demo's table), answered: waiting on the
+        customer pauses nothing, as README's walk-through says."""
+        state = service_clocks.routed(service_clocks.Targets(timedelta(hours=4)),
+                                      local(2025, 3, 10, 9), OFFICE)
+        state = service_clocks.reported(state, TicketEventType.RESPONDED,
+                                        local(2025, 3, 10, 10), OFFICE)
+        state = service_clocks.reported(state, TicketEventType.WAITING_ON_CUSTOMER,
+                                        local(2025, 3, 10, 11), OFFICE)
+        assert not state.paused
+        assert state.deadlines() == {"first_response": None}
+
+    def test_waiting_before_the_first_response_pauses_it(self) -> None:
+        state = service_clocks.routed(service_clocks.Targets(timedelta(hours=4)),
+                                      local(2025, 3, 10, 9), OFFICE)
+        state = service_clocks.reported(state, TicketEventType.WAITING_ON_CUSTOMER,
+                                        local(2025, 3, 10, 10), OFFICE)
+        assert state.paused
+        assert state.deadlines() == {"first_response": None}
+
     def test_the_reply_resumes_them_keeping_what_they_spent(self) -> None:
         state = service_clocks.routed(TARGETS, local(2025, 3, 10, 9), OFFICE)
         for report, at in ((TicketEventType.RESPONDED, local(2025, 3, 10, 10)),
