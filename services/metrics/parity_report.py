@@ -27,8 +27,9 @@ def draw(figure: FigureBase, answer: Mapping[str, Any]) -> None:
     """One chart per protected attribute: each group's lowest ratio to the best-served
     group, red when flagged, suppressed groups named without figures."""
     threshold, minimum = answer["threshold"], answer["minimum_group_size"]
+    # Two lines: on one, the heading ran off both sides of the report's width.
     figure.suptitle(f"Service parity across protected groups: lowest ratio to the best-served"
-                    f" group (dashed: {threshold:.0%}). Red: below it beyond chance (flagged);"
+                    f" group (dashed: {threshold:.0%}).\nRed: below it beyond chance (flagged);"
                     f" orange: below it within chance; groups under {minimum} tickets hidden")
     attributes = answer["attributes"]
     if not attributes:

@@ -5,6 +5,8 @@ from typing import Any
 
 import pytest
 from matplotlib import image
+from matplotlib.figure import Figure
+from matplotlib.text import Text
 
 from services.metrics import report
 
@@ -80,3 +82,32 @@ class TestParitySection:
                                      "ratios": {"first_response": 0.5,
                                                 "target_attainment": None}}, 30) == (
             "50% on first response, 90 tickets  FLAGGED")
+
+    def test_every_heading_fits_in_the_picture(self, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+        """The section's heading (threshold, colours, groups hidden) is read whole, in the
+        report and alone: it ran off both sides of the picture, cut at its ends."""
+        from services.metrics import parity_report
+
+        drawn: list[Figure] = []
+
+        class Recorded(Figure):
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                super().__init__(*args, **kwargs)
+                drawn.append(self)
+
+        monkeypatch.setattr(report, "Figure", Recorded)
+        monkeypatch.setattr(parity_report, "Figure", Recorded)
+        departments = [stats("public_sector", "department", 600, 3000, 19, 1)]
+        segments = [stats("government", "segment", 600, 3000, 19, 1)]
+        report.render(departments, segments, window="7d", out=tmp_path / "report.png",
+                      parity=self.parity_answer())
+        parity_report.render(self.parity_answer(), out=tmp_path / "alone.png")
+        assert len(drawn) == 2
+        for figure in drawn:
+            headings = [text for text in figure.findobj(Text)
+                        if text.get_text().startswith(("Service parity", "Response times"))]
+            assert "Service parity" in headings[-1].get_text()
+            for text in headings:
+                extent = text.get_window_extent()
+                assert extent.x0 >= 0 and extent.x1 <= figure.bbox.width, text.get_text()
