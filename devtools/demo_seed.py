@@ -57,6 +57,9 @@ async def issue_demo_credentials(settings: Settings, departments: Sequence[str],
             lines.append(f"{department.upper()}_TOKEN={token}")
     out.parent.mkdir(parents=True, exist_ok=True)
     descriptor = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    # The mode above is only a new file's: one there before (from an older store, or
+    # made by hand) keeps its own, perhaps readable by others, unless set.
+    os.fchmod(descriptor, 0o600)
     with os.fdopen(descriptor, "w") as file:
         file.write("\n".join(lines) + "\n")
     return True

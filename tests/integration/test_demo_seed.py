@@ -39,6 +39,17 @@ class TestSeed:
         assert all(token.startswith("rt_") for token in tokens.values())
         assert stat.S_IMODE(credentials.stat().st_mode) == 0o600
 
+    def test_a_file_there_before_is_left_readable_by_its_owner_only(
+            self, demo_settings: Settings, tmp_path: Path) -> None:
+        """A store without credentials, a credentials file from an earlier store (or
+        made by hand) readable by others: the new tokens are not."""
+        credentials = tmp_path / "credentials.env"
+        credentials.write_text("ADMIN_TOKEN=rt_from_an_earlier_store\n", encoding="utf-8")
+        credentials.chmod(0o644)
+        demo_seed.seed(demo_settings, credentials, customers=20)
+        assert "rt_from_an_earlier_store" not in credentials.read_text(encoding="utf-8")
+        assert stat.S_IMODE(credentials.stat().st_mode) == 0o600
+
     def test_run_again_it_changes_nothing(self, demo_settings: Settings,
                                           tmp_path: Path) -> None:
         credentials = tmp_path / "credentials.env"
