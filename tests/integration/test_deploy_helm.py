@@ -20,6 +20,7 @@ from tests import kafka_acls, kubernetes_schemas
 from tests.integration.deploy_files import (
     APP_SERVICES,
     DOCKERFILE,
+    PROMETHEUS,
     ROOT,
     ROUTER_STAGE_SERVICE,
     SETTINGS_ENV,
@@ -317,3 +318,50 @@ def test_every_stage_has_a_service_on_its_port() -> None:
     routing_pods = deployments(manifests)[ROUTER_STAGE_SERVICE]["spec"]["template"]
     assert not services["router"]["spec"]["selector"].items() <= \
         routing_pods["metadata"]["labels"].items()
+
+
+def test_prometheus_in_the_cluster_scrapes_every_pod_where_it_serves_its_metrics() -> None:
+    """README: the pods carry `prometheus.io/scrape`, `port` and `path` annotations, which
+    deploy/prometheus/prometheus.kubernetes.yml keeps and reads: scrape "true", the
+    container's port, the path the services serve /metrics on."""
+    [job] = load_yaml(PROMETHEUS / "prometheus.kubernetes.yml")["scrape_configs"]
+    steps = {tuple(step.get("source_labels", [])): step for step in job["relabel_configs"]}
+    scrape = steps[("__meta_kubernetes_pod_annotation_prometheus_io_scrape",)]
+    address = steps[("__address__", "__meta_kubernetes_pod_annotation_prometheus_io_port")]
+    path = steps[("__meta_kubernetes_pod_annotation_prometheus_io_path",)]
+    found = deployments(rendered_chart())
+    assert set(found) == {*APP_SERVICES, ROUTER_STAGE_SERVICE}
+    for name, deployment in found.items():
+        annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+        [container] = deployment["spec"]["template"]["spec"]["containers"]
+        assert scrape["action"] == "keep", name
+        assert re.fullmatch(scrape["regex"], annotations["prometheus.io/scrape"]), name
+        # The pod's address as discovered (its first declared port), then as annotated.
+        discovered = f"10.1.2.3:{container['ports'][0]['containerPort']}"
+        joined = f"{discovered};{annotations['prometheus.io/port']}"
+        target = re.fullmatch(address["regex"], joined)
+        assert target, name
+        assert target.expand(address["replacement"].replace("$", "\\")) == discovered, name
+        served = re.fullmatch(path["regex"], annotations["prometheus.io/path"])
+        assert served and path["target_label"] == "__metrics_path__", name
+        assert served.group(1) == "/metrics", name
+
+
+def test_readmes_kubectl_exec_names_the_routers_deployment() -> None:
+    """README's first admin credential: `kubectl exec deploy/<the router's Deployment>`,
+    as `helm install routing` names it."""
+    name = deployments(rendered_chart())["router"]["metadata"]["name"]
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    assert f"`kubectl exec deploy/{name} -- routing credentials issue --role admin`" \
+        in readme
+
+
+def test_the_routing_table_and_segment_rules_are_mounted_read_only() -> None:
+    """README: the ConfigMap is mounted read-only at /app/config, where the pods' settings
+    find the routing table and the segment rules."""
+    for name, deployment in deployments(rendered_chart()).items():
+        pod = deployment["spec"]["template"]["spec"]
+        [volume] = [v for v in pod["volumes"] if "configMap" in v]
+        [mount] = [m for m in pod["containers"][0]["volumeMounts"]
+                   if m["name"] == volume["name"]]
+        assert (mount["mountPath"], mount.get("readOnly")) == ("/app/config", True), name
