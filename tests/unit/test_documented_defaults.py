@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from devtools import kafka_broker
 from services.core import (
     at_start,
     config_files,
@@ -29,6 +30,7 @@ from services.core import (
     report_client,
     report_turns,
     request_bodies,
+    serve,
     settings,
     tickets,
     transactional_publisher,
@@ -39,7 +41,7 @@ from services.core.settings import Settings
 from services.departments import retries
 from services.metrics import exporter
 from services.metrics import store as metrics_store
-from services.router import clock_watch, intake_policy, overflow, ticket_ids, worker
+from services.router import bootstrap, clock_watch, intake_policy, overflow, ticket_ids, worker
 from services.router.service import verdicts
 from services.segmenter import rules_file
 from services.simulator import summary
@@ -156,6 +158,10 @@ LIMITS = [
     ("whole numbers from 1 to 1,000,000,000", overflow.LARGEST_MAXIMUM, 1_000_000_000),
     ("when it was routed,\n  1 s to 366 d", (durations.SHORTEST, durations.LONGEST),
      (timedelta(seconds=1), timedelta(days=366))),
+    # Kafka, Running with Docker, Running on Kubernetes:
+    ("The broker is real Apache Kafka **4.0.2**", kafka_broker.kafka_version(), "4.0.2"),
+    ("Each of our services gets a minute to stop after SIGTERM", serve.STOP_GRACE_SECONDS,
+     60),
 ]
 
 
@@ -165,6 +171,23 @@ def test_a_limit_readme_states_as_a_number_is_the_codes(words: str, value: Any,
                                                         number: Any) -> None:
     assert " ".join(words.split()) in " ".join(README.read_text(encoding="utf-8").split())
     assert value == number
+
+
+async def test_the_intakes_open_transactions_are_aborted_after_readmes_60_s() -> None:
+    """README (Running on Kubernetes): a transaction a replaced pod's intake left open
+    holds back read_committed readers until the broker aborts it at the producers'
+    transaction timeout, aiokafka's default, 60 s."""
+    assert "(aiokafka's default, 60 s)" in " ".join(README.read_text(encoding="utf-8").split())
+    publisher = bootstrap.intake_publisher(Settings())
+    try:
+        for committer in publisher._committers:
+            producer = committer._new_producer()
+            try:
+                assert producer._txn_manager.transaction_timeout_ms == 60_000
+            finally:
+                await producer.stop()  # never started: nothing to reach
+    finally:
+        await publisher.close()
 
 
 def test_the_pipeline_latencys_bucket_edges_are_the_exporters() -> None:
