@@ -193,6 +193,9 @@ class TestTopicsTheBrokersDidNotMake:
         assert [(record.getMessage(), getattr(record, "topic", None)) for record in
                 caplog.records] == [("topic not created", "not_permitted"),
                                     ("topics created", None)]
+        # docs/kafka-security.md: logged "with the error".
+        assert getattr(caplog.records[0], "error", None) == "TopicAuthorizationFailedError"
+        assert caplog.records[0].levelno == logging.WARNING
 
     @pytest.mark.parametrize("error", [InvalidReplicationFactorError, NotControllerError,
                                        RequestTimedOutError])

@@ -394,6 +394,19 @@ class TestKafkaPassword:
         assert "Kafka password of dept-public_sector" in result.output
         assert "s3cret" not in result.output
 
+    def test_the_option_overrides_the_user_of_the_environment(
+            self, read_with: list[Settings], monkeypatch: pytest.MonkeyPatch) -> None:
+        """docs/kafka-security.md: --kafka-user overrides KAFKA_SASL_USERNAME (its
+        password asked for, not the other user's)."""
+        monkeypatch.setenv("KAFKA_SASL_USERNAME", "dept-customer_care")
+        result = CliRunner().invoke(
+            cli.app, ["queue", "public_sector", "--json", "--kafka-user", "dept-public_sector"],
+            input="s3cret\n")
+        assert result.exit_code == 0, result.output
+        [settings] = read_with
+        assert settings.kafka_sasl_username == "dept-public_sector"
+        assert "Kafka password of dept-public_sector" in result.output
+
     def test_the_environment_is_read_in_any_case_as_the_settings_read_it(
             self, read_with: list[Settings], monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv("KAFKA_SECURITY_PROTOCOL")
