@@ -310,3 +310,19 @@ def test_readme_names_the_compose_that_validates_the_file() -> None:
     assert re.fullmatch(r"v?\d+\.\d+\.\d+", version), version
     readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
     assert f"Docker Compose's own `config` (v{version.removeprefix('v')}," in readme
+
+
+def test_the_walk_throughs_other_addresses_and_the_partition_count_readme_gives(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """README, Running with Docker: Prometheus on :9090, Grafana on :3000 (Alertmanager's
+    :9093, test_deploy_alerts.py); KAFKA_TOPIC_PARTITIONS 3 here, the most instances of
+    one stage that do work."""
+    services = compose_services()
+    assert services["prometheus"]["ports"] == ["127.0.0.1:9090:9090"]
+    assert services["grafana"]["ports"] == ["127.0.0.1:3000:3000"]
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    assert "Prometheus on :9090, Grafana on :3000" in readme
+    assert "`KAFKA_TOPIC_PARTITIONS` (3 here)" in readme
+    rendered = rendered_compose()["services"]
+    for name in [*APP_SERVICES, ROUTER_STAGE_SERVICE, *REPLICAS]:
+        assert settings_of(rendered[name], monkeypatch).kafka_topic_partitions == 3, name
