@@ -4,6 +4,7 @@ change to either shows here, to be said in README too."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import inspect
 import json
 import re
@@ -160,6 +161,8 @@ LIMITS = [
      (timedelta(seconds=1), timedelta(days=366))),
     # Kafka, Running with Docker, Running on Kubernetes:
     ("The broker is real Apache Kafka **4.0.2**", kafka_broker.kafka_version(), "4.0.2"),
+    ("aiokafka 0.14 works\nagainst it",
+     importlib.metadata.version("aiokafka").rsplit(".", 1)[0], "0.14"),
     ("Each of our services gets a minute to stop after SIGTERM", serve.STOP_GRACE_SECONDS,
      60),
 ]
