@@ -24,6 +24,16 @@ def local(*args: int) -> datetime:
     return datetime(*args, tzinfo=AMSTERDAM)  # type: ignore[misc]
 
 
+def assert_answered_late(moved: service_clocks.TicketClocks, answered: datetime) -> None:
+    """Answered at `answered` in NINE_TO_FIVE's hours: late for the clock and for the
+    metrics' rule alike."""
+    stopped = service_clocks.reported(moved, TicketEventType.RESPONDED, answered,
+                                      NINE_TO_FIVE).current("first_response")
+    assert stopped is not None and stopped.outcome == "missed"
+    assert service_levels.first_response_outcome(
+        answered, moved.deadlines()["first_response"]) == "missed"
+
+
 class TestBusinessTime:
     def test_counts_only_opening_hours(self) -> None:
         # Friday 16:00 to Monday 10:00: two hours on Friday, two on Monday.
@@ -230,12 +240,7 @@ class TestRebase:
         state = state.with_clock(clocks.breached(first, breach, OFFICE, None))
         moved = service_clocks.handed_over(state, breach, OFFICE, NINE_TO_FIVE)
         assert moved.deadlines()["first_response"] == missed
-        answered = local(2025, 3, 11, 8, 30)
-        stopped = service_clocks.reported(moved, TicketEventType.RESPONDED, answered,
-                                          NINE_TO_FIVE).current("first_response")
-        assert stopped is not None and stopped.outcome == "missed"
-        assert service_levels.first_response_outcome(answered, moved.deadlines()[
-            "first_response"]) == "missed"
+        assert_answered_late(moved, local(2025, 3, 11, 8, 30))
 
     def test_a_transfer_after_the_deadline_passed_keeps_it(self) -> None:
         """Handed over 10 s after its deadline, before the clock watch saw the breach: the
@@ -249,12 +254,7 @@ class TestRebase:
         assert moved.deadlines()["first_response"] == missed
         first = moved.current("first_response")
         assert first is not None and clocks.due(first, moved_at) == "breach"
-        answered = local(2025, 3, 11, 8, 30)
-        stopped = service_clocks.reported(moved, TicketEventType.RESPONDED, answered,
-                                          NINE_TO_FIVE).current("first_response")
-        assert stopped is not None and stopped.outcome == "missed"
-        assert service_levels.first_response_outcome(answered, moved.deadlines()[
-            "first_response"]) == "missed"
+        assert_answered_late(moved, local(2025, 3, 11, 8, 30))
 
     def test_a_pause_after_the_deadline_passed_keeps_it(self) -> None:
         """Due Friday 18:00 at closing time, paused at 19:00 (no business time spent past
