@@ -1,14 +1,12 @@
 """The Helm chart lints, renders manifests the Kubernetes schemas accept (kubeconform),
-and its pods read their settings, probes, resources and secret as the code expects."""
+and its pods read their settings, probes, resources and secret as the code expects (its
+Kafka security: test_deploy_helm_kafka.py)."""
 
 from __future__ import annotations
 
 import re
 import secrets
-import subprocess
-import typing
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -16,7 +14,7 @@ from sqlalchemy.engine import make_url
 
 from services.core import serve
 from services.core.settings import Settings
-from tests import kafka_acls, kubernetes_schemas
+from tests import kubernetes_schemas
 from tests.integration.deploy_files import (
     APP_SERVICES,
     DOCKERFILE,
@@ -29,51 +27,27 @@ from tests.integration.deploy_files import (
     settings_of,
     tool,
 )
-
-CHART = ROOT / "deploy" / "helm" / "customer-routing"
-KUBERNETES_VERSIONS = ("1.30.0", "1.35.0")
-
-
-def chart_values(**extra: str) -> list[str]:
-    """Install options as the README gives them, with a password made up for this run."""
-    options = {"kafka.bootstrapServers": "kafka.streaming:9092",
-               "postgresql.host": "postgresql.data", "postgresql.password":
-               secrets.token_urlsafe(16), **extra}
-    return ["--set-file", "config.routingTable=config/routing.yaml",
-            "--set-file", "config.segmentRules=config/segments.yaml",
-            *(f"--set={key}={value}" for key, value in options.items())]
-
-
-def helm_template(*options: str) -> subprocess.CompletedProcess[str]:
-    return run(tool("helm"), "template", "routing", str(CHART), *options)
-
-
-def rendered_chart(**extra: str) -> list[dict[str, Any]]:
-    result = helm_template(*chart_values(**extra))
-    assert result.returncode == 0, result.stderr
-    return [document for document in yaml.safe_load_all(result.stdout) if document]
-
-
-def deployments(manifests: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {d["metadata"]["labels"]["app.kubernetes.io/component"]: d for d in manifests
-            if d["kind"] == "Deployment"}
-
-
-def kubeconform(manifests: str, version: str, schemas: Path) -> subprocess.CompletedProcess[str]:
-    return run(tool("kubeconform"), "-strict", "-summary", "-kubernetes-version", version,
-               "-schema-location", f"{schemas}/{kubernetes_schemas.LOCATION}", "-",
-               stdin=manifests)
+from tests.integration.helm_chart import (
+    CHART,
+    KUBERNETES_VERSIONS,
+    chart_values,
+    container_env,
+    deployments,
+    expand,
+    helm_template,
+    kubeconform,
+    manifests_of,
+    program,
+    rendered_chart,
+    standalone_schemas,
+)
 
 
 @pytest.fixture(scope="module")
 def schemas(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if not kubernetes_schemas.SCHEMAS.is_dir():
         pytest.fail("no Kubernetes schemas; `bin/setup --test` installs them")
-    out = tmp_path_factory.mktemp("kubernetes-schemas")
-    for version in KUBERNETES_VERSIONS:
-        kubernetes_schemas.standalone(version, ["deployment-apps-v1.json", "service-v1.json",
-                                                "configmap-v1.json", "secret-v1.json"], out)
-    return out
+    return standalone_schemas(tmp_path_factory.mktemp("kubernetes-schemas"))
 
 
 def test_helm_lint_passes() -> None:
@@ -100,11 +74,6 @@ def test_kubeconform_rejects_a_broken_manifest(schemas: Path) -> None:
     checked = kubeconform(yaml.safe_dump_all(manifests), KUBERNETES_VERSIONS[0], schemas)
     assert checked.returncode != 0
     assert "livenesProbe" in checked.stdout
-
-
-def program(name: str) -> str:
-    """The program a chart service runs: router-stage is the router, routing."""
-    return "router" if name == ROUTER_STAGE_SERVICE else name
 
 
 def test_every_deployment_has_probes_resources_and_replicas() -> None:
@@ -148,22 +117,12 @@ def test_a_new_routing_table_rolls_the_pods(tmp_path: Path) -> None:
     for extra in ([], ["--set-file", f"config.routingTable={changed}"]):
         result = helm_template(*chart_values(), *extra)
         assert result.returncode == 0, result.stderr
-        manifests = [m for m in yaml.safe_load_all(result.stdout) if m]
+        manifests = manifests_of(result.stdout)
         annotations.append({name: d["spec"]["template"]["metadata"]["annotations"]
                             ["checksum/config"] for name, d in deployments(manifests).items()})
     before, after = annotations
     assert set(before) == {*APP_SERVICES, ROUTER_STAGE_SERVICE}
     assert all(before[name] != after[name] for name in before)
-
-
-def container_env(deployment: dict[str, Any]) -> list[dict[str, Any]]:
-    env: list[dict[str, Any]] = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
-    return env
-
-
-def expand(value: str, env: dict[str, str]) -> str:
-    """Kubernetes' $(VAR) expansion of an env value from the variables set before it."""
-    return re.sub(r"\$\((\w+)\)", lambda match: env[match.group(1)], value)
 
 
 def test_pods_read_their_settings_from_the_chart(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -202,67 +161,6 @@ def test_pods_read_their_settings_from_the_chart(monkeypatch: pytest.MonkeyPatch
                    deployment["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]}
         assert {settings.segment_rules_file.parent, settings.routing_table_file.parent} \
             <= mounted
-
-
-def test_pods_connect_to_a_secured_kafka_as_their_own_user(
-        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, schemas: Path) -> None:
-    """With SASL_SSL each service's pods connect as its own user (the users whose ACLs
-    tests/kafka_acls.py grants and docs/kafka-security.md lists), the password read from
-    a Secret under that user's name, the brokers' CA mounted from another."""
-    secured = {"kafka.securityProtocol": "SASL_SSL", "kafka.saslSecret": "routing-kafka",
-               "kafka.caSecret": "routing-kafka-ca"}
-    version = KUBERNETES_VERSIONS[-1]
-    result = helm_template(*chart_values(**secured), "--kube-version", version)
-    assert result.returncode == 0, result.stderr
-    checked = kubeconform(result.stdout, version, schemas)
-    assert checked.returncode == 0, checked.stdout + checked.stderr
-    ca = tmp_path / "ca.crt"
-    ca.write_text("-----BEGIN CERTIFICATE-----\n")
-    manifests = [document for document in yaml.safe_load_all(result.stdout) if document]
-    for name, deployment in deployments(manifests).items():
-        variables = {variable["name"]: variable for variable in container_env(deployment)}
-        user = variables["KAFKA_SASL_USERNAME"]["value"]
-        assert user == program(name) and hasattr(kafka_acls, user), name
-        assert variables["KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
-            "name": "routing-kafka", "key": user}
-        pod = deployment["spec"]["template"]["spec"]
-        mounts = {m["name"]: m for m in pod["containers"][0]["volumeMounts"]}
-        [volume] = [v for v in pod["volumes"] if v["name"] == "kafka-ca"]
-        assert volume["secret"] == {"secretName": "routing-kafka-ca",
-                                    "items": [{"key": "ca.crt", "path": "ca.crt"}]}
-        assert mounts["kafka-ca"]["readOnly"] is True
-        assert Path(variables["KAFKA_SSL_CAFILE"]["value"]) \
-            == Path(mounts["kafka-ca"]["mountPath"]) / "ca.crt"
-        # What Settings makes of them, the Secret's password and the CA file given.
-        plain = {key: variable["value"] for key, variable in variables.items()
-                 if "value" in variable and key.startswith("KAFKA_")}
-        settings = settings_of({"environment": {**plain, "KAFKA_SASL_PASSWORD": "secret",
-                                                "KAFKA_SSL_CAFILE": str(ca)}}, monkeypatch)
-        assert (settings.kafka_security_protocol, settings.kafka_sasl_mechanism,
-                settings.kafka_sasl_username) == ("SASL_SSL", "SCRAM-SHA-512", user)
-
-
-@pytest.mark.parametrize(("values", "named"), [
-    ({"kafka.securityProtocol": "SASL_SSL"}, "kafka.saslSecret"),
-    ({"kafka.caSecret": "routing-kafka-ca"}, "kafka.caSecret"),
-    ({"kafka.securityProtocol": "TLS"}, "kafka.securityProtocol"),
-    ({"kafka.securityProtocol": "SASL_SSL", "kafka.saslSecret": "routing-kafka",
-      "kafka.saslMechanism": "SCRAM-SHA512"}, "kafka.saslMechanism")])
-def test_a_kafka_security_that_cannot_work_is_refused_naming_the_value(
-        values: dict[str, str], named: str) -> None:
-    refused = helm_template(*chart_values(**values))
-    assert refused.returncode != 0
-    assert named in refused.stderr
-
-
-@pytest.mark.parametrize("mechanism", typing.get_args(
-    Settings.model_fields["kafka_sasl_mechanism"].annotation))
-def test_every_sasl_mechanism_the_services_accept_renders(mechanism: str) -> None:
-    rendered = helm_template(*chart_values(**{
-        "kafka.securityProtocol": "SASL_SSL", "kafka.saslSecret": "routing-kafka",
-        "kafka.saslMechanism": mechanism}))
-    assert rendered.returncode == 0, rendered.stderr
-    assert mechanism in rendered.stdout
 
 
 def test_pods_get_no_variables_from_the_namespaces_services(
