@@ -77,3 +77,40 @@ def expand(value: str, env: dict[str, str]) -> str:
     """Kubernetes' $(VAR) expansion of an env value from the variables set before it."""
     return re.sub(r"\$\((\w+)\)", lambda match: env[match.group(1)], value)
 
+
+def pod_environment(deployment: dict[str, Any], secrets: dict[str, dict[str, str]],
+                    root: Path) -> dict[str, str]:
+    """The environment a pod of `deployment` starts with, as Kubernetes would give it:
+    `secretKeyRef`s read from `secrets` (Secret name, then key: content), the pod's name
+    for `metadata.name`, and each Secret volume's items written as files under `root` at
+    their mount path, a value naming a mounted file moved there alike."""
+    pod = deployment["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    mounted: dict[str, Path] = {}
+    for mount in container["volumeMounts"]:
+        volume = volumes[mount["name"]]
+        if "secret" not in volume:
+            continue
+        content = secrets[volume["secret"]["secretName"]]
+        target = root / mount["mountPath"].lstrip("/")
+        target.mkdir(parents=True, exist_ok=True)
+        for item in volume["secret"]["items"]:
+            (target / item["path"]).write_text(content[item["key"]], encoding="utf-8")
+        mounted[mount["mountPath"]] = target
+    env: dict[str, str] = {}
+    for variable in container["env"]:
+        name, source = variable["name"], variable.get("valueFrom", {})
+        if "value" in variable:
+            value = expand(variable["value"], env)
+            for mount_path, target in mounted.items():
+                if value.startswith(f"{mount_path}/"):
+                    value = str(target / value.removeprefix(f"{mount_path}/"))
+            env[name] = value
+        elif "secretKeyRef" in source:
+            reference = source["secretKeyRef"]
+            env[name] = secrets[reference["name"]][reference["key"]]
+        else:
+            assert source == {"fieldRef": {"fieldPath": "metadata.name"}}, name
+            env[name] = f"{deployment['metadata']['name']}-7d9f8c6b5-x2k4q"
+    return env

@@ -1,6 +1,7 @@
 """The Helm chart's Kafka security: each service's SASL user and its password from a
-Secret, the brokers' CA mounted from another; values that cannot work do not render
-(README "Running on Kubernetes", docs/kafka-security.md)."""
+Secret, the brokers' CA and the client certificate (mutual TLS) mounted from Secrets, the
+host-name check; the pods' settings read all of it, and values that cannot work do not
+render (README "Running on Kubernetes", docs/kafka-security.md)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,19 @@ from pathlib import Path
 
 import pytest
 
+from devtools import certificates
+from services.core import kafka
 from services.core.settings import Settings
 from tests import kafka_acls, kubernetes_schemas
-from tests.integration.deploy_files import settings_of
+from tests.integration.deploy_files import (
+    APP_SERVICES,
+    ROUTER_STAGE_SERVICE,
+    SETTINGS_ENV,
+    load_yaml,
+    settings_of,
+)
 from tests.integration.helm_chart import (
+    CHART,
     KUBERNETES_VERSIONS,
     chart_values,
     container_env,
@@ -20,9 +30,15 @@ from tests.integration.helm_chart import (
     helm_template,
     kubeconform,
     manifests_of,
+    pod_environment,
     program,
+    rendered_chart,
     standalone_schemas,
 )
+
+CLIENT_CERTIFICATE = {"kafka.clientCertificate.secret": "routing-kafka-client",
+                      "kafka.clientCertificate.certificateKey": "client.crt",
+                      "kafka.clientCertificate.privateKeyKey": "client.key"}
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +46,16 @@ def schemas(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if not kubernetes_schemas.SCHEMAS.is_dir():
         pytest.fail("no Kubernetes schemas; `bin/setup --test` installs them")
     return standalone_schemas(tmp_path_factory.mktemp("kubernetes-schemas"))
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """A CA and a certificate it signed with that certificate's key, as PEM text: what an
+    operator's Secrets hold (the broker certificate stands in for a client's)."""
+    made = certificates.generate(tmp_path_factory.mktemp("tls"))
+    return {"ca": made.ca.read_text("utf-8"),
+            "certificate": made.ca.with_name("broker.crt").read_text("utf-8"),
+            "key": made.ca.with_name("broker.key").read_text("utf-8")}
 
 
 def test_pods_connect_to_a_secured_kafka_as_their_own_user(
@@ -69,12 +95,108 @@ def test_pods_connect_to_a_secured_kafka_as_their_own_user(
                 settings.kafka_sasl_username) == ("SASL_SSL", "SCRAM-SHA-512", user)
 
 
+@pytest.mark.parametrize("protocol", ["SSL", "SASL_SSL"])
+def test_pods_present_the_client_certificate_from_its_secret(
+        protocol: str, tls_files: dict[str, str], monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path, schemas: Path) -> None:
+    """Mutual TLS: every pod mounts kafka.clientCertificate.secret read-only, the
+    certificate and the key under the Secret's keys the values name, and its settings
+    read those files: the TLS context every Kafka client is built with loads them (a
+    variable the settings do not read, or a key that is not the certificate's, fails)."""
+    values = {"kafka.securityProtocol": protocol, "kafka.caSecret": "routing-kafka-ca",
+              **CLIENT_CERTIFICATE}
+    if protocol == "SASL_SSL":
+        values["kafka.saslSecret"] = "routing-kafka"
+    version = KUBERNETES_VERSIONS[-1]
+    result = helm_template(*chart_values(**values), "--kube-version", version)
+    assert result.returncode == 0, result.stderr
+    checked = kubeconform(result.stdout, version, schemas)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "Valid: 10, Invalid: 0, Errors: 0, Skipped: 0" in checked.stdout
+    manifests = manifests_of(result.stdout)
+    secrets = {m["metadata"]["name"]: m["stringData"] for m in manifests
+               if m["kind"] == "Secret"}
+    secrets |= {"routing-kafka-client": {"client.crt": tls_files["certificate"],
+                                         "client.key": tls_files["key"]},
+                "routing-kafka-ca": {"ca.crt": tls_files["ca"]},
+                "routing-kafka": {user: "secret" for user in ("router", "segmenter",
+                                                              "metrics")}}
+    found = deployments(manifests)
+    assert set(found) == {*APP_SERVICES, ROUTER_STAGE_SERVICE}
+    for name, deployment in found.items():
+        pod = deployment["spec"]["template"]["spec"]
+        [volume] = [v for v in pod["volumes"]
+                    if v.get("secret", {}).get("secretName") == "routing-kafka-client"]
+        [mount] = [m for m in pod["containers"][0]["volumeMounts"]
+                   if m["name"] == volume["name"]]
+        assert mount["readOnly"] is True, name
+        env = pod_environment(deployment, secrets, tmp_path / name)
+        assert set(env) <= SETTINGS_ENV, name
+        settings = settings_of({"environment": env}, monkeypatch)
+        assert settings.kafka_ssl_certfile and settings.kafka_ssl_keyfile, name
+        assert settings.kafka_ssl_certfile.read_text("utf-8") == tls_files["certificate"]
+        assert settings.kafka_ssl_keyfile.read_text("utf-8") == tls_files["key"]
+        assert settings.kafka_ssl_cafile and \
+            settings.kafka_ssl_cafile.read_text("utf-8") == tls_files["ca"]
+        assert settings.kafka_ssl_check_hostname is True, name
+        options = kafka.connection_options(settings)
+        assert options["security_protocol"] == protocol
+        assert options["ssl_context"].check_hostname is True
+
+
+@pytest.mark.parametrize("check", [True, False])
+def test_the_host_name_check_reaches_its_setting(
+        check: bool, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    manifests = rendered_chart(**{"kafka.securityProtocol": "SSL",
+                                  "kafka.sslCheckHostname": str(check).lower()})
+    secrets = {m["metadata"]["name"]: m["stringData"] for m in manifests
+               if m["kind"] == "Secret"}
+    for name, deployment in deployments(manifests).items():
+        env = pod_environment(deployment, secrets, tmp_path / name)
+        assert set(env) <= SETTINGS_ENV, name
+        settings = settings_of({"environment": env}, monkeypatch)
+        assert settings.kafka_ssl_check_hostname is check, name
+        assert kafka.connection_options(settings)["ssl_context"].check_hostname is check
+
+
+@pytest.mark.parametrize("protocol", ["PLAINTEXT", "SSL"])
+def test_by_default_no_client_certificate_and_the_host_name_checked(protocol: str) -> None:
+    """The new values' defaults change nothing: no client certificate mounted, no TLS
+    variable set, so the settings' defaults hold, the chart's `true` being the setting's."""
+    kafka_values = load_yaml(CHART / "values.yaml")["kafka"]
+    assert kafka_values["clientCertificate"]["secret"] == ""
+    assert kafka_values["sslCheckHostname"] \
+        is Settings.model_fields["kafka_ssl_check_hostname"].default is True
+    for name, deployment in deployments(
+            rendered_chart(**{"kafka.securityProtocol": protocol})).items():
+        pod = deployment["spec"]["template"]["spec"]
+        assert not [v for v in pod["volumes"] if "secret" in v], name
+        assert not [v for v in container_env(deployment)
+                    if v["name"].startswith("KAFKA_SSL_")], name
+
+
+@pytest.mark.parametrize("emptied", ["certificateKey", "privateKeyKey"])
+def test_a_client_certificate_without_its_key_is_refused(emptied: str) -> None:
+    """A certificate without its key, or a key without its certificate, does not render,
+    naming the value left empty."""
+    refused = helm_template(*chart_values(**{
+        "kafka.securityProtocol": "SSL", **CLIENT_CERTIFICATE,
+        f"kafka.clientCertificate.{emptied}": ""}))
+    assert refused.returncode != 0
+    assert f"kafka.clientCertificate: {emptied} is empty" in refused.stderr
+    assert not refused.stdout
+
+
 @pytest.mark.parametrize(("values", "named"), [
     ({"kafka.securityProtocol": "SASL_SSL"}, "kafka.saslSecret"),
     ({"kafka.caSecret": "routing-kafka-ca"}, "kafka.caSecret"),
     ({"kafka.securityProtocol": "TLS"}, "kafka.securityProtocol"),
     ({"kafka.securityProtocol": "SASL_SSL", "kafka.saslSecret": "routing-kafka",
-      "kafka.saslMechanism": "SCRAM-SHA512"}, "kafka.saslMechanism")])
+      "kafka.saslMechanism": "SCRAM-SHA512"}, "kafka.saslMechanism"),
+    (CLIENT_CERTIFICATE, "kafka.clientCertificate.secret"),
+    ({"kafka.sslCheckHostname": "false"}, "kafka.sslCheckHostname"),
+    ({"kafka.securityProtocol": "SSL", "kafka.sslCheckHostname": "no"},
+     "kafka.sslCheckHostname")])
 def test_a_kafka_security_that_cannot_work_is_refused_naming_the_value(
         values: dict[str, str], named: str) -> None:
     refused = helm_template(*chart_values(**values))
