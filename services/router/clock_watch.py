@@ -90,6 +90,33 @@ async def watch_clocks(routed: ports.Routed, publisher: ports.Publisher, *,
     return sent
 
 
+# At most one running clock per target, each owing at most a warning, a breach and a
+# second level (each sent once).
+_MOST_OWED = 3 * len(clocks.TARGETS)
+
+
+async def send_owed(routed: ports.Routed, publisher: ports.Publisher, row: RoutedTicketRow, *,
+                    table: routing.RoutingTable, queue_for: dispatch.QueueFor, now: datetime,
+                    claim_for: timedelta = ports.HANDOVER_CLAIM) -> int | None:
+    """Every notice the ticket owes by `now` (service_clocks.owes_notice), sent as the
+    watch sends it, for a hand-over or a priority change asked at `now` to come after
+    them; how many were (None: another hand-over holds the ticket, or a report came
+    since: read it again). A publish that fails raises kafka.PublishFailed."""
+    sent = 0
+    current: RoutedTicketRow | None = row
+    for _ in range(_MOST_OWED):  # one notice a turn, each changing the clocks: it ends
+        if current is None or current.service_clocks is None or not \
+                service_clocks.owes_notice(service_clocks.from_json(current.service_clocks),
+                                           now):
+            break
+        if not await _notice(routed, publisher, current, table=table, queue_for=queue_for,
+                             now=now, claim_for=claim_for):
+            return None
+        sent += 1
+        current = await routed.get(row.ticket_id)
+    return sent
+
+
 async def _notice(routed: ports.Routed, publisher: ports.Publisher, row: RoutedTicketRow, *,
                   table: routing.RoutingTable, queue_for: dispatch.QueueFor, now: datetime,
                   claim_for: timedelta) -> int:

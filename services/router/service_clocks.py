@@ -6,7 +6,8 @@
   and any next-response clock; resolved stops the resolution clock as well;
 - waiting on the customer pauses every running clock; the customer's reply resumes
   them, and starts a next-response clock once the ticket has had its first response;
-- a transfer or priority change rebases every clock (clocks.rebase).
+- a transfer or priority change rebases every clock (clocks.rebase), once every notice
+  due before it was sent (`owes_notice`).
 """
 
 from __future__ import annotations
@@ -97,6 +98,18 @@ def handed_over(state: TicketClocks, at: datetime, old: calendars.Calendar | Non
         clocks.rebase(clock, at, old, new, target_duration=durations[clock.target],
                       warning_share=targets.warning_share)
         for clock in state.clocks))
+
+
+def owes_notice(state: TicketClocks, now: datetime) -> bool:
+    """Whether a clock calls for a notice by `now` (clocks.due: a warning, a breach, a
+    second level) that the clock watch, which checks every ESCALATION_CHECK_SECONDS, has
+    not sent yet. A hand-over or a priority change asked then comes after it: the notice
+    is sent first, for the department that held the ticket when it fell due, and the
+    change is judged on the ticket as it left it. So the outcome does not hang on whether
+    the watch ran in between: a deadline missed in one department is its breach,
+    escalated to its `escalation_to`, and a transfer asked a moment later is taken or
+    refused as it is once that escalation is made."""
+    return any(clocks.due(clock, now) is not None for clock in state.clocks)
 
 
 def retargeted(targets: Targets, given: priority.Override | None) -> Targets:

@@ -152,7 +152,7 @@ async def change_priority(ticket_id: TicketId, body: PriorityChange,
     changed = await service.change_priority(
         ticket_id, priority=body.priority, reason=body.reason, principal=principal,
         routed=router.routed, publisher=router.publisher, table=router.table.current,
-        now=datetime.now(UTC), claim_for=router.claim_hold)
+        now=datetime.now(UTC), claim_for=router.claim_hold, queue_for=router.queue_for)
     if isinstance(changed, service.Refused):
         return refused(changed, router, "priority")
     return {"ticket_id": ticket_id, "priority": changed.priority,

@@ -5,7 +5,8 @@ first-response target is met; one replied to before any response is still awaite
 both, one waiting on the customer by neither; a resolved one takes no more moves of its
 clocks; one escalated after hours and answered before the new department opens is late
 for both, and for the simulator's actual side (the escalation published on a real
-broker)."""
+broker); one transferred just after its deadline is escalated from its first department,
+whenever the clock watch runs, and counted missed there."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.core import db, events, kafka, tickets, topics
+from services.core import access, db, events, kafka, tickets, topics
 from services.core.events import TicketEvent, TicketEventType
 from services.core.settings import Settings
 from services.metrics import service, stats, timeline
@@ -398,3 +399,73 @@ class TestEscalatedAfterHours:
         assert actual.escalated
         outcome = summary.outcome([[actual]], as_of=later)
         assert (outcome.met, outcome.missed) == (0, 1)
+
+
+class TestTransferredJustAfterTheDeadline:
+    @pytest.mark.parametrize("watch_first", [True, False])
+    async def test_the_breach_is_the_first_departments_and_the_ticket_stays(
+            self, stores: Stores, kafka_bootstrap: str, watch_first: bool) -> None:
+        """Due Monday 13:00 at public_sector (escalation_to key_accounts), handed by an
+        admin at 13:00:03 to customer_care (escalation_to business_desk), the clock watch
+        running at 13:00:02 or at 13:00:05: either way the breach is escalated from
+        public_sector to key_accounts before the transfer moves the ticket on, it stays
+        in customer_care (not escalated out of it to business_desk on that breach), and
+        the metrics' counter and stats count the miss once, for public_sector."""
+        table = table_file.load(TEST_ROUTING_TABLE)
+        ticket_id = unique("t")
+        ticket = tickets.Ticket(ticket_id=ticket_id, customer_id="c-1", subject="s",
+                                body="b", channel="web", received_at=ROUTED_AT,
+                                platform="helpdesk")
+        first = router_service.route(ticket.with_segmentation(tickets.Segmentation(
+            segment="government", rule="gov", rules_version="r1", customer_known=True,
+            tier="existing")), table=table, load=ports.no_load, now=ROUTED_AT,
+            event_id="e-1", correlation_id="corr-1")
+        await stores.router.record_first_dispatches([first.dispatch])
+        missed = ROUTED_AT + timedelta(hours=4)
+        settings = Settings(kafka_bootstrap_servers=kafka_bootstrap)
+        await kafka.ensure_topics(settings, [topics.EVENTS, *(
+            topic for department in ("key_accounts", "customer_care", "business_desk")
+            for topic in priority.lane_topics(department))])
+        publisher = kafka.Publisher(settings, client_id="lifecycle-agreement")
+
+        async def watch(at: datetime) -> None:
+            await router_service.escalate_due(stores.router, publisher, table=table,
+                                              queue_for=priority.queue_for, now=at)
+
+        try:
+            if watch_first:
+                await watch(missed + timedelta(seconds=2))
+            transferred = await router_service.transfer(
+                ticket_id, to_department="customer_care", reason="theirs",
+                from_department=None, principal=access.Principal(
+                    "cred-admin", access.Role.ADMIN, None), routed=stores.router,
+                publisher=publisher, table=table, queue_for=priority.queue_for,
+                now=missed + timedelta(seconds=3))
+            await watch(missed + timedelta(seconds=5))
+        finally:
+            await publisher.close()
+        assert transferred == router_service.Transferred(ticket_id, "customer_care")
+        published = [events.read(event) for event, _ in await read_topic(
+            kafka_bootstrap, topics.EVENTS, until=2,
+            keep=lambda event: event.ticket_id == ticket_id
+            and event.type in (TicketEventType.ESCALATED, TicketEventType.TRANSFERRED))]
+        assert [(e.type, e.level, e.from_department, e.department) for e in published] == [
+            (TicketEventType.ESCALATED, 1, "public_sector", "key_accounts"),
+            (TicketEventType.TRANSFERRED, None, "key_accounts", "customer_care")]
+        row = await stores.router.get(ticket_id)
+        assert row is not None and row.department == "customer_care"
+        [clock] = tickets_api._clocks(row.service_clocks)["clocks"]
+        assert (clock["level"], clock["outcome"]) == (1, "missed")
+        seen_by_metrics = timeline.Timeline(ticket_id=ticket_id)
+        routed_event = next(events.read(output.event) for output in first.outputs
+                            if output.topic == topics.EVENTS)
+        for event in [routed_event, *published]:
+            seen_by_metrics, _ = service.applied(event, seen_by_metrics)
+        async with stores.sessions() as session, session.begin():
+            await stores.metrics.save(session, seen_by_metrics)
+        later = missed + timedelta(days=1)
+        for department, missed_there in (("public_sector", 1), ("customer_care", 0)):
+            attained = (await service.department_stats(
+                stores.metrics, department, timedelta(days=7), now=later)
+            ).first_response_target
+            assert (attained.met, attained.missed) == (0, missed_there)

@@ -249,6 +249,135 @@ class TestChangePriority:
         assert lane == "dept.business_desk.low"
 
 
+class TestATransferJustAfterADeadline:
+    """Due at 13:00 in public_sector (escalation_to key_accounts; a second level 2h later
+    to sales_support), handed on at 13:00:03 to customer_care (escalation_to
+    business_desk): the clock watch, every ESCALATION_CHECK_SECONDS, may have run at
+    13:00:02 or may run at 13:00:05. Either way the breach is public_sector's, escalated
+    to key_accounts at once, and the transfer is judged after it: an admin's goes
+    through (the ticket stays in customer_care, and the second level still comes), the
+    department's is refused (the ticket is key_accounts' now), and the metrics count the
+    miss once, for public_sector."""
+
+    MISSED = NOW + timedelta(hours=4)
+
+    def router(self, tmp_path: Path) -> Wired:
+        table = tmp_path / "routing.yaml"
+        table.write_text(TEST_ROUTING_TABLE.read_text("utf-8").replace(
+            "public_sector: {escalation_to: key_accounts}",
+            "public_sector: {escalation_to: key_accounts,"
+            " second_escalation: {after: 2h, to: sales_support}}"), encoding="utf-8")
+        router = wired(table)
+        routed_ticket(router)
+        return router
+
+    async def watch(self, router: Wired, at: datetime) -> None:
+        await TestEscalateDue().escalate(router, at)
+
+    async def transfer(self, router: Wired, principal: access.Principal
+                       ) -> service.Transferred | Refused:
+        return await service.transfer(
+            "t-1", to_department="customer_care", reason="theirs", from_department=None,
+            principal=principal, routed=router.routed, publisher=router.publisher,
+            table=router.router.table.current, queue_for=router.router.queue_for,
+            now=self.MISSED + timedelta(seconds=3))
+
+    async def in_either_order(self, router: Wired, watch_first: bool,
+                              principal: access.Principal) -> service.Transferred | Refused:
+        if watch_first:
+            await self.watch(router, self.MISSED + timedelta(seconds=2))
+        answer = await self.transfer(router, principal)
+        await self.watch(router, self.MISSED + timedelta(seconds=5))
+        return answer
+
+    def outcome(self, router: Wired) -> tuple[object, ...]:
+        """Where the ticket is, its hand-overs, its clock, and what the metrics count."""
+        row = router.routed.rows["t-1"]
+        [clock] = tickets_api._clocks(row.service_clocks)["clocks"]
+        handed = [(step["step"], step.get("level"), step["from"], step["to"])
+                  for step in row.trace if step["step"] in ("escalated", "transferred")]
+        timeline = metrics_timeline.Timeline("t-1")
+        counted = []
+        for event in [events.TicketEvent(
+                ticket_id="t-1", type=TicketEventType.ROUTED, occurred_at=NOW,
+                received_at=NOW, department="public_sector", segment="government",
+                first_response_deadline=self.MISSED,
+                deadlines={"first_response": self.MISSED}),
+                *(events.read(item.event) for item in router.publisher.published
+                  if item.topic == topics.EVENTS)]:
+            timeline, observations = metrics_service.applied(event, timeline)
+            counted += [(type(o).__name__, o.department) for o in observations
+                        if isinstance(o, metrics_timeline.TargetDecided
+                                      | metrics_timeline.ServiceTarget
+                                      | metrics_timeline.ClockEscalated)]
+        return (row.department, handed, clock["level"], clock["outcome"], counted,
+                timeline.department)
+
+    @pytest.mark.parametrize("watch_first", [True, False])
+    async def test_an_admins_transfer_comes_after_the_breach(
+            self, tmp_path: Path, watch_first: bool) -> None:
+        router = self.router(tmp_path)
+        answer = await self.in_either_order(router, watch_first, ADMIN)
+        assert answer == service.Transferred("t-1", "customer_care")
+        charged = [("ClockEscalated", "public_sector"), ("ServiceTarget", "public_sector"),
+                   ("TargetDecided", "public_sector")]
+        assert self.outcome(router) == (
+            "customer_care",
+            [("escalated", 1, "public_sector", "key_accounts"),
+             ("transferred", None, "key_accounts", "customer_care")],
+            1, "missed", charged, "customer_care")
+        # Not escalated out of customer_care on that breach; its second level comes.
+        await self.watch(router, self.MISSED + timedelta(hours=3))
+        assert router.routed.rows["t-1"].department == "sales_support"
+        assert [step.get("level") for step in router.routed.rows["t-1"].trace
+                if step["step"] == "escalated"] == [1, 2]
+
+    @pytest.mark.parametrize("watch_first", [True, False])
+    async def test_the_departments_transfer_is_refused_the_ticket_escalated(
+            self, tmp_path: Path, watch_first: bool) -> None:
+        router = self.router(tmp_path)
+        answer = await self.in_either_order(router, watch_first, PUBLIC_SECTOR)
+        assert answer == verdicts.ACTS_FOR_OWN
+        assert self.outcome(router) == (
+            "key_accounts", [("escalated", 1, "public_sector", "key_accounts")],
+            1, "missed", [("ClockEscalated", "public_sector"),
+                          ("ServiceTarget", "public_sector"),
+                          ("TargetDecided", "public_sector")], "key_accounts")
+
+    async def test_a_transfer_before_the_deadline_sends_nothing_first(
+            self, tmp_path: Path) -> None:
+        router = self.router(tmp_path)
+        answer = await service.transfer(
+            "t-1", to_department="customer_care", reason="theirs", from_department=None,
+            principal=PUBLIC_SECTOR, routed=router.routed, publisher=router.publisher,
+            table=router.router.table.current, queue_for=router.router.queue_for,
+            now=self.MISSED)  # the deadline itself is in time
+        assert answer == service.Transferred("t-1", "customer_care")
+        assert TicketEventType.ESCALATED not in router.publisher.types()
+        assert router.routed.rows["t-1"].trace[-1]["at"] == self.MISSED.isoformat()
+
+    async def test_a_priority_change_comes_after_the_breach_too(
+            self, tmp_path: Path) -> None:
+        """As a transfer: the department that missed the deadline no longer holds the
+        ticket, whether the watch ran before its priority change or not."""
+        router = self.router(tmp_path)
+        changed = await service.change_priority(
+            "t-1", priority=1, reason="outage", principal=PUBLIC_SECTOR,
+            routed=router.routed, publisher=router.publisher,
+            table=router.router.table.current, now=self.MISSED + timedelta(seconds=3))
+        assert changed == verdicts.ACTS_FOR_OWN
+        assert router.routed.rows["t-1"].department == "key_accounts"
+        assert router.routed.rows["t-1"].priority == 2
+
+    async def test_kafka_unavailable_for_the_breach_is_unavailable(
+            self, tmp_path: Path) -> None:
+        router = self.router(tmp_path)
+        router.publisher.fail = True
+        assert await self.transfer(router, ADMIN) == Refused(Refusal.UNAVAILABLE)
+        assert router.routed.rows["t-1"].department == "public_sector"
+        assert router.routed.rows["t-1"].handover_until is None
+
+
 class TestRecordReport:
     async def report(self, router: Wired, occurred_at: datetime | None,
                      principal: access.Principal = PUBLIC_SECTOR,

@@ -243,8 +243,9 @@ class TestRebase:
         assert_answered_late(moved, local(2025, 3, 11, 8, 30))
 
     def test_a_transfer_after_the_deadline_passed_keeps_it(self) -> None:
-        """Handed over 10 s after its deadline, before the clock watch saw the breach: the
-        deadline stays the one passed and the breach is due at once; an answer before the
+        """Rebased 10 s after its deadline, its breach not sent: the deadline stays the one
+        passed and the breach is due at once (a hand-over sends it first:
+        test_a_hand_over_after_a_deadline_comes_after_its_breach); an answer before the
         new department opens is late, for the clock and the metrics' rule alike."""
         state = service_clocks.routed(service_clocks.Targets(timedelta(hours=4)),
                                       local(2025, 3, 10, 13, 59), OFFICE)
@@ -255,6 +256,32 @@ class TestRebase:
         first = moved.current("first_response")
         assert first is not None and clocks.due(first, moved_at) == "breach"
         assert_answered_late(moved, local(2025, 3, 11, 8, 30))
+
+    def test_a_hand_over_after_a_deadline_comes_after_its_breach(self) -> None:
+        """Due 17:59, handed on at 17:59:03: whether the clock watch sent the breach at
+        17:59:02 or had not come to it, the hand-over owes nothing once it is sent
+        (service_clocks.owes_notice), and moves the same clock: level 1, missed, due at
+        the deadline missed, with no breach left to send from the new department."""
+        state = service_clocks.routed(service_clocks.Targets(timedelta(hours=4)),
+                                      local(2025, 3, 10, 13, 59), OFFICE)
+        missed = local(2025, 3, 10, 17, 59)
+        moved_at = missed + timedelta(seconds=3)
+        first = state.current("first_response")
+        assert first is not None
+        assert not service_clocks.owes_notice(state, missed)  # the deadline is in time
+        watched = state.with_clock(clocks.breached(first, missed + timedelta(seconds=2),
+                                                   OFFICE, None))
+        assert not service_clocks.owes_notice(watched, moved_at)
+        assert service_clocks.owes_notice(state, moved_at)
+        assert clocks.due(first, moved_at) == "breach"
+        sent = state.with_clock(clocks.breached(first, moved_at, OFFICE, None))
+        assert not service_clocks.owes_notice(sent, moved_at)
+        for breached in (watched, sent):
+            moved = service_clocks.handed_over(breached, moved_at, OFFICE, NINE_TO_FIVE)
+            clock = moved.current("first_response")
+            assert clock is not None and (clock.level, clock.outcome, clock.deadline) == (
+                1, "missed", missed)
+            assert not service_clocks.owes_notice(moved, moved_at + timedelta(hours=1))
 
     def test_a_pause_after_the_deadline_passed_keeps_it(self) -> None:
         """Due Friday 18:00 at closing time, paused at 19:00 (no business time spent past

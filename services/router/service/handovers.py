@@ -19,8 +19,15 @@ from services.router import (
     routing,
     service_clocks,
 )
+from services.router import priority as lanes
+from services.router.models import RoutedTicketRow
 from services.router.service import verdicts
 from services.router.service.verdicts import Refusal, Refused
+
+# A hand-over or priority change made after the notices it waited for (_after_notices) is
+# stamped this much later than they, so that every reader orders them so: the metrics'
+# timeline orders hand-overs by time.
+AFTER_NOTICES = timedelta(microseconds=1)
 
 
 @dataclass(frozen=True)
@@ -41,11 +48,12 @@ async def transfer(ticket_id: str, *, to_department: str, reason: str,
     The ticket is claimed for the hand-over first (`claim_for`: longer than a publish),
     as it was read, so that another transfer or an escalation at the same moment does
     not put it in a second queue."""
-    row = await routed.get(ticket_id)
-    if row is None:
-        return verdicts.not_found(ticket_id)
-    if not principal.may_act_for(row.department):
-        return verdicts.ACTS_FOR_OWN
+    read = await _after_notices(ticket_id, principal=principal, routed=routed,
+                                publisher=publisher, table=table, queue_for=queue_for,
+                                now=now, claim_for=claim_for)
+    if isinstance(read, Refused):
+        return read
+    row, now = read
     closed = verdicts.closed_to_transfer(row)
     if closed is not None:
         return closed
@@ -102,7 +110,8 @@ class Reprioritised:
 async def change_priority(ticket_id: str, *, priority: int, reason: str,
                           principal: access.Principal, routed: ports.Routed,
                           publisher: ports.Publisher, table: routing.RoutingTable,
-                          now: datetime, claim_for: timedelta = ports.HANDOVER_CLAIM
+                          now: datetime, claim_for: timedelta = ports.HANDOVER_CLAIM,
+                          queue_for: dispatch.QueueFor = lanes.queue_for,
                           ) -> Reprioritised | Refused:
     """Give a ticket another priority: it takes the new priority's targets where the
     table's `priority_targets` gives them, and its clocks keep the time they spent and
@@ -110,12 +119,14 @@ async def change_priority(ticket_id: str, *, priority: int, reason: str,
     as it was read, as a hand-over claims it, while the change is published: a ticket a
     hand-over holds is refused, and a hand-over meanwhile is refused, else the change
     would be published for the department the ticket leaves, and the hand-over's lane
-    would be the old priority's."""
-    row = await routed.get(ticket_id)
-    if row is None:
-        return verdicts.not_found(ticket_id)
-    if not principal.may_act_for(row.department):
-        return verdicts.ACTS_FOR_OWN
+    would be the old priority's. `queue_for`: the lanes of an escalation it waits for
+    (_after_notices)."""
+    read = await _after_notices(ticket_id, principal=principal, routed=routed,
+                                publisher=publisher, table=table, queue_for=queue_for,
+                                now=now, claim_for=claim_for)
+    if isinstance(read, Refused):
+        return read
+    row, now = read
     closed = verdicts.closed_to_priority_change(row, principal)
     if closed is not None:
         return closed
@@ -166,6 +177,39 @@ async def escalate_due(routed: ports.Routed, publisher: ports.Publisher, *,
     return escalated + await clock_watch.watch_clocks(routed, publisher, table=table,
                                                       queue_for=queue_for, now=now,
                                                       claim_for=claim_for)
+
+
+async def _after_notices(ticket_id: str, *, principal: access.Principal,
+                         routed: ports.Routed, publisher: ports.Publisher,
+                         table: routing.RoutingTable, queue_for: dispatch.QueueFor,
+                         now: datetime, claim_for: timedelta
+                         ) -> tuple[RoutedTicketRow, datetime] | Refused:
+    """The ticket a hand-over or a priority change asked at `now` is judged on, and the
+    moment it is made at: once the notices its clocks owe by then are sent
+    (service_clocks.owes_notice; the clock watch had not come to them), for the
+    department that held it, just after them. A caller who may not act for the ticket
+    sends none."""
+    row = await routed.get(ticket_id)
+    if row is None:
+        return verdicts.not_found(ticket_id)
+    if not principal.may_act_for(row.department):
+        return verdicts.ACTS_FOR_OWN
+    try:
+        sent = await clock_watch.send_owed(routed, publisher, row, table=table,
+                                           queue_for=queue_for, now=now,
+                                           claim_for=claim_for)
+    except kafka.PublishFailed:
+        return verdicts.UNAVAILABLE
+    if sent is None:
+        return verdicts.HANDOVER_IN_FLIGHT
+    if not sent:
+        return row, now
+    after = await routed.get(ticket_id)
+    if after is None:
+        return verdicts.not_found(ticket_id)
+    if not principal.may_act_for(after.department):  # escalated out of its department
+        return verdicts.ACTS_FOR_OWN
+    return after, now + AFTER_NOTICES
 
 
 def _iso(moment: datetime | None) -> str | None:
