@@ -344,6 +344,30 @@ class TestATransferJustAfterADeadline:
                           ("ServiceTarget", "public_sector"),
                           ("TargetDecided", "public_sector")], "key_accounts")
 
+    @pytest.mark.parametrize("watch_first", [True, False])
+    async def test_a_warning_due_before_a_transfer_is_sent_for_the_first_department(
+            self, tmp_path: Path, watch_first: bool) -> None:
+        """Warned at 75% of 4h (12:00), handed on at 12:00:03: the warning is
+        public_sector's, sent once, whether the watch ran at 12:00:02 or not (the
+        transfer's rebase would drop a warning past due, as one sent)."""
+        table = tmp_path / "routing.yaml"
+        table.write_text("warning_share: 0.75\n" + TEST_ROUTING_TABLE.read_text("utf-8"),
+                         encoding="utf-8")
+        router = wired(table)
+        routed_ticket(router)
+        warned = NOW + timedelta(hours=3)
+        if watch_first:
+            await self.watch(router, warned + timedelta(seconds=2))
+        answer = await service.transfer(
+            "t-1", to_department="customer_care", reason="theirs", from_department=None,
+            principal=PUBLIC_SECTOR, routed=router.routed, publisher=router.publisher,
+            table=router.router.table.current, queue_for=router.router.queue_for,
+            now=warned + timedelta(seconds=3))
+        await self.watch(router, warned + timedelta(seconds=5))
+        assert answer == service.Transferred("t-1", "customer_care")
+        assert [item.event.data["department"] for item in router.publisher.published
+                if item.event.type == TicketEventType.TARGET_WARNING] == ["public_sector"]
+
     async def test_a_transfer_before_the_deadline_sends_nothing_first(
             self, tmp_path: Path) -> None:
         router = self.router(tmp_path)
