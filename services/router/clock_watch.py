@@ -74,20 +74,29 @@ async def watch_clocks(routed: ports.Routed, publisher: ports.Publisher, *,
             sent += await _notice(routed, publisher, row, table=table, queue_for=queue_for,
                                   now=now, claim_for=claim_for)
         except Exception as error:
-            if isinstance(error, kafka.PublishFailed) \
-                    or faults.classify(error) is not faults.Fault.RECORD:
+            if not failed_for_its_own_reason(error, row, now):
                 raise  # the check runs again
-            FAILED.labels(row.department).inc()
-            logger.error("a ticket's service-level notice failed; checked again later",
-                         extra={"ticket_id": row.ticket_id, "department": row.department,
-                                "error_class": type(error).__name__,
-                                "where": faults.where(error),
-                                "checked_again_at": (now + CHECK_AGAIN_AFTER_FAILURE
-                                                     ).isoformat()})
             assert row.next_clock_check is not None  # due_clocks reads due checks only
             await routed.postpone_clock_check(row.ticket_id, now + CHECK_AGAIN_AFTER_FAILURE,
                                               read=row.next_clock_check)
     return sent
+
+
+def failed_for_its_own_reason(error: Exception, row: RoutedTicketRow, now: datetime) -> bool:
+    """Whether a notice of `row`'s failed for a reason of the ticket's own (its stored
+    clocks or copy, a deadline its department's calendar cannot give), not an outage or a
+    conflict: if so it is counted and logged, to be checked again
+    CHECK_AGAIN_AFTER_FAILURE later."""
+    if isinstance(error, kafka.PublishFailed) \
+            or faults.classify(error) is not faults.Fault.RECORD:
+        return False
+    FAILED.labels(row.department).inc()
+    logger.error("a ticket's service-level notice failed; checked again later",
+                 extra={"ticket_id": row.ticket_id, "department": row.department,
+                        "error_class": type(error).__name__,
+                        "where": faults.where(error),
+                        "checked_again_at": (now + CHECK_AGAIN_AFTER_FAILURE).isoformat()})
+    return True
 
 
 # At most one running clock per target, each owing at most a warning, a breach and a
@@ -101,7 +110,9 @@ async def send_owed(routed: ports.Routed, publisher: ports.Publisher, row: Route
     """Every notice the ticket owes by `now` (service_clocks.owes_notice), sent as the
     watch sends it, for a hand-over or a priority change asked at `now` to come after
     them; how many were (None: another hand-over holds the ticket, or a report came
-    since: read it again). A publish that fails raises kafka.PublishFailed."""
+    since: read it again). A publish that fails raises kafka.PublishFailed. A notice that
+    fails for a reason of the ticket's own (failed_for_its_own_reason) ends the sending,
+    as the watch would: the hand-over is not held up by it, and the watch tries again."""
     sent = 0
     current: RoutedTicketRow | None = row
     for _ in range(_MOST_OWED):  # one notice a turn, each changing the clocks: it ends
@@ -109,9 +120,14 @@ async def send_owed(routed: ports.Routed, publisher: ports.Publisher, row: Route
                 service_clocks.owes_notice(service_clocks.from_json(current.service_clocks),
                                            now):
             break
-        if not await _notice(routed, publisher, current, table=table, queue_for=queue_for,
-                             now=now, claim_for=claim_for):
-            return None
+        try:
+            if not await _notice(routed, publisher, current, table=table,
+                                 queue_for=queue_for, now=now, claim_for=claim_for):
+                return None
+        except Exception as error:
+            if not failed_for_its_own_reason(error, current, now):
+                raise
+            break
         sent += 1
         current = await routed.get(row.ticket_id)
     return sent

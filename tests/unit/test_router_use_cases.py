@@ -393,6 +393,24 @@ class TestATransferJustAfterADeadline:
         assert router.routed.rows["t-1"].department == "key_accounts"
         assert router.routed.rows["t-1"].priority == 2
 
+    async def test_a_breach_that_fails_for_the_tickets_own_reason_holds_up_no_transfer(
+            self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """As the watch treats it (checked again later, counted): the transfer is made on
+        the ticket as it is, not refused or failed for a notice it could not send."""
+        router = self.router(tmp_path)
+
+        async def cannot(*args: object, **kwargs: object) -> bool:
+            raise ValueError("the calendar does not open within ten years")
+
+        monkeypatch.setattr(clock_watch, "_escalate", cannot)
+        failed = REGISTRY.get_sample_value("routing_router_clock_checks_failed_total",
+                                           {"department": "public_sector"}) or 0.0
+        assert await self.transfer(router, ADMIN) == service.Transferred("t-1",
+                                                                         "customer_care")
+        assert router.routed.rows["t-1"].department == "customer_care"
+        assert REGISTRY.get_sample_value("routing_router_clock_checks_failed_total",
+                                         {"department": "public_sector"}) == failed + 1
+
     async def test_kafka_unavailable_for_the_breach_is_unavailable(
             self, tmp_path: Path) -> None:
         router = self.router(tmp_path)
