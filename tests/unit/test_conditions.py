@@ -58,7 +58,7 @@ class TestCosts:
         with pytest.raises(ConfigError) as error:
             costs.check(99, "one_too_many", "the largest")
         assert error.value.entry == "one_too_many"
-        assert "at most 25 ms together" in error.value.problem
+        assert "at most 100 ms together" in error.value.problem
 
     def test_an_evaluation_that_raises_is_still_counted(self) -> None:
         clock = Clock()

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from devtools import kafka_broker
 from services.core import (
     at_start,
+    conditions,
     config_files,
     durations,
     http,
@@ -145,6 +146,9 @@ LIMITS = [
     ("Request bodies are limited to 1 MiB", inspect.signature(http.install).parameters[
         "max_body_bytes"].default, 1024 * 1024),  # no service passes its own
     ("A 422 names at most 100 problems", http_answers.MAX_FIELD_ERRORS, 100),
+    ("takes more than 5 ms of CPU on one of those largest contexts, or the rules up to it"
+     " more\nthan 100 ms together", (conditions.CONDITION_CPU_MAX_SECONDS,
+                                     conditions.CONDITIONS_CPU_MAX_SECONDS), (0.005, 0.1)),
     ("a body of more than 100 fields", request_bodies.MAX_FIELDS, 100),
     ("text\nattributes over 1,000 characters", tickets.MAX_ATTRIBUTE_TEXT, 1000),
     ("any case, at most 64 characters", language_tags.MAX_LENGTH, 64),
