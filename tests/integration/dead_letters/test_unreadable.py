@@ -19,14 +19,7 @@ from services.metrics.kafka_watch import DeadLetterCount
 from services.router import dead_letter_records, dead_letters
 from tests.conftest import unique
 from tests.integration.dead_letters.dead_lettering import dead_letter
-
-
-async def write_unreadable(bootstrap: str, topic: str, *, partition: int) -> None:
-    kcat = await asyncio.create_subprocess_exec(
-        b"kcat", b"-P", b"-b", bootstrap.encode(), b"-t", topic.encode(), b"-p",
-        str(partition).encode(), b"-H", b"\xff\xfename=value", stdin=asyncio.subprocess.PIPE)
-    await asyncio.wait_for(kcat.communicate(b"unreadable\n"), 60)
-    assert kcat.returncode == 0
+from tests.unreadable_records import write_unreadable
 
 
 async def a_topic_with_an_unreadable_record(settings: Settings, producer: AIOKafkaProducer
