@@ -113,15 +113,22 @@ class BackgroundTasks:
         await asyncio.gather(*self._tasks)
 
 
+async def pause(stop: asyncio.Event, seconds: float) -> None:
+    """Until `stop` is set, or `seconds` have passed."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+
+
 async def every(seconds: float, action: Callable[[], Awaitable[object]],
-                stop: asyncio.Event, *, once_more_on_stop: bool = False) -> None:
+                stop: asyncio.Event, *, once_more_on_stop: bool = False,
+                wait: Callable[[asyncio.Event, float], Awaitable[None]] = pause) -> None:
     """Run `action` every `seconds` until `stop`; a failed run is logged and counted under
-    the name of the background task running it, not fatal."""
+    the name of the background task running it, not fatal. `wait` waits out an interval
+    (a unit test's records the intervals asked for)."""
     current = asyncio.current_task()
     task = current.get_name() if current is not None else "unnamed"
     while not stop.is_set():
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), seconds)
+        await wait(stop, seconds)
         if stop.is_set() and not once_more_on_stop:
             return
         try:

@@ -125,6 +125,24 @@ class TestEvery:
         assert len(runs) == expected
 
 
+    async def test_it_waits_its_interval_before_each_run(self) -> None:
+        """The interval the settings give (LOAD_SAMPLE_SECONDS, ESCALATION_CHECK_SECONDS,
+        WEBHOOK_POLL_SECONDS: tests/integration/test_periodic_settings.py) is the one
+        waited out before each run."""
+        waits: list[float] = []
+        runs: list[int] = []
+
+        async def recorded(stop: asyncio.Event, seconds: float) -> None:
+            waits.append(seconds)
+            if len(waits) == 3:
+                stop.set()
+
+        async def action() -> None:
+            runs.append(len(waits))
+
+        await background.every(7.25, action, asyncio.Event(), wait=recorded)
+        assert (waits, runs) == ([7.25, 7.25, 7.25], [1, 2])
+
     async def test_a_failed_run_is_counted_under_its_task_and_the_task_goes_on(
             self) -> None:
         name, runs = task_name(), []
