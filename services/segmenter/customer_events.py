@@ -24,6 +24,9 @@ POPULATION_RECOMPUTED = "customers.recomputed"
 
 UNPUBLISHED = Counter("routing_customer_events_unpublished_total",
                       "Customer events the broker did not acknowledge", ["type"])
+PASSED_OVER = Counter("routing_customer_events_passed_over_total",
+                      "Records on customers.events a segmenter's cache follower could not"
+                      " read or act on, and passed over", ["fault"])
 TIER_CHANGES = Counter("routing_customer_tier_changes_total", "Changes of customers' tier",
                        ["previous", "current"])
 
@@ -102,6 +105,8 @@ class CacheFollower:
             elif event.subject:
                 self._store.cache.forget(event.subject)
         except Exception as error:
+            fault = faults.classify(error).value
+            PASSED_OVER.labels(fault).inc()
             logger.warning("customer event passed over", extra={
-                "fault": faults.classify(error).value, "error": faults.reason(error),
+                "fault": fault, "error": faults.reason(error),
                 "offset": getattr(record, "offset", None)})

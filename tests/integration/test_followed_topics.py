@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaProducer
+from prometheus_client import REGISTRY
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.core import config_changes, config_store, db, envelope, kafka, migrate, topics
@@ -75,6 +76,11 @@ async def until(condition: Callable[[], bool], *, running: asyncio.Task[None],
         while not condition():
             assert not running.done(), f"the follower ended: {running}"
             await asyncio.sleep(0.1)
+
+
+def passed_over() -> float:
+    return REGISTRY.get_sample_value("routing_customer_events_passed_over_total",
+                                     {"fault": "record"}) or 0.0
 
 
 def logged(caplog: pytest.LogCaptureFixture) -> str:
@@ -193,6 +199,7 @@ class TestCustomerEvents:
             return customer_id
 
         publisher = kafka.Publisher(settings, client_id="poison-customers")
+        before = passed_over()
         caplog.set_level(logging.DEBUG, logger="services")
         try:
             follower = customer_events.CacheFollower(settings, store)
@@ -214,9 +221,15 @@ class TestCustomerEvents:
                 last = cached(unique("last"))
                 await customer_events.publish_changes(publisher, [last])
                 await until(lambda: not store.cache.holds(last), running=task)
+                # Every poison record but the one without a key (an event, of a customer
+                # not cached), and the one the Kafka client cannot read on each partition.
+                expected = len(poison("k", "s", b"k")) - 1 + len(
+                    await producer.partitions_for(topic))
+                await until(lambda: passed_over() - before >= expected, running=task)
                 assert store.cache.holds(spared)
                 assert not task.done()
         finally:
             await publisher.close()
+        assert passed_over() - before == expected
         assert "customer event passed over" in logged(caplog)
         assert PERSONAL not in logged(caplog)
