@@ -26,6 +26,7 @@ from services.metrics.store import TimelineStore
 from services.router import ports, priority, service_clocks, table_file, tickets_api
 from services.router import service as router_service
 from services.router.event_follower import FollowTicketEvent
+from services.router.routing import RoutingTable
 from services.router.store import Dispatch, RoutedTickets
 from services.simulator import history, summary
 from tests.conftest import TEST_ROUTING_TABLE, read_topic, unique
@@ -320,6 +321,21 @@ class TestAReportFollowedAgain:
             "responded", before.trace, before.service_clocks)
 
 
+async def routed_to_public_sector(stores: Stores, table: RoutingTable
+                                  ) -> tuple[str, router_service.FirstRouting]:
+    """A government ticket routed by `table` at ROUTED_AT (to public_sector), stored as
+    the router stores its first dispatch."""
+    ticket_id = unique("t")
+    ticket = tickets.Ticket(ticket_id=ticket_id, customer_id="c-1", subject="s", body="b",
+                            channel="web", received_at=ROUTED_AT, platform="helpdesk")
+    first = router_service.route(ticket.with_segmentation(tickets.Segmentation(
+        segment="government", rule="gov", rules_version="r1", customer_known=True,
+        tier="existing")), table=table, load=ports.no_load, now=ROUTED_AT,
+        event_id="e-1", correlation_id="corr-1")
+    await stores.router.record_first_dispatches([first.dispatch])
+    return ticket_id, first
+
+
 class TestEscalatedAfterHours:
     async def test_answered_before_the_new_department_opens_it_is_late_everywhere(
             self, stores: Stores, kafka_bootstrap: str, tmp_path: Path) -> None:
@@ -334,15 +350,7 @@ class TestEscalatedAfterHours:
             "key_accounts: {escalation_to: account_development, calendar: {time_zone: UTC,"
             " hours: {mon-fri: '09:00-12:00'}}}"), encoding="utf-8")
         table = table_file.load(path)
-        ticket_id = unique("t")
-        ticket = tickets.Ticket(ticket_id=ticket_id, customer_id="c-1", subject="s",
-                                body="b", channel="web", received_at=ROUTED_AT,
-                                platform="helpdesk")
-        first = router_service.route(ticket.with_segmentation(tickets.Segmentation(
-            segment="government", rule="gov", rules_version="r1", customer_known=True,
-            tier="existing")), table=table, load=ports.no_load, now=ROUTED_AT,
-            event_id="e-1", correlation_id="corr-1")
-        await stores.router.record_first_dispatches([first.dispatch])
+        ticket_id, first = await routed_to_public_sector(stores, table)
         missed = ROUTED_AT + timedelta(hours=4)
         settings = Settings(kafka_bootstrap_servers=kafka_bootstrap)
         await kafka.ensure_topics(settings, [topics.EVENTS,
@@ -412,15 +420,7 @@ class TestTransferredJustAfterTheDeadline:
         in customer_care (not escalated out of it to business_desk on that breach), and
         the metrics' counter and stats count the miss once, for public_sector."""
         table = table_file.load(TEST_ROUTING_TABLE)
-        ticket_id = unique("t")
-        ticket = tickets.Ticket(ticket_id=ticket_id, customer_id="c-1", subject="s",
-                                body="b", channel="web", received_at=ROUTED_AT,
-                                platform="helpdesk")
-        first = router_service.route(ticket.with_segmentation(tickets.Segmentation(
-            segment="government", rule="gov", rules_version="r1", customer_known=True,
-            tier="existing")), table=table, load=ports.no_load, now=ROUTED_AT,
-            event_id="e-1", correlation_id="corr-1")
-        await stores.router.record_first_dispatches([first.dispatch])
+        ticket_id, first = await routed_to_public_sector(stores, table)
         missed = ROUTED_AT + timedelta(hours=4)
         settings = Settings(kafka_bootstrap_servers=kafka_bootstrap)
         await kafka.ensure_topics(settings, [topics.EVENTS, *(
