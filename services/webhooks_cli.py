@@ -13,7 +13,7 @@ from pydantic import BaseModel, ValidationError
 
 from services.core import db, store_start
 from services.core.settings import from_environment
-from services.webhooks import api, service, store
+from services.webhooks import api, pages, service, store
 
 app = typer.Typer(help="Callbacks to the platforms: endpoints, secrets, dead letters.",
                   no_args_is_help=True)
@@ -114,11 +114,30 @@ def rotate_secret(platform: str, force: Annotated[bool, typer.Option(
 
 
 @app.command("dead-letters")
-def dead_letters(platform: Annotated[str | None, typer.Option()] = None) -> None:
-    """Dead-lettered callbacks, one JSON object per line."""
-    for delivery in _run(lambda _, deliveries: deliveries.listed(store.DEAD,
-                                                                 platform=platform)):
+def dead_letters(
+    platform: Annotated[str | None, typer.Option()] = None,
+    limit: Annotated[int, typer.Option(
+        help=f"At most this many, 1-{store.LISTED_AT_MOST}")] = store.LISTED_AT_MOST,
+    since: Annotated[str | None, typer.Option(
+        help="The next page: after the place the page before said")] = None,
+) -> None:
+    """Dead-lettered callbacks, those dead-lettered longest ago first, one JSON object per
+    line; where the next page starts, if there is one, on stderr."""
+    problem = api.page_size_problem(limit)
+    if problem:
+        typer.echo(f"limit: {problem}", err=True)
+        raise typer.Exit(2)
+    try:
+        place = None if since is None else pages.place_of(since)
+    except ValueError as exc:
+        typer.echo(f"since: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    page = _run(lambda _, deliveries: deliveries.page(store.DEAD, platform=platform,
+                                                      since=place, limit=limit))
+    for delivery in page.deliveries:
         typer.echo(delivery.model_dump_json())
+    if page.next is not None:
+        typer.echo(f"more: the next page with --since {page.next.cursor}", err=True)
 
 
 @app.command("replay")

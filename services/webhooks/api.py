@@ -14,10 +14,11 @@ from services.core import (
     admin_actions,
     auth,
     credentials_api,
+    http,
     request_bodies,
     service_context,
 )
-from services.webhooks import catalog, store
+from services.webhooks import catalog, pages, store
 
 api = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], dependencies=auth.ADMIN_ONLY)
 PlatformName = Annotated[str, Path(pattern=credentials_api.SUBJECT,
@@ -168,11 +169,42 @@ def still_signing(refused: store.StillSigning) -> dict[str, str]:
             "until": refused.until.isoformat()}
 
 
-@api.get("/dead-letters", response_model=list[store.Delivery])
-async def dead_letters(deliveries: Deliveries, platform: PlatformFilter = None) -> Any:
-    """Callbacks whose attempts were used up, those dead-lettered longest ago first, at
-    most 500 (bodies are not shown); a replay of all or a platform's takes every one."""
-    return await deliveries.listed(store.DEAD, platform=platform)
+class DeadLetterPage(BaseModel):
+    dead_letters: list[store.Delivery]
+    next: str | None = Field(description="Pass as `since` for the next page; null at the end")
+
+
+@api.get("/dead-letters", response_model=DeadLetterPage)
+async def dead_letters(
+    deliveries: Deliveries, platform: PlatformFilter = None,
+    limit: Annotated[int, Query(description=f"At most this many, 1-{store.LISTED_AT_MOST}",
+                                json_schema_extra={"minimum": 1,
+                                                   "maximum": store.LISTED_AT_MOST})
+                     ] = store.LISTED_AT_MOST,
+    since: Annotated[str | None, Query(
+        description="The `next` of the page before: those after it",
+        json_schema_extra={"pattern": pages.CURSOR_PATTERN})] = None,
+) -> DeadLetterPage:
+    """Callbacks whose attempts were used up, those dead-lettered longest ago first, a
+    page at a time (bodies are not shown); a replay of all or a platform's takes every
+    one."""
+    problem = page_size_problem(limit)
+    if problem:
+        raise http.InvalidField("query.limit", problem)
+    try:
+        place = None if since is None else pages.place_of(since)
+    except ValueError as exc:
+        raise http.InvalidField("query.since", str(exc)) from exc
+    page = await deliveries.page(store.DEAD, platform=platform, since=place, limit=limit)
+    return DeadLetterPage(dead_letters=page.deliveries,
+                          next=None if page.next is None else page.next.cursor)
+
+
+def page_size_problem(limit: int) -> str | None:
+    """What is wrong with a page's size, or None."""
+    if 1 <= limit <= store.LISTED_AT_MOST:
+        return None
+    return f"from 1 to {store.LISTED_AT_MOST} callbacks a page, not {limit}"
 
 
 @api.post("/dead-letters/replay", response_model=Replayed)

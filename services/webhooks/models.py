@@ -41,12 +41,14 @@ class WebhookDeliveryRow(Base):
 
     __tablename__ = "webhook_deliveries"
     # The delivery poll's (due), and the listings' and the retention purge's: each status
-    # by last change (v0016), so a purge does not read the pending callbacks it keeps.
+    # by last change (v0016), so a purge does not read the pending callbacks it keeps;
+    # then by id (v0027), the order of a listing's pages.
     # The replay's: each status in delivery id order (v0023), so each chunk of a replay
     # reads its own dead callbacks, not all of them again.
     __table_args__ = (Index("ix_webhook_deliveries_due", "status", "platform",
                             "next_attempt_at"),
-                      Index("ix_webhook_deliveries_status_updated", "status", "updated_at"),
+                      Index("ix_webhook_deliveries_status_updated", "status", "updated_at",
+                            "delivery_id"),
                       Index("ix_webhook_deliveries_status_delivery", "status", "delivery_id"))
 
     delivery_id: Mapped[str] = mapped_column(String(80), primary_key=True)

@@ -14,14 +14,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.core import admin_actions, db, retention
-from services.webhooks import catalog, models
+from services.webhooks import catalog, models, pages
 from services.webhooks.models import WebhookDeliveryRow, WebhookEndpointRow
 
 PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
 FINISHED = (DELIVERED, DEAD)  # what retention deletes; pending ones stay
 # Dead callbacks a replay sends again a transaction.
 REPLAY_CHUNK = 1000
-# Callbacks a listing shows at most (the dead letters: those dead-lettered longest ago).
+# Callbacks a page of a listing shows at most (the dead letters: those dead-lettered
+# longest ago first), and unless asked for fewer.
 LISTED_AT_MOST = 500
 
 
@@ -82,6 +83,14 @@ class Outgoing:
     event_type: str
     ticket_id: str
     body: str
+
+
+@dataclass(frozen=True)
+class Page:
+    """Callbacks listed, and where the next page starts (None: none after them)."""
+
+    deliveries: list[Delivery]
+    next: pages.Place | None
 
 
 @dataclass(frozen=True)
@@ -349,13 +358,27 @@ class Deliveries:
                      limit: int = LISTED_AT_MOST) -> list[Delivery]:
         """The callbacks of a status, those last changed longest ago first, at most
         `limit`."""
+        return (await self.page(status, platform=platform, limit=limit)).deliveries
+
+    async def page(self, status: str, *, platform: str | None = None,
+                   since: pages.Place | None = None, limit: int = LISTED_AT_MOST) -> Page:
+        """A page of the callbacks of a status, those last changed longest ago first
+        (then by id), after `since` (the place a page before ended), at most `limit`;
+        and where the next page starts, if any callback is after these. Read by the
+        index of each status by last change, from `since` on."""
+        changed, key = WebhookDeliveryRow.updated_at, WebhookDeliveryRow.delivery_id
+        query = select(WebhookDeliveryRow).where(WebhookDeliveryRow.status == status)
+        if platform is not None:
+            query = query.where(WebhookDeliveryRow.platform == platform)
+        if since is not None:  # its moment alone bounds the index's range
+            query = query.where(changed >= since.changed_at, or_(
+                changed > since.changed_at, key > since.delivery_id))
         async with self._sessions() as session:
-            query = select(WebhookDeliveryRow).where(WebhookDeliveryRow.status == status)
-            if platform is not None:
-                query = query.where(WebhookDeliveryRow.platform == platform)
-            rows = await session.scalars(
-                query.order_by(WebhookDeliveryRow.updated_at).limit(limit))
-            return [Delivery.model_validate(row) for row in rows]
+            rows = (await session.scalars(query.order_by(changed, key).limit(limit + 1))).all()
+        shown = [Delivery.model_validate(row) for row in rows[:limit]]
+        last = shown[-1] if len(rows) > limit else None
+        return Page(shown, None if last is None else pages.Place(last.updated_at,
+                                                                 last.delivery_id))
 
     async def replay(self, *, delivery_id: str | None = None, platform: str | None = None,
                      chunk: int = REPLAY_CHUNK) -> int:

@@ -63,5 +63,6 @@ async def test_the_platform_is_told_each_step_of_its_ticket(
         assert (steps["ticket.transferred"]["department"],
                 steps["ticket.transferred"]["from_department"]) == (
             "business_desk", "public_sector")
-        assert (await admin.get("/v1/webhooks/dead-letters")).json() == []
+        assert (await admin.get("/v1/webhooks/dead-letters")).json() == {
+            "dead_letters": [], "next": None}
 

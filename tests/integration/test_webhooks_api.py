@@ -15,8 +15,9 @@ from fastapi import FastAPI
 from sqlalchemy import Engine, event, text
 
 from services.core import db, http, retention, service_context
-from services.webhooks import api, models, store
+from services.webhooks import api, models, pages, store
 from tests import credentials
+from tests.query_plans import plans
 
 URL = "https://desk.example.com/hooks/routing"
 
@@ -248,7 +249,7 @@ class TestDeadLetters:
         await engine.dispose()
 
         dead = (await admin.get("/v1/webhooks/dead-letters", params={"platform": "desk"})
-                ).json()
+                ).json()["dead_letters"]
         assert sorted(d["delivery_id"] for d in dead) == ["msg_0", "msg_1", "msg_2"]
         assert {(d["attempts"], d["last_error"]) for d in dead} == {(3, "HTTP 500")}
         assert (await admin.post("/v1/webhooks/dead-letters/msg_1/replay")).json() == {
@@ -256,24 +257,104 @@ class TestDeadLetters:
         assert (await admin.post("/v1/webhooks/dead-letters/replay",
                                  params={"platform": "desk"})).json() == {"replayed": 2}
         left = (await admin.get("/v1/webhooks/dead-letters")).json()
-        assert [d["delivery_id"] for d in left] == ["msg_3"]
+        assert [d["delivery_id"] for d in left["dead_letters"]] == ["msg_3"]
+        assert left["next"] is None
         assert (await admin.post("/v1/webhooks/dead-letters/replay")).json() == {
             "replayed": 1}
 
-    async def test_at_most_500_are_listed_those_dead_lettered_longest_ago_first(
+    async def test_500_a_page_those_dead_lettered_longest_ago_first_then_the_next(
             self, admin: httpx.AsyncClient, database_url: str) -> None:
-        """One more than the listing shows: the one dead-lettered last is left out of
-        the list, and a replay of all still takes it."""
-        assert (await admin.post("/v1/webhooks/endpoints", json={
-            "platform": "desk", "url": URL})).status_code == 201
+        """One more than a page shows: the one dead-lettered last is on the next page,
+        and a replay of all takes it too."""
+        ids = await self.dead_lettered(admin, database_url, 501)
+        first = (await admin.get("/v1/webhooks/dead-letters")).json()
+        assert len(first["dead_letters"]) == 500 == store.LISTED_AT_MOST
+        assert first["dead_letters"][0]["delivery_id"] == ids[-1]
+        assert ids[0] not in {d["delivery_id"] for d in first["dead_letters"]}
+        second = (await admin.get("/v1/webhooks/dead-letters",
+                                  params={"since": first["next"]})).json()
+        assert [d["delivery_id"] for d in second["dead_letters"]] == [ids[0]]
+        assert second["next"] is None
+        assert (await admin.post("/v1/webhooks/dead-letters/replay")).json() == {
+            "replayed": 501}
+
+    async def test_pages_go_through_every_one_once_in_order(
+            self, admin: httpx.AsyncClient, database_url: str) -> None:
+        """Pages of 7 across callbacks dead-lettered at the same moment (most of them):
+        each once, longest ago first, then by id; one replayed meanwhile (the last one
+        shown) leaves the next page where it was."""
+        ids = await self.dead_lettered(admin, database_url, 40)
+        seen: list[str] = []
+        since = None
+        while True:
+            page = (await admin.get("/v1/webhooks/dead-letters", params={
+                "limit": 7, **({} if since is None else {"since": since})})).json()
+            seen += [d["delivery_id"] for d in page["dead_letters"]]
+            if len(seen) == 7:
+                assert (await admin.post(f"/v1/webhooks/dead-letters/{seen[-1]}/replay")
+                        ).json() == {"replayed": 1}
+            since = page["next"]
+            if since is None:
+                break
+            assert len(page["dead_letters"]) == 7
+        assert seen == [ids[-1], *ids[1:-1], ids[0]]
+
+    async def test_a_platforms_pages(self, admin: httpx.AsyncClient,
+                                     database_url: str) -> None:
+        ids = await self.dead_lettered(admin, database_url, 6, platforms=("desk", "other"))
+        first = (await admin.get("/v1/webhooks/dead-letters", params={
+            "platform": "other", "limit": 2})).json()
+        second = (await admin.get("/v1/webhooks/dead-letters", params={
+            "platform": "other", "limit": 2, "since": first["next"]})).json()
+        assert [d["delivery_id"] for d in first["dead_letters"] + second["dead_letters"]
+                ] == [ids[-1], ids[1], ids[3]]
+        assert second["next"] is None
+
+    @pytest.mark.parametrize(("params", "field", "said"), [
+        ({"limit": "0"}, "query.limit", "from 1 to 500 callbacks a page, not 0"),
+        ({"limit": "501"}, "query.limit", "from 1 to 500 callbacks a page, not 501"),
+        ({"since": "msg_1"}, "query.since", "the `next` of the page before"),
+        ({"since": "12/"}, "query.since", "the `next` of the page before")])
+    async def test_a_page_size_out_of_range_or_no_cursor_is_422_naming_the_field(
+            self, admin: httpx.AsyncClient, params: dict[str, str], field: str,
+            said: str) -> None:
+        answer = await admin.get("/v1/webhooks/dead-letters", params=params)
+        assert answer.status_code == 422, answer.text
+        [refused] = answer.json()["fields"]
+        assert refused["field"] == field and said in refused["problem"], refused
+
+    async def test_a_page_is_read_in_the_order_of_the_index_of_each_status_by_last_change(
+            self, database_url: str) -> None:
+        """From the place the last page ended, in the index's order: nothing read before
+        it, nor sorted again (each page would sort every dead callback after it)."""
+        place = pages.Place(datetime(2026, 12, 1, 9, tzinfo=UTC), "msg_1")
+        [plan] = await plans(database_url, lambda sessions: store.Deliveries(sessions).page(
+            store.DEAD, platform="desk", since=place, limit=10))
+        if database_url.startswith("sqlite"):
+            assert ("INDEX ix_webhook_deliveries_status_updated (status=? AND updated_at>?)"
+                    in plan), plan
+            assert "SCAN" not in plan and "TEMP B-TREE" not in plan, plan
+        else:
+            assert " ix_webhook_deliveries_status_updated " in plan, plan
+            assert "Index Cond: (((status)::text = 'dead'::text) AND (updated_at >=" in plan
+            assert "Seq Scan" not in plan and "Sort" not in plan, plan
+
+    @staticmethod
+    async def dead_lettered(admin: httpx.AsyncClient, database_url: str, count: int, *,
+                            platforms: tuple[str, ...] = ("desk",)) -> list[str]:
+        """`count` dead callbacks, of the platforms in turn: the last id dead-lettered
+        first, the first last, the others at one moment in between."""
+        for platform in platforms:
+            assert (await admin.post("/v1/webhooks/endpoints", json={
+                "platform": platform, "url": URL})).status_code == 201
         engine = db.engine(database_url)
         deliveries = store.Deliveries(db.sessions(engine))
-        ids = [f"msg_{n:03}" for n in range(501)]
-        await deliveries.enqueue([store.Outgoing(delivery_id, "desk", "ticket.routed", "t",
-                                                 "{}") for delivery_id in ids])
+        ids = [f"msg_{n:03}" for n in range(count)]
+        await deliveries.enqueue([
+            store.Outgoing(delivery_id, platforms[n % len(platforms)], "ticket.routed", "t",
+                           "{}") for n, delivery_id in enumerate(ids)])
         dead_at = datetime(2026, 12, 1, 9, tzinfo=UTC)
         async with engine.begin() as connection:
-            # The last id dead-lettered first, the first last; the others in between.
             for delivery_id, when in ((None, dead_at), (ids[-1], dead_at - timedelta(hours=1)),
                                       (ids[0], dead_at + timedelta(hours=1))):
                 rows = models.WebhookDeliveryRow.__table__.update().values(
@@ -282,13 +363,7 @@ class TestDeadLetters:
                     rows = rows.where(models.WebhookDeliveryRow.delivery_id == delivery_id)
                 await connection.execute(rows)
         await engine.dispose()
-
-        listed = (await admin.get("/v1/webhooks/dead-letters")).json()
-        assert len(listed) == 500
-        assert listed[0]["delivery_id"] == ids[-1]
-        assert ids[0] not in {d["delivery_id"] for d in listed}
-        assert (await admin.post("/v1/webhooks/dead-letters/replay")).json() == {
-            "replayed": 501}
+        return ids
 
 
 class TestRetention:

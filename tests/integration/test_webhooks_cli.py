@@ -93,3 +93,28 @@ class TestDeadLetters:
         assert cli.invoke(app, ["replay", "msg_1"]).stdout.strip() == "replayed 1"
         assert cli.invoke(app, ["replay", "msg_1"]).exit_code == 1
         assert cli.invoke(app, ["dead-letters"]).stdout == ""
+
+    def test_a_page_at_a_time_with_where_the_next_starts(self, cli: CliRunner,
+                                                         sqlite_url: str) -> None:
+        for delivery_id in ("msg_1", "msg_2", "msg_3"):
+            dead_letter(sqlite_url, delivery_id)
+        shown: list[str] = []
+        since: list[str] = []
+        for _ in range(3):
+            page = cli.invoke(app, ["dead-letters", "--limit", "2", *since])
+            assert page.exit_code == 0, page.output
+            shown += [json.loads(line)["delivery_id"] for line in page.stdout.splitlines()]
+            if "--since" not in page.stderr:
+                break
+            since = ["--since", page.stderr.rpartition("--since ")[2].strip()]
+        assert shown == ["msg_1", "msg_2", "msg_3"]
+        assert page.stderr == ""  # the last page says no next one
+
+    @pytest.mark.parametrize(("options", "said"), [
+        (["--limit", "0"], "limit: from 1 to 500 callbacks a page, not 0"),
+        (["--limit", "501"], "limit: from 1 to 500 callbacks a page, not 501"),
+        (["--since", "msg_1"], "since: the `next` of the page before")])
+    def test_a_page_size_out_of_range_or_no_cursor_is_refused_naming_the_option(
+            self, cli: CliRunner, options: list[str], said: str) -> None:
+        refused = cli.invoke(app, ["dead-letters", *options])
+        assert refused.exit_code == 2 and said in refused.stderr, refused.output

@@ -125,6 +125,7 @@ LIMITS = [
     ("at most 1,000 rules\n(`rules_file.MAX_RULES`)", rules_file.MAX_RULES, 1000),
     ("1,000 a transaction", webhooks_store.REPLAY_CHUNK, 1000),
     ("the 500 dead-lettered longest ago", webhooks_store.LISTED_AT_MOST, 500),
+    ("`limit` of 1-500", webhooks_store.LISTED_AT_MOST, 500),
     ("a report reads it a page of 1,000 timelines at a time", metrics_store.PAGE_ROWS, 1000),
     ("asks whether its caller is still there every second",
      report_turns.GONE_POLL_SECONDS, 1.0),
