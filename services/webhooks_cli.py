@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Annotated, TypeVar
 
 import typer
 from pydantic import BaseModel, ValidationError
 
-from services.core import db, store_start
+from services.core import credentials, db, store_start
 from services.core.settings import from_environment
 from services.webhooks import api, pages, service, store
 
@@ -21,22 +22,30 @@ T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
 
 
+@dataclass(frozen=True)
+class _Stores:
+    endpoints: store.Endpoints
+    deliveries: store.Deliveries
+    credentials: credentials.Credentials
+
+
 @contextlib.asynccontextmanager
-async def _stores() -> AsyncIterator[tuple[store.Endpoints, store.Deliveries]]:
+async def _stores() -> AsyncIterator[_Stores]:
     settings = from_environment()
     await store_start.migrated(settings.database_url)
     engine = db.store_engine(settings)
     try:
         sessions = db.sessions(engine)
-        yield service.endpoints_of(settings, sessions), store.Deliveries(sessions)
+        yield _Stores(service.endpoints_of(settings, sessions), store.Deliveries(sessions),
+                      credentials.Credentials(sessions))
     finally:
         await engine.dispose()
 
 
-def _run(action: Callable[[store.Endpoints, store.Deliveries], Awaitable[T]]) -> T:
+def _run(action: Callable[[_Stores], Awaitable[T]]) -> T:
     async def run() -> T:
-        async with _stores() as (endpoints, deliveries):
-            return await action(endpoints, deliveries)
+        async with _stores() as stores:
+            return await action(stores)
 
     return asyncio.run(run())
 
@@ -65,7 +74,11 @@ Url = Annotated[str, typer.Option(help="https:// (http:// only on loopback)")]
 def register(platform: str, url: Url) -> None:
     """Register a platform's endpoint and print its signing secret: shown this once."""
     wanted = _checked(api.EndpointRequest, platform=platform, url=url)
-    registered = _run(lambda endpoints, _: endpoints.register(wanted.platform, wanted.url))
+    registered = _run(lambda stores: service.register(stores.endpoints, stores.credentials,
+                                                      wanted.platform, wanted.url))
+    if isinstance(registered, service.NoCredential):
+        typer.echo(f"platform: {registered.problem}", err=True)
+        raise typer.Exit(2)
     if registered is None:
         typer.echo(f"platform {platform!r} has an endpoint: use update or delete", err=True)
         raise typer.Exit(1)
@@ -76,7 +89,7 @@ def register(platform: str, url: Url) -> None:
 @app.command("list")
 def listed() -> None:
     """Every endpoint (without secrets), one JSON object per line."""
-    for endpoint in _run(lambda endpoints, _: endpoints.listed()):
+    for endpoint in _run(lambda stores: stores.endpoints.listed()):
         typer.echo(endpoint.model_dump_json())
 
 
@@ -87,15 +100,15 @@ def update(platform: str,
                "--enabled/--disabled", help="Disabled: callbacks wait")] = None) -> None:
     """Change a platform's URL, or disable and enable its endpoint."""
     change = _checked(api.EndpointChange, url=url, enabled=enabled)
-    changed = _run(lambda endpoints, _: endpoints.update(platform, url=change.url,
-                                                         enabled=change.enabled))
+    changed = _run(lambda stores: stores.endpoints.update(platform, url=change.url,
+                                                          enabled=change.enabled))
     typer.echo(_found(changed, platform).model_dump_json())
 
 
 @app.command("delete")
 def delete(platform: str) -> None:
     """Delete a platform's endpoint and the callbacks still waiting for it."""
-    _found(_run(lambda endpoints, _: endpoints.delete(platform)), platform)
+    _found(_run(lambda stores: stores.endpoints.delete(platform)), platform)
     typer.echo(f"deleted {platform}")
 
 
@@ -105,7 +118,7 @@ def rotate_secret(platform: str, force: Annotated[bool, typer.Option(
              " one alone is replaced (lost before it was stored)")] = False) -> None:
     """Print a new signing secret, in force at once (the old one signs too for
     WEBHOOK_SECRET_OVERLAP_SECONDS): shown this once."""
-    rotated = _found(_run(lambda endpoints, _: endpoints.rotate_secret(platform, force=force)),
+    rotated = _found(_run(lambda stores: stores.endpoints.rotate_secret(platform, force=force)),
                      platform)
     if isinstance(rotated, store.StillSigning):
         typer.echo(api.still_signing(rotated)["detail"], err=True)
@@ -132,7 +145,7 @@ def dead_letters(
     except ValueError as exc:
         typer.echo(f"since: {exc}", err=True)
         raise typer.Exit(2) from exc
-    page = _run(lambda _, deliveries: deliveries.page(store.DEAD, platform=platform,
+    page = _run(lambda stores: stores.deliveries.page(store.DEAD, platform=platform,
                                                       since=place, limit=limit))
     for delivery in page.deliveries:
         typer.echo(delivery.model_dump_json())
@@ -145,8 +158,8 @@ def replay(delivery_id: Annotated[str | None, typer.Argument(
                help="One callback's webhook-id; none: every dead-lettered one")] = None,
            platform: Annotated[str | None, typer.Option()] = None) -> None:
     """Send dead-lettered callbacks again, from their first attempt."""
-    count = _run(lambda _, deliveries: deliveries.replay(delivery_id=delivery_id,
-                                                         platform=platform))
+    count = _run(lambda stores: stores.deliveries.replay(delivery_id=delivery_id,
+                                                          platform=platform))
     typer.echo(f"replayed {count}")
     if delivery_id is not None and not count:
         raise typer.Exit(1)

@@ -13,12 +13,13 @@ from pydantic.config import JsonDict
 from services.core import (
     admin_actions,
     auth,
+    credentials,
     credentials_api,
     http,
     request_bodies,
     service_context,
 )
-from services.webhooks import catalog, pages, store
+from services.webhooks import catalog, pages, service, store
 
 api = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], dependencies=auth.ADMIN_ONLY)
 PlatformName = Annotated[str, Path(pattern=credentials_api.SUBJECT,
@@ -40,6 +41,7 @@ def get_deliveries(context: service_context.Context) -> store.Deliveries:
 
 
 Endpoints = Annotated[store.Endpoints, Depends(get_endpoints)]
+Credentials = Annotated[credentials.Credentials, Depends(auth.get_credentials)]
 Deliveries = Annotated[store.Deliveries, Depends(get_deliveries)]
 
 
@@ -95,13 +97,19 @@ def _no_endpoint(platform: str) -> HTTPException:
 
 @api.post("/endpoints", status_code=201, response_model=EndpointRegistered,
           responses={409: {"description": "The platform has an endpoint already: change it"
-                                          " with PATCH, or DELETE it first"}})
-async def register(request: EndpointRequest, endpoints: Endpoints, principal: auth.Admin
-                   ) -> EndpointRegistered:
-    """Register a platform's endpoint; the answer holds the signing secret, shown once."""
-    registered = await endpoints.register(request.platform, request.url,
-                                          enabled=request.enabled,
-                                          actor=admin_actions.actor_of(principal))
+                                          " with PATCH, or DELETE it first"},
+                     422: {"description": "Among others: `platform` was never issued a"
+                                          " platform credential (it posts no tickets)"}})
+async def register(request: EndpointRequest, endpoints: Endpoints, known: Credentials,
+                   principal: auth.Admin) -> EndpointRegistered:
+    """Register a platform's endpoint; the answer holds the signing secret, shown once.
+    The platform is one a credential was issued to: one never issued any posts no
+    tickets, and its endpoint would never be called."""
+    registered = await service.register(endpoints, known, request.platform, request.url,
+                                        enabled=request.enabled,
+                                        actor=admin_actions.actor_of(principal))
+    if isinstance(registered, service.NoCredential):
+        raise http.InvalidField("body.platform", registered.problem)
     if registered is None:
         raise HTTPException(409, detail={
             "error": "conflict", "detail": f"platform {request.platform!r} has an endpoint:"

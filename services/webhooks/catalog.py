@@ -11,7 +11,7 @@ import email.utils
 import ipaddress
 import random
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
@@ -89,6 +89,19 @@ def endpoint_problem(url: str) -> str | None:
         return ("https:// (or http:// on loopback) in lower case, then a host name or IPv4"
                 " address in ASCII, an optional port, then a path or query of printable ASCII")
     return None
+
+
+def platform_problem(platform: str, issued: Collection[str]) -> str | None:
+    """Why no endpoint can be registered for `platform`, given the platforms a credential
+    was ever `issued` to (revoked ones too: their tickets still move on), or None: one
+    never issued a credential posts no tickets, so its endpoint would never be called
+    (a typo, most likely)."""
+    if platform in issued:
+        return None
+    return (f"no platform credential was ever issued for {platform!r}, so it posts no"
+            " tickets and its endpoint would never be called: issue its credential first"
+            " (role platform, this subject); platforms with one:"
+            f" {', '.join(sorted(issued)) or 'none yet'}")
 
 
 def origin_of(url: str) -> str:

@@ -1,6 +1,6 @@
 """Wiring the callbacks into a service (the router, which owns the platforms'
 credentials): the outbox writer on `tickets.events`, and the delivery workers, once per
-fleet."""
+fleet. And registering an endpoint, as the admin API and the command line do it."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.core import background, leases, topics
+from services.core import access, admin_actions, background, credentials, leases, topics
 from services.core.settings import Settings
 from services.core.stage import StageRunner
 from services.webhooks import catalog, delivery, outbox, store
@@ -38,6 +38,27 @@ class Callbacks:
         """After the delivery job stopped: end the workers (a callback cut short is
         sent again by the next instance, at least once)."""
         await self.deliverer.close()
+
+
+@dataclass(frozen=True)
+class NoCredential:
+    """An endpoint not registered: its platform was never issued a credential."""
+
+    problem: str
+
+
+async def register(endpoints: store.Endpoints, known: credentials.Credentials,
+                   platform: str, url: str, *, enabled: bool = True,
+                   actor: str = admin_actions.COMMAND_LINE
+                   ) -> tuple[store.Endpoint, str] | NoCredential | None:
+    """Register a platform's endpoint (its secret shown this once), for a platform a
+    credential was issued to (`catalog.platform_problem`); None if it has one."""
+    issued = {credential.subject for credential in
+              await known.listed(role=access.Role.PLATFORM) if credential.subject}
+    problem = catalog.platform_problem(platform, issued)
+    if problem:
+        return NoCredential(problem)
+    return await endpoints.register(platform, url, enabled=enabled, actor=actor)
 
 
 def endpoints_of(settings: Settings, sessions: async_sessionmaker[AsyncSession]

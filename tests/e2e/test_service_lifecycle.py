@@ -135,7 +135,9 @@ async def ticket_state(walk: Walk) -> dict[str, Any]:
 # The steps, in order.
 
 async def step_platform_registers(walk: Walk, receiver: Receiver) -> None:
-    """The platform's endpoint, registered by an admin: its secret is shown once."""
+    """The platform's endpoint, registered by an admin once the platform has its
+    credential: its secret is shown once."""
+    walk.headers("platform", PLATFORM)  # its credential, issued
     answer = await walk.router.post("/v1/webhooks/endpoints", headers=walk.headers("admin"),
                                     json={"platform": PLATFORM, "url": receiver.url})
     assert answer.status_code == 201, answer.text

@@ -103,6 +103,7 @@ class TestWhatIsKept:
         assert len(await actions(admin, limit="2")) == 2
 
     async def test_what_was_refused_or_found_nothing_is_not_kept(self, admin: Admin) -> None:
+        await admin.keys.issue(access.Role.PLATFORM, "desk")  # whose endpoint it registers
         before = await admin.kept.listed()
         refused = await admin.client.post("/v1/credentials", json={
             "role": "platform", "subject": "Not A Name"})
@@ -127,6 +128,7 @@ class TestWhatIsKept:
 
     async def test_the_log_line_names_the_credential_not_secrets(
             self, admin: Admin, caplog: pytest.LogCaptureFixture) -> None:
+        await admin.keys.issue(access.Role.PLATFORM, "desk")  # whose endpoint it registers
         with caplog.at_level(logging.INFO, logger=admin_actions.__name__):
             registered = await admin.client.post("/v1/webhooks/endpoints",
                                                  json={"platform": "desk", "url": URL})

@@ -14,12 +14,14 @@ import standardwebhooks
 from fastapi import FastAPI
 from sqlalchemy import Engine, event, text
 
-from services.core import db, http, retention, service_context
+from services.core import access, db, http, retention, service_context
+from services.core.credentials import Credentials
 from services.webhooks import api, models, pages, store
 from tests import credentials
 from tests.query_plans import plans
 
 URL = "https://desk.example.com/hooks/routing"
+PLATFORMS = ("desk", "other")
 
 
 @pytest.fixture
@@ -35,6 +37,8 @@ async def admin(database_url: str) -> AsyncIterator[httpx.AsyncClient]:
         async with credentials.authenticating(app, database_url) as keys, httpx.AsyncClient(
                 transport=httpx.ASGITransport(app=app), base_url="http://router",
                 headers=await credentials.headers_of(keys, "admin")) as client:
+            for platform in PLATFORMS:  # an endpoint is a platform's that has a credential
+                await keys.issue(access.Role.PLATFORM, platform)
             yield client
     finally:
         await engine.dispose()
@@ -221,6 +225,33 @@ class TestMistakes:
                              ("POST", "/v1/webhooks/dead-letters/msg_nothing/replay")):
             answer = await admin.request(method, path, json={} if method == "PATCH" else None)
             assert answer.status_code == 404, (method, path, answer.text)
+
+    async def test_a_platform_never_issued_a_credential_is_422_naming_it(
+            self, admin: httpx.AsyncClient) -> None:
+        """It posts no tickets, so its endpoint would never be called: a typo, most
+        likely. The answer lists the platforms that have a credential."""
+        answer = await admin.post("/v1/webhooks/endpoints",
+                                  json={"platform": "dsek", "url": URL})
+        assert answer.status_code == 422, answer.text
+        [refused] = answer.json()["fields"]
+        assert refused["field"] == "body.platform"
+        assert "no platform credential was ever issued for 'dsek'" in refused["problem"]
+        assert refused["problem"].endswith("platforms with one: desk, other")
+        assert (await admin.get("/v1/webhooks/endpoints")).json() == []
+
+    async def test_a_platform_whose_credentials_were_revoked_may_register(
+            self, admin: httpx.AsyncClient, database_url: str) -> None:
+        """Its tickets still move on, and their callbacks go to its endpoint."""
+        engine = db.engine(database_url)
+        try:
+            keys = Credentials(db.sessions(engine))
+            issued, _token = await keys.issue(access.Role.PLATFORM, "gone-desk")
+            assert await keys.revoke(issued.credential_id) is not None
+        finally:
+            await engine.dispose()
+        answer = await admin.post("/v1/webhooks/endpoints",
+                                  json={"platform": "gone-desk", "url": URL})
+        assert answer.status_code == 201, answer.text
 
     async def test_platforms_may_not_manage_endpoints(self, admin: httpx.AsyncClient,
                                                       database_url: str) -> None:

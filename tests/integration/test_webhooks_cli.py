@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from services.core import admin_actions, db, migrate
 from services.webhooks import store
 from services.webhooks_cli import app
+from tests import credentials
 
 
 @pytest.fixture
@@ -52,6 +53,7 @@ def kept(database_url: str) -> Sequence[admin_actions.AdminAction]:
 class TestEndpoints:
     def test_register_shows_the_secret_once_then_update_rotate_delete(
             self, cli: CliRunner, sqlite_url: str) -> None:
+        credentials.issue_token_blocking(sqlite_url, "platform", "desk")
         registered = cli.invoke(app, ["register", "desk", "--url", "https://d.example/h"])
         assert registered.exit_code == 0, registered.output
         secret = registered.stdout.strip()
@@ -72,17 +74,28 @@ class TestEndpoints:
         # Each kept as the command line's action (admin_actions).
         assert [(action.action.value, action.actor) for action in reversed(kept(sqlite_url))
                 ] == [(done, admin_actions.COMMAND_LINE) for done in (
-                    "webhook_endpoint_registered", "webhook_endpoint_changed",
+                    "credential_issued", "webhook_endpoint_registered", "webhook_endpoint_changed",
                     "webhook_secret_rotated", "webhook_secret_rotated",
                     "webhook_endpoint_deleted")]
 
     def test_a_plain_http_url_elsewhere_than_loopback_is_refused_naming_the_field(
-            self, cli: CliRunner) -> None:
+            self, cli: CliRunner, sqlite_url: str) -> None:
         refused = cli.invoke(app, ["register", "desk", "--url", "http://d.example/h"])
         assert refused.exit_code == 2
         assert "url" in refused.stderr and "https:// is required" in refused.stderr
+        credentials.issue_token_blocking(sqlite_url, "platform", "desk")
         assert cli.invoke(app, ["register", "desk", "--url",
                                 "http://127.0.0.1:8000/h"]).exit_code == 0
+
+    def test_a_platform_never_issued_a_credential_is_refused_naming_it(
+            self, cli: CliRunner, sqlite_url: str) -> None:
+        credentials.issue_token_blocking(sqlite_url, "platform", "desk")
+        refused = cli.invoke(app, ["register", "dsek", "--url", "https://d.example/h"])
+        assert refused.exit_code == 2, refused.output
+        assert refused.stderr.startswith(
+            "platform: no platform credential was ever issued for 'dsek'")
+        assert "platforms with one: desk" in refused.stderr
+        assert cli.invoke(app, ["list"]).stdout == ""
 
 
 class TestDeadLetters:

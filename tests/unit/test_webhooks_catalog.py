@@ -129,6 +129,20 @@ class TestEndpointUrls:
             assert re.fullmatch(catalog.URL_PATTERN, url)
 
 
+class TestPlatformsWithEndpoints:
+    def test_a_platform_issued_a_credential_may_have_one(self) -> None:
+        assert catalog.platform_problem("desk", {"desk", "other"}) is None
+
+    @pytest.mark.parametrize(("issued", "listed"), [
+        ({"other", "desk"}, "platforms with one: desk, other"),
+        (set(), "platforms with one: none yet")])
+    def test_another_is_refused_saying_which_have_one(self, issued: set[str],
+                                                       listed: str) -> None:
+        problem = catalog.platform_problem("dsek", issued)
+        assert problem is not None and problem.endswith(listed)
+        assert "no platform credential was ever issued for 'dsek'" in problem
+
+
 class TestWhatAnAnswerSays:
     @pytest.mark.parametrize("status", [200, 202, 204, 299])
     def test_a_2xx_is_taken(self, status: int) -> None:
