@@ -97,11 +97,15 @@ def listed() -> None:
 def update(platform: str,
            url: Annotated[str | None, typer.Option(help="A new URL")] = None,
            enabled: Annotated[bool | None, typer.Option(
-               "--enabled/--disabled", help="Disabled: callbacks wait")] = None) -> None:
-    """Change a platform's URL, or disable and enable its endpoint."""
-    change = _checked(api.EndpointChange, url=url, enabled=enabled)
-    changed = _run(lambda stores: stores.endpoints.update(platform, url=change.url,
-                                                          enabled=change.enabled))
+               "--enabled/--disabled", help="Disabled: callbacks wait")] = None,
+           lift_hold: Annotated[bool, typer.Option(
+               help="Lift the hold its receiver asked for (a 429, a 503 with"
+                    " Retry-After): callbacks go at once")] = False) -> None:
+    """Change a platform's URL, disable and enable its endpoint, or lift its hold."""
+    change = _checked(api.EndpointChange, url=url, enabled=enabled,
+                      **({"held_until": None} if lift_hold else {}))
+    changed = _run(lambda stores: stores.endpoints.update(
+        platform, url=change.url, enabled=change.enabled, lift_hold=change.lifts_hold))
     typer.echo(_found(changed, platform).model_dump_json())
 
 

@@ -69,11 +69,26 @@ class EndpointChange(request_bodies.RequestBody):
     url: str | None = Field(default=None, description="https:// (http:// only on loopback)",
                             json_schema_extra=URL_SCHEMA)
     enabled: StrictBool | None = None
+    held_until: None = Field(default=None, description=(
+        "null lifts the endpoint's hold (its receiver asked to wait: a 429, a 503 with"
+        " Retry-After): callbacks go at once. No other value: a hold is its receiver's"))
 
     @field_validator("url")
     @classmethod
     def _a_webhook_url(cls, url: str | None) -> str | None:
         return _checked_url(url)
+
+    @field_validator("held_until", mode="before")
+    @classmethod
+    def _lifted_only(cls, until: object) -> None:
+        if until is not None:
+            raise ValueError("null alone, which lifts the hold: a hold is its receiver's to"
+                             " ask (a 429, a 503 with Retry-After), not an admin's to set")
+        return None
+
+    @property
+    def lifts_hold(self) -> bool:
+        return "held_until" in self.model_fields_set
 
 
 class EndpointRegistered(store.Endpoint):
@@ -132,8 +147,10 @@ async def one(platform: PlatformName, endpoints: Endpoints) -> store.Endpoint:
 @api.patch("/endpoints/{platform}", response_model=store.Endpoint)
 async def change(platform: PlatformName, request: EndpointChange, endpoints: Endpoints,
                  principal: auth.Admin) -> store.Endpoint:
-    """Change the URL, or disable (callbacks wait) and enable the endpoint."""
+    """Change the URL, disable (callbacks wait) and enable the endpoint, or lift its hold
+    (`held_until` null)."""
     changed = await endpoints.update(platform, url=request.url, enabled=request.enabled,
+                                     lift_hold=request.lifts_hold,
                                      actor=admin_actions.actor_of(principal))
     return changed or _raise(_no_endpoint(platform))
 

@@ -112,14 +112,17 @@ def origin_of(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
 
 
-def change_of(*, url: str | None = None, enabled: bool | None = None) -> str:
+def change_of(*, url: str | None = None, enabled: bool | None = None,
+              hold_lifted: bool = False) -> str:
     """An endpoint's change as an admin action records it: the URL's origin (`origin_of`),
-    and whether it is enabled."""
+    whether it is enabled, and its hold lifted."""
     said = []
     if url is not None:
         said.append(f"url {origin_of(url)}/...")
     if enabled is not None:
         said.append("enabled" if enabled else "disabled")
+    if hold_lifted:
+        said.append("hold lifted")
     return ", ".join(said)
 
 

@@ -158,28 +158,32 @@ class Endpoints:
         return Target(row.url, (row.secret, *previous))
 
     async def update(self, platform: str, *, url: str | None = None,
-                     enabled: bool | None = None, actor: str = admin_actions.COMMAND_LINE
-                     ) -> Endpoint | None:
-        """Change the endpoint's URL or whether it is enabled; a change is recorded as
-        `actor`'s action. A new URL, or enabling a disabled endpoint, lifts its hold (the
-        receiver that asked to wait is not the one in force, or an admin says go). None if
-        the platform has no endpoint."""
+                     enabled: bool | None = None, lift_hold: bool = False,
+                     actor: str = admin_actions.COMMAND_LINE) -> Endpoint | None:
+        """Change the endpoint's URL or whether it is enabled, or lift its hold; a change
+        is recorded as `actor`'s action. A new URL, or enabling a disabled endpoint, lifts
+        its hold too (the receiver that asked to wait is not the one in force, or an
+        admin says go). None if the platform has no endpoint."""
+        now = datetime.now(UTC)
         async with self._sessions() as session, session.begin():
             row = await session.get(WebhookEndpointRow, platform, with_for_update=True)
             if row is None:
                 return None
             before = (row.url, row.enabled)
+            held = row.held_until is not None and row.held_until > now
             row.url = url if url is not None else row.url
             row.enabled = enabled if enabled is not None else row.enabled
-            if (row.url, row.enabled) != before:  # updated_at says when it last changed
-                row.updated_at = datetime.now(UTC)
-                if row.url != before[0] or row.enabled:
-                    row.held_until = None
+            moved = (row.url, row.enabled) != before
+            if lift_hold or (moved and (row.url != before[0] or row.enabled)):
+                row.held_until = None
+            lifted = held and row.held_until is None
+            if moved or lifted:  # updated_at says when it last changed
+                row.updated_at = now
                 admin_actions.record(session, admin_actions.Done(
                     admin_actions.Action.ENDPOINT_CHANGED, platform, actor,
                     catalog.change_of(url=row.url if row.url != before[0] else None,
                                       enabled=row.enabled if row.enabled != before[1]
-                                      else None)))
+                                      else None, hold_lifted=lifted)))
             await session.flush()
             return Endpoint.model_validate(row)
 

@@ -14,7 +14,7 @@ import standardwebhooks
 from fastapi import FastAPI
 from sqlalchemy import Engine, event, text
 
-from services.core import access, db, http, retention, service_context
+from services.core import access, admin_actions, db, http, retention, service_context
 from services.core.credentials import Credentials
 from services.webhooks import api, models, pages, store
 from tests import credentials
@@ -116,7 +116,7 @@ class TestEndpoints:
 
 class TestHeldEndpoints:
     """An endpoint whose receiver asked to wait (a 429, a 503 with Retry-After) shows until
-    when; a new URL, or enabling it, lifts the hold."""
+    when; a new URL, enabling it, or `held_until` null lifts the hold."""
 
     @pytest.fixture
     async def endpoints(self, database_url: str) -> AsyncIterator[store.Endpoints]:
@@ -153,6 +153,44 @@ class TestHeldEndpoints:
                                     until=until, now=now)
         enabled = await admin.patch("/v1/webhooks/endpoints/desk", json={"enabled": True})
         assert enabled.json()["held_until"] is None and await self.held(admin) == [None, None]
+
+    async def test_lifted_by_held_until_null_on_an_enabled_endpoint(
+            self, admin: httpx.AsyncClient, endpoints: store.Endpoints,
+            database_url: str) -> None:
+        """The admin who knows the receiver is fine again: its callbacks go at once."""
+        registered = await admin.post("/v1/webhooks/endpoints", json={
+            "platform": "desk", "url": URL})
+        nothing = await admin.patch("/v1/webhooks/endpoints/desk", json={"held_until": None})
+        assert nothing.status_code == 200, nothing.text  # not held: nothing changes
+        assert nothing.json()["updated_at"] == registered.json()["updated_at"]
+        now = datetime.now(UTC)
+        assert await endpoints.hold("desk", url=URL, until=now + timedelta(minutes=10),
+                                    now=now)
+        lifted = await admin.patch("/v1/webhooks/endpoints/desk", json={"held_until": None})
+        assert lifted.status_code == 200, lifted.text
+        assert (lifted.json()["held_until"], lifted.json()["enabled"]) == (None, True)
+        assert await self.held(admin) == [None, None]
+        assert await endpoints.held(now) == {}  # no worker waits for it any more
+        assert lifted.json()["updated_at"] != registered.json()["updated_at"]
+        engine = db.engine(database_url)
+        try:
+            [change] = [action for action in await admin_actions.AdminActions(
+                db.sessions(engine)).listed()
+                if action.action is admin_actions.Action.ENDPOINT_CHANGED]
+        finally:
+            await engine.dispose()
+        assert change.change == "hold lifted"
+
+    @pytest.mark.parametrize("until", ["2030-01-01T00:00:00Z", 0, False, {}])
+    async def test_a_held_until_other_than_null_is_422_naming_it(
+            self, admin: httpx.AsyncClient, until: object) -> None:
+        """A hold is its receiver's to ask, not an admin's to set."""
+        await admin.post("/v1/webhooks/endpoints", json={"platform": "desk", "url": URL})
+        answer = await admin.patch("/v1/webhooks/endpoints/desk", json={"held_until": until})
+        assert answer.status_code == 422, answer.text
+        [refused] = answer.json()["fields"]
+        assert refused["field"] == "body.held_until"
+        assert refused["problem"].startswith("null alone, which lifts the hold")
 
     async def test_a_hold_whose_time_passed_is_none(
             self, admin: httpx.AsyncClient, endpoints: store.Endpoints) -> None:

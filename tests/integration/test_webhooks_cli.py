@@ -98,6 +98,25 @@ class TestEndpoints:
         assert cli.invoke(app, ["list"]).stdout == ""
 
 
+class TestHolds:
+    def test_update_lift_hold_lifts_it(self, cli: CliRunner, sqlite_url: str) -> None:
+        async def hold() -> None:
+            engine = db.engine(sqlite_url)
+            endpoints = store.Endpoints(db.sessions(engine), secret_overlap=timedelta(hours=1))
+            now = datetime.now(UTC)
+            assert await endpoints.hold("desk", url="https://d.example/h",
+                                        until=now + timedelta(minutes=10), now=now)
+            await engine.dispose()
+
+        dead_letter(sqlite_url, "msg_1")  # desk's endpoint, registered
+        asyncio.run(hold())
+        held = json.loads(cli.invoke(app, ["list"]).stdout)
+        assert held["held_until"] is not None
+        lifted = cli.invoke(app, ["update", "desk", "--lift-hold"])
+        assert lifted.exit_code == 0, lifted.output
+        assert json.loads(lifted.stdout)["held_until"] is None
+
+
 class TestDeadLetters:
     def test_listed_and_replayed(self, cli: CliRunner, sqlite_url: str) -> None:
         dead_letter(sqlite_url, "msg_1")
