@@ -171,6 +171,12 @@ WITH_RETRY_AFTER = frozenset({429, 503})
 TOO_MANY_REQUESTS = 429
 
 
+def hold_in_force(until: datetime | None, *, now: datetime) -> datetime | None:
+    """Until when an endpoint held `until` is still held at `now`; None when it is not
+    (a hold ends by itself at its time)."""
+    return until if until is not None and until > now else None
+
+
 @dataclass(frozen=True)
 class Failed:
     """An attempt that failed: what went wrong (recorded with the callback), the

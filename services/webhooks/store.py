@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import ColumnElement, and_, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -50,11 +50,13 @@ class Endpoint(BaseModel):
     created_at: datetime
     updated_at: datetime
 
-    @field_validator("held_until")
     @classmethod
-    def _while_held(cls, until: datetime | None) -> datetime | None:
-        # A hold ends by itself at its time: one past is shown as none.
-        return until if until is not None and until > datetime.now(UTC) else None
+    def shown(cls, row: WebhookEndpointRow, *, now: datetime) -> Endpoint:
+        """The endpoint as it stands at `now`: a hold whose time passed is shown as none
+        (it ended by itself)."""
+        endpoint = cls.model_validate(row)
+        endpoint.held_until = catalog.hold_in_force(row.held_until, now=now)
+        return endpoint
 
 
 class Delivery(BaseModel):
@@ -130,20 +132,22 @@ class Endpoints:
                         admin_actions.Action.ENDPOINT_REGISTERED, platform, actor,
                         catalog.change_of(url=url, enabled=enabled)))
                     await session.flush()
-                    return Endpoint.model_validate(row), secret
+                    return Endpoint.shown(row, now=now), secret
             except IntegrityError:  # registered by another request since the look
                 return None
 
     async def listed(self) -> list[Endpoint]:
+        now = datetime.now(UTC)
         async with self._sessions() as session:
             rows = await session.scalars(select(WebhookEndpointRow)
                                          .order_by(WebhookEndpointRow.platform))
-            return [Endpoint.model_validate(row) for row in rows]
+            return [Endpoint.shown(row, now=now) for row in rows]
 
     async def get(self, platform: str) -> Endpoint | None:
+        now = datetime.now(UTC)
         async with self._sessions() as session:
             row = await session.get(WebhookEndpointRow, platform)
-            return None if row is None else Endpoint.model_validate(row)
+            return None if row is None else Endpoint.shown(row, now=now)
 
     async def target(self, platform: str) -> Target | None:
         """Where and how to sign a platform's callbacks; None when it has no enabled
@@ -170,7 +174,7 @@ class Endpoints:
             if row is None:
                 return None
             before = (row.url, row.enabled)
-            held = row.held_until is not None and row.held_until > now
+            held = catalog.hold_in_force(row.held_until, now=now) is not None
             row.url = url if url is not None else row.url
             row.enabled = enabled if enabled is not None else row.enabled
             moved = (row.url, row.enabled) != before
@@ -185,7 +189,7 @@ class Endpoints:
                                       enabled=row.enabled if row.enabled != before[1]
                                       else None, hold_lifted=lifted)))
             await session.flush()
-            return Endpoint.model_validate(row)
+            return Endpoint.shown(row, now=now)
 
     async def disable_gone(self, platform: str, *, url: str) -> bool:
         """Disable the endpoint whose receiver at `url` answered 410 Gone, as an admin
@@ -272,11 +276,12 @@ class Endpoints:
         """Forget the endpoint (recorded as `actor`'s action), and the callbacks still
         waiting for it (its dead-lettered ones stay listed, for retention to purge, or an
         admin to replay once the platform registers again)."""
+        now = datetime.now(UTC)
         async with self._sessions() as session, session.begin():
             row = await session.get(WebhookEndpointRow, platform)
             if row is None:
                 return None
-            endpoint = Endpoint.model_validate(row)
+            endpoint = Endpoint.shown(row, now=now)
             await session.delete(row)
             admin_actions.record(session, admin_actions.Done(
                 admin_actions.Action.ENDPOINT_DELETED, platform, actor))

@@ -7,14 +7,14 @@ import inspect
 import json
 import math
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given, settings, strategies
 
 from services.core import events
 from services.core.settings import Settings
-from services.webhooks import catalog, payloads, service
+from services.webhooks import catalog, models, payloads, service, store
 
 Type = events.TicketEventType
 AT = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
@@ -226,6 +226,17 @@ class TestEndpointHolds:
     def test_the_hold_is_read_from_the_answer_as_sent(self) -> None:
         failed = catalog.answered(429, retry_after="Mon, 30 Nov 2026 09:00:30 GMT", now=AT)
         assert failed is not None and self.policy.hold_after(failed) == 30
+
+    @pytest.mark.parametrize(("until", "in_force"), [
+        (AT + timedelta(seconds=1), True), (AT, False), (AT - timedelta(seconds=1), False),
+        (None, False)])
+    def test_a_hold_is_in_force_until_its_time_at_the_now_given(
+            self, until: datetime | None, in_force: bool) -> None:
+        assert catalog.hold_in_force(until, now=AT) == (until if in_force else None)
+        row = models.WebhookEndpointRow(platform="desk", url="https://d.example/h",
+                                        enabled=True, held_until=until, created_at=AT,
+                                        updated_at=AT)
+        assert store.Endpoint.shown(row, now=AT).held_until == (until if in_force else None)
 
 
 class TestSettings:
