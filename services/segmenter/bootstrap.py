@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.core import db, kafka, store_start
 from services.core.settings import Settings
-from services.segmenter import features, live_rules, proxies, service
+from services.segmenter import customer_events, features, live_rules, proxies, service
 from services.segmenter.cache import CustomerCache
 from services.segmenter.live_rules import LiveRuleSet
 from services.segmenter.store import CustomerStore
@@ -38,7 +38,9 @@ def wire(settings: Settings, *, customers: service.Customers, publisher: service
          rules: LiveRuleSet | None = None) -> Segmenter:
     """The context, from adapters real or fake; the rule set defaults to the settings'
     rule file (read at once; a file that cannot be used stops the start with file, line
-    and rule only when the store holds no version yet: LiveConfig.govern)."""
+    and rule only when the store holds no version yet: LiveConfig.govern). The cache
+    follower's passed-over records are counted from 0 on."""
+    customer_events.export_passed_over()
     return Segmenter(
         settings=settings,
         rules=rules if rules is not None else live_rules.live_rule_set(

@@ -31,6 +31,14 @@ TIER_CHANGES = Counter("routing_customer_tier_changes_total", "Changes of custom
                        ["previous", "current"])
 
 
+def export_passed_over() -> None:
+    """Each fault a passed-over record can have, at 0, from the segmenter's start: a
+    series born at its first record passed over, at 1, is no increase to Prometheus, and
+    RoutingCustomerEventsPassedOver would miss it."""
+    for fault in faults.Fault:
+        PASSED_OVER.labels(fault.value)
+
+
 class Publisher(Protocol):
     """What publishes customer events: kafka.Publisher, or a recording fake in tests."""
 

@@ -8,9 +8,10 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from services.core import db, http, tickets
+from services.core import db, faults, http, tickets
 from services.core.settings import Settings
 from services.segmenter import admin_api, bootstrap, customer_events, features, rows, service
 from services.segmenter.imports import ImportReport
@@ -60,6 +61,17 @@ class TestBootstrap:
             await engine.dispose()
         assert store.policy == features.TierPolicy(0.5, 0.2, 0.1)
         assert store.policy != features.TierPolicy()
+
+    def test_each_fault_is_at_0_customer_events_passed_over_from_the_start(self) -> None:
+        """Before the cache follower passes any record over: a series born at its first,
+        at 1, is no increase to Prometheus, and RoutingCustomerEventsPassedOver would
+        miss it. The counter is process-wide: what earlier tests passed over is cleared
+        first, so that the series are the start's own."""
+        customer_events.PASSED_OVER.clear()
+        wired()
+        assert {fault.value: REGISTRY.get_sample_value(
+            "routing_customer_events_passed_over_total", {"fault": fault.value})
+            for fault in faults.Fault} == {"outage": 0.0, "transient": 0.0, "record": 0.0}
 
 
 class TestSegment:
