@@ -144,6 +144,39 @@ def test_pods_present_the_client_certificate_from_its_secret(
         assert options["ssl_context"].check_hostname is True
 
 
+def test_secret_names_and_keys_that_read_as_numbers_or_booleans_stay_text(
+        tls_files: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        schemas: Path) -> None:
+    """Secrets named `2023` (SASL), `2024` (CA), `2025` (client certificate), the
+    certificate under the key `1` and its key under `true` (names Kubernetes takes) render
+    as those names, not as a number or a boolean the API server would refuse: the pods
+    still read what they name."""
+    values = {"kafka.securityProtocol": "SASL_SSL", "kafka.saslSecret": "2023",
+              "kafka.caSecret": "2024",
+              "kafka.clientCertificate.secret": "2025",
+              "kafka.clientCertificate.certificateKey": "1",
+              "kafka.clientCertificate.privateKeyKey": "true"}
+    version = KUBERNETES_VERSIONS[-1]
+    result = helm_template(*chart_values(**values), "--kube-version", version)
+    assert result.returncode == 0, result.stderr
+    checked = kubeconform(result.stdout, version, schemas)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    manifests = manifests_of(result.stdout)
+    secrets = {m["metadata"]["name"]: m["stringData"] for m in manifests
+               if m["kind"] == "Secret"}
+    secrets |= {"2025": {"1": tls_files["certificate"], "true": tls_files["key"]},
+                "2024": {"ca.crt": tls_files["ca"]},
+                "2023": {user: "secret" for user in ("router", "segmenter", "metrics")}}
+    for name, deployment in deployments(manifests).items():
+        env = pod_environment(deployment, secrets, tmp_path / name)
+        settings = settings_of({"environment": env}, monkeypatch)
+        assert settings.kafka_ssl_keyfile and \
+            settings.kafka_ssl_keyfile.read_text("utf-8") == tls_files["key"], name
+        assert settings.kafka_ssl_cafile and \
+            settings.kafka_ssl_cafile.read_text("utf-8") == tls_files["ca"], name
+        assert settings.kafka_sasl_password is not None, name
+
+
 @pytest.mark.parametrize("check", [True, False])
 def test_the_host_name_check_reaches_its_setting(
         check: bool, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
