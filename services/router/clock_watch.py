@@ -2,8 +2,11 @@
 breached, and a second level when the escalated ticket is still unanswered later.
 Run periodically by the router that holds the escalation lease (escalation.LEASE).
 
-Each notice is published before the clocks record it: a crash in between sends it
-again at the next check (at least once), rather than never.
+What a ticket's clocks owe at a check (service_clocks.owed) is sent at once, for the
+department holding it: its warnings, then one escalation of every clock breached (or at
+its second level) together, an event per clock. Each notice is published before the
+clocks record it: a crash in between sends it again at the next check (at least once),
+rather than never.
 """
 
 from __future__ import annotations
@@ -11,7 +14,6 @@ from __future__ import annotations
 import functools
 import logging
 from datetime import datetime, timedelta
-from typing import Any
 
 import pydantic
 from prometheus_client import Counter
@@ -72,7 +74,7 @@ async def watch_clocks(routed: ports.Routed, publisher: ports.Publisher, *,
     for row in await routed.due_clocks(now):
         try:
             sent += await _notice(routed, publisher, row, table=table, queue_for=queue_for,
-                                  now=now, claim_for=claim_for)
+                                  now=now, claim_for=claim_for) or 0
         except Exception as error:
             if not failed_for_its_own_reason(error, row, now):
                 raise  # the check runs again
@@ -100,7 +102,7 @@ def failed_for_its_own_reason(error: Exception, row: RoutedTicketRow, now: datet
 
 
 # At most one running clock per target, each owing at most a warning, a breach and a
-# second level (each sent once).
+# second level (each sent once; what is owed together, at once).
 _MOST_OWED = 3 * len(clocks.TARGETS)
 
 
@@ -115,41 +117,42 @@ async def send_owed(routed: ports.Routed, publisher: ports.Publisher, row: Route
     as the watch would: the hand-over is not held up by it, and the watch tries again."""
     sent = 0
     current: RoutedTicketRow | None = row
-    for _ in range(_MOST_OWED):  # one notice a turn, each changing the clocks: it ends
+    for _ in range(_MOST_OWED):  # each turn changing the clocks: it ends
         if current is None or current.service_clocks is None or not \
                 service_clocks.owes_notice(service_clocks.from_json(current.service_clocks),
                                            now):
             break
         try:
-            if not await _notice(routed, publisher, current, table=table,
-                                 queue_for=queue_for, now=now, claim_for=claim_for):
-                return None
+            turn = await _notice(routed, publisher, current, table=table,
+                                 queue_for=queue_for, now=now, claim_for=claim_for)
         except Exception as error:
             if not failed_for_its_own_reason(error, current, now):
                 raise
             break
-        sent += 1
+        if turn is None:
+            return None
+        sent += turn
         current = await routed.get(row.ticket_id)
     return sent
 
 
 async def _notice(routed: ports.Routed, publisher: ports.Publisher, row: RoutedTicketRow, *,
                   table: routing.RoutingTable, queue_for: dispatch.QueueFor, now: datetime,
-                  claim_for: timedelta) -> int:
-    """The ticket's first notice due by `now`, sent; how many were (0 or 1)."""
+                  claim_for: timedelta) -> int | None:
+    """What the ticket's clocks owe by `now` (service_clocks.owed), sent at once for the
+    department holding it: its warnings, then one escalation of every clock breached (or
+    at its second level) together; how many notices were (None: the escalation is held
+    by another hand-over, or a report came since: the next check sees it anew)."""
     assert row.service_clocks is not None
     state = service_clocks.from_json(row.service_clocks)
-    for clock in state.clocks:
-        notice = clocks.due(clock, now)
-        if notice == "warning":
-            await _warn(routed, publisher, row, clock, state, now)
-        elif notice is not None and not await _escalate(
-                routed, publisher, row, clock, state, notice, table=table,
-                queue_for=queue_for, now=now, claim_for=claim_for):
-            return 0  # held by another hand-over: the next check sees it anew
-        if notice is not None:
-            return 1  # the row changed: its other clocks wait for the next check
-    return 0
+    owed = service_clocks.owed(state, now)
+    for clock in owed.warnings:
+        await _warn(routed, publisher, row, clock, state, now)
+    if owed.escalated and not await _escalate(
+            routed, publisher, row, owed, state, table=table, queue_for=queue_for,
+            now=now, claim_for=claim_for):
+        return None
+    return owed.count
 
 
 async def _warn(routed: ports.Routed, publisher: ports.Publisher, row: RoutedTicketRow,
@@ -170,11 +173,12 @@ async def _warn(routed: ports.Routed, publisher: ports.Publisher, row: RoutedTic
 
 
 async def _escalate(routed: ports.Routed, publisher: ports.Publisher, row: RoutedTicketRow,
-                    clock: clocks.Clock, state: service_clocks.TicketClocks, notice: str, *,
+                    owed: service_clocks.Owed, state: service_clocks.TicketClocks, *,
                     table: routing.RoutingTable, queue_for: dispatch.QueueFor,
                     now: datetime, claim_for: timedelta) -> bool:
-    """Escalate `clock`'s breach or second level; False if the ticket is not as read
-    (another hand-over holds it, or a report came since: nothing published)."""
+    """Escalate the breaches or second levels `owed` together: one hand-over, an event
+    and a trace step per clock; False if the ticket is not as read (another hand-over
+    holds it, or a report came since: nothing published)."""
     try:
         ticket: tickets.RoutedTicket | None = tickets.RoutedTicket.model_validate(row.payload)
     except pydantic.ValidationError as exc:
@@ -184,16 +188,18 @@ async def _escalate(routed: ports.Routed, publisher: ports.Publisher, row: Route
         ticket = None
     was_in = row.department  # counted there: the handover below may move `row` on
     policy = table.policy(row.department)
-    if notice == "breach":
+    escalated = owed.escalated
+    if owed.level == 1:
         escalation = escalation_targets.on_breach(table, row.department)
         second = escalation.second
-        marked = clocks.breached(clock, now, policy.calendar,
+        marks = [clocks.breached(clock, now, policy.calendar,
                                  second.after if second else None,
                                  second.to if second else None)
-    else:
+                 for clock in escalated]
+    else:  # second levels named for one department (service_clocks.owed)
         escalation = escalation_targets.on_second_level(table, row.department,
-                                                        clock.second_level_to)
-        marked = clocks.second_level(clock)
+                                                        escalated[0].second_level_to)
+        marks = [clocks.second_level(clock) for clock in escalated]
     level = escalation.level
     target = escalation.to if ticket is not None else None
     # Why the table in force changed where it goes, if it goes there.
@@ -202,44 +208,49 @@ async def _escalate(routed: ports.Routed, publisher: ports.Publisher, row: Route
 
     def move(current: service_clocks.TicketClocks,
              department: str) -> service_clocks.TicketClocks:
-        updated = current.with_clock(_marked(_same(current, clock), marked))
+        updated = current
+        for clock, marked in zip(escalated, marks, strict=True):
+            updated = updated.with_clock(_marked(_same(updated, clock), marked))
         if target is None:
             return updated
         return service_clocks.handed_over(updated, now, table.policy(department).calendar,
                                           new_calendar)
 
     after = move(state, row.department)
-    details: dict[str, Any] = {"target": clock.target, "level": level,
-                               "deadlines": after.deadlines()}
-    step = {"at": now.isoformat(), "step": "escalated", "level": level,
-            "target": clock.target, "from": row.department, "to": target or row.department,
-            "reason": (f"{clock.target} not answered by {clock.deadline.isoformat()}"
-                       if level == 1 and clock.deadline else f"{clock.target} still not"
-                       f" answered after its escalation") + why}
+    details = [{"target": clock.target, "level": level, "deadlines": after.deadlines()}
+               for clock in escalated]
+    steps = [{"at": now.isoformat(), "step": "escalated", "level": level,
+              "target": clock.target, "from": row.department,
+              "to": target or row.department,
+              "reason": (f"{clock.target} not answered by {clock.deadline.isoformat()}"
+                         if level == 1 and clock.deadline else f"{clock.target} still not"
+                         f" answered after its escalation") + why} for clock in escalated]
     if target is None:  # nowhere to go: the event tells ops (level 2: the flag)
-        lifecycle = events.TicketEvent(
-            ticket_id=row.ticket_id, type=events.TicketEventType.ESCALATED, occurred_at=now,
-            department=row.department, from_department=row.department, segment=row.segment,
-            reason="escalation", **details)
         outputs = [kafka.Output(topics.EVENTS, row.ticket_id, events.as_envelope(
-            lifecycle, _correlation_id(row), dispatch.SOURCE))]
+            events.TicketEvent(
+                ticket_id=row.ticket_id, type=events.TicketEventType.ESCALATED,
+                occurred_at=now, department=row.department,
+                from_department=row.department, segment=row.segment, reason="escalation",
+                **each), _correlation_id(row), dispatch.SOURCE)) for each in details]
     else:
         assert ticket is not None
         ticket, outputs = dispatch.redispatch(
             ticket, department=target, reason="escalation",
             from_department=row.department, event_type=events.TicketEventType.ESCALATED,
             now=now, correlation_id=_correlation_id(row), queue_for=queue_for,
-            details=details)
+            details=details[0], also=details[1:])
     claim = await ports.publish_claimed(routed, publisher, row, outputs, hold=claim_for)
     if claim is None:  # handed over or answered since it was read
         return False
     await ports.record_published(functools.partial(
         routed.record_handover, row.ticket_id, department=target or row.department,
-        steps=[step], ticket=ticket, now=now, move_clocks=move, claim=claim,
+        steps=steps, ticket=ticket, now=now, move_clocks=move, claim=claim,
         escalated=level == 1), claim=claim, ticket_id=row.ticket_id)
-    LEVELS.labels(was_in, clock.target, str(level)).inc()
+    for clock in escalated:
+        LEVELS.labels(was_in, clock.target, str(level)).inc()
     logger.info("service-level target escalated", extra={
-        "ticket_id": row.ticket_id, "department": was_in, "target": clock.target,
+        "ticket_id": row.ticket_id, "department": was_in,
+        "target": ",".join(clock.target for clock in escalated),
         "level": level, "escalated_to": target or was_in})
     return True
 

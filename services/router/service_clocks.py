@@ -7,14 +7,16 @@
 - waiting on the customer pauses every running clock; the customer's reply resumes
   them, and starts a next-response clock once the ticket has had its first response;
 - a transfer or priority change rebases every clock (clocks.rebase), once every notice
-  due before it was sent (`owes_notice`).
+  due before it was sent (`owes_notice`);
+- what the clocks call for at one moment (`owed`) is sent at once, for the department
+  holding the ticket.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from services.core import lifecycle
 from services.core.events import TicketEventType
@@ -100,6 +102,51 @@ def handed_over(state: TicketClocks, at: datetime, old: calendars.Calendar | Non
         for clock in state.clocks))
 
 
+@dataclass(frozen=True)
+class Owed:
+    """What a ticket's clocks call for by a moment (clocks.due), sent at once."""
+
+    warnings: tuple[Clock, ...] = ()  # clocks whose warning is due, not breached by then
+    escalated: tuple[Clock, ...] = ()  # clocks escalated together, at `level`
+    level: Literal[1, 2] | None = None  # 1: breached; 2: still unanswered after it
+
+    def __bool__(self) -> bool:
+        return bool(self.warnings or self.escalated)
+
+    @property
+    def count(self) -> int:
+        """How many notices: a warning or an escalation event per clock."""
+        return len(self.warnings) + len(self.escalated)
+
+
+def owed(state: TicketClocks, now: datetime) -> Owed:
+    """What the ticket's clocks call for by `now`, for the department holding it.
+
+    Every notice owed fell due while that department held the ticket: a hand-over (an
+    escalation, a transfer) and a priority change send what was owed before they are
+    made (`owes_notice`), so whatever is owed since came while the ticket was where it
+    is, however late the clock watch comes to it (its lease holder down for hours). So
+    it is all that department's, sent at once: its warnings of clocks not breached by
+    then (a clock's breach supersedes its own warning, clocks.due), and every breach
+    together, one escalation to its `escalation_to` with each clock marked breached,
+    not one breach escalating the ticket and the next escalating it again, out of a
+    department that never held it when that deadline passed. Second levels due (and no
+    breach) go together likewise, those named for the same department as the earliest:
+    a clock breached elsewhere, with another second level, comes after."""
+    due = [(clock, clocks.due(clock, now)) for clock in state.clocks]
+    warnings = tuple(clock for clock, notice in due if notice == "warning")
+    breached = tuple(clock for clock, notice in due if notice == "breach")
+    if breached:
+        return Owed(warnings, breached, 1)
+    second = sorted((clock for clock, notice in due if notice == "second_level"),
+                    key=lambda clock: clock.second_level_at or now)
+    if second:
+        to = second[0].second_level_to
+        return Owed(warnings, tuple(clock for clock in second
+                                    if clock.second_level_to == to), 2)
+    return Owed(warnings)
+
+
 def owes_notice(state: TicketClocks, now: datetime) -> bool:
     """Whether a clock calls for a notice by `now` (clocks.due: a warning, a breach, a
     second level) that the clock watch, which checks every ESCALATION_CHECK_SECONDS, has
@@ -109,7 +156,7 @@ def owes_notice(state: TicketClocks, now: datetime) -> bool:
     the watch ran in between: a deadline missed in one department is its breach,
     escalated to its `escalation_to`, and a transfer asked a moment later is taken or
     refused as it is once that escalation is made."""
-    return any(clocks.due(clock, now) is not None for clock in state.clocks)
+    return bool(owed(state, now))
 
 
 def retargeted(targets: Targets, given: priority.Override | None) -> Targets:

@@ -6,7 +6,8 @@ both, one waiting on the customer by neither; a resolved one takes no more moves
 clocks; one escalated after hours and answered before the new department opens is late
 for both, and for the simulator's actual side (the escalation published on a real
 broker); one transferred just after its deadline is escalated from its first department,
-whenever the clock watch runs, and counted missed there."""
+whenever the clock watch runs, and counted missed there; two deadlines passed before the
+watch came to them are the first department's, escalated once."""
 
 from __future__ import annotations
 
@@ -465,6 +466,70 @@ class TestTransferredJustAfterTheDeadline:
             await stores.metrics.save(session, seen_by_metrics)
         later = missed + timedelta(days=1)
         for department, missed_there in (("public_sector", 1), ("customer_care", 0)):
+            attained = (await service.department_stats(
+                stores.metrics, department, timedelta(days=7), now=later)
+            ).first_response_target
+            assert (attained.met, attained.missed) == (0, missed_there)
+
+
+class TestDeadlinesPassedTogether:
+    async def test_both_breaches_are_the_first_departments_escalated_once(
+            self, stores: Stores, kafka_bootstrap: str, tmp_path: Path) -> None:
+        """Due 13:00 (first response) and 15:00 (resolution) at public_sector (escalation_to
+        key_accounts, which escalates to account_development), first checked at 15:00:02
+        (the clock watch's lease holder down meanwhile), then at 15:00:07: both breaches
+        are public_sector's, escalated at once to key_accounts (one record on its lane, an
+        escalation per target), not on to account_development at the next check; the
+        metrics count both misses for public_sector, the hand-over once."""
+        path = tmp_path / "routing.yaml"
+        path.write_text(TEST_ROUTING_TABLE.read_text("utf-8").replace(
+            "department: public_sector, priority: 2, first_response_target: 4h}",
+            "department: public_sector, priority: 2, first_response_target: 4h,"
+            " resolution_target: 6h}"), encoding="utf-8")
+        table = table_file.load(path)
+        ticket_id, first = await routed_to_public_sector(stores, table)
+        seen = ROUTED_AT + timedelta(hours=6, seconds=2)
+        settings = Settings(kafka_bootstrap_servers=kafka_bootstrap)
+        lanes = [topic for department in ("key_accounts", "account_development")
+                 for topic in priority.lane_topics(department)]
+        await kafka.ensure_topics(settings, [topics.EVENTS, *lanes])
+        publisher = kafka.Publisher(settings, client_id="lifecycle-agreement")
+        try:
+            for at in (seen, seen + timedelta(seconds=5)):
+                await router_service.escalate_due(stores.router, publisher, table=table,
+                                                  queue_for=priority.queue_for, now=at)
+        finally:
+            await publisher.close()
+        published = [events.read(event) for event, _ in await read_topic(
+            kafka_bootstrap, topics.EVENTS, until=2,
+            keep=lambda event: event.ticket_id == ticket_id
+            and event.type == TicketEventType.ESCALATED)]
+        assert [(e.target, e.level, e.from_department, e.department) for e in published] == [
+            ("first_response", 1, "public_sector", "key_accounts"),
+            ("resolution", 1, "public_sector", "key_accounts")]
+        queued = [record.topic for _, record in await read_topic(  # type: ignore[attr-defined]
+            kafka_bootstrap, *lanes, until=1, keep=lambda event: event.ticket_id == ticket_id)]
+        assert queued == [priority.queue_for("key_accounts", 2)]
+        row = await stores.router.get(ticket_id)
+        assert row is not None and row.department == "key_accounts"
+        assert [(clock["target"], clock["level"], clock["outcome"])
+                for clock in tickets_api._clocks(row.service_clocks)["clocks"]] == [
+            ("first_response", 1, "missed"), ("resolution", 1, "missed")]
+        seen_by_metrics = timeline.Timeline(ticket_id=ticket_id)
+        routed_event = next(events.read(output.event) for output in first.outputs
+                            if output.topic == topics.EVENTS)
+        charged = []
+        for event in [routed_event, *published]:
+            seen_by_metrics, observations = service.applied(event, seen_by_metrics)
+            charged += [(type(o).__name__, o.department) for o in observations
+                        if isinstance(o, timeline.ServiceTarget | timeline.HandedOver)]
+        assert sorted(charged) == [("HandedOver", "key_accounts"),
+                                   ("ServiceTarget", "public_sector"),
+                                   ("ServiceTarget", "public_sector")]
+        async with stores.sessions() as session, session.begin():
+            await stores.metrics.save(session, seen_by_metrics)
+        later = seen + timedelta(days=1)
+        for department, missed_there in (("public_sector", 1), ("key_accounts", 0)):
             attained = (await service.department_stats(
                 stores.metrics, department, timedelta(days=7), now=later)
             ).first_response_target

@@ -420,6 +420,160 @@ class TestATransferJustAfterADeadline:
         assert router.routed.rows["t-1"].handover_until is None
 
 
+class TestDeadlinesPassedTogether:
+    """public_sector's ticket (escalation_to key_accounts, a second level 2h later to
+    sales_support; key_accounts escalates to account_development) due 13:00 (first
+    response, 4h) and 15:00 (resolution, 6h), 75% warnings, first seen past both
+    deadlines while public_sector still holds it: the clock watch's lease holder down
+    for a while, or a transfer asked then. Both deadlines passed while public_sector held
+    it: both breaches are public_sector's, escalated at once to key_accounts (each clock
+    level 1, its second level from public_sector's second_escalation; the resolution's
+    warning, due 13:30, superseded by its breach); key_accounts is not charged with a
+    breach it never held the ticket for, and the ticket is moved once, whenever the watch
+    comes to it and whether a hand-over sent them first."""
+
+    FIRST = NOW + timedelta(hours=4)
+    RESOLUTION = NOW + timedelta(hours=6)
+
+    def router(self, tmp_path: Path, resolution: str = "6h") -> Wired:
+        table = tmp_path / "routing.yaml"
+        table.write_text("warning_share: 0.75\n" + TEST_ROUTING_TABLE.read_text(
+            "utf-8").replace(
+            "public_sector: {escalation_to: key_accounts}",
+            "public_sector: {escalation_to: key_accounts,"
+            " second_escalation: {after: 2h, to: sales_support}}").replace(
+            "department: public_sector, priority: 2, first_response_target: 4h}",
+            "department: public_sector, priority: 2, first_response_target: 4h,"
+            f" resolution_target: {resolution}}}"), encoding="utf-8")
+        router = wired(table)
+        routed_ticket(router)
+        return router
+
+    async def watch(self, router: Wired, at: datetime) -> int:
+        return await TestEscalateDue().escalate(router, at)
+
+    def outcome(self, router: Wired) -> tuple[object, ...]:
+        """Where the ticket is, its escalations, its clocks, the notices published and
+        what the metrics count for whom."""
+        row = router.routed.rows["t-1"]
+        shown = [(clock["target"], clock["level"], clock["outcome"])
+                 for clock in tickets_api._clocks(row.service_clocks)["clocks"]]
+        handed = [(step["step"], step.get("level"), step.get("target"), step["from"],
+                   step["to"]) for step in row.trace
+                  if step["step"] in ("escalated", "transferred")]
+        published = [events.read(item.event) for item in router.publisher.published
+                     if item.topic == topics.EVENTS]
+        notices = [(e.type, e.target, e.level, e.from_department, e.department)
+                   for e in published]
+        timeline = metrics_timeline.Timeline("t-1")
+        counted = []
+        for event in [events.TicketEvent(
+                ticket_id="t-1", type=TicketEventType.ROUTED, occurred_at=NOW,
+                received_at=NOW, department="public_sector", segment="government",
+                first_response_deadline=self.FIRST,
+                deadlines={"first_response": self.FIRST, "resolution": self.RESOLUTION}),
+                *published]:
+            timeline, observations = metrics_service.applied(event, timeline)
+            counted += [(type(o).__name__, getattr(o, "target", None), o.department)
+                        for o in observations
+                        if isinstance(o, metrics_timeline.ServiceTarget
+                                      | metrics_timeline.ClockEscalated
+                                      | metrics_timeline.ClockWarning
+                                      | metrics_timeline.HandedOver)]
+        return row.department, handed, shown, notices, sorted(counted)
+
+    ESCALATED_ONCE = (
+        "key_accounts",
+        [("escalated", 1, "first_response", "public_sector", "key_accounts"),
+         ("escalated", 1, "resolution", "public_sector", "key_accounts")],
+        [("first_response", 1, "missed"), ("resolution", 1, "missed")],
+        [(TicketEventType.ESCALATED, "first_response", 1, "public_sector", "key_accounts"),
+         (TicketEventType.ESCALATED, "resolution", 1, "public_sector", "key_accounts")],
+        sorted([("ClockEscalated", "first_response", "public_sector"),
+                ("ClockEscalated", "resolution", "public_sector"),
+                ("ServiceTarget", "first_response", "public_sector"),
+                ("ServiceTarget", "resolution", "public_sector"),
+                ("HandedOver", None, "key_accounts")]))
+
+    @pytest.mark.parametrize("first_check", [
+        RESOLUTION + timedelta(seconds=2),  # the first check after both deadlines
+        RESOLUTION + timedelta(hours=1, minutes=30),  # the lease holder down 2.5h
+    ])
+    async def test_the_watch_escalates_both_breaches_once_for_the_department_that_held_it(
+            self, tmp_path: Path, first_check: datetime) -> None:
+        router = self.router(tmp_path)
+        # The first response's warning (12:00) was sent in time; then the watch stopped.
+        assert await self.watch(router, NOW + timedelta(hours=3, seconds=1)) == 1
+        del router.publisher.published[:]
+        await self.watch(router, first_check)
+        for later in (5, 10):  # the next checks move nothing on
+            assert await self.watch(router, first_check + timedelta(seconds=later)) == 0
+        assert self.outcome(router) == self.ESCALATED_ONCE
+        # Both second levels come together, once: one move to sales_support.
+        assert await self.watch(router, first_check + timedelta(hours=2)) == 2
+        assert await self.watch(router, first_check + timedelta(hours=2, seconds=5)) == 0
+        row = router.routed.rows["t-1"]
+        assert row.department == "sales_support"
+        assert [(step["level"], step["to"]) for step in row.trace
+                if step["step"] == "escalated"] == [
+            (1, "key_accounts"), (1, "key_accounts"), (2, "sales_support"),
+            (2, "sales_support")]
+
+    async def test_a_transfer_then_sends_them_once_before_it(self, tmp_path: Path) -> None:
+        """An admin's transfer to customer_care at 16:30, the watch down since 12:00: the
+        two breaches go to key_accounts together, then the transfer moves the ticket on
+        from there, and it stays in customer_care."""
+        router = self.router(tmp_path)
+        assert await self.watch(router, NOW + timedelta(hours=3, seconds=1)) == 1
+        del router.publisher.published[:]
+        at = self.RESOLUTION + timedelta(minutes=30)
+        answer = await service.transfer(
+            "t-1", to_department="customer_care", reason="theirs", from_department=None,
+            principal=ADMIN, routed=router.routed, publisher=router.publisher,
+            table=router.router.table.current, queue_for=router.router.queue_for, now=at)
+        assert answer == service.Transferred("t-1", "customer_care")
+        assert await self.watch(router, at + timedelta(seconds=5)) == 0
+        department, handed, shown, notices, counted = self.outcome(router)
+        want = self.ESCALATED_ONCE
+        assert (department, handed, shown, notices[:2]) == (
+            "customer_care",
+            [*want[1], ("transferred", None, None, "key_accounts", "customer_care")],
+            want[2], want[3])
+        assert counted == sorted([*want[4], ("HandedOver", None, "customer_care")])
+
+    async def test_another_clocks_warning_due_with_a_breach_is_sent_before_it(
+            self, tmp_path: Path) -> None:
+        """The resolution given 8h (warned 15:00, due 17:00), first seen at 15:30: its
+        warning is public_sector's, sent before the first response's escalation (whose
+        rebase would drop a warning past due, as one sent), and not sent again."""
+        router = self.router(tmp_path, resolution="8h")
+        seen = NOW + timedelta(hours=6, minutes=30)
+        # The first response's own warning (12:00) is superseded by its breach.
+        assert await self.watch(router, seen) == 2
+        assert await self.watch(router, seen + timedelta(seconds=5)) == 0
+        assert [(e.type, e.target, e.department) for e in (
+            events.read(item.event) for item in router.publisher.published
+            if item.topic == topics.EVENTS)] == [
+            (TicketEventType.TARGET_WARNING, "resolution", "public_sector"),
+            (TicketEventType.ESCALATED, "first_response", "key_accounts")]
+
+    async def test_a_deadline_passed_after_the_escalation_is_the_next_departments(
+            self, tmp_path: Path) -> None:
+        """The rule's other side: the watch escalated the first response at 13:00:02;
+        the resolution deadline passed at 15:00 while key_accounts held the ticket, so
+        that breach is key_accounts', escalated to account_development (at 15:00:01,
+        before the first response's second level)."""
+        router = self.router(tmp_path)
+        await self.watch(router, self.FIRST + timedelta(seconds=2))
+        await self.watch(router, self.RESOLUTION + timedelta(seconds=1))
+        row = router.routed.rows["t-1"]
+        assert row.department == "account_development"
+        assert [(step["target"], step["from"], step["to"]) for step in row.trace
+                if step["step"] == "escalated"] == [
+            ("first_response", "public_sector", "key_accounts"),
+            ("resolution", "key_accounts", "account_development")]
+
+
 class TestRecordReport:
     async def report(self, router: Wired, occurred_at: datetime | None,
                      principal: access.Principal = PUBLIC_SECTOR,

@@ -189,6 +189,33 @@ class TestWarningsAndLevels:
         assert clock.warning_at is None
         assert clock.deadline == local(2025, 3, 10, 15, 30)
 
+    def test_what_is_owed_at_one_moment_is_sent_together(self) -> None:
+        """Routed Monday 09:00 (office hours 08:00-18:00), first response 4h (warned
+        12:00, due 13:00), resolution 16h (warned Tuesday 11:00, due Tuesday 15:00),
+        first looked at Wednesday 09:00: both breaches at once (level 1), each clock's
+        warning superseded by its breach; looked at Tuesday 12:00, the resolution's
+        warning with the first response's breach. Both breached at once, both second
+        levels come together (2h later), to the department named at their breach."""
+        state = service_clocks.routed(service_clocks.Targets(
+            timedelta(hours=4), resolution=timedelta(hours=16), warning_share=0.75),
+            local(2025, 3, 10, 9), OFFICE)
+        first, resolution = state.clocks
+        both = service_clocks.owed(state, local(2025, 3, 12, 9))
+        assert (both.warnings, both.escalated, both.level, both.count) == (
+            (), (first, resolution), 1, 2)
+        warned = service_clocks.owed(state, local(2025, 3, 11, 12))
+        assert (warned.warnings, warned.escalated, warned.level) == (
+            (resolution,), (first,), 1)
+        assert not service_clocks.owed(state, local(2025, 3, 10, 11))
+        breached_at = local(2025, 3, 12, 9)
+        marked = service_clocks.TicketClocks(state.targets, tuple(
+            clocks.breached(clock, breached_at, OFFICE, timedelta(hours=2), "supervisors")
+            for clock in state.clocks))
+        assert not service_clocks.owed(marked, breached_at + timedelta(minutes=1))
+        later = service_clocks.owed(marked, local(2025, 3, 12, 11))
+        assert ([clock.target for clock in later.escalated], later.level) == (
+            ["first_response", "resolution"], 2)
+
 
 class TestRebase:
     def test_a_transfer_keeps_the_time_spent_and_counts_the_rest_in_new_hours(self) -> None:
