@@ -91,17 +91,26 @@ def endpoint_problem(url: str) -> str | None:
     return None
 
 
+# Platforms a refused registration names at most (a fleet may serve hundreds).
+PLATFORMS_NAMED = 20
+
+
 def platform_problem(platform: str, issued: Collection[str]) -> str | None:
     """Why no endpoint can be registered for `platform`, given the platforms a credential
     was ever `issued` to (revoked ones too: their tickets still move on), or None: one
     never issued a credential posts no tickets, so its endpoint would never be called
-    (a typo, most likely)."""
+    (a typo, most likely). The answer names the first PLATFORMS_NAMED of those issued
+    one, and how many more."""
     if platform in issued:
         return None
+    names = sorted(issued)
+    named = ", ".join(names[:PLATFORMS_NAMED]) or "none yet"
+    if len(names) > PLATFORMS_NAMED:
+        named += (f", and {len(names) - PLATFORMS_NAMED:,} more"
+                  " (GET /v1/credentials?role=platform lists them)")
     return (f"no platform credential was ever issued for {platform!r}, so it posts no"
             " tickets and its endpoint would never be called: issue its credential first"
-            " (role platform, this subject); platforms with one:"
-            f" {', '.join(sorted(issued)) or 'none yet'}")
+            f" (role platform, this subject); platforms with one: {named}")
 
 
 def origin_of(url: str) -> str:

@@ -142,6 +142,14 @@ class TestPlatformsWithEndpoints:
         assert problem is not None and problem.endswith(listed)
         assert "no platform credential was ever issued for 'dsek'" in problem
 
+    def test_past_twenty_the_rest_are_counted_not_named(self) -> None:
+        issued = {f"desk-{number:03}" for number in range(catalog.PLATFORMS_NAMED + 7)}
+        problem = catalog.platform_problem("dsek", issued)
+        assert problem is not None
+        assert problem.endswith(", desk-019, and 7 more (GET /v1/credentials?role=platform"
+                                " lists them)")
+        assert "desk-020" not in problem
+
 
 class TestWhatAnAnswerSays:
     @pytest.mark.parametrize("status", [200, 202, 204, 299])
