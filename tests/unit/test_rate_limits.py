@@ -63,3 +63,27 @@ class TestRateLimits:
         assert not any(limits._storage.events.values())
         assert len(limits._storage.storage) <= 2
         assert sum(limits._storage.storage.values()) == 5_000
+
+    @pytest.mark.parametrize(("used_at", "next_at", "more"), [
+        (59.5, 59.9, 0),  # the same window: none
+        (59.5, 60.2, 1),  # the next: 3 x 59.8/60 rounded down is 2, so one more
+        (30.0, 60.2, 1)])  # whenever in the last window it was used
+    async def test_the_last_windows_count_weighs_in_rounded_down(
+            self, monkeypatch: pytest.MonkeyPatch, used_at: float, next_at: float,
+            more: int) -> None:
+        """README, "Credentials": a key that used its whole budget in one window may
+        send one more as soon as the next starts (windows start at multiples of their
+        length): limits' sliding window counter rounds the last window's weighted count
+        down. Then it is refused."""
+        start = (auth.time.time() // 60 + 10) * 60  # a window's start, ahead
+        clock = [start - 60 + used_at]
+        monkeypatch.setattr(auth.time, "time", lambda: clock[0])
+        monkeypatch.setattr("limits.storage.memory.time.time", lambda: clock[0])
+        limits = auth.RateLimits("3/minute")
+        for _ in range(3):
+            await limits.check(_principal())
+        clock[0] = start - 60 + next_at
+        for _ in range(more):
+            await limits.check(_principal())
+        with pytest.raises(auth.Refused):
+            await limits.check(_principal())
