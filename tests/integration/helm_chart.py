@@ -19,6 +19,9 @@ CHART = ROOT / "deploy" / "helm" / "customer-routing"
 KUBERNETES_VERSIONS = ("1.30.0", "1.35.0")
 SCHEMA_FILES = ["deployment-apps-v1.json", "service-v1.json", "configmap-v1.json",
                 "secret-v1.json"]
+# The mode of a file from a Secret volume that sets neither `defaultMode` nor the item's
+# `mode` (the SecretVolumeSource's documented default): any user in the container reads it.
+KUBERNETES_SECRET_FILE_MODE = 0o644
 
 
 def chart_values(**extra: str) -> list[str]:
@@ -83,7 +86,9 @@ def pod_environment(deployment: dict[str, Any], secrets: dict[str, dict[str, str
     """The environment a pod of `deployment` starts with, as Kubernetes would give it:
     `secretKeyRef`s read from `secrets` (Secret name, then key: content), the pod's name
     for `metadata.name`, and each Secret volume's items written as files under `root` at
-    their mount path, a value naming a mounted file moved there alike."""
+    their mount path with the mode Kubernetes gives them (the item's `mode`, else the
+    volume's `defaultMode`, else KUBERNETES_SECRET_FILE_MODE), a value naming a mounted
+    file moved there alike."""
     pod = deployment["spec"]["template"]["spec"]
     [container] = pod["containers"]
     volumes = {volume["name"]: volume for volume in pod["volumes"]}
@@ -96,7 +101,10 @@ def pod_environment(deployment: dict[str, Any], secrets: dict[str, dict[str, str
         target = root / mount["mountPath"].lstrip("/")
         target.mkdir(parents=True, exist_ok=True)
         for item in volume["secret"]["items"]:
-            (target / item["path"]).write_text(content[item["key"]], encoding="utf-8")
+            file = target / item["path"]
+            file.write_text(content[item["key"]], encoding="utf-8")
+            file.chmod(item.get("mode", volume["secret"].get("defaultMode",
+                                                             KUBERNETES_SECRET_FILE_MODE)))
         mounted[mount["mountPath"]] = target
     env: dict[str, str] = {}
     for variable in container["env"]:

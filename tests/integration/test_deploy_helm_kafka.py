@@ -5,6 +5,8 @@ render (README "Running on Kubernetes", docs/kafka-security.md)."""
 
 from __future__ import annotations
 
+import re
+import stat
 import typing
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from services.core.settings import Settings
 from tests import kafka_acls, kubernetes_schemas
 from tests.integration.deploy_files import (
     APP_SERVICES,
+    DOCKERFILE,
     ROUTER_STAGE_SERVICE,
     SETTINGS_ENV,
     load_yaml,
@@ -81,7 +84,7 @@ def test_pods_connect_to_a_secured_kafka_as_their_own_user(
         pod = deployment["spec"]["template"]["spec"]
         mounts = {m["name"]: m for m in pod["containers"][0]["volumeMounts"]}
         [volume] = [v for v in pod["volumes"] if v["name"] == "kafka-ca"]
-        assert volume["secret"] == {"secretName": "routing-kafka-ca",
+        assert volume["secret"] == {"secretName": "routing-kafka-ca", "defaultMode": 0o440,
                                     "items": [{"key": "ca.crt", "path": "ca.crt"}]}
         assert mounts["kafka-ca"]["readOnly"] is True
         assert Path(variables["KAFKA_SSL_CAFILE"]["value"]) \
@@ -142,6 +145,66 @@ def test_pods_present_the_client_certificate_from_its_secret(
         options = kafka.connection_options(settings)
         assert options["security_protocol"] == protocol
         assert options["ssl_context"].check_hostname is True
+
+
+def readable(mode: int, *, owner: int, group: int, uid: int, gids: set[int]) -> bool:
+    """Whether a process of `uid` in the groups `gids` may read a file of `owner` and
+    `group` with `mode` (not root: the pods run as non-root)."""
+    if uid == owner:
+        return bool(mode & stat.S_IRUSR)
+    if group in gids:
+        return bool(mode & stat.S_IRGRP)
+    return bool(mode & stat.S_IROTH)
+
+
+def test_the_client_key_is_read_by_the_services_user_and_group_only(
+        tls_files: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        schemas: Path) -> None:
+    """Every file the pods mount from a Secret, the client certificate's private key among
+    them, has mode 0440 where Kubernetes' default (0644) lets any user of the container
+    read it; the pods' fsGroup, which the kubelet makes those files' group (their owner
+    is root), is the services' group, so the services (the image's user and group,
+    10001) still read them and no other user does. The manifests pass kubeconform."""
+    values = {"kafka.securityProtocol": "SSL", "kafka.caSecret": "routing-kafka-ca",
+              **CLIENT_CERTIFICATE}
+    version = KUBERNETES_VERSIONS[-1]
+    result = helm_template(*chart_values(**values), "--kube-version", version)
+    assert result.returncode == 0, result.stderr
+    checked = kubeconform(result.stdout, version, schemas)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    image_user = re.search(r"--uid (\d+)", DOCKERFILE.read_text("utf-8"))
+    image_group = re.search(r"groupadd .*--gid (\d+)", DOCKERFILE.read_text("utf-8"))
+    assert image_user and image_group
+    manifests = manifests_of(result.stdout)
+    secrets = {m["metadata"]["name"]: m["stringData"] for m in manifests
+               if m["kind"] == "Secret"}
+    secrets |= {"routing-kafka-client": {"client.crt": tls_files["certificate"],
+                                         "client.key": tls_files["key"]},
+                "routing-kafka-ca": {"ca.crt": tls_files["ca"]}}
+    found = deployments(manifests)
+    assert set(found) == {*APP_SERVICES, ROUTER_STAGE_SERVICE}
+    for name, deployment in found.items():
+        pod = deployment["spec"]["template"]["spec"]
+        security = pod["securityContext"]
+        assert (security["runAsUser"], security["runAsGroup"], security["fsGroup"]) \
+            == (int(image_user.group(1)), int(image_group.group(1)),
+                int(image_group.group(1))), name
+        assert {v["name"] for v in pod["volumes"] if "secret" in v} \
+            == {"kafka-ca", "kafka-client-certificate"}, name
+        settings = settings_of({"environment": pod_environment(
+            deployment, secrets, tmp_path / name)}, monkeypatch)
+        for file in (settings.kafka_ssl_keyfile, settings.kafka_ssl_certfile,
+                     settings.kafka_ssl_cafile):
+            assert file, name
+            mode = stat.S_IMODE(file.stat().st_mode)
+            assert mode == 0o440, (name, file.name, oct(mode))
+            # The kubelet's files: owner root, group the pod's fsGroup.
+            files = {"owner": 0, "group": security["fsGroup"]}
+            assert readable(mode, **files, uid=security["runAsUser"],
+                            gids={security["runAsGroup"], security["fsGroup"]}), name
+            assert not readable(mode, **files, uid=security["runAsUser"] + 1,
+                                gids={security["runAsGroup"] + 1}), name
+        assert settings.kafka_ssl_keyfile.read_text("utf-8") == tls_files["key"], name
 
 
 def test_secret_names_and_keys_that_read_as_numbers_or_booleans_stay_text(

@@ -22,3 +22,23 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- define "customer-routing.databaseSecret" -}}
 {{- .Values.postgresql.existingSecret | default (printf "%s-database" (include "customer-routing.fullname" .)) -}}
 {{- end -}}
+
+{{/*
+A volume of files from a Secret (dict "secret" <its name> "files" (dict <file> <its key>)):
+every Secret the pods mount is mounted through here, so every such file (a private key
+among them) is read by its owner and its group only, 0440, never by any user of the
+container as Kubernetes' default 0644 lets. The files' owner is root; the kubelet gives
+them the pod's fsGroup as group, the services' group (deployments.yaml), so the services
+still read them. Written as 0o440, rendered in decimal (288): YAML 1.2 would read a
+leading zero as decimal, 440.
+*/}}
+{{- define "customer-routing.secretVolume" -}}
+secret:
+  secretName: {{ .secret | quote }}
+  defaultMode: {{ 0o440 }}
+  items:
+    {{- range $file, $key := .files }}
+    - key: {{ $key | quote }}
+      path: {{ $file }}
+    {{- end }}
+{{- end -}}
