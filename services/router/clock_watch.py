@@ -3,10 +3,10 @@ breached, and a second level when the escalated ticket is still unanswered later
 Run periodically by the router that holds the escalation lease (escalation.LEASE).
 
 What a ticket's clocks owe at a check (service_clocks.owed) is sent at once, for the
-department holding it: its warnings, then one escalation of every clock breached (or at
-its second level) together, an event per clock. Each notice is published before the
-clocks record it: a crash in between sends it again at the next check (at least once),
-rather than never.
+department holding it: its warnings, then one escalation of every clock breached or at
+its second level, together, an event per clock (service_clocks.escalation: where to).
+Each notice is published before the clocks record it: a crash in between sends it again
+at the next check (at least once), rather than never.
 """
 
 from __future__ import annotations
@@ -140,8 +140,8 @@ async def _notice(routed: ports.Routed, publisher: ports.Publisher, row: RoutedT
                   table: routing.RoutingTable, queue_for: dispatch.QueueFor, now: datetime,
                   claim_for: timedelta) -> int | None:
     """What the ticket's clocks owe by `now` (service_clocks.owed), sent at once for the
-    department holding it: its warnings, then one escalation of every clock breached (or
-    at its second level) together; how many notices were (None: the escalation is held
+    department holding it: its warnings, then one escalation of every clock breached or
+    at its second level, together; how many notices were (None: the escalation is held
     by another hand-over, or a report came since: the next check sees it anew)."""
     assert row.service_clocks is not None
     state = service_clocks.from_json(row.service_clocks)
@@ -176,9 +176,10 @@ async def _escalate(routed: ports.Routed, publisher: ports.Publisher, row: Route
                     owed: service_clocks.Owed, state: service_clocks.TicketClocks, *,
                     table: routing.RoutingTable, queue_for: dispatch.QueueFor,
                     now: datetime, claim_for: timedelta) -> bool:
-    """Escalate the breaches or second levels `owed` together: one hand-over, an event
-    and a trace step per clock; False if the ticket is not as read (another hand-over
-    holds it, or a report came since: nothing published)."""
+    """Escalate the breaches and second levels `owed` together: one hand-over, where
+    service_clocks.escalation says, an event and a trace step per clock at its level;
+    False if the ticket is not as read (another hand-over holds it, or a report came
+    since: nothing published)."""
     try:
         ticket: tickets.RoutedTicket | None = tickets.RoutedTicket.model_validate(row.payload)
     except pydantic.ValidationError as exc:
@@ -189,18 +190,14 @@ async def _escalate(routed: ports.Routed, publisher: ports.Publisher, row: Route
     was_in = row.department  # counted there: the handover below may move `row` on
     policy = table.policy(row.department)
     escalated = owed.escalated
-    if owed.level == 1:
-        escalation = escalation_targets.on_breach(table, row.department)
-        second = escalation.second
-        marks = [clocks.breached(clock, now, policy.calendar,
-                                 second.after if second else None,
-                                 second.to if second else None)
-                 for clock in escalated]
-    else:  # second levels named for one department (service_clocks.owed)
-        escalation = escalation_targets.on_second_level(table, row.department,
-                                                        escalated[0].second_level_to)
-        marks = [clocks.second_level(clock) for clock in escalated]
-    level = escalation.level
+    escalation = service_clocks.escalation(owed, table, row.department)
+    assert escalation is not None  # called for what escalates
+    second = escalation_targets.on_breach(table, row.department).second
+    marks = [clocks.breached(clock, now, policy.calendar, second.after if second else None,
+                             second.to if second else None)
+             for clock in owed.breached] + [clocks.second_level(clock)
+                                            for clock in owed.second_levels]
+    levels = [1] * len(owed.breached) + [2] * len(owed.second_levels)
     target = escalation.to if ticket is not None else None
     # Why the table in force changed where it goes, if it goes there.
     why = f"; {escalation.why}" if escalation.why and target == escalation.to else ""
@@ -218,13 +215,14 @@ async def _escalate(routed: ports.Routed, publisher: ports.Publisher, row: Route
 
     after = move(state, row.department)
     details = [{"target": clock.target, "level": level, "deadlines": after.deadlines()}
-               for clock in escalated]
+               for clock, level in zip(escalated, levels, strict=True)]
     steps = [{"at": now.isoformat(), "step": "escalated", "level": level,
               "target": clock.target, "from": row.department,
               "to": target or row.department,
               "reason": (f"{clock.target} not answered by {clock.deadline.isoformat()}"
                          if level == 1 and clock.deadline else f"{clock.target} still not"
-                         f" answered after its escalation") + why} for clock in escalated]
+                         f" answered after its escalation") + why}
+             for clock, level in zip(escalated, levels, strict=True)]
     if target is None:  # nowhere to go: the event tells ops (level 2: the flag)
         outputs = [kafka.Output(topics.EVENTS, row.ticket_id, events.as_envelope(
             events.TicketEvent(
@@ -245,13 +243,13 @@ async def _escalate(routed: ports.Routed, publisher: ports.Publisher, row: Route
     await ports.record_published(functools.partial(
         routed.record_handover, row.ticket_id, department=target or row.department,
         steps=steps, ticket=ticket, now=now, move_clocks=move, claim=claim,
-        escalated=level == 1), claim=claim, ticket_id=row.ticket_id)
-    for clock in escalated:
+        escalated=bool(owed.breached)), claim=claim, ticket_id=row.ticket_id)
+    for clock, level in zip(escalated, levels, strict=True):
         LEVELS.labels(was_in, clock.target, str(level)).inc()
     logger.info("service-level target escalated", extra={
         "ticket_id": row.ticket_id, "department": was_in,
         "target": ",".join(clock.target for clock in escalated),
-        "level": level, "escalated_to": target or was_in})
+        "level": ",".join(str(level) for level in levels), "escalated_to": target or was_in})
     return True
 
 

@@ -9,18 +9,19 @@
 - a transfer or priority change rebases every clock (clocks.rebase), once every notice
   due before it was sent (`owes_notice`);
 - what the clocks call for at one moment (`owed`) is sent at once, for the department
-  holding the ticket.
+  holding the ticket: every breach and second level in one hand-over, to where the
+  furthest escalation owed goes (`escalation`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 from services.core import lifecycle
 from services.core.events import TicketEventType
-from services.router import calendars, clocks, priority
+from services.router import calendars, clocks, escalation_targets, priority, routing
 
 Clock = clocks.Clock
 Target = clocks.Target
@@ -107,11 +108,16 @@ class Owed:
     """What a ticket's clocks call for by a moment (clocks.due), sent at once."""
 
     warnings: tuple[Clock, ...] = ()  # clocks whose warning is due, not breached by then
-    escalated: tuple[Clock, ...] = ()  # clocks escalated together, at `level`
-    level: Literal[1, 2] | None = None  # 1: breached; 2: still unanswered after it
+    breached: tuple[Clock, ...] = ()  # clocks whose breach is due (level 1)
+    second_levels: tuple[Clock, ...] = ()  # clocks whose level 2 is due, the earliest first
 
     def __bool__(self) -> bool:
         return bool(self.warnings or self.escalated)
+
+    @property
+    def escalated(self) -> tuple[Clock, ...]:
+        """The clocks escalated together, in one hand-over (`escalation`)."""
+        return (*self.breached, *self.second_levels)
 
     @property
     def count(self) -> int:
@@ -127,24 +133,35 @@ def owed(state: TicketClocks, now: datetime) -> Owed:
     made (`owes_notice`), so whatever is owed since came while the ticket was where it
     is, however late the clock watch comes to it (its lease holder down for hours). So
     it is all that department's, sent at once: its warnings of clocks not breached by
-    then (a clock's breach supersedes its own warning, clocks.due), and every breach
-    together, one escalation to its `escalation_to` with each clock marked breached,
-    not one breach escalating the ticket and the next escalating it again, out of a
-    department that never held it when that deadline passed. Second levels due (and no
-    breach) go together likewise, those named for the same department as the earliest:
-    a clock breached elsewhere, with another second level, comes after."""
+    then (a clock's breach supersedes its own warning, clocks.due), then every breach and
+    second level together, in one hand-over (`escalation` says where), not one moving the
+    ticket and the next moving it again, out of a department that never held it when
+    that deadline passed."""
     due = [(clock, clocks.due(clock, now)) for clock in state.clocks]
-    warnings = tuple(clock for clock, notice in due if notice == "warning")
-    breached = tuple(clock for clock, notice in due if notice == "breach")
-    if breached:
-        return Owed(warnings, breached, 1)
-    second = sorted((clock for clock, notice in due if notice == "second_level"),
-                    key=lambda clock: clock.second_level_at or now)
-    if second:
-        to = second[0].second_level_to
-        return Owed(warnings, tuple(clock for clock in second
-                                    if clock.second_level_to == to), 2)
-    return Owed(warnings)
+    return Owed(
+        warnings=tuple(clock for clock, notice in due if notice == "warning"),
+        breached=tuple(clock for clock, notice in due if notice == "breach"),
+        second_levels=tuple(sorted((clock for clock, notice in due
+                                    if notice == "second_level"),
+                                   key=lambda clock: clock.second_level_at or now)))
+
+
+def escalation(owed: Owed, table: routing.RoutingTable,
+               department: str) -> escalation_targets.Escalation | None:
+    """Where the one hand-over of what `owed` escalates takes the ticket `department`
+    holds (None: nothing is escalated). It goes where the furthest escalation owed goes:
+    a second level (the next step of an escalation already made, to the department named
+    at its breach) before a breach (to `department`'s escalation_to), and of second
+    levels naming different departments, the one due first; one that would flag the
+    ticket where it is leads only if none names a department to go to. Every other
+    breach and second level owed goes with it, each clock marked at its own level."""
+    candidates = [escalation_targets.on_second_level(table, department,
+                                                     clock.second_level_to)
+                  for clock in owed.second_levels]
+    if owed.breached:
+        candidates.append(escalation_targets.on_breach(table, department))
+    return next((found for found in candidates if found.to is not None),
+                candidates[0] if candidates else None)
 
 
 def owes_notice(state: TicketClocks, now: datetime) -> bool:

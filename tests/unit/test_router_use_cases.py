@@ -574,6 +574,84 @@ class TestDeadlinesPassedTogether:
             ("resolution", "key_accounts", "account_development")]
 
 
+class TestEscalationsDueTogether:
+    """A breach and a second level, or second levels naming different departments, due
+    at one check are one hand-over, to where service_clocks.escalation says: the second
+    level due first leads; each clock is escalated at its own level, charged to the
+    department holding the ticket, which is moved once, not on again at the next check
+    out of a department that never held it when those notices fell due."""
+
+    FIRST = NOW + timedelta(hours=4)
+    RESOLUTION = NOW + timedelta(hours=6)
+
+    def router(self, tmp_path: Path) -> Wired:
+        """public_sector (escalation_to key_accounts, a second level 2h later to
+        sales_support), key_accounts (escalation_to account_development, a second level
+        1h later to business_desk); first response 4h (13:00), resolution 6h (15:00)."""
+        table = tmp_path / "routing.yaml"
+        table.write_text(TEST_ROUTING_TABLE.read_text("utf-8").replace(
+            "public_sector: {escalation_to: key_accounts}",
+            "public_sector: {escalation_to: key_accounts,"
+            " second_escalation: {after: 2h, to: sales_support}}").replace(
+            "key_accounts: {escalation_to: account_development}",
+            "key_accounts: {escalation_to: account_development,"
+            " second_escalation: {after: 1h, to: business_desk}}").replace(
+            "department: public_sector, priority: 2, first_response_target: 4h}",
+            "department: public_sector, priority: 2, first_response_target: 4h,"
+            " resolution_target: 6h}"), encoding="utf-8")
+        router = wired(table)
+        routed_ticket(router)
+        return router
+
+    async def watch(self, router: Wired, at: datetime) -> int:
+        return await TestEscalateDue().escalate(router, at)
+
+    def escalations(self, router: Wired) -> list[tuple[object, ...]]:
+        """Each escalation event: its target, level, from and to."""
+        return [(e.target, e.level, e.from_department, e.department) for e in (
+            events.read(item.event) for item in router.publisher.published
+            if item.topic == topics.EVENTS) if e.type == TicketEventType.ESCALATED]
+
+    async def test_a_breach_and_a_second_level_go_once_to_the_second_level(
+            self, tmp_path: Path) -> None:
+        """The first response breached 13:00:02 (to key_accounts, its second level due
+        15:00:02 to sales_support); the resolution's deadline passes at 15:00 in
+        key_accounts; the watch comes at 15:00:05: one hand-over, key_accounts to
+        sales_support, the breach at level 1 and the second level at 2."""
+        router = self.router(tmp_path)
+        assert await self.watch(router, self.FIRST + timedelta(seconds=2)) == 1
+        before = escalations("key_accounts", 2)
+        assert await self.watch(router, self.RESOLUTION + timedelta(seconds=5)) == 2
+        assert await self.watch(router, self.RESOLUTION + timedelta(seconds=10)) == 0
+        assert self.escalations(router) == [
+            ("first_response", 1, "public_sector", "key_accounts"),
+            ("resolution", 1, "key_accounts", "sales_support"),
+            ("first_response", 2, "key_accounts", "sales_support")]
+        assert router.routed.rows["t-1"].department == "sales_support"
+        assert [item.topic for item in router.publisher.published
+                if item.topic.startswith("dept.")] == [
+            "dept.key_accounts.high", "dept.sales_support.high"]
+        assert escalations("key_accounts", 2) == before + 1
+
+    async def test_second_levels_naming_different_departments_go_once_to_the_first_due(
+            self, tmp_path: Path) -> None:
+        """The watch at 13:00:02 (first response to key_accounts, level 2 due 15:00:02 to
+        sales_support) and 15:00:01 (resolution, key_accounts' breach, to
+        account_development, level 2 due 16:00:01 to business_desk), then down till
+        16:30: both second levels go in one hand-over to sales_support, due first."""
+        router = self.router(tmp_path)
+        await self.watch(router, self.FIRST + timedelta(seconds=2))
+        await self.watch(router, self.RESOLUTION + timedelta(seconds=1))
+        assert router.routed.rows["t-1"].department == "account_development"
+        seen = self.RESOLUTION + timedelta(hours=1, minutes=30)
+        assert await self.watch(router, seen) == 2
+        assert await self.watch(router, seen + timedelta(seconds=5)) == 0
+        assert self.escalations(router)[2:] == [
+            ("first_response", 2, "account_development", "sales_support"),
+            ("resolution", 2, "account_development", "sales_support")]
+        assert router.routed.rows["t-1"].department == "sales_support"
+
+
 class TestRecordReport:
     async def report(self, router: Wired, occurred_at: datetime | None,
                      principal: access.Principal = PUBLIC_SECTOR,

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 from services.core.events import TicketEventType
 from services.metrics import service_levels
 from services.router import calendars, clocks, priority, service_clocks
+from tests.unit.routing_tables import parse as parse_table
 from tests.unit.test_calendars import OFFICE, parse
 
 AMSTERDAM = ZoneInfo("Europe/Amsterdam")
@@ -201,11 +202,11 @@ class TestWarningsAndLevels:
             local(2025, 3, 10, 9), OFFICE)
         first, resolution = state.clocks
         both = service_clocks.owed(state, local(2025, 3, 12, 9))
-        assert (both.warnings, both.escalated, both.level, both.count) == (
-            (), (first, resolution), 1, 2)
+        assert (both.warnings, both.breached, both.second_levels, both.count) == (
+            (), (first, resolution), (), 2)
         warned = service_clocks.owed(state, local(2025, 3, 11, 12))
-        assert (warned.warnings, warned.escalated, warned.level) == (
-            (resolution,), (first,), 1)
+        assert (warned.warnings, warned.breached, warned.second_levels) == (
+            (resolution,), (first,), ())
         assert not service_clocks.owed(state, local(2025, 3, 10, 11))
         breached_at = local(2025, 3, 12, 9)
         marked = service_clocks.TicketClocks(state.targets, tuple(
@@ -213,8 +214,78 @@ class TestWarningsAndLevels:
             for clock in state.clocks))
         assert not service_clocks.owed(marked, breached_at + timedelta(minutes=1))
         later = service_clocks.owed(marked, local(2025, 3, 12, 11))
-        assert ([clock.target for clock in later.escalated], later.level) == (
-            ["first_response", "resolution"], 2)
+        assert ([clock.target for clock in later.second_levels], later.breached) == (
+            ["first_response", "resolution"], ())
+
+
+class TestWhereWhatIsOwedGoes:
+    """What is owed at one moment is one hand-over (service_clocks.escalation): to where
+    the furthest escalation owed goes, a second level before a breach, the second level
+    due first before later ones, one naming a department before a flag; every clock owed
+    goes with it, at its own level."""
+
+    TABLE = parse_table("""\
+fallback_department: care
+routes: [{segment: s, department: desk}]
+departments:
+  desk: {escalation_to: peers}
+  alone: {}
+  peers: {}
+  care: {}
+  supervisors: {}
+  managers: {}
+""")
+    AT = local(2025, 3, 12, 9)
+
+    def clock(self, target: clocks.Target, *, level: int,
+              second_level: tuple[timedelta, str | None] | None = None) -> clocks.Clock:
+        """A clock running since Monday: past its deadline (level 0: its breach due), or
+        breached with its second level due `second_level` before AT to its department."""
+        started = clocks.start(target, 1, timedelta(hours=1), local(2025, 3, 10, 9), None,
+                               warning_share=None)
+        if level == 0:
+            return started
+        ago, to = second_level or (timedelta(hours=-1), None)
+        return clocks.breached(started, self.AT - ago - timedelta(hours=2), None,
+                               timedelta(hours=2), to)
+
+    def where(self, department: str, *owing: clocks.Clock) -> tuple[object, ...]:
+        owed = service_clocks.owed(service_clocks.TicketClocks(TARGETS, owing), self.AT)
+        escalation = service_clocks.escalation(owed, self.TABLE, department)
+        assert escalation is not None
+        return ([clock.target for clock in owed.breached],
+                [clock.target for clock in owed.second_levels], escalation.to)
+
+    def test_a_second_level_due_with_a_breach_takes_the_ticket_where_it_names(self) -> None:
+        assert self.where(
+            "desk", self.clock("first_response", level=1,
+                               second_level=(timedelta(seconds=1), "supervisors")),
+            self.clock("resolution", level=0)) == (
+            ["resolution"], ["first_response"], "supervisors")
+
+    def test_of_second_levels_naming_different_departments_the_first_due_leads(
+            self) -> None:
+        assert self.where(
+            "desk", self.clock("first_response", level=1,
+                               second_level=(timedelta(minutes=1), "supervisors")),
+            self.clock("resolution", level=1,
+                       second_level=(timedelta(minutes=2), "managers"))) == (
+            [], ["resolution", "first_response"], "managers")
+
+    def test_a_second_level_that_would_flag_it_leads_only_if_none_moves_it(self) -> None:
+        flagging = self.clock("first_response", level=1,
+                              second_level=(timedelta(minutes=2), None))
+        assert self.where("desk", flagging, self.clock("resolution", level=0)) == (
+            ["resolution"], ["first_response"], "peers")
+        assert self.where("alone", flagging, self.clock("resolution", level=0)) == (
+            ["resolution"], ["first_response"], None)
+
+    def test_breaches_alone_go_to_the_holders_escalation_to(self) -> None:
+        assert self.where("desk", self.clock("first_response", level=0),
+                          self.clock("resolution", level=0)) == (
+            ["first_response", "resolution"], [], "peers")
+        owed = service_clocks.owed(service_clocks.TicketClocks(TARGETS, ()), self.AT)
+        assert service_clocks.escalation(owed, self.TABLE, "desk") is None
 
 
 class TestRebase:
