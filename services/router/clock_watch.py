@@ -76,19 +76,18 @@ async def watch_clocks(routed: ports.Routed, publisher: ports.Publisher, *,
             sent += await _notice(routed, publisher, row, table=table, queue_for=queue_for,
                                   now=now, claim_for=claim_for) or 0
         except Exception as error:
-            if not failed_for_its_own_reason(error, row, now):
+            if not await checked_again_later(routed, error, row, now):
                 raise  # the check runs again
-            assert row.next_clock_check is not None  # due_clocks reads due checks only
-            await routed.postpone_clock_check(row.ticket_id, now + CHECK_AGAIN_AFTER_FAILURE,
-                                              read=row.next_clock_check)
     return sent
 
 
-def failed_for_its_own_reason(error: Exception, row: RoutedTicketRow, now: datetime) -> bool:
+async def checked_again_later(routed: ports.Routed, error: Exception, row: RoutedTicketRow,
+                              now: datetime) -> bool:
     """Whether a notice of `row`'s failed for a reason of the ticket's own (its stored
     clocks or copy, a deadline its department's calendar cannot give), not an outage or a
-    conflict: if so it is counted and logged, to be checked again
-    CHECK_AGAIN_AFTER_FAILURE later."""
+    conflict: if so it is counted and logged, and the ticket's clocks are checked again
+    CHECK_AGAIN_AFTER_FAILURE later, not before, whether the watch or a hand-over
+    (send_owed) sent it."""
     if isinstance(error, kafka.PublishFailed) \
             or faults.classify(error) is not faults.Fault.RECORD:
         return False
@@ -98,7 +97,16 @@ def failed_for_its_own_reason(error: Exception, row: RoutedTicketRow, now: datet
                         "error_class": type(error).__name__,
                         "where": faults.where(error),
                         "checked_again_at": (now + CHECK_AGAIN_AFTER_FAILURE).isoformat()})
+    if row.next_clock_check is not None:  # None: not read as due (clocks unreadable)
+        await routed.postpone_clock_check(row.ticket_id, now + CHECK_AGAIN_AFTER_FAILURE,
+                                          read=row.next_clock_check)
     return True
+
+
+def _checked_later(row: RoutedTicketRow, now: datetime) -> bool:
+    """Whether the ticket's clocks are not to be checked before a later moment, though a
+    notice is owed (checked_again_later: it failed), so that nothing sends it before."""
+    return row.next_clock_check is not None and row.next_clock_check > now
 
 
 # At most one running clock per target, each owing at most a warning, a breach and a
@@ -113,20 +121,21 @@ async def send_owed(routed: ports.Routed, publisher: ports.Publisher, row: Route
     watch sends it, for a hand-over or a priority change asked at `now` to come after
     them; how many were (None: another hand-over holds the ticket, or a report came
     since: read it again). A publish that fails raises kafka.PublishFailed. A notice that
-    fails for a reason of the ticket's own (failed_for_its_own_reason) ends the sending,
-    as the watch would: the hand-over is not held up by it, and the watch tries again."""
+    fails for a reason of the ticket's own ends the sending, as the watch treats it
+    (checked_again_later): the hand-over is not held up by it, and neither it nor another
+    hand-over sends it again before the watch's next check of the ticket."""
     sent = 0
     current: RoutedTicketRow | None = row
     for _ in range(_MOST_OWED):  # each turn changing the clocks: it ends
-        if current is None or current.service_clocks is None or not \
-                service_clocks.owes_notice(service_clocks.from_json(current.service_clocks),
-                                           now):
+        if current is None or current.service_clocks is None \
+                or _checked_later(current, now) or not service_clocks.owes_notice(
+                    service_clocks.from_json(current.service_clocks), now):
             break
         try:
             turn = await _notice(routed, publisher, current, table=table,
                                  queue_for=queue_for, now=now, claim_for=claim_for)
         except Exception as error:
-            if not failed_for_its_own_reason(error, current, now):
+            if not await checked_again_later(routed, error, current, now):
                 raise
             break
         if turn is None:

@@ -411,6 +411,35 @@ class TestATransferJustAfterADeadline:
         assert REGISTRY.get_sample_value("routing_router_clock_checks_failed_total",
                                          {"department": "public_sector"}) == failed + 1
 
+    async def test_a_breach_that_failed_before_a_refused_transfer_waits_as_the_watchs(
+            self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A breach failing for the ticket's own reason before a transfer that is then
+        refused (to where the ticket is) is counted once and checked again
+        CHECK_AGAIN_AFTER_FAILURE later, as the watch would have it: the transfer asked
+        again, and the watch meanwhile, do not try it (nor count it) again before."""
+        router = self.router(tmp_path)
+
+        async def cannot(*args: object, **kwargs: object) -> bool:
+            raise ValueError("the calendar does not open within ten years")
+
+        monkeypatch.setattr(clock_watch, "_escalate", cannot)
+        failed = REGISTRY.get_sample_value("routing_router_clock_checks_failed_total",
+                                           {"department": "public_sector"}) or 0.0
+        asked = self.MISSED + timedelta(seconds=3)
+        for again in (0, 10):
+            answer = await service.transfer(
+                "t-1", to_department="public_sector", reason="mine", from_department=None,
+                principal=PUBLIC_SECTOR, routed=router.routed, publisher=router.publisher,
+                table=router.router.table.current, queue_for=router.router.queue_for,
+                now=asked + timedelta(seconds=again))
+            assert answer == Refused(Refusal.CONFLICT, "the ticket is already there",
+                                     "same_department")
+        await self.watch(router, asked + timedelta(seconds=15))
+        row = router.routed.rows["t-1"]
+        assert row.next_clock_check == asked + clock_watch.CHECK_AGAIN_AFTER_FAILURE
+        assert REGISTRY.get_sample_value("routing_router_clock_checks_failed_total",
+                                         {"department": "public_sector"}) == failed + 1
+
     async def test_kafka_unavailable_for_the_breach_is_unavailable(
             self, tmp_path: Path) -> None:
         router = self.router(tmp_path)
