@@ -6,6 +6,7 @@ losing it."""
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -50,13 +51,11 @@ async def transfer(ticket_id: str, *, to_department: str, reason: str,
     not put it in a second queue."""
     read = await _after_notices(ticket_id, principal=principal, routed=routed,
                                 publisher=publisher, table=table, queue_for=queue_for,
-                                now=now, claim_for=claim_for)
+                                now=now, claim_for=claim_for,
+                                closed=verdicts.closed_to_transfer)
     if isinstance(read, Refused):
         return read
     row, now = read
-    closed = verdicts.closed_to_transfer(row)
-    if closed is not None:
-        return closed
     if from_department and from_department != row.department:
         return Refused(Refusal.CONFLICT, f"the ticket is with {row.department!r}",
                        "not_yours")
@@ -121,15 +120,13 @@ async def change_priority(ticket_id: str, *, priority: int, reason: str,
     would be published for the department the ticket leaves, and the hand-over's lane
     would be the old priority's. `queue_for`: the lanes of an escalation it waits for
     (_after_notices)."""
-    read = await _after_notices(ticket_id, principal=principal, routed=routed,
-                                publisher=publisher, table=table, queue_for=queue_for,
-                                now=now, claim_for=claim_for)
+    read = await _after_notices(
+        ticket_id, principal=principal, routed=routed, publisher=publisher, table=table,
+        queue_for=queue_for, now=now, claim_for=claim_for,
+        closed=lambda row: verdicts.closed_to_priority_change(row, principal))
     if isinstance(read, Refused):
         return read
     row, now = read
-    closed = verdicts.closed_to_priority_change(row, principal)
-    if closed is not None:
-        return closed
     if row.priority == priority:
         return Refused(Refusal.CONFLICT, f"the ticket has priority {row.priority}",
                        "same_priority")
@@ -182,12 +179,14 @@ async def escalate_due(routed: ports.Routed, publisher: ports.Publisher, *,
 async def _after_notices(ticket_id: str, *, principal: access.Principal,
                          routed: ports.Routed, publisher: ports.Publisher,
                          table: routing.RoutingTable, queue_for: dispatch.QueueFor,
-                         now: datetime, claim_for: timedelta
+                         now: datetime, claim_for: timedelta,
+                         closed: Callable[[RoutedTicketRow], Refused | None],
                          ) -> tuple[RoutedTicketRow, datetime] | Refused:
     """The ticket a hand-over or a priority change asked at `now` is judged on, and the
     moment it is made at: once the notices its clocks owe by then are sent
     (service_clocks.owes_notice; the clock watch had not come to them), for the
-    department that held it, just after them. A caller who may not act for the ticket
+    department that held it, just after them; refused if `closed` to the change (a
+    resolved ticket, a trace at its ceiling). A caller who may not act for the ticket
     sends none."""
     row = await routed.get(ticket_id)
     if row is None:
@@ -202,14 +201,16 @@ async def _after_notices(ticket_id: str, *, principal: access.Principal,
         return verdicts.UNAVAILABLE
     if sent is None:
         return verdicts.HANDOVER_IN_FLIGHT
-    if not sent:
-        return row, now
-    after = await routed.get(ticket_id)
-    if after is None:
-        return verdicts.not_found(ticket_id)
-    if not principal.may_act_for(after.department):  # escalated out of its department
-        return verdicts.ACTS_FOR_OWN
-    return after, now + AFTER_NOTICES
+    judged: RoutedTicketRow | None = row
+    if sent:
+        judged, now = await routed.get(ticket_id), now + AFTER_NOTICES
+        if judged is None:
+            return verdicts.not_found(ticket_id)
+        if not principal.may_act_for(judged.department):  # escalated out of its own
+            return verdicts.ACTS_FOR_OWN
+    assert judged is not None
+    refused = closed(judged)
+    return (judged, now) if refused is None else refused
 
 
 def _iso(moment: datetime | None) -> str | None:
