@@ -109,9 +109,11 @@ def _checked_later(row: RoutedTicketRow, now: datetime) -> bool:
     return row.next_clock_check is not None and row.next_clock_check > now
 
 
-# At most one running clock per target, each owing at most a warning, a breach and a
-# second level (each sent once; what is owed together, at once).
-_MOST_OWED = 3 * len(clocks.TARGETS)
+# What is owed at a moment is sent at once (service_clocks.owed, _notice): the first turn
+# sends it, and the escalation's marks and rebase leave nothing due by then (a deadline or
+# warning counted in the new hours is later; a missed deadline is marked breached), so a
+# second turn finds nothing owed and ends the loop.
+_TURNS = 2
 
 
 async def send_owed(routed: ports.Routed, publisher: ports.Publisher, row: RoutedTicketRow, *,
@@ -126,7 +128,7 @@ async def send_owed(routed: ports.Routed, publisher: ports.Publisher, row: Route
     hand-over sends it again before the watch's next check of the ticket."""
     sent = 0
     current: RoutedTicketRow | None = row
-    for _ in range(_MOST_OWED):  # each turn changing the clocks: it ends
+    for _ in range(_TURNS):
         if current is None or current.service_clocks is None \
                 or _checked_later(current, now) or not service_clocks.owes_notice(
                     service_clocks.from_json(current.service_clocks), now):

@@ -680,6 +680,28 @@ class TestEscalationsDueTogether:
             ("resolution", 2, "account_development", "sales_support")]
         assert router.routed.rows["t-1"].department == "sales_support"
 
+    @pytest.mark.parametrize("watched", [
+        (),  # both breaches (and the resolution's warning, superseded) at 15:30
+        (FIRST + timedelta(seconds=2),),  # a breach with a second level
+        (FIRST + timedelta(seconds=2), RESOLUTION + timedelta(seconds=1)),  # two levels 2
+    ])
+    async def test_what_one_sending_leaves_is_nothing_owed_then(
+            self, tmp_path: Path, watched: tuple[datetime, ...]) -> None:
+        """What send_owed's bound of two turns stands on: the first sends all that is
+        owed at the moment, and its marks and rebase leave nothing due by then."""
+        router = self.router(tmp_path)
+        for at in watched:
+            await self.watch(router, at)
+        at = self.RESOLUTION + timedelta(hours=1, minutes=30)
+        row = router.routed.rows["t-1"]
+        assert service_clocks.owes_notice(service_clocks.from_json(row.service_clocks), at)
+        assert await clock_watch.send_owed(
+            router.routed, router.publisher, row, table=router.router.table.current,
+            queue_for=router.router.queue_for, now=at)
+        after = router.routed.rows["t-1"]
+        assert not service_clocks.owes_notice(
+            service_clocks.from_json(after.service_clocks), at)
+
 
 class TestRecordReport:
     async def report(self, router: Wired, occurred_at: datetime | None,
