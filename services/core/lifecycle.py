@@ -15,14 +15,16 @@ timeline and stats, the overflow prediction):
   customer replies, transfers or priority changes (a new request is a new ticket);
 - a department's **backlog** is its open tickets awaiting a first response, but for
   those waiting on the customer: routed, picked up, or replied to by the customer before
-  any response (a store counts the open tickets without `first_response_at`, not
-  paused): the work queued ahead of a new ticket. A ticket paused before its first
-  response waits on the customer, not on the department.
+  any response: the work queued ahead of a new ticket. A ticket paused before its first
+  response waits on the customer, not on the department. `in_backlog` says it of one
+  ticket, `backlog_where` of a store's rows: each store says once how its columns tell
+  the three facts (tests/integration/test_lifecycle_agreement.py holds them together).
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 
 from services.core.events import TicketEventType
 
@@ -48,8 +50,6 @@ REPORTED: dict[TicketEventType, Status] = {
 }
 FIRST_RESPONSES = frozenset({TicketEventType.RESPONDED, TicketEventType.RESOLVED})
 OPEN = (Status.ROUTED, Status.PICKED_UP, *CONVERSATION)
-# The statuses of a backlog ticket (one without a first response yet: see above).
-BACKLOG = (Status.ROUTED, Status.PICKED_UP, Status.CUSTOMER_REPLIED)
 PAUSING = frozenset({TicketEventType.WAITING_ON_CUSTOMER})
 RESUMING = frozenset({TicketEventType.CUSTOMER_REPLIED})
 
@@ -95,3 +95,16 @@ def resumes_clocks(event_type: TicketEventType | str) -> bool:
 def is_open(status: Status | str) -> bool:
     """Not resolved: the ticket still takes reports, transfers and priority changes."""
     return Status(status) in OPEN
+
+
+def in_backlog(*, open_ticket: bool, answered: bool, waiting_on_customer: bool) -> bool:
+    """Whether a ticket is in its department's backlog: open, awaiting a first response,
+    not waiting on the customer."""
+    return open_ticket and not answered and not waiting_on_customer
+
+
+def backlog_where(*, open_ticket: Any, answered: Any, waiting_on_customer: Any
+                  ) -> tuple[Any, ...]:
+    """`in_backlog` as a query's conditions, each fact given as the store's condition on
+    its columns (a SQLAlchemy expression): the stores count by the rule stated here."""
+    return (open_ticket, ~answered, ~waiting_on_customer)

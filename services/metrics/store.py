@@ -29,7 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
-from services.core import db, events, identifiers, retention, targets, topics
+from services.core import db, events, identifiers, lifecycle, retention, targets, topics
 from services.core.db import Base
 from services.metrics import stats
 from services.metrics.timeline import Assignment, Timeline, built
@@ -87,9 +87,11 @@ class TimelineRow(Base):
     clock_notices: Mapped[list[str] | None] = mapped_column(JSON)
 
 
-# A department's backlog (lifecycle.py), of its open tickets: no first response yet, not
-# waiting on the customer.
-_BACKLOG = (TimelineRow.first_response_at.is_(None), TimelineRow.paused_at.is_(None))
+# A department's backlog (lifecycle.py), as a timeline's row tells its facts: waiting on
+# the customer while its clocks are paused.
+_BACKLOG = lifecycle.backlog_where(
+    open_ticket=_OPEN, answered=TimelineRow.first_response_at.is_not(None),
+    waiting_on_customer=TimelineRow.paused_at.is_not(None))
 _FIELDS = [f.name for f in fields(Timeline)]
 _MOMENTS = [f.name for f in fields(Timeline)
             if f.name.endswith("_at") or f.name == "first_response_deadline"]
@@ -98,8 +100,7 @@ _moments_of = operator.attrgetter(*_MOMENTS)  # read in one call: half a dict's 
 
 def _open(*columns: Any, backlog: bool) -> Select[Any]:
     """The open tickets' columns (lifecycle's open); with `backlog`, of its backlog."""
-    query = select(*columns).where(_OPEN)
-    return query.where(*_BACKLOG) if backlog else query
+    return select(*columns).where(*_BACKLOG) if backlog else select(*columns).where(_OPEN)
 
 
 def to_timeline(row: TimelineRow | Row[Any]) -> Timeline:

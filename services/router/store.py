@@ -524,10 +524,11 @@ class RoutedTickets:
         return {department: oldest for department, oldest in rows if oldest is not None}
 
 
-# A department's backlog (lifecycle.py): its open tickets without a first response, not
-# waiting on the customer.
-_AWAITING_FIRST_RESPONSE = (RoutedTicketRow.status.in_(lifecycle.BACKLOG),
-                            RoutedTicketRow.first_response_at.is_(None))
+# A department's backlog (lifecycle.py), as a routed ticket's row tells its facts.
+_AWAITING_FIRST_RESPONSE = lifecycle.backlog_where(
+    open_ticket=RoutedTicketRow.status.in_(lifecycle.OPEN),
+    answered=RoutedTicketRow.first_response_at.is_not(None),
+    waiting_on_customer=RoutedTicketRow.status == lifecycle.Status.WAITING_ON_CUSTOMER)
 
 
 def set_clocks(row: RoutedTicketRow, clocks: service_clocks.TicketClocks) -> None:

@@ -7,7 +7,8 @@ clocks; one escalated after hours and answered before the new department opens i
 for both, and for the simulator's actual side (the escalation published on a real
 broker); one transferred just after its deadline is escalated from its first department,
 whenever the clock watch runs, and counted missed there; two deadlines passed before the
-watch came to them are the first department's, escalated once."""
+watch came to them are the first department's, escalated once; and the same ticket
+histories are open, and in a backlog, in each store's counts as lifecycle's rules say."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.core import access, db, events, kafka, tickets, topics
+from services.core import access, db, events, kafka, lifecycle, tickets, topics
 from services.core.events import TicketEvent, TicketEventType
 from services.core.settings import Settings
 from services.metrics import service, stats, timeline
@@ -250,6 +251,83 @@ class TestPausedOrRepliedToBeforeAResponse:
         assert await stores.router.oldest_open() == {}
         assert await stores.metrics.open_per_department(backlog=True) == {}
         assert await stores.metrics.open_per_department() == {"customer_care": 1}
+
+
+# Ticket histories after their routing: the reports on each, in order.
+HISTORIES: tuple[tuple[TicketEventType, ...], ...] = (
+    (),
+    (TicketEventType.PICKED_UP,),
+    (TicketEventType.CUSTOMER_REPLIED,),
+    (TicketEventType.WAITING_ON_CUSTOMER,),
+    (TicketEventType.PICKED_UP, TicketEventType.WAITING_ON_CUSTOMER,
+     TicketEventType.PICKED_UP),
+    (TicketEventType.WAITING_ON_CUSTOMER, TicketEventType.CUSTOMER_REPLIED),
+    (TicketEventType.RESPONDED,),
+    (TicketEventType.RESPONDED, TicketEventType.WAITING_ON_CUSTOMER),
+    (TicketEventType.RESPONDED, TicketEventType.WAITING_ON_CUSTOMER,
+     TicketEventType.CUSTOMER_REPLIED),
+    (TicketEventType.WAITING_ON_CUSTOMER, TicketEventType.RESPONDED),
+    (TicketEventType.RESOLVED,),
+    (TicketEventType.WAITING_ON_CUSTOMER, TicketEventType.RESOLVED),
+    (TicketEventType.PICKED_UP, TicketEventType.RESPONDED, TicketEventType.RESOLVED),
+)
+
+
+def by_the_rule(reports: tuple[TicketEventType, ...]) -> tuple[bool, bool]:
+    """Whether a ticket with these reports is open, and in its department's backlog, as
+    lifecycle.py's pure rules say."""
+    status, answered = lifecycle.Status.ROUTED, False
+    for report in reports:
+        reported = lifecycle.reported_status(report)
+        assert reported is not None
+        status = lifecycle.status_after(status, reported)
+        answered = answered or lifecycle.counts_as_first_response(report)
+    open_ticket = lifecycle.is_open(status)
+    return open_ticket, lifecycle.in_backlog(
+        open_ticket=open_ticket, answered=answered,
+        waiting_on_customer=status is lifecycle.Status.WAITING_ON_CUSTOMER)
+
+
+class TestOneBacklogRule:
+    async def test_both_stores_count_open_and_backlog_tickets_as_lifecycle_says(
+            self, stores: Stores) -> None:
+        """Each history in a department of its own, stored as the router and the metrics
+        store it: each store's open tickets and backlog per department are the ones
+        lifecycle's rules name, so a store's SQL cannot drift from the rule."""
+        departments = [f"dept_{number}" for number in range(len(HISTORIES))]
+        seen_by_metrics = []
+        for department, reports in zip(departments, HISTORIES, strict=True):
+            ticket_id = f"t-{department}"
+            await stores.router.record_first_dispatches([Dispatch(
+                ticket_id=ticket_id, department=department, segment="standard",
+                priority=3, deadline=DEADLINE, steps=[], payload={}, at=ROUTED_AT)])
+            current = timeline.Timeline(ticket_id=ticket_id)
+            current, _ = service.applied(TicketEvent(
+                ticket_id=ticket_id, type=TicketEventType.ROUTED, occurred_at=ROUTED_AT,
+                received_at=ROUTED_AT, department=department, segment="standard",
+                first_response_deadline=DEADLINE), current)
+            for minutes, report in enumerate(reports, start=1):
+                at = ROUTED_AT + timedelta(minutes=minutes)
+                await stores.router.record_report(ticket_id, report, at,
+                                                  event_id=f"e-{ticket_id}-{minutes}")
+                current, _ = service.applied(
+                    TicketEvent(ticket_id=ticket_id, type=report, occurred_at=at), current)
+            seen_by_metrics.append(current)
+        async with stores.sessions() as session, session.begin():
+            await stores.metrics.save_many(session, seen_by_metrics)
+        ruled = {department: by_the_rule(reports)
+                 for department, reports in zip(departments, HISTORIES, strict=True)}
+        open_ones = {department: 1 for department, (open_ticket, _) in ruled.items()
+                     if open_ticket}
+        backlog = {department: 1 for department, (_, in_backlog) in ruled.items()
+                   if in_backlog}
+
+        assert 0 < len(backlog) < len(open_ones) < len(HISTORIES)  # each kind is there
+        assert await stores.router.open_tickets(departments) == open_ones
+        assert await stores.metrics.open_per_department() == open_ones
+        assert await stores.router.backlog() == backlog
+        assert await stores.metrics.open_per_department(backlog=True) == backlog
+        assert set(await stores.router.oldest_open()) == set(backlog)
 
 
 class TestAfterTheResolution:

@@ -65,6 +65,14 @@ class TestOpenAndBacklog:
             Status.ROUTED, Status.PICKED_UP, Status.RESPONDED, Status.WAITING_ON_CUSTOMER,
             Status.CUSTOMER_REPLIED]
 
+    def test_the_backlog_is_open_unanswered_and_not_waiting_on_the_customer(self) -> None:
+        facts = [(open_ticket, answered, waiting)
+                 for open_ticket in (True, False) for answered in (True, False)
+                 for waiting in (True, False)]
+        assert [fact for fact in facts if lifecycle.in_backlog(
+            open_ticket=fact[0], answered=fact[1], waiting_on_customer=fact[2])] == [
+            (True, False, False)]
+
 
 class TestPauses:
     def test_waiting_on_the_customer_pauses_and_the_reply_resumes(self) -> None:
