@@ -4,8 +4,8 @@ version from the store, and `customers.events`, whose changes every segmenter fo
 drop its cached customers. A record either cannot read (not JSON, JSON of the wrong
 shape, an unknown schema version or configuration, no key, no headers, a huge value, one
 the Kafka client cannot read at all) is passed over: the records after it are still
-applied and the follower still runs. Each test has its own topic, patched in for the
-real one, so its poison reaches no other test's follower."""
+applied and the follower still runs; each one is logged and counted. Each test has its
+own topic, patched in for the real one, so its poison reaches no other test's follower."""
 
 from __future__ import annotations
 
@@ -21,7 +21,16 @@ from aiokafka import AIOKafkaProducer
 from prometheus_client import REGISTRY
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.core import config_changes, config_store, db, envelope, kafka, migrate, topics
+from services.core import (
+    config_changes,
+    config_store,
+    db,
+    envelope,
+    faults,
+    kafka,
+    migrate,
+    topics,
+)
 from services.core.live_config import LiveConfig
 from services.core.settings import PROJECT_ROOT, Settings
 from services.segmenter import bootstrap, customer_events, live_rules, rules
@@ -76,6 +85,11 @@ async def until(condition: Callable[[], bool], *, running: asyncio.Task[None],
         while not condition():
             assert not running.done(), f"the follower ended: {running}"
             await asyncio.sleep(0.1)
+
+
+def announcements_passed_over(config: str) -> float:
+    return REGISTRY.get_sample_value("routing_config_announcements_passed_over_total",
+                                     {"config": config, "fault": "record"}) or 0.0
 
 
 def passed_over() -> float:
@@ -161,21 +175,35 @@ class TestConfigAnnouncements:
             return version.version
 
         caplog.set_level(logging.DEBUG, logger="services")
+        # The counter is process-wide: what earlier tests passed over is cleared first, so
+        # that its series are this follower's start's own.
+        config_changes.PASSED_OVER.clear()
         try:
             async with following(lambda stop: config_changes.follow(
                     settings, following_instance, stop, client_id="poison-config")) as task:
                 await until(lambda: bool(syncs), running=task)  # at the end, caught up
                 name = following_instance.name
+                # Each fault at 0 from the start: a series born at 1 is no increase.
+                assert {fault.value: REGISTRY.get_sample_value(
+                    "routing_config_announcements_passed_over_total",
+                    {"config": name, "fault": fault.value}) for fault in faults.Fault} \
+                    == {fault.value: 0.0 for fault in faults.Fault}
                 data = {"kind": name, "version_id": 10**9, "version": "no-such", "sha256": ""}
                 unknown = envelope.to_value(envelope.Event(
                     type=config_changes.VERSION_IN_FORCE, source="/tests", ticket_id=None,
                     data=data, correlation_id="x"))
+                bad = [*poison(config_changes.VERSION_IN_FORCE, name, name.encode()),
+                       (b"no_such_config", unknown, []),  # no headers, a kind nobody follows
+                       (name.encode(), unknown, event_headers("other.event", name)),
+                       (b"other_config", unknown, event_headers(  # the key not its kind
+                           config_changes.VERSION_IN_FORCE, name))]
                 await write_poison(settings, producer, topic, [
-                    *poison(config_changes.VERSION_IN_FORCE, name, name.encode()),
-                    (name.encode(), unknown, event_headers(config_changes.VERSION_IN_FORCE,
-                                                           name)),  # no such version
-                    (b"no_such_config", unknown, []),  # a kind nobody follows
-                ])
+                    *bad, (name.encode(), unknown, event_headers(
+                        config_changes.VERSION_IN_FORCE, name))])  # no such version: read
+                # Each one and the record the client cannot read, on each partition.
+                unreadable = len(await producer.partitions_for(topic))
+                await until(lambda: announcements_passed_over(name)
+                            == len(bad) + unreadable, running=task)
                 for label in ("after-poison", "after-that"):
                     version = await put(label)
                     await until(lambda v=version: following_instance.current.version == v,
@@ -183,6 +211,16 @@ class TestConfigAnnouncements:
                 assert not task.done()
         finally:
             await publisher.close()
+        passed = [record for record in caplog.records
+                  if record.getMessage() == "configuration announcement passed over"]
+        assert len(passed) == len(bad) + unreadable
+        assert {(record.topic, record.fault) for record in passed} == {  # type: ignore[attr-defined]
+            (topic, "record")}
+        assert all(record.offset >= 0 for record in passed)  # type: ignore[attr-defined]
+        assert {record.error for record in passed} >= {  # type: ignore[attr-defined]
+            "its data's `kind` (a string) is not the configuration its key names",
+            "missing CloudEvents headers: ce_id, ce_type, ce_source",
+            f"not a {config_changes.VERSION_IN_FORCE} event"}
         assert PERSONAL not in logged(caplog)
 
 
