@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -187,6 +188,21 @@ def _attributes(headers: Sequence[tuple[str, bytes]] | None) -> dict[str, str]:
     return attributes
 
 
+# A header's value is quoted in an error (logs, dead-letter headers) only when it reads
+# as a version number: anything else a caller sent may carry personal data.
+_VERSION_NUMBER = re.compile(r"[0-9]{1,4}(?:\.[0-9]{1,4}){0,3}")
+
+
+def _shown(value: str | None) -> str:
+    """A version header's value as an error names it, without repeating what a caller
+    sent unless it is a version number."""
+    if value is None:
+        return "(missing)"
+    if _VERSION_NUMBER.fullmatch(value):
+        return repr(value)
+    return f"(not a version number: {len(value)} characters, not shown)"
+
+
 def type_of(headers: Sequence[tuple[str, bytes]] | None) -> str | None:
     """The record's `ce_type` as text, read from its headers alone (its value not parsed);
     None when it has none that can be read (then `from_record` says what is wrong). The
@@ -210,11 +226,13 @@ def from_record(headers: Sequence[tuple[str, bytes]] | None, value: bytes | None
     if missing:
         raise EnvelopeError(f"missing CloudEvents headers: {', '.join(missing)}")
     if attributes.get("ce_specversion") != SPEC_VERSION:
-        raise EnvelopeError(
-            f"unsupported ce_specversion {attributes.get('ce_specversion', '')[:16]!r}")
+        raise EnvelopeError(f"unsupported ce_specversion"
+                            f" {_shown(attributes.get('ce_specversion'))}:"
+                            f" only {SPEC_VERSION!r} is accepted")
     schema_version = attributes.get("ce_schemaversion", SCHEMA_VERSION)
     if schema_version != SCHEMA_VERSION:
-        raise EnvelopeError(f"unknown schema version {schema_version[:16]!r}")
+        raise EnvelopeError(f"unknown schema version {_shown(schema_version)}"
+                            f" (ce_schemaversion): only {SCHEMA_VERSION!r} is accepted")
     if value is None:
         raise EnvelopeError("record has no value")
     if not isinstance(value, bytes):

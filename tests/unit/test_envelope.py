@@ -38,6 +38,33 @@ class TestUnreadableRecords:
         with pytest.raises(envelope.EnvelopeError, match="unknown schema version"):
             envelope.from_record(headers, envelope.to_value(sample()))
 
+    @pytest.mark.parametrize("header,sent,error", [
+        ("ce_specversion", b"0.3",
+         "unsupported ce_specversion '0.3': only '1.0' is accepted"),
+        ("ce_specversion", None, "unsupported ce_specversion (missing): only '1.0' is accepted"),
+        ("ce_specversion", b"Jane Doe <jane@example.org>",
+         "unsupported ce_specversion (not a version number: 27 characters, not shown):"
+         " only '1.0' is accepted"),
+        ("ce_schemaversion", b"99",
+         "unknown schema version '99' (ce_schemaversion): only '1' is accepted"),
+        ("ce_schemaversion", b"1.0.0.0.0",
+         "unknown schema version (not a version number: 9 characters, not shown)"
+         " (ce_schemaversion): only '1' is accepted"),
+        ("ce_schemaversion", "Jäne".encode(),
+         "unknown schema version (not a version number: 4 characters, not shown)"
+         " (ce_schemaversion): only '1' is accepted"),
+    ])
+    def test_a_version_not_accepted_says_what_is_quoting_only_a_version_number(
+            self, header: str, sent: bytes | None, error: str) -> None:
+        """The error goes to logs and dead-letter headers: what the caller sent is quoted
+        only when it is a version number, else only its length is told."""
+        headers = [(k, v) for k, v in envelope.to_headers(sample()) if k != header]
+        if sent is not None:
+            headers.append((header, sent))
+        with pytest.raises(envelope.EnvelopeError) as raised:
+            envelope.from_record(headers, envelope.to_value(sample()))
+        assert str(raised.value) == error
+
     def test_json_that_is_not_an_object(self) -> None:
         with pytest.raises(envelope.EnvelopeError, match="not a JSON object"):
             envelope.from_record(envelope.to_headers(sample()), b"[1, 2]")
