@@ -12,7 +12,7 @@ histories are open, and in a backlog, in each store's counts as lifecycle's rule
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -400,6 +400,21 @@ class TestAReportFollowedAgain:
             "responded", before.trace, before.service_clocks)
 
 
+async def first_responses_attained(stores: Stores, seen_by_metrics: timeline.Timeline,
+                                   departments: Sequence[str], *, as_of: datetime
+                                   ) -> dict[str, tuple[int, int]]:
+    """The metrics' timeline saved, then each department's first-response target, (met,
+    missed), as its stats count it over the week before `as_of`."""
+    async with stores.sessions() as session, session.begin():
+        await stores.metrics.save(session, seen_by_metrics)
+    attained = {}
+    for department in departments:
+        target = (await service.department_stats(
+            stores.metrics, department, timedelta(days=7), now=as_of)).first_response_target
+        attained[department] = (target.met, target.missed)
+    return attained
+
+
 async def routed_to_public_sector(stores: Stores, table: RoutingTable
                                   ) -> tuple[str, router_service.FirstRouting]:
     """A government ticket routed by `table` at ROUTED_AT (to public_sector), stored as
@@ -472,13 +487,9 @@ class TestEscalatedAfterHours:
                         if isinstance(o, timeline.TargetDecided | timeline.ServiceTarget)]
         # routing_first_response_target_total and routing_service_target_total: once each.
         assert decided == [("ServiceTarget", "missed"), ("TargetDecided", "missed")]
-        async with stores.sessions() as session, session.begin():
-            await stores.metrics.save(session, seen_by_metrics)
         later = answered + timedelta(days=1)
-        attained = (await service.department_stats(
-            stores.metrics, "public_sector", timedelta(days=7), now=later)
-        ).first_response_target
-        assert (attained.met, attained.missed) == (0, 1)
+        assert await first_responses_attained(stores, seen_by_metrics, ("public_sector",),
+                                              as_of=later) == {"public_sector": (0, 1)}
         window = await history.HistoryReader(stores.sessions).window(
             ROUTED_AT - timedelta(hours=1), ROUTED_AT + timedelta(hours=1),
             with_customers=False)
@@ -540,14 +551,10 @@ class TestTransferredJustAfterTheDeadline:
                             if output.topic == topics.EVENTS)
         for event in [routed_event, *published]:
             seen_by_metrics, _ = service.applied(event, seen_by_metrics)
-        async with stores.sessions() as session, session.begin():
-            await stores.metrics.save(session, seen_by_metrics)
-        later = missed + timedelta(days=1)
-        for department, missed_there in (("public_sector", 1), ("customer_care", 0)):
-            attained = (await service.department_stats(
-                stores.metrics, department, timedelta(days=7), now=later)
-            ).first_response_target
-            assert (attained.met, attained.missed) == (0, missed_there)
+        assert await first_responses_attained(
+            stores, seen_by_metrics, ("public_sector", "customer_care"),
+            as_of=missed + timedelta(days=1)) == {"public_sector": (0, 1),
+                                                  "customer_care": (0, 0)}
 
 
 class TestDeadlinesPassedTogether:
@@ -604,11 +611,7 @@ class TestDeadlinesPassedTogether:
         assert sorted(charged) == [("HandedOver", "key_accounts"),
                                    ("ServiceTarget", "public_sector"),
                                    ("ServiceTarget", "public_sector")]
-        async with stores.sessions() as session, session.begin():
-            await stores.metrics.save(session, seen_by_metrics)
-        later = seen + timedelta(days=1)
-        for department, missed_there in (("public_sector", 1), ("key_accounts", 0)):
-            attained = (await service.department_stats(
-                stores.metrics, department, timedelta(days=7), now=later)
-            ).first_response_target
-            assert (attained.met, attained.missed) == (0, missed_there)
+        assert await first_responses_attained(
+            stores, seen_by_metrics, ("public_sector", "key_accounts"),
+            as_of=seen + timedelta(days=1)) == {"public_sector": (0, 1),
+                                                "key_accounts": (0, 0)}
