@@ -353,7 +353,11 @@ class Deliveries:
                 .limit(limit)))
 
     async def record_attempt(self, delivery_id: str, *, status: str, attempts: int,
-                             next_attempt_at: datetime, error: str | None) -> None:
+                             next_attempt_at: datetime, error: str | None,
+                             now: datetime | None = None) -> None:
+        """A callback's attempt, recorded as its last change at `now` (by default the
+        clock's now)."""
+        now = datetime.now(UTC) if now is None else now
         async with self._sessions() as session, session.begin():
             await session.execute(
                 update(WebhookDeliveryRow)
@@ -361,7 +365,7 @@ class Deliveries:
                        WebhookDeliveryRow.status == PENDING)
                 .values(status=status, attempts=attempts, next_attempt_at=next_attempt_at,
                         last_error=None if error is None else error[:models.MAX_LAST_ERROR],
-                        updated_at=datetime.now(UTC)))
+                        updated_at=now))
 
     async def listed(self, status: str, *, platform: str | None = None,
                      limit: int = LISTED_AT_MOST) -> list[Delivery]:
