@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, Index, Integer, String, Text
+from sqlalchemy import BigInteger, Boolean, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from services.core import access, db, identifiers
@@ -62,3 +62,15 @@ class WebhookDeliveryRow(Base):
     last_error: Mapped[str | None] = mapped_column(String(MAX_LAST_ERROR))
     created_at: Mapped[datetime] = mapped_column(db.UtcDateTime())
     updated_at: Mapped[datetime] = mapped_column(db.UtcDateTime())
+
+
+class DeadLetterClockRow(Base):
+    """When the last callback was dead-lettered, in microseconds since 1970 (one row, made
+    by v0028): each dead-lettering takes the next moment, and holds this row locked until
+    it commits, so that dead letters' moments rise in the order they commit
+    (store.next_dead_letter_moment)."""
+
+    __tablename__ = "webhook_dead_letter_clock"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    last_dead_lettered_micros: Mapped[int] = mapped_column(BigInteger)

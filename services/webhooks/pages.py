@@ -4,7 +4,11 @@ admin reads every dead letter, however many, those dead-lettered longest ago fir
 A page ends at its last callback, by its last change then its id (two may have changed
 at the same moment): the next page is those after it in that order. The place is the
 last callback's moment and id, not its id alone, so that a page goes on where the last
-one ended even when that callback was replayed or purged since."""
+one ended even when that callback was replayed or purged since.
+
+A callback dead-lettered after a page was read is after that page's place, whenever its
+worker took its moment: dead-letterings take their moments in the order they commit
+(store.next_dead_letter_moment), so none commits before a moment already read."""
 
 from __future__ import annotations
 
@@ -29,7 +33,7 @@ class Place:
     @property
     def cursor(self) -> str:
         """The place as a page says it, for the next page's `since`."""
-        return f"{(self.changed_at - _EPOCH) // _MICROSECOND}/{self.delivery_id}"
+        return f"{micros_of(self.changed_at)}/{self.delivery_id}"
 
 
 def place_of(cursor: str) -> Place:
@@ -38,4 +42,13 @@ def place_of(cursor: str) -> Place:
         raise ValueError("the `next` of the page before, as it was given (microseconds,"
                          " a slash, then a callback's id, e.g. 1764579600000000/msg_...)")
     micros, _, delivery_id = cursor.partition("/")
-    return Place(_EPOCH + int(micros) * _MICROSECOND, delivery_id)
+    return Place(moment_of(int(micros)), delivery_id)
+
+
+def micros_of(moment: datetime) -> int:
+    """A moment in microseconds since 1970 (UTC)."""
+    return (moment - _EPOCH) // _MICROSECOND
+
+
+def moment_of(micros: int) -> datetime:
+    return _EPOCH + micros * _MICROSECOND

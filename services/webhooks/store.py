@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import ColumnElement, and_, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, case, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -29,6 +29,21 @@ LISTED_AT_MOST = 500
 def not_held(now: datetime) -> ColumnElement[bool]:
     """An endpoint its receiver has not asked to wait past `now` (Endpoints.hold)."""
     return or_(WebhookEndpointRow.held_until.is_(None), WebhookEndpointRow.held_until <= now)
+
+
+async def next_dead_letter_moment(session: AsyncSession, now: datetime) -> datetime:
+    """The moment a callback dead-lettered in `session`'s transaction is listed at: `now`,
+    or a microsecond after the last dead-lettering's if that is as late. The row counting
+    them stays locked until the transaction ends (a dead-lettering waits for the one
+    before it to commit), so dead letters' moments rise in the order they commit: a page
+    of the listing has seen every dead letter before its place, however long a worker
+    waited between reading its clock and committing (pages.py)."""
+    clock = models.DeadLetterClockRow
+    last, micros = clock.last_dead_lettered_micros, pages.micros_of(now)
+    taken = await session.execute(update(clock).values(
+        last_dead_lettered_micros=case((last < micros, micros), else_=last + 1))
+        .returning(last))
+    return pages.moment_of(taken.scalar_one())
 
 
 def new_secret() -> str:
@@ -356,9 +371,12 @@ class Deliveries:
                              next_attempt_at: datetime, error: str | None,
                              now: datetime | None = None) -> None:
         """A callback's attempt, recorded as its last change at `now` (by default the
-        clock's now)."""
+        clock's now); one dead-lettered, at the next dead-letter moment from `now` on
+        (next_dead_letter_moment)."""
         now = datetime.now(UTC) if now is None else now
         async with self._sessions() as session, session.begin():
+            if status == DEAD:
+                now = await next_dead_letter_moment(session, now)
             await session.execute(
                 update(WebhookDeliveryRow)
                 .where(WebhookDeliveryRow.delivery_id == delivery_id,

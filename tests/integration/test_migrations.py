@@ -9,6 +9,7 @@ import sqlite3
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -22,6 +23,7 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from services.core import db, migrate
+from services.webhooks import store as webhooks_store
 
 T = TypeVar("T")
 HEAD = ScriptDirectory.from_config(migrate.config("unused")).get_current_head()
@@ -125,6 +127,37 @@ async def test_endpoints_registered_before_holds_are_kept_not_held(
             kept = (await connection.execute(text("SELECT platform FROM webhook_endpoints"))
                     ).all()
         assert kept == [("desk",)]
+    finally:
+        await engine.dispose()
+
+
+async def test_callbacks_dead_lettered_after_v0028_come_after_those_before(
+        empty_database_url: str) -> None:
+    """v0028 starts the dead-letter clock at the last dead letter's moment: one
+    dead-lettered after it, by a worker whose clock is behind, still comes after it in
+    the listing."""
+    await migrate.upgrade(empty_database_url, "0027")
+    engine = db.engine(empty_database_url)
+    try:
+        async with engine.begin() as connection:
+            for delivery_id, status in (("msg_old", "dead"), ("msg_new", "pending")):
+                await connection.execute(text(
+                    "INSERT INTO webhook_deliveries (delivery_id, platform, event_type,"
+                    " ticket_id, body, status, attempts, next_attempt_at, created_at,"
+                    " updated_at) VALUES (:delivery_id, 'desk', 'ticket.routed', 't', '{}',"
+                    " :status, 3, '2030-01-01 09:00:00+00:00', '2030-01-01 09:00:00+00:00',"
+                    " '2030-01-01 09:00:00+00:00')"),
+                    {"delivery_id": delivery_id, "status": status})
+        await migrate.upgrade(empty_database_url)
+        deliveries = webhooks_store.Deliveries(db.sessions(engine))
+        await deliveries.record_attempt(
+            "msg_new", status=webhooks_store.DEAD, attempts=3, error="HTTP 500",
+            next_attempt_at=datetime(2026, 12, 1, tzinfo=UTC),
+            now=datetime(2026, 12, 1, tzinfo=UTC))
+        dead = await deliveries.listed(webhooks_store.DEAD)
+        assert [d.delivery_id for d in dead] == ["msg_old", "msg_new"]
+        assert dead[1].updated_at == datetime(2030, 1, 1, 9, tzinfo=UTC) + timedelta(
+            microseconds=1)
     finally:
         await engine.dispose()
 

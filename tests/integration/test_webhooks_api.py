@@ -379,6 +379,37 @@ class TestDeadLetters:
                 ] == [ids[-1], ids[1], ids[3]]
         assert second["next"] is None
 
+    async def test_one_dead_lettered_late_with_an_earlier_moment_is_on_a_later_page(
+            self, admin: httpx.AsyncClient, database_url: str) -> None:
+        """A worker that read its clock before a page was read, and committed its dead
+        letter after (it waited for the store): a reader paging forward from that page
+        still reads it, on the next page, since dead-letterings take their moments in
+        the order they commit."""
+        assert (await admin.post("/v1/webhooks/endpoints", json={
+            "platform": "desk", "url": URL})).status_code == 201
+        engine = db.engine(database_url)
+        deliveries = store.Deliveries(db.sessions(engine))
+        await deliveries.enqueue([store.Outgoing(f"msg_{name}", "desk", "ticket.routed", "t",
+                                                 "{}") for name in ("a", "b", "c", "late")])
+        clock_read = datetime(2026, 12, 1, 9, tzinfo=UTC)
+        try:
+            for minutes, name in ((0, "a"), (2, "b"), (3, "c")):
+                await deliveries.record_attempt(
+                    f"msg_{name}", status=store.DEAD, attempts=3, error="HTTP 500",
+                    next_attempt_at=clock_read, now=clock_read + timedelta(minutes=minutes))
+            first = (await admin.get("/v1/webhooks/dead-letters", params={"limit": 2})
+                     ).json()
+            assert [d["delivery_id"] for d in first["dead_letters"]] == ["msg_a", "msg_b"]
+            await deliveries.record_attempt(  # its clock read before msg_b's
+                "msg_late", status=store.DEAD, attempts=3, error="HTTP 500",
+                next_attempt_at=clock_read, now=clock_read + timedelta(minutes=1))
+        finally:
+            await engine.dispose()
+        second = (await admin.get("/v1/webhooks/dead-letters", params={
+            "limit": 2, "since": first["next"]})).json()
+        assert [d["delivery_id"] for d in second["dead_letters"]] == ["msg_c", "msg_late"]
+        assert second["next"] is None
+
     @pytest.mark.parametrize(("params", "field", "said"), [
         ({"limit": "0"}, "query.limit", "from 1 to 500 callbacks a page, not 0"),
         ({"limit": "501"}, "query.limit", "from 1 to 500 callbacks a page, not 501"),
