@@ -69,9 +69,8 @@ class Endpoint(BaseModel):
     def shown(cls, row: WebhookEndpointRow, *, now: datetime) -> Endpoint:
         """The endpoint as it stands at `now`: a hold whose time passed is shown as none
         (it ended by itself)."""
-        endpoint = cls.model_validate(row)
-        endpoint.held_until = catalog.hold_in_force(row.held_until, now=now)
-        return endpoint
+        return cls.model_validate(row).model_copy(
+            update={"held_until": catalog.hold_in_force(row.held_until, now=now)})
 
 
 class Delivery(BaseModel):
