@@ -57,7 +57,7 @@ from services.router.event_follower import FollowTicketEvent
 from services.router.store import Dispatch, RoutedTickets
 from services.webhooks import service as webhooks
 from services.webhooks.outbox import RecordCallbacks
-from services.webhooks.store import Deliveries
+from services.webhooks.outbox_store import Deliveries
 
 Kind = events.TicketEventType
 BARE_EVENTS = Table("bench_events", MetaData(), Column("ticket_id", String(128)),

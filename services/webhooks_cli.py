@@ -14,7 +14,7 @@ from pydantic import BaseModel, ValidationError
 
 from services.core import credentials, db, store_start
 from services.core.settings import from_environment
-from services.webhooks import api, pages, service, store
+from services.webhooks import api, endpoint_store, models, outbox_store, pages, service
 
 app = typer.Typer(help="Callbacks to the platforms: endpoints, secrets, dead letters.",
                   no_args_is_help=True)
@@ -24,8 +24,8 @@ M = TypeVar("M", bound=BaseModel)
 
 @dataclass(frozen=True)
 class _Stores:
-    endpoints: store.Endpoints
-    deliveries: store.Deliveries
+    endpoints: endpoint_store.Endpoints
+    deliveries: outbox_store.Deliveries
     credentials: credentials.Credentials
 
 
@@ -36,7 +36,7 @@ async def _stores() -> AsyncIterator[_Stores]:
     engine = db.store_engine(settings)
     try:
         sessions = db.sessions(engine)
-        yield _Stores(service.endpoints_of(settings, sessions), store.Deliveries(sessions),
+        yield _Stores(service.endpoints_of(settings, sessions), outbox_store.Deliveries(sessions),
                       credentials.Credentials(sessions))
     finally:
         await engine.dispose()
@@ -124,7 +124,7 @@ def rotate_secret(platform: str, force: Annotated[bool, typer.Option(
     WEBHOOK_SECRET_OVERLAP_SECONDS): shown this once."""
     rotated = _found(_run(lambda stores: stores.endpoints.rotate_secret(platform, force=force)),
                      platform)
-    if isinstance(rotated, store.StillSigning):
+    if isinstance(rotated, endpoint_store.StillSigning):
         typer.echo(api.still_signing(rotated)["detail"], err=True)
         raise typer.Exit(1)
     typer.echo(rotated)
@@ -134,7 +134,7 @@ def rotate_secret(platform: str, force: Annotated[bool, typer.Option(
 def dead_letters(
     platform: Annotated[str | None, typer.Option()] = None,
     limit: Annotated[int, typer.Option(
-        help=f"At most this many, 1-{store.LISTED_AT_MOST}")] = store.LISTED_AT_MOST,
+        help=f"At most this many, 1-{outbox_store.LISTED_AT_MOST}")] = outbox_store.LISTED_AT_MOST,
     since: Annotated[str | None, typer.Option(
         help="The next page: after the place the page before said")] = None,
 ) -> None:
@@ -149,7 +149,7 @@ def dead_letters(
     except ValueError as exc:
         typer.echo(f"since: {exc}", err=True)
         raise typer.Exit(2) from exc
-    page = _run(lambda stores: stores.deliveries.page(store.DEAD, platform=platform,
+    page = _run(lambda stores: stores.deliveries.page(models.DEAD, platform=platform,
                                                       since=place, limit=limit))
     for delivery in page.deliveries:
         typer.echo(delivery.model_dump_json())

@@ -37,7 +37,7 @@ from services.router import (
 from services.router.intake_keys import IntakeKeys
 from services.router.store import RoutedTickets
 from services.simulator.api import Simulator
-from services.webhooks import store as webhooks_store
+from services.webhooks import outbox_store
 
 NAME = "router"
 LiveTable = LiveConfig[routing.RoutingTable]
@@ -140,7 +140,7 @@ async def purge_past_retention(settings: Settings,
     the timelines), each cut at its retention; rows deleted per table."""
     return await retention.purge_past_retention(
         {"routed_tickets": RoutedTickets(sessions), "intake_keys": IntakeKeys(sessions),
-         "webhook_deliveries": webhooks_store.Deliveries(sessions),
+         "webhook_deliveries": outbox_store.Deliveries(sessions),
          "erased_customers": erasures.ErasedCustomers(sessions)},
         retention=retention.of_settings(settings), now=now,
         chunk=settings.retention_purge_chunk)

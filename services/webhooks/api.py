@@ -19,7 +19,7 @@ from services.core import (
     request_bodies,
     service_context,
 )
-from services.webhooks import catalog, pages, service, store
+from services.webhooks import catalog, endpoint_store, models, outbox_store, pages, service
 
 api = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], dependencies=auth.ADMIN_ONLY)
 PlatformName = Annotated[str, Path(pattern=credentials_api.SUBJECT,
@@ -32,17 +32,17 @@ URL_SCHEMA: JsonDict = {"pattern": catalog.URL_PATTERN, "maxLength": catalog.MAX
 PlatformFilter = Annotated[str | None, Query(pattern=credentials_api.SUBJECT)]
 
 
-def get_endpoints(context: service_context.Context) -> store.Endpoints:
-    return context.part(store.Endpoints)
+def get_endpoints(context: service_context.Context) -> endpoint_store.Endpoints:
+    return context.part(endpoint_store.Endpoints)
 
 
-def get_deliveries(context: service_context.Context) -> store.Deliveries:
-    return context.part(store.Deliveries)
+def get_deliveries(context: service_context.Context) -> outbox_store.Deliveries:
+    return context.part(outbox_store.Deliveries)
 
 
-Endpoints = Annotated[store.Endpoints, Depends(get_endpoints)]
+Endpoints = Annotated[endpoint_store.Endpoints, Depends(get_endpoints)]
 Credentials = Annotated[credentials.Credentials, Depends(auth.get_credentials)]
-Deliveries = Annotated[store.Deliveries, Depends(get_deliveries)]
+Deliveries = Annotated[outbox_store.Deliveries, Depends(get_deliveries)]
 
 
 def _checked_url(url: str | None) -> str | None:
@@ -91,7 +91,7 @@ class EndpointChange(request_bodies.RequestBody):
         return "held_until" in self.model_fields_set
 
 
-class EndpointRegistered(store.Endpoint):
+class EndpointRegistered(endpoint_store.Endpoint):
     secret: str = Field(description="The signing secret (whsec_...): shown this once")
 
 
@@ -133,20 +133,20 @@ async def register(request: EndpointRequest, endpoints: Endpoints, known: Creden
     return EndpointRegistered(**endpoint.model_dump(), secret=secret)
 
 
-@api.get("/endpoints", response_model=list[store.Endpoint])
+@api.get("/endpoints", response_model=list[endpoint_store.Endpoint])
 async def listed(endpoints: Endpoints) -> Any:
     """Every platform's endpoint, without secrets."""
     return await endpoints.listed()
 
 
-@api.get("/endpoints/{platform}", response_model=store.Endpoint)
-async def one(platform: PlatformName, endpoints: Endpoints) -> store.Endpoint:
+@api.get("/endpoints/{platform}", response_model=endpoint_store.Endpoint)
+async def one(platform: PlatformName, endpoints: Endpoints) -> endpoint_store.Endpoint:
     return await endpoints.get(platform) or _raise(_no_endpoint(platform))
 
 
-@api.patch("/endpoints/{platform}", response_model=store.Endpoint)
+@api.patch("/endpoints/{platform}", response_model=endpoint_store.Endpoint)
 async def change(platform: PlatformName, request: EndpointChange, endpoints: Endpoints,
-                 principal: auth.Admin) -> store.Endpoint:
+                 principal: auth.Admin) -> endpoint_store.Endpoint:
     """Change the URL, disable (callbacks wait) and enable the endpoint, or lift its hold
     (`held_until` null)."""
     changed = await endpoints.update(platform, url=request.url, enabled=request.enabled,
@@ -155,9 +155,9 @@ async def change(platform: PlatformName, request: EndpointChange, endpoints: End
     return changed or _raise(_no_endpoint(platform))
 
 
-@api.delete("/endpoints/{platform}", response_model=store.Endpoint)
+@api.delete("/endpoints/{platform}", response_model=endpoint_store.Endpoint)
 async def delete(platform: PlatformName, endpoints: Endpoints, principal: auth.Admin
-                 ) -> store.Endpoint:
+                 ) -> endpoint_store.Endpoint:
     """Delete the endpoint and the callbacks still waiting to be sent to it."""
     return await endpoints.delete(platform, actor=admin_actions.actor_of(principal)) \
         or _raise(_no_endpoint(platform))
@@ -180,12 +180,12 @@ async def rotate_secret(platform: PlatformName, endpoints: Endpoints, principal:
     unless forced."""
     rotated = await endpoints.rotate_secret(platform, force=force,
                                             actor=admin_actions.actor_of(principal))
-    if isinstance(rotated, store.StillSigning):
+    if isinstance(rotated, endpoint_store.StillSigning):
         raise HTTPException(409, detail=still_signing(rotated))
     return SecretRotated(platform=platform, secret=rotated or _raise(_no_endpoint(platform)))
 
 
-def still_signing(refused: store.StillSigning) -> dict[str, str]:
+def still_signing(refused: endpoint_store.StillSigning) -> dict[str, str]:
     return {"error": "previous_secret_still_signs",
             "detail": "the secret the last rotation replaced still signs until"
                       f" {refused.until.isoformat()}, for receivers not yet moved to the"
@@ -195,17 +195,17 @@ def still_signing(refused: store.StillSigning) -> dict[str, str]:
 
 
 class DeadLetterPage(BaseModel):
-    dead_letters: list[store.Delivery]
+    dead_letters: list[outbox_store.Delivery]
     next: str | None = Field(description="Pass as `since` for the next page; null at the end")
 
 
 @api.get("/dead-letters", response_model=DeadLetterPage)
 async def dead_letters(
     deliveries: Deliveries, platform: PlatformFilter = None,
-    limit: Annotated[int, Query(description=f"At most this many, 1-{store.LISTED_AT_MOST}",
+    limit: Annotated[int, Query(description=f"At most this many, 1-{outbox_store.LISTED_AT_MOST}",
                                 json_schema_extra={"minimum": 1,
-                                                   "maximum": store.LISTED_AT_MOST})
-                     ] = store.LISTED_AT_MOST,
+                                                   "maximum": outbox_store.LISTED_AT_MOST})
+                     ] = outbox_store.LISTED_AT_MOST,
     since: Annotated[str | None, Query(
         description="The `next` of the page before: those after it",
         json_schema_extra={"pattern": pages.CURSOR_PATTERN})] = None,
@@ -220,16 +220,16 @@ async def dead_letters(
         place = None if since is None else pages.place_of(since)
     except ValueError as exc:
         raise http.InvalidField("query.since", str(exc)) from exc
-    page = await deliveries.page(store.DEAD, platform=platform, since=place, limit=limit)
+    page = await deliveries.page(models.DEAD, platform=platform, since=place, limit=limit)
     return DeadLetterPage(dead_letters=page.deliveries,
                           next=None if page.next is None else page.next.cursor)
 
 
 def page_size_problem(limit: int) -> str | None:
     """What is wrong with a page's size, or None."""
-    if 1 <= limit <= store.LISTED_AT_MOST:
+    if 1 <= limit <= outbox_store.LISTED_AT_MOST:
         return None
-    return f"from 1 to {store.LISTED_AT_MOST} callbacks a page, not {limit}"
+    return f"from 1 to {outbox_store.LISTED_AT_MOST} callbacks a page, not {limit}"
 
 
 @api.post("/dead-letters/replay", response_model=Replayed)

@@ -30,7 +30,7 @@ import httpx
 import standardwebhooks
 from prometheus_client import Counter, Gauge
 
-from services.webhooks import catalog, lookups, models, store
+from services.webhooks import catalog, endpoint_store, lookups, models, outbox_store
 from services.webhooks.models import WebhookDeliveryRow
 
 logger = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ WAITING = Gauge("routing_webhook_deliveries_waiting",
 
 
 class Deliverer:
-    def __init__(self, deliveries: store.Deliveries, endpoints: store.Endpoints, *,
+    def __init__(self, deliveries: outbox_store.Deliveries, endpoints: endpoint_store.Endpoints, *,
                  retry: catalog.RetryPolicy, timeout_seconds: float, concurrency: int,
                  now: Callable[[], datetime] = lambda: datetime.now(UTC),
                  tls: ssl.SSLContext | None = None) -> None:
@@ -161,7 +161,8 @@ class Deliverer:
             if own is not None:
                 own.close()
 
-    async def _next(self, platform: str) -> tuple[store.Target | None, list[WebhookDeliveryRow]]:
+    async def _next(self, platform: str
+                    ) -> tuple[endpoint_store.Target | None, list[WebhookDeliveryRow]]:
         """The platform's endpoint as it stands, and its next callbacks due."""
         target = await self._endpoints.target(platform)
         if target is None:
@@ -185,15 +186,15 @@ class Deliverer:
             await self._hold(url, row, failed, hold)
         delay = None if failed is None else self._retry.delay_after(
             attempts, asked=failed.retry_after)
-        status = (store.DELIVERED if failed is None
-                  else store.DEAD if delay is None else store.PENDING)
+        status = (models.DELIVERED if failed is None
+                  else models.DEAD if delay is None else models.PENDING)
         error = None if failed is None else failed.error
         await self._deliveries.record_attempt(
             row.delivery_id, status=status, attempts=attempts,
             next_attempt_at=self._now() + timedelta(seconds=delay or 0), error=error)
         # Counted once recorded: what the metrics say, the outbox already holds.
         DELIVERIES.labels(row.platform, "delivered" if failed is None else "failed").inc()
-        if status == store.DEAD:
+        if status == models.DEAD:
             DELIVERIES.labels(row.platform, "dead_lettered").inc()
             logger.warning("webhook dead-lettered", extra={
                 "platform": row.platform, "delivery_id": row.delivery_id, "error": error})
@@ -221,7 +222,7 @@ class Deliverer:
         the callback is due again at once, to the new one."""
         disabled = await self._endpoints.disable_gone(row.platform, url=url)
         await self._deliveries.record_attempt(
-            row.delivery_id, status=store.PENDING, attempts=attempts,
+            row.delivery_id, status=models.PENDING, attempts=attempts,
             next_attempt_at=self._now(), error=failed.error)
         DELIVERIES.labels(row.platform, "gone").inc()
         if disabled:
@@ -246,7 +247,7 @@ class Deliverer:
             WORKER_FAILURES.labels(platform)  # exported at 0 until something happens
             for outcome in OUTCOMES:
                 DELIVERIES.labels(platform, outcome)
-            for status in (store.PENDING, store.DEAD):
+            for status in (models.PENDING, models.DEAD):
                 WAITING.labels(platform, status).set(counts.get((platform, status), 0))
             since = due_since.get(platform)
             OLDEST_DUE.labels(platform).set(

@@ -13,6 +13,9 @@ from services.webhooks import catalog
 
 # What a callback that failed keeps of why (its last attempt's error, cut to fit).
 MAX_LAST_ERROR = 300
+# A callback's status: waiting to be sent, sent, or given up on (its attempts used up).
+PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
+FINISHED = (DELIVERED, DEAD)  # what retention deletes; pending ones stay
 
 
 class WebhookEndpointRow(Base):
@@ -68,7 +71,7 @@ class DeadLetterClockRow(Base):
     """When the last callback was dead-lettered, in microseconds since 1970 (one row, made
     by v0028): each dead-lettering takes the next moment, and holds this row locked until
     it commits, so that dead letters' moments rise in the order they commit
-    (store.next_dead_letter_moment)."""
+    (outbox_store.next_dead_letter_moment)."""
 
     __tablename__ = "webhook_dead_letter_clock"
 

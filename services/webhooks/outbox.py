@@ -14,7 +14,8 @@ from datetime import datetime
 
 from services.core import envelope, events, faults, kafka
 from services.webhooks import catalog, payloads
-from services.webhooks.store import Deliveries, Endpoints, Outgoing
+from services.webhooks.endpoint_store import Endpoints
+from services.webhooks.outbox_store import Deliveries, Outgoing
 
 PlatformsOf = Callable[[Collection[str]], Awaitable[dict[str, str]]]
 

@@ -8,7 +8,7 @@ one ended even when that callback was replayed or purged since.
 
 A callback dead-lettered after a page was read is after that page's place, whenever its
 worker took its moment: dead-letterings take their moments in the order they commit
-(store.next_dead_letter_moment), so none commits before a moment already read."""
+(outbox_store.next_dead_letter_moment), so none commits before a moment already read."""
 
 from __future__ import annotations
 

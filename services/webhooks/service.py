@@ -13,13 +13,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.core import access, admin_actions, background, credentials, leases, topics
 from services.core.settings import Settings
 from services.core.stage import StageRunner
-from services.webhooks import catalog, delivery, outbox, store
+from services.webhooks import catalog, delivery, endpoint_store, outbox, outbox_store
 
 
 @dataclass
 class Callbacks:
-    endpoints: store.Endpoints
-    deliveries: store.Deliveries
+    endpoints: endpoint_store.Endpoints
+    deliveries: outbox_store.Deliveries
     recorder: StageRunner
     deliverer: delivery.Deliverer
 
@@ -47,10 +47,10 @@ class NoCredential:
     problem: str
 
 
-async def register(endpoints: store.Endpoints, known: credentials.Credentials,
+async def register(endpoints: endpoint_store.Endpoints, known: credentials.Credentials,
                    platform: str, url: str, *, enabled: bool = True,
                    actor: str = admin_actions.COMMAND_LINE
-                   ) -> tuple[store.Endpoint, str] | NoCredential | None:
+                   ) -> tuple[endpoint_store.Endpoint, str] | NoCredential | None:
     """Register a platform's endpoint (its secret shown this once), for a platform a
     credential was issued to (`catalog.platform_problem`); None if it has one."""
     issued = {credential.subject for credential in
@@ -62,8 +62,8 @@ async def register(endpoints: store.Endpoints, known: credentials.Credentials,
 
 
 def endpoints_of(settings: Settings, sessions: async_sessionmaker[AsyncSession]
-                 ) -> store.Endpoints:
-    return store.Endpoints(
+                 ) -> endpoint_store.Endpoints:
+    return endpoint_store.Endpoints(
         sessions, secret_overlap=timedelta(seconds=settings.webhook_secret_overlap_seconds))
 
 
@@ -78,7 +78,7 @@ def build(settings: Settings, sessions: async_sessionmaker[AsyncSession], *,
           awaits_store: Callable[[str], bool] = lambda _ticket_id: False,
           source_topic: str = topics.EVENTS,
           group: str = topics.ROUTER_WEBHOOKS_GROUP) -> Callbacks:
-    endpoints, deliveries = endpoints_of(settings, sessions), store.Deliveries(sessions)
+    endpoints, deliveries = endpoints_of(settings, sessions), outbox_store.Deliveries(sessions)
     recorder = StageRunner(
         settings, name=group, source_topic=source_topic, group_id=group,
         publishes=False, follower=True,

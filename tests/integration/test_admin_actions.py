@@ -25,7 +25,7 @@ from services.core import (
 )
 from services.core.credentials import Credentials
 from services.webhooks import api as webhooks_api
-from services.webhooks import store
+from services.webhooks import endpoint_store, outbox_store
 from tests import credentials
 
 URL = "https://desk.example.com/hooks/routing?token=receivers-own-secret"
@@ -49,8 +49,8 @@ async def admin(database_url: str) -> AsyncIterator[Admin]:
     http.install(app, ready=lambda: True)
     kept = admin_actions.AdminActions(sessions)
     service_context.of(app).provide(
-        store.Endpoints(sessions, secret_overlap=timedelta(hours=1)), store.Deliveries(sessions),
-        kept)
+        endpoint_store.Endpoints(sessions, secret_overlap=timedelta(hours=1)),
+        outbox_store.Deliveries(sessions), kept)
     try:
         async with credentials.authenticating(app, database_url) as keys:
             issued, token = await keys.issue(access.Role.ADMIN, None, label="tests")

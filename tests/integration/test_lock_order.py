@@ -24,8 +24,9 @@ from devtools.postgres import LocalPostgres
 from services.core import db, migrate
 from services.metrics.store import TimelineStore
 from services.metrics.timeline import Timeline
-from services.webhooks.models import WebhookDeliveryRow
-from services.webhooks.store import DEAD, PENDING, Deliveries, Endpoints, Outgoing
+from services.webhooks.endpoint_store import Endpoints
+from services.webhooks.models import DEAD, PENDING, WebhookDeliveryRow
+from services.webhooks.outbox_store import Deliveries, Outgoing
 from tests.databases import ExternalPostgres, fresh_postgres_database
 
 # The longest the tests wait for the second transaction to queue for a lock (it asks

@@ -23,7 +23,7 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from services.core import db, migrate
-from services.webhooks import store as webhooks_store
+from services.webhooks import models, outbox_store
 
 T = TypeVar("T")
 HEAD = ScriptDirectory.from_config(migrate.config("unused")).get_current_head()
@@ -149,12 +149,12 @@ async def test_callbacks_dead_lettered_after_v0028_come_after_those_before(
                     " '2030-01-01 09:00:00+00:00')"),
                     {"delivery_id": delivery_id, "status": status})
         await migrate.upgrade(empty_database_url)
-        deliveries = webhooks_store.Deliveries(db.sessions(engine))
+        deliveries = outbox_store.Deliveries(db.sessions(engine))
         await deliveries.record_attempt(
-            "msg_new", status=webhooks_store.DEAD, attempts=3, error="HTTP 500",
+            "msg_new", status=models.DEAD, attempts=3, error="HTTP 500",
             next_attempt_at=datetime(2026, 12, 1, tzinfo=UTC),
             now=datetime(2026, 12, 1, tzinfo=UTC))
-        dead = await deliveries.listed(webhooks_store.DEAD)
+        dead = await deliveries.listed(models.DEAD)
         assert [d.delivery_id for d in dead] == ["msg_old", "msg_new"]
         assert dead[1].updated_at == datetime(2030, 1, 1, 9, tzinfo=UTC) + timedelta(
             microseconds=1)

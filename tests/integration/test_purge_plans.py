@@ -15,7 +15,7 @@ from services.metrics.store import TimelineStore
 from services.router.erasures import ErasedCustomers
 from services.router.intake_keys import IntakeKeys
 from services.router.store import RoutedTickets
-from services.webhooks.store import Deliveries
+from services.webhooks.outbox_store import Deliveries
 from tests.query_plans import plans
 
 Sessions = async_sessionmaker[AsyncSession]

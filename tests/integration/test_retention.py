@@ -29,7 +29,7 @@ from services.segmenter import erasure
 from services.segmenter.cache import CustomerCache
 from services.segmenter.models import CustomerFeaturesRow, CustomerRow, PurchaseRow
 from services.segmenter.store import CustomerStore
-from services.webhooks import store as webhooks_store
+from services.webhooks import models, outbox_store
 from services.webhooks.models import WebhookDeliveryRow
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
@@ -124,12 +124,12 @@ async def old_and_young_rows_in_every_table(sessions: async_sessionmaker[AsyncSe
             ticket_id="old-1", routed_at=now - timedelta(days=401)))
         await TimelineStore(sessions).save(session, Timeline(
             ticket_id="young", routed_at=now - timedelta(days=399)))
-    deliveries = webhooks_store.Deliveries(sessions)
-    await deliveries.enqueue([webhooks_store.Outgoing(delivery_id, "desk", "ticket.routed",
+    deliveries = outbox_store.Deliveries(sessions)
+    await deliveries.enqueue([outbox_store.Outgoing(delivery_id, "desk", "ticket.routed",
                                                       "t", "{}")
                               for delivery_id in ("old-1", "old-pending", "young")])
     for delivery_id in ("old-1", "young"):
-        await deliveries.record_attempt(delivery_id, status=webhooks_store.DELIVERED,
+        await deliveries.record_attempt(delivery_id, status=models.DELIVERED,
                                         attempts=1, next_attempt_at=now, error=None)
     async with sessions() as session, session.begin():
         for delivery_id, age in (("old-1", 91), ("old-pending", 91), ("young", 89)):

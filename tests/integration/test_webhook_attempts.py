@@ -24,7 +24,7 @@ import trustme
 from sqlalchemy import text
 
 from services.core import admin_actions, db
-from services.webhooks import catalog, delivery, lookups, store
+from services.webhooks import catalog, delivery, lookups, models
 from tests.conftest import unique
 from tests.integration.webhook_outbox import Outbox, outbox_on, sample
 from tests.webhooks_receiver import Receiver
@@ -53,7 +53,7 @@ class TestTheWholeAttemptIsBounded:
         await outbox.enqueue(platform, "msg_drip")
         await outbox.drained()
         attempt = (await outbox.of(platform))["msg_drip"]
-        assert (attempt.status, attempt.attempts) == (store.PENDING, 1)
+        assert (attempt.status, attempt.attempts) == (models.PENDING, 1)
         assert attempt.last_error is not None and attempt.last_error.startswith("TimeoutError")
 
     async def test_a_long_answer_is_not_read_and_its_status_delivers(
@@ -64,7 +64,7 @@ class TestTheWholeAttemptIsBounded:
         await outbox.enqueue(platform, "msg_long")
         await outbox.drained()
         attempt = (await outbox.of(platform))["msg_long"]
-        assert (attempt.status, attempt.attempts) == (store.DELIVERED, 1)
+        assert (attempt.status, attempt.attempts) == (models.DELIVERED, 1)
         await receiver.wait_for(1, what=lambda r: r.cut)  # the sender stopped reading
 
 
@@ -109,8 +109,8 @@ class TestWhatTheSenderCannotSend:
         await outbox.drained()
         attempts = await outbox.of(platform)
         assert {key: (d.status, d.attempts) for key, d in attempts.items()} == {
-            "msg_a": (store.DELIVERED, 1), "msg_b": (store.DELIVERED, 1),
-            "msg_c": (store.DELIVERED, 1), "msg_é": (store.PENDING, 1)}
+            "msg_a": (models.DELIVERED, 1), "msg_b": (models.DELIVERED, 1),
+            "msg_c": (models.DELIVERED, 1), "msg_é": (models.PENDING, 1)}
         assert attempts["msg_é"].last_error == "UnicodeEncodeError"
         assert sorted(r.headers["webhook-id"] for r in receiver.received) == [
             "msg_a", "msg_b", "msg_c"]
@@ -125,7 +125,7 @@ class TestWhatTheSenderCannotSend:
         await outbox.enqueue(platform, "msg_1", "msg_2", "msg_3")
         await outbox.drained()
         attempts = await outbox.of(platform)
-        assert {(d.status, d.attempts) for d in attempts.values()} == {(store.PENDING, 1)}
+        assert {(d.status, d.attempts) for d in attempts.values()} == {(models.PENDING, 1)}
         assert all(d.last_error and url not in d.last_error for d in attempts.values())
         assert sample("routing_webhook_deliveries_total", platform=platform,
                       outcome="failed") == 3
@@ -150,7 +150,7 @@ class TestAReceiverThatIsGone:
         endpoint = await outbox.endpoints.get(platform)
         assert endpoint is not None and not endpoint.enabled
         attempts = await outbox.of(platform)
-        assert {d.status for d in attempts.values()} == {store.PENDING}
+        assert {d.status for d in attempts.values()} == {models.PENDING}
         assert sorted((d.attempts, d.last_error) for d in attempts.values()) == [
             (0, None), (1, "HTTP 410"), (1, "HTTP 410")]
         assert (sample("routing_webhook_deliveries_total", platform=platform, outcome="gone"),
@@ -177,7 +177,7 @@ class TestAReceiverThatIsGone:
         receiver.status = 204  # the platform's receiver back, and its endpoint enabled
         await outbox.endpoints.update(platform, enabled=True)
         await outbox.drained()
-        assert {d.status for d in (await outbox.of(platform)).values()} == {store.DELIVERED}
+        assert {d.status for d in (await outbox.of(platform)).values()} == {models.DELIVERED}
         assert sorted(r.headers["webhook-id"] for r in receiver.received) == [
             "msg_1", "msg_2", "msg_3"]
 
@@ -191,7 +191,7 @@ class TestAReceiverThatIsGone:
         await outbox.drained()
         attempt = (await outbox.of(platform))["msg_1"]
         assert (attempt.status, attempt.attempts, attempt.last_error) == (
-            store.PENDING, 1, f"HTTP {status}")
+            models.PENDING, 1, f"HTTP {status}")
         assert attempt.next_attempt_at > datetime.now(UTC)  # retried after its backoff
         endpoint = await outbox.endpoints.get(platform)
         assert endpoint is not None and endpoint.enabled and receiver.attempts == 1
@@ -242,7 +242,7 @@ class TestRetryAfter:
         await hour_outbox.drained()
         attempt = (await hour_outbox.of(platform))["msg_1"]
         assert (attempt.status, attempt.attempts, attempt.last_error) == (
-            store.PENDING, 1, f"HTTP {status}")
+            models.PENDING, 1, f"HTTP {status}")
         waited = (attempt.next_attempt_at - attempt.updated_at).total_seconds()
         assert low <= waited <= high, waited
 
@@ -259,7 +259,7 @@ class TestStalledPlatforms:
         for outcome in ("delivered", "failed", "dead_lettered", "gone"):
             assert sample("routing_webhook_deliveries_total", platform=platform,
                           outcome=outcome) == 0, outcome
-        for status in (store.PENDING, store.DEAD):
+        for status in (models.PENDING, models.DEAD):
             assert sample("routing_webhook_deliveries_waiting", platform=platform,
                           status=status) == 0, status
 
@@ -272,19 +272,19 @@ class TestStalledPlatforms:
         await outbox.register(platform, "https://desk.example.com/hooks")
         await outbox.endpoints.update(platform, enabled=False)
         await outbox.enqueue(platform, "msg_1", "msg_2", "msg_3")
-        await outbox.deliveries.record_attempt("msg_3", status=store.DEAD, attempts=3,
+        await outbox.deliveries.record_attempt("msg_3", status=models.DEAD, attempts=3,
                                                next_attempt_at=outbox.clock(),
                                                error="HTTP 500")
         outbox.clock.ahead = timedelta(minutes=20)
         await outbox.deliverer.deliver_due()
         assert [sample("routing_webhook_deliveries_waiting", platform=platform, status=status)
-                for status in (store.PENDING, store.DEAD)] == [2, 1]
+                for status in (models.PENDING, models.DEAD)] == [2, 1]
         assert sample("routing_webhook_oldest_due_seconds", platform=platform) == 0
 
         await outbox.endpoints.delete(platform)
         await outbox.deliverer.deliver_due()
         assert [sample("routing_webhook_deliveries_waiting", platform=platform, status=status)
-                for status in (store.PENDING, store.DEAD)] == [None, None]
+                for status in (models.PENDING, models.DEAD)] == [None, None]
         assert sample("routing_webhook_oldest_due_seconds", platform=platform) is None
         assert sample("routing_webhook_endpoint_held_seconds", platform=platform) is None
 
@@ -322,7 +322,7 @@ class TestStalledPlatforms:
                 "ALTER TABLE webhook_deliveries_away RENAME TO webhook_deliveries"))
         await patient_outbox.drained()  # the next poll starts another worker
         assert {d.status for d in (await patient_outbox.of(platform)).values()} == {
-            store.DELIVERED}
+            models.DELIVERED}
 
 
 @pytest.fixture(scope="module")
@@ -365,7 +365,7 @@ class TestHttpsReceiversLookedUpOnTheirPlatformsThread:
         await tls_outbox.enqueue(platform, "msg_1", "msg_2")
         await tls_outbox.drained()
         attempts = await tls_outbox.of(platform)
-        assert {(d.status, d.attempts) for d in attempts.values()} == {(store.DELIVERED, 1)}
+        assert {(d.status, d.attempts) for d in attempts.values()} == {(models.DELIVERED, 1)}
         assert receiver.url.startswith("https://localhost:") and len(receiver.received) == 2
         assert resolver.threads["localhost"] and all(
             name.startswith(f"webhook-lookups-{platform}")
@@ -380,7 +380,7 @@ class TestHttpsReceiversLookedUpOnTheirPlatformsThread:
         await tls_outbox.enqueue(platform, "msg_1")
         await tls_outbox.drained()
         attempt = (await tls_outbox.of(platform))["msg_1"]
-        assert attempt.status == store.PENDING and attempt.last_error is not None
+        assert attempt.status == models.PENDING and attempt.last_error is not None
         assert "CERTIFICATE_VERIFY_FAILED" in attempt.last_error
         assert receiver.received == []
 
@@ -410,7 +410,7 @@ class TestHttpsReceiversLookedUpOnTheirPlatformsThread:
         # platform's workers never finish, so not `drained`).
         deadline = time.monotonic() + 10
         while {d.status for d in (await tls_outbox.of(platform)).values()} != {
-                store.DELIVERED}:
+                models.DELIVERED}:
             assert time.monotonic() < deadline, await tls_outbox.of(platform)
             await asyncio.sleep(0.05)
         assert all(name.startswith(f"webhook-lookups-{hanging}")
@@ -432,7 +432,7 @@ class TestHttpsReceiversLookedUpOnTheirPlatformsThread:
                 await outbox.enqueue(platform, "msg_1")
                 await outbox.drained()
                 attempt = (await outbox.of(platform))["msg_1"]
-        assert (attempt.status, attempt.last_error) == (store.DELIVERED, None)
+        assert (attempt.status, attempt.last_error) == (models.DELIVERED, None)
 
 
     async def test_a_platforms_lookup_threads_go_with_its_endpoint(
@@ -445,7 +445,7 @@ class TestHttpsReceiversLookedUpOnTheirPlatformsThread:
         await outbox.register(platform, f"http://hooks.gone.test:{receiver.port}/hooks")
         await outbox.enqueue(platform, "msg_1")
         await outbox.drained()
-        assert (await outbox.of(platform))["msg_1"].status == store.DELIVERED
+        assert (await outbox.of(platform))["msg_1"].status == models.DELIVERED
         assert lookup_threads(platform)  # kept for the next worker
         assert await outbox.endpoints.delete(platform) is not None
         await outbox.drained()

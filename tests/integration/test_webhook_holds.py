@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from services.webhooks import catalog, delivery, store
+from services.webhooks import catalog, delivery, models
 from tests.conftest import unique
 from tests.integration.webhook_outbox import Outbox, outbox_on, sample
 from tests.webhooks_receiver import Receiver
@@ -66,7 +66,7 @@ class TestAReceiverAskingToWait:
         assert (after["msg_0"].attempts, after["msg_0"].last_error) == (1, f"HTTP {status}")
         assert {key: (d.status, d.attempts, d.next_attempt_at, d.last_error)
                 for key, d in after.items() if key != "msg_0"} == {
-            key: (store.PENDING, 0, d.next_attempt_at, None)
+            key: (models.PENDING, 0, d.next_attempt_at, None)
             for key, d in before.items() if key != "msg_0"}
         endpoint = await outbox.endpoints.get(platform)
         assert endpoint is not None and endpoint.held_until is not None
@@ -94,7 +94,7 @@ class TestAReceiverAskingToWait:
         # Once the wait is over: every callback goes, the hold ended by itself.
         outbox.clock.ahead = timedelta(seconds=held + 1)
         await outbox.drained()
-        assert {d.status for d in (await outbox.of(platform)).values()} == {store.DELIVERED}
+        assert {d.status for d in (await outbox.of(platform)).values()} == {models.DELIVERED}
         assert sorted(r.headers["webhook-id"] for r in receiver.received) == [
             f"msg_{n}" for n in range(5)]
         assert sample("routing_webhook_endpoint_held_seconds", platform=platform) == 0

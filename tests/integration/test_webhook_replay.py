@@ -15,9 +15,9 @@ from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.core import db, migrate
-from services.webhooks import store
+from services.webhooks import endpoint_store, models, outbox_store
 from services.webhooks.models import WebhookDeliveryRow
-from services.webhooks.store import Deliveries
+from services.webhooks.outbox_store import Deliveries
 from tests.query_plans import plans
 
 
@@ -28,11 +28,11 @@ async def test_a_replay_of_many_goes_a_chunk_at_a_time(database_url: str) -> Non
     now = datetime.now(UTC)
     rows = [{"delivery_id": f"d-{n:04d}", "platform": "desk" if n % 4 else "other",
              "event_type": "ticket.routed", "ticket_id": f"t-{n}", "body": "{}",
-             "status": store.DELIVERED if n % 10 == 3 else store.DEAD, "attempts": 10,
+             "status": models.DELIVERED if n % 10 == 3 else models.DEAD, "attempts": 10,
              "next_attempt_at": now, "created_at": now, "updated_at": now}
             for n in range(250)]
     replayed = {row["delivery_id"] for row in rows
-                if row["platform"] == "desk" and row["status"] == store.DEAD}
+                if row["platform"] == "desk" and row["status"] == models.DEAD}
     try:
         async with engine.begin() as connection:
             await connection.execute(WebhookDeliveryRow.__table__.insert(), rows)
@@ -52,7 +52,7 @@ async def test_a_replay_of_many_goes_a_chunk_at_a_time(database_url: str) -> Non
         await engine.dispose()
     before = {row["delivery_id"]: row["status"] for row in rows}
     assert {delivery_id for delivery_id, status, attempts in now_stored
-            if status == store.PENDING and attempts == 0} == replayed
+            if status == models.PENDING and attempts == 0} == replayed
     assert Counter(status for delivery_id, status, _ in now_stored
                    if delivery_id not in replayed) == Counter(
         status for delivery_id, status in before.items() if delivery_id not in replayed)
@@ -75,7 +75,7 @@ async def test_each_chunk_reads_the_dead_callbacks_from_where_the_last_stopped(
 
 
 async def registered(engine: AsyncEngine, platform: str) -> None:
-    endpoints = store.Endpoints(db.sessions(engine), secret_overlap=timedelta(hours=1))
+    endpoints = endpoint_store.Endpoints(db.sessions(engine), secret_overlap=timedelta(hours=1))
     assert await endpoints.register(platform, "https://desk.example.com/hooks") is not None
 
 
@@ -90,17 +90,17 @@ async def test_dead_callbacks_are_replayed_for_a_platform_with_an_endpoint_only(
     try:
         await registered(engine, platform)
         deliveries = Deliveries(db.sessions(engine))
-        await deliveries.enqueue([store.Outgoing(f"msg-{platform}-{n}", platform,
+        await deliveries.enqueue([outbox_store.Outgoing(f"msg-{platform}-{n}", platform,
                                                  "ticket.routed", "t-1", "{}")
                                   for n in range(3)])
         async with engine.begin() as connection:
             await connection.execute(WebhookDeliveryRow.__table__.update().where(
-                WebhookDeliveryRow.platform == platform).values(status=store.DEAD))
-        endpoints = store.Endpoints(db.sessions(engine), secret_overlap=timedelta(hours=1))
+                WebhookDeliveryRow.platform == platform).values(status=models.DEAD))
+        endpoints = endpoint_store.Endpoints(db.sessions(engine), secret_overlap=timedelta(hours=1))
         assert await endpoints.delete(platform) is not None
         assert await deliveries.replay(platform=platform) == 0
         assert await deliveries.replay(delivery_id=f"msg-{platform}-0") == 0
-        assert len(await deliveries.listed(store.DEAD, platform=platform)) == 3
+        assert len(await deliveries.listed(models.DEAD, platform=platform)) == 3
         await registered(engine, platform)
         assert await deliveries.due(platform, datetime.now(UTC), limit=10) == []
         assert await deliveries.replay(platform=platform) == 3  # the admin's, once back
@@ -117,7 +117,7 @@ async def test_a_replay_the_store_fails_part_way_keeps_its_chunks_and_is_run_aga
     await registered(engine, "desk")
     now = datetime.now(UTC)
     rows = [{"delivery_id": f"d-{n:03d}", "platform": "desk", "event_type": "ticket.routed",
-             "ticket_id": f"t-{n}", "body": "{}", "status": store.DEAD, "attempts": 10,
+             "ticket_id": f"t-{n}", "body": "{}", "status": models.DEAD, "attempts": 10,
              "next_attempt_at": now, "created_at": now, "updated_at": now}
             for n in range(100)]
     updates: list[str] = []
@@ -139,13 +139,13 @@ async def test_a_replay_the_store_fails_part_way_keeps_its_chunks_and_is_run_aga
             await deliveries.replay(chunk=40)
         event.remove(engine.sync_engine, "before_cursor_execute",
                      store_gone_at_the_second_chunk)
-        pending = await deliveries.listed(store.PENDING)
+        pending = await deliveries.listed(models.PENDING)
         assert sorted(d.delivery_id for d in pending) == [f"d-{n:03d}" for n in range(40)]
         pending_since = {d.delivery_id: d.updated_at for d in pending}
 
         assert await deliveries.replay(chunk=40) == 60  # the rest, once
-        assert await deliveries.listed(store.DEAD) == []
-        again = {d.delivery_id: d.updated_at for d in await deliveries.listed(store.PENDING)
+        assert await deliveries.listed(models.DEAD) == []
+        again = {d.delivery_id: d.updated_at for d in await deliveries.listed(models.PENDING)
                  if d.delivery_id in pending_since}
         assert again == pending_since  # the first chunk's untouched
     finally:

@@ -21,7 +21,7 @@ from services.core import background, db, events, kafka, leases, migrate
 from services.core.settings import Settings
 from services.router import app as router_app
 from services.router.store import Dispatch, RoutedTickets
-from services.webhooks import catalog, delivery, service, store
+from services.webhooks import catalog, delivery, endpoint_store, models, outbox_store, service
 from tests.conftest import unique
 from tests.webhooks_receiver import Receiver
 
@@ -90,13 +90,13 @@ class Harness:
                 await producer.stop()
         return [output.event.id for output in outputs[1:]]
 
-    async def waiting(self, status: str) -> list[store.Delivery]:
+    async def waiting(self, status: str) -> list[outbox_store.Delivery]:
         return await self.callbacks.deliveries.listed(status)
 
-    async def held_back(self, platform: str, count: int) -> list[store.Delivery]:
+    async def held_back(self, platform: str, count: int) -> list[outbox_store.Delivery]:
         """The platform's pending callbacks once the outbox holds `count` (bounded)."""
         for _ in range(600):
-            pending = [d for d in await self.waiting(store.PENDING) if d.platform == platform]
+            pending = [d for d in await self.waiting(models.PENDING) if d.platform == platform]
             if len(pending) == count:
                 break
             await asyncio.sleep(0.05)
@@ -158,7 +158,7 @@ class TestDelivered:
         assert {item.headers["webhook-id"] for item in receiver.received} == {
             catalog.delivery_id(event_id) for event_id in ids}
         await receiver.wait_for(3, what=lambda _r: int(counted(platform, "delivered")))
-        assert not await harness.waiting(store.PENDING)
+        assert not await harness.waiting(models.PENDING)
 
     async def test_every_callback_carries_the_tickets_correlation_id(
             self, harness: Harness, webhook_receiver: Callable[..., Receiver]) -> None:
@@ -210,7 +210,7 @@ class TestDelivered:
                                      written_at=an_hour_ago)
         backdated = await harness.route(platform, at=an_hour_ago, key=key)
         await receiver.wait_for(3, what=lambda _r: int(counted(platform, "delivered")))
-        listed = {d.delivery_id for status in (store.PENDING, store.DELIVERED, store.DEAD)
+        listed = {d.delivery_id for status in (models.PENDING, models.DELIVERED, models.DEAD)
                   for d in await harness.waiting(status) if d.platform == platform}
         assert listed == {catalog.delivery_id(event_id) for event_id in backdated}
         assert not listed & {catalog.delivery_id(event_id) for event_id in before}
@@ -225,10 +225,10 @@ class TestDelivered:
         await receiver.wait_for(3, what=lambda _r: int(counted(platform, "delivered")))
         sent = receiver.received[0]
         # The outbox writer meets the same event again (its batch replayed after a crash).
-        await harness.callbacks.deliveries.enqueue([store.Outgoing(
+        await harness.callbacks.deliveries.enqueue([outbox_store.Outgoing(
             sent.headers["webhook-id"], platform, "ticket.routed", "t", sent.body.decode())])
-        assert not await harness.waiting(store.PENDING)
-        delivered = await harness.waiting(store.DELIVERED)
+        assert not await harness.waiting(models.PENDING)
+        delivered = await harness.waiting(models.DELIVERED)
         assert [d.delivery_id for d in delivered if d.platform == platform].count(
             sent.headers["webhook-id"]) == 1
 
@@ -295,7 +295,7 @@ class TestSecretRotation:
         new = await harness.callbacks.endpoints.rotate_secret(platform)
         assert isinstance(new, str)
         again = await harness.callbacks.endpoints.rotate_secret(platform)
-        assert isinstance(again, store.StillSigning)
+        assert isinstance(again, endpoint_store.StillSigning)
         await harness.route(platform)
         await receiver.wait_for(3)
         assert receiver.verified(old) == receiver.verified(new)
@@ -324,7 +324,7 @@ class TestReceiverDown:
         receiver.start()
         await receiver.wait_for(3)
         assert len(receiver.verified(secret)) == 3
-        assert not await harness.waiting(store.DEAD)
+        assert not await harness.waiting(models.DEAD)
 
 
 class TestSlowReceiver:
@@ -347,7 +347,7 @@ class TestSlowReceiver:
 
 def waiting_figure(platform: str) -> float | None:
     return REGISTRY.get_sample_value("routing_webhook_deliveries_waiting",
-                                     {"platform": platform, "status": store.PENDING})
+                                     {"platform": platform, "status": models.PENDING})
 
 
 class TestLeaseHandover:
@@ -370,7 +370,7 @@ class TestLeaseHandover:
                                        now=datetime.now(UTC) + timedelta(minutes=1))
         await receiver.wait_for(1, what=lambda _r: int(not deliverer.working))
         assert waiting_figure(platform) is None
-        pending = [d for d in await harness.waiting(store.PENDING) if d.platform == platform]
+        pending = [d for d in await harness.waiting(models.PENDING) if d.platform == platform]
         assert (len(pending), {d.attempts for d in pending}) == (3, {0})
         receiver.release()
 
@@ -384,7 +384,7 @@ class TestLimits:
         await harness.register(platform, receiver)
         await harness.route(platform)
         await receiver.wait_for(1, what=lambda _r: int(counted(platform, "failed")))
-        pending = await harness.waiting(store.PENDING)
+        pending = await harness.waiting(models.PENDING)
         assert any(d.last_error and "Timeout" in d.last_error for d in pending)
         receiver.release()
         await receiver.wait_for(3)
@@ -409,7 +409,7 @@ class TestFailingReceiver:
         secret, correlation_id = await harness.register(platform, receiver), unique("c")
         await harness.route(platform, correlation_id=correlation_id)
         await receiver.wait_for(3, what=lambda _r: int(counted(platform, "dead_lettered")))
-        dead = await harness.waiting(store.DEAD)
+        dead = await harness.waiting(models.DEAD)
         assert {d.platform for d in dead} == {platform} and len(dead) == 3
         assert all(d.attempts == 4 and d.last_error == "HTTP 500" for d in dead)
         assert receiver.attempts == 12  # 4 attempts each
@@ -427,4 +427,4 @@ class TestFailingReceiver:
                 ] == [correlation_id] * 3
         assert sorted(item.headers["webhook-id"] for item in receiver.received) == sorted(
             d.delivery_id for d in dead)
-        assert not await harness.waiting(store.DEAD)
+        assert not await harness.waiting(models.DEAD)

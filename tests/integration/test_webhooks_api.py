@@ -16,7 +16,7 @@ from sqlalchemy import Engine, event, text
 
 from services.core import access, admin_actions, db, http, retention, service_context
 from services.core.credentials import Credentials
-from services.webhooks import api, models, pages, store
+from services.webhooks import api, endpoint_store, models, outbox_store, pages
 from tests import credentials
 from tests.query_plans import plans
 
@@ -32,7 +32,8 @@ async def admin(database_url: str) -> AsyncIterator[httpx.AsyncClient]:
     app.include_router(api.api)
     http.install(app, ready=lambda: True)
     service_context.of(app).provide(
-        store.Endpoints(sessions, secret_overlap=timedelta(hours=1)), store.Deliveries(sessions))
+        endpoint_store.Endpoints(sessions, secret_overlap=timedelta(hours=1)),
+        outbox_store.Deliveries(sessions))
     try:
         async with credentials.authenticating(app, database_url) as keys, httpx.AsyncClient(
                 transport=httpx.ASGITransport(app=app), base_url="http://router",
@@ -97,8 +98,9 @@ class TestEndpoints:
         assert (current, previous) == (forced.json()["secret"], secret)
 
         engine = db.engine(database_url)
-        deliveries = store.Deliveries(db.sessions(engine))
-        await deliveries.enqueue([store.Outgoing("msg_1", "desk", "ticket.routed", "t", "{}")])
+        deliveries = outbox_store.Deliveries(db.sessions(engine))
+        await deliveries.enqueue([
+            outbox_store.Outgoing("msg_1", "desk", "ticket.routed", "t", "{}")])
         assert (await admin.delete("/v1/webhooks/endpoints/desk")).status_code == 200
         assert (await admin.get("/v1/webhooks/endpoints/desk")).status_code == 404
         assert await deliveries.counts() == {}  # its waiting callbacks went with it
@@ -119,10 +121,10 @@ class TestHeldEndpoints:
     when; a new URL, enabling it, or `held_until` null lifts the hold."""
 
     @pytest.fixture
-    async def endpoints(self, database_url: str) -> AsyncIterator[store.Endpoints]:
+    async def endpoints(self, database_url: str) -> AsyncIterator[endpoint_store.Endpoints]:
         engine = db.engine(database_url)
         try:
-            yield store.Endpoints(db.sessions(engine), secret_overlap=timedelta(hours=1))
+            yield endpoint_store.Endpoints(db.sessions(engine), secret_overlap=timedelta(hours=1))
         finally:
             await engine.dispose()
 
@@ -132,7 +134,7 @@ class TestHeldEndpoints:
                                                   ).json())]
 
     async def test_shown_until_lifted_by_a_new_url_or_enabling(
-            self, admin: httpx.AsyncClient, endpoints: store.Endpoints) -> None:
+            self, admin: httpx.AsyncClient, endpoints: endpoint_store.Endpoints) -> None:
         assert (await admin.post("/v1/webhooks/endpoints", json={
             "platform": "desk", "url": URL})).status_code == 201
         assert await self.held(admin) == [None, None]
@@ -155,7 +157,7 @@ class TestHeldEndpoints:
         assert enabled.json()["held_until"] is None and await self.held(admin) == [None, None]
 
     async def test_lifted_by_held_until_null_on_an_enabled_endpoint(
-            self, admin: httpx.AsyncClient, endpoints: store.Endpoints,
+            self, admin: httpx.AsyncClient, endpoints: endpoint_store.Endpoints,
             database_url: str) -> None:
         """The admin who knows the receiver is fine again: its callbacks go at once."""
         registered = await admin.post("/v1/webhooks/endpoints", json={
@@ -193,7 +195,7 @@ class TestHeldEndpoints:
         assert refused["problem"].startswith("null alone, which lifts the hold")
 
     async def test_a_hold_whose_time_passed_is_none(
-            self, admin: httpx.AsyncClient, endpoints: store.Endpoints) -> None:
+            self, admin: httpx.AsyncClient, endpoints: endpoint_store.Endpoints) -> None:
         await admin.post("/v1/webhooks/endpoints", json={"platform": "desk", "url": URL})
         now = datetime.now(UTC)
         assert await endpoints.hold("desk", url=URL, until=now - timedelta(seconds=1),
@@ -307,12 +309,12 @@ class TestDeadLetters:
                 "platform": platform, "url": "https://desk.example.com/hooks"})
                     ).status_code == 201
         engine = db.engine(database_url)
-        deliveries = store.Deliveries(db.sessions(engine))
+        deliveries = outbox_store.Deliveries(db.sessions(engine))
         await deliveries.enqueue([
-            store.Outgoing(f"msg_{n}", platform, "ticket.routed", f"t-{n}", "{}")
+            outbox_store.Outgoing(f"msg_{n}", platform, "ticket.routed", f"t-{n}", "{}")
             for n, platform in enumerate(("desk", "desk", "desk", "other"))])
         for n in range(4):
-            await deliveries.record_attempt(f"msg_{n}", status=store.DEAD, attempts=3,
+            await deliveries.record_attempt(f"msg_{n}", status=models.DEAD, attempts=3,
                                             next_attempt_at=datetime.now(UTC),
                                             error="HTTP 500")
         await engine.dispose()
@@ -337,7 +339,7 @@ class TestDeadLetters:
         and a replay of all takes it too."""
         ids = await self.dead_lettered(admin, database_url, 501)
         first = (await admin.get("/v1/webhooks/dead-letters")).json()
-        assert len(first["dead_letters"]) == 500 == store.LISTED_AT_MOST
+        assert len(first["dead_letters"]) == 500 == outbox_store.LISTED_AT_MOST
         assert first["dead_letters"][0]["delivery_id"] == ids[-1]
         assert ids[0] not in {d["delivery_id"] for d in first["dead_letters"]}
         second = (await admin.get("/v1/webhooks/dead-letters",
@@ -388,20 +390,20 @@ class TestDeadLetters:
         assert (await admin.post("/v1/webhooks/endpoints", json={
             "platform": "desk", "url": URL})).status_code == 201
         engine = db.engine(database_url)
-        deliveries = store.Deliveries(db.sessions(engine))
-        await deliveries.enqueue([store.Outgoing(f"msg_{name}", "desk", "ticket.routed", "t",
+        deliveries = outbox_store.Deliveries(db.sessions(engine))
+        await deliveries.enqueue([outbox_store.Outgoing(f"msg_{name}", "desk", "ticket.routed", "t",
                                                  "{}") for name in ("a", "b", "c", "late")])
         clock_read = datetime(2026, 12, 1, 9, tzinfo=UTC)
         try:
             for minutes, name in ((0, "a"), (2, "b"), (3, "c")):
                 await deliveries.record_attempt(
-                    f"msg_{name}", status=store.DEAD, attempts=3, error="HTTP 500",
+                    f"msg_{name}", status=models.DEAD, attempts=3, error="HTTP 500",
                     next_attempt_at=clock_read, now=clock_read + timedelta(minutes=minutes))
             first = (await admin.get("/v1/webhooks/dead-letters", params={"limit": 2})
                      ).json()
             assert [d["delivery_id"] for d in first["dead_letters"]] == ["msg_a", "msg_b"]
             await deliveries.record_attempt(  # its clock read before msg_b's
-                "msg_late", status=store.DEAD, attempts=3, error="HTTP 500",
+                "msg_late", status=models.DEAD, attempts=3, error="HTTP 500",
                 next_attempt_at=clock_read, now=clock_read + timedelta(minutes=1))
         finally:
             await engine.dispose()
@@ -428,8 +430,8 @@ class TestDeadLetters:
         """From the place the last page ended, in the index's order: nothing read before
         it, nor sorted again (each page would sort every dead callback after it)."""
         place = pages.Place(datetime(2026, 12, 1, 9, tzinfo=UTC), "msg_1")
-        [plan] = await plans(database_url, lambda sessions: store.Deliveries(sessions).page(
-            store.DEAD, platform="desk", since=place, limit=10))
+        [plan] = await plans(database_url, lambda sessions: outbox_store.Deliveries(sessions).page(
+            models.DEAD, platform="desk", since=place, limit=10))
         if database_url.startswith("sqlite"):
             assert ("INDEX ix_webhook_deliveries_status_updated (status=? AND updated_at>?)"
                     in plan), plan
@@ -448,17 +450,17 @@ class TestDeadLetters:
             assert (await admin.post("/v1/webhooks/endpoints", json={
                 "platform": platform, "url": URL})).status_code == 201
         engine = db.engine(database_url)
-        deliveries = store.Deliveries(db.sessions(engine))
+        deliveries = outbox_store.Deliveries(db.sessions(engine))
         ids = [f"msg_{n:03}" for n in range(count)]
         await deliveries.enqueue([
-            store.Outgoing(delivery_id, platforms[n % len(platforms)], "ticket.routed", "t",
+            outbox_store.Outgoing(delivery_id, platforms[n % len(platforms)], "ticket.routed", "t",
                            "{}") for n, delivery_id in enumerate(ids)])
         dead_at = datetime(2026, 12, 1, 9, tzinfo=UTC)
         async with engine.begin() as connection:
             for delivery_id, when in ((None, dead_at), (ids[-1], dead_at - timedelta(hours=1)),
                                       (ids[0], dead_at + timedelta(hours=1))):
                 rows = models.WebhookDeliveryRow.__table__.update().values(
-                    status=store.DEAD, updated_at=when)
+                    status=models.DEAD, updated_at=when)
                 if delivery_id is not None:
                     rows = rows.where(models.WebhookDeliveryRow.delivery_id == delivery_id)
                 await connection.execute(rows)
@@ -470,11 +472,11 @@ class TestRetention:
     async def test_sent_and_dead_callbacks_are_purged_pending_ones_stay(
             self, database_url: str) -> None:
         engine = db.engine(database_url)
-        deliveries = store.Deliveries(db.sessions(engine))
-        await deliveries.enqueue([store.Outgoing(f"msg_{status}", "desk", "ticket.routed",
+        deliveries = outbox_store.Deliveries(db.sessions(engine))
+        await deliveries.enqueue([outbox_store.Outgoing(f"msg_{status}", "desk", "ticket.routed",
                                                  "t", "{}")
-                                  for status in (store.PENDING, store.DELIVERED, store.DEAD)])
-        for status in (store.DELIVERED, store.DEAD):
+                                  for status in (models.PENDING, models.DELIVERED, models.DEAD)])
+        for status in (models.DELIVERED, models.DEAD):
             await deliveries.record_attempt(f"msg_{status}", status=status, attempts=1,
                                             next_attempt_at=datetime.now(UTC), error=None)
         deleted = await retention.purge_past_retention(
@@ -482,5 +484,5 @@ class TestRetention:
             retention=retention.Retention.of_days(ticket_states=0, timelines=1,
                                                   idempotency_keys=1))
         assert deleted == {"webhook_deliveries": 2}
-        assert await deliveries.counts() == {("desk", store.PENDING): 1}
+        assert await deliveries.counts() == {("desk", models.PENDING): 1}
         await engine.dispose()

@@ -12,7 +12,7 @@ import standardwebhooks
 from typer.testing import CliRunner
 
 from services.core import admin_actions, db, migrate
-from services.webhooks import store
+from services.webhooks import endpoint_store, models, outbox_store
 from services.webhooks_cli import app
 from tests import credentials
 
@@ -27,12 +27,12 @@ def dead_letter(database_url: str, delivery_id: str) -> None:
     async def run() -> None:
         await migrate.upgrade(database_url)
         engine = db.engine(database_url)
-        endpoints = store.Endpoints(db.sessions(engine), secret_overlap=timedelta(hours=1))
+        endpoints = endpoint_store.Endpoints(db.sessions(engine), secret_overlap=timedelta(hours=1))
         await endpoints.register("desk", "https://d.example/h")  # None: there already
-        deliveries = store.Deliveries(db.sessions(engine))
-        await deliveries.enqueue([store.Outgoing(delivery_id, "desk", "ticket.routed",
+        deliveries = outbox_store.Deliveries(db.sessions(engine))
+        await deliveries.enqueue([outbox_store.Outgoing(delivery_id, "desk", "ticket.routed",
                                                  "t-1", "{}")])
-        await deliveries.record_attempt(delivery_id, status=store.DEAD, attempts=3,
+        await deliveries.record_attempt(delivery_id, status=models.DEAD, attempts=3,
                                         next_attempt_at=datetime.now(UTC), error="HTTP 500")
         await engine.dispose()
 
@@ -102,7 +102,8 @@ class TestHolds:
     def test_update_lift_hold_lifts_it(self, cli: CliRunner, sqlite_url: str) -> None:
         async def hold() -> None:
             engine = db.engine(sqlite_url)
-            endpoints = store.Endpoints(db.sessions(engine), secret_overlap=timedelta(hours=1))
+            endpoints = endpoint_store.Endpoints(db.sessions(engine),
+                                                 secret_overlap=timedelta(hours=1))
             now = datetime.now(UTC)
             assert await endpoints.hold("desk", url="https://d.example/h",
                                         until=now + timedelta(minutes=10), now=now)

@@ -15,7 +15,7 @@ from prometheus_client import REGISTRY
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.core import db, migrate
-from services.webhooks import catalog, delivery, store
+from services.webhooks import catalog, delivery, endpoint_store, models, outbox_store
 
 
 class Clock:
@@ -31,8 +31,8 @@ class Clock:
 @dataclass
 class Outbox:
     engine: AsyncEngine
-    endpoints: store.Endpoints
-    deliveries: store.Deliveries
+    endpoints: endpoint_store.Endpoints
+    deliveries: outbox_store.Deliveries
     deliverer: delivery.Deliverer
     clock: Clock
 
@@ -42,7 +42,7 @@ class Outbox:
         assert await self.endpoints.register(platform, url) is not None
 
     async def enqueue(self, platform: str, *delivery_ids: str) -> None:
-        await self.deliveries.enqueue([store.Outgoing(delivery_id, platform, "ticket.routed",
+        await self.deliveries.enqueue([outbox_store.Outgoing(delivery_id, platform, "ticket.routed",
                                                       "t-1", '{"type":"ticket.routed"}')
                                        for delivery_id in delivery_ids])
 
@@ -55,8 +55,8 @@ class Outbox:
                 raise AssertionError(f"a worker still sending after {within}s")
             await asyncio.sleep(0.02)
 
-    async def of(self, platform: str) -> dict[str, store.Delivery]:
-        return {d.delivery_id: d for status in (store.PENDING, store.DELIVERED, store.DEAD)
+    async def of(self, platform: str) -> dict[str, outbox_store.Delivery]:
+        return {d.delivery_id: d for status in (models.PENDING, models.DELIVERED, models.DEAD)
                 for d in await self.deliveries.listed(status, platform=platform)}
 
 
@@ -73,8 +73,8 @@ async def outbox_on(database_url: str, *, timeout_seconds: float, concurrency: i
     await migrate.upgrade(database_url)
     engine = db.engine(database_url)
     sessions = db.sessions(engine)
-    endpoints = store.Endpoints(sessions, secret_overlap=timedelta(hours=1))
-    deliveries = store.Deliveries(sessions)
+    endpoints = endpoint_store.Endpoints(sessions, secret_overlap=timedelta(hours=1))
+    deliveries = outbox_store.Deliveries(sessions)
     clock = Clock()
     deliverer = delivery.Deliverer(
         deliveries, endpoints, retry=retry, timeout_seconds=timeout_seconds,

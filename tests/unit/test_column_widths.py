@@ -30,7 +30,7 @@ from services.router import intake_policy
 from services.router.models import ErasedCustomerRow, IntakeKeyRow, RoutedTicketRow
 from services.segmenter import profiles
 from services.segmenter.models import CustomerFeaturesRow, CustomerRow
-from services.webhooks import catalog, store
+from services.webhooks import catalog, models
 from services.webhooks.models import WebhookDeliveryRow, WebhookEndpointRow
 
 
@@ -110,7 +110,7 @@ class TestStatusesFitTheirColumns:
         (CustomerFeaturesRow.tier, tiers.Tier),
         (credentials.CredentialRow.role, access.Role),
         (CustomerRow.customer_type, profiles.CustomerType),
-        (WebhookDeliveryRow.status, (store.PENDING, *store.FINISHED)),
+        (WebhookDeliveryRow.status, (models.PENDING, *models.FINISHED)),
         (AdminActionRow.action, admin_actions.Action),
     ], ids=str)
     def test_longest_value_fits(self, column: Any,

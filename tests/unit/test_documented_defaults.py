@@ -47,8 +47,7 @@ from services.router import bootstrap, clock_watch, intake_policy, overflow, tic
 from services.router.service import verdicts
 from services.segmenter import rules_file
 from services.simulator import summary
-from services.webhooks import lookups
-from services.webhooks import store as webhooks_store
+from services.webhooks import lookups, outbox_store
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -123,9 +122,9 @@ LIMITS = [
     ("checks the store every 5 seconds", live_config.CHECK_SECONDS, 5.0),
     ("holds at most 256 KiB (`CONFIG_MAX_BYTES`", config_files.CONFIG_MAX_BYTES, 262_144),
     ("at most 1,000 rules\n(`rules_file.MAX_RULES`)", rules_file.MAX_RULES, 1000),
-    ("1,000 a transaction", webhooks_store.REPLAY_CHUNK, 1000),
-    ("the 500 dead-lettered longest ago", webhooks_store.LISTED_AT_MOST, 500),
-    ("`limit` of 1-500", webhooks_store.LISTED_AT_MOST, 500),
+    ("1,000 a transaction", outbox_store.REPLAY_CHUNK, 1000),
+    ("the 500 dead-lettered longest ago", outbox_store.LISTED_AT_MOST, 500),
+    ("`limit` of 1-500", outbox_store.LISTED_AT_MOST, 500),
     ("a report reads it a page of 1,000 timelines at a time", metrics_store.PAGE_ROWS, 1000),
     ("asks whether its caller is still there every second",
      report_turns.GONE_POLL_SECONDS, 1.0),

@@ -14,7 +14,7 @@ from hypothesis import given, settings, strategies
 
 from services.core import events
 from services.core.settings import Settings
-from services.webhooks import catalog, models, payloads, service, store
+from services.webhooks import catalog, endpoint_store, models, payloads, service
 
 Type = events.TicketEventType
 AT = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
@@ -244,7 +244,8 @@ class TestEndpointHolds:
         row = models.WebhookEndpointRow(platform="desk", url="https://d.example/h",
                                         enabled=True, held_until=until, created_at=AT,
                                         updated_at=AT)
-        assert store.Endpoint.shown(row, now=AT).held_until == (until if in_force else None)
+        shown = endpoint_store.Endpoint.shown(row, now=AT)
+        assert shown.held_until == (until if in_force else None)
 
 
 class TestSettings:
