@@ -133,7 +133,7 @@ OPERATIONS_METRICS = {
     "routing_webhook_oldest_due_seconds", "routing_webhook_worker_failures",
     "routing_webhook_endpoint_held_seconds", "routing_stage_progress_timestamp_seconds",
     "routing_http_auth_refused", "routing_segmenter_degraded_tickets",
-    "routing_customer_events_passed_over"}
+    "routing_customer_events_passed_over", "routing_config_announcements_passed_over"}
 
 
 def test_the_operations_dashboard_shows_every_response_and_operations_metric() -> None:
@@ -155,7 +155,7 @@ README_ROWS = {
     "Pipeline health: stages, segment rules and callback senders": {
         "routing_webhook_oldest_due_seconds", "routing_webhook_worker_failures",
         "routing_webhook_endpoint_held_seconds", "routing_segment_rule_failures",
-        "routing_customer_events_passed_over"},
+        "routing_customer_events_passed_over", "routing_config_announcements_passed_over"},
     "Service parity across protected groups": {
         "group:routing_service_parity_ratio:min", "routing_service_parity_threshold",
         "routing_service_parity_ratio", "routing_service_parity_below_threshold"},
