@@ -174,10 +174,10 @@ def _attributes(headers: Sequence[tuple[str, bytes]] | None) -> dict[str, str]:
     try:
         for key, raw in headers or ():
             if not isinstance(raw, bytes):
-                raise EnvelopeError(f"header {key!r} has no value")
+                raise EnvelopeError(f"header {_shown_name(key)} has no value")
             attributes[key] = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise EnvelopeError(f"header {key!r} is not UTF-8 text") from exc
+        raise EnvelopeError(f"header {_shown_name(key)} is not UTF-8 text") from exc
     except (TypeError, ValueError) as exc:  # not a list of (name, value) pairs
         if isinstance(exc, EnvelopeError):
             raise
@@ -188,19 +188,34 @@ def _attributes(headers: Sequence[tuple[str, bytes]] | None) -> dict[str, str]:
     return attributes
 
 
-# A header's value is quoted in an error (logs, dead-letter headers) only when it reads
-# as a version number: anything else a caller sent may carry personal data.
+# What a caller sent is quoted in an error (logs, dead-letter headers) only when it has
+# the form of what is asked for there: anything else may carry personal data, and is told
+# by its length. A version header's value: a version number. A header's name: a short
+# token of the characters header names are made of, as the envelope's own are (`ce_type`,
+# `content-type`) and other clients' (`traceparent`); never a space, `@` or `<`.
 _VERSION_NUMBER = re.compile(r"[0-9]{1,4}(?:\.[0-9]{1,4}){0,3}")
+_HEADER_NAME = re.compile(r"[A-Za-z0-9_.-]{1,32}")
+
+
+def _shown_as(sent: object, form: re.Pattern[str], what: str) -> str:
+    """`sent` as an error names it: quoted if it has `form`, else by its length."""
+    if sent is None:
+        return "(missing)"
+    if not isinstance(sent, str):
+        return f"(not {what}: not text, not shown)"
+    if form.fullmatch(sent):
+        return repr(sent)
+    return f"(not {what}: {len(sent)} characters, not shown)"
 
 
 def _shown(value: str | None) -> str:
-    """A version header's value as an error names it, without repeating what a caller
-    sent unless it is a version number."""
-    if value is None:
-        return "(missing)"
-    if _VERSION_NUMBER.fullmatch(value):
-        return repr(value)
-    return f"(not a version number: {len(value)} characters, not shown)"
+    """A version header's value as an error names it."""
+    return _shown_as(value, _VERSION_NUMBER, "a version number")
+
+
+def _shown_name(name: object) -> str:
+    """A header's name as an error names it."""
+    return _shown_as(name, _HEADER_NAME, "a header name")
 
 
 def type_of(headers: Sequence[tuple[str, bytes]] | None) -> str | None:

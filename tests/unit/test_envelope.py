@@ -65,6 +65,37 @@ class TestUnreadableRecords:
             envelope.from_record(headers, envelope.to_value(sample()))
         assert str(raised.value) == error
 
+    @pytest.mark.parametrize("name,sent,error", [
+        ("ce_type", None, "header 'ce_type' has no value"),
+        ("ce_source", b"\xff\xfe", "header 'ce_source' is not UTF-8 text"),
+        ("traceparent", None, "header 'traceparent' has no value"),
+        ("Jane Doe <jane@example.org>", None,
+         "header (not a header name: 27 characters, not shown) has no value"),
+        ("jane@example.org", b"\xff",
+         "header (not a header name: 16 characters, not shown) is not UTF-8 text"),
+        ("Jäne", b"\xff", "header (not a header name: 4 characters, not shown) is not UTF-8 text"),
+        ("x" * 33, None, "header (not a header name: 33 characters, not shown) has no value"),
+        (b"ce_type", None, "header (not a header name: not text, not shown) has no value"),
+    ])
+    def test_a_header_not_read_is_named_only_when_its_name_is_a_plain_token(
+            self, name: str, sent: bytes | None, error: str) -> None:
+        """The error goes to logs and dead-letter headers: a header's name is quoted only
+        when it is a short token of the characters header names are made of, else only
+        its length is told."""
+        headers: list[tuple[object, object]] = [
+            (k, v) for k, v in envelope.to_headers(sample()) if k != name]
+        headers.append((name, sent))
+        with pytest.raises(envelope.EnvelopeError) as raised:
+            envelope.from_record(headers, envelope.to_value(sample()))  # type: ignore[arg-type]
+        assert str(raised.value) == error
+
+    def test_each_header_name_the_envelope_writes_is_named_in_its_errors(self) -> None:
+        for name, _ in envelope.to_headers(sample()):
+            headers = [(k, None if k == name else v) for k, v in envelope.to_headers(sample())]
+            with pytest.raises(envelope.EnvelopeError) as raised:
+                envelope.from_record(headers, envelope.to_value(sample()))  # type: ignore[arg-type]
+            assert str(raised.value) == f"header {name!r} has no value"
+
     def test_json_that_is_not_an_object(self) -> None:
         with pytest.raises(envelope.EnvelopeError, match="not a JSON object"):
             envelope.from_record(envelope.to_headers(sample()), b"[1, 2]")
