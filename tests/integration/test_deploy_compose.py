@@ -305,6 +305,19 @@ def test_alertmanagers_secrets_beside_its_configuration_are_never_committed() ->
     assert ignored.returncode == 0, "git would commit a receiver's secret"
 
 
+def test_alertmanager_reads_its_secrets_as_the_user_readme_says_to_give_them() -> None:
+    """README: Alertmanager reads the mounted secrets as its image's user, `nobody` (uid
+    65534 in prom/alertmanager), not the checkout's owner, so a secret readable by its
+    owner alone must be given to 65534: compose must not set another user, nor run
+    another image, or README's commands would hide the secrets from it."""
+    alertmanager = compose_services()["alertmanager"]
+    assert alertmanager["image"].startswith("prom/alertmanager:")
+    assert "user" not in alertmanager
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    assert "`nobody` (uid 65534 in `prom/alertmanager`" in readme
+    assert "sudo chown -R 65534 deploy/alertmanager/secrets" in readme
+
+
 def test_readme_names_the_compose_that_validates_the_file() -> None:
     version = run(tool("docker-compose"), "version", "--short").stdout.strip()
     assert re.fullmatch(r"v?\d+\.\d+\.\d+", version), version
