@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import pydantic
@@ -60,6 +61,30 @@ def export_failed_notices(table: routing.RoutingTable) -> None:
         FAILED.labels(department)
 
 
+@dataclass(frozen=True)
+class Escalated:
+    """A clock escalated by a check: its target, its level, the moment it fell due (the
+    deadline it missed; its second level's moment), from and to which department (the
+    same: flagged where it is)."""
+
+    target: clocks.Target
+    level: int
+    due: datetime | None
+    from_department: str
+    to_department: str
+
+
+@dataclass(frozen=True)
+class Sent:
+    """What one sending of a ticket's notices sent: how many, and the escalations."""
+
+    count: int = 0
+    escalated: tuple[Escalated, ...] = ()
+
+    def __add__(self, other: Sent) -> Sent:
+        return Sent(self.count + other.count, (*self.escalated, *other.escalated))
+
+
 async def watch_clocks(routed: ports.Routed, publisher: ports.Publisher, *,
                        table: routing.RoutingTable, queue_for: dispatch.QueueFor,
                        now: datetime, claim_for: timedelta = ports.HANDOVER_CLAIM) -> int:
@@ -73,8 +98,9 @@ async def watch_clocks(routed: ports.Routed, publisher: ports.Publisher, *,
     sent = 0
     for row in await routed.due_clocks(now):
         try:
-            sent += await _notice(routed, publisher, row, table=table, queue_for=queue_for,
-                                  now=now, claim_for=claim_for) or 0
+            turn = await _notice(routed, publisher, row, table=table, queue_for=queue_for,
+                                 now=now, claim_for=claim_for)
+            sent += 0 if turn is None else turn.count
         except Exception as error:
             if not await checked_again_later(routed, error, row, now):
                 raise  # the check runs again
@@ -118,15 +144,15 @@ _TURNS = 2
 
 async def send_owed(routed: ports.Routed, publisher: ports.Publisher, row: RoutedTicketRow, *,
                     table: routing.RoutingTable, queue_for: dispatch.QueueFor, now: datetime,
-                    claim_for: timedelta = ports.HANDOVER_CLAIM) -> int | None:
+                    claim_for: timedelta = ports.HANDOVER_CLAIM) -> Sent | None:
     """Every notice the ticket owes by `now` (service_clocks.owes_notice), sent as the
     watch sends it, for a hand-over or a priority change asked at `now` to come after
-    them; how many were (None: another hand-over holds the ticket, or a report came
-    since: read it again). A publish that fails raises kafka.PublishFailed. A notice that
+    them; what was (None: another hand-over holds the ticket, or a report came since:
+    read it again). A publish that fails raises kafka.PublishFailed. A notice that
     fails for a reason of the ticket's own ends the sending, as the watch treats it
     (checked_again_later): the hand-over is not held up by it, and neither it nor another
     hand-over sends it again before the watch's next check of the ticket."""
-    sent = 0
+    sent = Sent()
     current: RoutedTicketRow | None = row
     for _ in range(_TURNS):
         if current is None or current.service_clocks is None \
@@ -149,21 +175,24 @@ async def send_owed(routed: ports.Routed, publisher: ports.Publisher, row: Route
 
 async def _notice(routed: ports.Routed, publisher: ports.Publisher, row: RoutedTicketRow, *,
                   table: routing.RoutingTable, queue_for: dispatch.QueueFor, now: datetime,
-                  claim_for: timedelta) -> int | None:
+                  claim_for: timedelta) -> Sent | None:
     """What the ticket's clocks owe by `now` (service_clocks.owed), sent at once for the
     department holding it: its warnings, then one escalation of every clock breached or
-    at its second level, together; how many notices were (None: the escalation is held
-    by another hand-over, or a report came since: the next check sees it anew)."""
+    at its second level, together; what was sent (None: the escalation is held by
+    another hand-over, or a report came since: the next check sees it anew)."""
     assert row.service_clocks is not None
     state = service_clocks.from_json(row.service_clocks)
     owed = service_clocks.owed(state, now)
     for clock in owed.warnings:
         await _warn(routed, publisher, row, clock, state, now)
-    if owed.escalated and not await _escalate(
-            routed, publisher, row, owed, state, table=table, queue_for=queue_for,
-            now=now, claim_for=claim_for):
-        return None
-    return owed.count
+    escalated: tuple[Escalated, ...] = ()
+    if owed.escalated:
+        made = await _escalate(routed, publisher, row, owed, state, table=table,
+                               queue_for=queue_for, now=now, claim_for=claim_for)
+        if made is None:
+            return None
+        escalated = made
+    return Sent(owed.count, escalated)
 
 
 async def _warn(routed: ports.Routed, publisher: ports.Publisher, row: RoutedTicketRow,
@@ -186,10 +215,10 @@ async def _warn(routed: ports.Routed, publisher: ports.Publisher, row: RoutedTic
 async def _escalate(routed: ports.Routed, publisher: ports.Publisher, row: RoutedTicketRow,
                     owed: service_clocks.Owed, state: service_clocks.TicketClocks, *,
                     table: routing.RoutingTable, queue_for: dispatch.QueueFor,
-                    now: datetime, claim_for: timedelta) -> bool:
+                    now: datetime, claim_for: timedelta) -> tuple[Escalated, ...] | None:
     """Escalate the breaches and second levels `owed` together: one hand-over, where
     service_clocks.escalation says, an event and a trace step per clock at its level;
-    False if the ticket is not as read (another hand-over holds it, or a report came
+    None if the ticket is not as read (another hand-over holds it, or a report came
     since: nothing published)."""
     try:
         ticket: tickets.RoutedTicket | None = tickets.RoutedTicket.model_validate(row.payload)
@@ -250,7 +279,7 @@ async def _escalate(routed: ports.Routed, publisher: ports.Publisher, row: Route
             details=details[0], also=details[1:])
     claim = await ports.publish_claimed(routed, publisher, row, outputs, hold=claim_for)
     if claim is None:  # handed over or answered since it was read
-        return False
+        return None
     await ports.record_published(functools.partial(
         routed.record_handover, row.ticket_id, department=target or row.department,
         steps=steps, ticket=ticket, now=now, move_clocks=move, claim=claim,
@@ -261,7 +290,10 @@ async def _escalate(routed: ports.Routed, publisher: ports.Publisher, row: Route
         "ticket_id": row.ticket_id, "department": was_in,
         "target": ",".join(clock.target for clock in escalated),
         "level": ",".join(str(level) for level in levels), "escalated_to": target or was_in})
-    return True
+    return tuple(Escalated(clock.target, level,
+                           clock.deadline if level == 1 else clock.second_level_at,
+                           was_in, target or was_in)
+                 for clock, level in zip(escalated, levels, strict=True))
 
 
 def _correlation_id(row: RoutedTicketRow) -> str:

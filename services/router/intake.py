@@ -124,7 +124,7 @@ def refused(refusal: service.Refused, router: bootstrap.Router, endpoint: str) -
     if refusal is service.KEY_IN_FLIGHT:
         return key_in_flight(refusal, router.settings)
     if refusal.refusal is service.Refusal.FORBIDDEN:
-        raise auth.Refused(403, "forbidden", refusal.detail)
+        raise auth.Refused(403, refusal.error or "forbidden", refusal.detail)
     if refusal.refusal is service.Refusal.INVALID:
         raise http.InvalidField(refusal.field, refusal.detail)
     status = 404 if refusal.refusal is service.Refusal.NOT_FOUND else 409

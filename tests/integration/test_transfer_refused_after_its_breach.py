@@ -1,13 +1,10 @@
-"""A department's transfer asked just after its ticket's deadline, before the clock watch
-sent the breach: the request itself escalates the ticket to the department's
-`escalation_to` (the breach is that department's), then refuses the transfer 403. The
-answer should say so: the department asked for its own ticket, and the generic "acts for
-its own department only" tells it nothing of the escalation its request just made. On
-the real store and broker.
-
-Known finding (helper h190): the refusal is verdicts.ACTS_FOR_OWN as it stands; the mend
-belongs in services/router/service/handovers.py (_after_notices), which other work is
-changing: marked xfail(strict) until it is made, so that the mend shows here."""
+"""A department's transfer or priority change asked just after its ticket's deadline,
+before the clock watch sent the breach: the request itself escalates the ticket to the
+department's `escalation_to` (the breach is that department's), then refuses the change
+403, as it would have had the watch run first, but says why (`escalated_away`): which
+deadline passed and when, that this request sent that breach first, and where the ticket
+went, not the generic "acts for its own department only", which read as a credential's
+fault. On the real store and broker."""
 
 from __future__ import annotations
 
@@ -27,10 +24,9 @@ PUBLIC_SECTOR = access.Principal("cred-public-sector", access.Role.DEPARTMENT,
                                  "public_sector")
 
 
-@pytest.mark.xfail(strict=True, reason="h190 finding: the 403 does not name the escalation"
-                                       " the request made (mend in handovers.py)")
+@pytest.mark.parametrize("asked", ["transfer", "priority"])
 async def test_the_refusal_names_the_escalation_the_request_made(
-        stores: Stores, kafka_bootstrap: str) -> None:  # noqa: F811
+        stores: Stores, kafka_bootstrap: str, asked: str) -> None:  # noqa: F811
     table = table_file.load(TEST_ROUTING_TABLE)
     ticket_id = unique("t")
     ticket = tickets.Ticket(ticket_id=ticket_id, customer_id="c-1", subject="s", body="b",
@@ -46,17 +42,30 @@ async def test_the_refusal_names_the_escalation_the_request_made(
     await kafka.ensure_topics(settings, [topics.EVENTS, *priority.lane_topics("key_accounts"),
                                          *priority.lane_topics("customer_care")])
     publisher = kafka.Publisher(settings, client_id="transfer-refused-after-breach")
+    deadline = ROUTED_AT + timedelta(hours=4)
+    asked_at = deadline + timedelta(seconds=3)
     try:
-        answer = await router_service.transfer(
-            ticket_id, to_department="customer_care", reason="theirs", from_department=None,
-            principal=PUBLIC_SECTOR, routed=stores.router, publisher=publisher, table=table,
-            queue_for=priority.queue_for, now=ROUTED_AT + timedelta(hours=4, seconds=3))
+        if asked == "transfer":
+            answer: object = await router_service.transfer(
+                ticket_id, to_department="customer_care", reason="theirs",
+                from_department=None, principal=PUBLIC_SECTOR, routed=stores.router,
+                publisher=publisher, table=table, queue_for=priority.queue_for,
+                now=asked_at)
+        else:
+            answer = await router_service.change_priority(
+                ticket_id, priority=1, reason="outage", principal=PUBLIC_SECTOR,
+                routed=stores.router, publisher=publisher, table=table, now=asked_at)
     finally:
         await publisher.close()
     row = await stores.router.get(ticket_id)
     assert row is not None and row.department == "key_accounts"  # escalated by the request
-    assert isinstance(answer, router_service.Refused)
-    assert answer.refusal is router_service.Refusal.FORBIDDEN
+    assert row.priority == 2  # no priority change made
     # What the caller is told: its own ticket, escalated to key_accounts by its breach.
-    assert answer != verdicts.ACTS_FOR_OWN
-    assert "key_accounts" in answer.detail and "escalated" in answer.detail
+    assert answer == verdicts.Refused(
+        router_service.Refusal.FORBIDDEN,
+        f"this request, at {asked_at.isoformat()}, first sent the breach the ticket owed"
+        " (the clock watch had not sent it yet): its first_response deadline passed at"
+        f" {deadline.isoformat()}, unanswered, escalating it (level 1) from"
+        " 'public_sector' to 'key_accounts'. The ticket is with 'key_accounts' now, and a"
+        " department credential acts for its own department only: ask 'key_accounts' or"
+        " an admin", "escalated_away")

@@ -13,13 +13,14 @@ import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy.exc import IntegrityError
 
-from services.core import access, events, moments, tickets, topics
+from services.core import access, auth, events, moments, tickets, topics
 from services.core.events import TicketEventType
 from services.metrics import service as metrics_service
 from services.metrics import stats
 from services.metrics import timeline as metrics_timeline
 from services.router import (
     clock_watch,
+    intake,
     intake_policy,
     service,
     service_clocks,
@@ -337,7 +338,8 @@ class TestATransferJustAfterADeadline:
             self, tmp_path: Path, watch_first: bool) -> None:
         router = self.router(tmp_path)
         answer = await self.in_either_order(router, watch_first, PUBLIC_SECTOR)
-        assert answer == verdicts.ACTS_FOR_OWN
+        # Its own request sent the breach: told so (403 as the watch's breach gets).
+        assert answer == (verdicts.ACTS_FOR_OWN if watch_first else self.escalated_away)
         assert self.outcome(router) == (
             "key_accounts", [("escalated", 1, "public_sector", "key_accounts")],
             1, "missed", [("ClockEscalated", "public_sector"),
@@ -368,6 +370,33 @@ class TestATransferJustAfterADeadline:
         assert [item.event.data["department"] for item in router.publisher.published
                 if item.event.type == TicketEventType.TARGET_WARNING] == ["public_sector"]
 
+    @property
+    def escalated_away(self) -> Refused:
+        return verdicts.escalated_away([clock_watch.Escalated(
+            "first_response", 1, self.MISSED, "public_sector", "key_accounts")],
+            asked_at=self.MISSED + timedelta(seconds=3), department="key_accounts")
+
+    def test_the_refusal_says_which_deadline_this_request_sent_and_where_it_went(
+            self) -> None:
+        assert self.escalated_away == Refused(
+            Refusal.FORBIDDEN,
+            f"this request, at {(self.MISSED + timedelta(seconds=3)).isoformat()}, first"
+            " sent the breach the ticket owed (the clock watch had not sent it yet): its"
+            f" first_response deadline passed at {self.MISSED.isoformat()}, unanswered,"
+            " escalating it (level 1) from 'public_sector' to 'key_accounts'. The ticket"
+            " is with 'key_accounts' now, and a department credential acts for its own"
+            " department only: ask 'key_accounts' or an admin", "escalated_away")
+
+    @pytest.mark.parametrize(("verdict", "code"), [("escalated_away", "escalated_away"),
+                                                   ("acts_for_own", "forbidden")])
+    def test_the_answer_is_a_403_with_its_code(self, verdict: str, code: str) -> None:
+        refusal = self.escalated_away if verdict == "escalated_away" \
+            else verdicts.ACTS_FOR_OWN
+        with pytest.raises(auth.Refused) as raised:
+            intake.refused(refusal, wired().router, "transfer")
+        assert (raised.value.status, raised.value.error, raised.value.detail) == (
+            403, code, refusal.detail)
+
     async def test_a_transfer_before_the_deadline_sends_nothing_first(
             self, tmp_path: Path) -> None:
         router = self.router(tmp_path)
@@ -389,7 +418,7 @@ class TestATransferJustAfterADeadline:
             "t-1", priority=1, reason="outage", principal=PUBLIC_SECTOR,
             routed=router.routed, publisher=router.publisher,
             table=router.router.table.current, now=self.MISSED + timedelta(seconds=3))
-        assert changed == verdicts.ACTS_FOR_OWN
+        assert changed == self.escalated_away
         assert router.routed.rows["t-1"].department == "key_accounts"
         assert router.routed.rows["t-1"].priority == 2
 
@@ -695,9 +724,10 @@ class TestEscalationsDueTogether:
         at = self.RESOLUTION + timedelta(hours=1, minutes=30)
         row = router.routed.rows["t-1"]
         assert service_clocks.owes_notice(service_clocks.from_json(row.service_clocks), at)
-        assert await clock_watch.send_owed(
+        sent = await clock_watch.send_owed(
             router.routed, router.publisher, row, table=router.router.table.current,
             queue_for=router.router.queue_for, now=at)
+        assert sent is not None and sent.count
         after = router.routed.rows["t-1"]
         assert not service_clocks.owes_notice(
             service_clocks.from_json(after.service_clocks), at)

@@ -187,7 +187,8 @@ async def _after_notices(ticket_id: str, *, principal: access.Principal,
     (service_clocks.owes_notice; the clock watch had not come to them), for the
     department that held it, just after them; refused if `closed` to the change (a
     resolved ticket, a trace at its ceiling). A caller who may not act for the ticket
-    sends none."""
+    sends none; one whose request so escalated the ticket out of its department is told
+    so (verdicts.escalated_away)."""
     row = await routed.get(ticket_id)
     if row is None:
         return verdicts.not_found(ticket_id)
@@ -202,12 +203,15 @@ async def _after_notices(ticket_id: str, *, principal: access.Principal,
     if sent is None:
         return verdicts.HANDOVER_IN_FLIGHT
     judged: RoutedTicketRow | None = row
-    if sent:
+    if sent.count:
+        asked_at = now
         judged, now = await routed.get(ticket_id), now + AFTER_NOTICES
         if judged is None:
             return verdicts.not_found(ticket_id)
         if not principal.may_act_for(judged.department):  # escalated out of its own
-            return verdicts.ACTS_FOR_OWN
+            return verdicts.escalated_away(sent.escalated, asked_at=asked_at,
+                                           department=judged.department) \
+                if sent.escalated else verdicts.ACTS_FOR_OWN
     assert judged is not None
     refused = closed(judged)
     return (judged, now) if refused is None else refused

@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
 
 from services.core import access, lifecycle, moments, topics
-from services.router import intake_policy, ticket_ids
+from services.router import clock_watch, intake_policy, ticket_ids
 from services.router.models import RoutedTicketRow
 
 
@@ -102,6 +103,33 @@ def closed_to_priority_change(row: RoutedTicketRow, principal: access.Principal
 
 ACTS_FOR_OWN = Refused(Refusal.FORBIDDEN,
                        "a department credential acts for its own department only")
+
+
+def escalated_away(escalated: Sequence[clock_watch.Escalated], *, asked_at: datetime,
+                   department: str) -> Refused:
+    """A department's transfer or priority change whose request first sent the notices
+    its ticket owed (the clock watch had not come to them), which escalated the ticket
+    out of that department (now with `department`): its credential no longer acts for
+    the ticket, as the request would have found had the watch run first (ACTS_FOR_OWN,
+    403 alike), but told which deadline passed, that this request sent its breach, and
+    where the ticket went, so that it is not read as a credential's fault."""
+    passed = "; ".join(
+        f"its {each.target} deadline passed at {_iso(each.due)}, unanswered, escalating"
+        f" it (level 1) from {each.from_department!r} to {each.to_department!r}"
+        if each.level == 1 else
+        f"its {each.target} target, escalated already, was still unanswered at"
+        f" {_iso(each.due)}, escalating it (level {each.level}) from"
+        f" {each.from_department!r} to {each.to_department!r}" for each in escalated)
+    return Refused(
+        Refusal.FORBIDDEN,
+        f"this request, at {asked_at.isoformat()}, first sent the breach the ticket owed"
+        f" (the clock watch had not sent it yet): {passed}. The ticket is with"
+        f" {department!r} now, and a department credential acts for its own department"
+        f" only: ask {department!r} or an admin", "escalated_away")
+
+
+def _iso(moment: datetime | None) -> str:
+    return "an unknown moment" if moment is None else moment.isoformat()
 # A request under an `Idempotency-Key` (a report's; a ticket's answers alike).
 KEY_REUSED = Refused(Refusal.INVALID, "this key was used for a different request; use a new"
                                       " key per ticket or report",
