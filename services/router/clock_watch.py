@@ -5,14 +5,17 @@ Run periodically by the router that holds the escalation lease (escalation.LEASE
 What a ticket's clocks owe at a check (service_clocks.owed) is sent at once, for the
 department holding it: its warnings, then one escalation of every clock breached or at
 its second level, together, an event per clock (service_clocks.escalation: where to).
-Each notice is published before the clocks record it: a crash in between sends it again
-at the next check (at least once), rather than never.
+All are published under one claim of the ticket as read (ports.publish_claimed), before
+the clocks record them and end it: two sendings at once (the watch's, a hand-over's on
+another router) publish them once; a crash in between sends them again at the next check
+(at least once), rather than never.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -31,6 +34,9 @@ from services.router import (
 from services.router.models import RoutedTicketRow
 
 logger = logging.getLogger(__name__)
+
+# How a record changes the clocks it finds, given the department holding the ticket.
+ClockChange = Callable[[service_clocks.TicketClocks, str], service_clocks.TicketClocks]
 
 # What this router published, at least once (a notice published again after a crash
 # counts again): the metrics service counts each notice once
@@ -178,48 +184,92 @@ async def _notice(routed: ports.Routed, publisher: ports.Publisher, row: RoutedT
                   claim_for: timedelta) -> Sent | None:
     """What the ticket's clocks owe by `now` (service_clocks.owed), sent at once for the
     department holding it: its warnings, then one escalation of every clock breached or
-    at its second level, together; what was sent (None: the escalation is held by
-    another hand-over, or a report came since: the next check sees it anew)."""
+    at its second level, published together under one claim of the ticket as `row` read
+    it (its clocks too: claim_handover), and recorded with it, so that two sendings at
+    once (the watch's and a hand-over's, on two routers) publish each notice once; what
+    was sent (None: another holds the ticket, or it changed since it was read, a notice
+    sent meanwhile or a report: nothing published, the next check sees it anew)."""
     assert row.service_clocks is not None
     state = service_clocks.from_json(row.service_clocks)
     owed = service_clocks.owed(state, now)
+    escalation = _escalation(row, owed, state, table=table, queue_for=queue_for, now=now) \
+        if owed.escalated else None
+    outputs = [*(_warning(row, clock, state, now) for clock in owed.warnings),
+               *(escalation.outputs if escalation else ())]
+    claim = await ports.publish_claimed(routed, publisher, row, outputs, hold=claim_for)
+    if claim is None:
+        return None
+
+    def warned(current: service_clocks.TicketClocks,
+               department: str) -> service_clocks.TicketClocks:
+        for clock in owed.warnings:
+            current = current.with_clock(clocks.warned(_same(current, clock)))
+        return current
+
+    record: ports.Record
+    if escalation is None:
+        record = functools.partial(_record_warnings, routed, row.ticket_id, warned,
+                                   claim=claim)
+    else:
+        def moved(current: service_clocks.TicketClocks,
+                  department: str) -> service_clocks.TicketClocks:
+            return escalation.move(warned(current, department), department)
+
+        record = functools.partial(
+            routed.record_handover, row.ticket_id, department=escalation.to,
+            steps=escalation.steps, ticket=escalation.ticket, now=now, move_clocks=moved,
+            claim=claim, escalated=bool(owed.breached))
+    await ports.record_published(record, claim=claim, ticket_id=row.ticket_id)
     for clock in owed.warnings:
-        await _warn(routed, publisher, row, clock, state, now)
-    escalated: tuple[Escalated, ...] = ()
-    if owed.escalated:
-        made = await _escalate(routed, publisher, row, owed, state, table=table,
-                               queue_for=queue_for, now=now, claim_for=claim_for)
-        if made is None:
-            return None
-        escalated = made
-    return Sent(owed.count, escalated)
+        WARNINGS.labels(row.department, clock.target).inc()
+        logger.info("service-level warning", extra={"ticket_id": row.ticket_id,
+                                                    "department": row.department,
+                                                    "target": clock.target})
+    if escalation is None:
+        return Sent(owed.count)
+    for each in escalation.escalated:
+        LEVELS.labels(each.from_department, each.target, str(each.level)).inc()
+    logger.info("service-level target escalated", extra={
+        "ticket_id": row.ticket_id, "department": row.department,
+        "target": ",".join(each.target for each in escalation.escalated),
+        "level": ",".join(str(each.level) for each in escalation.escalated),
+        "escalated_to": escalation.to})
+    return Sent(owed.count, escalation.escalated)
 
 
-async def _warn(routed: ports.Routed, publisher: ports.Publisher, row: RoutedTicketRow,
-                clock: clocks.Clock, state: service_clocks.TicketClocks,
-                now: datetime) -> None:
+async def _record_warnings(routed: ports.Routed, ticket_id: str, warned: ClockChange,
+                           *, claim: datetime, again: bool) -> None:
+    # Marking a warning sent twice marks it once: tried `again`, it is applied again.
+    await routed.update_clocks(ticket_id, warned, claim=claim)
+
+
+def _warning(row: RoutedTicketRow, clock: clocks.Clock, state: service_clocks.TicketClocks,
+             now: datetime) -> kafka.Output:
     warning = events.TicketEvent(
         ticket_id=row.ticket_id, type=events.TicketEventType.TARGET_WARNING, occurred_at=now,
         department=row.department, segment=row.segment, target=clock.target,
         deadlines=state.deadlines())
-    await publisher.publish([kafka.Output(topics.EVENTS, row.ticket_id, events.as_envelope(
-        warning, _correlation_id(row), dispatch.SOURCE))])
-    await routed.update_clocks(row.ticket_id, lambda current, _department: current.with_clock(
-        clocks.warned(_same(current, clock))))
-    WARNINGS.labels(row.department, clock.target).inc()
-    logger.info("service-level warning", extra={"ticket_id": row.ticket_id,
-                                                "department": row.department,
-                                                "target": clock.target})
+    return kafka.Output(topics.EVENTS, row.ticket_id, events.as_envelope(
+        warning, _correlation_id(row), dispatch.SOURCE))
 
 
-async def _escalate(routed: ports.Routed, publisher: ports.Publisher, row: RoutedTicketRow,
-                    owed: service_clocks.Owed, state: service_clocks.TicketClocks, *,
-                    table: routing.RoutingTable, queue_for: dispatch.QueueFor,
-                    now: datetime, claim_for: timedelta) -> tuple[Escalated, ...] | None:
-    """Escalate the breaches and second levels `owed` together: one hand-over, where
-    service_clocks.escalation says, an event and a trace step per clock at its level;
-    None if the ticket is not as read (another hand-over holds it, or a report came
-    since: nothing published)."""
+@dataclass(frozen=True)
+class _Escalation:
+    """One hand-over escalating what is owed: published (`outputs`), then recorded."""
+
+    to: str  # where the ticket goes (where it is: flagged there)
+    outputs: list[kafka.Output]
+    steps: list[dict[str, object]]
+    ticket: tickets.RoutedTicket | None  # its copy there (None: kept as it is)
+    move: ClockChange  # the clocks marked and rebased
+    escalated: tuple[Escalated, ...]
+
+
+def _escalation(row: RoutedTicketRow, owed: service_clocks.Owed,
+                state: service_clocks.TicketClocks, *, table: routing.RoutingTable,
+                queue_for: dispatch.QueueFor, now: datetime) -> _Escalation:
+    """The breaches and second levels `owed`, escalated together: one hand-over, where
+    service_clocks.escalation says, an event and a trace step per clock at its level."""
     try:
         ticket: tickets.RoutedTicket | None = tickets.RoutedTicket.model_validate(row.payload)
     except pydantic.ValidationError as exc:
@@ -227,7 +277,6 @@ async def _escalate(routed: ports.Routed, publisher: ports.Publisher, row: Route
         logger.error("ticket not handed on: its stored copy is not a routed ticket",
                      extra={"ticket_id": row.ticket_id, "errors": exc.error_count()})
         ticket = None
-    was_in = row.department  # counted there: the handover below may move `row` on
     policy = table.policy(row.department)
     escalated = owed.escalated
     escalation = service_clocks.escalation(owed, table, row.department)
@@ -256,13 +305,13 @@ async def _escalate(routed: ports.Routed, publisher: ports.Publisher, row: Route
     after = move(state, row.department)
     details = [{"target": clock.target, "level": level, "deadlines": after.deadlines()}
                for clock, level in zip(escalated, levels, strict=True)]
-    steps = [{"at": now.isoformat(), "step": "escalated", "level": level,
-              "target": clock.target, "from": row.department,
-              "to": target or row.department,
-              "reason": (f"{clock.target} not answered by {clock.deadline.isoformat()}"
-                         if level == 1 and clock.deadline else f"{clock.target} still not"
-                         f" answered after its escalation") + why}
-             for clock, level in zip(escalated, levels, strict=True)]
+    steps: list[dict[str, object]] = [
+        {"at": now.isoformat(), "step": "escalated", "level": level,
+         "target": clock.target, "from": row.department, "to": target or row.department,
+         "reason": (f"{clock.target} not answered by {clock.deadline.isoformat()}"
+                    if level == 1 and clock.deadline else f"{clock.target} still not"
+                    f" answered after its escalation") + why}
+        for clock, level in zip(escalated, levels, strict=True)]
     if target is None:  # nowhere to go: the event tells ops (level 2: the flag)
         outputs = [kafka.Output(topics.EVENTS, row.ticket_id, events.as_envelope(
             events.TicketEvent(
@@ -277,23 +326,12 @@ async def _escalate(routed: ports.Routed, publisher: ports.Publisher, row: Route
             from_department=row.department, event_type=events.TicketEventType.ESCALATED,
             now=now, correlation_id=_correlation_id(row), queue_for=queue_for,
             details=details[0], also=details[1:])
-    claim = await ports.publish_claimed(routed, publisher, row, outputs, hold=claim_for)
-    if claim is None:  # handed over or answered since it was read
-        return None
-    await ports.record_published(functools.partial(
-        routed.record_handover, row.ticket_id, department=target or row.department,
-        steps=steps, ticket=ticket, now=now, move_clocks=move, claim=claim,
-        escalated=bool(owed.breached)), claim=claim, ticket_id=row.ticket_id)
-    for clock, level in zip(escalated, levels, strict=True):
-        LEVELS.labels(was_in, clock.target, str(level)).inc()
-    logger.info("service-level target escalated", extra={
-        "ticket_id": row.ticket_id, "department": was_in,
-        "target": ",".join(clock.target for clock in escalated),
-        "level": ",".join(str(level) for level in levels), "escalated_to": target or was_in})
-    return tuple(Escalated(clock.target, level,
-                           clock.deadline if level == 1 else clock.second_level_at,
-                           was_in, target or was_in)
-                 for clock, level in zip(escalated, levels, strict=True))
+    return _Escalation(
+        target or row.department, list(outputs), steps, ticket, move,
+        tuple(Escalated(clock.target, level,
+                        clock.deadline if level == 1 else clock.second_level_at,
+                        row.department, target or row.department)
+              for clock, level in zip(escalated, levels, strict=True)))
 
 
 def _correlation_id(row: RoutedTicketRow) -> str:

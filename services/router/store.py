@@ -309,14 +309,17 @@ class RoutedTickets:
     async def claim_handover(self, row: RoutedTicketRow, *,
                              hold: timedelta) -> datetime | None:
         """Claim the ticket for a hand-over (a transfer, an escalation) or a priority
-        change for `hold` from now: only if it is as `row` read it (its department,
-        priority, last change and the steps of its trace: nothing reported, handed over,
-        re-prioritised or routed since, not even a priority changed and changed back),
-        open, and no other claim stands. The claim (its end, returned; None: not
+        change, or the notices its clocks owe, for `hold` from now: only if it is as
+        `row` read it (its department, priority, last change, the steps of its trace and
+        its clocks' next check: nothing reported, handed over, re-prioritised, routed or
+        warned since, not even a priority changed and changed back), open, and no other
+        claim stands. The claim (its end, returned; None: not
         claimed) is the claimant's token: it publishes, then records the hand-over or
         the priority change, which ends the claim, or releases it. So two hand-overs at
         once do not put it in two queues, none acts on a ticket answered since it was
-        read, and none publishes a lane or deadlines of a priority changed meanwhile."""
+        read, none publishes a lane or deadlines of a priority changed meanwhile, and no
+        notice is published twice (each one sent marks its clock, which moves the next
+        check on past it, as a failed notice's postponement does)."""
         now = datetime.now(UTC)  # at the claim, not at the start of a long check
         until = now + hold
         async with self._sessions() as session, session.begin():
@@ -329,6 +332,8 @@ class RoutedTickets:
                        # A priority change keeps the last change (the backlog's age)
                        # but adds a step to the trace.
                        func.json_array_length(RoutedTicketRow.trace) == len(row.trace),
+                       RoutedTicketRow.next_clock_check.is_not_distinct_from(
+                           row.next_clock_check),
                        RoutedTicketRow.status.in_(lifecycle.OPEN),
                        # Not intake_policy.handover_claimed, in SQL:
                        or_(RoutedTicketRow.handover_until.is_(None),
@@ -398,11 +403,16 @@ class RoutedTickets:
                 row.payload = {**row.payload, "routing": routing}
             row.priority, row.trace = priority, [*row.trace, step]
 
-    async def update_clocks(self, ticket_id: str, change: ClockChange) -> None:
-        """Clocks changed by the clock watch (a warning sent, a breach escalated)."""
+    async def update_clocks(self, ticket_id: str, change: ClockChange, *,
+                            claim: datetime | None = None) -> None:
+        """Clocks changed by the clock watch (warnings sent). Its `claim`
+        (claim_handover, taken to publish them) ends, unless another took over since."""
         async with self._sessions() as session, session.begin():
             row = (await _held(session, [ticket_id])).get(ticket_id)
-            if row is not None and row.service_clocks is not None:
+            if row is None:
+                return
+            _end_claim(row, claim)
+            if row.service_clocks is not None:
                 set_clocks(row, change(service_clocks.from_json(row.service_clocks),
                                         row.department))
 

@@ -93,10 +93,13 @@ class FakeRouted:
 
     async def claim_handover(self, row: RoutedTicketRow, *,
                              hold: timedelta) -> datetime | None:
-        """As the store claims (on the wall clock): the row as read, open, unclaimed."""
+        """As the store claims (on the wall clock): the row as read (its clocks' next
+        check too), open, unclaimed."""
         now, stored = datetime.now(UTC), self.rows.get(row.ticket_id)
-        if stored is None or (stored.department, stored.priority, stored.updated_at) != (
-                row.department, row.priority, row.updated_at) \
+        if stored is None or (stored.department, stored.priority, stored.updated_at,
+                              len(stored.trace), stored.next_clock_check) != (
+                row.department, row.priority, row.updated_at, len(row.trace),
+                row.next_clock_check) \
                 or not lifecycle.is_open(stored.status) \
                 or intake_policy.handover_claimed(stored.handover_until, now):
             return None
@@ -145,8 +148,12 @@ class FakeRouted:
             row.handover_until = None
         self.recorded.append(("priority", ticket_id))
 
-    async def update_clocks(self, ticket_id: str, change: ClockChange) -> None:
-        self._move(self.rows[ticket_id], change)
+    async def update_clocks(self, ticket_id: str, change: ClockChange, *,
+                            claim: datetime | None = None) -> None:
+        row = self.rows[ticket_id]
+        self._move(row, change)
+        if claim is not None and row.handover_until == claim:
+            row.handover_until = None
         self.recorded.append(("clocks", ticket_id))
 
     async def due_clocks(self, now: datetime, *, limit: int = 200) -> list[RoutedTicketRow]:

@@ -5,6 +5,7 @@ bootstrap: no broker, no database, no sockets. Accepting a ticket: test_router_a
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy.exc import IntegrityError
 
-from services.core import access, auth, events, moments, tickets, topics
+from services.core import access, auth, events, kafka, moments, tickets, topics
 from services.core.events import TicketEventType
 from services.metrics import service as metrics_service
 from services.metrics import stats
@@ -28,6 +29,7 @@ from services.router import (
     tickets_api,
 )
 from services.router.intake_policy import REPORT_CLOCK_SKEW
+from services.router.models import RoutedTicketRow
 from services.router.service import Refusal, Refused, verdicts
 from services.router.service.verdicts import HANDOVER_IN_FLIGHT, RESOLVED, TRACE_FULL
 from services.router.store import Dispatch
@@ -428,10 +430,10 @@ class TestATransferJustAfterADeadline:
         the ticket as it is, not refused or failed for a notice it could not send."""
         router = self.router(tmp_path)
 
-        async def cannot(*args: object, **kwargs: object) -> bool:
+        def cannot(*args: object, **kwargs: object) -> bool:
             raise ValueError("the calendar does not open within ten years")
 
-        monkeypatch.setattr(clock_watch, "_escalate", cannot)
+        monkeypatch.setattr(clock_watch, "_escalation", cannot)
         failed = REGISTRY.get_sample_value("routing_router_clock_checks_failed_total",
                                            {"department": "public_sector"}) or 0.0
         assert await self.transfer(router, ADMIN) == service.Transferred("t-1",
@@ -448,10 +450,10 @@ class TestATransferJustAfterADeadline:
         again, and the watch meanwhile, do not try it (nor count it) again before."""
         router = self.router(tmp_path)
 
-        async def cannot(*args: object, **kwargs: object) -> bool:
+        def cannot(*args: object, **kwargs: object) -> bool:
             raise ValueError("the calendar does not open within ten years")
 
-        monkeypatch.setattr(clock_watch, "_escalate", cannot)
+        monkeypatch.setattr(clock_watch, "_escalation", cannot)
         failed = REGISTRY.get_sample_value("routing_router_clock_checks_failed_total",
                                            {"department": "public_sector"}) or 0.0
         asked = self.MISSED + timedelta(seconds=3)
@@ -1675,3 +1677,69 @@ class TestPublishedThenRecorded:
         with pytest.raises(IntegrityError):
             await TestOneHandOverAtATime().transfer(router, NOW)
         assert calls == [1]
+
+
+class TestWarningsSentOnce:
+    """A warning is published under a claim of the ticket as read (its clocks' next check
+    too) and marked with that claim, as an escalation is: the watch and a hand-over's
+    send_owed (another router) sending the same warning at once publish it once, whether
+    the second claims after the first's record or while its publish is under way. It
+    was published, then marked, unclaimed: twice on tickets.events and its callbacks."""
+
+    WARNED = NOW + timedelta(hours=3)  # 75% of public_sector's 4h
+
+    def router(self, tmp_path: Path) -> Wired:
+        table = tmp_path / "routing.yaml"
+        table.write_text("warning_share: 0.75\n" + TEST_ROUTING_TABLE.read_text("utf-8"),
+                         encoding="utf-8")
+        router = wired(table)
+        routed_ticket(router)
+        return router
+
+    @staticmethod
+    def as_read(row: RoutedTicketRow) -> RoutedTicketRow:
+        # The fake keeps the row it hands out; a second router read its own copy.
+        return RoutedTicketRow(**{column.key: getattr(row, column.key)
+                                  for column in RoutedTicketRow.__table__.columns})
+
+    async def send_owed(self, router: Wired, row: RoutedTicketRow,
+                        ) -> clock_watch.Sent | None:
+        return await clock_watch.send_owed(
+            router.routed, router.publisher, row, table=router.router.table.current,
+            queue_for=router.router.queue_for, now=self.WARNED + timedelta(seconds=1))
+
+    def warnings(self, router: Wired) -> list[str]:
+        return [item.event.data["target"] for item in router.publisher.published
+                if item.event.type == TicketEventType.TARGET_WARNING]
+
+    async def test_a_sending_after_the_others_record_publishes_nothing(
+            self, tmp_path: Path) -> None:
+        router = self.router(tmp_path)
+        read_by_the_second = self.as_read(router.routed.rows["t-1"])
+        first = await self.send_owed(router, self.as_read(router.routed.rows["t-1"]))
+        second = await self.send_owed(router, read_by_the_second)
+        assert (first, second) == (clock_watch.Sent(1), None)
+        assert self.warnings(router) == ["first_response"]
+        assert router.routed.rows["t-1"].handover_until is None  # the claim ended
+
+    async def test_a_sending_during_the_others_publish_publishes_nothing(
+            self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        router = self.router(tmp_path)
+        read_by_the_second = self.as_read(router.routed.rows["t-1"])
+        publish = router.publisher.publish
+        during: list[clock_watch.Sent | None] = []
+
+        async def publishing(outputs: Sequence[kafka.Publishable]) -> None:
+            if not during:  # the first sending's publish: the second sends meanwhile
+                during.append(await self.send_owed(router, read_by_the_second))
+            await publish(outputs)
+
+        monkeypatch.setattr(router.publisher, "publish", publishing)
+        first = await self.send_owed(router, self.as_read(router.routed.rows["t-1"]))
+        assert (first, during) == (clock_watch.Sent(1), [None])
+        assert self.warnings(router) == ["first_response"]
+        # Marked: the watch after finds nothing owed.
+        assert await clock_watch.watch_clocks(
+            router.routed, router.publisher, table=router.router.table.current,
+            queue_for=router.router.queue_for, now=self.WARNED + timedelta(seconds=2)) == 0
+        assert self.warnings(router) == ["first_response"]
