@@ -4,39 +4,27 @@ Run periodically by the router that holds the escalation lease (escalation.LEASE
 
 What a ticket's clocks owe at a check (service_clocks.owed) is sent at once, for the
 department holding it: its warnings, then one escalation of every clock breached or at
-its second level, together, an event per clock (service_clocks.escalation: where to).
-All are published under one claim of the ticket as read (ports.publish_claimed), before
-the clocks record them and end it: two sendings at once (the watch's, a hand-over's on
-another router) publish them once; a crash in between sends them again at the next check
-(at least once), rather than never.
+its second level, together, an event per clock (service_clocks.escalation: where to;
+clock_notices builds them). All are published under one claim of the ticket as read
+(ports.publish_claimed), before the clocks record them and end it: two sendings at once
+(the watch's, a hand-over's on another router) publish them once; a crash in between
+sends them again at the next check (at least once), rather than never.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import pydantic
 from prometheus_client import Counter
 
-from services.core import events, faults, kafka, tickets, topics
-from services.router import (
-    clocks,
-    dispatch,
-    escalation_targets,
-    ports,
-    routing,
-    service_clocks,
-)
+from services.core import faults, kafka
+from services.router import clock_notices, dispatch, ports, routing, service_clocks
 from services.router.models import RoutedTicketRow
 
 logger = logging.getLogger(__name__)
-
-# How a record changes the clocks it finds, given the department holding the ticket.
-ClockChange = Callable[[service_clocks.TicketClocks, str], service_clocks.TicketClocks]
 
 # What this router published, at least once (a notice published again after a crash
 # counts again): the metrics service counts each notice once
@@ -68,24 +56,11 @@ def export_failed_notices(table: routing.RoutingTable) -> None:
 
 
 @dataclass(frozen=True)
-class Escalated:
-    """A clock escalated by a check: its target, its level, the moment it fell due (the
-    deadline it missed; its second level's moment), from and to which department (the
-    same: flagged where it is)."""
-
-    target: clocks.Target
-    level: int
-    due: datetime | None
-    from_department: str
-    to_department: str
-
-
-@dataclass(frozen=True)
 class Sent:
     """What one sending of a ticket's notices sent: how many, and the escalations."""
 
     count: int = 0
-    escalated: tuple[Escalated, ...] = ()
+    escalated: tuple[clock_notices.Escalated, ...] = ()
 
     def __add__(self, other: Sent) -> Sent:
         return Sent(self.count + other.count, (*self.escalated, *other.escalated))
@@ -192,20 +167,15 @@ async def _notice(routed: ports.Routed, publisher: ports.Publisher, row: RoutedT
     assert row.service_clocks is not None
     state = service_clocks.from_json(row.service_clocks)
     owed = service_clocks.owed(state, now)
-    escalation = _escalation(row, owed, state, table=table, queue_for=queue_for, now=now) \
+    escalation = clock_notices.escalation(row, owed, state, table=table,
+                                          queue_for=queue_for, now=now) \
         if owed.escalated else None
-    outputs = [*(_warning(row, clock, state, now) for clock in owed.warnings),
+    outputs = [*(clock_notices.warning(row, clock, state, now) for clock in owed.warnings),
                *(escalation.outputs if escalation else ())]
     claim = await ports.publish_claimed(routed, publisher, row, outputs, hold=claim_for)
     if claim is None:
         return None
-
-    def warned(current: service_clocks.TicketClocks,
-               department: str) -> service_clocks.TicketClocks:
-        for clock in owed.warnings:
-            current = current.with_clock(clocks.warned(_same(current, clock)))
-        return current
-
+    warned = clock_notices.warned(owed.warnings)
     record: ports.Record
     if escalation is None:
         record = functools.partial(_record_warnings, routed, row.ticket_id, warned,
@@ -237,118 +207,8 @@ async def _notice(routed: ports.Routed, publisher: ports.Publisher, row: RoutedT
     return Sent(owed.count, escalation.escalated)
 
 
-async def _record_warnings(routed: ports.Routed, ticket_id: str, warned: ClockChange,
+async def _record_warnings(routed: ports.Routed, ticket_id: str,
+                           warned: clock_notices.ClockChange,
                            *, claim: datetime, again: bool) -> None:
     # Marking a warning sent twice marks it once: tried `again`, it is applied again.
     await routed.update_clocks(ticket_id, warned, claim=claim)
-
-
-def _warning(row: RoutedTicketRow, clock: clocks.Clock, state: service_clocks.TicketClocks,
-             now: datetime) -> kafka.Output:
-    warning = events.TicketEvent(
-        ticket_id=row.ticket_id, type=events.TicketEventType.TARGET_WARNING, occurred_at=now,
-        department=row.department, segment=row.segment, target=clock.target,
-        deadlines=state.deadlines())
-    return kafka.Output(topics.EVENTS, row.ticket_id, events.as_envelope(
-        warning, _correlation_id(row), dispatch.SOURCE))
-
-
-@dataclass(frozen=True)
-class _Escalation:
-    """One hand-over escalating what is owed: published (`outputs`), then recorded."""
-
-    to: str  # where the ticket goes (where it is: flagged there)
-    outputs: list[kafka.Output]
-    steps: list[dict[str, object]]
-    ticket: tickets.RoutedTicket | None  # its copy there (None: kept as it is)
-    move: ClockChange  # the clocks marked and rebased
-    escalated: tuple[Escalated, ...]
-
-
-def _escalation(row: RoutedTicketRow, owed: service_clocks.Owed,
-                state: service_clocks.TicketClocks, *, table: routing.RoutingTable,
-                queue_for: dispatch.QueueFor, now: datetime) -> _Escalation:
-    """The breaches and second levels `owed`, escalated together: one hand-over, where
-    service_clocks.escalation says, an event and a trace step per clock at its level."""
-    try:
-        ticket: tickets.RoutedTicket | None = tickets.RoutedTicket.model_validate(row.payload)
-    except pydantic.ValidationError as exc:
-        # Not a ticket any more (a stored copy edited by hand?): escalated where it is.
-        logger.error("ticket not handed on: its stored copy is not a routed ticket",
-                     extra={"ticket_id": row.ticket_id, "errors": exc.error_count()})
-        ticket = None
-    policy = table.policy(row.department)
-    escalated = owed.escalated
-    escalation = service_clocks.escalation(owed, table, row.department)
-    assert escalation is not None  # called for what escalates
-    second = escalation_targets.on_breach(table, row.department).second
-    marks = [clocks.breached(clock, now, policy.calendar, second.after if second else None,
-                             second.to if second else None)
-             for clock in owed.breached] + [clocks.second_level(clock)
-                                            for clock in owed.second_levels]
-    levels = [1] * len(owed.breached) + [2] * len(owed.second_levels)
-    target = escalation.to if ticket is not None else None
-    # Why the table in force changed where it goes, if it goes there.
-    why = f"; {escalation.why}" if escalation.why and target == escalation.to else ""
-    new_calendar = table.policy(target).calendar if target else policy.calendar
-
-    def move(current: service_clocks.TicketClocks,
-             department: str) -> service_clocks.TicketClocks:
-        updated = current
-        for clock, marked in zip(escalated, marks, strict=True):
-            updated = updated.with_clock(_marked(_same(updated, clock), marked))
-        if target is None:
-            return updated
-        return service_clocks.handed_over(updated, now, table.policy(department).calendar,
-                                          new_calendar)
-
-    after = move(state, row.department)
-    details = [{"target": clock.target, "level": level, "deadlines": after.deadlines()}
-               for clock, level in zip(escalated, levels, strict=True)]
-    steps: list[dict[str, object]] = [
-        {"at": now.isoformat(), "step": "escalated", "level": level,
-         "target": clock.target, "from": row.department, "to": target or row.department,
-         "reason": (f"{clock.target} not answered by {clock.deadline.isoformat()}"
-                    if level == 1 and clock.deadline else f"{clock.target} still not"
-                    f" answered after its escalation") + why}
-        for clock, level in zip(escalated, levels, strict=True)]
-    if target is None:  # nowhere to go: the event tells ops (level 2: the flag)
-        outputs = [kafka.Output(topics.EVENTS, row.ticket_id, events.as_envelope(
-            events.TicketEvent(
-                ticket_id=row.ticket_id, type=events.TicketEventType.ESCALATED,
-                occurred_at=now, department=row.department,
-                from_department=row.department, segment=row.segment, reason="escalation",
-                **each), _correlation_id(row), dispatch.SOURCE)) for each in details]
-    else:
-        assert ticket is not None
-        ticket, outputs = dispatch.redispatch(
-            ticket, department=target, reason="escalation",
-            from_department=row.department, event_type=events.TicketEventType.ESCALATED,
-            now=now, correlation_id=_correlation_id(row), queue_for=queue_for,
-            details=details[0], also=details[1:])
-    return _Escalation(
-        target or row.department, list(outputs), steps, ticket, move,
-        tuple(Escalated(clock.target, level,
-                        clock.deadline if level == 1 else clock.second_level_at,
-                        row.department, target or row.department)
-              for clock, level in zip(escalated, levels, strict=True)))
-
-
-def _correlation_id(row: RoutedTicketRow) -> str:
-    return row.correlation_id or row.ticket_id  # None: routed before migration 0011
-
-
-def _same(current: service_clocks.TicketClocks, clock: clocks.Clock) -> clocks.Clock:
-    return next((found for found in current.clocks if found.key == clock.key), clock)
-
-
-def _marked(current: clocks.Clock, marked: clocks.Clock) -> clocks.Clock:
-    # The escalation marks as of the watch's reading; anything newer (a stop) wins.
-    if current.stopped:
-        return current
-    return clocks.Clock(**{**current.__dict__, "level": marked.level,
-                           "warning_at": None, "second_level_at": marked.second_level_at,
-                           "second_level_to": marked.second_level_to,
-                           "outcome": marked.outcome})
-
-

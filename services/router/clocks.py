@@ -160,6 +160,16 @@ def second_level(clock: Clock) -> Clock:
     return replace(clock, level=2, second_level_at=None)
 
 
+def with_escalation_marks(current: Clock, marked: Clock) -> Clock:
+    """`marked`'s escalation marks (breached, second_level), made on the clock as a check
+    read it, on the clock as it stands: anything newer (a stop) wins."""
+    if current.stopped:
+        return current
+    return replace(current, level=marked.level, warning_at=None,
+                   second_level_at=marked.second_level_at,
+                   second_level_to=marked.second_level_to, outcome=marked.outcome)
+
+
 def next_check(clocks: list[Clock]) -> datetime | None:
     """The earliest moment any of the clocks calls for something (None: none will)."""
     moments = [moment for clock in clocks if clock.running

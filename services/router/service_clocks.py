@@ -56,6 +56,10 @@ class TicketClocks:
     def next_check(self) -> datetime | None:
         return clocks.next_check(list(self.clocks))
 
+    def as_now(self, clock: Clock) -> Clock:
+        """`clock` (read earlier) as these clocks have it now: the one of its key."""
+        return next((found for found in self.clocks if found.key == clock.key), clock)
+
     def with_clock(self, updated: Clock) -> TicketClocks:
         return replace(self, clocks=tuple(updated if clock.key == updated.key else clock
                                           for clock in self.clocks))

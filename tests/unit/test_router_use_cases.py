@@ -20,6 +20,7 @@ from services.metrics import service as metrics_service
 from services.metrics import stats
 from services.metrics import timeline as metrics_timeline
 from services.router import (
+    clock_notices,
     clock_watch,
     intake,
     intake_policy,
@@ -374,7 +375,7 @@ class TestATransferJustAfterADeadline:
 
     @property
     def escalated_away(self) -> Refused:
-        return verdicts.escalated_away([clock_watch.Escalated(
+        return verdicts.escalated_away([clock_notices.Escalated(
             "first_response", 1, self.MISSED, "public_sector", "key_accounts")],
             asked_at=self.MISSED + timedelta(seconds=3), department="key_accounts")
 
@@ -433,7 +434,7 @@ class TestATransferJustAfterADeadline:
         def cannot(*args: object, **kwargs: object) -> bool:
             raise ValueError("the calendar does not open within ten years")
 
-        monkeypatch.setattr(clock_watch, "_escalation", cannot)
+        monkeypatch.setattr(clock_notices, "escalation", cannot)
         failed = REGISTRY.get_sample_value("routing_router_clock_checks_failed_total",
                                            {"department": "public_sector"}) or 0.0
         assert await self.transfer(router, ADMIN) == service.Transferred("t-1",
@@ -453,7 +454,7 @@ class TestATransferJustAfterADeadline:
         def cannot(*args: object, **kwargs: object) -> bool:
             raise ValueError("the calendar does not open within ten years")
 
-        monkeypatch.setattr(clock_watch, "_escalation", cannot)
+        monkeypatch.setattr(clock_notices, "escalation", cannot)
         failed = REGISTRY.get_sample_value("routing_router_clock_checks_failed_total",
                                            {"department": "public_sector"}) or 0.0
         asked = self.MISSED + timedelta(seconds=3)

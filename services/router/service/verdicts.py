@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from enum import Enum
 
 from services.core import access, lifecycle, moments, topics
-from services.router import clock_watch, intake_policy, ticket_ids
+from services.router import clock_notices, intake_policy, ticket_ids
 from services.router.models import RoutedTicketRow
 
 
@@ -105,7 +105,7 @@ ACTS_FOR_OWN = Refused(Refusal.FORBIDDEN,
                        "a department credential acts for its own department only")
 
 
-def escalated_away(escalated: Sequence[clock_watch.Escalated], *, asked_at: datetime,
+def escalated_away(escalated: Sequence[clock_notices.Escalated], *, asked_at: datetime,
                    department: str) -> Refused:
     """A department's transfer or priority change whose request first sent the notices
     its ticket owed (the clock watch had not come to them), which escalated the ticket
