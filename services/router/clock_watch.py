@@ -21,7 +21,14 @@ from datetime import datetime, timedelta
 from prometheus_client import Counter
 
 from services.core import faults, kafka
-from services.router import clock_notices, dispatch, ports, routing, service_clocks
+from services.router import (
+    clock_notices,
+    dispatch,
+    escalation,
+    ports,
+    routing,
+    service_clocks,
+)
 from services.router.models import RoutedTicketRow
 
 logger = logging.getLogger(__name__)
@@ -126,13 +133,21 @@ _TURNS = 2
 async def send_owed(routed: ports.Routed, publisher: ports.Publisher, row: RoutedTicketRow, *,
                     table: routing.RoutingTable, queue_for: dispatch.QueueFor, now: datetime,
                     claim_for: timedelta = ports.HANDOVER_CLAIM) -> Sent | None:
-    """Every notice the ticket owes by `now` (service_clocks.owes_notice), sent as the
-    watch sends it, for a hand-over or a priority change asked at `now` to come after
-    them; what was (None: another hand-over holds the ticket, or a report came since:
-    read it again). A publish that fails raises kafka.PublishFailed. A notice that
-    fails for a reason of the ticket's own ends the sending, as the watch treats it
-    (checked_again_later): the hand-over is not held up by it, and neither it nor another
-    hand-over sends it again before the watch's next check of the ticket."""
+    """Every notice the ticket owes by `now` (service_clocks.owes_notice; for a ticket
+    without clocks, its escalation: escalation.owes_escalation), sent as the watch sends
+    it, for a hand-over or a priority change asked at `now` to come after them; what was
+    (None: another hand-over holds the ticket, or a report came since: read it again). A
+    publish that fails raises kafka.PublishFailed. A notice that fails for a reason of
+    the ticket's own ends the sending, as the watch treats it (checked_again_later): the
+    hand-over is not held up by it, and neither it nor another hand-over sends it again
+    before the watch's next check of the ticket."""
+    if row.service_clocks is None:  # routed before migration 0010: its one escalation
+        if not escalation.owes_escalation(row, now):
+            return Sent()
+        escalated = await escalation.escalate(routed, publisher, row, table=table,
+                                              queue_for=queue_for, now=now,
+                                              claim_for=claim_for)
+        return None if escalated is None else Sent(len(escalated), escalated)
     sent = Sent()
     current: RoutedTicketRow | None = row
     for _ in range(_TURNS):

@@ -4,10 +4,13 @@ department's `escalation_to` (the breach is that department's), then refuses the
 403, as it would have had the watch run first, but says why (`escalated_away`): which
 deadline passed and when, that this request sent that breach first, and where the ticket
 went, not the generic "acts for its own department only", which read as a credential's
-fault. On the real store and broker."""
+fault. On the real store and broker, for a ticket with clocks and one without (routed
+before migration 0010, escalated by the older check: escalation.escalate), which a
+department's transfer moved first, to be escalated from there."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 
 import pytest
@@ -24,9 +27,10 @@ PUBLIC_SECTOR = access.Principal("cred-public-sector", access.Role.DEPARTMENT,
                                  "public_sector")
 
 
+@pytest.mark.parametrize("clocks", [True, False], ids=["clocks", "no clocks"])
 @pytest.mark.parametrize("asked", ["transfer", "priority"])
 async def test_the_refusal_names_the_escalation_the_request_made(
-        stores: Stores, kafka_bootstrap: str, asked: str) -> None:  # noqa: F811
+        stores: Stores, kafka_bootstrap: str, asked: str, clocks: bool) -> None:  # noqa: F811
     table = table_file.load(TEST_ROUTING_TABLE)
     ticket_id = unique("t")
     ticket = tickets.Ticket(ticket_id=ticket_id, customer_id="c-1", subject="s", body="b",
@@ -35,7 +39,8 @@ async def test_the_refusal_names_the_escalation_the_request_made(
         segment="government", rule="gov", rules_version="r1", customer_known=True,
         tier="existing")), table=table, load=ports.no_load, now=ROUTED_AT,
         event_id="e-1", correlation_id="corr-1")
-    await stores.router.record_first_dispatches([first.dispatch])
+    await stores.router.record_first_dispatches([
+        first.dispatch if clocks else dataclasses.replace(first.dispatch, clocks=None)])
     routed = await stores.router.get(ticket_id)
     assert routed is not None and routed.department == "public_sector"
     settings = Settings(kafka_bootstrap_servers=kafka_bootstrap)
@@ -60,6 +65,9 @@ async def test_the_refusal_names_the_escalation_the_request_made(
     row = await stores.router.get(ticket_id)
     assert row is not None and row.department == "key_accounts"  # escalated by the request
     assert row.priority == 2  # no priority change made
+    assert [(step["step"], step["from"], step["to"]) for step in row.trace
+            if step["step"] in ("escalated", "transferred")] == [
+        ("escalated", "public_sector", "key_accounts")]
     # What the caller is told: its own ticket, escalated to key_accounts by its breach.
     assert answer == verdicts.Refused(
         router_service.Refusal.FORBIDDEN,

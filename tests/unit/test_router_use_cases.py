@@ -265,14 +265,14 @@ class TestATransferJustAfterADeadline:
 
     MISSED = NOW + timedelta(hours=4)
 
-    def router(self, tmp_path: Path) -> Wired:
+    def router(self, tmp_path: Path, *, clocks: bool = True) -> Wired:
         table = tmp_path / "routing.yaml"
         table.write_text(TEST_ROUTING_TABLE.read_text("utf-8").replace(
             "public_sector: {escalation_to: key_accounts}",
             "public_sector: {escalation_to: key_accounts,"
             " second_escalation: {after: 2h, to: sales_support}}"), encoding="utf-8")
         router = wired(table)
-        routed_ticket(router)
+        routed_ticket(router, clocks=clocks)
         return router
 
     async def watch(self, router: Wired, at: datetime) -> None:
@@ -400,9 +400,10 @@ class TestATransferJustAfterADeadline:
         assert (raised.value.status, raised.value.error, raised.value.detail) == (
             403, code, refusal.detail)
 
+    @pytest.mark.parametrize("clocks", [True, False], ids=["clocks", "no clocks"])
     async def test_a_transfer_before_the_deadline_sends_nothing_first(
-            self, tmp_path: Path) -> None:
-        router = self.router(tmp_path)
+            self, tmp_path: Path, clocks: bool) -> None:
+        router = self.router(tmp_path, clocks=clocks)
         answer = await service.transfer(
             "t-1", to_department="customer_care", reason="theirs", from_department=None,
             principal=PUBLIC_SECTOR, routed=router.routed, publisher=router.publisher,
@@ -479,6 +480,74 @@ class TestATransferJustAfterADeadline:
         assert await self.transfer(router, ADMIN) == Refused(Refusal.UNAVAILABLE)
         assert router.routed.rows["t-1"].department == "public_sector"
         assert router.routed.rows["t-1"].handover_until is None
+
+
+class TestATicketWithoutClocksJustAfterItsDeadline:
+    """A ticket routed before migration 0010 has no clocks (none were given it since):
+    its first-response deadline is escalated by the older check (escalation.escalate),
+    under the same claim. A transfer asked just after that deadline, before the check
+    came to it, comes after its escalation too (clock_watch.send_owed), as one of a
+    ticket with clocks does: the breach is public_sector's, escalated to key_accounts
+    once, whether the check ran first or not. It was transferred first, then escalated
+    out of the department it went to (moved twice, the breach charged to a department
+    that never held it when its deadline passed); a department's transfer went
+    through."""
+
+    MISSED = TestATransferJustAfterADeadline.MISSED
+
+    def router(self) -> Wired:
+        router = wired()
+        routed_ticket(router, clocks=False)
+        return router
+
+    async def asked(self, router: Wired, check_first: bool, principal: access.Principal,
+                    asked: str) -> object:
+        if check_first:
+            await TestEscalateDue().escalate(router, self.MISSED + timedelta(seconds=2))
+        at = self.MISSED + timedelta(seconds=3)
+        answer: object
+        if asked == "transfer":
+            answer = await service.transfer(
+                "t-1", to_department="customer_care", reason="theirs",
+                from_department=None, principal=principal, routed=router.routed,
+                publisher=router.publisher, table=router.router.table.current,
+                queue_for=router.router.queue_for, now=at)
+        else:
+            answer = await service.change_priority(
+                "t-1", priority=1, reason="outage", principal=principal,
+                routed=router.routed, publisher=router.publisher,
+                table=router.router.table.current, now=at)
+        await TestEscalateDue().escalate(router, self.MISSED + timedelta(seconds=5))
+        return answer
+
+    @staticmethod
+    def handed(router: Wired) -> list[tuple[str, str, str]]:
+        return [(step["step"], step["from"], step["to"])
+                for step in router.routed.rows["t-1"].trace
+                if step["step"] in ("escalated", "transferred")]
+
+    @pytest.mark.parametrize("check_first", [True, False])
+    async def test_an_admins_transfer_comes_after_the_escalation(
+            self, check_first: bool) -> None:
+        router = self.router()
+        answer = await self.asked(router, check_first, ADMIN, "transfer")
+        assert answer == service.Transferred("t-1", "customer_care")
+        assert self.handed(router) == [("escalated", "public_sector", "key_accounts"),
+                                       ("transferred", "key_accounts", "customer_care")]
+        assert router.routed.rows["t-1"].department == "customer_care"
+        assert router.publisher.types().count(TicketEventType.ESCALATED) == 1
+
+    @pytest.mark.parametrize("asked", ["transfer", "priority"])
+    @pytest.mark.parametrize("check_first", [True, False])
+    async def test_the_departments_request_is_refused_the_ticket_escalated(
+            self, check_first: bool, asked: str) -> None:
+        router = self.router()
+        answer = await self.asked(router, check_first, PUBLIC_SECTOR, asked)
+        assert answer == (verdicts.ACTS_FOR_OWN if check_first
+                          else TestATransferJustAfterADeadline().escalated_away)
+        assert self.handed(router) == [("escalated", "public_sector", "key_accounts")]
+        row = router.routed.rows["t-1"]
+        assert (row.department, row.priority, row.escalated) == ("key_accounts", 2, True)
 
 
 class TestDeadlinesPassedTogether:
