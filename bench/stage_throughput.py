@@ -23,7 +23,9 @@ input topic with a new consumer group:
 - segmenter, exactly once: the warm-cache segmenter with one transactional producer per
   input partition, as the service runs it by default.
 Prints tickets per second (median of the runs), each as a ratio of the bare loop, and the
-exactly-once stages also as a ratio of the bare exactly-once loop.
+exactly-once stages also as a ratio of the bare exactly-once loop; then the bench
+process's CPU a ticket over each drain (what the loop itself spends, less noisy than the
+rates on a shared machine).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -106,7 +109,16 @@ Contender = Callable[[Settings, str, AIOKafkaConsumer, AIOKafkaProducer, str],
 """Subscribes the consumer to the topic; returns how to run the loop and what to close."""
 
 
-async def drain(settings: Settings, topic: str, count: int, contender: Contender) -> float:
+@dataclass(frozen=True)
+class Drained:
+    """One drain: tickets a second, and the bench process's CPU a ticket over it (the
+    stage's or loop's own; the broker runs in a process of its own)."""
+
+    rate: float
+    cpu_us: float
+
+
+async def drain(settings: Settings, topic: str, count: int, contender: Contender) -> Drained:
     """Time one consumer group reading `count` records of `topic` through a loop."""
     group = f"bench-{uuid.uuid4().hex[:8]}"
     consumer = kafka.consumer(settings, group_id=group, client_id=group)
@@ -115,9 +127,10 @@ async def drain(settings: Settings, topic: str, count: int, contender: Contender
     await consumer.start()
     await producer.start()
     try:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         await run(count)
-        return count / (time.perf_counter() - started)
+        return Drained(count / (time.perf_counter() - started),
+                       (time.process_time() - cpu) / count * 1e6)
     finally:
         await consumer.stop()
         await producer.stop()
@@ -243,7 +256,7 @@ async def segmenter_bench(home: Path, count: int, runs: int) -> None:
                 lookup=warm.customer, preload=warm.preload, current_rules=lambda: rule_set),
                 exactly_once=True),
         }
-        results: dict[str, list[float]] = {name: [] for name in contenders}
+        results: dict[str, list[Drained]] = {name: [] for name in contenders}
         for _ in range(runs):  # interleaved, so drift on a noisy machine hits all alike
             cold.cache.clear()
             for name, factory in contenders.items():
@@ -279,7 +292,7 @@ async def router_bench(home: Path, count: int, runs: int) -> None:
             "router, at least once": stage_loop(route()),
             "router, exactly once": stage_loop(route(), exactly_once=True),
         }
-        results: dict[str, list[float]] = {name: [] for name in contenders}
+        results: dict[str, list[Drained]] = {name: [] for name in contenders}
         for _ in range(runs):
             for name, factory in contenders.items():
                 # Each drain routes the same tickets: as new ones, not replays of tickets
@@ -322,16 +335,20 @@ async def fill_segmented(settings: Settings, topic: str, count: int) -> None:
         await producer.stop()
 
 
-def report(count: int, runs: int, results: dict[str, list[float]]) -> None:
-    bare = statistics.median(results[BARE])
-    bare_eo = statistics.median(results[BARE_EXACTLY_ONCE])
+def report(count: int, runs: int, results: dict[str, list[Drained]]) -> None:
+    bare = statistics.median(d.rate for d in results[BARE])
+    bare_eo = statistics.median(d.rate for d in results[BARE_EXACTLY_ONCE])
     print(f"{count} tickets, {runs} runs each, medians (tickets/s, ratio to bare; exactly"
           " once, ratio to bare exactly once too):")
-    for name, rates in results.items():
-        median = statistics.median(rates)
+    for name, drains in results.items():
+        median = statistics.median(d.rate for d in drains)
         eo = f"  {median / bare_eo:5.2f}" if "exactly once" in name else " " * 7
         print(f"  {name:<26} {median:>8,.0f}/s  {median / bare:5.2f}{eo}"
-              f"   runs: {', '.join(f'{r:,.0f}' for r in rates)}")
+              f"   runs: {', '.join(f'{d.rate:,.0f}' for d in drains)}")
+    print("CPU of the bench process a ticket (us, median; runs):")
+    for name, drains in results.items():
+        print(f"  {name:<26} {statistics.median(d.cpu_us for d in drains):>6,.0f}"
+              f"   runs: {', '.join(f'{d.cpu_us:,.0f}' for d in drains)}")
 
 
 def main() -> None:
