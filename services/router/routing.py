@@ -20,6 +20,7 @@ taken in steps, each one written to its trace:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -319,6 +320,18 @@ def _overflow(table: RoutingTable, department: str, now: datetime,
 
 
 def _local(at: datetime, calendar: calendars.Calendar | None) -> str:
+    """`at` to the minute as an explanation says it: in the calendar's zone, or in UTC
+    without one."""
     if calendar is None:
-        return f"{at.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
-    return f"{at.astimezone(calendar.time_zone):%a %Y-%m-%d %H:%M} {calendar.time_zone.key}"
+        return _minute(at.astimezone(UTC).replace(second=0, microsecond=0, tzinfo=None), None)
+    return _minute(at.astimezone(calendar.time_zone).replace(
+        second=0, microsecond=0, tzinfo=None), calendar.time_zone.key)
+
+
+@functools.lru_cache(maxsize=1024)
+def _minute(wall_clock: datetime, zone: str | None) -> str:
+    # The tickets routed in one minute say the same few times (that minute, the next
+    # opening, their deadlines): each written out once (strftime was most of _local).
+    if zone is None:
+        return f"{wall_clock:%Y-%m-%d %H:%M} UTC"
+    return f"{wall_clock:%a %Y-%m-%d %H:%M} {zone}"
