@@ -10,8 +10,7 @@ evening before. Calendars are read from the routing table by table_calendars.py.
 
 from __future__ import annotations
 
-import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
@@ -22,6 +21,9 @@ Window = tuple[int, int]  # minutes after local midnight, [opens, closes), close
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 MINUTES_A_DAY = 24 * 60
 _SEARCH_LIMIT_DAYS = 3700  # a calendar that stays closed for ten years never opens
+_WINDOWS_KEPT = 4096  # dates a calendar keeps the windows of (Calendar.windows)
+_NO_TIME = timedelta(0)
+_A_DAY = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -30,9 +32,22 @@ class Calendar:
     hours: tuple[tuple[Window, ...], ...]  # seven entries, Monday first
     holidays: frozenset[date] = frozenset()
 
+    # Each date's windows, computed once (the calendar is immutable; a reloaded table
+    # brings new Calendar objects): every ticket of a day asks for the same few dates,
+    # several times each (its deadline, the next opening, its clocks'), and a cache of
+    # the calendar's own spares hashing the whole calendar a look-up.
+    _windows: dict[date, tuple[tuple[datetime, datetime], ...]] = field(
+        default_factory=dict, init=False, repr=False, compare=False)
+
     def windows(self, day: date) -> tuple[tuple[datetime, datetime], ...]:
         """The open intervals of a local date, as UTC instants."""
-        return _open_windows(self, day)
+        known = self._windows
+        found = known.get(day)
+        if found is None:
+            if len(known) >= _WINDOWS_KEPT:
+                known.clear()
+            found = known[day] = _open_windows(self, day)
+        return found
 
     def is_open(self, at: datetime) -> bool:
         _require_aware(at)
@@ -58,7 +73,7 @@ def deadline(start: datetime, target: timedelta, calendar: Calendar | None,
     Without a calendar, or in mode "always", it is plain elapsed time.
     """
     _require_aware(start)
-    if target < timedelta(0):
+    if target < _NO_TIME:
         raise ValueError(f"a target cannot be negative: {target}")
     start = start.astimezone(UTC)
     if calendar is None or mode == "always":
@@ -73,7 +88,7 @@ def deadline(start: datetime, target: timedelta, calendar: Calendar | None,
             if remaining <= closes - begin:
                 return begin + remaining
             remaining -= closes - begin
-        day += timedelta(days=1)
+        day += _A_DAY
     raise ValueError("the calendar does not open within ten years")
 
 
@@ -96,10 +111,7 @@ def _require_aware(at: datetime) -> None:
         raise ValueError(f"a time zone is required: {at.isoformat()} is naive")
 
 
-@functools.lru_cache(maxsize=4096)
 def _open_windows(calendar: Calendar, day: date) -> tuple[tuple[datetime, datetime], ...]:
-    # Every ticket of a day asks for the same few dates: computed once each (a calendar
-    # is immutable; a reloaded table brings new Calendar objects).
     if day in calendar.holidays:
         return ()
     found = []
