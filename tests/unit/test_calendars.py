@@ -225,3 +225,23 @@ class TestBusinessTime:
     def test_an_interval_that_ends_before_it_starts_is_empty(self) -> None:
         assert calendars.business_time(local(2025, 3, 10, 9), local(2025, 3, 10, 8),
                                        OFFICE) == timedelta(0)
+
+
+class TestKeptWindows:
+    """A calendar keeps the windows of the dates it was asked about (a routing asks
+    several times): what it kept is not part of what it is."""
+
+    def test_a_calendar_that_has_answered_equals_and_hashes_as_a_fresh_one(self) -> None:
+        used = parse("  time_zone: Europe/Amsterdam\n  hours: {mon-fri: '08:00-18:00'}\n")
+        calendars.deadline(local(2025, 3, 7, 17), timedelta(hours=3), used)
+        fresh = parse("  time_zone: Europe/Amsterdam\n  hours: {mon-fri: '08:00-18:00'}\n")
+        assert used == fresh
+        assert hash(used) == hash(fresh)
+        assert repr(used) == repr(fresh)
+
+    def test_a_date_asked_again_has_the_same_windows(self) -> None:
+        monday = date(2025, 3, 10)
+        first = OFFICE.windows(monday)
+        assert OFFICE.windows(monday) is first
+        assert first == ((local(2025, 3, 10, 8).astimezone(UTC),
+                          local(2025, 3, 10, 18).astimezone(UTC)),)
