@@ -64,13 +64,17 @@ def export_failed_notices(table: routing.RoutingTable) -> None:
 
 @dataclass(frozen=True)
 class Sent:
-    """What one sending of a ticket's notices sent: how many, and the escalations."""
+    """What one sending of a ticket's notices sent: how many, and the escalations; and
+    whether it postponed the ticket's next check (a notice failed for the ticket's own
+    reason: checked_again_later), which a row read before no longer shows."""
 
     count: int = 0
     escalated: tuple[clock_notices.Escalated, ...] = ()
+    postponed: bool = False
 
     def __add__(self, other: Sent) -> Sent:
-        return Sent(self.count + other.count, (*self.escalated, *other.escalated))
+        return Sent(self.count + other.count, (*self.escalated, *other.escalated),
+                    self.postponed or other.postponed)
 
 
 async def watch_clocks(routed: ports.Routed, publisher: ports.Publisher, *,
@@ -161,6 +165,7 @@ async def send_owed(routed: ports.Routed, publisher: ports.Publisher, row: Route
         except Exception as error:
             if not await checked_again_later(routed, error, current, now):
                 raise
+            sent += Sent(postponed=True)
             break
         if turn is None:
             return None

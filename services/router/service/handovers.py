@@ -203,6 +203,10 @@ async def _after_notices(ticket_id: str, *, principal: access.Principal,
     if sent is None:
         return verdicts.HANDOVER_IN_FLIGHT
     judged: RoutedTicketRow | None = row
+    if sent.postponed and not sent.count:  # its next check moved on: the claim's to compare
+        judged = await routed.get(ticket_id)
+        if judged is None:
+            return verdicts.not_found(ticket_id)
     if sent.count:
         asked_at = now
         judged, now = await routed.get(ticket_id), now + AFTER_NOTICES

@@ -1,0 +1,68 @@
+"""A transfer or priority change asked after its ticket's deadline, whose breach fails
+for the ticket's own reason (a deadline the calendar cannot give): the request counts it
+and postpones the ticket's next check (clock_watch.checked_again_later), then is made on
+the ticket as it is, not held up by the notice it could not send. On the real store and
+broker, where a row read before the postponement no longer matches the stored one (the
+claim compares its clocks' next check)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from services.core import access, kafka, tickets, topics
+from services.core.settings import Settings
+from services.router import clock_notices, ports, priority, table_file
+from services.router import service as router_service
+from tests.conftest import TEST_ROUTING_TABLE, unique
+from tests.integration.test_lifecycle_agreement import ROUTED_AT, Stores, stores  # noqa: F401
+
+PUBLIC_SECTOR = access.Principal("cred-public-sector", access.Role.DEPARTMENT,
+                                 "public_sector")
+
+
+@pytest.mark.parametrize("asked", ["transfer", "priority"])
+async def test_a_breach_failing_for_the_tickets_own_reason_holds_up_no_change(
+        stores: Stores, kafka_bootstrap: str, asked: str,  # noqa: F811
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    table = table_file.load(TEST_ROUTING_TABLE)
+    ticket_id = unique("t")
+    ticket = tickets.Ticket(ticket_id=ticket_id, customer_id="c-1", subject="s", body="b",
+                            channel="web", received_at=ROUTED_AT, platform="helpdesk")
+    first = router_service.route(ticket.with_segmentation(tickets.Segmentation(
+        segment="government", rule="gov", rules_version="r1", customer_known=True,
+        tier="existing")), table=table, load=ports.no_load, now=ROUTED_AT,
+        event_id="e-1", correlation_id="corr-1")
+    await stores.router.record_first_dispatches([first.dispatch])
+
+    def cannot(*args: object, **kwargs: object) -> object:
+        raise ValueError("the calendar does not open within ten years")
+
+    monkeypatch.setattr(clock_notices, "escalation", cannot)
+    settings = Settings(kafka_bootstrap_servers=kafka_bootstrap)
+    await kafka.ensure_topics(settings, [topics.EVENTS, *priority.lane_topics("customer_care"),
+                                         *priority.lane_topics("public_sector")])
+    publisher = kafka.Publisher(settings, client_id="handover-after-failed-notice")
+    asked_at = ROUTED_AT + timedelta(hours=4, seconds=3)  # just past its deadline
+    try:
+        if asked == "transfer":
+            answer: object = await router_service.transfer(
+                ticket_id, to_department="customer_care", reason="theirs",
+                from_department=None, principal=PUBLIC_SECTOR, routed=stores.router,
+                publisher=publisher, table=table, queue_for=priority.queue_for,
+                now=asked_at)
+        else:
+            answer = await router_service.change_priority(
+                ticket_id, priority=1, reason="outage", principal=PUBLIC_SECTOR,
+                routed=stores.router, publisher=publisher, table=table, now=asked_at)
+    finally:
+        await publisher.close()
+    row = await stores.router.get(ticket_id)
+    assert row is not None
+    if asked == "transfer":
+        assert answer == router_service.Transferred(ticket_id, "customer_care")
+        assert row.department == "customer_care"
+    else:
+        assert isinstance(answer, router_service.Reprioritised), answer
+        assert (row.department, row.priority) == ("public_sector", 1)
