@@ -26,13 +26,17 @@ from services.core.credentials import Credentials
 # few series, and a platform flooded with 429s told from a department's tool.
 NO_ROLE = "none"  # no valid credential sent
 AUTH_REFUSED = Counter("routing_http_auth_refused", "Requests refused: unauthenticated (401),"
-                       " forbidden (403), over their rate limit or asking for a second"
-                       " report at once (429), by the role of the credential sent (none:"
-                       " no valid one)", ["outcome", "role"])
+                       " forbidden or escalated away (403), over their rate limit or asking"
+                       " for a second report at once (429), by the role of the credential"
+                       " sent (none: no valid one)", ["outcome", "role"])
+# Each series at 0 from the start, so that its first refusal is an increase to Prometheus.
 AUTH_REFUSED.labels("unauthenticated", NO_ROLE)
 for _outcome in ("forbidden", "rate_limited", "report_in_progress"):
     for _role in access.Role:
         AUTH_REFUSED.labels(_outcome, _role.value)
+# A department's own request escalated its ticket out of it (the router's
+# verdicts.escalated_away): a department credential's alone.
+AUTH_REFUSED.labels("escalated_away", access.Role.DEPARTMENT.value)
 
 # The scheme every credential dependency below shows in OpenAPI.
 BEARER_SCHEME = "HTTPBearer"

@@ -9,6 +9,10 @@ role of the credential sent, never the credential."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -17,6 +21,7 @@ from fastapi import FastAPI
 from prometheus_client import REGISTRY
 
 from services.core import access, auth, http, service_context
+from services.router.service import verdicts
 
 PLATFORM = access.Principal("c-1", access.Role.PLATFORM, "helpdesk")
 TOKEN = "rt_live"
@@ -190,3 +195,20 @@ class TestRefusalsCounted:
                    for _ in range(2)]
         assert [status for status, _answer in answers] == [200, 429]
         assert refusals("rate_limited", "platform") == before + 1
+
+
+@pytest.mark.parametrize("outcome", ["forbidden", "escalated_away"])
+def test_a_departments_403s_are_at_0_from_the_start(outcome: str) -> None:
+    """Each 403 a department's credential can get (escalated_away: the router's
+    verdicts.escalated_away) is a series at 0 from the process's start, so that its first
+    refusal is an increase to Prometheus (the dashboard's rate); a fresh interpreter, as
+    this one's tests may have counted some already."""
+    assert verdicts.escalated_away([], asked_at=datetime(2026, 12, 1, tzinfo=UTC),
+                                   department="key_accounts").error == "escalated_away"
+    shown = subprocess.run(
+        [sys.executable, "-c", "from prometheus_client import REGISTRY;"
+         " import services.core.auth;"
+         " print(REGISTRY.get_sample_value('routing_http_auth_refused_total',"
+         f" {{'outcome': {outcome!r}, 'role': 'department'}}))"],
+        capture_output=True, text=True, check=True, cwd=Path(__file__).parents[2])
+    assert shown.stdout.strip() == "0.0"
