@@ -4,12 +4,15 @@ its use cases: wired by the same bootstrap as the real ones
 
 from __future__ import annotations
 
+import copy
 from collections import Counter
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from sqlalchemy import inspect
 
 from services.core import envelope, kafka, lifecycle, targets, tickets
 from services.core.settings import Settings
@@ -17,6 +20,17 @@ from services.router import bootstrap, intake_policy, service_clocks, store
 from services.router.models import IntakeKeyRow, RoutedTicketRow
 from services.router.store import ClockChange, Dispatch
 from tests.conftest import TEST_ROUTING_TABLE
+
+Row = TypeVar("Row", RoutedTicketRow, IntakeKeyRow)
+
+
+def read(row: Row) -> Row:
+    """A row as a read of the store hands it back: a new object, its JSON (payload, trace,
+    clocks) copied, so that no write made after the read changes it, nor a change to it
+    the store (the real store's reads come from a session that has ended)."""
+    columns = inspect(type(row)).column_attrs
+    return type(row)(**{column.key: copy.deepcopy(getattr(row, column.key))
+                        for column in columns})
 
 
 @dataclass(frozen=True)
@@ -45,7 +59,7 @@ class FakePublisher:
 
 
 class FakeKeys:
-    """`Idempotency-Key`s in a dict, as the store keeps them."""
+    """`Idempotency-Key`s in a dict, as the store keeps them; each read a copy (`read`)."""
 
     def __init__(self) -> None:
         self.rows: dict[str, IntakeKeyRow] = {}
@@ -58,30 +72,37 @@ class FakeKeys:
                 idempotency_key=key, ticket_id=ticket_id, fingerprint=fingerprint,
                 status="pending", created_at=now, correlation_id=correlation_id,
                 event_id=event_id, occurred_at=occurred_at)
-        return self.rows[key]
+        return read(self.rows[key])
 
     async def accepted(self, key: str, *, correlation_id: str) -> None:
         row = self.rows[key]
         row.status, row.correlation_id = "accepted", correlation_id
 
     async def find(self, key: str) -> IntakeKeyRow | None:
-        return self.rows.get(key)
+        row = self.rows.get(key)
+        return None if row is None else read(row)
 
 
 @dataclass
 class FakeRouted:
-    """Routed tickets in a dict; what the use cases recorded on them, in order."""
+    """Routed tickets in a dict; what the use cases recorded on them, in order. Each read
+    hands back a copy (`read`), and each write keeps a copy of what it is given, as the
+    store does: what the use cases write reaches the stored row through the write
+    methods only, and a row read before does not show it."""
 
     rows: dict[str, RoutedTicketRow] = field(default_factory=dict)
     recorded: list[tuple[str, str]] = field(default_factory=list)  # (what, ticket id)
 
     def add(self, dispatch: Dispatch) -> RoutedTicketRow:
+        """The ticket stored as first dispatched; the stored row itself, for a test to
+        set up (what it holds later is read by `get` or from `rows`)."""
         clocks = dispatch.clocks
         row = self.rows[dispatch.ticket_id] = RoutedTicketRow(
             ticket_id=dispatch.ticket_id, department=dispatch.department,
             segment=dispatch.segment, status="routed", priority=dispatch.priority,
             first_response_deadline=dispatch.deadline, first_response_at=None,
-            escalated=False, trace=list(dispatch.steps), payload=dispatch.payload,
+            escalated=False, trace=copy.deepcopy(list(dispatch.steps)),
+            payload=copy.deepcopy(dispatch.payload),
             updated_at=dispatch.at, customer_id=dispatch.customer_id,
             platform=dispatch.platform, correlation_id=dispatch.correlation_id,
             service_clocks=None if clocks is None else service_clocks.to_json(clocks),
@@ -89,7 +110,8 @@ class FakeRouted:
         return row
 
     async def get(self, ticket_id: str) -> RoutedTicketRow | None:
-        return self.rows.get(ticket_id)
+        row = self.rows.get(ticket_id)
+        return None if row is None else read(row)
 
     async def claim_handover(self, row: RoutedTicketRow, *,
                              hold: timedelta) -> datetime | None:
@@ -121,7 +143,7 @@ class FakeRouted:
         if again and steps and all(step in row.trace for step in steps):
             return  # as the store: recorded by the first attempt
         self._move(row, move_clocks)
-        row.trace = [*row.trace, *steps]
+        row.trace = [*row.trace, *copy.deepcopy(list(steps))]
         row.department, row.updated_at = department, now
         if claim is not None and row.handover_until == claim:
             row.handover_until = None
@@ -143,7 +165,7 @@ class FakeRouted:
         if row.payload.get("routing"):  # as the store: a later hand-over's lane
             row.payload = {**row.payload, "routing": {**row.payload["routing"],
                                                       "priority": priority}}
-        row.priority, row.trace = priority, [*row.trace, step]
+        row.priority, row.trace = priority, [*row.trace, copy.deepcopy(step)]
         if claim is not None and row.handover_until == claim:
             row.handover_until = None
         self.recorded.append(("priority", ticket_id))
@@ -157,16 +179,20 @@ class FakeRouted:
         self.recorded.append(("clocks", ticket_id))
 
     async def due_clocks(self, now: datetime, *, limit: int = 200) -> list[RoutedTicketRow]:
-        return [row for row in self.rows.values()
-                if row.next_clock_check is not None and row.next_clock_check <= now][:limit]
+        due = sorted((row for row in self.rows.values()  # in the store's order
+                      if row.next_clock_check is not None and row.next_clock_check <= now),
+                     key=lambda row: row.next_clock_check or now)
+        return [read(row) for row in due[:limit]]
 
     async def due_for_escalation(self, now: datetime, *,
                                  limit: int = 200) -> list[RoutedTicketRow]:
-        return [row for row in self.rows.values()
-                if row.first_response_deadline is not None
-                and targets.past_due(row.first_response_deadline, now)
-                and row.first_response_at is None
-                and not row.escalated and row.service_clocks is None][:limit]
+        due = sorted((row for row in self.rows.values()  # in the store's order
+                      if row.first_response_deadline is not None
+                      and targets.past_due(row.first_response_deadline, now)
+                      and row.first_response_at is None
+                      and not row.escalated and row.service_clocks is None),
+                     key=lambda row: row.first_response_deadline or now)
+        return [read(row) for row in due[:limit]]
 
     async def mark_escalated(self, ticket_id: str) -> None:
         self.rows[ticket_id].escalated = True
