@@ -4,11 +4,14 @@
   `TEST_POSTGRES_URL` (an asyncpg URL whose user may create databases) when that is set;
 - `empty_database_url`: a fresh, empty database for one test, once on SQLite and once on
   PostgreSQL (test ids `[sqlite]`, `[postgresql]`); PostgreSQL is only started when needed;
-- `database_url`: the same, migrated to head.
+- `database_url`: the same, migrated to head;
+- `until_one_waits_for_a_lock` and `paused_before_commit`: for tests that have one
+  transaction wait for another's lock.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -19,13 +22,22 @@ from pathlib import Path
 import pytest
 from sqlalchemy import NullPool, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    AsyncSessionTransaction,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 from devtools.postgres import LocalPostgres
 from services.core import db, migrate
 from services.router.store import RoutedTickets
 
 BACKENDS = ["sqlite", "postgresql"]
+# The longest a test waits for a transaction to queue for a lock (it asks at once; this
+# only bounds a test that would otherwise hang).
+QUEUE_WAIT_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -107,3 +119,41 @@ async def sessions(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncS
 def routed(sessions: async_sessionmaker[AsyncSession]) -> RoutedTickets:
     """The router's routed tickets on that store."""
     return RoutedTickets(sessions)
+
+
+async def until_one_waits_for_a_lock(engine: AsyncEngine) -> None:
+    """Return once a transaction of this PostgreSQL database waits for a lock."""
+    async with engine.connect() as watcher:
+        for _ in range(int(QUEUE_WAIT_SECONDS / 0.05)):
+            waiting = (await watcher.execute(text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND wait_event_type = 'Lock'"))).scalar_one()
+            await watcher.rollback()  # a fresh snapshot of the activity each time
+            if waiting:
+                return
+            await asyncio.sleep(0.05)
+    raise AssertionError("the second transaction never waited for the first's lock")
+
+
+def paused_before_commit(engine: AsyncEngine, *, there: asyncio.Event,
+                         go: asyncio.Event) -> async_sessionmaker[AsyncSession]:
+    """Sessions as `db.sessions` makes them, except that a transaction begun with
+    `session.begin()` that ends without an error sets `there`, then waits for `go`
+    before it commits: a test holds it open after its last statement, as a worker may
+    be held between its statements and its commit (its process descheduled, a slow
+    network). Its statements are those of the code under test, unchanged."""
+
+    class Paused(AsyncSessionTransaction):
+        async def __aexit__(self, type_: object, value: object, traceback: object) -> None:
+            if type_ is None:
+                there.set()
+                await go.wait()
+            await super().__aexit__(type_, value, traceback)
+
+    class PausedSession(AsyncSession):
+        def begin(self) -> AsyncSessionTransaction:
+            return Paused(self)
+
+    sessions: async_sessionmaker[AsyncSession] = db.sessions(engine)
+    sessions.class_ = PausedSession
+    return sessions

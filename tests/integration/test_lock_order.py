@@ -27,11 +27,13 @@ from services.metrics.timeline import Timeline
 from services.webhooks.endpoint_store import Endpoints
 from services.webhooks.models import DEAD, PENDING, WebhookDeliveryRow
 from services.webhooks.outbox_store import Deliveries, Outgoing
-from tests.databases import ExternalPostgres, fresh_postgres_database
+from tests.databases import (
+    QUEUE_WAIT_SECONDS,
+    ExternalPostgres,
+    fresh_postgres_database,
+    until_one_waits_for_a_lock,
+)
 
-# The longest the tests wait for the second transaction to queue for a lock (it asks
-# at once; this only bounds a test that would otherwise hang).
-QUEUE_WAIT_SECONDS = 30.0
 LONG_AGO = datetime(2020, 1, 1, tzinfo=UTC)
 
 Step = Callable[[AsyncConnection], Awaitable[None]]
@@ -54,20 +56,6 @@ async def engine(postgres_server: LocalPostgres | ExternalPostgres) -> AsyncIter
             yield engine
         finally:
             await engine.dispose()
-
-
-async def until_one_waits_for_a_lock(engine: AsyncEngine) -> None:
-    """Return once a transaction of this database waits for a row lock."""
-    async with engine.connect() as watcher:
-        for _ in range(int(QUEUE_WAIT_SECONDS / 0.05)):
-            waiting = (await watcher.execute(text(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                " AND wait_event_type = 'Lock'"))).scalar_one()
-            await watcher.rollback()  # a fresh snapshot of the activity each time
-            if waiting:
-                return
-            await asyncio.sleep(0.05)
-    raise AssertionError("the second transaction never waited for the first's lock")
 
 
 async def first_then_second(engine: AsyncEngine, first_takes: Step,

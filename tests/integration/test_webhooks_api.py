@@ -4,6 +4,7 @@ clear 4xx errors for what callers get wrong."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,7 +18,7 @@ from sqlalchemy import Engine, event, text
 from services.core import access, admin_actions, db, http, retention, service_context
 from services.core.credentials import Credentials
 from services.webhooks import api, endpoint_store, models, outbox_store, pages
-from tests import credentials
+from tests import credentials, databases
 from tests.query_plans import plans
 
 URL = "https://desk.example.com/hooks/routing"
@@ -411,6 +412,78 @@ class TestDeadLetters:
             "limit": 2, "since": first["next"]})).json()
         assert [d["delivery_id"] for d in second["dead_letters"]] == ["msg_c", "msg_late"]
         assert second["next"] is None
+
+    async def test_two_dead_letterings_at_once_take_their_moments_in_commit_order(
+            self, admin: httpx.AsyncClient, database_url: str) -> None:
+        """The first, its worker's clock later than the second's, is held after its
+        statements until the second waits for it (PostgreSQL: for the lock of the
+        clock's row), then commits; a page is read; then the second commits. The
+        second's moment is after the first's, and the page after the one read holds
+        both in commit order: the moment is taken from what the first committed, not
+        from a read made before that commit (a SELECT, then an UPDATE, fails here).
+        SQLite has one writer at a time anyway: the second's first write waits in its
+        busy timeout for the first's commit, or is sent after it."""
+        assert (await admin.post("/v1/webhooks/endpoints", json={
+            "platform": "desk", "url": URL})).status_code == 201
+        engine = db.engine(database_url)
+        clock_read = datetime(2026, 12, 1, 9, tzinfo=UTC)
+        at = {"msg_a": clock_read, "msg_first": clock_read + timedelta(minutes=5),
+              "msg_second": clock_read + timedelta(minutes=1)}
+        there = {name: asyncio.Event() for name in at}  # its statements ran
+        go = {name: asyncio.Event() for name in at}  # commit
+
+        async def dead_lettered(name: str) -> None:
+            await outbox_store.Deliveries(databases.paused_before_commit(
+                engine, there=there[name], go=go[name])).record_attempt(
+                    name, status=models.DEAD, attempts=3, error="HTTP 500",
+                    next_attempt_at=clock_read, now=at[name])
+
+        wrote = asyncio.Event()
+
+        def writing(_connection: Any, _cursor: Any, statement: str, *_: Any) -> None:
+            """(SQLite) The second sent its first write: the clock's UPDATE."""
+            if statement.lstrip().upper().startswith("UPDATE"):
+                wrote.set()
+
+        running: list[asyncio.Future[None]] = []
+        try:
+            await outbox_store.Deliveries(db.sessions(engine)).enqueue([
+                outbox_store.Outgoing(name, "desk", "ticket.routed", "t", "{}")
+                for name in at])
+            go["msg_a"].set()
+            await dead_lettered("msg_a")
+            running.append(first := asyncio.ensure_future(dead_lettered("msg_first")))
+            await there["msg_first"].wait()
+            on_sqlite = database_url.startswith("sqlite")
+            if on_sqlite:
+                event.listen(engine.sync_engine, "before_cursor_execute", writing)
+            running.append(second := asyncio.ensure_future(dead_lettered("msg_second")))
+            if on_sqlite:
+                await asyncio.wait_for(wrote.wait(), databases.QUEUE_WAIT_SECONDS)
+            else:
+                await databases.until_one_waits_for_a_lock(engine)
+            assert not there["msg_second"].is_set()
+            go["msg_first"].set()
+            await first
+            await there["msg_second"].wait()
+            between = (await admin.get("/v1/webhooks/dead-letters", params={"limit": 1})
+                       ).json()
+            go["msg_second"].set()
+            await second
+        finally:
+            for pause in go.values():  # none left holding a connection
+                pause.set()
+            await asyncio.gather(*running, return_exceptions=True)
+            if event.contains(engine.sync_engine, "before_cursor_execute", writing):
+                event.remove(engine.sync_engine, "before_cursor_execute", writing)
+            await engine.dispose()
+        assert [d["delivery_id"] for d in between["dead_letters"]] == ["msg_a"]
+        after = (await admin.get("/v1/webhooks/dead-letters", params={
+            "since": between["next"]})).json()
+        assert [d["delivery_id"] for d in after["dead_letters"]] == ["msg_first", "msg_second"]
+        moments = [datetime.fromisoformat(d["updated_at"]) for d in after["dead_letters"]]
+        assert moments[0] == at["msg_first"] < moments[1]
+        assert after["next"] is None
 
     @pytest.mark.parametrize(("params", "field", "said"), [
         ({"limit": "0"}, "query.limit", "from 1 to 500 callbacks a page, not 0"),
