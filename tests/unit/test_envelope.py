@@ -1,3 +1,5 @@
+import hashlib
+import random
 import uuid
 
 import pytest
@@ -119,6 +121,27 @@ class TestDerivedIds:
         assert derived == str(uuid.uuid5(envelope._DERIVED, f"{event_id}/{what}"))
         assert uuid.UUID(derived).version == 5
 
+    def test_the_ids_the_uuid_module_makes_for_many_inputs(self) -> None:
+        """`derived_id` writes the UUID's text itself: against the `uuid.UUID` it was
+        built from before (the reference here), on inputs covering every variant digit."""
+        def reference(event_id: str, what: str) -> str:
+            digest = hashlib.sha1(envelope._DERIVED_BYTES
+                                  + f"{event_id}/{what}".encode()).digest()
+            return str(uuid.UUID(bytes=digest[:16], version=5))
+
+        draw = random.Random(11)
+        alphabet = "abcxyz019-/._ éü€\U0001f600"
+        variants = set()
+        for _ in range(20_000):
+            event_id = "".join(draw.choices(alphabet, k=draw.randrange(0, 80)))
+            what = draw.choice(["queued/", "routed/", "ticket.", ""]) + "".join(
+                draw.choices(alphabet, k=draw.randrange(0, 20)))
+            derived = envelope.derived_id(event_id, what)
+            assert derived == reference(event_id, what), (event_id, what)
+            variants.add(derived[19])
+        assert variants == set("89ab")
+
     def test_each_what_its_own_id(self) -> None:
         ids = {envelope.derived_id("e-1", what) for what in ("queued/a", "routed/a", "queued/b")}
         assert len(ids) == 3
+
