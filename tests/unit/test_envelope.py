@@ -145,3 +145,40 @@ class TestDerivedIds:
         ids = {envelope.derived_id("e-1", what) for what in ("queued/a", "routed/a", "queued/b")}
         assert len(ids) == 3
 
+
+class TestRecordSize:
+    """A record's size counted as the straightforward computation (the reference here)
+    counts it: each length written as Kafka's zigzag varint before its bytes, a header's
+    name in UTF-8. (Against aiokafka's own count: tests/unit/test_dead_letters.py.)"""
+
+    @staticmethod
+    def reference(record: envelope.Record) -> int:
+        def varint(value: int) -> bytes:
+            zigzag, written = value << 1, bytearray()
+            while zigzag >= 0x80:
+                written.append(zigzag & 0x7F | 0x80)
+                zigzag >>= 7
+            return bytes([*written, zigzag])
+
+        fields = [record.key, record.value,
+                  *[part for name, raw in record.headers for part in (name.encode(), raw)]]
+        return len(varint(len(record.headers))) + sum(
+            len(varint(len(part))) + len(part) for part in fields)
+
+    def test_the_size_the_straightforward_computation_gives(self) -> None:
+        draw = random.Random(11)
+        edges = [0, 1, 63, 64, 65, 8191, 8192, 100_000]
+        names = ["ce_id", "content-type", "", "é" * 31, "é" * 32, "x" * 63, "x" * 64,
+                 "€" * 22, "\U0001f600" * 16, "a" * 8192]
+        for _ in range(2_000):
+            record = envelope.Record(
+                "t", b"k" * draw.choice([*edges, draw.randrange(300)]),
+                b"v" * draw.choice([*edges, draw.randrange(5_000)]),
+                [(draw.choice([*names, "h" * draw.randrange(100)]),
+                  b"r" * draw.choice([*edges[:-1], draw.randrange(300)]))
+                 for _ in range(draw.choice([0, 1, 10, 63, 64, draw.randrange(150)]))])
+            assert record.size == self.reference(record)
+
+    def test_a_record_the_envelope_writes(self) -> None:
+        record = envelope.encode("tickets.routed", "c-1", sample())
+        assert record.size == self.reference(record)
