@@ -11,12 +11,17 @@ from datetime import timedelta
 
 import pytest
 
-from services.core import access, kafka, tickets, topics
+from services.core import access, kafka, topics
 from services.core.settings import Settings
-from services.router import clock_notices, ports, priority, table_file
+from services.router import clock_notices, priority, table_file
 from services.router import service as router_service
-from tests.conftest import TEST_ROUTING_TABLE, unique
-from tests.integration.test_lifecycle_agreement import ROUTED_AT, Stores, stores  # noqa: F401
+from tests.conftest import TEST_ROUTING_TABLE
+from tests.integration.test_lifecycle_agreement import (  # noqa: F401
+    ROUTED_AT,
+    Stores,
+    routed_to_public_sector,
+    stores,
+)
 
 PUBLIC_SECTOR = access.Principal("cred-public-sector", access.Role.DEPARTMENT,
                                  "public_sector")
@@ -27,14 +32,7 @@ async def test_a_breach_failing_for_the_tickets_own_reason_holds_up_no_change(
         stores: Stores, kafka_bootstrap: str, asked: str,  # noqa: F811
         monkeypatch: pytest.MonkeyPatch) -> None:
     table = table_file.load(TEST_ROUTING_TABLE)
-    ticket_id = unique("t")
-    ticket = tickets.Ticket(ticket_id=ticket_id, customer_id="c-1", subject="s", body="b",
-                            channel="web", received_at=ROUTED_AT, platform="helpdesk")
-    first = router_service.route(ticket.with_segmentation(tickets.Segmentation(
-        segment="government", rule="gov", rules_version="r1", customer_known=True,
-        tier="existing")), table=table, load=ports.no_load, now=ROUTED_AT,
-        event_id="e-1", correlation_id="corr-1")
-    await stores.router.record_first_dispatches([first.dispatch])
+    ticket_id, _ = await routed_to_public_sector(stores, table)
 
     def cannot(*args: object, **kwargs: object) -> object:
         raise ValueError("the calendar does not open within ten years")

@@ -12,13 +12,17 @@ from pathlib import Path
 
 import pytest
 
-from services.core import kafka, tickets, topics
+from services.core import kafka, topics
 from services.core.settings import Settings
-from services.router import clock_watch, ports, priority, routing, table_file
-from services.router import service as router_service
+from services.router import clock_watch, priority, routing, table_file
 from services.router.models import RoutedTicketRow
-from tests.conftest import TEST_ROUTING_TABLE, unique
-from tests.integration.test_lifecycle_agreement import ROUTED_AT, Stores, stores  # noqa: F401
+from tests.conftest import TEST_ROUTING_TABLE
+from tests.integration.test_lifecycle_agreement import (  # noqa: F401
+    ROUTED_AT,
+    Stores,
+    routed_to_public_sector,
+    stores,
+)
 
 WARNED = ROUTED_AT + timedelta(hours=3)  # 75% of public_sector's 4h
 
@@ -40,15 +44,7 @@ class CountingPublisher:
 
 
 async def routed_ticket(stores: Stores, table: routing.RoutingTable) -> str:  # noqa: F811
-    ticket_id = unique("t")
-    ticket = tickets.Ticket(ticket_id=ticket_id, customer_id="c-1", subject="s", body="b",
-                            channel="web", received_at=ROUTED_AT, platform="helpdesk")
-    first = router_service.route(ticket.with_segmentation(tickets.Segmentation(
-        segment="government", rule="gov", rules_version="r1", customer_known=True,
-        tier="existing")), table=table, load=ports.no_load, now=ROUTED_AT,
-        event_id="e-1", correlation_id="corr-1")
-    await stores.router.record_first_dispatches([first.dispatch])
-    return ticket_id
+    return (await routed_to_public_sector(stores, table))[0]
 
 
 @pytest.mark.parametrize("second_sends", ["after_the_record", "during_the_publish"])
