@@ -18,13 +18,25 @@ from typing import Any
 
 import orjson
 
-from services.core import identifiers, moments
+from services.core import identifiers, moments, topics
 
 SPEC_VERSION = "1.0"
 CONTENT_TYPE = "application/json"
 SCHEMA_VERSION = "1"
 
 Headers = list[tuple[str, bytes]]
+
+# The names of the headers a record of ours carries: the CloudEvents attributes and the
+# content type the envelope writes (`to_headers`), and what the pipeline adds to a dead
+# letter and its replay (`topics.DLQ_*`). The only header names an error quotes
+# (`_shown_name`): any other name is the sender's choice, may be personal data
+# (`jane.doe`), and is told by its length and position alone.
+HEADER_NAMES = frozenset({
+    "ce_specversion", "ce_id", "ce_source", "ce_type", "ce_time", "ce_subject",
+    "ce_ticketid", "ce_correlationid", "ce_schemaversion", "content-type",
+    topics.DLQ_SOURCE_TOPIC, topics.DLQ_SOURCE_PARTITION, topics.DLQ_SOURCE_OFFSET,
+    topics.DLQ_ERROR, topics.DLQ_ERROR_CLASS, topics.DLQ_STAGE, topics.DLQ_VALUE_DROPPED,
+    topics.DLQ_REPLAYED_FROM})
 
 # The largest record the pipeline writes: the producers' request size (aiokafka's default
 # max_request_size, 1 MiB) less room for the record batch's own overhead.
@@ -184,13 +196,14 @@ _MAX_ATTRIBUTE = {"ce_id": MAX_EVENT_ID, "ce_ticketid": identifiers.MAX_LENGTH,
 def _attributes(headers: Sequence[tuple[str, bytes]] | None) -> dict[str, str]:
     """The record's headers as text; EnvelopeError for any header we cannot read."""
     attributes: dict[str, str] = {}
+    position = 0
     try:
-        for key, raw in headers or ():
+        for position, (key, raw) in enumerate(headers or (), start=1):
             if not isinstance(raw, bytes):
-                raise EnvelopeError(f"header {_shown_name(key)} has no value")
+                raise EnvelopeError(f"header {_shown_name(key, position)} has no value")
             attributes[key] = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise EnvelopeError(f"header {_shown_name(key)} is not UTF-8 text") from exc
+        raise EnvelopeError(f"header {_shown_name(key, position)} is not UTF-8 text") from exc
     except (TypeError, ValueError) as exc:  # not a list of (name, value) pairs
         if isinstance(exc, EnvelopeError):
             raise
@@ -201,34 +214,29 @@ def _attributes(headers: Sequence[tuple[str, bytes]] | None) -> dict[str, str]:
     return attributes
 
 
-# What a caller sent is quoted in an error (logs, dead-letter headers) only when it has
-# the form of what is asked for there: anything else may carry personal data, and is told
-# by its length. A version header's value: a version number. A header's name: a short
-# token of the characters header names are made of, as the envelope's own are (`ce_type`,
-# `content-type`) and other clients' (`traceparent`); never a space, `@` or `<`.
+# A version header's value is quoted in an error (logs, dead-letter headers) only when it
+# has the form of what is asked for there, a version number: anything else may carry
+# personal data, and is told by its length.
 _VERSION_NUMBER = re.compile(r"[0-9]{1,4}(?:\.[0-9]{1,4}){0,3}")
-_HEADER_NAME = re.compile(r"[A-Za-z0-9_.-]{1,32}")
-
-
-def _shown_as(sent: object, form: re.Pattern[str], what: str) -> str:
-    """`sent` as an error names it: quoted if it has `form`, else by its length."""
-    if sent is None:
-        return "(missing)"
-    if not isinstance(sent, str):
-        return f"(not {what}: not text, not shown)"
-    if form.fullmatch(sent):
-        return repr(sent)
-    return f"(not {what}: {len(sent)} characters, not shown)"
 
 
 def _shown(value: str | None) -> str:
-    """A version header's value as an error names it."""
-    return _shown_as(value, _VERSION_NUMBER, "a version number")
+    """A version header's value as an error names it: quoted if a version number, else
+    by its length."""
+    if value is None:
+        return "(missing)"
+    if _VERSION_NUMBER.fullmatch(value):
+        return repr(value)
+    return f"(not a version number: {len(value)} characters, not shown)"
 
 
-def _shown_name(name: object) -> str:
-    """A header's name as an error names it."""
-    return _shown_as(name, _HEADER_NAME, "a header name")
+def _shown_name(name: object, position: int) -> str:
+    """A header's name as an error names it: quoted if one of ours (HEADER_NAMES), else
+    by its position among the record's headers (from 1) and its length."""
+    if isinstance(name, str) and name in HEADER_NAMES:
+        return repr(name)
+    told = f"{len(name)} characters" if isinstance(name, str) else "not text"
+    return f"#{position} (an unknown name: {told}, not shown)"
 
 
 def type_of(headers: Sequence[tuple[str, bytes]] | None) -> str | None:

@@ -4,7 +4,7 @@ import uuid
 
 import pytest
 
-from services.core import envelope
+from services.core import envelope, topics
 
 
 def sample() -> envelope.Event:
@@ -70,26 +70,49 @@ class TestUnreadableRecords:
     @pytest.mark.parametrize("name,sent,error", [
         ("ce_type", None, "header 'ce_type' has no value"),
         ("ce_source", b"\xff\xfe", "header 'ce_source' is not UTF-8 text"),
-        ("traceparent", None, "header 'traceparent' has no value"),
+        ("dlq_replayed_from", None, "header 'dlq_replayed_from' has no value"),
+        # Short tokens of the characters header names are made of, but not ours: a
+        # person's name, as a client may choose one, is never quoted.
+        ("jane.doe", None, "header #11 (an unknown name: 8 characters, not shown) has no value"),
+        ("john_smith-1980", b"\xff",
+         "header #11 (an unknown name: 15 characters, not shown) is not UTF-8 text"),
+        ("traceparent", None,
+         "header #11 (an unknown name: 11 characters, not shown) has no value"),
         ("Jane Doe <jane@example.org>", None,
-         "header (not a header name: 27 characters, not shown) has no value"),
-        ("jane@example.org", b"\xff",
-         "header (not a header name: 16 characters, not shown) is not UTF-8 text"),
-        ("Jäne", b"\xff", "header (not a header name: 4 characters, not shown) is not UTF-8 text"),
-        ("x" * 33, None, "header (not a header name: 33 characters, not shown) has no value"),
-        (b"ce_type", None, "header (not a header name: not text, not shown) has no value"),
+         "header #11 (an unknown name: 27 characters, not shown) has no value"),
+        ("Jäne", b"\xff",
+         "header #11 (an unknown name: 4 characters, not shown) is not UTF-8 text"),
+        ("CE_TYPE", None, "header #11 (an unknown name: 7 characters, not shown) has no value"),
+        (b"ce_type", None, "header #11 (an unknown name: not text, not shown) has no value"),
     ])
-    def test_a_header_not_read_is_named_only_when_its_name_is_a_plain_token(
+    def test_a_header_not_read_is_named_only_when_its_name_is_one_of_ours(
             self, name: str, sent: bytes | None, error: str) -> None:
         """The error goes to logs and dead-letter headers: a header's name is quoted only
-        when it is a short token of the characters header names are made of, else only
-        its length is told."""
+        when it is one the project itself writes (envelope.HEADER_NAMES); any other is
+        the sender's choice, may be a person's name, and is told by its position among
+        the headers and its length alone."""
         headers: list[tuple[object, object]] = [
             (k, v) for k, v in envelope.to_headers(sample()) if k != name]
         headers.append((name, sent))
         with pytest.raises(envelope.EnvelopeError) as raised:
             envelope.from_record(headers, envelope.to_value(sample()))  # type: ignore[arg-type]
         assert str(raised.value) == error
+
+    def test_an_unknown_header_is_told_by_its_position_among_the_headers(self) -> None:
+        headers: list[tuple[object, object]] = [("jane.doe", None),
+                                                *envelope.to_headers(sample())]
+        with pytest.raises(envelope.EnvelopeError) as raised:
+            envelope.from_record(headers, envelope.to_value(sample()))  # type: ignore[arg-type]
+        assert str(raised.value) == (
+            "header #1 (an unknown name: 8 characters, not shown) has no value")
+
+    def test_the_dead_letter_headers_are_ours(self) -> None:
+        """A replayed dead letter carries them: each (every `topics.DLQ_*`) is named in
+        its errors."""
+        dead_letter_headers = {value for name, value in vars(topics).items()
+                               if name.startswith("DLQ_")}
+        assert topics.DLQ_REPLAYED_FROM in dead_letter_headers
+        assert dead_letter_headers <= envelope.HEADER_NAMES
 
     def test_each_header_name_the_envelope_writes_is_named_in_its_errors(self) -> None:
         for name, _ in envelope.to_headers(sample()):
