@@ -30,7 +30,7 @@ from aiokafka.errors import (
 )
 from pydantic import ValidationError
 
-from services.core import db, envelope, events, topics
+from services.core import data_paths, db, envelope, events, topics
 
 
 class Fault(enum.Enum):
@@ -189,10 +189,8 @@ _SPEAKING = (envelope.EnvelopeError, envelope.Unserialisable, events.UntrustedEv
 def reason(error: BaseException) -> str:
     """Why a record is dead-lettered, as the dead-letter headers give it: never the
     record's values (they may be personal data)."""
-    if isinstance(error, ValidationError):
-        return "; ".join(
-            f"{'.'.join(str(part) for part in detail['loc']) or 'record'}: {detail['msg']}"
-            for detail in error.errors(include_input=False, include_url=False))
+    if isinstance(error, ValidationError):  # a map's keys not named (data_paths)
+        return data_paths.reasons(error.errors(include_input=False, include_url=False))
     if isinstance(error, _SPEAKING):
         return str(error)
     if isinstance(error, db.STORE_ERRORS):

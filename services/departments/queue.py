@@ -27,7 +27,7 @@ from aiokafka import TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
-from services.core import credentials_api, envelope, faults, kafka, tickets, topics
+from services.core import credentials_api, data_paths, envelope, faults, kafka, tickets, topics
 from services.core.settings import Settings
 from services.departments import fetching, retries
 from services.router import lane_copies, priority
@@ -122,9 +122,8 @@ def read_record(record: Any) -> Waiting | Unreadable:
     except envelope.EnvelopeError as error:
         reason = f"not a CloudEvent: {error}"
     except pydantic.ValidationError as error:
-        reason = "not a routed ticket: " + "; ".join(
-            f"{'.'.join(map(str, problem['loc'])) or 'data'}: {problem['msg']}"
-            for problem in error.errors(include_input=False, include_url=False)[:3])
+        reason = "not a routed ticket: " + data_paths.reasons(
+            error.errors(include_input=False, include_url=False)[:3], whole="data")
     except UnusableAging as error:
         reason = f"not a routed ticket: {error}"
     return Unreadable(record.topic, record.partition, record.offset, reason)

@@ -120,6 +120,26 @@ class TestAgingOnTheRecord:
         assert "priority_aging_seconds" in unreadable.reason
         assert "Secret" not in unreadable.reason and str(seconds) not in unreadable.reason
 
+    def test_a_lane_record_naming_a_person_in_a_key_is_unreadable_without_it(self) -> None:
+        """The reason goes to the tool's stderr and the log: a key the record's writer
+        chose (an attribute's name) is told by its length, never quoted."""
+        ticket = tickets.Ticket(ticket_id="t-1", customer_id="c-1", subject="s", body="b",
+                                channel="web", received_at=NOW)
+        data = ticket.with_segmentation(tickets.Segmentation(
+            segment="potential", rule="r", rules_version="r1", customer_known=True,
+            tier="existing")).routed_data(routed())
+        data["attributes"] = {"jane.doe": [1]}
+        event = envelope.Event(type="ticket.routed", source="/test", ticket_id="t-1",
+                               correlation_id="c-1", data=data)
+        record = SimpleNamespace(topic="dept.sales_support.low", partition=0, offset=7,
+                                 headers=envelope.to_headers(event),
+                                 value=envelope.to_value(event))
+        unreadable = queue.read_record(record)
+        assert isinstance(unreadable, queue.Unreadable)
+        assert unreadable.reason == (
+            "not a routed ticket: attributes.(an unknown name: 8 characters, not shown):"
+            " Value error, an attribute is text, a number or true/false")
+
     def test_a_table_without_priority_aging_ages_by_an_hour(self) -> None:
         table = table_file.parse("fallback_department: general\nroutes:\n"
                                  "  - {segment: a, department: general}\n", "routing.yaml")

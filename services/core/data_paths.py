@@ -1,0 +1,64 @@
+"""Where in a record's data a check failed, as an error read in logs and dead-letter
+headers names it. pydantic's `loc` holds the fields passed through, and also the keys of
+a map the record's writer chose (a ticket's `attributes`, a segmentation's `decided_by`),
+which may be personal data (`attributes.Jane Doe`). A part of the path is quoted only when
+it is a field of the data the pipeline reads (FIELD_NAMES) or an index; any other is told
+by its length alone. Pure."""
+
+from __future__ import annotations
+
+import typing
+from collections.abc import Iterable, Sequence
+
+from pydantic import BaseModel
+from pydantic_core import ErrorDetails
+
+from services.core import events, tickets
+
+# The marker pydantic puts after a map's key when the key itself is what failed.
+_KEY_MARKER = "[key]"
+
+
+def _field_names(*models: type[BaseModel]) -> frozenset[str]:
+    """The names of the models' fields and of the fields of the models they hold."""
+    names: set[str] = set()
+    seen: set[type[BaseModel]] = set()
+    waiting = list(models)
+    while waiting:
+        model = waiting.pop()
+        if model in seen:
+            continue
+        seen.add(model)
+        for name, field in model.model_fields.items():
+            names.update(part for part in (name, field.alias) if part)
+            waiting += _models_in(field.annotation)
+    return frozenset(names)
+
+
+def _models_in(annotation: object) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [model for argument in typing.get_args(annotation) for model in _models_in(argument)]
+
+
+# The fields of every record the pipeline reads: a ticket at its last stage (routed; the
+# received and segmented one hold fewer) and a lifecycle event.
+FIELD_NAMES = _field_names(tickets.RoutedTicket, events.TicketEvent)
+
+
+def path_of(loc: Sequence[int | str], *, whole: str = "record") -> str:
+    """`loc` as an error names it: its fields and indexes, `whole` if it is empty."""
+    return ".".join(_shown(part) for part in loc) or whole
+
+
+def _shown(part: int | str) -> str:
+    if isinstance(part, int) or part in FIELD_NAMES or part == _KEY_MARKER:
+        return str(part)
+    return f"(an unknown name: {len(part)} characters, not shown)"
+
+
+def reasons(details: Iterable[ErrorDetails], *, whole: str = "record") -> str:
+    """pydantic's errors (`errors(include_input=False, include_url=False)`), each as
+    `path: message`."""
+    return "; ".join(f"{path_of(detail['loc'], whole=whole)}: {detail['msg']}"
+                     for detail in details)
