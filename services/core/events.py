@@ -67,6 +67,8 @@ WRITTEN_BY: dict[TicketEventType, str] = {
     TicketEventType.PRIORITY_CHANGED: ROUTER_SOURCE,
 }
 
+# The sources the pipeline writes lifecycle events as: the only ones an error quotes.
+_SOURCES = frozenset(WRITTEN_BY.values())
 
 ClockTarget = Literal["first_response", "next_response", "resolution"]
 # The longest reason a ticket went where it went (route, fallback, ..., transfer).
@@ -114,10 +116,13 @@ def read(event: envelope.Event) -> TicketEvent:
     try:
         kind = TicketEventType(event.type)
     except ValueError:
-        raise UntrustedEvent(f"unknown lifecycle event type {event.type[:64]!r}") from None
+        # The sender's text, which may carry personal data: told by its length alone.
+        raise UntrustedEvent(f"unknown lifecycle event type ({len(event.type)} characters,"
+                             " not shown)") from None
     if event.source != WRITTEN_BY[kind]:
-        raise UntrustedEvent(f"{kind} is written by {WRITTEN_BY[kind]} only, not by"
-                             f" {event.source[:64]!r}")
+        source = (repr(event.source) if event.source in _SOURCES
+                  else f"an unknown source ({len(event.source)} characters, not shown)")
+        raise UntrustedEvent(f"{kind} is written by {WRITTEN_BY[kind]} only, not by {source}")
     lifecycle = TicketEvent.model_validate(event.data)
     if lifecycle.type != kind or lifecycle.ticket_id != event.ticket_id:
         raise UntrustedEvent("the event's data does not match its ce_type and ce_ticketid")

@@ -243,6 +243,21 @@ class TestLifecycleContract:
         with pytest.raises(events.UntrustedEvent, match="unknown lifecycle event type"):
             events.read(lifecycle("ticket.vanished", events.ROUTER_SOURCE))  # type: ignore[arg-type]
 
+    def test_an_unknown_type_or_source_is_told_by_its_length(self) -> None:
+        """The reason goes to logs and dead-letter headers: the sender's ce_type or
+        ce_source (jane.doe) is not quoted; a source of ours is."""
+        with pytest.raises(events.UntrustedEvent) as raised:
+            events.read(lifecycle("jane.doe", events.ROUTER_SOURCE))  # type: ignore[arg-type]
+        assert str(raised.value) == "unknown lifecycle event type (8 characters, not shown)"
+        with pytest.raises(events.UntrustedEvent) as raised:
+            events.read(lifecycle(events.TicketEventType.RESPONDED, "john_smith-1980"))
+        assert str(raised.value) == (
+            "ticket.responded is written by /services/router/intake only, not by an unknown"
+            " source (15 characters, not shown)")
+        with pytest.raises(events.UntrustedEvent) as raised:
+            events.read(lifecycle(events.TicketEventType.RESPONDED, events.ROUTER_SOURCE))
+        assert str(raised.value).endswith(f"only, not by {events.ROUTER_SOURCE!r}")
+
     def test_data_about_another_ticket_is_untrusted(self) -> None:
         event = lifecycle(events.TicketEventType.ROUTED, events.ROUTER_SOURCE)
         other = envelope.Event(type=event.type, source=event.source, ticket_id="t-2",
