@@ -2,8 +2,9 @@
 headers names it. pydantic's `loc` holds the fields passed through, and also the keys of
 a map the record's writer chose (a ticket's `attributes`, a segmentation's `decided_by`),
 which may be personal data (`attributes.Jane Doe`). A part of the path is quoted only when
-it is a field of the data the pipeline reads (FIELD_NAMES) or an index; any other is told
-by its length alone. Pure."""
+it is a field of the data the pipeline reads or a word its types allow by name (FIELD_NAMES:
+a `deadlines` key such as `resolution`) or an index; any other is told by its length alone.
+Pure."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ def _field_names(*models: type[BaseModel]) -> frozenset[str]:
         seen.add(model)
         for name, field in model.model_fields.items():
             names.update(part for part in (name, field.alias) if part)
+            names.update(_literals_in(field.annotation))
             waiting += _models_in(field.annotation)
     return frozenset(names)
 
@@ -39,6 +41,14 @@ def _models_in(annotation: object) -> list[type[BaseModel]]:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return [annotation]
     return [model for argument in typing.get_args(annotation) for model in _models_in(argument)]
+
+
+def _literals_in(annotation: object) -> list[str]:
+    """The words a field's type allows by name (a `Literal`'s values), such as the clock
+    targets keying `deadlines`: the schema's, never the writer's."""
+    if typing.get_origin(annotation) is typing.Literal:
+        return [value for value in typing.get_args(annotation) if isinstance(value, str)]
+    return [word for argument in typing.get_args(annotation) for word in _literals_in(argument)]
 
 
 # The fields of every record the pipeline reads: a ticket at its last stage (routed; the

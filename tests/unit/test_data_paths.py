@@ -76,3 +76,11 @@ class TestFieldsAreNamed:
         nested = set(tickets.Segmentation.model_fields) | set(tickets.Routing.model_fields)
         assert (set(tickets.RoutedTicket.model_fields) | nested
                 | set(events.TicketEvent.model_fields)) <= data_paths.FIELD_NAMES
+
+    def test_a_deadlines_key_is_named(self) -> None:
+        """A clock target keying `deadlines` is a word of the event's type, not the
+        writer's: the reason says which deadline failed."""
+        reason = reason_of(events.TicketEvent, {
+            "ticket_id": "t-1", "type": "ticket.deadlines_changed",
+            "occurred_at": NOW.isoformat(), "deadlines": {"resolution": "soon"}})
+        assert reason.startswith("deadlines.resolution: Input should be a valid datetime")
