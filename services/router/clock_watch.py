@@ -80,22 +80,23 @@ class Sent:
 async def watch_clocks(routed: ports.Routed, publisher: ports.Publisher, *,
                        table: routing.RoutingTable, queue_for: dispatch.QueueFor,
                        now: datetime, claim_for: timedelta = ports.HANDOVER_CLAIM) -> int:
-    """Send every notice due by `now`; returns how many. An escalation of a ticket
-    another hand-over holds (a transfer being published) waits for the next check. A
-    ticket whose notice fails for a reason of its own (its stored clocks or copy, a
-    deadline its department's calendar cannot give) is checked again
-    CHECK_AGAIN_AFTER_FAILURE later, so that it holds up no other ticket's notices; an
-    outage (the store, the broker) or a conflict in the store (a deadlock) ends the
-    check, to be run again."""
+    """Send every notice due by `now` (the escalations of tickets without clocks first:
+    escalation.owes_escalation); returns how many. An escalation of a ticket another
+    hand-over holds (a transfer being published) waits for the next check. A ticket
+    whose notice fails for a reason of its own (its stored clocks or copy, a deadline its
+    department's calendar cannot give) is checked again CHECK_AGAIN_AFTER_FAILURE later,
+    so that it holds up no other ticket's notices; an outage (the store, the broker) or
+    a conflict in the store (a deadlock) ends the check, to be run again."""
     sent = 0
-    for row in await routed.due_clocks(now):
-        try:
-            turn = await _notice(routed, publisher, row, table=table, queue_for=queue_for,
-                                 now=now, claim_for=claim_for)
-            sent += 0 if turn is None else turn.count
-        except Exception as error:
-            if not await checked_again_later(routed, error, row, now):
-                raise  # the check runs again
+    for due in (routed.due_for_escalation, routed.due_clocks):
+        for row in await due(now):
+            try:
+                turn = await _sent(routed, publisher, row, table=table,
+                                   queue_for=queue_for, now=now, claim_for=claim_for)
+                sent += 0 if turn is None else turn.count
+            except Exception as error:
+                if not await checked_again_later(routed, error, row, now):
+                    raise  # the check runs again
     return sent
 
 
@@ -105,7 +106,8 @@ async def checked_again_later(routed: ports.Routed, error: Exception, row: Route
     clocks or copy, a deadline its department's calendar cannot give), not an outage or a
     conflict: if so it is counted and logged, and the ticket's clocks are checked again
     CHECK_AGAIN_AFTER_FAILURE later, not before, whether the watch or a hand-over
-    (send_owed) sent it."""
+    (send_owed) sent it, and whether the ticket has clocks or not (its escalation:
+    escalation.owes_escalation)."""
     if isinstance(error, kafka.PublishFailed) \
             or faults.classify(error) is not faults.Fault.RECORD:
         return False
@@ -115,7 +117,8 @@ async def checked_again_later(routed: ports.Routed, error: Exception, row: Route
                         "error_class": type(error).__name__,
                         "where": faults.where(error),
                         "checked_again_at": (now + CHECK_AGAIN_AFTER_FAILURE).isoformat()})
-    if row.next_clock_check is not None:  # None: not read as due (clocks unreadable)
+    # None, with clocks: not read as due (clocks unreadable); without: checked as due.
+    if row.next_clock_check is not None or row.service_clocks is None:
         await routed.postpone_clock_check(row.ticket_id, now + CHECK_AGAIN_AFTER_FAILURE,
                                           read=row.next_clock_check)
     return True
@@ -148,10 +151,13 @@ async def send_owed(routed: ports.Routed, publisher: ports.Publisher, row: Route
     if row.service_clocks is None:  # routed before migration 0010: its one escalation
         if not escalation.owes_escalation(row, now):
             return Sent()
-        escalated = await escalation.escalate(routed, publisher, row, table=table,
-                                              queue_for=queue_for, now=now,
-                                              claim_for=claim_for)
-        return None if escalated is None else Sent(len(escalated), escalated)
+        try:
+            return await _sent(routed, publisher, row, table=table, queue_for=queue_for,
+                               now=now, claim_for=claim_for)
+        except Exception as error:
+            if not await checked_again_later(routed, error, row, now):
+                raise
+            return Sent(postponed=True)
     sent = Sent()
     current: RoutedTicketRow | None = row
     for _ in range(_TURNS):
@@ -172,6 +178,20 @@ async def send_owed(routed: ports.Routed, publisher: ports.Publisher, row: Route
         sent += turn
         current = await routed.get(row.ticket_id)
     return sent
+
+
+async def _sent(routed: ports.Routed, publisher: ports.Publisher, row: RoutedTicketRow, *,
+                table: routing.RoutingTable, queue_for: dispatch.QueueFor, now: datetime,
+                claim_for: timedelta) -> Sent | None:
+    """What is owed by `now` sent, as `_notice` sends it for a ticket with clocks, and
+    for one without (routed before migration 0010), its one escalation."""
+    if row.service_clocks is not None:
+        return await _notice(routed, publisher, row, table=table, queue_for=queue_for,
+                             now=now, claim_for=claim_for)
+    escalated = await escalation.escalate(routed, publisher, row, table=table,
+                                          queue_for=queue_for, now=now,
+                                          claim_for=claim_for)
+    return None if escalated is None else Sent(len(escalated), escalated)
 
 
 async def _notice(routed: ports.Routed, publisher: ports.Publisher, row: RoutedTicketRow, *,

@@ -32,26 +32,15 @@ ESCALATIONS = Counter("routing_router_escalations_total",
                       ["department", "escalated_to"])
 
 
-async def escalate_due(routed: ports.Routed, publisher: ports.Publisher, *,
-                       table: routing.RoutingTable, queue_for: dispatch.QueueFor,
-                       now: datetime,
-                       claim_for: timedelta = ports.HANDOVER_CLAIM) -> int:
-    """Escalate every ticket past its deadline without a first response (`escalate`);
-    returns how many."""
-    escalated = 0
-    for row in await routed.due_for_escalation(now):
-        done = await escalate(routed, publisher, row, table=table, queue_for=queue_for,
-                              now=now, claim_for=claim_for)
-        escalated += len(done or ())
-    return escalated
-
-
 def owes_escalation(row: RoutedTicketRow, now: datetime) -> bool:
     """Whether a ticket without clocks is past its first-response deadline by `now`,
-    unanswered and not escalated yet (what Routed.due_for_escalation selects)."""
+    unanswered and not escalated yet, nor to be checked again later only (its
+    escalation failed: clock_watch.checked_again_later). What Routed.due_for_escalation
+    selects."""
     return row.service_clocks is None and row.first_response_deadline is not None \
         and targets.past_due(row.first_response_deadline, now) \
-        and row.first_response_at is None and not row.escalated
+        and row.first_response_at is None and not row.escalated \
+        and (row.next_clock_check is None or row.next_clock_check <= now)
 
 
 async def escalate(routed: ports.Routed, publisher: ports.Publisher, row: RoutedTicketRow,

@@ -421,7 +421,9 @@ class RoutedTickets:
         async with self._sessions() as session:
             return list((await session.scalars(
                 select(RoutedTicketRow)
-                .where(RoutedTicketRow.next_clock_check <= now)
+                .where(RoutedTicketRow.next_clock_check <= now,
+                       # Without clocks: a failed escalation's next check (due_for_escalation).
+                       RoutedTicketRow.service_clocks.is_not(None))
                 .order_by(RoutedTicketRow.next_clock_check).limit(limit))).all())
 
     async def get(self, ticket_id: str) -> RoutedTicketRow | None:
@@ -472,7 +474,10 @@ class RoutedTickets:
                        RoutedTicketRow.first_response_at.is_(None),
                        RoutedTicketRow.escalated.is_(False),
                        # Tickets with clocks are watched by their clocks.
-                       RoutedTicketRow.service_clocks.is_(None))
+                       RoutedTicketRow.service_clocks.is_(None),
+                       # Not one whose escalation failed, before it is checked again.
+                       or_(RoutedTicketRow.next_clock_check.is_(None),
+                           RoutedTicketRow.next_clock_check <= now))
                 .order_by(RoutedTicketRow.first_response_deadline).limit(limit))).all())
 
     async def mark_escalated(self, ticket_id: str) -> None:
@@ -482,14 +487,16 @@ class RoutedTickets:
                 row.escalated = True
 
     async def postpone_clock_check(self, ticket_id: str, until: datetime, *,
-                                   read: datetime) -> None:
+                                   read: datetime | None) -> None:
         """The ticket's clocks are checked again at `until`, not before (its notice
-        failed: clock_watch.watch_clocks), if their next check is still the one `read`:
-        a report moving the clocks since set a check of its own."""
+        failed: clock_watch.checked_again_later; a ticket without clocks, its escalation,
+        `read` None the first time), if their next check is still the one `read`: a
+        report moving the clocks since set a check of its own."""
         async with self._sessions() as session, session.begin():
             await session.execute(update(RoutedTicketRow).where(
                 RoutedTicketRow.ticket_id == ticket_id,
-                RoutedTicketRow.next_clock_check == read).values(next_clock_check=until))
+                RoutedTicketRow.next_clock_check.is_not_distinct_from(read))
+                .values(next_clock_check=until))
 
     async def backlog(self) -> dict[str, int]:
         """Each department's backlog: its tickets awaiting a first response."""

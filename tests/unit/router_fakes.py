@@ -180,7 +180,8 @@ class FakeRouted:
 
     async def due_clocks(self, now: datetime, *, limit: int = 200) -> list[RoutedTicketRow]:
         due = sorted((row for row in self.rows.values()  # in the store's order
-                      if row.next_clock_check is not None and row.next_clock_check <= now),
+                      if row.next_clock_check is not None and row.next_clock_check <= now
+                      and row.service_clocks is not None),
                      key=lambda row: row.next_clock_check or now)
         return [read(row) for row in due[:limit]]
 
@@ -190,7 +191,8 @@ class FakeRouted:
                       if row.first_response_deadline is not None
                       and targets.past_due(row.first_response_deadline, now)
                       and row.first_response_at is None
-                      and not row.escalated and row.service_clocks is None),
+                      and not row.escalated and row.service_clocks is None
+                      and (row.next_clock_check is None or row.next_clock_check <= now)),
                      key=lambda row: row.first_response_deadline or now)
         return [read(row) for row in due[:limit]]
 
@@ -199,7 +201,7 @@ class FakeRouted:
         self.recorded.append(("escalated", ticket_id))
 
     async def postpone_clock_check(self, ticket_id: str, until: datetime, *,
-                                   read: datetime) -> None:
+                                   read: datetime | None) -> None:
         row = self.rows[ticket_id]
         if row.next_clock_check == read:
             row.next_clock_check = until

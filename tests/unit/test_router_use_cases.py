@@ -22,6 +22,7 @@ from services.metrics import timeline as metrics_timeline
 from services.router import (
     clock_notices,
     clock_watch,
+    escalation_targets,
     intake,
     intake_policy,
     service,
@@ -548,6 +549,43 @@ class TestATicketWithoutClocksJustAfterItsDeadline:
         assert self.handed(router) == [("escalated", "public_sector", "key_accounts")]
         row = router.routed.rows["t-1"]
         assert (row.department, row.priority, row.escalated) == ("key_accounts", 2, True)
+
+    async def test_an_escalation_that_fails_for_the_tickets_own_reason_holds_up_no_transfer(
+            self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """As a ticket with clocks has it (clock_watch.checked_again_later): counted, the
+        transfer made on the ticket as it is, not failed (a 5xx) for an escalation it
+        could not send, and the escalation tried again CHECK_AGAIN_AFTER_FAILURE later,
+        not by the check meanwhile nor a hand-over asked again."""
+        router = self.router()
+
+        def cannot(*args: object, **kwargs: object) -> object:
+            raise ValueError("the table in force cannot say where it goes")
+
+        monkeypatch.setattr(escalation_targets, "on_breach", cannot)
+        failed = REGISTRY.get_sample_value("routing_router_clock_checks_failed_total",
+                                           {"department": "public_sector"}) or 0.0
+        asked = self.MISSED + timedelta(seconds=3)
+        for again in (0, 10):
+            answer = await service.transfer(
+                "t-1", to_department="public_sector", reason="mine", from_department=None,
+                principal=ADMIN, routed=router.routed, publisher=router.publisher,
+                table=router.router.table.current, queue_for=router.router.queue_for,
+                now=asked + timedelta(seconds=again))
+            assert answer == Refused(Refusal.CONFLICT, "the ticket is already there",
+                                     "same_department")
+        assert await TestEscalateDue().escalate(router, asked + timedelta(seconds=15)) == 0
+        assert router.routed.rows["t-1"].next_clock_check == \
+            asked + clock_watch.CHECK_AGAIN_AFTER_FAILURE
+        assert REGISTRY.get_sample_value("routing_router_clock_checks_failed_total",
+                                         {"department": "public_sector"}) == failed + 1
+        answer = await service.transfer(
+            "t-1", to_department="customer_care", reason="theirs", from_department=None,
+            principal=ADMIN, routed=router.routed, publisher=router.publisher,
+            table=router.router.table.current, queue_for=router.router.queue_for,
+            now=asked + timedelta(seconds=20))
+        assert answer == service.Transferred("t-1", "customer_care")
+        assert self.handed(router) == [("transferred", "public_sector", "customer_care")]
+        assert TicketEventType.ESCALATED not in router.publisher.types()
 
 
 class TestDeadlinesPassedTogether:
@@ -1529,6 +1567,42 @@ class TestEscalateDue:
         assert await self.escalate(router, late + timedelta(minutes=1)) == 0
         assert router.routed.recorded.count(("postponed", "t-0")) == 1
 
+
+    async def test_a_ticket_without_clocks_whose_escalation_fails_holds_up_no_other(
+            self) -> None:
+        """A ticket routed before migration 0010 (no clocks) whose escalation fails for
+        a reason of its own (a lane its stored priority cannot be given) is due first: it
+        is counted and checked again CHECK_AGAIN_AFTER_FAILURE later, as a ticket with
+        clocks is, and the check goes on to the others (it ended there, at every check,
+        holding up every escalation and notice after it)."""
+        router = wired()
+        first = service.route(segmented("t-0"), table=router.router.table.current,
+                              load=router.router.load, now=NOW - timedelta(minutes=1),
+                              event_id="e-0", correlation_id="corr-0")
+        router.routed.add(Dispatch(**{**first.dispatch.__dict__, "clocks": None}))
+        router.routed.rows["t-0"].payload["routing"]["priority"] = 1
+        routed_ticket(router)
+
+        def no_lane(department: str, priority: int | None) -> str:
+            if priority == 1:
+                raise ValueError("no lane for this priority")
+            return router.router.queue_for(department, priority)
+
+        late = NOW + timedelta(hours=5)
+        failed = REGISTRY.get_sample_value("routing_router_clock_checks_failed_total",
+                                           {"department": "public_sector"}) or 0.0
+        assert await service.escalate_due(router.routed, router.publisher,
+                                          table=router.router.table.current,
+                                          queue_for=no_lane, now=late) == 1
+        assert router.routed.rows["t-1"].department == "key_accounts"
+        row = router.routed.rows["t-0"]
+        assert (row.department, row.escalated) == ("public_sector", False)
+        assert row.next_clock_check == late + clock_watch.CHECK_AGAIN_AFTER_FAILURE
+        assert REGISTRY.get_sample_value("routing_router_clock_checks_failed_total",
+                                         {"department": "public_sector"}) == failed + 1
+        assert await self.escalate(router, late + timedelta(minutes=1)) == 0
+        assert await self.escalate(router, late + clock_watch.CHECK_AGAIN_AFTER_FAILURE) == 1
+        assert router.routed.rows["t-0"].department == "key_accounts"
 
     def test_each_department_is_at_0_failed_notices_once_its_table_is_in_force(
             self, tmp_path: Path) -> None:

@@ -15,7 +15,6 @@ from services.core import access, events, kafka, tickets, topics
 from services.router import (
     clock_watch,
     dispatch,
-    escalation,
     ports,
     routing,
     service_clocks,
@@ -169,11 +168,8 @@ async def escalate_due(routed: ports.Routed, publisher: ports.Publisher, *,
     """Every notice due by `now` (the escalation timer, once per fleet): tickets without
     clocks past their first-response deadline are escalated once; tickets with clocks get
     their warnings and escalations by level. Returns how many were sent."""
-    escalated = await escalation.escalate_due(
-        routed, publisher, table=table, queue_for=queue_for, now=now, claim_for=claim_for)
-    return escalated + await clock_watch.watch_clocks(routed, publisher, table=table,
-                                                      queue_for=queue_for, now=now,
-                                                      claim_for=claim_for)
+    return await clock_watch.watch_clocks(routed, publisher, table=table,
+                                          queue_for=queue_for, now=now, claim_for=claim_for)
 
 
 async def _after_notices(ticket_id: str, *, principal: access.Principal,
