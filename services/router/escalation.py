@@ -36,7 +36,7 @@ def owes_escalation(row: RoutedTicketRow, now: datetime) -> bool:
     """Whether a ticket without clocks is past its first-response deadline by `now`,
     unanswered and not escalated yet, nor to be checked again later only (its
     escalation failed: clock_watch.checked_again_later). What Routed.due_for_escalation
-    selects."""
+    selects (tests/integration/test_escalation_due_agreement.py holds the two together)."""
     return row.service_clocks is None and row.first_response_deadline is not None \
         and targets.past_due(row.first_response_deadline, now) \
         and row.first_response_at is None and not row.escalated \
