@@ -34,8 +34,8 @@ AUTH_REFUSED.labels("unauthenticated", NO_ROLE)
 for _outcome in ("forbidden", "rate_limited", "report_in_progress"):
     for _role in access.Role:
         AUTH_REFUSED.labels(_outcome, _role.value)
-# A department's own request escalated its ticket out of it (the router's
-# verdicts.escalated_away): a department credential's alone.
+# A department's ticket escalated out of it, by its own request or before it (the
+# router's verdicts.escalated_away, escalated_away_before): a department credential's alone.
 AUTH_REFUSED.labels("escalated_away", access.Role.DEPARTMENT.value)
 
 # The scheme every credential dependency below shows in OpenAPI.

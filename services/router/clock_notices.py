@@ -113,7 +113,8 @@ def escalation(row: RoutedTicketRow, owed: service_clocks.Owed,
                for clock, level in zip(escalated, levels, strict=True)]
     steps: list[dict[str, object]] = [
         {"at": now.isoformat(), "step": "escalated", "level": level,
-         "target": clock.target, "from": row.department, "to": target or row.department,
+         "target": clock.target, "due": _iso(_due(clock, level)), "from": row.department,
+         "to": target or row.department,
          "reason": (f"{clock.target} not answered by {clock.deadline.isoformat()}"
                     if level == 1 and clock.deadline else f"{clock.target} still not"
                     f" answered after its escalation") + why}
@@ -134,10 +135,19 @@ def escalation(row: RoutedTicketRow, owed: service_clocks.Owed,
             details=details[0], also=details[1:])
     return Escalation(
         target or row.department, list(outputs), steps, ticket, move,
-        tuple(Escalated(clock.target, level,
-                        clock.deadline if level == 1 else clock.second_level_at,
+        tuple(Escalated(clock.target, level, _due(clock, level),
                         row.department, target or row.department)
               for clock, level in zip(escalated, levels, strict=True)))
+
+
+def _due(clock: clocks.Clock, level: int) -> datetime | None:
+    """When an escalation of `clock` at `level` fell due: the deadline it missed, or its
+    second level's moment (kept in its trace step: verdicts.escalated_from)."""
+    return clock.deadline if level == 1 else clock.second_level_at
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
 
 
 def _correlation_id(row: RoutedTicketRow) -> str:

@@ -61,6 +61,7 @@ async def escalate(routed: ports.Routed, publisher: ports.Publisher, row: Routed
     target = escalation.to
     step = {"at": now.isoformat(), "step": "escalated", "from": row.department,
             "to": target or row.department,
+            "due": None if deadline is None else deadline.isoformat(),  # escalated_from
             "reason": f"no first response by {row.first_response_deadline}"
                       + (f"; {escalation.why}" if escalation.why else "")}
     try:

@@ -200,11 +200,15 @@ class TestRefusalsCounted:
 @pytest.mark.parametrize("outcome", ["forbidden", "escalated_away"])
 def test_a_departments_403s_are_at_0_from_the_start(outcome: str) -> None:
     """Each 403 a department's credential can get (escalated_away: the router's
-    verdicts.escalated_away) is a series at 0 from the process's start, so that its first
-    refusal is an increase to Prometheus (the dashboard's rate); a fresh interpreter, as
-    this one's tests may have counted some already."""
+    verdicts.escalated_away and escalated_away_before) is a series at 0 from the
+    process's start, so that its first refusal is an increase to Prometheus (the
+    dashboard's rate); a fresh interpreter, as this one's tests may have counted some
+    already."""
     assert verdicts.escalated_away([], asked_at=datetime(2026, 12, 1, tzinfo=UTC),
                                    department="key_accounts").error == "escalated_away"
+    assert verdicts.escalated_away_before(
+        [], escalated_at=datetime(2026, 12, 1, tzinfo=UTC),
+        department="key_accounts").error == "escalated_away"
     shown = subprocess.run(
         [sys.executable, "-c", "from prometheus_client import REGISTRY;"
          " import services.core.auth;"

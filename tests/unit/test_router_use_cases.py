@@ -342,8 +342,9 @@ class TestATransferJustAfterADeadline:
             self, tmp_path: Path, watch_first: bool) -> None:
         router = self.router(tmp_path)
         answer = await self.in_either_order(router, watch_first, PUBLIC_SECTOR)
-        # Its own request sent the breach: told so (403 as the watch's breach gets).
-        assert answer == (verdicts.ACTS_FOR_OWN if watch_first else self.escalated_away)
+        # Told where its ticket went, whether its own request or the watch sent the breach
+        # (403 alike, escalated_away).
+        assert answer == (self.escalated_before if watch_first else self.escalated_away)
         assert self.outcome(router) == (
             "key_accounts", [("escalated", 1, "public_sector", "key_accounts")],
             1, "missed", [("ClockEscalated", "public_sector"),
@@ -380,6 +381,115 @@ class TestATransferJustAfterADeadline:
             "first_response", 1, self.MISSED, "public_sector", "key_accounts")],
             asked_at=self.MISSED + timedelta(seconds=3), department="key_accounts")
 
+    @property
+    def escalated_before(self) -> Refused:
+        """The answer to public_sector, its ticket escalated by the watch at 13:00:02."""
+        return verdicts.escalated_away_before([clock_notices.Escalated(
+            "first_response", 1, self.MISSED, "public_sector", "key_accounts")],
+            escalated_at=self.MISSED + timedelta(seconds=2), department="key_accounts")
+
+    def test_the_refusal_after_the_watchs_breach_says_which_deadline_when_and_where(
+            self) -> None:
+        assert self.escalated_before == Refused(
+            Refusal.FORBIDDEN,
+            f"the ticket was escalated at {(self.MISSED + timedelta(seconds=2)).isoformat()},"
+            " before this request: its first_response deadline passed at"
+            f" {self.MISSED.isoformat()}, unanswered, escalating it (level 1) from"
+            " 'public_sector' to 'key_accounts'. The ticket is with 'key_accounts' now, and"
+            " a department credential acts for its own department only: ask 'key_accounts'"
+            " or an admin", "escalated_away")
+
+    async def test_a_retry_after_its_own_requests_breach_is_told_alike(
+            self, tmp_path: Path) -> None:
+        """The request that sent the breach is told so; asked again, the ticket escalated
+        before it: told where it went all the same, not a plain `forbidden`."""
+        router = self.router(tmp_path)
+        assert await self.transfer(router, PUBLIC_SECTOR) == self.escalated_away
+        again = await service.transfer(
+            "t-1", to_department="customer_care", reason="theirs", from_department=None,
+            principal=PUBLIC_SECTOR, routed=router.routed, publisher=router.publisher,
+            table=router.router.table.current, queue_for=router.router.queue_for,
+            now=self.MISSED + timedelta(seconds=9))
+        assert again == verdicts.escalated_away_before(
+            self.escalated_away_clocks, escalated_at=self.MISSED + timedelta(seconds=3),
+            department="key_accounts")
+
+    @property
+    def escalated_away_clocks(self) -> list[clock_notices.Escalated]:
+        return [clock_notices.Escalated("first_response", 1, self.MISSED, "public_sector",
+                                        "key_accounts")]
+
+    @pytest.mark.parametrize("asked", ["transfer", "priority"])
+    async def test_a_department_that_never_held_it_is_told_nothing_of_it(
+            self, tmp_path: Path, asked: str) -> None:
+        """customer_care (never its holder) asks after the watch escalated public_sector's
+        ticket to key_accounts: the plain 403, nothing of where another department's
+        ticket went."""
+        router = self.router(tmp_path)
+        await self.watch(router, self.MISSED + timedelta(seconds=2))
+        care = access.Principal("cred-care", access.Role.DEPARTMENT, "customer_care")
+        at = self.MISSED + timedelta(seconds=3)
+        answer = await service.transfer(
+            "t-1", to_department="business_desk", reason="theirs", from_department=None,
+            principal=care, routed=router.routed, publisher=router.publisher,
+            table=router.router.table.current, queue_for=router.router.queue_for,
+            now=at) if asked == "transfer" else await service.change_priority(
+            "t-1", priority=1, reason="outage", principal=care, routed=router.routed,
+            publisher=router.publisher, table=router.router.table.current, now=at)
+        assert answer == verdicts.ACTS_FOR_OWN
+
+    async def test_a_department_it_was_escalated_from_is_told_nothing_once_it_moved_on(
+            self, tmp_path: Path) -> None:
+        """Escalated from public_sector to key_accounts, then transferred by an admin to
+        customer_care: public_sector is not told where the ticket is now (it was not
+        escalated there from public_sector)."""
+        router = self.router(tmp_path)
+        await self.watch(router, self.MISSED + timedelta(seconds=2))
+        assert await self.transfer(router, ADMIN) == service.Transferred("t-1",
+                                                                         "customer_care")
+        assert await service.change_priority(
+            "t-1", priority=1, reason="outage", principal=PUBLIC_SECTOR,
+            routed=router.routed, publisher=router.publisher,
+            table=router.router.table.current,
+            now=self.MISSED + timedelta(seconds=4)) == verdicts.ACTS_FOR_OWN
+
+    async def test_a_second_level_is_told_to_the_department_it_left(
+            self, tmp_path: Path) -> None:
+        """Escalated (level 1) public_sector -> key_accounts at 13:00:02; still unanswered
+        at 15:00 (business time: key_accounts is open 24/7), its second level to
+        sales_support: key_accounts is told that one, public_sector nothing."""
+        router = self.router(tmp_path)
+        await self.watch(router, self.MISSED + timedelta(seconds=2))
+        second = self.MISSED + timedelta(seconds=2, hours=2)
+        await self.watch(router, second + timedelta(seconds=1))
+        assert router.routed.rows["t-1"].department == "sales_support"
+        at = second + timedelta(seconds=2)
+        keys = access.Principal("cred-keys", access.Role.DEPARTMENT, "key_accounts")
+        answers = [await service.change_priority(
+            "t-1", priority=1, reason="outage", principal=principal, routed=router.routed,
+            publisher=router.publisher, table=router.router.table.current, now=at)
+            for principal in (keys, PUBLIC_SECTOR)]
+        assert answers == [verdicts.escalated_away_before(
+            [clock_notices.Escalated("first_response", 2, second, "key_accounts",
+                                     "sales_support")],
+            escalated_at=second + timedelta(seconds=1), department="sales_support"),
+            verdicts.ACTS_FOR_OWN]
+
+    def test_an_escalation_recorded_before_steps_kept_when_it_fell_due(self) -> None:
+        """A ticket without clocks escalated before its trace steps kept `due`: told
+        which deadline and where all the same, when it fell due as unknown."""
+        at = self.MISSED + timedelta(seconds=2)
+        row = RoutedTicketRow(ticket_id="t-1", department="key_accounts", trace=[
+            {"at": NOW.isoformat(), "step": "routed", "department": "public_sector"},
+            {"at": at.isoformat(), "step": "escalated", "from": "public_sector",
+             "to": "key_accounts", "reason": f"no first response by {self.MISSED}"}])
+        assert verdicts.acts_for_own(row, PUBLIC_SECTOR) == verdicts.escalated_away_before(
+            [clock_notices.Escalated("first_response", 1, None, "public_sector",
+                                     "key_accounts")], escalated_at=at,
+            department="key_accounts")
+        assert "deadline passed at an unknown moment" in verdicts.acts_for_own(
+            row, PUBLIC_SECTOR).detail
+
     def test_the_refusal_says_which_deadline_this_request_sent_and_where_it_went(
             self) -> None:
         assert self.escalated_away == Refused(
@@ -392,10 +502,12 @@ class TestATransferJustAfterADeadline:
             " department only: ask 'key_accounts' or an admin", "escalated_away")
 
     @pytest.mark.parametrize(("verdict", "code"), [("escalated_away", "escalated_away"),
+                                                   ("escalated_before", "escalated_away"),
                                                    ("acts_for_own", "forbidden")])
     def test_the_answer_is_a_403_with_its_code(self, verdict: str, code: str) -> None:
-        refusal = self.escalated_away if verdict == "escalated_away" \
-            else verdicts.ACTS_FOR_OWN
+        refusal = {"escalated_away": self.escalated_away,
+                   "escalated_before": self.escalated_before,
+                   "acts_for_own": verdicts.ACTS_FOR_OWN}[verdict]
         with pytest.raises(auth.Refused) as raised:
             intake.refused(refusal, wired().router, "transfer")
         assert (raised.value.status, raised.value.error, raised.value.detail) == (
@@ -544,7 +656,7 @@ class TestATicketWithoutClocksJustAfterItsDeadline:
             self, check_first: bool, asked: str) -> None:
         router = self.router()
         answer = await self.asked(router, check_first, PUBLIC_SECTOR, asked)
-        assert answer == (verdicts.ACTS_FOR_OWN if check_first
+        assert answer == (TestATransferJustAfterADeadline().escalated_before if check_first
                           else TestATransferJustAfterADeadline().escalated_away)
         assert self.handed(router) == [("escalated", "public_sector", "key_accounts")]
         row = router.routed.rows["t-1"]

@@ -184,12 +184,13 @@ async def _after_notices(ticket_id: str, *, principal: access.Principal,
     department that held it, just after them; refused if `closed` to the change (a
     resolved ticket, a trace at its ceiling). A caller who may not act for the ticket
     sends none; one whose request so escalated the ticket out of its department is told
-    so (verdicts.escalated_away)."""
+    so (verdicts.escalated_away), as one whose department it was escalated out of before
+    is (verdicts.acts_for_own)."""
     row = await routed.get(ticket_id)
     if row is None:
         return verdicts.not_found(ticket_id)
     if not principal.may_act_for(row.department):
-        return verdicts.ACTS_FOR_OWN
+        return verdicts.acts_for_own(row, principal)
     try:
         sent = await clock_watch.send_owed(routed, publisher, row, table=table,
                                            queue_for=queue_for, now=now,
@@ -211,7 +212,7 @@ async def _after_notices(ticket_id: str, *, principal: access.Principal,
         if not principal.may_act_for(judged.department):  # escalated out of its own
             return verdicts.escalated_away(sent.escalated, asked_at=asked_at,
                                            department=judged.department) \
-                if sent.escalated else verdicts.ACTS_FOR_OWN
+                if sent.escalated else verdicts.acts_for_own(judged, principal)
     assert judged is not None
     refused = closed(judged)
     return (judged, now) if refused is None else refused

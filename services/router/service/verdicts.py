@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
+from typing import Any
 
 from services.core import access, lifecycle, moments, topics
-from services.router import clock_notices, intake_policy, ticket_ids
+from services.router import clock_notices, clocks, intake_policy, ticket_ids
 from services.router.models import RoutedTicketRow
 
 
@@ -105,27 +106,107 @@ ACTS_FOR_OWN = Refused(Refusal.FORBIDDEN,
                        "a department credential acts for its own department only")
 
 
+def acts_for_own(row: RoutedTicketRow, principal: access.Principal) -> Refused:
+    """Why `principal`, which may not act for the department holding the ticket, is
+    refused a transfer or priority change of it: ACTS_FOR_OWN, or, where the ticket was
+    escalated out of the principal's department to where it is (escalated_from),
+    escalated_away_before, which says so."""
+    away = escalated_from(row, principal)
+    if away is None:
+        return ACTS_FOR_OWN
+    escalated_at, escalated = away
+    return escalated_away_before(escalated, escalated_at=escalated_at,
+                                 department=row.department)
+
+
 def escalated_away(escalated: Sequence[clock_notices.Escalated], *, asked_at: datetime,
                    department: str) -> Refused:
     """A department's transfer or priority change whose request first sent the notices
     its ticket owed (the clock watch had not come to them), which escalated the ticket
     out of that department (now with `department`): its credential no longer acts for
-    the ticket, as the request would have found had the watch run first (ACTS_FOR_OWN,
-    403 alike), but told which deadline passed, that this request sent its breach, and
-    where the ticket went, so that it is not read as a credential's fault."""
-    passed = "; ".join(
+    the ticket, as the request would have found had the watch run first
+    (`escalated_away_before`, 403 alike), but told which deadline passed, that this
+    request sent its breach, and where the ticket went, so that it is not read as a
+    credential's fault."""
+    return Refused(
+        Refusal.FORBIDDEN,
+        f"this request, at {asked_at.isoformat()}, first sent the breach the ticket owed"
+        f" (the clock watch had not sent it yet): {_passed(escalated)}. The ticket is with"
+        f" {department!r} now, and a department credential acts for its own department"
+        f" only: ask {department!r} or an admin", "escalated_away")
+
+
+def escalated_away_before(escalated: Sequence[clock_notices.Escalated], *,
+                          escalated_at: datetime, department: str) -> Refused:
+    """A department's transfer or priority change of a ticket escalated out of it before
+    the request (the clock watch, or an earlier request, sent the breach), now with
+    `department`: told as `escalated_away` tells it, which deadline passed, when, and
+    where the ticket went, that it was escalated at `escalated_at` (escalated_from)."""
+    return Refused(
+        Refusal.FORBIDDEN,
+        f"the ticket was escalated at {escalated_at.isoformat()}, before this request:"
+        f" {_passed(escalated)}. The ticket is with {department!r} now, and a department"
+        f" credential acts for its own department only: ask {department!r} or an admin",
+        "escalated_away")
+
+
+def escalated_from(row: RoutedTicketRow, principal: access.Principal
+                   ) -> tuple[datetime, tuple[clock_notices.Escalated, ...]] | None:
+    """When and what escalation moved the ticket to the department holding it, if it
+    moved it out of the department `principal` acts for, as the ticket's trace tells:
+    the last step that brought it where it is (not one flagging it in place) is an
+    escalation from that department; each clock it escalated then. None otherwise (a
+    department that never held it, or one it left otherwise, or before: a later transfer
+    or escalation moved it on), so that where a ticket went is told only to the
+    department it was escalated from, and only while it is there."""
+    if principal.role is not access.Role.DEPARTMENT or principal.subject is None:
+        return None
+    moves = [step for step in row.trace if step.get("step") in _MOVES
+             and step.get("to") != step.get("from")]
+    if not moves:
+        return None
+    last = moves[-1]
+    if last.get("step") != "escalated" or last.get("from") != principal.subject \
+            or last.get("to") != row.department:
+        return None
+    try:
+        at = moments.parse(last.get("at"))
+    except ValueError:
+        return None
+    return at, tuple(_escalated(step, principal.subject, row.department) for step in moves
+                     if step.get("step") == "escalated" and step.get("at") == last.get("at")
+                     and step.get("from") == principal.subject)
+
+
+# The trace's steps that move a ticket from a department to another (its routing brings
+# it to its first).
+_MOVES = ("transferred", "escalated")
+
+
+def _passed(escalated: Sequence[clock_notices.Escalated]) -> str:
+    return "; ".join(
         f"its {each.target} deadline passed at {_iso(each.due)}, unanswered, escalating"
         f" it (level 1) from {each.from_department!r} to {each.to_department!r}"
         if each.level == 1 else
         f"its {each.target} target, escalated already, was still unanswered at"
         f" {_iso(each.due)}, escalating it (level {each.level}) from"
         f" {each.from_department!r} to {each.to_department!r}" for each in escalated)
-    return Refused(
-        Refusal.FORBIDDEN,
-        f"this request, at {asked_at.isoformat()}, first sent the breach the ticket owed"
-        f" (the clock watch had not sent it yet): {passed}. The ticket is with"
-        f" {department!r} now, and a department credential acts for its own department"
-        f" only: ask {department!r} or an admin", "escalated_away")
+
+
+def _escalated(step: Mapping[str, Any], from_department: str,
+               to_department: str) -> clock_notices.Escalated:
+    """A clock escalated, as its trace step tells it: a ticket without clocks escalates
+    its first response (level 1); a step written before steps kept `due`, when it fell
+    due at an unknown moment."""
+    target = step.get("target", "first_response")
+    level = step.get("level", 1)
+    try:
+        due: datetime | None = moments.parse(step.get("due"))
+    except ValueError:
+        due = None
+    return clock_notices.Escalated(
+        target if target in clocks.TARGETS else "first_response",
+        level if isinstance(level, int) else 1, due, from_department, to_department)
 
 
 def _iso(moment: datetime | None) -> str:
