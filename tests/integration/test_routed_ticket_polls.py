@@ -75,3 +75,32 @@ async def test_a_ticket_whose_check_is_postponed_is_not_due_before_then(
             NOW + timedelta(minutes=15))] == ["t-1"]
     finally:
         await engine.dispose()
+
+
+async def test_a_ticket_without_clocks_whose_escalation_failed_waits_as_well(
+        empty_database_url: str) -> None:
+    """A ticket routed before migration 0010 (no clocks, no check of its own) whose
+    escalation failed for its own reason is postponed alike (clock_watch.checked_again_later
+    gives it a next check): the escalation check passes it over until then, and the clock
+    watch's poll, which is for tickets with clocks, never reads it."""
+    await migrate.upgrade(empty_database_url)
+    engine = db.engine(empty_database_url)
+    try:
+        store = RoutedTickets(db.sessions(engine))
+        await store.record_first_dispatches([Dispatch(
+            ticket_id="t-1", department="customer_care", segment="standard", priority=3,
+            deadline=NOW - timedelta(minutes=1), steps=[], payload={},
+            at=NOW - timedelta(hours=2))])
+        [due] = await store.due_for_escalation(NOW)
+        assert due.next_clock_check is None
+        await store.postpone_clock_check("t-1", NOW + timedelta(minutes=15), read=None)
+        assert await store.due_for_escalation(NOW + timedelta(minutes=14)) == []
+        assert await store.due_clocks(NOW + timedelta(minutes=15)) == []
+        assert [row.ticket_id for row in await store.due_for_escalation(
+            NOW + timedelta(minutes=15))] == ["t-1"]
+        # Postponed again only as read: a second failure, not one read before the first.
+        await store.postpone_clock_check("t-1", NOW + timedelta(minutes=45), read=None)
+        assert [row.ticket_id for row in await store.due_for_escalation(
+            NOW + timedelta(minutes=15))] == ["t-1"]
+    finally:
+        await engine.dispose()
