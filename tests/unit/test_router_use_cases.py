@@ -662,6 +662,23 @@ class TestATicketWithoutClocksJustAfterItsDeadline:
         row = router.routed.rows["t-1"]
         assert (row.department, row.priority, row.escalated) == ("key_accounts", 2, True)
 
+    @pytest.mark.parametrize("asked", ["transfer", "priority"])
+    async def test_the_request_whose_escalation_failed_goes_through_itself(
+            self, monkeypatch: pytest.MonkeyPatch, asked: str) -> None:
+        """The admin's request that tried the escalation (failed, postponed: its next
+        check moved on) is made on the ticket as it is then, in the same request, not
+        refused as changed since it was read."""
+        router = self.router()
+
+        def cannot(*args: object, **kwargs: object) -> object:
+            raise ValueError("the table in force cannot say where it goes")
+
+        monkeypatch.setattr(escalation_targets, "on_breach", cannot)
+        answer = await self.asked(router, False, ADMIN, asked)
+        assert answer == (service.Transferred("t-1", "customer_care") if asked == "transfer"
+                          else service.Reprioritised("t-1", 1, None))
+        assert TicketEventType.ESCALATED not in router.publisher.types()
+
     async def test_an_escalation_that_fails_for_the_tickets_own_reason_holds_up_no_transfer(
             self, monkeypatch: pytest.MonkeyPatch) -> None:
         """As a ticket with clocks has it (clock_watch.checked_again_later): counted, the
