@@ -414,6 +414,26 @@ class TestATransferJustAfterADeadline:
             self.escalated_away_clocks, escalated_at=self.MISSED + timedelta(seconds=3),
             department="key_accounts")
 
+    async def test_a_report_after_the_watchs_breach_is_told_alike(
+            self, tmp_path: Path) -> None:
+        """public_sector reporting its response after the watch escalated the ticket to
+        key_accounts: refused as its transfer is, told where the ticket went (a report
+        by the department holding it, or by an admin, goes through)."""
+        router = self.router(tmp_path)
+        await self.watch(router, self.MISSED + timedelta(seconds=2))
+
+        async def report(principal: access.Principal) -> service.Recorded | Refused:
+            return await service.record_report(
+                "t-1", TicketEventType.RESPONDED, department=None, occurred_at=None,
+                principal=principal, correlation_id=None, routed=router.routed,
+                publisher=router.publisher, now=self.MISSED + timedelta(seconds=3))
+
+        assert await report(PUBLIC_SECTOR) == self.escalated_before
+        assert await report(access.Principal("cred-cc", access.Role.DEPARTMENT, "customer_care")) \
+            == verdicts.ACTS_FOR_OWN
+        assert isinstance(await report(
+            access.Principal("cred-ka", access.Role.DEPARTMENT, "key_accounts")), service.Recorded)
+
     @property
     def escalated_away_clocks(self) -> list[clock_notices.Escalated]:
         return [clock_notices.Escalated("first_response", 1, self.MISSED, "public_sector",

@@ -80,8 +80,8 @@ async def record_report(ticket_id: str, report: events.TicketEventType, *,
         if row is None:
             return verdicts.not_found(ticket_id)
         if principal.role is access.Role.DEPARTMENT and not principal.may_act_for(
-                row.department):
-            return verdicts.ACTS_FOR_OWN
+                row.department):  # told where it went if escalated out of its department
+            return verdicts.acts_for_own(row, principal)
         # An admin may date a report while another department held the ticket.
         reporting = row.department if principal.role is access.Role.DEPARTMENT else None
         dated = plausible_date(row, occurred_at, now=now, department=reporting)

@@ -108,9 +108,9 @@ ACTS_FOR_OWN = Refused(Refusal.FORBIDDEN,
 
 def acts_for_own(row: RoutedTicketRow, principal: access.Principal) -> Refused:
     """Why `principal`, which may not act for the department holding the ticket, is
-    refused a transfer or priority change of it: ACTS_FOR_OWN, or, where the ticket was
-    escalated out of the principal's department to where it is (escalated_from),
-    escalated_away_before, which says so."""
+    refused a transfer, a priority change or a report on it: ACTS_FOR_OWN, or, where the
+    ticket was escalated out of the principal's department to where it is
+    (escalated_from), escalated_away_before, which says so."""
     away = escalated_from(row, principal)
     if away is None:
         return ACTS_FOR_OWN
