@@ -11,7 +11,7 @@ from datetime import timedelta
 
 import pytest
 
-from services.core import access, kafka, topics
+from services.core import kafka, topics
 from services.core.settings import Settings
 from services.router import clock_notices, priority, table_file
 from services.router import service as router_service
@@ -22,9 +22,7 @@ from tests.integration.test_lifecycle_agreement import (  # noqa: F401
     routed_to_public_sector,
     stores,
 )
-
-PUBLIC_SECTOR = access.Principal("cred-public-sector", access.Role.DEPARTMENT,
-                                 "public_sector")
+from tests.integration.test_transfer_refused_after_its_breach import PUBLIC_SECTOR, asked_by
 
 
 @pytest.mark.parametrize("asked", ["transfer", "priority"])
@@ -44,16 +42,8 @@ async def test_a_breach_failing_for_the_tickets_own_reason_holds_up_no_change(
     publisher = kafka.Publisher(settings, client_id="handover-after-failed-notice")
     asked_at = ROUTED_AT + timedelta(hours=4, seconds=3)  # just past its deadline
     try:
-        if asked == "transfer":
-            answer: object = await router_service.transfer(
-                ticket_id, to_department="customer_care", reason="theirs",
-                from_department=None, principal=PUBLIC_SECTOR, routed=stores.router,
-                publisher=publisher, table=table, queue_for=priority.queue_for,
-                now=asked_at)
-        else:
-            answer = await router_service.change_priority(
-                ticket_id, priority=1, reason="outage", principal=PUBLIC_SECTOR,
-                routed=stores.router, publisher=publisher, table=table, now=asked_at)
+        answer = await asked_by(PUBLIC_SECTOR, asked, ticket_id, stores=stores,
+                                publisher=publisher, at=asked_at, table=table)
     finally:
         await publisher.close()
     row = await stores.router.get(ticket_id)

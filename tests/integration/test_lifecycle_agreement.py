@@ -12,6 +12,7 @@ histories are open, and in a backlog, in each store's counts as lifecycle's rule
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -415,10 +416,11 @@ async def first_responses_attained(stores: Stores, seen_by_metrics: timeline.Tim
     return attained
 
 
-async def routed_to_public_sector(stores: Stores, table: RoutingTable
+async def routed_to_public_sector(stores: Stores, table: RoutingTable, *, clocks: bool = True
                                   ) -> tuple[str, router_service.FirstRouting]:
     """A government ticket routed by `table` at ROUTED_AT (to public_sector), stored as
-    the router stores its first dispatch."""
+    the router stores its first dispatch; without clocks, as one routed before migration
+    0010 was."""
     ticket_id = unique("t")
     ticket = tickets.Ticket(ticket_id=ticket_id, customer_id="c-1", subject="s", body="b",
                             channel="web", received_at=ROUTED_AT, platform="helpdesk")
@@ -426,7 +428,8 @@ async def routed_to_public_sector(stores: Stores, table: RoutingTable
         segment="government", rule="gov", rules_version="r1", customer_known=True,
         tier="existing")), table=table, load=ports.no_load, now=ROUTED_AT,
         event_id="e-1", correlation_id="corr-1")
-    await stores.router.record_first_dispatches([first.dispatch])
+    await stores.router.record_first_dispatches(
+        [first.dispatch if clocks else dataclasses.replace(first.dispatch, clocks=None)])
     return ticket_id, first
 
 

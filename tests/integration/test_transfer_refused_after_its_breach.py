@@ -13,36 +13,33 @@ it was escalated, to where), and a department that never held the ticket only th
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import datetime, timedelta
 
 import pytest
 
-from services.core import access, kafka, tickets, topics
+from services.core import access, kafka, topics
 from services.core.settings import Settings
-from services.router import ports, priority, table_file
+from services.router import priority, table_file
 from services.router import service as router_service
+from services.router.routing import RoutingTable
 from services.router.service import verdicts
-from tests.conftest import TEST_ROUTING_TABLE, unique
-from tests.integration.test_lifecycle_agreement import ROUTED_AT, Stores, stores  # noqa: F401
+from tests.conftest import TEST_ROUTING_TABLE
+from tests.integration.test_lifecycle_agreement import (  # noqa: F401
+    ROUTED_AT,
+    Stores,
+    routed_to_public_sector,
+    stores,
+)
 
 PUBLIC_SECTOR = access.Principal("cred-public-sector", access.Role.DEPARTMENT,
                                  "public_sector")
 
 
-async def routed_to_public_sector(stores: Stores, clocks: bool) -> str:  # noqa: F811
+async def routed_to_public_sector_with(stores: Stores, clocks: bool) -> str:  # noqa: F811
     """A government ticket routed to public_sector at ROUTED_AT (first response within
     4h), with clocks or without (routed before migration 0010); its id."""
-    table = table_file.load(TEST_ROUTING_TABLE)
-    ticket_id = unique("t")
-    ticket = tickets.Ticket(ticket_id=ticket_id, customer_id="c-1", subject="s", body="b",
-                            channel="web", received_at=ROUTED_AT, platform="helpdesk")
-    first = router_service.route(ticket.with_segmentation(tickets.Segmentation(
-        segment="government", rule="gov", rules_version="r1", customer_known=True,
-        tier="existing")), table=table, load=ports.no_load, now=ROUTED_AT,
-        event_id="e-1", correlation_id="corr-1")
-    await stores.router.record_first_dispatches([
-        first.dispatch if clocks else dataclasses.replace(first.dispatch, clocks=None)])
+    ticket_id, _ = await routed_to_public_sector(stores, table_file.load(TEST_ROUTING_TABLE),
+                                                 clocks=clocks)
     routed = await stores.router.get(ticket_id)
     assert routed is not None and routed.department == "public_sector"
     return ticket_id
@@ -50,8 +47,10 @@ async def routed_to_public_sector(stores: Stores, clocks: bool) -> str:  # noqa:
 
 async def asked_by(principal: access.Principal, asked: str, ticket_id: str, *,
                    stores: Stores, publisher: kafka.Publisher,  # noqa: F811
-                   at: datetime) -> object:
-    table = table_file.load(TEST_ROUTING_TABLE)
+                   at: datetime, table: RoutingTable | None = None) -> object:
+    """`principal`'s transfer of the ticket to customer_care, or change of its priority
+    to 1, asked at `at`: the use case's answer."""
+    table = table or table_file.load(TEST_ROUTING_TABLE)
     if asked == "transfer":
         return await router_service.transfer(
             ticket_id, to_department="customer_care", reason="theirs",
@@ -66,7 +65,7 @@ async def asked_by(principal: access.Principal, asked: str, ticket_id: str, *,
 @pytest.mark.parametrize("asked", ["transfer", "priority"])
 async def test_the_refusal_names_the_escalation_the_request_made(
         stores: Stores, kafka_bootstrap: str, asked: str, clocks: bool) -> None:  # noqa: F811
-    ticket_id = await routed_to_public_sector(stores, clocks)
+    ticket_id = await routed_to_public_sector_with(stores, clocks)
     settings = Settings(kafka_bootstrap_servers=kafka_bootstrap)
     await kafka.ensure_topics(settings, [topics.EVENTS, *priority.lane_topics("key_accounts"),
                                          *priority.lane_topics("customer_care")])
@@ -102,7 +101,7 @@ async def test_after_the_watchs_breach_the_department_left_is_told_the_same(
     """The watch escalated the ticket at 13:00:02; public_sector asks at 13:00:03: told
     which deadline passed, when the ticket was escalated and to where (`escalated_away`),
     as its own request's breach is; customer_care, which never held it, the plain 403."""
-    ticket_id = await routed_to_public_sector(stores, clocks)
+    ticket_id = await routed_to_public_sector_with(stores, clocks)
     settings = Settings(kafka_bootstrap_servers=kafka_bootstrap)
     await kafka.ensure_topics(settings, [topics.EVENTS, *priority.lane_topics("key_accounts"),
                                          *priority.lane_topics("customer_care")])
