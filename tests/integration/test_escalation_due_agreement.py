@@ -6,14 +6,12 @@ of the rule's conditions: a change to either side alone fails here."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.core import db, lifecycle
+from services.core import lifecycle
 from services.router import escalation
 from services.router.models import RoutedTicketRow
 from services.router.store import RoutedTickets
@@ -42,15 +40,6 @@ CASES: dict[str, tuple[dict[str, Any], bool]] = {
     "resolved (its resolution its first response)": (
         {"status": lifecycle.Status.RESOLVED, "first_response_at": NOW - TICK}, False),
 }
-
-
-@pytest.fixture
-async def sessions(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = db.engine(database_url)
-    try:
-        yield db.sessions(engine)
-    finally:
-        await engine.dispose()
 
 
 def stored(number: int, differs: dict[str, Any]) -> RoutedTicketRow:
