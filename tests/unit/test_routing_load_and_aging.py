@@ -103,18 +103,9 @@ class TestAgingOnTheRecord:
             self, seconds: float) -> None:
         """Skipped and committed past by the queue reader, rather than failing its every
         read; the reason names the field, not the record's values."""
-        ticket = tickets.Ticket(ticket_id="t-1", customer_id="c-1", subject="Secret",
-                                body="Secret", channel="web", received_at=NOW)
-        data = ticket.with_segmentation(tickets.Segmentation(
-            segment="potential", rule="r", rules_version="r1", customer_known=True,
-            tier="existing")).routed_data(routed())
+        data = routed_data(subject="Secret", body="Secret")
         data["routing"]["priority_aging_seconds"] = seconds
-        event = envelope.Event(type="ticket.routed", source="/test", ticket_id="t-1",
-                               correlation_id="c-1", data=data)
-        record = SimpleNamespace(topic="dept.sales_support.low", partition=0, offset=7,
-                                 headers=envelope.to_headers(event),
-                                 value=envelope.to_value(event))
-        unreadable = queue.read_record(record)
+        unreadable = queue.read_record(lane_record(data))
         assert isinstance(unreadable, queue.Unreadable)
         assert (unreadable.topic, unreadable.offset) == ("dept.sales_support.low", 7)
         assert "priority_aging_seconds" in unreadable.reason
@@ -123,18 +114,9 @@ class TestAgingOnTheRecord:
     def test_a_lane_record_naming_a_person_in_a_key_is_unreadable_without_it(self) -> None:
         """The reason goes to the tool's stderr and the log: a key the record's writer
         chose (an attribute's name) is told by its length, never quoted."""
-        ticket = tickets.Ticket(ticket_id="t-1", customer_id="c-1", subject="s", body="b",
-                                channel="web", received_at=NOW)
-        data = ticket.with_segmentation(tickets.Segmentation(
-            segment="potential", rule="r", rules_version="r1", customer_known=True,
-            tier="existing")).routed_data(routed())
+        data = routed_data(subject="s", body="b")
         data["attributes"] = {"jane.doe": [1]}
-        event = envelope.Event(type="ticket.routed", source="/test", ticket_id="t-1",
-                               correlation_id="c-1", data=data)
-        record = SimpleNamespace(topic="dept.sales_support.low", partition=0, offset=7,
-                                 headers=envelope.to_headers(event),
-                                 value=envelope.to_value(event))
-        unreadable = queue.read_record(record)
+        unreadable = queue.read_record(lane_record(data))
         assert isinstance(unreadable, queue.Unreadable)
         assert unreadable.reason == (
             "not a routed ticket: attributes.(an unknown name: 8 characters, not shown):"
@@ -149,3 +131,20 @@ class TestAgingOnTheRecord:
         record = routed(priority_aging_seconds=None)
         again = tickets.Routing.model_validate_json(record.model_dump_json())
         assert queue.record_aging(again) == priority.Aging(None)
+
+
+def routed_data(*, subject: str, body: str) -> dict[str, Any]:
+    """A routed ticket's data, as a lane record holds it."""
+    ticket = tickets.Ticket(ticket_id="t-1", customer_id="c-1", subject=subject, body=body,
+                            channel="web", received_at=NOW)
+    return ticket.with_segmentation(tickets.Segmentation(
+        segment="potential", rule="r", rules_version="r1", customer_known=True,
+        tier="existing")).routed_data(routed())
+
+
+def lane_record(data: dict[str, Any]) -> SimpleNamespace:
+    """A record of sales_support's low lane holding `data`, as the queue reader reads it."""
+    event = envelope.Event(type="ticket.routed", source="/test", ticket_id="t-1",
+                           correlation_id="c-1", data=data)
+    return SimpleNamespace(topic="dept.sales_support.low", partition=0, offset=7,
+                           headers=envelope.to_headers(event), value=envelope.to_value(event))
