@@ -81,6 +81,8 @@ def problem(value: str) -> str:
         return f"at most {MAX_LENGTH} characters, not {len(value)}: {ACCEPTED}"
     hyphened = value.replace("_", "-")
     if hyphened != value and _WELL_FORMED.fullmatch(hyphened):
-        return (f"a language tag's parts are joined by hyphens, not underscores: send"
-                f" {canonical(hyphened)!r}")
+        # Not the tag itself: a record's language reaches logs and dead-letter headers
+        # (faults.reason), and text shaped so ("Doe_Jane_1980") may be a person's name.
+        return ("a language tag's parts are joined by hyphens, not underscores (e.g."
+                " 'pt-BR', not 'pt_BR')")
     return f"not a well-formed BCP 47 language tag: send {ACCEPTED}"

@@ -58,8 +58,8 @@ class TestLanguage:
         assert answer.status_code == 422
         assert answer.json()["fields"] == [{
             "field": "body.language", "type": "value_error",
-            "problem": "a language tag's parts are joined by hyphens, not underscores:"
-                       " send 'pt-BR'"}]
+            "problem": "a language tag's parts are joined by hyphens, not underscores"
+                       " (e.g. 'pt-BR', not 'pt_BR')"}]
 
 
 class TestErrorShape:

@@ -180,8 +180,8 @@ class TestALanguageIsABcp47Tag:
         assert answer.status_code == 422
         assert answer.json()["fields"] == [{
             "field": "body.language", "type": "value_error",
-            "problem": "a language tag's parts are joined by hyphens, not underscores:"
-                       " send 'pt-BR'"}]
+            "problem": "a language tag's parts are joined by hyphens, not underscores"
+                       " (e.g. 'pt-BR', not 'pt_BR')"}]
 
     @pytest.mark.parametrize("sent", ["e", "english", "en-", "en--US", "x-private",
                                       "i-klingon", "en-GB-oed", "en-12", "en US", "en\n",
