@@ -182,7 +182,7 @@ def classify(error: BaseException) -> Fault:
 
 
 # Errors whose text says what is wrong with the record without repeating its values.
-_SPEAKING = (envelope.EnvelopeError, envelope.Unserialisable, events.UntrustedEvent,
+SPEAKING = (envelope.EnvelopeError, envelope.Unserialisable, events.UntrustedEvent,
              Unprocessable, Transient)
 
 
@@ -191,7 +191,7 @@ def reason(error: BaseException) -> str:
     record's values (they may be personal data)."""
     if isinstance(error, ValidationError):  # a map's keys not named (data_paths)
         return data_paths.reasons(error.errors(include_input=False, include_url=False))
-    if isinstance(error, _SPEAKING):
+    if isinstance(error, SPEAKING):
         return str(error)
     if isinstance(error, db.STORE_ERRORS):
         if db.is_conflict(error):

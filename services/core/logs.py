@@ -1,17 +1,31 @@
 """Logging set-up: one JSON object a line, fields passed as `extra`.
 
 Log ids, departments, segments and reasons; never names, contact details, birth dates
-or gender (the ticket's text can hold any of these, so it is never logged either).
+or gender (the ticket's text can hold any of these, so it is never logged either). An
+error logged with its traceback (`logger.exception`, `exc_info`, uvicorn's own for a
+request that failed) is told by its frames and class, and by its message only where that
+cannot repeat the data it failed on (`said`): pydantic's text quotes the input it refused,
+PostgreSQL's the row it did not take ("Failing row contains (...)").
 """
 
 from __future__ import annotations
 
 import logging
+import traceback
+from types import TracebackType
 
 import orjson
+from aiokafka.errors import KafkaError
+from pydantic import ValidationError
 from pythonjsonlogger.orjson import OrjsonFormatter
 
+from services.core import data_paths, faults
 from services.core.settings import Settings
+
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None] | tuple[None, None, None]
+NOT_LOGGED = "(its message is not logged: it may repeat the data it failed on)"
+_CAUSE = "\nThe above exception was the direct cause of the following exception:\n\n"
+_CONTEXT = "\nDuring handling of the above exception, another exception occurred:\n\n"
 
 
 def configure(settings: Settings, *, service: str) -> None:
@@ -19,7 +33,7 @@ def configure(settings: Settings, *, service: str) -> None:
     if settings.log_format == "json":
         # orjson: the intake logs each accepted ticket, and the standard library's json
         # took two thirds of that line's formatting (about 10 us a request of ~35).
-        handler.setFormatter(OrjsonFormatter(
+        handler.setFormatter(JsonWithoutData(
             "%(asctime)s %(levelname)s %(name)s %(message)s",
             rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
             static_fields={"service": service},
@@ -42,10 +56,68 @@ _RECORD_FIELDS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "ascti
 
 class TextWithFields(logging.Formatter):
     """One line of text a record, then the fields its call passed as `extra`, as
-    key=value (JSON values), which the JSON format gives as fields of its own."""
+    key=value (JSON values), which the JSON format gives as fields of its own; an error's
+    traceback as `exception_text` gives it."""
+
+    def formatException(self, ei: ExcInfo) -> str:
+        return exception_text(ei)
 
     def formatMessage(self, record: logging.LogRecord) -> str:
         line = super().formatMessage(record)
         fields = " ".join(f"{key}={orjson.dumps(value, default=str).decode()}"
                           for key, value in vars(record).items() if key not in _RECORD_FIELDS)
         return f"{line} {fields}" if fields else line
+
+
+def said(error: BaseException) -> str:
+    """An error's message as logs give it: the project's own that say what failed
+    without its values (faults.SPEAKING), the broker's and the system's (OSError: a
+    connection, a file); pydantic's as faults.reason words it (fields, never input);
+    any other's (a store's, a library's) not at all."""
+    if isinstance(error, ValidationError):
+        return data_paths.reasons(error.errors(include_input=False, include_url=False),
+                                  whole="data")
+    if isinstance(error, (*faults.SPEAKING, OSError, KafkaError)):
+        return str(error)
+    return NOT_LOGGED
+
+
+def exception_text(exc_info: ExcInfo) -> str:
+    """An error and its chain as `traceback` prints them (frames, class), each message
+    as `said` gives it."""
+    error = exc_info[1]
+    chain: list[tuple[BaseException, str]] = []  # each error, and how the next led to it
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if error.__cause__ is not None:
+            chain.append((error, _CAUSE))
+            error = error.__cause__
+        elif error.__context__ is not None and not error.__suppress_context__:
+            chain.append((error, _CONTEXT))
+            error = error.__context__
+        else:
+            chain.append((error, ""))
+            error = None
+    if not chain:
+        return "NoneType: None"
+    parts: list[str] = []
+    for position in range(len(chain) - 1, -1, -1):
+        error = chain[position][0]
+        if error.__traceback__ is not None:
+            parts.append("Traceback (most recent call last):\n"
+                         + "".join(traceback.format_tb(error.__traceback__)))
+        kind = type(error)
+        name = (kind.__qualname__ if kind.__module__ == "builtins"
+                else f"{kind.__module__}.{kind.__qualname__}")
+        parts.append(f"{name}: {said(error)}\n")
+        if position:
+            parts.append(chain[position - 1][1])
+    return "".join(parts).rstrip("\n")
+
+
+class JsonWithoutData(OrjsonFormatter):
+    """One JSON object a line; an error's traceback as `exception_text` gives it."""
+
+    def formatException(self, ei: ExcInfo) -> str:
+        return exception_text(ei)

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from pydantic import ValidationError
 
-from services.core import logs
+from services.core import logs, tickets
 from services.core.settings import Settings
 from tests.faults.test_broker_outage import requests_in_the_window
 
@@ -105,3 +106,60 @@ def test_a_text_line_carries_the_fields_too() -> None:
         ' reason="two words" at="2026-11-30T09:00:00+00:00"')
     plain = logging.makeLogRecord({"levelname": "INFO", "msg": "started"})
     assert formatter.format(plain) == "INFO started"
+
+
+# Out of the frames' source lines, which a traceback shows.
+TICKET_FULL_OF_DATA = {"subject": "Jane Doe, born 1980-01-01" * 30,
+                       "attributes": {"jane@x.org": [1]}}
+ROW_REFUSED = "Failing row contains (Jane Doe, jane@x.org)"
+
+
+class TestAnErrorsTracebackQuotesNoData:
+    """`logger.exception` (a background task, uvicorn's for a request that failed) prints
+    an error's chain: pydantic's message quotes the input it refused, PostgreSQL's the row
+    it did not take. Logged, each is told by its frames and class; a message only where
+    it cannot repeat data."""
+
+    @staticmethod
+    def logged(fmt: str) -> str:
+        root = logging.getLogger()
+        handlers, level = root.handlers[:], root.level
+        logs.configure(Settings(log_format=fmt, log_level="INFO"), service="router")
+        stream = io.StringIO()
+        handler = root.handlers[0]
+        assert isinstance(handler, logging.StreamHandler)
+        handler.setStream(stream)
+        try:
+            try:
+                try:
+                    tickets.Ticket.model_validate(TICKET_FULL_OF_DATA)
+                except ValidationError as refused:
+                    raise RuntimeError(ROW_REFUSED) from refused
+            except RuntimeError:
+                logging.getLogger("services.core.background").exception(
+                    "periodic task failed", extra={"task": "escalation"})
+            try:
+                raise ConnectionRefusedError(111, "Connect call failed ('db', 5432)")
+            except OSError:
+                logging.getLogger("services.core.leases").warning("lease not renewed",
+                                                                  exc_info=True)
+        finally:
+            root.handlers[:] = handlers
+            root.setLevel(level)
+        return stream.getvalue()
+
+    @pytest.mark.parametrize("fmt", ["json", "text"])
+    def test_messages_that_may_hold_data_are_left_out(self, fmt: str) -> None:
+        written = self.logged(fmt)
+        for data in ("Jane", "1980", "jane@x.org"):
+            assert data not in written
+        # The frames, the classes and the fields that failed are still there.
+        assert written.count("Traceback (most recent call last)") == 3
+        assert "test_logs.py" in written
+        assert "subject: Value should have at most 500 items" in written
+        assert f"RuntimeError: {logs.NOT_LOGGED}" in written
+        assert "direct cause of the following exception" in written
+
+    @pytest.mark.parametrize("fmt", ["json", "text"])
+    def test_a_connections_message_is_kept(self, fmt: str) -> None:
+        assert "Connect call failed ('db', 5432)" in self.logged(fmt)
