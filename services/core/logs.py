@@ -72,12 +72,15 @@ class TextWithFields(logging.Formatter):
 def said(error: BaseException) -> str:
     """An error's message as logs give it: the project's own that say what failed
     without its values (faults.SPEAKING), the broker's and the system's (OSError: a
-    connection, a file); pydantic's as faults.reason words it (fields, never input);
-    any other's (a store's, a library's) not at all."""
+    connection, a file), a store's outage or conflict (faults.classify: unreachable,
+    timed out, locked, a deadlock: what ops on call read first, never a row); pydantic's
+    as faults.reason words it (fields, never input); any other's (a store's refusal of a
+    row, a library's) not at all."""
     if isinstance(error, ValidationError):
         return data_paths.reasons(error.errors(include_input=False, include_url=False),
                                   whole="data")
-    if isinstance(error, (*faults.SPEAKING, OSError, KafkaError)):
+    if isinstance(error, (*faults.SPEAKING, OSError, KafkaError)) \
+            or faults.classify(error) is not faults.Fault.RECORD:
         return str(error)
     return NOT_LOGGED
 

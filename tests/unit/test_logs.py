@@ -6,15 +6,17 @@ from __future__ import annotations
 import io
 import json
 import logging
+import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
+import sqlalchemy.exc
 from pydantic import ValidationError
 
-from services.core import logs, tickets
+from services.core import faults, logs, tickets
 from services.core.settings import Settings
 from tests.faults.test_broker_outage import requests_in_the_window
 
@@ -163,3 +165,14 @@ class TestAnErrorsTracebackQuotesNoData:
     @pytest.mark.parametrize("fmt", ["json", "text"])
     def test_a_connections_message_is_kept(self, fmt: str) -> None:
         assert "Connect call failed ('db', 5432)" in self.logged(fmt)
+
+    def test_a_stores_outage_is_told_but_not_the_row_it_refused(self) -> None:
+        """What ops on call read first (the store locked, unreachable) stays; a store's
+        refusal of a row (its message may quote the row) is left out."""
+        locked = sqlalchemy.exc.OperationalError("UPDATE routed_tickets ...", {},
+                                                 sqlite3.OperationalError("database is locked"))
+        refused = sqlalchemy.exc.IntegrityError("INSERT ...", {}, sqlite3.IntegrityError(
+            "NOT NULL constraint failed; Failing row contains (Jane Doe)"))
+        assert faults.classify(locked) is faults.Fault.OUTAGE
+        assert "database is locked" in logs.said(locked)
+        assert logs.said(refused) == logs.NOT_LOGGED
