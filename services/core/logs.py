@@ -26,6 +26,8 @@ ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None] | tupl
 NOT_LOGGED = "(its message is not logged: it may repeat the data it failed on)"
 _CAUSE = "\nThe above exception was the direct cause of the following exception:\n\n"
 _CONTEXT = "\nDuring handling of the above exception, another exception occurred:\n\n"
+# The most sub-exceptions of a group told, as traceback's own (`max_group_width`).
+_GROUP_WIDTH = 15
 
 
 def configure(settings: Settings, *, service: str) -> None:
@@ -87,7 +89,7 @@ def said(error: BaseException) -> str:
 
 def exception_text(exc_info: ExcInfo) -> str:
     """An error and its chain as `traceback` prints them (frames, class), each message
-    as `said` gives it."""
+    as `said` gives it; a group's errors (a TaskGroup's: what failed) each so, after it."""
     error = exc_info[1]
     chain: list[tuple[BaseException, str]] = []  # each error, and how the next led to it
     seen: set[int] = set()
@@ -114,9 +116,24 @@ def exception_text(exc_info: ExcInfo) -> str:
         name = (kind.__qualname__ if kind.__module__ == "builtins"
                 else f"{kind.__module__}.{kind.__qualname__}")
         parts.append(f"{name}: {said(error)}\n")
+        if isinstance(error, BaseExceptionGroup):
+            parts.append(_each_of(error))
         if position:
             parts.append(chain[position - 1][1])
     return "".join(parts).rstrip("\n")
+
+
+def _each_of(group: BaseExceptionGroup[BaseException]) -> str:
+    """A group's errors, each numbered and indented under it as traceback prints them."""
+    told = []
+    for number, error in enumerate(group.exceptions[:_GROUP_WIDTH], start=1):
+        text = exception_text((type(error), error, error.__traceback__))
+        told.append(f"+---------------- {number} ----------------\n"
+                    + "".join(f"| {line}\n" for line in text.splitlines()))
+    more = len(group.exceptions) - _GROUP_WIDTH
+    if more > 0:
+        told.append(f"+---------------- and {more} more ----------------\n")
+    return "".join(told)
 
 
 class JsonWithoutData(OrjsonFormatter):

@@ -3,6 +3,7 @@ the message and the fields passed as `extra`."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -176,3 +177,36 @@ class TestAnErrorsTracebackQuotesNoData:
         assert faults.classify(locked) is faults.Fault.OUTAGE
         assert "database is locked" in logs.said(locked)
         assert logs.said(refused) == logs.NOT_LOGGED
+
+
+def _task_group_failure() -> BaseExceptionGroup[Exception]:
+    """What a TaskGroup raises when its tasks fail (the webhook worker's sends: a store
+    that cannot be reached, and an error whose message holds data)."""
+    async def unreachable() -> None:
+        raise ConnectionRefusedError(111, "Connect call failed ('db', 5432)")
+
+    async def refused() -> None:
+        raise ValueError(ROW_REFUSED)
+
+    async def run() -> None:
+        async with asyncio.TaskGroup() as group:
+            group.create_task(unreachable())
+            group.create_task(refused())
+
+    try:
+        asyncio.run(run())
+    except BaseExceptionGroup as failed:
+        return failed
+    raise AssertionError("the task group did not fail")
+
+
+def test_a_groups_errors_are_told_each_as_said_tells_it() -> None:
+    """A TaskGroup's error is only the group: ops read what failed in its sub-exceptions
+    (as traceback.format_exception prints them), each by its frames and class, and its
+    message where `said` keeps it; none repeats data."""
+    failed = _task_group_failure()
+    text = logs.exception_text((type(failed), failed, failed.__traceback__))
+    assert "Connect call failed ('db', 5432)" in text
+    assert "ConnectionRefusedError" in text and "ValueError" in text
+    assert "in unreachable" in text and "in refused" in text  # their frames
+    assert "Jane" not in text and "jane@x.org" not in text
