@@ -3,16 +3,18 @@ headers names it. pydantic's `loc` holds the fields passed through, and also the
 a map the record's writer chose (a ticket's `attributes`, a segmentation's `decided_by`),
 which may be personal data (`attributes.Jane Doe`). A part of the path is quoted only when
 it is a field of the data the pipeline reads or a word its types allow by name (FIELD_NAMES:
-a `deadlines` key such as `resolution`) or an index; any other is told by its length alone.
-Pure."""
+a `deadlines` key such as `resolution`), the name pydantic gives a choice of a field's union
+(UNION_CHOICES: a tier's `str-enum[Tier]`) or an index; any other is told by its length
+alone. Pure."""
 
 from __future__ import annotations
 
 import typing
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from pydantic import BaseModel
-from pydantic_core import ErrorDetails
+from pydantic_core import ErrorDetails, SchemaError, SchemaValidator, ValidationError
 
 from services.core import events, tickets
 
@@ -56,13 +58,42 @@ def _literals_in(annotation: object) -> list[str]:
 FIELD_NAMES = _field_names(tickets.RoutedTicket, events.TicketEvent)
 
 
+def _union_choices(*models: type[BaseModel]) -> frozenset[str]:
+    """The names pydantic gives the choices of the models' unions in an error's path (a
+    tier's `str-enum[Tier]`, `literal['unknown']`), as it names them: each union refusing
+    a value no choice takes. Its own words for our types, never a writer's."""
+    unions: list[Any] = []
+    waiting: list[Any] = [model.__pydantic_core_schema__ for model in models]
+    while waiting:
+        schema = waiting.pop()
+        if isinstance(schema, dict):
+            if schema.get("type") == "union":
+                unions.append(schema)
+            waiting += schema.values()
+        elif isinstance(schema, list | tuple):
+            waiting += schema
+    names: set[str] = set()
+    for union in unions:
+        try:
+            SchemaValidator(union).validate_python(object())
+        except ValidationError as refused:
+            names.update(str(error["loc"][0]) for error in refused.errors() if error["loc"])
+        except SchemaError:  # a union of a model's own definitions: none here
+            continue
+    return frozenset(names)
+
+
+UNION_CHOICES = _union_choices(tickets.RoutedTicket, events.TicketEvent)
+_KNOWN = FIELD_NAMES | UNION_CHOICES
+
+
 def path_of(loc: Sequence[int | str], *, whole: str = "record") -> str:
     """`loc` as an error names it: its fields and indexes, `whole` if it is empty."""
     return ".".join(_shown(part) for part in loc) or whole
 
 
 def _shown(part: int | str) -> str:
-    if isinstance(part, int) or part in FIELD_NAMES or part == _KEY_MARKER:
+    if isinstance(part, int) or part in _KNOWN or part == _KEY_MARKER:
         return str(part)
     return f"(an unknown name: {len(part)} characters, not shown)"
 

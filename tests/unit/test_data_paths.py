@@ -84,3 +84,16 @@ class TestFieldsAreNamed:
             "ticket_id": "t-1", "type": "ticket.deadlines_changed",
             "occurred_at": NOW.isoformat(), "deadlines": {"resolution": "soon"}})
         assert reason.startswith("deadlines.resolution: Input should be a valid datetime")
+
+    def test_the_choices_of_a_fields_union_are_named(self) -> None:
+        """A tier is one of the tiers, or "unknown": pydantic names each choice that
+        refused it (its own words for our types), which the reason keeps, as it keeps the
+        field; the value is not quoted."""
+        segmentation = {"segment": "vip", "rule": "r", "rules_version": "1",
+                        "customer_known": True, "tier": "Jane Doe"}
+        reason = reason_of(tickets.SegmentedTicket, ticket(segmentation=segmentation))
+        assert "Jane" not in reason and "unknown name" not in reason
+        assert reason == (
+            "segmentation.tier.str-enum[Tier]: Input should be 'most_valuable',"
+            " 'most_growable', 'existing' or 'potential'; segmentation.tier.literal['unknown']:"
+            " Input should be 'unknown'")
