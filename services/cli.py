@@ -10,23 +10,29 @@ from typing import Annotated, TypeVar
 import typer
 
 from services import credentials_cli, webhooks_cli
+from services.core import command_line
 from services.core.settings import Settings, from_environment
 from services.simulator import cli as simulator_cli
 
 T = TypeVar("T")
 
-app = typer.Typer(help="Customer-service routing: operate the pipeline.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+app = command_line.App(help="Customer-service routing: operate the pipeline.",
+                       no_args_is_help=True, pretty_exceptions_enable=False)
 
 @app.command()
 def topics() -> None:
     """Create the pipeline's topics and the department queues of the routing table."""
     from services.core import broker_start
     from services.core import topics as names
+    from services.core.config_files import ConfigError
     from services.router import priority, table_file
 
     settings = from_environment()
-    table = table_file.load(settings.routing_table_file)
+    try:
+        table = table_file.load(settings.routing_table_file)
+    except ConfigError as exc:  # the file's mistake, named: its text is the operator's
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from exc
     wanted = [*names.PIPELINE, *(topic for department in table.departments
                                  for topic in priority.lane_topics(department))]
     asyncio.run(broker_start.topics_made(settings, wanted))

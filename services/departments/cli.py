@@ -17,14 +17,14 @@ import pydantic
 import typer
 from aiokafka.errors import KafkaError
 
-from services.core import broker_start, durations, tickets, topics
+from services.core import broker_start, command_line, durations, logs, tickets, topics
 from services.core.settings import Settings
 from services.departments import queue, retries
 from services.router import intake_policy, lane_copies, priority
 
-app = typer.Typer(help="Read a department's ticket queue and report what was done (API_TOKEN:"
+app = command_line.App(help="Read a department's ticket queue and report what was done (API_TOKEN:"
                        " your department's credential).",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+                       no_args_is_help=True, pretty_exceptions_enable=False)
 
 # The longest --wait: an agent's read, not a watch over the queue.
 LONGEST_QUEUE_WAIT_SECONDS = 3600.0
@@ -106,7 +106,7 @@ def read(
     try:
         count = asyncio.run(run())
     except KafkaError as exc:  # e.g. TopicAuthorizationFailedError: another's queue
-        typer.echo(f"cannot read the queue of {department}: {exc}", err=True)
+        typer.echo(f"cannot read the queue of {department}: {logs.said(exc)}", err=True)
         raise typer.Exit(1) from exc
     if count == 0 and not as_json:
         typer.echo(f"no tickets waiting for {department}", err=True)

@@ -21,14 +21,14 @@ import typer
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure, FigureBase
 
-from services.core import report_client
+from services.core import command_line, report_client
 from services.core.settings import from_environment
 from services.metrics import parity_report
 
 OBJECTIVE = 0.95  # share of first-response targets met (deploy/prometheus/rules)
 UNITS = ((7200.0, "hours", 3600.0), (120.0, "minutes", 60.0), (0.0, "seconds", 1.0))
 
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+app = command_line.App(add_completion=False, pretty_exceptions_enable=False)
 
 
 def fetch(url: str, window: str, *, token: str | None,
