@@ -59,15 +59,21 @@ def run(app: FastAPI, settings: Settings, *, port: int, shared_port: int | None 
     collector.freeze_what_is_loaded()
     # uvicorn turns SIGTERM/SIGINT into the app's lifespan shutdown, where stages finish
     # their batch, commit and leave their consumer group.
-    server = uvicorn.Server(uvicorn.Config(
-        app, host=settings.host, port=port, log_config=None, access_log=False,
-        timeout_graceful_shutdown=REQUESTS_GRACE_SECONDS))
+    server = uvicorn.Server(config(app, settings, port=port))
     sockets = None if shared_port is None else _shared(settings.host, port, shared_port)
     # As uvicorn.run: a SIGINT is raised again after the graceful shutdown.
     with contextlib.suppress(KeyboardInterrupt):
         server.run(sockets=sockets)
     if not server.started:
         sys.exit(STARTUP_FAILURE)
+
+
+def config(app: FastAPI, settings: Settings, *, port: int) -> uvicorn.Config:
+    """How a service's app is served: logged by the service's own logging (logs.py), and
+    without uvicorn's line a request (its path and query hold customers' and tickets' ids,
+    a platform's query its token)."""
+    return uvicorn.Config(app, host=settings.host, port=port, log_config=None,
+                          access_log=False, timeout_graceful_shutdown=REQUESTS_GRACE_SECONDS)
 
 
 def _shared(host: str, port: int, shared_port: int) -> list[socket.socket]:
