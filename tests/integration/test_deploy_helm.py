@@ -263,3 +263,83 @@ def test_the_routing_table_and_segment_rules_are_mounted_read_only() -> None:
         [mount] = [m for m in pod["containers"][0]["volumeMounts"]
                    if m["name"] == volume["name"]]
         assert (mount["mountPath"], mount.get("readOnly")) == ("/app/config", True), name
+
+
+# What the chart sets to harden every pod and container, whoever picks the pods' ids.
+POD_HARDENING = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+CONTAINER_HARDENING = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+# The ids a platform such as OpenShift assigns and refuses a pod for setting otherwise.
+POD_IDS = {"runAsUser", "runAsGroup", "fsGroup"}
+PLATFORM_ASSIGNS_IDS = {"securityContext.platformAssignsIds": "true"}
+
+
+def ids_set(node: object) -> set[str]:
+    """The id fields set anywhere in a manifest (a pod's or a container's securityContext)."""
+    if isinstance(node, dict):
+        return (POD_IDS & set(node)).union(*(ids_set(value) for value in node.values()))
+    if isinstance(node, list):
+        return set().union(*(ids_set(value) for value in node))
+    return set()
+
+
+def test_by_default_the_pods_run_as_the_images_user_and_group() -> None:
+    """values.yaml: by default the pods run as the image's user and group, 10001, with
+    fsGroup 10001 (the group of the files mounted from Secrets), hardened."""
+    dockerfile = DOCKERFILE.read_text("utf-8")
+    image_user = re.search(r"useradd .*--uid (\d+)", dockerfile)
+    image_group = re.search(r"groupadd .*--gid (\d+)", dockerfile)
+    assert image_user and image_group
+    uid, gid = int(image_user.group(1)), int(image_group.group(1))
+    assert (uid, gid) == (10001, 10001)  # as values.yaml and README say
+    for name, deployment in deployments(rendered_chart()).items():
+        pod = deployment["spec"]["template"]["spec"]
+        assert pod["securityContext"] == {**POD_HARDENING, "runAsUser": uid,
+                                          "runAsGroup": gid, "fsGroup": gid}, name
+        [container] = pod["containers"]
+        assert container["securityContext"] == CONTAINER_HARDENING, name
+
+
+def test_on_a_platform_that_assigns_ids_the_pods_set_none_and_stay_hardened(
+        schemas: Path) -> None:
+    """securityContext.platformAssignsIds: true (OpenShift's restricted-v2 SCC refuses a
+    pod whose runAsUser or fsGroup lies outside the namespace's ranges, and assigns them
+    when unset): no pod or container sets runAsUser, runAsGroup or fsGroup; every pod is
+    as hardened as by default, its Secret files still 0440, and nothing else changes.
+    The manifests pass kubeconform."""
+    values = {"postgresql.password": "fixed-for-comparing",
+              "kafka.securityProtocol": "SSL", "kafka.caSecret": "routing-kafka-ca",
+              "kafka.clientCertificate.secret": "routing-kafka-client"}
+    for version in KUBERNETES_VERSIONS:
+        result = helm_template(*chart_values(**values, **PLATFORM_ASSIGNS_IDS),
+                               "--kube-version", version)
+        assert result.returncode == 0, result.stderr
+        checked = kubeconform(result.stdout, version, schemas)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        assert "Valid: 10, Invalid: 0, Errors: 0, Skipped: 0" in checked.stdout
+    platform = manifests_of(result.stdout)
+    assert not ids_set(platform)
+    found = deployments(platform)
+    assert set(found) == {*APP_SERVICES, ROUTER_STAGE_SERVICE}
+    for name, deployment in found.items():
+        pod = deployment["spec"]["template"]["spec"]
+        assert pod["securityContext"] == POD_HARDENING, name
+        [container] = pod["containers"]
+        assert container["securityContext"] == CONTAINER_HARDENING, name
+        modes = [v["secret"]["defaultMode"] for v in pod["volumes"] if "secret" in v]
+        assert modes == [0o440, 0o440], name
+    # The rest as by default: only the ids are left out.
+    default = manifests_of(helm_template(*chart_values(**values), "--kube-version",
+                                         KUBERNETES_VERSIONS[-1]).stdout)
+    for deployment in deployments(default).values():
+        security = deployment["spec"]["template"]["spec"]["securityContext"]
+        for field in POD_IDS:
+            del security[field]
+    assert default == platform
+
+
+def test_platform_assigns_ids_takes_true_or_false_only() -> None:
+    for value in ("yes", "platform", "1"):
+        refused = helm_template(*chart_values(**{"securityContext.platformAssignsIds": value}))
+        assert refused.returncode != 0, value
+        assert f"securityContext.platformAssignsIds: {value} is not true or false" \
+            in refused.stderr

@@ -157,15 +157,30 @@ def readable(mode: int, *, owner: int, group: int, uid: int, gids: set[int]) -> 
     return bool(mode & stat.S_IROTH)
 
 
+# What OpenShift's restricted-v2 SCC gives a pod that sets no ids (as the chart does with
+# securityContext.platformAssignsIds): the first uid and the first group of the
+# namespace's ranges (openshift.io/sa.scc.uid-range, .supplemental-groups, such as
+# 1000680000/10000) as runAsUser and fsGroup; the process's own group is 0, the image's
+# having no entry for that uid.
+PLATFORM_ASSIGNED = {"runAsUser": 1000680000, "fsGroup": 1000680000}
+PLATFORM_PROCESS_GROUP = 0
+
+
+@pytest.mark.parametrize("platform_assigns_ids", [False, True],
+                         ids=["image-ids", "platform-ids"])
 def test_the_client_key_is_read_by_the_services_user_and_group_only(
-        tls_files: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-        schemas: Path) -> None:
+        platform_assigns_ids: bool, tls_files: dict[str, str],
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, schemas: Path) -> None:
     """Every file the pods mount from a Secret, the client certificate's private key among
     them, has mode 0440 where Kubernetes' default (0644) lets any user of the container
     read it; the pods' fsGroup, which the kubelet makes those files' group (their owner
     is root), is the services' group, so the services (the image's user and group,
-    10001) still read them and no other user does. The manifests pass kubeconform."""
+    10001) still read them and no other user does. Where the platform assigns the ids
+    (securityContext.platformAssignsIds), the chart sets none and the fsGroup the
+    platform gives the pod is those files' group and one of the pod's: its arbitrary
+    user reads them, another user in group 0 does not. The manifests pass kubeconform."""
     values = {"kafka.securityProtocol": "SSL", "kafka.caSecret": "routing-kafka-ca",
+              "securityContext.platformAssignsIds": str(platform_assigns_ids).lower(),
               **CLIENT_CERTIFICATE}
     version = KUBERNETES_VERSIONS[-1]
     result = helm_template(*chart_values(**values), "--kube-version", version)
@@ -186,9 +201,16 @@ def test_the_client_key_is_read_by_the_services_user_and_group_only(
     for name, deployment in found.items():
         pod = deployment["spec"]["template"]["spec"]
         security = pod["securityContext"]
-        assert (security["runAsUser"], security["runAsGroup"], security["fsGroup"]) \
-            == (int(image_user.group(1)), int(image_group.group(1)),
-                int(image_group.group(1))), name
+        if platform_assigns_ids:
+            assert not {"runAsUser", "runAsGroup", "fsGroup"} & set(security), name
+            uid, fs_group = PLATFORM_ASSIGNED["runAsUser"], PLATFORM_ASSIGNED["fsGroup"]
+            gids = {PLATFORM_PROCESS_GROUP, fs_group}
+        else:
+            assert (security["runAsUser"], security["runAsGroup"], security["fsGroup"]) \
+                == (int(image_user.group(1)), int(image_group.group(1)),
+                    int(image_group.group(1))), name
+            uid, fs_group = security["runAsUser"], security["fsGroup"]
+            gids = {security["runAsGroup"], fs_group}
         assert {v["name"] for v in pod["volumes"] if "secret" in v} \
             == {"kafka-ca", "kafka-client-certificate"}, name
         settings = settings_of({"environment": pod_environment(
@@ -199,11 +221,10 @@ def test_the_client_key_is_read_by_the_services_user_and_group_only(
             mode = stat.S_IMODE(file.stat().st_mode)
             assert mode == 0o440, (name, file.name, oct(mode))
             # The kubelet's files: owner root, group the pod's fsGroup.
-            files = {"owner": 0, "group": security["fsGroup"]}
-            assert readable(mode, **files, uid=security["runAsUser"],
-                            gids={security["runAsGroup"], security["fsGroup"]}), name
-            assert not readable(mode, **files, uid=security["runAsUser"] + 1,
-                                gids={security["runAsGroup"] + 1}), name
+            files = {"owner": 0, "group": fs_group}
+            assert readable(mode, **files, uid=uid, gids=gids), name
+            assert not readable(mode, **files, uid=uid + 1,
+                                gids=gids - {fs_group} | {PLATFORM_PROCESS_GROUP}), name
         assert settings.kafka_ssl_keyfile.read_text("utf-8") == tls_files["key"], name
 
 
