@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
+from sqlalchemy.engine import make_url
 
 from devtools import kafka_broker
 from services.core import serve
@@ -143,6 +144,31 @@ def test_dockerfile_image_runs_as_non_root_on_all_interfaces() -> None:
     users = [line.split()[1] for line in stage if line.upper().startswith("USER ")]
     assert users, "the image runs as root"
     assert users[-1].split(":")[0] not in {"root", "0"}
+
+
+def test_dockerfile_image_runs_as_a_user_the_platform_assigns_too() -> None:
+    """The image's USER is its user and group by number (10001:10001), so that the
+    kubelet can check runAsNonRoot in a pod that sets no runAsUser (the Helm chart's
+    securityContext.platformAssignsIds); the directory of its SQLite store, the one it
+    writes, belongs to group 0 and is group-writable, for a user the platform picks, whom
+    OpenShift runs in group 0."""
+    stage = dockerfile_final_stage()
+    dockerfile = DOCKERFILE.read_text(encoding="utf-8")
+    image_user = re.search(r"useradd .*--uid (\d+)", dockerfile)
+    image_group = re.search(r"groupadd .*--gid (\d+)", dockerfile)
+    assert image_user and image_group
+    users = [line.split()[1] for line in stage if line.upper().startswith("USER ")]
+    assert users[-1] == f"{image_user.group(1)}:{image_group.group(1)}" != "0:0"
+    [url] = [pair.partition("=")[2] for line in stage if line.upper().startswith("ENV ")
+             for pair in line.split()[1:] if pair.startswith("DATABASE_URL=")]
+    store = str(Path(make_url(url).database or "").parent)
+    commands = " && ".join(line[4:] for line in stage if line.upper().startswith("RUN "))
+    owners = [match.group(1) for match in
+              re.finditer(rf"chown\s+\S+:(\S+)\s+[^&;]*?{re.escape(store)}\b", commands)]
+    modes = [int(match.group(1), 8) for match in
+             re.finditer(rf"chmod\s+([0-7]{{3,4}})\s+[^&;]*?{re.escape(store)}\b", commands)]
+    assert owners and owners[-1] in {"0", "root"}, commands
+    assert modes and modes[-1] & 0o070 == 0o070, commands
 
 
 def test_dockerfile_sources_are_not_docker_ignored() -> None:
