@@ -267,7 +267,8 @@ def test_the_routing_table_and_segment_rules_are_mounted_read_only() -> None:
 
 # What the chart sets to harden every pod and container, whoever picks the pods' ids.
 POD_HARDENING = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
-CONTAINER_HARDENING = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+CONTAINER_HARDENING = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                       "capabilities": {"drop": ["ALL"]}}
 # The ids a platform such as OpenShift assigns and refuses a pod for setting otherwise.
 POD_IDS = {"runAsUser", "runAsGroup", "fsGroup"}
 PLATFORM_ASSIGNS_IDS = {"securityContext.platformAssignsIds": "true"}
@@ -343,3 +344,17 @@ def test_platform_assigns_ids_takes_true_or_false_only() -> None:
         assert refused.returncode != 0, value
         assert f"securityContext.platformAssignsIds: {value} is not true or false" \
             in refused.stderr
+
+
+def test_the_root_filesystem_is_read_only_and_tmp_a_writable_empty_dir() -> None:
+    """README: each container's root filesystem is read-only; /tmp is an emptyDir of its
+    pod, writable, 64 MiB at most."""
+    for platform in ({}, PLATFORM_ASSIGNS_IDS):
+        for name, deployment in deployments(rendered_chart(**platform)).items():
+            pod = deployment["spec"]["template"]["spec"]
+            [container] = pod["containers"]
+            assert container["securityContext"]["readOnlyRootFilesystem"] is True, name
+            [mount] = [m for m in container["volumeMounts"] if m["mountPath"] == "/tmp"]
+            assert not mount.get("readOnly"), name
+            [volume] = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+            assert volume == {"name": mount["name"], "emptyDir": {"sizeLimit": "64Mi"}}, name
