@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 from fastapi import APIRouter, FastAPI
@@ -63,10 +64,12 @@ class RouterApis:
 
 @asynccontextmanager
 async def router_apis(database_url: str, kafka_bootstrap: str, table: Path,
-                      *apis: APIRouter) -> AsyncIterator[RouterApis]:
+                      *apis: APIRouter, **settings_given: Any) -> AsyncIterator[RouterApis]:
     """`apis` served over the store of `database_url` (migrated) and the routing table
-    file `table`, publishing on `tickets.events` of `kafka_bootstrap`."""
-    settings = Settings(kafka_bootstrap_servers=kafka_bootstrap, database_url=database_url)
+    file `table`, publishing on `tickets.events` of `kafka_bootstrap`, with the settings
+    given beside those (`intake_byte_rate_limit=...`)."""
+    settings = Settings(kafka_bootstrap_servers=kafka_bootstrap, database_url=database_url,
+                        **settings_given)
     await kafka.ensure_topics(settings, [topics.EVENTS])
     engine = db.engine(database_url)
     publisher = kafka.Publisher(settings, client_id=unique("router-api-tests"))

@@ -1,6 +1,7 @@
 """Authentication and authorisation at the HTTP edge: who is calling (401 when we cannot
 tell), whether their role allows the action (403 when not), and per-credential rate
-limits (429 with Retry-After). The rules themselves are in `services.core.access`."""
+limits, of requests and of their bodies' bytes (429 with Retry-After). The rules
+themselves are in `services.core.access`."""
 
 from __future__ import annotations
 
@@ -19,19 +20,23 @@ from limits.storage import MemoryStorage
 from limits.strategies import SlidingWindowCounterRateLimiter
 from prometheus_client import Counter
 
-from services.core import access, http_answers, service_context
+from services.core import access, body_bytes, http_answers, service_context
 from services.core.credentials import Credentials
 
 # Labelled by the role of the credential sent, never by the credential or its holder: a
 # few series, and a platform flooded with 429s told from a department's tool.
 NO_ROLE = "none"  # no valid credential sent
 AUTH_REFUSED = Counter("routing_http_auth_refused", "Requests refused: unauthenticated (401),"
-                       " forbidden or escalated away (403), over their rate limit or asking"
-                       " for a second report at once (429), by the role of the credential"
-                       " sent (none: no valid one)", ["outcome", "role"])
+                       " forbidden or escalated away (403), over their rate limit or their"
+                       " budget of body bytes or asking for a second report at once (429),"
+                       " by the role of the credential sent (none: no valid one)",
+                       ["outcome", "role"])
+# A body's bytes over its credential's budget (RateLimits.spend_bytes): its own outcome,
+# told from a flood of requests, since what to do about each differs.
+BYTE_RATE_LIMITED = "byte_rate_limited"
 # Each series at 0 from the start, so that its first refusal is an increase to Prometheus.
 AUTH_REFUSED.labels("unauthenticated", NO_ROLE)
-for _outcome in ("forbidden", "rate_limited", "report_in_progress"):
+for _outcome in ("forbidden", "rate_limited", BYTE_RATE_LIMITED, "report_in_progress"):
     for _role in access.Role:
         AUTH_REFUSED.labels(_outcome, _role.value)
 # A department's ticket escalated out of it, by its own request or before it (the
@@ -170,7 +175,7 @@ class _Credential(HTTPBearer):
                          description=BEARER_DESCRIPTION)
         self._roles = roles
         self._allowed = " or ".join(role.value for role in roles or ())
-        self._rate_limited = rate_limited
+        self.rate_limited = rate_limited
 
     # The principal rather than the bearer's token: FastAPI hands the routes what the
     # dependency returns, and reads no more of the base class than its OpenAPI model.
@@ -192,9 +197,35 @@ class _Credential(HTTPBearer):
             article = "an" if role[0] in "aeiou" else "a"
             raise Refused(403, "forbidden", f"this needs a credential of role {self._allowed};"
                                             f" yours is {article} {role} credential")
-        if self._rate_limited:
+        if self.rate_limited:
             await context.rate_limits.check(principal)
         return principal
+
+
+def spend_body_bytes(scope: Any, size: int) -> JSONResponse | None:
+    """body_limit.BodyLimit's question before it lets `size` bytes of a request's body
+    be read: the 429 to answer instead (counted) when they would take the credential
+    that sent them over its budget of bytes, on a route that counts that credential's
+    requests (the platform's posts; reports, transfers and priority changes); None to
+    read on. The credential is CredentialBeforeBody's, checked before any byte is read;
+    the route the framework's, matched by then. Counted whatever the credential's role:
+    a body the route reads before it refuses the role costs as much."""
+    principal: access.Principal | None = scope.get("state", {}).get(_PRINCIPAL)
+    if principal is None or not _counts_requests(scope.get("route")):
+        return None
+    try:
+        service_context.of(scope["app"]).rate_limits.spend_bytes(principal, size)
+    except Refused as refused:
+        return _refusal(refused, principal)
+    return None
+
+
+def _counts_requests(route: Any) -> bool:
+    """Whether the route's credential dependency is within its rate limit."""
+    dependant = getattr(route, "dependant", None)
+    return dependant is not None and any(
+        isinstance(dependency.call, _Credential) and dependency.call.rate_limited
+        for dependency in dependant.dependencies)
 
 
 def require(*roles: access.Role, rate_limited: bool = False,
@@ -232,6 +263,11 @@ RateLimitedDepartmentOrAdmin = Annotated[access.Principal, Depends(
 ADMIN_ONLY = [Depends(_admin)]
 
 
+# The byte budget's identifier beside the credential's: its counters apart from the
+# request rate's, whatever the two rates.
+_BYTES = "body-bytes"
+
+
 class _SweptStorage(MemoryStorage):
     """limits' memory storage, its expired windows swept by `sweep` rather than by a
     thread it starts on a hit whenever none runs (at a few requests per 10 ms, one
@@ -245,29 +281,53 @@ class _SweptStorage(MemoryStorage):
 
 
 class RateLimits:
-    """Per-credential request rates, counted in this process (a sliding window: two
-    counters a credential, the current window's and the previous one's, weighted by how
-    much of it the sliding window still covers). A moving window kept every hit of the
-    window and shifted it on each hit: a credential allowed 8,640,000 a day held millions
-    and cost milliseconds a request.
+    """Per-credential request rates, and bytes of request bodies, counted in this
+    process (a sliding window: two counters a credential and budget, the current
+    window's and the previous one's, weighted by how much of it the sliding window still
+    covers). A moving window kept every hit of the window and shifted it on each hit: a
+    credential allowed 8,640,000 a day held millions and cost milliseconds a request.
 
     The synchronous limiter: a hit is a few microseconds, where the asyncio one hands
     every hit's expiry to a thread (about 125 us of CPU per request)."""
 
     SWEEP_SECONDS = 1.0
 
-    def __init__(self, default: str) -> None:
+    def __init__(self, default: str, byte_rate: str = body_bytes.DEFAULT_BYTE_RATE) -> None:
         self._default = limits.parse(default)
+        self._byte_rate_text = byte_rate
+        self._byte_rate = body_bytes.parse(byte_rate)
         self._storage = _SweptStorage()
         self._limiter = SlidingWindowCounterRateLimiter(self._storage)
         self._swept_at = time.monotonic()
 
-    async def check(self, principal: access.Principal) -> None:
+    def _sweep_now_and_then(self) -> None:
         # Expired windows' counters are swept here at most once a second, on the event
         # loop's thread.
         if time.monotonic() - self._swept_at > self.SWEEP_SECONDS:
             self._storage.sweep()
             self._swept_at = time.monotonic()
+
+    def spend_bytes(self, principal: access.Principal, size: int) -> None:
+        """Counts `size` bytes of a body against the credential's byte budget, before
+        they are read; Refused (429 `byte_rate_limited`, Retry-After: when they would
+        fit) if they do not fit, and then counts none of them."""
+        self._sweep_now_and_then()
+        budget = self._byte_rate
+        if self._limiter.hit(budget, principal.credential_id, _BYTES, cost=size):
+            return
+        previous, previous_ttl, current, current_ttl = self._storage.get_sliding_window(
+            budget.key_for(principal.credential_id, _BYTES), budget.get_expiry())
+        wait = body_bytes.seconds_until_fits(
+            budget=budget.amount, window=budget.get_expiry(), cost=size, previous=previous,
+            previous_ttl=previous_ttl, current=current, current_ttl=current_ttl)
+        retry_after = max(1, math.ceil(wait))
+        raise Refused(429, BYTE_RATE_LIMITED,
+                      f"this request's {size} bytes of body are over this credential's"
+                      f" budget of {self._byte_rate_text} (INTAKE_BYTE_RATE_LIMIT); retry"
+                      f" after {retry_after}s", {"Retry-After": str(retry_after)})
+
+    async def check(self, principal: access.Principal) -> None:
+        self._sweep_now_and_then()
         rate = _parsed(principal.rate_limit) if principal.rate_limit else self._default
         if self._limiter.hit(rate, principal.credential_id):
             return

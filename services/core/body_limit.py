@@ -9,7 +9,7 @@ too; without one, a body the reader could not read as text was answered "not UTF
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import Any
 
 from fastapi.responses import JSONResponse
@@ -17,8 +17,9 @@ from fastapi.responses import JSONResponse
 from services.core import http_answers
 
 
-class BodyTooLarge(Exception):
-    """Raised to the app, in place of the rest of a body over the limit."""
+class BodyRefused(Exception):
+    """Raised to the app, in place of the rest of a body over the limit, or of one whose
+    bytes are over its credential's budget."""
 
 
 class NotUtf8(Exception):
@@ -39,6 +40,12 @@ def _utf16_or_32(first: bytes) -> bool:
     return first[:2] in (b"\xff\xfe", b"\xfe\xff") or (len(first) >= 2 and 0 in first[:2])
 
 
+# Asked before a body's bytes are read, with the request's scope and how many: the answer
+# to send instead of reading them (auth.spend_body_bytes: over the credential's budget of
+# bytes), or None to read on.
+SpendBytes = Callable[[Any, int], JSONResponse | None]
+
+
 class BodyLimit:
     """Refuses request bodies over `max_bytes` with 413, whether or not they announce
     their length. The app never sees part of such a body: a truncated configuration file
@@ -46,14 +53,21 @@ class BodyLimit:
     their bodies by design. A body in UTF-16 or UTF-32 is refused as one that is not
     UTF-8 (400), from its first bytes, whatever its content type says: every body the
     limit covers is JSON or YAML, UTF-8 text. A body sent with a Content-Encoding other
-    than `identity` (gzip, deflate, br...) is refused, 415, on every route, the exempt
-    ones too, before any of it is read."""
+    than `identity` (gzip, deflate, br...) is refused, 415, before any of it is read, on
+    every route, the exempt ones too.
+
+    `spend` is asked before the app reads a byte of a body within the limit (the
+    framework has matched its route by then): for its declared length at once, or, sent
+    without one (chunked), for each chunk before the app takes it; whatever `spend`
+    answers instead is the request's answer."""
 
     def __init__(self, app: Any, *, max_bytes: int,
-                 exempt: Collection[tuple[str, str]] = ()) -> None:
+                 exempt: Collection[tuple[str, str]] = (),
+                 spend: SpendBytes | None = None) -> None:
         self._app = app
         self._max_bytes = max_bytes
         self._exempt = frozenset((method.upper(), path) for method, path in exempt)
+        self._spend = spend
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -69,17 +83,23 @@ class BodyLimit:
             await self._app(scope, receive, send)
             return
         declared = headers.get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self._max_bytes:
-            await self._too_large(send)
+        length = int(declared) if declared is not None and declared.isdigit() else None
+        if length is not None and length > self._max_bytes:
+            await self._too_large()({"type": "http"}, _no_receive, send)
             return
         seen = 0
-        exceeded = started = False
+        started = False
+        spent = self._spend is None or length == 0  # the declared length asked for yet
+        instead: JSONResponse | None = None  # the answer in place of the app's
         head = b""  # the body's first four bytes, however the client splits them
 
         async def counted() -> Any:
-            nonlocal seen, exceeded, head
-            if exceeded:
-                raise BodyTooLarge
+            nonlocal seen, spent, instead, head
+            if instead is None and not spent and length is not None:
+                spent = True
+                instead = self._spend(scope, length) if self._spend else None
+            if instead is not None:
+                raise BodyRefused
             message = await receive()
             if message["type"] == "http.request":
                 chunk = message.get("body", b"")
@@ -89,14 +109,17 @@ class BodyLimit:
                         raise NotUtf8
                 seen += len(chunk)
                 if seen > self._max_bytes:
-                    exceeded = True
-                    raise BodyTooLarge
+                    instead = self._too_large()
+                elif chunk and length is None and self._spend is not None:
+                    instead = self._spend(scope, len(chunk))
+                if instead is not None:
+                    raise BodyRefused
             return message
 
         async def guarded_send(message: Any) -> None:
             nonlocal started
-            if exceeded:
-                return  # the app's answer to a body it could not read: a 413 replaces it
+            if instead is not None:
+                return  # the app's answer to a body it could not read: ours replaces it
             started = True
             await send(message)
 
@@ -105,16 +128,15 @@ class BodyLimit:
         except Exception:
             # Whatever the app made of the missing rest of the body (the framework turns
             # it into a 400) is not the answer; anything else is the app's own error.
-            if not exceeded:
+            if instead is None:
                 raise
-        if exceeded and not started:
-            await self._too_large(send)
+        if instead is not None and not started:
+            await instead({"type": "http"}, _no_receive, send)
 
-    async def _too_large(self, send: Any) -> None:
-        response = JSONResponse(status_code=413, content={
+    def _too_large(self) -> JSONResponse:
+        return JSONResponse(status_code=413, content={
             "error": "payload_too_large",
             "detail": f"the request body must be at most {self._max_bytes} bytes"})
-        await response({"type": "http"}, _no_receive, send)
 
 
 async def _no_receive() -> dict[str, Any]:

@@ -19,6 +19,7 @@ from starlette.routing import Match, Route
 
 from services.core import (
     auth,
+    body_bytes,
     body_limit,
     config_files,
     db,
@@ -227,7 +228,8 @@ async def _store_unavailable(request: Request, error: Exception) -> JSONResponse
     return answer
 
 
-def install(app: FastAPI, *, ready: Callable[[], bool], max_body_bytes: int = 1 << 20,
+def install(app: FastAPI, *, ready: Callable[[], bool],
+            max_body_bytes: int = body_bytes.MAX_BODY_BYTES,
             down: Callable[[], list[str]] = list,
             streamed_uploads: Collection[tuple[str, str]] = ()) -> None:
     """Add the shared error handlers, a body size limit, `/healthz`, `/readyz` and
@@ -238,7 +240,9 @@ def install(app: FastAPI, *, ready: Callable[[], bool], max_body_bytes: int = 1 
     for route in _routes(app.router.routes):
         if isinstance(route, APIRoute):
             json_bodies.read_unique_keys(route)
-    app.add_middleware(body_limit.BodyLimit, max_bytes=max_body_bytes, exempt=streamed_uploads)
+    # A credential's bytes are spent before its body is read (auth.spend_body_bytes).
+    app.add_middleware(body_limit.BodyLimit, max_bytes=max_body_bytes, exempt=streamed_uploads,
+                       spend=auth.spend_body_bytes)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(InvalidField, _invalid_request)
     app.add_exception_handler(HTTPException, _http_error)

@@ -69,8 +69,8 @@ def install(app: FastAPI, settings: Settings) -> ServiceContext:
     from services.core.auth import RateLimits
     from services.core.report_turns import ReportTurns
 
-    context = ServiceContext(settings, RateLimits(settings.intake_rate_limit),
-                             ReportTurns(settings.reports_at_once))
+    rate_limits = RateLimits(settings.intake_rate_limit, settings.intake_byte_rate_limit)
+    context = ServiceContext(settings, rate_limits, ReportTurns(settings.reports_at_once))
     app.state.service = context
     return context
 

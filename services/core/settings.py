@@ -21,7 +21,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from services.core import durations, groups, request_bodies
+from services.core import body_bytes, durations, groups, request_bodies
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_ROUTER_PORT = 8080
@@ -144,6 +144,8 @@ class Settings(BaseSettings):
 
     auth_cache_seconds: float = Field(default=5.0, ge=0)
     intake_rate_limit: str = "100/second"
+    # The bytes of request bodies each such key may send (README, "Credentials").
+    intake_byte_rate_limit: str = body_bytes.DEFAULT_BYTE_RATE
     # Reports over a window or the whole customer base (stats, service parity, the
     # simulator, the segment rules' analyses, the tiers' recomputation) a service computes
     # at once; more wait their turn, one per credential (services/core/report_turns.py).
@@ -216,6 +218,11 @@ class Settings(BaseSettings):
     @classmethod
     def _a_rate(cls, value: str) -> str:
         return check_rate(value)
+
+    @field_validator("intake_byte_rate_limit")
+    @classmethod
+    def _a_byte_rate(cls, value: str) -> str:
+        return body_bytes.check(value)
 
     @field_validator("parity_window")
     @classmethod

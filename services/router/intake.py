@@ -83,7 +83,9 @@ TicketId = Annotated[str, Path(min_length=1, max_length=identifiers.MAX_LENGTH,
 UNAVAILABLE: dict[int | str, dict[str, Any]] = {
     503: {"description": "Kafka did not acknowledge; retry after Retry-After"}}
 RATE_LIMITED: dict[int | str, dict[str, Any]] = {429: {
-    "description": "Over the credential's rate limit; retry after Retry-After"}}
+    "description": "Over the credential's rate limit (`rate_limited`) or its budget of"
+                   " body bytes (`byte_rate_limited`, INTAKE_BYTE_RATE_LIMIT: refused before"
+                   " the body is read); retry after Retry-After"}}
 
 api = APIRouter(prefix="/v1", tags=["tickets"])
 

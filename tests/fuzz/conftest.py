@@ -141,7 +141,7 @@ def fuzz_settings(kafka_bootstrap: str, tmp_path: Path) -> Settings:
                     routing_table_file=routing_table, segment_rules_file=segment_rules,
                     log_format="text", log_level="WARNING",
                     # The fuzzer is no abusive platform: it must see answers, not 429s.
-                    intake_rate_limit="100000/second")
+                    intake_rate_limit="100000/second", intake_byte_rate_limit="1GiB/second")
 
 
 def load_schema(app: FastAPI) -> Iterator[schemathesis.BaseSchema]:

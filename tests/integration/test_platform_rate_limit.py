@@ -1,10 +1,11 @@
 """A platform key's rate limit covers all it may call, over HTTP on the real SQL store
 and the real broker: its customer replies spend the budget its ticket posts spend, and
-past it both answer 429 with Retry-After. Only the router's intake and report endpoints
-run (no pipeline stage)."""
+past it both answer 429 with Retry-After; so do the bytes of its bodies, against a budget
+of their own. Only the router's intake and report endpoints run (no pipeline stage)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -13,8 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.core import access
+from services.core import access, kafka, topics
 from services.core.credentials import Credentials
+from services.core.settings import Settings
 from services.router import intake, platform_reports, tickets_api
 from services.router.store import RoutedTickets
 from tests import credentials
@@ -37,15 +39,35 @@ class Router:
     routed: RoutedTickets
     credentials: Credentials
 
-    async def platform_key(self, rate_limit: str) -> dict[str, str]:
-        """The headers of a fresh key of PLATFORM with its own rate limit."""
+    async def platform_key(self, rate_limit: str, platform: str = PLATFORM,
+                           ) -> dict[str, str]:
+        """The headers of a fresh key of `platform` with its own rate limit."""
         _credential, token = await self.credentials.issue(
-            access.Role.PLATFORM, PLATFORM, label="tests", rate_limit=rate_limit)
+            access.Role.PLATFORM, platform, label="tests", rate_limit=rate_limit)
         return credentials.bearer(token)
+
+    async def post_ticket(self, key: dict[str, str], *, size: int | None = None,
+                          chunked: bool = False) -> httpx.Response:
+        """A ticket, its JSON padded with spaces to `size` bytes (else as it is), sent
+        with its length or in chunks without one."""
+        body = json.dumps(TICKET).encode()
+        body += b" " * ((size or len(body)) - len(body))
+
+        async def chunks() -> AsyncIterator[bytes]:
+            yield body[:len(body) // 2]
+            yield body[len(body) // 2:]
+
+        return await self.client.post(
+            "/v1/tickets", content=chunks() if chunked else body,
+            headers={**key, "content-type": "application/json"})
 
     async def reply(self, ticket_id: str, key: dict[str, str]) -> httpx.Response:
         return await self.client.post(f"/v1/tickets/{ticket_id}/customer-replies", json={},
                                       headers=key)
+
+
+TICKET = {"customer_id": "c-1", "subject": "a question", "body": "where is my order?",
+          "channel": "web"}
 
 
 @pytest.fixture
@@ -55,6 +77,25 @@ async def router(database_url: str, kafka_bootstrap: str,
     table.write_text(TABLE, encoding="utf-8")
     async with router_apis(database_url, kafka_bootstrap, table, intake.api,
                            platform_reports.api, tickets_api.api) as apis:
+        yield Router(apis.client, apis.routed, apis.credentials)
+
+
+# The least a byte budget may be (a window holds the largest body), over a day: its
+# window's end, when the last window's count starts to weigh less, is far off.
+BYTE_BUDGET = "1MiB/day"
+MIB = 1 << 20
+
+
+@pytest.fixture
+async def budgeted(database_url: str, kafka_bootstrap: str,
+                   tmp_path: Path) -> AsyncIterator[Router]:
+    table = tmp_path / "routing.yaml"
+    table.write_text(TABLE, encoding="utf-8")
+    # The intake publishes the tickets there (router_apis makes tickets.events).
+    await kafka.ensure_topics(Settings(kafka_bootstrap_servers=kafka_bootstrap),
+                              [topics.INCOMING])
+    async with router_apis(database_url, kafka_bootstrap, table, intake.api,
+                           platform_reports.api, intake_byte_rate_limit=BYTE_BUDGET) as apis:
         yield Router(apis.client, apis.routed, apis.credentials)
 
 
@@ -139,3 +180,38 @@ class TestDepartmentReportsWithinTheKeysRateLimit:
             f"/v1/tickets/{ticket_id}/transfer",
             json={"to_department": "billing", "reason": "r"}, headers=admin)
         assert transfer.status_code == 429  # the same budget, spent
+
+
+class TestBodyBytesWithinTheKeysBudget:
+    """A platform within its requests a second could still send a megabyte with each,
+    costing the intake some 63 ms of CPU apiece: its key's bodies have a budget of bytes
+    (INTAKE_BYTE_RATE_LIMIT), counted before they are read, on the routes its requests
+    are counted on."""
+
+    async def test_a_key_over_its_budget_is_refused_and_the_others_still_served(
+            self, budgeted: Router) -> None:
+        heavy = await budgeted.platform_key("1000/minute")  # requests: far within
+        ticket_id, _ = await routed_ticket(budgeted.routed, "customer_care",
+                                           spent=timedelta(minutes=10), platform=PLATFORM)
+        assert (await budgeted.post_ticket(heavy, size=MIB - 1)).status_code == 202
+
+        over = [await budgeted.post_ticket(heavy), await budgeted.post_ticket(heavy, chunked=True),
+                await budgeted.reply(ticket_id, heavy)]  # "{}": 2 bytes over
+
+        assert [answer.status_code for answer in over] == [429, 429, 429]
+        for answer in over:
+            assert answer.json()["error"] == "byte_rate_limited"
+            assert "over this credential's budget of 1MiB/day" in answer.json()["detail"]
+            assert 1 <= int(answer.headers["Retry-After"]) <= 2 * 86_400
+        # Another platform's key, and another key of the same platform: their own budgets.
+        neighbour = await budgeted.platform_key("1000/minute", platform="another_desk")
+        sibling = await budgeted.platform_key("1000/minute")
+        for key in (neighbour, sibling):
+            assert (await budgeted.post_ticket(key, size=MIB // 2)).status_code == 202
+            assert (await budgeted.post_ticket(key, chunked=True)).status_code == 202
+
+    async def test_a_key_within_its_budget_is_unaffected(self, budgeted: Router) -> None:
+        key = await budgeted.platform_key("1000/minute")
+        answers = [await budgeted.post_ticket(key, size=MIB // 4) for _ in range(3)]
+        answers += [await budgeted.post_ticket(key, chunked=True) for _ in range(3)]
+        assert [answer.status_code for answer in answers] == [202] * 6

@@ -78,10 +78,14 @@ class Service:
         http.install(self.app, ready=lambda: True)
 
     async def call(self, method: str, *, token: str | None, body: bytes = b"",
-                   path: str = "/v1/tickets") -> tuple[int, dict[str, Any]]:
-        """The app called as ASGI, counting whether it read the request's body."""
+                   path: str = "/v1/tickets", chunks: list[bytes] | None = None,
+                   ) -> tuple[int, dict[str, Any]]:
+        """The app called as ASGI, counting whether it read the request's body: `body`
+        with its length, or `chunks` without one (chunked)."""
         headers = [(b"content-type", b"application/json")]
-        if body:
+        if chunks is not None:
+            headers.append((b"transfer-encoding", b"chunked"))
+        elif body:
             headers.append((b"content-length", str(len(body)).encode()))
         if token is not None:
             headers.append((b"authorization", f"Bearer {token}".encode()))
@@ -91,9 +95,13 @@ class Service:
                  "server": ("test", 80), "client": ("test", 1)}
         sent: list[dict[str, Any]] = []
 
+        parts = list(chunks) if chunks is not None else [body]
+
         async def receive() -> dict[str, Any]:
             self.bodies_read += 1
-            return {"type": "http.request", "body": body, "more_body": False}
+            if not parts:
+                return {"type": "http.disconnect"}
+            return {"type": "http.request", "body": parts.pop(0), "more_body": bool(parts)}
 
         async def send(message: dict[str, Any]) -> None:
             sent.append(message)
@@ -197,6 +205,68 @@ class TestRefusalsCounted:
         assert refusals("rate_limited", "platform") == before + 1
 
 
+class TestBodyBytesWithinTheKeysBudget:
+    """A credential's bytes of body are spent before the body is read, on the routes
+    that count its requests: from the length it declares, or chunk by chunk as they
+    come; over its budget, 429 `byte_rate_limited` with Retry-After, counted as such."""
+
+    @pytest.fixture
+    def budgeted(self, service: Service) -> Service:
+        service_context.of(service.app).rate_limits = auth.RateLimits("1000/minute",
+                                                                      "1MiB/hour")
+        return service
+
+    async def test_a_declared_length_over_the_budget_is_refused_unread(
+            self, budgeted: Service) -> None:
+        before = refusals("byte_rate_limited", "platform")
+        status, _answer = await budgeted.call("POST", token=TOKEN, body=PADDED,
+                                              path="/v1/rate-limited")
+        assert (status, budgeted.bodies_read) == (200, 1)
+
+        status, answer = await budgeted.call("POST", token=TOKEN, body=PADDED,
+                                             path="/v1/rate-limited")
+
+        assert (status, answer["error"]) == (429, "byte_rate_limited")
+        assert answer["detail"].startswith(f"this request's {len(PADDED)} bytes of body are"
+                                           " over this credential's budget of 1MiB/hour")
+        assert budgeted.bodies_read == 1  # the second body never read
+        assert refusals("byte_rate_limited", "platform") == before + 1
+
+    async def test_a_chunked_body_is_refused_at_the_chunk_over_the_budget(
+            self, budgeted: Service) -> None:
+        """Not the framework's answer to a body cut short: the 429, in its place."""
+        status, _answer = await budgeted.call("POST", token=TOKEN, body=PADDED,
+                                              path="/v1/rate-limited")
+        assert status == 200
+        half = len(PADDED) // 2
+        status, answer = await budgeted.call(
+            "POST", token=TOKEN, chunks=[PADDED[:half], PADDED[half:]],
+            path="/v1/rate-limited")
+        # 600,000 and 300,000 fit in 1 MiB; the next 300,000 do not.
+        assert (status, answer["error"]) == (429, "byte_rate_limited")
+
+    async def test_a_chunked_bodys_bytes_are_counted_as_they_come(
+            self, budgeted: Service) -> None:
+        half = len(PADDED) // 2
+        status, _answer = await budgeted.call(
+            "POST", token=TOKEN, chunks=[PADDED[:half], PADDED[half:]],
+            path="/v1/rate-limited")
+        assert status == 200  # read whole
+        status, answer = await budgeted.call("POST", token=TOKEN, body=PADDED,
+                                             path="/v1/rate-limited")
+        assert (status, answer["error"]) == (429, "byte_rate_limited")
+
+    async def test_routes_that_count_no_requests_count_no_bytes(
+            self, budgeted: Service) -> None:
+        for _ in range(3):
+            status, _answer = await budgeted.call("POST", token=TOKEN, body=PADDED)
+            assert status == 200
+
+
+# A JSON object of 600,000 bytes.
+PADDED = b'{"padding": "' + b"x" * (600_000 - 15) + b'"}'
+
+
 @pytest.mark.parametrize("outcome", ["forbidden", "escalated_away"])
 def test_a_departments_403s_are_at_0_from_the_start(outcome: str) -> None:
     """Each 403 a department's credential can get (escalated_away: the router's
@@ -209,10 +279,24 @@ def test_a_departments_403s_are_at_0_from_the_start(outcome: str) -> None:
     assert verdicts.escalated_away_before(
         [], escalated_at=datetime(2026, 12, 1, tzinfo=UTC),
         department="key_accounts").error == "escalated_away"
-    shown = subprocess.run(
+    assert shown([(outcome, "department")]) == [0.0]
+
+
+def test_a_refusal_over_the_byte_budget_is_at_0_from_the_start() -> None:
+    """As every other 429 (the dashboard's rate, the alert on platforms refused), for
+    every role."""
+    roles = [role.value for role in access.Role]
+    assert shown([(auth.BYTE_RATE_LIMITED, role) for role in roles]) == [0.0] * len(roles)
+
+
+def shown(series: list[tuple[str, str]]) -> list[float | None]:
+    """The refusals counted of each (outcome, role) in a fresh interpreter, as this
+    one's tests may have counted some already."""
+    printed = subprocess.run(
         [sys.executable, "-c", "from prometheus_client import REGISTRY;"
          " import services.core.auth;"
-         " print(REGISTRY.get_sample_value('routing_http_auth_refused_total',"
-         f" {{'outcome': {outcome!r}, 'role': 'department'}}))"],
-        capture_output=True, text=True, check=True, cwd=Path(__file__).parents[2])
-    assert shown.stdout.strip() == "0.0"
+         " print([REGISTRY.get_sample_value('routing_http_auth_refused_total',"
+         f" {{'outcome': outcome, 'role': role}}) for outcome, role in {series!r}])"],
+        capture_output=True, text=True, check=True, cwd=Path(__file__).parents[2]).stdout
+    return [None if value == "None" else float(value)
+            for value in printed.strip().strip("[]").split(", ")]
