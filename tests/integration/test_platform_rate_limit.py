@@ -210,6 +210,23 @@ class TestBodyBytesWithinTheKeysBudget:
             assert (await budgeted.post_ticket(key, size=MIB // 2)).status_code == 202
             assert (await budgeted.post_ticket(key, chunked=True)).status_code == 202
 
+    async def test_a_departments_reports_spend_a_budget_too(self, budgeted: Router) -> None:
+        """The routes its requests are counted on: reports, as the platform's posts."""
+        ticket_id, _ = await routed_ticket(budgeted.routed, "customer_care",
+                                           spent=timedelta(minutes=10), platform=PLATFORM)
+        _credential, token = await budgeted.credentials.issue(
+            access.Role.DEPARTMENT, "customer_care", label="tests")
+        desk = {**credentials.bearer(token), "content-type": "application/json"}
+        report = b'{"type": "picked_up"}'
+        padded = report + b" " * (MIB - 1 - len(report))
+
+        answers = [await budgeted.client.post(f"/v1/tickets/{ticket_id}/events",
+                                              content=body, headers=desk)
+                   for body in (padded, report)]
+
+        assert [answer.status_code for answer in answers] == [202, 429]
+        assert answers[-1].json()["error"] == "byte_rate_limited"
+
     async def test_a_key_within_its_budget_is_unaffected(self, budgeted: Router) -> None:
         key = await budgeted.platform_key("1000/minute")
         answers = [await budgeted.post_ticket(key, size=MIB // 4) for _ in range(3)]
