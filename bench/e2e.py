@@ -81,7 +81,7 @@ from bench.e2e_pipelines import (
     start_project,
     stop_all,
 )
-from bench.e2e_probes import RssSampler, top_frames
+from bench.e2e_probes import RssSampler, ThreadCpuWindow, spy_command, top_frames
 from bench.e2e_steps import IDLE_SAMPLE_SECONDS, Bench
 from devtools import demo, ports
 from devtools.kafka_broker import LocalKafka
@@ -125,15 +125,17 @@ def profile(bench: Bench, running: Running, out: Path, seconds: float,
     out.mkdir(parents=True, exist_ok=True)
     duration = seconds + IDLE_SAMPLE_SECONDS if rate > 0 else seconds
     recorders = []
+    profiled = {}
     for name, pid in running.pids.items():
         if name == "intake" and pid in {p for n, p in running.pids.items() if n != name}:
             continue  # the router (--one-router) is the intake
+        profiled[name] = pid
         for fmt, suffix in (("raw", "txt"), ("flamegraph", "svg")):
             recorders.append(spawn(
-                [str(spy), "record", "--pid", str(pid), "--duration", str(round(duration)),
-                 "--rate", "50", "--format", fmt, "--nonblocking",
-                 "--output", str(out / f"{running.name}-{name}.{suffix}")],
+                spy_command(spy, pid, duration, 50, fmt,
+                            out / f"{running.name}-{name}.{suffix}"),
                 {}, out / "py-spy.log"))
+    window = ThreadCpuWindow(profiled, round(duration))
     time.sleep(1.0)
     if rate > 0:
         bench.measure(running, rate, seconds)
@@ -144,11 +146,13 @@ def profile(bench: Bench, running: Running, out: Path, seconds: float,
             recorder.wait(30)
         ports.terminate(recorder, 5)
         STARTED.remove(recorder)
-    for path in sorted(out.glob(f"{running.name}-*.txt")):
-        if running.name == "baseline" and path.name.startswith("baseline-eo-"):
+    cpu = window.result()
+    for name in profiled:
+        path = out / f"{running.name}-{name}.txt"
+        if not path.exists():
             continue
-        bench.log(f"  {path.name}: top frames by own samples")
-        for line in top_frames(path):
+        bench.log(f"  {path.name}: top frames by own CPU")
+        for line in top_frames(path, cpu=cpu[name]):
             bench.log(f"    {line}")
 
 

@@ -19,7 +19,10 @@ request over the load alone, and over the load and the drain that follows (until
 record is added to the lanes for 3 s; the project's router stage routes them in a
 process of its own, `router-stage`, as `bin/run` starts it); and the cores each process
 (and the broker) used during the load. With `--profile`, a further run under py-spy (raw
-collapsed stacks of each process of the pipeline) and their top frames. Every process it
+collapsed stacks of each process of the pipeline, each sample rooted at its thread) and
+their top frames, each thread's samples weighed by the CPU /proc says it used over the
+profile, beside a table of the threads (bench/e2e_probes.top_frames): py-spy counts a
+thread that waits for a core, or wakes only to wait again, as busy. Every process it
 started is stopped on exit.
 """
 
@@ -42,7 +45,13 @@ from pathlib import Path
 
 from bench import broker_warmup, closed_loop, e2e_load
 from bench.e2e_pipelines import STARTED, Running, spawn, start_baseline, start_project, stop_all
-from bench.e2e_probes import cpu_by_process, cpu_seconds, top_frames
+from bench.e2e_probes import (
+    ThreadCpuWindow,
+    cpu_by_process,
+    cpu_seconds,
+    spy_command,
+    top_frames,
+)
 from devtools import demo, ports
 from devtools.kafka_broker import LocalKafka
 
@@ -104,7 +113,8 @@ def _children_cpu() -> float:
 
 
 def profiled(running: Running, customers: list[str], connections: int, seconds: float,
-             out: Path, bootstrap: str, paused: tuple[str, ...]) -> None:
+             out: Path, bootstrap: str, paused: tuple[str, ...], blocking: bool = False
+             ) -> None:
     spy = Path(sys.executable).with_name("py-spy")
     if not spy.exists():
         print("  (py-spy not installed: no profile; `bin/setup` installs it)",
@@ -112,26 +122,29 @@ def profiled(running: Running, customers: list[str], connections: int, seconds: 
         return
     out.mkdir(parents=True, exist_ok=True)
     # Every process of the pipeline at once, each its own profile: where a ticket's CPU
-    # goes is spread over them.
+    # goes is spread over them. Each thread's CPU over the same window weighs its samples.
     raws = {name: out / f"{running.name}-{name}.txt" for name in running.pids}
-    recorders = [spawn([str(spy), "record", "--pid", str(pid), "--duration",
-                        str(round(seconds)), "--rate", "100", "--format", "raw",
-                        "--nonblocking", "--output", str(raws[name])], {},
-                       out / f"py-spy-{name}.log")
+    recorders = [spawn(spy_command(spy, pid, seconds + 1, 100, "raw", raws[name], blocking),
+                       {}, out / f"py-spy-{name}.log")
                  for name, pid in running.pids.items()]
+    window = ThreadCpuWindow(running.pids, seconds + 1)
     time.sleep(1.0)
-    load(running, customers, connections, seconds, f"{running.name}-profile", bootstrap,
-         paused=paused)
+    figures = load(running, customers, connections, seconds, f"{running.name}-profile",
+                   bootstrap, paused=paused)
     for recorder in recorders:
         with contextlib.suppress(subprocess.TimeoutExpired):
             recorder.wait(30)
         ports.terminate(recorder, 5)
         STARTED.remove(recorder)
-    for raw in raws.values():
+    cpu = window.result()
+    print(f"  under py-spy ({'pausing each process' if blocking else 'nonblocking'}):"
+          f" accepted/s {figures['accepted/s']:,.2f}, CPU ms per request, load"
+          f" {figures['CPU ms per request, load']:.2f}", flush=True)
+    for name, raw in raws.items():
         if not raw.exists():
             continue
-        print(f"  {raw}: top frames by own samples", flush=True)
-        for line in top_frames(raw, 15):
+        print(f"  {raw}: top frames by own CPU", flush=True)
+        for line in top_frames(raw, 15, cpu[name]):
             print(f"    {line}", flush=True)
 
 
@@ -142,6 +155,10 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--only", choices=["project", "baseline"])
     parser.add_argument("--profile", type=Path, help="write py-spy profiles here")
+    parser.add_argument("--profile-blocking", action="store_true",
+                        help="py-spy pauses each process for each sample (its default; the"
+                             " bench passes --nonblocking otherwise): to measure what that"
+                             " costs the load")
     parser.add_argument("--customers", type=int, default=2000)
     parser.add_argument("--pause", default="",
                         help="processes of the project to stop (SIGSTOP) during each load,"
@@ -181,7 +198,8 @@ def main() -> None:
                     results.setdefault(name, []).append(figures)
                 if args.profile:
                     profiled(running, customers, args.connections, args.seconds,
-                             args.profile, bootstrap, paused if name == "project" else ())
+                             args.profile, bootstrap, paused if name == "project" else (),
+                             args.profile_blocking)
             finally:
                 running.stop()
         print(f"\nmedians, {args.connections} connections, {args.seconds:g} s each:")
