@@ -177,6 +177,15 @@ class _Credential(HTTPBearer):
         self._allowed = " or ".join(role.value for role in roles or ())
         self.rate_limited = rate_limited
 
+    def admit_role(self, principal: access.Principal) -> None:
+        """Refused (403 `forbidden`, naming the roles admitted and the principal's) when
+        its role is not one of this dependency's."""
+        if self._roles is not None and principal.role not in self._roles:
+            role = principal.role.value
+            article = "an" if role[0] in "aeiou" else "a"
+            raise Refused(403, "forbidden", f"this needs a credential of role {self._allowed};"
+                                            f" yours is {article} {role} credential")
+
     # The principal rather than the bearer's token: FastAPI hands the routes what the
     # dependency returns, and reads no more of the base class than its OpenAPI model.
     # A request, not any connection as the base class takes: no service has a websocket.
@@ -192,14 +201,29 @@ class _Credential(HTTPBearer):
             if principal is None:
                 raise _unknown_token()
             request.scope.setdefault("state", {})[_PRINCIPAL] = principal
-        if self._roles is not None and principal.role not in self._roles:
-            role = principal.role.value
-            article = "an" if role[0] in "aeiou" else "a"
-            raise Refused(403, "forbidden", f"this needs a credential of role {self._allowed};"
-                                            f" yours is {article} {role} credential")
+        self.admit_role(principal)
         if self.rate_limited:
             await context.rate_limits.check(principal)
         return principal
+
+
+def refuse_role(scope: Any) -> JSONResponse | None:
+    """body_limit.BodyLimit's question before a request's body is read, on every route:
+    the 403 `forbidden` (counted) that the route's credential dependency would answer the
+    credential's role, in its words, when the route does not admit it; None to read on.
+    The framework reads and parses a body before it solves the route's dependencies: a
+    key could otherwise have a megabyte of JSON or YAML parsed on a route it may not call,
+    on no budget of bytes. The credential is CredentialBeforeBody's (no body, no
+    principal: the dependency answers); the route the framework's, matched by then."""
+    principal: access.Principal | None = scope.get("state", {}).get(_PRINCIPAL)
+    if principal is None:
+        return None
+    try:
+        for credential in _credential_dependencies(scope):
+            credential.admit_role(principal)
+    except Refused as refused:
+        return _refusal(refused, principal)
+    return None
 
 
 def spend_body_bytes(scope: Any, size: int) -> JSONResponse | None:
@@ -207,11 +231,11 @@ def spend_body_bytes(scope: Any, size: int) -> JSONResponse | None:
     be read: the 429 to answer instead (counted) when they would take the credential
     that sent them over its budget of bytes, on a route that counts that credential's
     requests (the platform's posts; reports, transfers and priority changes); None to
-    read on. The credential is CredentialBeforeBody's, checked before any byte is read;
-    the route the framework's, matched by then. Counted whatever the credential's role:
-    a body the route reads before it refuses the role costs as much."""
+    read on. The credential is CredentialBeforeBody's, checked before any byte is read,
+    its role by `refuse_role` (a role refused spends no bytes); the route the
+    framework's, matched by then."""
     principal: access.Principal | None = scope.get("state", {}).get(_PRINCIPAL)
-    if principal is None or not _counts_requests(scope.get("route")):
+    if principal is None or not _counts_requests(scope):
         return None
     try:
         service_context.of(scope["app"]).rate_limits.spend_bytes(principal, size)
@@ -220,12 +244,38 @@ def spend_body_bytes(scope: Any, size: int) -> JSONResponse | None:
     return None
 
 
-def _counts_requests(route: Any) -> bool:
-    """Whether the route's credential dependency is within its rate limit."""
-    dependant = getattr(route, "dependant", None)
-    return dependant is not None and any(
-        isinstance(dependency.call, _Credential) and dependency.call.rate_limited
-        for dependency in dependant.dependencies)
+def _counts_requests(scope: Any) -> bool:
+    """Whether the matched route's credential dependency is within its rate limit."""
+    return any(credential.rate_limited for credential in _credential_dependencies(scope))
+
+
+def _credential_dependencies(scope: Any) -> list[_Credential]:
+    """The matched route's credential dependencies (a router's, its own, or one a
+    dependency of its depends on), in the order the framework solves them (a
+    dependency's own before it, first to last): the first that refuses a request gives
+    the answer."""
+    found: list[_Credential] = []
+
+    def walk(dependant: Any) -> None:
+        for dependency in dependant.dependencies:
+            walk(dependency)
+            if isinstance(dependency.call, _Credential):
+                found.append(dependency.call)
+
+    dependant = _solved_dependant(scope)
+    if dependant is not None:
+        walk(dependant)
+    return found
+
+
+def _solved_dependant(scope: Any) -> Any:
+    """What the framework solves for the matched route: for a route of an included
+    router, its inclusion's (the dependencies given where it was included, and those of
+    the routers it is included in, with its own; the pinned FastAPI's scope entry), which
+    the route's own lacks; else the route's."""
+    included = scope.get("fastapi", {}).get("effective_route_context")
+    return (getattr(included, "dependant", None)
+            or getattr(scope.get("route"), "dependant", None))
 
 
 def require(*roles: access.Role, rate_limited: bool = False,

@@ -19,7 +19,8 @@ from services.core import http_answers
 
 class BodyRefused(Exception):
     """Raised to the app, in place of the rest of a body over the limit, or of one whose
-    bytes are over its credential's budget."""
+    bytes are over its credential's budget, or sent by a credential of a role the route
+    does not admit."""
 
 
 class NotUtf8(Exception):
@@ -40,6 +41,10 @@ def _utf16_or_32(first: bytes) -> bool:
     return first[:2] in (b"\xff\xfe", b"\xfe\xff") or (len(first) >= 2 and 0 in first[:2])
 
 
+# Asked once before any of a body is read, with the request's scope: the answer to send
+# instead of reading it (auth.refuse_role: a credential of a role the route does not
+# admit), or None to read on.
+Admit = Callable[[Any], JSONResponse | None]
 # Asked before a body's bytes are read, with the request's scope and how many: the answer
 # to send instead of reading them (auth.spend_body_bytes: over the credential's budget of
 # bytes), or None to read on.
@@ -56,17 +61,19 @@ class BodyLimit:
     than `identity` (gzip, deflate, br...) is refused, 415, before any of it is read, on
     every route, the exempt ones too.
 
-    `spend` is asked before the app reads a byte of a body within the limit (the
-    framework has matched its route by then): for its declared length at once, or, sent
-    without one (chunked), for each chunk before the app takes it; whatever `spend`
-    answers instead is the request's answer."""
+    `admit` is asked once before the app reads a byte of any body, the exempt routes'
+    too (the framework has matched its route by then), then `spend`, for a body within
+    the limit: for its declared length at once, or, sent without one (chunked), for
+    each chunk before the app takes it; whatever either answers instead is the request's
+    answer."""
 
     def __init__(self, app: Any, *, max_bytes: int,
                  exempt: Collection[tuple[str, str]] = (),
-                 spend: SpendBytes | None = None) -> None:
+                 admit: Admit | None = None, spend: SpendBytes | None = None) -> None:
         self._app = app
         self._max_bytes = max_bytes
         self._exempt = frozenset((method.upper(), path) for method, path in exempt)
+        self._admit = admit
         self._spend = spend
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
@@ -79,28 +86,33 @@ class BodyLimit:
             if coding is not None:
                 await compressed(coding)(scope, receive, send)
                 return
-        if (scope["method"], scope["path"]) in self._exempt:
-            await self._app(scope, receive, send)
-            return
+        exempt = (scope["method"], scope["path"]) in self._exempt
         declared = headers.get(b"content-length")
         length = int(declared) if declared is not None and declared.isdigit() else None
-        if length is not None and length > self._max_bytes:
+        if not exempt and length is not None and length > self._max_bytes:
             await self._too_large()({"type": "http"}, _no_receive, send)
             return
         seen = 0
         started = False
-        spent = self._spend is None or length == 0  # the declared length asked for yet
+        admitted = self._admit is None  # asked yet
+        # The declared length asked for yet (an exempt route's bytes are not counted).
+        spent = exempt or self._spend is None or length == 0
         instead: JSONResponse | None = None  # the answer in place of the app's
         head = b""  # the body's first four bytes, however the client splits them
 
         async def counted() -> Any:
-            nonlocal seen, spent, instead, head
+            nonlocal seen, admitted, spent, instead, head
+            if instead is None and not admitted:
+                admitted = True
+                instead = self._admit(scope) if self._admit else None
             if instead is None and not spent and length is not None:
                 spent = True
                 instead = self._spend(scope, length) if self._spend else None
             if instead is not None:
                 raise BodyRefused
             message = await receive()
+            if exempt:
+                return message
             if message["type"] == "http.request":
                 chunk = message.get("body", b"")
                 if len(head) < 4:

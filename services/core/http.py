@@ -240,9 +240,10 @@ def install(app: FastAPI, *, ready: Callable[[], bool],
     for route in _routes(app.router.routes):
         if isinstance(route, APIRoute):
             json_bodies.read_unique_keys(route)
-    # A credential's bytes are spent before its body is read (auth.spend_body_bytes).
+    # A credential's role is checked (auth.refuse_role), then its bytes spent
+    # (auth.spend_body_bytes), before its body is read.
     app.add_middleware(body_limit.BodyLimit, max_bytes=max_body_bytes, exempt=streamed_uploads,
-                       spend=auth.spend_body_bytes)
+                       admit=auth.refuse_role, spend=auth.spend_body_bytes)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(InvalidField, _invalid_request)
     app.add_exception_handler(HTTPException, _http_error)

@@ -232,3 +232,45 @@ class TestBodyBytesWithinTheKeysBudget:
         answers = [await budgeted.post_ticket(key, size=MIB // 4) for _ in range(3)]
         answers += [await budgeted.post_ticket(key, chunked=True) for _ in range(3)]
         assert [answer.status_code for answer in answers] == [202] * 6
+
+
+class TestARoleNotAdmittedSpendsNoBytes:
+    """A key of a role a route does not admit is refused before its body is read, on
+    the intake's routes as on every other: no parsing of a megabyte it may not send, and
+    none of its budget of bytes spent on it."""
+
+    async def test_a_platforms_body_to_a_departments_route(self, budgeted: Router) -> None:
+        ticket_id, _ = await routed_ticket(budgeted.routed, "customer_care",
+                                           spent=timedelta(minutes=10), platform=PLATFORM)
+        key = {**await budgeted.platform_key("1000/minute"),
+               "content-type": "application/json"}
+        report = b'{"type": "picked_up"}'
+        padded = report + b" " * (MIB - 1 - len(report))
+
+        answers = [await budgeted.client.post(f"/v1/tickets/{ticket_id}/events",
+                                              content=body, headers=key)
+                   for body in (padded, padded, b"")]
+
+        assert [answer.status_code for answer in answers] == [403, 403, 403]
+        # With a body or without (the route's dependency then): one answer.
+        assert answers[0].json() == answers[2].json() == {
+            "error": "forbidden", "detail": "this needs a credential of role department or"
+                                            " admin; yours is a platform credential"}
+        # Its budget whole: 2 MiB spent on the reports would leave no room.
+        assert (await budgeted.post_ticket(key, size=MIB - 1)).status_code == 202
+
+    async def test_a_departments_body_to_the_platforms_route(self, budgeted: Router) -> None:
+        ticket_id, _ = await routed_ticket(budgeted.routed, "customer_care",
+                                           spent=timedelta(minutes=10), platform=PLATFORM)
+        _credential, token = await budgeted.credentials.issue(
+            access.Role.DEPARTMENT, "customer_care", label="tests")
+        desk = {**credentials.bearer(token), "content-type": "application/json"}
+
+        posted = await budgeted.post_ticket(desk, size=MIB - 1)
+
+        assert (posted.status_code, posted.json()["error"]) == (403, "forbidden")
+        report = b'{"type": "picked_up"}'
+        padded = report + b" " * (MIB - 1 - len(report))
+        reported = await budgeted.client.post(f"/v1/tickets/{ticket_id}/events",
+                                              content=padded, headers=desk)
+        assert reported.status_code == 202

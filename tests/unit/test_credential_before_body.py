@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 import pytest
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI, Request
 from prometheus_client import REGISTRY
 
 from services.core import access, auth, http, service_context
@@ -75,13 +75,40 @@ class Service:
                                ) -> dict[str, str]:
             return {}
 
-        http.install(self.app, ready=lambda: True)
+        @self.app.post("/v1/admin-body", dependencies=auth.ADMIN_ONLY)
+        async def admin_body(body: dict[str, Any]) -> dict[str, str]:
+            return {}
+
+        @self.app.post("/v1/reports")
+        async def reports(principal: auth.RateLimitedDepartmentOrAdmin, body: dict[str, Any]
+                          ) -> dict[str, str]:
+            return {}
+
+        @self.app.post("/v1/things/import", dependencies=auth.ADMIN_ONLY)
+        async def streamed(request: Request) -> dict[str, int]:
+            return {"length": sum([len(chunk) async for chunk in request.stream()])}
+
+        # A router included in one that admits admins only (as the configurations'
+        # version history is in the routing table's): the dependency is its inclusion's.
+        inner = APIRouter()
+
+        @inner.post("/v1/included")
+        async def included(body: dict[str, Any]) -> dict[str, str]:
+            return {}
+
+        outer = APIRouter(dependencies=auth.ADMIN_ONLY)
+        outer.include_router(inner)
+        self.app.include_router(outer)
+
+        http.install(self.app, ready=lambda: True,
+                     streamed_uploads={("POST", "/v1/things/import")})
 
     async def call(self, method: str, *, token: str | None, body: bytes = b"",
                    path: str = "/v1/tickets", chunks: list[bytes] | None = None,
-                   ) -> tuple[int, dict[str, Any]]:
+                   unread: bool = False) -> tuple[int, dict[str, Any]]:
         """The app called as ASGI, counting whether it read the request's body: `body`
-        with its length, or `chunks` without one (chunked)."""
+        with its length, or `chunks` without one (chunked); failing the test if it reads
+        any of it where `unread`."""
         headers = [(b"content-type", b"application/json")]
         if chunks is not None:
             headers.append((b"transfer-encoding", b"chunked"))
@@ -98,6 +125,8 @@ class Service:
         parts = list(chunks) if chunks is not None else [body]
 
         async def receive() -> dict[str, Any]:
+            if unread:
+                pytest.fail(f"{method} {path}: the body was read")
             self.bodies_read += 1
             if not parts:
                 return {"type": "http.disconnect"}
@@ -175,6 +204,95 @@ async def test_an_admin_where_it_is_not_admitted_reads_as_english(service: Servi
     status, answer = await service.call("POST", token=TOKEN, body=b"{}", path="/v1/platforms")
     assert (status, answer["detail"]) == (
         403, "this needs a credential of role platform; yours is an admin credential")
+
+
+DEPARTMENT = access.Principal("c-3", access.Role.DEPARTMENT, "billing")
+ADMIN = access.Principal("c-2", access.Role.ADMIN, None)
+
+
+class TestARoleNotAdmittedIsRefusedBeforeTheBody:
+    """FastAPI reads and parses a route's body before it solves its dependencies: a
+    key of a role the route does not admit had its megabyte of JSON parsed before its
+    403, on no budget of bytes. Refused before any of it is read (auth.refuse_role),
+    with the dependency's own answer."""
+
+    @pytest.mark.parametrize(("principal", "path", "detail"), [
+        (PLATFORM, "/v1/admin-body",
+         "this needs a credential of role admin; yours is a platform credential"),
+        (DEPARTMENT, "/v1/platforms",
+         "this needs a credential of role platform; yours is a department credential"),
+        (PLATFORM, "/v1/reports",
+         "this needs a credential of role department or admin; yours is a platform"
+         " credential"),
+        (PLATFORM, "/v1/included",
+         "this needs a credential of role admin; yours is a platform credential")])
+    @pytest.mark.parametrize("chunked", [False, True])
+    async def test_the_body_is_never_read(self, service: Service, principal: access.Principal,
+                                          path: str, detail: str, chunked: bool) -> None:
+        service.credentials.principal = principal
+        before = refusals("forbidden", principal.role.value)
+        if chunked:
+            answer = await service.call("POST", token=TOKEN, chunks=[LARGE[:10], LARGE[10:]],
+                                        path=path, unread=True)
+        else:
+            answer = await service.call("POST", token=TOKEN, body=LARGE, path=path,
+                                        unread=True)
+        assert answer == (403, {"error": "forbidden", "detail": detail})
+        assert refusals("forbidden", principal.role.value) == before + 1
+
+    @pytest.mark.parametrize(("principal", "path"), [
+        (PLATFORM, "/v1/admin-body"), (DEPARTMENT, "/v1/platforms"),
+        (PLATFORM, "/v1/reports"), (ADMIN, "/v1/rate-limited"), (PLATFORM, "/v1/included")])
+    async def test_the_answer_is_the_dependencys(self, service: Service,
+                                                 principal: access.Principal,
+                                                 path: str) -> None:
+        """Without a body nothing is checked before the route: its dependency answers.
+        With one, the same answer, counted the same, before the body is read."""
+        service.credentials.principal = principal
+        role = principal.role.value
+        before = refusals("forbidden", role)
+        by_the_dependency = await service.call("POST", token=TOKEN, path=path)
+        assert refusals("forbidden", role) == before + 1
+
+        before_the_body = await service.call("POST", token=TOKEN, body=b"{}", path=path,
+                                             unread=True)
+
+        assert before_the_body == by_the_dependency
+        assert by_the_dependency[0] == 403
+        assert refusals("forbidden", role) == before + 2
+
+    async def test_a_refused_body_spends_none_of_the_keys_bytes(self,
+                                                               service: Service) -> None:
+        """The reports' route counts its keys' bytes, but a platform's are not its to
+        count: its budget is left whole for the routes it may call."""
+        service_context.of(service.app).rate_limits = auth.RateLimits("1000/minute",
+                                                                      "1MiB/hour")
+        for _ in range(2):
+            assert (await service.call("POST", token=TOKEN, body=PADDED,
+                                       path="/v1/reports"))[0] == 403
+        status, _answer = await service.call("POST", token=TOKEN, body=PADDED,
+                                             path="/v1/rate-limited")
+        assert status == 200  # 1.2 MB spent on the reports would leave no room for it
+
+    async def test_an_admitted_role_reads_on(self, service: Service) -> None:
+        service.credentials.principal = DEPARTMENT
+        assert (await service.call("POST", token=TOKEN, body=b"{}",
+                                   path="/v1/reports"))[0] == 200
+        service.credentials.principal = ADMIN
+        assert (await service.call("POST", token=TOKEN, body=b"{}",
+                                   path="/v1/admin-body"))[0] == 200
+
+    async def test_a_streamed_upload_refuses_the_role_before_streaming(
+            self, service: Service) -> None:
+        """Exempt from the size limit, not from the role's check."""
+        answer = await service.call("POST", token=TOKEN, chunks=[LARGE[:10], LARGE[10:]],
+                                    path="/v1/things/import", unread=True)
+        assert answer == (403, {"error": "forbidden", "detail": "this needs a credential of"
+                                " role admin; yours is a platform credential"})
+        service.credentials.principal = ADMIN
+        answer = await service.call("POST", token=TOKEN, body=LARGE * 2,
+                                    path="/v1/things/import")
+        assert answer == (200, {"length": 2 * len(LARGE)})  # past the limit: exempt
 
 
 def refusals(outcome: str, role: str) -> float:
