@@ -1,6 +1,6 @@
 """How many bytes a request body may hold, and how many a credential may send a window
 (`INTAKE_BYTE_RATE_LIMIT`): its byte rate read and checked, and when a body refused over
-it would fit again. The counting is auth.RateLimits', on limits' sliding window counter;
+it would fit again. The counting is rate_limits.RateLimits', on limits' sliding window counter;
 this module only reads and reckons.
 
 A rate of requests does not bound what they cost: a megabyte of JSON costs the intake

@@ -19,9 +19,9 @@ from fastapi import Depends, FastAPI, Request
 from services.core.settings import Settings
 
 if TYPE_CHECKING:
-    from services.core.auth import RateLimits
     from services.core.background import BackgroundTasks
     from services.core.credentials import Credentials
+    from services.core.rate_limits import RateLimits
     from services.core.report_turns import ReportTurns
     from services.core.stage import StageRunner
 
@@ -66,7 +66,7 @@ class ServiceContext:
 def install(app: FastAPI, settings: Settings) -> ServiceContext:
     """The app's context, with the rate limits and report turns of the settings; set
     once, in create_app."""
-    from services.core.auth import RateLimits
+    from services.core.rate_limits import RateLimits
     from services.core.report_turns import ReportTurns
 
     rate_limits = RateLimits(settings.intake_rate_limit, settings.intake_byte_rate_limit)

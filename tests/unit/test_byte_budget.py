@@ -1,14 +1,14 @@
 """Each credential's budget of body bytes (`INTAKE_BYTE_RATE_LIMIT`): a rate of requests
 does not bound what they cost, as a megabyte of JSON costs the intake some 63 ms of CPU.
 Its rate read and checked (services/core/body_bytes.py), its bytes counted by limits'
-sliding window counter on memory storage (auth.RateLimits.spend_bytes), the clock set by
+sliding window counter on memory storage (rate_limits.RateLimits.spend_bytes), the clock set by
 the test."""
 
 from __future__ import annotations
 
 import pytest
 
-from services.core import access, auth, body_bytes, settings
+from services.core import access, auth, body_bytes, rate_limits, settings
 from services.core.settings import Settings
 
 MIB = 1 << 20
@@ -22,8 +22,8 @@ def _principal(credential_id: str = "c-1") -> access.Principal:
 def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     """The limiter's time, at a minute's start (windows start at multiples of their
     length), moved by the test."""
-    now = [(auth.time.time() // 60 + 10) * 60]
-    monkeypatch.setattr(auth.time, "time", lambda: now[0])
+    now = [(rate_limits.time.time() // 60 + 10) * 60]
+    monkeypatch.setattr(rate_limits.time, "time", lambda: now[0])
     monkeypatch.setattr("limits.storage.memory.time.time", lambda: now[0])
     return now
 
@@ -89,7 +89,7 @@ class TestWhenItFits:
 class TestRateLimitsBytes:
     async def test_bytes_within_the_budget_are_counted_and_over_it_refused(
             self, clock: list[float]) -> None:
-        limits = auth.RateLimits("100/second", "1MiB/minute")
+        limits = rate_limits.RateLimits("100/second", "1MiB/minute")
         limits.spend_bytes(_principal(), 600_000)
         limits.spend_bytes(_principal(), 400_000)
         with pytest.raises(auth.Refused) as refused:
@@ -104,7 +104,7 @@ class TestRateLimitsBytes:
 
     async def test_the_retry_after_says_when_the_window_frees_enough(
             self, clock: list[float]) -> None:
-        limits = auth.RateLimits("100/second", "1MiB/minute")
+        limits = rate_limits.RateLimits("100/second", "1MiB/minute")
         limits.spend_bytes(_principal(), MIB)
         clock[0] += 90  # half into the next window: the last one's count weighs half
         limits.spend_bytes(_principal(), MIB // 2 - 1)
@@ -116,7 +116,7 @@ class TestRateLimitsBytes:
         limits.spend_bytes(_principal(), MIB // 2)
 
     async def test_a_refused_bodys_bytes_are_not_counted(self, clock: list[float]) -> None:
-        limits = auth.RateLimits("100/second", "1MiB/minute")
+        limits = rate_limits.RateLimits("100/second", "1MiB/minute")
         limits.spend_bytes(_principal(), MIB - 100)
         for _ in range(3):
             with pytest.raises(auth.Refused):
@@ -125,7 +125,7 @@ class TestRateLimitsBytes:
 
     async def test_each_credential_has_its_own_budget_apart_from_its_requests(
             self, clock: list[float]) -> None:
-        limits = auth.RateLimits("2/minute", "1MiB/minute")
+        limits = rate_limits.RateLimits("2/minute", "1MiB/minute")
         limits.spend_bytes(_principal("c-1"), MIB)
         limits.spend_bytes(_principal("c-2"), MIB)  # another credential's budget
         await limits.check(_principal("c-1"))  # its requests: a budget of their own

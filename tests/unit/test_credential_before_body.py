@@ -20,7 +20,7 @@ import pytest
 from fastapi import APIRouter, FastAPI, Request
 from prometheus_client import REGISTRY
 
-from services.core import access, auth, http, service_context
+from services.core import access, auth, http, rate_limits, service_context
 from services.router.service import verdicts
 
 PLATFORM = access.Principal("c-1", access.Role.PLATFORM, "helpdesk")
@@ -265,7 +265,7 @@ class TestARoleNotAdmittedIsRefusedBeforeTheBody:
                                                                service: Service) -> None:
         """The reports' route counts its keys' bytes, but a platform's are not its to
         count: its budget is left whole for the routes it may call."""
-        service_context.of(service.app).rate_limits = auth.RateLimits("1000/minute",
+        service_context.of(service.app).rate_limits = rate_limits.RateLimits("1000/minute",
                                                                       "1MiB/hour")
         for _ in range(2):
             assert (await service.call("POST", token=TOKEN, body=PADDED,
@@ -315,7 +315,7 @@ class TestRefusalsCounted:
 
     async def test_a_platform_over_its_rate_counts_as_a_platform_rate_limited(
             self, service: Service) -> None:
-        service_context.of(service.app).rate_limits = auth.RateLimits("1/minute")
+        service_context.of(service.app).rate_limits = rate_limits.RateLimits("1/minute")
         before = refusals("rate_limited", "platform")
         answers = [await service.call("POST", token=TOKEN, body=b"{}", path="/v1/rate-limited")
                    for _ in range(2)]
@@ -330,7 +330,7 @@ class TestBodyBytesWithinTheKeysBudget:
 
     @pytest.fixture
     def budgeted(self, service: Service) -> Service:
-        service_context.of(service.app).rate_limits = auth.RateLimits("1000/minute",
+        service_context.of(service.app).rate_limits = rate_limits.RateLimits("1000/minute",
                                                                       "1MiB/hour")
         return service
 

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from services.core import access, auth
+from services.core import access, auth, rate_limits
 
 
 def _principal(rate: str | None = None) -> access.Principal:
@@ -18,7 +18,7 @@ def _principal(rate: str | None = None) -> access.Principal:
 
 class TestRateLimits:
     async def test_over_the_limit_is_refused_with_retry_after(self) -> None:
-        limits = auth.RateLimits("3/minute")
+        limits = rate_limits.RateLimits("3/minute")
         for _ in range(3):
             await limits.check(_principal())
         with pytest.raises(auth.Refused) as refused:
@@ -27,12 +27,12 @@ class TestRateLimits:
         assert 1 <= int(refused.value.headers["Retry-After"]) <= 60
 
     async def test_a_credentials_own_rate_wins_over_the_default(self) -> None:
-        limits = auth.RateLimits("1/minute")
+        limits = rate_limits.RateLimits("1/minute")
         for _ in range(5):
             await limits.check(_principal("10/minute"))
 
     async def test_hits_start_no_threads(self) -> None:
-        limits = auth.RateLimits("1000/second")
+        limits = rate_limits.RateLimits("1000/second")
         await limits.check(_principal())
         before = threading.active_count()
         for _ in range(200):
@@ -40,11 +40,11 @@ class TestRateLimits:
         assert threading.active_count() <= before
 
     async def test_expired_windows_are_swept(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        limits = auth.RateLimits("5/second")
+        limits = rate_limits.RateLimits("5/second")
         await limits.check(_principal())
         assert any("/5/1/second" in key for key in limits._storage.storage)
-        clock = [auth.time.time()]
-        monkeypatch.setattr(auth.time, "time", lambda: clock[0])
+        clock = [rate_limits.time.time()]
+        monkeypatch.setattr(rate_limits.time, "time", lambda: clock[0])
         monkeypatch.setattr("limits.storage.memory.time.time", lambda: clock[0])
         clock[0] += 5  # past the window and the one after it
         limits._swept_at -= 2 * limits.SWEEP_SECONDS
@@ -57,7 +57,7 @@ class TestRateLimits:
     async def test_a_large_limit_holds_two_counters_not_every_hit(self) -> None:
         # 8,640,000 a day (100 a second): a moving window kept each hit of the day and
         # shifted them all on each hit. Two counters, whatever the limit or the hits.
-        limits = auth.RateLimits("3/second")
+        limits = rate_limits.RateLimits("3/second")
         for _ in range(5_000):
             await limits.check(_principal("8640000/day"))
         assert not any(limits._storage.events.values())
@@ -75,11 +75,11 @@ class TestRateLimits:
         send one more as soon as the next starts (windows start at multiples of their
         length): limits' sliding window counter rounds the last window's weighted count
         down. Then it is refused."""
-        start = (auth.time.time() // 60 + 10) * 60  # a window's start, ahead
+        start = (rate_limits.time.time() // 60 + 10) * 60  # a window's start, ahead
         clock = [start - 60 + used_at]
-        monkeypatch.setattr(auth.time, "time", lambda: clock[0])
+        monkeypatch.setattr(rate_limits.time, "time", lambda: clock[0])
         monkeypatch.setattr("limits.storage.memory.time.time", lambda: clock[0])
-        limits = auth.RateLimits("3/minute")
+        limits = rate_limits.RateLimits("3/minute")
         for _ in range(3):
             await limits.check(_principal())
         clock[0] = start - 60 + next_at
