@@ -15,11 +15,10 @@ import traceback
 from types import TracebackType
 
 import orjson
-from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 from pythonjsonlogger.orjson import OrjsonFormatter
 
-from services.core import data_paths, faults
+from services.core import data_paths
 from services.core.settings import Settings
 
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None] | tuple[None, None, None]
@@ -81,6 +80,12 @@ def said(error: BaseException) -> str:
     if isinstance(error, ValidationError):
         return data_paths.reasons(error.errors(include_input=False, include_url=False),
                                   whole="data")
+    # Imported here, not with this module: a process that logs without a Kafka client
+    # (the simulator) loads none (faults holds the client's errors too).
+    from aiokafka.errors import KafkaError
+
+    from services.core import faults
+
     if isinstance(error, (*faults.SPEAKING, OSError, KafkaError)) \
             or faults.classify(error) is not faults.Fault.RECORD:
         return str(error)
