@@ -5,7 +5,9 @@ which may be personal data (`attributes.Jane Doe`). A part of the path is quoted
 it is a field of the data the pipeline reads or a word its types allow by name (FIELD_NAMES:
 a `deadlines` key such as `resolution`), the name pydantic gives a choice of a field's union
 (UNION_CHOICES: a tier's `str-enum[Tier]`) or an index; any other is told by its length
-alone. Pure."""
+alone. A service's own records that core does not import (a callback's `CallbackData`)
+are made known by the module defining them (`know`), so their fields are named too. Pure
+but for that list, which only grows by schemas' names."""
 
 from __future__ import annotations
 
@@ -84,7 +86,15 @@ def _union_choices(*models: type[BaseModel]) -> frozenset[str]:
 
 
 UNION_CHOICES = _union_choices(tickets.RoutedTicket, events.TicketEvent)
-_KNOWN = FIELD_NAMES | UNION_CHOICES
+# The names quoted: the pipeline's, and those of the models made known since (`know`).
+_known: set[str] = set(FIELD_NAMES | UNION_CHOICES)
+
+
+def know(*models: type[BaseModel]) -> None:
+    """Name in errors the fields of `models` (and of the models they hold, their
+    Literals' words and their unions' choices) as the pipeline's own are named: for a
+    service's records that core does not import, called where they are defined."""
+    _known.update(_field_names(*models) | _union_choices(*models))
 
 
 def path_of(loc: Sequence[int | str], *, whole: str = "record") -> str:
@@ -93,7 +103,7 @@ def path_of(loc: Sequence[int | str], *, whole: str = "record") -> str:
 
 
 def _shown(part: int | str) -> str:
-    if isinstance(part, int) or part in _KNOWN or part == _KEY_MARKER:
+    if isinstance(part, int) or part in _known or part == _KEY_MARKER:
         return str(part)
     return f"(an unknown name: {len(part)} characters, not shown)"
 

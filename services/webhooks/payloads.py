@@ -16,7 +16,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from pydantic.config import JsonDict
 from pydantic.json_schema import SkipJsonSchema
 
-from services.core import envelope, events, tickets
+from services.core import data_paths, envelope, events, tickets
 from services.webhooks import catalog
 
 
@@ -49,6 +49,11 @@ class Callback(BaseModel):
                       json_schema_extra=_TYPES)
     timestamp: AwareDatetime = Field(description="When the event happened (data.occurred_at)")
     data: CallbackData
+
+
+# A callback refused (building its body in the outbox writer) names its fields, as a
+# pipeline's record does (`correlation_id`, not an unknown name).
+data_paths.know(Callback, CallbackData)
 
 
 def callback_of(lifecycle: events.TicketEvent, *, correlation_id: str) -> Callback:

@@ -8,9 +8,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from services.core import data_paths, events, faults, tickets
+from services.core import data_paths, envelope, events, faults, tickets
+from services.webhooks import payloads
 
 NOW = datetime(2026, 1, 31, 9, 30, tzinfo=UTC)
 
@@ -20,8 +21,7 @@ def ticket(**changed: Any) -> dict[str, Any]:
             "channel": "email", "received_at": NOW.isoformat(), **changed}
 
 
-def reason_of(model: type[tickets.Ticket] | type[events.TicketEvent],
-              data: dict[str, Any]) -> str:
+def reason_of(model: type[BaseModel], data: dict[str, Any]) -> str:
     with pytest.raises(ValidationError) as refused:
         model.model_validate(data)
     return faults.reason(refused.value)
@@ -97,3 +97,27 @@ class TestFieldsAreNamed:
             "segmentation.tier.str-enum[Tier]: Input should be 'most_valuable',"
             " 'most_growable', 'existing' or 'potential'; segmentation.tier.literal['unknown']:"
             " Input should be 'unknown'")
+
+
+class TestAServicesOwnRecordsAreNamed:
+    """A callback's data (services.webhooks, which core does not import) is made known by
+    the module defining it: its fields are named as the pipeline's are, a writer's key is
+    still told by its length."""
+
+    def callback_data(self, **changed: Any) -> dict[str, Any]:
+        return {"ticket_id": "t-1", "type": "ticket.routed", "occurred_at": NOW.isoformat(),
+                "correlation_id": "c-1", **changed}
+
+    def test_a_callbacks_correlation_id_is_named(self) -> None:
+        too_long = "Jane Doe " * envelope.MAX_CORRELATION_ID
+        reason = reason_of(payloads.CallbackData, self.callback_data(correlation_id=too_long))
+        assert reason == (f"correlation_id: String should have at most"
+                          f" {envelope.MAX_CORRELATION_ID} characters")
+
+    def test_a_writers_key_in_a_callbacks_data_is_not_named(self) -> None:
+        reason = reason_of(payloads.CallbackData, self.callback_data(
+            correlation_id=["c-1"], outcomes={"Jane Doe": "late"}))
+        assert "Jane" not in reason
+        assert reason == (
+            "outcomes.(an unknown name: 8 characters, not shown): Input should be 'met' or"
+            " 'missed'; correlation_id: Input should be a valid string")

@@ -1,7 +1,8 @@
 """A record read from Kafka and refused is told in logs and dead-letter headers by
 faults.reason: by its fields and what was wrong, never by what it holds. Swept over every
-field and map key of the records the stages read, with text holding personal data put
-where it does not fit: a validator that starts quoting its input fails here.
+field and map key of the records the stages read (and a callback's data, which the
+outbox writer builds from one), with text holding personal data put where it does not
+fit: a validator that starts quoting its input fails here.
 
 Customer import rows are swept too: their reasons come back in answers and logs."""
 
@@ -18,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 
 from services.core import events, faults, tickets
 from services.segmenter import rows
+from services.webhooks import payloads
 
 SENTINEL = "Jane Doe 1980-01-01 jane@example.org"
 # Its words as a reason must not show them, whatever the case.
@@ -42,6 +44,8 @@ EVENT: dict[str, Any] = {
     "priority": 2, "first_response_deadline": NOW, "platform": "shop",
     "deadlines": {"resolution": NOW}, "paused": False, "target": "resolution", "level": 1,
     "outcomes": {"first_response": "met"}}
+# A callback's data (services.webhooks): the event, with the ticket's correlation id.
+CALLBACK_DATA: dict[str, Any] = {**EVENT, "correlation_id": "c-1"}
 
 
 def carriers(text: str) -> list[Any]:
@@ -100,8 +104,9 @@ def quoted(reason: str) -> list[str]:
 
 @pytest.mark.parametrize(("model", "data"), [
     (tickets.Ticket, ROUTED_TICKET), (tickets.SegmentedTicket, ROUTED_TICKET),
-    (tickets.RoutedTicket, ROUTED_TICKET), (events.TicketEvent, EVENT)],
-    ids=["Ticket", "SegmentedTicket", "RoutedTicket", "TicketEvent"])
+    (tickets.RoutedTicket, ROUTED_TICKET), (events.TicketEvent, EVENT),
+    (payloads.CallbackData, CALLBACK_DATA)],
+    ids=["Ticket", "SegmentedTicket", "RoutedTicket", "TicketEvent", "CallbackData"])
 def test_a_refused_records_reason_quotes_none_of_its_values(
         model: type[BaseModel], data: dict[str, Any]) -> None:
     model.model_validate(data)  # the record as written is valid: each change is refused
