@@ -11,7 +11,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import yaml
 
-from services.core import tickets, versions
+from services.core import tickets, unicode_errors, versions
 
 
 class ConfigError(ValueError):
@@ -123,8 +123,11 @@ async def parse_off_the_loop(parse: Callable[_P, _T], *args: _P.args, **kwargs: 
 def read_text(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise ConfigError(path, None, None, f"cannot read the file: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(path, None, None, "cannot read the file: it is not UTF-8 text ("
+                          + unicode_errors.problem(exc) + ")") from exc
 
 
 # The most a configuration file may hold, written out as UTF-8. The files people edit

@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from services.core import identifiers, moments, topics
+from services.core import identifiers, moments, topics, unicode_errors
 
 SPEC_VERSION = "1.0"
 CONTENT_TYPE = "application/json"
@@ -177,7 +177,8 @@ def encode(topic: str, key: str, event: Event, *,
     try:
         record = Record(topic, key.encode(), to_value(event), to_headers(event))
     except UnicodeEncodeError as exc:
-        raise Unserialisable(f"the event's key or attributes are not text: {exc}") from exc
+        raise Unserialisable("the event's key or attributes are not text: "
+                             + unicode_errors.problem(exc)) from exc
     if record.size > max_bytes:
         raise Unserialisable(f"the record would be {record.size} bytes; at most {max_bytes}"
                              " are accepted")

@@ -28,6 +28,7 @@ from services.core import (
     json_bodies,
     moments,
     request_bodies,
+    unicode_errors,
 )
 
 logger = logging.getLogger(__name__)
@@ -309,7 +310,7 @@ def _unreadable_body(error: HTTPException) -> str | None:
         return None
     cause = error.__cause__
     if isinstance(cause, UnicodeDecodeError):
-        return f"the body is not UTF-8 text (byte {cause.start} is not valid UTF-8); {_SEND_JSON}"
+        return f"the body is not UTF-8 text ({unicode_errors.problem(cause)}); {_SEND_JSON}"
     if isinstance(cause, body_limit.NotUtf8):
         return body_limit.NOT_UTF8
     if isinstance(cause, RecursionError):

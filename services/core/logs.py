@@ -18,7 +18,7 @@ import orjson
 from pydantic import ValidationError
 from pythonjsonlogger.orjson import OrjsonFormatter
 
-from services.core import data_paths
+from services.core import data_paths, unicode_errors
 from services.core.settings import Settings
 
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None] | tuple[None, None, None]
@@ -75,11 +75,14 @@ def said(error: BaseException) -> str:
     without its values (faults.SPEAKING), the broker's and the system's (OSError: a
     connection, a file), a store's outage or conflict (faults.classify: unreachable,
     timed out, locked, a deadlock: what ops on call read first, never a row); pydantic's
-    as faults.reason words it (fields, never input); any other's (a store's refusal of a
+    as faults.reason words it (fields, never input); a codec's by where and why
+    (unicode_errors: never the character or bytes); any other's (a store's refusal of a
     row, a library's) not at all."""
     if isinstance(error, ValidationError):
         return data_paths.reasons(error.errors(include_input=False, include_url=False),
                                   whole="data")
+    if isinstance(error, UnicodeError):
+        return unicode_errors.problem(error)
     # Imported here, not with this module: a process that logs without a Kafka client
     # (the simulator) loads none (faults holds the client's errors too).
     from aiokafka.errors import KafkaError

@@ -32,6 +32,8 @@ import httpcore
 import httpx
 from httpx._utils import URLPattern, get_environment_proxies
 
+from services.core import unicode_errors
+
 # How long a connect to one address runs alone before the next is tried beside it
 # (anyio's, RFC 8305's).
 NEXT_ADDRESS_AFTER_SECONDS = 0.25
@@ -108,8 +110,12 @@ class OwnLookups(httpcore.AsyncNetworkBackend):
                 found = await asyncio.get_running_loop().run_in_executor(self._threads, lookup)
         except TimeoutError as error:
             raise httpcore.ConnectTimeout(f"no address for {host} in {within:g} s") from error
-        except (OSError, UnicodeError) as error:  # socket.gaierror among them
+        except OSError as error:  # socket.gaierror among them
             raise httpcore.ConnectError(f"{type(error).__name__}: {error}") from error
+        except UnicodeError as error:  # a name the IDNA codec refuses
+            raise httpcore.ConnectError(f"{type(error).__name__}: the host's name cannot be"
+                                        f" looked up: {unicode_errors.problem(error)}"
+                                        ) from error
         ordered: list[str] = []
         for family in (socket.AF_INET6, socket.AF_INET):
             first = next((str(sockaddr[0]) for af, *_, sockaddr in found if af == family),
