@@ -5,7 +5,7 @@ themselves are in `services.core.access`."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
@@ -243,33 +243,48 @@ def _counts_requests(scope: Any) -> bool:
     return any(credential.rate_limited for credential in _credential_dependencies(scope))
 
 
-def _credential_dependencies(scope: Any) -> list[_Credential]:
+# A route's credential dependencies, found once and kept on the object holding its
+# dependency tree (the route, or its inclusion's context), with that tree: they live and
+# die with the route, app by app. FastAPI's Dependant can be neither hashed nor weakly
+# referenced, nor its routes hashed: no WeakKeyDictionary.
+_FOUND = "_routing_credential_dependencies"
+
+
+def _credential_dependencies(scope: Any) -> tuple[_Credential, ...]:
     """The matched route's credential dependencies (a router's, its own, or one a
     dependency of its depends on), in the order the framework solves them (a
     dependency's own before it, first to last): the first that refuses a request gives
-    the answer."""
-    found: list[_Credential] = []
-
-    def walk(dependant: Any) -> None:
-        for dependency in dependant.dependencies:
-            walk(dependency)
-            if isinstance(dependency.call, _Credential):
-                found.append(dependency.call)
-
-    dependant = _solved_dependant(scope)
-    if dependant is not None:
-        walk(dependant)
-    return found
+    the answer. Found once a route: its dependencies are fixed when it is built, and
+    asked for before every body, and every chunk of a chunked one."""
+    solved = _solved_route(scope)
+    if solved is None:
+        return ()
+    dependant = solved.dependant
+    found: tuple[Any, tuple[_Credential, ...]] | None = getattr(solved, _FOUND, None)
+    if found is None or found[0] is not dependant:
+        found = (dependant, tuple(_credentials_in(dependant)))
+        setattr(solved, _FOUND, found)
+    return found[1]
 
 
-def _solved_dependant(scope: Any) -> Any:
-    """What the framework solves for the matched route: for a route of an included
-    router, its inclusion's (the dependencies given where it was included, and those of
-    the routers it is included in, with its own; the pinned FastAPI's scope entry), which
-    the route's own lacks; else the route's."""
+def _credentials_in(dependant: Any) -> Iterator[_Credential]:
+    for dependency in dependant.dependencies:
+        yield from _credentials_in(dependency)
+        if isinstance(dependency.call, _Credential):
+            yield dependency.call
+
+
+def _solved_route(scope: Any) -> Any:
+    """What the framework solves the dependencies of for the matched route: for a route
+    of an included router, its inclusion's context (the dependencies given where it was
+    included, and those of the routers it is included in, with its own; the pinned
+    FastAPI's scope entry), which the route's own lacks; else the route; None for a
+    route without dependencies (not FastAPI's)."""
     included = scope.get("fastapi", {}).get("effective_route_context")
-    return (getattr(included, "dependant", None)
-            or getattr(scope.get("route"), "dependant", None))
+    if getattr(included, "dependant", None) is not None:
+        return included
+    route = scope.get("route")
+    return route if getattr(route, "dependant", None) is not None else None
 
 
 def require(*roles: access.Role, rate_limited: bool = False,

@@ -13,11 +13,11 @@ import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
 import pytest
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from prometheus_client import REGISTRY
 
 from services.core import access, auth, http, rate_limits, service_context
@@ -40,6 +40,11 @@ class Credentials:
         if self.down:
             raise ConnectionRefusedError("the store is down")
         return self.principal if token == TOKEN else None
+
+
+async def admins_note(principal: auth.Admin) -> str:
+    """A dependency that needs an admin's credential itself."""
+    return principal.credential_id
 
 
 class Service:
@@ -99,6 +104,24 @@ class Service:
         outer = APIRouter(dependencies=auth.ADMIN_ONLY)
         outer.include_router(inner)
         self.app.include_router(outer)
+
+        @self.app.post("/v1/through-a-dependency")
+        async def through_a_dependency(note: Annotated[str, Depends(admins_note)],
+                                       body: dict[str, Any]) -> dict[str, str]:
+            return {}
+
+        # One router included under three sets of dependencies: its route is a route of
+        # each inclusion's, answered by that inclusion's dependencies alone.
+        shared = APIRouter()
+
+        @shared.post("/shared")
+        async def shared_post(body: dict[str, Any]) -> dict[str, str]:
+            return {}
+
+        self.app.include_router(shared, prefix="/v1/open")
+        self.app.include_router(shared, prefix="/v1/admins", dependencies=auth.ADMIN_ONLY)
+        self.app.include_router(shared, prefix="/v1/counted", dependencies=[
+            Depends(auth.require(access.Role.PLATFORM, rate_limited=True))])
 
         http.install(self.app, ready=lambda: True,
                      streamed_uploads={("POST", "/v1/things/import")})
@@ -225,6 +248,10 @@ class TestARoleNotAdmittedIsRefusedBeforeTheBody:
          "this needs a credential of role department or admin; yours is a platform"
          " credential"),
         (PLATFORM, "/v1/included",
+         "this needs a credential of role admin; yours is a platform credential"),
+        (PLATFORM, "/v1/through-a-dependency",
+         "this needs a credential of role admin; yours is a platform credential"),
+        (PLATFORM, "/v1/admins/shared",
          "this needs a credential of role admin; yours is a platform credential")])
     @pytest.mark.parametrize("chunked", [False, True])
     async def test_the_body_is_never_read(self, service: Service, principal: access.Principal,
@@ -242,7 +269,8 @@ class TestARoleNotAdmittedIsRefusedBeforeTheBody:
 
     @pytest.mark.parametrize(("principal", "path"), [
         (PLATFORM, "/v1/admin-body"), (DEPARTMENT, "/v1/platforms"),
-        (PLATFORM, "/v1/reports"), (ADMIN, "/v1/rate-limited"), (PLATFORM, "/v1/included")])
+        (PLATFORM, "/v1/reports"), (ADMIN, "/v1/rate-limited"), (PLATFORM, "/v1/included"),
+        (PLATFORM, "/v1/through-a-dependency")])
     async def test_the_answer_is_the_dependencys(self, service: Service,
                                                  principal: access.Principal,
                                                  path: str) -> None:
@@ -273,6 +301,14 @@ class TestARoleNotAdmittedIsRefusedBeforeTheBody:
         status, _answer = await service.call("POST", token=TOKEN, body=PADDED,
                                              path="/v1/rate-limited")
         assert status == 200  # 1.2 MB spent on the reports would leave no room for it
+
+    async def test_a_router_included_twice_is_answered_by_each_inclusion(
+            self, service: Service) -> None:
+        for path, status in [("/v1/open/shared", 200), ("/v1/admins/shared", 403),
+                             ("/v1/open/shared", 200)]:
+            answer = await service.call("POST", token=TOKEN, body=b"{}", path=path,
+                                        unread=status == 403)
+            assert answer[0] == status, path
 
     async def test_an_admitted_role_reads_on(self, service: Service) -> None:
         service.credentials.principal = DEPARTMENT
@@ -373,6 +409,15 @@ class TestBodyBytesWithinTheKeysBudget:
         status, answer = await budgeted.call("POST", token=TOKEN, body=PADDED,
                                              path="/v1/rate-limited")
         assert (status, answer["error"]) == (429, "byte_rate_limited")
+
+    async def test_an_inclusion_that_counts_requests_counts_bytes(
+            self, budgeted: Service) -> None:
+        """The same router's route, included where its dependencies count requests and
+        where they do not: bytes are spent on the first alone."""
+        for path, status in [("/v1/open/shared", 200), ("/v1/counted/shared", 200),
+                             ("/v1/open/shared", 200), ("/v1/counted/shared", 429)]:
+            assert (await budgeted.call("POST", token=TOKEN, body=PADDED,
+                                        path=path))[0] == status, path
 
     async def test_routes_that_count_no_requests_count_no_bytes(
             self, budgeted: Service) -> None:
