@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from fastapi import APIRouter
 
 from services.core import access, kafka, topics
 from services.core.credentials import Credentials
@@ -39,12 +42,24 @@ class Router:
     routed: RoutedTickets
     credentials: Credentials
 
+    async def key(self, role: access.Role, subject: str | None,
+                  rate_limit: str | None = None) -> dict[str, str]:
+        """The headers of a fresh key of `role` for `subject`, with its own rate limit
+        (else none)."""
+        _credential, token = await self.credentials.issue(
+            role, subject, label="tests", rate_limit=rate_limit)
+        return credentials.bearer(token)
+
     async def platform_key(self, rate_limit: str, platform: str = PLATFORM,
                            ) -> dict[str, str]:
         """The headers of a fresh key of `platform` with its own rate limit."""
-        _credential, token = await self.credentials.issue(
-            access.Role.PLATFORM, platform, label="tests", rate_limit=rate_limit)
-        return credentials.bearer(token)
+        return await self.key(access.Role.PLATFORM, platform, rate_limit)
+
+    async def ticket(self) -> str:
+        """A ticket of PLATFORM routed to customer_care ten minutes ago: its id."""
+        ticket_id, _ = await routed_ticket(self.routed, "customer_care",
+                                           spent=timedelta(minutes=10), platform=PLATFORM)
+        return ticket_id
 
     async def post_ticket(self, key: dict[str, str], *, size: int | None = None,
                           chunked: bool = False) -> httpx.Response:
@@ -65,45 +80,67 @@ class Router:
         return await self.client.post(f"/v1/tickets/{ticket_id}/customer-replies", json={},
                                       headers=key)
 
+    async def report(self, ticket_id: str, key: dict[str, str], body: bytes,
+                     ) -> httpx.Response:
+        """A department's report on the ticket, `body` sent as it is."""
+        return await self.client.post(f"/v1/tickets/{ticket_id}/events", content=body,
+                                      headers=key)
+
 
 TICKET = {"customer_id": "c-1", "subject": "a question", "body": "where is my order?",
           "channel": "web"}
 
 
+@asynccontextmanager
+async def serving(database_url: str, kafka_bootstrap: str, tmp_path: Path, *apis: APIRouter,
+                  **settings_given: Any) -> AsyncIterator[Router]:
+    """`apis` over TABLE, with the settings given (router_apis)."""
+    table = tmp_path / "routing.yaml"
+    table.write_text(TABLE, encoding="utf-8")
+    async with router_apis(database_url, kafka_bootstrap, table, *apis,
+                           **settings_given) as served:
+        yield Router(served.client, served.routed, served.credentials)
+
+
 @pytest.fixture
 async def router(database_url: str, kafka_bootstrap: str,
                  tmp_path: Path) -> AsyncIterator[Router]:
-    table = tmp_path / "routing.yaml"
-    table.write_text(TABLE, encoding="utf-8")
-    async with router_apis(database_url, kafka_bootstrap, table, intake.api,
-                           platform_reports.api, tickets_api.api) as apis:
-        yield Router(apis.client, apis.routed, apis.credentials)
+    async with serving(database_url, kafka_bootstrap, tmp_path, intake.api,
+                       platform_reports.api, tickets_api.api) as served:
+        yield served
 
 
 # The least a byte budget may be (a window holds the largest body), over a day: its
 # window's end, when the last window's count starts to weigh less, is far off.
 BYTE_BUDGET = "1MiB/day"
 MIB = 1 << 20
+REPORT = b'{"type": "picked_up"}'
+# A report padded with spaces to a byte short of the budget.
+PADDED_REPORT = REPORT + b" " * (MIB - 1 - len(REPORT))
 
 
 @pytest.fixture
 async def budgeted(database_url: str, kafka_bootstrap: str,
                    tmp_path: Path) -> AsyncIterator[Router]:
-    table = tmp_path / "routing.yaml"
-    table.write_text(TABLE, encoding="utf-8")
     # The intake publishes the tickets there (router_apis makes tickets.events).
     await kafka.ensure_topics(Settings(kafka_bootstrap_servers=kafka_bootstrap),
                               [topics.INCOMING])
-    async with router_apis(database_url, kafka_bootstrap, table, intake.api,
-                           platform_reports.api, intake_byte_rate_limit=BYTE_BUDGET) as apis:
-        yield Router(apis.client, apis.routed, apis.credentials)
+    async with serving(database_url, kafka_bootstrap, tmp_path, intake.api,
+                       platform_reports.api, intake_byte_rate_limit=BYTE_BUDGET) as served:
+        yield served
+
+
+async def a_ticket_and_its_desk(router: Router) -> tuple[str, dict[str, str]]:
+    """A ticket routed to customer_care, and the headers of a fresh customer_care key
+    (no rate limit of its own) sending JSON."""
+    desk = await router.key(access.Role.DEPARTMENT, "customer_care")
+    return await router.ticket(), {**desk, "content-type": "application/json"}
 
 
 class TestCustomerRepliesWithinTheKeysRateLimit:
     async def test_replies_past_the_keys_budget_are_refused_with_retry_after(
             self, router: Router) -> None:
-        ticket_id, _ = await routed_ticket(router.routed, "customer_care",
-                                           spent=timedelta(minutes=10), platform=PLATFORM)
+        ticket_id = await router.ticket()
         limited = await router.platform_key("3/minute")
 
         answers = [await router.reply(ticket_id, limited) for _ in range(4)]
@@ -116,15 +153,12 @@ class TestCustomerRepliesWithinTheKeysRateLimit:
         assert (await router.reply(ticket_id, other)).status_code == 202
 
     async def test_replies_spend_the_budget_the_intake_counts(self, router: Router) -> None:
-        ticket_id, _ = await routed_ticket(router.routed, "customer_care",
-                                           spent=timedelta(minutes=10), platform=PLATFORM)
+        ticket_id = await router.ticket()
         limited = await router.platform_key("2/minute")
         for _ in range(2):
             assert (await router.reply(ticket_id, limited)).status_code == 202
 
-        posted = await router.client.post("/v1/tickets", headers=limited, json={
-            "customer_id": "c-1", "subject": "a question", "body": "where is my order?",
-            "channel": "web"})
+        posted = await router.client.post("/v1/tickets", headers=limited, json=TICKET)
 
         assert posted.status_code == 429
         assert 1 <= int(posted.headers["Retry-After"]) <= 60
@@ -136,11 +170,8 @@ class TestDepartmentReportsWithinTheKeysRateLimit:
         """Each report rewrites the ticket's state and trace in the store: one
         department's flood of them slowed every caller (15,000 `picked_up` in a row on
         one ticket). Its key has a budget as a platform's has."""
-        ticket_id, _ = await routed_ticket(router.routed, "customer_care",
-                                           spent=timedelta(minutes=10), platform=PLATFORM)
-        _credential, token = await router.credentials.issue(
-            access.Role.DEPARTMENT, "customer_care", label="tests", rate_limit="3/minute")
-        desk = credentials.bearer(token)
+        ticket_id = await router.ticket()
+        desk = await router.key(access.Role.DEPARTMENT, "customer_care", "3/minute")
 
         answers = [await router.client.post(f"/v1/tickets/{ticket_id}/events",
                                             json={"type": "picked_up"}, headers=desk)
@@ -152,11 +183,8 @@ class TestDepartmentReportsWithinTheKeysRateLimit:
 
     async def test_a_departments_priority_changes_spend_the_same_budget(
             self, router: Router) -> None:
-        ticket_id, _ = await routed_ticket(router.routed, "customer_care",
-                                           spent=timedelta(minutes=10), platform=PLATFORM)
-        _credential, token = await router.credentials.issue(
-            access.Role.DEPARTMENT, "customer_care", label="tests", rate_limit="3/minute")
-        desk = credentials.bearer(token)
+        ticket_id = await router.ticket()
+        desk = await router.key(access.Role.DEPARTMENT, "customer_care", "3/minute")
         reported = await router.client.post(f"/v1/tickets/{ticket_id}/events",
                                              json={"type": "picked_up"}, headers=desk)
         answers = [await router.client.post(
@@ -166,11 +194,8 @@ class TestDepartmentReportsWithinTheKeysRateLimit:
         assert answers[-1].json()["error"] == "rate_limited"
 
     async def test_an_admins_changes_have_a_budget_too(self, router: Router) -> None:
-        ticket_id, _ = await routed_ticket(router.routed, "customer_care",
-                                           spent=timedelta(minutes=10), platform=PLATFORM)
-        _credential, token = await router.credentials.issue(
-            access.Role.ADMIN, None, label="tests", rate_limit="2/minute")
-        admin = credentials.bearer(token)
+        ticket_id = await router.ticket()
+        admin = await router.key(access.Role.ADMIN, None, "2/minute")
         answers = [await router.client.post(
             f"/v1/tickets/{ticket_id}/priority", json={"priority": priority, "reason": "r"},
             headers=admin) for priority in (1, 2, 4)]
@@ -191,8 +216,7 @@ class TestBodyBytesWithinTheKeysBudget:
     async def test_a_key_over_its_budget_is_refused_and_the_others_still_served(
             self, budgeted: Router) -> None:
         heavy = await budgeted.platform_key("1000/minute")  # requests: far within
-        ticket_id, _ = await routed_ticket(budgeted.routed, "customer_care",
-                                           spent=timedelta(minutes=10), platform=PLATFORM)
+        ticket_id = await budgeted.ticket()
         assert (await budgeted.post_ticket(heavy, size=MIB - 1)).status_code == 202
 
         over = [await budgeted.post_ticket(heavy), await budgeted.post_ticket(heavy, chunked=True),
@@ -212,17 +236,10 @@ class TestBodyBytesWithinTheKeysBudget:
 
     async def test_a_departments_reports_spend_a_budget_too(self, budgeted: Router) -> None:
         """The routes its requests are counted on: reports, as the platform's posts."""
-        ticket_id, _ = await routed_ticket(budgeted.routed, "customer_care",
-                                           spent=timedelta(minutes=10), platform=PLATFORM)
-        _credential, token = await budgeted.credentials.issue(
-            access.Role.DEPARTMENT, "customer_care", label="tests")
-        desk = {**credentials.bearer(token), "content-type": "application/json"}
-        report = b'{"type": "picked_up"}'
-        padded = report + b" " * (MIB - 1 - len(report))
+        ticket_id, desk = await a_ticket_and_its_desk(budgeted)
 
-        answers = [await budgeted.client.post(f"/v1/tickets/{ticket_id}/events",
-                                              content=body, headers=desk)
-                   for body in (padded, report)]
+        answers = [await budgeted.report(ticket_id, desk, body)
+                   for body in (PADDED_REPORT, REPORT)]
 
         assert [answer.status_code for answer in answers] == [202, 429]
         assert answers[-1].json()["error"] == "byte_rate_limited"
@@ -240,16 +257,12 @@ class TestARoleNotAdmittedSpendsNoBytes:
     none of its budget of bytes spent on it."""
 
     async def test_a_platforms_body_to_a_departments_route(self, budgeted: Router) -> None:
-        ticket_id, _ = await routed_ticket(budgeted.routed, "customer_care",
-                                           spent=timedelta(minutes=10), platform=PLATFORM)
+        ticket_id = await budgeted.ticket()
         key = {**await budgeted.platform_key("1000/minute"),
                "content-type": "application/json"}
-        report = b'{"type": "picked_up"}'
-        padded = report + b" " * (MIB - 1 - len(report))
 
-        answers = [await budgeted.client.post(f"/v1/tickets/{ticket_id}/events",
-                                              content=body, headers=key)
-                   for body in (padded, padded, b"")]
+        answers = [await budgeted.report(ticket_id, key, body)
+                   for body in (PADDED_REPORT, PADDED_REPORT, b"")]
 
         assert [answer.status_code for answer in answers] == [403, 403, 403]
         # With a body or without (the route's dependency then): one answer.
@@ -260,17 +273,10 @@ class TestARoleNotAdmittedSpendsNoBytes:
         assert (await budgeted.post_ticket(key, size=MIB - 1)).status_code == 202
 
     async def test_a_departments_body_to_the_platforms_route(self, budgeted: Router) -> None:
-        ticket_id, _ = await routed_ticket(budgeted.routed, "customer_care",
-                                           spent=timedelta(minutes=10), platform=PLATFORM)
-        _credential, token = await budgeted.credentials.issue(
-            access.Role.DEPARTMENT, "customer_care", label="tests")
-        desk = {**credentials.bearer(token), "content-type": "application/json"}
+        ticket_id, desk = await a_ticket_and_its_desk(budgeted)
 
         posted = await budgeted.post_ticket(desk, size=MIB - 1)
 
         assert (posted.status_code, posted.json()["error"]) == (403, "forbidden")
-        report = b'{"type": "picked_up"}'
-        padded = report + b" " * (MIB - 1 - len(report))
-        reported = await budgeted.client.post(f"/v1/tickets/{ticket_id}/events",
-                                              content=padded, headers=desk)
+        reported = await budgeted.report(ticket_id, desk, PADDED_REPORT)
         assert reported.status_code == 202
