@@ -67,6 +67,26 @@ def routed_ticket(router: Wired, *, clocks: bool = True) -> Dispatch:
     return dispatch
 
 
+def public_sectors_failed_checks() -> float | None:
+    """routing_router_clock_checks_failed_total for public_sector, as it stands."""
+    return REGISTRY.get_sample_value("routing_router_clock_checks_failed_total",
+                                     {"department": "public_sector"})
+
+
+async def refused_back_to_public_sector(router: Wired, principal: access.Principal,
+                                        asked: datetime) -> None:
+    """`principal`'s transfer of t-1 to public_sector, where it is, asked at `asked` and
+    again 10 s later: each refused as to the department it is in."""
+    for again in (0, 10):
+        answer = await service.transfer(
+            "t-1", to_department="public_sector", reason="mine", from_department=None,
+            principal=principal, routed=router.routed, publisher=router.publisher,
+            table=router.router.table.current, queue_for=router.router.queue_for,
+            now=asked + timedelta(seconds=again))
+        assert answer == Refused(Refusal.CONFLICT, "the ticket is already there",
+                                 "same_department")
+
+
 class TestRoute:
     def test_a_government_ticket_goes_to_public_sector_within_its_target(self) -> None:
         router = wired()
@@ -278,6 +298,14 @@ class TestATransferJustAfterADeadline:
 
     async def watch(self, router: Wired, at: datetime) -> None:
         await TestEscalateDue().escalate(router, at)
+
+    @staticmethod
+    def its_breach_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+        """The breach's notice fails for the ticket's own reason."""
+        def cannot(*args: object, **kwargs: object) -> bool:
+            raise ValueError("the calendar does not open within ten years")
+
+        monkeypatch.setattr(clock_notices, "escalation", cannot)
 
     async def transfer(self, router: Wired, principal: access.Principal
                        ) -> service.Transferred | Refused:
@@ -564,18 +592,12 @@ class TestATransferJustAfterADeadline:
         """As the watch treats it (checked again later, counted): the transfer is made on
         the ticket as it is, not refused or failed for a notice it could not send."""
         router = self.router(tmp_path)
-
-        def cannot(*args: object, **kwargs: object) -> bool:
-            raise ValueError("the calendar does not open within ten years")
-
-        monkeypatch.setattr(clock_notices, "escalation", cannot)
-        failed = REGISTRY.get_sample_value("routing_router_clock_checks_failed_total",
-                                           {"department": "public_sector"}) or 0.0
+        self.its_breach_fails(monkeypatch)
+        failed = public_sectors_failed_checks() or 0.0
         assert await self.transfer(router, ADMIN) == service.Transferred("t-1",
                                                                          "customer_care")
         assert router.routed.rows["t-1"].department == "customer_care"
-        assert REGISTRY.get_sample_value("routing_router_clock_checks_failed_total",
-                                         {"department": "public_sector"}) == failed + 1
+        assert public_sectors_failed_checks() == failed + 1
 
     async def test_a_breach_that_failed_before_a_refused_transfer_waits_as_the_watchs(
             self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -584,27 +606,14 @@ class TestATransferJustAfterADeadline:
         CHECK_AGAIN_AFTER_FAILURE later, as the watch would have it: the transfer asked
         again, and the watch meanwhile, do not try it (nor count it) again before."""
         router = self.router(tmp_path)
-
-        def cannot(*args: object, **kwargs: object) -> bool:
-            raise ValueError("the calendar does not open within ten years")
-
-        monkeypatch.setattr(clock_notices, "escalation", cannot)
-        failed = REGISTRY.get_sample_value("routing_router_clock_checks_failed_total",
-                                           {"department": "public_sector"}) or 0.0
+        self.its_breach_fails(monkeypatch)
+        failed = public_sectors_failed_checks() or 0.0
         asked = self.MISSED + timedelta(seconds=3)
-        for again in (0, 10):
-            answer = await service.transfer(
-                "t-1", to_department="public_sector", reason="mine", from_department=None,
-                principal=PUBLIC_SECTOR, routed=router.routed, publisher=router.publisher,
-                table=router.router.table.current, queue_for=router.router.queue_for,
-                now=asked + timedelta(seconds=again))
-            assert answer == Refused(Refusal.CONFLICT, "the ticket is already there",
-                                     "same_department")
+        await refused_back_to_public_sector(router, PUBLIC_SECTOR, asked)
         await self.watch(router, asked + timedelta(seconds=15))
         row = router.routed.rows["t-1"]
         assert row.next_clock_check == asked + clock_watch.CHECK_AGAIN_AFTER_FAILURE
-        assert REGISTRY.get_sample_value("routing_router_clock_checks_failed_total",
-                                         {"department": "public_sector"}) == failed + 1
+        assert public_sectors_failed_checks() == failed + 1
 
     async def test_kafka_unavailable_for_the_breach_is_unavailable(
             self, tmp_path: Path) -> None:
@@ -654,6 +663,14 @@ class TestATicketWithoutClocksJustAfterItsDeadline:
         return answer
 
     @staticmethod
+    def its_escalation_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+        """The escalation fails for the ticket's own reason."""
+        def cannot(*args: object, **kwargs: object) -> object:
+            raise ValueError("the table in force cannot say where it goes")
+
+        monkeypatch.setattr(escalation_targets, "on_breach", cannot)
+
+    @staticmethod
     def handed(router: Wired) -> list[tuple[str, str, str]]:
         return [(step["step"], step["from"], step["to"])
                 for step in router.routed.rows["t-1"].trace
@@ -689,11 +706,7 @@ class TestATicketWithoutClocksJustAfterItsDeadline:
         check moved on) is made on the ticket as it is then, in the same request, not
         refused as changed since it was read."""
         router = self.router()
-
-        def cannot(*args: object, **kwargs: object) -> object:
-            raise ValueError("the table in force cannot say where it goes")
-
-        monkeypatch.setattr(escalation_targets, "on_breach", cannot)
+        self.its_escalation_fails(monkeypatch)
         answer = await self.asked(router, False, ADMIN, asked)
         assert answer == (service.Transferred("t-1", "customer_care") if asked == "transfer"
                           else service.Reprioritised("t-1", 1, None))
@@ -706,27 +719,14 @@ class TestATicketWithoutClocksJustAfterItsDeadline:
         could not send, and the escalation tried again CHECK_AGAIN_AFTER_FAILURE later,
         not by the check meanwhile nor a hand-over asked again."""
         router = self.router()
-
-        def cannot(*args: object, **kwargs: object) -> object:
-            raise ValueError("the table in force cannot say where it goes")
-
-        monkeypatch.setattr(escalation_targets, "on_breach", cannot)
-        failed = REGISTRY.get_sample_value("routing_router_clock_checks_failed_total",
-                                           {"department": "public_sector"}) or 0.0
+        self.its_escalation_fails(monkeypatch)
+        failed = public_sectors_failed_checks() or 0.0
         asked = self.MISSED + timedelta(seconds=3)
-        for again in (0, 10):
-            answer = await service.transfer(
-                "t-1", to_department="public_sector", reason="mine", from_department=None,
-                principal=ADMIN, routed=router.routed, publisher=router.publisher,
-                table=router.router.table.current, queue_for=router.router.queue_for,
-                now=asked + timedelta(seconds=again))
-            assert answer == Refused(Refusal.CONFLICT, "the ticket is already there",
-                                     "same_department")
+        await refused_back_to_public_sector(router, ADMIN, asked)
         assert await TestEscalateDue().escalate(router, asked + timedelta(seconds=15)) == 0
         assert router.routed.rows["t-1"].next_clock_check == \
             asked + clock_watch.CHECK_AGAIN_AFTER_FAILURE
-        assert REGISTRY.get_sample_value("routing_router_clock_checks_failed_total",
-                                         {"department": "public_sector"}) == failed + 1
+        assert public_sectors_failed_checks() == failed + 1
         answer = await service.transfer(
             "t-1", to_department="customer_care", reason="theirs", from_department=None,
             principal=ADMIN, routed=router.routed, publisher=router.publisher,
@@ -1705,14 +1705,12 @@ class TestEscalateDue:
         router.routed.rows["t-0"].service_clocks = {"clocks": []}  # its targets lost
         routed_ticket(router)
         late = NOW + timedelta(hours=5)
-        failed = REGISTRY.get_sample_value("routing_router_clock_checks_failed_total",
-                                           {"department": "public_sector"}) or 0.0
+        failed = public_sectors_failed_checks() or 0.0
         assert await self.escalate(router, late) == 1
         assert router.routed.rows["t-1"].department == "key_accounts"
         assert router.routed.rows["t-0"].next_clock_check == \
             late + clock_watch.CHECK_AGAIN_AFTER_FAILURE
-        assert REGISTRY.get_sample_value("routing_router_clock_checks_failed_total",
-                                         {"department": "public_sector"}) == failed + 1
+        assert public_sectors_failed_checks() == failed + 1
         assert await self.escalate(router, late + timedelta(minutes=1)) == 0
         assert router.routed.recorded.count(("postponed", "t-0")) == 1
 
@@ -1738,8 +1736,7 @@ class TestEscalateDue:
             return router.router.queue_for(department, priority)
 
         late = NOW + timedelta(hours=5)
-        failed = REGISTRY.get_sample_value("routing_router_clock_checks_failed_total",
-                                           {"department": "public_sector"}) or 0.0
+        failed = public_sectors_failed_checks() or 0.0
         assert await service.escalate_due(router.routed, router.publisher,
                                           table=router.router.table.current,
                                           queue_for=no_lane, now=late) == 1
@@ -1747,8 +1744,7 @@ class TestEscalateDue:
         row = router.routed.rows["t-0"]
         assert (row.department, row.escalated) == ("public_sector", False)
         assert row.next_clock_check == late + clock_watch.CHECK_AGAIN_AFTER_FAILURE
-        assert REGISTRY.get_sample_value("routing_router_clock_checks_failed_total",
-                                         {"department": "public_sector"}) == failed + 1
+        assert public_sectors_failed_checks() == failed + 1
         assert await self.escalate(router, late + timedelta(minutes=1)) == 0
         assert await self.escalate(router, late + clock_watch.CHECK_AGAIN_AFTER_FAILURE) == 1
         assert router.routed.rows["t-0"].department == "key_accounts"
@@ -1778,13 +1774,11 @@ class TestEscalateDue:
             raise conflict
 
         router.routed.claim_handover = deadlocked  # type: ignore[method-assign]
-        failed = REGISTRY.get_sample_value("routing_router_clock_checks_failed_total",
-                                           {"department": "public_sector"}) or 0.0
+        failed = public_sectors_failed_checks() or 0.0
         with pytest.raises(type(conflict)):
             await self.escalate(router, NOW + timedelta(hours=5))
         assert ("postponed", "t-1") not in router.routed.recorded
-        assert REGISTRY.get_sample_value("routing_router_clock_checks_failed_total",
-                                         {"department": "public_sector"}) == failed
+        assert public_sectors_failed_checks() == failed
 
 
 class TestOneHandOverAtATime:
