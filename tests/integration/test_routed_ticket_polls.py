@@ -7,7 +7,7 @@ that scans the table costs in proportion to the history the store keeps
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -49,58 +49,62 @@ async def test_a_poll_searches_an_index_rather_than_scanning_the_history(
         assert "Seq Scan" not in plan, plan
 
 
-async def test_a_ticket_whose_check_is_postponed_is_not_due_before_then(
-        empty_database_url: str) -> None:
-    """The clock watch postpones a ticket whose notice failed (clock_watch.watch_clocks):
-    the poll passes it over until then, and finds it again after."""
-    await migrate.upgrade(empty_database_url)
-    engine = db.engine(empty_database_url)
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[RoutedTickets]:
+    """The router's store, on a migrated database."""
+    engine = db.engine(database_url)
     try:
-        store = RoutedTickets(db.sessions(engine))
-        await store.record_first_dispatches([Dispatch(
-            ticket_id="t-1", department="customer_care", segment="standard", priority=3,
-            deadline=NOW, steps=[], payload={}, at=NOW - timedelta(hours=2),
-            clocks=service_clocks.routed(service_clocks.Targets(timedelta(hours=1)),
-                                         NOW - timedelta(hours=2), None))])
-        [due] = await store.due_clocks(NOW)
-        assert due.ticket_id == "t-1" and due.next_clock_check is not None
-        # Read before a report moved the clocks: the check it set stands.
-        await store.postpone_clock_check("t-1", NOW + timedelta(minutes=15),
-                                         read=due.next_clock_check - timedelta(seconds=1))
-        assert [row.ticket_id for row in await store.due_clocks(NOW)] == ["t-1"]
-        await store.postpone_clock_check("t-1", NOW + timedelta(minutes=15),
-                                         read=due.next_clock_check)
-        assert await store.due_clocks(NOW + timedelta(minutes=14)) == []
-        assert [row.ticket_id for row in await store.due_clocks(
-            NOW + timedelta(minutes=15))] == ["t-1"]
+        yield RoutedTickets(db.sessions(engine))
     finally:
         await engine.dispose()
 
 
+def routed_two_hours_ago(*, deadline: datetime, clocks: bool) -> Dispatch:
+    """t-1, routed to customer_care two hours before NOW and due at `deadline`: with
+    clocks (a first response within an hour) or, as routed before migration 0010,
+    without."""
+    at = NOW - timedelta(hours=2)
+    return Dispatch(
+        ticket_id="t-1", department="customer_care", segment="standard", priority=3,
+        deadline=deadline, steps=[], payload={}, at=at,
+        clocks=service_clocks.routed(service_clocks.Targets(timedelta(hours=1)), at, None)
+        if clocks else None)
+
+
+async def test_a_ticket_whose_check_is_postponed_is_not_due_before_then(
+        store: RoutedTickets) -> None:
+    """The clock watch postpones a ticket whose notice failed (clock_watch.watch_clocks):
+    the poll passes it over until then, and finds it again after."""
+    await store.record_first_dispatches([routed_two_hours_ago(deadline=NOW, clocks=True)])
+    [due] = await store.due_clocks(NOW)
+    assert due.ticket_id == "t-1" and due.next_clock_check is not None
+    # Read before a report moved the clocks: the check it set stands.
+    await store.postpone_clock_check("t-1", NOW + timedelta(minutes=15),
+                                     read=due.next_clock_check - timedelta(seconds=1))
+    assert [row.ticket_id for row in await store.due_clocks(NOW)] == ["t-1"]
+    await store.postpone_clock_check("t-1", NOW + timedelta(minutes=15),
+                                     read=due.next_clock_check)
+    assert await store.due_clocks(NOW + timedelta(minutes=14)) == []
+    assert [row.ticket_id for row in await store.due_clocks(
+        NOW + timedelta(minutes=15))] == ["t-1"]
+
+
 async def test_a_ticket_without_clocks_whose_escalation_failed_waits_as_well(
-        empty_database_url: str) -> None:
+        store: RoutedTickets) -> None:
     """A ticket routed before migration 0010 (no clocks, no check of its own) whose
     escalation failed for its own reason is postponed alike (clock_watch.checked_again_later
     gives it a next check): the escalation check passes it over until then, and the clock
     watch's poll, which is for tickets with clocks, never reads it."""
-    await migrate.upgrade(empty_database_url)
-    engine = db.engine(empty_database_url)
-    try:
-        store = RoutedTickets(db.sessions(engine))
-        await store.record_first_dispatches([Dispatch(
-            ticket_id="t-1", department="customer_care", segment="standard", priority=3,
-            deadline=NOW - timedelta(minutes=1), steps=[], payload={},
-            at=NOW - timedelta(hours=2))])
-        [due] = await store.due_for_escalation(NOW)
-        assert due.next_clock_check is None
-        await store.postpone_clock_check("t-1", NOW + timedelta(minutes=15), read=None)
-        assert await store.due_for_escalation(NOW + timedelta(minutes=14)) == []
-        assert await store.due_clocks(NOW + timedelta(minutes=15)) == []
-        assert [row.ticket_id for row in await store.due_for_escalation(
-            NOW + timedelta(minutes=15))] == ["t-1"]
-        # Postponed again only as read: a second failure, not one read before the first.
-        await store.postpone_clock_check("t-1", NOW + timedelta(minutes=45), read=None)
-        assert [row.ticket_id for row in await store.due_for_escalation(
-            NOW + timedelta(minutes=15))] == ["t-1"]
-    finally:
-        await engine.dispose()
+    await store.record_first_dispatches([routed_two_hours_ago(
+        deadline=NOW - timedelta(minutes=1), clocks=False)])
+    [due] = await store.due_for_escalation(NOW)
+    assert due.next_clock_check is None
+    await store.postpone_clock_check("t-1", NOW + timedelta(minutes=15), read=None)
+    assert await store.due_for_escalation(NOW + timedelta(minutes=14)) == []
+    assert await store.due_clocks(NOW + timedelta(minutes=15)) == []
+    assert [row.ticket_id for row in await store.due_for_escalation(
+        NOW + timedelta(minutes=15))] == ["t-1"]
+    # Postponed again only as read: a second failure, not one read before the first.
+    await store.postpone_clock_check("t-1", NOW + timedelta(minutes=45), read=None)
+    assert [row.ticket_id for row in await store.due_for_escalation(
+        NOW + timedelta(minutes=15))] == ["t-1"]
