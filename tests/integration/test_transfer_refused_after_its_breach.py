@@ -13,6 +13,7 @@ it was escalated, to where), and a department that never held the ticket only th
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 
 import pytest
@@ -23,7 +24,7 @@ from services.router import priority, table_file
 from services.router import service as router_service
 from services.router.routing import RoutingTable
 from services.router.service import verdicts
-from tests.conftest import TEST_ROUTING_TABLE
+from tests.conftest import TEST_ROUTING_TABLE, unique
 from tests.integration.test_lifecycle_agreement import (  # noqa: F401
     ROUTED_AT,
     Stores,
@@ -33,16 +34,38 @@ from tests.integration.test_lifecycle_agreement import (  # noqa: F401
 
 PUBLIC_SECTOR = access.Principal("cred-public-sector", access.Role.DEPARTMENT,
                                  "public_sector")
+DEADLINE = ROUTED_AT + timedelta(hours=4)  # the ticket's first response's, at public_sector
 
 
-async def routed_to_public_sector_with(stores: Stores, clocks: bool) -> str:  # noqa: F811
+@pytest.fixture(params=[True, False], ids=["clocks", "no clocks"])
+async def ticket_id(request: pytest.FixtureRequest, stores: Stores) -> str:  # noqa: F811
     """A government ticket routed to public_sector at ROUTED_AT (first response within
     4h), with clocks or without (routed before migration 0010); its id."""
     ticket_id, _ = await routed_to_public_sector(stores, table_file.load(TEST_ROUTING_TABLE),
-                                                 clocks=clocks)
+                                                 clocks=request.param)
     routed = await stores.router.get(ticket_id)
     assert routed is not None and routed.department == "public_sector"
     return ticket_id
+
+
+@pytest.fixture(params=["transfer", "priority"])
+def asked(request: pytest.FixtureRequest) -> str:
+    """What the department asks: a transfer, or a change of priority."""
+    return str(request.param)
+
+
+@pytest.fixture
+async def publisher(kafka_bootstrap: str) -> AsyncIterator[kafka.Publisher]:
+    """The router's publisher, on a broker with the topics the escalation and the
+    transfer publish on."""
+    settings = Settings(kafka_bootstrap_servers=kafka_bootstrap)
+    await kafka.ensure_topics(settings, [topics.EVENTS, *priority.lane_topics("key_accounts"),
+                                         *priority.lane_topics("customer_care")])
+    publisher = kafka.Publisher(settings, client_id=unique("transfer-refused-after-breach"))
+    try:
+        yield publisher
+    finally:
+        await publisher.close()
 
 
 async def asked_by(principal: access.Principal, asked: str, ticket_id: str, *,
@@ -61,22 +84,12 @@ async def asked_by(principal: access.Principal, asked: str, ticket_id: str, *,
         publisher=publisher, table=table, now=at)
 
 
-@pytest.mark.parametrize("clocks", [True, False], ids=["clocks", "no clocks"])
-@pytest.mark.parametrize("asked", ["transfer", "priority"])
 async def test_the_refusal_names_the_escalation_the_request_made(
-        stores: Stores, kafka_bootstrap: str, asked: str, clocks: bool) -> None:  # noqa: F811
-    ticket_id = await routed_to_public_sector_with(stores, clocks)
-    settings = Settings(kafka_bootstrap_servers=kafka_bootstrap)
-    await kafka.ensure_topics(settings, [topics.EVENTS, *priority.lane_topics("key_accounts"),
-                                         *priority.lane_topics("customer_care")])
-    publisher = kafka.Publisher(settings, client_id="transfer-refused-after-breach")
-    deadline = ROUTED_AT + timedelta(hours=4)
-    asked_at = deadline + timedelta(seconds=3)
-    try:
-        answer = await asked_by(PUBLIC_SECTOR, asked, ticket_id, stores=stores,
-                                publisher=publisher, at=asked_at)
-    finally:
-        await publisher.close()
+        stores: Stores, publisher: kafka.Publisher, ticket_id: str,  # noqa: F811
+        asked: str) -> None:
+    asked_at = DEADLINE + timedelta(seconds=3)
+    answer = await asked_by(PUBLIC_SECTOR, asked, ticket_id, stores=stores,
+                            publisher=publisher, at=asked_at)
     row = await stores.router.get(ticket_id)
     assert row is not None and row.department == "key_accounts"  # escalated by the request
     assert row.priority == 2  # no priority change made
@@ -88,42 +101,32 @@ async def test_the_refusal_names_the_escalation_the_request_made(
         router_service.Refusal.FORBIDDEN,
         f"this request, at {asked_at.isoformat()}, first sent the breach the ticket owed"
         " (the clock watch had not sent it yet): its first_response deadline passed at"
-        f" {deadline.isoformat()}, unanswered, escalating it (level 1) from"
+        f" {DEADLINE.isoformat()}, unanswered, escalating it (level 1) from"
         " 'public_sector' to 'key_accounts'. The ticket is with 'key_accounts' now, and a"
         " department credential acts for its own department only: ask 'key_accounts' or"
         " an admin", "escalated_away")
 
 
-@pytest.mark.parametrize("clocks", [True, False], ids=["clocks", "no clocks"])
-@pytest.mark.parametrize("asked", ["transfer", "priority"])
 async def test_after_the_watchs_breach_the_department_left_is_told_the_same(
-        stores: Stores, kafka_bootstrap: str, asked: str, clocks: bool) -> None:  # noqa: F811
+        stores: Stores, publisher: kafka.Publisher, ticket_id: str,  # noqa: F811
+        asked: str) -> None:
     """The watch escalated the ticket at 13:00:02; public_sector asks at 13:00:03: told
     which deadline passed, when the ticket was escalated and to where (`escalated_away`),
     as its own request's breach is; customer_care, which never held it, the plain 403."""
-    ticket_id = await routed_to_public_sector_with(stores, clocks)
-    settings = Settings(kafka_bootstrap_servers=kafka_bootstrap)
-    await kafka.ensure_topics(settings, [topics.EVENTS, *priority.lane_topics("key_accounts"),
-                                         *priority.lane_topics("customer_care")])
-    publisher = kafka.Publisher(settings, client_id="transfer-refused-after-watch")
-    deadline = ROUTED_AT + timedelta(hours=4)
-    escalated_at = deadline + timedelta(seconds=2)
+    escalated_at = DEADLINE + timedelta(seconds=2)
     care = access.Principal("cred-customer-care", access.Role.DEPARTMENT, "customer_care")
-    try:
-        assert await router_service.escalate_due(
-            stores.router, publisher, table=table_file.load(TEST_ROUTING_TABLE),
-            queue_for=priority.queue_for, now=escalated_at) >= 1
-        answers = [await asked_by(principal, asked, ticket_id, stores=stores,
-                                  publisher=publisher, at=escalated_at + timedelta(seconds=1))
-                   for principal in (PUBLIC_SECTOR, care)]
-    finally:
-        await publisher.close()
+    assert await router_service.escalate_due(
+        stores.router, publisher, table=table_file.load(TEST_ROUTING_TABLE),
+        queue_for=priority.queue_for, now=escalated_at) >= 1
+    answers = [await asked_by(principal, asked, ticket_id, stores=stores,
+                              publisher=publisher, at=escalated_at + timedelta(seconds=1))
+               for principal in (PUBLIC_SECTOR, care)]
     row = await stores.router.get(ticket_id)
     assert row is not None and (row.department, row.priority) == ("key_accounts", 2)
     assert answers == [verdicts.Refused(
         router_service.Refusal.FORBIDDEN,
         f"the ticket was escalated at {escalated_at.isoformat()}, before this request: its"
-        f" first_response deadline passed at {deadline.isoformat()}, unanswered,"
+        f" first_response deadline passed at {DEADLINE.isoformat()}, unanswered,"
         " escalating it (level 1) from 'public_sector' to 'key_accounts'. The ticket is"
         " with 'key_accounts' now, and a department credential acts for its own"
         " department only: ask 'key_accounts' or an admin", "escalated_away"),
