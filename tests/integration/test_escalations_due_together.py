@@ -6,29 +6,27 @@ level, charged to the department that held the ticket when they fell due."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.core import events, kafka, tickets, topics
+from services.core import events, kafka, topics
 from services.core.events import TicketEventType
 from services.core.settings import Settings
 from services.metrics import service, timeline
-from services.router import ports, priority, table_file, tickets_api
+from services.router import priority, table_file, tickets_api
 from services.router import service as router_service
-from services.router.store import RoutedTickets
-from tests.conftest import TEST_ROUTING_TABLE, read_topic, unique
+from tests.conftest import TEST_ROUTING_TABLE, read_topic
+from tests.integration.test_lifecycle_agreement import (  # noqa: F401
+    ROUTED_AT,
+    Stores,
+    routed_to_public_sector,
+    stores,
+)
 
-ROUTED_AT = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
 FIRST_RESPONSE_DUE = ROUTED_AT + timedelta(hours=4)
 RESOLUTION_DUE = ROUTED_AT + timedelta(hours=6)
-
-
-@pytest.fixture
-def routed(sessions: async_sessionmaker[AsyncSession]) -> RoutedTickets:
-    return RoutedTickets(sessions)
 
 
 @pytest.fixture
@@ -46,8 +44,8 @@ async def publisher(kafka_bootstrap: str) -> AsyncIterator[kafka.Publisher]:
 
 class TestABreachAndASecondLevelDueTogether:
     async def test_the_ticket_goes_once_to_the_second_levels_department(
-            self, routed: RoutedTickets, publisher: kafka.Publisher, kafka_bootstrap: str,
-            tmp_path: Path) -> None:
+            self, stores: Stores, publisher: kafka.Publisher,  # noqa: F811
+            kafka_bootstrap: str, tmp_path: Path) -> None:
         """public_sector's ticket (escalation_to key_accounts, a second level 2h later to
         sales_support; key_accounts escalates to account_development): its first response
         breached at 13:00:02, to key_accounts; its resolution due 15:00 there, and the
@@ -64,19 +62,11 @@ class TestABreachAndASecondLevelDueTogether:
             "department: public_sector, priority: 2, first_response_target: 4h,"
             " resolution_target: 6h}"), encoding="utf-8")
         table = table_file.load(path)
-        ticket_id = unique("t")
-        ticket = tickets.Ticket(ticket_id=ticket_id, customer_id="c-1", subject="s",
-                                body="b", channel="web", received_at=ROUTED_AT,
-                                platform="helpdesk")
-        first = router_service.route(ticket.with_segmentation(tickets.Segmentation(
-            segment="government", rule="gov", rules_version="r1", customer_known=True,
-            tier="existing")), table=table, load=ports.no_load, now=ROUTED_AT,
-            event_id="e-1", correlation_id="corr-1")
-        await routed.record_first_dispatches([first.dispatch])
+        ticket_id, first = await routed_to_public_sector(stores, table)
         for at in (FIRST_RESPONSE_DUE + timedelta(seconds=2),
                    RESOLUTION_DUE + timedelta(seconds=5),
                    RESOLUTION_DUE + timedelta(seconds=10)):
-            await router_service.escalate_due(routed, publisher, table=table,
+            await router_service.escalate_due(stores.router, publisher, table=table,
                                               queue_for=priority.queue_for, now=at)
 
         published = [events.read(event) for event, _ in await read_topic(
@@ -92,7 +82,7 @@ class TestABreachAndASecondLevelDueTogether:
         queued = [record.topic for _, record in await read_topic(  # type: ignore[attr-defined]
             kafka_bootstrap, *lanes, until=1, keep=lambda event: event.ticket_id == ticket_id)]
         assert queued == [priority.queue_for("sales_support", 2)]
-        row = await routed.get(ticket_id)
+        row = await stores.router.get(ticket_id)
         assert row is not None and row.department == "sales_support"
         assert [(clock["target"], clock["level"], clock["outcome"])
                 for clock in tickets_api._clocks(row.service_clocks)["clocks"]] == [
