@@ -281,6 +281,18 @@ class StoreDownForLookups(RoutedTickets):
         await super().record_kept_dispatches(dispatches, chunk=chunk)
 
 
+async def routed_blind(sessions: async_sessionmaker[AsyncSession], table: routing.RoutingTable,
+                       event: envelope.Event) -> list[kafka.Output]:
+    """`event` routed by `table` past the outage's grace period by a stage that cannot ask
+    the store which tickets were routed before, its states (kept) written: what it
+    published."""
+    blind = worker.RouteTicket(lambda: table, routed=StoreDownForLookups(sessions),
+                               outage=StoreOutage(0.0))
+    outputs = await route_batch(blind, event)
+    await blind.flush_deferred()
+    return outputs
+
+
 class TestDecidedWhileTheStoreWasDown:
     """A replay routed past the outage's grace period, not knowing its ticket stored:
     what it published is written, and what the trace gained since is kept."""
@@ -289,10 +301,7 @@ class TestDecidedWhileTheStoreWasDown:
             self, sessions: async_sessionmaker[AsyncSession], routed: RoutedTickets,
             first: First) -> None:
         _, event, outputs = first
-        blind = worker.RouteTicket(lambda: ELSEWHERE, routed=StoreDownForLookups(sessions),
-                                   outage=StoreOutage(0.0))
-        again = await route_batch(blind, event)
-        await blind.flush_deferred()  # its states, kept, written
+        again = await routed_blind(sessions, ELSEWHERE, event)
         assert lanes(again) == [priority.queue_for("business_desk", 3)]
         # Another decision, under other ids than the first attempt's.
         assert not {o.event.id for o in again} & {o.event.id for o in outputs}
@@ -308,10 +317,7 @@ class TestDecidedWhileTheStoreWasDown:
         reply = customer_reply("t-1")
         await FollowTicketEvent(routed)(reply)
         clocks = (await stored(routed)).service_clocks
-        blind = worker.RouteTicket(lambda: TABLE, routed=StoreDownForLookups(sessions),
-                                   outage=StoreOutage(0.0))
-        await route_batch(blind, event)
-        await blind.flush_deferred()  # its states, kept, written
+        await routed_blind(sessions, TABLE, event)
         after = await stored(routed)
         assert [(step["step"], step.get("event")) for step in after.trace][2:] == [
             ("routed", None), ("customer_replied", reply.id)]
@@ -323,10 +329,7 @@ class TestDecidedWhileTheStoreWasDown:
         _, event, _ = first
         await FollowTicketEvent(routed)(customer_reply("t-1"))
         before = await stored(routed)
-        blind = worker.RouteTicket(lambda: ELSEWHERE, routed=StoreDownForLookups(sessions),
-                                   outage=StoreOutage(0.0))
-        await route_batch(blind, event)
-        await blind.flush_deferred()  # its states, kept, written
+        await routed_blind(sessions, ELSEWHERE, event)
         after = await stored(routed)
         assert (after.department, after.trace) == ("public_sector", before.trace)
 
@@ -349,10 +352,7 @@ class TestDecidedWhileTheStoreWasDown:
         _, event, _ = first
         await transfer(routed, "customer_care")
         before = await stored(routed)
-        blind = worker.RouteTicket(lambda: ELSEWHERE, routed=StoreDownForLookups(sessions),
-                                   outage=StoreOutage(0.0))
-        await route_batch(blind, event)
-        await blind.flush_deferred()  # its states, kept, written
+        await routed_blind(sessions, ELSEWHERE, event)
         after = await stored(routed)
         assert (after.department, after.trace, after.payload) == (
             "customer_care", before.trace, before.payload)
@@ -465,10 +465,7 @@ class TestDecidedWhileTheStoreWasDown:
             self, sessions: async_sessionmaker[AsyncSession], routed: RoutedTickets,
             first: First) -> None:
         before = await stored(routed)
-        blind = worker.RouteTicket(lambda: TABLE, routed=StoreDownForLookups(sessions),
-                                   outage=StoreOutage(0.0))
-        await route_batch(blind, segmented_event("government", "t-1"))  # another event
-        await blind.flush_deferred()  # its state, kept, written
+        await routed_blind(sessions, TABLE, segmented_event("government", "t-1"))  # another event
         after = await stored(routed)
         assert (after.routed_event_id, after.trace) == (before.routed_event_id, before.trace)
 
