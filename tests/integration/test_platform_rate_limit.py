@@ -23,17 +23,10 @@ from services.core.settings import Settings
 from services.router import intake, platform_reports, tickets_api
 from services.router.store import RoutedTickets
 from tests import credentials
-from tests.router_apis import routed_ticket, router_apis
+from tests.router_apis import CUSTOMER_CARE_ONLY, routed_ticket, router_apis
 
 PLATFORM = "helpdesk"
-TABLE = """\
-fallback_department: customer_care
-routes:
-  - {segment: standard, department: customer_care}
-departments:
-  customer_care: {}
-  billing: {}
-"""
+TABLE = CUSTOMER_CARE_ONLY + "  billing: {}\n"  # a department to transfer to
 
 
 @dataclass
