@@ -48,22 +48,16 @@ class TestTheWholeAttemptIsBounded:
     async def test_an_answer_dripping_a_byte_at_a_time_is_cut_at_the_timeout(
             self, outbox: Outbox, webhook_receiver: Callable[..., Receiver]) -> None:
         receiver = webhook_receiver(status=200, answer_bytes=10_000, drip_seconds=0.1)
-        platform = unique("desk")
-        await outbox.register(platform, receiver.url)
-        await outbox.enqueue(platform, "msg_drip")
-        await outbox.drained()
-        attempt = (await outbox.of(platform))["msg_drip"]
+        _, sent = await outbox.sent(receiver.url, "msg_drip")
+        attempt = sent["msg_drip"]
         assert (attempt.status, attempt.attempts) == (models.PENDING, 1)
         assert attempt.last_error is not None and attempt.last_error.startswith("TimeoutError")
 
     async def test_a_long_answer_is_not_read_and_its_status_delivers(
             self, outbox: Outbox, webhook_receiver: Callable[..., Receiver]) -> None:
         receiver = webhook_receiver(status=200, answer_bytes=64 * 2**20)
-        platform = unique("desk")
-        await outbox.register(platform, receiver.url)
-        await outbox.enqueue(platform, "msg_long")
-        await outbox.drained()
-        attempt = (await outbox.of(platform))["msg_long"]
+        _, sent = await outbox.sent(receiver.url, "msg_long")
+        attempt = sent["msg_long"]
         assert (attempt.status, attempt.attempts) == (models.DELIVERED, 1)
         await receiver.wait_for(1, what=lambda r: r.cut)  # the sender stopped reading
 
@@ -103,11 +97,8 @@ class TestOneTlsContext:
 class TestWhatTheSenderCannotSend:
     async def test_a_webhook_id_it_cannot_encode_fails_that_callback_alone(
             self, outbox: Outbox, webhook_receiver: Callable[..., Receiver]) -> None:
-        receiver, platform = webhook_receiver(), unique("desk")
-        await outbox.register(platform, receiver.url)
-        await outbox.enqueue(platform, "msg_a", "msg_é", "msg_b", "msg_c")
-        await outbox.drained()
-        attempts = await outbox.of(platform)
+        receiver = webhook_receiver()
+        platform, attempts = await outbox.sent(receiver.url, "msg_a", "msg_é", "msg_b", "msg_c")
         assert {key: (d.status, d.attempts) for key, d in attempts.items()} == {
             "msg_a": (models.DELIVERED, 1), "msg_b": (models.DELIVERED, 1),
             "msg_c": (models.DELIVERED, 1), "msg_é": (models.PENDING, 1)}
@@ -120,11 +111,7 @@ class TestWhatTheSenderCannotSend:
                                      "http://127.0.0.1:99999/hooks"])
     async def test_an_endpoint_it_cannot_call_fails_each_attempt_and_the_worker_goes_on(
             self, outbox: Outbox, url: str) -> None:
-        platform = unique("desk")
-        await outbox.register(platform, url)
-        await outbox.enqueue(platform, "msg_1", "msg_2", "msg_3")
-        await outbox.drained()
-        attempts = await outbox.of(platform)
+        platform, attempts = await outbox.sent(url, "msg_1", "msg_2", "msg_3")
         assert {(d.status, d.attempts) for d in attempts.values()} == {(models.PENDING, 1)}
         assert all(d.last_error and url not in d.last_error for d in attempts.values())
         assert sample("routing_webhook_deliveries_total", platform=platform,
@@ -185,11 +172,9 @@ class TestAReceiverThatIsGone:
     async def test_a_redirect_or_another_4xx_is_a_failed_attempt(
             self, outbox: Outbox, webhook_receiver: Callable[..., Receiver], status: int
             ) -> None:
-        receiver, platform = webhook_receiver(status=status), unique("desk")
-        await outbox.register(platform, receiver.url)
-        await outbox.enqueue(platform, "msg_1")
-        await outbox.drained()
-        attempt = (await outbox.of(platform))["msg_1"]
+        receiver = webhook_receiver(status=status)
+        platform, sent = await outbox.sent(receiver.url, "msg_1")
+        attempt = sent["msg_1"]
         assert (attempt.status, attempt.attempts, attempt.last_error) == (
             models.PENDING, 1, f"HTTP {status}")
         assert attempt.next_attempt_at > datetime.now(UTC)  # retried after its backoff

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.core import db, migrate
 from services.webhooks import catalog, delivery, endpoint_store, models, outbox_store
+from tests.conftest import unique
 
 
 class Clock:
@@ -58,6 +59,16 @@ class Outbox:
     async def of(self, platform: str) -> dict[str, outbox_store.Delivery]:
         return {d.delivery_id: d for status in (models.PENDING, models.DELIVERED, models.DEAD)
                 for d in await self.deliveries.listed(status, platform=platform)}
+
+    async def sent(self, url: str, *delivery_ids: str,
+                   ) -> tuple[str, dict[str, outbox_store.Delivery]]:
+        """A new platform's callbacks `delivery_ids` to its endpoint `url` (registered
+        unchecked), after a poll and its workers: the platform, and its callbacks by id."""
+        platform = unique("desk")
+        await self.register(platform, url)
+        await self.enqueue(platform, *delivery_ids)
+        await self.drained()
+        return platform, await self.of(platform)
 
 
 TWO_MINUTES = catalog.RetryPolicy(max_attempts=3, base_seconds=120, max_seconds=120)
