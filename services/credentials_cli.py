@@ -46,11 +46,15 @@ def issue(
     label: Annotated[str, typer.Option(help="What it is for")] = "",
     rate_limit: Annotated[str | None, typer.Option(
         help="Platforms: their intake rate limit, e.g. 200/second")] = None,
+    byte_rate_limit: Annotated[str | None, typer.Option(
+        help="Its budget of body bytes on the routes its rate limit counts, e.g."
+             " 16MiB/second")] = None,
 ) -> None:
     """Issue a credential and print its token: the only time it is shown."""
     try:  # the same checks as the HTTP API's
         wanted = credentials_api.CredentialRequest(role=role, subject=subject, label=label,
-                                                   rate_limit=rate_limit)
+                                                   rate_limit=rate_limit,
+                                                   byte_rate_limit=byte_rate_limit)
     except ValidationError as exc:
         for problem in exc.errors(include_input=False, include_url=False):
             where = ".".join(str(part) for part in problem["loc"]) or "options"
@@ -73,7 +77,8 @@ def issue(
                     typer.echo(f"subject: {problem}", err=True)
                     raise typer.Exit(2)
             credential, token = await Credentials(sessions).issue(
-                wanted.role, wanted.subject, label=wanted.label, rate_limit=wanted.rate_limit)
+                wanted.role, wanted.subject, label=wanted.label, rate_limit=wanted.rate_limit,
+                byte_rate_limit=wanted.byte_rate_limit)
         typer.echo(f"issued {credential.credential_id} ({role.value}"
                    f"{' ' + subject if subject else ''})", err=True)
         return token

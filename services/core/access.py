@@ -42,6 +42,8 @@ class Principal:
     role: Role
     subject: str | None  # the platform's or the department's name; None for admins
     rate_limit: str | None = None  # e.g. "50/second"; None: the service's default
+    # Its budget of body bytes, e.g. "16MiB/second"; None: the service's default.
+    byte_rate_limit: str | None = None
 
     def may_act_for(self, department: str) -> bool:
         """Whether this principal may read or act on `department`'s tickets and stats."""

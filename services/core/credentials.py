@@ -30,6 +30,7 @@ _NOT_CACHED = object()  # a credential not in the cache (None: cached as unknown
 
 
 MAX_LABEL = 200  # what a credential is for, in words
+MAX_RATE = 32  # a credential's own rate, or budget of body bytes, as written
 
 
 class CredentialRow(Base):
@@ -40,7 +41,8 @@ class CredentialRow(Base):
     subject: Mapped[str | None] = mapped_column(String(access.MAX_SUBJECT), index=True)
     label: Mapped[str] = mapped_column(String(MAX_LABEL))
     secret_hash: Mapped[str] = mapped_column(String(64))
-    rate_limit: Mapped[str | None] = mapped_column(String(32))
+    rate_limit: Mapped[str | None] = mapped_column(String(MAX_RATE))
+    byte_rate_limit: Mapped[str | None] = mapped_column(String(MAX_RATE))
     created_at: Mapped[datetime] = mapped_column(db.UtcDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(db.UtcDateTime())
 
@@ -55,6 +57,7 @@ class Credential(BaseModel):
     subject: str | None
     label: str
     rate_limit: str | None
+    byte_rate_limit: str | None
     created_at: datetime
     revoked_at: datetime | None
 
@@ -62,6 +65,7 @@ class Credential(BaseModel):
 def _shown(row: CredentialRow) -> Credential:
     return Credential(credential_id=row.credential_id, role=access.Role(row.role),
                       subject=row.subject, label=row.label, rate_limit=row.rate_limit,
+                      byte_rate_limit=row.byte_rate_limit,
                       created_at=row.created_at, revoked_at=row.revoked_at)
 
 
@@ -98,15 +102,15 @@ class Credentials:
         self._reading: dict[str, asyncio.Future[_Looked | None]] = {}
 
     async def issue(self, role: access.Role, subject: str | None, *, label: str = "",
-                    rate_limit: str | None = None,
+                    rate_limit: str | None = None, byte_rate_limit: str | None = None,
                     actor: str = admin_actions.COMMAND_LINE) -> tuple[Credential, str]:
         """A new credential and its token: the only time the token is shown. Recorded as
         `actor`'s action (an admin's credential through the API)."""
         issued = access.new_token()
         row = CredentialRow(credential_id=issued.credential_id, role=role.value,
                             subject=subject, label=label, secret_hash=issued.secret_hash,
-                            rate_limit=rate_limit, created_at=datetime.now(UTC),
-                            revoked_at=None)
+                            rate_limit=rate_limit, byte_rate_limit=byte_rate_limit,
+                            created_at=datetime.now(UTC), revoked_at=None)
         async with self._sessions() as session, session.begin():
             session.add(row)
             admin_actions.record(session, admin_actions.Done(
@@ -219,5 +223,6 @@ class Credentials:
         if row is None:
             return None
         principal = None if row.revoked_at is not None else access.Principal(
-            row.credential_id, access.Role(row.role), row.subject, row.rate_limit)
+            row.credential_id, access.Role(row.role), row.subject, row.rate_limit,
+            row.byte_rate_limit)
         return _Looked(row.secret_hash, principal)

@@ -19,6 +19,7 @@ from services.core import (
     access,
     admin_actions,
     auth,
+    body_bytes,
     credentials,
     http,
     request_bodies,
@@ -33,6 +34,10 @@ SUBJECT = f"^[a-z0-9][a-z0-9._-]{{0,{access.MAX_SUBJECT - 1}}}$"
 # a schema violation rather than a refusal the schema does not tell.
 RATE = (r"^[1-9][0-9]{0,8} ?(/|per) ?([1-9][0-9]{0,8} ?)?"
         r"(second|minute|hour|day|month|year)s?$")
+# One budget of body bytes, in the part of `body_bytes.parse`'s grammar that README gives
+# (units B, KiB, MiB, GiB as written); the least it takes, 1 MiB a window, is its check's.
+BYTE_RATE = (r"^[1-9][0-9]{0,9} ?(B|KiB|MiB|GiB)?( ?/ ?| per )([1-9][0-9]{0,8} ?)?"
+             r"(second|minute|hour|day|month|year)s?$")
 
 api = APIRouter(prefix="/v1/credentials", tags=["credentials"])
 Store = Annotated[Credentials, Depends(auth.get_credentials)]
@@ -95,10 +100,22 @@ class CredentialRequest(request_bodies.RequestBody):
                     " 6000/minute, 10 per second or 100/5 minutes (default: the service's"
                     " INTAKE_RATE_LIMIT)")
 
+    byte_rate_limit: str | None = Field(
+        default=None, pattern=BYTE_RATE, max_length=credentials.MAX_RATE,
+        description="Its own budget of body bytes, on the routes its rate limit counts,"
+                    " e.g. 16MiB/second, 240 MiB per minute or 1048576/second (units B, KiB,"
+                    " MiB, GiB), at least 1 MiB a window (default: the service's"
+                    " INTAKE_BYTE_RATE_LIMIT)")
+
     @field_validator("rate_limit")
     @classmethod
     def _a_rate(cls, value: str | None) -> str | None:
         return None if value is None else settings.check_rate(value)
+
+    @field_validator("byte_rate_limit")
+    @classmethod
+    def _a_byte_rate(cls, value: str | None) -> str | None:
+        return None if value is None else body_bytes.check(value)
 
     @field_validator("subject")
     @classmethod
@@ -146,6 +163,7 @@ async def issue(request: CredentialRequest, store: Store, principal: auth.Admin,
         raise http.InvalidField("body.subject", problem)
     credential, token = await store.issue(request.role, request.subject, label=request.label,
                                           rate_limit=request.rate_limit,
+                                          byte_rate_limit=request.byte_rate_limit,
                                           actor=admin_actions.actor_of(principal))
     return CredentialIssued(**credential.model_dump(), token=token)
 

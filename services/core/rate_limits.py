@@ -61,11 +61,13 @@ class RateLimits:
             self._swept_at = time.monotonic()
 
     def spend_bytes(self, principal: access.Principal, size: int) -> None:
-        """Counts `size` bytes of a body against the credential's byte budget, before
-        they are read; Refused (429 `byte_rate_limited`, Retry-After: when they would
-        fit) if they do not fit, and then counts none of them."""
+        """Counts `size` bytes of a body against the credential's byte budget (its own
+        `byte_rate_limit`, else INTAKE_BYTE_RATE_LIMIT), before they are read; Refused
+        (429 `byte_rate_limited`, Retry-After: when they would fit) if they do not fit,
+        and then counts none of them."""
         self._sweep_now_and_then()
-        budget = self._byte_rate
+        own = principal.byte_rate_limit
+        budget = _parsed_bytes(own) if own else self._byte_rate
         if self._limiter.hit(budget, principal.credential_id, _BYTES, cost=size):
             return
         previous, previous_ttl, current, current_ttl = self._storage.get_sliding_window(
@@ -76,8 +78,9 @@ class RateLimits:
         retry_after = max(1, math.ceil(wait))
         raise Refused(429, BYTE_RATE_LIMITED,
                       f"this request's {size} bytes of body are over this credential's"
-                      f" budget of {self._byte_rate_text} (INTAKE_BYTE_RATE_LIMIT); retry"
-                      f" after {retry_after}s", {"Retry-After": str(retry_after)})
+                      f" budget of {own or self._byte_rate_text}"
+                      f" ({'its own byte_rate_limit' if own else 'INTAKE_BYTE_RATE_LIMIT'});"
+                      f" retry after {retry_after}s", {"Retry-After": str(retry_after)})
 
     async def check(self, principal: access.Principal) -> None:
         self._sweep_now_and_then()
@@ -95,3 +98,9 @@ class RateLimits:
 def _parsed(rate: str) -> limits.RateLimitItem:
     """A credential's rate, parsed once rather than on each request."""
     return limits.parse(rate)
+
+
+@functools.lru_cache(maxsize=1024)
+def _parsed_bytes(rate: str) -> limits.RateLimitItem:
+    """A credential's budget of body bytes, parsed once rather than on each request."""
+    return body_bytes.parse(rate)

@@ -162,6 +162,40 @@ async def test_callbacks_dead_lettered_after_v0028_come_after_those_before(
         await engine.dispose()
 
 
+async def test_credentials_issued_before_v0029_keep_the_default_byte_budget(
+        empty_database_url: str) -> None:
+    """v0029 adds a credential's own budget of body bytes: one issued before it has none
+    (the service's INTAKE_BYTE_RATE_LIMIT), and is kept through the downgrade, its index
+    by subject with it."""
+    await migrate.upgrade(empty_database_url, "0028")
+    engine = db.engine(empty_database_url)
+
+    def subject_indexes(connection: Connection) -> list[str]:
+        return [index["name"] or "" for index in sa_inspect(connection).get_indexes(
+            "credentials")]
+
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(text(
+                "INSERT INTO credentials (credential_id, role, subject, label, secret_hash,"
+                " rate_limit, created_at) VALUES ('0123456789ab', 'platform', 'desk', '',"
+                " 'hash', '200/second', '2026-12-06 09:00:00+00:00')"))
+        await migrate.upgrade(empty_database_url)
+        async with engine.connect() as connection:
+            kept = (await connection.execute(text(
+                "SELECT credential_id, rate_limit, byte_rate_limit FROM credentials"))).all()
+        assert kept == [("0123456789ab", "200/second", None)]
+        await asyncio.to_thread(command.downgrade, migrate.config(empty_database_url), "0028")
+        async with engine.connect() as connection:
+            kept = (await connection.execute(text(
+                "SELECT credential_id, rate_limit FROM credentials"))).all()
+            indexes = await connection.run_sync(subject_indexes)
+        assert kept == [("0123456789ab", "200/second")]
+        assert indexes == ["ix_credentials_subject"]
+    finally:
+        await engine.dispose()
+
+
 async def test_concurrent_upgrades_in_one_process(empty_database_url: str) -> None:
     await asyncio.gather(*(migrate.upgrade(empty_database_url) for _ in range(3)))
 

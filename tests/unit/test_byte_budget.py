@@ -14,8 +14,10 @@ from services.core.settings import Settings
 MIB = 1 << 20
 
 
-def _principal(credential_id: str = "c-1") -> access.Principal:
-    return access.Principal(credential_id=credential_id, role="platform", subject="acme")
+def _principal(credential_id: str = "c-1", byte_rate: str | None = None
+               ) -> access.Principal:
+    return access.Principal(credential_id=credential_id, role="platform", subject="acme",
+                            byte_rate_limit=byte_rate)
 
 
 @pytest.fixture
@@ -133,3 +135,28 @@ class TestRateLimitsBytes:
         with pytest.raises(auth.Refused) as refused:
             await limits.check(_principal("c-1"))
         assert refused.value.error == "rate_limited"
+
+
+class TestACredentialsOwnBudget:
+    """README, "Credentials": a credential issued with its own `byte_rate_limit` is
+    counted against it, not against INTAKE_BYTE_RATE_LIMIT."""
+
+    async def test_a_larger_budget_of_its_own_takes_more_than_the_default(
+            self, clock: list[float]) -> None:
+        limits = rate_limits.RateLimits("100/second", "1MiB/minute")
+        for _ in range(3):
+            limits.spend_bytes(_principal(byte_rate="4MiB/minute"), MIB)
+        with pytest.raises(auth.Refused):  # the default's key: 1 MiB a minute
+            limits.spend_bytes(_principal("c-2"), MIB + 1)
+
+    async def test_a_smaller_budget_of_its_own_is_refused_naming_it(
+            self, clock: list[float]) -> None:
+        limits = rate_limits.RateLimits("100/second", "1GiB/second")
+        limits.spend_bytes(_principal(byte_rate="1MiB/minute"), MIB)
+        with pytest.raises(auth.Refused) as refused:
+            limits.spend_bytes(_principal(byte_rate="1MiB/minute"), 1)
+        assert (refused.value.status, refused.value.error) == (429, "byte_rate_limited")
+        assert refused.value.detail == (
+            "this request's 1 bytes of body are over this credential's budget of"
+            " 1MiB/minute (its own byte_rate_limit); retry after 60s")
+        limits.spend_bytes(_principal("c-2"), MIB)  # another key: the default's budget

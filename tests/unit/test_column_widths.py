@@ -64,6 +64,8 @@ BOUNDED = [
     (ConfigVersionRow.author, versions.MAX_AUTHOR),
     (ConfigVersionRow.comment, versions.MAX_COMMENT),
     (credentials.CredentialRow.label, credentials.MAX_LABEL),
+    (credentials.CredentialRow.rate_limit, credentials.MAX_RATE),
+    (credentials.CredentialRow.byte_rate_limit, credentials.MAX_RATE),
     (WebhookEndpointRow.url, catalog.MAX_URL_LENGTH),
     (AdminActionRow.target, admin_actions.MAX_TARGET),
     (AdminActionRow.actor, versions.MAX_AUTHOR),

@@ -28,6 +28,9 @@ class TestSubjectFitsRole:
         {"role": "admin", "subject": None, "label": "operators"},
         {"role": "platform", "subject": "zendesk"},
         {"role": "platform", "subject": "zendesk", "rate_limit": "200/second"},
+        {"role": "platform", "subject": "zendesk", "byte_rate_limit": "16MiB/second"},
+        {"role": "platform", "subject": "zendesk", "byte_rate_limit": "240 MiB per minute"},
+        {"role": "platform", "subject": "zendesk", "byte_rate_limit": "1048576/second"},
         {"role": "department", "subject": "public_sector"},
     ])
     def test_a_fitting_subject_both_accept(self, body: dict[str, Any]) -> None:
@@ -43,6 +46,12 @@ class TestSubjectFitsRole:
         {"subject": "someone"},
         # No database column holds a NUL (PostgreSQL refuses it: a 500 before).
         {"role": "admin", "label": "ops\u0000"},
+        # A budget of body bytes as neither the schema nor INTAKE_BYTE_RATE_LIMIT reads
+        # it, or too long for its column.
+        {"role": "platform", "subject": "zendesk", "byte_rate_limit": "16 megabytes/second"},
+        {"role": "platform", "subject": "zendesk", "byte_rate_limit": "16MiBper second"},
+        {"role": "platform", "subject": "zendesk",
+         "byte_rate_limit": "1048576000 MiB per 100000 seconds"},
     ])
     def test_a_refused_request_is_invalid_in_the_schema(self, body: dict[str, Any]) -> None:
         assert (SCHEMA.is_valid(body), accepted(body)) == (False, False)
@@ -63,3 +72,16 @@ class TestSubjectFitsRole:
             credentials_api.CredentialRequest.model_validate({"role": "owner",
                                                               "subject": "x"})
         assert [error["loc"] for error in refused.value.errors()] == [("role",)]
+
+
+class TestAKeysOwnBudgetOfBodyBytes:
+    def test_below_the_largest_body_it_is_refused_naming_the_field(self) -> None:
+        """A schema pattern cannot say "at least 1 MiB a window": the check says it, as
+        INTAKE_BYTE_RATE_LIMIT's does."""
+        with pytest.raises(pydantic.ValidationError) as refused:
+            credentials_api.CredentialRequest.model_validate(
+                {"role": "platform", "subject": "zendesk", "byte_rate_limit": "1KiB/second"})
+        [error] = refused.value.errors()
+        assert error["loc"] == ("byte_rate_limit",)
+        assert "at least 1MiB a window" in error["msg"]
+        assert "such as 4MiB/second" in error["msg"]

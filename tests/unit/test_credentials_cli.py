@@ -75,3 +75,26 @@ def test_a_routing_table_that_cannot_be_read_is_said_not_a_traceback(
     assert "cannot tell the departments of the routing table in force:" in result.output
     assert "none.yaml" in result.output
     assert isinstance(result.exception, SystemExit)  # an exit, not an error raised
+
+
+def test_a_keys_own_budget_of_body_bytes_is_checked_as_the_http_apis(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """README, "Credentials": `--byte-rate-limit` as `byte_rate_limit` over HTTP: below
+    1 MiB a window, refused naming it (exit 2, before the store is opened); else the key
+    carries it."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
+    monkeypatch.setenv("DATABASE_URL", url)
+    refused = CliRunner().invoke(cli.app, ["credentials", "issue", "--role", "platform",
+                                           "--subject", "zendesk",
+                                           "--byte-rate-limit", "512KiB/second"])
+    assert refused.exit_code == 2
+    assert "byte_rate_limit: at least 1MiB a window, the largest body a request may send" \
+        in refused.output
+    assert "such as 4MiB/second" in refused.output
+    assert not (tmp_path / "store.db").exists()
+    issued = CliRunner().invoke(cli.app, ["credentials", "issue", "--role", "platform",
+                                          "--subject", "zendesk",
+                                          "--byte-rate-limit", "16MiB/second"])
+    assert issued.exit_code == 0, issued.output
+    principal = asyncio.run(authenticated(url, issued.stdout.strip().splitlines()[-1]))
+    assert principal is not None and principal.byte_rate_limit == "16MiB/second"
