@@ -1,4 +1,5 @@
 import hashlib
+import os
 import random
 import re
 import uuid
@@ -187,6 +188,29 @@ class TestDerivedIds:
     def test_each_what_its_own_id(self) -> None:
         ids = {envelope.derived_id("e-1", what) for what in ("queued/a", "routed/a", "queued/b")}
         assert len(ids) == 3
+
+
+class TestNewId:
+    """A new event's id is the random UUID (version 4) `uuid.uuid4` makes of the same
+    random bytes, written out without it (the reference here)."""
+
+    def test_the_uuid_the_uuid_module_makes_of_the_same_bytes(
+            self, monkeypatch: pytest.MonkeyPatch) -> None:
+        draw = random.Random(7)
+        variants = set()
+        for _ in range(20_000):
+            given = draw.randbytes(16)
+            monkeypatch.setattr(os, "urandom", lambda n, given=given: given[:n])
+            made = envelope.new_id()
+            assert made == str(uuid.UUID(bytes=given, version=4)), given.hex()
+            variants.add(made[19])
+        assert variants == set("89ab")
+
+    def test_a_version_4_uuid_each_time_another(self) -> None:
+        made = [envelope.new_id() for _ in range(1000)]
+        assert len(set(made)) == len(made)
+        assert all(uuid.UUID(each).version == 4 and str(uuid.UUID(each)) == each
+                   for each in made)
 
 
 class TestRecordSize:
