@@ -4,6 +4,7 @@ it: `parse_window`) and the department tool. Pure."""
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import timedelta
 
@@ -34,8 +35,11 @@ def parse_duration(text: str, *, longest: timedelta = LONGEST) -> timedelta:
     return timedelta(seconds=total)
 
 
+@functools.lru_cache(maxsize=256)
 def format_duration(value: timedelta) -> str:
-    """timedelta -> '1d', '4h', '1h30m', '45s' (the inverse of parse_duration)."""
+    """timedelta -> '1d', '4h', '1h30m', '45s' (the inverse of parse_duration).
+    Remembered: the router writes its table's few targets into every ticket's
+    explanation (README "Measured")."""
     total = int(value.total_seconds())
     minutes, seconds = divmod(total, 60)
     days, rest = divmod(minutes, _MINUTES_A_DAY)

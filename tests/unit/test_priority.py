@@ -48,6 +48,15 @@ class TestLanes:
         with pytest.raises(ValueError):
             priority.lane_topics("Customer Care")
 
+    def test_the_remembered_lanes_keep_no_refusal_and_each_name_its_own(self) -> None:
+        """Lane topics are remembered (topics.lane_topic): a name refused is refused
+        each time it is asked, and each department keeps its own lanes."""
+        for _ in range(2):
+            with pytest.raises(ValueError):
+                priority.lane_topic("Customer Care", "high")
+            assert priority.lane_topic("care", "high") == "dept.care.high"
+            assert priority.lane_topic("billing", "normal") == "dept.billing"
+
 
 class TestChooseNext:
     def test_the_most_urgent_head_goes_first(self) -> None:
