@@ -20,6 +20,7 @@ from services.core import (
     config_store,
     http,
     request_bodies,
+    text_forms,
     versions,
 )
 from services.core.live_config import Admission, LiveConfig, NotAdmitted
@@ -29,6 +30,8 @@ LARGEST_ID = 2**31 - 1
 VersionId = Annotated[int, Path(ge=1, le=LARGEST_ID)]
 # One line of text for people, with no control characters.
 COMMENT_PATTERN = r"^[^\x00-\x1f\x7f]*$"
+COMMENT = text_forms.Form(COMMENT_PATTERN, "one line of text, without ASCII control characters"
+                          " (no line breaks or tabs)")
 Comment = Annotated[str, Field(max_length=versions.MAX_COMMENT,
                                pattern=COMMENT_PATTERN,
                                description="why: kept with the version, for good")]

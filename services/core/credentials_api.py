@@ -25,6 +25,7 @@ from services.core import (
     request_bodies,
     service_context,
     settings,
+    text_forms,
     tickets,
 )
 from services.core.credentials import Credential, Credentials
@@ -38,6 +39,16 @@ RATE = (r"^[1-9][0-9]{0,8} ?(/|per) ?([1-9][0-9]{0,8} ?)?"
 # (units B, KiB, MiB, GiB as written); the least it takes, 1 MiB a window, is its check's.
 BYTE_RATE = (r"^[1-9][0-9]{0,9} ?(B|KiB|MiB|GiB)?( ?/ ?| per )([1-9][0-9]{0,8} ?)?"
              r"(second|minute|hour|day|month|year)s?$")
+SUBJECT_FORM = text_forms.Form(
+    SUBJECT, "a platform's or a department's name: lower-case letters a-z, digits, '.', '_'"
+             f" or '-', starting with a letter or a digit, at most {access.MAX_SUBJECT} characters")
+RATE_FORM = text_forms.Form(
+    RATE, "a rate such as 200/second, 6000/minute, 10 per second or 100/5 minutes: a number"
+          " of requests from 1, then '/' or 'per', then second, minute, hour, day, month or"
+          " year, with a number of them before it if more than one")
+BYTE_RATE_FORM = text_forms.Form(BYTE_RATE, body_bytes.ACCEPTED)
+CREDENTIAL_ID = text_forms.Form(r"^[0-9a-f]{12}$", "a credential's id as it was shown when"
+                                " issued: 12 hexadecimal digits, 0-9 and a-f")
 
 api = APIRouter(prefix="/v1/credentials", tags=["credentials"])
 Store = Annotated[Credentials, Depends(auth.get_credentials)]
@@ -67,7 +78,7 @@ async def get_known_departments(context: service_context.Context
         return context.part(KnownDepartments)
     except LookupError:  # a service without the routing table (a test mounting this API)
         return None
-CredentialId = Annotated[str, Path(pattern=r"^[0-9a-f]{12}$",
+CredentialId = Annotated[str, Path(pattern=CREDENTIAL_ID.pattern,
                                    description="The id shown when it was issued")]
 
 

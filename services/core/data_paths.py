@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic_core import ErrorDetails, SchemaError, SchemaValidator, ValidationError
 
-from services.core import events, tickets
+from services.core import events, text_forms, tickets
 
 # The marker pydantic puts after a map's key when the key itself is what failed.
 _KEY_MARKER = "[key]"
@@ -111,5 +111,5 @@ def _shown(part: int | str) -> str:
 def reasons(details: Iterable[ErrorDetails], *, whole: str = "record") -> str:
     """pydantic's errors (`errors(include_input=False, include_url=False)`), each as
     `path: message`."""
-    return "; ".join(f"{path_of(detail['loc'], whole=whole)}: {detail['msg']}"
+    return "; ".join(f"{path_of(detail['loc'], whole=whole)}: {text_forms.message(detail)}"
                      for detail in details)

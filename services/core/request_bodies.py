@@ -10,6 +10,8 @@ from typing import Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, model_validator
 
+from services.core import text_forms
+
 # Far more than any body of ours has (the most, a customer of an import, has 11).
 MAX_FIELDS = 100
 
@@ -43,5 +45,6 @@ def _too_many(count: int, most: int, what: str) -> str:
 def message_of(problem: Mapping[str, Any]) -> str:
     """A pydantic problem's message as we show it: our own checks' messages (a
     ValueError's) say what was wrong and what is accepted, and pydantic's "Value error, "
-    before them says nothing."""
-    return str(problem["msg"]).removeprefix("Value error, ")
+    before them says nothing; a text its pattern refuses is told what it should be, in
+    words (text_forms), not by the regex."""
+    return text_forms.message(problem).removeprefix("Value error, ")

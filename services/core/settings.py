@@ -21,7 +21,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from services.core import body_bytes, durations, groups, request_bodies
+from services.core import body_bytes, durations, groups, request_bodies, text_forms
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_ROUTER_PORT = 8080
@@ -44,6 +44,9 @@ POSTGRESQL_OPTIONS = ("ssl", "direct_tls", "target_session_attrs", "passfile", "
 POSTGRESQL_PORT = 5432  # the server's port when the URL names none
 # libpq's names for them, as people copy them from other tools.
 _LIBPQ_OPTIONS = {"sslmode": "ssl", "connect_timeout": None}
+INSTANCE_ID = text_forms.Form(r"^[A-Za-z0-9._-]{1,64}$", "auto (the host's name) or 1 to 64"
+                              " ASCII letters, digits, '.', '_' or '-'")
+LOG_FORMAT = text_forms.Form("^(json|text)$", "json or text")
 
 
 class Settings(BaseSettings):
@@ -65,7 +68,7 @@ class Settings(BaseSettings):
     kafka_follower_fetch_min_bytes: int = Field(default=262144, ge=1)
     kafka_replication_factor: int = Field(default=1, ge=1)
     delivery: Literal["exactly_once", "at_least_once"] = "exactly_once"
-    instance_id: str = Field(default="0", pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    instance_id: str = Field(default="0", pattern=INSTANCE_ID.pattern)
     produce_timeout_seconds: float = Field(default=5.0, gt=0)
     # Transactional producers the intake shares its callers between (group commit).
     intake_producers: int = Field(default=3, ge=1, le=16)
@@ -174,7 +177,7 @@ class Settings(BaseSettings):
     router_url: str = ""
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    log_format: str = Field(default="json", pattern="^(json|text)$")
+    log_format: str = Field(default="json", pattern=LOG_FORMAT.pattern)
 
     @field_validator("kafka_bootstrap_servers")
     @classmethod

@@ -7,6 +7,8 @@ import functools
 import re
 from typing import Literal
 
+from services.core import text_forms
+
 INCOMING = "tickets.incoming"
 SEGMENTED = "tickets.segmented"
 EVENTS = "tickets.events"
@@ -39,6 +41,7 @@ DEPARTMENT_NAME = re.compile(f"^[a-z][a-z0-9_-]{{0,{MAX_NAME - 1}}}$")
 # DEPARTMENT_NAME in words, for the errors that refuse a name (segments' names too).
 NAME_RULE = ("lower-case letters, digits, '_' or '-', starting with a letter, at most"
              f" {MAX_NAME} characters")
+NAME = text_forms.Form(DEPARTMENT_NAME.pattern, f"a name of {NAME_RULE}")
 DEPARTMENT_QUEUE_PREFIX = "dept."
 
 # The lanes of a department queue, one topic each: `dept.<d>.high`, `dept.<d>` (normal,

@@ -17,7 +17,15 @@ import pydantic
 import typer
 from aiokafka.errors import KafkaError
 
-from services.core import broker_start, command_line, durations, logs, tickets, topics
+from services.core import (
+    broker_start,
+    command_line,
+    durations,
+    logs,
+    request_bodies,
+    tickets,
+    topics,
+)
 from services.core.settings import Settings
 from services.departments import queue, retries
 from services.router import intake_policy, lane_copies, priority
@@ -208,7 +216,7 @@ def _settings(**overrides: Any) -> Settings:
     try:
         return Settings(**overrides)
     except pydantic.ValidationError as exc:
-        problems = "; ".join(error["msg"] for error in exc.errors())
+        problems = "; ".join(request_bodies.message_of(error) for error in exc.errors())
         raise typer.BadParameter(problems, param_hint="settings") from exc
 
 

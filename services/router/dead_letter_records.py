@@ -10,11 +10,13 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from services.core import topics
+from services.core import text_forms, topics
 
 REPLAY_HEADER = topics.DLQ_REPLAYED_FROM
 MAX_LIMIT = 1000
 ID_PATTERN = r"^[0-9]{1,9}:[0-9]{1,19}$"  # ASCII digits, as JSON Schema means `\d`
+ID = text_forms.Form(ID_PATTERN, "a dead letter's id as its list gives it: its partition and"
+                     " offset, in digits, joined by ':' (such as 0:42)")
 
 
 class InvalidSelection(ValueError):

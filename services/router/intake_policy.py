@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Any, Protocol
 
-from services.core import lifecycle, moments
+from services.core import lifecycle, moments, text_forms
 from services.router import service_clocks
 
 # How far a reporter's clock (a department's, a platform's, an admin's) may run from ours:
@@ -32,8 +32,12 @@ SKEW_NOTE = (f"up to {REPORT_CLOCK_SKEW.total_seconds() / 60:g} minutes outside,
 # and up to 128 characters; an empty correlation id is taken as not sent (the ticket's id
 # stands in, as it does for none).
 VISIBLE_ASCII = r"^[\x21-\x7e]+$"
+KEY = text_forms.Form(VISIBLE_ASCII, "printable ASCII characters (! to ~), at least one,"
+                      " without spaces")
 KEY_MAX_LENGTH = 255
 CORRELATION_ID_PATTERN = r"^[\x21-\x7e]*$"
+CORRELATION_ID = text_forms.Form(CORRELATION_ID_PATTERN, "printable ASCII characters (! to ~),"
+                                 " without spaces")
 CORRELATION_ID_MAX_LENGTH = 128
 
 # A ticket's trace has two bounds. Each report, customer reply, transfer and priority

@@ -41,7 +41,7 @@ class PurchaseIn(request_bodies.RequestBody):
          "multipleOf": 0.01},
         {"type": "string", "pattern": r"^(?!0*(\.0*)?$)[0-9]{1,12}(\.[0-9]{1,2})?$"}],
         "description": "greater than 0, at most two decimal places"})]
-    currency: str = Field(pattern=r"^[A-Z]{3}$", description="ISO 4217, e.g. EUR")
+    currency: str = Field(pattern=rows.CURRENCY.pattern, description="ISO 4217, e.g. EUR")
     purchased_at: http.Timestamp | None = Field(
         default=None, description=f"RFC 3339 with offset, {rows.PURCHASED_BY_NOW};"
                                   " default: now")

@@ -28,7 +28,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
-from services.core import identifiers, json_text, moments, request_bodies, tickets
+from services.core import identifiers, json_text, moments, request_bodies, text_forms, tickets
 from services.segmenter.profiles import MAX_CUSTOMER_ATTRIBUTES, TEXT_LIMITS, CustomerType
 
 Kind: TypeAlias = Literal["customers", "purchases"]
@@ -54,6 +54,10 @@ PURCHASE_CLOCK_SKEW = moments.CLOCK_SKEW  # a purchase dated by a clock a little
 PURCHASED_BY_NOW = (f"by now (up to {PURCHASE_CLOCK_SKEW.total_seconds() / 60:g} minutes"
                     " later, as a clock running from ours puts it)")
 
+CURRENCY = text_forms.Form(r"^[A-Z]{3}$", "a currency's ISO 4217 code: 3 upper-case letters"
+                           " A-Z, such as EUR")
+
+
 # What each field accepts, as told to whoever sent a bad row.
 def _text(field: str) -> str:
     """What a text field takes (tickets.Text: no NUL, no lone surrogate)."""
@@ -75,7 +79,7 @@ ACCEPTS = {
                   " by 1-64 characters and valued by text of at most"
                   f" {tickets.MAX_ATTRIBUTE_TEXT:,} characters, a number or true/false",
     "amount": "a decimal number above 0 with at most 2 decimals and 12 digits before the point",
-    "currency": "3 upper-case letters, e.g. EUR",
+    "currency": CURRENCY.words,
     "purchased_at": f"an RFC 3339 timestamp with offset, e.g. {moments.EXAMPLE}, within the"
                     f" years 1 to 9999 in UTC, and {PURCHASED_BY_NOW}",
 }
@@ -215,7 +219,7 @@ class CustomerRecord(_Row):
 class PurchaseRecord(_Row):
     customer_id: CustomerId
     amount: Amount
-    currency: str = Field(pattern=r"^[A-Z]{3}$")
+    currency: str = Field(pattern=CURRENCY.pattern)
     purchased_at: Annotated[datetime, BeforeValidator(moments.parse)]
 
     @field_validator("purchased_at")

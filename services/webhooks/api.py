@@ -18,13 +18,16 @@ from services.core import (
     http,
     request_bodies,
     service_context,
+    text_forms,
 )
 from services.webhooks import catalog, endpoint_store, models, outbox_store, pages, service
 
 api = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], dependencies=auth.ADMIN_ONLY)
 PlatformName = Annotated[str, Path(pattern=credentials_api.SUBJECT,
                                    description="The platform's credential subject")]
-DeliveryId = Annotated[str, Path(pattern=r"^msg_[A-Za-z0-9._-]{1,76}$",
+DELIVERY_ID = text_forms.Form(r"^msg_[A-Za-z0-9._-]{1,76}$", "a callback's webhook-id: msg_"
+                              " then 1 to 76 ASCII letters, digits, '.', '_' or '-'")
+DeliveryId = Annotated[str, Path(pattern=DELIVERY_ID.pattern,
                                  description="The callback's webhook-id")]
 # Said in the schema (generated clients, fuzzers); checked by `catalog.endpoint_problem`,
 # which says what is wrong rather than quoting the pattern.

@@ -100,7 +100,7 @@ class TestAKeysOwnBudgetOfBodyBytes:
                           " (1048576 bytes), or such a body is never taken; a number of bytes"
                           " a window, such as 4MiB/second, 240 MiB per minute or"
                           " 1048576/second (units B, KiB, MiB, GiB)"),
-        ("4 megabytes a second", "String should match pattern"),
+        ("4 megabytes a second", "should be a number of bytes a window, such as 4MiB/second"),
     ])
     async def test_a_bad_budget_is_refused_naming_the_field(
             self, router: Router, written: str, problem: str) -> None:

@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from services import cli
-from services.core import access, db
+from services.core import access, credentials_api, db
 from services.core.credentials import Credentials
 
 
@@ -44,6 +44,16 @@ def test_a_subject_an_admin_cannot_have_is_refused_naming_it(
     assert result.exit_code == 2
     assert "subject: admin credentials have no subject" in result.output
     assert not (tmp_path / "store.db").exists()  # refused before the store is opened
+
+
+def test_a_rate_limit_not_a_rate_is_told_what_a_rate_is(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'store.db'}")
+    result = CliRunner().invoke(cli.app, ["credentials", "issue", "--role", "platform",
+                                          "--subject", "helpdesk", "--rate-limit", "fast"])
+    assert result.exit_code == 2
+    assert f"rate_limit: should be {credentials_api.RATE_FORM.words}\n" in result.output
+    assert "pattern" not in result.output
 
 
 def test_a_department_credential_names_a_department_of_the_table_in_force(

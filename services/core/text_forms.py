@@ -1,0 +1,46 @@
+"""A kind of text a field takes (a department's name, a rate, an id): the regex that
+checks it, which the OpenAPI schema shows as the field's `pattern`, and what it accepts, in
+words. pydantic refuses a text its pattern does not match by quoting the regex; an error
+of ours says the words instead (`message`), in 422 answers, settings errors, the CLIs and
+dead-letter reasons alike. Each form is made where its idea lives (`Form(...)`), once, and
+is known by its pattern from then on; tests/unit/test_text_forms.py finds every pattern a
+model or route checks and fails on one without words. Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+# pydantic's error type for a text its pattern does not match.
+MISMATCH = "string_pattern_mismatch"
+
+_words_by_pattern: dict[str, str] = {}
+
+
+@dataclass(frozen=True)
+class Form:
+    """`pattern`, and what it accepts, said after "should be" (`a rate such as ...`)."""
+
+    pattern: str
+    words: str
+
+    def __post_init__(self) -> None:
+        known = _words_by_pattern.setdefault(self.pattern, self.words)
+        if known != self.words:
+            raise ValueError(f"the pattern {self.pattern!r} is already said as {known!r}")
+
+
+def words_of(pattern: str) -> str | None:
+    """What `pattern` accepts, in words; None if no form says it."""
+    return _words_by_pattern.get(pattern)
+
+
+def message(detail: Mapping[str, Any]) -> str:
+    """A pydantic error's message, with a pattern's mismatch said in the form's words
+    (never the text refused: it may be personal data)."""
+    if detail["type"] == MISMATCH:
+        words = words_of(str((detail.get("ctx") or {}).get("pattern", "")))
+        if words is not None:
+            return f"should be {words}"
+    return str(detail["msg"])
