@@ -22,6 +22,7 @@ from services.router import table_file
 from services.segmenter import app as segmenter_app
 from tests import credentials
 from tests.conftest import TEST_ROUTING_TABLE, unique
+from tests.routing_tables import routing_table_with
 
 
 @contextlib.asynccontextmanager
@@ -58,8 +59,7 @@ class TestRoutersConverge:
             self, fleet_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(live_config, "CHECK_SECONDS", 3600.0)  # the announcement only
         token = await credentials.issue_token(fleet_settings.database_url, "admin")
-        table = TEST_ROUTING_TABLE.read_text().replace("version: tests-1",
-                                                       f"version: {unique('fleet')}")
+        table = routing_table_with(version=unique("fleet"))
         async with running(router_app.create_app(instance(fleet_settings, 1)), token) as one, \
                 running(router_app.create_app(instance(fleet_settings, 2)), token) as two:
             put = await one.put("/v1/routing-table", content=table.encode(),
@@ -78,8 +78,7 @@ class TestRoutersConverge:
             self, fleet_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(live_config, "CHECK_SECONDS", 0.5)
         token = await credentials.issue_token(fleet_settings.database_url, "admin")
-        table = TEST_ROUTING_TABLE.read_text().replace("version: tests-1",
-                                                       f"version: {unique('missed')}")
+        table = routing_table_with(version=unique("missed"))
         async with running(router_app.create_app(instance(fleet_settings, 1)), token) as one:
             # Put in force straight in the store, as an instance whose announcement was
             # lost would leave it: no record on Kafka.
@@ -123,8 +122,7 @@ class TestRestart:
         token = await credentials.issue_token(settings.database_url, "admin")
         async with running(router_app.create_app(settings), token) as first:
             seeded = (await first.get("/v1/routing-table")).json()
-        file.write_text(TEST_ROUTING_TABLE.read_text().replace(
-            "priority_aging: 30m", "priority_aging: soon"), encoding="utf-8")
+        file.write_text(routing_table_with(priority_aging="soon"), encoding="utf-8")
         async with running(router_app.create_app(settings), token) as restarted:
             served = (await restarted.get("/v1/routing-table")).json()
         assert (served["version"], served["version_id"]) == (seeded["version"],

@@ -17,13 +17,14 @@ from services.core.settings import Settings
 from services.metrics import service, timeline
 from services.router import priority, table_file, tickets_api
 from services.router import service as router_service
-from tests.conftest import TEST_ROUTING_TABLE, read_topic
+from tests.conftest import read_topic
 from tests.integration.test_lifecycle_agreement import (  # noqa: F401
     ROUTED_AT,
     Stores,
     routed_to_public_sector,
     stores,
 )
+from tests.routing_tables import routing_table_file
 
 FIRST_RESPONSE_DUE = ROUTED_AT + timedelta(hours=4)
 RESOLUTION_DUE = ROUTED_AT + timedelta(hours=6)
@@ -53,15 +54,10 @@ class TestABreachAndASecondLevelDueTogether:
         One hand-over, key_accounts to sales_support (one record on its lane, an event a
         clock), not one to account_development and on to sales_support; the metrics
         charge the resolution's miss and the second level to key_accounts."""
-        path = tmp_path / "routing.yaml"
-        path.write_text(TEST_ROUTING_TABLE.read_text("utf-8").replace(
-            "public_sector: {escalation_to: key_accounts}",
-            "public_sector: {escalation_to: key_accounts,"
-            " second_escalation: {after: 2h, to: sales_support}}").replace(
-            "department: public_sector, priority: 2, first_response_target: 4h}",
-            "department: public_sector, priority: 2, first_response_target: 4h,"
-            " resolution_target: 6h}"), encoding="utf-8")
-        table = table_file.load(path)
+        table = table_file.load(routing_table_file(
+            tmp_path, departments={"public_sector": {
+                "second_escalation": {"after": "2h", "to": "sales_support"}}},
+            routes={"public_sector": {"resolution_target": "6h"}}))
         ticket_id, first = await routed_to_public_sector(stores, table)
         for at in (FIRST_RESPONSE_DUE + timedelta(seconds=2),
                    RESOLUTION_DUE + timedelta(seconds=5),

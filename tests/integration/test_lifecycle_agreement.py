@@ -33,6 +33,7 @@ from services.router.routing import RoutingTable
 from services.router.store import Dispatch, RoutedTickets
 from services.simulator import history, summary
 from tests.conftest import TEST_ROUTING_TABLE, read_topic, unique
+from tests.routing_tables import routing_table_file
 
 ROUTED_AT = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
 DEADLINE = ROUTED_AT + timedelta(hours=1)
@@ -441,12 +442,8 @@ class TestEscalatedAfterHours:
         answered Tuesday 08:00: the deadline stays 13:00 on the escalation, the lane's
         copy and the ticket's state, and the first response is missed, once, in the
         router, the metrics' counter and stats, and the simulator's actual side."""
-        path = tmp_path / "routing.yaml"
-        path.write_text(TEST_ROUTING_TABLE.read_text("utf-8").replace(
-            "key_accounts: {escalation_to: account_development}",
-            "key_accounts: {escalation_to: account_development, calendar: {time_zone: UTC,"
-            " hours: {mon-fri: '09:00-12:00'}}}"), encoding="utf-8")
-        table = table_file.load(path)
+        table = table_file.load(routing_table_file(tmp_path, departments={"key_accounts": {
+            "calendar": {"time_zone": "UTC", "hours": {"mon-fri": "09:00-12:00"}}}}))
         ticket_id, first = await routed_to_public_sector(stores, table)
         missed = ROUTED_AT + timedelta(hours=4)
         settings = Settings(kafka_bootstrap_servers=kafka_bootstrap)
@@ -569,12 +566,8 @@ class TestDeadlinesPassedTogether:
         are public_sector's, escalated at once to key_accounts (one record on its lane, an
         escalation per target), not on to account_development at the next check; the
         metrics count both misses for public_sector, the hand-over once."""
-        path = tmp_path / "routing.yaml"
-        path.write_text(TEST_ROUTING_TABLE.read_text("utf-8").replace(
-            "department: public_sector, priority: 2, first_response_target: 4h}",
-            "department: public_sector, priority: 2, first_response_target: 4h,"
-            " resolution_target: 6h}"), encoding="utf-8")
-        table = table_file.load(path)
+        table = table_file.load(routing_table_file(
+            tmp_path, routes={"public_sector": {"resolution_target": "6h"}}))
         ticket_id, first = await routed_to_public_sector(stores, table)
         seen = ROUTED_AT + timedelta(hours=6, seconds=2)
         settings = Settings(kafka_bootstrap_servers=kafka_bootstrap)

@@ -16,13 +16,13 @@ from services.core import kafka, topics
 from services.core.settings import Settings
 from services.router import clock_watch, priority, routing, table_file
 from services.router.models import RoutedTicketRow
-from tests.conftest import TEST_ROUTING_TABLE
 from tests.integration.test_lifecycle_agreement import (  # noqa: F401
     ROUTED_AT,
     Stores,
     routed_to_public_sector,
     stores,
 )
+from tests.routing_tables import routing_table_file
 
 WARNED = ROUTED_AT + timedelta(hours=3)  # 75% of public_sector's 4h
 
@@ -51,10 +51,7 @@ async def routed_ticket(stores: Stores, table: routing.RoutingTable) -> str:  # 
 async def test_two_sendings_at_once_publish_the_warning_once(
         stores: Stores, kafka_bootstrap: str, tmp_path: Path,  # noqa: F811
         second_sends: str) -> None:
-    path = tmp_path / "routing.yaml"
-    path.write_text("warning_share: 0.75\n" + TEST_ROUTING_TABLE.read_text("utf-8"),
-                    encoding="utf-8")
-    table = table_file.load(path)
+    table = table_file.load(routing_table_file(tmp_path, warning_share=0.75))
     ticket_id = await routed_ticket(stores, table)
     settings = Settings(kafka_bootstrap_servers=kafka_bootstrap)
     await kafka.ensure_topics(settings, [topics.EVENTS])

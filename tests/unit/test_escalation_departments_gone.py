@@ -10,23 +10,17 @@ from pathlib import Path
 
 from services.core.events import TicketEventType
 from services.router import routing, service, table_file, tickets_api
-from tests.conftest import TEST_ROUTING_TABLE
+from tests.routing_tables import routing_table_with
 from tests.unit.router_fakes import Wired, wired
 from tests.unit.test_router_use_cases import NOW, routed_ticket
 
-TESTS_TABLE = TEST_ROUTING_TABLE.read_text("utf-8")
 # The tests' table put in force without public_sector, where routed_ticket's ticket is.
-NO_PUBLIC_SECTOR = TESTS_TABLE.replace(
-    "  - {segment: government, department: public_sector, priority: 2,"
-    " first_response_target: 4h}\n", "").replace(
-    "  public_sector: {escalation_to: key_accounts}\n", "")
-SECOND_TO_TEMP_DESK = TESTS_TABLE.replace(
-    "public_sector: {escalation_to: key_accounts}",
-    "public_sector: {escalation_to: key_accounts,"
-    " second_escalation: {after: 2h, to: temp_desk}}\n  temp_desk: {}")
-NO_TEMP_DESK = TESTS_TABLE.replace(
-    "public_sector: {escalation_to: key_accounts}",
-    "public_sector: {escalation_to: key_accounts, second_escalation: {after: 2h}}")
+NO_PUBLIC_SECTOR = routing_table_with(without=["public_sector"])
+SECOND_TO_TEMP_DESK = routing_table_with(departments={
+    "public_sector": {"second_escalation": {"after": "2h", "to": "temp_desk"}},
+    "temp_desk": {}})
+NO_TEMP_DESK = routing_table_with(departments={
+    "public_sector": {"second_escalation": {"after": "2h"}}})
 
 
 def table(tmp_path: Path, text: str) -> Path:

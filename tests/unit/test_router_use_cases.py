@@ -36,7 +36,7 @@ from services.router.service import Refusal, Refused, verdicts
 from services.router.service.verdicts import HANDOVER_IN_FLIGHT, RESOLVED, TRACE_FULL
 from services.router.store import Dispatch
 from services.simulator import history
-from tests.conftest import TEST_ROUTING_TABLE
+from tests.routing_tables import routing_table_file
 from tests.unit.router_fakes import Wired, wired
 from tests.unit.test_outage import as_sqlalchemy_raises
 
@@ -186,12 +186,8 @@ class TestTransfer:
         """Routed at 09:00 to public_sector (24/7, 4h: due 13:00), handed at 10:00 to
         business_desk, open from 12:00: the 3h left count from 12:00, due 15:00, on the
         lane record as on the event and the router's row."""
-        table = tmp_path / "routing.yaml"
-        table.write_text(TEST_ROUTING_TABLE.read_text("utf-8").replace(
-            "business_desk: {escalation_to: key_accounts}",
-            "business_desk: {escalation_to: key_accounts, calendar: {time_zone: UTC,"
-            " hours: {mon-fri: '12:00-17:00'}}}"), encoding="utf-8")
-        router = wired(table)
+        router = wired(routing_table_file(tmp_path, departments={"business_desk": {
+            "calendar": {"time_zone": "UTC", "hours": {"mon-fri": "12:00-17:00"}}}}))
         routed_ticket(router)
         await self.transfer(router, "business_desk")
         queue, lifecycle = router.publisher.published
@@ -287,12 +283,8 @@ class TestATransferJustAfterADeadline:
     MISSED = NOW + timedelta(hours=4)
 
     def router(self, tmp_path: Path, *, clocks: bool = True) -> Wired:
-        table = tmp_path / "routing.yaml"
-        table.write_text(TEST_ROUTING_TABLE.read_text("utf-8").replace(
-            "public_sector: {escalation_to: key_accounts}",
-            "public_sector: {escalation_to: key_accounts,"
-            " second_escalation: {after: 2h, to: sales_support}}"), encoding="utf-8")
-        router = wired(table)
+        router = wired(routing_table_file(tmp_path, departments={"public_sector": {
+            "second_escalation": {"after": "2h", "to": "sales_support"}}}))
         routed_ticket(router, clocks=clocks)
         return router
 
@@ -385,10 +377,7 @@ class TestATransferJustAfterADeadline:
         """Warned at 75% of 4h (12:00), handed on at 12:00:03: the warning is
         public_sector's, sent once, whether the watch ran at 12:00:02 or not (the
         transfer's rebase would drop a warning past due, as one sent)."""
-        table = tmp_path / "routing.yaml"
-        table.write_text("warning_share: 0.75\n" + TEST_ROUTING_TABLE.read_text("utf-8"),
-                         encoding="utf-8")
-        router = wired(table)
+        router = wired(routing_table_file(tmp_path, warning_share=0.75))
         routed_ticket(router)
         warned = NOW + timedelta(hours=3)
         if watch_first:
@@ -753,16 +742,11 @@ class TestDeadlinesPassedTogether:
     RESOLUTION = NOW + timedelta(hours=6)
 
     def router(self, tmp_path: Path, resolution: str = "6h") -> Wired:
-        table = tmp_path / "routing.yaml"
-        table.write_text("warning_share: 0.75\n" + TEST_ROUTING_TABLE.read_text(
-            "utf-8").replace(
-            "public_sector: {escalation_to: key_accounts}",
-            "public_sector: {escalation_to: key_accounts,"
-            " second_escalation: {after: 2h, to: sales_support}}").replace(
-            "department: public_sector, priority: 2, first_response_target: 4h}",
-            "department: public_sector, priority: 2, first_response_target: 4h,"
-            f" resolution_target: {resolution}}}"), encoding="utf-8")
-        router = wired(table)
+        router = wired(routing_table_file(
+            tmp_path, warning_share=0.75,
+            departments={"public_sector": {
+                "second_escalation": {"after": "2h", "to": "sales_support"}}},
+            routes={"public_sector": {"resolution_target": resolution}}))
         routed_ticket(router)
         return router
 
@@ -905,18 +889,12 @@ class TestEscalationsDueTogether:
         """public_sector (escalation_to key_accounts, a second level 2h later to
         sales_support), key_accounts (escalation_to account_development, a second level
         1h later to business_desk); first response 4h (13:00), resolution 6h (15:00)."""
-        table = tmp_path / "routing.yaml"
-        table.write_text(TEST_ROUTING_TABLE.read_text("utf-8").replace(
-            "public_sector: {escalation_to: key_accounts}",
-            "public_sector: {escalation_to: key_accounts,"
-            " second_escalation: {after: 2h, to: sales_support}}").replace(
-            "key_accounts: {escalation_to: account_development}",
-            "key_accounts: {escalation_to: account_development,"
-            " second_escalation: {after: 1h, to: business_desk}}").replace(
-            "department: public_sector, priority: 2, first_response_target: 4h}",
-            "department: public_sector, priority: 2, first_response_target: 4h,"
-            " resolution_target: 6h}"), encoding="utf-8")
-        router = wired(table)
+        router = wired(routing_table_file(
+            tmp_path,
+            departments={
+                "public_sector": {"second_escalation": {"after": "2h", "to": "sales_support"}},
+                "key_accounts": {"second_escalation": {"after": "1h", "to": "business_desk"}}},
+            routes={"public_sector": {"resolution_target": "6h"}}))
         routed_ticket(router)
         return router
 
@@ -1577,13 +1555,9 @@ class TestEscalateDue:
             self, tmp_path: Path, second_to: str | None, at_level_2: str) -> None:
         """public_sector: a breach (4h) hands the ticket to key_accounts; 2h later, still
         unanswered, to the second level's department, or flagged where it is."""
-        second = f"{{after: 2h, to: {second_to}}}" if second_to else "{after: 2h}"
-        table = tmp_path / "routing.yaml"
-        table.write_text(TEST_ROUTING_TABLE.read_text("utf-8").replace(
-            "public_sector: {escalation_to: key_accounts}",
-            f"public_sector: {{escalation_to: key_accounts, second_escalation: {second}}}"),
-            encoding="utf-8")
-        router = wired(table)
+        second = {"after": "2h", "to": second_to} if second_to else {"after": "2h"}
+        router = wired(routing_table_file(
+            tmp_path, departments={"public_sector": {"second_escalation": second}}))
         routed_ticket(router)
 
         def outcome_shown() -> object:  # as GET /v1/tickets/{id} shows the clock
@@ -1626,15 +1600,10 @@ class TestEscalateDue:
         """Routed Monday 09:00 to public_sector (24/7: the resolution due 17:00), breached
         at 13:00 and escalated at 14:00 to key_accounts, open 12:00-15:00: the 3h left
         of the resolution count 14:00-15:00 and Tuesday 12:00-14:00, as a transfer's do."""
-        table = tmp_path / "routing.yaml"
-        table.write_text(TEST_ROUTING_TABLE.read_text("utf-8").replace(
-            "department: public_sector, priority: 2, first_response_target: 4h}",
-            "department: public_sector, priority: 2, first_response_target: 4h,"
-            " resolution_target: 8h}").replace(
-            "key_accounts: {escalation_to: account_development}",
-            "key_accounts: {escalation_to: account_development, calendar: {time_zone: UTC,"
-            " hours: {mon-fri: '12:00-15:00'}}}"), encoding="utf-8")
-        router = wired(table)
+        router = wired(routing_table_file(
+            tmp_path, routes={"public_sector": {"resolution_target": "8h"}},
+            departments={"key_accounts": {
+                "calendar": {"time_zone": "UTC", "hours": {"mon-fri": "12:00-15:00"}}}}))
         routed_ticket(router)
         assert await self.escalate(router, NOW + timedelta(hours=5)) == 1
         due = NOW + timedelta(days=1, hours=5)
@@ -1654,12 +1623,8 @@ class TestEscalateDue:
         Tuesday 08:00, before key_accounts opens: the deadline stays 13:00 on the event, the
         lane's copy and the ticket's clocks, so the metrics (counter, stats) and the
         simulator's actual side all count the first response late."""
-        table = tmp_path / "routing.yaml"
-        table.write_text(TEST_ROUTING_TABLE.read_text("utf-8").replace(
-            "key_accounts: {escalation_to: account_development}",
-            "key_accounts: {escalation_to: account_development, calendar: {time_zone: UTC,"
-            " hours: {mon-fri: '09:00-12:00'}}}"), encoding="utf-8")
-        router = wired(table)
+        router = wired(routing_table_file(tmp_path, departments={"key_accounts": {
+            "calendar": {"time_zone": "UTC", "hours": {"mon-fri": "09:00-12:00"}}}}))
         routed_ticket(router)
         missed = NOW + timedelta(hours=4)
         assert await self.escalate(router, missed + timedelta(seconds=1)) == 1
@@ -1976,10 +1941,7 @@ class TestWarningsSentOnce:
     WARNED = NOW + timedelta(hours=3)  # 75% of public_sector's 4h
 
     def router(self, tmp_path: Path) -> Wired:
-        table = tmp_path / "routing.yaml"
-        table.write_text("warning_share: 0.75\n" + TEST_ROUTING_TABLE.read_text("utf-8"),
-                         encoding="utf-8")
-        router = wired(table)
+        router = wired(routing_table_file(tmp_path, warning_share=0.75))
         routed_ticket(router)
         return router
 
