@@ -184,14 +184,8 @@ class TestAReceiverThatIsGone:
     async def test_an_endpoint_whose_url_changed_meanwhile_stays_enabled(
             self, patient_outbox: Outbox, webhook_receiver: Callable[..., Receiver]) -> None:
         """The 410 came from the URL before: the one in force did not answer it."""
-        old, new, platform = webhook_receiver(status=410), webhook_receiver(), unique("desk")
-        old.hold()
-        await patient_outbox.register(platform, old.url)
-        await patient_outbox.enqueue(platform, "msg_1")
-        await patient_outbox.deliverer.deliver_due()
-        await old.wait_for(1, what=lambda r: r.attempts)  # in flight, held there
-        await patient_outbox.endpoints.update(platform, url=new.url)
-        old.release()
+        new = webhook_receiver()
+        platform = await patient_outbox.moved_in_flight(webhook_receiver(status=410), new.url)
         await new.wait_for(1)  # sent again at once, to the new URL
         endpoint = await patient_outbox.endpoints.get(platform)
         assert endpoint is not None and endpoint.enabled

@@ -135,15 +135,9 @@ class TestAReceiverAskingToWait:
     async def test_an_endpoint_whose_url_changed_meanwhile_is_not_held(
             self, two_at_a_time: Outbox, webhook_receiver: Callable[..., Receiver]) -> None:
         """The 429 came from the URL before: the one in force did not ask to wait."""
-        old, new, platform = (webhook_receiver(status=429, headers={"Retry-After": "600"}),
-                              webhook_receiver(), unique("desk"))
-        old.hold()
-        await two_at_a_time.register(platform, old.url)
-        await two_at_a_time.enqueue(platform, "msg_1")
-        await two_at_a_time.deliverer.deliver_due()
-        await old.wait_for(1, what=lambda r: r.attempts)  # in flight, held there
-        await two_at_a_time.endpoints.update(platform, url=new.url)
-        old.release()
+        new = webhook_receiver()
+        platform = await two_at_a_time.moved_in_flight(
+            webhook_receiver(status=429, headers={"Retry-After": "600"}), new.url)
         await two_at_a_time.drained()
         endpoint = await two_at_a_time.endpoints.get(platform)
         assert endpoint is not None and endpoint.held_until is None

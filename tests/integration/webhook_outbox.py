@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.core import db, migrate
 from services.webhooks import catalog, delivery, endpoint_store, models, outbox_store
 from tests.conftest import unique
+from tests.webhooks_receiver import Receiver
 
 
 class Clock:
@@ -69,6 +70,20 @@ class Outbox:
         await self.enqueue(platform, *delivery_ids)
         await self.drained()
         return platform, await self.of(platform)
+
+    async def moved_in_flight(self, old: Receiver, new_url: str) -> str:
+        """A new platform's callback msg_1 sent to its endpoint `old`, which holds it; the
+        endpoint's URL changed to `new_url` while it is in flight there, then `old` answers
+        (what it was made to): the platform."""
+        platform = unique("desk")
+        old.hold()
+        await self.register(platform, old.url)
+        await self.enqueue(platform, "msg_1")
+        await self.deliverer.deliver_due()
+        await old.wait_for(1, what=lambda r: r.attempts)  # in flight, held there
+        await self.endpoints.update(platform, url=new_url)
+        old.release()
+        return platform
 
 
 TWO_MINUTES = catalog.RetryPolicy(max_attempts=3, base_seconds=120, max_seconds=120)
