@@ -276,39 +276,46 @@ class TestDisabled:
 
 
 class TestSecretRotation:
-    async def test_the_old_secret_signs_too_for_the_overlap(
-            self, harness: Harness, webhook_receiver: Callable[..., Receiver]) -> None:
-        receiver, platform = webhook_receiver(), unique("desk")
+    @staticmethod
+    async def rotated(harness: Harness, receiver: Receiver) -> tuple[str, str, str]:
+        """A new platform's endpoint `receiver` registered, then its secret rotated: the
+        platform, the secret registered and the one the rotation gave."""
+        platform = unique("desk")
         old = await harness.register(platform, receiver)
         new = await harness.callbacks.endpoints.rotate_secret(platform)
-        assert new is not None
+        assert isinstance(new, str)
+        return platform, old, new
+
+    @staticmethod
+    async def delivered(harness: Harness, platform: str, receiver: Receiver) -> None:
+        """A ticket of `platform` routed, responded and resolved: its three callbacks."""
         await harness.route(platform)
         await receiver.wait_for(3)
+
+    async def test_the_old_secret_signs_too_for_the_overlap(
+            self, harness: Harness, webhook_receiver: Callable[..., Receiver]) -> None:
+        receiver = webhook_receiver()
+        platform, old, new = await self.rotated(harness, receiver)
+        await self.delivered(harness, platform, receiver)
         assert receiver.verified(old) == receiver.verified(new)  # either key verifies
 
     async def test_a_rotation_refused_in_the_overlap_leaves_both_signing(
             self, harness: Harness, webhook_receiver: Callable[..., Receiver]) -> None:
         """The hostile case: two rotations seconds apart left the first secret, which
         receivers were still on, signing no more. The second is refused; both sign."""
-        receiver, platform = webhook_receiver(), unique("desk")
-        old = await harness.register(platform, receiver)
-        new = await harness.callbacks.endpoints.rotate_secret(platform)
-        assert isinstance(new, str)
+        receiver = webhook_receiver()
+        platform, old, new = await self.rotated(harness, receiver)
         again = await harness.callbacks.endpoints.rotate_secret(platform)
         assert isinstance(again, endpoint_store.StillSigning)
-        await harness.route(platform)
-        await receiver.wait_for(3)
+        await self.delivered(harness, platform, receiver)
         assert receiver.verified(old) == receiver.verified(new)
 
     @pytest.mark.webhook_settings(webhook_secret_overlap_seconds=0)
     async def test_without_overlap_only_the_new_secret_signs(
             self, harness: Harness, webhook_receiver: Callable[..., Receiver]) -> None:
-        receiver, platform = webhook_receiver(), unique("desk")
-        old = await harness.register(platform, receiver)
-        new = await harness.callbacks.endpoints.rotate_secret(platform)
-        assert new is not None
-        await harness.route(platform)
-        await receiver.wait_for(3)
+        receiver = webhook_receiver()
+        platform, old, new = await self.rotated(harness, receiver)
+        await self.delivered(harness, platform, receiver)
         assert len(receiver.verified(new)) == 3
         with pytest.raises(standardwebhooks.WebhookVerificationError):
             receiver.verified(old)
