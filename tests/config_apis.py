@@ -130,3 +130,11 @@ async def put(service: Service, text: str, *, headers: dict[str, str] | None = N
                                     params=params,
                                     headers={"content-type": "application/yaml",
                                              **(headers or {})})
+
+
+async def dry_run(service: Service, body: str | bytes) -> httpx.Response:
+    """A dry run of `body` (YAML text, or bytes as sent)."""
+    return await service.client.post(
+        f"{service.config.path}/dry-run",
+        content=body.encode() if isinstance(body, str) else body,
+        headers={"content-type": "application/yaml"})

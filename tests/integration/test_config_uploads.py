@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from services.core import config_files, config_store
-from tests.config_apis import KINDS, Service, config_api, copy_of, put
+from tests.config_apis import KINDS, Service, config_api, copy_of, dry_run, put
 
 
 def make_read_only(file: Path) -> None:
@@ -104,9 +104,7 @@ class TestHistoryOverHttp:
 class TestDryRun:
     async def test_a_dry_run_validates_and_changes_nothing(self, service: Service) -> None:
         before = service.live.current.version
-        response = await service.client.post(
-            f"{service.config.path}/dry-run", content=service.upload.encode(),
-            headers={"content-type": "application/yaml"})
+        response = await dry_run(service, service.upload)
         assert response.status_code == 200, response.text
         report = response.json()
         assert report["valid"] is True and report["version"].startswith("uploaded-2+")
@@ -125,9 +123,7 @@ class TestDryRun:
             text=elsewhere, author="another instance", comment="",
             version=(await service.live.validate(elsewhere, source="elsewhere")).version))
         running = service.live.current.version
-        response = await service.client.post(
-            f"{service.config.path}/dry-run", content=service.upload.encode(),
-            headers={"content-type": "application/yaml"})
+        response = await dry_run(service, service.upload)
         assert response.status_code == 200, response.text
         report = response.json()
         assert report["in_force"] == running == service.live.current.version  # not synced
@@ -156,9 +152,7 @@ class TestDryRun:
         assert shown["version_id"] == response.json()["version_id"] > refused.version_id
 
     async def test_an_invalid_dry_run_names_the_line(self, service: Service) -> None:
-        response = await service.client.post(
-            f"{service.config.path}/dry-run", content=b"routes: [\n",
-            headers={"content-type": "application/yaml"})
+        response = await dry_run(service, b"routes: [\n")
         assert response.status_code == 422
         assert response.json()["line"] is not None
         assert service.live.last_rejection is None  # a dry run is not an attempt
@@ -169,9 +163,7 @@ class TestDryRun:
             self, service: Service, body: bytes, line: int) -> None:
         """A NUL or another control character anywhere in the file: 422 with where it
         is and what YAML takes, not a 500 (found by the OpenAPI fuzzing)."""
-        response = await service.client.post(
-            f"{service.config.path}/dry-run", content=body,
-            headers={"content-type": "application/yaml"})
+        response = await dry_run(service, body)
         assert response.status_code == 422, response.text
         answer = response.json()
         assert answer["line"] == line

@@ -16,7 +16,7 @@ import pytest
 
 from services.core import config_store
 from services.core.events import TicketEventType
-from tests.config_apis import KINDS, Service, config_api, copy_of, put
+from tests.config_apis import KINDS, Service, config_api, copy_of, dry_run, put
 from tests.router_apis import routed_ticket
 
 SALES_ROUTE = ("  - {segment: potential, department: sales_support, priority: 3,"
@@ -71,9 +71,7 @@ class TestRemovingDepartmentsThatHoldOpenTickets:
     async def test_the_dry_run_counts_each_removed_departments_open_tickets(
             self, service: Service) -> None:
         await sales_holds_two_open_tickets(service)
-        response = await service.client.post(
-            f"{service.config.path}/dry-run", content=without_sales_and_public(service),
-            headers={"content-type": "application/yaml"})
+        response = await dry_run(service, without_sales_and_public(service))
         assert response.status_code == 200, response.text
         report = response.json()
         assert report["departments_removed"] == ["public_sector", "sales_support"]
