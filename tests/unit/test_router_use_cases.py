@@ -67,6 +67,25 @@ def routed_ticket(router: Wired, *, clocks: bool = True) -> Dispatch:
     return dispatch
 
 
+def as_the_metrics_read_it(deadlines: dict[str, datetime],
+                           later: Sequence[events.TicketEvent],
+                           ) -> tuple[metrics_timeline.Timeline,
+                                      list[metrics_timeline.Observation]]:
+    """routed_ticket's ticket through the metrics service: routed to public_sector at NOW
+    with `deadlines` (first_response among them), then the `later` events. Its timeline
+    and every observation made on the way."""
+    timeline = metrics_timeline.Timeline("t-1")
+    observed: list[metrics_timeline.Observation] = []
+    for event in [events.TicketEvent(
+            ticket_id="t-1", type=TicketEventType.ROUTED, occurred_at=NOW, received_at=NOW,
+            department="public_sector", segment="government",
+            first_response_deadline=deadlines["first_response"], deadlines=deadlines),
+            *later]:
+        timeline, observations = metrics_service.applied(event, timeline)
+        observed += observations
+    return timeline, observed
+
+
 def public_sectors_failed_checks() -> float | None:
     """routing_router_clock_checks_failed_total for public_sector, as it stands."""
     return REGISTRY.get_sample_value("routing_router_clock_checks_failed_total",
@@ -321,20 +340,14 @@ class TestATransferJustAfterADeadline:
         [clock] = tickets_api._clocks(row.service_clocks)["clocks"]
         handed = [(step["step"], step.get("level"), step["from"], step["to"])
                   for step in row.trace if step["step"] in ("escalated", "transferred")]
-        timeline = metrics_timeline.Timeline("t-1")
-        counted = []
-        for event in [events.TicketEvent(
-                ticket_id="t-1", type=TicketEventType.ROUTED, occurred_at=NOW,
-                received_at=NOW, department="public_sector", segment="government",
-                first_response_deadline=self.MISSED,
-                deadlines={"first_response": self.MISSED}),
-                *(events.read(item.event) for item in router.publisher.published
-                  if item.topic == topics.EVENTS)]:
-            timeline, observations = metrics_service.applied(event, timeline)
-            counted += [(type(o).__name__, o.department) for o in observations
-                        if isinstance(o, metrics_timeline.TargetDecided
-                                      | metrics_timeline.ServiceTarget
-                                      | metrics_timeline.ClockEscalated)]
+        timeline, observed = as_the_metrics_read_it(
+            {"first_response": self.MISSED},
+            [events.read(item.event) for item in router.publisher.published
+             if item.topic == topics.EVENTS])
+        counted = [(type(o).__name__, o.department) for o in observed
+                   if isinstance(o, metrics_timeline.TargetDecided
+                                 | metrics_timeline.ServiceTarget
+                                 | metrics_timeline.ClockEscalated)]
         return (row.department, handed, clock["level"], clock["outcome"], counted,
                 timeline.department)
 
@@ -766,21 +779,14 @@ class TestDeadlinesPassedTogether:
                      if item.topic == topics.EVENTS]
         notices = [(e.type, e.target, e.level, e.from_department, e.department)
                    for e in published]
-        timeline = metrics_timeline.Timeline("t-1")
-        counted = []
-        for event in [events.TicketEvent(
-                ticket_id="t-1", type=TicketEventType.ROUTED, occurred_at=NOW,
-                received_at=NOW, department="public_sector", segment="government",
-                first_response_deadline=self.FIRST,
-                deadlines={"first_response": self.FIRST, "resolution": self.RESOLUTION}),
-                *published]:
-            timeline, observations = metrics_service.applied(event, timeline)
-            counted += [(type(o).__name__, getattr(o, "target", None), o.department)
-                        for o in observations
-                        if isinstance(o, metrics_timeline.ServiceTarget
-                                      | metrics_timeline.ClockEscalated
-                                      | metrics_timeline.ClockWarning
-                                      | metrics_timeline.HandedOver)]
+        _, observed = as_the_metrics_read_it(
+            {"first_response": self.FIRST, "resolution": self.RESOLUTION}, published)
+        counted = [(type(o).__name__, getattr(o, "target", None), o.department)
+                   for o in observed
+                   if isinstance(o, metrics_timeline.ServiceTarget
+                                 | metrics_timeline.ClockEscalated
+                                 | metrics_timeline.ClockWarning
+                                 | metrics_timeline.HandedOver)]
         return row.department, handed, shown, notices, sorted(counted)
 
     ESCALATED_ONCE = (
@@ -1640,17 +1646,10 @@ class TestEscalateDue:
         assert service_clocks.from_json(row.service_clocks or {}).deadlines()[
             "first_response"] == missed
         answered = NOW + timedelta(days=1, hours=-1)  # Tuesday 08:00
-        timeline = metrics_timeline.Timeline("t-1")
-        counted = []
-        for event in [events.TicketEvent(
-                ticket_id="t-1", type=TicketEventType.ROUTED, occurred_at=NOW,
-                received_at=NOW, department="public_sector", segment="government",
-                first_response_deadline=missed, deadlines={"first_response": missed}),
-                escalated, events.TicketEvent(ticket_id="t-1", occurred_at=answered,
-                                              type=TicketEventType.RESPONDED)]:
-            timeline, observations = metrics_service.applied(event, timeline)
-            counted += [o.outcome for o in observations
-                        if isinstance(o, metrics_timeline.TargetDecided)]
+        timeline, observed = as_the_metrics_read_it({"first_response": missed}, [
+            escalated, events.TicketEvent(ticket_id="t-1", occurred_at=answered,
+                                          type=TicketEventType.RESPONDED)])
+        counted = [o.outcome for o in observed if isinstance(o, metrics_timeline.TargetDecided)]
         assert counted == ["missed"]  # routing_first_response_target_total, once
         later = answered + timedelta(days=1)
         assert stats.outcome(timeline, later) == "missed"
