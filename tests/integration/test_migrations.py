@@ -13,7 +13,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -24,6 +23,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from services.core import db, migrate
 from services.webhooks import models, outbox_store
+from tests.migrated import downgrade, written_at
 
 T = TypeVar("T")
 HEAD = ScriptDirectory.from_config(migrate.config("unused")).get_current_head()
@@ -99,7 +99,7 @@ async def test_the_newest_revisions_downgrade_to_the_indexes_before_them(
     await migrate.upgrade(empty_database_url)
     assert await indexes(empty_database_url) != before
 
-    await asyncio.to_thread(command.downgrade, migrate.config(empty_database_url), "0014")
+    await downgrade(empty_database_url, "0014")
     assert await indexes(empty_database_url) == before
     await migrate.upgrade(empty_database_url)
     assert await inspect(empty_database_url) == ([], [HEAD])
@@ -109,26 +109,20 @@ async def test_endpoints_registered_before_holds_are_kept_not_held(
         empty_database_url: str) -> None:
     """v0026 adds when a webhook endpoint is held until (its receiver's 429): one
     registered before it is not held, and is kept through the downgrade."""
-    await migrate.upgrade(empty_database_url, "0025")
-    engine = db.engine(empty_database_url)
-    try:
-        async with engine.begin() as connection:
-            await connection.execute(text(
-                "INSERT INTO webhook_endpoints (platform, url, secret, enabled, created_at,"
-                " updated_at) VALUES ('desk', 'https://desk.example.com/hooks', 'whsec_x',"
-                " true, '2026-12-06 09:00:00+00:00', '2026-12-06 09:00:00+00:00')"))
-        await migrate.upgrade(empty_database_url)
+    async with written_at(
+            empty_database_url, "0025",
+            "INSERT INTO webhook_endpoints (platform, url, secret, enabled, created_at,"
+            " updated_at) VALUES ('desk', 'https://desk.example.com/hooks', 'whsec_x',"
+            " true, '2026-12-06 09:00:00+00:00', '2026-12-06 09:00:00+00:00')") as engine:
         async with engine.connect() as connection:
             held = (await connection.execute(text(
                 "SELECT platform, held_until FROM webhook_endpoints"))).all()
         assert held == [("desk", None)]
-        await asyncio.to_thread(command.downgrade, migrate.config(empty_database_url), "0025")
+        await downgrade(empty_database_url, "0025")
         async with engine.connect() as connection:
             kept = (await connection.execute(text("SELECT platform FROM webhook_endpoints"))
                     ).all()
         assert kept == [("desk",)]
-    finally:
-        await engine.dispose()
 
 
 async def test_callbacks_dead_lettered_after_v0028_come_after_those_before(
@@ -136,19 +130,15 @@ async def test_callbacks_dead_lettered_after_v0028_come_after_those_before(
     """v0028 starts the dead-letter clock at the last dead letter's moment: one
     dead-lettered after it, by a worker whose clock is behind, still comes after it in
     the listing."""
-    await migrate.upgrade(empty_database_url, "0027")
-    engine = db.engine(empty_database_url)
-    try:
-        async with engine.begin() as connection:
-            for delivery_id, status in (("msg_old", "dead"), ("msg_new", "pending")):
-                await connection.execute(text(
-                    "INSERT INTO webhook_deliveries (delivery_id, platform, event_type,"
-                    " ticket_id, body, status, attempts, next_attempt_at, created_at,"
-                    " updated_at) VALUES (:delivery_id, 'desk', 'ticket.routed', 't', '{}',"
-                    " :status, 3, '2030-01-01 09:00:00+00:00', '2030-01-01 09:00:00+00:00',"
-                    " '2030-01-01 09:00:00+00:00')"),
-                    {"delivery_id": delivery_id, "status": status})
-        await migrate.upgrade(empty_database_url)
+    async with written_at(
+            empty_database_url, "0027",
+            "INSERT INTO webhook_deliveries (delivery_id, platform, event_type,"
+            " ticket_id, body, status, attempts, next_attempt_at, created_at,"
+            " updated_at) VALUES (:delivery_id, 'desk', 'ticket.routed', 't', '{}',"
+            " :status, 3, '2030-01-01 09:00:00+00:00', '2030-01-01 09:00:00+00:00',"
+            " '2030-01-01 09:00:00+00:00')",
+            {"delivery_id": "msg_old", "status": "dead"},
+            {"delivery_id": "msg_new", "status": "pending"}) as engine:
         deliveries = outbox_store.Deliveries(db.sessions(engine))
         await deliveries.record_attempt(
             "msg_new", status=models.DEAD, attempts=3, error="HTTP 500",
@@ -158,8 +148,6 @@ async def test_callbacks_dead_lettered_after_v0028_come_after_those_before(
         assert [d.delivery_id for d in dead] == ["msg_old", "msg_new"]
         assert dead[1].updated_at == datetime(2030, 1, 1, 9, tzinfo=UTC) + timedelta(
             microseconds=1)
-    finally:
-        await engine.dispose()
 
 
 async def test_credentials_issued_before_v0029_keep_the_default_byte_budget(
@@ -167,33 +155,27 @@ async def test_credentials_issued_before_v0029_keep_the_default_byte_budget(
     """v0029 adds a credential's own budget of body bytes: one issued before it has none
     (the service's INTAKE_BYTE_RATE_LIMIT), and is kept through the downgrade, its index
     by subject with it."""
-    await migrate.upgrade(empty_database_url, "0028")
-    engine = db.engine(empty_database_url)
 
     def subject_indexes(connection: Connection) -> list[str]:
         return [index["name"] or "" for index in sa_inspect(connection).get_indexes(
             "credentials")]
 
-    try:
-        async with engine.begin() as connection:
-            await connection.execute(text(
-                "INSERT INTO credentials (credential_id, role, subject, label, secret_hash,"
-                " rate_limit, created_at) VALUES ('0123456789ab', 'platform', 'desk', '',"
-                " 'hash', '200/second', '2026-12-06 09:00:00+00:00')"))
-        await migrate.upgrade(empty_database_url)
+    async with written_at(
+            empty_database_url, "0028",
+            "INSERT INTO credentials (credential_id, role, subject, label, secret_hash,"
+            " rate_limit, created_at) VALUES ('0123456789ab', 'platform', 'desk', '',"
+            " 'hash', '200/second', '2026-12-06 09:00:00+00:00')") as engine:
         async with engine.connect() as connection:
             kept = (await connection.execute(text(
                 "SELECT credential_id, rate_limit, byte_rate_limit FROM credentials"))).all()
         assert kept == [("0123456789ab", "200/second", None)]
-        await asyncio.to_thread(command.downgrade, migrate.config(empty_database_url), "0028")
+        await downgrade(empty_database_url, "0028")
         async with engine.connect() as connection:
             kept = (await connection.execute(text(
                 "SELECT credential_id, rate_limit FROM credentials"))).all()
             indexes = await connection.run_sync(subject_indexes)
         assert kept == [("0123456789ab", "200/second")]
         assert indexes == ["ix_credentials_subject"]
-    finally:
-        await engine.dispose()
 
 
 async def test_concurrent_upgrades_in_one_process(empty_database_url: str) -> None:

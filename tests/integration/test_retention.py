@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import func, inspect, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.core import db, kafka, migrate, retention, topics
+from services.core import kafka, migrate, retention, topics
 from services.core.settings import Settings
 from services.metrics import bootstrap as metrics_bootstrap
 from services.metrics.store import TimelineRow, TimelineStore
@@ -31,6 +31,7 @@ from services.segmenter.models import CustomerFeaturesRow, CustomerRow, Purchase
 from services.segmenter.store import CustomerStore
 from services.webhooks import models, outbox_store
 from services.webhooks.models import WebhookDeliveryRow
+from tests.migrated import written_at
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 ANNA = "c-7781"
@@ -400,21 +401,14 @@ class TestTicketsInKafkaAtTheErasure:
 class TestMigration:
     async def test_tickets_routed_before_0007_get_their_customer_from_their_copy(
             self, empty_database_url: str) -> None:
-        await migrate.upgrade(empty_database_url, "0006")
-        engine = db.engine(empty_database_url)
-        try:
-            async with engine.begin() as connection:
-                await connection.execute(text(
-                    "INSERT INTO routed_tickets (ticket_id, department, segment, status,"
-                    " escalated, trace, payload, updated_at) VALUES ('t-1', 'care',"
-                    " 'consumer', 'routed', false, '[]', :payload, :at)"),
-                    {"payload": '{"customer_id": "c-42", "subject": "hi"}', "at": NOW})
-            await migrate.upgrade(empty_database_url)
-            async with engine.connect() as connection:
-                customer = (await connection.execute(text(
-                    "SELECT customer_id FROM routed_tickets WHERE ticket_id = 't-1'"))
-                ).scalar_one()
-        finally:
-            await engine.dispose()
-
+        async with written_at(
+                empty_database_url, "0006",
+                "INSERT INTO routed_tickets (ticket_id, department, segment, status,"
+                " escalated, trace, payload, updated_at) VALUES ('t-1', 'care',"
+                " 'consumer', 'routed', false, '[]', :payload, :at)",
+                {"payload": '{"customer_id": "c-42", "subject": "hi"}', "at": NOW},
+        ) as engine, engine.connect() as connection:
+            customer = (await connection.execute(text(
+                "SELECT customer_id FROM routed_tickets WHERE ticket_id = 't-1'"))
+            ).scalar_one()
         assert customer == "c-42"
