@@ -1,23 +1,25 @@
-"""`routing credentials`: issue, list and revoke credentials straight in the store (the
-first admin's token comes from here; afterwards admins can use `/v1/credentials`)."""
+"""`routing credentials`: issue, list, change and revoke credentials straight in the
+store (the first admin's token comes from here; afterwards admins can use
+`/v1/credentials`)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.core import access, credentials_api, db, request_bodies, store_start
 from services.core.config_files import ConfigError
-from services.core.credentials import Credentials
+from services.core.credentials import LIMITS, Credential, Credentials, Revoked
 from services.core.settings import Settings, from_environment
 from services.router import table_file
 
+Body = TypeVar("Body", bound=BaseModel)
 app = typer.Typer(help="Credentials: platforms' API keys, departments' and admins' tokens.",
                   no_args_is_help=True)
 
@@ -38,6 +40,17 @@ async def open_store(settings: Settings) -> AsyncIterator[Credentials]:
         yield Credentials(sessions)
 
 
+def _checked(body: type[Body], **given: object) -> Body:
+    """`given` as the HTTP API checks its body; else each problem said, exit 2."""
+    try:
+        return body.model_validate(given)
+    except ValidationError as exc:
+        for problem in exc.errors(include_input=False, include_url=False):
+            where = ".".join(str(part) for part in problem["loc"]) or "options"
+            typer.echo(f"{where}: {request_bodies.message_of(problem)}", err=True)
+        raise typer.Exit(2) from exc
+
+
 @app.command("issue")
 def issue(
     role: Annotated[access.Role, typer.Option(help="platform, department or admin")],
@@ -51,15 +64,9 @@ def issue(
              " 16MiB/second")] = None,
 ) -> None:
     """Issue a credential and print its token: the only time it is shown."""
-    try:  # the same checks as the HTTP API's
-        wanted = credentials_api.CredentialRequest(role=role, subject=subject, label=label,
-                                                   rate_limit=rate_limit,
-                                                   byte_rate_limit=byte_rate_limit)
-    except ValidationError as exc:
-        for problem in exc.errors(include_input=False, include_url=False):
-            where = ".".join(str(part) for part in problem["loc"]) or "options"
-            typer.echo(f"{where}: {request_bodies.message_of(problem)}", err=True)
-        raise typer.Exit(2) from exc
+    # The same checks as the HTTP API's.
+    wanted = _checked(credentials_api.CredentialRequest, role=role, subject=subject,
+                      label=label, rate_limit=rate_limit, byte_rate_limit=byte_rate_limit)
 
     async def run() -> str:
         settings = from_environment()
@@ -96,6 +103,56 @@ def listed() -> None:
                 typer.echo(credential.model_dump_json())
 
     asyncio.run(run())
+
+
+@app.command("change")
+def change(
+    credential_id: str,
+    label: Annotated[str | None, typer.Option(help="What it is for")] = None,
+    rate_limit: Annotated[str | None, typer.Option(
+        help="Its own rate limit, e.g. 200/second")] = None,
+    byte_rate_limit: Annotated[str | None, typer.Option(
+        help="Its own budget of body bytes, e.g. 16MiB/second")] = None,
+    default_rate_limit: Annotated[bool, typer.Option(
+        help="Back to the service's INTAKE_RATE_LIMIT")] = False,
+    default_byte_rate_limit: Annotated[bool, typer.Option(
+        help="Back to the service's INTAKE_BYTE_RATE_LIMIT")] = False,
+) -> None:
+    """Change a credential's label or its own limits: every service takes the change
+    within AUTH_CACHE_SECONDS. Its role and subject are fixed: issue a new one."""
+    given: dict[str, object] = {} if label is None else {"label": label}
+    for name, value, default in (("rate_limit", rate_limit, default_rate_limit),
+                                 ("byte_rate_limit", byte_rate_limit,
+                                  default_byte_rate_limit)):
+        if value is not None and default:
+            typer.echo(f"{name}: --{_option(name)} or --default-{_option(name)}, not both",
+                       err=True)
+            raise typer.Exit(2)
+        if value is not None or default:
+            given[name] = value
+    if not given:
+        typer.echo("nothing to change: give --label, "
+                   + ", ".join(f"--{_option(name)}, --default-{_option(name)}"
+                               for name in LIMITS), err=True)
+        raise typer.Exit(2)
+    wanted = _checked(credentials_api.CredentialChange, **given)
+
+    async def run() -> Credential | Revoked | None:
+        async with open_store(from_environment()) as store:
+            return await store.change(credential_id, wanted.changes)
+
+    changed = asyncio.run(run())
+    if changed is None:
+        typer.echo(credentials_api.no_credential(credential_id), err=True)
+        raise typer.Exit(1)
+    if isinstance(changed, Revoked):
+        typer.echo(changed.problem, err=True)
+        raise typer.Exit(1)
+    typer.echo(changed.model_dump_json())
+
+
+def _option(name: str) -> str:
+    return name.replace("_", "-")
 
 
 @app.command("revoke")

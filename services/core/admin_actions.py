@@ -6,8 +6,9 @@ record of an action rolled back) and logged once that transaction is committed. 
 actor is the credential that asked (`config_store.credential_author`: its role and id,
 never a token), or the command line, or, for an endpoint disabled because its receiver
 answered 410 Gone, that receiver. What it names is a credential's id or a platform's
-name, and what changed (an endpoint's host, never a secret, a token or a whole URL,
-whose query may hold one); never personal data.
+name, and what changed (an endpoint's host, a credential's own limits, that its label
+changed; never a secret, a token or a whole URL, whose query may hold one, nor what a
+label says); never personal data.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ MAX_CHANGE = 200
 class Action(enum.StrEnum):
     CREDENTIAL_ISSUED = "credential_issued"
     CREDENTIAL_REVOKED = "credential_revoked"
+    CREDENTIAL_CHANGED = "credential_changed"  # its label or its own limits
     ENDPOINT_REGISTERED = "webhook_endpoint_registered"
     ENDPOINT_CHANGED = "webhook_endpoint_changed"
     ENDPOINT_DELETED = "webhook_endpoint_deleted"

@@ -1,8 +1,10 @@
-"""Credentials in the SQL store: issued, listed, revoked, and checked on each request.
+"""Credentials in the SQL store: issued, listed, changed, revoked, and checked on each
+request.
 
-Every service reads the same table, so a credential issued or revoked on one (through the
-router's admin API or the `routing credentials` command) holds on all of them without a
-restart, within `AUTH_CACHE_SECONDS` (each service keeps what it looked up that long).
+Every service reads the same table, so a credential issued, changed or revoked on one
+(through the router's admin API or the `routing credentials` command) holds on all of
+them without a restart, within `AUTH_CACHE_SECONDS` (each service keeps what it looked up
+that long; the one that changes it forgets it at once).
 While the store is down, the intake goes by what it last read of a platform's key, so it
 keeps accepting tickets from the platforms it knows (a key revoked during the outage
 works until the store is back); department and admin tokens are not trusted on an old
@@ -13,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -31,6 +33,10 @@ _NOT_CACHED = object()  # a credential not in the cache (None: cached as unknown
 
 MAX_LABEL = 200  # what a credential is for, in words
 MAX_RATE = 32  # a credential's own rate, or budget of body bytes, as written
+# What an admin may change of a credential; its role and subject are fixed (a new
+# credential is issued for another).
+CHANGEABLE = ("label", "rate_limit", "byte_rate_limit")
+LIMITS = ("rate_limit", "byte_rate_limit")  # a credential's own, else the service's default
 
 
 class CredentialRow(Base):
@@ -68,6 +74,39 @@ def _shown(row: CredentialRow) -> Credential:
                       byte_rate_limit=row.byte_rate_limit,
                       created_at=row.created_at, revoked_at=row.revoked_at)
 
+
+def limits_said(limits: Mapping[str, str | None]) -> str:
+    """A credential's own limits given at issue, as its admin action records them (limits
+    are no personal data): `rate_limit 200/second, byte_rate_limit 16MiB/second`."""
+    return ", ".join(f"{name} {limits[name]}" for name in LIMITS if limits.get(name))
+
+
+def change_said(before: Credential, changes: Mapping[str, str | None]) -> str:
+    """What `changes` change of `before`, as its admin action records it: each limit
+    before and after (`default`: the service's), and that the label changed, never what
+    it says (free text: an admin may have written a name in it); "" if nothing."""
+    said = []
+    for name in CHANGEABLE:
+        if name not in changes or changes[name] == getattr(before, name):
+            continue
+        if name == "label":
+            said.append("label changed")
+        else:
+            said.append(f"{name} {getattr(before, name) or 'default'}"
+                        f" -> {changes[name] or 'default'}")
+    return ", ".join(said)
+
+
+@dataclass(frozen=True)
+class Revoked:
+    """A credential that cannot be changed: it is revoked (a new one is issued)."""
+
+    credential: Credential
+
+    @property
+    def problem(self) -> str:
+        return (f"credential {self.credential.credential_id!r} is revoked: issue a new one"
+                " with the label and limits wanted")
 
 
 @dataclass(frozen=True)
@@ -115,7 +154,10 @@ class Credentials:
             session.add(row)
             admin_actions.record(session, admin_actions.Done(
                 admin_actions.Action.CREDENTIAL_ISSUED, issued.credential_id, actor,
-                f"role {role.value}" + (f", subject {subject}" if subject else "")))
+                ", ".join(said for said in (
+                    f"role {role.value}", f"subject {subject}" if subject else "",
+                    limits_said({"rate_limit": rate_limit,
+                                 "byte_rate_limit": byte_rate_limit})) if said)))
         return _shown(row), issued.token
 
     async def listed(self, *, role: access.Role | None = None,
@@ -127,6 +169,36 @@ class Credentials:
             query = query.where(CredentialRow.subject == subject)
         async with self._sessions() as session:
             return [_shown(row) for row in (await session.scalars(query)).all()]
+
+    async def change(self, credential_id: str, changes: Mapping[str, str | None], *,
+                     actor: str = admin_actions.COMMAND_LINE) -> Credential | Revoked | None:
+        """Change a credential's label or own limits (`changes`: of CHANGEABLE, a limit
+        None for the service's default; what is left out stays), recorded as `actor`'s
+        action if anything changed. This service forgets what it read of it at once, as
+        on a revocation; the others read it again when their entry expires, within
+        AUTH_CACHE_SECONDS. None if there is no such credential; Revoked if it is."""
+        unknown = set(changes) - set(CHANGEABLE)
+        if unknown or changes.get("label", "") is None:
+            raise ValueError(f"not changeable so: {changes}")
+        async with self._sessions() as session, session.begin():
+            row = await session.get(CredentialRow, credential_id, with_for_update=True)
+            if row is None:
+                return None
+            before = _shown(row)
+            if row.revoked_at is not None:
+                return Revoked(before)
+            said = change_said(before, changes)
+            if not said:
+                return before
+            for name, value in changes.items():
+                setattr(row, name, value)
+            admin_actions.record(session, admin_actions.Done(
+                admin_actions.Action.CREDENTIAL_CHANGED, credential_id, actor, said))
+            await session.flush()
+            changed = _shown(row)
+        self._looked.pop(credential_id, None)
+        self._reading.pop(credential_id, None)  # a read under way keeps nothing
+        return changed
 
     async def revoke(self, credential_id: str, *, actor: str = admin_actions.COMMAND_LINE
                      ) -> Credential | None:

@@ -1,5 +1,6 @@
-"""Credentials over HTTP, for admins: issue (the token is shown once), list, revoke; and,
-for any credential, whose it is (`/v1/credentials/me`).
+"""Credentials over HTTP, for admins: issue (the token is shown once), list, change (its
+label, its own limits), revoke; and, for any credential, whose it is
+(`/v1/credentials/me`).
 
 Rotating a credential: issue a new one for the same subject, move the client over,
 revoke the old one. Both work in between, so nothing is refused during the switch.
@@ -14,6 +15,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic.config import JsonDict
+from pydantic.json_schema import SkipJsonSchema
 
 from services.core import (
     access,
@@ -95,13 +97,10 @@ _SUBJECT_FITS_ROLE: JsonDict = {"oneOf": [
 ]}
 
 
-class CredentialRequest(request_bodies.RequestBody):
-    model_config = ConfigDict(json_schema_extra=_SUBJECT_FITS_ROLE)
+class CredentialTerms(request_bodies.RequestBody):
+    """What a credential carries beside its role and subject: its label and its own
+    limits, given when it is issued and changed since (one definition for both)."""
 
-    role: access.Role
-    subject: str | None = Field(
-        default=None, pattern=SUBJECT, validate_default=True,
-        description="The platform's or the department's name; none for admins")
     label: tickets.Text = Field(default="", max_length=credentials.MAX_LABEL,
                        description="What it is for, e.g. 'zendesk production, 2026-11'")
     rate_limit: str | None = Field(
@@ -128,6 +127,15 @@ class CredentialRequest(request_bodies.RequestBody):
     def _a_byte_rate(cls, value: str | None) -> str | None:
         return None if value is None else body_bytes.check(value)
 
+
+class CredentialRequest(CredentialTerms):
+    model_config = ConfigDict(json_schema_extra=_SUBJECT_FITS_ROLE)
+
+    role: access.Role
+    subject: str | None = Field(
+        default=None, pattern=SUBJECT, validate_default=True,
+        description="The platform's or the department's name; none for admins")
+
     @field_validator("subject")
     @classmethod
     def _fits_the_role(cls, subject: str | None, info: ValidationInfo) -> str | None:
@@ -136,6 +144,37 @@ class CredentialRequest(request_bodies.RequestBody):
         if problem:
             raise ValueError(problem)
         return subject
+
+
+class CredentialChange(CredentialTerms):
+    """A credential's label or own limits, changed: a field left out stays as it is, a
+    limit null is the service's default again. Its role and subject are not changed
+    (`fixed_problem`)."""
+
+    # Not in the schema: any value is refused, naming the field (an unknown field would
+    # be refused too, without saying what to do).
+    role: SkipJsonSchema[None] = None
+    subject: SkipJsonSchema[None] = None
+
+    @field_validator("role", "subject", mode="before")
+    @classmethod
+    def _fixed(cls, _value: object, info: ValidationInfo) -> None:
+        raise ValueError(fixed_problem(str(info.field_name)))
+
+    @property
+    def changes(self) -> dict[str, str | None]:
+        """The fields sent, by name."""
+        return {name: getattr(self, name) for name in credentials.CHANGEABLE
+                if name in self.model_fields_set}
+
+
+def fixed_problem(field: str) -> str:
+    return (f"a credential's {field} cannot change: issue a new credential with the"
+            f" {field} wanted, move its holder to it, and revoke this one")
+
+
+def no_credential(credential_id: str) -> str:
+    return f"no credential {credential_id!r}"
 
 
 class CredentialIssued(Credential):
@@ -192,6 +231,26 @@ async def revoke(credential_id: CredentialId, store: Store, principal: auth.Admi
     """Revoke a credential: refused everywhere within AUTH_CACHE_SECONDS, no restart."""
     credential = await store.revoke(credential_id, actor=admin_actions.actor_of(principal))
     if credential is None:
-        raise HTTPException(404, detail={"error": "not_found",
-                                         "detail": f"no credential {credential_id!r}"})
+        raise _not_found(credential_id)
     return credential
+
+
+@api.patch("/{credential_id}", response_model=Credential, dependencies=auth.ADMIN_ONLY,
+           responses={409: {"description": "The credential is revoked: issue a new one"}})
+async def change(credential_id: CredentialId, request: CredentialChange, store: Store,
+                 principal: auth.Admin) -> Credential:
+    """Change a credential's label or its own limits (null: the service's default), in
+    force everywhere within AUTH_CACHE_SECONDS, no restart; its role and subject are
+    fixed (422 naming them: issue a new credential for another)."""
+    changed = await store.change(credential_id, request.changes,
+                                 actor=admin_actions.actor_of(principal))
+    if changed is None:
+        raise _not_found(credential_id)
+    if isinstance(changed, credentials.Revoked):
+        raise HTTPException(409, detail={"error": "revoked", "detail": changed.problem})
+    return changed
+
+
+def _not_found(credential_id: str) -> HTTPException:
+    return HTTPException(404, detail={"error": "not_found",
+                                      "detail": no_credential(credential_id)})

@@ -80,9 +80,9 @@ FUZZ_CONFIG: dict[str, Any] = {
         # A department's credential names a department of the routing table in force,
         # 422 naming `subject` otherwise: the table changes with each version in force,
         # which no schema can say. A key's own budget of body bytes is at least 1 MiB a
-        # window, 422 naming `byte_rate_limit` otherwise: a pattern could say it only by
-        # spelling out each unit's numbers past 1 MiB.
-        "include-name": ["POST /v1/credentials"],
+        # window, 422 naming `byte_rate_limit` otherwise (issued or changed): a pattern
+        # could say it only by spelling out each unit's numbers past 1 MiB.
+        "include-name": ["POST /v1/credentials", "PATCH /v1/credentials/{credential_id}"],
         "checks": {"positive_data_acceptance": {
             "expected-statuses": [*POSITIVE_DATA_ACCEPTANCE_EXPECTED_STATUSES, "422"]}},
     }, {

@@ -72,8 +72,14 @@ async def actions(admin: Admin, **params: str) -> list[dict[str, str]]:
 class TestWhatIsKept:
     async def test_each_action_with_its_actor_newest_first(self, admin: Admin) -> None:
         issued = await admin.client.post("/v1/credentials", json={
-            "role": "platform", "subject": "desk", "label": "desk's key"})
+            "role": "platform", "subject": "desk", "label": "desk's key",
+            "rate_limit": "100/second"})
         credential_id = issued.json()["credential_id"]
+        await admin.client.patch(f"/v1/credentials/{credential_id}", json={
+            "label": "Jane Doe's desk", "rate_limit": "500/second",
+            "byte_rate_limit": "16MiB/second"})
+        await admin.client.patch(f"/v1/credentials/{credential_id}",  # no-op
+                                 json={"rate_limit": "500/second"})
         await admin.client.delete(f"/v1/credentials/{credential_id}")
         await admin.client.post("/v1/webhooks/endpoints", json={"platform": "desk", "url": URL})
         await admin.client.patch("/v1/webhooks/endpoints/desk", json={
@@ -94,8 +100,12 @@ class TestWhatIsKept:
              "change": "url https://desk.example.com/..., enabled"},
             {"action": "credential_revoked", "target": credential_id, "actor": by,
              "change": ""},
+            # What a label says is never kept: an admin's free text, it may name someone.
+            {"action": "credential_changed", "target": credential_id, "actor": by,
+             "change": "label changed, rate_limit 100/second -> 500/second,"
+                       " byte_rate_limit default -> 16MiB/second"},
             {"action": "credential_issued", "target": credential_id, "actor": by,
-             "change": "role platform, subject desk"},
+             "change": "role platform, subject desk, rate_limit 100/second"},
             # The test's own admin credential, issued straight in the store.
             {"action": "credential_issued", "target": by.rpartition(" ")[2],
              "actor": admin_actions.COMMAND_LINE, "change": "role admin"},
@@ -108,6 +118,13 @@ class TestWhatIsKept:
         refused = await admin.client.post("/v1/credentials", json={
             "role": "platform", "subject": "Not A Name"})
         unknown = await admin.client.delete("/v1/credentials/0123456789ab")
+        desk = (await admin.client.get("/v1/credentials", params={"subject": "desk"})
+                ).json()[0]["credential_id"]
+        changes = [await admin.client.patch(f"/v1/credentials/{credential_id}", json=body)
+                   for credential_id, body in (
+                       ("0123456789ab", {"label": "x"}), (desk, {"rate_limit": "fast"}),
+                       (desk, {"role": "admin"}), (desk, {}))]
+        assert [answer.status_code for answer in changes] == [404, 422, 422, 200]
         no_endpoint = await admin.client.patch("/v1/webhooks/endpoints/nobody",
                                                json={"enabled": False})
         await admin.client.post("/v1/webhooks/endpoints", json={"platform": "desk", "url": URL})

@@ -6,6 +6,7 @@ credential is revoked keeps nothing."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -104,30 +105,74 @@ class TestRequestsAtOnce:
         assert right is not None and wrong is None
 
 
+@contextlib.asynccontextmanager
+async def held_after_its_read(engine: AsyncEngine) -> AsyncIterator[
+        tuple[asyncio.Event, asyncio.Event]]:
+    """(read, go_on): once the first read of the credentials has its row, `read` is set
+    and the read waits, without holding up the event loop, until `go_on` is."""
+    read, go_on = asyncio.Event(), asyncio.Event()
+
+    def hold(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if _reads_credentials(statement) and not read.is_set():
+            read.set()
+            await_only(go_on.wait())
+
+    event.listen(engine.sync_engine, "after_cursor_execute", hold)
+    try:
+        yield read, go_on
+    finally:
+        go_on.set()
+        event.remove(engine.sync_engine, "after_cursor_execute", hold)
+
+
 class TestRevokedDuringARead:
     async def test_a_read_under_way_when_its_credential_is_revoked_keeps_nothing(
             self, engine: AsyncEngine, credentials: Credentials) -> None:
         issued, token = await credentials.issue(access.Role.PLATFORM, "desk")
-        read, go_on = asyncio.Event(), asyncio.Event()
-
-        def hold(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-            # Once the read has its row (the credential valid then), it waits, without
-            # holding up the event loop, while the credential is revoked.
-            if _reads_credentials(statement) and not read.is_set():
-                read.set()
-                await_only(go_on.wait())
-
-        event.listen(engine.sync_engine, "after_cursor_execute", hold)
-        try:
+        async with held_after_its_read(engine) as (read, go_on):
+            # The read has its row (the credential valid then) while it is revoked.
             before = asyncio.ensure_future(credentials.authenticate(token))
             await asyncio.wait_for(read.wait(), 10)
             assert await credentials.revoke(issued.credential_id) is not None
             go_on.set()
             assert await before is not None  # answered as read, but not kept
-        finally:
-            go_on.set()
-            event.remove(engine.sync_engine, "after_cursor_execute", hold)
         assert await credentials.authenticate(token) is None
+
+
+class TestAChangedCredential:
+    """README, "Credentials": a key's label and own limits changed, as a revocation, hold
+    at once on the service that changed them and on the others within
+    AUTH_CACHE_SECONDS, when what they read of it expires."""
+
+    async def test_another_service_takes_it_when_its_entry_expires(
+            self, engine: AsyncEngine, credentials: Credentials) -> None:
+        issued, token = await credentials.issue(access.Role.PLATFORM, "desk",
+                                                rate_limit="100/second")
+        other = Credentials(db.sessions(engine), cache_seconds=60)
+        assert await credentials.authenticate(token) is not None  # both read it
+        assert await other.authenticate(token) is not None
+
+        await credentials.change(issued.credential_id, {"rate_limit": "5/second"})
+
+        mine, kept = await credentials.authenticate(token), await other.authenticate(token)
+        assert mine is not None and mine.rate_limit == "5/second"
+        assert kept is not None and kept.rate_limit == "100/second"  # within its cache time
+        other._looked.clear()  # its entry expired
+        read = await other.authenticate(token)
+        assert read is not None and read.rate_limit == "5/second"
+
+    async def test_a_read_under_way_when_it_changes_keeps_nothing(
+            self, engine: AsyncEngine, credentials: Credentials) -> None:
+        issued, token = await credentials.issue(access.Role.PLATFORM, "desk")
+        async with held_after_its_read(engine) as (read, go_on):
+            before = asyncio.ensure_future(credentials.authenticate(token))
+            await asyncio.wait_for(read.wait(), 10)
+            await credentials.change(issued.credential_id, {"byte_rate_limit": "1MiB/day"})
+            go_on.set()
+            answered = await before
+            assert answered is not None and answered.byte_rate_limit is None  # as read
+        principal = await credentials.authenticate(token)
+        assert principal is not None and principal.byte_rate_limit == "1MiB/day"
 
 
 class TestAReadThatHangs:

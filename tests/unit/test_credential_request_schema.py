@@ -85,3 +85,69 @@ class TestAKeysOwnBudgetOfBodyBytes:
         assert error["loc"] == ("byte_rate_limit",)
         assert "at least 1MiB a window" in error["msg"]
         assert "such as 4MiB/second" in error["msg"]
+
+
+CHANGE_SCHEMA = jsonschema_rs.validator_for(
+    credentials_api.CredentialChange.model_json_schema())
+
+
+def change_refused(body: dict[str, Any]) -> list[tuple[tuple[str | int, ...], str]]:
+    """Where and why a change is refused ([] if it is accepted)."""
+    try:
+        credentials_api.CredentialChange.model_validate(body)
+    except pydantic.ValidationError as refused:
+        return [(error["loc"], error["msg"]) for error in refused.errors()]
+    return []
+
+
+class TestACredentialChange:
+    """README, "Credentials": a change is checked as an issue is (one definition of each
+    field), its role and subject are fixed."""
+
+    @pytest.mark.parametrize("body", [
+        {},
+        {"label": "zendesk production, 2027"},
+        {"rate_limit": "500/second"},
+        {"rate_limit": None, "byte_rate_limit": None},
+        {"byte_rate_limit": "16MiB/second", "label": ""},
+    ])
+    def test_what_both_accept(self, body: dict[str, Any]) -> None:
+        assert (CHANGE_SCHEMA.is_valid(body), change_refused(body)) == (True, [])
+
+    @pytest.mark.parametrize(("body", "field"), [
+        ({"label": None}, "label"),
+        ({"label": "ops\u0000"}, "label"),
+        ({"label": "x" * 201}, "label"),
+        ({"rate_limit": "fast"}, "rate_limit"),
+        ({"byte_rate_limit": "16 megabytes/second"}, "byte_rate_limit"),
+        ({"byte_rate_limit": "1048576000 MiB per 100000 seconds"}, "byte_rate_limit"),
+        ({"token": "rt_x"}, "token"),
+    ])
+    def test_what_both_refuse_naming_the_field(self, body: dict[str, Any], field: str
+                                              ) -> None:
+        assert not CHANGE_SCHEMA.is_valid(body)
+        assert [where for where, _problem in change_refused(body)] == [(field,)]
+
+    def test_a_limit_is_checked_as_when_issued(self) -> None:
+        """What the pattern cannot say (at least 1 MiB a window), said in the same words."""
+        [(where, problem)] = change_refused({"byte_rate_limit": "1KiB/second"})
+        with pytest.raises(pydantic.ValidationError) as issued:
+            credentials_api.CredentialRequest.model_validate(
+                {"role": "platform", "subject": "zendesk", "byte_rate_limit": "1KiB/second"})
+        assert (where, problem) == (("byte_rate_limit",), issued.value.errors()[0]["msg"])
+
+    @pytest.mark.parametrize(("field", "value"), [
+        ("role", "admin"), ("role", None), ("subject", "other-desk"), ("subject", None)])
+    def test_its_role_and_subject_are_fixed(self, field: str, value: str | None) -> None:
+        [(where, problem)] = change_refused({field: value, "label": "moved"})
+        assert where == (field,)
+        assert problem.endswith(f"a credential's {field} cannot change: issue a new"
+                                f" credential with the {field} wanted, move its holder to"
+                                " it, and revoke this one")
+        # The schema offers neither (no generated client sends them).
+        assert field not in credentials_api.CredentialChange.model_json_schema()["properties"]
+
+    def test_only_the_fields_sent_change(self) -> None:
+        change = credentials_api.CredentialChange.model_validate(
+            {"rate_limit": None, "byte_rate_limit": "16MiB/second"})
+        assert change.changes == {"rate_limit": None, "byte_rate_limit": "16MiB/second"}

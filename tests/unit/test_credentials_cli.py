@@ -6,6 +6,7 @@ admin. On a SQLite file: no sockets."""
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import pytest
@@ -108,3 +109,70 @@ def test_a_keys_own_budget_of_body_bytes_is_checked_as_the_http_apis(
     assert issued.exit_code == 0, issued.output
     principal = asyncio.run(authenticated(url, issued.stdout.strip().splitlines()[-1]))
     assert principal is not None and principal.byte_rate_limit == "16MiB/second"
+
+
+def issued_platform_key(*options: str) -> tuple[str, str]:
+    """A key of zendesk issued by the command with `options`: its id and token."""
+    issued = CliRunner().invoke(cli.app, ["credentials", "issue", "--role", "platform",
+                                          "--subject", "zendesk", *options])
+    assert issued.exit_code == 0, issued.output
+    token = issued.stdout.strip().splitlines()[-1]
+    parts = access.split_token(token)
+    assert parts is not None
+    return parts[0], token
+
+
+class TestChange:
+    """README, "Credentials": `routing credentials change` as `PATCH /v1/credentials/{id}`:
+    the same checks and words, a bad value refused (exit 2) before the store is opened."""
+
+    @pytest.mark.parametrize(("options", "said"), [
+        (["--byte-rate-limit", "512KiB/second"],
+         "byte_rate_limit: at least 1MiB a window, the largest body a request may send"),
+        (["--rate-limit", "fast"], "rate_limit: should be a rate such as 200/second"),
+        (["--rate-limit", "5/minute", "--default-rate-limit"],
+         "rate_limit: --rate-limit or --default-rate-limit, not both"),
+        ([], "nothing to change: give --label, --rate-limit, --default-rate-limit,"
+             " --byte-rate-limit, --default-byte-rate-limit"),
+    ])
+    def test_a_bad_change_is_refused_naming_the_field(
+            self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, options: list[str],
+            said: str) -> None:
+        monkeypatch.setenv("DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'store.db'}")
+        refused = CliRunner().invoke(cli.app, ["credentials", "change", "0123456789ab",
+                                               *options])
+        assert refused.exit_code == 2
+        assert said in refused.output
+        assert not (tmp_path / "store.db").exists()
+
+    def test_a_key_carries_its_new_limits(self, tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+        url = f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
+        monkeypatch.setenv("DATABASE_URL", url)
+        credential_id, token = issued_platform_key("--rate-limit", "100/second")
+        changed = CliRunner().invoke(cli.app, [
+            "credentials", "change", credential_id, "--default-rate-limit",
+            "--byte-rate-limit", "16MiB/second", "--label", "zendesk, more bytes"])
+        assert changed.exit_code == 0, changed.output
+        shown = json.loads(changed.stdout)
+        assert (shown["credential_id"], shown["label"], shown["rate_limit"],
+                shown["byte_rate_limit"]) == (credential_id, "zendesk, more bytes", None,
+                                              "16MiB/second")
+        principal = asyncio.run(authenticated(url, token))
+        assert principal is not None
+        assert (principal.rate_limit, principal.byte_rate_limit) == (None, "16MiB/second")
+
+    def test_an_unknown_or_revoked_key_is_said(self, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'store.db'}")
+        unknown = CliRunner().invoke(cli.app, ["credentials", "change", "0123456789ab",
+                                               "--label", "x"])
+        assert (unknown.exit_code, unknown.stderr.strip()) == (
+            1, "no credential '0123456789ab'")
+        credential_id, _token = issued_platform_key()
+        CliRunner().invoke(cli.app, ["credentials", "revoke", credential_id])
+        revoked = CliRunner().invoke(cli.app, ["credentials", "change", credential_id,
+                                               "--label", "x"])
+        assert (revoked.exit_code, revoked.stderr.strip()) == (
+            1, f"credential '{credential_id}' is revoked: issue a new one with the label and"
+               " limits wanted")

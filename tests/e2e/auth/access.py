@@ -37,6 +37,7 @@ ACCESS: dict[tuple[str, str, str], set[str]] = {
     ("router", "POST", "/v1/credentials"): {ADMIN},
     ("router", "GET", "/v1/credentials"): {ADMIN},
     ("router", "DELETE", "/v1/credentials/{credential_id}"): {ADMIN},
+    ("router", "PATCH", "/v1/credentials/{credential_id}"): {ADMIN},
     ("router", "GET", "/v1/admin-actions"): {ADMIN},
     ("router", "GET", "/v1/credentials/me"): set(ROLES),
     # Callbacks to the platforms: their endpoints and dead letters, for admins.

@@ -97,6 +97,9 @@ class TestPlatformKeys:
         ({"role": "admin", "subject": "someone"}, "body.subject"),
         ({"role": "owner"}, "body.role"),
         ({"role": "platform", "subject": "desk", "rate_limit": "fast"}, "body.rate_limit"),
+        # Below the largest body a request may send: a schema pattern cannot say it.
+        ({"role": "platform", "subject": "desk", "byte_rate_limit": "512KiB/second"},
+         "body.byte_rate_limit"),
         ({"role": "department", "subject": "Public Sector!"}, "body.subject"),
         # A name, but no department of the routing table in force.
         ({"role": "department", "subject": "nowhere"}, "body.subject"),
