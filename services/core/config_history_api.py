@@ -29,14 +29,13 @@ from services.core.live_config import Admission, LiveConfig, NotAdmitted
 LARGEST_ID = 2**31 - 1
 VersionId = Annotated[int, Path(ge=1, le=LARGEST_ID)]
 # One line of text for people, with no control characters.
-COMMENT_PATTERN = r"^[^\x00-\x1f\x7f]*$"
-COMMENT = text_forms.Form(COMMENT_PATTERN, "one line of text, without ASCII control characters"
-                          " (no line breaks or tabs)")
+COMMENT = text_forms.Form(r"^[^\x00-\x1f\x7f]*$", "one line of text, without ASCII control"
+                          " characters (no line breaks or tabs)")
 Comment = Annotated[str, Field(max_length=versions.MAX_COMMENT,
-                               pattern=COMMENT_PATTERN,
+                               pattern=COMMENT.pattern,
                                description="why: kept with the version, for good")]
 CommentQuery = Annotated[str, Query(max_length=versions.MAX_COMMENT,
-                                    pattern=COMMENT_PATTERN,
+                                    pattern=COMMENT.pattern,
                                     description="why: kept with the version, for good")]
 
 

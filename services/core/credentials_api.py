@@ -32,23 +32,22 @@ from services.core import (
 )
 from services.core.credentials import Credential, Credentials
 
-SUBJECT = f"^[a-z0-9][a-z0-9._-]{{0,{access.MAX_SUBJECT - 1}}}$"
+SUBJECT = text_forms.Form(
+    f"^[a-z0-9][a-z0-9._-]{{0,{access.MAX_SUBJECT - 1}}}$",
+    "a platform's or a department's name: lower-case letters a-z, digits, '.', '_' or '-',"
+    f" starting with a letter or a digit, at most {access.MAX_SUBJECT} characters")
 # One rate, in the part of the `limits` grammar (`settings.check_rate`) that people write:
 # a schema violation rather than a refusal the schema does not tell.
-RATE = (r"^[1-9][0-9]{0,8} ?(/|per) ?([1-9][0-9]{0,8} ?)?"
-        r"(second|minute|hour|day|month|year)s?$")
+RATE = text_forms.Form(
+    r"^[1-9][0-9]{0,8} ?(/|per) ?([1-9][0-9]{0,8} ?)?(second|minute|hour|day|month|year)s?$",
+    "a rate such as 200/second, 6000/minute, 10 per second or 100/5 minutes: a number of"
+    " requests from 1, then '/' or 'per', then second, minute, hour, day, month or year, with"
+    " a number of them before it if more than one")
 # One budget of body bytes, in the part of `body_bytes.parse`'s grammar that README gives
 # (units B, KiB, MiB, GiB as written); the least it takes, 1 MiB a window, is its check's.
-BYTE_RATE = (r"^[1-9][0-9]{0,9} ?(B|KiB|MiB|GiB)?( ?/ ?| per )([1-9][0-9]{0,8} ?)?"
-             r"(second|minute|hour|day|month|year)s?$")
-SUBJECT_FORM = text_forms.Form(
-    SUBJECT, "a platform's or a department's name: lower-case letters a-z, digits, '.', '_'"
-             f" or '-', starting with a letter or a digit, at most {access.MAX_SUBJECT} characters")
-RATE_FORM = text_forms.Form(
-    RATE, "a rate such as 200/second, 6000/minute, 10 per second or 100/5 minutes: a number"
-          " of requests from 1, then '/' or 'per', then second, minute, hour, day, month or"
-          " year, with a number of them before it if more than one")
-BYTE_RATE_FORM = text_forms.Form(BYTE_RATE, body_bytes.ACCEPTED)
+BYTE_RATE = text_forms.Form(
+    r"^[1-9][0-9]{0,9} ?(B|KiB|MiB|GiB)?( ?/ ?| per )([1-9][0-9]{0,8} ?)?"
+    r"(second|minute|hour|day|month|year)s?$", body_bytes.ACCEPTED)
 CREDENTIAL_ID = text_forms.Form(r"^[0-9a-f]{12}$", "a credential's id as it was shown when"
                                 " issued: 12 hexadecimal digits, 0-9 and a-f")
 
@@ -104,14 +103,14 @@ class CredentialTerms(request_bodies.RequestBody):
     label: tickets.Text = Field(default="", max_length=credentials.MAX_LABEL,
                        description="What it is for, e.g. 'zendesk production, 2026-11'")
     rate_limit: str | None = Field(
-        default=None, pattern=RATE,
+        default=None, pattern=RATE.pattern,
         description="Its own rate limit (platforms: on the intake; departments and admins:"
                     " on reports, transfers and priority changes), e.g. 200/second,"
                     " 6000/minute, 10 per second or 100/5 minutes (default: the service's"
                     " INTAKE_RATE_LIMIT)")
 
     byte_rate_limit: str | None = Field(
-        default=None, pattern=BYTE_RATE, max_length=credentials.MAX_RATE,
+        default=None, pattern=BYTE_RATE.pattern, max_length=credentials.MAX_RATE,
         description="Its own budget of body bytes, on the routes its rate limit counts,"
                     " e.g. 16MiB/second, 240 MiB per minute or 1048576/second (units B, KiB,"
                     " MiB, GiB), at least 1 MiB a window (default: the service's"
@@ -133,7 +132,7 @@ class CredentialRequest(CredentialTerms):
 
     role: access.Role
     subject: str | None = Field(
-        default=None, pattern=SUBJECT, validate_default=True,
+        default=None, pattern=SUBJECT.pattern, validate_default=True,
         description="The platform's or the department's name; none for admins")
 
     @field_validator("subject")
@@ -220,7 +219,7 @@ async def issue(request: CredentialRequest, store: Store, principal: auth.Admin,
 
 @api.get("", response_model=list[Credential], dependencies=auth.ADMIN_ONLY)
 async def listed(store: Store, role: access.Role | None = None,
-                 subject: Annotated[str | None, Query(pattern=SUBJECT)] = None) -> Any:
+                 subject: Annotated[str | None, Query(pattern=SUBJECT.pattern)] = None) -> Any:
     """Every credential (revoked ones too), without secrets."""
     return await store.listed(role=role, subject=subject)
 

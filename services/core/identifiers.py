@@ -6,6 +6,6 @@ from __future__ import annotations
 
 from services.core import text_forms
 
-PATTERN = r"^[A-Za-z0-9._:@-]+$"
-ID = text_forms.Form(PATTERN, "an id of ASCII letters, digits and the characters . _ : @ -")
+ID = text_forms.Form(r"^[A-Za-z0-9._:@-]+$",
+                     "an id of ASCII letters, digits and the characters . _ : @ -")
 MAX_LENGTH = 128

@@ -3,11 +3,14 @@ checks it, which the OpenAPI schema shows as the field's `pattern`, and what it 
 words. pydantic refuses a text its pattern does not match by quoting the regex; an error
 of ours says the words instead (`message`), in 422 answers, settings errors, the CLIs and
 dead-letter reasons alike. Each form is made where its idea lives (`Form(...)`), once, and
-is known by its pattern from then on; tests/unit/test_text_forms.py finds every pattern a
-model or route checks and fails on one without words. Pure."""
+is that idea's one name: a field checks `pattern=FORM.pattern`, code `FORM.fullmatch(text)`;
+tests/unit/test_text_forms.py finds every pattern a model or route checks and fails on one
+without words. Pure."""
 
 from __future__ import annotations
 
+import functools
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +32,14 @@ class Form:
         known = _words_by_pattern.setdefault(self.pattern, self.words)
         if known != self.words:
             raise ValueError(f"the pattern {self.pattern!r} is already said as {known!r}")
+
+    @functools.cached_property
+    def regex(self) -> re.Pattern[str]:
+        return re.compile(self.pattern)
+
+    def fullmatch(self, text: str) -> re.Match[str] | None:
+        """`text` matched as the field's check matches it (the pattern is anchored)."""
+        return self.regex.fullmatch(text)
 
 
 def words_of(pattern: str) -> str | None:

@@ -118,7 +118,7 @@ MAX_REASON = 200
 Reason = Annotated[str, Field(min_length=1, max_length=MAX_REASON), AfterValidator(valid_text),
                    *SAYS_SOMETHING]
 Identifier = Annotated[str, Field(min_length=1, max_length=identifiers.MAX_LENGTH,
-                                  pattern=identifiers.PATTERN)]
+                                  pattern=identifiers.ID.pattern)]
 # Department and segment names: also Kafka topic parts and database keys.
 Name = Annotated[str, Field(pattern=topics.DEPARTMENT_NAME.pattern)]
 # A ticket's priority: 1 the most urgent, 5 the least; one without is taken as the middle

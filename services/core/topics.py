@@ -4,7 +4,6 @@ header names. One place, so no service spells one on its own."""
 from __future__ import annotations
 
 import functools
-import re
 from typing import Literal
 
 from services.core import text_forms
@@ -37,11 +36,11 @@ DEPARTMENT_LANE_RETENTION_DAYS = 14  # dept.<department>.<lane>: routed tickets
 # A department's or a segment's name: a part of Kafka topic and group names, and a key of
 # the stores' columns.
 MAX_NAME = 63
-DEPARTMENT_NAME = re.compile(f"^[a-z][a-z0-9_-]{{0,{MAX_NAME - 1}}}$")
-# DEPARTMENT_NAME in words, for the errors that refuse a name (segments' names too).
+# A name in words, for the errors that refuse one (segments' names too).
 NAME_RULE = ("lower-case letters, digits, '_' or '-', starting with a letter, at most"
              f" {MAX_NAME} characters")
-NAME = text_forms.Form(DEPARTMENT_NAME.pattern, f"a name of {NAME_RULE}")
+DEPARTMENT_NAME = text_forms.Form(f"^[a-z][a-z0-9_-]{{0,{MAX_NAME - 1}}}$",
+                                  f"a name of {NAME_RULE}")
 DEPARTMENT_QUEUE_PREFIX = "dept."
 
 # The lanes of a department queue, one topic each: `dept.<d>.high`, `dept.<d>` (normal,

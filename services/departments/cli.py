@@ -6,7 +6,6 @@ import asyncio
 import json
 import logging
 import os
-import re
 import shlex
 import uuid
 from collections.abc import Callable, Mapping
@@ -258,7 +257,7 @@ class _Tries:
 
 def _a_key(key: str) -> bool:
     return len(key) <= intake_policy.KEY_MAX_LENGTH \
-        and re.fullmatch(intake_policy.VISIBLE_ASCII, key) is not None
+        and intake_policy.KEY.fullmatch(key) is not None
 
 
 def _failure_of(error: BaseException) -> str:

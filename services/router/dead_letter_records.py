@@ -4,7 +4,6 @@ Pure: no Kafka client here (`dead_letters` reads and writes the topics)."""
 from __future__ import annotations
 
 import base64
-import re
 from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -14,9 +13,9 @@ from services.core import text_forms, topics
 
 REPLAY_HEADER = topics.DLQ_REPLAYED_FROM
 MAX_LIMIT = 1000
-ID_PATTERN = r"^[0-9]{1,9}:[0-9]{1,19}$"  # ASCII digits, as JSON Schema means `\d`
-ID = text_forms.Form(ID_PATTERN, "a dead letter's id as its list gives it: its partition and"
-                     " offset, in digits, joined by ':' (such as 0:42)")
+# A dead letter's id: partition:offset, in ASCII digits ([0-9], as JSON Schema means `\d`).
+ID = text_forms.Form(r"^[0-9]{1,9}:[0-9]{1,19}$", "a dead letter's id as its list gives it:"
+                     " its partition and offset, in digits, joined by ':' (such as 0:42)")
 
 
 class InvalidSelection(ValueError):
@@ -61,7 +60,7 @@ class Selection:
             raise InvalidSelection("ids", "give either ids or a filter (source_topic,"
                                           " error_class), not both and not neither")
         for index, text in enumerate(self.ids):
-            if not re.fullmatch(ID_PATTERN, text):
+            if not ID.fullmatch(text):
                 raise InvalidSelection(f"ids.{index}", "not a dead-letter id 'partition:offset'")
         if not 1 <= self.limit <= MAX_LIMIT:
             raise InvalidSelection("limit", f"must be between 1 and {MAX_LIMIT}")
@@ -84,7 +83,7 @@ def dead_letter_id(partition: int, offset: int) -> str:
 
 
 def parse_id(text: str) -> tuple[int, int]:
-    if not re.fullmatch(ID_PATTERN, text):
+    if not ID.fullmatch(text):
         raise ValueError(f"not a dead-letter id 'partition:offset': {text!r}")
     partition, offset = text.split(":")
     return int(partition), int(offset)

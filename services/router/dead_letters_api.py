@@ -24,7 +24,7 @@ async def get_settings(context: service_context.Context) -> Settings:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-DeadLetterId = Annotated[str, Field(pattern=dead_letter_records.ID_PATTERN, max_length=32,
+DeadLetterId = Annotated[str, Field(pattern=dead_letter_records.ID.pattern, max_length=32,
                                     description="partition:offset in tickets.dlq")]
 TopicName = Annotated[str, Field(min_length=1, max_length=249)]
 ErrorClass = Annotated[str, Field(min_length=1, max_length=200)]
@@ -76,7 +76,7 @@ async def list_dead_letters(
     source_topic: Annotated[TopicName | None, Query()] = None,
     error_class: Annotated[ErrorClass | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=dead_letter_records.MAX_LIMIT)] = 100,
-    since: Annotated[str | None, Query(pattern=dead_letter_records.ID_PATTERN,
+    since: Annotated[str | None, Query(pattern=dead_letter_records.ID.pattern,
                                        description="Only dead letters after this id")] = None,
     include_value: Annotated[bool, Query(
         description="Include the record's value (may hold personal data)")] = False,

@@ -72,12 +72,12 @@ class ReportAccepted(BaseModel):
 
 CorrelationId = Annotated[str | None, Header(
     alias="X-Correlation-ID", max_length=intake_policy.CORRELATION_ID_MAX_LENGTH,
-    pattern=intake_policy.CORRELATION_ID_PATTERN,
+    pattern=intake_policy.CORRELATION_ID.pattern,
     description="Carried by every record and callback of the ticket (default, and when"
                 " empty: its id): printable ASCII without spaces, up to"
                 f" {intake_policy.CORRELATION_ID_MAX_LENGTH} characters")]
 TicketId = Annotated[str, Path(min_length=1, max_length=identifiers.MAX_LENGTH,
-                               pattern=identifiers.PATTERN)]
+                               pattern=identifiers.ID.pattern)]
 
 # Their Retry-After is documented with every 503 and 429 (http_docs).
 UNAVAILABLE: dict[int | str, dict[str, Any]] = {
@@ -134,7 +134,7 @@ def refused(refusal: service.Refused, router: bootstrap.Router, endpoint: str) -
 
 
 _KEY = {"alias": "Idempotency-Key", "min_length": 1,
-        "max_length": intake_policy.KEY_MAX_LENGTH, "pattern": intake_policy.VISIBLE_ASCII}
+        "max_length": intake_policy.KEY_MAX_LENGTH, "pattern": intake_policy.KEY.pattern}
 IdempotencyKey = Annotated[str | None, Header(
     **_KEY, description="Retries with the same key get the same ticket id, and no second"
                         " ticket")]

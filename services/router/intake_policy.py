@@ -31,12 +31,10 @@ SKEW_NOTE = (f"up to {REPORT_CLOCK_SKEW.total_seconds() / 60:g} minutes outside,
 # (no control characters, which would travel into logs, records and callbacks), 1 to 255
 # and up to 128 characters; an empty correlation id is taken as not sent (the ticket's id
 # stands in, as it does for none).
-VISIBLE_ASCII = r"^[\x21-\x7e]+$"
-KEY = text_forms.Form(VISIBLE_ASCII, "printable ASCII characters (! to ~), at least one,"
+KEY = text_forms.Form(r"^[\x21-\x7e]+$", "printable ASCII characters (! to ~), at least one,"
                       " without spaces")
 KEY_MAX_LENGTH = 255
-CORRELATION_ID_PATTERN = r"^[\x21-\x7e]*$"
-CORRELATION_ID = text_forms.Form(CORRELATION_ID_PATTERN, "printable ASCII characters (! to ~),"
+CORRELATION_ID = text_forms.Form(r"^[\x21-\x7e]*$", "printable ASCII characters (! to ~),"
                                  " without spaces")
 CORRELATION_ID_MAX_LENGTH = 128
 

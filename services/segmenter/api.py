@@ -14,7 +14,7 @@ from services.segmenter import bootstrap, rules, service
 api = APIRouter(prefix="/v1", tags=["segments"], dependencies=auth.ADMIN_ONLY)
 
 CustomerId = Annotated[str, Path(min_length=1, max_length=identifiers.MAX_LENGTH,
-                                 pattern=identifiers.PATTERN)]
+                                 pattern=identifiers.ID.pattern)]
 
 
 async def get_segmenter(context: service_context.Context) -> bootstrap.Segmenter:

@@ -53,7 +53,7 @@ def test_a_rate_limit_not_a_rate_is_told_what_a_rate_is(
     result = CliRunner().invoke(cli.app, ["credentials", "issue", "--role", "platform",
                                           "--subject", "helpdesk", "--rate-limit", "fast"])
     assert result.exit_code == 2
-    assert f"rate_limit: should be {credentials_api.RATE_FORM.words}\n" in result.output
+    assert f"rate_limit: should be {credentials_api.RATE.words}\n" in result.output
     assert "pattern" not in result.output
 
 

@@ -40,7 +40,7 @@ from services.webhooks import api as webhooks_api
 
 # Each form, texts it accepts (the examples its words give among them) and texts it refuses.
 FORMS: list[tuple[text_forms.Form, list[str], list[str]]] = [
-    (topics.NAME, ["billing", "customer_care", "vip-2", "a" * topics.MAX_NAME],
+    (topics.DEPARTMENT_NAME, ["billing", "customer_care", "vip-2", "a" * topics.MAX_NAME],
      ["Billing Dept", "billing dept", "2nd_line", "_billing", "a" * (topics.MAX_NAME + 1),
       "facturación"]),
     (identifiers.ID, ["t-1", "customer.17:a@b_c"], ["t 1", "", "t/1", "tïcket"]),
@@ -51,12 +51,12 @@ FORMS: list[tuple[text_forms.Form, list[str], list[str]]] = [
     (rows.CURRENCY, ["EUR", "USD"], ["eur", "EU", "EURO", "€"]),
     (webhooks_api.DELIVERY_ID, ["msg_a", "msg_" + "a" * 76, "msg_2Abc.d-e_f"],
      ["msg_", "a", "msg_" + "a" * 77, "msg_a b"]),
-    (credentials_api.SUBJECT_FORM, ["helpdesk", "2nd.line_desk-1", "a" * 63],
+    (credentials_api.SUBJECT, ["helpdesk", "2nd.line_desk-1", "a" * 63],
      ["Helpdesk", "-desk", "help desk", "a" * 64]),
-    (credentials_api.RATE_FORM,
+    (credentials_api.RATE,
      ["200/second", "6000/minute", "10 per second", "100/5 minutes", "1 per day"],
      ["fast", "0/second", "10/fortnight", "10 / sec"]),
-    (credentials_api.BYTE_RATE_FORM,
+    (credentials_api.BYTE_RATE,
      ["4MiB/second", "240 MiB per minute", "1048576/second", "16 GiB / day"],
      ["4 megabytes a second", "4mib/second", "4MB/second"]),
     (credentials_api.CREDENTIAL_ID, ["0123456789ab"], ["0123456789AB", "0123456789a"]),
@@ -98,22 +98,22 @@ class TestEachForm:
 
 class TestTheWords:
     def test_of_a_department_name(self) -> None:
-        assert topics.NAME.words == (
+        assert topics.DEPARTMENT_NAME.words == (
             "a name of lower-case letters, digits, '_' or '-', starting with a letter, at"
             " most 63 characters")
 
     def test_of_a_rate(self) -> None:
-        assert credentials_api.RATE_FORM.words.startswith(
+        assert credentials_api.RATE.words.startswith(
             "a rate such as 200/second, 6000/minute, 10 per second or 100/5 minutes")
 
     def test_of_a_byte_rate_are_its_checks(self) -> None:
-        assert credentials_api.BYTE_RATE_FORM.words == body_bytes.ACCEPTED
+        assert credentials_api.BYTE_RATE.words == body_bytes.ACCEPTED
 
     def test_say_no_value(self) -> None:
         """A record's reason quotes nothing of it (tests/unit/test_reasons_quote_no_values.py):
         the words are the form's alone, whatever was refused."""
         sentinel = "Jane Doe 1980"
-        error = refusal(topics.NAME, sentinel)
+        error = refusal(topics.DEPARTMENT_NAME, sentinel)
         assert sentinel not in request_bodies.message_of(error)
         assert "Jane" not in data_paths.reasons([error])
 
@@ -122,7 +122,8 @@ class TestTheWords:
             events.TicketEvent.model_validate({
                 "ticket_id": "t-1", "type": "ticket.transferred",
                 "occurred_at": "2026-01-31T09:30:00+00:00", "department": "Billing Dept"})
-        assert faults.reason(refused.value) == f"department: should be {topics.NAME.words}"
+        assert faults.reason(refused.value) == (
+            f"department: should be {topics.DEPARTMENT_NAME.words}")
 
     def test_settings_errors_say_them(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("LOG_FORMAT", "yaml")
@@ -132,7 +133,7 @@ class TestTheWords:
 
     def test_a_pattern_said_two_ways_is_refused(self) -> None:
         with pytest.raises(ValueError, match="already said"):
-            text_forms.Form(topics.NAME.pattern, "something else")
+            text_forms.Form(topics.DEPARTMENT_NAME.pattern, "something else")
 
     def test_a_pattern_of_no_form_keeps_pydantics_message(self) -> None:
         with pytest.raises(ValidationError) as refused:
@@ -211,6 +212,6 @@ class TestEveryPatternHasWords:
         """The OpenAPI document still shows each field's pattern (clients, fuzzers)."""
         schemas = router_app.create_app(settings.Settings()).openapi()["components"]["schemas"]
         assert schemas["Transfer"]["properties"]["to_department"]["pattern"] == (
-            topics.NAME.pattern)
-        assert {"type": "string", "pattern": credentials_api.RATE_FORM.pattern} in (
+            topics.DEPARTMENT_NAME.pattern)
+        assert {"type": "string", "pattern": credentials_api.RATE.pattern} in (
             schemas["CredentialRequest"]["properties"]["rate_limit"]["anyOf"])

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import random
-import re
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -22,7 +21,7 @@ class TestIssued:
         ticket_id = ticket_ids.issue(NOW)
         parsed = uuid.UUID(ticket_id)
         assert (parsed.version, parsed.variant, str(parsed)) == (7, uuid.RFC_4122, ticket_id)
-        assert re.fullmatch(identifiers.PATTERN, ticket_id)
+        assert identifiers.ID.fullmatch(ticket_id)
         assert len(ticket_id) <= identifiers.MAX_LENGTH
 
     def test_it_carries_the_millisecond_it_was_issued(self) -> None:
