@@ -33,6 +33,15 @@ class _SweptStorage(MemoryStorage):
         self._MemoryStorage__expire_events()  # type: ignore[attr-defined]
 
 
+# limits wraps a storage's methods in its error wrapper once more for each subclass (the
+# pinned version's `Storage.__init_subclass__`): here a second layer round each `get` and
+# `incr`, four of them a hit. The wrapper only turns the storage's errors into limits' own
+# where `wrap_exceptions` is asked, and this storage is built without it: its methods are
+# MemoryStorage's own, unwrapped (a request's two hits 10.9 -> 8.2 us; README "Measured").
+for _method in ("incr", "get", "get_expiry", "check", "reset", "clear"):
+    setattr(_SweptStorage, _method, getattr(MemoryStorage, _method).__wrapped__)
+
+
 class RateLimits:
     """Per-credential request rates, and bytes of request bodies, counted in this
     process (a sliding window: two counters a credential and budget, the current
