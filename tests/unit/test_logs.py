@@ -111,6 +111,22 @@ def test_a_text_line_carries_the_fields_too() -> None:
     assert formatter.format(plain) == "INFO started"
 
 
+@pytest.mark.parametrize("formatter", [
+    logs.TextWithFields("%(asctime)s %(message)s"),
+    logs.JsonWithoutData("%(asctime)s %(message)s")])
+def test_a_lines_time_is_loggings_own(formatter: logging.Formatter) -> None:
+    """A line's time, its second written once a second (logs._TimeBySecond), is the
+    standard library's text of it: each record's own second and milliseconds, moments
+    apart in one second, across the next and back, and with a date format of its own."""
+    plain = logging.Formatter()
+    for created in (1_796_000_000.25, 1_796_000_000.999, 1_796_000_001.0, 1_796_000_001.5,
+                    1_796_000_000.001, 1_796_003_599.9999, 1_796_003_600.0, 86_399.5):
+        record = logging.makeLogRecord({"msg": "m", "created": created,
+                                        "msecs": int((created - int(created)) * 1000) + 0.0})
+        assert formatter.formatTime(record) == plain.formatTime(record)
+        assert formatter.formatTime(record, "%H:%M") == plain.formatTime(record, "%H:%M")
+
+
 # Out of the frames' source lines, which a traceback shows.
 TICKET_FULL_OF_DATA = {"subject": "Jane Doe, born 1980-01-01" * 30,
                        "attributes": {"jane@x.org": [1]}}
