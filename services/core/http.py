@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
+from fastapi.telemetry import TelemetryConfig
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import AfterValidator, AwareDatetime, BeforeValidator, WithJsonSchema
 from starlette.exceptions import HTTPException
@@ -36,6 +37,17 @@ logger = logging.getLogger(__name__)
 
 MAX_FIELD_ERRORS = http_answers.MAX_FIELD_ERRORS
 _SEND_JSON = http_answers.SEND_JSON
+
+
+def telemetry_off() -> TelemetryConfig:
+    """FastAPI's own OpenTelemetry off, for every service's `FastAPI(telemetry=...)`: no
+    spans, request metrics or logs, and no exporters added at start from the environment
+    (FASTAPI_OTEL_AUTO_CONFIGURE=true, which would otherwise switch it on). Its logs record
+    validation failures and exception messages, which may quote a request's personal data;
+    the services' metrics are their own (Prometheus), their logs the project's. With all
+    three signals off FastAPI also skips its look-up of the providers on each request."""
+    return {"tracing": False, "metrics": False, "logs": False, "operation_spans": False,
+            "auto_configure": False}
 
 
 def field_errors(error: RequestValidationError) -> list[dict[str, str]]:

@@ -98,7 +98,7 @@ def create_app(settings: Settings | None = None, *,
             yield
 
     app = FastAPI(title="Customer routing: response-time metrics", version="1",
-                  lifespan=lifespan)
+                  lifespan=lifespan, telemetry=http.telemetry_off())
     context = service_context.install(app, settings)
     app.include_router(api.api)
     app.include_router(parity_api.api)

@@ -142,6 +142,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="1",
         description="Support platforms post tickets here; departments report on them.",
         lifespan=lifespan,
+        telemetry=http.telemetry_off(),
     )
     context = service_context.install(app, settings)
     for router in (intake.api, platform_reports.api, tickets_api.api, table_api.api,

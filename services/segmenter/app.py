@@ -88,7 +88,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                               finish=stage.finish)
             yield
 
-    app = FastAPI(title="Customer routing: segmenter", version="1", lifespan=lifespan)
+    app = FastAPI(title="Customer routing: segmenter", version="1", lifespan=lifespan,
+                  telemetry=http.telemetry_off())
     context = service_context.install(app, settings)
     for router in (api.api, admin_api.api, rules_api.api):
         app.include_router(router)
