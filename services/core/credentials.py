@@ -181,7 +181,7 @@ class Credentials:
         if unknown or changes.get("label", "") is None:
             raise ValueError(f"not changeable so: {changes}")
         async with self._sessions() as session, session.begin():
-            row = await session.get(CredentialRow, credential_id, with_for_update=True)
+            row = await db.get_held(session, CredentialRow, credential_id)
             if row is None:
                 return None
             before = _shown(row)

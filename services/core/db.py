@@ -6,11 +6,11 @@ import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 from asyncpg.exceptions import _base as asyncpg_errors
-from sqlalchemy import ColumnElement, DateTime, Dialect, event, select
+from sqlalchemy import ColumnElement, DateTime, Dialect, event, inspect, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import (
@@ -237,6 +237,23 @@ async def lock_in_key_order(session: AsyncSession, key: InstrumentedAttribute[An
     replays). SQLite locks the whole store per transaction: nothing to do there."""
     if session.get_bind().dialect.name == "postgresql":
         await session.execute(select(key).where(where).order_by(key).with_for_update())
+
+
+_Row = TypeVar("_Row")
+
+
+async def get_held(session: AsyncSession, entity: type[_Row], key: object) -> _Row | None:
+    """The row of `entity` with primary key `key` (None if there is none), as it is now,
+    and no other transaction writes it until this one ends: PostgreSQL's row lock
+    (SELECT ... FOR UPDATE). SQLite has no row locks and pysqlite begins a transaction
+    only at its first write, so a FOR UPDATE read locks nothing there (a write committed
+    after it goes unseen): a write that changes nothing comes first and takes the
+    store's write lock, held to the end of the transaction."""
+    if session.get_bind().dialect.name != "postgresql":
+        [column] = inspect(entity).primary_key
+        await session.execute(update(column.table).where(column == key)
+                              .values({column.name: column}))
+    return await session.get(entity, key, with_for_update=True, populate_existing=True)
 
 
 # The stores we run on, and each one's INSERT that takes ON CONFLICT (an upsert, or an

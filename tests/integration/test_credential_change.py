@@ -6,7 +6,9 @@ wrong, and nothing changes."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,10 @@ from typing import Any
 import httpx
 import pytest
 
-from services.core import credentials_api, kafka, topics
+from services.core import access, admin_actions, credentials_api, db, kafka, topics
+from services.core import credentials as store
+from services.core.admin_actions import Action
+from services.core.credentials import Credential, Credentials, Revoked
 from services.core.settings import Settings
 from services.router import intake
 from tests import credentials
@@ -151,3 +156,94 @@ class TestARefusedChange:
                                            json={"rate_limit": "100000/second"}, headers=key)
         assert answer.status_code == 403
         assert (await router.listed(credential_id))["rate_limit"] is None
+
+
+class TestWritersAtOnce:
+    """A change held after it read the key, while another admin revokes or changes it on
+    another service (an engine of its own): the second waits for the first, or the first
+    sees the second's, on SQLite as on PostgreSQL; what the admin actions keep, in their
+    order, says what happened to the key."""
+
+    @staticmethod
+    async def held_change(database_url: str, monkeypatch: pytest.MonkeyPatch,
+                          other: Callable[[Credentials, str], Awaitable[object]]
+                          ) -> tuple[object, str, list[admin_actions.AdminAction]]:
+        """What a change of the key's rate to 5/second returns, read and then held until
+        `other` has run on another engine or has had a second to run (it may be waiting
+        for the change: either way is right); the key's id, and the actions kept, oldest
+        first."""
+        engine = db.engine(database_url)
+        try:
+            keys = Credentials(db.sessions(engine))
+            issued, _token = await keys.issue(access.Role.PLATFORM, "helpdesk")
+            read, go_on = threading.Event(), threading.Event()
+            said = store.change_said
+
+            def held(before: Credential, changes: Mapping[str, str | None]) -> str:
+                read.set()
+                go_on.wait()
+                return said(before, changes)
+
+            monkeypatch.setattr(store, "change_said", held)
+
+            async def change() -> object:
+                engine = db.engine(database_url)  # another service's, on another loop
+                try:
+                    return await Credentials(db.sessions(engine)).change(
+                        issued.credential_id, {"rate_limit": "5/second"})
+                finally:
+                    await engine.dispose()
+
+            changing = asyncio.ensure_future(asyncio.to_thread(asyncio.run, change()))
+            await asyncio.to_thread(read.wait)
+            monkeypatch.setattr(store, "change_said", said)
+            doing = asyncio.ensure_future(other(keys, issued.credential_id))
+            await asyncio.wait([doing], timeout=1)  # done, or waiting for the change
+            go_on.set()
+            changed, _ = await asyncio.gather(changing, doing)
+            kept = await admin_actions.AdminActions(db.sessions(engine)).listed()
+            return changed, issued.credential_id, [
+                action for action in reversed(kept) if action.target == issued.credential_id]
+        finally:
+            go_on.set()
+            await engine.dispose()
+
+    async def test_a_revocation_waits_for_the_change_or_the_change_sees_it(
+            self, database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+        changed, credential_id, kept = await self.held_change(
+            database_url, monkeypatch, lambda keys, key: keys.revoke(key))
+
+        actions = [action.action for action in kept]
+        if isinstance(changed, Revoked):  # the revocation came first
+            assert actions == [Action.CREDENTIAL_ISSUED, Action.CREDENTIAL_REVOKED]
+        else:  # the change came first, and was revoked after
+            assert isinstance(changed, Credential)
+            assert changed.revoked_at is None
+            assert actions == [Action.CREDENTIAL_ISSUED, Action.CREDENTIAL_CHANGED,
+                               Action.CREDENTIAL_REVOKED]
+        [listed] = [c for c in await self.listed(database_url) if
+                    c.credential_id == credential_id]
+        assert listed.revoked_at is not None
+
+    async def test_two_changes_one_after_the_other(
+            self, database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+        changed, credential_id, kept = await self.held_change(
+            database_url, monkeypatch,
+            lambda keys, key: keys.change(key, {"rate_limit": "7/second"}))
+
+        assert isinstance(changed, Credential)
+        # Each change's "before" is what the one kept before it left.
+        assert [action.change for action in kept[1:]] in (
+            ["rate_limit default -> 5/second", "rate_limit 5/second -> 7/second"],
+            ["rate_limit default -> 7/second", "rate_limit 7/second -> 5/second"])
+        [listed] = [c for c in await self.listed(database_url) if
+                    c.credential_id == credential_id]
+        assert listed.rate_limit == kept[-1].change.rsplit(" ", 1)[-1]
+
+    @staticmethod
+    async def listed(database_url: str) -> Sequence[Credential]:
+        engine = db.engine(database_url)
+        try:
+            return await Credentials(db.sessions(engine)).listed()
+        finally:
+            await engine.dispose()
