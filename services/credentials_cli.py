@@ -51,6 +51,15 @@ def _checked(body: type[Body], **given: object) -> Body:
         raise typer.Exit(2) from exc
 
 
+def _id_checked(credential_id: str) -> str:
+    """`credential_id` if it is one as `/v1/credentials/{id}` checks it; else that said
+    (never the text given: it may be anything, of any length), exit 2."""
+    if credentials_api.CREDENTIAL_ID.fullmatch(credential_id) is None:
+        typer.echo(f"credential_id: should be {credentials_api.CREDENTIAL_ID.words}", err=True)
+        raise typer.Exit(2)
+    return credential_id
+
+
 @app.command("issue")
 def issue(
     role: Annotated[access.Role, typer.Option(help="platform, department or admin")],
@@ -120,6 +129,7 @@ def change(
 ) -> None:
     """Change a credential's label or its own limits: every service takes the change
     within AUTH_CACHE_SECONDS. Its role and subject are fixed: issue a new one."""
+    credential_id = _id_checked(credential_id)
     given: dict[str, object] = {} if label is None else {"label": label}
     for name, value, default in (("rate_limit", rate_limit, default_rate_limit),
                                  ("byte_rate_limit", byte_rate_limit,
@@ -158,6 +168,7 @@ def _option(name: str) -> str:
 @app.command("revoke")
 def revoke(credential_id: str) -> None:
     """Revoke a credential: every service refuses it within AUTH_CACHE_SECONDS."""
+    credential_id = _id_checked(credential_id)
 
     async def run() -> bool:
         async with open_store(from_environment()) as store:

@@ -176,3 +176,22 @@ class TestChange:
         assert (revoked.exit_code, revoked.stderr.strip()) == (
             1, f"credential '{credential_id}' is revoked: issue a new one with the label and"
                " limits wanted")
+
+
+class TestAnIdNotAnId:
+    """`change` and `revoke` check the id as `/v1/credentials/{id}` does, in the same
+    words, before the store is opened: a byte that is no UTF-8 (from the shell, as
+    `$'\\xff'`) or an id of thousands of characters is neither sent nor printed back."""
+
+    @pytest.mark.parametrize("command", [["change", "--label", "x"], ["revoke"]])
+    @pytest.mark.parametrize("credential_id", [
+        "\udcff", "x" * 5000, "0123456789AB", "0123456789ab\n", ""])
+    def test_exit_2_saying_what_an_id_is(
+            self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str],
+            credential_id: str) -> None:
+        monkeypatch.setenv("DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'store.db'}")
+        name, *options = command
+        refused = CliRunner().invoke(cli.app, ["credentials", name, credential_id, *options])
+        assert (refused.exit_code, refused.output) == (
+            2, f"credential_id: should be {credentials_api.CREDENTIAL_ID.words}\n")
+        assert not (tmp_path / "store.db").exists()
