@@ -177,9 +177,11 @@ class Credentials:
         action if anything changed. This service forgets what it read of it at once, as
         on a revocation; the others read it again when their entry expires, within
         AUTH_CACHE_SECONDS. None if there is no such credential; Revoked if it is."""
-        unknown = set(changes) - set(CHANGEABLE)
-        if unknown or changes.get("label", "") is None:
-            raise ValueError(f"not changeable so: {changes}")
+        wrong = set(changes) - set(CHANGEABLE)
+        if changes.get("label", "") is None:
+            wrong.add("label")
+        if wrong:  # named, never their values (a label may hold a name)
+            raise ValueError(f"not changeable so: {', '.join(sorted(wrong))}")
         async with self._sessions() as session, session.begin():
             row = await db.get_held(session, CredentialRow, credential_id)
             if row is None:
