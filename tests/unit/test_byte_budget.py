@@ -160,3 +160,25 @@ class TestACredentialsOwnBudget:
             "this request's 1 bytes of body are over this credential's budget of"
             " 1MiB/minute (its own byte_rate_limit); retry after 60s")
         limits.spend_bytes(_principal("c-2"), MIB)  # another key: the default's budget
+
+
+class TestAChangedBudget:
+    """README, "Credentials": as a changed rate, a changed `byte_rate_limit` starts its
+    count again, a budget given back finds its count where it was, and the same budget
+    written otherwise is the same count."""
+
+    async def test_each_budget_its_own_count(self, clock: list[float]) -> None:
+        limits = rate_limits.RateLimits("100/second")
+
+        def fits(budget: str, size: int) -> bool:
+            try:
+                limits.spend_bytes(_principal(byte_rate=budget), size)
+            except auth.Refused:
+                return False
+            return True
+
+        assert (fits("2MiB/minute", 2 * MIB), fits("2MiB/minute", 1)) == (True, False)
+        # Lower: a count anew.
+        assert (fits("1MiB/minute", MIB), fits("1MiB/minute", 1)) == (True, False)
+        assert not fits("2MiB/minute", 1)  # back: its count as it was
+        assert not fits("2 MiB per minute", 1)  # the same budget

@@ -87,3 +87,31 @@ class TestRateLimits:
             await limits.check(_principal())
         with pytest.raises(auth.Refused):
             await limits.check(_principal())
+
+
+class TestAChangedLimit:
+    """README, "Credentials": a key's count is kept by its limit's amount and window, so
+    a changed limit starts its count again (a lower one is no stop), a limit given back
+    finds its count where it was, and the same limit written otherwise is the same
+    count. On a still clock, within one window."""
+
+    async def test_each_limit_its_own_count(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        now = (rate_limits.time.time() // 60 + 10) * 60  # a window's start, ahead
+        monkeypatch.setattr(rate_limits.time, "time", lambda: now)
+        monkeypatch.setattr("limits.storage.memory.time.time", lambda: now)
+        limits = rate_limits.RateLimits("100/second")
+
+        async def taken(rate: str, count: int) -> list[bool]:
+            taken = []
+            for _ in range(count):
+                try:
+                    await limits.check(_principal(rate))
+                    taken.append(True)
+                except auth.Refused:
+                    taken.append(False)
+            return taken
+
+        assert await taken("3/minute", 4) == [True, True, True, False]
+        assert await taken("2/minute", 3) == [True, True, False]  # lower: a count anew
+        assert await taken("3/minute", 1) == [False]  # back: its count as it was
+        assert await taken("3 per minute", 1) == [False]  # the same limit
