@@ -91,3 +91,30 @@ class TestStoreOutage:
             assert await service.authenticate(token) is None
         finally:
             await asyncio.to_thread(own_postgres.start)
+
+    async def test_a_change_not_read_since_is_not_in_force_during_an_outage(
+            self, own_postgres: LocalPostgres,
+            service_and_operator: tuple[Credentials, Credentials]) -> None:
+        """README: a service goes by what it last read of a platform's key, so a change it
+        read no more before the store went down, its own included, waits for the store."""
+        service, operator = service_and_operator
+        elsewhere, elsewhere_token = await operator.issue(access.Role.PLATFORM, "desk")
+        here, here_token = await operator.issue(access.Role.PLATFORM, "desk")
+        for token in (elsewhere_token, here_token):
+            assert await service.authenticate(token) is not None  # good reads
+        await operator.change(elsewhere.credential_id, {"rate_limit": "5/second"})
+        await service.change(here.credential_id, {"rate_limit": "5/second"})
+
+        await asyncio.to_thread(own_postgres.stop)
+        try:
+            await past_the_cache()
+            for token in (elsewhere_token, here_token):
+                principal = await service.authenticate(token)
+                assert principal is not None and principal.rate_limit is None  # as read
+        finally:
+            await asyncio.to_thread(own_postgres.start)
+
+        await past_the_cache()
+        for token in (elsewhere_token, here_token):
+            principal = await service.authenticate(token)
+            assert principal is not None and principal.rate_limit == "5/second"
