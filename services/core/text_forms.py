@@ -17,6 +17,11 @@ from typing import Any
 
 # pydantic's error type for a text its pattern does not match.
 MISMATCH = "string_pattern_mismatch"
+# pydantic's, for a text that is no Unicode (a lone surrogate, which JSON's \ud800
+# escapes can produce), and what we say of it instead of "unable to parse raw data".
+NOT_UNICODE_TYPE = "string_unicode"
+NOT_UNICODE = ("not valid Unicode text (it holds a lone surrogate such as \\ud800);"
+               " send UTF-8 text")
 
 _words_by_pattern: dict[str, str] = {}
 
@@ -50,6 +55,8 @@ def words_of(pattern: str) -> str | None:
 def message(detail: Mapping[str, Any]) -> str:
     """A pydantic error's message, with a pattern's mismatch said in the form's words
     (never the text refused: it may be personal data)."""
+    if detail["type"] == NOT_UNICODE_TYPE:
+        return NOT_UNICODE
     if detail["type"] == MISMATCH:
         words = words_of(str((detail.get("ctx") or {}).get("pattern", "")))
         if words is not None:

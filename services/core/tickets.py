@@ -32,6 +32,7 @@ from services.core import (
     identifiers,
     language_tags,
     request_bodies,
+    text_forms,
     tiers,
     topics,
     versions,
@@ -58,8 +59,7 @@ def valid_text(value: str) -> str:
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        raise ValueError("not valid Unicode text (it holds a lone surrogate such as"
-                         " \\ud800); send UTF-8 text") from None
+        raise ValueError(text_forms.NOT_UNICODE) from None
     if "\x00" in value:
         raise ValueError("must not hold the NUL character (\\u0000)")
     return value

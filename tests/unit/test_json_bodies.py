@@ -10,10 +10,12 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
+import httpx
 import pytest
 from fastapi import FastAPI
+from pydantic import BaseModel, Field
 
-from services.core import http
+from services.core import http, tickets
 
 
 def app() -> FastAPI:
@@ -261,3 +263,37 @@ class TestARepeatedKey:
         assert answer["fields"][-1] == {
             "field": "body", "type": "too_many_errors",
             "problem": "50 more problems not named here: mend these first"}
+
+
+class Labelled(BaseModel):
+    # A constraint (a length, a pattern) has pydantic refuse a lone surrogate itself,
+    # before tickets.Text's own check: a credential's label, a ticket's subject.
+    label: tickets.Text = Field(default="", max_length=200)
+    plain: str = Field(default="", max_length=10)
+
+
+class TestALoneSurrogate:
+    """A JSON string may escape a lone surrogate (`"\\ud800"`), which is no Unicode
+    character: a text field given one is a 422 naming it, in our words (what
+    tickets.valid_text says), not pydantic's "unable to parse raw data"."""
+
+    @pytest.mark.parametrize("body", [b'{"label": "desk \\ud800"}', b'{"label": "\\udfff"}',
+                                      b'{"plain": "\\ud800"}'])
+    async def test_is_named_as_no_unicode_text(self, body: bytes) -> None:
+        service = FastAPI()
+
+        @service.post("/things")
+        async def post(body: Labelled) -> dict[str, int]:
+            return {}
+
+        http.install(service, ready=lambda: True)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=service),
+                                     base_url="http://test") as client:
+            answer = await client.post("/things", content=body,
+                                       headers={"content-type": "application/json"})
+        assert answer.status_code == 422
+        [refused] = answer.json()["fields"]
+        field = "body.plain" if b"plain" in body else "body.label"
+        assert (refused["field"], refused["problem"]) == (
+            field, "not valid Unicode text (it holds a lone surrogate such as \\ud800);"
+                   " send UTF-8 text")
