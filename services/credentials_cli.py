@@ -7,19 +7,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import typer
-from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.core import access, credentials_api, db, request_bodies, store_start
+from services.core import access, command_line, credentials_api, db, store_start
 from services.core.config_files import ConfigError
 from services.core.credentials import LIMITS, Credential, Credentials, Revoked
 from services.core.settings import Settings, from_environment
 from services.router import table_file
 
-Body = TypeVar("Body", bound=BaseModel)
 app = typer.Typer(help="Credentials: platforms' API keys, departments' and admins' tokens.",
                   no_args_is_help=True)
 
@@ -38,17 +36,6 @@ async def open_sessions(settings: Settings) -> AsyncIterator[async_sessionmaker[
 async def open_store(settings: Settings) -> AsyncIterator[Credentials]:
     async with open_sessions(settings) as sessions:
         yield Credentials(sessions)
-
-
-def _checked(body: type[Body], **given: object) -> Body:
-    """`given` as the HTTP API checks its body; else each problem said, exit 2."""
-    try:
-        return body.model_validate(given)
-    except ValidationError as exc:
-        for problem in exc.errors(include_input=False, include_url=False):
-            where = ".".join(str(part) for part in problem["loc"]) or "options"
-            typer.echo(f"{where}: {request_bodies.message_of(problem)}", err=True)
-        raise typer.Exit(2) from exc
 
 
 def _id_checked(credential_id: str) -> str:
@@ -74,8 +61,9 @@ def issue(
 ) -> None:
     """Issue a credential and print its token: the only time it is shown."""
     # The same checks as the HTTP API's.
-    wanted = _checked(credentials_api.CredentialRequest, role=role, subject=subject,
-                      label=label, rate_limit=rate_limit, byte_rate_limit=byte_rate_limit)
+    wanted = command_line.checked(credentials_api.CredentialRequest, role=role,
+                                  subject=subject, label=label, rate_limit=rate_limit,
+                                  byte_rate_limit=byte_rate_limit)
 
     async def run() -> str:
         settings = from_environment()
@@ -145,7 +133,7 @@ def change(
                    + ", ".join(f"--{_option(name)}, --default-{_option(name)}"
                                for name in LIMITS), err=True)
         raise typer.Exit(2)
-    wanted = _checked(credentials_api.CredentialChange, **given)
+    wanted = command_line.checked(credentials_api.CredentialChange, **given)
 
     async def run() -> Credential | Revoked | None:
         async with open_store(from_environment()) as store:

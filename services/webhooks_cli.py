@@ -10,16 +10,14 @@ from dataclasses import dataclass
 from typing import Annotated, TypeVar
 
 import typer
-from pydantic import BaseModel, ValidationError
 
-from services.core import credentials, db, store_start
+from services.core import command_line, credentials, db, store_start
 from services.core.settings import from_environment
 from services.webhooks import api, endpoint_store, models, outbox_store, pages, service
 
 app = typer.Typer(help="Callbacks to the platforms: endpoints, secrets, dead letters.",
                   no_args_is_help=True)
 T = TypeVar("T")
-M = TypeVar("M", bound=BaseModel)
 
 
 @dataclass(frozen=True)
@@ -50,16 +48,6 @@ def _run(action: Callable[[_Stores], Awaitable[T]]) -> T:
     return asyncio.run(run())
 
 
-def _checked(model: type[M], **fields: object) -> M:
-    try:  # the HTTP API's checks
-        return model.model_validate(fields)
-    except ValidationError as exc:
-        for problem in exc.errors(include_input=False, include_url=False):
-            where = ".".join(str(part) for part in problem["loc"]) or "options"
-            typer.echo(f"{where}: {problem['msg']}", err=True)
-        raise typer.Exit(2) from exc
-
-
 def _found(value: T | None, platform: str) -> T:
     if value is None:
         typer.echo(f"platform {platform!r} has no endpoint", err=True)
@@ -73,7 +61,7 @@ Url = Annotated[str, typer.Option(help="https:// (http:// only on loopback)")]
 @app.command("register")
 def register(platform: str, url: Url) -> None:
     """Register a platform's endpoint and print its signing secret: shown this once."""
-    wanted = _checked(api.EndpointRequest, platform=platform, url=url)
+    wanted = command_line.checked(api.EndpointRequest, platform=platform, url=url)
     registered = _run(lambda stores: service.register(stores.endpoints, stores.credentials,
                                                       wanted.platform, wanted.url))
     if isinstance(registered, service.NoCredential):
@@ -102,8 +90,8 @@ def update(platform: str,
                help="Lift the hold its receiver asked for (a 429, a 503 with"
                     " Retry-After): callbacks go at once")] = False) -> None:
     """Change a platform's URL, disable and enable its endpoint, or lift its hold."""
-    change = _checked(api.EndpointChange, url=url, enabled=enabled,
-                      **({"held_until": None} if lift_hold else {}))
+    change = command_line.checked(api.EndpointChange, url=url, enabled=enabled,
+                                  **({"held_until": None} if lift_hold else {}))
     changed = _run(lambda stores: stores.endpoints.update(
         platform, url=change.url, enabled=change.enabled, lift_hold=change.lifts_hold))
     typer.echo(_found(changed, platform).model_dump_json())

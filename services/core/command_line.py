@@ -5,16 +5,21 @@ Python prints an error no command caught with its message, and a message may rep
 data the command failed on: pydantic's quotes the input it refused (a customer's birth
 date, a name), PostgreSQL's the row it did not take. An `App` prints its frames and class,
 and its message only where `logs.said` gives it; then exits 1, as Python does.
+A command checks what it is given as the HTTP API checks a body (`checked`), and says a
+refusal as the API does.
 """
 
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import Any, TypeVar
 
 import typer
+from pydantic import BaseModel, ValidationError
 
-from services.core import logs
+from services.core import logs, request_bodies
+
+Body = TypeVar("Body", bound=BaseModel)
 
 
 class App(typer.Typer):
@@ -25,3 +30,15 @@ class App(typer.Typer):
             typer.echo(logs.exception_text((type(error), error, error.__traceback__)),
                        err=True)
             sys.exit(1)
+
+
+def checked(body: type[Body], **given: object) -> Body:
+    """`given` as the HTTP API checks its body; else each problem said as the API says it
+    (a pattern's refusal in words, never the regex or the input), exit 2."""
+    try:
+        return body.model_validate(given)
+    except ValidationError as exc:
+        for problem in exc.errors(include_input=False, include_url=False):
+            where = ".".join(str(part) for part in problem["loc"]) or "options"
+            typer.echo(f"{where}: {request_bodies.message_of(problem)}", err=True)
+        raise typer.Exit(2) from exc
