@@ -13,7 +13,7 @@ from sqlalchemy import ColumnElement, delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.core import admin_actions
+from services.core import admin_actions, db
 from services.webhooks import catalog, models
 from services.webhooks.models import WebhookDeliveryRow, WebhookEndpointRow
 
@@ -125,7 +125,7 @@ class Endpoints:
         admin says go). None if the platform has no endpoint."""
         now = datetime.now(UTC)
         async with self._sessions() as session, session.begin():
-            row = await session.get(WebhookEndpointRow, platform, with_for_update=True)
+            row = await db.get_held(session, WebhookEndpointRow, platform)
             if row is None:
                 return None
             before = (row.url, row.enabled)
@@ -207,7 +207,7 @@ class Endpoints:
         endpoint."""
         now = datetime.now(UTC)
         async with self._sessions() as session, session.begin():
-            row = await session.get(WebhookEndpointRow, platform, with_for_update=True)
+            row = await db.get_held(session, WebhookEndpointRow, platform)
             if row is None:
                 return None
             until = row.previous_secret_until
