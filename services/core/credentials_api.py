@@ -36,13 +36,6 @@ SUBJECT = text_forms.Form(
     f"^[a-z0-9][a-z0-9._-]{{0,{access.MAX_SUBJECT - 1}}}$",
     "a platform's or a department's name: lower-case letters a-z, digits, '.', '_' or '-',"
     f" starting with a letter or a digit, at most {access.MAX_SUBJECT} characters")
-# One rate, in the part of the `limits` grammar (`settings.check_rate`) that people write:
-# a schema violation rather than a refusal the schema does not tell.
-RATE = text_forms.Form(
-    r"^[1-9][0-9]{0,8} ?(/|per) ?([1-9][0-9]{0,8} ?)?(second|minute|hour|day|month|year)s?$",
-    "a rate such as 200/second, 6000/minute, 10 per second or 100/5 minutes: a number of"
-    " requests from 1, then '/' or 'per', then second, minute, hour, day, month or year, with"
-    " a number of them before it if more than one")
 # One budget of body bytes, in the part of `body_bytes.parse`'s grammar that README gives
 # (units B, KiB, MiB, GiB as written); the least it takes, 1 MiB a window, is its check's.
 BYTE_RATE = text_forms.Form(
@@ -103,7 +96,7 @@ class CredentialTerms(request_bodies.RequestBody):
     label: tickets.Text = Field(default="", max_length=credentials.MAX_LABEL,
                        description="What it is for, e.g. 'zendesk production, 2026-11'")
     rate_limit: str | None = Field(
-        default=None, pattern=RATE.pattern,
+        default=None, pattern=settings.RATE.pattern,
         description="Its own rate limit (platforms: on the intake; departments and admins:"
                     " on reports, transfers and priority changes), e.g. 200/second,"
                     " 6000/minute, 10 per second or 100/5 minutes (default: the service's"

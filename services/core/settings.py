@@ -47,6 +47,14 @@ _LIBPQ_OPTIONS = {"sslmode": "ssl", "connect_timeout": None}
 INSTANCE_ID = text_forms.Form(r"^[A-Za-z0-9._-]{1,64}$", "auto (the host's name) or 1 to 64"
                               " ASCII letters, digits, '.', '_' or '-'")
 LOG_FORMAT = text_forms.Form("^(json|text)$", "json or text")
+# A rate of requests (INTAKE_RATE_LIMIT, a credential's `rate_limit`), in the part of the
+# `limits` grammar that people write: `check_rate` says these words, and a field checking
+# the pattern is a schema violation rather than a refusal the schema does not tell.
+RATE = text_forms.Form(
+    r"^[1-9][0-9]{0,8} ?(/|per) ?([1-9][0-9]{0,8} ?)?(second|minute|hour|day|month|year)s?$",
+    "a rate such as 200/second, 6000/minute, 10 per second or 100/5 minutes: a number of"
+    " requests from 1, then '/' or 'per', then second, minute, hour, day, month or year, with"
+    " a number of them before it if more than one")
 
 
 class Settings(BaseSettings):
@@ -385,11 +393,11 @@ def _an_ipv6_address(text: str) -> bool:
 
 
 def check_rate(value: str) -> str:
-    """A rate such as `100/second` or `6000 per minute`, else ValueError saying so."""
+    """A rate `limits` reads, else ValueError saying what is taken (RATE's words)."""
     try:
         limits.parse(value)
     except ValueError as exc:
-        raise ValueError("a rate such as 100/second, 6000/minute or 10 per second") from exc
+        raise ValueError(RATE.words) from exc
     return value
 
 

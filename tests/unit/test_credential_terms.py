@@ -8,7 +8,7 @@ import re
 import pytest
 from pydantic import ValidationError
 
-from services.core import credentials, credentials_api
+from services.core import credentials, credentials_api, settings
 
 
 def test_the_terms_taken_are_the_terms_the_store_changes() -> None:
@@ -29,7 +29,7 @@ def test_a_byte_rate_limit_of_33_characters_is_refused_naming_it() -> None:
 def test_the_longest_rate_limit_its_pattern_takes_fits_its_column() -> None:
     # Each part at its longest: 9 digits, " per ", 9 digits and a space, "minutes".
     longest = "999999999 per 999999999 minutes"
-    assert re.fullmatch(credentials_api.RATE.pattern, longest)
+    assert re.fullmatch(settings.RATE.pattern, longest)
     for longer in ("9" + longest, longest.replace("per ", "per 9"), longest + "s"):
-        assert not re.fullmatch(credentials_api.RATE.pattern, longer), longer
+        assert not re.fullmatch(settings.RATE.pattern, longer), longer
     assert len(longest) <= credentials.MAX_RATE

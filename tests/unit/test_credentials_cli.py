@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from services import cli
-from services.core import access, credentials_api, db
+from services.core import access, credentials_api, db, settings
 from services.core.credentials import Credentials
 
 
@@ -53,7 +53,7 @@ def test_a_rate_limit_not_a_rate_is_told_what_a_rate_is(
     result = CliRunner().invoke(cli.app, ["credentials", "issue", "--role", "platform",
                                           "--subject", "helpdesk", "--rate-limit", "fast"])
     assert result.exit_code == 2
-    assert f"rate_limit: should be {credentials_api.RATE.words}\n" in result.output
+    assert f"rate_limit: should be {settings.RATE.words}\n" in result.output
     assert "pattern" not in result.output
 
 

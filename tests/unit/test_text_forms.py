@@ -53,7 +53,7 @@ FORMS: list[tuple[text_forms.Form, list[str], list[str]]] = [
      ["msg_", "a", "msg_" + "a" * 77, "msg_a b"]),
     (credentials_api.SUBJECT, ["helpdesk", "2nd.line_desk-1", "a" * 63],
      ["Helpdesk", "-desk", "help desk", "a" * 64]),
-    (credentials_api.RATE,
+    (settings.RATE,
      ["200/second", "6000/minute", "10 per second", "100/5 minutes", "1 per day"],
      ["fast", "0/second", "10/fortnight", "10 / sec"]),
     (credentials_api.BYTE_RATE,
@@ -103,7 +103,7 @@ class TestTheWords:
             " most 63 characters")
 
     def test_of_a_rate(self) -> None:
-        assert credentials_api.RATE.words.startswith(
+        assert settings.RATE.words.startswith(
             "a rate such as 200/second, 6000/minute, 10 per second or 100/5 minutes")
 
     def test_of_a_byte_rate_are_its_checks(self) -> None:
@@ -213,5 +213,5 @@ class TestEveryPatternHasWords:
         schemas = router_app.create_app(settings.Settings()).openapi()["components"]["schemas"]
         assert schemas["Transfer"]["properties"]["to_department"]["pattern"] == (
             topics.DEPARTMENT_NAME.pattern)
-        assert {"type": "string", "pattern": credentials_api.RATE.pattern} in (
+        assert {"type": "string", "pattern": settings.RATE.pattern} in (
             schemas["CredentialRequest"]["properties"]["rate_limit"]["anyOf"])
