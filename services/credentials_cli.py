@@ -47,17 +47,21 @@ def _id_checked(credential_id: str) -> str:
     return credential_id
 
 
+def terms_help(field: str) -> str:
+    """An option's help for a credential's term (`issue` and `change` alike): the HTTP
+    API's description of the field, one text for all three."""
+    return credentials_api.CredentialTerms.model_fields[field].description or ""
+
+
 @app.command("issue")
 def issue(
     role: Annotated[access.Role, typer.Option(help="platform, department or admin")],
     subject: Annotated[str | None, typer.Option(
         help="The platform's or department's name (not for admins)")] = None,
-    label: Annotated[str, typer.Option(help="What it is for")] = "",
-    rate_limit: Annotated[str | None, typer.Option(
-        help="Platforms: their intake rate limit, e.g. 200/second")] = None,
+    label: Annotated[str, typer.Option(help=terms_help("label"))] = "",
+    rate_limit: Annotated[str | None, typer.Option(help=terms_help("rate_limit"))] = None,
     byte_rate_limit: Annotated[str | None, typer.Option(
-        help="Its budget of body bytes on the routes its rate limit counts, e.g."
-             " 16MiB/second")] = None,
+        help=terms_help("byte_rate_limit"))] = None,
 ) -> None:
     """Issue a credential and print its token: the only time it is shown."""
     # The same checks as the HTTP API's.
@@ -105,11 +109,10 @@ def listed() -> None:
 @app.command("change")
 def change(
     credential_id: str,
-    label: Annotated[str | None, typer.Option(help="What it is for")] = None,
-    rate_limit: Annotated[str | None, typer.Option(
-        help="Its own rate limit, e.g. 200/second")] = None,
+    label: Annotated[str | None, typer.Option(help=terms_help("label"))] = None,
+    rate_limit: Annotated[str | None, typer.Option(help=terms_help("rate_limit"))] = None,
     byte_rate_limit: Annotated[str | None, typer.Option(
-        help="Its own budget of body bytes, e.g. 16MiB/second")] = None,
+        help=terms_help("byte_rate_limit"))] = None,
     default_rate_limit: Annotated[bool, typer.Option(
         help="Back to the service's INTAKE_RATE_LIMIT")] = False,
     default_byte_rate_limit: Annotated[bool, typer.Option(

@@ -10,6 +10,8 @@ import json
 from pathlib import Path
 
 import pytest
+import typer.core
+import typer.main
 from typer.testing import CliRunner
 
 from services import cli
@@ -195,3 +197,17 @@ class TestAnIdNotAnId:
         assert (refused.exit_code, refused.output) == (
             2, f"credential_id: should be {credentials_api.CREDENTIAL_ID.words}\n")
         assert not (tmp_path / "store.db").exists()
+
+
+@pytest.mark.parametrize("field", ["label", "rate_limit", "byte_rate_limit"])
+def test_issue_and_change_say_a_term_as_the_api_describes_it(field: str) -> None:
+    """`--byte-rate-limit`'s help (and each term's) is one text, `issue`'s and `change`'s:
+    the field's description in the HTTP API's schema."""
+    commands = typer.main.get_group(cli.app).commands["credentials"]
+    assert isinstance(commands, typer.core.TyperGroup)
+    helps = {name: [param.help for param in commands.commands[name].params
+                    if param.name == field and isinstance(param, typer.core.TyperOption)]
+             for name in ("issue", "change")}
+    described = credentials_api.CredentialTerms.model_fields[field].description
+    assert described
+    assert helps == {"issue": [described], "change": [described]}
