@@ -12,6 +12,7 @@ import typer
 from services import credentials_cli, webhooks_cli
 from services.core import command_line
 from services.core.settings import Settings, from_environment
+from services.router import dead_letter_records
 from services.simulator import cli as simulator_cli
 
 T = TypeVar("T")
@@ -122,7 +123,8 @@ def list_dead_letters(
     error_class: Annotated[str | None, typer.Option(help="Only this error class")] = None,
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 100,
     since: Annotated[str | None, typer.Option(
-        help="Only those after this id (partition:offset), for the next page")] = None,
+        help=f"Only those after this one, for the next page: {dead_letter_records.ID.words}"
+    )] = None,
     include_value: Annotated[bool, typer.Option(
         help="Show the values (they may hold personal data)")] = False,
 ) -> None:
@@ -149,7 +151,8 @@ def list_dead_letters(
 @dead_letters_cli.command("replay")
 def replay_dead_letters(
     ids: Annotated[list[str] | None, typer.Argument(
-        help="Dead-letter ids (partition:offset); or select with the options")] = None,
+        help=f"Dead letters, each {dead_letter_records.ID.words}; or select with the options"
+    )] = None,
     source_topic: Annotated[str | None, typer.Option(help="All from this topic")] = None,
     error_class: Annotated[str | None, typer.Option(help="All of this error class")] = None,
     limit: Annotated[int, typer.Option(min=1, max=1000,
@@ -158,7 +161,7 @@ def replay_dead_letters(
     """Replay dead letters to their source topics, each at most once; print the counts."""
     import json
 
-    from services.router import dead_letter_records, dead_letters
+    from services.router import dead_letters
 
     try:
         selection = dead_letter_records.Selection(

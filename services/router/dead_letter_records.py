@@ -61,7 +61,7 @@ class Selection:
                                           " error_class), not both and not neither")
         for index, text in enumerate(self.ids):
             if not ID.fullmatch(text):
-                raise InvalidSelection(f"ids.{index}", "not a dead-letter id 'partition:offset'")
+                raise InvalidSelection(f"ids.{index}", f"should be {ID.words}")
         if not 1 <= self.limit <= MAX_LIMIT:
             raise InvalidSelection("limit", f"must be between 1 and {MAX_LIMIT}")
 
@@ -84,7 +84,7 @@ def dead_letter_id(partition: int, offset: int) -> str:
 
 def parse_id(text: str) -> tuple[int, int]:
     if not ID.fullmatch(text):
-        raise ValueError(f"not a dead-letter id 'partition:offset': {text!r}")
+        raise ValueError(f"should be {ID.words}")
     partition, offset = text.split(":")
     return int(partition), int(offset)
 

@@ -25,7 +25,8 @@ async def get_settings(context: service_context.Context) -> Settings:
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 DeadLetterId = Annotated[str, Field(pattern=dead_letter_records.ID.pattern, max_length=32,
-                                    description="partition:offset in tickets.dlq")]
+                                    description="One in tickets.dlq: "
+                                                + dead_letter_records.ID.words)]
 TopicName = Annotated[str, Field(min_length=1, max_length=249)]
 ErrorClass = Annotated[str, Field(min_length=1, max_length=200)]
 

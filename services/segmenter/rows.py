@@ -65,7 +65,7 @@ def _text(field: str) -> str:
 
 
 ACCEPTS = {
-    "customer_id": f"1-{identifiers.MAX_LENGTH} characters of letters, digits and . _ : @ -",
+    "customer_id": f"{identifiers.ID.words}, at most {identifiers.MAX_LENGTH} characters",
     "customer_type": "one of individual, organisation, government",
     "name": _text("name"),
     "email": _text("email"),

@@ -2,9 +2,12 @@ import base64
 from dataclasses import dataclass, field
 
 import pytest
+import typer.core
+import typer.main
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.structs import ConsumerRecord
 
+from services import cli
 from services.core import envelope, faults, topics
 from services.router import dead_letter_records
 
@@ -30,8 +33,23 @@ class TestIds:
 
     @pytest.mark.parametrize("text", ["", "1", "a:1", "-1:2", "1:2\n", "1:2:3"])
     def test_anything_else_is_refused(self, text: str) -> None:
-        with pytest.raises(ValueError, match="partition:offset"):
+        with pytest.raises(ValueError) as refused:
             dead_letter_records.parse_id(text)
+        assert str(refused.value) == f"should be {dead_letter_records.ID.words}"
+
+    def test_an_id_not_one_is_refused_in_its_forms_words(self) -> None:
+        with pytest.raises(dead_letter_records.InvalidSelection) as refused:
+            dead_letter_records.Selection(ids=("0:1", "0-2"))
+        assert (refused.value.field, refused.value.problem) == (
+            "ids.1", f"should be {dead_letter_records.ID.words}")
+
+    def test_the_cli_says_an_id_in_its_forms_words(self) -> None:
+        group = typer.main.get_group(cli.app).commands["dead-letters"]
+        assert isinstance(group, typer.core.TyperGroup)
+        helps = {name: param.help for name in ("list", "replay")
+                 for param in group.commands[name].params if param.name in ("since", "ids")}
+        assert all(dead_letter_records.ID.words in str(said) for said in helps.values())
+        assert set(helps) == {"list", "replay"}
 
 
 class TestDescribe:

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from services.core import identifiers
 from services.segmenter import rows
 from services.segmenter.profiles import CustomerType
 from services.segmenter.row_streams import MAX_ROW_BYTES, read_rows
@@ -307,7 +308,8 @@ class TestFraming:
     async def test_every_chunk_size_gives_the_same_rows(self) -> None:
         expected = await read(self.FILE, size=len(self.FILE))
         assert lines_and_reasons(expected) == [
-            (2, "invalid customer_id (expects 1-128 characters of letters, digits and . _ : @ -)"),
+            (2, f"invalid customer_id (expects {identifiers.ID.words}, at most"
+                f" {identifiers.MAX_LENGTH} characters)"),
             (5, "ok"), (6, "invalid customer_type (expects one of individual, organisation, "
                             "government)"), (7, "ok")]
         named = [row for row in expected if isinstance(row, CustomerRecord)]
