@@ -10,32 +10,35 @@ a second could send 100 MiB a second and take several cores."""
 from __future__ import annotations
 
 import math
-import re
 
 import limits
+
+from services.core import text_forms
 
 # The largest request body a service reads (but its streamed uploads): body_limit.BodyLimit.
 MAX_BODY_BYTES = 1 << 20
 DEFAULT_BYTE_RATE = "4MiB/second"
 
-_UNITS = {"": 1, "b": 1, "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30}
-_RATE = re.compile(r"\s*(\d+)\s*([a-z]*)\s*(?:/|\bper\s)\s*(.+)", re.IGNORECASE)
+_UNITS = {None: 1, "B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30}
 ACCEPTED = ("a number of bytes a window, such as 4MiB/second, 240 MiB per minute or"
             " 1048576/second (units B, KiB, MiB, GiB)")
+# A budget of body bytes as people write it, INTAKE_BYTE_RATE_LIMIT and a credential's
+# `byte_rate_limit` alike (one grammar: the units and the windows as written, in that
+# case): the number, its unit, and the window that `limits` reads. The least it takes,
+# 1 MiB a window, is `parse`'s.
+BYTE_RATE = text_forms.Form(
+    r"^([1-9][0-9]{0,9}) ?(B|KiB|MiB|GiB)?( ?/ ?| per )"
+    r"(([1-9][0-9]{0,8} ?)?(second|minute|hour|day|month|year)s?)$", ACCEPTED)
 
 
 def parse(rate: str) -> limits.RateLimitItem:
     """The rate `rate` says, as limits' item of that many bytes a window; ValueError
     saying what is taken. A window must hold the largest body a request may send
     (MAX_BODY_BYTES), or such a body could never be taken."""
-    match = _RATE.fullmatch(rate)
-    unit = _UNITS.get(match[2].lower()) if match else None
-    if match is None or unit is None:
+    match = BYTE_RATE.fullmatch(rate)
+    if match is None:
         raise ValueError(ACCEPTED)
-    try:
-        item = limits.parse(f"{int(match[1]) * unit}/{match[3]}")
-    except ValueError:
-        raise ValueError(ACCEPTED) from None
+    item = limits.parse(f"{int(match[1]) * _UNITS[match[2]]}/{match[4]}")
     if item.amount < MAX_BODY_BYTES:
         raise ValueError(f"at least 1MiB a window, the largest body a request may send"
                          f" ({MAX_BODY_BYTES} bytes), or such a body is never taken;"

@@ -36,11 +36,6 @@ SUBJECT = text_forms.Form(
     f"^[a-z0-9][a-z0-9._-]{{0,{access.MAX_SUBJECT - 1}}}$",
     "a platform's or a department's name: lower-case letters a-z, digits, '.', '_' or '-',"
     f" starting with a letter or a digit, at most {access.MAX_SUBJECT} characters")
-# One budget of body bytes, in the part of `body_bytes.parse`'s grammar that README gives
-# (units B, KiB, MiB, GiB as written); the least it takes, 1 MiB a window, is its check's.
-BYTE_RATE = text_forms.Form(
-    r"^[1-9][0-9]{0,9} ?(B|KiB|MiB|GiB)?( ?/ ?| per )([1-9][0-9]{0,8} ?)?"
-    r"(second|minute|hour|day|month|year)s?$", body_bytes.ACCEPTED)
 CREDENTIAL_ID = text_forms.Form(r"^[0-9a-f]{12}$", "a credential's id as it was shown when"
                                 " issued: 12 hexadecimal digits, 0-9 and a-f")
 
@@ -103,7 +98,7 @@ class CredentialTerms(request_bodies.RequestBody):
                     " INTAKE_RATE_LIMIT)")
 
     byte_rate_limit: str | None = Field(
-        default=None, pattern=BYTE_RATE.pattern, max_length=credentials.MAX_RATE,
+        default=None, pattern=body_bytes.BYTE_RATE.pattern, max_length=credentials.MAX_RATE,
         description="Its own budget of body bytes, on the routes its rate limit counts,"
                     " e.g. 16MiB/second, 240 MiB per minute or 1048576/second (units B, KiB,"
                     " MiB, GiB), at least 1 MiB a window (default: the service's"

@@ -7,7 +7,6 @@ import socket
 from pathlib import Path
 from typing import Any, Literal, Self, get_origin
 
-import limits
 from pydantic import (
     Field,
     FilePath,
@@ -393,11 +392,10 @@ def _an_ipv6_address(text: str) -> bool:
 
 
 def check_rate(value: str) -> str:
-    """A rate `limits` reads, else ValueError saying what is taken (RATE's words)."""
-    try:
-        limits.parse(value)
-    except ValueError as exc:
-        raise ValueError(RATE.words) from exc
+    """`value`, if RATE takes it (INTAKE_RATE_LIMIT and a credential's `rate_limit` alike:
+    one grammar, its words in that case); else ValueError saying what is taken."""
+    if RATE.fullmatch(value) is None:
+        raise ValueError(RATE.words)
     return value
 
 

@@ -35,14 +35,15 @@ class TestTheRateAsWritten:
         ("4MiB/second", 4 * MIB, 1),
         ("240 MiB per minute", 240 * MIB, 60),
         ("1048576/second", MIB, 1),
-        ("2048kib/2 seconds", 2 * MIB, 2),
+        ("2048KiB/2 seconds", 2 * MIB, 2),
         ("1GiB/hour", 1 << 30, 3600)])
     def test_bytes_a_window(self, written: str, amount: int, seconds: int) -> None:
         item = body_bytes.parse(written)
         assert (item.amount, item.get_expiry()) == (amount, seconds)
 
     @pytest.mark.parametrize("written", ["4MB/second", "4MiB", "MiB/second", "4MiB/fortnight",
-                                         "-4MiB/second", "4.5MiB/second"])
+                                         "-4MiB/second", "4.5MiB/second", "2048kib/2 seconds",
+                                         "4MiB/SECOND", " 4MiB/second"])
     def test_anything_else_is_refused_saying_what_is_taken(self, written: str) -> None:
         with pytest.raises(ValueError, match="such as 4MiB/second"):
             body_bytes.parse(written)

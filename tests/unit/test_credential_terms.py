@@ -8,7 +8,7 @@ import re
 import pytest
 from pydantic import ValidationError
 
-from services.core import credentials, credentials_api, settings
+from services.core import body_bytes, credentials, credentials_api, settings
 
 
 def test_the_terms_taken_are_the_terms_the_store_changes() -> None:
@@ -19,7 +19,7 @@ def test_the_terms_taken_are_the_terms_the_store_changes() -> None:
 def test_a_byte_rate_limit_of_33_characters_is_refused_naming_it() -> None:
     given = "1048576 MiB per 999999999 minutes"
     assert len(given) == credentials.MAX_RATE + 1
-    assert re.fullmatch(credentials_api.BYTE_RATE.pattern, given)  # refused by length alone
+    assert re.fullmatch(body_bytes.BYTE_RATE.pattern, given)  # refused by length alone
     with pytest.raises(ValidationError) as refused:
         credentials_api.CredentialTerms(byte_rate_limit=given)
     [problem] = refused.value.errors()

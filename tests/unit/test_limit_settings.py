@@ -41,3 +41,30 @@ def test_a_limit_refused_is_told_in_the_same_words_by_setting_and_credential(
     said = setting_problem(monkeypatch, variable, "fast")
     assert said is not None
     assert said == field_problem(field, "fast")
+
+
+# Texts of each limit, taken or not: in the words' case and in others, spaced and not,
+# more than one rate, none a window.
+SAMPLES = {
+    "INTAKE_RATE_LIMIT": [
+        "200/second", "6000/minute", "10 per second", "100/5 minutes", "1 per day",
+        "100/SECOND", "100/Second", "100 PER second", "0/second", "10/second;1/minute",
+        " 100/second", "100/second ", "100 / second", "100 per  second", "fast"],
+    "INTAKE_BYTE_RATE_LIMIT": [
+        "4MiB/second", "240 MiB per minute", "1048576/second", "16 GiB / day", "1GiB/hour",
+        "2048KiB/2 seconds", "2048kib/2 seconds", "4mib/second", "4MIB/second",
+        "4MiB/SECOND", "4 MiB PER second", " 4MiB/second", "4MiB/second ", "4MiB  /second",
+        "4 megabytes a second"],
+}
+
+
+@pytest.mark.parametrize(("variable", "field"), LIMITS)
+def test_a_limit_the_setting_takes_a_credential_takes_and_no_other(
+        monkeypatch: pytest.MonkeyPatch, variable: str, field: str) -> None:
+    """One grammar: whatever INTAKE_*RATE_LIMIT takes, a credential's own limit takes, in
+    any case and spacing, and what one refuses the other does, in the same words."""
+    differ = {text: (setting_problem(monkeypatch, variable, text), field_problem(field, text))
+              for text in SAMPLES[variable]}
+    assert {text: said for text, said in differ.items() if said[0] != said[1]} == {}
+    # Both take some and refuse some: the samples tell the grammar apart.
+    assert {said[0] is None for said in differ.values()} == {True, False}

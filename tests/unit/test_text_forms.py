@@ -56,7 +56,7 @@ FORMS: list[tuple[text_forms.Form, list[str], list[str]]] = [
     (settings.RATE,
      ["200/second", "6000/minute", "10 per second", "100/5 minutes", "1 per day"],
      ["fast", "0/second", "10/fortnight", "10 / sec"]),
-    (credentials_api.BYTE_RATE,
+    (body_bytes.BYTE_RATE,
      ["4MiB/second", "240 MiB per minute", "1048576/second", "16 GiB / day"],
      ["4 megabytes a second", "4mib/second", "4MB/second"]),
     (credentials_api.CREDENTIAL_ID, ["0123456789ab"], ["0123456789AB", "0123456789a"]),
@@ -107,7 +107,7 @@ class TestTheWords:
             "a rate such as 200/second, 6000/minute, 10 per second or 100/5 minutes")
 
     def test_of_a_byte_rate_are_its_checks(self) -> None:
-        assert credentials_api.BYTE_RATE.words == body_bytes.ACCEPTED
+        assert body_bytes.BYTE_RATE.words == body_bytes.ACCEPTED
 
     def test_say_no_value(self) -> None:
         """A record's reason quotes nothing of it (tests/unit/test_reasons_quote_no_values.py):
