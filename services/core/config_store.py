@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Select, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.core import versions
+from services.core import db, versions
 from services.core.fleet_models import ConfigVersionRow
 
 SEGMENT_RULES = "segment_rules"
@@ -171,10 +171,9 @@ class ConfigVersions:
         if session.get_bind().dialect.name == "postgresql":
             await session.execute(text("SELECT pg_advisory_xact_lock(:key)"),
                                   {"key": zlib.crc32(f"config_versions:{self.kind}".encode())})
-        else:  # SQLite: a write first takes the database's write lock for the transaction
-            await session.execute(update(ConfigVersionRow).where(
-                ConfigVersionRow.kind == self.kind, ConfigVersionRow.in_force)
-                .values(in_force=True))
+        # SQLite: its write lock, taken by writing in_force onto the rows in force.
+        await db.hold_store(session, ConfigVersionRow.in_force,
+                            (ConfigVersionRow.kind == self.kind) & ConfigVersionRow.in_force)
 
     def _in_force_query(self) -> Select[ConfigVersionRow]:
         return (select(ConfigVersionRow)

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 from asyncpg.exceptions import _base as asyncpg_errors
-from sqlalchemy import ColumnElement, DateTime, Dialect, event, inspect, select, update
+from sqlalchemy import Column, ColumnElement, DateTime, Dialect, event, inspect, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import (
@@ -239,20 +239,36 @@ async def lock_in_key_order(session: AsyncSession, key: InstrumentedAttribute[An
         await session.execute(select(key).where(where).order_by(key).with_for_update())
 
 
+async def hold_store(session: AsyncSession, column: Column[Any] | InstrumentedAttribute[Any],
+                     where: ColumnElement[bool],
+                     params: Mapping[str, Any] | None = None) -> None:
+    """On SQLite, take the store's write lock, held until the transaction ends, by writing
+    `column` onto itself in the rows of its table where `where` holds (`params`: its bound
+    parameters): a write that changes nothing (none if no row matches; the lock is taken
+    all the same). On PostgreSQL, nothing: the caller locks the rows it reads (SELECT ...
+    FOR UPDATE, `get_held`) or takes an advisory lock.
+    Why a write: SQLite has no row locks, and pysqlite begins a transaction only at its
+    first write, so a SELECT ... FOR UPDATE (or any read) before it locks nothing: another
+    writer's change committed between that read and this transaction's writes goes
+    unseen, and is lost under them. Called before the read, the write makes the read and
+    the writes after it one unit no other writer comes between. The caller picks the
+    column: one in no index changes no index entry either."""
+    if session.get_bind().dialect.name == "sqlite":
+        written = column.expression if isinstance(column, InstrumentedAttribute) else column
+        await session.execute(update(written.table).where(where)
+                              .values({written: written}), params)
+
+
 _Row = TypeVar("_Row")
 
 
 async def get_held(session: AsyncSession, entity: type[_Row], key: object) -> _Row | None:
     """The row of `entity` with primary key `key` (None if there is none), as it is now,
     and no other transaction writes it until this one ends: PostgreSQL's row lock
-    (SELECT ... FOR UPDATE). SQLite has no row locks and pysqlite begins a transaction
-    only at its first write, so a FOR UPDATE read locks nothing there (a write committed
-    after it goes unseen): a write that changes nothing comes first and takes the
-    store's write lock, held to the end of the transaction."""
-    if session.get_bind().dialect.name != "postgresql":
-        [column] = inspect(entity).primary_key
-        await session.execute(update(column.table).where(column == key)
-                              .values({column.name: column}))
+    (SELECT ... FOR UPDATE); on SQLite the store's write lock, taken first (`hold_store`,
+    rewriting the key onto itself)."""
+    [column] = inspect(entity).primary_key
+    await hold_store(session, column, column == key)
     return await session.get(entity, key, with_for_update=True, populate_existing=True)
 
 

@@ -565,19 +565,17 @@ async def _held(session: AsyncSession, ticket_ids: Sequence[str]
     writes (which would be lost under them: the reports, hand-overs, priority changes
     and clock checks write what they read, changed): PostgreSQL's row locks, taken in
     ticket order as the other writers of several rows take them; SQLite's write lock,
-    which a transaction takes at its first write, here a write that changes nothing,
-    before the rows are read."""
-    if session.get_bind().dialect.name == "sqlite":
-        await session.execute(_UNCHANGED, {"ticket_ids": list(ticket_ids)})
+    taken before the rows are read (db.hold_store)."""
+    await db.hold_store(session, RoutedTicketRow.segment, _TICKETS,
+                        {"ticket_ids": list(ticket_ids)})
     return {row.ticket_id: row for row in await session.scalars(
         select(RoutedTicketRow).where(RoutedTicketRow.ticket_id.in_(ticket_ids))
         .order_by(RoutedTicketRow.ticket_id).with_for_update())}
 
 
-# A column in no index: the write changes no index entry either.
-_UNCHANGED = update(_ROUTED).where(
-    _ROUTED.c.ticket_id.in_(bindparam("ticket_ids", expanding=True))).values(
-    segment=_ROUTED.c.segment)
+# The rows `_held` writes unchanged on SQLite. The column it writes, segment, is in no
+# index: the write changes no index entry either.
+_TICKETS = RoutedTicketRow.ticket_id.in_(bindparam("ticket_ids", expanding=True))
 
 
 def _reported(row: RoutedTicketRow | None, report: Report, now: datetime
