@@ -19,15 +19,8 @@ from services.core import credentials_api, kafka, topics
 from services.core.settings import Settings
 from services.router import intake
 from tests import credentials
-from tests.router_apis import router_apis
+from tests.router_apis import CUSTOMER_CARE_ONLY, router_apis
 
-TABLE = """\
-fallback_department: customer_care
-routes:
-  - {segment: standard, department: customer_care}
-departments:
-  customer_care: {}
-"""
 MIB = 1 << 20
 HALF_AND_MORE = 600_000  # two are over 1 MiB
 TICKET = {"customer_id": "c-1", "subject": "a question", "body": "where is my order?",
@@ -60,7 +53,7 @@ class Router:
 async def router(database_url: str, kafka_bootstrap: str,
                  tmp_path: Path) -> AsyncIterator[Router]:
     table = tmp_path / "routing.yaml"
-    table.write_text(TABLE, encoding="utf-8")
+    table.write_text(CUSTOMER_CARE_ONLY, encoding="utf-8")
     # The intake publishes the tickets there (router_apis makes tickets.events).
     await kafka.ensure_topics(Settings(kafka_bootstrap_servers=kafka_bootstrap),
                               [topics.INCOMING])
