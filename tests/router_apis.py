@@ -18,7 +18,7 @@ from services.core import db, http, kafka, service_context, topics
 from services.core.credentials import Credentials
 from services.core.live_config import LiveConfig
 from services.core.settings import Settings
-from services.router import bootstrap, service_clocks, table_file
+from services.router import bootstrap, intake, service_clocks, table_file
 from services.router.intake_keys import IntakeKeys
 from services.router.store import Dispatch, RoutedTickets
 from tests import credentials
@@ -89,3 +89,18 @@ async def router_apis(database_url: str, kafka_bootstrap: str, table: Path,
     finally:
         await publisher.close()
         await engine.dispose()
+
+
+@asynccontextmanager
+async def intake_apis(database_url: str, kafka_bootstrap: str, folder: Path,
+                      *apis: APIRouter, **settings_given: Any) -> AsyncIterator[RouterApis]:
+    """The intake and `apis` (router_apis) over CUSTOMER_CARE_ONLY, written into `folder`,
+    the intake publishing the tickets on tickets.incoming (made here) and their `received`
+    events on tickets.events."""
+    table = folder / "routing.yaml"
+    table.write_text(CUSTOMER_CARE_ONLY, encoding="utf-8")
+    await kafka.ensure_topics(Settings(kafka_bootstrap_servers=kafka_bootstrap),
+                              [topics.INCOMING])
+    async with router_apis(database_url, kafka_bootstrap, table, intake.api, *apis,
+                           **settings_given) as served:
+        yield served

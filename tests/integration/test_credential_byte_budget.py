@@ -6,70 +6,31 @@ naming the field."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 
-from services.core import credentials_api, kafka, topics
-from services.core.settings import Settings
-from services.router import intake
-from tests import credentials
-from tests.router_apis import CUSTOMER_CARE_ONLY, router_apis
+from tests.credential_apis import CredentialApis, credential_apis
 
-MIB = 1 << 20
 HALF_AND_MORE = 600_000  # two are over 1 MiB
-TICKET = {"customer_id": "c-1", "subject": "a question", "body": "where is my order?",
-          "channel": "web"}
-
-
-@dataclass
-class Router:
-    client: httpx.AsyncClient
-    admin: dict[str, str]
-
-    async def issue(self, body: dict[str, Any]) -> httpx.Response:
-        return await self.client.post("/v1/credentials", json=body, headers=self.admin)
-
-    async def platform_key(self, **own: str) -> dict[str, str]:
-        """The headers of a fresh key of a platform, issued as an admin does."""
-        answer = await self.issue({"role": "platform", "subject": "helpdesk", **own})
-        assert answer.status_code == 201, answer.text
-        return credentials.bearer(answer.json()["token"])
-
-    async def post_ticket(self, key: dict[str, str], size: int) -> httpx.Response:
-        """A ticket, its JSON padded with spaces to `size` bytes."""
-        body = json.dumps(TICKET).encode()
-        return await self.client.post(
-            "/v1/tickets", content=body + b" " * (size - len(body)),
-            headers={**key, "content-type": "application/json"})
 
 
 @pytest.fixture
 async def router(database_url: str, kafka_bootstrap: str,
-                 tmp_path: Path) -> AsyncIterator[Router]:
-    table = tmp_path / "routing.yaml"
-    table.write_text(CUSTOMER_CARE_ONLY, encoding="utf-8")
-    # The intake publishes the tickets there (router_apis makes tickets.events).
-    await kafka.ensure_topics(Settings(kafka_bootstrap_servers=kafka_bootstrap),
-                              [topics.INCOMING])
+                 tmp_path: Path) -> AsyncIterator[CredentialApis]:
     # The service's default as shipped (4MiB/second), the request rate far off.
-    async with router_apis(database_url, kafka_bootstrap, table, intake.api,
-                           credentials_api.api, intake_rate_limit="1000/minute") as apis:
-        admin = await credentials.headers_of(apis.credentials, "admin")
-        yield Router(apis.client, admin)
+    async with credential_apis(database_url, kafka_bootstrap, tmp_path,
+                               intake_rate_limit="1000/minute") as apis:
+        yield apis
 
 
 class TestAKeysOwnBudgetOfBodyBytes:
     async def test_a_key_given_a_small_budget_is_refused_where_the_default_serves(
-            self, router: Router) -> None:
+            self, router: CredentialApis) -> None:
         # 1 MiB a day: the least a budget may be, its window's end far off.
-        small = await router.platform_key(byte_rate_limit="1MiB/day")
-        default = await router.platform_key()
+        _small_id, small = await router.platform_key(byte_rate_limit="1MiB/day")
+        _default_id, default = await router.platform_key()
 
         answers = [await router.post_ticket(small, HALF_AND_MORE) for _ in range(2)]
 
@@ -82,9 +43,9 @@ class TestAKeysOwnBudgetOfBodyBytes:
         served = [await router.post_ticket(default, HALF_AND_MORE) for _ in range(2)]
         assert [answer.status_code for answer in served] == [202, 202]
 
-    async def test_the_key_shows_its_budget(self, router: Router) -> None:
+    async def test_the_key_shows_its_budget(self, router: CredentialApis) -> None:
         await router.platform_key(byte_rate_limit="16MiB/second")
-        listed = (await router.client.get("/v1/credentials", headers=router.admin)).json()
+        listed = await router.listed()
         assert [c["byte_rate_limit"] for c in listed if c["role"] == "platform"] == [
             "16MiB/second"]
 
@@ -96,12 +57,11 @@ class TestAKeysOwnBudgetOfBodyBytes:
         ("4 megabytes a second", "should be a number of bytes a window, such as 4MiB/second"),
     ])
     async def test_a_bad_budget_is_refused_naming_the_field(
-            self, router: Router, written: str, problem: str) -> None:
+            self, router: CredentialApis, written: str, problem: str) -> None:
         answer = await router.issue({"role": "platform", "subject": "helpdesk",
                                      "byte_rate_limit": written})
         assert answer.status_code == 422
         [field] = answer.json()["fields"]
         assert field["field"] == "body.byte_rate_limit"
         assert field["problem"].startswith(problem)
-        listed = (await router.client.get("/v1/credentials", headers=router.admin)).json()
-        assert [c["role"] for c in listed] == ["admin"]  # none issued
+        assert [c["role"] for c in await router.listed()] == ["admin"]  # none issued

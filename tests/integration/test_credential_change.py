@@ -10,70 +10,28 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from services.core import access, admin_actions, credentials_api, db, kafka, topics
+from services.core import access, admin_actions, db
 from services.core import credentials as store
 from services.core.admin_actions import Action
 from services.core.credentials import Credential, Credentials, Revoked
-from services.core.settings import Settings
-from services.router import intake
-from tests import credentials
-from tests.router_apis import CUSTOMER_CARE_ONLY, router_apis
-
-TICKET = {"customer_id": "c-1", "subject": "a question", "body": "where is my order?",
-          "channel": "web"}
-
-
-@dataclass
-class Router:
-    client: httpx.AsyncClient
-    admin: dict[str, str]
-
-    async def platform_key(self, **own: str) -> tuple[str, dict[str, str]]:
-        """A fresh key of a platform, issued as an admin does: its id and headers."""
-        answer = await self.client.post("/v1/credentials", headers=self.admin, json={
-            "role": "platform", "subject": "helpdesk", **own})
-        assert answer.status_code == 201, answer.text
-        return answer.json()["credential_id"], credentials.bearer(answer.json()["token"])
-
-    async def change(self, credential_id: str, body: dict[str, Any]) -> httpx.Response:
-        return await self.client.patch(f"/v1/credentials/{credential_id}", json=body,
-                                       headers=self.admin)
-
-    async def listed(self, credential_id: str) -> dict[str, Any]:
-        listed = (await self.client.get("/v1/credentials", headers=self.admin)).json()
-        [credential] = [c for c in listed if c["credential_id"] == credential_id]
-        return credential  # type: ignore[no-any-return]
-
-    async def posts(self, key: dict[str, str], count: int) -> list[int]:
-        """The statuses of `count` tickets posted with `key`."""
-        return [(await self.client.post("/v1/tickets", json=TICKET, headers=key)).status_code
-                for _ in range(count)]
+from tests.credential_apis import CredentialApis, credential_apis
 
 
 @pytest.fixture
 async def router(database_url: str, kafka_bootstrap: str,
-                 tmp_path: Path) -> AsyncIterator[Router]:
-    table = tmp_path / "routing.yaml"
-    table.write_text(CUSTOMER_CARE_ONLY, encoding="utf-8")
-    # The intake publishes the tickets there (router_apis makes tickets.events).
-    await kafka.ensure_topics(Settings(kafka_bootstrap_servers=kafka_bootstrap),
-                              [topics.INCOMING])
+                 tmp_path: Path) -> AsyncIterator[CredentialApis]:
     # The credentials' cache kept, as the router's is (AUTH_CACHE_SECONDS, 5 s).
-    async with router_apis(database_url, kafka_bootstrap, table, intake.api,
-                           credentials_api.api) as apis:
-        admin = await credentials.headers_of(apis.credentials, "admin")
-        yield Router(apis.client, admin)
+    async with credential_apis(database_url, kafka_bootstrap, tmp_path) as apis:
+        yield apis
 
 
 class TestAChangedRateLimit:
-    async def test_a_lower_rate_counts_anew_at_once(self, router: Router) -> None:
+    async def test_a_lower_rate_counts_anew_at_once(self, router: CredentialApis) -> None:
         # A day's windows: their end, where the last window's count weighs less, is far off.
         credential_id, key = await router.platform_key(rate_limit="100/day")
         assert await router.posts(key, 3) == [202, 202, 202]  # its entry now cached
@@ -81,12 +39,12 @@ class TestAChangedRateLimit:
         changed = await router.change(credential_id, {"rate_limit": "2/day"})
 
         assert changed.status_code == 200, changed.text
-        assert changed.json() == await router.listed(credential_id)
+        assert changed.json() == await router.credential(credential_id)
         assert changed.json()["rate_limit"] == "2/day"
         answers = await router.posts(key, 3)
         assert answers == [202, 202, 429]  # 2 more, whatever it sent before
 
-    async def test_null_is_the_services_default_again(self, router: Router) -> None:
+    async def test_null_is_the_services_default_again(self, router: CredentialApis) -> None:
         credential_id, key = await router.platform_key(rate_limit="1/day")
         assert await router.posts(key, 2) == [202, 429]
 
@@ -95,7 +53,7 @@ class TestAChangedRateLimit:
         assert (changed.json()["rate_limit"], changed.json()["label"]) == (None, "more")
         assert await router.posts(key, 2) == [202, 202]  # INTAKE_RATE_LIMIT, 100/second
 
-    async def test_a_field_left_out_stays(self, router: Router) -> None:
+    async def test_a_field_left_out_stays(self, router: CredentialApis) -> None:
         credential_id, _key = await router.platform_key(
             rate_limit="100/second", byte_rate_limit="16MiB/second", label="desk")
         changed = await router.change(credential_id, {"byte_rate_limit": "32MiB/second"})
@@ -119,9 +77,9 @@ class TestARefusedChange:
          " wanted, move its holder to it, and revoke this one"),
     ])
     async def test_a_bad_change_is_422_naming_the_field(
-            self, router: Router, body: dict[str, Any], field: str, problem: str) -> None:
+            self, router: CredentialApis, body: dict[str, Any], field: str, problem: str) -> None:
         credential_id, _key = await router.platform_key(rate_limit="100/second")
-        before = await router.listed(credential_id)
+        before = await router.credential(credential_id)
 
         answer = await router.change(credential_id, body)
 
@@ -129,10 +87,10 @@ class TestARefusedChange:
         [refused] = answer.json()["fields"]
         assert refused["field"] == field
         assert refused["problem"].startswith(problem)
-        assert await router.listed(credential_id) == before
+        assert await router.credential(credential_id) == before
 
-    async def test_an_unknown_key_is_404_as_a_revocation_says_it(self, router: Router
-                                                                 ) -> None:
+    async def test_an_unknown_key_is_404_as_a_revocation_says_it(
+            self, router: CredentialApis) -> None:
         changed = await router.change("0123456789ab", {"label": "x"})
         revoked = await router.client.delete("/v1/credentials/0123456789ab",
                                              headers=router.admin)
@@ -140,7 +98,7 @@ class TestARefusedChange:
             "error": "not_found", "detail": "no credential '0123456789ab'"})
         assert revoked.json() == changed.json()
 
-    async def test_a_revoked_key_is_409(self, router: Router) -> None:
+    async def test_a_revoked_key_is_409(self, router: CredentialApis) -> None:
         credential_id, _key = await router.platform_key()
         await router.client.delete(f"/v1/credentials/{credential_id}", headers=router.admin)
 
@@ -149,14 +107,14 @@ class TestARefusedChange:
         assert (answer.status_code, answer.json()) == (409, {
             "error": "revoked", "detail": f"credential '{credential_id}' is revoked: issue"
                                           " a new one with the label and limits wanted"})
-        assert (await router.listed(credential_id))["rate_limit"] is None
+        assert (await router.credential(credential_id))["rate_limit"] is None
 
-    async def test_only_admins_change_keys(self, router: Router) -> None:
+    async def test_only_admins_change_keys(self, router: CredentialApis) -> None:
         credential_id, key = await router.platform_key()
         answer = await router.client.patch(f"/v1/credentials/{credential_id}",
                                            json={"rate_limit": "100000/second"}, headers=key)
         assert answer.status_code == 403
-        assert (await router.listed(credential_id))["rate_limit"] is None
+        assert (await router.credential(credential_id))["rate_limit"] is None
 
 
 class TestWritersAtOnce:
