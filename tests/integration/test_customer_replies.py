@@ -16,13 +16,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.core import kafka, topics
 from services.core.settings import Settings
-from services.router import intake, platform_reports, ticket_ids
+from services.router import platform_reports, ticket_ids
 from services.router.service import verdicts
 from services.router.store import RoutedTickets
 from tests import credentials
-from tests.router_apis import CUSTOMER_CARE_ONLY, routed_ticket, router_apis
+from tests.router_apis import intake_apis, routed_ticket
 
 PLATFORM, OTHER_PLATFORM = "helpdesk", "zd-test"
 DEPARTMENT = "customer_care"
@@ -58,13 +57,7 @@ class Router:
 @pytest.fixture
 async def router(database_url: str, kafka_bootstrap: str,
                  tmp_path: Path) -> AsyncIterator[Router]:
-    table = tmp_path / "routing.yaml"
-    table.write_text(CUSTOMER_CARE_ONLY, encoding="utf-8")
-    # The intake publishes the tickets there (and their `received` events on
-    # tickets.events, which router_apis makes).
-    await kafka.ensure_topics(Settings(kafka_bootstrap_servers=kafka_bootstrap),
-                              [topics.INCOMING])
-    async with router_apis(database_url, kafka_bootstrap, table, intake.api,
+    async with intake_apis(database_url, kafka_bootstrap, tmp_path,
                            platform_reports.api) as apis:
         yield Router(apis.client, apis.routed, {
             platform: await credentials.headers_of(apis.credentials, "platform", platform)
