@@ -67,9 +67,18 @@ class Clock:
 
 
 def start(target: Target, instance: int, target_duration: timedelta, at: datetime,
-          calendar: calendars.Calendar | None, *, warning_share: float | None) -> Clock:
-    deadline, warning_at = _due(target_duration, timedelta(0), 0, at, calendar,
-                                warning_share)
+          calendar: calendars.Calendar | None, *, warning_share: float | None,
+          deadline: datetime | None = None) -> Clock:
+    """A clock running from `at`. `deadline`: the target's deadline from `at` where the
+    caller has it already (the routing decision's first-response deadline, which
+    routing.decide works out from the same target, moment and calendar); else worked
+    out here."""
+    if deadline is None:
+        deadline, warning_at = _due(target_duration, timedelta(0), 0, at, calendar,
+                                    warning_share)
+    else:
+        warning_at = _warning_at(target_duration, timedelta(0), 0, at, calendar,
+                                 warning_share)
     return Clock(target, instance, target_duration.total_seconds(), at, running_since=at,
                  deadline=deadline, warning_at=warning_at)
 
@@ -200,12 +209,19 @@ def _due(target: timedelta, spent: timedelta, level: int, at: datetime,
     by the time spent."""
     left = target - spent
     deadline = calendars.deadline(at, left, calendar) if left > timedelta(0) else at
-    warning_at = None
-    if warning_share is not None and level == 0:
-        warn_after = target * warning_share - spent
-        if warn_after > timedelta(0):  # a warning already due was sent, or is moot
-            warning_at = calendars.deadline(at, warn_after, calendar)
-    return deadline, warning_at
+    return deadline, _warning_at(target, spent, level, at, calendar, warning_share)
+
+
+def _warning_at(target: timedelta, spent: timedelta, level: int, at: datetime,
+                calendar: calendars.Calendar | None, warning_share: float | None,
+                ) -> datetime | None:
+    """When the warning of a clock running from `at` is due (None: none)."""
+    if warning_share is None or level != 0:
+        return None
+    warn_after = target * warning_share - spent
+    if warn_after <= timedelta(0):  # a warning already due was sent, or is moot
+        return None
+    return calendars.deadline(at, warn_after, calendar)
 
 
 def _missed_deadline(clock: Clock, at: datetime) -> datetime | None:

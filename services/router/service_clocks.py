@@ -65,10 +65,14 @@ class TicketClocks:
                                           for clock in self.clocks))
 
 
-def routed(targets: Targets, at: datetime,
-           calendar: calendars.Calendar | None) -> TicketClocks:
+def routed(targets: Targets, at: datetime, calendar: calendars.Calendar | None, *,
+           first_response_deadline: datetime | None = None) -> TicketClocks:
+    """The clocks a routing at `at` starts. `first_response_deadline`: the routing
+    decision's (routing.decide: the same target, moment and calendar), taken as the
+    first-response clock's, not worked out a second time."""
     started = [clocks.start("first_response", 1, targets.first_response, at, calendar,
-                            warning_share=targets.warning_share)]
+                            warning_share=targets.warning_share,
+                            deadline=first_response_deadline)]
     if targets.resolution is not None:
         started.append(clocks.start("resolution", 1, targets.resolution, at, calendar,
                                     warning_share=targets.warning_share))

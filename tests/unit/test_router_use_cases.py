@@ -25,8 +25,10 @@ from services.router import (
     escalation_targets,
     intake,
     intake_policy,
+    ports,
     service,
     service_clocks,
+    table_file,
     ticket_ids,
     tickets_api,
 )
@@ -117,6 +119,22 @@ class TestRoute:
         assert [output.topic for output in first.outputs] == [
             "dept.public_sector.high", topics.EVENTS]
         assert {output.event.correlation_id for output in first.outputs} == {"corr-1"}
+
+    @pytest.mark.parametrize("segment", ["government", "business", "growth", "other"])
+    @pytest.mark.parametrize("now", [NOW, datetime(2026, 12, 5, 20, tzinfo=UTC)],
+                             ids=["open", "saturday_evening"])
+    def test_the_first_response_clock_runs_to_the_decisions_deadline(
+            self, segment: str, now: datetime) -> None:
+        """One deadline, the decision's, on the ticket, its routed event and its clock,
+        in business time (config/routing.yaml's departments' hours) as in elapsed."""
+        table = table_file.load(Path(__file__).parents[2] / "config" / "routing.yaml")
+        first = service.route(segmented(segment=segment), table=table, load=ports.no_load,
+                              now=now, event_id="e-1", correlation_id="corr-1")
+        routed = events.TicketEvent.model_validate(first.outputs[1].event.data)
+        assert first.dispatch.clocks is not None
+        assert {first.dispatch.clocks.deadlines()["first_response"],
+                routed.first_response_deadline, (routed.deadlines or {})["first_response"]} \
+            == {first.dispatch.deadline}
 
     def test_the_routed_copy_is_the_segmented_ticket_with_its_routing(self) -> None:
         router = wired()

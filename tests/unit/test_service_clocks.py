@@ -66,6 +66,17 @@ class TestRouted:
         assert state.current("first_response").warning_at == local(2025, 3, 10, 12)  # type: ignore[union-attr]
         assert state.next_check() == local(2025, 3, 10, 12)
 
+    def test_a_first_response_deadline_given_is_taken_not_worked_out_again(self) -> None:
+        """The routing decision's (routing.decide works it out from the same target,
+        moment and calendar): here a moment the target does not give, to tell them apart.
+        Its warning still comes at its share of the target, and the other clocks are
+        worked out as before."""
+        state = service_clocks.routed(TARGETS, local(2025, 3, 10, 9), OFFICE,
+                                      first_response_deadline=local(2025, 3, 10, 14))
+        assert state.deadlines() == {"first_response": local(2025, 3, 10, 14),
+                                     "resolution": local(2025, 3, 11, 15)}
+        assert state.current("first_response").warning_at == local(2025, 3, 10, 12)  # type: ignore[union-attr]
+
     def test_no_resolution_target_no_resolution_clock(self) -> None:
         state = service_clocks.routed(service_clocks.Targets(timedelta(hours=1)),
                                       local(2025, 3, 10, 9), None)

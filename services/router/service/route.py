@@ -39,7 +39,8 @@ def route(ticket: tickets.SegmentedTicket, *, table: routing.RoutingTable,
     # The segmented ticket as validated (nothing else travels on), routed.
     data = ticket.routed_data(record)
     clocks = service_clocks.routed(targets_of(decision, table), now,
-                                   table.policy(decision.department).calendar)
+                                   table.policy(decision.department).calendar,
+                                   first_response_deadline=decision.first_response_deadline)
     routed_event = events.TicketEvent(
         ticket_id=ticket.ticket_id, type=events.TicketEventType.ROUTED, occurred_at=now,
         received_at=ticket.received_at, department=decision.department,
