@@ -46,8 +46,10 @@ class TicketClocks:
 
     def deadlines(self) -> dict[str, datetime | None]:
         """Each target's current deadline (None: paused, stopped or not started)."""
-        return {target: clock.deadline for target in clocks.TARGETS
-                if (clock := self.current(target)) is not None}
+        # In one pass (the last clock of a target is its current one), not a `current`
+        # scan a target: asked for each routed ticket.
+        latest = {clock.target: clock.deadline for clock in self.clocks}
+        return {target: latest[target] for target in clocks.TARGETS if target in latest}
 
     @property
     def paused(self) -> bool:
