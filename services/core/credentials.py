@@ -3,33 +3,23 @@ request.
 
 Every service reads the same table, so a credential issued, changed or revoked on one
 (through the router's admin API or the `routing credentials` command) holds on all of
-them without a restart, within `AUTH_CACHE_SECONDS` (each service keeps what it looked up
-that long; the one that changes it forgets it at once).
-While the store is down, the intake goes by what it last read of a platform's key, so it
-keeps accepting tickets from the platforms it knows (a key revoked during the outage
-works until the store is back); department and admin tokens are not trusted on an old
-read (503). A key once seen revoked or gone is never trusted again on an older read.
+them without a restart, within `AUTH_CACHE_SECONDS`: what each service read is kept that
+long, and goes on serving platforms' keys while the store is down (`credential_cache`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from cachetools import LRUCache, TTLCache
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import String, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
-from services.core import access, admin_actions, db
+from services.core import access, admin_actions, credential_cache, db
 from services.core.db import Base
-
-_NOT_CACHED = object()  # a credential not in the cache (None: cached as unknown)
-
 
 MAX_LABEL = 200  # what a credential is for, in words
 MAX_RATE = 32  # a credential's own rate, or budget of body bytes, as written
@@ -109,36 +99,13 @@ class Revoked:
                 " with the label and limits wanted")
 
 
-@dataclass(frozen=True)
-class _Looked:
-    """What a service remembers of a credential it looked up (no secret)."""
-
-    secret_hash: str
-    principal: access.Principal | None  # None: revoked
-
-
 class Credentials:
-    # The longest a read of a credential is waited for: a read that hangs (a connection
-    # half open after a network failure) is shared by every request for that key, so it
-    # fails as an outage would, and the intake goes by what it last read (as the
-    # store's connect timeout).
-    READ_SECONDS = db.CONNECT_SECONDS
-
     def __init__(self, sessions: async_sessionmaker[AsyncSession], *,
-                 cache_seconds: float = 5.0, read_seconds: float = READ_SECONDS) -> None:
+                 cache_seconds: float = 5.0,
+                 read_seconds: float = credential_cache.READ_SECONDS) -> None:
         self._sessions = sessions
-        self._read_seconds = read_seconds
-        self._looked: TTLCache[str, _Looked | None] = TTLCache(maxsize=10_000,
-                                                               ttl=cache_seconds)
-        # Platforms' valid keys, for store outages: the intake goes on with them, while
-        # other roles' tokens are not trusted on an old read. None: seen revoked or gone,
-        # kept so that no older read (one still under way, say) brings the key back.
-        self._last_read: LRUCache[str, _Looked | None] = LRUCache(maxsize=10_000)
-        # The reads under way, by credential: requests that find a credential's entry
-        # expired share one read, rather than each reading the store at once (at some
-        # hundreds of requests a second, every few seconds, a burst of reads each waiting
-        # for a connection of its own).
-        self._reading: dict[str, asyncio.Future[_Looked | None]] = {}
+        self._cache = credential_cache.CredentialCache(
+            self._look_up, cache_seconds=cache_seconds, read_seconds=read_seconds)
 
     async def issue(self, role: access.Role, subject: str | None, *, label: str = "",
                     rate_limit: str | None = None, byte_rate_limit: str | None = None,
@@ -198,8 +165,7 @@ class Credentials:
                 admin_actions.Action.CREDENTIAL_CHANGED, credential_id, actor, said))
             await session.flush()
             changed = _shown(row)
-        self._looked.pop(credential_id, None)
-        self._reading.pop(credential_id, None)  # a read under way keeps nothing
+        self._cache.forget(credential_id)
         return changed
 
     async def revoke(self, credential_id: str, *, actor: str = admin_actions.COMMAND_LINE
@@ -216,11 +182,11 @@ class Credentials:
                 admin_actions.record(session, admin_actions.Done(
                     admin_actions.Action.CREDENTIAL_REVOKED, credential_id, actor))
             row = await session.get(CredentialRow, credential_id)
-        self._looked.pop(credential_id, None)
-        self._reading.pop(credential_id, None)  # a read under way keeps nothing
-        if row is not None:
-            self._last_read[credential_id] = None  # revoked: final
-        return None if row is None else _shown(row)
+        if row is None:
+            self._cache.forget(credential_id)
+            return None
+        self._cache.forget_revoked(credential_id)
+        return _shown(row)
 
     async def authenticate(self, token: str) -> access.Principal | None:
         """The principal a token stands for, or None (malformed, unknown, revoked or a
@@ -229,69 +195,12 @@ class Credentials:
         if parts is None:
             return None
         credential_id, secret = parts
-        # One read of the cache: an entry may expire between a membership test and a read
-        # (cachetools' own `get` tests, then reads).
-        try:
-            cached: object = self._looked[credential_id]
-        except KeyError:
-            cached = _NOT_CACHED
-        looked: _Looked | None
-        if isinstance(cached, _Looked) or cached is None:
-            looked = cached
-        else:
-            try:
-                looked = await self._read(credential_id)
-            except db.STORE_ERRORS as error:
-                if not db.is_outage(error) or credential_id not in self._last_read:
-                    raise
-                # The store is down: a platform's key as last read (None: revoked).
-                looked = self._last_read[credential_id]
+        looked = await self._cache.looked_up(credential_id)
         if looked is None or not access.secret_matches(secret, looked.secret_hash):
             return None
         return looked.principal
 
-    def _remember(self, credential_id: str, looked: _Looked | None) -> None:
-        """Keep a successful read for store outages: a platform's valid key, or that a
-        key is revoked or gone, which is final."""
-        if looked is None or looked.principal is None:
-            # An unknown id is kept only once it was valid: anyone can make ids up.
-            if looked is not None or credential_id in self._last_read:
-                self._last_read[credential_id] = None
-        elif looked.principal.role is access.Role.PLATFORM:
-            seen_revoked = credential_id in self._last_read and \
-                self._last_read[credential_id] is None
-            if not seen_revoked:
-                self._last_read[credential_id] = looked
-
-    def _read(self, credential_id: str) -> asyncio.Future[_Looked | None]:
-        """The credential as the store has it, and kept: read once for all the requests
-        that ask while the read is under way (shielded, so that a request that goes away
-        leaves the read to the others)."""
-        reading = self._reading.get(credential_id)
-        if reading is None or reading.get_loop() is not asyncio.get_running_loop():
-            reading = self._reading[credential_id] = asyncio.ensure_future(
-                self._read_and_keep(credential_id))
-            reading.add_done_callback(functools.partial(self._read_done, credential_id))
-        return asyncio.shield(reading)
-
-    def _read_done(self, credential_id: str, reading: asyncio.Future[_Looked | None]) -> None:
-        if self._reading.get(credential_id) is reading:
-            del self._reading[credential_id]
-        if not reading.cancelled():
-            reading.exception()  # its requests may all have gone: nobody else reads it
-
-    async def _read_and_keep(self, credential_id: str) -> _Looked | None:
-        async with asyncio.timeout(self._read_seconds):
-            looked = await self._look_up(credential_id)
-        # Kept unless the credential was revoked by this service while it was being read:
-        # the read may have found it before the revocation (the requests waiting on it are
-        # answered as it read; other services refuse the key within their cache's time).
-        if self._reading.get(credential_id) is asyncio.current_task():
-            self._looked[credential_id] = looked
-            self._remember(credential_id, looked)
-        return looked
-
-    async def _look_up(self, credential_id: str) -> _Looked | None:
+    async def _look_up(self, credential_id: str) -> credential_cache.LookedUp | None:
         async with self._sessions() as session:
             row = await session.get(CredentialRow, credential_id)
         if row is None:
@@ -299,4 +208,4 @@ class Credentials:
         principal = None if row.revoked_at is not None else access.Principal(
             row.credential_id, access.Role(row.role), row.subject, row.rate_limit,
             row.byte_rate_limit)
-        return _Looked(row.secret_hash, principal)
+        return credential_cache.LookedUp(row.secret_hash, principal)

@@ -68,7 +68,7 @@ class TestExpiryDuringACheck:
     async def test_the_credential_is_read_again_from_the_store(
             self, credentials: Credentials) -> None:
         _, token = await credentials.issue(access.Role.PLATFORM, "desk")
-        credentials._looked = ExpiringOnRead(maxsize=10, ttl=60)
+        credentials._cache._looked = ExpiringOnRead(maxsize=10, ttl=60)
         principal = await credentials.authenticate(token)
         assert principal is not None and principal.subject == "desk"
 
@@ -82,7 +82,7 @@ class TestRequestsAtOnce:
         assert all(principal is not None and principal.subject == "desk"
                    for principal in principals)
         assert len(reads) == 1
-        credentials._looked.clear()  # the entry expired: read again, once
+        credentials._cache._looked.clear()  # the entry expired: read again, once
         await asyncio.gather(*(credentials.authenticate(token) for _ in range(40)))
         assert len(reads) == 2
 
@@ -157,7 +157,7 @@ class TestAChangedCredential:
         mine, kept = await credentials.authenticate(token), await other.authenticate(token)
         assert mine is not None and mine.rate_limit == "5/second"
         assert kept is not None and kept.rate_limit == "100/second"  # within its cache time
-        other._looked.clear()  # its entry expired
+        other._cache._looked.clear()  # its entry expired
         read = await other.authenticate(token)
         assert read is not None and read.rate_limit == "5/second"
 
@@ -182,7 +182,7 @@ class TestAReadThatHangs:
         _, platform_token = await credentials.issue(access.Role.PLATFORM, "desk")
         _, department_token = await credentials.issue(access.Role.DEPARTMENT, "billing")
         assert await credentials.authenticate(platform_token) is not None  # read once
-        credentials._looked.clear()
+        credentials._cache._looked.clear()
         never = asyncio.Event()
 
         def hang(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:

@@ -20,6 +20,7 @@ from services.core import (
     at_start,
     conditions,
     config_files,
+    credential_cache,
     durations,
     http,
     http_answers,
@@ -38,7 +39,6 @@ from services.core import (
     transactional_publisher,
     versions,
 )
-from services.core.credentials import Credentials
 from services.core.settings import Settings
 from services.departments import retries
 from services.metrics import exporter
@@ -142,7 +142,7 @@ LIMITS = [
      (1.0, 5.0)),
     ("(10 s a bootstrap server at most)", kafka.REACH_SECONDS, 10.0),
     ("leaves the stages 64 KiB for what they add", tickets.STAGE_HEADROOM_BYTES, 64 * 1024),
-    ("given at most 5 s (past that, as in an outage)", Credentials.READ_SECONDS, 5.0),
+    ("given at most 5 s (past that, as in an outage)", credential_cache.READ_SECONDS, 5.0),
     ("Request bodies are limited to 1 MiB", inspect.signature(http.install).parameters[
         "max_body_bytes"].default, 1024 * 1024),  # no service passes its own
     ("A 422 names at most 100 problems", http_answers.MAX_FIELD_ERRORS, 100),
