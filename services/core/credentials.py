@@ -206,6 +206,7 @@ class Credentials:
         if row is None:
             return None
         principal = None if row.revoked_at is not None else access.Principal(
-            row.credential_id, access.Role(row.role), row.subject, row.rate_limit,
-            row.byte_rate_limit)
+            credential_id=row.credential_id, role=access.Role(row.role),
+            subject=row.subject, rate_limit=row.rate_limit,
+            byte_rate_limit=row.byte_rate_limit)
         return credential_cache.LookedUp(row.secret_hash, principal)
