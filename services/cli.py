@@ -133,6 +133,11 @@ def list_dead_letters(
 
     from services.router import dead_letters
 
+    if since:  # a usage error naming the option, before Kafka is reached
+        try:
+            dead_letter_records.parse_id(since)
+        except ValueError as exc:
+            raise typer.BadParameter(f"{since!r}: {exc}", param_hint="--since") from exc
     settings = from_environment()
     try:
         found = asyncio.run(_reaching(settings, lambda: dead_letters.list_dead_letters(

@@ -6,9 +6,10 @@ import typer.core
 import typer.main
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.structs import ConsumerRecord
+from typer.testing import CliRunner
 
 from services import cli
-from services.core import envelope, faults, topics
+from services.core import broker_start, envelope, faults, topics
 from services.router import dead_letter_records
 
 
@@ -50,6 +51,22 @@ class TestIds:
                  for param in group.commands[name].params if param.name in ("since", "ids")}
         assert all(dead_letter_records.ID.words in str(said) for said in helps.values())
         assert set(helps) == {"list", "replay"}
+
+    def test_the_cli_names_since_when_it_is_not_an_id(
+            self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A usage error naming `--since`, before Kafka is reached (it said "should be a
+        dead letter's id" without naming the option, once the broker answered)."""
+        reached: list[str] = []
+
+        async def reached_broker(_settings: object) -> None:
+            reached.append("reached")
+
+        monkeypatch.setattr(broker_start, "reached", reached_broker)
+        result = CliRunner().invoke(cli.app, ["dead-letters", "list", "--since", "0-42"],
+                                    env={"COLUMNS": "200"})
+        assert (result.exit_code, reached) == (2, [])
+        assert "--since" in result.output and "'0-42'" in result.output
+        assert f"should be {dead_letter_records.ID.words}" in result.output
 
 
 class TestDescribe:
