@@ -1,14 +1,20 @@
 """What every JSON request body of ours is: a field it does not know is refused by name,
 and a body of very many fields, or a map of very many entries, is refused whole, before
 any is read (pydantic reads every one, and gives one error each: 60,000 unknown fields
-in a 1 MiB body cost the event loop 448 ms, and an answer of megabytes)."""
+in a 1 MiB body cost the event loop 448 ms, and an answer of megabytes). No field takes a
+lone surrogate (JSON's `"\\ud800"`, or a command's argument that is not UTF-8), which no
+stage could serialise nor a database store: each refuses it by name, in
+text_forms.NOT_UNICODE's words, by its own checks (pydantic's on a text of a length or a
+pattern, tickets.Text's) or, a text those would take or refuse in other words (a URL's, a
+language tag's), as a `UnicodeText` (tests/unit/test_lone_surrogates.py walks them all)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, model_validator
+from pydantic_core import PydanticKnownError
 
 from services.core import text_forms
 
@@ -26,6 +32,17 @@ class RequestBody(BaseModel):
             raise ValueError(f"{_too_many(len(data), MAX_FIELDS, 'fields')}; the fields"
                              f" known: {', '.join(cls.model_fields)}")
         return data
+
+
+def _unicode(value: object) -> object:
+    if isinstance(value, str) and not text_forms.is_unicode(value):
+        raise PydanticKnownError(text_forms.NOT_UNICODE_TYPE)
+    return value
+
+
+# A text that no check of its own refuses a lone surrogate in: refused before them, in
+# NOT_UNICODE's words (a check on every field of a body would cost each ticket 6 us).
+UnicodeText = Annotated[str, BeforeValidator(_unicode)]
 
 
 def at_most_entries(most: int) -> BeforeValidator:

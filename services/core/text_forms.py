@@ -13,15 +13,27 @@ import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 # pydantic's error type for a text its pattern does not match.
 MISMATCH = "string_pattern_mismatch"
 # pydantic's, for a text that is no Unicode (a lone surrogate, which JSON's \ud800
 # escapes can produce), and what we say of it instead of "unable to parse raw data".
-NOT_UNICODE_TYPE = "string_unicode"
+NOT_UNICODE_TYPE: Final = "string_unicode"
 NOT_UNICODE = ("not valid Unicode text (it holds a lone surrogate such as \\ud800);"
                " send UTF-8 text")
+
+
+def is_unicode(text: str) -> bool:
+    """Whether `text` is valid Unicode: one without a lone surrogate."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
 
 _words_by_pattern: dict[str, str] = {}
 

@@ -56,10 +56,8 @@ MAX_TICKET_RECORD_BYTES = envelope.MAX_RECORD_BYTES - STAGE_HEADROOM_BYTES
 def valid_text(value: str) -> str:
     """Text that every stage can serialise and every store can hold: valid Unicode (no
     lone surrogates, which JSON's \\ud800 escapes can produce) and no NUL character."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError(text_forms.NOT_UNICODE) from None
+    if not text_forms.is_unicode(value):
+        raise ValueError(text_forms.NOT_UNICODE)
     if "\x00" in value:
         raise ValueError("must not hold the NUL character (\\u0000)")
     return value
@@ -157,7 +155,8 @@ def _language(validate: Any, pattern: str) -> tuple[AfterValidator, WithJsonSche
 
 # A language tag a platform sends (the intake's), and one a ticket's record holds: as
 # the intake takes it, or as it took one before (language_tags.recorded_language).
-LanguageTag = Annotated[str, *_language(language_tags.language_tag, language_tags.PATTERN)]
+LanguageTag = Annotated[request_bodies.UnicodeText,
+                        *_language(language_tags.language_tag, language_tags.PATTERN)]
 RecordedLanguage = Annotated[str, *_language(language_tags.recorded_language,
                                              language_tags.RECORDED_PATTERN)]
 

@@ -149,7 +149,7 @@ def _country_code(value: str) -> str:
 CustomerId = tickets.Identifier
 # A customer's country, as the admin API (CustomerIn) and the import both take it; the
 # schema lists the codes, so what it says is valid is what is accepted.
-CountryCode = Annotated[str, AfterValidator(_country_code), WithJsonSchema({
+CountryCode = Annotated[request_bodies.UnicodeText, AfterValidator(_country_code), WithJsonSchema({
     "type": "string", "enum": sorted(COUNTRY_CODES),
     "description": "ISO 3166-1 alpha-2 in upper case, e.g. NL"})]
 # A customer's own data for segment rules, as the admin API (CustomerIn) and the import

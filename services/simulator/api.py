@@ -67,12 +67,12 @@ class SimulationRequest(request_bodies.RequestBody):
     start: http.Timestamp = Field(description="the window's start (tickets received from)")
     end: http.Timestamp = Field(description="the window's end, not after now; at most"
                                             " 366 days after start")
-    table: str | None = Field(None, description=(
+    table: request_bodies.UnicodeText | None = Field(None, description=(
         "a candidate routing table (the file's YAML); none: the version in force at `end`"
         + AS_AN_UPLOAD))
     table_version_id: int | None = Field(None, ge=1, le=LARGEST_ID,
                                          description="or a stored routing table version")
-    rules: str | None = Field(None, description=(
+    rules: request_bodies.UnicodeText | None = Field(None, description=(
         "candidate segment rules (YAML); none: each ticket keeps the segment it had"
         + AS_AN_UPLOAD))
     rules_version_id: int | None = Field(None, ge=1, le=LARGEST_ID,

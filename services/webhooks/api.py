@@ -58,8 +58,8 @@ def _checked_url(url: str | None) -> str | None:
 class EndpointRequest(request_bodies.RequestBody):
     platform: str = Field(pattern=credentials_api.SUBJECT.pattern,
                           description="The platform's credential subject")
-    url: str = Field(description="https:// (http:// only on loopback)",
-                     json_schema_extra=URL_SCHEMA)
+    url: request_bodies.UnicodeText = Field(
+        description="https:// (http:// only on loopback)", json_schema_extra=URL_SCHEMA)
     enabled: StrictBool = True
 
     @field_validator("url")
@@ -69,8 +69,9 @@ class EndpointRequest(request_bodies.RequestBody):
 
 
 class EndpointChange(request_bodies.RequestBody):
-    url: str | None = Field(default=None, description="https:// (http:// only on loopback)",
-                            json_schema_extra=URL_SCHEMA)
+    url: request_bodies.UnicodeText | None = Field(
+        default=None, description="https:// (http:// only on loopback)",
+        json_schema_extra=URL_SCHEMA)
     enabled: StrictBool | None = None
     held_until: None = Field(default=None, description=(
         "null lifts the endpoint's hold (its receiver asked to wait: a 429, a 503 with"

@@ -15,7 +15,15 @@ import standardwebhooks
 from fastapi import FastAPI
 from sqlalchemy import Engine, event, text
 
-from services.core import access, admin_actions, db, http, retention, service_context
+from services.core import (
+    access,
+    admin_actions,
+    db,
+    http,
+    retention,
+    service_context,
+    text_forms,
+)
 from services.core.credentials import Credentials
 from services.webhooks import api, endpoint_store, models, outbox_store, pages
 from tests import credentials, databases
@@ -253,6 +261,20 @@ class TestMistakes:
         assert answer.status_code == 422
         assert "url" in answer.text and "https:// is required" in answer.text
         assert (await admin.get("/v1/webhooks/endpoints/desk")).json()["url"] == URL
+
+    @pytest.mark.parametrize("body", [
+        b'{"platform": "desk", "url": "https://desk.example.com/hooks/\\ud800"}',
+        b'{"platform": "desk", "url": "https://desk.example.com/hooks?token=\\udfff"}'])
+    async def test_a_url_holding_a_lone_surrogate_is_422_saying_so(
+            self, admin: httpx.AsyncClient, body: bytes) -> None:
+        """Not that it is no URL the sender can parse (the URL's own check): that it is
+        no Unicode text. Nothing is registered."""
+        answer = await admin.post("/v1/webhooks/endpoints", content=body,
+                                  headers={"content-type": "application/json"})
+        assert answer.status_code == 422
+        assert [(problem["field"], problem["problem"]) for problem in answer.json()["fields"]
+                ] == [("body.url", text_forms.NOT_UNICODE)]
+        assert (await admin.get("/v1/webhooks/endpoints")).json() == []
 
     async def test_a_second_registration_is_409_and_unknown_platforms_404(
             self, admin: httpx.AsyncClient) -> None:
