@@ -273,14 +273,31 @@ async def send_callback(client: httpx.AsyncClient, url: str,
                                     retry_after=answer.headers.get("retry-after"), now=sent_at)
     except TimeoutError:
         return catalog.Failed(f"TimeoutError: no answer within {timeout_seconds:g} s")
-    except httpx.HTTPError as exc:
-        said = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        return catalog.Failed(said[:models.MAX_LAST_ERROR])
     except Exception as exc:
-        # A request the sender cannot build or send (a URL registered before it was
-        # checked, a header it cannot encode): this callback's failure alone. The class
-        # only: a message may quote the URL or the body.
-        return catalog.Failed(type(exc).__name__)
+        # Also a request the sender cannot build or send (a URL registered before it was
+        # checked, a header it cannot encode): this callback's failure alone.
+        return catalog.Failed(failure_of(exc)[:models.MAX_LAST_ERROR])
+
+
+def failure_of(exc: BaseException) -> str:
+    """What a failed attempt's error says of itself, as the callback's last error (shown
+    to admins) and the logs keep it: its class, and the operating system's reason if one
+    caused it (`ConnectError: Name or service not known`). Never its own message: httpx's
+    and the sender's may quote the URL, whose path, query or user and password may hold
+    the receiver's token."""
+    cause: BaseException | None = exc
+    for _ in range(_CAUSES_READ):
+        if cause is None:
+            break
+        if isinstance(cause, OSError) and cause.strerror:
+            return f"{type(exc).__name__}: {cause.strerror}"
+        cause = cause.__cause__ or cause.__context__
+    return type(exc).__name__
+
+
+# How far down an error's causes its OS reason is looked for (httpx's wraps httpcore's,
+# which wraps the socket's; a chain is never a loop, but is not trusted not to be).
+_CAUSES_READ = 8
 
 
 def _signed_headers(row: WebhookDeliveryRow, signers: list[standardwebhooks.Webhook],
