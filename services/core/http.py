@@ -16,9 +16,9 @@ from fastapi.telemetry import TelemetryConfig
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import AfterValidator, AwareDatetime, BeforeValidator, WithJsonSchema
 from starlette.exceptions import HTTPException
-from starlette.routing import Match, Route
 
 from services.core import (
+    allowed_methods,
     auth,
     body_bytes,
     body_limit,
@@ -176,62 +176,10 @@ async def _http_error(request: Request, error: Exception) -> JSONResponse:
         content = {"error": code, "detail": str(error.detail)}
     headers = dict(error.headers or {})
     if error.status_code == 405:
-        matched = _matching_routes(request.scope, request.app.routes)
-        if matched:  # the methods of the path (template) that answers, as documented
-            # As in OpenAPI, a concrete path comes before a templated one that also
-            # matches (`/customers/import` before `/customers/{customer_id}`).
-            path = min(matched, key=lambda route: len(route.param_convertors)).path
-            allowed = {m for r in matched if r.path == path for m in r.methods or ()}
-            headers["Allow"] = ", ".join(sorted(allowed))
+        allow = allowed_methods.allow_header(request.scope, request.app.routes)
+        if allow is not None:
+            headers["Allow"] = allow
     return JSONResponse(status_code=error.status_code, content=content, headers=headers)
-
-
-def _matching_routes(scope: Any, routes: Any) -> list[Route]:
-    """The routes whose path matches the request's, in order: the framework's own 405
-    names the methods of the first only."""
-    return [route for route in _routes(routes) if not isinstance(route, _NotAMethodOfThePath)
-            and route.matches(scope)[0] is not Match.NONE]
-
-
-def _routes(routes: Any) -> list[Route]:
-    """The routes that answer methods, in order, included routers' too."""
-    found: list[Route] = []
-    for route in routes:
-        included = getattr(getattr(route, "original_router", route), "routes", None)
-        if included is not None:
-            found += _routes(included)
-        elif isinstance(route, Route) and route.methods:
-            found.append(route)
-    return found
-
-
-class _NotAMethodOfThePath(Route):
-    """Answers 405 for methods a concrete path does not have, which a templated path
-    would otherwise take: as in OpenAPI, `/v1/credentials/me` is not one of
-    `/v1/credentials/{credential_id}`, so `DELETE /v1/credentials/me` is a 405, not a
-    422 for a malformed id (nor `PUT /v1/customers/import` a customer named "import")."""
-
-    def __init__(self, path: str, methods: Collection[str]) -> None:
-        super().__init__(path, _method_not_allowed, methods=list(methods),
-                         include_in_schema=False)
-
-
-async def _method_not_allowed(_request: Request) -> Response:
-    raise HTTPException(405)
-
-
-def _concrete_paths_first(app: FastAPI) -> None:
-    routes = _routes(app.router.routes)
-    concrete: dict[str, set[str]] = {}
-    for route in routes:
-        if not route.param_convertors:
-            concrete.setdefault(route.path, set()).update(route.methods or ())
-    for path, methods in concrete.items():
-        taken = {method for route in routes
-                 if route.param_convertors and route.path_regex.fullmatch(path)
-                 for method in route.methods or ()} - methods
-        if taken:
-            app.router.routes.insert(0, _NotAMethodOfThePath(path, sorted(taken)))
 
 
 async def _store_unavailable(request: Request, error: Exception) -> JSONResponse:
@@ -250,7 +198,7 @@ def install(app: FastAPI, *, ready: Callable[[], bool],
     says is down (background tasks). `streamed_uploads` are the (method, path) of the
     routes exempt from the body limit: bulk uploads that stream their body, and read it
     only once their caller is authenticated."""
-    for route in _routes(app.router.routes):
+    for route in allowed_methods.method_routes(app.router.routes):
         if isinstance(route, APIRoute):
             json_bodies.read_unique_keys(route)
     # A credential's role is checked (auth.refuse_role), then its bytes spent
@@ -284,7 +232,8 @@ def install(app: FastAPI, *, ready: Callable[[], bool],
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(health)
-    _concrete_paths_first(app)  # last: the routes of every included router are known
+    # Last: the routes of every included router are known.
+    allowed_methods.concrete_paths_first(app)
 
 
 # The header of an answer that asks the caller to retry later (OpenAPI; a 503's and a

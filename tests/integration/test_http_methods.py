@@ -1,5 +1,5 @@
-"""Which route answers a path, as OpenAPI says (services/core/http.py): a concrete path
-comes before a templated one that also matches it."""
+"""Which route answers a path, as OpenAPI says (services/core/allowed_methods.py): a
+concrete path comes before a templated one that also matches it."""
 
 from __future__ import annotations
 
