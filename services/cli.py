@@ -153,9 +153,15 @@ def list_dead_letters(
         typer.echo(json.dumps(dead_letter))
 
 
+# A dead letters' selection's fields (the HTTP API's) as `replay` names them.
+_REPLAY_OPTIONS = {"ids": "IDS", "source_topic": "--source-topic",
+                   "error_class": "--error-class", "limit": "--limit"}
+
+
 @dead_letters_cli.command("replay")
 def replay_dead_letters(
     ids: Annotated[list[str] | None, typer.Argument(
+        metavar=_REPLAY_OPTIONS["ids"],
         help=f"Dead letters, each {dead_letter_records.ID.words}; or select with the options"
     )] = None,
     source_topic: Annotated[str | None, typer.Option(help="All from this topic")] = None,
@@ -168,15 +174,17 @@ def replay_dead_letters(
 
     from services.router import dead_letters
 
+    chosen = tuple(ids or ())
     try:
         selection = dead_letter_records.Selection(
-            ids=tuple(ids or ()), source_topic=source_topic, error_class=error_class,
-            limit=limit)
+            ids=chosen, source_topic=source_topic, error_class=error_class, limit=limit)
         settings = from_environment()
         result = asyncio.run(_reaching(settings, lambda: dead_letters.replay(settings, selection)))
     except dead_letter_records.InvalidSelection as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from exc
+        problem = exc.problem_in(_REPLAY_OPTIONS)
+        if exc.index is not None:  # the id refused, as `list --since` says it
+            problem = f"{chosen[exc.index]!r}: {problem}"
+        raise typer.BadParameter(problem, param_hint=exc.field_in(_REPLAY_OPTIONS)) from exc
     except (dead_letters.Unavailable, dead_letters.ReplayConflict) as exc:
         typer.echo(f"nothing replayed: {exc}", err=True)
         raise typer.Exit(1) from exc

@@ -4,8 +4,9 @@ Pure: no Kafka client here (`dead_letters` reads and writes the topics)."""
 from __future__ import annotations
 
 import base64
-from collections.abc import Collection, Sequence
-from dataclasses import asdict, dataclass, field
+import string
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -19,12 +20,27 @@ ID = text_forms.Form(r"^[0-9]{1,9}:[0-9]{1,19}$", "a dead letter's id as its lis
 
 
 class InvalidSelection(ValueError):
-    """A selection that names no dead letters clearly; `field` says which part is wrong."""
+    """A selection that names no dead letters clearly: `field` says which part is wrong
+    (an id by its place in `ids`, from 0: `ids.1`) and `problem` what, both in the
+    selection's own field names, which the HTTP API's are; `field_in` and `problem_in`
+    say them in another interface's names (the command line's options)."""
 
-    def __init__(self, field: str, problem: str) -> None:
-        super().__init__(f"{field}: {problem}")
-        self.field = field
-        self.problem = problem
+    def __init__(self, name: str, problem: str, *, index: int | None = None) -> None:
+        """`problem` names the selection's fields as `${ids}`, `${source_topic}`, ...;
+        `index` is the place of the id refused."""
+        self.name, self.index, self._problem = name, index, string.Template(problem)
+        self.field = name if index is None else f"{name}.{index}"
+        self.problem = self.problem_in(_FIELDS)
+        super().__init__(f"{self.field}: {self.problem}")
+
+    def field_in(self, names: Mapping[str, str]) -> str:
+        """`field` in another interface's names (keyed by the selection's), an id by its
+        place from 1."""
+        return names[self.name] + ("" if self.index is None else f" (number {self.index + 1})")
+
+    def problem_in(self, names: Mapping[str, str]) -> str:
+        """`problem` in another interface's names (keyed by the selection's)."""
+        return self._problem.safe_substitute(names)
 
 
 class Record(Protocol):
@@ -57,13 +73,17 @@ class Selection:
     def __post_init__(self) -> None:
         filtered = self.source_topic is not None or self.error_class is not None
         if bool(self.ids) == filtered:
-            raise InvalidSelection("ids", "give either ids or a filter (source_topic,"
-                                          " error_class), not both and not neither")
+            raise InvalidSelection("ids", "give either ${ids} or a filter (${source_topic},"
+                                          " ${error_class}), not both and not neither")
         for index, text in enumerate(self.ids):
             if not ID.fullmatch(text):
-                raise InvalidSelection(f"ids.{index}", f"should be {ID.words}")
+                raise InvalidSelection("ids", f"should be {ID.words}", index=index)
         if not 1 <= self.limit <= MAX_LIMIT:
             raise InvalidSelection("limit", f"must be between 1 and {MAX_LIMIT}")
+
+
+# A selection's fields by their own names: how InvalidSelection's `problem` names them.
+_FIELDS = {each.name: each.name for each in fields(Selection)}
 
 
 @dataclass

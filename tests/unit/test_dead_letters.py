@@ -68,6 +68,30 @@ class TestIds:
         assert "--since" in result.output and "'0-42'" in result.output
         assert f"should be {dead_letter_records.ID.words}" in result.output
 
+    @pytest.mark.parametrize(("arguments", "said"), [
+        ([], "give either IDS or a filter (--source-topic, --error-class), not both"),
+        (["0:1", "--error-class", "E"], "give either IDS or a filter (--source-topic,"
+                                        " --error-class), not both"),
+        (["0:1", "0-2"], f"IDS (number 2): '0-2': should be {dead_letter_records.ID.words}"),
+    ])
+    def test_the_cli_names_its_own_options_when_replay_selects_unclearly(
+            self, monkeypatch: pytest.MonkeyPatch, arguments: list[str], said: str) -> None:
+        """A usage error in the command's words (IDS, --source-topic, --error-class; an id
+        by its place from 1), before Kafka is reached: it said the HTTP API's fields
+        (`source_topic`, `ids.1` for the second id)."""
+        reached: list[str] = []
+
+        async def reached_broker(_settings: object) -> None:
+            reached.append("reached")
+
+        monkeypatch.setattr(broker_start, "reached", reached_broker)
+        result = CliRunner().invoke(cli.app, ["dead-letters", "replay", *arguments],
+                                    env={"COLUMNS": "200"})
+        assert (result.exit_code, reached) == (2, [])
+        assert said in result.output, result.output
+        assert not any(field in result.output for field in ("source_topic", "error_class",
+                                                             "ids.")), result.output
+
 
 class TestDescribe:
     def test_source_reason_and_event_come_from_the_headers(self) -> None:
@@ -140,6 +164,13 @@ class TestSelection:
         with pytest.raises(dead_letter_records.InvalidSelection) as raised:
             dead_letter_records.Selection(**options)  # type: ignore[arg-type]
         assert raised.value.field == field
+
+    def test_the_api_names_its_fields(self) -> None:
+        with pytest.raises(dead_letter_records.InvalidSelection) as raised:
+            dead_letter_records.Selection()
+        assert (raised.value.field, raised.value.problem) == (
+            "ids", "give either ids or a filter (source_topic, error_class), not both and"
+                   " not neither")
 
     def test_ids_or_filters_select(self) -> None:
         assert dead_letter_records.Selection(ids=("0:1", "2:3")).ids == ("0:1", "2:3")
