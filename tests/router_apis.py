@@ -35,6 +35,8 @@ routes:
 departments:
   customer_care: {}
 """
+# CUSTOMER_CARE_ONLY with a department to transfer to, which no ticket is routed to.
+CUSTOMER_CARE_AND_BILLING = CUSTOMER_CARE_ONLY + "  billing: {}\n"
 
 
 async def routed_ticket(routed: RoutedTickets, department: str, *, spent: timedelta,
@@ -93,14 +95,15 @@ async def router_apis(database_url: str, kafka_bootstrap: str, table: Path,
 
 @asynccontextmanager
 async def intake_apis(database_url: str, kafka_bootstrap: str, folder: Path,
-                      *apis: APIRouter, **settings_given: Any) -> AsyncIterator[RouterApis]:
-    """The intake and `apis` (router_apis) over CUSTOMER_CARE_ONLY, written into `folder`,
-    the intake publishing the tickets on tickets.incoming (made here) and their `received`
-    events on tickets.events."""
-    table = folder / "routing.yaml"
-    table.write_text(CUSTOMER_CARE_ONLY, encoding="utf-8")
+                      *apis: APIRouter, table: str = CUSTOMER_CARE_ONLY,
+                      **settings_given: Any) -> AsyncIterator[RouterApis]:
+    """The intake and `apis` (router_apis) over the routing table `table` (YAML text),
+    written into `folder`, the intake publishing the tickets on tickets.incoming (made
+    here) and their `received` events on tickets.events."""
+    table_path = folder / "routing.yaml"
+    table_path.write_text(table, encoding="utf-8")
     await kafka.ensure_topics(Settings(kafka_bootstrap_servers=kafka_bootstrap),
                               [topics.INCOMING])
-    async with router_apis(database_url, kafka_bootstrap, table, intake.api, *apis,
+    async with router_apis(database_url, kafka_bootstrap, table_path, intake.api, *apis,
                            **settings_given) as served:
         yield served

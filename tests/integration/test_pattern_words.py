@@ -13,16 +13,19 @@ import pytest
 from services.core import credentials_api, topics
 from services.router import tickets_api
 from tests import credentials
-from tests.router_apis import CUSTOMER_CARE_ONLY, RouterApis, routed_ticket, router_apis
+from tests.router_apis import (
+    CUSTOMER_CARE_AND_BILLING,
+    RouterApis,
+    intake_apis,
+    routed_ticket,
+)
 
 
 @pytest.fixture
 async def router(database_url: str, kafka_bootstrap: str,
                  tmp_path: Path) -> AsyncIterator[RouterApis]:
-    table = tmp_path / "routing.yaml"
-    table.write_text(CUSTOMER_CARE_ONLY + "  billing: {}\n", encoding="utf-8")
-    async with router_apis(database_url, kafka_bootstrap, table, credentials_api.api,
-                           tickets_api.api) as apis:
+    async with intake_apis(database_url, kafka_bootstrap, tmp_path, credentials_api.api,
+                           tickets_api.api, table=CUSTOMER_CARE_AND_BILLING) as apis:
         yield apis
 
 

@@ -7,26 +7,22 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-from fastapi import APIRouter
 
-from services.core import access, kafka, topics
+from services.core import access
 from services.core.credentials import Credentials
-from services.core.settings import Settings
-from services.router import intake, platform_reports, tickets_api
+from services.router import platform_reports, tickets_api
 from services.router.store import RoutedTickets
 from tests import credentials
-from tests.router_apis import CUSTOMER_CARE_ONLY, routed_ticket, router_apis
+from tests.credential_apis import TICKET
+from tests.router_apis import CUSTOMER_CARE_AND_BILLING, intake_apis, routed_ticket
 
 PLATFORM = "helpdesk"
-TABLE = CUSTOMER_CARE_ONLY + "  billing: {}\n"  # a department to transfer to
 
 
 @dataclass
@@ -80,27 +76,12 @@ class Router:
                                       headers=key)
 
 
-TICKET = {"customer_id": "c-1", "subject": "a question", "body": "where is my order?",
-          "channel": "web"}
-
-
-@asynccontextmanager
-async def serving(database_url: str, kafka_bootstrap: str, tmp_path: Path, *apis: APIRouter,
-                  **settings_given: Any) -> AsyncIterator[Router]:
-    """`apis` over TABLE, with the settings given (router_apis)."""
-    table = tmp_path / "routing.yaml"
-    table.write_text(TABLE, encoding="utf-8")
-    async with router_apis(database_url, kafka_bootstrap, table, *apis,
-                           **settings_given) as served:
-        yield Router(served.client, served.routed, served.credentials)
-
-
 @pytest.fixture
 async def router(database_url: str, kafka_bootstrap: str,
                  tmp_path: Path) -> AsyncIterator[Router]:
-    async with serving(database_url, kafka_bootstrap, tmp_path, intake.api,
-                       platform_reports.api, tickets_api.api) as served:
-        yield served
+    async with intake_apis(database_url, kafka_bootstrap, tmp_path, platform_reports.api,
+                           tickets_api.api, table=CUSTOMER_CARE_AND_BILLING) as served:
+        yield Router(served.client, served.routed, served.credentials)
 
 
 # The least a byte budget may be (a window holds the largest body), over a day: its
@@ -115,12 +96,9 @@ PADDED_REPORT = REPORT + b" " * (MIB - 1 - len(REPORT))
 @pytest.fixture
 async def budgeted(database_url: str, kafka_bootstrap: str,
                    tmp_path: Path) -> AsyncIterator[Router]:
-    # The intake publishes the tickets there (router_apis makes tickets.events).
-    await kafka.ensure_topics(Settings(kafka_bootstrap_servers=kafka_bootstrap),
-                              [topics.INCOMING])
-    async with serving(database_url, kafka_bootstrap, tmp_path, intake.api,
-                       platform_reports.api, intake_byte_rate_limit=BYTE_BUDGET) as served:
-        yield served
+    async with intake_apis(database_url, kafka_bootstrap, tmp_path, platform_reports.api,
+                           intake_byte_rate_limit=BYTE_BUDGET) as served:
+        yield Router(served.client, served.routed, served.credentials)
 
 
 async def a_ticket_and_its_desk(router: Router) -> tuple[str, dict[str, str]]:

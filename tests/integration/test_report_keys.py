@@ -17,7 +17,6 @@ import pytest
 from services.core import access, events, topics
 from services.core.events import TicketEventType
 from services.router import (
-    intake,
     intake_policy,
     platform_reports,
     service,
@@ -30,7 +29,7 @@ from services.router.service import reports
 from services.router.store import RoutedTickets
 from tests import credentials
 from tests.conftest import read_topic, unique
-from tests.router_apis import CUSTOMER_CARE_ONLY, routed_ticket, router_apis
+from tests.router_apis import intake_apis, routed_ticket
 
 DEPARTMENT = "customer_care"
 PLATFORM = "helpdesk"
@@ -70,9 +69,7 @@ class Router:
 @pytest.fixture
 async def router(database_url: str, kafka_bootstrap: str,
                  tmp_path: Path) -> AsyncIterator[Router]:
-    table = tmp_path / "routing.yaml"
-    table.write_text(CUSTOMER_CARE_ONLY, encoding="utf-8")
-    async with router_apis(database_url, kafka_bootstrap, table, intake.api,
+    async with intake_apis(database_url, kafka_bootstrap, tmp_path,
                            platform_reports.api) as apis:
         yield Router(apis.client, apis.routed, apis.idempotency_keys,
                      await credentials.headers_of(apis.credentials, "department", DEPARTMENT),
