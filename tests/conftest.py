@@ -149,15 +149,23 @@ class Pipeline:
 
 @contextlib.contextmanager
 def demo_pipeline(kafka_bootstrap: str, home: Path, *, customers: int = 300,
+                  table: str | None = None,
                   extra_env: dict[str, str] | None = None) -> Iterator[Pipeline]:
-    """The whole pipeline running on a SQLite store with `customers` demo customers."""
+    """The whole pipeline running on a SQLite store with `customers` demo customers, in
+    `home`; routing by `table` (YAML text, written to routing.yaml there) if given, else
+    by the tests' table."""
     import asyncio
 
     from devtools import demo
 
     database_url = f"sqlite+aiosqlite:///{home / 'store.db'}"
     asyncio.run(demo.seed_if_empty(database_url, count=customers))
-    running = Pipeline(kafka_bootstrap, database_url, home / "logs", extra_env)
+    env = dict(extra_env or {})
+    if table is not None:
+        table_file = home / "routing.yaml"
+        table_file.write_text(table, encoding="utf-8")
+        env["ROUTING_TABLE_FILE"] = str(table_file)
+    running = Pipeline(kafka_bootstrap, database_url, home / "logs", env)
     running.start()
     try:
         yield running

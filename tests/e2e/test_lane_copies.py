@@ -44,11 +44,8 @@ HOME, AWAY = "home_desk", "away_desk"
 @pytest.fixture(scope="module")
 def copies_pipeline(kafka_bootstrap: str,
                     tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
-    home = tmp_path_factory.mktemp("lane-copies")
-    table = home / "routing.yaml"
-    table.write_text(TABLE)
-    with demo_pipeline(kafka_bootstrap, home, customers=20,
-                       extra_env={"ROUTING_TABLE_FILE": str(table)}) as running:
+    with demo_pipeline(kafka_bootstrap, tmp_path_factory.mktemp("lane-copies"), customers=20,
+                       table=TABLE) as running:
         yield running
 
 

@@ -35,11 +35,9 @@ GAUGE = 'routing_department_overflowing{department="sales_support"}'
 @pytest.fixture(scope="module")
 def slow_pipeline(kafka_bootstrap: str,
                   tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
-    home = tmp_path_factory.mktemp("predicted-overflow")
-    table = home / "routing.yaml"
-    table.write_text(TABLE)
-    with demo_pipeline(kafka_bootstrap, home, customers=50, extra_env={
-            "ROUTING_TABLE_FILE": str(table), "LOAD_SAMPLE_SECONDS": "0.3"}) as running:
+    with demo_pipeline(kafka_bootstrap, tmp_path_factory.mktemp("predicted-overflow"),
+                       customers=50, table=TABLE,
+                       extra_env={"LOAD_SAMPLE_SECONDS": "0.3"}) as running:
         yield running
 
 

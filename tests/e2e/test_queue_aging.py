@@ -47,11 +47,8 @@ STEP = timedelta(seconds=1)
 @pytest.fixture(scope="module")
 def aging_pipeline(kafka_bootstrap: str,
                    tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
-    home = tmp_path_factory.mktemp("aging")
-    table = home / "routing.yaml"
-    table.write_text(TABLE)
-    with demo_pipeline(kafka_bootstrap, home, customers=50,
-                       extra_env={"ROUTING_TABLE_FILE": str(table)}) as running:
+    with demo_pipeline(kafka_bootstrap, tmp_path_factory.mktemp("aging"), customers=50,
+                       table=TABLE) as running:
         yield running
 
 

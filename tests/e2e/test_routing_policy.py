@@ -12,9 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from devtools import demo
 from services.core import topics
-from tests.conftest import Pipeline, department_lanes, read_topic, unique
+from tests.conftest import Pipeline, demo_pipeline, department_lanes, read_topic, unique
 
 TABLE = """
 version: policy-tests-1
@@ -44,20 +43,10 @@ departments:
 @pytest.fixture(scope="module")
 def policy_pipeline(kafka_bootstrap: str,
                     tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
-    home = tmp_path_factory.mktemp("policy")
-    table = home / "routing.yaml"
-    table.write_text(TABLE)
-    database_url = f"sqlite+aiosqlite:///{home / 'store.db'}"
-    asyncio.run(demo.seed_if_empty(database_url, count=200))
-    running = Pipeline(kafka_bootstrap, database_url, home / "logs", extra_env={
-        "ROUTING_TABLE_FILE": str(table), "LOAD_SAMPLE_SECONDS": "0.3",
-        "ESCALATION_CHECK_SECONDS": "0.3"})
-    running.table_file = table  # type: ignore[attr-defined]
-    running.start()
-    try:
+    with demo_pipeline(kafka_bootstrap, tmp_path_factory.mktemp("policy"), customers=200,
+                       table=TABLE, extra_env={"LOAD_SAMPLE_SECONDS": "0.3",
+                                               "ESCALATION_CHECK_SECONDS": "0.3"}) as running:
         yield running
-    finally:
-        running.stop()
 
 
 class RouterClient(httpx.AsyncClient):

@@ -50,11 +50,9 @@ TOLERANCE = timedelta(milliseconds=5)  # clocks keep seconds as floats
 @pytest.fixture(scope="module")
 def lifecycle_pipeline(kafka_bootstrap: str,
                        tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
-    home = tmp_path_factory.mktemp("service-lifecycle")
-    table = home / "routing.yaml"
-    table.write_text(TABLE)
-    with demo_pipeline(kafka_bootstrap, home, customers=20, extra_env={
-            "ROUTING_TABLE_FILE": str(table), "ESCALATION_CHECK_SECONDS": "0.3"}) as running:
+    with demo_pipeline(kafka_bootstrap, tmp_path_factory.mktemp("service-lifecycle"),
+                       customers=20, table=TABLE,
+                       extra_env={"ESCALATION_CHECK_SECONDS": "0.3"}) as running:
         yield running
 
 
