@@ -1,41 +1,21 @@
 """Authentication and authorisation at the HTTP edge: who is calling (401 when we cannot
 tell), whether their role allows the action (403 when not), and per-credential rate
 limits, of requests and of their bodies' bytes (429 with Retry-After). The rules
-themselves are in `services.core.access`."""
+themselves are in `services.core.access`; what a refusal is, and how it is counted and
+answered, in `services.core.refusals`."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPBearer
 from fastapi.security.utils import get_authorization_scheme_param
-from prometheus_client import Counter
 
-from services.core import access, http_answers, service_context
+from services.core import access, http_answers, refusals, route_dependencies, service_context
 from services.core.credentials import Credentials
-
-# Labelled by the role of the credential sent, never by the credential or its holder: a
-# few series, and a platform flooded with 429s told from a department's tool.
-NO_ROLE = "none"  # no valid credential sent
-AUTH_REFUSED = Counter("routing_http_auth_refused", "Requests refused: unauthenticated (401),"
-                       " forbidden or escalated away (403), over their rate limit or their"
-                       " budget of body bytes or asking for a second report at once (429),"
-                       " by the role of the credential sent (none: no valid one)",
-                       ["outcome", "role"])
-# A body's bytes over its credential's budget (RateLimits.spend_bytes): its own outcome,
-# told from a flood of requests, since what to do about each differs.
-BYTE_RATE_LIMITED = "byte_rate_limited"
-# Each series at 0 from the start, so that its first refusal is an increase to Prometheus.
-AUTH_REFUSED.labels("unauthenticated", NO_ROLE)
-for _outcome in ("forbidden", "rate_limited", BYTE_RATE_LIMITED, "report_in_progress"):
-    for _role in access.Role:
-        AUTH_REFUSED.labels(_outcome, _role.value)
-# A department's ticket escalated out of it, by its own request or before it (the
-# router's verdicts.escalated_away, escalated_away_before): a department credential's alone.
-AUTH_REFUSED.labels("escalated_away", access.Role.DEPARTMENT.value)
 
 # The scheme every credential dependency below shows in OpenAPI.
 BEARER_SCHEME = "HTTPBearer"
@@ -43,27 +23,13 @@ BEARER_DESCRIPTION = ("A token issued by `routing credentials issue` or `POST"
                       " /v1/credentials`: `Authorization: Bearer rt_...`")
 
 
-class Refused(Exception):
-    def __init__(self, status: int, error: str, detail: str,
-                 headers: dict[str, str] | None = None) -> None:
-        super().__init__(detail)
-        self.status, self.error, self.detail = status, error, detail
-        self.headers = headers or {}
-
-
 async def _refused(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, Refused)
-    return _refusal(exc, request.scope.get("state", {}).get(_PRINCIPAL))
-
-
-def _refusal(refused: Refused, principal: access.Principal | None) -> JSONResponse:
-    AUTH_REFUSED.labels(refused.error, principal.role.value if principal else NO_ROLE).inc()
-    return JSONResponse(status_code=refused.status, headers=refused.headers,
-                        content={"error": refused.error, "detail": refused.detail})
+    assert isinstance(exc, refusals.Refused)
+    return refusals.answer(exc, request.scope.get("state", {}).get(_PRINCIPAL))
 
 
 def install(app: FastAPI) -> None:
-    app.add_exception_handler(Refused, _refused)
+    app.add_exception_handler(refusals.Refused, _refused)
     app.add_middleware(CredentialBeforeBody)
 
 
@@ -73,16 +39,6 @@ API = "/v1/"
 # credential dependency (_Credential) to take rather than authenticate the token again,
 # and the dependency its own: a refusal after it is counted by the principal's role.
 _PRINCIPAL = "authenticated_principal"
-
-
-def _unauthenticated() -> Refused:
-    return Refused(401, "unauthenticated", "send a token as `Authorization: Bearer <token>`",
-                   {"WWW-Authenticate": "Bearer"})
-
-
-def _unknown_token() -> Refused:
-    return Refused(401, "unauthenticated", "the token is unknown, revoked or malformed",
-                   {"WWW-Authenticate": 'Bearer error="invalid_token"'})
 
 
 class CredentialBeforeBody:
@@ -104,7 +60,7 @@ class CredentialBeforeBody:
             token = _bearer_token(scope["headers"])
             answer: JSONResponse | None = None
             if token is None:
-                answer = _refusal(_unauthenticated(), None)
+                answer = refusals.answer(refusals.unauthenticated(), None)
             else:
                 try:
                     principal = await credentials.authenticate(token)
@@ -114,7 +70,7 @@ class CredentialBeforeBody:
                     answer = http_answers.store_unavailable(scope["app"], scope["path"], error)
                 else:
                     if principal is None:
-                        answer = _refusal(_unknown_token(), None)
+                        answer = refusals.answer(refusals.unknown_token(), None)
                     else:
                         scope.setdefault("state", {})[_PRINCIPAL] = principal
             if answer is not None:
@@ -177,8 +133,8 @@ class _Credential(HTTPBearer):
         if self._roles is not None and principal.role not in self._roles:
             role = principal.role.value
             article = "an" if role[0] in "aeiou" else "a"
-            raise Refused(403, "forbidden", f"this needs a credential of role {self._allowed};"
-                                            f" yours is {article} {role} credential")
+            raise refusals.Refused(403, "forbidden", "this needs a credential of role"
+                                   f" {self._allowed}; yours is {article} {role} credential")
 
     # The principal rather than the bearer's token: FastAPI hands the routes what the
     # dependency returns, and reads no more of the base class than its OpenAPI model.
@@ -190,10 +146,10 @@ class _Credential(HTTPBearer):
         if principal is None:
             bearer = await super().__call__(request)
             if bearer is None:
-                raise _unauthenticated()
+                raise refusals.unauthenticated()
             principal = await _credentials(context).authenticate(bearer.credentials)
             if principal is None:
-                raise _unknown_token()
+                raise refusals.unknown_token()
             request.scope.setdefault("state", {})[_PRINCIPAL] = principal
         self.admit_role(principal)
         if self.rate_limited:
@@ -212,11 +168,11 @@ def refuse_role(scope: Any) -> JSONResponse | None:
     principal: access.Principal | None = scope.get("state", {}).get(_PRINCIPAL)
     if principal is None:
         return None
-    try:
-        for credential in _credential_dependencies(scope):
+    try:  # in the order the framework solves them: the first to refuse answers
+        for credential in route_dependencies.of_kind(scope, _Credential):
             credential.admit_role(principal)
-    except Refused as refused:
-        return _refusal(refused, principal)
+    except refusals.Refused as refused:
+        return refusals.answer(refused, principal)
     return None
 
 
@@ -233,58 +189,15 @@ def spend_body_bytes(scope: Any, size: int) -> JSONResponse | None:
         return None
     try:
         service_context.of(scope["app"]).rate_limits.spend_bytes(principal, size)
-    except Refused as refused:
-        return _refusal(refused, principal)
+    except refusals.Refused as refused:
+        return refusals.answer(refused, principal)
     return None
 
 
 def _counts_requests(scope: Any) -> bool:
     """Whether the matched route's credential dependency is within its rate limit."""
-    return any(credential.rate_limited for credential in _credential_dependencies(scope))
-
-
-# A route's credential dependencies, found once and kept on the object holding its
-# dependency tree (the route, or its inclusion's context), with that tree: they live and
-# die with the route, app by app. FastAPI's Dependant can be neither hashed nor weakly
-# referenced, nor its routes hashed: no WeakKeyDictionary.
-_FOUND = "_routing_credential_dependencies"
-
-
-def _credential_dependencies(scope: Any) -> tuple[_Credential, ...]:
-    """The matched route's credential dependencies (a router's, its own, or one a
-    dependency of its depends on), in the order the framework solves them (a
-    dependency's own before it, first to last): the first that refuses a request gives
-    the answer. Found once a route: its dependencies are fixed when it is built, and
-    asked for before every body, and every chunk of a chunked one."""
-    solved = _solved_route(scope)
-    if solved is None:
-        return ()
-    dependant = solved.dependant
-    found: tuple[Any, tuple[_Credential, ...]] | None = getattr(solved, _FOUND, None)
-    if found is None or found[0] is not dependant:
-        found = (dependant, tuple(_credentials_in(dependant)))
-        setattr(solved, _FOUND, found)
-    return found[1]
-
-
-def _credentials_in(dependant: Any) -> Iterator[_Credential]:
-    for dependency in dependant.dependencies:
-        yield from _credentials_in(dependency)
-        if isinstance(dependency.call, _Credential):
-            yield dependency.call
-
-
-def _solved_route(scope: Any) -> Any:
-    """What the framework solves the dependencies of for the matched route: for a route
-    of an included router, its inclusion's context (the dependencies given where it was
-    included, and those of the routers it is included in, with its own; the pinned
-    FastAPI's scope entry), which the route's own lacks; else the route; None for a
-    route without dependencies (not FastAPI's)."""
-    included = scope.get("fastapi", {}).get("effective_route_context")
-    if getattr(included, "dependant", None) is not None:
-        return included
-    route = scope.get("route")
-    return route if getattr(route, "dependant", None) is not None else None
+    return any(credential.rate_limited
+               for credential in route_dependencies.of_kind(scope, _Credential))
 
 
 def require(*roles: access.Role, rate_limited: bool = False,
@@ -299,8 +212,8 @@ def require(*roles: access.Role, rate_limited: bool = False,
 
 def ensure_may_act_for(principal: access.Principal, department: str) -> None:
     if not principal.may_act_for(department):
-        raise Refused(403, "forbidden", "a department credential acts for its own department"
-                                        " only")
+        raise refusals.Refused(403, "forbidden", "a department credential acts for its own"
+                                                  " department only")
 
 
 Authenticated = Annotated[access.Principal, Depends(_Credential())]  # any role

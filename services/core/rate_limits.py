@@ -1,7 +1,7 @@
 """Per-credential rate limits, of requests and of their bodies' bytes, counted in this
 process: what `auth`'s credential dependency (requests) and `body_limit.BodyLimit`'s hook
-(bytes, `auth.spend_body_bytes`) ask before a request goes on; Refused, 429 with
-Retry-After, past them."""
+(bytes, `auth.spend_body_bytes`) ask before a request goes on; `refusals.Refused`, 429
+with Retry-After, past them."""
 
 from __future__ import annotations
 
@@ -13,8 +13,7 @@ import limits
 from limits.storage import MemoryStorage
 from limits.strategies import SlidingWindowCounterRateLimiter
 
-from services.core import access, body_bytes
-from services.core.auth import BYTE_RATE_LIMITED, Refused
+from services.core import access, body_bytes, refusals
 
 # The byte budget's identifier beside the credential's: its counters apart from the
 # request rate's, whatever the two rates.
@@ -89,11 +88,12 @@ class RateLimits:
             budget=budget.amount, window=budget.get_expiry(), cost=size, previous=previous,
             previous_ttl=previous_ttl, current=current, current_ttl=current_ttl)
         retry_after = max(1, math.ceil(wait))
-        raise Refused(429, BYTE_RATE_LIMITED,
-                      f"this request's {size} bytes of body are over this credential's"
-                      f" budget of {own or self._byte_rate_text}"
-                      f" ({'its own byte_rate_limit' if own else 'INTAKE_BYTE_RATE_LIMIT'});"
-                      f" retry after {retry_after}s", {"Retry-After": str(retry_after)})
+        raise refusals.Refused(
+            429, refusals.BYTE_RATE_LIMITED,
+            f"this request's {size} bytes of body are over this credential's"
+            f" budget of {own or self._byte_rate_text}"
+            f" ({'its own byte_rate_limit' if own else 'INTAKE_BYTE_RATE_LIMIT'});"
+            f" retry after {retry_after}s", {"Retry-After": str(retry_after)})
 
     async def check(self, principal: access.Principal) -> None:
         self._sweep_now_and_then()
@@ -102,9 +102,10 @@ class RateLimits:
             return
         stats = self._limiter.get_window_stats(rate, principal.credential_id)
         retry_after = max(1, math.ceil(stats.reset_time - time.time()))
-        raise Refused(429, "rate_limited",
-                      f"over this credential's limit of {rate}; retry after {retry_after}s",
-                      {"Retry-After": str(retry_after)})
+        raise refusals.Refused(
+            429, "rate_limited",
+            f"over this credential's limit of {rate}; retry after {retry_after}s",
+            {"Retry-After": str(retry_after)})
 
 
 @functools.lru_cache(maxsize=1024)

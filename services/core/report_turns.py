@@ -32,7 +32,7 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, HTTPException, Request
 
-from services.core import access, auth, service_context
+from services.core import access, refusals, service_context
 
 logger = logging.getLogger(__name__)
 
@@ -186,7 +186,7 @@ class Turn:
             async with self._turns.turn(principal.credential_id, self._gone):
                 yield
         except OneAtATime:
-            raise auth.Refused(
+            raise refusals.Refused(
                 429, "report_in_progress", "this credential's earlier report is still"
                 " waiting or being computed; one report at a time per credential, retry"
                 f" after {self._retry_after}s", {"Retry-After": self._retry_after}) from None

@@ -12,7 +12,16 @@ from fastapi.responses import JSONResponse
 from prometheus_client import Counter
 from pydantic import BaseModel, Field
 
-from services.core import auth, events, http, identifiers, request_bodies, tickets, topics
+from services.core import (
+    auth,
+    events,
+    http,
+    identifiers,
+    refusals,
+    request_bodies,
+    tickets,
+    topics,
+)
 from services.core.settings import Settings
 from services.router import bootstrap, intake_policy, service
 
@@ -127,7 +136,7 @@ def refused(refusal: service.Refused, router: bootstrap.Router, endpoint: str) -
     if refusal is service.KEY_IN_FLIGHT:
         return key_in_flight(refusal, router.settings)
     if refusal.refusal is service.Refusal.FORBIDDEN:
-        raise auth.Refused(403, refusal.error or "forbidden", refusal.detail)
+        raise refusals.Refused(403, refusal.error or "forbidden", refusal.detail)
     if refusal.refusal is service.Refusal.INVALID:
         raise http.InvalidField(refusal.field, refusal.detail)
     status = 404 if refusal.refusal is service.Refusal.NOT_FOUND else 409

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.core import access, auth, body_bytes, rate_limits, settings
+from services.core import access, body_bytes, rate_limits, refusals, settings
 from services.core.settings import Settings
 
 MIB = 1 << 20
@@ -95,7 +95,7 @@ class TestRateLimitsBytes:
         limits = rate_limits.RateLimits("100/second", "1MiB/minute")
         limits.spend_bytes(_principal(), 600_000)
         limits.spend_bytes(_principal(), 400_000)
-        with pytest.raises(auth.Refused) as refused:
+        with pytest.raises(refusals.Refused) as refused:
             limits.spend_bytes(_principal(), 60_000)
         assert (refused.value.status, refused.value.error) == (429, "byte_rate_limited")
         assert refused.value.detail == (
@@ -111,7 +111,7 @@ class TestRateLimitsBytes:
         limits.spend_bytes(_principal(), MIB)
         clock[0] += 90  # half into the next window: the last one's count weighs half
         limits.spend_bytes(_principal(), MIB // 2 - 1)
-        with pytest.raises(auth.Refused) as refused:
+        with pytest.raises(refusals.Refused) as refused:
             limits.spend_bytes(_principal(), MIB // 2)
         # MIB x ttl/60 + MIB/2 - 1 < MIB/2 + 1 once ttl < 2 x 60 / MIB: the window's end.
         assert refused.value.headers == {"Retry-After": "30"}
@@ -122,7 +122,7 @@ class TestRateLimitsBytes:
         limits = rate_limits.RateLimits("100/second", "1MiB/minute")
         limits.spend_bytes(_principal(), MIB - 100)
         for _ in range(3):
-            with pytest.raises(auth.Refused):
+            with pytest.raises(refusals.Refused):
                 limits.spend_bytes(_principal(), 101)
         limits.spend_bytes(_principal(), 100)
 
@@ -133,7 +133,7 @@ class TestRateLimitsBytes:
         limits.spend_bytes(_principal("c-2"), MIB)  # another credential's budget
         await limits.check(_principal("c-1"))  # its requests: a budget of their own
         await limits.check(_principal("c-1"))
-        with pytest.raises(auth.Refused) as refused:
+        with pytest.raises(refusals.Refused) as refused:
             await limits.check(_principal("c-1"))
         assert refused.value.error == "rate_limited"
 
@@ -147,14 +147,14 @@ class TestACredentialsOwnBudget:
         limits = rate_limits.RateLimits("100/second", "1MiB/minute")
         for _ in range(3):
             limits.spend_bytes(_principal(byte_rate="4MiB/minute"), MIB)
-        with pytest.raises(auth.Refused):  # the default's key: 1 MiB a minute
+        with pytest.raises(refusals.Refused):  # the default's key: 1 MiB a minute
             limits.spend_bytes(_principal("c-2"), MIB + 1)
 
     async def test_a_smaller_budget_of_its_own_is_refused_naming_it(
             self, clock: list[float]) -> None:
         limits = rate_limits.RateLimits("100/second", "1GiB/second")
         limits.spend_bytes(_principal(byte_rate="1MiB/minute"), MIB)
-        with pytest.raises(auth.Refused) as refused:
+        with pytest.raises(refusals.Refused) as refused:
             limits.spend_bytes(_principal(byte_rate="1MiB/minute"), 1)
         assert (refused.value.status, refused.value.error) == (429, "byte_rate_limited")
         assert refused.value.detail == (
@@ -174,7 +174,7 @@ class TestAChangedBudget:
         def fits(budget: str, size: int) -> bool:
             try:
                 limits.spend_bytes(_principal(byte_rate=budget), size)
-            except auth.Refused:
+            except refusals.Refused:
                 return False
             return True
 

@@ -20,7 +20,7 @@ import pytest
 from fastapi import APIRouter, Depends, FastAPI, Request
 from prometheus_client import REGISTRY
 
-from services.core import access, auth, http, rate_limits, service_context
+from services.core import access, auth, http, rate_limits, refusals, service_context
 from services.router.service import verdicts
 
 PLATFORM = access.Principal("c-1", access.Role.PLATFORM, "helpdesk")
@@ -257,7 +257,7 @@ class TestARoleNotAdmittedIsRefusedBeforeTheBody:
     async def test_the_body_is_never_read(self, service: Service, principal: access.Principal,
                                           path: str, detail: str, chunked: bool) -> None:
         service.credentials.principal = principal
-        before = refusals("forbidden", principal.role.value)
+        before = counted_refusals("forbidden", principal.role.value)
         if chunked:
             answer = await service.call("POST", token=TOKEN, chunks=[LARGE[:10], LARGE[10:]],
                                         path=path, unread=True)
@@ -265,7 +265,7 @@ class TestARoleNotAdmittedIsRefusedBeforeTheBody:
             answer = await service.call("POST", token=TOKEN, body=LARGE, path=path,
                                         unread=True)
         assert answer == (403, {"error": "forbidden", "detail": detail})
-        assert refusals("forbidden", principal.role.value) == before + 1
+        assert counted_refusals("forbidden", principal.role.value) == before + 1
 
     @pytest.mark.parametrize(("principal", "path"), [
         (PLATFORM, "/v1/admin-body"), (DEPARTMENT, "/v1/platforms"),
@@ -278,16 +278,16 @@ class TestARoleNotAdmittedIsRefusedBeforeTheBody:
         With one, the same answer, counted the same, before the body is read."""
         service.credentials.principal = principal
         role = principal.role.value
-        before = refusals("forbidden", role)
+        before = counted_refusals("forbidden", role)
         by_the_dependency = await service.call("POST", token=TOKEN, path=path)
-        assert refusals("forbidden", role) == before + 1
+        assert counted_refusals("forbidden", role) == before + 1
 
         before_the_body = await service.call("POST", token=TOKEN, body=b"{}", path=path,
                                              unread=True)
 
         assert before_the_body == by_the_dependency
         assert by_the_dependency[0] == 403
-        assert refusals("forbidden", role) == before + 2
+        assert counted_refusals("forbidden", role) == before + 2
 
     async def test_a_refused_body_spends_none_of_the_keys_bytes(self,
                                                                service: Service) -> None:
@@ -331,7 +331,7 @@ class TestARoleNotAdmittedIsRefusedBeforeTheBody:
         assert answer == (200, {"length": 2 * len(LARGE)})  # past the limit: exempt
 
 
-def refusals(outcome: str, role: str) -> float:
+def counted_refusals(outcome: str, role: str) -> float:
     return REGISTRY.get_sample_value("routing_http_auth_refused_total",
                                      {"outcome": outcome, "role": role}) or 0.0
 
@@ -340,23 +340,23 @@ class TestRefusalsCounted:
     @pytest.mark.parametrize("body", [b"", b"{}"])
     async def test_a_request_without_a_credential_counts_with_no_role(
             self, service: Service, body: bytes) -> None:
-        before = refusals("unauthenticated", "none")
+        before = counted_refusals("unauthenticated", "none")
         assert (await service.call("POST", token="rt_forged", body=body))[0] == 401
-        assert refusals("unauthenticated", "none") == before + 1
+        assert counted_refusals("unauthenticated", "none") == before + 1
 
     async def test_a_refused_credential_counts_by_its_role(self, service: Service) -> None:
-        before = refusals("forbidden", "platform")
+        before = counted_refusals("forbidden", "platform")
         assert (await service.call("GET", token=TOKEN, path="/v1/admin-only"))[0] == 403
-        assert refusals("forbidden", "platform") == before + 1
+        assert counted_refusals("forbidden", "platform") == before + 1
 
     async def test_a_platform_over_its_rate_counts_as_a_platform_rate_limited(
             self, service: Service) -> None:
         service_context.of(service.app).rate_limits = rate_limits.RateLimits("1/minute")
-        before = refusals("rate_limited", "platform")
+        before = counted_refusals("rate_limited", "platform")
         answers = [await service.call("POST", token=TOKEN, body=b"{}", path="/v1/rate-limited")
                    for _ in range(2)]
         assert [status for status, _answer in answers] == [200, 429]
-        assert refusals("rate_limited", "platform") == before + 1
+        assert counted_refusals("rate_limited", "platform") == before + 1
 
 
 class TestBodyBytesWithinTheKeysBudget:
@@ -372,7 +372,7 @@ class TestBodyBytesWithinTheKeysBudget:
 
     async def test_a_declared_length_over_the_budget_is_refused_unread(
             self, budgeted: Service) -> None:
-        before = refusals("byte_rate_limited", "platform")
+        before = counted_refusals("byte_rate_limited", "platform")
         status, _answer = await budgeted.call("POST", token=TOKEN, body=PADDED,
                                               path="/v1/rate-limited")
         assert (status, budgeted.bodies_read) == (200, 1)
@@ -384,7 +384,7 @@ class TestBodyBytesWithinTheKeysBudget:
         assert answer["detail"].startswith(f"this request's {len(PADDED)} bytes of body are"
                                            " over this credential's budget of 1MiB/hour")
         assert budgeted.bodies_read == 1  # the second body never read
-        assert refusals("byte_rate_limited", "platform") == before + 1
+        assert counted_refusals("byte_rate_limited", "platform") == before + 1
 
     async def test_a_chunked_body_is_refused_at_the_chunk_over_the_budget(
             self, budgeted: Service) -> None:
@@ -449,7 +449,7 @@ def test_a_refusal_over_the_byte_budget_is_at_0_from_the_start() -> None:
     """As every other 429 (the dashboard's rate, the alert on platforms refused), for
     every role."""
     roles = [role.value for role in access.Role]
-    assert shown([(auth.BYTE_RATE_LIMITED, role) for role in roles]) == [0.0] * len(roles)
+    assert shown([(refusals.BYTE_RATE_LIMITED, role) for role in roles]) == [0.0] * len(roles)
 
 
 def shown(series: list[tuple[str, str]]) -> list[float | None]:
@@ -457,7 +457,7 @@ def shown(series: list[tuple[str, str]]) -> list[float | None]:
     one's tests may have counted some already."""
     printed = subprocess.run(
         [sys.executable, "-c", "from prometheus_client import REGISTRY;"
-         " import services.core.auth;"
+         " import services.core.refusals;"
          " print([REGISTRY.get_sample_value('routing_http_auth_refused_total',"
          f" {{'outcome': outcome, 'role': role}}) for outcome, role in {series!r}])"],
         capture_output=True, text=True, check=True, cwd=Path(__file__).parents[2]).stdout

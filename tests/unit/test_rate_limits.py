@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from services.core import access, auth, rate_limits
+from services.core import access, rate_limits, refusals
 
 
 def _principal(rate: str | None = None) -> access.Principal:
@@ -21,7 +21,7 @@ class TestRateLimits:
         limits = rate_limits.RateLimits("3/minute")
         for _ in range(3):
             await limits.check(_principal())
-        with pytest.raises(auth.Refused) as refused:
+        with pytest.raises(refusals.Refused) as refused:
             await limits.check(_principal())
         assert refused.value.status == 429
         assert 1 <= int(refused.value.headers["Retry-After"]) <= 60
@@ -85,7 +85,7 @@ class TestRateLimits:
         clock[0] = start - 60 + next_at
         for _ in range(more):
             await limits.check(_principal())
-        with pytest.raises(auth.Refused):
+        with pytest.raises(refusals.Refused):
             await limits.check(_principal())
 
 
@@ -107,7 +107,7 @@ class TestAChangedLimit:
                 try:
                     await limits.check(_principal(rate))
                     taken.append(True)
-                except auth.Refused:
+                except refusals.Refused:
                     taken.append(False)
             return taken
 

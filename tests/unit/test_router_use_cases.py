@@ -14,7 +14,7 @@ import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy.exc import IntegrityError
 
-from services.core import access, auth, events, kafka, moments, tickets, topics
+from services.core import access, events, kafka, moments, refusals, tickets, topics
 from services.core.events import TicketEventType
 from services.metrics import service as metrics_service
 from services.metrics import stats
@@ -576,7 +576,7 @@ class TestATransferJustAfterADeadline:
         refusal = {"escalated_away": self.escalated_away,
                    "escalated_before": self.escalated_before,
                    "acts_for_own": verdicts.ACTS_FOR_OWN}[verdict]
-        with pytest.raises(auth.Refused) as raised:
+        with pytest.raises(refusals.Refused) as raised:
             intake.refused(refusal, wired().router, "transfer")
         assert (raised.value.status, raised.value.error, raised.value.detail) == (
             403, code, refusal.detail)

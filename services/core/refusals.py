@@ -1,0 +1,58 @@
+"""The requests refused at the HTTP edge for who sent them: unauthenticated (401),
+forbidden (403), over a rate limit or a budget of body bytes, or asking for a second report
+at once (429). What such a refusal is (`Refused`, raised by the checks in `auth`,
+`rate_limits`, `report_turns` and the routes), and how it is counted and answered
+(`answer`)."""
+
+from __future__ import annotations
+
+from fastapi.responses import JSONResponse
+from prometheus_client import Counter
+
+from services.core import access
+
+# Labelled by the role of the credential sent, never by the credential or its holder: a
+# few series, and a platform flooded with 429s told from a department's tool.
+NO_ROLE = "none"  # no valid credential sent
+AUTH_REFUSED = Counter("routing_http_auth_refused", "Requests refused: unauthenticated (401),"
+                       " forbidden or escalated away (403), over their rate limit or their"
+                       " budget of body bytes or asking for a second report at once (429),"
+                       " by the role of the credential sent (none: no valid one)",
+                       ["outcome", "role"])
+# A body's bytes over its credential's budget (RateLimits.spend_bytes): its own outcome,
+# told from a flood of requests, since what to do about each differs.
+BYTE_RATE_LIMITED = "byte_rate_limited"
+# Each series at 0 from the start, so that its first refusal is an increase to Prometheus.
+AUTH_REFUSED.labels("unauthenticated", NO_ROLE)
+for _outcome in ("forbidden", "rate_limited", BYTE_RATE_LIMITED, "report_in_progress"):
+    for _role in access.Role:
+        AUTH_REFUSED.labels(_outcome, _role.value)
+# A department's ticket escalated out of it, by its own request or before it (the
+# router's verdicts.escalated_away, escalated_away_before): a department credential's alone.
+AUTH_REFUSED.labels("escalated_away", access.Role.DEPARTMENT.value)
+
+
+class Refused(Exception):
+    def __init__(self, status: int, error: str, detail: str,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.status, self.error, self.detail = status, error, detail
+        self.headers = headers or {}
+
+
+def unauthenticated() -> Refused:
+    return Refused(401, "unauthenticated", "send a token as `Authorization: Bearer <token>`",
+                   {"WWW-Authenticate": "Bearer"})
+
+
+def unknown_token() -> Refused:
+    return Refused(401, "unauthenticated", "the token is unknown, revoked or malformed",
+                   {"WWW-Authenticate": 'Bearer error="invalid_token"'})
+
+
+def answer(refused: Refused, principal: access.Principal | None) -> JSONResponse:
+    """The refusal's answer, counted by the role of `principal`, the credential the
+    request was authenticated as (None: no valid one)."""
+    AUTH_REFUSED.labels(refused.error, principal.role.value if principal else NO_ROLE).inc()
+    return JSONResponse(status_code=refused.status, headers=refused.headers,
+                        content={"error": refused.error, "detail": refused.detail})
