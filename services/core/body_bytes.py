@@ -21,7 +21,9 @@ DEFAULT_BYTE_RATE = "4MiB/second"
 
 _UNITS = {None: 1, "B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30}
 ACCEPTED = ("a number of bytes a window, such as 4MiB/second, 240 MiB per minute or"
-            " 1048576/second (units B, KiB, MiB, GiB)")
+            " 1048576/second: units B, KiB, MiB, GiB as written, the window in lower case;"
+            " one rate, at most one space between its parts ('per' takes one each side),"
+            " none around it")
 # A budget of body bytes as people write it, INTAKE_BYTE_RATE_LIMIT and a credential's
 # `byte_rate_limit` alike (one grammar: the units and the windows as written, in that
 # case): the number, its unit, and the window that `limits` reads. The least it takes,

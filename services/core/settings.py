@@ -51,9 +51,10 @@ LOG_FORMAT = text_forms.Form("^(json|text)$", "json or text")
 # the pattern is a schema violation rather than a refusal the schema does not tell.
 RATE = text_forms.Form(
     r"^[1-9][0-9]{0,8} ?(/|per) ?([1-9][0-9]{0,8} ?)?(second|minute|hour|day|month|year)s?$",
-    "a rate such as 200/second, 6000/minute, 10 per second or 100/5 minutes: a number of"
-    " requests from 1, then '/' or 'per', then second, minute, hour, day, month or year, with"
-    " a number of them before it if more than one")
+    "a rate such as 200/second, 6000/minute, 10 per second or 100/5 minutes, in lower case:"
+    " a number of requests from 1, then '/' or 'per', then second, minute, hour, day, month"
+    " or year, with a number of them before it if more than one; one rate, at most one space"
+    " between its parts, none around it")
 
 
 class Settings(BaseSettings):

@@ -53,7 +53,9 @@ class TestAKeysOwnBudgetOfBodyBytes:
         ("512KiB/second", "at least 1MiB a window, the largest body a request may send"
                           " (1048576 bytes), or such a body is never taken; a number of bytes"
                           " a window, such as 4MiB/second, 240 MiB per minute or"
-                          " 1048576/second (units B, KiB, MiB, GiB)"),
+                          " 1048576/second: units B, KiB, MiB, GiB as written, the window"
+                          " in lower case; one rate, at most one space between its parts"
+                          " ('per' takes one each side), none around it"),
         ("4 megabytes a second", "should be a number of bytes a window, such as 4MiB/second"),
     ])
     async def test_a_bad_budget_is_refused_naming_the_field(

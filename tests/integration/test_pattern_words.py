@@ -45,9 +45,10 @@ class TestAFieldItsPatternRefuses:
         assert refused(answer.json()) == {
             "field": "body.rate_limit", "type": "string_pattern_mismatch",
             "problem": "should be a rate such as 200/second, 6000/minute, 10 per second or"
-                       " 100/5 minutes: a number of requests from 1, then '/' or 'per', then"
-                       " second, minute, hour, day, month or year, with a number of them"
-                       " before it if more than one"}
+                       " 100/5 minutes, in lower case: a number of requests from 1, then '/'"
+                       " or 'per', then second, minute, hour, day, month or year, with a"
+                       " number of them before it if more than one; one rate, at most one"
+                       " space between its parts, none around it"}
 
     async def test_a_transfers_department_is_told_what_a_name_is(
             self, router: RouterApis) -> None:

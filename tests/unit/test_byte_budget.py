@@ -63,7 +63,9 @@ class TestTheRateAsWritten:
             settings.from_environment()
         assert refusal.value.problems == [
             "INTAKE_BYTE_RATE_LIMIT: a number of bytes a window, such as"
-            " 4MiB/second, 240 MiB per minute or 1048576/second (units B, KiB, MiB, GiB)"]
+            " 4MiB/second, 240 MiB per minute or 1048576/second: units B, KiB, MiB, GiB as"
+            " written, the window in lower case; one rate, at most one space between its"
+            " parts ('per' takes one each side), none around it"]
 
 
 class TestWhenItFits:

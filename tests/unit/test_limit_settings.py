@@ -68,3 +68,33 @@ def test_a_limit_the_setting_takes_a_credential_takes_and_no_other(
     assert {text: said for text, said in differ.items() if said[0] != said[1]} == {}
     # Both take some and refuse some: the samples tell the grammar apart.
     assert {said[0] is None for said in differ.values()} == {True, False}
+
+
+# The rule of the words each refused sample breaks: the piece of the words that says it.
+BREAKS = {
+    "INTAKE_RATE_LIMIT": {
+        "100/SECOND": "in lower case", "100/Second": "in lower case",
+        "100 PER second": "in lower case", "0/second": "a number of requests from 1",
+        "10/second;1/minute": "one rate", " 100/second": "none around it",
+        "100/second ": "none around it", "100 per  second": "at most one space",
+        "fast": "such as"},
+    "INTAKE_BYTE_RATE_LIMIT": {
+        "2048kib/2 seconds": "KiB, MiB, GiB as written", "4mib/second": "MiB, GiB as written",
+        "4MIB/second": "MiB, GiB as written", "4MiB/SECOND": "the window in lower case",
+        "4 MiB PER second": "the window in lower case", " 4MiB/second": "none around it",
+        "4MiB/second ": "none around it", "4MiB  /second": "at most one space",
+        "4 megabytes a second": "units B, KiB, MiB, GiB"},
+}
+
+
+@pytest.mark.parametrize("variable", [variable for variable, _ in LIMITS])
+def test_the_words_say_the_rule_a_refused_limit_breaks(
+        monkeypatch: pytest.MonkeyPatch, variable: str) -> None:
+    """A value taken before this grammar (another case, spaces, two rates) stops a service
+    at start: what it says must tell how to write it, so each refused sample's rule is in
+    the words, not only shown by examples."""
+    refused = {text: setting_problem(monkeypatch, variable, text) for text in SAMPLES[variable]}
+    refused = {text: said for text, said in refused.items() if said is not None}
+    assert refused.keys() == BREAKS[variable].keys()
+    assert {text: rule for text, rule in BREAKS[variable].items()
+            if rule not in str(refused[text])} == {}
