@@ -1,8 +1,8 @@
 """One delivery worker's attempts against real HTTP receivers on loopback and a real SQLite
 outbox (no broker: callbacks are written to the outbox here): receivers that drip their
-answer, answer at length, endpoints and callbacks the sender cannot send, the store
-failing under a worker, the figures that show a platform stalled, and HTTPS receivers
-looked up on each platform's own thread."""
+answer, answer at length, endpoints and callbacks the sender cannot send, a callback
+dead-lettered and its log line, the store failing under a worker, the figures that show
+a platform stalled, and HTTPS receivers looked up on each platform's own thread."""
 
 from __future__ import annotations
 
@@ -117,6 +117,29 @@ class TestWhatTheSenderCannotSend:
         assert sample("routing_webhook_deliveries_total", platform=platform,
                       outcome="failed") == 3
         assert sample("routing_webhook_worker_failures_total", platform=platform) == 0
+
+
+class TestADeadLetteredCallback:
+    async def test_its_log_lines_error_is_its_last_error_without_the_urls_secrets(
+            self, sqlite_url: str, caplog: pytest.LogCaptureFixture) -> None:
+        """README: the dead-lettered log line's `error` says what the callback's
+        `last_error` says, never the URL's token or password (a path, a query, a user)."""
+        caplog.set_level(logging.WARNING, logger=delivery.__name__)
+        with contextlib.closing(socket.socket()) as closed:
+            closed.bind(("127.0.0.1", 0))  # bound, not listening: refused, and held
+            port = closed.getsockname()[1]
+            async with outbox_on(sqlite_url, timeout_seconds=5, retry=catalog.RetryPolicy(
+                    max_attempts=1, base_seconds=60, max_seconds=60)) as outbox:
+                platform, attempts = await outbox.sent(
+                    f"http://bot:hunter2@127.0.0.1:{port}/hooks/t0ken?token=s3cret", "msg_1")
+        dead = attempts["msg_1"]
+        assert (dead.status, dead.attempts) == (models.DEAD, 1)
+        [line] = [r for r in caplog.records if r.getMessage() == "webhook dead-lettered"]
+        assert (vars(line)["platform"], vars(line)["delivery_id"]) == (platform, "msg_1")
+        assert vars(line)["error"] == dead.last_error
+        assert str(dead.last_error).startswith("ConnectError: ")  # the OS's reason after
+        assert not [secret for secret in ("hunter2", "bot:", "t0ken", "s3cret", "/hooks")
+                    if secret in str(vars(line))]
 
 
 class TestAReceiverThatIsGone:
