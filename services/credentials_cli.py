@@ -47,10 +47,11 @@ def _id_checked(credential_id: str) -> str:
     return credential_id
 
 
-def terms_help(field: str) -> str:
+def terms_help(field: str, without: str = "") -> str:
     """An option's help for a credential's term (`issue` and `change` alike): the HTTP
-    API's description of the field, one text for all three."""
-    return credentials_api.CredentialTerms.model_fields[field].description or ""
+    API's description of the field, one text for all three, then `without`: what leaving
+    it out does in that command (`credentials_api.issued_without`, `changed_without`)."""
+    return (credentials_api.CredentialTerms.model_fields[field].description or "") + without
 
 
 @app.command("issue")
@@ -59,9 +60,10 @@ def issue(
     subject: Annotated[str | None, typer.Option(
         help="The platform's or department's name (not for admins)")] = None,
     label: Annotated[str, typer.Option(help=terms_help("label"))] = "",
-    rate_limit: Annotated[str | None, typer.Option(help=terms_help("rate_limit"))] = None,
-    byte_rate_limit: Annotated[str | None, typer.Option(
-        help=terms_help("byte_rate_limit"))] = None,
+    rate_limit: Annotated[str | None, typer.Option(help=terms_help(
+        "rate_limit", credentials_api.issued_without("rate_limit")))] = None,
+    byte_rate_limit: Annotated[str | None, typer.Option(help=terms_help(
+        "byte_rate_limit", credentials_api.issued_without("byte_rate_limit")))] = None,
 ) -> None:
     """Issue a credential and print its token: the only time it is shown."""
     # The same checks as the HTTP API's.
@@ -110,9 +112,12 @@ def listed() -> None:
 def change(
     credential_id: str,
     label: Annotated[str | None, typer.Option(help=terms_help("label"))] = None,
-    rate_limit: Annotated[str | None, typer.Option(help=terms_help("rate_limit"))] = None,
-    byte_rate_limit: Annotated[str | None, typer.Option(
-        help=terms_help("byte_rate_limit"))] = None,
+    rate_limit: Annotated[str | None, typer.Option(help=terms_help(
+        "rate_limit", credentials_api.changed_without(
+            "rate_limit", back="--default-rate-limit")))] = None,
+    byte_rate_limit: Annotated[str | None, typer.Option(help=terms_help(
+        "byte_rate_limit", credentials_api.changed_without(
+            "byte_rate_limit", back="--default-byte-rate-limit")))] = None,
     default_rate_limit: Annotated[bool, typer.Option(
         help="Back to the service's INTAKE_RATE_LIMIT")] = False,
     default_byte_rate_limit: Annotated[bool, typer.Option(

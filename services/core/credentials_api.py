@@ -94,15 +94,13 @@ class CredentialTerms(request_bodies.RequestBody):
         default=None, pattern=settings.RATE.pattern,
         description="Its own rate limit (platforms: on the intake; departments and admins:"
                     " on reports, transfers and priority changes), e.g. 200/second,"
-                    " 6000/minute, 10 per second or 100/5 minutes (default: the service's"
-                    " INTAKE_RATE_LIMIT)")
+                    " 6000/minute, 10 per second or 100/5 minutes")
 
     byte_rate_limit: str | None = Field(
         default=None, pattern=body_bytes.BYTE_RATE.pattern, max_length=credentials.MAX_RATE,
         description="Its own budget of body bytes, on the routes its rate limit counts,"
                     " e.g. 16MiB/second, 240 MiB per minute or 1048576/second (units B, KiB,"
-                    " MiB, GiB), at least 1 MiB a window (default: the service's"
-                    " INTAKE_BYTE_RATE_LIMIT)")
+                    " MiB, GiB), at least 1 MiB a window")
 
     @field_validator("rate_limit")
     @classmethod
@@ -115,8 +113,40 @@ class CredentialTerms(request_bodies.RequestBody):
         return None if value is None else body_bytes.check(value)
 
 
+# The service's setting each limit of a credential's own stands in for when it has none.
+LIMIT_SETTINGS = {"rate_limit": "INTAKE_RATE_LIMIT", "byte_rate_limit": "INTAKE_BYTE_RATE_LIMIT"}
+
+
+def issued_without(field: str) -> str:
+    """What issuing without the limit `field` gives, said after its description (the
+    request's schema, `issue`'s help)."""
+    return f" (default: the service's {LIMIT_SETTINGS[field]})"
+
+
+def changed_without(field: str, *, back: str) -> str:
+    """What a change leaving out the limit `field` does, and what `back` (null in the
+    API, an option of `change`) does, said after its description."""
+    return f" (left out: unchanged; {back} for the service's {LIMIT_SETTINGS[field]})"
+
+
+def _limits_described(without: Callable[[str], str], also: JsonDict | None = None
+                      ) -> Callable[[JsonDict], None]:
+    """A schema's extra: each limit's description (CredentialTerms', shared) followed by
+    what `without` says of leaving it out, in that request."""
+    def extra(schema: JsonDict) -> None:
+        schema.update(also or {})
+        properties = schema["properties"]
+        assert isinstance(properties, dict)
+        for field in LIMIT_SETTINGS:
+            described = properties[field]
+            assert isinstance(described, dict)
+            described["description"] = f"{described['description']}{without(field)}"
+    return extra
+
+
 class CredentialRequest(CredentialTerms):
-    model_config = ConfigDict(json_schema_extra=_SUBJECT_FITS_ROLE)
+    model_config = ConfigDict(json_schema_extra=_limits_described(issued_without,
+                                                                  _SUBJECT_FITS_ROLE))
 
     role: access.Role
     subject: str | None = Field(
@@ -137,6 +167,9 @@ class CredentialChange(CredentialTerms):
     """A credential's label or own limits, changed: a field left out stays as it is, a
     limit null is the service's default again. Its role and subject are not changed
     (`fixed_problem`)."""
+
+    model_config = ConfigDict(json_schema_extra=_limits_described(
+        lambda field: changed_without(field, back="null")))
 
     # Not in the schema: any value is refused, naming the field (an unknown field would
     # be refused too, without saying what to do).

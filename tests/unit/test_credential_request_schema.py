@@ -10,6 +10,8 @@ import pydantic
 import pytest
 
 from services.core import credentials_api
+from services.core.settings import Settings
+from services.router import app as router_app
 
 SCHEMA = jsonschema_rs.validator_for(credentials_api.CredentialRequest.model_json_schema())
 
@@ -151,3 +153,18 @@ class TestACredentialChange:
         change = credentials_api.CredentialChange.model_validate(
             {"rate_limit": None, "byte_rate_limit": "16MiB/second"})
         assert change.changes == {"rate_limit": None, "byte_rate_limit": "16MiB/second"}
+
+
+@pytest.mark.parametrize(("field", "setting"), [("rate_limit", "INTAKE_RATE_LIMIT"),
+                                                ("byte_rate_limit", "INTAKE_BYTE_RATE_LIMIT")])
+def test_each_request_says_what_leaving_a_limit_out_does(field: str, setting: str) -> None:
+    """The router's OpenAPI: a limit is described once (CredentialTerms'), then POST's
+    request says the default it gets, PATCH's that it stays (null: the default again)."""
+    schemas = router_app.create_app(Settings()).openapi()["components"]["schemas"]
+    described = credentials_api.CredentialTerms.model_fields[field].description
+    assert described and "default" not in described
+    assert {name: schemas[name]["properties"][field]["description"]
+            for name in ("CredentialRequest", "CredentialChange")} == {
+        "CredentialRequest": f"{described} (default: the service's {setting})",
+        "CredentialChange": f"{described} (left out: unchanged; null for the service's"
+                            f" {setting})"}

@@ -199,10 +199,23 @@ class TestAnIdNotAnId:
         assert not (tmp_path / "store.db").exists()
 
 
+# What leaving a term out does, each command's own: issue gives the service's default,
+# change keeps the current one (its --default-* option goes back to the default).
+WITHOUT = {
+    "label": ("", ""),
+    "rate_limit": (" (default: the service's INTAKE_RATE_LIMIT)",
+                   " (left out: unchanged; --default-rate-limit for the service's"
+                   " INTAKE_RATE_LIMIT)"),
+    "byte_rate_limit": (" (default: the service's INTAKE_BYTE_RATE_LIMIT)",
+                        " (left out: unchanged; --default-byte-rate-limit for the service's"
+                        " INTAKE_BYTE_RATE_LIMIT)")}
+
+
 @pytest.mark.parametrize("field", ["label", "rate_limit", "byte_rate_limit"])
 def test_issue_and_change_say_a_term_as_the_api_describes_it(field: str) -> None:
     """`--byte-rate-limit`'s help (and each term's) is one text, `issue`'s and `change`'s:
-    the field's description in the HTTP API's schema."""
+    the field's description in the HTTP API's schema, then what leaving it out does in
+    that command."""
     commands = typer.main.get_group(cli.app).commands["credentials"]
     assert isinstance(commands, typer.core.TyperGroup)
     helps = {name: [param.help for param in commands.commands[name].params
@@ -210,4 +223,5 @@ def test_issue_and_change_say_a_term_as_the_api_describes_it(field: str) -> None
              for name in ("issue", "change")}
     described = credentials_api.CredentialTerms.model_fields[field].description
     assert described
-    assert helps == {"issue": [described], "change": [described]}
+    issued, changed = WITHOUT[field]
+    assert helps == {"issue": [described + issued], "change": [described + changed]}
