@@ -171,6 +171,6 @@ def revoke(credential_id: str) -> None:
             return await store.revoke(credential_id) is not None
 
     if not asyncio.run(run()):
-        typer.echo(f"no credential {credential_id}", err=True)
+        typer.echo(credentials_api.no_credential(credential_id), err=True)
         raise typer.Exit(1)
     typer.echo(f"revoked {credential_id}")

@@ -180,6 +180,16 @@ class TestChange:
                " limits wanted")
 
 
+def test_revoking_an_unknown_key_says_it_in_the_apis_words(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`revoke` of an id no key has says it as `change` and `DELETE /v1/credentials/{id}`
+    do (exit 1)."""
+    monkeypatch.setenv("DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'store.db'}")
+    unknown = CliRunner().invoke(cli.app, ["credentials", "revoke", "0123456789ab"])
+    assert (unknown.exit_code, unknown.stderr.strip()) == (
+        1, credentials_api.no_credential("0123456789ab"))
+
+
 class TestAnIdNotAnId:
     """`change` and `revoke` check the id as `/v1/credentials/{id}` does, in the same
     words, before the store is opened: a byte that is no UTF-8 (from the shell, as
