@@ -1,7 +1,7 @@
-"""The methods a path allows, as OpenAPI reads the routes: a 405's `Allow` header names
-the methods of the path that answers, and a concrete path (`/v1/credentials/me`) answers
-405 for the methods only a templated path that also matches it has
-(`/v1/credentials/{credential_id}`)."""
+"""The methods a path allows, as OpenAPI reads the routes: a 405 names the methods of
+the path that answers (in its detail and its `Allow` header), and a concrete path
+(`/v1/credentials/me`) answers 405 for the methods only a templated path that also
+matches it has (`/v1/credentials/{credential_id}`)."""
 
 from __future__ import annotations
 
@@ -14,18 +14,18 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Match, Route
 
 
-def allow_header(scope: Any, routes: Any) -> str | None:
-    """The `Allow` header of a 405 for the request `scope`: the methods of the path
-    (template) that answers, as documented; None where no route's path matches."""
+def of_path(scope: Any, routes: Any) -> tuple[str, list[str]] | None:
+    """The path (template) that answers the request `scope`, as documented, and its
+    methods, sorted: what a 405 says, and its `Allow` header; None where no route's path
+    matches."""
     matched = _matching_routes(scope, routes)
     if not matched:
         return None
     # As in OpenAPI, a concrete path comes before a templated one that also matches
     # (`/customers/import` before `/customers/{customer_id}`).
     path = min(matched, key=lambda route: len(route.param_convertors)).path
-    allowed = {method for route in matched if route.path == path
-               for method in route.methods or ()}
-    return ", ".join(sorted(allowed))
+    return path, sorted({method for route in matched if route.path == path
+                         for method in route.methods or ()})
 
 
 def method_routes(routes: Any) -> list[Route]:

@@ -176,10 +176,18 @@ async def _http_error(request: Request, error: Exception) -> JSONResponse:
         content = {"error": code, "detail": str(error.detail)}
     headers = dict(error.headers or {})
     if error.status_code == 405:
-        allow = allowed_methods.allow_header(request.scope, request.app.routes)
-        if allow is not None:
-            headers["Allow"] = allow
+        found = allowed_methods.of_path(request.scope, request.app.routes)
+        if found is not None:
+            path, methods = found
+            headers["Allow"] = ", ".join(methods)
+            # The framework's words ("Method Not Allowed") say nothing of what is.
+            content = {**content, "detail": f"{path} takes {_either(methods)},"
+                                            f" not {request.method}"}
     return JSONResponse(status_code=error.status_code, content=content, headers=headers)
+
+
+def _either(methods: list[str]) -> str:
+    return methods[0] if len(methods) == 1 else f"{', '.join(methods[:-1])} or {methods[-1]}"
 
 
 async def _store_unavailable(request: Request, error: Exception) -> JSONResponse:

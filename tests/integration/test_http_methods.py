@@ -49,7 +49,8 @@ class TestConcretePathsFirst:
         for method in ("DELETE", "PATCH"):
             response = await client.request(method, "/things/me")
             assert response.status_code == 405, response.text
-            assert response.json()["error"] == "method_not_allowed"
+            assert response.json() == {"error": "method_not_allowed",
+                                       "detail": f"/things/me takes GET, not {method}"}
             assert response.headers["allow"] == "GET"
 
     async def test_the_concrete_path_and_the_templated_one_still_answer(
@@ -59,6 +60,7 @@ class TestConcretePathsFirst:
             "removed": "0123456789ab"}
         wrong_method = await client.patch("/things/0123456789ab")
         assert wrong_method.headers["allow"] == "DELETE, GET"
+        assert wrong_method.json()["detail"] == "/things/{thing_id} takes DELETE or GET, not PATCH"
 
     async def test_the_schema_documents_only_the_real_routes(
             self, client: httpx.AsyncClient) -> None:
