@@ -86,6 +86,8 @@ def _problem(detail: Mapping[str, Any]) -> str:
     sent as JSON."""
     if detail["type"] == "model_attributes_type" and tuple(detail["loc"]) == ("body",):
         return f"{detail['msg']}; {_SEND_JSON}"
+    if detail["type"] == "missing" and tuple(detail["loc"]) == ("body",):
+        return f"no body was sent; {_SEND_JSON}"  # not pydantic's "Field required"
     context = detail.get("ctx") or {}
     if isinstance(detail.get("input"), str) and detail["type"] in ("too_long", "too_short"):
         # Text whose length is checked after its own validator: pydantic counts "items".

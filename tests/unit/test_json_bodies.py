@@ -85,6 +85,16 @@ async def test_a_body_in_utf16_or_utf32_is_refused_as_not_utf8(encoding: str) ->
     assert "send a JSON object, UTF-8" in answer["detail"]
 
 
+async def test_no_body_is_told_to_send_one() -> None:
+    """An empty body was answered pydantic's `body: Field required`, which reads as a
+    field named body."""
+    status, answer = await post([b""])
+    assert (status, answer["fields"]) == (422, [{
+        "field": "body", "type": "missing",
+        "problem": "no body was sent; send a JSON object, UTF-8, with Content-Type:"
+                   " application/json"}])
+
+
 async def test_utf16_sent_a_byte_at_a_time_is_refused_too() -> None:
     encoded = TICKET.encode("utf-16-le")
     status, answer = await post([encoded[i:i + 1] for i in range(len(encoded))])
