@@ -69,12 +69,12 @@ def analyse(
     from dataclasses import asdict
     from datetime import UTC, datetime
 
+    from services.core import config_store
     from services.core.config_files import ConfigError
     from services.segmenter import bootstrap, rules_file, service
 
     settings = from_environment()
     try:
-        live = rules_file.load(settings.segment_rules_file)
         proposed = rules_file.load(candidate) if candidate else None
     except ConfigError as exc:
         typer.echo(str(exc), err=True)
@@ -82,6 +82,13 @@ def analyse(
 
     async def run() -> object:
         async with bootstrap.connect(settings, client_id="routing-cli") as connected:
+            # In force: the store's version, as the services serve it (an upload or a
+            # rollback included); the file only while the store holds none (the seed).
+            stored = await config_store.ConfigVersions(
+                connected.sessions, config_store.SEGMENT_RULES).in_force()
+            live = rules_file.load(settings.segment_rules_file) if stored is None \
+                else rules_file.parse(stored.text, source=f"{settings.segment_rules_file.name}"
+                                                          f" version #{stored.version_id}")
             customers, now = connected.segmenter.customers, datetime.now(UTC)
             policy = bootstrap.proxy_policy(settings)
             if proposed is None:
@@ -89,7 +96,12 @@ def analyse(
             return await service.analyse(customers, proposed, live=live, now=now,
                                          proxy_policy=policy)
 
-    typer.echo(json.dumps(asdict(asyncio.run(run())), indent=2))  # type: ignore[call-overload]
+    try:
+        report = asyncio.run(run())
+    except ConfigError as exc:  # the rules in force: a file or a version this release refuses
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(json.dumps(asdict(report), indent=2))  # type: ignore[call-overload]
 
 
 @app.command("recompute-tiers")
