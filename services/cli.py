@@ -69,7 +69,6 @@ def analyse(
     from dataclasses import asdict
     from datetime import UTC, datetime
 
-    from services.core import config_store
     from services.core.config_files import ConfigError
     from services.segmenter import bootstrap, rules_file, service
 
@@ -82,13 +81,8 @@ def analyse(
 
     async def run() -> object:
         async with bootstrap.connect(settings, client_id="routing-cli") as connected:
-            # In force: the store's version, as the services serve it (an upload or a
-            # rollback included); the file only while the store holds none (the seed).
-            stored = await config_store.ConfigVersions(
-                connected.sessions, config_store.SEGMENT_RULES).in_force()
-            live = rules_file.load(settings.segment_rules_file) if stored is None \
-                else rules_file.parse(stored.text, source=f"{settings.segment_rules_file.name}"
-                                                          f" version #{stored.version_id}")
+            # As the services serve them: an upload or a rollback included.
+            live = await rules_file.in_force(connected.sessions, settings.segment_rules_file)
             customers, now = connected.segmenter.customers, datetime.now(UTC)
             policy = bootstrap.proxy_policy(settings)
             if proposed is None:

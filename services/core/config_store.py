@@ -17,11 +17,12 @@ import zlib
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 from sqlalchemy import Select, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.core import db, versions
+from services.core import config_files, db, versions
 from services.core.fleet_models import ConfigVersionRow
 
 SEGMENT_RULES = "segment_rules"
@@ -76,6 +77,18 @@ def text_diff(older: str, newer: str, older_name: str, newer_name: str) -> str:
     return "".join(difflib.unified_diff(
         older.splitlines(keepends=True), newer.splitlines(keepends=True),
         fromfile=older_name, tofile=newer_name))
+
+
+async def in_force_text(sessions: async_sessionmaker[AsyncSession], kind: str, path: Path
+                        ) -> tuple[str, str]:
+    """For a reader outside the services (a command, the metrics service), the text of
+    the `kind` in force and the source its errors name: the store's version, as the
+    services serve it, or the file's (the seed) before any was kept (ConfigError if it
+    cannot be read)."""
+    stored = await ConfigVersions(sessions, kind).in_force()
+    if stored is None:
+        return config_files.read_text(path), str(path)
+    return stored.text, f"{path.name} version #{stored.version_id}"
 
 
 def credential_author(credential_id: str, role: str) -> str:

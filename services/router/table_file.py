@@ -29,10 +29,7 @@ async def in_force(sessions: async_sessionmaker[AsyncSession], path: Path
 
 async def in_force_text(sessions: async_sessionmaker[AsyncSession], path: Path
                         ) -> tuple[str, str]:
-    """The text of the routing table in force and the source its errors name: the
-    store's version, or the file's before any was kept (ConfigError if it cannot be
-    read). For a reader outside the router that parses it only when it changed."""
-    stored = await config_store.ConfigVersions(sessions, config_store.ROUTING_TABLE).in_force()
-    if stored is None:
-        return config_files.read_text(path), str(path)
-    return stored.text, f"{path.name} version #{stored.version_id}"
+    """The text of the routing table in force and the source its errors name
+    (config_store.in_force_text). For a reader outside the router that parses it only
+    when it changed."""
+    return await config_store.in_force_text(sessions, config_store.ROUTING_TABLE, path)

@@ -9,7 +9,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from services.core import conditions, config_files, tickets, topics
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.core import conditions, config_files, config_store, tickets, topics
 from services.core.config_files import (
     ConfigError,
     key_line,
@@ -39,6 +41,13 @@ def parse(text: str, *, source: str) -> rules.RuleSet:
 
 def load(path: Path) -> rules.RuleSet:
     return parse(config_files.read_text(path), source=str(path))
+
+
+async def in_force(sessions: async_sessionmaker[AsyncSession], path: Path) -> rules.RuleSet:
+    """The segment rules in force, for a command outside the services: the store's
+    version, or the file's before any was kept (config_store.in_force_text)."""
+    text, source = await config_store.in_force_text(sessions, config_store.SEGMENT_RULES, path)
+    return parse(text, source=source)
 
 
 def parse_document(document: Mapping[str, Any], *, source: str, version: str,
