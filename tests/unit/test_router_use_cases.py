@@ -104,7 +104,8 @@ async def refused_back_to_public_sector(router: Wired, principal: access.Princip
             principal=principal, routed=router.routed, publisher=router.publisher,
             table=router.router.table.current, queue_for=router.router.queue_for,
             now=asked + timedelta(seconds=again))
-        assert answer == Refused(Refusal.CONFLICT, "the ticket is already there",
+        assert answer == Refused(Refusal.CONFLICT, "the ticket is already with"
+                                 " 'public_sector': transfer it to another department",
                                  "same_department")
 
 

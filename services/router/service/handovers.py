@@ -64,7 +64,8 @@ async def transfer(ticket_id: str, *, to_department: str, reason: str,
                        f" its departments: {', '.join(sorted(table.departments))}",
                        field="body.to_department")
     if to_department == row.department:
-        return Refused(Refusal.CONFLICT, "the ticket is already there", "same_department")
+        return Refused(Refusal.CONFLICT, f"the ticket is already with {row.department!r}:"
+                       " transfer it to another department", "same_department")
     new_calendar = table.policy(to_department).calendar
 
     def move(clocks: service_clocks.TicketClocks,
