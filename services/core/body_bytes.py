@@ -27,10 +27,14 @@ ACCEPTED = ("a number of bytes a window, such as 4MiB/second, 240 MiB per minute
 # A budget of body bytes as people write it, INTAKE_BYTE_RATE_LIMIT and a credential's
 # `byte_rate_limit` alike (one grammar: the units and the windows as written, in that
 # case): the number, its unit, and the window that `limits` reads. The least it takes,
-# 1 MiB a window, is `parse`'s.
+# LEAST, is `parse`'s: no pattern can say it.
 BYTE_RATE = text_forms.Form(
     r"^([1-9][0-9]{0,9}) ?(B|KiB|MiB|GiB)?( ?/ ?| per )"
     r"(([1-9][0-9]{0,8} ?)?(second|minute|hour|day|month|year)s?)$", ACCEPTED)
+# The least a window must hold, in words: `parse` refuses less, saying it, and a
+# credential's `byte_rate_limit` is described with it.
+LEAST = ("at least 1MiB a window, the largest body a request may send"
+         f" ({MAX_BODY_BYTES} bytes)")
 
 
 def parse(rate: str) -> limits.RateLimitItem:
@@ -42,9 +46,7 @@ def parse(rate: str) -> limits.RateLimitItem:
         raise ValueError(ACCEPTED)
     item = limits.parse(f"{int(match[1]) * _UNITS[match[2]]}/{match[4]}")
     if item.amount < MAX_BODY_BYTES:
-        raise ValueError(f"at least 1MiB a window, the largest body a request may send"
-                         f" ({MAX_BODY_BYTES} bytes), or such a body is never taken;"
-                         f" {ACCEPTED}")
+        raise ValueError(f"{LEAST}, or such a body is never taken; {ACCEPTED}")
     return item
 
 

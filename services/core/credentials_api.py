@@ -93,14 +93,12 @@ class CredentialTerms(request_bodies.RequestBody):
     rate_limit: str | None = Field(
         default=None, pattern=settings.RATE.pattern,
         description="Its own rate limit (platforms: on the intake; departments and admins:"
-                    " on reports, transfers and priority changes), e.g. 200/second,"
-                    " 6000/minute, 10 per second or 100/5 minutes")
+                    f" on reports, transfers and priority changes): {settings.RATE.words}")
 
     byte_rate_limit: str | None = Field(
         default=None, pattern=body_bytes.BYTE_RATE.pattern, max_length=credentials.MAX_RATE,
-        description="Its own budget of body bytes, on the routes its rate limit counts,"
-                    " e.g. 16MiB/second, 240 MiB per minute or 1048576/second (units B, KiB,"
-                    " MiB, GiB), at least 1 MiB a window")
+        description="Its own budget of body bytes, on the routes its rate limit counts:"
+                    f" {body_bytes.ACCEPTED}; {body_bytes.LEAST}")
 
     @field_validator("rate_limit")
     @classmethod

@@ -9,7 +9,7 @@ import jsonschema_rs
 import pydantic
 import pytest
 
-from services.core import credentials_api
+from services.core import body_bytes, credentials_api, settings
 from services.core.settings import Settings
 from services.router import app as router_app
 
@@ -168,3 +168,15 @@ def test_each_request_says_what_leaving_a_limit_out_does(field: str, setting: st
         "CredentialRequest": f"{described} (default: the service's {setting})",
         "CredentialChange": f"{described} (left out: unchanged; null for the service's"
                             f" {setting})"}
+
+
+@pytest.mark.parametrize(("field", "words"), [
+    ("rate_limit", [settings.RATE.words]),
+    ("byte_rate_limit", [body_bytes.ACCEPTED, body_bytes.LEAST])])
+def test_each_limit_is_described_in_its_forms_words(field: str, words: list[str]) -> None:
+    """A limit's description (the OpenAPI schema's, `routing credentials issue/change
+    --help`'s) says what its form takes in the words the form's refusals say, not a copy
+    of them that could fall behind."""
+    described = credentials_api.CredentialTerms.model_fields[field].description or ""
+    for said in words:
+        assert said in described
