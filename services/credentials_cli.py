@@ -119,9 +119,9 @@ def change(
         "byte_rate_limit", credentials_api.changed_without(
             "byte_rate_limit", back="--default-byte-rate-limit")))] = None,
     default_rate_limit: Annotated[bool, typer.Option(
-        help="Back to the service's INTAKE_RATE_LIMIT")] = False,
+        help=f"Back to {credentials_api.the_default('rate_limit')}")] = False,
     default_byte_rate_limit: Annotated[bool, typer.Option(
-        help="Back to the service's INTAKE_BYTE_RATE_LIMIT")] = False,
+        help=f"Back to {credentials_api.the_default('byte_rate_limit')}")] = False,
 ) -> None:
     """Change a credential's label or its own limits: every service takes the change
     within AUTH_CACHE_SECONDS. Its role and subject are fixed: issue a new one."""

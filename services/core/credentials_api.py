@@ -115,16 +115,21 @@ class CredentialTerms(request_bodies.RequestBody):
 LIMIT_SETTINGS = {"rate_limit": "INTAKE_RATE_LIMIT", "byte_rate_limit": "INTAKE_BYTE_RATE_LIMIT"}
 
 
+def the_default(field: str) -> str:
+    """What a credential without its own limit `field` gets, in words."""
+    return f"the service's {LIMIT_SETTINGS[field]}"
+
+
 def issued_without(field: str) -> str:
     """What issuing without the limit `field` gives, said after its description (the
     request's schema, `issue`'s help)."""
-    return f" (default: the service's {LIMIT_SETTINGS[field]})"
+    return f" (default: {the_default(field)})"
 
 
 def changed_without(field: str, *, back: str) -> str:
     """What a change leaving out the limit `field` does, and what `back` (null in the
     API, an option of `change`) does, said after its description."""
-    return f" (left out: unchanged; {back} for the service's {LIMIT_SETTINGS[field]})"
+    return f" (left out: unchanged; {back} for {the_default(field)})"
 
 
 def _limits_described(without: Callable[[str], str], also: JsonDict | None = None

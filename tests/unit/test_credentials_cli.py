@@ -235,3 +235,16 @@ def test_issue_and_change_say_a_term_as_the_api_describes_it(field: str) -> None
     assert described
     issued, changed = WITHOUT[field]
     assert helps == {"issue": [described + issued], "change": [described + changed]}
+
+
+@pytest.mark.parametrize(("field", "setting"), [("rate_limit", "INTAKE_RATE_LIMIT"),
+                                                ("byte_rate_limit", "INTAKE_BYTE_RATE_LIMIT")])
+def test_changes_default_options_name_the_setting_they_go_back_to(field: str,
+                                                                  setting: str) -> None:
+    """`--default-rate-limit` and `--default-byte-rate-limit` say the setting a credential
+    without the limit gets, as `--rate-limit`'s help says it."""
+    commands = typer.main.get_group(cli.app).commands["credentials"]
+    assert isinstance(commands, typer.core.TyperGroup)
+    helps = [param.help for param in commands.commands["change"].params
+             if param.name == f"default_{field}"]
+    assert helps == [f"Back to the service's {setting}"]
