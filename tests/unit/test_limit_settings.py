@@ -54,7 +54,7 @@ SAMPLES = {
         "4MiB/second", "240 MiB per minute", "1048576/second", "16 GiB / day", "1GiB/hour",
         "2048KiB/2 seconds", "2048kib/2 seconds", "4mib/second", "4MIB/second",
         "4MiB/SECOND", "4 MiB PER second", " 4MiB/second", "4MiB/second ", "4MiB  /second",
-        "4 megabytes a second"],
+        "4MiBper second", "4MiB persecond", "4 megabytes a second"],
 }
 
 
@@ -83,6 +83,8 @@ BREAKS = {
         "4MIB/second": "MiB, GiB as written", "4MiB/SECOND": "the window in lower case",
         "4 MiB PER second": "the window in lower case", " 4MiB/second": "none around it",
         "4MiB/second ": "none around it", "4MiB  /second": "at most one space",
+        "4MiBper second": "'per' takes one each side",
+        "4MiB persecond": "'per' takes one each side",
         "4 megabytes a second": "units B, KiB, MiB, GiB"},
 }
 
