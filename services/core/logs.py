@@ -17,6 +17,7 @@ from types import TracebackType
 
 import orjson
 from pydantic import ValidationError
+from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.orjson import OrjsonFormatter
 
 from services.core import data_paths, unicode_errors
@@ -44,6 +45,7 @@ def configure(settings: Settings, *, service: str) -> None:
             "%(asctime)s %(levelname)s %(name)s %(message)s",
             rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
             static_fields={"service": service},
+            reserved_attrs=[*RESERVED_ATTRS, *FOR_A_TERMINAL],
         ))
     else:
         handler.setFormatter(TextWithFields(f"%(asctime)s {service} %(levelname)s %(message)s"))
@@ -57,8 +59,14 @@ def configure(settings: Settings, *, service: str) -> None:
         logging.getLogger(client).setLevel(max(root.level, logging.WARNING))
 
 
-# What a log record holds of its own; the rest is what the call passed as `extra`.
-_RECORD_FIELDS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+# What a library passes as `extra` for a terminal alone, left out of a line: uvicorn's
+# `color_message`, its message again with ANSI escapes. The only extra the services'
+# libraries pass (tests/unit/test_logs.py reads their source for others).
+FOR_A_TERMINAL = frozenset({"color_message"})
+# What a log record holds of its own (and those); the rest is what the call passed as
+# `extra`.
+_NOT_FIELDS = (frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+               | FOR_A_TERMINAL)
 
 
 class _TimeBySecond(logging.Formatter):
@@ -90,7 +98,7 @@ class TextWithFields(_TimeBySecond):
     def formatMessage(self, record: logging.LogRecord) -> str:
         line = super().formatMessage(record)
         fields = " ".join(f"{key}={orjson.dumps(value, default=str).decode()}"
-                          for key, value in vars(record).items() if key not in _RECORD_FIELDS)
+                          for key, value in vars(record).items() if key not in _NOT_FIELDS)
         return f"{line} {fields}" if fields else line
 
 

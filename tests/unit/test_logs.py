@@ -3,7 +3,9 @@ the message and the fields passed as `extra`."""
 
 from __future__ import annotations
 
+import ast
 import asyncio
+import importlib.util
 import io
 import json
 import logging
@@ -12,12 +14,14 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import fastapi
 import httpx
 import pytest
 import sqlalchemy.exc
+import uvicorn
 from pydantic import ValidationError
 
-from services.core import faults, logs, tickets
+from services.core import faults, logs, serve, tickets
 from services.core.settings import Settings
 from tests.faults.test_broker_outage import requests_in_the_window
 
@@ -94,6 +98,68 @@ async def test_an_http_clients_request_lines_never_show_its_url(level: str) -> N
     written = stream.getvalue()
     assert "sent" in written  # the handler wrote at this level
     assert "SeCrEt-7" not in written
+
+
+@pytest.mark.parametrize("fmt", ["json", "text"])
+def test_uvicorns_lines_carry_no_terminal_colours(fmt: str) -> None:
+    """uvicorn passes its message again with ANSI escapes as `color_message`: noise in a
+    line, and an escape character in a log store. Its line as it logs it, served as a
+    service is (serve.config), keeps its message and loses that copy."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    logs.configure(Settings(log_format=fmt, log_level="INFO"), service="router")
+    stream = io.StringIO()
+    handler = root.handlers[0]
+    assert isinstance(handler, logging.StreamHandler)
+    handler.setStream(stream)
+    try:
+        server = uvicorn.Server(serve.config(fastapi.FastAPI(), Settings(), port=8080))
+        server.config.load()  # as serving does, before this line
+        server._log_started_message([])
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    written = stream.getvalue()
+    assert "Uvicorn running on http://127.0.0.1:8080 (Press CTRL+C to quit)" in written
+    assert "color_message" not in written
+    assert "\x1b" not in written and "\\u001b" not in written
+
+
+# The libraries whose loggers reach the services' logs.
+LOGGING_LIBRARIES = ("uvicorn", "starlette", "fastapi", "aiokafka", "sqlalchemy", "asyncpg",
+                     "aiosqlite", "httpx", "httpcore", "anyio", "alembic")
+
+
+def test_no_library_passes_an_extra_for_a_terminal_alone_but_those_left_out() -> None:
+    """logs.FOR_A_TERMINAL names the extras the libraries pass: read from their logging
+    calls, so that a new one after an upgrade is seen here, not in ops' logs."""
+    passed: set[str] = set()
+    for library in LOGGING_LIBRARIES:
+        spec = importlib.util.find_spec(library)
+        if spec is None or spec.origin is None:
+            continue
+        for source in Path(spec.origin).parent.rglob("*.py"):
+            text = source.read_text(encoding="utf-8")
+            if "extra=" not in text:
+                continue
+            for call in ast.walk(ast.parse(text)):
+                if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)
+                        and call.func.attr in LOGGING_CALLS):
+                    continue
+                for keyword in call.keywords:
+                    if keyword.arg != "extra":
+                        continue
+                    if isinstance(keyword.value, ast.Dict):
+                        passed |= {key.value for key in keyword.value.keys
+                                   if isinstance(key, ast.Constant)}
+                    elif isinstance(keyword.value, ast.Call):
+                        passed |= {named.arg for named in keyword.value.keywords
+                                   if named.arg is not None}
+    assert "color_message" in passed  # the reading finds uvicorn's
+    assert passed <= logs.FOR_A_TERMINAL
+
+
+LOGGING_CALLS = {"debug", "info", "warning", "warn", "error", "exception", "critical", "log"}
 
 
 def test_a_text_line_carries_the_fields_too() -> None:
