@@ -133,8 +133,9 @@ class _Credential(HTTPBearer):
         if self._roles is not None and principal.role not in self._roles:
             role = principal.role.value
             article = "an" if role[0] in "aeiou" else "a"
-            raise refusals.Refused(403, "forbidden", "this needs a credential of role"
-                                   f" {self._allowed}; yours is {article} {role} credential")
+            raise refusals.Refused(403, refusals.FORBIDDEN, "this needs a credential of"
+                                   f" role {self._allowed}; yours is {article} {role}"
+                                   " credential")
 
     # The principal rather than the bearer's token: FastAPI hands the routes what the
     # dependency returns, and reads no more of the base class than its OpenAPI model.
@@ -212,8 +213,8 @@ def require(*roles: access.Role, rate_limited: bool = False,
 
 def ensure_may_act_for(principal: access.Principal, department: str) -> None:
     if not principal.may_act_for(department):
-        raise refusals.Refused(403, "forbidden", "a department credential acts for its own"
-                                                  " department only")
+        raise refusals.Refused(403, refusals.FORBIDDEN, "a department credential acts for"
+                                                         " its own department only")
 
 
 Authenticated = Annotated[access.Principal, Depends(_Credential())]  # any role

@@ -103,7 +103,7 @@ class RateLimits:
         stats = self._limiter.get_window_stats(rate, principal.credential_id)
         retry_after = max(1, math.ceil(stats.reset_time - time.time()))
         raise refusals.Refused(
-            429, "rate_limited",
+            429, refusals.RATE_LIMITED,
             f"over this credential's limit of {rate}; retry after {retry_after}s",
             {"Retry-After": str(retry_after)})
 

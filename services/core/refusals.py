@@ -19,17 +19,40 @@ AUTH_REFUSED = Counter("routing_http_auth_refused", "Requests refused: unauthent
                        " budget of body bytes or asking for a second report at once (429),"
                        " by the role of the credential sent (none: no valid one)",
                        ["outcome", "role"])
+# The outcomes, each the `error` of its answers and the counter's `outcome` label.
+UNAUTHENTICATED = "unauthenticated"  # 401: no token, or one naming no live credential
+FORBIDDEN = "forbidden"  # 403: the credential's role or department does not allow it
+# 403: a department's ticket escalated out of it, by its own request or before it (the
+# router's verdicts.escalated_away, escalated_away_before).
+ESCALATED_AWAY = "escalated_away"
+RATE_LIMITED = "rate_limited"  # 429: over the credential's rate of requests
 # A body's bytes over its credential's budget (RateLimits.spend_bytes): its own outcome,
 # told from a flood of requests, since what to do about each differs.
 BYTE_RATE_LIMITED = "byte_rate_limited"
-# Each series at 0 from the start, so that its first refusal is an increase to Prometheus.
-AUTH_REFUSED.labels("unauthenticated", NO_ROLE)
-for _outcome in ("forbidden", "rate_limited", BYTE_RATE_LIMITED, "report_in_progress"):
-    for _role in access.Role:
-        AUTH_REFUSED.labels(_outcome, _role.value)
-# A department's ticket escalated out of it, by its own request or before it (the
-# router's verdicts.escalated_away, escalated_away_before): a department credential's alone.
-AUTH_REFUSED.labels("escalated_away", access.Role.DEPARTMENT.value)
+REPORT_IN_PROGRESS = "report_in_progress"  # 429: the credential's earlier report runs
+OUTCOMES = (UNAUTHENTICATED, FORBIDDEN, ESCALATED_AWAY, RATE_LIMITED, BYTE_RATE_LIMITED,
+            REPORT_IN_PROGRESS)
+
+
+def roles_refused(outcome: str) -> tuple[str, ...]:
+    """The roles (`role` labels) of the credentials an outcome can refuse: no valid one
+    for `unauthenticated`, a department's alone for `escalated_away`, any other."""
+    if outcome == UNAUTHENTICATED:
+        return (NO_ROLE,)
+    if outcome == ESCALATED_AWAY:
+        return (access.Role.DEPARTMENT.value,)
+    return tuple(role.value for role in access.Role)
+
+
+def start_at_zero(counter: Counter) -> None:
+    """Each outcome's series, by each role it can refuse, at 0 from the start, so that its
+    first refusal is an increase to Prometheus."""
+    for outcome in OUTCOMES:
+        for role in roles_refused(outcome):
+            counter.labels(outcome, role)
+
+
+start_at_zero(AUTH_REFUSED)
 
 
 class Refused(Exception):
@@ -41,12 +64,12 @@ class Refused(Exception):
 
 
 def unauthenticated() -> Refused:
-    return Refused(401, "unauthenticated", "send a token as `Authorization: Bearer <token>`",
+    return Refused(401, UNAUTHENTICATED, "send a token as `Authorization: Bearer <token>`",
                    {"WWW-Authenticate": "Bearer"})
 
 
 def unknown_token() -> Refused:
-    return Refused(401, "unauthenticated", "the token is unknown, revoked or malformed",
+    return Refused(401, UNAUTHENTICATED, "the token is unknown, revoked or malformed",
                    {"WWW-Authenticate": 'Bearer error="invalid_token"'})
 
 

@@ -187,9 +187,9 @@ class Turn:
                 yield
         except OneAtATime:
             raise refusals.Refused(
-                429, "report_in_progress", "this credential's earlier report is still"
-                " waiting or being computed; one report at a time per credential, retry"
-                f" after {self._retry_after}s", {"Retry-After": self._retry_after}) from None
+                429, refusals.REPORT_IN_PROGRESS, "this credential's earlier report is"
+                " still waiting or being computed; one report at a time per credential,"
+                f" retry after {self._retry_after}s", {"Retry-After": self._retry_after}) from None
         except CallerGone:
             logger.info("a report's caller left while it waited; its turn given up",
                         extra={"credential_id": principal.credential_id})
@@ -210,8 +210,8 @@ ReportTurn = Annotated[Turn, Depends(_turn)]
 # What a report route may answer besides its report (OpenAPI; its Retry-After is
 # documented with every 429, by http_docs).
 IN_PROGRESS: dict[int | str, dict[str, Any]] = {429: {
-    "description": "`report_in_progress`: this credential's earlier report still waits or is"
-                   " computed (one at a time); retry after Retry-After"}}
+    "description": f"`{refusals.REPORT_IN_PROGRESS}`: this credential's earlier report still"
+                   " waits or is computed (one at a time); retry after Retry-After"}}
 
 
 def _log_failure(task: asyncio.Task[Any]) -> None:

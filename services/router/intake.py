@@ -93,9 +93,10 @@ TicketId = Annotated[str, Path(min_length=1, max_length=identifiers.MAX_LENGTH,
 UNAVAILABLE: dict[int | str, dict[str, Any]] = {
     503: {"description": "Kafka did not acknowledge; retry after Retry-After"}}
 RATE_LIMITED: dict[int | str, dict[str, Any]] = {429: {
-    "description": "Over the credential's rate limit (`rate_limited`) or its budget of"
-                   " body bytes (`byte_rate_limited`, INTAKE_BYTE_RATE_LIMIT: refused before"
-                   " the body is read); retry after Retry-After"}}
+    "description": f"Over the credential's rate limit (`{refusals.RATE_LIMITED}`) or its"
+                   f" budget of body bytes (`{refusals.BYTE_RATE_LIMITED}`,"
+                   " INTAKE_BYTE_RATE_LIMIT: refused before the body is read); retry after"
+                   " Retry-After"}}
 
 api = APIRouter(prefix="/v1", tags=["tickets"])
 
@@ -136,7 +137,7 @@ def refused(refusal: service.Refused, router: bootstrap.Router, endpoint: str) -
     if refusal is service.KEY_IN_FLIGHT:
         return key_in_flight(refusal, router.settings)
     if refusal.refusal is service.Refusal.FORBIDDEN:
-        raise refusals.Refused(403, refusal.error or "forbidden", refusal.detail)
+        raise refusals.Refused(403, refusal.error or refusals.FORBIDDEN, refusal.detail)
     if refusal.refusal is service.Refusal.INVALID:
         raise http.InvalidField(refusal.field, refusal.detail)
     status = 404 if refusal.refusal is service.Refusal.NOT_FOUND else 409
