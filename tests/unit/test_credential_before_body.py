@@ -110,6 +110,30 @@ class Service:
                                        body: dict[str, Any]) -> dict[str, str]:
             return {}
 
+        # Two credentials, each refusing a department's in its own words: the answer is
+        # the first's the framework solves, the router's dependencies before the route's
+        # parameters, a dependency's own before it.
+        @self.app.post("/v1/admins-and-platforms", dependencies=auth.ADMIN_ONLY)
+        async def admins_and_platforms(principal: auth.Platform, body: dict[str, Any]
+                                       ) -> dict[str, str]:
+            return {}
+
+        @self.app.post("/v1/platforms-and-admins")
+        async def platforms_and_admins(principal: auth.Platform,
+                                       note: Annotated[str, Depends(admins_note)],
+                                       body: dict[str, Any]) -> dict[str, str]:
+            return {}
+
+        admitting_platforms = APIRouter(dependencies=[Depends(auth.require(
+            access.Role.PLATFORM))])
+
+        @admitting_platforms.post("/v1/platforms-then-admins")
+        async def platforms_then_admins(note: Annotated[str, Depends(admins_note)],
+                                        body: dict[str, Any]) -> dict[str, str]:
+            return {}
+
+        self.app.include_router(admitting_platforms)
+
         # One router included under three sets of dependencies: its route is a route of
         # each inclusion's, answered by that inclusion's dependencies alone.
         shared = APIRouter()
@@ -252,7 +276,13 @@ class TestARoleNotAdmittedIsRefusedBeforeTheBody:
         (PLATFORM, "/v1/through-a-dependency",
          "this needs a credential of role admin; yours is a platform credential"),
         (PLATFORM, "/v1/admins/shared",
-         "this needs a credential of role admin; yours is a platform credential")])
+         "this needs a credential of role admin; yours is a platform credential"),
+        (DEPARTMENT, "/v1/admins-and-platforms",
+         "this needs a credential of role admin; yours is a department credential"),
+        (DEPARTMENT, "/v1/platforms-and-admins",
+         "this needs a credential of role platform; yours is a department credential"),
+        (DEPARTMENT, "/v1/platforms-then-admins",
+         "this needs a credential of role platform; yours is a department credential")])
     @pytest.mark.parametrize("chunked", [False, True])
     async def test_the_body_is_never_read(self, service: Service, principal: access.Principal,
                                           path: str, detail: str, chunked: bool) -> None:
@@ -270,7 +300,10 @@ class TestARoleNotAdmittedIsRefusedBeforeTheBody:
     @pytest.mark.parametrize(("principal", "path"), [
         (PLATFORM, "/v1/admin-body"), (DEPARTMENT, "/v1/platforms"),
         (PLATFORM, "/v1/reports"), (ADMIN, "/v1/rate-limited"), (PLATFORM, "/v1/included"),
-        (PLATFORM, "/v1/through-a-dependency")])
+        (PLATFORM, "/v1/through-a-dependency"),
+        # Two credentials that refuse it: the first the framework solves answers.
+        (DEPARTMENT, "/v1/admins-and-platforms"), (DEPARTMENT, "/v1/platforms-and-admins"),
+        (DEPARTMENT, "/v1/platforms-then-admins")])
     async def test_the_answer_is_the_dependencys(self, service: Service,
                                                  principal: access.Principal,
                                                  path: str) -> None:
