@@ -53,7 +53,8 @@ app.add_typer(credentials_cli.app, name="credentials")
 app.command("simulate")(simulator_cli.simulate)
 app.add_typer(webhooks_cli.app, name="webhooks")
 
-segments = typer.Typer(help="Segment rules: check and analyse before use.", no_args_is_help=True)
+segments = command_line.App(help="Segment rules: check and analyse before use.",
+                            no_args_is_help=True)
 app.add_typer(segments, name="segments")
 
 
@@ -118,7 +119,7 @@ def recompute_tiers() -> None:
     typer.echo(f"tier changes: {len(recomputed.tier_changes)}; tier sizes: {recomputed.sizes}")
 
 
-dead_letters_cli = typer.Typer(help="Dead letters: what the stages could not process.",
+dead_letters_cli = command_line.App(help="Dead letters: what the stages could not process.",
                                no_args_is_help=True)
 app.add_typer(dead_letters_cli, name="dead-letters")
 

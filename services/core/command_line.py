@@ -7,15 +7,21 @@ date, a name), PostgreSQL's the row it did not take. An `App` prints its frames 
 and its message only where `logs.said` gives it; then exits 1, as Python does.
 A command checks what it is given as the HTTP API checks a body (`checked`), and says a
 refusal as the API does.
+
+An `App`'s command is listed in its group's `--help` by the first paragraph of its help
+(its docstring), as one paragraph wrapped to the terminal: typer's rich help keeps a
+docstring's line breaks in that list, where it rewraps them in the command's own help.
 """
 
 from __future__ import annotations
 
+import inspect
 import sys
 from typing import Any, TypeVar
 
 import typer
 from pydantic import BaseModel, ValidationError
+from typer.core import TyperGroup
 
 from services.core import logs, request_bodies
 
@@ -23,6 +29,9 @@ Body = TypeVar("Body", bound=BaseModel)
 
 
 class App(typer.Typer):
+    def __init__(self, **settings: Any) -> None:
+        super().__init__(**{"cls": _Group, **settings})
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         try:
             return super().__call__(*args, **kwargs)
@@ -30,6 +39,23 @@ class App(typer.Typer):
             typer.echo(logs.exception_text((type(error), error, error.__traceback__)),
                        err=True)
             sys.exit(1)
+
+
+class _Group(TyperGroup):
+    """A group whose commands are listed by `listed_help`, unless given a short help."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for command in self.commands.values():
+            if command.short_help is None:
+                command.short_help = listed_help(command.help or "")
+
+
+def listed_help(help_text: str) -> str:
+    """How a command is listed among its group's: its help's first paragraph, its line
+    breaks undone (the terminal wraps it)."""
+    first = inspect.cleandoc(help_text).partition("\f")[0].split("\n\n")[0]
+    return " ".join(first.split())
 
 
 def checked(body: type[Body], **given: object) -> Body:

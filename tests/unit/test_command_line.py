@@ -11,11 +11,14 @@ import tomllib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pydantic
 import pytest
 import typer
 from sqlalchemy.exc import IntegrityError
+from typer.core import TyperGroup
+from typer.testing import CliRunner
 
 from services import cli as routing_cli
 from services.core import access, command_line, tickets
@@ -125,3 +128,48 @@ def test_every_command_is_such_an_app() -> None:
     assert len(apps) == 2
     for app in [*apps, report.app]:
         assert isinstance(app, command_line.App), app
+
+
+def _groups(command: Any, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any]]:
+    """The groups under `command` (typer's own click), each with the words leading to it."""
+    if not isinstance(command, TyperGroup):
+        return []
+    return [(path, command), *(group for name, sub in command.commands.items()
+                               for group in _groups(sub, (*path, name)))]
+
+
+def _command_list(help_text: str) -> list[str]:
+    """The rows of the Commands panel of a group's rich `--help`, its borders taken off."""
+    lines = help_text.splitlines()
+    start = next(at for at, line in enumerate(lines) if "Commands" in line and "╭" in line)
+    rows = []
+    for line in lines[start + 1:]:
+        if line.startswith("╰"):
+            return rows
+        rows.append(line.strip().removeprefix("│ ").removesuffix("│").rstrip())
+    raise AssertionError(f"the Commands panel does not end:\n{help_text}")
+
+
+@pytest.mark.parametrize(("app", "groups_in_it"), [
+    (routing_cli.app, ["", "credentials", "webhooks", "segments", "dead-letters"]),
+    (department_cli.app, [""])], ids=["routing", "department"])
+def test_each_command_is_listed_in_one_line_on_a_wide_terminal(
+        app: typer.Typer, groups_in_it: list[str]) -> None:
+    """A command's entry in its group's `--help` is its help's first paragraph, wrapped by
+    the terminal only: on one wide enough for every entry, each is one line (a docstring's
+    line break, kept, broke entries mid-sentence)."""
+    groups = _groups(typer.main.get_command(app))
+    assert [" ".join(path) for path, _group in groups] == groups_in_it
+    for path, group in groups:
+        told = CliRunner().invoke(app, [*path, "--help"], env={"COLUMNS": "400"})
+        assert told.exit_code == 0, told.output
+        rows = _command_list(told.output)
+        assert len(rows) == len(group.commands), (path, rows)
+        assert not [row for row in rows if row.startswith(" ")], (path, rows)
+
+
+def test_a_command_is_listed_by_its_first_paragraph_as_one() -> None:
+    assert command_line.listed_help("""Run the rule set in force over the whole
+        customer base.
+
+        More about it.""") == "Run the rule set in force over the whole customer base."
