@@ -6,7 +6,8 @@ data the command failed on: pydantic's quotes the input it refused (a customer's
 date, a name), PostgreSQL's the row it did not take. An `App` prints its frames and class,
 and its message only where `logs.said` gives it; then exits 1, as Python does.
 A command checks what it is given as the HTTP API checks a body (`checked`), and says a
-refusal as the API does.
+refusal as the API does. A command asking an HTTP API says the API's refusal of a field
+as a refusal of the option the user typed (`refusal`: `--end`, not `body.end`).
 
 An `App`'s command is listed in its group's `--help` by the first paragraph of its help
 (its docstring), as one paragraph wrapped to the terminal: typer's rich help keeps a
@@ -16,7 +17,9 @@ docstring's line breaks in that list, where it rewraps them in the command's own
 from __future__ import annotations
 
 import inspect
+import json
 import sys
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 import typer
@@ -68,3 +71,32 @@ def checked(body: type[Body], **given: object) -> Body:
             where = ".".join(str(part) for part in problem["loc"]) or "options"
             typer.echo(f"{where}: {request_bodies.message_of(problem)}", err=True)
         raise typer.Exit(2) from exc
+
+
+def refusal(answer: str, options: Mapping[str, str]) -> str:
+    """An HTTP API's answer refusing a request, as the command that asked says it: each
+    field refused (the API's `fields`) named by the option that sets it (`options`: the
+    API's field to the option as the user types it, `body.end` to `--end`; a field within
+    one, `body.table.routes`, as `--table (routes)`), and what was wrong; a field no option
+    sets keeps the API's name. An answer without `fields` is passed on as it came."""
+    try:
+        said = json.loads(answer)
+    except ValueError:
+        return answer
+    fields = said.get("fields") if isinstance(said, dict) else None
+    if not isinstance(fields, list) or not fields \
+            or not all(isinstance(field, dict) for field in fields):
+        return answer
+    told = "; ".join(f"{option_of(str(field.get('field')), options)}: {field.get('problem')}"
+                     for field in fields)
+    return f"{said.get('error')}: {told}"
+
+
+def option_of(field: str, options: Mapping[str, str]) -> str:
+    """`field` (an HTTP API's, e.g. body.end) as the option of `options` that sets it."""
+    if field in options:
+        return options[field]
+    for api_field, option in options.items():
+        if field.startswith(f"{api_field}."):
+            return f"{option} ({field.removeprefix(f'{api_field}.')})"
+    return field

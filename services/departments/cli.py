@@ -260,9 +260,18 @@ def _a_key(key: str) -> bool:
         and intake_policy.KEY.fullmatch(key) is not None
 
 
+# The router's request fields as this tool's options and arguments set them (what one
+# refused is said as the option typed: command_line.refusal).
+OPTIONS = {"path.ticket_id": "ticket_id", "body.department": "--department",
+           "body.to_department": "--to", "body.from_department": "--department",
+           "body.priority": "--to", "body.reason": "--reason",
+           "header.Idempotency-Key": "--idempotency-key"}
+
+
 def _failure_of(error: BaseException) -> str:
     if isinstance(error, httpx.HTTPStatusError):
-        return f"{error.response.status_code} {error.response.text}"
+        return (f"{error.response.status_code}"
+                f" {command_line.refusal(error.response.text, OPTIONS)}")
     if retries.unconfirmed(error):
         return f"no answer from the router: {error}"
     return f"router unreachable: {error}"

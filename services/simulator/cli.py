@@ -12,9 +12,14 @@ from typing import Annotated, Any
 import httpx
 import typer
 
-from services.core import moments, report_client
+from services.core import command_line, moments, report_client
 from services.core.settings import from_environment
 from services.simulator import report, service
+
+# The request's fields (the API's) as the command's options set them.
+OPTIONS = {"body.start": "--start", "body.end": "--end", "body.table": "--table",
+           "body.table_version_id": "--table-version-id", "body.rules": "--rules",
+           "body.replications": "--replications"}
 
 
 def request_body(start: datetime, end: datetime, *, table: Path | None, rules: Path | None,
@@ -76,7 +81,8 @@ def simulate(
         typer.echo(f"cannot reach the router at {base}: {exc}", err=True)
         raise typer.Exit(1) from exc
     if answer.status_code != 200:
-        typer.echo(f"refused ({answer.status_code}): {answer.text}", err=True)
+        typer.echo(f"refused ({answer.status_code}):"
+                   f" {command_line.refusal(answer.text, OPTIONS)}", err=True)
         raise typer.Exit(1)
     result = answer.json()
     typer.echo(json.dumps(result, indent=2))

@@ -11,9 +11,10 @@ from typing import Any
 
 import httpx
 import pytest
+import typer
 from typer.testing import CliRunner
 
-from services.core import access
+from services.core import access, http
 from services.core.credentials_api import Holder
 from services.core.settings import Settings
 from services.departments import cli, queue
@@ -441,3 +442,32 @@ class TestKafkaPassword:
         assert result.exit_code == 1
         assert "password" not in result.output
         assert read_with == []
+
+
+class TestRefusedFieldsNameTheOptions:
+    """The router's refusal of a request field is said as one of the option typed
+    (command_line.refusal with cli.OPTIONS), not as the API's field."""
+
+    @pytest.mark.parametrize(("command", "field", "option"), [
+        (["transfer", "t-1", "--to", "public-sector", "--reason", "invoice"],
+         "body.to_department", "--to"),
+        (["transfer", "t-1", "--to", "billing", "--reason", " ", "--department", "care"],
+         "body.reason", "--reason"),
+        (["priority", "t-1", "--to", "1", "--reason", "outage"], "body.priority", "--to"),
+        (["respond", "t-1", "--department", "care"], "body.department", "--department")])
+    def test_a_field_refused_is_named_by_its_option(
+            self, router: Sent, monkeypatch: pytest.MonkeyPatch, command: list[str],
+            field: str, option: str) -> None:
+        answer = http.invalid([{"field": field, "problem": "what was wrong",
+                                "type": "value_error"}])  # the router's 422
+        monkeypatch.setattr(queue.httpx, "post", Sent(
+            answer.status_code, json.loads(bytes(answer.body))))
+        result = CliRunner().invoke(cli.app, command)
+        assert result.exit_code == 1
+        assert f"not recorded: 422 invalid_request: {option}: what was wrong" in result.output
+        assert field not in result.output
+
+    def test_every_option_named_is_one_of_the_tool(self) -> None:
+        typed = {option for command in typer.main.get_command(cli.app).commands.values()
+                 for param in command.params for option in [*param.opts, param.name]}
+        assert set(cli.OPTIONS.values()) <= typed

@@ -12,6 +12,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from services.core import http
 from services.simulator import api, cli, service
 
 
@@ -91,3 +92,49 @@ class TestCandidateFiles:
         assert result.exception is None or isinstance(result.exception, SystemExit)
         assert option in result.output and problem in result.output
         assert "a YAML or JSON file is accepted" in result.output
+
+
+class TestRefusalsNameTheOptions:
+    """The router's refusal of a field is said as one of the option the user typed
+    (`--end`), not of the API's field (`body.end`): command_line.refusal."""
+
+    def refused(self, monkeypatch: pytest.MonkeyPatch, fields: list[dict[str, str]]) -> str:
+        answer = http.invalid(fields)  # the API's 422, as its handlers answer
+        monkeypatch.setattr(cli.report_client, "asked_in_turn", lambda ask: httpx.Response(
+            answer.status_code, content=answer.body))
+        command = typer.Typer()
+        command.command()(cli.simulate)
+        result = CliRunner().invoke(command, [
+            "--start", "2026-11-02T00:00:00+00:00", "--end", "2027-11-03T00:00:00+00:00"],
+            env={"COLUMNS": "200"})
+        assert result.exit_code == 1
+        return result.output
+
+    def test_a_field_is_named_by_its_option(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        told = self.refused(monkeypatch, [
+            {"field": "body.end", "problem": "at most 366 days after start",
+             "type": "value_error"},
+            {"field": "body.table.routes", "problem": "line 3: not a list",
+             "type": "value_error"}])
+        assert "--end: at most 366 days after start" in told
+        assert "--table (routes): line 3: not a list" in told
+        assert "body." not in told
+
+    def test_a_field_no_option_sets_keeps_the_api_name(
+            self, monkeypatch: pytest.MonkeyPatch) -> None:
+        told = self.refused(monkeypatch, [
+            {"field": "header.Authorization", "problem": "send a credential",
+             "type": "value_error"}])
+        assert "header.Authorization: send a credential" in told
+
+    def test_every_field_the_command_sends_has_its_option(self) -> None:
+        sent = cli.request_body(datetime(2026, 11, 2, tzinfo=UTC), datetime(
+            2026, 11, 3, tzinfo=UTC), table=None, rules=None, table_version_id=None,
+            replications=1)
+        assert set(cli.OPTIONS) == {f"body.{field}" for field in sent}
+        assert set(sent) <= set(api.SimulationRequest.model_fields)
+        command = typer.Typer()
+        command.command()(cli.simulate)
+        typed = {option for param in typer.main.get_command(command).params
+                 for option in param.opts}
+        assert set(cli.OPTIONS.values()) <= typed
