@@ -120,7 +120,7 @@ def recompute_tiers() -> None:
 
 
 dead_letters_cli = command_line.App(help="Dead letters: what the stages could not process.",
-                               no_args_is_help=True)
+                                    no_args_is_help=True)
 app.add_typer(dead_letters_cli, name="dead-letters")
 
 

@@ -18,8 +18,9 @@ from services.core.credentials import LIMITS, Credential, Credentials, Revoked
 from services.core.settings import Settings, from_environment
 from services.router import table_file
 
-app = command_line.App(help="Credentials: platforms' API keys, departments' and admins' tokens.",
-                  no_args_is_help=True)
+app = command_line.App(
+    help="Credentials: platforms' API keys, departments' and admins' tokens.",
+    no_args_is_help=True)
 
 
 @contextlib.asynccontextmanager

@@ -16,7 +16,7 @@ from services.core.settings import from_environment
 from services.webhooks import api, endpoint_store, models, outbox_store, pages, service
 
 app = command_line.App(help="Callbacks to the platforms: endpoints, secrets, dead letters.",
-                  no_args_is_help=True)
+                       no_args_is_help=True)
 T = TypeVar("T")
 
 
