@@ -65,7 +65,8 @@ def documented() -> APIRouter:
             name, _sent, methods=["POST"], name=name, summary=catalog.TOLD[kind],
             description="Sent to the endpoint registered for the ticket's platform, signed"
                         " per the Standard Webhooks spec; at least once, in any order"
-                        " (order by data.occurred_at).",
+                        " (order by data.occurred_at)."
+                        + (f" {catalog.MORE[kind]}" if kind in catalog.MORE else ""),
             status_code=204, responses=ANSWERS, operation_id=f"callback_{kind.name.lower()}",
             openapi_extra={"requestBody": {"content": {"application/json": {"schema": {
                 "$ref": body, "properties": {"type": {"const": name}}}}}}})

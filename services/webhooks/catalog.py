@@ -35,12 +35,24 @@ TOLD: dict[events.TicketEventType, str] = {
     Type.DEADLINES_CHANGED: "The ticket's deadlines changed: its clocks paused, resumed, or"
                             " a next response started",
     Type.TARGET_WARNING: "A share of a service-level target was spent (the target)",
-    Type.ESCALATED: "The ticket was escalated: level 1 on a breach, or 2; its deadlines",
+    Type.ESCALATED: "A service-level target of the ticket was escalated: its target, its level"
+                    " (1 on a breach, or 2), from_department, the department, its deadlines",
     Type.TRANSFERRED: "The ticket was transferred: from_department, the new department, its"
                       " deadlines recomputed",
     Type.PRIORITY_CHANGED: "The ticket's priority changed: the new priority, its deadlines"
                            " recomputed",
     Type.RESOLVED: "The ticket was resolved",
+}
+# What more a receiver needs to know of a type's callbacks, added to its description.
+MORE: dict[events.TicketEventType, str] = {
+    # One escalation event per clock (service_clocks.escalation): so told, with the
+    # fields that tell the callbacks of one hand-over apart.
+    Type.ESCALATED: "One callback per target escalated, named by data.target and"
+                    " data.level: targets escalated together, in one hand-over, are a"
+                    " callback each (each its own webhook-id), with the same"
+                    " data.occurred_at, data.from_department and data.department. A"
+                    " ticket routed before the service-level clocks existed is escalated"
+                    " once, on its first response, without target or level.",
 }
 # Lifecycle event type -> the event name the platform receives.
 WEBHOOK_EVENTS: dict[events.TicketEventType, str] = {kind: kind.value for kind in TOLD}

@@ -38,7 +38,9 @@ from services.router.service import Refusal, Refused, verdicts
 from services.router.service.verdicts import HANDOVER_IN_FLIGHT, RESOLVED, TRACE_FULL
 from services.router.store import Dispatch
 from services.simulator import history
+from services.webhooks import catalog, payloads
 from tests.routing_tables import routing_table_file
+from tests.unit import test_callbacks_openapi
 from tests.unit.router_fakes import Wired, wired
 from tests.unit.test_outage import as_sqlalchemy_raises
 
@@ -883,6 +885,33 @@ class TestDeadlinesPassedTogether:
             (TicketEventType.TARGET_WARNING, "resolution", "public_sector"),
             (TicketEventType.ESCALATED, "first_response", "key_accounts")]
 
+    async def test_a_platform_tells_the_callbacks_of_one_hand_over_apart(
+            self, tmp_path: Path) -> None:
+        """Both breaches sent before a transfer asked at 15:30: one hand-over, and a
+        `ticket.escalated` callback per target, as documented (README, "Service-level
+        lifecycle"). The platform is told so, in each callback's OpenAPI description: the
+        fields that tell the two apart, and those that say they are one hand-over."""
+        router = self.router(tmp_path)
+        at = self.RESOLUTION + timedelta(minutes=30)
+        assert await service.transfer(
+            "t-1", to_department="customer_care", reason="theirs", from_department=None,
+            principal=ADMIN, routed=router.routed, publisher=router.publisher,
+            table=router.router.table.current, queue_for=router.router.queue_for,
+            now=at) == service.Transferred("t-1", "customer_care")
+        sent = [(item.event.id, payloads.callback_of(
+            events.read(item.event), correlation_id=item.event.correlation_id))
+            for item in router.publisher.published if item.topic == topics.EVENTS
+            and item.event.type == TicketEventType.ESCALATED]
+        [(first_id, first), (second_id, second)] = sent
+        assert catalog.delivery_id(first_id) != catalog.delivery_id(second_id)
+        one, other = (body.data.model_dump(exclude_none=True) for body in (first, second))
+        apart = sorted(name for name in one | other if one.get(name) != other.get(name))
+        together = ["department", "from_department", "occurred_at"]
+        assert (apart, [one[name] for name in together]) == (
+            ["target"], ["key_accounts", "public_sector", at])
+        told = test_callbacks_openapi.operation("ticket.escalated")["description"]
+        assert all(f"data.{name}" in told for name in [*apart, "level", *together])
+
     async def test_a_deadline_passed_after_the_escalation_is_the_next_departments(
             self, tmp_path: Path) -> None:
         """The rule's other side: the watch escalated the first response at 13:00:02;
@@ -1571,6 +1600,9 @@ class TestEscalateDue:
         assert queue.topic == "dept.key_accounts.high"  # public_sector escalates there
         assert lifecycle.event.type == TicketEventType.ESCALATED
         assert lifecycle.event.correlation_id == "corr-platform-1"
+        # Its one escalation, its callback without target or level (README, "Webhooks").
+        told = payloads.callback_of(events.read(lifecycle.event), correlation_id="c").data
+        assert (told.target, told.level) == (None, None)
         assert router.routed.rows["t-1"].escalated
         assert await self.escalate(router, late) == 0
 
