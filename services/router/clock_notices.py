@@ -68,6 +68,9 @@ class Escalation:
     ticket: tickets.RoutedTicket | None  # its copy there (None: kept as it is)
     move: ClockChange  # the clocks marked and rebased
     escalated: tuple[Escalated, ...]
+    # The clocks marked alone, where the ticket is: what a published escalation whose
+    # record failed for the ticket's own reason records (clock_watch.checked_again_later).
+    mark: ClockChange
 
 
 def escalation(row: RoutedTicketRow, owed: service_clocks.Owed,
@@ -97,12 +100,17 @@ def escalation(row: RoutedTicketRow, owed: service_clocks.Owed,
     why = f"; {escalation.why}" if escalation.why and target == escalation.to else ""
     new_calendar = table.policy(target).calendar if target else policy.calendar
 
-    def move(current: service_clocks.TicketClocks,
-             department: str) -> service_clocks.TicketClocks:
+    def mark(current: service_clocks.TicketClocks,
+             _department: str) -> service_clocks.TicketClocks:
         updated = current
         for clock, marked in zip(escalated, marks, strict=True):
             updated = updated.with_clock(
                 clocks.with_escalation_marks(updated.as_now(clock), marked))
+        return updated
+
+    def move(current: service_clocks.TicketClocks,
+             department: str) -> service_clocks.TicketClocks:
+        updated = mark(current, department)
         if target is None:
             return updated
         return service_clocks.handed_over(updated, now, table.policy(department).calendar,
@@ -137,7 +145,7 @@ def escalation(row: RoutedTicketRow, owed: service_clocks.Owed,
         target or row.department, list(outputs), steps, ticket, move,
         tuple(Escalated(clock.target, level, _due(clock, level),
                         row.department, target or row.department)
-              for clock, level in zip(escalated, levels, strict=True)))
+              for clock, level in zip(escalated, levels, strict=True)), mark)
 
 
 def _due(clock: clocks.Clock, level: int) -> datetime | None:

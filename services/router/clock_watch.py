@@ -8,7 +8,9 @@ its second level, together, an event per clock (service_clocks.escalation: where
 clock_notices builds them). All are published under one claim of the ticket as read
 (ports.publish_claimed), before the clocks record them and end it: two sendings at once
 (the watch's, a hand-over's on another router) publish them once; a crash in between
-sends them again at the next check (at least once), rather than never.
+sends them again at the next check (at least once), rather than never. A record that
+fails for a reason of the ticket's own, not an outage, ends them (checked_again_later),
+rather than have every later check publish them again.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from datetime import datetime, timedelta
 
 from prometheus_client import Counter
 
-from services.core import faults, kafka
+from services.core import faults
 from services.router import (
     clock_notices,
     dispatch,
@@ -42,7 +44,8 @@ WARNINGS = Counter("routing_router_target_warnings_total",
                    ["department", "target"])
 FAILED = Counter("routing_router_clock_checks_failed_total",
                  "Tickets whose service-level notice failed for a reason of their own"
-                 " (checked again later; the log names the ticket)", ["department"])
+                 " (checked again later; an escalation published and not recorded, ended;"
+                 " the log names the ticket)", ["department"])
 # How long a ticket whose notice failed waits before it is checked again (a routing
 # table fixed meanwhile is in force by then).
 CHECK_AGAIN_AFTER_FAILURE = timedelta(minutes=15)
@@ -107,9 +110,11 @@ async def checked_again_later(routed: ports.Routed, error: Exception, row: Route
     conflict: if so it is counted and logged, and the ticket's clocks are checked again
     CHECK_AGAIN_AFTER_FAILURE later, not before, whether the watch or a hand-over
     (send_owed) sent it, and whether the ticket has clocks or not (its escalation:
-    escalation.owes_escalation)."""
-    if isinstance(error, kafka.PublishFailed) \
-            or faults.classify(error) is not faults.Fault.RECORD:
+    escalation.owes_escalation). An escalation published whose record failed so is
+    ended instead (_ended), not checked again: it would be published again."""
+    if isinstance(error, ports.Unrecorded) and await _ended(error, row):
+        return True
+    if not ports.the_tickets_own(error):
         return False
     FAILED.labels(row.department).inc()
     logger.error("a ticket's service-level notice failed; checked again later",
@@ -121,6 +126,30 @@ async def checked_again_later(routed: ports.Routed, error: Exception, row: Route
     if row.next_clock_check is not None or row.service_clocks is None:
         await routed.postpone_clock_check(row.ticket_id, now + CHECK_AGAIN_AFTER_FAILURE,
                                           read=row.next_clock_check)
+    return True
+
+
+async def _ended(error: ports.Unrecorded, row: RoutedTicketRow) -> bool:
+    """A notice published whose record failed for the ticket's own reason, ended: counted
+    and logged with its reason, and its clocks marked as it marks them (without clocks:
+    marked escalated), where the store has the ticket, so that no check publishes it
+    again (it was, every CHECK_AGAIN_AFTER_FAILURE, for as long as the store refused
+    it). Whether it was: an ending the store refuses for the ticket's own reason too
+    leaves the notice to be checked again later, as one not published is; an outage
+    raises (the check runs again)."""
+    cause = error.__cause__ or error
+    FAILED.labels(row.department).inc()
+    logger.error("a ticket's service-level notice was published, and its record failed for"
+                 " a reason of the ticket's own: ended, not published again",
+                 extra={"ticket_id": row.ticket_id, "department": row.department,
+                        "error_class": type(cause).__name__, "reason": faults.reason(cause),
+                        "where": faults.where(cause)})
+    try:
+        await error.end()
+    except Exception as failed:
+        if not ports.the_tickets_own(failed):
+            raise
+        return False
     return True
 
 
@@ -229,7 +258,14 @@ async def _notice(routed: ports.Routed, publisher: ports.Publisher, row: RoutedT
             routed.record_handover, row.ticket_id, department=escalation.to,
             steps=escalation.steps, ticket=escalation.ticket, now=now, move_clocks=moved,
             claim=claim, escalated=bool(owed.breached))
-    await ports.record_published(record, claim=claim, ticket_id=row.ticket_id)
+    ended = None
+    if escalation is not None:
+        def marked(current: service_clocks.TicketClocks,
+                   department: str) -> service_clocks.TicketClocks:
+            return escalation.mark(warned(current, department), department)
+
+        ended = functools.partial(routed.update_clocks, row.ticket_id, marked, claim=claim)
+    await ports.record_published(record, claim=claim, ticket_id=row.ticket_id, end=ended)
     for clock in owed.warnings:
         WARNINGS.labels(row.department, clock.target).inc()
         logger.info("service-level warning", extra={"ticket_id": row.ticket_id,

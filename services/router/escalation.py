@@ -94,7 +94,8 @@ async def escalate(routed: ports.Routed, publisher: ports.Publisher, row: Routed
     await ports.record_published(functools.partial(
         routed.record_handover, row.ticket_id, department=target, steps=[step],
         ticket=ticket, now=now, claim=claim, escalated=True),
-        claim=claim, ticket_id=row.ticket_id)
+        claim=claim, ticket_id=row.ticket_id,
+        end=functools.partial(routed.mark_escalated, row.ticket_id))
     ESCALATIONS.labels(held_by, target).inc()
     logger.info("ticket escalated", extra={"ticket_id": row.ticket_id,
                                            "department": held_by, "escalated_to": target})

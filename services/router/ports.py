@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from services.core import db, kafka, tickets
+from services.core import db, faults, kafka, tickets
 from services.core.settings import Settings
 from services.core.transactional_publisher import longest_publish
 from services.router import overflow, routing
@@ -126,6 +126,26 @@ async def publish_claimed(routed: Routed, publisher: Publisher, row: RoutedTicke
     return claim
 
 
+def the_tickets_own(error: BaseException) -> bool:
+    """Whether a hand-over's notice (a clock's warning or escalation) failed for a reason
+    of the ticket's own (its stored clocks or copy, a deadline its department's calendar
+    cannot give, a value the store refuses), not an outage, a publish that failed, or a
+    conflict in the store (a deadlock): one the same try meets again."""
+    return not isinstance(error, kafka.PublishFailed) \
+        and faults.classify(error) is faults.Fault.RECORD
+
+
+class Unrecorded(Exception):
+    """A notice published whose record failed for a reason of the ticket's own
+    (the_tickets_own; the cause): tried again, it would be published again, and fail
+    again. `end` records in its place what keeps it from being published again (the
+    clocks marked as it marks them; a ticket without clocks, marked escalated)."""
+
+    def __init__(self, end: Callable[[], Awaitable[None]]) -> None:
+        super().__init__("a published notice's record failed for the ticket's own reason")
+        self.end = end
+
+
 # The first pause before a published hand-over's record is tried again, doubled each
 # time up to the last (record_published).
 RECORD_RETRY_FIRST_SECONDS = 0.05
@@ -142,7 +162,7 @@ class Record(Protocol):
 async def record_published(record: Record, *, claim: datetime,
                            ticket_id: str,
                            pause: Callable[[float], Awaitable[None]] = asyncio.sleep,
-                           ) -> None:
+                           end: Callable[[], Awaitable[None]] | None = None) -> None:
     """The record that ends a published hand-over's (or priority change's) `claim`:
     tried again while the store turns it back for a moment (a conflict with another
     transaction, an outage), for as long as the claim stands (claim_hold leaves it one
@@ -151,7 +171,19 @@ async def record_published(record: Record, *, claim: datetime,
     once the claim ended would publish it a second time. An error may come once the
     record was committed (a connection dropped on COMMIT): a record tried `again` applies
     nothing its first attempt wrote (its steps found in the trace). Past the claim, or
-    for any other error, it raises (the caller answers 503, or the check runs again)."""
+    for any other error, it raises (the caller answers 503, or the check runs again); with
+    an `end` (the clock watch's notices), an error of the ticket's own raises Unrecorded
+    from it, for the watch to end the notice with."""
+    try:
+        await _recorded(record, claim=claim, ticket_id=ticket_id, pause=pause)
+    except Exception as error:
+        if end is None or not the_tickets_own(error):
+            raise
+        raise Unrecorded(end) from error
+
+
+async def _recorded(record: Record, *, claim: datetime, ticket_id: str,
+                    pause: Callable[[float], Awaitable[None]]) -> None:
     wait, again = RECORD_RETRY_FIRST_SECONDS, False
     while True:
         try:
