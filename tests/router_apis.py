@@ -65,11 +65,14 @@ class RouterApis:
 
 
 @asynccontextmanager
-async def router_apis(database_url: str, kafka_bootstrap: str, table: Path,
-                      *apis: APIRouter, **settings_given: Any) -> AsyncIterator[RouterApis]:
+async def router_apis(database_url: str, kafka_bootstrap: str, folder: Path,
+                      *apis: APIRouter, table: str = CUSTOMER_CARE_ONLY,
+                      **settings_given: Any) -> AsyncIterator[RouterApis]:
     """`apis` served over the store of `database_url` (migrated) and the routing table
-    file `table`, publishing on `tickets.events` of `kafka_bootstrap`, with the settings
-    given beside those (`intake_byte_rate_limit=...`)."""
+    `table` (YAML text, written into `folder`), publishing on `tickets.events` of
+    `kafka_bootstrap`, with the settings given beside those (`intake_byte_rate_limit=...`)."""
+    table_path = folder / "routing.yaml"
+    table_path.write_text(table, encoding="utf-8")
     settings = Settings(kafka_bootstrap_servers=kafka_bootstrap, database_url=database_url,
                         **settings_given)
     await kafka.ensure_topics(settings, [topics.EVENTS])
@@ -83,7 +86,7 @@ async def router_apis(database_url: str, kafka_bootstrap: str, table: Path,
     routed, keys = RoutedTickets(sessions), IntakeKeys(sessions)
     service_context.install(app, settings).provide(bootstrap.wire(
         settings, routed=routed, intake_keys=keys, publisher=publisher,
-        table=LiveConfig("routing_table", table, table_file.parse)))
+        table=LiveConfig("routing_table", table_path, table_file.parse)))
     try:
         async with credentials.authenticating(app, database_url) as store, httpx.AsyncClient(
                 transport=httpx.ASGITransport(app=app), base_url="http://router") as client:
@@ -97,13 +100,10 @@ async def router_apis(database_url: str, kafka_bootstrap: str, table: Path,
 async def intake_apis(database_url: str, kafka_bootstrap: str, folder: Path,
                       *apis: APIRouter, table: str = CUSTOMER_CARE_ONLY,
                       **settings_given: Any) -> AsyncIterator[RouterApis]:
-    """The intake and `apis` (router_apis) over the routing table `table` (YAML text),
-    written into `folder`, the intake publishing the tickets on tickets.incoming (made
-    here) and their `received` events on tickets.events."""
-    table_path = folder / "routing.yaml"
-    table_path.write_text(table, encoding="utf-8")
+    """router_apis with the intake among its APIs, the intake publishing the tickets on
+    tickets.incoming (made here) and their `received` events on tickets.events."""
     await kafka.ensure_topics(Settings(kafka_bootstrap_servers=kafka_bootstrap),
                               [topics.INCOMING])
-    async with router_apis(database_url, kafka_bootstrap, table_path, intake.api, *apis,
-                           **settings_given) as served:
+    async with router_apis(database_url, kafka_bootstrap, folder, intake.api, *apis,
+                           table=table, **settings_given) as served:
         yield served

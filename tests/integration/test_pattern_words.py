@@ -16,15 +16,15 @@ from tests import credentials
 from tests.router_apis import (
     CUSTOMER_CARE_AND_BILLING,
     RouterApis,
-    intake_apis,
     routed_ticket,
+    router_apis,
 )
 
 
 @pytest.fixture
 async def router(database_url: str, kafka_bootstrap: str,
                  tmp_path: Path) -> AsyncIterator[RouterApis]:
-    async with intake_apis(database_url, kafka_bootstrap, tmp_path, credentials_api.api,
+    async with router_apis(database_url, kafka_bootstrap, tmp_path, credentials_api.api,
                            tickets_api.api, table=CUSTOMER_CARE_AND_BILLING) as apis:
         yield apis
 

@@ -64,9 +64,8 @@ class Router:
 @pytest.fixture
 async def router(database_url: str, kafka_bootstrap: str,
                  tmp_path: Path) -> AsyncIterator[Router]:
-    table = tmp_path / "routing.yaml"
-    table.write_text(TABLE, encoding="utf-8")
-    async with router_apis(database_url, kafka_bootstrap, table, tickets_api.api) as apis:
+    async with router_apis(database_url, kafka_bootstrap, tmp_path, tickets_api.api,
+                           table=TABLE) as apis:
         yield Router(apis.client, apis.routed, apis.credentials, kafka_bootstrap)
 
 
