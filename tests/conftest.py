@@ -153,11 +153,14 @@ def demo_pipeline(kafka_bootstrap: str, home: Path, *, customers: int = 300,
                   extra_env: dict[str, str] | None = None) -> Iterator[Pipeline]:
     """The whole pipeline running on a SQLite store with `customers` demo customers, in
     `home`; routing by `table` (YAML text, written to routing.yaml there) if given, else
-    by the tests' table."""
+    by the file ROUTING_TABLE_FILE of `extra_env` names, else by the tests' table."""
     import asyncio
 
     from devtools import demo
 
+    if table is not None and "ROUTING_TABLE_FILE" in (extra_env or {}):
+        raise ValueError("demo_pipeline: give the routing table as `table` (its text) or as"
+                         " ROUTING_TABLE_FILE in `extra_env` (its file), not both")
     database_url = f"sqlite+aiosqlite:///{home / 'store.db'}"
     asyncio.run(demo.seed_if_empty(database_url, count=customers))
     env = dict(extra_env or {})
