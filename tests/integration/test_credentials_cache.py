@@ -1,12 +1,18 @@
-"""A credential whose cache entry expires while it is being checked is read again from
-the store (SQLite), never a server error: the cache is read once per check. Requests that
-find its entry expired at once share one read of the store, and a read under way when the
-credential is revoked keeps nothing."""
+"""A credential looked up is kept for the cache's time and read again from the store
+(SQLite) once its entry expires; one whose entry expires while it is being checked is read
+again, never a server error: the cache is read once per check. Requests that find its
+entry expired at once share one read of the store, and a read under way when the
+credential is revoked keeps nothing.
+
+The tests see the cache from outside: the reads of the credentials table as the driver
+runs them, and the clock its entries expire by (cachetools' TTLCache, as
+services/core/credential_cache.py builds it, given a clock the test moves)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -16,7 +22,7 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util import await_only
 
-from services.core import access, db, migrate
+from services.core import access, credential_cache, db, migrate
 from services.core.credentials import Credentials
 
 
@@ -41,9 +47,33 @@ async def engine(sqlite_url: str) -> AsyncIterator[AsyncEngine]:
         await engine.dispose()
 
 
+class Clock:
+    """The time the credentials' caches built here go by: still unless moved."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def move(self, seconds: float) -> None:
+        self.now += seconds
+
+
 @pytest.fixture
-def credentials(engine: AsyncEngine) -> Credentials:
-    return Credentials(db.sessions(engine), cache_seconds=60)
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    """The clock of the caches of the Credentials built from here on."""
+    clock = Clock()
+    monkeypatch.setattr(credential_cache, "TTLCache", functools.partial(TTLCache, timer=clock))
+    return clock
+
+
+CACHE_SECONDS = 60
+
+
+@pytest.fixture
+def credentials(engine: AsyncEngine, clock: Clock) -> Credentials:
+    return Credentials(db.sessions(engine), cache_seconds=CACHE_SECONDS)
 
 
 def _reads_credentials(statement: str) -> bool:
@@ -64,25 +94,40 @@ def reads(engine: AsyncEngine) -> Iterator[list[str]]:
     event.remove(engine.sync_engine, "before_cursor_execute", count)
 
 
+class TestKeptForTheCachesTime:
+    async def test_a_credential_is_read_once_then_again_when_its_entry_expires(
+            self, credentials: Credentials, clock: Clock, reads: list[str]) -> None:
+        _, token = await credentials.issue(access.Role.PLATFORM, "desk")
+        for _ in range(3):
+            assert await credentials.authenticate(token) is not None
+        clock.move(CACHE_SECONDS - 1)
+        assert await credentials.authenticate(token) is not None
+        assert len(reads) == 1  # kept
+        clock.move(1)  # its entry expired
+        assert await credentials.authenticate(token) is not None
+        assert len(reads) == 2
+
+
 class TestExpiryDuringACheck:
     async def test_the_credential_is_read_again_from_the_store(
-            self, credentials: Credentials) -> None:
+            self, engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr(credential_cache, "TTLCache", ExpiringOnRead)
+        credentials = Credentials(db.sessions(engine), cache_seconds=CACHE_SECONDS)
         _, token = await credentials.issue(access.Role.PLATFORM, "desk")
-        credentials._cache._looked = ExpiringOnRead(maxsize=10, ttl=60)
         principal = await credentials.authenticate(token)
         assert principal is not None and principal.subject == "desk"
 
 
 class TestRequestsAtOnce:
     async def test_requests_finding_the_entry_expired_share_one_read(
-            self, credentials: Credentials, reads: list[str]) -> None:
+            self, credentials: Credentials, clock: Clock, reads: list[str]) -> None:
         _, token = await credentials.issue(access.Role.PLATFORM, "desk")
         principals = await asyncio.gather(*(credentials.authenticate(token)
                                             for _ in range(40)))
         assert all(principal is not None and principal.subject == "desk"
                    for principal in principals)
         assert len(reads) == 1
-        credentials._cache._looked.clear()  # the entry expired: read again, once
+        clock.move(CACHE_SECONDS)  # the entry expired: read again, once
         await asyncio.gather(*(credentials.authenticate(token) for _ in range(40)))
         assert len(reads) == 2
 
@@ -145,10 +190,10 @@ class TestAChangedCredential:
     AUTH_CACHE_SECONDS, when what they read of it expires."""
 
     async def test_another_service_takes_it_when_its_entry_expires(
-            self, engine: AsyncEngine, credentials: Credentials) -> None:
+            self, engine: AsyncEngine, credentials: Credentials, clock: Clock) -> None:
         issued, token = await credentials.issue(access.Role.PLATFORM, "desk",
                                                 rate_limit="100/second")
-        other = Credentials(db.sessions(engine), cache_seconds=60)
+        other = Credentials(db.sessions(engine), cache_seconds=CACHE_SECONDS)
         assert await credentials.authenticate(token) is not None  # both read it
         assert await other.authenticate(token) is not None
 
@@ -157,7 +202,7 @@ class TestAChangedCredential:
         mine, kept = await credentials.authenticate(token), await other.authenticate(token)
         assert mine is not None and mine.rate_limit == "5/second"
         assert kept is not None and kept.rate_limit == "100/second"  # within its cache time
-        other._cache._looked.clear()  # its entry expired
+        clock.move(CACHE_SECONDS)  # its entry expired
         read = await other.authenticate(token)
         assert read is not None and read.rate_limit == "5/second"
 
@@ -177,12 +222,13 @@ class TestAChangedCredential:
 
 class TestAReadThatHangs:
     async def test_it_fails_as_an_outage_would_for_every_request_waiting_on_it(
-            self, engine: AsyncEngine) -> None:
-        credentials = Credentials(db.sessions(engine), cache_seconds=60, read_seconds=0.2)
+            self, engine: AsyncEngine, clock: Clock) -> None:
+        credentials = Credentials(db.sessions(engine), cache_seconds=CACHE_SECONDS,
+                                  read_seconds=0.2)
         _, platform_token = await credentials.issue(access.Role.PLATFORM, "desk")
         _, department_token = await credentials.issue(access.Role.DEPARTMENT, "billing")
         assert await credentials.authenticate(platform_token) is not None  # read once
-        credentials._cache._looked.clear()
+        clock.move(CACHE_SECONDS)  # its entry expired
         never = asyncio.Event()
 
         def hang(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
