@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -57,12 +58,23 @@ _OUTAGE_STATES = ("08", "53", "57P", "25P03", "57014")
 # not its others: 40003, statement completion unknown, may have taken effect), and a
 # lock not had within the server's lock_timeout (55P03: other transactions held it).
 _CONFLICT_STATES = ("40001", "40P01", "55P03")
+# SQLite raises most of its failures as OperationalErrors, those of the file (locked,
+# disk I/O, cannot be opened, full: outages, waited out) and a plain SQL error alike
+# (SQLITE_ERROR: no such table or column, a syntax error; PostgreSQL's are
+# ProgrammingErrors): the statement's fault, no wait mends it.
+_SQLITE_STATEMENT_ERRORS = ("SQLITE_ERROR",)
+# Python's sqlite3 reading stored text that is not UTF-8: an OperationalError with no
+# result code (the decoding is Python's, not SQLite's), told by its message alone, which
+# goes on to name the column and quote the text (CPython's Modules/_sqlite/cursor.c).
+_SQLITE_UNDECODABLE = "Could not decode to UTF-8 column "
 
 
 def is_outage(error: BaseException) -> bool:
     """Whether an error says the store is down or unreachable (PostgreSQL refusing or
     starting up, a dropped connection, a timeout), not that a query was wrong."""
     if isinstance(error, InterfaceError) and _argument_refused(error):
+        return False
+    if isinstance(error, OperationalError) and _sqlite_statement_failed(error):
         return False
     if isinstance(error, (OperationalError, InterfaceError, DisconnectionError, OSError,
                           TimeoutError, PoolTimeout)):
@@ -92,6 +104,15 @@ def is_temporary(error: BaseException) -> bool:
     return is_outage(error) or is_conflict(error)
 
 
+def holds_undecodable_text(error: BaseException) -> bool:
+    """Whether the store read a row holding text that is not UTF-8 (SQLite stores what
+    it is given; PostgreSQL refuses it on the way in): the row's fault, not the store's
+    availability, and the driver's message quotes that text."""
+    return isinstance(error, OperationalError) \
+        and isinstance(error.orig, sqlite3.OperationalError) \
+        and str(error.orig).startswith(_SQLITE_UNDECODABLE)
+
+
 def sqlstate(error: DBAPIError) -> str:
     """PostgreSQL's SQLSTATE, as the driver's error carries it ("": none)."""
     return getattr(error.orig, "sqlstate", None) or ""
@@ -109,6 +130,12 @@ def _argument_refused(error: InterfaceError) -> bool:
     except ValueError:  # made without the driver's error
         return False
     return isinstance(driver_error, asyncpg_errors.DataError)
+
+
+def _sqlite_statement_failed(error: OperationalError) -> bool:
+    """Whether SQLite failed the statement or a row it read, not for the file's sake."""
+    return holds_undecodable_text(error) or getattr(
+        error.orig, "sqlite_errorname", None) in _SQLITE_STATEMENT_ERRORS
 
 
 class Base(DeclarativeBase):

@@ -198,6 +198,9 @@ def reason(error: BaseException) -> str:
             return ("the store turned its transaction back for conflicts with others"
                     " (a deadlock, a serialization failure, or the server's lock"
                     " timeout)")
+        if db.holds_undecodable_text(error):  # the driver's message quotes that text
+            return ("a row the record needs holds text that is not UTF-8 in the store"
+                    f" ({type(error).__name__})")
         return f"the store refused the record ({type(error).__name__})"
     return f"unexpected {type(error).__name__} while processing the record"
 

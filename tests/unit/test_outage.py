@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
 import asyncpg
 import pytest
 import sqlalchemy.exc
+from sqlalchemy.dialects import sqlite as sqlite_dialects
 from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
 from sqlalchemy.exc import (
     DBAPIError,
@@ -14,7 +20,7 @@ from sqlalchemy.exc import (
     ProgrammingError,
 )
 
-from services.core import db, faults
+from services.core import db, faults, logs
 from services.core.outage import StoreOutage
 
 
@@ -164,3 +170,80 @@ class TestConflicts:
     def test_other_errors_are_no_conflict(self, error: Exception) -> None:
         assert db.is_conflict(error) is False
         assert faults.classify(error) is not faults.Fault.TRANSIENT
+
+
+# Personal data as a customer row may hold it, stored as bytes that are not UTF-8.
+STORED_TEXT = "Henrietta Quaglione"
+
+
+def as_sqlite_raises(fail: Callable[[sqlite3.Connection], object], *,
+                     database: str = ":memory:") -> DBAPIError:
+    """The error Python's sqlite3 raises for `fail`, on a connection to a real store
+    holding a customer whose gender is not UTF-8, as SQLAlchemy's SQLite dialects wrap
+    it (aiosqlite's raises sqlite3's own errors)."""
+    try:
+        with contextlib.closing(sqlite3.connect(database, timeout=0)) as connection:
+            connection.execute("CREATE TABLE IF NOT EXISTS customers (gender TEXT)")
+            connection.execute("INSERT INTO customers VALUES (CAST(? AS TEXT))",
+                               (STORED_TEXT.encode() + b" \xff",))
+            connection.commit()
+            fail(connection)
+    except sqlite3.Error as driver_error:
+        return DBAPIError.instance("SELECT ...", {}, driver_error, sqlite3.Error,
+                                   dialect=sqlite_dialects.dialect())
+    raise AssertionError("SQLite did not fail")
+
+
+def read_undecodable(connection: sqlite3.Connection) -> object:
+    return connection.execute("SELECT gender FROM customers").fetchall()
+
+
+class TestSqliteErrors:
+    """SQLite raises OperationalError for its file's trouble (locked, cannot be opened)
+    and for a statement's or a row's alike: only the first is an outage."""
+
+    def test_stored_text_that_is_not_utf8_is_the_records_fault(self) -> None:
+        error = as_sqlite_raises(read_undecodable)
+        assert isinstance(error, OperationalError)
+        assert STORED_TEXT in str(error)  # the driver's message quotes it
+        assert db.is_outage(error) is False
+        assert db.is_temporary(error) is False
+        assert faults.classify(error) is faults.Fault.RECORD
+
+    def test_neither_the_log_nor_the_dead_letter_quotes_the_stored_text(self) -> None:
+        error = as_sqlite_raises(read_undecodable)
+        assert logs.said(error) == logs.NOT_LOGGED
+        assert faults.reason(error) == (
+            "a row the record needs holds text that is not UTF-8 in the store"
+            " (OperationalError)")
+
+    @pytest.mark.parametrize("statement", [
+        "SELECT no_such_column FROM customers",
+        "SELECT gender FROM no_such_table",
+        "SELEKT gender FROM customers",
+    ])
+    def test_a_statement_sqlite_cannot_run_is_no_outage(self, statement: str) -> None:
+        error = as_sqlite_raises(lambda connection: connection.execute(statement))
+        assert isinstance(error, OperationalError)
+        assert db.is_outage(error) is False
+        assert faults.classify(error) is faults.Fault.RECORD
+
+    def test_a_store_another_connection_holds_locked_is_an_outage(
+            self, tmp_path: Path) -> None:
+        database = str(tmp_path / "store.db")
+        holder = sqlite3.connect(database, isolation_level=None)
+        holder.execute("CREATE TABLE held (n INTEGER)")
+        holder.execute("BEGIN EXCLUSIVE")
+        try:
+            error = as_sqlite_raises(read_undecodable, database=database)
+        finally:
+            holder.close()
+        assert "database is locked" in str(error)
+        assert db.is_outage(error) is True
+        assert "database is locked" in logs.said(error)
+
+    def test_a_store_that_cannot_be_opened_is_an_outage(self, tmp_path: Path) -> None:
+        error = as_sqlite_raises(read_undecodable,
+                                 database=str(tmp_path / "no folder" / "store.db"))
+        assert "unable to open database file" in str(error)
+        assert db.is_outage(error) is True

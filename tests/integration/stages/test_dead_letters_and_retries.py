@@ -1,11 +1,19 @@
 """A stage meeting records it cannot process: dead letters with their reason, bounded
-retries of transient failures, a segment rule failing at run time."""
+retries of transient failures, a segment rule failing at run time, a customer row the
+store cannot read."""
 
 from __future__ import annotations
 
-from aiokafka import AIOKafkaProducer
+import contextlib
+import logging
+import sqlite3
+from pathlib import Path
 
-from services.core import db, envelope, kafka, migrate, topics
+import pytest
+from aiokafka import AIOKafkaProducer, ConsumerRecord
+from sqlalchemy.engine import make_url
+
+from services.core import db, envelope, kafka, logs, migrate, topics
 from services.core.settings import Settings
 from services.core.stage import StageRunner
 from services.router import worker
@@ -131,3 +139,57 @@ class TestRuleFailingAtRunTime:
         assert segments == {sent["odd-1"]: "general", sent["fine-1"]: "high_level"}
         assert await read_topic(stage_settings.kafka_bootstrap_servers, topics.DEAD_LETTERS,
                                 until=0, keep=lambda e: e.ticket_id in sent.values()) == []
+
+
+class TestUndecodableStoredText:
+    async def test_a_customer_row_sqlite_cannot_decode_dead_letters_its_ticket_alone(
+            self, stage_settings: Settings, raw_producer: AIOKafkaProducer,
+            caplog: pytest.LogCaptureFixture) -> None:
+        """A customer whose gender the store holds as bytes that are not UTF-8: SQLite
+        fails the read (its message quoting the text) every time, so it is no outage to
+        wait out: the ticket is dead-lettered, the next flows on, and neither the log
+        nor the dead letter quotes the stored text."""
+        caplog.set_level(logging.INFO)
+        await migrate.upgrade(stage_settings.database_url)
+        engine = db.engine(stage_settings.database_url)
+        async with engine.begin() as connection:
+            await connection.execute(CustomerRow.__table__.insert(), [
+                {"customer_id": "garbled-1", "customer_type": "individual", "attributes": {}},
+                {"customer_id": "fine-1", "customer_type": "individual", "attributes": {}}])
+        stored_text = "Henrietta Quaglione"
+        database = make_url(stage_settings.database_url).database
+        assert database is not None
+        with contextlib.closing(sqlite3.connect(database)) as raw, raw:
+            raw.execute("UPDATE customers SET gender = CAST(? AS TEXT)"
+                        " WHERE customer_id = 'garbled-1'", (stored_text.encode() + b" \xff",))
+        store = CustomerStore(db.sessions(engine),
+                              cache=CustomerCache(max_customers=100, ttl_seconds=60))
+        rule_set = rules_file.load(Path("config/segments.yaml"))
+        garbled, fine = unique("garbled"), unique("fine")
+        await publish_received(raw_producer, garbled, "garbled-1")
+        await publish_received(raw_producer, fine, "fine-1")
+        runner = segmenter_runner(stage_settings, store, rule_set)
+        runner.loop._retry_pause = 0.1
+        await runner.start()
+        try:
+            dead = await read_topic(stage_settings.kafka_bootstrap_servers,
+                                    topics.DEAD_LETTERS, until=1,
+                                    keep=lambda e: e.ticket_id == garbled)
+            segmented = await read_topic(stage_settings.kafka_bootstrap_servers,
+                                         topics.SEGMENTED, until=1,
+                                         keep=lambda e: e.ticket_id in (garbled, fine))
+        finally:
+            await runner.stop()
+            await engine.dispose()
+        assert [event.ticket_id for event, _record in segmented] == [fine]
+        assert len(dead) == 1
+        letter = dead[0][1]
+        assert isinstance(letter, ConsumerRecord)
+        headers = {name: value.decode() for name, value in letter.headers}
+        assert headers["dlq_error"] == ("a row the record needs holds text that is not"
+                                        " UTF-8 in the store (OperationalError)")
+        assert headers["dlq_error_class"] == "OperationalError"
+        formatter = logs.TextWithFields("%(levelname)s %(name)s %(message)s")
+        logged = "\n".join(formatter.format(record) for record in caplog.records)
+        assert "record sent to the dead-letter topic" in logged
+        assert "Henrietta" not in logged
