@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import contextlib
 import importlib.util
 import io
 import json
@@ -26,11 +27,13 @@ from services.core.settings import Settings
 from tests.faults.test_broker_outage import requests_in_the_window
 
 
-@pytest.fixture
-def written() -> Iterator[io.StringIO]:
+@contextlib.contextmanager
+def configured(fmt: str = "json", level: str = "INFO") -> Iterator[io.StringIO]:
+    """The logs configured as a service configures them, written into the stream yielded;
+    the root logger as it was afterwards."""
     root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    logs.configure(Settings(log_format="json", log_level="INFO"), service="router")
+    handlers, saved = root.handlers[:], root.level
+    logs.configure(Settings(log_format=fmt, log_level=level), service="router")
     stream = io.StringIO()
     handler = root.handlers[0]
     assert isinstance(handler, logging.StreamHandler)
@@ -39,7 +42,13 @@ def written() -> Iterator[io.StringIO]:
         yield stream
     finally:
         root.handlers[:] = handlers
-        root.setLevel(level)
+        root.setLevel(saved)
+
+
+@pytest.fixture
+def written() -> Iterator[io.StringIO]:
+    with configured() as stream:
+        yield stream
 
 
 def test_a_line_is_one_json_object_with_its_fields(written: io.StringIO) -> None:
@@ -78,23 +87,13 @@ def test_the_broker_outage_test_counts_the_intakes_unanswered_commits(
 async def test_an_http_clients_request_lines_never_show_its_url(level: str) -> None:
     """A callback's URL may hold the platform's token in its query: httpx's own request
     line (INFO) and httpcore's (DEBUG) stay out of the logs."""
-    root = logging.getLogger()
-    handlers, saved = root.handlers[:], root.level
-    logs.configure(Settings(log_format="json", log_level=level), service="router")
-    stream = io.StringIO()
-    handler = root.handlers[0]
-    assert isinstance(handler, logging.StreamHandler)
-    handler.setStream(stream)
-    try:
+    with configured(level=level) as stream:
         transport = httpx.MockTransport(lambda request: httpx.Response(200))
         async with httpx.AsyncClient(transport=transport) as client:
             answer = await client.post("http://127.0.0.1:9/hooks?access_token=SeCrEt-7",
                                        content=b"{}")
         assert answer.status_code == 200
         logging.getLogger("services.webhooks").log(logging.getLevelName(level), "sent")
-    finally:
-        root.handlers[:] = handlers
-        root.setLevel(saved)
     written = stream.getvalue()
     assert "sent" in written  # the handler wrote at this level
     assert "SeCrEt-7" not in written
@@ -105,20 +104,10 @@ def test_uvicorns_lines_carry_no_terminal_colours(fmt: str) -> None:
     """uvicorn passes its message again with ANSI escapes as `color_message`: noise in a
     line, and an escape character in a log store. Its line as it logs it, served as a
     service is (serve.config), keeps its message and loses that copy."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    logs.configure(Settings(log_format=fmt, log_level="INFO"), service="router")
-    stream = io.StringIO()
-    handler = root.handlers[0]
-    assert isinstance(handler, logging.StreamHandler)
-    handler.setStream(stream)
-    try:
+    with configured(fmt) as stream:
         server = uvicorn.Server(serve.config(fastapi.FastAPI(), Settings(), port=8080))
         server.config.load()  # as serving does, before this line
         server._log_started_message([])
-    finally:
-        root.handlers[:] = handlers
-        root.setLevel(level)
     written = stream.getvalue()
     assert "Uvicorn running on http://127.0.0.1:8080 (Press CTRL+C to quit)" in written
     assert "color_message" not in written
@@ -207,14 +196,7 @@ class TestAnErrorsTracebackQuotesNoData:
 
     @staticmethod
     def logged(fmt: str) -> str:
-        root = logging.getLogger()
-        handlers, level = root.handlers[:], root.level
-        logs.configure(Settings(log_format=fmt, log_level="INFO"), service="router")
-        stream = io.StringIO()
-        handler = root.handlers[0]
-        assert isinstance(handler, logging.StreamHandler)
-        handler.setStream(stream)
-        try:
+        with configured(fmt) as stream:
             try:
                 try:
                     tickets.Ticket.model_validate(TICKET_FULL_OF_DATA)
@@ -228,9 +210,6 @@ class TestAnErrorsTracebackQuotesNoData:
             except OSError:
                 logging.getLogger("services.core.leases").warning("lease not renewed",
                                                                   exc_info=True)
-        finally:
-            root.handlers[:] = handlers
-            root.setLevel(level)
         return stream.getvalue()
 
     @pytest.mark.parametrize("fmt", ["json", "text"])
