@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -43,11 +44,13 @@ LookUp = Callable[[str], Awaitable[LookedUp | None]]
 
 class CredentialCache:
     def __init__(self, look_up: LookUp, *, cache_seconds: float,
-                 read_seconds: float = READ_SECONDS) -> None:
+                 read_seconds: float = READ_SECONDS,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._look_up = look_up
         self._read_seconds = read_seconds
-        self._looked: TTLCache[str, LookedUp | None] = TTLCache(maxsize=10_000,
-                                                                ttl=cache_seconds)
+        # `clock`: the seconds entries expire by (time.monotonic's; a test's, moved by it).
+        self._looked: TTLCache[str, LookedUp | None] = TTLCache(
+            maxsize=10_000, ttl=cache_seconds, timer=clock)
         # Platforms' valid keys, for store outages: the intake goes on with them, while
         # other roles' tokens are not trusted on an old read. None: seen revoked or gone,
         # kept so that no older read (one still under way, say) brings the key back.
@@ -61,8 +64,7 @@ class CredentialCache:
     async def looked_up(self, credential_id: str) -> LookedUp | None:
         """The credential as kept, else as read from the store; while the store is down,
         a platform's key as last read. None: unknown."""
-        # One read of the cache: an entry may expire between a membership test and a read
-        # (cachetools' own `get` tests, then reads).
+        # One read of the cache: an entry may expire between a membership test and a read.
         try:
             cached: object = self._looked[credential_id]
         except KeyError:

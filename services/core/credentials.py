@@ -9,7 +9,8 @@ long, and goes on serving platforms' keys while the store is down (`credential_c
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -102,10 +103,12 @@ class Revoked:
 class Credentials:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], *,
                  cache_seconds: float = 5.0,
-                 read_seconds: float = credential_cache.READ_SECONDS) -> None:
+                 read_seconds: float = credential_cache.READ_SECONDS,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._sessions = sessions
         self._cache = credential_cache.CredentialCache(
-            self._look_up, cache_seconds=cache_seconds, read_seconds=read_seconds)
+            self._look_up, cache_seconds=cache_seconds, read_seconds=read_seconds,
+            clock=clock)
 
     async def issue(self, role: access.Role, subject: str | None, *, label: str = "",
                     rate_limit: str | None = None, byte_rate_limit: str | None = None,

@@ -1,40 +1,27 @@
 """A credential looked up is kept for the cache's time and read again from the store
 (SQLite) once its entry expires; one whose entry expires while it is being checked is read
-again, never a server error: the cache is read once per check. Requests that find its
+again, never a server error: the cache is looked at once per check. Requests that find its
 entry expired at once share one read of the store, and a read under way when the
 credential is revoked keeps nothing.
 
 The tests see the cache from outside: the reads of the credentials table as the driver
-runs them, and the clock its entries expire by (cachetools' TTLCache, as
-services/core/credential_cache.py builds it, given a clock the test moves)."""
+runs them, and the clock its entries expire by (given to Credentials, moved by the
+test)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
-from cachetools import TTLCache
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util import await_only
 
-from services.core import access, credential_cache, db, migrate
+from services.core import access, db, migrate
 from services.core.credentials import Credentials
-
-
-class ExpiringOnRead(TTLCache[str, Any]):
-    """A cache whose entries are there when asked about, and gone when read: what a TTL
-    cache does to an entry that expires between the two."""
-
-    def __contains__(self, key: object) -> bool:
-        return True
-
-    def __getitem__(self, key: str) -> Any:
-        raise KeyError(key)
 
 
 @pytest.fixture
@@ -48,24 +35,25 @@ async def engine(sqlite_url: str) -> AsyncIterator[AsyncEngine]:
 
 
 class Clock:
-    """The time the credentials' caches built here go by: still unless moved."""
+    """The time the credentials' caches built here go by: still unless moved, or moving
+    on by `step` seconds each time it is read."""
 
     def __init__(self) -> None:
         self.now = 0.0
+        self.step = 0.0
 
     def __call__(self) -> float:
-        return self.now
+        now = self.now
+        self.now += self.step
+        return now
 
     def move(self, seconds: float) -> None:
         self.now += seconds
 
 
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    """The clock of the caches of the Credentials built from here on."""
-    clock = Clock()
-    monkeypatch.setattr(credential_cache, "TTLCache", functools.partial(TTLCache, timer=clock))
-    return clock
+def clock() -> Clock:
+    return Clock()
 
 
 CACHE_SECONDS = 60
@@ -73,7 +61,7 @@ CACHE_SECONDS = 60
 
 @pytest.fixture
 def credentials(engine: AsyncEngine, clock: Clock) -> Credentials:
-    return Credentials(db.sessions(engine), cache_seconds=CACHE_SECONDS)
+    return Credentials(db.sessions(engine), cache_seconds=CACHE_SECONDS, clock=clock)
 
 
 def _reads_credentials(statement: str) -> bool:
@@ -109,13 +97,17 @@ class TestKeptForTheCachesTime:
 
 
 class TestExpiryDuringACheck:
-    async def test_the_credential_is_read_again_from_the_store(
-            self, engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch) -> None:
-        monkeypatch.setattr(credential_cache, "TTLCache", ExpiringOnRead)
-        credentials = Credentials(db.sessions(engine), cache_seconds=CACHE_SECONDS)
+    async def test_the_credential_is_answered_never_an_error(
+            self, credentials: Credentials, clock: Clock, reads: list[str]) -> None:
         _, token = await credentials.issue(access.Role.PLATFORM, "desk")
+        assert await credentials.authenticate(token) is not None  # kept CACHE_SECONDS
+        clock.move(CACHE_SECONDS - 1)
+        clock.step = 1  # a second passes at each look: the entry there, then gone
         principal = await credentials.authenticate(token)
         assert principal is not None and principal.subject == "desk"
+        assert len(reads) == 1  # answered as kept, at the one look
+        assert await credentials.authenticate(token) is not None
+        assert len(reads) == 2  # the entry was gone at the next look
 
 
 class TestRequestsAtOnce:
@@ -193,7 +185,7 @@ class TestAChangedCredential:
             self, engine: AsyncEngine, credentials: Credentials, clock: Clock) -> None:
         issued, token = await credentials.issue(access.Role.PLATFORM, "desk",
                                                 rate_limit="100/second")
-        other = Credentials(db.sessions(engine), cache_seconds=CACHE_SECONDS)
+        other = Credentials(db.sessions(engine), cache_seconds=CACHE_SECONDS, clock=clock)
         assert await credentials.authenticate(token) is not None  # both read it
         assert await other.authenticate(token) is not None
 
@@ -224,7 +216,7 @@ class TestAReadThatHangs:
     async def test_it_fails_as_an_outage_would_for_every_request_waiting_on_it(
             self, engine: AsyncEngine, clock: Clock) -> None:
         credentials = Credentials(db.sessions(engine), cache_seconds=CACHE_SECONDS,
-                                  read_seconds=0.2)
+                                  read_seconds=0.2, clock=clock)
         _, platform_token = await credentials.issue(access.Role.PLATFORM, "desk")
         _, department_token = await credentials.issue(access.Role.DEPARTMENT, "billing")
         assert await credentials.authenticate(platform_token) is not None  # read once
