@@ -55,6 +55,14 @@ def terms_help(field: str, without: str = "") -> str:
     return (credentials_api.CredentialTerms.model_fields[field].description or "") + without
 
 
+# The fields of the request each command checks (the HTTP API's) by the options that set
+# them.
+ISSUE_OPTIONS = {"role": "--role", "subject": "--subject", "label": "--label",
+                 "rate_limit": "--rate-limit", "byte_rate_limit": "--byte-rate-limit"}
+CHANGE_OPTIONS = {"label": "--label", "rate_limit": "--rate-limit",
+                  "byte_rate_limit": "--byte-rate-limit"}
+
+
 @app.command("issue")
 def issue(
     role: Annotated[access.Role, typer.Option(help="platform, department or admin")],
@@ -68,7 +76,7 @@ def issue(
 ) -> None:
     """Issue a credential and print its token: the only time it is shown."""
     # The same checks as the HTTP API's.
-    wanted = command_line.checked(credentials_api.CredentialRequest, role=role,
+    wanted = command_line.checked(credentials_api.CredentialRequest, ISSUE_OPTIONS, role=role,
                                   subject=subject, label=label, rate_limit=rate_limit,
                                   byte_rate_limit=byte_rate_limit)
 
@@ -85,7 +93,7 @@ def issue(
                 problem = credentials_api.department_problem(wanted.role, wanted.subject,
                                                              table.departments)
                 if problem is not None:
-                    typer.echo(f"subject: {problem}", err=True)
+                    typer.echo(f"{ISSUE_OPTIONS['subject']}: {problem}", err=True)
                     raise typer.Exit(2)
             credential, token = await Credentials(sessions).issue(
                 wanted.role, wanted.subject, label=wanted.label, rate_limit=wanted.rate_limit,
@@ -132,8 +140,7 @@ def change(
                                  ("byte_rate_limit", byte_rate_limit,
                                   default_byte_rate_limit)):
         if value is not None and default:
-            typer.echo(f"{name}: --{_option(name)} or --default-{_option(name)}, not both",
-                       err=True)
+            typer.echo(f"--{_option(name)} or --default-{_option(name)}, not both", err=True)
             raise typer.Exit(2)
         if value is not None or default:
             given[name] = value
@@ -142,7 +149,7 @@ def change(
                    + ", ".join(f"--{_option(name)}, --default-{_option(name)}"
                                for name in LIMITS), err=True)
         raise typer.Exit(2)
-    wanted = command_line.checked(credentials_api.CredentialChange, **given)
+    wanted = command_line.checked(credentials_api.CredentialChange, CHANGE_OPTIONS, **given)
 
     async def run() -> Credential | Revoked | None:
         async with open_store(from_environment()) as store:

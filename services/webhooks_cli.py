@@ -57,15 +57,21 @@ def _found(value: T | None, platform: str) -> T:
 
 Url = Annotated[str, typer.Option(help="https:// (http:// only on loopback)")]
 
+# The fields of the request each command checks (the admin API's) by what sets them.
+REGISTER_OPTIONS = {"platform": "platform", "url": "--url"}
+UPDATE_OPTIONS = {"url": "--url", "enabled": "--enabled/--disabled",
+                  "held_until": "--lift-hold"}
+
 
 @app.command("register")
 def register(platform: str, url: Url) -> None:
     """Register a platform's endpoint and print its signing secret: shown this once."""
-    wanted = command_line.checked(api.EndpointRequest, platform=platform, url=url)
+    wanted = command_line.checked(api.EndpointRequest, REGISTER_OPTIONS,
+                                  platform=platform, url=url)
     registered = _run(lambda stores: service.register(stores.endpoints, stores.credentials,
                                                       wanted.platform, wanted.url))
     if isinstance(registered, service.NoCredential):
-        typer.echo(f"platform: {registered.problem}", err=True)
+        typer.echo(f"{REGISTER_OPTIONS['platform']}: {registered.problem}", err=True)
         raise typer.Exit(2)
     if registered is None:
         typer.echo(f"platform {platform!r} has an endpoint: use update or delete", err=True)
@@ -90,7 +96,7 @@ def update(platform: str,
                help="Lift the hold its receiver asked for (a 429, a 503 with"
                     " Retry-After): callbacks go at once")] = False) -> None:
     """Change a platform's URL, disable and enable its endpoint, or lift its hold."""
-    change = command_line.checked(api.EndpointChange, url=url, enabled=enabled,
+    change = command_line.checked(api.EndpointChange, UPDATE_OPTIONS, url=url, enabled=enabled,
                                   **({"held_until": None} if lift_hold else {}))
     changed = _run(lambda stores: stores.endpoints.update(
         platform, url=change.url, enabled=change.enabled, lift_hold=change.lifts_hold))

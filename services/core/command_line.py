@@ -6,8 +6,9 @@ data the command failed on: pydantic's quotes the input it refused (a customer's
 date, a name), PostgreSQL's the row it did not take. An `App` prints its frames and class,
 and its message only where `logs.said` gives it; then exits 1, as Python does.
 A command checks what it is given as the HTTP API checks a body (`checked`), and says a
-refusal as the API does. A command asking an HTTP API says the API's refusal of a field
-as a refusal of the option the user typed (`refusal`: `--end`, not `body.end`).
+refusal in the API's words. Either way a refused field is said as the option the user
+typed (`option_of`): `--url`, not the body's `url` (`checked`); `--end`, not the API's
+`body.end` (`refusal`, of an HTTP API's answer).
 
 An `App`'s command is listed in its group's `--help` by the first paragraph of its help
 (its docstring), as one paragraph wrapped to the terminal: typer's rich help keeps a
@@ -61,14 +62,17 @@ def listed_help(help_text: str) -> str:
     return " ".join(first.split())
 
 
-def checked(body: type[Body], **given: object) -> Body:
+def checked(body: type[Body], options: Mapping[str, str], /, **given: object) -> Body:
     """`given` as the HTTP API checks its body; else each problem said as the API says it
-    (a pattern's refusal in words, never the regex or the input), exit 2."""
+    (a pattern's refusal in words, never the regex or the input) of the option that gave
+    it (`options`: the body's field to the option as the user types it, `url` to
+    `--url`), exit 2."""
     try:
         return body.model_validate(given)
     except ValidationError as exc:
         for problem in exc.errors(include_input=False, include_url=False):
-            where = ".".join(str(part) for part in problem["loc"]) or "options"
+            field = ".".join(str(part) for part in problem["loc"])
+            where = option_of(field, options) if field else "options"
             typer.echo(f"{where}: {request_bodies.message_of(problem)}", err=True)
         raise typer.Exit(2) from exc
 
@@ -93,7 +97,8 @@ def refusal(answer: str, options: Mapping[str, str]) -> str:
 
 
 def option_of(field: str, options: Mapping[str, str]) -> str:
-    """`field` (an HTTP API's, e.g. body.end) as the option of `options` that sets it."""
+    """`field` (an HTTP API's, e.g. body.end; a body's, e.g. url) as the option of
+    `options` that sets it."""
     if field in options:
         return options[field]
     for api_field, option in options.items():

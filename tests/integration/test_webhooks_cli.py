@@ -82,7 +82,7 @@ class TestEndpoints:
             self, cli: CliRunner, sqlite_url: str) -> None:
         refused = cli.invoke(app, ["register", "desk", "--url", "http://d.example/h"])
         assert refused.exit_code == 2
-        assert "url" in refused.stderr and "https:// is required" in refused.stderr
+        assert refused.stderr.startswith("--url: ") and "https:// is required" in refused.stderr
         credentials.issue_token_blocking(sqlite_url, "platform", "desk")
         assert cli.invoke(app, ["register", "desk", "--url",
                                 "http://127.0.0.1:8000/h"]).exit_code == 0

@@ -14,9 +14,10 @@ import typer.core
 import typer.main
 from typer.testing import CliRunner
 
-from services import cli
+from services import cli, credentials_cli
 from services.core import access, credentials_api, db, settings
 from services.core.credentials import Credentials
+from tests import command_options
 
 
 async def authenticated(url: str, token: str) -> access.Principal | None:
@@ -45,7 +46,7 @@ def test_a_subject_an_admin_cannot_have_is_refused_naming_it(
     result = CliRunner().invoke(cli.app, ["credentials", "issue", "--role", "admin",
                                           "--subject", "public_sector"])
     assert result.exit_code == 2
-    assert "subject: admin credentials have no subject" in result.output
+    assert result.stderr.splitlines() == ["--subject: admin credentials have no subject"]
     assert not (tmp_path / "store.db").exists()  # refused before the store is opened
 
 
@@ -55,7 +56,7 @@ def test_a_rate_limit_not_a_rate_is_told_what_a_rate_is(
     result = CliRunner().invoke(cli.app, ["credentials", "issue", "--role", "platform",
                                           "--subject", "helpdesk", "--rate-limit", "fast"])
     assert result.exit_code == 2
-    assert f"rate_limit: should be {settings.RATE.words}\n" in result.output
+    assert result.stderr.splitlines() == [f"--rate-limit: should be {settings.RATE.words}"]
     assert "pattern" not in result.output
 
 
@@ -68,8 +69,8 @@ def test_a_department_credential_names_a_department_of_the_table_in_force(
     refused = CliRunner().invoke(cli.app, ["credentials", "issue", "--role", "department",
                                            "--subject", "nowhere"])
     assert refused.exit_code == 2
-    assert "subject: no department 'nowhere' in the routing table in force; its" \
-        " departments: " in refused.output
+    assert refused.stderr.startswith("--subject: no department 'nowhere' in the routing"
+                                     " table in force; its departments: ")
     assert "public_sector" in refused.output
     issued = CliRunner().invoke(cli.app, ["credentials", "issue", "--role", "department",
                                           "--subject", "public_sector"])
@@ -101,8 +102,8 @@ def test_a_keys_own_budget_of_body_bytes_is_checked_as_the_http_apis(
                                            "--subject", "zendesk",
                                            "--byte-rate-limit", "512KiB/second"])
     assert refused.exit_code == 2
-    assert "byte_rate_limit: at least 1MiB a window, the largest body a request may send" \
-        in refused.output
+    assert refused.stderr.startswith(
+        "--byte-rate-limit: at least 1MiB a window, the largest body a request may send")
     assert "such as 4MiB/second" in refused.output
     assert not (tmp_path / "store.db").exists()
     issued = CliRunner().invoke(cli.app, ["credentials", "issue", "--role", "platform",
@@ -130,10 +131,10 @@ class TestChange:
 
     @pytest.mark.parametrize(("options", "said"), [
         (["--byte-rate-limit", "512KiB/second"],
-         "byte_rate_limit: at least 1MiB a window, the largest body a request may send"),
-        (["--rate-limit", "fast"], "rate_limit: should be a rate such as 200/second"),
+         "--byte-rate-limit: at least 1MiB a window, the largest body a request may send"),
+        (["--rate-limit", "fast"], "--rate-limit: should be a rate such as 200/second"),
         (["--rate-limit", "5/minute", "--default-rate-limit"],
-         "rate_limit: --rate-limit or --default-rate-limit, not both"),
+         "--rate-limit or --default-rate-limit, not both"),
         ([], "nothing to change: give --label, --rate-limit, --default-rate-limit,"
              " --byte-rate-limit, --default-byte-rate-limit"),
     ])
@@ -144,7 +145,7 @@ class TestChange:
         refused = CliRunner().invoke(cli.app, ["credentials", "change", "0123456789ab",
                                                *options])
         assert refused.exit_code == 2
-        assert said in refused.output
+        assert refused.stderr.startswith(said)
         assert not (tmp_path / "store.db").exists()
 
     def test_a_key_carries_its_new_limits(self, tmp_path: Path,
@@ -248,3 +249,55 @@ def test_changes_default_options_name_the_setting_they_go_back_to(field: str,
     helps = [param.help for param in commands.commands["change"].params
              if param.name == f"default_{field}"]
     assert helps == [f"Back to the service's {setting}"]
+
+
+class TestRefusedFieldsNameTheOptions:
+    """A field the HTTP API's body refuses is said as the option the user typed to set it
+    (`command_line.checked` with the command's table: `--rate-limit`, not `rate_limit`)."""
+
+    @pytest.mark.parametrize(("options", "said"), [
+        (["issue", "--role", "admin", "--subject", "public_sector"],
+         "--subject: admin credentials have no subject"),
+        (["issue", "--role", "platform", "--subject", "zendesk", "--label", "x" * 1000],
+         "--label: "),
+        (["issue", "--role", "platform", "--subject", "zendesk", "--rate-limit", "fast"],
+         f"--rate-limit: should be {settings.RATE.words}"),
+        (["issue", "--role", "platform", "--subject", "zendesk",
+          "--byte-rate-limit", "512KiB/second"], "--byte-rate-limit: at least 1MiB a window"),
+        (["change", "0123456789ab", "--label", "x" * 1000], "--label: "),
+        (["change", "0123456789ab", "--rate-limit", "fast"],
+         f"--rate-limit: should be {settings.RATE.words}"),
+        (["change", "0123456789ab", "--byte-rate-limit", "512KiB/second"],
+         "--byte-rate-limit: at least 1MiB a window")])
+    def test_a_field_refused_is_named_by_its_option(
+            self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, options: list[str],
+            said: str) -> None:
+        monkeypatch.setenv("DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'store.db'}")
+        refused = CliRunner().invoke(cli.app, ["credentials", *options])
+        assert refused.exit_code == 2, refused.output
+        [line] = refused.stderr.splitlines()
+        assert line.startswith(said)
+        assert not (tmp_path / "store.db").exists()
+
+    @pytest.mark.parametrize(("command", "body", "options"), [
+        (["issue", "--role", "platform", "--subject", "zendesk", "--label", "desk",
+          "--rate-limit", "5/second", "--byte-rate-limit", "2MiB/second"],
+         credentials_api.CredentialRequest, credentials_cli.ISSUE_OPTIONS),
+        (["change", "0123456789ab", "--label", "desk", "--rate-limit", "5/second",
+          "--byte-rate-limit", "2MiB/second"],
+         credentials_api.CredentialChange, credentials_cli.CHANGE_OPTIONS),
+        (["change", "0123456789ab", "--default-rate-limit", "--default-byte-rate-limit"],
+         credentials_api.CredentialChange, credentials_cli.CHANGE_OPTIONS)])
+    def test_each_field_given_is_named_by_an_option_of_its_command(
+            self, monkeypatch: pytest.MonkeyPatch, command: list[str], body: type,
+            options: dict[str, str]) -> None:
+        """Every field the command gives (each option typed) is in its table, as a field of
+        the body, named by one of the command's own options: an option renamed fails."""
+        checked = command_options.Checked()
+        monkeypatch.setattr(credentials_cli.command_line, "checked", checked)
+        assert CliRunner().invoke(cli.app, ["credentials", *command]).exit_code == 3
+        [(checked_body, named_by, fields)] = checked.given
+        assert (checked_body, named_by) == (body, options)
+        assert fields <= set(options) <= set(body.model_fields)
+        assert set(options.values()) <= command_options.typed(cli.app, "credentials",
+                                                              command[0])

@@ -1,0 +1,32 @@
+"""What a user types to set each parameter of a command: the name of an argument, an
+option (`--url`), a flag's pair (`--enabled/--disabled`)."""
+
+from __future__ import annotations
+
+import typer
+import typer.core
+import typer.main
+
+
+def typed(app: typer.Typer, *path: str) -> set[str]:
+    """Each way to set a parameter of the command at `path` of `app` (`"webhooks",
+    "register"`)."""
+    command = typer.main.get_command(app)
+    for name in path:
+        assert isinstance(command, typer.core.TyperGroup)
+        command = command.commands[name]
+    return {way for param in command.params
+            for way in [*param.opts, *param.secondary_opts,
+                        "/".join([*param.opts, *param.secondary_opts])]}
+
+
+class Checked:
+    """`command_line.checked` recording what a command gives it, then ending the command
+    (exit 3) before anything is done."""
+
+    def __init__(self) -> None:
+        self.given: list[tuple[type, dict[str, str], set[str]]] = []
+
+    def __call__(self, body: type, options: dict[str, str], /, **given: object) -> None:
+        self.given.append((body, options, set(given)))
+        raise typer.Exit(3)
