@@ -13,7 +13,7 @@ import math
 
 import limits
 
-from services.core import text_forms
+from services.core import rate_windows, text_forms
 
 # The largest request body a service reads (but its streamed uploads): body_limit.BodyLimit.
 MAX_BODY_BYTES = 1 << 20
@@ -26,11 +26,12 @@ ACCEPTED = ("a number of bytes a window, such as 4MiB/second, 240 MiB per minute
             " none around it")
 # A budget of body bytes as people write it, INTAKE_BYTE_RATE_LIMIT and a credential's
 # `byte_rate_limit` alike (one grammar: the units and the windows as written, in that
-# case): the number, its unit, and the window that `limits` reads. The least it takes,
-# LEAST, is `parse`'s: no pattern can say it.
+# case): the number, its unit, and the window that `limits` reads (rate_windows', as a
+# rate of requests takes it). The least it takes, LEAST, is `parse`'s: no pattern can say
+# it.
 BYTE_RATE = text_forms.Form(
     r"^([1-9][0-9]{0,9}) ?(B|KiB|MiB|GiB)?( ?/ ?| per )"
-    r"(([1-9][0-9]{0,8} ?)?(second|minute|hour|day|month|year)s?)$", ACCEPTED)
+    rf"({rate_windows.PATTERN})$", ACCEPTED)
 # The least a window must hold, in words: `parse` refuses less, saying it, and a
 # credential's `byte_rate_limit` is described with it.
 LEAST = ("at least 1MiB a window, the largest body a request may send"

@@ -20,7 +20,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from services.core import body_bytes, durations, groups, request_bodies, text_forms
+from services.core import body_bytes, durations, groups, rate_windows, request_bodies, text_forms
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_ROUTER_PORT = 8080
@@ -50,11 +50,10 @@ LOG_FORMAT = text_forms.Form("^(json|text)$", "json or text")
 # `limits` grammar that people write: `check_rate` says these words, and a field checking
 # the pattern is a schema violation rather than a refusal the schema does not tell.
 RATE = text_forms.Form(
-    r"^[1-9][0-9]{0,8} ?(/|per) ?([1-9][0-9]{0,8} ?)?(second|minute|hour|day|month|year)s?$",
+    rf"^[1-9][0-9]{{0,8}} ?(/|per) ?{rate_windows.PATTERN}$",
     "a rate such as 200/second, 6000/minute, 10 per second or 100/5 minutes, in lower case:"
-    " a number of requests from 1, then '/' or 'per', then second, minute, hour, day, month"
-    " or year, with a number of them before it if more than one; one rate, at most one space"
-    " between its parts, none around it")
+    f" a number of requests from 1, then '/' or 'per', then {rate_windows.WORDS}; one rate,"
+    " at most one space between its parts, none around it")
 
 
 class Settings(BaseSettings):
