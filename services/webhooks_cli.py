@@ -136,12 +136,12 @@ def dead_letters(
     line; where the next page starts, if there is one, on stderr."""
     problem = api.page_size_problem(limit)
     if problem:
-        typer.echo(f"limit: {problem}", err=True)
+        typer.echo(f"--limit: {problem}", err=True)
         raise typer.Exit(2)
     try:
         place = None if since is None else pages.place_of(since)
     except ValueError as exc:
-        typer.echo(f"since: {exc}", err=True)
+        typer.echo(f"--since: {exc}", err=True)
         raise typer.Exit(2) from exc
     page = _run(lambda stores: stores.deliveries.page(models.DEAD, platform=platform,
                                                       since=place, limit=limit))

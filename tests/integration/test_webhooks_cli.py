@@ -144,10 +144,10 @@ class TestDeadLetters:
         assert page.stderr == ""  # the last page says no next one
 
     @pytest.mark.parametrize(("options", "said"), [
-        (["--limit", "0"], "limit: from 1 to 500 callbacks a page, not 0"),
-        (["--limit", "501"], "limit: from 1 to 500 callbacks a page, not 501"),
-        (["--since", "msg_1"], "since: the `next` of the page before")])
+        (["--limit", "0"], "--limit: from 1 to 500 callbacks a page, not 0"),
+        (["--limit", "501"], "--limit: from 1 to 500 callbacks a page, not 501"),
+        (["--since", "msg_1"], "--since: the `next` of the page before")])
     def test_a_page_size_out_of_range_or_no_cursor_is_refused_naming_the_option(
             self, cli: CliRunner, options: list[str], said: str) -> None:
         refused = cli.invoke(app, ["dead-letters", *options])
-        assert refused.exit_code == 2 and said in refused.stderr, refused.output
+        assert refused.exit_code == 2 and refused.stderr.startswith(said), refused.output
