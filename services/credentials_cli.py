@@ -61,6 +61,9 @@ ISSUE_OPTIONS = {"role": "--role", "subject": "--subject", "label": "--label",
                  "rate_limit": "--rate-limit", "byte_rate_limit": "--byte-rate-limit"}
 CHANGE_OPTIONS = {"label": "--label", "rate_limit": "--rate-limit",
                   "byte_rate_limit": "--byte-rate-limit"}
+# What puts a limit back to its setting's default (a change's field set to null).
+DEFAULT_OPTIONS = {"rate_limit": "--default-rate-limit",
+                   "byte_rate_limit": "--default-byte-rate-limit"}
 
 
 @app.command("issue")
@@ -123,10 +126,10 @@ def change(
     label: Annotated[str | None, typer.Option(help=terms_help("label"))] = None,
     rate_limit: Annotated[str | None, typer.Option(help=terms_help(
         "rate_limit", credentials_api.changed_without(
-            "rate_limit", back="--default-rate-limit")))] = None,
+            "rate_limit", back=DEFAULT_OPTIONS["rate_limit"])))] = None,
     byte_rate_limit: Annotated[str | None, typer.Option(help=terms_help(
         "byte_rate_limit", credentials_api.changed_without(
-            "byte_rate_limit", back="--default-byte-rate-limit")))] = None,
+            "byte_rate_limit", back=DEFAULT_OPTIONS["byte_rate_limit"])))] = None,
     default_rate_limit: Annotated[bool, typer.Option(
         help=f"Back to {credentials_api.the_default('rate_limit')}")] = False,
     default_byte_rate_limit: Annotated[bool, typer.Option(
@@ -140,14 +143,15 @@ def change(
                                  ("byte_rate_limit", byte_rate_limit,
                                   default_byte_rate_limit)):
         if value is not None and default:
-            typer.echo(f"--{_option(name)} or --default-{_option(name)}, not both", err=True)
+            typer.echo(f"{CHANGE_OPTIONS[name]} or {DEFAULT_OPTIONS[name]}, not both", err=True)
             raise typer.Exit(2)
         if value is not None or default:
             given[name] = value
     if not given:
-        typer.echo("nothing to change: give --label, "
-                   + ", ".join(f"--{_option(name)}, --default-{_option(name)}"
-                               for name in LIMITS), err=True)
+        typer.echo("nothing to change: give " + ", ".join(
+            (CHANGE_OPTIONS["label"],
+             *(option for name in LIMITS for option in (CHANGE_OPTIONS[name],
+                                                        DEFAULT_OPTIONS[name])))), err=True)
         raise typer.Exit(2)
     wanted = command_line.checked(credentials_api.CredentialChange, CHANGE_OPTIONS, **given)
 
@@ -163,10 +167,6 @@ def change(
         typer.echo(changed.problem, err=True)
         raise typer.Exit(1)
     typer.echo(changed.model_dump_json())
-
-
-def _option(name: str) -> str:
-    return name.replace("_", "-")
 
 
 @app.command("revoke")

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from services import cli, credentials_cli
 from services.core import access, credentials_api, db, settings
-from services.core.credentials import Credentials
+from services.core.credentials import LIMITS, Credentials
 from tests import command_options
 
 
@@ -301,3 +301,10 @@ class TestRefusedFieldsNameTheOptions:
         assert fields <= set(options) <= set(body.model_fields)
         assert set(options.values()) <= command_options.typed(cli.app, "credentials",
                                                               command[0])
+
+    def test_the_options_putting_a_limit_back_are_changes_own(self) -> None:
+        """What `change` says of its --default-* options (their help, "not both", "nothing
+        to change") names options it has, one a limit."""
+        assert set(credentials_cli.DEFAULT_OPTIONS) == set(LIMITS)
+        assert set(credentials_cli.DEFAULT_OPTIONS.values()) <= command_options.typed(
+            cli.app, "credentials", "change")
