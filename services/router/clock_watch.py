@@ -9,8 +9,12 @@ clock_notices builds them). All are published under one claim of the ticket as r
 (ports.publish_claimed), before the clocks record them and end it: two sendings at once
 (the watch's, a hand-over's on another router) publish them once; a crash in between
 sends them again at the next check (at least once), rather than never. A record that
-fails for a reason of the ticket's own, not an outage, ends them (checked_again_later),
-rather than have every later check publish them again.
+fails for a reason of the ticket's own, not an outage (checked_again_later): with an
+escalation, the escalation is ended, its clocks marked as it marks them (without
+clocks: marked escalated), rather than have every later check publish it again; if the
+store refuses that too, and for warnings alone (there is nothing smaller to record),
+the ticket is checked again CHECK_AGAIN_AFTER_FAILURE later, and they are published
+again then.
 """
 
 from __future__ import annotations
@@ -107,43 +111,52 @@ async def checked_again_later(routed: ports.Routed, error: Exception, row: Route
                               now: datetime) -> bool:
     """Whether a notice of `row`'s failed for a reason of the ticket's own (its stored
     clocks or copy, a deadline its department's calendar cannot give), not an outage or a
-    conflict: if so it is counted and logged, and the ticket's clocks are checked again
-    CHECK_AGAIN_AFTER_FAILURE later, not before, whether the watch or a hand-over
+    conflict: if so it is counted and logged, once, and the ticket's clocks are checked
+    again CHECK_AGAIN_AFTER_FAILURE later, not before, whether the watch or a hand-over
     (send_owed) sent it, and whether the ticket has clocks or not (its escalation:
     escalation.owes_escalation). An escalation published whose record failed so is
-    ended instead (_ended), not checked again: it would be published again."""
-    if isinstance(error, ports.Unrecorded) and await _ended(error, row):
-        return True
-    if not ports.the_tickets_own(error):
+    ended instead (_ended), not checked again: it would be published again; only if
+    the store refuses its end too is it checked again later, as one not published is."""
+    failure: BaseException = error
+    message = "a ticket's service-level notice failed; checked again later"
+    if isinstance(error, ports.Unrecorded):
+        cause = error.__cause__ or error
+        if await _ended(error):
+            _failed(row, cause, "a ticket's service-level notice was published, and its"
+                    " record failed for a reason of the ticket's own: ended, not published"
+                    " again")
+            return True
+        failure, message = cause, ("a ticket's service-level notice was published, and its"
+                                   " record and its end failed for a reason of the ticket's"
+                                   " own; checked again later")
+    if not ports.the_tickets_own(failure):
         return False
-    FAILED.labels(row.department).inc()
-    logger.error("a ticket's service-level notice failed; checked again later",
-                 extra={"ticket_id": row.ticket_id, "department": row.department,
-                        "error_class": type(error).__name__,
-                        "where": faults.where(error),
-                        "checked_again_at": (now + CHECK_AGAIN_AFTER_FAILURE).isoformat()})
+    checked_again_at = now + CHECK_AGAIN_AFTER_FAILURE
+    _failed(row, failure, message, checked_again_at=checked_again_at.isoformat())
     # None, with clocks: not read as due (clocks unreadable); without: checked as due.
     if row.next_clock_check is not None or row.service_clocks is None:
-        await routed.postpone_clock_check(row.ticket_id, now + CHECK_AGAIN_AFTER_FAILURE,
+        await routed.postpone_clock_check(row.ticket_id, checked_again_at,
                                           read=row.next_clock_check)
     return True
 
 
-async def _ended(error: ports.Unrecorded, row: RoutedTicketRow) -> bool:
-    """A notice published whose record failed for the ticket's own reason, ended: counted
-    and logged with its reason, and its clocks marked as it marks them (without clocks:
-    marked escalated), where the store has the ticket, so that no check publishes it
-    again (it was, every CHECK_AGAIN_AFTER_FAILURE, for as long as the store refused
-    it). Whether it was: an ending the store refuses for the ticket's own reason too
-    leaves the notice to be checked again later, as one not published is; an outage
-    raises (the check runs again)."""
-    cause = error.__cause__ or error
+def _failed(row: RoutedTicketRow, error: BaseException, message: str, **extra: str) -> None:
+    """A notice failed for the ticket's own reason, counted and logged by the ticket's id,
+    with its error's class and reason (never the ticket's values)."""
     FAILED.labels(row.department).inc()
-    logger.error("a ticket's service-level notice was published, and its record failed for"
-                 " a reason of the ticket's own: ended, not published again",
-                 extra={"ticket_id": row.ticket_id, "department": row.department,
-                        "error_class": type(cause).__name__, "reason": faults.reason(cause),
-                        "where": faults.where(cause)})
+    logger.error(message, extra={"ticket_id": row.ticket_id, "department": row.department,
+                                 "error_class": type(error).__name__,
+                                 "reason": faults.reason(error),
+                                 "where": faults.where(error), **extra})
+
+
+async def _ended(error: ports.Unrecorded) -> bool:
+    """Whether a notice published whose record failed for the ticket's own reason was
+    ended: its clocks marked as it marks them (without clocks: marked escalated), where
+    the store has the ticket, so that no check publishes it again (it was, every
+    CHECK_AGAIN_AFTER_FAILURE, for as long as the store refused it). An end the store
+    refuses for the ticket's own reason too is not (the notice is checked again later,
+    as one not published is); an outage raises (the check runs again)."""
     try:
         await error.end()
     except Exception as failed:
@@ -264,7 +277,8 @@ async def _notice(routed: ports.Routed, publisher: ports.Publisher, row: RoutedT
                    department: str) -> service_clocks.TicketClocks:
             return escalation.mark(warned(current, department), department)
 
-        ended = functools.partial(routed.update_clocks, row.ticket_id, marked, claim=claim)
+        ended = functools.partial(routed.update_clocks, row.ticket_id, marked, claim=claim,
+                                  claimed_only=True)
     await ports.record_published(record, claim=claim, ticket_id=row.ticket_id, end=ended)
     for clock in owed.warnings:
         WARNINGS.labels(row.department, clock.target).inc()

@@ -95,7 +95,7 @@ async def escalate(routed: ports.Routed, publisher: ports.Publisher, row: Routed
         routed.record_handover, row.ticket_id, department=target, steps=[step],
         ticket=ticket, now=now, claim=claim, escalated=True),
         claim=claim, ticket_id=row.ticket_id,
-        end=functools.partial(routed.mark_escalated, row.ticket_id))
+        end=functools.partial(routed.mark_escalated, row.ticket_id, claim=claim))
     ESCALATIONS.labels(held_by, target).inc()
     logger.info("ticket escalated", extra={"ticket_id": row.ticket_id,
                                            "department": held_by, "escalated_to": target})

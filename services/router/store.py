@@ -404,12 +404,18 @@ class RoutedTickets:
             row.priority, row.trace = priority, [*row.trace, step]
 
     async def update_clocks(self, ticket_id: str, change: ClockChange, *,
-                            claim: datetime | None = None) -> None:
+                            claim: datetime | None = None, claimed_only: bool = False
+                            ) -> None:
         """Clocks changed by the clock watch (warnings sent). Its `claim`
-        (claim_handover, taken to publish them) ends, unless another took over since."""
+        (claim_handover, taken to publish them) ends, unless another took over since.
+        `claimed_only`: changed only while the `claim` is the ticket's (no other took it
+        over since, this one having expired): an escalation's end (clock_watch._ended)
+        marks the clocks of the department it was published for, not those of one a
+        hand-over meanwhile moved the ticket to."""
         async with self._sessions() as session, session.begin():
             row = (await _held(session, [ticket_id])).get(ticket_id)
-            if row is None:
+            if row is None or (claimed_only and (claim is None
+                                                 or row.handover_until != claim)):
                 return
             _end_claim(row, claim)
             if row.service_clocks is not None:
@@ -480,10 +486,14 @@ class RoutedTickets:
                            RoutedTicketRow.next_clock_check <= now))
                 .order_by(RoutedTicketRow.first_response_deadline).limit(limit))).all())
 
-    async def mark_escalated(self, ticket_id: str) -> None:
+    async def mark_escalated(self, ticket_id: str, *, claim: datetime | None = None) -> None:
+        """The ticket without clocks escalated: its escalation is not owed again. Its
+        `claim` (an escalation's, whose record the store refused: clock_watch._ended)
+        ends, unless another took over since, as the record would have ended it."""
         async with self._sessions() as session, session.begin():
             row = await session.get(RoutedTicketRow, ticket_id, with_for_update=True)
             if row is not None:
+                _end_claim(row, claim)
                 row.escalated = True
 
     async def postpone_clock_check(self, ticket_id: str, until: datetime, *,

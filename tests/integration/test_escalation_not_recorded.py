@@ -8,6 +8,7 @@ store (SQLite and PostgreSQL) and a real broker."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -19,7 +20,7 @@ from prometheus_client import REGISTRY
 from services.core import kafka, topics
 from services.core.events import TicketEventType
 from services.core.settings import Settings
-from services.router import clock_watch, priority, table_file
+from services.router import clock_watch, ports, priority, table_file
 from services.router import service as router_service
 from tests.conftest import TEST_ROUTING_TABLE, read_topic
 from tests.integration.test_lifecycle_agreement import (  # noqa: F401
@@ -58,16 +59,8 @@ async def test_a_published_escalation_the_store_refuses_is_published_once(
     hour, its claim of a moment (as one long expired by the next check)."""
     table = table_file.load(TEST_ROUTING_TABLE)
     ticket_id, _ = await routed_to_public_sector(stores, table, clocks=clocks)
-    refusal = as_sqlalchemy_raises(asyncpg.exceptions.UntranslatableCharacterError(
-        "unsupported Unicode escape sequence"))
-    recorded = stores.router.record_handover
-
-    async def refused(poisoned: str, **given: Any) -> None:
-        if poisoned == ticket_id:
-            raise refusal
-        await recorded(poisoned, **given)
-
-    monkeypatch.setattr(stores.router, "record_handover", refused)
+    monkeypatch.setattr(stores.router, "record_handover",
+                        refused_for(ticket_id, stores.router.record_handover))
     failed = failed_checks()
     for check in range(5):
         await router_service.escalate_due(
@@ -93,3 +86,117 @@ async def test_a_published_escalation_the_store_refuses_is_published_once(
     # Not recorded: where the store had it, its trace as it was.
     assert row.department == "public_sector"
     assert [step["step"] for step in row.trace if step["step"] == "escalated"] == []
+
+
+def refused_for(ticket_id: str, store_method: Any) -> Any:
+    """`store_method` as the store answers it for a value it cannot store (22P05, the
+    ticket's own data) when it is about `ticket_id`, at every try."""
+    async def refused(poisoned: str, *args: Any, **given: Any) -> None:
+        if poisoned == ticket_id:
+            raise as_sqlalchemy_raises(asyncpg.exceptions.UntranslatableCharacterError(
+                "unsupported Unicode escape sequence"))
+        await store_method(poisoned, *args, **given)
+    return refused
+
+
+@pytest.mark.parametrize("clocks", [True, False], ids=["with_clocks", "without_clocks"])
+async def test_an_escalation_whose_end_the_store_refuses_too_is_checked_again_later(
+        stores: Stores, publisher: kafka.Publisher, kafka_bootstrap: str,  # noqa: F811
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+        clocks: bool) -> None:
+    """The record refused, and its end (the clocks marked; without clocks, the ticket
+    marked escalated) too: checked again 15 minutes later, as a notice not published is,
+    and so published again then; each check counted once and logged in one line, with
+    the class of the record's error (the store's), not the watch's own Unrecorded."""
+    table = table_file.load(TEST_ROUTING_TABLE)
+    ticket_id, _ = await routed_to_public_sector(stores, table, clocks=clocks)
+    monkeypatch.setattr(stores.router, "record_handover",
+                        refused_for(ticket_id, stores.router.record_handover))
+    end = "update_clocks" if clocks else "mark_escalated"
+    monkeypatch.setattr(stores.router, end, refused_for(ticket_id, getattr(stores.router, end)))
+    caplog.set_level(logging.ERROR, logger=clock_watch.__name__)
+    failed = failed_checks()
+    checks = [DUE + timedelta(seconds=2) + each * clock_watch.CHECK_AGAIN_AFTER_FAILURE
+              for each in range(3)]
+    for now in checks:
+        await router_service.escalate_due(
+            stores.router, publisher, table=table, queue_for=priority.queue_for, now=now,
+            claim_for=timedelta(0))
+
+    escalated = await read_topic(
+        kafka_bootstrap, topics.EVENTS, until=len(checks),
+        keep=lambda event: event.ticket_id == ticket_id
+        and event.type == TicketEventType.ESCALATED)
+    assert len(escalated) == len(checks)  # once at each check
+    assert failed_checks() == failed + len(checks)
+    lines = [line for line in caplog.records
+             if getattr(line, "ticket_id", None) == ticket_id]
+    assert [(line.getMessage(), getattr(line, "error_class", None)) for line in lines] \
+        == [("a ticket's service-level notice was published, and its record and its end"
+             " failed for a reason of the ticket's own; checked again later",
+             "DBAPIError")] * len(checks)
+    row = await stores.router.get(ticket_id)
+    assert row is not None
+    assert row.next_clock_check == checks[-1] + clock_watch.CHECK_AGAIN_AFTER_FAILURE
+
+
+@pytest.mark.parametrize("clocks", [True, False], ids=["with_clocks", "without_clocks"])
+async def test_an_ended_escalation_ends_its_claim(
+        stores: Stores, publisher: kafka.Publisher,  # noqa: F811
+        monkeypatch: pytest.MonkeyPatch, clocks: bool) -> None:
+    """Ended in place of its record, the escalation leaves the ticket to the next
+    hand-over at once, as its record would have: its claim (taken for the usual hold)
+    ends with the end, and a department's transfer right after claims the ticket, rather
+    than be told a hand-over is in flight until the claim expires."""
+    table = table_file.load(TEST_ROUTING_TABLE)
+    ticket_id, _ = await routed_to_public_sector(stores, table, clocks=clocks)
+    monkeypatch.setattr(stores.router, "record_handover",
+                        refused_for(ticket_id, stores.router.record_handover))
+    await router_service.escalate_due(
+        stores.router, publisher, table=table, queue_for=priority.queue_for,
+        now=DUE + timedelta(seconds=2), claim_for=ports.HANDOVER_CLAIM)
+
+    row = await stores.router.get(ticket_id)
+    assert row is not None
+    assert row.escalated or clocks  # ended
+    assert row.handover_until is None
+    assert await stores.router.claim_handover(row, hold=ports.HANDOVER_CLAIM) is not None
+
+
+async def test_an_escalation_ended_after_another_hand_over_marks_nothing_of_it(
+        stores: Stores, publisher: kafka.Publisher,  # noqa: F811
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The escalation's claim expired, and another router's transfer claimed the ticket
+    and moved it before the escalation's record was refused: its end marks nothing, so
+    that the new department's clocks do not take this escalation's marks (its breach
+    counted as escalated there)."""
+    table = table_file.load(TEST_ROUTING_TABLE)
+    ticket_id, _ = await routed_to_public_sector(stores, table, clocks=True)
+    recorded = stores.router.record_handover
+    before = await stores.router.get(ticket_id)
+    assert before is not None and before.service_clocks is not None
+
+    async def moved_then_refused(poisoned: str, **given: Any) -> None:
+        if poisoned != ticket_id:
+            await recorded(poisoned, **given)
+            return
+        # Another router's transfer, its claim taken once the escalation's expired.
+        row = await stores.router.get(poisoned)
+        assert row is not None
+        other = await stores.router.claim_handover(row, hold=ports.HANDOVER_CLAIM)
+        assert other is not None
+        await recorded(poisoned, department="customer_care",
+                       steps=[{"step": "transferred"}], ticket=None,
+                       now=DUE + timedelta(seconds=3), claim=other)
+        raise as_sqlalchemy_raises(asyncpg.exceptions.UntranslatableCharacterError(
+            "unsupported Unicode escape sequence"))
+
+    monkeypatch.setattr(stores.router, "record_handover", moved_then_refused)
+    await router_service.escalate_due(
+        stores.router, publisher, table=table, queue_for=priority.queue_for,
+        now=DUE + timedelta(seconds=2), claim_for=timedelta(0))
+
+    row = await stores.router.get(ticket_id)
+    assert row is not None
+    assert row.department == "customer_care"
+    assert row.service_clocks == before.service_clocks  # as the transfer left them

@@ -171,8 +171,11 @@ class FakeRouted:
         self.recorded.append(("priority", ticket_id))
 
     async def update_clocks(self, ticket_id: str, change: ClockChange, *,
-                            claim: datetime | None = None) -> None:
+                            claim: datetime | None = None,
+                            claimed_only: bool = False) -> None:
         row = self.rows[ticket_id]
+        if claimed_only and (claim is None or row.handover_until != claim):
+            return  # as the store: another took the ticket over since
         self._move(row, change)
         if claim is not None and row.handover_until == claim:
             row.handover_until = None
@@ -196,8 +199,12 @@ class FakeRouted:
                      key=lambda row: row.first_response_deadline or now)
         return [read(row) for row in due[:limit]]
 
-    async def mark_escalated(self, ticket_id: str) -> None:
-        self.rows[ticket_id].escalated = True
+    async def mark_escalated(self, ticket_id: str, *,
+                             claim: datetime | None = None) -> None:
+        row = self.rows[ticket_id]
+        if claim is not None and row.handover_until == claim:
+            row.handover_until = None
+        row.escalated = True
         self.recorded.append(("escalated", ticket_id))
 
     async def postpone_clock_check(self, ticket_id: str, until: datetime, *,
