@@ -23,6 +23,7 @@ from sqlalchemy.exc import (
     NotSupportedError,
     OperationalError,
     ProgrammingError,
+    StatementError,
 )
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import (
@@ -58,11 +59,20 @@ _OUTAGE_STATES = ("08", "53", "57P", "25P03", "57014")
 # not its others: 40003, statement completion unknown, may have taken effect), and a
 # lock not had within the server's lock_timeout (55P03: other transactions held it).
 _CONFLICT_STATES = ("40001", "40P01", "55P03")
-# SQLite raises most of its failures as OperationalErrors, those of the file (locked,
-# disk I/O, cannot be opened, full: outages, waited out) and a plain SQL error alike
-# (SQLITE_ERROR: no such table or column, a syntax error; PostgreSQL's are
+# SQLite's result codes, by the names sqlite3 gives them (sqlite_result; an extended
+# code's name starts with its primary's: SQLITE_BUSY_SNAPSHOT), by what each says. SQLite
+# raises most of its failures as OperationalErrors, its file's and a statement's alike;
+# what each means is the reader's: is_outage below (running, any trouble of the file is
+# an outage, waited out), store_start.failure (at a start, a file that cannot be opened
+# is a mistake in DATABASE_URL, and only a lock passes by itself).
+# Another connection holds the file locked (past the busy timeout).
+SQLITE_LOCKED = ("SQLITE_BUSY", "SQLITE_LOCKED")
+# The file cannot be opened, written or read as a database.
+SQLITE_UNUSABLE_FILE = ("SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_READONLY", "SQLITE_NOTADB",
+                        "SQLITE_AUTH")
+# A plain SQL error (no such table or column, a syntax error; PostgreSQL's are
 # ProgrammingErrors): the statement's fault, no wait mends it.
-_SQLITE_STATEMENT_ERRORS = ("SQLITE_ERROR",)
+SQLITE_STATEMENT_ERROR = ("SQLITE_ERROR",)
 # Python's sqlite3 reading stored text that is not UTF-8: an OperationalError with no
 # result code (the decoding is Python's, not SQLite's), told by its message alone, which
 # goes on to name the column and quote the text (CPython's Modules/_sqlite/cursor.c).
@@ -113,6 +123,21 @@ def holds_undecodable_text(error: BaseException) -> bool:
         and str(error.orig).startswith(_SQLITE_UNDECODABLE)
 
 
+def sqlite_result(error: BaseException) -> str:
+    """SQLite's result code's name, as the driver's error carries it (SQLITE_ERROR,
+    SQLITE_BUSY; "": none, or not SQLite's): what failed, never the data it failed on,
+    which the message may quote (a column's name, stored text)."""
+    driver_error = error.orig if isinstance(error, StatementError) else error
+    return getattr(driver_error, "sqlite_errorname", None) or ""
+
+
+def sqlite_failed_with(error: BaseException, codes: tuple[str, ...]) -> bool:
+    """Whether SQLite failed with one of `codes` (SQLITE_LOCKED, ...) or an extended code
+    of one."""
+    name = sqlite_result(error)
+    return bool(name) and name.startswith(codes)
+
+
 def sqlstate(error: DBAPIError) -> str:
     """PostgreSQL's SQLSTATE, as the driver's error carries it ("": none)."""
     return getattr(error.orig, "sqlstate", None) or ""
@@ -134,8 +159,7 @@ def _argument_refused(error: InterfaceError) -> bool:
 
 def _sqlite_statement_failed(error: OperationalError) -> bool:
     """Whether SQLite failed the statement or a row it read, not for the file's sake."""
-    return holds_undecodable_text(error) or getattr(
-        error.orig, "sqlite_errorname", None) in _SQLITE_STATEMENT_ERRORS
+    return holds_undecodable_text(error) or sqlite_failed_with(error, SQLITE_STATEMENT_ERROR)
 
 
 class Base(DeclarativeBase):

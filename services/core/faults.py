@@ -201,7 +201,10 @@ def reason(error: BaseException) -> str:
         if db.holds_undecodable_text(error):  # the driver's message quotes that text
             return ("a row the record needs holds text that is not UTF-8 in the store"
                     f" ({type(error).__name__})")
-        return f"the store refused the record ({type(error).__name__})"
+        # SQLite's result code (no such table or column: SQLITE_ERROR) is what there is
+        # to go on: its message, which names the column or quotes the text, is not.
+        named = ", ".join(filter(None, (type(error).__name__, db.sqlite_result(error))))
+        return f"the store refused the record ({named})"
     return f"unexpected {type(error).__name__} while processing the record"
 
 

@@ -109,7 +109,7 @@ def said(error: BaseException) -> str:
     timed out, locked, a deadlock: what ops on call read first, never a row); pydantic's
     as faults.reason words it (fields, never input); a codec's by where and why
     (unicode_errors: never the character or bytes); any other's (a store's refusal of a
-    row, a library's) not at all."""
+    row, a library's) not at all, only SQLite's result code where it gives one."""
     if isinstance(error, ValidationError):
         return data_paths.reasons(error.errors(include_input=False, include_url=False),
                                   whole="data")
@@ -119,12 +119,14 @@ def said(error: BaseException) -> str:
     # (the simulator) loads none (faults holds the client's errors too).
     from aiokafka.errors import KafkaError
 
-    from services.core import faults
+    from services.core import db, faults
 
     if isinstance(error, (*faults.SPEAKING, OSError, KafkaError)) \
             or faults.classify(error) is not faults.Fault.RECORD:
         return str(error)
-    return NOT_LOGGED
+    # SQLite's result code (SQLITE_ERROR: no such table or column, a syntax error) says
+    # what failed without the data.
+    return " ".join(filter(None, (db.sqlite_result(error), NOT_LOGGED)))
 
 
 def exception_text(exc_info: ExcInfo) -> str:

@@ -25,12 +25,6 @@ from services.core import at_start, db, migrate, settings
 
 logger = logging.getLogger(__name__)
 
-# SQLite's result codes for a file another connection holds locked (past the busy
-# timeout): the one failure of a local file that passes by itself; and for a file that
-# cannot be opened, written or read as a database.
-_SQLITE_LOCKED = ("SQLITE_BUSY", "SQLITE_LOCKED")
-_SQLITE_MISTAKES = ("SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_READONLY", "SQLITE_NOTADB",
-                    "SQLITE_AUTH")
 # PostgreSQL's SQLSTATEs for a start that no wait mends: authorization refused (class 28:
 # a password, a user, a pg_hba.conf entry), no such database (3D000), a privilege the
 # user lacks (42501: the migrations create tables).
@@ -54,10 +48,12 @@ def failure(error: BaseException, *, backend: str) -> at_start.Failure:
     if backend == "sqlite":  # a local file: only another process's lock passes
         if isinstance(error, OSError):  # its folder cannot be made
             return at_start.Failure.MISTAKE
-        name = getattr(_driver_error(error), "sqlite_errorname", "")
-        if name.startswith(_SQLITE_LOCKED):
+        # Another connection's lock is the one failure of a local file that passes by
+        # itself; one that cannot be opened is DATABASE_URL's mistake at a start (once
+        # running, db.is_outage waits it out: a file that was there).
+        if db.sqlite_failed_with(error, db.SQLITE_LOCKED):
             return at_start.Failure.OUTAGE
-        if name.startswith(_SQLITE_MISTAKES):
+        if db.sqlite_failed_with(error, db.SQLITE_UNUSABLE_FILE):
             return at_start.Failure.MISTAKE
         return at_start.Failure.OTHER
     if isinstance(error, DBAPIError) and db.sqlstate(error).startswith(_POSTGRESQL_MISTAKES):

@@ -228,6 +228,20 @@ class TestSqliteErrors:
         assert db.is_outage(error) is False
         assert faults.classify(error) is faults.Fault.RECORD
 
+    @pytest.mark.parametrize("statement", [
+        "SELECT no_such_column FROM customers",
+        "SELECT gender FROM no_such_table",
+        "SELEKT gender FROM customers",
+    ])
+    def test_a_statement_sqlite_cannot_run_is_told_by_its_result_code_alone(
+            self, statement: str) -> None:
+        """What went wrong stays in the log and the dead letter, as SQLite's result code,
+        where the message (which names the column, and may quote data) is not told."""
+        error = as_sqlite_raises(lambda connection: connection.execute(statement))
+        assert logs.said(error) == f"SQLITE_ERROR {logs.NOT_LOGGED}"
+        assert faults.reason(error) == (
+            "the store refused the record (OperationalError, SQLITE_ERROR)")
+
     def test_a_store_another_connection_holds_locked_is_an_outage(
             self, tmp_path: Path) -> None:
         database = str(tmp_path / "store.db")
