@@ -11,6 +11,16 @@ from prometheus_client import Counter
 
 from services.core import access
 
+# The outcomes, each the `error` of its answers and the counter's `outcome` label: named
+# once, in refusal_outcomes (decision code names them without this module's FastAPI).
+from services.core.refusal_outcomes import BYTE_RATE_LIMITED as BYTE_RATE_LIMITED
+from services.core.refusal_outcomes import ESCALATED_AWAY as ESCALATED_AWAY
+from services.core.refusal_outcomes import FORBIDDEN as FORBIDDEN
+from services.core.refusal_outcomes import OUTCOMES as OUTCOMES
+from services.core.refusal_outcomes import RATE_LIMITED as RATE_LIMITED
+from services.core.refusal_outcomes import REPORT_IN_PROGRESS as REPORT_IN_PROGRESS
+from services.core.refusal_outcomes import UNAUTHENTICATED as UNAUTHENTICATED
+
 # Labelled by the role of the credential sent, never by the credential or its holder: a
 # few series, and a platform flooded with 429s told from a department's tool.
 NO_ROLE = "none"  # no valid credential sent
@@ -19,19 +29,6 @@ AUTH_REFUSED = Counter("routing_http_auth_refused", "Requests refused: unauthent
                        " budget of body bytes or asking for a second report at once (429),"
                        " by the role of the credential sent (none: no valid one)",
                        ["outcome", "role"])
-# The outcomes, each the `error` of its answers and the counter's `outcome` label.
-UNAUTHENTICATED = "unauthenticated"  # 401: no token, or one naming no live credential
-FORBIDDEN = "forbidden"  # 403: the credential's role or department does not allow it
-# 403: a department's ticket escalated out of it, by its own request or before it (the
-# router's verdicts.escalated_away, escalated_away_before).
-ESCALATED_AWAY = "escalated_away"
-RATE_LIMITED = "rate_limited"  # 429: over the credential's rate of requests
-# A body's bytes over its credential's budget (RateLimits.spend_bytes): its own outcome,
-# told from a flood of requests, since what to do about each differs.
-BYTE_RATE_LIMITED = "byte_rate_limited"
-REPORT_IN_PROGRESS = "report_in_progress"  # 429: the credential's earlier report runs
-OUTCOMES = (UNAUTHENTICATED, FORBIDDEN, ESCALATED_AWAY, RATE_LIMITED, BYTE_RATE_LIMITED,
-            REPORT_IN_PROGRESS)
 
 
 def roles_refused(outcome: str) -> tuple[str, ...]:

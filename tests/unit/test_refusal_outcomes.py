@@ -1,9 +1,9 @@
 """The outcomes of the HTTP edge's refusals (401, 403, 429) are defined once, in
-`refusals`: each refusal the services raise is one of `refusals.OUTCOMES`, by a role its
-series of `routing_http_auth_refused_total` starts at 0 for, and every series started is
-one a refusal can count. The refusals raised by the real paths (auth, rate_limits,
-report_turns, the router's intake), and every `Refused` built in services/ read as
-written."""
+`refusal_outcomes` (which `refusals` gives on): each refusal the services raise is one of
+`refusals.OUTCOMES`, by a role its series of `routing_http_auth_refused_total` starts at 0
+for, and every series started is one a refusal can count. The refusals raised by the real
+paths (auth, rate_limits, report_turns, the router's intake), and every `Refused` built in
+services/ read as written, the router's forbidding verdicts too."""
 
 from __future__ import annotations
 
@@ -161,16 +161,38 @@ def refused_errors(source: Path) -> list[tuple[int, ast.expr]]:
     return found
 
 
+def forbidding_verdicts(source: Path) -> list[tuple[int, ast.expr]]:
+    """The `error` of each router verdict `Refused(Refusal.FORBIDDEN, detail, error)`
+    built in `source`, by line: the outcome its 403 is answered and counted by (the
+    router's intake: `refusal.error or refusals.FORBIDDEN`); one without is FORBIDDEN."""
+    found = []
+    for node in ast.walk(ast.parse(source.read_text(), str(source))):
+        if not isinstance(node, ast.Call) or not node.args:
+            continue
+        func, refusal = node.func, node.args[0]
+        named = func.id if isinstance(func, ast.Name) else \
+            func.attr if isinstance(func, ast.Attribute) else ""
+        if named != "Refused" or not (isinstance(refusal, ast.Attribute)
+                                      and refusal.attr == "FORBIDDEN"):
+            continue
+        error = node.args[2] if len(node.args) > 2 else next(
+            (keyword.value for keyword in node.keywords if keyword.arg == "error"), None)
+        if error is not None:
+            found.append((node.lineno, error))
+    return found
+
+
 def named_outcomes(error: ast.expr, where: str) -> list[str]:
-    """The refusals constants `error` names (`refusals.FORBIDDEN`, or FORBIDDEN in
-    refusals itself), as in `verdict.error or refusals.FORBIDDEN`; a literal fails."""
+    """The outcome constants `error` names (`refusals.FORBIDDEN`,
+    `refusal_outcomes.ESCALATED_AWAY`, or FORBIDDEN in refusals itself), as in
+    `verdict.error or refusals.FORBIDDEN`; a literal fails."""
     if isinstance(error, ast.BoolOp):
         return [name for value in error.values for name in named_outcomes(value, where)]
     if isinstance(error, ast.Constant):
         pytest.fail(f"{where}: the outcome {error.value!r} written as a literal: name its"
-                    " constant in refusals")
+                    " constant in refusal_outcomes")
     if isinstance(error, ast.Attribute) and isinstance(error.value, ast.Name) \
-            and error.value.id == "refusals":
+            and error.value.id in ("refusals", "refusal_outcomes"):
         return [error.attr]
     if isinstance(error, ast.Name):
         return [error.id]
@@ -183,6 +205,18 @@ def test_every_refusal_built_names_an_outcome_of_the_tuple() -> None:
              for where in [f"services/{source.relative_to(SERVICES)}:{line}"]
              for name in named_outcomes(error, where)]
     assert len(built) >= 7  # the raise sites found: auth's 2, intake's, rate limits' 2...
+    assert [(where, name) for where, name in built
+            if getattr(refusals, name, None) not in refusals.OUTCOMES] == []
+
+
+def test_every_forbidding_verdict_names_an_outcome_of_the_tuple() -> None:
+    """The router's verdicts decide a 403's outcome (escalated_away) without the edge's
+    refusals (FastAPI, Prometheus): named from refusal_outcomes, as the edge counts it."""
+    built = [(where, name) for source in sorted((SERVICES / "router").rglob("*.py"))
+             for line, error in forbidding_verdicts(source)
+             for where in [f"services/{source.relative_to(SERVICES)}:{line}"]
+             for name in named_outcomes(error, where)]
+    assert len(built) >= 2  # verdicts.escalated_away, escalated_away_before
     assert [(where, name) for where, name in built
             if getattr(refusals, name, None) not in refusals.OUTCOMES] == []
 

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any
 
-from services.core import access, lifecycle, moments, topics
+from services.core import access, lifecycle, moments, refusal_outcomes, topics
 from services.router import clock_notices, clocks, intake_policy, ticket_ids
 from services.router.models import RoutedTicketRow
 
@@ -133,7 +133,7 @@ def escalated_away(escalated: Sequence[clock_notices.Escalated], *, asked_at: da
         f"this request, at {asked_at.isoformat()}, first sent the breach the ticket owed"
         f" (the clock watch had not sent it yet): {_passed(escalated)}. The ticket is with"
         f" {department!r} now, and a department credential acts for its own department"
-        f" only: ask {department!r} or an admin", "escalated_away")
+        f" only: ask {department!r} or an admin", refusal_outcomes.ESCALATED_AWAY)
 
 
 def escalated_away_before(escalated: Sequence[clock_notices.Escalated], *,
@@ -147,7 +147,7 @@ def escalated_away_before(escalated: Sequence[clock_notices.Escalated], *,
         f"the ticket was escalated at {escalated_at.isoformat()}, before this request:"
         f" {_passed(escalated)}. The ticket is with {department!r} now, and a department"
         f" credential acts for its own department only: ask {department!r} or an admin",
-        "escalated_away")
+        refusal_outcomes.ESCALATED_AWAY)
 
 
 def escalated_from(row: RoutedTicketRow, principal: access.Principal
