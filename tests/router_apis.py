@@ -84,9 +84,9 @@ async def router_apis(database_url: str, kafka_bootstrap: str, folder: Path,
     http.install(app, ready=lambda: True)
     sessions = db.sessions(engine)
     routed, keys = RoutedTickets(sessions), IntakeKeys(sessions)
-    service_context.install(app, settings).provide(bootstrap.wire(
-        settings, routed=routed, intake_keys=keys, publisher=publisher,
-        table=LiveConfig("routing_table", table_path, table_file.parse)))
+    router = bootstrap.wire(settings, routed=routed, intake_keys=keys, publisher=publisher,
+                            table=LiveConfig("routing_table", table_path, table_file.parse))
+    service_context.install(app, settings).provide(router, bootstrap.known_departments(router))
     try:
         async with credentials.authenticating(app, database_url) as store, httpx.AsyncClient(
                 transport=httpx.ASGITransport(app=app), base_url="http://router") as client:

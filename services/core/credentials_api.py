@@ -8,7 +8,7 @@ revoke the old one. Both work in between, so nothing is refused during the switc
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -29,6 +29,8 @@ from services.core import (
     settings,
     text_forms,
     tickets,
+    topics,
+    unknown_departments,
 )
 from services.core.credentials import Credential, Credentials
 
@@ -46,9 +48,19 @@ Store = Annotated[Credentials, Depends(auth.get_credentials)]
 @dataclass(frozen=True)
 class KnownDepartments:
     """The departments of the routing table in force, as the service that holds it
-    (the router) provides them: a department's credential names one of them."""
+    (the router) provides them: a department's credential names one of them. A
+    department gone from the table that still `holds_open` tickets is known too, to
+    read (`me`): its lanes hold them until they are handed on."""
 
     current: Callable[[], Collection[str]]
+    holds_open: Callable[[str], Awaitable[bool]]
+
+    async def unknown(self, department: str) -> str | None:
+        """Why `department` is no department to act for (unknown_departments), or None."""
+        in_table = self.current()
+        if department in in_table or await self.holds_open(department):
+            return None
+        return unknown_departments.answer(department, in_table)
 
 
 def department_problem(role: access.Role, subject: str | None,
@@ -57,8 +69,7 @@ def department_problem(role: access.Role, subject: str | None,
     not a department's): a typo would give a token that acts for no queue."""
     if role is not access.Role.DEPARTMENT or subject is None or subject in known:
         return None
-    return (f"no department {subject!r} in the routing table in force; its departments:"
-            f" {', '.join(sorted(known))}")
+    return unknown_departments.answer(subject, known)
 
 
 async def get_known_departments(context: service_context.Context
@@ -67,6 +78,9 @@ async def get_known_departments(context: service_context.Context
         return context.part(KnownDepartments)
     except LookupError:  # a service without the routing table (a test mounting this API)
         return None
+
+
+Known = Annotated[KnownDepartments | None, Depends(get_known_departments)]
 CredentialId = Annotated[str, Path(pattern=CREDENTIAL_ID.pattern,
                                    description="The id shown when it was issued")]
 
@@ -218,16 +232,25 @@ class Holder(BaseModel):
 @api.get("/me", response_model=Holder, responses={
     503: {"description": "The credential store is unavailable (only a platform's key is"
                          " then checked, on its last good read); retry after Retry-After"}})
-async def me(principal: auth.Authenticated) -> Holder:
+async def me(principal: auth.Authenticated, departments: Known, department: Annotated[
+        str | None, Query(pattern=topics.DEPARTMENT_NAME.pattern, description=(
+            "A department the caller means to act for: one the routing table in force"
+            " lacks (and that holds no open ticket) is refused 422 naming"
+            " `query.department` and listing the table's departments, before any"
+            " credential's scope is checked (a tool reading a queue asks so)"))] = None,
+             ) -> Holder:
     """The role and subject of the credential sent: any valid credential may ask."""
+    problem = None if department is None or departments is None \
+        else await departments.unknown(department)
+    if problem is not None:
+        raise http.InvalidField("query.department", problem)
     return Holder(role=principal.role, subject=principal.subject)
 
 
 @api.post("", status_code=201, response_model=CredentialIssued,
           dependencies=auth.ADMIN_ONLY)
 async def issue(request: CredentialRequest, store: Store, principal: auth.Admin,
-                departments: Annotated[KnownDepartments | None,
-                                       Depends(get_known_departments)]) -> CredentialIssued:
+                departments: Known) -> CredentialIssued:
     """Issue a credential; the answer holds its token, which is never shown again. A
     department's names a department of the routing table in force."""
     problem = None if departments is None else department_problem(

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
 
-from services.core import access, auth, durations, http, report_turns, topics
+from services.core import auth, durations, http, report_turns, topics
 from services.metrics import departments, service, stats
 from services.metrics.bootstrap import MetricsContext
 
@@ -36,9 +36,10 @@ Department = Annotated[str, Path(pattern=topics.DEPARTMENT_NAME.pattern)]
 
 UNKNOWN_DEPARTMENT: dict[int | str, dict[str, Any]] = {404: {
     "description": "`not_found`: no such department: the routing table in force does not"
-                   " name it and no ticket it held is kept. `detail` says so and lists the"
-                   " table's departments, also given as `departments` (to an admin only:"
-                   " a department's credential is not told which departments exist);"
+                   " name it and no ticket it held is kept. `detail` says so in the"
+                   " router's words and lists the table's departments, also given as"
+                   " `departments`, to any caller, before a department credential's scope"
+                   " is checked (a typo of its own name is told as one);"
                    f" those that held tickets in a window: {departments.LISTED_AT}. A"
                    " department of the table with no tickets is answered, with zeros"}}
 
@@ -50,17 +51,16 @@ async def department_stats(department: Department, window: Window, metrics: Metr
                            ) -> dict[str, Any]:
     """Volume, first-response and resolution percentiles, first-response target
     attainment and backlog of one department (its own team or an admin)."""
-    # Another department's credential is refused before the name is looked up: a 404
-    # would tell it which departments exist.
-    auth.ensure_may_act_for(principal, department)
     # In the caller's turn: a name the table lacks is searched among the kept timelines
     # (a typo polled by a dashboard would otherwise read them at every poll, unbounded).
     async with turn.taken(principal):
+        # Looked up before the credential's scope is checked, as the router does
+        # (unknown_departments): a typo of one's own department is told as a typo.
         unknown = await service.unknown_department(metrics.timelines, metrics.in_table,
                                                    department)
         if unknown is not None:
-            raise HTTPException(404, detail=unknown.answer(
-                listed=principal.role is access.Role.ADMIN))
+            raise HTTPException(404, detail=unknown.answer())
+        auth.ensure_may_act_for(principal, department)
         found = await service.department_stats(metrics.timelines, department, window,
                                                now=datetime.now(UTC))
     return {"department": department, **asdict(found)}

@@ -14,13 +14,15 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
+from services.core import unknown_departments
+
 # Where the departments that held tickets are listed, for a caller told of an unknown one.
 LISTED_AT = "GET /v1/departments"
 
 
 @dataclass(frozen=True)
 class UnknownDepartment:
-    """A name the stats API knows no department by, and the departments it can tell."""
+    """A name the stats API knows no department by, and the routing table's departments."""
 
     department: str
     in_table: tuple[str, ...]  # the routing table's departments, sorted
@@ -31,20 +33,12 @@ class UnknownDepartment:
 
     @property
     def detail(self) -> str:
-        return (f"no department {self.department!r}: the routing table in force does not"
-                f" name it and no ticket it held is kept; the table's departments:"
-                f" {', '.join(self.in_table) or 'none'} (those that held tickets in a"
-                f" window: {LISTED_AT})")
+        """The router's words for a name the table lacks (unknown_departments), and
+        where the departments that held tickets are listed."""
+        return (f"{unknown_departments.answer(self.department, self.in_table)}; no ticket"
+                f" it held is kept (those that held tickets in a window: {LISTED_AT})")
 
-    def answer(self, *, listed: bool) -> dict[str, Any]:
-        """The 404's body. The table's departments are `listed` to an admin only: a
-        department's credential (one named for a department the table lacks) is told the
-        name is unknown, not which departments exist."""
-        if listed:
-            return {"error": "not_found", "detail": self.detail,
-                    "departments": list(self.in_table)}
-        return {"error": "not_found",
-                "detail": (f"no department {self.department!r}: the routing table in force"
-                           " does not name it and no ticket it held is kept; an admin can"
-                           " tell which departments exist")}
-
+    def answer(self) -> dict[str, Any]:
+        """The 404's body, to any caller (unknown_departments says why)."""
+        return {"error": "not_found", "detail": self.detail,
+                "departments": list(self.in_table)}

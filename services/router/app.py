@@ -77,8 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                        awaits_store=route.awaits_store)
             await parts.start(Phase.PUBLISHERS, stop=callbacks.close)
             context.provide(router, connected.simulator, callbacks.endpoints,
-                            callbacks.deliveries, credentials_api.KnownDepartments(
-                                lambda: live_table.current.departments),
+                            callbacks.deliveries, bootstrap.known_departments(router),
                             admin_actions.AdminActions(sessions))
 
             async def sample_load() -> None:

@@ -20,7 +20,14 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from services.core import config_store, db, retention, service_context, store_start
+from services.core import (
+    config_store,
+    credentials_api,
+    db,
+    retention,
+    service_context,
+    store_start,
+)
 from services.core.credentials import Credentials
 from services.core.live_config import LiveConfig
 from services.core.settings import Settings
@@ -79,6 +86,18 @@ def wire(settings: Settings, *, routed: ports.Routed, intake_keys: ports.Keys,
     return Router(settings=settings, routed=routed, intake_keys=intake_keys,
                   publisher=publisher, table=table if table is not None else live_table(
                       settings), load=load, queue_for=queue_for)
+
+
+def known_departments(router: Router) -> credentials_api.KnownDepartments:
+    """The departments a credential may name (the routing table in force's) and act for
+    (those, and one gone from it that still holds open tickets), for the credentials
+    API."""
+
+    async def holds_open(department: str) -> bool:
+        return bool((await router.routed.open_tickets([department])).get(department))
+
+    return credentials_api.KnownDepartments(lambda: router.table.current.departments,
+                                            holds_open)
 
 
 @dataclass(frozen=True)

@@ -184,9 +184,9 @@ class TestKnownDepartments:
                                                         ("care", "public_sector"))
         assert store.asked_held == ["publc_sector"]
         assert unknown.detail == (
-            "no department 'publc_sector': the routing table in force does not name it and"
-            " no ticket it held is kept; the table's departments: care, public_sector"
-            " (those that held tickets in a window: GET /v1/departments)")
+            "no department 'publc_sector' in the routing table in force; its departments:"
+            " care, public_sector; no ticket it held is kept (those that held tickets in a"
+            " window: GET /v1/departments)")
 
     async def test_a_table_that_cannot_be_read_refuses_no_department(self) -> None:
         metrics, _, _ = wired(in_table=None)

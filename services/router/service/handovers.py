@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from services.core import access, events, kafka, tickets, topics
+from services.core import access, events, kafka, tickets, topics, unknown_departments
 from services.router import (
     clock_watch,
     dispatch,
@@ -60,8 +60,7 @@ async def transfer(ticket_id: str, *, to_department: str, reason: str,
                        "not_yours")
     if table.lacks(to_department):
         return Refused(Refusal.INVALID,
-                       f"no department {to_department!r} in the routing table in force;"
-                       f" its departments: {', '.join(sorted(table.departments))}",
+                       unknown_departments.answer(to_department, table.departments),
                        field="body.to_department")
     if to_department == row.department:
         return Refused(Refusal.CONFLICT, f"the ticket is already with {row.department!r}:"

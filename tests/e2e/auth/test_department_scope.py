@@ -28,8 +28,11 @@ class TestDepartmentScope:
                                      headers=secured.headers(DEPARTMENT, OWN)) as stats:
             assert (await stats.get(f"/v1/departments/{OWN}/stats")).status_code == 200
             assert (await stats.get(f"/v1/departments/{OTHER}/stats")).status_code == 403
-            # a name no department has: refused for the scope, not told it does not exist
-            assert (await stats.get("/v1/departments/publc_sector/stats")).status_code == 403
+            # a name no department has: told so, with the table's departments, as the
+            # router tells it (services/core/unknown_departments.py), not refused 403
+            typo = await stats.get("/v1/departments/publc_sector/stats")
+            assert typo.status_code == 404, typo.text
+            assert OWN in typo.json()["departments"]
 
     async def test_stats_of_a_department_nobody_knows_are_404_not_zeros(
             self, secured: Pipeline) -> None:

@@ -1,0 +1,96 @@
+"""A department name the routing table in force lacks, answered by the real router's
+APIs (a transfer's `to_department`, `GET /v1/credentials/me?department=`) and the real
+metrics' stats API in one wording, services/core/unknown_departments.py, listing the
+table's departments to a department credential too, before its scope is checked."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+from services.core import credentials_api
+from services.router import tickets_api
+from tests import credentials
+from tests.integration import test_department_known as stats
+from tests.router_apis import RouterApis, routed_ticket, router_apis
+
+# The metrics' test table (public_sector, business_desk, fallback customer_care).
+TABLE = stats.TABLE.format(n=1, second="business_desk") + """departments:
+  public_sector: {}
+  business_desk: {}
+  customer_care: {}
+"""
+TOLD = ("no department 'publc_sector' in the routing table in force; its departments:"
+        " business_desk, customer_care, public_sector")
+
+
+@pytest.fixture
+async def router(database_url: str, kafka_bootstrap: str,
+                 tmp_path: Path) -> AsyncIterator[RouterApis]:
+    async with router_apis(database_url, kafka_bootstrap, tmp_path, tickets_api.api,
+                           credentials_api.api, table=TABLE) as apis:
+        yield apis
+
+
+async def me(router: RouterApis, department: str, *, role: str = "department",
+             subject: str | None = "public_sector") -> httpx.Response:
+    return await router.client.get("/v1/credentials/me", params={"department": department},
+                                   headers=await credentials.headers_of(
+                                       router.credentials, role, subject))
+
+
+def refused(answer: httpx.Response, field: str) -> str:
+    assert answer.status_code == 422, answer.text
+    [told] = answer.json()["fields"]
+    assert told["field"] == field
+    return str(told["problem"])
+
+
+class TestOneWording:
+    async def test_a_transfer_and_the_stats_api_tell_a_department_alike(
+            self, router: RouterApis, database_url: str) -> None:
+        ticket_id, _ = await routed_ticket(router.routed, "public_sector",
+                                           spent=timedelta(minutes=5))
+        transfer = await router.client.post(
+            f"/v1/tickets/{ticket_id}/transfer",
+            json={"to_department": "publc_sector", "reason": "theirs"},
+            headers=await credentials.headers_of(router.credentials, "department",
+                                                 "public_sector"))
+        told = refused(transfer, "body.to_department")
+        async with stats.stats_api(database_url) as metrics:
+            stats_answer = await metrics.stats("publc_sector", role="department",
+                                               subject="public_sector")
+        assert stats_answer.status_code == 404, stats_answer.text
+        assert told == TOLD
+        assert stats_answer.json()["detail"].startswith(f"{told}; ")
+
+
+class TestWhoAmIForADepartment:
+    @pytest.mark.parametrize(("role", "subject"), [
+        ("department", "public_sector"), ("department", "business_desk"), ("admin", None)],
+        ids=["a typo of its own", "another department's", "an admin's"])
+    async def test_a_name_the_table_lacks_is_refused_with_its_departments(
+            self, router: RouterApis, role: str, subject: str | None) -> None:
+        """Before the credential's scope: whoever asks is told the name is unknown."""
+        answer = await me(router, "publc_sector", role=role, subject=subject)
+        assert refused(answer, "query.department") == TOLD
+
+    async def test_a_department_of_the_table_is_answered_whose_the_credential_is(
+            self, router: RouterApis) -> None:
+        """Its scope is the caller's to judge (Holder.may_act_for), as without the name."""
+        own = await me(router, "public_sector")
+        other = await me(router, "business_desk")
+        assert own.status_code == other.status_code == 200, (own.text, other.text)
+        assert own.json() == other.json() == {"role": "department",
+                                              "subject": "public_sector"}
+
+    async def test_one_gone_from_the_table_holding_open_tickets_is_known(
+            self, router: RouterApis) -> None:
+        """Its lanes hold them until they are handed on: its queue is still read."""
+        await routed_ticket(router.routed, "retired_desk", spent=timedelta(minutes=5))
+        answer = await me(router, "retired_desk", subject="retired_desk")
+        assert answer.status_code == 200, answer.text
