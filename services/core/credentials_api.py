@@ -237,7 +237,7 @@ async def me(principal: auth.Authenticated, departments: Known, department: Anno
             "A department the caller means to act for: one the routing table in force"
             " lacks (and that holds no open ticket) is refused 422 naming"
             " `query.department` and listing the table's departments, before any"
-            " credential's scope is checked (a tool reading a queue asks so)"))] = None,
+            " credential's scope is checked (`department queue` asks so)"))] = None,
              ) -> Holder:
     """The role and subject of the credential sent: any valid credential may ask."""
     problem = None if department is None or departments is None \

@@ -149,17 +149,22 @@ def _aging(text: str) -> priority.Aging:
 
 def _ensure_may_read(department: str) -> tuple[str, str]:
     """Refuse (exit 1) unless the router says API_TOKEN is `department`'s credential or an
-    admin's: the Kafka ACLs guard the lanes too, but not on a cluster without them. The
-    router's URL and the token, to ask it about the copies read."""
+    admin's: the Kafka ACLs guard the lanes too, but not on a cluster without them. A
+    `department` the routing table in force lacks (a typo) is refused first, in the
+    router's words naming its departments, whoever's the token is. The router's URL and
+    the token, to ask it about the copies read."""
     settings = _router_settings()
     if settings.api_token is None:
         _refuse(f"set API_TOKEN to the credential of {department} (or an admin's): the"
                 " queue is read only with its own department's credential")
     try:
-        holder = queue.holder(settings.router_url, settings.api_token.get_secret_value())
+        holder = queue.holder(settings.router_url, settings.api_token.get_secret_value(),
+                              department=department)
     except httpx.HTTPStatusError as exc:
         if exc.response.status_code == 401:
             _refuse("the router does not accept API_TOKEN (unknown, revoked or malformed)")
+        if exc.response.status_code == 422:  # a department the routing table lacks
+            _refuse(command_line.refusal(exc.response.text, OPTIONS))
         _refuse(f"cannot check API_TOKEN: the router answered {exc.response.status_code}"
                 f" {exc.response.text}")
     except httpx.HTTPError as exc:
@@ -262,8 +267,9 @@ def _a_key(key: str) -> bool:
 
 # The router's request fields as this tool's options and arguments set them (what one
 # refused is said as the option typed: command_line.refusal).
-OPTIONS = {"path.ticket_id": "ticket_id", "body.department": "--department",
-           "body.to_department": "--to", "body.from_department": "--department",
+OPTIONS = {"path.ticket_id": "ticket_id", "query.department": "department",
+           "body.department": "--department", "body.to_department": "--to",
+           "body.from_department": "--department",
            "body.priority": "--to", "body.reason": "--reason",
            "header.Idempotency-Key": "--idempotency-key"}
 

@@ -95,6 +95,20 @@ class TestARecordTheKafkaClientCannotRead:
         assert await read(settings, department) == ([], [])
 
 
+class TestADepartmentWithoutLanes:
+    async def test_its_read_ends_at_once_naming_the_lanes(self, kafka_bootstrap: str) -> None:
+        """None of its lanes exists (a department gone from the table whose lanes were
+        deleted; a typo is refused by the router first): the Kafka client would ask for
+        their metadata over and over, and say so on stderr, before giving up."""
+        department = unique("nolanes")
+        with pytest.raises(queue.NoQueue) as raised:
+            await read(Settings(kafka_bootstrap_servers=kafka_bootstrap), department)
+        assert str(raised.value) == (
+            f"no lane of {department} exists, or this Kafka user may read none of them"
+            f" (dept.{department}.high, dept.{department}, dept.{department}.low): a"
+            " department's lanes are made when a routing table naming it is put in force")
+
+
 class TestTwoAgentsOfADepartment:
     async def test_an_agent_joining_mid_read_takes_over_partitions_and_no_ticket_is_lost(
             self, kafka_bootstrap: str, producer: AIOKafkaProducer) -> None:

@@ -444,6 +444,55 @@ class TestKafkaPassword:
         assert read_with == []
 
 
+class TestAQueueKafkaRefuses:
+    def test_the_read_ends_in_one_line_naming_the_department(
+            self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """E.g. none of its lanes exists (queue.NoQueue: its words are checked on a real
+        broker in tests/integration/test_department_queue.py)."""
+        monkeypatch.setenv("API_TOKEN", "rt_admin")
+        monkeypatch.setattr(cli.queue, "holder", lambda *args, **kwargs: Holder(
+            role=access.Role.ADMIN, subject=None))
+
+        async def read_queue(*args: object, **kwargs: object) -> AsyncIterator[object]:
+            raise queue.NoQueue("public_sector", ["dept.public_sector"])
+            yield
+
+        async def reached(given: Settings) -> None:
+            return None
+
+        monkeypatch.setattr(cli.queue, "read_queue", read_queue)
+        monkeypatch.setattr(cli.broker_start, "reached", reached)
+        result = CliRunner().invoke(cli.app, ["queue", "public_sector"])
+        assert result.exit_code == 1
+        assert result.output.splitlines() == [
+            "cannot read the queue of public_sector: no lane of public_sector exists, or"
+            " this Kafka user may read none of them (dept.public_sector): a department's"
+            " lanes are made when a routing table naming it is put in force"]
+
+    def test_a_department_the_routing_table_lacks_is_refused_in_the_routers_words(
+            self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Named as the argument typed (command_line.refusal with cli.OPTIONS), before
+        the credential's scope is judged or Kafka asked (the router's 422 on a real
+        router: TestATypo in tests/e2e/test_department_tool.py)."""
+        monkeypatch.setenv("ROUTER_URL", "http://router.test")
+        monkeypatch.setenv("API_TOKEN", "rt_department")
+        answer = http.invalid([{"field": "query.department", "type": "value_error",
+                                "problem": "no department 'publc_sector' in the table"}])
+        asked: list[Any] = []
+
+        def get(url: str, **kwargs: Any) -> httpx.Response:
+            asked.append(kwargs["params"])
+            return httpx.Response(answer.status_code, json=json.loads(bytes(answer.body)),
+                                  request=httpx.Request("GET", url))
+
+        monkeypatch.setattr(queue.httpx, "get", get)
+        result = CliRunner().invoke(cli.app, ["queue", "publc_sector"])
+        assert result.exit_code == 1
+        assert asked == [{"department": "publc_sector"}]
+        assert result.output.splitlines() == [
+            "refused: invalid_request: department: no department 'publc_sector' in the table"]
+
+
 class TestRefusedFieldsNameTheOptions:
     """The router's refusal of a request field is said as one of the option typed
     (command_line.refusal with cli.OPTIONS), not as the API's field."""
