@@ -48,19 +48,13 @@ Store = Annotated[Credentials, Depends(auth.get_credentials)]
 @dataclass(frozen=True)
 class KnownDepartments:
     """The departments of the routing table in force, as the service that holds it
-    (the router) provides them: a department's credential names one of them. A
-    department gone from the table that still `holds_open` tickets is known too, to
-    read (`me`): its lanes hold them until they are handed on."""
+    (the router) provides them: a department's credential names one of them. Why a
+    name is `unknown` to act for (unknown_departments), or None: the router's rule
+    (services/router/service/acting_for.py: a department gone from the table that
+    still holds open tickets is known too, to read, as its lanes hold them)."""
 
     current: Callable[[], Collection[str]]
-    holds_open: Callable[[str], Awaitable[bool]]
-
-    async def unknown(self, department: str) -> str | None:
-        """Why `department` is no department to act for (unknown_departments), or None."""
-        in_table = self.current()
-        if department in in_table or await self.holds_open(department):
-            return None
-        return unknown_departments.answer(department, in_table)
+    unknown: Callable[[str], Awaitable[str | None]]
 
 
 def department_problem(role: access.Role, subject: str | None,

@@ -42,6 +42,7 @@ from services.router import (
     table_file,
 )
 from services.router.intake_keys import IntakeKeys
+from services.router.service import acting_for
 from services.router.store import RoutedTickets
 from services.simulator.api import Simulator
 from services.webhooks import outbox_store
@@ -90,14 +91,14 @@ def wire(settings: Settings, *, routed: ports.Routed, intake_keys: ports.Keys,
 
 def known_departments(router: Router) -> credentials_api.KnownDepartments:
     """The departments a credential may name (the routing table in force's) and act for
-    (those, and one gone from it that still holds open tickets), for the credentials
-    API."""
+    (service.acting_for), for the credentials API."""
 
-    async def holds_open(department: str) -> bool:
-        return bool((await router.routed.open_tickets([department])).get(department))
+    async def unknown(department: str) -> str | None:
+        return await acting_for.unknown(department, in_table=router.table.current,
+                                        routed=router.routed)
 
     return credentials_api.KnownDepartments(lambda: router.table.current.departments,
-                                            holds_open)
+                                            unknown)
 
 
 @dataclass(frozen=True)

@@ -65,7 +65,11 @@ class DepartmentReport(request_bodies.RequestBody):
     type: Literal["picked_up", "responded", "waiting_on_customer", "resolved"] = Field(
         description="waiting_on_customer pauses the ticket's service-level clocks until"
                     " its platform reports the customer's reply")
-    department: str | None = Field(default=None, pattern=topics.DEPARTMENT_NAME.pattern)
+    department: str | None = Field(
+        default=None, pattern=topics.DEPARTMENT_NAME.pattern,
+        description="The department reporting (a department credential's own, checked if"
+                    " given); one the routing table in force lacks, and holding no open"
+                    " ticket, is refused 422, listing the table's departments")
     occurred_at: http.Timestamp | None = Field(
         default=None, description="When it happened (RFC 3339 with offset); from a"
                                   " department's credential, between the ticket's"
@@ -244,7 +248,8 @@ async def report_event(
         ticket_id, events.TicketEventType(f"ticket.{report.type}"),
         department=report.department, occurred_at=report.occurred_at, principal=principal,
         correlation_id=correlation_id, routed=router.routed, publisher=router.publisher,
-        now=datetime.now(UTC), key=report_key(idempotency_key, router))
+        table=router.table.current, now=datetime.now(UTC),
+        key=report_key(idempotency_key, router))
     if isinstance(recorded, service.Refused):
         return refused(recorded, router, "events")
     return ReportAccepted(ticket_id=ticket_id, event_id=recorded.event_id, type=report.type)

@@ -21,8 +21,11 @@ class Transfer(request_bodies.RequestBody):
     to_department: str = Field(pattern=topics.DEPARTMENT_NAME.pattern)
     reason: tickets.Reason = Field(
         description="Why (kept in the trace; no personal data, please)")
-    from_department: str | None = Field(default=None, pattern=topics.DEPARTMENT_NAME.pattern,
-                                        description="Your department, checked if given")
+    from_department: str | None = Field(
+        default=None, pattern=topics.DEPARTMENT_NAME.pattern,
+        description="Your department, checked if given: one the routing table in force"
+                    " lacks, and holding no open ticket, is refused 422, listing the"
+                    " table's departments")
 
 
 class PriorityChange(request_bodies.RequestBody):

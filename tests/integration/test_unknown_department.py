@@ -1,7 +1,8 @@
 """A department name the routing table in force lacks, answered by the real router's
-APIs (a transfer's `to_department`, `GET /v1/credentials/me?department=`) and the real
-metrics' stats API in one wording, services/core/unknown_departments.py, listing the
-table's departments to a department credential too, before its scope is checked."""
+APIs (a transfer's `to_department` and `from_department`, a report's `department`,
+`GET /v1/credentials/me?department=`) and the real metrics' stats API in one wording,
+services/core/unknown_departments.py, listing the table's departments to a department
+credential too, before its scope is checked."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import httpx
 import pytest
 
 from services.core import credentials_api
-from services.router import tickets_api
+from services.router import intake, tickets_api
 from tests import credentials
 from tests.integration import test_department_known as stats
 from tests.router_apis import RouterApis, routed_ticket, router_apis
@@ -32,7 +33,7 @@ TOLD = ("no department 'publc_sector' in the routing table in force; its departm
 async def router(database_url: str, kafka_bootstrap: str,
                  tmp_path: Path) -> AsyncIterator[RouterApis]:
     async with router_apis(database_url, kafka_bootstrap, tmp_path, tickets_api.api,
-                           credentials_api.api, table=TABLE) as apis:
+                           credentials_api.api, intake.api, table=TABLE) as apis:
         yield apis
 
 
@@ -94,3 +95,50 @@ class TestWhoAmIForADepartment:
         await routed_ticket(router.routed, "retired_desk", spent=timedelta(minutes=5))
         answer = await me(router, "retired_desk", subject="retired_desk")
         assert answer.status_code == 200, answer.text
+
+
+class TestAReportOrATransferForADepartment:
+    """The department a department's report (`department respond --department D`) or
+    transfer (`--department D`, `from_department`) says it acts for: a name the table
+    lacks is told as a typo (not as another department's, 403 or 409 `not_yours`), and
+    an admin's is refused rather than recorded as the event's department."""
+
+    @pytest.fixture
+    async def ticket_id(self, router: RouterApis) -> str:
+        ticket_id, _ = await routed_ticket(router.routed, "public_sector",
+                                           spent=timedelta(minutes=5))
+        return ticket_id
+
+    async def asked(self, router: RouterApis, ticket_id: str, asked: str, department: str,
+                    role: str, subject: str | None) -> httpx.Response:
+        headers = await credentials.headers_of(router.credentials, role, subject)
+        if asked == "report":
+            return await router.client.post(
+                f"/v1/tickets/{ticket_id}/events",
+                json={"type": "responded", "department": department}, headers=headers)
+        return await router.client.post(
+            f"/v1/tickets/{ticket_id}/transfer", json={
+                "to_department": "business_desk", "reason": "theirs",
+                "from_department": department}, headers=headers)
+
+    @pytest.mark.parametrize(("asked", "field"), [("report", "body.department"),
+                                                  ("transfer", "body.from_department")])
+    @pytest.mark.parametrize(("role", "subject"), [
+        ("department", "public_sector"), ("admin", None)],
+        ids=["a typo of its own", "an admin's"])
+    async def test_a_name_the_table_lacks_is_refused_with_its_departments(
+            self, router: RouterApis, ticket_id: str, asked: str, field: str, role: str,
+            subject: str | None) -> None:
+        answer = await self.asked(router, ticket_id, asked, "publc_sector", role, subject)
+        assert refused(answer, field) == TOLD
+        row = await router.routed.get(ticket_id)
+        assert row is not None and row.department == "public_sector"
+        assert [step["step"] for step in row.trace] == []
+
+    async def test_one_gone_from_the_table_holding_the_ticket_is_known(
+            self, router: RouterApis) -> None:
+        """An admin reporting for it: its tickets are still reported on."""
+        ticket_id, _ = await routed_ticket(router.routed, "retired_desk",
+                                           spent=timedelta(minutes=5))
+        answer = await self.asked(router, ticket_id, "report", "retired_desk", "admin", None)
+        assert answer.status_code == 202, answer.text

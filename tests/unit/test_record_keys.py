@@ -78,5 +78,5 @@ async def test_a_departments_report_is_keyed_by_its_ticket() -> None:
     await service.record_report(
         TICKET, events.TicketEventType.RESPONDED, department=None, occurred_at=None,
         principal=PUBLIC_SECTOR, correlation_id=None, routed=router.routed,
-        publisher=router.publisher, now=NOW + timedelta(hours=1))
+        publisher=router.publisher, table=router.router.table.current, now=NOW + timedelta(hours=1))
     assert keys(router.publisher.published) == [(topics.EVENTS, "ticket")]

@@ -477,7 +477,8 @@ class TestATransferJustAfterADeadline:
             return await service.record_report(
                 "t-1", TicketEventType.RESPONDED, department=None, occurred_at=None,
                 principal=principal, correlation_id=None, routed=router.routed,
-                publisher=router.publisher, now=self.MISSED + timedelta(seconds=3))
+                publisher=router.publisher,
+                table=router.router.table.current, now=self.MISSED + timedelta(seconds=3))
 
         assert await report(PUBLIC_SECTOR) == self.escalated_before
         assert await report(access.Principal("cred-cc", access.Role.DEPARTMENT, "customer_care")) \
@@ -1031,7 +1032,8 @@ class TestRecordReport:
         return await service.record_report(
             "t-1", TicketEventType.RESPONDED, department=None, occurred_at=occurred_at,
             principal=principal, correlation_id=None, routed=router.routed,
-            publisher=router.publisher, now=NOW + timedelta(hours=1))
+            publisher=router.publisher,
+            table=router.router.table.current, now=NOW + timedelta(hours=1))
 
     @pytest.mark.parametrize("occurred_at", [NOW - REPORT_CLOCK_SKEW - timedelta(seconds=1),
                                              NOW + timedelta(hours=2)])
@@ -1248,7 +1250,8 @@ class TestReportsUnderAnIdempotencyKey:
                      now: datetime = NOW + timedelta(hours=1)) -> service.Recorded | Refused:
         return await service.record_report(
             "t-1", report, department=None, occurred_at=occurred_at, principal=principal,
-            correlation_id=None, routed=router.routed, publisher=router.publisher, now=now,
+            correlation_id=None, routed=router.routed, publisher=router.publisher,
+            table=router.router.table.current, now=now,
             key=service.ReportKey(key, router.keys, router.router.claim_hold))
 
     async def test_a_retry_once_the_ticket_is_resolved_answers_the_first_event(
@@ -1312,7 +1315,8 @@ class TestReportsUnderAnIdempotencyKey:
             await service.record_report(
                 "t-2", TicketEventType.PICKED_UP, department=None, occurred_at=None,
                 principal=business, correlation_id=None, routed=router.routed,
-                publisher=router.publisher, now=NOW + timedelta(hours=1),
+                publisher=router.publisher,
+                table=router.router.table.current, now=NOW + timedelta(hours=1),
                 key=service.ReportKey("k-1", router.keys, router.router.claim_hold)),
             await self.report(router, "k-1", report=TicketEventType.RESPONDED,
                               principal=ADMIN),
@@ -1429,7 +1433,7 @@ class TestAResolvedTicketIsClosed:
             await service.record_report(
                 "t-1", TicketEventType.RESPONDED, department=None, occurred_at=None,
                 principal=principal, correlation_id=None, routed=router.routed,
-                publisher=router.publisher, now=later)
+                publisher=router.publisher, table=router.router.table.current, now=later)
             for principal in (PUBLIC_SECTOR, ADMIN)]
         answers.append(await service.customer_replied(
             "t-1", occurred_at=None, platform=DESK, correlation_id=None,
@@ -1448,7 +1452,7 @@ class TestAResolvedTicketIsClosed:
         refused = await service.record_report(
             "t-unknown", TicketEventType.RESOLVED, department="public_sector",
             occurred_at=None, principal=ADMIN, correlation_id=None, routed=wired().routed,
-            publisher=wired().publisher, now=NOW)
+            publisher=wired().publisher, table=wired().router.table.current, now=NOW)
         assert isinstance(refused, Refused) and refused.refusal is Refusal.NOT_FOUND
 
 
@@ -1496,7 +1500,8 @@ class TestATicketsTraceIsBounded:
         return await service.record_report(
             "t-1", report, department=None, occurred_at=None,
             principal=ADMIN if "admin" in change else PUBLIC_SECTOR, correlation_id=None,
-            routed=router.routed, publisher=router.publisher, now=later)
+            routed=router.routed, publisher=router.publisher,
+            table=router.router.table.current, now=later)
 
     NEEDLESS = ("picked_up", "customer replied", "priority changed",
                 "picked_up by an admin")

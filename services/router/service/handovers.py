@@ -21,7 +21,7 @@ from services.router import (
 )
 from services.router import priority as lanes
 from services.router.models import RoutedTicketRow
-from services.router.service import verdicts
+from services.router.service import acting_for, verdicts
 from services.router.service.verdicts import Refusal, Refused
 
 # A hand-over or priority change made after the notices it waited for (_after_notices) is
@@ -47,7 +47,12 @@ async def transfer(ticket_id: str, *, to_department: str, reason: str,
     department hands over only tickets it has (`from_department`, if given, is checked).
     The ticket is claimed for the hand-over first (`claim_for`: longer than a publish),
     as it was read, so that another transfer or an escalation at the same moment does
-    not put it in a second queue."""
+    not put it in a second queue. A `from_department` that is no department of `table`
+    is refused first (acting_for)."""
+    unknown = await acting_for.refused(from_department, "body.from_department",
+                                       principal=principal, table=table, routed=routed)
+    if unknown is not None:
+        return unknown
     read = await _after_notices(ticket_id, principal=principal, routed=routed,
                                 publisher=publisher, table=table, queue_for=queue_for,
                                 now=now, claim_for=claim_for,

@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from services.core import access, db, events, kafka, topics
-from services.router import intake_policy, ports
+from services.router import intake_policy, ports, routing
 from services.router.models import RoutedTicketRow
-from services.router.service import verdicts
+from services.router.service import acting_for, verdicts
 from services.router.service.accepting import scoped_key
 from services.router.service.verdicts import KEY_IN_FLIGHT, KEY_REUSED, Refusal, Refused
 
@@ -60,18 +60,25 @@ async def record_report(ticket_id: str, report: events.TicketEventType, *,
                         department: str | None, occurred_at: datetime | None,
                         principal: access.Principal, correlation_id: str | None,
                         routed: ports.Routed, publisher: ports.Publisher,
-                        now: datetime, key: ReportKey | None = None) -> Recorded | Refused:
+                        table: routing.RoutingTable, now: datetime,
+                        key: ReportKey | None = None) -> Recorded | Refused:
     """A department's report on a routed ticket not resolved yet. A department
     credential reports on tickets that are with its department only, dated between the
     ticket's arrival there and now (a report dated earlier would dodge its escalation,
     or credit the department that held it then); an admin's, between the ticket's
     receipt and now, as a platform's reply (a date beyond would have the event follower
-    count business time up to it, and set the ticket's first response there)."""
+    count business time up to it, and set the ticket's first response there). A
+    `department` named that is no department of `table` is refused first
+    (acting_for)."""
     asked_for = department
     if principal.role is access.Role.DEPARTMENT:
         department = principal.subject
 
     async def judged() -> Refused | datetime:
+        unknown = await acting_for.refused(asked_for, "body.department", principal=principal,
+                                           table=table, routed=routed)
+        if unknown is not None:
+            return unknown
         if principal.role is access.Role.DEPARTMENT and asked_for is not None \
                 and asked_for != principal.subject:
             return Refused(Refusal.FORBIDDEN, "a department credential reports for its own"
