@@ -1,7 +1,9 @@
 """How every service answers a department name the routing table in force lacks (a
 typo, most often): the name, and the table's departments, so that the caller can pick
 the one meant. One wording for the router (a transfer's `to_department`, a department
-credential's subject, `GET /v1/credentials/me?department=`) and the metrics service
+credential's subject, the department a request acts for: `GET
+/v1/credentials/me?department=`, a report's `department`, a transfer's `from_department`,
+services/router/service/acting_for.py) and the metrics service
 (`GET /v1/departments/{d}/stats`).
 
 The departments are listed to every caller, department credentials included: a
