@@ -99,3 +99,10 @@ def test_every_alert_reaches_a_receiver() -> None:
         for matcher in (*rule["source_matchers"], *rule["target_matchers"]):
             named = re.fullmatch(r'alertname="(\w+)"', matcher)
             assert named and named.group(1) in alerts, matcher
+
+
+def test_the_dead_letters_alert_says_how_to_list_and_replay_them() -> None:
+    alert = next(rule for rule in all_rules() if rule.get("alert") == "RoutingDeadLetters")
+    description = " ".join(alert["annotations"]["description"].split())
+    assert "`routing dead-letters list`" in description
+    assert "`routing dead-letters replay ID`" in description
