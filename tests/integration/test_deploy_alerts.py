@@ -101,8 +101,26 @@ def test_every_alert_reaches_a_receiver() -> None:
             assert named and named.group(1) in alerts, matcher
 
 
+def on_call_table() -> dict[str, str]:
+    """README's "On call" table: each alert named in its first column, and its row."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## On call\n", 1)[1].split("\n## ", 1)[0]
+    return {named.group(1): line for line in section.splitlines()
+            if (named := re.match(r"\| `(\w+)` \|", line))}
+
+
+def test_the_readme_names_every_alert_on_call() -> None:
+    alerts = {rule["alert"]: rule for rule in all_rules() if "alert" in rule}
+    table = on_call_table()
+    assert set(alerts) - set(table) == set(), "alerts the on-call table does not name"
+    assert set(table) - set(alerts) == set(), "the on-call table names no such alert"
+    for name, row in table.items():
+        assert f"| {alerts[name]['labels']['severity']} |" in row, name
+
+
 def test_the_dead_letters_alert_says_how_to_list_and_replay_them() -> None:
     alert = next(rule for rule in all_rules() if rule.get("alert") == "RoutingDeadLetters")
     description = " ".join(alert["annotations"]["description"].split())
     assert "`routing dead-letters list`" in description
     assert "`routing dead-letters replay ID`" in description
+    assert "routing dead-letters replay" in on_call_table()["RoutingDeadLetters"]
