@@ -124,3 +124,13 @@ def test_the_dead_letters_alert_says_how_to_list_and_replay_them() -> None:
     assert "`routing dead-letters list`" in description
     assert "`routing dead-letters replay ID`" in description
     assert "routing dead-letters replay" in on_call_table()["RoutingDeadLetters"]
+
+
+def test_the_outage_alert_names_the_log_line_that_says_which() -> None:
+    alert = next(rule for rule in all_rules()
+                 if rule.get("alert") == "RoutingStageWaitingForOutage")
+    description = " ".join(alert["annotations"]["description"].split())
+    logged = (ROOT / "services" / "core" / "pipeline.py").read_text(encoding="utf-8")
+    assert '"stage %s failed on a batch; retrying it"' in logged
+    assert '"stage {{ $labels.stage }} failed on a batch; retrying it"' in description
+    assert "failed on a batch; retrying it" in on_call_table()["RoutingStageWaitingForOutage"]
