@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -77,6 +78,9 @@ SQLITE_STATEMENT_ERROR = ("SQLITE_ERROR",)
 # result code (the decoding is Python's, not SQLite's), told by its message alone, which
 # goes on to name the column and quote the text (CPython's Modules/_sqlite/cursor.c).
 _SQLITE_UNDECODABLE = "Could not decode to UTF-8 column "
+# The column's name as that message gives it, quoted, then " with text '...'": a name
+# (schema, not data) is told; anything else is not, lest it hold the text.
+_UNDECODABLE_COLUMN = re.compile(r"'([A-Za-z_][A-Za-z0-9_]*)' with text ")
 
 
 def is_outage(error: BaseException) -> bool:
@@ -121,6 +125,17 @@ def holds_undecodable_text(error: BaseException) -> bool:
     return isinstance(error, OperationalError) \
         and isinstance(error.orig, sqlite3.OperationalError) \
         and str(error.orig).startswith(_SQLITE_UNDECODABLE)
+
+
+def undecodable_column(error: BaseException) -> str | None:
+    """The column whose stored text SQLite could not decode, as the driver's message
+    names it (what follows the name, the text itself, is never read); None when its
+    name is not a plain identifier, or the error is another."""
+    if not holds_undecodable_text(error):
+        return None
+    assert isinstance(error, OperationalError)
+    named = _UNDECODABLE_COLUMN.match(str(error.orig), len(_SQLITE_UNDECODABLE))
+    return named[1] if named else None
 
 
 def sqlite_result(error: BaseException) -> str:

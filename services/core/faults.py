@@ -199,7 +199,9 @@ def reason(error: BaseException) -> str:
                     " (a deadlock, a serialization failure, or the server's lock"
                     " timeout)")
         if db.holds_undecodable_text(error):  # the driver's message quotes that text
-            return ("a row the record needs holds text that is not UTF-8 in the store"
+            column = db.undecodable_column(error)  # its name is schema: told
+            where = f"column '{column}' of a row" if column else "a row"
+            return (f"{where} the record needs holds text that is not UTF-8 in the store"
                     f" ({type(error).__name__})")
         # SQLite's result code (no such table or column: SQLITE_ERROR) is what there is
         # to go on: its message, which names the column or quotes the text, is not.

@@ -211,8 +211,23 @@ class TestSqliteErrors:
         assert faults.classify(error) is faults.Fault.RECORD
 
     def test_neither_the_log_nor_the_dead_letter_quotes_the_stored_text(self) -> None:
+        """The dead letter's reason names the column (schema, which the on-call person
+        needs to find the row), never the text the driver's message goes on to quote."""
         error = as_sqlite_raises(read_undecodable)
         assert logs.said(error) == logs.NOT_LOGGED
+        assert faults.reason(error) == (
+            "column 'gender' of a row the record needs holds text that is not UTF-8 in the"
+            " store (OperationalError)")
+        assert STORED_TEXT.split()[0] not in faults.reason(error)
+
+    @pytest.mark.parametrize("column", ['"gen der"', '"gender\'"'])
+    def test_a_column_named_other_than_plainly_is_not_named(self, column: str) -> None:
+        """A name that is not a plain identifier (a query's label may be anything) could
+        hold what follows it, the text: the reason then says only "a row"."""
+        error = as_sqlite_raises(
+            lambda connection: connection.execute(
+                f"SELECT gender AS {column} FROM customers").fetchall())
+        assert db.holds_undecodable_text(error)
         assert faults.reason(error) == (
             "a row the record needs holds text that is not UTF-8 in the store"
             " (OperationalError)")

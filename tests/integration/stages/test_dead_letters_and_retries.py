@@ -186,10 +186,12 @@ class TestUndecodableStoredText:
         letter = dead[0][1]
         assert isinstance(letter, ConsumerRecord)
         headers = {name: value.decode() for name, value in letter.headers}
-        assert headers["dlq_error"] == ("a row the record needs holds text that is not"
-                                        " UTF-8 in the store (OperationalError)")
+        assert headers["dlq_error"] == ("column 'gender' of a row the record needs holds"
+                                        " text that is not UTF-8 in the store"
+                                        " (OperationalError)")
         assert headers["dlq_error_class"] == "OperationalError"
         formatter = logs.TextWithFields("%(levelname)s %(name)s %(message)s")
         logged = "\n".join(formatter.format(record) for record in caplog.records)
         assert "record sent to the dead-letter topic" in logged
         assert "Henrietta" not in logged
+        assert "Henrietta" not in str(headers)
