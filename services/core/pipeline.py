@@ -452,9 +452,11 @@ class StageLoop:
         """Note a failed attempt; past the bound, the next takes the records one by one
         and dead-letters those still failing (an outage is waited out, not counted)."""
         fault = faults.classify(error)
+        # An outage is expected (the broker or the store is down): where in the code it
+        # was met tells the on-call person nothing; a bug's or a record's frames do.
         logger.warning("stage %s failed on a batch; retrying it", self.name, extra={
             "fault": fault.value, "error_class": type(error).__name__,
-            "where": faults.where(error)})
+            **({} if fault is faults.Fault.OUTAGE else {"where": faults.where(error)})})
         if fault is faults.Fault.OUTAGE:
             return fault
         for partition, records in batch.items():
