@@ -173,25 +173,29 @@ class OwnBroker:
     """A router (the intake) on a broker of its own, which a test stops and starts."""
 
     broker: LocalKafka
+    url: str
     tickets_url: str
     headers: dict[str, str]
 
 
 @contextlib.contextmanager
-def router_on_own_broker(tmp_path: Path) -> Iterator[OwnBroker]:
+def router_on_own_broker(tmp_path: Path, *, stage: bool = True) -> Iterator[OwnBroker]:
+    """The router, with its routing stage or (`stage=False`) serving the intake alone,
+    as the chart's `router` instances do (ROUTER_STAGE=false)."""
     broker = LocalKafka(tmp_path / "kafka")
     service_ports = ports.free_ports_by_name(processes.SERVICES)
     env = processes.service_env(
         bootstrap=broker.bootstrap_servers,
         database_url=f"sqlite+aiosqlite:///{tmp_path / 'store.db'}", ports=service_ports,
-        extra={"PRODUCE_TIMEOUT_SECONDS": "2", "RETRY_AFTER_SECONDS": "7"})
+        extra={"PRODUCE_TIMEOUT_SECONDS": "2", "RETRY_AFTER_SECONDS": "7",
+               "ROUTER_STAGE": str(stage).lower()})
     router = processes.ServiceProcess("router", service_ports["router"], env,
                                       tmp_path / "router.log")
     try:
         broker.start()
         router.start()
         router.wait_ready(timeout=90)
-        yield OwnBroker(broker, f"{router.url}/v1/tickets", credentials.bearer(
+        yield OwnBroker(broker, router.url, f"{router.url}/v1/tickets", credentials.bearer(
             credentials.issue_token_blocking(env["DATABASE_URL"], "platform", "tests")))
     finally:
         router.stop()
@@ -199,8 +203,10 @@ def router_on_own_broker(tmp_path: Path) -> Iterator[OwnBroker]:
 
 
 def test_kafka_down_gives_503_with_retry_after_and_recovers(tmp_path: Path) -> None:
+    """The intake alone (no stage): it stays ready while the broker is down, so that a
+    load balancer keeps giving platforms the 503 that tells them to retry."""
     ticket = {**TICKET, "customer_id": "cust-1"}
-    with router_on_own_broker(tmp_path) as own, httpx.Client(
+    with router_on_own_broker(tmp_path, stage=False) as own, httpx.Client(
             headers=own.headers, timeout=10) as client:
         assert client.post(own.tickets_url, json=ticket).status_code == 202
 
@@ -209,6 +215,7 @@ def test_kafka_down_gives_503_with_retry_after_and_recovers(tmp_path: Path) -> N
         assert down.status_code == 503
         assert down.headers["Retry-After"] == "7"
         assert down.json()["error"] == "unavailable"
+        assert client.get(f"{own.url}/readyz").status_code == 200
 
         own.broker.start()
         statuses = []
@@ -235,6 +242,8 @@ async def test_ticket_answered_503_is_never_delivered_once_kafka_is_back(
             assert await post("before the outage") == 202
             await asyncio.to_thread(own.broker.stop)
             assert await post("answered 503") == 503
+            # Its routing stage, with no records to route, has met no outage: ready.
+            assert (await client.get(f"{own.url}/readyz")).status_code == 200
             await asyncio.to_thread(own.broker.start)
             # Until the intake is back: each 503 here must not be delivered either.
             statuses: list[int] = []

@@ -5,19 +5,23 @@ out; a transient failure is retried a bounded number of times."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
+import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
 from prometheus_client import REGISTRY
 from sqlalchemy.exc import DataError, OperationalError
 
-from services.core import envelope, faults, kafka, pipeline
+from services.core import envelope, faults, kafka, pipeline, service_context
 from services.core.settings import Settings
 from services.core.stage import StageRunner
+from services.router import app as router_app
 from services.router import worker
+from tests import served
 from tests.conftest import department_lanes, read_topic, unique
 from tests.faults import poison
 from tests.integration.stages.stage_records import TABLE, publish, segmented_event
@@ -38,9 +42,13 @@ class Scripted:
         self.silent_calls = 0  # the next calls meet a store that does not answer
         self.seconds_a_record = 0.0  # how long each record takes
         self.calls = 0
-        self.ready_during_outage: list[bool] = []  # what /readyz would say meanwhile
+        self.ready_during_outage: list[int] = []  # what /readyz answers meanwhile
         self.waiting_during_outage: list[float | None] = []  # routing_stage_waiting_for_outage
         self.runner: StageRunner | None = None
+        # A router service (its app, without its lifespan) whose main stage the runner
+        # is: its /readyz is asked during the outage.
+        self.context: service_context.ServiceContext | None = None
+        self.service: httpx.AsyncClient | None = None
 
     async def prefetch(self, events: Sequence[envelope.Event]) -> None:
         self.in_batch = []
@@ -51,8 +59,10 @@ class Scripted:
         if self.outage_calls:
             self.outage_calls -= 1
             if self.runner is not None:
-                self.ready_during_outage.append(self.runner.running)
                 self.waiting_during_outage.append(waiting_for_outage(self.runner))
+            if self.service is not None:
+                readyz = await self.service.get("/readyz")
+                self.ready_during_outage.append(readyz.status_code)
             raise OperationalError("SELECT 1", {}, ConnectionRefusedError("store down"))
         if self.silent_calls:
             self.silent_calls -= 1
@@ -74,11 +84,12 @@ class Scripted:
 
 
 async def run_stage(settings: Settings, transform: Scripted, events: list[envelope.Event],
-                    producer: AIOKafkaProducer, *, wanted: int,
-                    dead: int) -> tuple[list[str], list[dict[str, str]], StageRunner]:
+                    producer: AIOKafkaProducer, *, wanted: int, dead: int,
+                    after: Callable[[], Awaitable[None]] | None = None,
+                    ) -> tuple[list[str], list[dict[str, str]], StageRunner]:
     """Publish the events, run a router stage with the transform until `wanted` are in
-    the lanes and `dead` in the dead letters; the routed ids and the dead letters'
-    headers."""
+    the lanes and `dead` in the dead letters, then `after()`, before the stage stops; the
+    routed ids and the dead letters' headers."""
     ids = {event.ticket_id for event in events}
     # A topic of its own: the shared broker's tickets.segmented holds other tests' records.
     source = unique("segmented")
@@ -88,6 +99,8 @@ async def run_stage(settings: Settings, transform: Scripted, events: list[envelo
     runner = StageRunner(settings, name=unique("stage"), source_topic=source,
                          group_id=unique("router"), transform=transform)
     transform.runner = runner
+    if transform.context is not None:
+        transform.context.stage = runner
     runner.loop._retry_pause = 0.05
     runner.loop._max_retry_pause = 0.2
     await runner.start()
@@ -99,6 +112,8 @@ async def run_stage(settings: Settings, transform: Scripted, events: list[envelo
             settings.kafka_bootstrap_servers,
             lambda record: dict(record.headers).get("ce_ticketid", b"").decode() in ids,
             until=dead, within=30)
+        if after is not None:
+            await after()
     finally:
         await runner.stop()
     return ([str(event.ticket_id) for event, _ in routed],
@@ -183,6 +198,24 @@ class TestTooLargeForItsTransaction:
         assert runner.loop.dead_lettered == 0
 
 
+@contextlib.asynccontextmanager
+async def service_of(transform: Scripted,
+                     settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """A router service's app (no lifespan) whose main stage is the one run_stage runs
+    with `transform`, and a client of its HTTP API."""
+    app = router_app.create_app(settings)
+    transform.context = service_context.of(app)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://router") as client:
+        transform.service = client
+        yield client
+
+
+def runner_of(transform: Scripted) -> StageRunner:
+    assert transform.runner is not None
+    return transform.runner
+
+
 def waited_out(events: list[envelope.Event], routed: list[str],
                letters: list[dict[str, str]], runner: StageRunner) -> None:
     """Every ticket routed, none dead-lettered."""
@@ -202,11 +235,23 @@ class TestOutage:
         events = [segmented_event("government") for _ in range(3)]
         transform = Scripted()
         transform.outage_calls = 3 * pipeline.MAX_ATTEMPTS  # more than any bound
-        routed, letters, runner = await run_stage(stage_settings, transform, events,
-                                                  raw_producer, wanted=3, dead=0)
+        ready_after: list[int] = []
+        async with service_of(transform, stage_settings) as service:
+
+            async def ready_again() -> None:  # once the share that went through is done
+                await served.until(lambda: runner_of(transform).running)
+                ready_after.append((await service.get("/readyz")).status_code)
+
+            routed, letters, runner = await run_stage(
+                stage_settings, transform, events, raw_producer, wanted=3, dead=0,
+                after=ready_again)
         waited_out(events, routed, letters, runner)
         assert transform.outage_calls == 0
-        assert False in transform.ready_during_outage  # not ready while it waits
+        # README: /readyz is 200 until a batch meets the outage, 503 from then on while it
+        # lasts, 200 again once a batch goes through.
+        assert transform.ready_during_outage[0] == 200
+        assert set(transform.ready_during_outage[1:]) == {503}
+        assert ready_after == [200]
         # README: the gauge is 1 while it waits, after its first failed try, 0 after.
         assert transform.waiting_during_outage[0] == 0
         assert set(transform.waiting_during_outage[1:]) == {1}
