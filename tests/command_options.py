@@ -3,9 +3,13 @@ option (`--url`), a flag's pair (`--enabled/--disabled`)."""
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
 import typer
 import typer.core
 import typer.main
+from typer.testing import CliRunner
 
 
 def typed(app: typer.Typer, *path: str) -> set[str]:
@@ -30,3 +34,18 @@ class Checked:
     def __call__(self, body: type, options: dict[str, str], /, **given: object) -> None:
         self.given.append((body, options, set(given)))
         raise typer.Exit(3)
+
+
+def assert_fields_named_by_options(monkeypatch: pytest.MonkeyPatch, app: typer.Typer,
+                                   module: Any, group: str, command: list[str], body: type,
+                                   options: dict[str, str]) -> None:
+    """Every field `command` of `group` gives (each option typed) is in its table
+    `options`, as a field of `body`, named by one of the command's own options: an option
+    renamed fails. `module` is the command's, whose `command_line.checked` is watched."""
+    checked = Checked()
+    monkeypatch.setattr(module.command_line, "checked", checked)
+    assert CliRunner().invoke(app, [group, *command]).exit_code == 3
+    [(checked_body, named_by, fields)] = checked.given
+    assert (checked_body, named_by) == (body, options)
+    assert fields <= set(options) <= set(body.model_fields)
+    assert set(options.values()) <= typed(app, group, command[0])

@@ -293,14 +293,8 @@ class TestRefusedFieldsNameTheOptions:
             options: dict[str, str]) -> None:
         """Every field the command gives (each option typed) is in its table, as a field of
         the body, named by one of the command's own options: an option renamed fails."""
-        checked = command_options.Checked()
-        monkeypatch.setattr(credentials_cli.command_line, "checked", checked)
-        assert CliRunner().invoke(cli.app, ["credentials", *command]).exit_code == 3
-        [(checked_body, named_by, fields)] = checked.given
-        assert (checked_body, named_by) == (body, options)
-        assert fields <= set(options) <= set(body.model_fields)
-        assert set(options.values()) <= command_options.typed(cli.app, "credentials",
-                                                              command[0])
+        command_options.assert_fields_named_by_options(
+            monkeypatch, cli.app, credentials_cli, "credentials", command, body, options)
 
     def test_the_options_putting_a_limit_back_are_changes_own(self) -> None:
         """What `change` says of its --default-* options (their help, "not both", "nothing

@@ -52,10 +52,5 @@ class TestRefusedFieldsNameTheOptions:
             options: dict[str, str]) -> None:
         """Every field the command gives (each option typed) is in its table, as a field of
         the body, named by one of the command's own options: an option renamed fails."""
-        checked = command_options.Checked()
-        monkeypatch.setattr(webhooks_cli.command_line, "checked", checked)
-        assert CliRunner().invoke(cli.app, ["webhooks", *command]).exit_code == 3
-        [(checked_body, named_by, fields)] = checked.given
-        assert (checked_body, named_by) == (body, options)
-        assert fields <= set(options) <= set(body.model_fields)
-        assert set(options.values()) <= command_options.typed(cli.app, "webhooks", command[0])
+        command_options.assert_fields_named_by_options(
+            monkeypatch, cli.app, webhooks_cli, "webhooks", command, body, options)
