@@ -2,20 +2,26 @@
 APIs (a transfer's `to_department` and `from_department`, a report's `department`,
 `GET /v1/credentials/me?department=`) and the real metrics' stats API in one wording,
 services/core/unknown_departments.py, listing the table's departments to a department
-credential too, before its scope is checked."""
+credential too, before its scope is checked. A department gone from the table that still
+holds the ticket is no typo: its tickets are reported on and handed on."""
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 
-from services.core import credentials_api
-from services.router import intake, tickets_api
+from services.core import credentials_api, kafka, tickets
+from services.core.settings import Settings
+from services.router import intake, ports, priority, table_file, tickets_api
+from services.router import service as router_service
 from tests import credentials
+from tests.conftest import TEST_ROUTING_TABLE, unique
 from tests.integration import test_department_known as stats
 from tests.router_apis import RouterApis, routed_ticket, router_apis
 
@@ -142,3 +148,39 @@ class TestAReportOrATransferForADepartment:
                                            spent=timedelta(minutes=5))
         answer = await self.asked(router, ticket_id, "report", "retired_desk", "admin", None)
         assert answer.status_code == 202, answer.text
+
+
+    @pytest.mark.parametrize(("role", "subject"), [("department", "retired_desk"),
+                                                   ("admin", None)],
+                             ids=["its own", "an admin's"])
+    async def test_a_ticket_of_one_gone_from_the_table_is_handed_on(
+            self, router: RouterApis, kafka_bootstrap: str, role: str,
+            subject: str | None) -> None:
+        """Its lanes hold the ticket until it is handed on: a transfer from it is taken,
+        and the ticket is the named department's."""
+        ticket_id = await routed_to_retired_desk(router)
+        await kafka.ensure_topics(Settings(kafka_bootstrap_servers=kafka_bootstrap),
+                                  priority.lane_topics("business_desk"))
+        answer = await self.asked(router, ticket_id, "transfer", "retired_desk", role,
+                                  subject)
+        assert answer.status_code == 202, answer.text
+        row = await router.routed.get(ticket_id)
+        assert row is not None and row.department == "business_desk"
+
+
+async def routed_to_retired_desk(router: RouterApis) -> str:
+    """A whole ticket, as the router stage stores it, routed to retired_desk (a
+    department the table in force lacks): its id."""
+    ticket_id = unique("t")
+    at = datetime.now(UTC) - timedelta(minutes=5)
+    ticket = tickets.Ticket(ticket_id=ticket_id, customer_id="c-1", subject="s", body="b",
+                            channel="web", received_at=at, platform="helpdesk")
+    first = router_service.route(ticket.with_segmentation(tickets.Segmentation(
+        segment="government", rule="gov", rules_version="r1", customer_known=True,
+        tier="existing")), table=table_file.load(TEST_ROUTING_TABLE), load=ports.no_load,
+        now=at, event_id=unique("e"), correlation_id=ticket_id)
+    payload = copy.deepcopy(first.dispatch.payload)
+    payload["routing"]["department"] = "retired_desk"
+    await router.routed.record_first_dispatches([dataclasses.replace(
+        first.dispatch, department="retired_desk", payload=payload)])
+    return ticket_id
