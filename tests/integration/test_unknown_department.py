@@ -7,8 +7,6 @@ holds the ticket is no typo: its tickets are reported on and handed on."""
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,6 +18,7 @@ from services.core import credentials_api, kafka, tickets
 from services.core.settings import Settings
 from services.router import intake, ports, priority, table_file, tickets_api
 from services.router import service as router_service
+from services.router.service import acting_for
 from tests import credentials
 from tests.conftest import TEST_ROUTING_TABLE, unique
 from tests.integration import test_department_known as stats
@@ -167,20 +166,38 @@ class TestAReportOrATransferForADepartment:
         row = await router.routed.get(ticket_id)
         assert row is not None and row.department == "business_desk"
 
+    async def test_one_the_ticket_came_to_is_known_once_it_holds_none(
+            self, router: RouterApis, kafka_bootstrap: str) -> None:
+        """An admin's report dated while it held the ticket, after the ticket (its last)
+        was handed on: the ticket's trace says it is a department, no typo."""
+        ticket_id = await routed_to_retired_desk(router)
+        await kafka.ensure_topics(Settings(kafka_bootstrap_servers=kafka_bootstrap),
+                                  priority.lane_topics("business_desk"))
+        moved = await self.asked(router, ticket_id, "transfer", "retired_desk", "admin", None)
+        assert moved.status_code == 202, moved.text
+        assert not await acting_for.holds_open(router.routed, "retired_desk")
+        answer = await self.asked(router, ticket_id, "report", "retired_desk", "admin", None)
+        assert answer.status_code == 202, answer.text
+        other, _ = await routed_ticket(router.routed, "business_desk",
+                                       spent=timedelta(minutes=5))
+        never = await self.asked(router, other, "report", "retired_desk", "admin", None)
+        assert refused(never, "body.department").startswith(
+            "no department 'retired_desk' in the routing table in force")
+
 
 async def routed_to_retired_desk(router: RouterApis) -> str:
     """A whole ticket, as the router stage stores it, routed to retired_desk (a
-    department the table in force lacks): its id."""
+    department the table in force lacks) by a table of its day: its id."""
     ticket_id = unique("t")
     at = datetime.now(UTC) - timedelta(minutes=5)
     ticket = tickets.Ticket(ticket_id=ticket_id, customer_id="c-1", subject="s", body="b",
                             channel="web", received_at=at, platform="helpdesk")
+    then = table_file.parse(TEST_ROUTING_TABLE.read_text(encoding="utf-8").replace(
+        "public_sector", "retired_desk"), "routing.yaml")
     first = router_service.route(ticket.with_segmentation(tickets.Segmentation(
         segment="government", rule="gov", rules_version="r1", customer_known=True,
-        tier="existing")), table=table_file.load(TEST_ROUTING_TABLE), load=ports.no_load,
-        now=at, event_id=unique("e"), correlation_id=ticket_id)
-    payload = copy.deepcopy(first.dispatch.payload)
-    payload["routing"]["department"] = "retired_desk"
-    await router.routed.record_first_dispatches([dataclasses.replace(
-        first.dispatch, department="retired_desk", payload=payload)])
+        tier="existing")), table=then, load=ports.no_load, now=at,
+        event_id=unique("e"), correlation_id=ticket_id)
+    assert first.dispatch.department == "retired_desk"
+    await router.routed.record_first_dispatches([first.dispatch])
     return ticket_id

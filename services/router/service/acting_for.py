@@ -1,15 +1,16 @@
 """A department a request names to act for (a report's `department`, a transfer's
 `from_department`, `GET /v1/credentials/me?department=`): one the routing table in force
-lacks, and that holds no open ticket (gone from the table, its lanes hold them until
-they are handed on), is no department, refused in unknown_departments' words naming
-the field before the credential's scope is judged, so that a department credential's
-typo of its own name is told as a typo, not as another department's, and an admin's is
-refused rather than recorded as an event's department."""
+lacks, that holds no open ticket (gone from the table, its lanes hold them until they
+are handed on) and that the ticket asked about never came to (an admin's report dated
+while it held the ticket), is no department, refused in unknown_departments' words
+naming the field before the credential's scope is judged, so that a department
+credential's typo of its own name is told as a typo, not as another department's, and
+an admin's is refused rather than recorded as an event's department."""
 
 from __future__ import annotations
 
 from services.core import access, unknown_departments
-from services.router import ports, routing
+from services.router import intake_policy, ports, routing
 from services.router.service.verdicts import Refusal, Refused
 
 
@@ -18,20 +19,32 @@ async def holds_open(routed: ports.Routed, department: str) -> bool:
     return bool((await routed.open_tickets([department])).get(department))
 
 
+async def came_to(routed: ports.Routed, ticket_id: str, department: str) -> bool:
+    """Whether the ticket `ticket_id` was ever in `department`'s queue (its trace)."""
+    row = await routed.get(ticket_id)
+    return row is not None and (row.department == department or department in {
+        to for _at, to in intake_policy.queue_joins(row.trace)})
+
+
 async def unknown(department: str, *, in_table: routing.RoutingTable,
-                  routed: ports.Routed) -> str | None:
-    """Why `department` is no department to act for (unknown_departments), or None."""
+                  routed: ports.Routed, ticket_id: str | None = None) -> str | None:
+    """Why `department` is no department to act for (unknown_departments) on the ticket
+    `ticket_id`, if one is asked about, or None."""
     if not in_table.lacks(department) or await holds_open(routed, department):
+        return None
+    if ticket_id is not None and await came_to(routed, ticket_id, department):
         return None
     return unknown_departments.answer(department, in_table.departments)
 
 
 async def refused(department: str | None, field: str, *, principal: access.Principal,
-                  table: routing.RoutingTable, routed: ports.Routed) -> Refused | None:
-    """422 naming `field` if `department`, given, is no department to act for. A
+                  table: routing.RoutingTable, routed: ports.Routed,
+                  ticket_id: str | None = None) -> Refused | None:
+    """422 naming `field` if `department`, given, is no department to act for (on the
+    ticket `ticket_id`, if one is asked about). A
     department credential's own name is not looked up: it was when it was issued, and
     the store tells whether it may act (its scope, the ticket's state)."""
     if department is None or department == principal.subject:
         return None
-    problem = await unknown(department, in_table=table, routed=routed)
+    problem = await unknown(department, in_table=table, routed=routed, ticket_id=ticket_id)
     return None if problem is None else Refused(Refusal.INVALID, problem, field=field)

@@ -50,7 +50,8 @@ async def transfer(ticket_id: str, *, to_department: str, reason: str,
     not put it in a second queue. A `from_department` that is no department of `table`
     is refused first (acting_for)."""
     unknown = await acting_for.refused(from_department, "body.from_department",
-                                       principal=principal, table=table, routed=routed)
+                                       principal=principal, table=table, routed=routed,
+                                       ticket_id=ticket_id)
     if unknown is not None:
         return unknown
     read = await _after_notices(ticket_id, principal=principal, routed=routed,

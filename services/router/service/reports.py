@@ -76,7 +76,7 @@ async def record_report(ticket_id: str, report: events.TicketEventType, *,
 
     async def judged() -> Refused | datetime:
         unknown = await acting_for.refused(asked_for, "body.department", principal=principal,
-                                           table=table, routed=routed)
+                                           table=table, routed=routed, ticket_id=ticket_id)
         if unknown is not None:
             return unknown
         if principal.role is access.Role.DEPARTMENT and asked_for is not None \
