@@ -51,13 +51,17 @@ async def department_stats(department: Department, window: Window, metrics: Metr
                            ) -> dict[str, Any]:
     """Volume, first-response and resolution percentiles, first-response target
     attainment and backlog of one department (its own team or an admin)."""
+    table = await metrics.in_table()
+    if table is not None and department in table:
+        # Known without a search: the credential's scope is judged at once, not after
+        # its own report waiting ahead (a 403, not a 429).
+        auth.ensure_may_act_for(principal, department)
     # In the caller's turn: a name the table lacks is searched among the kept timelines
     # (a typo polled by a dashboard would otherwise read them at every poll, unbounded).
     async with turn.taken(principal):
         # Looked up before the credential's scope is checked, as the router does
         # (unknown_departments): a typo of one's own department is told as a typo.
-        unknown = await service.unknown_department(metrics.timelines, metrics.in_table,
-                                                   department)
+        unknown = await service.unknown_department(metrics.timelines, table, department)
         if unknown is not None:
             raise HTTPException(404, detail=unknown.answer())
         auth.ensure_may_act_for(principal, department)

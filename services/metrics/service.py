@@ -145,13 +145,13 @@ async def measure_backlog(timelines: Timelines, exporter: Exporter, *,
 # --- Statistics ----------------------------------------------------------------------------
 
 
-async def unknown_department(timelines: Timelines, in_table: TableDepartments,
+async def unknown_department(timelines: Timelines, table: Collection[str] | None,
                              department: str) -> departments.UnknownDepartment | None:
     """Why the stats API knows no department `department` (departments.py), or None
-    when it does: the table is asked first, the store only for a name the table lacks.
-    A table that cannot be read settles nothing: any name is answered, as before the
-    table was asked, rather than a real department refused."""
-    table = await in_table()
+    when it does: the departments of the table in force (`TableDepartments`' answer)
+    settle it first, the store only a name the table lacks. A table that cannot be read
+    settles nothing: any name is answered, as before the table was asked, rather than a
+    real department refused."""
     if table is None or department in table or await timelines.ever_held(department):
         return None
     return departments.UnknownDepartment.of(department, table)

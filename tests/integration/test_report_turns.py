@@ -149,8 +149,11 @@ async def test_one_report_a_credential_and_the_others_wait_their_turn(
                                          headers=team)
             no_such = await client.get("/v1/departments/elsewhere/stats", params=week,
                                        headers=other_admin)
+            # One of the table's, not the team's: its scope is judged at once, no search.
+            not_theirs = await client.get("/v1/departments/customer_care/stats",
+                                          params=week, headers=team)
             assert (bad_window.status_code, elsewhere.status_code,
-                    no_such.status_code) == (422, 429, 429)
+                    no_such.status_code, not_theirs.status_code) == (422, 429, 429, 403)
             assert context.report_turns.holders == 3
 
             held.go.set()

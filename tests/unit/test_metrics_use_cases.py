@@ -155,14 +155,14 @@ class TestKnownDepartments:
 
     async def test_a_department_of_the_table_without_tickets_is_known(self) -> None:
         metrics, store, _ = wired(in_table={"care", "billing"})
-        assert await service.unknown_department(metrics.timelines, metrics.in_table,
+        assert await service.unknown_department(metrics.timelines, await metrics.in_table(),
                                                 "billing") is None
         assert store.asked_held == []  # the table settled it: the store was not asked
 
     async def test_a_department_out_of_the_table_keeps_its_history(self) -> None:
         metrics, _, _ = wired(routed("t-old", "retired_desk", "general", at=NOW - 90 * HOUR),
                               in_table={"care"})
-        assert await service.unknown_department(metrics.timelines, metrics.in_table,
+        assert await service.unknown_department(metrics.timelines, await metrics.in_table(),
                                                 "retired_desk") is None
 
     async def test_a_department_that_handed_its_tickets_on_keeps_its_history(self) -> None:
@@ -172,13 +172,13 @@ class TestKnownDepartments:
                              Assignment("transferred", "care", NOW - HOUR / 2, "transfer",
                                         from_department="retired_desk")))
         metrics, _, _ = wired(handed, in_table={"care"})
-        assert await service.unknown_department(metrics.timelines, metrics.in_table,
+        assert await service.unknown_department(metrics.timelines, await metrics.in_table(),
                                                 "retired_desk") is None
 
     async def test_any_other_name_is_unknown_and_the_table_is_listed(self) -> None:
         metrics, store, _ = wired(routed("t-1", "public_sector", "government"),
                                   in_table={"public_sector", "care"})
-        unknown = await service.unknown_department(metrics.timelines, metrics.in_table,
+        unknown = await service.unknown_department(metrics.timelines, await metrics.in_table(),
                                                    "publc_sector")
         assert unknown == departments.UnknownDepartment("publc_sector",
                                                         ("care", "public_sector"))
@@ -190,7 +190,7 @@ class TestKnownDepartments:
 
     async def test_a_table_that_cannot_be_read_refuses_no_department(self) -> None:
         metrics, _, _ = wired(in_table=None)
-        assert await service.unknown_department(metrics.timelines, metrics.in_table,
+        assert await service.unknown_department(metrics.timelines, await metrics.in_table(),
                                                 "publc_sector") is None
 
 
