@@ -60,9 +60,11 @@ def configure(settings: Settings, *, service: str) -> None:
 
 
 # What a library passes as `extra` for a terminal alone, left out of a line: uvicorn's
-# `color_message`, its message again with ANSI escapes. The only extra the services'
-# libraries pass (tests/unit/test_logs.py reads their source for others).
-FOR_A_TERMINAL = frozenset({"color_message"})
+# `color_message`, its message again with ANSI escapes, and rich's `markup` (its
+# handler's flag to read the message's colour tags). The only extras the services'
+# libraries pass (tests/unit/test_logs.py reads their source, and their dependencies',
+# for others).
+FOR_A_TERMINAL = frozenset({"color_message", "markup"})
 # What a log record holds of its own (and those); the rest is what the call passed as
 # `extra`.
 _NOT_FIELDS = (frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}

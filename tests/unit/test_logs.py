@@ -11,8 +11,10 @@ import io
 import json
 import logging
 import sqlite3
+import tomllib
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from importlib import metadata
 from pathlib import Path
 
 import fastapi
@@ -20,6 +22,8 @@ import httpx
 import pytest
 import sqlalchemy.exc
 import uvicorn
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 from pydantic import ValidationError
 
 from services.core import faults, logs, serve, tickets
@@ -114,20 +118,44 @@ def test_uvicorns_lines_carry_no_terminal_colours(fmt: str) -> None:
     assert "\x1b" not in written and "\\u001b" not in written
 
 
-# The libraries whose loggers reach the services' logs.
-LOGGING_LIBRARIES = ("uvicorn", "starlette", "fastapi", "aiokafka", "sqlalchemy", "asyncpg",
-                     "aiosqlite", "httpx", "httpcore", "anyio", "alembic")
+PYPROJECT = Path(__file__).parents[2] / "pyproject.toml"
+
+
+def runtime_libraries() -> set[str]:
+    """The modules of the services' dependencies (pyproject.toml's) and of theirs, as
+    installed: every library whose loggers may reach the services' logs."""
+    project = tomllib.loads(PYPROJECT.read_text(encoding="utf-8"))["project"]
+    wanted = [Requirement(given) for given in project["dependencies"]]
+    found: set[str] = set()
+    while wanted:
+        requirement = wanted.pop()
+        if canonicalize_name(requirement.name) in found:
+            continue
+        found.add(canonicalize_name(requirement.name))
+        extras = ["", *requirement.extras]
+        wanted += [needed for needed in map(Requirement, metadata.requires(requirement.name)
+                                             or [])
+                   if needed.marker is None
+                   or any(needed.marker.evaluate({"extra": extra}) for extra in extras)]
+    return {module for module, distributions in metadata.packages_distributions().items()
+            if any(canonicalize_name(name) in found for name in distributions)}
 
 
 def test_no_library_passes_an_extra_for_a_terminal_alone_but_those_left_out() -> None:
     """logs.FOR_A_TERMINAL names the extras the libraries pass: read from their logging
-    calls, so that a new one after an upgrade is seen here, not in ops' logs."""
+    calls, so that a new one after an upgrade or a new dependency is seen here, not in
+    ops' logs."""
     passed: set[str] = set()
-    for library in LOGGING_LIBRARIES:
+    libraries = runtime_libraries()
+    assert {"uvicorn", "aiokafka", "sqlalchemy", "anyio", "rich"} <= libraries
+    for library in sorted(libraries):
         spec = importlib.util.find_spec(library)
         if spec is None or spec.origin is None:
-            continue
-        for source in Path(spec.origin).parent.rglob("*.py"):
+            continue  # not importable here (a name a distribution records), a namespace
+        origin = Path(spec.origin)
+        sources = (origin.parent.rglob("*.py") if spec.submodule_search_locations
+                   else [origin] if origin.suffix == ".py" else [])
+        for source in sources:
             text = source.read_text(encoding="utf-8")
             if "extra=" not in text:
                 continue
