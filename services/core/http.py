@@ -205,7 +205,7 @@ def install(app: FastAPI, *, ready: Callable[[], bool],
             streamed_uploads: Collection[tuple[str, str]] = ()) -> None:
     """Add the shared error handlers, a body size limit, `/healthz`, `/readyz` and
     `/metrics` to a service. `/readyz` answers 503 unless `ready()`, naming what `down()`
-    says is down (background tasks). `streamed_uploads` are the (method, path) of the
+    says is down (background tasks, stages ended). `streamed_uploads` are the (method, path) of the
     routes exempt from the body limit: bulk uploads that stream their body, and read it
     only once their caller is authenticated."""
     for route in allowed_methods.method_routes(app.router.routes):

@@ -2,11 +2,11 @@
 
 The shared edges read it here rather than by string keys on `app.state`: authentication
 (the credential store, the rate limits), the report turns, `/readyz` (the main stage, the
-background tasks) and the 503 answers (the settings' Retry-After). A service's lifespan
-fills in what it starts; its own typed context (the router's `Router`, the segmenter's
-`Segmenter`) and the stores that shared APIs mounted in it need (the webhooks', the
-simulator's) are `provide`d and found again by their type, through the one dependency
-`context`.
+followers, the background tasks) and the 503 answers (the settings' Retry-After). A
+service's lifespan fills in what it starts; its own typed context (the router's `Router`,
+the segmenter's `Segmenter`) and the stores that shared APIs mounted in it need (the
+webhooks', the simulator's) are `provide`d and found again by their type, through the one
+dependency `context`.
 """
 
 from __future__ import annotations
@@ -36,6 +36,10 @@ class ServiceContext:
     credentials: Credentials | None = None  # None until the lifespan opened the store
     background: BackgroundTasks | None = None
     stage: StageRunner | None = None  # the main stage: the service is ready while it runs
+    # The stages that only follow events (the router's tracker and webhook outbox): one
+    # that ended for good is down, as a background task is; one waiting out an outage is
+    # not (readiness follows the main stage's batches there).
+    followers: list[StageRunner] = field(default_factory=list)
     # A service instance running no main stage (a router serving the intake, its stage
     # in another instance) is ready once its lifespan started everything else.
     started_without_stage: bool = False
@@ -59,8 +63,12 @@ class ServiceContext:
         return self.stage.running
 
     def down(self) -> list[str]:
-        """The background tasks that are down (none before any was started)."""
-        return self.background.down() if self.background is not None else []
+        """The background tasks that are down (none before any was started), and the
+        stages, the main one or a follower, that ended for good (a stage is not
+        restarted)."""
+        tasks = self.background.down() if self.background is not None else []
+        stages = [self.stage] if self.stage is not None else []
+        return [*tasks, *(stage.name for stage in [*stages, *self.followers] if stage.ended)]
 
 
 def install(app: FastAPI, settings: Settings) -> ServiceContext:

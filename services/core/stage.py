@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -62,17 +63,33 @@ class StageRunner:
         self._task = asyncio.create_task(self._run(), name=self.loop.name)
 
     async def _run(self) -> None:
-        if self._producer is not None:
-            await self._producer.start()
-        await self._consumer.start()
-        self._consuming = True
-        await self.loop.run(self._stop)
+        try:
+            if self._producer is not None:
+                await self._producer.start()
+            await self._consumer.start()
+            self._consuming = True
+            await self.loop.run(self._stop)
+        except Exception:
+            # Told when it happens: a stage is not restarted, and until the service
+            # stops only /readyz (`ended`) would show it.
+            logger.exception("stage %s ended with an error", self.loop.name)
+            raise
+
+    @property
+    def name(self) -> str:
+        return self.loop.name
 
     @property
     def running(self) -> bool:
         """Consuming, and not waiting for the broker or the database to answer."""
         return self._consuming and self._task is not None and not self._task.done() \
             and not self.loop.waiting_for_outage
+
+    @property
+    def ended(self) -> bool:
+        """Its loop ended (an error escaped it) before it was told to finish: a stage is
+        not restarted, so it is down for good. Waiting out an outage is not ending."""
+        return self._task is not None and self._task.done() and not self._stop.is_set()
 
     def finish(self) -> None:
         """Finish the batch in hand and take no more (`stop` waits for it)."""
@@ -84,12 +101,9 @@ class StageRunner:
         if self._task is not None:
             if not self._consuming:
                 self._task.cancel()  # still starting: nothing in hand to finish
-            try:
+            # An error it ended with was logged then (_run).
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
-            except asyncio.CancelledError:
-                pass
-            except Exception:
-                logger.exception("stage %s ended with an error", self.loop.name)
         # The batch in hand is committed by now: leave the group, then close producers.
         closing: list[Callable[[], Awaitable[None]]] = [self._consumer.stop]
         if self._producer is not None:

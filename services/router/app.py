@@ -123,6 +123,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     transform=event_follower.FollowTicketEvent(
                         routed, current_table=lambda: live_table.current,
                         awaits_store=route.awaits_store))
+                context.followers = [follower, callbacks.recorder]
                 await parts.start(Phase.FOLLOWERS, follower.start, stop=follower.stop,
                                   finish=follower.finish)
                 await parts.start(Phase.FOLLOWERS,

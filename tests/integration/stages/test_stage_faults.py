@@ -48,6 +48,7 @@ class Scripted:
         # A router service (its app, without its lifespan) whose main stage the runner
         # is: its /readyz is asked during the outage.
         self.context: service_context.ServiceContext | None = None
+        self.follows = False  # the runner is the service's follower, not its main stage
         self.service: httpx.AsyncClient | None = None
 
     async def prefetch(self, events: Sequence[envelope.Event]) -> None:
@@ -99,7 +100,9 @@ async def run_stage(settings: Settings, transform: Scripted, events: list[envelo
     runner = StageRunner(settings, name=unique("stage"), source_topic=source,
                          group_id=unique("router"), transform=transform)
     transform.runner = runner
-    if transform.context is not None:
+    if transform.context is not None and transform.follows:
+        transform.context.followers = [runner]
+    elif transform.context is not None:
         transform.context.stage = runner
     runner.loop._retry_pause = 0.05
     runner.loop._max_retry_pause = 0.2
@@ -256,6 +259,24 @@ class TestOutage:
         assert transform.waiting_during_outage[0] == 0
         assert set(transform.waiting_during_outage[1:]) == {1}
         assert waiting_for_outage(runner) == 0
+
+    async def test_a_follower_waiting_out_an_outage_leaves_readiness_alone(
+            self, stage_settings: Settings, raw_producer: AIOKafkaProducer) -> None:
+        """README: readiness follows the main stage's batches; a follower whose batches
+        meet an outage waits it out and is not down (only one that ended is)."""
+        events = [segmented_event("government") for _ in range(3)]
+        transform = Scripted()
+        transform.outage_calls = 3 * pipeline.MAX_ATTEMPTS
+        transform.follows = True
+        async with service_of(transform, stage_settings):
+            assert transform.context is not None
+            transform.context.started_without_stage = True  # ready but for its follower
+            routed, letters, runner = await run_stage(
+                stage_settings, transform, events, raw_producer, wanted=3, dead=0)
+        waited_out(events, routed, letters, runner)
+        assert transform.outage_calls == 0
+        assert set(transform.waiting_during_outage[1:]) == {1}  # it did wait
+        assert set(transform.ready_during_outage) == {200}
 
     async def test_a_store_that_does_not_answer_is_an_outage_not_an_overrun(
             self, stage_settings: Settings, raw_producer: AIOKafkaProducer,
