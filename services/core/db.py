@@ -60,6 +60,7 @@ _OUTAGE_STATES = ("08", "53", "57P", "25P03", "57014")
 # not its others: 40003, statement completion unknown, may have taken effect), and a
 # lock not had within the server's lock_timeout (55P03: other transactions held it).
 _CONFLICT_STATES = ("40001", "40P01", "55P03")
+_SQLSTATE = re.compile(r"[0-9A-Z]{5}")
 # SQLite's result codes, by the names sqlite3 gives them (sqlite_result; an extended
 # code's name starts with its primary's: SQLITE_BUSY_SNAPSHOT), by what each says. SQLite
 # raises most of its failures as OperationalErrors, its file's and a statement's alike;
@@ -138,12 +139,25 @@ def undecodable_column(error: BaseException) -> str | None:
     return named[1] if named else None
 
 
+def error_code(error: BaseException) -> str:
+    """The store's code for what failed, as the driver's error carries it, for either
+    backend: SQLite's result code's name (SQLITE_ERROR, SQLITE_CONSTRAINT_NOTNULL) or
+    PostgreSQL's SQLSTATE (SQLSTATE 23502); "": none. What logs and dead-letter reasons
+    tell of a store's refusal, never the data it failed on, which the message (a column's
+    name, stored text) and PostgreSQL's detail (the failing row) may quote."""
+    state = sqlstate(error)
+    return sqlite_result(error) or (f"SQLSTATE {state}" if state else "")
+
+
+def _driver_error(error: BaseException) -> object:
+    return error.orig if isinstance(error, StatementError) else error
+
+
 def sqlite_result(error: BaseException) -> str:
     """SQLite's result code's name, as the driver's error carries it (SQLITE_ERROR,
     SQLITE_BUSY; "": none, or not SQLite's): what failed, never the data it failed on,
     which the message may quote (a column's name, stored text)."""
-    driver_error = error.orig if isinstance(error, StatementError) else error
-    return getattr(driver_error, "sqlite_errorname", None) or ""
+    return getattr(_driver_error(error), "sqlite_errorname", None) or ""
 
 
 def sqlite_failed_with(error: BaseException, codes: tuple[str, ...]) -> bool:
@@ -153,9 +167,11 @@ def sqlite_failed_with(error: BaseException, codes: tuple[str, ...]) -> bool:
     return bool(name) and name.startswith(codes)
 
 
-def sqlstate(error: DBAPIError) -> str:
-    """PostgreSQL's SQLSTATE, as the driver's error carries it ("": none)."""
-    return getattr(error.orig, "sqlstate", None) or ""
+def sqlstate(error: BaseException) -> str:
+    """PostgreSQL's SQLSTATE, as the driver's error carries it (asyncpg's, and SQLAlchemy's
+    adapter of it; "": none, or not five digits and capitals, as no SQLSTATE is)."""
+    state = getattr(_driver_error(error), "sqlstate", None)
+    return state if isinstance(state, str) and _SQLSTATE.fullmatch(state) else ""
 
 
 def _argument_refused(error: InterfaceError) -> bool:

@@ -203,9 +203,10 @@ def reason(error: BaseException) -> str:
             where = f"column '{column}' of a row" if column else "a row"
             return (f"{where} the record needs holds text that is not UTF-8 in the store"
                     f" ({type(error).__name__})")
-        # SQLite's result code (no such table or column: SQLITE_ERROR) is what there is
-        # to go on: its message, which names the column or quotes the text, is not.
-        named = ", ".join(filter(None, (type(error).__name__, db.sqlite_result(error))))
+        # The store's code (SQLite's result code, no such table or column: SQLITE_ERROR;
+        # PostgreSQL's SQLSTATE, a null where none may be: SQLSTATE 23502) is what there
+        # is to go on: the message, which names the column or quotes the row, is not.
+        named = ", ".join(filter(None, (type(error).__name__, db.error_code(error))))
         return f"the store refused the record ({named})"
     return f"unexpected {type(error).__name__} while processing the record"
 

@@ -111,7 +111,8 @@ def said(error: BaseException) -> str:
     timed out, locked, a deadlock: what ops on call read first, never a row); pydantic's
     as faults.reason words it (fields, never input); a codec's by where and why
     (unicode_errors: never the character or bytes); any other's (a store's refusal of a
-    row, a library's) not at all, only SQLite's result code where it gives one."""
+    row, a library's) not at all, only the store's code where it gives one (db.error_code:
+    SQLite's result code, PostgreSQL's SQLSTATE)."""
     if isinstance(error, ValidationError):
         return data_paths.reasons(error.errors(include_input=False, include_url=False),
                                   whole="data")
@@ -126,9 +127,9 @@ def said(error: BaseException) -> str:
     if isinstance(error, (*faults.SPEAKING, OSError, KafkaError)) \
             or faults.classify(error) is not faults.Fault.RECORD:
         return str(error)
-    # SQLite's result code (SQLITE_ERROR: no such table or column, a syntax error) says
-    # what failed without the data.
-    return " ".join(filter(None, (db.sqlite_result(error), NOT_LOGGED)))
+    # The store's code (SQLite's SQLITE_ERROR: no such table or column, a syntax error;
+    # PostgreSQL's SQLSTATE 42703, an undefined column) says what failed without the data.
+    return " ".join(filter(None, (db.error_code(error), NOT_LOGGED)))
 
 
 def exception_text(exc_info: ExcInfo) -> str:
