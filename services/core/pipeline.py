@@ -35,6 +35,7 @@ from services.core import (
     background,
     batches,
     collector,
+    db,
     envelope,
     faults,
     kafka,
@@ -453,9 +454,13 @@ class StageLoop:
         and dead-letters those still failing (an outage is waited out, not counted)."""
         fault = faults.classify(error)
         # An outage is expected (the broker or the store is down): where in the code it
-        # was met tells the on-call person nothing; a bug's or a record's frames do.
+        # was met tells the on-call person nothing; a bug's or a record's frames do. The
+        # store's code, where it gives one (SQLite's result code, PostgreSQL's SQLSTATE),
+        # says what it refused without the data.
+        code = db.error_code(error)
         logger.warning("stage %s failed on a batch; retrying it", self.name, extra={
             "fault": fault.value, "error_class": type(error).__name__,
+            **({"store_code": code} if code else {}),
             **({} if fault is faults.Fault.OUTAGE else {"where": faults.where(error)})})
         if fault is faults.Fault.OUTAGE:
             return fault

@@ -1,19 +1,24 @@
 """The WARNING a stage logs each time a batch fails and is retried (pipeline.py), as
 README's "Failures" and the alert RoutingStageWaitingForOutage quote it: the fault and
 the error's class always; the code it failed in (`where`) for a record's fault or a bug,
-not for an outage, which is the broker or the store down, not a place in the code."""
+not for an outage, which is the broker or the store down, not a place in the code; the
+store's code of a statement it refused (`store_code`), never the data."""
 
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Sequence
 from typing import Any, cast
 
+import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from services.core import envelope, faults, kafka, pipeline
+
+NAME = "Ada Lovelace"  # a person's name in the data a statement failed on
 
 
 async def _nothing(_event: envelope.Event) -> Sequence[kafka.Publishable]:
@@ -57,3 +62,24 @@ class TestRetryWarning:
         assert record.fault == faults.Fault.RECORD.value
         assert record.error_class == "KeyError"
         assert "in raised" in record.where  # the frame that raised it
+
+    def test_a_statement_the_store_refused_is_told_by_the_stores_code(
+            self, caplog: pytest.LogCaptureFixture) -> None:
+        column = NAME.replace(" ", "_")
+        with pytest.raises(sqlite3.OperationalError) as no_such_column:
+            sqlite3.connect(":memory:").execute(f"SELECT {column} FROM sqlite_master")
+        record = warning_for(OperationalError("SELECT ...", {}, no_such_column.value), caplog)
+        assert record.store_code == "SQLITE_ERROR"
+        assert column not in repr(vars(record))
+
+    def test_postgresqls_refusal_is_told_by_its_sqlstate(
+            self, caplog: pytest.LogCaptureFixture) -> None:
+        not_null = asyncpg.exceptions.NotNullViolationError(
+            f'null value in column "name" violates not-null constraint: ({NAME})')
+        record = warning_for(IntegrityError("INSERT ...", {"name": NAME}, not_null), caplog)
+        assert record.store_code == "SQLSTATE 23502"
+        assert NAME not in repr(vars(record))
+
+    def test_an_error_without_a_stores_code_has_none(
+            self, caplog: pytest.LogCaptureFixture) -> None:
+        assert not hasattr(warning_for(KeyError("k"), caplog), "store_code")
