@@ -91,7 +91,8 @@ class ReplayResult:
     replayed: list[str] = field(default_factory=list)
     skipped_already_replayed: list[str] = field(default_factory=list)
     not_found: list[str] = field(default_factory=list)
-    # No source topic a stage reads in its headers, that topic gone, or not readable.
+    # No source topic a stage reads in its headers, that topic gone (not described even
+    # after waiting for it: `dead_letters.SOURCE_TOPIC_WAIT_SECONDS`), or not readable.
     unreplayable: list[str] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
@@ -170,6 +171,13 @@ def replayable(source: str | None, existing: Collection[str]) -> bool:
     """Whether a dead letter naming `source` may be written back there: to a stage's
     input that exists, whatever else a dead letter names (topics.STAGE_INPUTS)."""
     return source in topics.STAGE_INPUTS and source in existing
+
+
+def worth_describing_again(source: str | None, existing: Collection[str]) -> bool:
+    """Whether a dead letter unreplayable only for want of its source among `existing`
+    may yet be replayable: it names a stage's input the cluster's description lacks, as
+    it lacks a topic made a moment ago until the brokers' metadata shows it."""
+    return source in topics.STAGE_INPUTS and source not in existing
 
 
 def replay_headers(headers: Sequence[tuple[str, bytes]], replayed_from: str) -> list[

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Collection, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -42,6 +42,7 @@ from services.router.dead_letter_records import (
     replay_headers,
     replayable,
     resume_points,
+    worth_describing_again,
 )
 
 logger = logging.getLogger(__name__)
@@ -54,6 +55,10 @@ TRANSACTIONAL_ID = "dead-letter-replay"
 TRANSACTION_TIMEOUT_SECONDS = 60.0
 # A second producer with our transactional id fences the first: one replay per process.
 _replaying = asyncio.Lock()
+# How long a replay describes the cluster again for a stage input a dead letter names that
+# the description lacks (a topic made a moment ago: see `_SourceTopics`), and how often.
+SOURCE_TOPIC_WAIT_SECONDS = 5.0
+_DESCRIBE_AGAIN_SECONDS = 0.1
 
 
 class Unavailable(Exception):
@@ -138,6 +143,7 @@ async def _replay_selected(
             if partition in partitions:
                 starts.setdefault(partition, offset)
                 stops[partition] = offset + 1
+    sources = _SourceTopics(settings, topology)
     result, seen, sent = ReplayResult(), set[str](), list[asyncio.Future[Any]]()
     async with contextlib.aclosing(_scan(consumer, topics.DEAD_LETTERS, starts, settings,
                                          stops=stops)) as records:
@@ -152,7 +158,7 @@ async def _replay_selected(
             if this in done:
                 result.skipped_already_replayed.append(this)
             elif isinstance(record, faults.UnreadableRecord) or not replayable(
-                    source, topology):
+                    source, await sources.existing(source)):
                 result.unreplayable.append(this)
             elif len(result.replayed) < selection.limit:
                 marker = {"replayed_to": source, "replayed_at": datetime.now(UTC).isoformat()}
@@ -166,6 +172,45 @@ async def _replay_selected(
     await asyncio.gather(*sent)
     result.not_found = [text for text in wanted.values() if text not in seen]
     return result
+
+
+class _SourceTopics:
+    """The topics a replay's dead letters name, as the cluster describes them. A topic
+    shows in a broker's metadata a moment after it was made (each broker applies the
+    controller's records in its own time, a broker just started later still), so a stage
+    input missing from the description is described again, for up to
+    SOURCE_TOPIC_WAIT_SECONDS, before its dead letters are called unreplayable; one still
+    missing then is gone, for the rest of this replay."""
+
+    def __init__(self, settings: Settings, described: Collection[str]) -> None:
+        self._settings, self._described, self._gone = settings, set(described), set[str]()
+
+    async def existing(self, source: str | None) -> Collection[str]:
+        """The topics that exist, as far as `source` is concerned."""
+        if (source is not None and source not in self._gone
+                and worth_describing_again(source, self._described)):
+            if await _shows(self._settings, source):
+                self._described.add(source)
+            else:
+                self._gone.add(source)
+        return self._described
+
+
+async def _shows(settings: Settings, topic: str) -> bool:
+    """Whether the cluster describes `topic` within SOURCE_TOPIC_WAIT_SECONDS. All its
+    topics are described, not `topic` by name: naming a missing topic may create it."""
+    admin = kafka.admin(settings, client_id="dead-letter-admin")
+    await admin.start()
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + SOURCE_TOPIC_WAIT_SECONDS
+        while topic not in await kafka.described_partitions(admin):
+            if loop.time() >= deadline:
+                return False
+            await asyncio.sleep(_DESCRIBE_AGAIN_SECONDS)
+        return True
+    finally:
+        await admin.close()
 
 
 async def _replayed_ids(consumer: AIOKafkaConsumer, partitions: set[int],

@@ -422,6 +422,17 @@ class TestReplayDestinations:
             assert dead_letter_records.replayable(stage_input, existing)
             assert not dead_letter_records.replayable(stage_input, existing - {stage_input})
 
+    def test_only_a_stage_input_not_described_is_worth_describing_again(self) -> None:
+        """A replay waits for a missing topic only where its showing up would make the
+        dead letter replayable: a stage's input, not another topic, not one described."""
+        existing = {topics.INCOMING, topics.CONFIG_CHANGES}
+        for stage_input in (topics.SEGMENTED, topics.EVENTS):
+            assert dead_letter_records.worth_describing_again(stage_input, existing)
+            assert dead_letter_records.replayable(stage_input, {*existing, stage_input})
+        for source in (topics.INCOMING, topics.CUSTOMER_EVENTS, "orders.other-application",
+                       None):
+            assert not dead_letter_records.worth_describing_again(source, existing)
+
     def test_an_unreadable_dead_letter_is_described_as_any_other(self) -> None:
         """One error class for a record no client can read, whoever found it (a stage
         dead-lettering it, the listing meeting one on the dead-letter topic), and the

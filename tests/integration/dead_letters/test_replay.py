@@ -3,10 +3,12 @@ its markers kept in a compacted topic."""
 
 from __future__ import annotations
 
+import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
+from services.core import kafka, topics
 from services.core.settings import Settings
 from services.router import dead_letter_records, dead_letters
 from tests.conftest import unique
@@ -77,3 +79,54 @@ class TestReplay:
             await admin.close()
         configs = {name: value for name, value, *_ in described[0].resources[0][4]}
         assert configs["cleanup.policy"] == "compact"
+
+
+class TestSourceTopicsAsTheClusterShowsThem:
+    """A topic shows in the brokers' metadata a moment after it was made: a replay waits
+    for a stage input its dead letters name before calling them unreplayable."""
+
+    async def test_a_source_topic_made_after_the_replay_looked_is_replayed_to(
+            self, settings: Settings, producer: AIOKafkaProducer,
+            monkeypatch: pytest.MonkeyPatch) -> None:
+        """The topic is made right after the replay's first look at the cluster (the real
+        description, which lacks it): what a look a moment after the topic was made sees
+        on a broker whose metadata has not shown it yet, but every time."""
+        source = unique("dlq-new-source")
+        monkeypatch.setattr(topics, "STAGE_INPUTS", topics.STAGE_INPUTS | {source})
+        made = await some_dead_letters(producer, source, 1)
+        looks: list[bool] = []
+        describe = kafka.described_partitions
+
+        async def made_after_the_first_look(admin: AIOKafkaAdminClient) -> dict[str, list[int]]:
+            described = await describe(admin)
+            looks.append(source in described)
+            if len(looks) == 1:
+                await kafka.ensure_topics(settings, [source])
+            return described
+
+        monkeypatch.setattr(kafka, "described_partitions", made_after_the_first_look)
+        result = await dead_letters.replay(settings, dead_letter_records.Selection(
+            ids=tuple(made)))
+        assert looks[0] is False
+        assert result.replayed == list(made)
+        arrived = await read_all(settings.kafka_bootstrap_servers, source, until=1)
+        assert [dict(r.headers)[dead_letter_records.REPLAY_HEADER].decode()
+                for r in arrived] == list(made)
+
+    async def test_a_stage_input_the_cluster_lacks_stays_unreplayable(
+            self, settings: Settings, producer: AIOKafkaProducer,
+            monkeypatch: pytest.MonkeyPatch) -> None:
+        source = unique("dlq-never-made")
+        monkeypatch.setattr(topics, "STAGE_INPUTS", topics.STAGE_INPUTS | {source})
+        monkeypatch.setattr(dead_letters, "SOURCE_TOPIC_WAIT_SECONDS", 0.5)
+        made = await some_dead_letters(producer, source, 2)
+        result = await dead_letters.replay(settings, dead_letter_records.Selection(
+            ids=tuple(made)))
+        assert sorted(result.unreplayable) == sorted(made)
+        assert result.replayed == []
+        admin = kafka.admin(settings, client_id="test")
+        await admin.start()
+        try:
+            assert source not in await admin.list_topics()  # waiting made no topic
+        finally:
+            await admin.close()
