@@ -27,7 +27,16 @@ from aiokafka import TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
-from services.core import credentials_api, data_paths, envelope, faults, kafka, tickets, topics
+from services.core import (
+    credentials_api,
+    data_paths,
+    envelope,
+    faults,
+    kafka,
+    new_topics,
+    tickets,
+    topics,
+)
 from services.core.settings import Settings
 from services.departments import fetching, retries
 from services.router import lane_copies, priority
@@ -207,8 +216,11 @@ async def read_queue(
         # Inside: a start refused (a wrong password) still stops it.
         await consumer.start()
         # The lanes its user may see: none, and the read would wait on metadata that
-        # never comes (a typo), or be refused (another department's lanes).
-        visible = sorted(set(lanes.values()) & await consumer.topics())
+        # never comes (a typo), or be refused (another department's lanes). Lanes made a
+        # moment ago (a table just put in force) may not show yet: looked at again.
+        shown = await new_topics.looked_again(
+            consumer.topics, lambda seen: not seen.isdisjoint(lanes.values()))
+        visible = sorted(set(lanes.values()) & shown)
         if not visible:
             raise NoQueue(department, list(lanes.values()))
         consumer.subscribe(visible, listener=_TakenAway(taken_away))

@@ -92,7 +92,7 @@ class ReplayResult:
     skipped_already_replayed: list[str] = field(default_factory=list)
     not_found: list[str] = field(default_factory=list)
     # No source topic a stage reads in its headers, that topic gone (not described even
-    # after waiting for it: `dead_letters.SOURCE_TOPIC_WAIT_SECONDS`), or not readable.
+    # when looked at again: `new_topics`), or not readable.
     unreplayable: list[str] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:

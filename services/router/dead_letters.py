@@ -26,7 +26,7 @@ from aiokafka.errors import (
     TopicAlreadyExistsError,
 )
 
-from services.core import background, faults, kafka, topics
+from services.core import background, faults, kafka, new_topics, topics
 from services.core.settings import Settings
 from services.router.dead_letter_records import (
     MAX_LIMIT,
@@ -55,10 +55,6 @@ TRANSACTIONAL_ID = "dead-letter-replay"
 TRANSACTION_TIMEOUT_SECONDS = 60.0
 # A second producer with our transactional id fences the first: one replay per process.
 _replaying = asyncio.Lock()
-# How long a replay describes the cluster again for a stage input a dead letter names that
-# the description lacks (a topic made a moment ago: see `_SourceTopics`), and how often.
-SOURCE_TOPIC_WAIT_SECONDS = 5.0
-_DESCRIBE_AGAIN_SECONDS = 0.1
 
 
 class Unavailable(Exception):
@@ -175,12 +171,10 @@ async def _replay_selected(
 
 
 class _SourceTopics:
-    """The topics a replay's dead letters name, as the cluster describes them. A topic
-    shows in a broker's metadata a moment after it was made (each broker applies the
-    controller's records in its own time, a broker just started later still), so a stage
-    input missing from the description is described again, for up to
-    SOURCE_TOPIC_WAIT_SECONDS, before its dead letters are called unreplayable; one still
-    missing then is gone, for the rest of this replay."""
+    """The topics a replay's dead letters name, as the cluster describes them. A stage
+    input missing from the description may be a topic made a moment ago: the cluster is
+    described again for a while (`new_topics`) before its dead letters are called
+    unreplayable; one still missing then is gone, for the rest of this replay."""
 
     def __init__(self, settings: Settings, described: Collection[str]) -> None:
         self._settings, self._described, self._gone = settings, set(described), set[str]()
@@ -197,18 +191,13 @@ class _SourceTopics:
 
 
 async def _shows(settings: Settings, topic: str) -> bool:
-    """Whether the cluster describes `topic` within SOURCE_TOPIC_WAIT_SECONDS. All its
+    """Whether the cluster describes `topic`, looked at again for a while. All its
     topics are described, not `topic` by name: naming a missing topic may create it."""
     admin = kafka.admin(settings, client_id="dead-letter-admin")
     await admin.start()
     try:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + SOURCE_TOPIC_WAIT_SECONDS
-        while topic not in await kafka.described_partitions(admin):
-            if loop.time() >= deadline:
-                return False
-            await asyncio.sleep(_DESCRIBE_AGAIN_SECONDS)
-        return True
+        return topic in await new_topics.looked_again(
+            lambda: kafka.described_partitions(admin), lambda described: topic in described)
     finally:
         await admin.close()
 

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from services.core import envelope, kafka, tickets
 from services.core.settings import Settings
@@ -96,9 +96,10 @@ class TestARecordTheKafkaClientCannotRead:
 
 
 class TestADepartmentWithoutLanes:
-    async def test_its_read_ends_at_once_naming_the_lanes(self, kafka_bootstrap: str) -> None:
+    async def test_its_read_ends_naming_the_lanes(self, kafka_bootstrap: str) -> None:
         """None of its lanes exists (a department gone from the table whose lanes were
-        deleted; a typo is refused by the router first): the Kafka client would ask for
+        deleted; a typo is refused by the router first): the read ends once they have been
+        looked for again for a while (`new_topics`), where the Kafka client would ask for
         their metadata over and over, and say so on stderr, before giving up."""
         department = unique("nolanes")
         with pytest.raises(queue.NoQueue) as raised:
@@ -107,6 +108,35 @@ class TestADepartmentWithoutLanes:
             f"no lane of {department} exists, or this Kafka user may read none of them"
             f" (dept.{department}.high, dept.{department}, dept.{department}.low): a"
             " department's lanes are made when a routing table naming it is put in force")
+
+
+class TestLanesMadeAMomentAgo:
+    async def test_are_read_not_taken_for_absent(
+            self, kafka_bootstrap: str, producer: AIOKafkaProducer,
+            monkeypatch: pytest.MonkeyPatch) -> None:
+        """The lanes are made, and a ticket written to one, right after the read's first
+        look at the topics its user may see (the real look, which lacks them): what a
+        look a moment after a routing table put them in force sees on a broker whose
+        metadata has not shown them yet, but every time."""
+        department = unique("new-lanes")
+        settings = Settings(kafka_bootstrap_servers=kafka_bootstrap)
+        _, normal, _ = priority.lane_topics(department)
+        looks: list[bool] = []
+        written: list[str] = []
+        look = AIOKafkaConsumer.topics
+
+        async def made_after_the_first_look(consumer: AIOKafkaConsumer) -> set[str]:
+            seen: set[str] = await look(consumer)
+            looks.append(normal in seen)
+            if len(looks) == 1:
+                await kafka.ensure_topics(settings, priority.lane_topics(department))
+                written.append(await write(producer, department, normal, 0))
+            return seen
+
+        monkeypatch.setattr(AIOKafkaConsumer, "topics", made_after_the_first_look)
+        taken, skipped = await read(settings, department)
+        assert looks[0] is False
+        assert (taken, skipped) == (written, [])
 
 
 class TestTwoAgentsOfADepartment:

@@ -8,7 +8,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from services.core import kafka, topics
+from services.core import kafka, new_topics, topics
 from services.core.settings import Settings
 from services.router import dead_letter_records, dead_letters
 from tests.conftest import unique
@@ -118,7 +118,7 @@ class TestSourceTopicsAsTheClusterShowsThem:
             monkeypatch: pytest.MonkeyPatch) -> None:
         source = unique("dlq-never-made")
         monkeypatch.setattr(topics, "STAGE_INPUTS", topics.STAGE_INPUTS | {source})
-        monkeypatch.setattr(dead_letters, "SOURCE_TOPIC_WAIT_SECONDS", 0.5)
+        monkeypatch.setattr(new_topics, "SHOWS_WITHIN_SECONDS", 0.5)
         made = await some_dead_letters(producer, source, 2)
         result = await dead_letters.replay(settings, dead_letter_records.Selection(
             ids=tuple(made)))
