@@ -10,7 +10,7 @@ from typing import Annotated, TypeVar
 import typer
 
 from services import credentials_cli, webhooks_cli
-from services.core import command_line
+from services.core import command_line, dead_letter_reading
 from services.core.settings import Settings, from_environment
 from services.router import dead_letter_records
 from services.simulator import cli as simulator_cli
@@ -130,7 +130,7 @@ def list_dead_letters(
     error_class: Annotated[str | None, typer.Option(help="Only this error class")] = None,
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 100,
     since: Annotated[str | None, typer.Option(
-        help=f"Only those after this one, for the next page: {dead_letter_records.ID.words}"
+        help=f"Only those after this one, for the next page: {dead_letter_reading.ID.words}"
     )] = None,
     include_value: Annotated[bool, typer.Option(
         help="Show the values (they may hold personal data)")] = False,
@@ -142,7 +142,7 @@ def list_dead_letters(
 
     if since:  # a usage error naming the option, before Kafka is reached
         try:
-            dead_letter_records.parse_id(since)
+            dead_letter_reading.parse_id(since)
         except ValueError as exc:
             raise typer.BadParameter(f"{since!r}: {exc}", param_hint="--since") from exc
     settings = from_environment()
@@ -169,7 +169,7 @@ _REPLAY_OPTIONS = {"ids": "IDS", "source_topic": "--source-topic",
 def replay_dead_letters(
     ids: Annotated[list[str] | None, typer.Argument(
         metavar=_REPLAY_OPTIONS["ids"],
-        help=f"Dead letters, each {dead_letter_records.ID.words}; or select with the options"
+        help=f"Dead letters, each {dead_letter_reading.ID.words}; or select with the options"
     )] = None,
     source_topic: Annotated[str | None, typer.Option(help="All from this topic")] = None,
     error_class: Annotated[str | None, typer.Option(help="All of this error class")] = None,

@@ -49,12 +49,12 @@ def router() -> list[Allow]:
         *_all("topic", "read", topics.CONFIG_CHANGES),
         Allow("topic", topics.CONFIG_CHANGES, "write"),
         *_all("topic", "read", topics.SEGMENTED, topics.EVENTS, topics.DEAD_LETTERS,
-              dead_letters.REPLAYED),
+              topics.DEAD_LETTERS_REPLAYED),
         *_all("group", "read", topics.ROUTER_GROUP, topics.ROUTER_TRACKER_GROUP,
               topics.ROUTER_WEBHOOKS_GROUP),
         # The intake, routing, dead letters; replays go back to the source topics.
         *_all("topic", "write", topics.INCOMING, topics.SEGMENTED, topics.EVENTS,
-              topics.DEAD_LETTERS, dead_letters.REPLAYED),
+              topics.DEAD_LETTERS, topics.DEAD_LETTERS_REPLAYED),
         # every department's lanes
         Allow("topic", topics.DEPARTMENT_QUEUE_PREFIX, "write", prefixed=True),
         # The stage's ids start with its group; the intake's with `intake-`.

@@ -8,15 +8,12 @@ import string
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
-from services.core import text_forms, topics
+from services.core import dead_letter_reading, topics
 
 REPLAY_HEADER = topics.DLQ_REPLAYED_FROM
 MAX_LIMIT = 1000
-# A dead letter's id: partition:offset, in ASCII digits ([0-9], as JSON Schema means `\d`).
-ID = text_forms.Form(r"^[0-9]{1,9}:[0-9]{1,19}$", "a dead letter's id as its list gives it:"
-                     " its partition and offset, in digits, joined by ':' (such as 0:42)")
 
 
 class InvalidSelection(ValueError):
@@ -43,23 +40,6 @@ class InvalidSelection(ValueError):
         return self._problem.safe_substitute(names)
 
 
-class Record(Protocol):
-    """What is read of a dead letter (an aiokafka `ConsumerRecord` is one)."""
-
-    @property
-    def partition(self) -> int: ...
-    @property
-    def offset(self) -> int: ...
-    @property
-    def timestamp(self) -> int: ...
-    @property
-    def key(self) -> bytes | None: ...
-    @property
-    def value(self) -> bytes | None: ...
-    @property
-    def headers(self) -> Sequence[tuple[str, bytes]]: ...
-
-
 @dataclass(frozen=True)
 class Selection:
     """Which dead letters to replay: explicit ids, or every one the filters match (up to
@@ -76,8 +56,9 @@ class Selection:
             raise InvalidSelection("ids", "give either ${ids} or a filter (${source_topic},"
                                           " ${error_class}), not both and not neither")
         for index, text in enumerate(self.ids):
-            if not ID.fullmatch(text):
-                raise InvalidSelection("ids", f"should be {ID.words}", index=index)
+            if not dead_letter_reading.ID.fullmatch(text):
+                raise InvalidSelection("ids", f"should be {dead_letter_reading.ID.words}",
+                                       index=index)
         if not 1 <= self.limit <= MAX_LIMIT:
             raise InvalidSelection("limit", f"must be between 1 and {MAX_LIMIT}")
 
@@ -99,33 +80,18 @@ class ReplayResult:
         return {outcome: len(ids) for outcome, ids in asdict(self).items()}
 
 
-def dead_letter_id(partition: int, offset: int) -> str:
-    return f"{partition}:{offset}"
-
-
-def parse_id(text: str) -> tuple[int, int]:
-    if not ID.fullmatch(text):
-        raise ValueError(f"should be {ID.words}")
-    partition, offset = text.split(":")
-    return int(partition), int(offset)
-
-
-def header_values(headers: Sequence[tuple[str, bytes]] | None) -> dict[str, str]:
-    """Headers by name; the last wins, as the pipeline appends its dlq_* headers last."""
-    return {name: raw.decode("utf-8", "replace") for name, raw in headers or ()}
-
-
-def matches(record: Record, *, source_topic: str | None, error_class: str | None) -> bool:
-    found = header_values(record.headers)
+def matches(record: dead_letter_reading.Record, *, source_topic: str | None,
+            error_class: str | None) -> bool:
+    found = dead_letter_reading.header_values(record.headers)
     return ((source_topic is None or found.get(topics.DLQ_SOURCE_TOPIC) == source_topic)
             and (error_class is None or found.get(topics.DLQ_ERROR_CLASS) == error_class))
 
 
-def describe(record: Record, *, include_value: bool = False) -> dict[str, Any]:
+def describe(record: dead_letter_reading.Record, *, include_value: bool = False) -> dict[str, Any]:
     """A dead letter for people and tools; the value only on request (personal data)."""
-    found = header_values(record.headers)
+    found = dead_letter_reading.header_values(record.headers)
     described: dict[str, Any] = {
-        "id": dead_letter_id(record.partition, record.offset),
+        "id": dead_letter_reading.dead_letter_id(record.partition, record.offset),
         "partition": record.partition,
         "offset": record.offset,
         "timestamp": datetime.fromtimestamp(record.timestamp / 1000, UTC).isoformat(),
@@ -159,7 +125,7 @@ def describe_unreadable(partition: int, offset: int, problem: str, *,
                         include_value: bool = False) -> dict[str, Any]:
     """A dead letter the Kafka client cannot read, described as far as it is known: in
     `describe`'s shape, what cannot be read of it none."""
-    known = {"id": dead_letter_id(partition, offset), "partition": partition,
+    known = {"id": dead_letter_reading.dead_letter_id(partition, offset), "partition": partition,
              "offset": offset, "error": problem, "error_class": UNREADABLE}
     shape = ["timestamp", "source_topic", "source_partition", "source_offset", "stage",
              "event_type", "ticket_id", "replayed_from", "key", "key_encoding",

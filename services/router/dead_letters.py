@@ -26,19 +26,16 @@ from aiokafka.errors import (
     TopicAlreadyExistsError,
 )
 
-from services.core import background, faults, kafka, new_topics, topics
+from services.core import background, dead_letter_reading, faults, kafka, new_topics, topics
 from services.core.settings import Settings
 from services.router.dead_letter_records import (
     MAX_LIMIT,
     UNREADABLE,
     ReplayResult,
     Selection,
-    dead_letter_id,
     describe,
     describe_unreadable,
-    header_values,
     matches,
-    parse_id,
     replay_headers,
     replayable,
     resume_points,
@@ -47,7 +44,6 @@ from services.router.dead_letter_records import (
 
 logger = logging.getLogger(__name__)
 
-REPLAYED = topics.DEAD_LETTERS_REPLAYED
 # The same for every instance and process, so that a replayer fences any other (see
 # `_replay_selected`).
 TRANSACTIONAL_ID = "dead-letter-replay"
@@ -73,7 +69,7 @@ async def list_dead_letters(
     """Dead letters in (partition, offset) order after the id `since`, oldest first."""
     if not 1 <= limit <= MAX_LIMIT:
         raise ValueError(f"limit must be between 1 and {MAX_LIMIT}")
-    after = parse_id(since) if since else None
+    after = dead_letter_reading.parse_id(since) if since else None
     found: list[dict[str, Any]] = []
     try:
         partitions = (await _topology(settings)).get(topics.DEAD_LETTERS, set())
@@ -129,9 +125,10 @@ async def _replay_selected(
 ) -> ReplayResult:
     # Read only now: beginning the transaction fenced any other replayer and settled its
     # transaction, so the markers are final.
-    done = await _replayed_ids(consumer, topology.get(REPLAYED, set()), settings)
+    done = await _replayed(consumer, topology.get(topics.DEAD_LETTERS_REPLAYED, set()),
+                           settings)
     partitions = topology.get(topics.DEAD_LETTERS, set())
-    wanted = {parse_id(text): text for text in selection.ids}
+    wanted = {dead_letter_reading.parse_id(text): text for text in selection.ids}
     starts, stops = resume_points(partitions, None), dict[int, int]()
     if wanted:  # read only the stretch of each partition that holds wanted ids
         starts, stops = {}, {}
@@ -144,13 +141,13 @@ async def _replay_selected(
     async with contextlib.aclosing(_scan(consumer, topics.DEAD_LETTERS, starts, settings,
                                          stops=stops)) as records:
         async for record in records:
-            this = dead_letter_id(record.partition, record.offset)
+            this = dead_letter_reading.dead_letter_id(record.partition, record.offset)
             if (wanted and (record.partition, record.offset) not in wanted) or (
                     not wanted and not matches(record, source_topic=selection.source_topic,
                                                error_class=selection.error_class)):
                 continue
             seen.add(this)
-            source = header_values(record.headers).get(topics.DLQ_SOURCE_TOPIC)
+            source = dead_letter_reading.header_values(record.headers).get(topics.DLQ_SOURCE_TOPIC)
             if this in done:
                 result.skipped_already_replayed.append(this)
             elif isinstance(record, faults.UnreadableRecord) or not replayable(
@@ -161,7 +158,8 @@ async def _replay_selected(
                 sent += [
                     await producer.send(source, record.value, key=record.key,
                                         headers=replay_headers(record.headers, this)),
-                    await producer.send(REPLAYED, orjson.dumps(marker), key=this.encode())]
+                    await producer.send(topics.DEAD_LETTERS_REPLAYED, orjson.dumps(marker),
+                                        key=this.encode())]
                 for future in sent[-2:]:  # one failure is raised; the rest need no report
                     future.add_done_callback(background.retrieved)
                 result.replayed.append(this)
@@ -202,19 +200,14 @@ async def _shows(settings: Settings, topic: str) -> bool:
         await admin.close()
 
 
-async def _replayed_ids(consumer: AIOKafkaConsumer, partitions: set[int],
-                        settings: Settings) -> set[str]:
-    done: set[str] = set()
+async def _replayed(consumer: AIOKafkaConsumer, partitions: set[int],
+                    settings: Settings) -> dead_letter_reading.Replayed:
+    done = dead_letter_reading.Replayed()
     starts = resume_points(partitions, None)
-    async with contextlib.aclosing(_scan(consumer, REPLAYED, starts, settings)) as markers:
+    async with contextlib.aclosing(_scan(consumer, topics.DEAD_LETTERS_REPLAYED, starts,
+                                         settings)) as markers:
         async for marker in markers:
-            if isinstance(marker, faults.UnreadableRecord):
-                continue  # no key to read: it marks nothing
-            key = (marker.key or b"").decode()
-            if marker.value is None:
-                done.discard(key)  # a tombstone withdraws the marker: replayable again
-            else:
-                done.add(key)
+            done.read(marker)
     return done
 
 
@@ -265,11 +258,12 @@ async def _topology(settings: Settings, *, create_markers: bool = False
     admin = kafka.admin(settings, client_id="dead-letter-admin")
     await admin.start()
     try:
-        if create_markers and REPLAYED not in await admin.list_topics():
+        markers = topics.DEAD_LETTERS_REPLAYED
+        if create_markers and markers not in await admin.list_topics():
             # Compacted: the latest marker of every dead letter is kept whatever its age.
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics([NewTopic(
-                    REPLAYED, settings.kafka_topic_partitions,
+                    markers, settings.kafka_topic_partitions,
                     settings.kafka_replication_factor,
                     topic_configs={"cleanup.policy": "compact"})])
         return {topic: set(partitions)

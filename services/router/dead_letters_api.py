@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.core import auth, http, request_bodies, service_context
+from services.core import auth, dead_letter_reading, http, request_bodies, service_context
 from services.core.settings import Settings
 from services.router import dead_letter_records, dead_letters
 
@@ -24,9 +24,9 @@ async def get_settings(context: service_context.Context) -> Settings:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-DeadLetterId = Annotated[str, Field(pattern=dead_letter_records.ID.pattern, max_length=32,
+DeadLetterId = Annotated[str, Field(pattern=dead_letter_reading.ID.pattern, max_length=32,
                                     description="One in tickets.dlq: "
-                                                + dead_letter_records.ID.words)]
+                                                + dead_letter_reading.ID.words)]
 TopicName = Annotated[str, Field(min_length=1, max_length=249)]
 ErrorClass = Annotated[str, Field(min_length=1, max_length=200)]
 
@@ -77,7 +77,7 @@ async def list_dead_letters(
     source_topic: Annotated[TopicName | None, Query()] = None,
     error_class: Annotated[ErrorClass | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=dead_letter_records.MAX_LIMIT)] = 100,
-    since: Annotated[str | None, Query(pattern=dead_letter_records.ID.pattern,
+    since: Annotated[str | None, Query(pattern=dead_letter_reading.ID.pattern,
                                        description="Only dead letters after this id")] = None,
     include_value: Annotated[bool, Query(
         description="Include the record's value (may hold personal data)")] = False,

@@ -9,7 +9,7 @@ from aiokafka.structs import ConsumerRecord
 from typer.testing import CliRunner
 
 from services import cli
-from services.core import broker_start, envelope, faults, topics
+from services.core import broker_start, dead_letter_reading, envelope, faults, topics
 from services.router import dead_letter_records
 
 
@@ -29,27 +29,27 @@ class Record:
 
 class TestIds:
     def test_an_id_is_partition_and_offset(self) -> None:
-        assert dead_letter_records.dead_letter_id(1, 42) == "1:42"
-        assert dead_letter_records.parse_id("1:42") == (1, 42)
+        assert dead_letter_reading.dead_letter_id(1, 42) == "1:42"
+        assert dead_letter_reading.parse_id("1:42") == (1, 42)
 
     @pytest.mark.parametrize("text", ["", "1", "a:1", "-1:2", "1:2\n", "1:2:3"])
     def test_anything_else_is_refused(self, text: str) -> None:
         with pytest.raises(ValueError) as refused:
-            dead_letter_records.parse_id(text)
-        assert str(refused.value) == f"should be {dead_letter_records.ID.words}"
+            dead_letter_reading.parse_id(text)
+        assert str(refused.value) == f"should be {dead_letter_reading.ID.words}"
 
     def test_an_id_not_one_is_refused_in_its_forms_words(self) -> None:
         with pytest.raises(dead_letter_records.InvalidSelection) as refused:
             dead_letter_records.Selection(ids=("0:1", "0-2"))
         assert (refused.value.field, refused.value.problem) == (
-            "ids.1", f"should be {dead_letter_records.ID.words}")
+            "ids.1", f"should be {dead_letter_reading.ID.words}")
 
     def test_the_cli_says_an_id_in_its_forms_words(self) -> None:
         group = typer.main.get_group(cli.app).commands["dead-letters"]
         assert isinstance(group, typer.core.TyperGroup)
         helps = {name: param.help for name in ("list", "replay")
                  for param in group.commands[name].params if param.name in ("since", "ids")}
-        assert all(dead_letter_records.ID.words in str(said) for said in helps.values())
+        assert all(dead_letter_reading.ID.words in str(said) for said in helps.values())
         assert set(helps) == {"list", "replay"}
 
     def test_the_cli_names_since_when_it_is_not_an_id(
@@ -66,13 +66,13 @@ class TestIds:
                                     env={"COLUMNS": "200"})
         assert (result.exit_code, reached) == (2, [])
         assert "--since" in result.output and "'0-42'" in result.output
-        assert f"should be {dead_letter_records.ID.words}" in result.output
+        assert f"should be {dead_letter_reading.ID.words}" in result.output
 
     @pytest.mark.parametrize(("arguments", "said"), [
         ([], "give either IDS or a filter (--source-topic, --error-class), not both"),
         (["0:1", "--error-class", "E"], "give either IDS or a filter (--source-topic,"
                                         " --error-class), not both"),
-        (["0:1", "0-2"], f"IDS (number 2): '0-2': should be {dead_letter_records.ID.words}"),
+        (["0:1", "0-2"], f"IDS (number 2): '0-2': should be {dead_letter_reading.ID.words}"),
     ])
     def test_the_cli_names_its_own_options_when_replay_selects_unclearly(
             self, monkeypatch: pytest.MonkeyPatch, arguments: list[str], said: str) -> None:

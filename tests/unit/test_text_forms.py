@@ -23,6 +23,7 @@ from services.core import (
     config_history_api,
     credentials_api,
     data_paths,
+    dead_letter_reading,
     events,
     faults,
     identifiers,
@@ -33,7 +34,7 @@ from services.core import (
 )
 from services.metrics import app as metrics_app
 from services.router import app as router_app
-from services.router import dead_letter_records, intake_policy
+from services.router import intake_policy
 from services.segmenter import app as segmenter_app
 from services.segmenter import rows
 from services.webhooks import api as webhooks_api
@@ -46,7 +47,7 @@ FORMS: list[tuple[text_forms.Form, list[str], list[str]]] = [
     (identifiers.ID, ["t-1", "customer.17:a@b_c"], ["t 1", "", "t/1", "tïcket"]),
     (intake_policy.CORRELATION_ID, ["", "abc-123!~"], ["a b", "a\tb", "é"]),
     (intake_policy.KEY, ["order-17", "!"], ["", "order 17", "é"]),
-    (dead_letter_records.ID, ["0:42", "123456789:1234567890123456789"],
+    (dead_letter_reading.ID, ["0:42", "123456789:1234567890123456789"],
      ["0", "0:", ":42", "a:42", "0-42", "1234567890:1"]),
     (rows.CURRENCY, ["EUR", "USD"], ["eur", "EU", "EURO", "€"]),
     (webhooks_api.DELIVERY_ID, ["msg_a", "msg_" + "a" * 76, "msg_2Abc.d-e_f"],

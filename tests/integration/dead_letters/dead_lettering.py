@@ -7,8 +7,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 
-from services.core import envelope, faults, topics
-from services.router import dead_letter_records
+from services.core import dead_letter_reading, envelope, faults, topics
 from tests.conftest import unique
 
 Headers = list[tuple[str, bytes]]
@@ -22,7 +21,7 @@ def original_headers(ticket_id: str) -> Headers:
 
 async def dead_letter(producer: AIOKafkaProducer, source_topic: str, *, key: bytes,
                       value: bytes, headers: Headers, error_class: str = "EnvelopeError",
-                      source_offset: int = 0) -> str:
+                      source_offset: int = 0, stage: str = "") -> str:
     """Dead-letter a record as a stage does (`faults.dead_letter_headers`); its id."""
     record: ConsumerRecord[bytes, bytes] = ConsumerRecord(
         topic=source_topic, partition=0, offset=source_offset, timestamp=0, timestamp_type=0,
@@ -30,8 +29,8 @@ async def dead_letter(producer: AIOKafkaProducer, source_topic: str, *, key: byt
         serialized_value_size=len(value), headers=headers)
     metadata = await producer.send_and_wait(
         topics.DEAD_LETTERS, value, key=key,
-        headers=faults.dead_letter_headers(record, "value is not JSON", error_class))
-    return dead_letter_records.dead_letter_id(metadata.partition, metadata.offset)
+        headers=faults.dead_letter_headers(record, "value is not JSON", error_class, stage))
+    return dead_letter_reading.dead_letter_id(metadata.partition, metadata.offset)
 
 
 async def some_dead_letters(producer: AIOKafkaProducer, source_topic: str,

@@ -8,8 +8,9 @@ import base64
 
 from aiokafka import AIOKafkaProducer
 
+from services.core import dead_letter_reading
 from services.core.settings import Settings
-from services.router import dead_letter_records, dead_letters
+from services.router import dead_letters
 from tests.conftest import unique
 from tests.integration.dead_letters.dead_lettering import dead_letter, some_dead_letters
 
@@ -19,7 +20,7 @@ class TestListing:
             self, settings: Settings, producer: AIOKafkaProducer, source_topic: str) -> None:
         made = await some_dead_letters(producer, source_topic, 3, error_class="ValidationError")
         listed = await dead_letters.list_dead_letters(settings, source_topic=source_topic)
-        assert [item["id"] for item in listed] == sorted(made, key=dead_letter_records.parse_id)
+        assert [item["id"] for item in listed] == sorted(made, key=dead_letter_reading.parse_id)
         for item in listed:
             key, _, headers = made[item["id"]]
             assert item["source_topic"] == source_topic
@@ -50,7 +51,7 @@ class TestListing:
             pages.append([item["id"] for item in page])
             since = page[-1]["id"] if page else None
         assert [len(page) for page in pages] == [3, 3, 1]
-        assert [i for page in pages for i in page] == sorted(made, key=dead_letter_records.parse_id)
+        assert [i for page in pages for i in page] == sorted(made, key=dead_letter_reading.parse_id)
 
     async def test_values_on_request_in_base64_when_not_utf8(
             self, settings: Settings, producer: AIOKafkaProducer, source_topic: str) -> None:

@@ -74,7 +74,7 @@ class TestReplay:
         await admin.start()
         try:
             described = await admin.describe_configs(
-                [ConfigResource(ConfigResourceType.TOPIC, dead_letters.REPLAYED)])
+                [ConfigResource(ConfigResourceType.TOPIC, topics.DEAD_LETTERS_REPLAYED)])
         finally:
             await admin.close()
         configs = {name: value for name, value, *_ in described[0].resources[0][4]}
