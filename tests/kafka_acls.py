@@ -80,7 +80,9 @@ def segmenter() -> list[Allow]:
 
 def metrics() -> list[Allow]:
     return [
-        *_all("topic", "read", topics.EVENTS, topics.DEAD_LETTERS),
+        # The dead letters and the replay markers: those held, and those waiting.
+        *_all("topic", "read", topics.EVENTS, topics.DEAD_LETTERS,
+              topics.DEAD_LETTERS_REPLAYED),
         Allow("group", topics.METRICS_GROUP, "read"),
         Allow("topic", topics.DEAD_LETTERS, "write"),  # records it cannot process
         # Consumer lag of every stage and department queue.

@@ -6,12 +6,20 @@ import asyncio
 import contextlib
 import logging
 import ssl
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Sequence
+from collections.abc import (
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.conn import collect_hosts, create_conn
 from aiokafka.errors import (
@@ -245,6 +253,15 @@ def consumer(
         fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
         fetch_min_bytes=fetch_min_bytes,
     )
+
+
+async def caught_up(consumer: AIOKafkaConsumer, targets: Mapping[TopicPartition, int]) -> bool:
+    """Whether the consumer has read each partition up to its target offset (those that
+    were the ends when a reader from the start began: it has caught up)."""
+    for partition, offset in targets.items():
+        if await consumer.position(partition) < offset:
+            return False
+    return True
 
 
 def admin(settings: Settings, *, client_id: str) -> AIOKafkaAdminClient:

@@ -85,7 +85,8 @@ def create_app(settings: Settings | None = None, *,
             jobs.start("retention-purge", lambda stop: leases.every_while_holding(
                 fleet, retention.METRICS_PURGE, settings.retention_purge_interval_seconds,
                 purge, stop))
-            # A fresh reader each (re)start: it counts again from the start of the topic.
+            # A fresh reader each (re)start: it counts again from the start of the dead
+            # letters and of the replay markers (those waiting: kafka_watch.DeadLetterCount).
             jobs.start("dead-letters",
                        lambda stop: kafka_watch.DeadLetterCount(settings).run(stop))
             stage = context.stage = StageRunner(

@@ -19,7 +19,7 @@ from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.registry import Collector
 
 from services.core import events
-from services.metrics import parity, service_levels, timeline
+from services.metrics import parity, service_levels, timeline, waiting_dead_letters
 
 logger = logging.getLogger(__name__)
 
@@ -143,6 +143,15 @@ DEAD_LETTERS = Snapshot(
     "routing_dead_letters",
     "Records held in the dead-letter topic tickets.dlq (read, not estimated from offsets)",
     ())
+# Labels from fixed sets (services/metrics/waiting_dead_letters.py), never a ticket's.
+DEAD_LETTERS_WAITING = Snapshot(
+    "routing_dead_letters_waiting",
+    "Dead letters in tickets.dlq never replayed (no marker in tickets.dlq.replayed), by the"
+    " stage that set each aside and the topic it was read from", ("stage", "source_topic"))
+DEAD_LETTERS_WAITING_OLDEST = Snapshot(
+    "routing_dead_letters_waiting_oldest_timestamp_seconds",
+    "When the oldest dead letter still waiting was dead-lettered (its Kafka timestamp)",
+    ("stage", "source_topic"))
 # Service parity across protected groups (services/metrics/parity.py): labels are an
 # attribute, a band of it and a measure, all from fixed lists; small groups have none.
 PARITY_RATIO = Snapshot(
@@ -166,6 +175,12 @@ def record_open_tickets(per_department: Mapping[str, int], backlog: Mapping[str,
     shown = set(known) | set(per_department) | {d for (d,) in OPEN_TICKETS.values()}
     OPEN_TICKETS.replace({(d,): float(per_department.get(d, 0)) for d in shown})
     BACKLOG.replace({(d,): float(backlog.get(d, 0)) for d in shown})
+
+
+def record_dead_letters_waiting(figures: waiting_dead_letters.Figures) -> None:
+    DEAD_LETTERS_WAITING.replace({labels: float(count)
+                                  for labels, count in figures.waiting.items()})
+    DEAD_LETTERS_WAITING_OLDEST.replace({labels: at for labels, at in figures.oldest.items()})
 
 
 def record_parity(parities: Sequence[parity.AttributeParity], threshold: float) -> None:

@@ -1,5 +1,5 @@
 """What the metrics service measures on the broker: consumer lag of every stage and
-department queue, and the dead letters in `tickets.dlq`.
+department queue, and the dead letters in `tickets.dlq`, those waiting among them.
 
 Both talk to Kafka only: the lag from the admin client's committed offsets and a
 consumer's end offsets (read_committed, so the last stable offsets), the dead letters by
@@ -15,7 +15,7 @@ from aiokafka.errors import KafkaError
 
 from services.core import faults, group_lag, kafka, lag, topics
 from services.core.settings import Settings
-from services.metrics import exporter
+from services.metrics import exporter, replay_markers, waiting_dead_letters
 
 logger = logging.getLogger(__name__)
 
@@ -67,37 +67,60 @@ class LagWatch:
 class DeadLetterCount:
     """Reads `tickets.dlq` from the start, without a group (commits nothing), and counts.
     The count is shown once the records there at start-up are all read, so a restart
-    never looks like a burst of new dead letters."""
+    never looks like a burst of new dead letters.
 
-    def __init__(self, settings: Settings) -> None:
+    With the replay markers (replay_markers.ReplayMarkers, a reader of its own) it also
+    shows the dead letters waiting, never replayed (waiting_dead_letters.py): once both
+    are read up to where they ended at start-up, and again after each read of either, so
+    that a replay lowers it while it runs."""
+
+    def __init__(self, settings: Settings, *,
+                 look_seconds: float = replay_markers.LOOK_SECONDS) -> None:
         self._consumer = kafka.consumer(settings, topics.DEAD_LETTERS, group_id=None,
                                         client_id="metrics-dead-letters")
         self.count = 0
+        self.caught_up = False
+        self.waiting = waiting_dead_letters.WaitingDeadLetters()
+        self._markers = replay_markers.ReplayMarkers(settings, self.waiting.marked,
+                                                     look_seconds=look_seconds)
 
     async def run(self, stop: asyncio.Event) -> None:
+        async with asyncio.TaskGroup() as readers:
+            readers.create_task(self._markers.run(stop, after_batch=self._show_waiting))
+            readers.create_task(self._count(stop))
+
+    async def _count(self, stop: asyncio.Event) -> None:
         try:
             await self._consumer.start()
             targets: dict[TopicPartition, int] | None = None
-            caught_up = False
             while not stop.is_set():
                 try:
                     # A record the Kafka client cannot read is a dead letter too, counted
                     # and read past: not the end of the count, nor of the service's health.
                     batch = await faults.fetch_past_unreadable(self._consumer, timeout_ms=500)
-                    self.count += sum(len(records) for records in batch.values())
-                    if not caught_up:
+                    for records in batch.values():
+                        self.count += len(records)
+                        for record in records:
+                            self.waiting.held(record)
+                    if not self.caught_up:
                         targets = targets or await self._start_offsets()
-                        caught_up = targets is not None and await self._reached(targets)
-                        if caught_up:
+                        self.caught_up = targets is not None and await kafka.caught_up(
+                            self._consumer, targets)
+                        if self.caught_up:
                             logger.info("dead letters counted",
                                         extra={"dead_letters": self.count})
                 except (KafkaError, OSError) as exc:
                     logger.warning("dead letters not read", extra={"error": type(exc).__name__})
                     await asyncio.sleep(1.0)
-                if caught_up:
+                if self.caught_up:
                     exporter.DEAD_LETTERS.replace({(): float(self.count)})
+                self._show_waiting()
         finally:
             await self._consumer.stop()
+
+    def _show_waiting(self) -> None:
+        if self.caught_up and self._markers.caught_up:
+            exporter.record_dead_letters_waiting(self.waiting.figures())
 
     async def _start_offsets(self) -> dict[TopicPartition, int] | None:
         assigned = self._consumer.assignment()
@@ -105,9 +128,3 @@ class DeadLetterCount:
             return None  # not assigned yet: ask again after the next poll
         offsets: dict[TopicPartition, int] = await self._consumer.end_offsets(list(assigned))
         return offsets
-
-    async def _reached(self, targets: dict[TopicPartition, int]) -> bool:
-        for partition, offset in targets.items():
-            if await self._consumer.position(partition) < offset:
-                return False
-        return True

@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
+from aiokafka.admin import NewTopic
 from aiokafka.errors import (
     KafkaConnectionError,
     TopicAuthorizationFailedError,
@@ -27,9 +28,10 @@ from pydantic import SecretStr
 
 from devtools import certificates
 from devtools.kafka_broker import LocalKafka, Security
-from services.core import kafka, topics
+from services.core import dead_letter_reading, kafka, topics
 from services.core.settings import Settings
 from services.departments import queue
+from services.metrics import replay_markers
 from services.router import priority, table_file
 from tests import kafka_acls
 from tests.conftest import TEST_ROUTING_TABLE, Pipeline
@@ -165,6 +167,43 @@ class TestTransactions:
                 await producer.start()
         finally:
             await producer.stop()
+
+
+class TestReplayMarkers:
+    async def test_the_metrics_service_reads_the_replay_markers_as_its_own_user(
+            self, secure_kafka: SecureKafka) -> None:
+        """For the dead letters waiting: the marker topic made as admin, as
+        docs/kafka-security.md says, a marker the router's user writes is read by the
+        metrics service's reader as its own user."""
+        admin = secure_kafka.settings("admin")
+        client = kafka.admin(admin, client_id="markers-admin")
+        await client.start()
+        try:
+            await client.create_topics([NewTopic(
+                topics.DEAD_LETTERS_REPLAYED, 1, 1,
+                topic_configs={"cleanup.policy": "compact"})])
+        finally:
+            await client.close()
+        producer = kafka.producer(secure_kafka.settings("router"), client_id="acl-check")
+        await producer.start()
+        try:
+            await producer.send_and_wait(topics.DEAD_LETTERS_REPLAYED, b"{}", key=b"0:7")
+        finally:
+            await producer.stop()
+        read: list[dead_letter_reading.Marker] = []
+        reader = replay_markers.ReplayMarkers(secure_kafka.settings("metrics"), read.append,
+                                              look_seconds=0.2)
+        stop = asyncio.Event()
+        task = asyncio.create_task(reader.run(stop, after_batch=lambda: None))
+        try:
+            async with asyncio.timeout(60):
+                while not read:
+                    assert not task.done(), task
+                    await asyncio.sleep(0.1)
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 30)
+        assert [marker.key for marker in read] == [b"0:7"]
 
 
 class TestRefused:

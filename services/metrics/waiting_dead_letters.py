@@ -1,0 +1,77 @@
+"""The dead letters waiting: held in `tickets.dlq` with no replay marker
+(dead_letter_reading.Replayed), by the stage that dead-lettered each and the topic it was
+read from. Pure: the readers (kafka_watch.DeadLetterCount) hand it what they read, the
+dead letters and the markers in whatever order they come.
+
+The labels come from the dead letters' headers, and only from fixed sets, so that no
+writer of the dead-letter topic can make series of its own (nor put a ticket's or a
+customer's data in a label): a stage of the pipeline (topics.STAGE_GROUPS, whose names
+are the stages') and a stage's input (topics.STAGE_INPUTS), anything else `other`: a
+dead letter the Kafka client cannot read, one without those headers, or one naming
+another topic (which a replay never writes to).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from services.core import dead_letter_reading, topics
+
+OTHER = "other"
+Labels = tuple[str, str]  # (stage, source_topic)
+
+
+def labels(headers: Sequence[tuple[str, bytes]] | None) -> Labels:
+    found = dead_letter_reading.header_values(headers)
+    stage, source = found.get(topics.DLQ_STAGE), found.get(topics.DLQ_SOURCE_TOPIC)
+    return (stage if stage in topics.STAGE_GROUPS else OTHER,
+            source if source in topics.STAGE_INPUTS else OTHER)
+
+
+@dataclass(frozen=True)
+class _Held:
+    labels: Labels
+    dead_lettered_at: float | None  # seconds since the epoch; None: not known
+
+
+@dataclass(frozen=True)
+class Figures:
+    """What is exported: the dead letters waiting per labels, at 0 when none waits for
+    each stage with its input and for labels of a dead letter held, replayed or not (so
+    that the first is a change, and the last one replayed leaves 0, not a gap); and when
+    the oldest of them was dead-lettered (only labels with one waiting whose time is
+    known)."""
+
+    waiting: dict[Labels, int]
+    oldest: dict[Labels, float]
+
+
+class WaitingDeadLetters:
+    def __init__(self) -> None:
+        self._held: dict[str, _Held] = {}
+        self.replayed = dead_letter_reading.Replayed()
+
+    def held(self, dead_letter: dead_letter_reading.Record) -> None:
+        """A dead letter read from `tickets.dlq`."""
+        at = dead_letter.timestamp / 1000 if dead_letter.timestamp >= 0 else None
+        self._held[dead_letter_reading.dead_letter_id(dead_letter.partition,
+                                                      dead_letter.offset)] = _Held(
+            labels(dead_letter.headers), at)
+
+    def marked(self, marker: dead_letter_reading.Marker) -> None:
+        """A replay marker read from `tickets.dlq.replayed`."""
+        self.replayed.read(marker)
+
+    def figures(self) -> Figures:
+        waiting = {(stage, source): 0 for stage, source in topics.STAGE_GROUPS.items()}
+        oldest: dict[Labels, float] = {}
+        for dead_letter_id, held in self._held.items():
+            waiting.setdefault(held.labels, 0)
+            if dead_letter_id in self.replayed:
+                continue
+            waiting[held.labels] += 1
+            if held.dead_lettered_at is not None:
+                oldest[held.labels] = min(oldest.get(held.labels, held.dead_lettered_at),
+                                          held.dead_lettered_at)
+        return Figures(waiting, oldest)

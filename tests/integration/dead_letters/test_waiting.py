@@ -1,0 +1,117 @@
+"""The dead letters waiting (routing_dead_letters_waiting) on a real broker: those held in
+the dead-letter topic with no replay marker, by stage and source topic. The dead-letter
+and marker topics are the test's own (`tickets.dlq` is shared with the other tests), the
+marker topic missing until the first replay makes it, as on a new cluster."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from services.core import kafka, topics
+from services.core.settings import Settings
+from services.metrics import exporter
+from services.metrics.kafka_watch import DeadLetterCount
+from services.metrics.waiting_dead_letters import OTHER
+from services.router import dead_letter_records, dead_letters
+from tests.conftest import unique
+from tests.integration.dead_letters.dead_lettering import dead_letter
+
+Waiting = dict[tuple[str, ...], float]
+
+
+@pytest.fixture
+async def own_topics(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Dead letters and replay markers of this test only; the marker topic not made."""
+    dead_letter_topic = unique("dlq")
+    await kafka.ensure_topics(settings, [dead_letter_topic])
+    monkeypatch.setattr(topics, "DEAD_LETTERS", dead_letter_topic)
+    monkeypatch.setattr(topics, "DEAD_LETTERS_REPLAYED", f"{dead_letter_topic}.replayed")
+    return dead_letter_topic
+
+
+@contextlib.asynccontextmanager
+async def reading(settings: Settings) -> AsyncIterator[asyncio.Task[None]]:
+    """A fresh reader, as the metrics service starts one, its figures unshown before."""
+    for snapshot in (exporter.DEAD_LETTERS, exporter.DEAD_LETTERS_WAITING,
+                     exporter.DEAD_LETTERS_WAITING_OLDEST):
+        snapshot.replace({})
+    stop = asyncio.Event()
+    task = asyncio.create_task(DeadLetterCount(settings, look_seconds=0.2).run(stop))
+    try:
+        yield task
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+
+async def first_shown(task: asyncio.Task[None], wanted: Callable[[Waiting], bool] = bool,
+                      ) -> Waiting:
+    """The waiting figures once the reader shows some that `wanted` accepts."""
+    async with asyncio.timeout(60):
+        while not wanted(shown := exporter.DEAD_LETTERS_WAITING.values()):
+            assert not task.done(), task
+            await asyncio.sleep(0.1)
+    return shown
+
+
+def of_the_router(source_topic: str, count: int) -> Waiting:
+    """Every stage with its input at 0, the router's dead letters of `source_topic`."""
+    return {**{(stage, source): 0.0 for stage, source in topics.STAGE_GROUPS.items()},
+            ("router", source_topic): float(count)}
+
+
+async def test_replayed_ones_stop_waiting_and_a_restart_shows_the_same(
+        settings: Settings, producer: AIOKafkaProducer, source_topic: str,
+        own_topics: str) -> None:
+    made = [await dead_letter(producer, source_topic, key=b"k", value=f"{n}".encode(),
+                              headers=[], stage="router") for n in range(3)]
+    async with reading(settings) as task:
+        # No marker topic yet: every dead letter waits, and the count of all is shown too.
+        assert await first_shown(task) == of_the_router(source_topic, 3)
+        assert exporter.DEAD_LETTERS.values() == {(): 3.0}
+        assert set(exporter.DEAD_LETTERS_WAITING_OLDEST.values()) == {
+            ("router", source_topic)}
+
+        # A replay while it runs makes the marker topic and lowers the figure.
+        replayed = await dead_letters.replay(settings, dead_letter_records.Selection(
+            ids=tuple(made[:2])))
+        assert sorted(replayed.replayed) == sorted(made[:2])
+        await first_shown(task, lambda shown: shown == of_the_router(source_topic, 1))
+        assert exporter.DEAD_LETTERS.values() == {(): 3.0}  # held, replayed or not
+
+    # A restart reads both topics again from the start: shown once caught up, the same.
+    async with reading(settings) as task:
+        assert await first_shown(task) == of_the_router(source_topic, 1)
+        assert exporter.DEAD_LETTERS.values() == {(): 3.0}
+
+        last = await dead_letters.replay(settings, dead_letter_records.Selection(
+            ids=(made[2],)))
+        assert last.replayed == [made[2]]
+        await first_shown(task, lambda shown: shown == of_the_router(source_topic, 0))
+        assert exporter.DEAD_LETTERS_WAITING_OLDEST.values() == {}
+
+
+async def test_without_a_marker_topic_the_dead_letters_are_counted_and_all_wait(
+        settings: Settings, producer: AIOKafkaProducer, own_topics: str) -> None:
+    """What a reader of both topics with one consumer lost: with the marker topic
+    missing it was never assigned, and `routing_dead_letters` was never shown."""
+    await dead_letter(producer, unique("deleted-topic"), key=b"k", value=b"v", headers=[])
+    async with reading(settings) as task:
+        waiting = await first_shown(task)
+        assert waiting[(OTHER, OTHER)] == 1.0
+        assert exporter.DEAD_LETTERS.values() == {(): 1.0}
+    assert topics.DEAD_LETTERS_REPLAYED not in await topic_names(settings)
+
+
+async def topic_names(settings: Settings) -> set[str]:
+    admin = kafka.admin(settings, client_id="test-topics")
+    await admin.start()
+    try:
+        return set(await admin.list_topics())
+    finally:
+        await admin.close()
