@@ -119,7 +119,9 @@ class DeadLetterCount:
             await self._consumer.stop()
 
     def _show_waiting(self) -> None:
-        if self.caught_up and self._markers.caught_up:
+        # Worked out again only when a read brought something: each is a pass over every
+        # dead letter held, and the readers poll twice a second.
+        if self.caught_up and self._markers.caught_up and self.waiting.changed:
             exporter.record_dead_letters_waiting(self.waiting.figures())
 
     async def _start_offsets(self) -> dict[TopicPartition, int] | None:

@@ -51,9 +51,12 @@ class WaitingDeadLetters:
     def __init__(self) -> None:
         self._held: dict[str, _Held] = {}
         self.replayed = dead_letter_reading.Replayed()
+        self.changed = True  # since the last figures: a dead letter or a marker read
+
 
     def held(self, dead_letter: dead_letter_reading.Record) -> None:
         """A dead letter read from `tickets.dlq`."""
+        self.changed = True
         at = dead_letter.timestamp / 1000 if dead_letter.timestamp >= 0 else None
         self._held[dead_letter_reading.dead_letter_id(dead_letter.partition,
                                                       dead_letter.offset)] = _Held(
@@ -61,9 +64,12 @@ class WaitingDeadLetters:
 
     def marked(self, marker: dead_letter_reading.Marker) -> None:
         """A replay marker read from `tickets.dlq.replayed`."""
+        self.changed = True
         self.replayed.read(marker)
 
     def figures(self) -> Figures:
+        """Worked out from every dead letter held (`changed` is cleared)."""
+        self.changed = False
         waiting = {(stage, source): 0 for stage, source in topics.STAGE_GROUPS.items()}
         oldest: dict[Labels, float] = {}
         for dead_letter_id, held in self._held.items():

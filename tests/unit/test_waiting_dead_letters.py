@@ -46,6 +46,20 @@ class TestWaiting:
         assert figures.oldest == {}
         assert ("router", topics.SEGMENTED) in figures.waiting
 
+    def test_changed_says_whether_a_read_brought_something_since_the_last_figures(
+            self) -> None:
+        """What the readers go by to work the figures out again (each a pass over every
+        dead letter held), not after every empty poll."""
+        waiting = WaitingDeadLetters()
+        assert waiting.changed  # the first figures are shown
+        waiting.figures()
+        assert not waiting.changed
+        waiting.held(DeadLetter(0, 0, SEGMENTER))
+        assert waiting.changed
+        waiting.figures()
+        waiting.marked(Marker(b"0:0"))
+        assert waiting.changed
+
     def test_dead_letters_without_a_marker_wait_by_stage_and_source(self) -> None:
         waiting = WaitingDeadLetters()
         for offset in range(3):
