@@ -4,6 +4,10 @@ The jars come from Maven Central through `deploy/kafka/pom.xml` into `.cache/kaf
 (fetched once, again when the pom changes). Each broker gets its own folder with its
 `server.properties`, formatted storage and log file.
 
+With `metrics=True`, the broker runs the Prometheus JMX exporter as a java agent
+(`deploy/kafka/jmx-exporter.yml` says what it exports), answering `/metrics` on loopback
+at `metrics_port`; Prometheus scrapes it as the job `kafka`.
+
 With a `Security`, the client listener is SASL_SSL (SCRAM-SHA-512) instead of PLAINTEXT
 and every request is checked against ACLs; the controller listener stays PLAINTEXT on
 loopback.
@@ -28,6 +32,7 @@ from services.core.settings import PROJECT_ROOT
 
 POM = PROJECT_ROOT / "deploy" / "kafka" / "pom.xml"
 LOG_CONFIG = PROJECT_ROOT / "deploy" / "kafka" / "log4j2.properties"
+EXPORTER_CONFIG = PROJECT_ROOT / "deploy" / "kafka" / "jmx-exporter.yml"
 LIBS = PROJECT_ROOT / ".cache" / "kafka" / "libs"
 
 
@@ -35,13 +40,22 @@ class BrokerError(RuntimeError):
     pass
 
 
+def _pom_property(name: str) -> str:
+    found = ElementTree.parse(POM).findtext(
+        f"pom:properties/pom:{name}", namespaces={"pom": "http://maven.apache.org/POM/4.0.0"})
+    if not found:
+        raise BrokerError(f"{POM}: no <{name}> in <properties>")
+    return found
+
+
 def kafka_version() -> str:
     """The broker's version, as the pom names it."""
-    found = ElementTree.parse(POM).findtext(
-        "pom:properties/pom:kafka.version", namespaces={"pom": "http://maven.apache.org/POM/4.0.0"})
-    if not found:
-        raise BrokerError(f"{POM}: no <kafka.version> in <properties>")
-    return found
+    return _pom_property("kafka.version")
+
+
+def exporter_agent(libs: Path) -> Path:
+    """The Prometheus JMX exporter's agent jar among the broker's jars."""
+    return libs / f"jmx_prometheus_javaagent-{_pom_property('jmx-exporter.version')}.jar"
 
 
 def _release(version: str, source: Path) -> tuple[int, ...]:
@@ -139,13 +153,19 @@ class LocalKafka:
 
     def __init__(self, home: Path, *, port: int | None = None,
                  controller_port: int | None = None, heap: str = "512m",
-                 security: Security | None = None) -> None:
+                 security: Security | None = None, metrics: bool = False,
+                 metrics_port: int | None = None) -> None:
+        """`metrics` (or a `metrics_port`): run the JMX exporter's agent, on a free port
+        unless `metrics_port` names one."""
         self.home = home
-        if port is None or controller_port is None:
-            free = ports.free_ports(2)
+        metrics = metrics or metrics_port is not None
+        if port is None or controller_port is None or (metrics and metrics_port is None):
+            free = ports.free_ports(3)
             port, controller_port = port or free[0], controller_port or free[1]
+            metrics_port = (metrics_port or free[2]) if metrics else None
         self.port = port
         self.controller_port = controller_port
+        self.metrics_port = metrics_port
         self.heap = heap
         self.security = security
         self._process: subprocess.Popen[bytes] | None = None
@@ -158,9 +178,23 @@ class LocalKafka:
     def log_file(self) -> Path:
         return self.home / "broker.log"
 
-    def _java(self, main: str, *args: str) -> list[str]:
+    @property
+    def metrics_url(self) -> str | None:
+        """The exporter's `/metrics`, when the broker runs it."""
+        return f"http://127.0.0.1:{self.metrics_port}/metrics" if self.metrics_port else None
+
+    def _java(self, main: str, *args: str, libs: Path | None = None) -> list[str]:
         return ["java", f"-Xmx{self.heap}", f"-Dlog4j2.configurationFile={LOG_CONFIG}",
-                "-cp", f"{ensure_jars()}/*", main, *args]
+                "-cp", f"{libs or ensure_jars()}/*", main, *args]
+
+    def broker_command(self, config: Path, libs: Path) -> list[str]:
+        """The broker's java command: with the exporter's agent when metrics are wanted,
+        listening on loopback only (the storage tool runs without it)."""
+        command = self._java("kafka.Kafka", str(config), libs=libs)
+        if self.metrics_port is not None:
+            command.insert(1, f"-javaagent:{exporter_agent(libs)}"
+                              f"=127.0.0.1:{self.metrics_port}:{EXPORTER_CONFIG}")
+        return command
 
     def start(self, timeout: float = 90.0) -> None:
         data_dir = self.home / "data"
@@ -196,7 +230,7 @@ class LocalKafka:
         stamp.write_text(version)
         with self.log_file.open("ab") as log:
             self._process = subprocess.Popen(
-                self._java("kafka.Kafka", str(config)), stdout=log, stderr=subprocess.STDOUT,
+                self.broker_command(config, ensure_jars()), stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True, env={**os.environ, "KAFKA_HEAP_OPTS": ""})
         if not ports.wait_for_port(self.port, timeout=timeout):
             self.stop()
