@@ -20,6 +20,8 @@ app = typer.Typer(help="Run the pipeline locally, with demo data.", no_args_is_h
                   pretty_exceptions_enable=False)
 
 DATA = PROJECT_ROOT / ".data"
+# The broker's JMX exporter, where deploy/prometheus/prometheus.local.yml scrapes it.
+BROKER_METRICS_PORT = 9404
 
 
 @app.command()
@@ -38,7 +40,8 @@ def up(
     settings = processes.one_machine(from_environment(), data_dir)
     broker: LocalKafka | None = None
     if "kafka_bootstrap_servers" not in settings.model_fields_set:  # as Settings reads it
-        broker = LocalKafka(data_dir / "kafka", port=9092, controller_port=9093, heap="768m")
+        broker = LocalKafka(data_dir / "kafka", port=9092, controller_port=9093, heap="768m",
+                            metrics_port=BROKER_METRICS_PORT)
         typer.echo(f"starting Kafka on {broker.bootstrap_servers} (log: {broker.log_file})")
         try:
             broker.start()
@@ -73,7 +76,8 @@ def up(
         for service in services:
             typer.echo(f"  {service.name:<10} {service.url}  (docs {service.url}/docs,"
                        f" log {service.log_file})")
-        typer.echo(f"  kafka      {settings.kafka_bootstrap_servers}")
+        typer.echo(f"  kafka      {settings.kafka_bootstrap_servers}"
+                   + (f"  (metrics {broker.metrics_url})" if broker else ""))
         typer.echo("Ctrl-C stops everything.")
         while not stopping:
             for service in services:

@@ -1,5 +1,6 @@
-"""Monitoring end to end: Debian's Prometheus scrapes the real services of a pipeline every
-second with the project's rules loaded, and every dashboard query and every rule must find
+"""Monitoring end to end: Debian's Prometheus scrapes the real services of a pipeline and its
+broker's JMX exporter (the agent deploy/kafka/jmx-exporter.yml configures) every second with
+the project's rules loaded, and every dashboard query and every rule must find
 data in it; the PNG report is drawn from the running metrics service.
 
 How "finds data" is decided, so that no misspelt metric, label or label value can pass:
@@ -46,6 +47,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from devtools.kafka_broker import LocalKafka
 from devtools.prometheus import LocalPrometheus
 from services.core.settings import PROJECT_ROOT
 from tests.conftest import Pipeline, demo_pipeline
@@ -61,19 +63,31 @@ from tests.e2e.monitoring_traffic import traffic_on
 
 
 @pytest.fixture(scope="module")
-def pipeline(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]:
+    """A broker of this module's own, running the JMX exporter's agent for Prometheus
+    (the other tests' broker runs without it)."""
+    broker = LocalKafka(tmp_path_factory.mktemp("kafka"), metrics=True)
+    with broker.running():
+        yield broker
+
+
+@pytest.fixture(scope="module")
+def pipeline(broker: LocalKafka, tmp_path_factory: pytest.TempPathFactory
+             ) -> Iterator[Pipeline]:
     """The demo pipeline, measuring service parity every second over groups of any size:
     the few tickets of this test make no group of the default minimum size."""
-    with demo_pipeline(kafka_bootstrap, tmp_path_factory.mktemp("pipeline"), extra_env={
-            "PROTECTED_GROUP_MINIMUM_SIZE": "1", "PARITY_INTERVAL_SECONDS": "1"}) as running:
+    with demo_pipeline(broker.bootstrap_servers, tmp_path_factory.mktemp("pipeline"),
+                       extra_env={"PROTECTED_GROUP_MINIMUM_SIZE": "1",
+                                  "PARITY_INTERVAL_SECONDS": "1"}) as running:
         yield running
 
 
 @pytest.fixture(scope="module")
-def prometheus(pipeline: Pipeline, tmp_path_factory: pytest.TempPathFactory
-               ) -> Iterator[PrometheusApi]:
+def prometheus(pipeline: Pipeline, broker: LocalKafka,
+               tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusApi]:
     targets = {name: [f"127.0.0.1:{service.port}"]
                for name, service in pipeline.services.items()}
+    targets["kafka"] = [f"127.0.0.1:{broker.metrics_port}"]
     server = LocalPrometheus(tmp_path_factory.mktemp("prometheus"), targets, interval="1s")
     server.start()
     try:
@@ -120,6 +134,20 @@ async def test_prometheus_evaluates_every_rule_without_error(prometheus: Prometh
     assert set(loaded) == expected
     assert {name: rule.get("lastError") for name, rule in loaded.items()
             if rule["health"] != "ok"} == {}
+
+
+async def test_prometheus_scrapes_the_brokers_own_metrics(prometheus: PrometheusApi,
+                                                         traffic: None) -> None:
+    """The broker's JMX exporter, scraped as the job `kafka`: up, no partition offline
+    or under its min ISR, and the tickets' records counted in."""
+    checks = [Check(expr, expr) for expr in (
+        'up{job="kafka"} == 1',
+        'kafka_controller_offline_partitions{job="kafka"} == 0',
+        'kafka_server_under_min_isr_partitions{job="kafka"} == 0',
+        'kafka_controller_active_controllers{job="kafka"} == 1',
+        'kafka_server_messages_in_total{job="kafka"} > 0',
+        'rate(kafka_server_request_handler_idle_seconds_total{job="kafka"}[1m]) > 0')]
+    assert await settle(prometheus, checks) == {}
 
 
 async def test_the_measures_match_what_happened(prometheus: PrometheusApi,

@@ -1,6 +1,7 @@
 """What the deployment files' tests share: the files' places, the tools that read them
 (docker-compose, promtool, amtool, helm, kubeconform), docker-compose.yml's services as
-the settings class reads them, and the metric names in PromQL and in the services' code.
+the settings class reads them, and the metric names in PromQL, in the services' code and
+in the broker's JMX exporter configuration.
 
 The tests check the files with those tools and against the real settings class and
 metric names, without a Docker engine, a running Prometheus or a Kubernetes cluster.
@@ -11,6 +12,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +92,28 @@ def bind_mount_target(service: dict[str, Any], source: str) -> str:
     return bind_mount(service, source)[0]
 
 
+@dataclass(frozen=True)
+class JavaAgent:
+    """`-javaagent:JAR=[HOST:]PORT:CONFIG`, the JMX exporter agent's argument."""
+
+    jar: str
+    host: str | None
+    port: int
+    config: str
+
+
+def compose_broker_agent() -> JavaAgent:
+    """The JMX exporter agent compose's broker runs, from its KAFKA_OPTS."""
+    options = environment(compose_services()["kafka"])["KAFKA_OPTS"] or ""
+    [found] = re.findall(r"-javaagent:([^=\s]+)=(?:([^:\s]+):)?(\d+):(\S+)", options)
+    jar, host, port, config = found
+    return JavaAgent(jar, host or None, int(port), config)
+
+
+def compose_broker_metrics_port() -> int:
+    return compose_broker_agent().port
+
+
 def rule_files() -> list[Path]:
     return sorted((PROMETHEUS / "rules").glob("*.yml"))
 
@@ -149,6 +173,15 @@ def declared_metrics() -> set[str]:
         for name in re.findall(r"""["'](routing_[a-z0-9_]+)["']""", path.read_text("utf-8")):
             names.add(name.removesuffix("_total"))
     return names
+
+
+BROKER_EXPORTER = ROOT / "deploy" / "kafka" / "jmx-exporter.yml"
+
+
+def broker_metrics() -> set[str]:
+    """Metric names the broker's JMX exporter exports (deploy/kafka/jmx-exporter.yml's
+    rules name each), without counters' _total."""
+    return {rule["name"].removesuffix("_total") for rule in load_yaml(BROKER_EXPORTER)["rules"]}
 
 
 def base_name(metric: str) -> str:

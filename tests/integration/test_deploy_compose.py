@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 import secrets
 import socket
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
@@ -25,6 +25,7 @@ from tests.integration.deploy_files import (
     ROUTER_STAGE_SERVICE,
     SETTINGS_ENV,
     bind_mount,
+    compose_broker_agent,
     compose_services,
     environment,
     load_yaml,
@@ -305,6 +306,39 @@ def test_the_broker_in_compose_is_the_one_the_tests_run() -> None:
     some releases must not be used)."""
     image = compose_services()["kafka"]["image"]
     assert image == f"apache/kafka:{kafka_broker.kafka_version()}"
+
+
+def test_the_broker_runs_the_jmx_exporter_agent_its_pom_names() -> None:
+    """The broker's KAFKA_OPTS loads the Prometheus JMX exporter's agent, with
+    deploy/kafka/jmx-exporter.yml, from the volume the one-shot `kafka-agent` fills from
+    deploy/kafka/pom.xml (the pom of the tests' broker: one version), before the broker
+    starts; its port is Prometheus's target (test_deploy_prometheus.py), not published.
+    The healthcheck's Kafka tool runs without KAFKA_OPTS: its own agent could not bind
+    the broker's port, and the tool would not start."""
+    services = rendered_compose()["services"]
+    kafka, fetch = services["kafka"], services["kafka-agent"]
+    agent = compose_broker_agent()
+    mounts = {volume["target"]: volume for volume in kafka["volumes"]}
+    fetched = {volume["target"]: volume for volume in fetch["volumes"]}
+    command = fetch["command"]
+    output = next(arg.split("=", 1)[1] for arg in command
+                  if arg.startswith("-DoutputDirectory="))
+    jar = PurePosixPath(agent.jar)
+    assert (mounts[str(jar.parent)]["type"], mounts[str(jar.parent)]["read_only"]) == (
+        "volume", True)
+    assert fetched[output]["source"] == mounts[str(jar.parent)]["source"]
+    assert fetched[command[command.index("-f") + 1]]["source"] == str(kafka_broker.POM)
+    assert command[command.index("-f") + 2] == "dependency:copy-dependencies"
+    assert "<artifactId>jmx_prometheus_javaagent</artifactId>" in kafka_broker.POM.read_text(
+        encoding="utf-8")
+    assert "-DincludeArtifactIds=jmx_prometheus_javaagent" in command
+    assert "-Dmdep.stripVersion=true" in command and jar.name == "jmx_prometheus_javaagent.jar"
+    assert (mounts[agent.config]["source"], mounts[agent.config]["read_only"]) == (
+        str(kafka_broker.EXPORTER_CONFIG), True)
+    assert kafka["depends_on"]["kafka-agent"]["condition"] == "service_completed_successfully"
+    assert agent.port not in {port["target"] for port in kafka["ports"]}
+    assert kafka["healthcheck"]["test"][1].startswith("KAFKA_OPTS= /opt/kafka/bin/")
+    assert "kafka" in services["prometheus"]["depends_on"]
 
 
 def test_grafanas_admin_password_is_the_one_the_environment_gives(

@@ -16,6 +16,7 @@ from tests.integration.deploy_files import (
     all_rules,
     base_name,
     bind_mount_target,
+    broker_metrics,
     compose_services,
     declared_metrics,
     fleet_wide_gauges,
@@ -97,9 +98,10 @@ def expressions(dashboard: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 @pytest.mark.parametrize("path", DASHBOARDS, ids=lambda path: path.name)
-def test_dashboard_queries_only_routing_metrics_and_up(path: Path) -> None:
+def test_dashboard_queries_only_routing_and_broker_metrics_and_up(path: Path) -> None:
     declared = declared_metrics()
     recorded = recorded_series()
+    broker = broker_metrics()
     found = expressions(load_dashboard(path))
     assert found
     for where, expr in found:
@@ -107,6 +109,10 @@ def test_dashboard_queries_only_routing_metrics_and_up(path: Path) -> None:
         assert names, f"{where}: no metric in {expr}"
         for name in names:
             if name == "up" or name in recorded:
+                continue
+            if name.startswith("kafka_"):
+                assert base_name(name) in broker, (
+                    f"{where}: {name} is not a metric the broker's JMX exporter exports")
                 continue
             assert name.startswith("routing_"), f"{where}: {name}"
             assert base_name(name) in declared, (
@@ -149,7 +155,7 @@ def test_the_operations_dashboard_shows_every_response_and_operations_metric() -
 
 
 # The rows README names ("Webhooks to the platforms", "Service parity across protected
-# groups") and the figures it says each shows.
+# groups", "Dashboards" for the broker's) and the figures it says each shows.
 README_ROWS = {
     "Callbacks to the platforms (webhooks)": {
         "routing_webhook_deliveries", "routing_webhook_deliveries_waiting"},
@@ -157,6 +163,11 @@ README_ROWS = {
         "routing_webhook_oldest_due_seconds", "routing_webhook_worker_failures",
         "routing_webhook_endpoint_held_seconds", "routing_segment_rule_failures",
         "routing_customer_events_passed_over", "routing_config_announcements_passed_over"},
+    "Kafka broker": {
+        "up", "kafka_controller_offline_partitions", "kafka_server_under_min_isr_partitions",
+        "kafka_server_under_replicated_partitions",
+        "kafka_server_request_handler_idle_seconds", "kafka_network_processor_idle_ratio",
+        "kafka_server_bytes_in", "kafka_server_messages_in"},
     "Service parity across protected groups": {
         "group:routing_service_parity_ratio:min", "routing_service_parity_threshold",
         "routing_service_parity_ratio", "routing_service_parity_below_threshold"},

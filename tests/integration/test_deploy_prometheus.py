@@ -1,5 +1,6 @@
-"""The Prometheus configurations and rules are valid (promtool), scrape each service on
-its port, and their expressions use metrics the services export."""
+"""The Prometheus configurations and rules are valid (promtool), scrape each service and
+the broker's JMX exporter on its port, and their expressions use metrics the services or
+the exporter export."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 import yaml
 
 from devtools import processes
+from devtools import run as devtools_run
 from services.core.settings import PROJECT_ROOT, Settings
 from tests.integration.deploy_files import (
     APP_SERVICES,
@@ -19,6 +21,8 @@ from tests.integration.deploy_files import (
     all_rules,
     base_name,
     bind_mount_target,
+    broker_metrics,
+    compose_broker_metrics_port,
     compose_services,
     declared_metrics,
     fleet_wide_gauges,
@@ -62,7 +66,7 @@ def test_prometheus_rule_unit_tests_pass() -> None:
 
 
 @pytest.mark.parametrize("variant", sorted(PROMETHEUS_CONFIGS))
-def test_prometheus_scrapes_each_service_on_its_port(
+def test_prometheus_scrapes_each_service_and_the_broker_on_its_port(
         variant: str, monkeypatch: pytest.MonkeyPatch) -> None:
     services = compose_services()
     expected: dict[str, list[str]] = {}
@@ -76,6 +80,9 @@ def test_prometheus_scrapes_each_service_on_its_port(
                                   else f"127.0.0.1:{stage_port}")
         if variant == "compose":  # and the stage's unpublished replicas, by DNS
             expected[name].append(f"dns A {name}-replica:{port}")
+    # The broker's JMX exporter: on the port compose's broker gives its agent, or bin/run's.
+    expected["kafka"] = ([f"kafka:{compose_broker_metrics_port()}"] if variant == "compose"
+                         else [f"127.0.0.1:{devtools_run.BROKER_METRICS_PORT}"])
     scraped = {job["job_name"]: [target for static in job["static_configs"]
                                  for target in static["targets"]]
                + [f"dns {sd['type']} {found}:{sd['port']}"
@@ -88,7 +95,8 @@ def test_the_local_prometheus_config_generated_for_tests_is_valid(tmp_path: Path
     """devtools/prometheus.py: prometheus.local.yml's jobs on other ports, 1s."""
     from devtools import prometheus
 
-    targets = {name: [f"127.0.0.1:{18000 + n}"] for n, name in enumerate(APP_SERVICES)}
+    targets = {name: [f"127.0.0.1:{18000 + n}"]
+               for n, name in enumerate((*APP_SERVICES, "kafka"))}
     generated = prometheus.config(targets, interval="1s")
     path = tmp_path / "prometheus.yml"
     path.write_text(yaml.safe_dump(generated), encoding="utf-8")
@@ -127,8 +135,8 @@ def test_rules_add_up_no_figure_every_metrics_instance_exports() -> None:
         assert not summed, f"{rule.get('record') or rule['alert']}: max, not sum: {summed}"
 
 
-def test_rules_use_metrics_the_services_export() -> None:
-    known = declared_metrics() | recorded_series()
+def test_rules_use_metrics_the_services_or_the_broker_export() -> None:
+    known = declared_metrics() | recorded_series() | broker_metrics()
     for rule in all_rules():
         for metric in metric_names(rule["expr"]) - {"up"}:
             assert base_name(metric) in known, f"{rule.get('record') or rule['alert']}: {metric}"
@@ -190,3 +198,18 @@ def test_the_kubernetes_config_scrapes_no_pod_that_ended() -> None:
     kept = {name for name in ("Pending", "Running", "Succeeded", "Failed", "Unknown")
             if (re.fullmatch(phase["regex"], name) is None) == (phase["action"] == "drop")}
     assert kept == {"Pending", "Running", "Unknown"}
+
+
+def test_the_kubernetes_config_shows_the_broker_job_to_point() -> None:
+    """The chart runs no broker: the config shows the job `kafka` the broker alerts read,
+    commented out, on the port the exporter has in compose."""
+    text = KUBERNETES.read_text(encoding="utf-8")
+    block = text[text.index("  # - job_name: kafka"):]
+    [job] = yaml.safe_load("\n".join(line.replace("  # ", "  ", 1)
+                                     for line in block.splitlines()))
+    assert job["job_name"] == "kafka"
+    [static] = job["static_configs"]
+    assert {target.rsplit(":", 1)[1] for target in static["targets"]} == {
+        str(compose_broker_metrics_port())}
+    assert not [job for job in load_yaml(KUBERNETES)["scrape_configs"]
+                if job["job_name"] == "kafka"]
