@@ -254,7 +254,8 @@ async def _scan(consumer: AIOKafkaConsumer, topic: str, starts: Mapping[int, int
 
 async def _topology(settings: Settings, *, create_markers: bool = False
                     ) -> dict[str, set[int]]:
-    """Every topic's partitions, creating the marker topic first if asked and missing."""
+    """Every topic's partitions, creating the marker topic first if asked and missing;
+    asked for, the marker topic is in them (else Unavailable: nothing is replayed)."""
     admin = kafka.admin(settings, client_id="dead-letter-admin")
     await admin.start()
     try:
@@ -266,7 +267,14 @@ async def _topology(settings: Settings, *, create_markers: bool = False
                     markers, settings.kafka_topic_partitions,
                     settings.kafka_replication_factor,
                     topic_configs={"cleanup.policy": "compact"})])
-        return {topic: set(partitions)
-                for topic, partitions in (await kafka.described_partitions(admin)).items()}
+        described = await kafka.described_partitions(admin)
+        if create_markers and markers not in described:
+            # Made a moment ago (here, or by another replayer): read without its markers,
+            # a dead letter replayed already would be replayed again.
+            described = await new_topics.looked_again(
+                lambda: kafka.described_partitions(admin), lambda seen: markers in seen)
+            if markers not in described:
+                raise Unavailable(f"{markers} is not described by the cluster yet")
+        return {topic: set(partitions) for topic, partitions in described.items()}
     finally:
         await admin.close()

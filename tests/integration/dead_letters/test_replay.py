@@ -130,3 +130,51 @@ class TestSourceTopicsAsTheClusterShowsThem:
             assert source not in await admin.list_topics()  # waiting made no topic
         finally:
             await admin.close()
+
+
+class TestMarkersAsTheClusterShowsThem:
+    """The replay reads its markers before it replays: a marker topic its look at the
+    cluster lacks (made a moment ago, here or by another replayer) is looked for again,
+    never taken for a topic without markers."""
+
+    @staticmethod
+    def hiding_the_markers(monkeypatch: pytest.MonkeyPatch, *, looks: int) -> list[bool]:
+        """The cluster described without the marker topic for the first `looks` looks."""
+        shown: list[bool] = []
+        describe = kafka.described_partitions
+
+        async def stale(admin: AIOKafkaAdminClient) -> dict[str, list[int]]:
+            described = dict(await describe(admin))
+            if len(shown) < looks:
+                described.pop(topics.DEAD_LETTERS_REPLAYED, None)
+            shown.append(topics.DEAD_LETTERS_REPLAYED in described)
+            return described
+
+        monkeypatch.setattr(kafka, "described_partitions", stale)
+        return shown
+
+    async def test_a_dead_letter_replayed_is_not_replayed_again_on_a_stale_look(
+            self, settings: Settings, producer: AIOKafkaProducer, source_topic: str,
+            monkeypatch: pytest.MonkeyPatch) -> None:
+        made = await some_dead_letters(producer, source_topic, 1)
+        chosen = dead_letter_records.Selection(ids=tuple(made))
+        assert (await dead_letters.replay(settings, chosen)).replayed == list(made)
+        shown = self.hiding_the_markers(monkeypatch, looks=1)
+        again = await dead_letters.replay(settings, chosen)
+        assert shown[:2] == [False, True]
+        assert again.skipped_already_replayed == list(made)
+        assert again.replayed == []
+
+    async def test_a_marker_topic_never_shown_replays_nothing(
+            self, settings: Settings, producer: AIOKafkaProducer, source_topic: str,
+            monkeypatch: pytest.MonkeyPatch) -> None:
+        made = await some_dead_letters(producer, source_topic, 1)
+        monkeypatch.setattr(new_topics, "SHOWS_WITHIN_SECONDS", 0.5)
+        describe = kafka.described_partitions
+        self.hiding_the_markers(monkeypatch, looks=1_000)
+        with pytest.raises(dead_letters.Unavailable, match=topics.DEAD_LETTERS_REPLAYED):
+            await dead_letters.replay(settings, dead_letter_records.Selection(
+                ids=tuple(made)))
+        monkeypatch.setattr(kafka, "described_partitions", describe)  # shown again
+        assert (await dead_letters.replay(settings, dead_letter_records.Selection(
+            ids=tuple(made)))).replayed == list(made)
