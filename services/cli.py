@@ -22,21 +22,33 @@ app = command_line.App(help="Customer-service routing: operate the pipeline.",
 
 @app.command()
 def topics() -> None:
-    """Create the pipeline's topics and the department queues of the routing table."""
-    from services.core import broker_start
+    """Create the pipeline's topics, the replay markers' topic and the department lanes of
+    the routing table in force (the store's version, else the file); print which version
+    that was, and the topics."""
+    from services.core import broker_start, store_start
     from services.core import topics as names
     from services.core.config_files import ConfigError
-    from services.router import priority, table_file
+    from services.router import priority, routing, table_file
 
     settings = from_environment()
+
+    async def in_force() -> tuple[routing.RoutingTable, str]:
+        # As the services read it: an upload through the router's API included.
+        async with store_start.command_sessions(settings) as sessions:
+            return await table_file.in_force_and_source(sessions,
+                                                        settings.routing_table_file)
+
     try:
-        table = table_file.load(settings.routing_table_file)
-    except ConfigError as exc:  # the file's mistake, named: its text is the operator's
+        table, source = asyncio.run(in_force())
+    except ConfigError as exc:  # the file's or the version's mistake, named by its source
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from exc
-    wanted = [*names.PIPELINE, *(topic for department in table.departments
-                                 for topic in priority.lane_topics(department))]
+    # The markers' topic too: the router makes it at its first replay, where it may.
+    wanted = [*names.PIPELINE, names.DEAD_LETTERS_REPLAYED,
+              *(topic for department in table.departments
+                for topic in priority.lane_topics(department))]
     asyncio.run(broker_start.topics_made(settings, wanted))
+    typer.echo(f"routing table in force: {source} (version {table.version})")
     typer.echo("\n".join(wanted))
 
 

@@ -10,9 +10,8 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 import typer
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.core import access, command_line, credentials_api, db, store_start
+from services.core import access, command_line, credentials_api, store_start
 from services.core.config_files import ConfigError
 from services.core.credentials import LIMITS, Credential, Credentials, Revoked
 from services.core.settings import Settings, from_environment
@@ -24,18 +23,8 @@ app = command_line.App(
 
 
 @contextlib.asynccontextmanager
-async def open_sessions(settings: Settings) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    await store_start.migrated(settings.database_url)
-    engine = db.store_engine(settings)
-    try:
-        yield db.sessions(engine)
-    finally:
-        await engine.dispose()
-
-
-@contextlib.asynccontextmanager
 async def open_store(settings: Settings) -> AsyncIterator[Credentials]:
-    async with open_sessions(settings) as sessions:
+    async with store_start.command_sessions(settings) as sessions:
         yield Credentials(sessions)
 
 
@@ -85,7 +74,7 @@ def issue(
 
     async def run() -> str:
         settings = from_environment()
-        async with open_sessions(settings) as sessions:
+        async with store_start.command_sessions(settings) as sessions:
             if wanted.role is access.Role.DEPARTMENT:  # as the HTTP API checks it
                 try:
                     table = await table_file.in_force(sessions, settings.routing_table_file)

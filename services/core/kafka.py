@@ -279,8 +279,17 @@ def retention_days(topic: str) -> int | None:
 
 
 def _topic_configs(topic: str) -> dict[str, str]:
+    if topic in topics.COMPACTED:
+        return {"cleanup.policy": "compact"}
     days = retention_days(topic)
     return {} if days is None else {"retention.ms": str(days * DAY_MS)}
+
+
+def new_topic(settings: Settings, name: str) -> NewTopic:
+    """`name` as our services and `routing topics` make it: the partitions and replicas of
+    the settings, its retention, or compacted (topics.COMPACTED)."""
+    return NewTopic(name, settings.kafka_topic_partitions, settings.kafka_replication_factor,
+                    topic_configs=_topic_configs(name))
 
 
 async def ensure_topics(
@@ -314,12 +323,7 @@ async def _create_missing(settings: Settings, names: list[str]) -> None:
         if existing.intersection(names):
             _report_partitions(await described_partitions(client), names,
                                settings.kafka_topic_partitions)
-        wanted = [
-            NewTopic(name, settings.kafka_topic_partitions, settings.kafka_replication_factor,
-                     topic_configs=_topic_configs(name))
-            for name in names
-            if name not in existing
-        ]
+        wanted = [new_topic(settings, name) for name in names if name not in existing]
         if wanted:
             response = await client.create_topics(wanted)
             report_created(response.topic_errors)

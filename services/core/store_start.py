@@ -12,14 +12,17 @@ Any other failure (a migration that fails) is raised as it is, with its tracebac
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import asyncpg
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, StatementError
+from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from services.core import at_start, db, migrate, settings
 
@@ -134,3 +137,16 @@ async def migrated(database_url: str) -> None:
             f" {problem(error, database_url)} (start it, or correct DATABASE_URL, and run"
             " again)"),
         unusable=StoreUnusable)
+
+
+@contextlib.asynccontextmanager
+async def command_sessions(configured: settings.Settings
+                           ) -> AsyncIterator[async_sessionmaker[Any]]:
+    """A command's sessions on the store, migrated first (`migrated`: its outage or a
+    mistake in DATABASE_URL ends the command at once, in one line); closed on the way out."""
+    await migrated(configured.database_url)
+    engine = db.store_engine(configured)
+    try:
+        yield db.sessions(engine)
+    finally:
+        await engine.dispose()

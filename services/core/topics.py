@@ -32,6 +32,9 @@ RETENTION_DAYS = {
     CONFIG_CHANGES: 7,  # nudges: a configuration version was put in force
 }
 DEPARTMENT_LANE_RETENTION_DAYS = 14  # dept.<department>.<lane>: routed tickets
+# Topics kept by key rather than by age (`cleanup.policy=compact`, set when made): the
+# latest replay marker of every dead letter, whatever its age.
+COMPACTED = frozenset({DEAD_LETTERS_REPLAYED})
 
 # A department's or a segment's name: a part of Kafka topic and group names, and a key of
 # the stores' columns.

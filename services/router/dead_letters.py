@@ -18,7 +18,6 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import NewTopic
 from aiokafka.errors import (
     IllegalOperation,
     KafkaError,
@@ -261,12 +260,9 @@ async def _topology(settings: Settings, *, create_markers: bool = False
     try:
         markers = topics.DEAD_LETTERS_REPLAYED
         if create_markers and markers not in await admin.list_topics():
-            # Compacted: the latest marker of every dead letter is kept whatever its age.
+            # Compacted, as `routing topics` makes it (where the router may not).
             with contextlib.suppress(TopicAlreadyExistsError):
-                await admin.create_topics([NewTopic(
-                    markers, settings.kafka_topic_partitions,
-                    settings.kafka_replication_factor,
-                    topic_configs={"cleanup.policy": "compact"})])
+                await admin.create_topics([kafka.new_topic(settings, markers)])
         described = await kafka.described_partitions(admin)
         if create_markers and markers not in described:
             # Made a moment ago (here, or by another replayer): read without its markers,

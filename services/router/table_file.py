@@ -24,7 +24,16 @@ async def in_force(sessions: async_sessionmaker[AsyncSession], path: Path
                    ) -> routing.RoutingTable:
     """The routing table in force, for a command outside the services: the store's
     version, or the file's before any was kept (ConfigError if it cannot be read)."""
-    return parse(*await in_force_text(sessions, path))
+    table, _source = await in_force_and_source(sessions, path)
+    return table
+
+
+async def in_force_and_source(sessions: async_sessionmaker[AsyncSession], path: Path
+                              ) -> tuple[routing.RoutingTable, str]:
+    """The routing table in force (`in_force`) and where it was read, for a command to
+    say: the store's version (`routing.yaml version #3`), or the file's path."""
+    text, source = await in_force_text(sessions, path)
+    return parse(text, source), source
 
 
 async def in_force_text(sessions: async_sessionmaker[AsyncSession], path: Path

@@ -2,8 +2,9 @@
 service and each department with its own user and no more rights than it needs
 (tests/kafka_acls.py, the table in docs/kafka-security.md).
 
-The topics are created beforehand by the admin, as an operator would (`routing topics`):
-no service user may create topics. Their `ensure_topics` at start-up then finds them all.
+The topics are created beforehand by `routing topics` as the admin, as an operator would:
+no service user may create topics. Their `ensure_topics` at start-up then finds them all,
+and the router's first dead-letter replay the replay markers' topic.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +21,6 @@ from pathlib import Path
 import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import NewTopic
 from aiokafka.errors import (
     KafkaConnectionError,
     TopicAuthorizationFailedError,
@@ -29,12 +31,13 @@ from pydantic import SecretStr
 from devtools import certificates
 from devtools.kafka_broker import LocalKafka, Security
 from services.core import dead_letter_reading, kafka, topics
-from services.core.settings import Settings
+from services.core.settings import PROJECT_ROOT, Settings
 from services.departments import queue
 from services.metrics import replay_markers
-from services.router import priority, table_file
+from services.router import dead_letter_records, dead_letters
 from tests import kafka_acls
 from tests.conftest import TEST_ROUTING_TABLE, Pipeline
+from tests.integration.dead_letters import dead_lettering
 
 # The demo store's customers: the government one goes to public_sector, the business one
 # to business_desk (tests/routing.yaml).
@@ -76,18 +79,22 @@ def secure_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureKaf
     broker = LocalKafka(home / "kafka", security=Security(certs, passwords))
     with broker.running() as bootstrap:
         secured = SecureKafka(bootstrap, certs.ca, passwords)
-        asyncio.run(_prepare(secured))
+        _topics_made_as_admin(secured, f"sqlite+aiosqlite:///{home / 'store.db'}")
+        asyncio.run(kafka_acls.create(secured.settings("admin"), {
+            **SERVICES,
+            **{department_user(d): kafka_acls.department(d) for d in DEPARTMENTS}}))
         yield secured
 
 
-async def _prepare(secured: SecureKafka) -> None:
-    admin = secured.settings("admin")
-    table = table_file.load(TEST_ROUTING_TABLE)
-    await kafka.ensure_topics(admin, [*topics.PIPELINE, *(
-        topic for department in table.departments for topic in priority.lane_topics(department))])
-    await kafka_acls.create(admin, {
-        **SERVICES,
-        **{department_user(d): kafka_acls.department(d) for d in DEPARTMENTS}})
+def _topics_made_as_admin(secured: SecureKafka, database_url: str) -> None:
+    """`routing topics` as the admin, as docs/kafka-security.md has an operator run it."""
+    done = subprocess.run(
+        [sys.executable, "-c", "from services.cli import app; app()", "topics"],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120, check=False,
+        env={"PATH": "/usr/bin:/bin", "KAFKA_BOOTSTRAP_SERVERS": secured.bootstrap,
+             "DATABASE_URL": database_url, "ROUTING_TABLE_FILE": str(TEST_ROUTING_TABLE),
+             **secured.env("admin")})
+    assert done.returncode == 0, done.stderr
 
 
 @pytest.fixture(scope="module")
@@ -170,26 +177,24 @@ class TestTransactions:
 
 
 class TestReplayMarkers:
-    async def test_the_metrics_service_reads_the_replay_markers_as_its_own_user(
+    async def test_the_routers_first_replay_writes_a_marker_the_metrics_service_reads(
             self, secure_kafka: SecureKafka) -> None:
-        """For the dead letters waiting: the marker topic made as admin, as
-        docs/kafka-security.md says, a marker the router's user writes is read by the
-        metrics service's reader as its own user."""
-        admin = secure_kafka.settings("admin")
-        client = kafka.admin(admin, client_id="markers-admin")
-        await client.start()
-        try:
-            await client.create_topics([NewTopic(
-                topics.DEAD_LETTERS_REPLAYED, 1, 1,
-                topic_configs={"cleanup.policy": "compact"})])
-        finally:
-            await client.close()
-        producer = kafka.producer(secure_kafka.settings("router"), client_id="acl-check")
+        """The marker topic made by `routing topics` as admin (the router, allowed no
+        CREATE, failed its first replay making it), the router's replay as its own user
+        writes a marker the metrics service's reader reads as its own user (the dead
+        letters waiting)."""
+        router = secure_kafka.settings("router")
+        producer = kafka.producer(router, client_id="acl-check")
         await producer.start()
         try:
-            await producer.send_and_wait(topics.DEAD_LETTERS_REPLAYED, b"{}", key=b"0:7")
+            dead_letter_id = await dead_lettering.dead_letter(
+                producer, topics.INCOMING, key=b"k", value=b"not json",
+                headers=dead_lettering.original_headers("t-acl"))
         finally:
             await producer.stop()
+        replayed = await dead_letters.replay(
+            router, dead_letter_records.Selection(ids=(dead_letter_id,)))
+        assert replayed.replayed == [dead_letter_id]
         read: list[dead_letter_reading.Marker] = []
         reader = replay_markers.ReplayMarkers(secure_kafka.settings("metrics"), read.append,
                                               look_seconds=0.2)
@@ -197,13 +202,12 @@ class TestReplayMarkers:
         task = asyncio.create_task(reader.run(stop, after_batch=lambda: None))
         try:
             async with asyncio.timeout(60):
-                while not read:
+                while dead_letter_id.encode() not in [marker.key for marker in read]:
                     assert not task.done(), task
                     await asyncio.sleep(0.1)
         finally:
             stop.set()
             await asyncio.wait_for(task, 30)
-        assert [marker.key for marker in read] == [b"0:7"]
 
 
 class TestRefused:
