@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -61,11 +62,19 @@ class Running:
 RETRIED_SEND = "retrying. Error"  # aiokafka's warning for a send the broker refused
 
 
+# The lines of that kind the services' logging held back before one it wrote
+# (services/core/library_lines.py).
+_REPEATED = re.compile(r'"repeated":\s*(\d+)')
+
+
 def refused_sends(logs: list[Path]) -> int:
     """Sends the broker refused and aiokafka sent again, each after its retry_backoff_ms
-    (100 ms by default), as the processes' logs tell."""
-    return sum(line.count(RETRIED_SEND) for path in logs if path.exists()
-               for line in path.read_text(errors="replace").splitlines())
+    (100 ms by default), as the processes' logs tell: each such line, and those of its
+    kind it says were held back."""
+    return sum(1 + sum(int(held) for held in _REPEATED.findall(line))
+               for path in logs if path.exists()
+               for line in path.read_text(errors="replace").splitlines()
+               if RETRIED_SEND in line)
 
 
 def start_baseline(bootstrap: str, home: Path, *, exactly_once: bool = False) -> Running:

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.orjson import OrjsonFormatter
 
-from services.core import data_paths, unicode_errors
+from services.core import data_paths, library_lines, unicode_errors
 from services.core.settings import Settings
 
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None] | tuple[None, None, None]
@@ -49,6 +49,9 @@ def configure(settings: Settings, *, service: str) -> None:
         ))
     else:
         handler.setFormatter(TextWithFields(f"%(asctime)s {service} %(levelname)s %(message)s"))
+    # A library's line repeated while the broker is down, collapsed; the Kafka client's
+    # connection errors as warnings of an outage (library_lines).
+    handler.addFilter(library_lines.LibraryLines(library_lines.INTERVAL_SECONDS))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level)

@@ -64,6 +64,18 @@ def test_refused_sends_are_counted_from_the_processes_logs(tmp_path: Path) -> No
     assert refused_sends([tmp_path / "router.log"]) == 1
 
 
+def test_refused_sends_held_back_by_the_services_logging_are_counted(
+        tmp_path: Path) -> None:
+    """The services write a library's repeated line once an interval, saying how many of
+    its kind they held back (services/core/library_lines.py): those count too."""
+    line = ('{"level":"WARNING","logger":"aiokafka.producer.sender","message":"Got error'
+            " produce response on topic-partition TopicPartition(topic='tickets.events',"
+            " partition=0), retrying. Error: <class 'aiokafka.errors.NotEnoughReplicasError'>\""
+            ',"repeated":41}')
+    (tmp_path / "router.log").write_text(f"{line}\n")
+    assert refused_sends([tmp_path / "router.log"]) == 42
+
+
 def test_a_machine_without_wrk_is_told_where_it_comes_from(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(closed_loop.shutil, "which", lambda _name: None)

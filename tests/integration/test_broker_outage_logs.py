@@ -1,0 +1,115 @@
+"""The logs while the Kafka broker is down (services/core/library_lines.py): a consumer
+and a producer built as the services build them, logging through the services' set-up,
+the broker killed. aiokafka's flood of connection errors (hundreds of ERROR lines a
+second) comes out as a few warnings of an outage, each kind once an interval with the
+count held back."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import json
+import logging
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from devtools.kafka_broker import LocalKafka
+from services.core import kafka, library_lines, logs
+from services.core.settings import Settings
+from tests.conftest import unique
+
+# Shorter than the services' 30 s, so that a line carrying the count comes soon.
+INTERVAL_SECONDS = 2.0
+# A bound on the wait for it, which ends far sooner.
+WITHIN_SECONDS = 60.0
+
+
+@pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[LocalKafka]:
+    broker = LocalKafka(tmp_path / "kafka")
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@contextlib.contextmanager
+def services_logging(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
+    """The logs configured as a service configures them (JSON), written into the stream
+    yielded; the root logger as it was afterwards."""
+    monkeypatch.setattr(library_lines, "INTERVAL_SECONDS", INTERVAL_SECONDS)
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    logs.configure(Settings(log_format="json"), service="segmenter")
+    stream = io.StringIO()
+    handler = root.handlers[0]
+    assert isinstance(handler, logging.StreamHandler)
+    handler.setStream(stream)
+    try:
+        yield stream
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+
+
+class Logged(logging.Handler):
+    """The Kafka client's records as it logged them, before the services' handler's
+    filter."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.count += record.name.startswith("aiokafka")
+
+
+def client_lines(stream: io.StringIO) -> list[dict[str, object]]:
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    return [line for line in lines if str(line["logger"]).startswith("aiokafka")]
+
+
+async def test_the_kafka_clients_flood_is_collapsed_with_counts(
+        own_broker: LocalKafka, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = Settings(kafka_bootstrap_servers=own_broker.bootstrap_servers)
+    topic = unique("outage-logs")
+    await kafka.ensure_topics(settings, [topic])
+    logged = Logged()
+    with services_logging(monkeypatch) as stream:
+        logging.getLogger().addHandler(logged)
+        consumer = kafka.consumer(settings, topic, group_id=unique("outage-logs"),
+                                  client_id="outage-logs")
+        producer = kafka.producer(settings, client_id="outage-logs")
+        await consumer.start()
+        await producer.start()
+        try:
+            await producer.send_and_wait(topic, b"before")
+            while not consumer.assignment():
+                await consumer.getmany(timeout_ms=100)
+            await asyncio.to_thread(own_broker.kill)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + WITHIN_SECONDS
+            while logged.count < 300 \
+                    or not any("repeated" in line for line in client_lines(stream)):
+                assert loop.time() < deadline, stream.getvalue()[-2000:]
+                await consumer.getmany(timeout_ms=200)
+        finally:
+            await asyncio.wait_for(asyncio.gather(consumer.stop(), producer.stop(),
+                                                  return_exceptions=True), 30)
+    lines = client_lines(stream)
+    outage = [line for line in lines if line.get("fault") == "outage"]
+    assert outage, lines
+    for line in outage:
+        assert (line["level"], line["library_level"]) == ("WARNING", "ERROR")
+    assert not [line for line in lines if line["level"] == "ERROR"
+                and str(line["message"]).startswith(("Unable connect", "Unable to update"))]
+    written = Counter(str(line["message"]).split(":")[0] for line in lines)
+    held = sum(int(str(line.get("repeated", 0))) for line in lines)
+    # Held back: many more than were written.
+    print(written, held)
+    assert held > 5 * len(lines), (written, held)

@@ -1,0 +1,207 @@
+"""The libraries' own lines while the broker is down (services/core/library_lines.py):
+a kind repeated is written once an interval with the count held back; aiokafka's
+connection errors as warnings of an outage; our own lines as logged."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import sys
+from typing import Any
+
+import pytest
+from aiokafka.errors import (
+    KafkaConnectionError,
+    NodeNotReadyError,
+    TopicAuthorizationFailedError,
+)
+
+from services.core import library_lines, logs
+from services.core.settings import Settings
+
+UNREACHABLE = "Unable connect to node with id %s: %s"
+FETCH_FAILED = "Failed fetch messages from %s: %s"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def record(name: str = "aiokafka", msg: str = UNREACHABLE, args: tuple[Any, ...] = (
+        1, ConnectionRefusedError(111, "Connect call failed ('127.0.0.1', 9092)")),
+           level: int = logging.ERROR, **fields: Any) -> logging.LogRecord:
+    made = logging.LogRecord(name, level, "client.py", 435, msg, args, None)
+    for key, value in fields.items():
+        setattr(made, key, value)
+    return made
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def lines(clock: Clock) -> library_lines.LibraryLines:
+    return library_lines.LibraryLines(30.0, clock=clock)
+
+
+class TestRepeatedLines:
+    def test_the_first_of_a_kind_is_written_then_one_an_interval_with_the_count_held(
+            self, lines: library_lines.LibraryLines, clock: Clock) -> None:
+        first = record()
+        assert lines.filter(first)
+        assert not hasattr(first, "repeated")
+        for node in range(1, 101):  # 100 more in the interval, with other arguments
+            clock.now += 0.25
+            assert not lines.filter(record(args=(node, ConnectionRefusedError(111, "x"))))
+        clock.now = 1_030.0
+        next_one = record()
+        assert lines.filter(next_one)
+        assert next_one.repeated == 100
+        clock.now += 1.0
+        assert not lines.filter(record())
+        clock.now += 29.0
+        third = record()
+        assert lines.filter(third)
+        assert third.repeated == 1
+
+    def test_a_kind_not_repeated_in_its_interval_is_written_without_a_count(
+            self, lines: library_lines.LibraryLines, clock: Clock) -> None:
+        assert lines.filter(record())
+        clock.now += 60.0
+        again = record()
+        assert lines.filter(again)
+        assert not hasattr(again, "repeated")
+
+    def test_kinds_are_told_apart_by_logger_and_template(
+            self, lines: library_lines.LibraryLines) -> None:
+        error = NodeNotReadyError("node 1 not ready")
+        assert lines.filter(record())
+        assert lines.filter(record(msg="Unable to update metadata from %s", args=([1],)))
+        assert lines.filter(record("aiokafka.consumer.fetcher", FETCH_FAILED, (1, error)))
+        assert lines.filter(record("sqlalchemy.pool", FETCH_FAILED, (1, error)))
+        assert not lines.filter(record("aiokafka.consumer.fetcher", FETCH_FAILED, (2, error)))
+
+    def test_our_own_lines_are_written_each_as_logged(
+            self, lines: library_lines.LibraryLines) -> None:
+        for name in ("services.core.pipeline", "services"):
+            for _ in range(5):
+                ours = record(name, "stage %s failed on a batch; retrying it", ("router",),
+                              logging.WARNING, fault="outage")
+                assert lines.filter(ours)
+                assert not hasattr(ours, "repeated")
+        # Ours at ERROR with an aiokafka template is still ours, at its level.
+        ours = record("services.core.kafka")
+        assert lines.filter(ours)
+        assert ours.levelname == "ERROR"
+        assert lines.filter(record("services_other", "started", ()))
+        assert not lines.filter(record("services_other", "started", ()))
+
+    def test_a_librarys_line_with_a_traceback_is_written_each_time(
+            self, lines: library_lines.LibraryLines) -> None:
+        try:
+            raise RuntimeError("sender failed")
+        except RuntimeError:
+            exc_info = sys.exc_info()
+        for _ in range(3):
+            failed = record("aiokafka.producer.sender", "Unexpected error in sender routine",
+                            ())
+            failed.exc_info = exc_info
+            assert lines.filter(failed)
+
+    def test_kinds_past_their_interval_are_forgotten_beyond_the_most_held(
+            self, lines: library_lines.LibraryLines, clock: Clock) -> None:
+        """A library that writes its messages out (no template) makes a kind of each
+        line: those held apart stay bounded."""
+        for number in range(3 * library_lines._MOST_KINDS):
+            clock.now += 0.1
+            assert lines.filter(record("somelib", f"request {number} failed", ()))
+        assert len(lines._kinds) <= library_lines._MOST_KINDS
+
+
+class TestTheKafkaClientsOutage:
+    @pytest.mark.parametrize(("name", "msg", "args"), [
+        ("aiokafka", UNREACHABLE, (1, ConnectionRefusedError(111, "refused"))),
+        ("aiokafka", 'Unable connect to "%s:%s": %s', ("127.0.0.1", 9092, OSError("down"))),
+        ("aiokafka", "Unable to update metadata from %s", ([1],)),
+        ("aiokafka.consumer.fetcher", FETCH_FAILED, (1, NodeNotReadyError("not ready"))),
+        ("aiokafka.consumer.group_coordinator", "Group Coordinator Request failed: %s",
+         (NodeNotReadyError("not ready"),)),
+        ("aiokafka.consumer.group_coordinator",
+         "Heartbeat send request failed: %s. Will retry.", (KafkaConnectionError("closed"),)),
+        ("aiokafka.consumer.group_coordinator",
+         "Error sending %s to node %s [%s] -- marking coordinator dead",
+         ("HeartbeatRequest", 1, KafkaConnectionError("closed"))),
+        ("aiokafka.consumer.group_coordinator",
+         "Heartbeat session expired - marking coordinator dead", ()),
+    ])
+    def test_a_connection_error_is_a_warning_of_an_outage_keeping_its_level(
+            self, lines: library_lines.LibraryLines, name: str, msg: str,
+            args: tuple[Any, ...]) -> None:
+        line = record(name, msg, args)
+        assert lines.filter(line)
+        assert (line.levelno, line.levelname) == (logging.WARNING, "WARNING")
+        assert (line.fault, line.library_level) == ("outage", "ERROR")
+
+    def test_another_error_in_the_same_template_keeps_its_level(
+            self, lines: library_lines.LibraryLines) -> None:
+        refused = record("aiokafka.consumer.fetcher", FETCH_FAILED,
+                         (1, TopicAuthorizationFailedError("tickets.incoming")))
+        assert lines.filter(refused)
+        assert refused.levelname == "ERROR"
+        assert not hasattr(refused, "fault")
+
+    def test_other_lines_of_the_client_keep_their_level(
+            self, lines: library_lines.LibraryLines) -> None:
+        for line in (record(msg="Topic %s not found in cluster metadata", args=("t",)),
+                     record(level=logging.INFO),
+                     record("aiokafka.consumer.group_coordinator",
+                            "Marking the coordinator dead (node %s)for group %s.", (1, "g"),
+                            logging.WARNING)):
+            level = line.levelname
+            assert lines.filter(line)
+            assert line.levelname == level
+            assert not hasattr(line, "library_level")
+
+
+@pytest.mark.parametrize("fmt", ["json", "text"])
+def test_the_services_logging_collapses_the_flood(fmt: str) -> None:
+    """logs.configure, the one set-up of every service, writes aiokafka's lines so: here
+    a burst of one kind gives one line, as a warning of an outage with its fields."""
+    root = logging.getLogger()
+    handlers, saved = root.handlers[:], root.level
+    logs.configure(Settings(log_format=fmt), service="router")
+    stream = io.StringIO()
+    handler = root.handlers[0]
+    assert isinstance(handler, logging.StreamHandler)
+    handler.setStream(stream)
+    try:
+        # Once in 30 s, as README "On call" says.
+        assert [kept.interval for kept in handler.filters
+                if isinstance(kept, library_lines.LibraryLines)] == [30.0]
+        for _ in range(50):
+            logging.getLogger("aiokafka").error(UNREACHABLE, 1, ConnectionRefusedError(
+                111, "Connect call failed ('127.0.0.1', 9092)"))
+            logging.getLogger("services.core.pipeline").warning(
+                "stage %s failed on a batch; retrying it", "router",
+                extra={"fault": "outage"})
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(saved)
+    written = stream.getvalue().splitlines()
+    assert len(written) == 51
+    [client] = [line for line in written if "Unable connect" in line]
+    if fmt == "json":
+        fields = json.loads(client)
+        assert {key: fields[key] for key in ("level", "logger", "fault", "library_level")} \
+            == {"level": "WARNING", "logger": "aiokafka", "fault": "outage",
+                "library_level": "ERROR"}
+    else:
+        assert " WARNING Unable connect to node with id 1: " in client
+        assert client.endswith(' library_level="ERROR" fault="outage"')
