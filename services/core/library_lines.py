@@ -6,7 +6,9 @@ carrying anything of ours (README "Measured"). The services ride the outage out 
 so in their own lines, so those lines are
 - collapsed: the first line of a kind (its logger and its message template, `record.msg`
   before its arguments) is written, then at most one an interval, carrying `repeated`,
-  how many of its kind were held back since the one before;
+  how many of its kind were held back since the one before; the last line held back of
+  a kind that does not come again (the outage over) is written, telling that count, with
+  the next line of any kind once its interval is over;
 - the Kafka client's connection errors written at WARNING, with `fault` "outage" (as a
   stage's "failed on a batch; retrying it" says it) and the level aiokafka gave them as
   `library_level`.
@@ -17,11 +19,14 @@ another failure) are written as logged.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
+from typing import TextIO
 
 OURS = "services"
+_OURS_PREFIX = f"{OURS}."
 INTERVAL_SECONDS = 30.0
 # Kinds held apart at most; past it, those whose interval is over are forgotten (a library
 # writing each message out, with no template, would make a kind of each line).
@@ -45,7 +50,7 @@ KAFKA_CLIENT_OUTAGE = frozenset({
 
 
 def is_ours(logger: str) -> bool:
-    return logger == OURS or logger.startswith(f"{OURS}.")
+    return logger.startswith(_OURS_PREFIX) or logger == OURS
 
 
 def is_kafka_clients_outage(record: logging.LogRecord) -> bool:
@@ -70,43 +75,93 @@ def as_kafka_clients_outage(record: logging.LogRecord) -> None:
 
 
 class _Kind:
-    __slots__ = ("held", "written_at")
+    __slots__ = ("held", "last", "written_at")
 
     def __init__(self, written_at: float) -> None:
         self.written_at = written_at
         self.held = 0
+        self.last: logging.LogRecord | None = None  # the last held back
 
 
-class LibraryLines(logging.Filter):
-    """A handler's filter: the libraries' lines as ops read them (see the module)."""
+class LibraryLines:
+    """What a handler writes of the records it is given (see the module)."""
 
     def __init__(self, interval: float, *,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        super().__init__()
         self.interval = interval
         self._clock = clock
         self._kinds: dict[tuple[str, str], _Kind] = {}
+        self._due = math.inf  # when the first kind holding lines back ends its interval
         self._lock = threading.Lock()  # a library may log from a thread of its own
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        if is_ours(record.name) or record.exc_info:
-            return True
-        if is_kafka_clients_outage(record):
-            as_kafka_clients_outage(record)
-        key = (record.name, record.msg if isinstance(record.msg, str) else str(record.msg))
+    def admit(self, record: logging.LogRecord) -> list[logging.LogRecord]:
+        """The lines to write now: the record, unless one of its kind was written within
+        the interval; and, of each other kind whose interval ended holding lines back,
+        the last held back, so that their count is told though none of them comes again
+        (written with the next line of any kind)."""
+        ours = is_ours(record.name) or bool(record.exc_info)
+        if ours and self._due == math.inf:  # the common case, kept cheap: a line of ours
+            return [record]
         now = self._clock()
+        if not ours and is_kafka_clients_outage(record):
+            as_kafka_clients_outage(record)
+        key = None if ours else (
+            record.name, record.msg if isinstance(record.msg, str) else str(record.msg))
         with self._lock:
-            kind = self._kinds.get(key)
-            if kind is not None and now - kind.written_at < self.interval:
-                kind.held += 1
-                return False
-            if kind is not None and kind.held:
-                record.repeated = kind.held
-            if kind is None and len(self._kinds) >= _MOST_KINDS:
-                self._forget_past(now)
-            self._kinds[key] = _Kind(now)
+            lines = self._held_lines(now, key) if now >= self._due else []
+            if key is None or self._written(key, record, now):
+                lines.append(record)
+        return lines
+
+    def _written(self, key: tuple[str, str], record: logging.LogRecord, now: float) -> bool:
+        kind = self._kinds.get(key)
+        if kind is not None and now - kind.written_at < self.interval:
+            kind.held += 1
+            kind.last = record
+            self._due = min(self._due, kind.written_at + self.interval)
+            return False
+        if kind is not None and kind.held:
+            record.repeated = kind.held
+        if kind is None and len(self._kinds) >= _MOST_KINDS:
+            self._forget_past(now)
+        self._kinds[key] = _Kind(now)
         return True
 
+    def _held_lines(self, now: float, coming: tuple[str, str] | None) -> list[logging.LogRecord]:
+        """Of each kind past its interval with lines held back (but the one of the record
+        coming, which tells their count itself), the last held back, telling how many
+        before it were."""
+        lines = []
+        self._due = math.inf
+        for key, kind in self._kinds.items():
+            if not kind.held or key == coming:
+                continue
+            if now - kind.written_at < self.interval:
+                self._due = min(self._due, kind.written_at + self.interval)
+                continue
+            last = kind.last
+            assert last is not None
+            if kind.held > 1:
+                last.repeated = kind.held - 1
+            lines.append(last)
+            self._kinds[key] = _Kind(now)
+        return lines
+
     def _forget_past(self, now: float) -> None:
+        """Kinds whose interval is over (none holds lines back: `admit` wrote them)."""
         self._kinds = {key: kind for key, kind in self._kinds.items()
                        if now - kind.written_at < self.interval}
+
+
+class WritingLibraryLines(logging.StreamHandler[TextIO]):
+    """A stream handler writing what LibraryLines admits of each record."""
+
+    def __init__(self, lines: LibraryLines) -> None:
+        super().__init__()
+        self.lines = lines
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        admitted = self.lines.admit(record)
+        for line in admitted:
+            super().handle(line)
+        return bool(admitted)

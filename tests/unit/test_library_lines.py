@@ -41,6 +41,11 @@ def record(name: str = "aiokafka", msg: str = UNREACHABLE, args: tuple[Any, ...]
     return made
 
 
+def written(lines: library_lines.LibraryLines, line: logging.LogRecord) -> bool:
+    """Whether the record is written now (the lines held back it brings aside)."""
+    return line in lines.admit(line)
+
+
 @pytest.fixture
 def clock() -> Clock:
     return Clock()
@@ -55,38 +60,38 @@ class TestRepeatedLines:
     def test_the_first_of_a_kind_is_written_then_one_an_interval_with_the_count_held(
             self, lines: library_lines.LibraryLines, clock: Clock) -> None:
         first = record()
-        assert lines.filter(first)
+        assert written(lines, first)
         assert not hasattr(first, "repeated")
         for node in range(1, 101):  # 100 more in the interval, with other arguments
             clock.now += 0.25
-            assert not lines.filter(record(args=(node, ConnectionRefusedError(111, "x"))))
+            assert not written(lines, record(args=(node, ConnectionRefusedError(111, "x"))))
         clock.now = 1_030.0
         next_one = record()
-        assert lines.filter(next_one)
+        assert written(lines, next_one)
         assert next_one.repeated == 100
         clock.now += 1.0
-        assert not lines.filter(record())
+        assert not written(lines, record())
         clock.now += 29.0
         third = record()
-        assert lines.filter(third)
+        assert written(lines, third)
         assert third.repeated == 1
 
     def test_a_kind_not_repeated_in_its_interval_is_written_without_a_count(
             self, lines: library_lines.LibraryLines, clock: Clock) -> None:
-        assert lines.filter(record())
+        assert written(lines, record())
         clock.now += 60.0
         again = record()
-        assert lines.filter(again)
+        assert written(lines, again)
         assert not hasattr(again, "repeated")
 
     def test_kinds_are_told_apart_by_logger_and_template(
             self, lines: library_lines.LibraryLines) -> None:
         error = NodeNotReadyError("node 1 not ready")
-        assert lines.filter(record())
-        assert lines.filter(record(msg="Unable to update metadata from %s", args=([1],)))
-        assert lines.filter(record("aiokafka.consumer.fetcher", FETCH_FAILED, (1, error)))
-        assert lines.filter(record("sqlalchemy.pool", FETCH_FAILED, (1, error)))
-        assert not lines.filter(record("aiokafka.consumer.fetcher", FETCH_FAILED, (2, error)))
+        assert written(lines, record())
+        assert written(lines, record(msg="Unable to update metadata from %s", args=([1],)))
+        assert written(lines, record("aiokafka.consumer.fetcher", FETCH_FAILED, (1, error)))
+        assert written(lines, record("sqlalchemy.pool", FETCH_FAILED, (1, error)))
+        assert not written(lines, record("aiokafka.consumer.fetcher", FETCH_FAILED, (2, error)))
 
     def test_our_own_lines_are_written_each_as_logged(
             self, lines: library_lines.LibraryLines) -> None:
@@ -94,14 +99,55 @@ class TestRepeatedLines:
             for _ in range(5):
                 ours = record(name, "stage %s failed on a batch; retrying it", ("router",),
                               logging.WARNING, fault="outage")
-                assert lines.filter(ours)
+                assert written(lines, ours)
                 assert not hasattr(ours, "repeated")
         # Ours at ERROR with an aiokafka template is still ours, at its level.
         ours = record("services.core.kafka")
-        assert lines.filter(ours)
+        assert written(lines, ours)
         assert ours.levelname == "ERROR"
-        assert lines.filter(record("services_other", "started", ()))
-        assert not lines.filter(record("services_other", "started", ()))
+        assert written(lines, record("services_other", "started", ()))
+        assert not written(lines, record("services_other", "started", ()))
+
+    def test_lines_held_back_are_told_with_the_next_line_of_any_kind(
+            self, lines: library_lines.LibraryLines, clock: Clock) -> None:
+        """The outage over, a kind may never come again: the last of its lines held
+        back is written once its interval is over, with the next line logged, telling
+        how many before it were held back; every line logged is written or counted."""
+        assert written(lines, record())
+        held = [record(args=(node, ConnectionRefusedError(111, "x"))) for node in range(5)]
+        fetch = [record("aiokafka.consumer.fetcher", FETCH_FAILED,
+                        (1, NodeNotReadyError("not ready"))) for _ in range(2)]
+        assert lines.admit(fetch[0]) == [fetch[0]]
+        for line in [*held, fetch[1]]:
+            clock.now += 1.0
+            assert lines.admit(line) == []
+        clock.now = 1_029.0  # within the interval: nothing told yet
+        ours = record("services.core.pipeline", "stage %s failed on a batch; retrying it",
+                      ("router",), logging.WARNING)
+        assert lines.admit(ours) == [ours]
+        clock.now = 1_031.0
+        later = record("services.core.pipeline", "stage %s resumed", ("router",),
+                       logging.INFO)
+        assert lines.admit(later) == [held[-1], fetch[1], later]
+        assert held[-1].repeated == 4
+        assert not hasattr(fetch[1], "repeated")  # the one held back
+        assert not hasattr(later, "repeated")
+        # Told once: a new interval begins for each.
+        clock.now += 1.0
+        assert lines.admit(again := record()) == []
+        clock.now += 30.0
+        assert lines.admit(ours) == [again, ours]
+
+    def test_a_kind_coming_again_tells_its_own_count(
+            self, lines: library_lines.LibraryLines, clock: Clock) -> None:
+        assert written(lines, record())
+        for _ in range(3):
+            clock.now += 1.0
+            assert not written(lines, record())
+        clock.now += 30.0
+        line = record()
+        assert lines.admit(line) == [line]
+        assert line.repeated == 3
 
     def test_a_librarys_line_with_a_traceback_is_written_each_time(
             self, lines: library_lines.LibraryLines) -> None:
@@ -113,7 +159,7 @@ class TestRepeatedLines:
             failed = record("aiokafka.producer.sender", "Unexpected error in sender routine",
                             ())
             failed.exc_info = exc_info
-            assert lines.filter(failed)
+            assert written(lines, failed)
 
     def test_kinds_past_their_interval_are_forgotten_beyond_the_most_held(
             self, lines: library_lines.LibraryLines, clock: Clock) -> None:
@@ -121,7 +167,7 @@ class TestRepeatedLines:
         line: those held apart stay bounded."""
         for number in range(3 * library_lines._MOST_KINDS):
             clock.now += 0.1
-            assert lines.filter(record("somelib", f"request {number} failed", ()))
+            assert written(lines, record("somelib", f"request {number} failed", ()))
         assert len(lines._kinds) <= library_lines._MOST_KINDS
 
 
@@ -145,7 +191,7 @@ class TestTheKafkaClientsOutage:
             self, lines: library_lines.LibraryLines, name: str, msg: str,
             args: tuple[Any, ...]) -> None:
         line = record(name, msg, args)
-        assert lines.filter(line)
+        assert written(lines, line)
         assert (line.levelno, line.levelname) == (logging.WARNING, "WARNING")
         assert (line.fault, line.library_level) == ("outage", "ERROR")
 
@@ -153,7 +199,7 @@ class TestTheKafkaClientsOutage:
             self, lines: library_lines.LibraryLines) -> None:
         refused = record("aiokafka.consumer.fetcher", FETCH_FAILED,
                          (1, TopicAuthorizationFailedError("tickets.incoming")))
-        assert lines.filter(refused)
+        assert written(lines, refused)
         assert refused.levelname == "ERROR"
         assert not hasattr(refused, "fault")
 
@@ -165,7 +211,7 @@ class TestTheKafkaClientsOutage:
                             "Marking the coordinator dead (node %s)for group %s.", (1, "g"),
                             logging.WARNING)):
             level = line.levelname
-            assert lines.filter(line)
+            assert written(lines, line)
             assert line.levelname == level
             assert not hasattr(line, "library_level")
 
@@ -183,8 +229,8 @@ def test_the_services_logging_collapses_the_flood(fmt: str) -> None:
     handler.setStream(stream)
     try:
         # Once in 30 s, as README "On call" says.
-        assert [kept.interval for kept in handler.filters
-                if isinstance(kept, library_lines.LibraryLines)] == [30.0]
+        assert isinstance(handler, library_lines.WritingLibraryLines)
+        assert handler.lines.interval == 30.0
         for _ in range(50):
             logging.getLogger("aiokafka").error(UNREACHABLE, 1, ConnectionRefusedError(
                 111, "Connect call failed ('127.0.0.1', 9092)"))
