@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from aiokafka.errors import (
+    AuthenticationFailedError,
     KafkaConnectionError,
     NodeNotReadyError,
     TopicAuthorizationFailedError,
@@ -195,10 +196,17 @@ class TestTheKafkaClientsOutage:
         assert (line.levelno, line.levelname) == (logging.WARNING, "WARNING")
         assert (line.fault, line.library_level) == ("outage", "ERROR")
 
+    @pytest.mark.parametrize(("name", "msg", "args"), [
+        ("aiokafka.consumer.fetcher", FETCH_FAILED,
+         (1, TopicAuthorizationFailedError("tickets.incoming"))),
+        # A password refused: a mistake to mend, not an outage to wait out.
+        ("aiokafka", 'Unable connect to "%s:%s": %s',
+         ("127.0.0.1", 9093, AuthenticationFailedError("SaslAuthenticationFailed"))),
+    ])
     def test_another_error_in_the_same_template_keeps_its_level(
-            self, lines: library_lines.LibraryLines) -> None:
-        refused = record("aiokafka.consumer.fetcher", FETCH_FAILED,
-                         (1, TopicAuthorizationFailedError("tickets.incoming")))
+            self, lines: library_lines.LibraryLines, name: str, msg: str,
+            args: tuple[Any, ...]) -> None:
+        refused = record(name, msg, args)
         assert written(lines, refused)
         assert refused.levelname == "ERROR"
         assert not hasattr(refused, "fault")
