@@ -12,8 +12,9 @@ so in their own lines, so those lines are
 - the Kafka client's connection errors written at WARNING, with `fault` "outage" (as a
   stage's "failed on a batch; retrying it" says it) and the level aiokafka gave them as
   `library_level`.
-Our own lines (`services.*`) and a library's lines with a traceback (each may tell of
-another failure) are written as logged.
+Our own lines (`services.*`), a library's lines with a traceback (each may tell of
+another failure) and its lines under WARNING (a migration run, a server started) are
+written as logged.
 """
 
 from __future__ import annotations
@@ -105,7 +106,9 @@ class LibraryLines:
         now = self._clock()
         if not ours and is_kafka_clients_outage(record):
             as_kafka_clients_outage(record)
-        key = None if ours else (
+        # A library's INFO or DEBUG line (a migration run, a server started) is no flood:
+        # written as logged.
+        key = None if ours or record.levelno < logging.WARNING else (
             record.name, record.msg if isinstance(record.msg, str) else str(record.msg))
         with self._lock:
             lines = self._held_lines(now, key) if now >= self._due else []

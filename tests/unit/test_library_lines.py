@@ -77,6 +77,13 @@ class TestRepeatedLines:
         assert written(lines, third)
         assert third.repeated == 1
 
+    def test_a_librarys_lines_under_warning_are_written_as_logged(
+            self, lines: library_lines.LibraryLines) -> None:
+        """No flood: a migration's steps, a server's start, each told."""
+        steps = [record("alembic.runtime.migration", "Running upgrade %s -> %s, %s",
+                        (f"v{n}", f"v{n + 1}", "step"), level=logging.INFO) for n in range(5)]
+        assert [written(lines, step) for step in steps] == [True] * 5
+
     def test_a_kind_not_repeated_in_its_interval_is_written_without_a_count(
             self, lines: library_lines.LibraryLines, clock: Clock) -> None:
         assert written(lines, record())
