@@ -14,6 +14,7 @@ import typer
 
 from devtools import demo, demo_seed, processes
 from devtools.kafka_broker import BrokerError, LocalKafka
+from services.core import service_context
 from services.core.settings import PROJECT_ROOT, from_environment
 
 app = typer.Typer(help="Run the pipeline locally, with demo data.", no_args_is_help=True,
@@ -81,8 +82,9 @@ def up(
         typer.echo("Ctrl-C stops everything.")
         while not stopping:
             for service in services:
-                if service.process is not None and service.process.poll() is not None:
-                    typer.echo(f"{service.name} exited; see {service.log_file}", err=True)
+                status = service.process.poll() if service.process is not None else None
+                if status is not None:
+                    typer.echo(exit_notice(service.name, status, service.log_file), err=True)
                     stopping = True
             time.sleep(0.5)
     finally:
@@ -92,6 +94,18 @@ def up(
         if broker is not None:
             broker.stop()
         typer.echo("stopped")
+
+
+def exit_notice(name: str, status: int, log_file: Path) -> str:
+    """What `up` says when a service's process ends by itself, before it stops the rest:
+    which service, its exit status (or the signal that ended it), and its log."""
+    if status < 0:
+        how = f"was ended by {signal.Signals(-status).name}"
+    elif status == service_context.STAGE_ENDED_EXIT:
+        how = f"exited with status {status} (a stage ended for good)"
+    else:
+        how = f"exited with status {status}"
+    return f"{name} {how}; see {log_file}"
 
 
 @app.command("demo-data")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from aiokafka.errors import for_code
-from aiokafka.protocol.admin import CreateAclsRequest
+from aiokafka.protocol.admin import CreateAclsRequest, DeleteAclsRequest
 
 from services.core import kafka, topics
 from services.core.settings import Settings
@@ -104,6 +104,25 @@ def department(name: str) -> list[Allow]:
         *_all("topic", "read", *priority.lane_topics(name)),
         Allow("group", topics.department_group(name), "read"),
     ]
+
+
+async def revoke(admin_settings: Settings, user: str, allow: Allow) -> None:
+    """Take back what `create` allowed the user, as an operator would (`kafka-acls
+    --remove`)."""
+    client = kafka.admin(admin_settings, client_id="acl-admin")
+    await client.start()
+    try:
+        response = await client._send_request(DeleteAclsRequest(
+            RESOURCE_TYPES[allow.resource], allow.name,
+            PREFIXED if allow.prefixed else LITERAL, f"User:{user}", "*",
+            OPERATIONS[allow.operation], ALLOW))
+        [(code, message, matching)] = response.filter_responses
+        if code:
+            raise for_code(code)(f"{user}: {allow}: {message}")
+        if not matching:
+            raise LookupError(f"{user} was not allowed {allow}")
+    finally:
+        await client.close()
 
 
 async def create(admin_settings: Settings, grants: Mapping[str, Iterable[Allow]]) -> None:

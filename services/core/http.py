@@ -201,11 +201,13 @@ async def _store_unavailable(request: Request, error: Exception) -> JSONResponse
 
 def install(app: FastAPI, *, ready: Callable[[], bool],
             max_body_bytes: int = body_bytes.MAX_BODY_BYTES,
-            down: Callable[[], list[str]] = list,
+            down: Callable[[], list[str]] = list, ended: Callable[[], list[str]] = list,
             streamed_uploads: Collection[tuple[str, str]] = ()) -> None:
     """Add the shared error handlers, a body size limit, `/healthz`, `/readyz` and
     `/metrics` to a service. `/readyz` answers 503 unless `ready()`, naming what `down()`
-    says is down (background tasks, stages ended). `streamed_uploads` are the (method, path) of the
+    says is down (background tasks, stages ended). `/healthz` answers 503 naming the
+    stages that `ended()` for good, which the process exits for, to be restarted (a
+    liveness probe agrees with its exit). `streamed_uploads` are the (method, path) of the
     routes exempt from the body limit: bulk uploads that stream their body, and read it
     only once their caller is authenticated."""
     for route in allowed_methods.method_routes(app.router.routes):
@@ -225,9 +227,13 @@ def install(app: FastAPI, *, ready: Callable[[], bool],
         app.add_exception_handler(store_error, _store_unavailable)
     health = APIRouter(tags=["health"])
 
-    @health.get("/healthz", summary="The process is alive")
-    async def alive() -> dict[str, str]:
-        return {"status": "ok"}
+    @health.get("/healthz", summary="The process is alive (no stage ended for good)")
+    async def alive() -> JSONResponse:
+        stages_ended = ended()
+        if stages_ended:
+            return JSONResponse(status_code=503,
+                                content={"status": "exiting", "ended": stages_ended})
+        return JSONResponse(status_code=200, content={"status": "ok"})
 
     @health.get("/readyz", summary="The service can do its work (broker and stage running)")
     async def is_ready() -> JSONResponse:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 import uvicorn
 from fastapi import FastAPI
 
-from services.core import collector, partition_producers
+from services.core import collector, partition_producers, service_context
 from services.core.settings import STAGE_TRANSACTION_SECONDS, Settings, from_environment
 
 logger = logging.getLogger(__name__)
@@ -53,19 +53,30 @@ def service(name: str, create_app: Callable[[Settings], FastAPI], *,
 def run(app: FastAPI, settings: Settings, *, port: int, shared_port: int | None = None
         ) -> None:
     """Serve on `port`, and also on `shared_port` (SO_REUSEPORT) with the other processes
-    that serve it."""
+    that serve it, until SIGTERM or SIGINT, or until a stage ends for good: then exits
+    with service_context.STAGE_ENDED_EXIT once shut down."""
     # What the process made so far (modules, the app, its routes' models) lives as long
     # as it does; a stage freezes what its lifespan added when it starts consuming.
     collector.freeze_what_is_loaded()
     # uvicorn turns SIGTERM/SIGINT into the app's lifespan shutdown, where stages finish
     # their batch, commit and leave their consumer group.
     server = uvicorn.Server(config(app, settings, port=port))
+    exit_status: list[int] = []
+
+    def exit_when_shut_down(status: int) -> None:
+        # A stage ended for good (ServiceContext.stage_ended): shut down as on SIGTERM.
+        exit_status.append(status)
+        server.should_exit = True
+
+    service_context.of(app).exit = exit_when_shut_down
     sockets = None if shared_port is None else _shared(settings.host, port, shared_port)
     # As uvicorn.run: a SIGINT is raised again after the graceful shutdown.
     with contextlib.suppress(KeyboardInterrupt):
         server.run(sockets=sockets)
     if not server.started:
         sys.exit(STARTUP_FAILURE)
+    if exit_status:
+        sys.exit(exit_status[0])
 
 
 def config(app: FastAPI, settings: Settings, *, port: int) -> uvicorn.Config:

@@ -11,6 +11,9 @@ dependency `context`.
 
 from __future__ import annotations
 
+import logging
+import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
@@ -26,6 +29,13 @@ if TYPE_CHECKING:
     from services.core.stage import StageRunner
 
 T = TypeVar("T")
+
+logger = logging.getLogger(__name__)
+
+# The status a service exits with once a stage ended for good (EX_SOFTWARE, sysexits.h):
+# not 0, so that every supervisor (Kubernetes' restartPolicy, compose's restart policy,
+# bin/run) sees a failure and restarts the process, its stages with it.
+STAGE_ENDED_EXIT = os.EX_SOFTWARE
 
 
 @dataclass
@@ -43,6 +53,9 @@ class ServiceContext:
     # A service instance running no main stage (a router serving the intake, its stage
     # in another instance) is ready once its lifespan started everything else.
     started_without_stage: bool = False
+    # Asks the process to shut down gracefully and exit with the status given (serve.run:
+    # uvicorn's should_exit, as on SIGTERM); until it is served, nothing to ask.
+    exit: Callable[[int], None] = lambda _status: None
     _provided: dict[type, object] = field(default_factory=dict, init=False, repr=False)
 
     def provide(self, *parts: object) -> None:
@@ -64,11 +77,24 @@ class ServiceContext:
 
     def down(self) -> list[str]:
         """The background tasks that are down (none before any was started), and the
-        stages, the main one or a follower, that ended for good (a stage is not
-        restarted)."""
+        stages that ended for good."""
         tasks = self.background.down() if self.background is not None else []
+        return [*tasks, *self.ended()]
+
+    def ended(self) -> list[str]:
+        """The stages, the main one or a follower, that ended for good: a stage is not
+        restarted, the process is (`stage_ended`)."""
         stages = [self.stage] if self.stage is not None else []
-        return [*tasks, *(stage.name for stage in [*stages, *self.followers] if stage.ended)]
+        return [stage.name for stage in [*stages, *self.followers] if stage.ended]
+
+    def stage_ended(self, name: str) -> None:
+        """A stage ended for good (StageRunner's `on_ended`): the process shuts down as on
+        SIGTERM (the other stages finish their batch in hand and commit it) and exits with
+        STAGE_ENDED_EXIT, for its supervisor to start it again, the stage with it."""
+        logger.critical("stage %s ended for good: the process exits (status %d) to be"
+                        " restarted", name, STAGE_ENDED_EXIT,
+                        extra={"stage": name, "exit_status": STAGE_ENDED_EXIT})
+        self.exit(STAGE_ENDED_EXIT)
 
 
 def install(app: FastAPI, settings: Settings) -> ServiceContext:

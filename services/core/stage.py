@@ -28,11 +28,15 @@ class StageRunner:
         transform: pipeline.Transform,
         publishes: bool = True,
         follower: bool = False,
+        on_ended: Callable[[str], None] | None = None,
     ) -> None:
         """`publishes=False`: a stage that only records (no output records) needs no
         transactions, whatever the delivery setting. `follower`: off the tickets' way to
         their departments, it takes its records in larger batches
-        (`kafka_follower_fetch_min_bytes`)."""
+        (`kafka_follower_fetch_min_bytes`). `on_ended` is told the stage's name when it
+        ends for good (`ended`): a service's context has the process restarted
+        (ServiceContext.stage_ended)."""
+        self._on_ended = on_ended
         self._consumer = kafka.consumer(
             settings, group_id=group_id, client_id=name,
             fetch_min_bytes=settings.kafka_follower_fetch_min_bytes if follower else 1)
@@ -55,6 +59,7 @@ class StageRunner:
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._consuming = False
+        self._ended = False
 
     async def start(self) -> None:
         """Start in the background: joining the consumer group can take until a killed
@@ -70,9 +75,12 @@ class StageRunner:
             self._consuming = True
             await self.loop.run(self._stop)
         except Exception:
-            # Told when it happens: a stage is not restarted, and until the service
-            # stops only /readyz (`ended`) would show it.
+            # Told when it happens: a stage is not restarted, its process is.
             logger.exception("stage %s ended with an error", self.loop.name)
+            if not self._stop.is_set():
+                self._ended = True
+                if self._on_ended is not None:
+                    self._on_ended(self.loop.name)
             raise
 
     @property
@@ -88,8 +96,9 @@ class StageRunner:
     @property
     def ended(self) -> bool:
         """Its loop ended (an error escaped it) before it was told to finish: a stage is
-        not restarted, so it is down for good. Waiting out an outage is not ending."""
-        return self._task is not None and self._task.done() and not self._stop.is_set()
+        not restarted, so it is down for good (and stays so while the process shuts down).
+        Waiting out an outage is not ending."""
+        return self._ended
 
     def finish(self) -> None:
         """Finish the batch in hand and take no more (`stop` waits for it)."""

@@ -93,7 +93,7 @@ def create_app(settings: Settings | None = None, *,
                 settings, name=NAME, source_topic=topics.EVENTS,
                 group_id=topics.METRICS_GROUP,
                 transform=worker.TrackTicketEvent(metrics.updates, export=metrics.exporter),
-                publishes=False, follower=True)
+                publishes=False, follower=True, on_ended=context.stage_ended)
             await parts.start(start_order.Phase.STAGE, stage.start, stop=stage.stop,
                               finish=stage.finish)
             yield
@@ -103,7 +103,7 @@ def create_app(settings: Settings | None = None, *,
     context = service_context.install(app, settings)
     app.include_router(api.api)
     app.include_router(parity_api.api)
-    http.install(app, ready=context.ready, down=context.down)
+    http.install(app, ready=context.ready, down=context.down, ended=context.ended)
     return app
 
 

@@ -74,7 +74,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                        outage=StoreOutage(settings.store_outage_grace_seconds))
             callbacks = webhooks.build(settings, sessions,
                                        platforms_of=routed.platforms_of,
-                                       awaits_store=route.awaits_store)
+                                       awaits_store=route.awaits_store,
+                                       on_ended=context.stage_ended)
             await parts.start(Phase.PUBLISHERS, stop=callbacks.close)
             context.provide(router, connected.simulator, callbacks.endpoints,
                             callbacks.deliveries, bootstrap.known_departments(router),
@@ -120,6 +121,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 follower = StageRunner(
                     settings, name=f"{NAME}-tracker", source_topic=topics.EVENTS,
                     group_id=topics.ROUTER_TRACKER_GROUP, follower=True,
+                    on_ended=context.stage_ended,
                     transform=event_follower.FollowTicketEvent(
                         routed, current_table=lambda: live_table.current,
                         awaits_store=route.awaits_store))
@@ -131,7 +133,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                   stop=callbacks.stop, finish=callbacks.recorder.finish)
                 stage = context.stage = StageRunner(
                     settings, name=NAME, source_topic=topics.SEGMENTED,
-                    group_id=topics.ROUTER_GROUP, transform=route)
+                    group_id=topics.ROUTER_GROUP, transform=route,
+                    on_ended=context.stage_ended)
                 await parts.start(Phase.STAGE, stage.start, stop=stage.stop, finish=stage.finish)
             else:
                 context.started_without_stage = True
@@ -150,7 +153,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                    webhooks_api.api, admin_actions_api.api):
         app.include_router(router)
     app.webhooks.include_router(callbacks_api.callbacks)  # what the router sends, documented
-    http.install(app, ready=context.ready, down=context.down)
+    http.install(app, ready=context.ready, down=context.down, ended=context.ended)
     return app
 
 

@@ -83,7 +83,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                                   lambda: _recompute(segmenter)), stop))
             stage = context.stage = StageRunner(
                 settings, name=NAME, source_topic=topics.INCOMING,
-                group_id=topics.SEGMENTER_GROUP, transform=segment)
+                group_id=topics.SEGMENTER_GROUP, transform=segment,
+                on_ended=context.stage_ended)
             await parts.start(start_order.Phase.STAGE, stage.start, stop=stage.stop,
                               finish=stage.finish)
             yield
@@ -93,7 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     context = service_context.install(app, settings)
     for router in (api.api, admin_api.api, rules_api.api):
         app.include_router(router)
-    http.install(app, ready=context.ready, down=context.down,
+    http.install(app, ready=context.ready, down=context.down, ended=context.ended,
                  # The bulk imports stream their bodies, read after authentication.
                  streamed_uploads={("POST", "/v1/customers/import"),
                                    ("POST", "/v1/purchases/import")})

@@ -77,11 +77,13 @@ def build(settings: Settings, sessions: async_sessionmaker[AsyncSession], *,
           platforms_of: outbox.PlatformsOf,
           awaits_store: Callable[[str], bool] = lambda _ticket_id: False,
           source_topic: str = topics.EVENTS,
-          group: str = topics.ROUTER_WEBHOOKS_GROUP) -> Callbacks:
+          group: str = topics.ROUTER_WEBHOOKS_GROUP,
+          on_ended: Callable[[str], None] | None = None) -> Callbacks:
+    """`on_ended`: told when the outbox writer (a stage) ends for good (StageRunner)."""
     endpoints, deliveries = endpoints_of(settings, sessions), outbox_store.Deliveries(sessions)
     recorder = StageRunner(
         settings, name=group, source_topic=source_topic, group_id=group,
-        publishes=False, follower=True,
+        publishes=False, follower=True, on_ended=on_ended,
         transform=outbox.RecordCallbacks(deliveries, endpoints, platforms_of=platforms_of,
                                          awaits_store=awaits_store))
     deliverer = delivery.Deliverer(

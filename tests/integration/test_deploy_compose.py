@@ -293,6 +293,16 @@ def test_every_service_of_ours_gets_the_time_it_takes_to_stop() -> None:
                     serve.STOP_GRACE_SECONDS, service
 
 
+def test_every_service_of_ours_is_restarted_when_it_exits() -> None:
+    """README: a service whose stage ended for good exits (status 70) to be restarted
+    (services/core/service_context.py, STAGE_ENDED_EXIT): Compose restarts it."""
+    services = rendered_compose()["services"]
+    for name in [*APP_SERVICES, ROUTER_STAGE_SERVICE]:
+        for service in (name, f"{name}-replica"):
+            if service in services:
+                assert services[service]["restart"] == "unless-stopped", service
+
+
 def seconds(duration: str) -> int:
     """A duration as Compose renders it (`1m0s`)."""
     found = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?", duration)

@@ -95,6 +95,9 @@ def test_every_deployment_has_probes_resources_and_replicas() -> None:
         # README's 10 minutes, not the liveness probe's 30 s.
         assert startup["periodSeconds"] * startup["failureThreshold"] == 600, name
         assert container["livenessProbe"]["httpGet"]["path"] == "/healthz", name
+        # A process exiting (status 70: a stage ended for good) is started again.
+        assert deployment["spec"]["template"]["spec"].get("restartPolicy", "Always") \
+            == "Always", name
         assert deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] \
             == serve.STOP_GRACE_SECONDS, name
         assert container["readinessProbe"]["httpGet"]["path"] == "/readyz", name

@@ -114,3 +114,43 @@ def test_the_demo_credentials_live_in_the_data_dir(monkeypatch: pytest.MonkeyPat
     result = CliRunner().invoke(dev_run.app, ["up", "--data-dir", str(tmp_path / "d")])
     assert result.exit_code == 0, result.output
     assert written == [tmp_path / "d" / "credentials.env"]
+
+
+class TestAServiceThatExits:
+    """bin/run stops everything when a service's process ends by itself, saying which one
+    and with what status: 70, a stage that ended for good (README "On call")."""
+
+    def run_until_exit(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                       status: int) -> str:
+        from devtools import run as dev_run
+
+        class Exited(StartedService):
+            class process:
+                @staticmethod
+                def poll() -> int:
+                    return status
+
+        monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")  # no broker started
+        monkeypatch.setattr(dev_run.processes, "pipeline_processes",
+                            lambda *_args, **_kwargs: [Exited()])
+        monkeypatch.setattr(dev_run.signal, "signal", lambda *_: None)
+        result = CliRunner().invoke(dev_run.app, ["up", "--no-demo", "--data-dir",
+                                                  str(tmp_path)])
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    def test_a_stage_that_ended_is_said(self, monkeypatch: pytest.MonkeyPatch,
+                                        tmp_path: Path) -> None:
+        output = self.run_until_exit(monkeypatch, tmp_path, 70)
+        assert ("segmenter exited with status 70 (a stage ended for good); see"
+                " segmenter.log") in output
+        assert output.rstrip().endswith("stopped")
+
+    def test_any_other_status_is_said(self, monkeypatch: pytest.MonkeyPatch,
+                                      tmp_path: Path) -> None:
+        output = self.run_until_exit(monkeypatch, tmp_path, 1)
+        assert "segmenter exited with status 1; see segmenter.log" in output
+
+    def test_a_signal_is_named(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+        output = self.run_until_exit(monkeypatch, tmp_path, -9)
+        assert "segmenter was ended by SIGKILL; see segmenter.log" in output
