@@ -9,7 +9,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from prometheus_client import Counter, Gauge
@@ -40,6 +40,23 @@ class Backoff:
 
     def pause(self, failures_in_a_row: int) -> float:
         return min(self.longest, self.first * 2.0 ** min(failures_in_a_row - 1, 32))
+
+
+@dataclass
+class FailuresInARow:
+    """A reading loop's failures in a row (the broker away), and how long to pause after
+    the last: growing (`backoff`), so that an outage costs a line a pause, not a second."""
+
+    backoff: Backoff = field(default_factory=Backoff)
+    count: int = 0
+
+    def failed(self) -> float:
+        """Note a failure; the pause before the next try."""
+        self.count += 1
+        return self.backoff.pause(self.count)
+
+    def succeeded(self) -> None:
+        self.count = 0
 
 
 @dataclass

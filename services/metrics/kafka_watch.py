@@ -13,7 +13,7 @@ import logging
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 
-from services.core import faults, group_lag, kafka, lag, topics
+from services.core import background, faults, group_lag, kafka, lag, topics
 from services.core.settings import Settings
 from services.metrics import exporter, replay_markers, waiting_dead_letters
 
@@ -93,6 +93,7 @@ class DeadLetterCount:
         try:
             await self._consumer.start()
             targets: dict[TopicPartition, int] | None = None
+            failures = background.FailuresInARow()
             while not stop.is_set():
                 try:
                     # A record the Kafka client cannot read is a dead letter too, counted
@@ -109,9 +110,13 @@ class DeadLetterCount:
                         if self.caught_up:
                             logger.info("dead letters counted",
                                         extra={"dead_letters": self.count})
+                    failures.succeeded()
                 except (KafkaError, OSError) as exc:
-                    logger.warning("dead letters not read", extra={"error": type(exc).__name__})
-                    await asyncio.sleep(1.0)
+                    pause = failures.failed()
+                    logger.warning("dead letters not read", extra={
+                        "error": type(exc).__name__, "failures_in_a_row": failures.count,
+                        "pause_seconds": pause})
+                    await background.pause(stop, pause)
                 if self.caught_up:
                     exporter.DEAD_LETTERS.replace({(): float(self.count)})
                 self._show_waiting()

@@ -44,13 +44,17 @@ class ReplayMarkers:
         try:
             await self._admin.start()
             await self._consumer.start()
+            failures = background.FailuresInARow()
             while not stop.is_set():
                 try:
                     await self._step(stop)
+                    failures.succeeded()
                 except (KafkaError, OSError) as exc:
-                    logger.warning("replay markers not read",
-                                   extra={"error": type(exc).__name__})
-                    await background.pause(stop, 1.0)
+                    pause = failures.failed()
+                    logger.warning("replay markers not read", extra={
+                        "error": type(exc).__name__, "failures_in_a_row": failures.count,
+                        "pause_seconds": pause})
+                    await background.pause(stop, pause)
                 after_batch()
         finally:
             await self._consumer.stop()

@@ -232,3 +232,24 @@ class TestReadiness:
         await tasks.stop()
         assert response.status_code == 503
         assert response.json() == {"status": "not_ready", "down": [name]}
+
+
+class TestFailuresInARow:
+    """A reader's pauses while the broker is away (the dead letters' count, the replay
+    markers): growing, so that an outage costs a warning a pause, not one a second."""
+
+    def test_the_pause_grows_with_each_failure_then_starts_again_after_a_success(
+            self) -> None:
+        failures = background.FailuresInARow(background.Backoff(first=1.0, longest=8.0))
+        assert [failures.failed() for _ in range(5)] == [1.0, 2.0, 4.0, 8.0, 8.0]
+        assert failures.count == 5
+        failures.succeeded()
+        assert failures.count == 0
+        assert failures.failed() == 1.0
+
+    def test_a_minute_away_costs_a_few_warnings(self) -> None:
+        failures, waited, tries = background.FailuresInARow(), 0.0, 0
+        while waited < 60.0:
+            waited += failures.failed()
+            tries += 1
+        assert tries == 6  # 1 + 2 + 4 + 8 + 16 + 30 s: where a pause of 1 s made 60
