@@ -75,6 +75,10 @@ def as_kafka_clients_outage(record: logging.LogRecord) -> None:
     record.levelno, record.levelname = logging.WARNING, logging.getLevelName(logging.WARNING)
 
 
+# A kind of line: its logger, message template and level.
+Key = tuple[str, str, int]
+
+
 class _Kind:
     __slots__ = ("held", "last", "written_at")
 
@@ -91,8 +95,9 @@ class LibraryLines:
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.interval = interval
         self._clock = clock
-        self._kinds: dict[tuple[str, str], _Kind] = {}
+        self._kinds: dict[Key, _Kind] = {}
         self._due = math.inf  # when the first kind holding lines back ends its interval
+        self._forgot_at = -math.inf  # when kinds past their interval were last forgotten
         self._lock = threading.Lock()  # a library may log from a thread of its own
 
     def admit(self, record: logging.LogRecord) -> list[logging.LogRecord]:
@@ -108,15 +113,18 @@ class LibraryLines:
             as_kafka_clients_outage(record)
         # A library's INFO or DEBUG line (a migration run, a server started) is no flood:
         # written as logged.
+        # By level too: aiokafka words a refused password as it words a broker away, and
+        # that ERROR is no repeat of the outage's warnings.
         key = None if ours or record.levelno < logging.WARNING else (
-            record.name, record.msg if isinstance(record.msg, str) else str(record.msg))
+            record.name, record.msg if isinstance(record.msg, str) else str(record.msg),
+            record.levelno)
         with self._lock:
             lines = self._held_lines(now, key) if now >= self._due else []
             if key is None or self._written(key, record, now):
                 lines.append(record)
         return lines
 
-    def _written(self, key: tuple[str, str], record: logging.LogRecord, now: float) -> bool:
+    def _written(self, key: Key, record: logging.LogRecord, now: float) -> bool:
         kind = self._kinds.get(key)
         if kind is not None and now - kind.written_at < self.interval:
             kind.held += 1
@@ -126,11 +134,16 @@ class LibraryLines:
         if kind is not None and kind.held:
             record.repeated = kind.held
         if kind is None and len(self._kinds) >= _MOST_KINDS:
+            if now - self._forgot_at < self.interval:
+                return True  # more kinds at once than are told apart: written as logged
             self._forget_past(now)
+            self._forgot_at = now
+            if len(self._kinds) >= _MOST_KINDS:
+                return True
         self._kinds[key] = _Kind(now)
         return True
 
-    def _held_lines(self, now: float, coming: tuple[str, str] | None) -> list[logging.LogRecord]:
+    def _held_lines(self, now: float, coming: Key | None) -> list[logging.LogRecord]:
         """Of each kind past its interval with lines held back (but the one of the record
         coming, which tells their count itself), the last held back, telling how many
         before it were."""
@@ -150,6 +163,20 @@ class LibraryLines:
             self._kinds[key] = _Kind(now)
         return lines
 
+    def held_back(self) -> list[logging.LogRecord]:
+        """Of each kind holding lines back, the last, telling how many before it were,
+        whatever their interval (the process stops: none would be told otherwise)."""
+        lines = []
+        with self._lock:
+            for kind in self._kinds.values():
+                if kind.held and kind.last is not None:
+                    if kind.held > 1:
+                        kind.last.repeated = kind.held - 1
+                    lines.append(kind.last)
+                kind.held, kind.last = 0, None
+            self._due = math.inf
+        return lines
+
     def _forget_past(self, now: float) -> None:
         """Kinds whose interval is over (none holds lines back: `admit` wrote them)."""
         self._kinds = {key: kind for key, kind in self._kinds.items()
@@ -164,7 +191,16 @@ class WritingLibraryLines(logging.StreamHandler[TextIO]):
         self.lines = lines
 
     def handle(self, record: logging.LogRecord) -> bool:
-        admitted = self.lines.admit(record)
+        # The level asked (LOG_LEVEL) is the handler's too: a library's error written as
+        # a warning of an outage is not written where only errors are asked for.
+        admitted = [line for line in self.lines.admit(record) if line.levelno >= self.level]
         for line in admitted:
             super().handle(line)
         return bool(admitted)
+
+    def close(self) -> None:
+        """The counts held back told before the stream is left (a shutdown, an exit)."""
+        for line in self.lines.held_back():
+            if line.levelno >= self.level:
+                super().handle(line)
+        super().close()

@@ -55,6 +55,7 @@ def configure(settings: Settings, *, service: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level)
+    handler.setLevel(settings.log_level)
     # Clients' own request lines, off below WARNING: httpx logs each request's URL at INFO
     # (a platform's callback URL may carry its token in the query), httpcore its headers
     # at DEBUG.

@@ -178,6 +178,15 @@ class TestRepeatedLines:
             assert written(lines, record("somelib", f"request {number} failed", ()))
         assert len(lines._kinds) <= library_lines._MOST_KINDS
 
+    def test_more_kinds_at_once_than_are_held_apart_are_written_as_logged(
+            self, lines: library_lines.LibraryLines, clock: Clock) -> None:
+        """Within one interval, past the most held: written, not remembered (nor
+        forgotten again line after line)."""
+        for number in range(library_lines._MOST_KINDS + 50):
+            clock.now += 0.001
+            assert written(lines, record("somelib", f"request {number} failed", ()))
+        assert len(lines._kinds) == library_lines._MOST_KINDS
+
 
 class TestTheKafkaClientsOutage:
     @pytest.mark.parametrize(("name", "msg", "args"), [
@@ -217,6 +226,19 @@ class TestTheKafkaClientsOutage:
         assert written(lines, refused)
         assert refused.levelname == "ERROR"
         assert not hasattr(refused, "fault")
+
+    def test_a_refused_password_amid_the_outages_warnings_is_written(
+            self, lines: library_lines.LibraryLines, clock: Clock) -> None:
+        """The same template as a broker away, within its interval: another kind (by
+        level), not a repeat of the outage's warning to hold back."""
+        template, at = 'Unable connect to "%s:%s": %s', ("127.0.0.1", 9093)
+        assert written(lines, record(msg=template, args=(*at, OSError("down"))))
+        clock.now += 5.0
+        refused = record(msg=template, args=(*at, AuthenticationFailedError("refused")))
+        assert written(lines, refused)
+        assert refused.levelname == "ERROR"
+        clock.now += 1.0
+        assert not written(lines, record(msg=template, args=(*at, OSError("down"))))
 
     def test_other_lines_of_the_client_keep_their_level(
             self, lines: library_lines.LibraryLines) -> None:
@@ -266,3 +288,48 @@ def test_the_services_logging_collapses_the_flood(fmt: str) -> None:
     else:
         assert " WARNING Unable connect to node with id 1: " in client
         assert client.endswith(' library_level="ERROR" fault="outage"')
+
+
+def configured_stream(**settings: Any) -> tuple[io.StringIO, logging.Handler]:
+    """The services' logging (logs.configure) writing into a string."""
+    logs.configure(Settings(**settings), service="router")
+    stream = io.StringIO()
+    handler = logging.getLogger().handlers[0]
+    assert isinstance(handler, logging.StreamHandler)
+    handler.setStream(stream)
+    return stream, handler
+
+
+@pytest.fixture
+def restored_logging() -> Any:
+    root = logging.getLogger()
+    handlers, saved = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(saved)
+
+
+@pytest.mark.usefixtures("restored_logging")
+def test_the_counts_held_back_are_told_when_the_handler_closes() -> None:
+    """A shutdown (SIGTERM, a stage's end) within an interval still tells them."""
+    stream, handler = configured_stream(log_format="text")
+    for node in range(5):
+        logging.getLogger("somelib").error("disk %s failing", node)
+    handler.close()
+    written = stream.getvalue().splitlines()
+    assert len(written) == 2
+    assert "disk 4 failing" in written[1]
+    assert written[1].endswith(" repeated=3")
+
+
+@pytest.mark.usefixtures("restored_logging")
+def test_errors_asked_for_alone_leave_out_the_outages_warnings() -> None:
+    """LOG_LEVEL=ERROR: aiokafka's connection error, written as a warning, is not
+    written; a refused password, an error, is."""
+    stream, _handler = configured_stream(log_format="text", log_level="ERROR")
+    client = logging.getLogger("aiokafka")
+    client.error(UNREACHABLE, 1, ConnectionRefusedError(111, "refused"))
+    client.error('Unable connect to "%s:%s": %s', "127.0.0.1", 9093,
+                 AuthenticationFailedError("refused"))
+    [written] = stream.getvalue().splitlines()
+    assert " ERROR Unable connect to " in written
