@@ -24,8 +24,8 @@ class Transfer(request_bodies.RequestBody):
     from_department: str | None = Field(
         default=None, pattern=topics.DEPARTMENT_NAME.pattern,
         description="Your department, checked if given: one the routing table in force"
-                    " lacks, holding no open ticket and never holding this one, is"
-                    " refused 422, listing the table's departments")
+                    " lacks, holding no open ticket and (asked by an admin) never"
+                    " holding this one, is refused 422, listing the table's departments")
 
 
 class PriorityChange(request_bodies.RequestBody):

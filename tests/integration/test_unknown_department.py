@@ -183,6 +183,13 @@ class TestAReportOrATransferForADepartment:
         never = await self.asked(router, other, "report", "retired_desk", "admin", None)
         assert refused(never, "body.department").startswith(
             "no department 'retired_desk' in the routing table in force")
+        # Another department's credential is not told which departments held a ticket
+        # it never held: the same 422 on either ticket.
+        for asked_about in (ticket_id, other):
+            theirs = await self.asked(router, asked_about, "report", "retired_desk",
+                                      "department", "business_desk")
+            assert refused(theirs, "body.department").startswith(
+                "no department 'retired_desk' in the routing table in force")
 
 
 async def routed_to_retired_desk(router: RouterApis) -> str:

@@ -1,11 +1,11 @@
 """A department a request names to act for (a report's `department`, a transfer's
 `from_department`, `GET /v1/credentials/me?department=`): one the routing table in force
 lacks, that holds no open ticket (gone from the table, its lanes hold them until they
-are handed on) and that the ticket asked about never came to (an admin's report dated
-while it held the ticket), is no department, refused in unknown_departments' words
-naming the field before the credential's scope is judged, so that a department
-credential's typo of its own name is told as a typo, not as another department's, and
-an admin's is refused rather than recorded as an event's department."""
+are handed on) and, asked by an admin, that the ticket asked about never came to (an
+admin's report dated while it held the ticket), is no department, refused in
+unknown_departments' words naming the field before the credential's scope is judged, so
+that a department credential's typo of its own name is told as a typo, not as another
+department's, and an admin's is refused rather than recorded as an event's department."""
 
 from __future__ import annotations
 
@@ -41,10 +41,13 @@ async def refused(department: str | None, field: str, *, principal: access.Princ
                   table: routing.RoutingTable, routed: ports.Routed,
                   ticket_id: str | None = None) -> Refused | None:
     """422 naming `field` if `department`, given, is no department to act for (on the
-    ticket `ticket_id`, if one is asked about). A
+    ticket `ticket_id`, if one is asked about, by an admin). A
     department credential's own name is not looked up: it was when it was issued, and
     the store tells whether it may act (its scope, the ticket's state)."""
     if department is None or department == principal.subject:
         return None
-    problem = await unknown(department, in_table=table, routed=routed, ticket_id=ticket_id)
+    # The ticket's history is an admin's to consult: another department's credential
+    # would learn from the answer which departments held a ticket it never held.
+    history = ticket_id if principal.role is access.Role.ADMIN else None
+    problem = await unknown(department, in_table=table, routed=routed, ticket_id=history)
     return None if problem is None else Refused(Refusal.INVALID, problem, field=field)
