@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import time
 
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
@@ -64,6 +66,12 @@ class LagWatch:
         self.departments = lag.departments(described)
 
 
+# How often the dead letters waiting are worked out again at most, and how often the
+# topic's first offsets are read to forget those its retention deleted.
+SHOW_EVERY_SECONDS = 5.0
+GONE_EVERY_SECONDS = 600.0
+
+
 class DeadLetterCount:
     """Reads `tickets.dlq` from the start, without a group (commits nothing), and counts.
     The count is shown once the records there at start-up are all read, so a restart
@@ -83,6 +91,7 @@ class DeadLetterCount:
         self.waiting = waiting_dead_letters.WaitingDeadLetters()
         self._markers = replay_markers.ReplayMarkers(settings, self.waiting.marked,
                                                      look_seconds=look_seconds)
+        self._shown_at = self._gone_looked_at = -math.inf
 
     async def run(self, stop: asyncio.Event) -> None:
         async with asyncio.TaskGroup() as readers:
@@ -110,6 +119,9 @@ class DeadLetterCount:
                         if self.caught_up:
                             logger.info("dead letters counted",
                                         extra={"dead_letters": self.count})
+                    if self.caught_up:
+                        exporter.DEAD_LETTERS.replace({(): float(self.count)})
+                        await self._forget_gone()
                     failures.succeeded()
                 except (KafkaError, OSError) as exc:
                     pause = failures.failed()
@@ -117,17 +129,31 @@ class DeadLetterCount:
                         "error": type(exc).__name__, "failures_in_a_row": failures.count,
                         "pause_seconds": pause})
                     await background.pause(stop, pause)
-                if self.caught_up:
-                    exporter.DEAD_LETTERS.replace({(): float(self.count)})
                 self._show_waiting()
         finally:
             await self._consumer.stop()
 
     def _show_waiting(self) -> None:
-        # Worked out again only when a read brought something: each is a pass over every
-        # dead letter held, and the readers poll twice a second.
-        if self.caught_up and self._markers.caught_up and self.waiting.changed:
+        # Worked out again only when a read brought something, and at most once in
+        # SHOW_EVERY_SECONDS: each is a pass over every dead letter held, and the readers
+        # poll twice a second (a flood of dead letters brings something each time).
+        now = time.monotonic()
+        if self.caught_up and self._markers.caught_up and self.waiting.changed \
+                and now - self._shown_at >= SHOW_EVERY_SECONDS:
+            self._shown_at = now
             exporter.record_dead_letters_waiting(self.waiting.figures())
+
+    async def _forget_gone(self) -> None:
+        """Once in GONE_EVERY_SECONDS, the dead letters the topic's retention deleted are
+        no longer waiting: none can be listed or replayed."""
+        now = time.monotonic()
+        if now - self._gone_looked_at < GONE_EVERY_SECONDS:
+            return
+        self._gone_looked_at = now
+        assigned = list(self._consumer.assignment())
+        if assigned:
+            starts = await self._consumer.beginning_offsets(assigned)
+            self.waiting.gone_before({tp.partition: offset for tp, offset in starts.items()})
 
     async def _start_offsets(self) -> dict[TopicPartition, int] | None:
         assigned = self._consumer.assignment()

@@ -13,7 +13,7 @@ another topic (which a replay never writes to).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from services.core import dead_letter_reading, topics
@@ -52,28 +52,43 @@ class WaitingDeadLetters:
         self._held: dict[str, _Held] = {}
         self.replayed = dead_letter_reading.Replayed()
         self.changed = True  # since the last figures: a dead letter or a marker read
+        # Labels of a dead letter held once, shown at 0 once none waits (even after the
+        # topic's retention deleted it), not left as a gap.
+        self._labels_seen: set[Labels] = set()
 
 
     def held(self, dead_letter: dead_letter_reading.Record) -> None:
         """A dead letter read from `tickets.dlq`."""
         self.changed = True
         at = dead_letter.timestamp / 1000 if dead_letter.timestamp >= 0 else None
+        held = _Held(labels(dead_letter.headers), at)
+        self._labels_seen.add(held.labels)
         self._held[dead_letter_reading.dead_letter_id(dead_letter.partition,
-                                                      dead_letter.offset)] = _Held(
-            labels(dead_letter.headers), at)
+                                                      dead_letter.offset)] = held
 
     def marked(self, marker: dead_letter_reading.Marker) -> None:
         """A replay marker read from `tickets.dlq.replayed`."""
         self.changed = True
         self.replayed.read(marker)
 
+    def gone_before(self, starts: Mapping[int, int]) -> int:
+        """Forget the dead letters the topic no longer holds: below each partition's first
+        offset (`starts`, after its retention deleted them), which no replay can find;
+        how many were forgotten."""
+        gone = [dead_letter_id for dead_letter_id in self._held
+                if _below(dead_letter_reading.parse_id(dead_letter_id), starts)]
+        for dead_letter_id in gone:
+            del self._held[dead_letter_id]
+        self.changed = self.changed or bool(gone)
+        return len(gone)
+
     def figures(self) -> Figures:
         """Worked out from every dead letter held (`changed` is cleared)."""
         self.changed = False
         waiting = {(stage, source): 0 for stage, source in topics.STAGE_GROUPS.items()}
+        waiting.update({seen: 0 for seen in self._labels_seen})
         oldest: dict[Labels, float] = {}
         for dead_letter_id, held in self._held.items():
-            waiting.setdefault(held.labels, 0)
             if dead_letter_id in self.replayed:
                 continue
             waiting[held.labels] += 1
@@ -81,3 +96,8 @@ class WaitingDeadLetters:
                 oldest[held.labels] = min(oldest.get(held.labels, held.dead_lettered_at),
                                           held.dead_lettered_at)
         return Figures(waiting, oldest)
+
+
+def _below(place: tuple[int, int], starts: Mapping[int, int]) -> bool:
+    partition, offset = place
+    return offset < starts.get(partition, 0)

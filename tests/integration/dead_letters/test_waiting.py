@@ -10,11 +10,12 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.admin import RecordsToDelete
 
 from services.core import kafka, topics
 from services.core.settings import Settings
-from services.metrics import exporter
+from services.metrics import exporter, kafka_watch
 from services.metrics.kafka_watch import DeadLetterCount
 from services.metrics.waiting_dead_letters import OTHER
 from services.router import dead_letter_records, dead_letters
@@ -115,3 +116,34 @@ async def topic_names(settings: Settings) -> set[str]:
         return set(await admin.list_topics())
     finally:
         await admin.close()
+
+
+async def test_dead_letters_the_retention_deleted_no_longer_wait(
+        settings: Settings, producer: AIOKafkaProducer, source_topic: str,
+        own_topics: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past `tickets.dlq`'s retention none can be listed or replayed: the figure drops,
+    where it counted them until every metrics instance restarted (and the alert fired)."""
+    monkeypatch.setattr(kafka_watch, "GONE_EVERY_SECONDS", 0.5)
+    for n in range(2):
+        await dead_letter(producer, source_topic, key=b"k", value=f"{n}".encode(),
+                          headers=[], stage="router")
+    async with reading(settings) as task:
+        assert await first_shown(task) == of_the_router(source_topic, 2)
+        admin = kafka.admin(settings, client_id=unique("retention"))
+        await admin.start()
+        try:
+            # What the retention does: the records below each partition's end deleted.
+            parts = [TopicPartition(own_topics, partition) for partition in
+                     (await kafka.described_partitions(admin))[own_topics]]
+            consumer = kafka.consumer(settings, group_id=None, client_id=unique("ends"))
+            await consumer.start()
+            try:
+                ends = await consumer.end_offsets(parts)
+            finally:
+                await consumer.stop()
+            assert sum(ends.values()) >= 2
+            await admin.delete_records({part: RecordsToDelete(end)
+                                        for part, end in ends.items()})
+        finally:
+            await admin.close()
+        await first_shown(task, lambda shown: shown == of_the_router(source_topic, 0))
