@@ -37,6 +37,7 @@ class ReplayMarkers:
         self._admin = kafka.admin(settings, client_id="metrics-replay-markers")
         self._read, self._look_seconds = read, look_seconds
         self._targets: dict[TopicPartition, int] | None = None
+        self._told_missing = False
         self.caught_up = False
 
     async def run(self, stop: asyncio.Event, *, after_batch: Callable[[], None]) -> None:
@@ -80,6 +81,13 @@ class ReplayMarkers:
         compacted) on a broker that creates topics on request."""
         partitions = (await kafka.described_partitions(self._admin)).get(self._topic)
         if partitions is None:
+            if not self._told_missing:
+                # Once: either is a state that lasts (no replay yet, or an ACL missing).
+                self._told_missing = True
+                logger.warning(
+                    "replay markers topic not described: not made yet (the first replay"
+                    " makes it), or this user may not read it (an ACL); until it is read,"
+                    " every dead letter counts as waiting", extra={"topic": self._topic})
             return False
         assigned = [TopicPartition(self._topic, partition) for partition in partitions]
         self._consumer.assign(assigned)
