@@ -294,27 +294,27 @@ def new_topic(settings: Settings, name: str) -> NewTopic:
 
 async def ensure_topics(
     settings: Settings, names: Iterable[str], *, attempts: int = 30
-) -> None:
+) -> frozenset[str]:
     """Create the topics that do not exist yet, with our partition count and retention
-    (a topic that exists keeps its settings: change them with Kafka's own tools).
+    (a topic that exists keeps its settings: change them with Kafka's own tools). Returns
+    those still missing because the user may not create them (a WARNING each).
 
     Retries for a while: a broker that has just opened its port may not answer yet. The
     brokers answering but not making topics (TopicsNotMade) is not retried here: the
     caller decides (a start waits, broker_start; the router's lanes are tried again).
     """
     wanted = list(dict.fromkeys(names))
-    for attempt in range(1, attempts + 1):
+    for _ in range(attempts - 1):
         try:
             return await _create_missing(settings, wanted)
         except TopicsNotMade:
             raise
         except (KafkaError, OSError):
-            if attempt == attempts:
-                raise
             await asyncio.sleep(1.0)
+    return await _create_missing(settings, wanted)
 
 
-async def _create_missing(settings: Settings, names: list[str]) -> None:
+async def _create_missing(settings: Settings, names: list[str]) -> frozenset[str]:
     client = admin(settings, client_id="topic-admin")
     await client.start()
     try:
@@ -326,7 +326,8 @@ async def _create_missing(settings: Settings, names: list[str]) -> None:
         wanted = [new_topic(settings, name) for name in names if name not in existing]
         if wanted:
             response = await client.create_topics(wanted)
-            report_created(response.topic_errors)
+            return report_created(response.topic_errors)
+        return frozenset()
     finally:
         await client.close()
 
@@ -383,11 +384,13 @@ class TopicsNotMade(KafkaError):  # type: ignore[misc]  # aiokafka is untyped
 _NOT_PERMITTED = (TopicAuthorizationFailedError, ClusterAuthorizationFailedError)
 
 
-def report_created(topic_errors: Iterable[tuple[Any, ...]]) -> None:
+def report_created(topic_errors: Iterable[tuple[Any, ...]]) -> frozenset[str]:
     """Log what CreateTopics made; TopicsNotMade for the topics the brokers did not make
-    (one another service made first is made; one the user may not create, a WARNING)."""
+    (one another service made first is made; one the user may not create, a WARNING,
+    and returned)."""
     created: list[str] = []
     refused: dict[str, type[KafkaError]] = {}
+    not_permitted: list[str] = []
     for name, code, *_ in topic_errors:
         error = for_code(code) if code else None
         if error is None:
@@ -395,12 +398,14 @@ def report_created(topic_errors: Iterable[tuple[Any, ...]]) -> None:
         elif error in _NOT_PERMITTED:
             logger.warning("topic not created", extra={"topic": name,
                                                        "error": error.__name__})
+            not_permitted.append(name)
         elif error is not TopicAlreadyExistsError:
             refused[name] = error
     if created:
         logger.info("topics created", extra={"topics": created})
     if refused:
         raise TopicsNotMade(refused)
+    return frozenset(not_permitted)
 
 
 async def send(producer: AIOKafkaProducer, record: envelope.Record) -> asyncio.Future[object]:

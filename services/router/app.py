@@ -33,6 +33,7 @@ from services.router import (
     escalation,
     event_follower,
     intake,
+    missing_lanes,
     platform_reports,
     priority,
     service,
@@ -69,9 +70,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await parts.start(Phase.PUBLISHERS, stop=config_publisher.close)
             load = LoadWatch(settings, routed, lambda: live_table.current)
             router = connected.router(load=load.view)
+            lanes = missing_lanes.MissingLanes()
             route = worker.RouteTicket(lambda: live_table.current, routed=routed,
                                        load=router.load,
-                                       outage=StoreOutage(settings.store_outage_grace_seconds))
+                                       outage=StoreOutage(settings.store_outage_grace_seconds),
+                                       lanes=lanes)
             callbacks = webhooks.build(settings, sessions,
                                        platforms_of=routed.platforms_of,
                                        awaits_store=route.awaits_store,
@@ -82,7 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                             admin_actions.AdminActions(sessions))
 
             async def sample_load() -> None:
-                await ensure_lanes(settings, live_table)  # after a reload
+                await ensure_lanes(settings, live_table, lanes)  # after a reload
                 await load.sample()
 
             async def escalate() -> None:
@@ -100,7 +103,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                         publisher=config_publisher, client_id=f"{NAME}-config")
             # The departments' queues of the table in force: the store's, which may differ
             # from the file's (or serve in place of a file that cannot be used).
-            await ensure_lanes(settings, live_table)
+            await ensure_lanes(settings, live_table, lanes)
             tasks.start("routing-table-watch", live_table.watch)
             # Once per fleet: only the router holding the job's lease runs it.
             tasks.start("escalation", lambda stop: leases.every_while_holding(
@@ -157,22 +160,33 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-async def ensure_lanes(settings: Settings, live_table: bootstrap.LiveTable) -> None:
+async def ensure_lanes(settings: Settings, live_table: bootstrap.LiveTable,
+                       lanes: missing_lanes.MissingLanes) -> None:
     """The lanes of the table in force's departments, made where missing. Lanes the
     brokers answer for but do not make (kafka.TopicsNotMade: fewer brokers up than
-    KAFKA_REPLICATION_FACTOR, a create-topic policy) are a WARNING, tried again at the
-    next load sample: the router serves the departments whose lanes exist meanwhile, and
-    samples their load (a start is not failed for them, nor the sampling stopped)."""
+    KAFKA_REPLICATION_FACTOR, a create-topic policy) or that the router's user may not
+    create are a WARNING naming their departments, tried again at the next load sample:
+    the router serves the departments whose lanes exist meanwhile, and samples their load
+    (a start is not failed for them, nor the sampling stopped); a ticket routed to one of
+    those departments is dead-lettered with the reason (`lanes`)."""
+    lanes_of = {department: priority.lane_topics(department)
+                for department in live_table.current.departments}
     try:
-        await kafka.ensure_topics(settings, _queues(live_table))
+        not_permitted = await kafka.ensure_topics(
+            settings, [lane for department_lanes in lanes_of.values()
+                       for lane in department_lanes])
     except kafka.TopicsNotMade as exc:
-        logger.warning("department lanes not made; tried again at the next load sample",
-                       extra={"error": str(exc)})
-
-
-def _queues(live_table: bootstrap.LiveTable) -> list[str]:
-    return [topic for department in live_table.current.departments
-            for topic in priority.lane_topics(department)]
+        lanes.found(missing_lanes.not_made(exc), lanes_of)
+        logger.warning("department lanes not made; tried again at the next load sample,"
+                       " tickets routed to them dead-lettered meanwhile",
+                       extra={"error": str(exc), "departments": sorted(lanes.departments)})
+        return
+    lanes.found(not_permitted, lanes_of)
+    if not_permitted:
+        logger.warning("department lanes not made (the router's Kafka user may not create"
+                       " them); tried again at the next load sample, tickets routed to them"
+                       " dead-lettered meanwhile",
+                       extra={"departments": sorted(lanes.departments)})
 
 
 def main() -> None:

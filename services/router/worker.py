@@ -15,7 +15,7 @@ from prometheus_client import Counter, Gauge
 
 from services.core import batches, db, envelope, faults, kafka, tickets
 from services.core.outage import StoreOutage
-from services.router import intake_policy, ports, routing, service
+from services.router import intake_policy, missing_lanes, ports, routing, service
 from services.router.store import Dispatch, KeptNotWritten, RoutedBefore, RoutedTickets, Stored
 
 logger = logging.getLogger(__name__)
@@ -67,12 +67,15 @@ class RouteTicket:
     that routed the first, and dropped; so is the same event twice in one batch. When
     the store is down, the batch is retried for the outage's grace period; past it,
     tickets are routed all the same and their states kept in memory until the store is
-    back (`flush_deferred`)."""
+    back (`flush_deferred`). A ticket routed to a department whose lanes the router
+    could not make (`missing_lanes`) is dead-lettered with the reason."""
 
     def __init__(self, current_table: Callable[[], routing.RoutingTable], *,
                  routed: RoutedTickets | None = None, load: ports.LoadView = ports.no_load,
-                 outage: StoreOutage | None = None) -> None:
+                 outage: StoreOutage | None = None,
+                 lanes: missing_lanes.MissingLanes | None = None) -> None:
         self._current_table = current_table
+        self._missing_lanes = lanes or missing_lanes.MissingLanes()
         self._routed = routed
         self._load = load
         self._outage = outage or StoreOutage(float("inf"))  # default: wait for the store
@@ -195,11 +198,14 @@ class RouteTicket:
             return []
         if before is not None and before.stored is not None:
             outputs = await self._replayed(ticket.ticket_id, event, before.stored)
+            self._missing_lanes.refuse(outputs)
             batch.routed_now.add(ticket.ticket_id)
             return outputs
         routed = service.route(ticket, table=self._current_table(), load=self._load,
                                now=datetime.now(UTC), event_id=event.id,
                                correlation_id=event.correlation_id)
+        # A lane the router could not make holds no ticket: dead-lettered, not waited on.
+        self._missing_lanes.refuse(routed.outputs)
         # Recorded last: a ticket whose outputs could not be built is not routed.
         batch.routed_now.add(ticket.ticket_id)
         batch.dispatches.append(routed.dispatch)

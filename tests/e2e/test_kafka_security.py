@@ -34,7 +34,9 @@ from services.core import dead_letter_reading, kafka, topics
 from services.core.settings import PROJECT_ROOT, Settings
 from services.departments import queue
 from services.metrics import replay_markers
-from services.router import dead_letter_records, dead_letters
+from services.router import app as router_app
+from services.router import bootstrap as router_bootstrap
+from services.router import dead_letter_records, dead_letters, missing_lanes
 from tests import kafka_acls
 from tests.conftest import TEST_ROUTING_TABLE, Pipeline
 from tests.integration.dead_letters import dead_lettering
@@ -256,3 +258,32 @@ class TestRefused:
         with pytest.raises(KafkaConnectionError):
             await admin.start()
         await admin.close()
+
+
+class TestLanesTheRouterMayNotMake:
+    async def test_are_a_warning_naming_the_department_whose_tickets_are_dead_lettered(
+            self, secure_kafka: SecureKafka, tmp_path: Path,
+            caplog: pytest.LogCaptureFixture) -> None:
+        """A table put in force naming a department no operator made lanes for: the
+        router's user may not create them. Its tickets' sends waited on the lanes as on a
+        broker down, for good, the tickets behind them on their partitions with them (the
+        stage's side: TestADepartmentWhoseLanesCannotBeMade in
+        tests/integration/stages/test_router_stage.py)."""
+        table_file = tmp_path / "routing.yaml"
+        table_file.write_text(TEST_ROUTING_TABLE.read_text().replace(
+            "  - {segment: business, department: business_desk",
+            "  - {segment: ghostly, department: ghost_desk}\n"
+            "  - {segment: business, department: business_desk").replace(
+            "departments:\n", "departments:\n  ghost_desk: {}\n"))
+        settings = secure_kafka.settings("router").model_copy(
+            update={"routing_table_file": table_file})
+        lanes = missing_lanes.MissingLanes()
+        with caplog.at_level(logging.WARNING, logger=router_app.__name__):
+            await router_app.ensure_lanes(settings, router_bootstrap.live_table(settings),
+                                          lanes)
+        assert lanes.departments == {"ghost_desk": tuple(topics.lane_topics("ghost_desk"))}
+        [warned] = [record for record in caplog.records if record.name == router_app.__name__]
+        assert warned.getMessage() == (
+            "department lanes not made (the router's Kafka user may not create them); tried"
+            " again at the next load sample, tickets routed to them dead-lettered meanwhile")
+        assert warned.departments == ["ghost_desk"]  # type: ignore[attr-defined]

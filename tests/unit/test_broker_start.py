@@ -197,6 +197,13 @@ class TestTopicsTheBrokersDidNotMake:
         assert getattr(caplog.records[0], "error", None) == "TopicAuthorizationFailedError"
         assert caplog.records[0].levelno == logging.WARNING
 
+    def test_those_the_user_may_not_create_are_returned(self) -> None:
+        """So that the router dead-letters the tickets of a department whose lanes they
+        are (services/router/missing_lanes.py), where it waited on them for good."""
+        assert kafka.report_created([
+            ("made", 0, None), ("not_permitted", TopicAuthorizationFailedError.errno, None),
+        ]) == {"not_permitted"}
+
     @pytest.mark.parametrize("error", [InvalidReplicationFactorError, NotControllerError,
                                        RequestTimedOutError])
     def test_are_waited_out_when_the_error_may_pass(self, error: type[Exception]) -> None:

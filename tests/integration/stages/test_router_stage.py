@@ -6,16 +6,20 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError
+from prometheus_client import REGISTRY
 
 from services.core import db, envelope, kafka, migrate, topics
 from services.core.settings import Settings
 from services.core.stage import StageRunner
-from services.router import worker
+from services.router import app as router_app
+from services.router import bootstrap as router_bootstrap
+from services.router import missing_lanes, worker
 from services.router.store import Dispatch, RoutedTickets
 from services.segmenter import erasure
 from services.segmenter.cache import CustomerCache
@@ -240,3 +244,54 @@ class TestAtLeastOnceMode:
         ids = {ticket_id: {event.id for event, _ in found if event.ticket_id == ticket_id}
                for ticket_id in uncommitted}
         assert all(len(copies) == 1 for copies in ids.values())
+
+
+class TestADepartmentWhoseLanesCannotBeMade:
+    async def test_its_ticket_is_dead_lettered_and_the_partition_goes_on(
+            self, stage_settings: Settings, raw_producer: AIOKafkaProducer,
+            tmp_path: Path) -> None:
+        """A table naming a department whose lanes the brokers do not make (here: one
+        broker, KAFKA_REPLICATION_FACTOR 2). The send of its ticket waited for the lane as
+        for a broker down, for good (routing_stage_waiting_for_outage 1), and the ticket
+        behind it on the same partition, for a department whose lanes exist, with it."""
+        ghost = unique("ghost").replace("-", "_")
+        table_file = tmp_path / "routing.yaml"
+        table_file.write_text("version: ghost-1\nfallback_department: customer_care\n"
+                              "routes:\n  - {segment: government, department: public_sector}\n"
+                              f"  - {{segment: ghostly, department: {ghost}}}\n")
+        refused = stage_settings.model_copy(update={"kafka_replication_factor": 2,
+                                                    "routing_table_file": table_file})
+        live_table = router_bootstrap.live_table(refused)
+        lanes = missing_lanes.MissingLanes()
+        runner = StageRunner(stage_settings, name="router-test", source_topic=topics.SEGMENTED,
+                             group_id=unique("router"), transform=worker.RouteTicket(
+                                 lambda: live_table.current, lanes=lanes))
+        stuck, behind = segmented_event("ghostly"), segmented_event("government")
+        await runner.start()
+        try:
+            for event in (stuck, behind):  # one key: one partition, in this order
+                await publish(raw_producer, topics.SEGMENTED, event)
+            await router_app.ensure_lanes(refused, live_table, lanes)  # the load sample's
+            found = await read_topic(stage_settings.kafka_bootstrap_servers,
+                                     "dept.public_sector", until=1,
+                                     keep=lambda e: e.ticket_id == behind.ticket_id)
+            letters = await dead_letters_of(stage_settings.kafka_bootstrap_servers,
+                                            stuck.ticket_id)
+        finally:
+            await runner.stop()
+        assert [event.ticket_id for event, _ in found] == [behind.ticket_id]
+        [letter] = letters
+        assert letter[topics.DLQ_ERROR] == (
+            f"department {ghost}'s lanes do not exist and the router could not make them"
+            f" (dept.{ghost}.high, dept.{ghost}, dept.{ghost}.low): replay this dead letter"
+            " once they do")
+        assert REGISTRY.get_sample_value("routing_router_department_lanes_missing",
+                                         {"department": ghost}) == 1
+
+
+async def dead_letters_of(bootstrap: str, ticket_id: str | None) -> list[dict[str, str]]:
+    """The headers of each of the ticket's dead letters, read from the start."""
+    found = await read_topic(bootstrap, topics.DEAD_LETTERS, until=1, settle=0.5,
+                             keep=lambda e: e.ticket_id == ticket_id)
+    return [{name: raw.decode() for name, raw in record.headers}  # type: ignore[attr-defined]
+            for _, record in found]
