@@ -7,54 +7,24 @@ count held back."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import io
 import json
 import logging
 from collections import Counter
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from devtools.kafka_broker import LocalKafka
-from services.core import kafka, library_lines, logs
+from services.core import kafka, library_lines
 from services.core.settings import Settings
 from tests.conftest import unique
+from tests.faults.test_broker_outage import own_broker  # noqa: F401
+from tests.unit.test_logs import configured
 
 # Shorter than the services' 30 s, so that a line carrying the count comes soon.
 INTERVAL_SECONDS = 2.0
 # A bound on the wait for it, which ends far sooner.
 WITHIN_SECONDS = 60.0
-
-
-@pytest.fixture
-def own_broker(tmp_path: Path) -> Iterator[LocalKafka]:
-    broker = LocalKafka(tmp_path / "kafka")
-    broker.start()
-    try:
-        yield broker
-    finally:
-        broker.stop()
-
-
-@contextlib.contextmanager
-def services_logging(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
-    """The logs configured as a service configures them (JSON), written into the stream
-    yielded; the root logger as it was afterwards."""
-    monkeypatch.setattr(library_lines, "INTERVAL_SECONDS", INTERVAL_SECONDS)
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    logs.configure(Settings(log_format="json"), service="segmenter")
-    stream = io.StringIO()
-    handler = root.handlers[0]
-    assert isinstance(handler, logging.StreamHandler)
-    handler.setStream(stream)
-    try:
-        yield stream
-    finally:
-        root.handlers[:] = handlers
-        root.setLevel(level)
 
 
 class Logged(logging.Handler):
@@ -75,12 +45,14 @@ def client_lines(stream: io.StringIO) -> list[dict[str, object]]:
 
 
 async def test_the_kafka_clients_flood_is_collapsed_with_counts(
-        own_broker: LocalKafka, monkeypatch: pytest.MonkeyPatch) -> None:
+        own_broker: LocalKafka,  # noqa: F811
+        monkeypatch: pytest.MonkeyPatch) -> None:
     settings = Settings(kafka_bootstrap_servers=own_broker.bootstrap_servers)
     topic = unique("outage-logs")
     await kafka.ensure_topics(settings, [topic])
     logged = Logged()
-    with services_logging(monkeypatch) as stream:
+    monkeypatch.setattr(library_lines, "INTERVAL_SECONDS", INTERVAL_SECONDS)
+    with configured("json") as stream:
         logging.getLogger().addHandler(logged)
         consumer = kafka.consumer(settings, topic, group_id=unique("outage-logs"),
                                   client_id="outage-logs")

@@ -4,7 +4,6 @@ connection errors as warnings of an outage; our own lines as logged."""
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import sys
@@ -18,8 +17,8 @@ from aiokafka.errors import (
     TopicAuthorizationFailedError,
 )
 
-from services.core import library_lines, logs
-from services.core.settings import Settings
+from services.core import library_lines
+from tests.unit.test_logs import configured
 
 UNREACHABLE = "Unable connect to node with id %s: %s"
 FETCH_FAILED = "Failed fetch messages from %s: %s"
@@ -257,15 +256,9 @@ class TestTheKafkaClientsOutage:
 def test_the_services_logging_collapses_the_flood(fmt: str) -> None:
     """logs.configure, the one set-up of every service, writes aiokafka's lines so: here
     a burst of one kind gives one line, as a warning of an outage with its fields."""
-    root = logging.getLogger()
-    handlers, saved = root.handlers[:], root.level
-    logs.configure(Settings(log_format=fmt), service="router")
-    stream = io.StringIO()
-    handler = root.handlers[0]
-    assert isinstance(handler, logging.StreamHandler)
-    handler.setStream(stream)
-    try:
+    with configured(fmt) as stream:
         # Once in 30 s, as README "On call" says.
+        handler = logging.getLogger().handlers[0]
         assert isinstance(handler, library_lines.WritingLibraryLines)
         assert handler.lines.interval == 30.0
         for _ in range(50):
@@ -274,9 +267,6 @@ def test_the_services_logging_collapses_the_flood(fmt: str) -> None:
             logging.getLogger("services.core.pipeline").warning(
                 "stage %s failed on a batch; retrying it", "router",
                 extra={"fault": "outage"})
-    finally:
-        root.handlers[:] = handlers
-        root.setLevel(saved)
     written = stream.getvalue().splitlines()
     assert len(written) == 51
     [client] = [line for line in written if "Unable connect" in line]
@@ -290,46 +280,25 @@ def test_the_services_logging_collapses_the_flood(fmt: str) -> None:
         assert client.endswith(' library_level="ERROR" fault="outage"')
 
 
-def configured_stream(**settings: Any) -> tuple[io.StringIO, logging.Handler]:
-    """The services' logging (logs.configure) writing into a string."""
-    logs.configure(Settings(**settings), service="router")
-    stream = io.StringIO()
-    handler = logging.getLogger().handlers[0]
-    assert isinstance(handler, logging.StreamHandler)
-    handler.setStream(stream)
-    return stream, handler
-
-
-@pytest.fixture
-def restored_logging() -> Any:
-    root = logging.getLogger()
-    handlers, saved = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(saved)
-
-
-@pytest.mark.usefixtures("restored_logging")
 def test_the_counts_held_back_are_told_when_the_handler_closes() -> None:
     """A shutdown (SIGTERM, a stage's end) within an interval still tells them."""
-    stream, handler = configured_stream(log_format="text")
-    for node in range(5):
-        logging.getLogger("somelib").error("disk %s failing", node)
-    handler.close()
+    with configured("text") as stream:
+        for node in range(5):
+            logging.getLogger("somelib").error("disk %s failing", node)
+        logging.getLogger().handlers[0].close()
     written = stream.getvalue().splitlines()
     assert len(written) == 2
     assert "disk 4 failing" in written[1]
     assert written[1].endswith(" repeated=3")
 
 
-@pytest.mark.usefixtures("restored_logging")
 def test_errors_asked_for_alone_leave_out_the_outages_warnings() -> None:
     """LOG_LEVEL=ERROR: aiokafka's connection error, written as a warning, is not
     written; a refused password, an error, is."""
-    stream, _handler = configured_stream(log_format="text", log_level="ERROR")
-    client = logging.getLogger("aiokafka")
-    client.error(UNREACHABLE, 1, ConnectionRefusedError(111, "refused"))
-    client.error('Unable connect to "%s:%s": %s', "127.0.0.1", 9093,
-                 AuthenticationFailedError("refused"))
+    with configured("text", "ERROR") as stream:
+        client = logging.getLogger("aiokafka")
+        client.error(UNREACHABLE, 1, ConnectionRefusedError(111, "refused"))
+        client.error('Unable connect to "%s:%s": %s', "127.0.0.1", 9093,
+                     AuthenticationFailedError("refused"))
     [written] = stream.getvalue().splitlines()
     assert " ERROR Unable connect to " in written
