@@ -43,6 +43,15 @@ def stage_named(app: FastAPI, name: str) -> StageRunner:
     return named
 
 
+def reading(runner: StageRunner) -> bool:
+    """Whether the stage reads its partitions: assigned, none paused (an exactly-once
+    stage holds a partition paused until it took it over: its producer opened and the
+    committed offset read). Closing its client before would end the stage only once those
+    reads gave up (30 s a partition), not at its next fetch."""
+    consumer = runner._consumer
+    return bool(consumer.assignment()) and not consumer.paused()
+
+
 @pytest.mark.parametrize("name", [topics.ROUTER_TRACKER_GROUP, topics.ROUTER_WEBHOOKS_GROUP,
                                   router_app.NAME])
 async def test_a_stage_that_ended_is_named_in_readyz(
@@ -56,6 +65,7 @@ async def test_a_stage_that_ended_is_named_in_readyz(
         assert (ready.status_code, ready.json()) == (200, {"status": "ready"})
 
         ended = stage_named(app, name)
+        await served.until(lambda: reading(ended))
         with caplog.at_level(logging.ERROR, logger=stage.__name__):
             await ended._consumer.stop()  # the client closed under the running loop
             await served.until(lambda: ended.ended)
