@@ -58,6 +58,16 @@ class FailuresInARow:
     def succeeded(self) -> None:
         self.count = 0
 
+    async def pause_after(self, error: Exception, stop: asyncio.Event, *,
+                          warning: str, by: logging.Logger) -> None:
+        """Note a failure, warn (`warning` on `by`, the reader's logger) with the error's
+        class, the failures in a row and the pause, then pause (until `stop`)."""
+        seconds = self.failed()
+        by.warning(warning, extra={"error": type(error).__name__,
+                                   "failures_in_a_row": self.count,
+                                   "pause_seconds": seconds})
+        await pause(stop, seconds)
+
 
 @dataclass
 class _Health:

@@ -124,11 +124,8 @@ class DeadLetterCount:
                         await self._forget_gone()
                     failures.succeeded()
                 except (KafkaError, OSError) as exc:
-                    pause = failures.failed()
-                    logger.warning("dead letters not read", extra={
-                        "error": type(exc).__name__, "failures_in_a_row": failures.count,
-                        "pause_seconds": pause})
-                    await background.pause(stop, pause)
+                    await failures.pause_after(exc, stop, warning="dead letters not read",
+                                               by=logger)
                 self._show_waiting()
         finally:
             await self._consumer.stop()

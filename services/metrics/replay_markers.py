@@ -51,11 +51,8 @@ class ReplayMarkers:
                     await self._step(stop)
                     failures.succeeded()
                 except (KafkaError, OSError) as exc:
-                    pause = failures.failed()
-                    logger.warning("replay markers not read", extra={
-                        "error": type(exc).__name__, "failures_in_a_row": failures.count,
-                        "pause_seconds": pause})
-                    await background.pause(stop, pause)
+                    await failures.pause_after(exc, stop, warning="replay markers not read",
+                                               by=logger)
                 after_batch()
         finally:
             await self._consumer.stop()

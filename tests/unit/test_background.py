@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 from collections.abc import Callable
 
 import httpx
@@ -253,3 +254,22 @@ class TestFailuresInARow:
             waited += failures.failed()
             tries += 1
         assert tries == 6  # 1 + 2 + 4 + 8 + 16 + 30 s: where a pause of 1 s made 60
+
+    async def test_a_failure_is_warned_with_its_class_the_count_and_the_pause(
+            self, caplog: pytest.LogCaptureFixture) -> None:
+        """Both readers' warning ("dead letters not read", "replay markers not read"),
+        written once, on the reader's own logger."""
+        failures = background.FailuresInARow(background.Backoff(first=1.0, longest=8.0))
+        stop = asyncio.Event()
+        stop.set()  # the pause ends at once
+        reader = logging.getLogger("services.metrics.kafka_watch")
+        with caplog.at_level(logging.WARNING, logger=reader.name):
+            for _ in range(2):
+                await failures.pause_after(ConnectionResetError(), stop,
+                                           warning="dead letters not read", by=reader)
+        assert [(record.name, record.getMessage(), record.error,  # type: ignore[attr-defined]
+                 record.failures_in_a_row, record.pause_seconds)  # type: ignore[attr-defined]
+                for record in caplog.records] == [
+            (reader.name, "dead letters not read", "ConnectionResetError", 1, 1.0),
+            (reader.name, "dead letters not read", "ConnectionResetError", 2, 2.0)]
+        assert failures.count == 2
