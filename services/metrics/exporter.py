@@ -141,7 +141,8 @@ CONSUMER_COMMITTED_OFFSET = Snapshot(
     " stopped consuming keeps it flat", ("group", "topic"))
 DEAD_LETTERS = Snapshot(
     "routing_dead_letters",
-    "Records held in the dead-letter topic tickets.dlq (read, not estimated from offsets)",
+    "Records held in the dead-letter topic tickets.dlq (read, not estimated from offsets;"
+    " less those its retention deleted, looked for every 10 minutes)",
     ())
 # Labels from fixed sets (services/metrics/waiting_dead_letters.py), never a ticket's.
 DEAD_LETTERS_WAITING = Snapshot(

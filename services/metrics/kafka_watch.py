@@ -67,15 +67,17 @@ class LagWatch:
 
 
 # How often the dead letters waiting are worked out again at most, and how often the
-# topic's first offsets are read to forget those its retention deleted.
+# topic's first offsets are read to forget those its retention deleted (held and waiting).
 SHOW_EVERY_SECONDS = 5.0
 GONE_EVERY_SECONDS = 600.0
 
 
 class DeadLetterCount:
-    """Reads `tickets.dlq` from the start, without a group (commits nothing), and counts.
-    The count is shown once the records there at start-up are all read, so a restart
-    never looks like a burst of new dead letters.
+    """Reads `tickets.dlq` from the start, without a group (commits nothing), and counts
+    the dead letters it holds: those read, less those its retention deleted since (its
+    first offsets read every GONE_EVERY_SECONDS). The count is shown once the records
+    there at start-up are all read, so a restart never looks like a burst of new dead
+    letters.
 
     With the replay markers (replay_markers.ReplayMarkers, a reader of its own) it also
     shows the dead letters waiting, never replayed (waiting_dead_letters.py): once both
@@ -86,12 +88,17 @@ class DeadLetterCount:
                  look_seconds: float = replay_markers.LOOK_SECONDS) -> None:
         self._consumer = kafka.consumer(settings, topics.DEAD_LETTERS, group_id=None,
                                         client_id="metrics-dead-letters")
-        self.count = 0
         self.caught_up = False
         self.waiting = waiting_dead_letters.WaitingDeadLetters()
         self._markers = replay_markers.ReplayMarkers(settings, self.waiting.marked,
                                                      look_seconds=look_seconds)
         self._shown_at = self._gone_looked_at = -math.inf
+
+    @property
+    def count(self) -> int:
+        """The dead letters held in the topic (those its retention deleted forgotten
+        with the waiting ones': one definition)."""
+        return self.waiting.held_count
 
     async def run(self, stop: asyncio.Event) -> None:
         async with asyncio.TaskGroup() as readers:
@@ -109,7 +116,6 @@ class DeadLetterCount:
                     # and read past: not the end of the count, nor of the service's health.
                     batch = await faults.fetch_past_unreadable(self._consumer, timeout_ms=500)
                     for records in batch.values():
-                        self.count += len(records)
                         for record in records:
                             self.waiting.held(record)
                     if not self.caught_up:
@@ -120,6 +126,7 @@ class DeadLetterCount:
                             logger.info("dead letters counted",
                                         extra={"dead_letters": self.count})
                     if self.caught_up:
+                        # Those forgotten leave the count shown at the next poll.
                         exporter.DEAD_LETTERS.replace({(): float(self.count)})
                         await self._forget_gone()
                     failures.succeeded()
@@ -142,7 +149,7 @@ class DeadLetterCount:
 
     async def _forget_gone(self) -> None:
         """Once in GONE_EVERY_SECONDS, the dead letters the topic's retention deleted are
-        no longer waiting: none can be listed or replayed."""
+        no longer held, nor waiting: none can be listed or replayed."""
         now = time.monotonic()
         if now - self._gone_looked_at < GONE_EVERY_SECONDS:
             return

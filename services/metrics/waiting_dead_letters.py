@@ -1,4 +1,5 @@
-"""The dead letters waiting: held in `tickets.dlq` with no replay marker
+"""The dead letters held in `tickets.dlq`: read from it and not deleted since by its
+retention (`routing_dead_letters`), and those waiting among them, with no replay marker
 (dead_letter_reading.Replayed), by the stage that dead-lettered each and the topic it was
 read from. Pure: the readers (kafka_watch.DeadLetterCount) hand it what they read, the
 dead letters and the markers in whatever order they come.
@@ -56,7 +57,6 @@ class WaitingDeadLetters:
         # topic's retention deleted it), not left as a gap.
         self._labels_seen: set[Labels] = set()
 
-
     def held(self, dead_letter: dead_letter_reading.Record) -> None:
         """A dead letter read from `tickets.dlq`."""
         self.changed = True
@@ -65,6 +65,12 @@ class WaitingDeadLetters:
         self._labels_seen.add(held.labels)
         self._held[dead_letter_reading.dead_letter_id(dead_letter.partition,
                                                       dead_letter.offset)] = held
+
+    @property
+    def held_count(self) -> int:
+        """The dead letters held, replayed or not: each read once (by its place), less
+        those the retention deleted (`gone_before`)."""
+        return len(self._held)
 
     def marked(self, marker: dead_letter_reading.Marker) -> None:
         """A replay marker read from `tickets.dlq.replayed`."""

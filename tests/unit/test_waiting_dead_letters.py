@@ -60,20 +60,23 @@ class TestWaiting:
         waiting.marked(Marker(b"0:0"))
         assert waiting.changed
 
-    def test_those_the_retention_deleted_no_longer_wait_their_labels_at_zero(
+    def test_those_the_retention_deleted_are_no_longer_held_nor_wait_labels_at_zero(
             self) -> None:
         waiting = WaitingDeadLetters()
         for offset in range(3):
             waiting.held(DeadLetter(0, offset, SEGMENTER))
         waiting.held(DeadLetter(1, 0, TRACKER))
         waiting.figures()
+        assert waiting.held_count == 4
         assert waiting.gone_before({0: 2}) == 2  # partition 0 starts at offset 2 now
+        assert waiting.held_count == 2  # routing_dead_letters: one rule with the waiting
         assert waiting.changed
         assert waiting.figures().waiting == {
             **NONE_WAITING, ("segmenter", topics.INCOMING): 1,
             ("router-tracker", topics.EVENTS): 1}
         assert waiting.gone_before({0: 3, 1: 1}) == 2
         assert waiting.figures() == waiting_dead_letters.Figures(NONE_WAITING, {})
+        assert waiting.held_count == 0
         assert waiting.gone_before({0: 3, 1: 1}) == 0
 
     def test_dead_letters_without_a_marker_wait_by_stage_and_source(self) -> None:

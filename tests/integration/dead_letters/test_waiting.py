@@ -14,7 +14,7 @@ import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import RecordsToDelete
 
-from services.core import kafka, topics
+from services.core import dead_letter_reading, kafka, topics
 from services.core.settings import Settings
 from services.metrics import exporter, kafka_watch
 from services.metrics.kafka_watch import DeadLetterCount
@@ -138,21 +138,64 @@ async def test_dead_letters_the_retention_deleted_no_longer_wait(
                           headers=[], stage="router")
     async with reading(settings) as task:
         assert await first_shown(task) == of_the_router(source_topic, 2)
-        admin = kafka.admin(settings, client_id=unique("retention"))
+        # What the retention does: the records below each partition's end deleted.
+        admin = kafka.admin(settings, client_id=unique("partitions"))
         await admin.start()
         try:
-            # What the retention does: the records below each partition's end deleted.
             parts = [TopicPartition(own_topics, partition) for partition in
                      (await kafka.described_partitions(admin))[own_topics]]
-            consumer = kafka.consumer(settings, group_id=None, client_id=unique("ends"))
-            await consumer.start()
-            try:
-                ends = await consumer.end_offsets(parts)
-            finally:
-                await consumer.stop()
-            assert sum(ends.values()) >= 2
-            await admin.delete_records({part: RecordsToDelete(end)
-                                        for part, end in ends.items()})
         finally:
             await admin.close()
+        consumer = kafka.consumer(settings, group_id=None, client_id=unique("ends"))
+        await consumer.start()
+        try:
+            ends = await consumer.end_offsets(parts)
+        finally:
+            await consumer.stop()
+        assert sum(ends.values()) >= 2
+        await deleted_below(settings, ends)
         await first_shown(task, lambda shown: shown == of_the_router(source_topic, 0))
+
+
+async def test_the_dead_letters_held_are_those_read_less_those_the_retention_deleted(
+        settings: Settings, producer: AIOKafkaProducer, source_topic: str,
+        own_topics: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`routing_dead_letters`, the dead letters the topic holds, forgets those its
+    retention deleted as the waiting ones do (one rule), where it went on counting them
+    until the metrics service restarted; one dead-lettered afterwards raises it again."""
+    monkeypatch.setattr(kafka_watch, "GONE_EVERY_SECONDS", 0.5)
+    made = [await dead_letter(producer, source_topic, key=b"k", value=f"{n}".encode(),
+                              headers=[], stage="router") for n in range(3)]
+    places = [dead_letter_reading.parse_id(dead_letter_id) for dead_letter_id in made]
+    (partition,) = {partition for partition, _ in places}  # one key: one partition
+    async with reading(settings) as task:
+        await first_shown(task, lambda shown: shown == of_the_router(source_topic, 3))
+        assert exporter.DEAD_LETTERS.values() == {(): 3.0}
+        # What the retention does, to the oldest two.
+        await deleted_below(settings, {TopicPartition(own_topics, partition): places[2][1]})
+        await held_shown(task, 1)
+        await first_shown(task, lambda shown: shown == of_the_router(source_topic, 1))
+
+        await dead_letter(producer, source_topic, key=b"k", value=b"after", headers=[],
+                          stage="router")
+        await held_shown(task, 2)
+
+
+async def deleted_below(settings: Settings, firsts: dict[TopicPartition, int]) -> None:
+    """The records of each partition below its offset in `firsts` deleted, as the
+    topic's retention deletes them."""
+    admin = kafka.admin(settings, client_id=unique("retention"))
+    await admin.start()
+    try:
+        await admin.delete_records({part: RecordsToDelete(first)
+                                    for part, first in firsts.items()})
+    finally:
+        await admin.close()
+
+
+async def held_shown(task: asyncio.Task[None], count: int) -> None:
+    """Once the reader shows `count` dead letters held (routing_dead_letters)."""
+    async with asyncio.timeout(60):
+        while exporter.DEAD_LETTERS.values() != {(): float(count)}:
+            assert not task.done(), task
+            await asyncio.sleep(0.1)
