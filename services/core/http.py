@@ -8,12 +8,11 @@ from datetime import date, datetime
 from http import HTTPStatus
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from fastapi.telemetry import TelemetryConfig
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import AfterValidator, AwareDatetime, BeforeValidator, WithJsonSchema
 from starlette.exceptions import HTTPException
 
@@ -24,6 +23,7 @@ from services.core import (
     body_limit,
     config_files,
     db,
+    health,
     http_answers,
     http_docs,
     json_bodies,
@@ -204,12 +204,10 @@ def install(app: FastAPI, *, ready: Callable[[], bool],
             down: Callable[[], list[str]] = list, ended: Callable[[], list[str]] = list,
             streamed_uploads: Collection[tuple[str, str]] = ()) -> None:
     """Add the shared error handlers, a body size limit, `/healthz`, `/readyz` and
-    `/metrics` to a service. `/readyz` answers 503 unless `ready()`, naming what `down()`
-    says is down (background tasks, stages ended). `/healthz` answers 503 naming the
-    stages that `ended()` for good, which the process exits for, to be restarted (a
-    liveness probe agrees with its exit). `streamed_uploads` are the (method, path) of the
-    routes exempt from the body limit: bulk uploads that stream their body, and read it
-    only once their caller is authenticated."""
+    `/metrics` (health.routes: `ready`, `down` and `ended` say what they answer) to a
+    service. `streamed_uploads` are the (method, path) of the routes exempt from the body
+    limit: bulk uploads that stream their body, and read it only once their caller is
+    authenticated."""
     for route in allowed_methods.method_routes(app.router.routes):
         if isinstance(route, APIRoute):
             json_bodies.read_unique_keys(route)
@@ -225,29 +223,7 @@ def install(app: FastAPI, *, ready: Callable[[], bool],
     auth.install(app)
     for store_error in db.STORE_ERRORS:
         app.add_exception_handler(store_error, _store_unavailable)
-    health = APIRouter(tags=["health"])
-
-    @health.get("/healthz", summary="The process is alive (no stage ended for good)")
-    async def alive() -> JSONResponse:
-        stages_ended = ended()
-        if stages_ended:
-            return JSONResponse(status_code=503,
-                                content={"status": "exiting", "ended": stages_ended})
-        return JSONResponse(status_code=200, content={"status": "ok"})
-
-    @health.get("/readyz", summary="The service can do its work (broker and stage running)")
-    async def is_ready() -> JSONResponse:
-        tasks_down = down()
-        ok = ready() and not tasks_down
-        return JSONResponse(status_code=200 if ok else 503,
-                            content={"status": "ready" if ok else "not_ready",
-                                     **({"down": tasks_down} if tasks_down else {})})
-
-    @health.get("/metrics", summary="Prometheus metrics", response_class=Response)
-    async def metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
-
-    app.include_router(health)
+    app.include_router(health.routes(ready=ready, down=down, ended=ended))
     # Last: the routes of every included router are known.
     allowed_methods.concrete_paths_first(app)
 

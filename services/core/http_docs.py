@@ -1,7 +1,9 @@
 """What every service's OpenAPI says about its error answers, so that clients (and the
 schemathesis fuzz tests) can rely on it: one error shape for every 4xx and 5xx, the
 statuses the shared pieces answer documented on each operation they guard, and the
-`Retry-After` of every 503 and 429 documented, wherever it is."""
+`Retry-After` of every 503 and 429 documented, wherever it is. A 503 declared with a
+model of its own (a probe's: services/core/health.py) is a state, not an error: kept as
+declared."""
 
 from __future__ import annotations
 
@@ -97,7 +99,15 @@ def document_errors(schema: dict[str, Any], *, body_limit_exempt: tuple[str, ...
                 responses["422"] = {
                     "description": INVALID if described == "Validation Error" else described}
             for status, response in responses.items():
-                if status[0] in "45":
+                if status[0] in "45" and not _shaped_its_own(response):
                     response["content"] = _ERROR_CONTENT
-                if status in _RETRY_LATER:
-                    response["headers"] = {**RETRY_AFTER, **response.get("headers", {})}
+                    if status in _RETRY_LATER:
+                        response["headers"] = {**RETRY_AFTER, **response.get("headers", {})}
+
+
+def _shaped_its_own(response: dict[str, Any]) -> bool:
+    """An answer declared with a model of its own (a probe's 503: services/core/health.py),
+    not an error: neither the framework's 422 shape nor none."""
+    schema = response.get("content", {}).get("application/json", {}).get("schema", {})
+    return "$ref" in schema and \
+        schema["$ref"].rsplit("/", 1)[-1] not in _FRAMEWORK_SCHEMAS
