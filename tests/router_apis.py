@@ -18,7 +18,7 @@ from services.core import db, http, kafka, service_context, topics
 from services.core.credentials import Credentials
 from services.core.live_config import LiveConfig
 from services.core.settings import Settings
-from services.router import bootstrap, intake, service_clocks, table_file
+from services.router import bootstrap, intake, missing_lanes, service_clocks, table_file
 from services.router.intake_keys import IntakeKeys
 from services.router.store import Dispatch, RoutedTickets
 from tests import credentials
@@ -67,10 +67,12 @@ class RouterApis:
 @asynccontextmanager
 async def router_apis(database_url: str, kafka_bootstrap: str, folder: Path,
                       *apis: APIRouter, table: str = CUSTOMER_CARE_ONLY,
+                      lanes: missing_lanes.MissingLanes | None = None,
                       **settings_given: Any) -> AsyncIterator[RouterApis]:
     """`apis` served over the store of `database_url` (migrated) and the routing table
     `table` (YAML text, written into `folder`), publishing on `tickets.events` of
-    `kafka_bootstrap`, with the settings given beside those (`intake_byte_rate_limit=...`)."""
+    `kafka_bootstrap`, with the settings given beside those (`intake_byte_rate_limit=...`);
+    `lanes`, the department lanes the router could not make, as ensure_lanes finds them."""
     table_path = folder / "routing.yaml"
     table_path.write_text(table, encoding="utf-8")
     settings = Settings(kafka_bootstrap_servers=kafka_bootstrap, database_url=database_url,
@@ -85,7 +87,8 @@ async def router_apis(database_url: str, kafka_bootstrap: str, folder: Path,
     sessions = db.sessions(engine)
     routed, keys = RoutedTickets(sessions), IntakeKeys(sessions)
     router = bootstrap.wire(settings, routed=routed, intake_keys=keys, publisher=publisher,
-                            table=LiveConfig("routing_table", table_path, table_file.parse))
+                            table=LiveConfig("routing_table", table_path, table_file.parse),
+                            lanes=lanes)
     service_context.install(app, settings).provide(router, bootstrap.known_departments(router))
     try:
         async with credentials.authenticating(app, database_url) as store, httpx.AsyncClient(

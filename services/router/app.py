@@ -69,8 +69,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             config_publisher = kafka.Publisher(settings, client_id=f"{NAME}-config")
             await parts.start(Phase.PUBLISHERS, stop=config_publisher.close)
             load = LoadWatch(settings, routed, lambda: live_table.current)
-            router = connected.router(load=load.view)
             lanes = missing_lanes.MissingLanes()
+            router = connected.router(load=load.view, lanes=lanes)
             route = worker.RouteTicket(lambda: live_table.current, routed=routed,
                                        load=router.load,
                                        outage=StoreOutage(settings.store_outage_grace_seconds),

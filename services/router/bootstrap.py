@@ -36,6 +36,7 @@ from services.router import (
     clock_watch,
     dispatch,
     erasures,
+    missing_lanes,
     ports,
     priority,
     routing,
@@ -58,7 +59,9 @@ class Router:
     settings: Settings
     routed: ports.Routed
     intake_keys: ports.Keys
-    publisher: ports.Publisher  # the intake's: transactional (a 503 is never delivered)
+    # The intake's: transactional (a 503 is never delivered); refusing what goes to a
+    # department whose lanes the router could not make (missing_lanes.Refusing).
+    publisher: ports.Publisher
     table: LiveTable
     load: ports.LoadView = ports.no_load  # the departments' load, sampled
     queue_for: dispatch.QueueFor = priority.queue_for
@@ -82,11 +85,16 @@ def live_table(settings: Settings) -> LiveTable:
 def wire(settings: Settings, *, routed: ports.Routed, intake_keys: ports.Keys,
          publisher: ports.Publisher, table: LiveTable | None = None,
          load: ports.LoadView = ports.no_load,
-         queue_for: dispatch.QueueFor = priority.queue_for) -> Router:
-    """The context, from adapters real or fake; the table defaults to the settings'."""
+         queue_for: dispatch.QueueFor = priority.queue_for,
+         lanes: missing_lanes.MissingLanes | None = None) -> Router:
+    """The context, from adapters real or fake; the table defaults to the settings'.
+    `lanes`: those the router could not make (the router stage's and ensure_lanes'),
+    which its use cases hand nothing to."""
     return Router(settings=settings, routed=routed, intake_keys=intake_keys,
-                  publisher=publisher, table=table if table is not None else live_table(
-                      settings), load=load, queue_for=queue_for)
+                  publisher=missing_lanes.Refusing(
+                      publisher, lanes if lanes is not None else missing_lanes.MissingLanes()),
+                  table=table if table is not None else live_table(settings), load=load,
+                  queue_for=queue_for)
 
 
 def known_departments(router: Router) -> credentials_api.KnownDepartments:
@@ -117,10 +125,12 @@ class Connected:
     credentials: Credentials
     simulator: Simulator
 
-    def router(self, load: ports.LoadView = ports.no_load) -> Router:
-        """The context over these adapters, with the departments' load as `load` sees it."""
+    def router(self, load: ports.LoadView = ports.no_load,
+               lanes: missing_lanes.MissingLanes | None = None) -> Router:
+        """The context over these adapters, with the departments' load as `load` sees it
+        and the lanes the router could not make as `lanes` found them."""
         return wire(self.settings, routed=self.routed, intake_keys=self.intake_keys,
-                    publisher=self.publisher, table=self.table, load=load)
+                    publisher=self.publisher, table=self.table, load=load, lanes=lanes)
 
 
 def intake_publisher(settings: Settings) -> TransactionalPublisher:

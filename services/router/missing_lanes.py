@@ -2,8 +2,10 @@
 topics, a create-topic policy refused them), as the router's last try found them: a
 ticket routed to one of them is dead-lettered with a reason naming the department and
 its lanes, to be replayed once they exist, rather than held, its partition with it, as
-if the broker were down. Lanes not tried yet (a table just put in force) are waited for
-as usual: the next load sample makes them."""
+if the broker were down. A hand-over there (a transfer, an escalation: `Refusing`, the
+use cases' publisher) is refused so too, nothing published: the ticket stays where it
+is. Lanes not tried yet (a table just put in force) are waited for as usual: the next
+load sample makes them."""
 
 from __future__ import annotations
 
@@ -12,10 +14,18 @@ from collections.abc import Iterable, Mapping, Sequence
 from prometheus_client import Gauge
 
 from services.core import faults, kafka
+from services.router import ports
 
 LANES_MISSING = Gauge("routing_router_department_lanes_missing",
                       "1 while a department's lanes are missing and the router could not"
-                      " make them: tickets routed to it are dead-lettered", ["department"])
+                      " make them: tickets routed to it are dead-lettered, hand-overs to it"
+                      " refused", ["department"])
+
+
+# What follows for a ticket the router stage refuses: the stage dead-letters it.
+DEAD_LETTERED = "replay this dead letter once they do"
+# What follows for a hand-over refused (a transfer, an escalation): nothing is published.
+NOT_HANDED_ON = "nothing is handed on to it until they do"
 
 
 def not_made(refused: kafka.TopicsNotMade) -> set[str]:
@@ -50,12 +60,40 @@ class MissingLanes:
     def departments(self) -> dict[str, tuple[str, ...]]:
         return dict(self._departments)
 
-    def refuse(self, outputs: Iterable[kafka.Output]) -> None:
-        """faults.Unprocessable if one of the outputs goes to a missing lane."""
+    def refuse(self, outputs: Iterable[kafka.Publishable], *,
+               then: str = DEAD_LETTERED) -> None:
+        """LanesMissing if one of the outputs goes to a missing lane, its reason ending
+        with `then` (what follows for the ticket)."""
+        if not self._lanes:
+            return
         for output in outputs:
             department = self._lanes.get(output.topic)
             if department is not None:
-                lanes = ", ".join(self._departments[department])
-                raise faults.Unprocessable(
-                    f"department {department}'s lanes do not exist and the router could"
-                    f" not make them ({lanes}): replay this dead letter once they do")
+                raise LanesMissing(department, self._departments[department], then=then)
+
+
+class LanesMissing(faults.Unprocessable):
+    """Outputs for the lanes of a department the router could not make (MissingLanes):
+    a ticket the stage routes there is dead-lettered with this reason; a transfer there
+    is refused (409), an escalation there is checked again later."""
+
+    def __init__(self, department: str, lanes: Sequence[str], *, then: str) -> None:
+        self.department, self.lanes = department, tuple(lanes)
+        super().__init__(f"department {department}'s lanes do not exist and the router could"
+                         f" not make them ({', '.join(lanes)}): {then}")
+
+
+class Refusing:
+    """The router's use cases' publisher (ports.Publisher), refusing as the stage does
+    what goes to a department whose lanes the router could not make: LanesMissing,
+    nothing published. Else a transfer or an escalation there waited for the lane as for
+    a broker down, until the publish gave up (503, the escalation check ended, the
+    tickets due after it held with it), and failed the intake's tickets its transaction
+    shared."""
+
+    def __init__(self, publisher: ports.Publisher, lanes: MissingLanes) -> None:
+        self._publisher, self._lanes = publisher, lanes
+
+    async def publish(self, outputs: Sequence[kafka.Publishable]) -> None:
+        self._lanes.refuse(outputs, then=NOT_HANDED_ON)
+        await self._publisher.publish(outputs)

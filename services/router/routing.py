@@ -12,8 +12,10 @@ taken in steps, each one written to its trace:
    department (it ends at a closed one, or comes round to one it passed) hands nothing
    on: the ticket stays with the department it started from, whose clock waits;
 4. overflow: an overflowing department (overflow.py) hands the ticket along its
-   overflow chain, but never to a department that is closed (the trace shows the
-   predicted first response of each department on the way whose overflow reads it);
+   overflow chain, but never to a department that is closed, nor to one whose lanes the
+   router could not make (`lanes_missing`: services/router/missing_lanes.py; the trace
+   shows the predicted first response of each department on the way whose overflow
+   reads it);
 5. the first-response deadline: the target in business time on the final department's
    calendar (a department without a calendar is open 24/7).
 """
@@ -21,7 +23,7 @@ taken in steps, each one written to its trace:
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -209,8 +211,11 @@ def view_of(ticket: tickets.Ticket) -> dict[str, Any]:
 def decide(segment: str, tier: str, ticket_view: Mapping[str, Any], table: RoutingTable, *,
            now: datetime, load: Mapping[str, overflow.DepartmentLoad] | None = None,
            overflow_state: Mapping[str, overflow.OverflowState] | None = None,
+           lanes_missing: Collection[str] = (),
            ) -> RoutingDecision:
-    """Where a ticket goes now, with its priority and first-response deadline."""
+    """Where a ticket goes now, with its priority and first-response deadline.
+    `lanes_missing`: the departments whose lanes the router could not make, which no
+    overflow hands a ticket to."""
     trace: list[str] = []
     route = table.routes.get(segment)
     reason: Reason
@@ -233,7 +238,8 @@ def decide(segment: str, tier: str, ticket_view: Mapping[str, Any], table: Routi
     if handed != department:
         department, reason = handed, "after_hours"
     overflowed_from = None
-    handed = _overflow(table, department, now, load or {}, overflow_state or {}, trace)
+    handed = _overflow(table, department, now, load or {}, overflow_state or {}, trace,
+                       lanes_missing)
     if handed != department:
         overflowed_from, department, reason = department, handed, "overflow"
     calendar = table.policy(department).calendar
@@ -294,7 +300,8 @@ def _after_hours(table: RoutingTable, department: str, now: datetime,
 
 def _overflow(table: RoutingTable, department: str, now: datetime,
               load: Mapping[str, overflow.DepartmentLoad],
-              states: Mapping[str, overflow.OverflowState], trace: list[str]) -> str:
+              states: Mapping[str, overflow.OverflowState], trace: list[str],
+              lanes_missing: Collection[str]) -> str:
     chain = [department]
     while (policy := table.policy(chain[-1]).overflow_policy) is not None:
         current, target = chain[-1], policy.to
@@ -313,6 +320,10 @@ def _overflow(table: RoutingTable, department: str, now: datetime,
         if target_calendar is not None and not target_calendar.is_open(now):
             trace.append(f"{current} {state} {transition.reason}, but {target} is closed:"
                          " no overflow")
+            break
+        if target in lanes_missing:
+            trace.append(f"{current} {state} {transition.reason}, but {target}'s lanes do"
+                         " not exist (the router could not make them): no overflow")
             break
         trace.append(f"{current} {state} {transition.reason}: overflow to {target}")
         chain.append(target)

@@ -118,7 +118,9 @@ def _clocks(stored: dict[str, Any] | None) -> dict[str, Any]:
     **UNAVAILABLE, **RATE_LIMITED, 409: {
     "description": "`resolved` (the ticket is closed), `trace_full` (its trace at its"
                    " ceiling), `same_department` (it is already"
-                   " there), `not_yours` (it is not with `from_department`) or"
+                   " there), `not_yours` (it is not with `from_department`),"
+                   " `lanes_missing` (the router could not make `to_department`'s lanes:"
+                   " the ticket stays where it is) or"
                    " `handover_in_flight` (another transfer, an escalation or a priority"
                    " change of it is being published: read it again)"}})
 async def transfer(ticket_id: TicketId, body: Transfer, router: bootstrap.RouterContext,

@@ -203,7 +203,8 @@ class RouteTicket:
             return outputs
         routed = service.route(ticket, table=self._current_table(), load=self._load,
                                now=datetime.now(UTC), event_id=event.id,
-                               correlation_id=event.correlation_id)
+                               correlation_id=event.correlation_id,
+                               lanes_missing=self._missing_lanes.departments)
         # A lane the router could not make holds no ticket: dead-lettered, not waited on.
         self._missing_lanes.refuse(routed.outputs)
         # Recorded last: a ticket whose outputs could not be built is not routed.

@@ -99,6 +99,14 @@ class TestOverflow:
         assert decision.department == "customer_care"
         assert any("sales_support is closed: no overflow" in step for step in decision.explanation)
 
+    def test_never_to_a_department_whose_lanes_are_missing(self) -> None:
+        """The router could not make them (services/router/missing_lanes.py): handed
+        there, the ticket would be dead-lettered, where its own department takes it."""
+        decision = decide("general", load=SWAMPED, lanes_missing={"sales_support"})
+        assert (decision.department, decision.overflowed_from) == ("customer_care", None)
+        assert "customer_care over backlog 120 > 100, but sales_support's lanes do not exist" \
+               " (the router could not make them): no overflow" in decision.explanation
+
     def test_the_deadline_follows_the_receiving_department_calendar(self) -> None:
         late = datetime(2025, 1, 6, 16, 0, tzinfo=UTC)  # 17:00 in Amsterdam
         decision = decide("general", load=SWAMPED, now=late)

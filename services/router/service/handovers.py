@@ -15,6 +15,7 @@ from services.core import access, events, kafka, tickets, topics, unknown_depart
 from services.router import (
     clock_watch,
     dispatch,
+    missing_lanes,
     ports,
     routing,
     service_clocks,
@@ -48,7 +49,8 @@ async def transfer(ticket_id: str, *, to_department: str, reason: str,
     The ticket is claimed for the hand-over first (`claim_for`: longer than a publish),
     as it was read, so that another transfer or an escalation at the same moment does
     not put it in a second queue. A `from_department` that is no department of `table`
-    is refused first (acting_for)."""
+    is refused first (acting_for); a department whose lanes the router could not make
+    is refused, the ticket left where it is (missing_lanes)."""
     unknown = await acting_for.refused(from_department, "body.from_department",
                                        principal=principal, table=table, routed=routed,
                                        ticket_id=ticket_id)
@@ -95,6 +97,8 @@ async def transfer(ticket_id: str, *, to_department: str, reason: str,
         claim = await ports.publish_claimed(routed, publisher, row, outputs, hold=claim_for)
     except kafka.PublishFailed:
         return verdicts.UNAVAILABLE
+    except missing_lanes.LanesMissing as missing:
+        return verdicts.lanes_missing(missing, held_by=row.department)
     if claim is None:
         return verdicts.HANDOVER_IN_FLIGHT
     await ports.record_published(functools.partial(

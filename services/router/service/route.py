@@ -5,6 +5,7 @@ this for each ticket, and keeps the batch's states, copies and store outages."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -23,12 +24,13 @@ class FirstRouting:
 
 def route(ticket: tickets.SegmentedTicket, *, table: routing.RoutingTable,
           load: ports.LoadView, now: datetime, event_id: str,
-          correlation_id: str) -> FirstRouting:
-    """Where `table` sends the ticket now, given the departments' `load`."""
+          correlation_id: str, lanes_missing: Collection[str] = ()) -> FirstRouting:
+    """Where `table` sends the ticket now, given the departments' `load` (and, overflow
+    not handing it to them, the departments whose lanes the router could not make)."""
     loads, states = load()
     decision = routing.decide(ticket.segmentation.segment, ticket.segmentation.tier,
                               routing.view_of(ticket), table, now=now, load=loads,
-                              overflow_state=states)
+                              overflow_state=states, lanes_missing=lanes_missing)
     record = tickets.Routing(
         department=decision.department, reason=decision.reason, entry=decision.entry,
         table_version=table.version, routed_at=now, queue=decision.queue_topic,

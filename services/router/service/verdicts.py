@@ -10,7 +10,7 @@ from enum import Enum
 from typing import Any
 
 from services.core import access, lifecycle, moments, refusal_outcomes, topics
-from services.router import clock_notices, clocks, intake_policy, ticket_ids
+from services.router import clock_notices, clocks, intake_policy, missing_lanes, ticket_ids
 from services.router.models import RoutedTicketRow
 
 
@@ -58,6 +58,17 @@ def not_routed(ticket_id: str, *, now: datetime) -> Refused:
 
 
 UNAVAILABLE = Refused(Refusal.UNAVAILABLE)
+
+
+def lanes_missing(missing: missing_lanes.LanesMissing, *, held_by: str) -> Refused:
+    """A hand-over to a department whose lanes the router could not make: refused, the
+    ticket left with the department holding it, rather than held up as for a broker down
+    (a 503 after PRODUCE_TIMEOUT_SECONDS, however often retried)."""
+    return Refused(Refusal.CONFLICT,
+                   f"department {missing.department}'s lanes do not exist and the router"
+                   f" could not make them ({', '.join(missing.lanes)}): the ticket stays"
+                   f" with {held_by!r}; transfer it there once they exist (an operator's"
+                   " `routing topics`), or to another department", "lanes_missing")
 HANDOVER_IN_FLIGHT = Refused(
     Refusal.CONFLICT, "the ticket changed since it was read, or a hand-over of it (a"
                       " transfer or an escalation) or a priority change is being published;"
