@@ -11,7 +11,7 @@ so in their own lines, so those lines are
   the next line of any kind once its interval is over;
 - the Kafka client's connection errors written at WARNING, with `fault` "outage" (as a
   stage's "failed on a batch; retrying it" says it) and the level aiokafka gave them as
-  `library_level`.
+  `library_level` (its producer's, logged at WARNING already, keep it).
 Our own lines (`services.*`), a library's lines with a traceback (each may tell of
 another failure) and its lines under WARNING (a migration run, a server started) are
 written as logged.
@@ -34,9 +34,18 @@ INTERVAL_SECONDS = 30.0
 _MOST_KINDS = 1_000
 
 # aiokafka's lines when it cannot reach a broker, as measured with the broker killed
-# (README "Measured"); by logger and message template. An error passed to one is looked at
-# too: only a connection's (faults.classify: an outage) makes it one of these.
+# (README "Measured"); by logger and message template. An error passed to one (or an
+# error's class: the producer names some so) is looked at too: only a connection's
+# (faults.classify: an outage) makes it one of these. A producer's, sending while the
+# broker is away (and its partitions' leaders while it comes back), are WARNINGs already;
+# its coordinator's lines (FindCoordinator, InitProducerId) were not seen then: a
+# transactional producer waits for a coordinator without a line while it cannot reach
+# one (tests/integration/test_broker_outage_logs.py).
 KAFKA_CLIENT_OUTAGE = frozenset({
+    ("aiokafka.producer.sender", "Got error produce response: %s"),
+    ("aiokafka.producer.sender", "Cannot send %r to %s: %r"),
+    ("aiokafka.producer.sender",
+     "Got error produce response on topic-partition %s, retrying. Error: %s"),
     ("aiokafka", "Unable connect to node with id %s: %s"),
     ("aiokafka", 'Unable connect to "%s:%s": %s'),
     ("aiokafka", "Unable to update metadata from %s"),
@@ -55,16 +64,26 @@ def is_ours(logger: str) -> bool:
 
 
 def is_kafka_clients_outage(record: logging.LogRecord) -> bool:
-    """One of aiokafka's lines for a broker it cannot reach, above WARNING."""
-    if record.levelno <= logging.WARNING or (record.name, record.msg) not in KAFKA_CLIENT_OUTAGE:
+    """One of aiokafka's lines for a broker it cannot reach, at WARNING or above."""
+    if record.levelno < logging.WARNING or (record.name, record.msg) not in KAFKA_CLIENT_OUTAGE:
         return False
     # Here, not with this module: only a process with a Kafka client gets here (faults
     # holds the client's errors).
     from services.core import faults
 
     arguments = record.args if isinstance(record.args, tuple) else ()
-    return all(faults.classify(error) is faults.Fault.OUTAGE for error in arguments
-               if isinstance(error, BaseException))
+    return all(faults.classify(error) is faults.Fault.OUTAGE
+               for error in map(_error, arguments) if error is not None)
+
+
+def _error(argument: object) -> BaseException | None:
+    """An error passed to a line, or one of the class passed (classified alike: by its
+    class and what it says of itself, `retriable`)."""
+    if isinstance(argument, BaseException):
+        return argument
+    if isinstance(argument, type) and issubclass(argument, BaseException):
+        return argument.__new__(argument)
+    return None
 
 
 def as_kafka_clients_outage(record: logging.LogRecord) -> None:

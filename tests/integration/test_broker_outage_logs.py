@@ -15,8 +15,9 @@ from collections import Counter
 import pytest
 
 from devtools.kafka_broker import LocalKafka
-from services.core import kafka, library_lines
+from services.core import envelope, kafka, library_lines
 from services.core.settings import Settings
+from services.core.transactional_publisher import TransactionalPublisher
 from tests.conftest import unique
 from tests.faults.test_broker_outage import own_broker  # noqa: F401
 from tests.unit.test_logs import configured
@@ -28,15 +29,16 @@ WITHIN_SECONDS = 60.0
 
 
 class Logged(logging.Handler):
-    """The Kafka client's records as it logged them, before the services' handler's
-    filter."""
+    """The Kafka client's records (of `logger`'s and those below it) as it logged them,
+    before the services' handler's filter."""
 
-    def __init__(self) -> None:
+    def __init__(self, logger: str = "aiokafka") -> None:
         super().__init__()
         self.count = 0
+        self._logger = logger
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.count += record.name.startswith("aiokafka")
+        self.count += record.name.startswith(self._logger)
 
 
 def client_lines(stream: io.StringIO) -> list[dict[str, object]]:
@@ -76,8 +78,9 @@ async def test_the_kafka_clients_flood_is_collapsed_with_counts(
     lines = client_lines(stream)
     outage = [line for line in lines if line.get("fault") == "outage"]
     assert outage, lines
-    for line in outage:
-        assert (line["level"], line["library_level"]) == ("WARNING", "ERROR")
+    for line in outage:  # a producer's logged at WARNING already (below)
+        assert (line["level"], line["library_level"]) == ("WARNING", "ERROR") or \
+            str(line["logger"]).startswith("aiokafka.producer"), line
     assert not [line for line in lines if line["level"] == "ERROR"
                 and str(line["message"]).startswith(("Unable connect", "Unable to update"))]
     written = Counter(str(line["message"]).split(":")[0] for line in lines)
@@ -85,3 +88,52 @@ async def test_the_kafka_clients_flood_is_collapsed_with_counts(
     # Held back: many more than were written.
     print(written, held)
     assert held > 5 * len(lines), (written, held)
+
+
+async def test_a_producers_lines_tell_the_outage(
+        own_broker: LocalKafka,  # noqa: F811
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The intake's transactional publisher and a plain one publishing while the broker
+    is killed (measured: of a 20 s outage, the producers' own lines were aiokafka's
+    sender's WARNINGs, `Got error produce response`, hundreds, and `Cannot send`; no
+    coordinator's line, FindCoordinator or InitProducerId). None of the Kafka client's
+    lines is written at ERROR; the producer's say `fault` outage, and are collapsed."""
+    settings = Settings(kafka_bootstrap_servers=own_broker.bootstrap_servers,
+                        produce_timeout_seconds=2.0)
+    topic = unique("outage-logs")
+    await kafka.ensure_topics(settings, [topic])
+    ticket_id = unique("t")
+    sent = [kafka.Output(topic, "k", envelope.Event(
+        type="ticket.received", source="/test", ticket_id=ticket_id,
+        correlation_id=ticket_id, data={}))]
+    logged = Logged("aiokafka.producer")
+    monkeypatch.setattr(library_lines, "INTERVAL_SECONDS", INTERVAL_SECONDS)
+    with configured("json") as stream:
+        logging.getLogger().addHandler(logged)
+        plain = kafka.Publisher(settings, client_id="outage-logs")
+        intake = TransactionalPublisher(settings, client_id="outage-logs-intake",
+                                        transactional_id=unique("outage-logs"))
+        try:
+            await plain.publish(sent)
+            await intake.publish(sent)
+            await asyncio.to_thread(own_broker.kill)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + WITHIN_SECONDS
+            while logged.count < 50 or not any(
+                    "repeated" in line for line in client_lines(stream)
+                    if str(line["logger"]).startswith("aiokafka.producer")):
+                assert loop.time() < deadline, stream.getvalue()[-2000:]
+                await asyncio.gather(plain.publish(sent), intake.publish(sent),
+                                     return_exceptions=True)
+            lines = client_lines(stream)  # before the clients stop, the broker away
+        finally:
+            # Back first: a transactional producer's stop waits for its abort.
+            await asyncio.to_thread(own_broker.start)
+            await asyncio.wait_for(asyncio.gather(plain.close(), intake.close(),
+                                                  return_exceptions=True), 30)
+    producers = [line for line in lines if str(line["logger"]).startswith("aiokafka.producer")]
+    assert producers, lines
+    assert all(line.get("fault") == "outage" for line in producers), producers
+    assert not [line for line in lines if line["level"] in ("ERROR", "CRITICAL")], lines
+    held = sum(int(str(line.get("repeated", 0))) for line in producers)
+    assert held > len(producers), (held, producers)

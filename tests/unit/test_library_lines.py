@@ -14,6 +14,7 @@ from aiokafka.errors import (
     AuthenticationFailedError,
     KafkaConnectionError,
     NodeNotReadyError,
+    NotLeaderForPartitionError,
     TopicAuthorizationFailedError,
 )
 
@@ -238,6 +239,36 @@ class TestTheKafkaClientsOutage:
         assert refused.levelname == "ERROR"
         clock.now += 1.0
         assert not written(lines, record(msg=template, args=(*at, OSError("down"))))
+
+    @pytest.mark.parametrize(("msg", "args"), [
+        ("Got error produce response: %s", (NodeNotReadyError("not ready"),)),
+        ("Cannot send %r to %s: %r", (type("ProduceRequest_v7", (), {}), 1,
+                                      NodeNotReadyError("not ready"))),
+        # The leaders coming back with the broker: the error's class is passed.
+        ("Got error produce response on topic-partition %s, retrying. Error: %s",
+         ("TopicPartition(topic='tickets.events', partition=0)", NotLeaderForPartitionError)),
+    ])
+    def test_a_producers_warning_of_a_broker_away_tells_the_outage(
+            self, lines: library_lines.LibraryLines, msg: str, args: tuple[Any, ...]) -> None:
+        """Measured with the broker killed under producers sending
+        (tests/integration/test_broker_outage_logs.py): logged at WARNING already, it
+        says `fault` outage as the client's errors do."""
+        line = record("aiokafka.producer.sender", msg, args, logging.WARNING)
+        assert written(lines, line)
+        assert (line.levelname, line.fault, line.library_level) == (
+            "WARNING", "outage", "WARNING")
+
+    @pytest.mark.parametrize(("msg", "args"), [
+        ("Got error produce response: %s", (TopicAuthorizationFailedError("t"),)),
+        ("Got error produce response on topic-partition %s, retrying. Error: %s",
+         ("TopicPartition(topic='t', partition=0)", TopicAuthorizationFailedError)),
+    ])
+    def test_a_producers_warning_of_another_error_is_no_outage(
+            self, lines: library_lines.LibraryLines, msg: str, args: tuple[Any, ...]) -> None:
+        line = record("aiokafka.producer.sender", msg, args, logging.WARNING)
+        assert written(lines, line)
+        assert line.levelname == "WARNING"
+        assert not hasattr(line, "fault")
 
     def test_other_lines_of_the_client_keep_their_level(
             self, lines: library_lines.LibraryLines) -> None:
