@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 
 from services.core import envelope, kafka, tickets, topics
 from services.core.settings import Settings
@@ -81,6 +82,11 @@ async def routed_ticket(routed: RoutedTickets, table: bootstrap.LiveTable, segme
     return ticket_id
 
 
+def failed_checks(department: str) -> float:
+    return REGISTRY.get_sample_value("routing_router_clock_checks_failed_total",
+                                     {"department": department}) or 0.0
+
+
 def missing(ghost: str) -> str:
     return ", ".join(priority.lane_topics(ghost))
 
@@ -142,6 +148,7 @@ class TestAnEscalation:
         behind = await routed_ticket(served.apis.routed, served.table, "business",
                                      spent=timedelta(days=2, hours=23))
         now = datetime.now(UTC)
+        failed_before = failed_checks("customer_care")
         publisher = kafka.Publisher(served.settings, client_id=unique("escalation"))
         router = bootstrap.wire(served.settings, routed=served.apis.routed,
                                 intake_keys=served.apis.idempotency_keys, publisher=publisher,
@@ -159,6 +166,7 @@ class TestAnEscalation:
         kept = await served.apis.routed.get(stuck)
         assert kept is not None and kept.department == "customer_care"
         assert kept.next_clock_check == now + clock_watch.CHECK_AGAIN_AFTER_FAILURE
+        assert failed_checks("customer_care") == failed_before + 1
         [logged] = [record for record in caplog.records
                     if getattr(record, "ticket_id", None) == stuck]
         assert logged.reason == (  # type: ignore[attr-defined]
