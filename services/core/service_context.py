@@ -76,16 +76,20 @@ class ServiceContext:
         return self.stage.running
 
     def down(self) -> list[str]:
-        """The background tasks that are down (none before any was started), and the
-        stages that ended for good."""
+        """The background tasks that are down (none before any was started), the stages
+        whose start waits for the broker to answer, and those that ended for good."""
         tasks = self.background.down() if self.background is not None else []
-        return [*tasks, *self.ended()]
+        waiting = [stage.name for stage in self._stages() if stage.waiting_to_start]
+        return [*tasks, *waiting, *self.ended()]
 
     def ended(self) -> list[str]:
         """The stages, the main one or a follower, that ended for good: a stage is not
         restarted, the process is (`stage_ended`)."""
-        stages = [self.stage] if self.stage is not None else []
-        return [stage.name for stage in [*stages, *self.followers] if stage.ended]
+        return [stage.name for stage in self._stages() if stage.ended]
+
+    def _stages(self) -> list[StageRunner]:
+        """The main stage (once made) and the followers."""
+        return [*([self.stage] if self.stage is not None else []), *self.followers]
 
     def stage_ended(self, name: str) -> None:
         """A stage ended for good (StageRunner's `on_ended`): the process shuts down as on

@@ -9,7 +9,14 @@ from collections.abc import Awaitable, Callable
 
 from aiokafka import AIOKafkaProducer
 
-from services.core import kafka, partition_producers, pipeline
+from services.core import (
+    at_start,
+    background,
+    broker_start,
+    kafka,
+    partition_producers,
+    pipeline,
+)
 from services.core.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -37,6 +44,7 @@ class StageRunner:
         ends for good (`ended`): a service's context has the process restarted
         (ServiceContext.stage_ended)."""
         self._on_ended = on_ended
+        self._settings = settings
         self._consumer = kafka.consumer(
             settings, group_id=group_id, client_id=name,
             fetch_min_bytes=settings.kafka_follower_fetch_min_bytes if follower else 1)
@@ -60,6 +68,7 @@ class StageRunner:
         self._task: asyncio.Task[None] | None = None
         self._consuming = False
         self._ended = False
+        self._start_failures = background.FailuresInARow(at_start.BACKOFF)
 
     async def start(self) -> None:
         """Start in the background: joining the consumer group can take until a killed
@@ -69,9 +78,7 @@ class StageRunner:
 
     async def _run(self) -> None:
         try:
-            if self._producer is not None:
-                await self._producer.start()
-            await self._consumer.start()
+            await self._start_clients()
             self._consuming = True
             await self.loop.run(self._stop)
         except Exception:
@@ -83,6 +90,34 @@ class StageRunner:
                     self._on_ended(self.loop.name)
             raise
 
+    async def _start_clients(self) -> None:
+        """Start the producer (at least once) and the consumer (which joins the group).
+        The broker's outage (unreachable, not up yet: broker_start.failure, as a service's
+        start judges it) is waited out, as the service's start waits for it and as the
+        stage's batches do once running: a WARNING each try, the next after a pause
+        (at_start.BACKOFF), for as long as it lasts. Anything else is raised: the stage
+        ends for good."""
+        waiting = pipeline.WAITING.labels(self.loop.name)
+        to_start = [client for client in (self._producer, self._consumer) if client is not None]
+        while to_start:
+            try:
+                await to_start[0].start()
+            except Exception as error:
+                if broker_start.failure(error) is not at_start.Failure.OUTAGE:
+                    raise
+                pause = self._start_failures.failed()
+                waiting.set(1)
+                said = broker_start.problem(error, self._settings)
+                line = broker_start.waiting(error, said, pause,
+                                            brokers=broker_start.where(self._settings))
+                logger.warning("stage %s cannot start: %s", self.loop.name, line, extra={
+                    "stage": self.loop.name, "attempt": self._start_failures.count,
+                    "retry_in_seconds": pause, "error": said})
+                await asyncio.sleep(pause)
+            else:
+                to_start.pop(0)
+        self._start_failures.succeeded()
+
     @property
     def name(self) -> str:
         return self.loop.name
@@ -92,6 +127,12 @@ class StageRunner:
         """Consuming, and not waiting for the broker or the database to answer."""
         return self._consuming and self._task is not None and not self._task.done() \
             and not self.loop.waiting_for_outage
+
+    @property
+    def waiting_to_start(self) -> bool:
+        """Its start met the broker unreachable, and waits for it (not running yet, not
+        ended)."""
+        return self._start_failures.count > 0
 
     @property
     def ended(self) -> bool:

@@ -1,0 +1,123 @@
+"""README "On call": a stage whose start meets the broker unreachable (stopped, not up
+yet) waits for it, as a service's start does and as its batches do once running: a
+WARNING each try, `/readyz` 503 naming the stage, `/healthz` 200 (alive, waiting), no
+exit asked; once the broker is back, the stage starts and processes its records. It has
+not ended for good: no CRITICAL line, no exit status 70 (it was, where the stage's first
+client met the broker away).
+
+The stage is wired as the services wire theirs (its `on_ended` the context's
+`stage_ended`; `/healthz` and `/readyz` the shared edges', `http.install`), on a broker of
+the test's own, stopped before the stage starts and started again while it waits. Both
+ways of delivering: at least once, the stage's producer is started first; exactly once,
+its consumer."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaProducer
+from fastapi import FastAPI
+from prometheus_client import REGISTRY
+
+from devtools.kafka_broker import LocalKafka
+from services.core import envelope, http, kafka, service_context
+from services.core.settings import Settings
+from services.core.stage import StageRunner
+from tests.conftest import unique
+from tests.faults.test_broker_outage import own_broker  # noqa: F401
+from tests.integration.stages.stage_records import publish_received
+
+# A bound on the waits below (the broker's start, the group's join), which end sooner.
+WITHIN_SECONDS = 120.0
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + WITHIN_SECONDS
+    while not condition():
+        assert loop.time() < deadline, f"the condition never held in {WITHIN_SECONDS} s"
+        await asyncio.sleep(0.05)
+
+
+def waiting_for_outage(stage: str) -> float | None:
+    return REGISTRY.get_sample_value("routing_stage_waiting_for_outage", {"stage": stage})
+
+
+class Received:
+    """The transform: notes the tickets it was given, publishes nothing."""
+
+    def __init__(self) -> None:
+        self.tickets: list[str] = []
+
+    async def __call__(self, event: envelope.Event) -> list[kafka.Publishable]:
+        self.tickets.append(event.ticket_id)
+        return []
+
+
+@pytest.mark.parametrize("delivery", ["at_least_once", "exactly_once"])
+async def test_a_stage_started_while_the_broker_is_down_waits_for_it(
+        own_broker: LocalKafka, tmp_path: Path,  # noqa: F811
+        caplog: pytest.LogCaptureFixture, delivery: str) -> None:
+    settings = Settings(kafka_bootstrap_servers=own_broker.bootstrap_servers,
+                        kafka_topic_partitions=3, delivery=delivery,
+                        database_url=f"sqlite+aiosqlite:///{tmp_path / 'store.db'}")
+    source, name = unique("stage-start"), unique("stage-start")
+    await kafka.ensure_topics(settings, [source])  # as the service's start made them
+    await asyncio.to_thread(own_broker.stop)
+
+    app = FastAPI()
+    context = service_context.install(app, settings)
+    http.install(app, ready=context.ready, down=context.down, ended=context.ended)
+    exits: list[int] = []
+    context.exit = exits.append
+    received = Received()
+    stage = context.stage = StageRunner(
+        settings, name=name, source_topic=source, group_id=name, transform=received,
+        on_ended=context.stage_ended)
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://s")
+    with caplog.at_level(logging.WARNING):
+        await stage.start()
+        try:
+            def waiting() -> list[str]:
+                return [record.getMessage() for record in caplog.records
+                        if record.name == "services.core.stage"]
+
+            # Its first try has failed (before the mend: the stage ended for good).
+            await until(lambda: stage.ended or bool(waiting()))
+            assert (exits, stage.ended) == ([], False)
+            assert waiting()[0].startswith(
+                f"stage {name} cannot start: the Kafka broker (KAFKA_BOOTSTRAP_SERVERS) at"
+                f" {own_broker.bootstrap_servers} is unreachable: waiting for it, next try"
+                " in 1 s (KafkaConnectionError: Unable to bootstrap from"), waiting()
+            ready = await client.get("/readyz")
+            assert (ready.status_code, ready.json()) == (
+                503, {"status": "not_ready", "down": [name]})
+            alive = await client.get("/healthz")
+            assert (alive.status_code, alive.json()) == (200, {"status": "ok"})
+            assert waiting_for_outage(name) == 1
+
+            await asyncio.to_thread(own_broker.start)
+            producer = AIOKafkaProducer(bootstrap_servers=own_broker.bootstrap_servers)
+            await producer.start()
+            try:
+                ticket = unique("t")
+                await publish_received(producer, ticket, "c-1", topic=source)
+            finally:
+                await producer.stop()
+            await until(lambda: ticket in received.tickets)
+            await until(lambda: stage.running)
+            ready = await client.get("/readyz")
+            assert (ready.status_code, ready.json()) == (200, {"status": "ready"})
+            assert waiting_for_outage(name) == 0
+        finally:
+            await stage.stop()
+            await client.aclose()
+    assert not stage.ended
+    assert exits == []
+    assert not [record for record in caplog.records if record.levelno >= logging.ERROR
+                and record.name.startswith("services")]
