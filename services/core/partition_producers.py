@@ -26,7 +26,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
 
-from services.core import background
+from services.core import at_start, background, faults
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +51,12 @@ class PartitionProducers:
         self._to_open: set[TopicPartition] = set()
         self._fenced_at: dict[TopicPartition, float] = {}
         self._turn = asyncio.Lock()
+        # Take-overs that failed in a row: the next waits a growing pause (as a start
+        # waits for the broker), so that a broker away costs a line a pause, not dozens
+        # a second.
+        self._failures = background.FailuresInARow(at_start.BACKOFF)
+        self._next_try = 0.0
+        self.waiting_for_outage = False  # the last take-over met the broker unreachable
 
     def transactional_id(self, partition: TopicPartition) -> str:
         return f"{self.group_id}-{partition.topic}-{partition.partition}"
@@ -67,18 +73,53 @@ class PartitionProducers:
         or the producer failed."""
         return self._to_open & assigned
 
-    async def open(self, partitions: Iterable[TopicPartition]) -> set[TopicPartition]:
+    async def open(self, partitions: Iterable[TopicPartition]
+                   ) -> tuple[set[TopicPartition], dict[TopicPartition, Exception]]:
         """Start a producer for each partition (`init_transactions`: fences any former
-        owner); returns the partitions that got one. The others stay to be opened."""
+        owner); returns the partitions that got one, and what the others' starts failed
+        with. Those stay to be opened, after the pause the last failed take-over set
+        (`taken_over`): none is tried before."""
         async with self._turn:
+            if time.monotonic() < self._next_try:
+                return set(), {}
             wanted = sorted(set(partitions) - self._producers.keys())
             started = await self._start_all(wanted)
+            opened: set[TopicPartition] = set()
+            failed: dict[TopicPartition, Exception] = {}
             for partition, producer in started.items():
                 self._fenced_at.pop(partition, None)
-                if producer is not None:
+                if isinstance(producer, AIOKafkaProducer):
                     self._producers[partition] = producer
                     self._to_open.discard(partition)
-            return {tp for tp, producer in started.items() if producer is not None}
+                    opened.add(partition)
+                else:
+                    failed[partition] = producer
+            return opened, failed
+
+    def taken_over(self, failed: dict[TopicPartition, Exception]) -> None:
+        """Note how a take-over went: the partitions whose producer did not start or
+        whose committed offset was not read, with what failed. Those failing for the
+        broker's outage (faults.classify) are a WARNING without a traceback, and the
+        stage is waiting for it (`waiting_for_outage`); others an ERROR with theirs.
+        The next take-over waits a pause growing with the failures in a row."""
+        if not failed:
+            self._failures.succeeded()
+            self.waiting_for_outage = False
+            return
+        pause = self._failures.failed()
+        self._next_try = time.monotonic() + pause
+        outage = sorted(str(tp) for tp, error in failed.items()
+                        if faults.classify(error) is faults.Fault.OUTAGE)
+        self.waiting_for_outage = bool(outage)
+        if outage:
+            logger.warning("partitions not taken over: the broker is unreachable; next try"
+                           " in %g s", pause, extra={
+                               "partitions": outage, "retry_in_seconds": pause,
+                               "failures_in_a_row": self._failures.count})
+        for partition, error in failed.items():
+            if str(partition) not in outage:
+                logger.error("partition not taken over; next try in %g s", pause,
+                             exc_info=error, extra={"partition": str(partition)})
 
     async def close(self, partitions: Iterable[TopicPartition]) -> None:
         async with self._turn:
@@ -111,7 +152,7 @@ class PartitionProducers:
                 if tp in still_assigned and now - at > seconds]
 
     async def _start_all(self, partitions: list[TopicPartition]
-                         ) -> dict[TopicPartition, AIOKafkaProducer | None]:
+                         ) -> dict[TopicPartition, AIOKafkaProducer | Exception]:
         tasks = {tp: asyncio.ensure_future(self._start(tp)) for tp in partitions}
         try:
             await asyncio.gather(*tasks.values())
@@ -125,26 +166,27 @@ class PartitionProducers:
             raise
         return {tp: task.result() for tp, task in tasks.items()}
 
-    async def _start(self, partition: TopicPartition) -> AIOKafkaProducer | None:
+    async def _start(self, partition: TopicPartition) -> AIOKafkaProducer | Exception:
+        """The partition's producer started, or what its start failed with (logged by
+        `taken_over`)."""
         producer = self._new_producer(self.transactional_id(partition))
         try:
             # Bounded: a start that hangs is given up and tried again on the next pass.
             await asyncio.wait_for(producer.start(), START_SECONDS)
-        except Exception:
-            logger.exception("transactional producer did not start",
-                             extra={"partition": str(partition)})
+        except Exception as error:
             await _stop_quietly(producer)
-            return None
+            return error
         except BaseException:
             await _stop_quietly(producer)
             raise
         return producer
 
 
-def _result(task: asyncio.Future[AIOKafkaProducer | None]) -> AIOKafkaProducer | None:
+def _result(task: asyncio.Future[AIOKafkaProducer | Exception]) -> AIOKafkaProducer | None:
     if task.cancelled() or task.exception() is not None:
         return None
-    return task.result()
+    started = task.result()
+    return started if isinstance(started, AIOKafkaProducer) else None
 
 
 async def _stop_quietly(producer: AIOKafkaProducer) -> None:
@@ -203,15 +245,14 @@ class Handover(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is 
         """Start the partitions' producers, seek to the committed offsets, resume.
         The caller holds `batch_lock`, so no revocation runs meanwhile."""
         assert self._producers is not None
-        opened = await self._producers.open(partitions)
+        opened, failed = await self._producers.open(partitions)
         ready = []
         for partition in sorted(opened):
             try:
                 offset = await asyncio.wait_for(self._consumer.committed(partition),
                                                 START_SECONDS)
-            except (KafkaError, TimeoutError):
-                logger.exception("committed offset not read",
-                                 extra={"partition": str(partition)})
+            except (KafkaError, TimeoutError) as error:  # the offset not read
+                failed[partition] = error
                 await self._producers.failed(partition)
                 continue
             if partition not in self._consumer.assignment():
@@ -220,4 +261,6 @@ class Handover(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is 
             if offset is not None:
                 self._consumer.seek(partition, offset)
             ready.append(partition)
+        if opened or failed:  # tried (not within the pause after a failure)
+            self._producers.taken_over(failed)
         self._consumer.resume(*ready)

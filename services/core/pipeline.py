@@ -161,8 +161,12 @@ class StageLoop:
 
     @property
     def waiting_for_outage(self) -> bool:
-        """Whether the last attempt met the broker or the database unreachable."""
-        return self._outages > 0
+        """Whether the last attempt at a batch met the broker or the database unreachable,
+        or the last take-over of partitions still waiting for their producer did
+        (exactly once: partition_producers.PartitionProducers.taken_over)."""
+        taking_over = self.producers is not None and self.producers.waiting_for_outage \
+            and bool(self.handover.without_producer())
+        return self._outages > 0 or taking_over
 
     async def run(self, stop: asyncio.Event) -> None:
         """Each partition's share goes on by itself: a partition waits for its own
@@ -380,7 +384,7 @@ class StageLoop:
         if fault is not None:
             RETRIES.labels(self.name, fault.value).inc()
         self._outages = self._outages + 1 if fault is faults.Fault.OUTAGE else 0
-        WAITING.labels(self.name).set(1 if self._outages else 0)
+        WAITING.labels(self.name).set(1 if self.waiting_for_outage else 0)
         if fault is not None:
             await asyncio.sleep(min(self._retry_pause * 2 ** max(self._outages - 1, 0),
                                     self._max_retry_pause))
@@ -530,6 +534,7 @@ class StageLoop:
                 for partition in missing:  # sought to their committed offsets
                     self._taken_to.pop(partition, None)
                 await self.handover.take_over(missing)
+                WAITING.labels(self.name).set(1 if self.waiting_for_outage else 0)
 
     async def _process(self, partition: TopicPartition, records: list[ConsumerRecord],
                        producer: AIOKafkaProducer) -> None:
