@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import signal
 import socket
 import sys
 from collections.abc import Callable
+from types import FrameType
 
 import uvicorn
 from fastapi import FastAPI
@@ -60,23 +62,39 @@ def run(app: FastAPI, settings: Settings, *, port: int, shared_port: int | None 
     collector.freeze_what_is_loaded()
     # uvicorn turns SIGTERM/SIGINT into the app's lifespan shutdown, where stages finish
     # their batch, commit and leave their consumer group.
-    server = uvicorn.Server(config(app, settings, port=port))
-    exit_status: list[int] = []
-
-    def exit_when_shut_down(status: int) -> None:
-        # A stage ended for good (ServiceContext.stage_ended): shut down as on SIGTERM.
-        exit_status.append(status)
-        server.should_exit = True
-
-    service_context.of(app).exit = exit_when_shut_down
+    server = Server(config(app, settings, port=port))
+    service_context.of(app).exit = server.exit_when_shut_down
     sockets = None if shared_port is None else _shared(settings.host, port, shared_port)
     # As uvicorn.run: a SIGINT is raised again after the graceful shutdown.
     with contextlib.suppress(KeyboardInterrupt):
         server.run(sockets=sockets)
     if not server.started:
         sys.exit(STARTUP_FAILURE)
-    if exit_status:
-        sys.exit(exit_status[0])
+    if server.exit_status is not None:
+        sys.exit(server.exit_status)
+
+
+class Server(uvicorn.Server):
+    """uvicorn's server, which a stage's end also shuts down (`exit_when_shut_down`)."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.exit_status: int | None = None
+
+    def exit_when_shut_down(self, status: int) -> None:
+        """A stage ended for good (ServiceContext.stage_ended): shut down as on SIGTERM,
+        then exit with `status` (the first asked)."""
+        if self.exit_status is None:
+            self.exit_status = status
+        self.should_exit = True
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        """A SIGTERM while a stage's end shuts the process down changes nothing: uvicorn
+        would raise it again once shut down, and the process, killed by it, would exit
+        143, hiding from its supervisor that a stage ended (70)."""
+        if self.exit_status is not None and sig == signal.SIGTERM:
+            return
+        super().handle_exit(sig, frame)
 
 
 def config(app: FastAPI, settings: Settings, *, port: int) -> uvicorn.Config:
