@@ -108,16 +108,17 @@ class PartitionProducers:
             return
         pause = self._failures.failed()
         self._next_try = time.monotonic() + pause
-        outage = sorted(str(tp) for tp, error in failed.items()
-                        if faults.classify(error) is faults.Fault.OUTAGE)
+        outage = {partition for partition, error in failed.items()
+                  if faults.classify(error) is faults.Fault.OUTAGE}
         self.waiting_for_outage = bool(outage)
         if outage:
             logger.warning("partitions not taken over: the broker is unreachable; next try"
                            " in %g s", pause, extra={
-                               "partitions": outage, "retry_in_seconds": pause,
+                               "partitions": sorted(map(str, outage)),
+                               "retry_in_seconds": pause,
                                "failures_in_a_row": self._failures.count})
         for partition, error in failed.items():
-            if str(partition) not in outage:
+            if partition not in outage:
                 logger.error("partition not taken over; next try in %g s", pause,
                              exc_info=error, extra={"partition": str(partition)})
 
