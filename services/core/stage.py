@@ -92,19 +92,21 @@ class StageRunner:
 
     async def _start_clients(self) -> None:
         """Start the producer (at least once) and the consumer (which joins the group).
-        The broker's outage (unreachable, not up yet: broker_start.failure, as a service's
-        start judges it) is waited out, as the service's start waits for it and as the
-        stage's batches do once running: a WARNING each try, the next after a pause
-        (at_start.BACKOFF), for as long as it lasts. Anything else is raised: the stage
-        ends for good."""
+        The broker's outage (unreachable, not up yet: broker_start.failure, on the broker
+        reached as a service's start reaches it) is waited out, as the service's start
+        waits for it and as the stage's batches do once running: a WARNING each try, the
+        next after a pause (at_start.BACKOFF), for as long as it lasts. Anything else (a
+        mistake: a password refused) is raised: the stage ends for good, its process is
+        restarted, and the start then exits 1 naming the setting."""
         waiting = pipeline.WAITING.labels(self.loop.name)
         to_start = [client for client in (self._producer, self._consumer) if client is not None]
         while to_start:
             try:
                 await to_start[0].start()
-            except Exception as error:
+            except Exception as failed:
+                error = await self._as_reached(failed)
                 if broker_start.failure(error) is not at_start.Failure.OUTAGE:
-                    raise
+                    raise error from failed
                 pause = self._start_failures.failed()
                 waiting.set(1)
                 said = broker_start.problem(error, self._settings)
@@ -117,6 +119,19 @@ class StageRunner:
             else:
                 to_start.pop(0)
         self._start_failures.succeeded()
+
+    async def _as_reached(self, failed: Exception) -> Exception:
+        """What reaching the broker as a service's start does meets (kafka.reached),
+        where a client's start met it unreachable: the client says a mistake as an outage
+        ('Unable to bootstrap' for a password refused). `failed` if the broker answers
+        now, or if `failed` was no outage."""
+        if broker_start.failure(failed) is not at_start.Failure.OUTAGE:
+            return failed
+        try:
+            await kafka.reached(self._settings)
+        except Exception as met:
+            return met
+        return failed
 
     @property
     def name(self) -> str:

@@ -9,7 +9,12 @@ The stage is wired as the services wire theirs (its `on_ended` the context's
 `stage_ended`; `/healthz` and `/readyz` the shared edges', `http.install`), on a broker of
 the test's own, stopped before the stage starts and started again while it waits. Both
 ways of delivering: at least once, the stage's producer is started first; exactly once,
-its consumer."""
+its consumer.
+
+A mistake met there is no outage, though the Kafka client says it as one ('Unable to
+bootstrap' for a password refused): the stage reaches the broker as a service's start
+does, which says the mistake, and ends for good (its process restarted, whose start
+then exits 1 naming the setting)."""
 
 from __future__ import annotations
 
@@ -31,6 +36,7 @@ from services.core.stage import StageRunner
 from tests.conftest import unique
 from tests.faults.test_broker_outage import own_broker  # noqa: F401
 from tests.integration.stages.stage_records import publish_received
+from tests.integration.test_broker_at_start import secured_broker  # noqa: F401
 
 # A bound on the waits below (the broker's start, the group's join), which end sooner.
 WITHIN_SECONDS = 120.0
@@ -93,7 +99,7 @@ async def test_a_stage_started_while_the_broker_is_down_waits_for_it(
             assert waiting()[0].startswith(
                 f"stage {name} cannot start: the Kafka broker (KAFKA_BOOTSTRAP_SERVERS) at"
                 f" {own_broker.bootstrap_servers} is unreachable: waiting for it, next try"
-                " in 1 s (KafkaConnectionError: Unable to bootstrap from"), waiting()
+                " in 1 s (ConnectionRefusedError: [Errno 111] Connect call failed"), waiting()
             ready = await client.get("/readyz")
             assert (ready.status_code, ready.json()) == (
                 503, {"status": "not_ready", "down": [name]})
@@ -121,3 +127,31 @@ async def test_a_stage_started_while_the_broker_is_down_waits_for_it(
     assert exits == []
     assert not [record for record in caplog.records if record.levelno >= logging.ERROR
                 and record.name.startswith("services")]
+
+
+async def test_a_password_refused_at_a_stages_start_ends_it(
+        secured_broker: tuple[str, Path], tmp_path: Path,  # noqa: F811
+        caplog: pytest.LogCaptureFixture) -> None:
+    bootstrap, ca = secured_broker
+    settings = Settings(kafka_bootstrap_servers=bootstrap, kafka_security_protocol="SASL_SSL",
+                        kafka_sasl_username="metrics", kafka_sasl_password="not-the-Pa55word",
+                        kafka_ssl_cafile=ca,
+                        database_url=f"sqlite+aiosqlite:///{tmp_path / 'store.db'}")
+    context = service_context.install(FastAPI(), settings)
+    exits: list[int] = []
+    context.exit = exits.append
+    name = unique("stage-start")
+    stage = context.stage = StageRunner(
+        settings, name=name, source_topic=unique("stage-start"), group_id=name,
+        transform=Received(), on_ended=context.stage_ended)
+    with caplog.at_level(logging.WARNING):
+        await stage.start()
+        try:
+            await until(lambda: stage.ended or stage.waiting_to_start)
+        finally:
+            await stage.stop()
+    assert (stage.ended, exits) == (True, [70])
+    [ended] = [record for record in caplog.records
+               if record.getMessage() == f"stage {name} ended with an error"]
+    assert ended.exc_info is not None and "SaslAuthenticationFailed" in repr(ended.exc_info[1])
+    assert not [record for record in caplog.records if "cannot start" in record.getMessage()]
