@@ -28,9 +28,14 @@ WAITING = "is unreachable: waiting for it"
 
 @pytest.fixture
 def stopped_postgres(tmp_path: Path) -> Iterator[LocalPostgres]:
-    """A PostgreSQL on a free port, not started yet."""
+    """A PostgreSQL on a free port, stopped: its cluster and database made by a first
+    start and stop, as a server that went down has them. (Started for the first time
+    under the test, it would listen a moment before its database exists, and a service
+    trying then is told `database ... does not exist`: a mistake in DATABASE_URL, exit 1.)"""
     server = LocalPostgres(tmp_path / "postgres")
     try:
+        server.start()
+        server.stop()
         yield server
     finally:
         server.remove()
