@@ -26,7 +26,7 @@ from services.router import app as router_app
 from services.segmenter import app as segmenter_app
 from tests import served
 from tests.conftest import TEST_ROUTING_TABLE
-from tests.integration.stages.test_follower_readiness import reading, stage_named
+from tests.integration.stages.test_follower_readiness import caught_up, stage_named
 
 SERVICES: dict[str, Callable[[Settings], FastAPI]] = {
     "router": router_app.create_app, "segmenter": segmenter_app.create_app,
@@ -62,7 +62,7 @@ async def test_a_stage_that_ended_has_its_process_restarted(
         assert (alive.status_code, alive.json()) == (200, {"status": "ok"})
 
         ended = stage_named(app, name)
-        await served.until(lambda: reading(ended))
+        await caught_up(ended)
         with caplog.at_level(logging.INFO):
             await ended._consumer.stop()  # the client closed under the running loop
             await served.until(lambda: ended.ended)
