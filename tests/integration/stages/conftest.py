@@ -3,6 +3,7 @@ folder): its settings, and a plain producer to put records in front of a stage."
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from aiokafka import AIOKafkaProducer
 from devtools.kafka_broker import LocalKafka
 from services.core import kafka, topics
 from services.core.settings import Settings
+from tests import fresh_broker
 from tests.conftest import department_lanes
 from tests.integration.stages.stage_records import TABLE
 
@@ -19,6 +21,7 @@ from tests.integration.stages.stage_records import TABLE
 @pytest.fixture(scope="package")
 def own_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with LocalKafka(tmp_path_factory.mktemp("stage-kafka")).running() as bootstrap:
+        asyncio.run(fresh_broker.coordinating(bootstrap))
         yield bootstrap
 
 
