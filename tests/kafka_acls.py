@@ -43,7 +43,8 @@ def _all(resource: Resource, operation: Operation, *names: str) -> list[Allow]:
 
 def router() -> list[Allow]:
     return [
-        # The routing stage and the tracker; reading tickets.dlq(.replayed): replays.
+        # The routing stage and the tracker; reading tickets.dlq(.replayed): replays, and
+        # the tickets held as dead letters (group router-held).
         # Configuration changes: announced by whichever instance puts one in force,
         # followed by every instance (no group).
         *_all("topic", "read", topics.CONFIG_CHANGES),
@@ -51,7 +52,7 @@ def router() -> list[Allow]:
         *_all("topic", "read", topics.SEGMENTED, topics.EVENTS, topics.DEAD_LETTERS,
               topics.DEAD_LETTERS_REPLAYED),
         *_all("group", "read", topics.ROUTER_GROUP, topics.ROUTER_TRACKER_GROUP,
-              topics.ROUTER_WEBHOOKS_GROUP),
+              topics.ROUTER_WEBHOOKS_GROUP, topics.ROUTER_HELD_GROUP),
         # The intake, routing, dead letters; replays go back to the source topics.
         *_all("topic", "write", topics.INCOMING, topics.SEGMENTED, topics.EVENTS,
               topics.DEAD_LETTERS, topics.DEAD_LETTERS_REPLAYED),

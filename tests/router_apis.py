@@ -19,6 +19,7 @@ from services.core.credentials import Credentials
 from services.core.live_config import LiveConfig
 from services.core.settings import Settings
 from services.router import bootstrap, intake, missing_lanes, service_clocks, table_file
+from services.router.held_store import HeldTickets
 from services.router.intake_keys import IntakeKeys
 from services.router.store import Dispatch, RoutedTickets
 from tests import credentials
@@ -62,6 +63,7 @@ class RouterApis:
     routed: RoutedTickets
     idempotency_keys: IntakeKeys
     credentials: Credentials
+    held: HeldTickets
 
 
 @asynccontextmanager
@@ -85,15 +87,15 @@ async def router_apis(database_url: str, kafka_bootstrap: str, folder: Path,
         app.include_router(api)
     http.install(app, ready=lambda: True)
     sessions = db.sessions(engine)
-    routed, keys = RoutedTickets(sessions), IntakeKeys(sessions)
+    routed, keys, held = RoutedTickets(sessions), IntakeKeys(sessions), HeldTickets(sessions)
     router = bootstrap.wire(settings, routed=routed, intake_keys=keys, publisher=publisher,
                             table=LiveConfig("routing_table", table_path, table_file.parse),
-                            lanes=lanes)
+                            lanes=lanes, held=held)
     service_context.install(app, settings).provide(router, bootstrap.known_departments(router))
     try:
         async with credentials.authenticating(app, database_url) as store, httpx.AsyncClient(
                 transport=httpx.ASGITransport(app=app), base_url="http://router") as client:
-            yield RouterApis(client, routed, keys, store)
+            yield RouterApis(client, routed, keys, store, held)
     finally:
         await publisher.close()
         await engine.dispose()

@@ -32,6 +32,7 @@ METRICS_PURGE = "retention-purge-metrics"
 # How long an erasure is remembered (erased_customers: a customer id and a time): as long
 # as Kafka can still bring the router a ticket received before it. A dead letter is kept
 # the longest, and one replayed on its last day lies on its source topic as long again.
+DEAD_LETTERS_KEPT = timedelta(days=topics.RETENTION_DAYS[topics.DEAD_LETTERS])
 ERASURES_REMEMBERED = timedelta(days=topics.RETENTION_DAYS[topics.DEAD_LETTERS] + max(
     topics.RETENTION_DAYS[topics.INCOMING], topics.RETENTION_DAYS[topics.SEGMENTED]))
 
@@ -58,8 +59,10 @@ class Retention:
                 "webhook_deliveries": now - self.ticket_states,
                 "ticket_timelines": now - self.timelines,
                 "intake_keys": now - self.idempotency_keys,
-                # Not a setting: what Kafka keeps decides it.
-                "erased_customers": now - ERASURES_REMEMBERED}
+                # Not settings: what Kafka keeps decides them. A ticket held as a dead
+                # letter is forgotten once that dead letter is gone: none can replay it.
+                "erased_customers": now - ERASURES_REMEMBERED,
+                "held_tickets": now - DEAD_LETTERS_KEPT}
 
 
 async def delete_in_chunks(sessions: async_sessionmaker[AsyncSession],

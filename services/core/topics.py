@@ -55,6 +55,9 @@ LANES: tuple[Lane, ...] = ("high", "normal", "low")  # highest first
 SEGMENTER_GROUP = "segmenter"
 ROUTER_GROUP = "router"
 ROUTER_TRACKER_GROUP = "router-tracker"
+# The router's reader of the dead letters that hold tickets (services/router/held_follower.py):
+# no stage (its records are never dead-lettered or replayed), so not in STAGE_GROUPS.
+ROUTER_HELD_GROUP = "router-held"
 ROUTER_WEBHOOKS_GROUP = "router-webhooks"  # the webhook outbox, in the router
 METRICS_GROUP = "metrics"
 STAGE_GROUPS = {SEGMENTER_GROUP: INCOMING, ROUTER_GROUP: SEGMENTED,

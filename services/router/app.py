@@ -32,6 +32,7 @@ from services.router import (
     dead_letters_api,
     escalation,
     event_follower,
+    held_follower,
     intake,
     missing_lanes,
     platform_reports,
@@ -121,6 +122,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 # them serves the intake and the APIs only, and writes little to the store.
                 tasks.start("deferred-states", lambda stop: background.every(
                     1.0, route.flush_deferred, stop, once_more_on_stop=True))
+                # The tickets the stages dead-letter, held until a replay routes them.
+                tasks.start("held-tickets", lambda stop: held_follower.follow(
+                    settings, connected.held, stop, client_id=f"{NAME}-held"))
                 follower = StageRunner(
                     settings, name=f"{NAME}-tracker", source_topic=topics.EVENTS,
                     group_id=topics.ROUTER_TRACKER_GROUP, follower=True,

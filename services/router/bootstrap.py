@@ -36,6 +36,7 @@ from services.router import (
     clock_watch,
     dispatch,
     erasures,
+    held_store,
     missing_lanes,
     ports,
     priority,
@@ -65,6 +66,7 @@ class Router:
     table: LiveTable
     load: ports.LoadView = ports.no_load  # the departments' load, sampled
     queue_for: dispatch.QueueFor = priority.queue_for
+    held: ports.Held = ports.NONE_HELD  # the tickets held as dead letters
 
     @property
     def claim_hold(self) -> timedelta:
@@ -86,7 +88,8 @@ def wire(settings: Settings, *, routed: ports.Routed, intake_keys: ports.Keys,
          publisher: ports.Publisher, table: LiveTable | None = None,
          load: ports.LoadView = ports.no_load,
          queue_for: dispatch.QueueFor = priority.queue_for,
-         lanes: missing_lanes.MissingLanes | None = None) -> Router:
+         lanes: missing_lanes.MissingLanes | None = None,
+         held: ports.Held | None = None) -> Router:
     """The context, from adapters real or fake; the table defaults to the settings'.
     `lanes`: those the router could not make (the router stage's and ensure_lanes'),
     which its use cases hand nothing to."""
@@ -94,7 +97,7 @@ def wire(settings: Settings, *, routed: ports.Routed, intake_keys: ports.Keys,
                   publisher=missing_lanes.Refusing(
                       publisher, lanes if lanes is not None else missing_lanes.MissingLanes()),
                   table=table if table is not None else live_table(settings), load=load,
-                  queue_for=queue_for)
+                  queue_for=queue_for, held=held if held is not None else ports.NONE_HELD)
 
 
 def known_departments(router: Router) -> credentials_api.KnownDepartments:
@@ -124,13 +127,15 @@ class Connected:
     publisher: TransactionalPublisher
     credentials: Credentials
     simulator: Simulator
+    held: held_store.HeldTickets
 
     def router(self, load: ports.LoadView = ports.no_load,
                lanes: missing_lanes.MissingLanes | None = None) -> Router:
         """The context over these adapters, with the departments' load as `load` sees it
         and the lanes the router could not make as `lanes` found them."""
         return wire(self.settings, routed=self.routed, intake_keys=self.intake_keys,
-                    publisher=self.publisher, table=self.table, load=load, lanes=lanes)
+                    publisher=self.publisher, table=self.table, load=load, lanes=lanes,
+                    held=self.held)
 
 
 def intake_publisher(settings: Settings) -> TransactionalPublisher:
@@ -156,7 +161,7 @@ async def connect(settings: Settings) -> AsyncIterator[Connected]:
             settings, table, engine, sessions, RoutedTickets(sessions), IntakeKeys(sessions),
             publisher,
             Credentials(sessions, cache_seconds=settings.auth_cache_seconds),
-            Simulator.over(engine, settings))
+            Simulator.over(engine, settings), held_store.HeldTickets(sessions))
     finally:
         await publisher.close()
         await engine.dispose()
@@ -171,7 +176,8 @@ async def purge_past_retention(settings: Settings,
     return await retention.purge_past_retention(
         {"routed_tickets": RoutedTickets(sessions), "intake_keys": IntakeKeys(sessions),
          "webhook_deliveries": outbox_store.Deliveries(sessions),
-         "erased_customers": erasures.ErasedCustomers(sessions)},
+         "erased_customers": erasures.ErasedCustomers(sessions),
+         "held_tickets": held_store.HeldTickets(sessions)},
         retention=retention.of_settings(settings), now=now,
         chunk=settings.retention_purge_chunk)
 

@@ -104,3 +104,19 @@ class ErasedCustomerRow(Base):
 
     customer_id: Mapped[str] = mapped_column(String(identifiers.MAX_LENGTH), primary_key=True)
     erased_at: Mapped[datetime] = mapped_column(db.UtcDateTime(), index=True)
+
+
+class HeldTicketRow(Base):
+    """A ticket a stage dead-lettered and not routed since: the dead letter that holds it
+    (its id as dead_letter_reading gives it), the stage, when, and the fault's class; the
+    platform that posted it, where its record tells (services/router/held_tickets.py;
+    v0030). No personal data, no ticket text."""
+
+    __tablename__ = "held_tickets"
+
+    ticket_id: Mapped[str] = mapped_column(String(identifiers.MAX_LENGTH), primary_key=True)
+    dead_letter_id: Mapped[str] = mapped_column(String(40))
+    stage: Mapped[str] = mapped_column(String(64))
+    error_class: Mapped[str] = mapped_column(String(128))
+    held_at: Mapped[datetime] = mapped_column(db.UtcDateTime(), index=True)
+    platform: Mapped[str | None] = mapped_column(String(tickets.MAX_PLATFORM))

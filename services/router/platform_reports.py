@@ -2,7 +2,8 @@
 it posted only (another platform's ticket is answered as an unknown id). The ticket's
 clocks resume (services/core/lifecycle.py). Within the platform key's rate limit, the
 budget its intake posts spend too. A platform has its ticket's id from the 202, before
-the ticket is routed: until then, 409 `not_routed_yet` with Retry-After."""
+the ticket is routed: until then, 409 `not_routed_yet` with Retry-After; a ticket of its
+that a stage dead-lettered, 409 `held` until an operator replays it."""
 
 from __future__ import annotations
 
@@ -44,9 +45,13 @@ class CustomerReply(request_bodies.RequestBody):
 _NOT_ROUTED_YET = ("`not_routed_yet`: the intake issued the ticket's id lately, and no"
                    " ticket is routed by it yet (a ticket accepted is on its way to its"
                    " department); retry after Retry-After")
+_HELD = ("`held`: a stage dead-lettered the ticket (the detail says which, and when), and"
+         " it is held there until an operator replays it; no Retry-After: asking again"
+         " will not route it (told of this platform's tickets only)")
 _REPLY_CONFLICTS: dict[int | str, dict[str, Any]] = {409: {
     **REPORT_IN_FLIGHT[409],
-    "description": f"{REPORT_IN_FLIGHT[409]['description']}; or {_NOT_ROUTED_YET}"}}
+    "description": f"{REPORT_IN_FLIGHT[409]['description']}; or {_NOT_ROUTED_YET}; or"
+                   f" {_HELD}"}}
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {
     "description": "`not_found`: no ticket by this id that this platform posted (another"
                    " platform's is answered alike), and none on its way"}}
@@ -65,7 +70,7 @@ async def customer_replied(ticket_id: TicketId, reply: CustomerReply,
     recorded = await service.customer_replied(
         ticket_id, occurred_at=reply.occurred_at, platform=platform,
         correlation_id=correlation_id, routed=router.routed, publisher=router.publisher,
-        now=datetime.now(UTC), key=report_key(idempotency_key, router))
+        now=datetime.now(UTC), key=report_key(idempotency_key, router), held=router.held)
     if isinstance(recorded, service.Refused):
         if recorded.refusal is service.Refusal.NOT_ROUTED_YET:
             return _retry_later(recorded, router.settings)

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from services.core import db, faults, kafka, tickets
 from services.core.settings import Settings
 from services.core.transactional_publisher import longest_publish
-from services.router import overflow, routing
+from services.router import held_tickets, overflow, routing
 from services.router.models import IntakeKeyRow, RoutedTicketRow
 from services.router.store import ClockChange
 
@@ -69,6 +69,22 @@ def claim_hold(settings: Settings) -> timedelta:
 
 
 HANDOVER_CLAIM = claim_hold(Settings.model_construct())  # the defaults' (the use cases')
+
+
+class Held(Protocol):
+    """The tickets held as dead letters (services/router/held_store.py)."""
+
+    async def get(self, ticket_id: str) -> held_tickets.Held | None: ...
+
+
+class NoneHeld:
+    """No ticket held (a router wired without the store's, in unit tests)."""
+
+    async def get(self, ticket_id: str) -> held_tickets.Held | None:
+        return None
+
+
+NONE_HELD = NoneHeld()
 
 
 class Routed(Protocol):

@@ -14,7 +14,7 @@ from sqlalchemy import CursorResult, Insert, Table, bindparam, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.core import db, faults, lifecycle, retention, targets, tickets
-from services.router import erasures, intake_policy, service_clocks
+from services.router import erasures, held_store, intake_policy, service_clocks
 from services.router.models import RoutedTicketRow
 
 logger = logging.getLogger(__name__)
@@ -226,6 +226,7 @@ class RoutedTickets:
             if rows:
                 await session.execute(_first_dispatches(session.get_bind().dialect.name),
                                       rows)
+                await held_store.forget(session, [row["ticket_id"] for row in rows])
 
     async def purge(self, before: datetime, *, chunk: int) -> int:
         """Delete ticket states and traces unchanged since `before` (retention)."""
@@ -289,6 +290,7 @@ class RoutedTickets:
             by_id = {d.ticket_id: d for d in kept}
             await session.execute(_first_dispatches(session.get_bind().dialect.name),
                                   [_row_values(d) for d in kept])
+            await held_store.forget(session, list(by_id))
             rows = await session.scalars(
                 select(RoutedTicketRow).where(RoutedTicketRow.ticket_id.in_(list(by_id)))
                 .order_by(RoutedTicketRow.ticket_id).with_for_update())

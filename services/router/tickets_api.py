@@ -10,7 +10,7 @@ from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, field_validator
 
-from services.core import auth, http, request_bodies, tickets, topics
+from services.core import access, auth, http, request_bodies, tickets, topics
 from services.router import bootstrap, lane_copies, service, service_clocks
 from services.router.intake import RATE_LIMITED, UNAVAILABLE, TicketId, refused
 
@@ -42,13 +42,23 @@ class PriorityChange(request_bodies.RequestBody):
         return value
 
 
-@api.get("/{ticket_id}")
+@api.get("/{ticket_id}", responses={
+    404: {"description": "`not_found`: no ticket by this id, routed or held"},
+    409: {"description": "`held`: a stage dead-lettered the ticket, and no replay routed it"
+                         " since: the detail says which stage and when (to an admin, also"
+                         " the dead letter's id and the fault's class); an operator's"
+                         " replay routes it, asking again does not"}})
 async def ticket_state(ticket_id: TicketId, router: bootstrap.RouterContext,
                        principal: auth.DepartmentOrAdmin) -> dict[str, Any]:
     """The ticket's current department and state, and its whole routing trace (for the
-    department that has it, or an admin)."""
+    department that has it, or an admin). A ticket held as a dead letter is in no
+    department yet: 409 `held`."""
     row = await router.routed.get(ticket_id)
     if row is None:
+        held = await router.held.get(ticket_id)
+        if held is not None:
+            verdict = service.held(held, operator=principal.role is access.Role.ADMIN)
+            raise HTTPException(409, detail={"error": verdict.error, "detail": verdict.detail})
         raise HTTPException(404, detail={"error": "not_found",
                                          "detail": f"no routed ticket {ticket_id!r}"})
     auth.ensure_may_act_for(principal, row.department)

@@ -25,6 +25,8 @@ KEPT = {
     "ticket_timelines": "ticket ids, departments, segments and times only",
     "webhook_deliveries": "the platforms' callbacks about the tickets: ticket ids,"
                           " departments, segments, deadlines and times only",
+    "held_tickets": "their tickets held as dead letters: ticket ids, stages, platforms and"
+                    " times only, until the dead letter leaves Kafka",
     "erased_customers": "the customer id and the erasure's time, for"
                         f" {retention.ERASURES_REMEMBERED.days} days: a ticket of theirs"
                         " Kafka still holds is then routed but not kept",

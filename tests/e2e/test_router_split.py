@@ -19,11 +19,13 @@ from tests import credentials
 from tests.conftest import department_lanes, read_topic
 from tests.e2e.split_pipeline import running
 
-# The router's consumers: its stage, the ticket events' follower, the webhooks' recorder;
-# and the load sample, which overflow routes by.
+# The router's consumers: its stage, the ticket events' follower, the webhooks' recorder,
+# the reader of the tickets held as dead letters; and the load sample, which overflow
+# routes by.
 ROUTING_METRICS = [*(f'routing_stage_waiting_for_outage{{stage="{name}"}}' for name in
                      ("router", topics.ROUTER_TRACKER_GROUP, topics.ROUTER_WEBHOOKS_GROUP)),
-                   'routing_background_task_up{task="load"}']
+                   'routing_background_task_up{task="load"}',
+                   'routing_background_task_up{task="held-tickets"}']
 # What an instance serving the intake alone still runs (README, ROUTER_STAGE): the routing
 # table's followers (a table put in force reaches its simulator and APIs) and its turn at
 # the fleet-wide jobs any router can hold the lease of.

@@ -23,7 +23,12 @@ from services.metrics.timeline import Timeline
 from services.router import bootstrap as router_bootstrap
 from services.router import erasures
 from services.router.intake_keys import IntakeKeys
-from services.router.models import ErasedCustomerRow, IntakeKeyRow, RoutedTicketRow
+from services.router.models import (
+    ErasedCustomerRow,
+    HeldTicketRow,
+    IntakeKeyRow,
+    RoutedTicketRow,
+)
 from services.router.store import Dispatch, RoutedTickets
 from services.segmenter import erasure
 from services.segmenter.cache import CustomerCache
@@ -60,7 +65,8 @@ async def remaining(sessions: async_sessionmaker[AsyncSession], row: type[Any]) 
     key = {RoutedTicketRow: RoutedTicketRow.ticket_id, TimelineRow: TimelineRow.ticket_id,
            IntakeKeyRow: IntakeKeyRow.idempotency_key,
            WebhookDeliveryRow: WebhookDeliveryRow.delivery_id,
-           ErasedCustomerRow: ErasedCustomerRow.customer_id}[row]
+           ErasedCustomerRow: ErasedCustomerRow.customer_id,
+           HeldTicketRow: HeldTicketRow.ticket_id}[row]
     async with sessions() as session:
         return set((await session.scalars(select(key))).all())
 
@@ -112,8 +118,8 @@ class TestPurge:
 async def old_and_young_rows_in_every_table(sessions: async_sessionmaker[AsyncSession],
                                             now: datetime) -> None:
     """In each table with a retention (the defaults: states and callbacks 90 days,
-    timelines 400, keys 7, erasures 37), rows `old-*` just past it and `young` just
-    within it."""
+    timelines 400, keys 7, erasures 37, tickets held as dead letters 30), rows `old-*`
+    just past it and `young` just within it."""
     await RoutedTickets(sessions).record_first_dispatches(
         [dispatch("old-1", at=now - timedelta(days=91)),
          dispatch("young", at=now - timedelta(days=89))])
@@ -140,6 +146,12 @@ async def old_and_young_rows_in_every_table(sessions: async_sessionmaker[AsyncSe
         session.add_all([ErasedCustomerRow(customer_id="old-1", erased_at=now - timedelta(days=38)),
                          ErasedCustomerRow(customer_id="young",
                                            erased_at=now - timedelta(days=36))])
+        # Tickets held as dead letters: forgotten once Kafka dropped the dead letter (30
+        # days), which nothing can replay then.
+        session.add_all([HeldTicketRow(ticket_id=ticket_id, dead_letter_id="0:1",
+                                       stage="router", error_class="Unprocessable",
+                                       held_at=now - timedelta(days=age))
+                         for ticket_id, age in (("old-1", 31), ("young", 29))])
 
 
 class TestEachServicesPurge:
@@ -157,13 +169,14 @@ class TestEachServicesPurge:
                                                                   now=now)
 
         assert by_router == {"routed_tickets": 1, "intake_keys": 1, "webhook_deliveries": 1,
-                             "erased_customers": 1}
+                             "erased_customers": 1, "held_tickets": 1}
         assert by_metrics == {"ticket_timelines": 1}
         assert await remaining(sessions, RoutedTicketRow) == {"young"}
         assert await remaining(sessions, IntakeKeyRow) == {"young"}
         assert await remaining(sessions, TimelineRow) == {"young"}
         assert await remaining(sessions, WebhookDeliveryRow) == {"old-pending", "young"}
         assert await remaining(sessions, ErasedCustomerRow) == {"young"}
+        assert await remaining(sessions, HeldTicketRow) == {"young"}
 
     async def test_every_table_with_a_retention_is_in_the_schema_and_one_jobs(
             self, sessions: async_sessionmaker[AsyncSession]) -> None:
@@ -210,6 +223,10 @@ async def a_customer_with_tickets(sessions: async_sessionmaker[AsyncSession],
             ticket_id="t-anna-1", body='{"ticket_id": "t-anna-1", "segment": "consumer"}',
             status="delivered", attempts=1, next_attempt_at=NOW, created_at=NOW,
             updated_at=NOW))
+        # A ticket of theirs a stage dead-lettered: ids, a stage, a platform and a time.
+        session.add(HeldTicketRow(ticket_id="t-anna-3", dead_letter_id="0:7",
+                                  stage="segmenter", error_class="Unprocessable",
+                                  held_at=NOW, platform="desk"))
 
 
 def customer_store(sessions: async_sessionmaker[AsyncSession]) -> CustomerStore:

@@ -27,7 +27,9 @@ class TestCutoffs:
                                      "webhook_deliveries": NOW - timedelta(days=90),
                                      "ticket_timelines": NOW - timedelta(days=400),
                                      "intake_keys": NOW - timedelta(days=7),
-                                     "erased_customers": NOW - timedelta(days=37)}
+                                     "erased_customers": NOW - timedelta(days=37),
+                                     # As long as tickets.dlq keeps the dead letter.
+                                     "held_tickets": NOW - timedelta(days=30)}
 
     def test_an_erasure_is_remembered_while_kafka_can_bring_back_a_ticket_before_it(
             self) -> None:

@@ -23,6 +23,7 @@ from services.router import (
     clock_notices,
     clock_watch,
     escalation_targets,
+    held_tickets,
     intake,
     intake_policy,
     ports,
@@ -1174,6 +1175,46 @@ class TestCustomerReplied:
             assert others == Refused(nobodys.refusal, nobodys.detail.replace(
                 unknown, ticket_id), nobodys.error)
         assert router.publisher.published == []
+
+
+class FakeHeld:
+    """Tickets held as dead letters, by id."""
+
+    def __init__(self, *held: held_tickets.Held) -> None:
+        self.held = {each.ticket_id: each for each in held}
+
+    async def get(self, ticket_id: str) -> held_tickets.Held | None:
+        return self.held.get(ticket_id)
+
+
+class TestAReplyOnATicketHeldAsADeadLetter:
+    """A ticket a stage dead-lettered waits for an operator's replay: its platform is
+    told so, without a retry; another platform learns nothing of it."""
+
+    def held(self, ticket_id: str) -> held_tickets.Held:
+        return held_tickets.Held(ticket_id=ticket_id, dead_letter_id="0:9", stage="router",
+                                 error_class="Unprocessable", held_at=NOW,
+                                 platform=DESK.subject)
+
+    async def test_its_platform_is_told_it_is_held(self) -> None:
+        router, ticket_id = wired(), ticket_ids.issue(NOW)
+        holding = self.held(ticket_id)
+        refused = await service.customer_replied(
+            ticket_id, occurred_at=None, platform=DESK, correlation_id=None,
+            routed=router.routed, publisher=router.publisher, now=NOW,
+            held=FakeHeld(holding))
+        assert refused == service.held(holding, operator=False)
+        assert (refused.refusal, refused.error) == (Refusal.CONFLICT, "held")
+        assert router.publisher.published == []
+
+    async def test_another_platform_is_answered_as_on_an_id_of_no_ticket(self) -> None:
+        router, ticket_id = wired(), ticket_ids.issue(NOW)
+        refused = await service.customer_replied(
+            ticket_id, occurred_at=None, platform=WEBSHOP, correlation_id=None,
+            routed=router.routed, publisher=router.publisher, now=NOW,
+            held=FakeHeld(self.held(ticket_id)))
+        assert refused == await reply(router, ticket_id, platform=WEBSHOP)
+        assert isinstance(refused, Refused) and refused.refusal is Refusal.NOT_ROUTED_YET
 
 
 class TestAReplyBeforeTheTicketIsRouted:

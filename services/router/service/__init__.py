@@ -29,10 +29,10 @@ from services.router.service.handovers import (
 from services.router.service.reports import Recorded, ReportKey, customer_replied, record_report
 from services.router.service.route import FirstRouting, replayed, route
 from services.router.service.table import RemovalCheck, open_in_removed, put_table_in_force
-from services.router.service.verdicts import KEY_IN_FLIGHT, KEY_REUSED, Refusal, Refused
+from services.router.service.verdicts import KEY_IN_FLIGHT, KEY_REUSED, Refusal, Refused, held
 
 __all__ = ["KEY_IN_FLIGHT", "KEY_REUSED", "Acceptance", "FirstRouting", "Recorded",
            "Refusal", "Refused", "RemovalCheck", "ReportKey", "Reprioritised", "Transferred",
            "Verdict", "accept_ticket", "change_priority", "customer_replied", "escalate_due",
-           "open_in_removed", "put_table_in_force", "record_report", "replayed", "route",
+           "held", "open_in_removed", "put_table_in_force", "record_report", "replayed", "route",
            "transfer"]

@@ -107,13 +107,19 @@ async def customer_replied(ticket_id: str, *, occurred_at: datetime | None,
                            platform: access.Principal,
                            correlation_id: str | None, routed: ports.Routed,
                            publisher: ports.Publisher, now: datetime,
-                           key: ReportKey | None = None) -> Recorded | Refused:
+                           key: ReportKey | None = None,
+                           held: ports.Held | None = None) -> Recorded | Refused:
     """The customer replied on a ticket this platform posted: its clocks resume, and a
-    next-response clock starts once it has had its first response. A ticket not routed
-    yet, or another platform's, is answered as verdicts.not_routed says."""
+    next-response clock starts once it has had its first response. A ticket of this
+    platform's that a stage dead-lettered is answered as held (verdicts.held); one not
+    routed yet, or another platform's, as verdicts.not_routed says."""
 
     async def judged() -> Refused | datetime:
         row = await routed.get(ticket_id)
+        if row is None and held is not None:
+            holding = await held.get(ticket_id)
+            if holding is not None and holding.platform == platform.subject:
+                return verdicts.held(holding, operator=False)
         if row is None or row.platform != platform.subject:
             # Another platform's ticket is answered as an id the router does not know,
             # so that no platform learns which ids are tickets.

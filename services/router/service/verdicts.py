@@ -10,7 +10,14 @@ from enum import Enum
 from typing import Any
 
 from services.core import access, lifecycle, moments, refusal_outcomes, topics
-from services.router import clock_notices, clocks, intake_policy, missing_lanes, ticket_ids
+from services.router import (
+    clock_notices,
+    clocks,
+    held_tickets,
+    intake_policy,
+    missing_lanes,
+    ticket_ids,
+)
 from services.router.models import RoutedTicketRow
 
 
@@ -55,6 +62,13 @@ def not_routed(ticket_id: str, *, now: datetime) -> Refused:
                    f"ticket {ticket_id!r} is not routed yet: the intake issued its id at"
                    f" {issued.isoformat()}, and a ticket it accepted is on its way to its"
                    " department; retry after Retry-After", "not_routed_yet")
+
+
+def held(ticket: held_tickets.Held, *, operator: bool) -> Refused:
+    """The answer on a ticket a stage dead-lettered and no replay routed since: no retry
+    routes it, an operator's replay does (no Retry-After)."""
+    return Refused(Refusal.CONFLICT, held_tickets.told(ticket, operator=operator),
+                   held_tickets.HELD)
 
 
 UNAVAILABLE = Refused(Refusal.UNAVAILABLE)

@@ -1,0 +1,76 @@
+"""The tickets held as dead letters, in the router's store (held_tickets.Held; v0030):
+written by the reader of the dead letters (held_follower), forgotten when the ticket is
+routed (a replay that succeeded: RoutedTickets writes it in the same transaction) and
+past retention (the dead letter is gone from Kafka then: nothing can replay it)."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import Table, delete, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.core import db, retention
+from services.router.held_tickets import Held
+from services.router.models import HeldTicketRow, RoutedTicketRow
+
+_HELD = cast(Table, HeldTicketRow.__table__)
+
+
+class HeldTickets:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def hold(self, held: Sequence[Held]) -> None:
+        """Record tickets held, each by its latest dead letter (a ticket replayed and
+        dead-lettered again is held by the new one). A ticket routed already is not: its
+        dead letter was read after a replay routed it."""
+        latest: dict[str, Held] = {}
+        for each in held:
+            if each.ticket_id not in latest or latest[each.ticket_id].held_at <= each.held_at:
+                latest[each.ticket_id] = each
+        if not latest:
+            return
+        async with self._sessions() as session, session.begin():
+            routed = set((await session.scalars(select(RoutedTicketRow.ticket_id).where(
+                RoutedTicketRow.ticket_id.in_(list(latest))))).all())
+            rows = [_values(each) for ticket_id, each in sorted(latest.items())
+                    if ticket_id not in routed]
+            if not rows:
+                return
+            insert = db.insert_on_conflict(session.get_bind().dialect.name)(_HELD)
+            await session.execute(insert.on_conflict_do_update(
+                index_elements=[_HELD.c.ticket_id],
+                set_={name: insert.excluded[name] for name in rows[0] if name != "ticket_id"},
+                where=_HELD.c.held_at <= insert.excluded.held_at), rows)
+
+    async def get(self, ticket_id: str) -> Held | None:
+        async with self._sessions() as session:
+            row = await session.get(HeldTicketRow, ticket_id)
+            if row is None:
+                return None
+            return Held(ticket_id=row.ticket_id, dead_letter_id=row.dead_letter_id,
+                        stage=row.stage, error_class=row.error_class, held_at=row.held_at,
+                        platform=row.platform)
+
+    async def purge(self, before: datetime, *, chunk: int) -> int:
+        """Forget the tickets held by dead letters written before `before` (retention)."""
+        return await retention.delete_in_chunks(
+            self._sessions, HeldTicketRow.ticket_id, HeldTicketRow.held_at < before,
+            chunk=chunk)
+
+
+async def forget(session: AsyncSession, ticket_ids: Collection[str]) -> None:
+    """In a transaction that routes these tickets: they are held no longer."""
+    if ticket_ids:
+        await session.execute(delete(HeldTicketRow).where(
+            HeldTicketRow.ticket_id.in_(list(ticket_ids))))
+
+
+def _values(held: Held) -> dict[str, Any]:
+    return {"ticket_id": held.ticket_id, "dead_letter_id": held.dead_letter_id,
+            "stage": held.stage, "error_class": held.error_class, "held_at": held.held_at,
+            "platform": held.platform}
+

@@ -1,0 +1,83 @@
+"""Tickets held as dead letters: which dead letters hold a ticket, and what is told of it.
+A ticket accepted (202) that a stage dead-lettered is not routed until an operator
+replays it; its department, an admin and the platform that posted it are told so (409
+`held`), not that no such ticket exists. Pure: no Kafka client, no store here
+(`held_store` keeps them, `held_follower` reads the dead letters).
+
+A dead letter holds a ticket when it is a record of a stage's input that is a ticket
+(`tickets.incoming`, the segmenter's; `tickets.segmented`, the router's) and names its
+ticket id (the `ce_ticketid` header). What is kept of it: ids, the stage, when, the
+fault's class and the platform that posted it; never the ticket's text or its customer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import orjson
+
+from services.core import dead_letter_reading, identifiers, tickets, topics
+
+# The stage that reads each topic whose records are tickets (named by a dead letter
+# without the stage's header).
+TICKET_STAGES = {topics.INCOMING: topics.SEGMENTER_GROUP, topics.SEGMENTED: topics.ROUTER_GROUP}
+HELD = "held"
+MAX_ERROR_CLASS = 128
+MAX_STAGE = 64
+
+
+@dataclass(frozen=True)
+class Held:
+    """A ticket held as a dead letter."""
+
+    ticket_id: str
+    dead_letter_id: str
+    stage: str
+    error_class: str
+    held_at: datetime
+    platform: str | None = None
+
+
+def held_of(record: dead_letter_reading.Record) -> Held | None:
+    """The ticket a dead letter holds; None if it holds none (a report, a record of
+    another topic, one without a ticket id the store could keep)."""
+    headers = dead_letter_reading.header_values(record.headers)
+    source = headers.get(topics.DLQ_SOURCE_TOPIC)
+    ticket_id = headers.get("ce_ticketid", "")
+    if source not in TICKET_STAGES or not ticket_id \
+            or len(ticket_id) > identifiers.MAX_LENGTH:
+        return None
+    stage = headers.get(topics.DLQ_STAGE) or TICKET_STAGES[source]
+    return Held(ticket_id=ticket_id,
+                dead_letter_id=dead_letter_reading.dead_letter_id(record.partition,
+                                                                  record.offset),
+                stage=stage[:MAX_STAGE],
+                error_class=headers.get(topics.DLQ_ERROR_CLASS, "")[:MAX_ERROR_CLASS],
+                held_at=datetime.fromtimestamp(max(record.timestamp, 0) / 1000, UTC),
+                platform=_platform(record.value))
+
+
+def _platform(value: bytes | None) -> str | None:
+    """The platform that posted the ticket, as its record says (the ticket's `platform`,
+    on `tickets.incoming` and `tickets.segmented` alike); None where it cannot be read.
+    Nothing else of the record is kept."""
+    try:
+        data = orjson.loads(value or b"")
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    found = data.get("platform")
+    return found if isinstance(found, str) and len(found) <= tickets.MAX_PLATFORM else None
+
+
+def told(held: Held, *, operator: bool) -> str:
+    """What the 409 `held` says of it: by which stage and when, and that an operator
+    replays it; to an operator (an admin), also the dead letter and the fault's class."""
+    said = f"ticket {held.ticket_id!r} was dead-lettered by the {held.stage} stage at" \
+           f" {held.held_at.isoformat()}"
+    if operator:
+        said += f" (dead letter {held.dead_letter_id}, {held.error_class or 'no error class'})"
+    return said + ("; it is held there until an operator replays it (`routing dead-letters"
+                   " replay`): asking again will not route it")

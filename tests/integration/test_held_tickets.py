@@ -1,0 +1,200 @@
+"""Tickets held as dead letters, on the real broker and the real SQL store (SQLite and
+PostgreSQL): a ticket accepted (202) that the segmenter or the router stage dead-lettered
+is read off `tickets.dlq` by the router's reader of the dead letters (held_follower) and
+answered 409 `held` (by which stage, when; no Retry-After), to an admin and a department
+on `GET /v1/tickets/{id}` and to the platform that posted it on a customer reply; another
+platform's reply on it is answered exactly as on an id of no ticket. Routing it (a replay
+that succeeded) forgets it. Only the router's APIs and that reader run (no pipeline
+stage): the test dead-letters a ticket's record as a stage does (faults.dead_letter)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaProducer, ConsumerRecord
+
+from services.core import dead_letter_reading, envelope, events, faults, kafka, topics
+from services.core.settings import Settings
+from services.router import held_follower, platform_reports, ticket_ids, tickets_api
+from services.router.held_store import HeldTickets
+from services.router.held_tickets import Held
+from services.router.store import RoutedTickets
+from tests import credentials
+from tests.conftest import unique
+from tests.router_apis import intake_apis, routed_ticket
+
+PLATFORM, OTHER_PLATFORM = "helpdesk", "zd-test"
+DEPARTMENT = "customer_care"
+# How long a test waits for the reader to hold a ticket it dead-lettered (it reads the
+# shared topic from the start: other tests' dead letters come first). Only a bound.
+HELD_WITHIN_SECONDS = 60.0
+# Each stage whose input is tickets, by the topic its dead letters name as their source.
+STAGES = [(topics.INCOMING, "segmenter", events.TicketEventType.RECEIVED),
+          (topics.SEGMENTED, "router", events.TicketEventType.SEGMENTED)]
+
+
+@dataclass
+class Router:
+    client: httpx.AsyncClient
+    routed: RoutedTickets
+    held: HeldTickets
+    producer: AIOKafkaProducer
+    headers: dict[str, dict[str, str]]  # by platform, "admin" and DEPARTMENT
+
+    async def dead_letter(self, source: str, stage: str, kind: str,
+                          platform: str = PLATFORM) -> tuple[str, str]:
+        """A ticket of `platform` (issued now) dead-lettered by `stage` as a stage does:
+        the ticket's id and its dead letter's."""
+        ticket_id = ticket_ids.issue(datetime.now(UTC))
+        event = envelope.Event(type=kind, source="/test", ticket_id=ticket_id,
+                               correlation_id=ticket_id,
+                               data={"ticket_id": ticket_id, "customer_id": "c-1",
+                                     "subject": "Invoice", "platform": platform})
+        value = envelope.to_value(event)
+        record: ConsumerRecord[bytes, bytes] = ConsumerRecord(
+            topic=source, partition=0, offset=0, timestamp=0, timestamp_type=0, key=b"c-1",
+            value=value, checksum=None, serialized_key_size=3,
+            serialized_value_size=len(value), headers=envelope.to_headers(event))
+        letter = faults.dead_letter(record, faults.Unprocessable("no lanes"), stage=stage)
+        metadata = await self.producer.send_and_wait(letter.topic, letter.value,
+                                                     key=letter.key, headers=letter.headers)
+        return ticket_id, dead_letter_reading.dead_letter_id(metadata.partition,
+                                                             metadata.offset)
+
+    async def until_held(self, ticket_id: str) -> Held:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + HELD_WITHIN_SECONDS
+        while loop.time() < deadline:
+            held = await self.held.get(ticket_id)
+            if held is not None:
+                return held
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"ticket {ticket_id} was never held")
+
+    async def state(self, ticket_id: str, who: str) -> httpx.Response:
+        return await self.client.get(f"/v1/tickets/{ticket_id}", headers=self.headers[who])
+
+    async def reply(self, ticket_id: str, platform: str = PLATFORM) -> httpx.Response:
+        return await self.client.post(f"/v1/tickets/{ticket_id}/customer-replies", json={},
+                                      headers=self.headers[platform])
+
+
+@pytest.fixture
+async def router(database_url: str, kafka_bootstrap: str,
+                 tmp_path: Path) -> AsyncIterator[Router]:
+    settings = Settings(kafka_bootstrap_servers=kafka_bootstrap)
+    await kafka.ensure_topics(settings, [topics.DEAD_LETTERS])
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+    await producer.start()
+    stop = asyncio.Event()
+    try:
+        async with intake_apis(database_url, kafka_bootstrap, tmp_path, tickets_api.api,
+                               platform_reports.api) as apis:
+            # The reader as the router's app runs it, in a group of this test's own.
+            reader = asyncio.create_task(held_follower.follow(
+                settings, apis.held, stop, group_id=unique("held")))
+            try:
+                yield Router(apis.client, apis.routed, apis.held, producer, {
+                    **{platform: await credentials.headers_of(apis.credentials, "platform",
+                                                              platform)
+                       for platform in (PLATFORM, OTHER_PLATFORM)},
+                    "admin": await credentials.headers_of(apis.credentials, "admin"),
+                    DEPARTMENT: await credentials.headers_of(apis.credentials, "department",
+                                                             DEPARTMENT)})
+            finally:
+                stop.set()
+                with contextlib.suppress(Exception):
+                    await reader
+    finally:
+        await producer.stop()
+
+
+def told(ticket_id: str, held: Held, *, operator: bool) -> str:
+    said = (f"ticket {ticket_id!r} was dead-lettered by the {held.stage} stage at"
+            f" {held.held_at.isoformat()}")
+    if operator:
+        said += f" (dead letter {held.dead_letter_id}, Unprocessable)"
+    return said + ("; it is held there until an operator replays it (`routing dead-letters"
+                   " replay`): asking again will not route it")
+
+
+@pytest.mark.parametrize(("source", "stage", "kind"), STAGES)
+class TestATicketHeldAsADeadLetter:
+    async def test_its_state_is_told_held_by_the_stage_to_an_admin_and_a_department(
+            self, router: Router, source: str, stage: str, kind: str) -> None:
+        ticket_id, dead_letter_id = await router.dead_letter(source, stage, kind)
+        held = await router.until_held(ticket_id)
+        assert (held.dead_letter_id, held.stage, held.platform) == (
+            dead_letter_id, stage, PLATFORM)
+
+        by_admin = await router.state(ticket_id, "admin")
+        by_department = await router.state(ticket_id, DEPARTMENT)
+
+        assert (by_admin.status_code, by_admin.json()) == (409, {
+            "error": "held", "detail": told(ticket_id, held, operator=True)}), by_admin.text
+        # A department is told it is held, not which dead letter holds it (an operator's).
+        assert (by_department.status_code, by_department.json()) == (409, {
+            "error": "held", "detail": told(ticket_id, held, operator=False)})
+        assert dead_letter_id not in by_department.text
+        assert "Retry-After" not in by_admin.headers
+
+    async def test_its_platforms_customer_reply_is_told_held_with_no_retry_after(
+            self, router: Router, source: str, stage: str, kind: str) -> None:
+        ticket_id, _dead_letter_id = await router.dead_letter(source, stage, kind)
+        held = await router.until_held(ticket_id)
+
+        answer = await router.reply(ticket_id)
+
+        assert (answer.status_code, answer.json()) == (409, {
+            "error": "held", "detail": told(ticket_id, held, operator=False)}), answer.text
+        assert "Retry-After" not in answer.headers
+
+    async def test_another_platforms_reply_is_answered_as_on_an_id_of_no_ticket(
+            self, router: Router, source: str, stage: str, kind: str) -> None:
+        theirs, _dead_letter_id = await router.dead_letter(source, stage, kind)
+        await router.until_held(theirs)
+        issued = ticket_ids.issued_at(theirs)
+        assert issued is not None
+        unknown = ticket_ids.issue(issued)
+
+        answer = await router.reply(theirs, OTHER_PLATFORM)
+        nobodys = await router.reply(unknown, OTHER_PLATFORM)
+
+        assert answer.status_code == nobodys.status_code == 409, answer.text
+        assert answer.json() == {key: value.replace(unknown, theirs)
+                                 for key, value in nobodys.json().items()}
+        assert answer.json()["error"] == "not_routed_yet"
+        assert answer.headers["Retry-After"] == nobodys.headers["Retry-After"]
+
+    async def test_routing_it_a_replay_succeeding_forgets_it(
+            self, router: Router, source: str, stage: str, kind: str) -> None:
+        ticket_id, _dead_letter_id = await router.dead_letter(source, stage, kind)
+        held = await router.until_held(ticket_id)
+
+        await routed_ticket(router.routed, DEPARTMENT, spent=timedelta(seconds=1),
+                            platform=PLATFORM, ticket_id=ticket_id)
+
+        assert await router.held.get(ticket_id) is None
+        assert (await router.state(ticket_id, "admin")).status_code == 200
+        assert (await router.reply(ticket_id)).status_code == 202
+        # Its dead letter read again (a reader that restarted before committing): a
+        # ticket routed is not held.
+        await router.held.hold([held])
+        assert await router.held.get(ticket_id) is None
+
+
+class TestNotHeld:
+    async def test_an_id_of_no_ticket_is_still_not_found(self, router: Router) -> None:
+        ticket_id = ticket_ids.issue(datetime.now(UTC))
+
+        answer = await router.state(ticket_id, "admin")
+
+        assert (answer.status_code, answer.json()) == (404, {
+            "error": "not_found", "detail": f"no routed ticket {ticket_id!r}"})

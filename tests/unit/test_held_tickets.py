@@ -1,0 +1,103 @@
+"""Which dead letters hold a ticket, and what is kept of it (services/router/held_tickets.py):
+pure, on dead letters as the stages write them (faults.dead_letter)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import orjson
+import pytest
+from aiokafka import ConsumerRecord
+
+from services.core import envelope, events, faults, topics
+from services.router import held_tickets
+
+AT = datetime(2026, 12, 7, 9, 30, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Letter:
+    """A dead letter as read off tickets.dlq."""
+
+    headers: list[tuple[str, bytes]]
+    value: bytes | None
+    key: bytes | None = b"c-1"
+    partition: int = 2
+    offset: int = 41
+    timestamp: int = int(AT.timestamp() * 1000)
+
+
+def letter(source: str, *, stage: str = "", kind: str = events.TicketEventType.SEGMENTED,
+           ticket_id: str | None = "t-1", data: dict[str, object] | None = None) -> Letter:
+    event = envelope.Event(type=kind, source="/test", ticket_id=ticket_id,
+                           correlation_id="corr",
+                           data={"platform": "helpdesk", "customer_id": "c-1",
+                                 "body": "Where is my invoice?"} if data is None else data)
+    value = envelope.to_value(event)
+    record: ConsumerRecord[bytes, bytes] = ConsumerRecord(
+        topic=source, partition=0, offset=7, timestamp=0, timestamp_type=0, key=b"c-1",
+        value=value, checksum=None, serialized_key_size=3, serialized_value_size=len(value),
+        headers=envelope.to_headers(event))
+    dead = faults.dead_letter(record, faults.Unprocessable("no lanes"), stage=stage)
+    return Letter(dead.headers, dead.value)
+
+
+class TestWhatHoldsATicket:
+    @pytest.mark.parametrize(("source", "stage"), [(topics.INCOMING, "segmenter"),
+                                                   (topics.SEGMENTED, "router")])
+    def test_a_dead_letter_of_a_stages_ticket_holds_it(self, source: str, stage: str) -> None:
+        assert held_tickets.held_of(letter(source, stage=stage)) == held_tickets.Held(
+            ticket_id="t-1", dead_letter_id="2:41", stage=stage, error_class="Unprocessable",
+            held_at=AT, platform="helpdesk")
+
+    def test_a_dead_letter_without_the_stages_header_names_the_stage_of_its_topic(
+            self) -> None:
+        held = held_tickets.held_of(letter(topics.INCOMING))
+        assert held is not None and held.stage == topics.SEGMENTER_GROUP
+
+    @pytest.mark.parametrize("source", [topics.EVENTS, "dept.billing.high"])
+    def test_a_dead_letter_of_another_topic_holds_no_ticket(self, source: str) -> None:
+        """A report on tickets.events names its ticket too: it is no ticket."""
+        assert held_tickets.held_of(letter(source, stage="router-tracker",
+                                           kind=events.TicketEventType.RESPONDED)) is None
+
+    def test_one_without_a_ticket_id_holds_none(self) -> None:
+        assert held_tickets.held_of(letter(topics.INCOMING, ticket_id=None)) is None
+
+    def test_an_unreadable_record_holds_none(self) -> None:
+        assert held_tickets.held_of(Letter(headers=[], value=None)) is None
+
+
+class TestWhatIsKept:
+    def test_of_the_ticket_only_the_platform_no_text_or_customer(self) -> None:
+        held = held_tickets.held_of(letter(topics.SEGMENTED, stage="router"))
+        assert held is not None
+        kept = orjson.dumps(held.__dict__, default=str).decode()
+        assert "c-1" not in kept and "invoice" not in kept.lower()
+
+    @pytest.mark.parametrize("data", [{}, {"platform": 7}, {"platform": "p" * 129}])
+    def test_a_platform_that_cannot_be_read_is_none(self, data: dict[str, object]) -> None:
+        held = held_tickets.held_of(letter(topics.SEGMENTED, data=data))
+        assert held is not None and held.platform is None
+
+    def test_a_value_that_is_no_json_keeps_the_ticket_held_with_no_platform(self) -> None:
+        good = letter(topics.SEGMENTED)
+        held = held_tickets.held_of(Letter(good.headers, b"\xff not json"))
+        assert held is not None and (held.ticket_id, held.platform) == ("t-1", None)
+
+
+class TestWhatIsTold:
+    HELD = held_tickets.Held(ticket_id="t-1", dead_letter_id="2:41", stage="router",
+                             error_class="Unprocessable", held_at=AT, platform="helpdesk")
+
+    def test_an_operator_is_told_the_dead_letter_and_the_faults_class(self) -> None:
+        assert held_tickets.told(self.HELD, operator=True) == (
+            "ticket 't-1' was dead-lettered by the router stage at 2026-12-07T09:30:00+00:00"
+            " (dead letter 2:41, Unprocessable); it is held there until an operator replays"
+            " it (`routing dead-letters replay`): asking again will not route it")
+
+    def test_anyone_else_by_which_stage_and_when(self) -> None:
+        told = held_tickets.told(self.HELD, operator=False)
+        assert "router stage at 2026-12-07T09:30:00+00:00" in told
+        assert "2:41" not in told and "Unprocessable" not in told
