@@ -19,7 +19,9 @@ from services.core.settings import Settings
 from services.core.stage import StageRunner
 from services.router import app as router_app
 from services.router import bootstrap as router_bootstrap
-from services.router import missing_lanes, worker
+from services.router import held_follower, missing_lanes, worker
+from services.router.held_store import HeldTickets
+from services.router.held_tickets import Held
 from services.router.store import Dispatch, RoutedTickets
 from services.segmenter import erasure
 from services.segmenter.cache import CustomerCache
@@ -287,6 +289,36 @@ class TestADepartmentWhoseLanesCannotBeMade:
             " once they do")
         assert REGISTRY.get_sample_value("routing_router_department_lanes_missing",
                                          {"department": ghost}) == 1
+        # The router's reader of the dead letters holds the ticket, by the stage that
+        # dead-lettered it (tests/integration/test_held_tickets.py: the answers).
+        held = await held_by_the_reader(stage_settings, stuck.ticket_id)
+        assert (held.stage, held.error_class, held.platform) == (
+            "router-test", letter[topics.DLQ_ERROR_CLASS], None)
+
+
+async def held_by_the_reader(settings: Settings, ticket_id: str | None) -> Held:
+    """The ticket as the router's reader of the dead letters holds it (its store migrated
+    here, its group the test's own)."""
+    assert ticket_id is not None
+    await migrate.upgrade(settings.database_url)
+    engine = db.engine(settings.database_url)
+    stop = asyncio.Event()
+    held = HeldTickets(db.sessions(engine))
+    reader = asyncio.create_task(held_follower.follow(settings, held, stop,
+                                                      group_id=unique("held")))
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 60
+        found = await held.get(ticket_id)
+        while found is None and loop.time() < deadline:
+            await asyncio.sleep(0.1)
+            found = await held.get(ticket_id)
+    finally:
+        stop.set()
+        await reader
+        await engine.dispose()
+    assert found is not None, "the reader never held the ticket"
+    return found
 
 
 async def dead_letters_of(bootstrap: str, ticket_id: str | None) -> list[dict[str, str]]:
