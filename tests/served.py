@@ -13,13 +13,15 @@ from fastapi import FastAPI
 from services.core import serve
 
 
-async def until(condition: Callable[[], bool]) -> None:
-    """Wait for `condition`, up to 10 s."""
-    for _ in range(1000):
+async def until(condition: Callable[[], bool], *, within: float = 10.0) -> None:
+    """Wait for `condition`, looking every 0.01 s, `within / 0.01` times at most (on a
+    loaded machine the wait may be longer): a bound on a wait that ends far sooner
+    unless what it waits for is broken."""
+    for _ in range(round(within / 0.01)):
         if condition():
             return
         await asyncio.sleep(0.01)
-    raise AssertionError("the condition never held in 10 s")
+    raise AssertionError(f"the condition never held in {within} s")
 
 
 @asynccontextmanager

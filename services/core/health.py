@@ -6,6 +6,7 @@ period."""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -40,12 +41,14 @@ class NotReady(BaseModel):
         " absent when none is"))
 
 
-# The probes' 503s as the OpenAPI declares them (services/core/http_docs.py keeps them).
-EXITING: dict[int | str, dict[str, Any]] = {503: {
-    "model": Exiting, "description": "A stage ended for good: the process exits, to be"
-                                     " restarted"}}
-NOT_READY: dict[int | str, dict[str, Any]] = {503: {
-    "model": NotReady, "description": "Not ready: what is down, if a task or stage is"}}
+def _unavailable(model: type[BaseModel]) -> dict[int | str, dict[str, Any]]:
+    """A probe's 503 as the OpenAPI declares it (services/core/http_docs.py keeps it),
+    described by its model's docstring: one definition."""
+    return {503: {"model": model, "description": inspect.getdoc(model)}}
+
+
+EXITING = _unavailable(Exiting)
+NOT_READY = _unavailable(NotReady)
 
 
 def routes(*, ready: Callable[[], bool], down: Callable[[], list[str]],

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -30,39 +29,21 @@ from fastapi import FastAPI
 from prometheus_client import REGISTRY
 
 from devtools.kafka_broker import LocalKafka
-from services.core import envelope, http, kafka, service_context
+from services.core import http, kafka, service_context
 from services.core.settings import Settings
 from services.core.stage import StageRunner
+from tests import served
 from tests.conftest import unique
 from tests.faults.test_broker_outage import own_broker  # noqa: F401
-from tests.integration.stages.stage_records import publish_received
+from tests.integration.stages.stage_records import Received, publish_received
 from tests.integration.test_broker_at_start import secured_broker  # noqa: F401
 
 # A bound on the waits below (the broker's start, the group's join), which end sooner.
 WITHIN_SECONDS = 120.0
 
 
-async def until(condition: Callable[[], bool]) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + WITHIN_SECONDS
-    while not condition():
-        assert loop.time() < deadline, f"the condition never held in {WITHIN_SECONDS} s"
-        await asyncio.sleep(0.05)
-
-
 def waiting_for_outage(stage: str) -> float | None:
     return REGISTRY.get_sample_value("routing_stage_waiting_for_outage", {"stage": stage})
-
-
-class Received:
-    """The transform: notes the tickets it was given, publishes nothing."""
-
-    def __init__(self) -> None:
-        self.tickets: list[str] = []
-
-    async def __call__(self, event: envelope.Event) -> list[kafka.Publishable]:
-        self.tickets.append(event.ticket_id)
-        return []
 
 
 @pytest.mark.parametrize("delivery", ["at_least_once", "exactly_once"])
@@ -94,7 +75,7 @@ async def test_a_stage_started_while_the_broker_is_down_waits_for_it(
                         if record.name == "services.core.stage"]
 
             # Its first try has failed (before the mend: the stage ended for good).
-            await until(lambda: stage.ended or bool(waiting()))
+            await served.until(lambda: stage.ended or bool(waiting()), within=WITHIN_SECONDS)
             assert (exits, stage.ended) == ([], False)
             assert waiting()[0].startswith(
                 f"stage {name} cannot start: the Kafka broker (KAFKA_BOOTSTRAP_SERVERS) at"
@@ -115,8 +96,8 @@ async def test_a_stage_started_while_the_broker_is_down_waits_for_it(
                 await publish_received(producer, ticket, "c-1", topic=source)
             finally:
                 await producer.stop()
-            await until(lambda: ticket in received.tickets)
-            await until(lambda: stage.running)
+            await served.until(lambda: ticket in received.tickets, within=WITHIN_SECONDS)
+            await served.until(lambda: stage.running, within=WITHIN_SECONDS)
             ready = await client.get("/readyz")
             assert (ready.status_code, ready.json()) == (200, {"status": "ready"})
             assert waiting_for_outage(name) == 0
@@ -147,7 +128,7 @@ async def test_a_password_refused_at_a_stages_start_ends_it(
     with caplog.at_level(logging.WARNING):
         await stage.start()
         try:
-            await until(lambda: stage.ended or stage.waiting_to_start)
+            await served.until(lambda: stage.ended or stage.waiting_to_start, within=WITHIN_SECONDS)
         finally:
             await stage.stop()
     assert (stage.ended, exits) == (True, [70])

@@ -23,6 +23,17 @@ from tests.conftest import unique
 TABLE = routing.RoutingTable.simple("t1", {"government": "public_sector"}, "customer_care")
 
 
+class Received:
+    """A stage's transform: notes the tickets it was given, publishes nothing."""
+
+    def __init__(self) -> None:
+        self.tickets: list[str] = []
+
+    async def __call__(self, event: envelope.Event) -> list[kafka.Publishable]:
+        self.tickets.append(event.ticket_id)
+        return []
+
+
 def segmented_event(segment: str, ticket_id: str | None = None, *,
                     customer_id: str = "c-1") -> envelope.Event:
     ticket_id = ticket_id or unique("t")

@@ -24,18 +24,11 @@ from services.core.settings import Settings
 from services.core.stage import StageRunner
 from tests import served
 from tests.conftest import unique
-from tests.integration.stages.stage_records import owning_every_partition, publish_received
-
-
-class Received:
-    """The transform: notes the tickets it was given, publishes nothing."""
-
-    def __init__(self) -> None:
-        self.tickets: list[str] = []
-
-    async def __call__(self, event: object) -> list[kafka.Publishable]:
-        self.tickets.append(getattr(event, "ticket_id", ""))
-        return []
+from tests.integration.stages.stage_records import (
+    Received,
+    owning_every_partition,
+    publish_received,
+)
 
 
 async def test_a_take_over_meeting_the_broker_away_waits_for_it(
