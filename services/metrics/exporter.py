@@ -144,6 +144,11 @@ DEAD_LETTERS = Snapshot(
     "Records held in the dead-letter topic tickets.dlq (read, not estimated from offsets;"
     " less those its retention deleted, looked for every 10 minutes)",
     ())
+DEAD_LETTERS_READ = Counter(
+    "routing_dead_letters_read_total",
+    "Dead letters read from tickets.dlq since the service started, past those it held then,"
+    " each once (services/metrics/dead_letters_read.py): new dead letters, though the"
+    " retention deletes others meanwhile")
 # Labels from fixed sets (services/metrics/waiting_dead_letters.py), never a ticket's.
 DEAD_LETTERS_WAITING = Snapshot(
     "routing_dead_letters_waiting",

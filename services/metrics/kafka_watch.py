@@ -17,7 +17,7 @@ from aiokafka.errors import KafkaError
 
 from services.core import background, faults, group_lag, kafka, lag, topics
 from services.core.settings import Settings
-from services.metrics import exporter, replay_markers, waiting_dead_letters
+from services.metrics import dead_letters_read, exporter, replay_markers, waiting_dead_letters
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +77,8 @@ class DeadLetterCount:
     the dead letters it holds: those read, less those its retention deleted since (its
     first offsets read every GONE_EVERY_SECONDS). The count is shown once the records
     there at start-up are all read, so a restart never looks like a burst of new dead
-    letters.
+    letters. Those read past the ones there at start-up are counted as they come, each
+    once (dead_letters_read.py): what the alert on new dead letters watches.
 
     With the replay markers (replay_markers.ReplayMarkers, a reader of its own) it also
     shows the dead letters waiting, never replayed (waiting_dead_letters.py): once both
@@ -90,6 +91,7 @@ class DeadLetterCount:
                                         client_id="metrics-dead-letters")
         self.caught_up = False
         self.waiting = waiting_dead_letters.WaitingDeadLetters()
+        self.read = dead_letters_read.DeadLettersRead()
         self._markers = replay_markers.ReplayMarkers(settings, self.waiting.marked,
                                                      look_seconds=look_seconds)
         self._shown_at = self._gone_looked_at = -math.inf
@@ -118,8 +120,13 @@ class DeadLetterCount:
                     for records in batch.values():
                         for record in records:
                             self.waiting.held(record)
+                            if self.read.read(record.partition, record.offset):
+                                exporter.DEAD_LETTERS_READ.inc()
                     if not self.caught_up:
                         targets = targets or await self._start_offsets()
+                        if targets is not None:
+                            self.read.start_at({tp.partition: offset
+                                                for tp, offset in targets.items()})
                         self.caught_up = targets is not None and await kafka.caught_up(
                             self._consumer, targets)
                         if self.caught_up:

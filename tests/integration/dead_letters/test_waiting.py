@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import RecordsToDelete
+from prometheus_client import REGISTRY
 
 from services.core import dead_letter_reading, kafka, topics
 from services.core.settings import Settings
@@ -20,6 +21,7 @@ from services.metrics import exporter, kafka_watch
 from services.metrics.kafka_watch import DeadLetterCount
 from services.metrics.waiting_dead_letters import OTHER
 from services.router import dead_letter_records, dead_letters
+from tests import served
 from tests.conftest import unique
 from tests.integration.dead_letters.dead_lettering import dead_letter
 
@@ -179,6 +181,39 @@ async def test_the_dead_letters_held_are_those_read_less_those_the_retention_del
         await dead_letter(producer, source_topic, key=b"k", value=b"after", headers=[],
                           stage="router")
         await held_shown(task, 2)
+
+
+async def test_new_dead_letters_are_counted_though_the_retention_deletes_more_meanwhile(
+        settings: Settings, producer: AIOKafkaProducer, source_topic: str,
+        own_topics: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`routing_dead_letters_read_total`, what the alert RoutingDeadLetters watches,
+    counts the two dead-lettered while the retention deletes four, where the dead letters
+    held fall (4 to 2) and a rise of theirs hid them; those there at start-up, and those
+    read again by a restart, are not counted."""
+    monkeypatch.setattr(kafka_watch, "GONE_EVERY_SECONDS", 0.5)
+    made = [await dead_letter(producer, source_topic, key=b"k", value=f"{n}".encode(),
+                              headers=[], stage="router") for n in range(4)]
+    (partition, last), = {dead_letter_reading.parse_id(made[-1])}
+    before = read_total()
+    async with reading(settings) as task:
+        await held_shown(task, 4)
+        assert read_total() == before  # held at start-up: none new
+
+        await deleted_below(settings, {TopicPartition(own_topics, partition): last + 1})
+        for n in range(2):
+            await dead_letter(producer, source_topic, key=b"k", value=f"new {n}".encode(),
+                              headers=[], stage="router")
+        await served.until(lambda: read_total() == before + 2, within=60)
+        await held_shown(task, 2)
+
+    # A restart reads the two again: counted once.
+    async with reading(settings) as task:
+        await held_shown(task, 2)
+        assert read_total() == before + 2
+
+
+def read_total() -> float:
+    return REGISTRY.get_sample_value("routing_dead_letters_read_total") or 0.0
 
 
 async def deleted_below(settings: Settings, firsts: dict[TopicPartition, int]) -> None:
