@@ -102,7 +102,7 @@ class LiveConfig(Generic[Config]):
         self.name = name
         self.path = path.resolve()
         self._parse = parse
-        self._in_force = in_force
+        self._in_force = [in_force]
         # The seed, in force until the store has been read. A file that cannot be used is
         # held against it until govern() knows whether the store has a version instead.
         self._current: Config | None = None
@@ -126,6 +126,11 @@ class LiveConfig(Generic[Config]):
         self._announce: Announce | None = None
         LOADED.labels(name).set(self.loaded_at.timestamp())
         IN_FORCE_REFUSED.labels(name).set(0)
+
+    def also_in_force(self, follower: Callable[[Config], None]) -> None:
+        """Call `follower` too with each configuration coming in force here from now on
+        (as `in_force` is)."""
+        self._in_force.append(follower)
 
     @property
     def current(self) -> Config:
@@ -311,7 +316,8 @@ class LiveConfig(Generic[Config]):
         if self._current is None or candidate.version != self._current.version:
             self._current, self.loaded_at = candidate, datetime.now(UTC)
             self._current_text = text
-            self._in_force(candidate)
+            for follower in self._in_force:
+                follower(candidate)
             self.last_rejection = None
             RELOADS.labels(self.name, "replaced").inc()
             LOADED.labels(self.name).set(self.loaded_at.timestamp())

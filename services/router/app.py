@@ -34,9 +34,9 @@ from services.router import (
     event_follower,
     held_follower,
     intake,
+    lane_check,
     missing_lanes,
     platform_reports,
-    priority,
     service,
     table_api,
     tickets_api,
@@ -85,10 +85,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                             callbacks.deliveries, bootstrap.known_departments(router),
                             admin_actions.AdminActions(sessions))
 
-            async def sample_load() -> None:
-                await ensure_lanes(settings, live_table, lanes)  # after a reload
-                await load.sample()
-
             async def escalate() -> None:
                 await service.escalate_due(router.routed, router.publisher,
                                            table=live_table.current,
@@ -100,11 +96,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
             tasks = context.background = background.BackgroundTasks()
             await parts.start(Phase.BACKGROUND, stop=tasks.stop)
+            lanes_checked = lane_check.LaneCheck(settings, live_table, lanes)
             await config_changes.govern(live_table, settings, sessions, tasks,
                                         publisher=config_publisher, client_id=f"{NAME}-config")
             # The departments' queues of the table in force: the store's, which may differ
-            # from the file's (or serve in place of a file that cannot be used).
-            await ensure_lanes(settings, live_table, lanes)
+            # from the file's (or serve in place of a file that cannot be used); checked
+            # again every load sample interval and after each table put in force, by every
+            # instance (one serving the intake alone hands tickets over too).
+            await lanes_checked.check()
+            tasks.start("lanes", lanes_checked.run)
             tasks.start("routing-table-watch", live_table.watch)
             # Once per fleet: only the router holding the job's lease runs it.
             tasks.start("escalation", lambda stop: leases.every_while_holding(
@@ -116,7 +116,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 # The load that overflow routes by, sampled where tickets are routed: an
                 # instance serving the intake alone neither reads it nor reports it.
                 tasks.start("load", lambda stop: background.every(
-                    settings.load_sample_seconds, sample_load, stop))
+                    settings.load_sample_seconds, load.sample, stop))
                 # The consumers: the ticket events' follower and the webhooks' recorder
                 # (which starts their delivery), then the stage. An instance without
                 # them serves the intake and the APIs only, and writes little to the store.
@@ -144,6 +144,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     on_ended=context.stage_ended)
                 await parts.start(Phase.STAGE, stage.start, stop=stage.stop, finish=stage.finish)
             else:
+                # The webhooks' recorder, built with its Kafka clients but not run here:
+                # its clients closed at the stop all the same.
+                await parts.start(Phase.FOLLOWERS, stop=callbacks.stop)
                 context.started_without_stage = True
             yield
 
@@ -162,35 +165,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.webhooks.include_router(callbacks_api.callbacks)  # what the router sends, documented
     http.install(app, ready=context.ready, down=context.down, ended=context.ended)
     return app
-
-
-async def ensure_lanes(settings: Settings, live_table: bootstrap.LiveTable,
-                       lanes: missing_lanes.MissingLanes) -> None:
-    """The lanes of the table in force's departments, made where missing. Lanes the
-    brokers answer for but do not make (kafka.TopicsNotMade: fewer brokers up than
-    KAFKA_REPLICATION_FACTOR, a create-topic policy) or that the router's user may not
-    create are a WARNING naming their departments, tried again at the next load sample:
-    the router serves the departments whose lanes exist meanwhile, and samples their load
-    (a start is not failed for them, nor the sampling stopped); a ticket routed to one of
-    those departments is dead-lettered with the reason (`lanes`)."""
-    lanes_of = {department: priority.lane_topics(department)
-                for department in live_table.current.departments}
-    try:
-        not_permitted = await kafka.ensure_topics(
-            settings, [lane for department_lanes in lanes_of.values()
-                       for lane in department_lanes])
-    except kafka.TopicsNotMade as exc:
-        lanes.found(missing_lanes.not_made(exc), lanes_of)
-        logger.warning("department lanes not made; tried again at the next load sample,"
-                       " tickets routed to them dead-lettered meanwhile",
-                       extra={"error": str(exc), "departments": sorted(lanes.departments)})
-        return
-    lanes.found(not_permitted, lanes_of)
-    if not_permitted:
-        logger.warning("department lanes not made (the router's Kafka user may not create"
-                       " them); tried again at the next load sample, tickets routed to them"
-                       " dead-lettered meanwhile",
-                       extra={"departments": sorted(lanes.departments)})
 
 
 def main() -> None:

@@ -4,8 +4,8 @@ ticket routed to one of them is dead-lettered with a reason naming the departmen
 its lanes, to be replayed once they exist, rather than held, its partition with it, as
 if the broker were down. A hand-over there (a transfer, an escalation: `Refusing`, the
 use cases' publisher) is refused so too, nothing published: the ticket stays where it
-is. Lanes not tried yet (a table just put in force) are waited for as usual: the next
-load sample makes them."""
+is. Lanes not tried yet (a table just put in force) are waited for as usual: the check
+that follows the table (lane_check, run by every router instance) makes them."""
 
 from __future__ import annotations
 

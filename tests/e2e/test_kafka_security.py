@@ -34,9 +34,8 @@ from services.core import dead_letter_reading, kafka, topics
 from services.core.settings import PROJECT_ROOT, Settings
 from services.departments import queue
 from services.metrics import replay_markers
-from services.router import app as router_app
 from services.router import bootstrap as router_bootstrap
-from services.router import dead_letter_records, dead_letters, missing_lanes
+from services.router import dead_letter_records, dead_letters, lane_check, missing_lanes
 from tests import kafka_acls
 from tests.conftest import TEST_ROUTING_TABLE, Pipeline
 from tests.integration.dead_letters import dead_lettering
@@ -278,11 +277,11 @@ class TestLanesTheRouterMayNotMake:
         settings = secure_kafka.settings("router").model_copy(
             update={"routing_table_file": table_file})
         lanes = missing_lanes.MissingLanes()
-        with caplog.at_level(logging.WARNING, logger=router_app.__name__):
-            await router_app.ensure_lanes(settings, router_bootstrap.live_table(settings),
+        with caplog.at_level(logging.WARNING, logger=lane_check.__name__):
+            await lane_check.ensure_lanes(settings, router_bootstrap.live_table(settings),
                                           lanes)
         assert lanes.departments == {"ghost_desk": tuple(topics.lane_topics("ghost_desk"))}
-        [warned] = [record for record in caplog.records if record.name == router_app.__name__]
+        [warned] = [record for record in caplog.records if record.name == lane_check.__name__]
         assert warned.getMessage() == (
             "department lanes not made (the router's Kafka user may not create them); tried"
             " again at the next load sample, tickets routed to them dead-lettered meanwhile")

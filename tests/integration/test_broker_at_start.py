@@ -19,9 +19,8 @@ from devtools import certificates, ports, processes
 from devtools.kafka_broker import LocalKafka, Security
 from services.core import broker_start
 from services.core.settings import PROJECT_ROOT, Settings
-from services.router import app as router_app
 from services.router import bootstrap as router_bootstrap
-from services.router import missing_lanes
+from services.router import lane_check, missing_lanes
 from tests.service_starts import exit_code_within, logged_within, metrics_service
 
 # Bounds on waits that end far sooner unless the start is broken.
@@ -247,10 +246,10 @@ class TestLanesTheBrokersDoNotMake:
         each load sample) raised TopicsNotMade after 30 tries: the start failed, and the
         load sampling stopped before it sampled."""
         settings = Settings(kafka_bootstrap_servers=fresh_broker, kafka_replication_factor=2)
-        with caplog.at_level(logging.WARNING, logger=router_app.__name__):
-            await router_app.ensure_lanes(settings, router_bootstrap.live_table(settings),
-                                         missing_lanes.MissingLanes())
-        [warned] = [record for record in caplog.records if record.name == router_app.__name__]
+        with caplog.at_level(logging.WARNING, logger=lane_check.__name__):
+            await lane_check.ensure_lanes(settings, router_bootstrap.live_table(settings),
+                                          missing_lanes.MissingLanes())
+        [warned] = [record for record in caplog.records if record.name == lane_check.__name__]
         assert warned.getMessage() == ("department lanes not made; tried again at the next"
                                        " load sample, tickets routed to them dead-lettered"
                                        " meanwhile")

@@ -11,19 +11,30 @@ lanes, the escalation checked again later, the ticket staying where it is."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
+from fastapi import FastAPI
 from prometheus_client import REGISTRY
 
-from services.core import envelope, kafka, tickets, topics
+from services.core import envelope, kafka, service_context, tickets, topics
 from services.core.settings import Settings
 from services.router import app as router_app
-from services.router import bootstrap, clock_watch, missing_lanes, ports, priority, tickets_api
+from services.router import (
+    bootstrap,
+    clock_watch,
+    lane_check,
+    missing_lanes,
+    ports,
+    priority,
+    tickets_api,
+)
 from services.router import service as router_service
 from services.router.store import RoutedTickets
 from tests import credentials
@@ -61,7 +72,7 @@ async def served(database_url: str, kafka_bootstrap: str,
                            table=table, lanes=lanes) as apis:
         live = bootstrap.live_table(settings.model_copy(update={
             "routing_table_file": tmp_path / "routing.yaml"}))
-        await router_app.ensure_lanes(settings.model_copy(update={
+        await lane_check.ensure_lanes(settings.model_copy(update={
             "kafka_replication_factor": 2}), live, lanes)
         assert set(lanes.departments) == {ghost}
         yield Served(apis, ghost, lanes, live, settings)
@@ -172,3 +183,95 @@ class TestAnEscalation:
         assert logged.reason == (  # type: ignore[attr-defined]
             f"department {served.ghost}'s lanes do not exist and the router could not make"
             f" them ({missing(served.ghost)}): nothing is handed on to it until they do")
+
+
+@contextlib.asynccontextmanager
+async def intake_instance(settings: Settings, *, check_every: float
+                          ) -> AsyncIterator[FastAPI]:
+    """The router as the instance serving the intake alone runs (ROUTER_STAGE=false), its
+    lanes checked every `check_every` seconds (LOAD_SAMPLE_SECONDS)."""
+    app = router_app.create_app(settings.model_copy(update={
+        "router_stage": False, "load_sample_seconds": check_every,
+        "instance_id": unique("intake")}))
+    async with app.router.lifespan_context(app):
+        yield app
+
+
+async def transfer(app: FastAPI, ticket_id: str, to: str) -> httpx.Response:
+    store = service_context.of(app).credentials
+    assert store is not None
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://router") as client:
+        return await client.post(
+            f"/v1/tickets/{ticket_id}/transfer", json={"to_department": to, "reason": "r"},
+            headers=await credentials.headers_of(store, "department", "customer_care"))
+
+
+async def lanes_missing(department: str, *, now: bool) -> bool:
+    """Whether the gauge says `department`'s lanes missing (`now`) or not, within 30 s
+    (polled: no timing asserted)."""
+    for _ in range(300):
+        if (REGISTRY.get_sample_value("routing_router_department_lanes_missing",
+                                      {"department": department}) == 1.0) is now:
+            return True
+        await asyncio.sleep(0.1)
+    return False
+
+
+class TestAnInstanceServingTheIntakeAlone:
+    """It runs no stage, and no load sample, yet hands tickets over: it checks the lanes
+    itself, every LOAD_SAMPLE_SECONDS and after each table put in force. Measured before:
+    it checked them at its start only, so lanes made later stayed refused until a restart,
+    and a department added by a table put in force was unknown to it (its transfers
+    waited PRODUCE_TIMEOUT_SECONDS, then 503)."""
+
+    @pytest.fixture
+    def settings(self, database_url: str, kafka_bootstrap: str, tmp_path: Path) -> Settings:
+        table_file = tmp_path / "routing.yaml"
+        table_file.write_text("fallback_department: customer_care\nroutes:\n"
+                              "  - {segment: standard, department: customer_care}\n"
+                              "departments:\n  customer_care: {}\n", encoding="utf-8")
+        return Settings(kafka_bootstrap_servers=kafka_bootstrap, database_url=database_url,
+                        routing_table_file=table_file, kafka_replication_factor=2)
+
+    async def test_accepts_a_transfer_once_the_lanes_it_could_not_make_are_made(
+            self, settings: Settings) -> None:
+        ghost = unique("ghost").replace("-", "_")
+        made = settings.model_copy(update={"kafka_replication_factor": 1})
+        await kafka.ensure_topics(made, [*topics.PIPELINE, *priority.lane_topics(
+            "customer_care")])
+        settings.routing_table_file.write_text(
+            settings.routing_table_file.read_text("utf-8") + f"  {ghost}: {{}}\n",
+            encoding="utf-8")
+        async with intake_instance(settings, check_every=0.1) as app:
+            router = service_context.of(app).part(bootstrap.Router)
+            ticket_id = await routed_ticket(router.routed, router.table, "standard",
+                                            spent=timedelta(minutes=5))
+            refused = await transfer(app, ticket_id, ghost)
+            assert refused.status_code == 409, refused.text
+            assert refused.json()["error"] == "lanes_missing"
+
+            await kafka.ensure_topics(made, priority.lane_topics(ghost))  # an operator's
+            assert await lanes_missing(ghost, now=False)
+            accepted = await transfer(app, ticket_id, ghost)
+            assert accepted.status_code == 202, accepted.text
+
+    async def test_refuses_a_transfer_to_a_department_a_table_put_in_force_added(
+            self, settings: Settings) -> None:
+        """Its lanes, which the brokers do not make, are checked once the table is in
+        force (not an interval later: here an hour): a transfer there is refused at once,
+        not waited on until it fails."""
+        ghost = unique("ghost").replace("-", "_")
+        await kafka.ensure_topics(settings.model_copy(update={"kafka_replication_factor": 1}),
+                                  [*topics.PIPELINE, *priority.lane_topics("customer_care")])
+        async with intake_instance(settings, check_every=3600) as app:
+            router = service_context.of(app).part(bootstrap.Router)
+            ticket_id = await routed_ticket(router.routed, router.table, "standard",
+                                            spent=timedelta(minutes=5))
+            await router.table.put_in_force(
+                settings.routing_table_file.read_text("utf-8") + f"  {ghost}: {{}}\n",
+                source="test", author="test")
+            assert await lanes_missing(ghost, now=True)
+            refused = await transfer(app, ticket_id, ghost)
+            assert refused.status_code == 409, refused.text
+            assert refused.json()["error"] == "lanes_missing"

@@ -17,9 +17,8 @@ from prometheus_client import REGISTRY
 from services.core import db, envelope, kafka, migrate, topics
 from services.core.settings import Settings
 from services.core.stage import StageRunner
-from services.router import app as router_app
 from services.router import bootstrap as router_bootstrap
-from services.router import held_follower, missing_lanes, worker
+from services.router import held_follower, lane_check, missing_lanes, worker
 from services.router.held_store import HeldTickets
 from services.router.held_tickets import Held
 from services.router.store import Dispatch, RoutedTickets
@@ -273,7 +272,7 @@ class TestADepartmentWhoseLanesCannotBeMade:
         try:
             for event in (stuck, behind):  # one key: one partition, in this order
                 await publish(raw_producer, topics.SEGMENTED, event)
-            await router_app.ensure_lanes(refused, live_table, lanes)  # the load sample's
+            await lane_check.ensure_lanes(refused, live_table, lanes)  # the load sample's
             found = await read_topic(stage_settings.kafka_bootstrap_servers,
                                      "dept.public_sector", until=1,
                                      keep=lambda e: e.ticket_id == behind.ticket_id)
