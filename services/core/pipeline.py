@@ -172,7 +172,9 @@ class StageLoop:
         """Each partition's share goes on by itself: a partition waits for its own
         transaction, not for the slowest of the fetch, and its next share starts as soon
         as its last is done. Returns once the shares in hand are finished."""
-        WAITING.labels(self.name).set(0)  # shown from the moment this stage runs
+        # Shown from the moment this stage runs, as the property says at each scrape: set
+        # at moments instead, it kept a take-over's 1 once its partitions were revoked.
+        WAITING.labels(self.name).set_function(lambda: float(self.waiting_for_outage))
         collector.freeze_what_is_loaded()  # the service is started: what it holds stays
         try:
             while not stop.is_set():
@@ -384,7 +386,6 @@ class StageLoop:
         if fault is not None:
             RETRIES.labels(self.name, fault.value).inc()
         self._outages = self._outages + 1 if fault is faults.Fault.OUTAGE else 0
-        WAITING.labels(self.name).set(1 if self.waiting_for_outage else 0)
         if fault is not None:
             await asyncio.sleep(min(self._retry_pause * 2 ** max(self._outages - 1, 0),
                                     self._max_retry_pause))
@@ -534,7 +535,6 @@ class StageLoop:
                 for partition in missing:  # sought to their committed offsets
                     self._taken_to.pop(partition, None)
                 await self.handover.take_over(missing)
-                WAITING.labels(self.name).set(1 if self.waiting_for_outage else 0)
 
     async def _process(self, partition: TopicPartition, records: list[ConsumerRecord],
                        producer: AIOKafkaProducer) -> None:

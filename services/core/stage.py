@@ -98,7 +98,9 @@ class StageRunner:
         next after a pause (at_start.BACKOFF), for as long as it lasts. Anything else (a
         mistake: a password refused) is raised: the stage ends for good, its process is
         restarted, and the start then exits 1 naming the setting."""
-        waiting = pipeline.WAITING.labels(self.loop.name)
+        # As the start says at each scrape, until the loop runs (which then says it).
+        pipeline.WAITING.labels(self.loop.name).set_function(
+            lambda: float(self.waiting_to_start))
         to_start = [client for client in (self._producer, self._consumer) if client is not None]
         while to_start:
             try:
@@ -108,7 +110,6 @@ class StageRunner:
                 if broker_start.failure(error) is not at_start.Failure.OUTAGE:
                     raise error from failed
                 pause = self._start_failures.failed()
-                waiting.set(1)
                 said = broker_start.problem(error, self._settings)
                 line = broker_start.waiting(error, said, pause,
                                             brokers=broker_start.where(self._settings))

@@ -12,10 +12,12 @@ against the stage's broker."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Callable
 
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from prometheus_client import REGISTRY
 
 from devtools import ports
@@ -81,3 +83,73 @@ async def test_a_take_over_meeting_the_broker_away_waits_for_it(
             await stage.stop()
     assert not [record for record in caplog.records if record.levelno >= logging.ERROR
                 and record.name.startswith("services")]
+
+
+async def test_partitions_taken_away_while_it_waits_leave_it_waiting_for_nothing(
+        stage_settings: Settings, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The gauge follows `waiting_for_outage` itself: set at a take-over's end, it kept
+    the 1 of one meeting the broker away once the group gave its partitions to others (a
+    false RoutingStageWaitingForOutage, and RoutingStageNotProgressing held back)."""
+    [nothing_listens] = ports.free_ports(1)
+    away = stage_settings.model_copy(
+        update={"kafka_bootstrap_servers": f"127.0.0.1:{nothing_listens}"})
+    make = kafka.producer
+
+    def producer(settings: Settings, *, client_id: str,
+                 transactional_id: str | None = None) -> AIOKafkaProducer:
+        return make(away if transactional_id else settings, client_id=client_id,
+                    transactional_id=transactional_id)
+
+    monkeypatch.setattr(kafka, "producer", producer)
+    name = unique("take-over")
+    stage = StageRunner(stage_settings.model_copy(update={"delivery": "exactly_once"}),
+                        name=name, source_topic=topics.INCOMING, group_id=name,
+                        transform=Received())
+
+    def waiting() -> float | None:
+        return REGISTRY.get_sample_value("routing_stage_waiting_for_outage", {"stage": name})
+
+    # Members of the group sorted before the stage's (the round-robin assignor gives the
+    # partitions in the order of the members' ids): they take all three.
+    others = [kafka.consumer(stage_settings, group_id=name, client_id=f"a-other-{number}")
+              for number in range(3)]
+    with caplog.at_level(logging.WARNING):
+        await stage.start()
+        try:
+            await served.until(lambda: any(record.name == partition_producers.__name__
+                                           for record in caplog.records))
+            assert waiting() == 1
+            for other in others:
+                other.subscribe([topics.INCOMING])
+                await other.start()
+            polling = [asyncio.create_task(polled(other)) for other in others]
+            try:
+                await until_within(60, lambda: not stage._consumer.assignment()
+                                   and all(other.assignment() for other in others))
+                assert not stage.loop.waiting_for_outage
+                await until_within(60, lambda: waiting() == 0)
+            finally:
+                for task in polling:
+                    task.cancel()
+                await asyncio.gather(*polling, return_exceptions=True)
+        finally:
+            await stage.stop()
+            for other in others:
+                await other.stop()
+
+
+async def polled(consumer: AIOKafkaConsumer) -> None:
+    """Keep `consumer` in its group (it fetches, nothing is processed)."""
+    while True:
+        await consumer.getmany(timeout_ms=200)
+
+
+async def until_within(seconds: int, condition: Callable[[], bool]) -> None:
+    """Wait for `condition`, up to `seconds` (a rebalance waits for the members' next
+    heartbeat)."""
+    for _ in range(seconds * 10):
+        if condition():
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"the condition never held in {seconds} s")
