@@ -147,8 +147,8 @@ class StageRunner:
     @property
     def waiting_to_start(self) -> bool:
         """Its start met the broker unreachable, and waits for it (not running yet, not
-        ended)."""
-        return self._start_failures.count > 0
+        ended: a mistake met at a later try ends it, and it is named as ended only)."""
+        return self._start_failures.count > 0 and not self._ended
 
     @property
     def ended(self) -> bool:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from pathlib import Path
 
 import httpx
@@ -28,7 +29,8 @@ from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 from prometheus_client import REGISTRY
 
-from devtools.kafka_broker import LocalKafka
+from devtools import certificates, ports
+from devtools.kafka_broker import LocalKafka, Security
 from services.core import http, kafka, service_context
 from services.core.settings import Settings
 from services.core.stage import StageRunner
@@ -136,3 +138,42 @@ async def test_a_password_refused_at_a_stages_start_ends_it(
                if record.getMessage() == f"stage {name} ended with an error"]
     assert ended.exc_info is not None and "SaslAuthenticationFailed" in repr(ended.exc_info[1])
     assert not [record for record in caplog.records if "cannot start" in record.getMessage()]
+
+
+async def test_a_password_refused_once_the_broker_answers_ends_the_waiting_stage(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """It waited for the broker (down: an outage), then met a password refused (a
+    mistake): ended for good, `/readyz`'s down names it once, as ended (it named it twice,
+    waiting too), and the gauge says it waits for nothing."""
+    made = certificates.generate(tmp_path / "tls")
+    port, controller_port = ports.free_ports(2)
+    broker = LocalKafka(tmp_path / "kafka", port=port, controller_port=controller_port,
+                        security=Security(made, {"admin": secrets.token_urlsafe(16),
+                                                 "metrics": secrets.token_urlsafe(16)}))
+    settings = Settings(kafka_bootstrap_servers=broker.bootstrap_servers,
+                        kafka_security_protocol="SASL_SSL", kafka_sasl_username="metrics",
+                        kafka_sasl_password="not-the-Pa55word", kafka_ssl_cafile=made.ca,
+                        database_url=f"sqlite+aiosqlite:///{tmp_path / 'store.db'}")
+    context = service_context.install(FastAPI(), settings)
+    exits: list[int] = []
+    context.exit = exits.append
+    name = unique("stage-start")
+    stage = context.stage = StageRunner(
+        settings, name=name, source_topic=unique("stage-start"), group_id=name,
+        transform=Received(), on_ended=context.stage_ended)
+    try:
+        with caplog.at_level(logging.WARNING):
+            await stage.start()
+            try:
+                await served.until(lambda: stage.waiting_to_start, within=WITHIN_SECONDS)
+                assert context.down() == [name]
+                await asyncio.to_thread(broker.start)
+                await served.until(lambda: stage.ended, within=WITHIN_SECONDS)
+                assert context.down() == [name]
+                assert not stage.waiting_to_start
+                assert waiting_for_outage(name) == 0
+            finally:
+                await stage.stop()
+    finally:
+        await asyncio.to_thread(broker.stop)
+    assert exits == [70]
