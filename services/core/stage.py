@@ -103,8 +103,15 @@ class StageRunner:
             lambda: float(self.waiting_to_start))
         to_start = [client for client in (self._producer, self._consumer) if client is not None]
         while to_start:
+            client = to_start[0]
+            # The producer's start bounded: an idempotent producer's waits, raising
+            # nothing, for its producer id while the broker is away after its bootstrap
+            # (aiokafka asks again and again); given up, a TimeoutError, it is an outage
+            # like any other (waited out, the stage named in down() meanwhile). Its start
+            # may be tried again after it was given up; a consumer's may not.
+            bound = partition_producers.START_SECONDS if client is self._producer else None
             try:
-                await to_start[0].start()
+                await asyncio.wait_for(client.start(), bound)
             except Exception as failed:
                 error = await self._as_reached(failed)
                 if broker_start.failure(error) is not at_start.Failure.OUTAGE:
