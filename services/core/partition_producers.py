@@ -26,7 +26,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
 
-from services.core import at_start, background, faults
+from services.core import at_start, background, broker_start, faults
 
 logger = logging.getLogger(__name__)
 
@@ -244,9 +244,16 @@ class Handover(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is 
 
     async def take_over(self, partitions: Iterable[TopicPartition]) -> None:
         """Start the partitions' producers, seek to the committed offsets, resume.
-        The caller holds `batch_lock`, so no revocation runs meanwhile."""
+        The caller holds `batch_lock`, so no revocation runs meanwhile. A producer's
+        start meeting a mistake no wait mends (broker_start.mistake_in) is raised: the
+        stage ends for good."""
         assert self._producers is not None
         opened, failed = await self._producers.open(partitions)
+        for error in failed.values():
+            if broker_start.mistake_in(error) is not None:
+                # No wait mends it (the transactional id's ACL revoked): the stage ends
+                # for good, its process restarted, as a mistake at its start does.
+                raise error
         ready = []
         for partition in sorted(opened):
             try:
