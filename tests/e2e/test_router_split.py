@@ -27,10 +27,11 @@ ROUTING_METRICS = [*(f'routing_stage_waiting_for_outage{{stage="{name}"}}' for n
                    'routing_background_task_up{task="load"}',
                    'routing_background_task_up{task="held-tickets"}']
 # What an instance serving the intake alone still runs (README, ROUTER_STAGE): the routing
-# table's followers (a table put in force reaches its simulator and APIs) and its turn at
-# the fleet-wide jobs any router can hold the lease of.
+# table's followers (a table put in force reaches its simulator and APIs), the check of
+# the department lanes its hand-overs go to, and its turn at the fleet-wide jobs any
+# router can hold the lease of.
 EVERY_ROUTERS = [f'routing_background_task_up{{task="{task}"}}' for task in (
-    "routing_table-announcements", "routing_table-store-check", "escalation",
+    "routing_table-announcements", "routing_table-store-check", "lanes", "escalation",
     "retention-purge")]
 
 
