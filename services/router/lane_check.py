@@ -7,7 +7,6 @@ every LOAD_SAMPLE_SECONDS, and at once after each table put in force here."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from services.core import background, kafka
@@ -42,9 +41,7 @@ class LaneCheck:
         waits = [asyncio.ensure_future(stop.wait()),
                  asyncio.ensure_future(self._table_changed.wait())]
         try:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait(waits, timeout=seconds,
-                                   return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for wait in waits:
                 wait.cancel()
