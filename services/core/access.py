@@ -20,12 +20,18 @@ import hmac
 import secrets
 from dataclasses import dataclass
 
+from services.core import text_forms
+
 PREFIX = "rt"
 ID_BYTES = 6
 SECRET_BYTES = 32
 # The longest subject (a platform's or a department's name): a department's credential
 # names any department, so never shorter than topics.MAX_NAME.
 MAX_SUBJECT = 63
+SUBJECT = text_forms.Form(
+    f"^[a-z0-9][a-z0-9._-]{{0,{MAX_SUBJECT - 1}}}$",
+    "a platform's or a department's name: lower-case letters a-z, digits, '.', '_' or '-',"
+    f" starting with a letter or a digit, at most {MAX_SUBJECT} characters")
 
 
 class Role(enum.StrEnum):

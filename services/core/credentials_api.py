@@ -34,10 +34,6 @@ from services.core import (
 )
 from services.core.credentials import Credential, Credentials
 
-SUBJECT = text_forms.Form(
-    f"^[a-z0-9][a-z0-9._-]{{0,{access.MAX_SUBJECT - 1}}}$",
-    "a platform's or a department's name: lower-case letters a-z, digits, '.', '_' or '-',"
-    f" starting with a letter or a digit, at most {access.MAX_SUBJECT} characters")
 CREDENTIAL_ID = text_forms.Form(r"^[0-9a-f]{12}$", "a credential's id as it was shown when"
                                 " issued: 12 hexadecimal digits, 0-9 and a-f")
 
@@ -161,7 +157,7 @@ class CredentialRequest(CredentialTerms):
 
     role: access.Role
     subject: str | None = Field(
-        default=None, pattern=SUBJECT.pattern, validate_default=True,
+        default=None, pattern=access.SUBJECT.pattern, validate_default=True,
         description="The platform's or the department's name; none for admins")
 
     @field_validator("subject")
@@ -260,7 +256,8 @@ async def issue(request: CredentialRequest, store: Store, principal: auth.Admin,
 
 @api.get("", response_model=list[Credential], dependencies=auth.ADMIN_ONLY)
 async def listed(store: Store, role: access.Role | None = None,
-                 subject: Annotated[str | None, Query(pattern=SUBJECT.pattern)] = None) -> Any:
+                 subject: Annotated[str | None,
+                                    Query(pattern=access.SUBJECT.pattern)] = None) -> Any:
     """Every credential (revoked ones too), without secrets."""
     return await store.listed(role=role, subject=subject)
 

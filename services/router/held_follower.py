@@ -3,14 +3,33 @@ the tickets they hold (held_tickets) in the store, whichever stage dead-lettered
 that asking for one is answered 409 `held`, not as if no such ticket existed. A background
 task of the instances that run the router stage: one reader per fleet's share of the
 partitions, at least once (a dead letter read twice is held once), its offsets committed
-once what it read is written; an outage or a failure restarts it where it committed."""
+once what it read is written.
+
+No dead letter stops it: one that holds no ticket the store could keep (held_tickets.held_of
+says None) is passed, and one the store refuses all the same is passed, named by its
+place in a line without its content. An outage of the broker or of
+the store is waited out where it is (a warning, a growing pause, nothing committed: what
+was fetched is read again), never a restart; a commit refused after a rebalance is the new
+owner's to read again; a group this user may not read (an ACL missing) is told once, as an
+error naming the ACL to add, then waited out the same way."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 
-from services.core import faults, kafka, topics
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.errors import (
+    CommitFailedError,
+    GroupAuthorizationFailedError,
+    IllegalStateError,
+    KafkaError,
+)
+
+from services.core import background, db, faults, kafka, topics
 from services.core.settings import Settings
 from services.router import held_tickets
 from services.router.held_store import HeldTickets
@@ -18,6 +37,7 @@ from services.router.held_store import HeldTickets
 logger = logging.getLogger(__name__)
 
 FETCH_MS = 1000
+WAITED_OUT = "dead letters not read into the tickets held; read again after a pause"
 
 
 async def follow(settings: Settings, held: HeldTickets, stop: asyncio.Event, *,
@@ -28,18 +48,102 @@ async def follow(settings: Settings, held: HeldTickets, stop: asyncio.Event, *,
     consumer = kafka.consumer(settings, topics.DEAD_LETTERS, group_id=group_id,
                               client_id=client_id)
     await consumer.start()
+    failures = background.FailuresInARow()
+    told_refused = False
     try:
         while not stop.is_set():
-            fetched = await faults.fetch_past_unreadable(consumer, timeout_ms=FETCH_MS)
-            if not fetched:
-                continue
-            found = [ticket for records in fetched.values() for record in records
-                     if (ticket := held_tickets.held_of(record)) is not None]
-            await held.hold(found)
-            if found:
-                logger.info("tickets held as dead letters recorded",
-                            extra={"tickets": len(found)})
-            await consumer.commit({partition: records[-1].offset + 1
-                                   for partition, records in fetched.items() if records})
+            try:
+                await _read(consumer, held)
+                failures.succeeded()
+            except CommitFailedError:
+                # A rebalance took partitions away before the commit: what was held
+                # stays held, and their new owner reads them again from the last commit.
+                logger.info("dead letters held, their commit refused after a rebalance:"
+                            " read again by their new owner", extra={"group": group_id})
+            except GroupAuthorizationFailedError as exc:
+                if not told_refused:
+                    told_refused = True
+                    logger.error(
+                        "the broker refuses this user the dead letters' group: add an ACL"
+                        " allowing READ on group %s to the router's Kafka user; until then"
+                        " no dead-lettered ticket is told held", group_id,
+                        extra={"group": group_id})
+                await failures.pause_after(exc, stop, warning=WAITED_OUT, by=logger)
+            except (KafkaError, OSError) as exc:
+                await failures.pause_after(exc, stop, warning=WAITED_OUT, by=logger)
+            except db.STORE_ERRORS as exc:
+                if not db.is_temporary(exc):
+                    raise
+                await failures.pause_after(exc, stop, warning=WAITED_OUT, by=logger)
     finally:
         await consumer.stop()
+
+
+async def _read(consumer: AIOKafkaConsumer, held: HeldTickets) -> None:
+    """One fetch: its tickets held, then its offsets committed. If holding them fails,
+    the consumer is put back where the fetch began, so that they are read again."""
+    fetched = await faults.fetch_past_unreadable(consumer, timeout_ms=FETCH_MS)
+    if not fetched:
+        return
+    try:
+        found = _held_of(fetched, datetime.now(UTC))
+        await _hold(held, found)
+    except BaseException:
+        _read_again(consumer, fetched)
+        raise
+    if found:
+        logger.info("tickets held as dead letters recorded", extra={"tickets": len(found)})
+    await consumer.commit({partition: records[-1].offset + 1
+                           for partition, records in fetched.items() if records})
+
+
+async def _hold(held: HeldTickets, found: Sequence[held_tickets.Held]) -> None:
+    """Hold them; if the store refuses them for what they hold (not an outage: a value
+    it cannot keep that held_of let through), each alone, passing those it refuses."""
+    try:
+        await held.hold(found)
+        return
+    except db.STORE_ERRORS as exc:
+        if db.is_temporary(exc):
+            raise
+    for each in found:
+        try:
+            await held.hold([each])
+        except db.STORE_ERRORS as exc:
+            if db.is_temporary(exc):
+                raise
+            logger.warning("dead letter passed: the store refuses what it holds",
+                           extra={"dead_letter": each.dead_letter_id,
+                                  "error": type(exc).__name__})
+
+
+def _held_of(fetched: Mapping[TopicPartition, Sequence[ConsumerRecord[bytes, bytes]]],
+             now: datetime) -> list[held_tickets.Held]:
+    """The tickets the dead letters fetched hold. One that holds none is passed: a report
+    or another topic's record quietly, and one held_of cannot read (it raised) is counted
+    and named by its place, in one line a fetch, never by what it holds."""
+    found: list[held_tickets.Held] = []
+    unreadable: list[str] = []
+    for records in fetched.values():
+        for record in records:
+            try:
+                ticket = held_tickets.held_of(record, now)
+            except Exception:
+                unreadable.append(f"{record.partition}:{record.offset}")
+                continue
+            if ticket is not None:
+                found.append(ticket)
+    if unreadable:
+        logger.warning("dead letters passed: what they hold could not be read",
+                       extra={"dead_letters": len(unreadable), "first": unreadable[0]})
+    return found
+
+
+def _read_again(consumer: AIOKafkaConsumer,
+                fetched: Mapping[TopicPartition, Sequence[ConsumerRecord[bytes, bytes]]]
+                ) -> None:
+    for partition, records in fetched.items():
+        if records:
+            # One no longer assigned: its new owner reads it from the last commit.
+            with contextlib.suppress(IllegalStateError):
+                consumer.seek(partition, records[0].offset)

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 
 import orjson
 
-from services.core import dead_letter_reading, identifiers, tickets, topics
+from services.core import access, dead_letter_reading, identifiers, topics
 
 # The stage that reads each topic whose records are tickets (named by a dead letter
 # without the stage's header).
@@ -39,29 +39,41 @@ class Held:
     platform: str | None = None
 
 
-def held_of(record: dead_letter_reading.Record) -> Held | None:
+def held_of(record: dead_letter_reading.Record, now: datetime) -> Held | None:
     """The ticket a dead letter holds; None if it holds none (a report, a record of
-    another topic, one without a ticket id the store could keep)."""
+    another topic) or none the store could keep: a ticket id not of the API's ids
+    (identifiers.ID, as `GET /v1/tickets/{id}` takes them). Its platform is kept where it
+    is a credential's subject (access.SUBJECT, whose subject posts a ticket), its stage and
+    fault's class where printable; when, clamped to [the epoch, `now`] (a timestamp past
+    year 9999 is no date). Never raises: whatever a dead letter holds, the reader goes on."""
     headers = dead_letter_reading.header_values(record.headers)
     source = headers.get(topics.DLQ_SOURCE_TOPIC)
     ticket_id = headers.get("ce_ticketid", "")
-    if source not in TICKET_STAGES or not ticket_id \
-            or len(ticket_id) > identifiers.MAX_LENGTH:
+    if source not in TICKET_STAGES or len(ticket_id) > identifiers.MAX_LENGTH \
+            or not identifiers.ID.fullmatch(ticket_id):
         return None
-    stage = headers.get(topics.DLQ_STAGE) or TICKET_STAGES[source]
+    stage = headers.get(topics.DLQ_STAGE, "")[:MAX_STAGE]
+    error_class = headers.get(topics.DLQ_ERROR_CLASS, "")[:MAX_ERROR_CLASS]
     return Held(ticket_id=ticket_id,
                 dead_letter_id=dead_letter_reading.dead_letter_id(record.partition,
                                                                   record.offset),
-                stage=stage[:MAX_STAGE],
-                error_class=headers.get(topics.DLQ_ERROR_CLASS, "")[:MAX_ERROR_CLASS],
-                held_at=datetime.fromtimestamp(max(record.timestamp, 0) / 1000, UTC),
+                stage=stage if stage and stage.isprintable() else TICKET_STAGES[source],
+                error_class=error_class if error_class.isprintable() else "",
+                held_at=_when(record.timestamp, now),
                 platform=_platform(record.value))
+
+
+def _when(timestamp: int, now: datetime) -> datetime:
+    """A record's timestamp (milliseconds since the epoch) as a date, within [the epoch,
+    `now`]: a producer sets it, to anything."""
+    now_ms = int(now.timestamp() * 1000)
+    return datetime.fromtimestamp(min(max(timestamp, 0), now_ms) / 1000, UTC)
 
 
 def _platform(value: bytes | None) -> str | None:
     """The platform that posted the ticket, as its record says (the ticket's `platform`,
-    on `tickets.incoming` and `tickets.segmented` alike); None where it cannot be read.
-    Nothing else of the record is kept."""
+    on `tickets.incoming` and `tickets.segmented` alike), where it is a credential's
+    subject; None where it cannot be read. Nothing else of the record is kept."""
     try:
         data = orjson.loads(value or b"")
     except orjson.JSONDecodeError:
@@ -69,7 +81,7 @@ def _platform(value: bytes | None) -> str | None:
     if not isinstance(data, dict):
         return None
     found = data.get("platform")
-    return found if isinstance(found, str) and len(found) <= tickets.MAX_PLATFORM else None
+    return found if isinstance(found, str) and access.SUBJECT.fullmatch(found) else None
 
 
 def told(held: Held, *, operator: bool) -> str:

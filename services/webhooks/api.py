@@ -11,10 +11,10 @@ from pydantic import BaseModel, Field, StrictBool, field_validator
 from pydantic.config import JsonDict
 
 from services.core import (
+    access,
     admin_actions,
     auth,
     credentials,
-    credentials_api,
     http,
     request_bodies,
     service_context,
@@ -23,7 +23,7 @@ from services.core import (
 from services.webhooks import catalog, endpoint_store, models, outbox_store, pages, service
 
 api = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], dependencies=auth.ADMIN_ONLY)
-PlatformName = Annotated[str, Path(pattern=credentials_api.SUBJECT.pattern,
+PlatformName = Annotated[str, Path(pattern=access.SUBJECT.pattern,
                                    description="The platform's credential subject")]
 DELIVERY_ID = text_forms.Form(r"^msg_[A-Za-z0-9._-]{1,76}$", "a callback's webhook-id: msg_"
                               " then 1 to 76 ASCII letters, digits, '.', '_' or '-'")
@@ -32,7 +32,7 @@ DeliveryId = Annotated[str, Path(pattern=DELIVERY_ID.pattern,
 # Said in the schema (generated clients, fuzzers); checked by `catalog.endpoint_problem`,
 # which says what is wrong rather than quoting the pattern.
 URL_SCHEMA: JsonDict = {"pattern": catalog.URL_PATTERN, "maxLength": catalog.MAX_URL_LENGTH}
-PlatformFilter = Annotated[str | None, Query(pattern=credentials_api.SUBJECT.pattern)]
+PlatformFilter = Annotated[str | None, Query(pattern=access.SUBJECT.pattern)]
 
 
 def get_endpoints(context: service_context.Context) -> endpoint_store.Endpoints:
@@ -56,7 +56,7 @@ def _checked_url(url: str | None) -> str | None:
 
 
 class EndpointRequest(request_bodies.RequestBody):
-    platform: str = Field(pattern=credentials_api.SUBJECT.pattern,
+    platform: str = Field(pattern=access.SUBJECT.pattern,
                           description="The platform's credential subject")
     url: request_bodies.UnicodeText = Field(
         description="https:// (http:// only on loopback)", json_schema_extra=URL_SCHEMA)

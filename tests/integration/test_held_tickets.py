@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,8 +19,10 @@ from pathlib import Path
 import httpx
 import pytest
 from aiokafka import AIOKafkaProducer, ConsumerRecord
+from prometheus_client import REGISTRY
+from sqlalchemy.exc import OperationalError
 
-from services.core import dead_letter_reading, envelope, events, faults, kafka, topics
+from services.core import background, dead_letter_reading, envelope, events, faults, kafka, topics
 from services.core.settings import Settings
 from services.router import held_follower, platform_reports, ticket_ids, tickets_api
 from services.router.held_store import HeldTickets
@@ -47,11 +49,17 @@ class Router:
     held: HeldTickets
     producer: AIOKafkaProducer
     headers: dict[str, dict[str, str]]  # by platform, "admin" and DEPARTMENT
+    reader: asyncio.Task[None]
+    stop: asyncio.Event  # the reader's
+    settings: Settings
 
     async def dead_letter(self, source: str, stage: str, kind: str,
-                          platform: str = PLATFORM) -> tuple[str, str]:
+                          platform: str = PLATFORM, *, ticket_id_header: bytes | None = None,
+                          partition: int | None = None) -> tuple[str, str]:
         """A ticket of `platform` (issued now) dead-lettered by `stage` as a stage does:
-        the ticket's id and its dead letter's."""
+        the ticket's id and its dead letter's (`ticket_id_header`: its ce_ticketid
+        header as a producer wrote it, in place of the ticket's id; `partition`: the dead
+        letter's, in place of its key's)."""
         ticket_id = ticket_ids.issue(datetime.now(UTC))
         event = envelope.Event(type=kind, source="/test", ticket_id=ticket_id,
                                correlation_id=ticket_id,
@@ -63,8 +71,12 @@ class Router:
             value=value, checksum=None, serialized_key_size=3,
             serialized_value_size=len(value), headers=envelope.to_headers(event))
         letter = faults.dead_letter(record, faults.Unprocessable("no lanes"), stage=stage)
+        headers = letter.headers if ticket_id_header is None else [
+            *((name, value) for name, value in letter.headers if name != "ce_ticketid"),
+            ("ce_ticketid", ticket_id_header)]
         metadata = await self.producer.send_and_wait(letter.topic, letter.value,
-                                                     key=letter.key, headers=letter.headers)
+                                                     key=letter.key, headers=headers,
+                                                     partition=partition)
         return ticket_id, dead_letter_reading.dead_letter_id(metadata.partition,
                                                              metadata.offset)
 
@@ -107,7 +119,7 @@ async def router(database_url: str, kafka_bootstrap: str,
                        for platform in (PLATFORM, OTHER_PLATFORM)},
                     "admin": await credentials.headers_of(apis.credentials, "admin"),
                     DEPARTMENT: await credentials.headers_of(apis.credentials, "department",
-                                                             DEPARTMENT)})
+                                                             DEPARTMENT)}, reader, stop, settings)
             finally:
                 stop.set()
                 with contextlib.suppress(Exception):
@@ -198,3 +210,63 @@ class TestNotHeld:
 
         assert (answer.status_code, answer.json()) == (404, {
             "error": "not_found", "detail": f"no routed ticket {ticket_id!r}"})
+
+
+class TestNoDeadLetterStopsTheReader:
+    """The project's first rule: no record stops a partition. A dead letter whose ticket
+    id or platform PostgreSQL refuses (a NUL byte) is passed; the next on its partition
+    is held, by the same reader, still running."""
+
+    async def test_one_the_store_could_not_keep_is_passed_and_the_next_held(
+            self, router: Router) -> None:
+        await router.dead_letter(topics.SEGMENTED, "router", events.TicketEventType.SEGMENTED,
+                                 ticket_id_header=b"t-\x00bad", partition=0)
+        nul_platform, _ = await router.dead_letter(
+            topics.SEGMENTED, "router", events.TicketEventType.SEGMENTED,
+            platform="help\u0000desk", partition=0)
+        good, _ = await router.dead_letter(topics.SEGMENTED, "router",
+                                           events.TicketEventType.SEGMENTED, partition=0)
+
+        assert (await router.until_held(good)).platform == PLATFORM
+        # The one with a platform no credential has is held, without its platform.
+        assert (await router.until_held(nul_platform)).platform is None
+        assert not router.reader.done()
+
+
+class OutageOnce(HeldTickets):
+    """The store, down for the first hold asked of it."""
+
+    def __init__(self, held: HeldTickets) -> None:
+        self._held = held
+        self.outages = 0
+
+    async def hold(self, held: Sequence[Held]) -> None:
+        if held and not self.outages:
+            self.outages += 1
+            raise OperationalError("INSERT INTO held_tickets", None,
+                                   ConnectionRefusedError("the store is down"))
+        await self._held.hold(held)
+
+
+class TestAnOutageIsWaitedOut:
+    async def test_a_store_outage_is_waited_out_in_the_task_not_by_a_restart(
+            self, router: Router) -> None:
+        """No restart (routing_background_task_restarts_total): the reader pauses and
+        reads the dead letters again where it was, so /readyz stays ready."""
+        router.stop.set()  # held by the reader under test only
+        await router.reader
+        ticket_id, _ = await router.dead_letter(topics.INCOMING, "segmenter",
+                                                events.TicketEventType.RECEIVED)
+        store = OutageOnce(router.held)
+        tasks = background.BackgroundTasks()
+        name = unique("held-tickets")
+        tasks.start(name, lambda stop: held_follower.follow(
+            router.settings, store, stop, group_id=unique("held-outage")))
+        try:
+            held = await router.until_held(ticket_id)
+        finally:
+            await tasks.stop()
+
+        assert held.stage == "segmenter" and store.outages == 1
+        assert REGISTRY.get_sample_value("routing_background_task_restarts_total",
+                                         {"task": name}) == 0.0

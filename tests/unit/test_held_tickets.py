@@ -3,8 +3,8 @@ pure, on dead letters as the stages write them (faults.dead_letter)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
@@ -14,6 +14,7 @@ from services.core import envelope, events, faults, topics
 from services.router import held_tickets
 
 AT = datetime(2026, 12, 7, 9, 30, tzinfo=UTC)
+NOW = AT + timedelta(hours=1)  # when the reader reads it
 
 
 @dataclass(frozen=True)
@@ -47,43 +48,81 @@ class TestWhatHoldsATicket:
     @pytest.mark.parametrize(("source", "stage"), [(topics.INCOMING, "segmenter"),
                                                    (topics.SEGMENTED, "router")])
     def test_a_dead_letter_of_a_stages_ticket_holds_it(self, source: str, stage: str) -> None:
-        assert held_tickets.held_of(letter(source, stage=stage)) == held_tickets.Held(
+        assert held_tickets.held_of(letter(source, stage=stage), NOW) == held_tickets.Held(
             ticket_id="t-1", dead_letter_id="2:41", stage=stage, error_class="Unprocessable",
             held_at=AT, platform="helpdesk")
 
     def test_a_dead_letter_without_the_stages_header_names_the_stage_of_its_topic(
             self) -> None:
-        held = held_tickets.held_of(letter(topics.INCOMING))
+        held = held_tickets.held_of(letter(topics.INCOMING), NOW)
         assert held is not None and held.stage == topics.SEGMENTER_GROUP
 
     @pytest.mark.parametrize("source", [topics.EVENTS, "dept.billing.high"])
     def test_a_dead_letter_of_another_topic_holds_no_ticket(self, source: str) -> None:
         """A report on tickets.events names its ticket too: it is no ticket."""
         assert held_tickets.held_of(letter(source, stage="router-tracker",
-                                           kind=events.TicketEventType.RESPONDED)) is None
+                                           kind=events.TicketEventType.RESPONDED), NOW) is None
 
     def test_one_without_a_ticket_id_holds_none(self) -> None:
-        assert held_tickets.held_of(letter(topics.INCOMING, ticket_id=None)) is None
+        assert held_tickets.held_of(letter(topics.INCOMING, ticket_id=None), NOW) is None
 
     def test_an_unreadable_record_holds_none(self) -> None:
-        assert held_tickets.held_of(Letter(headers=[], value=None)) is None
+        assert held_tickets.held_of(Letter(headers=[], value=None), NOW) is None
+
+
+def with_header(good: Letter, name: str, value: bytes) -> Letter:
+    return replace(good, headers=[*(h for h in good.headers if h[0] != name), (name, value)])
+
+
+class TestWhatNoStoreCouldKeep:
+    """A dead letter whose content PostgreSQL refuses, or that is no date, is held as
+    none (or kept without that part): the reader goes on to the next."""
+
+    @pytest.mark.parametrize("ticket_id", [b"t-\x00bad", b"t 1", "t-\u00e9".encode(),
+                                           b"\xff", b"t" * 129])
+    def test_a_ticket_id_not_of_the_apis_ids_holds_none(self, ticket_id: bytes) -> None:
+        bad = with_header(letter(topics.SEGMENTED), "ce_ticketid", ticket_id)
+        assert held_tickets.held_of(bad, NOW) is None
+
+    @pytest.mark.parametrize("platform", ["help\u0000desk", "Helpdesk", "p" * 64, ""])
+    def test_a_platform_not_a_credentials_subject_is_none(self, platform: str) -> None:
+        held = held_tickets.held_of(letter(topics.SEGMENTED, data={"platform": platform}),
+                                    NOW)
+        assert held is not None and held.platform is None
+
+    @pytest.mark.parametrize(("timestamp", "at"), [
+        (253402300800000 * 10, NOW),  # past year 9999
+        (int(NOW.timestamp() * 1000) + 1, NOW),
+        (-5, datetime(1970, 1, 1, tzinfo=UTC))])
+    def test_when_is_within_the_epoch_and_now(self, timestamp: int, at: datetime) -> None:
+        held = held_tickets.held_of(replace(letter(topics.SEGMENTED), timestamp=timestamp),
+                                    NOW)
+        assert held is not None and held.held_at == at
+
+    @pytest.mark.parametrize("header", [topics.DLQ_STAGE, topics.DLQ_ERROR_CLASS])
+    def test_a_stage_or_faults_class_with_a_nul_is_not_kept(self, header: str) -> None:
+        held = held_tickets.held_of(with_header(letter(topics.SEGMENTED, stage="router"),
+                                                header, b"ro\x00uter"), NOW)
+        assert held is not None and (held.stage, held.error_class) in {
+            ("router", "Unprocessable"), ("router", "")}
+        assert "\x00" not in held.stage + held.error_class
 
 
 class TestWhatIsKept:
     def test_of_the_ticket_only_the_platform_no_text_or_customer(self) -> None:
-        held = held_tickets.held_of(letter(topics.SEGMENTED, stage="router"))
+        held = held_tickets.held_of(letter(topics.SEGMENTED, stage="router"), NOW)
         assert held is not None
         kept = orjson.dumps(held.__dict__, default=str).decode()
         assert "c-1" not in kept and "invoice" not in kept.lower()
 
     @pytest.mark.parametrize("data", [{}, {"platform": 7}, {"platform": "p" * 129}])
     def test_a_platform_that_cannot_be_read_is_none(self, data: dict[str, object]) -> None:
-        held = held_tickets.held_of(letter(topics.SEGMENTED, data=data))
+        held = held_tickets.held_of(letter(topics.SEGMENTED, data=data), NOW)
         assert held is not None and held.platform is None
 
     def test_a_value_that_is_no_json_keeps_the_ticket_held_with_no_platform(self) -> None:
         good = letter(topics.SEGMENTED)
-        held = held_tickets.held_of(Letter(good.headers, b"\xff not json"))
+        held = held_tickets.held_of(Letter(good.headers, b"\xff not json"), NOW)
         assert held is not None and (held.ticket_id, held.platform) == ("t-1", None)
 
 

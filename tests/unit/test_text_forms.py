@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 import services
 from services.core import (
+    access,
     body_bytes,
     config_history_api,
     credentials_api,
@@ -52,7 +53,7 @@ FORMS: list[tuple[text_forms.Form, list[str], list[str]]] = [
     (rows.CURRENCY, ["EUR", "USD"], ["eur", "EU", "EURO", "€"]),
     (webhooks_api.DELIVERY_ID, ["msg_a", "msg_" + "a" * 76, "msg_2Abc.d-e_f"],
      ["msg_", "a", "msg_" + "a" * 77, "msg_a b"]),
-    (credentials_api.SUBJECT, ["helpdesk", "2nd.line_desk-1", "a" * 63],
+    (access.SUBJECT, ["helpdesk", "2nd.line_desk-1", "a" * 63],
      ["Helpdesk", "-desk", "help desk", "a" * 64]),
     (settings.RATE,
      ["200/second", "6000/minute", "10 per second", "100/5 minutes", "1 per day"],

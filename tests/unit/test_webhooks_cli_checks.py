@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from services import cli, webhooks_cli
-from services.core import credentials_api
+from services.core import access
 from services.webhooks import api
 from tests import command_options
 
@@ -22,7 +22,7 @@ def test_a_platform_name_not_a_name_is_told_in_words(
     result = CliRunner().invoke(cli.app, ["webhooks", "register", "Bad Desk", "--url",
                                           "https://hooks.example.com/in"])
     assert result.exit_code == 2, result.output
-    assert result.stderr.splitlines() == [f"platform: should be {credentials_api.SUBJECT.words}"]
+    assert result.stderr.splitlines() == [f"platform: should be {access.SUBJECT.words}"]
     assert "pattern" not in result.output
     assert not (tmp_path / "store.db").exists()  # refused before the store is opened
 
