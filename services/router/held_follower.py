@@ -45,38 +45,55 @@ async def follow(settings: Settings, held: HeldTickets, stop: asyncio.Event, *,
                  group_id: str = topics.ROUTER_HELD_GROUP) -> None:
     """Read the dead letters until `stop`, holding the tickets they hold (`group_id`:
     the fleet's; a test's own, on a broker other tests share)."""
-    consumer = kafka.consumer(settings, topics.DEAD_LETTERS, group_id=group_id,
-                              client_id=client_id)
-    await consumer.start()
-    failures = background.FailuresInARow()
-    told_refused = False
-    try:
-        while not stop.is_set():
-            try:
-                await _read(consumer, held)
-                failures.succeeded()
-            except CommitFailedError:
-                # A rebalance took partitions away before the commit: what was held
-                # stays held, and their new owner reads them again from the last commit.
-                logger.info("dead letters held, their commit refused after a rebalance:"
-                            " read again by their new owner", extra={"group": group_id})
-            except GroupAuthorizationFailedError as exc:
-                if not told_refused:
-                    told_refused = True
-                    logger.error(
-                        "the broker refuses this user the dead letters' group: add an ACL"
-                        " allowing READ on group %s to the router's Kafka user; until then"
-                        " no dead-lettered ticket is told held", group_id,
-                        extra={"group": group_id})
-                await failures.pause_after(exc, stop, warning=WAITED_OUT, by=logger)
-            except (KafkaError, OSError) as exc:
-                await failures.pause_after(exc, stop, warning=WAITED_OUT, by=logger)
-            except db.STORE_ERRORS as exc:
-                if not db.is_temporary(exc):
-                    raise
-                await failures.pause_after(exc, stop, warning=WAITED_OUT, by=logger)
-    finally:
-        await consumer.stop()
+    waits = _Waits(group_id, stop)
+    while not stop.is_set():
+        consumer = kafka.consumer(settings, topics.DEAD_LETTERS, group_id=group_id,
+                                  client_id=client_id)
+        try:
+            await consumer.start()  # joins the group: a broker away, an ACL missing
+            waits.failures.succeeded()
+        except (KafkaError, OSError) as exc:
+            await consumer.stop()
+            await waits.after(exc)
+            continue
+        try:
+            while not stop.is_set():
+                try:
+                    await _read(consumer, held)
+                    waits.failures.succeeded()
+                except CommitFailedError:
+                    # A rebalance took partitions away before the commit: what was held
+                    # stays held, and their new owner reads them again from the commit.
+                    logger.info("dead letters held, their commit refused after a"
+                                " rebalance: read again by their new owner",
+                                extra={"group": group_id})
+                except (KafkaError, OSError) as exc:
+                    await waits.after(exc)
+                except db.STORE_ERRORS as exc:
+                    if not db.is_temporary(exc):
+                        raise
+                    await waits.after(exc)
+        finally:
+            await consumer.stop()
+
+
+class _Waits:
+    """An outage waited out: a warning and a growing pause each time; a group this user
+    may not read, an error naming the ACL to add, once."""
+
+    def __init__(self, group_id: str, stop: asyncio.Event) -> None:
+        self.failures = background.FailuresInARow()
+        self._group_id, self._stop = group_id, stop
+        self._told_refused = False
+
+    async def after(self, error: Exception) -> None:
+        if isinstance(error, GroupAuthorizationFailedError) and not self._told_refused:
+            self._told_refused = True
+            logger.error(
+                "the broker refuses this user the dead letters' group: add an ACL allowing"
+                " READ on group %s to the router's Kafka user; until then no dead-lettered"
+                " ticket is told held", self._group_id, extra={"group": self._group_id})
+        await self.failures.pause_after(error, self._stop, warning=WAITED_OUT, by=logger)
 
 
 async def _read(consumer: AIOKafkaConsumer, held: HeldTickets) -> None:

@@ -30,13 +30,20 @@ from pydantic import SecretStr
 
 from devtools import certificates
 from devtools.kafka_broker import LocalKafka, Security
-from services.core import dead_letter_reading, kafka, topics
+from services.core import db, dead_letter_reading, kafka, topics
 from services.core.settings import PROJECT_ROOT, Settings
 from services.departments import queue
 from services.metrics import replay_markers
 from services.router import bootstrap as router_bootstrap
-from services.router import dead_letter_records, dead_letters, lane_check, missing_lanes
-from tests import kafka_acls
+from services.router import (
+    dead_letter_records,
+    dead_letters,
+    held_follower,
+    lane_check,
+    missing_lanes,
+)
+from services.router.held_store import HeldTickets
+from tests import kafka_acls, served
 from tests.conftest import TEST_ROUTING_TABLE, Pipeline
 from tests.integration.dead_letters import dead_lettering
 
@@ -286,3 +293,40 @@ class TestLanesTheRouterMayNotMake:
             "department lanes not made (the router's Kafka user may not create them); tried"
             " again at the next load sample, tickets routed to them dead-lettered meanwhile")
         assert warned.departments == ["ghost_desk"]  # type: ignore[attr-defined]
+
+
+class TestAGroupTheRouterMayNotRead:
+    async def test_the_held_tickets_reader_names_the_acl_once_and_waits(
+            self, secure_kafka: SecureKafka, tmp_path: Path,
+            caplog: pytest.LogCaptureFixture) -> None:
+        """The router's user without READ on the reader's group (an upgrade whose ACL was
+        not added): one error naming the group and the ACL, then paused and tried again,
+        the task still running (docs/kafka-security.md, "Upgrading")."""
+        group = "router-held-not-allowed"
+        engine = db.engine(f"sqlite+aiosqlite:///{tmp_path / 'store.db'}")
+        stop = asyncio.Event()
+        with caplog.at_level(logging.WARNING, logger=held_follower.__name__):
+            task = asyncio.create_task(held_follower.follow(
+                secure_kafka.settings("router"), HeldTickets(db.sessions(engine)), stop,
+                group_id=group))
+            try:
+                await served.until(lambda: len(_waited(caplog)) >= 2 or task.done(),
+                                   within=60.0)
+                assert not task.done()
+            finally:
+                stop.set()
+                await asyncio.wait_for(task, 30)
+                await engine.dispose()
+        errors = [record.getMessage() for record in caplog.records
+                  if record.name == held_follower.__name__ and record.levelno == logging.ERROR]
+        assert errors == [
+            "the broker refuses this user the dead letters' group: add an ACL allowing READ"
+            f" on group {group} to the router's Kafka user; until then no dead-lettered"
+            " ticket is told held"]
+        assert {getattr(record, "error", None) for record in _waited(caplog)} == {
+            "GroupAuthorizationFailedError"}
+
+
+def _waited(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [record for record in caplog.records if record.name == held_follower.__name__
+            and record.getMessage() == held_follower.WAITED_OUT]
