@@ -222,11 +222,12 @@ class RoutedTickets:
         if not latest:
             return
         async with self._sessions() as session, session.begin():
+            # Routed, so held no longer: kept or, its customer erased, not.
+            await held_store.forget(session, [d.ticket_id for d in latest])
             rows = [_row_values(d) for d in await _not_forgotten(session, latest)]
             if rows:
                 await session.execute(_first_dispatches(session.get_bind().dialect.name),
                                       rows)
-                await held_store.forget(session, [row["ticket_id"] for row in rows])
 
     async def purge(self, before: datetime, *, chunk: int) -> int:
         """Delete ticket states and traces unchanged since `before` (retention)."""
@@ -284,13 +285,14 @@ class RoutedTickets:
 
     async def _record_kept(self, dispatches: Sequence[Dispatch]) -> None:
         async with self._sessions() as session, session.begin():
+            # Routed, so held no longer: kept or, its customer erased, not.
+            await held_store.forget(session, [d.ticket_id for d in dispatches])
             kept = await _not_forgotten(session, dispatches)
             if not kept:
                 return
             by_id = {d.ticket_id: d for d in kept}
             await session.execute(_first_dispatches(session.get_bind().dialect.name),
                                   [_row_values(d) for d in kept])
-            await held_store.forget(session, list(by_id))
             rows = await session.scalars(
                 select(RoutedTicketRow).where(RoutedTicketRow.ticket_id.in_(list(by_id)))
                 .order_by(RoutedTicketRow.ticket_id).with_for_update())

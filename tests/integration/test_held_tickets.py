@@ -22,12 +22,21 @@ from aiokafka import AIOKafkaProducer, ConsumerRecord
 from prometheus_client import REGISTRY
 from sqlalchemy.exc import OperationalError
 
-from services.core import background, dead_letter_reading, envelope, events, faults, kafka, topics
+from services.core import (
+    background,
+    db,
+    dead_letter_reading,
+    envelope,
+    events,
+    faults,
+    kafka,
+    topics,
+)
 from services.core.settings import Settings
-from services.router import held_follower, platform_reports, ticket_ids, tickets_api
+from services.router import erasures, held_follower, platform_reports, ticket_ids, tickets_api
 from services.router.held_store import HeldTickets
 from services.router.held_tickets import Held
-from services.router.store import RoutedTickets
+from services.router.store import Dispatch, RoutedTickets
 from tests import credentials
 from tests.conftest import unique
 from tests.router_apis import intake_apis, routed_ticket
@@ -270,3 +279,39 @@ class TestAnOutageIsWaitedOut:
         assert held.stage == "segmenter" and store.outages == 1
         assert REGISTRY.get_sample_value("routing_background_task_restarts_total",
                                          {"task": name}) == 0.0
+
+
+@pytest.mark.parametrize("recorded", ["first", "kept"])
+class TestATicketOfAnErasedCustomer:
+    async def test_routed_by_a_replay_is_held_no_longer_though_not_kept(
+            self, database_url: str, recorded: str) -> None:
+        """Its customer erased after the intake received it, the routing a replay brings
+        is not written (erasures.py), and forgets that it was held all the same: it is
+        no longer held, and no longer anywhere (first routings and those kept through an
+        outage alike)."""
+        engine = db.engine(database_url)
+        sessions = db.sessions(engine)
+        routed, held = RoutedTickets(sessions), HeldTickets(sessions)
+        received = datetime.now(UTC) - timedelta(minutes=5)
+        ticket_id = ticket_ids.issue(received)
+        try:
+            await held.hold([Held(ticket_id=ticket_id, dead_letter_id="0:1", stage="router",
+                                  error_class="Unprocessable", held_at=received,
+                                  platform=PLATFORM)])
+            async with sessions() as session, session.begin():
+                await erasures.erase_tickets_of(session, "c-erased",
+                                                at=received + timedelta(minutes=1))
+            at = datetime.now(UTC)
+            dispatch = Dispatch(ticket_id=ticket_id, department=DEPARTMENT,
+                                segment="standard", priority=3, deadline=at, steps=[],
+                                payload={}, at=at, customer_id="c-erased",
+                                received_at=received)
+            if recorded == "first":
+                await routed.record_first_dispatches([dispatch])
+            else:
+                await routed.record_kept_dispatches([dispatch])
+
+            assert await held.get(ticket_id) is None
+            assert await routed.routed_before([ticket_id]) == {}
+        finally:
+            await engine.dispose()
