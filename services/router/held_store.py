@@ -17,27 +17,32 @@ from services.router.held_tickets import Held
 from services.router.models import HeldTicketRow, RoutedTicketRow
 
 _HELD = cast(Table, HeldTicketRow.__table__)
+CHUNK = 500  # tickets held a transaction (as RoutedTickets.record_kept_dispatches)
 
 
 class HeldTickets:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
 
-    async def hold(self, held: Sequence[Held]) -> None:
+    async def hold(self, held: Sequence[Held], *, chunk: int = CHUNK) -> None:
         """Record tickets held, each by its latest dead letter (a ticket replayed and
         dead-lettered again is held by the new one). A ticket routed already is not: its
-        dead letter was read after a replay routed it."""
+        dead letter was read after a replay routed it. `chunk` tickets a transaction (one
+        IN list and one insert each: a fetch holds thousands of dead letters at most, a
+        statement's parameters are bounded)."""
         latest: dict[str, Held] = {}
         for each in held:
             if each.ticket_id not in latest or latest[each.ticket_id].held_at <= each.held_at:
                 latest[each.ticket_id] = each
-        if not latest:
-            return
+        ordered = [latest[ticket_id] for ticket_id in sorted(latest)]
+        for start in range(0, len(ordered), chunk):
+            await self._hold(ordered[start:start + chunk])
+
+    async def _hold(self, held: Sequence[Held]) -> None:
         async with self._sessions() as session, session.begin():
             routed = set((await session.scalars(select(RoutedTicketRow.ticket_id).where(
-                RoutedTicketRow.ticket_id.in_(list(latest))))).all())
-            rows = [_values(each) for ticket_id, each in sorted(latest.items())
-                    if ticket_id not in routed]
+                RoutedTicketRow.ticket_id.in_([each.ticket_id for each in held])))).all())
+            rows = [_values(each) for each in held if each.ticket_id not in routed]
             if not rows:
                 return
             insert = db.insert_on_conflict(session.get_bind().dialect.name)(_HELD)

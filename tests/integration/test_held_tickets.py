@@ -315,3 +315,23 @@ class TestATicketOfAnErasedCustomer:
             assert await routed.routed_before([ticket_id]) == {}
         finally:
             await engine.dispose()
+
+
+class TestManyHeldAtOnce:
+    async def test_more_than_a_statements_parameters_are_held(
+            self, database_url: str) -> None:
+        """A fetch of many dead letters: more tickets than PostgreSQL takes parameters in
+        one statement (32767) are held, in chunks, every one."""
+        engine = db.engine(database_url)
+        held = HeldTickets(db.sessions(engine))
+        at = datetime.now(UTC)
+        many = [Held(ticket_id=unique("t"), dead_letter_id=f"0:{offset}", stage="router",
+                     error_class="Unprocessable", held_at=at)
+                for offset in range(33_000)]
+        try:
+            await held.hold(many)
+
+            for each in (many[0], many[16_500], many[-1]):
+                assert await held.get(each.ticket_id) == each
+        finally:
+            await engine.dispose()
