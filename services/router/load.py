@@ -87,7 +87,7 @@ class LoadWatch:
     async def _lag(self, departments: tuple[str, ...]) -> dict[str, int]:
         """Records in each department's lanes not yet taken by its agents; a department
         none of whose lanes the cluster describes is left out (its lag unknown, not 0:
-        `sample_load` has just made its lanes)."""
+        the lane check (lane_check.py) has just made its lanes)."""
         if not departments:
             return {}
         async with contextlib.AsyncExitStack() as clients:
