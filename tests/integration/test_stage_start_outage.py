@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -46,6 +47,34 @@ WITHIN_SECONDS = 120.0
 
 def waiting_for_outage(stage: str) -> float | None:
     return REGISTRY.get_sample_value("routing_stage_waiting_for_outage", {"stage": stage})
+
+
+@dataclass(frozen=True)
+class WrongPasswordStage:
+    """A stage wired as a service wires its own, whose Kafka password the broker refuses;
+    the exit statuses its service asked for are in `exits`."""
+
+    context: service_context.ServiceContext
+    stage: StageRunner
+    name: str
+    exits: list[int]
+
+
+def wrong_password_stage(bootstrap: str, ca: Path, folder: Path) -> WrongPasswordStage:
+    """The stage of user `metrics` (the secured broker's), with a password not its own,
+    on the broker at `bootstrap` (whose certificates `ca` signed), its store in `folder`."""
+    settings = Settings(kafka_bootstrap_servers=bootstrap, kafka_security_protocol="SASL_SSL",
+                        kafka_sasl_username="metrics", kafka_sasl_password="not-the-Pa55word",
+                        kafka_ssl_cafile=ca,
+                        database_url=f"sqlite+aiosqlite:///{folder / 'store.db'}")
+    context = service_context.install(FastAPI(), settings)
+    exits: list[int] = []
+    context.exit = exits.append
+    name = unique("stage-start")
+    stage = context.stage = StageRunner(
+        settings, name=name, source_topic=unique("stage-start"), group_id=name,
+        transform=Received(), on_ended=context.stage_ended)
+    return WrongPasswordStage(context, stage, name, exits)
 
 
 @pytest.mark.parametrize("delivery", ["at_least_once", "exactly_once"])
@@ -116,17 +145,8 @@ async def test_a_password_refused_at_a_stages_start_ends_it(
         secured_broker: tuple[str, Path], tmp_path: Path,  # noqa: F811
         caplog: pytest.LogCaptureFixture) -> None:
     bootstrap, ca = secured_broker
-    settings = Settings(kafka_bootstrap_servers=bootstrap, kafka_security_protocol="SASL_SSL",
-                        kafka_sasl_username="metrics", kafka_sasl_password="not-the-Pa55word",
-                        kafka_ssl_cafile=ca,
-                        database_url=f"sqlite+aiosqlite:///{tmp_path / 'store.db'}")
-    context = service_context.install(FastAPI(), settings)
-    exits: list[int] = []
-    context.exit = exits.append
-    name = unique("stage-start")
-    stage = context.stage = StageRunner(
-        settings, name=name, source_topic=unique("stage-start"), group_id=name,
-        transform=Received(), on_ended=context.stage_ended)
+    refused = wrong_password_stage(bootstrap, ca, tmp_path)
+    stage, exits, name = refused.stage, refused.exits, refused.name
     with caplog.at_level(logging.WARNING):
         await stage.start()
         try:
@@ -150,17 +170,8 @@ async def test_a_password_refused_once_the_broker_answers_ends_the_waiting_stage
     broker = LocalKafka(tmp_path / "kafka", port=port, controller_port=controller_port,
                         security=Security(made, {"admin": secrets.token_urlsafe(16),
                                                  "metrics": secrets.token_urlsafe(16)}))
-    settings = Settings(kafka_bootstrap_servers=broker.bootstrap_servers,
-                        kafka_security_protocol="SASL_SSL", kafka_sasl_username="metrics",
-                        kafka_sasl_password="not-the-Pa55word", kafka_ssl_cafile=made.ca,
-                        database_url=f"sqlite+aiosqlite:///{tmp_path / 'store.db'}")
-    context = service_context.install(FastAPI(), settings)
-    exits: list[int] = []
-    context.exit = exits.append
-    name = unique("stage-start")
-    stage = context.stage = StageRunner(
-        settings, name=name, source_topic=unique("stage-start"), group_id=name,
-        transform=Received(), on_ended=context.stage_ended)
+    refused = wrong_password_stage(broker.bootstrap_servers, made.ca, tmp_path)
+    context, stage, exits, name = refused.context, refused.stage, refused.exits, refused.name
     try:
         with caplog.at_level(logging.WARNING):
             await stage.start()
