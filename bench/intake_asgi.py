@@ -62,7 +62,8 @@ async def prepared(folder: Path) -> tuple[Any, str]:
     credentials = Credentials(db.sessions(db.engine(url)), cache_seconds=3600)
     context.credentials = credentials
     _credential, token = await credentials.issue(access.Role.PLATFORM, "bench")
-    context.provide(bootstrap.wire(settings, routed=None,  # type: ignore[arg-type]
+    # The intake reads no routed or held ticket.
+    context.provide(bootstrap.wire(settings, routed=None, held=None,  # type: ignore[arg-type]
                                    intake_keys=NoKeys(), publisher=WrittenOut()))
     return app, token
 

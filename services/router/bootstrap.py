@@ -64,9 +64,9 @@ class Router:
     # department whose lanes the router could not make (missing_lanes.Refusing).
     publisher: ports.Publisher
     table: LiveTable
+    held: ports.Held  # the tickets held as dead letters
     load: ports.LoadView = ports.no_load  # the departments' load, sampled
     queue_for: dispatch.QueueFor = priority.queue_for
-    held: ports.Held = ports.NONE_HELD  # the tickets held as dead letters
 
     @property
     def claim_hold(self) -> timedelta:
@@ -85,11 +85,10 @@ def live_table(settings: Settings) -> LiveTable:
 
 
 def wire(settings: Settings, *, routed: ports.Routed, intake_keys: ports.Keys,
-         publisher: ports.Publisher, table: LiveTable | None = None,
+         publisher: ports.Publisher, held: ports.Held, table: LiveTable | None = None,
          load: ports.LoadView = ports.no_load,
          queue_for: dispatch.QueueFor = priority.queue_for,
-         lanes: missing_lanes.MissingLanes | None = None,
-         held: ports.Held | None = None) -> Router:
+         lanes: missing_lanes.MissingLanes | None = None) -> Router:
     """The context, from adapters real or fake; the table defaults to the settings'.
     `lanes`: those the router could not make (the router stage's and ensure_lanes'),
     which its use cases hand nothing to."""
@@ -97,7 +96,7 @@ def wire(settings: Settings, *, routed: ports.Routed, intake_keys: ports.Keys,
                   publisher=missing_lanes.Refusing(
                       publisher, lanes if lanes is not None else missing_lanes.MissingLanes()),
                   table=table if table is not None else live_table(settings), load=load,
-                  queue_for=queue_for, held=held if held is not None else ports.NONE_HELD)
+                  queue_for=queue_for, held=held)
 
 
 def known_departments(router: Router) -> credentials_api.KnownDepartments:

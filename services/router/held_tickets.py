@@ -1,8 +1,9 @@
 """Tickets held as dead letters: which dead letters hold a ticket, and what is told of it.
 A ticket accepted (202) that a stage dead-lettered is not routed until an operator
-replays it; its department, an admin and the platform that posted it are told so (409
-`held`), not that no such ticket exists. Pure: no Kafka client, no store here
-(`held_store` keeps them, `held_follower` reads the dead letters).
+replays it; an admin and the platform that posted it are told so (409 `held`), not that
+no such ticket exists; a department, which has no such ticket, is not (may_be_told). Pure:
+no Kafka client, no store here (`held_store` keeps them, `held_follower` reads the dead
+letters).
 
 A dead letter holds a ticket when it is a record of a stage's input that is a ticket
 (`tickets.incoming`, the segmenter's; `tickets.segmented`, the router's) and names its
@@ -82,6 +83,19 @@ def _platform(value: bytes | None) -> str | None:
         return None
     found = data.get("platform")
     return found if isinstance(found, str) and access.SUBJECT.fullmatch(found) else None
+
+
+def may_be_told(held: Held, principal: access.Principal) -> bool:
+    """Whether `principal` is told that the ticket is held: an admin (an operator, who
+    replays it) and the platform that posted it (which has its id from the 202) are. A
+    department is not: the ticket is in none, and none ever had it (a ticket routed is
+    held no longer), so it is no department's business; nor is another platform. Either
+    is answered as on an id of no ticket, so that neither learns which ids are
+    tickets."""
+    if principal.role is access.Role.ADMIN:
+        return True
+    return principal.role is access.Role.PLATFORM and held.platform is not None \
+        and held.platform == principal.subject
 
 
 def told(held: Held, *, operator: bool) -> str:

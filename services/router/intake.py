@@ -158,6 +158,18 @@ ReportIdempotencyKey = Annotated[str | None, Header(
     **_KEY, description="Retries with the same key get the first report's answer (its"
                         " event id), and no second event, whatever became of the ticket"
                         " since")]
+# A ticket a stage dead-lettered (service.held), as known.routed_ticket tells it: to whom
+# held_tickets.may_be_told says.
+HELD = ("`held`: a stage dead-lettered the ticket, and no replay routed it since: the detail"
+        " says which stage and when (to an admin, also the dead letter's id and the fault's"
+        " class); no Retry-After: asking again will not route it, an operator's replay"
+        " does. Told to an admin and to the platform that posted the ticket only: a"
+        " department (the ticket is in none) and another platform are answered as on an id"
+        " of no ticket")
+# An id of no ticket the caller may know of, asked by a department or an admin.
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {
+    "description": "`not_found`: no routed ticket by this id; to a department, also a"
+                   " ticket held as a dead letter (an admin is told it is `held`, 409)"}}
 # A report on a ticket whose state does not allow it, or under an Idempotency-Key whose
 # first request is still being recorded.
 REPORT_IN_FLIGHT: dict[int | str, dict[str, Any]] = {409: {
@@ -167,6 +179,9 @@ REPORT_IN_FLIGHT: dict[int | str, dict[str, Any]] = {409: {
                    " the same"
                    " Idempotency-Key is being recorded, retry after Retry-After",
     "headers": http.RETRY_AFTER}}
+_REPORT_CONFLICTS: dict[int | str, dict[str, Any]] = {409: {
+    **REPORT_IN_FLIGHT[409],
+    "description": f"{REPORT_IN_FLIGHT[409]['description']}; or {HELD}"}}
 
 
 def sent_once(request: Request, correlation_id: str | None,
@@ -231,7 +246,7 @@ def ticket_accepted(ticket_id: str, correlation_id: str) -> Response:
 
 
 @api.post("/tickets/{ticket_id}/events", status_code=202, response_model=ReportAccepted,
-          responses={**UNAVAILABLE, **REPORT_IN_FLIGHT, **RATE_LIMITED})
+          responses={**UNAVAILABLE, **_REPORT_CONFLICTS, **NOT_FOUND, **RATE_LIMITED})
 async def report_event(
     ticket_id: TicketId,
     report: DepartmentReport,
@@ -249,7 +264,7 @@ async def report_event(
         ticket_id, events.TicketEventType(f"ticket.{report.type}"),
         department=report.department, occurred_at=report.occurred_at, principal=principal,
         correlation_id=correlation_id, routed=router.routed, publisher=router.publisher,
-        table=router.table.current, now=datetime.now(UTC),
+        table=router.table.current, held=router.held, now=datetime.now(UTC),
         key=report_key(idempotency_key, router))
     if isinstance(recorded, service.Refused):
         return refused(recorded, router, "events")

@@ -18,6 +18,7 @@ from services.core import auth, http, request_bodies
 from services.core.settings import Settings
 from services.router import bootstrap, intake_policy, service
 from services.router.intake import (
+    HELD,
     RATE_LIMITED,
     REPORT_IN_FLIGHT,
     UNAVAILABLE,
@@ -45,13 +46,10 @@ class CustomerReply(request_bodies.RequestBody):
 _NOT_ROUTED_YET = ("`not_routed_yet`: the intake issued the ticket's id lately, and no"
                    " ticket is routed by it yet (a ticket accepted is on its way to its"
                    " department); retry after Retry-After")
-_HELD = ("`held`: a stage dead-lettered the ticket (the detail says which, and when), and"
-         " it is held there until an operator replays it; no Retry-After: asking again"
-         " will not route it (told of this platform's tickets only)")
 _REPLY_CONFLICTS: dict[int | str, dict[str, Any]] = {409: {
     **REPORT_IN_FLIGHT[409],
     "description": f"{REPORT_IN_FLIGHT[409]['description']}; or {_NOT_ROUTED_YET}; or"
-                   f" {_HELD}"}}
+                   f" {HELD}"}}
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {
     "description": "`not_found`: no ticket by this id that this platform posted (another"
                    " platform's is answered alike), and none on its way"}}
@@ -69,8 +67,9 @@ async def customer_replied(ticket_id: TicketId, reply: CustomerReply,
     sent_once(request, correlation_id, idempotency_key)
     recorded = await service.customer_replied(
         ticket_id, occurred_at=reply.occurred_at, platform=platform,
-        correlation_id=correlation_id, routed=router.routed, publisher=router.publisher,
-        now=datetime.now(UTC), key=report_key(idempotency_key, router), held=router.held)
+        correlation_id=correlation_id, routed=router.routed, held=router.held,
+        publisher=router.publisher, now=datetime.now(UTC),
+        key=report_key(idempotency_key, router))
     if isinstance(recorded, service.Refused):
         if recorded.refusal is service.Refusal.NOT_ROUTED_YET:
             return _retry_later(recorded, router.settings)

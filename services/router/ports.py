@@ -77,16 +77,6 @@ class Held(Protocol):
     async def get(self, ticket_id: str) -> held_tickets.Held | None: ...
 
 
-class NoneHeld:
-    """No ticket held (a router wired without the store's, in unit tests)."""
-
-    async def get(self, ticket_id: str) -> held_tickets.Held | None:
-        return None
-
-
-NONE_HELD = NoneHeld()
-
-
 class Routed(Protocol):
     """The routed tickets' state and trace (services/router/store.py)."""
 

@@ -10,9 +10,9 @@ from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, field_validator
 
-from services.core import access, auth, http, request_bodies, tickets, topics
+from services.core import auth, http, request_bodies, tickets, topics
 from services.router import bootstrap, lane_copies, service, service_clocks
-from services.router.intake import RATE_LIMITED, UNAVAILABLE, TicketId, refused
+from services.router.intake import HELD, NOT_FOUND, RATE_LIMITED, UNAVAILABLE, TicketId, refused
 
 api = APIRouter(prefix="/v1/tickets", tags=["tickets"])
 
@@ -42,25 +42,17 @@ class PriorityChange(request_bodies.RequestBody):
         return value
 
 
-@api.get("/{ticket_id}", responses={
-    404: {"description": "`not_found`: no ticket by this id, routed or held"},
-    409: {"description": "`held`: a stage dead-lettered the ticket, and no replay routed it"
-                         " since: the detail says which stage and when (to an admin, also"
-                         " the dead letter's id and the fault's class); an operator's"
-                         " replay routes it, asking again does not"}})
+@api.get("/{ticket_id}", response_model=dict[str, Any],
+         responses={**NOT_FOUND, 409: {"description": HELD}})
 async def ticket_state(ticket_id: TicketId, router: bootstrap.RouterContext,
-                       principal: auth.DepartmentOrAdmin) -> dict[str, Any]:
+                       principal: auth.DepartmentOrAdmin) -> dict[str, Any] | JSONResponse:
     """The ticket's current department and state, and its whole routing trace (for the
     department that has it, or an admin). A ticket held as a dead letter is in no
-    department yet: 409 `held`."""
-    row = await router.routed.get(ticket_id)
-    if row is None:
-        held = await router.held.get(ticket_id)
-        if held is not None:
-            verdict = service.held(held, operator=principal.role is access.Role.ADMIN)
-            raise HTTPException(409, detail={"error": verdict.error, "detail": verdict.detail})
-        raise HTTPException(404, detail={"error": "not_found",
-                                         "detail": f"no routed ticket {ticket_id!r}"})
+    department yet: 409 `held` to an admin, 404 to a department."""
+    row = await service.routed_ticket(ticket_id, principal=principal, routed=router.routed,
+                                      held=router.held, now=datetime.now(UTC))
+    if isinstance(row, service.Refused):
+        return refused(row, router, "tickets")
     auth.ensure_may_act_for(principal, row.department)
     return {
         "ticket_id": row.ticket_id, "department": row.department, "segment": row.segment,
@@ -125,14 +117,14 @@ def _clocks(stored: dict[str, Any] | None) -> dict[str, Any]:
 
 
 @api.post("/{ticket_id}/transfer", status_code=202, responses={
-    **UNAVAILABLE, **RATE_LIMITED, 409: {
+    **UNAVAILABLE, **RATE_LIMITED, **NOT_FOUND, 409: {
     "description": "`resolved` (the ticket is closed), `trace_full` (its trace at its"
                    " ceiling), `same_department` (it is already"
                    " there), `not_yours` (it is not with `from_department`),"
                    " `lanes_missing` (the router could not make `to_department`'s lanes:"
-                   " the ticket stays where it is) or"
+                   " the ticket stays where it is),"
                    " `handover_in_flight` (another transfer, an escalation or a priority"
-                   " change of it is being published: read it again)"}})
+                   f" change of it is being published: read it again); or {HELD}"}})
 async def transfer(ticket_id: TicketId, body: Transfer, router: bootstrap.RouterContext,
                    principal: auth.RateLimitedDepartmentOrAdmin) -> Any:
     """Hand a ticket to another department: its clocks keep the time they spent and were
@@ -142,7 +134,7 @@ async def transfer(ticket_id: TicketId, body: Transfer, router: bootstrap.Router
         ticket_id, to_department=body.to_department, reason=body.reason,
         from_department=body.from_department, principal=principal, routed=router.routed,
         publisher=router.publisher, table=router.table.current, queue_for=router.queue_for,
-        now=datetime.now(UTC), claim_for=router.claim_hold)
+        held=router.held, now=datetime.now(UTC), claim_for=router.claim_hold)
     if isinstance(transferred, service.Refused):
         return refused(transferred, router, "transfer")
     return JSONResponse(status_code=202, content={"ticket_id": ticket_id,
@@ -150,13 +142,13 @@ async def transfer(ticket_id: TicketId, body: Transfer, router: bootstrap.Router
                                                   "status": "transferred"})
 
 
-@api.post("/{ticket_id}/priority", responses={**UNAVAILABLE, **RATE_LIMITED, 409: {
+@api.post("/{ticket_id}/priority", responses={**UNAVAILABLE, **RATE_LIMITED, **NOT_FOUND, 409: {
     "description": "`resolved` (the ticket is closed), `trace_full` (its trace holds the"
                    " most steps it takes: an admin's change only, and none at its"
                    " ceiling), `same_priority` (it"
-                   " has it) or"
+                   " has it),"
                    " `handover_in_flight` (a transfer, an escalation or another priority"
-                   " change of it is being published: read it again)"}})
+                   f" change of it is being published: read it again); or {HELD}"}})
 async def change_priority(ticket_id: TicketId, body: PriorityChange,
                           router: bootstrap.RouterContext,
                           principal: auth.RateLimitedDepartmentOrAdmin) -> Any:
@@ -167,7 +159,8 @@ async def change_priority(ticket_id: TicketId, body: PriorityChange,
     changed = await service.change_priority(
         ticket_id, priority=body.priority, reason=body.reason, principal=principal,
         routed=router.routed, publisher=router.publisher, table=router.table.current,
-        now=datetime.now(UTC), claim_for=router.claim_hold, queue_for=router.queue_for)
+        held=router.held, now=datetime.now(UTC), claim_for=router.claim_hold,
+        queue_for=router.queue_for)
     if isinstance(changed, service.Refused):
         return refused(changed, router, "priority")
     return {"ticket_id": ticket_id, "priority": changed.priority,

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.core import access, kafka, tickets
 from services.core.events import TicketEventType
 from services.router import ports, priority, service, table_file
+from services.router.held_store import HeldTickets
 from services.router.models import RoutedTicketRow
 from services.router.service import verdicts
 from services.router.store import Dispatch, RoutedTickets
@@ -212,20 +213,21 @@ class TestAPriorityChangeAndAHandOverAtOnce:
             correlation_id="corr-1")
         store = RoutedTickets(sessions)
         await store.record_first_dispatches([first.dispatch])
+        self.held = HeldTickets(sessions)  # the test's instance (pytest binds it)
         return store
 
     async def change(self, routed: RoutedTickets,
                      publisher: ports.Publisher) -> service.Reprioritised | service.Refused:
         return await service.change_priority(
             "t-2", priority=4, reason="outage", principal=ADMIN, routed=routed,
-            publisher=publisher, table=table_file.load(TEST_ROUTING_TABLE),
+            held=self.held, publisher=publisher, table=table_file.load(TEST_ROUTING_TABLE),
             now=NOW + timedelta(minutes=10))
 
     async def transfer(self, routed: RoutedTickets,
                        publisher: ports.Publisher) -> service.Transferred | service.Refused:
         return await service.transfer(
             "t-2", to_department="business_desk", reason="r", from_department=None,
-            principal=ADMIN, routed=routed, publisher=publisher,
+            principal=ADMIN, routed=routed, held=self.held, publisher=publisher,
             table=table_file.load(TEST_ROUTING_TABLE), queue_for=priority.queue_for,
             now=NOW + timedelta(minutes=10))
 

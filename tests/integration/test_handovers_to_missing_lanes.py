@@ -132,7 +132,8 @@ class TestATransfer:
         intake = bootstrap.intake_publisher(served.settings)
         router = bootstrap.wire(served.settings, routed=served.apis.routed,
                                 intake_keys=served.apis.idempotency_keys, publisher=intake,
-                                table=served.table, lanes=served.lanes)
+                                held=served.apis.held, table=served.table,
+                                lanes=served.lanes)
         ticket_id = unique("t")
         event = envelope.Event(type="ticket.received", source="/test", ticket_id=ticket_id,
                                correlation_id=ticket_id, data={})
@@ -163,7 +164,8 @@ class TestAnEscalation:
         publisher = kafka.Publisher(served.settings, client_id=unique("escalation"))
         router = bootstrap.wire(served.settings, routed=served.apis.routed,
                                 intake_keys=served.apis.idempotency_keys, publisher=publisher,
-                                table=served.table, lanes=served.lanes)
+                                held=served.apis.held, table=served.table,
+                                lanes=served.lanes)
         try:
             with caplog.at_level(logging.ERROR, logger=clock_watch.__name__):
                 sent = await router_service.escalate_due(

@@ -1,9 +1,10 @@
 """Tickets held as dead letters, on the real broker and the real SQL store (SQLite and
 PostgreSQL): a ticket accepted (202) that the segmenter or the router stage dead-lettered
 is read off `tickets.dlq` by the router's reader of the dead letters (held_follower) and
-answered 409 `held` (by which stage, when; no Retry-After), to an admin and a department
-on `GET /v1/tickets/{id}` and to the platform that posted it on a customer reply; another
-platform's reply on it is answered exactly as on an id of no ticket. Routing it (a replay
+answered 409 `held` (by which stage, when; no Retry-After) to an admin, on
+`GET /v1/tickets/{id}`, a department's report, a transfer and a priority change, and to
+the platform that posted it on a customer reply; a department (the ticket is in none)
+and another platform are answered exactly as on an id of no ticket. Routing it (a replay
 that succeeded) forgets it. Only the router's APIs and that reader run (no pipeline
 stage): the test dead-letters a ticket's record as a stage does (faults.dead_letter)."""
 
@@ -106,6 +107,15 @@ class Router:
         return await self.client.post(f"/v1/tickets/{ticket_id}/customer-replies", json={},
                                       headers=self.headers[platform])
 
+    async def asked(self, ticket_id: str, who: str, asked: str) -> httpx.Response:
+        """`who`'s department report (`responded`), transfer or priority change of the
+        ticket."""
+        path, body = {"report": ("events", {"type": "responded"}),
+                      "transfer": ("transfer", {"to_department": DEPARTMENT, "reason": "r"}),
+                      "priority": ("priority", {"priority": 1, "reason": "r"})}[asked]
+        return await self.client.post(f"/v1/tickets/{ticket_id}/{path}", json=body,
+                                      headers=self.headers[who])
+
 
 @pytest.fixture
 async def router(database_url: str, kafka_bootstrap: str,
@@ -148,7 +158,7 @@ def told(ticket_id: str, held: Held, *, operator: bool) -> str:
 
 @pytest.mark.parametrize(("source", "stage", "kind"), STAGES)
 class TestATicketHeldAsADeadLetter:
-    async def test_its_state_is_told_held_by_the_stage_to_an_admin_and_a_department(
+    async def test_its_state_is_told_held_by_the_stage_to_an_admin(
             self, router: Router, source: str, stage: str, kind: str) -> None:
         ticket_id, dead_letter_id = await router.dead_letter(source, stage, kind)
         held = await router.until_held(ticket_id)
@@ -156,15 +166,43 @@ class TestATicketHeldAsADeadLetter:
             dead_letter_id, stage, PLATFORM)
 
         by_admin = await router.state(ticket_id, "admin")
-        by_department = await router.state(ticket_id, DEPARTMENT)
 
         assert (by_admin.status_code, by_admin.json()) == (409, {
             "error": "held", "detail": told(ticket_id, held, operator=True)}), by_admin.text
-        # A department is told it is held, not which dead letter holds it (an operator's).
-        assert (by_department.status_code, by_department.json()) == (409, {
-            "error": "held", "detail": told(ticket_id, held, operator=False)})
-        assert dead_letter_id not in by_department.text
         assert "Retry-After" not in by_admin.headers
+
+    @pytest.mark.parametrize("asked", ["report", "transfer", "priority"])
+    async def test_an_admins_report_transfer_or_priority_change_is_told_held(
+            self, router: Router, source: str, stage: str, kind: str, asked: str) -> None:
+        ticket_id, _dead_letter_id = await router.dead_letter(source, stage, kind)
+        held = await router.until_held(ticket_id)
+
+        answer = await router.asked(ticket_id, "admin", asked)
+
+        assert (answer.status_code, answer.json()) == (409, {
+            "error": "held", "detail": told(ticket_id, held, operator=True)}), answer.text
+        assert "Retry-After" not in answer.headers
+
+    @pytest.mark.parametrize("asked", ["state", "report", "transfer", "priority"])
+    async def test_a_department_is_answered_as_on_an_id_of_no_ticket(
+            self, router: Router, source: str, stage: str, kind: str, asked: str) -> None:
+        """No department has the ticket (nor ever had: one routed is held no longer), so
+        none learns that it is held, nor by which stage."""
+        ticket_id, _dead_letter_id = await router.dead_letter(source, stage, kind)
+        await router.until_held(ticket_id)
+        nobodys = ticket_ids.issue(datetime.now(UTC))
+
+        async def answer(on: str) -> httpx.Response:
+            if asked == "state":
+                return await router.state(on, DEPARTMENT)
+            return await router.asked(on, DEPARTMENT, asked)
+
+        theirs, unknown = await answer(ticket_id), await answer(nobodys)
+
+        assert (theirs.status_code, theirs.json()) == (404, {
+            "error": "not_found", "detail": f"no routed ticket {ticket_id!r}"}), theirs.text
+        assert (unknown.status_code, unknown.json()) == (404, {
+            "error": "not_found", "detail": f"no routed ticket {nobodys!r}"})
 
     async def test_its_platforms_customer_reply_is_told_held_with_no_retry_after(
             self, router: Router, source: str, stage: str, kind: str) -> None:

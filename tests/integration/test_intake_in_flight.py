@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from services.core import db, http, kafka, service_context
 from services.core.settings import Settings
 from services.router import bootstrap, intake
+from services.router.held_store import HeldTickets
 from services.router.intake_keys import IntakeKeys
 from services.router.store import RoutedTickets
 from tests import credentials
@@ -47,7 +48,7 @@ async def test_a_retry_while_the_first_is_in_flight_gets_409_with_retry_after(
         service_context.of(app).provide(bootstrap.wire(
             Settings(database_url=sqlite_url, retry_after_seconds=7),
             routed=RoutedTickets(sessions), intake_keys=IntakeKeys(sessions),
-            publisher=publisher))
+            publisher=publisher, held=HeldTickets(sessions)))
         headers = {**await credentials.headers_of(store, "platform", "helpdesk"),
                    "Idempotency-Key": "key-1"}
         try:

@@ -29,6 +29,7 @@ from services.metrics.store import TimelineStore
 from services.router import ports, priority, service_clocks, table_file, tickets_api
 from services.router import service as router_service
 from services.router.event_follower import FollowTicketEvent
+from services.router.held_store import HeldTickets
 from services.router.routing import RoutingTable
 from services.router.store import Dispatch, RoutedTickets
 from services.simulator import history, summary
@@ -45,6 +46,7 @@ class Stores:
     router: RoutedTickets
     metrics: TimelineStore
     sessions: async_sessionmaker[AsyncSession]
+    held: HeldTickets
 
 
 @pytest.fixture
@@ -52,7 +54,8 @@ async def stores(database_url: str) -> AsyncIterator[Stores]:
     engine = db.engine(database_url)
     try:
         sessions = db.sessions(engine)
-        yield Stores(RoutedTickets(sessions), TimelineStore(sessions), sessions)
+        yield Stores(RoutedTickets(sessions), TimelineStore(sessions), sessions,
+                     HeldTickets(sessions))
     finally:
         await engine.dispose()
 
@@ -529,7 +532,7 @@ class TestTransferredJustAfterTheDeadline:
                 ticket_id, to_department="customer_care", reason="theirs",
                 from_department=None, principal=access.Principal(
                     "cred-admin", access.Role.ADMIN, None), routed=stores.router,
-                publisher=publisher, table=table, queue_for=priority.queue_for,
+                held=stores.held, publisher=publisher, table=table, queue_for=priority.queue_for,
                 now=missed + timedelta(seconds=3))
             await watch(missed + timedelta(seconds=5))
         finally:

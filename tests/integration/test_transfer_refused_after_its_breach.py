@@ -78,10 +78,11 @@ async def asked_by(principal: access.Principal, asked: str, ticket_id: str, *,
         return await router_service.transfer(
             ticket_id, to_department="customer_care", reason="theirs",
             from_department=None, principal=principal, routed=stores.router,
+            held=stores.held,
             publisher=publisher, table=table, queue_for=priority.queue_for, now=at)
     return await router_service.change_priority(
         ticket_id, priority=1, reason="outage", principal=principal, routed=stores.router,
-        publisher=publisher, table=table, now=at)
+        held=stores.held, publisher=publisher, table=table, now=at)
 
 
 async def test_the_refusal_names_the_escalation_the_request_made(

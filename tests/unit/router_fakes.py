@@ -16,7 +16,7 @@ from sqlalchemy import inspect
 
 from services.core import envelope, kafka, lifecycle, targets, tickets
 from services.core.settings import Settings
-from services.router import bootstrap, intake_policy, service_clocks, store
+from services.router import bootstrap, held_tickets, intake_policy, service_clocks, store
 from services.router.models import IntakeKeyRow, RoutedTicketRow
 from services.router.store import ClockChange, Dispatch
 from tests.conftest import TEST_ROUTING_TABLE
@@ -226,17 +226,31 @@ class FakeRouted:
                                          row.department))
 
 
+class FakeHeld:
+    """Tickets held as dead letters, by id (`hold` adds them, as the reader does)."""
+
+    def __init__(self) -> None:
+        self.by_id: dict[str, held_tickets.Held] = {}
+
+    def hold(self, *held: held_tickets.Held) -> None:
+        self.by_id.update((each.ticket_id, each) for each in held)
+
+    async def get(self, ticket_id: str) -> held_tickets.Held | None:
+        return self.by_id.get(ticket_id)
+
+
 @dataclass(frozen=True)
 class Wired:
     router: bootstrap.Router
     routed: FakeRouted
     keys: FakeKeys
     publisher: FakePublisher
+    held: FakeHeld
 
 
 def wired(table: Path = TEST_ROUTING_TABLE) -> Wired:
     """A router over recording fakes and a routing table (the tests'), by its bootstrap."""
-    routed, keys, publisher = FakeRouted(), FakeKeys(), FakePublisher()
+    routed, keys, publisher, held = FakeRouted(), FakeKeys(), FakePublisher(), FakeHeld()
     router = bootstrap.wire(Settings(routing_table_file=table), routed=routed,
-                            intake_keys=keys, publisher=publisher)
-    return Wired(router, routed, keys, publisher)
+                            intake_keys=keys, publisher=publisher, held=held)
+    return Wired(router, routed, keys, publisher, held)

@@ -10,7 +10,7 @@ import orjson
 import pytest
 from aiokafka import ConsumerRecord
 
-from services.core import envelope, events, faults, topics
+from services.core import access, envelope, events, faults, topics
 from services.router import held_tickets
 
 AT = datetime(2026, 12, 7, 9, 30, tzinfo=UTC)
@@ -140,3 +140,28 @@ class TestWhatIsTold:
         told = held_tickets.told(self.HELD, operator=False)
         assert "router stage at 2026-12-07T09:30:00+00:00" in told
         assert "2:41" not in told and "Unprocessable" not in told
+
+
+class TestWhoIsTold:
+    """An admin and the platform that posted the ticket learn that it is held; no
+    department (it is in none), and no other platform."""
+
+    HELD = TestWhatIsTold.HELD
+
+    @pytest.mark.parametrize(("role", "subject", "told"), [
+        (access.Role.ADMIN, None, True),
+        (access.Role.PLATFORM, "helpdesk", True),
+        (access.Role.PLATFORM, "webshop", False),
+        (access.Role.DEPARTMENT, "customer_care", False),
+        # A department named as the platform is still a department.
+        (access.Role.DEPARTMENT, "helpdesk", False)])
+    def test_by_role_and_subject(self, role: access.Role, subject: str | None,
+                                 told: bool) -> None:
+        principal = access.Principal("cred-1", role, subject)
+        assert held_tickets.may_be_told(self.HELD, principal) is told
+
+    def test_no_platform_is_told_of_a_ticket_held_without_its_platform(self) -> None:
+        without = replace(self.HELD, platform=None)
+        for platform in ("helpdesk", "webshop"):
+            principal = access.Principal("cred-1", access.Role.PLATFORM, platform)
+            assert not held_tickets.may_be_told(without, principal)

@@ -53,7 +53,7 @@ async def handed_on(router: Wired, how: str) -> None:
     if how == "transfer":
         await service.transfer(
             TICKET, to_department="business_desk", reason="needs the desk",
-            from_department=None, principal=ADMIN, routed=router.routed,
+            from_department=None, principal=ADMIN, routed=router.routed, held=router.held,
             publisher=router.publisher, table=router.router.table.current,
             queue_for=router.router.queue_for, now=NOW + timedelta(hours=1))
     else:
@@ -77,6 +77,6 @@ async def test_a_departments_report_is_keyed_by_its_ticket() -> None:
     routed_ticket(router)
     await service.record_report(
         TICKET, events.TicketEventType.RESPONDED, department=None, occurred_at=None,
-        principal=PUBLIC_SECTOR, correlation_id=None, routed=router.routed,
+        principal=PUBLIC_SECTOR, correlation_id=None, routed=router.routed, held=router.held,
         publisher=router.publisher, table=router.router.table.current, now=NOW + timedelta(hours=1))
     assert keys(router.publisher.published) == [(topics.EVENTS, "ticket")]

@@ -104,7 +104,7 @@ async def refused_back_to_public_sector(router: Wired, principal: access.Princip
     for again in (0, 10):
         answer = await service.transfer(
             "t-1", to_department="public_sector", reason="mine", from_department=None,
-            principal=principal, routed=router.routed, publisher=router.publisher,
+            principal=principal, routed=router.routed, held=router.held, publisher=router.publisher,
             table=router.router.table.current, queue_for=router.router.queue_for,
             now=asked + timedelta(seconds=again))
         assert answer == Refused(Refusal.CONFLICT, "the ticket is already with"
@@ -167,7 +167,7 @@ class TestTransfer:
                        principal: access.Principal = ADMIN) -> service.Transferred | Refused:
         return await service.transfer(
             "t-1", to_department=to_department, reason="needs the desk",
-            from_department=None, principal=principal, routed=router.routed,
+            from_department=None, principal=principal, routed=router.routed, held=router.held,
             publisher=router.publisher, table=router.router.table.current,
             queue_for=router.router.queue_for, now=NOW + timedelta(hours=1))
 
@@ -252,7 +252,7 @@ class TestTransfer:
         routed_ticket(router)
         refused = await service.transfer(
             "t-1", to_department="business_desk", reason="r", from_department="customer_care",
-            principal=ADMIN, routed=router.routed, publisher=router.publisher,
+            principal=ADMIN, routed=router.routed, held=router.held, publisher=router.publisher,
             table=router.router.table.current, queue_for=router.router.queue_for,
             now=NOW + timedelta(hours=1))
         assert isinstance(refused, Refused)
@@ -276,7 +276,7 @@ class TestChangePriority:
     async def change(self, router: Wired, priority: int) -> service.Reprioritised | Refused:
         return await service.change_priority(
             "t-1", priority=priority, reason="outage", principal=PUBLIC_SECTOR,
-            routed=router.routed, publisher=router.publisher,
+            routed=router.routed, held=router.held, publisher=router.publisher,
             table=router.router.table.current, now=NOW + timedelta(minutes=10))
 
     async def test_the_same_priority_is_a_conflict(self) -> None:
@@ -302,7 +302,7 @@ class TestChangePriority:
         assert isinstance(await self.change(router, 5), service.Reprioritised)
         transferred = await service.transfer(
             "t-1", to_department="business_desk", reason="r", from_department=None,
-            principal=ADMIN, routed=router.routed, publisher=router.publisher,
+            principal=ADMIN, routed=router.routed, held=router.held, publisher=router.publisher,
             table=router.router.table.current, queue_for=router.router.queue_for,
             now=NOW + timedelta(minutes=20))
         assert isinstance(transferred, service.Transferred)
@@ -344,7 +344,7 @@ class TestATransferJustAfterADeadline:
                        ) -> service.Transferred | Refused:
         return await service.transfer(
             "t-1", to_department="customer_care", reason="theirs", from_department=None,
-            principal=principal, routed=router.routed, publisher=router.publisher,
+            principal=principal, routed=router.routed, held=router.held, publisher=router.publisher,
             table=router.router.table.current, queue_for=router.router.queue_for,
             now=self.MISSED + timedelta(seconds=3))
 
@@ -419,7 +419,8 @@ class TestATransferJustAfterADeadline:
             await self.watch(router, warned + timedelta(seconds=2))
         answer = await service.transfer(
             "t-1", to_department="customer_care", reason="theirs", from_department=None,
-            principal=PUBLIC_SECTOR, routed=router.routed, publisher=router.publisher,
+            principal=PUBLIC_SECTOR, routed=router.routed, held=router.held,
+            publisher=router.publisher,
             table=router.router.table.current, queue_for=router.router.queue_for,
             now=warned + timedelta(seconds=3))
         await self.watch(router, warned + timedelta(seconds=5))
@@ -459,7 +460,8 @@ class TestATransferJustAfterADeadline:
         assert await self.transfer(router, PUBLIC_SECTOR) == self.escalated_away
         again = await service.transfer(
             "t-1", to_department="customer_care", reason="theirs", from_department=None,
-            principal=PUBLIC_SECTOR, routed=router.routed, publisher=router.publisher,
+            principal=PUBLIC_SECTOR, routed=router.routed, held=router.held,
+            publisher=router.publisher,
             table=router.router.table.current, queue_for=router.router.queue_for,
             now=self.MISSED + timedelta(seconds=9))
         assert again == verdicts.escalated_away_before(
@@ -477,7 +479,7 @@ class TestATransferJustAfterADeadline:
         async def report(principal: access.Principal) -> service.Recorded | Refused:
             return await service.record_report(
                 "t-1", TicketEventType.RESPONDED, department=None, occurred_at=None,
-                principal=principal, correlation_id=None, routed=router.routed,
+                principal=principal, correlation_id=None, routed=router.routed, held=router.held,
                 publisher=router.publisher,
                 table=router.router.table.current, now=self.MISSED + timedelta(seconds=3))
 
@@ -504,11 +506,11 @@ class TestATransferJustAfterADeadline:
         at = self.MISSED + timedelta(seconds=3)
         answer = await service.transfer(
             "t-1", to_department="business_desk", reason="theirs", from_department=None,
-            principal=care, routed=router.routed, publisher=router.publisher,
+            principal=care, routed=router.routed, held=router.held, publisher=router.publisher,
             table=router.router.table.current, queue_for=router.router.queue_for,
             now=at) if asked == "transfer" else await service.change_priority(
             "t-1", priority=1, reason="outage", principal=care, routed=router.routed,
-            publisher=router.publisher, table=router.router.table.current, now=at)
+            held=router.held, publisher=router.publisher, table=router.router.table.current, now=at)
         assert answer == verdicts.ACTS_FOR_OWN
 
     async def test_a_department_it_was_escalated_from_is_told_nothing_once_it_moved_on(
@@ -522,7 +524,7 @@ class TestATransferJustAfterADeadline:
                                                                          "customer_care")
         assert await service.change_priority(
             "t-1", priority=1, reason="outage", principal=PUBLIC_SECTOR,
-            routed=router.routed, publisher=router.publisher,
+            routed=router.routed, held=router.held, publisher=router.publisher,
             table=router.router.table.current,
             now=self.MISSED + timedelta(seconds=4)) == verdicts.ACTS_FOR_OWN
 
@@ -540,7 +542,7 @@ class TestATransferJustAfterADeadline:
         keys = access.Principal("cred-keys", access.Role.DEPARTMENT, "key_accounts")
         answers = [await service.change_priority(
             "t-1", priority=1, reason="outage", principal=principal, routed=router.routed,
-            publisher=router.publisher, table=router.router.table.current, now=at)
+            held=router.held, publisher=router.publisher, table=router.router.table.current, now=at)
             for principal in (keys, PUBLIC_SECTOR)]
         assert answers == [verdicts.escalated_away_before(
             [clock_notices.Escalated("first_response", 2, second, "key_accounts",
@@ -592,7 +594,8 @@ class TestATransferJustAfterADeadline:
         router = self.router(tmp_path, clocks=clocks)
         answer = await service.transfer(
             "t-1", to_department="customer_care", reason="theirs", from_department=None,
-            principal=PUBLIC_SECTOR, routed=router.routed, publisher=router.publisher,
+            principal=PUBLIC_SECTOR, routed=router.routed, held=router.held,
+            publisher=router.publisher,
             table=router.router.table.current, queue_for=router.router.queue_for,
             now=self.MISSED)  # the deadline itself is in time
         assert answer == service.Transferred("t-1", "customer_care")
@@ -606,7 +609,7 @@ class TestATransferJustAfterADeadline:
         router = self.router(tmp_path)
         changed = await service.change_priority(
             "t-1", priority=1, reason="outage", principal=PUBLIC_SECTOR,
-            routed=router.routed, publisher=router.publisher,
+            routed=router.routed, held=router.held, publisher=router.publisher,
             table=router.router.table.current, now=self.MISSED + timedelta(seconds=3))
         assert changed == self.escalated_away
         assert router.routed.rows["t-1"].department == "key_accounts"
@@ -676,13 +679,13 @@ class TestATicketWithoutClocksJustAfterItsDeadline:
         if asked == "transfer":
             answer = await service.transfer(
                 "t-1", to_department="customer_care", reason="theirs",
-                from_department=None, principal=principal, routed=router.routed,
+                from_department=None, principal=principal, routed=router.routed, held=router.held,
                 publisher=router.publisher, table=router.router.table.current,
                 queue_for=router.router.queue_for, now=at)
         else:
             answer = await service.change_priority(
                 "t-1", priority=1, reason="outage", principal=principal,
-                routed=router.routed, publisher=router.publisher,
+                routed=router.routed, held=router.held, publisher=router.publisher,
                 table=router.router.table.current, now=at)
         await TestEscalateDue().escalate(router, self.MISSED + timedelta(seconds=5))
         return answer
@@ -754,7 +757,7 @@ class TestATicketWithoutClocksJustAfterItsDeadline:
         assert public_sectors_failed_checks() == failed + 1
         answer = await service.transfer(
             "t-1", to_department="customer_care", reason="theirs", from_department=None,
-            principal=ADMIN, routed=router.routed, publisher=router.publisher,
+            principal=ADMIN, routed=router.routed, held=router.held, publisher=router.publisher,
             table=router.router.table.current, queue_for=router.router.queue_for,
             now=asked + timedelta(seconds=20))
         assert answer == service.Transferred("t-1", "customer_care")
@@ -859,7 +862,7 @@ class TestDeadlinesPassedTogether:
         at = self.RESOLUTION + timedelta(minutes=30)
         answer = await service.transfer(
             "t-1", to_department="customer_care", reason="theirs", from_department=None,
-            principal=ADMIN, routed=router.routed, publisher=router.publisher,
+            principal=ADMIN, routed=router.routed, held=router.held, publisher=router.publisher,
             table=router.router.table.current, queue_for=router.router.queue_for, now=at)
         assert answer == service.Transferred("t-1", "customer_care")
         assert await self.watch(router, at + timedelta(seconds=5)) == 0
@@ -897,7 +900,7 @@ class TestDeadlinesPassedTogether:
         at = self.RESOLUTION + timedelta(minutes=30)
         assert await service.transfer(
             "t-1", to_department="customer_care", reason="theirs", from_department=None,
-            principal=ADMIN, routed=router.routed, publisher=router.publisher,
+            principal=ADMIN, routed=router.routed, held=router.held, publisher=router.publisher,
             table=router.router.table.current, queue_for=router.router.queue_for,
             now=at) == service.Transferred("t-1", "customer_care")
         sent = [(item.event.id, payloads.callback_of(
@@ -1032,7 +1035,7 @@ class TestRecordReport:
                      ) -> service.Recorded | Refused:
         return await service.record_report(
             "t-1", TicketEventType.RESPONDED, department=None, occurred_at=occurred_at,
-            principal=principal, correlation_id=None, routed=router.routed,
+            principal=principal, correlation_id=None, routed=router.routed, held=router.held,
             publisher=router.publisher,
             table=router.router.table.current, now=NOW + timedelta(hours=1))
 
@@ -1144,7 +1147,7 @@ async def reply(router: Wired, ticket_id: str, *, platform: access.Principal = D
                 now: datetime = NOW) -> service.Recorded | Refused:
     return await service.customer_replied(
         ticket_id, occurred_at=None, platform=platform, correlation_id=None,
-        routed=router.routed, publisher=router.publisher, now=now)
+        routed=router.routed, held=router.held, publisher=router.publisher, now=now)
 
 
 class TestCustomerReplied:
@@ -1177,44 +1180,71 @@ class TestCustomerReplied:
         assert router.publisher.published == []
 
 
-class FakeHeld:
-    """Tickets held as dead letters, by id."""
+class TestATicketHeldAsADeadLetter:
+    """A ticket a stage dead-lettered waits for an operator's replay (known.routed_ticket):
+    an admin, and its platform, are told so, without a retry; a department and another
+    platform are answered as on an id of no ticket. Nothing is published."""
 
-    def __init__(self, *held: held_tickets.Held) -> None:
-        self.held = {each.ticket_id: each for each in held}
+    def held(self, router: Wired) -> held_tickets.Held:
+        holding = held_tickets.Held(
+            ticket_id=ticket_ids.issue(NOW), dead_letter_id="0:9", stage="router",
+            error_class="Unprocessable", held_at=NOW, platform=DESK.subject)
+        router.held.hold(holding)
+        return holding
 
-    async def get(self, ticket_id: str) -> held_tickets.Held | None:
-        return self.held.get(ticket_id)
-
-
-class TestAReplyOnATicketHeldAsADeadLetter:
-    """A ticket a stage dead-lettered waits for an operator's replay: its platform is
-    told so, without a retry; another platform learns nothing of it."""
-
-    def held(self, ticket_id: str) -> held_tickets.Held:
-        return held_tickets.Held(ticket_id=ticket_id, dead_letter_id="0:9", stage="router",
-                                 error_class="Unprocessable", held_at=NOW,
-                                 platform=DESK.subject)
+    async def asked(self, router: Wired, ticket_id: str, principal: access.Principal,
+                    asked: str) -> object:
+        """`principal`'s report, transfer or priority change of the ticket."""
+        if asked == "report":
+            return await service.record_report(
+                ticket_id, TicketEventType.RESPONDED, department=None, occurred_at=None,
+                principal=principal, correlation_id=None, routed=router.routed,
+                held=router.held, publisher=router.publisher,
+                table=router.router.table.current, now=NOW)
+        if asked == "transfer":
+            return await service.transfer(
+                ticket_id, to_department="business_desk", reason="r", from_department=None,
+                principal=principal, routed=router.routed, held=router.held,
+                publisher=router.publisher, table=router.router.table.current,
+                queue_for=router.router.queue_for, now=NOW)
+        return await service.change_priority(
+            ticket_id, priority=1, reason="r", principal=principal, routed=router.routed,
+            held=router.held, publisher=router.publisher, table=router.router.table.current,
+            now=NOW)
 
     async def test_its_platform_is_told_it_is_held(self) -> None:
-        router, ticket_id = wired(), ticket_ids.issue(NOW)
-        holding = self.held(ticket_id)
-        refused = await service.customer_replied(
-            ticket_id, occurred_at=None, platform=DESK, correlation_id=None,
-            routed=router.routed, publisher=router.publisher, now=NOW,
-            held=FakeHeld(holding))
+        router = wired()
+        holding = self.held(router)
+        refused = await reply(router, holding.ticket_id)
         assert refused == service.held(holding, operator=False)
         assert (refused.refusal, refused.error) == (Refusal.CONFLICT, "held")
         assert router.publisher.published == []
 
     async def test_another_platform_is_answered_as_on_an_id_of_no_ticket(self) -> None:
-        router, ticket_id = wired(), ticket_ids.issue(NOW)
-        refused = await service.customer_replied(
-            ticket_id, occurred_at=None, platform=WEBSHOP, correlation_id=None,
-            routed=router.routed, publisher=router.publisher, now=NOW,
-            held=FakeHeld(self.held(ticket_id)))
-        assert refused == await reply(router, ticket_id, platform=WEBSHOP)
+        router = wired()
+        holding = self.held(router)
+        refused = await reply(router, holding.ticket_id, platform=WEBSHOP)
+        assert refused == await reply(wired(), holding.ticket_id, platform=WEBSHOP)
         assert isinstance(refused, Refused) and refused.refusal is Refusal.NOT_ROUTED_YET
+
+    @pytest.mark.parametrize("asked", ["report", "transfer", "priority"])
+    async def test_an_admin_is_told_it_is_held_in_an_operators_words(
+            self, asked: str) -> None:
+        router = wired()
+        holding = self.held(router)
+        refused = await self.asked(router, holding.ticket_id, ADMIN, asked)
+        assert refused == service.held(holding, operator=True)
+        assert router.publisher.published == []
+
+    @pytest.mark.parametrize("asked", ["report", "transfer", "priority"])
+    async def test_a_department_is_answered_as_on_an_id_of_no_ticket(
+            self, asked: str) -> None:
+        router = wired()
+        holding = self.held(router)
+        refused = await self.asked(router, holding.ticket_id, PUBLIC_SECTOR, asked)
+        assert refused == verdicts.not_found(holding.ticket_id) == await self.asked(
+            wired(), holding.ticket_id, PUBLIC_SECTOR, asked)
+        assert router.publisher.published == []
 
 
 class TestAReplyBeforeTheTicketIsRouted:
@@ -1269,7 +1299,7 @@ class TestAReplyBeforeTheTicketIsRouted:
         async def reply(occurred_at: datetime) -> service.Recorded | Refused:
             return await service.customer_replied(
                 "t-1", occurred_at=occurred_at, platform=DESK, correlation_id=None,
-                routed=router.routed, publisher=router.publisher,
+                routed=router.routed, held=router.held, publisher=router.publisher,
                 now=NOW + timedelta(minutes=1))
 
         assert isinstance(await reply(NOW - timedelta(seconds=3)), service.Recorded)
@@ -1291,7 +1321,7 @@ class TestReportsUnderAnIdempotencyKey:
                      now: datetime = NOW + timedelta(hours=1)) -> service.Recorded | Refused:
         return await service.record_report(
             "t-1", report, department=None, occurred_at=occurred_at, principal=principal,
-            correlation_id=None, routed=router.routed, publisher=router.publisher,
+            correlation_id=None, routed=router.routed, held=router.held, publisher=router.publisher,
             table=router.router.table.current, now=now,
             key=service.ReportKey(key, router.keys, router.router.claim_hold))
 
@@ -1355,7 +1385,7 @@ class TestReportsUnderAnIdempotencyKey:
             await self.report(router, "k-1", report=TicketEventType.PICKED_UP),
             await service.record_report(
                 "t-2", TicketEventType.PICKED_UP, department=None, occurred_at=None,
-                principal=business, correlation_id=None, routed=router.routed,
+                principal=business, correlation_id=None, routed=router.routed, held=router.held,
                 publisher=router.publisher,
                 table=router.router.table.current, now=NOW + timedelta(hours=1),
                 key=service.ReportKey("k-1", router.keys, router.router.claim_hold)),
@@ -1363,7 +1393,7 @@ class TestReportsUnderAnIdempotencyKey:
                               principal=ADMIN),
             await service.customer_replied(
                 "t-1", occurred_at=None, platform=DESK, correlation_id=None,
-                routed=router.routed, publisher=router.publisher, now=NOW,
+                routed=router.routed, held=router.held, publisher=router.publisher, now=NOW,
                 key=service.ReportKey("k-1", router.keys, router.router.claim_hold))]
         assert all(isinstance(answer, service.Recorded) for answer in answers), answers
         assert router.publisher.types()[2:] == [
@@ -1473,27 +1503,30 @@ class TestAResolvedTicketIsClosed:
         answers: list[object] = [
             await service.record_report(
                 "t-1", TicketEventType.RESPONDED, department=None, occurred_at=None,
-                principal=principal, correlation_id=None, routed=router.routed,
+                principal=principal, correlation_id=None, routed=router.routed, held=router.held,
                 publisher=router.publisher, table=router.router.table.current, now=later)
             for principal in (PUBLIC_SECTOR, ADMIN)]
         answers.append(await service.customer_replied(
             "t-1", occurred_at=None, platform=DESK, correlation_id=None,
-            routed=router.routed, publisher=router.publisher, now=later))
+            routed=router.routed, held=router.held, publisher=router.publisher, now=later))
         answers.append(await service.transfer(
             "t-1", to_department="business_desk", reason="r", from_department=None,
-            principal=ADMIN, routed=router.routed, publisher=router.publisher, table=table,
+            principal=ADMIN, routed=router.routed, held=router.held,
+            publisher=router.publisher, table=table,
             queue_for=router.router.queue_for, now=later))
         answers.append(await service.change_priority(
-            "t-1", priority=1, reason="r", principal=ADMIN, routed=router.routed,
+            "t-1", priority=1, reason="r", principal=ADMIN, routed=router.routed, held=router.held,
             publisher=router.publisher, table=table, now=later))
         assert answers == [RESOLVED] * 5
         assert router.publisher.published == [] and router.routed.recorded == []
 
     async def test_an_admins_report_on_an_unknown_ticket_is_not_found(self) -> None:
+        router = wired()
         refused = await service.record_report(
             "t-unknown", TicketEventType.RESOLVED, department="public_sector",
-            occurred_at=None, principal=ADMIN, correlation_id=None, routed=wired().routed,
-            publisher=wired().publisher, table=wired().router.table.current, now=NOW)
+            occurred_at=None, principal=ADMIN, correlation_id=None, routed=router.routed,
+            held=router.held, publisher=router.publisher, table=router.router.table.current,
+            now=NOW)
         assert isinstance(refused, Refused) and refused.refusal is Refusal.NOT_FOUND
 
 
@@ -1526,22 +1559,24 @@ class TestATicketsTraceIsBounded:
         if change == "customer replied":
             return await service.customer_replied(
                 "t-1", occurred_at=None, platform=DESK, correlation_id=None,
-                routed=router.routed, publisher=router.publisher, now=later)
+                routed=router.routed, held=router.held, publisher=router.publisher, now=later)
         if change == "transferred":
             return await service.transfer(
                 "t-1", to_department="business_desk", reason="r", from_department=None,
-                principal=PUBLIC_SECTOR, routed=router.routed, publisher=router.publisher,
+                principal=PUBLIC_SECTOR, routed=router.routed, held=router.held,
+                publisher=router.publisher,
                 table=table, queue_for=router.router.queue_for, now=later)
         if change.startswith("priority changed"):
             return await service.change_priority(
                 "t-1", priority=1, reason="r",
                 principal=ADMIN if "admin" in change else PUBLIC_SECTOR,
-                routed=router.routed, publisher=router.publisher, table=table, now=later)
+                routed=router.routed, held=router.held,
+                publisher=router.publisher, table=table, now=later)
         report = TicketEventType(f"ticket.{change.split()[0]}")
         return await service.record_report(
             "t-1", report, department=None, occurred_at=None,
             principal=ADMIN if "admin" in change else PUBLIC_SECTOR, correlation_id=None,
-            routed=router.routed, publisher=router.publisher,
+            routed=router.routed, held=router.held, publisher=router.publisher,
             table=router.router.table.current, now=later)
 
     NEEDLESS = ("picked_up", "customer replied", "priority changed",
@@ -1849,7 +1884,7 @@ class TestOneHandOverAtATime:
     async def transfer(self, router: Wired, now: datetime) -> service.Transferred | Refused:
         return await service.transfer(
             "t-1", to_department="business_desk", reason="needs the desk",
-            from_department=None, principal=ADMIN, routed=router.routed,
+            from_department=None, principal=ADMIN, routed=router.routed, held=router.held,
             publisher=router.publisher, table=router.router.table.current,
             queue_for=router.router.queue_for, now=now, claim_for=timedelta(seconds=10))
 
@@ -2009,7 +2044,7 @@ class TestPublishedThenRecorded:
             # wait_for only bounds a loop that would not stop at the claim.
             await asyncio.wait_for(service.transfer(
                 "t-1", to_department="business_desk", reason="needs the desk",
-                from_department=None, principal=ADMIN, routed=router.routed,
+                from_department=None, principal=ADMIN, routed=router.routed, held=router.held,
                 publisher=router.publisher, table=router.router.table.current,
                 queue_for=router.router.queue_for, now=NOW,
                 claim_for=timedelta(milliseconds=300)), 60)

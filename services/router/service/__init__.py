@@ -5,6 +5,8 @@
   again as stored when its routing is replayed;
 - `record_report`, `customer_replied` (reports.py): a department's or platform's report,
   once under its `Idempotency-Key`;
+- `routed_ticket` (known.py): a ticket id as the caller is told of it, routed, held as
+  a dead letter or unknown, for each use case on a ticket and its state's read;
 - `transfer`, `change_priority`, `escalate_due` (handovers.py): a ticket handed on or
   re-prioritised; escalation and the clocks' notices, for the timer;
 - `put_table_in_force`, `open_in_removed` (table.py): an admin's routing table, refused
@@ -26,6 +28,7 @@ from services.router.service.handovers import (
     escalate_due,
     transfer,
 )
+from services.router.service.known import routed_ticket
 from services.router.service.reports import Recorded, ReportKey, customer_replied, record_report
 from services.router.service.route import FirstRouting, replayed, route
 from services.router.service.table import RemovalCheck, open_in_removed, put_table_in_force
@@ -35,4 +38,4 @@ __all__ = ["KEY_IN_FLIGHT", "KEY_REUSED", "Acceptance", "FirstRouting", "Recorde
            "Refusal", "Refused", "RemovalCheck", "ReportKey", "Reprioritised", "Transferred",
            "Verdict", "accept_ticket", "change_priority", "customer_replied", "escalate_due",
            "held", "open_in_removed", "put_table_in_force", "record_report", "replayed", "route",
-           "transfer"]
+           "routed_ticket", "transfer"]

@@ -22,7 +22,7 @@ from services.router import (
 )
 from services.router import priority as lanes
 from services.router.models import RoutedTicketRow
-from services.router.service import acting_for, verdicts
+from services.router.service import acting_for, known, verdicts
 from services.router.service.verdicts import Refusal, Refused
 
 # A hand-over or priority change made after the notices it waited for (_after_notices) is
@@ -41,22 +41,23 @@ async def transfer(ticket_id: str, *, to_department: str, reason: str,
                    from_department: str | None, principal: access.Principal,
                    routed: ports.Routed, publisher: ports.Publisher,
                    table: routing.RoutingTable, queue_for: dispatch.QueueFor,
-                   now: datetime, claim_for: timedelta = ports.HANDOVER_CLAIM
-                   ) -> Transferred | Refused:
+                   held: ports.Held, now: datetime,
+                   claim_for: timedelta = ports.HANDOVER_CLAIM) -> Transferred | Refused:
     """Hand a ticket to another department of `table`: its clocks keep the time they
     spent and were paused, and count the rest in the new department's hours. A
     department hands over only tickets it has (`from_department`, if given, is checked).
     The ticket is claimed for the hand-over first (`claim_for`: longer than a publish),
     as it was read, so that another transfer or an escalation at the same moment does
     not put it in a second queue. A `from_department` that is no department of `table`
-    is refused first (acting_for); a department whose lanes the router could not make
-    is refused, the ticket left where it is (missing_lanes)."""
+    is refused first (acting_for); a ticket not routed, as known.routed_ticket says
+    (held, to an admin); a department whose lanes the router could not make is refused,
+    the ticket left where it is (missing_lanes)."""
     unknown = await acting_for.refused(from_department, "body.from_department",
                                        principal=principal, table=table, routed=routed,
                                        ticket_id=ticket_id)
     if unknown is not None:
         return unknown
-    read = await _after_notices(ticket_id, principal=principal, routed=routed,
+    read = await _after_notices(ticket_id, principal=principal, routed=routed, held=held,
                                 publisher=publisher, table=table, queue_for=queue_for,
                                 now=now, claim_for=claim_for,
                                 closed=verdicts.closed_to_transfer)
@@ -118,7 +119,8 @@ class Reprioritised:
 async def change_priority(ticket_id: str, *, priority: int, reason: str,
                           principal: access.Principal, routed: ports.Routed,
                           publisher: ports.Publisher, table: routing.RoutingTable,
-                          now: datetime, claim_for: timedelta = ports.HANDOVER_CLAIM,
+                          held: ports.Held, now: datetime,
+                          claim_for: timedelta = ports.HANDOVER_CLAIM,
                           queue_for: dispatch.QueueFor = lanes.queue_for,
                           ) -> Reprioritised | Refused:
     """Give a ticket another priority: it takes the new priority's targets where the
@@ -128,9 +130,11 @@ async def change_priority(ticket_id: str, *, priority: int, reason: str,
     hand-over holds is refused, and a hand-over meanwhile is refused, else the change
     would be published for the department the ticket leaves, and the hand-over's lane
     would be the old priority's. `queue_for`: the lanes of an escalation it waits for
-    (_after_notices)."""
+    (_after_notices). A ticket not routed is refused as known.routed_ticket says (held,
+    to an admin)."""
     read = await _after_notices(
-        ticket_id, principal=principal, routed=routed, publisher=publisher, table=table,
+        ticket_id, principal=principal, routed=routed, held=held, publisher=publisher,
+        table=table,
         queue_for=queue_for, now=now, claim_for=claim_for,
         closed=lambda row: verdicts.closed_to_priority_change(row, principal))
     if isinstance(read, Refused):
@@ -183,7 +187,7 @@ async def escalate_due(routed: ports.Routed, publisher: ports.Publisher, *,
 
 
 async def _after_notices(ticket_id: str, *, principal: access.Principal,
-                         routed: ports.Routed, publisher: ports.Publisher,
+                         routed: ports.Routed, held: ports.Held, publisher: ports.Publisher,
                          table: routing.RoutingTable, queue_for: dispatch.QueueFor,
                          now: datetime, claim_for: timedelta,
                          closed: Callable[[RoutedTicketRow], Refused | None],
@@ -192,13 +196,15 @@ async def _after_notices(ticket_id: str, *, principal: access.Principal,
     moment it is made at: once the notices its clocks owe by then are sent
     (service_clocks.owes_notice; the clock watch had not come to them), for the
     department that held it, just after them; refused if `closed` to the change (a
-    resolved ticket, a trace at its ceiling). A caller who may not act for the ticket
-    sends none; one whose request so escalated the ticket out of its department is told
-    so (verdicts.escalated_away), as one whose department it was escalated out of before
-    is (verdicts.acts_for_own)."""
-    row = await routed.get(ticket_id)
-    if row is None:
-        return verdicts.not_found(ticket_id)
+    resolved ticket, a trace at its ceiling). A ticket not routed is refused as
+    known.routed_ticket says. A caller who may not act for the ticket sends none; one
+    whose request so escalated the ticket out of its department is told so
+    (verdicts.escalated_away), as one whose department it was escalated out of before is
+    (verdicts.acts_for_own)."""
+    row = await known.routed_ticket(ticket_id, principal=principal, routed=routed,
+                                    held=held, now=now)
+    if isinstance(row, Refused):
+        return row
     if not principal.may_act_for(row.department):
         return verdicts.acts_for_own(row, principal)
     try:

@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from services.core import access, db, events, kafka, topics
 from services.router import intake_policy, ports, routing
 from services.router.models import RoutedTicketRow
-from services.router.service import acting_for, verdicts
+from services.router.service import acting_for, known, verdicts
 from services.router.service.accepting import scoped_key
 from services.router.service.verdicts import KEY_IN_FLIGHT, KEY_REUSED, Refusal, Refused
 
@@ -60,7 +60,7 @@ async def record_report(ticket_id: str, report: events.TicketEventType, *,
                         department: str | None, occurred_at: datetime | None,
                         principal: access.Principal, correlation_id: str | None,
                         routed: ports.Routed, publisher: ports.Publisher,
-                        table: routing.RoutingTable, now: datetime,
+                        table: routing.RoutingTable, held: ports.Held, now: datetime,
                         key: ReportKey | None = None) -> Recorded | Refused:
     """A department's report on a routed ticket not resolved yet. A department
     credential reports on tickets that are with its department only, dated between the
@@ -68,8 +68,8 @@ async def record_report(ticket_id: str, report: events.TicketEventType, *,
     or credit the department that held it then); an admin's, between the ticket's
     receipt and now, as a platform's reply (a date beyond would have the event follower
     count business time up to it, and set the ticket's first response there). A
-    `department` named that is no department of `table` is refused first
-    (acting_for)."""
+    `department` named that is no department of `table` is refused first (acting_for);
+    a ticket not routed, as known.routed_ticket says (held, to an admin)."""
     asked_for = department
     if principal.role is access.Role.DEPARTMENT:
         department = principal.subject
@@ -83,9 +83,10 @@ async def record_report(ticket_id: str, report: events.TicketEventType, *,
                 and asked_for != principal.subject:
             return Refused(Refusal.FORBIDDEN, "a department credential reports for its own"
                                               " department only")
-        row = await routed.get(ticket_id)
-        if row is None:
-            return verdicts.not_found(ticket_id)
+        row = await known.routed_ticket(ticket_id, principal=principal, routed=routed,
+                                        held=held, now=now)
+        if isinstance(row, Refused):
+            return row
         if principal.role is access.Role.DEPARTMENT and not principal.may_act_for(
                 row.department):  # told where it went if escalated out of its department
             return verdicts.acts_for_own(row, principal)
@@ -106,24 +107,19 @@ async def record_report(ticket_id: str, report: events.TicketEventType, *,
 async def customer_replied(ticket_id: str, *, occurred_at: datetime | None,
                            platform: access.Principal,
                            correlation_id: str | None, routed: ports.Routed,
-                           publisher: ports.Publisher, now: datetime,
-                           key: ReportKey | None = None,
-                           held: ports.Held | None = None) -> Recorded | Refused:
+                           held: ports.Held, publisher: ports.Publisher, now: datetime,
+                           key: ReportKey | None = None) -> Recorded | Refused:
     """The customer replied on a ticket this platform posted: its clocks resume, and a
     next-response clock starts once it has had its first response. A ticket of this
-    platform's that a stage dead-lettered is answered as held (verdicts.held); one not
-    routed yet, or another platform's, as verdicts.not_routed says."""
+    platform's that a stage dead-lettered is answered as held; one not routed yet, or
+    another platform's, as an id the router does not know, so that no platform learns
+    which ids are tickets (known.routed_ticket)."""
 
     async def judged() -> Refused | datetime:
-        row = await routed.get(ticket_id)
-        if row is None and held is not None:
-            holding = await held.get(ticket_id)
-            if holding is not None and holding.platform == platform.subject:
-                return verdicts.held(holding, operator=False)
-        if row is None or row.platform != platform.subject:
-            # Another platform's ticket is answered as an id the router does not know,
-            # so that no platform learns which ids are tickets.
-            return verdicts.not_routed(ticket_id, now=now)
+        row = await known.routed_ticket(ticket_id, principal=platform, routed=routed,
+                                        held=held, now=now)
+        if isinstance(row, Refused):
+            return row
         dated = plausible_date(row, occurred_at, now=now)
         if isinstance(dated, Refused):
             return dated
