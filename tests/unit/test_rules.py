@@ -367,6 +367,7 @@ class TestFieldsRulesRead:
         "customer.known || has(customer.agee_years.x)",
         "customer.type.startsWith('g') && has(customer.agee_years)",
         "customer.attributes.exists(k, k == 'a') && has(customer.agee_years)",
+        "has((customer).agee_years) && (customer).agee_years >= 75",
     ])
     def test_a_field_read_otherwise_is_refused_too(self, when: str) -> None:
         with pytest.raises(ConfigError, match=r"customer\.agee_years is not a field"):
@@ -509,8 +510,22 @@ class TestReads:
          ("customer.gender",)),
         ('"' * 3 + 'a"b' + '"' * 3 + ' != "" && customer.age_years > 3',
          ("customer.age_years",)),
-        ("r'\\' != '' && customer.birth_date == null", ("customer.birth_date",)),
-        ('R"\\" != "" && customer.gender == "x"', ("customer.gender",)),
+        ("r'\\d' != '' && customer.birth_date == null", ("customer.birth_date",)),
+        ('R"\\d" != "" && customer.gender == "x"', ("customer.gender",)),
+        # A macro's variable is no variable of the root scope, named alike or not; `.`
+        # names the root scope's inside it.
+        ("[{'gender': 'x'}].exists(customer, customer.gender == .customer.type)",
+         ("customer.type",)),
+        ("customer.attributes.map(tier, tier.size()).exists(n, n > 2)",
+         ("customer.attributes",)),
+        ("[[1]].exists(l, l.exists(customer, customer > 0)) && customer.type == 'a'",
+         ("customer.type",)),
+        # What is selected, as CEL reads it: of a variable in parentheses, of a map
+        # written in the rule (no variable, whatever its keys).
+        ("(customer).type == 'a' && {'features': 1}.features == 1", ("customer.type",)),
+        # A key in quotes is the text CEL makes of it, raw or with escapes.
+        ("customer[r'type'] == 'a' && customer['\\x61ge_years'] > 3",
+         ("customer.type", "customer.age_years")),
     ])
     def test_referenced_paths_are_fields_not_methods_comments_or_names_alike(
             self, expression: str, reads: tuple[str, ...]) -> None:
@@ -524,6 +539,14 @@ class TestReads:
         with pytest.raises(ConfigError, match=r"customer\.agee_years is not a field"):
             parse("  - name: seniors\n    segment: x\n"
                   "    when: has(.customer.agee_years) && .customer.agee_years > 75\n")
+
+    def test_a_macro_variable_named_customer_is_not_the_customer(self) -> None:
+        # Its fields are the list's, neither checked against the customer's nor
+        # protected reads.
+        rule_set = parse("  - name: bundles\n    segment: x\n    when: \"[{'sku': 1, 'gender':"
+                         " 2}].exists(customer, customer.sku == 1 && customer.gender == 2)\"\n")
+        assert rule_set.rules[0].reads == ()
+        assert rule_set.protected_reads(rule_set.rules[0]) == []
 
     def test_protected_reads_are_flagged(self) -> None:
         rule_set = parse("  - name: women\n    segment: x\n"
