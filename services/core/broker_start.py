@@ -21,8 +21,9 @@ import asyncio
 import logging
 import ssl
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from aiokafka.errors import (
     AuthenticationFailedError,
@@ -36,10 +37,11 @@ from aiokafka.errors import (
     UnsupportedSaslMechanismError,
 )
 
-from services.core import at_start, faults, kafka
+from services.core import at_start, background, faults, kafka
 from services.core.settings import Settings
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # OpenSSL's verify codes for a certificate that is not the host's
 # (X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH).
@@ -183,6 +185,62 @@ def ready_blocking(settings: Settings, topic_names: Iterable[str], *,
         refusal=lambda error: refusal(error, settings),
         stopped="stopped while waiting for the Kafka broker", logger=logger,
         extra={"brokers": brokers}, sleep=sleep)
+
+
+async def outage_waited_out(start: Callable[[], Awaitable[T]], settings: Settings, *,
+                            what: str, by: logging.Logger = logger,
+                            extra: Mapping[str, Any] | None = None,
+                            failures: background.FailuresInARow | None = None) -> T:
+    """`start`'s result (a client started, topics ensured, once the service serves or
+    is about to), the broker's outage waited out as `ready_blocking` waits for it: a
+    WARNING on `by` each try ("`what` cannot start: ..."), the next after a pause
+    (at_start.BACKOFF, counted in `failures`: the caller says when they end), for as
+    long as it lasts. Anything else is raised; a mistake no wait mends logged first
+    (`refusal`'s line, as the start before serving logs it). The one rule of a stage's
+    start and of the parts a service's lifespan starts: the broker may go away between
+    the start's check and them."""
+    failures = failures if failures is not None else background.FailuresInARow(
+        at_start.BACKOFF)
+    while True:
+        try:
+            return await start()
+        except Exception as failed:
+            error = await _as_reached(failed, settings)
+            found = failure(error)
+            if found is at_start.Failure.MISTAKE:
+                by.error("%s: %s", what, refusal(error, settings), extra=dict(extra or {}))
+            if found is not at_start.Failure.OUTAGE:
+                raise error from failed
+            pause = failures.failed()
+            said = problem(error, settings)
+            line = waiting(error, said, pause, brokers=where(settings))
+            by.warning("%s cannot start: %s", what, line, extra={
+                **(extra or {}), "attempt": failures.count, "retry_in_seconds": pause,
+                "error": said})
+            await asyncio.sleep(pause)
+
+
+async def _as_reached(failed: Exception, settings: Settings) -> Exception:
+    """What reaching the broker as a service's start does meets (kafka.reached), where a
+    client's start met it unreachable: the client says a mistake as an outage ('Unable
+    to bootstrap' for a password refused). `failed` if the broker answers now, or if
+    `failed` was no outage."""
+    if failure(failed) is not at_start.Failure.OUTAGE:
+        return failed
+    try:
+        await kafka.reached(settings)
+    except Exception as met:
+        return met
+    return failed
+
+
+async def topics_ensured(settings: Settings, topic_names: Iterable[str], *,
+                         what: str) -> frozenset[str]:
+    """A lifespan's kafka.ensure_topics, the broker's outage waited out
+    (`outage_waited_out`); the topics the user may not create, as it returns them."""
+    names = list(topic_names)
+    return await outage_waited_out(
+        lambda: kafka.ensure_topics(settings, names, attempts=1), settings, what=what)
 
 
 class BrokerUnusable(at_start.Unusable):

@@ -101,45 +101,22 @@ class StageRunner:
         # As the start says at each scrape, until the loop runs (which then says it).
         pipeline.WAITING.labels(self.loop.name).set_function(
             lambda: float(self.waiting_to_start))
-        to_start = [client for client in (self._producer, self._consumer) if client is not None]
-        while to_start:
-            client = to_start[0]
-            # The producer's start bounded: an idempotent producer's waits, raising
-            # nothing, for its producer id while the broker is away after its bootstrap
-            # (aiokafka asks again and again); given up, a TimeoutError, it is an outage
-            # like any other (waited out, the stage named in down() meanwhile). Its start
-            # may be tried again after it was given up; a consumer's may not.
-            bound = partition_producers.START_SECONDS if client is self._producer else None
-            try:
-                await asyncio.wait_for(client.start(), bound)
-            except Exception as failed:
-                error = await self._as_reached(failed)
-                if broker_start.failure(error) is not at_start.Failure.OUTAGE:
-                    raise error from failed
-                pause = self._start_failures.failed()
-                said = broker_start.problem(error, self._settings)
-                line = broker_start.waiting(error, said, pause,
-                                            brokers=broker_start.where(self._settings))
-                logger.warning("stage %s cannot start: %s", self.loop.name, line, extra={
-                    "stage": self.loop.name, "attempt": self._start_failures.count,
-                    "retry_in_seconds": pause, "error": said})
-                await asyncio.sleep(pause)
-            else:
-                to_start.pop(0)
+        # The producer's start bounded: an idempotent producer's waits, raising nothing,
+        # for its producer id while the broker is away after its bootstrap (aiokafka asks
+        # again and again); given up, a TimeoutError, it is an outage like any other
+        # (waited out, the stage named in down() meanwhile). Its start may be tried again
+        # after it was given up; a consumer's may not.
+        starts: list[Callable[[], Awaitable[None]]] = []
+        if self._producer is not None:
+            producer = self._producer
+            starts.append(lambda: asyncio.wait_for(producer.start(),
+                                                   partition_producers.START_SECONDS))
+        starts.append(self._consumer.start)
+        for start in starts:
+            await broker_start.outage_waited_out(
+                start, self._settings, what=f"stage {self.loop.name}", by=logger,
+                extra={"stage": self.loop.name}, failures=self._start_failures)
         self._start_failures.succeeded()
-
-    async def _as_reached(self, failed: Exception) -> Exception:
-        """What reaching the broker as a service's start does meets (kafka.reached),
-        where a client's start met it unreachable: the client says a mistake as an outage
-        ('Unable to bootstrap' for a password refused). `failed` if the broker answers
-        now, or if `failed` was no outage."""
-        if broker_start.failure(failed) is not at_start.Failure.OUTAGE:
-            return failed
-        try:
-            await kafka.reached(self._settings)
-        except Exception as met:
-            return met
-        return failed
 
     @property
     def name(self) -> str:

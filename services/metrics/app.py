@@ -10,8 +10,8 @@ from fastapi import FastAPI
 
 from services.core import (
     background,
+    broker_start,
     http,
-    kafka,
     leases,
     retention,
     service_context,
@@ -50,9 +50,11 @@ def create_app(settings: Settings | None = None, *,
                                               cache_seconds=settings.auth_cache_seconds)
             context.provide(metrics)
             await parts.start(start_order.Phase.PUBLISHERS,
-                              lambda: kafka.ensure_topics(settings, topics.PIPELINE))
+                              lambda: broker_start.topics_ensured(
+                                  settings, topics.PIPELINE, what=NAME))
             lag = kafka_watch.LagWatch(settings)
-            await parts.start(start_order.Phase.PUBLISHERS, lag.start, stop=lag.stop)
+            await parts.start(start_order.Phase.PUBLISHERS, lambda: broker_start.outage_waited_out(
+                lag.start, settings, what="metrics consumer lag"), stop=lag.stop)
             check_deadlines = worker.DeadlineCheck(metrics.timelines, metrics.updates,
                                                    export=metrics.exporter)
 

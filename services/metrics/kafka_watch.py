@@ -12,7 +12,8 @@ import logging
 import math
 import time
 
-from aiokafka import TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from services.core import background, faults, group_lag, kafka, lag, topics
@@ -26,21 +27,30 @@ class LagWatch:
     """Measures lag when polled; knows the departments whose queues exist."""
 
     def __init__(self, settings: Settings) -> None:
-        self._admin = kafka.admin(settings, client_id="metrics-lag")
-        self._offsets = kafka.consumer(settings, group_id=None, client_id="metrics-lag")
+        self._settings = settings
+        self._admin: AIOKafkaAdminClient | None = None
+        self._offsets: AIOKafkaConsumer | None = None
         self.departments: set[str] = set()
 
     async def start(self) -> None:
+        """Start its clients; they are new ones at each start (a Kafka client stopped is
+        not started again): a start that failed may be tried again."""
+        admin = self._admin = kafka.admin(self._settings, client_id="metrics-lag")
+        offsets = self._offsets = kafka.consumer(self._settings, group_id=None,
+                                                 client_id="metrics-lag")
         try:
-            await self._admin.start()
-            await self._offsets.start()
+            await admin.start()
+            await offsets.start()
         except BaseException:
             await self.stop()  # a client half started holds connections too
             raise
 
     async def stop(self) -> None:
-        await self._offsets.stop()
-        await self._admin.close()
+        offsets, admin, self._offsets, self._admin = self._offsets, self._admin, None, None
+        if offsets is not None:
+            await offsets.stop()
+        if admin is not None:
+            await admin.close()
 
     async def poll(self) -> None:
         """Measure the lag; a poll that cannot leaves no figures rather than stale ones,
@@ -54,6 +64,7 @@ class LagWatch:
             raise
 
     async def _measure(self) -> None:
+        assert self._admin is not None and self._offsets is not None, "started"
         described = await kafka.described_partitions(self._admin)
         measured = await group_lag.positions(self._admin, self._offsets,
                                              lag.watched(described), described)

@@ -14,6 +14,7 @@ from services.core import (
     admin_actions,
     admin_actions_api,
     background,
+    broker_start,
     config_changes,
     credentials_api,
     http,
@@ -66,7 +67,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             context.credentials = connected.credentials
             fleet = leases.Leases(sessions, holder=leases.holder_id(NAME, settings.instance_id))
             await parts.start(Phase.PUBLISHERS,
-                              lambda: kafka.ensure_topics(settings, topics.PIPELINE))
+                              lambda: broker_start.topics_ensured(
+                                  settings, topics.PIPELINE, what=NAME))
             config_publisher = kafka.Publisher(settings, client_id=f"{NAME}-config")
             await parts.start(Phase.PUBLISHERS, stop=config_publisher.close)
             load = LoadWatch(settings, routed, lambda: live_table.current)
@@ -103,7 +105,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             # from the file's (or serve in place of a file that cannot be used); checked
             # again every load sample interval and after each table put in force, by every
             # instance (one serving the intake alone hands tickets over too).
-            await lanes_checked.check()
+            await broker_start.outage_waited_out(lanes_checked.check, settings,
+                                                 what=f"{NAME} lanes check")
             tasks.start("lanes", lanes_checked.run)
             tasks.start("routing-table-watch", live_table.watch)
             # Once per fleet: only the router holding the job's lease runs it.

@@ -11,9 +11,9 @@ from fastapi import FastAPI
 
 from services.core import (
     background,
+    broker_start,
     config_changes,
     http,
-    kafka,
     leases,
     service_context,
     start_order,
@@ -54,7 +54,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             context.credentials = Credentials(sessions,
                                               cache_seconds=settings.auth_cache_seconds)
             await parts.start(start_order.Phase.PUBLISHERS,
-                              lambda: kafka.ensure_topics(settings, topics.PIPELINE))
+                              lambda: broker_start.topics_ensured(
+                                  settings, topics.PIPELINE, what=NAME))
             segment = worker.SegmentTicket(
                 lookup=store.customer, preload=store.preload, cached=store.cached_customer,
                 outage=StoreOutage(settings.store_outage_grace_seconds),

@@ -1,0 +1,81 @@
+"""README "On call": the broker lost between a service's check before it serves
+(broker_start.ready_blocking) and its app's start (the lifespan: the pipeline's topics
+ensured, the router's lanes, the metrics' lag watch) is waited out as a stage's start
+waits for it: a WARNING each try naming the service and the brokers, then, once the
+broker is back, the service starts and is ready. It exited 3 (uvicorn's start failed:
+the topics' 30 tries given up).
+
+Each service is started as it runs (its lifespan, on a real broker and store); the
+broker, a test's own, is stopped right after the check and started again while the
+lifespan waits."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from pathlib import Path
+
+import pytest
+
+from devtools.kafka_broker import LocalKafka
+from services.core import broker_start, migrate, service_context, topics
+from services.core.settings import Settings
+from tests import served
+from tests.conftest import TEST_ROUTING_TABLE
+from tests.faults.test_broker_outage import own_broker  # noqa: F401
+from tests.integration.stages.test_stage_ended import SERVICES
+
+# A bound on the waits below (the broker's start, the lifespan's), which end sooner.
+WITHIN_SECONDS = 120.0
+
+
+@pytest.mark.parametrize("service", sorted(SERVICES))
+async def test_a_broker_lost_after_the_check_is_waited_out_by_the_lifespan(
+        own_broker: LocalKafka, tmp_path: Path,  # noqa: F811
+        caplog: pytest.LogCaptureFixture, service: str) -> None:
+    settings = Settings(kafka_bootstrap_servers=own_broker.bootstrap_servers,
+                        database_url=f"sqlite+aiosqlite:///{tmp_path / 'store.db'}",
+                        routing_table_file=TEST_ROUTING_TABLE, router_stage=True)
+    await migrate.upgrade(settings.database_url)
+    await asyncio.to_thread(broker_start.ready_blocking, settings, topics.PIPELINE)
+    await asyncio.to_thread(own_broker.stop)  # lost after the check
+
+    app = SERVICES[service](settings)
+    context = service_context.of(app)
+    exits: list[int] = []
+    context.exit = exits.append
+    lifespan = app.router.lifespan_context(app)
+    brokers = own_broker.bootstrap_servers
+
+    def waiting() -> list[str]:
+        return [record.getMessage() for record in caplog.records
+                if record.levelno == logging.WARNING and " cannot start: " in
+                record.getMessage() and record.name.startswith("services")]
+
+    with caplog.at_level(logging.WARNING):
+        starting = asyncio.create_task(lifespan.__aenter__())
+        try:
+            # Its first try failed (before the mend: the lifespan's start failed).
+            await served.until(lambda: starting.done() or bool(waiting()),
+                               within=WITHIN_SECONDS)
+            assert not starting.done(), starting.exception()
+            assert waiting()[0].startswith(
+                f"{service} cannot start: the Kafka broker (KAFKA_BOOTSTRAP_SERVERS) at"
+                f" {brokers} is unreachable: waiting for it, next try in 1 s"), waiting()
+
+            await asyncio.to_thread(own_broker.start)
+            await served.until(starting.done, within=WITHIN_SECONDS)
+            await starting  # started: no error
+            await served.until(lambda: context.ready() and not context.down(),
+                               within=WITHIN_SECONDS)
+        finally:
+            if not starting.done():
+                starting.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await starting
+            elif starting.exception() is None:
+                await lifespan.__aexit__(None, None, None)
+    assert exits == []
+    assert not [record for record in caplog.records if record.levelno >= logging.ERROR
+                and record.name.startswith("services")]
