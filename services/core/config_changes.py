@@ -110,8 +110,7 @@ async def follow(settings: Settings, live: live_config.LiveConfig[live_config.Co
             try:
                 # Positioned at the end first, then caught up with the store: a version
                 # put in force in between is not missed.
-                for partition in consumer.assignment():
-                    await consumer.position(partition)
+                await kafka.positioned(consumer)
                 await live.sync()
                 while not stop.is_set():
                     batch = await faults.fetch_past_unreadable(consumer, timeout_ms=500)

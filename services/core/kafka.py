@@ -255,6 +255,15 @@ def consumer(
     )
 
 
+async def positioned(consumer: AIOKafkaConsumer) -> None:
+    """Fix now the position of each partition assigned to `consumer` (started, without a
+    group): a reader from the latest is at the end as it is now, and reads every record
+    written after, not at the end as its first fetch finds it (which misses those written
+    in between)."""
+    for partition in consumer.assignment():
+        await consumer.position(partition)
+
+
 async def caught_up(consumer: AIOKafkaConsumer, targets: Mapping[TopicPartition, int]) -> bool:
     """Whether the consumer has read each partition up to its target offset (those that
     were the ends when a reader from the start began: it has caught up)."""

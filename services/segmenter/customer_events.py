@@ -92,7 +92,21 @@ class CacheFollower:
         self._store = store
 
     async def run(self, stop: asyncio.Event) -> None:
+        await self.start()
+        await self.follow(stop)
+
+    async def start(self) -> None:
+        """Start reading at the end of the topic as it is now: every event written once
+        it returns is read (the end fixed now, not at the first fetch)."""
         await self._consumer.start()
+        try:
+            await kafka.positioned(self._consumer)
+        except BaseException:
+            await self._consumer.stop()
+            raise
+
+    async def follow(self, stop: asyncio.Event) -> None:
+        """Apply each event read (once started), until `stop`."""
         try:
             while not stop.is_set():
                 batch = await faults.fetch_past_unreadable(self._consumer, timeout_ms=200)

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import shutil
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -101,6 +102,15 @@ def logged(caplog: pytest.LogCaptureFixture) -> str:
     """What the services logged, their messages and every field (the JSON logs' too)."""
     return "\n".join(f"{record.getMessage()} {vars(record)}" for record in caplog.records
                      if record.name.startswith("services."))
+
+
+async def published(settings: Settings, changed: str) -> None:
+    """`changed`'s change published, as the segmenter publishes it."""
+    publisher = kafka.Publisher(settings, client_id="changes-after-start")
+    try:
+        await customer_events.publish_changes(publisher, [changed])
+    finally:
+        await publisher.close()
 
 
 @contextlib.asynccontextmanager
@@ -225,6 +235,32 @@ class TestConfigAnnouncements:
 
 
 class TestCustomerEvents:
+    async def test_a_change_written_right_after_the_start_is_applied(
+            self, settings: Settings, sessions: Sessions,
+            own_topic: Callable[[str], Awaitable[str]]) -> None:
+        """The follower's place at the end is fixed by its start: a change written once
+        it started, before its first fetch (the event loop held while it is written:
+        nothing of the follower runs meanwhile), is applied. Without the start fixing it,
+        the end is found by the Kafka client's fetcher in the background, whose request
+        has so far gone out during the start's own waits: this test passes then too; it
+        holds the start to what it now promises."""
+        await own_topic("CUSTOMER_EVENTS")
+        store = bootstrap.customer_store(settings, sessions)
+        changed = unique("changed")
+        store.cache.put(Customer(changed, None, NO_FEATURES, Tier.POTENTIAL))
+        follower = customer_events.CacheFollower(settings, store)
+        await follower.start()
+        writer = threading.Thread(target=asyncio.run, args=(published(settings, changed),))
+        writer.start()
+        writer.join()  # holds the event loop until the change is written
+        stop = asyncio.Event()
+        task = asyncio.create_task(follower.follow(stop))
+        try:
+            await until(lambda: not store.cache.holds(changed), running=task)
+        finally:
+            stop.set()
+            await task
+
     async def test_a_poison_customer_event_is_passed_over_and_the_next_applied(
             self, settings: Settings, producer: AIOKafkaProducer, sessions: Sessions,
             own_topic: Callable[[str], Awaitable[str]],
