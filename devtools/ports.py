@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 import contextlib
+import random
 import signal
 import socket
 import subprocess
 import time
 from collections.abc import Iterable
+from pathlib import Path
+
+# Where the kernel takes the local ports of outgoing connections from: a port chosen
+# there may be taken by one (a client's, a broker's to another) before its server binds.
+EPHEMERAL_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+LINUX_EPHEMERAL = (32768, 60999)  # the kernel's default, where the file cannot be read
+# Below it lie the ports well-known servers listen on (PostgreSQL's, Kafka's, 8000s);
+# taken only when the ephemeral range leaves nothing above it.
+FLOOR = 10000
+LOWEST_UNPRIVILEGED = 1024
+HIGHEST = 65535
 
 
 def free_port() -> int:
@@ -15,16 +27,47 @@ def free_port() -> int:
 
 
 def free_ports(count: int) -> list[int]:
-    """`count` distinct ports free on loopback now. Probed together, each held until all
-    are chosen: probed one after another, the system may hand out the same port twice
-    (two services of a pipeline given one port: the second cannot bind)."""
+    """`count` distinct ports free on loopback now, outside the kernel's ephemeral range
+    (`choosable`). Probed together, each held until all are chosen: probed one after
+    another, the same port may be chosen twice (two services of a pipeline given one
+    port: the second cannot bind)."""
+    candidates = [port for ports in choosable(ephemeral_range()) for port in ports]
+    random.shuffle(candidates)  # tests run side by side: each its own ports, mostly
     with contextlib.ExitStack() as probes:
         chosen: list[int] = []
-        for _ in range(count):
+        for port in candidates:
+            if len(chosen) == count:
+                break
             probe = probes.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-            probe.bind(("127.0.0.1", 0))
-            chosen.append(probe.getsockname()[1])
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:  # in use
+                continue
+            chosen.append(port)
+        if len(chosen) < count:
+            raise RuntimeError(f"fewer than {count} free ports outside the ephemeral range")
         return chosen
+
+
+def ephemeral_range(file: Path = EPHEMERAL_RANGE_FILE) -> tuple[int, int]:
+    """The kernel's range of ports for outgoing connections (first, last)."""
+    try:
+        first, last = file.read_text().split()
+        return int(first), int(last)
+    except (OSError, ValueError):
+        return LINUX_EPHEMERAL
+
+
+def choosable(ephemeral: tuple[int, int]) -> list[range]:
+    """The ports a server's port may be chosen from: unprivileged, outside `ephemeral`,
+    from FLOOR up; from 1024 up where nothing is left above FLOOR."""
+    first, last = ephemeral
+    for floor in (FLOOR, LOWEST_UNPRIVILEGED):
+        ranges = [ports for ports in (range(floor, min(first, HIGHEST + 1)),
+                                      range(max(last + 1, floor), HIGHEST + 1)) if ports]
+        if ranges:
+            return ranges
+    raise RuntimeError(f"the ephemeral range {first}-{last} leaves no port to choose")
 
 
 def free_ports_by_name(names: Iterable[str]) -> dict[str, int]:
