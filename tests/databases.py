@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import (
 from devtools.postgres import LocalPostgres
 from services.core import db, migrate
 from services.router.store import RoutedTickets
+from tests import waits
 
 BACKENDS = ["sqlite", "postgresql"]
 # The longest a test waits for a transaction to queue for a lock (it asks at once; this
@@ -124,15 +125,14 @@ def routed(sessions: async_sessionmaker[AsyncSession]) -> RoutedTickets:
 async def until_one_waits_for_a_lock(engine: AsyncEngine) -> None:
     """Return once a transaction of this PostgreSQL database waits for a lock."""
     async with engine.connect() as watcher:
-        for _ in range(int(QUEUE_WAIT_SECONDS / 0.05)):
+        async def one_waits() -> bool:
             waiting = (await watcher.execute(text(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
                 " AND wait_event_type = 'Lock'"))).scalar_one()
             await watcher.rollback()  # a fresh snapshot of the activity each time
-            if waiting:
-                return
-            await asyncio.sleep(0.05)
-    raise AssertionError("the second transaction never waited for the first's lock")
+            return bool(waiting)
+
+        await waits.until(one_waits, within=QUEUE_WAIT_SECONDS, every=0.05)
 
 
 def paused_before_commit(engine: AsyncEngine, *, there: asyncio.Event,

@@ -2,7 +2,7 @@
 first consumer group and the first transactional producer each make an internal topic
 (__consumer_offsets, __transaction_state: ten partitions each, devtools.kafka_broker), which
 took 2 to 8 s on a busy machine. Done once where the broker starts, that cost falls in no
-test's own bound (a stage waited for with served.until's 10 s, say)."""
+test's own bound (a stage waited for with waits.until's 10 s, say)."""
 
 from __future__ import annotations
 

@@ -4,24 +4,14 @@ that need a real HTTP server (a client hanging up, a command-line client)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import uvicorn
 from fastapi import FastAPI
 
 from services.core import serve
-
-
-async def until(condition: Callable[[], bool], *, within: float = 10.0) -> None:
-    """Wait for `condition`, looking every 0.01 s, `within / 0.01` times at most (on a
-    loaded machine the wait may be longer): a bound on a wait that ends far sooner
-    unless what it waits for is broken."""
-    for _ in range(round(within / 0.01)):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"the condition never held in {within} s")
+from tests import waits
 
 
 @asynccontextmanager
@@ -32,7 +22,7 @@ async def served(app: FastAPI) -> AsyncIterator[str]:
                                            lifespan="off", timeout_graceful_shutdown=5))
     serving = asyncio.create_task(server.serve(sockets=[sock]))
     try:
-        await until(lambda: server.started or serving.done())
+        await waits.until(lambda: server.started or serving.done())
         assert server.started
         yield f"http://127.0.0.1:{sock.getsockname()[1]}"
     finally:

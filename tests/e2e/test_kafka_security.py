@@ -43,7 +43,7 @@ from services.router import (
     missing_lanes,
 )
 from services.router.held_store import HeldTickets
-from tests import kafka_acls, served
+from tests import kafka_acls, waits
 from tests.conftest import TEST_ROUTING_TABLE, Pipeline
 from tests.integration.dead_letters import dead_lettering
 
@@ -310,7 +310,7 @@ class TestAGroupTheRouterMayNotRead:
                 secure_kafka.settings("router"), HeldTickets(db.sessions(engine)), stop,
                 group_id=group))
             try:
-                await served.until(lambda: len(_waited(caplog)) >= 2 or task.done(),
+                await waits.until(lambda: len(_waited(caplog)) >= 2 or task.done(),
                                    within=60.0)
                 assert not task.done()
             finally:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import shutil
 import threading
@@ -36,6 +37,7 @@ from services.core.live_config import LiveConfig
 from services.core.settings import PROJECT_ROOT, Settings
 from services.segmenter import bootstrap, customer_events, live_rules, rules
 from services.segmenter.profiles import NO_FEATURES, Customer, Tier
+from tests import waits
 from tests.conftest import unique
 from tests.unreadable_records import write_unreadable
 
@@ -79,13 +81,19 @@ async def write_poison(settings: Settings, producer: AIOKafkaProducer, topic: st
         await write_unreadable(settings.kafka_bootstrap_servers, topic, partition=partition)
 
 
-async def until(condition: Callable[[], bool], *, running: asyncio.Task[None],
-                within: float = 60.0) -> None:
-    """Wait until `condition` holds, failing if the follower ended meanwhile."""
-    async with asyncio.timeout(within):
-        while not condition():
-            assert not running.done(), f"the follower ended: {running}"
-            await asyncio.sleep(0.1)
+# A wait for what a follower does: up to 60 s, looking every 0.1 s.
+until_followed = functools.partial(waits.until, within=60, every=0.1)
+
+
+def while_following(condition: Callable[[], bool], running: asyncio.Task[None]
+                    ) -> Callable[[], bool]:
+    """`condition`, failing the wait for it if the follower ended meanwhile."""
+    def held() -> bool:
+        if condition():
+            return True
+        assert not running.done(), f"the follower ended: {running}"
+        return False
+    return held
 
 
 def announcements_passed_over(config: str) -> float:
@@ -191,7 +199,8 @@ class TestConfigAnnouncements:
         try:
             async with following(lambda stop: config_changes.follow(
                     settings, following_instance, stop, client_id="poison-config")) as task:
-                await until(lambda: bool(syncs), running=task)  # at the end, caught up
+                # at the end, caught up
+                await until_followed(while_following(lambda: bool(syncs), task))
                 name = following_instance.name
                 # Each fault at 0 from the start: a series born at 1 is no increase.
                 assert {fault.value: REGISTRY.get_sample_value(
@@ -212,12 +221,12 @@ class TestConfigAnnouncements:
                         config_changes.VERSION_IN_FORCE, name))])  # no such version: read
                 # Each one and the record the client cannot read, on each partition.
                 unreadable = len(await producer.partitions_for(topic))
-                await until(lambda: announcements_passed_over(name)
-                            == len(bad) + unreadable, running=task)
+                await until_followed(while_following(
+                    lambda: announcements_passed_over(name) == len(bad) + unreadable, task))
                 for label in ("after-poison", "after-that"):
                     version = await put(label)
-                    await until(lambda v=version: following_instance.current.version == v,
-                                running=task)
+                    await until_followed(while_following(
+                        lambda v=version: following_instance.current.version == v, task))
                 assert not task.done()
         finally:
             await publisher.close()
@@ -256,7 +265,7 @@ class TestCustomerEvents:
         stop = asyncio.Event()
         task = asyncio.create_task(follower.follow(stop))
         try:
-            await until(lambda: not store.cache.holds(changed), running=task)
+            await until_followed(while_following(lambda: not store.cache.holds(changed), task))
         finally:
             stop.set()
             await task
@@ -291,15 +300,16 @@ class TestCustomerEvents:
                 await write_poison(settings, producer, topic, poison(
                     customer_events.CHANGED, poisoned, poisoned.encode()))
                 await customer_events.publish_changes(publisher, [after])
-                await until(lambda: not store.cache.holds(after), running=task)
+                await until_followed(while_following(lambda: not store.cache.holds(after), task))
                 last = cached(unique("last"))
                 await customer_events.publish_changes(publisher, [last])
-                await until(lambda: not store.cache.holds(last), running=task)
+                await until_followed(while_following(lambda: not store.cache.holds(last), task))
                 # Every poison record but the one without a key (an event, of a customer
                 # not cached), and the one the Kafka client cannot read on each partition.
                 expected = len(poison("k", "s", b"k")) - 1 + len(
                     await producer.partitions_for(topic))
-                await until(lambda: passed_over() - before >= expected, running=task)
+                await until_followed(while_following(
+                    lambda: passed_over() - before >= expected, task))
                 assert store.cache.holds(spared)
                 assert not task.done()
         finally:

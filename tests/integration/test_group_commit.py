@@ -5,9 +5,9 @@ its predecessor's producers."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections import Counter
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -16,6 +16,7 @@ from prometheus_client import REGISTRY
 from services.core import envelope, kafka
 from services.core.settings import Settings
 from services.core.transactional_publisher import TransactionalPublisher
+from tests import waits
 from tests.conftest import read_topic, unique
 
 
@@ -45,13 +46,8 @@ def _hold_first_producer(publisher: TransactionalPublisher) -> asyncio.Event:
     return released
 
 
-async def _turns_until(condition: Callable[[], bool], turns: int = 10_000) -> None:
-    """Let the event loop run other tasks until `condition` holds (bounded)."""
-    for _ in range(turns):
-        if condition():
-            return
-        await asyncio.sleep(0)
-    raise AssertionError("condition not reached")
+# Let the event loop run other tasks until a condition holds (bounded).
+_turns_until = functools.partial(waits.until, every=0, looks=10_000)
 
 
 class TestSharedProducers:
@@ -136,13 +132,13 @@ class TestSharedProducers:
             first = asyncio.create_task(publisher.publish(
                 [kafka.Output(topic, "k0", _event(0))]))
             await _turns_until(lambda: len(publisher._queue) == 1)
-            await _turns_until(lambda: not publisher._queue, turns=100)  # the held one
+            await _turns_until(lambda: not publisher._queue, looks=100)  # the held one
             await asyncio.sleep(1.0)
             second = asyncio.create_task(publisher.publish(
                 [kafka.Output(topic, "k1", _event(1))]))
             await _turns_until(lambda: len(publisher._queue) == 1)
             # Gathering for 0.2 s would keep it queued far longer than these turns.
-            await _turns_until(lambda: not publisher._queue, turns=100)
+            await _turns_until(lambda: not publisher._queue, looks=100)
             released.set()
             await asyncio.gather(first, second)
         finally:

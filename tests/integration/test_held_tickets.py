@@ -38,7 +38,7 @@ from services.router import erasures, held_follower, platform_reports, ticket_id
 from services.router.held_store import HeldTickets
 from services.router.held_tickets import Held
 from services.router.store import Dispatch, RoutedTickets
-from tests import credentials
+from tests import credentials, waits
 from tests.conftest import unique
 from tests.router_apis import intake_apis, routed_ticket
 
@@ -91,14 +91,14 @@ class Router:
                                                              metadata.offset)
 
     async def until_held(self, ticket_id: str) -> Held:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + HELD_WITHIN_SECONDS
-        while loop.time() < deadline:
-            held = await self.held.get(ticket_id)
-            if held is not None:
-                return held
-            await asyncio.sleep(0.1)
-        raise AssertionError(f"ticket {ticket_id} was never held")
+        found: list[Held] = []
+
+        async def held() -> bool:
+            found[:] = [each for each in [await self.held.get(ticket_id)] if each is not None]
+            return bool(found)
+
+        await waits.until(held, within=HELD_WITHIN_SECONDS, every=0.1)
+        return found[0]
 
     async def state(self, ticket_id: str, who: str) -> httpx.Response:
         return await self.client.get(f"/v1/tickets/{ticket_id}", headers=self.headers[who])

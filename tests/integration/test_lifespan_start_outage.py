@@ -21,7 +21,7 @@ import pytest
 from devtools.kafka_broker import LocalKafka
 from services.core import broker_start, migrate, service_context, topics
 from services.core.settings import Settings
-from tests import served
+from tests import waits
 from tests.conftest import TEST_ROUTING_TABLE
 from tests.faults.test_broker_outage import own_broker  # noqa: F401
 from tests.integration.stages.test_stage_ended import SERVICES
@@ -57,7 +57,7 @@ async def test_a_broker_lost_after_the_check_is_waited_out_by_the_lifespan(
         starting = asyncio.create_task(lifespan.__aenter__())
         try:
             # Its first try failed (before the mend: the lifespan's start failed).
-            await served.until(lambda: starting.done() or bool(waiting()),
+            await waits.until(lambda: starting.done() or bool(waiting()),
                                within=WITHIN_SECONDS)
             assert not starting.done(), starting.exception()
             assert waiting()[0].startswith(
@@ -65,9 +65,9 @@ async def test_a_broker_lost_after_the_check_is_waited_out_by_the_lifespan(
                 f" {brokers} is unreachable: waiting for it, next try in 1 s"), waiting()
 
             await asyncio.to_thread(own_broker.start)
-            await served.until(starting.done, within=WITHIN_SECONDS)
+            await waits.until(starting.done, within=WITHIN_SECONDS)
             await starting  # started: no error
-            await served.until(lambda: context.ready() and not context.down(),
+            await waits.until(lambda: context.ready() and not context.down(),
                                within=WITHIN_SECONDS)
         finally:
             if not starting.done():

@@ -5,6 +5,7 @@ database at the same moment all succeed (fixtures: tests/databases.py)."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import sqlite3
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -23,6 +24,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from services.core import db, migrate
 from services.webhooks import models, outbox_store
+from tests import waits
 from tests.migrated import downgrade, written_at
 
 T = TypeVar("T")
@@ -261,9 +263,4 @@ def _has_open(pid: int, path: Path) -> bool:
         return False
 
 
-async def _until(condition: Callable[[], Awaitable[bool]]) -> None:
-    async with asyncio.timeout(60):
-        while True:
-            if await condition():
-                return
-            await asyncio.sleep(0.05)
+_until = functools.partial(waits.until, within=60, every=0.05)

@@ -19,7 +19,7 @@ from services.core.report_turns import OneAtATime
 from services.core.settings import Settings
 from services.metrics import app as metrics_app
 from services.segmenter import app as segmenter_app
-from tests.served import until
+from tests.waits import until
 
 
 @pytest.mark.parametrize(("create_app", "job", "every"), [

@@ -24,7 +24,8 @@ from services.simulator import cli as simulator_cli
 from tests import credentials
 from tests.conftest import TEST_ROUTING_TABLE
 from tests.metrics_context import metrics_context
-from tests.served import served, until
+from tests.served import served
+from tests.waits import until
 
 # A wait of a second between two asks (the clients wait at least that).
 RETRY_AFTER = 1

@@ -42,7 +42,8 @@ from services.simulator import api as simulator_api
 from tests import credentials
 from tests.conftest import TEST_ROUTING_TABLE, unique
 from tests.metrics_context import metrics_context
-from tests.served import served, until
+from tests.served import served
+from tests.waits import until
 
 RULES = PROJECT_ROOT / "config" / "segments.yaml"
 YAML = {"content-type": "application/yaml"}

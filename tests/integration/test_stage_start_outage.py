@@ -35,7 +35,7 @@ from devtools.kafka_broker import LocalKafka, Security
 from services.core import http, kafka, service_context
 from services.core.settings import Settings
 from services.core.stage import StageRunner
-from tests import served
+from tests import waits
 from tests.conftest import unique
 from tests.faults.test_broker_outage import own_broker  # noqa: F401
 from tests.integration.stages.stage_records import Received, publish_received
@@ -106,7 +106,7 @@ async def test_a_stage_started_while_the_broker_is_down_waits_for_it(
                         if record.name == "services.core.stage"]
 
             # Its first try has failed (before the mend: the stage ended for good).
-            await served.until(lambda: stage.ended or bool(waiting()), within=WITHIN_SECONDS)
+            await waits.until(lambda: stage.ended or bool(waiting()), within=WITHIN_SECONDS)
             assert (exits, stage.ended) == ([], False)
             assert waiting()[0].startswith(
                 f"stage {name} cannot start: the Kafka broker (KAFKA_BOOTSTRAP_SERVERS) at"
@@ -127,8 +127,8 @@ async def test_a_stage_started_while_the_broker_is_down_waits_for_it(
                 await publish_received(producer, ticket, "c-1", topic=source)
             finally:
                 await producer.stop()
-            await served.until(lambda: ticket in received.tickets, within=WITHIN_SECONDS)
-            await served.until(lambda: stage.running, within=WITHIN_SECONDS)
+            await waits.until(lambda: ticket in received.tickets, within=WITHIN_SECONDS)
+            await waits.until(lambda: stage.running, within=WITHIN_SECONDS)
             ready = await client.get("/readyz")
             assert (ready.status_code, ready.json()) == (200, {"status": "ready"})
             assert waiting_for_outage(name) == 0
@@ -150,7 +150,7 @@ async def test_a_password_refused_at_a_stages_start_ends_it(
     with caplog.at_level(logging.WARNING):
         await stage.start()
         try:
-            await served.until(lambda: stage.ended or stage.waiting_to_start, within=WITHIN_SECONDS)
+            await waits.until(lambda: stage.ended or stage.waiting_to_start, within=WITHIN_SECONDS)
         finally:
             await stage.stop()
     assert (stage.ended, exits) == (True, [70])
@@ -176,10 +176,10 @@ async def test_a_password_refused_once_the_broker_answers_ends_the_waiting_stage
         with caplog.at_level(logging.WARNING):
             await stage.start()
             try:
-                await served.until(lambda: stage.waiting_to_start, within=WITHIN_SECONDS)
+                await waits.until(lambda: stage.waiting_to_start, within=WITHIN_SECONDS)
                 assert context.down() == [name]
                 await asyncio.to_thread(broker.start)
-                await served.until(lambda: stage.ended, within=WITHIN_SECONDS)
+                await waits.until(lambda: stage.ended, within=WITHIN_SECONDS)
                 assert context.down() == [name]
                 assert not stage.waiting_to_start
                 assert waiting_for_outage(name) == 0

@@ -5,6 +5,7 @@ down (in `/readyz` too) until it runs steadily again."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from services.core.settings import Settings
 from services.metrics import app as metrics_app
 from services.router import app as router_app
 from services.segmenter import app as segmenter_app
+from tests import waits
 
 QUICK = background.Backoff(first=0.01, longest=0.04)
 _names = itertools.count()
@@ -57,12 +59,7 @@ def failing(times: int, runs: list[int]) -> background.Job:
     return job
 
 
-async def until(condition: Callable[[], bool], within: float = 5.0) -> None:
-    for _ in range(int(within / 0.005)):
-        if condition():
-            return
-        await asyncio.sleep(0.005)
-    raise AssertionError("the condition did not come true in time")
+until = functools.partial(waits.until, within=5.0, every=0.005)
 
 
 class TestBackoff:

@@ -5,21 +5,17 @@ gives its place up."""
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable
 
 import pytest
 
 from services.core import report_turns
 from services.core.report_turns import CallerGone, OneAtATime, ReportTurns
+from tests import waits
 
-
-async def until(condition: Callable[[], bool]) -> None:
-    """Let the loop run until `condition` holds (the tasks below need a few steps)."""
-    for _ in range(1000):
-        if condition():
-            return
-        await asyncio.sleep(0)
-    raise AssertionError("the condition never held")
+# Let the loop run until a condition holds (the tasks below need a few steps).
+until = functools.partial(waits.until, every=0, looks=1000)
 
 
 class Report:

@@ -21,7 +21,7 @@ from services.metrics import exporter, kafka_watch
 from services.metrics.kafka_watch import DeadLetterCount
 from services.metrics.waiting_dead_letters import OTHER
 from services.router import dead_letter_records, dead_letters
-from tests import served
+from tests import waits
 from tests.conftest import unique
 from tests.integration.dead_letters.dead_lettering import dead_letter
 
@@ -203,7 +203,7 @@ async def test_new_dead_letters_are_counted_though_the_retention_deletes_more_me
         for n in range(2):
             await dead_letter(producer, source_topic, key=b"k", value=f"new {n}".encode(),
                               headers=[], stage="router")
-        await served.until(lambda: read_total() == before + 2, within=60)
+        await waits.until(lambda: read_total() == before + 2, within=60)
         await held_shown(task, 2)
 
     # A restart reads the two again: counted once.

@@ -22,7 +22,7 @@ from services.core import service_context, stage, topics
 from services.core.settings import Settings
 from services.core.stage import StageRunner
 from services.router import app as router_app
-from tests import served
+from tests import waits
 from tests.conftest import TEST_ROUTING_TABLE
 
 
@@ -81,7 +81,7 @@ async def test_a_stage_that_ended_is_named_in_readyz(
         stage_settings: Settings, name: str, caplog: pytest.LogCaptureFixture) -> None:
     async with running_router(stage_settings) as (app, client):
         context = service_context.of(app)
-        await served.until(lambda: context.ready() and not context.down())
+        await waits.until(lambda: context.ready() and not context.down())
         assert {runner.name for runner in context.followers} == {
             topics.ROUTER_TRACKER_GROUP, topics.ROUTER_WEBHOOKS_GROUP}
         ready = await client.get("/readyz")
@@ -91,7 +91,7 @@ async def test_a_stage_that_ended_is_named_in_readyz(
         await caught_up(ended)
         with caplog.at_level(logging.ERROR, logger=stage.__name__):
             await ended._consumer.stop()  # the client closed under the running loop
-            await served.until(lambda: ended.ended)
+            await waits.until(lambda: ended.ended)
         answer = await client.get("/readyz")
         assert answer.status_code == 503
         assert answer.json() == {"status": "not_ready", "down": [name]}

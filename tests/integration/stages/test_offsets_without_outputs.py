@@ -5,8 +5,7 @@ them and its offsets in one transaction."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
+import functools
 
 import pytest
 from aiokafka import AIOKafkaProducer
@@ -15,6 +14,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from services.core import envelope, kafka
 from services.core.settings import Settings
 from services.core.stage import StageRunner
+from tests import waits
 from tests.conftest import read_topic, unique
 from tests.integration.stages.stage_records import publish, segmented_event
 
@@ -30,12 +30,7 @@ async def committed(bootstrap: str, group: str) -> int:
         await admin.close()
 
 
-async def wait_until(check: Callable[[], Awaitable[bool]], *, within: float = 30.0) -> None:
-    for _ in range(int(within / 0.2)):
-        if await check():
-            return
-        await asyncio.sleep(0.2)
-    raise AssertionError("not reached in time")
+wait_until = functools.partial(waits.until, within=30.0, every=0.2)
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from services.core.settings import Settings
 from services.metrics import app as metrics_app
 from services.router import app as router_app
 from services.segmenter import app as segmenter_app
-from tests import served
+from tests import waits
 from tests.conftest import TEST_ROUTING_TABLE
 from tests.integration.stages.test_follower_readiness import caught_up, stage_named
 
@@ -57,7 +57,7 @@ async def test_a_stage_that_ended_has_its_process_restarted(
         caplog: pytest.LogCaptureFixture) -> None:
     async with running(service, stage_settings) as (app, client, exits):
         context = service_context.of(app)
-        await served.until(lambda: context.ready() and not context.down())
+        await waits.until(lambda: context.ready() and not context.down())
         alive = await client.get("/healthz")
         assert (alive.status_code, alive.json()) == (200, {"status": "ok"})
 
@@ -65,7 +65,7 @@ async def test_a_stage_that_ended_has_its_process_restarted(
         await caught_up(ended)
         with caplog.at_level(logging.INFO):
             await ended._consumer.stop()  # the client closed under the running loop
-            await served.until(lambda: ended.ended)
+            await waits.until(lambda: ended.ended)
         assert exits == [os.EX_SOFTWARE] == [70]
         critical = [record.getMessage() for record in caplog.records
                     if record.levelno >= logging.CRITICAL]
@@ -86,6 +86,6 @@ async def test_a_stage_told_to_finish_has_no_exit_asked(stage_settings: Settings
     asked (the process exits 0)."""
     async with running("metrics", stage_settings) as (app, _client, exits):
         context = service_context.of(app)
-        await served.until(lambda: context.ready() and not context.down())
+        await waits.until(lambda: context.ready() and not context.down())
     assert context.stage is not None and not context.stage.ended
     assert exits == []

@@ -21,7 +21,7 @@ from services.core.settings import Settings
 from services.core.stage import StageRunner
 from services.router import app as router_app
 from services.router import worker
-from tests import served
+from tests import waits
 from tests.conftest import department_lanes, read_topic, unique
 from tests.faults import poison
 from tests.integration.stages.stage_records import TABLE, publish, segmented_event
@@ -242,7 +242,7 @@ class TestOutage:
         async with service_of(transform, stage_settings) as service:
 
             async def ready_again() -> None:  # once the share that went through is done
-                await served.until(lambda: runner_of(transform).running)
+                await waits.until(lambda: runner_of(transform).running)
                 ready_after.append((await service.get("/readyz")).status_code)
 
             routed, letters, runner = await run_stage(

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -24,7 +23,7 @@ from devtools import ports
 from services.core import kafka, partition_producers, topics
 from services.core.settings import Settings
 from services.core.stage import StageRunner
-from tests import served
+from tests import waits
 from tests.conftest import unique
 from tests.integration.stages.stage_records import (
     Received,
@@ -60,7 +59,7 @@ async def test_a_take_over_meeting_the_broker_away_waits_for_it(
     with caplog.at_level(logging.WARNING):
         await stage.start()
         try:
-            await served.until(lambda: len(warnings()) >= 2)
+            await waits.until(lambda: len(warnings()) >= 2)
             assert stage.loop.waiting_for_outage
             assert not stage.running
             assert REGISTRY.get_sample_value("routing_stage_waiting_for_outage",
@@ -75,7 +74,7 @@ async def test_a_take_over_meeting_the_broker_away_waits_for_it(
             await owning_every_partition(stage, 3)
             ticket = unique("t")
             await publish_received(raw_producer, ticket, "c-1")
-            await served.until(lambda: ticket in received.tickets)
+            await waits.until(lambda: ticket in received.tickets)
             assert stage.running and not stage.loop.waiting_for_outage
             assert REGISTRY.get_sample_value("routing_stage_waiting_for_outage",
                                              {"stage": name}) == 0
@@ -117,7 +116,7 @@ async def test_partitions_taken_away_while_it_waits_leave_it_waiting_for_nothing
     with caplog.at_level(logging.WARNING):
         await stage.start()
         try:
-            await served.until(lambda: any(record.name == partition_producers.__name__
+            await waits.until(lambda: any(record.name == partition_producers.__name__
                                            for record in caplog.records))
             assert waiting() == 1
             for other in others:
@@ -125,10 +124,12 @@ async def test_partitions_taken_away_while_it_waits_leave_it_waiting_for_nothing
                 await other.start()
             polling = [asyncio.create_task(polled(other)) for other in others]
             try:
-                await until_within(60, lambda: not stage._consumer.assignment()
-                                   and all(other.assignment() for other in others))
+                # A rebalance waits for the members' next heartbeat.
+                await waits.until(lambda: not stage._consumer.assignment()
+                                  and all(other.assignment() for other in others),
+                                  within=60, every=0.1)
                 assert not stage.loop.waiting_for_outage
-                await until_within(60, lambda: waiting() == 0)
+                await waits.until(lambda: waiting() == 0, within=60, every=0.1)
             finally:
                 for task in polling:
                     task.cancel()
@@ -145,11 +146,3 @@ async def polled(consumer: AIOKafkaConsumer) -> None:
         await consumer.getmany(timeout_ms=200)
 
 
-async def until_within(seconds: int, condition: Callable[[], bool]) -> None:
-    """Wait for `condition`, up to `seconds` (a rebalance waits for the members' next
-    heartbeat)."""
-    for _ in range(seconds * 10):
-        if condition():
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"the condition never held in {seconds} s")
