@@ -7,7 +7,9 @@ the topics' 30 tries given up).
 
 Each service is started as it runs (its lifespan, on a real broker and store); the
 broker, a test's own, is stopped right after the check and started again while the
-lifespan waits."""
+lifespan waits. A mistake met there (a password refused) is not waited on: the lifespan
+ends at once with the line a start's refusal has, naming the setting (it ended after the
+topics' 30 tries, with the Kafka client's 'Unable to bootstrap')."""
 
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from tests import waits
 from tests.conftest import TEST_ROUTING_TABLE
 from tests.faults.test_broker_outage import own_broker  # noqa: F401
 from tests.integration.stages.test_stage_ended import SERVICES
+from tests.integration.test_broker_at_start import secured_broker  # noqa: F401
 
 # A bound on the waits below (the broker's start, the lifespan's), which end sooner.
 WITHIN_SECONDS = 120.0
@@ -79,3 +82,26 @@ async def test_a_broker_lost_after_the_check_is_waited_out_by_the_lifespan(
     assert exits == []
     assert not [record for record in caplog.records if record.levelno >= logging.ERROR
                 and record.name.startswith("services")]
+
+
+async def test_a_password_refused_at_the_lifespan_ends_it_in_one_line(
+        secured_broker: tuple[str, Path], tmp_path: Path,  # noqa: F811
+        caplog: pytest.LogCaptureFixture) -> None:
+    bootstrap, ca = secured_broker
+    settings = Settings(kafka_bootstrap_servers=bootstrap, kafka_security_protocol="SASL_SSL",
+                        kafka_sasl_username="metrics", kafka_sasl_password="not-the-Pa55word",
+                        kafka_ssl_cafile=ca,
+                        database_url=f"sqlite+aiosqlite:///{tmp_path / 'store.db'}")
+    await migrate.upgrade(settings.database_url)
+    app = SERVICES["segmenter"](settings)
+    with caplog.at_level(logging.WARNING), pytest.raises(Exception) as ended:
+        async with app.router.lifespan_context(app):
+            pass
+    assert "SaslAuthenticationFailed" in repr(ended.value)
+    said = [record.getMessage() for record in caplog.records
+            if record.levelno >= logging.WARNING and record.name.startswith("services")]
+    assert len(said) == 1, said
+    assert said[0].startswith(
+        f"segmenter: KAFKA_SASL_USERNAME / KAFKA_SASL_PASSWORD: the Kafka broker at"
+        f" {bootstrap} cannot be used: "), said
+    assert "not-the-Pa55word" not in said[0]
