@@ -28,6 +28,7 @@ from tests.conftest import TEST_ROUTING_TABLE
 from tests.faults.test_broker_outage import own_broker  # noqa: F401
 from tests.integration.stages.test_stage_ended import SERVICES
 from tests.integration.test_broker_at_start import secured_broker  # noqa: F401
+from tests.integration.test_stage_start_outage import refused_password
 
 # A bound on the waits below (the broker's start, the lifespan's), which end sooner.
 WITHIN_SECONDS = 120.0
@@ -88,10 +89,7 @@ async def test_a_password_refused_at_the_lifespan_ends_it_in_one_line(
         secured_broker: tuple[str, Path], tmp_path: Path,  # noqa: F811
         caplog: pytest.LogCaptureFixture) -> None:
     bootstrap, ca = secured_broker
-    settings = Settings(kafka_bootstrap_servers=bootstrap, kafka_security_protocol="SASL_SSL",
-                        kafka_sasl_username="metrics", kafka_sasl_password="not-the-Pa55word",
-                        kafka_ssl_cafile=ca,
-                        database_url=f"sqlite+aiosqlite:///{tmp_path / 'store.db'}")
+    settings = refused_password(bootstrap, ca, tmp_path)
     await migrate.upgrade(settings.database_url)
     app = SERVICES["segmenter"](settings)
     with caplog.at_level(logging.WARNING), pytest.raises(Exception) as ended:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -49,24 +48,18 @@ def waiting_for_outage(stage: str) -> float | None:
     return REGISTRY.get_sample_value("routing_stage_waiting_for_outage", {"stage": stage})
 
 
-@dataclass(frozen=True)
-class WrongPasswordStage:
-    """A stage wired as a service wires its own, whose Kafka password the broker refuses;
-    the exit statuses its service asked for are in `exits`."""
-
-    context: service_context.ServiceContext
-    stage: StageRunner
-    name: str
-    exits: list[int]
+def refused_password(bootstrap: str, ca: Path, tmp_path: Path) -> Settings:
+    """The settings of a SASL_SSL broker's user `metrics`, with a password it refuses."""
+    return Settings(kafka_bootstrap_servers=bootstrap, kafka_security_protocol="SASL_SSL",
+                    kafka_sasl_username="metrics", kafka_sasl_password="not-the-Pa55word",
+                    kafka_ssl_cafile=ca,
+                    database_url=f"sqlite+aiosqlite:///{tmp_path / 'store.db'}")
 
 
-def wrong_password_stage(bootstrap: str, ca: Path, folder: Path) -> WrongPasswordStage:
-    """The stage of user `metrics` (the secured broker's), with a password not its own,
-    on the broker at `bootstrap` (whose certificates `ca` signed), its store in `folder`."""
-    settings = Settings(kafka_bootstrap_servers=bootstrap, kafka_security_protocol="SASL_SSL",
-                        kafka_sasl_username="metrics", kafka_sasl_password="not-the-Pa55word",
-                        kafka_ssl_cafile=ca,
-                        database_url=f"sqlite+aiosqlite:///{folder / 'store.db'}")
+def stage_of(settings: Settings) -> tuple[service_context.ServiceContext, StageRunner,
+                                             list[int]]:
+    """A stage wired as the services wire theirs (its `on_ended` the context's
+    `stage_ended`), not started; the exit statuses its context was asked for."""
     context = service_context.install(FastAPI(), settings)
     exits: list[int] = []
     context.exit = exits.append
@@ -74,7 +67,7 @@ def wrong_password_stage(bootstrap: str, ca: Path, folder: Path) -> WrongPasswor
     stage = context.stage = StageRunner(
         settings, name=name, source_topic=unique("stage-start"), group_id=name,
         transform=Received(), on_ended=context.stage_ended)
-    return WrongPasswordStage(context, stage, name, exits)
+    return context, stage, exits
 
 
 @pytest.mark.parametrize("delivery", ["at_least_once", "exactly_once"])
@@ -145,8 +138,8 @@ async def test_a_password_refused_at_a_stages_start_ends_it(
         secured_broker: tuple[str, Path], tmp_path: Path,  # noqa: F811
         caplog: pytest.LogCaptureFixture) -> None:
     bootstrap, ca = secured_broker
-    refused = wrong_password_stage(bootstrap, ca, tmp_path)
-    stage, exits, name = refused.stage, refused.exits, refused.name
+    _context, stage, exits = stage_of(refused_password(bootstrap, ca, tmp_path))
+    name = stage.name
     with caplog.at_level(logging.WARNING):
         await stage.start()
         try:
@@ -170,8 +163,9 @@ async def test_a_password_refused_once_the_broker_answers_ends_the_waiting_stage
     broker = LocalKafka(tmp_path / "kafka", port=port, controller_port=controller_port,
                         security=Security(made, {"admin": secrets.token_urlsafe(16),
                                                  "metrics": secrets.token_urlsafe(16)}))
-    refused = wrong_password_stage(broker.bootstrap_servers, made.ca, tmp_path)
-    context, stage, exits, name = refused.context, refused.stage, refused.exits, refused.name
+    context, stage, exits = stage_of(
+        refused_password(broker.bootstrap_servers, made.ca, tmp_path))
+    name = stage.name
     try:
         with caplog.at_level(logging.WARNING):
             await stage.start()
