@@ -9,7 +9,7 @@ never holds long locks."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol, cast
@@ -65,13 +65,19 @@ class Retention:
                 "held_tickets": now - DEAD_LETTERS_KEPT}
 
 
+# What else a chunk's transaction forgets of the keys it deletes, before it locks them.
+Along = Callable[[AsyncSession, Sequence[Any]], Awaitable[None]]
+
+
 async def delete_in_chunks(sessions: async_sessionmaker[AsyncSession],
                            key: InstrumentedAttribute[Any], past: ColumnElement[bool], *,
-                           chunk: int) -> int:
+                           chunk: int, along: Along | None = None) -> int:
     """Delete the rows of `key`'s table where `past` holds, `chunk` rows a transaction;
     returns how many were deleted. A chunk's rows are locked in `key`'s order before
     they are deleted (db.lock_in_key_order), as the other writers of several rows lock
-    them (the router's tickets, the metrics' timelines)."""
+    them (the router's tickets, the metrics' timelines). `along`: what else goes with
+    those keys, forgotten in the same transaction before they are locked (as a routing
+    forgets a ticket held before it writes the ticket's state)."""
     table = key.class_.__table__
     deleted = 0
     while True:
@@ -79,6 +85,8 @@ async def delete_in_chunks(sessions: async_sessionmaker[AsyncSession],
         async with sessions() as session, session.begin():
             keys = (await session.scalars(select(key).where(past).limit(chunk))).all()
             if keys:
+                if along is not None:
+                    await along(session, keys)
                 await db.lock_in_key_order(session, key, key.in_(keys))
                 # `past` again: a row written anew since the select (a customer
                 # erased again) is not past any more.

@@ -1,6 +1,7 @@
 """The tickets held as dead letters, in the router's store (held_tickets.Held; v0030):
 written by the reader of the dead letters (held_follower), forgotten when the ticket is
-routed (a replay that succeeded: RoutedTickets writes it in the same transaction) and
+routed (a replay that succeeded: RoutedTickets writes it in the same transaction), with
+the routed ticket's state when the retention deletes that (RoutedTickets.purge), and
 past retention (the dead letter is gone from Kafka then: nothing can replay it)."""
 
 from __future__ import annotations
@@ -27,9 +28,12 @@ class HeldTickets:
     async def hold(self, held: Sequence[Held], *, chunk: int = CHUNK) -> None:
         """Record tickets held, each by its latest dead letter (a ticket replayed and
         dead-lettered again is held by the new one). A ticket routed already is not: its
-        dead letter was read after a replay routed it. `chunk` tickets a transaction (one
-        IN list and one insert each: a fetch holds thousands of dead letters at most, a
-        statement's parameters are bounded)."""
+        dead letter was read after a replay routed it. One whose routing commits between
+        this transaction's look and its insert is held all the same (the routing found
+        nothing to forget): harmless while its state is kept, which the answers read
+        first, and forgotten with that state (RoutedTickets.purge). `chunk` tickets a
+        transaction (one IN list and one insert each: a fetch holds thousands of dead
+        letters at most, a statement's parameters are bounded)."""
         latest: dict[str, Held] = {}
         for each in held:
             if each.ticket_id not in latest or latest[each.ticket_id].held_at <= each.held_at:
@@ -68,7 +72,8 @@ class HeldTickets:
 
 
 async def forget(session: AsyncSession, ticket_ids: Collection[str]) -> None:
-    """In a transaction that routes these tickets: they are held no longer."""
+    """In a transaction that routes these tickets, or forgets their state: they are held
+    no longer."""
     if ticket_ids:
         await session.execute(delete(HeldTicketRow).where(
             HeldTicketRow.ticket_id.in_(list(ticket_ids))))

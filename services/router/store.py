@@ -230,10 +230,14 @@ class RoutedTickets:
                                       rows)
 
     async def purge(self, before: datetime, *, chunk: int) -> int:
-        """Delete ticket states and traces unchanged since `before` (retention)."""
+        """Delete ticket states and traces unchanged since `before` (retention), and
+        forget that those tickets were held, in the same transaction: a ticket's dead
+        letter read as a replay routed it may have held it all the same (its routing
+        found no held row to forget), and without its state it would be told held again
+        (held_store.HeldTickets.hold)."""
         return await retention.delete_in_chunks(
             self._sessions, RoutedTicketRow.ticket_id, RoutedTicketRow.updated_at < before,
-            chunk=chunk)
+            chunk=chunk, along=held_store.forget)
 
     async def routed_before(self, ticket_ids: Collection[str]) -> dict[str, RoutedBefore]:
         """For the tickets already routed: the event that routed each, and the ticket as

@@ -37,6 +37,7 @@ from services.core.settings import Settings
 from services.router import erasures, held_follower, platform_reports, ticket_ids, tickets_api
 from services.router.held_store import HeldTickets
 from services.router.held_tickets import Held
+from services.router.models import HeldTicketRow
 from services.router.store import Dispatch, RoutedTickets
 from tests import credentials, waits
 from tests.conftest import unique
@@ -351,6 +352,38 @@ class TestATicketOfAnErasedCustomer:
 
             assert await held.get(ticket_id) is None
             assert await routed.routed_before([ticket_id]) == {}
+        finally:
+            await engine.dispose()
+
+
+class TestARoutedTicketsStatePurged:
+    async def test_forgets_that_it_was_held_though_its_dead_letter_is_kept(
+            self, database_url: str) -> None:
+        """The race the held reader runs with a replay: it looks for the ticket's state,
+        finds none, the replay's routing commits (with no held row to forget), then the
+        reader's insert holds it. Answers read the state first; once the retention of
+        ticket states (which may be shorter than the dead letter's 30 days) deletes
+        it, the ticket is held no longer either, or it would be told held. Another
+        ticket held, never routed, stays held."""
+        engine = db.engine(database_url)
+        sessions = db.sessions(engine)
+        routed, held = RoutedTickets(sessions), HeldTickets(sessions)
+        try:
+            ticket_id, at = await routed_ticket(routed, DEPARTMENT, spent=timedelta(days=2),
+                                                platform=PLATFORM)
+            async with sessions() as session, session.begin():  # the reader's late insert
+                session.add(HeldTicketRow(ticket_id=ticket_id, dead_letter_id="0:1",
+                                          stage="router", error_class="Unprocessable",
+                                          held_at=at, platform=PLATFORM))
+            other = Held(ticket_id=unique("t"), dead_letter_id="0:2", stage="segmenter",
+                         error_class="Unprocessable", held_at=at, platform=PLATFORM)
+            await held.hold([other])
+
+            assert await routed.purge(datetime.now(UTC) - timedelta(days=1), chunk=10) == 1
+
+            assert await routed.routed_before([ticket_id]) == {}
+            assert await held.get(ticket_id) is None
+            assert await held.get(other.ticket_id) == other
         finally:
             await engine.dispose()
 
