@@ -195,7 +195,7 @@ def encode(topic: str, key: str, event: Event, *,
 # would not fit the stores' columns).
 MAX_EVENT_ID = 64
 MAX_CORRELATION_ID = 256
-_MAX_ATTRIBUTE = {"ce_id": MAX_EVENT_ID, "ce_ticketid": identifiers.MAX_LENGTH,
+MAX_ATTRIBUTE = {"ce_id": MAX_EVENT_ID, "ce_ticketid": identifiers.MAX_LENGTH,
                   "ce_correlationid": MAX_CORRELATION_ID, "ce_subject": 256, "ce_type": 128,
                   "ce_source": 256}
 
@@ -215,7 +215,7 @@ def _attributes(headers: Sequence[tuple[str, bytes]] | None) -> dict[str, str]:
         if isinstance(exc, EnvelopeError):
             raise
         raise EnvelopeError("the record's headers are not (name, value) pairs") from exc
-    for name, limit in _MAX_ATTRIBUTE.items():
+    for name, limit in MAX_ATTRIBUTE.items():
         if name in attributes and not 0 < len(attributes[name]) <= limit:
             raise EnvelopeError(f"{name} must be 1 to {limit} characters")
     return attributes

@@ -243,10 +243,19 @@ def _about(record: ConsumerRecord, reason: str, error_class: str,
     ]
 
 
+# What a dead letter too large to keep whole keeps of its record's own headers: which
+# event and ticket it was (the router's reader of the dead letters holds a ticket by its
+# `ce_ticketid`; the listing shows its type and ticket), each only within the envelope's
+# bound on it (envelope.MAX_ATTRIBUTE: a few hundred bytes in all).
+IDENTIFYING = ("ce_id", "ce_type", "ce_ticketid", "ce_correlationid")
+
+
 def dead_letter(record: ConsumerRecord, error: BaseException, *,
                 stage: str = "") -> envelope.Record:
     """The dead-letter record for a record and why it failed: its value, key and headers
-    as they came, with the reason and the source added."""
+    as they came, with the reason and the source added. One too large for that goes
+    without its value, and of its own headers keeps only those that identify it
+    (IDENTIFYING), marked `dlq_value_dropped`."""
     reason_given, error_class_name = reason(error), error_class(error)
     value = record.value if isinstance(record.value, bytes) else b""
     key = record.key if isinstance(record.key, bytes) else b""
@@ -254,6 +263,17 @@ def dead_letter(record: ConsumerRecord, error: BaseException, *,
                              dead_letter_headers(record, reason_given, error_class_name, stage))
     if letter.size > envelope.MAX_RECORD_BYTES:  # it came in at the broker's limit
         letter = envelope.Record(topics.DEAD_LETTERS, key, b"", [
+            *_identifying(record.headers),
             *_about(record, reason_given, error_class_name, stage),
             (topics.DLQ_VALUE_DROPPED, b"too large to dead-letter whole; read it at its source")])
     return letter
+
+
+def _identifying(headers: Iterable[tuple[object, object]] | None) -> envelope.Headers:
+    """A record's own headers that identify it (IDENTIFYING): each the last of its name,
+    as a reader of the whole record takes it (dead_letter_reading.header_values), where
+    within its bound."""
+    last = {name: raw for name, raw in headers or ()
+            if isinstance(name, str) and name in IDENTIFYING}
+    return [(name, raw) for name, raw in last.items()
+            if isinstance(raw, bytes) and 0 < len(raw) <= envelope.MAX_ATTRIBUTE[name]]

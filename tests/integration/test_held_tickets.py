@@ -66,16 +66,17 @@ class Router:
 
     async def dead_letter(self, source: str, stage: str, kind: str,
                           platform: str = PLATFORM, *, ticket_id_header: bytes | None = None,
-                          partition: int | None = None) -> tuple[str, str]:
+                          partition: int | None = None,
+                          text: str = "Invoice") -> tuple[str, str]:
         """A ticket of `platform` (issued now) dead-lettered by `stage` as a stage does:
         the ticket's id and its dead letter's (`ticket_id_header`: its ce_ticketid
         header as a producer wrote it, in place of the ticket's id; `partition`: the dead
-        letter's, in place of its key's)."""
+        letter's, in place of its key's; `text`: the ticket's subject)."""
         ticket_id = ticket_ids.issue(datetime.now(UTC))
         event = envelope.Event(type=kind, source="/test", ticket_id=ticket_id,
                                correlation_id=ticket_id,
                                data={"ticket_id": ticket_id, "customer_id": "c-1",
-                                     "subject": "Invoice", "platform": platform})
+                                     "subject": text, "platform": platform})
         value = envelope.to_value(event)
         record: ConsumerRecord[bytes, bytes] = ConsumerRecord(
             topic=source, partition=0, offset=0, timestamp=0, timestamp_type=0, key=b"c-1",
@@ -248,6 +249,22 @@ class TestATicketHeldAsADeadLetter:
         # ticket routed is not held.
         await router.held.hold([held])
         assert await router.held.get(ticket_id) is None
+
+
+class TestATicketTooLargeToDeadLetterWhole:
+    async def test_is_held_by_its_ticket_id_kept_without_its_value(
+            self, router: Router) -> None:
+        """Its record at the broker's limit, its dead letter goes without its value
+        (faults.dead_letter) but keeps its ticket id: held all the same, without the
+        platform (which its value said)."""
+        ticket_id, dead_letter_id = await router.dead_letter(
+            topics.INCOMING, "segmenter", events.TicketEventType.RECEIVED,
+            text="x" * envelope.MAX_RECORD_BYTES)
+
+        held = await router.until_held(ticket_id)
+
+        assert (held.dead_letter_id, held.stage, held.error_class, held.platform) == (
+            dead_letter_id, "segmenter", "Unprocessable", None)
 
 
 class TestNotHeld:

@@ -211,10 +211,25 @@ class TestDeadLetterOfARecord:
         headers = dict(letter.headers)
         assert (letter.key, letter.value) == (b"cust-1", b"")
         assert topics.DLQ_VALUE_DROPPED in headers
-        assert "ce_ticketid" not in headers  # only where it came from and why
+        # Of its own headers, only those that identify it (the held tickets' reader
+        # holds the ticket by its id): where it came from and why besides.
+        assert (headers["ce_ticketid"], headers["ce_type"]) == (b"t-1", b"ticket.received")
         assert (headers[topics.DLQ_SOURCE_TOPIC], headers[topics.DLQ_SOURCE_OFFSET]) == (
             b"tickets.incoming", b"7")
         assert letter.size <= envelope.MAX_RECORD_BYTES
+
+    def test_a_record_too_large_keeps_no_other_header_nor_one_past_its_bound(self) -> None:
+        """Only the identifying headers, each the last of its name as a reader takes it,
+        and only within the envelope's bound on it: a header of the sender's choosing,
+        or an id past its bound, could be the size that made the record too large."""
+        source = self.source(b"x" * envelope.MAX_RECORD_BYTES)
+        source.headers = [("ce_ticketid", b"t-first"), ("ce_ticketid", b"t-last"),
+                          ("ce_correlationid", b"c" * (envelope.MAX_CORRELATION_ID + 1)),
+                          ("ce_id", b""), ("ce_subject", b"s-1"), ("x-mine", b"m")]
+        letter = faults.dead_letter(source, ValueError("broken"), stage="segmenter")
+        own = [(name, value) for name, value in letter.headers
+               if not name.startswith(topics.DEAD_LETTER_HEADER_PREFIX)]
+        assert own == [("ce_ticketid", b"t-last")]
 
     @pytest.mark.parametrize("length", [0, 1, 63, 64, 8191, 8192, 1_048_575, 1_048_576])
     def test_a_record_is_sized_as_aiokafka_counts_it(self, length: int) -> None:
