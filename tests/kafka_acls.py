@@ -91,7 +91,8 @@ def metrics() -> list[Allow]:
               topics.CONFIG_CHANGES),
         Allow("topic", topics.DEPARTMENT_QUEUE_PREFIX, "describe", prefixed=True),
         *_all("group", "describe", topics.SEGMENTER_GROUP, topics.ROUTER_GROUP,
-              topics.ROUTER_TRACKER_GROUP, topics.ROUTER_WEBHOOKS_GROUP),
+              topics.ROUTER_TRACKER_GROUP, topics.ROUTER_WEBHOOKS_GROUP,
+              topics.ROUTER_HELD_GROUP),
         Allow("group", topics.DEPARTMENT_GROUP_PREFIX, "describe", prefixed=True),
     ]
 

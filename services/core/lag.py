@@ -16,10 +16,11 @@ from services.core import topics
 
 
 def watched(topic_names: Iterable[str]) -> list[tuple[str, str]]:
-    """(group, topic) pairs to measure: the stages' groups, and each department's group
-    (`department.<d>`, as the department tool reads) on each lane of its queue."""
+    """(group, topic) pairs to measure: the stages' groups and the held tickets' reader's
+    (topics.LAG_GROUPS), and each department's group (`department.<d>`, as the
+    department tool reads) on each lane of its queue."""
     names = set(topic_names)
-    pairs = [(group, topic) for group, topic in topics.STAGE_GROUPS.items() if topic in names]
+    pairs = [(group, topic) for group, topic in topics.LAG_GROUPS.items() if topic in names]
     for topic in sorted(names):
         department = topics.department_of(topic)
         if department is not None:

@@ -63,6 +63,10 @@ METRICS_GROUP = "metrics"
 STAGE_GROUPS = {SEGMENTER_GROUP: INCOMING, ROUTER_GROUP: SEGMENTED,
                 ROUTER_TRACKER_GROUP: EVENTS, ROUTER_WEBHOOKS_GROUP: EVENTS,
                 METRICS_GROUP: EVENTS}
+# The groups whose consumer lag the metrics service measures (besides the departments'):
+# the stages', and the router's reader of the tickets held as dead letters, which reads
+# the dead letters but is no stage (it dead-letters nothing, so none names it).
+LAG_GROUPS = {**STAGE_GROUPS, ROUTER_HELD_GROUP: DEAD_LETTERS}
 DEPARTMENT_GROUP_PREFIX = "department."
 # The topics whose records the stages dead-letter (STAGE_GROUPS'): the only ones a
 # replay writes a dead letter back to, whatever source it names (any writer of the

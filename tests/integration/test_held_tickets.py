@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaProducer, ConsumerRecord
+from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
 from prometheus_client import REGISTRY
 from sqlalchemy.exc import OperationalError
 
@@ -34,6 +34,8 @@ from services.core import (
     topics,
 )
 from services.core.settings import Settings
+from services.metrics import exporter
+from services.metrics.kafka_watch import LagWatch
 from services.router import erasures, held_follower, platform_reports, ticket_ids, tickets_api
 from services.router.held_store import HeldTickets
 from services.router.held_tickets import Held
@@ -403,6 +405,48 @@ class TestARoutedTicketsStatePurged:
             assert await held.get(other.ticket_id) == other
         finally:
             await engine.dispose()
+
+
+class TestTheReadersLag:
+    async def test_is_measured_by_the_metrics_service_as_the_stages_are(
+            self, kafka_bootstrap: str) -> None:
+        """routing_consumer_lag{group="router-held", topic="tickets.dlq"}: the dead
+        letters its group has not committed. Its group committed at the topic's end, two
+        dead letters more are two behind."""
+        settings = Settings(kafka_bootstrap_servers=kafka_bootstrap)
+        await kafka.ensure_topics(settings, [topics.DEAD_LETTERS])
+        admin = kafka.admin(settings, client_id="test-held-lag")
+        await admin.start()
+        try:
+            partitions = [TopicPartition(topics.DEAD_LETTERS, partition) for partition
+                          in (await kafka.described_partitions(admin))[topics.DEAD_LETTERS]]
+        finally:
+            await admin.close()
+        group = kafka.consumer(settings, group_id=topics.ROUTER_HELD_GROUP,
+                               client_id="test-held-lag")
+        await group.start()
+        try:
+            group.assign(partitions)
+            await group.seek_to_end(*partitions)
+            await group.commit({each: await group.position(each) for each in partitions})
+        finally:
+            await group.stop()
+        producer = kafka.producer(settings, client_id="test-held-lag")
+        await producer.start()
+        try:
+            for _ in range(2):
+                await producer.send_and_wait(topics.DEAD_LETTERS, b"", partition=0)
+        finally:
+            await producer.stop()
+        lags = LagWatch(settings)
+        await lags.start()
+        try:
+            await lags.poll()
+        finally:
+            await lags.stop()
+
+        assert exporter.CONSUMER_LAG.values().get(
+            (topics.ROUTER_HELD_GROUP, topics.DEAD_LETTERS)) == 2
 
 
 class TestManyHeldAtOnce:

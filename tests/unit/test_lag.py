@@ -9,7 +9,7 @@ class TestWatchedGroups:
         assert lag.watched(names) == [
             ("segmenter", "tickets.incoming"), ("router", "tickets.segmented"),
             ("router-tracker", "tickets.events"), ("router-webhooks", "tickets.events"),
-            ("metrics", "tickets.events"),
+            ("metrics", "tickets.events"), ("router-held", "tickets.dlq"),
             ("department.key_accounts", "dept.key_accounts"),
             ("department.public_sector", "dept.public_sector"),
             ("department.public_sector", "dept.public_sector.high"),
