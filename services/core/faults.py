@@ -103,13 +103,18 @@ async def unreadable_offset(consumer: AIOKafkaConsumer, partition: TopicPartitio
 async def fetch_past_unreadable(consumer: AIOKafkaConsumer, *, timeout_ms: int,
                                 partitions: Iterable[TopicPartition] | None = None,
                                 ) -> dict[TopicPartition, list[ConsumerRecord]]:
-    """A fetch for a reader without a group, which takes every record it fetches in
-    order (the dead-letter count and listing, the followers of announcements): a record
-    the Kafka client cannot read comes as an UnreadableRecord in its place, and the
-    reader goes on past it, where a plain fetch would raise on it every time. The
-    records fetched with it, of its partition and the others, are read again, one at a
-    time up to it (the stages' and the department tool's readers keep their own
-    account of what they took: pipeline.StageLoop, departments.fetching)."""
+    """One fetch for a reader that takes every record it fetches in order, with a group
+    or without (the dead-letter count and listing, the followers of announcements, the
+    reader of the tickets held as dead letters, which commits what this returns): a
+    record the Kafka client cannot read comes as an UnreadableRecord in its place, and
+    the reader goes on past it, where a plain fetch would raise on it every time. A fetch
+    that meets one returns nothing of what it took: each of its partitions (`partitions`,
+    else those assigned) is read again from where it stood before the fetch, a record at
+    a time, up to and including its first unreadable record, or CAREFUL_RECORDS records,
+    or until none came in CAREFUL_WAIT_MS (_read_up_to_unreadable). With no partition
+    whose position is known yet, it waits `timeout_ms` and returns nothing. (The stages'
+    and the department tool's readers keep their own account of what they took:
+    pipeline.StageLoop, departments.fetching.)"""
     before = await _positions(consumer, partitions, within=timeout_ms / 1000)
     if not before:  # none assigned yet, or none whose position is known yet
         await asyncio.sleep(timeout_ms / 1000)
