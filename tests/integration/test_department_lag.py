@@ -12,11 +12,10 @@ from aiokafka.admin import NewTopic, RecordsToDelete
 
 from services.core import db, kafka, migrate, topics
 from services.core.settings import Settings
-from services.metrics import exporter
-from services.metrics.kafka_watch import LagWatch
 from services.router import overflow, routing
 from services.router.load import LoadWatch
 from services.router.store import RoutedTickets
+from tests import lag_polls
 
 
 async def test_lag_counts_every_partition_of_the_lanes_from_the_first_retained_offset(
@@ -65,14 +64,9 @@ async def test_lag_counts_every_partition_of_the_lanes_from_the_first_retained_o
     assert loads[department].lag == 4
     assert states[department].overflowing
     # The metrics service reads the same, lane by lane.
-    lags = LagWatch(settings)
-    await lags.start()
-    try:
-        await lags.poll()
-    finally:
-        await lags.stop()
+    lags = await lag_polls.polled(settings)
     group = topics.department_group(department)
-    assert {topic: lag for (of, topic), lag in exporter.CONSUMER_LAG.values().items()
+    assert {topic: lag for (of, topic), lag in lags.items()
             if of == group} == {lane: {first: 3, second: 1}.get(lane, 0)
                                 for lane in topics.lane_topics(department)}
 

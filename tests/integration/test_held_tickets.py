@@ -34,14 +34,12 @@ from services.core import (
     topics,
 )
 from services.core.settings import Settings
-from services.metrics import exporter
-from services.metrics.kafka_watch import LagWatch
 from services.router import erasures, held_follower, platform_reports, ticket_ids, tickets_api
 from services.router.held_store import HeldTickets
 from services.router.held_tickets import Held
 from services.router.models import HeldTicketRow
 from services.router.store import Dispatch, RoutedTickets
-from tests import credentials, waits
+from tests import credentials, lag_polls, waits
 from tests.conftest import unique
 from tests.router_apis import intake_apis, routed_ticket
 
@@ -438,15 +436,9 @@ class TestTheReadersLag:
                 await producer.send_and_wait(topics.DEAD_LETTERS, b"", partition=0)
         finally:
             await producer.stop()
-        lags = LagWatch(settings)
-        await lags.start()
-        try:
-            await lags.poll()
-        finally:
-            await lags.stop()
+        lags = await lag_polls.polled(settings)
 
-        assert exporter.CONSUMER_LAG.values().get(
-            (topics.ROUTER_HELD_GROUP, topics.DEAD_LETTERS)) == 2
+        assert lags.get((topics.ROUTER_HELD_GROUP, topics.DEAD_LETTERS)) == 2
 
 
 class TestManyHeldAtOnce:
