@@ -36,7 +36,6 @@ from services.router import (
     held_follower,
     intake,
     lane_check,
-    missing_lanes,
     platform_reports,
     service,
     table_api,
@@ -72,8 +71,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             config_publisher = kafka.Publisher(settings, client_id=f"{NAME}-config")
             await parts.start(Phase.PUBLISHERS, stop=config_publisher.close)
             load = LoadWatch(settings, routed, lambda: live_table.current)
-            lanes = missing_lanes.MissingLanes()
-            router = connected.router(load=load.view, lanes=lanes)
+            lanes = connected.lanes
+            router = connected.router(load=load.view)
             route = worker.RouteTicket(lambda: live_table.current, routed=routed,
                                        load=router.load,
                                        outage=StoreOutage(settings.store_outage_grace_seconds),

@@ -127,13 +127,15 @@ class Connected:
     credentials: Credentials
     simulator: Simulator
     held: held_store.HeldTickets
+    # The lanes the router could not make (lane_check finds them), which its stage, its
+    # use cases and its simulator hand nothing to.
+    lanes: missing_lanes.MissingLanes
 
-    def router(self, load: ports.LoadView = ports.no_load,
-               lanes: missing_lanes.MissingLanes | None = None) -> Router:
+    def router(self, load: ports.LoadView = ports.no_load) -> Router:
         """The context over these adapters, with the departments' load as `load` sees it
-        and the lanes the router could not make as `lanes` found them."""
+        and the lanes the router could not make as `lanes` finds them."""
         return wire(self.settings, routed=self.routed, intake_keys=self.intake_keys,
-                    publisher=self.publisher, table=self.table, load=load, lanes=lanes,
+                    publisher=self.publisher, table=self.table, load=load, lanes=self.lanes,
                     held=self.held)
 
 
@@ -155,12 +157,14 @@ async def connect(settings: Settings) -> AsyncIterator[Connected]:
     engine = db.store_engine(settings)
     sessions = db.sessions(engine)
     publisher = intake_publisher(settings)
+    lanes = missing_lanes.MissingLanes()
     try:
         yield Connected(
             settings, table, engine, sessions, RoutedTickets(sessions), IntakeKeys(sessions),
             publisher,
             Credentials(sessions, cache_seconds=settings.auth_cache_seconds),
-            Simulator.over(engine, settings), held_store.HeldTickets(sessions))
+            Simulator.over(engine, settings, lambda: lanes.departments),
+            held_store.HeldTickets(sessions), lanes)
     finally:
         await publisher.close()
         await engine.dispose()

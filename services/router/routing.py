@@ -9,8 +9,9 @@ taken in steps, each one written to its trace:
 3. after hours: a closed department with `after_hours: {route_to: other}` hands the
    ticket on, followed until an open department; with `pause` it keeps the ticket and
    its first-response clock waits for opening time. A chain that reaches no open
-   department (it ends at a closed one, or comes round to one it passed) hands nothing
-   on: the ticket stays with the department it started from, whose clock waits;
+   department (it ends at a closed one, or comes round to one it passed), or comes to
+   one whose lanes the router could not make (`lanes_missing`, as overflow below), hands
+   nothing on: the ticket stays with the department it started from, whose clock waits;
 4. overflow: an overflowing department (overflow.py) hands the ticket along its
    overflow chain, but never to a department that is closed, nor to one whose lanes the
    router could not make (`lanes_missing`: services/router/missing_lanes.py; the trace
@@ -215,7 +216,7 @@ def decide(segment: str, tier: str, ticket_view: Mapping[str, Any], table: Routi
            ) -> RoutingDecision:
     """Where a ticket goes now, with its priority and first-response deadline.
     `lanes_missing`: the departments whose lanes the router could not make, which no
-    overflow hands a ticket to."""
+    after-hours hand-off or overflow hands a ticket to (`_lanes_missing`)."""
     trace: list[str] = []
     route = table.routes.get(segment)
     reason: Reason
@@ -234,7 +235,7 @@ def decide(segment: str, tier: str, ticket_view: Mapping[str, Any], table: Routi
         level = refinement.service.apply(level)
         reason, entry = "refinement", refinement.name
         trace.append(f"refinement {refinement.name!r} holds -> {department}")
-    handed = _after_hours(table, department, now, trace)
+    handed = _after_hours(table, department, now, trace, lanes_missing)
     if handed != department:
         department, reason = handed, "after_hours"
     overflowed_from = None
@@ -273,7 +274,7 @@ def _first_refinement(route: Route | None, tier: str, view: Mapping[str, Any],
 
 
 def _after_hours(table: RoutingTable, department: str, now: datetime,
-                 trace: list[str]) -> str:
+                 trace: list[str], lanes_missing: Collection[str]) -> str:
     visited = [department]
     while True:
         current = visited[-1]
@@ -293,8 +294,12 @@ def _after_hours(table: RoutingTable, department: str, now: datetime,
         if following in visited:
             trace.append(f"{' -> '.join(visited)} all closed: stays with {department}")
             return department
-        trace.append(f"{current} closed at {_local(now, policy.calendar)}:"
-                     f" after hours to {following}")
+        closed = f"{current} closed at {_local(now, policy.calendar)}"
+        missing = _lanes_missing(following, lanes_missing)
+        if missing:  # as an overflow: no hand-off where the ticket would be dead-lettered
+            trace.append(f"{closed}, but {missing}: stays with {department}")
+            return department
+        trace.append(f"{closed}: after hours to {following}")
         visited.append(following)
 
 
@@ -321,13 +326,23 @@ def _overflow(table: RoutingTable, department: str, now: datetime,
             trace.append(f"{current} {state} {transition.reason}, but {target} is closed:"
                          " no overflow")
             break
-        if target in lanes_missing:
-            trace.append(f"{current} {state} {transition.reason}, but {target}'s lanes do"
-                         " not exist (the router could not make them): no overflow")
+        missing = _lanes_missing(target, lanes_missing)
+        if missing:
+            trace.append(f"{current} {state} {transition.reason}, but {missing}:"
+                         " no overflow")
             break
         trace.append(f"{current} {state} {transition.reason}: overflow to {target}")
         chain.append(target)
     return chain[-1]
+
+
+def _lanes_missing(target: str, lanes_missing: Collection[str]) -> str | None:
+    """Why no hand-off (after hours, an overflow) goes to `target`, if its lanes are among
+    those the router could not make: a ticket routed there would be dead-lettered
+    (services/router/missing_lanes.py), where the department handing it on keeps it."""
+    if target not in lanes_missing:
+        return None
+    return f"{target}'s lanes do not exist (the router could not make them)"
 
 
 def _local(at: datetime, calendar: calendars.Calendar | None) -> str:

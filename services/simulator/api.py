@@ -5,7 +5,7 @@ happened. It reads the store only and publishes nothing."""
 from __future__ import annotations
 
 import functools
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -43,20 +43,28 @@ class Simulator:
     reader: history.HistoryReader
     tables: config_store.ConfigVersions
     rule_sets: config_store.ConfigVersions
+    # The departments whose lanes the router could not make, as its lane check last
+    # found them (missing_lanes.MissingLanes): a replay hands them no ticket, as the
+    # router hands none (routing.decide). A view, so that the simulator loads no Kafka
+    # client.
+    lanes_missing: Callable[[], Collection[str]]
 
     @classmethod
-    def over(cls, store: AsyncEngine, settings: Settings) -> Simulator:
+    def over(cls, store: AsyncEngine, settings: Settings,
+             lanes_missing: Callable[[], Collection[str]] = tuple) -> Simulator:
         """Reading through read-only sessions of the store's engine; tickets compared
         per parity group too, over the attributes the service parity measures
         (PARITY_ATTRIBUTES), groups under PROTECTED_GROUP_MINIMUM_SIZE tickets pooled:
-        the settings read as the service parity reads them (`ParityConfig.of`)."""
+        the settings read as the service parity reads them (`ParityConfig.of`).
+        `lanes_missing`: the router's (none if not given)."""
         parity = parity_store.ParityConfig.of(settings)
         sessions = history.read_only_sessions(store)
         return cls(history.HistoryReader(
             sessions, groups_of=functools.partial(parity_groups, attributes=parity.attributes),
             minimum_group_size=parity.policy.minimum_group_size),
                    config_store.ConfigVersions(sessions, config_store.ROUTING_TABLE),
-                   config_store.ConfigVersions(sessions, config_store.SEGMENT_RULES))
+                   config_store.ConfigVersions(sessions, config_store.SEGMENT_RULES),
+                   lanes_missing)
 
 
 async def get_simulator(context: service_context.Context) -> Simulator:
@@ -101,7 +109,8 @@ async def simulate(body: SimulationRequest,
     except config_files.ConfigError as exc:
         return http.config_error(exc)
     async with turn.taken(principal):
-        return await service.run(checked, reader=simulator.reader, now=datetime.now(UTC))
+        return await service.run(checked, reader=simulator.reader, now=datetime.now(UTC),
+                                 lanes_missing=simulator.lanes_missing())
 
 
 def parity_groups(customer: Customer, *, attributes: Collection[str]) -> dict[str, str]:

@@ -5,8 +5,10 @@ are passed in; nothing is read or written.
 Each ticket, in the order received, is segmented by the candidate rules (or keeps the
 segment it was given then) and routed by the real routing decision
 (`routing.decide`), with the load the simulated departments carry at that moment (their
-backlog and, where an overflow reads them, their lag and predicted first response) and
-their overflow states advanced by the real overflow rule (`overflow.advance`). A
+backlog and, where an overflow reads them, their lag and predicted first response),
+their overflow states advanced by the real overflow rule (`overflow.advance`), and the
+departments whose lanes the router could not make now (`lanes_missing`), which no
+after-hours hand-off or overflow hands a ticket to, as in the router. A
 department answers its tickets first come, first served, one at a time, each taking a
 service time drawn from an exponential distribution with the department's measured mean,
 and only while its calendar is open (`calendars.deadline`). A ticket still unanswered at
@@ -20,7 +22,7 @@ from __future__ import annotations
 import heapq
 import random
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -154,10 +156,11 @@ class _Queue:
 
 def replicate(history: Sequence[HistoricTicket], candidate: Candidate, *,
               mean_service: Mapping[str, float], rate_window: timedelta,
-              seed: int) -> Replication:
+              seed: int, lanes_missing: Collection[str] = ()) -> Replication:
     """One replay of the history; `mean_service`: seconds per first response, per
     department; `rate_window`: how far back the router counts first responses when it
-    predicts one (services.router.load)."""
+    predicts one (services.router.load); `lanes_missing`: the departments whose lanes
+    the router could not make (routing.decide's)."""
     table = candidate.table
     draw = random.Random(seed)
     queues = {department: _Queue(table.policy(department).calendar,
@@ -178,7 +181,8 @@ def replicate(history: Sequence[HistoricTicket], candidate: Candidate, *,
                  for department, queue in queues.items()}
         states, _changes = overflow.advance(states, loads, table.overflow_policies, now=now)
         decision = routing.decide(segment, ticket.tier, ticket.view, table, now=now,
-                                  load=loads, overflow_state=states)
+                                  load=loads, overflow_state=states,
+                                  lanes_missing=lanes_missing)
         answer = queues[decision.department].take(now, draw)
         deadline = decision.first_response_deadline
         served.append(Served(
@@ -191,9 +195,11 @@ def replicate(history: Sequence[HistoricTicket], candidate: Candidate, *,
 
 def simulate(history: Sequence[HistoricTicket], candidate: Candidate, *,
              mean_service: Mapping[str, float], rate_window: timedelta,
-             replications: int = 5, seed: int = 15) -> list[Replication]:
+             replications: int = 5, seed: int = 15,
+             lanes_missing: Collection[str] = ()) -> list[Replication]:
     return [replicate(history, candidate, mean_service=mean_service,
-                      rate_window=rate_window, seed=seed + number)
+                      rate_window=rate_window, seed=seed + number,
+                      lanes_missing=lanes_missing)
             for number in range(replications)]
 
 

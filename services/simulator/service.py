@@ -11,7 +11,7 @@ against what happened (its `replay_error`).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -73,8 +73,11 @@ async def check(order: Order, *, tables: config_store.ConfigVersions,
                    engine.Candidate(table, await _rules(order, rule_sets)))
 
 
-async def run(checked: Checked, *, reader: HistoryReader, now: datetime) -> dict[str, Any]:
-    """Replay the order's window through its candidate, next to what happened."""
+async def run(checked: Checked, *, reader: HistoryReader, now: datetime,
+              lanes_missing: Collection[str] = ()) -> dict[str, Any]:
+    """Replay the order's window through its candidate, next to what happened, with the
+    departments whose lanes the router could not make now (`lanes_missing`: no ticket
+    handed to them after hours or overflowing, as the router hands none)."""
     order, baseline = checked.order, checked.baseline
     window = await reader.window(order.start, order.end,
                                  with_customers=checked.candidate.rules is not None)
@@ -82,7 +85,7 @@ async def run(checked: Checked, *, reader: HistoryReader, now: datetime) -> dict
     # keeps serving meanwhile.
     described = await asyncio.to_thread(
         replay, window.tickets, baseline=baseline, candidate=checked.candidate,
-        replications=order.replications, as_of=now)
+        replications=order.replications, as_of=now, lanes_missing=frozenset(lanes_missing))
     return {"window": {"start": order.start.isoformat(), "end": order.end.isoformat()},
             "without_state": window.without_state,
             "baseline": {"table_version_id": checked.baseline_version.version_id,
@@ -92,7 +95,7 @@ async def run(checked: Checked, *, reader: HistoryReader, now: datetime) -> dict
 
 def replay(history: Sequence[engine.HistoricTicket], *, baseline: routing.RoutingTable,
            candidate: engine.Candidate, replications: int, as_of: datetime,
-           ) -> dict[str, Any]:
+           lanes_missing: Collection[str] = ()) -> dict[str, Any]:
     """Measure the departments' rates under the baseline's calendars, replay the history
     through the candidate and describe it next to what happened."""
     actual = [ticket.actual for ticket in history]
@@ -100,7 +103,7 @@ def replay(history: Sequence[engine.HistoricTicket], *, baseline: routing.Routin
         actual, lambda department: baseline.policy(department).calendar)
     runs = engine.simulate(history, candidate, mean_service=mean_service,
                            rate_window=overflow.RESPONSE_RATE_WINDOW,
-                           replications=replications)
+                           replications=replications, lanes_missing=lanes_missing)
     return describe(actual, runs, candidate=candidate, mean_service=mean_service,
                     as_of=as_of)
 

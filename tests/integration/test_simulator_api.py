@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any
@@ -107,12 +107,14 @@ async def store(database_url: str, generated: simulated_history.History,
 
 @asynccontextmanager
 async def simulating(database_url: str, settings: Settings,
-                     ) -> AsyncIterator[httpx.AsyncClient]:
+                     lanes_missing: Collection[str] = ()) -> AsyncIterator[httpx.AsyncClient]:
     """An admin's client of the simulator's API, the simulator made of `settings` as the
-    router makes it (bootstrap.connect)."""
+    router makes it (bootstrap.connect), `lanes_missing` the departments whose lanes the
+    router could not make."""
     engine = db.engine(database_url)
     app = FastAPI()
-    service_context.of(app).provide(api.Simulator.over(engine, settings))
+    service_context.of(app).provide(api.Simulator.over(engine, settings,
+                                                       lambda: lanes_missing))
     app.include_router(api.api)
     http.install(app, ready=lambda: True)
     try:
@@ -186,6 +188,25 @@ class TestReplay:
         assert segments["business"]["simulated"]["received"] == len(generated.tickets)
         assert result["candidate"]["rules_version"].startswith("everyone-business")
 
+
+    async def test_no_ticket_overflows_to_a_department_whose_lanes_are_missing(
+            self, database_url: str, store: async_sessionmaker[AsyncSession],
+            generated: simulated_history.History) -> None:
+        """The router could not make care_overflow's lanes: as the router hands it no
+        ticket (routing.decide), neither does the replay, where care overflows to it
+        otherwise."""
+        await put_in_force(store, simulated_history.TABLE_TEXT)
+        overflowed = {}
+        for missing in ((), ("care_overflow",)):
+            async with simulating(database_url, Settings(protected_group_minimum_size=1),
+                                  lanes_missing=missing) as client:
+                answer = await client.post("/v1/simulations",
+                                           json=window(generated, replications=1))
+            assert answer.status_code == 200, answer.text
+            care = by_name(answer.json()["departments"], "department")["care"]
+            overflowed[missing] = care["simulated"]["overflowed_out"]
+        assert overflowed[()] > 0
+        assert overflowed[("care_overflow",)] == 0
 
     async def test_stored_versions_are_candidates_by_their_ids(
             self, client: httpx.AsyncClient, store: async_sessionmaker[AsyncSession],

@@ -73,6 +73,32 @@ class TestAfterHoursChains:
         assert "a -> b -> c all closed: stays with a" in decision.explanation
 
 
+class TestAfterHoursToADepartmentWhoseLanesAreMissing:
+    """The router could not make them (services/router/missing_lanes.py): handed there,
+    the ticket would be dead-lettered. As an overflow, nothing is handed there: the ticket
+    stays with the department it started from, whose clock waits, the trace saying why."""
+
+    def test_the_ticket_stays_with_its_own_closed_department(self) -> None:
+        decision = decide("s", table=parse(chain(a="c")), now=SATURDAY_NOON,
+                          lanes_missing={"c"})
+        assert (decision.department, decision.reason) == ("a", "route")
+        assert "a closed at Sat 2025-01-04 12:00 Europe/Amsterdam, but c's lanes do not" \
+               " exist (the router could not make them): stays with a" in decision.explanation
+        assert decision.first_response_deadline == datetime(2025, 1, 8, 11, 0, tzinfo=UTC)
+
+    def test_nor_is_it_handed_past_them_along_the_chain(self) -> None:
+        decision = decide("s", table=parse(chain(a="b", b="c")), now=SATURDAY_NOON,
+                          lanes_missing={"b"})
+        assert (decision.department, decision.reason) == ("a", "route")
+        assert any(step.endswith("but b's lanes do not exist (the router could not make"
+                                 " them): stays with a") for step in decision.explanation)
+
+    def test_lanes_missing_elsewhere_hand_it_on_as_before(self) -> None:
+        decision = decide("s", table=parse(chain(a="c")), now=SATURDAY_NOON,
+                          lanes_missing={"b"})
+        assert (decision.department, decision.reason) == ("c", "after_hours")
+
+
 SWAMPED = {"customer_care": overflow.DepartmentLoad(backlog=120)}
 
 

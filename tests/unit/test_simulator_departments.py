@@ -65,6 +65,39 @@ departments:
         assert (care["simulated"]["met"], care["simulated"]["escalations"]) == (3, 0)
 
 
+class TestDepartmentsWhoseLanesAreMissing:
+    """The router could not make their lanes (services/router/missing_lanes.py): the
+    replay hands them no ticket, after hours or overflowing, by the router's own rule
+    (routing.decide's `lanes_missing`), as the router hands them none now."""
+
+    TABLE = TestDepartmentAnsweringInNoBusinessTime.TABLE + (
+        "    after_hours: {route_to: night_desk}\n  night_desk: {}\n")
+    SUNDAY = TestDepartmentAnsweringInNoBusinessTime.SUNDAY
+
+    def departments(self, lanes_missing: frozenset[str]) -> set[str]:
+        table = table_file.parse(self.TABLE, "table")
+        result = service.replay(TestDepartmentAnsweringInNoBusinessTime().sunday(),
+                                baseline=table, candidate=engine.Candidate(table),
+                                replications=1, as_of=self.SUNDAY + timedelta(days=7),
+                                lanes_missing=lanes_missing)
+        return {row["department"] for row in result["departments"]
+                if row["simulated"]["received"]}
+
+    def test_a_closed_department_keeps_its_tickets_after_hours(self) -> None:
+        assert self.departments(frozenset({"night_desk"})) == {"customer_care"}
+
+    def test_with_their_lanes_made_it_hands_them_on(self) -> None:
+        assert self.departments(frozenset()) == {"night_desk"}
+
+    def test_an_overflowing_department_keeps_its_tickets(self) -> None:
+        table = TestLagOverflow().table("{to: care_overflow, max_lag: 5}")
+        run = engine.replicate(
+            TestLagOverflow().minute_apart(60, datetime(2026, 11, 2, 9, tzinfo=UTC)),
+            engine.Candidate(table), mean_service={"care": 3600, "care_overflow": 3600},
+            rate_window=RATE_WINDOW, seed=1, lanes_missing={"care_overflow"})
+        assert {t.department for t in run.served} == {"care"}
+
+
 class TestLagOverflow:
     """The lag the router reads, of a department's lanes not yet taken by its agents, is
     in the replay the department's tickets not yet taken: not yet started."""

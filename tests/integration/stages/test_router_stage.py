@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from services.core import db, envelope, kafka, migrate, topics
 from services.core.settings import Settings
 from services.core.stage import StageRunner
 from services.router import bootstrap as router_bootstrap
-from services.router import held_follower, lane_check, missing_lanes, worker
+from services.router import calendars, held_follower, lane_check, missing_lanes, worker
 from services.router.held_store import HeldTickets
 from services.router.held_tickets import Held
 from services.router.store import Dispatch, RoutedTickets
@@ -293,6 +294,46 @@ class TestADepartmentWhoseLanesCannotBeMade:
         held = await held_by_the_reader(stage_settings, stuck.ticket_id)
         assert (held.stage, held.error_class, held.platform) == (
             "router-test", letter[topics.DLQ_ERROR_CLASS], None)
+
+    async def test_a_closed_department_hands_it_nothing_after_hours(
+            self, stage_settings: Settings, raw_producer: AIOKafkaProducer,
+            tmp_path: Path) -> None:
+        """public_sector, closed now (open one weekday, three days from today), hands its
+        tickets to the department whose lanes are missing after hours: it keeps them, as
+        an overflow would, the trace saying why. Measured before: dead-lettered."""
+        ghost = unique("ghost").replace("-", "_")
+        open_day = calendars.WEEKDAYS[(datetime.now(UTC).weekday() + 3) % 7]
+        table_file = tmp_path / "routing.yaml"
+        table_file.write_text(
+            "version: ghost-2\nfallback_department: customer_care\n"
+            "routes:\n  - {segment: government, department: public_sector}\n"
+            f"departments:\n  customer_care: {{}}\n  {ghost}: {{}}\n  public_sector:\n"
+            f"    calendar: {{time_zone: UTC, hours: {{{open_day}: '09:00-17:00'}}}}\n"
+            f"    after_hours: {{route_to: {ghost}}}\n")
+        refused = stage_settings.model_copy(update={"kafka_replication_factor": 2,
+                                                    "routing_table_file": table_file})
+        live_table = router_bootstrap.live_table(refused)
+        lanes = missing_lanes.MissingLanes()
+        await kafka.ensure_topics(stage_settings,
+                                  department_lanes("public_sector", "customer_care"))
+        await lane_check.ensure_lanes(refused, live_table, lanes)  # the load sample's
+        assert set(lanes.departments) == {ghost}
+        runner = StageRunner(stage_settings, name="router-test", source_topic=topics.SEGMENTED,
+                             group_id=unique("router"), transform=worker.RouteTicket(
+                                 lambda: live_table.current, lanes=lanes))
+        kept = segmented_event("government")
+        await runner.start()
+        try:
+            await publish(raw_producer, topics.SEGMENTED, kept)
+            found = await read_topic(stage_settings.kafka_bootstrap_servers,
+                                     "dept.public_sector", until=1,
+                                     keep=lambda e: e.ticket_id == kept.ticket_id)
+        finally:
+            await runner.stop()
+        [(event, _)] = found
+        assert any(step.endswith(f"but {ghost}'s lanes do not exist (the router could not"
+                                 " make them): stays with public_sector")
+                   for step in event.data["routing"]["explanation"])
 
 
 async def held_by_the_reader(settings: Settings, ticket_id: str | None) -> Held:
