@@ -14,7 +14,10 @@ escalation, the escalation is ended, its clocks marked as it marks them (without
 clocks: marked escalated), rather than have every later check publish it again; if the
 store refuses that too, and for warnings alone (there is nothing smaller to record),
 the ticket is checked again CHECK_AGAIN_AFTER_FAILURE later, and they are published
-again then.
+again then. An escalation to a department whose lanes the router could not make
+(missing_lanes.LanesMissing) waits so, checked again later, but the warnings owed with it
+go out at once (EscalationWaits); a check logs those waiting once a department
+(missing_lanes.Waiting), not once a ticket.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from services.router import (
     clock_notices,
     dispatch,
     escalation,
+    missing_lanes,
     ports,
     routing,
     service_clocks,
@@ -84,6 +88,23 @@ class Sent:
                     self.postponed or other.postponed)
 
 
+class EscalationWaits(Exception):
+    """A notice whose escalation was refused, the department it goes to lacking its lanes
+    (`refused`), and whose warnings went out alone (`sent`): the escalation waits, the
+    ticket checked again later (checked_again_later) from the clocks' next check as the
+    warnings' record left it (`read`)."""
+
+    def __init__(self, refused: missing_lanes.LanesMissing, sent: Sent,
+                 read: datetime | None) -> None:
+        super().__init__(str(refused))
+        self.refused, self.sent, self.read = refused, sent, read
+
+
+def _sent_before(error: Exception) -> Sent:
+    """What a sending that failed with `error` sent all the same."""
+    return error.sent if isinstance(error, EscalationWaits) else Sent()
+
+
 async def watch_clocks(routed: ports.Routed, publisher: ports.Publisher, *,
                        table: routing.RoutingTable, queue_for: dispatch.QueueFor,
                        now: datetime, claim_for: timedelta = ports.HANDOVER_CLAIM) -> int:
@@ -93,22 +114,30 @@ async def watch_clocks(routed: ports.Routed, publisher: ports.Publisher, *,
     whose notice fails for a reason of its own (its stored clocks or copy, a deadline its
     department's calendar cannot give) is checked again CHECK_AGAIN_AFTER_FAILURE later,
     so that it holds up no other ticket's notices; an outage (the store, the broker) or
-    a conflict in the store (a deadlock) ends the check, to be run again."""
+    a conflict in the store (a deadlock) ends the check, to be run again. Escalations
+    waiting for a department's missing lanes are logged once a department, at its end."""
     sent = 0
-    for due in (routed.due_for_escalation, routed.due_clocks):
-        for row in await due(now):
-            try:
-                turn = await _sent(routed, publisher, row, table=table,
-                                   queue_for=queue_for, now=now, claim_for=claim_for)
-                sent += 0 if turn is None else turn.count
-            except Exception as error:
-                if not await checked_again_later(routed, error, row, now):
-                    raise  # the check runs again
+    waiting = missing_lanes.Waiting()
+    try:
+        for due in (routed.due_for_escalation, routed.due_clocks):
+            for row in await due(now):
+                try:
+                    turn = await _sent(routed, publisher, row, table=table,
+                                       queue_for=queue_for, now=now, claim_for=claim_for)
+                    sent += 0 if turn is None else turn.count
+                except Exception as error:
+                    sent += _sent_before(error).count
+                    if not await checked_again_later(routed, error, row, now,
+                                                     waiting=waiting):
+                        raise  # the check runs again
+    finally:
+        waiting.log(checked_again_at=(now + CHECK_AGAIN_AFTER_FAILURE).isoformat())
     return sent
 
 
 async def checked_again_later(routed: ports.Routed, error: Exception, row: RoutedTicketRow,
-                              now: datetime) -> bool:
+                              now: datetime, *,
+                              waiting: missing_lanes.Waiting | None = None) -> bool:
     """Whether a notice of `row`'s failed for a reason of the ticket's own (its stored
     clocks or copy, a deadline its department's calendar cannot give), not an outage or a
     conflict: if so it is counted and logged, once, and the ticket's clocks are checked
@@ -116,9 +145,14 @@ async def checked_again_later(routed: ports.Routed, error: Exception, row: Route
     (send_owed) sent it, and whether the ticket has clocks or not (its escalation:
     escalation.owes_escalation). An escalation published whose record failed so is
     ended instead (_ended), not checked again: it would be published again; only if
-    the store refuses its end too is it checked again later, as one not published is."""
+    the store refuses its end too is it checked again later, as one not published is.
+    An escalation refused for its department's missing lanes is told `waiting` (the
+    watch's check: logged once a department), if given, rather than logged."""
     failure: BaseException = error
     message = "a ticket's service-level notice failed; checked again later"
+    read = row.next_clock_check
+    if isinstance(error, EscalationWaits):
+        failure, read = error.refused, error.read
     if isinstance(error, ports.Unrecorded):
         cause = error.__cause__ or error
         if await _ended(error):
@@ -132,11 +166,14 @@ async def checked_again_later(routed: ports.Routed, error: Exception, row: Route
     if not ports.the_tickets_own(failure):
         return False
     checked_again_at = now + CHECK_AGAIN_AFTER_FAILURE
-    _failed(row, failure, message, checked_again_at=checked_again_at.isoformat())
+    if waiting is not None and isinstance(failure, missing_lanes.LanesMissing):
+        FAILED.labels(row.department).inc()
+        waiting.add(failure)
+    else:
+        _failed(row, failure, message, checked_again_at=checked_again_at.isoformat())
     # None, with clocks: not read as due (clocks unreadable); without: checked as due.
-    if row.next_clock_check is not None or row.service_clocks is None:
-        await routed.postpone_clock_check(row.ticket_id, checked_again_at,
-                                          read=row.next_clock_check)
+    if read is not None or row.service_clocks is None:
+        await routed.postpone_clock_check(row.ticket_id, checked_again_at, read=read)
     return True
 
 
@@ -213,7 +250,7 @@ async def send_owed(routed: ports.Routed, publisher: ports.Publisher, row: Route
         except Exception as error:
             if not await checked_again_later(routed, error, current, now):
                 raise
-            sent += Sent(postponed=True)
+            sent += _sent_before(error) + Sent(postponed=True)
             break
         if turn is None:
             return None
@@ -252,6 +289,29 @@ async def _notice(routed: ports.Routed, publisher: ports.Publisher, row: RoutedT
     escalation = clock_notices.escalation(row, owed, state, table=table,
                                           queue_for=queue_for, now=now) \
         if owed.escalated else None
+    try:
+        return await _published(routed, publisher, row, state, owed, escalation, now=now,
+                                claim_for=claim_for)
+    except missing_lanes.LanesMissing as refused:
+        if escalation is None or not owed.warnings:
+            raise
+        # The escalation's department alone is refused: the warnings owed go out now, as
+        # they would without it, and the escalation waits (checked_again_later).
+        warned = await _published(routed, publisher, row, state,
+                                  service_clocks.Owed(warnings=owed.warnings), None,
+                                  now=now, claim_for=claim_for)
+        if warned is None:
+            return None
+        left = clock_notices.warned(owed.warnings)(state, row.department)
+        raise EscalationWaits(refused, warned, left.next_check()) from refused
+
+
+async def _published(routed: ports.Routed, publisher: ports.Publisher, row: RoutedTicketRow,
+                     state: service_clocks.TicketClocks, owed: service_clocks.Owed,
+                     escalation: clock_notices.Escalation | None, *, now: datetime,
+                     claim_for: timedelta) -> Sent | None:
+    """`owed` (its escalation, if any, as `escalation`) published under one claim and
+    recorded, as `_notice` says."""
     outputs = [*(clock_notices.warning(row, clock, state, now) for clock in owed.warnings),
                *(escalation.outputs if escalation else ())]
     claim = await ports.publish_claimed(routed, publisher, row, outputs, hold=claim_for)

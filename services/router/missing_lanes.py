@@ -9,12 +9,16 @@ that follows the table (lane_check, run by every router instance) makes them."""
 
 from __future__ import annotations
 
+import logging
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 
 from prometheus_client import Gauge
 
 from services.core import faults, kafka
 from services.router import ports
+
+logger = logging.getLogger(__name__)
 
 LANES_MISSING = Gauge("routing_router_department_lanes_missing",
                       "1 while a department's lanes are missing and the router could not"
@@ -97,3 +101,26 @@ class Refusing:
     async def publish(self, outputs: Sequence[kafka.Publishable]) -> None:
         self._lanes.refuse(outputs, then=NOT_HANDED_ON)
         await self._publisher.publish(outputs)
+
+
+class Waiting:
+    """The escalations one check of the clock watch found refused (LanesMissing), by the
+    department whose lanes are missing, logged at its end: one ERROR a department with how
+    many tickets wait, where a line a ticket every CHECK_AGAIN_AFTER_FAILURE flooded the
+    log (10,000 tickets waiting for one department). No ticket is named: the counter of
+    failed checks counts each, by the department holding it."""
+
+    def __init__(self) -> None:
+        self._tickets: Counter[str] = Counter()
+        self._reasons: dict[str, str] = {}
+
+    def add(self, refused: LanesMissing) -> None:
+        self._tickets[refused.department] += 1
+        self._reasons.setdefault(refused.department, str(refused))
+
+    def log(self, **extra: str) -> None:
+        for department, tickets in sorted(self._tickets.items()):
+            logger.error("escalations to a department whose lanes are missing wait; their"
+                         " tickets are checked again later", extra={
+                             "escalated_to": department, "tickets": tickets,
+                             "reason": self._reasons[department], **extra})

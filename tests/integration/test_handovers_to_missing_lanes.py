@@ -33,6 +33,7 @@ from services.router import (
     missing_lanes,
     ports,
     priority,
+    service_clocks,
     tickets_api,
 )
 from services.router import service as router_service
@@ -55,10 +56,13 @@ class Served:
 async def served(database_url: str, kafka_bootstrap: str,
                  tmp_path: Path) -> AsyncIterator[Served]:
     """customer_care escalates to `ghost`, billing to customer_care; the lanes of these
-    two exist, ghost's the router could not make (ensure_lanes as at a load sample)."""
+    two exist, ghost's the router could not make (ensure_lanes as at a load sample).
+    Warnings at 75%: customer_care's tickets are warned of their resolution (90h) at
+    67.5h."""
     ghost = unique("ghost").replace("-", "_")
-    table = ("fallback_department: customer_care\nroutes:\n"
-             "  - {segment: standard, department: customer_care, first_response_target: 1h}\n"
+    table = ("fallback_department: customer_care\nwarning_share: 0.75\nroutes:\n"
+             "  - {segment: standard, department: customer_care, first_response_target: 1h,"
+             " resolution_target: 90h}\n"
              "  - {segment: business, department: billing, first_response_target: 1h}\n"
              "departments:\n"
              f"  customer_care: {{escalation_to: {ghost}}}\n"
@@ -153,7 +157,9 @@ class TestAnEscalation:
     async def test_is_checked_again_later_holding_up_no_other_ticket(
             self, served: Served, caplog: pytest.LogCaptureFixture) -> None:
         """Its ticket, due first, stays in customer_care, checked again
-        CHECK_AGAIN_AFTER_FAILURE later, the reason logged; billing's, due after it, is
+        CHECK_AGAIN_AFTER_FAILURE later, the reason logged once for the department with
+        the count of tickets waiting; the resolution's warning it owes with it is sent
+        (measured before: held back with the escalation); billing's, due after it, is
         escalated at the same check."""
         stuck = await routed_ticket(served.apis.routed, served.table, "standard",
                                     spent=timedelta(days=3))
@@ -167,21 +173,27 @@ class TestAnEscalation:
                                 held=served.apis.held, table=served.table,
                                 lanes=served.lanes)
         try:
-            with caplog.at_level(logging.ERROR, logger=clock_watch.__name__):
+            with caplog.at_level(logging.ERROR):
                 sent = await router_service.escalate_due(
                     router.routed, router.publisher, table=served.table.current,
                     queue_for=priority.queue_for, now=now)
         finally:
             await publisher.close()
-        assert sent == 1
+        assert sent == 2  # stuck's warning, behind's escalation
         moved = await served.apis.routed.get(behind)
         assert moved is not None and moved.department == "customer_care"
         kept = await served.apis.routed.get(stuck)
         assert kept is not None and kept.department == "customer_care"
         assert kept.next_clock_check == now + clock_watch.CHECK_AGAIN_AFTER_FAILURE
+        assert kept.service_clocks is not None
+        resolution = service_clocks.from_json(kept.service_clocks).current("resolution")
+        assert resolution is not None and resolution.warning_at is None  # sent
         assert failed_checks("customer_care") == failed_before + 1
-        [logged] = [record for record in caplog.records
+        assert not [record for record in caplog.records
                     if getattr(record, "ticket_id", None) == stuck]
+        [logged] = [record for record in caplog.records
+                    if getattr(record, "escalated_to", None) == served.ghost]
+        assert logged.tickets == 1  # type: ignore[attr-defined]
         assert logged.reason == (  # type: ignore[attr-defined]
             f"department {served.ghost}'s lanes do not exist and the router could not make"
             f" them ({missing(served.ghost)}): nothing is handed on to it until they do")

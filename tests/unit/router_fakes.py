@@ -16,7 +16,14 @@ from sqlalchemy import inspect
 
 from services.core import envelope, kafka, lifecycle, targets, tickets
 from services.core.settings import Settings
-from services.router import bootstrap, held_tickets, intake_policy, service_clocks, store
+from services.router import (
+    bootstrap,
+    held_tickets,
+    intake_policy,
+    missing_lanes,
+    service_clocks,
+    store,
+)
 from services.router.models import IntakeKeyRow, RoutedTicketRow
 from services.router.store import ClockChange, Dispatch
 from tests.conftest import TEST_ROUTING_TABLE
@@ -248,9 +255,11 @@ class Wired:
     held: FakeHeld
 
 
-def wired(table: Path = TEST_ROUTING_TABLE) -> Wired:
-    """A router over recording fakes and a routing table (the tests'), by its bootstrap."""
+def wired(table: Path = TEST_ROUTING_TABLE,
+          lanes: missing_lanes.MissingLanes | None = None) -> Wired:
+    """A router over recording fakes and a routing table (the tests'), by its bootstrap;
+    `lanes`: those it could not make (none if not given)."""
     routed, keys, publisher, held = FakeRouted(), FakeKeys(), FakePublisher(), FakeHeld()
     router = bootstrap.wire(Settings(routing_table_file=table), routed=routed,
-                            intake_keys=keys, publisher=publisher, held=held)
+                            intake_keys=keys, publisher=publisher, held=held, lanes=lanes)
     return Wired(router, routed, keys, publisher, held)
