@@ -53,7 +53,8 @@ WARNINGS = Counter("routing_router_target_warnings_total",
 FAILED = Counter("routing_router_clock_checks_failed_total",
                  "Tickets whose service-level notice failed for a reason of their own"
                  " (checked again later; an escalation published and not recorded, ended;"
-                 " the log names the ticket)", ["department"])
+                 " the log names the ticket, or, for escalations waiting for a department's"
+                 " missing lanes, counts them once a check)", ["department"])
 # How long a ticket whose notice failed waits before it is checked again (a routing
 # table fixed meanwhile is in force by then).
 CHECK_AGAIN_AFTER_FAILURE = timedelta(minutes=15)
