@@ -2,7 +2,7 @@
 as read: its warnings (`warning`), then one escalation (`escalation`) of every clock
 breached or at its second level, together, an event and a trace step per clock, to where
 service_clocks.escalation says, with the marks and rebase its record makes. The clock
-watch (clock_watch.py) publishes them under a claim and records them.
+watch (clock_watch.py) has them published under a claim and recorded (clock_sending.py).
 """
 
 from __future__ import annotations

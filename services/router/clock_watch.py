@@ -3,12 +3,8 @@ breached, and a second level when the escalated ticket is still unanswered later
 Run periodically by the router that holds the escalation lease (escalation.LEASE).
 
 What a ticket's clocks owe at a check (service_clocks.owed) is sent at once, for the
-department holding it: its warnings, then one escalation of every clock breached or at
-its second level, together, an event per clock (service_clocks.escalation: where to;
-clock_notices builds them). All are published under one claim of the ticket as read
-(ports.publish_claimed), before the clocks record them and end it: two sendings at once
-(the watch's, a hand-over's on another router) publish them once; a crash in between
-sends them again at the next check (at least once), rather than never. A record that
+department holding it, under one claim of the ticket as read (clock_sending.py). A
+record that
 fails for a reason of the ticket's own, not an outage (checked_again_later): with an
 escalation, the escalation is ended, its clocks marked as it marks them (without
 clocks: marked escalated), rather than have every later check publish it again; if the
@@ -16,22 +12,20 @@ store refuses that too, and for warnings alone (there is nothing smaller to reco
 the ticket is checked again CHECK_AGAIN_AFTER_FAILURE later, and they are published
 again then. An escalation to a department whose lanes the router could not make
 (missing_lanes.LanesMissing) waits so, checked again later, but the warnings owed with it
-go out at once (EscalationWaits); a check logs those waiting once a department
+go out at once (clock_sending.EscalationWaits); a check logs those waiting once a department
 (missing_lanes.Waiting), not once a ticket.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from prometheus_client import Counter
 
 from services.core import faults
 from services.router import (
-    clock_notices,
+    clock_sending,
     dispatch,
     escalation,
     missing_lanes,
@@ -43,13 +37,6 @@ from services.router.models import RoutedTicketRow
 
 logger = logging.getLogger(__name__)
 
-# What this router published, at least once (a notice published again after a crash
-# counts again): the metrics service counts each notice once
-# (routing_target_warnings_total, routing_target_escalations_total), which the alerts read.
-WARNINGS = Counter("routing_router_target_warnings_total",
-                   "Warnings this router published at a share of a service-level target (at"
-                   " least once; routing_target_warnings_total counts each once)",
-                   ["department", "target"])
 FAILED = Counter("routing_router_clock_checks_failed_total",
                  "Tickets whose service-level notice failed for a reason of their own"
                  " (checked again later; an escalation published and not recorded, ended;"
@@ -58,13 +45,6 @@ FAILED = Counter("routing_router_clock_checks_failed_total",
 # How long a ticket whose notice failed waits before it is checked again (a routing
 # table fixed meanwhile is in force by then).
 CHECK_AGAIN_AFTER_FAILURE = timedelta(minutes=15)
-LEVELS = Counter("routing_router_target_escalations_total",
-                 "Escalations of breached service-level targets this router published, by"
-                 " level (2: still unanswered after the first; at least once:"
-                 " routing_target_escalations_total counts each once)",
-                 ["department", "target", "level"])
-
-
 def export_failed_notices(table: routing.RoutingTable) -> None:
     """Each department of a routing table put in force at 0 failed notices, on every
     router, before any check: a series born at a first failure (after a lease takeover,
@@ -72,38 +52,6 @@ def export_failed_notices(table: routing.RoutingTable) -> None:
     would miss it."""
     for department in table.departments:
         FAILED.labels(department)
-
-
-@dataclass(frozen=True)
-class Sent:
-    """What one sending of a ticket's notices sent: how many, and the escalations; and
-    whether it postponed the ticket's next check (a notice failed for the ticket's own
-    reason: checked_again_later), which a row read before no longer shows."""
-
-    count: int = 0
-    escalated: tuple[clock_notices.Escalated, ...] = ()
-    postponed: bool = False
-
-    def __add__(self, other: Sent) -> Sent:
-        return Sent(self.count + other.count, (*self.escalated, *other.escalated),
-                    self.postponed or other.postponed)
-
-
-class EscalationWaits(Exception):
-    """A notice whose escalation was refused, the department it goes to lacking its lanes
-    (`refused`), and whose warnings went out alone (`sent`): the escalation waits, the
-    ticket checked again later (checked_again_later) from the clocks' next check as the
-    warnings' record left it (`read`)."""
-
-    def __init__(self, refused: missing_lanes.LanesMissing, sent: Sent,
-                 read: datetime | None) -> None:
-        super().__init__(str(refused))
-        self.refused, self.sent, self.read = refused, sent, read
-
-
-def _sent_before(error: Exception) -> Sent:
-    """What a sending that failed with `error` sent all the same."""
-    return error.sent if isinstance(error, EscalationWaits) else Sent()
 
 
 async def watch_clocks(routed: ports.Routed, publisher: ports.Publisher, *,
@@ -123,11 +71,12 @@ async def watch_clocks(routed: ports.Routed, publisher: ports.Publisher, *,
         for due in (routed.due_for_escalation, routed.due_clocks):
             for row in await due(now):
                 try:
-                    turn = await _sent(routed, publisher, row, table=table,
-                                       queue_for=queue_for, now=now, claim_for=claim_for)
+                    turn = await clock_sending.send(routed, publisher, row, table=table,
+                                                    queue_for=queue_for, now=now,
+                                                    claim_for=claim_for)
                     sent += 0 if turn is None else turn.count
                 except Exception as error:
-                    sent += _sent_before(error).count
+                    sent += clock_sending.sent_before(error).count
                     if not await checked_again_later(routed, error, row, now,
                                                      waiting=waiting):
                         raise  # the check runs again
@@ -152,7 +101,7 @@ async def checked_again_later(routed: ports.Routed, error: Exception, row: Route
     failure: BaseException = error
     message = "a ticket's service-level notice failed; checked again later"
     read = row.next_clock_check
-    if isinstance(error, EscalationWaits):
+    if isinstance(error, clock_sending.EscalationWaits):
         failure, read = error.refused, error.read
     if isinstance(error, ports.Unrecorded):
         cause = error.__cause__ or error
@@ -210,16 +159,16 @@ def _checked_later(row: RoutedTicketRow, now: datetime) -> bool:
     return row.next_clock_check is not None and row.next_clock_check > now
 
 
-# What is owed at a moment is sent at once (service_clocks.owed, _notice): the first turn
-# sends it, and the escalation's marks and rebase leave nothing due by then (a deadline or
-# warning counted in the new hours is later; a missed deadline is marked breached), so a
-# second turn finds nothing owed and ends the loop.
+# What is owed at a moment is sent at once (service_clocks.owed, clock_sending): the first
+# turn sends it, and the escalation's marks and rebase leave nothing due by then (a
+# deadline or warning counted in the new hours is later; a missed deadline is marked
+# breached), so a second turn finds nothing owed and ends the loop.
 _TURNS = 2
 
 
 async def send_owed(routed: ports.Routed, publisher: ports.Publisher, row: RoutedTicketRow, *,
                     table: routing.RoutingTable, queue_for: dispatch.QueueFor, now: datetime,
-                    claim_for: timedelta = ports.HANDOVER_CLAIM) -> Sent | None:
+                    claim_for: timedelta = ports.HANDOVER_CLAIM) -> clock_sending.Sent | None:
     """Every notice the ticket owes by `now` (service_clocks.owes_notice; for a ticket
     without clocks, its escalation: escalation.owes_escalation), sent as the watch sends
     it, for a hand-over or a priority change asked at `now` to come after them; what was
@@ -230,15 +179,16 @@ async def send_owed(routed: ports.Routed, publisher: ports.Publisher, row: Route
     before the watch's next check of the ticket."""
     if row.service_clocks is None:  # routed before migration 0010: its one escalation
         if not escalation.owes_escalation(row, now):
-            return Sent()
+            return clock_sending.Sent()
         try:
-            return await _sent(routed, publisher, row, table=table, queue_for=queue_for,
-                               now=now, claim_for=claim_for)
+            return await clock_sending.send(routed, publisher, row, table=table,
+                                            queue_for=queue_for, now=now,
+                                            claim_for=claim_for)
         except Exception as error:
             if not await checked_again_later(routed, error, row, now):
                 raise
-            return Sent(postponed=True)
-    sent = Sent()
+            return clock_sending.Sent(postponed=True)
+    sent = clock_sending.Sent()
     current: RoutedTicketRow | None = row
     for _ in range(_TURNS):
         if current is None or current.service_clocks is None \
@@ -246,120 +196,16 @@ async def send_owed(routed: ports.Routed, publisher: ports.Publisher, row: Route
                     service_clocks.from_json(current.service_clocks), now):
             break
         try:
-            turn = await _notice(routed, publisher, current, table=table,
-                                 queue_for=queue_for, now=now, claim_for=claim_for)
+            turn = await clock_sending.send(routed, publisher, current, table=table,
+                                            queue_for=queue_for, now=now,
+                                            claim_for=claim_for)
         except Exception as error:
             if not await checked_again_later(routed, error, current, now):
                 raise
-            sent += _sent_before(error) + Sent(postponed=True)
+            sent += clock_sending.sent_before(error) + clock_sending.Sent(postponed=True)
             break
         if turn is None:
             return None
         sent += turn
         current = await routed.get(row.ticket_id)
     return sent
-
-
-async def _sent(routed: ports.Routed, publisher: ports.Publisher, row: RoutedTicketRow, *,
-                table: routing.RoutingTable, queue_for: dispatch.QueueFor, now: datetime,
-                claim_for: timedelta) -> Sent | None:
-    """What is owed by `now` sent, as `_notice` sends it for a ticket with clocks, and
-    for one without (routed before migration 0010), its one escalation."""
-    if row.service_clocks is not None:
-        return await _notice(routed, publisher, row, table=table, queue_for=queue_for,
-                             now=now, claim_for=claim_for)
-    escalated = await escalation.escalate(routed, publisher, row, table=table,
-                                          queue_for=queue_for, now=now,
-                                          claim_for=claim_for)
-    return None if escalated is None else Sent(len(escalated), escalated)
-
-
-async def _notice(routed: ports.Routed, publisher: ports.Publisher, row: RoutedTicketRow, *,
-                  table: routing.RoutingTable, queue_for: dispatch.QueueFor, now: datetime,
-                  claim_for: timedelta) -> Sent | None:
-    """What the ticket's clocks owe by `now` (service_clocks.owed), sent at once for the
-    department holding it: its warnings, then one escalation of every clock breached or
-    at its second level, published together under one claim of the ticket as `row` read
-    it (its clocks too: claim_handover), and recorded with it, so that two sendings at
-    once (the watch's and a hand-over's, on two routers) publish each notice once; what
-    was sent (None: another holds the ticket, or it changed since it was read, a notice
-    sent meanwhile or a report: nothing published, the next check sees it anew)."""
-    assert row.service_clocks is not None
-    state = service_clocks.from_json(row.service_clocks)
-    owed = service_clocks.owed(state, now)
-    escalation = clock_notices.escalation(row, owed, state, table=table,
-                                          queue_for=queue_for, now=now) \
-        if owed.escalated else None
-    try:
-        return await _published(routed, publisher, row, state, owed, escalation, now=now,
-                                claim_for=claim_for)
-    except missing_lanes.LanesMissing as refused:
-        if escalation is None or not owed.warnings:
-            raise
-        # The escalation's department alone is refused: the warnings owed go out now, as
-        # they would without it, and the escalation waits (checked_again_later).
-        warned = await _published(routed, publisher, row, state,
-                                  service_clocks.Owed(warnings=owed.warnings), None,
-                                  now=now, claim_for=claim_for)
-        if warned is None:
-            return None
-        left = clock_notices.warned(owed.warnings)(state, row.department)
-        raise EscalationWaits(refused, warned, left.next_check()) from refused
-
-
-async def _published(routed: ports.Routed, publisher: ports.Publisher, row: RoutedTicketRow,
-                     state: service_clocks.TicketClocks, owed: service_clocks.Owed,
-                     escalation: clock_notices.Escalation | None, *, now: datetime,
-                     claim_for: timedelta) -> Sent | None:
-    """`owed` (its escalation, if any, as `escalation`) published under one claim and
-    recorded, as `_notice` says."""
-    outputs = [*(clock_notices.warning(row, clock, state, now) for clock in owed.warnings),
-               *(escalation.outputs if escalation else ())]
-    claim = await ports.publish_claimed(routed, publisher, row, outputs, hold=claim_for)
-    if claim is None:
-        return None
-    warned = clock_notices.warned(owed.warnings)
-    record: ports.Record
-    if escalation is None:
-        record = functools.partial(_record_warnings, routed, row.ticket_id, warned,
-                                   claim=claim)
-    else:
-        def moved(current: service_clocks.TicketClocks,
-                  department: str) -> service_clocks.TicketClocks:
-            return escalation.move(warned(current, department), department)
-
-        record = functools.partial(
-            routed.record_handover, row.ticket_id, department=escalation.to,
-            steps=escalation.steps, ticket=escalation.ticket, now=now, move_clocks=moved,
-            claim=claim, escalated=bool(owed.breached))
-    ended = None
-    if escalation is not None:
-        def marked(current: service_clocks.TicketClocks,
-                   department: str) -> service_clocks.TicketClocks:
-            return escalation.mark(warned(current, department), department)
-
-        ended = functools.partial(routed.update_clocks, row.ticket_id, marked, claim=claim,
-                                  claimed_only=True)
-    await ports.record_published(record, claim=claim, ticket_id=row.ticket_id, end=ended)
-    for clock in owed.warnings:
-        WARNINGS.labels(row.department, clock.target).inc()
-        logger.info("service-level warning", extra={"ticket_id": row.ticket_id,
-                                                    "department": row.department,
-                                                    "target": clock.target})
-    if escalation is None:
-        return Sent(owed.count)
-    for each in escalation.escalated:
-        LEVELS.labels(each.from_department, each.target, str(each.level)).inc()
-    logger.info("service-level target escalated", extra={
-        "ticket_id": row.ticket_id, "department": row.department,
-        "target": ",".join(each.target for each in escalation.escalated),
-        "level": ",".join(str(each.level) for each in escalation.escalated),
-        "escalated_to": escalation.to})
-    return Sent(owed.count, escalation.escalated)
-
-
-async def _record_warnings(routed: ports.Routed, ticket_id: str,
-                           warned: clock_notices.ClockChange,
-                           *, claim: datetime, again: bool) -> None:
-    # Marking a warning sent twice marks it once: tried `again`, it is applied again.
-    await routed.update_clocks(ticket_id, warned, claim=claim)

@@ -14,7 +14,7 @@ import pytest
 
 from services.core import kafka, topics
 from services.core.settings import Settings
-from services.router import clock_watch, priority, routing, table_file
+from services.router import clock_sending, clock_watch, priority, routing, table_file
 from services.router.models import RoutedTicketRow
 from tests.integration.test_lifecycle_agreement import (  # noqa: F401
     ROUTED_AT,
@@ -57,7 +57,7 @@ async def test_two_sendings_at_once_publish_the_warning_once(
     await kafka.ensure_topics(settings, [topics.EVENTS])
     publisher = CountingPublisher(kafka.Publisher(settings, client_id="warning-sent-once"))
 
-    async def send_owed(row: RoutedTicketRow | None) -> clock_watch.Sent | None:
+    async def send_owed(row: RoutedTicketRow | None) -> clock_sending.Sent | None:
         assert row is not None
         return await clock_watch.send_owed(
             stores.router, publisher, row, table=table, queue_for=priority.queue_for,
@@ -72,7 +72,7 @@ async def test_two_sendings_at_once_publish_the_warning_once(
             else await send_owed(read_by_the_second)
     finally:
         await publisher.publisher.close()
-    assert (first, second) == (clock_watch.Sent(1), None)
+    assert (first, second) == (clock_sending.Sent(1), None)
     assert publisher.warnings == 1
     row = await stores.router.get(ticket_id)
     assert row is not None and row.handover_until is None  # the claim ended with the mark

@@ -21,6 +21,7 @@ from services.metrics import stats
 from services.metrics import timeline as metrics_timeline
 from services.router import (
     clock_notices,
+    clock_sending,
     clock_watch,
     escalation_targets,
     held_tickets,
@@ -2083,7 +2084,7 @@ class TestWarningsSentOnce:
                                   for column in RoutedTicketRow.__table__.columns})
 
     async def send_owed(self, router: Wired, row: RoutedTicketRow,
-                        ) -> clock_watch.Sent | None:
+                        ) -> clock_sending.Sent | None:
         return await clock_watch.send_owed(
             router.routed, router.publisher, row, table=router.router.table.current,
             queue_for=router.router.queue_for, now=self.WARNED + timedelta(seconds=1))
@@ -2098,7 +2099,7 @@ class TestWarningsSentOnce:
         read_by_the_second = self.as_read(router.routed.rows["t-1"])
         first = await self.send_owed(router, self.as_read(router.routed.rows["t-1"]))
         second = await self.send_owed(router, read_by_the_second)
-        assert (first, second) == (clock_watch.Sent(1), None)
+        assert (first, second) == (clock_sending.Sent(1), None)
         assert self.warnings(router) == ["first_response"]
         assert router.routed.rows["t-1"].handover_until is None  # the claim ended
 
@@ -2107,7 +2108,7 @@ class TestWarningsSentOnce:
         router = self.router(tmp_path)
         read_by_the_second = self.as_read(router.routed.rows["t-1"])
         publish = router.publisher.publish
-        during: list[clock_watch.Sent | None] = []
+        during: list[clock_sending.Sent | None] = []
 
         async def publishing(outputs: Sequence[kafka.Publishable]) -> None:
             if not during:  # the first sending's publish: the second sends meanwhile
@@ -2116,7 +2117,7 @@ class TestWarningsSentOnce:
 
         monkeypatch.setattr(router.publisher, "publish", publishing)
         first = await self.send_owed(router, self.as_read(router.routed.rows["t-1"]))
-        assert (first, during) == (clock_watch.Sent(1), [None])
+        assert (first, during) == (clock_sending.Sent(1), [None])
         assert self.warnings(router) == ["first_response"]
         # Marked: the watch after finds nothing owed.
         assert await clock_watch.watch_clocks(
