@@ -14,15 +14,11 @@ failed.
 from __future__ import annotations
 
 import functools
-import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from cel_expr_python import cel
-from celpy.celparser import CELParser
-from celpy.evaluation import celstr
-from lark import Token, Tree
 
 from services.core import conditions, topics
 
@@ -45,21 +41,6 @@ PERSONAL = (*DEFAULT_PROTECTED, "customer.attributes")
 # A segment is named as a department is (tickets.Name): both are Kafka topic parts,
 # label values and database keys.
 SEGMENT_NAME = topics.DEPARTMENT_NAME
-# A field selected by its name in quotes (`customer['age_years']`) is read as with a dot;
-# a key that is no name (`customer.attributes['a b']`) leaves the map it selects from read
-# whole.
-_FIELD_NAME = re.compile(r"[A-Za-z_]\w*")
-# The macros that bind a variable, named by their first argument, in the arguments after
-# it (`l.exists(v, v > 1)`): those cel_expr_python expands.
-_MACROS = frozenset({"all", "exists", "exists_one", "filter", "map"})
-_TEXTS = frozenset({"STRING_LIT", "MLSTRING_LIT"})
-# The grammar's rules that are their one part when they have one: an operation's, with no
-# operator, and parentheses.
-_WRAPPERS = frozenset({"expr", "conditionalor", "conditionaland", "relation", "addition",
-                       "multiplication", "unary", "member", "primary", "paren_expr"})
-# A node of the syntax tree cel-python's parser makes: a rule's part, or a word of it.
-_Node = Tree[Token] | Token
-
 Context = Mapping[str, Any]
 
 
@@ -197,84 +178,6 @@ def _is_protected(path: str, protected: tuple[str, ...]) -> bool:
 
 def _is_single(value: Any) -> bool:
     return value is None or isinstance(value, str | int | float | bool)
-
-
-def referenced_paths(expression: str) -> tuple[str, ...]:
-    """The variables and fields an expression reads, e.g. ('customer.type', 'tier'), in
-    the order it first reads them: not those in its text literals or comments, nor the
-    methods it calls, nor a macro's variables named alike (`l.exists(customer, ...)`).
-
-    Read from the syntax tree CEL's grammar parses it to (cel-python's parser; rules are
-    compiled and evaluated by cel_expr_python), not from its text. The expression must
-    parse: it is one cel_expr_python compiled."""
-    return tuple(dict.fromkeys(_reads(_parser().parse(expression), frozenset())))
-
-
-@functools.cache
-def _parser() -> CELParser:
-    # Built once, when the first rule is read (lark builds its tables in about half a second).
-    return CELParser()
-
-
-def _reads(node: _Node, local: frozenset[str]) -> Iterator[str]:
-    """The paths `node` reads; `local` names the macro variables in scope there."""
-    node = _inside(node)
-    if isinstance(node, Token):
-        return
-    path = _path(node, local)
-    if path is not None:
-        yield path
-        return
-    children = node.children
-    if node.data == "member_object":  # `Type{field: value}`: the type is no read
-        children = children[1:]
-    elif node.data == "member_dot_arg" and len(children) == 3 and children[1] in _MACROS:
-        target, _, arguments = children  # an exprlist
-        variable, *scoped = arguments.children if isinstance(arguments, Tree) else [arguments]
-        name = _inside(variable)
-        if isinstance(name, Tree) and name.data == "ident":
-            yield from _reads(target, local)
-            for argument in scoped:
-                yield from _reads(argument, local | {str(name.children[0])})
-            return
-    for child in children:
-        yield from _reads(child, local)
-
-
-def _path(node: _Node, local: frozenset[str]) -> str | None:
-    """The path `node` is, when it is a variable of the root scope or a field selected of
-    one (`has()` tests one); None when it is something else."""
-    node = _inside(node)
-    if isinstance(node, Token):
-        return None
-    if node.data == "ident" or node.data == "dot_ident":
-        # CEL's leading dot (`.customer`) names the root scope's variable, whatever a macro
-        # calls its own.
-        name = str(node.children[0])
-        return name if name in VARIABLES and (node.data == "dot_ident" or name not in local) \
-            else None
-    if node.data == "member_dot":
-        operand, field = node.children
-        path = _path(operand, local)
-        return None if path is None else f"{path}.{field}"
-    if node.data == "member_index":
-        operand, key = node.children
-        path = _path(operand, local)
-        key = _inside(key)
-        text = key.children[0] if isinstance(key, Tree) and key.data == "literal" else None
-        if (path is not None and isinstance(text, Token) and text.type in _TEXTS
-                and _FIELD_NAME.fullmatch(name := str(celstr(text)))):
-            return f"{path}.{name}"
-    return None
-
-
-def _inside(node: _Node) -> _Node:
-    """What `node` is made of when it only wraps it: `(customer)` is `customer`, as is an
-    expression of one operand, with no operator."""
-    while (isinstance(node, Tree) and node.data in _WRAPPERS and len(node.children) == 1
-           and isinstance(node.children[0], Tree)):
-        node = node.children[0]
-    return node
 
 
 def values_read(paths: Sequence[str], context: Context) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from services.core.config_files import (
     unknown_key_line,
     unknown_keys,
 )
-from services.segmenter import context, rules
+from services.segmenter import context, rule_reads, rules
 
 # The most rules a set may hold: each ticket's segment is decided by the first that holds,
 # and each rule is compiled, then checked on the probes, when a set is put in force.
@@ -174,11 +174,14 @@ def _compile_rule(entry: Any, position: int, source: str) -> rules.Rule:
 
 def _read_fields(expression: str, source: str, line: int | None, name: str
                  ) -> tuple[str, ...]:
-    """What the rule reads (rules.referenced_paths); ConfigError naming the first field it
-    reads that the context's records do not have. CEL takes the records as maps of any
-    keys, so `has(customer.agee_years)` compiles and is false for every customer: the
-    rule would never hold, silently."""
-    reads = rules.referenced_paths(expression)
+    """What the rule reads (rule_reads.referenced_paths); ConfigError naming the first
+    field it reads that the context's records do not have, or when what it reads cannot
+    be told. CEL takes the records as maps of any keys, so `has(customer.agee_years)`
+    compiles and is false for every customer: the rule would never hold, silently."""
+    try:
+        reads = rule_reads.referenced_paths(expression)
+    except rule_reads.Unreadable as exc:
+        raise ConfigError(source, line, name, str(exc)) from None
     for path in reads:
         unknown = context.unknown_field(path)
         if unknown is None:

@@ -6,6 +6,7 @@ file lists)."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import httpx
 import pytest
@@ -146,20 +147,9 @@ class TestHotReload:
         """A map built with a key twice: CEL raises on it rather than answer an error
         value. An upload, a dry run and an analysis are each answered 422 naming the
         rule, never 500; the rules in force stand."""
-        original = segmenter.rules_file.read_text()
-        in_force = (await client.get("/v1/segment-rules")).json()["version"]
-        raising = original.replace("version: demo-2", "version: raising-1").replace(
-            "rules:\n", "rules:\n  - name: twice\n    segment: general\n"
-                        "    when: \"{'k': 1, 'k': 2}.size() == 1\"\n", 1)
-        for path, send in (("/v1/segment-rules", client.put),
-                           ("/v1/segment-rules/dry-run", client.post),
-                           ("/v1/segment-rules/analysis", client.post)):
-            answer = await send(path, content=raising,
-                                headers={"content-type": "application/yaml"})
-            assert answer.status_code == 422, (path, answer.text)
-            assert answer.json()["rule"] == "twice", path
-            assert "ALREADY_EXISTS" in answer.json()["detail"], path
-        assert (await client.get("/v1/segment-rules")).json()["version"] == in_force
+        for error in await refused_wherever_sent(client, segmenter,
+                                                 "{'k': 1, 'k': 2}.size() == 1"):
+            assert "ALREADY_EXISTS" in error["detail"]
 
     async def test_a_misspelt_field_behind_has_is_a_422_naming_it_wherever_it_is_sent(
             self, client: httpx.AsyncClient, segmenter: Segmenter) -> None:
@@ -167,33 +157,28 @@ class TestHotReload:
         behind has() passed every check and never held. An upload, a dry run and an
         analysis are each answered 422 naming the rule, its line, the field and those
         accepted; the rules in force stand."""
-        original = segmenter.rules_file.read_text()
-        in_force = (await client.get("/v1/segment-rules")).json()["version"]
-        try:
-            for when, field, accepted in (
-                    ("has(customer.agee_years) && customer.agee_years >= 75",
-                     "customer.agee_years", "customer.age_years, customer.socio_economic_band"),
-                    ("has(features.frequencyy) && features.frequencyy >= 4",
-                     "features.frequencyy", "features.frequency, features.monetary")):
-                misspelt = original.replace("version: demo-2", "version: misspelt-1").replace(
-                    "rules:\n", f"rules:\n  - name: typo\n    segment: general\n"
-                                f"    when: \"{when}\"\n", 1)
-                line = misspelt.splitlines().index("  - name: typo") + 1
-                for path, send in (("/v1/segment-rules", client.put),
-                                   ("/v1/segment-rules/dry-run", client.post),
-                                   ("/v1/segment-rules/analysis", client.post)):
-                    answer = await send(path, content=misspelt,
-                                        headers={"content-type": "application/yaml"})
-                    assert answer.status_code == 422, (path, answer.text)
-                    error = answer.json()
-                    assert (error["rule"], error["line"]) == ("typo", line), path
-                    assert error["problem"].startswith(
-                        f"{field} is not a field rules can read"), path
-                    assert accepted in error["problem"].partition("accepted: ")[2], path
-            assert (await client.get("/v1/segment-rules")).json()["version"] == in_force
-        finally:  # had the misspelt set been put in force, the tests after would read it
-            await client.put("/v1/segment-rules", content=original,
-                             headers={"content-type": "application/yaml"})
+        for when, field, accepted in (
+                ("has(customer.agee_years) && customer.agee_years >= 75",
+                 "customer.agee_years", "customer.age_years, customer.socio_economic_band"),
+                ("has(features.frequencyy) && features.frequencyy >= 4",
+                 "features.frequencyy", "features.frequency, features.monetary")):
+            for error in await refused_wherever_sent(client, segmenter, when):
+                problem = error["problem"]
+                assert problem.startswith(f"{field} is not a field rules can read")
+                assert accepted in problem.partition("accepted: ")[2]
+
+    async def test_a_rule_whose_reads_cannot_be_told_is_a_422_naming_it_wherever_it_is_sent(
+            self, client: httpx.AsyncClient, segmenter: Segmenter) -> None:
+        """CEL compiles a list with a comma after its last item and a field in backquotes;
+        the grammar the fields a rule reads are told with does not take them. An upload, a
+        dry run and an analysis are each answered 422 naming the rule, its line and what
+        to write, never 500; the rules in force stand."""
+        for when in ("customer.country in ['NL', 'BE',]", "customer.`gender` == 'female'"):
+            for error in await refused_wherever_sent(client, segmenter, when):
+                problem = error["problem"]
+                assert problem.startswith("the fields this rule reads cannot be told")
+                assert "without a comma after its last item" in problem
+                assert "without backquotes" in problem
 
     async def test_editing_the_file_reloads_it(self, client: httpx.AsyncClient,
                                                segmenter: Segmenter) -> None:
@@ -282,3 +267,30 @@ class TestAnalysis:
             "seniors-club", "age_band", "65_plus")
         assert proxy["matched"] == 40 and proxy["share_of_matches"] == 1.0
         assert proxy["cramers_v"] >= 0.3
+
+
+async def refused_wherever_sent(client: httpx.AsyncClient, segmenter: Segmenter,
+                                when: str) -> list[dict[str, Any]]:
+    """The errors an upload, a dry run and an analysis of the rules in force with a rule
+    `added` (`when`) first are answered, each a 422 naming the rule and its line; the
+    rules in force stand."""
+    original = segmenter.rules_file.read_text()
+    in_force = (await client.get("/v1/segment-rules")).json()["version"]
+    refused = original.replace("version: demo-2", "version: refused-1").replace(
+        "rules:\n", f"rules:\n  - name: added\n    segment: general\n    when: \"{when}\"\n", 1)
+    line = refused.splitlines().index("  - name: added") + 1
+    errors = []
+    try:
+        for path, send in (("/v1/segment-rules", client.put),
+                           ("/v1/segment-rules/dry-run", client.post),
+                           ("/v1/segment-rules/analysis", client.post)):
+            answer = await send(path, content=refused,
+                                headers={"content-type": "application/yaml"})
+            assert answer.status_code == 422, (path, answer.text)
+            assert (answer.json()["rule"], answer.json()["line"]) == ("added", line), path
+            errors.append(answer.json())
+        assert (await client.get("/v1/segment-rules")).json()["version"] == in_force
+    finally:  # had the set been put in force, the tests after would read it
+        await client.put("/v1/segment-rules", content=original,
+                         headers={"content-type": "application/yaml"})
+    return errors
