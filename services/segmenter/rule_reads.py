@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import re
+import threading
 from collections.abc import Iterator
 
 from celpy.celparser import CELParseError, CELParser
@@ -51,9 +52,16 @@ def referenced_paths(expression: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(_reads(_parse(expression))))
 
 
+# One parse at a time: CELParser.parse keeps the text it parses on the parser, shared, and
+# lark's lexers build their scanners on their first use. The parses run on worker threads
+# (config_files.parse_off_the_loop), which the GIL lets run one at a time anyway.
+_PARSING = threading.Lock()
+
+
 def _parse(expression: str) -> _Node:
     try:
-        return _parser().parse(expression)
+        with _PARSING:
+            return _parser().parse(expression)
     except CELParseError as exc:
         raise Unreadable(_unparsed(expression, exc.line, exc.column)) from None
 

@@ -1,6 +1,10 @@
+import contextlib
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
+from celpy.celparser import CELParser
 
 from services.core.config_files import ConfigError
 from services.segmenter import rule_reads, rules_file
@@ -102,3 +106,32 @@ class TestUnreadable:
             f"the fields this rule reads cannot be told: the grammar they are read with"
             f" stops at {stops}. Write a list or map without a comma after its last item")
 
+
+class TestParsesAtOnce:
+    def test_rules_parsed_at_once_each_get_their_own_reads(self, monkeypatch: Any) -> None:
+        """cel-python's parser keeps the text it parses on itself: two threads sharing
+        one would read one rule twice. Here each parse waits, once it has kept its text,
+        for the other to keep its own (parses one at a time give up waiting)."""
+        rule_reads.referenced_paths("tier == 'a'")  # the parser built
+        kept = threading.Barrier(2, timeout=1)
+
+        def keep(parser: CELParser, text: str) -> None:
+            parser.__dict__["kept_text"] = text
+            with contextlib.suppress(threading.BrokenBarrierError):
+                kept.wait()
+
+        monkeypatch.setattr(CELParser, "text", property(
+            lambda parser: parser.__dict__["kept_text"], keep), raising=False)
+        reads: dict[str, tuple[str, ...]] = {}
+
+        def read(expression: str) -> None:
+            reads[expression] = rule_reads.referenced_paths(expression)
+
+        threads = [threading.Thread(target=read, args=(expression,))
+                   for expression in ("customer.gender == 'female'", "tier == 'gold'")]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert reads == {"customer.gender == 'female'": ("customer.gender",),
+                         "tier == 'gold'": ("tier",)}
