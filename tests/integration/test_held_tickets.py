@@ -22,6 +22,7 @@ import pytest
 from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
 from prometheus_client import REGISTRY
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.core import (
     background,
@@ -373,36 +374,68 @@ class TestATicketOfAnErasedCustomer:
             await engine.dispose()
 
 
+@dataclass
+class RoutedTwoDaysAgo:
+    """The router's store, and a ticket it routed two days ago (`ticket_id`, at `at`)."""
+
+    sessions: async_sessionmaker[AsyncSession]
+    routed: RoutedTickets
+    held: HeldTickets
+    ticket_id: str
+    at: datetime
+
+
 class TestARoutedTicketsStatePurged:
+    @pytest.fixture
+    async def store(self, database_url: str) -> AsyncIterator[RoutedTwoDaysAgo]:
+        engine = db.engine(database_url)
+        sessions = db.sessions(engine)
+        routed = RoutedTickets(sessions)
+        try:
+            ticket_id, at = await routed_ticket(routed, DEPARTMENT, spent=timedelta(days=2),
+                                                platform=PLATFORM)
+            yield RoutedTwoDaysAgo(sessions, routed, HeldTickets(sessions), ticket_id, at)
+        finally:
+            await engine.dispose()
+
     async def test_forgets_that_it_was_held_though_its_dead_letter_is_kept(
-            self, database_url: str) -> None:
+            self, store: RoutedTwoDaysAgo) -> None:
         """The race the held reader runs with a replay: it looks for the ticket's state,
         finds none, the replay's routing commits (with no held row to forget), then the
         reader's insert holds it. Answers read the state first; once the retention of
         ticket states (which may be shorter than the dead letter's 30 days) deletes
         it, the ticket is held no longer either, or it would be told held. Another
         ticket held, never routed, stays held."""
-        engine = db.engine(database_url)
-        sessions = db.sessions(engine)
-        routed, held = RoutedTickets(sessions), HeldTickets(sessions)
-        try:
-            ticket_id, at = await routed_ticket(routed, DEPARTMENT, spent=timedelta(days=2),
-                                                platform=PLATFORM)
-            async with sessions() as session, session.begin():  # the reader's late insert
-                session.add(HeldTicketRow(ticket_id=ticket_id, dead_letter_id="0:1",
-                                          stage="router", error_class="Unprocessable",
-                                          held_at=at, platform=PLATFORM))
-            other = Held(ticket_id=unique("t"), dead_letter_id="0:2", stage="segmenter",
-                         error_class="Unprocessable", held_at=at, platform=PLATFORM)
-            await held.hold([other])
+        async with store.sessions() as session, session.begin():  # the reader's late insert
+            session.add(HeldTicketRow(ticket_id=store.ticket_id, dead_letter_id="0:1",
+                                      stage="router", error_class="Unprocessable",
+                                      held_at=store.at, platform=PLATFORM))
+        other = Held(ticket_id=unique("t"), dead_letter_id="0:2", stage="segmenter",
+                     error_class="Unprocessable", held_at=store.at, platform=PLATFORM)
+        await store.held.hold([other])
 
-            assert await routed.purge(datetime.now(UTC) - timedelta(days=1), chunk=10) == 1
+        assert await store.routed.purge(datetime.now(UTC) - timedelta(days=1), chunk=10) == 1
 
-            assert await routed.routed_before([ticket_id]) == {}
-            assert await held.get(ticket_id) is None
-            assert await held.get(other.ticket_id) == other
-        finally:
-            await engine.dispose()
+        assert await store.routed.routed_before([store.ticket_id]) == {}
+        assert await store.held.get(store.ticket_id) is None
+        assert await store.held.get(other.ticket_id) == other
+
+    async def test_its_dead_letter_read_again_holds_it_again(
+            self, store: RoutedTwoDaysAgo) -> None:
+        """What README says of a `router-held` group that starts from the earliest dead
+        letter (new, or its offsets expired): once the ticket's state is purged, the
+        store keeps nothing of it, and it is held again, until the dead letter's 30 days
+        are past."""
+        dead_letter = Held(ticket_id=store.ticket_id, dead_letter_id="0:1", stage="router",
+                           error_class="Unprocessable", held_at=store.at - timedelta(hours=1),
+                           platform=PLATFORM)
+        await store.held.hold([dead_letter])
+        assert await store.held.get(store.ticket_id) is None  # routed: its state is kept
+
+        assert await store.routed.purge(datetime.now(UTC) - timedelta(days=1), chunk=10) == 1
+        await store.held.hold([dead_letter])
+
+        assert await store.held.get(store.ticket_id) == dead_letter
 
 
 class TestTheReadersLag:
