@@ -30,6 +30,9 @@ T = TypeVar("T")
 # The pause between two tries: 1 s, doubling, at most as long as a stage's pause while
 # an outage lasts (pipeline.MAX_RETRY_PAUSE_SECONDS), so that what is back is used soon.
 BACKOFF = background.Backoff(first=1.0, longest=5.0)
+# A start stopped by SIGINT or SIGTERM (before serving, or while the app's lifespan
+# starts: serve.Server): nothing served, nothing left to stop, no failure.
+STOPPED_EXIT = 0
 
 
 class Failure(Enum):
@@ -80,7 +83,7 @@ def waited_out(attempt: Callable[[], T], *, failure: Callable[[BaseException], F
             )(attempt)
     except KeyboardInterrupt:
         logger.info(stopped)
-        raise SystemExit(0) from None
+        raise SystemExit(STOPPED_EXIT) from None
     except Exception as error:
         if failure(error) is not Failure.MISTAKE:
             raise

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import signal
@@ -9,11 +10,12 @@ import socket
 import sys
 from collections.abc import Callable
 from types import FrameType
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
 
-from services.core import collector, partition_producers, service_context
+from services.core import at_start, collector, partition_producers, service_context
 from services.core.settings import STAGE_TRANSACTION_SECONDS, Settings, from_environment
 
 logger = logging.getLogger(__name__)
@@ -68,6 +70,8 @@ def run(app: FastAPI, settings: Settings, *, port: int, shared_port: int | None 
     # As uvicorn.run: a SIGINT is raised again after the graceful shutdown.
     with contextlib.suppress(KeyboardInterrupt):
         server.run(sockets=sockets)
+    if server.start_ended is not None:
+        sys.exit(server.start_ended)
     if not server.started:
         sys.exit(STARTUP_FAILURE)
     if server.exit_status is not None:
@@ -75,11 +79,21 @@ def run(app: FastAPI, settings: Settings, *, port: int, shared_port: int | None 
 
 
 class Server(uvicorn.Server):
-    """uvicorn's server, which a stage's end also shuts down (`exit_when_shut_down`)."""
+    """uvicorn's server, which a stage's end also shuts down (`exit_when_shut_down`), and
+    which SIGTERM or SIGINT stops while the app's lifespan starts (uvicorn waits for the
+    start before it looks at them: a lifespan waiting out the broker's outage would
+    keep the process until the broker came back or a kill came)."""
 
     def __init__(self, config: uvicorn.Config) -> None:
+        self._lifespan = _LifespanStart(config.app)
+        config.app = self._lifespan
         super().__init__(config)
         self.exit_status: int | None = None
+        # The status of a lifespan's start that ended without serving (stopped by a
+        # signal: at_start.STOPPED_EXIT); None while it starts, or once it started.
+        self.start_ended: int | None = None
+        self._stop_asked: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def exit_when_shut_down(self, status: int) -> None:
         """A stage ended for good (ServiceContext.stage_ended): shut down as on SIGTERM,
@@ -91,10 +105,85 @@ class Server(uvicorn.Server):
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         """A SIGTERM while a stage's end shuts the process down changes nothing: uvicorn
         would raise it again once shut down, and the process, killed by it, would exit
-        143, hiding from its supervisor that a stage ended (70)."""
+        143, hiding from its supervisor that a stage ended (70). Nor does a signal once
+        the lifespan's start ended without serving (the process exits with its status).
+        One while the lifespan starts ends its start (`startup`)."""
+        if self.start_ended is not None:
+            return
         if self.exit_status is not None and sig == signal.SIGTERM:
             return
         super().handle_exit(sig, frame)
+        if self._loop is not None and self._stop_asked is not None:
+            self._loop.call_soon_threadsafe(self._stop_asked.set)  # wakes the loop
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        """uvicorn's start; a stop asked while the app's lifespan starts ends the start
+        there, its parts started so far stopped, as a stop ends the wait before serving:
+        one line, the process exits 0 (at_start.STOPPED_EXIT), listening never."""
+        stop_asked = self._stop_asked = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
+        if self.should_exit:  # asked before the loop ran
+            stop_asked.set()
+        starting = asyncio.ensure_future(super().startup(sockets))
+        asked = asyncio.ensure_future(stop_asked.wait())
+        try:
+            await asyncio.wait({starting, asked}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            asked.cancel()
+        if starting.done() or not self._lifespan.starting:
+            await starting  # started (or failed) before the stop: shut down as usual
+            return
+        starting.cancel()  # uvicorn's wait for the start: it would serve once it ends
+        with contextlib.suppress(asyncio.CancelledError):
+            await starting
+        await self._lifespan.stop()
+        self._captured_signals.clear()  # uvicorn would raise them again: killed, not 0
+        self.start_ended = at_start.STOPPED_EXIT
+        logger.info("stopped while starting")
+
+
+class _LifespanStart:
+    """The app as uvicorn calls it, whose lifespan's start can be ended (`stop`)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self._starting: asyncio.Task[Any] | None = None  # the lifespan, while it starts
+        self._stopped = False
+
+    @property
+    def starting(self) -> bool:
+        return self._starting is not None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+
+        async def sending(message: Any) -> None:
+            if message["type"].startswith("lifespan.startup."):
+                self._starting = None
+            if not self._stopped:  # else uvicorn no longer waits for it
+                await send(message)
+
+        self._starting = asyncio.current_task()
+        try:
+            await self.app(scope, receive, sending)
+        except asyncio.CancelledError:
+            if not self._stopped:
+                raise
+        finally:
+            self._starting = None
+
+    async def stop(self) -> None:
+        """End the lifespan's start, if it has not ended: its parts started so far are
+        stopped, as when a part fails to start."""
+        task = self._starting
+        if task is None:
+            return
+        self._stopped = True
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(task)  # uvicorn's task: ends quietly once unwound
 
 
 def config(app: FastAPI, settings: Settings, *, port: int) -> uvicorn.Config:

@@ -9,17 +9,29 @@ Each service is started as it runs (its lifespan, on a real broker and store); t
 broker, a test's own, is stopped right after the check and started again while the
 lifespan waits. A mistake met there (a password refused) is not waited on: the lifespan
 ends at once with the line a start's refusal has, naming the setting (it ended after the
-topics' 30 tries, with the Kafka client's 'Unable to bootstrap')."""
+topics' 30 tries, with the Kafka client's 'Unable to bootstrap').
+
+A stop signal while the lifespan waits ends the process at once, exit 0, as it ends the
+wait before serving (serve.Server): uvicorn waits for the lifespan's start before it
+looks at signals, and the process waited for the broker (or a kill). That test serves a
+service's app in a process of its own as serve.service does, the check before serving
+left out (the broker is down from the start: the lifespan meets it so)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from devtools import ports, processes
 from devtools.kafka_broker import LocalKafka
 from services.core import broker_start, migrate, service_context, topics
 from services.core.settings import Settings
@@ -27,7 +39,10 @@ from tests import waits
 from tests.conftest import TEST_ROUTING_TABLE
 from tests.faults.test_broker_outage import own_broker  # noqa: F401
 from tests.integration.stages.test_stage_ended import SERVICES
-from tests.integration.test_broker_at_start import secured_broker  # noqa: F401
+from tests.integration.test_broker_at_start import (  # noqa: F401
+    secured_broker,
+    stopped_broker,
+)
 from tests.integration.test_stage_start_outage import refused_password
 
 # A bound on the waits below (the broker's start, the lifespan's), which end sooner.
@@ -103,3 +118,57 @@ async def test_a_password_refused_at_the_lifespan_ends_it_in_one_line(
         f"segmenter: KAFKA_SASL_USERNAME / KAFKA_SASL_PASSWORD: the Kafka broker at"
         f" {bootstrap} cannot be used: "), said
     assert "not-the-Pa55word" not in said[0]
+
+
+# A service's process as serve.service makes it, without the check before serving
+# (broker_start.ready_blocking): the store migrated, then the app served.
+SERVED_WITHOUT_THE_CHECK = """
+from services.core import logs, serve, store_start
+from services.core.settings import from_environment
+from services.metrics.app import NAME, create_app
+
+settings = from_environment()
+logs.configure(settings, service=NAME)
+store_start.migrated_blocking(settings.database_url)
+serve.run(create_app(settings), settings, port=settings.metrics_port)
+"""
+
+
+def served_without_the_check(tmp_path: Path, *, bootstrap: str,
+                             extra: dict[str, str] | None = None
+                             ) -> tuple[subprocess.Popen[bytes], Path]:
+    """The metrics service's process, its log file."""
+    service_ports = ports.free_ports_by_name(("router", "segmenter", "metrics"))
+    env = processes.service_env(
+        bootstrap=bootstrap, database_url=f"sqlite+aiosqlite:///{tmp_path / 'store.db'}",
+        ports=service_ports, extra={"LOG_FORMAT": "text", **(extra or {})})
+    log_file = tmp_path / "metrics.log"
+    with log_file.open("ab") as log:
+        process = subprocess.Popen([sys.executable, "-c", SERVED_WITHOUT_THE_CHECK],
+                                   env={**os.environ, **env},
+                                   cwd=Path(__file__).parents[2], stdout=log,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+    return process, log_file
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_stop_signal_ends_the_lifespan_s_wait(
+        stopped_broker: LocalKafka, tmp_path: Path,  # noqa: F811
+        stop: signal.Signals) -> None:
+    process, log_file = served_without_the_check(
+        tmp_path, bootstrap=stopped_broker.bootstrap_servers)
+    try:
+        deadline = time.monotonic() + WITHIN_SECONDS
+        while process.poll() is None and "metrics cannot start: " not in log_file.read_text():
+            assert time.monotonic() < deadline, log_file.read_text()
+            time.sleep(0.1)
+        assert process.poll() is None, log_file.read_text()  # waits, its lifespan starting
+        process.send_signal(stop)
+        # Before the mend, the lifespan waited on: no exit until the broker came back.
+        code = process.wait(WITHIN_SECONDS)
+    finally:
+        ports.terminate(process, 10)
+    logs = log_file.read_text()
+    assert code == 0, logs
+    assert "stopped while starting" in logs
+    assert "Traceback" not in logs and " ERROR " not in logs, logs
