@@ -33,6 +33,9 @@ BACKOFF = background.Backoff(first=1.0, longest=5.0)
 # A start stopped by SIGINT or SIGTERM (before serving, or while the app's lifespan
 # starts: serve.Server): nothing served, nothing left to stop, no failure.
 STOPPED_EXIT = 0
+# A start that met a mistake no wait mends (before serving, or in the app's lifespan):
+# the line naming the setting logged, then this status.
+REFUSED_EXIT = 1
 
 
 class Failure(Enum):
@@ -41,6 +44,17 @@ class Failure(Enum):
     OUTAGE = "outage"  # down, starting or unreachable: passes by itself
     MISTAKE = "mistake"  # in the settings, or in the users they name: every try meets it
     OTHER = "other"  # neither (a migration that fails, a bug): raised as it is
+
+
+class Refused(Exception):
+    """A mistake no wait mends, met by a start once the service is about to serve (the
+    app's lifespan, a stage's start): `line` (naming the setting) is logged already; a
+    lifespan's start so ended exits REFUSED_EXIT (serve.Server), as the start before
+    serving does."""
+
+    def __init__(self, line: str) -> None:
+        super().__init__(line)
+        self.line = line
 
 
 class Unusable(SystemExit):
@@ -88,7 +102,7 @@ def waited_out(attempt: Callable[[], T], *, failure: Callable[[BaseException], F
         if failure(error) is not Failure.MISTAKE:
             raise
         logger.error(refusal(error), extra=dict(extra))
-        raise SystemExit(1) from None
+        raise SystemExit(REFUSED_EXIT) from None
 
 
 @contextlib.contextmanager

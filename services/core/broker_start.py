@@ -195,8 +195,9 @@ async def outage_waited_out(start: Callable[[], Awaitable[T]], settings: Setting
     is about to), the broker's outage waited out as `ready_blocking` waits for it: a
     WARNING on `by` each try ("`what` cannot start: ..."), the next after a pause
     (at_start.BACKOFF, counted in `failures`: the caller says when they end), for as
-    long as it lasts. Anything else is raised; a mistake no wait mends logged first
-    (`refusal`'s line, as the start before serving logs it). The one rule of a stage's
+    long as it lasts. A mistake no wait mends is logged (`refusal`'s line, as the start
+    before serving logs it) and raised as at_start.Refused (a lifespan's start then exits
+    1, as that start does: serve.Server); anything else is raised. The one rule of a stage's
     start and of the parts a service's lifespan starts: the broker may go away between
     the start's check and them."""
     failures = failures if failures is not None else background.FailuresInARow(
@@ -208,7 +209,9 @@ async def outage_waited_out(start: Callable[[], Awaitable[T]], settings: Setting
             error = await _as_reached(failed, settings)
             found = failure(error)
             if found is at_start.Failure.MISTAKE:
-                by.error("%s: %s", what, refusal(error, settings), extra=dict(extra or {}))
+                refused = f"{what}: {refusal(error, settings)}"
+                by.error("%s", refused, extra=dict(extra or {}))
+                raise at_start.Refused(refused) from error
             if found is not at_start.Failure.OUTAGE:
                 raise error from failed
             pause = failures.failed()

@@ -117,36 +117,51 @@ class Server(uvicorn.Server):
             self._loop.call_soon_threadsafe(self._stop_asked.set)  # wakes the loop
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        """uvicorn's start; a stop asked while the app's lifespan starts ends the start
-        there, its parts started so far stopped, as a stop ends the wait before serving:
-        one line, the process exits 0 (at_start.STOPPED_EXIT), listening never."""
+        """uvicorn's start, but for a lifespan's start that ends without serving: a stop
+        asked meanwhile (its parts started so far stopped, as a stop ends the wait before
+        serving: "stopped while starting", exit 0, at_start.STOPPED_EXIT) or a mistake
+        met (at_start.Refused: its line logged, exit 1, at_start.REFUSED_EXIT, as the
+        check before serving refuses it; uvicorn's exit 3 and traceback were another
+        rule). The process never listens then."""
         stop_asked = self._stop_asked = asyncio.Event()
         self._loop = asyncio.get_running_loop()
         if self.should_exit:  # asked before the loop ran
             stop_asked.set()
+        lifespan = self._lifespan
         starting = asyncio.ensure_future(super().startup(sockets))
         asked = asyncio.ensure_future(stop_asked.wait())
+        ended = asyncio.ensure_future(lifespan.ended.wait())
         try:
-            await asyncio.wait({starting, asked}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({starting, asked, ended}, return_when=asyncio.FIRST_COMPLETED)
+            if asked.done() and not ended.done() and lifespan.starting:
+                lifespan.stop()
+                await asyncio.wait({starting, ended}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             asked.cancel()
-        if starting.done() or not self._lifespan.starting:
-            await starting  # started (or failed) before the stop: shut down as usual
+            ended.cancel()
+        if lifespan.status is None:
+            await starting  # started (or failed otherwise): on as uvicorn goes
             return
         starting.cancel()  # uvicorn's wait for the start: it would serve once it ends
         with contextlib.suppress(asyncio.CancelledError):
             await starting
-        await self._lifespan.stop()
+        lifespan.release()
+        self.should_exit = True  # nothing to serve
         self._captured_signals.clear()  # uvicorn would raise them again: killed, not 0
-        self.start_ended = at_start.STOPPED_EXIT
-        logger.info("stopped while starting")
+        self.start_ended = lifespan.status
+        if lifespan.status == at_start.STOPPED_EXIT:
+            logger.info("stopped while starting")
 
 
 class _LifespanStart:
-    """The app as uvicorn calls it, whose lifespan's start can be ended (`stop`)."""
+    """The app as uvicorn calls it, whose lifespan's start may end without serving
+    (`status`): stopped (`stop`), or refused (at_start.Refused, its line logged)."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
+        self.status: int | None = None  # the exit status of a start ended without serving
+        self.ended = asyncio.Event()  # `status` is set: the task waits to be `release`d
+        self._released = asyncio.Event()
         self._starting: asyncio.Task[Any] | None = None  # the lifespan, while it starts
         self._stopped = False
 
@@ -158,11 +173,14 @@ class _LifespanStart:
         if scope["type"] != "lifespan":
             await self.app(scope, receive, send)
             return
+        failed: list[Any] = []
 
         async def sending(message: Any) -> None:
             if message["type"].startswith("lifespan.startup."):
                 self._starting = None
-            if not self._stopped:  # else uvicorn no longer waits for it
+            if message["type"] == "lifespan.startup.failed":
+                failed.append(message)  # said below, unless the start ended so
+            else:
                 await send(message)
 
         self._starting = asyncio.current_task()
@@ -170,20 +188,37 @@ class _LifespanStart:
             await self.app(scope, receive, sending)
         except asyncio.CancelledError:
             if not self._stopped:
+                await self._say(failed, send)
                 raise
+            self.status = at_start.STOPPED_EXIT
+        except at_start.Refused:
+            self.status = at_start.REFUSED_EXIT
+        except BaseException:
+            await self._say(failed, send)
+            raise
+        else:
+            await self._say(failed, send)
+            return
         finally:
             self._starting = None
+        self.ended.set()
+        await self._released.wait()  # uvicorn's wait for the start cancelled meanwhile
 
-    async def stop(self) -> None:
-        """End the lifespan's start, if it has not ended: its parts started so far are
-        stopped, as when a part fails to start."""
-        task = self._starting
-        if task is None:
-            return
+    @staticmethod
+    async def _say(failed: list[Any], send: Any) -> None:
+        for message in failed:
+            await send(message)
+
+    def stop(self) -> None:
+        """End the lifespan's start (it has not ended): its parts started so far are
+        stopped, as when a part fails to start; then `ended`."""
+        assert self._starting is not None
         self._stopped = True
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.shield(task)  # uvicorn's task: ends quietly once unwound
+        self._starting.cancel()
+
+    def release(self) -> None:
+        """Let the lifespan's task, its start ended without serving, end quietly."""
+        self._released.set()
 
 
 def config(app: FastAPI, settings: Settings, *, port: int) -> uvicorn.Config:

@@ -15,7 +15,9 @@ A stop signal while the lifespan waits ends the process at once, exit 0, as it e
 wait before serving (serve.Server): uvicorn waits for the lifespan's start before it
 looks at signals, and the process waited for the broker (or a kill). That test serves a
 service's app in a process of its own as serve.service does, the check before serving
-left out (the broker is down from the start: the lifespan meets it so)."""
+left out (the broker is down from the start: the lifespan meets it so); so does the
+test of a password refused there, which exits 1 in the refusal's one line, as the check
+before serving refuses it (it exited 3, uvicorn's start failed, with a traceback)."""
 
 from __future__ import annotations
 
@@ -172,3 +174,26 @@ def test_a_stop_signal_ends_the_lifespan_s_wait(
     assert code == 0, logs
     assert "stopped while starting" in logs
     assert "Traceback" not in logs and " ERROR " not in logs, logs
+
+
+def test_a_password_refused_at_the_lifespan_exits_1_in_one_line(
+        secured_broker: tuple[str, Path], tmp_path: Path) -> None:  # noqa: F811
+    bootstrap, ca = secured_broker
+    wrong = refused_password(bootstrap, ca, tmp_path).kafka_sasl_password
+    assert wrong is not None
+    process, log_file = served_without_the_check(tmp_path, bootstrap=bootstrap, extra={
+        "KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "KAFKA_SASL_USERNAME": "metrics",
+        "KAFKA_SASL_PASSWORD": wrong.get_secret_value(), "KAFKA_SSL_CAFILE": str(ca)})
+    try:
+        code = process.wait(WITHIN_SECONDS)
+    finally:
+        ports.terminate(process, 10)
+    logs = log_file.read_text()
+    # Before the mend: exit 3 (uvicorn's start failed), the lifespan's traceback after.
+    assert code == 1, logs
+    # The refusal's line, after the Kafka client's own ('Unable connect to ...').
+    line = [line for line in logs.splitlines() if " ERROR " in line][-1]
+    assert ("metrics: KAFKA_SASL_USERNAME / KAFKA_SASL_PASSWORD: the Kafka broker at"
+            f" {bootstrap} cannot be used: [Error 58] SaslAuthenticationFailed:") in line
+    assert "Traceback" not in logs and "cannot start: " not in logs, logs
+    assert wrong.get_secret_value() not in logs
