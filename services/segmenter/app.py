@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -67,9 +68,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await config_changes.govern(segmenter.rules, settings, sessions, tasks,
                                         publisher=publisher, client_id=f"{NAME}-config")
             tasks.start("rules-watch", segmenter.rules.watch)
-            # A fresh follower each (re)start: a stopped Kafka consumer is not started again.
-            tasks.start("cache-follower",
-                        lambda stop: customer_events.CacheFollower(settings, store).run(stop))
+            # Positioned before the stage starts: every change from then on drops its
+            # customer's cached copy, none made while the stage runs is missed. A fresh
+            # follower at each restart: a stopped Kafka consumer is not started again.
+            first = [await customer_events.CacheFollower.positioned(settings, store)]
+
+            async def follow_customers(stop: asyncio.Event) -> None:
+                if first:
+                    await first.pop().follow(stop)
+                else:
+                    await customer_events.CacheFollower(settings, store).run(stop)
+
+            tasks.start("cache-follower", follow_customers)
             tasks.start("tickets-raised", lambda stop: background.every(
                 settings.tickets_raised_flush_seconds, lambda: _flush(segment.tally, store),
                 stop, once_more_on_stop=True))

@@ -11,7 +11,7 @@ from typing import Protocol
 
 from prometheus_client import Counter
 
-from services.core import envelope, events, faults, kafka, topics
+from services.core import broker_start, envelope, events, faults, kafka, topics
 from services.core.settings import Settings
 from services.segmenter.store import CustomerStore, TierChange
 
@@ -94,6 +94,19 @@ class CacheFollower:
     async def run(self, stop: asyncio.Event) -> None:
         await self.start()
         await self.follow(stop)
+
+    @classmethod
+    async def positioned(cls, settings: Settings, store: CustomerStore) -> CacheFollower:
+        """One started (`start`), the broker's outage waited out as the other parts a
+        service's lifespan starts wait for it (broker_start.outage_waited_out): a fresh
+        one each try, a Kafka consumer stopped not being started again."""
+        async def started() -> CacheFollower:
+            follower = cls(settings, store)
+            await follower.start()
+            return follower
+
+        return await broker_start.outage_waited_out(
+            started, settings, what="segmenter cache follower")
 
     async def start(self) -> None:
         """Start reading at the end of the topic as it is now: every event written once

@@ -31,12 +31,15 @@ from services.core import (
     faults,
     kafka,
     migrate,
+    service_context,
     topics,
 )
 from services.core.live_config import LiveConfig
 from services.core.settings import PROJECT_ROOT, Settings
+from services.segmenter import app as segmenter_app
 from services.segmenter import bootstrap, customer_events, live_rules, rules
 from services.segmenter.profiles import NO_FEATURES, Customer, Tier
+from services.segmenter.store import CustomerStore
 from tests import waits
 from tests.conftest import unique
 from tests.unreadable_records import write_unreadable
@@ -244,6 +247,33 @@ class TestConfigAnnouncements:
 
 
 class TestCustomerEvents:
+    async def test_the_segmenter_s_start_ends_with_its_follower_positioned(
+            self, settings: Settings, sessions: Sessions, monkeypatch: pytest.MonkeyPatch,
+            own_topic: Callable[[str], Awaitable[str]]) -> None:
+        """README "On call": the segmenter's lifespan positions its cache follower
+        before its stage starts (it was positioned in its background task, after the
+        start had ended): a change written as soon as the start has ended (the event
+        loop held while it is written, as below) drops its customer's cached copy."""
+        await own_topic("CUSTOMER_EVENTS")
+        await own_topic("INCOMING")  # the stage's: no other test's tickets
+        monkeypatch.setattr(topics, "SEGMENTER_GROUP", unique("segmenter-group"))
+        app = segmenter_app.create_app(settings)
+        lifespan = app.router.lifespan_context(app)
+        await lifespan.__aenter__()
+        try:
+            store = service_context.of(app).part(bootstrap.Segmenter).customers
+            assert isinstance(store, CustomerStore)
+            changed = unique("changed")
+            store.cache.put(Customer(changed, None, NO_FEATURES, Tier.POTENTIAL))
+            writer = threading.Thread(target=asyncio.run, args=(published(settings, changed),))
+            writer.start()
+            writer.join()  # holds the event loop until the change is written
+            # Before the mend: its follower, positioned after this, never read it.
+            await until_followed(lambda: not store.cache.holds(changed))
+        finally:
+            await lifespan.__aexit__(None, None, None)
+
+
     async def test_a_change_written_right_after_the_start_is_applied(
             self, settings: Settings, sessions: Sessions,
             own_topic: Callable[[str], Awaitable[str]]) -> None:
