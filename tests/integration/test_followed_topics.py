@@ -273,33 +273,6 @@ class TestCustomerEvents:
         finally:
             await lifespan.__aexit__(None, None, None)
 
-
-    async def test_a_change_written_right_after_the_start_is_applied(
-            self, settings: Settings, sessions: Sessions,
-            own_topic: Callable[[str], Awaitable[str]]) -> None:
-        """The follower's place at the end is fixed by its start: a change written once
-        it started, before its first fetch (the event loop held while it is written:
-        nothing of the follower runs meanwhile), is applied. Without the start fixing it,
-        the end is found by the Kafka client's fetcher in the background, whose request
-        has so far gone out during the start's own waits: this test passes then too; it
-        holds the start to what it now promises."""
-        await own_topic("CUSTOMER_EVENTS")
-        store = bootstrap.customer_store(settings, sessions)
-        changed = unique("changed")
-        store.cache.put(Customer(changed, None, NO_FEATURES, Tier.POTENTIAL))
-        follower = customer_events.CacheFollower(settings, store)
-        await follower.start()
-        writer = threading.Thread(target=asyncio.run, args=(published(settings, changed),))
-        writer.start()
-        writer.join()  # holds the event loop until the change is written
-        stop = asyncio.Event()
-        task = asyncio.create_task(follower.follow(stop))
-        try:
-            await until_followed(while_following(lambda: not store.cache.holds(changed), task))
-        finally:
-            stop.set()
-            await task
-
     async def test_a_poison_customer_event_is_passed_over_and_the_next_applied(
             self, settings: Settings, producer: AIOKafkaProducer, sessions: Sessions,
             own_topic: Callable[[str], Awaitable[str]],
