@@ -128,7 +128,7 @@ class Server(uvicorn.Server):
         if self.should_exit:  # asked before the loop ran
             stop_asked.set()
         lifespan = self._lifespan
-        starting = asyncio.ensure_future(super().startup(sockets))
+        starting = asyncio.ensure_future(self._uvicorn_startup(sockets))
         asked = asyncio.ensure_future(stop_asked.wait())
         ended = asyncio.ensure_future(lifespan.ended.wait())
         try:
@@ -140,17 +140,32 @@ class Server(uvicorn.Server):
             asked.cancel()
             ended.cancel()
         if lifespan.status is None:
-            await starting  # started (or failed otherwise): on as uvicorn goes
+            # Started, or failed otherwise: on as uvicorn goes, its exit raised here.
+            status = await starting
+            if status is not None:
+                sys.exit(status)
             return
         starting.cancel()  # uvicorn's wait for the start: it would serve once it ends
         with contextlib.suppress(asyncio.CancelledError):
             await starting
         lifespan.release()
         self.should_exit = True  # nothing to serve
-        self._captured_signals.clear()  # uvicorn would raise them again: killed, not 0
+        # Ended first: a signal from here on is ignored (handle_exit), not captured again.
         self.start_ended = lifespan.status
+        self._captured_signals.clear()  # uvicorn would raise them again: killed, not 0
         if lifespan.status == at_start.STOPPED_EXIT:
             logger.info("stopped while starting")
+
+    async def _uvicorn_startup(self, sockets: list[socket.socket] | None) -> int | str | None:
+        """uvicorn's start, in a task of its own (`startup`); its exit (a start that
+        failed: 3, a port it could not bind) returned, for `startup` to raise in the
+        server's own task as uvicorn would: raised in this task, it would leave the task's
+        exception unread, logged as a second traceback when the task is collected."""
+        try:
+            await super().startup(sockets)
+        except SystemExit as exit_:
+            return 1 if exit_.code is None else exit_.code
+        return None
 
 
 class _LifespanStart:

@@ -68,3 +68,40 @@ def test_a_sigterm_during_a_stage_ends_shutdown_keeps_its_exit_70(tmp_path: Path
             process.wait()
     assert process.returncode == service_context.STAGE_ENDED_EXIT == 70, errors.decode()[-2000:]
     assert b"stage metrics ended for good" in errors
+
+
+FAILING_START = """
+import sys
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from services.core import serve, service_context
+from services.core.settings import Settings
+
+
+@asynccontextmanager
+async def lifespan(app):
+    raise RuntimeError("a part of the start failed")
+    yield
+
+
+app = FastAPI(lifespan=lifespan)
+service_context.install(app, Settings())
+serve.run(app, Settings(), port=int(sys.argv[1]))
+"""
+
+
+def test_a_start_that_fails_exits_3_with_one_traceback() -> None:
+    """A lifespan's start that fails (not a mistake at_start refuses, not a stop) ends
+    as uvicorn ends it, exit 3 and the failure's traceback, once: serve.Server runs
+    uvicorn's start in a task of its own (to stop it on a signal), whose exit, raised
+    there, was also logged as a task's exception never retrieved."""
+    [port] = ports.free_ports(1)
+    process = subprocess.run([sys.executable, "-X", "dev", "-c", FAILING_START, str(port)],
+                             cwd=Path(__file__).parents[2], capture_output=True,
+                             timeout=WITHIN_SECONDS)
+    said = process.stderr.decode()
+    assert process.returncode == 3, said[-2000:]
+    assert said.count("RuntimeError: a part of the start failed") == 1, said[-4000:]
+    assert "never retrieved" not in said, said[-4000:]
