@@ -75,7 +75,7 @@ def _parser() -> CELParser:
 def _unparsed(expression: str, line: int | None, column: int | None) -> str:
     where = "does not take its condition"
     if line is not None and column is not None:
-        near = expression.splitlines()[line - 1][column - 1:][:_QUOTED]
+        near = expression.split("\n")[line - 1][column - 1:][:_QUOTED]
         where = f"stops at line {line}, column {column} of its condition ({near!r})"
     return (f"the fields this rule reads cannot be told: the grammar they are read with"
             f" {where}. Write a list or map without a comma after its last item"

@@ -106,6 +106,13 @@ class TestUnreadable:
             f"the fields this rule reads cannot be told: the grammar they are read with"
             f" stops at {stops}. Write a list or map without a comma after its last item")
 
+    def test_where_it_stops_is_quoted_past_a_form_feed(self) -> None:
+        """The parser counts lines by newlines alone: a form feed (CEL's whitespace,
+        a line break to str.splitlines) before the stop quoted nothing."""
+        with pytest.raises(rule_reads.Unreadable) as refused:
+            rule_reads.referenced_paths("customer.type == 'a' &&\x0c[1,].size() > 0")
+        assert "stops at line 1, column 28 of its condition ('].size() > 0')" in str(refused.value)
+
 
 class TestParsesAtOnce:
     def test_rules_parsed_at_once_each_get_their_own_reads(self, monkeypatch: Any) -> None:
