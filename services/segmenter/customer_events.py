@@ -110,9 +110,10 @@ class CacheFollower:
 
     async def start(self) -> None:
         """Start reading at the end of the topic as it is now: every event written once
-        it returns is read (the end fixed now, not at the first fetch)."""
-        await self._consumer.start()
+        it returns is read (the end fixed now, not at the first fetch). A start that
+        fails or is cancelled stops the consumer, so no client is left open."""
         try:
+            await self._consumer.start()
             await kafka.positioned(self._consumer)
         except BaseException:
             await self._consumer.stop()
