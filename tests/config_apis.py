@@ -29,6 +29,7 @@ from services.core.live_config import LiveConfig
 from services.core.settings import PROJECT_ROOT, Settings
 from services.router import bootstrap as router_bootstrap
 from services.router import table_api, table_file
+from services.router.held_store import HeldTickets
 from services.router.intake_keys import IntakeKeys
 from services.router.store import RoutedTickets
 from services.segmenter import bootstrap, live_rules, rules_api
@@ -108,7 +109,7 @@ async def config_api(config: Config, file: Path, database_url: str, kafka_bootst
         else:
             service_context.of(app).provide(router_bootstrap.wire(
                 settings, routed=routed, intake_keys=IntakeKeys(sessions),
-                publisher=publisher, table=live))
+                publisher=publisher, held=HeldTickets(sessions), table=live))
         await live.govern(config_store.ConfigVersions(sessions, live.name),
                           announce=config_changes.Announcer(publisher))
         transport = httpx.ASGITransport(app=app)

@@ -73,8 +73,9 @@ class TestReads:
     def test_a_chain_of_a_thousand_terms_is_read(self, terms: str,
                                                   reads: tuple[str, ...]) -> None:
         # CEL balances a chain of && or ||: it compiles however long, while the grammar
-        # the reads come from nests it a level a term.
-        assert parse(f'"{terms}"') == reads
+        # the reads come from nests it a level a term. Read alone: loaded, the chain is
+        # also held to the CPU a condition may cost, which a busy machine can pass.
+        assert rule_reads.referenced_paths(terms) == reads
 
     def test_a_key_with_an_upper_case_escape_is_the_field_checked(self) -> None:
         # `\X61` is `a` to cel_expr_python: read as anything else, the whole customer
