@@ -39,7 +39,7 @@ from devtools import ports, processes
 from devtools.kafka_broker import LocalKafka
 from services.core import broker_start, migrate, service_context, topics
 from services.core.settings import Settings
-from tests import waits
+from tests import logged, waits
 from tests.conftest import TEST_ROUTING_TABLE
 from tests.faults.test_broker_outage import own_broker  # noqa: F401
 from tests.integration.stages.test_stage_ended import SERVICES
@@ -100,8 +100,7 @@ async def test_a_broker_lost_after_the_check_is_waited_out_by_the_lifespan(
             elif starting.exception() is None:
                 await lifespan.__aexit__(None, None, None)
     assert exits == []
-    assert not [record for record in caplog.records if record.levelno >= logging.ERROR
-                and record.name.startswith("services")]
+    assert not logged.ours(caplog)
 
 
 async def test_a_password_refused_at_the_lifespan_ends_it_in_one_line(
@@ -115,8 +114,7 @@ async def test_a_password_refused_at_the_lifespan_ends_it_in_one_line(
         async with app.router.lifespan_context(app):
             pass
     assert "SaslAuthenticationFailed" in repr(ended.value)
-    said = [record.getMessage() for record in caplog.records
-            if record.levelno >= logging.WARNING and record.name.startswith("services")]
+    said = [record.getMessage() for record in logged.ours(caplog, at=logging.WARNING)]
     assert len(said) == 1, said
     assert said[0].startswith(
         f"segmenter: KAFKA_SASL_USERNAME / KAFKA_SASL_PASSWORD: the Kafka broker at"

@@ -34,7 +34,7 @@ from devtools.kafka_broker import LocalKafka, Security
 from services.core import http, kafka, service_context
 from services.core.settings import Settings
 from services.core.stage import StageRunner
-from tests import waits
+from tests import logged, waits
 from tests.conftest import unique
 from tests.faults.test_broker_outage import own_broker  # noqa: F401
 from tests.integration.stages.stage_records import Received, publish_received
@@ -130,8 +130,7 @@ async def test_a_stage_started_while_the_broker_is_down_waits_for_it(
             await client.aclose()
     assert not stage.ended
     assert exits == []
-    assert not [record for record in caplog.records if record.levelno >= logging.ERROR
-                and record.name.startswith("services")]
+    assert not logged.ours(caplog)
 
 
 async def test_a_password_refused_at_a_stages_start_ends_it(

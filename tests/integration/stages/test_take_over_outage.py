@@ -23,7 +23,7 @@ from devtools import ports
 from services.core import kafka, partition_producers, topics
 from services.core.settings import Settings
 from services.core.stage import StageRunner
-from tests import waits
+from tests import logged, waits
 from tests.conftest import unique
 from tests.integration.stages.stage_records import (
     Received,
@@ -80,8 +80,7 @@ async def test_a_take_over_meeting_the_broker_away_waits_for_it(
                                              {"stage": name}) == 0
         finally:
             await stage.stop()
-    assert not [record for record in caplog.records if record.levelno >= logging.ERROR
-                and record.name.startswith("services")]
+    assert not logged.ours(caplog)
 
 
 async def test_partitions_taken_away_while_it_waits_leave_it_waiting_for_nothing(
