@@ -12,6 +12,14 @@ left to count, and no rebase, pause or resumption moves it to a later moment, su
 the next opening of the new department's hours, against which a late answer would look
 in time.
 
+Events carry their own dates and may come out of order, so one rule holds for every
+move of a clock (pause, resume, stop, rebase): one dated before the clock's last change
+(`last_change`: its start, the start of its current run or pause, its stop) is taken at
+that change. A clock's time never runs backwards, and no stretch is counted twice: a
+customer's reply dated before the pause it ends resumes the clock where it paused, not
+at the reply's date, which would count the time between again, as spent before the
+pause and as run since the reply.
+
 Levels: 0 running within target, 1 breached (escalated), 2 still unanswered
 `second_level_after` later (escalated again, or flagged).
 """
@@ -83,9 +91,22 @@ def start(target: Target, instance: int, target_duration: timedelta, at: datetim
                  deadline=deadline, warning_at=warning_at)
 
 
+def last_change(clock: Clock) -> datetime:
+    """When the clock last changed: its stop, else the start of its current run or
+    pause, else its start."""
+    return clock.stopped_at or clock.running_since or clock.paused_since or clock.started_at
+
+
+def taken_at(clock: Clock, at: datetime) -> datetime:
+    """When a move of the clock dated `at` is taken: then, or at the clock's last change
+    if that came later (the module's docstring)."""
+    return max(at, last_change(clock))
+
+
 def pause(clock: Clock, at: datetime, calendar: calendars.Calendar | None) -> Clock:
     if not clock.running:
         return clock
+    at = taken_at(clock, at)
     return replace(clock, spent_seconds=_spent(clock, at, calendar), running_since=None,
                    paused_since=at, deadline=None, warning_at=None,
                    missed_deadline=_missed_deadline(clock, at))
@@ -95,7 +116,8 @@ def resume(clock: Clock, at: datetime, calendar: calendars.Calendar | None, *,
            warning_share: float | None) -> Clock:
     if clock.running or clock.stopped or clock.paused_since is None:
         return clock
-    paused = max((at - clock.paused_since).total_seconds(), 0.0)
+    at = taken_at(clock, at)
+    paused = (at - clock.paused_since).total_seconds()
     return _run(replace(clock, paused_since=None,
                         paused_seconds=clock.paused_seconds + paused), at, calendar,
                 warning_share)
@@ -113,6 +135,7 @@ def rebase(clock: Clock, at: datetime, old: calendars.Calendar | None,
         else target_duration.total_seconds()
     if not clock.running:
         return replace(clock, target_seconds=target_seconds)
+    at = taken_at(clock, at)
     spent = _spent(clock, at, old)
     return _run(replace(clock, spent_seconds=spent, target_seconds=target_seconds,
                         running_since=None, missed_deadline=_missed_deadline(clock, at)),
@@ -125,6 +148,7 @@ def stop(clock: Clock, at: datetime, calendar: calendars.Calendar | None) -> Clo
     is late though no more business time was spent)."""
     if clock.stopped:
         return clock
+    at = taken_at(clock, at)
     spent = _spent(clock, at, calendar) if clock.running else clock.spent_seconds
     missed = clock.level > 0 or clock.missed_deadline is not None \
         or spent > clock.target_seconds or (
@@ -241,8 +265,7 @@ def _spent(clock: Clock, at: datetime, calendar: calendars.Calendar | None) -> f
 
 
 def _paused_until(clock: Clock, at: datetime) -> float:
-    return 0.0 if clock.paused_since is None else max(
-        (at - clock.paused_since).total_seconds(), 0.0)
+    return 0.0 if clock.paused_since is None else (at - clock.paused_since).total_seconds()
 
 
 _FIELDS = frozenset(field.name for field in fields(Clock))

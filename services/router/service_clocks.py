@@ -5,7 +5,8 @@
 - a first response (responded or resolved, lifecycle.py) stops the first-response clock
   and any next-response clock; resolved stops the resolution clock as well;
 - waiting on the customer pauses every running clock; the customer's reply resumes
-  them, and starts a next-response clock once the ticket has had its first response;
+  them, and starts a next-response clock once the ticket has had its first response
+  (not before that response, nor before the last next response: clocks.taken_at);
 - a transfer or priority change rebases every clock (clocks.rebase), once every notice
   due before it was sent (`owes_notice`);
 - what the clocks call for at one moment (`owed`) is sent at once, for the department
@@ -213,6 +214,9 @@ def _next_response(state: TicketClocks, at: datetime,
             or (latest is not None and not latest.stopped):
         return state
     number = 1 if latest is None else latest.instance + 1
+    # A reply dated before the response that stopped the clocks before it starts the
+    # next one at that response (clocks.taken_at): never in the past of those clocks.
+    at = max(at, *(clocks.last_change(clock) for clock in (first, latest) if clock is not None))
     started = clocks.start("next_response", number, target, at, calendar,
                            warning_share=state.targets.warning_share)
     return replace(state, clocks=(*state.clocks, started))

@@ -2,8 +2,11 @@
 real broker: a reply sent right after the ticket's 202, before the ticket is routed, is
 told to come again (409 `not_routed_yet` with Retry-After) and is taken once the ticket
 is routed; an id the intake never issued is 404; another platform's ticket is answered
-exactly as an id of no ticket. Only the router's intake and report endpoints run (no
-pipeline stage: the test records the routing as the router stage would)."""
+exactly as an id of no ticket; a reply dated before the pause it ends, its events read
+back from the broker and followed by the router's event follower, resumes the clocks
+where they paused, not at its date. Only the router's intake, report and ticket
+endpoints run (no pipeline stage: the test records the routing as the router stage
+would)."""
 
 from __future__ import annotations
 
@@ -16,12 +19,15 @@ from pathlib import Path
 import httpx
 import pytest
 
+from services.core import topics
 from services.core.settings import Settings
-from services.router import platform_reports, ticket_ids
+from services.router import platform_reports, ticket_ids, tickets_api
+from services.router.event_follower import FollowTicketEvent
 from services.router.service import verdicts
 from services.router.store import RoutedTickets
 from tests import credentials
-from tests.router_apis import intake_apis, routed_ticket
+from tests.conftest import read_topic
+from tests.router_apis import TARGETS, intake_apis, routed_ticket
 
 PLATFORM, OTHER_PLATFORM = "helpdesk", "zd-test"
 DEPARTMENT = "customer_care"
@@ -33,6 +39,8 @@ class Router:
     client: httpx.AsyncClient
     routed: RoutedTickets
     platforms: dict[str, dict[str, str]]  # each platform's credential's headers
+    department: dict[str, str]  # DEPARTMENT's credential's headers
+    bootstrap: str
 
     async def post_ticket(self) -> str:
         """A ticket posted by PLATFORM, accepted (202): its id."""
@@ -58,10 +66,12 @@ class Router:
 async def router(database_url: str, kafka_bootstrap: str,
                  tmp_path: Path) -> AsyncIterator[Router]:
     async with intake_apis(database_url, kafka_bootstrap, tmp_path,
-                           platform_reports.api) as apis:
+                           platform_reports.api, tickets_api.api) as apis:
         yield Router(apis.client, apis.routed, {
             platform: await credentials.headers_of(apis.credentials, "platform", platform)
-            for platform in (PLATFORM, OTHER_PLATFORM)})
+            for platform in (PLATFORM, OTHER_PLATFORM)},
+            await credentials.headers_of(apis.credentials, "department", DEPARTMENT),
+            kafka_bootstrap)
 
 
 def assert_not_found(answer: httpx.Response, ticket_id: str) -> None:
@@ -132,3 +142,41 @@ class TestAnotherPlatformsTicket:
                                      for key, value in nobodys.json().items()}
             assert answer.headers["Retry-After"] == nobodys.headers["Retry-After"]
         assert (await router.reply(theirs)).status_code == 202
+
+
+class TestAReplyDatedBeforeThePause:
+    async def test_the_clocks_resume_where_they_paused(self, router: Router) -> None:
+        """Routed 3h30 ago, its first response due in 30 minutes; the department waits
+        on the customer now, and the platform then posts the customer's reply dated 5
+        minutes after the routing (within the ticket's time, so taken). The router's
+        follower takes both off the broker: the clocks run on from the pause as they
+        were, not from the reply's date, which would count the 3h25 between again and
+        make the first response due 3h25 ago, breached at once."""
+        ticket_id, routed_at = await routed_ticket(
+            router.routed, DEPARTMENT, spent=timedelta(hours=3, minutes=30),
+            platform=PLATFORM)
+        waiting = await router.client.post(f"/v1/tickets/{ticket_id}/events",
+                                           json={"type": "waiting_on_customer"},
+                                           headers=router.department)
+        assert waiting.status_code == 202, waiting.text
+        replied = await router.client.post(
+            f"/v1/tickets/{ticket_id}/customer-replies",
+            json={"occurred_at": (routed_at + timedelta(minutes=5)).isoformat()},
+            headers=router.platforms[PLATFORM])
+        assert replied.status_code == 202, replied.text
+        found = await read_topic(router.bootstrap, topics.EVENTS, until=2,
+                                 keep=lambda event: event.ticket_id == ticket_id)
+        assert [event.id for event, _record in found] == [
+            waiting.json()["event_id"], replied.json()["event_id"]]
+        follow = FollowTicketEvent(router.routed)
+        for event, _record in found:
+            await follow(event)
+        state = await router.client.get(f"/v1/tickets/{ticket_id}",
+                                        headers=router.department)
+        assert state.status_code == 200, state.text
+        assert state.json()["paused"] is False
+        assert TARGETS.resolution is not None
+        assert {target: datetime.fromisoformat(due)
+                for target, due in state.json()["deadlines"].items()} == {
+            "first_response": routed_at + TARGETS.first_response,
+            "resolution": routed_at + TARGETS.resolution}

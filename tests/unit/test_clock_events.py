@@ -15,6 +15,7 @@ from services.metrics.timeline import (
     ServiceTarget,
     Timeline,
 )
+from services.router import service_clocks
 from tests.unit.test_timeline import RECEIVED, ROUTED, ROUTED_WITH_DEADLINE, T0, event
 
 
@@ -89,6 +90,21 @@ class TestPaused:
     def test_a_resolution_while_waiting_ends_the_pause(self) -> None:
         _, seen = replay(RECEIVED, ROUTED, WAITING, event(TicketEventType.RESOLVED, 260))
         assert Paused("public_sector", "government", 60.0) in seen
+
+    def test_a_reply_dated_before_the_pause_measures_none_as_the_router_s_clocks(
+            self) -> None:
+        """Events out of order: the reply dated before the pause it ends. The router's
+        clocks resume where they paused (clocks.taken_at), so the pause they keep is 0
+        seconds, as the timeline's."""
+        early = event(TicketEventType.CUSTOMER_REPLIED, 150)
+        _, seen = replay(RECEIVED, ROUTED, WAITING, early)
+        assert [o for o in seen if isinstance(o, Paused)] == [
+            Paused("public_sector", "government", 0.0)]
+        clocks = service_clocks.routed(service_clocks.Targets(timedelta(hours=4)),
+                                       ROUTED.occurred_at, None)
+        for report in (WAITING, early):
+            clocks = service_clocks.reported(clocks, report.type, report.occurred_at, None)
+        assert [clock.paused_seconds for clock in clocks.clocks] == [0.0]
 
     def test_a_replayed_pause_is_measured_once(self) -> None:
         _, seen = replay(RECEIVED, ROUTED, WAITING, REPLIED, WAITING, REPLIED)

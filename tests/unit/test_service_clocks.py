@@ -8,6 +8,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from services.core.events import TicketEventType
 from services.metrics import service_levels
 from services.router import calendars, clocks, priority, service_clocks
@@ -493,3 +496,119 @@ class TestStored:
         for clock in written["clocks"]:
             clock["kept_by_a_later_release"] = "2025-03-10T09:00:00+00:00"
         assert service_clocks.from_json(written) == state
+
+
+class TestEventsOutOfOrder:
+    """Events carry their own dates and may come out of order: a move of a clock dated
+    before its last change is taken at that change (clocks.taken_at), so its time never
+    runs backwards and nothing is counted twice."""
+
+    ROUTED = datetime(2025, 3, 10, 18, tzinfo=UTC)
+
+    def paused_at_21_30(self) -> service_clocks.TicketClocks:
+        """Routed 18:00, first response due 22:00, resolution 10:00 the next day; the
+        department waits on the customer from 21:30."""
+        state = service_clocks.routed(TARGETS, self.ROUTED, None)
+        return service_clocks.reported(state, TicketEventType.WAITING_ON_CUSTOMER,
+                                       self.ROUTED + timedelta(hours=3, minutes=30), None)
+
+    def test_a_reply_dated_before_the_pause_resumes_where_it_paused(self) -> None:
+        """The reply dated 18:05: its clocks run on from 21:30 as they were, not from
+        18:05, which would count 18:05-21:30 again (first response due 18:35, breached
+        at once)."""
+        resumed = service_clocks.reported(self.paused_at_21_30(),
+                                          TicketEventType.CUSTOMER_REPLIED,
+                                          self.ROUTED + timedelta(minutes=5), None)
+        assert resumed.deadlines() == {"first_response": self.ROUTED + timedelta(hours=4),
+                                       "resolution": self.ROUTED + timedelta(hours=16)}
+        for clock in resumed.clocks:
+            assert clock.running_since == self.ROUTED + timedelta(hours=3, minutes=30)
+            assert clock.paused_seconds == 0
+        assert not service_clocks.owed(resumed, self.ROUTED + timedelta(hours=3, minutes=31))
+
+    def test_a_response_dated_before_the_pause_stops_the_clock_as_it_paused(self) -> None:
+        answered = service_clocks.reported(self.paused_at_21_30(), TicketEventType.RESPONDED,
+                                           self.ROUTED + timedelta(hours=1), None)
+        first = answered.current("first_response")
+        assert first is not None and first.outcome == "met"
+        assert first.stopped_at == self.ROUTED + timedelta(hours=3, minutes=30)
+        assert first.spent_seconds == 3.5 * 3600 and first.paused_seconds == 0
+
+    def test_a_pause_dated_before_a_transfer_is_taken_at_the_transfer(self) -> None:
+        moved_at = self.ROUTED + timedelta(hours=2)
+        state = service_clocks.handed_over(service_clocks.routed(TARGETS, self.ROUTED, None),
+                                           moved_at, None, None)
+        paused = service_clocks.reported(state, TicketEventType.WAITING_ON_CUSTOMER,
+                                         self.ROUTED + timedelta(hours=1), None)
+        first = paused.current("first_response")
+        assert first is not None and first.paused_since == moved_at
+        assert first.spent_seconds == 2 * 3600
+
+    def test_a_reply_dated_before_the_first_response_starts_the_next_at_it(self) -> None:
+        """Answered 19:00, the customer's reply dated 18:30 comes after: the next-response
+        clock starts at the response, not half an hour before it."""
+        answered_at = self.ROUTED + timedelta(hours=1)
+        state = service_clocks.reported(service_clocks.routed(TARGETS, self.ROUTED, None),
+                                        TicketEventType.RESPONDED, answered_at, None)
+        replied = service_clocks.reported(state, TicketEventType.CUSTOMER_REPLIED,
+                                          self.ROUTED + timedelta(minutes=30), None)
+        following = replied.current("next_response")
+        assert following is not None and following.started_at == answered_at
+        assert following.deadline == answered_at + timedelta(hours=2)  # TARGETS'
+
+    def test_a_reply_dated_before_the_last_next_response_starts_the_next_at_it(
+            self) -> None:
+        state = service_clocks.routed(TARGETS, self.ROUTED, None)
+        for report, hours in ((TicketEventType.RESPONDED, 1),
+                              (TicketEventType.CUSTOMER_REPLIED, 2),
+                              (TicketEventType.RESPONDED, 3),
+                              (TicketEventType.CUSTOMER_REPLIED, 2.5)):
+            state = service_clocks.reported(state, report,
+                                            self.ROUTED + timedelta(hours=hours), None)
+        following = state.current("next_response")
+        assert following is not None and following.instance == 2
+        assert following.started_at == self.ROUTED + timedelta(hours=3)
+
+
+MOVES = ("pause", "resume", "stop", "rebase")
+
+
+@settings(deadline=None)  # no timed assertion: the calendars' searches vary in time
+@given(moves=st.lists(st.tuples(st.sampled_from(MOVES),
+                                st.integers(min_value=-600, max_value=5 * 24 * 60)),
+                      max_size=12),
+       calendar=st.sampled_from([None, NINE_TO_FIVE]),
+       target_minutes=st.integers(min_value=1, max_value=3 * 8 * 60))
+def test_whatever_the_order_of_dates_no_time_is_counted_twice(
+        moves: list[tuple[str, int]], calendar: calendars.Calendar | None,
+        target_minutes: int) -> None:
+    """For any pauses, resumptions, stops and rebases (same hours and target), dated
+    anyhow: the time spent never exceeds the business time elapsed from the start to the
+    latest date seen (with spent and paused time together never above the time elapsed,
+    where every hour counts), the clock's last change never moves back, and its deadline
+    never moves earlier."""
+    started = local(2025, 3, 10, 9)
+    clock = clocks.start("first_response", 1, timedelta(minutes=target_minutes), started,
+                         calendar, warning_share=0.75)
+    latest, changed, deadline = started, clocks.last_change(clock), clock.deadline
+    for move, minutes in moves:
+        at = started + timedelta(minutes=minutes)
+        latest = max(latest, at)
+        if move == "pause":
+            clock = clocks.pause(clock, at, calendar)
+        elif move == "resume":
+            clock = clocks.resume(clock, at, calendar, warning_share=0.75)
+        elif move == "stop":
+            clock = clocks.stop(clock, at, calendar)
+        else:
+            clock = clocks.rebase(clock, at, calendar, calendar, warning_share=0.75)
+        assert clock.spent_seconds <= calendars.business_time(
+            started, latest, calendar).total_seconds()
+        if calendar is None:
+            assert clock.spent_seconds + clock.paused_seconds \
+                <= (latest - started).total_seconds()
+        assert changed <= clocks.last_change(clock) <= latest
+        changed = clocks.last_change(clock)
+        if clock.deadline is not None:
+            assert deadline is None or clock.deadline >= deadline
+            deadline = clock.deadline
