@@ -140,6 +140,18 @@ class TestAReportOrATransferForADepartment:
         assert row is not None and row.department == "public_sector"
         assert [step["step"] for step in row.trace] == []
 
+    async def test_an_admin_s_naming_one_of_the_table_the_ticket_never_came_to_is_refused(
+            self, router: RouterApis, ticket_id: str) -> None:
+        """Recorded, the event would say business_desk answered a ticket it never held,
+        while the router and the metrics credit public_sector."""
+        answer = await self.asked(router, ticket_id, "report", "business_desk", "admin",
+                                  None)
+        assert refused(answer, "body.department") == (
+            f"ticket {ticket_id!r} never came to 'business_desk'; an admin reports for a"
+            " department that held it: public_sector")
+        held = await self.asked(router, ticket_id, "report", "public_sector", "admin", None)
+        assert held.status_code == 202, held.text
+
     async def test_one_gone_from_the_table_holding_the_ticket_is_known(
             self, router: RouterApis) -> None:
         """An admin reporting for it: its tickets are still reported on."""

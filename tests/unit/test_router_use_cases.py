@@ -1077,6 +1077,37 @@ class TestRecordReport:
         recorded = await self.report(router, NOW + timedelta(hours=1), principal=desk)
         assert isinstance(recorded, service.Recorded)
 
+    async def test_an_admin_names_a_department_the_ticket_came_to_only(self) -> None:
+        """An admin's report naming business_desk, a department of the table, on a ticket
+        it never held is refused naming `body.department` and the departments that
+        held it (recorded, it would say business_desk answered; the router and the
+        metrics credit public_sector); once handed there, it is taken, and so is one
+        naming public_sector, which held the ticket before."""
+        router = wired()
+        routed_ticket(router)
+
+        async def report(department: str) -> service.Recorded | Refused:
+            return await service.record_report(
+                "t-1", TicketEventType.PICKED_UP, department=department, occurred_at=None,
+                principal=ADMIN, correlation_id=None, routed=router.routed,
+                held=router.held, publisher=router.publisher,
+                table=router.router.table.current, now=NOW + timedelta(hours=2))
+
+        refused = await report("business_desk")
+        assert isinstance(refused, Refused)
+        assert (refused.refusal, refused.field, refused.detail) == (
+            Refusal.INVALID, "body.department",
+            "ticket 't-1' never came to 'business_desk'; an admin reports for a department"
+            " that held it: public_sector")
+        assert router.publisher.published == []
+        await TestTransfer().transfer(router, "business_desk")
+        published = len(router.publisher.published)
+        for department in ("business_desk", "public_sector"):
+            assert isinstance(await report(department), service.Recorded)
+        assert [events.read(sent.event).department
+                for sent in router.publisher.published[published:]] == [
+            "business_desk", "public_sector"]
+
     async def test_one_dated_by_a_clock_a_little_behind_ours_is_dated_at_its_arrival(
             self) -> None:
         """business_desk's clock runs 2 s behind: its report, a second after the ticket

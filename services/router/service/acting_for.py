@@ -5,12 +5,15 @@ are handed on) and, asked by an admin, that the ticket asked about never came to
 admin's report dated while it held the ticket), is no department, refused in
 unknown_departments' words naming the field before the credential's scope is judged, so
 that a department credential's typo of its own name is told as a typo, not as another
-department's, and an admin's is refused rather than recorded as an event's department."""
+department's, and an admin's is refused rather than recorded as an event's department.
+A department of the table that an admin's report names is one the ticket came to, or
+refused (`never_held`), once the ticket is found."""
 
 from __future__ import annotations
 
 from services.core import access, unknown_departments
 from services.router import intake_policy, ports, routing
+from services.router.models import RoutedTicketRow
 from services.router.service.verdicts import Refusal, Refused
 
 
@@ -19,11 +22,31 @@ async def holds_open(routed: ports.Routed, department: str) -> bool:
     return bool((await routed.open_tickets([department])).get(department))
 
 
+def came_to_departments(row: RoutedTicketRow) -> list[str]:
+    """The departments whose queue the ticket was ever in (its trace), in the order it
+    came to them first, the one holding it among them."""
+    joined = [to for _at, to in intake_policy.queue_joins(row.trace)]
+    return list(dict.fromkeys([*joined, row.department]))
+
+
 async def came_to(routed: ports.Routed, ticket_id: str, department: str) -> bool:
     """Whether the ticket `ticket_id` was ever in `department`'s queue (its trace)."""
     row = await routed.get(ticket_id)
-    return row is not None and (row.department == department or department in {
-        to for _at, to in intake_policy.queue_joins(row.trace)})
+    return row is not None and department in came_to_departments(row)
+
+
+def never_held(row: RoutedTicketRow, department: str, field: str) -> Refused | None:
+    """422 naming `field` if an admin's report names as its reporter a department of the
+    table that the ticket never came to: recorded as the event's department, it would
+    say a department answered a ticket it never had (the router and the metrics
+    service credit the one holding it). A department the table lacks is told first
+    (`refused`)."""
+    held = came_to_departments(row)
+    if department in held:
+        return None
+    return Refused(Refusal.INVALID, f"ticket {row.ticket_id!r} never came to {department!r};"
+                                    f" an admin reports for a department that held it:"
+                                    f" {', '.join(held)}", field=field)
 
 
 async def unknown(department: str, *, in_table: routing.RoutingTable,
