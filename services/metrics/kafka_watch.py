@@ -16,9 +16,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
-from services.core import background, faults, group_lag, kafka, lag, topics
+from services.core import background, faults, group_lag, kafka, lag, replay_markers, topics
 from services.core.settings import Settings
-from services.metrics import dead_letters_read, exporter, replay_markers, waiting_dead_letters
+from services.metrics import dead_letters_read, exporter, waiting_dead_letters
 
 logger = logging.getLogger(__name__)
 
@@ -103,8 +103,9 @@ class DeadLetterCount:
         self.caught_up = False
         self.waiting = waiting_dead_letters.WaitingDeadLetters()
         self.read = dead_letters_read.DeadLettersRead()
-        self._markers = replay_markers.ReplayMarkers(settings, self.waiting.marked,
-                                                     look_seconds=look_seconds)
+        self._markers = replay_markers.ReplayMarkers(
+            settings, self.waiting.marked, client_id="metrics-replay-markers",
+            unread="every dead letter counts as waiting", look_seconds=look_seconds)
         self._shown_at = self._gone_looked_at = -math.inf
 
     @property

@@ -11,14 +11,19 @@ place in a line without its content. An outage of the broker or of
 the store is waited out where it is (a warning, a growing pause, nothing committed: what
 was fetched is read again), never a restart; a commit refused after a rebalance is the new
 owner's to read again; a group this user may not read (an ACL missing) is told once, as an
-error naming the ACL to add, then waited out the same way."""
+error naming the ACL to add, then waited out the same way.
+
+A dead letter replayed holds no ticket (held_tickets.held_of): the replay markers
+(`tickets.dlq.replayed`) are read by a reader of their own (replay_markers, as the
+metrics service reads them), and no dead letter is read before those there at start are
+read, so that one read after its replay routed the ticket does not hold it again."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -29,7 +34,15 @@ from aiokafka.errors import (
     KafkaError,
 )
 
-from services.core import background, db, faults, kafka, topics
+from services.core import (
+    background,
+    db,
+    dead_letter_reading,
+    faults,
+    kafka,
+    replay_markers,
+    topics,
+)
 from services.core.settings import Settings
 from services.router import held_tickets
 from services.router.held_store import HeldTickets
@@ -44,7 +57,36 @@ async def follow(settings: Settings, held: HeldTickets, stop: asyncio.Event, *,
                  client_id: str = "router-held",
                  group_id: str = topics.ROUTER_HELD_GROUP) -> None:
     """Read the dead letters until `stop`, holding the tickets they hold (`group_id`:
-    the fleet's; a test's own, on a broker other tests share)."""
+    the fleet's; a test's own, on a broker other tests share), once the replay markers
+    there at start are read."""
+    replayed = dead_letter_reading.Replayed()
+    markers = replay_markers.ReplayMarkers(
+        settings, replayed.read, client_id=f"{client_id}-markers",
+        unread="a dead letter read after its replay holds its ticket again")
+    markers_read = asyncio.Event()
+
+    def after_markers() -> None:
+        if markers.caught_up:
+            markers_read.set()
+
+    async with asyncio.TaskGroup() as readers:
+        readers.create_task(markers.run(stop, after_batch=after_markers))
+        await _first(markers_read, stop)
+        await _follow(settings, held, replayed, stop, client_id=client_id, group_id=group_id)
+
+
+async def _first(event: asyncio.Event, stop: asyncio.Event) -> None:
+    """Until `event` or `stop` is set."""
+    waits = [asyncio.create_task(event.wait()), asyncio.create_task(stop.wait())]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for each in waits:
+            each.cancel()
+
+
+async def _follow(settings: Settings, held: HeldTickets, replayed: Container[str],
+                  stop: asyncio.Event, *, client_id: str, group_id: str) -> None:
     waits = _Waits(group_id, stop)
     while not stop.is_set():
         consumer = kafka.consumer(settings, topics.DEAD_LETTERS, group_id=group_id,
@@ -59,7 +101,7 @@ async def follow(settings: Settings, held: HeldTickets, stop: asyncio.Event, *,
         try:
             while not stop.is_set():
                 try:
-                    await _read(consumer, held)
+                    await _read(consumer, held, replayed)
                     waits.failures.succeeded()
                 except CommitFailedError:
                     # A rebalance took partitions away before the commit: what was held
@@ -96,14 +138,15 @@ class _Waits:
         await self.failures.pause_after(error, self._stop, warning=WAITED_OUT, by=logger)
 
 
-async def _read(consumer: AIOKafkaConsumer, held: HeldTickets) -> None:
+async def _read(consumer: AIOKafkaConsumer, held: HeldTickets,
+                replayed: Container[str]) -> None:
     """One fetch: its tickets held, then its offsets committed. If holding them fails,
     the consumer is put back where the fetch began, so that they are read again."""
     fetched = await faults.fetch_past_unreadable(consumer, timeout_ms=FETCH_MS)
     if not fetched:
         return
     try:
-        found = _held_of(fetched, datetime.now(UTC))
+        found = _held_of(fetched, datetime.now(UTC), replayed)
         await _hold(held, found)
     except BaseException:
         _read_again(consumer, fetched)
@@ -135,16 +178,17 @@ async def _hold(held: HeldTickets, found: Sequence[held_tickets.Held]) -> None:
 
 
 def _held_of(fetched: Mapping[TopicPartition, Sequence[ConsumerRecord[bytes, bytes]]],
-             now: datetime) -> list[held_tickets.Held]:
-    """The tickets the dead letters fetched hold. One that holds none is passed: a report
-    or another topic's record quietly, and one held_of cannot read (it raised) is counted
-    and named by its place, in one line a fetch, never by what it holds."""
+             now: datetime, replayed: Container[str]) -> list[held_tickets.Held]:
+    """The tickets the dead letters fetched hold. One that holds none is passed: a report,
+    another topic's record or one replayed quietly, and one held_of cannot read (it
+    raised) is counted and named by its place, in one line a fetch, never by what it
+    holds."""
     found: list[held_tickets.Held] = []
     unreadable: list[str] = []
     for records in fetched.values():
         for record in records:
             try:
-                ticket = held_tickets.held_of(record, now)
+                ticket = held_tickets.held_of(record, now, replayed=replayed)
             except Exception:
                 unreadable.append(f"{record.partition}:{record.offset}")
                 continue

@@ -13,6 +13,7 @@ fault's class and the platform that posted it; never the ticket's text or its cu
 
 from __future__ import annotations
 
+from collections.abc import Container
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -40,13 +41,20 @@ class Held:
     platform: str | None = None
 
 
-def held_of(record: dead_letter_reading.Record, now: datetime) -> Held | None:
+def held_of(record: dead_letter_reading.Record, now: datetime, *,
+            replayed: Container[str]) -> Held | None:
     """The ticket a dead letter holds; None if it holds none (a report, a record of
-    another topic) or none the store could keep: a ticket id not of the API's ids
-    (identifiers.ID, as `GET /v1/tickets/{id}` takes them). Its platform is kept where it
-    is a credential's subject (access.SUBJECT, whose subject posts a ticket), its stage and
-    fault's class where printable; when, clamped to [the epoch, `now`] (a timestamp past
-    year 9999 is no date). Never raises: whatever a dead letter holds, the reader goes on."""
+    another topic), if it was replayed (its id in `replayed`, the markers read:
+    dead_letter_reading.Replayed; the replay routes its ticket, or a stage dead-letters
+    it again, in a dead letter that holds it), or none the store could keep: a ticket id
+    not of the API's ids (identifiers.ID, as `GET /v1/tickets/{id}` takes them). Its
+    platform is kept where it is a credential's subject (access.SUBJECT, whose subject
+    posts a ticket), its stage and fault's class where printable; when, clamped to [the
+    epoch, `now`] (a timestamp past year 9999 is no date). Never raises: whatever a dead
+    letter holds, the reader goes on."""
+    dead_letter_id = dead_letter_reading.dead_letter_id(record.partition, record.offset)
+    if dead_letter_id in replayed:
+        return None
     headers = dead_letter_reading.header_values(record.headers)
     source = headers.get(topics.DLQ_SOURCE_TOPIC)
     ticket_id = headers.get("ce_ticketid", "")
@@ -55,9 +63,7 @@ def held_of(record: dead_letter_reading.Record, now: datetime) -> Held | None:
         return None
     stage = headers.get(topics.DLQ_STAGE, "")[:MAX_STAGE]
     error_class = headers.get(topics.DLQ_ERROR_CLASS, "")[:MAX_ERROR_CLASS]
-    return Held(ticket_id=ticket_id,
-                dead_letter_id=dead_letter_reading.dead_letter_id(record.partition,
-                                                                  record.offset),
+    return Held(ticket_id=ticket_id, dead_letter_id=dead_letter_id,
                 stage=stage if stage and stage.isprintable() else TICKET_STAGES[source],
                 error_class=error_class if error_class.isprintable() else "",
                 held_at=_when(record.timestamp, now),

@@ -30,10 +30,9 @@ from pydantic import SecretStr
 
 from devtools import certificates
 from devtools.kafka_broker import LocalKafka, Security
-from services.core import db, dead_letter_reading, kafka, topics
+from services.core import db, dead_letter_reading, kafka, replay_markers, topics
 from services.core.settings import PROJECT_ROOT, Settings
 from services.departments import queue
-from services.metrics import replay_markers
 from services.router import bootstrap as router_bootstrap
 from services.router import (
     dead_letter_records,
@@ -205,7 +204,8 @@ class TestReplayMarkers:
         assert replayed.replayed == [dead_letter_id]
         read: list[dead_letter_reading.Marker] = []
         reader = replay_markers.ReplayMarkers(secure_kafka.settings("metrics"), read.append,
-                                              look_seconds=0.2)
+                                              client_id="metrics-replay-markers",
+                                              unread="none read", look_seconds=0.2)
         stop = asyncio.Event()
         task = asyncio.create_task(reader.run(stop, after_batch=lambda: None))
         try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -24,6 +25,7 @@ from prometheus_client import REGISTRY
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from devtools import ports
 from services.core import (
     background,
     db,
@@ -32,10 +34,20 @@ from services.core import (
     events,
     faults,
     kafka,
+    replay_markers,
     topics,
 )
 from services.core.settings import Settings
-from services.router import erasures, held_follower, platform_reports, ticket_ids, tickets_api
+from services.router import (
+    dead_letter_records,
+    dead_letters,
+    erasures,
+    held_follower,
+    held_tickets,
+    platform_reports,
+    ticket_ids,
+    tickets_api,
+)
 from services.router.held_store import HeldTickets
 from services.router.held_tickets import Held
 from services.router.models import HeldTicketRow
@@ -268,6 +280,41 @@ class TestATicketTooLargeToDeadLetterWhole:
             dead_letter_id, "segmenter", "Unprocessable", None)
 
 
+class TestADeadLetterReplayedBeforeItIsRead:
+    async def test_holds_no_ticket(self, router: Router, monkeypatch: pytest.MonkeyPatch
+                                   ) -> None:
+        """The race with a replay: its marker written (in the replay's transaction)
+        before the reader reads the dead letter (a reader restarted before committing, a
+        group new or behind), the ticket the replay routes is not held again, beside
+        its state. The dead letter after it on its partition, never replayed, is held:
+        the replayed one was read. Of a source topic of the test's own, taken for the
+        router stage's input (the real one is read by other tests' stages)."""
+        router.stop.set()  # held by the reader under test only
+        await router.reader
+        source = unique("held-source")
+        await kafka.ensure_topics(router.settings, [source])
+        monkeypatch.setattr(topics, "STAGE_INPUTS", topics.STAGE_INPUTS | {source})
+        monkeypatch.setattr(held_tickets, "TICKET_STAGES",
+                            {**held_tickets.TICKET_STAGES, source: topics.ROUTER_GROUP})
+        replayed, replayed_letter = await router.dead_letter(
+            source, "router", events.TicketEventType.SEGMENTED, partition=0)
+        replay = await dead_letters.replay(router.settings, dead_letter_records.Selection(
+            ids=(replayed_letter,)))
+        assert replay.replayed == [replayed_letter]
+        waiting, _ = await router.dead_letter(source, "router",
+                                              events.TicketEventType.SEGMENTED, partition=0)
+        stop = asyncio.Event()
+        reader = asyncio.create_task(held_follower.follow(
+            router.settings, router.held, stop, group_id=unique("held-replayed")))
+        try:
+            await router.until_held(waiting)
+        finally:
+            stop.set()
+            await reader
+
+        assert await router.held.get(replayed) is None
+
+
 class TestNotHeld:
     async def test_an_id_of_no_ticket_is_still_not_found(self, router: Router) -> None:
         ticket_id = ticket_ids.issue(datetime.now(UTC))
@@ -336,6 +383,32 @@ class TestAnOutageIsWaitedOut:
         assert held.stage == "segmenter" and store.outages == 1
         assert REGISTRY.get_sample_value("routing_background_task_restarts_total",
                                          {"task": name}) == 0.0
+
+
+    async def test_a_broker_away_at_its_start_is_waited_out_in_the_task(
+            self, router: Router, caplog: pytest.LogCaptureFixture) -> None:
+        """Its reader of the replay markers, which it waits for, included: a client that
+        could not start is stopped and another started after a growing pause, a warning
+        each time, the task still running (a restart would leave /readyz)."""
+        nowhere = Settings(kafka_bootstrap_servers=f"127.0.0.1:{ports.free_port()}")
+        stop = asyncio.Event()
+        with caplog.at_level(logging.WARNING, logger=replay_markers.__name__):
+            task = asyncio.create_task(held_follower.follow(
+                nowhere, router.held, stop, group_id=unique("held-away")))
+            try:
+                await waits.until(lambda: len(not_read(caplog)) >= 2 or task.done(),
+                                  within=60.0)
+                assert not task.done()
+            finally:
+                stop.set()
+                await asyncio.wait_for(task, 30)
+        assert {getattr(record, "error", None) for record in not_read(caplog)} == {
+            "KafkaConnectionError"}
+
+
+def not_read(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [record for record in caplog.records if record.name == replay_markers.__name__
+            and record.getMessage() == replay_markers.NOT_READ]
 
 
 @pytest.mark.parametrize("recorded", ["first", "kept"])
@@ -422,10 +495,10 @@ class TestARoutedTicketsStatePurged:
 
     async def test_its_dead_letter_read_again_holds_it_again(
             self, store: RoutedTwoDaysAgo) -> None:
-        """What README says of a `router-held` group that starts from the earliest dead
-        letter (new, or its offsets expired): once the ticket's state is purged, the
-        store keeps nothing of it, and it is held again, until the dead letter's 30 days
-        are past."""
+        """The store alone: once the ticket's state is purged, it keeps nothing of it,
+        and a dead letter read again holds it again. The reader reads none again that
+        was replayed (its marker read: TestADeadLetterReplayedBeforeItIsRead); it is
+        held again only where the router's Kafka user may not read the markers."""
         dead_letter = Held(ticket_id=store.ticket_id, dead_letter_id="0:1", stage="router",
                            error_class="Unprocessable", held_at=store.at - timedelta(hours=1),
                            platform=PLATFORM)

@@ -3,6 +3,7 @@ pure, on dead letters as the stages write them (faults.dead_letter)."""
 
 from __future__ import annotations
 
+from collections.abc import Container
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
@@ -10,8 +11,9 @@ import orjson
 import pytest
 from aiokafka import ConsumerRecord
 
-from services.core import access, envelope, events, faults, topics
+from services.core import access, dead_letter_reading, envelope, events, faults, topics
 from services.router import held_tickets
+from tests.unit.test_waiting_dead_letters import Marker
 
 AT = datetime(2026, 12, 7, 9, 30, tzinfo=UTC)
 NOW = AT + timedelta(hours=1)  # when the reader reads it
@@ -44,30 +46,47 @@ def letter(source: str, *, stage: str = "", kind: str = events.TicketEventType.S
     return Letter(dead.headers, dead.value)
 
 
+def held_of(dead_letter: Letter, *,
+            replayed: Container[str] = frozenset()) -> held_tickets.Held | None:
+    """What the reader holds of it at NOW, the dead letters `replayed` (none) as the
+    markers read say."""
+    return held_tickets.held_of(dead_letter, NOW, replayed=replayed)
+
+
 class TestWhatHoldsATicket:
     @pytest.mark.parametrize(("source", "stage"), [(topics.INCOMING, "segmenter"),
                                                    (topics.SEGMENTED, "router")])
     def test_a_dead_letter_of_a_stages_ticket_holds_it(self, source: str, stage: str) -> None:
-        assert held_tickets.held_of(letter(source, stage=stage), NOW) == held_tickets.Held(
+        assert held_of(letter(source, stage=stage)) == held_tickets.Held(
             ticket_id="t-1", dead_letter_id="2:41", stage=stage, error_class="Unprocessable",
             held_at=AT, platform="helpdesk")
 
     def test_a_dead_letter_without_the_stages_header_names_the_stage_of_its_topic(
             self) -> None:
-        held = held_tickets.held_of(letter(topics.INCOMING), NOW)
+        held = held_of(letter(topics.INCOMING))
         assert held is not None and held.stage == topics.SEGMENTER_GROUP
 
     @pytest.mark.parametrize("source", [topics.EVENTS, "dept.billing.high"])
     def test_a_dead_letter_of_another_topic_holds_no_ticket(self, source: str) -> None:
         """A report on tickets.events names its ticket too: it is no ticket."""
-        assert held_tickets.held_of(letter(source, stage="router-tracker",
-                                           kind=events.TicketEventType.RESPONDED), NOW) is None
+        assert held_of(letter(source, stage="router-tracker",
+                              kind=events.TicketEventType.RESPONDED)) is None
+
+    def test_one_replayed_holds_none(self) -> None:
+        """Its marker read (dead_letter_reading.Replayed): the replay routes its ticket,
+        or a stage dead-letters it again, in a dead letter of its own; another dead
+        letter of that partition still holds its ticket."""
+        replayed = dead_letter_reading.Replayed()
+        replayed.read(Marker(b"2:41"))
+        assert held_of(letter(topics.SEGMENTED, stage="router"), replayed=replayed) is None
+        other = replace(letter(topics.SEGMENTED, stage="router"), offset=42)
+        assert held_of(other, replayed=replayed) is not None
 
     def test_one_without_a_ticket_id_holds_none(self) -> None:
-        assert held_tickets.held_of(letter(topics.INCOMING, ticket_id=None), NOW) is None
+        assert held_of(letter(topics.INCOMING, ticket_id=None)) is None
 
     def test_an_unreadable_record_holds_none(self) -> None:
-        assert held_tickets.held_of(Letter(headers=[], value=None), NOW) is None
+        assert held_of(Letter(headers=[], value=None)) is None
 
 
 def with_header(good: Letter, name: str, value: bytes) -> Letter:
@@ -82,12 +101,11 @@ class TestWhatNoStoreCouldKeep:
                                            b"\xff", b"t" * 129])
     def test_a_ticket_id_not_of_the_apis_ids_holds_none(self, ticket_id: bytes) -> None:
         bad = with_header(letter(topics.SEGMENTED), "ce_ticketid", ticket_id)
-        assert held_tickets.held_of(bad, NOW) is None
+        assert held_of(bad) is None
 
     @pytest.mark.parametrize("platform", ["help\u0000desk", "Helpdesk", "p" * 64, ""])
     def test_a_platform_not_a_credentials_subject_is_none(self, platform: str) -> None:
-        held = held_tickets.held_of(letter(topics.SEGMENTED, data={"platform": platform}),
-                                    NOW)
+        held = held_of(letter(topics.SEGMENTED, data={"platform": platform}))
         assert held is not None and held.platform is None
 
     @pytest.mark.parametrize(("timestamp", "at"), [
@@ -95,14 +113,13 @@ class TestWhatNoStoreCouldKeep:
         (int(NOW.timestamp() * 1000) + 1, NOW),
         (-5, datetime(1970, 1, 1, tzinfo=UTC))])
     def test_when_is_within_the_epoch_and_now(self, timestamp: int, at: datetime) -> None:
-        held = held_tickets.held_of(replace(letter(topics.SEGMENTED), timestamp=timestamp),
-                                    NOW)
+        held = held_of(replace(letter(topics.SEGMENTED), timestamp=timestamp))
         assert held is not None and held.held_at == at
 
     @pytest.mark.parametrize("header", [topics.DLQ_STAGE, topics.DLQ_ERROR_CLASS])
     def test_a_stage_or_faults_class_with_a_nul_is_not_kept(self, header: str) -> None:
-        held = held_tickets.held_of(with_header(letter(topics.SEGMENTED, stage="router"),
-                                                header, b"ro\x00uter"), NOW)
+        held = held_of(with_header(letter(topics.SEGMENTED, stage="router"),
+                                   header, b"ro\x00uter"))
         assert held is not None and (held.stage, held.error_class) in {
             ("router", "Unprocessable"), ("router", "")}
         assert "\x00" not in held.stage + held.error_class
@@ -110,19 +127,19 @@ class TestWhatNoStoreCouldKeep:
 
 class TestWhatIsKept:
     def test_of_the_ticket_only_the_platform_no_text_or_customer(self) -> None:
-        held = held_tickets.held_of(letter(topics.SEGMENTED, stage="router"), NOW)
+        held = held_of(letter(topics.SEGMENTED, stage="router"))
         assert held is not None
         kept = orjson.dumps(held.__dict__, default=str).decode()
         assert "c-1" not in kept and "invoice" not in kept.lower()
 
     @pytest.mark.parametrize("data", [{}, {"platform": 7}, {"platform": "p" * 129}])
     def test_a_platform_that_cannot_be_read_is_none(self, data: dict[str, object]) -> None:
-        held = held_tickets.held_of(letter(topics.SEGMENTED, data=data), NOW)
+        held = held_of(letter(topics.SEGMENTED, data=data))
         assert held is not None and held.platform is None
 
     def test_a_value_that_is_no_json_keeps_the_ticket_held_with_no_platform(self) -> None:
         good = letter(topics.SEGMENTED)
-        held = held_tickets.held_of(Letter(good.headers, b"\xff not json"), NOW)
+        held = held_of(Letter(good.headers, b"\xff not json"))
         assert held is not None and (held.ticket_id, held.platform) == ("t-1", None)
 
 

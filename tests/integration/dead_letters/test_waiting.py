@@ -107,7 +107,7 @@ async def test_without_a_marker_topic_the_dead_letters_are_counted_and_all_wait(
     missing it was never assigned, and `routing_dead_letters` was never shown. Told once
     (it may be an ACL the metrics user lacks), however often it is looked for."""
     await dead_letter(producer, unique("deleted-topic"), key=b"k", value=b"v", headers=[])
-    with caplog.at_level(logging.WARNING, logger="services.metrics.replay_markers"):
+    with caplog.at_level(logging.WARNING, logger="services.core.replay_markers"):
         async with reading(settings) as task:
             waiting = await first_shown(task)
             assert waiting[(OTHER, OTHER)] == 1.0
