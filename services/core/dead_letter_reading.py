@@ -1,6 +1,7 @@
 """What every reader of the dead letters agrees on: a dead letter's id, its headers by
-name, and whether it was replayed. The router's listing and replay and the metrics
-service's count of the dead letters waiting read them alike. Pure: no Kafka client here.
+name, the platform that posted the ticket it holds, and whether it was replayed. The
+router's listing, replay and held tickets and the metrics service's count of the dead
+letters waiting read them alike. Pure: no Kafka client here.
 
 A replay writes a marker keyed by the dead letter's id to the compacted topic
 `tickets.dlq.replayed` (topics.DEAD_LETTERS_REPLAYED), in the transaction that writes the
@@ -9,10 +10,12 @@ dead letter back: a dead letter is replayed exactly when its latest marker has a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
-from services.core import text_forms
+import orjson
+
+from services.core import access, text_forms, topics
 
 # A dead letter's id: partition:offset, in ASCII digits ([0-9], as JSON Schema means `\d`).
 ID = text_forms.Form(r"^[0-9]{1,9}:[0-9]{1,19}$", "a dead letter's id as its list gives it:"
@@ -33,6 +36,31 @@ def parse_id(text: str) -> tuple[int, int]:
 def header_values(headers: Sequence[tuple[str, bytes]] | None) -> dict[str, str]:
     """Headers by name; the last wins, as the pipeline appends its dlq_* headers last."""
     return {name: raw.decode("utf-8", "replace") for name, raw in headers or ()}
+
+
+def platform(headers: Mapping[str, str], value: bytes | None) -> str | None:
+    """The platform that posted the ticket a dead letter holds (`headers`: by name): as
+    its value says, or, its value dropped (too large to keep whole), as the header the
+    stage kept for it says (topics.DLQ_PLATFORM); None where neither says a credential's
+    subject."""
+    if topics.DLQ_VALUE_DROPPED in headers:
+        return _subject(headers.get(topics.DLQ_PLATFORM))
+    return platform_of(value)
+
+
+def platform_of(value: bytes | None) -> str | None:
+    """The platform a record's value names (a ticket's `platform`, on `tickets.incoming`
+    and `tickets.segmented` alike), where it is a credential's subject (access.SUBJECT:
+    a name, bounded, never personal data); None where it cannot be read."""
+    try:
+        data = orjson.loads(value or b"")
+    except orjson.JSONDecodeError:
+        return None
+    return _subject(data.get("platform") if isinstance(data, dict) else None)
+
+
+def _subject(found: object) -> str | None:
+    return found if isinstance(found, str) and access.SUBJECT.fullmatch(found) else None
 
 
 class Record(Protocol):

@@ -37,7 +37,7 @@ HEADER_NAMES = frozenset({
     "ce_ticketid", "ce_correlationid", "ce_schemaversion", "content-type",
     topics.DLQ_SOURCE_TOPIC, topics.DLQ_SOURCE_PARTITION, topics.DLQ_SOURCE_OFFSET,
     topics.DLQ_ERROR, topics.DLQ_ERROR_CLASS, topics.DLQ_STAGE, topics.DLQ_VALUE_DROPPED,
-    topics.DLQ_REPLAYED_FROM})
+    topics.DLQ_PLATFORM, topics.DLQ_REPLAYED_FROM})
 
 # The largest record the pipeline writes: the producers' request size (aiokafka's default
 # max_request_size, 1 MiB) less room for the record batch's own overhead.

@@ -30,7 +30,7 @@ from aiokafka.errors import (
 )
 from pydantic import ValidationError
 
-from services.core import data_paths, db, envelope, events, topics
+from services.core import data_paths, db, dead_letter_reading, envelope, events, topics
 
 
 class Fault(enum.Enum):
@@ -260,17 +260,21 @@ def dead_letter(record: ConsumerRecord, error: BaseException, *,
     """The dead-letter record for a record and why it failed: its value, key and headers
     as they came, with the reason and the source added. One too large for that goes
     without its value, and of its own headers keeps only those that identify it
-    (IDENTIFYING), marked `dlq_value_dropped`."""
+    (IDENTIFYING), marked `dlq_value_dropped`, with the platform its value names
+    (`dlq_platform`, a credential's subject: the held tickets' reader tells that
+    platform its ticket is held)."""
     reason_given, error_class_name = reason(error), error_class(error)
     value = record.value if isinstance(record.value, bytes) else b""
     key = record.key if isinstance(record.key, bytes) else b""
     letter = envelope.Record(topics.DEAD_LETTERS, key, value,
                              dead_letter_headers(record, reason_given, error_class_name, stage))
     if letter.size > envelope.MAX_RECORD_BYTES:  # it came in at the broker's limit
+        platform = dead_letter_reading.platform_of(value)
         letter = envelope.Record(topics.DEAD_LETTERS, key, b"", [
             *_identifying(record.headers),
             *_about(record, reason_given, error_class_name, stage),
-            (topics.DLQ_VALUE_DROPPED, b"too large to dead-letter whole; read it at its source")])
+            (topics.DLQ_VALUE_DROPPED, b"too large to dead-letter whole; read it at its source"),
+            *([(topics.DLQ_PLATFORM, platform.encode())] if platform else [])])
     return letter
 
 

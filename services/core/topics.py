@@ -81,6 +81,8 @@ DLQ_SOURCE_TOPIC, DLQ_SOURCE_PARTITION, DLQ_SOURCE_OFFSET = (
     "dlq_source_topic", "dlq_source_partition", "dlq_source_offset")  # where it was read
 DLQ_ERROR, DLQ_ERROR_CLASS, DLQ_STAGE = "dlq_error", "dlq_error_class", "dlq_stage"  # why
 DLQ_VALUE_DROPPED = "dlq_value_dropped"  # too large to keep whole: read it at its source
+# Too large to keep whole, the platform its value named (dead_letter_reading.platform).
+DLQ_PLATFORM = "dlq_platform"
 DLQ_REPLAYED_FROM = "dlq_replayed_from"  # a replay's: the dead letter it came from
 
 

@@ -17,8 +17,6 @@ from collections.abc import Container
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import orjson
-
 from services.core import access, dead_letter_reading, identifiers, topics
 
 # The stage that reads each topic whose records are tickets (named by a dead letter
@@ -48,8 +46,9 @@ def held_of(record: dead_letter_reading.Record, now: datetime, *,
     dead_letter_reading.Replayed; the replay routes its ticket, or a stage dead-letters
     it again, in a dead letter that holds it), or none the store could keep: a ticket id
     not of the API's ids (identifiers.ID, as `GET /v1/tickets/{id}` takes them). Its
-    platform is kept where it is a credential's subject (access.SUBJECT, whose subject
-    posts a ticket), its stage and fault's class where printable; when, clamped to [the
+    platform is kept where it is a credential's subject (dead_letter_reading.platform:
+    as its value says, or the header kept for it where the value was too large to
+    keep), its stage and fault's class where printable; when, clamped to [the
     epoch, `now`] (a timestamp past year 9999 is no date). Never raises: whatever a dead
     letter holds, the reader goes on."""
     dead_letter_id = dead_letter_reading.dead_letter_id(record.partition, record.offset)
@@ -67,7 +66,7 @@ def held_of(record: dead_letter_reading.Record, now: datetime, *,
                 stage=stage if stage and stage.isprintable() else TICKET_STAGES[source],
                 error_class=error_class if error_class.isprintable() else "",
                 held_at=_when(record.timestamp, now),
-                platform=_platform(record.value))
+                platform=dead_letter_reading.platform(headers, record.value))
 
 
 def _when(timestamp: int, now: datetime) -> datetime:
@@ -75,20 +74,6 @@ def _when(timestamp: int, now: datetime) -> datetime:
     `now`]: a producer sets it, to anything."""
     now_ms = int(now.timestamp() * 1000)
     return datetime.fromtimestamp(min(max(timestamp, 0), now_ms) / 1000, UTC)
-
-
-def _platform(value: bytes | None) -> str | None:
-    """The platform that posted the ticket, as its record says (the ticket's `platform`,
-    on `tickets.incoming` and `tickets.segmented` alike), where it is a credential's
-    subject; None where it cannot be read. Nothing else of the record is kept."""
-    try:
-        data = orjson.loads(value or b"")
-    except orjson.JSONDecodeError:
-        return None
-    if not isinstance(data, dict):
-        return None
-    found = data.get("platform")
-    return found if isinstance(found, str) and access.SUBJECT.fullmatch(found) else None
 
 
 def may_be_told(held: Held, principal: access.Principal) -> bool:

@@ -268,8 +268,8 @@ class TestATicketTooLargeToDeadLetterWhole:
     async def test_is_held_by_its_ticket_id_kept_without_its_value(
             self, router: Router) -> None:
         """Its record at the broker's limit, its dead letter goes without its value
-        (faults.dead_letter) but keeps its ticket id: held all the same, without the
-        platform (which its value said)."""
+        (faults.dead_letter) but keeps its ticket id and the platform its value named:
+        held all the same, with its platform."""
         ticket_id, dead_letter_id = await router.dead_letter(
             topics.INCOMING, "segmenter", events.TicketEventType.RECEIVED,
             text="x" * envelope.MAX_RECORD_BYTES)
@@ -277,7 +277,22 @@ class TestATicketTooLargeToDeadLetterWhole:
         held = await router.until_held(ticket_id)
 
         assert (held.dead_letter_id, held.stage, held.error_class, held.platform) == (
-            dead_letter_id, "segmenter", "Unprocessable", None)
+            dead_letter_id, "segmenter", "Unprocessable", PLATFORM)
+
+    async def test_its_platforms_customer_reply_is_told_held(self, router: Router) -> None:
+        """Not as on another platform's ticket (its platform, which its value said, was
+        lost with the value); another platform still is."""
+        ticket_id, _dead_letter_id = await router.dead_letter(
+            topics.INCOMING, "segmenter", events.TicketEventType.RECEIVED,
+            text="x" * envelope.MAX_RECORD_BYTES)
+        held = await router.until_held(ticket_id)
+
+        answer = await router.reply(ticket_id)
+        another = await router.reply(ticket_id, OTHER_PLATFORM)
+
+        assert (answer.status_code, answer.json()) == (409, {
+            "error": "held", "detail": told(ticket_id, held, operator=False)}), answer.text
+        assert (another.status_code, another.json()["error"]) == (409, "not_routed_yet")
 
 
 class TestADeadLetterReplayedBeforeItIsRead:

@@ -1,6 +1,7 @@
 import base64
 from dataclasses import dataclass, field
 
+import orjson
 import pytest
 import typer.core
 import typer.main
@@ -217,6 +218,30 @@ class TestDeadLetterOfARecord:
         assert (headers[topics.DLQ_SOURCE_TOPIC], headers[topics.DLQ_SOURCE_OFFSET]) == (
             b"tickets.incoming", b"7")
         assert letter.size <= envelope.MAX_RECORD_BYTES
+
+    def test_a_ticket_too_large_keeps_the_platform_its_value_names(self) -> None:
+        """A name, never personal data: the held tickets' reader tells that platform
+        its ticket is held (dead_letter_reading.platform)."""
+        ticket = orjson.dumps({"platform": "helpdesk", "customer_id": "cust-1",
+                               "body": "x" * envelope.MAX_RECORD_BYTES})
+        letter = faults.dead_letter(self.source(ticket), ValueError("broken"),
+                                    stage="segmenter")
+        assert letter.value == b""
+        assert dict(letter.headers)[topics.DLQ_PLATFORM] == b"helpdesk"
+        assert b"cust-1" not in b"".join(value for _name, value in letter.headers)
+
+    @pytest.mark.parametrize("platform", ["Helpdesk", "p" * 64, "help\u0000desk", 7, None])
+    def test_one_whose_platform_is_no_credentials_subject_keeps_none(
+            self, platform: object) -> None:
+        """Only a credential's subject: a name, bounded as the other headers are."""
+        ticket = orjson.dumps({"platform": platform, "body": "x" * envelope.MAX_RECORD_BYTES})
+        letter = faults.dead_letter(self.source(ticket), ValueError("broken"))
+        assert topics.DLQ_PLATFORM not in dict(letter.headers)
+
+    def test_a_record_kept_whole_adds_no_platform(self) -> None:
+        letter = faults.dead_letter(self.source(b'{"platform": "helpdesk"}'),
+                                    ValueError("broken"))
+        assert topics.DLQ_PLATFORM not in dict(letter.headers)
 
     def test_a_record_too_large_keeps_no_other_header_nor_one_past_its_bound(self) -> None:
         """Only the identifying headers, each the last of its name as a reader takes it,

@@ -137,6 +137,29 @@ class TestWhatIsKept:
         held = held_of(letter(topics.SEGMENTED, data=data))
         assert held is not None and held.platform is None
 
+    def test_a_ticket_too_large_to_dead_letter_whole_keeps_its_platform(self) -> None:
+        """Its dead letter goes without its value (faults.dead_letter), which named the
+        platform: the header kept for it says it, so that platform is told it is held."""
+        held = held_of(letter(topics.INCOMING, data={
+            "platform": "helpdesk", "body": "x" * envelope.MAX_RECORD_BYTES}))
+        assert held is not None and (held.ticket_id, held.platform) == ("t-1", "helpdesk")
+
+    @pytest.mark.parametrize("platform", [b"Helpdesk", b"p" * 64, b"help\x00desk", b"\xff"])
+    def test_a_kept_platform_not_a_credentials_subject_is_none(self, platform: bytes
+                                                               ) -> None:
+        cut = letter(topics.INCOMING, data={"platform": "helpdesk",
+                                             "body": "x" * envelope.MAX_RECORD_BYTES})
+        held = held_of(with_header(cut, topics.DLQ_PLATFORM, platform))
+        assert held is not None and held.platform is None
+
+    def test_the_kept_platforms_header_is_read_only_where_the_value_was_dropped(
+            self) -> None:
+        """A whole dead letter's value says the platform: a header so named, which any
+        writer of the dead-letter topic may add, does not."""
+        whole = with_header(letter(topics.SEGMENTED), topics.DLQ_PLATFORM, b"webshop")
+        held = held_of(whole)
+        assert held is not None and held.platform == "helpdesk"
+
     def test_a_value_that_is_no_json_keeps_the_ticket_held_with_no_platform(self) -> None:
         good = letter(topics.SEGMENTED)
         held = held_of(Letter(good.headers, b"\xff not json"))
