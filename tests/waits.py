@@ -22,3 +22,18 @@ async def until(condition: Callable[[], bool | Awaitable[bool]], *, within: floa
             return
         await asyncio.sleep(every)
     raise AssertionError(f"the condition never held in {tries} looks {every} s apart")
+
+
+async def waits_out(job: Callable[[asyncio.Event], Awaitable[None]],
+                    waited: Callable[[], int], *, times: int = 2) -> None:
+    """Run `job` (a background task's, given its stop event) until it has waited out
+    what it meets `times` times (`waited`: how often so far, as its log says), checking
+    that it still runs then (waited out in the task, not ended), then stop it."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(job(stop))
+    try:
+        await until(lambda: waited() >= times or task.done(), within=60.0)
+        assert not task.done()
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)

@@ -406,17 +406,10 @@ class TestAnOutageIsWaitedOut:
         could not start is stopped and another started after a growing pause, a warning
         each time, the task still running (a restart would leave /readyz)."""
         nowhere = Settings(kafka_bootstrap_servers=f"127.0.0.1:{ports.free_port()}")
-        stop = asyncio.Event()
         with caplog.at_level(logging.WARNING, logger=replay_markers.__name__):
-            task = asyncio.create_task(held_follower.follow(
-                nowhere, router.held, stop, group_id=unique("held-away")))
-            try:
-                await waits.until(lambda: len(not_read(caplog)) >= 2 or task.done(),
-                                  within=60.0)
-                assert not task.done()
-            finally:
-                stop.set()
-                await asyncio.wait_for(task, 30)
+            await waits.waits_out(lambda stop: held_follower.follow(
+                nowhere, router.held, stop, group_id=unique("held-away")),
+                lambda: len(not_read(caplog)))
         assert {getattr(record, "error", None) for record in not_read(caplog)} == {
             "KafkaConnectionError"}
 
