@@ -181,6 +181,15 @@ class RoutingTable:
 
 
 @dataclass(frozen=True)
+class Withheld:
+    """A hand-off not made because the department it would go to has lanes the router
+    could not make (`lanes_missing`): the ticket stays where it was."""
+
+    step: Literal["after_hours", "overflow"]  # the hand-off withheld
+    to: str  # the department whose lanes are missing
+
+
+@dataclass(frozen=True)
 class RoutingDecision:
     department: str
     reason: Reason
@@ -193,6 +202,8 @@ class RoutingDecision:
     # Why, step by step, in words (the ticket's trace is its history of steps).
     explanation: tuple[str, ...] = ()
     level: ServiceLevel | None = None  # every target of the ticket
+    # The hand-offs not made for lanes missing, in the order met (the trace says why).
+    withheld: tuple[Withheld, ...] = ()
 
     @property
     def lane(self) -> Lane:
@@ -216,8 +227,10 @@ def decide(segment: str, tier: str, ticket_view: Mapping[str, Any], table: Routi
            ) -> RoutingDecision:
     """Where a ticket goes now, with its priority and first-response deadline.
     `lanes_missing`: the departments whose lanes the router could not make, which no
-    after-hours hand-off or overflow hands a ticket to (`_lanes_missing`)."""
+    after-hours hand-off or overflow hands a ticket to (`_lanes_missing`; each hand-off
+    not made so is in the decision's `withheld`)."""
     trace: list[str] = []
+    withheld: list[Withheld] = []
     route = table.routes.get(segment)
     reason: Reason
     if route is None:
@@ -235,12 +248,12 @@ def decide(segment: str, tier: str, ticket_view: Mapping[str, Any], table: Routi
         level = refinement.service.apply(level)
         reason, entry = "refinement", refinement.name
         trace.append(f"refinement {refinement.name!r} holds -> {department}")
-    handed = _after_hours(table, department, now, trace, lanes_missing)
+    handed = _after_hours(table, department, now, trace, lanes_missing, withheld)
     if handed != department:
         department, reason = handed, "after_hours"
     overflowed_from = None
     handed = _overflow(table, department, now, load or {}, overflow_state or {}, trace,
-                       lanes_missing)
+                       lanes_missing, withheld)
     if handed != department:
         overflowed_from, department, reason = department, handed, "overflow"
     calendar = table.policy(department).calendar
@@ -256,7 +269,7 @@ def decide(segment: str, tier: str, ticket_view: Mapping[str, Any], table: Routi
             trace.append(f"{name} within {durations.format_duration(target)} ({clock})")
     return RoutingDecision(department, reason, entry, level.priority,
                            level.first_response_target, due, table.version,
-                           overflowed_from, tuple(trace), level)
+                           overflowed_from, tuple(trace), level, tuple(withheld))
 
 
 def _first_refinement(route: Route | None, tier: str, view: Mapping[str, Any],
@@ -274,7 +287,8 @@ def _first_refinement(route: Route | None, tier: str, view: Mapping[str, Any],
 
 
 def _after_hours(table: RoutingTable, department: str, now: datetime,
-                 trace: list[str], lanes_missing: Collection[str]) -> str:
+                 trace: list[str], lanes_missing: Collection[str],
+                 withheld: list[Withheld]) -> str:
     visited = [department]
     while True:
         current = visited[-1]
@@ -298,6 +312,7 @@ def _after_hours(table: RoutingTable, department: str, now: datetime,
         missing = _lanes_missing(following, lanes_missing)
         if missing:  # as an overflow: no hand-off where the ticket would be dead-lettered
             trace.append(f"{closed}, but {missing}: stays with {department}")
+            withheld.append(Withheld("after_hours", following))
             return department
         trace.append(f"{closed}: after hours to {following}")
         visited.append(following)
@@ -306,7 +321,7 @@ def _after_hours(table: RoutingTable, department: str, now: datetime,
 def _overflow(table: RoutingTable, department: str, now: datetime,
               load: Mapping[str, overflow.DepartmentLoad],
               states: Mapping[str, overflow.OverflowState], trace: list[str],
-              lanes_missing: Collection[str]) -> str:
+              lanes_missing: Collection[str], withheld: list[Withheld]) -> str:
     chain = [department]
     while (policy := table.policy(chain[-1]).overflow_policy) is not None:
         current, target = chain[-1], policy.to
@@ -330,6 +345,7 @@ def _overflow(table: RoutingTable, department: str, now: datetime,
         if missing:
             trace.append(f"{current} {state} {transition.reason}, but {missing}:"
                          " no overflow")
+            withheld.append(Withheld("overflow", target))
             break
         trace.append(f"{current} {state} {transition.reason}: overflow to {target}")
         chain.append(target)

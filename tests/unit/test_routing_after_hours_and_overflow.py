@@ -2,7 +2,7 @@
 
 from datetime import UTC, datetime, timedelta
 
-from services.router import overflow
+from services.router import overflow, routing
 from tests.unit.routing_tables import MONDAY_NOON, OFFICE, SATURDAY_NOON, decide, parse
 
 
@@ -85,6 +85,7 @@ class TestAfterHoursToADepartmentWhoseLanesAreMissing:
         assert "a closed at Sat 2025-01-04 12:00 Europe/Amsterdam, but c's lanes do not" \
                " exist (the router could not make them): stays with a" in decision.explanation
         assert decision.first_response_deadline == datetime(2025, 1, 8, 11, 0, tzinfo=UTC)
+        assert decision.withheld == (routing.Withheld("after_hours", "c"),)
 
     def test_nor_is_it_handed_past_them_along_the_chain(self) -> None:
         decision = decide("s", table=parse(chain(a="b", b="c")), now=SATURDAY_NOON,
@@ -92,11 +93,13 @@ class TestAfterHoursToADepartmentWhoseLanesAreMissing:
         assert (decision.department, decision.reason) == ("a", "route")
         assert any(step.endswith("but b's lanes do not exist (the router could not make"
                                  " them): stays with a") for step in decision.explanation)
+        assert decision.withheld == (routing.Withheld("after_hours", "b"),)
 
     def test_lanes_missing_elsewhere_hand_it_on_as_before(self) -> None:
         decision = decide("s", table=parse(chain(a="c")), now=SATURDAY_NOON,
                           lanes_missing={"b"})
         assert (decision.department, decision.reason) == ("c", "after_hours")
+        assert decision.withheld == ()
 
 
 SWAMPED = {"customer_care": overflow.DepartmentLoad(backlog=120)}
@@ -132,6 +135,7 @@ class TestOverflow:
         assert (decision.department, decision.overflowed_from) == ("customer_care", None)
         assert "customer_care over backlog 120 > 100, but sales_support's lanes do not exist" \
                " (the router could not make them): no overflow" in decision.explanation
+        assert decision.withheld == (routing.Withheld("overflow", "sales_support"),)
 
     def test_the_deadline_follows_the_receiving_department_calendar(self) -> None:
         late = datetime(2025, 1, 6, 16, 0, tzinfo=UTC)  # 17:00 in Amsterdam
