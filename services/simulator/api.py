@@ -5,7 +5,7 @@ happened. It reads the store only and publishes nothing."""
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -43,15 +43,15 @@ class Simulator:
     reader: history.HistoryReader
     tables: config_store.ConfigVersions
     rule_sets: config_store.ConfigVersions
-    # The departments whose lanes the router could not make, as its lane check last
-    # found them (missing_lanes.MissingLanes): a replay hands them no ticket, as the
-    # router hands none (routing.decide). A view, so that the simulator loads no Kafka
-    # client.
-    lanes_missing: Callable[[], Collection[str]]
+    # The departments whose lanes the router could not make, each with its lanes
+    # missing, as its lane check last found them (missing_lanes.MissingLanes.departments):
+    # a replay hands them no ticket, as the router hands none (routing.decide). A view,
+    # so that the simulator loads no Kafka client.
+    lanes_missing: Callable[[], Mapping[str, Sequence[str]]]
 
     @classmethod
     def over(cls, store: AsyncEngine, settings: Settings,
-             lanes_missing: Callable[[], Collection[str]] = tuple) -> Simulator:
+             lanes_missing: Callable[[], Mapping[str, Sequence[str]]] = dict) -> Simulator:
         """Reading through read-only sessions of the store's engine; tickets compared
         per parity group too, over the attributes the service parity measures
         (PARITY_ATTRIBUTES), groups under PROTECTED_GROUP_MINIMUM_SIZE tickets pooled:
@@ -99,7 +99,14 @@ async def simulate(body: SimulationRequest,
     departments' response rates measured over the window, and return per department,
     segment and parity group what happened next to what the simulation predicts;
     `replay_error` says how far the replay is from what happened (meaningful for the
-    version that was in force). Nothing is written or published."""
+    version that was in force). `lanes_missing` names the departments whose lanes the
+    router could not make when the simulation ran, applied to every replayed ticket
+    (none handed to them after hours or overflowing, as the router hands none), each
+    with its lanes missing and the tickets it changed, the mean per replication: kept
+    rather than handed to it after hours (`not_handed_after_hours`) or overflowing
+    (`not_overflowed`), and routed to a lane of it missing (`dead_lettered`: the router
+    dead-letters them; the replay serves them, as if the lane existed). Nothing is
+    written or published."""
     order = service.Order(**body.model_dump())
     try:  # the caller's mistakes answered at once, not in a turn
         checked = await service.check(order, tables=simulator.tables,

@@ -8,7 +8,8 @@ segment it was given then) and routed by the real routing decision
 backlog and, where an overflow reads them, their lag and predicted first response),
 their overflow states advanced by the real overflow rule (`overflow.advance`), and the
 departments whose lanes the router could not make now (`lanes_missing`), which no
-after-hours hand-off or overflow hands a ticket to, as in the router. A
+after-hours hand-off or overflow hands a ticket to, as in the router (the tickets they
+changed are kept: lanes.py). A
 department answers its tickets first come, first served, one at a time, each taking a
 service time drawn from an exponential distribution with the department's measured mean,
 and only while its calendar is open (`calendars.deadline`). A ticket still unanswered at
@@ -22,14 +23,18 @@ from __future__ import annotations
 import heapq
 import random
 from collections import deque
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from types import MappingProxyType
 from typing import Any
 
 from services.core import targets
 from services.router import calendars, overflow, routing
 from services.segmenter import rules
+from services.simulator import lanes
+
+NONE_MISSING: Mapping[str, Sequence[str]] = MappingProxyType({})
 
 
 @dataclass(frozen=True)
@@ -93,6 +98,8 @@ class Replication:
     served: tuple[Served, ...]
     # Tickets a candidate rule failed on (it did not hold for them: RuleSet.decide).
     rule_failures: tuple[str, ...]
+    # The tickets the departments whose lanes are missing changed (lanes.affected).
+    affected: tuple[lanes.Affected, ...] = ()
 
 
 @dataclass
@@ -156,11 +163,12 @@ class _Queue:
 
 def replicate(history: Sequence[HistoricTicket], candidate: Candidate, *,
               mean_service: Mapping[str, float], rate_window: timedelta,
-              seed: int, lanes_missing: Collection[str] = ()) -> Replication:
+              seed: int, lanes_missing: Mapping[str, Sequence[str]] = NONE_MISSING,
+              ) -> Replication:
     """One replay of the history; `mean_service`: seconds per first response, per
     department; `rate_window`: how far back the router counts first responses when it
     predicts one (services.router.load); `lanes_missing`: the departments whose lanes
-    the router could not make (routing.decide's)."""
+    the router could not make (routing.decide's), each with its lanes missing."""
     table = candidate.table
     draw = random.Random(seed)
     queues = {department: _Queue(table.policy(department).calendar,
@@ -169,6 +177,7 @@ def replicate(history: Sequence[HistoricTicket], candidate: Candidate, *,
     states: dict[str, overflow.OverflowState] = {}
     served: list[Served] = []
     failures: list[str] = []
+    affected: list[lanes.Affected] = []
     for ticket in sorted(history, key=lambda t: (t.received_at, t.ticket_id)):
         now = ticket.received_at
         segment, failed = _segment(ticket, candidate.rules)
@@ -183,6 +192,7 @@ def replicate(history: Sequence[HistoricTicket], candidate: Candidate, *,
         decision = routing.decide(segment, ticket.tier, ticket.view, table, now=now,
                                   load=loads, overflow_state=states,
                                   lanes_missing=lanes_missing)
+        affected += lanes.affected(decision, lanes_missing)
         answer = queues[decision.department].take(now, draw)
         deadline = decision.first_response_deadline
         served.append(Served(
@@ -190,13 +200,14 @@ def replicate(history: Sequence[HistoricTicket], candidate: Candidate, *,
             overflowed_from=decision.overflowed_from,
             escalated=answer is None or not targets.answered_in_time(answer, deadline),
             groups=ticket.groups, routed_at=now))
-    return Replication(tuple(served), tuple(failures))
+    return Replication(tuple(served), tuple(failures), tuple(affected))
 
 
 def simulate(history: Sequence[HistoricTicket], candidate: Candidate, *,
              mean_service: Mapping[str, float], rate_window: timedelta,
              replications: int = 5, seed: int = 15,
-             lanes_missing: Collection[str] = ()) -> list[Replication]:
+             lanes_missing: Mapping[str, Sequence[str]] = NONE_MISSING,
+             ) -> list[Replication]:
     return [replicate(history, candidate, mean_service=mean_service,
                       rate_window=rate_window, seed=seed + number,
                       lanes_missing=lanes_missing)

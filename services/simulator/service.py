@@ -11,7 +11,7 @@ against what happened (its `replay_error`).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -19,7 +19,7 @@ from typing import Any
 from services.core import config_files, config_store, durations
 from services.router import overflow, routing, table_file
 from services.segmenter import rules, rules_file
-from services.simulator import engine, rates, summary
+from services.simulator import engine, lanes, rates, summary
 from services.simulator.history import HistoryReader
 
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
@@ -74,10 +74,12 @@ async def check(order: Order, *, tables: config_store.ConfigVersions,
 
 
 async def run(checked: Checked, *, reader: HistoryReader, now: datetime,
-              lanes_missing: Collection[str] = ()) -> dict[str, Any]:
+              lanes_missing: Mapping[str, Sequence[str]] = engine.NONE_MISSING,
+              ) -> dict[str, Any]:
     """Replay the order's window through its candidate, next to what happened, with the
-    departments whose lanes the router could not make now (`lanes_missing`: no ticket
-    handed to them after hours or overflowing, as the router hands none)."""
+    departments whose lanes the router could not make now (`lanes_missing`, each with
+    its lanes missing: no ticket handed to them after hours or overflowing, as the
+    router hands none; the answer's `lanes_missing` counts the tickets they changed)."""
     order, baseline = checked.order, checked.baseline
     window = await reader.window(order.start, order.end,
                                  with_customers=checked.candidate.rules is not None)
@@ -85,7 +87,9 @@ async def run(checked: Checked, *, reader: HistoryReader, now: datetime,
     # keeps serving meanwhile.
     described = await asyncio.to_thread(
         replay, window.tickets, baseline=baseline, candidate=checked.candidate,
-        replications=order.replications, as_of=now, lanes_missing=frozenset(lanes_missing))
+        replications=order.replications, as_of=now,
+        lanes_missing={department: tuple(missing)
+                       for department, missing in lanes_missing.items()})
     return {"window": {"start": order.start.isoformat(), "end": order.end.isoformat()},
             "without_state": window.without_state,
             "baseline": {"table_version_id": checked.baseline_version.version_id,
@@ -95,7 +99,8 @@ async def run(checked: Checked, *, reader: HistoryReader, now: datetime,
 
 def replay(history: Sequence[engine.HistoricTicket], *, baseline: routing.RoutingTable,
            candidate: engine.Candidate, replications: int, as_of: datetime,
-           lanes_missing: Collection[str] = ()) -> dict[str, Any]:
+           lanes_missing: Mapping[str, Sequence[str]] = engine.NONE_MISSING,
+           ) -> dict[str, Any]:
     """Measure the departments' rates under the baseline's calendars, replay the history
     through the candidate and describe it next to what happened."""
     actual = [ticket.actual for ticket in history]
@@ -105,13 +110,16 @@ def replay(history: Sequence[engine.HistoricTicket], *, baseline: routing.Routin
                            rate_window=overflow.RESPONSE_RATE_WINDOW,
                            replications=replications, lanes_missing=lanes_missing)
     return describe(actual, runs, candidate=candidate, mean_service=mean_service,
-                    as_of=as_of)
+                    as_of=as_of, lanes_missing=lanes_missing)
 
 
 def describe(actual: Sequence[engine.Served], runs: Sequence[engine.Replication], *,
              candidate: engine.Candidate, mean_service: Mapping[str, float],
-             as_of: datetime) -> dict[str, Any]:
-    """A simulation next to what happened, as the API answers it."""
+             as_of: datetime,
+             lanes_missing: Mapping[str, Sequence[str]] = engine.NONE_MISSING,
+             ) -> dict[str, Any]:
+    """A simulation next to what happened, as the API answers it; `lanes_missing`: the
+    departments whose lanes the router could not make, which the replay applied."""
     comparison = summary.compare(actual, [run.served for run in runs], as_of=as_of)
     return {
         "as_of": as_of.isoformat(),
@@ -126,6 +134,9 @@ def describe(actual: Sequence[engine.Served], runs: Sequence[engine.Replication]
         "groups": {attribute: _rows(groups, "group")
                    for attribute, groups in comparison.groups.items()},
         "replay_error": asdict(summary.replay_error(comparison.departments)),
+        "lanes_missing": {"found": lanes.FOUND, "departments": [
+            asdict(department) for department in lanes.account(
+                lanes_missing, [run.affected for run in runs])]},
     }
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,6 +23,7 @@ from services.core.fleet_models import ConfigVersionRow
 from services.core.settings import Settings
 from services.metrics.store import TimelineRow, TimelineStore
 from services.metrics.timeline import Assignment, Timeline
+from services.router import priority
 from services.router.store import Dispatch, RoutedTickets
 from services.simulator import api, history
 from tests import credentials, simulated_history
@@ -107,14 +108,15 @@ async def store(database_url: str, generated: simulated_history.History,
 
 @asynccontextmanager
 async def simulating(database_url: str, settings: Settings,
-                     lanes_missing: Collection[str] = ()) -> AsyncIterator[httpx.AsyncClient]:
+                     lanes_missing: Mapping[str, Sequence[str]] | None = None,
+                     ) -> AsyncIterator[httpx.AsyncClient]:
     """An admin's client of the simulator's API, the simulator made of `settings` as the
     router makes it (bootstrap.connect), `lanes_missing` the departments whose lanes the
-    router could not make."""
+    router could not make, each with its lanes missing (MissingLanes.departments)."""
     engine = db.engine(database_url)
     app = FastAPI()
     service_context.of(app).provide(api.Simulator.over(engine, settings,
-                                                       lambda: lanes_missing))
+                                                       lambda: lanes_missing or {}))
     app.include_router(api.api)
     http.install(app, ready=lambda: True)
     try:
@@ -139,6 +141,12 @@ def window(generated: simulated_history.History, **more: Any) -> dict[str, Any]:
 
 def by_name(rows: list[dict[str, Any]], key: str) -> dict[str, dict[str, Any]]:
     return {row[key]: row for row in rows}
+
+
+def all_lanes(*departments: str) -> dict[str, list[str]]:
+    """Every lane of each department missing, as the router's lane check finds them when
+    it could make none (MissingLanes.departments)."""
+    return {department: priority.lane_topics(department) for department in departments}
 
 
 class TestReplay:
@@ -199,7 +207,7 @@ class TestReplay:
         overflowed = {}
         for missing in ((), ("care_overflow",)):
             async with simulating(database_url, Settings(protected_group_minimum_size=1),
-                                  lanes_missing=missing) as client:
+                                  lanes_missing=all_lanes(*missing)) as client:
                 answer = await client.post("/v1/simulations",
                                            json=window(generated, replications=1))
             assert answer.status_code == 200, answer.text
@@ -207,6 +215,44 @@ class TestReplay:
             overflowed[missing] = care["simulated"]["overflowed_out"]
         assert overflowed[()] > 0
         assert overflowed[("care_overflow",)] == 0
+
+    async def test_the_answer_names_the_departments_whose_lanes_are_missing(
+            self, database_url: str, store: async_sessionmaker[AsyncSession],
+            generated: simulated_history.History) -> None:
+        """care_overflow's and public_sector's lanes could not be made, and the candidate
+        has business_desk hand its tickets to care_overflow after hours. The answer's
+        `lanes_missing` names both, with their lanes, as found when the simulation ran
+        and applied to every replayed ticket, and counts the tickets each changed: every
+        business ticket received while business_desk was closed kept by it, tickets care
+        kept rather than overflowed, every government ticket (routed to public_sector)
+        one the router dead-letters."""
+        await put_in_force(store, simulated_history.TABLE_TEXT)
+        candidate = simulated_history.TABLE_TEXT.replace(
+            "after_hours: pause", "after_hours: {route_to: care_overflow}")
+        missing = all_lanes("care_overflow", "public_sector")
+        async with simulating(database_url, Settings(protected_group_minimum_size=1),
+                              lanes_missing=missing) as client:
+            answer = await client.post("/v1/simulations", json=window(
+                generated, table=candidate, replications=2))
+        assert answer.status_code == 200, answer.text
+        found = answer.json()["lanes_missing"]
+        assert "when the simulation ran" in found["found"]
+        assert "applied to every replayed ticket" in found["found"]
+        rows = by_name(found["departments"], "department")
+        assert {name: row["lanes"] for name, row in rows.items()} == {
+            name: list(lanes) for name, lanes in missing.items()}
+        business_hours = generated.table.policy("business_desk").calendar
+        assert business_hours is not None
+        closed = sum(t.segment == "business" and not business_hours.is_open(t.received_at)
+                     for t in generated.tickets)
+        government = sum(t.segment == "government" for t in generated.tickets)
+        assert closed > 0 and government > 0
+        assert (rows["care_overflow"]["not_handed_after_hours"],
+                rows["care_overflow"]["dead_lettered"]) == (closed, 0)
+        assert rows["care_overflow"]["not_overflowed"] > 0
+        assert (rows["public_sector"]["not_handed_after_hours"],
+                rows["public_sector"]["not_overflowed"],
+                rows["public_sector"]["dead_lettered"]) == (0, 0, government)
 
     async def test_stored_versions_are_candidates_by_their_ids(
             self, client: httpx.AsyncClient, store: async_sessionmaker[AsyncSession],

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
-from services.router import routing, table_file
-from services.simulator import engine, rates, service
+from services.router import priority, routing, table_file
+from services.simulator import engine, lanes, rates, service
 from tests import simulated_history
 
 RATE_WINDOW = timedelta(hours=1)
@@ -65,37 +66,101 @@ departments:
         assert (care["simulated"]["met"], care["simulated"]["escalations"]) == (3, 0)
 
 
+def all_lanes(*departments: str) -> dict[str, tuple[str, ...]]:
+    """Every lane of each department missing, as the router's lane check finds them
+    (missing_lanes.MissingLanes.departments) when none could be made."""
+    return {department: tuple(priority.lane_topics(department)) for department in departments}
+
+
 class TestDepartmentsWhoseLanesAreMissing:
     """The router could not make their lanes (services/router/missing_lanes.py): the
     replay hands them no ticket, after hours or overflowing, by the router's own rule
-    (routing.decide's `lanes_missing`), as the router hands them none now."""
+    (routing.decide's `lanes_missing`), as the router hands them none now; the answer
+    names them, with the tickets they changed (lanes.py)."""
 
     TABLE = TestDepartmentAnsweringInNoBusinessTime.TABLE + (
         "    after_hours: {route_to: night_desk}\n  night_desk: {}\n")
     SUNDAY = TestDepartmentAnsweringInNoBusinessTime.SUNDAY
 
-    def departments(self, lanes_missing: frozenset[str]) -> set[str]:
+    def replay(self, lanes_missing: dict[str, tuple[str, ...]],
+               replications: int = 1) -> dict[str, Any]:
         table = table_file.parse(self.TABLE, "table")
-        result = service.replay(TestDepartmentAnsweringInNoBusinessTime().sunday(),
-                                baseline=table, candidate=engine.Candidate(table),
-                                replications=1, as_of=self.SUNDAY + timedelta(days=7),
-                                lanes_missing=lanes_missing)
-        return {row["department"] for row in result["departments"]
+        return service.replay(TestDepartmentAnsweringInNoBusinessTime().sunday(),
+                              baseline=table, candidate=engine.Candidate(table),
+                              replications=replications,
+                              as_of=self.SUNDAY + timedelta(days=7),
+                              lanes_missing=lanes_missing)
+
+    def departments(self, lanes_missing: dict[str, tuple[str, ...]]) -> set[str]:
+        return {row["department"] for row in self.replay(lanes_missing)["departments"]
                 if row["simulated"]["received"]}
 
     def test_a_closed_department_keeps_its_tickets_after_hours(self) -> None:
-        assert self.departments(frozenset({"night_desk"})) == {"customer_care"}
+        assert self.departments(all_lanes("night_desk")) == {"customer_care"}
 
     def test_with_their_lanes_made_it_hands_them_on(self) -> None:
-        assert self.departments(frozenset()) == {"night_desk"}
+        assert self.departments({}) == {"night_desk"}
 
     def test_an_overflowing_department_keeps_its_tickets(self) -> None:
         table = TestLagOverflow().table("{to: care_overflow, max_lag: 5}")
         run = engine.replicate(
             TestLagOverflow().minute_apart(60, datetime(2026, 11, 2, 9, tzinfo=UTC)),
             engine.Candidate(table), mean_service={"care": 3600, "care_overflow": 3600},
-            rate_window=RATE_WINDOW, seed=1, lanes_missing={"care_overflow"})
+            rate_window=RATE_WINDOW, seed=1, lanes_missing=all_lanes("care_overflow"))
         assert {t.department for t in run.served} == {"care"}
+        kept = sum(t.department != "care" for t in engine.replicate(
+            TestLagOverflow().minute_apart(60, datetime(2026, 11, 2, 9, tzinfo=UTC)),
+            engine.Candidate(table), mean_service={"care": 3600, "care_overflow": 3600},
+            rate_window=RATE_WINDOW, seed=1).served)
+        assert kept > 0
+        assert run.affected == (lanes.Affected("care_overflow", "not_overflowed"),) * kept
+
+
+class TestTheAnswerAccountsForMissingLanes:
+    """The answer's `lanes_missing`: the departments found missing lanes when the
+    simulation ran, said to be applied to every replayed ticket, each with the tickets it
+    changed, the mean per replication."""
+
+    SIMULATION = TestDepartmentsWhoseLanesAreMissing()
+
+    def test_none_missing_names_none(self) -> None:
+        assert self.SIMULATION.replay({})["lanes_missing"] == {
+            "found": lanes.FOUND, "departments": []}
+
+    def test_the_found_say_when_and_to_which_tickets(self) -> None:
+        assert "when the simulation ran" in lanes.FOUND
+        assert "applied to every replayed ticket" in lanes.FOUND
+
+    def test_tickets_kept_rather_than_handed_after_hours(self) -> None:
+        missing = all_lanes("night_desk")
+        answer = self.SIMULATION.replay(missing, replications=2)["lanes_missing"]
+        assert answer["departments"] == [{
+            "department": "night_desk", "lanes": missing["night_desk"],
+            "not_handed_after_hours": 3.0, "not_overflowed": 0.0, "dead_lettered": 0.0}]
+
+    def test_tickets_routed_to_a_missing_lane_are_counted_dead_lettered(self) -> None:
+        """customer_care keeps its Sunday tickets, as night_desk's lanes are missing; its
+        own are missing too: the router dead-letters them."""
+        answer = self.SIMULATION.replay(all_lanes("night_desk", "customer_care"))
+        rows = {row["department"]: row for row in answer["lanes_missing"]["departments"]}
+        assert (rows["customer_care"]["dead_lettered"],
+                rows["night_desk"]["not_handed_after_hours"]) == (3.0, 3.0)
+
+    def test_only_the_lanes_missing_dead_letter(self) -> None:
+        """A department missing some of its lanes: a ticket in another of them goes
+        through, as the router's stage refuses only what goes to a missing lane."""
+        table = table_file.parse(self.SIMULATION.TABLE, "table")
+        lane = routing.decide("consumer", "existing", simulated_history.VIEW, table,
+                              now=self.SIMULATION.SUNDAY,
+                              lanes_missing={"night_desk"}).queue_topic
+        others = tuple(topic for topic in priority.lane_topics("customer_care")
+                       if topic != lane)
+        for missing, dead_lettered in (((lane,), 3.0), (others, 0.0)):
+            answer = self.SIMULATION.replay({**all_lanes("night_desk"),
+                                             "customer_care": missing})
+            rows = {row["department"]: row for row in answer["lanes_missing"]["departments"]}
+            assert (rows["customer_care"]["lanes"], rows["customer_care"]["dead_lettered"]) \
+                == (missing, dead_lettered)
 
 
 class TestLagOverflow:
