@@ -105,8 +105,8 @@ async def simulate(body: SimulationRequest,
     with its lanes missing and the tickets it changed, the mean per replication: kept
     rather than handed to it after hours (`not_handed_after_hours`) or overflowing
     (`not_overflowed`), and routed to a lane of it missing (`dead_lettered`: the router
-    dead-letters them; the replay serves them, as if the lane existed). Nothing is
-    written or published."""
+    dead-letters them, so the replay leaves them out of every department's, segment's
+    and group's simulated figures). Nothing is written or published."""
     order = service.Order(**body.model_dump())
     try:  # the caller's mistakes answered at once, not in a turn
         checked = await service.check(order, tables=simulator.tables,

@@ -8,8 +8,8 @@ segment it was given then) and routed by the real routing decision
 backlog and, where an overflow reads them, their lag and predicted first response),
 their overflow states advanced by the real overflow rule (`overflow.advance`), and the
 departments whose lanes the router could not make now (`lanes_missing`), which no
-after-hours hand-off or overflow hands a ticket to, as in the router (the tickets they
-changed are kept: lanes.py). A
+after-hours hand-off or overflow hands a ticket to, as in the router, and whose missing
+lanes no ticket reaches (dead-lettered by the router, served by no department: lanes.py). A
 department answers its tickets first come, first served, one at a time, each taking a
 service time drawn from an exponential distribution with the department's measured mean,
 and only while its calendar is open (`calendars.deadline`). A ticket still unanswered at
@@ -193,6 +193,8 @@ def replicate(history: Sequence[HistoricTicket], candidate: Candidate, *,
                                   load=loads, overflow_state=states,
                                   lanes_missing=lanes_missing)
         affected += lanes.affected(decision, lanes_missing)
+        if lanes.dead_lettered(decision, lanes_missing):
+            continue  # in no department's queue, as in the router's dead letters
         answer = queues[decision.department].take(now, draw)
         deadline = decision.first_response_deadline
         served.append(Served(

@@ -5,9 +5,10 @@ The router's lane check knows which lanes are missing now, not when they were: t
 departments missing them when a simulation runs are applied to every ticket it replays,
 whatever its time. The router hands them nothing after hours or overflowing (the
 department handing it on keeps the ticket: `routing.decide`, whose `withheld` says so),
-and dead-letters a ticket routed to one of their missing lanes (missing_lanes.py). The
-replay makes the same decisions; a ticket it routes to such a lane is still served by
-the department, as if its lane existed, and counted here as dead-lettered.
+and dead-letters a ticket routed to one of their missing lanes (missing_lanes.py), so
+that no department sees it (it is in no backlog, answered by none, until it is replayed
+once the lanes exist). The replay makes the same decisions: a ticket it routes to such a
+lane is served by no department, left out of its figures, and counted here.
 """
 
 from __future__ import annotations
@@ -37,12 +38,19 @@ class Affected:
     effect: Effect
 
 
+def dead_lettered(decision: routing.RoutingDecision,
+                  lanes_missing: Mapping[str, Sequence[str]]) -> bool:
+    """Whether the router's stage dead-letters the routed ticket: its lane is one of its
+    department's missing lanes (`lanes_missing`; MissingLanes.refuse, by the lane)."""
+    return decision.queue_topic in lanes_missing.get(decision.department, ())
+
+
 def affected(decision: routing.RoutingDecision,
              lanes_missing: Mapping[str, Sequence[str]]) -> list[Affected]:
     """How `lanes_missing` (each department's missing lanes) changed a routed ticket:
-    each hand-off withheld, and whether its lane is one of them."""
+    each hand-off withheld, and whether it is dead-lettered."""
     found = [Affected(held.to, _WITHHELD[held.step]) for held in decision.withheld]
-    if decision.queue_topic in lanes_missing.get(decision.department, ()):
+    if dead_lettered(decision, lanes_missing):
         found.append(Affected(decision.department, "dead_lettered"))
     return found
 
@@ -57,7 +65,8 @@ class Department:
     not_handed_after_hours: float
     # Kept by an overflowing department that would have overflowed them here.
     not_overflowed: float
-    # Routed to one of its missing lanes: the router dead-letters them.
+    # Routed to one of its missing lanes: the router dead-letters them (and the replay
+    # leaves them out of every department's figures).
     dead_lettered: float
 
 

@@ -225,7 +225,7 @@ class TestReplay:
         and applied to every replayed ticket, and counts the tickets each changed: every
         business ticket received while business_desk was closed kept by it, tickets care
         kept rather than overflowed, every government ticket (routed to public_sector)
-        one the router dead-letters."""
+        one the router dead-letters, which no department receives in the replay."""
         await put_in_force(store, simulated_history.TABLE_TEXT)
         candidate = simulated_history.TABLE_TEXT.replace(
             "after_hours: pause", "after_hours: {route_to: care_overflow}")
@@ -253,6 +253,10 @@ class TestReplay:
         assert (rows["public_sector"]["not_handed_after_hours"],
                 rows["public_sector"]["not_overflowed"],
                 rows["public_sector"]["dead_lettered"]) == (0, 0, government)
+        simulated = {name: row["simulated"]["received"] for name, row in by_name(
+            answer.json()["departments"], "department").items()}
+        assert simulated["public_sector"] == 0
+        assert sum(simulated.values()) == len(generated.tickets) - government
 
     async def test_stored_versions_are_candidates_by_their_ids(
             self, client: httpx.AsyncClient, store: async_sessionmaker[AsyncSession],

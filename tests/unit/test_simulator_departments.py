@@ -140,11 +140,17 @@ class TestTheAnswerAccountsForMissingLanes:
 
     def test_tickets_routed_to_a_missing_lane_are_counted_dead_lettered(self) -> None:
         """customer_care keeps its Sunday tickets, as night_desk's lanes are missing; its
-        own are missing too: the router dead-letters them."""
+        own are missing too: the router dead-letters them, so no department receives
+        them, nor does their segment count them, in the replay."""
         answer = self.SIMULATION.replay(all_lanes("night_desk", "customer_care"))
         rows = {row["department"]: row for row in answer["lanes_missing"]["departments"]}
         assert (rows["customer_care"]["dead_lettered"],
                 rows["night_desk"]["not_handed_after_hours"]) == (3.0, 3.0)
+        assert {row["department"]: (row["actual"]["received"], row["simulated"]["received"])
+                for row in answer["departments"]} == {"customer_care": (3, 0)}
+        assert [(row["segment"], row["simulated"]["received"])
+                for row in answer["segments"]] == [("consumer", 0)]
+        assert answer["tickets"] == 3
 
     def test_only_the_lanes_missing_dead_letter(self) -> None:
         """A department missing some of its lanes: a ticket in another of them goes
@@ -161,6 +167,8 @@ class TestTheAnswerAccountsForMissingLanes:
             rows = {row["department"]: row for row in answer["lanes_missing"]["departments"]}
             assert (rows["customer_care"]["lanes"], rows["customer_care"]["dead_lettered"]) \
                 == (missing, dead_lettered)
+            [care] = answer["departments"]
+            assert care["simulated"]["received"] == 3 - dead_lettered
 
 
 class TestLagOverflow:
