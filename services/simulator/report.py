@@ -39,18 +39,30 @@ def _p90(rows: Sequence[dict[str, Any]]) -> tuple[str, Any]:
         else figures["first_response_seconds"]["p90"] / per
 
 
+def title(result: dict[str, Any]) -> str:
+    """What a simulation replayed, how close, and the departments whose lanes were
+    missing, which it applied to every ticket (their dead-lettered tickets in no bar)."""
+    error = result["replay_error"]
+    said = (f"Simulation of table {result['candidate']['table_version']} over"
+            f" {result['window']['start'][:16]} .. {result['window']['end'][:16]}\n"
+            f"({result['tickets']} tickets, {result['replications']} replications);"
+            f" largest gap to what happened: p50 {_share(error['p50'])},"
+            f" p90 {_share(error['p90'])}")
+    missing = result["lanes_missing"]["departments"]
+    if missing:
+        said += (f"\nLanes missing when simulated, applied to every ticket:"
+                 f" {', '.join(row['department'] for row in missing)};"
+                 f" {sum(row['dead_lettered'] for row in missing):g} tickets a replication"
+                 f" dead-lettered, in no bar")
+    return said
+
+
 def render(result: dict[str, Any], *, out: Path) -> Path:
     """Draw a simulation (the API's answer) into `out`."""
     departments, segments = result["departments"], result["segments"]
     height = 2.5 + 0.45 * max(len(departments), len(segments), 1)
     figure = Figure(figsize=(14, 2 * height), layout="constrained")
-    error = result["replay_error"]
-    figure.suptitle(
-        f"Simulation of table {result['candidate']['table_version']} over"
-        f" {result['window']['start'][:16]} .. {result['window']['end'][:16]}\n"
-        f"({result['tickets']} tickets, {result['replications']} replications);"
-        f" largest gap to what happened: p50 {_share(error['p50'])},"
-        f" p90 {_share(error['p90'])}")
+    figure.suptitle(title(result))
     (department_p90, department_met, department_load), (segment_p90, segment_met, spare) = \
         figure.subplots(2, 3)
     for axes, rows, key in ((department_p90, departments, "department"),

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from services.core import config_files
+from services.core import config_files, topics
 from services.metrics.timeline import Timeline, duration
 from services.router import table_file
 from services.segmenter import rules_file
@@ -320,3 +320,21 @@ class TestReport:
                                      as_of=T0)}
         assert result["departments"] == [] and result["replay_error"]["p50"] is None
         assert report.render(result, out=tmp_path / "empty.png").stat().st_size > 0
+        assert "Lanes missing" not in report.title(result)
+
+    def test_the_title_names_the_departments_whose_lanes_were_missing(self) -> None:
+        """Applied to every ticket, their dead-lettered tickets left out of the bars:
+        a reader of the picture alone is told."""
+        table = table_file.parse(simulated_history.TABLE_TEXT, "table")
+        generated = simulated_history.generate(seed=3, days=1)
+        missing = {department: tuple(topics.lane_topics(department))
+                   for department in ("public_sector", "care_overflow")}
+        result = {"window": {"start": T0.isoformat(), "end": T0.isoformat()},
+                  **service.replay(generated.tickets, baseline=table,
+                                   candidate=engine.Candidate(table), replications=1,
+                                   as_of=generated.as_of, lanes_missing=missing)}
+        dead_lettered = sum(t.segment == "government" for t in generated.tickets)
+        assert dead_lettered > 0
+        assert report.title(result).splitlines()[-1] == (
+            "Lanes missing when simulated, applied to every ticket: care_overflow,"
+            f" public_sector; {dead_lettered} tickets a replication dead-lettered, in no bar")
