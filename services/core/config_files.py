@@ -34,11 +34,14 @@ _TOO_DEEP = "nested too deeply (a file people edit needs a few levels)"
 
 
 class _LineLoader(yaml.SafeLoader):
-    """A YAML loader that remembers, for every mapping, the line it starts on. A value
-    its type cannot hold (`2025-02-30`, `!!int abc`, an integer of thousands of digits)
-    is an error at its line, as is a key given twice in one mapping, and nesting past
-    what Python's stack can follow (composed or built) at the line of the node it
-    reached."""
+    """A YAML loader that remembers, for every mapping, the line it starts on, and for
+    every list the line of each item. A value written as a date or a time
+    (`2025-12-25`) is read as the text written: the field that takes a date checks it,
+    naming its entry (`2025-02-30` is no date, and a version label may look like one).
+    A value its tag's type cannot hold (`!!int abc`, `!!timestamp 2025-02-30`, an
+    integer of thousands of digits) is an error at its line, as is a key given twice in
+    one mapping, and nesting past what Python's stack can follow (composed or built) at
+    the line of the node it reached."""
 
     def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
         # The node's mark is taken first: near the stack's limit, the parser cannot be
@@ -92,6 +95,19 @@ class _Mapping(dict[str, Any]):
         self.key_lines = key_lines
 
 
+def _list_with_lines(loader: _LineLoader, node: yaml.SequenceNode) -> list[Any]:
+    return _List(loader.construct_sequence(node, deep=True),
+                 [item.start_mark.line + 1 for item in node.value])
+
+
+class _List(list[Any]):
+    """A list as YAML gave it, knowing the line each of its items is on (item_line)."""
+
+    def __init__(self, items: Iterable[Any], item_lines: list[int]) -> None:
+        super().__init__(items)
+        self.item_lines = item_lines
+
+
 def _text(loader: _LineLoader, node: yaml.ScalarNode) -> str:
     """Text every service can serialise and store: a YAML escape can spell a lone
     surrogate or a NUL, which no JSON answer or database column can hold."""
@@ -103,7 +119,12 @@ def _text(loader: _LineLoader, node: yaml.ScalarNode) -> str:
 
 
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_with_line)
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _list_with_lines)
 _LineLoader.add_constructor("tag:yaml.org,2002:str", _text)
+_TIMESTAMP = "tag:yaml.org,2002:timestamp"
+_LineLoader.yaml_implicit_resolvers = {
+    first: [(tag, pattern) for tag, pattern in resolvers if tag != _TIMESTAMP]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
 
 
 _P = ParamSpec("_P")
@@ -215,6 +236,13 @@ def key_line(mapping: Any, key: str) -> int | None:
     the key, a merge (`<<:`) brought it, or the mapping was not read from YAML."""
     lines = mapping.key_lines if isinstance(mapping, _Mapping) else {}
     return lines.get(key, line_of(mapping))
+
+
+def item_line(items: Any, index: int, otherwise: int | None) -> int | None:
+    """The line item `index` of a list is on (`otherwise` when it was not read from
+    YAML)."""
+    lines = items.item_lines if isinstance(items, _List) else []
+    return lines[index] if 0 <= index < len(lines) else otherwise
 
 
 def without_lines(mapping: dict[str, Any]) -> dict[str, Any]:

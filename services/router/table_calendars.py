@@ -11,7 +11,7 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from services.core.config_files import ConfigError, line_of, unknown_keys
+from services.core.config_files import ConfigError, item_line, line_of, unknown_keys
 from services.router import calendars
 
 _CLOCK = re.compile(r"^(\d{2}):(\d{2})$")
@@ -35,8 +35,8 @@ def parse_calendar(document: Any, *, source: str, line: int | None,
     holidays: [2025-12-25, ...]}; weekdays not named are closed."""
     line = line_of(document) or line
 
-    def fail(problem: str) -> ConfigError:
-        return ConfigError(source, line, entry, f"calendar: {problem}")
+    def fail(problem: str, at: int | None = None) -> ConfigError:
+        return ConfigError(source, at or line, entry, f"calendar: {problem}")
 
     if not isinstance(document, dict):
         raise fail("must be a mapping with time_zone, hours and holidays")
@@ -56,12 +56,21 @@ def parse_calendar(document: Any, *, source: str, line: int | None,
         raise fail("hours must map weekdays to opening hours, e.g. mon-fri: '08:00-18:00'")
     try:
         weekly = _weekly_hours(hours)
-        holidays = frozenset(_holiday(value) for value in _holidays(document))
     except ValueError as exc:
         raise fail(str(exc)) from exc
+    listed = document.get("holidays")
+    listed = [] if listed is None else listed
+    if not isinstance(listed, list):
+        raise fail("holidays must be a list of dates like 2025-12-25")
+    holidays: set[date] = set()
+    for index, value in enumerate(listed):
+        try:
+            holidays.add(_holiday(value))
+        except ValueError as exc:
+            raise fail(str(exc), item_line(listed, index, line)) from exc
     if not any(weekly):
         raise fail("opens on no day of the week; leave the calendar out for 24/7")
-    return calendars.Calendar(zone, weekly, holidays)
+    return calendars.Calendar(zone, weekly, frozenset(holidays))
 
 
 def _weekly_hours(hours: Mapping[str, Any]) -> tuple[tuple[calendars.Window, ...], ...]:
@@ -133,15 +142,6 @@ def _merged(windows: list[calendars.Window]) -> tuple[calendars.Window, ...]:
         else:
             merged.append((opens, closes))
     return tuple(merged)
-
-
-def _holidays(document: Mapping[str, Any]) -> list[Any]:
-    holidays = document.get("holidays")
-    if holidays is None:
-        return []
-    if not isinstance(holidays, list):
-        raise ValueError("holidays must be a list of dates like 2025-12-25")
-    return holidays
 
 
 def _holiday(value: Any) -> date:

@@ -191,8 +191,6 @@ class TestParseCalendar:
         ("  time_zone: Europe/Amsterdam\n  hours: {mon: '08:00-08:00'}\n", "same time"),
         ("  time_zone: Europe/Amsterdam\n  hours: {mon: 'nine to five'}\n", "not a range"),
         ("  time_zone: Europe/Amsterdam\n  hours: {mon: closed}\n", "no day of the week"),
-        ("  time_zone: Europe/Amsterdam\n  hours: {mon: '08:00-18:00'}\n  holidays: [xmas]\n",
-         "not a date"),
         ("  time_zone: Europe/Amsterdam\n  hours: {mon: '08:00-18:00'}\n  days: 5\n",
          "unknown keys"),
     ])
@@ -203,6 +201,14 @@ class TestParseCalendar:
         assert error.value.problem.startswith("calendar:")
         assert (error.value.path, error.value.line, error.value.entry) \
             == ("routing.yaml", 2, "customer_care")
+
+    def test_a_holiday_that_is_no_date_is_named_at_its_own_line(self) -> None:
+        with pytest.raises(config_files.ConfigError) as error:
+            parse("  time_zone: Europe/Amsterdam\n  hours: {mon: '08:00-18:00'}\n"
+                  "  holidays:\n    - 2025-12-25\n    - xmas\n")
+        assert error.value.problem == "calendar: holiday 'xmas' is not a date like 2025-12-25"
+        assert (error.value.path, error.value.line, error.value.entry) \
+            == ("routing.yaml", 6, "customer_care")
 
 
 class TestBusinessTime:

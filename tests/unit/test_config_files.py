@@ -37,7 +37,7 @@ def table_error(text: str) -> config_files.ConfigError:
 
 class TestValuesTheirTypeCannotHold:
     @pytest.mark.parametrize(("first_line", "kind"), [
-        ("version: 2025-02-30", "timestamp"), ("version: !!int abc", "int"),
+        ("version: !!timestamp 2025-02-30", "timestamp"), ("version: !!int abc", "int"),
         ("version: !!float abc", "float"), ("version: " + "9" * 5000, "int"),
         ("version: !!bool abc", "bool"), ("version: !!timestamp abc", "timestamp"),
         ("version: !!int ''", "int"), ("version: !!float ''", "float"),
@@ -48,9 +48,17 @@ class TestValuesTheirTypeCannotHold:
             assert error.line == 1
             assert f"this {kind} cannot be read" in error.problem
 
-    def test_a_valid_date_is_still_a_date(self) -> None:
-        assert rules_file.parse("version: 2025-02-28\n" + RULES,
-                                source="segments.yaml").version.startswith("2025-02-28+")
+    @pytest.mark.parametrize("written", ["2025-02-30", "2025-02-28", "2025-02-28T10:00:00Z",
+                                         "2025-02-28 10:00:00.5 +1"])
+    def test_a_date_or_time_is_read_as_the_text_written(self, written: str) -> None:
+        """The field that takes a date checks it, naming its entry (a calendar's holiday:
+        `test_routing_table_errors.py`); a label that looks like a date is a label."""
+        assert config_files.load_yaml("a.yaml", f"a: {written}\nb: [{written}]\n") == {
+            "a": written, "b": [written], "__line__": 1}
+        assert rules_file.parse(f"version: {written}\n" + RULES,
+                                source="segments.yaml").version.startswith(f"{written}+")
+        assert table_file.parse(f"version: {written}\n" + TABLE,
+                                "routing.yaml").version.startswith(f"{written}+")
 
 
 class TestKeys:

@@ -100,6 +100,13 @@ class TestParseErrors:
         ("  general: {}\n  b: {calendar: {time_zone: posix/Europe/Paris, hours: {}}}\n", 6,
          "b", "calendar: time_zone 'posix/Europe/Paris' is not an IANA time zone"),
         ("  general: {}\n  b: {holidays: []}\n", 6, "b", "unknown keys ['holidays']"),
+        ("  general: {}\n  b: {calendar: {time_zone: UTC, hours: {mon: '09:00-17:00'},"
+         " holidays: [2026-02-30]}}\n", 6, "b",
+         "calendar: holiday '2026-02-30' is not a date like 2025-12-25"),
+        ("  general: {}\n  b:\n    calendar:\n      time_zone: UTC\n"
+         "      hours: {mon: '09:00-17:00'}\n      holidays:\n        - 2026-12-25\n"
+         "        - 2026-13-01\n", 12, "b",
+         "calendar: holiday '2026-13-01' is not a date like 2025-12-25"),
         ("  general: {}\n  b: {}\n  Bad!: {}\n", 7, "Bad!", "not valid"),
     ])
     def test_department_errors(self, departments: str, line: int, entry: str,
