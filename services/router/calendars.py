@@ -10,6 +10,8 @@ evening before. Calendars are read from the routing table by table_calendars.py.
 
 from __future__ import annotations
 
+import functools
+import itertools
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Literal
@@ -94,16 +96,53 @@ def deadline(start: datetime, target: timedelta, calendar: Calendar | None,
 
 def guaranteed_business_time(calendar: Calendar) -> timedelta:
     """Business time the calendar is sure to give within the span `deadline` searches,
-    from any start: its whole weeks, less every holiday closing its longest day and an
-    hour lost to each change to summer time. A target longer than this may find no
-    deadline."""
+    from any start from 1970 to 2100: at least its whole weeks, less every holiday
+    closing its longest day and what its zone's clocks going forward can take. A target
+    longer than this may find no deadline."""
     weekly = sum(closes - opens for day in calendar.hours for opens, closes in day)
     longest_day = max(sum(closes - opens for opens, closes in day) for day in calendar.hours)
     whole_weeks = _SEARCH_LIMIT_DAYS // 7 - 1
-    summer_time_changes = _SEARCH_LIMIT_DAYS // 365 + 1
-    minutes = whole_weeks * weekly - len(calendar.holidays) * longest_day \
-        - summer_time_changes * 60
-    return timedelta(minutes=max(minutes, 0))
+    given = timedelta(minutes=whole_weeks * weekly - len(calendar.holidays) * longest_day)
+    given -= _most_skipped(calendar.time_zone, timedelta(minutes=longest_day))
+    return max(given, _NO_TIME)
+
+
+def _most_skipped(zone: ZoneInfo, longest_day: timedelta) -> timedelta:
+    """The most opening time the zone's clocks going forward can take within the span
+    `deadline` searches. A change takes at most the time it skips, from one window (the
+    one open across its end: wall-clock times in the gap count at the offset before),
+    so at most a day's opening hours too."""
+    changes = _clocks_forward(zone)
+    span = _SEARCH_LIMIT_DAYS // 7 + 2  # in weeks, with room for the weeks sampled
+    most = taken = _NO_TIME
+    first = 0
+    for week, skipped in changes:
+        taken += min(skipped, longest_day)
+        while changes[first][0] <= week - span:
+            taken -= min(changes[first][1], longest_day)
+            first += 1
+        most = max(most, taken)
+    return most
+
+
+# The years whose changes of clock are counted: tickets' clocks run in them, and the
+# database's zones repeat one yearly rule well before their end.
+_CHANGES_FROM, _CHANGES_UNTIL = datetime(1970, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC)
+_A_WEEK = timedelta(days=7)
+
+
+@functools.cache
+def _clocks_forward(zone: ZoneInfo) -> tuple[tuple[int, timedelta], ...]:
+    """Each time the zone's clocks go forward (to summer time, or to a later standard
+    offset) from 1970 to 2100, as the week it falls in (counted from 1970) and the time
+    it skips. Sampled weekly: no zone of the database goes forward and back within a
+    week in those years (a daily and a three-hourly sampling find the same changes)."""
+    weeks = (_CHANGES_UNTIL - _CHANGES_FROM) // _A_WEEK
+    offsets = [zone.utcoffset(_CHANGES_FROM + week * _A_WEEK) or _NO_TIME
+               for week in range(weeks + 1)]
+    return tuple((week, later - earlier)
+                 for week, (earlier, later) in enumerate(itertools.pairwise(offsets), start=1)
+                 if later > earlier)
 
 
 def _require_aware(at: datetime) -> None:

@@ -153,4 +153,5 @@ def check_calendars_reach(policies: Mapping[str, routing.DepartmentPolicy],
             raise ConfigError(source, lines[department], department, "calendar: opens too"
                               f" little for the {what},"
                               f" {durations.format_duration(needed)}: ten years of its"
-                              f" opening hours give {durations.format_duration(reach)}")
+                              f" opening hours give at least"
+                              f" {durations.format_duration(reach)}")

@@ -1,4 +1,4 @@
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -24,6 +24,7 @@ OFFICE = parse("  time_zone: Europe/Amsterdam\n  hours: {mon-fri: '08:00-18:00'}
 NIGHTS = parse("  time_zone: Europe/Amsterdam\n  hours: {mon: '22:00-06:00', sun: '23:00-01:00'}\n")
 ALL_DAY = parse("  time_zone: Europe/Amsterdam\n  hours: {mon-sun: '00:00-24:00'}\n")
 EARLY_HOURS = parse("  time_zone: Europe/Amsterdam\n  hours: {mon-sun: '00:00-06:00'}\n")
+A_MINUTE_A_WEEK = parse("  time_zone: Europe/Amsterdam\n  hours: {mon: '09:00-09:01'}\n")
 
 
 class TestDurations:
@@ -65,8 +66,40 @@ class TestGuaranteedBusinessTime:
 
     def test_the_deadline_of_the_guaranteed_time_is_found(self) -> None:
         start = local(2025, 1, 6, 9, 0)
-        for calendar in (OFFICE, NIGHTS, EARLY_HOURS):
+        for calendar in (OFFICE, NIGHTS, EARLY_HOURS, A_MINUTE_A_WEEK):
             calendars.deadline(start, calendars.guaranteed_business_time(calendar), calendar)
+
+    @pytest.mark.parametrize("zone", ["UTC", "Etc/GMT+5", "Asia/Tokyo"])
+    def test_a_zone_whose_clocks_never_go_forward_loses_nothing(self, zone: str) -> None:
+        calendar = parse(f"  time_zone: {zone}\n  hours: {{mon: '09:00-17:00'}}\n"
+                         "  holidays: [2030-01-07]\n")
+        assert calendars.guaranteed_business_time(calendar) == timedelta(hours=527 * 8 - 8)
+
+    def test_a_change_to_summer_time_takes_at_most_a_days_opening_hours(self) -> None:
+        # Open a minute a week: summer time takes at most that minute, eleven times,
+        # not an hour each (which left nothing of the 527 minutes).
+        assert calendars.guaranteed_business_time(A_MINUTE_A_WEEK) == \
+            timedelta(minutes=527 - 11)
+
+    def test_a_change_to_summer_time_takes_at_most_the_time_it_skips(self) -> None:
+        # Lord Howe Island's clocks go forward half an hour a year since 1985; the ten
+        # years from 1981 skip most: half an hour to a new standard time, an hour to
+        # summer time in 1981-1984, then half an hour in each of six years.
+        calendar = parse("  time_zone: Australia/Lord_Howe\n  hours: {mon-fri: '08:00-18:00'}\n")
+        assert calendars.guaranteed_business_time(calendar) == \
+            timedelta(hours=527 * 50, minutes=-(30 + 4 * 60 + 6 * 30))
+
+    @pytest.mark.parametrize("calendar", ["A_MINUTE_A_WEEK", "OFFICE", "NIGHTS", "ALL_DAY"])
+    @pytest.mark.parametrize("start", [datetime(1970, 1, 1, tzinfo=UTC),
+                                       datetime(1996, 3, 31, 0, 30, tzinfo=UTC),
+                                       datetime(2026, 3, 29, 1, 30, tzinfo=UTC),
+                                       datetime(2089, 10, 1, tzinfo=UTC)])
+    def test_is_at_most_what_the_span_gives(self, calendar: str, start: datetime) -> None:
+        given = globals()[calendar]
+        searched = datetime.combine(start.astimezone(AMSTERDAM).date()
+                                    + timedelta(days=3700), time(0), AMSTERDAM)
+        assert calendars.guaranteed_business_time(given) <= \
+            calendars.business_time(start, searched, given)
 
 
 class TestIsOpen:

@@ -224,8 +224,19 @@ class TestDurationBounds:
                   "departments:\n  general: {}\n  b:\n"
                   "    calendar: {time_zone: UTC, hours: {mon: '09:00-10:00'}}\n")
         assert (error.value.line, error.value.entry) == (7, "b")
-        assert "calendar: opens too little for the longest target, 30d" \
-            in error.value.problem
+        assert error.value.problem == "calendar: opens too little for the longest target,"\
+            " 30d: ten years of its opening hours give at least 21d23h"
+
+    def test_the_time_a_calendar_gives_is_told_as_a_lower_bound(self) -> None:
+        # A minute a week, for the 527 whole weeks of the search, less the minute each of
+        # eleven changes to summer time can take (not 0m: an hour each took it all).
+        with pytest.raises(config_files.ConfigError) as error:
+            parse("fallback_department: general\nroutes:\n"
+                  "  - {segment: a, department: b, first_response_target: 1d}\n"
+                  "departments:\n  general: {}\n  b:\n"
+                  "    calendar: {time_zone: Europe/Amsterdam, hours: {mon: '09:00-09:01'}}\n")
+        assert error.value.problem.endswith(
+            "1d: ten years of its opening hours give at least 8h36m")
 
     def test_a_calendar_too_closed_for_its_second_escalation_is_refused(self) -> None:
         """The second level comes `after` of the department's business time from a
