@@ -336,6 +336,14 @@ def respond(ticket_id: TicketId, department: DepartmentOption = None,
     _report("respond", "responded", ticket_id, department, key)
 
 
+@app.command("wait-on-customer")
+def wait_on_customer(ticket_id: TicketId, department: DepartmentOption = None,
+                     key: KeyOption = None) -> None:
+    """Report that the ticket waits on the customer (waiting_on_customer): its clocks
+    pause until the customer replies."""
+    _report("wait-on-customer", "waiting_on_customer", ticket_id, department, key)
+
+
 @app.command()
 def resolve(ticket_id: TicketId, department: DepartmentOption = None,
             key: KeyOption = None) -> None:

@@ -359,7 +359,8 @@ def report(router_url: str, ticket_id: str, kind: str, *, department: str | None
            give_up_after: float = retries.GIVE_UP_AFTER_SECONDS,
            on_retry: Callable[[BaseException, float], None] | None = None,
            sleep: Callable[[float], None] = time.sleep) -> dict[str, str]:
-    """Report `picked_up`, `responded` or `resolved` for a ticket; returns the receipt.
+    """Report `picked_up`, `responded`, `waiting_on_customer` or `resolved` for a ticket;
+    returns the receipt.
     `token`: the department's credential. Under an `idempotency_key` the report is sent
     again while the router is unreachable or asks for it (retries.py); no try starts
     after `give_up_after` seconds. `on_retry` hears of each failed try and the wait

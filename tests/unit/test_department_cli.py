@@ -1,6 +1,6 @@
-"""The department tool's reporting commands (`pick-up`, `respond`, `resolve`, `transfer`,
-`priority`): the request each makes of the router, and what it prints (the router itself
-is tested in tests/integration and tests/e2e)."""
+"""The department tool's reporting commands (`pick-up`, `respond`, `wait-on-customer`,
+`resolve`, `transfer`, `priority`): the request each makes of the router, and what it
+prints (the router itself is tested in tests/integration and tests/e2e)."""
 
 from __future__ import annotations
 
@@ -63,7 +63,8 @@ class TestPriorityCommand:
 
 class TestReportCommands:
     @pytest.mark.parametrize(("command", "kind"), [
-        ("pick-up", "picked_up"), ("respond", "responded"), ("resolve", "resolved")])
+        ("pick-up", "picked_up"), ("respond", "responded"),
+        ("wait-on-customer", "waiting_on_customer"), ("resolve", "resolved")])
     def test_each_posts_its_event_with_the_department_given(
             self, router: Sent, monkeypatch: pytest.MonkeyPatch, command: str,
             kind: str) -> None:
@@ -104,7 +105,7 @@ class TestReportCommands:
             {"Authorization": "Bearer rt_department"})]
 
     @pytest.mark.parametrize("command", [
-        ["pick-up", "t-1"], ["resolve", "t-1"],
+        ["pick-up", "t-1"], ["wait-on-customer", "t-1"], ["resolve", "t-1"],
         ["transfer", "t-1", "--to", "billing", "--reason", "invoice"]])
     def test_a_refusal_is_shown_and_exits_1(self, monkeypatch: pytest.MonkeyPatch,
                                             router: Sent, command: list[str]) -> None:
@@ -206,19 +207,22 @@ class TestAReportNotRecorded:
         assert "--idempotency-key" in result.output and "printable ASCII" in result.output
         assert router.requests == []
 
+    @pytest.mark.parametrize("command", ["resolve", "wait-on-customer"])
     def test_on_giving_up_it_says_the_command_to_run_again_under_the_same_key(
-            self, monkeypatch: pytest.MonkeyPatch) -> None:
+            self, monkeypatch: pytest.MonkeyPatch, command: str) -> None:
         unavailable = Sent(503, {"error": "unavailable", "detail": "Kafka did not answer"})
         monkeypatch.setattr(queue.httpx, "post", unavailable)
         report = queue.report
         monkeypatch.setattr(cli.queue, "report", lambda *args, **kwargs: report(
             *args, **kwargs, give_up_after=0.0))
-        result = CliRunner().invoke(cli.app, ["resolve", "t-1", "--department", "care",
+        result = CliRunner().invoke(cli.app, [command, "t-1", "--department", "care",
                                               "--idempotency-key", "k-7"])
         assert result.exit_code == 1
         assert "not recorded: 503" in result.output
-        assert ("to try again, run: department resolve t-1 --department care"
+        assert (f"to try again, run: department {command} t-1 --department care"
                 " --idempotency-key k-7") in result.output
+        assert [headers["Idempotency-Key"] for _, _, headers in unavailable.requests] == \
+            ["k-7"]
 
     def test_a_key_used_for_another_report_says_so(
             self, monkeypatch: pytest.MonkeyPatch) -> None:
