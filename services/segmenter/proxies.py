@@ -2,7 +2,9 @@
 strongly associated with one (a language or postcode that stands in for age or gender).
 Pure decision code.
 
-For each rule and each protected attribute, the customers the rule holds for are set
+For each rule and each protected attribute the service bands (age band, gender,
+socio-economic band: services/core/groups.py; not a path a rule file's
+`protected_attributes` adds, which has no bands), the customers the rule holds for are set
 against the rest in a table of counts per band, and the association is measured with
 Cramér's V (0: the rule picks every band alike; 1: its matches are told by the band
 alone). Customers whose band is unknown are left out of that attribute's table. Only

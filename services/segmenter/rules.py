@@ -36,7 +36,8 @@ DEFAULT_PROTECTED = ("customer.gender", "customer.birth_date", "customer.age_yea
                      "customer.socio_economic_band")
 # What rules can read of a customer that is personal data, or may hold it (the free-form
 # attributes an import brings): its values never travel with a ticket, whatever a rule
-# set's `protected_attributes` (the groups its parity is checked for) say.
+# set's `protected_attributes` (what it withholds and flags besides; not parity groups,
+# which PARITY_ATTRIBUTES sets, nor what proxy detection bands: groups.SOURCE_PATHS) say.
 PERSONAL = (*DEFAULT_PROTECTED, "customer.attributes")
 # A segment is named as a department is (tickets.Name): both are Kafka topic parts,
 # label values and database keys.
@@ -106,8 +107,9 @@ class RuleSet:
     rules: tuple[Rule, ...]
     default_segment: str
     # The protected attributes in force (protected_in_force): DEFAULT_PROTECTED and those
-    # the rule file adds, whatever it lists. What is withheld from tickets, the reads an
-    # analysis flags and the attributes proxy detection checks all follow it.
+    # the rule file adds, whatever it lists. What is withheld from tickets and the reads an
+    # analysis flags follow it; proxy detection checks those of groups.SOURCE_PATHS (the
+    # banded ones, all among the defaults), a path the file adds having no bands.
     protected_attributes: tuple[str, ...] = DEFAULT_PROTECTED
 
     def __post_init__(self) -> None:

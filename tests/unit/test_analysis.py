@@ -12,7 +12,7 @@ from services.segmenter.profiles import (
     Tier,
     ValueFeatures,
 )
-from services.segmenter.rules import RuleSet
+from services.segmenter.rules import WITHHELD, RuleSet
 
 TODAY = date(2026, 11, 23)
 
@@ -183,6 +183,26 @@ rules:
         assert report.proxy_detection.attributes == ("age_band", "gender",
                                                      "socio_economic_band")
         assert report.proxy_detection.rules_checked == ("big-spenders", "organisations")
+
+    def test_a_path_the_file_adds_is_withheld_and_flagged_but_grouped_by_nothing(
+            self) -> None:
+        """`protected_attributes: [customer.country]` keeps the country off tickets and
+        flags the rules that read it; it adds no proxy check (nor a parity group, which
+        PARITY_ATTRIBUTES sets: tests/unit/test_parity_settings.py): the service knows no
+        bands of a country, and checks the three banded attributes whatever is listed."""
+        text = CANDIDATE.replace("default_segment: general\n", "default_segment: general\n"
+                                 "protected_attributes: [customer.country]\n")
+        candidate = rule_set(text)
+        base = [customer(f"c{n}", country="NL" if n % 2 else "DE",
+                         gender="female" if n % 2 else "male") for n in range(80)]
+        report = analyse(candidate, base)
+        assert report.protected_rules == ("dutch",)
+        assert rule(report, "dutch").protected_reads == ("customer.country",)
+        assert report.proxy_detection.attributes == ("age_band", "gender",
+                                                     "socio_economic_band")
+        assert report.proxy_detection.rules_checked == ("organisations", "big-spenders")
+        decided = candidate.decide(base[1][1])
+        assert (decided.rule, decided.decided_by) == ("dutch", {"customer.country": WITHHELD})
 
     def test_age_is_protected_by_default(self) -> None:
         text = CANDIDATE.replace('customer.country == "NL"',
