@@ -42,10 +42,11 @@ CUSTOMER_CARE_AND_BILLING = CUSTOMER_CARE_ONLY + "  billing: {}\n"
 
 async def routed_ticket(routed: RoutedTickets, department: str, *, spent: timedelta,
                         priority: int = 3, platform: str | None = None,
-                        steps: int = 0, ticket_id: str | None = None) -> tuple[str, datetime]:
-    """A ticket (by `ticket_id`, else a new id) routed to `department` (open 24/7) `spent`
-    ago, with its clocks, as the router stage records it (with a trace of `steps` reports
-    of its pick-up); its id and when it was routed."""
+                        steps: int = 0, ticket_id: str | None = None,
+                        correlation_id: str | None = None) -> tuple[str, datetime]:
+    """A ticket (by `ticket_id`, else a new id; posted with `correlation_id`) routed to
+    `department` (open 24/7) `spent` ago, with its clocks, as the router stage records it
+    (with a trace of `steps` reports of its pick-up); its id and when it was routed."""
     ticket_id = ticket_id or unique("t")
     at = datetime.now(UTC) - spent
     await routed.record_first_dispatches([Dispatch(
@@ -53,7 +54,8 @@ async def routed_ticket(routed: RoutedTickets, department: str, *, spent: timede
         deadline=at + TARGETS.first_response,
         steps=[{"at": at.isoformat(), "step": "picked_up"}] * steps,
         payload={"routing": {"priority": priority}, "received_at": at.isoformat()}, at=at,
-        clocks=service_clocks.routed(TARGETS, at, None), platform=platform)])
+        clocks=service_clocks.routed(TARGETS, at, None), platform=platform,
+        correlation_id=correlation_id)])
     return ticket_id, at
 
 

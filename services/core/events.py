@@ -129,6 +129,16 @@ def read(event: envelope.Event) -> TicketEvent:
     return lifecycle
 
 
+def correlation_of(ticket_id: str, *, stored: str | None,
+                   given: str | None = None) -> str:
+    """The correlation id an event about a routed ticket goes out under: the one its
+    request gave (`X-Correlation-ID`), else the one the router keeps with the ticket
+    (its platform's, from the intake), else the ticket's id (`stored` None: routed
+    before migration 0011, or no ticket read), so that the platform's callbacks carry
+    the id it gave from end to end."""
+    return given or stored or ticket_id
+
+
 def as_envelope(lifecycle: TicketEvent, correlation_id: str, source: str, *,
                 event_id: str | None = None) -> envelope.Event:
     """The lifecycle event as a CloudEvent (`event_id`: its id, given when a retry must

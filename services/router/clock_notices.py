@@ -45,7 +45,7 @@ def warning(row: RoutedTicketRow, clock: clocks.Clock, state: service_clocks.Tic
         department=row.department, segment=row.segment, target=clock.target,
         deadlines=state.deadlines())
     return kafka.Output(topics.EVENTS, row.ticket_id, events.as_envelope(
-        event, _correlation_id(row), dispatch.SOURCE))
+        event, events.correlation_of(row.ticket_id, stored=row.correlation_id), dispatch.SOURCE))
 
 
 def warned(warnings: tuple[clocks.Clock, ...]) -> ClockChange:
@@ -127,19 +127,20 @@ def escalation(row: RoutedTicketRow, owed: service_clocks.Owed,
                     if level == 1 and clock.deadline else f"{clock.target} still not"
                     f" answered after its escalation") + why}
         for clock, level in zip(escalated, levels, strict=True)]
+    correlation_id = events.correlation_of(row.ticket_id, stored=row.correlation_id)
     if target is None:  # nowhere to go: the event tells ops (level 2: the flag)
         outputs = [kafka.Output(topics.EVENTS, row.ticket_id, events.as_envelope(
             events.TicketEvent(
                 ticket_id=row.ticket_id, type=events.TicketEventType.ESCALATED,
                 occurred_at=now, department=row.department,
                 from_department=row.department, segment=row.segment, reason="escalation",
-                **each), _correlation_id(row), dispatch.SOURCE)) for each in details]
+                **each), correlation_id, dispatch.SOURCE)) for each in details]
     else:
         assert ticket is not None
         ticket, outputs = dispatch.redispatch(
             ticket, department=target, reason="escalation",
             from_department=row.department, event_type=events.TicketEventType.ESCALATED,
-            now=now, correlation_id=_correlation_id(row), queue_for=queue_for,
+            now=now, correlation_id=correlation_id, queue_for=queue_for,
             details=details[0], also=details[1:])
     return Escalation(
         target or row.department, list(outputs), steps, ticket, move,
@@ -156,7 +157,3 @@ def _due(clock: clocks.Clock, level: int) -> datetime | None:
 
 def _iso(moment: datetime | None) -> str | None:
     return None if moment is None else moment.isoformat()
-
-
-def _correlation_id(row: RoutedTicketRow) -> str:
-    return row.correlation_id or row.ticket_id  # None: routed before migration 0011

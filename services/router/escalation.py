@@ -72,7 +72,7 @@ async def escalate(routed: ports.Routed, publisher: ports.Publisher, row: Routed
                      extra={"ticket_id": row.ticket_id, "errors": exc.error_count()})
         await routed.mark_escalated(row.ticket_id)
         return ()
-    correlation_id = row.correlation_id or row.ticket_id  # None: routed before 0011
+    correlation_id = events.correlation_of(row.ticket_id, stored=row.correlation_id)
     if target is None:
         # Nowhere to escalate to: the event still tells ops, the ticket stays.
         outputs = [kafka.Output(topics.EVENTS, row.ticket_id, events.as_envelope(

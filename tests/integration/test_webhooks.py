@@ -8,7 +8,10 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,12 +20,15 @@ import pytest
 import standardwebhooks
 from prometheus_client import REGISTRY
 
-from services.core import background, db, events, kafka, leases, migrate
+from services.core import background, db, events, kafka, leases, migrate, topics
 from services.core.settings import Settings
 from services.router import app as router_app
+from services.router import intake
 from services.router.store import Dispatch, RoutedTickets
 from services.webhooks import catalog, delivery, endpoint_store, models, outbox_store, service
+from tests import credentials
 from tests.conftest import unique
+from tests.router_apis import RouterApis, routed_ticket, router_apis
 from tests.webhooks_receiver import Receiver
 
 Type = events.TicketEventType
@@ -103,17 +109,40 @@ class Harness:
         return pending
 
 
+QUICK = {"webhook_poll_seconds": 0.1, "webhook_retry_base_seconds": 0.2,
+         "webhook_retry_max_seconds": 0.5, "webhook_max_attempts": 4,
+         "webhook_timeout_seconds": 60.0}
+
+
 @pytest.fixture
 async def harness(settings: Settings, request: pytest.FixtureRequest
                   ) -> AsyncIterator[Harness]:
     """Callbacks with quick retries; a test's `pytest.mark.webhook_settings(...)` changes
     more."""
     marker = request.node.get_closest_marker("webhook_settings")
-    settings = settings.model_copy(update={
-        "webhook_poll_seconds": 0.1, "webhook_retry_base_seconds": 0.2,
-        "webhook_retry_max_seconds": 0.5, "webhook_max_attempts": 4,
-        "webhook_timeout_seconds": 60.0, **(marker.kwargs if marker else {})})
-    topic = unique("events")
+    async with running_harness(settings.model_copy(update={
+            **QUICK, **(marker.kwargs if marker else {})}), unique("events")) as running:
+        yield running
+
+
+@dataclass
+class WithTheIntake:
+    harness: Harness  # the callbacks of tickets.events
+    apis: RouterApis  # the router's intake, publishing there
+
+
+@pytest.fixture
+async def with_the_intake(settings: Settings, tmp_path: Path) -> AsyncIterator[WithTheIntake]:
+    """The callbacks of the events the router's intake publishes on tickets.events."""
+    async with running_harness(settings.model_copy(update=QUICK),
+                               topics.EVENTS) as harness, router_apis(
+            settings.database_url, settings.kafka_bootstrap_servers, tmp_path,
+            intake.api) as apis:
+        yield WithTheIntake(harness, apis)
+
+
+@asynccontextmanager
+async def running_harness(settings: Settings, topic: str) -> AsyncIterator[Harness]:
     await kafka.ensure_topics(settings, [topic])
     await migrate.upgrade(settings.database_url)
     running = Harness(settings, topic)
@@ -172,6 +201,30 @@ class TestDelivered:
         assert {payload["type"]: payload["data"]["correlation_id"] for payload in payloads} == {
             "ticket.routed": correlation_id, "ticket.responded": correlation_id,
             "ticket.resolved": correlation_id}
+
+    async def test_a_report_posted_without_a_correlation_id_carries_the_tickets(
+            self, with_the_intake: WithTheIntake,
+            webhook_receiver: Callable[..., Receiver]) -> None:
+        """A department's reports through the intake (POST /v1/tickets/{id}/events, with
+        no X-Correlation-ID, as the `department` tool sends them) go out under the id the
+        ticket was posted with, and so do their callbacks."""
+        harness, apis = with_the_intake.harness, with_the_intake.apis
+        receiver, platform = webhook_receiver(), unique("desk")
+        secret = await harness.register(platform, receiver)
+        ticket_id, _at = await routed_ticket(apis.routed, "customer_care",
+                                             spent=timedelta(minutes=1), platform=platform,
+                                             correlation_id="corr-from-platform")
+        department = await credentials.headers_of(apis.credentials, "department",
+                                                  "customer_care")
+        for kind in ("picked_up", "responded", "resolved"):
+            answer = await apis.client.post(f"/v1/tickets/{ticket_id}/events",
+                                            json={"type": kind}, headers=department)
+            assert answer.status_code == 202, answer.text
+        await receiver.wait_for(3)
+        assert {payload["type"]: payload["data"]["correlation_id"]
+                for payload in receiver.verified(secret)} == {
+            "ticket.picked_up": "corr-from-platform", "ticket.responded": "corr-from-platform",
+            "ticket.resolved": "corr-from-platform"}
 
     async def test_each_callback_is_one_the_openapi_document_describes(
             self, harness: Harness, webhook_receiver: Callable[..., Receiver]) -> None:

@@ -293,6 +293,7 @@ class TestChangePriority:
         changed = await self.change(router, 1)
         assert isinstance(changed, service.Reprioritised) and changed.priority == 1
         assert router.publisher.types() == [TicketEventType.PRIORITY_CHANGED]
+        assert router.publisher.published[0].event.correlation_id == "corr-platform-1"
         assert router.routed.rows["t-1"].priority == 1
 
     async def test_a_later_transfer_joins_the_new_prioritys_lane(self) -> None:
@@ -1210,6 +1211,77 @@ class TestCustomerReplied:
             assert others == Refused(nobodys.refusal, nobodys.detail.replace(
                 unknown, ticket_id), nobodys.error)
         assert router.publisher.published == []
+
+
+class TestAReportsCorrelationId:
+    """A report or a customer's reply goes out under the correlation id the router keeps
+    with its ticket (the platform's, from the intake), so that the platform's callbacks
+    carry the id it gave; under the request's own X-Correlation-ID if it gives one."""
+
+    @staticmethod
+    async def sent(router: Wired, *, reply: bool, given: str | None,
+                   key: str | None) -> str:
+        report_key = None if key is None else service.ReportKey(key, router.keys,
+                                                                router.router.claim_hold)
+        if reply:
+            recorded = await service.customer_replied(
+                "t-1", occurred_at=None, platform=DESK, correlation_id=given,
+                routed=router.routed, held=router.held, publisher=router.publisher, now=NOW,
+                key=report_key)
+        else:
+            recorded = await service.record_report(
+                "t-1", TicketEventType.PICKED_UP, department=None, occurred_at=None,
+                principal=PUBLIC_SECTOR, correlation_id=given, routed=router.routed,
+                held=router.held, publisher=router.publisher,
+                table=router.router.table.current, now=NOW, key=report_key)
+        assert isinstance(recorded, service.Recorded), recorded
+        (published,) = router.publisher.published
+        return published.event.correlation_id
+
+    @pytest.mark.parametrize("key", [None, "k-1"])
+    @pytest.mark.parametrize("reply", [False, True])
+    async def test_without_a_header_it_is_the_tickets(self, reply: bool,
+                                                      key: str | None) -> None:
+        router = wired()
+        routed_ticket(router)  # posted with corr-platform-1
+        assert await self.sent(router, reply=reply, given=None, key=key) == "corr-platform-1"
+
+    @pytest.mark.parametrize("reply", [False, True])
+    async def test_a_header_given_is_the_events(self, reply: bool) -> None:
+        router = wired()
+        routed_ticket(router)
+        assert await self.sent(router, reply=reply, given="corr-agent", key="k-1") \
+            == "corr-agent"
+
+    async def test_a_ticket_routed_before_its_correlation_id_was_kept_has_its_id(
+            self) -> None:
+        router = wired()
+        routed_ticket(router)
+        router.routed.rows["t-1"].correlation_id = None  # routed before migration 0011
+        assert await self.sent(router, reply=False, given=None, key=None) == "t-1"
+
+    async def test_a_retry_taking_over_publishes_it_as_it_was_judged_to_go(
+            self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """The first request died after its publish: its retry, under another header,
+        publishes the same event under the same correlation id."""
+        router = wired()
+        routed_ticket(router)
+
+        async def died(key: str, *, correlation_id: str) -> None:
+            raise RuntimeError("the router died here")
+
+        monkeypatch.setattr(router.keys, "accepted", died)
+        with pytest.raises(RuntimeError):
+            await self.sent(router, reply=True, given=None, key="k-1")
+        monkeypatch.undo()
+        retry = await service.customer_replied(
+            "t-1", occurred_at=None, platform=DESK, correlation_id="corr-retry",
+            routed=router.routed, held=router.held, publisher=router.publisher,
+            now=NOW + router.router.claim_hold,
+            key=service.ReportKey("k-1", router.keys, router.router.claim_hold))
+        assert isinstance(retry, service.Recorded)
+        assert [p.event.correlation_id for p in router.publisher.published] == [
+            "corr-platform-1", "corr-platform-1"]
 
 
 class TestATicketHeldAsADeadLetter:
@@ -2132,6 +2204,8 @@ class TestWarningsSentOnce:
         second = await self.send_owed(router, read_by_the_second)
         assert (first, second) == (clock_sending.Sent(1), None)
         assert self.warnings(router) == ["first_response"]
+        assert {item.event.correlation_id for item in router.publisher.published} == {
+            "corr-platform-1"}  # the ticket's, as every event about it
         assert router.routed.rows["t-1"].handover_until is None  # the claim ended
 
     async def test_a_sending_during_the_others_publish_publishes_nothing(

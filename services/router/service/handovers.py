@@ -92,7 +92,7 @@ async def transfer(ticket_id: str, *, to_department: str, reason: str,
         tickets.RoutedTicket.model_validate(row.payload), department=to_department,
         reason="transfer", from_department=row.department,
         event_type=events.TicketEventType.TRANSFERRED, now=now,
-        correlation_id=row.correlation_id or ticket_id,  # None: routed before 0011
+        correlation_id=events.correlation_of(ticket_id, stored=row.correlation_id),
         queue_for=queue_for, details=details)
     try:
         claim = await ports.publish_claimed(routed, publisher, row, outputs, hold=claim_for)
@@ -162,7 +162,8 @@ async def change_priority(ticket_id: str, *, priority: int, reason: str,
     try:
         claim = await ports.publish_claimed(routed, publisher, row, [kafka.Output(
             topics.EVENTS, ticket_id, events.as_envelope(
-                changed, row.correlation_id or ticket_id, dispatch.SOURCE))], hold=claim_for)
+                changed, events.correlation_of(ticket_id, stored=row.correlation_id),
+                dispatch.SOURCE))], hold=claim_for)
     except kafka.PublishFailed:
         return verdicts.UNAVAILABLE
     if claim is None:

@@ -42,6 +42,15 @@ class Recorded:
 
 
 @dataclass(frozen=True)
+class Judged:
+    """A report that stands: the date it stands at, and the correlation id the router
+    keeps with its ticket (None: routed before migration 0011)."""
+
+    date: datetime
+    correlation_id: str | None
+
+
+@dataclass(frozen=True)
 class ReportKey:
     """A report's `Idempotency-Key` and where keys are kept. A key is its reporter's own:
     the department's (any of its credentials), the platform's, or the admins'."""
@@ -75,7 +84,7 @@ async def record_report(ticket_id: str, report: events.TicketEventType, *,
     if principal.role is access.Role.DEPARTMENT:
         department = principal.subject
 
-    async def judged() -> Refused | datetime:
+    async def judged() -> Refused | Judged:
         unknown = await acting_for.refused(asked_for, "body.department", principal=principal,
                                            table=table, routed=routed, ticket_id=ticket_id)
         if unknown is not None:
@@ -100,7 +109,7 @@ async def record_report(ticket_id: str, report: events.TicketEventType, *,
         dated = plausible_date(row, occurred_at, now=now, department=reporting)
         if isinstance(dated, Refused):
             return dated
-        return verdicts.closed_to_report(row, report) or dated
+        return verdicts.closed_to_report(row, report) or Judged(dated, row.correlation_id)
 
     report_event = events.TicketEvent(ticket_id=ticket_id, type=report,
                                       occurred_at=occurred_at or now, department=department)
@@ -120,7 +129,7 @@ async def customer_replied(ticket_id: str, *, occurred_at: datetime | None,
     another platform's, as an id the router does not know, so that no platform learns
     which ids are tickets (known.routed_ticket)."""
 
-    async def judged() -> Refused | datetime:
+    async def judged() -> Refused | Judged:
         row = await known.routed_ticket(ticket_id, principal=platform, routed=routed,
                                         held=held, now=now)
         if isinstance(row, Refused):
@@ -129,7 +138,7 @@ async def customer_replied(ticket_id: str, *, occurred_at: datetime | None,
         if isinstance(dated, Refused):
             return dated
         return verdicts.closed_to_report(row, events.TicketEventType.CUSTOMER_REPLIED) \
-            or dated
+            or Judged(dated, row.correlation_id)
 
     reply = events.TicketEvent(ticket_id=ticket_id,
                                type=events.TicketEventType.CUSTOMER_REPLIED,
@@ -164,29 +173,35 @@ def plausible_date(row: RoutedTicketRow, occurred_at: datetime | None, *,
 
 
 async def _published_once(report: events.TicketEvent, *, given_at: datetime | None,
-                          judged: Callable[[], Awaitable[Refused | datetime]],
+                          judged: Callable[[], Awaitable[Refused | Judged]],
                           key: ReportKey | None, reporter: access.Principal,
                           correlation_id: str | None, publisher: ports.Publisher,
                           now: datetime) -> Recorded | Refused:
-    """The report published at the date `judged` gives it, unless it refuses it; under a
-    key, once (see the module's docstring)."""
+    """The report published at the date `judged` gives it, unless it refuses it, under
+    the correlation id of an event about its ticket (events.correlation_of: the one the
+    request gave, else its ticket's); under a key, once (see the module's docstring)."""
     event_id = str(uuid.uuid4())
     if key is None:
-        date = await judged()
-        if isinstance(date, Refused):
-            return date
-        return await _published(report.model_copy(update={"occurred_at": date}),
-                                correlation_id, publisher, event_id)
+        judgement = await judged()
+        if isinstance(judgement, Refused):
+            return judgement
+        return await _published(
+            report.model_copy(update={"occurred_at": judgement.date}),
+            events.correlation_of(report.ticket_id, stored=judgement.correlation_id,
+                                  given=correlation_id), publisher, event_id)
     scoped, fingerprint = key.scoped(reporter), fingerprint_of(report, given_at)
     claim = await key.keys.find(scoped)
     if claim is None:
-        date = await judged()
-        if isinstance(date, Refused):
-            return date
-        report = report.model_copy(update={"occurred_at": date})
-        claim = await key.keys.claim(scoped, fingerprint=fingerprint,
-                                     ticket_id=report.ticket_id, now=now, event_id=event_id,
-                                     occurred_at=date)
+        judgement = await judged()
+        if isinstance(judgement, Refused):
+            return judgement
+        report = report.model_copy(update={"occurred_at": judgement.date})
+        claim = await key.keys.claim(
+            scoped, fingerprint=fingerprint, ticket_id=report.ticket_id, now=now,
+            event_id=event_id, occurred_at=judgement.date,
+            correlation_id=events.correlation_of(report.ticket_id,
+                                                 stored=judgement.correlation_id,
+                                                 given=correlation_id))
     claimed = intake_policy.ClaimedKey(claim.event_id or "", claim.fingerprint, claim.status,
                                        claim.created_at)
     verdict = intake_policy.judge_claim(claimed, holder=event_id, fingerprint=fingerprint,
@@ -204,10 +219,13 @@ async def _published_once(report: events.TicketEvent, *, given_at: datetime | No
         # that event once (the router's follower by its id).
         report = report.model_copy(
             update={"occurred_at": claim.occurred_at or given_at or claim.created_at})
-    recorded = await _published(report, correlation_id, publisher, claimed.holder)
+    # As it was judged to go out (claimed before that was kept: as this request gives it).
+    correlation = claim.correlation_id or events.correlation_of(
+        report.ticket_id, stored=None, given=correlation_id)
+    recorded = await _published(report, correlation, publisher, claimed.holder)
     if isinstance(recorded, Recorded):
         try:
-            await key.keys.accepted(scoped, correlation_id=correlation_id or report.ticket_id)
+            await key.keys.accepted(scoped, correlation_id=correlation)
         except db.STORE_ERRORS as error:
             if not db.is_temporary(error):
                 raise
@@ -227,10 +245,10 @@ def fingerprint_of(report: events.TicketEvent, given_at: datetime | None) -> str
     ).encode()).hexdigest()
 
 
-async def _published(lifecycle: events.TicketEvent, correlation_id: str | None,
+async def _published(lifecycle: events.TicketEvent, correlation_id: str,
                      publisher: ports.Publisher, event_id: str) -> Recorded | Refused:
-    event = events.as_envelope(lifecycle, correlation_id or lifecycle.ticket_id,
-                               events.INTAKE_SOURCE, event_id=event_id)
+    event = events.as_envelope(lifecycle, correlation_id, events.INTAKE_SOURCE,
+                               event_id=event_id)
     try:
         await publisher.publish([kafka.Output(topics.EVENTS, lifecycle.ticket_id, event)])
     except kafka.PublishFailed:
