@@ -48,6 +48,9 @@ class NoKeys:
     async def accepted(self, key: str, *, correlation_id: str) -> None:
         raise AssertionError("the bench sends no Idempotency-Key")
 
+    async def unpublished(self, key: str) -> None:
+        raise AssertionError("the bench sends no Idempotency-Key")
+
     async def find(self, key: str) -> IntakeKeyRow | None:
         raise AssertionError("the bench sends no Idempotency-Key")
 

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.core import retention
+from services.router import intake_policy
 from services.router.models import IntakeKeyRow
 
 
@@ -27,7 +29,7 @@ class IntakeKeys:
         A report's key holds the id of its event (`event_id`) and the date it was judged
         to stand at (`occurred_at`) besides its ticket's."""
         row = dict(idempotency_key=key, ticket_id=ticket_id, fingerprint=fingerprint,
-                   status="pending", created_at=now, correlation_id=correlation_id,
+                   status=intake_policy.PENDING, created_at=now, correlation_id=correlation_id,
                    event_id=event_id, occurred_at=occurred_at)
         try:
             async with self._sessions() as session, session.begin():
@@ -48,7 +50,18 @@ class IntakeKeys:
         async with self._sessions() as session, session.begin():
             row = await session.get(IntakeKeyRow, key)
             if row is not None:
-                row.status, row.correlation_id = "accepted", correlation_id
+                row.status, row.correlation_id = intake_policy.ACCEPTED, correlation_id
+
+    async def unpublished(self, key: str) -> None:
+        """Its request's publish failed (Kafka did not take it, the caller was answered
+        503): a retry takes the key over at once. Only a pending key: one accepted
+        meanwhile stays so."""
+        async with self._sessions() as session, session.begin():
+            await session.execute(
+                update(IntakeKeyRow)
+                .where(IntakeKeyRow.idempotency_key == key,
+                       IntakeKeyRow.status == intake_policy.PENDING)
+                .values(status=intake_policy.UNPUBLISHED))
 
     async def find(self, key: str) -> IntakeKeyRow | None:
         """The key's row, if it was claimed."""

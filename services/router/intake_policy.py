@@ -145,8 +145,14 @@ def takes_priority_change(ticket: TicketState, *, by_admin: bool) -> bool:
     return not trace_full(ticket.trace) or (by_admin and not _at_ceiling(ticket.trace))
 
 
+# The states of an `Idempotency-Key`'s claim: its request is publishing (or died doing
+# so), Kafka holds what it published, or Kafka did not take it (a 503: a retry takes the
+# key over at once).
+PENDING, ACCEPTED, UNPUBLISHED = "pending", "accepted", "unpublished"
+
+
 class Claim(Enum):
-    NEW = "new"  # publish: the key is new, or its first request died unanswered
+    NEW = "new"  # publish: the key is new, its first request died unanswered, or met a 503
     REPLAY = "replay"  # accepted before: answer with the first request's id
     IN_FLIGHT = "in_flight"  # the first request is still being accepted: retry later
     MISMATCH = "mismatch"  # the key was used for a different ticket or report
@@ -158,22 +164,26 @@ class ClaimedKey:
 
     holder: str  # the id its request publishes under: a ticket's, or a report's event's
     fingerprint: str
-    status: str  # pending, accepted
+    status: str  # PENDING, ACCEPTED, UNPUBLISHED
     created_at: datetime
 
 
 def judge_claim(claim: ClaimedKey, *, holder: str, fingerprint: str, now: datetime,
                 in_flight_for: timedelta) -> Claim:
     """What a request publishing under `holder` (a new ticket's id, or a report's event
-    id) with `fingerprint` is, given the key's claim. A pending claim older than
-    `in_flight_for` was left by a request that died before Kafka answered: this one
-    publishes now, under the claim's id."""
+    id) with `fingerprint` is, given the key's claim. An unpublished claim's request was
+    answered 503 (Kafka did not take it), and a pending claim older than `in_flight_for`
+    was left by a request that died before Kafka answered: this one publishes now, under
+    the claim's id (should Kafka have taken the first after all, its readers know the
+    copy by that id)."""
     if claim.fingerprint != fingerprint:
         return Claim.MISMATCH
     if claim.holder == holder:
         return Claim.NEW
-    if claim.status == "accepted":
+    if claim.status == ACCEPTED:
         return Claim.REPLAY
+    if claim.status == UNPUBLISHED:
+        return Claim.NEW
     if now - claim.created_at < in_flight_for:
         return Claim.IN_FLIGHT
     return Claim.NEW

@@ -81,7 +81,8 @@ class IntakeKeyRow(Base):
                                                  primary_key=True)
     ticket_id: Mapped[str] = mapped_column(String(identifiers.MAX_LENGTH))
     fingerprint: Mapped[str] = mapped_column(String(64))
-    # pending until Kafka acknowledged the ticket, then accepted.
+    # pending until Kafka acknowledged the ticket, then accepted; unpublished if Kafka did
+    # not take it (intake_policy: the states of a claim).
     status: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(db.UtcDateTime(), index=True)
     # The correlation id its ticket was published under (None: claimed before 0013).

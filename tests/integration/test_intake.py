@@ -15,7 +15,9 @@ import pytest
 from devtools import ports, processes
 from devtools.kafka_broker import LocalKafka
 from devtools.postgres import LocalPostgres
-from services.core import topics
+from services.core import db, topics
+from services.router.intake_keys import IntakeKeys
+from services.router.service.accepting import scoped_key
 from tests import credentials, intake_process
 from tests.conftest import read_topic, unique
 from tests.intake_process import Intake
@@ -256,6 +258,49 @@ async def test_ticket_answered_503_is_never_delivered_once_kafka_is_back(
                                  keep=lambda event: event.data["customer_id"] == customer)
     assert sorted(event.data["subject"] for event, _ in found) == [
         "after the outage", "before the outage"]
+
+
+async def test_a_keyed_retry_after_a_503_is_taken_at_once_under_the_same_ticket_id(
+        tmp_path: Path) -> None:
+    """README, "Idempotency-Key": a 503 leaves nothing in flight. A retry under the same
+    key is not told 409 in_progress while the first request's claim would run: it is
+    taken (503 again while Kafka is down), and once Kafka is back answered 202 with the
+    ticket id the key was first claimed with, the only id the ticket is delivered under."""
+    customer, key = unique("cust"), unique("k-503")
+    ticket = {**TICKET, "customer_id": customer}
+    with router_on_own_broker(tmp_path, stage=False) as own:
+        async with httpx.AsyncClient(timeout=10, headers={
+                **own.headers, "Idempotency-Key": key}) as client:
+            await asyncio.to_thread(own.broker.stop)
+            down = [await client.post(own.tickets_url, json=ticket) for _ in range(2)]
+            assert [answer.status_code for answer in down] == [503, 503], [
+                answer.text for answer in down]
+            claimed = await claimed_ticket(f"sqlite+aiosqlite:///{tmp_path / 'store.db'}",
+                                           platform="tests", key=key)
+            await asyncio.to_thread(own.broker.start)
+            statuses: list[int] = []
+            while len(statuses) < 30:
+                answer = await client.post(own.tickets_url, json=ticket)
+                statuses.append(answer.status_code)
+                if answer.status_code != 503:
+                    break
+            assert statuses[-1] == 202 and set(statuses) <= {202, 503}, statuses
+            assert answer.json()["ticket_id"] == claimed
+        found = await read_topic(own.broker.bootstrap_servers, topics.INCOMING, until=1,
+                                 settle=3.0,
+                                 keep=lambda event: event.data["customer_id"] == customer)
+    assert {event.ticket_id for event, _ in found} == {claimed}
+
+
+async def claimed_ticket(database_url: str, *, platform: str, key: str) -> str:
+    """The ticket id `platform`'s `key` was claimed with, as the intake's store holds it."""
+    engine = db.engine(database_url)
+    try:
+        row = await IntakeKeys(db.sessions(engine)).find(scoped_key(platform, key))
+    finally:
+        await engine.dispose()
+    assert row is not None
+    return row.ticket_id
 
 
 class TestTheStoreDown:

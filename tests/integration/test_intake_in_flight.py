@@ -1,19 +1,21 @@
 """A retry that arrives while the first request with its Idempotency-Key is still being
 accepted is told so over HTTP: 409, `in_progress`, with `Retry-After`; once the first is
 accepted, the same key answers its ticket. The router's intake API on a real credential
-and key store (SQLite), its publisher held in the middle of the first publish."""
+and key store (SQLite), its publisher held in the middle of the first publish; and the
+key store releasing a key whose request was answered 503."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 import httpx
 from fastapi import FastAPI
 
-from services.core import db, http, kafka, service_context
+from services.core import db, http, kafka, migrate, service_context
 from services.core.settings import Settings
-from services.router import bootstrap, intake
+from services.router import bootstrap, intake, intake_policy
 from services.router.held_store import HeldTickets
 from services.router.intake_keys import IntakeKeys
 from services.router.store import RoutedTickets
@@ -72,3 +74,26 @@ async def test_a_retry_while_the_first_is_in_flight_gets_409_with_retry_after(
                 assert len(publisher.published) == 1
         finally:
             await engine.dispose()
+
+
+async def test_a_503_releases_a_pending_key_and_never_an_accepted_one(
+        sqlite_url: str) -> None:
+    """The key store's side of a retry after a 503 (intake_policy.judge_claim takes an
+    unpublished key over at once): the request answered 503 releases its pending key; a
+    late word of a failed publish leaves a key accepted meanwhile as it is, so that its
+    retry is answered as the first and publishes nothing again."""
+    await migrate.upgrade(sqlite_url)
+    engine = db.engine(sqlite_url)
+    keys, now = IntakeKeys(db.sessions(engine)), datetime.now(UTC)
+    try:
+        for key in ("failed", "accepted"):
+            await keys.claim(key, fingerprint="f", ticket_id=f"t-{key}", now=now)
+        await keys.accepted("accepted", correlation_id="c")
+        for key in ("failed", "accepted"):
+            await keys.unpublished(key)
+        statuses = {key: row.status for key in ("failed", "accepted")
+                    if (row := await keys.find(key)) is not None}
+        assert statuses == {"failed": intake_policy.UNPUBLISHED,
+                            "accepted": intake_policy.ACCEPTED}
+    finally:
+        await engine.dispose()

@@ -77,13 +77,18 @@ class FakeKeys:
         if key not in self.rows:
             self.rows[key] = IntakeKeyRow(
                 idempotency_key=key, ticket_id=ticket_id, fingerprint=fingerprint,
-                status="pending", created_at=now, correlation_id=correlation_id,
+                status=intake_policy.PENDING, created_at=now, correlation_id=correlation_id,
                 event_id=event_id, occurred_at=occurred_at)
         return read(self.rows[key])
 
     async def accepted(self, key: str, *, correlation_id: str) -> None:
         row = self.rows[key]
-        row.status, row.correlation_id = "accepted", correlation_id
+        row.status, row.correlation_id = intake_policy.ACCEPTED, correlation_id
+
+    async def unpublished(self, key: str) -> None:
+        row = self.rows[key]
+        if row.status == intake_policy.PENDING:
+            row.status = intake_policy.UNPUBLISHED
 
     async def find(self, key: str) -> IntakeKeyRow | None:
         row = self.rows.get(key)

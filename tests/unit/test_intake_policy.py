@@ -56,9 +56,16 @@ class TestClaim:
     def test_a_pending_key_left_by_a_dead_request_is_taken_over(self) -> None:
         assert judge(Key(), now=NOW + IN_FLIGHT_FOR) is Claim.NEW
 
+    def test_a_key_whose_publish_failed_is_taken_over_at_once(self) -> None:
+        """Its request was answered 503: the retry publishes under the key's id now, not
+        once the claim has run out."""
+        assert judge(Key(status=intake_policy.UNPUBLISHED)) is Claim.NEW
+
     def test_another_ticket_under_a_used_key_is_a_mismatch(self) -> None:
         assert judge(Key(status="accepted"), fingerprint="other") is Claim.MISMATCH
         assert judge(Key(holder="second"), fingerprint="other") is Claim.MISMATCH
+        assert judge(Key(status=intake_policy.UNPUBLISHED),
+                     fingerprint="other") is Claim.MISMATCH
 
 
 class TestReportTime:

@@ -216,18 +216,49 @@ class TestAcceptTicket:
         other = await accept(router, platform="webshop", ticket_id="t-b")
         assert (other.verdict, other.ticket_id) == (Verdict.ACCEPTED, "t-b")
 
-    async def test_kafka_unavailable_leaves_the_key_pending(self) -> None:
+    async def test_kafka_unavailable_releases_the_key(self) -> None:
         router = wired()
         router.publisher.fail = True
         unavailable = await accept(router)
         assert unavailable.verdict is Verdict.UNAVAILABLE
-        assert [row.status for row in router.keys.rows.values()] == ["pending"]
+        assert [row.status for row in router.keys.rows.values()] == ["unpublished"]
 
-    async def test_a_retry_after_unavailable_waits_then_publishes_the_same_ticket(
+    async def test_a_retry_after_unavailable_publishes_the_same_ticket_at_once(
             self) -> None:
+        """Not a 409 in_progress while the first request's claim runs: nothing is in
+        flight. The same ticket id, in case the broker took the first after all."""
         router = wired()
         router.publisher.fail = True
         await accept(router, ticket_id="t-first")
+        router.publisher.fail = False
+        retried = await accept(router, ticket_id="t-retry", now=NOW + timedelta(seconds=1))
+        assert (retried.verdict, retried.ticket_id) == (Verdict.ACCEPTED, "t-first")
+        assert {p.event.ticket_id for p in router.publisher.published} == {"t-first"}
+        assert [row.status for row in router.keys.rows.values()] == ["accepted"]
+
+    async def test_a_retry_after_unavailable_again_publishes_it_again(self) -> None:
+        router = wired()
+        router.publisher.fail = True
+        await accept(router, ticket_id="t-first")
+        again = await accept(router, ticket_id="t-retry", now=NOW + timedelta(seconds=1))
+        assert again.verdict is Verdict.UNAVAILABLE
+        router.publisher.fail = False
+        retried = await accept(router, ticket_id="t-retry-2", now=NOW + timedelta(seconds=2))
+        assert (retried.verdict, retried.ticket_id) == (Verdict.ACCEPTED, "t-first")
+
+    async def test_a_key_the_store_could_not_release_waits_out_its_claim(self) -> None:
+        """The store down as the publish failed: the key stays pending, and a retry is
+        told to come again until its claim has run out (as after a request that died),
+        then publishes the same ticket."""
+        router = wired()
+
+        async def store_down(_key: str) -> None:
+            raise as_sqlalchemy_raises(asyncpg.exceptions.DeadlockDetectedError(
+                "deadlock detected"))
+
+        router.keys.unpublished = store_down  # type: ignore[method-assign]
+        router.publisher.fail = True
+        assert (await accept(router, ticket_id="t-first")).verdict is Verdict.UNAVAILABLE
         router.publisher.fail = False
         in_flight = await accept(router, ticket_id="t-retry", now=NOW + timedelta(seconds=1))
         assert in_flight.verdict is Verdict.IN_FLIGHT

@@ -129,10 +129,8 @@ async def accept_ticket(content: tickets.TicketContent, *, platform: str | None,
         await publisher.publish(records)
     except kafka.PublishFailed as exc:
         logger.warning("ticket not accepted: Kafka unavailable", extra={"error": str(exc)})
-        # The key stays pending, so a retry carries the same ticket id: should the broker
-        # have committed after all (its answer to the commit lost, see
-        # transactional_publisher), the ticket is delivered twice under one id, not
-        # under two.
+        if key is not None:
+            await unpublished(keys, key, ticket_id=ticket.ticket_id)
         return Acceptance(Verdict.UNAVAILABLE)
     if key is not None:
         try:
@@ -147,6 +145,22 @@ async def accept_ticket(content: tickets.TicketContent, *, platform: str | None,
     logger.info("ticket accepted", extra={"ticket_id": ticket.ticket_id,
                                           "correlation_id": correlation})
     return Acceptance(Verdict.ACCEPTED, ticket.ticket_id, correlation)
+
+
+async def unpublished(keys: ports.Keys, key: str, *, ticket_id: str) -> None:
+    """Kafka did not take what a request published under its claim of `key` (a 503):
+    the key is released for its retry, which takes it over at once and publishes again
+    under the same id, the ticket's or the report's event's. Should the broker have
+    committed after all (its answer to the commit lost, see transactional_publisher),
+    the readers know that copy by its id: delivered twice under one id, never under two.
+    Left pending if the store cannot say so now: a retry then waits out the claim."""
+    try:
+        await keys.unpublished(key)
+    except db.STORE_ERRORS as error:
+        if not db.is_temporary(error):
+            raise
+        logger.warning("not published; its Idempotency-Key stays pending (store"
+                       " unavailable or in conflict)", extra={"ticket_id": ticket_id})
 
 
 def _written(content: tickets.TicketContent, ticket_id: str, received_at: datetime,

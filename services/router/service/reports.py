@@ -9,7 +9,8 @@ since (a retried `resolved` finds it resolved, a retried `picked_up` may find it
 transferred). A report is judged (whose ticket, its time, open) before its key is
 claimed, so a refusal leaves the key free; a claim is a report judged and being
 published. A retry after a request that died, or met an outage, before its answer
-publishes that report again under the same event id, without judging it again: it
+(after a 503, at once; after one that died, once its claim has run out) publishes that
+report again under the same event id, without judging it again: it
 stood when it was judged, and its readers may have it already, and take it once (the
 router's follower knows its id from the ticket's trace, a webhook callback's id is its
 event's).
@@ -29,7 +30,7 @@ from services.core import access, db, events, kafka, topics
 from services.router import intake_policy, ports, routing
 from services.router.models import RoutedTicketRow
 from services.router.service import acting_for, known, verdicts
-from services.router.service.accepting import scoped_key
+from services.router.service.accepting import scoped_key, unpublished
 from services.router.service.verdicts import KEY_IN_FLIGHT, KEY_REUSED, Refusal, Refused
 
 logger = logging.getLogger(__name__)
@@ -223,7 +224,9 @@ async def _published_once(report: events.TicketEvent, *, given_at: datetime | No
     correlation = claim.correlation_id or events.correlation_of(
         report.ticket_id, stored=None, given=correlation_id)
     recorded = await _published(report, correlation, publisher, claimed.holder)
-    if isinstance(recorded, Recorded):
+    if recorded is verdicts.UNAVAILABLE:
+        await unpublished(key.keys, scoped, ticket_id=report.ticket_id)
+    elif isinstance(recorded, Recorded):
         try:
             await key.keys.accepted(scoped, correlation_id=correlation)
         except db.STORE_ERRORS as error:
