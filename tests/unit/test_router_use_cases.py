@@ -1213,6 +1213,12 @@ class TestCustomerReplied:
         assert router.publisher.published == []
 
 
+async def died_before_its_key_was_marked(key: str, *, correlation_id: str) -> None:
+    """Keys.accepted, as a request that published and died before marking its key meets
+    it."""
+    raise RuntimeError("the router died here")
+
+
 class TestAReportsCorrelationId:
     """A report or a customer's reply goes out under the correlation id the router keeps
     with its ticket (the platform's, from the intake), so that the platform's callbacks
@@ -1267,10 +1273,7 @@ class TestAReportsCorrelationId:
         router = wired()
         routed_ticket(router)
 
-        async def died(key: str, *, correlation_id: str) -> None:
-            raise RuntimeError("the router died here")
-
-        monkeypatch.setattr(router.keys, "accepted", died)
+        monkeypatch.setattr(router.keys, "accepted", died_before_its_key_was_marked)
         with pytest.raises(RuntimeError):
             await self.sent(router, reply=True, given=None, key="k-1")
         monkeypatch.undo()
@@ -1524,10 +1527,7 @@ class TestReportsUnderAnIdempotencyKey:
         router = wired()
         routed_ticket(router)
 
-        async def died(key: str, *, correlation_id: str) -> None:
-            raise RuntimeError("the router died here")
-
-        monkeypatch.setattr(router.keys, "accepted", died)
+        monkeypatch.setattr(router.keys, "accepted", died_before_its_key_was_marked)
         with pytest.raises(RuntimeError):
             await self.report(router, "k-1")
         monkeypatch.undo()
@@ -1550,11 +1550,8 @@ class TestReportsUnderAnIdempotencyKey:
         router = wired()
         routed_ticket(router)  # routed to public_sector at NOW
 
-        async def died(key: str, *, correlation_id: str) -> None:
-            raise RuntimeError("the router died here")
-
         given = NOW - timedelta(seconds=1)
-        monkeypatch.setattr(router.keys, "accepted", died)
+        monkeypatch.setattr(router.keys, "accepted", died_before_its_key_was_marked)
         with pytest.raises(RuntimeError):
             await self.report(router, "k-1", occurred_at=given)
         monkeypatch.undo()
