@@ -37,7 +37,7 @@ from aiokafka.errors import (
     UnsupportedSaslMechanismError,
 )
 
-from services.core import at_start, background, faults, kafka, library_lines, start_lines
+from services.core import at_start, background, faults, kafka
 from services.core.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -196,39 +196,31 @@ async def outage_waited_out(start: Callable[[], Awaitable[T]], settings: Setting
     WARNING on `by` each try ("`what` cannot start: ..."), the next after a pause
     (at_start.BACKOFF, counted in `failures`: the caller says when they end), for as
     long as it lasts. A mistake no wait mends is logged (`refusal`'s line, as the start
-    before serving logs it, the only one: the Kafka client's own line of it, met by the
-    try, is left out, start_lines) and raised as at_start.Refused (a lifespan's start then exits
+    before serving logs it) and raised as at_start.Refused (a lifespan's start then exits
     1, as that start does: serve.Server); anything else is raised. The one rule of a stage's
     start and of the parts a service's lifespan starts: the broker may go away between
     the start's check and them."""
     failures = failures if failures is not None else background.FailuresInARow(
         at_start.BACKOFF)
     while True:
-        with start_lines.trying(_of_a_mistake) as attempt:
-            try:
-                return await start()
-            except Exception as failed:
-                error = await _as_reached(failed, settings)
-                found = failure(error)
-                if found is at_start.Failure.MISTAKE:
-                    refused = f"{what}: {refusal(error, settings)}"
-                    attempt.said()
-                    by.error("%s", refused, extra=dict(extra or {}))
-                    raise at_start.Refused(refused) from error
-                if found is not at_start.Failure.OUTAGE:
-                    raise error from failed
-        pause = failures.failed()
-        said = problem(error, settings)
-        line = waiting(error, said, pause, brokers=where(settings))
-        by.warning("%s cannot start: %s", what, line, extra={
-            **(extra or {}), "attempt": failures.count, "retry_in_seconds": pause,
-            "error": said})
-        await asyncio.sleep(pause)
-
-
-def _of_a_mistake(record: logging.LogRecord) -> bool:
-    """A library's line passed an error that says a mistake (`mistake_in`)."""
-    return any(mistake_in(error) is not None for error in library_lines.errors_in(record))
+        try:
+            return await start()
+        except Exception as failed:
+            error = await _as_reached(failed, settings)
+            found = failure(error)
+            if found is at_start.Failure.MISTAKE:
+                refused = f"{what}: {refusal(error, settings)}"
+                by.error("%s", refused, extra=dict(extra or {}))
+                raise at_start.Refused(refused) from error
+            if found is not at_start.Failure.OUTAGE:
+                raise error from failed
+            pause = failures.failed()
+            said = problem(error, settings)
+            line = waiting(error, said, pause, brokers=where(settings))
+            by.warning("%s cannot start: %s", what, line, extra={
+                **(extra or {}), "attempt": failures.count, "retry_in_seconds": pause,
+                "error": said})
+            await asyncio.sleep(pause)
 
 
 async def _as_reached(failed: Exception, settings: Settings) -> Exception:

@@ -71,13 +71,9 @@ def is_kafka_clients_outage(record: logging.LogRecord) -> bool:
     # holds the client's errors).
     from services.core import faults
 
-    return all(faults.classify(error) is faults.Fault.OUTAGE for error in errors_in(record))
-
-
-def errors_in(record: logging.LogRecord) -> list[BaseException]:
-    """The errors passed to a line (or their classes, as the producer names some)."""
     arguments = record.args if isinstance(record.args, tuple) else ()
-    return [error for error in map(_error, arguments) if error is not None]
+    return all(faults.classify(error) is faults.Fault.OUTAGE
+               for error in map(_error, arguments) if error is not None)
 
 
 def _error(argument: object) -> BaseException | None:
@@ -214,28 +210,16 @@ class WritingLibraryLines(logging.StreamHandler[TextIO]):
         self.lines = lines
 
     def handle(self, record: logging.LogRecord) -> bool:
-        # Its filters (start_lines.written) before the count: a line they keep out is
-        # no line of its kind written.
-        if not self.filter(record):
-            return False
         # The level asked (LOG_LEVEL) is the handler's too: a library's error written as
         # a warning of an outage is not written where only errors are asked for.
         admitted = [line for line in self.lines.admit(record) if line.levelno >= self.level]
         for line in admitted:
-            self._write(line)
+            super().handle(line)
         return bool(admitted)
-
-    def _write(self, line: logging.LogRecord) -> None:
-        """As logging.Handler.handle writes, its filters passed (`handle`)."""
-        self.acquire()
-        try:
-            self.emit(line)
-        finally:
-            self.release()
 
     def close(self) -> None:
         """The counts held back told before the stream is left (a shutdown, an exit)."""
         for line in self.lines.held_back():
             if line.levelno >= self.level:
-                self._write(line)
+                super().handle(line)
         super().close()

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.orjson import OrjsonFormatter
 
-from services.core import data_paths, library_lines, start_lines, unicode_errors
+from services.core import data_paths, library_lines, unicode_errors
 from services.core.settings import Settings
 
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None] | tuple[None, None, None]
@@ -41,9 +41,6 @@ def configure(settings: Settings, *, service: str) -> None:
     # connection errors as warnings of an outage (library_lines).
     handler = library_lines.WritingLibraryLines(
         library_lines.LibraryLines(library_lines.INTERVAL_SECONDS))
-    # A library's line that a start's refusal says again, held while the start tries
-    # (start_lines).
-    handler.addFilter(start_lines.written)
     if settings.log_format == "json":
         # orjson: the intake logs each accepted ticket, and the standard library's json
         # took two thirds of that line's formatting (about 10 us a request of ~35).
