@@ -64,6 +64,16 @@ class HeldTickets:
                         stage=row.stage, error_class=row.error_class, held_at=row.held_at,
                         platform=row.platform)
 
+    async def among(self, ticket_ids: Collection[str], *, chunk: int = CHUNK) -> set[str]:
+        """Those of `ticket_ids` held, `chunk` ids a query (a statement's parameters are
+        bounded): `get`'s answer for many tickets, without the dead letters."""
+        ordered, held = sorted(set(ticket_ids)), set[str]()
+        async with self._sessions() as session:
+            for start in range(0, len(ordered), chunk):
+                held.update((await session.scalars(select(HeldTicketRow.ticket_id).where(
+                    HeldTicketRow.ticket_id.in_(ordered[start:start + chunk])))).all())
+        return held
+
     async def purge(self, before: datetime, *, chunk: int) -> int:
         """Forget the tickets held by dead letters written before `before` (retention)."""
         return await retention.delete_in_chunks(

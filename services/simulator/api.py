@@ -106,7 +106,10 @@ async def simulate(body: SimulationRequest,
     rather than handed to it after hours (`not_handed_after_hours`) or overflowing
     (`not_overflowed`), and routed to a lane of it missing (`dead_lettered`: the router
     dead-letters them, so the replay leaves them out of every department's, segment's
-    and group's simulated figures). Nothing is written or published."""
+    and group's simulated figures). A ticket received in the window without the routed
+    state to replay is counted, not replayed: in `held` if a stage dead-lettered it and
+    no replay routed it since (the router would route it once replayed), else in
+    `without_state` (its state gone: retention). Nothing is written or published."""
     order = service.Order(**body.model_dump())
     try:  # the caller's mistakes answered at once, not in a turn
         checked = await service.check(order, tables=simulator.tables,

@@ -4,7 +4,9 @@ What happened comes from the ticket timelines the metrics service keeps from the
 log (received, routed to, first response, deadline, escalation); what a ticket was comes
 from the router's stored state (the routed ticket as dispatched: its content, tier and
 whether it overflowed); a candidate rule set reads the customers in the customer store
-as they are now (the store keeps no past profiles). On PostgreSQL the reader's
+as they are now (the store keeps no past profiles). A ticket without that state is not
+replayed: counted held if the router holds it as a dead letter (its held store's), else
+as one whose state is gone. On PostgreSQL the reader's
 transactions are read only, so the simulator cannot write even by mistake.
 
 Parity groups: `groups_of` turns a customer into {attribute: group} (e.g. an age band);
@@ -15,7 +17,7 @@ parity's grouping plugs in.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Container, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -27,7 +29,7 @@ from services.core import db, tickets, tiers
 from services.metrics import service_levels
 from services.metrics import store as timelines
 from services.metrics.timeline import Timeline
-from services.router import routing
+from services.router import held_store, routing
 from services.router.models import RoutedTicketRow
 from services.segmenter import context
 from services.segmenter.cache import CustomerCache
@@ -48,12 +50,30 @@ def read_only_sessions(store: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 class Window:
     tickets: list[engine.HistoricTicket]
     without_state: int  # tickets of the window whose routed state is gone (retention)
+    held: int  # tickets of the window held as dead letters: no state yet, routed if replayed
+
+
+@dataclass(frozen=True)
+class Unreplayed:
+    """The tickets of a window that have a timeline but no routed state to replay."""
+
+    held: int  # held as dead letters: never routed yet; the router routes them if replayed
+    without_state: int  # the others: their state is gone (retention)
+
+
+def unreplayed(stateless: Collection[str], held: Container[str]) -> Unreplayed:
+    """Of the tickets without a routed state (`stateless`), how many are `held` (the
+    held store's) and how many lost their state. One with a state is replayed, held or
+    not: the router answers from its state first, as here."""
+    count = sum(1 for ticket_id in stateless if ticket_id in held)
+    return Unreplayed(held=count, without_state=len(stateless) - count)
 
 
 class HistoryReader:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], *,
                  groups_of: GroupsOf | None = None, minimum_group_size: int = 1) -> None:
         self._sessions = sessions
+        self._held = held_store.HeldTickets(sessions)
         self._groups_of = groups_of
         self._minimum_group_size = minimum_group_size
 
@@ -78,8 +98,10 @@ class HistoryReader:
             if payload is not None and timeline.received_at is not None:
                 history.append(self._historic(timeline, timeline.received_at, payload,
                                               customers, with_customers, now=now))
+        stateless = [timeline.ticket_id for timeline, payload in found if payload is None]
+        counted = unreplayed(stateless, await self._held.among(stateless))
         return Window(pool_small_groups(history, self._minimum_group_size),
-                      without_state=len(found) - len(history))
+                      without_state=counted.without_state, held=counted.held)
 
     async def _customers(self, states: Mapping[str, Mapping[str, Any]],
                          now: datetime) -> dict[str, Customer]:

@@ -91,7 +91,7 @@ async def run(checked: Checked, *, reader: HistoryReader, now: datetime,
         lanes_missing={department: tuple(missing)
                        for department, missing in lanes_missing.items()})
     return {"window": {"start": order.start.isoformat(), "end": order.end.isoformat()},
-            "without_state": window.without_state,
+            "without_state": window.without_state, "held": window.held,
             "baseline": {"table_version_id": checked.baseline_version.version_id,
                          "table_version": baseline.version},
             **described}

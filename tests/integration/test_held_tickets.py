@@ -559,7 +559,8 @@ class TestManyHeldAtOnce:
     async def test_more_than_a_statements_parameters_are_held(
             self, database_url: str) -> None:
         """A fetch of many dead letters: more tickets than PostgreSQL takes parameters in
-        one statement (32767) are held, in chunks, every one."""
+        one statement (32767) are held, in chunks, every one; and found held in chunks
+        (`among`, as the simulator counts them), a ticket not held not among them."""
         engine = db.engine(database_url)
         held = HeldTickets(db.sessions(engine))
         at = datetime.now(UTC)
@@ -571,5 +572,7 @@ class TestManyHeldAtOnce:
 
             for each in (many[0], many[16_500], many[-1]):
                 assert await held.get(each.ticket_id) == each
+            ids = {each.ticket_id for each in many}
+            assert await held.among([*ids, unique("t")]) == ids
         finally:
             await engine.dispose()

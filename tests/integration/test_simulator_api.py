@@ -24,6 +24,8 @@ from services.core.settings import Settings
 from services.metrics.store import TimelineRow, TimelineStore
 from services.metrics.timeline import Assignment, Timeline
 from services.router import priority
+from services.router.held_store import HeldTickets
+from services.router.held_tickets import Held
 from services.router.store import Dispatch, RoutedTickets
 from services.simulator import api, history
 from tests import credentials, simulated_history
@@ -312,6 +314,26 @@ class TestReplay:
         assert answer.status_code == 200, answer.text
         assert (answer.json()["tickets"], answer.json()["without_state"]) == (
             len(generated.tickets) - 1, 1)
+
+    async def test_a_ticket_held_as_a_dead_letter_is_counted_held_not_without_state(
+            self, client: httpx.AsyncClient, store: async_sessionmaker[AsyncSession],
+            generated: simulated_history.History) -> None:
+        """Received (its timeline from the intake's `received`), then dead-lettered by a
+        stage: no routed state yet, held (held_store), routed once replayed; next to one
+        whose state is gone."""
+        await put_in_force(store, simulated_history.TABLE_TEXT)
+        received = generated.start + timedelta(hours=1)
+        async with store() as session, session.begin():
+            await TimelineStore(store).save_many(session, [
+                Timeline("held-1", received_at=received)])
+            await session.execute(text("DELETE FROM routed_tickets WHERE ticket_id = 't00000'"))
+        await HeldTickets(store).hold([Held(
+            ticket_id="held-1", dead_letter_id="0:7", stage="router",
+            error_class="Unprocessable", held_at=received + timedelta(seconds=1))])
+        answer = await client.post("/v1/simulations", json=window(generated, replications=1))
+        assert answer.status_code == 200, answer.text
+        counted = {name: answer.json().get(name) for name in ("tickets", "held", "without_state")}
+        assert counted == {"tickets": len(generated.tickets) - 1, "held": 1, "without_state": 1}
 
 
 class TestParityGroups:

@@ -338,3 +338,21 @@ class TestReport:
         assert report.title(result).splitlines()[-1] == (
             "Lanes missing when simulated, applied to every ticket: care_overflow,"
             f" public_sector; {dead_lettered} tickets a replication dead-lettered, in no bar")
+
+
+class TestUnreplayed:
+    """The tickets of a window with a timeline but no routed state: held as dead letters
+    (routed once replayed), or their state gone (retention)."""
+
+    def test_a_held_ticket_is_counted_held_the_others_without_state(self) -> None:
+        assert history.unreplayed(["t1", "t2", "t3"], {"t2"}) == history.Unreplayed(
+            held=1, without_state=2)
+
+    def test_a_held_ticket_with_a_state_is_not_counted(self) -> None:
+        """It has a state, so it is replayed: the router answers from its state first."""
+        assert history.unreplayed(["t1"], {"t1", "t9"}) == history.Unreplayed(
+            held=1, without_state=0)
+
+    def test_none_held(self) -> None:
+        assert history.unreplayed(["t1", "t2"], set()) == history.Unreplayed(
+            held=0, without_state=2)
