@@ -6,8 +6,8 @@ from the router's stored state (the routed ticket as dispatched: its content, ti
 whether it overflowed); a candidate rule set reads the customers in the customer store
 as they are now (the store keeps no past profiles). A ticket without that state is not
 replayed: counted held if the router holds it as a dead letter (its held store's), else
-as one whose state is gone. On PostgreSQL the reader's
-transactions are read only, so the simulator cannot write even by mistake.
+as one whose state is gone. On PostgreSQL the reader's transactions are read only, so
+the simulator cannot write even by mistake.
 
 Parity groups: `groups_of` turns a customer into {attribute: group} (e.g. an age band);
 without it (the default) the comparison has no group section. It is where the service
@@ -47,18 +47,17 @@ def read_only_sessions(store: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 
 
 @dataclass(frozen=True)
-class Window:
-    tickets: list[engine.HistoricTicket]
-    without_state: int  # tickets of the window whose routed state is gone (retention)
-    held: int  # tickets of the window held as dead letters: no state yet, routed if replayed
-
-
-@dataclass(frozen=True)
 class Unreplayed:
     """The tickets of a window that have a timeline but no routed state to replay."""
 
     held: int  # held as dead letters: never routed yet; the router routes them if replayed
     without_state: int  # the others: their state is gone (retention)
+
+
+@dataclass(frozen=True)
+class Window:
+    tickets: list[engine.HistoricTicket]
+    unreplayed: Unreplayed
 
 
 def unreplayed(stateless: Collection[str], held: Container[str]) -> Unreplayed:
@@ -99,9 +98,8 @@ class HistoryReader:
                 history.append(self._historic(timeline, timeline.received_at, payload,
                                               customers, with_customers, now=now))
         stateless = [timeline.ticket_id for timeline, payload in found if payload is None]
-        counted = unreplayed(stateless, await self._held.among(stateless))
         return Window(pool_small_groups(history, self._minimum_group_size),
-                      without_state=counted.without_state, held=counted.held)
+                      unreplayed(stateless, await self._held.among(stateless)))
 
     async def _customers(self, states: Mapping[str, Mapping[str, Any]],
                          now: datetime) -> dict[str, Customer]:

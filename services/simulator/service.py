@@ -91,7 +91,8 @@ async def run(checked: Checked, *, reader: HistoryReader, now: datetime,
         lanes_missing={department: tuple(missing)
                        for department, missing in lanes_missing.items()})
     return {"window": {"start": order.start.isoformat(), "end": order.end.isoformat()},
-            "without_state": window.without_state, "held": window.held,
+            "without_state": window.unreplayed.without_state,
+            "held": window.unreplayed.held,
             "baseline": {"table_version_id": checked.baseline_version.version_id,
                          "table_version": baseline.version},
             **described}
