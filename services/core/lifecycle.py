@@ -13,6 +13,9 @@ timeline and stats, the overflow prediction):
   escalated, its target is met or missed by that time);
 - a ticket is **open** until it is resolved; a resolved ticket takes no more reports,
   customer replies, transfers or priority changes (a new request is a new ticket);
+- a ticket is **held** at a moment by the department it last came to by then (routed,
+  escalated or transferred there); before its first arrival, by the first it came to
+  (`held_at`): the department a report dated then, and a measure ended then, credit;
 - a department's **backlog** is its open tickets awaiting a first response, but for
   those waiting on the customer: routed, picked up, or replied to by the customer before
   any response: the work queued ahead of a new ticket. A ticket paused before its first
@@ -23,6 +26,8 @@ timeline and stats, the overflow prediction):
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -108,3 +113,17 @@ def backlog_where(*, open_ticket: Any, answered: Any, waiting_on_customer: Any
     """`in_backlog` as a query's conditions, each fact given as the store's condition on
     its columns (a SQLAlchemy expression): the stores count by the rule stated here."""
     return (open_ticket, ~answered, ~waiting_on_customer)
+
+
+def held_at(arrivals: Iterable[tuple[datetime, str]], moment: datetime) -> str | None:
+    """Which department held the ticket at `moment`, from its arrivals in departments
+    (when, where to), in time order: the last it came to by then; before the first, the
+    first; None if it came to none."""
+    first = held = None
+    for at, department in arrivals:
+        if first is None:
+            first = department
+        if at > moment:
+            break
+        held = department
+    return held if held is not None else first

@@ -101,11 +101,10 @@ class Timeline:
     clock_notices: frozenset[str] = field(default_factory=frozenset)
 
     def department_at(self, moment: datetime) -> str | None:
-        """Who held the ticket at `moment` (before its first assignment: the first)."""
-        held = [a for a in self.assignments if a.at <= moment]
-        if held:
-            return held[-1].department
-        return self.assignments[0].department if self.assignments else self.department
+        """Who held the ticket at `moment` (lifecycle.held_at; no assignment: its
+        department)."""
+        return lifecycle.held_at(((a.at, a.department) for a in self.assignments),
+                                 moment) or self.department
 
     def held_before(self, assignment: Assignment) -> str | None:
         earlier = [a for a in self.assignments if a.at < assignment.at]

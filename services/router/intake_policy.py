@@ -273,12 +273,9 @@ def queue_joins(trace: Iterable[Mapping[str, Any]]) -> list[tuple[datetime, str]
 
 
 def held_at(trace: Iterable[Mapping[str, Any]], moment: datetime) -> str | None:
-    """Which department held the ticket at `moment`, from its trace: the last it came
-    to by then (before its routing: the first); None if the trace does not say. As the
-    metrics service's `Timeline.department_at` credits a moment."""
-    arrivals = _arrivals(trace)
-    held = [to for at, to, _source in arrivals if at <= moment]
-    return held[-1] if held else arrivals[0][1] if arrivals else None
+    """Which department held the ticket at `moment` (lifecycle.held_at), from its trace;
+    None if the trace does not say."""
+    return lifecycle.held_at(((at, to) for at, to, _source in _arrivals(trace)), moment)
 
 
 def judge_report_time(occurred_at: datetime | None, *, received_at: datetime | None,
