@@ -70,7 +70,8 @@ class DepartmentReport(request_bodies.RequestBody):
         description="The department reporting (a department credential's own, checked if"
                     " given); one the routing table in force lacks, holding no open"
                     " ticket and (asked by an admin) never holding this one, is refused"
-                    " 422, listing the table's departments")
+                    " 422, listing the table's departments; an admin's names the"
+                    " department holding the ticket at occurred_at, else 422")
     occurred_at: http.Timestamp | None = Field(
         default=None, description="When it happened (RFC 3339 with offset); from a"
                                   " department's credential, between the ticket's"

@@ -7,6 +7,7 @@ holds the ticket is no typo: its tickets are reported on and handed on."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,7 +17,7 @@ import pytest
 
 from services.core import credentials_api, kafka, tickets
 from services.core.settings import Settings
-from services.router import intake, ports, priority, table_file, tickets_api
+from services.router import intake, intake_policy, ports, priority, table_file, tickets_api
 from services.router import service as router_service
 from services.router.service import acting_for
 from tests import credentials
@@ -115,12 +116,15 @@ class TestAReportOrATransferForADepartment:
         return ticket_id
 
     async def asked(self, router: RouterApis, ticket_id: str, asked: str, department: str,
-                    role: str, subject: str | None) -> httpx.Response:
+                    role: str, subject: str | None, *,
+                    occurred_at: datetime | None = None) -> httpx.Response:
         headers = await credentials.headers_of(router.credentials, role, subject)
         if asked == "report":
+            dated = {} if occurred_at is None else {"occurred_at": occurred_at.isoformat()}
             return await router.client.post(
                 f"/v1/tickets/{ticket_id}/events",
-                json={"type": "responded", "department": department}, headers=headers)
+                json={"type": "responded", "department": department, **dated},
+                headers=headers)
         return await router.client.post(
             f"/v1/tickets/{ticket_id}/transfer", json={
                 "to_department": "business_desk", "reason": "theirs",
@@ -181,15 +185,29 @@ class TestAReportOrATransferForADepartment:
     async def test_one_the_ticket_came_to_is_known_once_it_holds_none(
             self, router: RouterApis, kafka_bootstrap: str) -> None:
         """An admin's report dated while it held the ticket, after the ticket (its last)
-        was handed on: the ticket's trace says it is a department, no typo."""
+        was handed on: the ticket's trace says it is a department, no typo. Dated now,
+        when business_desk holds the ticket, it is refused, told who held it then."""
         ticket_id = await routed_to_retired_desk(router)
         await kafka.ensure_topics(Settings(kafka_bootstrap_servers=kafka_bootstrap),
                                   priority.lane_topics("business_desk"))
         moved = await self.asked(router, ticket_id, "transfer", "retired_desk", "admin", None)
         assert moved.status_code == 202, moved.text
         assert not await acting_for.holds_open(router.routed, "retired_desk")
-        answer = await self.asked(router, ticket_id, "report", "retired_desk", "admin", None)
+        row = await router.routed.get(ticket_id)
+        assert row is not None
+        while_held = intake_policy.routed_at(row.trace)
+        assert while_held is not None
+        answer = await self.asked(router, ticket_id, "report", "retired_desk", "admin", None,
+                                  occurred_at=while_held + timedelta(minutes=1))
         assert answer.status_code == 202, answer.text
+        now = await self.asked(router, ticket_id, "report", "retired_desk", "admin", None)
+        assert re.fullmatch(
+            rf"ticket {ticket_id!r} was with 'business_desk' at \S+, not 'retired_desk'; an"
+            r" admin reports for the department holding it at the report's date: name"
+            r" 'business_desk', or date it \(occurred_at\) while 'retired_desk' held it",
+            refused(now, "body.department"))
+        holder = await self.asked(router, ticket_id, "report", "business_desk", "admin", None)
+        assert holder.status_code == 202, holder.text
         other, _ = await routed_ticket(router.routed, "business_desk",
                                        spent=timedelta(minutes=5))
         never = await self.asked(router, other, "report", "retired_desk", "admin", None)

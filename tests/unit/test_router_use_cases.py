@@ -1078,20 +1078,24 @@ class TestRecordReport:
         recorded = await self.report(router, NOW + timedelta(hours=1), principal=desk)
         assert isinstance(recorded, service.Recorded)
 
-    async def test_an_admin_names_a_department_the_ticket_came_to_only(self) -> None:
+    async def test_an_admin_names_the_department_holding_the_ticket_at_its_date(
+            self) -> None:
         """An admin's report naming business_desk, a department of the table, on a ticket
         it never held is refused naming `body.department` and the departments that
         held it (recorded, it would say business_desk answered; the router and the
-        metrics credit public_sector); once handed there, it is taken, and so is one
-        naming public_sector, which held the ticket before."""
+        metrics credit public_sector). Once handed there (at NOW + 1 h), a report naming
+        business_desk is taken; one naming public_sector, which held the ticket before,
+        is refused dated now, saying who held it then, and taken dated while
+        public_sector held it: each event names the department the router credits."""
         router = wired()
         routed_ticket(router)
 
-        async def report(department: str) -> service.Recorded | Refused:
+        async def report(department: str, occurred_at: datetime | None = None
+                         ) -> service.Recorded | Refused:
             return await service.record_report(
-                "t-1", TicketEventType.PICKED_UP, department=department, occurred_at=None,
-                principal=ADMIN, correlation_id=None, routed=router.routed,
-                held=router.held, publisher=router.publisher,
+                "t-1", TicketEventType.RESPONDED, department=department,
+                occurred_at=occurred_at, principal=ADMIN, correlation_id=None,
+                routed=router.routed, held=router.held, publisher=router.publisher,
                 table=router.router.table.current, now=NOW + timedelta(hours=2))
 
         refused = await report("business_desk")
@@ -1103,10 +1107,23 @@ class TestRecordReport:
         assert router.publisher.published == []
         await TestTransfer().transfer(router, "business_desk")
         published = len(router.publisher.published)
-        for department in ("business_desk", "public_sector"):
-            assert isinstance(await report(department), service.Recorded)
-        assert [events.read(sent.event).department
-                for sent in router.publisher.published[published:]] == [
+        refused = await report("public_sector")
+        assert isinstance(refused, Refused)
+        now = (NOW + timedelta(hours=2)).astimezone(UTC).isoformat()
+        assert (refused.refusal, refused.field, refused.detail) == (
+            Refusal.INVALID, "body.department",
+            f"ticket 't-1' was with 'business_desk' at {now}, not 'public_sector'; an admin"
+            " reports for the department holding it at the report's date: name"
+            " 'business_desk', or date it (occurred_at) while 'public_sector' held it")
+        assert len(router.publisher.published) == published
+        before = NOW + timedelta(minutes=30)  # before the transfer (TestTransfer)
+        for department, dated in (("business_desk", None), ("public_sector", before)):
+            assert isinstance(await report(department, dated), service.Recorded)
+        sent = [events.read(each.event) for each in router.publisher.published[published:]]
+        assert [event.department for event in sent] == ["business_desk", "public_sector"]
+        row = await router.routed.get("t-1")
+        assert row is not None
+        assert [intake_policy.held_at(row.trace, event.occurred_at) for event in sent] == [
             "business_desk", "public_sector"]
 
     async def test_one_dated_by_a_clock_a_little_behind_ours_is_dated_at_its_arrival(

@@ -6,10 +6,12 @@ admin's report dated while it held the ticket), is no department, refused in
 unknown_departments' words naming the field before the credential's scope is judged, so
 that a department credential's typo of its own name is told as a typo, not as another
 department's, and an admin's is refused rather than recorded as an event's department.
-A department of the table that an admin's report names is one the ticket came to, or
-refused (`never_held`), once the ticket is found."""
+A department that an admin's report names is the one holding the ticket at the report's
+date, or refused (`not_holding`), once the ticket is found and the report dated."""
 
 from __future__ import annotations
+
+from datetime import datetime
 
 from services.core import access, unknown_departments
 from services.router import intake_policy, ports, routing
@@ -35,18 +37,27 @@ async def came_to(routed: ports.Routed, ticket_id: str, department: str) -> bool
     return row is not None and department in came_to_departments(row)
 
 
-def never_held(row: RoutedTicketRow, department: str, field: str) -> Refused | None:
-    """422 naming `field` if an admin's report names as its reporter a department of the
-    table that the ticket never came to: recorded as the event's department, it would
-    say a department answered a ticket it never had (the router and the metrics
-    service credit the one holding it). A department the table lacks is told first
-    (`refused`)."""
-    held = came_to_departments(row)
-    if department in held:
+def not_holding(row: RoutedTicketRow, department: str, dated: datetime,
+                field: str) -> Refused | None:
+    """422 naming `field` if an admin's report dated `dated` names as its reporter a
+    department other than the one holding the ticket then (intake_policy.held_at, as the
+    store credits the report and the metrics service a measure ended then): recorded as
+    the event's department, it would say one department answered while another held
+    the ticket, and the router and the metrics would credit the other."""
+    holder = intake_policy.held_at(row.trace, dated) or row.department
+    if department == holder:
         return None
-    return Refused(Refusal.INVALID, f"ticket {row.ticket_id!r} never came to {department!r};"
-                                    f" an admin reports for a department that held it:"
-                                    f" {', '.join(held)}", field=field)
+    held = came_to_departments(row)
+    if department not in held:
+        return Refused(Refusal.INVALID, f"ticket {row.ticket_id!r} never came to"
+                                        f" {department!r}; an admin reports for a department"
+                                        f" that held it: {', '.join(held)}", field=field)
+    return Refused(Refusal.INVALID, f"ticket {row.ticket_id!r} was with {holder!r} at"
+                                    f" {dated.isoformat()}, not {department!r}; an admin"
+                                    f" reports for the department holding it at the"
+                                    f" report's date: name {holder!r}, or date it"
+                                    f" (occurred_at) while {department!r} held it",
+                   field=field)
 
 
 async def unknown(department: str, *, in_table: routing.RoutingTable,

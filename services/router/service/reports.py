@@ -80,7 +80,8 @@ async def record_report(ticket_id: str, report: events.TicketEventType, *,
     count business time up to it, and set the ticket's first response there). A
     `department` named that is no department of `table` is refused first (acting_for);
     a ticket not routed, as known.routed_ticket says (held, to an admin); an admin's
-    naming a department the ticket never came to (acting_for.never_held)."""
+    naming a department other than the one holding the ticket at the report's date
+    (acting_for.not_holding)."""
     asked_for = department
     if principal.role is access.Role.DEPARTMENT:
         department = principal.subject
@@ -101,15 +102,15 @@ async def record_report(ticket_id: str, report: events.TicketEventType, *,
         if principal.role is access.Role.DEPARTMENT and not principal.may_act_for(
                 row.department):  # told where it went if escalated out of its department
             return verdicts.acts_for_own(row, principal)
-        if principal.role is access.Role.ADMIN and asked_for is not None:
-            never = acting_for.never_held(row, asked_for, "body.department")
-            if never is not None:
-                return never
         # An admin may date a report while another department held the ticket.
         reporting = row.department if principal.role is access.Role.DEPARTMENT else None
         dated = plausible_date(row, occurred_at, now=now, department=reporting)
         if isinstance(dated, Refused):
             return dated
+        if principal.role is access.Role.ADMIN and asked_for is not None:
+            other = acting_for.not_holding(row, asked_for, dated, "body.department")
+            if other is not None:
+                return other
         return verdicts.closed_to_report(row, report) or Judged(dated, row.correlation_id)
 
     report_event = events.TicketEvent(ticket_id=ticket_id, type=report,
