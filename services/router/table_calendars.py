@@ -11,6 +11,7 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from services.core import moments
 from services.core.config_files import ConfigError, item_line, line_of, unknown_keys
 from services.router import calendars
 
@@ -148,6 +149,6 @@ def _holiday(value: Any) -> date:
     if isinstance(value, date) and not isinstance(value, datetime):
         return value
     try:
-        return date.fromisoformat(str(value))
+        return moments.parse_date(value)
     except ValueError:
-        raise ValueError(f"holiday {value!r} is not a date like 2025-12-25") from None
+        raise ValueError(f"holiday {value!r} is not {moments.DATE.words}") from None

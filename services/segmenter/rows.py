@@ -84,7 +84,6 @@ ACCEPTS = {
                     f" years 1 to 9999 in UTC, and {PURCHASED_BY_NOW}",
 }
 
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 # Money as text: ASCII digits (\d would take any script's), at most two decimals checked
 # by the field.
 _AMOUNT_TEXT = re.compile(r"[0-9]+(\.[0-9]+)?")
@@ -95,10 +94,6 @@ FLOAT_CENTS_BELOW = 1e11
 _EARLIEST_ZONE = timezone(timedelta(hours=14))
 
 
-def _iso_date(value: object) -> date:
-    if not isinstance(value, str) or not _DATE.fullmatch(value):
-        raise ValueError("not YYYY-MM-DD")
-    return date.fromisoformat(value)
 
 
 def _amount(value: object) -> object:
@@ -159,7 +154,7 @@ CustomerAttributes = Annotated[
     tickets.attributes_schema(MAX_CUSTOMER_ATTRIBUTES,
                               "The customer's own data, for segment rules"),
     request_bodies.at_most_entries(MAX_CUSTOMER_ATTRIBUTES)]
-IsoDate = Annotated[date, BeforeValidator(_iso_date)]
+IsoDate = Annotated[date, BeforeValidator(moments.parse_date)]
 
 
 @dataclass(frozen=True)

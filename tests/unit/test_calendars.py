@@ -243,6 +243,23 @@ class TestParseCalendar:
         assert (error.value.path, error.value.line, error.value.entry) \
             == ("routing.yaml", 6, "customer_care")
 
+    @pytest.mark.parametrize(("written", "told"), [
+        ("2026-W01", "'2026-W01'"),  # an ISO week date: 2025-12-29, another year
+        ("2026W527", "'2026W527'"),  # a compact week date: 2026-12-27
+        ("20261225", "20261225"),  # a YAML integer: 2026-12-25 compact
+        ("'2026-12-25T00:00:00'", "'2026-12-25T00:00:00'"),  # a moment, not a day
+    ])
+    def test_a_holiday_is_written_year_month_day(self, written: str, told: str) -> None:
+        """As date.fromisoformat alone would take them, each is a day (2026-W01 one of
+        another year); written otherwise than YYYY-MM-DD, each is refused at its line."""
+        with pytest.raises(config_files.ConfigError) as error:
+            parse("  time_zone: Europe/Amsterdam\n  hours: {mon: '08:00-18:00'}\n"
+                  f"  holidays:\n    - 2025-12-25\n    - {written}\n")
+        assert error.value.problem == (
+            f"calendar: holiday {told} is not a date like 2025-12-25")
+        assert (error.value.path, error.value.line, error.value.entry) \
+            == ("routing.yaml", 6, "customer_care")
+
 
 class TestBusinessTime:
     """The business time between two instants: what `deadline` adds, counted back."""

@@ -1,15 +1,17 @@
 """One definition of a moment a caller gives (services/core/moments.py), used by every
 API body (http.Timestamp) and by the purchase import: RFC 3339 text with its offset,
-whose UTC moment is a date."""
+whose UTC moment is a date. And of a day (moments.parse_date), used by a calendar's
+holidays and the customer import's dates: YYYY-MM-DD."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from services.core import http, moments
+from services.core import config_files, http, moments
+from services.router import table_calendars
 from services.segmenter import rows
 
 TIMESTAMP = TypeAdapter(http.Timestamp)
@@ -59,3 +61,41 @@ def test_a_moment_from_our_own_code_is_taken_as_it_is() -> None:
     assert TIMESTAMP.validate_python(moment) is moment
     with pytest.raises(ValidationError):
         TIMESTAMP.validate_python(datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=1))))
+
+
+def holiday(text: str) -> date | None:
+    """The holiday a calendar in a routing table written `- {text}` takes, or None."""
+    try:
+        calendar = table_calendars.parse_calendar(config_files.load_yaml(
+            "routing.yaml", "time_zone: UTC\nhours: {mon: '09:00-17:00'}\n"
+                            f"holidays:\n  - {text}\n"), source="routing.yaml", line=1,
+            entry="care")
+    except config_files.ConfigError:
+        return None
+    [day] = calendar.holidays
+    return day
+
+
+def born(text: str) -> date | None:
+    """The birth date a customer imported with `text` has, or None."""
+    row = rows.parse_record("customers", 1, {"customer_id": "c-1",
+                                             "customer_type": "individual",
+                                             "birth_date": text}, today=TODAY)
+    return None if isinstance(row, rows.RowError) else row.birth_date  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(("text", "day"), [
+    ("2025-12-25", date(2025, 12, 25)), ("2026-W01", None), ("2026W527", None),
+    ("20261225", None), ("2026-12-25T00:00:00", None), ("2026-02-30", None),
+    ("2026-1-05", None), ("\u0662\u0660\u0662\u0665-12-25", None),
+])
+def test_a_holiday_and_the_import_take_the_same_days(text: str, day: date | None) -> None:
+    """YYYY-MM-DD in ASCII digits, a day the calendar has; not an ISO week date
+    (2026-W01 is 2025-12-29) nor a compact one, which date.fromisoformat alone takes."""
+    assert holiday(text) == day
+    assert born(text) == day
+    if day is None:
+        with pytest.raises(ValueError):
+            moments.parse_date(text)
+    else:
+        assert moments.parse_date(text) == day
