@@ -6,12 +6,16 @@ late before a breach was seen (missed), on `deadlines_changed`. The timeline cou
 once, by its keys in `clock_notices`, however often the event comes, and when the router
 sends a notice again after a crash, at a later time (`_notice_keys`). Time paused runs from
 `waiting_on_customer` to the customer's reply (or the resolution). A transfer or a
-priority change moves the first-response deadline the target is decided against.
+priority change moves the first-response deadline the target is decided against; a
+pause takes it away until the router's clock says what it is (`deadlines_changed`); each
+move of the clock (these, an escalation, the customer's reply) is kept as its last
+(`clock_moved_at`): a response dated before it is taken at it, as the router's clock
+takes it (services/core/targets.py).
 """
 
 from __future__ import annotations
 
-from services.core import lifecycle
+from services.core import lifecycle, targets
 from services.core.events import ClockTarget, TicketEvent, TicketEventType
 from services.metrics.timeline import (
     UNKNOWN,
@@ -26,6 +30,11 @@ from services.metrics.timeline import (
 )
 
 FIRST_RESPONSE: ClockTarget = "first_response"  # the router's first-response clock
+# The events that move the router's first-response clock before its response, at their
+# dates (service_clocks.py: a hand-over or priority change rebases it); a report moves it
+# when it pauses a running clock or resumes a paused one (`_moved`).
+HANDOVERS = frozenset({TicketEventType.TRANSFERRED, TicketEventType.ESCALATED,
+                       TicketEventType.PRIORITY_CHANGED})
 
 CLOCK_EVENTS = frozenset({TicketEventType.TARGET_WARNING, TicketEventType.ESCALATED,
                           TicketEventType.DEADLINES_CHANGED, TicketEventType.TRANSFERRED,
@@ -55,7 +64,7 @@ def apply(timeline: Timeline, event: TicketEvent) -> tuple[Timeline, list[Observ
             target = key.partition("#")[0]
             found.append(((f"outcome:{key}",), ServiceTarget(department, segment, target,
                                                              outcome)))
-    timeline = _pause(_first_response_deadline(timeline, event), event)
+    timeline = _pause(_first_response_deadline(_moved(timeline, event), event), event)
     if timeline.paused_at is not None and _ends_pause(event):
         seconds = max((event.occurred_at - timeline.paused_at).total_seconds(), 0.0)
         found.append(((f"paused:{timeline.paused_at.isoformat()}",),
@@ -97,11 +106,29 @@ def _first_response_decided(timeline: Timeline, observations: list[Observation]
     return None
 
 
+def _moved(timeline: Timeline, event: TicketEvent) -> Timeline:
+    """The clock's last move: the latest date of the moves seen (the router's clock takes
+    a move dated before its last change at that change: clocks.taken_at)."""
+    paused = timeline.paused_at is not None
+    moves = event.type in HANDOVERS or (lifecycle.pauses_clocks(event.type) and not paused) \
+        or (lifecycle.resumes_clocks(event.type) and paused)
+    if not moves or timeline.target_outcome is not None:
+        return timeline
+    moved = targets.taken_at(event.occurred_at, timeline.clock_moved_at)
+    return timeline if moved == timeline.clock_moved_at else changed(timeline,
+                                                                     clock_moved_at=moved)
+
+
 def _first_response_deadline(timeline: Timeline, event: TicketEvent) -> Timeline:
     """The router's current first-response deadline (None while paused), so that the
-    first-response target is decided against the clock, pauses and transfers included."""
-    if event.deadlines is None or FIRST_RESPONSE not in event.deadlines \
-            or timeline.target_outcome is not None:
+    first-response target is decided against the clock, pauses and transfers included.
+    A pause takes it away at once: the router's clock has none then, and one it gets
+    back at the customer's reply comes with its `deadlines_changed`."""
+    if timeline.target_outcome is not None:
+        return timeline
+    if lifecycle.pauses_clocks(event.type):
+        return changed(timeline, first_response_deadline=None)
+    if event.deadlines is None or FIRST_RESPONSE not in event.deadlines:
         return timeline
     return changed(timeline, first_response_deadline=event.deadlines[FIRST_RESPONSE])
 

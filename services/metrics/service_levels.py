@@ -2,7 +2,9 @@
 Pure decision code.
 
 A ticket's target is met when its first response came no later than its deadline, and
-missed when it came later or when the deadline passed with no response at all.
+missed when it came later or when the deadline passed with no response at all: the rule
+of the router's clocks (services/core/targets.py), a response dated before the clock's
+last move taken at that move.
 """
 
 from __future__ import annotations
@@ -22,15 +24,18 @@ DEFAULT_RESPONSE_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900
 
 
 def first_response_outcome(responded_at: datetime | None, deadline: datetime | None,
-                           as_of: datetime | None = None) -> Outcome | None:
+                           as_of: datetime | None = None, *,
+                           last_move: datetime | None = None) -> Outcome | None:
     """met, missed, or None while it cannot be told yet (or there is no deadline).
 
     `as_of` is the moment up to which every response is known: without it, only a
-    response can decide; with it, a deadline passed by then without one is missed."""
+    response can decide; with it, a deadline passed by then without one is missed.
+    `last_move`: the clock's last move known (targets.answered_in_time)."""
     if deadline is None:
         return None
     if responded_at is not None:
-        return "met" if targets.answered_in_time(responded_at, deadline) else "missed"
+        return "met" if targets.answered_in_time(responded_at, deadline,
+                                                 last_move=last_move) else "missed"
     if as_of is not None and targets.past_due(deadline, as_of):
         return "missed"
     return None

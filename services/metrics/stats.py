@@ -63,7 +63,8 @@ def outcome(timeline: Timeline, now: datetime | None) -> str | None:
     if timeline.first_response_deadline is None:
         return None
     return service_levels.first_response_outcome(
-        timeline.first_response_at, timeline.first_response_deadline, now) or "pending"
+        timeline.first_response_at, timeline.first_response_deadline, now,
+        last_move=timeline.clock_moved_at) or "pending"
 
 
 def held_by(timeline: Timeline, department: str) -> bool:

@@ -83,6 +83,7 @@ class TimelineRow(Base):
     assignments: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
     observed: Mapped[str] = mapped_column(String(200), default="")
     paused_at: Moment = mapped_column(db.UtcDateTime())
+    clock_moved_at: Moment = mapped_column(db.UtcDateTime())  # v0031
     # Keys of the clock notices counted (clock_events.py), so a replay counts none again.
     clock_notices: Mapped[list[str] | None] = mapped_column(JSON)
 

@@ -98,6 +98,9 @@ class Timeline:
     assignments: tuple[Assignment, ...] = ()
     observed: frozenset[str] = field(default_factory=frozenset)
     paused_at: datetime | None = None  # waiting on the customer since (clock_events.py)
+    # The latest move of the router's first-response clock seen (clock_events.py): a
+    # response dated before it is taken at it (targets.taken_at).
+    clock_moved_at: datetime | None = None
     clock_notices: frozenset[str] = field(default_factory=frozenset)
 
     def department_at(self, moment: datetime) -> str | None:
@@ -312,7 +315,8 @@ def _observe(timeline: Timeline,
     outcome, credited = timeline.target_outcome, timeline.target_department
     if outcome is None:
         outcome = service_levels.first_response_outcome(
-            timeline.first_response_at, timeline.first_response_deadline, as_of)
+            timeline.first_response_at, timeline.first_response_deadline, as_of,
+            last_move=timeline.clock_moved_at)
         if outcome is not None:
             credited = accountable_department(timeline)
             observations.append(TargetDecided(credited, segment, outcome))
@@ -356,6 +360,6 @@ def accountable_department(timeline: Timeline) -> str:
     responded = timeline.first_response_at
     if deadline is None:
         return timeline.department or UNKNOWN
-    decisive = responded if responded is not None \
-        and targets.answered_in_time(responded, deadline) else deadline
+    decisive = responded if responded is not None and targets.answered_in_time(
+        responded, deadline, last_move=timeline.clock_moved_at) else deadline
     return timeline.department_at(decisive) or timeline.department or UNKNOWN

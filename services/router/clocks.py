@@ -99,8 +99,8 @@ def last_change(clock: Clock) -> datetime:
 
 def taken_at(clock: Clock, at: datetime) -> datetime:
     """When a move of the clock dated `at` is taken: then, or at the clock's last change
-    if that came later (the module's docstring)."""
-    return max(at, last_change(clock))
+    if that came later (the module's docstring; targets.taken_at)."""
+    return targets.taken_at(at, last_change(clock))
 
 
 def pause(clock: Clock, at: datetime, calendar: calendars.Calendar | None) -> Clock:
@@ -144,15 +144,22 @@ def rebase(clock: Clock, at: datetime, old: calendars.Calendar | None,
 
 def stop(clock: Clock, at: datetime, calendar: calendars.Calendar | None) -> Clock:
     """The clock's target is answered at `at`: met if no breach came first, and in time
-    (targets.answered_in_time: after a deadline at closing time, during closed hours,
-    is late though no more business time was spent)."""
+    by targets.answered_in_time, the rule the metrics service decides by too (a response
+    dated before the clock's last change is taken at that change; after a deadline at
+    closing time, during closed hours, is late though no more business time was spent).
+    A running clock's deadline alone decides, not the time spent: a shorter target
+    already used up at a priority change is due at the change itself, and the deadline
+    itself is in time. A paused clock has none: answered then, it is missed if the
+    deadline had passed before the pause (`missed_deadline`) or its target is used up
+    (a shorter one given while paused)."""
     if clock.stopped:
         return clock
-    at = taken_at(clock, at)
-    spent = _spent(clock, at, calendar) if clock.running else clock.spent_seconds
-    missed = clock.level > 0 or clock.missed_deadline is not None \
-        or spent > clock.target_seconds or (
-            clock.deadline is not None and not targets.answered_in_time(at, clock.deadline))
+    taken = taken_at(clock, at)
+    spent = _spent(clock, taken, calendar) if clock.running else clock.spent_seconds
+    missed = clock.level > 0 or clock.missed_deadline is not None or (
+        spent > clock.target_seconds if clock.deadline is None
+        else not targets.answered_in_time(at, clock.deadline, last_move=last_change(clock)))
+    at = taken
     return replace(clock, spent_seconds=spent, running_since=None, deadline=None,
                    warning_at=None, second_level_at=None, stopped_at=at,
                    paused_seconds=clock.paused_seconds + _paused_until(clock, at),

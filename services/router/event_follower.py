@@ -94,10 +94,15 @@ def clock_change(report: events.TicketEvent, table: routing.RoutingTable | None
 def deadlines_changed(ticket_id: str, recorded: Reported, at: datetime) -> events.TicketEvent:
     """The clocks after a report: their deadlines, whether paused, and the outcome of
     each clock it stopped (a clock escalated before was counted missed then), for the
-    department that held the ticket at the report's time (credited with the outcomes)."""
+    department that held the ticket at the report's time (credited with the outcomes).
+    A clock the report stopped stopped at its date, or at the clock's last change if that
+    came later (clocks.taken_at): so its outcome is that of each clock stopped since the
+    report's date (one stopped before by a later-dated report is said again: the
+    metrics count an outcome once, by its clock's key)."""
     assert recorded.clocks is not None
     outcomes = {clock.key: clock.outcome for clock in recorded.clocks.clocks
-                if clock.stopped_at == at and clock.level == 0 and clock.outcome}
+                if clock.stopped_at is not None and clock.stopped_at >= at
+                and clock.level == 0 and clock.outcome}
     return events.TicketEvent(
         ticket_id=ticket_id, type=events.TicketEventType.DEADLINES_CHANGED, occurred_at=at,
         department=recorded.held_by, segment=recorded.segment,

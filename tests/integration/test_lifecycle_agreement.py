@@ -6,8 +6,10 @@ both, one waiting on the customer by neither; a resolved one takes no more moves
 clocks; one escalated after hours and answered before the new department opens is late
 for both, and for the simulator's actual side (the escalation published on a real
 broker); one transferred just after its deadline is escalated from its first department,
-whenever the clock watch runs, and counted missed there; two deadlines passed before the
-watch came to them are the first department's, escalated once; and the same ticket
+whenever the clock watch runs, and counted missed there; one answered in time but
+reported after a pause past its deadline is missed for both (services/core/targets.py);
+two deadlines passed before the watch came to them are the first department's, escalated
+once; and the same ticket
 histories are open, and in a backlog, in each store's counts as lifecycle's rules say."""
 
 from __future__ import annotations
@@ -500,6 +502,52 @@ class TestEscalatedAfterHours:
         assert actual.escalated
         outcome = summary.outcome([[actual]], as_of=later)
         assert (outcome.met, outcome.missed) == (0, 1)
+
+
+class TestAnsweredInTimeReportedAfterAPausePastTheDeadline:
+    @pytest.mark.parametrize("pause_published_first", [True, False])
+    async def test_it_is_missed_by_the_router_and_the_metrics(
+            self, stores: Stores, pause_published_first: bool) -> None:
+        """Due Monday 13:00 at public_sector; reported waiting on the customer at 13:30
+        (the clock watch not come to it: no breach), then its response, dated 12:00: the
+        router's clock takes the response at the pause, its deadline passed (services/
+        core/targets.py), and says so in its deadlines_changed; the metrics, reading the
+        response before or after the pause's deadlines_changed, count it missed too,
+        once, for public_sector, from the stored timeline."""
+        table = table_file.load(TEST_ROUTING_TABLE)
+        ticket_id, first = await routed_to_public_sector(stores, table)
+        follow = FollowTicketEvent(stores.router, current_table=lambda: table)
+        reports = [events.as_envelope(TicketEvent(
+            ticket_id=ticket_id, type=kind, occurred_at=ROUTED_AT + timedelta(hours=hours),
+            department="public_sector"), "corr-1", events.INTAKE_SOURCE)
+            for kind, hours in ((TicketEventType.WAITING_ON_CUSTOMER, 4.5),
+                                (TicketEventType.RESPONDED, 3))]
+        [paused] = [events.read(output.event) for output in await follow(reports[0])]
+        [answered] = [events.read(output.event) for output in await follow(reports[1])]
+
+        assert answered.outcomes == {"first_response#1": "missed"}
+        row = await stores.router.get(ticket_id)
+        assert row is not None
+        [clock] = [c for c in tickets_api._clocks(row.service_clocks)["clocks"]
+                   if c["target"] == "first_response"]
+        assert clock["outcome"] == "missed"
+        routed_event = next(events.read(output.event) for output in first.outputs
+                            if output.topic == topics.EVENTS)
+        waiting, responded = (events.read(report) for report in reports)
+        topic = [routed_event, waiting, paused, responded, answered] \
+            if pause_published_first else [routed_event, waiting, responded, paused, answered]
+        seen_by_metrics, decided = timeline.Timeline(ticket_id=ticket_id), []
+        for event in topic:
+            seen_by_metrics, observations = service.applied(event, seen_by_metrics)
+            decided += [o.outcome for o in observations
+                        if isinstance(o, timeline.TargetDecided)]
+        assert decided == ["missed"]
+        assert await first_responses_attained(
+            stores, seen_by_metrics, ("public_sector",),
+            as_of=ROUTED_AT + timedelta(days=1)) == {"public_sector": (0, 1)}
+        async with stores.sessions() as session:
+            stored = (await stores.metrics.get_many(session, {ticket_id}))[ticket_id]
+        assert stored.clock_moved_at == waiting.occurred_at  # kept (migration 0031)
 
 
 class TestTransferredJustAfterTheDeadline:

@@ -480,6 +480,21 @@ class TestPriorityChange:
         first = answered.current("first_response")
         assert first is not None and first.outcome == "missed"
 
+    def test_a_paused_clock_given_a_target_it_has_used_up_is_missed_when_answered(
+            self) -> None:
+        """Routed Friday 15:00, paused at 17:00 (2 business hours spent), given while
+        paused a priority whose target is 1h: it has no deadline to judge by, and its
+        target is used up: answered while still paused, it is missed."""
+        state = service_clocks.routed(TARGETS, local(2025, 3, 7, 15), OFFICE)
+        state = service_clocks.reported(state, TicketEventType.WAITING_ON_CUSTOMER,
+                                        local(2025, 3, 7, 17), OFFICE)
+        given = priority.Override(first_response_target=timedelta(hours=1))
+        moved = service_clocks.reprioritised(state, local(2025, 3, 8, 12), OFFICE, given)
+        answered = service_clocks.reported(moved, TicketEventType.RESPONDED,
+                                           local(2025, 3, 8, 13), OFFICE)
+        first = answered.current("first_response")
+        assert first is not None and first.outcome == "missed"
+
 
 class TestStored:
     def test_the_clocks_read_back_as_written(self) -> None:
