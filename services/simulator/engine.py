@@ -53,6 +53,10 @@ class Served:
     # When it was routed (None: not known, taken as received; a replay routes each ticket
     # the moment it is received).
     routed_at: datetime | None = None
+    # The last move of its first-response clock before the response, as the metrics saw
+    # it (timeline.clock_moved_at): the response is taken no earlier (targets.taken_at).
+    # None: none known (a replay's tickets, served in order).
+    clock_moved_at: datetime | None = None
 
     def in_backlog(self) -> tuple[datetime, datetime | None]:
         """When the ticket was in its department's backlog, what happened and a replay

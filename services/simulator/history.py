@@ -128,7 +128,7 @@ class HistoryReader:
             timeline.first_response_at, timeline.first_response_deadline,
             overflowed_from=routed.get("overflowed_from"),
             escalated=first_response_late(timeline, now), groups=groups,
-            routed_at=timeline.routed_at)
+            routed_at=timeline.routed_at, clock_moved_at=timeline.clock_moved_at)
         evaluation = context.build(customer, ticket, today=received_at.date()) \
             if with_customers and customer else None
         return engine.HistoricTicket(
@@ -143,7 +143,8 @@ def first_response_late(timeline: Timeline, now: datetime) -> bool:
     escalation the timeline saw (a resolution or next-response target breached, a
     second level)."""
     return service_levels.first_response_outcome(
-        timeline.first_response_at, timeline.first_response_deadline, now) == "missed"
+        timeline.first_response_at, timeline.first_response_deadline, now,
+        last_move=timeline.clock_moved_at) == "missed"
 
 
 SUPPRESSED = "suppressed"

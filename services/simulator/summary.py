@@ -58,7 +58,7 @@ def outcome(runs: Sequence[Sequence[Served]], *, as_of: datetime,
                  and (seconds := first_response_seconds(t)) is not None]
     decided = [service_levels.first_response_outcome(
         t.first_response_at if t.first_response_at and t.first_response_at <= as_of
-        else None, t.first_response_deadline, as_of)
+        else None, t.first_response_deadline, as_of, last_move=t.clock_moved_at)
         for run in runs for t in run if t.first_response_deadline is not None]
     met, missed = decided.count("met"), decided.count("missed")
     return Outcome(

@@ -299,6 +299,21 @@ class TestActualEscalations:
                             escalated_at=at(escalated_at))
         assert history.first_response_late(timeline, T0 + timedelta(days=1)) is late
 
+    def test_answered_in_time_but_reported_after_its_clock_moved_on_is_late(self) -> None:
+        """Answered (by its date) at 0:30, due 1:00, reported after the clock's breach
+        at 1:01 (clock_moved_at): missed, as the router's clock and the metrics say
+        (services/core/targets.py), on the actual side's figures too."""
+        timeline = Timeline("t-1", received_at=T0, department="care", segment="s",
+                            first_response_at=T0 + timedelta(minutes=30),
+                            first_response_deadline=T0 + timedelta(hours=1),
+                            clock_moved_at=T0 + timedelta(minutes=61))
+        later = T0 + timedelta(days=1)
+        assert history.first_response_late(timeline, later)
+        actual = dataclasses.replace(served("t-1", "care", 0, 30, deadline=60),
+                                     clock_moved_at=timeline.clock_moved_at)
+        figures = summary.outcome([[actual]], as_of=later)
+        assert (figures.met, figures.missed) == (0, 1)
+
     def test_not_answered_and_not_due_yet_is_not_late(self) -> None:
         timeline = Timeline("t-1", received_at=T0,
                             first_response_deadline=T0 + timedelta(hours=1))
