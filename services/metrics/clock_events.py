@@ -33,7 +33,7 @@ FIRST_RESPONSE: ClockTarget = "first_response"  # the router's first-response cl
 # The events that move the router's first-response clock before its response, at their
 # dates (service_clocks.py: a hand-over or priority change rebases it); a report moves it
 # when it pauses a running clock or resumes a paused one (`_moved`).
-HANDOVERS = frozenset({TicketEventType.TRANSFERRED, TicketEventType.ESCALATED,
+REBASES = frozenset({TicketEventType.TRANSFERRED, TicketEventType.ESCALATED,
                        TicketEventType.PRIORITY_CHANGED})
 
 CLOCK_EVENTS = frozenset({TicketEventType.TARGET_WARNING, TicketEventType.ESCALATED,
@@ -110,7 +110,7 @@ def _moved(timeline: Timeline, event: TicketEvent) -> Timeline:
     """The clock's last move: the latest date of the moves seen (the router's clock takes
     a move dated before its last change at that change: clocks.taken_at)."""
     paused = timeline.paused_at is not None
-    moves = event.type in HANDOVERS or (lifecycle.pauses_clocks(event.type) and not paused) \
+    moves = event.type in REBASES or (lifecycle.pauses_clocks(event.type) and not paused) \
         or (lifecycle.resumes_clocks(event.type) and paused)
     if not moves or timeline.target_outcome is not None:
         return timeline
