@@ -35,6 +35,7 @@ from services.metrics import stats
 from services.metrics.timeline import Assignment, Timeline, built
 
 Moment = Mapped[datetime | None]
+MAX_FORGOTTEN_REASON = 16
 
 
 # A report's window is read this many timelines at a time: the rows of one statement,
@@ -44,9 +45,10 @@ Moment = Mapped[datetime | None]
 PAGE_ROWS = 1000
 
 _UNDECIDED = text("target_outcome IS NULL")
-# A ticket open (lifecycle.py: routed, not resolved), as the partial index and the
-# queries it serves say it: one text, so that the index is used.
-_OPEN = text("routed_at IS NOT NULL AND resolved_at IS NULL")
+# A ticket open (lifecycle.py: routed, neither resolved nor forgotten by the router), as
+# the partial index and the queries it serves say it: one text, so that the index is used
+# (v0031 holds the index to it).
+_OPEN = text("routed_at IS NOT NULL AND resolved_at IS NULL AND forgotten_at IS NULL")
 
 
 class TimelineRow(Base):
@@ -86,6 +88,9 @@ class TimelineRow(Base):
     clock_moved_at: Moment = mapped_column(db.UtcDateTime())  # v0031
     # Keys of the clock notices counted (clock_events.py), so a replay counts none again.
     clock_notices: Mapped[list[str] | None] = mapped_column(JSON)
+    # The router forgot the ticket (ticket.forgotten): when, and why (v0031).
+    forgotten_at: Moment = mapped_column(db.UtcDateTime())
+    forgotten_reason: Mapped[str | None] = mapped_column(String(MAX_FORGOTTEN_REASON))
 
 
 # A department's backlog (lifecycle.py), as a timeline's row tells its facts: waiting on
@@ -120,7 +125,8 @@ def to_timeline(row: TimelineRow | Row[Any]) -> Timeline:
         routing_reason=row.routing_reason, target_outcome=row.target_outcome,
         target_department=row.target_department,
         assignments=assignments, observed=observed,
-        clock_notices=frozenset(row.clock_notices or []), **moments,
+        clock_notices=frozenset(row.clock_notices or []),
+        forgotten_reason=row.forgotten_reason, **moments,
     )
 
 
@@ -261,7 +267,10 @@ class TimelineStore:
                         TimelineRow.target_outcome.is_(None),
                         # Without these a target cannot be credited yet: not due.
                         TimelineRow.department.is_not(None),
-                        TimelineRow.segment.is_not(None))
+                        TimelineRow.segment.is_not(None),
+                        # Forgotten by the router before it was decided: a response
+                        # can no longer be reported, so none is missed either.
+                        TimelineRow.forgotten_at.is_(None))
                  .order_by(TimelineRow.first_response_deadline).limit(limit))
         async with self._sessions() as session:
             return list((await session.scalars(query)).all())

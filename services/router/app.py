@@ -93,7 +93,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                            claim_for=router.claim_hold)
 
             async def purge() -> None:
-                await bootstrap.purge_past_retention(settings, sessions, now=datetime.now(UTC))
+                await bootstrap.purge_past_retention(settings, sessions, now=datetime.now(UTC),
+                                                     announce=connected.publisher.publish)
 
             tasks = context.background = background.BackgroundTasks()
             await parts.start(Phase.BACKGROUND, stop=tasks.stop)

@@ -13,8 +13,8 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, Insert, Table, bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.core import db, faults, lifecycle, retention, targets, tickets
-from services.router import erasures, held_store, intake_policy, service_clocks
+from services.core import db, events, faults, lifecycle, retention, targets, tickets
+from services.router import erasures, forgetting, held_store, intake_policy, service_clocks
 from services.router.models import RoutedTicketRow
 
 logger = logging.getLogger(__name__)
@@ -229,15 +229,20 @@ class RoutedTickets:
                 await session.execute(_first_dispatches(session.get_bind().dialect.name),
                                       rows)
 
-    async def purge(self, before: datetime, *, chunk: int) -> int:
+    async def purge(self, before: datetime, *, chunk: int,
+                    announce: forgetting.Announce | None) -> int:
         """Delete ticket states and traces unchanged since `before` (retention), and
         forget that those tickets were held, in the same transaction: a ticket's dead
         letter read as a replay routed it may have held it all the same (its routing
         found no held row to forget), and without its state it would be told held again
-        (held_store.HeldTickets.hold)."""
+        (held_store.HeldTickets.hold). The open ones each chunk deletes are announced
+        forgotten first (`announce`; forgetting.py); None: forgotten unannounced (the
+        store's own tests, without a broker)."""
         return await retention.delete_in_chunks(
             self._sessions, RoutedTicketRow.ticket_id, RoutedTicketRow.updated_at < before,
-            chunk=chunk, along=held_store.forget)
+            chunk=chunk, along=held_store.forget,
+            before_delete=None if announce is None else forgetting.keys_announced(
+                announce, reason=events.RETENTION, at=lambda: datetime.now(UTC)))
 
     async def routed_before(self, ticket_ids: Collection[str]) -> dict[str, RoutedBefore]:
         """For the tickets already routed: the event that routed each, and the ticket as

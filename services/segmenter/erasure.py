@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import delete
 
 from services.core import retention, topics
-from services.router import erasures
+from services.router import erasures, forgetting
 from services.segmenter.models import CustomerFeaturesRow, CustomerRow, PurchaseRow
 
 if TYPE_CHECKING:
@@ -78,9 +78,11 @@ class Erasure:
         }
 
 
-async def erase_customer(store: CustomerStore, customer_id: str) -> Erasure:
+async def erase_customer(store: CustomerStore, customer_id: str, *,
+                         announce: forgetting.Announce) -> Erasure:
     """Erase the customer from every table in one transaction: the profile, purchases
-    and values, and their tickets as the router keeps them with the tickets' intake keys.
+    and values, and their tickets as the router keeps them with the tickets' intake keys,
+    the open ones announced forgotten first (kafka.PublishFailed: nothing is erased).
     A customer unknown to the store may still have tickets: those go too. The erasure is
     remembered even when it finds nothing: their tickets still in Kafka may reach the
     router later, which then does not keep them."""
@@ -92,7 +94,7 @@ async def erase_customer(store: CustomerStore, customer_id: str) -> Erasure:
         customer = await session.execute(delete(CustomerRow).where(
             CustomerRow.customer_id == customer_id))
         tickets = await erasures.erase_tickets_of(session, customer_id,
-                                                  at=datetime.now(UTC))
+                                                  at=datetime.now(UTC), announce=announce)
     store.cache.forget(customer_id)
     return Erasure(customer_id=customer_id,
                    customer=bool(customer.rowcount),  # type: ignore[attr-defined]

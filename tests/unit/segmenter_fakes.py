@@ -10,6 +10,7 @@ from typing import Any
 
 from services.core import envelope, kafka
 from services.core.settings import Settings
+from services.router import forgetting
 from services.segmenter import bootstrap, features
 from services.segmenter.erasure import Erasure
 from services.segmenter.imports import ImportReport, OnChunk
@@ -108,7 +109,7 @@ class FakeCustomers:
                 await done
         return self.import_report
 
-    async def erase(self, customer_id: str) -> Erasure:
+    async def erase(self, customer_id: str, *, announce: forgetting.Announce) -> Erasure:
         self.calls.append(("erase", customer_id))
         return Erasure(customer_id, customer=customer_id in self.known, purchases=0,
                        tickets=0, idempotency_keys=0)

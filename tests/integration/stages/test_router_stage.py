@@ -97,9 +97,13 @@ class TestErasedCustomers:
         sessions = db.sessions(engine)
         customer = unique("c")
         in_flight = segmented_event("government", customer_id=customer)
-        await erasure.erase_customer(
-            CustomerStore(sessions, cache=CustomerCache(max_customers=1, ttl_seconds=1)),
-            customer)
+        publisher = kafka.Publisher(stage_settings, client_id=unique("erasure"))
+        try:
+            await erasure.erase_customer(
+                CustomerStore(sessions, cache=CustomerCache(max_customers=1, ttl_seconds=1)),
+                customer, announce=publisher.publish)
+        finally:
+            await publisher.close()
         next_contact = segmented_event("government", customer_id=customer)
         wanted = {in_flight.ticket_id, next_contact.ticket_id}
         routed = RoutedTickets(sessions)
