@@ -76,7 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             route = worker.RouteTicket(lambda: live_table.current, routed=routed,
                                        load=router.load,
                                        outage=StoreOutage(settings.store_outage_grace_seconds),
-                                       lanes=lanes)
+                                       lanes=lanes, announce=connected.publisher.publish)
             callbacks = webhooks.build(settings, sessions,
                                        platforms_of=routed.platforms_of,
                                        awaits_store=route.awaits_store,

@@ -251,16 +251,17 @@ class StoreDownForWrites(RoutedTickets):
 
     down = True
 
-    async def record_first_dispatches(self, dispatches: Sequence[Dispatch]) -> None:
+    async def record_first_dispatches(self, dispatches: Sequence[Dispatch]
+                                      ) -> list[Dispatch]:
         if self.down:
             raise OperationalError("INSERT ...", {}, ConnectionRefusedError("store down"))
-        await super().record_first_dispatches(dispatches)
+        return await super().record_first_dispatches(dispatches)
 
     async def record_kept_dispatches(self, dispatches: Sequence[Dispatch], *,
-                                     chunk: int = 500) -> None:
+                                     chunk: int = 500) -> list[Dispatch]:
         if self.down:
             raise OperationalError("INSERT ...", {}, ConnectionRefusedError("store down"))
-        await super().record_kept_dispatches(dispatches, chunk=chunk)
+        return await super().record_kept_dispatches(dispatches, chunk=chunk)
 
 
 class StoreDownForLookups(RoutedTickets):
@@ -271,14 +272,15 @@ class StoreDownForLookups(RoutedTickets):
     async def routed_before(self, ticket_ids: Collection[str]) -> dict[str, RoutedBefore]:
         raise OperationalError("SELECT ...", {}, ConnectionRefusedError("store down"))
 
-    async def record_first_dispatches(self, dispatches: Sequence[Dispatch]) -> None:
+    async def record_first_dispatches(self, dispatches: Sequence[Dispatch]
+                                      ) -> list[Dispatch]:
         self.writes += 1
-        await super().record_first_dispatches(dispatches)
+        return await super().record_first_dispatches(dispatches)
 
     async def record_kept_dispatches(self, dispatches: Sequence[Dispatch], *,
-                                     chunk: int = 500) -> None:
+                                     chunk: int = 500) -> list[Dispatch]:
         self.writes += 1
-        await super().record_kept_dispatches(dispatches, chunk=chunk)
+        return await super().record_kept_dispatches(dispatches, chunk=chunk)
 
 
 async def routed_blind(sessions: async_sessionmaker[AsyncSession], table: routing.RoutingTable,
@@ -397,10 +399,10 @@ class TestDecidedWhileTheStoreWasDown:
         outage or a conflict (a deadlock) there holds back the rest, which are retried."""
 
         class SecondChunkFails(RoutedTickets):
-            async def _record_kept(self, dispatches: Sequence[Dispatch]) -> None:
+            async def _record_kept(self, dispatches: Sequence[Dispatch]) -> list[Dispatch]:
                 if dispatches[0].ticket_id == "k-2":
                     raise failure
-                await super()._record_kept(dispatches)
+                return await super()._record_kept(dispatches)
 
         failing = SecondChunkFails(sessions)
         with pytest.raises((KeptNotWritten, DBAPIError)) as raised:
@@ -417,13 +419,13 @@ class TestDecidedWhileTheStoreWasDown:
             self, sessions: async_sessionmaker[AsyncSession]) -> None:
         class OneBad(StoreDownForWrites):
             async def record_kept_dispatches(self, dispatches: Sequence[Dispatch], *,
-                                             chunk: int = 500) -> None:
-                await super().record_kept_dispatches(dispatches, chunk=1)
+                                             chunk: int = 500) -> list[Dispatch]:
+                return await super().record_kept_dispatches(dispatches, chunk=1)
 
-            async def _record_kept(self, dispatches: Sequence[Dispatch]) -> None:
+            async def _record_kept(self, dispatches: Sequence[Dispatch]) -> list[Dispatch]:
                 if dispatches[0].ticket_id == "f-1":
                     raise ValueError("a bug")
-                await super()._record_kept(dispatches)
+                return await super()._record_kept(dispatches)
 
         down = OneBad(sessions)
         stage = worker.RouteTicket(lambda: TABLE, routed=down, outage=StoreOutage(0.0))
