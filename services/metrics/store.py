@@ -267,10 +267,7 @@ class TimelineStore:
                         TimelineRow.target_outcome.is_(None),
                         # Without these a target cannot be credited yet: not due.
                         TimelineRow.department.is_not(None),
-                        TimelineRow.segment.is_not(None),
-                        # Forgotten by the router before it was decided: a response
-                        # can no longer be reported, so none is missed either.
-                        TimelineRow.forgotten_at.is_(None))
+                        TimelineRow.segment.is_not(None))
                  .order_by(TimelineRow.first_response_deadline).limit(limit))
         async with self._sessions() as session:
             return list((await session.scalars(query)).all())
