@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.core import events, kafka, lifecycle, topics
+from services.core import events, kafka, lifecycle, retention, topics
 from services.router.models import RoutedTicketRow
 
 # What announces them: a publisher's `publish`, returning once the broker acknowledged.
@@ -45,7 +45,7 @@ async def announce_open(session: AsyncSession, which: ColumnElement[bool], *,
     rows = (await session.execute(
         select(RoutedTicketRow.ticket_id, RoutedTicketRow.correlation_id,
                RoutedTicketRow.department)
-        .where(which, RoutedTicketRow.status.in_([str(s) for s in lifecycle.OPEN]))
+        .where(which, RoutedTicketRow.status.in_(lifecycle.OPEN))
         .order_by(RoutedTicketRow.ticket_id))).all()
     if rows:
         await announce([announcement(row.ticket_id, reason=reason, at=at,
@@ -55,8 +55,7 @@ async def announce_open(session: AsyncSession, which: ColumnElement[bool], *,
 
 
 def keys_announced(announce: Announce, *, reason: str,
-                   at: Callable[[], datetime]) -> Callable[[AsyncSession, Sequence[Any]],
-                                                           Awaitable[None]]:
+                   at: Callable[[], datetime]) -> retention.Along:
     """What a chunk of the retention purge does with the ticket ids it locked, before it
     deletes them: announces the open ones (retention.delete_in_chunks' `before_delete`)."""
     async def announced(session: AsyncSession, ticket_ids: Sequence[Any]) -> None:
