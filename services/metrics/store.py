@@ -47,7 +47,7 @@ PAGE_ROWS = 1000
 _UNDECIDED = text("target_outcome IS NULL")
 # A ticket open (lifecycle.py: routed, neither resolved nor forgotten by the router), as
 # the partial index and the queries it serves say it: one text, so that the index is used
-# (v0031 holds the index to it).
+# (v0032 holds the index to it).
 _OPEN = text("routed_at IS NOT NULL AND resolved_at IS NULL AND forgotten_at IS NULL")
 
 
@@ -88,7 +88,7 @@ class TimelineRow(Base):
     clock_moved_at: Moment = mapped_column(db.UtcDateTime())  # v0031
     # Keys of the clock notices counted (clock_events.py), so a replay counts none again.
     clock_notices: Mapped[list[str] | None] = mapped_column(JSON)
-    # The router forgot the ticket (ticket.forgotten): when, and why (v0031).
+    # The router forgot the ticket (ticket.forgotten): when, and why (v0032).
     forgotten_at: Moment = mapped_column(db.UtcDateTime())
     forgotten_reason: Mapped[str | None] = mapped_column(String(MAX_FORGOTTEN_REASON))
 
