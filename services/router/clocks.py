@@ -128,14 +128,17 @@ def rebase(clock: Clock, at: datetime, old: calendars.Calendar | None,
            warning_share: float | None) -> Clock:
     """Transfer, escalation or priority change: keep the time spent (in the old
     department's hours) and paused; count the rest in the new department's hours against
-    the new target. A deadline already passed stays (`missed_deadline`)."""
+    the new target. A deadline already passed stays (`missed_deadline`). A paused clock
+    is moved too: its pause runs on from the move (the time paused so far counted), so
+    that the move is its last change, as the metrics service takes it (targets.py)."""
     if clock.stopped:
         return clock
     target_seconds = clock.target_seconds if target_duration is None \
         else target_duration.total_seconds()
-    if not clock.running:
-        return replace(clock, target_seconds=target_seconds)
     at = taken_at(clock, at)
+    if not clock.running:  # paused: the pause goes on from the move, the time counted
+        return replace(clock, target_seconds=target_seconds, paused_since=at,
+                       paused_seconds=clock.paused_seconds + _paused_until(clock, at))
     spent = _spent(clock, at, old)
     return _run(replace(clock, spent_seconds=spent, target_seconds=target_seconds,
                         running_since=None, missed_deadline=_missed_deadline(clock, at)),

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from services.core.events import TicketEvent, TicketEventType
@@ -173,6 +173,11 @@ MOVES = st.one_of(
 @settings(max_examples=400, deadline=None)
 @given(before=st.lists(MOVES, max_size=6), response=st.integers(0, 900),
        after=st.lists(MOVES, max_size=2), lagging=st.booleans())
+# Found by the search, one run in about twenty: a transfer while the clock was paused,
+# then a reply dated before it. The router's paused clock did not count the transfer as
+# a move (it resumed at the reply's date, met); the metrics did (missed).
+@example(before=[Move(WAITING, 0), Move("transfer", 241), Move(REPLIED, 0)], response=0,
+         after=[], lagging=False)
 def test_the_router_and_the_metrics_give_one_verdict(
         before: list[Move], response: int, after: list[Move], lagging: bool) -> None:
     """For any dates of the moves and the response, in any order of arrival."""
