@@ -146,6 +146,17 @@ async def pause(stop: asyncio.Event, seconds: float) -> None:
         await asyncio.wait_for(stop.wait(), seconds)
 
 
+async def until_either(stop: asyncio.Event, event: asyncio.Event, *,
+                       seconds: float | None = None) -> None:
+    """Until `stop` or `event` is set, or `seconds` have passed (None: no bound)."""
+    waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(event.wait())]
+    try:
+        await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
+
+
 async def every(seconds: float, action: Callable[[], Awaitable[object]],
                 stop: asyncio.Event, *, once_more_on_stop: bool = False,
                 wait: Callable[[asyncio.Event, float], Awaitable[None]] = pause) -> None:

@@ -38,13 +38,7 @@ class LaneCheck:
 
     async def _pause(self, stop: asyncio.Event, seconds: float) -> None:
         """Until `stop`, a table put in force, or `seconds` passed."""
-        waits = [asyncio.ensure_future(stop.wait()),
-                 asyncio.ensure_future(self._table_changed.wait())]
-        try:
-            await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for wait in waits:
-                wait.cancel()
+        await background.until_either(stop, self._table_changed, seconds=seconds)
         self._table_changed.clear()
 
 

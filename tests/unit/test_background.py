@@ -270,3 +270,23 @@ class TestFailuresInARow:
             (reader.name, "dead letters not read", "ConnectionResetError", 1, 1.0),
             (reader.name, "dead letters not read", "ConnectionResetError", 2, 2.0)]
         assert failures.count == 2
+
+
+class TestUntilEither:
+    @pytest.mark.parametrize("which", ["stop", "event"])
+    async def test_it_waits_until_either_is_set(self, which: str) -> None:
+        stop, event = asyncio.Event(), asyncio.Event()
+        waiting = asyncio.create_task(background.until_either(stop, event))
+        await asyncio.sleep(0)
+        assert not waiting.done()
+
+        {"stop": stop, "event": event}[which].set()
+
+        await asyncio.wait_for(waiting, 10)
+
+    async def test_its_seconds_end_it_with_neither_set(self) -> None:
+        stop, event = asyncio.Event(), asyncio.Event()
+
+        await asyncio.wait_for(background.until_either(stop, event, seconds=0.01), 10)
+
+        assert not stop.is_set() and not event.is_set()
