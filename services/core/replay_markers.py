@@ -33,7 +33,8 @@ class ReplayMarkers:
     """Hands each marker read to `read`; `caught_up` once those there at start are read
     (at once while the topic does not exist), and stays so: markers written later are
     read as they come. `unread`: what its reader makes of the dead letters while the
-    topic is not read, said once when it is not described."""
+    topic is not read, said once when it is not described. `last_error`: the class of
+    the error its last try failed with, None once one succeeds."""
 
     def __init__(self, settings: Settings, read: Callable[[dead_letter_reading.Marker], None],
                  *, client_id: str, unread: str,
@@ -44,6 +45,7 @@ class ReplayMarkers:
         self._targets: dict[TopicPartition, int] | None = None
         self._told_missing = False
         self.caught_up = False
+        self.last_error: str | None = None  # the class of the last failure in a row's
 
     async def run(self, stop: asyncio.Event, *, after_batch: Callable[[], None]) -> None:
         """Read until `stop`; `after_batch` is called after each fetch. Clients that could
@@ -54,14 +56,15 @@ class ReplayMarkers:
             admin = kafka.admin(self._settings, client_id=self._client_id)
             consumer = kafka.consumer(self._settings, group_id=None,
                                       client_id=self._client_id)
+            self._targets = None  # a new consumer (a run started again) is assigned anew
             try:
                 try:
                     await admin.start()
                     await consumer.start()
                 except (KafkaError, OSError) as exc:
-                    await failures.pause_after(exc, stop, warning=NOT_READ, by=logger)
+                    await self._failed(exc, stop, failures)
                     continue
-                failures.succeeded()
+                self._succeeded(failures)
                 await self._follow(admin, consumer, stop, failures, after_batch)
             finally:
                 await consumer.stop()
@@ -74,12 +77,21 @@ class ReplayMarkers:
             missing = False
             try:
                 missing = not await self._step(admin, consumer)
-                failures.succeeded()
+                self._succeeded(failures)
             except (KafkaError, OSError) as exc:
-                await failures.pause_after(exc, stop, warning=NOT_READ, by=logger)
+                await self._failed(exc, stop, failures)
             after_batch()
             if missing:
                 await background.pause(stop, self._look_seconds)
+
+    async def _failed(self, error: Exception, stop: asyncio.Event,
+                      failures: background.FailuresInARow) -> None:
+        self.last_error = type(error).__name__
+        await failures.pause_after(error, stop, warning=NOT_READ, by=logger)
+
+    def _succeeded(self, failures: background.FailuresInARow) -> None:
+        self.last_error = None
+        failures.succeeded()
 
     async def _step(self, admin: AIOKafkaAdminClient, consumer: AIOKafkaConsumer) -> bool:
         """One fetch of the markers; False if the topic does not exist (yet)."""

@@ -16,7 +16,11 @@ error naming the ACL to add, then waited out the same way.
 A dead letter replayed holds no ticket (held_tickets.held_of): the replay markers
 (`tickets.dlq.replayed`) are read by a reader of their own (replay_markers, as the
 metrics service reads them), and no dead letter is read before those there at start are
-read, so that one read after its replay routed the ticket does not hold it again."""
+read, so that one read after its replay routed the ticket does not hold it again; or
+before MARKERS_WAIT_SECONDS have passed without (markers that cannot be fetched: a
+warning, and the dead letters read all the same, the markers still tried meanwhile).
+Each reader is a background task of its own (background.BackgroundTasks): either
+failing is logged and started again after a pause, the other reading on."""
 
 from __future__ import annotations
 
@@ -51,14 +55,28 @@ logger = logging.getLogger(__name__)
 
 FETCH_MS = 1000
 WAITED_OUT = "dead letters not read into the tickets held; read again after a pause"
+# How long the dead letters wait for the replay markers there at start to be read. A
+# reader that can read them has within seconds (a compacted topic, read from its start);
+# 30 s is also the longest pause its tries take (background.Backoff), so one that has not
+# by then has failed again and again (a fetch refused: READ missing; a lasting error),
+# and the tickets held matter more than the race the markers close: a ticket held again
+# after its replay routed it has its routed state answered first.
+MARKERS_WAIT_SECONDS = 30.0
+MARKERS_UNREAD = (
+    "replay markers (tickets.dlq.replayed) not read in their wait: dead letters read"
+    " without them; one read after its replay holds its ticket again (its routed state is"
+    " answered first) until the markers are read (replay_markers' warnings say why)")
 
 
 async def follow(settings: Settings, held: HeldTickets, stop: asyncio.Event, *,
                  client_id: str = "router-held",
-                 group_id: str = topics.ROUTER_HELD_GROUP) -> None:
+                 group_id: str = topics.ROUTER_HELD_GROUP,
+                 markers_wait_seconds: float = MARKERS_WAIT_SECONDS) -> None:
     """Read the dead letters until `stop`, holding the tickets they hold (`group_id`:
     the fleet's; a test's own, on a broker other tests share), once the replay markers
-    there at start are read."""
+    there at start are read, or `markers_wait_seconds` have passed without (a warning).
+    The two readers are background tasks of their own: either failing is logged and
+    started again after a pause, the other reading on."""
     replayed = dead_letter_reading.Replayed()
     markers = replay_markers.ReplayMarkers(
         settings, replayed.read, client_id=f"{client_id}-markers",
@@ -69,20 +87,25 @@ async def follow(settings: Settings, held: HeldTickets, stop: asyncio.Event, *,
         if markers.caught_up:
             markers_read.set()
 
-    async with asyncio.TaskGroup() as readers:
-        readers.create_task(markers.run(stop, after_batch=after_markers))
-        await _first(markers_read, stop)
+    async def read_markers(stop: asyncio.Event) -> None:
+        await markers.run(stop, after_batch=after_markers)
+
+    async def read_dead_letters(stop: asyncio.Event) -> None:
+        await background.until_either(stop, markers_read,
+                                       seconds=markers_wait_seconds)
+        if not markers_read.is_set() and not stop.is_set():
+            logger.warning(MARKERS_UNREAD, extra={
+                "topic": topics.DEAD_LETTERS_REPLAYED, "waited_seconds": markers_wait_seconds,
+                "error": markers.last_error})
         await _follow(settings, held, replayed, stop, client_id=client_id, group_id=group_id)
 
-
-async def _first(event: asyncio.Event, stop: asyncio.Event) -> None:
-    """Until `event` or `stop` is set."""
-    waits = [asyncio.create_task(event.wait()), asyncio.create_task(stop.wait())]
+    readers = background.BackgroundTasks()
+    readers.start(f"{client_id}-markers", read_markers)
+    readers.start(client_id, read_dead_letters)
     try:
-        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        await stop.wait()
     finally:
-        for each in waits:
-            each.cancel()
+        await readers.stop()
 
 
 async def _follow(settings: Settings, held: HeldTickets, replayed: Container[str],

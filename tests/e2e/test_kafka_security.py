@@ -16,6 +16,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -42,6 +43,7 @@ from services.router import (
     missing_lanes,
 )
 from services.router.held_store import HeldTickets
+from services.router.ticket_ids import issue as issue_ticket_id
 from tests import kafka_acls, waits
 from tests.conftest import TEST_ROUTING_TABLE, Pipeline
 from tests.integration.dead_letters import dead_lettering
@@ -52,6 +54,14 @@ CUSTOMERS = {"gov-ministry-1": "public_sector", "org-acme-1": "business_desk"}
 DEPARTMENTS = sorted(set(CUSTOMERS.values()))
 SERVICES = {"router": kafka_acls.router(), "segmenter": kafka_acls.segmenter(),
             "metrics": kafka_acls.metrics()}
+# A router's user that may see the replay markers' topic but not read it (a READ ACL
+# missing), its held-tickets reader in groups of a test's own (tests.conftest.unique).
+MARKERS_UNREAD = "router-markers-unread"
+USERS = {**SERVICES, MARKERS_UNREAD: [
+    *(allow for allow in kafka_acls.router()
+      if allow != kafka_acls.Allow("topic", topics.DEAD_LETTERS_REPLAYED, "read")),
+    kafka_acls.Allow("topic", topics.DEAD_LETTERS_REPLAYED, "describe"),
+    kafka_acls.Allow("group", "held-", "read", prefixed=True)]}
 
 
 def department_user(department: str) -> str:
@@ -81,14 +91,14 @@ class SecureKafka:
 def secure_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureKafka]:
     home = tmp_path_factory.mktemp("secure-kafka")
     certs = certificates.generate(home / "tls")
-    users = ["admin", *SERVICES, *map(department_user, DEPARTMENTS)]
+    users = ["admin", *USERS, *map(department_user, DEPARTMENTS)]
     passwords = {user: secrets.token_urlsafe(16) for user in users}
     broker = LocalKafka(home / "kafka", security=Security(certs, passwords))
     with broker.running() as bootstrap:
         secured = SecureKafka(bootstrap, certs.ca, passwords)
         _topics_made_as_admin(secured, f"sqlite+aiosqlite:///{home / 'store.db'}")
         asyncio.run(kafka_acls.create(secured.settings("admin"), {
-            **SERVICES,
+            **USERS,
             **{department_user(d): kafka_acls.department(d) for d in DEPARTMENTS}}))
         yield secured
 
@@ -216,6 +226,37 @@ class TestReplayMarkers:
         finally:
             stop.set()
             await asyncio.wait_for(task, 30)
+
+
+class TestReplayMarkersTheRouterMayNotRead:
+    async def test_the_held_tickets_reader_holds_the_dead_letters_after_its_wait(
+            self, secure_kafka: SecureKafka, tmp_path: Path,
+            caplog: pytest.LogCaptureFixture) -> None:
+        """The markers' topic described to the router's user but not fetched (READ
+        missing): the reader of the dead letters, its wait for the markers over, warns
+        and holds the tickets all the same, the markers still tried meanwhile."""
+        ticket_id = issue_ticket_id(datetime.now(UTC))
+        producer = kafka.producer(secure_kafka.settings("router"), client_id="acl-held")
+        await producer.start()
+        try:
+            await dead_lettering.dead_letter(
+                producer, topics.SEGMENTED, key=b"k", value=b"not json", stage="router",
+                headers=dead_lettering.original_headers(ticket_id))
+        finally:
+            await producer.stop()
+        settings = secure_kafka.settings(MARKERS_UNREAD).model_copy(
+            update={"database_url": f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"})
+
+        with caplog.at_level(logging.WARNING):
+            held = await dead_lettering.held_by_the_reader(settings, ticket_id,
+                                                           markers_wait_seconds=1.0)
+
+        assert held.ticket_id == ticket_id
+        [warned] = [record for record in caplog.records
+                    if record.getMessage() == held_follower.MARKERS_UNREAD]
+        assert warned.topic == topics.DEAD_LETTERS_REPLAYED  # type: ignore[attr-defined]
+        assert not [record for record in caplog.records
+                    if record.name == "services.core.background"]  # neither reader failed
 
 
 class TestRefused:

@@ -414,6 +414,44 @@ class TestAnOutageIsWaitedOut:
             "KafkaConnectionError"}
 
 
+class TestItsReaderOfTheMarkersFailing:
+    async def test_ends_not_its_reading_of_the_dead_letters(
+            self, router: Router, monkeypatch: pytest.MonkeyPatch,
+            caplog: pytest.LogCaptureFixture) -> None:
+        """An error the markers' reader does not handle (a mistake of ours): logged, and
+        that reader started again after a pause, a background task of its own; the dead
+        letters are read after their wait for the markers all the same."""
+        router.stop.set()  # held by the reader under test only
+        await router.reader
+        ticket_id, _ = await router.dead_letter(topics.INCOMING, "segmenter",
+                                                events.TicketEventType.RECEIVED)
+
+        async def a_mistake(_markers: replay_markers.ReplayMarkers, _stop: asyncio.Event,
+                            **_: object) -> None:
+            raise RuntimeError("a mistake")
+
+        monkeypatch.setattr(replay_markers.ReplayMarkers, "run", a_mistake)
+        client_id, stop = unique("held"), asyncio.Event()
+        with caplog.at_level(logging.WARNING):
+            reader = asyncio.create_task(held_follower.follow(
+                router.settings, router.held, stop, client_id=client_id,
+                group_id=unique("held-markers-failing"), markers_wait_seconds=0.5))
+            try:
+                held = await router.until_held(ticket_id)
+                assert not reader.done()
+            finally:
+                stop.set()
+                await reader
+
+        assert held.stage == "segmenter"
+        failed = [record for record in caplog.records
+                  if record.getMessage() == "background task failed"]
+        assert failed
+        assert {getattr(record, "task", None) for record in failed} == {f"{client_id}-markers"}
+        assert [record.getMessage() for record in caplog.records if record.getMessage() ==
+                held_follower.MARKERS_UNREAD] == [held_follower.MARKERS_UNREAD]
+
+
 def not_read(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     return [record for record in caplog.records if record.name == replay_markers.__name__
             and record.getMessage() == replay_markers.NOT_READ]

@@ -7,7 +7,11 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 
-from services.core import dead_letter_reading, envelope, faults, topics
+from services.core import db, dead_letter_reading, envelope, faults, migrate, topics
+from services.core.settings import Settings
+from services.router import held_follower
+from services.router.held_store import HeldTickets
+from services.router.held_tickets import Held
 from tests.conftest import unique
 
 Headers = list[tuple[str, bytes]]
@@ -66,4 +70,30 @@ async def read_all(bootstrap: str, topic: str, *, until: int, within: float = 20
                 found.extend(records)
     finally:
         await consumer.stop()
+    return found
+
+
+async def held_by_the_reader(settings: Settings, ticket_id: str | None,
+                             **options: Any) -> Held:
+    """The ticket as the router's reader of the dead letters holds it (its store migrated
+    here, its group the test's own; `options`: held_follower.follow's)."""
+    assert ticket_id is not None
+    await migrate.upgrade(settings.database_url)
+    engine = db.engine(settings.database_url)
+    stop = asyncio.Event()
+    held = HeldTickets(db.sessions(engine))
+    reader = asyncio.create_task(held_follower.follow(
+        settings, held, stop, **{"group_id": unique("held"), **options}))
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 60
+        found = await held.get(ticket_id)
+        while found is None and loop.time() < deadline:
+            await asyncio.sleep(0.1)
+            found = await held.get(ticket_id)
+    finally:
+        stop.set()
+        await reader
+        await engine.dispose()
+    assert found is not None, "the reader never held the ticket"
     return found

@@ -19,14 +19,13 @@ from services.core import db, envelope, kafka, migrate, topics
 from services.core.settings import Settings
 from services.core.stage import StageRunner
 from services.router import bootstrap as router_bootstrap
-from services.router import calendars, held_follower, lane_check, missing_lanes, worker
-from services.router.held_store import HeldTickets
-from services.router.held_tickets import Held
+from services.router import calendars, lane_check, missing_lanes, worker
 from services.router.store import Dispatch, RoutedTickets
 from services.segmenter import erasure
 from services.segmenter.cache import CustomerCache
 from services.segmenter.store import CustomerStore
 from tests.conftest import department_lanes, read_topic, unique
+from tests.integration.dead_letters.dead_lettering import held_by_the_reader
 from tests.integration.stages.stage_records import (
     TABLE,
     owning_every_partition,
@@ -346,31 +345,6 @@ class TestADepartmentWhoseLanesCannotBeMade:
         assert any(step.endswith(f"but {ghost}'s lanes do not exist (the router could not"
                                  " make them): stays with public_sector")
                    for step in event.data["routing"]["explanation"])
-
-
-async def held_by_the_reader(settings: Settings, ticket_id: str | None) -> Held:
-    """The ticket as the router's reader of the dead letters holds it (its store migrated
-    here, its group the test's own)."""
-    assert ticket_id is not None
-    await migrate.upgrade(settings.database_url)
-    engine = db.engine(settings.database_url)
-    stop = asyncio.Event()
-    held = HeldTickets(db.sessions(engine))
-    reader = asyncio.create_task(held_follower.follow(settings, held, stop,
-                                                      group_id=unique("held")))
-    try:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 60
-        found = await held.get(ticket_id)
-        while found is None and loop.time() < deadline:
-            await asyncio.sleep(0.1)
-            found = await held.get(ticket_id)
-    finally:
-        stop.set()
-        await reader
-        await engine.dispose()
-    assert found is not None, "the reader never held the ticket"
-    return found
 
 
 async def dead_letters_of(bootstrap: str, ticket_id: str | None) -> list[dict[str, str]]:
