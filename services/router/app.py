@@ -126,8 +126,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 tasks.start("deferred-states", lambda stop: background.every(
                     1.0, route.flush_deferred, stop, once_more_on_stop=True))
                 # The tickets the stages dead-letter, held until a replay routes them.
-                tasks.start("held-tickets", lambda stop: held_follower.follow(
-                    settings, connected.held, stop, client_id=f"{NAME}-held"))
+                held_follower.start(tasks, "held-tickets", settings, connected.held,
+                                    client_id=f"{NAME}-held")
                 follower = StageRunner(
                     settings, name=f"{NAME}-tracker", source_topic=topics.EVENTS,
                     group_id=topics.ROUTER_TRACKER_GROUP, follower=True,

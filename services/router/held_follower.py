@@ -19,8 +19,8 @@ metrics service reads them), and no dead letter is read before those there at st
 read, so that one read after its replay routed the ticket does not hold it again; or
 before MARKERS_WAIT_SECONDS have passed without (markers that cannot be fetched: a
 warning, and the dead letters read all the same, the markers still tried meanwhile).
-Each reader is a background task of its own (background.BackgroundTasks): either
-failing is logged and started again after a pause, the other reading on."""
+Each reader is a background task of its own (`start`): either failing is logged and
+started again after a pause, the other reading on."""
 
 from __future__ import annotations
 
@@ -68,15 +68,16 @@ MARKERS_UNREAD = (
     " answered first) until the markers are read (replay_markers' warnings say why)")
 
 
-async def follow(settings: Settings, held: HeldTickets, stop: asyncio.Event, *,
-                 client_id: str = "router-held",
-                 group_id: str = topics.ROUTER_HELD_GROUP,
-                 markers_wait_seconds: float = MARKERS_WAIT_SECONDS) -> None:
-    """Read the dead letters until `stop`, holding the tickets they hold (`group_id`:
-    the fleet's; a test's own, on a broker other tests share), once the replay markers
-    there at start are read, or `markers_wait_seconds` have passed without (a warning).
-    The two readers are background tasks of their own: either failing is logged and
-    started again after a pause, the other reading on."""
+def start(tasks: background.BackgroundTasks, name: str, settings: Settings,
+          held: HeldTickets, *, client_id: str = "router-held",
+          group_id: str = topics.ROUTER_HELD_GROUP,
+          markers_wait_seconds: float = MARKERS_WAIT_SECONDS) -> None:
+    """Start among `tasks` the readers of the dead letters (task `name`), holding the
+    tickets they hold (`group_id`: the fleet's; a test's own, on a broker other tests
+    share), and of the replay markers (`name`-markers): each a background task of its
+    own, so that either failing is logged and started again after a pause (and shown in
+    /readyz), the other reading on. The dead letters are read once the markers there at
+    start are, or `markers_wait_seconds` have passed without (a warning)."""
     replayed = dead_letter_reading.Replayed()
     markers = replay_markers.ReplayMarkers(
         settings, replayed.read, client_id=f"{client_id}-markers",
@@ -92,16 +93,26 @@ async def follow(settings: Settings, held: HeldTickets, stop: asyncio.Event, *,
 
     async def read_dead_letters(stop: asyncio.Event) -> None:
         await background.until_either(stop, markers_read,
-                                       seconds=markers_wait_seconds)
+                                      seconds=markers_wait_seconds)
         if not markers_read.is_set() and not stop.is_set():
             logger.warning(MARKERS_UNREAD, extra={
                 "topic": topics.DEAD_LETTERS_REPLAYED, "waited_seconds": markers_wait_seconds,
                 "error": markers.last_error})
         await _follow(settings, held, replayed, stop, client_id=client_id, group_id=group_id)
 
+    tasks.start(f"{name}-markers", read_markers)
+    tasks.start(name, read_dead_letters)
+
+
+async def follow(settings: Settings, held: HeldTickets, stop: asyncio.Event, *,
+                 client_id: str = "router-held",
+                 group_id: str = topics.ROUTER_HELD_GROUP,
+                 markers_wait_seconds: float = MARKERS_WAIT_SECONDS) -> None:
+    """`start`'s readers until `stop`, among background tasks of their own (named after
+    `client_id`): a test's."""
     readers = background.BackgroundTasks()
-    readers.start(f"{client_id}-markers", read_markers)
-    readers.start(client_id, read_dead_letters)
+    start(readers, client_id, settings, held, client_id=client_id, group_id=group_id,
+          markers_wait_seconds=markers_wait_seconds)
     try:
         await stop.wait()
     finally:
