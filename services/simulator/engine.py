@@ -57,6 +57,11 @@ class Served:
     # it (timeline.clock_moved_at): the response is taken no earlier (targets.taken_at).
     # None: none known (a replay's tickets, served in order).
     clock_moved_at: datetime | None = None
+    # Its first-response target as the metrics decided it (timeline.target_outcome: met or
+    # missed), the verdict counted where there is one: a ticket answered while its clock
+    # was paused has no deadline then, and the router's clock decided it. None: not
+    # decided yet, or a replay's ticket: told from its dates (summary.verdict).
+    target_outcome: str | None = None
 
     def in_backlog(self) -> tuple[datetime, datetime | None]:
         """When the ticket was in its department's backlog, what happened and a replay

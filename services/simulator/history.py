@@ -128,7 +128,8 @@ class HistoryReader:
             timeline.first_response_at, timeline.first_response_deadline,
             overflowed_from=routed.get("overflowed_from"),
             escalated=first_response_late(timeline, now), groups=groups,
-            routed_at=timeline.routed_at, clock_moved_at=timeline.clock_moved_at)
+            routed_at=timeline.routed_at, clock_moved_at=timeline.clock_moved_at,
+            target_outcome=timeline.target_outcome)
         evaluation = context.build(customer, ticket, today=received_at.date()) \
             if with_customers and customer else None
         return engine.HistoricTicket(
@@ -139,12 +140,13 @@ class HistoryReader:
 
 def first_response_late(timeline: Timeline, now: datetime) -> bool:
     """What the simulated side counts as escalated (engine.replicate): the first
-    response missed, late or still missing past its deadline by `now`; not every
-    escalation the timeline saw (a resolution or next-response target breached, a
-    second level)."""
-    return service_levels.first_response_outcome(
+    response missed, late or still missing past its deadline by `now`, by the metrics'
+    verdict where the timeline has one (`target_outcome`: one answered while its clock
+    was paused has no deadline to tell it by); not every escalation the timeline saw (a
+    resolution or next-response target breached, a second level)."""
+    return (timeline.target_outcome or service_levels.first_response_outcome(
         timeline.first_response_at, timeline.first_response_deadline, now,
-        last_move=timeline.clock_moved_at) == "missed"
+        last_move=timeline.clock_moved_at)) == "missed"
 
 
 SUPPRESSED = "suppressed"

@@ -2,9 +2,10 @@
 parity group, and how far a replay is from the measured outcome. Pure decision code.
 
 A simulation's figures are over all its replications: first-response percentiles over
-every predicted response, counts as the mean per replication. A ticket's outcome uses
-the metrics' own rule (`service_levels.first_response_outcome`), with every response
-known up to `as_of`.
+every predicted response, counts as the mean per replication. A ticket's outcome is the
+metrics' verdict where its timeline has one (`Served.target_outcome`), else by the
+metrics' own rule (`service_levels.first_response_outcome`), with every response known
+up to `as_of` (`verdict`, as the metrics' stats.outcome has it).
 """
 
 from __future__ import annotations
@@ -56,28 +57,43 @@ def outcome(runs: Sequence[Sequence[Served]], *, as_of: datetime,
     durations = [seconds for run in runs for t in run
                  if t.first_response_at is not None and t.first_response_at <= as_of
                  and (seconds := first_response_seconds(t)) is not None]
-    decided = [service_levels.first_response_outcome(
-        t.first_response_at if t.first_response_at and t.first_response_at <= as_of
-        else None, t.first_response_deadline, as_of, last_move=t.clock_moved_at)
-        for run in runs for t in run if t.first_response_deadline is not None]
+    decided = [told for run in runs for t in run if (told := verdict(t, as_of)) is not None]
     met, missed = decided.count("met"), decided.count("missed")
     return Outcome(
         received=sum(len(run) for run in runs) / count,
         peak_backlog=sum(peak_backlog(run) for run in runs) / count,
         first_response_seconds=stats.percentiles(durations),
-        met=met / count, missed=missed / count, pending=decided.count(None) / count,
+        met=met / count, missed=missed / count, pending=decided.count("pending") / count,
         attainment=met / (met + missed) if met + missed else None,
         overflowed_in=sum(t.overflowed_from is not None for run in runs for t in run) / count,
         overflowed_out=sum(len(run) for run in handed_on) / count,
         escalations=sum(escalated_by(t, as_of) for run in runs for t in run) / count)
 
 
+def verdict(ticket: Served, as_of: datetime) -> str | None:
+    """met, missed or pending; None for a ticket without a deadline and not decided. The
+    metrics' verdict where there is one (`Served.target_outcome`: one answered while its
+    clock was paused has no deadline, and the router's clock decided it), else told from
+    its dates, a response after `as_of` not yet known (a replay runs past the window)."""
+    if ticket.target_outcome is not None:
+        return ticket.target_outcome
+    if ticket.first_response_deadline is None:
+        return None
+    answered = ticket.first_response_at
+    return service_levels.first_response_outcome(
+        answered if answered is not None and answered <= as_of else None,
+        ticket.first_response_deadline, as_of, last_move=ticket.clock_moved_at) or "pending"
+
+
 def escalated_by(ticket: Served, as_of: datetime) -> bool:
-    """Escalated, its deadline passed by `as_of`: a replay runs past the window, and a
-    ticket it answers late (or never) is not yet escalated while its deadline is ahead,
-    as the actual side counts it (history.first_response_late)."""
+    """Escalated, its deadline passed by `as_of` (or its target missed by the metrics'
+    verdict: one answered late while its clock was paused has no deadline): a replay
+    runs past the window, and a ticket it answers late (or never) is not yet escalated
+    while its deadline is ahead, as the actual side counts it
+    (history.first_response_late)."""
     deadline = ticket.first_response_deadline
-    return ticket.escalated and deadline is not None and targets.past_due(deadline, as_of)
+    return ticket.escalated and (ticket.target_outcome == "missed" or (
+        deadline is not None and targets.past_due(deadline, as_of)))
 
 
 def first_response_seconds(ticket: Served) -> float | None:

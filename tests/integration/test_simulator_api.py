@@ -304,6 +304,32 @@ class TestReplay:
         assert {name: row["actual"]["first_response_seconds"] for name, row in after.items()} \
             == {name: row["actual"]["first_response_seconds"] for name, row in before.items()}
 
+    async def test_what_happened_counts_a_ticket_answered_while_paused_by_its_verdict(
+            self, client: httpx.AsyncClient, store: async_sessionmaker[AsyncSession],
+            generated: simulated_history.History) -> None:
+        """A ticket answered while its clock was paused has no deadline on its timeline
+        (clock_events.py), and the router's clock decided its target (`target_outcome`).
+        The actual side counts the metrics' verdict: here one answered in time, then its
+        timeline as if answered while paused and decided missed by the router's clock."""
+        await put_in_force(store, simulated_history.TABLE_TEXT)
+        ticket = next(t.actual for t in generated.tickets
+                      if t.actual.department == "care" and t.actual.first_response_at
+                      and t.actual.first_response_deadline
+                      and t.actual.first_response_at <= t.actual.first_response_deadline)
+        asked = window(generated, replications=1)
+        before = by_name((await client.post("/v1/simulations", json=asked)).json()[
+            "departments"], "department")["care"]["actual"]
+        async with store() as session, session.begin():
+            await session.execute(update(TimelineRow).where(
+                TimelineRow.ticket_id == ticket.ticket_id).values(
+                first_response_deadline=None, target_outcome="missed"))
+        after = by_name((await client.post("/v1/simulations", json=asked)).json()[
+            "departments"], "department")["care"]["actual"]
+        counted = ("met", "missed", "pending", "escalations")
+        assert {name: after[name] for name in counted} == {
+            "met": before["met"] - 1, "missed": before["missed"] + 1,
+            "pending": before["pending"], "escalations": before["escalations"] + 1}
+
     async def test_a_ticket_whose_state_is_gone_is_counted_not_replayed(
             self, client: httpx.AsyncClient, store: async_sessionmaker[AsyncSession],
             generated: simulated_history.History) -> None:

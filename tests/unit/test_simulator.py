@@ -314,6 +314,34 @@ class TestActualEscalations:
         figures = summary.outcome([[actual]], as_of=later)
         assert (figures.met, figures.missed) == (0, 1)
 
+    @pytest.mark.parametrize("decided", ["met", "missed"])
+    def test_answered_while_paused_counts_the_metrics_verdict(self, decided: str) -> None:
+        """Answered while its clock was paused: no deadline on its timeline then, and the
+        router's clock decided the target (target_outcome). The actual side counts that
+        verdict, as the metrics' stats do, not neither met nor missed."""
+        timeline = Timeline("t-1", received_at=T0, department="care", segment="s",
+                            first_response_at=T0 + timedelta(minutes=30),
+                            target_outcome=decided)
+        later = T0 + timedelta(days=1)
+        assert history.first_response_late(timeline, later) is (decided == "missed")
+        actual = dataclasses.replace(served("t-1", "care", 0, 30, deadline=None),
+                                     target_outcome=timeline.target_outcome,
+                                     escalated=decided == "missed")
+        figures = summary.outcome([[actual]], as_of=later)
+        assert (figures.met, figures.missed, figures.pending, figures.escalations) == (
+            decided == "met", decided == "missed", 0, decided == "missed")
+
+    def test_the_metrics_verdict_stands_over_the_dates(self) -> None:
+        """One verdict: the one the timeline recorded, where it has one, even where the
+        dates left on it would tell otherwise (a deadline the router's clock moved)."""
+        actual = dataclasses.replace(served("t-1", "care", 0, 30, deadline=60),
+                                     target_outcome="missed")
+        figures = summary.outcome([[actual]], as_of=T0 + timedelta(days=1))
+        assert (figures.met, figures.missed) == (0, 1)
+        undecided = served("t-2", "care", 0, None, deadline=60)
+        assert summary.verdict(undecided, T0 + timedelta(minutes=30)) == "pending"
+        assert summary.verdict(served("t-3", "care", 0, 30, deadline=None), T0) is None
+
     def test_not_answered_and_not_due_yet_is_not_late(self) -> None:
         timeline = Timeline("t-1", received_at=T0,
                             first_response_deadline=T0 + timedelta(hours=1))
