@@ -109,6 +109,7 @@ def draw(out: Path, *, days: int = 28) -> Path:
     history = generate(seed=1, days=days)
     candidate = engine.Candidate(table_file.parse(CANDIDATE_TEXT, "candidate"))
     result = {"window": {"start": history.start.isoformat(), "end": history.end.isoformat()},
+              "held": 0, "without_state": 0,  # every ticket has its state
               **service.replay(history.tickets, baseline=history.table, candidate=candidate,
                                replications=5, as_of=history.as_of)}
     return report.render(result, out=out)

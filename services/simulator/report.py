@@ -40,14 +40,20 @@ def _p90(rows: Sequence[dict[str, Any]]) -> tuple[str, Any]:
 
 
 def title(result: dict[str, Any]) -> str:
-    """What a simulation replayed, how close, and the departments whose lanes were
-    missing, which it applied to every ticket (their dead-lettered tickets in no bar)."""
+    """What a simulation replayed, how close, the window's tickets it did not replay
+    (held as dead letters, or their state gone: in no bar), and the departments whose
+    lanes were missing, which it applied to every ticket (their dead-lettered tickets in
+    no bar)."""
     error = result["replay_error"]
     said = (f"Simulation of table {result['candidate']['table_version']} over"
             f" {result['window']['start'][:16]} .. {result['window']['end'][:16]}\n"
             f"({result['tickets']} tickets, {result['replications']} replications);"
             f" largest gap to what happened: p50 {_share(error['p50'])},"
             f" p90 {_share(error['p90'])}")
+    held, gone = result["held"], result["without_state"]
+    if held or gone:
+        said += (f"\n{held + gone} tickets of the window not replayed, in no bar:"
+                 f" {held} held as dead letters, {gone} whose state is gone")
     missing = result["lanes_missing"]["departments"]
     if missing:
         said += (f"\nLanes missing when simulated, applied to every ticket:"

@@ -356,6 +356,7 @@ class TestReport:
     def test_an_empty_window_is_drawn_too(self, tmp_path: Path) -> None:
         table = table_file.parse(simulated_history.TABLE_TEXT, "table")
         result = {"window": {"start": T0.isoformat(), "end": T0.isoformat()},
+                  "held": 0, "without_state": 0,
                   **service.describe([], engine.simulate([], engine.Candidate(table),
                                                          mean_service={},
                                                          rate_window=RATE_WINDOW),
@@ -364,6 +365,7 @@ class TestReport:
         assert result["departments"] == [] and result["replay_error"]["p50"] is None
         assert report.render(result, out=tmp_path / "empty.png").stat().st_size > 0
         assert "Lanes missing" not in report.title(result)
+        assert "not replayed" not in report.title(result)
 
     def test_the_title_names_the_departments_whose_lanes_were_missing(self) -> None:
         """Applied to every ticket, their dead-lettered tickets left out of the bars:
@@ -373,6 +375,7 @@ class TestReport:
         missing = {department: tuple(topics.lane_topics(department))
                    for department in ("public_sector", "care_overflow")}
         result = {"window": {"start": T0.isoformat(), "end": T0.isoformat()},
+                  "held": 0, "without_state": 0,
                   **service.replay(generated.tickets, baseline=table,
                                    candidate=engine.Candidate(table), replications=1,
                                    as_of=generated.as_of, lanes_missing=missing)}
@@ -381,6 +384,25 @@ class TestReport:
         assert report.title(result).splitlines()[-1] == (
             "Lanes missing when simulated, applied to every ticket: care_overflow,"
             f" public_sector; {dead_lettered} tickets a replication dead-lettered, in no bar")
+
+
+    @pytest.mark.parametrize(("held", "without_state"), [(2, 3), (1, 0), (0, 4)])
+    def test_the_title_counts_the_tickets_not_replayed(self, held: int,
+                                                       without_state: int) -> None:
+        """Held as dead letters or their state gone, they are in no bar: a reader of
+        the picture alone is told how many, beside the tickets replayed."""
+        table = table_file.parse(simulated_history.TABLE_TEXT, "table")
+        generated = simulated_history.generate(seed=3, days=1)
+        result = {"window": {"start": T0.isoformat(), "end": T0.isoformat()},
+                  "held": held, "without_state": without_state,
+                  **service.replay(generated.tickets, baseline=table,
+                                   candidate=engine.Candidate(table), replications=1,
+                                   as_of=generated.as_of)}
+        lines = report.title(result).splitlines()
+        assert f"({len(generated.tickets)} tickets," in lines[1]
+        assert lines[2:] == [
+            f"{held + without_state} tickets of the window not replayed, in no bar:"
+            f" {held} held as dead letters, {without_state} whose state is gone"]
 
 
 class TestUnreplayed:
