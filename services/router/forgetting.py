@@ -14,16 +14,20 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.core import events, kafka, lifecycle, retention, topics
+from services.core import events, lifecycle, retention, topics
 from services.router.models import RoutedTicketRow
 
+if TYPE_CHECKING:  # the router's store imports this module, and the simulator, which
+    # reads the store, loads no Kafka client (test_the_simulator_loads_no_kafka_client)
+    from services.core import kafka
+
 # What announces them: a publisher's `publish`, returning once the broker acknowledged.
-Announce = Callable[[Sequence[kafka.Publishable]], Awaitable[None]]
+Announce = Callable[[Sequence["kafka.Publishable"]], Awaitable[None]]
 
 
 def announcement(ticket_id: str, *, reason: str, at: datetime,
@@ -31,6 +35,8 @@ def announcement(ticket_id: str, *, reason: str, at: datetime,
                  received_at: datetime | None = None) -> kafka.Output:
     """The `ticket.forgotten` of one ticket, keyed by it (its partition: after its other
     events)."""
+    from services.core import kafka  # only where one is announced (the module's imports)
+
     forgotten = events.TicketEvent(ticket_id=ticket_id, type=events.TicketEventType.FORGOTTEN,
                                    occurred_at=at, reason=reason, department=department,
                                    received_at=received_at)
