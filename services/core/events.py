@@ -121,6 +121,10 @@ class TicketEvent(BaseModel):
     target: ClockTarget | None = None
     level: Annotated[int, Field(ge=ESCALATION_LEVELS[0], le=ESCALATION_LEVELS[-1])] | None = None
     outcomes: dict[Annotated[str, Field(max_length=40)], Literal["met", "missed"]] | None = None
+    # On deadlines_changed: the first-response clock's last change its deadlines were
+    # worked out as of (clocks.last_change); a later-published event may be older than a
+    # hand-over's (clock_events.py). None: not told (events from before December 2026).
+    as_of: AwareDatetime | None = None
 
 
 def read(event: envelope.Event) -> TicketEvent:

@@ -128,9 +128,22 @@ def _first_response_deadline(timeline: Timeline, event: TicketEvent) -> Timeline
         return timeline
     if lifecycle.pauses_clocks(event.type):
         return changed(timeline, first_response_deadline=None)
-    if event.deadlines is None or FIRST_RESPONSE not in event.deadlines:
+    if event.deadlines is None or FIRST_RESPONSE not in event.deadlines \
+            or _older(event, timeline):
         return timeline
     return changed(timeline, first_response_deadline=event.deadlines[FIRST_RESPONSE])
+
+
+def _older(event: TicketEvent, timeline: Timeline) -> bool:
+    """Whether a `deadlines_changed` was worked out before a move of the clock the
+    timeline has seen: the router's follower publishes it after the report, and a
+    hand-over or priority change made after the report can be on the topic first, its
+    deadlines counting the report already. The router takes each move of a clock no
+    earlier than its last (clocks.taken_at), so the clock's last change orders them; at
+    the same moment the later on the topic stands. One not telling (`as_of` None, from
+    an older router) is taken."""
+    return event.type is TicketEventType.DEADLINES_CHANGED and event.as_of is not None \
+        and timeline.clock_moved_at is not None and event.as_of < timeline.clock_moved_at
 
 
 def _pause(timeline: Timeline, event: TicketEvent) -> Timeline:

@@ -11,6 +11,7 @@ from datetime import datetime
 
 from services.core import envelope, events, kafka, lifecycle, topics
 from services.router import routing, service_clocks
+from services.router.clocks import last_change
 from services.router.dispatch import SOURCE
 from services.router.store import ClockChange, Report, Reported, RoutedTickets
 
@@ -98,13 +99,15 @@ def deadlines_changed(ticket_id: str, recorded: Reported, at: datetime) -> event
     A clock the report stopped stopped at its date, or at the clock's last change if that
     came later (clocks.taken_at): so its outcome is that of each clock stopped since the
     report's date (one stopped before by a later-dated report is said again: the
-    metrics count an outcome once, by its clock's key)."""
+    metrics count an outcome once, by its clock's key). `as_of`: the first-response
+    clock's last change, by which the metrics order it against a hand-over's deadlines."""
     assert recorded.clocks is not None
     outcomes = {clock.key: clock.outcome for clock in recorded.clocks.clocks
                 if clock.stopped_at is not None and clock.stopped_at >= at
                 and clock.level == 0 and clock.outcome}
+    first = recorded.clocks.current("first_response")
     return events.TicketEvent(
         ticket_id=ticket_id, type=events.TicketEventType.DEADLINES_CHANGED, occurred_at=at,
         department=recorded.held_by, segment=recorded.segment,
         deadlines=recorded.clocks.deadlines(), paused=recorded.clocks.paused,
-        outcomes=outcomes or None)
+        outcomes=outcomes or None, as_of=None if first is None else last_change(first))

@@ -46,7 +46,7 @@ def every_field(kind: Type) -> events.TicketEvent:
         segment="government", reason="route", from_department="business_desk", priority=2,
         first_response_deadline=later, platform="desk",
         deadlines={"first_response": later, "resolution": None}, paused=False,
-        target="first_response", level=1, outcomes={"first_response": "met"})
+        target="first_response", level=1, outcomes={"first_response": "met"}, as_of=AT)
 
 
 class TestEveryCallbackIsDocumented:
