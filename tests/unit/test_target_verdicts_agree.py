@@ -20,7 +20,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from services.core.events import TicketEvent, TicketEventType
-from services.metrics import clock_events, timeline
+from services.metrics import clock_events, service, timeline
 from services.metrics.timeline import Timeline
 from services.router import calendars, clocks, event_follower, priority, service_clocks
 from services.router.store import Reported
@@ -212,3 +212,41 @@ def test_the_router_and_the_metrics_give_one_verdict(
                              interleaved and lagging)
     assert router is not None
     assert metrics == router
+
+
+class TestTheSweepDecidesBeforeALateClockWatch:
+    def test_a_response_read_after_the_sweep_but_before_the_router_s_breach_stays_missed(
+            self) -> None:
+        """The window README's "Metrics" tells of: no response read by the deadline and
+        the metrics' grace (service.REPORTING_GRACE), the sweep counts the target
+        missed; the response, dated in time, reaches the router before its clock watch
+        breached the clock, which stops it met. The metrics count that clock met
+        (routing_service_target_total) and keep the first-response target missed
+        (routing_first_response_target_total, the stats): a counter is not taken back,
+        and it is not counted twice."""
+        department = "customer_care"
+        state = service_clocks.routed(TARGETS, T0, CALENDARS[department])
+        deadline = state.deadlines()["first_response"]
+        assert deadline is not None
+        current, _ = timeline.apply(Timeline(ticket_id="t-1"), TicketEvent(
+            ticket_id="t-1", type=TicketEventType.ROUTED, occurred_at=T0, received_at=T0,
+            department=department, segment=SEGMENT, reason="route",
+            deadlines=state.deadlines(), first_response_deadline=deadline))
+        swept = deadline + service.REPORTING_GRACE + timedelta(seconds=1)
+        current, found = timeline.check_deadline(current, as_of=swept - service.REPORTING_GRACE)
+        assert found == [timeline.TargetDecided(department, SEGMENT, "missed")]
+        answered = deadline - timedelta(minutes=1)
+        state = service_clocks.reported(state, TicketEventType.RESPONDED, answered, None)
+        assert state.clocks[0].outcome == "met"  # the router's clock, not breached yet
+        seen = []
+        for item in (TicketEvent(ticket_id="t-1", type=TicketEventType.RESPONDED,
+                                 occurred_at=answered, department=department),
+                     event_follower.deadlines_changed(
+                         "t-1", Reported(SEGMENT, state, department), answered)):
+            current, observed = timeline.apply(current, item)
+            seen += observed
+            current, observed = clock_events.apply(current, item)
+            seen += observed
+        assert current.target_outcome == "missed"
+        assert [o for o in seen if isinstance(o, timeline.TargetDecided)] == []
+        assert timeline.ServiceTarget(department, SEGMENT, "first_response", "met") in seen
