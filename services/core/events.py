@@ -7,12 +7,9 @@ posted a ticket reports `customer_replied` on it. The router's service-level clo
 `deadlines_changed` (after a report that pauses, resumes, starts or stops a clock),
 `target_warning` (a share of a target spent) and `escalated` with a `target` and a
 `level` (1: breached, 2: still unanswered later); a department's or an admin's priority
-change adds `priority_changed` with the new priority and deadlines. When the router
-forgets a ticket it kept (its state past retention, its customer erased, or a ticket of
-an erased customer's routed but not kept) it adds `forgotten` with the `reason`
-(`FORGOTTEN_REASONS`): no store counts the ticket open any more (lifecycle.py). The data
-is small on purpose: ids, department, segment and times, never the ticket's text or the
-customer's personal data.
+change adds `priority_changed` with the new priority and deadlines. The data is small on
+purpose: ids, department, segment and times, never the ticket's text or the customer's
+personal data.
 """
 
 from __future__ import annotations
@@ -44,7 +41,6 @@ class TicketEventType(StrEnum):
     DEADLINES_CHANGED = "ticket.deadlines_changed"  # clocks paused, resumed or (re)started
     TARGET_WARNING = "ticket.target_warning"  # a share of a target spent, not answered
     PRIORITY_CHANGED = "ticket.priority_changed"  # new priority, clocks recomputed
-    FORGOTTEN = "ticket.forgotten"  # the router keeps its state no more: open no more
 
 
 DEPARTMENT_REPORTS = (
@@ -69,19 +65,10 @@ WRITTEN_BY: dict[TicketEventType, str] = {
     TicketEventType.DEADLINES_CHANGED: ROUTER_SOURCE,
     TicketEventType.TARGET_WARNING: ROUTER_SOURCE,
     TicketEventType.PRIORITY_CHANGED: ROUTER_SOURCE,
-    # The router's store forgets (its purge, or the erasure's part in the router's
-    # tables, services/router/erasures.py, which the segmenter's erasure runs).
-    TicketEventType.FORGOTTEN: ROUTER_SOURCE,
 }
 
 # The sources the pipeline writes lifecycle events as: the only ones an error quotes.
 _SOURCES = frozenset(WRITTEN_BY.values())
-
-# Why the router forgot a ticket (`forgotten`'s reason): its state unchanged past its
-# retention, or its customer erased.
-RETENTION = "retention"
-ERASURE = "erasure"
-FORGOTTEN_REASONS = (RETENTION, ERASURE)
 
 ClockTarget = Literal["first_response", "next_response", "resolution"]
 # The longest reason a ticket went where it went (route, fallback, ..., transfer).
@@ -106,8 +93,7 @@ class TicketEvent(BaseModel):
     department: tickets.Name | None = None
     segment: tickets.Name | None = None
     # Why the ticket went where it went: route, fallback, refinement, overflow,
-    # after_hours, escalation or transfer (on routed, escalated and transferred events);
-    # why the router forgot it (FORGOTTEN_REASONS), on forgotten events.
+    # after_hours, escalation or transfer (on routed, escalated and transferred events).
     reason: Annotated[str, Field(max_length=MAX_ROUTING_REASON)] | None = None
     from_department: tickets.Name | None = None  # escalated and transferred events
     priority: tickets.Priority | None = None

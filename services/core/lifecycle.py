@@ -12,11 +12,7 @@ timeline and stats, the overflow prediction):
   without a separate reply has been answered (its first-response clock stops, it is not
   escalated, its target is met or missed by that time);
 - a ticket is **open** until it is resolved; a resolved ticket takes no more reports,
-  customer replies, transfers or priority changes (a new request is a new ticket); nor
-  is one the router **forgot** (`ticket.forgotten`: its state past retention, its
-  customer erased), which takes none either (a report on it is one on an unknown
-  ticket): the router keeps no state of it, and the metrics' timeline counts it open
-  no more;
+  customer replies, transfers or priority changes (a new request is a new ticket);
 - a ticket is **held** at a moment by the department it last came to by then (routed,
   escalated or transferred there); before its first arrival, by the first it came to
   (`held_at`): the department a report dated then, and a measure ended then, credit;
@@ -61,7 +57,6 @@ FIRST_RESPONSES = frozenset({TicketEventType.RESPONDED, TicketEventType.RESOLVED
 OPEN = (Status.ROUTED, Status.PICKED_UP, *CONVERSATION)
 PAUSING = frozenset({TicketEventType.WAITING_ON_CUSTOMER})
 RESUMING = frozenset({TicketEventType.CUSTOMER_REPLIED})
-FORGETTING = frozenset({TicketEventType.FORGOTTEN})
 
 
 def counts_as_first_response(event_type: TicketEventType | str) -> bool:
@@ -105,11 +100,6 @@ def resumes_clocks(event_type: TicketEventType | str) -> bool:
 def is_open(status: Status | str) -> bool:
     """Not resolved: the ticket still takes reports, transfers and priority changes."""
     return Status(status) in OPEN
-
-
-def forgets(event_type: TicketEventType | str) -> bool:
-    """The router forgot the ticket: open no more, wherever it is counted."""
-    return event_type in FORGETTING
 
 
 def in_backlog(*, open_ticket: bool, answered: bool, waiting_on_customer: bool) -> bool:

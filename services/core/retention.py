@@ -71,17 +71,13 @@ Along = Callable[[AsyncSession, Sequence[Any]], Awaitable[None]]
 
 async def delete_in_chunks(sessions: async_sessionmaker[AsyncSession],
                            key: InstrumentedAttribute[Any], past: ColumnElement[bool], *,
-                           chunk: int, along: Along | None = None,
-                           before_delete: Along | None = None) -> int:
+                           chunk: int, along: Along | None = None) -> int:
     """Delete the rows of `key`'s table where `past` holds, `chunk` rows a transaction;
     returns how many were deleted. A chunk's rows are locked in `key`'s order before
     they are deleted (db.lock_in_key_order), as the other writers of several rows lock
     them (the router's tickets, the metrics' timelines). `along`: what else goes with
     those keys, forgotten in the same transaction before they are locked (as a routing
-    forgets a ticket held before it writes the ticket's state). `before_delete`: what is
-    done, in the same transaction, with the keys locked and still past, before they are
-    deleted (the router announces the tickets it forgets: a failure rolls the delete
-    back)."""
+    forgets a ticket held before it writes the ticket's state)."""
     table = key.class_.__table__
     deleted = 0
     while True:
@@ -92,9 +88,6 @@ async def delete_in_chunks(sessions: async_sessionmaker[AsyncSession],
                 if along is not None:
                     await along(session, keys)
                 await db.lock_in_key_order(session, key, key.in_(keys))
-                if before_delete is not None:
-                    await before_delete(session, (await session.scalars(
-                        select(key).where(key.in_(keys), past).order_by(key))).all())
                 # `past` again: a row written anew since the select (a customer
                 # erased again) is not past any more.
                 purged = await session.execute(delete(key.class_).where(key.in_(keys), past))

@@ -125,8 +125,7 @@ class Snapshot(Collector):
 
 
 OPEN_TICKETS = Snapshot(
-    "routing_open_tickets", "Tickets routed, neither resolved nor forgotten by the router, per"
-    " department holding them",
+    "routing_open_tickets", "Tickets routed and not yet resolved, per department holding them",
     ("department",))
 BACKLOG = Snapshot(
     "routing_backlog_tickets",

@@ -35,7 +35,6 @@ from services.metrics import stats
 from services.metrics.timeline import Assignment, Timeline, built
 
 Moment = Mapped[datetime | None]
-MAX_FORGOTTEN_REASON = 16
 
 
 # A report's window is read this many timelines at a time: the rows of one statement,
@@ -45,10 +44,9 @@ MAX_FORGOTTEN_REASON = 16
 PAGE_ROWS = 1000
 
 _UNDECIDED = text("target_outcome IS NULL")
-# A ticket open (lifecycle.py: routed, neither resolved nor forgotten by the router), as
-# the partial index and the queries it serves say it: one text, so that the index is used
-# (v0032 holds the index to it).
-_OPEN = text("routed_at IS NOT NULL AND resolved_at IS NULL AND forgotten_at IS NULL")
+# A ticket open (lifecycle.py: routed, not resolved), as the partial index and the
+# queries it serves say it: one text, so that the index is used.
+_OPEN = text("routed_at IS NOT NULL AND resolved_at IS NULL")
 
 
 class TimelineRow(Base):
@@ -88,9 +86,6 @@ class TimelineRow(Base):
     clock_moved_at: Moment = mapped_column(db.UtcDateTime())  # v0031
     # Keys of the clock notices counted (clock_events.py), so a replay counts none again.
     clock_notices: Mapped[list[str] | None] = mapped_column(JSON)
-    # The router forgot the ticket (ticket.forgotten): when, and why (v0032).
-    forgotten_at: Moment = mapped_column(db.UtcDateTime())
-    forgotten_reason: Mapped[str | None] = mapped_column(String(MAX_FORGOTTEN_REASON))
 
 
 # A department's backlog (lifecycle.py), as a timeline's row tells its facts: waiting on
@@ -125,8 +120,7 @@ def to_timeline(row: TimelineRow | Row[Any]) -> Timeline:
         routing_reason=row.routing_reason, target_outcome=row.target_outcome,
         target_department=row.target_department,
         assignments=assignments, observed=observed,
-        clock_notices=frozenset(row.clock_notices or []),
-        forgotten_reason=row.forgotten_reason, **moments,
+        clock_notices=frozenset(row.clock_notices or []), **moments,
     )
 
 

@@ -31,7 +31,6 @@ MOMENT_OF = {
     TicketEventType.RESOLVED: "resolved_at",
     TicketEventType.ESCALATED: "escalated_at",
     TicketEventType.TRANSFERRED: "transferred_at",
-    TicketEventType.FORGOTTEN: "forgotten_at",
 }
 HANDOVERS = {TicketEventType.ESCALATED: ("escalated", "escalation"),
              TicketEventType.TRANSFERRED: ("transferred", "transfer")}
@@ -103,10 +102,6 @@ class Timeline:
     # response dated before it is taken at it (targets.taken_at).
     clock_moved_at: datetime | None = None
     clock_notices: frozenset[str] = field(default_factory=frozenset)
-    # When the router forgot the ticket, and why (events.FORGOTTEN_REASONS): open no more
-    # (lifecycle.forgets), whatever it was.
-    forgotten_at: datetime | None = None
-    forgotten_reason: str | None = None
 
     def department_at(self, moment: datetime) -> str | None:
         """Who held the ticket at `moment` (lifecycle.held_at; no assignment: its
@@ -222,8 +217,6 @@ def apply(timeline: Timeline, event: TicketEvent) -> tuple[Timeline, list[Observ
         updated = _with_moment(updated, "first_response_at", event.occurred_at)
     if event.received_at is not None:
         updated = _with_moment(updated, "received_at", event.received_at)
-    if lifecycle.forgets(event.type) and updated.forgotten_at != timeline.forgotten_at:
-        updated = changed(updated, forgotten_reason=event.reason)  # the first's reason
     if event.type is TicketEventType.ROUTED:
         if event.segment and event.segment != updated.segment:
             updated = changed(updated, segment=event.segment)

@@ -76,7 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             route = worker.RouteTicket(lambda: live_table.current, routed=routed,
                                        load=router.load,
                                        outage=StoreOutage(settings.store_outage_grace_seconds),
-                                       lanes=lanes, announce=connected.publisher.publish)
+                                       lanes=lanes)
             callbacks = webhooks.build(settings, sessions,
                                        platforms_of=routed.platforms_of,
                                        awaits_store=route.awaits_store,
@@ -93,8 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                            claim_for=router.claim_hold)
 
             async def purge() -> None:
-                await bootstrap.purge_past_retention(settings, sessions, now=datetime.now(UTC),
-                                                     announce=connected.publisher.publish)
+                await bootstrap.purge_past_retention(settings, sessions, now=datetime.now(UTC))
 
             tasks = context.background = background.BackgroundTasks()
             await parts.start(Phase.BACKGROUND, stop=tasks.stop)

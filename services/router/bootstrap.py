@@ -36,7 +36,6 @@ from services.router import (
     clock_watch,
     dispatch,
     erasures,
-    forgetting,
     held_store,
     missing_lanes,
     ports,
@@ -173,15 +172,12 @@ async def connect(settings: Settings) -> AsyncIterator[Connected]:
 
 async def purge_past_retention(settings: Settings,
                                sessions: async_sessionmaker[AsyncSession], *,
-                               now: datetime, announce: forgetting.Announce,
-                               ) -> dict[str, int]:
+                               now: datetime) -> dict[str, int]:
     """The router's retention purge, run once per fleet every
     RETENTION_PURGE_INTERVAL_SECONDS: the tables it writes (the metrics service purges
-    the timelines), each cut at its retention; rows deleted per table. The open tickets
-    whose state it deletes are announced forgotten first (`announce`)."""
+    the timelines), each cut at its retention; rows deleted per table."""
     return await retention.purge_past_retention(
-        {"routed_tickets": forgetting.AnnouncedPurge(RoutedTickets(sessions), announce),
-         "intake_keys": IntakeKeys(sessions),
+        {"routed_tickets": RoutedTickets(sessions), "intake_keys": IntakeKeys(sessions),
          "webhook_deliveries": outbox_store.Deliveries(sessions),
          "erased_customers": erasures.ErasedCustomers(sessions),
          "held_tickets": held_store.HeldTickets(sessions)},

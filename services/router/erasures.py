@@ -3,9 +3,7 @@ those tickets' intake keys, and the erasure is remembered. A ticket of theirs re
 before it and still in Kafka then (on its way to the router, or a dead letter replayed
 later) is routed all the same (its department's lane ages out with the topic's
 retention), but the router does not keep it: its copy is what the erasure deleted, and a
-report on it gets the answer for a ticket the router does not know. Each open ticket the
-erasure forgets, or the router does not keep, is announced (forgetting.py): the metrics
-service counts it open no more."""
+report on it gets the answer for a ticket the router does not know."""
 
 from __future__ import annotations
 
@@ -17,8 +15,7 @@ from datetime import datetime
 from sqlalchemy import Table, bindparam, delete, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.core import db, events, retention
-from services.router import forgetting
+from services.core import db, retention
 from services.router.models import ErasedCustomerRow, IntakeKeyRow, RoutedTicketRow
 
 
@@ -39,10 +36,9 @@ _TABLE: Table = ErasedCustomerRow.__table__  # type: ignore[assignment]
 
 
 async def erase_tickets_of(session: AsyncSession, customer_id: str, *,
-                           at: datetime, announce: forgetting.Announce) -> ErasedTickets:
+                           at: datetime) -> ErasedTickets:
     """Delete a customer's tickets as the router keeps them, and their intake keys, and
-    remember the erasure (at `at`), in the caller's transaction; the open ones are
-    announced forgotten first (`announce` failing fails the erasure)."""
+    remember the erasure (at `at`), in the caller's transaction."""
     await _hold(session, [customer_id], exclusive=True)
     ticket_ids = select(RoutedTicketRow.ticket_id).where(
         RoutedTicketRow.customer_id == customer_id)
@@ -53,8 +49,6 @@ async def erase_tickets_of(session: AsyncSession, customer_id: str, *,
                                RoutedTicketRow.customer_id == customer_id)
     await db.lock_in_key_order(session, IntakeKeyRow.idempotency_key,
                                IntakeKeyRow.ticket_id.in_(ticket_ids))
-    await forgetting.announce_open(session, RoutedTicketRow.customer_id == customer_id,
-                                   reason=events.ERASURE, at=at, announce=announce)
     keys = await session.execute(delete(IntakeKeyRow).where(
         IntakeKeyRow.ticket_id.in_(ticket_ids)))
     tickets = await session.execute(delete(RoutedTicketRow).where(

@@ -13,8 +13,8 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, Insert, Table, bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.core import db, events, faults, lifecycle, retention, targets, tickets
-from services.router import erasures, forgetting, held_store, intake_policy, service_clocks
+from services.core import db, faults, lifecycle, retention, targets, tickets
+from services.router import erasures, held_store, intake_policy, service_clocks
 from services.router.models import RoutedTicketRow
 
 logger = logging.getLogger(__name__)
@@ -212,41 +212,32 @@ class RoutedTickets:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
 
-    async def record_first_dispatches(self, dispatches: Sequence[Dispatch]
-                                      ) -> list[Dispatch]:
+    async def record_first_dispatches(self, dispatches: Sequence[Dispatch]) -> None:
         """Record a batch of first routings in one statement; a ticket stored already
         keeps its state (its routing replayed, it is published as stored). A ticket its
-        customer's erasure forgot is not recorded: those are returned, for the caller to
-        announce (forgetting.py)."""
+        customer's erasure forgot is not recorded."""
         # In ticket order, as record_kept_dispatches locks them: writers at once do not
         # deadlock.
         latest = [d for _, d in sorted({d.ticket_id: d for d in dispatches}.items())]
         if not latest:
-            return []
+            return
         async with self._sessions() as session, session.begin():
             # Routed, so held no longer: kept or, its customer erased, not.
             await held_store.forget(session, [d.ticket_id for d in latest])
-            kept = await _not_forgotten(session, latest)
-            if kept:
+            rows = [_row_values(d) for d in await _not_forgotten(session, latest)]
+            if rows:
                 await session.execute(_first_dispatches(session.get_bind().dialect.name),
-                                      [_row_values(d) for d in kept])
-        written = {d.ticket_id for d in kept}
-        return [d for d in latest if d.ticket_id not in written]
+                                      rows)
 
-    async def purge(self, before: datetime, *, chunk: int,
-                    announce: forgetting.Announce | None) -> int:
+    async def purge(self, before: datetime, *, chunk: int) -> int:
         """Delete ticket states and traces unchanged since `before` (retention), and
         forget that those tickets were held, in the same transaction: a ticket's dead
         letter read as a replay routed it may have held it all the same (its routing
         found no held row to forget), and without its state it would be told held again
-        (held_store.HeldTickets.hold). The open ones each chunk deletes are announced
-        forgotten first (`announce`; forgetting.py); None: forgotten unannounced (the
-        store's own tests, without a broker)."""
+        (held_store.HeldTickets.hold)."""
         return await retention.delete_in_chunks(
             self._sessions, RoutedTicketRow.ticket_id, RoutedTicketRow.updated_at < before,
-            chunk=chunk, along=held_store.forget,
-            before_delete=None if announce is None else forgetting.keys_announced(
-                announce, reason=events.RETENTION, at=lambda: datetime.now(UTC)))
+            chunk=chunk, along=held_store.forget)
 
     async def routed_before(self, ticket_ids: Collection[str]) -> dict[str, RoutedBefore]:
         """For the tickets already routed: the event that routed each, and the ticket as
@@ -265,7 +256,7 @@ class RoutedTickets:
                 claimed_until=row.handover_until)) for row in rows}
 
     async def record_kept_dispatches(self, dispatches: Sequence[Dispatch], *,
-                                     chunk: int = 500) -> list[Dispatch]:
+                                     chunk: int = 500) -> None:
         """Routings decided while the store could not be read (their records published):
         each as published, `chunk` tickets a transaction. A ticket stored meanwhile by the
         same event (its first attempt written before the store went down, its records
@@ -273,8 +264,7 @@ class RoutedTickets:
         since: then what was reported or handed over stands (with its clocks and
         deadline), and only a ticket reported on alone takes the department and copy
         published. One stored by another event (a copy routed while the store could not
-        tell) stays. One its customer's erasure forgot is not written (those are returned,
-        for the caller to announce: forgetting.py). Several writers
+        tell) stays. One its customer's erasure forgot is not written. Several writers
         at once (the shares, the flush) meet no conflict: rows are inserted if absent,
         then locked in ticket order. A chunk failing for anything but an outage or a
         conflict holds back none of the others: KeptNotWritten names its tickets once the
@@ -283,11 +273,10 @@ class RoutedTickets:
                         key=lambda d: d.ticket_id)
         failed: Exception | None = None
         unwritten: set[str] = set()
-        not_kept: list[Dispatch] = []
         for start in range(0, len(latest), chunk):
             part = latest[start:start + chunk]
             try:
-                not_kept += await self._record_kept(part)
+                await self._record_kept(part)
             except Exception as error:
                 if db.is_temporary(error):  # the batch is retried
                     if failed is not None:  # not to be lost behind the outage
@@ -297,18 +286,14 @@ class RoutedTickets:
                 unwritten.update(d.ticket_id for d in part)
         if failed is not None:
             raise KeptNotWritten(frozenset(unwritten)) from failed
-        return not_kept
 
-    async def _record_kept(self, dispatches: Sequence[Dispatch]) -> list[Dispatch]:
-        """One chunk of record_kept_dispatches; the dispatches not kept."""
+    async def _record_kept(self, dispatches: Sequence[Dispatch]) -> None:
         async with self._sessions() as session, session.begin():
             # Routed, so held no longer: kept or, its customer erased, not.
             await held_store.forget(session, [d.ticket_id for d in dispatches])
             kept = await _not_forgotten(session, dispatches)
-            written = {d.ticket_id for d in kept}
-            not_kept = [d for d in dispatches if d.ticket_id not in written]
             if not kept:
-                return not_kept
+                return
             by_id = {d.ticket_id: d for d in kept}
             await session.execute(_first_dispatches(session.get_bind().dialect.name),
                                   [_row_values(d) for d in kept])
@@ -317,7 +302,6 @@ class RoutedTickets:
                 .order_by(RoutedTicketRow.ticket_id).with_for_update())
             for row in rows:
                 _merge_kept(row, by_id[row.ticket_id])
-        return not_kept
 
     async def platforms_of(self, ticket_ids: Collection[str]) -> dict[str, str]:
         """The platform that posted each of these routed tickets (where known)."""

@@ -13,9 +13,9 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge
 
-from services.core import batches, db, envelope, events, faults, kafka, tickets
+from services.core import batches, db, envelope, faults, kafka, tickets
 from services.core.outage import StoreOutage
-from services.router import forgetting, intake_policy, missing_lanes, ports, routing, service
+from services.router import intake_policy, missing_lanes, ports, routing, service
 from services.router.store import Dispatch, KeptNotWritten, RoutedBefore, RoutedTickets, Stored
 
 logger = logging.getLogger(__name__)
@@ -68,17 +68,13 @@ class RouteTicket:
     the store is down, the batch is retried for the outage's grace period; past it,
     tickets are routed all the same and their states kept in memory until the store is
     back (`flush_deferred`). A ticket routed to a department whose lanes the router
-    could not make (`missing_lanes`) is dead-lettered with the reason. A ticket whose
-    customer was erased after it was received is routed but not kept, and announced
-    forgotten on `announce` (`_announce_not_kept`)."""
+    could not make (`missing_lanes`) is dead-lettered with the reason."""
 
     def __init__(self, current_table: Callable[[], routing.RoutingTable], *,
                  routed: RoutedTickets | None = None, load: ports.LoadView = ports.no_load,
                  outage: StoreOutage | None = None,
-                 lanes: missing_lanes.MissingLanes | None = None,
-                 announce: forgetting.Announce | None = None) -> None:
+                 lanes: missing_lanes.MissingLanes | None = None) -> None:
         self._current_table = current_table
-        self._announce = announce
         self._missing_lanes = lanes or missing_lanes.MissingLanes()
         self._routed = routed
         self._load = load
@@ -134,11 +130,10 @@ class RouteTicket:
         assert self._routed is not None
         kept = [d for d in dispatches if d.ticket_id in deferred]
         try:
-            not_kept = await self._routed.record_first_dispatches(
+            await self._routed.record_first_dispatches(
                 [d for d in dispatches if d.ticket_id not in deferred])
             if kept:
-                not_kept += await self._routed.record_kept_dispatches(kept)
-            await self._announce_not_kept(not_kept)
+                await self._routed.record_kept_dispatches(kept)
         except db.STORE_ERRORS as error:
             if not db.is_outage(error) or not self._outage.failed():
                 raise  # a bug, or within the grace period: the batch is retried
@@ -149,22 +144,6 @@ class RouteTicket:
             waiting = self._deferred.get(written.ticket_id)
             if waiting is not None and waiting.at <= written.at:
                 del self._deferred[written.ticket_id]
-
-    async def _announce_not_kept(self, not_kept: Sequence[Dispatch]) -> None:
-        """Tickets routed but not kept (their customer erased since they were received):
-        announced forgotten, before the batch's records are committed; a publish that
-        fails has the batch retried (it routes them again, and the store declines them
-        again), so that none is counted open by the metrics service for ever."""
-        if not not_kept or self._announce is None:
-            return
-        now = datetime.now(UTC)
-        try:
-            await self._announce([forgetting.announcement(
-                d.ticket_id, reason=events.ERASURE, at=now, correlation_id=d.correlation_id,
-                department=d.department, received_at=d.received_at) for d in not_kept])
-        except kafka.PublishFailed as error:
-            raise faults.Transient("tickets routed but not kept were not announced"
-                                   " forgotten") from error
 
     def _keep(self, dispatches: Sequence[Dispatch]) -> None:
         """The batch's states, kept until the store is back (`flush_deferred`)."""
@@ -180,7 +159,7 @@ class RouteTicket:
             return
         pending = list(self._deferred.values())
         try:
-            not_kept = await self._routed.record_kept_dispatches(pending)
+            await self._routed.record_kept_dispatches(pending)
         except KeptNotWritten as partly:  # a bug in some: the others are done with
             self._written([d for d in pending if d.ticket_id not in partly.unwritten])
             raise
@@ -189,9 +168,6 @@ class RouteTicket:
                 raise
             return
         self._outage.recovered()
-        # Before they are done with: not announced, they are written (declined) and
-        # announced again at the next flush.
-        await self._announce_not_kept(not_kept)
         self._written(pending)
 
     def _written(self, dispatches: Sequence[Dispatch]) -> None:

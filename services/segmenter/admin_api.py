@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from pydantic import Field, WithJsonSchema
 
-from services.core import auth, http, kafka, report_turns, request_bodies, tickets
+from services.core import auth, http, report_turns, request_bodies, tickets
 from services.segmenter import context, row_streams, rows, service
 from services.segmenter.api import CustomerId, Segmenter
 from services.segmenter.profiles import TEXT_LIMITS, Customer, CustomerType
@@ -83,22 +83,12 @@ def _profile(row: Any) -> dict[str, Any]:
     return CustomerIn.model_construct(**fields).model_dump(mode="json", warnings=False)
 
 
-@api.delete("/customers/{customer_id}", status_code=200, responses={
-    503: {"description": "Kafka did not acknowledge the open tickets forgotten: nothing"
-                         " was erased; retry after Retry-After"}})
+@api.delete("/customers/{customer_id}", status_code=200)
 async def delete_customer(customer_id: CustomerId, segmenter: Segmenter) -> dict[str, Any]:
     """Erase the customer: their profile, purchases and tickets leave every table of the
-    store; the answer says what was deleted and what Kafka keeps until when. Their open
-    tickets are announced forgotten first: without Kafka, nothing is erased (503)."""
-    try:
-        erased = await service.erase_customer(segmenter.customers, segmenter.publisher,
-                                              customer_id)
-    except kafka.PublishFailed:
-        raise HTTPException(
-            503, headers={"Retry-After": str(segmenter.settings.retry_after_seconds)},
-            detail={"error": "unavailable",
-                    "detail": "Kafka did not acknowledge that the customer's open tickets"
-                              " are forgotten; nothing was erased, retry later"}) from None
+    store; the answer says what was deleted and what Kafka keeps until when."""
+    erased = await service.erase_customer(segmenter.customers, segmenter.publisher,
+                                          customer_id)
     if not erased.found:
         raise _not_found(customer_id)
     return erased.answer()

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import delete
 
 from services.core import retention, topics
-from services.router import erasures, forgetting
+from services.router import erasures
 from services.segmenter.models import CustomerFeaturesRow, CustomerRow, PurchaseRow
 
 if TYPE_CHECKING:
@@ -78,11 +78,9 @@ class Erasure:
         }
 
 
-async def erase_customer(store: CustomerStore, customer_id: str, *,
-                         announce: forgetting.Announce) -> Erasure:
+async def erase_customer(store: CustomerStore, customer_id: str) -> Erasure:
     """Erase the customer from every table in one transaction: the profile, purchases
-    and values, and their tickets as the router keeps them with the tickets' intake keys,
-    the open ones announced forgotten first (kafka.PublishFailed: nothing is erased).
+    and values, and their tickets as the router keeps them with the tickets' intake keys.
     A customer unknown to the store may still have tickets: those go too. The erasure is
     remembered even when it finds nothing: their tickets still in Kafka may reach the
     router later, which then does not keep them."""
@@ -94,7 +92,7 @@ async def erase_customer(store: CustomerStore, customer_id: str, *,
         customer = await session.execute(delete(CustomerRow).where(
             CustomerRow.customer_id == customer_id))
         tickets = await erasures.erase_tickets_of(session, customer_id,
-                                                  at=datetime.now(UTC), announce=announce)
+                                                  at=datetime.now(UTC))
     store.cache.forget(customer_id)
     return Erasure(customer_id=customer_id,
                    customer=bool(customer.rowcount),  # type: ignore[attr-defined]

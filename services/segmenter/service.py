@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from services.core import tickets
-from services.router import forgetting
 from services.segmenter import analysis, context, customer_events, features, proxies, rules
 from services.segmenter.imports import ImportReport, OnChunk
 from services.segmenter.profiles import Customer
@@ -64,9 +63,7 @@ class Customers(Protocol):
     async def import_purchases(self, rows: AsyncIterator[PurchaseRecord | RowError], *,
                                on_chunk: OnChunk) -> ImportReport: ...
 
-    async def erase(self, customer_id: str, *, announce: forgetting.Announce) -> Erasure:
-        """Erase the customer (erasure.erase_customer): their open tickets are announced
-        forgotten (`announce`) before anything is deleted."""
+    async def erase(self, customer_id: str) -> Erasure: ...
 
 
 # --- Segmenting --------------------------------------------------------------------------
@@ -160,10 +157,8 @@ async def record_purchase(customers: Customers, publisher: Publisher, customer_i
 
 async def erase_customer(customers: Customers, publisher: Publisher,
                          customer_id: str) -> Erasure:
-    """Erase the customer everywhere in the store, their open tickets announced forgotten
-    on the publisher (kafka.PublishFailed: nothing is erased); caches are told when there
-    was one."""
-    erased = await customers.erase(customer_id, announce=publisher.publish)
+    """Erase the customer everywhere in the store; caches are told when there was one."""
+    erased = await customers.erase(customer_id)
     if erased.found:
         await customer_events.publish_changes(publisher, [customer_id])
     return erased

@@ -28,7 +28,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.core import db
-from services.router import forgetting
 from services.segmenter import erasure, features, imports
 from services.segmenter.cache import CustomerCache
 from services.segmenter.models import (
@@ -378,9 +377,8 @@ class CustomerStore:
                                on_chunk: imports.OnChunk) -> imports.ImportReport:
         return await imports.import_purchases(self._sessions, rows, on_chunk=on_chunk)
 
-    async def erase(self, customer_id: str, *,
-                    announce: forgetting.Announce) -> erasure.Erasure:
-        return await erasure.erase_customer(self, customer_id, announce=announce)
+    async def erase(self, customer_id: str) -> erasure.Erasure:
+        return await erasure.erase_customer(self, customer_id)
 
 
 @functools.cache

@@ -460,7 +460,7 @@ def not_read(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
 @pytest.mark.parametrize("recorded", ["first", "kept"])
 class TestATicketOfAnErasedCustomer:
     async def test_routed_by_a_replay_is_held_no_longer_though_not_kept(
-            self, database_url: str, kafka_bootstrap: str, recorded: str) -> None:
+            self, database_url: str, recorded: str) -> None:
         """Its customer erased after the intake received it, the routing a replay brings
         is not written (erasures.py), and forgets that it was held all the same: it is
         no longer held, and no longer anywhere (first routings and those kept through an
@@ -470,16 +470,13 @@ class TestATicketOfAnErasedCustomer:
         routed, held = RoutedTickets(sessions), HeldTickets(sessions)
         received = datetime.now(UTC) - timedelta(minutes=5)
         ticket_id = ticket_ids.issue(received)
-        publisher = kafka.Publisher(Settings(kafka_bootstrap_servers=kafka_bootstrap),
-                                    client_id=unique("erasure"))
         try:
             await held.hold([Held(ticket_id=ticket_id, dead_letter_id="0:1", stage="router",
                                   error_class="Unprocessable", held_at=received,
                                   platform=PLATFORM)])
             async with sessions() as session, session.begin():
                 await erasures.erase_tickets_of(session, "c-erased",
-                                                at=received + timedelta(minutes=1),
-                                                announce=publisher.publish)
+                                                at=received + timedelta(minutes=1))
             at = datetime.now(UTC)
             dispatch = Dispatch(ticket_id=ticket_id, department=DEPARTMENT,
                                 segment="standard", priority=3, deadline=at, steps=[],
@@ -493,7 +490,6 @@ class TestATicketOfAnErasedCustomer:
             assert await held.get(ticket_id) is None
             assert await routed.routed_before([ticket_id]) == {}
         finally:
-            await publisher.close()
             await engine.dispose()
 
 
@@ -537,8 +533,7 @@ class TestARoutedTicketsStatePurged:
                      error_class="Unprocessable", held_at=store.at, platform=PLATFORM)
         await store.held.hold([other])
 
-        assert await store.routed.purge(datetime.now(UTC) - timedelta(days=1), chunk=10,
-                                        announce=None) == 1
+        assert await store.routed.purge(datetime.now(UTC) - timedelta(days=1), chunk=10) == 1
 
         assert await store.routed.routed_before([store.ticket_id]) == {}
         assert await store.held.get(store.ticket_id) is None
@@ -556,8 +551,7 @@ class TestARoutedTicketsStatePurged:
         await store.held.hold([dead_letter])
         assert await store.held.get(store.ticket_id) is None  # routed: its state is kept
 
-        assert await store.routed.purge(datetime.now(UTC) - timedelta(days=1), chunk=10,
-                                        announce=None) == 1
+        assert await store.routed.purge(datetime.now(UTC) - timedelta(days=1), chunk=10) == 1
         await store.held.hold([dead_letter])
 
         assert await store.held.get(store.ticket_id) == dead_letter

@@ -22,8 +22,7 @@ Sessions = async_sessionmaker[AsyncSession]
 BEFORE = datetime(2026, 9, 1, tzinfo=UTC)
 # Each purge, and what SQLite's plan searches (every branch of it): the index, then how.
 PURGES: dict[str, tuple[Callable[[Sessions], Awaitable[int]], list[str]]] = {
-    "routed_tickets": (lambda sessions: RoutedTickets(sessions).purge(BEFORE, chunk=10,
-                                                                      announce=None),
+    "routed_tickets": (lambda sessions: RoutedTickets(sessions).purge(BEFORE, chunk=10),
                        ["ix_routed_tickets_updated_at (updated_at<?)"]),
     "intake_keys": (lambda sessions: IntakeKeys(sessions).purge(BEFORE, chunk=10),
                     ["ix_intake_keys_created_at (created_at<?)"]),

@@ -9,11 +9,9 @@ customer of tickets routed before it."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-import pytest
 from sqlalchemy import func, inspect, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -23,7 +21,7 @@ from services.metrics import bootstrap as metrics_bootstrap
 from services.metrics.store import TimelineRow, TimelineStore
 from services.metrics.timeline import Timeline
 from services.router import bootstrap as router_bootstrap
-from services.router import erasures, forgetting
+from services.router import erasures
 from services.router.intake_keys import IntakeKeys
 from services.router.models import (
     ErasedCustomerRow,
@@ -75,8 +73,7 @@ async def remaining(sessions: async_sessionmaker[AsyncSession], row: type[Any]) 
 
 class TestPurge:
     async def test_rows_past_retention_go_in_chunks_and_younger_ones_stay(
-            self, sessions: async_sessionmaker[AsyncSession],
-            announce: kafka.Publisher) -> None:
+            self, sessions: async_sessionmaker[AsyncSession]) -> None:
         routed, keys, timelines = RoutedTickets(sessions), IntakeKeys(sessions), \
             TimelineStore(sessions)
         old_state, young_state = NOW - timedelta(days=91), NOW - timedelta(days=89)
@@ -98,8 +95,7 @@ class TestPurge:
                 ticket_id="young", routed_at=NOW - timedelta(days=399)))
 
         deleted = await retention.purge_past_retention(
-            {"routed_tickets": forgetting.AnnouncedPurge(routed, announce.publish),
-             "intake_keys": keys, "ticket_timelines": timelines},
+            {"routed_tickets": routed, "intake_keys": keys, "ticket_timelines": timelines},
             retention=KEEP, now=NOW, chunk=2)
 
         assert deleted == {"routed_tickets": 5, "intake_keys": 5, "ticket_timelines": 6}
@@ -108,14 +104,12 @@ class TestPurge:
         assert await remaining(sessions, TimelineRow) == {"young"}
 
     async def test_a_purge_with_nothing_past_retention_deletes_nothing(
-            self, sessions: async_sessionmaker[AsyncSession],
-            announce: kafka.Publisher) -> None:
+            self, sessions: async_sessionmaker[AsyncSession]) -> None:
         routed = RoutedTickets(sessions)
         await routed.record_first_dispatches([dispatch("fresh", at=NOW)])
 
         deleted = await retention.purge_past_retention(
-            {"routed_tickets": forgetting.AnnouncedPurge(routed, announce.publish)},
-            retention=KEEP, now=NOW, chunk=1)
+            {"routed_tickets": routed}, retention=KEEP, now=NOW, chunk=1)
 
         assert deleted == {"routed_tickets": 0}
         assert await remaining(sessions, RoutedTicketRow) == {"fresh"}
@@ -167,13 +161,11 @@ class TestEachServicesPurge:
     against one store: together they purge every table with a retention, once."""
 
     async def test_the_two_jobs_purge_every_table_with_a_retention_once(
-            self, sessions: async_sessionmaker[AsyncSession],
-            announce: kafka.Publisher) -> None:
+            self, sessions: async_sessionmaker[AsyncSession]) -> None:
         now, settings = datetime.now(UTC), Settings(retention_purge_chunk=1)
         await old_and_young_rows_in_every_table(sessions, now)
 
-        by_router = await router_bootstrap.purge_past_retention(
-            settings, sessions, now=now, announce=announce.publish)
+        by_router = await router_bootstrap.purge_past_retention(settings, sessions, now=now)
         by_metrics = await metrics_bootstrap.purge_past_retention(settings, sessions,
                                                                   now=now)
 
@@ -188,12 +180,10 @@ class TestEachServicesPurge:
         assert await remaining(sessions, HeldTicketRow) == {"young-held"}
 
     async def test_every_table_with_a_retention_is_in_the_schema_and_one_jobs(
-            self, sessions: async_sessionmaker[AsyncSession],
-            announce: kafka.Publisher) -> None:
+            self, sessions: async_sessionmaker[AsyncSession]) -> None:
         now, settings = datetime.now(UTC), Settings()
 
-        by_router = await router_bootstrap.purge_past_retention(
-            settings, sessions, now=now, announce=announce.publish)
+        by_router = await router_bootstrap.purge_past_retention(settings, sessions, now=now)
         by_metrics = await metrics_bootstrap.purge_past_retention(settings, sessions,
                                                                   now=now)
 
@@ -240,31 +230,16 @@ async def a_customer_with_tickets(sessions: async_sessionmaker[AsyncSession],
                                   held_at=NOW, platform="desk"))
 
 
-@pytest.fixture
-async def announce(kafka_bootstrap: str) -> AsyncIterator[kafka.Publisher]:
-    """What an erasure announces the open tickets it forgets on (test_forgotten_tickets.py
-    reads them): the broker's."""
-    settings = Settings(kafka_bootstrap_servers=kafka_bootstrap)
-    await kafka.ensure_topics(settings, [topics.EVENTS])
-    publisher = kafka.Publisher(settings, client_id="erasures")
-    try:
-        yield publisher
-    finally:
-        await publisher.close()
-
-
 def customer_store(sessions: async_sessionmaker[AsyncSession]) -> CustomerStore:
     return CustomerStore(sessions, cache=CustomerCache(max_customers=10, ttl_seconds=60))
 
 
 class TestErasure:
     async def test_erasing_a_customer_removes_their_data_from_every_table(
-            self, sessions: async_sessionmaker[AsyncSession],
-            announce: kafka.Publisher) -> None:
+            self, sessions: async_sessionmaker[AsyncSession]) -> None:
         await a_customer_with_tickets(sessions, ANNA)
 
-        erased = await erasure.erase_customer(customer_store(sessions), ANNA,
-                                              announce=announce.publish)
+        erased = await erasure.erase_customer(customer_store(sessions), ANNA)
 
         assert (erased.customer, erased.purchases, erased.tickets,
                 erased.idempotency_keys) == (True, 2, 2, 1)
@@ -276,12 +251,10 @@ class TestErasure:
         assert await remaining(sessions, IntakeKeyRow) == {"key-bert"}
 
     async def test_no_table_holds_the_customers_personal_data_afterwards(
-            self, sessions: async_sessionmaker[AsyncSession],
-            announce: kafka.Publisher) -> None:
+            self, sessions: async_sessionmaker[AsyncSession]) -> None:
         await a_customer_with_tickets(sessions, ANNA)
 
-        await erasure.erase_customer(customer_store(sessions), ANNA,
-                                     announce=announce.publish)
+        await erasure.erase_customer(customer_store(sessions), ANNA)
 
         dumps = await every_table(sessions)
         for personal in ("Anna de Vries", "anna@example.org", "1980", "Keizersgracht"):
@@ -291,12 +264,10 @@ class TestErasure:
             ["erased_customers"]
 
     async def test_what_stays_of_their_tickets_is_what_the_answer_says_is_kept(
-            self, sessions: async_sessionmaker[AsyncSession],
-            announce: kafka.Publisher) -> None:
+            self, sessions: async_sessionmaker[AsyncSession]) -> None:
         await a_customer_with_tickets(sessions, ANNA)
 
-        await erasure.erase_customer(customer_store(sessions), ANNA,
-                                     announce=announce.publish)
+        await erasure.erase_customer(customer_store(sessions), ANNA)
 
         dumps = await every_table(sessions)
         left = {table for table, dump in dumps.items()
@@ -305,34 +276,28 @@ class TestErasure:
         assert await remaining(sessions, TimelineRow) == {"t-anna-1"}
 
     async def test_a_customer_unknown_to_the_store_still_has_their_tickets_erased(
-            self, sessions: async_sessionmaker[AsyncSession],
-            announce: kafka.Publisher) -> None:
+            self, sessions: async_sessionmaker[AsyncSession]) -> None:
         await RoutedTickets(sessions).record_first_dispatches(
             [dispatch("t-walk-in", at=NOW, customer_id="walk-in")])
 
-        erased = await erasure.erase_customer(customer_store(sessions), "walk-in",
-                                              announce=announce.publish)
+        erased = await erasure.erase_customer(customer_store(sessions), "walk-in")
 
         assert erased.found and not erased.customer and erased.tickets == 1
         assert await remaining(sessions, RoutedTicketRow) == set()
 
     async def test_erasing_nobody_finds_nothing_and_is_remembered_all_the_same(
-            self, sessions: async_sessionmaker[AsyncSession],
-            announce: kafka.Publisher) -> None:
-        erased = await erasure.erase_customer(customer_store(sessions), "nobody",
-                                              announce=announce.publish)
+            self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        erased = await erasure.erase_customer(customer_store(sessions), "nobody")
 
         assert not erased.found
         # Their tickets may not have reached the router yet.
         assert await remaining(sessions, ErasedCustomerRow) == {"nobody"}
 
     async def test_the_answer_says_what_kafka_keeps_until_when(
-            self, sessions: async_sessionmaker[AsyncSession],
-            announce: kafka.Publisher) -> None:
+            self, sessions: async_sessionmaker[AsyncSession]) -> None:
         await a_customer_with_tickets(sessions, ANNA)
 
-        answer = (await erasure.erase_customer(customer_store(sessions), ANNA,
-                                               announce=announce.publish)).answer()
+        answer = (await erasure.erase_customer(customer_store(sessions), ANNA)).answer()
 
         assert answer["erased"] == {"customer": True, "purchases": 2, "tickets": 2,
                                     "idempotency_keys": 1}
@@ -370,10 +335,8 @@ class TestTicketsInKafkaAtTheErasure:
     before the erasure."""
 
     async def test_a_ticket_received_before_the_erasure_is_not_kept_one_after_is(
-            self, sessions: async_sessionmaker[AsyncSession],
-            announce: kafka.Publisher) -> None:
-        await erasure.erase_customer(customer_store(sessions), ANNA,
-                                     announce=announce.publish)
+            self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        await erasure.erase_customer(customer_store(sessions), ANNA)
         erased = await erased_at(sessions, ANNA)
         routed_at = erased + timedelta(minutes=1)
 
@@ -390,11 +353,9 @@ class TestTicketsInKafkaAtTheErasure:
         assert "Keizersgracht" not in " ".join((await every_table(sessions)).values())
 
     async def test_a_routing_kept_through_an_outage_is_not_written_if_forgotten(
-            self, sessions: async_sessionmaker[AsyncSession],
-            announce: kafka.Publisher) -> None:
+            self, sessions: async_sessionmaker[AsyncSession]) -> None:
         routed = RoutedTickets(sessions)
-        await erasure.erase_customer(customer_store(sessions), ANNA,
-                                     announce=announce.publish)
+        await erasure.erase_customer(customer_store(sessions), ANNA)
         erased = await erased_at(sessions, ANNA)
 
         await routed.record_kept_dispatches([
@@ -408,13 +369,10 @@ class TestTicketsInKafkaAtTheErasure:
                                           erased + timedelta(minutes=2)) is None
 
     async def test_a_second_erasure_forgets_the_tickets_received_since_the_first(
-            self, sessions: async_sessionmaker[AsyncSession],
-            announce: kafka.Publisher) -> None:
-        await erasure.erase_customer(customer_store(sessions), ANNA,
-                                     announce=announce.publish)
+            self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        await erasure.erase_customer(customer_store(sessions), ANNA)
         first = await erased_at(sessions, ANNA)
-        await erasure.erase_customer(customer_store(sessions), ANNA,
-                                     announce=announce.publish)
+        await erasure.erase_customer(customer_store(sessions), ANNA)
         second = await erased_at(sessions, ANNA)
         between = first + (second - first) / 2
 
@@ -425,15 +383,13 @@ class TestTicketsInKafkaAtTheErasure:
         assert await remaining(sessions, RoutedTicketRow) == set()
 
     async def test_an_erasure_meeting_a_batch_being_written_deletes_its_tickets(
-            self, sessions: async_sessionmaker[AsyncSession],
-            announce: kafka.Publisher) -> None:
+            self, sessions: async_sessionmaker[AsyncSession]) -> None:
         """The batch's lookup found no erasure; the erasure runs before the batch's
         write commits: it waits for it, then deletes what it wrote."""
         async with sessions() as session, session.begin():
             assert await erasures.erased_at(session, {ANNA}) == {}
             erasing = asyncio.create_task(
-                erasure.erase_customer(customer_store(sessions), ANNA,
-                                       announce=announce.publish))
+                erasure.erase_customer(customer_store(sessions), ANNA))
             await asyncio.sleep(0.5)  # a chance to run as far as it can
             session.add(RoutedTicketRow(
                 ticket_id="t-racing", department="customer_care", segment="consumer",

@@ -251,17 +251,16 @@ class StoreDownForWrites(RoutedTickets):
 
     down = True
 
-    async def record_first_dispatches(self, dispatches: Sequence[Dispatch]
-                                      ) -> list[Dispatch]:
+    async def record_first_dispatches(self, dispatches: Sequence[Dispatch]) -> None:
         if self.down:
             raise OperationalError("INSERT ...", {}, ConnectionRefusedError("store down"))
-        return await super().record_first_dispatches(dispatches)
+        await super().record_first_dispatches(dispatches)
 
     async def record_kept_dispatches(self, dispatches: Sequence[Dispatch], *,
-                                     chunk: int = 500) -> list[Dispatch]:
+                                     chunk: int = 500) -> None:
         if self.down:
             raise OperationalError("INSERT ...", {}, ConnectionRefusedError("store down"))
-        return await super().record_kept_dispatches(dispatches, chunk=chunk)
+        await super().record_kept_dispatches(dispatches, chunk=chunk)
 
 
 class StoreDownForLookups(RoutedTickets):
@@ -272,15 +271,14 @@ class StoreDownForLookups(RoutedTickets):
     async def routed_before(self, ticket_ids: Collection[str]) -> dict[str, RoutedBefore]:
         raise OperationalError("SELECT ...", {}, ConnectionRefusedError("store down"))
 
-    async def record_first_dispatches(self, dispatches: Sequence[Dispatch]
-                                      ) -> list[Dispatch]:
+    async def record_first_dispatches(self, dispatches: Sequence[Dispatch]) -> None:
         self.writes += 1
-        return await super().record_first_dispatches(dispatches)
+        await super().record_first_dispatches(dispatches)
 
     async def record_kept_dispatches(self, dispatches: Sequence[Dispatch], *,
-                                     chunk: int = 500) -> list[Dispatch]:
+                                     chunk: int = 500) -> None:
         self.writes += 1
-        return await super().record_kept_dispatches(dispatches, chunk=chunk)
+        await super().record_kept_dispatches(dispatches, chunk=chunk)
 
 
 async def routed_blind(sessions: async_sessionmaker[AsyncSession], table: routing.RoutingTable,
@@ -399,10 +397,10 @@ class TestDecidedWhileTheStoreWasDown:
         outage or a conflict (a deadlock) there holds back the rest, which are retried."""
 
         class SecondChunkFails(RoutedTickets):
-            async def _record_kept(self, dispatches: Sequence[Dispatch]) -> list[Dispatch]:
+            async def _record_kept(self, dispatches: Sequence[Dispatch]) -> None:
                 if dispatches[0].ticket_id == "k-2":
                     raise failure
-                return await super()._record_kept(dispatches)
+                await super()._record_kept(dispatches)
 
         failing = SecondChunkFails(sessions)
         with pytest.raises((KeptNotWritten, DBAPIError)) as raised:
@@ -419,13 +417,13 @@ class TestDecidedWhileTheStoreWasDown:
             self, sessions: async_sessionmaker[AsyncSession]) -> None:
         class OneBad(StoreDownForWrites):
             async def record_kept_dispatches(self, dispatches: Sequence[Dispatch], *,
-                                             chunk: int = 500) -> list[Dispatch]:
-                return await super().record_kept_dispatches(dispatches, chunk=1)
+                                             chunk: int = 500) -> None:
+                await super().record_kept_dispatches(dispatches, chunk=1)
 
-            async def _record_kept(self, dispatches: Sequence[Dispatch]) -> list[Dispatch]:
+            async def _record_kept(self, dispatches: Sequence[Dispatch]) -> None:
                 if dispatches[0].ticket_id == "f-1":
                     raise ValueError("a bug")
-                return await super()._record_kept(dispatches)
+                await super()._record_kept(dispatches)
 
         down = OneBad(sessions)
         stage = worker.RouteTicket(lambda: TABLE, routed=down, outage=StoreOutage(0.0))

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from services.core import envelope, events, kafka
+from services.core import envelope, kafka
 from services.core.settings import Settings
-from services.router import forgetting
 from services.segmenter import bootstrap, features
 from services.segmenter.erasure import Erasure
 from services.segmenter.imports import ImportReport, OnChunk
@@ -52,7 +51,6 @@ class FakeCustomers:
         self.purchase_change: TierChange | None = None
         self.import_report = ImportReport("customers", 0, 0, 0, ())
         self.import_chunks: list[list[str]] = []  # what on_chunk is called with
-        self.open_tickets: list[str] = []  # what an erasure announces forgotten
 
     async def customer(self, customer_id: str, *, now: datetime) -> Customer:
         self.calls.append(("customer", customer_id))
@@ -110,11 +108,7 @@ class FakeCustomers:
                 await done
         return self.import_report
 
-    async def erase(self, customer_id: str, *, announce: forgetting.Announce) -> Erasure:
-        if self.open_tickets:  # announced before anything is erased, as the store does
-            await announce([forgetting.announcement(ticket_id, reason=events.ERASURE,
-                                                    at=datetime.now(UTC))
-                            for ticket_id in self.open_tickets])
+    async def erase(self, customer_id: str) -> Erasure:
         self.calls.append(("erase", customer_id))
         return Erasure(customer_id, customer=customer_id in self.known, purchases=0,
                        tickets=0, idempotency_keys=0)

@@ -84,14 +84,3 @@ class TestPauses:
     def test_nothing_else_pauses_or_resumes(self, other: TicketEventType) -> None:
         assert not lifecycle.pauses_clocks(other)
         assert not lifecycle.resumes_clocks(other)
-
-
-class TestForgotten:
-    def test_the_router_forgetting_a_ticket_ends_it_as_open(self) -> None:
-        assert lifecycle.forgets(TicketEventType.FORGOTTEN)
-        assert lifecycle.forgets("ticket.forgotten")
-
-    @pytest.mark.parametrize("other", [TicketEventType.RESOLVED, TicketEventType.ROUTED,
-                                       TicketEventType.TRANSFERRED])
-    def test_nothing_else_forgets(self, other: TicketEventType) -> None:
-        assert not lifecycle.forgets(other)

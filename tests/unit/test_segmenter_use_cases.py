@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from fastapi import HTTPException
 from prometheus_client import REGISTRY
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -234,20 +233,3 @@ class TestCustomersAndPurchases:
         erased = await service.erase_customer(segmenter.customers, segmenter.publisher, "c1")
         assert erased.found is known
         assert len(publisher.published) == announced
-
-    async def test_their_open_tickets_are_announced_forgotten_before_the_erasure(
-            self) -> None:
-        segmenter, store, publisher = wired(customer("c1"))
-        store.open_tickets = ["t-1"]
-        await admin_api.delete_customer("c1", segmenter)
-        assert publisher.types() == ["ticket.forgotten", "customer.changed"]
-
-    async def test_without_kafka_nothing_is_erased_and_the_answer_is_503(self) -> None:
-        segmenter, store, publisher = wired(customer("c1"))
-        store.open_tickets, publisher.fail = ["t-1"], True
-        with pytest.raises(HTTPException) as refused:
-            await admin_api.delete_customer("c1", segmenter)
-        assert refused.value.status_code == 503
-        assert refused.value.headers == {"Retry-After": str(
-            segmenter.settings.retry_after_seconds)}
-        assert ("erase", "c1") not in store.calls

@@ -357,30 +357,3 @@ class TestBuilt:
             timeline.built(**values)
         with pytest.raises(TypeError, match="departement"):
             timeline.built(**self.values(), departement="retail_care")
-
-
-class TestForgotten:
-    """`ticket.forgotten`: the router keeps the ticket no more (lifecycle.forgets); its
-    timeline says when and why, and counts it open no more (store.py's _OPEN)."""
-
-    def test_the_timeline_says_when_and_why_the_router_forgot_it(self) -> None:
-        forgotten, seen = replay(RECEIVED, ROUTED,
-                                 event(TicketEventType.FORGOTTEN, 60, reason="erasure"))
-        assert (forgotten.forgotten_at, forgotten.forgotten_reason) == (
-            T0 + timedelta(seconds=60), "erasure")
-        assert forgotten.resolved_at is None and forgotten.routed_at is not None
-        assert not [o for o in seen if not isinstance(o, Routed | Duration)]
-
-    def test_announced_again_it_keeps_the_first(self) -> None:
-        forgotten, _ = replay(ROUTED, event(TicketEventType.FORGOTTEN, 60, reason="erasure"),
-                              event(TicketEventType.FORGOTTEN, 90, reason="retention"))
-        assert (forgotten.forgotten_at, forgotten.forgotten_reason) == (
-            T0 + timedelta(seconds=60), "erasure")
-
-    def test_forgotten_before_its_routing_is_read_it_stays_forgotten(self) -> None:
-        """A ticket the router did not keep is announced apart from its routing, which
-        may be read after (its batch's transaction committed later)."""
-        forgotten, _ = replay(event(TicketEventType.FORGOTTEN, 1, reason="erasure",
-                                    received_at=T0), ROUTED)
-        assert forgotten.forgotten_at is not None and forgotten.routed_at is not None
-        assert forgotten.received_at == T0  # its retention runs from it
