@@ -41,6 +41,22 @@ def first_response_outcome(responded_at: datetime | None, deadline: datetime | N
     return None
 
 
+def first_response_verdict(decided: str | None, responded_at: datetime | None,
+                           deadline: datetime | None, as_of: datetime | None, *,
+                           last_move: datetime | None = None) -> str | None:
+    """met, missed or pending; None for a ticket without a deadline and not decided. The
+    decided verdict where there is one (a timeline's target_outcome: one answered while
+    its clock was paused has no deadline, and the router's clock decided it), else told
+    from its dates by `as_of` (first_response_outcome), pending while it cannot be yet.
+    The one rule of the metrics' stats, the simulator's summary and its history."""
+    if decided is not None:
+        return decided
+    if deadline is None:
+        return None
+    return first_response_outcome(responded_at, deadline, as_of,
+                                  last_move=last_move) or "pending"
+
+
 def bucket_edges(defaults: Iterable[float], targets: Iterable[float]) -> tuple[float, ...]:
     """The default edges with every target added: 'answered within the target of
     receipt' is then a bucket count, exact rather than interpolated (the measure runs

@@ -58,13 +58,9 @@ class ServiceStats:
 def outcome(timeline: Timeline, now: datetime | None) -> str | None:
     """met, missed or pending; None for a ticket without a deadline (and not decided:
     one answered while its clock was paused has none, and the router's clock decided)."""
-    if timeline.target_outcome is not None:
-        return timeline.target_outcome
-    if timeline.first_response_deadline is None:
-        return None
-    return service_levels.first_response_outcome(
-        timeline.first_response_at, timeline.first_response_deadline, now,
-        last_move=timeline.clock_moved_at) or "pending"
+    return service_levels.first_response_verdict(
+        timeline.target_outcome, timeline.first_response_at,
+        timeline.first_response_deadline, now, last_move=timeline.clock_moved_at)
 
 
 def held_by(timeline: Timeline, department: str) -> bool:

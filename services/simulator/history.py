@@ -144,9 +144,9 @@ def first_response_late(timeline: Timeline, now: datetime) -> bool:
     verdict where the timeline has one (`target_outcome`: one answered while its clock
     was paused has no deadline to tell it by); not every escalation the timeline saw (a
     resolution or next-response target breached, a second level)."""
-    return (timeline.target_outcome or service_levels.first_response_outcome(
-        timeline.first_response_at, timeline.first_response_deadline, now,
-        last_move=timeline.clock_moved_at)) == "missed"
+    return service_levels.first_response_verdict(
+        timeline.target_outcome, timeline.first_response_at,
+        timeline.first_response_deadline, now, last_move=timeline.clock_moved_at) == "missed"
 
 
 SUPPRESSED = "suppressed"

@@ -4,8 +4,8 @@ parity group, and how far a replay is from the measured outcome. Pure decision c
 A simulation's figures are over all its replications: first-response percentiles over
 every predicted response, counts as the mean per replication. A ticket's outcome is the
 metrics' verdict where its timeline has one (`Served.target_outcome`), else by the
-metrics' own rule (`service_levels.first_response_outcome`), with every response known
-up to `as_of` (`verdict`, as the metrics' stats.outcome has it).
+metrics' own rule, with every response known up to `as_of` (`verdict`, by
+`service_levels.first_response_verdict`, as the metrics' stats.outcome has it).
 """
 
 from __future__ import annotations
@@ -75,14 +75,10 @@ def verdict(ticket: Served, as_of: datetime) -> str | None:
     metrics' verdict where there is one (`Served.target_outcome`: one answered while its
     clock was paused has no deadline, and the router's clock decided it), else told from
     its dates, a response after `as_of` not yet known (a replay runs past the window)."""
-    if ticket.target_outcome is not None:
-        return ticket.target_outcome
-    if ticket.first_response_deadline is None:
-        return None
     answered = ticket.first_response_at
-    return service_levels.first_response_outcome(
-        answered if answered is not None and answered <= as_of else None,
-        ticket.first_response_deadline, as_of, last_move=ticket.clock_moved_at) or "pending"
+    return service_levels.first_response_verdict(
+        ticket.target_outcome, answered if answered is not None and answered <= as_of else None,
+        ticket.first_response_deadline, as_of, last_move=ticket.clock_moved_at)
 
 
 def escalated_by(ticket: Served, as_of: datetime) -> bool:
