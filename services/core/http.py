@@ -99,24 +99,27 @@ def _problem(detail: Mapping[str, Any]) -> str:
     return request_bodies.message_of(detail)
 
 
-def _not_a_number(value: object) -> object:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        raise ValueError("give it as ISO 8601 / RFC 3339 text, not a number")
-    return value
-
-
 def _moment(value: object) -> object:
     return value if isinstance(value, datetime) else moments.parse(value)
+
+
+def _day(value: object) -> object:
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    return moments.parse_date(value)
 
 
 # Dates and times in request bodies are text: pydantic would also take a number as
 # seconds since 1970, which the schema does not say and no client means. A moment is
 # RFC 3339 text whose UTC moment is a date (services/core/moments.py), as the imports
-# take it; a datetime comes from our own code.
+# take it; a datetime comes from our own code. A day is YYYY-MM-DD text
+# (moments.parse_date), as the customer import and a calendar's holidays take it, not
+# pydantic's date (which also takes a time of day, bytes, a number); a date comes from
+# our own code.
 Timestamp = Annotated[AwareDatetime, BeforeValidator(_moment),
                       AfterValidator(moments.within_utc),
                       WithJsonSchema({"type": "string", "format": "date-time"})]
-Day = Annotated[date, BeforeValidator(_not_a_number),
+Day = Annotated[date, BeforeValidator(_day),
                 WithJsonSchema({"type": "string", "format": "date"})]
 
 

@@ -1,7 +1,7 @@
 """One definition of a moment a caller gives (services/core/moments.py), used by every
 API body (http.Timestamp) and by the purchase import: RFC 3339 text with its offset,
 whose UTC moment is a date. And of a day (moments.parse_date), used by a calendar's
-holidays and the customer import's dates: YYYY-MM-DD."""
+holidays, the customer import's dates and an API body's (http.Day): YYYY-MM-DD."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from services.router import table_calendars
 from services.segmenter import rows
 
 TIMESTAMP = TypeAdapter(http.Timestamp)
+DAY = TypeAdapter(http.Day)
 TODAY = datetime(2026, 12, 3, tzinfo=UTC).date()
 
 
@@ -84,6 +85,40 @@ def born(text: str) -> date | None:
     return None if isinstance(row, rows.RowError) else row.birth_date  # type: ignore[union-attr]
 
 
+def given(value: object) -> date | None:
+    """The day an API body (PUT /v1/customers' birth_date, signup_date) takes, or None;
+    refused with what is accepted."""
+    try:
+        return DAY.validate_python(value)
+    except ValidationError as refused:
+        [error] = refused.errors()
+        assert error["type"] == "value_error"
+        if value != "2026-02-30":  # a day February has not: said by the calendar
+            assert moments.DATE.words in error["msg"]
+        return None
+
+
+@pytest.mark.parametrize("value", [
+    "2026-12-25T00:00:00+05:00", "2026-12-25 00:00", "2026-12-25T00:00:00Z",
+    b"2026-12-25", 1767225600, 1767225600.5, True, None,
+    datetime(2026, 12, 25, tzinfo=UTC),
+])
+def test_an_api_body_refuses_what_the_import_refuses(value: object) -> None:
+    """A time of day, bytes, a number (seconds since 1970 to pydantic) or a datetime is
+    no day, in an API body as in an import row (PUT /v1/customers took them once)."""
+    assert given(value) is None
+    if isinstance(value, str):
+        assert born(value) is None
+
+
+def test_a_day_from_our_own_code_is_taken_as_it_is() -> None:
+    assert given(date(2026, 12, 25)) == date(2026, 12, 25)
+
+
+def test_the_schema_still_says_a_date() -> None:
+    assert DAY.json_schema() == {"type": "string", "format": "date"}
+
+
 @pytest.mark.parametrize(("text", "day"), [
     ("2025-12-25", date(2025, 12, 25)), ("2026-W01", None), ("2026W527", None),
     ("20261225", None), ("2026-12-25T00:00:00", None), ("2026-02-30", None),
@@ -94,6 +129,7 @@ def test_a_holiday_and_the_import_take_the_same_days(text: str, day: date | None
     (2026-W01 is 2025-12-29) nor a compact one, which date.fromisoformat alone takes."""
     assert holiday(text) == day
     assert born(text) == day
+    assert given(text) == day
     if day is None:
         with pytest.raises(ValueError):
             moments.parse_date(text)
